@@ -1,0 +1,16 @@
+"""minilean: a small array framework with reverse-mode autograd on NumPy or CuPy,
+a zoo of generative models built on it, and checked mathematics about them."""
+import numpy as _numpy
+
+from minilean.backend import DeviceError, cuda_available, manual_seed
+from minilean.autograd import Function, Tensor, enable_grad, gradcheck, is_grad_enabled, no_grad
+from minilean.autograd.creation import (arange, full, linspace, ones, ones_like, rand, randint,
+                                        randn, randn_like, tensor, zeros, zeros_like)
+from minilean.autograd.elementwise import (abs, clamp, cos, exp, log, maximum, minimum, relu,
+                                           rsqrt, sigmoid, sin, sqrt, tanh, where)
+
+float32 = _numpy.float32
+float64 = _numpy.float64
+int64 = _numpy.int64
+
+__version__ = "0.1.0"

@@ -1,0 +1,68 @@
+"""Tensor factories (PyTorch's names): constants, ranges and seeded random tensors."""
+import numpy
+
+from minilean import backend
+from minilean.autograd.tensor import DEFAULT_DTYPE, Tensor
+
+
+def _shape(size):
+    return tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else tuple(size)
+
+
+def _make(array, requires_grad):
+    return Tensor._wrap(array, False).requires_grad_(requires_grad)
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    """A tensor from nested lists, a scalar or an array (floats default to float32)."""
+    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def zeros(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False):
+    return _make(backend.xp_for(device).zeros(_shape(size), dtype=dtype), requires_grad)
+
+
+def ones(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False):
+    return _make(backend.xp_for(device).ones(_shape(size), dtype=dtype), requires_grad)
+
+
+def full(size, fill_value, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False):
+    return _make(backend.xp_for(device).full(tuple(size), fill_value, dtype=dtype), requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device="cpu"):
+    start, end = (0, start) if end is None else (start, end)
+    return Tensor._wrap(backend.xp_for(device).arange(start, end, step, dtype=dtype), False)
+
+
+def linspace(start, end, steps, dtype=DEFAULT_DTYPE, device="cpu"):
+    return Tensor._wrap(backend.xp_for(device).linspace(start, end, steps, dtype=dtype), False)
+
+
+def randn(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False):
+    """Standard normal samples from the device's seeded generator."""
+    array = backend.generator(device).standard_normal(_shape(size), dtype=numpy.dtype(dtype))
+    return _make(array, requires_grad)
+
+
+def rand(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False):
+    """Uniform samples on [0, 1) from the device's seeded generator."""
+    array = backend.generator(device).random(_shape(size), dtype=numpy.dtype(dtype))
+    return _make(array, requires_grad)
+
+
+def randint(low, high, size, device="cpu"):
+    """Integers uniform on [low, high) (int64)."""
+    return Tensor._wrap(backend.generator(device).integers(low, high, size=tuple(size)), False)
+
+
+def zeros_like(other, dtype=None):
+    return zeros(other.shape, dtype=dtype or other.dtype, device=other.device)
+
+
+def ones_like(other, dtype=None):
+    return ones(other.shape, dtype=dtype or other.dtype, device=other.device)
+
+
+def randn_like(other, dtype=None):
+    return randn(other.shape, dtype=dtype or other.dtype, device=other.device)

@@ -1,0 +1,89 @@
+"""Function: the forward/backward pair every differentiable op is made of.
+
+An op subclasses ``Function`` and writes two static methods on raw arrays (NumPy or CuPy):
+
+* ``forward(ctx, *arrays, **params) -> array`` computes the result and saves on ``ctx`` what
+  backward needs (only when ``ctx.recording``: under ``no_grad`` nothing is kept);
+* ``backward(ctx, grad) -> array or tuple`` returns one gradient per input, ``None`` for an
+  input that needs none (``ctx.needs_input_grad`` says which).
+
+Gradients may come back in the broadcast shape of the output; ``unbroadcast`` (the only place
+that undoes broadcasting) reduces them to each input's shape during the graph walk.
+
+A fast CUDA kernel replaces a whole op by setting ``Op.fast`` to another Function with the same
+contract (see ``minilean.cuda``); ops themselves never branch on the backend.
+"""
+from minilean import backend
+from minilean.autograd import grad_mode
+
+
+class Context:
+    """Scratch space an op's forward leaves for its backward."""
+
+    def __init__(self, needs_input_grad, recording):
+        self.needs_input_grad = needs_input_grad
+        self.recording = recording
+
+
+class Node:
+    """The record of one op application: which op, its context, and its input tensors."""
+
+    __slots__ = ("function", "ctx", "inputs")
+
+    def __init__(self, function, ctx, inputs):
+        self.function, self.ctx, self.inputs = function, ctx, inputs
+
+    def release(self):
+        """Drop saved arrays and the links to the inputs, so memory is freed after backward."""
+        self.ctx, self.inputs = None, ()
+
+    def __repr__(self):
+        return f"<{self.function.__name__}Backward>"
+
+
+class Function:
+    fast = None
+
+    @staticmethod
+    def forward(ctx, *arrays, **params):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        """Run the op on tensors, recording a graph node when gradients are wanted."""
+        from minilean.autograd.tensor import Tensor
+
+        device = inputs[0].device
+        for other in inputs[1:]:
+            if other.device != device:
+                raise RuntimeError(f"{cls.__name__}: inputs are on different devices "
+                                   f"({device} and {other.device}); move them with .to()")
+        needs_input_grad = tuple(t.requires_grad for t in inputs)
+        recording = grad_mode.is_grad_enabled() and any(needs_input_grad)
+        function = cls
+        if cls.fast is not None and device == "cuda" and backend.fast_kernels_enabled():
+            function = cls.fast
+        ctx = Context(needs_input_grad, recording)
+        out = function.forward(ctx, *(t.data for t in inputs), **params)
+        result = Tensor._wrap(out, recording)
+        if recording:
+            result.grad_fn = Node(function, ctx, inputs)
+        return result
+
+
+def unbroadcast(grad, shape):
+    """Sum ``grad`` over the axes that broadcasting added or stretched, giving ``shape``.
+
+    NumPy broadcasting prepends size-1 axes and stretches size-1 axes; the gradient of a
+    broadcast input is the sum of the output gradient over exactly those axes.
+    """
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    stretched = tuple(extra + axis for axis, size in enumerate(shape)
+                      if size == 1 and grad.shape[extra + axis] != 1)
+    return grad.sum(axis=tuple(range(extra)) + stretched, keepdims=True).reshape(shape)

@@ -1,0 +1,235 @@
+"""Tensor: an array on a device, plus what reverse-mode autograd needs to differentiate it.
+
+A tensor holds ``data`` (a NumPy or CuPy array), ``requires_grad``, ``grad`` (filled by
+``backward``) and ``grad_fn`` (the graph node of the op that made it, ``None`` for leaves).
+The math lives in the op files (elementwise, reduce, shape, linalg, conv); the methods here
+only forward to them, with PyTorch's names.
+"""
+import numpy
+
+from minilean import backend
+from minilean.autograd import grad_mode, graph
+
+DEFAULT_DTYPE = numpy.float32
+_FLOAT_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64),
+                 numpy.dtype(numpy.float16))
+
+
+class Tensor:
+    __array_priority__ = 1000  # so numpy_scalar * tensor calls Tensor.__rmul__
+
+    def __init__(self, data, dtype=None, device=None, requires_grad=False):
+        if isinstance(data, Tensor):
+            data = data.data
+        is_array = hasattr(data, "shape")
+        device = device or (backend.device_of(data) if is_array else "cpu")
+        if dtype is None and not is_array:
+            dtype = DEFAULT_DTYPE if numpy.asarray(data).dtype.kind == "f" else None
+        xp = backend.xp_for(device)
+        self.data = xp.asarray(backend.to_device(data, device) if is_array else data, dtype=dtype)
+        self.grad = None
+        self.grad_fn = None
+        self.requires_grad = False
+        self.requires_grad_(requires_grad)
+
+    @classmethod
+    def _wrap(cls, array, requires_grad):
+        """Make a tensor around an existing array with no checks (the ops' fast path)."""
+        tensor = cls.__new__(cls)
+        tensor.data, tensor.grad, tensor.grad_fn = array, None, None
+        tensor.requires_grad = requires_grad
+        return tensor
+
+    # --- facts about the array ------------------------------------------------------------
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def device(self):
+        return backend.device_of(self.data)
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self):
+        return int(self.data.size)
+
+    def dim(self):
+        return self.ndim
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __repr__(self):
+        grad = f", grad_fn={self.grad_fn!r}" if self.grad_fn is not None else (
+            ", requires_grad=True" if self.requires_grad else "")
+        return f"tensor({self.numpy()!r}, device={self.device!r}{grad})"
+
+    # --- autograd controls ----------------------------------------------------------------
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and self.data.dtype not in _FLOAT_DTYPES:
+            raise TypeError(f"only floating-point tensors can require gradients, got {self.dtype}")
+        self.requires_grad = requires_grad
+        return self
+
+    def detach(self):
+        """The same data, cut from the graph."""
+        return Tensor._wrap(self.data, False)
+
+    def backward(self, gradient=None, retain_graph=False):
+        """Accumulate d self / d leaf into every leaf's ``.grad``.
+
+        ``gradient`` defaults to 1 for a single-element tensor; otherwise pass d loss / d self.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad "
+                               "(no input had requires_grad=True, or it was made under no_grad)")
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward() without a gradient needs a single-element tensor, "
+                                   f"got shape {self.shape}")
+            seed = self.xp.ones_like(self.data)
+        else:
+            seed = gradient.data if isinstance(gradient, Tensor) else self.xp.asarray(gradient)
+            if seed.shape != self.shape:
+                raise ValueError(f"gradient shape {seed.shape} does not match tensor shape {self.shape}")
+        graph.run_backward(self, seed, retain_graph=retain_graph)
+
+    # --- conversion -----------------------------------------------------------------------
+    @property
+    def xp(self):
+        return backend.array_module(self.data)
+
+    def numpy(self):
+        """The data as a NumPy array on the host (a copy from the GPU)."""
+        return backend.to_device(self.data, "cpu")
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a single-element tensor, got shape {self.shape}")
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def to(self, device=None, dtype=None):
+        """A copy on ``device`` and/or with ``dtype``; differentiable like PyTorch's ``to``."""
+        return _shape.to(self, device=device, dtype=dtype)
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def float(self):
+        return self.to(dtype=numpy.float32)
+
+    def double(self):
+        return self.to(dtype=numpy.float64)
+
+    def clone(self):
+        return _shape.clone(self)
+
+    # --- arithmetic -----------------------------------------------------------------------
+    def __add__(self, other): return _ew.add(self, other)
+    def __radd__(self, other): return _ew.add(other, self)
+    def __sub__(self, other): return _ew.sub(self, other)
+    def __rsub__(self, other): return _ew.sub(other, self)
+    def __mul__(self, other): return _ew.mul(self, other)
+    def __rmul__(self, other): return _ew.mul(other, self)
+    def __truediv__(self, other): return _ew.div(self, other)
+    def __rtruediv__(self, other): return _ew.div(other, self)
+    def __pow__(self, other): return _ew.pow(self, other)
+    def __rpow__(self, other): return _ew.pow(other, self)
+    def __neg__(self): return _ew.neg(self)
+    def __matmul__(self, other): return _linalg.matmul(self, other)
+    def __rmatmul__(self, other): return _linalg.matmul(other, self)
+    def __getitem__(self, index): return _shape.getitem(self, index)
+
+    # comparisons give plain boolean tensors (no gradient flows through them)
+    def __lt__(self, other): return _ew.compare(self, other, "less")
+    def __le__(self, other): return _ew.compare(self, other, "less_equal")
+    def __gt__(self, other): return _ew.compare(self, other, "greater")
+    def __ge__(self, other): return _ew.compare(self, other, "greater_equal")
+    def __eq__(self, other): return _ew.compare(self, other, "equal")
+    def __ne__(self, other): return _ew.compare(self, other, "not_equal")
+    __hash__ = object.__hash__
+
+    def add(self, other): return _ew.add(self, other)
+    def sub(self, other): return _ew.sub(self, other)
+    def mul(self, other): return _ew.mul(self, other)
+    def div(self, other): return _ew.div(self, other)
+    def pow(self, exponent): return _ew.pow(self, exponent)
+    def neg(self): return _ew.neg(self)
+    def exp(self): return _ew.exp(self)
+    def log(self): return _ew.log(self)
+    def sqrt(self): return _ew.sqrt(self)
+    def rsqrt(self): return _ew.rsqrt(self)
+    def abs(self): return _ew.abs(self)
+    def clamp(self, min=None, max=None): return _ew.clamp(self, min, max)
+    clip = clamp
+    def maximum(self, other): return _ew.maximum(self, other)
+    def minimum(self, other): return _ew.minimum(self, other)
+    def sin(self): return _ew.sin(self)
+    def cos(self): return _ew.cos(self)
+    def tanh(self): return _ew.tanh(self)
+    def sigmoid(self): return _ew.sigmoid(self)
+    def relu(self): return _ew.relu(self)
+    def square(self): return _ew.mul(self, self)
+
+    # --- reductions -----------------------------------------------------------------------
+    def sum(self, dim=None, keepdim=False): return _reduce.sum(self, dim, keepdim)
+    def mean(self, dim=None, keepdim=False): return _reduce.mean(self, dim, keepdim)
+    def var(self, dim=None, keepdim=False, unbiased=True):
+        return _reduce.var(self, dim, keepdim, unbiased)
+    def std(self, dim=None, keepdim=False, unbiased=True):
+        return _reduce.std(self, dim, keepdim, unbiased)
+    def max(self, dim=None, keepdim=False): return _reduce.max(self, dim, keepdim)
+    def min(self, dim=None, keepdim=False): return _reduce.min(self, dim, keepdim)
+    def logsumexp(self, dim, keepdim=False): return _reduce.logsumexp(self, dim, keepdim)
+    def softmax(self, dim): return _reduce.softmax(self, dim)
+    def log_softmax(self, dim): return _reduce.log_softmax(self, dim)
+    def argmax(self, dim=None, keepdim=False): return _reduce.argmax(self, dim, keepdim)
+    def argmin(self, dim=None, keepdim=False): return _reduce.argmin(self, dim, keepdim)
+
+    # --- shape ----------------------------------------------------------------------------
+    def reshape(self, *shape): return _shape.reshape(self, _shape_arg(shape))
+    def view(self, *shape): return _shape.reshape(self, _shape_arg(shape))
+    def permute(self, *dims): return _shape.permute(self, _shape_arg(dims))
+    def transpose(self, dim0, dim1): return _shape.transpose(self, dim0, dim1)
+    @property
+    def T(self): return _shape.permute(self, tuple(reversed(range(self.ndim))))
+    def squeeze(self, dim=None): return _shape.squeeze(self, dim)
+    def unsqueeze(self, dim): return _shape.unsqueeze(self, dim)
+    def expand(self, *shape): return _shape.expand(self, _shape_arg(shape))
+    def flatten(self, start_dim=0, end_dim=-1): return _shape.flatten(self, start_dim, end_dim)
+    def chunk(self, chunks, dim=0): return _shape.chunk(self, chunks, dim)
+    def split(self, split_size, dim=0): return _shape.split(self, split_size, dim)
+    def matmul(self, other): return _linalg.matmul(self, other)
+
+
+def _shape_arg(args):
+    """Accept both ``x.reshape(2, 3)`` and ``x.reshape((2, 3))``."""
+    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
+
+
+# The op modules import Tensor from here; importing them after the class is defined keeps
+# that cycle harmless, and the methods above look them up when called.
+from minilean.autograd import elementwise as _ew  # noqa: E402
+from minilean.autograd import linalg as _linalg  # noqa: E402
+from minilean.autograd import reduce as _reduce  # noqa: E402
+from minilean.autograd import shape as _shape  # noqa: E402

@@ -1,0 +1,131 @@
+"""Devices and array modules: the one place that imports CuPy.
+
+``device="cpu"`` computes with NumPy, ``device="cuda"`` with CuPy. Everything above this
+module asks ``xp_for(device)`` (or ``array_module(array)``) for its array module and is written
+once for both. CuPy is probed lazily, so a machine without it imports and runs minilean on
+the CPU. Random numbers come from one seeded generator per device (``manual_seed``).
+"""
+import numpy
+
+DEVICES = ("cpu", "cuda")
+
+
+class DeviceError(RuntimeError):
+    """A device was asked for that this machine cannot provide."""
+
+
+_cupy = None
+_cuda_problem = None  # the reason CUDA is unusable, once probed; "" when it works
+
+
+def _probe_cuda():
+    """Import CuPy and check that a GPU answers; remember the verdict."""
+    global _cupy, _cuda_problem
+    if _cuda_problem is not None:
+        return
+    try:
+        import cupy
+    except ImportError:
+        _cuda_problem = ("device 'cuda' needs CuPy, which is not installed "
+                         "(pip install 'minilean[cuda12]' or 'minilean[cuda13]')")
+        return
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # CuPy raises its own CUDARuntimeError without a driver
+        count, reason = 0, str(error).splitlines()[0] if str(error) else type(error).__name__
+    else:
+        reason = "no GPU is visible"
+    if count == 0:
+        _cuda_problem = f"device 'cuda' needs an NVIDIA GPU, but CuPy found none ({reason})"
+        return
+    _cupy, _cuda_problem = cupy, ""
+
+
+def cuda_available():
+    """True when CuPy is installed and at least one GPU answers."""
+    _probe_cuda()
+    return _cuda_problem == ""
+
+
+def check_device(device):
+    """Return ``device`` if usable, else raise a one-line error saying what is missing."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "cuda" and not cuda_available():
+        raise DeviceError(_cuda_problem)
+    return device
+
+
+def xp_for(device):
+    """The array module (NumPy or CuPy) that computes on ``device``."""
+    if device == "cpu":
+        return numpy
+    check_device(device)
+    return _cupy
+
+
+def device_of(array):
+    """'cuda' for a CuPy array, 'cpu' for anything else."""
+    return "cpu" if isinstance(array, (numpy.ndarray, numpy.generic)) else "cuda"
+
+
+def array_module(array):
+    """The array module that owns ``array``."""
+    return numpy if device_of(array) == "cpu" else _cupy
+
+
+def to_device(array, device):
+    """Copy ``array`` to ``device`` (no copy when it is already there)."""
+    if device_of(array) == device:
+        return array
+    if device == "cpu":
+        return array.get()
+    return xp_for("cuda").asarray(array)
+
+
+# --- random numbers ---------------------------------------------------------------------
+
+_seed = 0
+_generators = {}
+
+
+def manual_seed(seed):
+    """Reseed every device's generator, so a run with the same seed repeats exactly."""
+    global _seed
+    if not isinstance(seed, (int, numpy.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    _seed = int(seed)
+    _generators.clear()
+
+
+def generator(device):
+    """The seeded random generator of ``device`` (created on first use)."""
+    if device not in _generators:
+        xp = xp_for(device)
+        _generators[device] = xp.random.default_rng(_seed)
+    return _generators[device]
+
+
+def get_rng_state():
+    """A JSON-able snapshot of the CPU generator, for checkpoints."""
+    return generator("cpu").bit_generator.state
+
+
+def set_rng_state(state):
+    """Restore a snapshot taken by ``get_rng_state``."""
+    generator("cpu").bit_generator.state = state
+
+
+# --- fast CUDA kernels switch ------------------------------------------------------------
+
+_fast_kernels = False
+
+
+def set_fast_kernels(enabled):
+    """Record the ``--fast-kernels`` switch; ``minilean.cuda.use_fast_kernels`` flips it."""
+    global _fast_kernels
+    _fast_kernels = bool(enabled)
+
+
+def fast_kernels_enabled():
+    return _fast_kernels
