@@ -1,0 +1,8 @@
+"""User-facing error kinds that the command line maps to exit codes."""
+
+
+class FlagError(ValueError):
+    """A command-line flag has a bad name, type or value (exit code 2).
+
+    The message is one line naming the flag, the value given and what is allowed.
+    """
