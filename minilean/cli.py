@@ -1,0 +1,528 @@
+"""The command line: ``python -m minilean <command> --flag=value ...`` (python-fire).
+
+This is the only module that turns errors into exit codes. Every command is declared, not
+hand-parsed, and every flag is checked before any work starts:
+
+* a bad flag (unknown name, stray positional word, wrong type, out of range, a boolean given
+  as the string ``'false'``, conflicting aliases) prints ONE line on stderr that names the flag,
+  the value and what is allowed, and exits with code 2;
+* an expected failure while working (``ValueError``, ``TypeError``, ``FileNotFoundError``,
+  ``OSError``, ``minilean.backend.DeviceError``) prints one line and exits with code 1;
+  ``MINILEAN_TRACEBACK=1`` re-raises it with the full traceback instead.
+
+Why not let fire check the flags? python-fire calls the function with its defaults *before* it
+reports an unknown flag (a typo would start a five-minute training run), and it hands over
+``--cpu=false`` as the truthy string ``'false'``. So each command function takes
+``*positional, **flags``, and ``run_command`` checks them against the declared ``Flag`` list.
+
+How to add a command (the pattern every model command follows)
+----------------------------------------------------------------
+1. Write the work as ``run(config)`` in the model's own module, where ``config`` is a
+   ``types.SimpleNamespace`` of checked flag values (attribute names = flag names with ``_``).
+   Import heavy modules inside ``run`` so that ``--help`` and flag errors stay instant.
+2. Declare the flags: shared groups (``DEVICE_FLAGS``, ``data_flags()``, ``training_flags()``,
+   ``run_dir_flags()``) with per-command defaults, plus a ``FlagGroup`` of your own ``Flag``s::
+
+       Command("vae", "Train a variational autoencoder ...", run="minilean.models.vae:run",
+               groups=[DEVICE_FLAGS, data_flags(),
+                       training_flags(steps=800, lr=1e-3, batch_size=64),
+                       FlagGroup("vae", [Flag("beta", 1.0, "weight of the KL term", low=0),
+                                         Flag("arch", "mlp", "network", choices=("mlp", "conv"))]),
+                       run_dir_flags("runs/vae")])
+
+   ``Flag(name, default, help, kind=None, choices=None, low=None, high=None, ...)``: the kind
+   comes from the default (bool, int, float, str) unless given; ``optional=True`` lets None
+   through; ``low``/``high`` bound numbers (``low_open``/``high_open`` make the bound strict);
+   ``aliases`` maps extra spellings of a choice onto it; ``check(value)`` may return an error
+   text for anything else. A group's ``resolve(config)`` may combine its flags after they are
+   checked (``DEVICE_FLAGS`` turns ``--cpu``/``--cuda``/``auto`` into ``config.device``).
+3. Append the ``Command`` to ``COMMANDS`` below. ``--help`` is generated from the declaration.
+
+A plain fire-style function or class (``data download``, ``data convert image-folder``) plugs in
+through ``guard(obj)`` instead: its keyword defaults (or annotations) become the flag kinds, so
+it gets the same unknown-flag, positional and boolean checks without a second declaration.
+"""
+import difflib
+import importlib
+import inspect
+import math
+import os
+import re
+import sys
+import types
+from pathlib import Path
+
+from minilean.backend import DeviceError
+from minilean.errors import FlagError
+
+PROGRAM = "python -m minilean"
+FIRE_NAME = "minilean"  # fire quotes a name with spaces in its help
+_TRUE_WORDS, _FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+_NONE_WORDS = ("none", "null", "false", "off")  # --log=off: TorchLean's way to say "no file"
+_INTEGER_TEXT = re.compile(r"[+-]?\d+(_\d+)*")
+
+
+def flag_error(name, value, allowed):
+    """The one-line error for ``--name`` given ``value`` when ``allowed`` says what is valid."""
+    return FlagError(f"--{name.replace('_', '-')}: got {value!r}; expected {allowed}")
+
+
+# --- one flag -------------------------------------------------------------------------------
+
+class Flag:
+    """One ``--name=value`` flag: its kind, default, meaning and allowed values."""
+
+    def __init__(self, name, default, help, kind=None, choices=None, aliases=None, low=None,
+                 high=None, low_open=False, high_open=False, optional=None, check=None):
+        self.name, self.default, self.help = name, default, help
+        self.kind = kind or (str if default is None else type(default))
+        if self.kind not in (bool, int, float, str):
+            raise TypeError(f"flag {name}: kind must be bool, int, float or str, got {self.kind}")
+        self.choices, self.aliases = choices, dict(aliases or {})
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
+        self.optional = default is None if optional is None else optional
+        self.check = check
+
+    @property
+    def option(self):
+        return "--" + self.name.replace("_", "-")
+
+    def with_default(self, default):
+        copy = Flag.__new__(Flag)
+        copy.__dict__.update(self.__dict__, default=default)
+        return copy
+
+    def allowed(self):
+        """What this flag accepts, in words (used by errors and by --help)."""
+        if self.choices:
+            text = "one of " + ", ".join(map(str, self.choices))
+        elif self.kind is bool:
+            text = f"a boolean ({self.option}, --no{self.option[2:]} or {self.option}=false)"
+        else:
+            text = {int: "an integer", float: "a finite number", str: "a text"}[self.kind]
+            bounds = []
+            if self.low is not None:
+                bounds.append(f"{'>' if self.low_open else '>='} {self.low}")
+            if self.high is not None:
+                bounds.append(f"{'<' if self.high_open else '<='} {self.high}")
+            if bounds:
+                text += " " + " and ".join(bounds)
+        return text + (" or none" if self.optional else "")
+
+    def parse(self, value):
+        """The checked value of this flag, or a ``FlagError`` naming it."""
+        if value is None or (self.optional and isinstance(value, str)
+                             and value.lower() in _NONE_WORDS):
+            if self.optional:
+                return None
+            raise flag_error(self.name, value, self.allowed())
+        converted = _convert(self.kind, value)
+        if converted is _INVALID:
+            raise flag_error(self.name, value, self.allowed())
+        if self.choices:
+            converted = self.aliases.get(converted, converted)
+            if converted not in self.choices:
+                raise flag_error(self.name, value, self.allowed())
+        if self.kind in (int, float) and not _within(converted, self):
+            raise flag_error(self.name, value, self.allowed())
+        problem = self.check(converted) if self.check else None
+        if problem:
+            raise flag_error(self.name, value, problem)
+        return converted
+
+
+_INVALID = object()
+
+
+def _convert(kind, value):
+    """``value`` as ``kind``, accepting what fire hands over for it; ``_INVALID`` otherwise."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE_WORDS + _FALSE_WORDS:
+            return value.lower() in _TRUE_WORDS  # fire passes --cpu=false as the text 'false'
+        return _INVALID
+    if isinstance(value, bool):  # bool is an int in Python; --steps with no value gives True
+        return _INVALID
+    if kind is int:
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():  # --steps 1e3
+            return int(value)
+        if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value):  # fire keeps '007' a text
+            return int(value)
+        return _INVALID
+    if kind is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                return _INVALID
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            return float(value)
+        return _INVALID
+    if isinstance(value, (int, float)):  # a path like 2024 arrives as a number
+        return str(value)
+    return value if isinstance(value, str) and value else _INVALID
+
+
+def _within(value, flag):
+    if flag.low is not None and (value <= flag.low if flag.low_open else value < flag.low):
+        return False
+    return flag.high is None or (value < flag.high if flag.high_open else value <= flag.high)
+
+
+# --- groups of flags ------------------------------------------------------------------------
+
+class FlagGroup:
+    """Flags shown together under a title, with an optional ``resolve(config)`` step."""
+
+    def __init__(self, title, flags, resolve=None):
+        self.title, self.flags, self.resolve = title, list(flags), resolve
+
+    def with_defaults(self, **defaults):
+        """A copy whose named flags get new defaults (a command's own choice of defaults)."""
+        names = {flag.name for flag in self.flags}
+        unknown = sorted(set(defaults) - names)
+        if unknown:
+            raise KeyError(f"group {self.title!r} has no flag(s) {unknown}")
+        flags = [flag.with_default(defaults[flag.name]) if flag.name in defaults else flag
+                 for flag in self.flags]
+        return FlagGroup(self.title, flags, self.resolve)
+
+
+def _resolve_device(config):
+    """``--cpu``/``--cuda`` are aliases of ``--device``; ``auto`` picks cuda when usable."""
+    aliases = [name for name in ("cpu", "cuda") if getattr(config, name)]
+    if len(aliases) == 2:
+        raise FlagError("--cpu and --cuda: got both; expected at most one of them")
+    if aliases:
+        if config.device not in ("auto", aliases[0]):
+            raise FlagError(f"--device: got {config.device!r} together with --{aliases[0]}; "
+                            f"expected one device")
+        config.device = aliases[0]
+    if config.device == "auto":
+        from minilean.backend import cuda_available
+        config.device = "cuda" if cuda_available() else "cpu"
+
+
+DEVICE_FLAGS = FlagGroup("device", [
+    Flag("device", "auto", "where to compute: auto (cuda when a GPU answers, else cpu), "
+         "cpu (NumPy) or cuda (CuPy)", choices=("auto", "cpu", "cuda")),
+    Flag("cpu", False, "alias for --device=cpu"),
+    Flag("cuda", False, "alias for --device=cuda"),
+    Flag("fast_kernels", False, "use minilean's hand-written CUDA kernels where they exist "
+         "(cuda only)"),
+], resolve=_resolve_device)
+
+DATASETS = ("builtin", "cifar10", "imagenet64", "digits", "ring8")
+DATASET_ALIASES = {"cifar": "cifar10", "imagenet": "imagenet64", "imagenette64": "imagenet64",
+                   "shapes": "builtin"}
+
+
+def _resolve_data(config):
+    if config.y is not None and config.x is None:
+        raise FlagError(f"--y: got {config.y!r} without --x; expected --x PATH.npy with it")
+
+
+def data_flags(**defaults):
+    """The dataset flags (shared by every model command), with per-command defaults."""
+    return FlagGroup("data", [
+        Flag("dataset", "builtin", "training images: builtin (generated coloured shapes, no "
+             "download), cifar10, imagenet64, digits or ring8 (2-D points)", choices=DATASETS,
+             aliases=DATASET_ALIASES),
+        Flag("x", None, "an .npy array of images to train on instead of --dataset "
+             "(uint8 [0,255] or float [0,1], NCHW or NHWC)"),
+        Flag("y", None, "an .npy array of integer labels that goes with --x"),
+        Flag("n_total", None, "keep only the first N rows of the dataset", kind=int, low=1),
+        Flag("image_size", 32, "side of the built-in images in pixels", low=16, high=64),
+    ], resolve=_resolve_data).with_defaults(**defaults)
+
+
+def training_flags(**defaults):
+    """Optimisation flags shared by every training command, with per-command defaults."""
+    return FlagGroup("training", [
+        Flag("seed", 0, "seed of every random choice (data order, noise, initial weights)",
+             low=0),
+        Flag("steps", 1000, "optimizer steps", low=1),
+        Flag("lr", 1e-3, "Adam learning rate", low=0, low_open=True),
+        Flag("batch_size", 32, "images per step", low=1),
+        Flag("ema", 0.999, "decay of the exponential moving average of the weights used for "
+             "sampling (0 disables it)", low=0, high=1, high_open=True),
+        Flag("log_every", None, "write a metrics line every N steps (default: steps/100)",
+             kind=int, low=1),
+        Flag("checkpoint_every", None, "write a checkpoint every N steps (default: steps/4; "
+             "a final one is always written)", kind=int, low=1),
+    ]).with_defaults(**defaults)
+
+
+def run_dir_flags(out, **defaults):
+    """Where a run writes, and how to continue one."""
+    return FlagGroup("run directory", [
+        Flag("out", out, "run directory: config.json, metrics.jsonl, loss curve, images, "
+             "checkpoints, summary.json"),
+        Flag("resume", None, "continue the run in this directory from its last checkpoint"),
+        Flag("log", None, "also write a TorchLean-style TrainLog JSON here "
+             "(false/off/none: do not)"),
+        Flag("progress", True, "show a progress bar (plain lines when output is not a "
+             "terminal)"),
+    ]).with_defaults(**defaults)
+
+
+# --- commands -------------------------------------------------------------------------------
+
+class Command:
+    """A named command: its flag groups and the ``run(config)`` that does the work.
+
+    ``run`` is a callable or a ``"module:function"`` text, imported only when the command runs.
+    """
+
+    def __init__(self, name, summary, run, groups, details=""):
+        self.name, self.summary, self.details = name, summary, details
+        self._run, self.groups = run, list(groups)
+        self.flags = {flag.name: flag for group in self.groups for flag in group.flags}
+        if sum(len(group.flags) for group in self.groups) != len(self.flags):
+            raise ValueError(f"command {name!r} declares a flag twice")
+
+    def parse(self, positional, given):
+        """Check every given flag and return the full config (defaults filled in)."""
+        if positional:
+            raise FlagError(f"unexpected argument {positional[0]!r}; expected "
+                            f"flags only, written --name=value (see {PROGRAM} {self.name} --help)")
+        for name in given:
+            if name not in self.flags:
+                raise _unknown_flag(self.name, name, given[name], self.flags)
+        config = types.SimpleNamespace(**{
+            name: flag.parse(given[name]) if name in given else flag.default
+            for name, flag in self.flags.items()})
+        for group in self.groups:
+            if group.resolve:
+                group.resolve(config)
+        return config
+
+    def run(self, config):
+        function = _load(self._run) if isinstance(self._run, str) else self._run
+        return function(config)
+
+    def help_text(self):
+        lines = [f"usage: {PROGRAM} {self.name} [--flag=value ...]", "", self.summary]
+        if self.details:
+            lines += ["", self.details]
+        for group in self.groups:
+            lines += ["", f"{group.title} flags:"]
+            for flag in group.flags:
+                lines.append(f"  {flag.option}={flag.kind.__name__.upper()}"
+                             f"    default: {_show_default(flag.default)}")
+                lines.append(f"      {flag.help}; {flag.allowed()}")
+        return "\n".join(lines)
+
+    def fire_function(self):
+        """The function fire calls: it takes anything, and ``run_command`` checks it."""
+        def command(*positional, **flags):
+            run_command(self, positional, flags)
+        command.__name__ = self.name.replace("-", "_")
+        command.__doc__ = self.summary
+        return command
+
+
+def _show_default(value):
+    return "none" if value is None else repr(value) if isinstance(value, str) else str(value)
+
+
+def _unknown_flag(command, name, value, known):
+    shown = "--" + name.replace("_", "-")
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f"did you mean --{close[0].replace('_', '-')}?" if close else "no such flag;"
+    return FlagError(f"{shown}: got {value!r}; expected a flag of '{command}' ({hint} "
+                     f"see {PROGRAM} {command} --help)")
+
+
+def _load(target):
+    module_name, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def run_command(command, positional, flags):
+    """Check the flags, run the command, and turn expected errors into one line + exit code."""
+    try:
+        if flags.keys() & {"help", "h"}:
+            print(command.help_text())
+            return
+        config = command.parse(positional, flags)
+        command.run(config)
+    except FlagError as error:
+        _fail(command.name, error, 2)
+    except (ValueError, TypeError, FileNotFoundError, DeviceError, OSError) as error:
+        _fail(command.name, error, 1)
+    except KeyboardInterrupt:
+        print(f"minilean {command.name}: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def _fail(name, error, code):
+    if os.environ.get("MINILEAN_TRACEBACK"):
+        raise error
+    message = " ".join(str(error).split()) or type(error).__name__
+    print(f"minilean {name}: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+# --- plain fire functions and classes, guarded ---------------------------------------------
+
+def command_from_function(function, name=None):
+    """A ``Command`` whose flags come from ``function``'s keyword defaults and docstring."""
+    name = name or function.__name__.replace("_", "-")
+    help_of = _docstring_args(function.__doc__ or "")
+    flags = []
+    for parameter in inspect.signature(function).parameters.values():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) \
+                or parameter.name == "self":
+            continue
+        default = None if parameter.default is parameter.empty else parameter.default
+        kind = parameter.annotation if parameter.annotation in (bool, int, float, str) else None
+        flags.append(Flag(parameter.name, default, help_of.get(parameter.name, ""), kind=kind,
+                          optional=default is None))
+    summary = (function.__doc__ or name).strip().splitlines()[0]
+    return Command(name, summary, lambda config: function(**vars(config)),
+                   [FlagGroup(name, flags)])
+
+
+def _docstring_args(doc):
+    """``{name: text}`` from a Google-style ``Args:`` section."""
+    found, inside = {}, False
+    for line in doc.splitlines():
+        stripped = line.strip()
+        if stripped in ("Args:", "Arguments:"):
+            inside = True
+        elif inside and ":" in stripped and re.match(r"\w+\s*(\(.*\))?:", stripped):
+            key, _, text = stripped.partition(":")
+            found[key.split("(")[0].strip()] = text.strip()
+        elif inside and stripped.endswith(":") and not line.startswith(" " * 8):
+            inside = False
+    return found
+
+
+def guard(component):
+    """Wrap a fire-style function, or every public method of an object (recursively), so it
+    gets the same flag checks as a declared ``Command``."""
+    if inspect.isfunction(component) or inspect.ismethod(component):
+        return command_from_function(component).fire_function()
+    members = {name: getattr(component, name) for name in dir(component)
+               if not name.startswith("_")}
+    namespace = types.SimpleNamespace(**{name: guard(member) for name, member in members.items()
+                                         if callable(member) or hasattr(member, "__dict__")})
+    namespace.__doc__ = inspect.getdoc(component)
+    return namespace
+
+
+# --- the commands ---------------------------------------------------------------------------
+
+DIFFUSION = Command(
+    "diffusion",
+    "Train a denoising diffusion model (DDPM, epsilon prediction) and write samples.",
+    run="minilean.train.diffusion:run",
+    details="Trains, then samples from the EMA weights with --sampler and writes a sample grid, "
+            "the loss curve, checkpoints and summary.json (with FD-classifier) into --out.",
+    groups=[
+        DEVICE_FLAGS,
+        data_flags(image_size=16),
+        training_flags(steps=1500, lr=2e-3, batch_size=32, ema=0.995),
+        FlagGroup("model", [
+            Flag("arch", "unet", "epsilon predictor: unet (time embedding, GroupNorm, "
+                 "attention) or residual (TorchLean's compact conv net)",
+                 choices=("unet", "residual")),
+            Flag("hidden_c", 32, "base channel count of the epsilon predictor", low=1),
+        ]),
+        FlagGroup("diffusion", [
+            Flag("T", 200, "number of diffusion timesteps", low=1),
+            Flag("schedule", "cosine", "beta schedule", choices=("linear", "cosine")),
+            Flag("beta_start", 1e-4, "first beta of the linear schedule", low=0, high=1,
+                 high_open=True),
+            Flag("beta_end", 0.1, "last beta of the linear schedule", low=0, high=1,
+                 high_open=True),
+        ]),
+        FlagGroup("sampling", [
+            Flag("sampler", "ddim", "reverse process: ddpm (ancestral), ddim or pf-euler "
+                 "(probability-flow ODE, Euler)", choices=("ddpm", "ddim", "pf-euler")),
+            Flag("sample_steps", 50, "sampler steps (ddim/pf-euler; ddpm uses all T)", low=1),
+            Flag("eta", 0.0, "DDIM noise scale: 0 deterministic, 1 DDPM-like", low=0),
+            Flag("clip", True, "clip the predicted x0 to [-1, 1] while sampling"),
+            Flag("n_samples", 64, "images to sample for the grid and FD-classifier", low=1),
+            Flag("evaluate", True, "measure FD-classifier of the samples (trains a small "
+                 "classifier once, cached)"),
+            Flag("sample_ppm", None, "also write the sample grid to this PPM path"),
+            Flag("reference_ppm", None, "write a grid of real training images here"),
+            Flag("noisy_ppm", None, "write the images noised to --reconstruct-step here"),
+            Flag("reconstruct_ppm", None, "write their DDIM reconstruction here"),
+            Flag("reconstruct_step", None, "timestep of the noisy/reconstruction images "
+                 "(default T/4, clamped to T-1)", kind=int, low=0),
+        ]),
+        run_dir_flags("runs/diffusion"),
+    ])
+
+EVALUATE = Command(
+    "evaluate",
+    "FD-classifier of generated images against held-out real ones, with floor and ceiling.",
+    run="minilean.models.classifier:evaluate_command",
+    details="Trains (once, cached) a small classifier on the dataset's labels and reports the "
+            "Frechet distance between Gaussian fits of its penultimate features: generated "
+            "images vs held-out real ones, next to real training images (floor) and Gaussian "
+            "noise images (ceiling).",
+    groups=[
+        DEVICE_FLAGS,
+        data_flags(),
+        FlagGroup("evaluate", [
+            Flag("samples", None, "generated images: a run directory (its samples.npy) or an "
+                 ".npy array of images (uint8 [0,255] or float [0,1], NCHW)"),
+            Flag("n_eval", 500, "real images in each reference set", low=2),
+            Flag("classifier_steps", 400, "training steps of the feature classifier", low=1),
+            Flag("cache", "runs/classifiers", "directory of cached classifiers"),
+            Flag("seed", 0, "seed of the classifier and the reference sets", low=0),
+        ]),
+    ])
+
+PROOFS = Command(
+    "proofs",
+    "Check the theorems in proofs/ (mpmath + hypothesis) against minilean's functions.",
+    run=lambda config: _run_proofs(config.name),
+    groups=[FlagGroup("proofs", [
+        Flag("name", None, "only the statement group with this name (default: all)"),
+    ])])
+
+
+def _run_proofs(name):
+    """``proofs/`` lives beside the package in the source checkout, not inside it."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "proofs" / "runner.py").exists():
+        raise FileNotFoundError(f"proofs/runner.py not found under {root}; the proofs ship "
+                                f"with the source checkout, not with an installed package")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    status = importlib.import_module("proofs.runner").main(name=name)
+    if status:
+        sys.exit(int(status))
+
+
+COMMANDS = [DIFFUSION, EVALUATE, PROOFS]
+
+# Groups of fire-style sub-commands, guarded on first use: name -> "module:attribute".
+GROUPS = {"data": "minilean.data.commands:DataCommands"}
+
+
+def components():
+    """What fire sees: every command, plus the groups whose modules import."""
+    found = {command.name: command.fire_function() for command in COMMANDS}
+    for name, target in GROUPS.items():
+        try:
+            group = _load(target)
+        except (ImportError, AttributeError):
+            continue  # a group whose module is not there (yet) is simply not offered
+        found[name] = guard(group() if inspect.isclass(group) else group)
+    return found
+
+
+def main(argv=None):
+    import fire
+
+    os.environ.setdefault("PAGER", "cat")  # fire pages help through less on a terminal
+    fire.Fire(components(), command=argv, name=FIRE_NAME)
