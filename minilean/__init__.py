@@ -8,6 +8,11 @@ from minilean.autograd.creation import (arange, full, linspace, ones, ones_like,
                                         randn, randn_like, tensor, zeros, zeros_like)
 from minilean.autograd.elementwise import (abs, clamp, cos, exp, log, maximum, minimum, relu,
                                            rsqrt, sigmoid, sin, sqrt, tanh, where)
+from minilean.autograd.linalg import matmul
+from minilean.autograd.reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min,
+                                      softmax, std, sum, var)
+from minilean.autograd.shape import (cat, chunk, clone, flatten, permute, reshape, split,
+                                     squeeze, stack, transpose, unsqueeze)
 
 float32 = _numpy.float32
 float64 = _numpy.float64

@@ -36,24 +36,26 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-5, max_elements=64, seed=
         if not tensor.requires_grad:
             continue
         analytic = numpy.zeros(tensor.shape) if tensor.grad is None else tensor.grad.numpy()
-        flat = tensor.data.reshape(-1)  # a view: nudging it nudges the input
-        if flat.size <= max_elements:
-            directions = numpy.eye(flat.size)
+        size = tensor.data.size
+        if size <= max_elements:
+            directions = numpy.eye(size)
         else:
-            directions = rng.standard_normal((max_elements, flat.size))
+            directions = rng.standard_normal((max_elements, size))
+        # Nudge the input array in place, whatever its strides (reshape(-1) of a transposed
+        # array would be a copy, and nudging a copy would leave the input unchanged).
+        original = tensor.data.copy()
         for direction in directions:
-            step = xp.asarray(eps * direction, dtype=tensor.dtype)
-            original = flat.copy()
-            flat += step
+            step = xp.asarray(eps * direction.reshape(tensor.shape), dtype=tensor.dtype)
+            tensor.data[...] = original + step
             plus = scalar_loss()
-            flat[...] = original - step
+            tensor.data[...] = original - step
             minus = scalar_loss()
-            flat[...] = original
+            tensor.data[...] = original
             numeric = (plus - minus) / (2 * eps)
             expected = float(analytic.reshape(-1) @ direction)
             if not abs(numeric - expected) <= atol + rtol * abs(numeric):
                 where = (f"element {numpy.unravel_index(int(direction.argmax()), tensor.shape)}"
-                         if flat.size <= max_elements else "a random direction")
+                         if size <= max_elements else "a random direction")
                 raise AssertionError(f"gradcheck failed for input {index} at {where}: "
                                      f"autograd {expected:.10g} vs finite difference {numeric:.10g}")
     return True

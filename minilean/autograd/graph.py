@@ -40,9 +40,11 @@ def run_backward(root, grad, retain_graph=False):
             continue
         node = tensor.grad_fn
         if node is None:
-            grad = grad.astype(tensor.dtype, copy=False)
             if tensor.grad is None:
-                tensor.grad = Tensor._wrap(grad, False)
+                # A fresh array: the one arriving may be a read-only broadcast view or shared
+                # with another leaf (Add hands the same array to both inputs), and optimizers
+                # update .grad in place.
+                tensor.grad = Tensor._wrap(grad.astype(tensor.dtype), False)
             else:
                 tensor.grad.data = tensor.grad.data + grad
             continue

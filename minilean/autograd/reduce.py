@@ -1,1 +1,253 @@
-"""TODO(helper)"""
+"""Reductions: sum, mean, var, std, max, min, logsumexp, softmax, log_softmax, argmax, argmin.
+
+A reduction over ``dim`` (an int, a tuple of ints, or ``None`` for every axis) sends each
+output gradient back to all the inputs it summarised, so every backward starts by giving the
+gradient its size-1 axes back (``_keepdim_grad``) and broadcasting it over the reduced axes.
+"""
+import builtins
+import math
+
+from minilean.autograd.function import Function
+from minilean.autograd.tensor import Tensor
+from minilean.autograd import elementwise
+from minilean.backend import array_module
+
+
+def normalize_dims(dim, ndim):
+    """``dim`` as a sorted tuple of non-negative axes (every axis for ``None``).
+
+    A 0-d tensor accepts dim 0 or -1 and reduces nothing, as in PyTorch.
+    """
+    if dim is None:
+        return tuple(range(ndim))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    rank = builtins.max(ndim, 1)
+    for axis in dims:
+        if not -rank <= axis < rank:
+            raise ValueError(f"dim {axis} is out of range for a tensor with {ndim} dimensions")
+    axes = sorted({axis % rank for axis in dims})
+    if len(axes) != len(dims):
+        raise ValueError(f"dim {dim} names the same axis twice")
+    return tuple(axes) if ndim else ()
+
+
+def _keepdim_grad(grad, axes, keepdim):
+    """The output gradient with the reduced axes put back as size 1 (a view, no copy)."""
+    if keepdim:
+        return grad
+    return array_module(grad).expand_dims(grad, axes)
+
+
+def _count(shape, axes):
+    """How many input elements each output element summarises."""
+    count = 1
+    for axis in axes:
+        count *= shape[axis]
+    return count
+
+
+def _spread(grad, ctx):
+    """The output gradient broadcast back over the reduced axes to the input's shape (a view)."""
+    grad = _keepdim_grad(grad, ctx.axes, ctx.keepdim)
+    return array_module(grad).broadcast_to(grad, ctx.shape)
+
+
+class Sum(Function):
+    """y = sum_{i in axes} x_i;  dy/dx_i = 1: the gradient is broadcast back over the axes."""
+    @staticmethod
+    def forward(ctx, x, axes=(), keepdim=False):
+        if ctx.recording:
+            ctx.shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim
+        return x.sum(axis=axes, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _spread(grad, ctx)
+
+
+class Mean(Function):
+    """y = (1/n) sum_{i in axes} x_i;  dy/dx_i = 1/n."""
+    @staticmethod
+    def forward(ctx, x, axes=(), keepdim=False):
+        return Sum.forward(ctx, x, axes, keepdim) / _count(x.shape, axes)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _spread(grad / _count(ctx.shape, ctx.axes), ctx)
+
+
+class Var(Function):
+    """y = sum_i (x_i - m)^2 / (n - c),  m the mean, c = 1 if unbiased else 0;
+
+    dy/dx_i = 2 (x_i - m) / (n - c)  (the terms through m sum to zero).
+    """
+    @staticmethod
+    def forward(ctx, x, axes=(), keepdim=False, correction=1):
+        centered = x - x.mean(axis=axes, keepdims=True)
+        divisor = builtins.max(_count(x.shape, axes) - correction, 0)
+        out = (centered * centered).sum(axis=axes, keepdims=keepdim) / divisor
+        if ctx.recording:
+            ctx.centered, ctx.axes, ctx.keepdim, ctx.divisor = centered, axes, keepdim, divisor
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = _keepdim_grad(grad, ctx.axes, ctx.keepdim)
+        scale = 2 / ctx.divisor if ctx.divisor else math.inf  # one element, unbiased: nan
+        return grad * scale * ctx.centered
+
+
+class Extremum(Function):
+    """y = max_{i in axes} x_i (or min);  dy/dx_i = [x_i = y] / #{j : x_j = y}.
+
+    Ties share the gradient equally (as ``torch.amax``), so the gradient still sums to one.
+    """
+    @staticmethod
+    def forward(ctx, x, axes=(), keepdim=False, largest=True):
+        out = (x.max if largest else x.min)(axis=axes, keepdims=True)
+        if ctx.recording:
+            hits = x == out
+            ctx.share = hits / hits.sum(axis=axes, keepdims=True)
+            ctx.axes, ctx.keepdim = axes, keepdim
+        return out if keepdim else out.squeeze(axis=axes)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _keepdim_grad(grad, ctx.axes, ctx.keepdim) * ctx.share
+
+
+def _shifted_exp(x, axis):
+    """exp(x - max x) and the max, the shift that keeps exp from overflowing.
+
+    softmax and logsumexp are unchanged by subtracting a constant along ``axis``; after the
+    shift the largest exponent is 0, so nothing overflows and at least one term is 1.
+    An all -inf slice has max -inf; shifting by 0 there keeps the result -inf instead of nan.
+    """
+    xp = array_module(x)
+    peak = x.max(axis=axis, keepdims=True)
+    peak = xp.where(xp.isfinite(peak), peak, 0)
+    return xp.exp(x - peak), peak
+
+
+class LogSumExp(Function):
+    """y = log sum_i e^{x_i};  dy/dx_i = e^{x_i - y} (the softmax)."""
+    @staticmethod
+    def forward(ctx, x, axes=(), keepdim=False):
+        exps, peak = _shifted_exp(x, axes)
+        out = array_module(x).log(exps.sum(axis=axes, keepdims=True)) + peak
+        if ctx.recording:
+            ctx.x, ctx.out, ctx.axes, ctx.keepdim = x, out, axes, keepdim
+        return out if keepdim else out.squeeze(axis=axes)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = _keepdim_grad(grad, ctx.axes, ctx.keepdim)
+        return grad * array_module(grad).exp(ctx.x - ctx.out)
+
+
+class Softmax(Function):
+    """y_i = e^{x_i} / sum_j e^{x_j};  dy_i/dx_k = y_i ([i = k] - y_k),
+
+    so the vector-Jacobian product is dx = y * (g - sum_j g_j y_j).
+    """
+    @staticmethod
+    def forward(ctx, x, axis=-1):
+        exps, _ = _shifted_exp(x, axis)
+        out = exps / exps.sum(axis=axis, keepdims=True)
+        if ctx.recording:
+            ctx.out, ctx.axis = out, axis
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        out = ctx.out
+        return out * (grad - (grad * out).sum(axis=ctx.axis, keepdims=True))
+
+
+class LogSoftmax(Function):
+    """y_i = x_i - log sum_j e^{x_j};  dy_i/dx_k = [i = k] - softmax_k,
+
+    so the vector-Jacobian product is dx = g - softmax * sum_j g_j.
+    """
+    @staticmethod
+    def forward(ctx, x, axis=-1):
+        exps, peak = _shifted_exp(x, axis)
+        out = x - (array_module(x).log(exps.sum(axis=axis, keepdims=True)) + peak)
+        if ctx.recording:
+            ctx.out, ctx.axis = out, axis
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        softmax = array_module(grad).exp(ctx.out)
+        return grad - softmax * grad.sum(axis=ctx.axis, keepdims=True)
+
+
+# --- the functional forms (PyTorch's names) -----------------------------------------------
+
+def sum(x, dim=None, keepdim=False):
+    return Sum.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim)
+
+
+def mean(x, dim=None, keepdim=False):
+    return Mean.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim)
+
+
+def var(x, dim=None, keepdim=False, unbiased=True):
+    """Variance with Bessel's correction (divide by n - 1) unless ``unbiased=False``."""
+    return Var.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim,
+                     correction=int(bool(unbiased)))
+
+
+def std(x, dim=None, keepdim=False, unbiased=True):
+    return elementwise.sqrt(var(x, dim, keepdim, unbiased))
+
+
+def max(x, dim=None, keepdim=False):
+    """The largest values over ``dim`` (values only; use ``argmax`` for the indices)."""
+    return Extremum.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim, largest=True)
+
+
+def min(x, dim=None, keepdim=False):
+    """The smallest values over ``dim`` (values only; use ``argmin`` for the indices)."""
+    return Extremum.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim, largest=False)
+
+
+def logsumexp(x, dim, keepdim=False):
+    return LogSumExp.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim)
+
+
+def _one_axis(dim, ndim):
+    if not isinstance(dim, int):
+        raise TypeError(f"dim must be a single int here, got {dim!r}")
+    return normalize_dims(dim, ndim)[0] if ndim else None
+
+
+def softmax(x, dim):
+    return Softmax.apply(x, axis=_one_axis(dim, x.ndim))
+
+
+def log_softmax(x, dim):
+    return LogSoftmax.apply(x, axis=_one_axis(dim, x.ndim))
+
+
+def _arg_extremum(x, dim, keepdim, name):
+    """Indices of the max/min (int64, outside the graph); over the flattened tensor for None."""
+    xp = x.xp
+    if dim is None:
+        index = getattr(xp, name)(x.data.reshape(-1))
+        shape = (1,) * x.ndim if keepdim else ()
+        return Tensor._wrap(xp.asarray(index, dtype=xp.int64).reshape(shape), False)
+    axis = _one_axis(dim, x.ndim)
+    index = getattr(xp, name)(x.data, axis=axis).astype(xp.int64, copy=False)
+    if keepdim and axis is not None:
+        index = xp.expand_dims(index, axis)
+    return Tensor._wrap(index, False)
+
+
+def argmax(x, dim=None, keepdim=False):
+    return _arg_extremum(x, dim, keepdim, "argmax")
+
+
+def argmin(x, dim=None, keepdim=False):
+    return _arg_extremum(x, dim, keepdim, "argmin")

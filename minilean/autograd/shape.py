@@ -1,1 +1,333 @@
-"""TODO(helper)"""
+"""Shape ops: reshape, permute, expand, indexing, cat/stack, pad, split, device/dtype moves.
+
+None of these change values, only where they sit, so each backward puts the gradient back
+where the values came from: reshape it back, permute it back, scatter it back into zeros.
+Views are returned wherever NumPy/CuPy give them, so most of these cost no copy.
+"""
+import numpy
+
+from minilean import backend
+from minilean.autograd.function import Function
+from minilean.autograd.tensor import Tensor
+from minilean.backend import array_module
+
+
+class Reshape(Function):
+    """y = x laid out in a new shape;  dx = dy laid out in x's shape."""
+    @staticmethod
+    def forward(ctx, x, shape=()):
+        if ctx.recording:
+            ctx.shape = x.shape
+        return x.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.reshape(ctx.shape)
+
+
+class Permute(Function):
+    """y = x with axes reordered, y.shape[i] = x.shape[dims[i]];  dx = dy with the inverse order."""
+    @staticmethod
+    def forward(ctx, x, dims=()):
+        if ctx.recording:
+            ctx.inverse = tuple(numpy.argsort(dims))
+        return x.transpose(dims)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.transpose(ctx.inverse)
+
+
+class Expand(Function):
+    """y = x broadcast to ``shape`` (a view);  dx = dy summed over the stretched axes,
+    which the graph walk's ``unbroadcast`` does."""
+    @staticmethod
+    def forward(ctx, x, shape=()):
+        return array_module(x).broadcast_to(x, shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def _may_repeat(index):
+    """True when ``index`` holds an integer array, which can pick one element several times.
+
+    Ints, slices, None, Ellipsis and boolean masks never pick an element twice.
+    """
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(getattr(part, "ndim", 0) > 0 and part.dtype.kind in "iu" for part in parts)
+
+
+class GetItem(Function):
+    """y = x[index];  dx = zeros like x with dy added at the indexed places.
+
+    Integer-array indices may pick an element several times; its gradient is then the sum
+    over every pick, which ``add.at`` does (plain ``dx[index] = dy`` would keep only the last).
+    Basic slicing and boolean masks never repeat, so they take the fast path: one assignment.
+    """
+    @staticmethod
+    def forward(ctx, x, index=()):
+        if ctx.recording:
+            ctx.shape, ctx.index, ctx.repeats = x.shape, index, _may_repeat(index)
+        return x[index]
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp = array_module(grad)
+        grad_x = xp.zeros(ctx.shape, dtype=grad.dtype)
+        if ctx.repeats:
+            xp.add.at(grad_x, ctx.index, grad)
+        else:
+            grad_x[ctx.index] = grad
+        return grad_x
+
+
+class Cat(Function):
+    """y = [x_1, x_2, ...] joined along ``axis``;  dx_k = the slice of dy that x_k filled."""
+    @staticmethod
+    def forward(ctx, *arrays, axis=0):
+        if ctx.recording:
+            ctx.axis = axis
+            ctx.offsets = numpy.cumsum([array.shape[axis] for array in arrays])[:-1]
+        return array_module(arrays[0]).concatenate(arrays, axis=axis)
+
+    @staticmethod
+    def backward(ctx, grad):
+        pieces = array_module(grad).split(grad, ctx.offsets, axis=ctx.axis)
+        return tuple(piece if needed else None
+                     for piece, needed in zip(pieces, ctx.needs_input_grad))
+
+
+class Stack(Function):
+    """y = x_1, x_2, ... stacked along a new ``axis``;  dx_k = dy taken at position k."""
+    @staticmethod
+    def forward(ctx, *arrays, axis=0):
+        if ctx.recording:
+            ctx.axis = axis
+        return array_module(arrays[0]).stack(arrays, axis=axis)
+
+    @staticmethod
+    def backward(ctx, grad):
+        before = (slice(None),) * ctx.axis
+        return tuple(grad[before + (position,)] if needed else None
+                     for position, needed in enumerate(ctx.needs_input_grad))
+
+
+class Pad(Function):
+    """y = x surrounded by ``value``, widths (before, after) per axis;  dx = the inner part of dy."""
+    @staticmethod
+    def forward(ctx, x, widths=(), value=0.0):
+        shape = tuple(size + before + after for size, (before, after) in zip(x.shape, widths))
+        inner = tuple(slice(before, before + size) for size, (before, _) in zip(x.shape, widths))
+        out = array_module(x).full(shape, value, dtype=x.dtype)
+        out[inner] = x
+        if ctx.recording:
+            ctx.inner = inner
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad[ctx.inner]
+
+
+class To(Function):
+    """y = x moved to ``device`` and/or cast to ``dtype``;  dx = dy moved and cast back."""
+    @staticmethod
+    def forward(ctx, x, device="cpu", dtype=None):
+        if ctx.recording:
+            ctx.device, ctx.dtype = backend.device_of(x), x.dtype
+        out = backend.to_device(x, device)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return backend.to_device(grad, ctx.device).astype(ctx.dtype, copy=False)
+
+
+class Clone(Function):
+    """y = a copy of x;  dx = dy."""
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+# --- the functional forms (PyTorch's names) -----------------------------------------------
+
+def _axis(dim, ndim, name="dim"):
+    """``dim`` as a non-negative axis of a tensor with ``ndim`` axes."""
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"{name} {dim} is out of range for a tensor with {ndim} dimensions")
+    return dim % ndim
+
+
+def reshape(x, shape):
+    shape = tuple(shape)
+    if shape == x.shape:
+        return x
+    return Reshape.apply(x, shape=shape)
+
+
+view = reshape
+
+
+def permute(x, dims):
+    dims = tuple(_axis(dim, x.ndim) for dim in dims)
+    if sorted(dims) != list(range(x.ndim)):
+        raise ValueError(f"permute dims {dims} must name each of the {x.ndim} axes once")
+    return Permute.apply(x, dims=dims)
+
+
+def transpose(x, dim0, dim1):
+    dims = list(range(x.ndim))
+    dim0, dim1 = _axis(dim0, x.ndim), _axis(dim1, x.ndim)
+    dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+    return Permute.apply(x, dims=tuple(dims))
+
+
+def squeeze(x, dim=None):
+    """Drop size-1 axes: all of them, or only ``dim`` (an int or tuple) where its size is 1."""
+    if dim is None:
+        drop = {axis for axis, size in enumerate(x.shape) if size == 1}
+    else:
+        dims = (dim,) if isinstance(dim, int) else dim
+        drop = {axis for axis in (_axis(d, x.ndim) for d in dims) if x.shape[axis] == 1}
+    return reshape(x, tuple(size for axis, size in enumerate(x.shape) if axis not in drop))
+
+
+def unsqueeze(x, dim):
+    """Insert a size-1 axis so that it becomes axis ``dim`` of the result."""
+    axis = _axis(dim, x.ndim + 1)
+    return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
+
+
+def expand(x, shape):
+    """Broadcast to ``shape`` without copying; -1 keeps that axis's size."""
+    shape = tuple(shape)
+    extra = len(shape) - x.ndim
+    if extra < 0:
+        raise ValueError(f"expand to {shape} has fewer dimensions than the tensor's {x.shape}")
+    shape = tuple(x.shape[axis - extra] if size == -1 else size for axis, size in enumerate(shape))
+    if shape == x.shape:
+        return x
+    return Expand.apply(x, shape=shape)
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    """Merge axes start_dim..end_dim into one."""
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    start, end = _axis(start_dim, x.ndim, "start_dim"), _axis(end_dim, x.ndim, "end_dim")
+    merged = 1
+    for size in x.shape[start:end + 1]:
+        merged *= size
+    return reshape(x, x.shape[:start] + (merged,) + x.shape[end + 1:])
+
+
+def _index_part(part, xp):
+    """One part of an index as NumPy/CuPy understands it: tensors and lists become arrays."""
+    if isinstance(part, Tensor):
+        return part.data
+    if isinstance(part, (list, numpy.ndarray)):
+        return xp.asarray(part)
+    return part
+
+
+def getitem(x, index):
+    """``x[index]``: basic slicing, integer-array and boolean-mask indexing, as in NumPy."""
+    xp = x.xp
+    if isinstance(index, tuple):
+        index = tuple(_index_part(part, xp) for part in index)
+    else:
+        index = _index_part(index, xp)
+    return GetItem.apply(x, index=index)
+
+
+def _check_same_kind(tensors, name):
+    if not tensors:
+        raise ValueError(f"{name} needs at least one tensor")
+    first = tensors[0]
+    for other in tensors[1:]:
+        if other.ndim != first.ndim:
+            raise ValueError(f"{name}: tensors have different numbers of dimensions "
+                             f"({first.shape} and {other.shape})")
+
+
+def cat(tensors, dim=0):
+    tensors = tuple(tensors)
+    _check_same_kind(tensors, "cat")
+    return Cat.apply(*tensors, axis=_axis(dim, tensors[0].ndim))
+
+
+def stack(tensors, dim=0):
+    tensors = tuple(tensors)
+    _check_same_kind(tensors, "stack")
+    for other in tensors[1:]:
+        if other.shape != tensors[0].shape:
+            raise ValueError(f"stack needs tensors of equal shape, got {tensors[0].shape} "
+                             f"and {other.shape}")
+    return Stack.apply(*tensors, axis=_axis(dim, tensors[0].ndim + 1))
+
+
+def pad(x, pad, value=0.0):
+    """Constant padding with PyTorch's order: (last_before, last_after, 2nd_last_before, ...)."""
+    pad = tuple(pad)
+    if len(pad) % 2 or len(pad) // 2 > x.ndim:
+        raise ValueError(f"pad {pad} must have an even length of at most 2 * {x.ndim}")
+    if any(width < 0 for width in pad):
+        raise ValueError(f"pad widths must be non-negative, got {pad}")
+    padded_axes = len(pad) // 2
+    widths = [(0, 0)] * (x.ndim - padded_axes) + [
+        (pad[2 * k], pad[2 * k + 1]) for k in reversed(range(padded_axes))]
+    return Pad.apply(x, widths=tuple(widths), value=value)
+
+
+def split(x, split_size_or_sections, dim=0):
+    """Pieces of ``split_size`` along ``dim`` (the last may be smaller), or of the listed sizes."""
+    axis = _axis(dim, x.ndim)
+    length = x.shape[axis]
+    if isinstance(split_size_or_sections, int):
+        if split_size_or_sections <= 0:
+            raise ValueError(f"split_size must be positive, got {split_size_or_sections}")
+        sizes = [split_size_or_sections] * (length // split_size_or_sections)
+        if length % split_size_or_sections:
+            sizes.append(length % split_size_or_sections)
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != length:
+            raise ValueError(f"split sizes {sizes} must add up to the size {length} of dim {dim}")
+    before, pieces, start = (slice(None),) * axis, [], 0
+    for size in sizes:
+        pieces.append(getitem(x, before + (slice(start, start + size),)))
+        start += size
+    return tuple(pieces)
+
+
+def chunk(x, chunks, dim=0):
+    """At most ``chunks`` pieces of equal size ceil(n / chunks) along ``dim`` (the last smaller)."""
+    if chunks <= 0:
+        raise ValueError(f"chunks must be positive, got {chunks}")
+    length = x.shape[_axis(dim, x.ndim)]
+    return split(x, max(-(-length // chunks), 1), dim)
+
+
+def to(x, device=None, dtype=None):
+    """``x`` on ``device`` with ``dtype``; gradients flow back to the original device and dtype.
+
+    Returns ``x`` itself when nothing changes; a cast to a non-float dtype leaves the graph.
+    """
+    device = x.device if device is None else backend.check_device(device)
+    dtype = x.dtype if dtype is None else numpy.dtype(dtype)
+    if device == x.device and dtype == x.dtype:
+        return x
+    if dtype.kind != "f":
+        return Tensor._wrap(backend.to_device(x.data, device).astype(dtype, copy=False), False)
+    return To.apply(x, device=device, dtype=dtype)
+
+
+def clone(x):
+    return Clone.apply(x)

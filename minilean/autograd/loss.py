@@ -1,0 +1,34 @@
+"""Losses as fused primitives: mean squared error."""
+from minilean.autograd.function import Function
+from minilean.autograd.elementwise import as_tensor
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+class MseLoss(Function):
+    """L = reduce((input - target)^2);  dL/dinput = 2 (input - target) * s = -dL/dtarget,
+
+    with s = 1/n for ``mean`` (n elements), 1 for ``sum``, and the output gradient for ``none``.
+    """
+    @staticmethod
+    def forward(ctx, input, target, reduction="mean"):
+        diff = input - target
+        squared = diff * diff
+        if ctx.recording:
+            ctx.diff, ctx.reduction = diff, reduction
+        if reduction == "none":
+            return squared
+        return squared.mean() if reduction == "mean" else squared.sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        need_input, need_target = ctx.needs_input_grad
+        scale = 2 / ctx.diff.size if ctx.reduction == "mean" else 2
+        grad_input = (grad * scale) * ctx.diff
+        return (grad_input if need_input else None), (-grad_input if need_target else None)
+
+
+def mse_loss(input, target, reduction="mean"):
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return MseLoss.apply(input, as_tensor(target, input), reduction=reduction)
