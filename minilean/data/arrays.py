@@ -1,0 +1,178 @@
+"""Datasets by name or by path: one ``load_dataset`` for every model command's data flags.
+
+Image datasets come back as a ``Dataset`` whose images are NCHW, either uint8 in [0, 255] or
+float in [0, 1] (large ``.npy`` files stay memory-mapped; the Loader converts one batch at a
+time). ``.npy`` arrays may be NCHW or NHWC: the layout is read from where the channel axis
+(1 or 3) is, and a shape where both readings fit is reported rather than guessed.
+"""
+import dataclasses
+import json
+import os
+
+import numpy
+
+from minilean.data import builtin, cifar10, flags
+
+DATASETS = ("builtin", "cifar10", "imagenet64", "ring8", "digits")
+DEFAULT_N_TOTAL = 10_000  # rows generated for the procedural datasets (builtin, ring8)
+_RANGE_CHECK_ROWS = 1024  # float arrays are range-checked on their first rows only
+
+
+@dataclasses.dataclass
+class Dataset:
+    """``x``: images (N, C, H, W) uint8 or float in [0, 1] (ring8: points (N, 2) float32);
+    ``y``: int64 labels (N,) or None; ``class_names``: names of the label values."""
+    x: numpy.ndarray
+    y: object
+    class_names: tuple
+    name: str
+
+    def __len__(self):
+        return len(self.x)
+
+    @property
+    def is_image(self):
+        return self.x.ndim == 4
+
+    @property
+    def image_shape(self):
+        """(C, H, W) of the images."""
+        return tuple(self.x.shape[1:])
+
+    def images_float(self, indices=slice(None)):
+        """Rows of ``x`` as float32 in [0, 1] (uint8 is divided by 255)."""
+        rows = numpy.asarray(self.x[indices])
+        if rows.dtype == numpy.uint8:
+            return rows.astype(numpy.float32) / numpy.float32(255.0)
+        return rows.astype(numpy.float32, copy=False)
+
+
+def load_npy(path, role, make_command):
+    """Memory-map a ``.npy`` file; a missing file names the command that makes it."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{role} file {path} not found; make it with: {make_command}")
+    try:
+        return numpy.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as error:
+        raise ValueError(f"cannot read {path} as a .npy array: {error}") from None
+
+
+def as_nchw(images, path):
+    """Check images and return them NCHW (a view; no copy of a memory-mapped file).
+
+    Accepts (N, H, W) grey, NCHW or NHWC with 1 or 3 channels, dtype uint8 or float in [0, 1].
+    """
+    if images.dtype != numpy.uint8 and images.dtype.kind != "f":
+        raise ValueError(f"{path}: expected dtype uint8 in [0, 255] or float in [0, 1], "
+                         f"found {images.dtype}")
+    if images.ndim == 3:
+        images = images[:, None]                                   # (N, H, W) -> (N, 1, H, W)
+    if images.ndim != 4:
+        raise ValueError(f"{path}: expected images of rank 4 (N, C, H, W) or (N, H, W, C), "
+                         f"found rank {images.ndim} with shape {images.shape}")
+    channels_first, channels_last = images.shape[1] in (1, 3), images.shape[3] in (1, 3)
+    if channels_first and channels_last:
+        raise ValueError(f"{path}: shape {images.shape} is ambiguous (could be NCHW or NHWC); "
+                         "save it as NCHW with a non-1/3 width")
+    if not (channels_first or channels_last):
+        raise ValueError(f"{path}: expected 1 or 3 channels on axis 1 (NCHW) or 3 (NHWC), "
+                         f"found shape {images.shape}")
+    if channels_last:
+        images = images.transpose(0, 3, 1, 2)                      # NHWC -> NCHW
+    if images.dtype.kind == "f":
+        head = numpy.asarray(images[:_RANGE_CHECK_ROWS])
+        if head.size and (not numpy.isfinite(head).all() or head.min() < 0 or head.max() > 1):
+            raise ValueError(f"{path}: expected float images in [0, 1], found values in "
+                             f"[{head.min()}, {head.max()}]")
+    return images
+
+
+def as_labels(labels, count, path):
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ValueError(f"{path}: expected integer labels of rank 1, found {labels.dtype} "
+                         f"with shape {labels.shape}")
+    if len(labels) != count:
+        raise ValueError(f"{path}: expected {count} labels (one per image), found {len(labels)}")
+    return numpy.asarray(labels, numpy.int64)
+
+
+def manifest_path(x_path):
+    """The JSON manifest written beside an image array (``X.npy`` -> ``X.json``)."""
+    return os.path.splitext(x_path)[0] + ".json"
+
+
+def load_arrays(x, y=None, name=None, make_command="a .npy array (N, C, H, W) or (N, H, W, C)",
+                class_names=None):
+    """A Dataset from an image array file and an optional label file."""
+    images = as_nchw(load_npy(x, "image", make_command), x)
+    labels = None if y is None else as_labels(load_npy(y, "label", make_command), len(images), y)
+    if class_names is None and os.path.exists(manifest_path(x)):
+        with open(manifest_path(x), encoding="utf-8") as file:
+            class_names = json.load(file).get("class_names")
+    if not class_names and labels is not None:
+        class_names = tuple(str(value) for value in range(int(labels.max(initial=-1)) + 1))
+    return Dataset(images, labels, tuple(class_names or ()), name or os.path.basename(x))
+
+
+def _digits(image_size):
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ValueError("--dataset digits needs scikit-learn (pip install scikit-learn)") from None
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(numpy.float32)[:, None]  # (N, 8, 8) -> (N, 1, 8, 8)
+    factor = image_size // 8
+    # Nearest upsampling to image_size, so models sized for the shared flag take digits as is.
+    images = images.repeat(factor, axis=2).repeat(factor, axis=3)
+    return Dataset(images, digits.target.astype(numpy.int64),
+                   tuple(str(value) for value in range(10)), "digits")
+
+
+def _real_dataset(name, root):
+    if name == "cifar10":
+        command = f"python -m minilean data download --cifar10 --root {root}"
+        path = cifar10.output_paths(root)
+        return load_arrays(path["train_X"], path["train_y"], "cifar10", command, cifar10.CLASSES)
+    folder = os.path.join(root, "imagenet64")
+    x, y = (os.path.join(folder, f"imagenet64_train_{part}.npy") for part in ("X", "y"))
+    command = (f"python -m minilean data convert image-folder --input IMAGE_DIR --x-output {x} "
+               f"--y-output {y} --labels-from-dirs")
+    return load_arrays(x, y if os.path.exists(y) else None, "imagenet64", command)
+
+
+def load_dataset(dataset="builtin", x=None, y=None, n_total=None, image_size=32, seed=0,
+                 root="data/real"):
+    """The dataset named by the shared data flags (``--dataset``, ``--x``, ``--y``, ...).
+
+    ``x`` (a ``.npy`` path) overrides ``dataset``; ``y`` adds labels to it. ``n_total`` keeps the
+    first N rows (for builtin/ring8 it is how many are generated; default 10,000).
+    ``image_size`` applies to builtin (16..64) and digits (a multiple of 8). Bad flag values
+    raise ``FlagError``; missing or malformed files ``FileNotFoundError`` / ``ValueError``.
+    """
+    flags.check_choice("dataset", dataset, DATASETS)
+    flags.check_path("x", x, optional=True)
+    flags.check_path("y", y, optional=True)
+    flags.check_int("n_total", n_total, minimum=1, optional=True)
+    flags.check_int("image_size", image_size, builtin.MIN_IMAGE_SIZE, builtin.MAX_IMAGE_SIZE)
+    flags.check_int("seed", seed, minimum=0)
+    flags.check_path("root", root)
+    if y is not None and x is None:
+        raise flags.flag_error("y", y, "to come with --x (labels for an image array)")
+    if x is not None:
+        data = load_arrays(x, y)
+    elif dataset == "builtin":
+        images, labels = builtin.make_shapes(n_total or DEFAULT_N_TOTAL, image_size, seed)
+        data = Dataset(images, labels, builtin.SHAPE_CLASSES, "builtin")
+    elif dataset == "ring8":
+        points, modes = builtin.make_ring8(n_total or DEFAULT_N_TOTAL, seed)
+        data = Dataset(points, modes, tuple(f"mode{index}" for index in range(8)), "ring8")
+    elif dataset == "digits":
+        if image_size % 8:
+            raise flags.flag_error("image_size", image_size, "a multiple of 8 for --dataset digits")
+        data = _digits(image_size)
+    else:
+        data = _real_dataset(dataset, root)
+    if n_total is not None:
+        data.x = data.x[:n_total]
+        data.y = None if data.y is None else data.y[:n_total]
+    return data

@@ -1,0 +1,65 @@
+"""Atomic file writes: a crash or an error mid-write never leaves a half-written file.
+
+Everything is written to a temporary file in the destination's own directory (so the final
+``os.replace`` is a rename on one file system, which POSIX and Windows make atomic) and only
+renamed over the destination once it is complete and flushed to disk. On failure the temporary
+file is removed and any previous file at the destination is left untouched.
+"""
+import contextlib
+import io
+import json
+import os
+import tempfile
+
+import numpy
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="wb"):
+    """Open a temporary file beside ``path``; on clean exit it replaces ``path``.
+
+    ``mode`` is "wb" or "w" (text, UTF-8). An exception inside the block removes the temporary
+    file and re-raises; the old contents of ``path`` (if any) stay as they were.
+    """
+    if mode not in ("wb", "w"):
+        raise ValueError(f"atomic_open mode must be 'wb' or 'w', got {mode!r}")
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                         dir=directory)
+    try:
+        with os.fdopen(handle, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temporary)
+        raise
+
+
+def write_bytes(path, data):
+    """Write ``data`` (bytes) to ``path`` atomically."""
+    with atomic_open(path, "wb") as file:
+        file.write(data)
+
+
+def write_text(path, text):
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_open(path, "w") as file:
+        file.write(text)
+
+
+def write_json(path, value):
+    """Write ``value`` as indented JSON; NaN and infinity are refused (they are not JSON)."""
+    write_text(path, json.dumps(value, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def save_npy(path, array):
+    """Save one array as ``.npy`` atomically (never pickled: object arrays are refused)."""
+    array = numpy.asanyarray(array)
+    buffer = io.BytesIO()
+    numpy.save(buffer, array, allow_pickle=False)
+    write_bytes(path, buffer.getvalue())

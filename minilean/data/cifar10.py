@@ -1,0 +1,189 @@
+"""CIFAR-10: download the official python tarball, verify it, extract it safely, and convert it.
+
+The archive holds Python pickles, and unpickling can run arbitrary code, so nothing from it is
+trusted: the archive's MD5 is checked before use, members that would land outside the target
+directory (absolute paths, ``..``, links, devices) are refused, and the batches are read by
+``RestrictedUnpickler``, which can build only dicts, lists, bytes, numbers and NumPy arrays.
+The result is ``cifar10_{train,test}_{X,y}.npy``: images uint8 NCHW (N, 3, 32, 32), labels int64.
+"""
+import hashlib
+import os
+import pickle
+import shutil
+import tarfile
+import urllib.request
+
+import numpy
+
+from minilean.data import atomic
+from minilean.data.progress import Progress
+
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE_NAME = "cifar-10-python.tar.gz"
+ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"
+BATCH_DIR = "cifar-10-batches-py"
+TRAIN_BATCHES = tuple(f"data_batch_{index}" for index in range(1, 6))
+TEST_BATCHES = ("test_batch",)
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+           "truck")
+_CHUNK_BYTES = 1 << 20
+
+
+def md5_of(path):
+    digest = hashlib.md5()
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(url, destination, expected_md5, opener=None, progress=True):
+    """Fetch ``url`` into ``destination`` and check its MD5 before it appears there.
+
+    The bytes stream into a temporary file beside ``destination``; a failed, short or corrupt
+    download is removed and raised as ``OSError`` / ``ValueError`` with a one-line message.
+    """
+    try:
+        response = (opener or urllib.request.urlopen)(url)
+    except (OSError, ValueError) as error:  # urllib's URLError is an OSError
+        raise OSError(f"could not download {url}: {getattr(error, 'reason', error)}") from None
+    digest, received = hashlib.md5(), 0
+    with response, atomic.atomic_open(destination, "wb") as file:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        bar = Progress(total, unit="B", enabled=progress, description="download")
+        try:
+            for chunk in iter(lambda: response.read(_CHUNK_BYTES), b""):
+                file.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                bar.update(received)
+        except OSError as error:
+            raise OSError(f"download of {url} failed after {received} bytes ({error}); "
+                          "the partial file was removed") from None
+        finally:
+            bar.close()
+        if total is not None and received != total:
+            raise OSError(f"download of {url} stopped after {received} of {total} bytes; "
+                          "the partial file was removed")
+        if digest.hexdigest() != expected_md5:
+            raise ValueError(f"download of {url} has MD5 {digest.hexdigest()}, expected "
+                             f"{expected_md5}; the corrupt file was removed")
+    return destination
+
+
+def safe_extract(archive, target):
+    """Extract a tar archive into ``target``, refusing anything that would escape it.
+
+    Only regular files and directories are accepted; a member with an absolute path, a ``..``
+    that climbs out, or a link/device entry raises ``ValueError`` before anything is written.
+    """
+    target = os.path.realpath(target)
+    with tarfile.open(archive, "r:*") as tar:
+        members = tar.getmembers()
+        for member in members:
+            destination = os.path.realpath(os.path.join(target, member.name))
+            if os.path.commonpath([target, destination]) != target:
+                raise ValueError(f"refusing archive member {member.name!r} of {archive}: "
+                                 "it would be written outside the target directory")
+            if not (member.isfile() or member.isdir()):
+                raise ValueError(f"refusing archive member {member.name!r} of {archive}: "
+                                 "only regular files and directories are allowed")
+        os.makedirs(target, exist_ok=True)
+        tar.extractall(target, members=members, filter="data")
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that can only rebuild NumPy arrays (plus the plain containers pickle has).
+
+    Pickle builds dicts, lists, tuples, bytes, strings and numbers with its own opcodes; every
+    other object needs ``find_class``, so refusing all globals except NumPy's array
+    reconstruction means a crafted file cannot call ``os.system`` or anything else.
+    """
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+        return super().find_class(module, name)
+
+
+def load_pickle(path):
+    """Unpickle a Python-2 style CIFAR file (bytes keys) with ``RestrictedUnpickler``."""
+    with open(path, "rb") as file:
+        try:
+            return RestrictedUnpickler(file, encoding="bytes").load()
+        except pickle.UnpicklingError as error:
+            raise ValueError(f"refusing to read {path}: {error}") from None
+        except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+            raise ValueError(f"{path} is not a valid CIFAR pickle: {error}") from None
+
+
+def read_batch(path):
+    """One CIFAR batch file: (uint8 images (n, 3, 32, 32), int64 labels (n,))."""
+    batch = load_pickle(path)
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise ValueError(f"{path} is not a CIFAR batch: expected a dict with b'data' and "
+                         f"b'labels', found {type(batch).__name__}")
+    data, labels = batch[b"data"], numpy.asarray(batch[b"labels"])
+    if not (isinstance(data, numpy.ndarray) and data.dtype == numpy.uint8 and data.ndim == 2
+            and data.shape[1] == 3 * 32 * 32):
+        raise ValueError(f"{path}: expected data uint8 (N, 3072), found "
+                         f"{getattr(data, 'dtype', type(data).__name__)} "
+                         f"{getattr(data, 'shape', '')}")
+    if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
+        raise ValueError(f"{path}: expected {len(data)} integer labels, found {labels.dtype} "
+                         f"{labels.shape}")
+    # Rows hold the R plane, then G, then B, each 32x32 row-major: that is NCHW already.
+    return data.reshape(-1, 3, 32, 32), labels.astype(numpy.int64)  # (N, 3072) -> (N, 3, 32, 32)
+
+
+def read_split(batch_dir, names, limit=None):
+    """Concatenate the named batches, keeping the first ``limit`` rows."""
+    images, labels = zip(*(read_batch(os.path.join(batch_dir, name)) for name in names))
+    images, labels = numpy.concatenate(images), numpy.concatenate(labels)
+    return (images, labels) if limit is None else (images[:limit], labels[:limit])
+
+
+def output_paths(root):
+    """Where the converted arrays live: {"train_X": ..., "train_y": ..., "test_X": ..., ...}."""
+    folder = os.path.join(root, "cifar10")
+    return {f"{split}_{part}": os.path.join(folder, f"cifar10_{split}_{part}.npy")
+            for split in ("train", "test") for part in ("X", "y")}
+
+
+def prepare(root="data/real", limit_train=None, limit_test=None, url=None, expected_md5=None,
+            opener=None, progress=True, log=print):
+    """Download (or reuse) the archive under ``root``, verify, extract and write the arrays.
+
+    A cached archive is reused when its MD5 matches; otherwise it is removed and downloaded
+    again. ``url``, ``expected_md5`` and ``opener`` default to the module's ``URL``,
+    ``ARCHIVE_MD5`` and ``urllib.request.urlopen`` (looked up at call time). Returns the dict
+    of written paths.
+    """
+    url, expected_md5 = url or URL, expected_md5 or ARCHIVE_MD5
+    opener = opener or urllib.request.urlopen
+    archive = os.path.join(root, ARCHIVE_NAME)
+    if os.path.exists(archive) and md5_of(archive) == expected_md5:
+        log(f"reusing verified {archive}")
+    else:
+        if os.path.exists(archive):
+            log(f"removing {archive}: its MD5 does not match {expected_md5}")
+            os.remove(archive)
+        log(f"downloading {url} -> {archive}")
+        download(url, archive, expected_md5, opener=opener, progress=progress)
+    paths = output_paths(root)
+    scratch = os.path.join(root, "cifar10", ".extract")
+    shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        safe_extract(archive, scratch)
+        batch_dir = os.path.join(scratch, BATCH_DIR)
+        for split, names, limit in (("train", TRAIN_BATCHES, limit_train),
+                                    ("test", TEST_BATCHES, limit_test)):
+            images, labels = read_split(batch_dir, names, limit)
+            atomic.save_npy(paths[f"{split}_X"], images)
+            atomic.save_npy(paths[f"{split}_y"], labels)
+            log(f"wrote {paths[f'{split}_X']} {images.shape} uint8 and labels")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return paths

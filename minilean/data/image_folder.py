@@ -1,0 +1,102 @@
+"""Convert a folder of images into one uint8 NCHW array (plus labels and a manifest) with Pillow.
+
+Files are taken in sorted order (so the same folder always gives the same array), rotated
+upright by their EXIF orientation, converted to RGB, and resized: ``crop="center"`` scales the
+image to cover height x width and cuts the centre (no distortion), ``crop="stretch"`` resizes
+to height x width ignoring the aspect ratio. With ``labels_from_dirs`` the label of a file is
+the index of its top-level sub-directory among the sorted sub-directory names; deeper nesting
+stays in that class. Unreadable files are skipped with a warning that names them.
+"""
+import os
+import sys
+
+import numpy
+
+from minilean.data import atomic
+from minilean.data.arrays import manifest_path
+
+CROPS = ("center", "stretch")
+DEFAULT_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+def list_images(input_dir, extensions=DEFAULT_EXTENSIONS):
+    """Sorted relative paths of files under ``input_dir`` whose extension is listed."""
+    extensions = tuple(extension.lower() for extension in extensions)
+    found = []
+    for directory, subdirectories, files in os.walk(input_dir):
+        subdirectories.sort()
+        found += [os.path.relpath(os.path.join(directory, name), input_dir)
+                  for name in files if name.lower().endswith(extensions)]
+    return sorted(found)
+
+
+def load_image(path, height, width, crop="center"):
+    """One image file as uint8 (3, height, width); Pillow's errors pass through."""
+    from PIL import Image, ImageOps
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image).convert("RGB")
+        if crop == "center":
+            image = ImageOps.fit(image, (width, height), method=Image.Resampling.BICUBIC)
+        else:
+            image = image.resize((width, height), Image.Resampling.BICUBIC)
+        return numpy.asarray(image, numpy.uint8).transpose(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+
+
+def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64,
+                         labels_from_dirs=False, limit=None, extensions=DEFAULT_EXTENSIONS,
+                         crop="center", warn=None):
+    """Write ``x_output`` (uint8 (N, 3, height, width)), optionally ``y_output`` (int64 (N,))
+    and a JSON manifest beside ``x_output``; return the manifest dict.
+
+    ``warn(message)`` reports skipped files (default: a line on stderr).
+    """
+    try:
+        import PIL  # noqa: F401 (only checks that Pillow is there)
+    except ImportError:
+        raise ValueError("converting an image folder needs Pillow (pip install Pillow)") from None
+    warn = warn or (lambda message: print(message, file=sys.stderr))
+    if y_output is not None and not labels_from_dirs:
+        raise ValueError("--y-output needs --labels-from-dirs (labels come from sub-directories)")
+    if not os.path.isdir(input_dir):
+        raise FileNotFoundError(f"image folder {input_dir} not found")
+    files = list_images(input_dir, extensions)
+    class_names = sorted({path.split(os.sep)[0] for path in files if os.sep in path})
+    if labels_from_dirs:
+        loose = [path for path in files if os.sep not in path]
+        for path in loose:
+            warn(f"warning: skipping {os.path.join(input_dir, path)}: not inside a class "
+                 "sub-directory (--labels-from-dirs)")
+        files = [path for path in files if os.sep in path]
+    if not files:
+        raise ValueError(f"no files ending in {', '.join(extensions)} under {input_dir}")
+
+    capacity = len(files) if limit is None else min(limit, len(files))
+    images = numpy.empty((capacity, 3, height, width), numpy.uint8)
+    labels, count, skipped = [], 0, []
+    for path in files:
+        if count == capacity:
+            break
+        full_path = os.path.join(input_dir, path)
+        try:
+            images[count] = load_image(full_path, height, width, crop)
+        except (OSError, ValueError, SyntaxError) as error:
+            # Pillow reports truncated and corrupt files with any of these (its
+            # UnidentifiedImageError is an OSError).
+            warn(f"warning: skipping unreadable image {full_path}: {error}")
+            skipped.append(full_path)
+            continue
+        labels.append(class_names.index(path.split(os.sep)[0]) if labels_from_dirs else -1)
+        count += 1
+    if count == 0:
+        raise ValueError(f"none of the {len(files)} image files under {input_dir} could be read")
+
+    images = images[:count]
+    atomic.save_npy(x_output, images)
+    manifest = {"shape": list(images.shape), "dtype": "uint8", "layout": "NCHW",
+                "source": os.path.abspath(input_dir), "count": count, "crop": crop,
+                "skipped": skipped, "class_names": class_names if labels_from_dirs else None,
+                "labels": None if y_output is None else os.path.abspath(y_output)}
+    if y_output is not None:
+        atomic.save_npy(y_output, numpy.array(labels, numpy.int64))
+    atomic.write_json(manifest_path(x_output), manifest)
+    return manifest

@@ -1,0 +1,164 @@
+"""Images out (and back in): netpbm PPM/PGM, PNG through Pillow, and tiled sample grids.
+
+Netpbm needs no dependency: a short ASCII header, then the pixels. ``P6`` (colour) and ``P5``
+(grey) store raw bytes; ``P3`` and ``P2`` store the same numbers as ASCII text for tools that
+want it. ``read_pnm`` reads all four back, so writes can be checked byte for byte. Every file
+is written atomically.
+"""
+import io
+import os
+
+import numpy
+
+from minilean.data import atomic
+
+# magic number -> (channels, binary?)
+_PNM_FORMATS = {b"P6": (3, True), b"P5": (1, True), b"P3": (3, False), b"P2": (1, False)}
+
+
+def to_uint8(images, value_range=(0.0, 1.0)):
+    """Map float images in ``value_range`` (clipped) or uint8 images to uint8 [0, 255]."""
+    images = numpy.asarray(images)
+    if images.dtype == numpy.uint8:
+        return images
+    low, high = value_range
+    scaled = (images.astype(numpy.float32) - low) / (high - low)
+    return (numpy.clip(scaled, 0.0, 1.0) * 255.0 + 0.5).astype(numpy.uint8)
+
+
+def _as_hwc(image):
+    """A uint8 image as (H, W, C) with C in {1, 3}, from (H, W) or (H, W, C)."""
+    image = numpy.asarray(image)
+    if image.dtype != numpy.uint8:
+        raise ValueError(f"expected a uint8 image, found {image.dtype} (use to_uint8 first)")
+    if image.ndim == 2:
+        image = image[:, :, None]                                 # (H, W) -> (H, W, 1)
+    if image.ndim != 3 or image.shape[2] not in (1, 3):
+        raise ValueError(f"expected an image (H, W), (H, W, 1) or (H, W, 3), "
+                         f"found shape {image.shape}")
+    return image
+
+
+def encode_pnm(image, ascii=False):
+    """The bytes of a PPM (3 channels) or PGM (1 channel) file for a uint8 HWC/HW image."""
+    image = _as_hwc(image)
+    height, width, channels = image.shape
+    magic = {(3, False): b"P6", (1, False): b"P5", (3, True): b"P3", (1, True): b"P2"}[
+        (channels, ascii)]
+    header = b"%s\n%d %d\n255\n" % (magic, width, height)
+    if not ascii:
+        return header + numpy.ascontiguousarray(image).tobytes()
+    rows = image.reshape(height, width * channels)                # (H, W, C) -> (H, W*C)
+    return header + b"".join(b" ".join(b"%d" % value for value in row) + b"\n" for row in rows)
+
+
+def write_pnm(path, image, ascii=False):
+    """Write a PPM/PGM file atomically (binary P6/P5, or ASCII P3/P2 when ``ascii``)."""
+    atomic.write_bytes(path, encode_pnm(image, ascii))
+
+
+def _header_tokens(data, count):
+    """Read ``count`` whitespace-separated header tokens (skipping # comments); return them and
+    the offset just after the single whitespace byte that ends the last one."""
+    tokens, position = [], 0
+    while len(tokens) < count:
+        while position < len(data) and data[position:position + 1].isspace():
+            position += 1
+        if data[position:position + 1] == b"#":
+            position = data.find(b"\n", position)
+            if position < 0:
+                break
+            continue
+        start = position
+        while position < len(data) and not data[position:position + 1].isspace():
+            position += 1
+        if start == position:
+            break
+        tokens.append(data[start:position])
+    if len(tokens) < count:
+        raise ValueError("truncated netpbm header")
+    return tokens, position + 1
+
+
+def decode_pnm(data):
+    """A uint8 image (H, W, 3) or (H, W) from the bytes of a P2/P3/P5/P6 file (maxval <= 255)."""
+    if data[:2] not in _PNM_FORMATS:
+        raise ValueError(f"not a PPM/PGM file: starts with {data[:2]!r}, expected P2, P3, P5 or P6")
+    channels, binary = _PNM_FORMATS[data[:2]]
+    (_, width, height, maxval), offset = _header_tokens(data, 4)
+    width, height, maxval = int(width), int(height), int(maxval)
+    if not 0 < maxval <= 255:
+        raise ValueError(f"netpbm maxval must be in 1..255 for 8-bit images, found {maxval}")
+    count = width * height * channels
+    if binary:
+        pixels = numpy.frombuffer(data, numpy.uint8, count, offset) if len(
+            data) >= offset + count else None
+    else:
+        values = data[offset:].split()
+        pixels = numpy.array([int(value) for value in values[:count]], numpy.uint8) if len(
+            values) >= count else None
+    if pixels is None:
+        raise ValueError(f"netpbm file holds fewer than the {count} values its header promises")
+    image = pixels.reshape(height, width, channels)                # (H*W*C,) -> (H, W, C)
+    return image if channels == 3 else image[:, :, 0]
+
+
+def read_pnm(path):
+    with open(path, "rb") as file:
+        return decode_pnm(file.read())
+
+
+def write_png(path, image):
+    """Write a PNG with Pillow (atomically); a one-line error when Pillow is missing."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ValueError(f"writing {path} needs Pillow (pip install Pillow); "
+                         "write .ppm or .pgm instead") from None
+    image = _as_hwc(image)
+    buffer = io.BytesIO()
+    Image.fromarray(image if image.shape[2] == 3 else image[:, :, 0]).save(buffer, format="PNG")
+    atomic.write_bytes(path, buffer.getvalue())
+
+
+def make_grid(images, nrow=None, padding=2, pad_value=0):
+    """Tile uint8 images (N, C, H, W) into one (H', W', C) image, ``nrow`` images per row.
+
+    ``nrow`` defaults to ceil(sqrt(N)); ``padding`` pixels of ``pad_value`` separate the tiles
+    and frame the grid (as torchvision's make_grid does).
+    """
+    images = numpy.asarray(images)
+    if images.ndim != 4 or images.shape[1] not in (1, 3) or images.dtype != numpy.uint8:
+        raise ValueError(f"make_grid expects uint8 images (N, C, H, W) with C in 1 or 3, found "
+                         f"{images.dtype} {images.shape}")
+    count, channels, height, width = images.shape
+    nrow = nrow or max(1, int(numpy.ceil(numpy.sqrt(count))))
+    grid_rows = -(-count // nrow)
+    cell_h, cell_w = height + padding, width + padding
+    grid = numpy.full((grid_rows * cell_h + padding, nrow * cell_w + padding, channels),
+                      pad_value, numpy.uint8)
+    for index in range(count):
+        top, left = (index // nrow) * cell_h + padding, (index % nrow) * cell_w + padding
+        grid[top:top + height, left:left + width] = images[index].transpose(1, 2, 0)  # CHW->HWC
+    return grid
+
+
+def save_image(path, image):
+    """Save a uint8 HWC/HW image as .ppm, .pgm or .png (chosen by the extension)."""
+    extension = os.path.splitext(os.fspath(path))[1].lower()
+    image = _as_hwc(image)
+    if extension == ".png":
+        write_png(path, image)
+    elif extension in (".ppm", ".pgm"):
+        wanted = 3 if extension == ".ppm" else 1
+        if image.shape[2] != wanted:  # PPM is colour, PGM grey: repeat or average channels
+            image = (numpy.repeat(image, 3, axis=2) if wanted == 3 else
+                     (image.mean(axis=2, keepdims=True) + 0.5).astype(numpy.uint8))
+        write_pnm(path, image)
+    else:
+        raise ValueError(f"cannot save image {path}: expected extension .png, .ppm or .pgm")
+
+
+def save_grid(path, images, nrow=None, padding=2, value_range=(0.0, 1.0)):
+    """Tile images (N, C, H, W) (float in ``value_range`` or uint8) and save the grid."""
+    save_image(path, make_grid(to_uint8(images, value_range), nrow=nrow, padding=padding))

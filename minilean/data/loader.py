@@ -1,0 +1,100 @@
+"""Loader: batches of a dataset as minilean Tensors on the model's device.
+
+Each epoch visits the rows in an order drawn from ``seed`` and the epoch number, so epoch e of
+a run is the same whether or not the run was stopped and resumed; ``batches(start_step=k)``
+continues an endless, step-based stream at step k exactly. Images are converted one batch at a
+time (a memory-mapped uint8 file is never expanded to float as a whole): to float32, scaled to
+the model's range, optionally flipped left-right at random, then copied to the device.
+"""
+import collections
+
+import numpy
+
+from minilean.autograd.creation import tensor
+from minilean.data.arrays import Dataset
+
+VALUE_RANGES = ((-1.0, 1.0), (0.0, 1.0))
+
+Batch = collections.namedtuple("Batch", ["x", "y"])
+
+
+class Loader:
+    """Batches of ``data`` (a Dataset, or an array of rows with optional ``labels``).
+
+    ``value_range``: (-1, 1) or (0, 1) for images (uint8 is divided by 255 first); ``None``
+    passes the rows through as float32 (ring8 points). ``hflip`` flips each image
+    left-right with probability 1/2. Each batch is ``Batch(x, y)``: float32 Tensor and int64
+    Tensor (or None when there are no labels), both on ``device``.
+    """
+
+    def __init__(self, data, batch_size, labels=None, shuffle=True, drop_last=True, seed=0,
+                 hflip=False, value_range=(-1.0, 1.0), device="cpu"):
+        if isinstance(data, Dataset):
+            data, labels = data.x, data.y
+        if value_range is not None and tuple(value_range) not in VALUE_RANGES:
+            raise ValueError(f"value_range must be one of {VALUE_RANGES} or None, "
+                             f"got {value_range!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if hflip and data.ndim != 4:
+            raise ValueError(f"hflip needs images (N, C, H, W), found shape {data.shape}")
+        if labels is not None and len(labels) != len(data):
+            raise ValueError(f"{len(labels)} labels for {len(data)} rows")
+        if drop_last and len(data) < batch_size:
+            raise ValueError(f"batch_size {batch_size} is larger than the dataset "
+                             f"({len(data)} rows) and drop_last would leave no batch")
+        if len(data) == 0:
+            raise ValueError("the dataset is empty")
+        self.data, self.labels = data, labels
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.seed, self.hflip, self.device = seed, hflip, device
+        self.value_range = None if value_range is None else tuple(value_range)
+
+    def __len__(self):
+        """Batches per epoch."""
+        full, rest = divmod(len(self.data), self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+    def epoch_order(self, epoch):
+        """The row order of ``epoch`` (a permutation drawn from (seed, epoch), or 0..N-1)."""
+        if not self.shuffle:
+            return numpy.arange(len(self.data))
+        return numpy.random.default_rng([self.seed, epoch]).permutation(len(self.data))
+
+    def batch_rows(self, epoch, index):
+        """Row indices of batch ``index`` of ``epoch``."""
+        return self.epoch_order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+
+    def make_batch(self, rows, epoch, index):
+        """Convert the rows to a Batch on the device."""
+        # Reading rows in file order is much faster from a memory map; then restore the drawn
+        # order with the inverse permutation.
+        sorting = numpy.argsort(rows)
+        x = numpy.asarray(self.data[rows[sorting]])[numpy.argsort(sorting)]
+        x = x.astype(numpy.float32) / numpy.float32(255.0) if x.dtype == numpy.uint8 else (
+            x.astype(numpy.float32, copy=False))
+        if self.value_range == (-1.0, 1.0):
+            x = x * numpy.float32(2.0) - numpy.float32(1.0)
+        if self.hflip:
+            flip_rng = numpy.random.default_rng([self.seed, epoch, index, 1])
+            flipped = flip_rng.random(len(rows)) < 0.5
+            x[flipped] = x[flipped, :, :, ::-1]                     # reverse the W axis
+        y = None if self.labels is None else tensor(
+            numpy.asarray(self.labels[rows], numpy.int64), device=self.device)
+        return Batch(tensor(numpy.ascontiguousarray(x), device=self.device), y)
+
+    def __iter__(self):
+        """One epoch (epoch 0): the batches in order."""
+        return self.epoch(0)
+
+    def epoch(self, epoch):
+        for index in range(len(self)):
+            yield self.make_batch(self.batch_rows(epoch, index), epoch, index)
+
+    def batches(self, start_step=0):
+        """Endless batches for step-based training, starting at global step ``start_step``."""
+        epoch, index = divmod(start_step, len(self))
+        while True:
+            for index in range(index, len(self)):
+                yield self.make_batch(self.batch_rows(epoch, index), epoch, index)
+            epoch, index = epoch + 1, 0

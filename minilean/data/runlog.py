@@ -1,0 +1,166 @@
+"""The run directory of one training run: its flags, its metrics, its loss curve, its summary.
+
+    RUN/config.json     every flag's value (written once, atomically)
+    RUN/metrics.jsonl   one JSON object per logged step, appended and flushed line by line
+    RUN/loss.svg        the loss curve (plain SVG, no plotting library)
+    RUN/summary.json    final numbers, written at the end
+    RUN/images/, RUN/checkpoints/   for sample grids and checkpoints
+
+JSON has no NaN or infinity, so non-finite metric values are logged as null and their names
+listed under "nonfinite". A crash can leave a torn last line in metrics.jsonl; ``read_metrics``
+skips it, and ``RunDirectory(resume_step=k)`` drops lines logged after step k.
+"""
+import json
+import math
+import os
+import time
+
+from minilean.data import atomic
+
+
+def _json_safe(metrics):
+    """Metrics with NumPy scalars as Python numbers and non-finite floats as None."""
+    clean, nonfinite = {}, []
+    for name, value in metrics.items():
+        value = value.item() if hasattr(value, "item") else value
+        if isinstance(value, float) and not math.isfinite(value):
+            nonfinite.append(name)
+            value = None
+        clean[name] = value
+    if nonfinite:
+        clean["nonfinite"] = nonfinite
+    return clean
+
+
+def read_metrics(path):
+    """The logged records of a metrics.jsonl file (a torn or corrupt line is skipped)."""
+    records = []
+    if not os.path.exists(path):
+        return records
+    with open(path, encoding="utf-8") as file:
+        for line in file:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+class RunDirectory:
+    """Create (or, with ``resume_step``, reopen) a run directory and write ``config.json``."""
+
+    def __init__(self, path, config, resume_step=None):
+        self.path = os.fspath(path)
+        for folder in (self.path, self.images_dir, self.checkpoints_dir):
+            os.makedirs(folder, exist_ok=True)
+        self.start_time = time.time()
+        atomic.write_json(self.file("config.json"), _json_safe(dict(config)))
+        metrics_path = self.file("metrics.jsonl")
+        kept = [record for record in read_metrics(metrics_path)
+                if resume_step is not None and record.get("step", 0) <= resume_step]
+        atomic.write_text(metrics_path, "".join(json.dumps(record, allow_nan=False) + "\n"
+                                                for record in kept))
+        self.metrics_file = open(metrics_path, "a", encoding="utf-8")
+
+    def file(self, name):
+        return os.path.join(self.path, name)
+
+    @property
+    def images_dir(self):
+        return self.file("images")
+
+    @property
+    def checkpoints_dir(self):
+        return self.file("checkpoints")
+
+    def log(self, step, **metrics):
+        """Append one record {step, seconds, **metrics}; returns it."""
+        record = _json_safe({"step": int(step),
+                             "seconds": round(time.time() - self.start_time, 3), **metrics})
+        self.metrics_file.write(json.dumps(record, allow_nan=False) + "\n")
+        self.metrics_file.flush()
+        return record
+
+    def metrics(self):
+        self.metrics_file.flush()
+        return read_metrics(self.file("metrics.jsonl"))
+
+    def write_loss_curve(self, keys=("loss",), name="loss.svg"):
+        """Plot the logged series named in ``keys`` (those present) against step as SVG."""
+        records = self.metrics()
+        series = {key: [(record["step"], record[key]) for record in records
+                        if isinstance(record.get(key), (int, float))] for key in keys}
+        path = self.file(name)
+        atomic.write_text(path, loss_curve_svg({k: v for k, v in series.items() if v}))
+        return path
+
+    def write_summary(self, **summary):
+        path = self.file("summary.json")
+        atomic.write_json(path, _json_safe({"seconds": round(time.time() - self.start_time, 3),
+                                            **summary}))
+        return path
+
+    def close(self):
+        self.metrics_file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+
+def _span(values):
+    """(low, high) of the values, widened to a unit interval when they are all equal."""
+    low, high = min(values), max(values)
+    return (low, high) if high > low else (low, low + 1)
+
+
+_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
+
+
+def loss_curve_svg(series, width=640, height=360, margin=48):
+    """An SVG line chart of {name: [(step, value), ...]}; log-scaled y when all values > 0."""
+    points = [point for values in series.values() for point in values]
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'font-family="sans-serif" font-size="11">',
+             f'<rect width="{width}" height="{height}" fill="white"/>']
+    if not points:
+        parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle">'
+                     'no values logged</text></svg>')
+        return "\n".join(parts) + "\n"
+    log_scale = all(value > 0 for _, value in points)
+    transform = math.log10 if log_scale else float
+    steps = [step for step, _ in points]
+    levels = [transform(value) for _, value in points]
+    step_low, step_high = _span(steps)
+    level_low, level_high = _span(levels)
+
+    def x_of(step):
+        return margin + (step - step_low) / (step_high - step_low) * (width - 2 * margin)
+
+    def y_of(value):
+        level = transform(value)
+        return height - margin - (level - level_low) / (level_high - level_low) * (
+            height - 2 * margin)
+
+    parts.append(f'<rect x="{margin}" y="{margin}" width="{width - 2 * margin}" '
+                 f'height="{height - 2 * margin}" fill="none" stroke="#888"/>')
+    low_label, high_label = ((10 ** level_low, 10 ** level_high) if log_scale
+                             else (level_low, level_high))
+    parts += [f'<text x="{margin - 4}" y="{height - margin}" text-anchor="end">{low_label:.3g}</text>',
+              f'<text x="{margin - 4}" y="{margin + 8}" text-anchor="end">{high_label:.3g}</text>',
+              f'<text x="{margin}" y="{height - margin + 16}">{step_low}</text>',
+              f'<text x="{width - margin}" y="{height - margin + 16}" text-anchor="end">'
+              f'{step_high}</text>',
+              f'<text x="{width / 2}" y="{height - 8}" text-anchor="middle">step'
+              f'{" (log-scale values)" if log_scale else ""}</text>']
+    for number, (name, values) in enumerate(series.items()):
+        colour = _COLOURS[number % len(_COLOURS)]
+        path = " ".join(f"{x_of(step):.1f},{y_of(value):.1f}" for step, value in values)
+        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" '
+                     f'points="{path}"/>')
+        parts.append(f'<text x="{width - margin - 4}" y="{margin + 14 + 14 * number}" '
+                     f'text-anchor="end" fill="{colour}">{name}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
