@@ -1,0 +1,199 @@
+"""The statement object: one theorem, its hypotheses as hypothesis strategies, its checks.
+
+A statement is registered with ``@statement(name, about=..., given=..., relaxed=...)`` on a
+function ``body(check, **example)``. The function's docstring is the statement in plain math.
+``body`` runs once per example that hypothesis draws from ``given`` and raises
+``StatementFailed`` (through ``check``) when the conclusion does not hold:
+
+* ``check.close(computed, reference, bound, what)`` compares numbers (a float, an array, or an
+  mpmath value / list of them) with a reference within a stated bound and remembers the worst
+  error-to-bound ratio for the table;
+* ``check.holds(condition, what)`` checks a fact that must hold exactly.
+
+``relaxed`` (optional) is the same strategy with one hypothesis dropped; ``counterexample()``
+asks hypothesis to find an example there where the conclusion fails, which shows the
+hypothesis is needed. ``about`` names the minilean functions the statement is about, as
+"module.function"; when one of them cannot be imported the statement is reported as missing
+and skipped instead of run.
+"""
+import importlib
+from dataclasses import dataclass, field
+
+import mpmath
+import numpy
+from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import strategies as st
+
+DIGITS = 50  # mpmath working precision (decimal digits) of every reference value
+REGISTRY = {}
+
+
+class StatementFailed(AssertionError):
+    """The conclusion of a statement did not hold on an example."""
+
+
+@dataclass
+class Outcome:
+    """What a run of one statement found: the row of the runner's table."""
+    name: str
+    summary: str
+    examples: int = 0
+    worst_error: float = 0.0
+    worst_bound: float = 0.0
+    status: str = "pass"          # "pass", "FAIL" or "missing"
+    message: str = ""
+
+
+class Check:
+    """Collects the comparisons of one statement across all its examples."""
+
+    def __init__(self):
+        self.worst_ratio, self.worst_error, self.worst_bound = -1.0, 0.0, 0.0
+
+    def close(self, computed, reference, bound, what):
+        """Assert |computed - reference| <= bound elementwise (bound 0 means exactly equal)."""
+        computed, reference = _flat(computed), _flat(reference)
+        bounds = _flat(bound) if numpy.ndim(bound) or isinstance(bound, list) else [bound] * len(
+            computed)
+        if not len(computed) == len(reference) == len(bounds):
+            raise StatementFailed(f"{what}: {len(computed)} computed values for "
+                                  f"{len(reference)} reference values")
+        for value, ref, limit in zip(computed, reference, bounds):
+            finite = not (mpmath.isnan(value) or mpmath.isinf(value))
+            error = float(abs(mpmath.mpf(value) - ref)) if finite else numpy.inf
+            limit = float(limit)
+            ratio = error / limit if limit > 0 else (0.0 if error == 0 else numpy.inf)
+            if ratio > self.worst_ratio:
+                self.worst_ratio, self.worst_error, self.worst_bound = ratio, error, limit
+            if not error <= limit:
+                raise StatementFailed(f"{what}: computed {value!r}, reference "
+                                      f"{mpmath.nstr(ref, 17)}, error {error:.3g} > bound "
+                                      f"{limit:.3g}")
+
+    def holds(self, condition, what):
+        if not bool(condition):
+            raise StatementFailed(what)
+
+
+def _flat(values):
+    """A flat list of numbers from a float, an mpf, a list of them, an array or a Tensor."""
+    if hasattr(values, "numpy"):
+        values = values.numpy()
+    if isinstance(values, (list, tuple)):
+        return [item for value in values for item in _flat(value)]
+    if isinstance(values, mpmath.mpf):
+        return [values]
+    return [float(v) if not isinstance(v, mpmath.mpf) else v
+            for v in numpy.asarray(values, dtype=object).reshape(-1)]
+
+
+@dataclass
+class Statement:
+    name: str
+    body: object
+    about: tuple
+    given: object
+    relaxed: object = None
+    max_examples: int = 20
+    module: str = ""
+    outcome: Outcome = field(default=None, repr=False)
+
+    @property
+    def doc(self):
+        return (self.body.__doc__ or "").strip()
+
+    @property
+    def summary(self):
+        """The first line of the docstring: the statement in one line of math."""
+        return self.doc.splitlines()[0] if self.doc else ""
+
+    def missing(self):
+        """The first ``about`` function that cannot be imported, as a reason, or None."""
+        for dotted in self.about:
+            module_name, _, attribute = dotted.rpartition(".")
+            try:
+                target = importlib.import_module(module_name)
+            except ImportError as error:
+                return f"{dotted} not importable ({error})"
+            for part in attribute.split(":"):
+                if not hasattr(target, part):
+                    return f"{dotted} does not exist yet"
+                target = getattr(target, part)
+        return None
+
+    def _property(self, strategy, check, counter, max_examples, shrink):
+        phases = tuple(Phase) if shrink else (Phase.explicit, Phase.reuse, Phase.generate)
+
+        @settings(max_examples=max_examples, deadline=None, phases=phases,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+        @given(strategy)
+        def run_example(example):
+            counter[0] += 1
+            with mpmath.workdps(DIGITS):
+                self.body(check, **example)
+        return run_example
+
+    def run(self, max_examples=None, shrink=True):
+        """Run the statement over hypothesis examples and return its Outcome (never raises
+        for a failing statement: the Outcome says FAIL and why)."""
+        outcome = Outcome(self.name, self.summary)
+        reason = self.missing()
+        if reason:
+            outcome.status, outcome.message = "missing", reason
+            return outcome
+        check, counter = Check(), [0]
+        try:
+            self._property(self.given, check, counter, max_examples or self.max_examples,
+                           shrink)()
+        except Exception as error:  # a failed conclusion, or the code under test crashing
+            outcome.status = "FAIL"
+            outcome.message = f"{type(error).__name__}: {error}".splitlines()[0]
+        outcome.examples = counter[0]
+        outcome.worst_error, outcome.worst_bound = check.worst_error, check.worst_bound
+        return outcome
+
+    def counterexample(self, max_examples=200):
+        """An example of ``relaxed`` on which the conclusion fails (hypothesis ``find``)."""
+        def fails(example):
+            try:
+                with mpmath.workdps(DIGITS):
+                    self.body(Check(), **example)
+            except StatementFailed:
+                return True
+            return False
+        return find(self.relaxed, fails, settings=settings(
+            max_examples=max_examples, deadline=None, database=None,
+            phases=(Phase.generate,),  # the first counterexample will do: no shrinking
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+
+
+def _as_strategy(given_):
+    if isinstance(given_, dict):
+        return st.fixed_dictionaries(given_)
+    return given_
+
+
+def statement(name, about, given, relaxed=None, max_examples=20):
+    """Register ``body`` as the statement ``name`` (TorchLean's name where it has one)."""
+    def register(body):
+        if name in REGISTRY:
+            raise ValueError(f"statement {name!r} is registered twice")
+        REGISTRY[name] = Statement(name, body, tuple(about), _as_strategy(given),
+                                   None if relaxed is None else _as_strategy(relaxed),
+                                   max_examples, body.__module__)
+        return body
+    return register
+
+
+def load_all():
+    """Import every statements module (registering them) and return the registry."""
+    importlib.import_module("proofs.statements")
+    return REGISTRY
+
+
+def select(pattern=None):
+    """The registered statements whose name contains ``pattern`` (all when None), in order."""
+    statements = load_all().values()
+    if pattern is None:
+        return list(statements)
+    return [s for s in statements if pattern.lower() in s.name.lower()]

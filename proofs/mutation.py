@@ -1,0 +1,96 @@
+"""The mutation suite: broken implementations swapped into minilean, each of which some
+statement must catch. A check that no broken implementation can fail proves nothing.
+
+``@mutant(name, target, caught_by)`` registers a factory ``original -> broken replacement``.
+``target`` is "package.module.function" or "package.module.Class.method". While a mutant is
+applied, every loaded minilean module that holds the original object (``from x import f``
+copies included) sees the replacement instead, so losses built from the function are broken
+too. ``run_mutant`` runs the ``caught_by`` statements against it; the mutant is caught when at
+least one of them fails.
+"""
+import importlib
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from proofs.framework import load_all
+
+MUTANTS = {}
+
+
+@dataclass
+class Mutant:
+    name: str
+    target: str
+    make_broken: object
+    caught_by: tuple
+
+    @property
+    def description(self):
+        return (self.make_broken.__doc__ or "").strip().splitlines()[0]
+
+
+def mutant(name, target, caught_by):
+    def register(make_broken):
+        if name in MUTANTS:
+            raise ValueError(f"mutant {name!r} is registered twice")
+        MUTANTS[name] = Mutant(name, target, make_broken, tuple(caught_by))
+        return make_broken
+    return register
+
+
+def _resolve(target):
+    """(owner, attribute name) for a dotted target; owner is a module or a class."""
+    parts = target.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            owner = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for name in parts[split:-1]:
+            owner = getattr(owner, name)
+        return owner, parts[-1]
+    raise ImportError(f"cannot import any module of {target}")
+
+
+@contextmanager
+def applied(mutant_):
+    """Swap the broken implementation in for the duration of the block."""
+    owner, attribute = _resolve(mutant_.target)
+    raw = owner.__dict__[attribute] if isinstance(owner, type) else getattr(owner, attribute)
+    original = getattr(owner, attribute)
+    broken = mutant_.make_broken(original)
+    if isinstance(raw, staticmethod):
+        broken = staticmethod(broken)
+    holders = [owner] + [module for name, module in list(sys.modules.items())
+                         if name.startswith("minilean") and module is not owner
+                         and getattr(module, attribute, None) is original]
+    for holder in holders:
+        setattr(holder, attribute, broken)
+    try:
+        yield
+    finally:
+        setattr(owner, attribute, raw)
+        for holder in holders[1:]:
+            setattr(holder, attribute, original)
+
+
+def run_mutant(mutant_, max_examples=10):
+    """{statement name: Outcome} of the catching statements run against the mutant."""
+    statements = load_all()
+    outcomes = {}
+    for name in mutant_.caught_by:
+        if statements[name].missing():
+            outcomes[name] = statements[name].run()
+            continue
+        with applied(mutant_):
+            outcomes[name] = statements[name].run(max_examples=max_examples, shrink=False)
+    return outcomes
+
+
+def verdict(outcomes):
+    """"caught", "MISSED" or "not run" (every catching statement's functions missing)."""
+    statuses = {outcome.status for outcome in outcomes.values()}
+    if "FAIL" in statuses:
+        return "caught"
+    return "not run" if statuses == {"missing"} else "MISSED"

@@ -1,0 +1,72 @@
+"""Rounding-error bounds, mpmath conversions, engine tensors in each dtype, and the shared
+hypothesis strategies.
+
+Bounds follow Higham (Accuracy and Stability of Numerical Algorithms, ch. 3): with unit
+roundoff u (2^-53 in float64, 2^-24 in float32) every correctly rounded +, -, *, / and sqrt
+satisfies fl(a op b) = (a op b)(1 + d), |d| <= u, and a product of n such factors (1 + d_i)
+lies within gamma_n = n u / (1 - n u) of 1. A value computed through at most n roundings on
+every path from the inputs, as a sum of terms t_i, therefore has
+|computed - exact| <= gamma_n * sum_i |t_i|. Library functions (exp, log, tanh, erf, ...)
+are not correctly rounded but are within 1 ulp in NumPy; each counts as two roundings.
+
+Every strategy draws float32-representable values (``width=32``), so the very same inputs
+reach the float64 and float32 engines and mpmath without rounding on the way in.
+"""
+import mpmath
+import numpy
+from hypothesis import strategies as st
+
+ENGINE_DTYPES = (numpy.float64, numpy.float32)
+
+
+def unit_roundoff(dtype):
+    return float(numpy.finfo(dtype).eps) / 2
+
+
+def gamma(n, dtype):
+    """gamma_n = n u / (1 - n u): the relative effect of n roundings in ``dtype``."""
+    u = unit_roundoff(dtype)
+    return n * u / (1 - n * u)
+
+
+def mp(values):
+    """Exact mpmath copies of floats or arrays: one mpf or a flat list of mpf."""
+    if numpy.ndim(values) == 0:
+        return mpmath.mpf(float(values))
+    return [mpmath.mpf(float(v)) for v in numpy.asarray(values, dtype=numpy.float64).reshape(-1)]
+
+
+def engine(values, dtype, requires_grad=False):
+    """A minilean Tensor holding ``values`` in ``dtype`` (exact: the values are float32s)."""
+    from minilean.autograd.tensor import Tensor
+    return Tensor(numpy.asarray(values, dtype=dtype), requires_grad=requires_grad)
+
+
+def host(tensor_or_number):
+    """A float64 NumPy array (or float) from an engine result or a Python number."""
+    if hasattr(tensor_or_number, "numpy"):
+        return numpy.asarray(tensor_or_number.numpy(), dtype=numpy.float64)
+    return tensor_or_number
+
+
+def mp_tolerance(scale=1):
+    """Rounding of an identity evaluated in mpmath itself: a few units in the 50th digit."""
+    return mpmath.mpf(10) ** (-(mpmath.mp.dps - 5)) * (1 + abs(scale))
+
+
+# --- strategies -------------------------------------------------------------------------
+
+def reals(low=-100.0, high=100.0, **kwargs):
+    """Finite float32-representable reals in [low, high]."""
+    return st.floats(low, high, width=32, allow_nan=False, allow_infinity=False,
+                     allow_subnormal=False, **kwargs)
+
+
+def vectors(length, low=-3.0, high=3.0):
+    """Float32-representable vectors (NumPy float64 arrays) of a given length."""
+    return st.lists(reals(low, high), min_size=length, max_size=length).map(
+        lambda values: numpy.asarray(values, dtype=numpy.float64))
+
+
+def sizes(low=1, high=6):
+    return st.integers(low, high)

@@ -1,0 +1,84 @@
+"""Print every checked statement as a table; ``main`` is ``python -m minilean proofs``.
+
+Columns: theorem (TorchLean's name, or a descriptive one for statements beyond TorchLean),
+statement (one line of math), examples tried (hypothesis examples run), worst error vs bound
+(over every comparison of every example, the one closest to its bound), result. With
+``mutants=True`` it also runs the mutation suite and prints which broken implementation was
+caught by which statement.
+"""
+import sys
+
+from proofs.framework import select
+from proofs.mutation import MUTANTS, run_mutant, verdict
+
+STATEMENT_WIDTH = 72
+
+
+def _shorten(text, width):
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _row(cells, widths):
+    return " | ".join(str(cell).ljust(width) for cell, width in zip(cells, widths)).rstrip()
+
+
+def _print_table(header, rows, out):
+    widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
+    print(_row(header, widths), file=out)
+    print("-+-".join("-" * width for width in widths), file=out)
+    for row in rows:
+        print(_row(row, widths), file=out)
+
+
+def _error_column(outcome):
+    if outcome.status == "missing" or outcome.examples == 0:
+        return "-"
+    return f"{outcome.worst_error:.2g} / {outcome.worst_bound:.2g}"
+
+
+def _result_column(outcome):
+    return outcome.status if not outcome.message else f"{outcome.status}: {outcome.message}"
+
+
+def main(name=None, mutants=False, out=None):
+    """Run the statements whose name contains ``name`` (all when None) and print the table.
+    Returns 0 when none fails (missing functions are listed but are not failures), else 1."""
+    out = out or sys.stdout
+    statements = select(name)
+    if not statements:
+        print(f"no statement name contains {name!r}", file=out)
+        return 1
+    outcomes = [statement.run() for statement in statements]
+    rows = [(o.name, _shorten(o.summary, STATEMENT_WIDTH), o.examples, _error_column(o),
+             _result_column(o)) for o in outcomes]
+    _print_table(("theorem", "statement", "examples tried", "worst error / bound", "result"),
+                 rows, out)
+    failed = sum(o.status == "FAIL" for o in outcomes)
+    missing = sum(o.status == "missing" for o in outcomes)
+    print(f"\n{len(outcomes)} statements: {len(outcomes) - failed - missing} pass, "
+          f"{failed} fail, {missing} missing (function not implemented yet)", file=out)
+    if mutants:
+        failed += _print_mutants(name, out)
+    return 1 if failed else 0
+
+
+def _print_mutants(name, out):
+    """Run the mutants whose catching statements match ``name``; return how many were missed."""
+    chosen = {s.name for s in select(name)}
+    rows, missed = [], 0
+    for mutant_ in MUTANTS.values():
+        if not chosen.intersection(mutant_.caught_by):
+            continue
+        outcomes = run_mutant(mutant_)
+        result = verdict(outcomes)
+        missed += result == "MISSED"
+        catchers = ", ".join(n for n, o in outcomes.items() if o.status == "FAIL") or "-"
+        rows.append((mutant_.name, _shorten(mutant_.description, STATEMENT_WIDTH), result,
+                     catchers))
+    print(file=out)
+    _print_table(("mutant", "broken implementation", "result", "caught by"), rows, out)
+    return missed
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else None, mutants=True))

@@ -1,0 +1,2 @@
+"""Importing this package registers every statement, area by area."""
+from proofs.statements import autograd, diffusion, gan, mae, objective, vae, vqvae  # noqa: F401

@@ -1,0 +1,86 @@
+"""The checking machinery itself: a false statement fails, bounds are what they say, the
+runner's table and exit code."""
+import io
+
+import mpmath
+import numpy
+import pytest
+from hypothesis import strategies as st
+
+from proofs import runner
+from proofs.framework import Check, Statement, StatementFailed
+from proofs.numerics import gamma, mp, unit_roundoff
+
+
+def _statement(body, given):
+    return Statement("test statement", body, ("minilean.models.objectives.weighted_two_term",),
+                     st.fixed_dictionaries(given))
+
+
+def test_a_false_statement_fails_and_says_why():
+    def body(check, x):
+        """x^2 = x (false)."""
+        check.close(x * x, mp(x), 0, "square")
+    outcome = _statement(body, {"x": st.floats(2, 3)}).run()
+    assert outcome.status == "FAIL"
+    assert "square" in outcome.message and "bound 0" in outcome.message
+
+
+def test_a_true_statement_passes_and_counts_examples():
+    def body(check, x):
+        """x + 0 = x."""
+        check.close(x + 0.0, mp(x), 0, "sum")
+    outcome = _statement(body, {"x": st.floats(-1, 1)}).run(max_examples=7)
+    assert outcome.status == "pass" and outcome.examples == 7
+
+
+def test_a_crash_in_the_code_under_test_is_a_failure():
+    def body(check, x):
+        """1 / 0 is a number (it is not)."""
+        raise ZeroDivisionError("division by zero")
+    outcome = _statement(body, {"x": st.just(0)}).run()
+    assert outcome.status == "FAIL" and "ZeroDivisionError" in outcome.message
+
+
+def test_missing_function_is_reported_not_run():
+    statement = Statement("s", lambda check: None, ("minilean.models.nothing_here.f",),
+                          st.fixed_dictionaries({}))
+    outcome = statement.run()
+    assert outcome.status == "missing" and "nothing_here" in outcome.message
+
+
+def test_check_close_records_the_worst_ratio():
+    check = Check()
+    check.close([1.0, 2.0], [mpmath.mpf(1.5), mpmath.mpf(2)], 1.0, "pair")
+    assert (check.worst_error, check.worst_bound) == (0.5, 1.0)
+    with pytest.raises(StatementFailed, match="pair"):
+        check.close(numpy.nan, mpmath.mpf(0), 1.0, "pair")
+
+
+def test_gamma_matches_higham():
+    assert unit_roundoff(numpy.float64) == 2.0 ** -53
+    assert unit_roundoff(numpy.float32) == 2.0 ** -24
+    u = 2.0 ** -24
+    assert gamma(3, numpy.float32) == pytest.approx(3 * u / (1 - 3 * u), rel=1e-15)
+
+
+def test_runner_prints_the_table_and_exit_code():
+    out = io.StringIO()
+    assert runner.main("weightedTwoTerm_zero_weight", out=out) == 0
+    text = out.getvalue()
+    assert "weightedTwoTerm_zero_weight" in text and "| pass" in text
+    assert "examples tried" in text and "worst error / bound" in text
+
+
+def test_runner_unknown_pattern_is_an_error():
+    out = io.StringIO()
+    assert runner.main("no such theorem", out=out) == 1
+    assert "no statement name contains" in out.getvalue()
+
+
+def test_runner_exit_code_is_nonzero_when_a_statement_fails():
+    from proofs.mutation import MUTANTS, applied
+    out = io.StringIO()
+    with applied(MUTANTS["two-term weight on the base"]):
+        assert runner.main("weightedTwoTerm_zero_weight", out=out) == 1
+    assert "FAIL" in out.getvalue()

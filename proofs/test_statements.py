@@ -1,0 +1,36 @@
+"""Every registered statement holds on the engine (skipped, with the reason, while a function
+it is about has not been written yet)."""
+import pytest
+
+from proofs.framework import load_all
+
+STATEMENTS = load_all()
+
+
+@pytest.mark.parametrize("name", list(STATEMENTS))
+def test_statement_holds(name):
+    statement = STATEMENTS[name]
+    reason = statement.missing()
+    if reason:
+        pytest.skip(reason)
+    outcome = statement.run()
+    assert outcome.status == "pass", outcome.message
+    assert outcome.examples > 0
+
+
+@pytest.mark.parametrize("name", [n for n, s in STATEMENTS.items() if s.relaxed is not None])
+def test_dropping_a_hypothesis_admits_a_counterexample(name):
+    """The hypotheses are needed: without one of them hypothesis finds an example where the
+    conclusion fails."""
+    statement = STATEMENTS[name]
+    reason = statement.missing()
+    if reason:
+        pytest.skip(reason)
+    counterexample = statement.counterexample()
+    assert isinstance(counterexample, dict)
+
+
+def test_every_statement_says_what_it_states():
+    for name, statement in STATEMENTS.items():
+        assert statement.summary, f"{name} has no docstring"
+        assert statement.about, f"{name} names no minilean function"
