@@ -1,0 +1,78 @@
+"""LSGAN: a generator G from latent noise to data, a discriminator D scoring data, trained in
+alternation with least-squares objectives (Mao et al. 2017), as TorchLean's spec states them:
+
+    discriminator_loss = mse(D(x), 1) + mse(D(G(z)), 0)      real scored 1, fake scored 0
+    generator_loss     = mse(D(G(z)), 1)                      G tries to be scored as real
+
+Both are written through the objective algebra (``weighted_three_term`` and
+``weighted_two_term`` with a zero regulariser), which is exactly how TorchLean's theorems
+``discriminatorLoss_eq_weightedThreeTerm`` and ``generatorLoss_eq_weightedTwoTerm`` view them.
+D ends in a plain linear score (no sigmoid): the least-squares loss needs none.
+"""
+import numpy
+
+from minilean import nn
+from minilean.autograd.creation import full
+from minilean.models.autoencoder import mlp
+from minilean.models.objectives import weighted_three_term, weighted_two_term
+from minilean.nn import functional as F
+
+REAL_TARGET = 1.0
+FAKE_TARGET = 0.0
+NO_REGULARIZER = 0.0  # the spec's objective terms carry a zero regulariser; any weight works
+
+
+def mse_to_target(scores, target):
+    """mean_i (scores_i - target)^2 for a constant target."""
+    return F.mse_loss(scores, full(scores.shape, target, dtype=scores.dtype, device=scores.device))
+
+
+def discriminator_loss(real_scores, fake_scores):
+    """mse(D(x), 1) + mse(D(G(z)), 0): zero exactly when D scores reals 1 and fakes 0."""
+    return weighted_three_term(mse_to_target(real_scores, REAL_TARGET),
+                               mse_to_target(fake_scores, FAKE_TARGET), NO_REGULARIZER, 1.0)
+
+
+def generator_loss(fake_scores):
+    """mse(D(G(z)), 1): zero exactly when every fake is scored as real."""
+    return weighted_two_term(mse_to_target(fake_scores, REAL_TARGET), NO_REGULARIZER, 1.0)
+
+
+class Generator(nn.Module):
+    """z (N, latent) -> data: an MLP with a tanh output for images in [-1, 1] (shape
+    ``data_shape``), or a linear output for points (``bounded=False``)."""
+
+    def __init__(self, latent, data_shape, hidden=256, bounded=True):
+        super().__init__()
+        self.latent, self.data_shape, self.bounded = latent, tuple(data_shape), bounded
+        self.net = mlp([latent, hidden, hidden, int(numpy.prod(data_shape))])
+
+    def forward(self, z):
+        out = self.net(z).reshape((z.shape[0],) + self.data_shape)  # (N, P) -> (N, *data_shape)
+        return out.tanh() if self.bounded else out
+
+
+class Discriminator(nn.Module):
+    """data (N, *data_shape) -> one real-valued score per example (N,): an MLP with leaky ReLU
+    (whose gradient never vanishes, so G always gets a signal through D)."""
+
+    def __init__(self, data_shape, hidden=256):
+        super().__init__()
+        size = int(numpy.prod(data_shape))
+        self.hidden1, self.hidden2 = nn.Linear(size, hidden), nn.Linear(hidden, hidden)
+        self.score = nn.Linear(hidden, 1)
+
+    def forward(self, x):
+        h = F.leaky_relu(self.hidden1(x.flatten(1)), 0.2)
+        h = F.leaky_relu(self.hidden2(h), 0.2)
+        return self.score(h).reshape(x.shape[0])  # (N, 1) -> (N,)
+
+
+def ring8_coverage(points, modes, std):
+    """Mode coverage of 2-D samples against a ring of Gaussian modes: (number of modes that have
+    at least one sample within 3 std, share of samples within 3 std of their nearest mode)."""
+    points = numpy.asarray(points, numpy.float64)
+    distances = numpy.linalg.norm(points[:, None, :] - modes[None], axis=2)  # (n, modes)
+    nearest = distances.argmin(1)
+    close = distances[numpy.arange(len(points)), nearest] <= 3 * std
+    return int(numpy.unique(nearest[close]).size), float(close.mean())

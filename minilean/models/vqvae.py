@@ -1,0 +1,155 @@
+"""VQ-VAE: an encoder to continuous vectors z_e, a learned codebook e_1..e_K, nearest-code
+quantisation, a straight-through gradient, and a decoder.
+
+The named functions are the objects of TorchLean's VQ-VAE spec (``proofs/`` checks them):
+
+    squared_l2(x, y)          = sum_k (x_k - y_k)^2                 (over the last axis)
+    nearest_code(z, codebook) = argmin_j squared_l2(z, e_j)          (first index on ties)
+    quantize(codebook, idx)   = e_idx                                 (a codebook lookup)
+    vqvae_loss                = reconstruction + codebook + beta * commitment
+        reconstruction = mse(decoder(straight_through(z_e, e_idx)), x)
+        codebook       = mse(e_idx, stop_grad(z_e))     moves the codes toward the encodings
+        commitment     = mse(z_e, stop_grad(e_idx))     keeps the encoder near its codes
+
+The argmin has no gradient, so the decoder's gradient is copied onto z_e unchanged
+(``straight_through``): forward value e_idx, backward identity. With ``--ema`` the codebook is
+not trained by the codebook term but set to exponential moving averages of the encodings
+assigned to each code (van den Oord et al. 2017, appendix); codes no encoding chose for a while
+are restarted at random encodings of the current batch.
+"""
+from collections import namedtuple
+
+import numpy
+
+from minilean import backend, nn
+from minilean.autograd.creation import ones, zeros
+from minilean.autograd.grad_mode import no_grad
+from minilean.models.autoencoder import conv_decoder, conv_encoder
+from minilean.models.objectives import weighted_three_term
+from minilean.nn import functional as F
+from minilean.nn import init
+
+VQVAELoss = namedtuple("VQVAELoss", "total reconstruction codebook commitment")
+
+
+def squared_l2(x, y):
+    """sum_k (x_k - y_k)^2 over the last axis, broadcasting the others (>= 0, = 0 iff x = y)."""
+    difference = x - y
+    return (difference * difference).sum(-1)
+
+
+def nearest_code(z, codebook):
+    """The index of the code nearest to each vector of z in squared L2.
+
+    z: (..., D), codebook: (K, D) -> int64 indices (...). Distances are computed with
+    ``squared_l2`` itself (not the expanded |z|^2 - 2 z.e + |e|^2, which can round a distance
+    below zero), so the returned code satisfies TorchLean's ``IsNearestCode`` exactly as computed.
+    """
+    with no_grad():
+        # z (..., D) -> (..., 1, D) broadcast against codebook (K, D) -> distances (..., K)
+        distances = squared_l2(z.detach().unsqueeze(-2), codebook.detach())
+        return distances.argmin(-1)
+
+
+def quantize(codebook, indices):
+    """e_idx: the codebook rows named by ``indices`` (...) -> (..., D); differentiable in the
+    codebook (the gradient scatters back onto the chosen rows)."""
+    return F.embedding(indices, codebook)
+
+
+def straight_through(encoded, quantized):
+    """Forward value ``quantized``, gradient passed to ``encoded`` unchanged:
+    z_e + stop_grad(e_idx - z_e)."""
+    return encoded + (quantized - encoded).detach()
+
+
+def vqvae_loss(target, reconstruction, encoded, quantized, beta):
+    """The three VQ-VAE terms and their total = reconstruction + codebook + beta * commitment.
+
+    ``quantized`` is e_idx before the straight-through trick; ``reconstruction`` is the decoder
+    output on ``straight_through(encoded, quantized)``. Each term is a mean squared error.
+    """
+    reconstruction_term = F.mse_loss(reconstruction, target)
+    codebook_term = F.mse_loss(quantized, encoded.detach())
+    commitment_term = F.mse_loss(encoded, quantized.detach())
+    total = weighted_three_term(reconstruction_term, codebook_term, commitment_term, beta)
+    return VQVAELoss(total, reconstruction_term, codebook_term, commitment_term)
+
+
+class VQVAE(nn.Module):
+    """conv_encoder -> z_e (N, D, S/4, S/4) -> nearest codes -> e_idx -> conv_decoder -> sigmoid.
+
+    The codebook (K, D) is a Parameter trained by the codebook term, or with ``ema=True`` a
+    buffer set by ``ema_update`` (then the codebook term is still reported but moves nothing).
+    """
+
+    def __init__(self, image_shape, codes=64, code_dim=16, hidden=32, ema=False, decay=0.99):
+        super().__init__()
+        channels = image_shape[0]
+        self.image_shape, self.ema, self.decay = tuple(image_shape), ema, decay
+        self.encoder = conv_encoder(channels, hidden, code_dim)
+        self.decoder = conv_decoder(code_dim, hidden, channels)
+        codebook = init.uniform_(zeros(codes, code_dim), -1.0 / codes, 1.0 / codes)
+        if ema:
+            self.register_buffer("codebook", codebook)
+            # start as if each code had been chosen once, by an encoding equal to itself, so
+            # an unused code decays toward its own value rather than dividing by zero
+            self.register_buffer("cluster_size", ones(codes))
+            self.register_buffer("cluster_sum", codebook.clone())
+        else:
+            self.codebook = nn.Parameter(codebook)
+
+    def encode(self, images):
+        """z_e as vectors: (N, D, h, w) -> (N, h, w, D)."""
+        return self.encoder(images).permute(0, 2, 3, 1)
+
+    def decode(self, vectors):
+        """(N, h, w, D) -> (N, D, h, w) -> images in [0, 1]."""
+        return self.decoder(vectors.permute(0, 3, 1, 2)).sigmoid()
+
+    def forward(self, images):
+        """(reconstruction, encoded z_e, quantized e_idx, indices (N, h, w))."""
+        encoded = self.encode(images)
+        indices = nearest_code(encoded, self.codebook)
+        quantized = quantize(self.codebook, indices)
+        return self.decode(straight_through(encoded, quantized)), encoded, quantized, indices
+
+    def ema_update(self, encoded, indices):
+        """Move each code to the running mean of the encodings assigned to it:
+        n_k <- d n_k + (1 - d) count_k,  s_k <- d s_k + (1 - d) sum of z_e assigned to k,
+        e_k = s_k / n_k (Laplace-smoothed so an empty code never divides by zero)."""
+        xp = self.codebook.xp
+        codes = self.codebook.shape[0]
+        vectors = encoded.data.reshape(-1, encoded.shape[-1])  # (N, h, w, D) -> (N h w, D)
+        one_hot = xp.eye(codes, dtype=vectors.dtype)[indices.data.reshape(-1)]  # (N h w, K)
+        decay = self.decay
+        self.cluster_size.data[...] = decay * self.cluster_size.data + (1 - decay) * one_hot.sum(0)
+        self.cluster_sum.data[...] = decay * self.cluster_sum.data + (1 - decay) * (one_hot.T @ vectors)
+        total = self.cluster_size.data.sum()
+        smoothed = (self.cluster_size.data + 1e-5) / (total + codes * 1e-5) * total
+        self.codebook.data[...] = self.cluster_sum.data / smoothed[:, None]
+
+    def restart_dead_codes(self, encoded, usage, threshold):
+        """Put every code used fewer than ``threshold`` times (``usage``: (K,) host counts since
+        the last restart) onto a random encoding of the current batch; returns how many."""
+        dead = numpy.flatnonzero(usage < threshold)
+        if dead.size == 0:
+            return 0
+        vectors = encoded.data.reshape(-1, encoded.shape[-1])  # (N, h, w, D) -> (N h w, D)
+        picks = backend.generator("cpu").integers(0, vectors.shape[0], dead.size)
+        xp = self.codebook.xp
+        dead_on_device, picks = xp.asarray(dead), xp.asarray(picks)
+        self.codebook.data[dead_on_device] = vectors[picks]
+        if self.ema:
+            self.cluster_size.data[dead_on_device] = 1.0
+            self.cluster_sum.data[dead_on_device] = vectors[picks]
+        return int(dead.size)
+
+
+def code_statistics(counts):
+    """(usage, perplexity) of code counts (K,): the share of codes used at least once, and
+    exp(entropy) of the empirical code distribution (1 = one code, K = all equally)."""
+    counts = numpy.asarray(counts, numpy.float64)
+    probabilities = counts / counts.sum()
+    nonzero = probabilities[probabilities > 0]
+    return float((counts > 0).mean()), float(numpy.exp(-(nonzero * numpy.log(nonzero)).sum()))
