@@ -1,1 +1,329 @@
-"""TODO(helper)"""
+"""Convolution: conv2d and conv_transpose2d (NCHW, PyTorch's semantics) as im2col + one GEMM.
+
+A convolution with weight w (O, C/G, Kh, Kw) computes, for every output pixel (i, j),
+
+    y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q] x_pad[n, g(o) C/G + c, s i + d p, s j + d q]
+
+(stride s, dilation d, G groups). Gather the input patch under every output pixel into one
+row ("im2col") and this is a single matrix product per group: (pixels, Kh Kw C/G) @
+(Kh Kw C/G, O/G). Its two gradients are matrix products too:
+
+    dL/dw    = columns^T @ dL/dy                      (the same columns as forward)
+    dL/dx    = col2im(dL/dy @ w^T)                    (scatter-add the patches back)
+
+and the input gradient of a convolution *is* a transposed convolution, so ConvTranspose2d
+runs the same three passes with forward and input-gradient exchanged.
+
+Layout, for speed on the CPU: inside this file images are channels-last (N, H, W, C). Then
+a patch row is (Kh, Kw, C) with C contiguous, im2col is one strided view (no index arrays)
+whose reshape is the only copy, and the GEMM result (pixels, O) already *is* the NHWC output,
+so it needs no transpose; it is handed back as an NCHW-shaped view of that memory (PyTorch's
+"channels_last"). The batch goes through in slabs of about ``SLAB_BYTES`` of columns: the
+9x-sized column buffer stays small enough to be reused by the allocator and to stay in cache,
+instead of being page-faulted in at hundreds of MB per call.
+"""
+from minilean.autograd.function import Function
+from minilean.backend import array_module
+
+SLAB_BYTES = 8 << 20
+
+
+def _pair(value, name):
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return pair
+
+
+def im2col(x, kernel_size, stride, dilation):
+    """The patches of a padded channels-last batch as a strided *view* (no copy).
+
+    x: (N, Hp, Wp, *channels)  ->  (N, Ho, Wo, Kh, Kw, *channels), where
+    out[n, i, j, p, q] = x[n, s_h i + d_h p, s_w j + d_w q].
+    """
+    xp = array_module(x)
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
+    batch, height, width = x.shape[:3]
+    out_h = (height - dh * (kh - 1) - 1) // sh + 1
+    out_w = (width - dw * (kw - 1) - 1) // sw + 1
+    s_n, s_h, s_w = x.strides[:3]
+    return xp.lib.stride_tricks.as_strided(
+        x, (batch, out_h, out_w, kh, kw) + x.shape[3:],
+        (s_n, s_h * sh, s_w * sw, s_h * dh, s_w * dw) + x.strides[3:])
+
+
+def col2im(columns, stride, dilation, out):
+    """Add patches back into a padded channels-last batch: the adjoint of ``im2col``.
+
+    columns: (N, Ho, Wo, Kh, Kw, *channels) are added into out: (N, Hp, Wp, *channels), one
+    strided slice per kernel offset (Kh Kw slices, each covering every output pixel).
+    """
+    (sh, sw), (dh, dw) = stride, dilation
+    out_h, out_w, kh, kw = columns.shape[1:5]
+    for p in range(kh):
+        for q in range(kw):
+            out[:, dh * p:dh * p + sh * (out_h - 1) + 1:sh,
+                dw * q:dw * q + sw * (out_w - 1) + 1:sw] += columns[:, :, :, p, q]
+    return out
+
+
+def _slabs(batch, bytes_per_image):
+    """Consecutive batch slices of about SLAB_BYTES of columns each."""
+    step = max(1, SLAB_BYTES // max(1, bytes_per_image))
+    return [slice(start, start + step) for start in range(0, batch, step)]
+
+
+def _grouped_columns(x_pad, kernel_size, stride, dilation, groups):
+    """im2col of one slab, copied into GEMM form: (G, n Ho Wo, Kh Kw C/G)."""
+    batch, _, _, channels = x_pad.shape
+    grouped = x_pad.reshape(x_pad.shape[:3] + (groups, channels // groups))  # (n, Hp, Wp, G, C/G)
+    columns = im2col(grouped, kernel_size, stride, dilation)        # (n, Ho, Wo, Kh, Kw, G, C/G)
+    pixels = batch * columns.shape[1] * columns.shape[2]
+    # (G, n, Ho, Wo, Kh, Kw, C/G) -> (G, n Ho Wo, Kh Kw C/G): the one copy of im2col
+    return columns.transpose(5, 0, 1, 2, 3, 4, 6).reshape(groups, pixels, -1)
+
+
+def _weight_matrix(weight, groups):
+    """Conv weight (O, C/G, Kh, Kw) as the GEMM's right factor (G, Kh Kw C/G, O/G)."""
+    out_channels, group_channels, kh, kw = weight.shape
+    per_group = weight.reshape(groups, out_channels // groups, group_channels, kh, kw)
+    # (G, O/G, C/G, Kh, Kw) -> (G, Kh, Kw, C/G, O/G) -> (G, Kh Kw C/G, O/G)
+    return per_group.transpose(0, 3, 4, 2, 1).reshape(groups, kh * kw * group_channels, -1)
+
+
+def _output_size(size, kernel, stride, dilation):
+    return (size - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _per_group(y, groups):
+    """A channels-last slab (n, Ho, Wo, O) as GEMM rows per group: (G, n Ho Wo, O/G) view."""
+    return y.reshape(-1, groups, y.shape[-1] // groups).transpose(1, 0, 2)  # (G, pixels, O/G)
+
+
+def conv_forward(x_pad, weight, stride, dilation, groups):
+    """y = x * w on channels-last arrays: x_pad (N, Hp, Wp, C) -> y (N, Ho, Wo, O)."""
+    xp = array_module(x_pad)
+    batch, height, width, channels = x_pad.shape
+    out_channels, _, kh, kw = weight.shape
+    out_h = _output_size(height, kh, stride[0], dilation[0])
+    out_w = _output_size(width, kw, stride[1], dilation[1])
+    weight_matrix = _weight_matrix(weight, groups)
+    y = xp.empty((batch, out_h, out_w, out_channels), dtype=x_pad.dtype)
+    for slab in _slabs(batch, out_h * out_w * kh * kw * channels * x_pad.itemsize):
+        columns = _grouped_columns(x_pad[slab], (kh, kw), stride, dilation, groups)
+        xp.matmul(columns, weight_matrix, out=_per_group(y[slab], groups))
+    return y
+
+
+def conv_input_grad(grad_y, weight, padded_shape, stride, dilation, groups):
+    """dL/dx_pad = col2im(dL/dy @ w^T): grad_y (N, Ho, Wo, O) -> (N, Hp, Wp, C), channels-last.
+
+    This is also the forward pass of a transposed convolution.
+    """
+    xp = array_module(grad_y)
+    batch, out_h, out_w, out_channels = grad_y.shape
+    _, group_channels, kh, kw = weight.shape
+    weight_matrix_t = _weight_matrix(weight, groups).transpose(0, 2, 1)  # (G, O/G, Kh Kw C/G)
+    grad_x = xp.zeros(padded_shape, dtype=grad_y.dtype)
+    grouped_grad_x = grad_x.reshape(padded_shape[:3] + (groups, group_channels))  # (N, Hp, Wp, G, C/G)
+    for slab in _slabs(batch, out_h * out_w * kh * kw * padded_shape[3] * grad_y.itemsize):
+        size = len(range(batch)[slab])
+        columns = xp.matmul(_per_group(grad_y[slab], groups), weight_matrix_t)  # (G, pixels, Kh Kw C/G)
+        # (G, n, Ho, Wo, Kh, Kw, C/G) -> (n, Ho, Wo, Kh, Kw, G, C/G)
+        columns = columns.reshape(groups, size, out_h, out_w, kh, kw, group_channels)
+        col2im(columns.transpose(1, 2, 3, 4, 5, 0, 6), stride, dilation, grouped_grad_x[slab])
+    return grad_x
+
+
+def conv_weight_grad(x_pad, grad_y, kernel_size, stride, dilation, groups):
+    """dL/dw = columns^T @ dL/dy, summed over the batch: -> (O, C/G, Kh, Kw)."""
+    xp = array_module(x_pad)
+    batch, _, _, channels = x_pad.shape
+    kh, kw = kernel_size
+    out_channels = grad_y.shape[3]
+    grad_matrix = xp.zeros((groups, kh * kw * channels // groups, out_channels // groups),
+                           dtype=x_pad.dtype)
+    for slab in _slabs(batch, grad_y.shape[1] * grad_y.shape[2] * kh * kw * channels * x_pad.itemsize):
+        columns = _grouped_columns(x_pad[slab], kernel_size, stride, dilation, groups)
+        grad_matrix += xp.matmul(columns.transpose(0, 2, 1), _per_group(grad_y[slab], groups))
+    # (G, Kh, Kw, C/G, O/G) -> (G, O/G, C/G, Kh, Kw) -> (O, C/G, Kh, Kw)
+    per_group = grad_matrix.reshape(groups, kh, kw, channels // groups, out_channels // groups)
+    return per_group.transpose(0, 4, 3, 1, 2).reshape(out_channels, channels // groups, kh, kw)
+
+
+def _to_padded_nhwc(x, padding):
+    """NCHW -> zero-padded channels-last (N, H + 2 ph, W + 2 pw, C); a free view without padding."""
+    xp = array_module(x)
+    nhwc = x.transpose(0, 2, 3, 1)  # (N, H, W, C) view
+    if not any(padding):
+        return nhwc
+    batch, height, width, channels = nhwc.shape
+    top, left = padding
+    padded = xp.zeros((batch, height + 2 * top, width + 2 * left, channels), dtype=x.dtype)
+    padded[:, top:top + height, left:left + width] = nhwc
+    return padded
+
+
+def _crop_to_nchw(y_pad, padding, size):
+    """Cut ``padding`` off the top/left of a channels-last array, keep ``size``; NCHW view."""
+    (top, left), (height, width) = padding, size
+    return y_pad[:, top:top + height, left:left + width].transpose(0, 3, 1, 2)  # (N, C, H, W)
+
+
+def _channels_last(y):
+    """An NCHW array as contiguous channels-last (N, H, W, C); free for our own outputs."""
+    return array_module(y).ascontiguousarray(y.transpose(0, 2, 3, 1))
+
+
+class Conv2d(Function):
+    """y = conv(x, w) + b  (cross-correlation, NCHW);  with the column matrix X of x,
+
+        Y = X W            dL/dW = X^T dL/dY     dL/dX = dL/dY W^T  (then col2im)
+        dL/db[o] = sum_{n, i, j} dL/dy[n, o, i, j].
+    """
+    @staticmethod
+    def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
+                groups=1):
+        x_pad = _to_padded_nhwc(x, padding)
+        y = conv_forward(x_pad, weight, stride, dilation, groups)
+        if bias is not None:
+            y += bias
+        if ctx.recording:
+            ctx.x_pad, ctx.weight, ctx.input_size = x_pad, weight, x.shape[2:]
+            ctx.params = stride, padding, dilation, groups
+        return y.transpose(0, 3, 1, 2)  # (N, O, Ho, Wo) view of channels-last memory
+
+    @staticmethod
+    def backward(ctx, grad):
+        stride, padding, dilation, groups = ctx.params
+        need_x, need_weight = ctx.needs_input_grad[:2]
+        grad_y = _channels_last(grad)
+        grad_x = grad_weight = grad_bias = None
+        if need_x:
+            grad_x_pad = conv_input_grad(grad_y, ctx.weight, ctx.x_pad.shape, stride, dilation,
+                                         groups)
+            grad_x = _crop_to_nchw(grad_x_pad, padding, ctx.input_size)
+        if need_weight:
+            grad_weight = conv_weight_grad(ctx.x_pad, grad_y, ctx.weight.shape[2:], stride,
+                                           dilation, groups)
+        if len(ctx.needs_input_grad) == 3 and ctx.needs_input_grad[2]:
+            grad_bias = grad_y.sum(axis=(0, 1, 2))
+        return grad_x, grad_weight, grad_bias
+
+
+class ConvTranspose2d(Function):
+    """y = conv_transpose(x, w) + b: the input-gradient map of conv2d applied to x, so
+
+        y_pad = col2im(X W^T)     dL/dx = conv2d(dL/dy_pad, w)     dL/dw = conv weight-grad
+        with the roles of input and output exchanged:  dL/dw = Cols(dL/dy_pad)^T X.
+
+    w has shape (C_in, C_out/G, Kh, Kw), the conv2d weight of the convolution it transposes.
+    """
+    @staticmethod
+    def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
+                groups=1, dilation=(1, 1)):
+        x_nhwc = _channels_last(x)
+        batch, height, width, _ = x_nhwc.shape
+        kernel = weight.shape[2:]
+        full_size = tuple((size - 1) * s + d * (k - 1) + 1 + extra for size, s, d, k, extra
+                          in zip((height, width), stride, dilation, kernel, output_padding))
+        full_shape = (batch,) + full_size + (weight.shape[1] * groups,)
+        y_full = conv_input_grad(x_nhwc, weight, full_shape, stride, dilation, groups)
+        if bias is not None:
+            y_full += bias
+        out_size = tuple(size - 2 * pad for size, pad in zip(full_size, padding))
+        y = _crop_to_nchw(y_full, padding, out_size)
+        if ctx.recording:
+            ctx.x_nhwc, ctx.weight = x_nhwc, weight
+            ctx.params = stride, padding, output_padding, groups, dilation
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        stride, padding, output_padding, groups, dilation = ctx.params
+        need_x, need_weight = ctx.needs_input_grad[:2]
+        # The rows/columns after the last kernel footprint (output_padding) received nothing
+        # from x, so their gradient is dropped; then conv2d maps back to exactly x's size.
+        used = tuple((size - 1) * s + d * (k - 1) + 1 for size, s, d, k
+                     in zip(ctx.x_nhwc.shape[1:3], stride, dilation, ctx.weight.shape[2:]))
+        grad_y_pad = _to_padded_nhwc(grad, padding)[:, :used[0], :used[1]]
+        grad_x = grad_weight = grad_bias = None
+        if need_x:
+            grad_x = conv_forward(grad_y_pad, ctx.weight, stride, dilation, groups)
+            grad_x = grad_x.transpose(0, 3, 1, 2)  # (N, C_in, H, W) view
+        if need_weight:
+            grad_weight = conv_weight_grad(grad_y_pad, ctx.x_nhwc, ctx.weight.shape[2:], stride,
+                                           dilation, groups)
+        if len(ctx.needs_input_grad) == 3 and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(axis=(0, 2, 3))
+        return grad_x, grad_weight, grad_bias
+
+
+# --- the functional forms (PyTorch's names), with the shape checks -------------------------
+
+def _check_common(name, x, weight, bias, groups, weight_channels_axis):
+    if x.ndim != 4 or weight.ndim != 4:
+        raise ValueError(f"{name} needs a 4-d input (N, C, H, W) and a 4-d weight, "
+                         f"got input shape {x.shape} and weight shape {weight.shape}")
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"{name} groups must be a positive int, got {groups!r}")
+    channels = weight.shape[weight_channels_axis]
+    if channels % groups:
+        raise ValueError(f"{name}: groups={groups} does not divide the weight's {channels} "
+                         f"{'output' if weight_channels_axis == 0 else 'input'} channels")
+    if x.shape[1] % groups:
+        raise ValueError(f"{name}: groups={groups} does not divide the input's "
+                         f"{x.shape[1]} channels")
+
+
+def _check_bias(name, bias, out_channels):
+    if bias is not None and bias.shape != (out_channels,):
+        raise ValueError(f"{name}: bias shape {bias.shape} does not match the "
+                         f"{out_channels} output channels")
+
+
+def _check_positive(name, size):
+    if min(size) < 1:
+        raise ValueError(f"{name}: output size {size} is empty; the input is too small for "
+                         f"this kernel, padding, stride and dilation")
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-d cross-correlation of x (N, C, H, W) with weight (O, C/groups, Kh, Kw), plus bias (O,)."""
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    dilation = _pair(dilation, "dilation")
+    _check_common("conv2d", x, weight, bias, groups, 0)
+    if x.shape[1] != weight.shape[1] * groups:
+        raise ValueError(f"conv2d: input has {x.shape[1]} channels but weight expects "
+                         f"{weight.shape[1] * groups} (weight.shape[1]={weight.shape[1]} "
+                         f"x groups={groups})")
+    _check_bias("conv2d", bias, weight.shape[0])
+    _check_positive("conv2d", tuple(
+        _output_size(size + 2 * pad, k, s, d) for size, pad, k, s, d
+        in zip(x.shape[2:], padding, weight.shape[2:], stride, dilation)))
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1):
+    """Transposed convolution of x (N, C_in, H, W) with weight (C_in, C_out/groups, Kh, Kw):
+    the gradient of conv2d with respect to its input, applied to x; output side
+    (H - 1) stride - 2 padding + dilation (K - 1) + output_padding + 1."""
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    output_padding, dilation = _pair(output_padding, "output_padding"), _pair(dilation, "dilation")
+    _check_common("conv_transpose2d", x, weight, bias, groups, 0)
+    if x.shape[1] != weight.shape[0]:
+        raise ValueError(f"conv_transpose2d: input has {x.shape[1]} channels but weight "
+                         f"expects {weight.shape[0]} (weight.shape[0])")
+    for extra, s, d in zip(output_padding, stride, dilation):
+        if not 0 <= extra < max(s, d):
+            raise ValueError(f"conv_transpose2d: output_padding {output_padding} must be "
+                             f"smaller than stride {stride} or dilation {dilation}")
+    _check_bias("conv_transpose2d", bias, weight.shape[1] * groups)
+    _check_positive("conv_transpose2d", tuple(
+        (size - 1) * s - 2 * pad + d * (k - 1) + extra + 1 for size, s, pad, d, k, extra
+        in zip(x.shape[2:], stride, padding, dilation, weight.shape[2:], output_padding)))
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return ConvTranspose2d.apply(*inputs, stride=stride, padding=padding,
+                                 output_padding=output_padding, groups=groups, dilation=dilation)
