@@ -1,0 +1,17 @@
+"""minilean.nn: Module and Parameter, the layers, their functional forms and initialisers."""
+from minilean.nn import functional, init
+from minilean.nn.activation import (GELU, Flatten, Identity, LeakyReLU, ReLU, Sigmoid, SiLU,
+                                    Softmax, Tanh)
+from minilean.nn.attention import MultiheadAttention
+from minilean.nn.container import ModuleList, Sequential
+from minilean.nn.conv import Conv2d, ConvTranspose2d
+from minilean.nn.dropout import Dropout
+from minilean.nn.embedding import Embedding
+from minilean.nn.linear import Linear
+from minilean.nn.module import Module, Parameter
+from minilean.nn.norm import GroupNorm, LayerNorm
+
+__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "Linear", "Conv2d",
+           "ConvTranspose2d", "LayerNorm", "GroupNorm", "Embedding", "Dropout",
+           "MultiheadAttention", "ReLU", "SiLU", "GELU", "Sigmoid", "Tanh", "LeakyReLU",
+           "Softmax", "Identity", "Flatten", "functional", "init"]

@@ -1,0 +1,74 @@
+"""Activation functions as modules (for Sequential), each forwarding to its functional op."""
+from minilean.nn import functional as F
+from minilean.nn.module import Module
+
+
+class _Elementwise(Module):
+    """An activation: forward is ``function(input, **settings)``."""
+    function = None
+
+    def __init__(self, **settings):
+        super().__init__()
+        self.settings = settings
+
+    def forward(self, input):
+        return self.function(input, **self.settings)
+
+    def extra_repr(self):
+        return ", ".join(f"{name}={value!r}" for name, value in self.settings.items())
+
+
+class ReLU(_Elementwise):
+    function = staticmethod(F.relu)
+
+
+class SiLU(_Elementwise):
+    function = staticmethod(F.silu)
+
+
+class Sigmoid(_Elementwise):
+    function = staticmethod(F.sigmoid)
+
+
+class Tanh(_Elementwise):
+    function = staticmethod(F.tanh)
+
+
+class GELU(_Elementwise):
+    function = staticmethod(F.gelu)
+
+    def __init__(self, approximate="none"):
+        super().__init__(approximate=approximate)
+
+
+class LeakyReLU(_Elementwise):
+    function = staticmethod(F.leaky_relu)
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__(negative_slope=negative_slope)
+
+
+class Softmax(_Elementwise):
+    function = staticmethod(F.softmax)
+
+    def __init__(self, dim):
+        super().__init__(dim=dim)
+
+
+class Identity(Module):
+    def forward(self, input):
+        return input
+
+
+class Flatten(Module):
+    """Flatten dims ``start_dim..end_dim`` into one (by default all but the batch dim)."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, input):
+        return input.flatten(self.start_dim, self.end_dim)
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

@@ -1,0 +1,67 @@
+"""MultiheadAttention (batch_first): project to heads, attend in each, mix the heads back.
+
+Parameters match PyTorch's names and shapes, so weights copy across: ``in_proj_weight``
+(3E, E) stacks the query, key and value projections, ``in_proj_bias`` (3E,), and
+``out_proj`` a Linear(E, E). Init as PyTorch: xavier_uniform for ``in_proj_weight``, zero
+biases. ``attn_mask`` follows *this module's* PyTorch convention, which is the opposite of
+``scaled_dot_product_attention``'s: a boolean True means "may NOT attend"; a float mask is
+added to the scores. Its shape is (L, S) or (N * num_heads, L, S).
+"""
+from minilean.autograd.tensor import Tensor
+from minilean.nn import functional as F
+from minilean.nn import init
+from minilean.nn.linear import Linear, empty_parameter
+from minilean.nn.module import Module
+
+
+class MultiheadAttention(Module):
+    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, batch_first=True):
+        super().__init__()
+        if not batch_first:
+            raise ValueError("MultiheadAttention supports only batch_first=True "
+                             "(inputs of shape (batch, sequence, embed_dim))")
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
+        self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
+        self.head_dim = embed_dim // num_heads
+        self.in_proj_weight = init.xavier_uniform_(empty_parameter(3 * embed_dim, embed_dim))
+        self.in_proj_bias = init.zeros_(empty_parameter(3 * embed_dim)) if bias else None
+        self.out_proj = Linear(embed_dim, embed_dim, bias=bias)
+        if bias:
+            init.zeros_(self.out_proj.bias)
+
+    def _heads(self, x, which):
+        """Project ``x`` (N, T, E) with the ``which``-th third of in_proj: (N, heads, T, head_dim)."""
+        rows = slice(which * self.embed_dim, (which + 1) * self.embed_dim)
+        bias = None if self.in_proj_bias is None else self.in_proj_bias[rows]
+        projected = F.linear(x, self.in_proj_weight[rows], bias)  # (N, T, E)
+        batch, length, _ = x.shape
+        split = projected.reshape(batch, length, self.num_heads, self.head_dim)  # (N, T, H, D)
+        return split.permute(0, 2, 1, 3)  # (N, H, T, D)
+
+    def _keep_mask(self, attn_mask, batch):
+        """PyTorch's MHA mask as an sdpa mask broadcastable to (N, H, L, S)."""
+        if attn_mask is None:
+            return None
+        mask = attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask
+        if mask.ndim == 3:
+            mask = mask.reshape(batch, self.num_heads, *mask.shape[1:])  # (N*H, L, S) -> (N, H, L, S)
+        return ~mask if mask.dtype == bool else mask  # sdpa's boolean mask says where to KEEP
+
+    def forward(self, query, key, value, attn_mask=None, need_weights=True,
+                average_attn_weights=True):
+        """Returns (output (N, L, E), weights (N, L, S) averaged over heads, or (N, H, L, S)
+        when not ``average_attn_weights``, or None when not ``need_weights``)."""
+        batch, length, _ = query.shape
+        q, k, v = self._heads(query, 0), self._heads(key, 1), self._heads(value, 2)
+        weights = F.attention_weights(q, k, self._keep_mask(attn_mask, batch))  # (N, H, L, S)
+        dropped = F.dropout(weights, self.dropout, self.training)
+        heads = dropped @ v  # (N, H, L, D)
+        merged = heads.permute(0, 2, 1, 3).reshape(batch, length, self.embed_dim)  # (N, L, E)
+        output = self.out_proj(merged)
+        if not need_weights:
+            return output, None
+        return output, (weights.mean(dim=1) if average_attn_weights else weights)
+
+    def extra_repr(self):
+        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}"

@@ -1,0 +1,58 @@
+"""Conv2d and ConvTranspose2d layers: weights, PyTorch's default init, and the functional op.
+
+Conv2d's weight is (out_channels, in_channels / groups, kH, kW); ConvTranspose2d's is
+(in_channels, out_channels / groups, kH, kW), as in PyTorch (so weights copy across).
+"""
+from minilean.nn import functional as F
+from minilean.nn import init
+from minilean.nn.linear import empty_parameter
+from minilean.nn.module import Module
+
+
+def _pair(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+class _ConvNd(Module):
+    def __init__(self, weight_shape, in_channels, out_channels, kernel_size, bias, groups,
+                 **options):
+        super().__init__()
+        for name, channels in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if channels % groups:
+                raise ValueError(f"{name}={channels} is not divisible by groups={groups}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.groups, self.options = kernel_size, groups, options
+        self.weight = empty_parameter(*weight_shape, *kernel_size)
+        self.bias = empty_parameter(out_channels) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        init.default_weight_and_bias_(self.weight, self.bias)
+
+    def extra_repr(self):
+        options = "".join(f", {name}={value}" for name, value in self.options.items())
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+                f"{options}, groups={self.groups}, bias={self.bias is not None}")
+
+
+class Conv2d(_ConvNd):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True):
+        super().__init__((out_channels, in_channels // groups), in_channels, out_channels,
+                         _pair(kernel_size), bias, groups,
+                         stride=stride, padding=padding, dilation=dilation)
+
+    def forward(self, input):
+        return F.conv2d(input, self.weight, self.bias, groups=self.groups, **self.options)
+
+
+class ConvTranspose2d(_ConvNd):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups=1, bias=True, dilation=1):
+        super().__init__((in_channels, out_channels // groups), in_channels, out_channels,
+                         _pair(kernel_size), bias, groups, stride=stride, padding=padding,
+                         output_padding=output_padding, dilation=dilation)
+
+    def forward(self, input):
+        return F.conv_transpose2d(input, self.weight, self.bias, groups=self.groups,
+                                  **self.options)

@@ -1,0 +1,141 @@
+"""minilean.nn.functional: every op under PyTorch's name, and the composites built from them.
+
+The primitive ops live in ``minilean.autograd`` (one file per kind) and are re-exported here.
+The functions defined below are *composites*: plain Python over those primitives, so their
+backward comes for free from the primitives' and there is nothing extra to get wrong.
+"""
+import math
+
+from minilean import backend
+from minilean.autograd.conv import conv2d, conv_transpose2d  # noqa: F401 (re-export)
+from minilean.autograd.elementwise import (abs, exp, gelu, leaky_relu, log, relu,  # noqa: F401
+                                           sigmoid, silu, tanh, where)
+from minilean.autograd.linalg import matmul  # noqa: F401
+from minilean.autograd.loss import mse_loss  # noqa: F401
+from minilean.autograd.norm import group_norm, layer_norm  # noqa: F401
+from minilean.autograd.pool import avg_pool2d, interpolate, max_pool2d  # noqa: F401
+from minilean.autograd.reduce import log_softmax, logsumexp, softmax  # noqa: F401
+from minilean.autograd.shape import pad  # noqa: F401
+from minilean.autograd.tensor import Tensor
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _reduce(loss, reduction):
+    """Apply a loss's ``reduction``: the mean or sum over all elements, or none."""
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _constant(array):
+    """An array as a tensor outside the graph (masks, one-hot targets)."""
+    return Tensor._wrap(array, False)
+
+
+# --- layers as functions ------------------------------------------------------------------
+
+def linear(input, weight, bias=None):
+    """y = x W^T + b, with W of shape (out_features, in_features)."""
+    out = input @ weight.T
+    return out if bias is None else out + bias
+
+
+def dropout(input, p=0.5, training=True):
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (so the mean is
+    unchanged); the identity when not training. The mask comes from the device's generator."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    keep = backend.generator(input.device).random(input.shape) >= p
+    return input * _constant((keep / (1.0 - p)).astype(input.dtype))
+
+
+def embedding(input, weight):
+    """Rows of ``weight`` (num_embeddings, dim) picked by the integer ``input``: shape input + (dim,).
+    The backward adds each output row's gradient into the row it came from."""
+    indices = input.data if isinstance(input, Tensor) else input
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"embedding indices must be integers, got {indices.dtype}")
+    return weight[indices]
+
+
+# --- losses -------------------------------------------------------------------------------
+
+def cross_entropy(input, target, reduction="mean"):
+    """-log softmax(input)[target], over class dim 1 of ``input`` (N, C) or (N, C, d1, ...).
+
+    ``target`` holds class indices of shape (N,) / (N, d1, ...), or class probabilities with
+    ``input``'s shape. log_softmax is the max-shifted primitive, so large logits are safe.
+    """
+    log_probs = log_softmax(input, dim=1)
+    target_data = target.data if isinstance(target, Tensor) else input.xp.asarray(target)
+    if target_data.dtype.kind in "iu":
+        classes = input.shape[1]
+        if target_data.size and (int(target_data.min()) < 0 or int(target_data.max()) >= classes):
+            raise ValueError(f"cross_entropy targets must be class indices in [0, {classes}), "
+                             f"got values from {int(target_data.min())} to {int(target_data.max())}")
+        xp = input.xp
+        one_hot = xp.eye(classes, dtype=input.dtype)[target_data]  # (N, d1, ..., C)
+        target_data = xp.moveaxis(one_hot, -1, 1)  # (N, C, d1, ...)
+    if target_data.shape != input.shape:
+        raise ValueError(f"cross_entropy target shape {target_data.shape} does not fit "
+                         f"input shape {input.shape}")
+    return _reduce(-(log_probs * _constant(target_data.astype(input.dtype))).sum(dim=1), reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, reduction="mean"):
+    """-[y log sigma(x) + (1-y) log(1 - sigma(x))] for logits x and targets y in [0, 1].
+
+    Written as max(x, 0) - x y + log(1 + e^{-|x|}): the naive form takes log of a sigmoid that
+    rounds to 0 or 1 for |x| beyond ~17 (float32) and overflows e^{-x} for very negative x;
+    here the exponent is never positive, so e^{-|x|} is in (0, 1] and nothing overflows.
+    """
+    return _reduce(relu(input) - input * target + log(1 + exp(-abs(input))), reduction)
+
+
+def l1_loss(input, target, reduction="mean"):
+    """|input - target|, reduced."""
+    return _reduce(abs(input - target), reduction)
+
+
+# --- attention ----------------------------------------------------------------------------
+
+def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
+    """softmax(Q K^T * scale + mask) over the key axis: shape (..., L, S).
+
+    ``attn_mask`` broadcasts to (..., L, S): a boolean mask says which keys each query may
+    attend to (True = keep), a float mask is added to the scores. ``scale`` defaults to
+    1/sqrt(d) so the scores' variance does not grow with the head size d.
+    """
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = (query @ key.transpose(-2, -1)) * scale  # (..., L, S)
+    if is_causal:
+        length, source = scores.shape[-2:]
+        causal = query.xp.tril(query.xp.ones((length, source), dtype=bool))
+        scores = where(causal, scores, -math.inf)
+    if attn_mask is not None:
+        mask = attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask
+        if mask.dtype == bool:
+            scores = where(mask, scores, -math.inf)  # exp(-inf) = 0: masked keys get no weight
+        else:
+            scores = scores + _constant(mask.astype(scores.dtype))
+    return softmax(scores, dim=-1)
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                 is_causal=False, scale=None):
+    """softmax(Q K^T / sqrt(d) + mask) V for Q (..., L, d), K (..., S, d), V (..., S, dv).
+
+    The mask follows PyTorch's ``scaled_dot_product_attention``: boolean True = attend,
+    float = added to the scores. ``dropout_p`` drops attention weights (training only).
+    """
+    weights = attention_weights(query, key, attn_mask, is_causal, scale)
+    return dropout(weights, dropout_p, training=dropout_p > 0) @ value

@@ -1,0 +1,29 @@
+"""Linear: y = x W^T + b, the fully connected layer."""
+from minilean import backend
+from minilean.nn import functional as F
+from minilean.nn import init
+from minilean.nn.module import Module, Parameter
+
+
+def empty_parameter(*shape):
+    """An uninitialised float32 CPU parameter; layers fill it with their init right away."""
+    return Parameter(backend.xp_for("cpu").empty(shape, dtype="float32"))
+
+
+class Linear(Module):
+    def __init__(self, in_features, out_features, bias=True):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = empty_parameter(out_features, in_features)
+        self.bias = empty_parameter(out_features) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        init.default_weight_and_bias_(self.weight, self.bias)
+
+    def forward(self, input):
+        return F.linear(input, self.weight, self.bias)
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")

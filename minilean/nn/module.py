@@ -1,0 +1,208 @@
+"""Module and Parameter: the containers that hold a network's weights and find them again.
+
+A ``Parameter`` is a tensor that a module owns and an optimizer updates. Assigning a Parameter
+or a Module to an attribute of a Module registers it (``__setattr__``), which is how
+``parameters()``, ``state_dict()``, ``to()`` and ``train()/eval()`` find every weight in a
+tree of modules without the author listing them. Buffers (``register_buffer``) are saved and
+moved like parameters but never trained.
+"""
+from collections import OrderedDict
+
+from minilean import backend
+from minilean.autograd.tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A tensor that is a learnable weight of a module: ``requires_grad`` is on by default."""
+
+    def __init__(self, data, requires_grad=True):
+        super().__init__(data, requires_grad=requires_grad)
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()
+
+
+class Module:
+    """Base class of every layer and model: subclasses set attributes and write ``forward``."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # --- registration ----------------------------------------------------------------------
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
+                                 f"before assigning {name!r}")
+        for registry in (self._parameters, self._buffers, self._modules):
+            registry.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        else:
+            object.__setattr__(self, name, value)
+            return
+        self.__dict__.pop(name, None)
+
+    def __getattr__(self, name):  # only called when normal lookup fails
+        for registry in ("_parameters", "_buffers", "_modules"):
+            found = self.__dict__.get(registry, {})
+            if name in found:
+                return found[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __delattr__(self, name):
+        for registry in (self._parameters, self._buffers, self._modules):
+            if name in registry:
+                del registry[name]
+                return
+        object.__delattr__(self, name)
+
+    def register_buffer(self, name, tensor):
+        """Keep ``tensor`` with the module (saved, moved by ``to``) without training it."""
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"buffer {name!r} must be a Tensor, got {type(tensor).__name__}")
+        self.__dict__.pop(name, None)
+        self._buffers[name] = tensor
+
+    # --- walking the tree ------------------------------------------------------------------
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_modules(self, prefix=""):
+        """This module and every module below it, depth first, with dotted names."""
+        stack = [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            yield name, module
+            below = [(f"{name}.{child}" if name else child, sub)
+                     for child, sub in module._modules.items()]
+            stack.extend(reversed(below))
+
+    def modules(self):
+        return (module for _, module in self.named_modules())
+
+    def _named_members(self, registry):
+        seen = set()
+        for module_name, module in self.named_modules():
+            for name, tensor in getattr(module, registry).items():
+                if id(tensor) not in seen:  # a tensor shared by two layers is listed once
+                    seen.add(id(tensor))
+                    yield (f"{module_name}.{name}" if module_name else name), tensor
+
+    def named_parameters(self):
+        return self._named_members("_parameters")
+
+    def parameters(self):
+        return (param for _, param in self.named_parameters())
+
+    def named_buffers(self):
+        return self._named_members("_buffers")
+
+    def buffers(self):
+        return (buffer for _, buffer in self.named_buffers())
+
+    def apply(self, fn):
+        """Call ``fn(module)`` on every module (children first), e.g. for custom init."""
+        for module in reversed(list(self.modules())):
+            fn(module)
+        return self
+
+    # --- modes, devices, gradients ---------------------------------------------------------
+    def train(self, mode=True):
+        """Training mode (dropout active); ``eval()`` switches it off in the whole tree."""
+        for module in self.modules():
+            object.__setattr__(module, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def to(self, device=None, dtype=None):
+        """Move (and/or cast) every parameter and buffer in place; returns ``self``.
+
+        The Parameter objects stay the same, only their arrays change, so move a model
+        *before* building its optimizer (whose state arrays live on the old device).
+        """
+        if device is not None:
+            backend.check_device(device)
+        for tensor in list(self.parameters()) + list(self.buffers()):
+            tensor.data = _moved(tensor.data, device, dtype)
+            if tensor.grad is not None:
+                tensor.grad.data = _moved(tensor.grad.data, device, dtype)
+        return self
+
+    def zero_grad(self):
+        """Forget accumulated gradients (``grad = None``, PyTorch's default)."""
+        for param in self.parameters():
+            param.grad = None
+
+    # --- saving and loading ----------------------------------------------------------------
+    def state_dict(self):
+        """Name -> tensor for every parameter and buffer (sharing the arrays, like PyTorch)."""
+        state = OrderedDict(self.named_parameters())
+        state.update(self.named_buffers())
+        return OrderedDict((name, tensor.detach()) for name, tensor in state.items())
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays from ``state_dict`` into this module's parameters and buffers in place.
+
+        A key whose shape differs is always an error naming the key and both shapes. With
+        ``strict`` (the default) missing and unexpected keys are errors too; otherwise they
+        are returned as ``(missing_keys, unexpected_keys)``.
+        """
+        own = OrderedDict(self.named_parameters())
+        own.update(self.named_buffers())
+        missing = [name for name in own if name not in state_dict]
+        unexpected = [name for name in state_dict if name not in own]
+        if strict and missing:
+            raise ValueError(f"load_state_dict: missing key(s) {missing} for {type(self).__name__}")
+        if strict and unexpected:
+            raise ValueError(f"load_state_dict: unexpected key(s) {unexpected} "
+                             f"for {type(self).__name__}")
+        for name, tensor in own.items():
+            if name in state_dict:
+                copy_into(tensor.data, state_dict[name], name)
+        return missing, unexpected
+
+    # --- printing --------------------------------------------------------------------------
+    def extra_repr(self):
+        """The constructor arguments shown by ``repr`` (layers override this)."""
+        return ""
+
+    def __repr__(self):
+        lines = [f"({name}): " + repr(module).replace("\n", "\n  ")
+                 for name, module in self._modules.items()]
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not lines:
+            return head + ")"
+        return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _moved(array, device, dtype):
+    array = backend.to_device(array, device) if device is not None else array
+    return array.astype(dtype, copy=False) if dtype is not None else array
+
+
+def copy_into(target, value, name):
+    """Copy ``value`` (a Tensor, NumPy or CuPy array) into the array ``target`` in place,
+    on ``target``'s device and dtype; a shape mismatch names ``name`` and both shapes."""
+    value = value.data if isinstance(value, Tensor) else value
+    if tuple(value.shape) != tuple(target.shape):
+        raise ValueError(f"{name!r}: shape {tuple(value.shape)} in the loaded state "
+                         f"but {tuple(target.shape)} here")
+    device = backend.device_of(target)
+    target[...] = backend.xp_for(device).asarray(backend.to_device(value, device),
+                                                 dtype=target.dtype)

@@ -1,0 +1,41 @@
+"""LayerNorm and GroupNorm layers: a learnable scale (ones) and shift (zeros) around the ops."""
+from minilean.nn import functional as F
+from minilean.nn import init
+from minilean.nn.linear import empty_parameter
+from minilean.nn.module import Module
+
+
+class LayerNorm(Module):
+    """Normalise over the trailing ``normalized_shape`` dims of each sample."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True):
+        super().__init__()
+        if isinstance(normalized_shape, int):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape, self.eps = tuple(normalized_shape), eps
+        self.weight = init.ones_(empty_parameter(*self.normalized_shape)) if elementwise_affine else None
+        self.bias = init.zeros_(empty_parameter(*self.normalized_shape)) if elementwise_affine else None
+
+    def forward(self, input):
+        return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}"
+
+
+class GroupNorm(Module):
+    """Normalise each sample over groups of ``num_channels / num_groups`` channels (and space)."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True):
+        super().__init__()
+        if num_channels % num_groups:
+            raise ValueError(f"num_channels={num_channels} is not divisible by num_groups={num_groups}")
+        self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
+        self.weight = init.ones_(empty_parameter(num_channels)) if affine else None
+        self.bias = init.zeros_(empty_parameter(num_channels)) if affine else None
+
+    def forward(self, input):
+        return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.weight is not None}"

@@ -1,0 +1,101 @@
+"""Checkpoints: named state dicts, arrays and JSON metadata in one ``.npz`` file.
+
+    save_checkpoint("run/ckpt.npz", model=model.state_dict(), optimizer=opt.state_dict(),
+                    ema=ema.state_dict(), step=1200, config={"lr": 2e-4})
+    state = load_checkpoint("run/ckpt.npz")
+    model.load_state_dict(state["model"]); opt.load_state_dict(state["optimizer"])
+
+Every array anywhere in the (nested dict/list) values is stored as its own ``.npy`` member,
+named by its path (``model/conv1.weight``, ``optimizer/state/exp_avg/3``), so ``numpy.load``
+shows what is inside. Everything else must be JSON-able; the structure, with each array
+replaced by ``{"__array__": member name}``, is one JSON string in the member ``__tree__``.
+No pickle anywhere: loading uses ``allow_pickle=False``, so a checkpoint cannot run code.
+
+The file is written to a temporary file in the same directory and then renamed over the
+target (``os.replace`` is atomic), so a crash mid-write leaves the old checkpoint intact.
+"""
+import json
+import os
+import tempfile
+
+import numpy
+
+from minilean import backend
+from minilean.autograd.tensor import Tensor
+
+TREE_KEY = "__tree__"
+
+
+def _is_array(value):
+    """A Tensor, NumPy array or CuPy array (NumPy scalars are stored as plain JSON numbers)."""
+    return isinstance(value, Tensor) or (hasattr(value, "shape") and hasattr(value, "dtype")
+                                         and not isinstance(value, numpy.generic))
+
+
+def _split(value, path, arrays):
+    """The JSON-able tree of ``value``, moving each array into ``arrays[path]``."""
+    if _is_array(value):
+        if path in arrays:
+            raise ValueError(f"checkpoint entry {path!r} is named twice")
+        data = value.data if isinstance(value, Tensor) else value
+        arrays[path] = backend.to_device(data, "cpu")
+        return {"__array__": path}
+    if isinstance(value, numpy.generic):
+        return value.item()
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise TypeError(f"checkpoint entry {path!r} has a non-string key {key!r}")
+        return {key: _split(item, f"{path}/{key}", arrays) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_split(item, f"{path}/{index}", arrays) for index, item in enumerate(value)]
+    try:
+        json.dumps(value, allow_nan=True)
+    except TypeError:
+        raise TypeError(f"checkpoint entry {path!r} is a {type(value).__name__}, "
+                        f"which is neither an array nor JSON-able") from None
+    return value
+
+
+def _join(tree, arrays):
+    if isinstance(tree, dict):
+        if set(tree) == {"__array__"}:
+            return arrays[tree["__array__"]]
+        return {key: _join(item, arrays) for key, item in tree.items()}
+    if isinstance(tree, list):
+        return [_join(item, arrays) for item in tree]
+    return tree
+
+
+def save_checkpoint(path, **entries):
+    """Write ``entries`` (state dicts, arrays, JSON-able values) to ``path`` atomically."""
+    arrays = {}
+    tree = {name: _split(value, name, arrays) for name, value in entries.items()}
+    if TREE_KEY in arrays:
+        raise ValueError(f"{TREE_KEY!r} is reserved in checkpoints")
+    arrays[TREE_KEY] = numpy.array(json.dumps(tree))
+    directory = os.path.dirname(os.path.abspath(path))
+    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-",
+                                             suffix=os.path.basename(path))
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            numpy.savez(file, **arrays)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def load_checkpoint(path):
+    """The entries saved by ``save_checkpoint``, arrays as NumPy arrays (on the host)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    with numpy.load(path, allow_pickle=False) as file:
+        if TREE_KEY not in file.files:
+            raise ValueError(f"{str(path)!r} is not a minilean checkpoint (no {TREE_KEY!r} entry)")
+        tree = json.loads(str(file[TREE_KEY]))
+        arrays = {name: file[name] for name in file.files if name != TREE_KEY}
+    return _join(tree, arrays)

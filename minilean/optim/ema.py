@@ -1,0 +1,82 @@
+"""Exponential moving average of a model's parameters (sampling uses the averaged weights).
+
+After each optimizer step, ``ema.update(model)`` moves every averaged array towards the
+current weights: avg <- decay * avg + (1 - decay) * p. The average starts as a copy of the
+weights. ``with ema.average_parameters(model):`` swaps the averages in (for sampling or
+evaluation) and puts the trained weights back afterwards.
+
+The maths is one function over lists of arrays, ``ema_update``, named by
+``EMA.update_arrays``; ``EMA.fast_update_arrays`` is the slot where ``minilean.cuda`` may put
+a fused kernel with the same signature (used for "cuda" arrays with fast kernels on), the same
+hook as the optimizers' ``fast_update`` (see ``minilean/optim/optimizer.py``).
+"""
+import contextlib
+
+from minilean import backend
+from minilean.nn.module import copy_into
+
+
+def ema_update(averages, params, decay):
+    """In place: avg <- decay * avg + (1 - decay) * p, written as avg -= (1 - decay)(avg - p)."""
+    for average, param in zip(averages, params):
+        average -= (1 - decay) * (average - param)
+
+
+class EMA:
+    update_arrays = staticmethod(ema_update)
+    fast_update_arrays = None  # a fused CUDA version with the same signature, set by minilean.cuda
+
+    def __init__(self, model, decay=0.999):
+        if not 0.0 <= decay <= 1.0:
+            raise ValueError(f"EMA decay must be in [0, 1], got {decay!r}")
+        self.decay = decay
+        self.num_updates = 0
+        self.shadow = {name: param.data.copy() for name, param in model.named_parameters()}
+
+    def _pairs(self, model):
+        params = dict(model.named_parameters())
+        if set(params) != set(self.shadow):
+            raise ValueError(f"EMA tracks {sorted(set(self.shadow) - set(params))} missing from the "
+                             f"model and the model has {sorted(set(params) - set(self.shadow))} "
+                             f"not tracked")
+        return [(self.shadow[name], params[name]) for name in self.shadow]
+
+    def update(self, model):
+        """Fold the model's current weights into the average (call after each optimizer step)."""
+        pairs = self._pairs(model)
+        averages = [average for average, _ in pairs]
+        update = self.update_arrays
+        if (self.fast_update_arrays is not None and backend.fast_kernels_enabled()
+                and backend.device_of(averages[0]) == "cuda"):
+            update = self.fast_update_arrays
+        update(averages, [param.data for _, param in pairs], self.decay)
+        self.num_updates += 1
+
+    def copy_to(self, model):
+        """Overwrite the model's weights with the averages."""
+        for name, (average, param) in zip(self.shadow, self._pairs(model)):
+            copy_into(param.data, average, name)
+
+    @contextlib.contextmanager
+    def average_parameters(self, model):
+        """Use the averaged weights inside the block; restore the trained ones after it."""
+        trained = {name: param.data.copy() for name, param in model.named_parameters()}
+        self.copy_to(model)
+        try:
+            yield model
+        finally:
+            for name, param in model.named_parameters():
+                param.data[...] = trained[name]
+
+    def state_dict(self):
+        return {"decay": self.decay, "num_updates": self.num_updates, "shadow": dict(self.shadow)}
+
+    def load_state_dict(self, state_dict):
+        shadow = state_dict["shadow"]
+        if set(shadow) != set(self.shadow):
+            raise ValueError(f"EMA state has keys missing {sorted(set(self.shadow) - set(shadow))} "
+                             f"and extra {sorted(set(shadow) - set(self.shadow))}")
+        for name, average in self.shadow.items():
+            copy_into(average, shadow[name], name)
+        self.decay = float(state_dict["decay"])
+        self.num_updates = int(state_dict["num_updates"])

@@ -1,0 +1,105 @@
+"""Optimizer: what SGD and Adam share (the parameter list, per-parameter state, saving).
+
+How a step runs, and the hook for fused CUDA kernels
+----------------------------------------------------
+Each optimizer writes its update maths ONCE, as a plain function over lists of arrays that
+changes the parameter (and state) arrays in place, e.g.
+
+    adam_update(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps,
+                weight_decay, decoupled)
+
+and names it in a class attribute: ``Adam.update = staticmethod(adam_update)``. ``step()``
+collects the arrays of the parameters that have a gradient and calls that function under
+``no_grad``. A second slot, ``fast_update``, is ``None`` here; ``minilean.cuda`` may set it
+(``Adam.fast_update = fused_adam``) to a function with the *same signature* that updates all
+parameters in one kernel launch. It is used only for parameters on "cuda" with fast kernels
+switched on (``backend.fast_kernels_enabled()``), exactly like ``Function.fast`` for ops;
+otherwise the NumPy/CuPy function runs, so every device has the reference maths.
+"""
+from minilean import backend
+from minilean.autograd.grad_mode import no_grad
+from minilean.autograd.tensor import Tensor
+from minilean.nn.module import copy_into
+
+
+class Optimizer:
+    update = None  # the update maths over lists of arrays (set by each subclass)
+    fast_update = None  # a fused CUDA version with the same signature, set by minilean.cuda
+
+    def __init__(self, params, hyperparameters, state_names):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        for index, param in enumerate(self.params):
+            if not isinstance(param, Tensor) or not param.requires_grad:
+                raise TypeError(f"{type(self).__name__}: parameter {index} is not a tensor "
+                                f"that requires grad")
+        self.hyperparameter_names = tuple(hyperparameters)
+        for name, value in hyperparameters.items():
+            setattr(self, name, value)
+        # per-parameter state arrays (momentum, moments), one list per name, aligned with params
+        self.state = {name: [param.xp.zeros_like(param.data) for param in self.params]
+                      for name in state_names}
+        self.step_count = 0
+
+    def zero_grad(self):
+        for param in self.params:
+            param.grad = None
+
+    def _update_function(self):
+        on_cuda = self.params[0].device == "cuda"
+        if self.fast_update is not None and on_cuda and backend.fast_kernels_enabled():
+            return self.fast_update
+        return self.update
+
+    def step(self):
+        """One update of every parameter that has a gradient (others are left alone)."""
+        with no_grad():
+            self.step_count += 1
+            live = [i for i, param in enumerate(self.params) if param.grad is not None]
+            params = [self.params[i].data for i in live]
+            grads = [self.params[i].grad.data for i in live]
+            state = {name: [arrays[i] for i in live] for name, arrays in self.state.items()}
+            self._step(self._update_function(), params, grads, state)
+
+    def _step(self, update, params, grads, state):
+        """Call ``update`` with this optimizer's state lists and hyperparameters."""
+        raise NotImplementedError
+
+    # --- saving and loading ----------------------------------------------------------------
+    def state_dict(self):
+        """Hyperparameters, the step count and the state arrays (shared, not copied)."""
+        return {"step": self.step_count,
+                "hyperparameters": {name: getattr(self, name) for name in self.hyperparameter_names},
+                "state": {name: list(arrays) for name, arrays in self.state.items()}}
+
+    def load_state_dict(self, state_dict):
+        """Restore from ``state_dict()`` output, copying arrays in place; a mismatch in names,
+        parameter count or shapes is an error naming the key (and both shapes)."""
+        for key in ("step", "hyperparameters", "state"):
+            if key not in state_dict:
+                raise ValueError(f"optimizer state_dict is missing key {key!r}")
+        saved = state_dict["state"]
+        if set(saved) != set(self.state):
+            raise ValueError(f"optimizer state has keys {sorted(saved)}, "
+                             f"{type(self).__name__} expects {sorted(self.state)}")
+        for name, arrays in self.state.items():
+            if len(saved[name]) != len(arrays):
+                raise ValueError(f"optimizer state {name!r} holds {len(saved[name])} arrays "
+                                 f"but this optimizer has {len(arrays)} parameters")
+            for index, (target, value) in enumerate(zip(arrays, saved[name])):
+                copy_into(target, value, f"{name}/{index}")
+        for name, value in state_dict["hyperparameters"].items():
+            if name not in self.hyperparameter_names:
+                raise ValueError(f"unknown optimizer hyperparameter {name!r}")
+            setattr(self, name, tuple(value) if isinstance(value, list) else value)
+        self.step_count = int(state_dict["step"])
+
+    def __repr__(self):
+        settings = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.hyperparameter_names)
+        return f"{type(self).__name__}({settings})"
+
+
+def check_non_negative(name, value):
+    if not value >= 0.0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")

@@ -1,0 +1,56 @@
+"""Learning-rate schedules: factors as plain functions of the step, and a small scheduler.
+
+``LambdaLR(optimizer, factor)`` sets ``optimizer.lr = base_lr * factor(step)`` each time its
+``step()`` is called (once per optimizer step), as PyTorch's LambdaLR does.
+"""
+import functools
+import math
+
+
+def warmup_constant(step, warmup_steps):
+    """Linear warm-up from 1/warmup_steps to 1 over the first ``warmup_steps`` steps, then 1."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return 1.0
+
+
+def warmup_cosine(step, warmup_steps, total_steps, min_factor=0.0):
+    """Linear warm-up, then a half cosine from 1 down to ``min_factor`` at ``total_steps``
+    (and ``min_factor`` after it)."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class LambdaLR:
+    def __init__(self, optimizer, factor):
+        self.optimizer = optimizer
+        self.factor = factor
+        self.base_lr = optimizer.lr
+        self.last_step = 0
+        optimizer.lr = self.base_lr * factor(0)
+
+    def step(self):
+        self.last_step += 1
+        self.optimizer.lr = self.base_lr * self.factor(self.last_step)
+
+    def get_last_lr(self):
+        return self.optimizer.lr
+
+    def state_dict(self):
+        return {"base_lr": self.base_lr, "last_step": self.last_step}
+
+    def load_state_dict(self, state_dict):
+        self.base_lr = float(state_dict["base_lr"])
+        self.last_step = int(state_dict["last_step"])
+        self.optimizer.lr = self.base_lr * self.factor(self.last_step)
+
+
+def warmup_cosine_scheduler(optimizer, warmup_steps, total_steps, min_factor=0.0):
+    """LambdaLR with ``warmup_cosine``: the usual schedule for training from scratch."""
+    for name, value in (("warmup_steps", warmup_steps), ("total_steps", total_steps)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return LambdaLR(optimizer, functools.partial(warmup_cosine, warmup_steps=warmup_steps,
+                                                 total_steps=total_steps, min_factor=min_factor))

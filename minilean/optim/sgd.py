@@ -1,0 +1,39 @@
+"""SGD with optional momentum, Nesterov momentum and (L2) weight decay, as in PyTorch."""
+from minilean.optim.optimizer import Optimizer, check_non_negative
+
+
+def sgd_update(params, grads, momentum_buffers, lr, momentum, nesterov, weight_decay):
+    """In place, for each parameter p with gradient g (and momentum buffer b when momentum > 0):
+
+        g <- g + weight_decay * p
+        b <- momentum * b + g
+        d  = g + momentum * b   (Nesterov)   or   d = b   (plain momentum)   or   d = g
+        p <- p - lr * d
+    """
+    for index, (param, grad) in enumerate(zip(params, grads)):
+        if weight_decay:
+            grad = grad + weight_decay * param
+        if momentum:
+            buffer = momentum_buffers[index]
+            buffer *= momentum
+            buffer += grad
+            grad = grad + momentum * buffer if nesterov else buffer
+        param -= lr * grad
+
+
+class SGD(Optimizer):
+    update = staticmethod(sgd_update)
+    fast_update = None
+
+    def __init__(self, params, lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.0):
+        for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
+            check_non_negative(name, value)
+        if nesterov and momentum <= 0:
+            raise ValueError(f"Nesterov momentum needs momentum > 0, got {momentum}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov,
+                                      weight_decay=weight_decay),
+                         ("momentum_buffer",) if momentum else ())
+
+    def _step(self, update, params, grads, state):
+        update(params, grads, state.get("momentum_buffer"), lr=self.lr, momentum=self.momentum,
+               nesterov=self.nesterov, weight_decay=self.weight_decay)

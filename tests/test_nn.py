@@ -1,0 +1,284 @@
+"""Module, Parameter and the layers: registration, state dicts, modes, init, and each layer's
+forward against PyTorch (float64, weights copied across) when torch is installed."""
+import math
+
+import numpy
+import pytest
+
+import minilean as ml
+from minilean import nn
+from minilean.autograd import gradcheck
+
+
+def _double(module):
+    return module.to(dtype=numpy.float64)
+
+
+def _copy_from_torch(ours, theirs):
+    """Load a torch module's weights into ours (same names and shapes by design)."""
+    ours.load_state_dict({name: value.detach().numpy() for name, value in theirs.state_dict().items()})
+    return ours
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(3, 4), nn.SiLU())
+        self.head = nn.Linear(4, 2, bias=False)
+        self.register_buffer("scale", ml.ones(2))
+
+    def forward(self, x):
+        return self.head(self.body(x)) * self.scale
+
+
+# --- Module mechanics -----------------------------------------------------------------------
+
+def test_registration_finds_nested_parameters_and_buffers():
+    block = Block()
+    assert [name for name, _ in block.named_parameters()] == [
+        "body.0.weight", "body.0.bias", "head.weight"]
+    assert [name for name, _ in block.named_buffers()] == ["scale"]
+    assert list(block.state_dict()) == ["body.0.weight", "body.0.bias", "head.weight", "scale"]
+    assert [name for name, _ in block.named_modules()] == ["", "body", "body.0", "body.1", "head"]
+    assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in block.parameters())
+
+
+def test_reassigning_an_attribute_replaces_the_registration():
+    layer = nn.Linear(2, 2)
+    layer.bias = None
+    assert [name for name, _ in layer.named_parameters()] == ["weight"]
+    layer.weight = nn.Parameter(ml.zeros(2, 2))
+    assert layer.weight.numpy().sum() == 0
+
+
+def test_shared_parameter_is_listed_once():
+    layer = nn.Linear(2, 2)
+    model = nn.Sequential(layer, layer)
+    assert len(list(model.parameters())) == 2
+
+
+def test_forgetting_super_init_is_a_clear_error():
+    class Broken(nn.Module):
+        def __init__(self):
+            self.layer = nn.Linear(1, 1)
+
+    with pytest.raises(AttributeError, match="super\\(\\).__init__"):
+        Broken()
+
+
+def test_state_dict_round_trip_copies_values_in_place():
+    source, target = Block(), Block()
+    weight_object = target.head.weight
+    target.load_state_dict(source.state_dict())
+    assert target.head.weight is weight_object
+    x = ml.randn(5, 3)
+    numpy.testing.assert_array_equal(source(x).numpy(), target(x).numpy())
+
+
+def test_load_state_dict_errors_name_the_key_and_shapes():
+    model = Block()
+    state = {name: value.numpy() for name, value in model.state_dict().items()}
+    missing = dict(state)
+    del missing["head.weight"]
+    with pytest.raises(ValueError, match="missing key.*head.weight"):
+        model.load_state_dict(missing)
+    with pytest.raises(ValueError, match="unexpected key.*extra"):
+        model.load_state_dict({**state, "extra": numpy.zeros(1)})
+    wrong = {**state, "body.0.weight": numpy.zeros((5, 3), numpy.float32)}
+    with pytest.raises(ValueError, match=r"'body.0.weight': shape \(5, 3\) .* but \(4, 3\)"):
+        model.load_state_dict(wrong)
+
+
+def test_non_strict_load_reports_missing_and_unexpected():
+    model = Block()
+    state = {"head.weight": numpy.ones((2, 4)), "other": numpy.zeros(3)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert missing == ["body.0.weight", "body.0.bias", "scale"] and unexpected == ["other"]
+    assert (model.head.weight.numpy() == 1).all()
+
+
+def test_train_eval_switch_the_whole_tree_and_dropout():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    model.eval()
+    assert not any(module.training for module in model.modules())
+    x = ml.randn(8, 4)
+    numpy.testing.assert_array_equal(model(x).numpy(), model[0](x).numpy())
+    model.train()
+    assert all(module.training for module in model.modules())
+    assert (model(ml.ones(200, 4)).numpy() == 0).any()
+
+
+def test_to_dtype_keeps_parameter_objects_and_zero_grad_clears():
+    model = Block()
+    params = list(model.parameters())
+    model.to(dtype=numpy.float64)
+    assert all(a is b for a, b in zip(params, model.parameters()))
+    assert all(p.dtype == numpy.float64 for p in model.parameters())
+    model(ml.randn(2, 3, dtype=numpy.float64)).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_to_cuda_without_a_gpu_is_a_one_line_error():
+    if ml.cuda_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ml.DeviceError, match="cuda"):
+        nn.Linear(2, 2).to("cuda")
+
+
+def test_repr_shows_the_tree():
+    text = repr(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.SiLU()))
+    assert text.splitlines()[0] == "Sequential("
+    assert "(0): Conv2d(3, 8, kernel_size=(3, 3), stride=1, padding=1" in text
+    assert "(1): GroupNorm(2, 8, eps=1e-05, affine=True)" in text and "(2): SiLU()" in text
+
+
+def test_module_list_indexing_and_errors():
+    layers = nn.ModuleList([nn.Linear(1, 1) for _ in range(3)])
+    assert len(layers) == 3 and layers[-1] is list(layers)[2] and len(layers[1:]) == 2
+    assert len(list(layers.parameters())) == 6
+    with pytest.raises(IndexError, match="index 3 is out of range"):
+        layers[3]
+    with pytest.raises(TypeError, match="holds Modules"):
+        layers.append(lambda x: x)
+
+
+# --- initialisation -------------------------------------------------------------------------
+
+def test_default_init_is_seeded_and_within_pytorch_bounds():
+    ml.manual_seed(3)
+    first = nn.Linear(20, 30)
+    ml.manual_seed(3)
+    second = nn.Linear(20, 30)
+    numpy.testing.assert_array_equal(first.weight.numpy(), second.weight.numpy())
+    bound = 1 / math.sqrt(20)  # kaiming_uniform(a = sqrt 5) == U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    for values in (first.weight.numpy(), first.bias.numpy()):
+        assert numpy.abs(values).max() <= bound and numpy.abs(values).max() > 0.8 * bound
+    conv = nn.Conv2d(4, 6, 3)
+    assert numpy.abs(conv.weight.numpy()).max() <= 1 / math.sqrt(4 * 9)
+    transposed = nn.ConvTranspose2d(4, 6, 3)  # weight (4, 6, 3, 3): PyTorch's fan_in is 6 * 9
+    assert transposed.weight.shape == (4, 6, 3, 3)
+    assert numpy.abs(transposed.weight.numpy()).max() <= 1 / math.sqrt(6 * 9)
+
+
+def test_init_statistics_match_their_formulas():
+    weight = nn.Parameter(ml.zeros(400, 300))
+    nn.init.kaiming_normal_(weight, nonlinearity="relu")
+    assert abs(weight.numpy().std() - math.sqrt(2 / 300)) < 0.02 * math.sqrt(2 / 300)
+    nn.init.xavier_uniform_(weight)
+    assert abs(weight.numpy().std() - math.sqrt(2 / 700)) < 0.02 * math.sqrt(2 / 700)
+    with pytest.raises(ValueError, match="unknown nonlinearity 'swish'"):
+        nn.init.calculate_gain("swish")
+
+
+def test_layer_constructor_errors():
+    with pytest.raises(ValueError, match="num_channels=6 is not divisible by num_groups=4"):
+        nn.GroupNorm(4, 6)
+    with pytest.raises(ValueError, match="in_channels=3 is not divisible by groups=2"):
+        nn.Conv2d(3, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="embed_dim=6 is not divisible by num_heads=4"):
+        nn.MultiheadAttention(6, 4)
+    with pytest.raises(ValueError, match="dropout probability must be in \\[0, 1\\], got 1.5"):
+        nn.Dropout(1.5)
+
+
+# --- gradients of the modules (float64, finite differences) --------------------------------
+
+def _self_attention(module, x):
+    output, _ = module(x, x, x)
+    return output
+
+
+@pytest.mark.parametrize("make, shape, call", [
+    (lambda: nn.LayerNorm(5), (3, 5), nn.Module.__call__),
+    (lambda: nn.GroupNorm(2, 4), (2, 4, 3, 3), nn.Module.__call__),
+    (lambda: nn.MultiheadAttention(4, 2), (2, 3, 4), _self_attention),
+])
+def test_module_gradients_match_finite_differences(make, shape, call):
+    module = _double(make())
+    for param in module.parameters():  # non-trivial affine weights
+        param.data[...] = numpy.random.default_rng(0).standard_normal(param.shape)
+    x = ml.randn(*shape, dtype=numpy.float64, requires_grad=True)
+    params = list(module.parameters())
+
+    assert gradcheck(lambda x, *_: call(module, x), [x, *params])
+
+
+# --- each layer against PyTorch ------------------------------------------------------------
+
+def _torch_pair(name):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    pairs = {
+        "linear": (nn.Linear(5, 3), torch.nn.Linear(5, 3), (4, 5)),
+        "conv": (nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2),
+                 torch.nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2), (2, 4, 7, 7)),
+        "conv_transpose": (nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1),
+                           torch.nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1), (2, 4, 5, 5)),
+        "layer_norm": (nn.LayerNorm((3, 4)), torch.nn.LayerNorm((3, 4)), (2, 3, 4)),
+        "group_norm": (nn.GroupNorm(2, 4), torch.nn.GroupNorm(2, 4), (2, 4, 3, 3)),
+        "gelu_tanh": (nn.GELU("tanh"), torch.nn.GELU("tanh"), (3, 4)),
+        "leaky_relu": (nn.LeakyReLU(0.2), torch.nn.LeakyReLU(0.2), (3, 4)),
+        "flatten": (nn.Flatten(), torch.nn.Flatten(), (2, 3, 2, 2)),
+        "sequential": (nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2), nn.Sigmoid()),
+                       torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(),
+                                           torch.nn.Linear(8, 2), torch.nn.Sigmoid()), (3, 4)),
+    }
+    ours, theirs, shape = pairs[name]
+    for param in theirs.parameters():  # move norm weights away from their 1/0 init
+        torch.nn.init.normal_(param)
+    return torch, _copy_from_torch(_double(ours), theirs.double()), theirs, shape
+
+
+@pytest.mark.parametrize("name", ["linear", "conv", "conv_transpose", "layer_norm", "group_norm",
+                                  "gelu_tanh", "leaky_relu", "flatten", "sequential"])
+def test_layer_forward_and_backward_match_torch(name):
+    torch, ours, theirs, shape = _torch_pair(name)
+    x = numpy.random.default_rng(1).standard_normal(shape)
+    mine = ml.tensor(x, requires_grad=True)
+    reference = torch.tensor(x, requires_grad=True)
+    out, expected = ours(mine), theirs(reference)
+    numpy.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-6, atol=1e-10)
+    out.sum().backward()
+    expected.sum().backward()
+    numpy.testing.assert_allclose(mine.grad.numpy(), reference.grad.numpy(), rtol=1e-6, atol=1e-10)
+    for (param_name, param), (_, their_param) in zip(ours.named_parameters(),
+                                                     theirs.named_parameters()):
+        numpy.testing.assert_allclose(param.grad.numpy(), their_param.grad.numpy(), rtol=1e-6,
+                                      atol=1e-10, err_msg=param_name)
+
+
+def test_embedding_matches_torch_and_accumulates_repeated_rows():
+    torch = pytest.importorskip("torch")
+    theirs = torch.nn.Embedding(6, 3).double()
+    ours = _copy_from_torch(_double(nn.Embedding(6, 3)), theirs)
+    indices = numpy.array([[1, 4, 1], [0, 5, 1]])
+    out = ours(ml.tensor(indices))
+    expected = theirs(torch.tensor(indices))
+    numpy.testing.assert_allclose(out.numpy(), expected.detach().numpy())
+    out.sum().backward()
+    expected.sum().backward()
+    numpy.testing.assert_allclose(ours.weight.grad.numpy(), theirs.weight.grad.numpy())
+    assert ours.weight.grad.numpy()[1, 0] == 3  # row 1 was used three times
+
+
+@pytest.mark.parametrize("mask_kind", [None, "bool", "float"])
+def test_multihead_attention_matches_torch(mask_kind):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    theirs = torch.nn.MultiheadAttention(8, 2, batch_first=True).double()
+    ours = _copy_from_torch(_double(nn.MultiheadAttention(8, 2)), theirs)
+    rng = numpy.random.default_rng(2)
+    query, key = rng.standard_normal((2, 3, 8)), rng.standard_normal((2, 5, 8))
+    mask = {None: None, "bool": rng.random((3, 5)) < 0.3,
+            "float": rng.standard_normal((2 * 2, 3, 5))}[mask_kind]
+    if mask_kind == "bool":
+        mask[:, 0] = False  # every query keeps at least one key
+    out, weights = ours(ml.tensor(query), ml.tensor(key), ml.tensor(key),
+                        attn_mask=None if mask is None else ml.tensor(mask))
+    expected, expected_weights = theirs(torch.tensor(query), torch.tensor(key), torch.tensor(key),
+                                        attn_mask=None if mask is None else torch.tensor(mask))
+    numpy.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-6, atol=1e-10)
+    numpy.testing.assert_allclose(weights.numpy(), expected_weights.detach().numpy(),
+                                  rtol=1e-6, atol=1e-10)
