@@ -1,0 +1,183 @@
+"""CIFAR-10 download, verification, safe extraction and restricted unpickling, all offline:
+the tests build tiny archives in the real layout and serve them through file:// URLs."""
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+
+import numpy
+import pytest
+
+from minilean.data import cifar10
+from minilean.data.commands import DataCommands
+
+ROWS = 4  # images per fake batch
+# The real files are Python-2 pickles whose byte strings load as bytes with encoding="bytes".
+# Python 3's protocol 2 would wrap bytes in a _codecs.encode call (which the restricted
+# unpickler rightly refuses); protocol 4 stores them as plain bytes, like the real files read.
+PROTOCOL = 4
+
+
+def fake_batch(seed):
+    rng = numpy.random.default_rng(seed)
+    return {b"batch_label": b"fake batch", b"labels": rng.integers(0, 10, ROWS).tolist(),
+            b"data": rng.integers(0, 256, (ROWS, 3072), dtype=numpy.uint8),
+            b"filenames": [b"img%d.png" % index for index in range(ROWS)]}
+
+
+def add_member(tar, name, payload):
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    tar.addfile(info, io.BytesIO(payload))
+
+
+def make_archive(path, batches=None, extra=()):
+    """A .tar.gz in CIFAR's layout; ``batches`` maps file name -> pickled bytes."""
+    names = cifar10.TRAIN_BATCHES + cifar10.TEST_BATCHES
+    if batches is None:
+        batches = {name: pickle.dumps(fake_batch(seed), protocol=PROTOCOL)
+                   for seed, name in enumerate(names)}
+    with tarfile.open(path, "w:gz") as tar:
+        for name, payload in batches.items():
+            add_member(tar, f"{cifar10.BATCH_DIR}/{name}", payload)
+        for name, payload in extra:
+            add_member(tar, name, payload)
+    return hashlib.md5(open(path, "rb").read()).hexdigest()
+
+
+def test_good_archive_round_trips_to_nchw_arrays(tmp_path):
+    archive = tmp_path / "served.tar.gz"
+    md5 = make_archive(archive)
+    root = tmp_path / "real"
+    paths = cifar10.prepare(str(root), url=archive.as_uri(), expected_md5=md5, progress=False,
+                            log=lambda message: None)
+    train_x, train_y = numpy.load(paths["train_X"]), numpy.load(paths["train_y"])
+    expected = [fake_batch(seed) for seed in range(5)]
+    assert train_x.shape == (5 * ROWS, 3, 32, 32) and train_x.dtype == numpy.uint8
+    assert train_y.dtype == numpy.int64
+    assert train_y.tolist() == sum((batch[b"labels"] for batch in expected), [])
+    # Row layout: the first 1024 bytes are the red plane, row-major.
+    first = expected[0][b"data"][1]
+    numpy.testing.assert_array_equal(train_x[1, 0], first[:1024].reshape(32, 32))
+    numpy.testing.assert_array_equal(train_x[1, 2, 5], first[2048 + 5 * 32:2048 + 6 * 32])
+    test_x = numpy.load(paths["test_X"])
+    numpy.testing.assert_array_equal(test_x.reshape(ROWS, -1), fake_batch(5)[b"data"])
+    assert not (root / "cifar10" / ".extract").exists()
+
+
+def test_limits_and_cached_archive_reuse(tmp_path):
+    archive = tmp_path / "served.tar.gz"
+    md5 = make_archive(archive)
+    messages = []
+    kwargs = dict(url=archive.as_uri(), expected_md5=md5, progress=False, log=messages.append)
+    cifar10.prepare(str(tmp_path / "real"), limit_train=6, limit_test=3, **kwargs)
+    archive.unlink()  # a second run must not need the "network" at all
+    paths = cifar10.prepare(str(tmp_path / "real"), limit_train=6, limit_test=3, **kwargs)
+    assert numpy.load(paths["train_X"]).shape[0] == 6 and numpy.load(paths["test_y"]).shape == (3,)
+    assert any(message.startswith("reusing verified") for message in messages)
+
+
+def test_bad_md5_is_removed_and_reported(tmp_path):
+    archive = tmp_path / "served.tar.gz"
+    make_archive(archive)
+    root = tmp_path / "real"
+    with pytest.raises(ValueError, match=f"expected {cifar10.ARCHIVE_MD5}; the corrupt file was"):
+        cifar10.prepare(str(root), url=archive.as_uri(), progress=False, log=lambda m: None)
+    assert os.listdir(root) == []
+
+
+class BrokenResponse(io.BytesIO):
+    """A response that promises more bytes than it delivers, then fails."""
+    headers = {"Content-Length": "1000"}
+
+    def read(self, size=-1):
+        if self.tell() >= 10:
+            raise ConnectionResetError("connection reset by peer")
+        return super().read(10)
+
+
+def test_interrupted_download_leaves_no_partial_file(tmp_path):
+    destination = tmp_path / "archive.tar.gz"
+    with pytest.raises(OSError, match="failed after 10 bytes .*partial file was removed"):
+        cifar10.download("https://example.invalid/x", str(destination), "0" * 32,
+                         opener=lambda url: BrokenResponse(b"x" * 100), progress=False)
+    assert os.listdir(tmp_path) == []
+
+
+def test_unreachable_url_is_one_line_oserror(tmp_path):
+    with pytest.raises(OSError, match="could not download file:"):
+        cifar10.download((tmp_path / "missing.tar.gz").as_uri(), str(tmp_path / "out"), "0" * 32,
+                         progress=False)
+
+
+class WritesAFile:
+    """Unpickling this calls open(path, "w"): running it would create the file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pickle_that_runs_code_is_refused_without_running(tmp_path):
+    control = tmp_path / "control"
+    pickle.loads(pickle.dumps(WritesAFile(str(control)), protocol=PROTOCOL)).close()
+    assert control.exists()  # the payload is live: a plain unpickler runs it
+    victim = tmp_path / "pwned"
+    payload = pickle.dumps({b"data": WritesAFile(str(victim)), b"labels": []}, protocol=PROTOCOL)
+    names = cifar10.TRAIN_BATCHES + cifar10.TEST_BATCHES
+    archive = tmp_path / "served.tar.gz"
+    md5 = make_archive(archive, {name: payload for name in names})
+    with pytest.raises(ValueError, match=r"refusing to read .*data_batch_1: refusing to load "
+                                         r"global io\.open"):
+        cifar10.prepare(str(tmp_path / "real"), url=archive.as_uri(), expected_md5=md5,
+                        progress=False, log=lambda m: None)
+    assert not victim.exists()
+    assert not (tmp_path / "real" / "cifar10" / "cifar10_train_X.npy").exists()
+
+
+def test_unpickler_admits_the_legacy_numpy_name_real_cifar_files_use():
+    reconstruct = cifar10.RestrictedUnpickler(io.BytesIO()).find_class(
+        "numpy.core.multiarray", "_reconstruct")
+    assert callable(reconstruct)
+
+
+@pytest.mark.parametrize("name", ["../escaped.txt", "/tmp/absolute-escape.txt",
+                                  f"{cifar10.BATCH_DIR}/../../escaped.txt"])
+def test_member_escaping_the_directory_is_refused(tmp_path, name):
+    archive = tmp_path / "served.tar.gz"
+    make_archive(archive, extra=[(name, b"gotcha")])
+    target = tmp_path / "target"
+    with pytest.raises(ValueError, match="would be written outside the target directory"):
+        cifar10.safe_extract(str(archive), str(target))
+    assert not (tmp_path / "escaped.txt").exists() and not target.exists()
+
+
+def test_link_member_is_refused(tmp_path):
+    archive = tmp_path / "links.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        link = tarfile.TarInfo(f"{cifar10.BATCH_DIR}/data_batch_1")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    with pytest.raises(ValueError, match="only regular files and directories are allowed"):
+        cifar10.safe_extract(str(archive), str(tmp_path / "target"))
+
+
+def test_batch_with_wrong_layout_names_what_was_found(tmp_path):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": numpy.zeros((2, 100), numpy.uint8),
+                                   b"labels": [0, 1]}, protocol=PROTOCOL))
+    with pytest.raises(ValueError, match=r"expected data uint8 \(N, 3072\), found uint8 \(2, 100\)"):
+        cifar10.read_batch(str(path))
+
+
+def test_download_command_through_a_file_url(tmp_path, monkeypatch, capsys):
+    archive = tmp_path / "served.tar.gz"
+    monkeypatch.setattr(cifar10, "URL", archive.as_uri())
+    monkeypatch.setattr(cifar10, "ARCHIVE_MD5", make_archive(archive))
+    DataCommands().download(cifar10=True, root=str(tmp_path / "real"), limit_train=5)
+    x = numpy.load(tmp_path / "real" / "cifar10" / "cifar10_train_X.npy")
+    assert x.shape == (5, 3, 32, 32)
+    assert "wrote" in capsys.readouterr().out

@@ -1,0 +1,121 @@
+"""Image-folder conversion with Pillow: sorted order, centre crop, labels, corrupt files."""
+import json
+
+import numpy
+import pytest
+
+from minilean.data.arrays import load_dataset
+from minilean.data.commands import DataCommands
+from minilean.errors import FlagError
+
+Image = pytest.importorskip("PIL.Image")
+
+
+def save(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def halves(height, width, horizontal):
+    """RGB image: red first half, blue second half, split across the longer side."""
+    image = numpy.zeros((height, width, 3), numpy.uint8)
+    if horizontal:
+        image[:, : width // 2, 0], image[:, width // 2:, 2] = 255, 255
+    else:
+        image[: height // 2, :, 0], image[height // 2:, :, 2] = 255, 255
+    return image
+
+
+def test_centre_crop_keeps_the_middle_of_landscape_and_portrait(tmp_path):
+    # Landscape 40x120: green columns 30..89, red outside. The centre 40x40 square (columns
+    # 40..79) is green with a margin for the resampling filter, so a centre crop is all green
+    # (the red sides are cut off, not squeezed in as a stretch would).
+    landscape = numpy.zeros((40, 120, 3), numpy.uint8)
+    landscape[:, :, 0] = 255
+    landscape[:, 30:90] = (0, 255, 0)
+    save(tmp_path / "in" / "a_landscape.png", landscape)
+    save(tmp_path / "in" / "b_portrait.png", landscape.transpose(1, 0, 2).copy())
+    DataCommands().convert.image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                        height=16, width=16)
+    x = numpy.load(tmp_path / "x.npy")
+    assert x.shape == (2, 3, 16, 16) and x.dtype == numpy.uint8
+    for image in x:
+        assert image[1].min() >= 250 and image[0].max() <= 5  # green only
+
+
+def test_stretch_squeezes_the_whole_image_in(tmp_path):
+    save(tmp_path / "in" / "wide.png", halves(20, 80, horizontal=True))
+    DataCommands().convert.image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                        height=8, width=8, crop="stretch")
+    x = numpy.load(tmp_path / "x.npy")[0]
+    assert x[0, :, 0].min() > 200 and x[2, :, -1].min() > 200  # red left, blue right
+
+
+def test_nested_class_folders_labels_manifest_and_corrupt_file(tmp_path, capsys):
+    root = tmp_path / "in"
+    save(root / "dog" / "1.png", halves(10, 10, True))
+    save(root / "dog" / "puppies" / "2.jpg", halves(12, 10, False))
+    save(root / "cat" / "3.png", halves(10, 14, True))
+    (root / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    (root / "cat" / "notes.txt").write_text("ignored: not an image extension")
+    DataCommands().convert.image_folder(str(root), str(tmp_path / "X.npy"),
+                                        y_output=str(tmp_path / "y.npy"), height=8, width=8,
+                                        labels_from_dirs=True)
+    err = capsys.readouterr().err
+    assert "skipping unreadable image" in err and "broken.png" in err
+    x, y = numpy.load(tmp_path / "X.npy"), numpy.load(tmp_path / "y.npy")
+    assert x.shape == (3, 3, 8, 8) and y.tolist() == [0, 1, 1] and y.dtype == numpy.int64
+    manifest = json.loads((tmp_path / "X.json").read_text())
+    assert manifest["class_names"] == ["cat", "dog"] and manifest["count"] == 3
+    assert manifest["shape"] == [3, 3, 8, 8] and manifest["dtype"] == "uint8"
+    assert manifest["skipped"] == [str(root / "cat" / "broken.png")]
+    dataset = load_dataset(x=str(tmp_path / "X.npy"), y=str(tmp_path / "y.npy"))
+    assert dataset.class_names == ("cat", "dog") and len(dataset) == 3
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    # Stored 20 wide x 10 high, EXIF orientation 6 (rotate 90 degrees clockwise to display):
+    # upright it is 10 wide x 20 high, red on top.
+    stored = halves(10, 20, horizontal=True)  # red on the left, blue on the right
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    (tmp_path / "in").mkdir()
+    image.save(tmp_path / "in" / "photo.jpg", exif=exif, quality=95)
+    DataCommands().convert.image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                        height=20, width=10, crop="stretch")
+    x = numpy.load(tmp_path / "x.npy")[0].astype(int)
+    assert x[0, :5].mean() > 200 and x[2, -5:].mean() > 200  # red top rows, blue bottom rows
+
+
+def test_limit_and_sorted_order(tmp_path):
+    for index, value in enumerate([30, 10, 20]):
+        save(tmp_path / "in" / f"img{index}.png", numpy.full((4, 4, 3), value, numpy.uint8))
+    DataCommands().convert.image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                        height=4, width=4, limit=2, ext=".png")
+    assert numpy.load(tmp_path / "x.npy")[:, 0, 0, 0].tolist() == [30, 10]
+
+
+def test_no_readable_image_is_an_error(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bad.png").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="none of the 1 image files under .* could be read"):
+        DataCommands().convert.image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"))
+    assert not (tmp_path / "x.npy").exists()
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("height", 0, r"--height: got 0; expected an integer in \[1, 4096\]"),
+    ("crop", "edge", "--crop: got 'edge'; expected one of center, stretch"),
+    ("labels_from_dirs", "false", "--labels-from-dirs: got 'false'; expected a boolean"),
+    ("ext", "png", "--ext: got 'png'; expected file extensions starting with"),
+    ("y_output", "y.npy", "--y-output: got 'y.npy'; expected to come with --labels-from-dirs"),
+])
+def test_bad_flags_are_flag_errors_before_any_work(tmp_path, flag, value, message):
+    with pytest.raises(FlagError, match=message):
+        DataCommands().convert.image_folder(str(tmp_path / "missing"), "x.npy", **{flag: value})
+
+
+def test_missing_input_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="image folder .*missing not found"):
+        DataCommands().convert.image_folder(str(tmp_path / "missing"), str(tmp_path / "x.npy"))
