@@ -1,0 +1,19 @@
+"""minilean.cuda: hand-written CUDA kernels behind ``--fast-kernels``.
+
+One ``.cu`` file per kernel family (activations, adam, ema, noising, mse, reduce, softmax,
+norm, im2col) with a Python module beside it holding the NumPy reference of what the kernel
+computes, the launcher, and the fast Function that replaces an op. ``compile.py`` compiles
+lazily through CuPy (or NVRTC alone, for checking sources without a GPU); ``registry.py``
+says which op each fast Function replaces. Nothing here imports CuPy until a kernel runs.
+"""
+from minilean import backend
+from minilean.cuda import registry
+
+
+def use_fast_kernels(enabled=True):
+    """Route "cuda" tensors through the fast kernels (``enabled=False`` restores plain CuPy).
+
+    Returns the ops and classes that could not be wired because they do not exist.
+    """
+    backend.set_fast_kernels(enabled)
+    return registry.install(enabled)

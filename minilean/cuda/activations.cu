@@ -1,0 +1,67 @@
+// activations.cu: the pointwise activations, forward and backward, one pass over memory each.
+//
+// forward:  y = f(x)                 (reads x, writes y)
+// backward: dx = grad * f'(x)        (reads the saved x and grad, writes dx)
+// `kind` picks f; `slope` is leaky_relu's negative slope. The formulas match
+// minilean/autograd/elementwise.py (and activations.py's NumPy reference).
+#include "common.cuh"
+
+enum Activation { RELU = 0, LEAKY_RELU = 1, SILU = 2, GELU = 3, GELU_TANH = 4, SIGMOID = 5, TANH = 6 };
+
+#define SQRT_2_OVER_PI 0.7978845608028654
+#define INV_SQRT_2 0.7071067811865476
+#define INV_SQRT_2PI 0.3989422804014327
+#define GELU_CUBIC 0.044715
+
+// sigma(x) = (1 + tanh(x/2)) / 2: cannot overflow for large |x|, unlike 1 / (1 + e^-x).
+template <typename T> __device__ T sigmoid_of(T x) { return T(0.5) * (T(1) + tanh(T(0.5) * x)); }
+
+template <typename T> __device__ T activation(T x, int kind, T slope) {
+  switch (kind) {
+    case RELU: return x > T(0) ? x : T(0);
+    case LEAKY_RELU: return x > T(0) ? x : slope * x;
+    case SILU: return x * sigmoid_of(x);
+    case GELU: return x * T(0.5) * (T(1) + erf(x * T(INV_SQRT_2)));
+    case GELU_TANH:
+      return T(0.5) * x * (T(1) + tanh(T(SQRT_2_OVER_PI) * (x + T(GELU_CUBIC) * x * x * x)));
+    case SIGMOID: return sigmoid_of(x);
+    default: return tanh(x);
+  }
+}
+
+template <typename T> __device__ T activation_derivative(T x, int kind, T slope) {
+  switch (kind) {
+    case RELU: return x > T(0) ? T(1) : T(0);
+    case LEAKY_RELU: return x > T(0) ? T(1) : slope;
+    case SILU: {  // sigma (1 + x (1 - sigma))
+      T s = sigmoid_of(x);
+      return s * (T(1) + x * (T(1) - s));
+    }
+    case GELU:  // Phi(x) + x phi(x)
+      return T(0.5) * (T(1) + erf(x * T(INV_SQRT_2))) + x * T(INV_SQRT_2PI) * exp(T(-0.5) * x * x);
+    case GELU_TANH: {  // (1 + tanh u)/2 + x (1 - tanh^2 u) u'/2
+      T inner = tanh(T(SQRT_2_OVER_PI) * (x + T(GELU_CUBIC) * x * x * x));
+      T slope_u = T(SQRT_2_OVER_PI) * (T(1) + T(3 * GELU_CUBIC) * x * x);
+      return T(0.5) * (T(1) + inner) + T(0.5) * x * (T(1) - inner * inner) * slope_u;
+    }
+    case SIGMOID: {
+      T s = sigmoid_of(x);
+      return s * (T(1) - s);
+    }
+    default: {
+      T y = tanh(x);
+      return T(1) - y * y;
+    }
+  }
+}
+
+template <typename T>
+__global__ void activation_forward(const T* x, T* y, long long n, int kind, T slope) {
+  GRID_STRIDE_LOOP(i, n) y[i] = activation(x[i], kind, slope);
+}
+
+template <typename T>
+__global__ void activation_backward(const T* x, const T* grad, T* dx, long long n, int kind,
+                                    T slope) {
+  GRID_STRIDE_LOOP(i, n) dx[i] = grad[i] * activation_derivative(x[i], kind, slope);
+}

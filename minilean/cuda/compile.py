@@ -1,0 +1,123 @@
+"""Compiling the ``.cu`` kernel files: lazily through CuPy on a GPU, or through NVRTC alone.
+
+A ``Program`` is one ``.cu`` file plus the template instantiations its Python module launches
+(``name_expressions`` such as ``"activation_forward<float>"``). On a GPU, ``Program.kernel``
+compiles the file once per process with CuPy's ``RawModule`` (which also caches the binary on
+disk) and hands out the kernels. Without a GPU, ``nvrtc_ptx`` compiles the same source with the
+NVRTC library called through ctypes, so the sources are checked on any machine that has the
+``nvidia-cuda-nvrtc-cu12`` wheel.
+"""
+import ctypes
+import glob
+import os
+
+import numpy
+
+SOURCE_DIR = os.path.dirname(os.path.abspath(__file__))
+THREADS = 256             # threads per block for the grid-stride kernels
+MAX_BLOCKS = 65535 * 8    # enough blocks to fill any current GPU; the loops stride over the rest
+PROGRAMS = {}             # file name -> Program, filled as the kernel modules are imported
+
+
+class Program:
+    """One kernel source file and the instantiations launched from Python."""
+
+    def __init__(self, filename, name_expressions):
+        self.filename = filename
+        self.name_expressions = tuple(name_expressions)
+        self._module = None
+        PROGRAMS[filename] = self
+
+    @property
+    def source(self):
+        with open(os.path.join(SOURCE_DIR, self.filename), encoding="utf-8") as file:
+            return file.read()
+
+    def kernel(self, name):
+        """The compiled kernel ``name`` (one of ``name_expressions``); compiles on first use."""
+        if self._module is None:
+            import cupy
+            self._module = cupy.RawModule(code=self.source, options=("-I" + SOURCE_DIR,),
+                                          name_expressions=self.name_expressions)
+        return self._module.get_function(name)
+
+
+def type_name(dtype):
+    """The CUDA C type of a NumPy dtype, for template names: float32 -> 'float'."""
+    names = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
+    return names[numpy.dtype(dtype)]
+
+
+def grid_for(count, threads=THREADS):
+    """(blocks,) covering ``count`` items with ``threads`` per block, capped at MAX_BLOCKS."""
+    return (max(1, min(-(-count // threads), MAX_BLOCKS)),)
+
+
+def launch(program, name, count, args, threads=THREADS):
+    """Launch a grid-stride kernel over ``count`` items. Arguments must already be contiguous
+    arrays and explicit NumPy scalars: RawKernel ignores strides and checks no types."""
+    program.kernel(name)(grid_for(count, threads), (threads,), args)
+
+
+# --- NVRTC without a GPU --------------------------------------------------------------------
+
+class NvrtcError(RuntimeError):
+    """NVRTC rejected a kernel source; the message carries its log."""
+
+
+def find_libnvrtc():
+    """Path of libnvrtc.so.12 inside the ``nvidia-cuda-nvrtc-cu12`` wheel, or None."""
+    try:
+        import nvidia.cuda_nvrtc
+    except ImportError:
+        return None
+    for folder in nvidia.cuda_nvrtc.__path__:
+        found = sorted(glob.glob(os.path.join(folder, "lib", "libnvrtc.so.*[0-9]")))
+        found = [path for path in found if ".alt." not in path and "builtins" not in path]
+        if found:
+            return found[0]
+    return None
+
+
+def nvrtc_ptx(program, arch="compute_90"):
+    """Compile ``program`` for virtual architecture ``arch`` with NVRTC; return the PTX text.
+
+    Every name expression is instantiated, so template kernels are compiled, not just parsed.
+    Raises NvrtcError with NVRTC's log when the source does not compile.
+    """
+    path = find_libnvrtc()
+    if path is None:
+        raise FileNotFoundError("libnvrtc not found: pip install nvidia-cuda-nvrtc-cu12")
+    nvrtc = ctypes.CDLL(path)
+    nvrtc.nvrtcGetErrorString.restype = ctypes.c_char_p
+
+    def check(status):
+        if status != 0:
+            raise NvrtcError(f"{program.filename}: {nvrtc.nvrtcGetErrorString(status).decode()}")
+
+    handle = ctypes.c_void_p()
+    check(nvrtc.nvrtcCreateProgram(ctypes.byref(handle), program.source.encode(),
+                                   program.filename.encode(), 0, None, None))
+    try:
+        for name in program.name_expressions:
+            check(nvrtc.nvrtcAddNameExpression(handle, name.encode()))
+        options = [f"-arch={arch}".encode(), ("-I" + SOURCE_DIR).encode(), b"-std=c++14"]
+        option_array = (ctypes.c_char_p * len(options))(*options)
+        status = nvrtc.nvrtcCompileProgram(handle, len(options), option_array)
+        if status != 0:
+            log_size = ctypes.c_size_t()
+            nvrtc.nvrtcGetProgramLogSize(handle, ctypes.byref(log_size))
+            log = ctypes.create_string_buffer(log_size.value)
+            nvrtc.nvrtcGetProgramLog(handle, log)
+            raise NvrtcError(f"{program.filename} does not compile for {arch}:\n"
+                             f"{log.value.decode(errors='replace')}")
+        for name in program.name_expressions:  # each instantiation must exist in the output
+            lowered = ctypes.c_char_p()
+            check(nvrtc.nvrtcGetLoweredName(handle, name.encode(), ctypes.byref(lowered)))
+        ptx_size = ctypes.c_size_t()
+        check(nvrtc.nvrtcGetPTXSize(handle, ctypes.byref(ptx_size)))
+        ptx = ctypes.create_string_buffer(ptx_size.value)
+        check(nvrtc.nvrtcGetPTX(handle, ptx))
+        return ptx.value.decode()
+    finally:
+        nvrtc.nvrtcDestroyProgram(ctypes.byref(handle))

@@ -1,0 +1,157 @@
+"""Fast layer_norm and group_norm, forward and backward (``norm.cu``).
+
+Both normalise rows of contiguous elements, one block per row, and save the row mean and
+1/std for backward. Element j of row r uses the affine parameters of channel
+c = (r % groups) * channels_per_group + j / spatial, which covers layer_norm (groups = 1,
+c = j) and group_norm (rows are (sample, group), j runs over channels_per_group x spatial).
+``reference`` is the NumPy statement, written over the same rows.
+"""
+import math
+
+import numpy
+
+from minilean.cuda import compile as kernels
+from minilean.cuda.fast_function import FastFunction
+from minilean.cuda.reduce import threads_for
+
+program = kernels.Program("norm.cu", [
+    f"{name}<{type_name}>"
+    for name in ("norm_forward", "norm_backward_input", "norm_backward_affine")
+    for type_name in ("float", "double")])
+
+
+class RowLayout:
+    """How an input splits into normalised rows and which channel each element scales by."""
+
+    def __init__(self, rows, length, groups, channels_per_group, spatial):
+        self.rows, self.length, self.groups = rows, length, groups
+        self.channels_per_group, self.spatial = channels_per_group, spatial
+
+    @property
+    def channels(self):
+        return self.groups * self.channels_per_group
+
+    def ints(self):
+        return tuple(numpy.int64(v) for v in (self.rows, self.length, self.groups,
+                                              self.channels_per_group, self.spatial))
+
+
+def layer_norm_layout(shape, normalized_ndim):
+    length = math.prod(shape[len(shape) - normalized_ndim:])
+    return RowLayout(math.prod(shape) // max(length, 1), length, 1, length, 1)
+
+
+def group_norm_layout(shape, num_groups):
+    batch, channels = shape[0], shape[1]
+    spatial = math.prod(shape[2:])
+    return RowLayout(batch * num_groups, channels // num_groups * spatial, num_groups,
+                     channels // num_groups, spatial)
+
+
+def reference(x, layout, weight=None, bias=None, eps=1e-5):
+    """(y, vjp) in NumPy; vjp(grad) -> (dx, dweight, dbias) with dweight/dbias per channel."""
+    rows = x.reshape(layout.rows, layout.length)  # one normalised row per line
+    mean = rows.mean(axis=1, keepdims=True)
+    inv_std = 1 / numpy.sqrt(((rows - mean) ** 2).mean(axis=1, keepdims=True) + eps)
+    xhat = (rows - mean) * inv_std
+    # the channel of every element of ``rows``: (r % groups) * channels_per_group + j // spatial
+    channel = ((numpy.arange(layout.rows)[:, None] % layout.groups) * layout.channels_per_group
+               + numpy.arange(layout.length)[None, :] // layout.spatial)
+    scale = weight[channel] if weight is not None else 1
+    y = xhat * scale + (bias[channel] if bias is not None else 0)
+
+    def vjp(grad):
+        grad = grad.reshape(rows.shape)  # like x: (rows, length)
+        grad_scaled = grad * scale
+        dx = inv_std * (grad_scaled - grad_scaled.mean(axis=1, keepdims=True)
+                        - xhat * (grad_scaled * xhat).mean(axis=1, keepdims=True))
+        per_channel = lambda values: numpy.bincount(channel.ravel(), values.ravel(),
+                                                    layout.channels).astype(x.dtype)
+        return dx.reshape(x.shape), per_channel(grad * xhat), per_channel(grad)
+
+    return y.reshape(x.shape).astype(x.dtype), vjp
+
+
+def _row_grid(count, length):
+    return (min(max(count, 1), kernels.MAX_BLOCKS),), (threads_for(length),)
+
+
+def forward(x, layout, weight=None, bias=None, eps=1e-5):
+    """(y, mean, inv_std) on the GPU; mean and inv_std have one entry per row."""
+    import cupy
+    x = cupy.ascontiguousarray(x)
+    placeholder = cupy.zeros(1, dtype=x.dtype)  # stands for an absent weight or bias
+    y = cupy.empty_like(x)
+    mean, inv_std = (cupy.empty(layout.rows, dtype=x.dtype) for _ in range(2))
+    program.kernel(f"norm_forward<{kernels.type_name(x.dtype)}>")(
+        *_row_grid(layout.rows, layout.length),
+        (x, _contiguous(weight, placeholder), _contiguous(bias, placeholder), y, mean, inv_std)
+        + layout.ints() + (x.dtype.type(eps), numpy.int32(weight is not None),
+                           numpy.int32(bias is not None)))
+    return y, mean, inv_std
+
+
+def backward(x, layout, grad, mean, inv_std, weight=None, affine_grads=True):
+    """(dx, dweight, dbias) on the GPU; dweight/dbias are None unless ``affine_grads``."""
+    import cupy
+    grad = cupy.ascontiguousarray(grad, dtype=x.dtype)
+    type_name = kernels.type_name(x.dtype)
+    dx = cupy.empty_like(x)
+    program.kernel(f"norm_backward_input<{type_name}>")(
+        *_row_grid(layout.rows, layout.length),
+        (x, _contiguous(weight, cupy.zeros(1, dtype=x.dtype)), grad, mean, inv_std, dx)
+        + layout.ints() + (numpy.int32(weight is not None),))
+    if not affine_grads:
+        return dx, None, None
+    dweight, dbias = (cupy.empty(layout.channels, dtype=x.dtype) for _ in range(2))
+    rows_per_group = layout.rows // layout.groups
+    program.kernel(f"norm_backward_affine<{type_name}>")(
+        *_row_grid(layout.channels, rows_per_group * layout.spatial),
+        (x, grad, mean, inv_std, dweight, dbias, numpy.int64(layout.channels),
+         numpy.int64(rows_per_group)) + layout.ints()[1:])
+    return dx, dweight, dbias
+
+
+def _contiguous(array, placeholder):
+    import cupy
+    return placeholder if array is None else cupy.ascontiguousarray(array).reshape(-1)
+
+
+def _fast_norm(op_name, layout_of):
+    """The fast Function for ``op_name``; ``layout_of(shape, **params)`` gives its RowLayout."""
+
+    class FastNorm(FastFunction):
+        @staticmethod
+        def kernel_forward(ctx, x, *affine, eps=1e-5, has_weight=False, **params):
+            import cupy
+            layout = layout_of(x.shape, **params)
+            weight = affine[0] if has_weight else None
+            bias = affine[-1] if len(affine) > has_weight else None
+            x = cupy.ascontiguousarray(x)
+            y, mean, inv_std = forward(x, layout, weight, bias, eps)
+            if ctx.recording:
+                ctx.x, ctx.layout, ctx.mean, ctx.inv_std = x, layout, mean, inv_std
+                ctx.weight, ctx.has_bias = weight, bias is not None
+                ctx.affine_shapes = [array.shape for array in affine]
+            return y
+
+        @staticmethod
+        def kernel_backward(ctx, grad):
+            need_x, *need_affine = ctx.needs_input_grad
+            dx, dweight, dbias = backward(ctx.x, ctx.layout, grad, ctx.mean, ctx.inv_std,
+                                          ctx.weight, affine_grads=any(need_affine))
+            present = ([dweight] if ctx.weight is not None else []) + (
+                [dbias] if ctx.has_bias else [])
+            return (dx if need_x else None, *(
+                grad_affine.reshape(shape) if need else None
+                for grad_affine, shape, need in zip(present, ctx.affine_shapes, need_affine)))
+
+    FastNorm.__name__ = FastNorm.__qualname__ = f"Fast{op_name}"
+    FastNorm.__doc__ = f"{op_name} through norm.cu (the op's own contract)."
+    return FastNorm
+
+
+FastLayerNorm = _fast_norm("LayerNorm", lambda shape, axes=(): layer_norm_layout(shape,
+                                                                                  len(axes)))
+FastGroupNorm = _fast_norm("GroupNorm", lambda shape, num_groups=1: group_norm_layout(
+    shape, num_groups))

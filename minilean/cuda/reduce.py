@@ -1,0 +1,77 @@
+"""Fast sum and mean over an axis, or over a run of adjacent axes (``reduce.cu``).
+
+The input is viewed as (outer, length, inner) with the reduced axes merged into ``length``;
+one block sums each output element. Backward is the replaced op's own broadcast, which is a
+view and needs no kernel. Axes that are not adjacent run the replaced op.
+"""
+import math
+
+import numpy
+
+from minilean.cuda import compile as kernels
+from minilean.cuda.fast_function import FastFunction
+
+program = kernels.Program("reduce.cu", ["sum_rows<float>", "sum_rows<double>"])
+
+
+def row_layout(shape, axes):
+    """(outer, length, inner) for reducing the adjacent ``axes`` of ``shape``; None when the
+    axes are empty or not adjacent."""
+    if not axes or list(axes) != list(range(axes[0], axes[-1] + 1)):
+        return None
+    return (math.prod(shape[:axes[0]]), math.prod(shape[axes[0]:axes[-1] + 1]),
+            math.prod(shape[axes[-1] + 1:]))
+
+
+def reduced_shape(shape, axes, keepdim):
+    return tuple(1 if axis in axes else size for axis, size in enumerate(shape)
+                 if keepdim or axis not in axes)
+
+
+def reference(x, axes, keepdim=False, mean=False):
+    """Sum (or mean) over ``axes`` through the (outer, length, inner) view, in NumPy."""
+    outer, length, inner = row_layout(x.shape, axes)
+    total = x.reshape(outer, length, inner).sum(axis=1)  # (outer, inner)
+    scale = 1 / length if mean else 1
+    return (total * scale).astype(x.dtype).reshape(reduced_shape(x.shape, axes, keepdim))
+
+
+def threads_for(length):
+    """Threads per row: a power of two from 32 to 256, no more than the row needs."""
+    return min(256, max(32, 1 << (max(length, 1) - 1).bit_length()))
+
+
+def sum_rows(x, outer, length, inner, scale=1.0):
+    """The (outer * inner,) row sums of contiguous ``x`` viewed as (outer, length, inner)."""
+    import cupy
+    x = cupy.ascontiguousarray(x)
+    out = cupy.empty(outer * inner, dtype=x.dtype)
+    threads = threads_for(length)
+    program.kernel(f"sum_rows<{kernels.type_name(x.dtype)}>")(
+        (min(outer * inner, kernels.MAX_BLOCKS),), (threads,),
+        (x, out, numpy.int64(outer * inner), numpy.int64(length), numpy.int64(inner),
+         x.dtype.type(scale)))
+    return out
+
+
+def _fast_reduction(op_name, mean):
+    class FastReduction(FastFunction):
+        @staticmethod
+        def covers(x, axes=(), keepdim=False):
+            return FastFunction.covers(x) and x.size > 0 and row_layout(x.shape, axes) is not None
+
+        @staticmethod
+        def kernel_forward(ctx, x, axes=(), keepdim=False):
+            if ctx.recording:
+                ctx.shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim
+            outer, length, inner = row_layout(x.shape, axes)
+            out = sum_rows(x, outer, length, inner, 1 / length if mean else 1.0)
+            return out.reshape(reduced_shape(x.shape, axes, keepdim))
+
+    FastReduction.__name__ = FastReduction.__qualname__ = f"Fast{op_name}"
+    FastReduction.__doc__ = f"{op_name} through reduce.cu; backward is {op_name}'s own."
+    return FastReduction
+
+
+FastSum = _fast_reduction("Sum", mean=False)
+FastMean = _fast_reduction("Mean", mean=True)

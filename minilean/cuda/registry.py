@@ -1,0 +1,78 @@
+"""The registry: which fast kernel replaces which op, and the switch that installs them.
+
+Each entry names an op (module and class) and the fast Function from this package that takes
+its ``fast`` slot (``Function.apply`` uses it for "cuda" tensors while fast kernels are on).
+The optimizers' and EMA's fused all-parameters updates go into their own slots the same way.
+Ops are looked up by name when installing, so the registry can list ops from any layer
+without importing them at import time; an op that does not exist is reported, not fatal.
+"""
+import importlib
+
+from minilean.cuda import activations, adam, ema, im2col, mse, noising, norm, reduce, softmax
+
+FAST_FUNCTIONS = (
+    ("minilean.autograd.elementwise", "Relu", activations.FastRelu),
+    ("minilean.autograd.elementwise", "LeakyRelu", activations.FastLeakyRelu),
+    ("minilean.autograd.elementwise", "Silu", activations.FastSilu),
+    ("minilean.autograd.elementwise", "Gelu", activations.FastGelu),
+    ("minilean.autograd.elementwise", "Sigmoid", activations.FastSigmoid),
+    ("minilean.autograd.elementwise", "Tanh", activations.FastTanh),
+    ("minilean.autograd.reduce", "Sum", reduce.FastSum),
+    ("minilean.autograd.reduce", "Mean", reduce.FastMean),
+    ("minilean.autograd.reduce", "Softmax", softmax.FastSoftmax),
+    ("minilean.autograd.reduce", "LogSoftmax", softmax.FastLogSoftmax),
+    ("minilean.autograd.norm", "LayerNorm", norm.FastLayerNorm),
+    ("minilean.autograd.norm", "GroupNorm", norm.FastGroupNorm),
+    ("minilean.autograd.loss", "MseLoss", mse.FastMseLoss),
+    ("minilean.autograd.conv", "Conv2d", im2col.FastConv2d),
+    ("minilean.models.diffusion", "QSample", noising.FastQSample),
+)
+
+# (module, class, slot, fused function with the signature of the class's plain update)
+FUSED_UPDATES = (
+    ("minilean.optim.adam", "Adam", "fast_update", adam.fused_adam_update),
+    ("minilean.optim.ema", "EMA", "fast_update_arrays", ema.fused_ema_update),
+)
+
+
+def _find(module_name, class_name):
+    """The class, or None when its module or the class does not exist (yet)."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    return getattr(module, class_name, None)
+
+
+def install(enabled=True):
+    """Fill (or, with ``enabled=False``, empty) every fast slot; return the names of the
+    entries whose op or class was not found."""
+    missing = []
+    for module_name, class_name, fast in FAST_FUNCTIONS:
+        op = _find(module_name, class_name)
+        if op is None:
+            missing.append(f"{module_name}.{class_name}")
+            continue
+        fast.replaces = op
+        op.fast = fast if enabled else None
+    for module_name, class_name, slot, function in FUSED_UPDATES:
+        owner = _find(module_name, class_name)
+        if owner is None:
+            missing.append(f"{module_name}.{class_name}")
+            continue
+        setattr(owner, slot, staticmethod(function) if enabled else None)
+    return missing
+
+
+def installed():
+    """{'module.Class': fast Function or fused update} for every slot that is filled now."""
+    filled = {}
+    for module_name, class_name, _ in FAST_FUNCTIONS:
+        op = _find(module_name, class_name)
+        if op is not None and op.fast is not None:
+            filled[f"{module_name}.{class_name}"] = op.fast
+    for module_name, class_name, slot, _ in FUSED_UPDATES:
+        owner = _find(module_name, class_name)
+        if owner is not None and getattr(owner, slot) is not None:
+            filled[f"{module_name}.{class_name}"] = getattr(owner, slot)
+    return filled
