@@ -1,0 +1,66 @@
+"""LSGAN: the two objectives against TorchLean's numbers, their zeros, gradients in float64,
+alternating steps, and ring8 mode coverage."""
+import numpy
+import pytest
+
+import minilean
+from minilean import optim
+from minilean.autograd.gradcheck import gradcheck
+from minilean.data.builtin import RING8_MODES, RING8_STD
+from minilean.models import gan
+
+
+def test_objectives_match_the_worked_example():
+    # TorchLean's guide: D(x) = -0.2697, D(G z) = -0.2933 -> L_G = 1.6727, L_D = 1.6982
+    real, fake = minilean.tensor([-0.2697]), minilean.tensor([-0.2933])
+    assert gan.generator_loss(fake).item() == pytest.approx(1.6727, abs=1e-4)
+    assert gan.discriminator_loss(real, fake).item() == pytest.approx(1.6982, abs=1e-4)
+
+
+def test_perfect_scores():
+    ones, zeros = minilean.ones(5), minilean.zeros(5)
+    assert gan.discriminator_loss(ones, zeros).item() == 0.0
+    assert gan.generator_loss(ones).item() == 0.0
+    assert gan.generator_loss(zeros).item() == 1.0
+
+
+def test_whole_losses_gradcheck_float64():
+    minilean.manual_seed(0)
+    generator = gan.Generator(3, (1, 2, 2), hidden=4).to(dtype=numpy.float64)
+    discriminator = gan.Discriminator((1, 2, 2), hidden=4).to(dtype=numpy.float64)
+    z = minilean.tensor(numpy.random.default_rng(0).normal(size=(3, 3)), dtype=numpy.float64)
+    real = minilean.tensor(numpy.random.default_rng(1).uniform(-1, 1, (3, 1, 2, 2)),
+                           dtype=numpy.float64)
+    params = list(generator.parameters()) + list(discriminator.parameters())
+    assert gradcheck(lambda *_: gan.discriminator_loss(discriminator(real),
+                                                       discriminator(generator(z))), params)
+    assert gradcheck(lambda *_: gan.generator_loss(discriminator(generator(z))), params)
+
+
+def test_alternating_steps_lower_each_players_loss():
+    minilean.manual_seed(0)
+    generator, discriminator = gan.Generator(2, (2,), hidden=16, bounded=False), \
+        gan.Discriminator((2,), hidden=16)
+    real = minilean.tensor(RING8_MODES[:4])
+    z = minilean.randn(4, 2)
+    d_opt = optim.Adam(discriminator.parameters(), lr=1e-2)
+    before = gan.discriminator_loss(discriminator(real), discriminator(generator(z))).item()
+    for _ in range(10):
+        d_opt.zero_grad()
+        gan.discriminator_loss(discriminator(real), discriminator(generator(z).detach())).backward()
+        d_opt.step()
+    assert gan.discriminator_loss(discriminator(real), discriminator(generator(z))).item() < before
+    g_opt = optim.Adam(generator.parameters(), lr=1e-2)
+    before = gan.generator_loss(discriminator(generator(z))).item()
+    for _ in range(10):
+        g_opt.zero_grad()
+        gan.generator_loss(discriminator(generator(z))).backward()
+        g_opt.step()
+    assert gan.generator_loss(discriminator(generator(z))).item() < before
+
+
+def test_ring8_coverage():
+    modes, share = gan.ring8_coverage(RING8_MODES[:3] + 0.01, RING8_MODES, RING8_STD)
+    assert (modes, share) == (3, 1.0)
+    modes, share = gan.ring8_coverage(numpy.zeros((4, 2)), RING8_MODES, RING8_STD)
+    assert (modes, share) == (0, 0.0)

@@ -1,0 +1,77 @@
+"""MAE: patchify round trip, masks, the masked loss, gradients in float64, training steps."""
+import numpy
+import pytest
+
+import minilean
+from minilean import optim
+from minilean.autograd.gradcheck import gradcheck
+from minilean.models import mae
+
+
+def test_patchify_round_trip_and_layout():
+    images = minilean.tensor(numpy.arange(2 * 3 * 4 * 4, dtype=numpy.float32).reshape(2, 3, 4, 4))
+    patches = mae.patchify(images, 2)
+    assert patches.shape == (2, 4, 12)
+    # patch 1 is rows 0-1, columns 2-3; its first values are pixel (0, 2) in channels 0, 1, 2
+    numpy.testing.assert_array_equal(patches.numpy()[0, 1, :3], images.numpy()[0, :, 0, 2])
+    numpy.testing.assert_array_equal(mae.unpatchify(patches, 2, 3, 4, 4).numpy(), images.numpy())
+
+
+def test_random_mask_hides_the_ratio_and_restore_inverts_the_order():
+    minilean.manual_seed(0)
+    mask = mae.random_mask(3, 16, 0.75)
+    hidden = mask.hidden.numpy()
+    assert hidden.sum(1).tolist() == [12, 12, 12]
+    for row in range(3):
+        assert not hidden[row, mask.keep[row]].any()
+        order = numpy.concatenate([mask.keep[row], numpy.flatnonzero(hidden[row])])
+        numpy.testing.assert_array_equal(order[mask.restore[row]], numpy.arange(16))
+
+
+def test_block_mask_is_torchleans_quadrant():
+    mask = mae.block_mask(1, 4, 4, block=2)
+    assert numpy.flatnonzero(mask.hidden.numpy()[0]).tolist() == [0, 1, 4, 5]
+    with pytest.raises(ValueError, match="hides every patch"):
+        mae.block_mask(1, 2, 2, block=2, period=1)
+
+
+def test_masked_mse_counts_hidden_patches_only():
+    prediction = minilean.tensor([[[1.0, 1.0], [5.0, 5.0], [3.0, 1.0]]])
+    target = minilean.zeros(1, 3, 2)
+    hidden = minilean.tensor([[1.0, 0.0, 1.0]])
+    assert mae.masked_mse(prediction, target, hidden).item() == pytest.approx((1 + 5) / 2)
+
+
+def test_normalized_targets_have_zero_mean_unit_variance():
+    patches = minilean.tensor(numpy.random.default_rng(0).random((2, 3, 8)))
+    normalized = mae.normalize_patches(patches).numpy()
+    numpy.testing.assert_allclose(normalized.mean(-1), 0, atol=1e-6)
+    numpy.testing.assert_allclose(normalized.std(-1), 1, atol=1e-3)
+
+
+def tiny_model():
+    minilean.manual_seed(0)
+    return mae.MaskedAutoencoder((1, 4, 4), patch_size=2, width=4, depth=1, heads=2,
+                                 decoder_width=4, decoder_depth=1, decoder_heads=1)
+
+
+def test_whole_loss_gradcheck_float64():
+    model = tiny_model().to(dtype=numpy.float64)
+    images = minilean.tensor(numpy.random.default_rng(1).random((2, 1, 4, 4)), dtype=numpy.float64)
+    mask = model.random_mask(2, 0.5)
+    params = list(model.parameters())
+    assert gradcheck(lambda *_: mae.mae_loss(model, images, mask, normalize_targets=True), params,
+                     atol=1e-5)
+
+
+def test_training_steps_lower_the_loss_on_a_fixed_batch():
+    model = tiny_model()
+    images = minilean.tensor(numpy.random.default_rng(2).random((4, 1, 4, 4)).astype(numpy.float32))
+    mask = model.random_mask(4, 0.5)
+    before = mae.mae_loss(model, images, mask).item()
+    optimizer = optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(20):
+        optimizer.zero_grad()
+        mae.mae_loss(model, images, mask).backward()
+        optimizer.step()
+    assert mae.mae_loss(model, images, mask).item() < 0.7 * before
