@@ -106,7 +106,7 @@ class Extremum(Function):
     def forward(ctx, x, axes=(), keepdim=False, largest=True):
         out = (x.max if largest else x.min)(axis=axes, keepdims=True)
         if ctx.recording:
-            hits = x == out
+            hits = (x == out).astype(x.dtype)
             ctx.share = hits / hits.sum(axis=axes, keepdims=True)
             ctx.axes, ctx.keepdim = axes, keepdim
         return out if keepdim else out.squeeze(axis=axes)

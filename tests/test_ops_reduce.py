@@ -1,0 +1,150 @@
+"""Reductions and softmax: gradcheck and PyTorch oracle over drawn shapes, dims and keepdim,
+plus ties, numerical stability, argmax/argmin and bad dims."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import minilean as ml
+from opcheck import SHAPES, OpCase, arrays, op_tests
+
+
+def _torch():
+    import torch
+    return torch
+
+
+@st.composite
+def reduced(draw, min_dims=0, min_side=1, tuple_dims=True):
+    """One operand and the ``dim`` (None, an int or a tuple) and ``keepdim`` to reduce it with."""
+    shape = draw(hnp.array_shapes(min_dims=min_dims, max_dims=3, min_side=min_side, max_side=3))
+    ndim = len(shape)
+    choices = [st.none()]
+    if ndim:
+        choices.append(st.integers(-ndim, ndim - 1))
+        if tuple_dims:
+            choices.append(st.lists(st.integers(0, ndim - 1), min_size=1, max_size=ndim,
+                                    unique=True).map(tuple))
+    dim = draw(st.one_of(*choices))
+    return (draw(arrays(shape)),), {"dim": dim, "keepdim": draw(st.booleans())}
+
+
+@st.composite
+def along_one_dim(draw):
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4))
+    return (draw(arrays(shape)),), {"dim": draw(st.integers(-len(shape), len(shape) - 1))}
+
+
+@st.composite
+def with_unbiased(draw):
+    """Operands of two or more elements along every reduced axis (one would give nan)."""
+    (x,), params = draw(reduced(min_dims=1, min_side=2))
+    return (x,), dict(params, unbiased=draw(st.booleans()))
+
+
+def all_dims(x, dim):
+    """PyTorch's spelling of 'every axis' for the ops whose dim cannot be None there."""
+    return tuple(range(x.ndim)) if dim is None else dim
+
+
+CASES = [
+    OpCase("sum", reduced(), ml.sum, lambda x, dim, keepdim: x.sum(all_dims(x, dim), keepdim)),
+    OpCase("mean", reduced(), ml.mean, lambda x, dim, keepdim: x.mean(all_dims(x, dim), keepdim)),
+    OpCase("var", with_unbiased(), ml.var,
+           lambda x, dim, keepdim, unbiased: x.var(all_dims(x, dim), correction=int(unbiased),
+                                                   keepdim=keepdim)),
+    OpCase("std", with_unbiased(), ml.std,
+           lambda x, dim, keepdim, unbiased: x.std(all_dims(x, dim), correction=int(unbiased),
+                                                   keepdim=keepdim)),
+    OpCase("max", reduced(), ml.max, lambda x, dim, keepdim: x.amax(all_dims(x, dim), keepdim)),
+    OpCase("min", reduced(), ml.min, lambda x, dim, keepdim: x.amin(all_dims(x, dim), keepdim)),
+    OpCase("logsumexp", reduced(), ml.logsumexp,
+           lambda x, dim, keepdim: x.logsumexp(all_dims(x, dim), keepdim)),
+    OpCase("softmax", along_one_dim(), ml.softmax, lambda x, dim: x.softmax(dim)),
+    OpCase("log_softmax", along_one_dim(), ml.log_softmax, lambda x, dim: x.log_softmax(dim)),
+    OpCase("tensor_methods", reduced(tuple_dims=False),
+           lambda x, dim, keepdim: x.sum(dim, keepdim) * x.mean(dim, keepdim).exp(),
+           lambda x, dim, keepdim: x.sum(all_dims(x, dim), keepdim)
+           * x.mean(all_dims(x, dim), keepdim).exp()),
+]
+
+test_gradcheck, test_matches_torch = op_tests(CASES)
+
+
+@pytest.mark.parametrize("reduce", [ml.max, ml.min])
+def test_max_and_min_share_the_gradient_equally_among_ties(reduce):
+    x = ml.tensor([[3.0, 1.0, 3.0, 3.0], [2.0, 2.0, 5.0, 2.0]], requires_grad=True)
+    reduce(x, dim=1).sum().backward()
+    winners = x.numpy() == (x.numpy().max(1, keepdims=True) if reduce is ml.max
+                            else x.numpy().min(1, keepdims=True))
+    expected = winners / winners.sum(1, keepdims=True)
+    np.testing.assert_allclose(x.grad.numpy(), expected)
+    np.testing.assert_allclose(x.grad.numpy().sum(1), [1.0, 1.0])
+
+
+def test_max_ties_match_torch_amax():
+    torch = pytest.importorskip("torch")
+    values = np.array([[1.0, 4.0, 4.0], [0.0, 0.0, 0.0]])
+    x = ml.tensor(values, dtype=ml.float64, requires_grad=True)
+    ml.max(x).backward()
+    torch_x = torch.tensor(values, requires_grad=True)
+    torch_x.amax().backward()
+    np.testing.assert_allclose(x.grad.numpy(), torch_x.grad.numpy())
+
+
+def test_logsumexp_and_log_softmax_are_stable_for_huge_inputs():
+    x = ml.tensor([[1000.0, 1000.0], [-1000.0, -1001.0]], dtype=ml.float64, requires_grad=True)
+    np.testing.assert_allclose(ml.logsumexp(x, 1).numpy(),
+                               [1000.0 + np.log(2.0), -1000.0 + np.log1p(np.exp(-1.0))])
+    log_probabilities = ml.log_softmax(x, 1)
+    assert np.isfinite(log_probabilities.numpy()).all()
+    np.testing.assert_allclose(np.exp(log_probabilities.numpy()).sum(1), [1.0, 1.0])
+    np.testing.assert_allclose(ml.softmax(x, -1).numpy()[0], [0.5, 0.5])
+
+
+def test_logsumexp_of_all_minus_infinity_is_minus_infinity():
+    x = ml.tensor([[-np.inf, -np.inf], [0.0, -np.inf]], dtype=ml.float64)
+    with np.errstate(invalid="raise"):
+        np.testing.assert_array_equal(ml.logsumexp(x, 1).numpy(), [-np.inf, 0.0])
+
+
+@given(st.data())
+def test_argmax_and_argmin_match_numpy(data):
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4))
+    values = data.draw(arrays(shape))
+    x = ml.tensor(values, dtype=ml.float64, requires_grad=True)
+    dim = data.draw(st.one_of(st.none(), st.integers(-len(shape), len(shape) - 1)))
+    keepdim = data.draw(st.booleans())
+    for ours, reference in ((ml.argmax, np.argmax), (ml.argmin, np.argmin)):
+        index = ours(x, dim, keepdim)
+        assert index.dtype == np.int64 and not index.requires_grad
+        expected = reference(values, axis=dim, keepdims=keepdim)
+        np.testing.assert_array_equal(index.numpy(), expected)
+
+
+def test_var_of_one_element_is_nan_like_torch():
+    x = ml.tensor([2.0], dtype=ml.float64, requires_grad=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = ml.var(x)
+        out.backward()
+    assert np.isnan(out.item()) and np.isnan(x.grad.numpy()).all()
+    assert ml.var(x, unbiased=False).item() == 0.0
+
+
+def test_bad_dims_name_the_value():
+    x = ml.ones(2, 3)
+    with pytest.raises(ValueError, match="dim 2 is out of range for a tensor with 2 dimensions"):
+        ml.sum(x, 2)
+    with pytest.raises(ValueError, match=r"dim \(1, -1\) names the same axis twice"):
+        ml.mean(x, (1, -1))
+    with pytest.raises(TypeError, match=r"dim must be a single int here, got \(0, 1\)"):
+        ml.softmax(x, (0, 1))
+
+
+def test_reductions_of_float32_stay_float32():
+    x = ml.randn(4, 5, requires_grad=True)
+    for out in (ml.sum(x, 0), ml.mean(x), ml.var(x, 1), ml.std(x), ml.max(x, 1),
+                ml.logsumexp(x, 1), ml.softmax(x, 1), ml.log_softmax(x, 0)):
+        assert out.dtype == np.float32
+        out.sum().backward()
+        assert x.grad.dtype == np.float32
