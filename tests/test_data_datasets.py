@@ -1,0 +1,154 @@
+"""The built-in datasets and load_dataset: determinism, labels, layouts and one-line errors."""
+import numpy
+import pytest
+
+from minilean.data import builtin
+from minilean.data.arrays import load_dataset
+from minilean.errors import FlagError
+
+
+def test_shapes_are_deterministic_for_a_seed_and_differ_across_seeds():
+    first, labels = builtin.make_shapes(64, 24, seed=3)
+    again, labels_again = builtin.make_shapes(64, 24, seed=3)
+    other, _ = builtin.make_shapes(64, 24, seed=4)
+    assert first.shape == (64, 3, 24, 24) and first.dtype == numpy.uint8
+    assert first.tobytes() == again.tobytes() and numpy.array_equal(labels, labels_again)
+    assert not numpy.array_equal(first, other)
+
+
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_each_image_has_one_saturated_shape_of_a_plausible_area(size):
+    images, labels = builtin.make_shapes(200, size, seed=0)
+    assert set(labels.tolist()) == set(range(len(builtin.SHAPE_CLASSES)))
+    palette = numpy.round(builtin.PALETTE * 255).astype(int)
+    pixels = images.transpose(0, 2, 3, 1).astype(int)                   # NCHW -> NHWC
+    # Foreground pixels are exactly a palette colour; the dark background never is.
+    is_palette = (numpy.abs(pixels[:, :, :, None, :] - palette).max(-1) <= 1).any(-1)
+    area = is_palette.mean(axis=(1, 2))
+    assert area.min() > 0.02 and area.max() < 0.6
+    assert pixels[~is_palette].max() < 0.4 * 255  # background stays dark
+    # Every image's foreground is one colour.
+    for image, mask in zip(pixels[:20], is_palette[:20]):
+        assert len(numpy.unique(image[mask], axis=0)) == 1
+
+
+def test_shape_classes_differ_in_how_much_of_their_box_they_fill():
+    images, labels = builtin.make_shapes(2000, 32, seed=1)
+    foreground = (images.max(axis=1).astype(int) - images.min(axis=1) > 100)    # (N, H, W)
+    rows, cols = foreground.any(axis=2), foreground.any(axis=1)
+    box = rows.sum(1) * cols.sum(1)
+    fill = foreground.sum(axis=(1, 2)) / box
+    by_class = {name: fill[labels == index].mean()
+                for index, name in enumerate(builtin.SHAPE_CLASSES)}
+    # Square fills its box, circle pi/4, triangle and diamond about half, cross less.
+    assert by_class["square"] > 0.95
+    assert 0.7 < by_class["circle"] < 0.85
+    assert by_class["cross"] < 0.6 and 0.4 < by_class["triangle"] < 0.62
+    assert 0.45 < by_class["diamond"] < 0.62
+
+
+def test_ring8_samples_sit_near_their_modes():
+    points, modes = builtin.make_ring8(4000, seed=0)
+    assert points.shape == (4000, 2) and points.dtype == numpy.float32
+    nearest, distance = builtin.nearest_ring8_mode(points)
+    assert numpy.array_equal(nearest, modes)
+    assert numpy.all(distance < 6 * builtin.RING8_STD)
+    numpy.testing.assert_allclose(numpy.linalg.norm(builtin.RING8_MODES, axis=1),
+                                  builtin.RING8_RADIUS, rtol=1e-6)
+    counts = numpy.bincount(modes, minlength=8)
+    assert counts.min() > 400  # every mode is used (expected 500 each)
+
+
+def test_load_dataset_builtin_and_n_total():
+    data = load_dataset(n_total=50, image_size=16, seed=2)
+    assert data.x.shape == (50, 3, 16, 16) and data.y.shape == (50,)
+    assert data.class_names == builtin.SHAPE_CLASSES and data.name == "builtin"
+    floats = data.images_float(slice(0, 5))
+    assert floats.dtype == numpy.float32 and 0 <= floats.min() and floats.max() <= 1
+    assert numpy.array_equal(load_dataset(n_total=50, image_size=16, seed=2).x, data.x)
+
+
+def save(tmp_path, name, array):
+    path = tmp_path / name
+    numpy.save(path, array)
+    return str(path)
+
+
+def test_arrays_in_nhwc_nchw_and_grey_load_as_nchw(tmp_path):
+    nchw = numpy.random.default_rng(0).integers(0, 256, (6, 3, 5, 7), dtype=numpy.uint8)
+    from_nhwc = load_dataset(x=save(tmp_path, "nhwc.npy", nchw.transpose(0, 2, 3, 1)))
+    from_nchw = load_dataset(x=save(tmp_path, "nchw.npy", nchw), n_total=4)
+    assert numpy.array_equal(from_nhwc.x, nchw) and numpy.array_equal(from_nchw.x, nchw[:4])
+    assert from_nhwc.y is None
+    grey = load_dataset(x=save(tmp_path, "grey.npy", numpy.zeros((2, 5, 5), numpy.float32)))
+    assert grey.x.shape == (2, 1, 5, 5)
+    assert isinstance(from_nchw.x.base, numpy.memmap) or isinstance(from_nchw.x, numpy.memmap)
+
+
+def test_labels_are_checked_and_cast(tmp_path):
+    x = save(tmp_path, "x.npy", numpy.zeros((3, 3, 4, 4), numpy.uint8))
+    data = load_dataset(x=x, y=save(tmp_path, "y.npy", numpy.array([0, 2, 1], numpy.int32)))
+    assert data.y.dtype == numpy.int64 and data.class_names == ("0", "1", "2")
+    with pytest.raises(ValueError, match=r"expected 3 labels \(one per image\), found 2"):
+        load_dataset(x=x, y=save(tmp_path, "short.npy", numpy.array([0, 1])))
+
+
+@pytest.mark.parametrize("array, message", [
+    (numpy.zeros((2, 3, 4, 4), numpy.int16), "expected dtype uint8 in .0, 255. or float in "
+                                             r"\[0, 1\], found int16"),
+    (numpy.zeros((2, 3, 4), numpy.uint8)[None, None], "expected images of rank 4 .* found rank 5"),
+    (numpy.zeros((2, 2, 4, 4), numpy.uint8), r"expected 1 or 3 channels on axis 1 \(NCHW\) or 3 "
+                                             r"\(NHWC\), found shape \(2, 2, 4, 4\)"),
+    (numpy.zeros((2, 3, 4, 3), numpy.uint8), r"shape \(2, 3, 4, 3\) is ambiguous"),
+    (numpy.full((2, 3, 4, 4), 2.0, numpy.float32), r"expected float images in \[0, 1\], "
+                                                   r"found values in \[2.0, 2.0\]"),
+])
+def test_malformed_arrays_say_expected_and_found(tmp_path, array, message):
+    with pytest.raises(ValueError, match=message):
+        load_dataset(x=save(tmp_path, "bad.npy", array))
+
+
+def test_missing_real_dataset_names_the_file_and_the_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"cifar10_train_X.npy not found; make it with: "
+                                                r"python -m minilean data download --cifar10"):
+        load_dataset("cifar10", root=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="imagenet64_train_X.npy not found; make it with: "
+                                                "python -m minilean data convert image-folder"):
+        load_dataset("imagenet64", root=str(tmp_path))
+
+
+def test_cifar10_arrays_load_with_class_names(tmp_path):
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    numpy.save(folder / "cifar10_train_X.npy", numpy.zeros((4, 3, 32, 32), numpy.uint8))
+    numpy.save(folder / "cifar10_train_y.npy", numpy.arange(4))
+    data = load_dataset("cifar10", root=str(tmp_path))
+    assert data.class_names[0] == "airplane" and data.y.tolist() == [0, 1, 2, 3]
+
+
+def test_digits_needs_scikit_learn_or_loads_it():
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="--dataset digits needs scikit-learn"):
+            load_dataset("digits")
+    else:
+        data = load_dataset("digits", image_size=16)
+        assert data.x.shape == (1797, 1, 16, 16) and data.x.max() <= 1.0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"dataset": "mnist"}, "--dataset: got 'mnist'; expected one of builtin, cifar10"),
+    ({"n_total": 0}, r"--n-total: got 0; expected an integer in \[1, inf\] or None"),
+    ({"image_size": 8}, r"--image-size: got 8; expected an integer in \[16, 64\]"),
+    ({"image_size": "32"}, r"--image-size: got '32'; expected an integer"),
+    ({"y": "y.npy"}, "--y: got 'y.npy'; expected to come with --x"),
+])
+def test_bad_flags_are_flag_errors(kwargs, message):
+    with pytest.raises(FlagError, match=message):
+        load_dataset(**kwargs)
+
+
+def test_missing_x_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"image file .*nope.npy not found"):
+        load_dataset(x=str(tmp_path / "nope.npy"))

@@ -1,0 +1,111 @@
+"""PPM/PGM/PNG writers and reader, grids, and atomic writes that survive a failure mid-write."""
+import os
+import subprocess
+import sys
+
+import numpy
+import pytest
+
+from minilean.data import atomic, images
+
+
+def random_image(shape, seed=0):
+    return numpy.random.default_rng(seed).integers(0, 256, shape, dtype=numpy.uint8)
+
+
+@pytest.mark.parametrize("shape", [(5, 7, 3), (5, 7)])
+@pytest.mark.parametrize("ascii", [False, True])
+def test_pnm_round_trip_is_exact_and_the_header_is_standard(tmp_path, shape, ascii):
+    image = random_image(shape)
+    path = tmp_path / "image.pnm"
+    images.write_pnm(path, image, ascii=ascii)
+    data = path.read_bytes()
+    magic = {(3, False): b"P6", (2, False): b"P5", (3, True): b"P3", (2, True): b"P2"}[
+        (len(shape), ascii)]
+    assert data.startswith(magic + b"\n7 5\n255\n")
+    if not ascii:
+        assert data[len(magic) + 9:] == image.tobytes()
+    numpy.testing.assert_array_equal(images.read_pnm(path), image)
+    # Reading and writing again reproduces the file byte for byte.
+    images.write_pnm(tmp_path / "again.pnm", images.read_pnm(path), ascii=ascii)
+    assert (tmp_path / "again.pnm").read_bytes() == data
+
+
+def test_reader_handles_comments_and_pillow_agrees(tmp_path):
+    image = random_image((3, 4, 3), seed=1)
+    data = b"P6\n# made by hand\n4 3\n# another comment\n255\n" + image.tobytes()
+    numpy.testing.assert_array_equal(images.decode_pnm(data), image)
+    Image = pytest.importorskip("PIL.Image")
+    images.write_pnm(tmp_path / "x.ppm", image)
+    with Image.open(tmp_path / "x.ppm") as opened:
+        numpy.testing.assert_array_equal(numpy.asarray(opened), image)
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"P7\n1 1\n255\n\0", "not a PPM/PGM file"),
+    (b"P5\n2 2\n255\n\0\0", "fewer than the 4 values"),
+    (b"P5\n1 1\n65535\n\0\0", "maxval must be in 1..255"),
+    (b"P5\n1", "truncated netpbm header"),
+])
+def test_reader_rejects_bad_files(data, message):
+    with pytest.raises(ValueError, match=message):
+        images.decode_pnm(data)
+
+
+def test_grid_tiles_with_padding():
+    tiles = numpy.stack([numpy.full((3, 2, 2), value, numpy.uint8) for value in (10, 20, 30)])
+    grid = images.make_grid(tiles, nrow=2, padding=1, pad_value=255)
+    assert grid.shape == (2 * 3 + 1, 2 * 3 + 1, 3)
+    assert (grid[1:3, 1:3] == 10).all() and (grid[1:3, 4:6] == 20).all()
+    assert (grid[4:6, 1:3] == 30).all() and (grid[4:6, 4:6] == 255).all()  # empty slot
+    assert (grid[0] == 255).all() and (grid[:, 3] == 255).all()
+
+
+def test_to_uint8_maps_the_value_range_and_clips():
+    floats = numpy.array([-1.5, -1.0, 0.0, 1.0, 2.0], numpy.float32)
+    assert images.to_uint8(floats, (-1, 1)).tolist() == [0, 0, 128, 255, 255]
+
+
+def test_save_grid_by_extension(tmp_path):
+    batch = numpy.random.default_rng(0).random((4, 1, 3, 3), dtype=numpy.float32)
+    images.save_grid(tmp_path / "g.pgm", batch, padding=0)
+    numpy.testing.assert_array_equal(images.read_pnm(tmp_path / "g.pgm"),
+                                     images.make_grid(images.to_uint8(batch), padding=0)[:, :, 0])
+    images.save_grid(tmp_path / "g.ppm", batch)
+    assert images.read_pnm(tmp_path / "g.ppm").shape == (2 * (3 + 2) + 2,) * 2 + (3,)
+    with pytest.raises(ValueError, match=r"expected extension \.png, \.ppm or \.pgm"):
+        images.save_grid(tmp_path / "g.gif", batch)
+    Image = pytest.importorskip("PIL.Image")
+    images.save_grid(tmp_path / "g.png", batch, padding=0)
+    with Image.open(tmp_path / "g.png") as opened:
+        numpy.testing.assert_array_equal(numpy.asarray(opened), images.read_pnm(tmp_path / "g.pgm"))
+
+
+def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "grid.ppm"
+    images.write_pnm(path, random_image((4, 4, 3)))
+    good = path.read_bytes()
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        with atomic.atomic_open(path) as file:
+            file.write(b"P6\n4 4\n255\n" + b"\0" * 10)
+            raise RuntimeError("disk on fire")
+    assert path.read_bytes() == good and os.listdir(tmp_path) == ["grid.ppm"]
+
+
+def test_killed_writer_never_replaces_a_good_file(tmp_path):
+    """A process killed half-way through writing leaves the previous file intact."""
+    path = tmp_path / "x.npy"
+    atomic.save_npy(path, numpy.arange(5))
+    script = (f"import os, signal\nfrom minilean.data import atomic\n"
+              f"with atomic.atomic_open({str(path)!r}) as file:\n"
+              f"    file.write(b'half of a file')\n    file.flush()\n"
+              f"    os.kill(os.getpid(), signal.SIGKILL)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=os.getcwd())
+    assert result.returncode == -9
+    numpy.testing.assert_array_equal(numpy.load(path), numpy.arange(5))
+
+
+def test_atomic_json_refuses_nan(tmp_path):
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        atomic.write_json(tmp_path / "x.json", {"loss": float("nan")})
+    assert os.listdir(tmp_path) == []
