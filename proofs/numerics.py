@@ -29,6 +29,12 @@ def gamma(n, dtype):
     return n * u / (1 - n * u)
 
 
+def underflow(n, dtype):
+    """Absolute error that n roundings can add through gradual underflow (Higham's
+    fl(x op y) = (x op y)(1 + d) + e, |e| <= the smallest subnormal)."""
+    return n * float(numpy.finfo(dtype).smallest_subnormal)
+
+
 def mp(values):
     """Exact mpmath copies of floats or arrays: one mpf or a flat list of mpf."""
     if numpy.ndim(values) == 0:

@@ -1,1 +1,347 @@
-"""placeholder"""
+"""Autograd agrees with mpmath: for each differentiable op, backward(g) = J^T g.
+
+One statement per op. Hypothesis draws the op's inputs (float32-representable, in a domain away
+from the op's kinks and poles) and a seed for the upstream gradient g. The reference gradient
+of L(x) = sum_j g_j f_j(x) is ``mpmath.diff`` of the op's mathematical definition at 50
+digits, coordinate by coordinate -- independent of the derivative formula the op's backward
+uses. The engine's backward, in float64 and in float32, must match it within
+gamma_K * M elementwise, where K counts the roundings on the longest path through the op's
+forward-and-backward formula (library functions exp, log, sin, tanh, pow, erf count 3: they
+are within 1.5 ulp, and 1 ulp is at most 2u relative) and M is the first-order magnitude
+of the formula's terms (Higham's sum |terms|), written next to each op below. The gradient
+must also come back in the input's dtype and shape. Each rounding may also add the smallest
+subnormal through gradual underflow (products of small inputs), so K of those are added.
+"""
+from dataclasses import dataclass
+
+import mpmath
+import numpy
+from hypothesis import strategies as st
+
+from proofs.framework import statement
+from proofs.mutation import mutant
+from proofs.numerics import ENGINE_DTYPES, engine, gamma, mp, reals, underflow
+
+ELEMENTWISE = "minilean.autograd.elementwise"
+REDUCE = "minilean.autograd.reduce"
+
+
+@dataclass
+class OpCase:
+    """One differentiable op: how to call it, what it is mathematically, where to test it,
+    and its rounding bound (magnitudes(xs, g) -> one list of M per input; roundings(n) -> K)."""
+    name: str
+    about: str
+    call: object
+    definition: object   # lists of mpf (one per input) -> list of mpf outputs
+    inputs: object       # strategy of a tuple of float64 arrays
+    magnitudes: object
+    roundings: object
+    formula: str
+
+
+def _unary_inputs(low, high, away_from=()):
+    """One vector of 1-5 elements in [low, high], at least 1/64 from each point in away_from."""
+    element = reals(low, high).filter(lambda x: all(abs(x - p) >= 1 / 64 for p in away_from))
+    return st.lists(element, min_size=1, max_size=5).map(lambda xs: (numpy.asarray(xs),))
+
+
+def _binary_inputs(low_a, high_a, low_b, high_b, distinct=False):
+    def build(n):
+        pair = st.tuples(reals(low_a, high_a), reals(low_b, high_b))
+        if distinct:
+            pair = pair.filter(lambda ab: abs(ab[0] - ab[1]) >= 1 / 64)
+        return st.lists(pair, min_size=n, max_size=n).map(
+            lambda rows: (numpy.asarray([a for a, _ in rows]), numpy.asarray([b for _, b in rows])))
+    return st.integers(1, 4).flatmap(build)
+
+
+def _pointwise(function, magnitude):
+    """definition/magnitudes of an op applied elementwise to one input."""
+    def definition(x):
+        return [function(value) for value in x]
+
+    def magnitudes(xs, g):
+        return [[abs(gj) * magnitude(value) for value, gj in zip(xs[0], g)]]
+    return definition, magnitudes
+
+
+def _erf_gelu(x):
+    return x * (1 + mpmath.erf(x / mpmath.sqrt(2))) / 2
+
+
+GELU_TANH_C = mpmath.mpf(0.044715)
+
+
+def _tanh_gelu(x):
+    return x * (1 + mpmath.tanh(mpmath.sqrt(2 / mpmath.pi) * (x + GELU_TANH_C * x ** 3))) / 2
+
+
+def _phi(x):
+    return mpmath.exp(-x * x / 2) / mpmath.sqrt(2 * mpmath.pi)
+
+
+def _sigmoid(x):
+    return 1 / (1 + mpmath.exp(-x))
+
+
+def _sigmoid_error_scale(x):
+    """sigmoid is computed as (1 + tanh(x/2)) / 2: its absolute error is at most about
+    4u (1 + |tanh(x/2)|) / 2, bounded by this magnitude times u."""
+    return (1 + abs(mpmath.tanh(x / 2))) / 2
+
+
+UNARY = [
+    # (name, engine call, math, domain, magnitude M(x) per unit |g|, K, formula)
+    ("exp", lambda m, x: m.exp(x), mpmath.exp, (-8, 8, ()), mpmath.exp, 4,
+     "g e^x: e^x (3) times g (1)"),
+    ("log", lambda m, x: m.log(x), mpmath.log, (1 / 64, 64, ()), lambda x: 1 / x, 1,
+     "g / x: one division"),
+    ("sqrt", lambda m, x: m.sqrt(x), mpmath.sqrt, (1 / 64, 64, ()),
+     lambda x: 1 / (2 * mpmath.sqrt(x)), 2, "g / (2 sqrt x): sqrt (1), division (1)"),
+    ("rsqrt", lambda m, x: m.rsqrt(x), lambda x: 1 / mpmath.sqrt(x), (1 / 64, 64, ()),
+     lambda x: x ** mpmath.mpf(-1.5) / 2, 10,
+     "-g y^3 / 2, y = 1/sqrt x: y (2), y**3 by pow (3 x 2 + 3), times g (1)"),
+    ("abs", lambda m, x: m.abs(x), abs, (-8, 8, (0,)), lambda x: 1, 0,
+     "g sign(x): exact"),
+    ("sin", lambda m, x: m.sin(x), mpmath.sin, (-6, 6, ()), lambda x: abs(mpmath.cos(x)), 4,
+     "g cos x: cos (3), times g (1)"),
+    ("cos", lambda m, x: m.cos(x), mpmath.cos, (-6, 6, ()), lambda x: abs(mpmath.sin(x)), 4,
+     "-g sin x: sin (3), times g (1)"),
+    ("tanh", lambda m, x: m.tanh(x), mpmath.tanh, (-6, 6, ()),
+     lambda x: mpmath.tanh(x) ** 2 + abs(1 - mpmath.tanh(x) ** 2), 8,
+     "g (1 - y^2): y (3), y^2 (2 x 3 + 1), 1 - (1), times g (1); terms 1 and y^2"),
+    ("sigmoid", lambda m, x: m.sigmoid(x), _sigmoid, (-10, 10, ()),
+     lambda x: _sigmoid_error_scale(x) + _sigmoid(x) * (1 - _sigmoid(x)), 4,
+     "g s (1 - s): s to within 4u (1 + |tanh(x/2)|)/2 absolute, then 3 roundings"),
+    ("relu", lambda m, x: m.relu(x), lambda x: max(x, 0), (-8, 8, (0,)), lambda x: 1, 0,
+     "g [x > 0]: exact"),
+    ("leaky_relu", lambda m, x: m.nn.functional.leaky_relu(x, 0.01),
+     lambda x: x if x > 0 else mpmath.mpf(0.01) * x, (-8, 8, (0,)),
+     lambda x: 1 if x > 0 else mpmath.mpf(0.01), 2,
+     "g or g s: the slope 0.01 rounded to the dtype (1), times g (1)"),
+    ("silu", lambda m, x: m.nn.functional.silu(x), lambda x: x * _sigmoid(x), (-10, 10, ()),
+     lambda x: _sigmoid_error_scale(x) * (1 + abs(x)) + _sigmoid(x) * (1 + abs(x)), 5,
+     "g s (1 + x (1 - s)): s's error times (1 + |x|), then five roundings"),
+    ("gelu", lambda m, x: m.nn.functional.gelu(x), _erf_gelu, (-6, 6, ()),
+     lambda x: 1 + abs(x) * _phi(x) * (1 + x * x), 8,
+     "g (Phi(x) + x phi(x)): erf (3) of a rounded x/sqrt2 (2), exp of a rounded -x^2/2, "
+     "constants rounded to the dtype; terms bounded by 1 and |x| phi(x) (1 + x^2)"),
+    ("gelu_tanh", lambda m, x: m.nn.functional.gelu(x, approximate="tanh"), _tanh_gelu,
+     (-5, 5, ()), lambda x: (1 + abs(x)) * (1 + x * x), 10,
+     "g ((1 + t)/2 + x (1 - t^2) c (1 + 3a x^2)/2): tanh (3) of a rounded cubic; terms "
+     "bounded by (1 + |x|)(1 + x^2)"),
+]
+
+
+def _unary_case(name, call, function, domain, magnitude, roundings, formula):
+    definition, magnitudes = _pointwise(function, magnitude)
+    low, high, kinks = domain
+    about = f"{ELEMENTWISE}.{name}" if name not in ("leaky_relu", "silu", "gelu", "gelu_tanh") \
+        else f"minilean.nn.functional.{name.replace('_tanh', '')}"
+    return OpCase(name, about, call, definition, _unary_inputs(low, high, kinks), magnitudes,
+                  lambda n: roundings, formula)
+
+
+def _elementwise_binary(function):
+    return lambda a, b: [function(x, y) for x, y in zip(a, b)]
+
+
+BINARY = [
+    OpCase("mul", f"{ELEMENTWISE}.mul", lambda m, a, b: a * b, _elementwise_binary(
+        lambda x, y: x * y), _binary_inputs(-8, 8, -8, 8),
+        lambda xs, g: [[abs(gj * y) for y, gj in zip(xs[1], g)],
+                       [abs(gj * x) for x, gj in zip(xs[0], g)]],
+        lambda n: 1, "g b and g a: one product each"),
+    OpCase("div", f"{ELEMENTWISE}.div", lambda m, a, b: a / b, _elementwise_binary(
+        lambda x, y: x / y), _binary_inputs(-8, 8, 1 / 4, 8),
+        lambda xs, g: [[abs(gj / y) for y, gj in zip(xs[1], g)],
+                       [abs(gj * x / (y * y)) for x, y, gj in zip(xs[0], xs[1], g)]],
+        lambda n: 3, "g / b (1) and -(g / b)(a / b): two quotients and a product"),
+    OpCase("pow", f"{ELEMENTWISE}.pow", lambda m, a, b: a ** b, _elementwise_binary(
+        lambda x, y: x ** y), _binary_inputs(1 / 4, 4, -3, 3),
+        lambda xs, g: [[abs(gj * y * x ** (y - 1)) * (1 + abs(mpmath.log(x) * (y - 1)))
+                        for x, y, gj in zip(xs[0], xs[1], g)],
+                       [abs(gj * x ** y * mpmath.log(x)) for x, y, gj in zip(xs[0], xs[1], g)]],
+        lambda n: 8, "g b a^(b-1): b - 1 rounded (its error scaled by |log a (b - 1)|), pow "
+        "(3), two products; g a^b log a: pow (3), log (3), two products"),
+    OpCase("maximum", f"{ELEMENTWISE}.maximum", lambda m, a, b: m.maximum(a, b),
+           _elementwise_binary(max), _binary_inputs(-8, 8, -8, 8, distinct=True),
+           lambda xs, g: [[abs(gj) for gj in g]] * 2, lambda n: 0, "g or 0: exact (no ties)"),
+    OpCase("minimum", f"{ELEMENTWISE}.minimum", lambda m, a, b: m.minimum(a, b),
+           _elementwise_binary(min), _binary_inputs(-8, 8, -8, 8, distinct=True),
+           lambda xs, g: [[abs(gj) for gj in g]] * 2, lambda n: 0, "g or 0: exact (no ties)"),
+    OpCase("add_broadcast", f"{ELEMENTWISE}.add", lambda m, a, b: a + b,
+           lambda a, b: [x + b[0] for x in a],
+           st.tuples(_unary_inputs(-8, 8), reals(-8, 8)).map(
+               lambda t: (t[0][0], numpy.asarray([t[1]]))),
+           lambda xs, g: [[0] * len(g), [sum(abs(gj) for gj in g)]],
+           lambda n: max(n - 1, 0),
+           "g for a (exact); sum_j g_j for the broadcast b: n - 1 additions (gamma_{n-1})"),
+    OpCase("sub", f"{ELEMENTWISE}.sub", lambda m, a, b: a - b,
+           _elementwise_binary(lambda x, y: x - y), _binary_inputs(-8, 8, -8, 8),
+           lambda xs, g: [[0] * len(g)] * 2, lambda n: 0, "g and -g: exact"),
+]
+
+
+def _softmax(x):
+    peak = max(x)
+    exps = [mpmath.exp(v - peak) for v in x]
+    total = mpmath.fsum(exps)
+    return [e / total for e in exps]
+
+
+def _logsumexp(x):
+    return mpmath.log(mpmath.fsum(mpmath.exp(v) for v in x))
+
+
+def _spread(x):
+    return [abs(v - max(x)) for v in x]
+
+
+REDUCTIONS = [
+    OpCase("sum", f"{REDUCE}.sum", lambda m, x: x.sum(), lambda x: [mpmath.fsum(x)],
+           _unary_inputs(-8, 8), lambda xs, g: [[abs(g[0])] * len(xs[0])], lambda n: 0,
+           "g broadcast to every input: exact"),
+    OpCase("mean", f"{REDUCE}.mean", lambda m, x: x.mean(), lambda x: [mpmath.fsum(x) / len(x)],
+           _unary_inputs(-8, 8), lambda xs, g: [[abs(g[0]) / len(xs[0])] * len(xs[0])],
+           lambda n: 2, "g / n: 1/n or g/n rounded, at most two roundings"),
+    OpCase("logsumexp", f"{REDUCE}.logsumexp", lambda m, x: x.logsumexp(0),
+           lambda x: [_logsumexp(x)], _unary_inputs(-8, 8),
+           lambda xs, g: [[abs(g[0]) * s * (1 + abs(v) + 2 * abs(_logsumexp(xs[0])))
+                           for v, s in zip(xs[0], _softmax(xs[0]))]],
+           lambda n: n + 8, "g exp(x_i - y): y through n - 1 additions, log, exp; the "
+           "difference x_i - y carries absolute error ~ u (|x_i| + 2|y|)"),
+    OpCase("softmax", f"{REDUCE}.softmax", lambda m, x: x.softmax(0), _softmax,
+           _unary_inputs(-8, 8),
+           lambda xs, g: [[s * (abs(gj) + mpmath.fsum(abs(gi) * si for gi, si in
+                                                      zip(g, _softmax(xs[0]))))
+                           * (1 + d + max(_spread(xs[0])))
+                           for s, gj, d in zip(_softmax(xs[0]), g, _spread(xs[0]))]],
+           lambda n: n + 8, "s (g - sum g s): s through exp of a shifted input (relative "
+           "error ~ u (1 + |x_i - max x|)), n - 1 additions and a division"),
+    OpCase("log_softmax", f"{REDUCE}.log_softmax", lambda m, x: x.log_softmax(0),
+           lambda x: [v - _logsumexp(x) for v in x], _unary_inputs(-8, 8),
+           lambda xs, g: [[abs(gj) + s * mpmath.fsum(abs(gi) for gi in g)
+                           * (1 + abs(v) + 2 * abs(_logsumexp(xs[0])))
+                           for v, s, gj in zip(xs[0], _softmax(xs[0]), g)]],
+           lambda n: n + 8, "g - exp(y) sum g: like logsumexp's bound plus the sum of g"),
+]
+
+
+@st.composite
+def _matmul_inputs(draw):
+    rows, inner, cols = (draw(st.integers(1, 3)) for _ in range(3))
+    a = draw(st.lists(reals(-4, 4), min_size=rows * inner, max_size=rows * inner))
+    b = draw(st.lists(reals(-4, 4), min_size=inner * cols, max_size=inner * cols))
+    return (numpy.asarray(a).reshape(rows, inner), numpy.asarray(b).reshape(inner, cols))
+
+
+def _matmul_definition(a, b, shape_a, shape_b):
+    rows, inner = shape_a
+    cols = shape_b[1]
+    return [mpmath.fsum(a[i * inner + k] * b[k * cols + j] for k in range(inner))
+            for i in range(rows) for j in range(cols)]
+
+
+def _matmul_magnitudes(xs, g, shape_a, shape_b):
+    """|G| |B|^T for dA and |A|^T |G| for dB: the dot-product bound gamma_n |x|^T |y|."""
+    rows, inner = shape_a
+    cols = shape_b[1]
+    a, b = xs
+    grad_a = [mpmath.fsum(abs(g[i * cols + j] * b[k * cols + j]) for j in range(cols))
+              for i in range(rows) for k in range(inner)]
+    grad_b = [mpmath.fsum(abs(a[i * inner + k] * g[i * cols + j]) for i in range(rows))
+              for k in range(inner) for j in range(cols)]
+    return [grad_a, grad_b]
+
+
+MATMUL = OpCase("matmul", "minilean.autograd.linalg.matmul", lambda m, a, b: a @ b, None,
+                _matmul_inputs(), None, lambda n: 3,
+                "G B^T and A^T G: dot products of length <= 3 (gamma_3 |G| |B|^T)")
+
+CASES = [_unary_case(*row) for row in UNARY] + BINARY + REDUCTIONS + [MATMUL]
+
+
+def _reference_gradients(case, xs, g, shapes):
+    """d/dx_i of L = sum_j g_j f_j(x), by mpmath.diff of the op's definition, per element."""
+    definition = case.definition or (lambda a, b: _matmul_definition(a, b, *shapes))
+    gradients = []
+    for which, x in enumerate(xs):
+        row = []
+        for index in range(len(x)):
+            def loss(t, which=which, index=index):
+                nudged = [list(v) for v in xs]
+                nudged[which][index] = t
+                return mpmath.fsum(gj * fj for gj, fj in zip(g, definition(*nudged)))
+            row.append(mpmath.diff(loss, x[index]))
+        gradients.append(row)
+    return gradients
+
+
+def _register(case):
+    @statement(f"autograd_backward_eq_mpmath_derivative[{case.name}]", about=(case.about,),
+               given={"inputs": case.inputs, "seed": st.integers(0, 2 ** 16)})
+    def backward_matches_mpmath(check, inputs, seed):
+        import minilean
+        for dtype in ENGINE_DTYPES:
+            tensors = [engine(x, dtype, requires_grad=True) for x in inputs]
+            output = case.call(minilean, *tensors)
+            upstream = numpy.random.default_rng(seed).uniform(-2, 2, output.shape)
+            upstream = upstream.astype(numpy.float32).astype(numpy.float64)
+            output.backward(engine(upstream, dtype))
+            xs, g = [mp(x) for x in inputs], mp(numpy.atleast_1d(upstream))
+            shapes = [x.shape for x in inputs]
+            references = _reference_gradients(case, xs, g, shapes)
+            magnitudes = (case.magnitudes(xs, g) if case.magnitudes else
+                          _matmul_magnitudes(xs, g, *shapes))
+            roundings = case.roundings(len(xs[0]))
+            bound_factor, floor = gamma(roundings, dtype), underflow(roundings, dtype)
+            for position, tensor in enumerate(tensors):
+                what = f"{case.name} d/dinput{position} ({dtype.__name__})"
+                check.holds(tensor.grad is not None, f"{what}: no gradient")
+                check.holds(tensor.grad.dtype == dtype and tensor.grad.shape == tensor.shape,
+                            f"{what}: gradient is {tensor.grad.dtype} {tensor.grad.shape}, "
+                            f"input is {numpy.dtype(dtype)} {tensor.shape}")
+                check.close(tensor.grad, references[position],
+                            [bound_factor * m + floor for m in magnitudes[position]], what)
+    backward_matches_mpmath.__doc__ = (
+        f"backward of {case.name} at x, applied to g, equals sum_j g_j d f_j/dx (mpmath.diff); "
+        f"bound gamma_K * M with {case.formula}.")
+
+
+for _case in CASES:
+    _register(_case)
+
+
+# --- mutants: broken backward formulas --------------------------------------------------------
+
+@mutant("exp backward squared", f"{ELEMENTWISE}.Exp.backward",
+        caught_by=["autograd_backward_eq_mpmath_derivative[exp]"])
+def exp_backward_squared(original):
+    """Exp.backward returns g e^(2x) instead of g e^x (the saved output used twice)."""
+    return lambda ctx, grad: grad * ctx.out * ctx.out
+
+
+@mutant("tanh backward sign", f"{ELEMENTWISE}.Tanh.backward",
+        caught_by=["autograd_backward_eq_mpmath_derivative[tanh]"])
+def tanh_backward_plus(original):
+    """Tanh.backward returns g (1 + y^2) instead of g (1 - y^2)."""
+    return lambda ctx, grad: grad * (1 + ctx.out * ctx.out)
+
+
+@mutant("div backward sign", f"{ELEMENTWISE}.Div.backward",
+        caught_by=["autograd_backward_eq_mpmath_derivative[div]"])
+def div_backward_sign(original):
+    """Div.backward gives +a/b^2 for the denominator instead of -a/b^2."""
+    def backward(ctx, grad):
+        grad_a, grad_b = original(ctx, grad)
+        return grad_a, (None if grad_b is None else -grad_b)
+    return backward
+
+
+@mutant("softmax backward without the centring", f"{REDUCE}.Softmax.backward",
+        caught_by=["autograd_backward_eq_mpmath_derivative[softmax]"])
+def softmax_backward_diagonal(original):
+    """Softmax.backward returns s * g (the Jacobian's diagonal only)."""
+    return lambda ctx, grad: ctx.out * grad
