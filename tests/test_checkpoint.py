@@ -1,0 +1,104 @@
+"""Checkpoints: model/optimizer/EMA state round-trips through .npz, written atomically,
+loaded without pickle, with errors that name the key (and both shapes)."""
+import json
+import os
+
+import numpy
+import pytest
+
+import minilean as ml
+from minilean import backend, nn, optim
+from minilean.nn import functional as F
+
+
+def _trained():
+    ml.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
+    optimizer = optim.Adam(model.parameters(), lr=0.01)
+    ema = optim.EMA(model, decay=0.9)
+    x, y = ml.randn(8, 3), ml.tensor(numpy.arange(8) % 2)
+    for _ in range(3):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        ema.update(model)
+    return model, optimizer, ema
+
+
+def test_model_optimizer_ema_and_metadata_round_trip(tmp_path):
+    model, optimizer, ema = _trained()
+    path = str(tmp_path / "ckpt.npz")
+    rng_state = backend.get_rng_state()
+    optim.save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                          ema=ema.state_dict(), step=3, config={"lr": 0.01, "name": "mlp"},
+                          rng=rng_state, noise=numpy.arange(4.0))
+    state = optim.load_checkpoint(path)
+    assert state["step"] == 3 and state["config"] == {"lr": 0.01, "name": "mlp"}
+    assert state["rng"] == rng_state  # 128-bit generator state survives JSON
+    numpy.testing.assert_array_equal(state["noise"], numpy.arange(4.0))
+    assert state["optimizer"]["hyperparameters"]["betas"] == [0.9, 0.999]
+
+    fresh_model = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2))
+    fresh_optimizer = optim.Adam(fresh_model.parameters(), lr=0.5)
+    fresh_ema = optim.EMA(fresh_model)
+    fresh_model.load_state_dict(state["model"])
+    fresh_optimizer.load_state_dict(state["optimizer"])
+    fresh_ema.load_state_dict(state["ema"])
+    for (name, a), b in zip(model.state_dict().items(), fresh_model.state_dict().values()):
+        numpy.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
+    assert fresh_optimizer.lr == 0.01 and fresh_optimizer.betas == (0.9, 0.999)
+    assert fresh_optimizer.step_count == 3 and fresh_ema.num_updates == 3
+    for name in ema.shadow:
+        numpy.testing.assert_array_equal(ema.shadow[name], fresh_ema.shadow[name])
+    for a, b in zip(optimizer.state["exp_avg_sq"], fresh_optimizer.state["exp_avg_sq"]):
+        numpy.testing.assert_array_equal(a, b)
+
+
+def test_file_is_plain_npz_without_pickle(tmp_path):
+    model, _, _ = _trained()
+    path = str(tmp_path / "model.npz")
+    optim.save_checkpoint(path, model=model.state_dict())
+    with numpy.load(path, allow_pickle=False) as file:
+        assert sorted(file.files) == ["__tree__", "model/0.bias", "model/0.weight",
+                                      "model/2.bias", "model/2.weight"]
+        tree = json.loads(str(file["__tree__"]))
+    assert tree["model"]["0.weight"] == {"__array__": "model/0.weight"}
+
+
+def test_a_failing_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
+    path = str(tmp_path / "ckpt.npz")
+    optim.save_checkpoint(path, weights=numpy.ones(3), step=1)
+
+    def crash(file, **arrays):
+        file.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(numpy, "savez", crash)
+    with pytest.raises(OSError, match="disk full"):
+        optim.save_checkpoint(path, weights=numpy.zeros(3), step=2)
+    monkeypatch.undo()
+    state = optim.load_checkpoint(path)
+    assert state["step"] == 1 and (state["weights"] == 1).all()
+    assert os.listdir(tmp_path) == ["ckpt.npz"]  # the temporary file was removed
+
+
+def test_wrong_shape_in_a_checkpoint_names_the_key_and_both_shapes(tmp_path):
+    path = str(tmp_path / "ckpt.npz")
+    optim.save_checkpoint(path, model=nn.Linear(3, 4).state_dict())
+    state = optim.load_checkpoint(path)
+    with pytest.raises(ValueError, match=r"'weight': shape \(4, 3\) in the loaded state but "
+                                         r"\(4, 2\) here"):
+        nn.Linear(2, 4).load_state_dict(state["model"])
+    with pytest.raises(ValueError, match=r"missing key\(s\) \['bias'\]"):
+        nn.Linear(3, 4).load_state_dict({"weight": state["model"]["weight"]})
+
+
+def test_save_and_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint '.*missing.npz' does not exist"):
+        optim.load_checkpoint(str(tmp_path / "missing.npz"))
+    with pytest.raises(TypeError, match="checkpoint entry 'config/callback' is a builtin_function_or_method"):
+        optim.save_checkpoint(str(tmp_path / "bad.npz"), config={"callback": print})
+    numpy.savez(str(tmp_path / "plain.npz"), x=numpy.ones(2))
+    with pytest.raises(ValueError, match="is not a minilean checkpoint"):
+        optim.load_checkpoint(str(tmp_path / "plain.npz"))
+    assert not os.path.exists(tmp_path / "bad.npz")

@@ -1,0 +1,168 @@
+"""minilean.nn.functional: the composites (losses, dropout, embedding, attention) checked by
+finite differences in float64 and against PyTorch's functional forms when torch is installed."""
+import numpy
+import pytest
+
+import minilean as ml
+from minilean.autograd import gradcheck
+from minilean.nn import functional as F
+
+RNG = numpy.random.default_rng(0)
+
+
+def _tensor(*shape, requires_grad=True):
+    return ml.tensor(RNG.standard_normal(shape), requires_grad=requires_grad)
+
+
+def test_reexports_are_the_primitive_ops():
+    from minilean.autograd import conv, elementwise, norm, reduce, shape
+    assert F.conv2d is conv.conv2d and F.relu is elementwise.relu
+    assert F.softmax is reduce.softmax and F.layer_norm is norm.layer_norm and F.pad is shape.pad
+    for name in ("silu", "gelu", "sigmoid", "tanh", "leaky_relu", "log_softmax", "group_norm",
+                 "conv_transpose2d", "avg_pool2d", "max_pool2d", "interpolate", "mse_loss"):
+        assert callable(getattr(F, name)), name
+
+
+# --- gradients of the composites (float64 finite differences) ------------------------------
+
+def _bool_mask(shape):
+    mask = RNG.random(shape) < 0.4
+    mask[..., 0] = True  # every query keeps at least one key, so no row is all -inf
+    return mask
+
+
+# constants drawn once: gradcheck calls each function many times and they must not change
+TARGET_4D = ml.tensor(RNG.integers(0, 3, (2, 2, 2)))
+TARGET_PROBABILITIES = ml.tensor(RNG.dirichlet(numpy.ones(3), 4))
+BOOL_MASK = ml.tensor(_bool_mask((3, 5)))
+FLOAT_MASK = ml.tensor(RNG.standard_normal((2, 1, 3, 5)))
+
+
+@pytest.mark.parametrize("name, fn, shapes", [
+    ("cross_entropy 2d", lambda x: F.cross_entropy(x, ml.tensor([2, 0, 1, 2])), [(4, 3)]),
+    ("cross_entropy 4d sum", lambda x: F.cross_entropy(x, TARGET_4D, reduction="sum"), [(2, 3, 2, 2)]),
+    ("cross_entropy probabilities",
+     lambda x: F.cross_entropy(x, TARGET_PROBABILITIES, reduction="none"),
+     [(4, 3)]),
+    ("bce_with_logits", lambda x, y: F.binary_cross_entropy_with_logits(x, y), [(3, 4), (3, 4)]),
+    ("l1_loss", lambda x, y: F.l1_loss(x, y, reduction="sum"), [(3, 4), (3, 4)]),
+    ("linear", lambda x, w, b: F.linear(x, w, b), [(2, 3, 4), (5, 4), (5,)]),
+    ("attention", lambda q, k, v: F.scaled_dot_product_attention(q, k, v), [(2, 3, 4), (2, 5, 4), (2, 5, 2)]),
+    ("attention bool mask", lambda q, k, v: F.scaled_dot_product_attention(
+        q, k, v, attn_mask=BOOL_MASK), [(2, 3, 4), (2, 5, 4), (2, 5, 2)]),
+    ("attention float mask", lambda q, k, v: F.scaled_dot_product_attention(
+        q, k, v, attn_mask=FLOAT_MASK),
+     [(2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3)]),
+    ("attention causal", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+     [(3, 4), (3, 4), (3, 2)]),
+])
+def test_composite_gradients_match_finite_differences(name, fn, shapes):
+    inputs = [_tensor(*shape) for shape in shapes]
+    assert gradcheck(fn, inputs), name
+
+
+def test_embedding_gradient_matches_finite_differences():
+    weight = _tensor(5, 3)
+    indices = ml.tensor(numpy.array([[0, 4], [4, 2]]))
+    assert gradcheck(lambda w: F.embedding(indices, w), [weight])
+
+
+# --- against PyTorch ------------------------------------------------------------------------
+
+def _pair(*shape):
+    torch = pytest.importorskip("torch")
+    values = RNG.standard_normal(shape)
+    return ml.tensor(values, requires_grad=True), torch.tensor(values, requires_grad=True)
+
+
+def _assert_same(ours, theirs, inputs):
+    numpy.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-6, atol=1e-12)
+    ours.sum().backward()
+    theirs.sum().backward()
+    for mine, reference in inputs:
+        numpy.testing.assert_allclose(mine.grad.numpy(), reference.grad.numpy(), rtol=1e-6,
+                                      atol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_losses_match_torch(reduction):
+    torch = pytest.importorskip("torch")
+    logits, their_logits = _pair(2, 4, 3)
+    target = RNG.integers(0, 4, (2, 3))
+    _assert_same(F.cross_entropy(logits, ml.tensor(target), reduction=reduction),
+                 torch.nn.functional.cross_entropy(their_logits, torch.tensor(target),
+                                                   reduction=reduction), [(logits, their_logits)])
+    x, their_x = _pair(3, 5)
+    y = RNG.random((3, 5))
+    _assert_same(F.binary_cross_entropy_with_logits(x, ml.tensor(y), reduction=reduction),
+                 torch.nn.functional.binary_cross_entropy_with_logits(
+                     their_x, torch.tensor(y), reduction=reduction), [(x, their_x)])
+    a, their_a = _pair(3, 5)
+    _assert_same(F.l1_loss(a, ml.tensor(y), reduction=reduction),
+                 torch.nn.functional.l1_loss(their_a, torch.tensor(y), reduction=reduction),
+                 [(a, their_a)])
+
+
+@pytest.mark.parametrize("mask_kind", [None, "bool", "float", "causal"])
+def test_attention_matches_torch(mask_kind):
+    torch = pytest.importorskip("torch")
+    (q, tq), (k, tk), (v, tv) = _pair(2, 2, 3, 4), _pair(2, 2, 5, 4), _pair(2, 2, 5, 3)
+    mask = {None: None, "causal": None, "bool": _bool_mask((2, 1, 3, 5)),
+            "float": RNG.standard_normal((3, 5))}[mask_kind]
+    causal = mask_kind == "causal"
+    ours = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else ml.tensor(mask),
+                                          is_causal=causal)
+    theirs = torch.nn.functional.scaled_dot_product_attention(
+        tq, tk, tv, attn_mask=None if mask is None else torch.tensor(mask), is_causal=causal)
+    _assert_same(ours, theirs, [(q, tq), (k, tk), (v, tv)])
+
+
+# --- behaviour ------------------------------------------------------------------------------
+
+def test_bce_with_logits_is_finite_for_huge_logits():
+    logits = ml.tensor([1000.0, -1000.0, 1000.0, -1000.0], requires_grad=True)
+    loss = F.binary_cross_entropy_with_logits(logits, ml.tensor([1.0, 0.0, 0.0, 1.0]),
+                                              reduction="none")
+    numpy.testing.assert_allclose(loss.numpy(), [0.0, 0.0, 1000.0, 1000.0])
+    loss.sum().backward()
+    numpy.testing.assert_allclose(logits.grad.numpy(), [0.0, 0.0, 1.0, -1.0])
+
+
+def test_cross_entropy_of_huge_logits_is_finite():
+    loss = F.cross_entropy(ml.tensor([[1000.0, 0.0], [0.0, 1000.0]]), ml.tensor([1, 1]),
+                           reduction="none")
+    numpy.testing.assert_allclose(loss.numpy(), [1000.0, 0.0])
+
+
+def test_dropout_keeps_the_mean_zeroes_a_fraction_p_and_repeats_with_the_seed():
+    x = ml.ones(100, 100)
+    ml.manual_seed(5)
+    first = F.dropout(x, 0.3).numpy()
+    ml.manual_seed(5)
+    numpy.testing.assert_array_equal(first, F.dropout(x, 0.3).numpy())
+    assert abs((first == 0).mean() - 0.3) < 0.03
+    assert abs(first.mean() - 1.0) < 0.05
+    numpy.testing.assert_allclose(first[first != 0], 1 / 0.7, rtol=1e-6)
+    assert F.dropout(x, 0.3, training=False) is x
+    assert (F.dropout(x, 1.0).numpy() == 0).all()
+
+
+def test_dropout_gradient_is_the_mask():
+    x = ml.ones(50, requires_grad=True)
+    out = F.dropout(x, 0.5)
+    out.sum().backward()
+    numpy.testing.assert_array_equal(x.grad.numpy(), out.numpy())
+
+
+def test_functional_errors_name_the_bad_value():
+    logits = ml.randn(2, 3)
+    with pytest.raises(ValueError, match=r"class indices in \[0, 3\), got values from 0 to 3"):
+        F.cross_entropy(logits, ml.tensor([0, 3]))
+    with pytest.raises(ValueError, match="reduction must be one of .* got 'avg'"):
+        F.l1_loss(logits, logits, reduction="avg")
+    with pytest.raises(ValueError, match="dropout probability must be in \\[0, 1\\], got -0.1"):
+        F.dropout(logits, -0.1)
+    with pytest.raises(TypeError, match="embedding indices must be integers, got float32"):
+        F.embedding(logits, ml.randn(4, 2))
+    with pytest.raises(ValueError, match=r"target shape \(2, 4\) does not fit input shape \(2, 3\)"):
+        F.cross_entropy(logits, ml.randn(2, 4))

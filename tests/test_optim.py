@@ -1,0 +1,260 @@
+"""Optimizers, clipping, EMA and schedules: against hand-computed references (always) and
+against torch.optim on the same parameters and gradients (when torch is installed)."""
+import math
+
+import numpy
+import pytest
+
+import minilean as ml
+from minilean import backend, nn, optim
+
+RNG = numpy.random.default_rng(0)
+SHAPES = [(3, 4), (4,), (2, 2, 2)]
+GRADIENT_STEPS = [[RNG.standard_normal(shape) for shape in SHAPES] for _ in range(5)]
+START = [RNG.standard_normal(shape) for shape in SHAPES]
+
+
+def _run_ours(make, steps=GRADIENT_STEPS):
+    params = [nn.Parameter(ml.tensor(value.copy())) for value in START]
+    optimizer = make(params)
+    for grads in steps:
+        for param, grad in zip(params, grads):
+            param.grad = ml.tensor(grad)
+        optimizer.step()
+    return params, optimizer
+
+
+CONFIGS = [
+    ("SGD", dict(lr=0.1)),
+    ("SGD", dict(lr=0.1, momentum=0.9)),
+    ("SGD", dict(lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.1)),
+    ("Adam", dict(lr=0.01)),
+    ("Adam", dict(lr=0.01, betas=(0.5, 0.9), eps=1e-6, weight_decay=0.1)),
+    ("AdamW", dict(lr=0.01)),
+    ("AdamW", dict(lr=0.02, weight_decay=0.3)),
+]
+
+
+@pytest.mark.parametrize("name, settings", CONFIGS)
+def test_optimizers_match_torch(name, settings):
+    torch = pytest.importorskip("torch")
+    params, _ = _run_ours(lambda p: getattr(optim, name)(p, **settings))
+    theirs = [torch.tensor(value, requires_grad=True) for value in START]
+    optimizer = getattr(torch.optim, name)(theirs, **settings)
+    for grads in GRADIENT_STEPS:
+        for param, grad in zip(theirs, grads):
+            param.grad = torch.tensor(grad)
+        optimizer.step()
+    for mine, reference in zip(params, theirs):
+        numpy.testing.assert_allclose(mine.numpy(), reference.detach().numpy(), rtol=1e-10,
+                                      atol=1e-12)
+
+
+def _scalar_run(make, grads):
+    param = nn.Parameter(ml.tensor([1.0], dtype=numpy.float64))
+    optimizer = make([param])
+    for grad in grads:
+        param.grad = ml.tensor([grad], dtype=numpy.float64)
+        optimizer.step()
+    return param.item()
+
+
+def test_sgd_momentum_and_nesterov_by_hand():
+    # p0 = 1, g = 1 each step, lr = 0.1, momentum 0.9:
+    # plain momentum: b1 = 1, p1 = 0.9; b2 = 0.9 * 1 + 1 = 1.9, p2 = 0.9 - 0.19 = 0.71
+    assert _scalar_run(lambda p: optim.SGD(p, lr=0.1, momentum=0.9), [1.0, 1.0]) == pytest.approx(0.71)
+    # Nesterov: d1 = 1 + 0.9 * 1 = 1.9, p1 = 0.81; d2 = 1 + 0.9 * 1.9 = 2.71, p2 = 0.539
+    assert _scalar_run(lambda p: optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True),
+                       [1.0, 1.0]) == pytest.approx(0.539)
+    # weight decay 0.5 adds 0.5 * p to g: p1 = 1 - 0.1 * (2 + 0.5) = 0.75
+    assert _scalar_run(lambda p: optim.SGD(p, lr=0.1, weight_decay=0.5), [2.0]) == pytest.approx(0.75)
+
+
+def _adam_by_hand(grads, lr, beta1, beta2, eps, weight_decay, decoupled):
+    """Algorithm 1 of Kingma & Ba, one scalar, written out independently of adam_update."""
+    p, m, v = 1.0, 0.0, 0.0
+    for t, g in enumerate(grads, start=1):
+        if decoupled:
+            p = p - lr * weight_decay * p
+        else:
+            g = g + weight_decay * p
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)
+        p = p - lr * m_hat / (math.sqrt(v_hat) + eps)
+    return p
+
+
+@pytest.mark.parametrize("cls, decoupled", [(optim.Adam, False), (optim.AdamW, True)])
+def test_adam_by_hand(cls, decoupled):
+    grads = [0.5, -1.5, 2.0, 0.1]
+    settings = dict(lr=0.1, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.2)
+    expected = _adam_by_hand(grads, 0.1, 0.8, 0.95, 1e-3, 0.2, decoupled)
+    assert _scalar_run(lambda p: cls(p, **settings), grads) == pytest.approx(expected, rel=1e-12)
+    # the first Adam step moves by about lr in the direction of -sign(g), whatever |g|
+    first = _scalar_run(lambda p: optim.Adam(p, lr=0.1), [1e3])
+    assert first == pytest.approx(0.9, rel=1e-6)
+
+
+def test_parameters_without_gradient_are_left_alone():
+    moving = nn.Parameter(ml.ones(2))
+    frozen = nn.Parameter(ml.ones(2))
+    optimizer = optim.Adam([moving, frozen], lr=0.1)
+    moving.grad = ml.ones(2)
+    optimizer.step()
+    assert (frozen.numpy() == 1).all() and (moving.numpy() < 1).all()
+    optimizer.zero_grad()
+    assert moving.grad is None
+
+
+@pytest.mark.parametrize("name, settings", [CONFIGS[2], CONFIGS[4]])
+def test_optimizer_state_dict_round_trip_continues_identically(name, settings):
+    make = lambda p: getattr(optim, name)(p, **settings)  # noqa: E731
+    first, optimizer = _run_ours(make, GRADIENT_STEPS[:3])
+    state = optimizer.state_dict()
+    copy = [nn.Parameter(ml.tensor(param.numpy())) for param in first]
+    resumed = make(copy)
+    resumed.load_state_dict({"step": state["step"], "hyperparameters": state["hyperparameters"],
+                             "state": {k: [a.copy() for a in v] for k, v in state["state"].items()}})
+    assert resumed.step_count == 3
+    for grads in GRADIENT_STEPS[3:]:
+        for params, opt in ((first, optimizer), (copy, resumed)):
+            for param, grad in zip(params, grads):
+                param.grad = ml.tensor(grad)
+            opt.step()
+    for a, b in zip(first, copy):
+        numpy.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_optimizer_load_errors_name_the_key_and_shapes():
+    _, optimizer = _run_ours(lambda p: optim.Adam(p))
+    state = optimizer.state_dict()
+    bad = {**state, "state": {**state["state"],
+                              "exp_avg": [numpy.zeros((4, 3))] + state["state"]["exp_avg"][1:]}}
+    with pytest.raises(ValueError, match=r"'exp_avg/0': shape \(4, 3\) .* but \(3, 4\)"):
+        optimizer.load_state_dict(bad)
+    fewer = {**state, "state": {k: v[:2] for k, v in state["state"].items()}}
+    with pytest.raises(ValueError, match="'exp_avg' holds 2 arrays but this optimizer has 3"):
+        optimizer.load_state_dict(fewer)
+    with pytest.raises(ValueError, match="missing key 'step'"):
+        optimizer.load_state_dict({"state": state["state"]})
+
+
+def test_optimizer_argument_errors():
+    param = nn.Parameter(ml.ones(1))
+    with pytest.raises(ValueError, match="lr must be >= 0, got -1"):
+        optim.SGD([param], lr=-1)
+    with pytest.raises(ValueError, match="Nesterov momentum needs momentum > 0"):
+        optim.SGD([param], nesterov=True)
+    with pytest.raises(ValueError, match=r"betas must be two numbers in \[0, 1\), got \(0.9, 1.0\)"):
+        optim.Adam([param], betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="empty parameter list"):
+        optim.Adam([])
+    with pytest.raises(TypeError, match="parameter 0 is not a tensor that requires grad"):
+        optim.Adam([ml.ones(1)])
+
+
+def test_fast_update_slot_is_used_only_on_cuda_with_fast_kernels(monkeypatch):
+    calls = []
+    monkeypatch.setattr(optim.Adam, "fast_update", staticmethod(lambda *a, **k: calls.append(1)))
+    monkeypatch.setattr(backend, "_fast_kernels", True)
+    param = nn.Parameter(ml.ones(2))
+    param.grad = ml.ones(2)
+    optim.Adam([param], lr=0.1).step()
+    assert calls == [] and (param.numpy() < 1).all()  # CPU parameters: the NumPy maths ran
+
+
+# --- clipping -------------------------------------------------------------------------------
+
+def test_clip_grad_norm_scales_to_the_global_norm():
+    a, b = nn.Parameter(ml.zeros(1)), nn.Parameter(ml.zeros(1))
+    a.grad, b.grad = ml.tensor([3.0]), ml.tensor([4.0])
+    assert optim.clip_grad_norm_([a, b], 1.0) == pytest.approx(5.0)
+    numpy.testing.assert_allclose([a.grad.item(), b.grad.item()], [0.6, 0.8], rtol=1e-5)
+    assert optim.clip_grad_norm_([a, b], 10.0) == pytest.approx(1.0, rel=1e-5)
+    numpy.testing.assert_allclose([a.grad.item(), b.grad.item()], [0.6, 0.8], rtol=1e-5)
+    with pytest.raises(ValueError, match="max_norm must be > 0, got 0"):
+        optim.clip_grad_norm_([a], 0)
+
+
+def test_clip_grad_norm_matches_torch():
+    torch = pytest.importorskip("torch")
+    params = [nn.Parameter(ml.tensor(value.copy())) for value in START]
+    theirs = [torch.tensor(value, requires_grad=True) for value in START]
+    for mine, reference, grad in zip(params, theirs, GRADIENT_STEPS[0]):
+        mine.grad, reference.grad = ml.tensor(grad), torch.tensor(grad)
+    norm = optim.clip_grad_norm_(params, 0.5)
+    assert norm == pytest.approx(torch.nn.utils.clip_grad_norm_(theirs, 0.5).item(), rel=1e-12)
+    for mine, reference in zip(params, theirs):
+        numpy.testing.assert_allclose(mine.grad.numpy(), reference.grad.numpy(), rtol=1e-10)
+
+
+# --- EMA ------------------------------------------------------------------------------------
+
+def test_ema_follows_the_formula_and_swaps_weights():
+    model = nn.Linear(2, 1)
+    model.to(dtype=numpy.float64)
+    start = model.weight.numpy().copy()
+    ema = optim.EMA(model, decay=0.9)
+    model.weight.data[...] = start + 1.0
+    ema.update(model)
+    model.weight.data[...] = start + 2.0
+    ema.update(model)
+    # avg1 = 0.9 s + 0.1 (s + 1) = s + 0.1;  avg2 = 0.9 (s + 0.1) + 0.1 (s + 2) = s + 0.29
+    numpy.testing.assert_allclose(ema.shadow["weight"], start + 0.29)
+    with ema.average_parameters(model):
+        numpy.testing.assert_allclose(model.weight.numpy(), start + 0.29)
+    numpy.testing.assert_allclose(model.weight.numpy(), start + 2.0)
+    other = optim.EMA(model, decay=0.5)
+    other.load_state_dict(ema.state_dict())
+    assert other.decay == 0.9 and other.num_updates == 2
+    other.copy_to(model)
+    numpy.testing.assert_allclose(model.weight.numpy(), start + 0.29)
+
+
+def test_ema_errors():
+    ema = optim.EMA(nn.Linear(2, 1))
+    with pytest.raises(ValueError, match=r"EMA tracks \['bias'\] missing from the model"):
+        ema.update(nn.Linear(2, 1, bias=False))
+    state = ema.state_dict()
+    with pytest.raises(ValueError, match=r"'weight': shape \(1, 3\) .* but \(1, 2\)"):
+        ema.load_state_dict({**state, "shadow": {**state["shadow"], "weight": numpy.zeros((1, 3))}})
+    with pytest.raises(ValueError, match="EMA decay must be in \\[0, 1\\], got 1.5"):
+        optim.EMA(nn.Linear(1, 1), decay=1.5)
+
+
+# --- schedules ------------------------------------------------------------------------------
+
+def test_warmup_cosine_key_points():
+    factor = lambda step: optim.warmup_cosine(step, warmup_steps=4, total_steps=14,  # noqa: E731
+                                              min_factor=0.1)
+    assert [factor(step) for step in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert factor(4) == pytest.approx(1.0)
+    assert factor(9) == pytest.approx(0.55)  # half way down the cosine: (1 + 0.1) / 2
+    assert factor(14) == pytest.approx(0.1) and factor(100) == pytest.approx(0.1)
+    assert optim.warmup_constant(0, 10) == 0.1 and optim.warmup_constant(50, 10) == 1.0
+
+
+def test_scheduler_sets_the_optimizer_lr_and_matches_torch_lambda_lr():
+    param = nn.Parameter(ml.ones(1))
+    optimizer = optim.Adam([param], lr=0.2)
+    scheduler = optim.warmup_cosine_scheduler(optimizer, warmup_steps=2, total_steps=6)
+    lrs = [optimizer.lr]
+    for _ in range(7):
+        scheduler.step()
+        lrs.append(optimizer.lr)
+    expected = [0.2 * optim.warmup_cosine(step, 2, 6) for step in range(8)]
+    numpy.testing.assert_allclose(lrs, expected)
+    restored = optim.warmup_cosine_scheduler(optim.Adam([param], lr=0.2), 2, 6)
+    restored.load_state_dict(scheduler.state_dict())
+    assert restored.get_last_lr() == pytest.approx(lrs[-1])
+    torch = pytest.importorskip("torch")
+    their_optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.2)
+    theirs = torch.optim.lr_scheduler.LambdaLR(
+        their_optimizer, lambda step: optim.warmup_cosine(step, 2, 6))
+    their_lrs = [their_optimizer.param_groups[0]["lr"]]
+    for _ in range(7):
+        their_optimizer.step()
+        theirs.step()
+        their_lrs.append(their_optimizer.param_groups[0]["lr"])
+    numpy.testing.assert_allclose(lrs, their_lrs)
