@@ -13,6 +13,8 @@ from minilean.autograd.reduce import (argmax, argmin, log_softmax, logsumexp, ma
                                       softmax, std, sum, var)
 from minilean.autograd.shape import (cat, chunk, clone, flatten, permute, reshape, split,
                                      squeeze, stack, transpose, unsqueeze)
+from minilean.cuda import use_fast_kernels
+from minilean import nn, optim  # noqa: E402 (layers and optimizers, built on the above)
 
 float32 = _numpy.float32
 float64 = _numpy.float64
