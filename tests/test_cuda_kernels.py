@@ -1,0 +1,326 @@
+"""minilean.cuda without a GPU: every kernel source compiles with NVRTC, every NumPy reference
+agrees with the engine's CPU op (forward and backward), and the registry wires the fast slots.
+
+The kernels themselves run only in tests/test_cuda_gpu.py (marked gpu).
+"""
+import os
+
+import numpy
+import pytest
+
+import minilean
+from minilean import backend
+from minilean.autograd import elementwise, loss, norm as norm_ops, reduce as reduce_ops
+from minilean.autograd.conv import conv2d
+from minilean.autograd.function import Context
+from minilean.cuda import (activations, adam, compile as kernels, ema, im2col, mse, noising,
+                           norm, reduce, registry, softmax, use_fast_kernels)
+
+rng = numpy.random.default_rng(7)
+
+
+def leaf(array):
+    return minilean.tensor(array, dtype=array.dtype, requires_grad=True)
+
+
+def value_and_grads(fn, *arrays, grad=None):
+    """fn(*tensors) on the engine's CPU ops, and the input gradients for output gradient
+    ``grad`` (ones for a scalar output)."""
+    inputs = [leaf(array) for array in arrays]
+    out = fn(*inputs)
+    out.backward(None if grad is None else minilean.tensor(grad, dtype=out.dtype))
+    return out.numpy(), [t.grad.numpy() for t in inputs]
+
+
+# --- every kernel source compiles -------------------------------------------------------------
+
+needs_nvrtc = pytest.mark.skipif(kernels.find_libnvrtc() is None,
+                                 reason="the nvidia-cuda-nvrtc-cu12 wheel is not installed")
+
+
+def test_every_cu_file_has_a_program():
+    on_disk = sorted(name for name in os.listdir(kernels.SOURCE_DIR) if name.endswith(".cu"))
+    assert on_disk == sorted(kernels.PROGRAMS)
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("arch", ["compute_90", "compute_80"])
+@pytest.mark.parametrize("filename", sorted(kernels.PROGRAMS))
+def test_kernel_source_compiles_with_nvrtc(filename, arch):
+    program = kernels.PROGRAMS[filename]
+    ptx = kernels.nvrtc_ptx(program, arch)
+    assert f".target sm_{arch[-2:]}" in ptx
+    assert ptx.count(".entry ") == len(program.name_expressions)
+
+
+@needs_nvrtc
+def test_nvrtc_reports_a_broken_source(monkeypatch):
+    monkeypatch.setattr(kernels, "PROGRAMS", {})
+    broken = kernels.Program("broken.cu", ["missing<float>"])
+    monkeypatch.setattr(kernels.Program, "source", property(
+        lambda self: "template <typename T> __global__ void missing(T* x) { x[0] = undefined; }"))
+    with pytest.raises(kernels.NvrtcError, match="broken.cu does not compile for compute_90"):
+        kernels.nvrtc_ptx(broken)
+
+
+# --- NumPy references against the engine's CPU ops --------------------------------------------
+
+ACTIVATIONS = {
+    "relu": elementwise.relu,
+    "leaky_relu": lambda x: elementwise.leaky_relu(x, 0.2),
+    "silu": elementwise.silu,
+    "gelu": elementwise.gelu,
+    "gelu_tanh": lambda x: elementwise.gelu(x, approximate="tanh"),
+    "sigmoid": elementwise.sigmoid,
+    "tanh": elementwise.tanh,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ACTIVATIONS))
+def test_activation_reference_matches_op(kind):
+    x = rng.normal(scale=3, size=(5, 7))
+    x[0, :3] = (0.0, 40.0, -40.0)  # the kink and saturation
+    grad = rng.normal(size=x.shape)
+    y, (dx,) = value_and_grads(ACTIVATIONS[kind], x, grad=grad)
+    reference_y, derivative = activations.reference(kind, x, slope=0.2)
+    numpy.testing.assert_allclose(reference_y, y, rtol=1e-12, atol=1e-14)
+    numpy.testing.assert_allclose(grad * derivative, dx, rtol=1e-12, atol=1e-14)
+
+
+def test_activation_reference_rejects_unknown_kind():
+    with pytest.raises(ValueError, match="activation kind must be one of .* got 'swish'"):
+        activations.reference("swish", numpy.zeros(2))
+
+
+@pytest.mark.parametrize("shape, dim", [((4, 5, 6), 1), ((4, 5, 6), (1, 2)), ((4, 5, 6), None),
+                                        ((7,), 0), ((3, 1, 5), (0, 1))])
+@pytest.mark.parametrize("keepdim", [False, True])
+@pytest.mark.parametrize("mean", [False, True])
+def test_reduce_reference_matches_op(shape, dim, keepdim, mean):
+    x = rng.normal(size=shape)
+    axes = reduce_ops.normalize_dims(dim, x.ndim)
+    op = reduce_ops.mean if mean else reduce_ops.sum
+    expected = op(minilean.tensor(x, dtype=x.dtype), dim, keepdim).numpy()
+    numpy.testing.assert_allclose(reduce.reference(x, axes, keepdim, mean), expected, rtol=1e-12)
+
+
+def test_reduce_layout_refuses_non_adjacent_axes():
+    assert reduce.row_layout((2, 3, 4), (0, 2)) is None
+    assert reduce.row_layout((2, 3, 4), ()) is None
+    assert reduce.row_layout((2, 3, 4), (1, 2)) == (2, 12, 1)
+    assert reduce.FastSum.covers(numpy.zeros((2, 3, 4), numpy.float32), axes=(0, 2)) is False
+
+
+@pytest.mark.parametrize("shape, axis", [((3, 5), -1), ((3, 5), 0), ((2, 3, 4), 1), ((6,), 0)])
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_reference_matches_op(shape, axis, log):
+    x = rng.normal(scale=4, size=shape)
+    grad = rng.normal(size=shape)
+    op = reduce_ops.log_softmax if log else reduce_ops.softmax
+    y, (dx,) = value_and_grads(lambda t: op(t, axis), x, grad=grad)
+    reference_y, vjp = softmax.reference(x, axis, log)
+    numpy.testing.assert_allclose(reference_y, y, rtol=1e-12, atol=1e-15)
+    numpy.testing.assert_allclose(vjp(reference_y, grad), dx, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("affine", [(True, True), (True, False), (False, True), (False, False)])
+def test_layer_norm_reference_matches_op(affine):
+    x = rng.normal(loc=2, size=(3, 4, 6))
+    weight, bias = rng.normal(size=(4, 6)), rng.normal(size=(4, 6))
+    grad = rng.normal(size=x.shape)
+    used = [a for a, keep in zip((weight, bias), affine) if keep]
+
+    def layer_norm(x, *params):
+        named = dict(zip([n for n, keep in zip(("weight", "bias"), affine) if keep], params))
+        return norm_ops.layer_norm(x, (4, 6), **named)
+
+    y, grads = value_and_grads(layer_norm, x, *used, grad=grad)
+    reference_y, vjp = norm.reference(x, norm.layer_norm_layout(x.shape, 2),
+                                      weight.ravel() if affine[0] else None,
+                                      bias.ravel() if affine[1] else None)
+    dx, dweight, dbias = vjp(grad)
+    numpy.testing.assert_allclose(reference_y, y, rtol=1e-10, atol=1e-12)
+    expected = [dx] + [g.reshape(4, 6) for g, keep in zip((dweight, dbias), affine) if keep]
+    for reference_grad, engine_grad in zip(expected, grads):
+        numpy.testing.assert_allclose(reference_grad, engine_grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape, groups", [((2, 6, 3, 5), 3), ((3, 4, 7), 1), ((2, 4, 2, 2), 4)])
+def test_group_norm_reference_matches_op(shape, groups):
+    x = rng.normal(loc=-1, scale=2, size=shape)
+    weight, bias = rng.normal(size=shape[1]), rng.normal(size=shape[1])
+    grad = rng.normal(size=shape)
+    y, (dx, dweight, dbias) = value_and_grads(
+        lambda x, w, b: norm_ops.group_norm(x, groups, w, b), x, weight, bias, grad=grad)
+    reference_y, vjp = norm.reference(x, norm.group_norm_layout(shape, groups), weight, bias)
+    numpy.testing.assert_allclose(reference_y, y, rtol=1e-10, atol=1e-12)
+    for reference_grad, engine_grad in zip(vjp(grad), (dx, dweight, dbias)):
+        numpy.testing.assert_allclose(reference_grad, engine_grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_mse_reference_matches_op(reduction):
+    input, target = rng.normal(size=(4, 3, 5)), rng.normal(size=(4, 3, 5))
+    grad = rng.normal(size=input.shape) if reduction == "none" else None
+    out, (d_input, d_target) = value_and_grads(
+        lambda a, b: loss.mse_loss(a, b, reduction), input, target, grad=grad)
+    reference_out, derivative = mse.reference(input, target, reduction)
+    scale = 1 if grad is None else grad
+    numpy.testing.assert_allclose(reference_out, out, rtol=1e-12)
+    numpy.testing.assert_allclose(derivative * scale, d_input, rtol=1e-12)
+    numpy.testing.assert_allclose(-derivative * scale, d_target, rtol=1e-12)
+
+
+def test_q_sample_reference_matches_diffusion():
+    diffusion = pytest.importorskip("minilean.models.diffusion")
+    alpha_bar = diffusion.alpha_bars(diffusion.make_betas("linear", 50))
+    x0, eps = rng.normal(size=(4, 3, 5, 5)), rng.normal(size=(4, 3, 5, 5))
+    t = numpy.array([0, 49, 17, 17])
+    grad = rng.normal(size=x0.shape)
+    out, (d_x0, d_eps) = value_and_grads(
+        lambda a, b: diffusion.q_sample(alpha_bar, a, t, b), x0, eps, grad=grad)
+    reference_out, (signal, noise) = noising.reference(x0, eps, alpha_bar, t)
+    numpy.testing.assert_allclose(reference_out, out, rtol=1e-12)
+    numpy.testing.assert_allclose(signal * grad, d_x0, rtol=1e-12)
+    numpy.testing.assert_allclose(noise * grad, d_eps, rtol=1e-12)
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_adam_reference_matches_optimizer_update(decoupled):
+    optim_adam = pytest.importorskip("minilean.optim.adam")
+    shapes = [(3, 4), (5,), (2, 1, 3)]
+    params = [rng.normal(size=s) for s in shapes]
+    grads = [rng.normal(size=s) for s in shapes]
+    moments = [[rng.normal(size=s) for s in shapes], [rng.random(size=s) for s in shapes]]
+    settings = dict(step=3, lr=0.01, beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=0.1,
+                    decoupled=decoupled)
+    expected = [[a.copy() for a in role] for role in (params, moments[0], moments[1])]
+    optim_adam.adam_update(expected[0], grads, expected[1], expected[2], **settings)
+    for k in range(len(shapes)):
+        new = adam.reference(params[k], grads[k], moments[0][k], moments[1][k], **settings)
+        for reference_array, engine_array in zip(new, (role[k] for role in expected)):
+            numpy.testing.assert_allclose(reference_array, engine_array, rtol=1e-12)
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_adam_reference_matches_torch(decoupled):
+    torch = pytest.importorskip("torch")
+    param, exp_avg, exp_avg_sq = rng.normal(size=7), numpy.zeros(7), numpy.zeros(7)
+    weight = torch.tensor(param.copy(), requires_grad=True)
+    optimizer = (torch.optim.AdamW if decoupled else torch.optim.Adam)(
+        [weight], lr=0.05, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)
+    for step in range(1, 4):
+        grad = rng.normal(size=7)
+        weight.grad = torch.tensor(grad)
+        optimizer.step()
+        param, exp_avg, exp_avg_sq = adam.reference(
+            param, grad, exp_avg, exp_avg_sq, step=step, lr=0.05, beta1=0.8, beta2=0.95,
+            eps=1e-6, weight_decay=0.1, decoupled=decoupled)
+    numpy.testing.assert_allclose(param, weight.detach().numpy(), rtol=1e-12)
+
+
+def test_ema_reference_matches_ema_update():
+    optim_ema = pytest.importorskip("minilean.optim.ema")
+    averages, params = [rng.normal(size=(3, 2)), rng.normal(size=4)], [rng.normal(size=(3, 2)),
+                                                                       rng.normal(size=4)]
+    expected = [a.copy() for a in averages]
+    optim_ema.ema_update(expected, params, 0.9)
+    for average, param, engine in zip(averages, params, expected):
+        numpy.testing.assert_allclose(ema.reference(average, param, 0.9), engine, rtol=1e-12)
+
+
+CONVOLUTIONS = [  # (x shape, weight shape, stride, padding, dilation, groups)
+    ((2, 3, 7, 6), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1),
+    ((1, 4, 9, 8), (6, 2, 3, 2), (2, 3), (1, 0), (1, 2), 2),
+    ((2, 2, 5, 5), (2, 2, 1, 1), (1, 1), (0, 0), (1, 1), 1),
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, groups", CONVOLUTIONS)
+def test_im2col_reference_gives_conv2d(x_shape, w_shape, stride, padding, dilation, groups):
+    """The GEMM FastConv2d runs, on the reference columns, equals conv2d and its gradients."""
+    x, weight = rng.normal(size=x_shape), rng.normal(size=w_shape)
+    out_shape = conv2d(minilean.tensor(x), minilean.tensor(weight), None, stride, padding,
+                       dilation, groups).shape
+    grad = rng.normal(size=out_shape)
+    y, (dx, dweight) = value_and_grads(
+        lambda a, b: conv2d(a, b, None, stride, padding, dilation, groups), x, weight, grad=grad)
+    batch, out_channels = x_shape[0], w_shape[0]
+    columns = im2col.im2col_reference(x, w_shape[2:], stride, padding, dilation)
+    out_h, out_w = columns.shape[4:]
+    columns = columns.reshape(batch, groups, -1, out_h * out_w)  # (N, G, C/G Kh Kw, Ho Wo)
+    weight_matrix = weight.reshape(groups, out_channels // groups, -1)  # (G, O/G, C/G Kh Kw)
+    numpy.testing.assert_allclose((weight_matrix @ columns).reshape(y.shape), y, rtol=1e-10)
+    grad_y = grad.reshape(batch, groups, out_channels // groups, -1)  # (N, G, O/G, Ho Wo)
+    grad_columns = (weight_matrix.transpose(0, 2, 1) @ grad_y).reshape(
+        (batch, x_shape[1]) + w_shape[2:] + (out_h, out_w))  # (N, C, Kh, Kw, Ho, Wo)
+    numpy.testing.assert_allclose(
+        im2col.col2im_reference(grad_columns, x_shape, w_shape[2:], stride, padding, dilation),
+        dx, rtol=1e-10, atol=1e-12)
+    grad_weight = (grad_y @ columns.transpose(0, 1, 3, 2)).sum(axis=0)  # (G, O/G, C/G Kh Kw)
+    numpy.testing.assert_allclose(grad_weight.reshape(w_shape), dweight, rtol=1e-10)
+
+
+# --- fallback and wiring, no GPU needed ---------------------------------------------------------
+
+def test_fast_function_runs_the_op_where_the_kernel_does_not_cover():
+    registry.install(True)
+    try:
+        x = numpy.array([-1.5, 0.0, 2.0], dtype=numpy.float16)
+        ctx = Context((True,), True)
+        out = activations.FastRelu.forward(ctx, x)
+        assert ctx.by_kernel is False
+        numpy.testing.assert_array_equal(out, elementwise.Relu.forward(Context((True,), True), x))
+        numpy.testing.assert_array_equal(activations.FastRelu.backward(ctx, numpy.ones_like(x)),
+                                         [0, 0, 1])
+    finally:
+        registry.install(False)
+
+
+def test_use_fast_kernels_fills_and_empties_the_slots():
+    missing = use_fast_kernels(True)
+    try:
+        assert backend.fast_kernels_enabled()
+        assert elementwise.Relu.fast is activations.FastRelu
+        assert elementwise.Gelu.fast is activations.FastGelu
+        assert reduce_ops.Softmax.fast is softmax.FastSoftmax
+        assert norm_ops.GroupNorm.fast is norm.FastGroupNorm
+        assert loss.MseLoss.fast is mse.FastMseLoss
+        assert activations.FastRelu.replaces is elementwise.Relu
+        filled = registry.installed()
+        for module_name, class_name, fast in registry.FAST_FUNCTIONS:
+            name = f"{module_name}.{class_name}"
+            assert (name in missing) != (filled.get(name) is fast)
+    finally:
+        assert use_fast_kernels(False) == missing
+    assert not backend.fast_kernels_enabled()
+    assert registry.installed() == {}
+    assert elementwise.Relu.fast is None
+
+
+def test_fused_updates_are_installed_unbound():
+    optim_adam = pytest.importorskip("minilean.optim.adam")
+    optim_ema = pytest.importorskip("minilean.optim.ema")
+    use_fast_kernels(True)
+    try:
+        # the optimizers call self.fast_update(...): it must not bind the optimizer as a param
+        assert optim_adam.AdamW.__dict__.get("fast_update") is None
+        assert optim_adam.Adam.__dict__["fast_update"].__func__ is adam.fused_adam_update
+        assert optim_ema.EMA.__dict__["fast_update_arrays"].__func__ is ema.fused_ema_update
+    finally:
+        use_fast_kernels(False)
+    assert optim_adam.Adam.fast_update is None and optim_ema.EMA.fast_update_arrays is None
+
+
+def test_cpu_tensors_ignore_fast_kernels():
+    use_fast_kernels(True)
+    try:
+        x = leaf(numpy.array([-1.0, 2.0], dtype=numpy.float32))
+        y = elementwise.relu(x)
+        assert y.grad_fn.function is elementwise.Relu
+    finally:
+        use_fast_kernels(False)
+
+
+def test_use_fast_kernels_is_exported():
+    assert minilean.use_fast_kernels is use_fast_kernels
