@@ -181,3 +181,15 @@ def test_download_command_through_a_file_url(tmp_path, monkeypatch, capsys):
     x = numpy.load(tmp_path / "real" / "cifar10" / "cifar10_train_X.npy")
     assert x.shape == (5, 3, 32, 32)
     assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "--cifar10: got False; expected --cifar10"),
+    ({"cifar10": "false"}, "--cifar10: got 'false'; expected a boolean"),
+    ({"cifar10": True, "limit_train": 0}, r"--limit-train: got 0; expected an integer in \[1, "),
+    ({"cifar10": True, "root": ""}, "--root: got ''; expected a file or directory path"),
+])
+def test_download_flags_are_checked_before_any_work(kwargs, message):
+    from minilean.errors import FlagError
+    with pytest.raises(FlagError, match=message):
+        DataCommands().download(**kwargs)

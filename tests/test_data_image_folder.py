@@ -1,5 +1,7 @@
 """Image-folder conversion with Pillow: sorted order, centre crop, labels, corrupt files."""
 import json
+import subprocess
+import sys
 
 import numpy
 import pytest
@@ -119,3 +121,16 @@ def test_bad_flags_are_flag_errors_before_any_work(tmp_path, flag, value, messag
 def test_missing_input_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="image folder .*missing not found"):
         DataCommands().convert.image_folder(str(tmp_path / "missing"), str(tmp_path / "x.npy"))
+
+
+def test_commands_mount_in_the_cli_and_run_end_to_end(tmp_path):
+    """The CLI's guard() accepts the data commands (flag kinds from defaults/annotations)."""
+    save(tmp_path / "in" / "a" / "1.png", halves(6, 9, True))
+    command = [sys.executable, "-m", "minilean", "data", "convert", "image-folder",
+               f"--input={tmp_path / 'in'}", f"--x-output={tmp_path / 'x.npy'}", "--height=4",
+               "--width=4", "--ext=.png,.jpg", "--limit=1"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert numpy.load(tmp_path / "x.npy").shape == (1, 3, 4, 4)
+    bad = subprocess.run(command + ["--crop=edge"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--crop: got 'edge'" in bad.stderr

@@ -22,21 +22,21 @@ def _extensions(ext):
 class ConvertCommands:
     """Convert external data into the arrays minilean reads."""
 
-    def image_folder(self, input, x_output, y_output=None, height=64, width=64,
-                     labels_from_dirs=False, limit=None, ext=image_folder.DEFAULT_EXTENSIONS,
-                     crop="center"):
+    def image_folder(self, input: str = None, x_output: str = None, y_output: str = None,
+                     height=64, width=64, labels_from_dirs=False, limit: int = None,
+                     ext=",".join(image_folder.DEFAULT_EXTENSIONS), crop="center"):
         """Convert a folder of images into a uint8 NCHW .npy array (and labels, manifest).
 
         Args:
-            input: folder to read (searched recursively, sorted order).
-            x_output: where to write the images, uint8 (N, 3, height, width).
-            y_output: where to write int64 labels (needs --labels-from-dirs).
-            height: output height in pixels.
-            width: output width in pixels.
-            labels_from_dirs: label each image by its top-level sub-directory (sorted names).
-            limit: keep at most this many images.
-            ext: extensions to read, e.g. .png,.jpg
-            crop: "center" (keep the aspect ratio, cut the centre) or "stretch".
+            input: folder to read (searched recursively, sorted order)
+            x_output: where to write the images, uint8 (N, 3, height, width)
+            y_output: where to write int64 labels (needs --labels-from-dirs)
+            height: output height in pixels
+            width: output width in pixels
+            labels_from_dirs: label each image by its top-level sub-directory (sorted names)
+            limit: keep at most this many images
+            ext: extensions to read, comma-separated, e.g. .png,.jpg
+            crop: "center" (keep the aspect ratio, cut the centre) or "stretch"
         """
         flags.check_path("input", input)
         flags.check_path("x_output", x_output)
@@ -62,14 +62,15 @@ class DataCommands:
     def __init__(self):
         self.convert = ConvertCommands()
 
-    def download(self, cifar10=False, root="data/real", limit_train=None, limit_test=None):
+    def download(self, cifar10=False, root="data/real", limit_train: int = None,
+                 limit_test: int = None):
         """Download CIFAR-10, verify its MD5, and write uint8 NCHW arrays under ROOT/cifar10/.
 
         Args:
-            cifar10: download CIFAR-10 (the only dataset this command fetches).
-            root: folder for the archive and the arrays.
-            limit_train: keep the first N training images.
-            limit_test: keep the first N test images.
+            cifar10: download CIFAR-10 (the only dataset this command fetches)
+            root: folder for the archive and the arrays
+            limit_train: keep the first N training images
+            limit_test: keep the first N test images
         """
         flags.check_bool("cifar10", cifar10)
         flags.check_path("root", root)

@@ -1,0 +1,92 @@
+"""Loader: seeded shuffle, drop_last, endless resumable stream, flips, scaling, Tensors out."""
+import numpy
+import pytest
+
+from minilean.autograd.tensor import Tensor
+from minilean.data.arrays import Dataset
+from minilean.data.loader import Loader
+
+
+def numbered_images(count, width=3):
+    """uint8 images (count, 1, 2, width) whose every pixel holds the row number."""
+    return numpy.repeat(numpy.arange(count, dtype=numpy.uint8), 2 * width).reshape(
+        count, 1, 2, width)                                    # (count*2*width,) -> NCHW
+
+
+def rows_of(batch):
+    """The dataset rows of a batch scaled to [0, 1]."""
+    return numpy.rint(batch.x.numpy()[:, 0, 0, 0] * 255).astype(int).tolist()
+
+
+def test_one_epoch_visits_every_row_once_in_a_seeded_order():
+    loader = Loader(numbered_images(10), batch_size=3, labels=numpy.arange(10), drop_last=False,
+                    value_range=(0, 1), seed=5)
+    batches = list(loader)
+    assert [len(batch.y) for batch in batches] == [3, 3, 3, 1] and len(loader) == 4
+    order = sum((rows_of(batch) for batch in batches), [])
+    assert sorted(order) == list(range(10)) and order != list(range(10))
+    assert order == sum((batch.y.numpy().tolist() for batch in batches), [])  # labels follow
+    again = sum((rows_of(batch) for batch in Loader(
+        numbered_images(10), 3, drop_last=False, value_range=(0, 1), seed=5)), [])
+    other = sum((rows_of(batch) for batch in Loader(
+        numbered_images(10), 3, drop_last=False, value_range=(0, 1), seed=6)), [])
+    assert again == order and other != order
+
+
+def test_drop_last_and_no_shuffle():
+    loader = Loader(numbered_images(10), 4, shuffle=False, value_range=(0, 1))
+    assert len(loader) == 2
+    assert [rows_of(batch) for batch in loader] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    with pytest.raises(ValueError, match="batch_size 11 is larger than the dataset .10 rows."):
+        Loader(numbered_images(10), 11)
+
+
+def test_endless_stream_reshuffles_each_epoch_and_resumes_at_a_step():
+    loader = Loader(numbered_images(6), 2, value_range=(0, 1), seed=1)
+    stream = loader.batches()
+    steps = [rows_of(next(stream)) for _ in range(9)]  # three epochs of three batches
+    epochs = [sum(steps[i:i + 3], []) for i in (0, 3, 6)]
+    assert all(sorted(epoch) == list(range(6)) for epoch in epochs)
+    assert len({tuple(epoch) for epoch in epochs}) == 3
+    resumed = loader.batches(start_step=4)
+    assert [rows_of(next(resumed)) for _ in range(5)] == steps[4:]
+
+
+def test_scaling_to_minus_one_one_and_float_input():
+    x = numpy.array([0, 255], numpy.uint8).reshape(2, 1, 1, 1)
+    batch = next(iter(Loader(x, 2, shuffle=False)))
+    assert batch.x.dtype == numpy.float32 and batch.x.numpy().ravel().tolist() == [-1.0, 1.0]
+    assert batch.y is None and isinstance(batch.x, Tensor) and batch.x.device == "cpu"
+    floats = numpy.array([0.25, 0.5], numpy.float32).reshape(2, 1, 1, 1)
+    assert next(iter(Loader(floats, 2, shuffle=False, value_range=(0, 1)))).x.numpy().ravel(
+        ).tolist() == [0.25, 0.5]
+    with pytest.raises(ValueError, match=r"value_range must be one of"):
+        Loader(x, 2, value_range=(0, 255))
+
+
+def test_flips_mirror_about_half_of_the_images_deterministically():
+    x = numpy.tile(numpy.arange(4, dtype=numpy.uint8), (200, 1, 1, 1))      # (200, 1, 1, 4)
+    loader = Loader(x, 200, shuffle=False, hflip=True, value_range=(0, 1), seed=3)
+    out = numpy.rint(next(iter(loader)).x.numpy()[:, 0, 0] * 255)
+    flipped = (out == [3, 2, 1, 0]).all(axis=1)
+    assert ((out == [0, 1, 2, 3]).all(axis=1) | flipped).all()
+    assert 60 < flipped.sum() < 140
+    assert numpy.array_equal(out, numpy.rint(next(iter(loader)).x.numpy()[:, 0, 0] * 255))
+
+
+def test_dataset_and_points_pass_through():
+    points = numpy.arange(8, dtype=numpy.float32).reshape(4, 2) - 3.0
+    data = Dataset(points, numpy.arange(4), ("a", "b", "c", "d"), "toy")
+    batch = next(iter(Loader(data, 4, shuffle=False, value_range=None)))
+    numpy.testing.assert_array_equal(batch.x.numpy(), points)
+    assert batch.y.dtype == numpy.int64
+    with pytest.raises(ValueError, match=r"hflip needs images \(N, C, H, W\)"):
+        Loader(data, 2, hflip=True)
+
+
+def test_memory_mapped_rows_come_back_in_the_drawn_order(tmp_path):
+    numpy.save(tmp_path / "x.npy", numbered_images(50))
+    mapped = numpy.load(tmp_path / "x.npy", mmap_mode="r")
+    in_memory = Loader(numbered_images(50), 7, value_range=(0, 1), seed=2)
+    from_disk = Loader(mapped, 7, value_range=(0, 1), seed=2)
+    assert [rows_of(a) for a in in_memory] == [rows_of(b) for b in from_disk]

@@ -1,0 +1,88 @@
+"""Run directory logs (config, metrics.jsonl, SVG loss curve, summary) and the progress display."""
+import io
+import json
+import xml.etree.ElementTree as ElementTree
+
+import numpy
+
+from minilean.data.progress import Progress
+from minilean.data.runlog import RunDirectory, loss_curve_svg, read_metrics
+
+
+def test_run_directory_files(tmp_path):
+    with RunDirectory(tmp_path / "run", {"lr": 2e-4, "steps": numpy.int64(10)}) as run:
+        run.log(1, loss=numpy.float32(0.5), lr=1e-4)
+        record = run.log(2, loss=float("nan"), kl=float("inf"))
+        assert record["loss"] is None and record["nonfinite"] == ["loss", "kl"]
+        run.log(3, loss=0.25)
+        svg_path = run.write_loss_curve()
+        run.write_summary(final_loss=0.25)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config == {"lr": 2e-4, "steps": 10}
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
+    assert all("seconds" in json.loads(line) for line in lines)
+    root = ElementTree.parse(svg_path).getroot()
+    polyline = root.find("{http://www.w3.org/2000/svg}polyline")
+    assert len(polyline.get("points").split()) == 2  # the NaN step is left out
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["final_loss"] == 0.25
+    assert (tmp_path / "run" / "images").is_dir() and (tmp_path / "run" / "checkpoints").is_dir()
+
+
+def test_torn_last_line_is_skipped_and_resume_drops_later_steps(tmp_path):
+    with RunDirectory(tmp_path, {}) as run:
+        for step in (10, 20, 30):
+            run.log(step, loss=1.0 / step)
+    with open(tmp_path / "metrics.jsonl", "a") as file:
+        file.write('{"step": 40, "lo')  # a crash mid-line
+    assert [record["step"] for record in read_metrics(tmp_path / "metrics.jsonl")] == [10, 20, 30]
+    with RunDirectory(tmp_path, {}, resume_step=20) as run:
+        run.log(30, loss=0.5)
+        assert [(r["step"], r["loss"]) for r in run.metrics()] == [(10, 0.1), (20, 0.05),
+                                                                   (30, 0.5)]
+    with RunDirectory(tmp_path, {}) as fresh:
+        assert fresh.metrics() == []
+
+
+def test_svg_scales_points_into_the_plot_area():
+    svg = loss_curve_svg({"loss": [(0, 1.0), (10, 0.01)]}, width=200, height=100, margin=10)
+    root = ElementTree.fromstring(svg)
+    points = root.find("{http://www.w3.org/2000/svg}polyline").get("points").split()
+    assert points == ["10.0,10.0", "190.0,90.0"]  # log scale: first top-left, last bottom-right
+    assert "no values logged" in loss_curve_svg({})
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_progress_prints_plain_periodic_lines_when_not_a_terminal():
+    stream, clock = io.StringIO(), FakeClock()
+    progress = Progress(total=100, stream=stream, line_interval=10.0, clock=clock)
+    for step in range(1, 101):
+        clock.now = step * 0.5  # 2 steps per second
+        progress.update(step, loss=1.0 / step)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue() and len(lines) == 5  # every 10 s over 50 s
+    assert lines[0].startswith("[") and " 20/100  20% loss=0.05 2 it/s ETA 0:00:40" in lines[0]
+    assert " 100/100 100% " in lines[-1]
+
+
+def test_progress_redraws_in_place_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    stream, clock = Terminal(), FakeClock()
+    progress = Progress(total=4, stream=stream, min_interval=0.0, clock=clock)
+    for step in range(1, 5):
+        clock.now = float(step)
+        progress.update(step)
+    progress.write("sampled a grid")
+    progress.close()
+    text = stream.getvalue()
+    assert text.count("\r") >= 4 and "sampled a grid\n" in text and text.endswith("\n")
