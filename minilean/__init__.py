@@ -9,6 +9,8 @@ from minilean.autograd.creation import (arange, full, linspace, ones, ones_like,
 from minilean.autograd.elementwise import (abs, clamp, cos, exp, log, maximum, minimum, relu,
                                            rsqrt, sigmoid, sin, sqrt, tanh, where)
 from minilean.autograd.linalg import matmul
+from minilean.autograd.conv import conv2d, conv_transpose2d
+from minilean.autograd.pool import avg_pool2d, max_pool2d
 from minilean.autograd.reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min,
                                       softmax, std, sum, var)
 from minilean.autograd.shape import (cat, chunk, clone, flatten, permute, reshape, split,

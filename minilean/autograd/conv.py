@@ -28,7 +28,7 @@ from minilean.backend import array_module
 SLAB_BYTES = 8 << 20
 
 
-def _pair(value, name):
+def pair(value, name):
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
         raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
@@ -91,7 +91,7 @@ def _weight_matrix(weight, groups):
     return per_group.transpose(0, 3, 4, 2, 1).reshape(groups, kh * kw * group_channels, -1)
 
 
-def _output_size(size, kernel, stride, dilation):
+def output_size(size, kernel, stride, dilation):
     return (size - dilation * (kernel - 1) - 1) // stride + 1
 
 
@@ -105,8 +105,8 @@ def conv_forward(x_pad, weight, stride, dilation, groups):
     xp = array_module(x_pad)
     batch, height, width, channels = x_pad.shape
     out_channels, _, kh, kw = weight.shape
-    out_h = _output_size(height, kh, stride[0], dilation[0])
-    out_w = _output_size(width, kw, stride[1], dilation[1])
+    out_h = output_size(height, kh, stride[0], dilation[0])
+    out_w = output_size(width, kw, stride[1], dilation[1])
     weight_matrix = _weight_matrix(weight, groups)
     y = xp.empty((batch, out_h, out_w, out_channels), dtype=x_pad.dtype)
     for slab in _slabs(batch, out_h * out_w * kh * kw * channels * x_pad.itemsize):
@@ -151,26 +151,27 @@ def conv_weight_grad(x_pad, grad_y, kernel_size, stride, dilation, groups):
     return per_group.transpose(0, 4, 3, 1, 2).reshape(out_channels, channels // groups, kh, kw)
 
 
-def _to_padded_nhwc(x, padding):
-    """NCHW -> zero-padded channels-last (N, H + 2 ph, W + 2 pw, C); a free view without padding."""
+def to_padded_nhwc(x, padding, value=0):
+    """NCHW -> channels-last (N, H + 2 ph, W + 2 pw, C) padded with ``value``; a free view
+    when there is no padding."""
     xp = array_module(x)
     nhwc = x.transpose(0, 2, 3, 1)  # (N, H, W, C) view
     if not any(padding):
         return nhwc
     batch, height, width, channels = nhwc.shape
     top, left = padding
-    padded = xp.zeros((batch, height + 2 * top, width + 2 * left, channels), dtype=x.dtype)
+    padded = xp.full((batch, height + 2 * top, width + 2 * left, channels), value, dtype=x.dtype)
     padded[:, top:top + height, left:left + width] = nhwc
     return padded
 
 
-def _crop_to_nchw(y_pad, padding, size):
+def crop_to_nchw(y_pad, padding, size):
     """Cut ``padding`` off the top/left of a channels-last array, keep ``size``; NCHW view."""
     (top, left), (height, width) = padding, size
     return y_pad[:, top:top + height, left:left + width].transpose(0, 3, 1, 2)  # (N, C, H, W)
 
 
-def _channels_last(y):
+def channels_last(y):
     """An NCHW array as contiguous channels-last (N, H, W, C); free for our own outputs."""
     return array_module(y).ascontiguousarray(y.transpose(0, 2, 3, 1))
 
@@ -184,7 +185,7 @@ class Conv2d(Function):
     @staticmethod
     def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
                 groups=1):
-        x_pad = _to_padded_nhwc(x, padding)
+        x_pad = to_padded_nhwc(x, padding)
         y = conv_forward(x_pad, weight, stride, dilation, groups)
         if bias is not None:
             y += bias
@@ -197,12 +198,12 @@ class Conv2d(Function):
     def backward(ctx, grad):
         stride, padding, dilation, groups = ctx.params
         need_x, need_weight = ctx.needs_input_grad[:2]
-        grad_y = _channels_last(grad)
+        grad_y = channels_last(grad)
         grad_x = grad_weight = grad_bias = None
         if need_x:
             grad_x_pad = conv_input_grad(grad_y, ctx.weight, ctx.x_pad.shape, stride, dilation,
                                          groups)
-            grad_x = _crop_to_nchw(grad_x_pad, padding, ctx.input_size)
+            grad_x = crop_to_nchw(grad_x_pad, padding, ctx.input_size)
         if need_weight:
             grad_weight = conv_weight_grad(ctx.x_pad, grad_y, ctx.weight.shape[2:], stride,
                                            dilation, groups)
@@ -222,7 +223,7 @@ class ConvTranspose2d(Function):
     @staticmethod
     def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
                 groups=1, dilation=(1, 1)):
-        x_nhwc = _channels_last(x)
+        x_nhwc = channels_last(x)
         batch, height, width, _ = x_nhwc.shape
         kernel = weight.shape[2:]
         full_size = tuple((size - 1) * s + d * (k - 1) + 1 + extra for size, s, d, k, extra
@@ -232,7 +233,7 @@ class ConvTranspose2d(Function):
         if bias is not None:
             y_full += bias
         out_size = tuple(size - 2 * pad for size, pad in zip(full_size, padding))
-        y = _crop_to_nchw(y_full, padding, out_size)
+        y = crop_to_nchw(y_full, padding, out_size)
         if ctx.recording:
             ctx.x_nhwc, ctx.weight = x_nhwc, weight
             ctx.params = stride, padding, output_padding, groups, dilation
@@ -246,7 +247,7 @@ class ConvTranspose2d(Function):
         # from x, so their gradient is dropped; then conv2d maps back to exactly x's size.
         used = tuple((size - 1) * s + d * (k - 1) + 1 for size, s, d, k
                      in zip(ctx.x_nhwc.shape[1:3], stride, dilation, ctx.weight.shape[2:]))
-        grad_y_pad = _to_padded_nhwc(grad, padding)[:, :used[0], :used[1]]
+        grad_y_pad = to_padded_nhwc(grad, padding)[:, :used[0], :used[1]]
         grad_x = grad_weight = grad_bias = None
         if need_x:
             grad_x = conv_forward(grad_y_pad, ctx.weight, stride, dilation, groups)
@@ -290,8 +291,8 @@ def _check_positive(name, size):
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-d cross-correlation of x (N, C, H, W) with weight (O, C/groups, Kh, Kw), plus bias (O,)."""
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    dilation = _pair(dilation, "dilation")
+    stride, padding = pair(stride, "stride"), pair(padding, "padding")
+    dilation = pair(dilation, "dilation")
     _check_common("conv2d", x, weight, bias, groups, 0)
     if x.shape[1] != weight.shape[1] * groups:
         raise ValueError(f"conv2d: input has {x.shape[1]} channels but weight expects "
@@ -299,7 +300,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                          f"x groups={groups})")
     _check_bias("conv2d", bias, weight.shape[0])
     _check_positive("conv2d", tuple(
-        _output_size(size + 2 * pad, k, s, d) for size, pad, k, s, d
+        output_size(size + 2 * pad, k, s, d) for size, pad, k, s, d
         in zip(x.shape[2:], padding, weight.shape[2:], stride, dilation)))
     inputs = (x, weight) if bias is None else (x, weight, bias)
     return Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation, groups=groups)
@@ -310,8 +311,8 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     """Transposed convolution of x (N, C_in, H, W) with weight (C_in, C_out/groups, Kh, Kw):
     the gradient of conv2d with respect to its input, applied to x; output side
     (H - 1) stride - 2 padding + dilation (K - 1) + output_padding + 1."""
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    output_padding, dilation = _pair(output_padding, "output_padding"), _pair(dilation, "dilation")
+    stride, padding = pair(stride, "stride"), pair(padding, "padding")
+    output_padding, dilation = pair(output_padding, "output_padding"), pair(dilation, "dilation")
     _check_common("conv_transpose2d", x, weight, bias, groups, 0)
     if x.shape[1] != weight.shape[0]:
         raise ValueError(f"conv_transpose2d: input has {x.shape[1]} channels but weight "

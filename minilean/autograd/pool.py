@@ -1,0 +1,132 @@
+"""Pooling and resampling of NCHW images: avg_pool2d, max_pool2d, interpolate (nearest).
+
+Pooling reuses the convolution's window machinery (``conv.im2col`` / ``conv.col2im`` on a
+channels-last view): forward reduces each K x K window, backward scatters each window's
+gradient back with col2im. Outputs are NCHW-shaped views of channels-last memory, like conv2d's.
+"""
+from minilean.autograd.conv import (channels_last, col2im, crop_to_nchw, im2col, output_size,
+                                    pair, to_padded_nhwc)
+from minilean.autograd.function import Function
+from minilean.backend import array_module
+
+
+class AvgPool2d(Function):
+    """y[n, c, i, j] = (1 / (Kh Kw)) sum_{p, q} x_pad[n, c, s i + p, s j + q]  (zero padding
+    counted, PyTorch's count_include_pad=True);  dL/dx_pad = col2im(dL/dy / (Kh Kw))."""
+    @staticmethod
+    def forward(ctx, x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)):
+        x_pad = to_padded_nhwc(x, padding)
+        windows = im2col(x_pad, kernel_size, stride, (1, 1))  # (N, Ho, Wo, Kh, Kw, C) view
+        if ctx.recording:
+            ctx.padded_shape, ctx.input_size = x_pad.shape, x.shape[2:]
+            ctx.params = kernel_size, stride, padding
+        return windows.mean(axis=(3, 4)).transpose(0, 3, 1, 2)  # (N, C, Ho, Wo) view
+
+    @staticmethod
+    def backward(ctx, grad):
+        (kh, kw), stride, padding = ctx.params
+        xp = array_module(grad)
+        share = channels_last(grad) / (kh * kw)  # (N, Ho, Wo, C)
+        # every window position receives the same share: a broadcast view, never materialised
+        columns = xp.broadcast_to(share[:, :, :, None, None, :], share.shape[:3] + (kh, kw)
+                                  + share.shape[3:])  # (N, Ho, Wo, Kh, Kw, C)
+        grad_x = col2im(columns, stride, (1, 1), xp.zeros(ctx.padded_shape, dtype=grad.dtype))
+        return crop_to_nchw(grad_x, padding, ctx.input_size)
+
+
+class MaxPool2d(Function):
+    """y = max over each window (padding is -inf);  dL/dx = dL/dy at the window's argmax, 0
+    elsewhere (the first maximum on ties, as PyTorch), summed where windows overlap."""
+    @staticmethod
+    def forward(ctx, x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)):
+        xp = array_module(x)
+        x_pad = to_padded_nhwc(x, padding, value=-xp.inf)
+        windows = im2col(x_pad, kernel_size, stride, (1, 1))  # (N, Ho, Wo, Kh, Kw, C) view
+        # (N, Ho, Wo, Kh, Kw, C) -> (N, Ho, Wo, Kh Kw, C): one window per row, copied
+        windows = windows.reshape(windows.shape[:3] + (-1,) + windows.shape[5:])
+        argmax = windows.argmax(axis=3)  # (N, Ho, Wo, C)
+        if ctx.recording:
+            ctx.argmax, ctx.padded_shape, ctx.input_size = argmax, x_pad.shape, x.shape[2:]
+            ctx.params = kernel_size, stride, padding
+        out = xp.take_along_axis(windows, argmax[:, :, :, None], axis=3)[:, :, :, 0]
+        return out.transpose(0, 3, 1, 2)  # (N, C, Ho, Wo) view
+
+    @staticmethod
+    def backward(ctx, grad):
+        (kh, kw), stride, padding = ctx.params
+        xp = array_module(grad)
+        grad_y = channels_last(grad)  # (N, Ho, Wo, C)
+        # (Kh Kw, 1) == (N, Ho, Wo, 1, C): a one-hot of the argmax along the window axis
+        winner = xp.arange(kh * kw).reshape(-1, 1) == ctx.argmax[:, :, :, None, :]
+        columns = winner * grad_y[:, :, :, None, :]  # (N, Ho, Wo, Kh Kw, C)
+        columns = columns.reshape(columns.shape[:3] + (kh, kw) + columns.shape[4:])
+        grad_x = col2im(columns, stride, (1, 1), xp.zeros(ctx.padded_shape, dtype=grad.dtype))
+        return crop_to_nchw(grad_x, padding, ctx.input_size)
+
+
+class UpsampleNearest(Function):
+    """y[n, c, i, j] = x[n, c, i // s_h, j // s_w] (integer scales);  dL/dx sums each
+    s_h x s_w block of dL/dy."""
+    @staticmethod
+    def forward(ctx, x, scale=(2, 2)):
+        xp = array_module(x)
+        batch, channels, height, width = x.shape
+        scale_h, scale_w = scale
+        if ctx.recording:
+            ctx.scale = scale
+        nhwc = x.transpose(0, 2, 3, 1)[:, :, None, :, None, :]  # (N, H, 1, W, 1, C) view
+        blocks = xp.broadcast_to(nhwc, (batch, height, scale_h, width, scale_w, channels))
+        # (N, H, s_h, W, s_w, C) -> (N, H s_h, W s_w, C): the copy; then an NCHW view
+        return blocks.reshape(batch, height * scale_h, width * scale_w, channels).transpose(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        scale_h, scale_w = ctx.scale
+        batch, channels, height, width = grad.shape
+        grad_y = grad.transpose(0, 2, 3, 1)  # (N, H s_h, W s_w, C) view
+        # (N, H s_h, W s_w, C) -> (N, H, s_h, W, s_w, C)
+        blocks = grad_y.reshape(batch, height // scale_h, scale_h, width // scale_w, scale_w, channels)
+        return blocks.sum(axis=(2, 4)).transpose(0, 3, 1, 2)  # (N, C, H, W) view
+
+
+def _pool_params(name, x, kernel_size, stride, padding):
+    if x.ndim != 4:
+        raise ValueError(f"{name} needs a 4-d input (N, C, H, W), got shape {x.shape}")
+    kernel_size = pair(kernel_size, "kernel_size")
+    stride = kernel_size if stride is None else pair(stride, "stride")
+    padding = pair(padding, "padding")
+    if min(kernel_size) < 1 or min(stride) < 1:
+        raise ValueError(f"{name}: kernel_size {kernel_size} and stride {stride} must be positive")
+    if any(2 * pad > kernel for pad, kernel in zip(padding, kernel_size)):
+        raise ValueError(f"{name}: padding {padding} must be at most half of kernel_size "
+                         f"{kernel_size}")
+    size = tuple(output_size(side + 2 * pad, kernel, step, 1) for side, pad, kernel, step
+                 in zip(x.shape[2:], padding, kernel_size, stride))
+    if min(size) < 1:
+        raise ValueError(f"{name}: input of spatial size {x.shape[2:]} is smaller than "
+                         f"kernel_size {kernel_size} with padding {padding}")
+    return dict(kernel_size=kernel_size, stride=stride, padding=padding)
+
+
+def avg_pool2d(x, kernel_size, stride=None, padding=0):
+    """Mean over K x K windows (stride defaults to kernel_size; zero padding is averaged in)."""
+    return AvgPool2d.apply(x, **_pool_params("avg_pool2d", x, kernel_size, stride, padding))
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    """Maximum over K x K windows (stride defaults to kernel_size); gradient to the argmax."""
+    return MaxPool2d.apply(x, **_pool_params("max_pool2d", x, kernel_size, stride, padding))
+
+
+def interpolate(x, scale_factor=2, mode="nearest"):
+    """Upsample NCHW by an integer ``scale_factor`` (int or pair) with nearest neighbours."""
+    if mode != "nearest":
+        raise ValueError(f"interpolate supports mode='nearest' only, got mode={mode!r}")
+    if x.ndim != 4:
+        raise ValueError(f"interpolate needs a 4-d input (N, C, H, W), got shape {x.shape}")
+    scales = (scale_factor, scale_factor) if not isinstance(scale_factor, (tuple, list)) \
+        else tuple(scale_factor)
+    if len(scales) != 2 or not all(float(s).is_integer() and s >= 1 for s in scales):
+        raise ValueError(f"interpolate needs a positive integer scale_factor (or a pair), "
+                         f"got {scale_factor!r}")
+    return UpsampleNearest.apply(x, scale=tuple(int(s) for s in scales))

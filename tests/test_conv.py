@@ -1,0 +1,135 @@
+"""conv2d and conv_transpose2d: finite-difference gradients, PyTorch agreement, and errors."""
+import numpy
+import pytest
+from hypothesis import given, strategies as st
+
+import minilean as ml
+from minilean.autograd.conv import conv2d, conv_transpose2d
+
+
+@st.composite
+def conv_configs(draw, transposed=False):
+    """Small convolutions covering stride, padding, dilation, groups, odd sizes, batch 1,
+    bias None and (transposed) output_padding."""
+    groups = draw(st.integers(1, 2))
+    config = dict(
+        batch=draw(st.integers(1, 2)), groups=groups,
+        in_channels=groups * draw(st.integers(1, 2)), out_channels=groups * draw(st.integers(1, 2)),
+        kernel=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
+        stride=draw(st.integers(1, 2)), dilation=draw(st.integers(1, 2)),
+        bias=draw(st.booleans()))
+    max_padding = min(config["kernel"]) - 1 if transposed else 2
+    config["padding"] = draw(st.integers(0, max_padding))
+    smallest = 1 if transposed else config["dilation"] * (max(config["kernel"]) - 1) + 1
+    smallest = max(1, smallest - 2 * config["padding"])
+    config["size"] = (draw(st.integers(smallest, smallest + 3)),
+                      draw(st.integers(smallest, smallest + 3)))
+    if transposed:
+        config["output_padding"] = draw(st.integers(
+            0, max(config["stride"], config["dilation"]) - 1))
+    return config
+
+
+def make_inputs(config, transposed, seed=0):
+    rng = numpy.random.default_rng(seed)
+    c_in, c_out, groups = config["in_channels"], config["out_channels"], config["groups"]
+    weight_shape = ((c_in, c_out // groups) if transposed else (c_out, c_in // groups)) \
+        + config["kernel"]
+    arrays = [rng.standard_normal((config["batch"], c_in) + config["size"]),
+              rng.standard_normal(weight_shape)]
+    if config["bias"]:
+        arrays.append(rng.standard_normal(c_out))
+    return arrays
+
+
+def apply(library, arrays, config, transposed):
+    """Run conv2d or conv_transpose2d with the config's parameters in minilean or torch."""
+    functional = library.nn.functional if library is not ml else None
+    name = "conv_transpose2d" if transposed else "conv2d"
+    function = getattr(functional, name) if functional else (
+        conv_transpose2d if transposed else conv2d)
+    x, weight, *bias = arrays
+    params = dict(stride=config["stride"], padding=config["padding"],
+                  dilation=config["dilation"], groups=config["groups"])
+    if transposed:
+        params["output_padding"] = config["output_padding"]
+    return function(x, weight, bias[0] if bias else None, **params)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@given(data=st.data())
+def test_gradients_match_finite_differences(transposed, data):
+    config = data.draw(conv_configs(transposed))
+    inputs = [ml.tensor(a, requires_grad=True) for a in make_inputs(config, transposed)]
+    assert ml.gradcheck(lambda *t: apply(ml, t, config, transposed), inputs)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@given(data=st.data())
+def test_matches_torch_forward_and_backward(transposed, data):
+    torch = pytest.importorskip("torch")
+    config = data.draw(conv_configs(transposed))
+    arrays = make_inputs(config, transposed)
+    ours = [ml.tensor(a, requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    y_ours, y_theirs = apply(ml, ours, config, transposed), apply(torch, theirs, config, transposed)
+    numpy.testing.assert_allclose(y_ours.numpy(), y_theirs.detach().numpy(), rtol=1e-6, atol=1e-12)
+    cotangent = numpy.random.default_rng(1).standard_normal(y_theirs.shape)
+    y_ours.backward(ml.tensor(cotangent))
+    y_theirs.backward(torch.tensor(cotangent))
+    for mine, reference in zip(ours, theirs):
+        numpy.testing.assert_allclose(mine.grad.numpy(), reference.grad.numpy(),
+                                      rtol=1e-6, atol=1e-12)
+
+
+def test_float32_stays_float32_and_bias_gradient_is_a_sum():
+    x = ml.randn(2, 3, 5, 5, requires_grad=True)
+    weight = ml.randn(4, 3, 3, 3, requires_grad=True)
+    bias = ml.zeros(4, requires_grad=True)
+    y = conv2d(x, weight, bias, padding=1)
+    y.sum().backward()
+    assert y.dtype == x.grad.dtype == weight.grad.dtype == numpy.float32
+    numpy.testing.assert_allclose(bias.grad.numpy(), numpy.full(4, 2 * 5 * 5))
+
+
+def test_large_batch_goes_through_in_slabs(monkeypatch):
+    """A batch bigger than one slab of columns gives the same result as a single slab."""
+    from minilean.autograd import conv
+    rng = numpy.random.default_rng(0)
+    x, weight = rng.standard_normal((5, 2, 6, 6)), rng.standard_normal((3, 2, 3, 3))
+
+    def run():
+        inputs = [ml.tensor(x, requires_grad=True), ml.tensor(weight, requires_grad=True)]
+        y = conv2d(*inputs, padding=1)
+        y.backward(ml.tensor(numpy.cos(y.numpy())))
+        return [y.numpy()] + [t.grad.numpy() for t in inputs]
+
+    whole = run()
+    monkeypatch.setattr(conv, "SLAB_BYTES", 1)  # one image per slab
+    for single, sliced in zip(whole, run()):
+        numpy.testing.assert_allclose(sliced, single, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: conv2d(ml.zeros(1, 3, 5, 5), ml.zeros(4, 2, 3, 3)),
+     "input has 3 channels but weight expects 2"),
+    (lambda: conv2d(ml.zeros(1, 4, 5, 5), ml.zeros(3, 2, 3, 3), groups=2),
+     "groups=2 does not divide the weight's 3 output channels"),
+    (lambda: conv2d(ml.zeros(1, 3, 5, 5), ml.zeros(4, 1, 3, 3), groups=2),
+     "groups=2 does not divide the input's 3 channels"),
+    (lambda: conv2d(ml.zeros(1, 3, 5, 5), ml.zeros(4, 3, 3, 3), ml.zeros(5)),
+     "bias shape (5,) does not match the 4 output channels"),
+    (lambda: conv2d(ml.zeros(1, 3, 2, 2), ml.zeros(4, 3, 3, 3)), "output size (0, 0) is empty"),
+    (lambda: conv2d(ml.zeros(3, 5, 5), ml.zeros(4, 3, 3, 3)), "needs a 4-d input"),
+    (lambda: conv2d(ml.zeros(1, 3, 5, 5), ml.zeros(4, 3, 3, 3), stride=(1, 2, 3)),
+     "stride must be an int or a pair of ints"),
+    (lambda: conv_transpose2d(ml.zeros(1, 3, 5, 5), ml.zeros(4, 2, 3, 3)),
+     "input has 3 channels but weight expects 4"),
+    (lambda: conv_transpose2d(ml.zeros(1, 4, 5, 5), ml.zeros(4, 2, 3, 3), stride=2,
+                              output_padding=2),
+     "output_padding (2, 2) must be smaller than stride (2, 2) or dilation (1, 1)"),
+])
+def test_bad_arguments_raise_one_line_value_errors(call, message):
+    with pytest.raises(ValueError) as error:
+        call()
+    assert message in str(error.value) and "\n" not in str(error.value)

@@ -1,0 +1,88 @@
+"""avg_pool2d, max_pool2d, interpolate: finite-difference gradients, PyTorch agreement, errors."""
+import numpy
+import pytest
+from hypothesis import given, strategies as st
+
+import minilean as ml
+from minilean.autograd.pool import avg_pool2d, interpolate, max_pool2d
+
+
+@st.composite
+def pool_configs(draw):
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = draw(st.one_of(st.none(), st.integers(1, 3)))
+    padding = draw(st.integers(0, min(kernel) // 2))
+    size = tuple(draw(st.integers(max(1, k - 2 * padding), k + 3)) for k in kernel)
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3))) + size
+    return shape, dict(kernel_size=kernel, stride=stride, padding=padding)
+
+
+def distinct_values(shape, seed=0):
+    """Well-separated values, so a finite-difference nudge never changes a window's argmax."""
+    rng = numpy.random.default_rng(seed)
+    return rng.permutation(numpy.prod(shape)).reshape(shape) * 0.1
+
+
+@pytest.mark.parametrize("name", ["avg_pool2d", "max_pool2d"])
+@given(config=pool_configs())
+def test_pool_gradients_match_finite_differences(name, config):
+    shape, params = config
+    pool = {"avg_pool2d": avg_pool2d, "max_pool2d": max_pool2d}[name]
+    x = ml.tensor(distinct_values(shape), requires_grad=True)
+    assert ml.gradcheck(lambda t: pool(t, **params), [x])
+
+
+@pytest.mark.parametrize("name", ["avg_pool2d", "max_pool2d"])
+@given(config=pool_configs())
+def test_pool_matches_torch(name, config):
+    torch = pytest.importorskip("torch")
+    shape, params = config
+    values = distinct_values(shape)
+    ours, theirs = ml.tensor(values, requires_grad=True), torch.tensor(values, requires_grad=True)
+    pool = {"avg_pool2d": avg_pool2d, "max_pool2d": max_pool2d}[name]
+    y_ours, y_theirs = pool(ours, **params), getattr(torch.nn.functional, name)(theirs, **params)
+    numpy.testing.assert_allclose(y_ours.numpy(), y_theirs.detach().numpy(), rtol=1e-6)
+    cotangent = numpy.random.default_rng(1).standard_normal(y_theirs.shape)
+    y_ours.backward(ml.tensor(cotangent))
+    y_theirs.backward(torch.tensor(cotangent))
+    numpy.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-6, atol=1e-12)
+
+
+@given(shape=st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4)),
+       scale=st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+def test_interpolate_gradients_and_torch(shape, scale):
+    values = numpy.random.default_rng(0).standard_normal(shape)
+    x = ml.tensor(values, requires_grad=True)
+    assert ml.gradcheck(lambda t: interpolate(t, scale_factor=scale), [x])
+    torch = pytest.importorskip("torch")
+    theirs = torch.tensor(values, requires_grad=True)
+    y_theirs = torch.nn.functional.interpolate(theirs, scale_factor=scale, mode="nearest")
+    y_ours = interpolate(ml.tensor(values, requires_grad=True), scale_factor=scale)
+    numpy.testing.assert_array_equal(y_ours.numpy(), y_theirs.detach().numpy())
+    cotangent = numpy.random.default_rng(1).standard_normal(y_theirs.shape)
+    y_theirs.backward(torch.tensor(cotangent))
+    x.grad = None
+    interpolate(x, scale_factor=scale).backward(ml.tensor(cotangent))
+    numpy.testing.assert_allclose(x.grad.numpy(), theirs.grad.numpy(), rtol=1e-12)
+
+
+def test_max_pool_gradient_goes_to_the_argmax_only():
+    x = ml.tensor([[[[1.0, 5.0], [3.0, 2.0]]]], requires_grad=True)
+    max_pool2d(x, 2).backward(ml.tensor([[[[7.0]]]]))
+    numpy.testing.assert_array_equal(x.grad.numpy(), [[[[0.0, 7.0], [0.0, 0.0]]]])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: avg_pool2d(ml.zeros(2, 4, 4), 2), "avg_pool2d needs a 4-d input"),
+    (lambda: max_pool2d(ml.zeros(1, 1, 4, 4), 2, padding=2),
+     "padding (2, 2) must be at most half of kernel_size (2, 2)"),
+    (lambda: max_pool2d(ml.zeros(1, 1, 2, 2), 3),
+     "input of spatial size (2, 2) is smaller than kernel_size (3, 3)"),
+    (lambda: avg_pool2d(ml.zeros(1, 1, 4, 4), 0), "kernel_size (0, 0) and stride (0, 0) must be positive"),
+    (lambda: interpolate(ml.zeros(1, 1, 2, 2), scale_factor=1.5), "integer scale_factor"),
+    (lambda: interpolate(ml.zeros(1, 1, 2, 2), mode="bilinear"), "mode='nearest' only, got mode='bilinear'"),
+])
+def test_bad_arguments_raise_one_line_value_errors(call, message):
+    with pytest.raises(ValueError) as error:
+        call()
+    assert message in str(error.value) and "\n" not in str(error.value)
