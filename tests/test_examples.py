@@ -1,0 +1,31 @@
+"""The teaching examples run as a user would run them, and say what they promise."""
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(script):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_autograd_from_scratch_gradients_agree_with_finite_differences():
+    output = _run("autograd_from_scratch.py")
+    pairs = re.findall(r"autograd ([-+.\d]+)\s+finite difference ([-+.\d]+)", output)
+    assert len(pairs) == 8  # 6 weights and 2 biases
+    for analytic, numeric in pairs:
+        assert abs(float(analytic) - float(numeric)) < 1e-8
+    assert float(re.search(r"largest difference: (\S+)", output).group(1)) < 1e-7
+    assert output.rstrip().endswith("gradients agree")
+
+
+def test_train_classifier_learns_the_spirals():
+    output = _run("train_classifier.py")
+    losses = [float(value) for value in re.findall(r"loss (\d+\.\d+)", output)]
+    assert losses[-1] < 0.5 * losses[0]
+    assert float(re.search(r"test accuracy: (\S+)", output).group(1)) > 0.9
