@@ -71,7 +71,10 @@ def test_flips_mirror_about_half_of_the_images_deterministically():
     flipped = (out == [3, 2, 1, 0]).all(axis=1)
     assert ((out == [0, 1, 2, 3]).all(axis=1) | flipped).all()
     assert 60 < flipped.sum() < 140
-    assert numpy.array_equal(out, numpy.rint(next(iter(loader)).x.numpy()[:, 0, 0] * 255))
+    same_seed = Loader(x, 200, shuffle=False, hflip=True, value_range=(0, 1), seed=3)
+    assert numpy.array_equal(out, numpy.rint(next(iter(same_seed)).x.numpy()[:, 0, 0] * 255))
+    next_epoch = numpy.rint(next(iter(loader)).x.numpy()[:, 0, 0] * 255)
+    assert not numpy.array_equal(out, next_epoch)  # the second loop draws new flips
 
 
 def test_dataset_and_points_pass_through():
@@ -81,7 +84,17 @@ def test_dataset_and_points_pass_through():
     numpy.testing.assert_array_equal(batch.x.numpy(), points)
     assert batch.y.dtype == numpy.int64
     with pytest.raises(ValueError, match=r"hflip needs images \(N, C, H, W\)"):
-        Loader(data, 2, hflip=True)
+        Loader(data, 2, hflip=True, value_range=None)
+    with pytest.raises(ValueError, match=r"pass value_range=None for rows of shape \(2,\)"):
+        Loader(data, 2)
+
+
+def test_successive_loops_are_successive_epochs():
+    loader = Loader(numbered_images(8), 4, value_range=(0, 1), seed=0)
+    first, second = ([rows_of(batch) for batch in loader] for _ in range(2))
+    assert first != second
+    assert first == [rows_of(batch) for batch in loader.epoch(0)]
+    assert second == [rows_of(batch) for batch in loader.epoch(1)]
 
 
 def test_memory_mapped_rows_come_back_in_the_drawn_order(tmp_path):

@@ -38,6 +38,9 @@ class Loader:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if hflip and data.ndim != 4:
             raise ValueError(f"hflip needs images (N, C, H, W), found shape {data.shape}")
+        if value_range is not None and data.ndim != 4:
+            raise ValueError(f"value_range scales images (N, C, H, W); pass value_range=None "
+                             f"for rows of shape {data.shape[1:]}")
         if labels is not None and len(labels) != len(data):
             raise ValueError(f"{len(labels)} labels for {len(data)} rows")
         if drop_last and len(data) < batch_size:
@@ -49,6 +52,8 @@ class Loader:
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.hflip, self.device = seed, hflip, device
         self.value_range = None if value_range is None else tuple(value_range)
+        self.next_epoch = 0  # what a plain ``for batch in loader`` runs next
+        self._order = (None, None)  # (epoch, its row order), cached between batches
 
     def __len__(self):
         """Batches per epoch."""
@@ -57,9 +62,11 @@ class Loader:
 
     def epoch_order(self, epoch):
         """The row order of ``epoch`` (a permutation drawn from (seed, epoch), or 0..N-1)."""
-        if not self.shuffle:
-            return numpy.arange(len(self.data))
-        return numpy.random.default_rng([self.seed, epoch]).permutation(len(self.data))
+        if self._order[0] != epoch:
+            order = (numpy.random.default_rng([self.seed, epoch]).permutation(len(self.data))
+                     if self.shuffle else numpy.arange(len(self.data)))
+            self._order = (epoch, order)
+        return self._order[1]
 
     def batch_rows(self, epoch, index):
         """Row indices of batch ``index`` of ``epoch``."""
@@ -84,8 +91,9 @@ class Loader:
         return Batch(tensor(numpy.ascontiguousarray(x), device=self.device), y)
 
     def __iter__(self):
-        """One epoch (epoch 0): the batches in order."""
-        return self.epoch(0)
+        """The next epoch (0, 1, 2, ... on successive loops, each in its own order)."""
+        self.next_epoch += 1
+        return self.epoch(self.next_epoch - 1)
 
     def epoch(self, epoch):
         for index in range(len(self)):
