@@ -26,12 +26,13 @@ class Matmul(Function):
         need_a, need_b = ctx.needs_input_grad
         a, b = ctx.a, ctx.b
         # Promote 1-D operands to matrices: a (k,) -> (1, k), b (k,) -> (k, 1), and give the
-        # gradient the matching size-1 axis back: (..., m) -> (..., 1, m) or (..., n) -> (..., n, 1).
+        # gradient the matching size-1 axes back: (..., n) -> (..., n, 1) for b, then
+        # (..., m) -> (..., 1, m) for a (in this order, so that () -> (1,) -> (1, 1) works).
         a_vector, b_vector = a.ndim == 1, b.ndim == 1
-        if a_vector:
-            a, grad = a[None, :], xp.expand_dims(grad, -2)
         if b_vector:
             b, grad = b[:, None], xp.expand_dims(grad, -1)
+        if a_vector:
+            a, grad = a[None, :], xp.expand_dims(grad, -2)
         grad_a = grad_b = None
         if need_a:
             grad_a = xp.matmul(grad, xp.swapaxes(b, -1, -2))  # (..., n, k)

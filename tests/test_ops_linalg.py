@@ -1,0 +1,55 @@
+"""matmul: batched with broadcasting and 1-D operands, gradchecked and matched against
+torch.matmul; the linear-layer case (a batched input times a shared matrix) included."""
+import numpy as np
+import pytest
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import minilean as ml
+from opcheck import OpCase, arrays, op_tests
+
+
+@st.composite
+def matmul_operands(draw):
+    """a (..., n, k) or (k,) and b (..., k, m) or (k,), batch axes mutually broadcastable."""
+    batch_a, batch_b = draw(hnp.mutually_broadcastable_shapes(
+        num_shapes=2, min_dims=0, max_dims=2, min_side=1, max_side=3)).input_shapes
+    n, k, m = (draw(st.integers(1, 3)) for _ in range(3))
+    shape_a = (k,) if draw(st.booleans()) else batch_a + (n, k)
+    shape_b = (k,) if draw(st.booleans()) else batch_b + (k, m)
+    return (draw(arrays(shape_a)), draw(arrays(shape_b))), {}
+
+
+CASES = [
+    OpCase("matmul", matmul_operands(), ml.matmul, lambda a, b: a @ b),
+    OpCase("matmul_operator", matmul_operands(), lambda a, b: a @ b, lambda a, b: a @ b),
+    OpCase("matmul_method", matmul_operands(), lambda a, b: a.matmul(b), lambda a, b: a @ b),
+]
+
+test_gradcheck, test_matches_torch = op_tests(CASES)
+
+
+def test_linear_layer_gradient_of_the_shared_matrix():
+    rng = np.random.default_rng(0)
+    x_values, w_values = rng.standard_normal((2, 5, 3)), rng.standard_normal((4, 3))
+    x = ml.tensor(x_values, dtype=ml.float64, requires_grad=True)
+    weight = ml.tensor(w_values, dtype=ml.float64, requires_grad=True)
+    (x @ weight.T).sum().backward()
+    # d/dW sum(x W^T) = sum over every row of x, for each output unit
+    np.testing.assert_allclose(weight.grad.numpy(),
+                               np.broadcast_to(x_values.sum((0, 1)), (4, 3)))
+    np.testing.assert_allclose(x.grad.numpy(), np.broadcast_to(w_values.sum(0), (2, 5, 3)))
+
+
+def test_only_the_needed_gradient_is_computed():
+    a = ml.randn(2, 3, requires_grad=True)
+    b = ml.randn(3, 4)
+    (a @ b).sum().backward()
+    assert a.grad.shape == (2, 3) and b.grad is None
+
+
+def test_mismatched_shapes_name_both():
+    with pytest.raises(ValueError, match=r"matmul shapes \(2, 3\) and \(4, 5\) do not fit"):
+        ml.matmul(ml.ones(2, 3), ml.ones(4, 5))
+    with pytest.raises(ValueError, match=r"matmul needs operands with at least one dimension"):
+        ml.matmul(ml.ones(3), ml.tensor(2.0))

@@ -1,0 +1,258 @@
+"""Shape ops and indexing: gradcheck and PyTorch oracle over drawn shapes and arguments, plus
+repeated indices, dtype/device moves, views and bad arguments."""
+import numpy as np
+import pytest
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import minilean as ml
+from minilean.autograd import shape as shape_ops
+from opcheck import OpCase, arrays, op_tests
+
+
+def _torch():
+    import torch
+    return torch
+
+
+def _pad(x, pad, value):
+    import torch.nn.functional
+    return torch.nn.functional.pad(x, pad, value=value)
+
+
+def shapes(min_dims=1, max_dims=3, min_side=1, max_side=3):
+    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side,
+                            max_side=max_side)
+
+
+@st.composite
+def operand(draw, params_for, min_dims=1, min_side=1):
+    """One operand of a drawn shape and the parameters ``params_for(draw, shape)`` picks."""
+    shape = draw(shapes(min_dims=min_dims, min_side=min_side))
+    return (draw(arrays(shape)),), params_for(draw, shape)
+
+
+def reshape_params(draw, shape):
+    size = int(np.prod(shape))
+    return {"shape": draw(st.sampled_from([(-1,), (size,), tuple(reversed(shape)),
+                                           (1,) + shape, shape + (1,), (size, 1), (-1, 1)]))}
+
+
+def permute_params(draw, shape):
+    return {"dims": tuple(draw(st.permutations(range(len(shape)))))}
+
+
+def axis(draw, ndim):
+    return draw(st.integers(-ndim, ndim - 1))
+
+
+def two_axes(draw, shape):
+    return {"dim0": axis(draw, len(shape)), "dim1": axis(draw, len(shape))}
+
+
+def squeeze_params(draw, shape):
+    return {"dim": draw(st.one_of(st.none(), st.integers(-len(shape), len(shape) - 1)))}
+
+
+def unsqueeze_params(draw, shape):
+    return {"dim": draw(st.integers(-len(shape) - 1, len(shape)))}
+
+
+def expand_params(draw, shape):
+    """Stretch the size-1 axes (or keep them with -1) and add up to two leading axes."""
+    grown = tuple(draw(st.sampled_from([1, 3, -1])) if size == 1 else
+                  draw(st.sampled_from([size, -1])) for size in shape)
+    return {"shape": tuple(draw(st.lists(st.integers(1, 3), max_size=2))) + grown}
+
+
+def flatten_params(draw, shape):
+    start = axis(draw, len(shape))
+    return {"start_dim": start, "end_dim": draw(st.integers(start % len(shape), len(shape) - 1))}
+
+
+def pad_params(draw, shape):
+    axes = draw(st.integers(1, len(shape)))
+    return {"pad": tuple(draw(st.lists(st.integers(0, 2), min_size=2 * axes, max_size=2 * axes))),
+            "value": draw(st.sampled_from([0.0, -1.5]))}
+
+
+def split_params(draw, shape):
+    dim = axis(draw, len(shape))
+    length = shape[dim]
+    if draw(st.booleans()):
+        return {"split_size": draw(st.integers(1, length + 1)), "dim": dim}
+    cuts = sorted(draw(st.lists(st.integers(0, length), max_size=2)))
+    return {"split_size": [b - a for a, b in zip([0] + cuts, cuts + [length])], "dim": dim}
+
+
+def chunk_params(draw, shape):
+    return {"chunks": draw(st.integers(1, 4)), "dim": axis(draw, len(shape))}
+
+
+def basic_index(draw, shape):
+    """ints, positive-step slices, None and Ellipsis (torch has no negative steps)."""
+    parts = []
+    for size in shape[:draw(st.integers(1, len(shape)))]:
+        parts.append(draw(st.one_of(
+            st.integers(-size, size - 1),
+            st.builds(slice, st.one_of(st.none(), st.integers(-size, size)),
+                      st.one_of(st.none(), st.integers(-size, size)),
+                      st.one_of(st.none(), st.integers(1, 2))))))
+    if draw(st.booleans()):
+        parts.insert(draw(st.integers(0, len(parts))), None)
+    if draw(st.booleans()):
+        parts.append(Ellipsis)
+    return tuple(parts)
+
+
+def index_params(draw, shape):
+    """Basic, integer-array (with repeats), boolean-mask and mixed indices."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    kind = draw(st.sampled_from(["basic", "integers", "mask", "mixed"]))
+    if kind == "basic":
+        index = basic_index(draw, shape)
+    elif kind == "integers":
+        index = rng.integers(-shape[0], shape[0], size=(2, 3))  # repeats are likely
+    elif kind == "mask":
+        index = rng.random(shape) < 0.5
+    else:
+        index = (slice(None), rng.integers(0, shape[1], size=4)) if len(shape) > 1 else [0, 0]
+    return {"index": index}
+
+
+def torch_index(index):
+    """The same index with arrays and lists as torch tensors."""
+    torch = _torch()
+    convert = (lambda part: torch.as_tensor(part) if isinstance(part, (np.ndarray, list))
+               else part)
+    return tuple(map(convert, index)) if isinstance(index, tuple) else convert(index)
+
+
+@st.composite
+def several(draw, same_shape):
+    """2-3 operands that agree on every axis but ``dim`` (or everywhere, for stack)."""
+    shape = list(draw(shapes()))
+    dim = draw(st.integers(-len(shape), len(shape) - 1))
+    operands = []
+    for _ in range(draw(st.integers(2, 3))):
+        if not same_shape:
+            shape[dim] = draw(st.integers(1, 3))
+        operands.append(draw(arrays(tuple(shape))))
+    if same_shape:
+        dim = draw(st.integers(-len(shape) - 1, len(shape)))
+    return tuple(operands), {"dim": dim}
+
+
+def weighted_cat(pieces, dim, cat):
+    """Join the pieces back, each scaled by its position, so that a mix-up would show."""
+    return cat([piece * (position + 1) for position, piece in enumerate(pieces)], dim)
+
+
+CASES = [
+    OpCase("reshape", operand(reshape_params, min_dims=0), ml.reshape,
+           lambda x, shape: x.reshape(shape)),
+    OpCase("view", operand(reshape_params, min_dims=0), lambda x, shape: x.view(*shape),
+           lambda x, shape: x.reshape(shape)),
+    OpCase("permute", operand(permute_params), ml.permute, lambda x, dims: x.permute(dims)),
+    OpCase("transpose", operand(two_axes), ml.transpose,
+           lambda x, dim0, dim1: x.transpose(dim0, dim1)),
+    OpCase("T", operand(lambda draw, shape: {}), lambda x: x.T,
+           lambda x: x.permute(tuple(reversed(range(x.ndim))))),
+    OpCase("squeeze", operand(squeeze_params), ml.squeeze,
+           lambda x, dim: x.squeeze() if dim is None else x.squeeze(dim)),
+    OpCase("unsqueeze", operand(unsqueeze_params, min_dims=0), ml.unsqueeze,
+           lambda x, dim: x.unsqueeze(dim)),
+    OpCase("expand", operand(expand_params, min_dims=0), lambda x, shape: x.expand(*shape),
+           lambda x, shape: x.expand(shape)),
+    OpCase("flatten", operand(flatten_params), ml.flatten,
+           lambda x, start_dim, end_dim: x.flatten(start_dim, end_dim)),
+    OpCase("getitem", operand(index_params), lambda x, index: x[index],
+           lambda x, index: x[torch_index(index)]),
+    OpCase("getitem_tensor_index", operand(index_params),
+           lambda x, index: x[ml.tensor(index)] if isinstance(index, np.ndarray) else x[index],
+           lambda x, index: x[torch_index(index)]),
+    OpCase("cat", several(same_shape=False), lambda *xs, dim: ml.cat(xs, dim),
+           lambda *xs, dim: _torch().cat(xs, dim)),
+    OpCase("stack", several(same_shape=True), lambda *xs, dim: ml.stack(xs, dim),
+           lambda *xs, dim: _torch().stack(xs, dim)),
+    OpCase("pad", operand(pad_params), shape_ops.pad, _pad),
+    OpCase("split", operand(split_params),
+           lambda x, split_size, dim: weighted_cat(x.split(split_size, dim), dim, ml.cat),
+           lambda x, split_size, dim: weighted_cat(x.split(split_size, dim), dim,
+                                                   _torch().cat)),
+    OpCase("chunk", operand(chunk_params),
+           lambda x, chunks, dim: weighted_cat(ml.chunk(x, chunks, dim), dim, ml.cat),
+           lambda x, chunks, dim: weighted_cat(x.chunk(chunks, dim), dim, _torch().cat)),
+    OpCase("clone", operand(lambda draw, shape: {}, min_dims=0), ml.clone, lambda x: x.clone()),
+]
+
+test_gradcheck, test_matches_torch = op_tests(CASES)
+
+
+def test_repeated_integer_indices_accumulate_their_gradients():
+    x = ml.tensor([10.0, 20.0, 30.0], requires_grad=True)
+    x[[0, 2, 0, 0]].sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 0.0, 1.0])
+
+
+def test_boolean_mask_from_a_comparison_selects_and_routes_gradients():
+    x = ml.tensor([[1.0, -2.0], [-3.0, 4.0]], requires_grad=True)
+    picked = x[x > 0]
+    np.testing.assert_array_equal(picked.numpy(), [1.0, 4.0])
+    (picked * picked).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[2.0, 0.0], [0.0, 8.0]])
+
+
+def test_to_casts_and_sends_the_gradient_back_in_the_original_dtype():
+    x = ml.tensor([1.0, 2.0], dtype=ml.float64, requires_grad=True)
+    y = x.to(dtype=ml.float32)
+    assert y.dtype == np.float32 and y.requires_grad
+    (y * y).sum().backward()
+    assert x.grad.dtype == np.float64
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 4.0])
+    assert x.to("cpu") is x and x.double() is x
+    index = x.to(dtype=ml.int64)
+    assert index.dtype == np.int64 and not index.requires_grad
+
+
+def test_to_an_unusable_device_is_a_one_line_error():
+    x = ml.ones(2)
+    with pytest.raises(ValueError, match="device must be one of .*, got 'tpu'"):
+        x.to("tpu")
+    if not ml.cuda_available():
+        with pytest.raises(ml.DeviceError, match="device 'cuda' needs"):
+            x.cuda()
+
+
+def test_reshape_transpose_and_basic_slicing_are_views():
+    x = ml.arange(12, dtype=np.float64).reshape(3, 4)
+    for view in (x.reshape(4, 3), x.T, x.transpose(0, 1), x[1:, ::2], x.unsqueeze(0),
+                 x.expand(2, 3, 4)):
+        assert np.shares_memory(view.data, x.data)
+
+
+def test_clone_copies():
+    x = ml.ones(3)
+    copy = ml.clone(x)
+    copy.data[0] = 5.0
+    assert x.data[0] == 1.0
+
+
+def test_bad_shape_arguments_name_the_values():
+    x = ml.ones(2, 3)
+    with pytest.raises(ValueError, match=r"permute dims \(0, 0\) must name each of the 2 axes"):
+        x.permute(0, 0)
+    with pytest.raises(ValueError, match="dim 3 is out of range for a tensor with 2 dimensions"):
+        x.transpose(0, 3)
+    with pytest.raises(ValueError, match=r"pad \(1, 1, 1\) must have an even length"):
+        shape_ops.pad(x, (1, 1, 1))
+    with pytest.raises(ValueError, match=r"pad widths must be non-negative, got \(-1, 0\)"):
+        shape_ops.pad(x, (-1, 0))
+    with pytest.raises(ValueError, match=r"split sizes \[1, 1\] must add up to the size 3"):
+        x.split([1, 1], 1)
+    with pytest.raises(ValueError, match=r"stack needs tensors of equal shape, got \(2, 3\)"):
+        ml.stack([x, ml.ones(3, 2)])
+    with pytest.raises(ValueError, match="cat: tensors have different numbers of dimensions"):
+        ml.cat([x, ml.ones(3)])
+    with pytest.raises(ValueError, match=r"expand to \(3,\) has fewer dimensions"):
+        x.expand(3)
