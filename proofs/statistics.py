@@ -1,0 +1,49 @@
+"""Seeded statistical tests for distributional statements, at a stated false-alarm rate.
+
+A true statement fails one of these tests with probability at most FALSE_ALARM for a random
+seed; the seeds are fixed, so CI runs repeat exactly. A broken sampler (wrong scale, wrong
+mean, wrong shape of law) fails them with overwhelming probability at the sample sizes used.
+
+* Kolmogorov-Smirnov: sup_x |F_n(x) - F(x)| against the asymptotic critical value
+  sqrt(-ln(alpha / 2) / 2) / sqrt(n), which is conservative for every finite n (the exact
+  critical values are smaller).
+* Moments: a sample mean within z sigma / sqrt(n) of the mean, and a sample variance within
+  z sigma^2 sqrt(2 / (n - 1)) of the variance (its standard deviation for Gaussian samples),
+  with z the two-sided normal quantile of FALSE_ALARM.
+"""
+import math
+
+import numpy
+
+FALSE_ALARM = 1e-3
+Z = 3.2905  # two-sided standard normal quantile at 1e-3
+
+
+def normal_cdf(x, mean, std):
+    return 0.5 * (1 + math.erf((x - mean) / (std * math.sqrt(2))))
+
+
+def ks_statistic(samples, cdf):
+    """sup |empirical CDF - cdf| for 1-D samples."""
+    values = numpy.sort(numpy.asarray(samples, dtype=numpy.float64).reshape(-1))
+    n = values.size
+    model = numpy.array([cdf(v) for v in values])
+    above = numpy.arange(1, n + 1) / n - model
+    below = model - numpy.arange(n) / n
+    return float(max(above.max(), below.max()))
+
+
+def ks_critical(n, alpha=FALSE_ALARM):
+    return math.sqrt(-math.log(alpha / 2) / 2) / math.sqrt(n)
+
+
+def gaussian_law_checks(check, samples, mean, std, what):
+    """Moments and KS of ``samples`` against N(mean, std^2), recorded on ``check``."""
+    samples = numpy.asarray(samples, dtype=numpy.float64).reshape(-1)
+    n = samples.size
+    import mpmath
+    check.close(samples.mean(), mpmath.mpf(mean), Z * std / math.sqrt(n), f"{what}: mean")
+    check.close(samples.var(ddof=1), mpmath.mpf(std) ** 2,
+                Z * std ** 2 * math.sqrt(2 / (n - 1)), f"{what}: variance")
+    statistic = ks_statistic(samples, lambda x: normal_cdf(x, mean, std))
+    check.close(statistic, mpmath.mpf(0), ks_critical(n), f"{what}: Kolmogorov-Smirnov")
