@@ -295,6 +295,7 @@ class Command:
         config = types.SimpleNamespace(**{
             name: flag.parse(given[name]) if name in given else flag.default
             for name, flag in self.flags.items()})
+        config.given_flags = sorted(given)  # what the user typed (a resumed run keeps these)
         for group in self.groups:
             if group.resolve:
                 group.resolve(config)
@@ -383,7 +384,8 @@ def command_from_function(function, name=None):
         flags.append(Flag(parameter.name, default, help_of.get(parameter.name, ""), kind=kind,
                           optional=default is None))
     summary = (function.__doc__ or name).strip().splitlines()[0]
-    return Command(name, summary, lambda config: function(**vars(config)),
+    return Command(name, summary, lambda config: function(**{
+        flag.name: getattr(config, flag.name) for flag in flags}),
                    [FlagGroup(name, flags)])
 
 
@@ -503,7 +505,90 @@ def _run_proofs(name):
         sys.exit(int(status))
 
 
-COMMANDS = [DIFFUSION, EVALUATE, PROOFS]
+
+# --- the model zoo (vae, vqvae, gan, autoencoder, mae): same conventions as diffusion -------
+
+def zoo_training_flags(**defaults):
+    """``training_flags`` without the weight EMA, which the zoo models do not use."""
+    group = training_flags(**defaults)
+    return FlagGroup(group.title, [flag for flag in group.flags if flag.name != "ema"])
+
+
+def zoo_command(name, summary, details, training, own_flags, data=None):
+    """A zoo command: device, data (16x16 built-in images by default), training, its own
+    flags, the held-out evaluation size and the run directory ``runs/<name>``."""
+    return Command(name, summary, run=f"minilean.models.{name}:run", details=details, groups=[
+        DEVICE_FLAGS, data_flags(**(data or {"image_size": 16})), zoo_training_flags(**training),
+        FlagGroup(name, own_flags + [
+            Flag("n_eval", 500, "held-out rows to evaluate on (at most the 10% held out)", low=1)]),
+        run_dir_flags(f"runs/{name}")])
+
+
+VAE = zoo_command(
+    "vae", "Train a variational autoencoder; report held-out -ELBO and IW bound (nats, bits/dim).",
+    "Loss = -log p(x|z) (discretised logistic over 256 levels) + beta * KL(q(z|x) || N(0, I)). "
+    "Writes reconstructions, prior samples and summary.json with the held-out negative ELBO, "
+    "the importance-weighted bound and the independent-pixel baseline.",
+    dict(steps=1500, lr=1e-3, batch_size=64),
+    [Flag("arch", "mlp", "network", choices=("mlp", "conv")),
+     Flag("hidden", 256, "hidden width (mlp) or base channels (conv)", low=1),
+     Flag("latent", 16, "latent coordinates (mlp) or channels at S/4 (conv)", low=1),
+     Flag("beta", 1.0, "weight of the KL term (1 = the ELBO)", low=0),
+     Flag("iw_samples", 16, "K of the importance-weighted bound", low=1)])
+
+VQVAE = zoo_command(
+    "vqvae", "Train a VQ-VAE; report codebook usage, perplexity and held-out reconstruction.",
+    "Loss = reconstruction + codebook + beta * commitment (each logged), nearest-code "
+    "quantisation with a straight-through gradient. Writes reconstructions.",
+    dict(steps=1500, lr=2e-3, batch_size=64),
+    [Flag("codes", 64, "codebook size K", low=1),
+     Flag("code_dim", 16, "code vector size D", low=1),
+     Flag("hidden", 32, "base channels of the encoder/decoder", low=1),
+     Flag("beta", 0.25, "weight of the commitment term", low=0),
+     Flag("ema_codebook", False, "update the codebook by moving averages instead of its loss"),
+     Flag("decay", 0.99, "decay of the EMA codebook", low=0, high=1, high_open=True),
+     Flag("restart_every", 100, "every N steps restart codes unused since the last check "
+          "(0: never)", low=0)])
+
+GAN = zoo_command(
+    "gan", "Train an LSGAN (alternating D and G steps); write sample grids and FD-classifier.",
+    "discriminator_loss = mse(D(x), 1) + mse(D(G(z)), 0), generator_loss = mse(D(G(z)), 1), "
+    "each player with its own Adam. On --dataset ring8: modes covered of 8, share within "
+    "3 std, and a scatter plot.",
+    dict(steps=3000, lr=2e-4, batch_size=64),
+    [Flag("latent", 32, "latent noise size", low=1),
+     Flag("hidden", 256, "hidden width of G and D", low=1),
+     Flag("d_steps", 1, "discriminator steps per generator step", low=1),
+     Flag("sample_every", 500, "write a grid from a fixed latent batch every N steps", low=1),
+     Flag("n_samples", 64, "samples for the grids and the evaluation", low=1),
+     Flag("evaluate", True, "measure FD-classifier of the samples (image datasets)")])
+
+AUTOENCODER = zoo_command(
+    "autoencoder", "Train an MLP or conv autoencoder; report held-out MSE vs the mean image.",
+    "MSE reconstruction; writes originals beside reconstructions.",
+    dict(steps=1500, lr=1e-3, batch_size=64),
+    [Flag("arch", "mlp", "network", choices=("mlp", "conv")),
+     Flag("hidden", 256, "hidden width (mlp) or base channels (conv)", low=1),
+     Flag("latent", 16, "code size (mlp) or code channels at S/4 (conv)", low=1)])
+
+MAE = zoo_command(
+    "mae", "Train a masked autoencoder (ViT); report masked-patch MSE vs the mean patch.",
+    "The encoder sees only visible patches; a light decoder fills mask tokens; the loss "
+    "covers hidden patches only. Writes original / masked / reconstruction rows.",
+    dict(steps=1500, lr=1e-3, batch_size=64),
+    [Flag("patch_size", 4, "patch side in pixels (must divide the image size)", low=1),
+     Flag("mask", "random", "random (a fresh subset per image) or block (TorchLean's "
+          "deterministic quadrant)", choices=("random", "block")),
+     Flag("mask_ratio", 0.75, "share of patches hidden by the random mask", low=0, high=1,
+          low_open=True, high_open=True),
+     Flag("width", 64, "encoder width", low=1), Flag("depth", 2, "encoder blocks", low=1),
+     Flag("heads", 4, "encoder attention heads", low=1),
+     Flag("decoder_width", 32, "decoder width", low=1),
+     Flag("decoder_depth", 1, "decoder blocks", low=1),
+     Flag("norm_pix", False, "predict per-patch normalised pixels (MAE's normalised targets)")])
+
+
+COMMANDS = [DIFFUSION, EVALUATE, PROOFS, VAE, VQVAE, GAN, AUTOENCODER, MAE]
 
 # Groups of fire-style sub-commands, guarded on first use: name -> "module:attribute".
 GROUPS = {"data": "minilean.data.commands:DataCommands"}

@@ -1,0 +1,1 @@
+"""The models: one file per model (network, losses, samplers) and the functions proofs/ checks."""

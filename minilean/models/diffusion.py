@@ -1,0 +1,318 @@
+"""Denoising diffusion (DDPM/DDIM) and the probability-flow ODE: schedules, noising, samplers.
+
+Conventions (those of the issue and of the DDPM reference code):
+
+* ``T`` timesteps indexed ``t = 0 .. T-1``; ``betas[t]`` is the noise added by step ``t``;
+  ``alpha_bar_t = prod_{s<=t} (1 - beta_s)`` has T entries, and ``alpha_bar_{-1} := 1`` is the
+  clean state (so the last reverse step lands on the data).
+* forward marginal ``q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)``;
+* an *epsilon model* is any callable ``eps_model(x_t, t) -> eps_hat`` where ``t`` is a timestep
+  (a Python number; the samplers may ask for a fractional one on the ODE path).
+
+Schedule constants are float64 NumPy arrays on the host, as in the DDPM reference code; the
+math functions take minilean Tensors or raw NumPy/CuPy arrays (``x``), so the same function
+trains the model, samples on either device, and is checked by ``proofs/``. Every sampler with
+zero steps returns its input unchanged.
+"""
+import math
+
+import numpy
+
+from minilean.autograd.tensor import Tensor
+from minilean.backend import array_module, to_device
+
+COSINE_OFFSET = 0.008  # Nichol & Dhariwal's s: keeps beta_0 from being vanishingly small
+MAX_COSINE_BETA = 0.999  # their cap, so the last step is not a division by zero
+
+
+# --- schedules ----------------------------------------------------------------------------
+
+def _check_T(T):
+    if not isinstance(T, (int, numpy.integer)) or isinstance(T, bool) or T < 1:
+        raise ValueError(f"T (number of timesteps) must be an integer >= 1, got {T!r}")
+
+
+def check_betas(betas):
+    """Return ``betas`` as float64 after checking they are finite and each in [0, 1)."""
+    betas = numpy.asarray(betas, dtype=numpy.float64)
+    if betas.ndim != 1 or betas.size == 0:
+        raise ValueError(f"betas must be a non-empty 1-D array, got shape {betas.shape}")
+    bad = ~(numpy.isfinite(betas) & (betas >= 0) & (betas < 1))
+    if bad.any():
+        index = int(numpy.argmax(bad))
+        raise ValueError(f"betas must be finite and in [0, 1); beta[{index}] = {betas[index]!r}")
+    return betas
+
+
+def linear_beta_schedule(T, beta_start, beta_end):
+    """``beta_t = beta_start + t/(T-1) (beta_end - beta_start)`` for t = 0..T-1 (float64).
+
+    With ``T = 1`` the single beta is ``beta_start`` (TorchLean's current convention).
+    """
+    _check_T(T)
+    for name, value in (("beta_start", beta_start), ("beta_end", beta_end)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value < 1):
+            raise ValueError(f"{name} must be finite and in [0, 1), got {value!r}")
+    if T == 1:
+        return numpy.array([beta_start], dtype=numpy.float64)
+    return check_betas(numpy.linspace(beta_start, beta_end, T, dtype=numpy.float64))
+
+
+def cosine_beta_schedule(T, offset=COSINE_OFFSET, max_beta=MAX_COSINE_BETA):
+    """Nichol & Dhariwal's cosine schedule (float64).
+
+    ``f(u) = cos^2((u + s)/(1 + s) * pi/2)``, ``alpha_bar(u) = f(u)/f(0)`` on u in [0, 1], and
+    ``beta_t = min(1 - alpha_bar((t+1)/T) / alpha_bar(t/T), max_beta)``, so that
+    ``prod_{s<=t}(1 - beta_s) = alpha_bar((t+1)/T)`` until the cap binds.
+    """
+    _check_T(T)
+    u = numpy.arange(T + 1, dtype=numpy.float64) / T
+    f = numpy.cos((u + offset) / (1 + offset) * math.pi / 2) ** 2
+    return check_betas(numpy.minimum(1 - f[1:] / f[:-1], max_beta))
+
+
+def alpha_bars(betas):
+    """``alpha_bar_t = prod_{s<=t} (1 - beta_s)``, T entries (the clean state is not stored)."""
+    return numpy.cumprod(1.0 - check_betas(betas))
+
+
+def make_betas(schedule, T, beta_start=1e-4, beta_end=0.02):
+    """The betas of a schedule named ``linear`` or ``cosine``."""
+    if schedule == "linear":
+        return linear_beta_schedule(T, beta_start, beta_end)
+    if schedule == "cosine":
+        return cosine_beta_schedule(T)
+    raise ValueError(f"schedule must be 'linear' or 'cosine', got {schedule!r}")
+
+
+def _alpha_bar_before(alpha_bar, t):
+    """``alpha_bar_{t-1}`` with ``alpha_bar_{-1} = 1``."""
+    return 1.0 if t <= 0 else float(alpha_bar[t - 1])
+
+
+# --- coefficients that broadcast against x ------------------------------------------------
+
+def _per_example(values, t, like):
+    """``values[t]`` shaped to broadcast against ``like`` (a Tensor or an array).
+
+    An integer ``t`` gives a Python float. A batch of timesteps (array or Tensor, shape (B,))
+    gives shape (B, 1, ..., 1) on ``like``'s device, so each example gets its own coefficient.
+    """
+    if isinstance(t, (int, numpy.integer)):
+        return float(values[t])
+    indices = t.numpy() if isinstance(t, Tensor) else to_device(t, "cpu")
+    picked = numpy.asarray(values)[numpy.asarray(indices, dtype=numpy.int64)]
+    picked = picked.reshape((-1,) + (1,) * (len(like.shape) - 1))  # (B,) -> (B, 1, ..., 1)
+    if isinstance(like, Tensor):
+        return Tensor(picked.astype(like.dtype), device=like.device)
+    return array_module(like).asarray(picked, dtype=like.dtype)
+
+
+def _clip_unit(x):
+    """Clamp to [-1, 1] (a Tensor or an array)."""
+    return x.clamp(-1.0, 1.0) if isinstance(x, Tensor) else array_module(x).clip(x, -1.0, 1.0)
+
+
+# --- forward process and training objective ------------------------------------------------
+
+def q_sample(alpha_bar, x0, t, eps):
+    """Forward noising: ``x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps``.
+
+    ``t`` is one timestep or one per example (shape (B,)).
+    """
+    signal = _per_example(numpy.sqrt(alpha_bar), t, x0)
+    noise = _per_example(numpy.sqrt(1.0 - alpha_bar), t, x0)
+    return signal * x0 + noise * eps
+
+
+def x0_from_eps(alpha_bar, x_t, t, eps):
+    """Invert ``q_sample`` for x0: ``x0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)``."""
+    noise = _per_example(numpy.sqrt(1.0 - alpha_bar), t, x_t)
+    inverse_signal = _per_example(1.0 / numpy.sqrt(alpha_bar), t, x_t)
+    return (x_t - noise * eps) * inverse_signal
+
+
+def sample_timesteps(batch_size, T, generator):
+    """Timesteps drawn uniformly from {0, ..., T-1}, one per example (int64 host array)."""
+    return generator.integers(0, T, size=batch_size)
+
+
+def eps_prediction_loss(eps_model, alpha_bar, x0, t, eps):
+    """The DDPM "simple" loss: ``mean((eps_model(q_sample(x0, t, eps), t) - eps)^2)``."""
+    from minilean.autograd.loss import mse_loss
+
+    prediction = eps_model(q_sample(alpha_bar, x0, t, eps), t)
+    return mse_loss(prediction, eps)
+
+
+# --- DDPM -----------------------------------------------------------------------------------
+
+def posterior_mean_variance(betas, x0, x_t, t):
+    """The DDPM posterior ``q(x_{t-1} | x_t, x0) = N(mean, variance I)`` for one timestep t.
+
+    ``mean = beta_t sqrt(alpha_bar_{t-1}) / (1 - alpha_bar_t) x0
+           + (1 - alpha_bar_{t-1}) sqrt(1 - beta_t) / (1 - alpha_bar_t) x_t``,
+    ``variance = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)`` (0 at t = 0, and 0 when
+    ``alpha_bar_t = 1``, where x_t already is x0).
+    """
+    betas = check_betas(betas)
+    alpha_bar = numpy.cumprod(1.0 - betas)
+    beta, one_minus = float(betas[t]), 1.0 - float(alpha_bar[t])
+    previous = _alpha_bar_before(alpha_bar, t)
+    if one_minus == 0.0:
+        return x_t, 0.0
+    x0_coefficient = beta * math.sqrt(previous) / one_minus
+    xt_coefficient = (1.0 - previous) * math.sqrt(1.0 - beta) / one_minus
+    variance = beta * (1.0 - previous) / one_minus
+    return x0_coefficient * x0 + xt_coefficient * x_t, variance
+
+
+def ddpm_step(betas, x_t, t, eps_hat, noise, clip=False):
+    """One ancestral step ``x_t -> x_{t-1} = mean + sqrt(variance) * noise``.
+
+    The mean is the posterior mean at ``x0_hat = x0_from_eps(x_t, eps_hat)`` (optionally
+    clipped to [-1, 1]); without clipping it equals
+    ``(x_t - beta_t / sqrt(1 - alpha_bar_t) eps_hat) / sqrt(1 - beta_t)``. No noise at t = 0.
+    """
+    x0_hat = x0_from_eps(alpha_bars(betas), x_t, t, eps_hat)
+    if clip:
+        x0_hat = _clip_unit(x0_hat)
+    mean, variance = posterior_mean_variance(betas, x0_hat, x_t, t)
+    return mean if variance == 0.0 else mean + math.sqrt(variance) * noise
+
+
+def ddpm_sample(eps_model, betas, x_T, noise, clip=False):
+    """Ancestral sampling over every timestep T-1, ..., 0 (no steps: returns ``x_T``).
+
+    ``noise(t)`` gives the standard normal draw of step t, shaped like x.
+    """
+    x = x_T
+    for t in reversed(range(len(betas))):
+        x = ddpm_step(betas, x, t, eps_model(x, t), noise(t) if t > 0 else None, clip)
+    return x
+
+
+# --- DDIM -----------------------------------------------------------------------------------
+
+def respaced_timesteps(T, steps):
+    """``steps`` distinct timesteps from T-1 down to 0, evenly spaced (all T if steps >= T).
+
+    A sampler walks this list and takes each "previous timestep" from the list itself, never
+    from ``t - T // steps`` (the bug diffusers fixed in #2076/#12633).
+    """
+    _check_T(T)
+    if steps >= T:
+        return list(range(T - 1, -1, -1))
+    grid = numpy.round(numpy.linspace(T - 1, 0, steps)).astype(int)
+    return sorted(set(grid.tolist()), reverse=True)
+
+
+def ddim_step(alpha_bar, x_t, t, t_prev, eps_hat, eta=0.0, noise=None, clip=False):
+    """One DDIM step from timestep ``t`` to ``t_prev`` (< t; -1 means the clean state).
+
+    With ``a = alpha_bar_t`` and ``a' = alpha_bar_{t_prev}`` (1 for t_prev = -1)::
+
+        x0_hat = (x_t - sqrt(1 - a) eps_hat) / sqrt(a)        (optionally clipped)
+        sigma  = eta sqrt((1 - a') / (1 - a)) sqrt(1 - a / a')
+        x_prev = sqrt(a') x0_hat + sqrt(1 - a' - sigma^2) eps_hat + sigma noise
+
+    ``eta = 0`` is deterministic; ``eta = 1`` on consecutive steps has the DDPM variance.
+    """
+    a = float(alpha_bar[t])
+    a_prev = 1.0 if t_prev < 0 else float(alpha_bar[t_prev])
+    x0_hat = x0_from_eps(alpha_bar, x_t, t, eps_hat)
+    if clip:
+        x0_hat = _clip_unit(x0_hat)
+    sigma = 0.0
+    if eta > 0 and a < 1.0:
+        sigma = eta * math.sqrt((1.0 - a_prev) / (1.0 - a)) * math.sqrt(1.0 - a / a_prev)
+    direction = math.sqrt(max(1.0 - a_prev - sigma * sigma, 0.0))
+    x_prev = math.sqrt(a_prev) * x0_hat + direction * eps_hat
+    return x_prev if sigma == 0.0 else x_prev + sigma * noise
+
+
+def ddim_sample(eps_model, alpha_bar, x_T, timesteps, eta=0.0, noise=None, clip=False):
+    """DDIM over a descending timestep list (``respaced_timesteps``); empty list: ``x_T``.
+
+    Each step goes from ``timesteps[i]`` to ``timesteps[i+1]`` (to the clean state after the
+    last). ``noise(t)`` is needed only when ``eta > 0``.
+    """
+    x = x_T
+    for index, t in enumerate(timesteps):
+        t_prev = timesteps[index + 1] if index + 1 < len(timesteps) else -1
+        draw = noise(t) if eta > 0 else None
+        x = ddim_step(alpha_bar, x, t, t_prev, eps_model(x, t), eta, draw, clip)
+    return x
+
+
+# --- probability-flow ODE -------------------------------------------------------------------
+
+def pf_ode_rhs(x, eps_hat, beta_t, sigma_t):
+    """The VP probability-flow ODE: ``dx/dt = -1/2 beta(t) [x - eps_hat / sigma(t)]``.
+
+    (The score is ``-eps_hat / sigma``; the ODE drift is ``-1/2 beta (x + score)``.)
+    """
+    return (-0.5 * beta_t) * (x - eps_hat * (1.0 / sigma_t))
+
+
+def euler_step(f, x, t, dt):
+    """One explicit Euler step ``x + dt f(x, t)``."""
+    return x + dt * f(x, t)
+
+
+def pf_ode_sample_euler(f, x1, steps):
+    """Integrate ``dx/dt = f(x, t)`` from t = 1 to 0 in ``steps`` Euler steps (0 steps: x1).
+
+    The steps are taken at t = 1, (n-1)/n, ..., 1/n with dt = -1/n (TorchLean's corrected grid).
+    """
+    x = x1
+    for index in range(steps):
+        x = euler_step(f, x, 1.0 - index / steps, -1.0 / steps)
+    return x
+
+
+class ContinuousSchedule:
+    """The discrete schedule seen as continuous time t in [0, 1] for the ODE sampler.
+
+    ``log alpha_bar`` is linear between knots ``t = k/T`` (k = 0..T) with ``alpha_bar(0) = 1``
+    and ``alpha_bar((k+1)/T) = alpha_bar_k``, so ``beta(t) = -d log alpha_bar / dt`` is
+    ``-T log(1 - beta_k)`` on the k-th interval, ``sigma(t) = sqrt(1 - alpha_bar(t))``, and the
+    model's timestep at time t is ``t T - 1`` (clamped to [0, T-1]).
+    """
+
+    def __init__(self, betas):
+        self.betas = check_betas(betas)
+        self.T = len(self.betas)
+        self.log_alpha_bar = numpy.concatenate([[0.0], numpy.cumsum(numpy.log1p(-self.betas))])
+
+    def _interval(self, t):
+        """The knot interval k with k/T < t <= (k+1)/T (the one a backward step crosses)."""
+        return min(max(math.ceil(t * self.T) - 1, 0), self.T - 1)
+
+    def alpha_bar(self, t):
+        return math.exp(numpy.interp(t * self.T, numpy.arange(self.T + 1), self.log_alpha_bar))
+
+    def beta(self, t):
+        return -self.T * math.log1p(-float(self.betas[self._interval(t)]))
+
+    def sigma(self, t):
+        return math.sqrt(max(1.0 - self.alpha_bar(t), 0.0))
+
+    def timestep(self, t):
+        return min(max(t * self.T - 1.0, 0.0), self.T - 1.0)
+
+    def rhs(self, eps_model):
+        """``f(x, t)`` of the probability-flow ODE for ``eps_model``."""
+        return lambda x, t: pf_ode_rhs(x, eps_model(x, self.timestep(t)), self.beta(t),
+                                       self.sigma(t))
+
+
+def timesteps_for_batch(t, batch_size):
+    """Timesteps as a float64 host array of shape (B,): one number for all, or one each."""
+    if isinstance(t, (int, float, numpy.integer, numpy.floating)):
+        return numpy.full(batch_size, float(t))
+    values = t.numpy() if isinstance(t, Tensor) else to_device(t, "cpu")
+    values = numpy.asarray(values, dtype=numpy.float64).reshape(-1)
+    if values.shape != (batch_size,):
+        raise ValueError(f"expected one timestep or {batch_size} of them, got shape {values.shape}")
+    return values

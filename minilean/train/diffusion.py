@@ -1,0 +1,195 @@
+"""``python -m minilean diffusion``: train an epsilon predictor, sample, write the run directory.
+
+    config (checked flags) -> dataset -> Loader (images in [-1, 1]) -> UNet or ResidualEpsNet
+    -> Adam + EMA, each step: t ~ U{0..T-1}, eps ~ N(0, I), loss = |eps_model(q_sample) - eps|^2
+    -> samples from the EMA weights (ddpm | ddim | pf-euler) -> images, FD-classifier, summary
+
+Every random draw of step k comes from ``step_generator(seed, k)``, and sampling noise from
+(seed, sampler step), so a resumed run repeats an uninterrupted one exactly, on either device.
+"""
+import contextlib
+import os
+import sys
+
+import numpy
+
+from minilean import backend
+from minilean.autograd.creation import tensor
+from minilean.autograd.grad_mode import no_grad
+from minilean.models import diffusion as D
+from minilean.train.loop import (TrainState, default_interval, resumed_config, step_generator,
+                                 train, write_trainlog)
+
+# What defines the model and its data: a resumed run must keep these.
+LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "arch",
+                "hidden_c", "T", "schedule", "beta_start", "beta_end", "ema")
+GRAD_CLIP = 1.0  # global gradient-norm clip of the DDPM recipe
+SAMPLING_STREAM, NOISY_STREAM = 1, 2  # generator streams apart from the training steps'
+
+
+def prepare_device(config):
+    """Check the device can run, and switch on the fast kernels when asked."""
+    backend.check_device(config.device)
+    if config.fast_kernels:
+        if config.device != "cuda":
+            print("minilean: --fast-kernels has no effect on the CPU", file=sys.stderr)
+        else:
+            from minilean import cuda
+            cuda.use_fast_kernels()
+
+
+def build_model(config, channels):
+    if config.arch == "residual":
+        from minilean.models.residual import ResidualEpsNet
+        return ResidualEpsNet(channels, config.T, config.hidden_c)
+    from minilean.models.unet import UNet
+    return UNet(channels, config.hidden_c)
+
+
+def image_dataset(config):
+    """The training images named by the data flags (images only: ring8 is 2-D points)."""
+    from minilean.data import load_dataset
+
+    dataset = load_dataset(config.dataset, config.x, config.y, config.n_total,
+                           config.image_size, config.seed)
+    if not dataset.is_image:
+        raise ValueError(f"diffusion trains on images, but dataset {dataset.name!r} has rows of "
+                         f"shape {dataset.x.shape[1:]}")
+    return dataset
+
+
+def sampling_noise(config, shape, device):
+    """``noise(t)``: the standard normal draw of sampler step t (the same on every run)."""
+    def noise(t):
+        draw = step_generator(config.seed, int(t), SAMPLING_STREAM).standard_normal(shape)
+        return tensor(draw.astype(numpy.float32), device=device)
+    return noise
+
+
+def sample(eps_model, config, betas, x_T):
+    """Run the chosen sampler from ``x_T`` (no gradients)."""
+    alpha_bar = D.alpha_bars(betas)
+    noise = sampling_noise(config, x_T.shape, x_T.device)
+    with no_grad():
+        if config.sampler == "ddpm":
+            return D.ddpm_sample(eps_model, betas, x_T, noise, clip=config.clip)
+        if config.sampler == "ddim":
+            timesteps = D.respaced_timesteps(config.T, config.sample_steps)
+            return D.ddim_sample(eps_model, alpha_bar, x_T, timesteps, config.eta, noise,
+                                 clip=config.clip)
+        x = D.pf_ode_sample_euler(D.ContinuousSchedule(betas).rhs(eps_model), x_T,
+                                  config.sample_steps)
+        return x.clamp(-1.0, 1.0) if config.clip else x
+
+
+def run(config):
+    if config.resume:
+        config = resumed_config(config, LOCKED_FLAGS)
+    prepare_device(config)
+    from minilean.data import Loader, RunDirectory, save_grid
+    from minilean.optim import EMA, Adam, clip_grad_norm_
+
+    dataset = image_dataset(config)
+    betas = D.make_betas(config.schedule, config.T, config.beta_start, config.beta_end)
+    alpha_bar = D.alpha_bars(betas)
+    backend.manual_seed(config.seed)
+    channels = dataset.image_shape[0]
+    model = build_model(config, channels).to(config.device)
+    optimizer = Adam(model.parameters(), lr=config.lr)
+    emas = {"model": EMA(model, config.ema)} if config.ema > 0 else {}
+    state = TrainState({"model": model}, {"optimizer": optimizer}, emas)
+    loader = Loader(dataset, config.batch_size, seed=config.seed, device=config.device)
+    if config.resume:
+        state.load(config.out)
+    run_dir = RunDirectory(config.out, vars(config),
+                           resume_step=state.step if config.resume else None)
+    print(f"minilean diffusion: {config.arch} ({sum(p.numel() for p in model.parameters())} "
+          f"parameters) on {config.dataset if config.x is None else config.x} "
+          f"{dataset.image_shape}, device={config.device}, steps {state.step}->{config.steps}")
+
+    def step_fn(batch, step):
+        generator = step_generator(config.seed, step)
+        x0 = batch.x
+        t = D.sample_timesteps(x0.shape[0], config.T, generator)
+        eps = tensor(generator.standard_normal(x0.shape).astype(numpy.float32),
+                     device=config.device)
+        loss = D.eps_prediction_loss(model, alpha_bar, x0, t, eps)
+        optimizer.zero_grad()
+        loss.backward()
+        clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        optimizer.step()
+        for ema in emas.values():
+            ema.update(model)
+        return {"loss": float(loss.item())}
+
+    with run_dir:
+        train(state, step_fn, loader.batches(state.step), config.steps, run_dir,
+              config.log_every or default_interval(config.steps, 100),
+              config.checkpoint_every or default_interval(config.steps, 4),
+              progress=config.progress, description="diffusion")
+        run_dir.write_loss_curve()
+        records = run_dir.metrics()
+        if config.log:
+            write_trainlog(config.log, "Diffusion", records,
+                           [f"dataset={config.dataset}", f"device={config.device}",
+                            f"lr={config.lr:.6f}", f"T={config.T}", f"arch={config.arch}"])
+        summary = write_images(config, model, emas, betas, dataset, run_dir, save_grid)
+        summary["final_loss"] = records[-1]["loss"] if records else None
+        summary["steps"] = state.step
+        run_dir.write_summary(**summary)
+    print(f"minilean diffusion: wrote {run_dir.path} " + " ".join(
+        f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
+        for name, value in summary.items() if not isinstance(value, (dict, list))))
+    return summary
+
+
+def write_images(config, model, emas, betas, dataset, run_dir, save_grid):
+    """Samples (EMA weights), optional reference/noisy/reconstruction grids, FD-classifier."""
+    shape = (config.n_samples,) + dataset.image_shape
+    x_T = tensor(step_generator(config.seed, 0, SAMPLING_STREAM).standard_normal(shape)
+                 .astype(numpy.float32), device=config.device)
+    model.eval()
+    averaged = emas["model"].average_parameters(model) if emas else contextlib.nullcontext()
+    with averaged:
+        images = sample(model, config, betas, x_T).numpy()
+        reconstruction = _reconstruct(config, model, betas, dataset) \
+            if config.noisy_ppm or config.reconstruct_ppm else None
+    unit = numpy.clip((images + 1.0) / 2.0, 0.0, 1.0)  # [-1, 1] -> [0, 1]
+    numpy.save(run_dir.file("samples.npy"), (unit * 255.0 + 0.5).astype(numpy.uint8))
+    grid = os.path.join(run_dir.images_dir, "samples.ppm")
+    save_grid(grid, unit[:64])
+    written = [grid]
+    try:
+        save_grid(os.path.join(run_dir.images_dir, "samples.png"), unit[:64])
+        written.append(os.path.join(run_dir.images_dir, "samples.png"))
+    except ValueError:  # no Pillow: the PPM is enough
+        pass
+    extra = {"sample_ppm": unit[:64], "reference_ppm": dataset.images_float(slice(0, 64))}
+    if reconstruction is not None:
+        extra.update(noisy_ppm=reconstruction[0], reconstruct_ppm=reconstruction[1])
+    for flag, pictures in extra.items():
+        path = getattr(config, flag)
+        if path:
+            save_grid(path, pictures)
+            written.append(path)
+    summary = {"images": written, "sampler": config.sampler}
+    if config.evaluate and dataset.y is not None:
+        from minilean.models.classifier import fd_report
+        summary["fd_classifier"] = fd_report(config, dataset, images_uint8=numpy.load(
+            run_dir.file("samples.npy")))
+    return summary
+
+
+def _reconstruct(config, model, betas, dataset):
+    """Real images noised to ``reconstruct_step`` and their DDIM reconstruction, in [0, 1]."""
+    alpha_bar = D.alpha_bars(betas)
+    step = min(config.T // 4 if config.reconstruct_step is None else config.reconstruct_step,
+               config.T - 1)
+    x0 = tensor(dataset.images_float(slice(0, 16)) * 2.0 - 1.0, device=config.device)
+    generator = step_generator(config.seed, 0, NOISY_STREAM)
+    eps = tensor(generator.standard_normal(x0.shape).astype(numpy.float32), device=config.device)
+    noisy = D.q_sample(alpha_bar, x0, step, eps)
+    with no_grad():
+        restored = D.ddim_sample(model, alpha_bar, noisy, list(range(step, -1, -1)),
+                                 clip=config.clip)
+    return [numpy.clip((image.numpy() + 1.0) / 2.0, 0.0, 1.0) for image in (noisy, restored)]

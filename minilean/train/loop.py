@@ -1,0 +1,150 @@
+"""The training loop every model command shares: steps, progress, metrics, checkpoints, resume.
+
+A model command supplies ``step_fn(batch, step) -> {"loss": float, ...}`` (forward, backward,
+optimizer and EMA updates) and a ``TrainState`` naming what a checkpoint must hold; the loop
+does the rest:
+
+* a progress display (steps, loss, steps/s, time left);
+* ``metrics.jsonl``: every ``log_every`` steps the mean of each metric since the last line;
+* ``checkpoints/last.npz`` every ``checkpoint_every`` steps and at the end: every module, EMA
+  and optimizer state, the step and the CPU random state, written atomically;
+* a NaN guard: a non-finite metric stops training with ``TrainingDiverged`` naming the step,
+  before anything is saved, so the last good checkpoint stays as it was.
+
+Randomness that must repeat exactly after ``--resume`` should be drawn from
+``step_generator(seed, step)`` (a fresh generator per step) rather than a global stream.
+"""
+import json
+import math
+import os
+
+import numpy
+
+from minilean import backend
+from minilean.data import atomic
+from minilean.data.progress import Progress
+from minilean.errors import FlagError
+from minilean.optim.checkpoint import load_checkpoint, save_checkpoint
+
+CHECKPOINT = os.path.join("checkpoints", "last.npz")
+
+
+class TrainingDiverged(ValueError):
+    """A loss or metric became NaN or infinite."""
+
+
+class TrainState:
+    """Everything a checkpoint holds: modules, optimizers and EMAs by name, and the step."""
+
+    def __init__(self, modules, optimizers=None, emas=None, step=0):
+        self.modules, self.optimizers = dict(modules), dict(optimizers or {})
+        self.emas, self.step = dict(emas or {}), step
+
+    def state_dict(self):
+        return {"step": self.step, "rng": backend.get_rng_state(),
+                "modules": {name: module.state_dict() for name, module in self.modules.items()},
+                "optimizers": {name: optimizer.state_dict()
+                               for name, optimizer in self.optimizers.items()},
+                "emas": {name: ema.state_dict() for name, ema in self.emas.items()}}
+
+    def load_state_dict(self, state):
+        for kind, owners in (("modules", self.modules), ("optimizers", self.optimizers),
+                             ("emas", self.emas)):
+            saved = state[kind]
+            if set(saved) != set(owners):
+                raise ValueError(f"checkpoint holds {kind} {sorted(saved)}, expected "
+                                 f"{sorted(owners)}")
+            for name, owner in owners.items():
+                owner.load_state_dict(saved[name])
+        backend.set_rng_state(state["rng"])
+        self.step = int(state["step"])
+
+    def save(self, run_dir):
+        save_checkpoint(os.path.join(run_dir, CHECKPOINT), **self.state_dict())
+
+    def load(self, run_dir):
+        self.load_state_dict(load_checkpoint(os.path.join(run_dir, CHECKPOINT)))
+
+
+def step_generator(seed, step, stream=0):
+    """A NumPy generator for (seed, step, stream): the same numbers however the run was split."""
+    return numpy.random.default_rng([seed, step, stream])
+
+
+def default_interval(steps, parts):
+    """Every ``steps / parts`` steps (at least 1)."""
+    return max(1, steps // parts)
+
+
+def resumed_config(config, locked):
+    """The config of a resumed run: the saved ``config.json`` of ``config.resume``, with the
+    flags given now on top. Flags in ``locked`` (what defines the model and its data) must not
+    change; ``steps`` is the new total."""
+    path = os.path.join(config.resume, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--resume {config.resume}: no config.json there (is it a run "
+                                f"directory?)")
+    with open(path, encoding="utf-8") as file:
+        saved = json.load(file)
+    given = set(config.given_flags)
+    for name in locked:
+        if name in given and getattr(config, name) != saved.get(name):
+            raise FlagError(f"--{name.replace('_', '-')}: got {getattr(config, name)!r}; "
+                            f"expected {saved.get(name)!r} (the value of the run being resumed)")
+    merged = dict(saved)
+    merged.update({name: getattr(config, name) for name in given | {"resume", "device"}})
+    merged["out"] = config.resume
+    merged["given_flags"] = sorted(set(saved.get("given_flags", ())) | given)
+    return type(config)(**merged)
+
+
+def train(state, step_fn, batches, steps, run, log_every, checkpoint_every, progress=True,
+          description="train"):
+    """Run ``step_fn`` from ``state.step`` up to ``steps``; returns the last logged record.
+
+    ``batches`` is an iterator positioned at ``state.step`` (e.g. ``Loader.batches(start)``);
+    ``run`` is the ``RunDirectory``.
+    """
+    display = Progress(total=steps, initial=state.step, description=description,
+                       unit="step", enabled=progress)
+    sums, count, record = {}, 0, None
+    try:
+        while state.step < steps:
+            step = state.step + 1
+            metrics = step_fn(next(batches), step)
+            bad = [name for name, value in metrics.items() if not math.isfinite(value)]
+            if bad:
+                run.log(step, **metrics)
+                raise TrainingDiverged(
+                    f"{bad[0]} became {metrics[bad[0]]} at step {step}; stopped, the last good "
+                    f"checkpoint (step {_checkpoint_step(run)}) is kept in "
+                    f"{os.path.join(run.path, CHECKPOINT)}")
+            state.step = step
+            for name, value in metrics.items():
+                sums[name] = sums.get(name, 0.0) + value
+            count += 1
+            display.update(step, **metrics)
+            if step % log_every == 0 or step == steps:
+                record = run.log(step, **{name: total / count for name, total in sums.items()})
+                sums, count = {}, 0
+            if step % checkpoint_every == 0 or step == steps:
+                state.save(run.path)
+    finally:
+        display.close()
+    return record
+
+
+def _checkpoint_step(run):
+    """The step of the checkpoint on disk (0 when there is none yet)."""
+    path = os.path.join(run.path, CHECKPOINT)
+    return int(load_checkpoint(path)["step"]) if os.path.isfile(path) else 0
+
+
+def write_trainlog(path, title, records, notes=()):
+    """A TorchLean-style TrainLog JSON of the logged loss (values with 6 decimals)."""
+    logged = [record for record in records if isinstance(record.get("loss"), (int, float))]
+    atomic.write_json(path, {
+        "title": title, "steps": [record["step"] for record in logged],
+        "series": [{"values": [round(record["loss"], 6) for record in logged],
+                    "name": "loss", "color": "#4e79a7"}],
+        "notes": list(notes)})
