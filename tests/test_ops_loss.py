@@ -1,0 +1,30 @@
+"""mse_loss (a fused primitive): gradcheck and torch oracle for every reduction and a
+broadcast target, plus a bad reduction."""
+import pytest
+from hypothesis import strategies as st
+
+from minilean.autograd.loss import mse_loss
+from opcheck import OpCase, binary, op_tests
+
+
+@st.composite
+def pair_and_reduction(draw):
+    operands, _ = draw(binary())
+    return operands, {"reduction": draw(st.sampled_from(["mean", "sum", "none"]))}
+
+
+def _torch_mse(input, target, reduction):
+    import torch.nn.functional
+    input, target = torch.broadcast_tensors(input, target)  # torch warns on implicit broadcasting
+    return torch.nn.functional.mse_loss(input, target, reduction=reduction)
+
+
+CASES = [OpCase("mse_loss", pair_and_reduction(), mse_loss, _torch_mse)]
+
+test_gradcheck, test_matches_torch = op_tests(CASES)
+
+
+def test_bad_reduction_names_the_value():
+    from minilean import ones
+    with pytest.raises(ValueError, match="reduction must be one of .*, got 'max'"):
+        mse_loss(ones(2), ones(2), reduction="max")

@@ -1,0 +1,112 @@
+"""layer_norm and group_norm (fused primitives): gradcheck and torch oracle with and without
+the affine weight and bias, wide statistics for float16, and bad arguments."""
+import numpy as np
+import pytest
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import minilean as ml
+from minilean.autograd.norm import group_norm, layer_norm
+from opcheck import OpCase, arrays, op_tests
+
+
+def _functional():
+    import torch.nn.functional
+    return torch.nn.functional
+
+
+@st.composite
+def affine(draw, shape):
+    """The optional weight and bias of ``shape`` (drawn present or absent)."""
+    has_weight, has_bias = draw(st.booleans()), draw(st.booleans())
+    values = tuple(draw(arrays(shape)) for present in (has_weight, has_bias) if present)
+    return values, {"has_weight": has_weight, "has_bias": has_bias}
+
+
+def split_affine(affine_tensors, has_weight, has_bias):
+    """(weight, bias) with None for an absent one."""
+    remaining = list(affine_tensors)
+    weight = remaining.pop(0) if has_weight else None
+    return weight, (remaining.pop(0) if has_bias else None)
+
+
+@st.composite
+def layer_norm_operands(draw):
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=3))
+    normalized = shape[len(shape) - draw(st.integers(1, len(shape))):]
+    values, params = draw(affine(normalized))
+    if int(np.prod(normalized)) == 1:  # one element has zero variance: xhat is 0, not useful
+        normalized = shape = shape[:-1] + (2,)
+        values, params = draw(affine(normalized))
+    return (draw(arrays(shape)),) + values, dict(params, normalized_shape=normalized)
+
+
+@st.composite
+def group_norm_operands(draw):
+    groups, per_group = draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    spatial = draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=3))
+    if per_group * int(np.prod(spatial)) == 1:
+        spatial = (2,)
+    shape = (draw(st.integers(1, 2)), groups * per_group) + spatial
+    values, params = draw(affine((groups * per_group,)))
+    return (draw(arrays(shape)),) + values, dict(params, num_groups=groups)
+
+
+def ours_layer(x, *affine_tensors, normalized_shape, has_weight, has_bias):
+    return layer_norm(x, normalized_shape, *split_affine(affine_tensors, has_weight, has_bias))
+
+
+def torch_layer(x, *affine_tensors, normalized_shape, has_weight, has_bias):
+    weight, bias = split_affine(affine_tensors, has_weight, has_bias)
+    return _functional().layer_norm(x, normalized_shape, weight, bias, 1e-5)
+
+
+def ours_group(x, *affine_tensors, num_groups, has_weight, has_bias):
+    return group_norm(x, num_groups, *split_affine(affine_tensors, has_weight, has_bias))
+
+
+def torch_group(x, *affine_tensors, num_groups, has_weight, has_bias):
+    weight, bias = split_affine(affine_tensors, has_weight, has_bias)
+    if weight is None and bias is not None:  # torch's CPU kernel fails on a bias alone
+        weight = x.new_ones(x.shape[1])
+    return _functional().group_norm(x, num_groups, weight, bias, 1e-5)
+
+
+CASES = [
+    OpCase("layer_norm", layer_norm_operands(), ours_layer, torch_layer),
+    OpCase("group_norm", group_norm_operands(), ours_group, torch_group),
+]
+
+test_gradcheck, test_matches_torch = op_tests(CASES)
+
+
+@pytest.mark.parametrize("normalize", [lambda x: layer_norm(x, 256),
+                                       lambda x: group_norm(x.reshape(2, 4, 64), 2)])
+def test_float16_statistics_are_computed_wide(normalize):
+    rng = np.random.default_rng(0)
+    # a large offset with a small spread: a float16 mean and variance would lose the spread
+    values = (300 + rng.standard_normal((2, 256))).astype(np.float16)
+    out = normalize(ml.tensor(values, dtype=np.float16))
+    reference = normalize(ml.tensor(values.astype(np.float64), dtype=ml.float64))
+    assert out.dtype == np.float16
+    np.testing.assert_allclose(out.numpy().astype(np.float64).reshape(2, 256),
+                               reference.numpy().reshape(2, 256), atol=2e-2)
+
+
+def test_only_needed_gradients_are_computed():
+    x = ml.randn(2, 4, 3, requires_grad=True)
+    weight, bias = ml.ones(4), ml.zeros(4, requires_grad=True)
+    group_norm(x, 2, weight, bias).sum().backward()
+    assert weight.grad is None and bias.grad.shape == (4,) and x.grad.shape == x.shape
+
+
+def test_bad_arguments_name_the_values():
+    x = ml.ones(2, 6, 3)
+    with pytest.raises(ValueError, match=r"normalized_shape \(4,\) must match the last axes"):
+        layer_norm(x, 4)
+    with pytest.raises(ValueError, match=r"layer_norm weight has shape \(2,\), expected \(3,\)"):
+        layer_norm(x, 3, ml.ones(2))
+    with pytest.raises(ValueError, match="num_groups 4 must divide the 6 channels"):
+        group_norm(x, 4)
+    with pytest.raises(ValueError, match=r"group_norm bias has shape \(3,\), expected \(6,\)"):
+        group_norm(x, 3, None, ml.ones(3))
