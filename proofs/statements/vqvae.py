@@ -1,1 +1,221 @@
-"""placeholder"""
+"""VQ-VAE statements (TorchLean ``Latent/VQVAE.lean``) on ``minilean.models.vqvae``.
+
+squaredL2 is a sum of squares: on the engine every rounded square and partial sum of
+non-negative numbers is non-negative, so ``squaredL2_nonneg`` holds exactly in floating point,
+and x - x = 0 makes ``squaredL2_self`` exact. ``nearest_code`` takes the argmin of the
+distances as computed, so ``IsNearestCode`` holds exactly for the computed distances; against
+the exact (mpmath) distances it holds up to their rounding, gamma_{D+1} (d_idx + d_j). The loss
+statements compare ``vqvae_loss``'s total with its own three terms (bit for bit against
+``weighted_three_term``) and with mpmath MSEs within gamma_{n+3} sum |terms|.
+"""
+import mpmath
+import numpy
+from hypothesis import strategies as st
+
+from proofs.framework import statement
+from proofs.mutation import mutant
+from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, reals, underflow
+
+VQ = "minilean.models.vqvae"
+
+
+@st.composite
+def _codebook_and_vectors(draw, match=False):
+    """A codebook (K, D), vectors z (M, D) and, with match, z rows copied from codes."""
+    codes, dim, count = draw(st.integers(1, 5)), draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    values = lambda n: st.lists(reals(-2, 2), min_size=n, max_size=n)  # noqa: E731
+    book = numpy.asarray(draw(values(codes * dim))).reshape(codes, dim)
+    chosen = draw(st.lists(st.integers(0, codes - 1), min_size=count, max_size=count))
+    z = book[chosen] if match else numpy.asarray(draw(values(count * dim))).reshape(count, dim)
+    return {"book": book, "z": z, "chosen": numpy.asarray(chosen)}
+
+
+def _distances(z, book):
+    return [[mpmath.fsum((a - b) ** 2 for a, b in zip(mp(row), mp(code))) for code in book]
+            for row in z]
+
+
+@statement("squaredL2_nonneg", about=(f"{VQ}.squared_l2",),
+           given=_codebook_and_vectors())
+def squared_l2_nonneg(check, book, z, chosen):
+    """0 <= squaredL2(x, y) = sum_k (x_k - y_k)^2."""
+    from minilean.models import vqvae
+    exact = [d for row in _distances(z, book) for d in row]
+    check.holds(all(d >= 0 for d in exact), "mpmath")
+    dim = book.shape[1]
+    for dtype in ENGINE_DTYPES:
+        computed = host(vqvae.squared_l2(engine(z, dtype)[:, None, :], engine(book, dtype)))
+        check.holds((computed >= 0).all(), f"{dtype.__name__}: negative squared distance")
+        # difference (1), square (1), D - 1 additions
+        check.close(computed, exact, [gamma(dim + 1, dtype) * d for d in exact],
+                    f"value ({dtype.__name__})")
+
+
+@statement("squaredL2_self", about=(f"{VQ}.squared_l2",), given=_codebook_and_vectors())
+def squared_l2_self(check, book, z, chosen):
+    """squaredL2(x, x) = 0."""
+    from minilean.models import vqvae
+    for dtype in ENGINE_DTYPES:
+        computed = host(vqvae.squared_l2(engine(book, dtype), engine(book, dtype)))
+        check.close(computed, [mp(0)] * len(book), 0, f"engine ({dtype.__name__})")
+
+
+def _nearest(z, book, dtype):
+    from minilean.models import vqvae
+    return host(vqvae.nearest_code(engine(z, dtype), engine(book, dtype))).astype(int)
+
+
+@statement("exactCodeMatch_isNearestCode", about=(f"{VQ}.nearest_code",),
+           given=_codebook_and_vectors(match=True), relaxed=_codebook_and_vectors())
+def exact_match_is_nearest(check, book, z, chosen):
+    """z = e_idx  =>  IsNearestCode(e, z, idx): squaredL2(z, e_idx) <= squaredL2(z, e_j) for
+    all j; and nearest_code returns a code at distance 0 (idx itself unless codes repeat)."""
+    distances = _distances(z, book)
+    for row, idx in zip(distances, chosen):
+        check.holds(all(row[idx] <= d for d in row), f"mpmath: code {idx} is not nearest")
+    for dtype in ENGINE_DTYPES:
+        # the chosen code is at computed distance 0, so the argmin is a code at computed
+        # distance 0: exactly 0 unless the squares of tiny differences underflowed
+        for row, found in zip(distances, _nearest(z, book, dtype)):
+            check.close(row[found], mp(0), underflow(book.shape[1] + 1, dtype),
+                        f"distance to nearest_code ({dtype.__name__})")
+
+
+@statement("exactCodeMatch_selected_distance_zero", about=(f"{VQ}.squared_l2",),
+           given=_codebook_and_vectors(match=True), relaxed=_codebook_and_vectors())
+def exact_match_distance_zero(check, book, z, chosen):
+    """z = e_idx  =>  squaredL2(z, e_idx) = 0."""
+    from minilean.models import vqvae
+    for dtype in ENGINE_DTYPES:
+        computed = host(vqvae.squared_l2(engine(z, dtype), engine(book[chosen], dtype)))
+        check.close(computed, [mp(0)] * len(z), 0, f"engine ({dtype.__name__})")
+
+
+@statement("nearestCode_minimizes_quantization_loss", about=(f"{VQ}.nearest_code",),
+           given=_codebook_and_vectors())
+def nearest_code_minimizes(check, book, z, chosen):
+    """idx = nearest_code(z, e)  =>  for all j, squaredL2(z, e_idx) <= squaredL2(z, e_j)."""
+    from minilean.models import vqvae
+    distances, dim = _distances(z, book), book.shape[1]
+    for dtype in ENGINE_DTYPES:
+        found = _nearest(z, book, dtype)
+        computed = host(vqvae.squared_l2(engine(z, dtype)[:, None, :], engine(book, dtype)))
+        for row, computed_row, idx in zip(distances, computed, found):
+            check.holds((computed_row[idx] <= computed_row).all(),
+                        f"{dtype.__name__}: code {idx} not the argmin of computed distances")
+            for d in row:  # exact distances: only a rounding-sized near-tie may be out of order
+                check.close(max(row[idx] - d, 0), mp(0), gamma(dim + 1, dtype) * (row[idx] + d),
+                            f"exact distance of the chosen code over another ({dtype.__name__})")
+
+
+@statement("quantized_is_codebook_lookup", about=(f"{VQ}.quantize",),
+           given=_codebook_and_vectors())
+def quantized_is_lookup(check, book, z, chosen):
+    """quantize(e, idx) = e_idx (row idx of the codebook), exactly."""
+    from minilean.models import vqvae
+    import minilean
+    for dtype in ENGINE_DTYPES:
+        indices = minilean.tensor(chosen, dtype=numpy.int64)
+        check.close(host(vqvae.quantize(engine(book, dtype), indices)), mp(book[chosen]), 0,
+                    f"engine ({dtype.__name__})")
+
+
+@st.composite
+def _loss_inputs(draw, zero_quantization=False, beta=None):
+    n, m = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    values = lambda k: st.lists(reals(-2, 2), min_size=k, max_size=k).map(numpy.asarray)  # noqa
+    encoded = draw(values(m))
+    return {"target": draw(values(n)), "reconstruction": draw(values(n)), "encoded": encoded,
+            "quantized": encoded.copy() if zero_quantization else draw(values(m)),
+            "beta": draw(reals(0, 4)) if beta is None else beta}
+
+
+def _mse(a, b):
+    return mpmath.fsum((x - y) ** 2 for x, y in zip(mp(a), mp(b))) / len(a)
+
+
+def _vq_losses(dtype, target, reconstruction, encoded, quantized, beta):
+    from minilean.models import vqvae
+    return vqvae.vqvae_loss(engine(target, dtype), engine(reconstruction, dtype),
+                            engine(encoded, dtype), engine(quantized, dtype), beta)
+
+
+@statement("vqvae_loss_decomposition", about=(f"{VQ}.vqvae_loss",), given=_loss_inputs())
+def vq_decomposition(check, target, reconstruction, encoded, quantized, beta):
+    """loss(beta) = MSE(dec, x) + MSE(e_idx, z_e) + beta MSE(z_e, e_idx)."""
+    terms = [_mse(reconstruction, target), _mse(quantized, encoded), _mse(encoded, quantized)]
+    exact = terms[0] + terms[1] + mp(beta) * terms[2]
+    n = max(len(target), len(encoded))
+    for dtype in ENGINE_DTYPES:
+        losses = _vq_losses(dtype, target, reconstruction, encoded, quantized, beta)
+        # each MSE: difference, square, n - 1 additions, division; then the weighted sum (2)
+        check.close(float(host(losses.total)), exact,
+                    gamma(n + 5, dtype) * (terms[0] + terms[1] + mp(beta) * terms[2]),
+                    f"total ({dtype.__name__})")
+
+
+@statement("vqvae_loss_eq_weightedThreeTerm",
+           about=(f"{VQ}.vqvae_loss", "minilean.models.objectives.weighted_three_term"),
+           given=_loss_inputs())
+def vq_weighted(check, target, reconstruction, encoded, quantized, beta):
+    """loss(beta) = weightedThreeTerm(beta, {recon, codebook, commitment}), bit for bit."""
+    from minilean.models import objectives
+    for dtype in ENGINE_DTYPES:
+        losses = _vq_losses(dtype, target, reconstruction, encoded, quantized, beta)
+        expected = objectives.weighted_three_term(losses.reconstruction, losses.codebook,
+                                                  losses.commitment, beta)
+        check.close(float(host(losses.total)), mp(float(host(expected))), 0, dtype.__name__)
+
+
+@statement("vqvae_loss_zero_beta", about=(f"{VQ}.vqvae_loss",), given=_loss_inputs(beta=0.0),
+           relaxed=_loss_inputs())
+def vq_zero_beta(check, target, reconstruction, encoded, quantized, beta):
+    """beta = 0  =>  loss = reconstruction + codebook."""
+    for dtype in ENGINE_DTYPES:
+        losses = _vq_losses(dtype, target, reconstruction, encoded, quantized, beta)
+        check.close(float(host(losses.total)),
+                    mp(float(host(losses.reconstruction + losses.codebook))), 0, dtype.__name__)
+
+
+@statement("vqvae_loss_eq_reconstruction_of_zero_quantization", about=(f"{VQ}.vqvae_loss",),
+           given=_loss_inputs(zero_quantization=True), relaxed=_loss_inputs())
+def vq_zero_quantization(check, target, reconstruction, encoded, quantized, beta):
+    """codebook = 0 and commitment = 0 (z_e = e_idx)  =>  loss(beta) = reconstruction."""
+    for dtype in ENGINE_DTYPES:
+        losses = _vq_losses(dtype, target, reconstruction, encoded, quantized, beta)
+        check.close(float(host(losses.total)), mp(float(host(losses.reconstruction))), 0,
+                    dtype.__name__)
+
+
+@statement("vqvae_loss_mono_beta_of_commitment_nonneg", about=(f"{VQ}.vqvae_loss",),
+           given=st.tuples(_loss_inputs(), reals(0, 4)).map(
+               lambda pair: {"example": pair[0], "other": pair[1]}))
+def vq_mono(check, example, other):
+    """beta1 <= beta2 and 0 <= commitment  =>  loss(beta1) <= loss(beta2). The commitment is
+    an MSE, so its hypothesis always holds here (objective-level mono shows it matters)."""
+    low, high = sorted([example["beta"], other])
+    for dtype in ENGINE_DTYPES:
+        totals = [float(host(_vq_losses(dtype, **{**example, "beta": b}).total))
+                  for b in (low, high)]
+        check.holds(totals[0] <= totals[1], f"{dtype.__name__}: {totals}")
+
+
+# --- mutants -------------------------------------------------------------------------------
+
+@mutant("commitment weight on the codebook term", f"{VQ}.vqvae_loss",
+        caught_by=["vqvae_loss_decomposition", "vqvae_loss_zero_beta"])
+def commitment_weight_on_codebook(original):
+    """total = recon + beta codebook + commitment (beta on the wrong term)."""
+    def broken(target, reconstruction, encoded, quantized, beta):
+        losses = original(target, reconstruction, encoded, quantized, beta)
+        total = losses.reconstruction + beta * losses.codebook + losses.commitment
+        return losses._replace(total=total)
+    return broken
+
+
+@mutant("nearest code is the farthest", f"{VQ}.nearest_code",
+        caught_by=["nearestCode_minimizes_quantization_loss", "exactCodeMatch_isNearestCode"])
+def farthest_code(original):
+    """nearest_code returns argmax of the distances."""
+    from minilean.models import vqvae
+    return lambda z, book: vqvae.squared_l2(z.unsqueeze(-2), book).argmax(-1)
