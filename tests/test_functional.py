@@ -166,3 +166,68 @@ def test_functional_errors_name_the_bad_value():
         F.embedding(logits, ml.randn(4, 2))
     with pytest.raises(ValueError, match=r"target shape \(2, 4\) does not fit input shape \(2, 3\)"):
         F.cross_entropy(logits, ml.randn(2, 4))
+
+
+# --- hypothesis-drawn shapes (size-1 dims and broadcasting included) ----------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SIZES = st.integers(1, 3)
+
+
+@settings(max_examples=10)
+@given(batch=st.lists(SIZES, min_size=0, max_size=2), classes=st.integers(1, 4),
+       extra=st.lists(SIZES, min_size=0, max_size=1), seed=st.integers(0, 2**16))
+def test_cross_entropy_gradients_over_drawn_shapes(batch, classes, extra, seed):
+    rng = numpy.random.default_rng(seed)
+    leading = batch[:1] or [2]
+    logits = ml.tensor(rng.standard_normal(leading + [classes] + extra), requires_grad=True)
+    target = ml.tensor(rng.integers(0, classes, leading + extra))
+    assert gradcheck(lambda x: F.cross_entropy(x, target, reduction="none"), [logits])
+
+
+@settings(max_examples=10)
+@given(shape=st.lists(SIZES, min_size=1, max_size=3), broadcast_dims=st.sets(st.integers(0, 2)),
+       seed=st.integers(0, 2**16))
+def test_elementwise_losses_over_drawn_broadcast_shapes(shape, broadcast_dims, seed):
+    rng = numpy.random.default_rng(seed)
+    target_shape = [1 if axis in broadcast_dims else size for axis, size in enumerate(shape)]
+    target = rng.random(target_shape)
+    # x - y at least 0.1 from 0, away from the kink of |.| that finite differences would straddle
+    offset = (0.1 + rng.random(shape)) * rng.choice([-1.0, 1.0], shape)
+    x = ml.tensor(target + offset, requires_grad=True)
+    y = ml.tensor(target, requires_grad=True)
+    assert gradcheck(lambda a: F.binary_cross_entropy_with_logits(a, y), [x])
+    assert gradcheck(lambda a, b: F.l1_loss(a, b, reduction="sum"), [x, y])
+
+
+@settings(max_examples=10)
+@given(batch=st.lists(SIZES, min_size=0, max_size=2), length=SIZES, source=SIZES, dim=SIZES,
+       mask_kind=st.sampled_from([None, "bool", "float"]), seed=st.integers(0, 2**16))
+def test_attention_gradients_over_drawn_shapes(batch, length, source, dim, mask_kind, seed):
+    rng = numpy.random.default_rng(seed)
+    q, k, v = (ml.tensor(rng.standard_normal(batch + shape), requires_grad=True)
+               for shape in ([length, dim], [source, dim], [source, dim]))
+    mask = None
+    if mask_kind == "bool":
+        keep = rng.random((length, source)) < 0.5
+        keep[:, 0] = True
+        mask = ml.tensor(keep)
+    elif mask_kind == "float":
+        mask = ml.tensor(rng.standard_normal((1, source)))
+    assert gradcheck(lambda *qkv: F.scaled_dot_product_attention(*qkv, attn_mask=mask), [q, k, v])
+
+
+@settings(max_examples=10)
+@given(index_shape=st.lists(SIZES, min_size=0, max_size=2), rows=st.integers(1, 4),
+       leading=st.lists(SIZES, min_size=0, max_size=2), seed=st.integers(0, 2**16))
+def test_embedding_and_linear_over_drawn_shapes(index_shape, rows, leading, seed):
+    rng = numpy.random.default_rng(seed)
+    weight = ml.tensor(rng.standard_normal((rows, 3)), requires_grad=True)
+    indices = ml.tensor(rng.integers(0, rows, index_shape))
+    assert gradcheck(lambda w: F.embedding(indices, w), [weight])
+    x = ml.tensor(rng.standard_normal(leading + [3]), requires_grad=True)
+    bias = ml.tensor(rng.standard_normal(2), requires_grad=True)
+    assert gradcheck(lambda x, w, b: F.linear(x, w, b),
+                     [x, ml.tensor(rng.standard_normal((2, 3)), requires_grad=True), bias])

@@ -16,8 +16,8 @@ def clip_grad_norm_(parameters, max_norm, eps=1e-6):
     grads = [param.grad.data for param in parameters if param.grad is not None]
     if not grads:
         return 0.0
-    squares = sum(float((grad.astype("float64") ** 2).sum()) for grad in grads)
-    total_norm = math.sqrt(squares)
+    # summed on the device in float64, then one transfer to the host
+    total_norm = math.sqrt(float(sum((grad.astype("float64") ** 2).sum() for grad in grads)))
     scale = min(1.0, max_norm / (total_norm + eps))
     if scale < 1.0:
         for grad in grads:

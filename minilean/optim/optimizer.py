@@ -53,7 +53,10 @@ class Optimizer:
         return self.update
 
     def step(self):
-        """One update of every parameter that has a gradient (others are left alone)."""
+        """One update of every parameter that has a gradient (others are left alone).
+
+        One step count serves all parameters (PyTorch keeps one per parameter; the two differ
+        only for a parameter that had no gradient on some steps)."""
         with no_grad():
             self.step_count += 1
             live = [i for i, param in enumerate(self.params) if param.grad is not None]
