@@ -1,0 +1,142 @@
+"""The backward contract: deep graphs, accumulation, no_grad, detach, requires_grad_, freeing
+the graph (and the error after), no leaked tensors, and the device error without a GPU."""
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import minilean as ml
+
+
+def test_a_chain_of_ten_thousand_ops_backpropagates_without_recursion():
+    x = ml.tensor(1.0, dtype=ml.float64, requires_grad=True)
+    y = x
+    for _ in range(10_000):
+        y = y * 0.9999
+    y.backward()
+    np.testing.assert_allclose(x.grad.item(), 0.9999 ** 10_000)
+
+
+def test_gradients_of_a_tensor_used_twice_add_up():
+    x = ml.tensor([1.0, -2.0, 3.0], dtype=ml.float64, requires_grad=True)
+    (x * x + x).sum().backward()  # d/dx (x^2 + x) = 2x + 1
+    np.testing.assert_allclose(x.grad.numpy(), 2 * x.numpy() + 1)
+
+
+def test_gradients_accumulate_over_backward_calls_until_cleared():
+    x = ml.tensor([1.0, 2.0], dtype=ml.float64, requires_grad=True)
+    (3 * x).sum().backward()
+    (3 * x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [6.0, 6.0])
+    x.grad = None
+    (3 * x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [3.0, 3.0])
+
+
+def test_leaf_gradients_are_separate_writable_arrays():
+    a, b = ml.randn(3, requires_grad=True), ml.randn(3, requires_grad=True)
+    (a + b).sum().backward()  # Add hands the same array to both; sum's is a broadcast view
+    assert a.grad.data is not b.grad.data
+    a.grad.data *= 2  # what an optimizer's in-place update does
+    np.testing.assert_array_equal(b.grad.numpy(), np.ones(3, dtype=np.float32))
+
+
+def test_no_grad_records_nothing_and_enable_grad_records_inside_it():
+    x = ml.randn(3, requires_grad=True)
+    with ml.no_grad():
+        y = (x * 2).exp().sum()
+        with ml.enable_grad():
+            z = (x * 2).sum()
+    assert not y.requires_grad and y.grad_fn is None
+    assert z.requires_grad and z.grad_fn is not None
+    assert ml.is_grad_enabled()
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.backward()
+
+
+def test_inputs_that_need_no_gradient_get_none():
+    x, constant = ml.randn(2, 3, requires_grad=True), ml.randn(2, 3)
+    (x * constant).sum().backward()
+    assert constant.grad is None
+    np.testing.assert_array_equal(x.grad.numpy(), constant.numpy())
+
+
+def test_detach_shares_the_data_but_cuts_the_graph():
+    x = ml.tensor([1.0, 2.0], dtype=ml.float64, requires_grad=True)
+    frozen = (x * 3).detach()
+    assert not frozen.requires_grad and frozen.is_leaf
+    (frozen * x).sum().backward()  # frozen counts as a constant
+    np.testing.assert_allclose(x.grad.numpy(), frozen.numpy())
+    assert np.shares_memory(x.detach().data, x.data)
+
+
+def test_requires_grad_underscore_turns_a_leaf_on_and_refuses_integers():
+    x = ml.ones(2)
+    assert x.requires_grad_() is x and x.requires_grad
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
+    with pytest.raises(TypeError, match="only floating-point tensors can require gradients, "
+                                        "got int64"):
+        ml.arange(3).requires_grad_()
+
+
+def test_backward_through_a_freed_graph_is_a_clear_error_unless_retained():
+    x = ml.tensor([1.0, 2.0], dtype=ml.float64, requires_grad=True)
+    loss = (x.exp() * x).sum()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="already freed: call the first "
+                                           r"backward\(retain_graph=True\)"):
+        loss.backward()
+
+    x.grad = None
+    loss = (x.exp() * x).sum()
+    loss.backward(retain_graph=True)
+    first = x.grad.numpy().copy()
+    loss.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * first)
+
+
+def test_backward_checks_its_seed():
+    x = ml.randn(2, 3, requires_grad=True)
+    y = x * 2
+    with pytest.raises(RuntimeError, match=r"needs a single-element tensor, got shape \(2, 3\)"):
+        y.backward()
+    with pytest.raises(ValueError, match=r"gradient shape \(3,\) does not match tensor shape"):
+        y.backward(np.ones(3, dtype=np.float32))
+
+
+def live_tensors():
+    gc.collect()
+    return sum(isinstance(obj, ml.Tensor) for obj in gc.get_objects())
+
+
+def test_intermediate_tensors_are_freed_after_backward_and_del():
+    x = ml.randn(4, 5, requires_grad=True)
+    before = live_tensors()
+    hidden = (x * 2).tanh()
+    scaled = hidden @ ml.randn(5, 3)
+    loss = ml.softmax(scaled, 1).sum()
+    watched = [weakref.ref(tensor) for tensor in (hidden, scaled)]
+    loss.backward()
+    del hidden, scaled
+    gc.collect()
+    # the loss is still alive, but its freed graph no longer holds the intermediates
+    assert all(ref() is None for ref in watched)
+    assert loss.grad_fn.ctx is None and loss.grad_fn.inputs == ()
+    del loss
+    assert live_tensors() == before + 1  # only x.grad is new
+
+
+def test_the_readme_one_liner(capsys):
+    exec('import minilean as ml; x = ml.randn(3, 4, requires_grad=True); '
+         '(x.tanh() * x).sum().backward(); print(x.grad.shape)', {})
+    assert capsys.readouterr().out == "(3, 4)\n"
+
+
+@pytest.mark.skipif(ml.cuda_available(), reason="this machine has a GPU")
+def test_cuda_without_a_gpu_raises_a_one_line_device_error():
+    with pytest.raises(ml.DeviceError) as error:
+        ml.randn(2, device="cuda")
+    message = str(error.value)
+    assert "cuda" in message and "\n" not in message
