@@ -1,1 +1,175 @@
-"""placeholder"""
+"""Masked-autoencoder statements (TorchLean ``SelfSupervised/{Masking,MAE}.lean``), stated over
+the real-valued masked MSE minilean trains, ``masked_mse(p, t, m) = sum_i m_i l_i / sum_i m_i``
+with l_i the per-patch MSE (``patch_losses``), not over TorchLean's natural numbers.
+
+The masked sum S(m) = sum_{i hidden} l_i is TorchLean's maskedLoss / maeLoss over the hidden
+index list; here S(m) is read off the engine as masked_mse * (number hidden). Identities are
+checked against mpmath within gamma_{P + L + 4} sum_i m_i l_i (per-patch MSE: difference,
+square, P - 1 additions, division; the masked sum: product by m, L - 1 additions; the final
+division, and for S the product back). Zero statements are exact.
+"""
+import mpmath
+import numpy
+from hypothesis import strategies as st
+
+from proofs.framework import statement
+from proofs.mutation import mutant
+from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, reals
+
+MAE = "minilean.models.mae"
+
+
+@st.composite
+def _patches(draw, hidden_equal=False):
+    """prediction, target (1, L, P) and a 0/1 hidden mask (1, L) with at least one hidden."""
+    count, size = draw(st.integers(2, 6)), draw(st.integers(1, 4))
+    values = st.lists(reals(-2, 2), min_size=count * size, max_size=count * size)
+    prediction = numpy.asarray(draw(values)).reshape(1, count, size)
+    target = numpy.asarray(draw(values)).reshape(1, count, size)
+    hidden = numpy.asarray(draw(st.lists(st.booleans(), min_size=count, max_size=count)))
+    hidden[draw(st.integers(0, count - 1))] = True
+    if hidden_equal:
+        prediction[0, hidden] = target[0, hidden]
+    split = numpy.asarray(draw(st.lists(st.booleans(), min_size=count, max_size=count)))
+    permutation = numpy.asarray(draw(st.permutations(range(count))))
+    return {"prediction": prediction, "target": target, "hidden": hidden.astype(float)[None],
+            "split": split, "permutation": permutation}
+
+
+def _patch_losses_mp(prediction, target):
+    return [mpmath.fsum((a - b) ** 2 for a, b in zip(mp(p), mp(t))) / len(p)
+            for p, t in zip(prediction[0], target[0])]
+
+
+def _masked_mse(dtype, prediction, target, hidden):
+    from minilean.models import mae
+    return float(host(mae.masked_mse(engine(prediction, dtype), engine(target, dtype),
+                                     engine(hidden, dtype))))
+
+
+def _masked_sum_checks(check, prediction, target, hidden, what):
+    """S(m) = sum_{i hidden} l_i: engine (masked_mse * count) against mpmath; returns exact S."""
+    losses = _patch_losses_mp(prediction, target)
+    exact = mpmath.fsum(l for l, m in zip(losses, hidden[0]) if m)
+    count, size = prediction.shape[1:]
+    for dtype in ENGINE_DTYPES:
+        computed = _masked_mse(dtype, prediction, target, hidden) * hidden.sum()
+        check.close(computed, exact, gamma(size + count + 4, dtype) * exact,
+                    f"{what} ({dtype.__name__})")
+    return exact
+
+
+@statement("maskedLoss_cons", about=(f"{MAE}.masked_mse",), given=_patches())
+def masked_loss_cons(check, prediction, target, hidden, split, permutation):
+    """maskedLoss(i :: idxs) = l_i + maskedLoss(idxs): hiding one more patch adds its loss."""
+    first = int(numpy.flatnonzero(hidden[0])[0])
+    rest = hidden.copy()
+    rest[0, first] = 0
+    whole = _masked_sum_checks(check, prediction, target, hidden, "S(i :: idxs)")
+    if rest.any():
+        tail = _masked_sum_checks(check, prediction, target, rest, "S(idxs)")
+        check.close(whole, _patch_losses_mp(prediction, target)[first] + tail,
+                    mpmath.mpf(10) ** -45 * (1 + whole), "mpmath")
+
+
+@statement("maskedLoss_append", about=(f"{MAE}.masked_mse",), given=_patches())
+def masked_loss_append(check, prediction, target, hidden, split, permutation):
+    """maskedLoss(xs ++ ys) = maskedLoss(xs) + maskedLoss(ys) for disjoint hidden sets."""
+    first, second = hidden * split, hidden * (1 - split)
+    whole = _masked_sum_checks(check, prediction, target, hidden, "S(xs ++ ys)")
+    parts = [_masked_sum_checks(check, prediction, target, part, "S(part)") if part.any()
+             else mpmath.mpf(0) for part in (first, second)]
+    check.close(whole, parts[0] + parts[1], mpmath.mpf(10) ** -45 * (1 + whole), "mpmath")
+
+
+@statement("maskedLoss_reverse", about=(f"{MAE}.masked_mse",), given=_patches())
+def masked_loss_permutation(check, prediction, target, hidden, split, permutation):
+    """maskedLoss(reverse idxs) = maskedLoss(idxs); more generally masked_mse is invariant
+    under any joint permutation of the patches (checked for a drawn one and the reversal)."""
+    original = _masked_sum_checks(check, prediction, target, hidden, "S")
+    for order in (permutation, numpy.arange(hidden.shape[1])[::-1]):
+        moved = _masked_sum_checks(check, prediction[:, order], target[:, order],
+                                   hidden[:, order], "S(permuted)")
+        check.close(moved, original, mpmath.mpf(10) ** -45 * (1 + original), "mpmath")
+
+
+@statement("maeLoss_eq_zero_of_patch_losses_zero", about=(f"{MAE}.masked_mse",),
+           given=_patches(hidden_equal=True), relaxed=_patches())
+def mae_loss_zero(check, prediction, target, hidden, split, permutation):
+    """prediction = target on every hidden patch (visible ones arbitrary)  =>  maeLoss = 0."""
+    for dtype in ENGINE_DTYPES:
+        check.close(_masked_mse(dtype, prediction, target, hidden), mp(0), 0, dtype.__name__)
+
+
+@statement("mae_is_predictive_view_loss", about=(f"{MAE}.masked_mse",), given=_patches())
+def mae_predictive_view(check, prediction, target, hidden, split, permutation):
+    """masked_mse(p, t, m) = MSE of the hidden patches alone (the predictive-view loss with the
+    identity target encoder): the mean over hidden i of l_i."""
+    losses = _patch_losses_mp(prediction, target)
+    chosen = [l for l, m in zip(losses, hidden[0]) if m]
+    exact = mpmath.fsum(chosen) / len(chosen)
+    count, size = prediction.shape[1:]
+    for dtype in ENGINE_DTYPES:
+        check.close(_masked_mse(dtype, prediction, target, hidden), exact,
+                    gamma(size + count + 3, dtype) * exact, dtype.__name__)
+
+
+@statement("exactReconstruction_identity", about=(f"{MAE}.patchify", f"{MAE}.unpatchify"),
+           given={"shape": st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 3),
+                                     st.integers(1, 3), st.integers(1, 3)),
+                  "seed": st.integers(0, 2 ** 16)})
+def exact_reconstruction(check, shape, seed):
+    """unpatchify(patchify(x)) = x exactly (patches are a relabelling of the pixels), and
+    patch l holds the pixels of grid cell (l // cols, l % cols)."""
+    from minilean.models import mae
+    count, channels, rows, cols, p = shape
+    images = numpy.random.default_rng(seed).standard_normal((count, channels, rows * p, cols * p))
+    for dtype in ENGINE_DTYPES:
+        patches = mae.patchify(engine(images, dtype), p)
+        back = mae.unpatchify(patches, p, channels, rows * p, cols * p)
+        check.close(host(back), mp(images.astype(dtype)), 0, f"round trip ({dtype.__name__})")
+        last = images[:, :, (rows - 1) * p:, (cols - 1) * p:].astype(dtype)
+        check.close(numpy.sort(host(patches)[:, -1], axis=None), mp(numpy.sort(last, axis=None)),
+                    0, f"last patch holds the last cell ({dtype.__name__})")
+
+
+@statement("complement_selected_iff", about=(f"{MAE}.random_mask", f"{MAE}.block_mask"),
+           given={"count": st.integers(1, 3), "patches": st.integers(2, 12),
+                  "ratio": st.floats(0.05, 0.95), "seed": st.integers(0, 99)})
+def complement_selected(check, count, patches, ratio, seed):
+    """A patch is visible (in keep) iff it is not hidden; random masks hide exactly
+    hidden_count(L, ratio) = round(ratio L) clipped to 1..L-1 patches; restore inverts the
+    [visible, hidden] order."""
+    import minilean
+    from minilean.models import mae
+    minilean.manual_seed(seed)
+    masks = [mae.random_mask(count, patches, ratio)]
+    if patches % 2 == 0 and patches >= 4:
+        masks.append(mae.block_mask(count, 2, patches // 2, block=1, period=2))
+    for mask in masks:
+        hidden = host(mask.hidden)
+        keep = numpy.asarray(mask.keep)
+        for row in range(count):
+            visible = numpy.zeros(patches, dtype=bool)
+            visible[keep[row]] = True
+            check.holds((visible == (hidden[row] == 0)).all(), "keep is not the complement")
+            order = numpy.concatenate([keep[row], numpy.flatnonzero(hidden[row])])
+            check.holds((order[numpy.asarray(mask.restore)[row]] == numpy.arange(patches)).all(),
+                        "restore does not undo the [visible, hidden] order")
+    check.holds((host(masks[0].hidden).sum(1) == mae.hidden_count(patches, ratio)).all(),
+                "random_mask hid the wrong number of patches")
+
+
+@mutant("masked MSE over every patch", f"{MAE}.masked_mse",
+        caught_by=["maeLoss_eq_zero_of_patch_losses_zero", "mae_is_predictive_view_loss"])
+def masked_mse_all_patches(original):
+    """masked_mse averages the loss over all patches, ignoring the mask."""
+    from minilean.models import mae
+    return lambda prediction, target, hidden: mae.patch_losses(prediction, target).mean()
+
+
+@mutant("masked MSE over the visible patches", f"{MAE}.masked_mse",
+        caught_by=["maeLoss_eq_zero_of_patch_losses_zero", "mae_is_predictive_view_loss"])
+def masked_mse_visible(original):
+    """masked_mse scores the visible patches instead of the hidden ones."""
+    return lambda prediction, target, hidden: original(prediction, target, 1 - hidden)
