@@ -1,0 +1,312 @@
+"""GPU benchmark of minilean: the card's ceilings, the fast kernels, a diffusion training step
+against PyTorch eager, and DDIM sampling. Needs an NVIDIA GPU with CuPy; PyTorch with CUDA is
+optional (its column is skipped, with a note, when it is missing).
+
+    python benchmarks/bench_gpu.py [--batch-size 32] [--hidden-c 32] [--image-size 16]
+
+Order: first the ceilings (device-to-device copy bandwidth, a large float32 matmul), then each
+activation kernel's bandwidth as a share of the copy bandwidth on a large tensor (target at
+least 85%), then the training step (plain CuPy, fast kernels, PyTorch eager on the same model,
+batch and card), then DDIM sampling throughput. Prints one table with the GPU name and the
+CuPy and CUDA versions; copy it into benchmarks/RESULTS.md with the command.
+"""
+import argparse
+import math
+import sys
+import time
+
+import numpy
+
+ELEMENTS = 1 << 26  # 64 Mi float32 = 256 MiB per array: far beyond every cache
+MATMUL_SIZE = 8192
+
+
+def gpu_time(fn, repeats, warmup=3):
+    """Median seconds of ``fn()`` measured with CUDA events (after ``warmup`` calls)."""
+    import cupy
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, end) / 1e3)
+    return float(numpy.median(times))
+
+
+def wall_time(fn, repeats, synchronize, warmup=3):
+    """Seconds per call of ``fn()`` over ``repeats`` calls, host time included (launch-bound
+    work such as a training step is limited by the host, so events alone would flatter it)."""
+    for _ in range(warmup):
+        fn()
+    synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    synchronize()
+    return (time.perf_counter() - start) / repeats
+
+
+# --- ceilings ------------------------------------------------------------------------------------
+
+def copy_bandwidth():
+    """Bytes per second of a device-to-device copy (read + write counted)."""
+    import cupy
+    source = cupy.ones(ELEMENTS, dtype=cupy.float32)
+    target = cupy.empty_like(source)
+    seconds = gpu_time(lambda: target.data.copy_from_device(source.data, source.nbytes), 20)
+    return 2 * source.nbytes / seconds
+
+
+def matmul_flops():
+    import cupy
+    a = cupy.random.standard_normal((MATMUL_SIZE, MATMUL_SIZE), dtype=cupy.float32)
+    b = cupy.random.standard_normal((MATMUL_SIZE, MATMUL_SIZE), dtype=cupy.float32)
+    seconds = gpu_time(lambda: cupy.matmul(a, b), 10)
+    return 2 * MATMUL_SIZE ** 3 / seconds
+
+
+# --- kernels ---------------------------------------------------------------------------------------
+
+def activation_bandwidths():
+    """{(kind, direction): bytes/s} of activations.cu on ELEMENTS float32 values."""
+    import cupy
+    from minilean.cuda import activations
+    x = cupy.random.standard_normal(ELEMENTS, dtype=cupy.float32)
+    grad = cupy.random.standard_normal(ELEMENTS, dtype=cupy.float32)
+    results = {}
+    for kind in activations.KINDS:
+        forward = gpu_time(lambda: activations.forward(kind, x), 10)
+        backward = gpu_time(lambda: activations.backward(kind, x, grad), 10)
+        results[(kind, "forward")] = 2 * x.nbytes / forward    # read x, write y
+        results[(kind, "backward")] = 3 * x.nbytes / backward  # read x and grad, write dx
+    return results
+
+
+# --- the training step -------------------------------------------------------------------------
+
+def minilean_step(args, fast):
+    """(step, sample, synchronize) for the CLI's diffusion step on "cuda" (fast kernels on or off)."""
+    import cupy
+    from minilean import backend, tensor, use_fast_kernels
+    from minilean.autograd.grad_mode import no_grad
+    from minilean.models import diffusion as D
+    from minilean.models.unet import UNet
+    from minilean.optim import EMA, Adam, clip_grad_norm_
+
+    use_fast_kernels(fast)
+    backend.manual_seed(0)
+    model = UNet(3, args.hidden_c).to("cuda")
+    optimizer, average = Adam(model.parameters(), lr=2e-3), EMA(model, 0.995)
+    alpha_bar = D.alpha_bars(D.make_betas("cosine", args.T))
+    host = numpy.random.default_rng(0)
+    shape = (args.batch_size, 3, args.image_size, args.image_size)
+    x0 = tensor(host.uniform(-1, 1, shape).astype(numpy.float32), device="cuda")
+
+    def step():
+        t = D.sample_timesteps(args.batch_size, args.T, host)
+        eps = tensor(host.standard_normal(shape).astype(numpy.float32), device="cuda")
+        loss = D.eps_prediction_loss(model, alpha_bar, x0, t, eps)
+        optimizer.zero_grad()
+        loss.backward()
+        clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        average.update(model)
+
+    def sample():
+        x_T = tensor(host.standard_normal((args.n_samples, 3, args.image_size, args.image_size))
+                     .astype(numpy.float32), device="cuda")
+        with no_grad():
+            D.ddim_sample(model, alpha_bar, x_T, D.respaced_timesteps(args.T, args.sample_steps),
+                          clip=True)
+
+    parameters = sum(p.numel() for p in model.parameters())
+    return step, sample, cupy.cuda.Stream.null.synchronize, parameters
+
+
+def torch_unet(torch, channels, hidden_c):
+    """The same U-Net as minilean.models.unet, layer for layer, in PyTorch."""
+    nn, F = torch.nn, torch.nn.functional
+
+    def norm(c):
+        return nn.GroupNorm(math.gcd(c, 8), c)
+
+    class ResBlock(nn.Module):
+        def __init__(self, cin, cout, time_c):
+            super().__init__()
+            self.norm1, self.conv1 = norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
+            self.time = nn.Linear(time_c, cout)
+            self.norm2, self.conv2 = norm(cout), nn.Conv2d(cout, cout, 3, padding=1)
+            self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
+
+        def forward(self, x, embedding):
+            h = self.conv1(F.silu(self.norm1(x)))
+            h = h + self.time(F.silu(embedding))[:, :, None, None]
+            h = self.conv2(F.silu(self.norm2(h)))
+            return h + (x if self.skip is None else self.skip(x))
+
+    class SelfAttention(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.norm, self.qkv, self.proj = norm(c), nn.Linear(c, 3 * c), nn.Linear(c, c)
+
+        def forward(self, x):
+            b, c, h, w = x.shape
+            tokens = self.norm(x).reshape(b, c, h * w).transpose(1, 2)
+            q, k, v = self.qkv(tokens).chunk(3, dim=2)
+            weights = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(c), dim=-1)
+            return x + self.proj(weights @ v).transpose(1, 2).reshape(b, c, h, w)
+
+    class Upsample(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv = nn.Conv2d(c, c, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+    class UNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            hc, wide, time_c = hidden_c, 2 * hidden_c, 4 * hidden_c
+            self.time1, self.time2 = nn.Linear(hc, time_c), nn.Linear(time_c, time_c)
+            self.conv_in = nn.Conv2d(channels, hc, 3, padding=1)
+            self.down0, self.pool0 = ResBlock(hc, hc, time_c), nn.Conv2d(hc, hc, 3, 2, 1)
+            self.down1, self.pool1 = ResBlock(hc, wide, time_c), nn.Conv2d(wide, wide, 3, 2, 1)
+            self.mid1, self.attention = ResBlock(wide, wide, time_c), SelfAttention(wide)
+            self.mid2 = ResBlock(wide, wide, time_c)
+            self.up1, self.dec1 = Upsample(wide), ResBlock(2 * wide, wide, time_c)
+            self.up0, self.dec0 = Upsample(wide), ResBlock(wide + hc, hc, time_c)
+            self.norm_out, self.conv_out = norm(hc), nn.Conv2d(hc, channels, 3, padding=1)
+
+        def forward(self, x, embedding):
+            e = self.time2(F.silu(self.time1(embedding)))
+            skip0 = self.down0(self.conv_in(x), e)
+            skip1 = self.down1(self.pool0(skip0), e)
+            h = self.mid2(self.attention(self.mid1(self.pool1(skip1), e)), e)
+            h = self.dec1(torch.cat([self.up1(h), skip1], 1), e)
+            h = self.dec0(torch.cat([self.up0(h), skip0], 1), e)
+            return self.conv_out(F.silu(self.norm_out(h)))
+
+    return UNet()
+
+
+def torch_step(torch, args):
+    """(step, synchronize, parameters) for the same training step in PyTorch eager."""
+    from minilean.models import diffusion as D
+    from minilean.models.unet import sinusoidal_embedding
+    from minilean import tensor
+
+    model = torch_unet(torch, 3, args.hidden_c).cuda()
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    shadow = [p.detach().clone() for p in model.parameters()]
+    alpha_bar = torch.tensor(D.alpha_bars(D.make_betas("cosine", args.T)), dtype=torch.float32,
+                             device="cuda")
+    host = numpy.random.default_rng(0)
+    shape = (args.batch_size, 3, args.image_size, args.image_size)
+    x0 = torch.tensor(host.uniform(-1, 1, shape).astype(numpy.float32), device="cuda")
+    like = tensor(numpy.zeros(1, dtype=numpy.float32))
+
+    def step():
+        t = D.sample_timesteps(args.batch_size, args.T, host)
+        embedding = torch.from_numpy(sinusoidal_embedding(t, args.hidden_c, args.batch_size,
+                                                          like).numpy()).cuda()
+        eps = torch.from_numpy(host.standard_normal(shape).astype(numpy.float32)).cuda()
+        alpha = alpha_bar[torch.from_numpy(t).cuda()].reshape(-1, 1, 1, 1)
+        x_t = alpha.sqrt() * x0 + (1 - alpha).sqrt() * eps
+        loss = torch.nn.functional.mse_loss(model(x_t, embedding), eps)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(shadow, list(model.parameters()), 1 - 0.995)
+
+    return step, torch.cuda.synchronize, sum(p.numel() for p in model.parameters())
+
+
+def load_torch_cuda():
+    """PyTorch if it is installed with CUDA, else (None, the reason)."""
+    try:
+        import torch
+    except ImportError:
+        return None, "PyTorch is not installed"
+    if not torch.cuda.is_available():
+        return None, f"PyTorch {torch.__version__} has no CUDA here"
+    return torch, ""
+
+
+# --- report ------------------------------------------------------------------------------------------
+
+def versions():
+    import cupy
+    properties = cupy.cuda.runtime.getDeviceProperties(0)
+    name = properties["name"]
+    name = name.decode() if isinstance(name, bytes) else name
+
+    def dotted(number):
+        return f"{number // 1000}.{number % 1000 // 10}"
+
+    return (f"GPU {name}; CuPy {cupy.__version__}; CUDA runtime "
+            f"{dotted(cupy.cuda.runtime.runtimeGetVersion())}, driver "
+            f"{dotted(cupy.cuda.runtime.driverGetVersion())}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--hidden-c", type=int, default=32)
+    parser.add_argument("--image-size", type=int, default=16)
+    parser.add_argument("--T", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=20, help="timed training steps")
+    parser.add_argument("--n-samples", type=int, default=64)
+    parser.add_argument("--sample-steps", type=int, default=50)
+    args = parser.parse_args(argv)
+    from minilean import backend
+    if not backend.cuda_available():
+        print("bench_gpu: needs an NVIDIA GPU with CuPy; nothing measured", file=sys.stderr)
+        return 1
+    from minilean import use_fast_kernels
+
+    rows = [("card", "", versions())]
+    copy = copy_bandwidth()
+    rows.append(("ceiling", "device-to-device copy", f"{copy / 1e9:.0f} GB/s"))
+    rows.append(("ceiling", f"float32 matmul {MATMUL_SIZE}^3", f"{matmul_flops() / 1e12:.1f} TFLOP/s"))
+    for (kind, direction), bandwidth in activation_bandwidths().items():
+        rows.append(("kernel", f"{kind} {direction} ({ELEMENTS} float32)",
+                     f"{bandwidth / 1e9:.0f} GB/s = {100 * bandwidth / copy:.0f}% of copy"))
+    step_times = {}
+    for fast in (False, True):
+        step, sample, synchronize, parameters = minilean_step(args, fast)
+        label = "minilean fast kernels" if fast else "minilean plain CuPy"
+        step_times[label] = wall_time(step, args.steps, synchronize)
+        images_per_second = args.n_samples / wall_time(sample, 2, synchronize, warmup=1)
+        rows.append(("sampling", f"{label}: DDIM {args.sample_steps} steps, {args.n_samples} images",
+                     f"{images_per_second:.1f} images/s"))
+        use_fast_kernels(False)
+    torch, why_not = load_torch_cuda()
+    if torch is None:
+        rows.append(("train step", "PyTorch eager", f"not measured: {why_not}"))
+    else:
+        step, synchronize, torch_parameters = torch_step(torch, args)
+        if torch_parameters != parameters:
+            raise RuntimeError(f"the PyTorch U-Net has {torch_parameters} parameters, "
+                               f"minilean's {parameters}: not the same model")
+        step_times[f"PyTorch {torch.__version__} eager"] = wall_time(step, args.steps, synchronize)
+    baseline = next((t for label, t in step_times.items() if label.startswith("PyTorch")), None)
+    for label, seconds in step_times.items():
+        versus = f" ({baseline / seconds:.2f}x PyTorch eager's speed)" if baseline else ""
+        rows.append(("train step", f"{label}: U-Net hidden {args.hidden_c}, {parameters} params, "
+                     f"batch {args.batch_size}x3x{args.image_size}^2", f"{1e3 * seconds:.2f} ms{versus}"))
+    width = max(len(what) for _, what, _ in rows)
+    for group, what, value in rows:
+        print(f"{group:<11} {what:<{width}}  {value}")
+    print(f"command: python benchmarks/bench_gpu.py {' '.join(argv or sys.argv[1:])}".rstrip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
