@@ -282,3 +282,12 @@ def test_multihead_attention_matches_torch(mask_kind):
     numpy.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-6, atol=1e-10)
     numpy.testing.assert_allclose(weights.numpy(), expected_weights.detach().numpy(),
                                   rtol=1e-6, atol=1e-10)
+
+
+def test_deepcopy_gives_an_independent_module():
+    import copy
+    model = Block()
+    twin = copy.deepcopy(model)
+    twin.head.weight.data[...] = 0.0
+    assert twin.head.weight is not model.head.weight and (model.head.weight.numpy() != 0).any()
+    assert [name for name, _ in twin.named_parameters()] == [name for name, _ in model.named_parameters()]
