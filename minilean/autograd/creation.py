@@ -14,7 +14,15 @@ def _make(array, requires_grad):
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False):
-    """A tensor from nested lists, a scalar or an array (floats default to float32)."""
+    """A tensor from nested lists, a scalar or an array (floats default to float32).
+
+    Like ``torch.tensor`` it copies, so later in-place updates (an optimizer step) never
+    reach the caller's array; ``Tensor(array)`` shares the memory instead.
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    if hasattr(data, "copy"):
+        data = data.copy()
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
