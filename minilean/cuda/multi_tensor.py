@@ -13,7 +13,7 @@ import numpy
 from minilean.cuda import compile as kernels
 
 _CACHE_SIZE = 8
-_tables = collections.OrderedDict()  # addresses -> (table, offsets, total) on the device
+_tables = collections.OrderedDict()  # addresses and sizes -> (table, offsets, total)
 
 
 def check_arrays(roles):
@@ -21,6 +21,9 @@ def check_arrays(roles):
     of the matching parameter's size; returns that dtype."""
     first = roles[0]
     dtype = first[0].dtype
+    if any(len(role) != len(first) for role in roles):
+        raise ValueError(f"fused update needs one array per parameter in every role, got "
+                         f"{[len(role) for role in roles]}")
     for role in roles:
         for array, param in zip(role, first):
             if array.dtype != dtype or array.size != param.size or not array.flags.c_contiguous:
@@ -35,14 +38,15 @@ def device_table(roles):
     number of elements of one role."""
     import cupy
     addresses = tuple(array.data.ptr for role in roles for array in role)
-    if addresses in _tables:
-        _tables.move_to_end(addresses)
-        return _tables[addresses]
-    sizes = [array.size for array in roles[0]]
+    sizes = tuple(array.size for array in roles[0])
+    key = addresses + sizes  # an address can be reused by an array of another size
+    if key in _tables:
+        _tables.move_to_end(key)
+        return _tables[key]
     offsets = numpy.concatenate([[0], numpy.cumsum(sizes)]).astype(numpy.int64)
     entry = (cupy.asarray(numpy.array(addresses, dtype=numpy.uint64)), cupy.asarray(offsets),
              int(offsets[-1]))
-    _tables[addresses] = entry
+    _tables[key] = entry
     if len(_tables) > _CACHE_SIZE:
         _tables.popitem(last=False)
     return entry
