@@ -73,15 +73,16 @@ class Flag:
     """One ``--name=value`` flag: its kind, default, meaning and allowed values."""
 
     def __init__(self, name, default, help, kind=None, choices=None, aliases=None, low=None,
-                 high=None, low_open=False, high_open=False, optional=None, check=None):
+                 high=None, low_open=False, high_open=False, optional=None, check=None,
+                 required=False):
         self.name, self.default, self.help = name, default, help
         self.kind = kind or (str if default is None else type(default))
-        if self.kind not in (bool, int, float, str):
-            raise TypeError(f"flag {name}: kind must be bool, int, float or str, got {self.kind}")
+        if self.kind not in _KINDS:
+            raise TypeError(f"flag {name}: kind must be one of {_KINDS}, got {self.kind}")
         self.choices, self.aliases = choices, dict(aliases or {})
         self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
         self.optional = default is None if optional is None else optional
-        self.check = check
+        self.check, self.required = check, required
 
     @property
     def option(self):
@@ -99,7 +100,8 @@ class Flag:
         elif self.kind is bool:
             text = f"a boolean ({self.option}, --no{self.option[2:]} or {self.option}=false)"
         else:
-            text = {int: "an integer", float: "a finite number", str: "a text"}[self.kind]
+            text = {int: "an integer", float: "a finite number", str: "a text",
+                    object: "a value"}[self.kind]
             bounds = []
             if self.low is not None:
                 bounds.append(f"{'>' if self.low_open else '>='} {self.low}")
@@ -132,10 +134,14 @@ class Flag:
 
 
 _INVALID = object()
+# object: a value passed on as fire parsed it (guarded plain functions check it themselves)
+_KINDS = (bool, int, float, str, object)
 
 
 def _convert(kind, value):
     """``value`` as ``kind``, accepting what fire hands over for it; ``_INVALID`` otherwise."""
+    if kind is object:
+        return value
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -292,6 +298,10 @@ class Command:
         for name in given:
             if name not in self.flags:
                 raise _unknown_flag(self.name, name, given[name], self.flags)
+        for name, flag in self.flags.items():
+            if flag.required and name not in given:
+                raise FlagError(f"{flag.option}: missing; expected {flag.allowed()} "
+                                f"(see {PROGRAM} {self.name} --help)")
         config = types.SimpleNamespace(**{
             name: flag.parse(given[name]) if name in given else flag.default
             for name, flag in self.flags.items()})
@@ -312,8 +322,9 @@ class Command:
         for group in self.groups:
             lines += ["", f"{group.title} flags:"]
             for flag in group.flags:
-                lines.append(f"  {flag.option}={flag.kind.__name__.upper()}"
-                             f"    default: {_show_default(flag.default)}")
+                default = "required" if flag.required else \
+                    f"default: {_show_default(flag.default)}"
+                lines.append(f"  {flag.option}={flag.kind.__name__.upper()}    {default}")
                 lines.append(f"      {flag.help}; {flag.allowed()}")
         return "\n".join(lines)
 
@@ -321,7 +332,7 @@ class Command:
         """The function fire calls: it takes anything, and ``run_command`` checks it."""
         def command(*positional, **flags):
             run_command(self, positional, flags)
-        command.__name__ = self.name.replace("-", "_")
+        command.__name__ = self.name.split()[-1].replace("-", "_")
         command.__doc__ = self.summary
         return command
 
@@ -371,7 +382,8 @@ def _fail(name, error, code):
 # --- plain fire functions and classes, guarded ---------------------------------------------
 
 def command_from_function(function, name=None):
-    """A ``Command`` whose flags come from ``function``'s keyword defaults and docstring."""
+    """A ``Command`` whose flags come from ``function``'s keyword defaults and docstring
+    (a parameter without a default is a required flag)."""
     name = name or function.__name__.replace("_", "-")
     help_of = _docstring_args(function.__doc__ or "")
     flags = []
@@ -380,9 +392,10 @@ def command_from_function(function, name=None):
                 or parameter.name == "self":
             continue
         default = None if parameter.default is parameter.empty else parameter.default
-        kind = parameter.annotation if parameter.annotation in (bool, int, float, str) else None
-        flags.append(Flag(parameter.name, default, help_of.get(parameter.name, ""), kind=kind,
-                          optional=default is None))
+        kind = parameter.annotation if parameter.annotation in _KINDS else type(default)
+        flags.append(Flag(parameter.name, default, help_of.get(parameter.name, ""),
+                          kind=kind if kind in _KINDS else object, optional=default is None,
+                          required=parameter.default is parameter.empty))
     summary = (function.__doc__ or name).strip().splitlines()[0]
     return Command(name, summary, lambda config: function(**{
         flag.name: getattr(config, flag.name) for flag in flags}),
@@ -404,15 +417,16 @@ def _docstring_args(doc):
     return found
 
 
-def guard(component):
+def guard(component, name):
     """Wrap a fire-style function, or every public method of an object (recursively), so it
-    gets the same flag checks as a declared ``Command``."""
+    gets the same flag checks as a declared ``Command``; ``name`` is its command path."""
     if inspect.isfunction(component) or inspect.ismethod(component):
-        return command_from_function(component).fire_function()
-    members = {name: getattr(component, name) for name in dir(component)
-               if not name.startswith("_")}
-    namespace = types.SimpleNamespace(**{name: guard(member) for name, member in members.items()
-                                         if callable(member) or hasattr(member, "__dict__")})
+        return command_from_function(component, name).fire_function()
+    members = {member: getattr(component, member) for member in dir(component)
+               if not member.startswith("_")}
+    namespace = types.SimpleNamespace(**{
+        member: guard(value, f"{name} {member.replace('_', '-')}")
+        for member, value in members.items() if callable(value) or hasattr(value, "__dict__")})
     namespace.__doc__ = inspect.getdoc(component)
     return namespace
 
@@ -602,7 +616,7 @@ def components():
             group = _load(target)
         except (ImportError, AttributeError):
             continue  # a group whose module is not there (yet) is simply not offered
-        found[name] = guard(group() if inspect.isclass(group) else group)
+        found[name] = guard(group() if inspect.isclass(group) else group, name)
     return found
 
 

@@ -40,7 +40,7 @@ def check_betas(betas):
     bad = ~(numpy.isfinite(betas) & (betas >= 0) & (betas < 1))
     if bad.any():
         index = int(numpy.argmax(bad))
-        raise ValueError(f"betas must be finite and in [0, 1); beta[{index}] = {betas[index]!r}")
+        raise ValueError(f"betas must be finite and in [0, 1); beta[{index}] = {float(betas[index])!r}")
     return betas
 
 

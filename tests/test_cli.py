@@ -1,0 +1,122 @@
+"""The command line: every bad flag is one line on stderr and exit code 2, before any work."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from minilean import cli
+from minilean.cli import Command, Flag, FlagGroup, main
+
+
+def fail(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    return exit_info.value.code, err
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Make sure no command starts working: the check must come first."""
+    monkeypatch.setattr(cli.DIFFUSION, "_run", lambda config: pytest.fail("ran with bad flags"))
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--stepz=3"], "--stepz: got 3; expected a flag of 'diffusion' (did you mean --steps?"),
+    (["extra"], "unexpected argument 'extra'; expected flags only"),
+    (["--steps=0"], "--steps: got 0; expected an integer >= 1"),
+    (["--steps"], "--steps: got True; expected an integer >= 1"),
+    (["--steps=2.5"], "--steps: got 2.5; expected an integer >= 1"),
+    (["--lr=0"], "--lr: got 0; expected a finite number > 0"),
+    (["--lr=inf"], "--lr: got 'inf'; expected a finite number > 0"),
+    (["--lr=fast"], "--lr: got 'fast'; expected a finite number > 0"),
+    (["--ema=1"], "--ema: got 1; expected a finite number >= 0 and < 1"),
+    (["--cpu=maybe"], "--cpu: got 'maybe'; expected a boolean"),
+    (["--cpu=5"], "--cpu: got 5; expected a boolean"),
+    (["--cpu", "--cuda"], "--cpu and --cuda: got both"),
+    (["--device=cuda", "--cpu"], "--device: got 'cuda' together with --cpu"),
+    (["--device=tpu"], "--device: got 'tpu'; expected one of auto, cpu, cuda"),
+    (["--arch=vit"], "--arch: got 'vit'; expected one of unet, residual"),
+    (["--sampler=euler"], "--sampler: got 'euler'; expected one of ddpm, ddim, pf-euler"),
+    (["--schedule=quad"], "--schedule: got 'quad'; expected one of linear, cosine"),
+    (["--beta-end=1.5"], "--beta-end: got 1.5; expected a finite number >= 0 and < 1"),
+    (["--T=-1"], "--T: got -1; expected an integer >= 1"),
+    (["--image-size=8"], "--image-size: got 8; expected an integer >= 16 and <= 64"),
+    (["--dataset=mnist"], "--dataset: got 'mnist'; expected one of builtin"),
+    (["--y=labels.npy"], "--y: got 'labels.npy' without --x"),
+    (["--n-total=0"], "--n-total: got 0; expected an integer >= 1 or none"),
+    (["--out=[1, 2]"], "--out: got [1, 2]; expected a text"),
+])
+def test_bad_flags_exit_2_with_one_line(argv, expected, capsys, no_work):
+    code, err = fail(["diffusion", *argv], capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("minilean diffusion: error: ")
+    assert expected in err
+
+
+def test_fire_spellings_are_accepted(no_work, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(cli.DIFFUSION, "_run", lambda config: seen.update(vars(config)))
+    main(["diffusion", "--cpu=false", "--seed=007", "--steps=1e3", "--lr=1", "--out=2024",
+          "--dataset=cifar", "--log=off", "--device=cpu"])
+    assert seen["cpu"] is False and seen["seed"] == 7 and seen["steps"] == 1000
+    assert seen["lr"] == 1.0 and seen["out"] == "2024" and seen["dataset"] == "cifar10"
+    assert seen["log"] is None and seen["device"] == "cpu"
+    assert "seed" in seen["given_flags"] and "arch" not in seen["given_flags"]
+
+
+def test_expected_errors_exit_1_with_one_line(tmp_path, capsys):
+    code, err = fail(["diffusion", "--cpu", f"--x={tmp_path / 'missing.npy'}",
+                      f"--out={tmp_path / 'run'}"], capsys)
+    assert code == 1 and err.count("\n") == 1 and "missing.npy" in err
+    code, err = fail(["diffusion", "--cpu", "--dataset=ring8", f"--out={tmp_path / 'r'}"], capsys)
+    assert code == 1 and "diffusion trains on images" in err
+    code, err = fail(["evaluate", "--cpu", f"--samples={tmp_path}"], capsys)
+    assert code == 1 and "samples.npy not found" in err
+
+
+def test_help_lists_commands_and_every_flag_with_default(capsys):
+    main(["diffusion", "--help"])
+    text = capsys.readouterr().out
+    for flag in cli.DIFFUSION.flags.values():
+        assert flag.option in text
+    assert "--steps=INT    default: 1500" in text and "optimizer steps" in text
+    result = subprocess.run([sys.executable, "-m", "minilean", "--help"], capture_output=True,
+                            text=True, env={**os.environ, "PAGER": "cat"})
+    assert result.returncode == 0
+    for name in ("diffusion", "evaluate", "proofs", "data"):
+        assert name in result.stdout + result.stderr  # fire writes its help to stderr
+
+
+def test_a_bad_flag_from_the_shell_has_no_traceback():
+    result = subprocess.run([sys.executable, "-m", "minilean", "diffusion", "--stepz=3"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and result.stdout == ""
+
+
+def test_declared_groups_and_guarded_functions(capsys):
+    group = FlagGroup("g", [Flag("width", 4, "w", low=1), Flag("name", None, "n")])
+    with pytest.raises(KeyError, match="no flag"):
+        group.with_defaults(height=3)
+    assert group.with_defaults(width=8).flags[0].default == 8
+
+    def tool(count=2, label: str = None, verbose=False):
+        """A tool.
+
+        Args:
+            count: how many.
+        """
+        print(f"ran {count} {label} {verbose}")
+
+    guarded = cli.guard(tool, "tool")
+    guarded(count="3", verbose="true")
+    assert capsys.readouterr().out == "ran 3 None True\n"
+    with pytest.raises(SystemExit) as exit_info:
+        guarded(cnt=3)
+    assert exit_info.value.code == 2 and "did you mean --count?" in capsys.readouterr().err
+    command = Command("c", "s", run=lambda config: None, groups=[
+        FlagGroup("g", [Flag("path", None, "p", required=True)])])
+    with pytest.raises(cli.FlagError, match="--path: missing"):
+        command.parse((), {})

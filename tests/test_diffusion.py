@@ -1,0 +1,187 @@
+"""Diffusion maths: schedules, forward noising, posterior, and the samplers against an oracle.
+
+For Gaussian data N(mu, s^2) the ideal noise predictor is known in closed form:
+x_t ~ N(sqrt(a) mu, a s^2 + 1 - a) with a = alpha_bar_t, and
+E[eps | x_t] = sqrt(1 - a) (x_t - sqrt(a) mu) / (a s^2 + 1 - a).
+With it every sampler must reproduce the data's mean and variance, without any training.
+"""
+import math
+
+import numpy
+import pytest
+from hypothesis import given, strategies as st
+
+import minilean as ml
+from minilean.models import diffusion as D
+
+MU, STD = 0.3, 0.5
+N_POINTS = 20000
+
+
+def oracle_eps(betas):
+    """eps*(x, t) for data N(MU, STD^2), at integer or fractional timesteps."""
+    schedule = D.ContinuousSchedule(betas)
+
+    def eps(x, t):
+        a = schedule.alpha_bar((t + 1) / len(betas))
+        return math.sqrt(1 - a) * (x - math.sqrt(a) * MU) / (a * STD ** 2 + 1 - a)
+    return eps
+
+
+@pytest.fixture(scope="module")
+def start():
+    rng = numpy.random.default_rng(0)
+    return rng.standard_normal((N_POINTS, 1)), rng
+
+
+# --- schedules --------------------------------------------------------------------------
+
+def test_linear_schedule_matches_the_formula_and_torchlean_example():
+    betas = D.linear_beta_schedule(5, 0.1, 0.5)
+    numpy.testing.assert_allclose(betas, [0.1, 0.2, 0.3, 0.4, 0.5])
+    # the [guide] worked example: linearAlphaBars 5 0.1 0.5
+    numpy.testing.assert_allclose(D.alpha_bars(betas), [0.9, 0.72, 0.504, 0.3024, 0.1512])
+    assert D.linear_beta_schedule(1, 0.2, 0.5).tolist() == [0.2]
+
+
+def test_cosine_schedule_alpha_bar_is_the_cosine_curve():
+    T = 50
+    u = numpy.arange(1, T + 1) / T
+    f = numpy.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2 / math.cos(0.008 / 1.008 * math.pi / 2) ** 2
+    alpha_bar = D.alpha_bars(D.cosine_beta_schedule(T))
+    numpy.testing.assert_allclose(alpha_bar[:-1], f[:-1], rtol=1e-12)  # the cap binds at T-1
+    assert D.cosine_beta_schedule(T).max() <= 0.999
+
+
+@given(st.lists(st.floats(0, 0.99), min_size=1, max_size=20))
+def test_alpha_bars_is_the_running_product(betas):
+    expected = numpy.cumprod([1 - b for b in betas])
+    numpy.testing.assert_allclose(D.alpha_bars(betas), expected, rtol=1e-12)
+    assert numpy.all(numpy.diff(D.alpha_bars(betas)) <= 0)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: D.linear_beta_schedule(0, 1e-4, 0.02), "T (number of timesteps) must be an integer >= 1"),
+    (lambda: D.linear_beta_schedule(2.5, 1e-4, 0.02), "must be an integer >= 1, got 2.5"),
+    (lambda: D.linear_beta_schedule(10, -0.1, 0.02), "beta_start must be finite and in [0, 1)"),
+    (lambda: D.linear_beta_schedule(10, 1e-4, 1.0), "beta_end must be finite and in [0, 1)"),
+    (lambda: D.linear_beta_schedule(10, float("nan"), 0.1), "beta_start must be finite"),
+    (lambda: D.alpha_bars([0.1, 1.5]), "beta[1] = 1.5"),
+    (lambda: D.make_betas("quadratic", 10), "schedule must be 'linear' or 'cosine'"),
+])
+def test_schedule_validation_errors(call, message):
+    with pytest.raises(ValueError) as error:
+        call()
+    assert message in str(error.value)
+
+
+# --- forward process, x0, posterior -----------------------------------------------------
+
+def test_q_sample_and_x0_from_eps_invert_each_other_per_example():
+    alpha_bar = D.alpha_bars(D.linear_beta_schedule(10, 0.01, 0.3))
+    rng = numpy.random.default_rng(1)
+    x0 = ml.tensor(rng.standard_normal((4, 2, 3, 3)))
+    eps = ml.tensor(rng.standard_normal((4, 2, 3, 3)))
+    t = numpy.array([0, 3, 7, 9])
+    x_t = D.q_sample(alpha_bar, x0, t, eps)
+    for row, step in enumerate(t):
+        expected = math.sqrt(alpha_bar[step]) * x0.numpy()[row] + \
+            math.sqrt(1 - alpha_bar[step]) * eps.numpy()[row]
+        numpy.testing.assert_allclose(x_t.numpy()[row], expected, rtol=1e-5, atol=1e-6)
+    numpy.testing.assert_allclose(D.x0_from_eps(alpha_bar, x_t, t, eps).numpy(), x0.numpy(),
+                                  rtol=1e-4, atol=1e-5)
+    # the TorchLean [guide] numbers: alpha_bar = 0.504, x0 = [0.5, -0.25], eps = [1, -1]
+    guide = D.alpha_bars(D.linear_beta_schedule(5, 0.1, 0.5))
+    numpy.testing.assert_allclose(
+        D.q_sample(guide, numpy.array([0.5, -0.25]), 2, numpy.array([1.0, -1.0])),
+        [1.059237, -0.881755], atol=1e-6)
+
+
+def test_posterior_mean_is_the_eps_form_and_variance_is_beta_tilde():
+    betas = D.linear_beta_schedule(8, 0.05, 0.4)
+    alpha_bar = D.alpha_bars(betas)
+    rng = numpy.random.default_rng(2)
+    x_t, eps = rng.standard_normal(5), rng.standard_normal(5)
+    for t in range(8):
+        x0 = D.x0_from_eps(alpha_bar, x_t, t, eps)
+        mean, variance = D.posterior_mean_variance(betas, x0, x_t, t)
+        eps_form = (x_t - betas[t] / math.sqrt(1 - alpha_bar[t]) * eps) / math.sqrt(1 - betas[t])
+        numpy.testing.assert_allclose(mean, eps_form, rtol=1e-10)
+        previous = 1.0 if t == 0 else alpha_bar[t - 1]
+        assert variance == pytest.approx(betas[t] * (1 - previous) / (1 - alpha_bar[t]))
+        assert variance <= betas[t]
+    assert D.posterior_mean_variance(betas, x0, x_t, 0)[1] == 0.0
+
+
+def test_ddim_with_eta_one_on_consecutive_steps_has_the_ddpm_variance():
+    betas = D.linear_beta_schedule(10, 0.05, 0.3)
+    alpha_bar = D.alpha_bars(betas)
+    x = numpy.zeros(1)
+    for t in range(1, 10):
+        # with x0_hat = 0 and eps_hat = 0 the step is pure noise: x_prev = sigma * z
+        step = D.ddim_step(alpha_bar, x, t, t - 1, numpy.zeros(1), eta=1.0, noise=numpy.ones(1))
+        assert step[0] ** 2 == pytest.approx(D.posterior_mean_variance(betas, x, x, t)[1])
+
+
+def test_respaced_timesteps_come_from_the_list_and_cover_both_ends():
+    assert D.respaced_timesteps(10, 20) == list(range(9, -1, -1))
+    steps = D.respaced_timesteps(1000, 7)
+    assert steps[0] == 999 and steps[-1] == 0 and len(steps) == 7
+    assert steps == sorted(set(steps), reverse=True)
+    assert D.respaced_timesteps(5, 1) == [4]
+
+
+# --- samplers ---------------------------------------------------------------------------
+
+def test_zero_steps_return_the_input():
+    x = ml.randn(3, 2)
+    never = lambda *args: pytest.fail("the model must not be called")  # noqa: E731
+    assert D.ddpm_sample(never, numpy.zeros(0), x, never) is x
+    assert D.ddim_sample(never, numpy.ones(4), x, []) is x
+    assert D.pf_ode_sample_euler(never, x, 0) is x
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_ddpm_with_the_ideal_eps_reproduces_the_data_distribution(schedule, start):
+    x_T, rng = start
+    betas = D.make_betas(schedule, 1000, 1e-4, 0.02)
+    x = D.ddpm_sample(oracle_eps(betas), betas, x_T, lambda t: rng.standard_normal(x_T.shape))
+    assert abs(x.mean() - MU) < 0.02
+    assert abs(x.var() - STD ** 2) < 0.02
+
+
+def test_ddim_and_pf_euler_converge_as_sample_steps_grow(start):
+    x_T, _ = start
+    betas = D.linear_beta_schedule(1000, 1e-4, 0.02)
+    eps, alpha_bar = oracle_eps(betas), D.alpha_bars(betas)
+    rhs = D.ContinuousSchedule(betas).rhs(eps)
+    ddim_errors, euler_errors = [], []
+    for steps in (10, 40, 160, 640):
+        ddim = D.ddim_sample(eps, alpha_bar, x_T, D.respaced_timesteps(1000, steps))
+        euler = D.pf_ode_sample_euler(rhs, x_T, steps)
+        ddim_errors.append(abs(ddim.var() - STD ** 2))
+        euler_errors.append(abs(euler.var() - STD ** 2))
+        assert abs(ddim.mean() - MU) < 0.02 and abs(euler.mean() - MU) < 0.02
+    # sampling error is common to all runs (same x_T); the discretisation error must shrink
+    assert all(a > b for a, b in zip(ddim_errors, ddim_errors[1:])), ddim_errors
+    assert all(a > b for a, b in zip(euler_errors, euler_errors[1:])), euler_errors
+    assert ddim_errors[-1] < 0.01 and euler_errors[-1] < 0.01
+
+
+def test_samplers_run_on_tensors_with_clipping(start):
+    betas = D.cosine_beta_schedule(20)
+    x_T = ml.tensor(start[0][:64].reshape(4, 1, 4, 4).astype(numpy.float32) * 3)
+    noise = lambda t: ml.randn(*x_T.shape)  # noqa: E731
+    eps = lambda x, t: x * 0.0  # noqa: E731  (x0_hat = x / sqrt(a), then clipped)
+    for x in (D.ddpm_sample(eps, betas, x_T, noise, clip=True),
+              D.ddim_sample(eps, D.alpha_bars(betas), x_T, D.respaced_timesteps(20, 5), 0.5,
+                            noise, clip=True)):
+        assert isinstance(x, ml.Tensor) and x.shape == x_T.shape and x.dtype == numpy.float32
+    final = D.ddim_sample(eps, D.alpha_bars(betas), x_T, D.respaced_timesteps(20, 5), clip=True)
+    assert final.numpy().max() <= 1.0 and final.numpy().min() >= -1.0
+
+
+def test_pf_ode_rhs_and_euler_step_formulas():
+    x, eps = numpy.array([1.0, -2.0]), numpy.array([0.5, 0.25])
+    numpy.testing.assert_allclose(D.pf_ode_rhs(x, eps, 0.4, 0.5), -0.2 * (x - eps / 0.5))
+    numpy.testing.assert_allclose(D.euler_step(lambda y, t: y * t, x, 2.0, 0.1), x + 0.2 * x)

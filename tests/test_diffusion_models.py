@@ -1,0 +1,63 @@
+"""The two epsilon predictors: shapes, time conditioning, and float64 gradients."""
+import numpy
+import pytest
+
+import minilean as ml
+from minilean.autograd.gradcheck import gradcheck
+from minilean.models.residual import ResidualEpsNet
+from minilean.models.unet import UNet
+
+
+def _float64(model):
+    return model.to(dtype=numpy.float64)
+
+
+def test_residual_net_matches_torchlean_layout_and_parameter_count():
+    ml.manual_seed(0)
+    model = ResidualEpsNet(3, T=100, hidden_c=16)
+    assert sum(p.numel() for p in model.parameters()) == 10307   # TorchLean's hc=16 count
+    assert sum(p.numel() for p in ResidualEpsNet(3, 100, 2).parameters()) == 283
+    channel = model.time_channel(numpy.array([0, 99]), ml.zeros(2, 3, 4, 4))
+    assert channel.shape == (2, 1, 4, 4)
+    numpy.testing.assert_allclose(channel.numpy()[:, 0, 0, 0], [0.0, 1.0])
+    assert model(ml.randn(2, 3, 4, 4), 5).shape == (2, 3, 4, 4)
+
+
+def test_residual_net_gradcheck_float64():
+    ml.manual_seed(1)
+    model = _float64(ResidualEpsNet(2, T=10, hidden_c=3))
+    x = ml.randn(2, 2, 4, 4, dtype=numpy.float64, requires_grad=True)
+    params = list(model.parameters())
+    assert gradcheck(lambda x, *p: model(x, numpy.array([1, 7])), [x] + params)
+
+
+def test_unet_output_shape_and_time_dependence():
+    ml.manual_seed(2)
+    model = UNet(3, hidden_c=8)
+    x = ml.randn(2, 3, 8, 8)
+    out = model(x, numpy.array([3, 3]))
+    assert out.shape == (2, 3, 8, 8)
+    assert not numpy.allclose(out.numpy(), model(x, 150).numpy())  # the timestep matters
+    with pytest.raises(ValueError, match="divisible by 4"):
+        model(ml.randn(1, 3, 6, 6), 0)
+
+
+def test_unet_gradcheck_float64():
+    ml.manual_seed(3)
+    model = _float64(UNet(1, hidden_c=4))
+    x = ml.randn(2, 1, 4, 4, dtype=numpy.float64, requires_grad=True)
+    params = list(model.parameters())
+    assert gradcheck(lambda x, *p: model(x, numpy.array([2.0, 9.0])), [x] + params,
+                     max_elements=16)
+
+
+def test_frechet_distance_matches_scipy_sqrtm():
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    from minilean.models.classifier import frechet_distance, gaussian_fit
+    rng = numpy.random.default_rng(0)
+    (mean1, cov1), (mean2, cov2) = (gaussian_fit(rng.standard_normal((50, 4)) @ rng.random((4, 4)))
+                                    for _ in range(2))
+    cross = scipy_linalg.sqrtm(cov1 @ cov2).real
+    expected = ((mean1 - mean2) ** 2).sum() + numpy.trace(cov1 + cov2 - 2 * cross)
+    assert frechet_distance(mean1, cov1, mean2, cov2) == pytest.approx(expected, rel=1e-8)
+    assert frechet_distance(mean1, cov1, mean1, cov1) == pytest.approx(0.0, abs=1e-8)

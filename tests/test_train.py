@@ -1,0 +1,106 @@
+"""The shared training loop and the diffusion command end to end, on tiny CPU runs."""
+import json
+import os
+
+import numpy
+import pytest
+
+import minilean as ml
+from minilean.cli import main
+from minilean.data import read_metrics, read_pnm
+from minilean.nn import Linear
+from minilean.optim import SGD, load_checkpoint
+from minilean.data import RunDirectory
+from minilean.train.loop import TrainState, TrainingDiverged, train
+
+TINY = ["--cpu", "--n-total=32", "--batch-size=4", "--hidden-c=4", "--T=10",
+        "--sample-steps=2", "--n-samples=4", "--log-every=1", "--noprogress"]
+
+
+def run_cli(*argv):
+    main(["diffusion", *TINY, *argv])
+
+
+def losses(run_dir):
+    return [(record["step"], record["loss"]) for record in
+            read_metrics(os.path.join(run_dir, "metrics.jsonl"))]
+
+
+def test_a_few_steps_write_every_artifact(tmp_path):
+    out, log = tmp_path / "run", tmp_path / "trainlog.json"
+    run_cli("--steps=3", f"--out={out}", "--evaluate=false", f"--log={log}",
+            f"--reference-ppm={tmp_path / 'ref.ppm'}", f"--noisy-ppm={tmp_path / 'noisy.ppm'}",
+            f"--reconstruct-ppm={tmp_path / 'rec.ppm'}", "--reconstruct-step=4")
+    for name in ("config.json", "metrics.jsonl", "loss.svg", "summary.json", "samples.npy",
+                 "images/samples.ppm", "checkpoints/last.npz"):
+        assert (out / name).is_file(), name
+    grid = read_pnm(out / "images" / "samples.ppm")
+    assert grid.dtype == numpy.uint8 and grid.shape[-1] == 3        # a readable RGB image
+    for name in ("ref.ppm", "noisy.ppm", "rec.ppm"):
+        assert read_pnm(tmp_path / name).size > 0
+    assert [step for step, _ in losses(out)] == [1, 2, 3]
+    assert all(numpy.isfinite(loss) for _, loss in losses(out))
+    assert json.loads(log.read_text())["steps"] == [1, 2, 3]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["sampler"] == "ddim"
+    checkpoint = load_checkpoint(str(out / "checkpoints" / "last.npz"))
+    assert checkpoint["step"] == 3 and set(checkpoint) >= {"modules", "optimizers", "emas", "rng"}
+
+
+@pytest.mark.parametrize("arch, sampler", [("residual", "ddpm"), ("unet", "pf-euler")])
+def test_other_architectures_and_samplers_run(tmp_path, arch, sampler):
+    run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false", f"--arch={arch}",
+            f"--sampler={sampler}", "--schedule=linear")
+    assert numpy.load(tmp_path / "samples.npy").shape == (4, 3, 16, 16)
+
+
+def test_resume_repeats_an_uninterrupted_run(tmp_path):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    run_cli("--steps=4", f"--out={whole}", "--evaluate=false", "--checkpoint-every=2")
+    run_cli("--steps=2", f"--out={split}", "--evaluate=false")
+    run_cli("--steps=4", f"--resume={split}", "--evaluate=false")
+    assert losses(split) == losses(whole) and len(losses(whole)) == 4
+    first = load_checkpoint(str(whole / "checkpoints" / "last.npz"))["modules"]["model"]
+    second = load_checkpoint(str(split / "checkpoints" / "last.npz"))["modules"]["model"]
+    for name in first:
+        numpy.testing.assert_array_equal(first[name], second[name])
+    numpy.testing.assert_array_equal(numpy.load(whole / "samples.npy"),
+                                     numpy.load(split / "samples.npy"))
+
+
+def test_resume_refuses_to_change_the_model(tmp_path, capsys):
+    run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["diffusion", "--steps=2", f"--resume={tmp_path}", "--arch=residual"])
+    assert exit_info.value.code == 2
+    assert "--arch: got 'residual'; expected 'unet'" in capsys.readouterr().err
+
+
+def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    ml.manual_seed(0)
+    model = Linear(2, 1)
+    state = TrainState({"model": model}, {"optimizer": SGD(model.parameters(), lr=0.1)})
+    values = iter([1.0, 0.5, float("nan"), 0.1])
+
+    def step_fn(batch, step):
+        return {"loss": next(values)}
+
+    with RunDirectory(tmp_path, {}) as run:
+        with pytest.raises(TrainingDiverged) as error:
+            train(state, step_fn, iter(range(10)), 4, run, log_every=1, checkpoint_every=2,
+                  progress=False)
+    assert "loss became nan at step 3" in str(error.value)
+    assert "(step 2)" in str(error.value)
+    assert load_checkpoint(str(tmp_path / "checkpoints" / "last.npz"))["step"] == 2
+    assert read_metrics(str(tmp_path / "metrics.jsonl"))[-1]["step"] == 3
+
+
+def test_evaluate_reports_fd_with_floor_and_ceiling(tmp_path, capsys):
+    samples = numpy.random.default_rng(0).integers(0, 256, (40, 3, 16, 16), dtype=numpy.uint8)
+    numpy.save(tmp_path / "samples.npy", samples)
+    main(["evaluate", "--cpu", f"--samples={tmp_path}", "--n-eval=40", "--classifier-steps=3",
+          f"--cache={tmp_path / 'cache'}", "--n-total=200"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_images"] == 40
+    assert report["floor_real_train"] < report["fd_classifier"]
+    assert os.listdir(tmp_path / "cache")  # cached for the next time
