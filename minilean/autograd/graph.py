@@ -44,7 +44,7 @@ def run_backward(root, grad, retain_graph=False):
                 # A fresh array: the one arriving may be a read-only broadcast view or shared
                 # with another leaf (Add hands the same array to both inputs), and optimizers
                 # update .grad in place.
-                tensor.grad = Tensor._wrap(grad.astype(tensor.dtype), False)
+                tensor.grad = Tensor._wrap(tensor.xp.array(grad, dtype=tensor.dtype), False)
             else:
                 tensor.grad.data = tensor.grad.data + grad
             continue

@@ -15,31 +15,33 @@ class Matmul(Function):
     """
     @staticmethod
     def forward(ctx, a, b):
-        xp = array_module(a)
         if ctx.recording:
-            ctx.a, ctx.b = a, b
-        return xp.matmul(a, b)
+            need_a, need_b = ctx.needs_input_grad
+            # dA needs only B and dB only A: keep just the operand the other gradient uses
+            ctx.a, ctx.b = (a if need_b else None), (b if need_a else None)
+            ctx.a_vector, ctx.b_vector = a.ndim == 1, b.ndim == 1
+            ctx.b_unbatched = b.ndim <= 2
+        return array_module(a).matmul(a, b)
 
     @staticmethod
     def backward(ctx, grad):
         xp = array_module(grad)
         need_a, need_b = ctx.needs_input_grad
-        a, b = ctx.a, ctx.b
+        a, b, a_vector, b_vector = ctx.a, ctx.b, ctx.a_vector, ctx.b_vector
         # Promote 1-D operands to matrices: a (k,) -> (1, k), b (k,) -> (k, 1), and give the
         # gradient the matching size-1 axes back: (..., n) -> (..., n, 1) for b, then
         # (..., m) -> (..., 1, m) for a (in this order, so that () -> (1,) -> (1, 1) works).
-        a_vector, b_vector = a.ndim == 1, b.ndim == 1
         if b_vector:
-            b, grad = b[:, None], xp.expand_dims(grad, -1)
+            b, grad = (None if b is None else b[:, None]), xp.expand_dims(grad, -1)
         if a_vector:
-            a, grad = a[None, :], xp.expand_dims(grad, -2)
+            a, grad = (None if a is None else a[None, :]), xp.expand_dims(grad, -2)
         grad_a = grad_b = None
         if need_a:
             grad_a = xp.matmul(grad, xp.swapaxes(b, -1, -2))  # (..., n, k)
             if a_vector:
                 grad_a = grad_a[..., 0, :]  # (..., k)
         if need_b:
-            if b.ndim == 2 and grad.ndim > 2:
+            if ctx.b_unbatched and grad.ndim > 2:
                 # b is shared by every batch element (a linear layer): sum over the batch
                 # inside one matmul instead of building a (batch, k, m) array and summing it.
                 grad_b = xp.matmul(a.reshape(-1, a.shape[-1]).T,  # (k, batch * n)

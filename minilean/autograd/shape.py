@@ -30,7 +30,7 @@ class Permute(Function):
     @staticmethod
     def forward(ctx, x, dims=()):
         if ctx.recording:
-            ctx.inverse = tuple(numpy.argsort(dims))
+            ctx.inverse = tuple(int(axis) for axis in numpy.argsort(dims))
         return x.transpose(dims)
 
     @staticmethod
@@ -89,7 +89,7 @@ class Cat(Function):
     def forward(ctx, *arrays, axis=0):
         if ctx.recording:
             ctx.axis = axis
-            ctx.offsets = numpy.cumsum([array.shape[axis] for array in arrays])[:-1]
+            ctx.offsets = numpy.cumsum([array.shape[axis] for array in arrays])[:-1].tolist()
         return array_module(arrays[0]).concatenate(arrays, axis=axis)
 
     @staticmethod
