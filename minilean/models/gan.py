@@ -76,3 +76,94 @@ def ring8_coverage(points, modes, std):
     nearest = distances.argmin(1)
     close = distances[numpy.arange(len(points)), nearest] <= 3 * std
     return int(numpy.unique(nearest[close]).size), float(close.mean())
+
+
+# --- the command ----------------------------------------------------------------------------
+
+LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "latent",
+                "hidden", "d_steps")
+FIXED_LATENT_STREAM, NOISE_STREAM = 3, 4  # generator streams apart from the data order's
+
+
+def scatter_svg(points, reference, size=400, extent=3.0):
+    """A plain SVG scatter plot: generated ``points`` (blue) over ``reference`` (grey)."""
+    def dot(point, colour, radius):
+        x = (point[0] + extent) / (2 * extent) * size
+        y = (extent - point[1]) / (2 * extent) * size
+        return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}" fill="{colour}"/>'
+    body = [dot(point, "#bbbbbb", 1.5) for point in reference] + [
+        dot(point, "#4e79a7", 1.5) for point in points]
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}">'
+            f'<rect width="{size}" height="{size}" fill="white"/>' + "".join(body) + "</svg>\n")
+
+
+def run(config):
+    """``python -m minilean gan``: alternating LSGAN training, sample grids, evaluation."""
+    from minilean.autograd.creation import tensor
+    from minilean.autograd.grad_mode import no_grad
+    from minilean.data import atomic
+    from minilean.data.builtin import RING8_MODES, RING8_STD
+    from minilean.models import zoo_run
+    from minilean.optim import Adam
+    from minilean.train.loop import step_generator
+
+    points = config.dataset == "ring8" and config.x is None
+    session = zoo_run.start(config, LOCKED_FLAGS, None if points else (-1.0, 1.0))
+    config = session.config
+    data_shape = session.train_rows.shape[1:]
+    generator = Generator(config.latent, data_shape, config.hidden, bounded=not points)
+    discriminator = Discriminator(data_shape, config.hidden)
+    generator.to(config.device), discriminator.to(config.device)
+    # betas (0.5, 0.999): the usual GAN setting, less momentum chasing a moving opponent
+    g_optimizer = Adam(generator.parameters(), lr=config.lr, betas=(0.5, 0.999))
+    d_optimizer = Adam(discriminator.parameters(), lr=config.lr, betas=(0.5, 0.999))
+
+    def latent(count, step, stream):
+        draw = step_generator(config.seed, step, stream).standard_normal((count, config.latent))
+        return tensor(draw.astype(numpy.float32), device=config.device)
+
+    fixed_latent = latent(config.n_samples, 0, FIXED_LATENT_STREAM)
+
+    def write_samples(name):
+        with no_grad():
+            samples = generator(fixed_latent).numpy()
+        if points:
+            path = session.run.file(f"{name}.svg")
+            atomic.write_text(path, scatter_svg(samples, session.held_out_rows[:500]))
+        else:
+            session.save_grid(name, samples)
+        return samples
+
+    def step_fn(real, step):
+        for d_step in range(config.d_steps):  # the same real batch, fresh noise each D step
+            fake = generator(latent(real.shape[0], step, NOISE_STREAM + d_step)).detach()
+            d_loss = discriminator_loss(discriminator(real), discriminator(fake))
+            d_optimizer.zero_grad()
+            d_loss.backward()
+            d_optimizer.step()
+        g_loss = generator_loss(discriminator(generator(latent(real.shape[0], step, NOISE_STREAM - 1))))
+        g_optimizer.zero_grad()
+        g_loss.backward()
+        g_optimizer.step()
+        if step % config.sample_every == 0:
+            write_samples(f"samples_step{step:06d}")
+        return {"loss": float(d_loss.item() + g_loss.item()), "d_loss": float(d_loss.item()),
+                "g_loss": float(g_loss.item())}
+
+    zoo_run.fit(session, {"generator": generator, "discriminator": discriminator},
+                {"generator": g_optimizer, "discriminator": d_optimizer}, step_fn, "gan")
+    samples = write_samples("samples")
+    summary = {"samples": len(samples), "steps": config.steps}
+    if points:
+        modes, share = ring8_coverage(samples, RING8_MODES, RING8_STD)
+        real_modes, real_share = ring8_coverage(session.held_out_rows[:len(samples)], RING8_MODES,
+                                                RING8_STD)
+        summary.update(modes_covered=modes, modes_total=len(RING8_MODES),
+                       share_within_3std=share, real_data_modes=real_modes,
+                       real_data_share_within_3std=real_share)
+    elif config.evaluate and session.dataset.y is not None:
+        from minilean.data.images import to_uint8
+        from minilean.models.classifier import fd_report
+        summary["fd_classifier"] = fd_report(config, session.dataset,
+                                             to_uint8(samples, (-1.0, 1.0)))
+    session.finish("LSGAN", **summary)

@@ -207,3 +207,91 @@ def mae_loss(model, images, mask, normalize_targets=False):
     if normalize_targets:
         target = normalize_patches(target)
     return masked_mse(model(images, mask), target, mask.hidden)
+
+
+# --- the command ----------------------------------------------------------------------------
+
+LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "patch_size",
+                "width", "depth", "heads", "decoder_width", "decoder_depth", "norm_pix")
+
+
+def mean_patch_mse(train_images, test_images, hidden, patch_size):
+    """The trivial baseline on hidden patches: predict each hidden patch as the mean training
+    patch at that position (host arrays; hidden (N, L) 0/1)."""
+    def patches(images):
+        return patchify(Tensor._wrap(images, False), patch_size).numpy()
+    mean_patches = patches(train_images).mean(0, keepdims=True)       # (1, L, P)
+    per_patch = ((patches(test_images) - mean_patches) ** 2).mean(-1)  # (N, L)
+    return float((per_patch * hidden).sum() / hidden.sum())
+
+
+def run(config):
+    """``python -m minilean mae``: train, then held-out masked-patch MSE next to the mean patch."""
+    from minilean.autograd.grad_mode import no_grad
+    from minilean.models import zoo_run
+    from minilean.optim import Adam
+
+    session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
+    config = session.config
+    image_shape = zoo_run.image_shape(session)
+    if image_shape[1] % config.patch_size or image_shape[2] % config.patch_size:
+        raise ValueError(f"--patch-size {config.patch_size} must divide the image size "
+                         f"{image_shape[1]}x{image_shape[2]}")
+    model = MaskedAutoencoder(image_shape, config.patch_size, config.width, config.depth,
+                              config.heads, config.decoder_width, config.decoder_depth,
+                              decoder_heads=max(1, config.heads // 2)).to(config.device)
+    optimizer = Adam(model.parameters(), lr=config.lr)
+
+    def make_mask(count):
+        if config.mask == "block":
+            return model.block_mask(count, config.device)
+        return model.random_mask(count, config.mask_ratio, config.device)
+
+    def step_fn(images, step):
+        loss = mae_loss(model, images, make_mask(images.shape[0]), config.norm_pix)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return {"loss": float(loss.item())}
+
+    zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "mae")
+    held_out = session.held_out(config.n_eval)
+    mask = make_mask(held_out.shape[0])
+    with no_grad():
+        prediction = model(held_out, mask)
+        pixel_error = float(masked_mse(prediction if not config.norm_pix else _unnormalized(
+            prediction, held_out, config.patch_size), patchify(held_out, config.patch_size),
+            mask.hidden).item())
+    baseline = mean_patch_mse(zoo_run.as_model_input(session.train_rows, (0.0, 1.0)),
+                              held_out.numpy(), mask.hidden.numpy(), config.patch_size)
+    session.save_grid("original_masked_reconstruction",
+                      _comparison_rows(held_out, prediction, mask, model, config.norm_pix), nrow=8)
+    session.finish("MAE", held_out_images=len(held_out), mask=config.mask,
+                   hidden_share=float(mask.hidden.numpy().mean()),
+                   held_out_masked_patch_mse=pixel_error, baseline_mean_patch_mse=baseline,
+                   steps=config.steps)
+
+
+def _unnormalized(prediction, images, patch_size, eps=1e-6):
+    """Undo per-patch normalisation with the true patch statistics (for display and for a
+    pixel-space error comparable to the baseline)."""
+    target = patchify(images, patch_size)
+    mean = target.mean(-1, keepdim=True)
+    std = (target.var(-1, keepdim=True, unbiased=False) + eps).sqrt()
+    return prediction * std + mean
+
+
+def _comparison_rows(images, prediction, mask, model, norm_pix, count=8):
+    """Rows of ``count`` images: original, masked (hidden patches grey), and the
+    reconstruction (visible patches pasted back, hidden ones predicted)."""
+    images, prediction = images[:count], prediction[:count]
+    hidden = mask.hidden[:count].unsqueeze(-1)  # (n, L) -> (n, L, 1)
+    if norm_pix:
+        prediction = _unnormalized(prediction, images, model.patch_size)
+    patches = patchify(images, model.patch_size)
+    masked = patches * (1 - hidden) + 0.5 * hidden
+    filled = patches * (1 - hidden) + prediction.clamp(0.0, 1.0) * hidden
+    shape = (model.patch_size,) + model.image_shape
+    rows = [unpatchify(part, shape[0], shape[1], shape[2], shape[3]).numpy()
+            for part in (patches, masked, filled)]
+    return numpy.concatenate(rows)

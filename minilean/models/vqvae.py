@@ -153,3 +153,58 @@ def code_statistics(counts):
     probabilities = counts / counts.sum()
     nonzero = probabilities[probabilities > 0]
     return float((counts > 0).mean()), float(numpy.exp(-(nonzero * numpy.log(nonzero)).sum()))
+
+
+# --- the command ----------------------------------------------------------------------------
+
+LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "codes",
+                "code_dim", "hidden", "ema_codebook", "decay")
+
+
+def run(config):
+    """``python -m minilean vqvae``: train, then held-out reconstruction, usage, perplexity."""
+    from minilean.models import zoo_run
+    from minilean.models.autoencoder import mean_image_mse
+    from minilean.optim import Adam
+
+    session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
+    config = session.config
+    model = VQVAE(zoo_run.image_shape(session), config.codes, config.code_dim, config.hidden,
+                  ema=config.ema_codebook, decay=config.decay).to(config.device)
+    optimizer = Adam(model.parameters(), lr=config.lr)
+    usage = numpy.zeros(config.codes)
+
+    def step_fn(images, step):
+        reconstruction, encoded, quantized, indices = model(images)
+        loss = vqvae_loss(images, reconstruction, encoded, quantized, config.beta)
+        optimizer.zero_grad()
+        loss.total.backward()
+        optimizer.step()
+        if config.ema_codebook:
+            model.ema_update(encoded, indices)
+        usage[:] += numpy.bincount(indices.numpy().reshape(-1), minlength=config.codes)
+        restarted = 0
+        if config.restart_every and step % config.restart_every == 0:
+            restarted = model.restart_dead_codes(encoded, usage, threshold=1)
+            usage[:] = 0
+        return {"loss": float(loss.total.item()), "reconstruction": float(loss.reconstruction.item()),
+                "codebook": float(loss.codebook.item()),
+                "commitment": float(loss.commitment.item()), "restarted": float(restarted)}
+
+    zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "vqvae")
+    held_out = session.held_out(config.n_eval)
+    with no_grad():
+        reconstruction, encoded, quantized, indices = model(held_out)
+        terms = vqvae_loss(held_out, reconstruction, encoded, quantized, config.beta)
+    counts = numpy.bincount(indices.numpy().reshape(-1), minlength=config.codes)
+    used, perplexity = code_statistics(counts)
+    baseline = mean_image_mse(zoo_run.as_model_input(session.train_rows, (0.0, 1.0)),
+                              held_out.numpy())
+    session.save_grid("reconstructions", numpy.concatenate([held_out.numpy()[:16],
+                                                            reconstruction.numpy()[:16]]), nrow=16)
+    session.finish("VQ-VAE", held_out_images=len(held_out),
+                   held_out_reconstruction_mse=float(terms.reconstruction.item()),
+                   held_out_commitment=float(terms.commitment.item()),
+                   baseline_mean_image_mse=baseline, codebook_usage=used,
+                   codes_used=int((counts > 0).sum()), codes=config.codes,
+                   perplexity=perplexity, steps=config.steps)

@@ -1,0 +1,148 @@
+"""What every zoo command (vae, vqvae, gan, autoencoder, mae) does around its own model.
+
+    session = start(config, locked=(...), value_range=(0, 1))   seed, data, held-out split, run dir
+    fit(session, modules, optimizers, step_fn)                   the shared loop, resume, curve
+    session.finish(title, **summary)                             summary.json and TrainLog
+
+The data split is fixed by the seed: the last ``held_out_count`` rows (after a seeded
+shuffle) are never trained on and are where every held-out number is measured. Heavy work is
+imported inside functions so ``--help`` and flag errors stay instant.
+"""
+import os
+
+import numpy
+
+HELD_OUT_SHARE, MAX_HELD_OUT = 0.1, 1000
+
+
+def held_out_count(rows):
+    """10% of the rows, at most 1000 and at least 1 (leaving at least one to train on)."""
+    return min(max(1, int(rows * HELD_OUT_SHARE)), MAX_HELD_OUT, rows - 1)
+
+
+def as_model_input(rows, value_range):
+    """uint8 images -> float32 in ``value_range`` ((0, 1) or (-1, 1)); floats pass through
+    (already in [0, 1] for images, or ring8 points)."""
+    rows = numpy.asarray(rows)
+    if rows.dtype == numpy.uint8:
+        rows = rows.astype(numpy.float32) / numpy.float32(255)
+        if value_range == (-1.0, 1.0):
+            rows = rows * numpy.float32(2) - numpy.float32(1)
+    return rows.astype(numpy.float32, copy=False)
+
+
+class Session:
+    """One run: its config, device, training rows, held-out rows and run directory."""
+
+    def __init__(self, config, dataset, train_rows, held_out_rows, value_range):
+        self.config, self.device, self.dataset, self.run = config, config.device, dataset, None
+        self.train_rows, self.held_out_rows, self.value_range = train_rows, held_out_rows, value_range
+
+    def tensor(self, rows):
+        """Rows of data as a float32 tensor on the device, in the model's value range."""
+        from minilean.autograd.creation import tensor
+        return tensor(as_model_input(rows, self.value_range), device=self.device)
+
+    def held_out(self, count=None):
+        return self.tensor(self.held_out_rows[:count])
+
+    def save_grid(self, name, images, nrow=None):
+        """Write images (N, C, H, W) as ``images/<name>.png`` (or .ppm without Pillow)."""
+        from minilean.data.images import save_grid
+        grid_range = self.value_range or (0.0, 1.0)
+        images = images.numpy() if hasattr(images, "numpy") else images
+        for extension in (".png", ".ppm"):
+            path = os.path.join(self.run.images_dir, name + extension)
+            try:
+                save_grid(path, images, nrow=nrow, value_range=grid_range)
+                return path
+            except ImportError:  # no Pillow: netpbm needs nothing
+                continue
+
+    def finish(self, title, **summary):
+        """Write summary.json, the loss curve, the optional TrainLog; print the summary."""
+        from minilean.train.loop import write_trainlog
+        self.run.write_loss_curve(keys=tuple(k for k in ("loss", "d_loss", "g_loss")))
+        path = self.run.write_summary(**summary)
+        if self.config.log:
+            write_trainlog(self.config.log, title, self.run.metrics(),
+                           notes=[f"dataset={self.config.dataset}", f"device={self.device}",
+                                  f"lr={self.config.lr:.6f}", f"steps={self.config.steps}"])
+        self.run.close()
+        print(" ".join(f"{key}={_short(value)}" for key, value in summary.items()))
+        print(f"wrote {path}")
+
+
+def _short(value):
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def start(config, locked, value_range):
+    """Resume or start a run: seed, load and split the data (the run directory opens in
+    ``fit``, once the checkpoint has said which step it resumes from).
+
+    ``locked`` names the flags a resumed run may not change; ``value_range`` is (0, 1) or
+    (-1, 1) for images and None for points."""
+    from minilean import backend
+    from minilean.data import load_dataset
+    from minilean.train.loop import resumed_config
+
+    if config.resume:
+        config = resumed_config(config, locked)
+    backend.check_device(config.device)
+    backend.manual_seed(config.seed)
+    data = load_dataset(config.dataset, x=config.x, y=config.y, n_total=config.n_total,
+                        image_size=config.image_size, seed=config.seed)
+    rows = numpy.asarray(data.x)
+    if len(rows) < 2:
+        raise ValueError(f"the dataset has {len(rows)} row(s); a run needs at least 2 "
+                         f"(training and held-out)")
+    order = numpy.random.default_rng([config.seed, 1]).permutation(len(rows))
+    split = len(rows) - held_out_count(len(rows))
+    train_rows, held_out_rows = rows[order[:split]], rows[order[split:]]
+    if config.batch_size > len(train_rows):
+        raise ValueError(f"--batch-size {config.batch_size} is larger than the {len(train_rows)} "
+                         f"training rows")
+    return Session(config, data, train_rows, held_out_rows, value_range)
+
+
+def fit(session, modules, optimizers, step_fn, description):
+    """Open the run directory and train with the shared loop from step 0, or from the
+    checkpoint when resuming.
+
+    ``step_fn(batch, step) -> {name: float}`` gets a float32 tensor batch of training rows."""
+    from minilean.data.loader import Loader
+    from minilean.data.runlog import RunDirectory
+    from minilean.train.loop import TrainState, default_interval, train
+
+    config = session.config
+    state = TrainState(modules, optimizers)
+    if config.resume:
+        state.load(config.out)
+    session.run = RunDirectory(config.out, vars(config),
+                               resume_step=state.step if config.resume else None)
+    loader = Loader(session.train_rows, config.batch_size, seed=config.seed,
+                    value_range=session.value_range, device=session.device)
+    batches = (batch.x for batch in loader.batches(state.step))
+    for module in modules.values():
+        module.train()
+    record = train(state, step_fn, batches, config.steps, session.run,
+                   config.log_every or default_interval(config.steps, 100),
+                   config.checkpoint_every or default_interval(config.steps, 4),
+                   progress=config.progress, description=description)
+    for module in modules.values():
+        module.eval()
+    return record
+
+
+def image_shape(session):
+    """(C, H, W) of the session's images; a one-line error for point data such as ring8."""
+    if not session.dataset.is_image:
+        raise ValueError(f"this model trains on images, but dataset {session.dataset.name!r} has "
+                         f"rows of shape {session.dataset.x.shape[1:]}")
+    return tuple(session.dataset.image_shape)
+
+
+def chunks(rows, size):
+    """``rows`` cut into consecutive pieces of at most ``size`` (for evaluation passes)."""
+    return [rows[start:start + size] for start in range(0, len(rows), size)]
