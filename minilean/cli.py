@@ -599,7 +599,8 @@ MAE = zoo_command(
      Flag("heads", 4, "encoder attention heads", low=1),
      Flag("decoder_width", 32, "decoder width", low=1),
      Flag("decoder_depth", 1, "decoder blocks", low=1),
-     Flag("norm_pix", False, "predict per-patch normalised pixels (MAE's normalised targets)")])
+     Flag("per_patch_norm", False, "predict per-patch normalised pixels (MAE's normalised "
+          "targets; named so, because fire reads --no... as a negated flag)")])
 
 
 COMMANDS = [DIFFUSION, EVALUATE, PROOFS, VAE, VQVAE, GAN, AUTOENCODER, MAE]

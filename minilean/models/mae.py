@@ -212,7 +212,7 @@ def mae_loss(model, images, mask, normalize_targets=False):
 # --- the command ----------------------------------------------------------------------------
 
 LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "patch_size",
-                "width", "depth", "heads", "decoder_width", "decoder_depth", "norm_pix")
+                "width", "depth", "heads", "decoder_width", "decoder_depth", "per_patch_norm")
 
 
 def mean_patch_mse(train_images, test_images, hidden, patch_size):
@@ -248,7 +248,7 @@ def run(config):
         return model.random_mask(count, config.mask_ratio, config.device)
 
     def step_fn(images, step):
-        loss = mae_loss(model, images, make_mask(images.shape[0]), config.norm_pix)
+        loss = mae_loss(model, images, make_mask(images.shape[0]), config.per_patch_norm)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -259,13 +259,13 @@ def run(config):
     mask = make_mask(held_out.shape[0])
     with no_grad():
         prediction = model(held_out, mask)
-        pixel_error = float(masked_mse(prediction if not config.norm_pix else _unnormalized(
+        pixel_error = float(masked_mse(prediction if not config.per_patch_norm else _unnormalized(
             prediction, held_out, config.patch_size), patchify(held_out, config.patch_size),
             mask.hidden).item())
     baseline = mean_patch_mse(zoo_run.as_model_input(session.train_rows, (0.0, 1.0)),
                               held_out.numpy(), mask.hidden.numpy(), config.patch_size)
     session.save_grid("original_masked_reconstruction",
-                      _comparison_rows(held_out, prediction, mask, model, config.norm_pix), nrow=8)
+                      _comparison_rows(held_out, prediction, mask, model, config.per_patch_norm), nrow=8)
     session.finish("MAE", held_out_images=len(held_out), mask=config.mask,
                    hidden_share=float(mask.hidden.numpy().mean()),
                    held_out_masked_patch_mse=pixel_error, baseline_mean_patch_mse=baseline,
@@ -281,12 +281,12 @@ def _unnormalized(prediction, images, patch_size, eps=1e-6):
     return prediction * std + mean
 
 
-def _comparison_rows(images, prediction, mask, model, norm_pix, count=8):
+def _comparison_rows(images, prediction, mask, model, per_patch_norm, count=8):
     """Rows of ``count`` images: original, masked (hidden patches grey), and the
     reconstruction (visible patches pasted back, hidden ones predicted)."""
     images, prediction = images[:count], prediction[:count]
     hidden = mask.hidden[:count].unsqueeze(-1)  # (n, L) -> (n, L, 1)
-    if norm_pix:
+    if per_patch_norm:
         prediction = _unnormalized(prediction, images, model.patch_size)
     patches = patchify(images, model.patch_size)
     masked = patches * (1 - hidden) + 0.5 * hidden

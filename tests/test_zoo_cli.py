@@ -1,0 +1,109 @@
+"""The zoo commands: every bad flag is one line and exit code 2 before any work; a tiny run of
+each command writes its run directory and the numbers it promises."""
+import json
+import os
+
+import pytest
+
+from minilean import cli
+from minilean.cli import main
+
+ZOO = {"vae": cli.VAE, "vqvae": cli.VQVAE, "gan": cli.GAN, "autoencoder": cli.AUTOENCODER,
+       "mae": cli.MAE}
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    for command in ZOO.values():
+        monkeypatch.setattr(command, "_run", lambda config: pytest.fail("ran with bad flags"))
+
+
+BAD_FLAGS = [
+    ("vae", ["--beta=-1"], "--beta: got -1; expected a finite number >= 0"),
+    ("vae", ["--arch=resnet"], "--arch: got 'resnet'; expected one of mlp, conv"),
+    ("vae", ["--iw-samples=0"], "--iw-samples: got 0; expected an integer >= 1"),
+    ("vae", ["--latent=2.5"], "--latent: got 2.5; expected an integer >= 1"),
+    ("vae", ["--ema=0.9"], "--ema: got 0.9; expected a flag of 'vae'"),
+    ("vqvae", ["--codes=0"], "--codes: got 0; expected an integer >= 1"),
+    ("vqvae", ["--decay=1"], "--decay: got 1; expected a finite number >= 0 and < 1"),
+    ("vqvae", ["--ema-codebook=maybe"], "--ema-codebook: got 'maybe'; expected a boolean"),
+    ("vqvae", ["--restart-every=-1"], "--restart-every: got -1; expected an integer >= 0"),
+    ("gan", ["--d-steps=0"], "--d-steps: got 0; expected an integer >= 1"),
+    ("gan", ["--sample-every=x"], "--sample-every: got 'x'; expected an integer >= 1"),
+    ("gan", ["--evaluate=2"], "--evaluate: got 2; expected a boolean"),
+    ("autoencoder", ["--arch=vit"], "--arch: got 'vit'; expected one of mlp, conv"),
+    ("autoencoder", ["--hidden=0"], "--hidden: got 0; expected an integer >= 1"),
+    ("mae", ["--mask-ratio=1"], "--mask-ratio: got 1; expected a finite number > 0 and < 1"),
+    ("mae", ["--mask-ratio=0"], "--mask-ratio: got 0; expected a finite number > 0 and < 1"),
+    ("mae", ["--mask=grid"], "--mask: got 'grid'; expected one of random, block"),
+    ("mae", ["--patch-size=0"], "--patch-size: got 0; expected an integer >= 1"),
+    ("mae", ["--per-patch-norm=yes please"], "--per-patch-norm: got 'yes please'; expected a boolean"),
+]
+SHARED_BAD_FLAGS = [
+    (["--steps=0"], "--steps: got 0; expected an integer >= 1"),
+    (["--lr=-1"], "--lr: got -1; expected a finite number > 0"),
+    (["--batch-size=0"], "--batch-size: got 0; expected an integer >= 1"),
+    (["--n-eval=0"], "--n-eval: got 0; expected an integer >= 1"),
+    (["--device=tpu"], "--device: got 'tpu'; expected one of auto, cpu, cuda"),
+    (["--dataset=mnist"], "--dataset: got 'mnist'; expected one of builtin"),
+    (["--image-size=8"], "--image-size: got 8; expected an integer >= 16 and <= 64"),
+    (["--stepz=3"], "expected a flag of"),
+    (["extra"], "unexpected argument 'extra'; expected flags only"),
+]
+
+
+@pytest.mark.parametrize("name, argv, expected", BAD_FLAGS + [
+    (name, argv, expected) for name in ZOO for argv, expected in SHARED_BAD_FLAGS])
+def test_bad_flags_exit_2_with_one_line(name, argv, expected, capsys, no_work):
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, *argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.count("\n") == 1 and err.startswith(f"minilean {name}: error: ")
+    assert expected in err
+
+
+def test_image_models_refuse_points_with_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["autoencoder", "--dataset=ring8", "--n-total=40", "--steps=1", "--batch-size=4",
+              f"--out={tmp_path}", "--progress=false"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and err.count("\n") == 1
+    assert "trains on images, but dataset 'ring8'" in err
+
+
+TINY = ["--n-total=40", "--steps=2", "--batch-size=4", "--n-eval=4", "--progress=false"]
+RUNS = [
+    ("vae", ["--hidden=8", "--latent=2", "--iw-samples=2"],
+     ["negative_elbo_nats", "iw_bound_bits_per_dim", "baseline_independent_pixels_nats"]),
+    ("vae", ["--arch=conv", "--hidden=2", "--latent=1", "--iw-samples=2"], ["iw_bound_nats"]),
+    ("vqvae", ["--codes=4", "--code-dim=2", "--hidden=2", "--ema-codebook", "--restart-every=1"],
+     ["codebook_usage", "perplexity", "held_out_reconstruction_mse"]),
+    ("autoencoder", ["--hidden=8", "--latent=2"], ["held_out_mse", "baseline_mean_image_mse"]),
+    ("mae", ["--width=4", "--heads=2", "--decoder-width=4", "--depth=1", "--per-patch-norm"],
+     ["held_out_masked_patch_mse", "baseline_mean_patch_mse"]),
+    ("mae", ["--width=4", "--heads=2", "--decoder-width=4", "--depth=1", "--mask=block"],
+     ["hidden_share"]),
+    ("gan", ["--hidden=8", "--latent=2", "--n-samples=4", "--sample-every=1", "--evaluate=false"],
+     ["samples"]),
+    ("gan", ["--dataset=ring8", "--hidden=8", "--latent=2", "--n-samples=8"],
+     ["modes_covered", "share_within_3std"]),
+]
+
+
+@pytest.mark.parametrize("name, argv, keys", RUNS)
+def test_a_tiny_run_writes_its_numbers(name, argv, keys, tmp_path):
+    main([name, *TINY, *argv, f"--out={tmp_path}"])
+    with open(tmp_path / "summary.json") as file:
+        summary = json.load(file)
+    assert all(key in summary for key in keys)
+    assert os.path.exists(tmp_path / "checkpoints" / "last.npz")
+    assert os.listdir(tmp_path / "images") or os.path.exists(tmp_path / "samples.svg")
+
+
+def test_resume_continues_to_the_new_step_count(tmp_path):
+    main(["autoencoder", *TINY, "--hidden=8", "--latent=2", f"--out={tmp_path}"])
+    main(["autoencoder", "--steps=4", f"--resume={tmp_path}", "--progress=false"])
+    with open(tmp_path / "metrics.jsonl") as file:
+        steps = [json.loads(line)["step"] for line in file]
+    assert steps[-1] == 4 and steps == sorted(steps)
