@@ -78,9 +78,11 @@ def test_max_pool_gradient_goes_to_the_argmax_only():
      "padding (2, 2) must be at most half of kernel_size (2, 2)"),
     (lambda: max_pool2d(ml.zeros(1, 1, 2, 2), 3),
      "input of spatial size (2, 2) is smaller than kernel_size (3, 3)"),
-    (lambda: avg_pool2d(ml.zeros(1, 1, 4, 4), 0), "kernel_size (0, 0) and stride (0, 0) must be positive"),
+    (lambda: avg_pool2d(ml.zeros(1, 1, 4, 4), 0),
+     "kernel_size (0, 0) and stride (0, 0) must be positive"),
     (lambda: interpolate(ml.zeros(1, 1, 2, 2), scale_factor=1.5), "integer scale_factor"),
-    (lambda: interpolate(ml.zeros(1, 1, 2, 2), mode="bilinear"), "mode='nearest' only, got mode='bilinear'"),
+    (lambda: interpolate(ml.zeros(1, 1, 2, 2), mode="bilinear"),
+     "mode='nearest' only, got mode='bilinear'"),
 ])
 def test_bad_arguments_raise_one_line_value_errors(call, message):
     with pytest.raises(ValueError) as error:

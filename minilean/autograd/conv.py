@@ -25,7 +25,7 @@ instead of being page-faulted in at hundreds of MB per call.
 from minilean.autograd.function import Function
 from minilean.backend import array_module
 
-SLAB_BYTES = 8 << 20
+SLAB_BYTES = 2 << 20
 
 
 def pair(value, name):
@@ -115,24 +115,50 @@ def conv_forward(x_pad, weight, stride, dilation, groups):
     return y
 
 
-def conv_input_grad(grad_y, weight, padded_shape, stride, dilation, groups):
-    """dL/dx_pad = col2im(dL/dy @ w^T): grad_y (N, Ho, Wo, O) -> (N, Hp, Wp, C), channels-last.
+def conv_input_grad(grad_y, weight, input_size, padding, stride, dilation, groups):
+    """dL/dx for dL/dy: grad_y (N, Ho, Wo, O) -> (N, H, W, C) channels-last, H, W = input_size.
 
-    This is also the forward pass of a transposed convolution.
+    This is also the forward pass of a transposed convolution. In general it is
+    col2im(dL/dy @ w^T) cropped by the padding. With stride 1 it is cheaper as a convolution
+    itself: the full correlation of dL/dy (zero-padded by d (K - 1) - p) with the kernel
+    flipped in space and with in/out channels swapped, which keeps the efficient GEMM shape
+    (K = Kh Kw O instead of O) and needs no scatter-add.
     """
+    kernel = weight.shape[2:]
+    full = tuple(d * (k - 1) - pad for d, k, pad in zip(dilation, kernel, padding))
+    if stride == (1, 1) and min(full) >= 0:
+        after = tuple(size + d * (k - 1) - out - before for size, d, k, out, before
+                      in zip(input_size, dilation, kernel, grad_y.shape[1:3], full))
+        grad_y_pad = pad_nhwc(grad_y, full, after)
+        adjoint_kernel = _flipped_transpose(weight, groups)
+        return conv_forward(grad_y_pad, adjoint_kernel, stride, dilation, groups)
     xp = array_module(grad_y)
     batch, out_h, out_w, out_channels = grad_y.shape
     _, group_channels, kh, kw = weight.shape
     weight_matrix_t = _weight_matrix(weight, groups).transpose(0, 2, 1)  # (G, O/G, Kh Kw C/G)
+    padded_shape = (batch,) + tuple(size + 2 * pad for size, pad in zip(input_size, padding)) \
+        + (group_channels * groups,)
     grad_x = xp.zeros(padded_shape, dtype=grad_y.dtype)
-    grouped_grad_x = grad_x.reshape(padded_shape[:3] + (groups, group_channels))  # (N, Hp, Wp, G, C/G)
+    # (N, Hp, Wp, C) -> (N, Hp, Wp, G, C/G) view
+    grouped_grad_x = grad_x.reshape(padded_shape[:3] + (groups, group_channels))
     for slab in _slabs(batch, out_h * out_w * kh * kw * padded_shape[3] * grad_y.itemsize):
         size = len(range(batch)[slab])
-        columns = xp.matmul(_per_group(grad_y[slab], groups), weight_matrix_t)  # (G, pixels, Kh Kw C/G)
+        # (G, pixels, O/G) @ (G, O/G, Kh Kw C/G) -> (G, pixels, Kh Kw C/G)
+        columns = xp.matmul(_per_group(grad_y[slab], groups), weight_matrix_t)
         # (G, n, Ho, Wo, Kh, Kw, C/G) -> (n, Ho, Wo, Kh, Kw, G, C/G)
         columns = columns.reshape(groups, size, out_h, out_w, kh, kw, group_channels)
         col2im(columns.transpose(1, 2, 3, 4, 5, 0, 6), stride, dilation, grouped_grad_x[slab])
-    return grad_x
+    (top, left), (height, width) = padding, input_size
+    return grad_x[:, top:top + height, left:left + width]
+
+
+def _flipped_transpose(weight, groups):
+    """(O, C/G, Kh, Kw) -> (C, O/G, Kh, Kw) flipped in space: the kernel of the adjoint."""
+    out_channels, group_channels, kh, kw = weight.shape
+    per_group = weight.reshape(groups, out_channels // groups, group_channels, kh, kw)
+    # (G, O/G, C/G, Kh, Kw) -> (G, C/G, O/G, Kh, Kw) -> (C, O/G, Kh, Kw), reversed kernel axes
+    swapped = per_group.transpose(0, 2, 1, 3, 4).reshape(groups * group_channels, -1, kh, kw)
+    return swapped[:, :, ::-1, ::-1]
 
 
 def conv_weight_grad(x_pad, grad_y, kernel_size, stride, dilation, groups):
@@ -143,7 +169,8 @@ def conv_weight_grad(x_pad, grad_y, kernel_size, stride, dilation, groups):
     out_channels = grad_y.shape[3]
     grad_matrix = xp.zeros((groups, kh * kw * channels // groups, out_channels // groups),
                            dtype=x_pad.dtype)
-    for slab in _slabs(batch, grad_y.shape[1] * grad_y.shape[2] * kh * kw * channels * x_pad.itemsize):
+    pixels = grad_y.shape[1] * grad_y.shape[2]
+    for slab in _slabs(batch, pixels * kh * kw * channels * x_pad.itemsize):
         columns = _grouped_columns(x_pad[slab], kernel_size, stride, dilation, groups)
         grad_matrix += xp.matmul(columns.transpose(0, 2, 1), _per_group(grad_y[slab], groups))
     # (G, Kh, Kw, C/G, O/G) -> (G, O/G, C/G, Kh, Kw) -> (O, C/G, Kh, Kw)
@@ -151,18 +178,22 @@ def conv_weight_grad(x_pad, grad_y, kernel_size, stride, dilation, groups):
     return per_group.transpose(0, 4, 3, 1, 2).reshape(out_channels, channels // groups, kh, kw)
 
 
-def to_padded_nhwc(x, padding, value=0):
-    """NCHW -> channels-last (N, H + 2 ph, W + 2 pw, C) padded with ``value``; a free view
-    when there is no padding."""
-    xp = array_module(x)
-    nhwc = x.transpose(0, 2, 3, 1)  # (N, H, W, C) view
-    if not any(padding):
-        return nhwc
-    batch, height, width, channels = nhwc.shape
-    top, left = padding
-    padded = xp.full((batch, height + 2 * top, width + 2 * left, channels), value, dtype=x.dtype)
-    padded[:, top:top + height, left:left + width] = nhwc
+def pad_nhwc(x, before, after, value=0):
+    """Pad the two spatial axes of a channels-last (N, H, W, C) array with ``value``:
+    ``before`` = (top, left), ``after`` = (bottom, right). A free view without padding."""
+    if not any(before) and not any(after):
+        return x
+    batch, height, width, channels = x.shape
+    (top, left), (bottom, right) = before, after
+    padded = array_module(x).full((batch, top + height + bottom, left + width + right, channels),
+                                  value, dtype=x.dtype)
+    padded[:, top:top + height, left:left + width] = x
     return padded
+
+
+def to_padded_nhwc(x, padding, value=0):
+    """NCHW -> channels-last (N, H + 2 ph, W + 2 pw, C) padded with ``value``."""
+    return pad_nhwc(x.transpose(0, 2, 3, 1), padding, padding, value)  # (N, H, W, C) view first
 
 
 def crop_to_nchw(y_pad, padding, size):
@@ -201,9 +232,8 @@ class Conv2d(Function):
         grad_y = channels_last(grad)
         grad_x = grad_weight = grad_bias = None
         if need_x:
-            grad_x_pad = conv_input_grad(grad_y, ctx.weight, ctx.x_pad.shape, stride, dilation,
-                                         groups)
-            grad_x = crop_to_nchw(grad_x_pad, padding, ctx.input_size)
+            grad_x = conv_input_grad(grad_y, ctx.weight, ctx.input_size, padding, stride,
+                                     dilation, groups).transpose(0, 3, 1, 2)  # (N, C, H, W) view
         if need_weight:
             grad_weight = conv_weight_grad(ctx.x_pad, grad_y, ctx.weight.shape[2:], stride,
                                            dilation, groups)
@@ -224,16 +254,14 @@ class ConvTranspose2d(Function):
     def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
                 groups=1, dilation=(1, 1)):
         x_nhwc = channels_last(x)
-        batch, height, width, _ = x_nhwc.shape
-        kernel = weight.shape[2:]
-        full_size = tuple((size - 1) * s + d * (k - 1) + 1 + extra for size, s, d, k, extra
-                          in zip((height, width), stride, dilation, kernel, output_padding))
-        full_shape = (batch,) + full_size + (weight.shape[1] * groups,)
-        y_full = conv_input_grad(x_nhwc, weight, full_shape, stride, dilation, groups)
+        out_size = tuple((size - 1) * s - 2 * pad + d * (k - 1) + 1 + extra
+                         for size, s, pad, d, k, extra in zip(x_nhwc.shape[1:3], stride, padding,
+                                                              dilation, weight.shape[2:],
+                                                              output_padding))
+        y = conv_input_grad(x_nhwc, weight, out_size, padding, stride, dilation, groups)
         if bias is not None:
-            y_full += bias
-        out_size = tuple(size - 2 * pad for size, pad in zip(full_size, padding))
-        y = crop_to_nchw(y_full, padding, out_size)
+            y += bias
+        y = y.transpose(0, 3, 1, 2)  # (N, C_out, H_out, W_out) view
         if ctx.recording:
             ctx.x_nhwc, ctx.weight = x_nhwc, weight
             ctx.params = stride, padding, output_padding, groups, dilation

@@ -77,7 +77,8 @@ class UpsampleNearest(Function):
         nhwc = x.transpose(0, 2, 3, 1)[:, :, None, :, None, :]  # (N, H, 1, W, 1, C) view
         blocks = xp.broadcast_to(nhwc, (batch, height, scale_h, width, scale_w, channels))
         # (N, H, s_h, W, s_w, C) -> (N, H s_h, W s_w, C): the copy; then an NCHW view
-        return blocks.reshape(batch, height * scale_h, width * scale_w, channels).transpose(0, 3, 1, 2)
+        nhwc = blocks.reshape(batch, height * scale_h, width * scale_w, channels)
+        return nhwc.transpose(0, 3, 1, 2)  # (N, C, H s_h, W s_w) view
 
     @staticmethod
     def backward(ctx, grad):
@@ -85,7 +86,8 @@ class UpsampleNearest(Function):
         batch, channels, height, width = grad.shape
         grad_y = grad.transpose(0, 2, 3, 1)  # (N, H s_h, W s_w, C) view
         # (N, H s_h, W s_w, C) -> (N, H, s_h, W, s_w, C)
-        blocks = grad_y.reshape(batch, height // scale_h, scale_h, width // scale_w, scale_w, channels)
+        blocks = grad_y.reshape(batch, height // scale_h, scale_h, width // scale_w, scale_w,
+                                channels)
         return blocks.sum(axis=(2, 4)).transpose(0, 3, 1, 2)  # (N, C, H, W) view
 
 
