@@ -133,3 +133,20 @@ def test_bad_arguments_raise_one_line_value_errors(call, message):
     with pytest.raises(ValueError) as error:
         call()
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_chained_layers_on_channels_last_views():
+    """conv2d hands back NCHW views of channels-last memory; the next conv (no padding, so
+    its input is used as a view), a transposed conv and pooling must take them as they are."""
+    from minilean.autograd.pool import avg_pool2d, max_pool2d
+    rng = numpy.random.default_rng(0)
+    x = ml.tensor(rng.standard_normal((2, 2, 6, 6)), requires_grad=True)
+    w1 = ml.tensor(rng.standard_normal((3, 2, 3, 3)), requires_grad=True)
+    w2 = ml.tensor(rng.standard_normal((3, 2, 2, 2)), requires_grad=True)
+    w3 = ml.tensor(rng.standard_normal((2, 2, 3, 3)), requires_grad=True)
+
+    def network(x, w1, w2, w3):
+        h = conv_transpose2d(conv2d(x, w1, padding=1), w2, stride=2)  # (2, 2, 12, 12)
+        return avg_pool2d(max_pool2d(conv2d(h, w3), 2), 2)
+
+    assert ml.gradcheck(network, [x, w1, w2, w3])
