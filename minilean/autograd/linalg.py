@@ -7,11 +7,25 @@ from minilean.autograd.tensor import Tensor
 from minilean.backend import array_module
 
 
+def _folded_matmul(xp, a, b):
+    """a @ b, with the batch axes folded into the rows when the other operand is one matrix:
+    one large BLAS call instead of a small one per batch element (NumPy's batched loop is
+    several times slower for the linear-layer shapes)."""
+    if b.ndim == 2 and a.ndim > 2:
+        rows = a.reshape(-1, a.shape[-1])  # (batch * n, k)
+        return xp.matmul(rows, b).reshape(a.shape[:-1] + b.shape[-1:])  # (..., n, m)
+    if a.ndim == 2 and b.ndim > 2:
+        # (a b)^T = b^T a^T, the case above
+        return xp.swapaxes(_folded_matmul(xp, xp.swapaxes(b, -1, -2), a.T), -1, -2)
+    return xp.matmul(a, b)
+
+
 class Matmul(Function):
     """C = A B over the last two axes;  dA = dC B^T,  dB = A^T dC  (^T swaps the last two axes).
 
-    Leading (batch) axes broadcast; the gradients come back in the broadcast batch shape and
-    the graph walk sums them over the batch axes an operand was broadcast along.
+    Leading (batch) axes broadcast. An operand without batch axes (a weight matrix) gets its
+    gradient summed over the batch inside one matmul; otherwise gradients come back in the
+    broadcast batch shape and the graph walk sums them over the axes an operand was stretched on.
     """
     @staticmethod
     def forward(ctx, a, b):
@@ -20,8 +34,8 @@ class Matmul(Function):
             # dA needs only B and dB only A: keep just the operand the other gradient uses
             ctx.a, ctx.b = (a if need_b else None), (b if need_a else None)
             ctx.a_vector, ctx.b_vector = a.ndim == 1, b.ndim == 1
-            ctx.b_unbatched = b.ndim <= 2
-        return array_module(a).matmul(a, b)
+            ctx.a_unbatched, ctx.b_unbatched = a.ndim <= 2, b.ndim <= 2
+        return _folded_matmul(array_module(a), a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -35,19 +49,23 @@ class Matmul(Function):
             b, grad = (None if b is None else b[:, None]), xp.expand_dims(grad, -1)
         if a_vector:
             a, grad = (None if a is None else a[None, :]), xp.expand_dims(grad, -2)
+        batched = grad.ndim > 2
         grad_a = grad_b = None
         if need_a:
-            grad_a = xp.matmul(grad, xp.swapaxes(b, -1, -2))  # (..., n, k)
+            b_t = xp.swapaxes(b, -1, -2)  # (..., m, k)
+            if ctx.a_unbatched and batched:
+                grad_a = xp.matmul(xp.moveaxis(grad, -2, 0).reshape(grad.shape[-2], -1),
+                                   b_t.reshape(-1, b_t.shape[-1]))  # (n, B*m) @ (B*m, k)
+            else:
+                grad_a = _folded_matmul(xp, grad, b_t)  # (..., n, k)
             if a_vector:
                 grad_a = grad_a[..., 0, :]  # (..., k)
         if need_b:
-            if ctx.b_unbatched and grad.ndim > 2:
-                # b is shared by every batch element (a linear layer): sum over the batch
-                # inside one matmul instead of building a (batch, k, m) array and summing it.
-                grad_b = xp.matmul(a.reshape(-1, a.shape[-1]).T,  # (k, batch * n)
-                                   grad.reshape(-1, grad.shape[-1]))  # (batch * n, m)
+            if ctx.b_unbatched and batched:
+                grad_b = xp.matmul(a.reshape(-1, a.shape[-1]).T,  # (k, B*n)
+                                   grad.reshape(-1, grad.shape[-1]))  # (B*n, m)
             else:
-                grad_b = xp.matmul(xp.swapaxes(a, -1, -2), grad)  # (..., k, m)
+                grad_b = _folded_matmul(xp, xp.swapaxes(a, -1, -2), grad)  # (..., k, m)
             if b_vector:
                 grad_b = grad_b[..., 0]  # (..., k)
         return grad_a, grad_b
