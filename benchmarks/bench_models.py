@@ -1,0 +1,594 @@
+"""minilean vs PyTorch on the same work, in one run: training steps, micro-ops, sampling, memory.
+
+    python benchmarks/bench_models.py                      # everything, 2 threads each
+    python benchmarks/bench_models.py --cases unet16,micro --repeats 9 --threads 1
+
+For each model case the same network is built in minilean and in PyTorch (CPU), minilean's
+weights are copied across by parameter name, one loss and every gradient are compared, and
+then the full training step (zero_grad, forward, backward, gradient clipping, Adam, EMA where
+the CLI uses them) of both is timed in the same process: warm-up first, then the two
+frameworks alternate, and the median of ``--repeats`` steps is reported with the ratio
+minilean / PyTorch. Inputs (images, timesteps, noise, masks) are fixed host arrays, so both
+frameworks do exactly the same arithmetic and input generation is not timed.
+
+Threads: NumPy's BLAS (OpenBLAS) is limited through OPENBLAS_NUM_THREADS/OMP_NUM_THREADS,
+set below *before* NumPy is imported, and PyTorch through torch.set_num_threads: both get
+``--threads``. torch is a benchmark peer only (the ``bench`` extra); minilean never imports it.
+"""
+import argparse
+import os
+import sys
+
+_parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+_parser.add_argument("--cases", default="unet16,unet32,residual,vae,mae,micro,ddim,memory",
+                     help="comma-separated: unet16 (the CLI default), unet32, residual, vae, "
+                          "mae, micro, ddim, memory")
+_parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (both)")
+_parser.add_argument("--repeats", type=int, default=7, help="timed steps per framework")
+_parser.add_argument("--warmup", type=int, default=2, help="untimed steps per framework first")
+ARGS = _parser.parse_args() if __name__ == "__main__" else _parser.parse_args([])
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_name] = str(ARGS.threads)
+
+import math  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+
+import numpy  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as tnn  # noqa: E402
+import torch.nn.functional as TF  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import minilean  # noqa: E402
+from minilean import backend  # noqa: E402
+from minilean.autograd.grad_mode import no_grad  # noqa: E402
+from minilean.models import diffusion as D  # noqa: E402
+from minilean.optim import EMA, Adam, clip_grad_norm_  # noqa: E402
+
+torch.set_num_threads(ARGS.threads)
+GRAD_CLIP, LR, EMA_DECAY = 1.0, 2e-3, 0.995  # the diffusion CLI's defaults
+
+
+# --- timing and comparison ------------------------------------------------------------------
+
+def alternate(minilean_step, torch_step, repeats=None, warmup=None):
+    """Median seconds of each step, measured alternately after warm-up."""
+    repeats = repeats or ARGS.repeats
+    for _ in range(ARGS.warmup if warmup is None else warmup):
+        minilean_step()
+        torch_step()
+    times = {"minilean": [], "torch": []}
+    for _ in range(repeats):
+        for name, step in (("minilean", minilean_step), ("torch", torch_step)):
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return statistics.median(times["minilean"]), statistics.median(times["torch"])
+
+
+def relative_error(mine, theirs):
+    """max |a - b| / max(|b|, tiny): one number per array pair."""
+    theirs = numpy.asarray(theirs, dtype=numpy.float64)
+    return float(numpy.max(numpy.abs(numpy.asarray(mine, dtype=numpy.float64) - theirs))
+                 / max(float(numpy.max(numpy.abs(theirs))), 1e-12))
+
+
+def copy_weights(minilean_model, torch_model):
+    """minilean's parameters into the torch model, matched by name (the names must agree)."""
+    ours = dict(minilean_model.named_parameters())
+    theirs = dict(torch_model.named_parameters())
+    if set(ours) != set(theirs):
+        raise ValueError(f"parameter names differ: only minilean {sorted(set(ours) - set(theirs))}"
+                         f", only torch {sorted(set(theirs) - set(ours))}")
+    with torch.no_grad():
+        for name, param in theirs.items():
+            param.copy_(torch.from_numpy(ours[name].data.copy()))
+
+
+def check_agreement(minilean_model, torch_model, minilean_loss, torch_loss):
+    """Loss and gradient relative errors of one backward in each framework."""
+    for param in minilean_model.parameters():
+        param.grad = None
+    torch_model.zero_grad(set_to_none=True)
+    ours = minilean_loss()
+    ours.backward()
+    theirs = torch_loss()
+    theirs.backward()
+    torch_grads = dict(torch_model.named_parameters())
+    grad_error = max(relative_error(param.grad.data, torch_grads[name].grad.numpy())
+                     for name, param in minilean_model.named_parameters())
+    return relative_error(ours.item(), theirs.item()), grad_error
+
+
+class TorchEMA:
+    """The same average as minilean.optim.EMA: avg -= (1 - decay)(avg - p)."""
+
+    def __init__(self, model, decay):
+        self.decay, self.params = decay, list(model.parameters())
+        self.shadow = [param.detach().clone() for param in self.params]
+
+    @torch.no_grad()
+    def update(self):
+        for average, param in zip(self.shadow, self.params):
+            average.sub_((1 - self.decay) * (average - param))
+
+
+def training_steps(minilean_model, torch_model, minilean_loss, torch_loss, clip, ema):
+    """The full step of each framework as a no-argument function."""
+    optimizer = Adam(minilean_model.parameters(), lr=LR)
+    torch_optimizer = torch.optim.Adam(torch_model.parameters(), lr=LR, foreach=True)
+    average = EMA(minilean_model, EMA_DECAY) if ema else None
+    torch_average = TorchEMA(torch_model, EMA_DECAY) if ema else None
+
+    def minilean_step():
+        optimizer.zero_grad()
+        minilean_loss().backward()
+        if clip:
+            clip_grad_norm_(minilean_model.parameters(), GRAD_CLIP)
+        optimizer.step()
+        if average is not None:
+            average.update(minilean_model)
+
+    def torch_step():
+        torch_optimizer.zero_grad(set_to_none=True)
+        torch_loss().backward()
+        if clip:
+            tnn.utils.clip_grad_norm_(torch_model.parameters(), GRAD_CLIP)
+        torch_optimizer.step()
+        if torch_average is not None:
+            torch_average.update()
+
+    return minilean_step, torch_step
+
+
+def model_case(name, minilean_model, torch_model, minilean_loss, torch_loss, clip=False,
+               ema=False):
+    copy_weights(minilean_model, torch_model)
+    loss_error, grad_error = check_agreement(minilean_model, torch_model, minilean_loss,
+                                             torch_loss)
+    ours, theirs = alternate(*training_steps(minilean_model, torch_model, minilean_loss,
+                                             torch_loss, clip, ema))
+    parameters = sum(p.numel() for p in minilean_model.parameters())
+    return dict(case=name, detail=f"{parameters} params", minilean=ours, torch=theirs,
+                loss_error=loss_error, grad_error=grad_error)
+
+
+# --- diffusion epsilon predictors in PyTorch (same attribute names as minilean's) -----------
+
+def torch_norm(channels):
+    return tnn.GroupNorm(math.gcd(channels, 8), channels)
+
+
+class TorchResBlock(tnn.Module):
+    def __init__(self, in_channels, out_channels, time_channels):
+        super().__init__()
+        self.norm1, self.conv1 = torch_norm(in_channels), tnn.Conv2d(in_channels, out_channels,
+                                                                     3, padding=1)
+        self.time = tnn.Linear(time_channels, out_channels)
+        self.norm2 = torch_norm(out_channels)
+        self.conv2 = tnn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.skip = tnn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels \
+            else None
+
+    def forward(self, x, time_embedding):
+        h = self.conv1(TF.silu(self.norm1(x)))
+        h = h + self.time(TF.silu(time_embedding))[:, :, None, None]
+        h = self.conv2(TF.silu(self.norm2(h)))
+        return h + (x if self.skip is None else self.skip(x))
+
+
+class TorchSelfAttention(tnn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.norm, self.qkv, self.proj = torch_norm(channels), tnn.Linear(channels, 3 * channels), \
+            tnn.Linear(channels, channels)
+
+    def forward(self, x):
+        batch, channels, height, width = x.shape
+        tokens = self.norm(x).reshape(batch, channels, height * width).transpose(1, 2)
+        query, key, value = self.qkv(tokens).chunk(3, dim=2)
+        attended = self.proj(TF.scaled_dot_product_attention(query, key, value))
+        return x + attended.transpose(1, 2).reshape(batch, channels, height, width)
+
+
+class TorchUpsample(tnn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.conv = tnn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(TF.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class TorchUNet(tnn.Module):
+    def __init__(self, channels, hidden_c=32):
+        super().__init__()
+        hc, wide, time_c = hidden_c, 2 * hidden_c, 4 * hidden_c
+        self.time1, self.time2 = tnn.Linear(hc, time_c), tnn.Linear(time_c, time_c)
+        self.conv_in = tnn.Conv2d(channels, hc, 3, padding=1)
+        self.down0 = TorchResBlock(hc, hc, time_c)
+        self.pool0 = tnn.Conv2d(hc, hc, 3, stride=2, padding=1)
+        self.down1 = TorchResBlock(hc, wide, time_c)
+        self.pool1 = tnn.Conv2d(wide, wide, 3, stride=2, padding=1)
+        self.mid1, self.attention, self.mid2 = (TorchResBlock(wide, wide, time_c),
+                                                TorchSelfAttention(wide),
+                                                TorchResBlock(wide, wide, time_c))
+        self.up1, self.dec1 = TorchUpsample(wide), TorchResBlock(2 * wide, wide, time_c)
+        self.up0, self.dec0 = TorchUpsample(wide), TorchResBlock(wide + hc, hc, time_c)
+        self.norm_out, self.conv_out = torch_norm(hc), tnn.Conv2d(hc, channels, 3, padding=1)
+
+    def forward(self, x, embedding):
+        """``embedding``: the sinusoidal features (B, hc), computed on the host like minilean's."""
+        embedding = self.time2(TF.silu(self.time1(embedding)))
+        skip0 = self.down0(self.conv_in(x), embedding)
+        skip1 = self.down1(self.pool0(skip0), embedding)
+        h = self.mid1(self.pool1(skip1), embedding)
+        h = self.mid2(self.attention(h), embedding)
+        h = self.dec1(torch.cat([self.up1(h), skip1], dim=1), embedding)
+        h = self.dec0(torch.cat([self.up0(h), skip0], dim=1), embedding)
+        return self.conv_out(TF.silu(self.norm_out(h)))
+
+
+class TorchResidualBlock(tnn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.conv1 = tnn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = tnn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        return x + self.conv2(self.conv1(x).relu())
+
+
+class TorchResidualEpsNet(tnn.Module):
+    def __init__(self, channels, hidden_c=16):
+        super().__init__()
+        self.stem = tnn.Conv2d(channels + 1, hidden_c, 3, padding=1)
+        self.block1, self.block2 = TorchResidualBlock(hidden_c), TorchResidualBlock(hidden_c)
+        self.out = tnn.Conv2d(hidden_c, channels, 3, padding=1)
+
+    def forward(self, x, time_plane):
+        h = self.stem(torch.cat([x, time_plane], dim=1)).relu()
+        h = self.block2(self.block1(h).relu()).relu()
+        return self.out(h)
+
+
+def diffusion_inputs(batch, size, T=200, seed=0):
+    """Fixed x0 in [-1, 1], timesteps and noise, and the cosine schedule's alpha_bar."""
+    rng = numpy.random.default_rng(seed)
+    x0 = rng.uniform(-1, 1, (batch, 3, size, size)).astype(numpy.float32)
+    t = rng.integers(0, T, batch)
+    eps = rng.standard_normal((batch, 3, size, size)).astype(numpy.float32)
+    return x0, t, eps, D.alpha_bars(D.make_betas("cosine", T))
+
+
+def torch_noised(alpha_bar, x0, t, eps):
+    """q_sample in torch with the same float32 coefficients as minilean's ``_per_example``."""
+    signal = numpy.sqrt(alpha_bar)[t].astype(numpy.float32).reshape(-1, 1, 1, 1)
+    noise = numpy.sqrt(1.0 - alpha_bar)[t].astype(numpy.float32).reshape(-1, 1, 1, 1)
+    return torch.from_numpy(signal) * x0 + torch.from_numpy(noise) * eps
+
+
+def diffusion_case(name, arch, batch, size, hidden_c):
+    from minilean.models.residual import ResidualEpsNet
+    from minilean.models.unet import UNet, sinusoidal_embedding
+
+    x0, t, eps, alpha_bar = diffusion_inputs(batch, size)
+    ml_x0, ml_eps = minilean.tensor(x0), minilean.tensor(eps)
+    tx0, teps = torch.from_numpy(x0), torch.from_numpy(eps)
+    backend.manual_seed(0)
+    if arch == "unet":
+        model, torch_model = UNet(3, hidden_c), TorchUNet(3, hidden_c)
+        condition = torch.from_numpy(sinusoidal_embedding(t, hidden_c, batch, ml_x0).data)
+    else:
+        model, torch_model = ResidualEpsNet(3, 200, hidden_c), TorchResidualEpsNet(3, hidden_c)
+        condition = torch.from_numpy(model.time_channel(t, ml_x0).data)
+
+    def minilean_loss():
+        return D.eps_prediction_loss(model, alpha_bar, ml_x0, t, ml_eps)
+
+    def torch_loss():
+        return TF.mse_loss(torch_model(torch_noised(alpha_bar, tx0, t, teps), condition), teps)
+
+    result = model_case(name, model, torch_model, minilean_loss, torch_loss, clip=True, ema=True)
+    result["detail"] = f"{arch} hc={hidden_c}, batch {batch}, 3x{size}x{size}, " + result["detail"]
+    return result
+
+
+# --- the VAE (CLI default: mlp, hidden 256, latent 16, batch 64, 3x16x16) -----------------
+
+def torch_mlp(widths):
+    layers = []
+    for index, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+        if index:
+            layers.append(tnn.ReLU())
+        layers.append(tnn.Linear(fan_in, fan_out))
+    return tnn.Sequential(*layers)
+
+
+def torch_vae_loss(encoder, decoder, images, eps, latent):
+    """minilean.models.vae.vae_loss with beta = 1, in torch (same formulas, same order)."""
+    from minilean.models.vae import HALF_BIN, MIN_LOG_SCALE
+
+    batch = images.shape[0]
+    mu, logvar = encoder(images.flatten(1)).chunk(2, 1)
+    z = mu + (0.5 * logvar).exp() * eps
+    outputs = decoder(z).reshape((batch, 2) + images.shape[1:])
+    mean, log_scale = outputs[:, 0], outputs[:, 1].clamp(min=MIN_LOG_SCALE)
+    centred = images - mean
+    inverse_scale = (-log_scale).exp()
+    upper, lower = inverse_scale * (centred + HALF_BIN), inverse_scale * (centred - HALF_BIN)
+    softplus = lambda x: x.relu() + (1 + (-x.abs()).exp()).log()  # noqa: E731
+    log_cdf_upper, log_survival_lower = upper - softplus(upper), -softplus(lower)
+    bin_mass = upper.sigmoid() - lower.sigmoid()
+    middle = inverse_scale * centred
+    log_density_centre = middle - log_scale - 2 * softplus(middle)
+    interior = torch.where(bin_mass.detach() > 1e-5, bin_mass.clamp(min=1e-12).log(),
+                           log_density_centre - math.log(255))
+    top = torch.where(images > 1 - HALF_BIN, log_survival_lower, interior)
+    log_p = torch.where(images < HALF_BIN, log_cdf_upper, top).flatten(1).sum(1)
+    kl = (0.5 * (mu * mu + logvar.exp() - 1 - logvar)).sum(-1).mean()
+    return -log_p.mean() + kl
+
+
+def vae_case(batch=64, size=16, hidden=256, latent=16):
+    from minilean.models.vae import VAE, vae_loss
+
+    rng = numpy.random.default_rng(1)
+    images = (rng.integers(0, 256, (batch, 3, size, size)) / 255.0).astype(numpy.float32)
+    eps = rng.standard_normal((batch, latent)).astype(numpy.float32)
+    backend.manual_seed(0)
+    model = VAE((3, size, size), "mlp", hidden, latent)
+    pixels = 3 * size * size
+    torch_model = tnn.Module()
+    torch_model.encoder = torch_mlp([pixels, hidden, hidden, 2 * latent])
+    torch_model.decoder = torch_mlp([latent, hidden, hidden, 2 * pixels])
+    ml_images, ml_eps = minilean.tensor(images), minilean.tensor(eps)
+    t_images, t_eps = torch.from_numpy(images), torch.from_numpy(eps)
+    result = model_case(
+        "vae", model, torch_model, lambda: vae_loss(model, ml_images, 1.0, ml_eps),
+        lambda: torch_vae_loss(torch_model.encoder, torch_model.decoder, t_images, t_eps, latent))
+    result["detail"] = f"mlp hidden {hidden}, latent {latent}, batch {batch}, 3x{size}x{size}, " \
+        + result["detail"]
+    return result
+
+
+# --- the MAE (CLI default: patch 4, width 64, depth 2, heads 4, decoder 32x1, batch 64) -----
+
+class TorchBlock(tnn.Module):
+    def __init__(self, width, heads):
+        super().__init__()
+        self.norm1 = tnn.LayerNorm(width)
+        self.attention = tnn.MultiheadAttention(width, heads, batch_first=True)
+        self.norm2 = tnn.LayerNorm(width)
+        self.hidden, self.project = tnn.Linear(width, 4 * width), tnn.Linear(4 * width, width)
+
+    def forward(self, tokens):
+        normed = self.norm1(tokens)
+        tokens = tokens + self.attention(normed, normed, normed, need_weights=False)[0]
+        return tokens + self.project(TF.gelu(self.hidden(self.norm2(tokens))))
+
+
+class TorchMAE(tnn.Module):
+    def __init__(self, patches, patch_pixels, width=64, depth=2, heads=4, decoder_width=32):
+        super().__init__()
+        self.embed = tnn.Linear(patch_pixels, width)
+        self.position = tnn.Parameter(torch.zeros(1, patches, width))
+        self.encoder_blocks = tnn.Sequential(*[TorchBlock(width, heads) for _ in range(depth)])
+        self.encoder_norm = tnn.LayerNorm(width)
+        self.to_decoder = tnn.Linear(width, decoder_width)
+        self.mask_token = tnn.Parameter(torch.zeros(1, 1, decoder_width))
+        self.decoder_position = tnn.Parameter(torch.zeros(1, patches, decoder_width))
+        self.decoder_blocks = tnn.Sequential(TorchBlock(decoder_width, 2))
+        self.decoder_norm = tnn.LayerNorm(decoder_width)
+        self.to_pixels = tnn.Linear(decoder_width, patch_pixels)
+
+    def forward(self, patches, keep, restore):
+        rows = torch.arange(patches.shape[0])[:, None]
+        tokens = (self.embed(patches) + self.position)[rows, keep]
+        encoded = self.encoder_norm(self.encoder_blocks(tokens))
+        visible = self.to_decoder(encoded)
+        fill = self.mask_token.expand(visible.shape[0], restore.shape[1] - visible.shape[1], -1)
+        tokens = torch.cat([visible, fill], 1)[rows, restore] + self.decoder_position
+        return self.to_pixels(self.decoder_norm(self.decoder_blocks(tokens)))
+
+
+def mae_case(batch=64, size=16, patch=4):
+    from minilean.models.mae import MaskedAutoencoder, mae_loss, patchify
+
+    rng = numpy.random.default_rng(2)
+    images = rng.uniform(0, 1, (batch, 3, size, size)).astype(numpy.float32)
+    backend.manual_seed(0)
+    model = MaskedAutoencoder((3, size, size), patch)
+    mask = model.random_mask(batch, 0.75)
+    patches = (size // patch) ** 2
+    torch_model = TorchMAE(patches, patch * patch * 3)
+    ml_images = minilean.tensor(images)
+    t_images = torch.from_numpy(images)
+    keep, restore = torch.from_numpy(mask.keep), torch.from_numpy(mask.restore)
+    hidden = torch.from_numpy(mask.hidden.data)
+
+    def torch_loss():
+        target = torch.from_numpy(patchify(ml_images, patch).data)  # host-side, as a constant
+        difference = torch_model(target, keep, restore) - target
+        return ((difference * difference).mean(-1) * hidden).sum() / hidden.sum()
+
+    result = model_case("mae", model, torch_model, lambda: mae_loss(model, ml_images, mask),
+                        torch_loss)
+    result["detail"] = f"patch {patch}, width 64, depth 2, batch {batch}, 3x{size}x{size}, " \
+        + result["detail"]
+    return result
+
+
+# --- micro-benchmarks ----------------------------------------------------------------------
+
+def micro_cases():
+    """Single ops at the U-Net's shapes (batch 32, 16x16 input): forward, and forward+backward."""
+    rng = numpy.random.default_rng(3)
+
+    def arrays(*shapes):
+        return [rng.standard_normal(shape).astype(numpy.float32) for shape in shapes]
+
+    import minilean.nn.functional as F
+    specs = [
+        ("conv2d 3x3 32->32 @16x16", lambda x, w: F.conv2d(x, w, padding=1),
+         lambda x, w: TF.conv2d(x, w, padding=1), arrays((32, 32, 16, 16), (32, 32, 3, 3))),
+        ("conv2d 3x3 64->64 @8x8", lambda x, w: F.conv2d(x, w, padding=1),
+         lambda x, w: TF.conv2d(x, w, padding=1), arrays((32, 64, 8, 8), (64, 64, 3, 3))),
+        ("conv2d 3x3 s2 32->32 @16x16", lambda x, w: F.conv2d(x, w, stride=2, padding=1),
+         lambda x, w: TF.conv2d(x, w, stride=2, padding=1), arrays((32, 32, 16, 16),
+                                                                   (32, 32, 3, 3))),
+        ("matmul 2048x128 @ 128x384", lambda a, b: a @ b, lambda a, b: a @ b,
+         arrays((2048, 128), (128, 384))),
+        ("group_norm (32,64,16,16) G=8", lambda x: F.group_norm(x, 8),
+         lambda x: TF.group_norm(x, 8), arrays((32, 64, 16, 16))),
+        ("attention (32, 64 tok, 64)", lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
+         TF.scaled_dot_product_attention, arrays(*[(32, 64, 64)] * 3)),
+    ]
+    results = []
+    for name, ours, theirs, inputs in specs:
+        ml_inputs = [minilean.tensor(a, requires_grad=True) for a in inputs]
+        t_inputs = [torch.from_numpy(a).requires_grad_() for a in inputs]
+        seed = rng.standard_normal(ours(*ml_inputs).shape).astype(numpy.float32)
+        t_seed = torch.from_numpy(seed)
+        error = relative_error(ours(*ml_inputs).data, theirs(*t_inputs).detach().numpy())
+        with no_grad():
+            forward = alternate(lambda: ours(*ml_inputs), lambda: theirs(*t_inputs).detach(),
+                                repeats=ARGS.repeats * 3)
+
+        def ml_both():
+            ours(*ml_inputs).backward(minilean.tensor(seed))
+
+        def torch_both():
+            theirs(*t_inputs).backward(t_seed)
+
+        both = alternate(ml_both, torch_both, repeats=ARGS.repeats * 3)
+        results.append(dict(case=f"{name} fwd", detail="", minilean=forward[0], torch=forward[1],
+                            loss_error=error, grad_error=None))
+        results.append(dict(case=f"{name} fwd+bwd", detail="", minilean=both[0], torch=both[1],
+                            loss_error=None, grad_error=None))
+    return results
+
+
+# --- sampling throughput -------------------------------------------------------------------
+
+def ddim_case(count=64, size=16, steps=50, hidden_c=32):
+    """DDIM (eta = 0, clipped x0) with the default U-Net on ``count`` images: images per second."""
+    from minilean.models.unet import UNet, sinusoidal_embedding
+
+    backend.manual_seed(0)
+    model, torch_model = UNet(3, hidden_c), TorchUNet(3, hidden_c)
+    copy_weights(model, torch_model)
+    model.eval()
+    alpha_bar = D.alpha_bars(D.make_betas("cosine", 200))
+    timesteps = D.respaced_timesteps(200, steps)
+    x_T = numpy.random.default_rng(4).standard_normal((count, 3, size, size)).astype(numpy.float32)
+    like = minilean.tensor(x_T)
+    embeddings = {t: torch.from_numpy(sinusoidal_embedding(t, hidden_c, count, like).data)
+                  for t in timesteps}
+
+    def minilean_sample():
+        with no_grad():
+            return D.ddim_sample(model, alpha_bar, minilean.tensor(x_T), timesteps, clip=True)
+
+    def torch_sample():
+        with torch.no_grad():
+            return D.ddim_sample(lambda x, t: torch_model(x, embeddings[t]), alpha_bar,
+                                 torch.from_numpy(x_T), timesteps, clip=False)
+
+    # torch tensors have clamp too, but D._clip_unit tests for minilean's Tensor: compare unclipped
+    with no_grad():
+        ours = D.ddim_sample(model, alpha_bar, minilean.tensor(x_T), timesteps)
+    error = relative_error(ours.data, torch_sample().numpy())
+    seconds = alternate(minilean_sample, torch_sample, repeats=3, warmup=0)
+    return dict(case=f"DDIM {steps} steps, {count} images", detail="images/s below",
+                minilean=seconds[0], torch=seconds[1], loss_error=error, grad_error=None,
+                throughput=(count / seconds[0], count / seconds[1]))
+
+
+# --- memory ---------------------------------------------------------------------------------
+
+def memory_case(steps=6, batch=32, size=16):
+    """tracemalloc over minilean steps of the default U-Net (NumPy reports its allocations)."""
+    from minilean.models.unet import UNet
+
+    x0, t, eps, alpha_bar = diffusion_inputs(batch, size)
+    ml_x0, ml_eps = minilean.tensor(x0), minilean.tensor(eps)
+    backend.manual_seed(0)
+    model = UNet(3, 32)
+    optimizer, average = Adam(model.parameters(), lr=LR), EMA(model, EMA_DECAY)
+    tracemalloc.start()
+    after_step = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        D.eps_prediction_loss(model, alpha_bar, ml_x0, t, ml_eps).backward()
+        clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        optimizer.step()
+        average.update(model)
+        after_step.append(tracemalloc.get_traced_memory()[0])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak, after_step
+
+
+# --- report ---------------------------------------------------------------------------------
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores; python {platform.python_version()}, numpy "
+            f"{numpy.__version__}, torch {torch.__version__}; threads: BLAS {ARGS.threads}, "
+            f"torch {torch.get_num_threads()}")
+
+
+def print_row(row):
+    def error(value):
+        return "" if value is None else f"{value:.1e}"
+    ratio = row["minilean"] / row["torch"]
+    print(f"| {row['case']} | {row['detail']} | {row['minilean'] * 1e3:.1f} | "
+          f"{row['torch'] * 1e3:.1f} | {ratio:.2f} | {error(row['loss_error'])} | "
+          f"{error(row['grad_error'])} |", flush=True)
+
+
+def main():
+    cases = ARGS.cases.split(",")
+    print(f"machine: {machine()}")
+    print(f"median of {ARGS.repeats} alternating steps after {ARGS.warmup} warm-up steps\n")
+    print("| case | detail | minilean ms | torch ms | ratio | loss/output rel err | grad rel err |")
+    print("|---|---|---|---|---|---|---|")
+    builders = {
+        "unet16": lambda: [diffusion_case("diffusion step (CLI default)", "unet", 32, 16, 32)],
+        "unet32": lambda: [diffusion_case("diffusion step", "unet", 32, 32, 32)],
+        "residual": lambda: [diffusion_case("diffusion step", "residual", 32, 32, 16)],
+        "vae": lambda: [vae_case()],
+        "mae": lambda: [mae_case()],
+        "micro": micro_cases,
+        "ddim": lambda: [ddim_case()],
+    }
+    notes = []
+    for case in cases:
+        if case in builders:
+            for row in builders[case]():
+                print_row(row)
+                if "throughput" in row:
+                    notes.append(f"DDIM sampling: minilean {row['throughput'][0]:.1f} images/s, "
+                                 f"torch {row['throughput'][1]:.1f} images/s")
+        elif case != "memory":
+            raise SystemExit(f"unknown case {case!r}; expected some of {ARGS.cases}")
+    if "memory" in cases:
+        peak, after_step = memory_case()
+        notes.append(f"memory (tracemalloc, default U-Net step, batch 32, 16x16): peak "
+                     f"{peak / 2**20:.1f} MiB; live after each step (MiB): "
+                     + ", ".join(f"{value / 2**20:.2f}" for value in after_step))
+    for note in notes:
+        print("\n" + note)
+
+
+if __name__ == "__main__":
+    main()
