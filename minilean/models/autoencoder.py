@@ -115,10 +115,7 @@ def run(config):
 
     def step_fn(images, step):
         loss = reconstruction_loss(model, images)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return {"loss": float(loss.item())}
+        return {"loss": zoo_run.minimize(optimizer, loss)}
 
     zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "autoencoder")
     held_out = session.held_out(config.n_eval)

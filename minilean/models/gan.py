@@ -138,13 +138,9 @@ def run(config):
         for d_step in range(config.d_steps):  # the same real batch, fresh noise each D step
             fake = generator(latent(real.shape[0], step, NOISE_STREAM + d_step)).detach()
             d_loss = discriminator_loss(discriminator(real), discriminator(fake))
-            d_optimizer.zero_grad()
-            d_loss.backward()
-            d_optimizer.step()
+            zoo_run.minimize(d_optimizer, d_loss)
         g_loss = generator_loss(discriminator(generator(latent(real.shape[0], step, NOISE_STREAM - 1))))
-        g_optimizer.zero_grad()
-        g_loss.backward()
-        g_optimizer.step()
+        zoo_run.minimize(g_optimizer, g_loss)
         if step % config.sample_every == 0:
             write_samples(f"samples_step{step:06d}")
         return {"loss": float(d_loss.item() + g_loss.item()), "d_loss": float(d_loss.item()),

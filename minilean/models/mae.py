@@ -249,10 +249,7 @@ def run(config):
 
     def step_fn(images, step):
         loss = mae_loss(model, images, make_mask(images.shape[0]), config.per_patch_norm)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return {"loss": float(loss.item())}
+        return {"loss": zoo_run.minimize(optimizer, loss)}
 
     zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "mae")
     held_out = session.held_out(config.n_eval)

@@ -240,10 +240,7 @@ def run(config):
 
     def step_fn(images, step):
         loss = vae_loss(model, images, config.beta)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        return {"loss": float(loss.item())}
+        return {"loss": zoo_run.minimize(optimizer, loss)}
 
     zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "vae")
     held_out = session.held_out_rows[:config.n_eval]

@@ -177,9 +177,7 @@ def run(config):
     def step_fn(images, step):
         reconstruction, encoded, quantized, indices = model(images)
         loss = vqvae_loss(images, reconstruction, encoded, quantized, config.beta)
-        optimizer.zero_grad()
-        loss.total.backward()
-        optimizer.step()
+        zoo_run.minimize(optimizer, loss.total)
         if config.ema_codebook:
             model.ema_update(encoded, indices)
         usage[:] += numpy.bincount(indices.numpy().reshape(-1), minlength=config.codes)
