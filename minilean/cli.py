@@ -442,12 +442,12 @@ DIFFUSION = Command(
     groups=[
         DEVICE_FLAGS,
         data_flags(image_size=16),
-        training_flags(steps=1500, lr=2e-3, batch_size=32, ema=0.995),
+        training_flags(steps=1000, lr=2e-3, batch_size=32, ema=0.995),
         FlagGroup("model", [
             Flag("arch", "unet", "epsilon predictor: unet (time embedding, GroupNorm, "
                  "attention) or residual (TorchLean's compact conv net)",
                  choices=("unet", "residual")),
-            Flag("hidden_c", 32, "base channel count of the epsilon predictor", low=1),
+            Flag("hidden_c", 24, "base channel count of the epsilon predictor", low=1),
         ]),
         FlagGroup("diffusion", [
             Flag("T", 200, "number of diffusion timesteps", low=1),
@@ -463,7 +463,8 @@ DIFFUSION = Command(
             Flag("sample_steps", 50, "sampler steps (ddim/pf-euler; ddpm uses all T)", low=1),
             Flag("eta", 0.0, "DDIM noise scale: 0 deterministic, 1 DDPM-like", low=0),
             Flag("clip", True, "clip the predicted x0 to [-1, 1] while sampling"),
-            Flag("n_samples", 64, "images to sample for the grid and FD-classifier", low=1),
+            Flag("n_samples", 128, "images to sample (the grid shows 64) and to measure "
+                 "FD-classifier on", low=1),
             Flag("evaluate", True, "measure FD-classifier of the samples (trains a small "
                  "classifier once, cached)"),
             Flag("sample_ppm", None, "also write the sample grid to this PPM path"),

@@ -10,6 +10,7 @@ Every random draw of step k comes from ``step_generator(seed, k)``, and sampling
 import contextlib
 import os
 import sys
+import time
 
 import numpy
 
@@ -136,6 +137,7 @@ def run(config):
         summary = write_images(config, model, emas, betas, dataset, run_dir, save_grid)
         summary["final_loss"] = records[-1]["loss"] if records else None
         summary["steps"] = state.step
+        summary["cpu_seconds"] = round(time.process_time(), 1)  # honest under shared cores
         run_dir.write_summary(**summary)
     print(f"minilean diffusion: wrote {run_dir.path} " + " ".join(
         f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
