@@ -157,9 +157,11 @@ def run(config):
         summary.update(modes_covered=modes, modes_total=len(RING8_MODES),
                        share_within_3std=share, real_data_modes=real_modes,
                        real_data_share_within_3std=real_share)
-    elif config.evaluate and session.dataset.y is not None:
+    else:
         from minilean.data.images import to_uint8
-        from minilean.models.classifier import fd_report
-        summary["fd_classifier"] = fd_report(config, session.dataset,
-                                             to_uint8(samples, (-1.0, 1.0)))
+        samples = to_uint8(samples, (-1.0, 1.0))
+        atomic.save_npy(session.run.file("samples.npy"), samples)  # for `minilean evaluate`
+        if config.evaluate and session.dataset.y is not None:
+            from minilean.models.classifier import fd_report
+            summary["fd_classifier"] = fd_report(config, session.dataset, samples)
     session.finish("LSGAN", **summary)
