@@ -18,25 +18,14 @@ from minilean import backend
 from minilean.autograd.creation import tensor
 from minilean.autograd.grad_mode import no_grad
 from minilean.models import diffusion as D
-from minilean.train.loop import (TrainState, default_interval, resumed_config, step_generator,
-                                 train, write_trainlog)
+from minilean.train.loop import (TrainState, default_interval, prepare_device, resumed_config,
+                                 step_generator, train, write_trainlog)
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "arch",
                 "hidden_c", "T", "schedule", "beta_start", "beta_end", "ema")
 GRAD_CLIP = 1.0  # global gradient-norm clip of the DDPM recipe
 SAMPLING_STREAM, NOISY_STREAM = 1, 2  # generator streams apart from the training steps'
-
-
-def prepare_device(config):
-    """Check the device can run, and switch on the fast kernels when asked."""
-    backend.check_device(config.device)
-    if config.fast_kernels:
-        if config.device != "cuda":
-            print("minilean: --fast-kernels has no effect on the CPU", file=sys.stderr)
-        else:
-            from minilean import cuda
-            cuda.use_fast_kernels()
 
 
 def build_model(config, channels):

@@ -17,6 +17,7 @@ Randomness that must repeat exactly after ``--resume`` should be drawn from
 import json
 import math
 import os
+import sys
 
 import numpy
 
@@ -64,6 +65,22 @@ class TrainState:
 
     def load(self, run_dir):
         self.load_state_dict(load_checkpoint(os.path.join(run_dir, CHECKPOINT)))
+
+
+def prepare_device(config):
+    """Check the device can run, and switch on the fast kernels when asked."""
+    backend.check_device(config.device)
+    if config.fast_kernels:
+        if config.device != "cuda":
+            print("minilean: --fast-kernels has no effect on the CPU", file=sys.stderr)
+        else:
+            import minilean.cuda
+            switch = getattr(minilean.cuda, "use_fast_kernels", None)
+            if switch is None:
+                print("minilean: this build has no fast CUDA kernels; using CuPy's",
+                      file=sys.stderr)
+            else:
+                switch()
 
 
 def step_generator(seed, step, stream=0):
