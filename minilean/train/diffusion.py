@@ -9,7 +9,6 @@ Every random draw of step k comes from ``step_generator(seed, k)``, and sampling
 """
 import contextlib
 import os
-import sys
 import time
 
 import numpy
