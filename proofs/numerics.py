@@ -63,8 +63,13 @@ def mp_tolerance(scale=1):
 # --- strategies -------------------------------------------------------------------------
 
 def reals(low=-100.0, high=100.0, **kwargs):
-    """Finite float32-representable reals in [low, high]."""
-    return st.floats(low, high, width=32, allow_nan=False, allow_infinity=False,
+    """Finite float32-representable reals in [low, high] (bounds rounded inward to float32)."""
+    low32, high32 = numpy.float32(low), numpy.float32(high)
+    if low32 < low:
+        low32 = numpy.nextafter(low32, numpy.float32(numpy.inf))
+    if high32 > high:
+        high32 = numpy.nextafter(high32, numpy.float32(-numpy.inf))
+    return st.floats(float(low32), float(high32), width=32, allow_nan=False, allow_infinity=False,
                      allow_subnormal=False, **kwargs)
 
 

@@ -1,1 +1,449 @@
-"""placeholder"""
+"""Diffusion statements (TorchLean ``Diffusion/{ForwardGaussian,Samplers}.lean`` and the spec
+lemmas) on ``minilean.models.diffusion``, plus the multi-step forward law and the DDPM
+posterior.
+
+Schedules are float64 host arrays, so mpmath takes the engine's own alpha_bar values as exact
+inputs. minilean indexes timesteps 0..T-1 and writes the clean state as alpha_bar_{-1} = 1
+(TorchLean's alphaBar 0 = 1). TorchLean's ``DynamicalSystem`` wrappers (ddimStepSystem,
+pfOdeEulerSystem) have no separate object here: the samplers are the systems, so their
+statements say that a one-step sampler run is the step function, bit for bit. The Lipschitz
+and contraction statements use an epsilon field eps(x) = c tanh(x) (c-Lipschitz) or c x, for
+which the hypotheses can be computed, and check the conclusion in mpmath (exact) and on the
+engine up to the rounding of both sides. Engine values of an affine step are compared with
+mpmath within gamma_10 sum |terms| (square roots of the coefficients computed in float64 and
+rounded to the dtype, two products, one or two additions, the tanh field).
+"""
+import math
+
+import mpmath
+import numpy
+from hypothesis import strategies as st
+
+from proofs.framework import statement
+from proofs.mutation import mutant
+from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, reals
+from proofs.statistics import gaussian_law_checks
+
+DIFFUSION = "minilean.models.diffusion"
+SAMPLES = 4000
+
+
+def _betas(min_size=1, max_size=6):
+    return st.lists(reals(2 ** -13, 0.5), min_size=min_size, max_size=max_size).map(numpy.asarray)
+
+
+def _vector():
+    return st.integers(1, 4).flatmap(lambda k: st.lists(
+        reals(-2, 2), min_size=k, max_size=k).map(numpy.asarray))
+
+
+def _tanh_field(c):
+    return lambda x, t: c * x.tanh()
+
+
+def _alpha_bar(betas):
+    from minilean.models import diffusion
+    return diffusion.alpha_bars(betas)
+
+
+@statement("alphaBar_zero", about=(f"{DIFFUSION}.alpha_bars", f"{DIFFUSION}.ddim_step"),
+           given={"betas": _betas(), "x": _vector(), "c": reals(-1, 1)})
+def alpha_bar_zero(check, betas, x, c):
+    """alpha_bar of the clean state is 1: alpha_bars[t] = prod_{s<=t} (1 - beta_s), and a DDIM
+    step to the clean state (t_prev = -1, eta = 0) returns x0_hat itself (sqrt(1) x0_hat +
+    sqrt(0) eps_hat)."""
+    from minilean.models import diffusion
+    alpha_bar = _alpha_bar(betas)
+    running = mpmath.mpf(1)
+    for t, beta in enumerate(mp(betas)):
+        running *= 1 - beta
+        # t + 1 subtractions and t products in float64
+        check.close(alpha_bar[t], running, gamma(2 * t + 2, numpy.float64) * running,
+                    f"alpha_bar[{t}]")
+    for dtype in ENGINE_DTYPES:
+        x_t, t = engine(x, dtype), len(betas) - 1
+        eps_hat = _tanh_field(c)(x_t, t)
+        last = diffusion.ddim_step(alpha_bar, x_t, t, -1, eps_hat)
+        x0_hat = diffusion.x0_from_eps(alpha_bar, x_t, t, eps_hat)
+        check.close(host(last), mp(host(x0_hat)), 0, f"last DDIM step ({dtype.__name__})")
+
+
+def _zero_step_statement(name, doc, run):
+    @statement(name, about=(f"{DIFFUSION}.{run.__name__}",),
+               given={"steps": st.just(0), "x": _vector(), "betas": _betas()},
+               relaxed={"steps": st.integers(1, 3), "x": _vector().filter(lambda v: v.any()),
+                        "betas": _betas()})
+    def zero_steps(check, steps, x, betas):
+        for dtype in ENGINE_DTYPES:
+            x_T = engine(x, dtype)
+            check.close(host(run(x_T, steps, betas)), mp(x), 0, f"{name} ({dtype.__name__})")
+    zero_steps.__doc__ = doc
+
+
+def ddpm_sample(x, steps, betas):
+    from minilean.models import diffusion
+    betas = numpy.resize(betas, steps)
+    return diffusion.ddpm_sample(_tanh_field(0.5), betas, x, lambda t: x * 0 + 0.25)
+
+
+def ddim_sample(x, steps, betas):
+    from minilean.models import diffusion
+    alpha_bar = _alpha_bar(numpy.resize(betas, max(steps, 1)))
+    return diffusion.ddim_sample(_tanh_field(0.5), alpha_bar, x, list(range(steps - 1, -1, -1)))
+
+
+def pf_ode_sample_euler(x, steps, betas):
+    from minilean.models import diffusion
+    return diffusion.pf_ode_sample_euler(lambda x, t: -x, x, steps)
+
+
+_zero_step_statement("ddpmSample_zero_steps", "T = 0  =>  ddpmSample(x_T) = x_T.", ddpm_sample)
+_zero_step_statement("ddimSample_zero_steps", "no timesteps  =>  ddimSample(x_T) = x_T.",
+                     ddim_sample)
+_zero_step_statement("pfOdeSampleEuler_zero_steps", "n = 0  =>  pfOdeSampleEuler(n, x1) = x1.",
+                     pf_ode_sample_euler)
+
+
+@statement("ddimStepSystem_eq_step", about=(f"{DIFFUSION}.ddim_sample", f"{DIFFUSION}.ddim_step"),
+           given={"betas": _betas(2), "x": _vector(), "c": reals(-1, 1)})
+def ddim_system_step(check, betas, x, c):
+    """The DDIM sampler's transition from t to t' is ddimStep(t, t'): a run over [t, t'] equals
+    ddim_step(t, t') followed by ddim_step(t', clean), bit for bit."""
+    from minilean.models import diffusion
+    alpha_bar, field = _alpha_bar(betas), _tanh_field(c)
+    t, t_prev = len(betas) - 1, 0
+    for dtype in ENGINE_DTYPES:
+        x_t = engine(x, dtype)
+        sampled = diffusion.ddim_sample(field, alpha_bar, x_t, [t, t_prev])
+        stepped = diffusion.ddim_step(alpha_bar, x_t, t, t_prev, field(x_t, t))
+        stepped = diffusion.ddim_step(alpha_bar, stepped, t_prev, -1, field(stepped, t_prev))
+        check.close(host(sampled), mp(host(stepped)), 0, dtype.__name__)
+
+
+@statement("pfOdeEulerSystem_eq_step",
+           about=(f"{DIFFUSION}.pf_ode_sample_euler", f"{DIFFUSION}.euler_step"),
+           given={"x": _vector(), "c": reals(-1, 1), "steps": st.integers(1, 3)})
+def pf_ode_system_step(check, x, c, steps):
+    """pfOdeSampleEuler(n) = n Euler steps x <- x + dt f(x, t) at t = 1 - k/n, k = 0..n-1
+    (1, (n-1)/n, ..., 1/n: the corrected descending grid) with dt = -1/n, bit for bit."""
+    from minilean.models import diffusion
+    field = lambda x, t: (c * t) * x.tanh()  # noqa: E731  (time-dependent, to see the grid)
+    for dtype in ENGINE_DTYPES:
+        x1 = engine(x, dtype)
+        expected = x1
+        for k in range(steps):
+            expected = expected + (-1.0 / steps) * field(expected, 1.0 - k / steps)
+        sampled = diffusion.pf_ode_sample_euler(field, x1, steps)
+        check.close(host(sampled), mp(host(expected)), 0, dtype.__name__)
+
+
+def _ddim_mp(a, a_prev, x, eps):
+    """sqrt(a') (x - sqrt(1 - a) eps) / sqrt(a) + sqrt(1 - a') eps and its sum |terms|."""
+    x0 = (x - mpmath.sqrt(1 - a) * eps) / mpmath.sqrt(a)
+    value = mpmath.sqrt(a_prev) * x0 + mpmath.sqrt(1 - a_prev) * eps
+    terms = (mpmath.sqrt(a_prev / a) * (abs(x) + mpmath.sqrt(1 - a) * abs(eps))
+             + mpmath.sqrt(1 - a_prev) * abs(eps))
+    return value, terms
+
+
+@statement("ddimStep_eq_x0Pred", about=(f"{DIFFUSION}.ddim_step", f"{DIFFUSION}.x0_from_eps"),
+           given={"betas": _betas(2), "x": _vector(), "c": reals(-1, 1)})
+def ddim_eq_x0_pred(check, betas, x, c):
+    """ddimStep(t -> t') x = sqrt(alpha_bar_t') x0Pred(x, t) + sqrt(1 - alpha_bar_t') eps_hat,
+    with x0Pred = (x - sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_bar_t) (eta = 0, no clip)."""
+    from minilean.models import diffusion
+    alpha_bar = _alpha_bar(betas)
+    t, t_prev = len(betas) - 1, len(betas) - 2
+    a, a_prev = mp(alpha_bar[t]), mp(alpha_bar[t_prev])
+    for dtype in ENGINE_DTYPES:
+        x_t = engine(x, dtype)
+        eps_hat = _tanh_field(c)(x_t, t)
+        computed = host(diffusion.ddim_step(alpha_bar, x_t, t, t_prev, eps_hat))
+        pairs = [_ddim_mp(a, a_prev, xi, ei) for xi, ei in zip(mp(x), mp(host(eps_hat)))]
+        check.close(computed, [v for v, _ in pairs], [gamma(10, dtype) * m for _, m in pairs],
+                    f"against mpmath ({dtype.__name__})")
+        shared = (math.sqrt(alpha_bar[t_prev]) * diffusion.x0_from_eps(alpha_bar, x_t, t, eps_hat)
+                  + math.sqrt(1 - alpha_bar[t_prev]) * eps_hat)
+        check.close(computed, mp(host(shared)), 0, f"shared eps_hat ({dtype.__name__})")
+
+
+def _norm(values):
+    return mpmath.sqrt(mpmath.fsum(v * v for v in values))
+
+
+@st.composite
+def _pair(draw):
+    n = draw(st.integers(1, 4))
+    vector = st.lists(reals(-2, 2), min_size=n, max_size=n).map(numpy.asarray)
+    return draw(vector), draw(vector)
+
+
+def _euler_lipschitz(check, x, y, dt, beta, sigma, c, claimed_fraction, use_pf_ode):
+    """||E(x) - E(y)|| <= (1 + |dt| L) ||x - y|| for f L-Lipschitz; L claimed as a fraction of
+    the true constant (1 in the statement, less to show the hypothesis matters)."""
+    from minilean.models import diffusion
+    b, s, cc = mp(beta), mp(sigma), mp(c)
+    if use_pf_ode:  # f = -beta/2 (x - c tanh(x) / sigma): Lipschitz constant beta/2 (1 + |c|/s)
+        f_mp = lambda v: -b / 2 * (v - cc * mpmath.tanh(v) / s)  # noqa: E731
+        lipschitz = b / 2 * (1 + abs(cc) / s)
+
+        def f_engine(v, t):
+            return diffusion.pf_ode_rhs(v, c * v.tanh(), beta, sigma)
+    else:  # f = c tanh: c-Lipschitz
+        f_mp, lipschitz = (lambda v: cc * mpmath.tanh(v)), abs(cc)
+
+        def f_engine(v, t):
+            return c * v.tanh()
+    lipschitz *= claimed_fraction
+    step = lambda v: [vi + mp(dt) * f_mp(vi) for vi in v]  # noqa: E731
+    distance = _norm([p - q for p, q in zip(mp(x), mp(y))])
+    moved = _norm([p - q for p, q in zip(step(mp(x)), step(mp(y)))])
+    check.close(max(moved - (1 + abs(mp(dt)) * lipschitz) * distance, 0), mp(0),
+                mpmath.mpf(10) ** -40, "mpmath: Lipschitz bound")
+    for dtype in ENGINE_DTYPES:
+        ex = host(diffusion.euler_step(f_engine, engine(x, dtype), 0.5, dt))
+        ey = host(diffusion.euler_step(f_engine, engine(y, dtype), 0.5, dt))
+        slack = gamma(10, dtype) * (_norm([abs(v) + abs(mp(dt) * f_mp(v)) for v in mp(x)])
+                                    + _norm([abs(v) + abs(mp(dt) * f_mp(v)) for v in mp(y)]))
+        engine_moved = _norm([p - q for p, q in zip(mp(ex), mp(ey))])
+        check.close(max(engine_moved - (1 + abs(mp(dt)) * lipschitz) * distance, 0), mp(0),
+                    slack, f"engine Lipschitz bound ({dtype.__name__})")
+
+
+def _lipschitz_given(fraction):
+    return {"pair": _pair(), "dt": reals(-0.5, 0.5), "beta": reals(0.1, 20),
+            "sigma": reals(0.05, 1), "c": reals(-2, 2), "fraction": fraction}
+
+
+@statement("eulerStep_l2_lipschitz_of_rhs_lipschitz", about=(f"{DIFFUSION}.euler_step",),
+           given=_lipschitz_given(st.just(1.0)), relaxed=_lipschitz_given(st.just(0.25)))
+def euler_lipschitz(check, pair, dt, beta, sigma, c, fraction):
+    """f(., t) L-Lipschitz in L2  =>  x -> eulerStep f x t dt is (1 + |dt| L)-Lipschitz in L2
+    (f = c tanh, L = |c|)."""
+    _euler_lipschitz(check, *pair, dt, beta, sigma, c, fraction, use_pf_ode=False)
+
+
+@statement("pfOdeEulerSystem_l2_lipschitz_of_rhs_lipschitz",
+           about=(f"{DIFFUSION}.euler_step", f"{DIFFUSION}.pf_ode_rhs"),
+           given=_lipschitz_given(st.just(1.0)), relaxed=_lipschitz_given(st.just(0.25)))
+def pf_ode_lipschitz(check, pair, dt, beta, sigma, c, fraction):
+    """pfOdeRhs(., t) L-Lipschitz  =>  the PF-ODE Euler step is (1 + |dt| L)-Lipschitz; with
+    eps_hat = c tanh(x), pfOdeRhs = -beta/2 (x - eps_hat / sigma) has L = beta/2 (1 + |c|/sigma)."""
+    _euler_lipschitz(check, *pair, dt, beta, sigma, c, fraction, use_pf_ode=True)
+
+
+@statement("eulerStep_l2_distance_bound", about=(f"{DIFFUSION}.euler_step",),
+           given={"pair": _pair(), "dt": reals(-1, 1), "c": reals(-2, 2)})
+def euler_distance(check, pair, dt, c):
+    """||E(x) - E(y)|| <= ||x - y|| + |dt| ||f(x, t) - f(y, t)||, E = eulerStep f . t dt, any f."""
+    from minilean.models import diffusion
+    x, y = pair
+    field = lambda v, t: c * v * v  # noqa: E731  (any f; not Lipschitz on purpose)
+    fx, fy = [[mp(c) * v * v for v in mp(w)] for w in (x, y)]
+    move = lambda v, f: [vi + mp(dt) * fi for vi, fi in zip(v, f)]  # noqa: E731
+    lhs = _norm([p - q for p, q in zip(move(mp(x), fx), move(mp(y), fy))])
+    rhs = _norm([p - q for p, q in zip(mp(x), mp(y))]) + abs(mp(dt)) * _norm(
+        [p - q for p, q in zip(fx, fy)])
+    check.close(max(lhs - rhs, 0), mp(0), mpmath.mpf(10) ** -40, "mpmath")
+    for dtype in ENGINE_DTYPES:
+        ex = mp(host(diffusion.euler_step(field, engine(x, dtype), 0.0, dt)))
+        ey = mp(host(diffusion.euler_step(field, engine(y, dtype), 0.0, dt)))
+        slack = gamma(4, dtype) * (_norm([abs(a) + abs(mp(dt) * b) for a, b in zip(mp(x), fx)])
+                                   + _norm([abs(a) + abs(mp(dt) * b) for a, b in zip(mp(y), fy)]))
+        check.close(max(_norm([p - q for p, q in zip(ex, ey)]) - rhs, 0), mp(0), slack,
+                    f"engine ({dtype.__name__})")
+
+
+def _ddim_lipschitz_constant(a, a_prev, c):
+    """DDIM (eta = 0) is affine in (x, eps_hat): sqrt(a'/a) x + (sqrt(1-a') - sqrt(a'(1-a)/a))
+    eps_hat, so with a c-Lipschitz field its constant is at most the sum below."""
+    return (mpmath.sqrt(a_prev / a)
+            + abs(mpmath.sqrt(1 - a_prev) - mpmath.sqrt(a_prev * (1 - a) / a)) * abs(c))
+
+
+def _ddim_contraction_check(check, betas, pair, c, linear):
+    from minilean.models import diffusion
+    alpha_bar = _alpha_bar(betas)
+    t, t_prev = len(betas) - 1, len(betas) - 2
+    a, a_prev = mp(alpha_bar[t]), mp(alpha_bar[t_prev])
+    if linear:  # eps_hat = c x: the step is k x exactly, k below
+        k = abs(mpmath.sqrt(a_prev / a) + (mpmath.sqrt(1 - a_prev)
+                                           - mpmath.sqrt(a_prev * (1 - a) / a)) * mp(c))
+        field = lambda v, step: c * v  # noqa: E731
+    else:
+        k = _ddim_lipschitz_constant(a, a_prev, mp(c))
+        field = lambda v, step: c * v.tanh()  # noqa: E731
+    x, y = pair
+    distance = _norm([p - q for p, q in zip(mp(x), mp(y))])
+    for dtype in ENGINE_DTYPES:
+        moved = []
+        for v in (x, y):
+            v_t = engine(v, dtype)
+            moved.append(mp(host(diffusion.ddim_step(alpha_bar, v_t, t, t_prev, field(v_t, t)))))
+        slack = gamma(10, dtype) * (mpmath.sqrt(a_prev / a) + 2) * (
+            _norm(mp(x)) + _norm(mp(y))) * (1 + abs(mp(c)))
+        check.close(max(_norm([p - q for p, q in zip(*moved)]) - k * distance, 0), mp(0), slack,
+                    f"engine ({dtype.__name__})")
+    return k
+
+
+@statement("ddimStepSystem_lipschitz_of_step_lipschitz", about=(f"{DIFFUSION}.ddim_step",),
+           given={"betas": _betas(2), "pair": _pair(), "c": reals(-2, 2)})
+def ddim_lipschitz(check, betas, pair, c):
+    """eps_hat c-Lipschitz  =>  ddimStep(t -> t') is L-Lipschitz in L2 with
+    L = sqrt(a'/a) + |sqrt(1 - a') - sqrt(a'(1 - a)/a)| |c|."""
+    _ddim_contraction_check(check, betas, pair, c, linear=False)
+
+
+@statement("ddimStepSystem_contracts_of_step_contracts", about=(f"{DIFFUSION}.ddim_step",),
+           given={"betas": _betas(2), "pair": _pair(), "c": reals(0.5, 3)})
+def ddim_contracts(check, betas, pair, c):
+    """The DDIM step is factor-Lipschitz with factor < 1  =>  it contracts distances by that
+    factor (eps_hat = c x; the hypothesis factor < 1 is checked, examples without it skipped)."""
+    from hypothesis import assume
+    alpha_bar = _alpha_bar(betas)
+    a, a_prev = mp(alpha_bar[-1]), mp(alpha_bar[-2])
+    factor = abs(mpmath.sqrt(a_prev / a) + (mpmath.sqrt(1 - a_prev)
+                                            - mpmath.sqrt(a_prev * (1 - a) / a)) * mp(c))
+    assume(factor < 1)
+    _ddim_contraction_check(check, betas, pair, c, linear=True)
+
+
+@statement("forwardGaussian_isGaussian", about=(f"{DIFFUSION}.q_sample",),
+           given={"betas": _betas(), "x0": reals(-2, 2), "seed": st.integers(0, 99),
+                  "law": st.just("normal")},
+           relaxed={"betas": _betas(), "x0": reals(-2, 2), "seed": st.integers(0, 99),
+                    "law": st.just("uniform")}, max_examples=4)
+def forward_gaussian(check, betas, x0, seed, law):
+    """eps ~ N(0, I)  =>  q_sample(x0, t, eps) = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps
+    ~ N(sqrt(ab_t) x0, (1 - ab_t) I) (statistical: seeded engine normals, moments and KS)."""
+    from minilean.models import diffusion
+    from proofs.statements.vae import _mp_pushforward_moments, _noise
+    alpha_bar = _alpha_bar(betas)
+    t = len(betas) - 1
+    a = mp(alpha_bar[t])
+    mean, variance = _mp_pushforward_moments(mpmath.sqrt(a) * mp(x0), mpmath.sqrt(1 - a))
+    check.close(variance, 1 - a, 1e-40, "mpmath: pushforward variance")
+    eps = _noise(law, (SAMPLES,), seed)
+    samples = diffusion.q_sample(alpha_bar, engine(numpy.full(SAMPLES, x0), numpy.float64), t,
+                                 eps)
+    gaussian_law_checks(check, host(samples), float(mean), float(mpmath.sqrt(variance)),
+                        "engine samples")
+
+
+@statement("forward_multistep_law", about=(f"{DIFFUSION}.q_sample", f"{DIFFUSION}.alpha_bars"),
+           given={"betas": _betas(), "x0": reals(-2, 2), "seed": st.integers(0, 99)},
+           max_examples=4)
+def forward_multistep(check, betas, x0, seed):
+    """Composing the one-step kernels q(x_s | x_{s-1}) = N(sqrt(1 - beta_s) x_{s-1}, beta_s)
+    gives q(x_t | x_0) = N(sqrt(ab_t) x_0, 1 - ab_t): mean and variance recursions in mpmath,
+    and a chain of engine one-step noisings against N(sqrt(ab_t) x0, 1 - ab_t)."""
+    from minilean.models import diffusion
+    from proofs.statements.vae import _noise
+    mean, variance = mp(x0), mpmath.mpf(0)
+    for beta in mp(betas):
+        mean, variance = mpmath.sqrt(1 - beta) * mean, (1 - beta) * variance + beta
+    a = mpmath.fprod(1 - beta for beta in mp(betas))
+    check.close(mean, mpmath.sqrt(a) * mp(x0), 1e-40, "mpmath: mean recursion")
+    check.close(variance, 1 - a, 1e-40, "mpmath: variance recursion")
+    x = engine(numpy.full(SAMPLES, x0), numpy.float64)
+    for step, beta in enumerate(betas):
+        x = diffusion.q_sample(numpy.asarray([1 - beta]), x, 0, _noise("normal", (SAMPLES,),
+                                                                       seed * 100 + step))
+    gaussian_law_checks(check, host(x), float(mean), float(mpmath.sqrt(variance)), "chain")
+
+
+@statement("ddpm_posterior_mean_variance", about=(f"{DIFFUSION}.posterior_mean_variance",
+                                                  f"{DIFFUSION}.ddim_step"),
+           given={"betas": _betas(2), "x0": reals(-2, 2), "x_t": reals(-3, 3)})
+def ddpm_posterior(check, betas, x0, x_t):
+    """q(x_{t-1} | x_t, x_0) by Bayes' rule from N(sqrt(ab_{t-1}) x0, 1 - ab_{t-1}) and
+    N(sqrt(1 - beta_t) x_{t-1}, beta_t) has the mean and variance of posterior_mean_variance;
+    DDIM with eta = 1 on consecutive steps adds noise of exactly that variance."""
+    from minilean.models import diffusion
+    alpha_bar = _alpha_bar(betas)
+    t = len(betas) - 1
+    beta, previous = mp(betas[t]), mp(alpha_bar[t - 1])
+    precision = 1 / (1 - previous) + (1 - beta) / beta
+    variance = 1 / precision
+    mean = variance * (mpmath.sqrt(previous) * mp(x0) / (1 - previous)
+                       + mpmath.sqrt(1 - beta) * mp(x_t) / beta)
+    for dtype in ENGINE_DTYPES:
+        computed_mean, computed_variance = diffusion.posterior_mean_variance(
+            betas, engine([x0], dtype), engine([x_t], dtype), t)
+        magnitude = variance * (mpmath.sqrt(previous) * abs(mp(x0)) / (1 - previous)
+                                + mpmath.sqrt(1 - beta) * abs(mp(x_t)) / beta)
+        # the schedule's own float64 rounding (alpha_bar recomputed, ~2T roundings) is
+        # amplified by 1 / (1 - ab_t) at most
+        schedule = gamma(2 * len(betas) + 8, numpy.float64) / (1 - mp(alpha_bar[t]))
+        check.close(host(computed_mean), [mean], gamma(8, dtype) * magnitude
+                    + schedule * magnitude, f"mean ({dtype.__name__})")
+        check.close(computed_variance, variance, schedule * variance * 4, "variance")
+        x = engine([x_t], dtype)
+        eps = engine([0.5], dtype)
+        with_noise = diffusion.ddim_step(alpha_bar, x, t, t - 1, eps, eta=1.0,
+                                         noise=engine([1.0], dtype))
+        without = diffusion.ddim_step(alpha_bar, x, t, t - 1, eps, eta=1.0,
+                                      noise=engine([0.0], dtype))
+        sigma = host(with_noise)[0] - host(without)[0]
+        # sigma is read off as a difference of two outputs of size ~ |x_t| / sqrt(ab_t) + 2
+        # (error gamma * that, times 2 sigma for sigma^2); ddim_step forms 1 - ab_t / ab_{t-1}
+        # (= beta_t) by cancellation in float64, a relative error of about 3u / beta_t
+        reading = 4 * mpmath.sqrt(variance) * (abs(mp(x_t)) / mpmath.sqrt(mp(alpha_bar[t])) + 2)
+        cancellation = gamma(4, numpy.float64) / beta
+        check.close(sigma * sigma, variance, gamma(12, dtype) * reading
+                    + (schedule + cancellation) * variance,
+                    f"DDIM eta=1 noise variance ({dtype.__name__})")
+
+
+# --- mutants -------------------------------------------------------------------------------
+
+@mutant("Euler step with the wrong sign of dt", f"{DIFFUSION}.euler_step",
+        caught_by=["pfOdeEulerSystem_eq_step"])
+def euler_wrong_sign(original):
+    """euler_step = x - dt f(x, t)."""
+    return lambda f, x, t, dt: x - dt * f(x, t)
+
+
+@mutant("DDIM with the alphas swapped", f"{DIFFUSION}.ddim_step",
+        caught_by=["ddimStep_eq_x0Pred", "alphaBar_zero"])
+def ddim_alphas_swapped(original):
+    """ddim_step uses sqrt(1 - a') for x0_hat and sqrt(a') for the direction."""
+    from minilean.models import diffusion
+
+    def broken(alpha_bar, x_t, t, t_prev, eps_hat, eta=0.0, noise=None, clip=False):
+        a_prev = 1.0 if t_prev < 0 else float(alpha_bar[t_prev])
+        x0_hat = diffusion.x0_from_eps(alpha_bar, x_t, t, eps_hat)
+        return math.sqrt(1 - a_prev) * x0_hat + math.sqrt(a_prev) * eps_hat
+    return broken
+
+
+@mutant("q_sample with the coefficients swapped", f"{DIFFUSION}.q_sample",
+        caught_by=["forwardGaussian_isGaussian"])
+def q_sample_swapped(original):
+    """q_sample = sqrt(1 - ab) x0 + sqrt(ab) eps."""
+    return lambda alpha_bar, x0, t, eps: original(1.0 - alpha_bar, x0, t, eps)
+
+
+@mutant("posterior variance uses beta_t", f"{DIFFUSION}.posterior_mean_variance",
+        caught_by=["ddpm_posterior_mean_variance"])
+def posterior_variance_beta(original):
+    """posterior_mean_variance returns beta_t as the variance (the upper DDPM choice)."""
+    def broken(betas, x0, x_t, t):
+        mean, _ = original(betas, x0, x_t, t)
+        return mean, float(betas[t])
+    return broken
+
+
+@mutant("sampler ignores zero steps", f"{DIFFUSION}.pf_ode_sample_euler",
+        caught_by=["pfOdeSampleEuler_zero_steps", "pfOdeEulerSystem_eq_step"])
+def sampler_always_steps(original):
+    """pf_ode_sample_euler takes one step more than asked (the legacy off-by-one)."""
+    return lambda f, x1, steps: original(f, x1, steps + 1)
+
+
+@mutant("PF-ODE rhs without the 1/2", f"{DIFFUSION}.pf_ode_rhs",
+        caught_by=["pfOdeEulerSystem_l2_lipschitz_of_rhs_lipschitz"])
+def pf_ode_without_half(original):
+    """pf_ode_rhs = -beta x + beta eps_hat / sigma (legacy's missing 1/2, and on x too)."""
+    return lambda x, eps_hat, beta_t, sigma_t: (-beta_t) * (x - eps_hat * (1.0 / sigma_t))

@@ -46,8 +46,9 @@ def squared_l2_nonneg(check, book, z, chosen):
     for dtype in ENGINE_DTYPES:
         computed = host(vqvae.squared_l2(engine(z, dtype)[:, None, :], engine(book, dtype)))
         check.holds((computed >= 0).all(), f"{dtype.__name__}: negative squared distance")
-        # difference (1), square (1), D - 1 additions
-        check.close(computed, exact, [gamma(dim + 1, dtype) * d for d in exact],
+        # the difference's rounding is squared (2), the square (1), D - 1 additions
+        check.close(computed, exact, [gamma(dim + 2, dtype) * d + underflow(dim + 2, dtype)
+                                       for d in exact],
                     f"value ({dtype.__name__})")
 
 
@@ -104,7 +105,7 @@ def nearest_code_minimizes(check, book, z, chosen):
             check.holds((computed_row[idx] <= computed_row).all(),
                         f"{dtype.__name__}: code {idx} not the argmin of computed distances")
             for d in row:  # exact distances: only a rounding-sized near-tie may be out of order
-                check.close(max(row[idx] - d, 0), mp(0), gamma(dim + 1, dtype) * (row[idx] + d),
+                check.close(max(row[idx] - d, 0), mp(0), gamma(dim + 2, dtype) * (row[idx] + d),
                             f"exact distance of the chosen code over another ({dtype.__name__})")
 
 
@@ -150,7 +151,8 @@ def vq_decomposition(check, target, reconstruction, encoded, quantized, beta):
         losses = _vq_losses(dtype, target, reconstruction, encoded, quantized, beta)
         # each MSE: difference, square, n - 1 additions, division; then the weighted sum (2)
         check.close(float(host(losses.total)), exact,
-                    gamma(n + 5, dtype) * (terms[0] + terms[1] + mp(beta) * terms[2]),
+                    gamma(n + 5, dtype) * (terms[0] + terms[1] + mp(beta) * terms[2])
+                    + underflow(n + 5, dtype),
                     f"total ({dtype.__name__})")
 
 
@@ -200,12 +202,33 @@ def vq_mono(check, example, other):
         check.holds(totals[0] <= totals[1], f"{dtype.__name__}: {totals}")
 
 
+@statement("vqvae_trainingGradients", about=(f"{VQ}.vqvae_loss",), given=_loss_inputs())
+def vq_training_gradients(check, target, reconstruction, encoded, quantized, beta):
+    """TorchLean trainingGradients: d loss / d z_e = beta (2/n)(z_e - e) (commitment only, the
+    codebook term sees stop_grad(z_e)) and d loss / d e = (2/n)(e - z_e) (codebook only)."""
+    from minilean.models import vqvae
+    n = len(encoded)
+    for dtype in ENGINE_DTYPES:
+        z_e, e = engine(encoded, dtype, requires_grad=True), engine(quantized, dtype,
+                                                                    requires_grad=True)
+        vqvae.vqvae_loss(engine(target, dtype), engine(reconstruction, dtype), z_e, e,
+                         beta).total.backward()
+        exact_e = [2 * (q - z) / n for q, z in zip(mp(quantized), mp(encoded))]
+        exact_z = [-mp(beta) * g for g in exact_e]
+        # difference (1), the 2/n factor and the chain of products (4), beta (1)
+        check.close(host(z_e.grad), exact_z, [gamma(6, dtype) * abs(v) for v in exact_z],
+                    f"encoder gradient ({dtype.__name__})")
+        check.close(host(e.grad), exact_e, [gamma(6, dtype) * abs(v) for v in exact_e],
+                    f"codebook gradient ({dtype.__name__})")
+
+
 # --- mutants -------------------------------------------------------------------------------
 
 @mutant("commitment weight on the codebook term", f"{VQ}.vqvae_loss",
-        caught_by=["vqvae_loss_decomposition", "vqvae_loss_zero_beta"])
+        caught_by=["vqvae_trainingGradients"])
 def commitment_weight_on_codebook(original):
-    """total = recon + beta codebook + commitment (beta on the wrong term)."""
+    """total = recon + beta codebook + commitment: the same value (the two MSEs are equal),
+    but the gradients of encoder and codebook swap their weights."""
     def broken(target, reconstruction, encoded, quantized, beta):
         losses = original(target, reconstruction, encoded, quantized, beta)
         total = losses.reconstruction + beta * losses.codebook + losses.commitment
