@@ -26,6 +26,9 @@ _parser.add_argument("--cases", default="unet16,unet32,residual,vae,mae,micro,dd
 _parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (both)")
 _parser.add_argument("--repeats", type=int, default=7, help="timed steps per framework")
 _parser.add_argument("--warmup", type=int, default=2, help="untimed steps per framework first")
+_parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                     help="wall: perf_counter; cpu: process CPU time (steadier on a busy "
+                          "machine, meaningful with --threads 1)")
 ARGS = _parser.parse_args() if __name__ == "__main__" else _parser.parse_args([])
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = str(ARGS.threads)
@@ -60,12 +63,13 @@ def alternate(minilean_step, torch_step, repeats=None, warmup=None):
     for _ in range(ARGS.warmup if warmup is None else warmup):
         minilean_step()
         torch_step()
+    clock = time.process_time if ARGS.clock == "cpu" else time.perf_counter
     times = {"minilean": [], "torch": []}
     for _ in range(repeats):
         for name, step in (("minilean", minilean_step), ("torch", torch_step)):
-            start = time.perf_counter()
+            start = clock()
             step()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return statistics.median(times["minilean"]), statistics.median(times["torch"])
 
 
@@ -559,7 +563,9 @@ def print_row(row):
 def main():
     cases = ARGS.cases.split(",")
     print(f"machine: {machine()}")
-    print(f"median of {ARGS.repeats} alternating steps after {ARGS.warmup} warm-up steps\n")
+    print(f"median of {ARGS.repeats} alternating steps after {ARGS.warmup} warm-up steps, "
+          f"{ARGS.clock} clock; command: python benchmarks/bench_models.py "
+          f"{' '.join(sys.argv[1:])}\n")
     print("| case | detail | minilean ms | torch ms | ratio | loss/output rel err | grad rel err |")
     print("|---|---|---|---|---|---|---|")
     builders = {

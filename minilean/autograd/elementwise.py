@@ -286,8 +286,15 @@ class Tanh(Function):
 
 
 def stable_sigmoid(x):
-    """1 / (1 + e^-x) without overflow: written through tanh, sigma(x) = (1 + tanh(x/2)) / 2."""
-    return 0.5 * (1 + array_module(x).tanh(0.5 * x))
+    """1 / (1 + e^-x) without overflow: written through tanh, sigma(x) = (1 + tanh(x/2)) / 2.
+
+    Computed in place in one fresh array (one allocation instead of four)."""
+    xp = array_module(x)
+    out = xp.asarray(x * 0.5)  # asarray: NumPy gives a scalar, not an array, for 0-d x
+    xp.tanh(out, out=out)
+    out += 1
+    out *= 0.5
+    return out
 
 
 class Sigmoid(Function):
@@ -345,8 +352,13 @@ class Silu(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        sigma = ctx.sigma
-        return grad * sigma * (1 + ctx.x * (1 - sigma))
+        # the same product, built in place in one fresh array
+        out = array_module(grad).asarray(1 - ctx.sigma)
+        out *= ctx.x
+        out += 1
+        out *= ctx.sigma
+        out *= grad
+        return out
 
 
 _SQRT_2_OVER_PI = 0.7978845608028654

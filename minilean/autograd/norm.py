@@ -71,42 +71,113 @@ class LayerNorm(Function):
                                        lambda: grad))
 
 
+def _grouped(a, num_groups, channels_last):
+    """(N, C, *spatial) as a 4-D view (N, G, C/G, S) or, for channels-last memory (what the
+    convolutions return), (N, S, G, C/G): both without a copy. Returns (view, spatial axis,
+    axis of the channels within a group)."""
+    xp = array_module(a)
+    batch, channels = a.shape[:2]
+    if channels_last:
+        # (N, C, *spatial) -> (N, *spatial, C) -> (N, S, G, C/G)
+        return (xp.moveaxis(a, 1, -1).reshape(batch, -1, num_groups, channels // num_groups),
+                1, 3)
+    return a.reshape(batch, num_groups, channels // num_groups, -1), 3, 2  # (N, G, C/G, S)
+
+
+def _ungrouped(grouped, shape, channels_last):
+    """The inverse of ``_grouped``: back to (N, C, *spatial), in the same memory layout."""
+    xp = array_module(grouped)
+    if channels_last:
+        # (N, S, G, C/G) -> (N, *spatial, C) -> (N, C, *spatial)
+        return xp.moveaxis(grouped.reshape((shape[0],) + shape[2:] + (shape[1],)), -1, 1)
+    return grouped.reshape(shape)  # (N, G, C/G, S) -> (N, C, *spatial)
+
+
+def _position_sums(grouped, spatial):
+    """Sums over the positions of a contiguous grouped view, per (sample, channel), keeping
+    the axis: one matrix-vector product (NumPy's reductions over several strided axes are
+    ten times slower than this)."""
+    xp = array_module(grouped)
+    ones = xp.ones(grouped.shape[spatial], dtype=grouped.dtype)
+    if spatial == 1:
+        # (N, S, G, C/G) -> (N, S, C); (S,) @ (N, S, C) -> (N, C) -> (N, 1, G, C/G)
+        sums = xp.matmul(ones, grouped.reshape(grouped.shape[:2] + (-1,)))
+        return sums.reshape((grouped.shape[0], 1) + grouped.shape[2:])
+    # (N, G, C/G, S) -> (N G C/G, S); @ (S,) -> (N G C/G,) -> (N, G, C/G, 1)
+    return xp.matmul(grouped.reshape(-1, grouped.shape[3]), ones).reshape(grouped.shape[:3] + (1,))
+
+
+def _group_means(grouped, spatial, within):
+    """The mean of each (sample, group) of a grouped view, broadcastable against it."""
+    count = grouped.shape[spatial] * grouped.shape[within]
+    return _position_sums(grouped, spatial).sum(axis=within, keepdims=True) / count
+
+
+def _is_channels_last(x):
+    """Whether (N, C, *spatial) lives in channels-last memory (and not also in NCHW order)."""
+    return (x.ndim > 2 and not x.flags.c_contiguous
+            and array_module(x).moveaxis(x, 1, -1).flags.c_contiguous)
+
+
 class GroupNorm(Function):
     """x of shape (N, C, *spatial): standardise each of ``num_groups`` groups of C / G channels
     (with all their positions), then y = w_c * xhat + b_c per channel c (derivative: module
-    docstring)."""
+    docstring).
+
+    The work happens on a grouped *view* in the input's own memory layout (channels-last
+    outputs of a convolution stay channels-last, no copy). The backward needs only sums per
+    (sample, channel) of dy and of dy * xhat: from them come dw, db and the two group means
+    of the closed form, so the full-size passes are few.
+    """
     @staticmethod
     def forward(ctx, x, *affine, num_groups=1, eps=1e-5, has_weight=False):
-        grouped = x.reshape(x.shape[0], num_groups, -1)  # (N, G, C/G * spatial)
-        xhat, inv_std = _standardize(grouped, -1, eps)
-        xhat = xhat.reshape(x.shape)  # (N, C, *spatial)
-        channel = (1, x.shape[1]) + (1,) * (x.ndim - 2)  # w, b broadcast as (1, C, 1, ...)
+        channels_last = _is_channels_last(x)
+        xp = array_module(x)
+        wide = x.astype(xp.promote_types(x.dtype, xp.float32), copy=False)  # statistics dtype
+        grouped, spatial, within = _grouped(wide, num_groups, channels_last)
+        xhat = grouped - _group_means(grouped, spatial, within)  # centred, then scaled in place
+        inv_std = 1 / xp.sqrt(_group_means(xhat * xhat, spatial, within) + eps)
+        xhat *= inv_std
+        # per-channel parameters broadcast against the grouped view: (G, C/G) or (G, C/G, 1)
+        channel = (num_groups, -1) if channels_last else (num_groups, -1, 1)
         weight = affine[0].reshape(channel) if has_weight else None
-        out = xhat if weight is None else xhat * weight
+        out = xhat * weight if has_weight else xhat.copy()
         if len(affine) > has_weight:
-            out = out + affine[-1].reshape(channel)
+            out += affine[-1].reshape(channel)
         if ctx.recording:
-            ctx.xhat, ctx.inv_std, ctx.weight = xhat, inv_std, weight
-            ctx.num_groups, ctx.dtype, ctx.has_bias = num_groups, x.dtype, len(affine) > has_weight
-        return out.astype(x.dtype, copy=False)
+            ctx.xhat, ctx.inv_std, ctx.weight, ctx.num_groups = xhat, inv_std, weight, num_groups
+            ctx.dtype, ctx.has_bias = x.dtype, len(affine) > has_weight
+            ctx.layout = channels_last, spatial, within, x.shape
+        return _ungrouped(out.astype(x.dtype, copy=False), x.shape, channels_last)
 
     @staticmethod
     def backward(ctx, grad):
         need_x, *need_affine = ctx.needs_input_grad
-        xhat = ctx.xhat
-        batch, groups = xhat.shape[0], ctx.num_groups
-        not_channel = (0,) + tuple(range(2, xhat.ndim))
+        channels_last, spatial, within, shape = ctx.layout
+        xhat, inv_std, weight = ctx.xhat, ctx.inv_std, ctx.weight
+        grad, _, _ = _grouped(grad.astype(xhat.dtype, copy=False), ctx.num_groups, channels_last)
+        # sums over positions, per (sample, channel): of dy and of dy * xhat
+        grad_sum = _position_sums(grad, spatial)
+        grad_xhat_sum = _position_sums(grad * xhat, spatial)
         grad_x = None
         if need_x:
-            grad_xhat = grad if ctx.weight is None else grad * ctx.weight
-            grad_x = _standardize_backward(grad_xhat.reshape(batch, groups, -1),  # (N, G, -1)
-                                           xhat.reshape(batch, groups, -1),  # (N, G, -1)
-                                           ctx.inv_std, -1)
-            grad_x = grad_x.reshape(xhat.shape).astype(ctx.dtype, copy=False)  # (N, C, ...)
+            count = xhat.size // (xhat.shape[0] * ctx.num_groups)  # elements per group
+            scale = inv_std if weight is None else weight * inv_std  # r w_c
+            # mean(gxhat) and mean(gxhat xhat) over a group, gxhat = w dy, from the sums
+            weighted_sum = grad_sum if weight is None else grad_sum * weight
+            weighted_xhat_sum = grad_xhat_sum if weight is None else grad_xhat_sum * weight
+            mean_grad = weighted_sum.sum(axis=within, keepdims=True) / count
+            mean_grad_xhat = weighted_xhat_sum.sum(axis=within, keepdims=True) / count
+            # r (w dy - mean(gxhat) - xhat mean(gxhat xhat)), in three full-size passes
+            grad_x = grad * scale
+            grad_x -= xhat * (inv_std * mean_grad_xhat)
+            grad_x -= inv_std * mean_grad
+            grad_x = _ungrouped(grad_x.astype(ctx.dtype, copy=False), shape, channels_last)
+        # dw_c = sum over samples and positions of dy * xhat, db_c = of dy
         return (grad_x, *_affine_grads(
             ctx, need_affine,
-            lambda: (grad * xhat).sum(axis=not_channel).astype(ctx.dtype, copy=False),
-            lambda: grad.sum(axis=not_channel)))
+            lambda: grad_xhat_sum.sum(axis=0).reshape(-1).astype(ctx.dtype, copy=False),
+            lambda: grad_sum.sum(axis=0).reshape(-1).astype(ctx.dtype, copy=False)))
 
 
 def _affine(weight, bias):
