@@ -18,7 +18,9 @@ def conv_configs(draw, transposed=False):
         kernel=(draw(st.integers(1, 3)), draw(st.integers(1, 3))),
         stride=draw(st.integers(1, 2)), dilation=draw(st.integers(1, 2)),
         bias=draw(st.booleans()))
-    max_padding = min(config["kernel"]) - 1 if transposed else 2
+    # a transposed conv's output, (H-1)s - 2p + d(k-1) + output_padding + 1, stays >= 1
+    # for every input size when 2p <= d(k-1)
+    max_padding = config["dilation"] * (min(config["kernel"]) - 1) // 2 if transposed else 2
     config["padding"] = draw(st.integers(0, max_padding))
     smallest = 1 if transposed else config["dilation"] * (max(config["kernel"]) - 1) + 1
     smallest = max(1, smallest - 2 * config["padding"])
