@@ -15,6 +15,8 @@ parser.add_argument("--steps", type=int, default=3, help="profiled steps (after 
 parser.add_argument("--top", type=int, default=25, help="rows of each table")
 parser.add_argument("--size", type=int, default=16, help="image side (the CLI default is 16)")
 parser.add_argument("--threads", type=int, default=2, help="BLAS threads")
+parser.add_argument("--conv-shapes", action="store_true",
+                    help="also time each convolution shape of the step against torch.conv2d")
 parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: profile process CPU time (steadier on a busy machine)")
 args = parser.parse_args()
@@ -66,6 +68,61 @@ def per_op(stats):
     return totals
 
 
+def conv_shapes(step, clock, steps):
+    """Seconds per step in Conv2d forward and backward, per (input, weight, stride) shape,
+    next to torch.nn.functional.conv2d doing the same forward + backward (host-side torch,
+    imported only here: a benchmark peer)."""
+    import torch
+    from minilean.autograd.conv import Conv2d
+
+    torch.set_num_threads(args.threads)
+    spent, calls, shapes = collections.Counter(), collections.Counter(), {}
+    original = Conv2d.forward, Conv2d.backward
+
+    def timed(kind, function):
+        def wrapper(ctx, *arrays, **params):
+            key = (kind, ctx.key) if kind == "bwd" else None
+            start = clock()
+            out = function(ctx, *arrays, **params)
+            if kind == "fwd":
+                x, weight = arrays[:2]
+                ctx.key = (x.shape, weight.shape, params.get("stride", (1, 1)))
+                shapes[ctx.key], key = params, ("fwd", ctx.key)
+            spent[key] += clock() - start
+            calls[key] += 1
+            return out
+        return staticmethod(wrapper)
+
+    Conv2d.forward, Conv2d.backward = timed("fwd", original[0]), timed("bwd", original[1])
+    try:
+        for _ in range(steps):
+            step()
+    finally:
+        Conv2d.forward, Conv2d.backward = (staticmethod(original[0]), staticmethod(original[1]))
+    print("\nconvolutions of one step: minilean fwd / bwd vs torch fwd+bwd (ms per step)")
+    total_ours = total_theirs = 0.0
+    for key, params in sorted(shapes.items(), key=lambda item: -spent["bwd", item[0]]):
+        x_shape, w_shape, stride = key
+        per_step = calls["fwd", key] // steps
+        x = torch.randn(x_shape, requires_grad=True)
+        weight = torch.randn(w_shape, requires_grad=True)
+        seed = torch.randn(torch.nn.functional.conv2d(x, weight, stride=stride,
+                                                      padding=params["padding"]).shape)
+        runs = []
+        for _ in range(5):
+            start = clock()
+            torch.nn.functional.conv2d(x, weight, stride=stride,
+                                       padding=params["padding"]).backward(seed)
+            runs.append(clock() - start)
+        theirs = sorted(runs)[2] * per_step
+        forward, backward = spent["fwd", key] / steps, spent["bwd", key] / steps
+        total_ours, total_theirs = total_ours + forward + backward, total_theirs + theirs
+        print(f"  x{x_shape} w{w_shape} s{stride[0]} x{per_step}: {forward * 1e3:6.1f} / "
+              f"{backward * 1e3:6.1f}   torch {theirs * 1e3:6.1f}")
+    print(f"  all convolutions: minilean {total_ours * 1e3:.1f} ms, torch {total_theirs * 1e3:.1f} "
+          f"ms per step")
+
+
 def main():
     step = make_step(size=args.size)
     step()
@@ -85,6 +142,8 @@ def main():
     print("own time per function, summed (s per step):")
     for name, seconds in per_op(stats).most_common(args.top):
         print(f"  {seconds / args.steps * 1e3:8.1f} ms  {name}")
+    if args.conv_shapes:
+        conv_shapes(step, clock, args.steps)
 
 
 if __name__ == "__main__":
