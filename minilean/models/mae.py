@@ -10,7 +10,7 @@ The named functions (``proofs/`` checks the masking algebra against them):
     block_mask(N, h, w, ...)     TorchLean's deterministic block mask over the patch grid
     patch_losses(pred, target)   per-patch mean squared error, (N, L)
     masked_mse(pred, target, m)  sum_i m_i loss_i / sum_i m_i: the mean patch loss over hidden
-                                 patches (m_i = 1 hidden, 0 visible) -- TorchLean's maeLoss over
+                                 patches (0 when nothing is hidden) (m_i = 1 hidden, 0 visible) -- TorchLean's maeLoss over
                                  the hidden index list, divided by its length, over the reals
 """
 from collections import namedtuple
@@ -116,8 +116,12 @@ def patch_losses(prediction, target):
 
 
 def masked_mse(prediction, target, hidden):
-    """sum_i hidden_i * patch_loss_i / sum_i hidden_i: the loss over hidden patches only."""
-    return (patch_losses(prediction, target) * hidden).sum() / hidden.sum()
+    """sum_i hidden_i * patch_loss_i / max(sum_i hidden_i, 1): the mean loss over hidden patches.
+
+    A mask that hides nothing scores 0, not 0/0: nothing was asked of the model (TorchLean's
+    maeLoss over the empty index list is 0). For a 0/1 mask hiding at least one patch the
+    count is >= 1 and the clamp changes nothing."""
+    return (patch_losses(prediction, target) * hidden).sum() / hidden.sum().clamp(min=1.0)
 
 
 # --- the network --------------------------------------------------------------------------

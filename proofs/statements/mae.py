@@ -175,3 +175,122 @@ def masked_mse_all_patches(original):
 def masked_mse_visible(original):
     """masked_mse scores the visible patches instead of the hidden ones."""
     return lambda prediction, target, hidden: original(prediction, target, 1 - hidden)
+
+
+# --- the empty mask, and maeLoss over the model's own predictions -------------------------
+
+@st.composite
+def _empty_or_not(draw, empty):
+    example = draw(_patches())
+    if empty:
+        example["hidden"] = numpy.zeros_like(example["hidden"])
+    return example
+
+
+@statement("maskedLoss_nil", about=(f"{MAE}.masked_mse",), given=_empty_or_not(True),
+           relaxed=_empty_or_not(False))
+def masked_loss_nil(check, prediction, target, hidden, split, permutation):
+    """maskedLoss([]) = 0: a mask hiding no patch scores exactly 0 (masked_mse divides by
+    max(count, 1), so the empty mean is 0 rather than 0/0, as TorchLean's empty sum)."""
+    for dtype in ENGINE_DTYPES:
+        check.close(_masked_mse(dtype, prediction, target, hidden), mp(0), 0, dtype.__name__)
+
+
+MAE_IMAGE, MAE_PATCH = (1, 4, 4), 2  # a 2x2 grid of 2x2 patches
+
+
+def _mae_model(seed):
+    import minilean
+    from minilean.models import mae
+    minilean.manual_seed(seed)
+    return mae.MaskedAutoencoder(MAE_IMAGE, MAE_PATCH, width=4, depth=1, heads=1,
+                                 decoder_width=4, decoder_depth=1, decoder_heads=1)
+
+
+@st.composite
+def _mae_example(draw, empty=False):
+    patches = (MAE_IMAGE[1] // MAE_PATCH) * (MAE_IMAGE[2] // MAE_PATCH)
+    image = numpy.asarray(draw(st.lists(reals(0, 1), min_size=16, max_size=16))).reshape(
+        (1,) + MAE_IMAGE)
+    hidden = numpy.asarray(draw(st.lists(st.booleans(), min_size=patches, max_size=patches)))
+    permutation = numpy.asarray(draw(st.permutations(range(patches))))
+    # at least one patch hidden (none for the empty mask), and always one seen: the encoder
+    # needs a visible token
+    hidden[permutation[0]], hidden[permutation[1]] = not empty, False
+    if empty:
+        hidden[:] = False
+    return {"image": image, "hidden": hidden, "seed": draw(st.integers(0, 2 ** 16)),
+            "split": numpy.asarray(draw(st.lists(st.booleans(), min_size=patches,
+                                                 max_size=patches))),
+            "permutation": permutation}
+
+
+def _mae_terms(check, image, hidden, seed):
+    """The model's prediction and target patches (float32 host arrays) under the mask, after
+    checking bit for bit that mae_loss is masked_mse of exactly these."""
+    from minilean.models import mae
+    model, images = _mae_model(seed), engine(image, numpy.float32)
+    mask = mae._mask_from_hidden(hidden[None], "cpu")
+    prediction, target = model(images, mask), mae.patchify(images, MAE_PATCH)
+    check.close(host(mae.mae_loss(model, images, mask)),
+                mp(host(mae.masked_mse(prediction, target, mask.hidden))), 0,
+                "mae_loss = masked_mse(model(x, mask), patchify(x), hidden)")
+    return host(prediction), host(target), host(mask.hidden)
+
+
+@statement("maeLoss_nil", about=(f"{MAE}.mae_loss", f"{MAE}.masked_mse"),
+           given={"example": _mae_example(empty=True)}, relaxed={"example": _mae_example()},
+           max_examples=10)
+def mae_loss_nil(check, example):
+    """maeLoss([], target, pred) = 0: the MAE's training loss under a mask that hides no patch
+    (the model still runs: it sees every patch and fills no mask token) is exactly 0."""
+    prediction, target, hidden = _mae_terms(check, example["image"], example["hidden"],
+                                            example["seed"])
+    for dtype in ENGINE_DTYPES:
+        check.close(_masked_mse(dtype, prediction, target, hidden), mp(0), 0, dtype.__name__)
+
+
+@statement("maeLoss_append", about=(f"{MAE}.mae_loss", f"{MAE}.masked_mse"),
+           given={"example": _mae_example()}, max_examples=10)
+def mae_loss_append(check, example):
+    """maeLoss(xs ++ ys) = maeLoss(xs) + maeLoss(ys) over the MAE's own predictions and
+    patchified targets (prediction fixed by the mask xs ++ ys the model ran with), as sums
+    S = masked_mse * count."""
+    prediction, target, hidden = _mae_terms(check, example["image"], example["hidden"],
+                                            example["seed"])
+    split = example["split"]
+    whole = _masked_sum_checks(check, prediction, target, hidden, "S(xs ++ ys)")
+    parts = [_masked_sum_checks(check, prediction, target, part, "S(part)") if part.any()
+             else mpmath.mpf(0) for part in (hidden * split, hidden * (1 - split))]
+    check.close(whole, parts[0] + parts[1], mpmath.mpf(10) ** -45 * (1 + whole), "mpmath")
+
+
+@statement("maeLoss_reverse", about=(f"{MAE}.mae_loss", f"{MAE}.masked_mse"),
+           given={"example": _mae_example()}, max_examples=10)
+def mae_loss_reverse(check, example):
+    """maeLoss(reverse idxs) = maeLoss(idxs) over the MAE's own predictions and targets: the
+    hidden-patch sum is invariant under reversing (and any joint permutation of) the patches."""
+    prediction, target, hidden = _mae_terms(check, example["image"], example["hidden"],
+                                            example["seed"])
+    original = _masked_sum_checks(check, prediction, target, hidden, "S")
+    for order in (example["permutation"], numpy.arange(hidden.shape[1])[::-1]):
+        moved = _masked_sum_checks(check, prediction[:, order], target[:, order],
+                                   hidden[:, order], "S(permuted)")
+        check.close(moved, original, mpmath.mpf(10) ** -45 * (1 + original), "mpmath")
+
+
+@mutant("masked MSE of an empty mask is 0/0", f"{MAE}.masked_mse",
+        caught_by=["maskedLoss_nil", "maeLoss_nil"])
+def masked_mse_unguarded(original):
+    """masked_mse = sum m_i l_i / sum m_i without the empty-mask case (NaN)."""
+    from minilean.models import mae
+    return lambda p, t, m: (mae.patch_losses(p, t) * m).sum() / m.sum()
+
+
+@mutant("mae_loss scores the visible patches", f"{MAE}.mae_loss",
+        caught_by=["maeLoss_append", "maeLoss_reverse"])
+def mae_loss_visible(original):
+    """mae_loss averages the patch losses over the visible patches instead."""
+    from minilean.models import mae
+    return lambda model, images, mask, normalize_targets=False: mae.masked_mse(
+        model(images, mask), mae.patchify(images, model.patch_size), 1 - mask.hidden)
