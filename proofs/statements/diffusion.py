@@ -309,6 +309,92 @@ def ddim_contracts(check, betas, pair, c):
     _ddim_contraction_check(check, betas, pair, c, linear=True)
 
 
+def _pf_ode_system_check(check, pair, beta, sigma, c, steps, linear, claimed_fraction=1.0):
+    """Runs pf_ode_sample_euler for ``steps`` steps with f = pf_ode_rhs(x, eps_hat(x), beta,
+    sigma) (beta, sigma constant in t) from x and from y, and checks
+    ||run(x) - run(y)|| <= L^steps ||x - y|| in mpmath and on the engine. Every step
+    (dt = -1/n) is the elementwise map phi(v) = a v + g eps(v) / c with a = 1 + beta / (2n),
+    g = -beta c / (2 sigma n); its L2 Lipschitz constant is L = max(|a|, |a + g|) for
+    eps = c tanh (phi' = a + g sech^2 lies between a and a + g) and L = |a + g| for eps = c x.
+    Returns L."""
+    from minilean.models import diffusion
+    b, s, cc, n = mp(beta), mp(sigma), mp(c), steps
+    a, g = 1 + b / (2 * n), -b * cc / (2 * s * n)
+    lipschitz = abs(a + g) if linear else max(abs(a), abs(a + g))
+    shape = (lambda v: v) if linear else mpmath.tanh
+    eps_engine = (lambda v: c * v) if linear else (lambda v: c * v.tanh())
+    claimed = (lipschitz * claimed_fraction) ** n
+    x, y = pair
+    trajectories = []
+    for start in (mp(x), mp(y)):
+        path = [start]
+        for _ in range(n):
+            path.append([a * v + g * shape(v) for v in path[-1]])
+        trajectories.append(path)
+    distance = _norm([p - q for p, q in zip(mp(x), mp(y))])
+    moved = _norm([p - q for p, q in zip(trajectories[0][-1], trajectories[1][-1])])
+    check.close(max(moved - claimed * distance, 0), mp(0), mpmath.mpf(10) ** -40 * (1 + distance),
+                "mpmath: system Lipschitz bound")
+    for dtype in ENGINE_DTYPES:
+        def field(v, t):
+            return diffusion.pf_ode_rhs(v, eps_engine(v), beta, sigma)
+        ends = [mp(host(diffusion.pf_ode_sample_euler(field, engine(v, dtype), n))) for v in pair]
+        # step k rounds each coordinate within gamma_10 (|v| + |dt f(v)|) (1/sigma, eps_hat
+        # (tanh 3, product), difference, two products, dt f, the sum); later steps carry that
+        # error on by at most L each (first order)
+        slack = mpmath.mpf(0)
+        for path in trajectories:
+            for k, state in enumerate(path[:-1]):
+                size = _norm([abs(v) + abs(a * v + g * shape(v) - v) for v in state])
+                slack += gamma(10, dtype) * size * lipschitz ** (n - 1 - k)
+        engine_moved = _norm([p - q for p, q in zip(*ends)])
+        check.close(max(engine_moved - claimed * distance, 0), mp(0), slack,
+                    f"engine system Lipschitz bound ({dtype.__name__})")
+    return lipschitz, engine_moved, distance, slack
+
+
+def _system_given(fraction):
+    return {"pair": _pair(), "beta": reals(0.1, 20), "sigma": reals(0.05, 1), "c": reals(-2, 2),
+            "steps": st.integers(1, 3), "fraction": fraction}
+
+
+@statement("pfOdeEulerSystem_lipschitz_of_step_lipschitz",
+           about=(f"{DIFFUSION}.pf_ode_sample_euler", f"{DIFFUSION}.pf_ode_rhs",
+                  f"{DIFFUSION}.euler_step"),
+           given=_system_given(st.just(1.0)), relaxed=_system_given(st.just(0.25)))
+def pf_ode_system_lipschitz(check, pair, beta, sigma, c, steps, fraction):
+    """x -> eulerStep(pfOdeRhs) x t dt L-Lipschitz  =>  the PF-ODE Euler system's step is
+    L-Lipschitz, and its n-step run (pf_ode_sample_euler) is L^n-Lipschitz (L2; eps_hat =
+    c tanh(x), L = max(|a|, |a + g|), a = 1 + beta/(2n), g = -beta c/(2 sigma n))."""
+    _pf_ode_system_check(check, pair, beta, sigma, c, steps, linear=False,
+                         claimed_fraction=fraction)
+
+
+def _contraction_given(require):
+    return {"pair": _pair(), "beta": reals(0.1, 20), "sigma": reals(0.05, 1),
+            "c": reals(0.5, 3) if require else reals(-2, 3), "steps": st.integers(1, 3),
+            "require": st.just(require)}
+
+
+@statement("pfOdeEulerSystem_contracts_of_step_contracts",
+           about=(f"{DIFFUSION}.pf_ode_sample_euler", f"{DIFFUSION}.pf_ode_rhs",
+                  f"{DIFFUSION}.euler_step"),
+           given=_contraction_given(True), relaxed=_contraction_given(False))
+def pf_ode_system_contracts(check, pair, beta, sigma, c, steps, require):
+    """The PF-ODE Euler step is k-Lipschitz with k < 1  =>  the system contracts: its n-step
+    run moves x, y to within k^n ||x - y|| < ||x - y|| (eps_hat = c x, so the step is v -> k v
+    with k = 1 + beta/(2n) (1 - c/sigma); the hypothesis k < 1 is computed, examples without
+    it discarded)."""
+    from hypothesis import assume
+    b, n = mp(beta), steps
+    factor = abs(1 + b / (2 * n) * (1 - mp(c) / mp(sigma)))
+    if require:
+        assume(factor < 1)
+    _, moved, distance, slack = _pf_ode_system_check(check, pair, beta, sigma, c, steps,
+                                                     linear=True)
+    check.close(max(moved - distance, 0), mp(0), slack, "the run contracts")
+
+
 @statement("forwardGaussian_isGaussian", about=(f"{DIFFUSION}.q_sample",),
            given={"betas": _betas(), "x0": reals(-2, 2), "seed": st.integers(0, 99),
                   "law": st.just("normal")},
@@ -447,3 +533,18 @@ def sampler_always_steps(original):
 def pf_ode_without_half(original):
     """pf_ode_rhs = -beta x + beta eps_hat / sigma (legacy's missing 1/2, and on x too)."""
     return lambda x, eps_hat, beta_t, sigma_t: (-beta_t) * (x - eps_hat * (1.0 / sigma_t))
+
+
+@mutant("PF-ODE sampler doubles dt", f"{DIFFUSION}.pf_ode_sample_euler",
+        caught_by=["pfOdeEulerSystem_lipschitz_of_step_lipschitz",
+                   "pfOdeEulerSystem_contracts_of_step_contracts"])
+def pf_ode_double_dt(original):
+    """pf_ode_sample_euler integrates from t = 1 to -1 (dt = -2/n): twice the flow."""
+    from minilean.models import diffusion
+
+    def broken(f, x1, steps):
+        x = x1
+        for index in range(steps):
+            x = diffusion.euler_step(f, x, 1.0 - index / steps, -2.0 / steps)
+        return x
+    return broken
