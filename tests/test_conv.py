@@ -69,9 +69,13 @@ def test_gradients_match_finite_differences(transposed, data):
 @pytest.mark.parametrize("transposed", [False, True])
 @given(data=st.data())
 def test_matches_torch_forward_and_backward(transposed, data):
-    torch = pytest.importorskip("torch")
     config = data.draw(conv_configs(transposed))
-    arrays = make_inputs(config, transposed)
+    assert_matches_torch(make_inputs(config, transposed), config, transposed)
+
+
+def assert_matches_torch(arrays, config, transposed):
+    """Output and every input gradient (for a random cotangent) agree with PyTorch."""
+    torch = pytest.importorskip("torch")
     ours = [ml.tensor(a, requires_grad=True) for a in arrays]
     theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
     y_ours, y_theirs = apply(ml, ours, config, transposed), apply(torch, theirs, config, transposed)
@@ -152,3 +156,19 @@ def test_chained_layers_on_channels_last_views():
         return avg_pool2d(max_pool2d(conv2d(h, w3), 2), 2)
 
     assert ml.gradcheck(network, [x, w1, w2, w3])
+
+
+@pytest.mark.parametrize("kernel, padding, dilation, transposed", [
+    ((3, 3), 1, 1, False), ((2, 3), 0, 2, False), ((3, 2), 2, 1, False), ((3, 3), 1, 1, True)])
+def test_few_output_channels_take_the_shifted_rows_path(kernel, padding, dilation, transposed):
+    """8 -> 2 channels at stride 1 skips im2col (conv._shifted_pays); it must agree with
+    finite differences and with PyTorch, views of channels-last input included."""
+    from minilean.autograd import conv
+    assert conv._shifted_pays(8, 2, (1, 1), 1)
+    config = dict(batch=2, groups=1, in_channels=8, out_channels=2, kernel=kernel, stride=1,
+                  dilation=dilation, padding=padding, bias=True, size=(5, 6), output_padding=0)
+    arrays = make_inputs(config, transposed)
+    arrays[0] = numpy.ascontiguousarray(arrays[0].transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    assert ml.gradcheck(lambda *t: apply(ml, t, config, transposed),
+                        [ml.tensor(a, requires_grad=True) for a in arrays])
+    assert_matches_torch(arrays, config, transposed)

@@ -21,6 +21,14 @@ so it needs no transpose; it is handed back as an NCHW-shaped view of that memor
 "channels_last"). The batch goes through in slabs of about ``SLAB_BYTES`` of columns: the
 9x-sized column buffer stays small enough to be reused by the allocator and to stay in cache,
 instead of being page-faulted in at hundreds of MB per call.
+
+Few output channels (the U-Net's 3-channel ``conv_out``), stride 1: there the column copy
+(Kh Kw C numbers per pixel) costs more than the GEMM itself, so these convolutions skip it.
+Flattened to rows (N Hp Wp, C), the padded batch already holds every patch *shifted*: the
+input row under kernel offset (p, q) of padded-grid pixel r is row r + d_h p Wp + d_w q. So
+one GEMM of all rows with all Kh Kw O weights followed by Kh Kw shifted row-sums gives y on the
+padded grid (the rows past each image are computed and cropped), and the weight gradient is
+Kh Kw GEMMs of shifted row blocks with dL/dy laid on that grid ("shifted" helpers below).
 """
 from minilean.autograd.function import Function
 from minilean.backend import array_module
@@ -100,8 +108,65 @@ def _per_group(y, groups):
     return y.reshape(-1, groups, y.shape[-1] // groups).transpose(1, 0, 2)  # (G, pixels, O/G)
 
 
+def _shifted_pays(channels, out_channels, stride, groups):
+    """Whether the shifted-rows form beats im2col: stride 1, one group, and O <= C / 4 (the
+    Kh Kw O partial sums per pixel it adds up are then few next to the Kh Kw C column
+    entries it saves copying; measured: 2x faster at 32 -> 3, even at 96 -> 32)."""
+    return stride == (1, 1) and groups == 1 and 4 * out_channels <= channels
+
+
+def _row_shifts(padded_shape, kernel_size, dilation):
+    """The row offset d_h p Wp + d_w q of every kernel offset (p, q), row-major, and the number
+    of padded-grid rows L whose patches lie inside the flattened batch (N Hp Wp - last shift)."""
+    (kh, kw), (dh, dw) = kernel_size, dilation
+    batch, height, width = padded_shape[:3]
+    shifts = [dh * p * width + dw * q for p in range(kh) for q in range(kw)]
+    return shifts, batch * height * width - shifts[-1]
+
+
+def shifted_conv_forward(x_pad, weight, dilation):
+    """Stride-1 y = x * w without im2col: z = rows(x_pad) @ W, with W (C, Kh Kw O), then
+    y_grid[r] = sum_{p, q} z[r + shift(p, q), (p, q)] on the padded grid, cropped to (Ho, Wo)."""
+    xp = array_module(x_pad)
+    batch, height, width, channels = x_pad.shape
+    out_channels, _, kh, kw = weight.shape
+    shifts, rows = _row_shifts(x_pad.shape, (kh, kw), dilation)
+    # (O, C, Kh, Kw) -> (C, Kh, Kw, O) -> (C, Kh Kw O)
+    all_offsets = weight.transpose(1, 2, 3, 0).reshape(channels, -1)
+    # (N, Hp, Wp, C) -> (N Hp Wp, C) rows; the product (N Hp Wp, Kh Kw O) -> (N Hp Wp, Kh Kw, O)
+    partial = xp.matmul(x_pad.reshape(-1, channels), all_offsets).reshape(-1, kh * kw,
+                                                                         out_channels)
+    y_grid = xp.zeros((batch * height * width, out_channels), dtype=x_pad.dtype)
+    for offset, shift in enumerate(shifts):
+        y_grid[:rows] += partial[shift:shift + rows, offset]
+    out_h = output_size(height, kh, 1, dilation[0])
+    out_w = output_size(width, kw, 1, dilation[1])
+    # (N Hp Wp, O) -> (N, Hp, Wp, O), cropped to the valid (Ho, Wo) corner and made contiguous
+    return xp.ascontiguousarray(y_grid.reshape(batch, height, width, -1)[:, :out_h, :out_w])
+
+
+def shifted_weight_grad(x_pad, grad_y, kernel_size, dilation):
+    """Stride-1 dL/dw[:, :, p, q] = rows(x_pad)[shift(p, q):][:L]^T @ dL/dy_grid[:L], with dL/dy
+    laid on the padded grid (zeros where no output pixel is): -> (O, C, Kh, Kw)."""
+    xp = array_module(x_pad)
+    batch, height, width, channels = x_pad.shape
+    out_h, out_w, out_channels = grad_y.shape[1:]
+    shifts, rows = _row_shifts(x_pad.shape, kernel_size, dilation)
+    grad_grid = xp.zeros((batch, height, width, out_channels), dtype=grad_y.dtype)
+    grad_grid[:, :out_h, :out_w] = grad_y
+    grad_rows = grad_grid.reshape(-1, out_channels)[:rows]  # (N Hp Wp, O) -> first L rows
+    x_rows = x_pad.reshape(-1, channels)  # (N, Hp, Wp, C) -> (N Hp Wp, C)
+    grad_weight = xp.empty((len(shifts), channels, out_channels), dtype=x_pad.dtype)
+    for offset, shift in enumerate(shifts):
+        xp.matmul(x_rows[shift:shift + rows].T, grad_rows, out=grad_weight[offset])
+    # (Kh Kw, C, O) -> (Kh, Kw, C, O) -> (O, C, Kh, Kw)
+    return grad_weight.reshape(kernel_size + (channels, -1)).transpose(3, 2, 0, 1)
+
+
 def conv_forward(x_pad, weight, stride, dilation, groups):
     """y = x * w on channels-last arrays: x_pad (N, Hp, Wp, C) -> y (N, Ho, Wo, O)."""
+    if _shifted_pays(x_pad.shape[3], weight.shape[0], stride, groups):
+        return shifted_conv_forward(x_pad, weight, dilation)
     xp = array_module(x_pad)
     batch, height, width, channels = x_pad.shape
     out_channels, _, kh, kw = weight.shape
@@ -163,6 +228,8 @@ def _flipped_transpose(weight, groups):
 
 def conv_weight_grad(x_pad, grad_y, kernel_size, stride, dilation, groups):
     """dL/dw = columns^T @ dL/dy, summed over the batch: -> (O, C/G, Kh, Kw)."""
+    if _shifted_pays(x_pad.shape[3], grad_y.shape[3], stride, groups):
+        return shifted_weight_grad(x_pad, grad_y, kernel_size, dilation)
     xp = array_module(x_pad)
     batch, _, _, channels = x_pad.shape
     kh, kw = kernel_size
