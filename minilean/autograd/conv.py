@@ -269,6 +269,14 @@ def crop_to_nchw(y_pad, padding, size):
     return y_pad[:, top:top + height, left:left + width].transpose(0, 3, 1, 2)  # (N, C, H, W)
 
 
+def pixel_sums(y):
+    """sum_{n, i, j} y[n, i, j, :] of a channels-last array as one vector-matrix product
+    (NumPy's sum over three leading axes is about ten times slower)."""
+    xp = array_module(y)
+    rows = y.reshape(-1, y.shape[-1])  # (N, H, W, C) -> (N H W, C)
+    return xp.matmul(xp.ones(rows.shape[0], dtype=y.dtype), rows)
+
+
 def channels_last(y):
     """An NCHW array as contiguous channels-last (N, H, W, C); free for our own outputs."""
     return array_module(y).ascontiguousarray(y.transpose(0, 2, 3, 1))
@@ -305,7 +313,7 @@ class Conv2d(Function):
             grad_weight = conv_weight_grad(ctx.x_pad, grad_y, ctx.weight.shape[2:], stride,
                                            dilation, groups)
         if len(ctx.needs_input_grad) == 3 and ctx.needs_input_grad[2]:
-            grad_bias = grad_y.sum(axis=(0, 1, 2))
+            grad_bias = pixel_sums(grad_y)
         return grad_x, grad_weight, grad_bias
 
 
