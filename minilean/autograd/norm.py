@@ -113,6 +113,16 @@ def _group_means(grouped, spatial, within):
     return _position_sums(grouped, spatial).sum(axis=within, keepdims=True) / count
 
 
+def _per_channel(statistic, grouped, spatial):
+    """A per-group statistic, (N, 1, G, 1) or (N, G, 1, 1), repeated for every channel of its
+    group as a contiguous (N, 1, G, C/G) or (N, G, C/G, 1) array: broadcasting it against the
+    grouped view then loops over whole rows of channels instead of runs of C/G (on
+    channels-last input a full-size subtraction takes 0.25 ms instead of 0.4)."""
+    xp = array_module(statistic)
+    shape = grouped.shape[:spatial] + (1,) + grouped.shape[spatial + 1:]
+    return xp.ascontiguousarray(xp.broadcast_to(statistic, shape))
+
+
 def _is_channels_last(x):
     """Whether (N, C, *spatial) lives in channels-last memory (and not also in NCHW order)."""
     return (x.ndim > 2 and not x.flags.c_contiguous
@@ -125,9 +135,11 @@ class GroupNorm(Function):
     docstring).
 
     The work happens on a grouped *view* in the input's own memory layout (channels-last
-    outputs of a convolution stay channels-last, no copy). The backward needs only sums per
-    (sample, channel) of dy and of dy * xhat: from them come dw, db and the two group means
-    of the closed form, so the full-size passes are few.
+    outputs of a convolution stay channels-last, no copy). The forward folds r into the
+    scale, y = (x - mu) (r w) + b, and saves the centred x and r rather than xhat (one
+    full-size pass fewer); the backward needs only sums per (sample, channel) of dy and of
+    dy (x - mu): from them come dw, db and the two group means of the closed form, so the
+    full-size passes are few.
     """
     @staticmethod
     def forward(ctx, x, *affine, num_groups=1, eps=1e-5, has_weight=False):
@@ -135,17 +147,20 @@ class GroupNorm(Function):
         xp = array_module(x)
         wide = x.astype(xp.promote_types(x.dtype, xp.float32), copy=False)  # statistics dtype
         grouped, spatial, within = _grouped(wide, num_groups, channels_last)
-        xhat = grouped - _group_means(grouped, spatial, within)  # centred, then scaled in place
-        inv_std = 1 / xp.sqrt(_group_means(xhat * xhat, spatial, within) + eps)
-        xhat *= inv_std
+        centered = grouped - _per_channel(_group_means(grouped, spatial, within), grouped,
+                                          spatial)
+        squares = centered * centered
+        inv_std = 1 / xp.sqrt(_group_means(squares, spatial, within) + eps)
         # per-channel parameters broadcast against the grouped view: (G, C/G) or (G, C/G, 1)
         channel = (num_groups, -1) if channels_last else (num_groups, -1, 1)
         weight = affine[0].reshape(channel) if has_weight else None
-        out = xhat * weight if has_weight else xhat.copy()
+        scale = _per_channel(inv_std, grouped, spatial) if weight is None else inv_std * weight
+        out = xp.multiply(centered, scale, out=squares)  # the squares' memory is free again
         if len(affine) > has_weight:
             out += affine[-1].reshape(channel)
         if ctx.recording:
-            ctx.xhat, ctx.inv_std, ctx.weight, ctx.num_groups = xhat, inv_std, weight, num_groups
+            ctx.centered, ctx.inv_std, ctx.scale = centered, inv_std, scale
+            ctx.weight, ctx.num_groups = weight, num_groups
             ctx.dtype, ctx.has_bias = x.dtype, len(affine) > has_weight
             ctx.layout = channels_last, spatial, within, x.shape
         return _ungrouped(out.astype(x.dtype, copy=False), x.shape, channels_last)
@@ -154,24 +169,27 @@ class GroupNorm(Function):
     def backward(ctx, grad):
         need_x, *need_affine = ctx.needs_input_grad
         channels_last, spatial, within, shape = ctx.layout
-        xhat, inv_std, weight = ctx.xhat, ctx.inv_std, ctx.weight
-        grad, _, _ = _grouped(grad.astype(xhat.dtype, copy=False), ctx.num_groups, channels_last)
-        # sums over positions, per (sample, channel): of dy and of dy * xhat
+        centered, inv_std, weight = ctx.centered, ctx.inv_std, ctx.weight
+        grad, _, _ = _grouped(grad.astype(centered.dtype, copy=False), ctx.num_groups,
+                              channels_last)
+        # sums over positions, per (sample, channel): of dy and of dy * xhat = r dy (x - mu)
         grad_sum = _position_sums(grad, spatial)
-        grad_xhat_sum = _position_sums(grad * xhat, spatial)
+        product = grad * centered  # full-size scratch, reused below
+        grad_xhat_sum = inv_std * _position_sums(product, spatial)
         grad_x = None
         if need_x:
-            count = xhat.size // (xhat.shape[0] * ctx.num_groups)  # elements per group
-            scale = inv_std if weight is None else weight * inv_std  # r w_c
+            count = centered.size // (centered.shape[0] * ctx.num_groups)  # elements per group
             # mean(gxhat) and mean(gxhat xhat) over a group, gxhat = w dy, from the sums
             weighted_sum = grad_sum if weight is None else grad_sum * weight
             weighted_xhat_sum = grad_xhat_sum if weight is None else grad_xhat_sum * weight
             mean_grad = weighted_sum.sum(axis=within, keepdims=True) / count
             mean_grad_xhat = weighted_xhat_sum.sum(axis=within, keepdims=True) / count
-            # r (w dy - mean(gxhat) - xhat mean(gxhat xhat)), in three full-size passes
-            grad_x = grad * scale
-            grad_x -= xhat * (inv_std * mean_grad_xhat)
-            grad_x -= inv_std * mean_grad
+            # r (w dy - mean(gxhat) - xhat mean(gxhat xhat)), with xhat = r (x - mu)
+            grad_x = grad * ctx.scale
+            grad_x -= array_module(grad).multiply(
+                centered, _per_channel(inv_std * inv_std * mean_grad_xhat, grad, spatial),
+                out=product)
+            grad_x -= _per_channel(inv_std * mean_grad, grad, spatial)
             grad_x = _ungrouped(grad_x.astype(ctx.dtype, copy=False), shape, channels_last)
         # dw_c = sum over samples and positions of dy * xhat, db_c = of dy
         return (grad_x, *_affine_grads(
