@@ -544,10 +544,10 @@ VAE = zoo_command(
     "Loss = -log p(x|z) (discretised logistic over 256 levels) + beta * KL(q(z|x) || N(0, I)). "
     "Writes reconstructions, prior samples and summary.json with the held-out negative ELBO, "
     "the importance-weighted bound and the independent-pixel baseline.",
-    dict(steps=1500, lr=1e-3, batch_size=64),
-    [Flag("arch", "mlp", "network", choices=("mlp", "conv")),
-     Flag("hidden", 256, "hidden width (mlp) or base channels (conv)", low=1),
-     Flag("latent", 16, "latent coordinates (mlp) or channels at S/4 (conv)", low=1),
+    dict(steps=1200, lr=2e-3, batch_size=64),
+    [Flag("arch", "conv", "network", choices=("mlp", "conv")),
+     Flag("hidden", 32, "hidden width (mlp) or base channels (conv)", low=1),
+     Flag("latent", 8, "latent coordinates (mlp) or channels at S/4 (conv)", low=1),
      Flag("beta", 1.0, "weight of the KL term (1 = the ELBO)", low=0),
      Flag("iw_samples", 16, "K of the importance-weighted bound", low=1)])
 
@@ -555,7 +555,7 @@ VQVAE = zoo_command(
     "vqvae", "Train a VQ-VAE; report codebook usage, perplexity and held-out reconstruction.",
     "Loss = reconstruction + codebook + beta * commitment (each logged), nearest-code "
     "quantisation with a straight-through gradient. Writes reconstructions.",
-    dict(steps=1500, lr=2e-3, batch_size=64),
+    dict(steps=800, lr=2e-3, batch_size=64),
     [Flag("codes", 64, "codebook size K", low=1),
      Flag("code_dim", 16, "code vector size D", low=1),
      Flag("hidden", 32, "base channels of the encoder/decoder", low=1),
@@ -570,18 +570,18 @@ GAN = zoo_command(
     "discriminator_loss = mse(D(x), 1) + mse(D(G(z)), 0), generator_loss = mse(D(G(z)), 1), "
     "each player with its own Adam. On --dataset ring8: modes covered of 8, share within "
     "3 std, and a scatter plot.",
-    dict(steps=3000, lr=2e-4, batch_size=64),
+    dict(steps=1000, lr=5e-4, batch_size=64),
     [Flag("latent", 32, "latent noise size", low=1),
      Flag("hidden", 256, "hidden width of G and D", low=1),
      Flag("d_steps", 1, "discriminator steps per generator step", low=1),
      Flag("sample_every", 500, "write a grid from a fixed latent batch every N steps", low=1),
-     Flag("n_samples", 64, "samples for the grids and the evaluation", low=1),
+     Flag("n_samples", 256, "samples for the grids and the evaluation", low=1),
      Flag("evaluate", True, "measure FD-classifier of the samples (image datasets)")])
 
 AUTOENCODER = zoo_command(
     "autoencoder", "Train an MLP or conv autoencoder; report held-out MSE vs the mean image.",
     "MSE reconstruction; writes originals beside reconstructions.",
-    dict(steps=1500, lr=1e-3, batch_size=64),
+    dict(steps=1000, lr=2e-3, batch_size=64),
     [Flag("arch", "mlp", "network", choices=("mlp", "conv")),
      Flag("hidden", 256, "hidden width (mlp) or base channels (conv)", low=1),
      Flag("latent", 16, "code size (mlp) or code channels at S/4 (conv)", low=1)])
@@ -590,7 +590,7 @@ MAE = zoo_command(
     "mae", "Train a masked autoencoder (ViT); report masked-patch MSE vs the mean patch.",
     "The encoder sees only visible patches; a light decoder fills mask tokens; the loss "
     "covers hidden patches only. Writes original / masked / reconstruction rows.",
-    dict(steps=1500, lr=1e-3, batch_size=64),
+    dict(steps=600, lr=2e-3, batch_size=64),
     [Flag("patch_size", 4, "patch side in pixels (must divide the image size)", low=1),
      Flag("mask", "random", "random (a fresh subset per image) or block (TorchLean's "
           "deterministic quadrant)", choices=("random", "block")),

@@ -78,11 +78,24 @@ def ring8_coverage(points, modes, std):
     return int(numpy.unique(nearest[close]).size), float(close.mean())
 
 
+def independent_pixel_samples(train_rows, count, seed):
+    """The trivial generator the GAN must beat: every pixel drawn on its own from its training
+    marginal (the value of a random training image at that pixel), so each pixel's distribution
+    is exact and every dependence between pixels is lost. (count, *row shape), host arrays."""
+    rows = numpy.asarray(train_rows)
+    flat = rows.reshape(len(rows), -1)  # (N, C, H, W) -> (N, C * H * W)
+    donors = numpy.random.default_rng([seed, BASELINE_STREAM]).integers(0, len(rows),
+                                                                         (count, flat.shape[1]))
+    # (count, C * H * W) -> (count, C, H, W)
+    return flat[donors, numpy.arange(flat.shape[1])].reshape((count,) + rows.shape[1:])
+
+
 # --- the command ----------------------------------------------------------------------------
 
 LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "latent",
                 "hidden", "d_steps")
-FIXED_LATENT_STREAM, NOISE_STREAM = 3, 4  # generator streams apart from the data order's
+# generator streams apart from the data order's (the baseline's is used before training)
+FIXED_LATENT_STREAM, NOISE_STREAM, BASELINE_STREAM = 3, 4, 2
 
 
 def scatter_svg(points, reference, size=400, extent=3.0):
@@ -164,4 +177,7 @@ def run(config):
         if config.evaluate and session.dataset.y is not None:
             from minilean.models.classifier import fd_report
             summary["fd_classifier"] = fd_report(config, session.dataset, samples)
+            baseline = independent_pixel_samples(session.train_rows, len(samples), config.seed)
+            summary["baseline_independent_pixels_fd"] = fd_report(
+                config, session.dataset, baseline)["fd_classifier"]
     session.finish("LSGAN", **summary)

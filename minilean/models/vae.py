@@ -108,6 +108,11 @@ def discretized_logistic_log_likelihood(images, mean, log_scale):
 # --- the network --------------------------------------------------------------------------
 
 MIN_LOG_SCALE = -7.0  # a bin is 1/255 wide; narrower logistics only sharpen an exact guess
+# The decoder starts with logistics of scale e^-3 ~ 0.05 (about 13 grey levels), not the
+# default bias's e^0 = 1, which spreads every pixel over the whole range: the likelihood's
+# gradient toward the right mean scales like 1/scale, so a wide start learns slowly
+# (measured, MLP, 300 steps: held-out -ELBO 6.42 bits/dim from e^0, 6.08 from e^-3).
+INITIAL_LOG_SCALE = -3.0
 
 
 class VAE(EncoderDecoder):
@@ -120,6 +125,9 @@ class VAE(EncoderDecoder):
 
     def __init__(self, image_shape, arch="mlp", hidden=256, latent=16):
         super().__init__(image_shape, arch, hidden, 2 * latent, code_in=latent, outputs_per_pixel=2)
+        output_bias = self.decoder[-1].bias.data
+        # (2 * C * H * W,) or (2 * C,) -> (2, C * H * W) or (2, C): row 1 is the log-scales
+        output_bias.reshape(2, -1)[1] = INITIAL_LOG_SCALE
 
     def encode(self, images):
         """(mu, logvar), each (N, *latent_shape)."""
