@@ -189,14 +189,10 @@ def conv_input_grad(grad_y, weight, input_size, padding, stride, dilation, group
     flipped in space and with in/out channels swapped, which keeps the efficient GEMM shape
     (K = Kh Kw O instead of O) and needs no scatter-add.
     """
-    kernel = weight.shape[2:]
-    full = tuple(d * (k - 1) - pad for d, k, pad in zip(dilation, kernel, padding))
-    if stride == (1, 1) and min(full) >= 0:
-        after = tuple(size + d * (k - 1) - out - before for size, d, k, out, before
-                      in zip(input_size, dilation, kernel, grad_y.shape[1:3], full))
-        grad_y_pad = pad_nhwc(grad_y, full, after)
-        adjoint_kernel = _flipped_transpose(weight, groups)
-        return conv_forward(grad_y_pad, adjoint_kernel, stride, dilation, groups)
+    grad_y_pad = _adjoint_input(grad_y, weight.shape[2:], input_size, padding, stride, dilation)
+    if grad_y_pad is not None:
+        return conv_forward(grad_y_pad, _flipped_transpose(weight, groups), stride, dilation,
+                            groups)
     xp = array_module(grad_y)
     batch, out_h, out_w, out_channels = grad_y.shape
     _, group_channels, kh, kw = weight.shape
@@ -215,6 +211,51 @@ def conv_input_grad(grad_y, weight, input_size, padding, stride, dilation, group
         col2im(columns.transpose(1, 2, 3, 4, 5, 0, 6), stride, dilation, grouped_grad_x[slab])
     (top, left), (height, width) = padding, input_size
     return grad_x[:, top:top + height, left:left + width]
+
+
+def _adjoint_input(grad_y, kernel, input_size, padding, stride, dilation):
+    """dL/dy zero-padded by d (K - 1) - p before (and to the input size after): the input of
+    the flipped-kernel convolution that gives dL/dx. None where that form does not apply
+    (stride > 1, or padding beyond d (K - 1))."""
+    full = tuple(d * (k - 1) - pad for d, k, pad in zip(dilation, kernel, padding))
+    if stride != (1, 1) or min(full) < 0:
+        return None
+    after = tuple(size + d * (k - 1) - out - before for size, d, k, out, before
+                  in zip(input_size, dilation, kernel, grad_y.shape[1:3], full))
+    return pad_nhwc(grad_y, full, after)
+
+
+def conv_grads_stride1(x, grad_y, weight, padding, dilation, groups):
+    """dL/dx and dL/dw of a stride-1 convolution of channels-last x (N, H, W, C) from ONE
+    im2col, that of the padded dL/dy (None where ``_adjoint_input`` does not apply). dL/dx is
+    the flipped-kernel convolution of ``conv_input_grad``; substituting i' = i + p - p_h
+    shows that the same columns give
+
+        dL/dw[o, c, p, q] = sum_{n, i', j'} x[n, i', j', c] dy_pad[n, i' + d (Kh-1-p), j' + d (Kw-1-q), o]
+                          = (X^T Cols(dy_pad))[c, (Kh-1-p, Kw-1-q, o)],
+
+    so the columns of x (``conv_weight_grad``) are never built: one 9x copy fewer.
+    Returns channels-last dL/dx (N, H, W, C) and dL/dw (O, C/G, Kh, Kw).
+    """
+    xp = array_module(grad_y)
+    out_channels, group_channels, kh, kw = weight.shape
+    batch, height, width, _ = x.shape
+    grad_y_pad = _adjoint_input(grad_y, (kh, kw), (height, width), padding, (1, 1), dilation)
+    if grad_y_pad is None:
+        return None
+    adjoint_matrix = _weight_matrix(_flipped_transpose(weight, groups), groups)
+    grad_x = xp.empty(x.shape, dtype=grad_y.dtype)
+    grad_matrix = xp.zeros((groups, group_channels, kh * kw * out_channels // groups),
+                           dtype=grad_y.dtype)
+    for slab in _slabs(batch, height * width * kh * kw * out_channels * grad_y.itemsize):
+        columns = _grouped_columns(grad_y_pad[slab], (kh, kw), (1, 1), dilation, groups)
+        xp.matmul(columns, adjoint_matrix, out=_per_group(grad_x[slab], groups))
+        # (G, n H W, C/G) -> (G, C/G, n H W) @ (G, n H W, Kh Kw O/G)
+        grad_matrix += xp.matmul(_per_group(x[slab], groups).transpose(0, 2, 1), columns)
+    # (G, C/G, Kh, Kw, O/G) -> (G, O/G, C/G, Kh, Kw) -> (O, C/G, Kh, Kw), kernel axes reversed
+    per_group = grad_matrix.reshape(groups, group_channels, kh, kw, out_channels // groups)
+    grad_weight = per_group.transpose(0, 4, 1, 2, 3).reshape(weight.shape)
+    return grad_x, grad_weight[:, :, ::-1, ::-1]
 
 
 def _flipped_transpose(weight, groups):
@@ -287,6 +328,9 @@ class Conv2d(Function):
 
         Y = X W            dL/dW = X^T dL/dY     dL/dX = dL/dY W^T  (then col2im)
         dL/db[o] = sum_{n, i, j} dL/dy[n, o, i, j].
+
+    At stride 1 both gradients come from the columns of the padded dL/dy alone
+    (``conv_grads_stride1``); x itself is saved, not its padded copy.
     """
     @staticmethod
     def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
@@ -296,7 +340,7 @@ class Conv2d(Function):
         if bias is not None:
             y += bias
         if ctx.recording:
-            ctx.x_pad, ctx.weight, ctx.input_size = x_pad, weight, x.shape[2:]
+            ctx.x, ctx.weight = x, weight
             ctx.params = stride, padding, dilation, groups
         return y.transpose(0, 3, 1, 2)  # (N, O, Ho, Wo) view of channels-last memory
 
@@ -306,12 +350,18 @@ class Conv2d(Function):
         need_x, need_weight = ctx.needs_input_grad[:2]
         grad_y = channels_last(grad)
         grad_x = grad_weight = grad_bias = None
-        if need_x:
-            grad_x = conv_input_grad(grad_y, ctx.weight, ctx.input_size, padding, stride,
-                                     dilation, groups).transpose(0, 3, 1, 2)  # (N, C, H, W) view
-        if need_weight:
-            grad_weight = conv_weight_grad(ctx.x_pad, grad_y, ctx.weight.shape[2:], stride,
-                                           dilation, groups)
+        if need_x and need_weight and stride == (1, 1):
+            x_nhwc = ctx.x.transpose(0, 2, 3, 1)  # (N, H, W, C) view
+            grad_x, grad_weight = conv_grads_stride1(x_nhwc, grad_y, ctx.weight, padding,
+                                                     dilation, groups) or (None, None)
+        if need_x and grad_x is None:
+            grad_x = conv_input_grad(grad_y, ctx.weight, ctx.x.shape[2:], padding, stride,
+                                     dilation, groups)
+        if need_weight and grad_weight is None:
+            grad_weight = conv_weight_grad(to_padded_nhwc(ctx.x, padding), grad_y,
+                                           ctx.weight.shape[2:], stride, dilation, groups)
+        if grad_x is not None:
+            grad_x = grad_x.transpose(0, 3, 1, 2)  # (N, C, H, W) view
         if len(ctx.needs_input_grad) == 3 and ctx.needs_input_grad[2]:
             grad_bias = pixel_sums(grad_y)
         return grad_x, grad_weight, grad_bias
