@@ -449,6 +449,13 @@ DIFFUSION = Command(
                  choices=("unet", "residual")),
             Flag("hidden_c", 24, "base channel count of the epsilon predictor", low=1),
         ]),
+        FlagGroup("learning rate", [
+            Flag("lr_schedule", "cosine", "after the warm-up: cosine decay to 0 at "
+                 "--lr-decay-steps, or constant", choices=("cosine", "constant")),
+            Flag("warmup_steps", 100, "steps of linear learning-rate warm-up", low=0),
+            Flag("lr_decay_steps", None, "step where the cosine reaches 0 (default: --steps; "
+                 "give the final total when a run will be resumed further)", kind=int, low=1),
+        ]),
         FlagGroup("diffusion", [
             Flag("T", 200, "number of diffusion timesteps", low=1),
             Flag("schedule", "cosine", "beta schedule", choices=("linear", "cosine")),
@@ -492,7 +499,7 @@ EVALUATE = Command(
             Flag("samples", None, "generated images: a run directory (its samples.npy) or an "
                  ".npy array of images (uint8 [0,255] or float [0,1], NCHW)"),
             Flag("n_eval", 500, "real images in each reference set", low=2),
-            Flag("classifier_steps", 400, "training steps of the feature classifier", low=1),
+            Flag("classifier_steps", 800, "training steps of the feature classifier", low=1),
             Flag("cache", "runs/classifiers", "directory of cached classifiers"),
             Flag("seed", 0, "seed of the classifier and the reference sets", low=0),
         ]),

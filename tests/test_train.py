@@ -57,7 +57,8 @@ def test_other_architectures_and_samplers_run(tmp_path, arch, sampler):
 def test_resume_repeats_an_uninterrupted_run(tmp_path):
     whole, split = tmp_path / "whole", tmp_path / "split"
     run_cli("--steps=4", f"--out={whole}", "--evaluate=false", "--checkpoint-every=2")
-    run_cli("--steps=2", f"--out={split}", "--evaluate=false")
+    # the cosine learning rate of the split run must end where the whole run's does
+    run_cli("--steps=2", f"--out={split}", "--evaluate=false", "--lr-decay-steps=4")
     run_cli("--steps=4", f"--resume={split}", "--evaluate=false")
     assert losses(split) == losses(whole) and len(losses(whole)) == 4
     first = load_checkpoint(str(whole / "checkpoints" / "last.npz"))["modules"]["model"]
@@ -104,3 +105,19 @@ def test_evaluate_reports_fd_with_floor_and_ceiling(tmp_path, capsys):
     assert report["n_images"] == 40
     assert report["floor_real_train"] < report["fd_classifier"]
     assert os.listdir(tmp_path / "cache")  # cached for the next time
+
+
+def test_learning_rate_warms_up_then_follows_the_cosine_to_its_horizon():
+    from types import SimpleNamespace
+    from minilean.train.diffusion import lr_factor
+
+    config = SimpleNamespace(lr_schedule="cosine", warmup_steps=4, lr_decay_steps=None,
+                             steps=12)
+    factors = [lr_factor(config)(index) for index in range(13)]
+    numpy.testing.assert_allclose(factors[:4], [0.25, 0.5, 0.75, 1.0])
+    numpy.testing.assert_allclose(factors[8], 0.5)  # half-way from the warm-up to step 12
+    assert factors[12] == pytest.approx(0.0, abs=1e-12)
+    config.lr_decay_steps = 20  # a run that will be resumed up to 20 steps
+    assert lr_factor(config)(12) == pytest.approx(0.5)
+    config.lr_schedule = "constant"
+    assert [lr_factor(config)(index) for index in (0, 3, 19)] == [0.25, 1.0, 1.0]

@@ -27,6 +27,10 @@ from minilean.nn import functional as F
 
 FEATURES = 32
 NOISE_STREAM, HELD_OUT_SEED_OFFSET = 7, 1000
+# The training recipe. 400 constant-lr steps stopped at the end of the initial plateau (75%
+# held out on 16x16 shapes); 800 steps of warm-up + cosine at 5e-3 reach ~98.6% (16x16) and
+# ~99.5% (32x32) in 8-30 s of one CPU thread.
+CLASSIFIER_STEPS, CLASSIFIER_LR, WARMUP_STEPS = 800, 5e-3, 50
 
 
 class FeatureClassifier(Module):
@@ -76,30 +80,35 @@ def _signed(images_unit):
     return images_unit * 2.0 - 1.0  # [0, 1] -> [-1, 1], the models' range
 
 
-def _cache_path(cache, dataset, seed, steps):
+def _cache_path(cache, dataset, seed, steps, lr):
     """A file name from what the classifier depends on (the data's first rows included)."""
     digest = hashlib.sha256()
-    digest.update(json.dumps([dataset.name, list(dataset.x.shape), seed, steps]).encode())
+    digest.update(json.dumps([dataset.name, list(dataset.x.shape), seed, steps, lr,
+                              WARMUP_STEPS]).encode())
     digest.update(numpy.ascontiguousarray(dataset.x[:256]).tobytes())
     return os.path.join(cache, f"classifier-{dataset.name}-{digest.hexdigest()[:16]}.npz")
 
 
-def trained_classifier(dataset, device, seed=0, steps=400, cache="runs/classifiers",
-                       batch_size=64, lr=2e-3):
-    """The feature classifier of ``dataset``: loaded from ``cache``, or trained and saved."""
+def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
+                       cache="runs/classifiers", batch_size=64, lr=CLASSIFIER_LR):
+    """The feature classifier of ``dataset``: loaded from ``cache``, or trained and saved.
+
+    Adam with a linear warm-up and a cosine decay to 0 over ``steps``.
+    """
     from minilean import backend
     from minilean.data import Loader
-    from minilean.optim import Adam, load_checkpoint, save_checkpoint
+    from minilean.optim import Adam, load_checkpoint, save_checkpoint, warmup_cosine_scheduler
 
     classes = int(numpy.max(dataset.y)) + 1
     model = FeatureClassifier(dataset.image_shape[0], classes)
-    path = _cache_path(cache, dataset, seed, steps)
+    path = _cache_path(cache, dataset, seed, steps, lr)
     if os.path.isfile(path):
         model.load_state_dict(load_checkpoint(path)["model"])
         return model.to(device).eval(), path
     backend.manual_seed(seed)
     model = FeatureClassifier(dataset.image_shape[0], classes).to(device)
     optimizer = Adam(model.parameters(), lr=lr)
+    schedule = warmup_cosine_scheduler(optimizer, min(WARMUP_STEPS, steps), steps)
     batches = Loader(dataset, min(batch_size, len(dataset)), seed=seed, device=device).batches()
     for _ in range(steps):
         batch = next(batches)
@@ -107,6 +116,7 @@ def trained_classifier(dataset, device, seed=0, steps=400, cache="runs/classifie
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
     os.makedirs(cache, exist_ok=True)
     save_checkpoint(path, model=model.state_dict(), classes=classes, steps=steps)
     return model.eval(), path
@@ -151,7 +161,7 @@ def noise_images(n, image_shape, seed):
     return numpy.clip((noise + 1.0) / 2.0, 0.0, 1.0).astype(numpy.float32)
 
 
-def fd_classifier(samples_unit, dataset, device, seed=0, n_eval=500, steps=400,
+def fd_classifier(samples_unit, dataset, device, seed=0, n_eval=500, steps=CLASSIFIER_STEPS,
                   cache="runs/classifiers"):
     """FD-classifier of samples (N, C, H, W) in [0, 1], with floor, ceiling and the details."""
     if dataset.y is None:

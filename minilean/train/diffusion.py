@@ -1,7 +1,8 @@
 """``python -m minilean diffusion``: train an epsilon predictor, sample, write the run directory.
 
     config (checked flags) -> dataset -> Loader (images in [-1, 1]) -> UNet or ResidualEpsNet
-    -> Adam + EMA, each step: t ~ U{0..T-1}, eps ~ N(0, I), loss = |eps_model(q_sample) - eps|^2
+    -> Adam (linear warm-up, then cosine decay or constant) + EMA, each step:
+       t ~ U{0..T-1}, eps ~ N(0, I), loss = |eps_model(q_sample) - eps|^2
     -> samples from the EMA weights (ddpm | ddim | pf-euler) -> images, FD-classifier, summary
 
 Every random draw of step k comes from ``step_generator(seed, k)``, and sampling noise from
@@ -17,6 +18,7 @@ from minilean import backend
 from minilean.autograd.creation import tensor
 from minilean.autograd.grad_mode import no_grad
 from minilean.models import diffusion as D
+from minilean.optim import warmup_constant, warmup_cosine
 from minilean.train.loop import (TrainState, default_interval, prepare_device, resumed_config,
                                  step_generator, train, write_trainlog)
 
@@ -33,6 +35,18 @@ def build_model(config, channels):
         return ResidualEpsNet(channels, config.T, config.hidden_c)
     from minilean.models.unet import UNet
     return UNet(channels, config.hidden_c)
+
+
+def lr_factor(config):
+    """``factor(index)`` of the learning rate at optimizer update ``index`` (0-based).
+
+    A function of the step alone (no scheduler state), so a resumed run continues the same
+    curve; the cosine ends at ``--lr-decay-steps`` (default: this run's ``--steps``).
+    """
+    if config.lr_schedule == "constant":
+        return lambda index: warmup_constant(index, config.warmup_steps)
+    horizon = config.lr_decay_steps or config.steps
+    return lambda index: warmup_cosine(index, config.warmup_steps, horizon)
 
 
 def image_dataset(config):
@@ -88,6 +102,7 @@ def run(config):
     emas = {"model": EMA(model, config.ema)} if config.ema > 0 else {}
     state = TrainState({"model": model}, {"optimizer": optimizer}, emas)
     loader = Loader(dataset, config.batch_size, seed=config.seed, device=config.device)
+    factor = lr_factor(config)
     if config.resume:
         state.load(config.out)
     run_dir = RunDirectory(config.out, vars(config),
@@ -106,6 +121,7 @@ def run(config):
         optimizer.zero_grad()
         loss.backward()
         clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        optimizer.lr = config.lr * factor(step - 1)
         optimizer.step()
         for ema in emas.values():
             ema.update(model)
