@@ -228,10 +228,11 @@ def _adjoint_input(grad_y, kernel, input_size, padding, stride, dilation):
 def conv_grads_stride1(x, grad_y, weight, padding, dilation, groups):
     """dL/dx and dL/dw of a stride-1 convolution of channels-last x (N, H, W, C) from ONE
     im2col, that of the padded dL/dy (None where ``_adjoint_input`` does not apply). dL/dx is
-    the flipped-kernel convolution of ``conv_input_grad``; substituting i' = i + p - p_h
-    shows that the same columns give
+    the flipped-kernel convolution of ``conv_input_grad``; substituting i' = i + d p - p_h
+    (and j' alike) shows that the same columns give
 
-        dL/dw[o, c, p, q] = sum_{n, i', j'} x[n, i', j', c] dy_pad[n, i' + d (Kh-1-p), j' + d (Kw-1-q), o]
+        dL/dw[o, c, p, q] = sum_{n, i', j'} x[n, i', j', c]
+                                dy_pad[n, i' + d (Kh-1-p), j' + d (Kw-1-q), o]
                           = (X^T Cols(dy_pad))[c, (Kh-1-p, Kw-1-q, o)],
 
     so the columns of x (``conv_weight_grad``) are never built: one 9x copy fewer.
