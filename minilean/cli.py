@@ -53,18 +53,13 @@ import types
 from pathlib import Path
 
 from minilean.backend import DeviceError
-from minilean.errors import FlagError
+from minilean.errors import FlagError, flag_error
 
 PROGRAM = "python -m minilean"
 FIRE_NAME = "minilean"  # fire quotes a name with spaces in its help
 _TRUE_WORDS, _FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 _NONE_WORDS = ("none", "null", "false", "off")  # --log=off: TorchLean's way to say "no file"
 _INTEGER_TEXT = re.compile(r"[+-]?\d+(_\d+)*")
-
-
-def flag_error(name, value, allowed):
-    """The one-line error for ``--name`` given ``value`` when ``allowed`` says what is valid."""
-    return FlagError(f"--{name.replace('_', '-')}: got {value!r}; expected {allowed}")
 
 
 # --- one flag -------------------------------------------------------------------------------

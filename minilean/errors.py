@@ -6,3 +6,8 @@ class FlagError(ValueError):
 
     The message is one line naming the flag, the value given and what is allowed.
     """
+
+
+def flag_error(name, value, allowed):
+    """The one-line error for ``--name`` given ``value`` when ``allowed`` says what is valid."""
+    return FlagError(f"--{name.replace('_', '-')}: got {value!r}; expected {allowed}")

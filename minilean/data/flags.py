@@ -4,12 +4,7 @@ python-fire hands over whatever the user typed, parsed loosely (``--x=false`` is
 'false', ``--n 007`` a string), so every data command and ``load_dataset`` checks its flags here
 before doing any work.
 """
-from minilean.errors import FlagError
-
-
-def flag_error(flag, value, allowed):
-    """The error for flag ``--flag`` given ``value`` when ``allowed`` describes what is valid."""
-    return FlagError(f"--{flag.replace('_', '-')}: got {value!r}; expected {allowed}")
+from minilean.errors import flag_error
 
 
 def check_bool(flag, value):
