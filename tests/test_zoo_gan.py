@@ -64,3 +64,17 @@ def test_ring8_coverage():
     assert (modes, share) == (3, 1.0)
     modes, share = gan.ring8_coverage(numpy.zeros((4, 2)), RING8_MODES, RING8_STD)
     assert (modes, share) == (0, 0.0)
+
+
+def test_independent_pixel_baseline_keeps_each_pixel_marginal_and_breaks_dependence():
+    # two training images, each constant: pixel values come only from that pixel's column,
+    # and a sample mixes the two images (the dependence between pixels is gone)
+    rows = numpy.stack([numpy.full((1, 4, 4), 10, numpy.uint8), numpy.full((1, 4, 4), 200,
+                                                                           numpy.uint8)])
+    samples = gan.independent_pixel_samples(rows, 50, seed=0)
+    assert samples.shape == (50, 1, 4, 4) and samples.dtype == numpy.uint8
+    assert set(numpy.unique(samples)) == {10, 200}
+    assert any(len(numpy.unique(sample)) == 2 for sample in samples)
+    columns = numpy.arange(16).reshape(1, 1, 4, 4) * numpy.ones((3, 1, 1, 1), numpy.int64)
+    per_column = gan.independent_pixel_samples(columns, 20, seed=1)
+    numpy.testing.assert_array_equal(per_column, numpy.broadcast_to(columns[0], (20, 1, 4, 4)))

@@ -100,3 +100,16 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch():
         vae.vae_loss(model, images, 1.0).backward()
         optimizer.step()
     assert vae.vae_loss(model, images, 1.0, eps).item() < 0.8 * before
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_decoder_starts_at_the_initial_log_scale(arch):
+    # with the last layer's weights zeroed the decoder outputs its bias: the log-scale half
+    # must be exactly INITIAL_LOG_SCALE at every pixel, and the mean half must not be
+    minilean.manual_seed(0)
+    model = vae.VAE((3, 8, 8), arch, hidden=4, latent=2)
+    model.decoder[-1].weight.data[...] = 0
+    mean, log_scale = model.decode(minilean.randn(2, *model.latent_shape))
+    assert log_scale.shape == mean.shape == (2, 3, 8, 8)
+    numpy.testing.assert_array_equal(log_scale.numpy(), vae.INITIAL_LOG_SCALE)
+    assert not numpy.any(mean.numpy() == vae.INITIAL_LOG_SCALE)
