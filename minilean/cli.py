@@ -437,7 +437,7 @@ DIFFUSION = Command(
     groups=[
         DEVICE_FLAGS,
         data_flags(image_size=16),
-        training_flags(steps=1000, lr=2e-3, batch_size=32, ema=0.995),
+        training_flags(steps=1250, lr=3e-3, batch_size=32, ema=0.995),
         FlagGroup("model", [
             Flag("arch", "unet", "epsilon predictor: unet (time embedding, GroupNorm, "
                  "attention) or residual (TorchLean's compact conv net)",

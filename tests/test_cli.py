@@ -81,7 +81,8 @@ def test_help_lists_commands_and_every_flag_with_default(capsys):
     text = capsys.readouterr().out
     for flag in cli.DIFFUSION.flags.values():
         assert flag.option in text
-    assert "--steps=INT    default: 1000" in text and "optimizer steps" in text
+    steps = cli.DIFFUSION.flags["steps"].default
+    assert f"--steps=INT    default: {steps}" in text and "optimizer steps" in text
     result = subprocess.run([sys.executable, "-m", "minilean", "--help"], capture_output=True,
                             text=True, env={**os.environ, "PAGER": "cat"})
     assert result.returncode == 0
