@@ -458,6 +458,9 @@ DIFFUSION = Command(
                  high_open=True),
             Flag("beta_end", 0.1, "last beta of the linear schedule", low=0, high=1,
                  high_open=True),
+            Flag("prediction", "eps", "what the network predicts: eps (the noise, DDPM) or v "
+                 "(sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0; no error blow-up near "
+                 "alpha_bar = 0)", choices=("eps", "v")),
         ]),
         FlagGroup("sampling", [
             Flag("sampler", "ddim", "reverse process: ddpm (ancestral), ddim or pf-euler "

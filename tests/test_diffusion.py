@@ -97,6 +97,45 @@ def test_q_sample_and_x0_from_eps_invert_each_other_per_example():
         [1.059237, -0.881755], atol=1e-6)
 
 
+def test_v_target_and_eps_model_from_v_recover_eps_and_x0():
+    alpha_bar = D.alpha_bars(D.cosine_beta_schedule(20))
+    rng = numpy.random.default_rng(2)
+    x0, eps = rng.uniform(-1, 1, (3, 4)), rng.standard_normal((3, 4))
+    t = numpy.array([0, 10, 19])
+    x_t, v = D.q_sample(alpha_bar, x0, t, eps), D.v_target(alpha_bar, x0, t, eps)
+    for row, step in enumerate(t):
+        a = alpha_bar[step]
+        numpy.testing.assert_allclose(v[row], math.sqrt(a) * eps[row] - math.sqrt(1 - a) * x0[row])
+        eps_model = D.eps_model_from_v(lambda x, s: v[row], alpha_bar)
+        eps_hat = eps_model(x_t[row], int(step))
+        numpy.testing.assert_allclose(eps_hat, eps[row], atol=1e-12)
+        # at the last cosine step (alpha_bar ~ 6e-8) x0_from_eps divides by ~4e-4: an eps
+        # recovered from v still gives x0 to about 1e-12 / 2.5e-4
+        numpy.testing.assert_allclose(D.x0_from_eps(alpha_bar, x_t[row], int(step), eps_hat),
+                                      x0[row], atol=1e-7)
+
+
+def test_alpha_bar_at_fractional_timesteps_is_the_continuous_schedule():
+    betas = D.cosine_beta_schedule(20)
+    alpha_bar, continuous = D.alpha_bars(betas), D.ContinuousSchedule(betas)
+    assert D.alpha_bar_at(alpha_bar, 7) == alpha_bar[7]
+    assert D.alpha_bar_at(alpha_bar, 7.5) == pytest.approx(math.sqrt(alpha_bar[7] * alpha_bar[8]))
+    for time in (0.3, 0.55, 0.97):
+        assert D.alpha_bar_at(alpha_bar, continuous.timestep(time)) == pytest.approx(
+            continuous.alpha_bar(time))
+
+
+def test_v_prediction_loss_is_the_mse_to_the_v_target():
+    alpha_bar = D.alpha_bars(D.linear_beta_schedule(10, 0.01, 0.3))
+    rng = numpy.random.default_rng(3)
+    x0, eps = ml.tensor(rng.standard_normal((4, 2))), ml.tensor(rng.standard_normal((4, 2)))
+    t = numpy.array([1, 4, 8, 9])
+    model = lambda x, s: 0.5 * x  # noqa: E731
+    expected = ((0.5 * D.q_sample(alpha_bar, x0, t, eps).numpy()
+                 - D.v_target(alpha_bar, x0, t, eps).numpy()) ** 2).mean()
+    assert D.v_prediction_loss(model, alpha_bar, x0, t, eps).item() == pytest.approx(expected)
+
+
 def test_posterior_mean_is_the_eps_form_and_variance_is_beta_tilde():
     betas = D.linear_beta_schedule(8, 0.05, 0.4)
     alpha_bar = D.alpha_bars(betas)

@@ -132,6 +132,41 @@ def x0_from_eps(alpha_bar, x_t, t, eps):
     return (x_t - noise * eps) * inverse_signal
 
 
+def v_target(alpha_bar, x0, t, eps):
+    """The "velocity" ``v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0`` (Salimans & Ho).
+
+    With ``x_t = sqrt(a) x0 + sqrt(1 - a) eps``, ``x0 = sqrt(a) x_t - sqrt(1 - a) v`` and
+    ``eps = sqrt(1 - a) x_t + sqrt(a) v``: neither divides by sqrt(a), so a v-predicting network's
+    errors are not amplified near alpha_bar = 0 the way ``x0_from_eps`` amplifies eps errors.
+    """
+    signal = _per_example(numpy.sqrt(alpha_bar), t, x0)
+    noise = _per_example(numpy.sqrt(1.0 - alpha_bar), t, x0)
+    return signal * eps - noise * x0
+
+
+def alpha_bar_at(alpha_bar, t):
+    """``alpha_bar`` at a timestep t in [0, T-1] that may be fractional (the ODE sampler's).
+
+    ``log alpha_bar`` is interpolated linearly between integer timesteps, as in
+    ``ContinuousSchedule``; an integer t gives ``alpha_bar[t]`` itself.
+    """
+    if isinstance(t, (int, numpy.integer)):
+        return float(alpha_bar[t])
+    return math.exp(numpy.interp(t, numpy.arange(len(alpha_bar)), numpy.log(alpha_bar)))
+
+
+def eps_model_from_v(v_model, alpha_bar):
+    """The epsilon model ``eps_hat(x_t, t) = sqrt(1 - a) x_t + sqrt(a) v_model(x_t, t)``.
+
+    Lets every sampler run a v-predicting network unchanged; its x0 prediction,
+    ``x0_from_eps(eps_hat) = sqrt(a) x_t - sqrt(1 - a) v_hat``, stays bounded at high noise.
+    """
+    def eps_model(x_t, t):
+        a = alpha_bar_at(alpha_bar, t)
+        return math.sqrt(1.0 - a) * x_t + math.sqrt(a) * v_model(x_t, t)
+    return eps_model
+
+
 def sample_timesteps(batch_size, T, generator):
     """Timesteps drawn uniformly from {0, ..., T-1}, one per example (int64 host array)."""
     return generator.integers(0, T, size=batch_size)
@@ -143,6 +178,18 @@ def eps_prediction_loss(eps_model, alpha_bar, x0, t, eps):
 
     prediction = eps_model(q_sample(alpha_bar, x0, t, eps), t)
     return mse_loss(prediction, eps)
+
+
+def v_prediction_loss(v_model, alpha_bar, x0, t, eps):
+    """The v-prediction loss: ``mean((v_model(q_sample(x0, t, eps), t) - v_target)^2)``.
+
+    Per example it is the eps loss weighted by ``1 / alpha_bar_t`` (``v - v_hat`` is
+    ``(eps - eps_hat) / sqrt(a)``), i.e. the x0 error weighted by ``1 / (1 - alpha_bar_t)``.
+    """
+    from minilean.autograd.loss import mse_loss
+
+    prediction = v_model(q_sample(alpha_bar, x0, t, eps), t)
+    return mse_loss(prediction, v_target(alpha_bar, x0, t, eps))
 
 
 # --- DDPM -----------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
     config (checked flags) -> dataset -> Loader (images in [-1, 1]) -> UNet or ResidualEpsNet
     -> Adam (linear warm-up, then cosine decay or constant) + EMA, each step:
-       t ~ U{0..T-1}, eps ~ N(0, I), loss = |eps_model(q_sample) - eps|^2
+       t ~ U{0..T-1}, eps ~ N(0, I), loss = |model(q_sample) - eps|^2 (or - v, --prediction v)
     -> samples from the EMA weights (ddpm | ddim | pf-euler) -> images, FD-classifier, summary
 
 Every random draw of step k comes from ``step_generator(seed, k)``, and sampling noise from
@@ -24,7 +24,7 @@ from minilean.train.loop import (TrainState, default_interval, prepare_device, r
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "arch",
-                "hidden_c", "T", "schedule", "beta_start", "beta_end", "ema")
+                "hidden_c", "T", "schedule", "beta_start", "beta_end", "ema", "prediction")
 GRAD_CLIP = 1.0  # global gradient-norm clip of the DDPM recipe
 SAMPLING_STREAM, NOISY_STREAM = 1, 2  # generator streams apart from the training steps'
 
@@ -103,6 +103,7 @@ def run(config):
     state = TrainState({"model": model}, {"optimizer": optimizer}, emas)
     loader = Loader(dataset, config.batch_size, seed=config.seed, device=config.device)
     factor = lr_factor(config)
+    prediction_loss = D.v_prediction_loss if config.prediction == "v" else D.eps_prediction_loss
     if config.resume:
         state.load(config.out)
     run_dir = RunDirectory(config.out, vars(config),
@@ -117,7 +118,7 @@ def run(config):
         t = D.sample_timesteps(x0.shape[0], config.T, generator)
         eps = tensor(generator.standard_normal(x0.shape).astype(numpy.float32),
                      device=config.device)
-        loss = D.eps_prediction_loss(model, alpha_bar, x0, t, eps)
+        loss = prediction_loss(model, alpha_bar, x0, t, eps)
         optimizer.zero_grad()
         loss.backward()
         clip_grad_norm_(model.parameters(), GRAD_CLIP)
@@ -156,9 +157,11 @@ def write_images(config, model, emas, betas, dataset, run_dir, save_grid):
                  .astype(numpy.float32), device=config.device)
     model.eval()
     averaged = emas["model"].average_parameters(model) if emas else contextlib.nullcontext()
+    eps_model = D.eps_model_from_v(model, D.alpha_bars(betas)) if config.prediction == "v" \
+        else model
     with averaged:
-        images = sample(model, config, betas, x_T).numpy()
-        reconstruction = _reconstruct(config, model, betas, dataset) \
+        images = sample(eps_model, config, betas, x_T).numpy()
+        reconstruction = _reconstruct(config, eps_model, betas, dataset) \
             if config.noisy_ppm or config.reconstruct_ppm else None
     unit = numpy.clip((images + 1.0) / 2.0, 0.0, 1.0)  # [-1, 1] -> [0, 1]
     numpy.save(run_dir.file("samples.npy"), (unit * 255.0 + 0.5).astype(numpy.uint8))
@@ -186,7 +189,7 @@ def write_images(config, model, emas, betas, dataset, run_dir, save_grid):
     return summary
 
 
-def _reconstruct(config, model, betas, dataset):
+def _reconstruct(config, eps_model, betas, dataset):
     """Real images noised to ``reconstruct_step`` and their DDIM reconstruction, in [0, 1]."""
     alpha_bar = D.alpha_bars(betas)
     step = min(config.T // 4 if config.reconstruct_step is None else config.reconstruct_step,
@@ -196,6 +199,6 @@ def _reconstruct(config, model, betas, dataset):
     eps = tensor(generator.standard_normal(x0.shape).astype(numpy.float32), device=config.device)
     noisy = D.q_sample(alpha_bar, x0, step, eps)
     with no_grad():
-        restored = D.ddim_sample(model, alpha_bar, noisy, list(range(step, -1, -1)),
+        restored = D.ddim_sample(eps_model, alpha_bar, noisy, list(range(step, -1, -1)),
                                  clip=config.clip)
     return [numpy.clip((image.numpy() + 1.0) / 2.0, 0.0, 1.0) for image in (noisy, restored)]
