@@ -95,7 +95,7 @@ def default_interval(steps, parts):
 
 def resumed_config(config, locked):
     """The config of a resumed run: the saved ``config.json`` of ``config.resume``, with the
-    flags given now on top. Flags in ``locked`` (what defines the model and its data) must not
+    flags given now on top (and today's defaults for flags it predates). Flags in ``locked`` (what defines the model and its data) must not
     change; ``steps`` is the new total."""
     path = os.path.join(config.resume, "config.json")
     if not os.path.isfile(path):
@@ -108,7 +108,8 @@ def resumed_config(config, locked):
         if name in given and getattr(config, name) != saved.get(name):
             raise FlagError(f"--{name.replace('_', '-')}: got {getattr(config, name)!r}; "
                             f"expected {saved.get(name)!r} (the value of the run being resumed)")
-    merged = dict(saved)
+    merged = dict(vars(config))  # today's defaults for flags the saved run predates
+    merged.update(saved)
     merged.update({name: getattr(config, name) for name in given | {"resume", "device"}})
     merged["out"] = config.resume
     merged["given_flags"] = sorted(set(saved.get("given_flags", ())) | given)
