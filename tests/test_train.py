@@ -77,6 +77,17 @@ def test_resume_refuses_to_change_the_model(tmp_path, capsys):
     assert "--arch: got 'residual'; expected 'unet'" in capsys.readouterr().err
 
 
+def test_resume_gives_flags_an_older_run_predates_their_defaults(tmp_path):
+    run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false")
+    config_path = tmp_path / "config.json"
+    saved = json.loads(config_path.read_text())
+    del saved["prediction"]
+    config_path.write_text(json.dumps(saved))
+    run_cli("--steps=2", f"--resume={tmp_path}", "--evaluate=false")
+    assert len(losses(tmp_path)) == 2
+    assert json.loads(config_path.read_text())["prediction"] == "eps"
+
+
 def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     ml.manual_seed(0)
     model = Linear(2, 1)
