@@ -430,14 +430,14 @@ def guard(component, name):
 
 DIFFUSION = Command(
     "diffusion",
-    "Train a denoising diffusion model (DDPM, epsilon prediction) and write samples.",
+    "Train a denoising diffusion model (DDPM, v prediction) and write samples.",
     run="minilean.train.diffusion:run",
     details="Trains, then samples from the EMA weights with --sampler and writes a sample grid, "
             "the loss curve, checkpoints and summary.json (with FD-classifier) into --out.",
     groups=[
         DEVICE_FLAGS,
         data_flags(image_size=16),
-        training_flags(steps=1250, lr=3e-3, batch_size=32, ema=0.995),
+        training_flags(steps=1500, lr=3e-3, batch_size=32, ema=0.996),
         FlagGroup("model", [
             Flag("arch", "unet", "epsilon predictor: unet (time embedding, GroupNorm, "
                  "attention) or residual (TorchLean's compact conv net)",
@@ -458,12 +458,12 @@ DIFFUSION = Command(
                  high_open=True),
             Flag("beta_end", 0.1, "last beta of the linear schedule", low=0, high=1,
                  high_open=True),
-            Flag("prediction", "eps", "what the network predicts: eps (the noise, DDPM) or v "
+            Flag("prediction", "v", "what the network predicts: eps (the noise, DDPM) or v "
                  "(sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0; no error blow-up near "
                  "alpha_bar = 0)", choices=("eps", "v")),
         ]),
         FlagGroup("sampling", [
-            Flag("sampler", "ddim", "reverse process: ddpm (ancestral), ddim or pf-euler "
+            Flag("sampler", "ddpm", "reverse process: ddpm (ancestral), ddim or pf-euler "
                  "(probability-flow ODE, Euler)", choices=("ddpm", "ddim", "pf-euler")),
             Flag("sample_steps", 50, "sampler steps (ddim/pf-euler; ddpm uses all T)", low=1),
             Flag("eta", 0.0, "DDIM noise scale: 0 deterministic, 1 DDPM-like", low=0),

@@ -6,6 +6,7 @@ import numpy
 import pytest
 
 import minilean as ml
+from minilean import cli
 from minilean.cli import main
 from minilean.data import read_metrics, read_pnm
 from minilean.nn import Linear
@@ -42,7 +43,7 @@ def test_a_few_steps_write_every_artifact(tmp_path):
     assert all(numpy.isfinite(loss) for _, loss in losses(out))
     assert json.loads(log.read_text())["steps"] == [1, 2, 3]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == 3 and summary["sampler"] == "ddim"
+    assert summary["steps"] == 3 and summary["sampler"] == cli.DIFFUSION.flags["sampler"].default
     checkpoint = load_checkpoint(str(out / "checkpoints" / "last.npz"))
     assert checkpoint["step"] == 3 and set(checkpoint) >= {"modules", "optimizers", "emas", "rng"}
 
@@ -85,7 +86,8 @@ def test_resume_gives_flags_an_older_run_predates_their_defaults(tmp_path):
     config_path.write_text(json.dumps(saved))
     run_cli("--steps=2", f"--resume={tmp_path}", "--evaluate=false")
     assert len(losses(tmp_path)) == 2
-    assert json.loads(config_path.read_text())["prediction"] == "eps"
+    prediction = json.loads(config_path.read_text())["prediction"]
+    assert prediction == cli.DIFFUSION.flags["prediction"].default
 
 
 def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
