@@ -11,7 +11,6 @@ batch and card), then DDIM sampling throughput. Prints one table with the GPU na
 CuPy and CUDA versions; copy it into benchmarks/RESULTS.md with the command.
 """
 import argparse
-import math
 import sys
 import time
 
@@ -127,80 +126,14 @@ def minilean_step(args, fast):
     return step, sample, cupy.cuda.Stream.null.synchronize, parameters
 
 
-def torch_unet(torch, channels, hidden_c):
-    """The same U-Net as minilean.models.unet, layer for layer, in PyTorch."""
-    nn, F = torch.nn, torch.nn.functional
-
-    def norm(c):
-        return nn.GroupNorm(math.gcd(c, 8), c)
-
-    class ResBlock(nn.Module):
-        def __init__(self, cin, cout, time_c):
-            super().__init__()
-            self.norm1, self.conv1 = norm(cin), nn.Conv2d(cin, cout, 3, padding=1)
-            self.time = nn.Linear(time_c, cout)
-            self.norm2, self.conv2 = norm(cout), nn.Conv2d(cout, cout, 3, padding=1)
-            self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
-
-        def forward(self, x, embedding):
-            h = self.conv1(F.silu(self.norm1(x)))
-            h = h + self.time(F.silu(embedding))[:, :, None, None]
-            h = self.conv2(F.silu(self.norm2(h)))
-            return h + (x if self.skip is None else self.skip(x))
-
-    class SelfAttention(nn.Module):
-        def __init__(self, c):
-            super().__init__()
-            self.norm, self.qkv, self.proj = norm(c), nn.Linear(c, 3 * c), nn.Linear(c, c)
-
-        def forward(self, x):
-            b, c, h, w = x.shape
-            tokens = self.norm(x).reshape(b, c, h * w).transpose(1, 2)
-            q, k, v = self.qkv(tokens).chunk(3, dim=2)
-            weights = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(c), dim=-1)
-            return x + self.proj(weights @ v).transpose(1, 2).reshape(b, c, h, w)
-
-    class Upsample(nn.Module):
-        def __init__(self, c):
-            super().__init__()
-            self.conv = nn.Conv2d(c, c, 3, padding=1)
-
-        def forward(self, x):
-            return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
-
-    class UNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            hc, wide, time_c = hidden_c, 2 * hidden_c, 4 * hidden_c
-            self.time1, self.time2 = nn.Linear(hc, time_c), nn.Linear(time_c, time_c)
-            self.conv_in = nn.Conv2d(channels, hc, 3, padding=1)
-            self.down0, self.pool0 = ResBlock(hc, hc, time_c), nn.Conv2d(hc, hc, 3, 2, 1)
-            self.down1, self.pool1 = ResBlock(hc, wide, time_c), nn.Conv2d(wide, wide, 3, 2, 1)
-            self.mid1, self.attention = ResBlock(wide, wide, time_c), SelfAttention(wide)
-            self.mid2 = ResBlock(wide, wide, time_c)
-            self.up1, self.dec1 = Upsample(wide), ResBlock(2 * wide, wide, time_c)
-            self.up0, self.dec0 = Upsample(wide), ResBlock(wide + hc, hc, time_c)
-            self.norm_out, self.conv_out = norm(hc), nn.Conv2d(hc, channels, 3, padding=1)
-
-        def forward(self, x, embedding):
-            e = self.time2(F.silu(self.time1(embedding)))
-            skip0 = self.down0(self.conv_in(x), e)
-            skip1 = self.down1(self.pool0(skip0), e)
-            h = self.mid2(self.attention(self.mid1(self.pool1(skip1), e)), e)
-            h = self.dec1(torch.cat([self.up1(h), skip1], 1), e)
-            h = self.dec0(torch.cat([self.up0(h), skip0], 1), e)
-            return self.conv_out(F.silu(self.norm_out(h)))
-
-    return UNet()
-
-
 def torch_step(torch, args):
     """(step, synchronize, parameters) for the same training step in PyTorch eager."""
     from minilean.models import diffusion as D
     from minilean.models.unet import sinusoidal_embedding
     from minilean import tensor
+    from torch_unet import TorchUNet  # the same U-Net in PyTorch (beside this script)
 
-    model = torch_unet(torch, 3, args.hidden_c).cuda()
+    model = TorchUNet(3, args.hidden_c).cuda()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     shadow = [p.detach().clone() for p in model.parameters()]
     alpha_bar = torch.tensor(D.alpha_bars(D.make_betas("cosine", args.T)), dtype=torch.float32,
