@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minilean as ml
-from opcheck import SHAPES, OpCase, arrays, op_tests
+from opcheck import OpCase, arrays, op_tests
 
 
 def _torch():

@@ -8,7 +8,7 @@ only forward to them, with PyTorch's names.
 import numpy
 
 from minilean import backend
-from minilean.autograd import grad_mode, graph
+from minilean.autograd import graph
 
 DEFAULT_DTYPE = numpy.float32
 _FLOAT_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64),

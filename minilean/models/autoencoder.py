@@ -96,7 +96,6 @@ LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_siz
 
 def mean_image_mse(train_images, test_images):
     """The trivial baseline: predict the mean training image for every test image (host)."""
-    import numpy
     return float(((test_images - train_images.mean(0, keepdims=True)) ** 2).mean())
 
 
