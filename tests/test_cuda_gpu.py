@@ -13,8 +13,9 @@ import pytest
 
 import minilean
 import minilean.nn.functional as F
-from minilean import backend
-from minilean.autograd import reduce as reduce_ops, shape
+from device_cases import (OPS, check_op_on_cuda_matches_cpu, copies_in_each_cli_step,
+                          diffusion_step_parts)
+from minilean.autograd import reduce as reduce_ops
 from minilean.cuda import (activations, adam, ema, im2col, mse, noising, norm, reduce, softmax,
                            use_fast_kernels)
 
@@ -224,106 +225,10 @@ def test_im2col_and_col2im_kernels(x_shape, kernel, stride, padding, dilation, d
 
 # --- every engine op on "cuda" against the CPU --------------------------------------------------
 
-def positive(t):
-    return t.abs() + 0.5
-
-
-OPS = {  # name: (function of tensors, input shapes)
-    "add": (lambda a, b: a + b, [(3, 4), (4,)]),
-    "sub": (lambda a, b: a - b, [(3, 1), (3, 4)]),
-    "mul": (lambda a, b: a * b, [(2, 3, 4), (3, 1)]),
-    "div": (lambda a, b: a / positive(b), [(3, 4), (3, 4)]),
-    "pow": (lambda a, b: positive(a) ** b, [(3, 4), (3, 4)]),
-    "neg": (lambda a: -a, [(5,)]),
-    "exp": (minilean.exp, [(3, 4)]),
-    "log": (lambda a: minilean.log(positive(a)), [(3, 4)]),
-    "sqrt": (lambda a: minilean.sqrt(positive(a)), [(3, 4)]),
-    "rsqrt": (lambda a: minilean.rsqrt(positive(a)), [(3, 4)]),
-    "abs": (minilean.abs, [(3, 4)]),
-    "clamp": (lambda a: minilean.clamp(a, -0.5, 0.7), [(3, 4)]),
-    "maximum": (minilean.maximum, [(3, 4), (3, 4)]),
-    "minimum": (minilean.minimum, [(3, 4), (4,)]),
-    "where": (lambda a, b: minilean.where(a > 0, a, b), [(3, 4), (3, 4)]),
-    "sin": (minilean.sin, [(3, 4)]),
-    "cos": (minilean.cos, [(3, 4)]),
-    "tanh": (minilean.tanh, [(3, 4)]),
-    "sigmoid": (minilean.sigmoid, [(3, 4)]),
-    "relu": (F.relu, [(3, 4)]),
-    "leaky_relu": (lambda a: F.leaky_relu(a, 0.1), [(3, 4)]),
-    "silu": (F.silu, [(3, 4)]),
-    "gelu": (F.gelu, [(3, 4)]),
-    "gelu_tanh": (lambda a: F.gelu(a, approximate="tanh"), [(3, 4)]),
-    "sum_all": (minilean.sum, [(3, 4, 5)]),
-    "sum_axis": (lambda a: a.sum(1), [(3, 4, 5)]),
-    "sum_axes_keepdim": (lambda a: a.sum((0, 2), keepdim=True), [(3, 4, 5)]),
-    "mean_axis": (lambda a: a.mean(-1), [(3, 4, 5)]),
-    "mean_all": (lambda a: a.mean(), [(3, 4, 5)]),
-    "var": (lambda a: a.var(1), [(3, 4, 5)]),
-    "std": (lambda a: a.std((0, 2)), [(3, 4, 5)]),
-    "max": (lambda a: a.max(1), [(3, 4, 5)]),
-    "min": (lambda a: a.min(), [(3, 4, 5)]),
-    "logsumexp": (lambda a: a.logsumexp(2), [(3, 4, 5)]),
-    "softmax": (lambda a: a.softmax(1), [(3, 4, 5)]),
-    "softmax_last": (lambda a: F.softmax(a, -1), [(3, 4, 65)]),
-    "log_softmax": (lambda a: a.log_softmax(0), [(3, 4, 5)]),
-    "reshape": (lambda a: a.reshape(4, 15) * 2, [(3, 4, 5)]),
-    "permute": (lambda a: a.permute(2, 0, 1) * 2, [(3, 4, 5)]),
-    "transpose": (lambda a: a.transpose(0, 2) * 2, [(3, 4, 5)]),
-    "squeeze_unsqueeze": (lambda a: a.unsqueeze(1).squeeze(2) * 2, [(3, 1, 5)]),
-    "expand": (lambda a: a.expand(3, 4, 5) * 2, [(3, 1, 5)]),
-    "flatten": (lambda a: a.flatten(1) * 2, [(3, 4, 5)]),
-    "getitem_basic": (lambda a: a[1:, ::2, -1] * 2, [(3, 4, 5)]),
-    "getitem_fancy": (lambda a: a[numpy.array([0, 2, 0])] * 2, [(3, 4)]),
-    "getitem_mask": (lambda a: a[a.detach() > 0] * 2, [(3, 4)]),
-    "cat": (lambda a, b: shape.cat([a, b], 1), [(2, 3), (2, 5)]),
-    "stack": (lambda a, b: shape.stack([a, b], 0), [(2, 3), (2, 3)]),
-    "pad": (lambda a: F.pad(a, (1, 2, 0, 1), 0.5), [(2, 3, 4)]),
-    "chunk": (lambda a: shape.chunk(a, 2, 1)[1] * 2, [(3, 4)]),
-    "split": (lambda a: shape.split(a, 3, 0)[0] * 2, [(7, 2)]),
-    "matmul": (minilean.matmul, [(2, 3, 4), (4, 5)]),
-    "linear": (F.linear, [(6, 4), (5, 4), (5,)]),
-    "layer_norm": (lambda x, w, b: F.layer_norm(x, (5,), w, b), [(3, 4, 5), (5,), (5,)]),
-    "group_norm": (lambda x, w, b: F.group_norm(x, 2, w, b), [(2, 4, 3, 3), (4,), (4,)]),
-    "mse_loss": (F.mse_loss, [(3, 4), (3, 4)]),
-    "mse_loss_none": (lambda a, b: F.mse_loss(a, b, reduction="none"), [(3, 4), (3, 4)]),
-    "cross_entropy": (lambda a: F.cross_entropy(a, minilean.tensor(numpy.array([0, 2, 1]),
-                                                                   device=a.device)), [(3, 4)]),
-    "conv2d": (lambda x, w, b: F.conv2d(x, w, b, padding=1), [(2, 3, 7, 6), (4, 3, 3, 3), (4,)]),
-    "conv2d_strided_groups": (lambda x, w: F.conv2d(x, w, None, stride=2, padding=1, groups=2),
-                              [(2, 4, 9, 8), (6, 2, 3, 3)]),
-    "conv_transpose2d": (lambda x, w: F.conv_transpose2d(x, w, None, stride=2, padding=1,
-                                                         output_padding=1),
-                         [(2, 3, 4, 5), (3, 2, 3, 3)]),
-    "avg_pool2d": (lambda a: F.avg_pool2d(a, 2), [(2, 3, 6, 6)]),
-    "max_pool2d": (lambda a: F.max_pool2d(a, 2), [(2, 3, 6, 6)]),
-    "interpolate": (lambda a: F.interpolate(a, scale_factor=2), [(2, 3, 4, 4)]),
-    "attention": (F.scaled_dot_product_attention, [(2, 5, 8), (2, 5, 8), (2, 5, 8)]),
-}
-
-
-def run_op(fn, arrays, device, grad):
-    inputs = [minilean.tensor(a, device=device, requires_grad=True) for a in arrays]
-    out = fn(*inputs)
-    out.backward(minilean.tensor(grad, device=device))
-    return out.numpy(), [t.grad.numpy() for t in inputs]
-
-
 @pytest.mark.parametrize("fast", [False, True], ids=["cupy", "fast"])
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_engine_op_on_cuda_matches_cpu(name, fast):
-    fn, shapes = OPS[name]
-    arrays = [rng.normal(size=s).astype(numpy.float32) for s in shapes]
-    out_cpu = fn(*[minilean.tensor(a) for a in arrays])
-    grad = rng.normal(size=out_cpu.shape).astype(numpy.float32)
-    expected, expected_grads = run_op(fn, arrays, "cpu", grad)
-    use_fast_kernels(fast)
-    try:
-        got, got_grads = run_op(fn, arrays, "cuda", grad)
-    finally:
-        use_fast_kernels(False)
-    numpy.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
-    for got_grad, expected_grad in zip(got_grads, expected_grads):
-        numpy.testing.assert_allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-5)
+    check_op_on_cuda_matches_cpu(name, rng, fast)
 
 
 def test_fast_kernels_are_actually_used(fast_kernels):
@@ -353,38 +258,6 @@ class HostTransfers:
         return counted
 
 
-def diffusion_step_parts(batch_size=8, hidden_c=8, size=16, device="cuda"):
-    """A U-Net, Adam and EMA on ``device``, and ``step(k, clip)`` running one training step."""
-    from minilean.models import diffusion as D
-    from minilean.models.unet import UNet
-    from minilean.optim import EMA, Adam, clip_grad_norm_
-
-    backend.manual_seed(0)
-    model = UNet(3, hidden_c).to(device)
-    optimizer = Adam(model.parameters(), lr=1e-3)
-    average = EMA(model, 0.99)
-    alpha_bar = D.alpha_bars(D.make_betas("cosine", 50))
-    host = numpy.random.default_rng(0)
-    x0 = minilean.tensor(host.uniform(-1, 1, (batch_size, 3, size, size)).astype(numpy.float32),
-                         device=device)
-
-    def step(k, clip=False):
-        generator = numpy.random.default_rng(k)
-        t = D.sample_timesteps(batch_size, 50, generator)
-        eps = minilean.tensor(generator.standard_normal(x0.shape).astype(numpy.float32),
-                              device=device)
-        loss = D.eps_prediction_loss(model, alpha_bar, x0, t, eps)
-        optimizer.zero_grad()
-        loss.backward()
-        if clip:
-            clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        average.update(model)
-        return loss
-
-    return model, step
-
-
 @pytest.mark.parametrize("fast", [False, True], ids=["cupy", "fast"])
 def test_training_step_makes_no_host_transfers(monkeypatch, fast):
     use_fast_kernels(fast)
@@ -400,6 +273,20 @@ def test_training_step_makes_no_host_transfers(monkeypatch, fast):
         assert transfers.count == 1, "a training step copied data to the host"
     finally:
         use_fast_kernels(False)
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["cupy", "fast"])
+def test_diffusion_command_steps_make_no_host_transfers(monkeypatch, tmp_path, fast):
+    """The command's own step (v-prediction, clipping, lr schedule, EMA), kernels included."""
+    transfers = HostTransfers(monkeypatch)
+    argv = ["--device=cuda", "--steps=4", "--batch-size=8", "--hidden-c=8", "--T=20",
+            "--n-samples=2", "--evaluate=false", "--progress=false", f"--out={tmp_path}"]
+    try:
+        copies = copies_in_each_cli_step(monkeypatch, argv + ["--fast-kernels"] * fast,
+                                         lambda: transfers.count)
+    finally:
+        use_fast_kernels(False)
+    assert copies == [0, 0, 0, 0]
 
 
 def test_training_step_with_gradient_clipping_makes_no_host_transfers(monkeypatch):

@@ -156,8 +156,8 @@ def run(config):
         zoo_run.minimize(g_optimizer, g_loss)
         if step % config.sample_every == 0:
             write_samples(f"samples_step{step:06d}")
-        return {"loss": float(d_loss.item() + g_loss.item()), "d_loss": float(d_loss.item()),
-                "g_loss": float(g_loss.item())}
+        d_loss, g_loss = d_loss.detach(), g_loss.detach()
+        return {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss}
 
     zoo_run.fit(session, {"generator": generator, "discriminator": discriminator},
                 {"generator": g_optimizer, "discriminator": d_optimizer}, step_fn, "gan")

@@ -185,9 +185,9 @@ def run(config):
         if config.restart_every and step % config.restart_every == 0:
             restarted = model.restart_dead_codes(encoded, usage, threshold=1)
             usage[:] = 0
-        return {"loss": float(loss.total.item()), "reconstruction": float(loss.reconstruction.item()),
-                "codebook": float(loss.codebook.item()),
-                "commitment": float(loss.commitment.item()), "restarted": float(restarted)}
+        return {"loss": loss.total, "reconstruction": loss.reconstruction,
+                "codebook": loss.codebook, "commitment": loss.commitment,
+                "restarted": float(restarted)}
 
     zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "vqvae")
     held_out = session.held_out(config.n_eval)

@@ -47,17 +47,20 @@ class Session:
         return self.tensor(self.held_out_rows[:count])
 
     def save_grid(self, name, images, nrow=None):
-        """Write images (N, C, H, W) as ``images/<name>.png`` (or .ppm without Pillow)."""
+        """Write images (N, C, H, W) as ``images/<name>.ppm``, and as ``.png`` too where Pillow
+        is installed; return the paths written."""
         from minilean.data.images import save_grid
         grid_range = self.value_range or (0.0, 1.0)
         images = images.numpy() if hasattr(images, "numpy") else images
-        for extension in (".png", ".ppm"):
+        written = []
+        for extension in (".ppm", ".png"):
             path = os.path.join(self.run.images_dir, name + extension)
             try:
                 save_grid(path, images, nrow=nrow, value_range=grid_range)
-                return path
-            except ImportError:  # no Pillow: netpbm needs nothing
+            except ImportError:  # no Pillow: the PPM needs nothing
                 continue
+            written.append(path)
+        return written
 
     def finish(self, title, **summary):
         """Write summary.json, the loss curve, the optional TrainLog; print the summary."""
@@ -149,8 +152,9 @@ def chunks(rows, size):
 
 
 def minimize(optimizer, loss):
-    """One optimizer step on ``loss``: clear the gradients, backpropagate, update; the loss."""
+    """One optimizer step on ``loss``: clear the gradients, backpropagate, update; the loss,
+    detached and left on its device (the training loop reads it back when it logs)."""
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    return float(loss.item())
+    return loss.detach()

@@ -126,7 +126,7 @@ def run(config):
         optimizer.step()
         for ema in emas.values():
             ema.update(model)
-        return {"loss": float(loss.item())}
+        return {"loss": loss}
 
     with run_dir:
         train(state, step_fn, loader.batches(state.step), config.steps, run_dir,

@@ -1,6 +1,6 @@
 """The training loop every model command shares: steps, progress, metrics, checkpoints, resume.
 
-A model command supplies ``step_fn(batch, step) -> {"loss": float, ...}`` (forward, backward,
+A model command supplies ``step_fn(batch, step) -> {"loss": value, ...}`` (forward, backward,
 optimizer and EMA updates) and a ``TrainState`` naming what a checkpoint must hold; the loop
 does the rest:
 
@@ -10,6 +10,11 @@ does the rest:
   and optimizer state, the step and the CPU random state, written atomically;
 * a NaN guard: a non-finite metric stops training with ``TrainingDiverged`` naming the step,
   before anything is saved, so the last good checkpoint stays as it was.
+
+A metric is a float or a 0-d Tensor. Tensors stay on their device until the loop needs the
+numbers (at a log line, before a checkpoint, at the end) and are then copied back all at once:
+reading a GPU loss every step would make Python wait for the GPU to finish each step before
+it can queue the next.
 
 Randomness that must repeat exactly after ``--resume`` should be drawn from
 ``step_generator(seed, step)`` (a fresh generator per step) rather than a global stream.
@@ -22,6 +27,8 @@ import sys
 import numpy
 
 from minilean import backend
+from minilean.autograd.shape import stack
+from minilean.autograd.tensor import Tensor
 from minilean.data import atomic
 from minilean.data.progress import Progress
 from minilean.errors import FlagError
@@ -126,30 +133,58 @@ def train(state, step_fn, batches, steps, run, log_every, checkpoint_every, prog
     display = Progress(total=steps, initial=state.step, description=description,
                        unit="step", enabled=progress)
     sums, count, record = {}, 0, None
+    unread = []  # (step, metrics) of the steps since the metrics were last read back
     try:
         while state.step < steps:
             step = state.step + 1
             metrics = step_fn(next(batches), step)
-            bad = [name for name, value in metrics.items() if not math.isfinite(value)]
-            if bad:
-                run.log(step, **metrics)
-                raise TrainingDiverged(
-                    f"{bad[0]} became {metrics[bad[0]]} at step {step}; stopped, the last good "
-                    f"checkpoint (step {_checkpoint_step(run)}) is kept in "
-                    f"{os.path.join(run.path, CHECKPOINT)}")
+            unread.append((step, {name: value.detach() if isinstance(value, Tensor) else value
+                                  for name, value in metrics.items()}))
             state.step = step
-            for name, value in metrics.items():
-                sums[name] = sums.get(name, 0.0) + value
-            count += 1
-            display.update(step, **metrics)
-            if step % log_every == 0 or step == steps:
+            display.update(step)
+            log_now = step % log_every == 0 or step == steps
+            save_now = step % checkpoint_every == 0 or step == steps
+            if not (log_now or save_now):
+                continue
+            for done_step, values in _read_back(unread):
+                _check_finite(run, done_step, values)
+                for name, value in values.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                count += 1
+            unread = []
+            display.update(step, **values)
+            if log_now:
                 record = run.log(step, **{name: total / count for name, total in sums.items()})
                 sums, count = {}, 0
-            if step % checkpoint_every == 0 or step == steps:
+            if save_now:
                 state.save(run.path)
     finally:
         display.close()
     return record
+
+
+def _read_back(unread):
+    """[(step, {name: float})] for the unread steps: each Tensor metric stacked on its device
+    and copied to the host in one piece."""
+    columns = {}
+    for name in unread[0][1]:
+        values = [metrics[name] for _, metrics in unread]
+        if isinstance(values[0], Tensor):
+            values = stack(values).numpy().tolist()
+        columns[name] = [float(value) for value in values]
+    return [(step, {name: column[index] for name, column in columns.items()})
+            for index, (step, _) in enumerate(unread)]
+
+
+def _check_finite(run, step, values):
+    """Raise ``TrainingDiverged`` (after logging the bad step) when a metric is NaN or inf."""
+    bad = [name for name, value in values.items() if not math.isfinite(value)]
+    if bad:
+        run.log(step, **values)
+        raise TrainingDiverged(
+            f"{bad[0]} became {values[bad[0]]} at step {step}; stopped, the last good "
+            f"checkpoint (step {_checkpoint_step(run)}) is kept in "
+            f"{os.path.join(run.path, CHECKPOINT)}")
 
 
 def _checkpoint_step(run):

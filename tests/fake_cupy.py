@@ -1,0 +1,270 @@
+"""A stand-in for CuPy that runs on the CPU, so the "cuda" code paths run in CI without a GPU.
+
+It is a test double, not a GPU: it computes with NumPy and says nothing about CUDA kernels or
+speed (tests/test_cuda_gpu.py covers those on a real card). What it reproduces are the ways
+CuPy differs from NumPy that device-generic code can get wrong:
+
+* its arrays (``ndarray``, a wrapper around a NumPy array) refuse implicit conversion to NumPy:
+  ``numpy.asarray(device_array)`` raises ``TypeError`` as CuPy does;
+* a NumPy array mixed into an operation on device arrays raises ``TypeError`` ("Unsupported
+  type"), so a host array that slipped into device code is caught;
+* reductions and integer indexing return 0-d device arrays, never host scalars;
+* ``cupy.random.Generator`` has only the methods CuPy's has (no ``normal``, no ``choice``).
+
+Every copy between host and device is counted in ``transfers``: ``to_host`` for ``.get()``,
+``asnumpy``, ``.item()``, ``.tolist()``, ``float()``, ``int()``, ``bool()``; ``to_device`` for
+``asarray`` of host data and host values written into a device array. ``install(monkeypatch)``
+makes ``minilean.backend`` use this module for ``device="cuda"``.
+"""
+import math
+import sys
+import types
+
+import numpy
+from numpy.lib.mixins import NDArrayOperatorsMixin
+
+class Transfers:
+    """Counts of host-device copies since the last ``reset``."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.to_host = 0
+        self.to_device = 0
+
+
+transfers = Transfers()
+
+
+def _unwrap(value):
+    """The NumPy view of a device array (recursively in lists and tuples); host arrays are
+    refused as CuPy refuses them."""
+    if isinstance(value, ndarray):
+        return value._array
+    if isinstance(value, numpy.ndarray):
+        raise TypeError(f"Unsupported type {type(value)}")
+    if isinstance(value, (list, tuple)):
+        return type(value)(_unwrap(item) for item in value)
+    return value
+
+
+def _wrap(value):
+    """NumPy results as device arrays; a NumPy scalar becomes a 0-d array, as in CuPy."""
+    if isinstance(value, numpy.ndarray):
+        return ndarray(value)
+    if isinstance(value, numpy.generic):
+        return ndarray(numpy.asarray(value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_wrap(item) for item in value)
+    return value
+
+
+def _device_function(function):
+    """``function`` taking and returning device arrays."""
+    def on_device(*args, **kwargs):
+        return _wrap(function(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
+    on_device.__name__ = getattr(function, "__name__", "function")
+    return on_device
+
+
+class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
+    """A device array: every operator, method and attribute of the NumPy array it holds, with
+    CuPy's refusals and the transfer counts."""
+
+    __slots__ = ("_array",)
+    __array_priority__ = 100
+
+    def __init__(self, array):
+        self._array = array
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed. "
+                        "Please use `.get()` to construct a NumPy array explicitly.")
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        if out is not None:  # in place (``x += y``): write into the device arrays given
+            getattr(ufunc, method)(*_unwrap(inputs), out=_unwrap(out), **kwargs)
+            return out[0] if len(out) == 1 else out
+        return _wrap(getattr(ufunc, method)(*_unwrap(inputs), **kwargs))
+
+    def __array_function__(self, function, types_, args, kwargs):
+        return _device_function(function)(*args, **kwargs)
+
+    def __getattr__(self, name):
+        # no dunders: NumPy would find ``__array_interface__`` and read the memory directly;
+        # ``_array`` is unset while copy and pickle build the object
+        if name.startswith("__") or name == "_array":
+            raise AttributeError(name)
+        attribute = getattr(self._array, name)
+        return _device_function(attribute) if callable(attribute) else _wrap(attribute)
+
+    def __getitem__(self, key):
+        return _wrap(self._array[self._index(key)])
+
+    def __setitem__(self, key, value):
+        if isinstance(value, numpy.ndarray):
+            transfers.to_device += 1
+        else:
+            value = _unwrap(value)
+        self._array[self._index(key)] = value
+
+    @staticmethod
+    def _index(key):
+        """Device index arrays as they are; host index arrays are uploaded (CuPy accepts
+        them, at the price of a copy)."""
+        parts = key if isinstance(key, tuple) else (key,)
+        uploads = sum(isinstance(part, (numpy.ndarray, list)) for part in parts)
+        transfers.to_device += uploads
+        unwrapped = tuple(part._array if isinstance(part, ndarray) else part for part in parts)
+        return unwrapped if isinstance(key, tuple) else unwrapped[0]
+
+    def __len__(self):
+        return len(self._array)
+
+    def __iter__(self):
+        return (_wrap(row) for row in self._array)
+
+    def __repr__(self):
+        return f"fake_cupy.{self._array!r}"
+
+    __hash__ = None
+
+    # --- explicit copies to the host ---------------------------------------------------------
+    def get(self, stream=None):
+        transfers.to_host += 1
+        return self._array.copy()
+
+    def item(self, *args):
+        transfers.to_host += 1
+        return self._array.item(*args)
+
+    def tolist(self):
+        transfers.to_host += 1
+        return self._array.tolist()
+
+    def __float__(self):
+        transfers.to_host += 1
+        return float(self._array)
+
+    def __int__(self):
+        transfers.to_host += 1
+        return int(self._array)
+
+    def __bool__(self):
+        transfers.to_host += 1
+        return bool(self._array)
+
+    def __index__(self):
+        transfers.to_host += 1
+        return self._array.__index__()
+
+
+def asarray(a, dtype=None, order=None):
+    if isinstance(a, ndarray):
+        return a if dtype is None else a.astype(dtype, copy=False)
+    transfers.to_device += 1
+    return ndarray(numpy.array(a, dtype=dtype, order=order))
+
+
+def array(a, dtype=None, copy=True, order="K", ndmin=0):
+    if isinstance(a, ndarray):
+        return ndarray(numpy.array(a._array, dtype=dtype, copy=copy, order=order, ndmin=ndmin))
+    transfers.to_device += 1
+    return ndarray(numpy.array(a, dtype=dtype, order=order, ndmin=ndmin))
+
+
+def asnumpy(a, stream=None):
+    return a.get() if isinstance(a, ndarray) else numpy.asarray(a)
+
+
+def get_array_module(*arrays):
+    return _module if any(isinstance(a, ndarray) for a in arrays) else numpy
+
+
+class _Ufunc:
+    """A NumPy ufunc on device arrays, with its methods (``add.at``, ``maximum.reduce``)."""
+
+    def __init__(self, ufunc):
+        self._ufunc = ufunc
+        self.__name__ = ufunc.__name__
+
+    def __call__(self, *args, **kwargs):
+        return _device_function(self._ufunc)(*args, **kwargs)
+
+    def __getattr__(self, name):
+        attribute = getattr(self._ufunc, name)
+        return _device_function(attribute) if callable(attribute) else attribute
+
+
+def __getattr__(name):
+    """Every other name: NumPy's, with functions taking and returning device arrays; types
+    (``float32``) and constants (``inf``) as NumPy has them, as CuPy does."""
+    attribute = getattr(numpy, name)
+    if isinstance(attribute, numpy.ufunc):
+        return _Ufunc(attribute)
+    if isinstance(attribute, type) or not callable(attribute):
+        return attribute
+    return _device_function(attribute)
+
+
+# --- random numbers: CuPy's Generator has fewer methods than NumPy's ---------------------------
+
+CUPY_GENERATOR_METHODS = ("beta", "binomial", "chisquare", "dirichlet", "exponential", "f",
+                          "gamma", "geometric", "hypergeometric", "integers", "logseries",
+                          "poisson", "power", "random", "standard_exponential",
+                          "standard_gamma", "standard_normal", "uniform")
+
+
+class Generator:
+    def __init__(self, seed=None):
+        self._generator = numpy.random.default_rng(seed)
+
+    def __getattr__(self, name):
+        if name not in CUPY_GENERATOR_METHODS:
+            raise AttributeError(f"'cupy.random.Generator' object has no attribute '{name}'")
+        return _device_function(getattr(self._generator, name))
+
+
+random = types.SimpleNamespace(default_rng=Generator, Generator=Generator)
+lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
+    as_strided=_device_function(numpy.lib.stride_tricks.as_strided)))
+
+
+# --- the bits of cupy.cuda and cupyx that minilean touches --------------------------------------
+
+class _Stream:
+    def synchronize(self):
+        """Nothing is ever in flight on the CPU."""
+
+
+cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
+                             Stream=types.SimpleNamespace(null=_Stream()))
+
+
+def _erf(x):
+    return _wrap(numpy.vectorize(math.erf, otypes=[x.dtype])(_unwrap(x)))
+
+
+cupyx = types.ModuleType("cupyx")
+cupyx.scipy = types.ModuleType("cupyx.scipy")
+cupyx.scipy.special = types.ModuleType("cupyx.scipy.special")
+cupyx.scipy.special.erf = _erf
+
+
+def install(monkeypatch):
+    """Make ``device="cuda"`` compute with this module for the rest of the test."""
+    from minilean import backend
+    monkeypatch.setattr(backend, "_cupy", _module)
+    monkeypatch.setattr(backend, "_cuda_problem", "")
+    monkeypatch.setattr(backend, "_generators", {})
+    for name, fake in (("cupyx", cupyx), ("cupyx.scipy", cupyx.scipy),
+                       ("cupyx.scipy.special", cupyx.scipy.special)):
+        monkeypatch.setitem(sys.modules, name, fake)
+    transfers.reset()
+    return _module
+
+
+_module = sys.modules[__name__]
+# minilean picks CuPy-only code paths (cupyx's erf) by the module's name
+_module.__name__ = "cupy"

@@ -1,0 +1,135 @@
+"""The "cuda" code paths, run anywhere: every engine op, a training step and every model command
+on device "cuda" backed by tests/fake_cupy.py (NumPy behind CuPy's interface and refusals).
+
+What this proves without a GPU: the device-generic code never hands a host array to device code,
+never converts a device array implicitly, and a training step copies nothing to the host. What
+it cannot prove (kernels, speed, CuPy's own numerics) is left to tests/test_cuda_gpu.py.
+"""
+import json
+import math
+
+import numpy
+import pytest
+
+import fake_cupy
+import minilean
+from device_cases import (OPS, check_op_on_cuda_matches_cpu, copies_in_each_cli_step,
+                          diffusion_step_parts)
+from minilean.cli import main
+from minilean.data import RunDirectory
+from minilean.train.loop import TrainState, train
+
+rng = numpy.random.default_rng(5)
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """Device "cuda" computes with the CPU stand-in for this test."""
+    return fake_cupy.install(monkeypatch)
+
+
+# --- the stand-in refuses what CuPy refuses ----------------------------------------------------
+
+def test_stand_in_refuses_implicit_conversion_and_host_operands(fake_cuda):
+    device_array = fake_cuda.arange(3.0)
+    with pytest.raises(TypeError, match="Implicit conversion to a NumPy array is not allowed"):
+        numpy.asarray(device_array)
+    with pytest.raises(TypeError, match="Unsupported type"):
+        device_array + numpy.ones(3)
+    with pytest.raises(TypeError, match="Unsupported type"):
+        fake_cuda.concatenate([device_array, numpy.ones(3)])
+    with pytest.raises(AttributeError, match="no attribute 'normal'"):
+        fake_cuda.random.default_rng(0).normal(size=3)
+
+
+def test_stand_in_reduces_to_device_scalars_and_counts_copies(fake_cuda):
+    device_array = fake_cuda.asarray(numpy.arange(6.0).reshape(2, 3))
+    assert fake_cupy.transfers.to_device == 1
+    total = device_array.sum()
+    assert isinstance(total, fake_cuda.ndarray) and total.shape == ()
+    assert isinstance(device_array[1, 2], fake_cuda.ndarray)
+    assert fake_cupy.transfers.to_host == 0
+    assert float(total) == 15.0 and device_array.get().tolist()[1] == [3.0, 4.0, 5.0]
+    assert fake_cupy.transfers.to_host == 2
+
+
+def test_tensor_numpy_is_the_one_copy_to_the_host(fake_cuda):
+    x = minilean.randn(3, 4, device="cuda", requires_grad=True)
+    loss = (x * x).sum()
+    loss.backward()
+    assert fake_cupy.transfers.to_host == 0
+    numpy.testing.assert_allclose(x.grad.numpy(), 2 * x.numpy())
+    assert fake_cupy.transfers.to_host == 2
+
+
+# --- every op, forward and backward --------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_engine_op_on_cuda_matches_cpu(fake_cuda, name):
+    check_op_on_cuda_matches_cpu(name, rng)
+
+
+# --- a training step copies nothing to the host ------------------------------------------------
+
+@pytest.mark.parametrize("clip", [False, True], ids=["plain", "clipped"])
+def test_training_step_makes_no_host_transfers(fake_cuda, clip):
+    _, step = diffusion_step_parts()
+    step(0, clip)
+    fake_cupy.transfers.reset()
+    step(1, clip)
+    step(2, clip)
+    assert fake_cupy.transfers.to_host == 0, "a training step copied data to the host"
+
+
+@pytest.mark.parametrize("prediction", ["v", "eps"])
+def test_diffusion_command_steps_make_no_host_transfers(fake_cuda, monkeypatch, tmp_path,
+                                                        prediction):
+    """The command's own step: its loss stays on the device until the loop logs."""
+    copies = copies_in_each_cli_step(
+        monkeypatch, ["--device=cuda", f"--prediction={prediction}", "--steps=4",
+                      "--batch-size=4", "--hidden-c=8", "--T=10", "--n-samples=2",
+                      "--evaluate=false", "--progress=false", f"--out={tmp_path}"],
+        lambda: fake_cupy.transfers.to_host)
+    assert copies == [0, 0, 0, 0]
+
+
+def test_the_loop_reads_device_metrics_back_once_per_log_line(fake_cuda, tmp_path):
+    state = TrainState({})
+    losses = [minilean.tensor(float(step), device="cuda") for step in range(1, 7)]
+    with RunDirectory(tmp_path, {}) as run:
+        train(state, lambda batch, step: {"loss": losses[step - 1], "lr": 0.1},
+              iter(range(6)), 6, run, log_every=3, checkpoint_every=100, progress=False)
+        logged = run.metrics()
+    assert fake_cupy.transfers.to_host == 2
+    assert [(record["step"], record["loss"]) for record in logged] == [(3, 2.0), (6, 5.0)]
+
+
+def test_the_transfer_check_catches_a_host_copy(fake_cuda):
+    """The check above can fail: a step that reads its loss on the host is counted."""
+    _, step = diffusion_step_parts()
+    step(0)
+    fake_cupy.transfers.reset()
+    float(step(1).item())
+    assert fake_cupy.transfers.to_host == 1
+
+
+# --- every model command end to end on "cuda" ---------------------------------------------------
+
+TINY = {
+    "diffusion": ["--steps=3", "--batch-size=4", "--hidden-c=8", "--T=10", "--sample-steps=2",
+                  "--n-samples=4", "--evaluate=false"],
+    "vae": ["--steps=3", "--batch-size=4"],
+    "vqvae": ["--steps=3", "--batch-size=4"],
+    "gan": ["--steps=3", "--batch-size=4"],
+    "autoencoder": ["--steps=3", "--batch-size=4"],
+    "mae": ["--steps=3", "--batch-size=4"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(TINY))
+def test_model_command_runs_on_cuda(fake_cuda, tmp_path, command):
+    main([command, "--device=cuda", "--progress=false", f"--out={tmp_path}", *TINY[command]])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == 3
+    assert all(math.isfinite(value) for value in summary.values() if isinstance(value, float))
+    assert list(tmp_path.rglob("*.ppm")), "no images written"
