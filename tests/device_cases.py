@@ -144,13 +144,13 @@ def diffusion_step_parts(batch_size=8, hidden_c=8, size=16, device="cuda"):
 
 
 def copies_in_each_cli_step(monkeypatch, argv, copies_so_far):
-    """Run ``python -m minilean diffusion`` with ``argv`` in this process; return how many
-    device-to-host copies each of its training steps made (``copies_so_far()`` counts them)."""
+    """Run ``python -m minilean <argv>`` in this process; return how many device-to-host
+    copies each of its training steps made (``copies_so_far()`` counts them)."""
     from minilean.cli import main
-    from minilean.train import diffusion as command
+    from minilean.train import diffusion, loop
 
     per_step = []
-    real_train = command.train
+    real_train = loop.train
 
     def counting_train(state, step_fn, *args, **kwargs):
         def counted_step(batch, step):
@@ -160,6 +160,7 @@ def copies_in_each_cli_step(monkeypatch, argv, copies_so_far):
             return metrics
         return real_train(state, counted_step, *args, **kwargs)
 
-    monkeypatch.setattr(command, "train", counting_train)
-    main(["diffusion", *argv])
+    monkeypatch.setattr(loop, "train", counting_train)  # the zoo commands import it late
+    monkeypatch.setattr(diffusion, "train", counting_train)
+    main(argv)
     return per_step

@@ -279,7 +279,7 @@ def test_training_step_makes_no_host_transfers(monkeypatch, fast):
 def test_diffusion_command_steps_make_no_host_transfers(monkeypatch, tmp_path, fast):
     """The command's own step (v-prediction, clipping, lr schedule, EMA), kernels included."""
     transfers = HostTransfers(monkeypatch)
-    argv = ["--device=cuda", "--steps=4", "--batch-size=8", "--hidden-c=8", "--T=20",
+    argv = ["diffusion", "--device=cuda", "--steps=4", "--batch-size=8", "--hidden-c=8", "--T=20",
             "--n-samples=2", "--evaluate=false", "--progress=false", f"--out={tmp_path}"]
     try:
         copies = copies_in_each_cli_step(monkeypatch, argv + ["--fast-kernels"] * fast,

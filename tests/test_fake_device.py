@@ -5,8 +5,10 @@ What this proves without a GPU: the device-generic code never hands a host array
 never converts a device array implicitly, and a training step copies nothing to the host. What
 it cannot prove (kernels, speed, CuPy's own numerics) is left to tests/test_cuda_gpu.py.
 """
+import ast
 import json
 import math
+import pathlib
 
 import numpy
 import pytest
@@ -15,7 +17,6 @@ import fake_cupy
 import minilean
 from device_cases import (OPS, check_op_on_cuda_matches_cpu, copies_in_each_cli_step,
                           diffusion_step_parts)
-from minilean.cli import main
 from minilean.data import RunDirectory
 from minilean.train.loop import TrainState, train
 
@@ -86,7 +87,7 @@ def test_diffusion_command_steps_make_no_host_transfers(fake_cuda, monkeypatch, 
                                                         prediction):
     """The command's own step: its loss stays on the device until the loop logs."""
     copies = copies_in_each_cli_step(
-        monkeypatch, ["--device=cuda", f"--prediction={prediction}", "--steps=4",
+        monkeypatch, ["diffusion", "--device=cuda", f"--prediction={prediction}", "--steps=4",
                       "--batch-size=4", "--hidden-c=8", "--T=10", "--n-samples=2",
                       "--evaluate=false", "--progress=false", f"--out={tmp_path}"],
         lambda: fake_cupy.transfers.to_host)
@@ -127,9 +128,50 @@ TINY = {
 
 
 @pytest.mark.parametrize("command", sorted(TINY))
-def test_model_command_runs_on_cuda(fake_cuda, tmp_path, command):
-    main([command, "--device=cuda", "--progress=false", f"--out={tmp_path}", *TINY[command]])
+def test_model_command_runs_on_cuda(fake_cuda, monkeypatch, tmp_path, command):
+    copies = copies_in_each_cli_step(
+        monkeypatch, [command, "--device=cuda", "--progress=false", f"--out={tmp_path}",
+                      *TINY[command]], lambda: fake_cupy.transfers.to_host)
+    assert copies == [0, 0, 0], "a training step copied data to the host"
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == 3
     assert all(math.isfinite(value) for value in summary.values() if isinstance(value, float))
     assert list(tmp_path.rglob("*.ppm")), "no images written"
+
+
+# --- the stand-in forwards every NumPy name; real CuPy must have each one minilean uses -------
+
+def array_module_names(package_dir):
+    """{'xp.name.sub': 'file:line'} for every attribute chain minilean takes from an array
+    module: ``xp.<chain>``, ``<obj>.xp.<chain>``, ``array_module(a).<chain>``."""
+    used = {}
+    for path in sorted(pathlib.Path(package_dir).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Attribute):
+                continue
+            chain, root = [], node
+            while isinstance(root, ast.Attribute) and root.attr != "xp":
+                chain.append(root.attr)
+                root = root.value
+            from_module = (isinstance(root, ast.Attribute)
+                           or (isinstance(root, ast.Name) and root.id == "xp")
+                           or (isinstance(root, ast.Call) and isinstance(root.func, ast.Name)
+                               and root.func.id in ("array_module", "xp_for")))
+            if from_module and chain:
+                used.setdefault(".".join(reversed(chain)), f"{path}:{node.lineno}")
+    return used
+
+
+def test_every_array_module_name_minilean_uses_exists_in_cupy():
+    """Needs CuPy installed (no GPU): catches a NumPy-only function in device-generic code."""
+    cupy = pytest.importorskip("cupy")
+    used = array_module_names(pathlib.Path(minilean.__file__).parent)
+    assert "zeros" in used and "random.default_rng" in used
+    missing = []
+    for chain, where in used.items():
+        owner = cupy
+        for part in chain.split("."):
+            owner = getattr(owner, part, None)
+        if owner is None:
+            missing.append(f"{chain} ({where})")
+    assert not missing, f"not in CuPy {cupy.__version__}: {missing}"

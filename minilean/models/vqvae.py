@@ -130,9 +130,11 @@ class VQVAE(nn.Module):
         self.codebook.data[...] = self.cluster_sum.data / smoothed[:, None]
 
     def restart_dead_codes(self, encoded, usage, threshold):
-        """Put every code used fewer than ``threshold`` times (``usage``: (K,) host counts since
-        the last restart) onto a random encoding of the current batch; returns how many."""
-        dead = numpy.flatnonzero(usage < threshold)
+        """Put every code used fewer than ``threshold`` times (``usage``: (K,) counts since the
+        last restart, on any device) onto a random encoding of the current batch; returns how
+        many. Reading ``usage`` is a copy to the host, so training calls this only every few
+        steps."""
+        dead = numpy.flatnonzero(backend.to_device(usage, "cpu") < threshold)
         if dead.size == 0:
             return 0
         vectors = encoded.data.reshape(-1, encoded.shape[-1])  # (N, h, w, D) -> (N h w, D)
@@ -172,7 +174,8 @@ def run(config):
     model = VQVAE(zoo_run.image_shape(session), config.codes, config.code_dim, config.hidden,
                   ema=config.ema_codebook, decay=config.decay).to(config.device)
     optimizer = Adam(model.parameters(), lr=config.lr)
-    usage = numpy.zeros(config.codes)
+    xp = model.codebook.xp
+    usage = xp.zeros(config.codes)  # on the device: counting must not copy the codes back
 
     def step_fn(images, step):
         reconstruction, encoded, quantized, indices = model(images)
@@ -180,7 +183,7 @@ def run(config):
         zoo_run.minimize(optimizer, loss.total)
         if config.ema_codebook:
             model.ema_update(encoded, indices)
-        usage[:] += numpy.bincount(indices.numpy().reshape(-1), minlength=config.codes)
+        usage[:] += xp.bincount(indices.data.reshape(-1), minlength=config.codes)
         restarted = 0
         if config.restart_every and step % config.restart_every == 0:
             restarted = model.restart_dead_codes(encoded, usage, threshold=1)
