@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Every check issue 7 needs a GPU for, in one run: the GPU tests, then the GPU benchmark.
+#
+#   bash benchmarks/gpu_session.sh [RESULTS_DIR]      (default: $OUT, else gpu-results)
+#
+# Run from the repository root of a machine with an NVIDIA GPU and CuPy; minilean is used from
+# the checkout (no install). python-fire (for the end-to-end command test) is taken from
+# .gpu_site/ when the machine lacks it. Writes versions.txt, gpu_tests.log and bench_gpu.log.
+set -u
+results=${1:-${OUT:-gpu-results}}
+mkdir -p "$results"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:$PWD/.gpu_site:${PYTHONPATH:-}"
+python=${PYTHON:-python3}
+
+{
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+    "$python" -c "import cupy, numpy; v = cupy.cuda.runtime.runtimeGetVersion(); \
+print(f'CuPy {cupy.__version__}, CUDA runtime {v // 1000}.{v % 1000 // 10}, NumPy {numpy.__version__}')"
+    "$python" -c "import torch; print(f'PyTorch {torch.__version__}, CUDA {torch.version.cuda}')"
+} >"$results/versions.txt" 2>&1
+cat "$results/versions.txt"
+
+timeout 330 "$python" -m pytest -q -m gpu -p no:cacheprovider tests/test_cuda_gpu.py \
+    2>&1 | tee "$results/gpu_tests.log"
+timeout 200 "$python" benchmarks/bench_gpu.py 2>&1 | tee "$results/bench_gpu.log"
