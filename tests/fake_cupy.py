@@ -130,6 +130,11 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
 
     __hash__ = None
 
+    @property
+    def data(self):
+        """The memory, as CuPy's ``MemoryPointer`` shows it: ``.ptr`` is its address."""
+        return types.SimpleNamespace(ptr=self._array.ctypes.data)
+
     # --- explicit copies to the host ---------------------------------------------------------
     def get(self, stream=None):
         transfers.to_host += 1
@@ -246,6 +251,12 @@ def _erf(x):
     return _wrap(numpy.vectorize(math.erf, otypes=[x.dtype])(_unwrap(x)))
 
 
+def RawModule(code, options=(), name_expressions=()):  # noqa: N802  CuPy's name
+    """The kernels of ``code``, compiled for and run on the CPU (tests/cuda_on_cpu.py)."""
+    import cuda_on_cpu
+    return cuda_on_cpu.RawModule(code, options, name_expressions)
+
+
 cupyx = types.ModuleType("cupyx")
 cupyx.scipy = types.ModuleType("cupyx.scipy")
 cupyx.scipy.special = types.ModuleType("cupyx.scipy.special")
@@ -253,16 +264,30 @@ cupyx.scipy.special.erf = _erf
 
 
 def install(monkeypatch):
-    """Make ``device="cuda"`` compute with this module for the rest of the test."""
+    """Make ``device="cuda"`` compute with this module, and ``import cupy`` find it, for the
+    rest of the test; call ``forget_device_state`` when the test ends."""
     from minilean import backend
+    forget_device_state()
     monkeypatch.setattr(backend, "_cupy", _module)
     monkeypatch.setattr(backend, "_cuda_problem", "")
     monkeypatch.setattr(backend, "_generators", {})
-    for name, fake in (("cupyx", cupyx), ("cupyx.scipy", cupyx.scipy),
+    for name, fake in (("cupy", _module), ("cupyx", cupyx), ("cupyx.scipy", cupyx.scipy),
                        ("cupyx.scipy.special", cupyx.scipy.special)):
         monkeypatch.setitem(sys.modules, name, fake)
     transfers.reset()
     return _module
+
+
+def forget_device_state():
+    """Drop what minilean.cuda keeps between calls (compiled modules, cached device arrays),
+    so nothing made by this stand-in outlives it, nor anything made by real CuPy leaks in."""
+    from minilean.cuda import compile, im2col, multi_tensor, noising, use_fast_kernels
+    use_fast_kernels(False)
+    for program in compile.PROGRAMS.values():
+        program._module = None
+    im2col._device_geometry.cache_clear()
+    noising._device_schedule.cache_clear()
+    multi_tensor._tables.clear()
 
 
 _module = sys.modules[__name__]

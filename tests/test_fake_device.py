@@ -13,6 +13,7 @@ import pathlib
 import numpy
 import pytest
 
+import cuda_on_cpu
 import fake_cupy
 import minilean
 from device_cases import (OPS, check_op_on_cuda_matches_cpu, copies_in_each_cli_step,
@@ -26,7 +27,8 @@ rng = numpy.random.default_rng(5)
 @pytest.fixture
 def fake_cuda(monkeypatch):
     """Device "cuda" computes with the CPU stand-in for this test."""
-    return fake_cupy.install(monkeypatch)
+    yield fake_cupy.install(monkeypatch)
+    fake_cupy.forget_device_state()
 
 
 # --- the stand-in refuses what CuPy refuses ----------------------------------------------------
@@ -175,3 +177,15 @@ def test_every_array_module_name_minilean_uses_exists_in_cupy():
         if owner is None:
             missing.append(f"{chain} ({where})")
     assert not missing, f"not in CuPy {cupy.__version__}: {missing}"
+
+
+# --- the fast kernels, their CUDA C run on the CPU (tests/cuda_on_cpu.py) ----------------------
+
+needs_compiler = pytest.mark.skipif(cuda_on_cpu.compiler() is None,
+                                    reason="needs a C++ compiler to run the kernels on the CPU")
+
+
+@needs_compiler
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_engine_op_with_fast_kernels_matches_cpu(fake_cuda, name):
+    check_op_on_cuda_matches_cpu(name, rng, fast=True)

@@ -1,0 +1,162 @@
+"""minilean's CUDA kernels run on the CPU: the ``RawModule`` of the CuPy stand-in (fake_cupy).
+
+A ``RawModule`` here compiles its ``.cu`` source as C++ with the machine's C++ compiler, against
+``cuda_on_cpu.h`` (blocks one after another; the threads of a block as fibers wherever the kernel
+synchronises). For each kernel instantiation the module names (``"sum_rows<float>"``) it adds an
+``extern "C"`` entry point that unpacks an argument array by the kernel's parameter list, read
+from the source.
+
+Calling a kernel first checks every argument against that parameter list, the check a real
+``RawKernel`` never makes (it passes raw bytes, so a wrong scalar type is silent garbage on a
+GPU): a pointer parameter takes a C-contiguous device array of its element type, a scalar
+parameter a NumPy scalar of exactly its type. The block may have at most 1024 threads.
+"""
+import ctypes
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+import numpy
+
+HEADER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda_on_cpu.h")
+C_TYPES = {  # C type -> (NumPy type, ctypes type)
+    "float": (numpy.float32, ctypes.c_float), "double": (numpy.float64, ctypes.c_double),
+    "int": (numpy.int32, ctypes.c_int), "long long": (numpy.int64, ctypes.c_longlong),
+    "unsigned long long": (numpy.uint64, ctypes.c_ulonglong)}
+KERNEL = re.compile(r"template\s*<\s*typename\s+(\w+)\s*>\s*__global__\s+void\s+(\w+)\s*\(([^)]*)\)")
+SYNCHRONISING = ("__syncthreads", "__shfl", "warp_reduce", "block_reduce")
+_build_dir = None
+_libraries = {}  # hash of source and instantiations -> loaded library
+
+
+def compiler():
+    """The C++ compiler to build with, or None."""
+    return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+
+
+class Parameter:
+    def __init__(self, declaration, template_name, type_name):
+        declaration = re.sub(rf"\b{template_name}\b", type_name, declaration.strip())
+        self.name = declaration.split()[-1].lstrip("*")
+        c_type = declaration[: declaration.rindex(self.name)].replace("const", "").strip()
+        self.pointer = c_type.endswith("*")
+        self.c_type = c_type.rstrip("*").strip()
+        self.numpy_type, self.ctypes_type = C_TYPES[self.c_type]
+        self.declaration = declaration[: declaration.rindex(self.name)].strip()
+
+    def storage(self, kernel, value):
+        """The ctypes object holding ``value`` for the kernel, after checking its type."""
+        from fake_cupy import ndarray
+        if self.pointer:
+            if not (isinstance(value, ndarray) and value.dtype == self.numpy_type):
+                raise TypeError(f"{kernel}: parameter {self.name} is {self.declaration}, needs "
+                                f"a device array of {numpy.dtype(self.numpy_type)}, got "
+                                f"{_describe(value)}")
+            if not value.flags.c_contiguous:
+                raise TypeError(f"{kernel}: parameter {self.name} got a non-contiguous array "
+                                f"(RawKernel ignores strides)")
+            return ctypes.c_void_p(value._array.ctypes.data)
+        if type(value) is not self.numpy_type:
+            raise TypeError(f"{kernel}: parameter {self.name} is {self.c_type}, needs "
+                            f"numpy.{self.numpy_type.__name__}, got {_describe(value)}")
+        return self.ctypes_type(value)
+
+
+def _describe(value):
+    dtype = getattr(value, "dtype", None)
+    return f"{type(value).__name__} of {dtype}" if dtype is not None else repr(type(value))
+
+
+class Kernel:
+    """One instantiation (``name<type>``): its parameters and its entry point."""
+
+    def __init__(self, expression, template_name, name, parameters, body):
+        type_name = expression[expression.index("<") + 1: -1]
+        self.expression = expression
+        self.parameters = [Parameter(p, template_name, type_name) for p in parameters.split(",")]
+        self.synchronises = any(word in body for word in SYNCHRONISING)
+        self.call = f"{name}<{type_name}>"
+        self.entry = None
+
+    def wrapper(self, index):
+        """The C++ entry point ``kernel_<index>(grid, block, args)``."""
+        arguments = ", ".join(f"*static_cast<{p.declaration}*>(args[{i}])"
+                              for i, p in enumerate(self.parameters))
+        return (f'extern "C" int kernel_{index}(unsigned grid, unsigned block, void** args) {{\n'
+                f"  try {{\n"
+                f"    cuda_on_cpu::launch(grid, block, {str(self.synchronises).lower()},\n"
+                f"                        [&] {{ {self.call}({arguments}); }});\n"
+                f"  }} catch (const std::exception&) {{ return 1; }}\n"
+                f"  return 0;\n}}\n")
+
+    def __call__(self, grid, block, args, shared_mem=0):
+        if len(args) != len(self.parameters):
+            raise TypeError(f"{self.expression}: takes {len(self.parameters)} arguments, got "
+                            f"{len(args)}")
+        (blocks,), (threads,) = tuple(grid), tuple(block)
+        if not (0 < threads <= 1024 and 0 < blocks < 2 ** 31):
+            raise ValueError(f"{self.expression}: launch of {blocks} blocks of {threads} "
+                             f"threads is out of range")
+        storage = [p.storage(self.expression, value) for p, value in zip(self.parameters, args)]
+        pointers = (ctypes.c_void_p * len(storage))(*[ctypes.addressof(s) for s in storage])
+        if self.entry(blocks, threads, pointers) != 0:
+            raise RuntimeError(f"{self.expression}: the kernel synchronised in plain mode")
+
+
+def _body(source, start):
+    """The text of the function body that opens after ``start``."""
+    opening = source.index("{", start)
+    depth = 0
+    for position in range(opening, len(source)):
+        depth += {"{": 1, "}": -1}.get(source[position], 0)
+        if depth == 0:
+            return source[opening: position + 1]
+    raise ValueError("unbalanced braces")
+
+
+class RawModule:
+    """``cupy.RawModule`` on the CPU (``code``, ``options`` with ``-I`` folders,
+    ``name_expressions``)."""
+
+    def __init__(self, code, options=(), name_expressions=()):
+        found = {match.group(2): match for match in KERNEL.finditer(code)}
+        self.kernels = {}
+        for expression in name_expressions:
+            match = found[expression[: expression.index("<")]]
+            self.kernels[expression] = Kernel(expression, match.group(1), match.group(2),
+                                              match.group(3), _body(code, match.end()))
+        library = _build(code, [o[2:] for o in options if o.startswith("-I")],
+                         list(self.kernels.values()))
+        for index, kernel in enumerate(self.kernels.values()):
+            kernel.entry = getattr(library, f"kernel_{index}")
+            kernel.entry.restype = ctypes.c_int
+            kernel.entry.argtypes = (ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p)
+
+    def get_function(self, name):
+        return self.kernels[name]
+
+
+def _build(code, include_dirs, kernels):
+    """Compile ``code`` and the kernels' entry points into a shared library (cached)."""
+    global _build_dir
+    wrappers = "".join(kernel.wrapper(index) for index, kernel in enumerate(kernels))
+    source = f'#include "{HEADER}"\n{code}\n{wrappers}'
+    key = hashlib.sha256(source.encode()).hexdigest()[:16]
+    if key not in _libraries:
+        if _build_dir is None:
+            _build_dir = tempfile.mkdtemp(prefix="cuda_on_cpu_")
+        source_path = os.path.join(_build_dir, f"{key}.cpp")
+        library_path = os.path.join(_build_dir, f"{key}.so")
+        with open(source_path, "w", encoding="utf-8") as file:
+            file.write(source)
+        command = [compiler(), "-std=c++17", "-O1", "-shared", "-fPIC", "-w", source_path,
+                   "-o", library_path] + [f"-I{folder}" for folder in include_dirs]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"compiling {kernels[0].expression}'s file on the CPU failed:\n"
+                               f"{result.stderr[-3000:]}")
+        _libraries[key] = ctypes.CDLL(library_path)
+    return _libraries[key]
