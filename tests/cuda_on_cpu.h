@@ -3,15 +3,18 @@
 //
 // A launch runs the grid's blocks one after another. A kernel that never synchronises runs each
 // of a block's threads as a plain call. In a kernel that does (__syncthreads, warp shuffles),
-// every CUDA thread of the block is a fiber (ucontext) with its own stack, all on one OS thread:
+// every CUDA thread of the block is a fiber with its own stack, all on one OS thread:
 // the fibers run in turn, each up to its next synchronisation point, so every thread reaches the
 // point before any goes past it. Shared memory is static storage (one block runs at a time).
 // Runs are deterministic. Like the kernels themselves, this assumes that every thread of a block
 // meets the same synchronisation points (true of common.cuh's warp_reduce and block_reduce).
 #pragma once
-#include <ucontext.h>
+#if !defined(__x86_64__)
+#error "cuda_on_cpu.h switches fibers with x86-64 assembly"
+#endif
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -26,44 +29,79 @@ namespace cuda_on_cpu {
 
 inline dim3 thread_index, block_index, block_dim, grid_dim;
 inline const std::function<void()>* kernel_body = nullptr;
-inline std::vector<ucontext_t> fibers;
+inline double lanes[1024];  // values a warp shuffle exchanges, one per thread
+constexpr size_t kStackBytes = 64 * 1024;
+
+// Switching fibers: save the callee-saved registers on the current stack, store its stack
+// pointer in *save, continue on the stack `next` (x86-64 System V; a few nanoseconds, where
+// ucontext's swapcontext makes a system call per switch).
+extern "C" void cuda_on_cpu_switch(void** save, void* next);
+asm(R"(
+    .text
+    .globl cuda_on_cpu_switch
+    .type cuda_on_cpu_switch, @function
+cuda_on_cpu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+)");
+
+inline std::vector<void*> fiber_stack_pointers;
 inline std::vector<char> finished;
 inline std::vector<char> stacks;
-inline ucontext_t scheduler;
+inline void* scheduler_stack_pointer = nullptr;
 inline int running_fiber = -1;  // -1: threads run as plain calls
-inline double lanes[1024];      // values a warp shuffle exchanges, one per thread
-constexpr size_t kStackBytes = 64 * 1024;
 
 // Called by a thread at a synchronisation point: give the turn to the next thread.
 inline void arrive() {
   if (running_fiber < 0)
     throw std::logic_error("kernel synchronises but was launched without fibers");
-  swapcontext(&fibers[running_fiber], &scheduler);
+  cuda_on_cpu_switch(&fiber_stack_pointers[running_fiber], scheduler_stack_pointer);
 }
 
-inline void fiber_main() {
+[[noreturn]] inline void fiber_main() {
   (*kernel_body)();
-  finished[running_fiber] = 1;  // returning switches to uc_link, the scheduler
+  finished[running_fiber] = 1;
+  void* unused;
+  cuda_on_cpu_switch(&unused, scheduler_stack_pointer);  // never resumed
+  __builtin_unreachable();
+}
+
+// A fresh stack whose first switch "returns" into fiber_main: six zeroed registers, then
+// fiber_main's address; 16-byte aligned as if fiber_main had just been called.
+inline void* fresh_stack(char* bottom) {
+  auto top = reinterpret_cast<uintptr_t>(bottom + kStackBytes) & ~uintptr_t(15);
+  auto* slots = reinterpret_cast<void**>(top) - 8;
+  std::fill(slots, slots + 8, nullptr);
+  slots[6] = reinterpret_cast<void*>(&fiber_main);
+  return slots;
 }
 
 inline void run_block_as_fibers(unsigned threads) {
-  fibers.resize(threads);
+  fiber_stack_pointers.resize(threads);
   finished.assign(threads, 0);
   stacks.resize(threads * kStackBytes);
-  for (unsigned t = 0; t < threads; ++t) {
-    getcontext(&fibers[t]);
-    fibers[t].uc_stack.ss_sp = &stacks[t * kStackBytes];
-    fibers[t].uc_stack.ss_size = kStackBytes;
-    fibers[t].uc_link = &scheduler;
-    makecontext(&fibers[t], fiber_main, 0);
-  }
+  for (unsigned t = 0; t < threads; ++t)
+    fiber_stack_pointers[t] = fresh_stack(&stacks[t * kStackBytes]);
   for (bool all_finished = false; !all_finished;) {  // one round: every thread to its next point
     all_finished = true;
     for (unsigned t = 0; t < threads; ++t) {
       if (finished[t]) continue;
       running_fiber = static_cast<int>(t);
       thread_index.x = t;
-      swapcontext(&scheduler, &fibers[t]);
+      cuda_on_cpu_switch(&scheduler_stack_pointer, fiber_stack_pointers[t]);
       all_finished = all_finished && finished[t];
     }
   }
@@ -127,6 +165,7 @@ T rsqrt(T x) {
 // CUDA's math functions are overloaded for float and double in the global namespace.
 using std::erf;
 using std::exp;
+using std::fabs;
 using std::log;
 using std::max;
 using std::min;

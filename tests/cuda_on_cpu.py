@@ -14,6 +14,7 @@ parameter a NumPy scalar of exactly its type. The block may have at most 1024 th
 import ctypes
 import hashlib
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -26,14 +27,18 @@ C_TYPES = {  # C type -> (NumPy type, ctypes type)
     "float": (numpy.float32, ctypes.c_float), "double": (numpy.float64, ctypes.c_double),
     "int": (numpy.int32, ctypes.c_int), "long long": (numpy.int64, ctypes.c_longlong),
     "unsigned long long": (numpy.uint64, ctypes.c_ulonglong)}
-KERNEL = re.compile(r"template\s*<\s*typename\s+(\w+)\s*>\s*__global__\s+void\s+(\w+)\s*\(([^)]*)\)")
+KERNEL = re.compile(r"template\s*<\s*typename\s+(\w+)\s*>\s*"
+                    r"__global__\s+void\s+(\w+)\s*\(([^)]*)\)")
 SYNCHRONISING = ("__syncthreads", "__shfl", "warp_reduce", "block_reduce")
 _build_dir = None
 _libraries = {}  # hash of source and instantiations -> loaded library
 
 
 def compiler():
-    """The C++ compiler to build with, or None."""
+    """The C++ compiler to build with, or None (also on processors other than x86-64, whose
+    fiber switch cuda_on_cpu.h does not have)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
     return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
 
 

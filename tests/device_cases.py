@@ -111,7 +111,7 @@ def check_op_on_cuda_matches_cpu(name, rng, fast=False):
         numpy.testing.assert_allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-5)
 
 
-def diffusion_step_parts(batch_size=8, hidden_c=8, size=16, device="cuda"):
+def diffusion_step_parts(batch_size=8, hidden_c=8, size=16, device="cuda", lr=1e-3):
     """A U-Net, Adam and EMA on ``device``, and ``step(k, clip)`` running one training step."""
     from minilean.models import diffusion as D
     from minilean.models.unet import UNet
@@ -119,7 +119,7 @@ def diffusion_step_parts(batch_size=8, hidden_c=8, size=16, device="cuda"):
 
     backend.manual_seed(0)
     model = UNet(3, hidden_c).to(device)
-    optimizer = Adam(model.parameters(), lr=1e-3)
+    optimizer = Adam(model.parameters(), lr=lr)
     average = EMA(model, 0.99)
     alpha_bar = D.alpha_bars(D.make_betas("cosine", 50))
     host = numpy.random.default_rng(0)
@@ -141,6 +141,34 @@ def diffusion_step_parts(batch_size=8, hidden_c=8, size=16, device="cuda"):
         return loss
 
     return model, step
+
+
+def check_fast_kernels_train_like_plain(steps=3, lr=1e-3):
+    """Training steps with and without the fast kernels: the same losses, the same gradients
+    in the first step, and parameters that moved alike.
+
+    Gradients are compared on the scale of the largest one: a bias followed by a normalisation
+    has a true gradient of 0, and what is computed is rounding noise. Adam turns such noise into
+    steps of about ``lr`` in either direction, so parameters can differ by ``steps * lr``.
+    """
+    results = []
+    for fast in (False, True):
+        use_fast_kernels(fast)
+        try:
+            model, step = diffusion_step_parts(lr=lr)
+            losses = [float(step(0).item())]
+            grads = [p.grad.numpy() for p in model.parameters()]
+            losses += [float(step(k).item()) for k in range(1, steps)]
+            results.append((losses, grads, [p.numpy() for p in model.parameters()]))
+        finally:
+            use_fast_kernels(False)
+    (plain_losses, plain_grads, plain_params), (fast_losses, fast_grads, fast_params) = results
+    numpy.testing.assert_allclose(fast_losses, plain_losses, rtol=1e-4)
+    scale = max(numpy.abs(grad).max() for grad in plain_grads)
+    for fast_grad, plain_grad in zip(fast_grads, plain_grads):
+        numpy.testing.assert_allclose(fast_grad, plain_grad, rtol=1e-3, atol=1e-5 * scale)
+    for fast_param, plain_param in zip(fast_params, plain_params):
+        numpy.testing.assert_allclose(fast_param, plain_param, rtol=0, atol=steps * lr)
 
 
 def copies_in_each_cli_step(monkeypatch, argv, copies_so_far):

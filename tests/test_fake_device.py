@@ -16,8 +16,11 @@ import pytest
 import cuda_on_cpu
 import fake_cupy
 import minilean
-from device_cases import (OPS, check_op_on_cuda_matches_cpu, copies_in_each_cli_step,
-                          diffusion_step_parts)
+import minilean.nn.functional as F
+from kernel_cases import KernelCases
+from device_cases import (OPS, check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
+                          copies_in_each_cli_step, diffusion_step_parts)
+from minilean.cuda import activations, softmax, use_fast_kernels
 from minilean.data import RunDirectory
 from minilean.train.loop import TrainState, train
 
@@ -186,6 +189,43 @@ needs_compiler = pytest.mark.skipif(cuda_on_cpu.compiler() is None,
 
 
 @needs_compiler
+class TestKernels(KernelCases):
+    """Each kernel's CUDA C, compiled for the CPU, against its NumPy reference."""
+
+    @pytest.fixture(name="cupy")
+    def emulated_cupy(self, fake_cuda, request):
+        if request.node.get_closest_marker("big"):
+            pytest.skip("too large for the CPU emulation; runs on a GPU (test_cuda_gpu.py)")
+        return fake_cuda
+
+
+@needs_compiler
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_engine_op_with_fast_kernels_matches_cpu(fake_cuda, name):
     check_op_on_cuda_matches_cpu(name, rng, fast=True)
+
+
+@needs_compiler
+def test_fast_kernels_are_the_ones_used(fake_cuda):
+    use_fast_kernels(True)
+    x = minilean.randn(4, 5, device="cuda", requires_grad=True)
+    assert F.silu(x).grad_fn.function is activations.FastSilu
+    assert F.softmax(x, 1).grad_fn.function is softmax.FastSoftmax
+
+
+@needs_compiler
+def test_fast_kernels_train_like_plain_cupy(fake_cuda):
+    check_fast_kernels_train_like_plain()
+
+
+@needs_compiler
+def test_diffusion_command_with_fast_kernels_makes_no_host_transfers(fake_cuda, monkeypatch,
+                                                                     tmp_path):
+    copies = copies_in_each_cli_step(
+        monkeypatch, ["diffusion", "--device=cuda", "--fast-kernels", "--steps=3",
+                      "--batch-size=4", "--hidden-c=8", "--T=10", "--n-samples=2",
+                      "--evaluate=false", "--progress=false", f"--out={tmp_path}"],
+        lambda: fake_cupy.transfers.to_host)
+    assert copies == [0, 0, 0]
+    assert math.isfinite(json.loads((tmp_path / "summary.json").read_text())["final_loss"])
+

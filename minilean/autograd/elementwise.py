@@ -297,6 +297,16 @@ def stable_sigmoid(x):
     return out
 
 
+def tail_accurate_sigmoid(x):
+    """sigma(x) to full relative precision in both tails: with e = e^-|x| (which cannot
+    overflow), sigma = 1 / (1 + e) for x >= 0 and e / (1 + e) below. (``stable_sigmoid``'s
+    tanh form is faster but rounds the left tail: 1 + tanh(x/2) cancels to 0 for x < -17 in
+    float32, harmless for SiLU, not where the argument runs far out, as GELU's does.)"""
+    xp = array_module(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1, e) / (1 + e)
+
+
 class Sigmoid(Function):
     """y = 1 / (1 + e^-x);  dy/dx = y (1 - y)."""
     @staticmethod
@@ -383,15 +393,17 @@ def _erf(xp, x):
 class Gelu(Function):
     """Exact:  y = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2;  dy/dx = Phi(x) + x phi(x).
 
-    Tanh approximation:  y = x (1 + tanh u) / 2,  u = sqrt(2/pi) (x + 0.044715 x^3);
-    dy/dx = (1 + tanh u) / 2 + x (1 - tanh^2 u) sqrt(2/pi) (1 + 3 * 0.044715 x^2) / 2.
+    Tanh approximation:  y = x (1 + tanh u) / 2 = x s,  s = sigma(2u),
+    u = sqrt(2/pi) (x + 0.044715 x^3);  dy/dx = s + x s (1 - s) 2u',
+    2u' = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2). Computed through s, not 1 + tanh u: for x < -5
+    that sum cancels in float32, and the gradient with it.
     """
     @staticmethod
     def forward(ctx, x, approximate="none"):
         xp = array_module(x)
         if approximate == "tanh":
-            inner = xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
-            out = 0.5 * x * (1 + inner)
+            inner = tail_accurate_sigmoid(2 * _SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
+            out = x * inner
         else:
             inner = 0.5 * (1 + _erf(xp, x * _INV_SQRT_2))
             out = x * inner
@@ -403,8 +415,8 @@ class Gelu(Function):
     def backward(ctx, grad):
         x, inner = ctx.x, ctx.inner
         if ctx.approximate == "tanh":
-            slope = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-            return grad * (0.5 * (1 + inner) + 0.5 * x * (1 - inner * inner) * slope)
+            slope = 2 * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+            return grad * (inner + x * inner * (1 - inner) * slope)
         density = _INV_SQRT_2PI * array_module(x).exp(-0.5 * x * x)
         return grad * (inner + x * density)
 

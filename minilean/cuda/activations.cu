@@ -16,14 +16,25 @@ enum Activation { RELU = 0, LEAKY_RELU = 1, SILU = 2, GELU = 3, GELU_TANH = 4, S
 // sigma(x) = (1 + tanh(x/2)) / 2: cannot overflow for large |x|, unlike 1 / (1 + e^-x).
 template <typename T> __device__ T sigmoid_of(T x) { return T(0.5) * (T(1) + tanh(T(0.5) * x)); }
 
+// sigma(x) to full relative precision in both tails, from e = e^-|x| (no overflow either). The
+// tanh form above rounds the far left tail to 0; GELU's argument 2u grows like x^3 and gets
+// there, so GELU (tanh) is written as x sigma(2u) with this one.
+template <typename T> __device__ T tail_accurate_sigmoid(T x) {
+  const T e = exp(-fabs(x));
+  return (x >= T(0) ? T(1) : e) / (T(1) + e);
+}
+
+template <typename T> __device__ T gelu_two_u(T x) {
+  return T(2 * SQRT_2_OVER_PI) * (x + T(GELU_CUBIC) * x * x * x);
+}
+
 template <typename T> __device__ T activation(T x, int kind, T slope) {
   switch (kind) {
     case RELU: return x > T(0) ? x : T(0);
     case LEAKY_RELU: return x > T(0) ? x : slope * x;
     case SILU: return x * sigmoid_of(x);
     case GELU: return x * T(0.5) * (T(1) + erf(x * T(INV_SQRT_2)));
-    case GELU_TANH:
-      return T(0.5) * x * (T(1) + tanh(T(SQRT_2_OVER_PI) * (x + T(GELU_CUBIC) * x * x * x)));
+    case GELU_TANH: return x * tail_accurate_sigmoid(gelu_two_u(x));
     case SIGMOID: return sigmoid_of(x);
     default: return tanh(x);
   }
@@ -39,10 +50,10 @@ template <typename T> __device__ T activation_derivative(T x, int kind, T slope)
     }
     case GELU:  // Phi(x) + x phi(x)
       return T(0.5) * (T(1) + erf(x * T(INV_SQRT_2))) + x * T(INV_SQRT_2PI) * exp(T(-0.5) * x * x);
-    case GELU_TANH: {  // (1 + tanh u)/2 + x (1 - tanh^2 u) u'/2
-      T inner = tanh(T(SQRT_2_OVER_PI) * (x + T(GELU_CUBIC) * x * x * x));
-      T slope_u = T(SQRT_2_OVER_PI) * (T(1) + T(3 * GELU_CUBIC) * x * x);
-      return T(0.5) * (T(1) + inner) + T(0.5) * x * (T(1) - inner * inner) * slope_u;
+    case GELU_TANH: {  // s + x s (1 - s) 2u',  s = sigma(2u)
+      const T s = tail_accurate_sigmoid(gelu_two_u(x));
+      const T slope_two_u = T(2 * SQRT_2_OVER_PI) * (T(1) + T(3 * GELU_CUBIC) * x * x);
+      return s + x * s * (T(1) - s) * slope_two_u;
     }
     case SIGMOID: {
       T s = sigmoid_of(x);

@@ -24,6 +24,11 @@ def _sigmoid(x):
     return 0.5 * (1 + numpy.tanh(0.5 * x))
 
 
+def _tail_accurate_sigmoid(x):
+    e = numpy.exp(-numpy.abs(x))
+    return numpy.where(x >= 0, 1, e) / (1 + e)
+
+
 def reference(kind, x, slope=0.01):
     """(y, dy/dx) of activation ``kind`` at ``x``, in NumPy: what the kernels compute."""
     if kind == "relu":
@@ -37,9 +42,9 @@ def reference(kind, x, slope=0.01):
         phi = 0.5 * (1 + numpy.vectorize(math.erf, otypes=[x.dtype])(x / math.sqrt(2)))
         return x * phi, phi + x * numpy.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
     if kind == "gelu_tanh":
-        inner = numpy.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))
-        slope_u = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x * x)
-        return 0.5 * x * (1 + inner), 0.5 * (1 + inner) + 0.5 * x * (1 - inner * inner) * slope_u
+        s = _tail_accurate_sigmoid(2 * math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))
+        slope_two_u = 2 * math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x * x)
+        return x * s, s + x * s * (1 - s) * slope_two_u
     if kind == "sigmoid":
         sigma = _sigmoid(x)
         return sigma, sigma * (1 - sigma)

@@ -34,9 +34,15 @@ def reference(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, wei
 
 def fused_adam_update(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps,
                       weight_decay, decoupled):
-    """In place on CuPy arrays, every parameter in one launch (contiguous arrays, one dtype)."""
+    """In place on CuPy arrays, every parameter in one launch (one dtype; the parameters and
+    moments contiguous)."""
+    import cupy
     step_size, bias_correction2_sqrt = _step_constants(step, lr, beta1, beta2)
-    launch_over_all(program, "adam_update", [list(params), list(grads), list(exp_avgs),
+    # a gradient can be a transposed view (a matmul's weight gradient): the kernel reads flat
+    grads = [cupy.ascontiguousarray(grad) for grad in grads]
+    launch_over_all(program, "adam_update", [list(params), grads, list(exp_avgs),
                                              list(exp_avg_sqs)],
-                    (lr, beta1, beta2, eps, weight_decay, step_size, bias_correction2_sqrt),
+                    # 1 - beta from the host in double: in float32, 1 - 0.999 is off by 1e-5
+                    (lr, beta1, 1 - beta1, beta2, 1 - beta2, eps, weight_decay, step_size,
+                     bias_correction2_sqrt),
                     flags=(decoupled,))

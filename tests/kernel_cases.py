@@ -1,0 +1,204 @@
+"""Each CUDA kernel against its NumPy reference, on odd, non-contiguous and large inputs.
+
+The tests take the array module as the fixture ``cupy``: tests/test_cuda_gpu.py runs them with
+real CuPy on a GPU, tests/test_fake_device.py with the CPU stand-in, where the kernels' CUDA C
+is compiled for the CPU (tests/cuda_on_cpu.py). Cases marked ``big`` run on a GPU only.
+"""
+import math
+
+import numpy
+import pytest
+
+from minilean.cuda import activations, adam, ema, im2col, mse, noising, norm, reduce, softmax
+
+TOLERANCE = {numpy.float32: dict(rtol=2e-5, atol=2e-6), numpy.float64: dict(rtol=1e-11, atol=1e-13)}
+rng = numpy.random.default_rng(11)
+
+
+def close(device_array, expected, dtype):
+    numpy.testing.assert_allclose(device_array.get(), expected, **TOLERANCE[dtype])
+
+
+def on_gpu(cupy, array, layout):
+    """``array`` on the device, contiguous or as a non-contiguous view holding the same values."""
+    if layout == "contiguous":
+        return cupy.asarray(array)
+    # a Fortran-ordered copy: same values, non-contiguous in C order (a 1-d input: a strided view)
+    if array.ndim == 1:
+        return cupy.asarray(numpy.repeat(array, 2))[::2]
+    return cupy.asfortranarray(cupy.asarray(array))
+
+
+BIG = pytest.mark.big  # run on a GPU only: on the CPU emulation they take minutes
+SHAPES = [(1,), (1023,), (3, 5, 7), (2, 33, 65), pytest.param((1 << 22) + 3, marks=BIG)]
+DTYPES = [numpy.float32, numpy.float64]
+LAYOUTS = ["contiguous", "strided"]
+NORMS = [("layer", (3, 4, 6), 2), ("layer", (5, 1000), 1), ("layer", (7, 3), 1),
+         ("group", (2, 6, 3, 5), 3), ("group", (3, 32, 17, 9), 8), ("group", (2, 4, 7), 1)]
+PARAMETER_SHAPES = [(3, 4), (1,), (257,), (16, 3, 3, 3), (5, 7), ((1 << 20) + 1,)]
+CONVOLUTIONS = [((2, 3, 7, 6), (3, 3), (1, 1), (1, 1), (1, 1)),
+                ((1, 4, 9, 8), (3, 2), (2, 3), (1, 0), (1, 2)),
+                ((3, 5, 33, 17), (5, 5), (2, 2), (2, 2), (1, 1)),
+                ((2, 2, 5, 5), (1, 1), (1, 1), (0, 0), (1, 1))]
+
+
+class KernelCases:
+    """The kernel tests; a test module collects them by subclassing (``class TestKernels(
+    KernelCases)``) and defines the fixture ``cupy``."""
+
+    @pytest.mark.parametrize("kind", sorted(activations.KINDS))
+    @pytest.mark.parametrize("size", SHAPES)
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("layout", LAYOUTS)
+    def test_activation_kernels(self, cupy, kind, size, dtype, layout):
+        x = rng.normal(scale=3, size=size).astype(dtype)
+        grad = rng.normal(size=size).astype(dtype)
+        y, derivative = activations.reference(kind, x, slope=0.1)
+        close(activations.forward(kind, on_gpu(cupy, x, layout), 0.1), y, dtype)
+        close(activations.backward(kind, on_gpu(cupy, x, layout), on_gpu(cupy, grad, layout), 0.1),
+              grad * derivative, dtype)
+
+    @BIG
+    def test_activation_kernel_indexes_past_two_to_the_31(self, cupy):
+        count = (1 << 31) + 7
+        free, _ = cupy.cuda.runtime.memGetInfo()
+        if free < 3 * 4 * count:
+            pytest.skip(f"needs {3 * 4 * count >> 30} GiB of free GPU memory, has {free >> 30}")
+        x = cupy.full(count, -1.0, dtype=cupy.float32)
+        x[-7:] = cupy.arange(1, 8, dtype=cupy.float32)
+        y = activations.forward("relu", x)
+        del x
+        assert cupy.asnumpy(y[-7:]).tolist() == list(range(1, 8))
+        assert float(y[: 1 << 20].max()) == 0.0 and float(y[(1 << 31) - 5: -7].max()) == 0.0
+
+    @pytest.mark.parametrize("shape, axes", [((7,), (0,)), ((3, 5, 7), (1,)), ((3, 5, 7), (0, 1)),
+                                             ((3, 5, 7), (2,)), ((2, 1000, 3), (0, 1, 2)),
+                                             ((4097, 3), (0,)), ((3, 100003), (1,))])
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("mean", [False, True])
+    def test_reduce_kernel(self, cupy, shape, axes, dtype, mean):
+        x = rng.normal(size=shape).astype(dtype)
+        outer, length, inner = reduce.row_layout(shape, axes)
+        out = reduce.sum_rows(on_gpu(cupy, x, "strided"), outer, length, inner,
+                              1 / length if mean else 1)
+        expected = reduce.reference(x, axes, keepdim=False, mean=mean)
+        # rounding grows with the number of terms: a few ulps per term at worst
+        tolerance = dict(rtol=TOLERANCE[dtype]["rtol"], atol=4 * numpy.finfo(dtype).eps * length)
+        numpy.testing.assert_allclose(out.get().reshape(expected.shape), expected, **tolerance)
+
+    @pytest.mark.parametrize("shape, axis", [((3, 5), -1), ((3, 5), 0), ((2, 3, 4), 1), ((5,), 0),
+                                             ((64, 1031), 1), ((2, 3000, 5), 1)])
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("log", [False, True])
+    def test_softmax_kernels(self, cupy, shape, axis, dtype, log):
+        x = rng.normal(scale=5, size=shape).astype(dtype)
+        grad = rng.normal(size=shape).astype(dtype)
+        y, vjp = softmax.reference(x, axis, log)
+        y_gpu = softmax.forward(on_gpu(cupy, x, "strided"), axis, log)
+        close(y_gpu, y, dtype)
+        # the backward sums grad (times y) along the axis: rounding grows with its length
+        tolerance = dict(TOLERANCE[dtype], rtol=TOLERANCE[dtype]["rtol"] * math.sqrt(shape[axis]))
+        numpy.testing.assert_allclose(
+            softmax.backward(y_gpu, on_gpu(cupy, grad, "strided"), axis, log).get(),
+            vjp(y, grad), **tolerance)
+
+    @pytest.mark.parametrize("which, shape, count", NORMS)
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("affine", [True, False])
+    def test_norm_kernels(self, cupy, which, shape, count, dtype, affine):
+        layout = (norm.layer_norm_layout(shape, count) if which == "layer"
+                  else norm.group_norm_layout(shape, count))
+        x = rng.normal(loc=3, scale=2, size=shape).astype(dtype)
+        grad = rng.normal(size=shape).astype(dtype)
+        weight = rng.normal(size=layout.channels).astype(dtype) if affine else None
+        bias = rng.normal(size=layout.channels).astype(dtype) if affine else None
+        y, vjp = norm.reference(x, layout, weight, bias)
+        gpu = (lambda a: None if a is None else cupy.asarray(a))
+        y_gpu, mean, inv_std = norm.forward(on_gpu(cupy, x, "strided"), layout, gpu(weight),
+                                            gpu(bias))
+        close(y_gpu, y, dtype)
+        dx, dweight, dbias = norm.backward(cupy.asarray(x), layout,
+                                           on_gpu(cupy, grad, "strided"), mean,
+                                           inv_std, gpu(weight))
+        for got, expected in zip((dx, dweight, dbias), vjp(grad)):
+            tolerance = dict(TOLERANCE[dtype], atol=TOLERANCE[dtype]["atol"] * math.sqrt(x.size))
+            numpy.testing.assert_allclose(cupy.asnumpy(got), expected, **tolerance)
+
+    @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+    @pytest.mark.parametrize("size", [(1,), (3, 5, 7), pytest.param((1 << 22) + 5, marks=BIG)])
+    @pytest.mark.parametrize("dtype", DTYPES)
+    def test_mse_kernels(self, cupy, reduction, size, dtype):
+        input, target = (rng.normal(size=size).astype(dtype) for _ in range(2))
+        out, derivative = mse.reference(input, target, reduction)
+        grad = rng.normal(size=size).astype(dtype) if reduction == "none" else numpy.asarray(
+            1.5, dtype=dtype)
+        n = input.size
+        tolerance = dict(TOLERANCE[dtype], rtol=TOLERANCE[dtype]["rtol"] * math.sqrt(n))
+        numpy.testing.assert_allclose(cupy.asnumpy(mse.forward(on_gpu(cupy, input, "strided"),
+                                                               cupy.asarray(target), reduction)),
+                                      out, **tolerance)
+        d_input, d_target = mse.backward(cupy.asarray(input), on_gpu(cupy, target, "strided"),
+                                         cupy.asarray(grad), reduction)
+        close(d_input, derivative * grad, dtype)
+        close(d_target, -derivative * grad, dtype)
+
+    @pytest.mark.parametrize("shape", [(1, 1), (4, 3, 5, 5), (7, 3, 31, 33)])
+    @pytest.mark.parametrize("dtype", DTYPES)
+    def test_noising_kernels(self, cupy, shape, dtype):
+        alpha_bar = numpy.cumprod(1 - numpy.linspace(1e-4, 0.05, 100))
+        t = rng.integers(0, 100, size=shape[0])
+        x0, eps, grad = (rng.normal(size=shape).astype(dtype) for _ in range(3))
+        out, (signal, noise) = noising.reference(x0, eps, alpha_bar.astype(dtype), t)
+        schedule = cupy.asarray(alpha_bar.astype(dtype))
+        close(noising.forward(on_gpu(cupy, x0, "strided"), cupy.asarray(eps), schedule,
+                              cupy.asarray(t)),
+              out, dtype)
+        d_x0, d_eps = noising.backward(on_gpu(cupy, grad, "strided"), schedule, cupy.asarray(t))
+        close(d_x0, signal * grad, dtype)
+        close(d_eps, noise * grad, dtype)
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("decoupled", [False, True])
+    def test_fused_adam_over_all_parameters(self, cupy, dtype, decoupled):
+        host = [[rng.normal(size=s).astype(dtype) for s in PARAMETER_SHAPES] for _ in range(3)]
+        host.append([rng.random(size=s).astype(dtype) for s in PARAMETER_SHAPES])
+        device = [[cupy.asarray(a) for a in role] for role in host]
+        settings = dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.05,
+                        decoupled=decoupled)
+        for step in (1, 2, 3):
+            adam.fused_adam_update(*device, step=step, **settings)
+            for k in range(len(PARAMETER_SHAPES)):
+                param, exp_avg, exp_avg_sq = adam.reference(host[0][k], host[1][k], host[2][k],
+                                                            host[3][k], step=step, **settings)
+                host[0][k], host[2][k], host[3][k] = param, exp_avg, exp_avg_sq
+        for host_role, device_role in zip(host, device):
+            for expected, got in zip(host_role, device_role):
+                close(got, expected, dtype)
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    def test_fused_ema_over_all_parameters(self, cupy, dtype):
+        averages = [rng.normal(size=s).astype(dtype) for s in PARAMETER_SHAPES]
+        params = [rng.normal(size=s).astype(dtype) for s in PARAMETER_SHAPES]
+        device_averages = [cupy.asarray(a) for a in averages]
+        ema.fused_ema_update(device_averages, [cupy.asarray(p) for p in params], 0.99)
+        for got, average, param in zip(device_averages, averages, params):
+            close(got, ema.reference(average, param, 0.99), dtype)
+
+    def test_fused_update_rejects_mixed_arrays(self, cupy):
+        params = [cupy.zeros(3, dtype=cupy.float32), cupy.zeros(4, dtype=cupy.float64)]
+        with pytest.raises(ValueError, match="fused update needs contiguous float32 arrays"):
+            ema.fused_ema_update(params, params, 0.9)
+
+    @pytest.mark.parametrize("x_shape, kernel, stride, padding, dilation", CONVOLUTIONS)
+    @pytest.mark.parametrize("dtype", DTYPES)
+    def test_im2col_and_col2im_kernels(self, cupy, x_shape, kernel, stride, padding, dilation,
+                                       dtype):
+        x = rng.normal(size=x_shape).astype(dtype)
+        columns = im2col.im2col_reference(x, kernel, stride, padding, dilation)
+        close(im2col.im2col(on_gpu(cupy, x, "strided"), kernel, stride, padding, dilation),
+              columns, dtype)
+        grad_columns = rng.normal(size=columns.shape).astype(dtype)
+        close(im2col.col2im(on_gpu(cupy, grad_columns, "strided"), x_shape, kernel, stride, padding,
+                            dilation),
+              im2col.col2im_reference(grad_columns, x_shape, kernel, stride, padding, dilation),
+              dtype)
