@@ -2,7 +2,9 @@
 against PyTorch eager, and DDIM sampling. Needs an NVIDIA GPU with CuPy; PyTorch with CUDA is
 optional (its column is skipped, with a note, when it is missing).
 
-    python benchmarks/bench_gpu.py [--batch-size 32] [--hidden-c 32] [--image-size 16]
+    python benchmarks/bench_gpu.py [--batch-size 32] [--hidden-c 24] [--image-size 16]
+
+The model, batch and image size default to ``python -m minilean diffusion``'s.
 
 Order: first the ceilings (device-to-device copy bandwidth, a large float32 matmul), then each
 activation kernel's bandwidth as a share of the copy bandwidth on a large tensor (target at
@@ -16,8 +18,6 @@ import time
 
 import numpy
 
-ELEMENTS = 1 << 26  # 64 Mi float32 = 256 MiB per array: far beyond every cache
-MATMUL_SIZE = 8192
 
 
 def gpu_time(fn, repeats, warmup=3):
@@ -51,31 +51,31 @@ def wall_time(fn, repeats, synchronize, warmup=3):
 
 # --- ceilings ------------------------------------------------------------------------------------
 
-def copy_bandwidth():
+def copy_bandwidth(elements):
     """Bytes per second of a device-to-device copy (read + write counted)."""
     import cupy
-    source = cupy.ones(ELEMENTS, dtype=cupy.float32)
+    source = cupy.ones(elements, dtype=cupy.float32)
     target = cupy.empty_like(source)
     seconds = gpu_time(lambda: target.data.copy_from_device(source.data, source.nbytes), 20)
     return 2 * source.nbytes / seconds
 
 
-def matmul_flops():
+def matmul_flops(size):
     import cupy
-    a = cupy.random.standard_normal((MATMUL_SIZE, MATMUL_SIZE), dtype=cupy.float32)
-    b = cupy.random.standard_normal((MATMUL_SIZE, MATMUL_SIZE), dtype=cupy.float32)
+    a = cupy.random.standard_normal((size, size), dtype=cupy.float32)
+    b = cupy.random.standard_normal((size, size), dtype=cupy.float32)
     seconds = gpu_time(lambda: cupy.matmul(a, b), 10)
-    return 2 * MATMUL_SIZE ** 3 / seconds
+    return 2 * size ** 3 / seconds
 
 
 # --- kernels ---------------------------------------------------------------------------------------
 
-def activation_bandwidths():
-    """{(kind, direction): bytes/s} of activations.cu on ELEMENTS float32 values."""
+def activation_bandwidths(elements):
+    """{(kind, direction): bytes/s} of activations.cu on ``elements`` float32 values."""
     import cupy
     from minilean.cuda import activations
-    x = cupy.random.standard_normal(ELEMENTS, dtype=cupy.float32)
-    grad = cupy.random.standard_normal(ELEMENTS, dtype=cupy.float32)
+    x = cupy.random.standard_normal(elements, dtype=cupy.float32)
+    grad = cupy.random.standard_normal(elements, dtype=cupy.float32)
     results = {}
     for kind in activations.KINDS:
         forward = gpu_time(lambda: activations.forward(kind, x), 10)
@@ -189,14 +189,20 @@ def versions():
 
 
 def main(argv=None):
+    from minilean.cli import DIFFUSION
+    cli_default = {name: flag.default for name, flag in DIFFUSION.flags.items()}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--hidden-c", type=int, default=32)
-    parser.add_argument("--image-size", type=int, default=16)
-    parser.add_argument("--T", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=cli_default["batch_size"])
+    parser.add_argument("--hidden-c", type=int, default=cli_default["hidden_c"])
+    parser.add_argument("--image-size", type=int, default=cli_default["image_size"])
+    parser.add_argument("--T", type=int, default=cli_default["T"])
     parser.add_argument("--steps", type=int, default=20, help="timed training steps")
     parser.add_argument("--n-samples", type=int, default=64)
     parser.add_argument("--sample-steps", type=int, default=50)
+    parser.add_argument("--elements", type=int, default=1 << 26,
+                        help="float32 values per array in the bandwidth tests (default 64 Mi = "
+                             "256 MiB, far beyond every cache)")
+    parser.add_argument("--matmul-size", type=int, default=8192)
     args = parser.parse_args(argv)
     from minilean import backend
     if not backend.cuda_available():
@@ -205,11 +211,12 @@ def main(argv=None):
     from minilean import use_fast_kernels
 
     rows = [("card", "", versions())]
-    copy = copy_bandwidth()
+    copy = copy_bandwidth(args.elements)
     rows.append(("ceiling", "device-to-device copy", f"{copy / 1e9:.0f} GB/s"))
-    rows.append(("ceiling", f"float32 matmul {MATMUL_SIZE}^3", f"{matmul_flops() / 1e12:.1f} TFLOP/s"))
-    for (kind, direction), bandwidth in activation_bandwidths().items():
-        rows.append(("kernel", f"{kind} {direction} ({ELEMENTS} float32)",
+    rows.append(("ceiling", f"float32 matmul {args.matmul_size}^3",
+                 f"{matmul_flops(args.matmul_size) / 1e12:.1f} TFLOP/s"))
+    for (kind, direction), bandwidth in activation_bandwidths(args.elements).items():
+        rows.append(("kernel", f"{kind} {direction} ({args.elements} float32)",
                      f"{bandwidth / 1e9:.0f} GB/s = {100 * bandwidth / copy:.0f}% of copy"))
     step_times = {}
     for fast in (False, True):

@@ -16,8 +16,10 @@ Every copy between host and device is counted in ``transfers``: ``to_host`` for 
 ``asarray`` of host data and host values written into a device array. ``install(monkeypatch)``
 makes ``minilean.backend`` use this module for ``device="cuda"``.
 """
+import ctypes
 import math
 import sys
+import time
 import types
 
 import numpy
@@ -133,7 +135,11 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
     @property
     def data(self):
         """The memory, as CuPy's ``MemoryPointer`` shows it: ``.ptr`` is its address."""
-        return types.SimpleNamespace(ptr=self._array.ctypes.data)
+        address = self._array.ctypes.data
+
+        def copy_from_device(source, size):
+            ctypes.memmove(address, source.ptr, size)
+        return types.SimpleNamespace(ptr=address, copy_from_device=copy_from_device)
 
     # --- explicit copies to the host ---------------------------------------------------------
     def get(self, stream=None):
@@ -231,7 +237,10 @@ class Generator:
         return _device_function(getattr(self._generator, name))
 
 
-random = types.SimpleNamespace(default_rng=Generator, Generator=Generator)
+random = types.SimpleNamespace(
+    default_rng=Generator, Generator=Generator,
+    standard_normal=lambda size=None, dtype=float: _wrap(
+        numpy.random.default_rng().standard_normal(size, dtype=dtype)))
 lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
     as_strided=_device_function(numpy.lib.stride_tricks.as_strided)))
 
@@ -243,8 +252,23 @@ class _Stream:
         """Nothing is ever in flight on the CPU."""
 
 
-cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
-                             Stream=types.SimpleNamespace(null=_Stream()))
+class _Event:
+    """A timing event: the wall clock when recorded (nothing runs asynchronously here)."""
+
+    def record(self, stream=None):
+        self.seconds = time.perf_counter()
+
+    def synchronize(self):
+        """Recorded work is already done."""
+
+
+__version__ = "stand-in"
+cuda = types.SimpleNamespace(
+    runtime=types.SimpleNamespace(
+        getDeviceCount=lambda: 1, runtimeGetVersion=lambda: 0, driverGetVersion=lambda: 0,
+        getDeviceProperties=lambda device: {"name": b"CPU stand-in for CuPy"}),
+    Stream=types.SimpleNamespace(null=_Stream()), Event=_Event,
+    get_elapsed_time=lambda start, end: 1e3 * (end.seconds - start.seconds))
 
 
 def _erf(x):

@@ -229,3 +229,17 @@ def test_diffusion_command_with_fast_kernels_makes_no_host_transfers(fake_cuda, 
     assert copies == [0, 0, 0]
     assert math.isfinite(json.loads((tmp_path / "summary.json").read_text())["final_loss"])
 
+
+
+@needs_compiler
+def test_gpu_benchmark_script_runs_end_to_end(fake_cuda, monkeypatch, capsys):
+    """bench_gpu.py on tiny sizes, so a GPU session does not spend its minutes on a crash."""
+    benchmarks = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))
+    import bench_gpu
+    assert bench_gpu.main(["--batch-size=2", "--hidden-c=8", "--image-size=8", "--T=10",
+                           "--steps=1", "--n-samples=2", "--sample-steps=2",
+                           "--elements=4096", "--matmul-size=16"]) == 0
+    report = capsys.readouterr().out
+    assert "CPU stand-in for CuPy" in report and "minilean fast kernels" in report
+    assert "gelu_tanh backward" in report and "PyTorch eager" in report
