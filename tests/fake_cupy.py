@@ -11,7 +11,8 @@ CuPy differs from NumPy that device-generic code can get wrong:
 * reductions and integer indexing return 0-d device arrays, never host scalars;
 * ``cupy.random.Generator`` has only the methods CuPy's has (no ``normal``, no ``choice``).
 
-Every copy between host and device is counted in ``transfers``: ``to_host`` for ``.get()``,
+Live device arrays are tracked (``bytes_in_use``), standing in for CuPy's memory pool. Every
+copy between host and device is counted in ``transfers``: ``to_host`` for ``.get()``,
 ``asnumpy``, ``.item()``, ``.tolist()``, ``float()``, ``int()``, ``bool()``; ``to_device`` for
 ``asarray`` of host data and host values written into a device array. ``install(monkeypatch)``
 makes ``minilean.backend`` use this module for ``device="cuda"``.
@@ -21,6 +22,7 @@ import math
 import sys
 import time
 import types
+import weakref
 
 import numpy
 from numpy.lib.mixins import NDArrayOperatorsMixin
@@ -37,6 +39,21 @@ class Transfers:
 
 
 transfers = Transfers()
+live_arrays = {}  # id -> weak reference of every device array not yet freed: the pool in use
+
+
+def bytes_in_use():
+    """Bytes held by live device arrays (views of one buffer count once)."""
+    buffers = {}
+    for reference in list(live_arrays.values()):
+        device_array = reference()
+        if device_array is None:
+            continue
+        base = device_array._array
+        while base.base is not None and isinstance(base.base, numpy.ndarray):
+            base = base.base
+        buffers[id(base)] = base.nbytes
+    return sum(buffers.values())
 
 
 def _unwrap(value):
@@ -74,11 +91,13 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
     """A device array: every operator, method and attribute of the NumPy array it holds, with
     CuPy's refusals and the transfer counts."""
 
-    __slots__ = ("_array",)
+    __slots__ = ("_array", "__weakref__")
     __array_priority__ = 100
 
     def __init__(self, array):
         self._array = array
+        key = id(self)
+        live_arrays[key] = weakref.ref(self, lambda _: live_arrays.pop(key, None))
 
     def __array__(self, *args, **kwargs):
         raise TypeError("Implicit conversion to a NumPy array is not allowed. "

@@ -6,6 +6,7 @@ never converts a device array implicitly, and a training step copies nothing to 
 it cannot prove (kernels, speed, CuPy's own numerics) is left to tests/test_cuda_gpu.py.
 """
 import ast
+import gc
 import json
 import math
 import pathlib
@@ -108,6 +109,20 @@ def test_the_loop_reads_device_metrics_back_once_per_log_line(fake_cuda, tmp_pat
         logged = run.metrics()
     assert fake_cupy.transfers.to_host == 2
     assert [(record["step"], record["loss"]) for record in logged] == [(3, 2.0), (6, 5.0)]
+
+
+def test_device_memory_is_flat_across_training_steps(fake_cuda):
+    _, step = diffusion_step_parts()
+    in_use = []
+    for k in range(6):
+        step(k)
+        gc.collect()
+        in_use.append(fake_cupy.bytes_in_use())
+    assert len(set(in_use[2:])) == 1, f"device memory in use grew across steps: {in_use}"
+    kept = [step(6)]  # the check sees a leak: holding on to each step's loss grows memory
+    gc.collect()
+    assert fake_cupy.bytes_in_use() > in_use[-1]
+    del kept
 
 
 def test_the_transfer_check_catches_a_host_copy(fake_cuda):
