@@ -26,6 +26,8 @@ from minilean.data import RunDirectory
 from minilean.train.loop import TrainState, train
 
 rng = numpy.random.default_rng(5)
+needs_compiler = pytest.mark.skipif(cuda_on_cpu.compiler() is None,
+                                    reason="needs a C++ compiler to run the kernels on the CPU")
 
 
 @pytest.fixture
@@ -147,11 +149,14 @@ TINY = {
 }
 
 
+@pytest.mark.parametrize("fast", [False, pytest.param(True, marks=needs_compiler)],
+                         ids=["cupy", "fast"])
 @pytest.mark.parametrize("command", sorted(TINY))
-def test_model_command_runs_on_cuda(fake_cuda, monkeypatch, tmp_path, command):
+def test_model_command_runs_on_cuda(fake_cuda, monkeypatch, tmp_path, command, fast):
     copies = copies_in_each_cli_step(
         monkeypatch, [command, "--device=cuda", "--progress=false", f"--out={tmp_path}",
-                      *TINY[command]], lambda: fake_cupy.transfers.to_host)
+                      *TINY[command], *["--fast-kernels"] * fast],
+        lambda: fake_cupy.transfers.to_host)
     assert copies == [0, 0, 0], "a training step copied data to the host"
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == 3
@@ -199,10 +204,6 @@ def test_every_array_module_name_minilean_uses_exists_in_cupy():
 
 # --- the fast kernels, their CUDA C run on the CPU (tests/cuda_on_cpu.py) ----------------------
 
-needs_compiler = pytest.mark.skipif(cuda_on_cpu.compiler() is None,
-                                    reason="needs a C++ compiler to run the kernels on the CPU")
-
-
 @needs_compiler
 class TestKernels(KernelCases):
     """Each kernel's CUDA C, compiled for the CPU, against its NumPy reference."""
@@ -231,19 +232,6 @@ def test_fast_kernels_are_the_ones_used(fake_cuda):
 @needs_compiler
 def test_fast_kernels_train_like_plain_cupy(fake_cuda):
     check_fast_kernels_train_like_plain()
-
-
-@needs_compiler
-def test_diffusion_command_with_fast_kernels_makes_no_host_transfers(fake_cuda, monkeypatch,
-                                                                     tmp_path):
-    copies = copies_in_each_cli_step(
-        monkeypatch, ["diffusion", "--device=cuda", "--fast-kernels", "--steps=3",
-                      "--batch-size=4", "--hidden-c=8", "--T=10", "--n-samples=2",
-                      "--evaluate=false", "--progress=false", f"--out={tmp_path}"],
-        lambda: fake_cupy.transfers.to_host)
-    assert copies == [0, 0, 0]
-    assert math.isfinite(json.loads((tmp_path / "summary.json").read_text())["final_loss"])
-
 
 
 @needs_compiler
