@@ -107,3 +107,12 @@ def test_resume_continues_to_the_new_step_count(tmp_path):
     with open(tmp_path / "metrics.jsonl") as file:
         steps = [json.loads(line)["step"] for line in file]
     assert steps[-1] == 4 and steps == sorted(steps)
+
+
+def test_gan_on_ring8_takes_the_ring_defaults_unless_given():
+    ring = cli.GAN.parse([], {"dataset": "ring8"})
+    assert (ring.steps, ring.hidden, ring.latent) == (3000, 128, 2)
+    given = cli.GAN.parse([], {"dataset": "ring8", "hidden": "64", "steps": "10"})
+    assert (given.steps, given.hidden, given.latent) == (10, 64, 2)
+    images = cli.GAN.parse([], {})
+    assert (images.steps, images.hidden, images.latent) == (1000, 256, 32)
