@@ -6,8 +6,9 @@
 //   m <- beta1 m + (1 - beta1) g           v <- beta2 v + (1 - beta2) g^2
 //   w <- w - step_size * m / (sqrt(v) / bias_correction2_sqrt + eps)
 // with step_size = lr / (1 - beta1^t), bias_correction2_sqrt = sqrt(1 - beta2^t) and 1 - beta1,
-// 1 - beta2 from the host (computed in double: 1 - 0.999 in float32 is off by 1e-5 relative). The table holds the addresses of tensor k's param at [k], grad at [count + k], first
-// moment m at [2 count + k] and second moment v at [3 count + k].
+// 1 - beta2 from the host (computed in double: 1 - 0.999 in float32 is off by 1e-5 relative).
+// The table holds the addresses of tensor k's param at [k], grad at [count + k], first moment m
+// at [2 count + k] and second moment v at [3 count + k].
 #include "multi_tensor.cuh"
 
 template <typename T>

@@ -14,7 +14,8 @@ does the rest:
 A metric is a float or a 0-d Tensor. Tensors stay on their device until the loop needs the
 numbers (at a log line, before a checkpoint, at the end) and are then copied back all at once:
 reading a GPU loss every step would make Python wait for the GPU to finish each step before
-it can queue the next.
+it can queue the next. The NaN guard looks at every step's metrics when they are read back,
+so it still names the first bad step, and nothing is saved before it has looked.
 
 Randomness that must repeat exactly after ``--resume`` should be drawn from
 ``step_generator(seed, step)`` (a fresh generator per step) rather than a global stream.
