@@ -1,8 +1,10 @@
 """A stand-in for CuPy that runs on the CPU, so the "cuda" code paths run in CI without a GPU.
 
-It is a test double, not a GPU: it computes with NumPy and says nothing about CUDA kernels or
-speed (tests/test_cuda_gpu.py covers those on a real card). What it reproduces are the ways
-CuPy differs from NumPy that device-generic code can get wrong:
+It is a test double, not a GPU: it computes with NumPy, and its ``RawModule`` runs minilean's
+CUDA kernels compiled for the CPU (tests/cuda_on_cpu.py); it says nothing about speed, nor
+about how CUDA's own compiler and hardware treat the kernels (tests/test_cuda_gpu.py covers
+those on a real card). What it reproduces are the ways CuPy differs from NumPy that
+device-generic code can get wrong:
 
 * its arrays (``ndarray``, a wrapper around a NumPy array) refuse implicit conversion to NumPy:
   ``numpy.asarray(device_array)`` raises ``TypeError`` as CuPy does;
@@ -26,6 +28,7 @@ import weakref
 
 import numpy
 from numpy.lib.mixins import NDArrayOperatorsMixin
+
 
 class Transfers:
     """Counts of host-device copies since the last ``reset``."""

@@ -1,9 +1,12 @@
 """The "cuda" code paths, run anywhere: every engine op, a training step and every model command
-on device "cuda" backed by tests/fake_cupy.py (NumPy behind CuPy's interface and refusals).
+on device "cuda" backed by tests/fake_cupy.py (NumPy behind CuPy's interface and refusals), with
+and without the fast kernels, whose CUDA C runs compiled for the CPU (tests/cuda_on_cpu.py).
 
 What this proves without a GPU: the device-generic code never hands a host array to device code,
-never converts a device array implicitly, and a training step copies nothing to the host. What
-it cannot prove (kernels, speed, CuPy's own numerics) is left to tests/test_cuda_gpu.py.
+never converts a device array implicitly, a training step copies nothing to the host and keeps
+its memory flat, every launch matches its kernel's parameters, and each kernel computes what its
+NumPy reference says. What it cannot prove (speed, CuPy's and CUDA's own compilers and
+numerics, the hardware) is left to tests/test_cuda_gpu.py.
 """
 import ast
 import gc
@@ -18,9 +21,9 @@ import cuda_on_cpu
 import fake_cupy
 import minilean
 import minilean.nn.functional as F
-from kernel_cases import KernelCases
 from device_cases import (OPS, check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts)
+from kernel_cases import KernelCases
 from minilean.cuda import activations, softmax, use_fast_kernels
 from minilean.data import RunDirectory
 from minilean.train.loop import TrainState, train
@@ -121,10 +124,9 @@ def test_device_memory_is_flat_across_training_steps(fake_cuda):
         gc.collect()
         in_use.append(fake_cupy.bytes_in_use())
     assert len(set(in_use[2:])) == 1, f"device memory in use grew across steps: {in_use}"
-    kept = [step(6)]  # the check sees a leak: holding on to each step's loss grows memory
+    held_loss = step(6)  # the check sees a leak: holding on to a step's loss grows memory
     gc.collect()
-    assert fake_cupy.bytes_in_use() > in_use[-1]
-    del kept
+    assert fake_cupy.bytes_in_use() > in_use[-1] and held_loss.shape == ()
 
 
 def test_the_transfer_check_catches_a_host_copy(fake_cuda):
