@@ -80,6 +80,12 @@ OPS = {  # name: (function of tensors, input shapes)
     "conv_transpose2d": (lambda x, w: F.conv_transpose2d(x, w, None, stride=2, padding=1,
                                                          output_padding=1),
                          [(2, 3, 4, 5), (3, 2, 3, 3)]),
+    "conv_transpose2d_groups_bias": (
+        lambda x, w, b: F.conv_transpose2d(x, w, b, stride=1, padding=2, groups=2, dilation=2),
+        [(2, 4, 5, 6), (4, 3, 3, 2), (6,)]),
+    "conv_transpose2d_output_padding_past_stride": (  # beyond the fast kernels' reach
+        lambda x, w: F.conv_transpose2d(x, w, None, output_padding=1, dilation=2),
+        [(1, 2, 4, 4), (2, 3, 3, 3)]),
     "avg_pool2d": (lambda a: F.avg_pool2d(a, 2), [(2, 3, 6, 6)]),
     "max_pool2d": (lambda a: F.max_pool2d(a, 2), [(2, 3, 6, 6)]),
     "interpolate": (lambda a: F.interpolate(a, scale_factor=2), [(2, 3, 4, 4)]),

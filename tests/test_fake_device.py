@@ -24,7 +24,7 @@ import minilean.nn.functional as F
 from device_cases import (OPS, check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts)
 from kernel_cases import KernelCases
-from minilean.cuda import activations, softmax, use_fast_kernels
+from minilean.cuda import activations, im2col, softmax, use_fast_kernels
 from minilean.data import RunDirectory
 from minilean.train.loop import TrainState, train
 
@@ -229,6 +229,10 @@ def test_fast_kernels_are_the_ones_used(fake_cuda):
     x = minilean.randn(4, 5, device="cuda", requires_grad=True)
     assert F.silu(x).grad_fn.function is activations.FastSilu
     assert F.softmax(x, 1).grad_fn.function is softmax.FastSoftmax
+    images = minilean.randn(2, 4, 5, 5, device="cuda")
+    weight = minilean.randn(4, 3, 3, 3, device="cuda", requires_grad=True)
+    assert F.conv_transpose2d(images, weight, stride=2).grad_fn.function is \
+        im2col.FastConvTranspose2d
 
 
 @needs_compiler

@@ -1,4 +1,5 @@
-"""Fast conv2d: im2col and col2im kernels (``im2col.cu``) around CuPy's matmul.
+"""Fast conv2d and conv_transpose2d: im2col and col2im kernels (``im2col.cu``) around CuPy's
+matmul.
 
 Here images stay NCHW and the columns are (N, C, Kh, Kw, Ho, Wo): read as
 (N, G, C/G Kh Kw, Ho Wo) they are the right factor of one batched GEMM per group,
@@ -6,7 +7,8 @@ Here images stay NCHW and the columns are (N, C, Kh, Kw, Ho, Wo): read as
     y   (N, G, O/G, Ho Wo) = w (G, O/G, C/G Kh Kw) @ columns
     dW  = sum_n  dy @ columns^T          dcolumns = w^T @ dy,  dx = col2im(dcolumns)
 
-so the output is NCHW with no transpose. Padding is applied inside the kernels (reads outside
+so the output is NCHW with no transpose. A transposed convolution is the same three maps with
+the roles exchanged (its forward is a convolution's input gradient). Padding is applied inside the kernels (reads outside
 the image are zero), so no padded copy of x is made. ``im2col_reference`` and
 ``col2im_reference`` are the NumPy statements, looping over the Kh x Kw kernel offsets.
 """
@@ -92,22 +94,59 @@ def col2im(columns, x_shape, kernel_size, stride, padding, dilation):
     return _launch("col2im", columns, cupy.empty(x_shape, dtype=columns.dtype), geometry)
 
 
+def _weight_matrix(weight, groups):
+    """(O, C/G, Kh, Kw) -> (G, O/G, C/G Kh Kw)."""
+    import cupy
+    return cupy.ascontiguousarray(weight).reshape(groups, weight.shape[0] // groups, -1)
+
+
+def conv(x, weight, stride, padding, dilation, groups):
+    """y = conv2d(x, w): x (N, C, H, W), w (O, C/G, Kh, Kw) -> y (N, O, Ho, Wo)."""
+    import cupy
+    out_channels, group_channels, kh, kw = weight.shape
+    columns = im2col(x, (kh, kw), stride, padding, dilation)  # (N, C, Kh, Kw, Ho, Wo)
+    batch, out_h, out_w = x.shape[0], columns.shape[4], columns.shape[5]
+    # (N, C, Kh, Kw, Ho, Wo) -> (N, G, C/G Kh Kw, Ho Wo)
+    columns = columns.reshape(batch, groups, group_channels * kh * kw, out_h * out_w)
+    y = cupy.matmul(_weight_matrix(weight, groups), columns)  # (N, G, O/G, Ho Wo)
+    return y.reshape(batch, out_channels, out_h, out_w)
+
+
+def conv_input_grad(grad_y, weight, x_shape, stride, padding, dilation, groups):
+    """dL/dx = col2im(w^T @ dL/dy): grad_y (N, O, Ho, Wo) -> (N, C, H, W), x_shape (N, C, H, W)."""
+    import cupy
+    out_channels, _, kh, kw = weight.shape
+    batch, _, out_h, out_w = grad_y.shape
+    # (N, O, Ho, Wo) -> (N, G, O/G, Ho Wo)
+    grad_y = cupy.ascontiguousarray(grad_y).reshape(batch, groups, out_channels // groups, -1)
+    # (G, C/G Kh Kw, O/G) @ (N, G, O/G, Ho Wo) -> (N, G, C/G Kh Kw, Ho Wo)
+    grad_columns = cupy.matmul(_weight_matrix(weight, groups).transpose(0, 2, 1), grad_y)
+    # (N, G, C/G Kh Kw, Ho Wo) -> (N, C, Kh, Kw, Ho, Wo)
+    grad_columns = grad_columns.reshape(batch, -1, kh, kw, out_h, out_w)
+    return col2im(grad_columns, x_shape, (kh, kw), stride, padding, dilation)
+
+
+def conv_weight_grad(x, grad_y, weight_shape, stride, padding, dilation, groups):
+    """dL/dw = sum_n dL/dy @ columns(x)^T: x (N, C, H, W), grad_y (N, O, Ho, Wo) -> (O, C/G, Kh,
+    Kw)."""
+    import cupy
+    out_channels, _, kh, kw = weight_shape
+    batch, _, out_h, out_w = grad_y.shape
+    grad_y = cupy.ascontiguousarray(grad_y).reshape(batch, groups, out_channels // groups, -1)
+    columns = im2col(x, (kh, kw), stride, padding, dilation)  # (N, C, Kh, Kw, Ho, Wo)
+    # (N, C, Kh, Kw, Ho, Wo) -> (N, G, C/G Kh Kw, Ho Wo) -> (N, G, Ho Wo, C/G Kh Kw)
+    columns = columns.reshape(batch, groups, -1, out_h * out_w).transpose(0, 1, 3, 2)
+    grad_weight = cupy.matmul(grad_y, columns).sum(axis=0)  # (G, O/G, C/G Kh Kw)
+    return grad_weight.reshape(weight_shape)  # (O, C/G, Kh, Kw)
+
+
 class FastConv2d(FastFunction):
     """Conv2d through im2col.cu and CuPy's matmul (the op's own contract)."""
 
     @staticmethod
     def kernel_forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0),
                        dilation=(1, 1), groups=1):
-        import cupy
-        out_channels, group_channels, kh, kw = weight.shape
-        columns = im2col(x, (kh, kw), stride, padding, dilation)  # (N, C, Kh, Kw, Ho, Wo)
-        batch, out_h, out_w = x.shape[0], columns.shape[4], columns.shape[5]
-        # (N, C, Kh, Kw, Ho, Wo) -> (N, G, C/G Kh Kw, Ho Wo)
-        columns = columns.reshape(batch, groups, group_channels * kh * kw, out_h * out_w)
-        # (O, C/G, Kh, Kw) -> (G, O/G, C/G Kh Kw)
-        weight_matrix = cupy.ascontiguousarray(weight).reshape(groups, out_channels // groups, -1)
-        y = cupy.matmul(weight_matrix, columns)  # (N, G, O/G, Ho Wo)
-        y = y.reshape(batch, out_channels, out_h, out_w)  # (N, O, Ho, Wo)
+        y = conv(x, weight, stride, padding, dilation, groups)
         if bias is not None:
             y += bias.reshape(1, -1, 1, 1)  # (1, O, 1, 1)
         if ctx.recording:
@@ -116,28 +155,62 @@ class FastConv2d(FastFunction):
 
     @staticmethod
     def kernel_backward(ctx, grad):
-        import cupy
-        stride, padding, dilation, groups = ctx.params
-        x, weight = ctx.x, ctx.weight
-        out_channels, group_channels, kh, kw = weight.shape
-        batch, _, out_h, out_w = grad.shape
+        x, weight, params = ctx.x, ctx.weight, ctx.params
         need_x, need_weight = ctx.needs_input_grad[:2]
-        # (N, O, Ho, Wo) -> (N, G, O/G, Ho Wo)
-        grad_y = cupy.ascontiguousarray(grad).reshape(batch, groups, out_channels // groups, -1)
-        # (O, C/G, Kh, Kw) -> (G, O/G, C/G Kh Kw)
-        weight_matrix = cupy.ascontiguousarray(weight).reshape(groups, out_channels // groups, -1)
-        grad_x = grad_weight = grad_bias = None
-        if need_x:
-            grad_columns = cupy.matmul(weight_matrix.transpose(0, 2, 1), grad_y)  # (N, G, C/G Kh Kw, Ho Wo)
-            # (N, G, C/G Kh Kw, Ho Wo) -> (N, C, Kh, Kw, Ho, Wo)
-            grad_columns = grad_columns.reshape(batch, -1, kh, kw, out_h, out_w)
-            grad_x = col2im(grad_columns, x.shape, (kh, kw), stride, padding, dilation)
-        if need_weight:
-            columns = im2col(x, (kh, kw), stride, padding, dilation)  # (N, C, Kh, Kw, Ho, Wo)
-            # (N, C, Kh, Kw, Ho, Wo) -> (N, G, C/G Kh Kw, Ho Wo) -> (N, G, Ho Wo, C/G Kh Kw)
-            columns = columns.reshape(batch, groups, -1, out_h * out_w).transpose(0, 1, 3, 2)
-            grad_weight = cupy.matmul(grad_y, columns).sum(axis=0)  # (G, O/G, C/G Kh Kw)
-            grad_weight = grad_weight.reshape(weight.shape)  # (O, C/G, Kh, Kw)
+        grad_x = conv_input_grad(grad, weight, x.shape, *params) if need_x else None
+        grad_weight = conv_weight_grad(x, grad, weight.shape, *params) if need_weight else None
+        grad_bias = None
         if len(ctx.needs_input_grad) == 3 and ctx.needs_input_grad[2]:
             grad_bias = grad.sum(axis=(0, 2, 3))
         return grad_x, grad_weight, grad_bias
+
+
+class FastConvTranspose2d(FastFunction):
+    """ConvTranspose2d through the same three maps, with the roles exchanged: it is the input
+    gradient of the conv2d (weight w, (C_in, C_out/G, Kh, Kw)) from (N, C_out, H_out, W_out)
+    to x's (N, C_in, H, W), so
+
+        y = conv_input_grad(x)      dL/dx = conv(dL/dy)      dL/dw = conv_weight_grad(dL/dy, x)
+    """
+
+    @staticmethod
+    def covers(x, weight, bias=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
+               groups=1, dilation=(1, 1)):
+        # output_padding up to the dilation can leave the conv2d of y's size one longer than x
+        return FastFunction.covers(x, weight) and all(
+            output_size(size, k, s, p, d) == in_size for size, k, s, p, d, in_size in zip(
+                _transposed_size(x.shape, weight.shape, stride, padding, output_padding,
+                                 dilation)[2:], weight.shape[2:], stride, padding, dilation,
+                x.shape[2:]))
+
+    @staticmethod
+    def kernel_forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0),
+                       output_padding=(0, 0), groups=1, dilation=(1, 1)):
+        y_shape = _transposed_size(x.shape, weight.shape, stride, padding, output_padding,
+                                   dilation, groups)
+        y = conv_input_grad(x, weight, y_shape, stride, padding, dilation, groups)
+        if bias is not None:
+            y += bias.reshape(1, -1, 1, 1)  # (1, C_out, 1, 1)
+        if ctx.recording:
+            ctx.x, ctx.weight, ctx.params = x, weight, (stride, padding, dilation, groups)
+        return y
+
+    @staticmethod
+    def kernel_backward(ctx, grad):
+        x, weight, params = ctx.x, ctx.weight, ctx.params
+        need_x, need_weight = ctx.needs_input_grad[:2]
+        grad_x = conv(grad, weight, *params) if need_x else None
+        grad_weight = conv_weight_grad(grad, x, weight.shape, *params) if need_weight else None
+        grad_bias = None
+        if len(ctx.needs_input_grad) == 3 and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(axis=(0, 2, 3))
+        return grad_x, grad_weight, grad_bias
+
+
+def _transposed_size(x_shape, weight_shape, stride, padding, output_padding, dilation,
+                     groups=1):
+    """(N, C_out, H_out, W_out) of a transposed convolution of x (N, C_in, H, W)."""
+    batch, _, height, width = x_shape
+    return (batch, weight_shape[1] * groups) + tuple(
+        (size - 1) * s - 2 * p + d * (k - 1) + 1 + extra for size, s, p, d, k, extra in zip(
+            (height, width), stride, padding, dilation, weight_shape[2:], output_padding))

@@ -25,6 +25,7 @@ FAST_FUNCTIONS = (
     ("minilean.autograd.norm", "GroupNorm", norm.FastGroupNorm),
     ("minilean.autograd.loss", "MseLoss", mse.FastMseLoss),
     ("minilean.autograd.conv", "Conv2d", im2col.FastConv2d),
+    ("minilean.autograd.conv", "ConvTranspose2d", im2col.FastConvTranspose2d),
     ("minilean.models.diffusion", "QSample", noising.FastQSample),
 )
 
