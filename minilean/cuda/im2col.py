@@ -156,13 +156,8 @@ class FastConv2d(FastFunction):
     @staticmethod
     def kernel_backward(ctx, grad):
         x, weight, params = ctx.x, ctx.weight, ctx.params
-        need_x, need_weight = ctx.needs_input_grad[:2]
-        grad_x = conv_input_grad(grad, weight, x.shape, *params) if need_x else None
-        grad_weight = conv_weight_grad(x, grad, weight.shape, *params) if need_weight else None
-        grad_bias = None
-        if len(ctx.needs_input_grad) == 3 and ctx.needs_input_grad[2]:
-            grad_bias = grad.sum(axis=(0, 2, 3))
-        return grad_x, grad_weight, grad_bias
+        return _gradients(ctx, grad, lambda: conv_input_grad(grad, weight, x.shape, *params),
+                          lambda: conv_weight_grad(x, grad, weight.shape, *params))
 
 
 class FastConvTranspose2d(FastFunction):
@@ -198,13 +193,15 @@ class FastConvTranspose2d(FastFunction):
     @staticmethod
     def kernel_backward(ctx, grad):
         x, weight, params = ctx.x, ctx.weight, ctx.params
-        need_x, need_weight = ctx.needs_input_grad[:2]
-        grad_x = conv(grad, weight, *params) if need_x else None
-        grad_weight = conv_weight_grad(grad, x, weight.shape, *params) if need_weight else None
-        grad_bias = None
-        if len(ctx.needs_input_grad) == 3 and ctx.needs_input_grad[2]:
-            grad_bias = grad.sum(axis=(0, 2, 3))
-        return grad_x, grad_weight, grad_bias
+        return _gradients(ctx, grad, lambda: conv(grad, weight, *params),
+                          lambda: conv_weight_grad(grad, x, weight.shape, *params))
+
+
+def _gradients(ctx, grad, input_grad, weight_grad):
+    """(dL/dx, dL/dw, dL/db) of either op, computing only those its inputs need."""
+    need = ctx.needs_input_grad
+    return (input_grad() if need[0] else None, weight_grad() if need[1] else None,
+            grad.sum(axis=(0, 2, 3)) if len(need) == 3 and need[2] else None)
 
 
 def _transposed_size(x_shape, weight_shape, stride, padding, output_padding, dilation,
