@@ -12,6 +12,7 @@ GPU): a pointer parameter takes a C-contiguous device array of its element type,
 parameter a NumPy scalar of exactly its type. The block may have at most 1024 threads.
 """
 import ctypes
+import glob
 import hashlib
 import os
 import platform
@@ -30,7 +31,8 @@ C_TYPES = {  # C type -> (NumPy type, ctypes type)
 KERNEL = re.compile(r"template\s*<\s*typename\s+(\w+)\s*>\s*"
                     r"__global__\s+void\s+(\w+)\s*\(([^)]*)\)")
 SYNCHRONISING = ("__syncthreads", "__shfl", "warp_reduce", "block_reduce")
-_build_dir = None
+# compiled libraries, shared by every process of this user (named by a hash of their source)
+BUILD_DIR = os.path.join(tempfile.gettempdir(), f"minilean-cuda-on-cpu-{os.getuid()}")
 _libraries = {}  # hash of source and instantiations -> loaded library
 
 
@@ -146,22 +148,36 @@ class RawModule:
 
 def _build(code, include_dirs, kernels):
     """Compile ``code`` and the kernels' entry points into a shared library (cached)."""
-    global _build_dir
     wrappers = "".join(kernel.wrapper(index) for index, kernel in enumerate(kernels))
     source = f'#include "{HEADER}"\n{code}\n{wrappers}'
-    key = hashlib.sha256(source.encode()).hexdigest()[:16]
+    # the name covers everything the build reads: this source, the emulation, the headers
+    headers = [HEADER] + sorted(path for folder in include_dirs
+                                for path in glob.glob(os.path.join(folder, "*.cuh")))
+    digest = hashlib.sha256(source.encode())
+    for path in headers:
+        with open(path, "rb") as file:
+            digest.update(file.read())
+    key = digest.hexdigest()[:16]
     if key not in _libraries:
-        if _build_dir is None:
-            _build_dir = tempfile.mkdtemp(prefix="cuda_on_cpu_")
-        source_path = os.path.join(_build_dir, f"{key}.cpp")
-        library_path = os.path.join(_build_dir, f"{key}.so")
-        with open(source_path, "w", encoding="utf-8") as file:
-            file.write(source)
-        command = [compiler(), "-std=c++17", "-O1", "-shared", "-fPIC", "-w", source_path,
-                   "-o", library_path] + [f"-I{folder}" for folder in include_dirs]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"compiling {kernels[0].expression}'s file on the CPU failed:\n"
-                               f"{result.stderr[-3000:]}")
+        library_path = os.path.join(BUILD_DIR, f"{key}.so")
+        if not os.path.exists(library_path):
+            _compile(source, include_dirs, library_path, kernels[0].expression)
         _libraries[key] = ctypes.CDLL(library_path)
     return _libraries[key]
+
+
+def _compile(source, include_dirs, library_path, what):
+    """Build the library under a name of this process's, then rename it into place, so
+    processes building the same library at once never load a half-written one."""
+    os.makedirs(BUILD_DIR, exist_ok=True)
+    partial = f"{library_path}.{os.getpid()}"
+    source_path = partial + ".cpp"
+    with open(source_path, "w", encoding="utf-8") as file:
+        file.write(source)
+    command = [compiler(), "-std=c++17", "-O1", "-shared", "-fPIC", "-w", source_path,
+               "-o", partial] + [f"-I{folder}" for folder in include_dirs]
+    result = subprocess.run(command, capture_output=True, text=True)
+    os.remove(source_path)
+    if result.returncode != 0:
+        raise RuntimeError(f"compiling {what}'s file on the CPU failed:\n{result.stderr[-3000:]}")
+    os.replace(partial, library_path)

@@ -59,6 +59,11 @@ def bytes_in_use():
     return sum(buffers.values())
 
 
+def get_default_memory_pool():
+    """CuPy's pool, as far as minilean's tests ask: the bytes in use."""
+    return types.SimpleNamespace(used_bytes=bytes_in_use)
+
+
 def _unwrap(value):
     """The NumPy view of a device array (recursively in lists and tuples); host arrays are
     refused as CuPy refuses them."""
@@ -162,6 +167,11 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
         def copy_from_device(source, size):
             ctypes.memmove(address, source.ptr, size)
         return types.SimpleNamespace(ptr=address, copy_from_device=copy_from_device)
+
+    def set(self, host_array, stream=None):
+        """Copy a host array into this one (CuPy's upload into existing memory)."""
+        transfers.to_device += 1
+        self._array[...] = host_array
 
     # --- explicit copies to the host ---------------------------------------------------------
     def get(self, stream=None):
@@ -288,6 +298,7 @@ __version__ = "stand-in"
 cuda = types.SimpleNamespace(
     runtime=types.SimpleNamespace(
         getDeviceCount=lambda: 1, runtimeGetVersion=lambda: 0, driverGetVersion=lambda: 0,
+        memGetInfo=lambda: (1 << 30, 1 << 30),  # (free, total): 1 GiB, as a small card
         getDeviceProperties=lambda device: {"name": b"CPU stand-in for CuPy"}),
     Stream=types.SimpleNamespace(null=_Stream()), Event=_Event,
     get_elapsed_time=lambda start, end: 1e3 * (end.seconds - start.seconds))

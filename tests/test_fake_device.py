@@ -12,7 +12,10 @@ import ast
 import gc
 import json
 import math
+import os
 import pathlib
+import subprocess
+import sys
 
 import numpy
 import pytest
@@ -252,3 +255,21 @@ def test_gpu_benchmark_script_runs_end_to_end(fake_cuda, monkeypatch, capsys):
     report = capsys.readouterr().out
     assert "CPU stand-in for CuPy" in report and "minilean fast kernels" in report
     assert "gelu_tanh backward" in report and "PyTorch eager" in report
+
+
+@needs_compiler
+def test_the_gpu_tests_themselves_run_on_the_stand_in():
+    """tests/test_cuda_gpu.py's own tests (the ones it does not share with this file, each in
+    one variant), run with ``import cupy`` giving the stand-in: a GPU session will not spend
+    its minutes on a mistake in the test code."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    shim = str(root / "tests" / "cupy_on_cpu")
+    paths = [shim, str(root), os.environ.get("PYTHONPATH", "")]
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(path for path in paths if path))
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu",
+         "-k", "not TestKernels and not engine_op and not fast]", "tests/test_cuda_gpu.py"],
+        cwd=root, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "skipped" not in result.stdout and " passed" in result.stdout, result.stdout[-2000:]
+

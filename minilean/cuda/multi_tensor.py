@@ -1,10 +1,11 @@
 """The device table that lets one kernel launch update every parameter of a model.
 
 ``multi_tensor.cuh`` reads, for ``count`` tensors, a table of their device addresses (one row
-of ``count`` per role: params, grads, ...) and the running element offsets. Building the table
-is host work plus a small upload, so tables are cached by the addresses they hold: in a
-training loop the parameters and optimizer state never move, and CuPy's memory pool hands the
-gradients the same blocks step after step, so after warm-up no table is uploaded at all.
+of ``count`` per role: params, grads, ...) and the running element offsets. Each update of a
+model reuses one table in device memory (one per number of roles and list of sizes): the
+parameters and optimizer state never move, and when the gradients have moved (new arrays each
+step, wherever the memory pool put them) the few kilobytes of addresses are rewritten in place,
+so the table costs no new device memory, step after step.
 """
 import collections
 
@@ -13,7 +14,7 @@ import numpy
 from minilean.cuda import compile as kernels
 
 _CACHE_SIZE = 8
-_tables = collections.OrderedDict()  # addresses and sizes -> (table, offsets, total)
+_tables = collections.OrderedDict()  # (roles, sizes) -> [addresses, table, offsets, total]
 
 
 def check_arrays(roles):
@@ -38,18 +39,20 @@ def device_table(roles):
     number of elements of one role."""
     import cupy
     addresses = tuple(array.data.ptr for role in roles for array in role)
-    sizes = tuple(array.size for array in roles[0])
-    key = addresses + sizes  # an address can be reused by an array of another size
+    key = (len(roles), tuple(array.size for array in roles[0]))
     if key in _tables:
         _tables.move_to_end(key)
-        return _tables[key]
-    offsets = numpy.concatenate([[0], numpy.cumsum(sizes)]).astype(numpy.int64)
-    entry = (cupy.asarray(numpy.array(addresses, dtype=numpy.uint64)), cupy.asarray(offsets),
-             int(offsets[-1]))
-    _tables[key] = entry
-    if len(_tables) > _CACHE_SIZE:
-        _tables.popitem(last=False)
-    return entry
+    else:
+        offsets = numpy.concatenate([[0], numpy.cumsum(key[1])]).astype(numpy.int64)
+        _tables[key] = [None, cupy.empty(len(addresses), dtype=numpy.uint64),
+                        cupy.asarray(offsets), int(offsets[-1])]
+        if len(_tables) > _CACHE_SIZE:
+            _tables.popitem(last=False)
+    entry = _tables[key]
+    if entry[0] != addresses:  # first use, or the arrays moved: rewrite the addresses in place
+        entry[1].set(numpy.array(addresses, dtype=numpy.uint64))
+        entry[0] = addresses
+    return tuple(entry[1:])
 
 
 def launch_over_all(program, name, roles, scalars, flags=()):
