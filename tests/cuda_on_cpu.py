@@ -36,6 +36,17 @@ BUILD_DIR = os.path.join(tempfile.gettempdir(), f"minilean-cuda-on-cpu-{os.getui
 _libraries = {}  # hash of source and instantiations -> loaded library
 
 
+def _build_dir():
+    """BUILD_DIR, made private to this user; a fresh private folder if someone else owns it
+    or can write to it (a library planted there would run inside the tests)."""
+    global BUILD_DIR
+    os.makedirs(BUILD_DIR, mode=0o700, exist_ok=True)
+    status = os.stat(BUILD_DIR)
+    if status.st_uid != os.getuid() or status.st_mode & 0o022:
+        BUILD_DIR = tempfile.mkdtemp(prefix="minilean-cuda-on-cpu-")
+    return BUILD_DIR
+
+
 def compiler():
     """The C++ compiler to build with, or None (also on processors other than x86-64, whose
     fiber switch cuda_on_cpu.h does not have)."""
@@ -159,7 +170,7 @@ def _build(code, include_dirs, kernels):
             digest.update(file.read())
     key = digest.hexdigest()[:16]
     if key not in _libraries:
-        library_path = os.path.join(BUILD_DIR, f"{key}.so")
+        library_path = os.path.join(_build_dir(), f"{key}.so")
         if not os.path.exists(library_path):
             _compile(source, include_dirs, library_path, kernels[0].expression)
         _libraries[key] = ctypes.CDLL(library_path)
@@ -169,7 +180,6 @@ def _build(code, include_dirs, kernels):
 def _compile(source, include_dirs, library_path, what):
     """Build the library under a name of this process's, then rename it into place, so
     processes building the same library at once never load a half-written one."""
-    os.makedirs(BUILD_DIR, exist_ok=True)
     partial = f"{library_path}.{os.getpid()}"
     source_path = partial + ".cpp"
     with open(source_path, "w", encoding="utf-8") as file:
