@@ -56,6 +56,9 @@ def compiler():
 
 
 class Parameter:
+    """One kernel parameter (``const T* x`` with T substituted): its name, C type, and whether
+    it is a pointer."""
+
     def __init__(self, declaration, template_name, type_name):
         declaration = re.sub(rf"\b{template_name}\b", type_name, declaration.strip())
         self.name = declaration.split()[-1].lstrip("*")

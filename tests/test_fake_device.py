@@ -27,7 +27,7 @@ import minilean.nn.functional as F
 from device_cases import (OPS, check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts)
 from kernel_cases import KernelCases
-from minilean.cuda import activations, im2col, softmax, use_fast_kernels
+from minilean.cuda import activations, im2col, mse, softmax, use_fast_kernels
 from minilean.data import RunDirectory
 from minilean.train.loop import TrainState, train
 
@@ -224,6 +224,21 @@ class TestKernels(KernelCases):
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_engine_op_with_fast_kernels_matches_cpu(fake_cuda, name):
     check_op_on_cuda_matches_cpu(name, rng, fast=True)
+
+
+@needs_compiler
+def test_a_launch_with_a_wrong_argument_is_refused(fake_cuda):
+    """What a real RawKernel would take as raw bytes: a Python int for a long long, an array
+    of the wrong type."""
+    kernel = mse.program.kernel("squared_error<float>")
+    x = fake_cuda.zeros(8, dtype=numpy.float32)
+    with pytest.raises(TypeError, match="parameter n is long long, needs numpy.int64, got "):
+        kernel((1,), (32,), (x, x, x, 8))
+    with pytest.raises(TypeError, match=r"parameter out is float\*, needs a device array of "
+                                        r"float32, got ndarray of float64"):
+        kernel((1,), (32,), (x, x, x.astype(numpy.float64), numpy.int64(8)))
+    with pytest.raises(TypeError, match="takes 4 arguments, got 3"):
+        kernel((1,), (32,), (x, x, x))
 
 
 @needs_compiler
