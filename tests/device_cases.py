@@ -1,6 +1,7 @@
 """Cases shared by the GPU tests (tests/test_cuda_gpu.py, real CuPy on a card) and the device
 tests that run anywhere (tests/test_fake_device.py, on the CPU stand-in tests/fake_cupy.py): every
-engine op with its input shapes, and a small diffusion training step.
+engine op with its input shapes, a small diffusion training step, the fast-vs-plain training
+check, and a counter of host copies in a model command's steps.
 """
 import numpy
 
@@ -9,6 +10,7 @@ import minilean.nn.functional as F
 from minilean import backend
 from minilean.autograd import shape
 from minilean.cuda import use_fast_kernels
+
 
 def positive(t):
     return t.abs() + 0.5
