@@ -68,7 +68,7 @@ def matmul_flops(size):
     return 2 * size ** 3 / seconds
 
 
-# --- kernels ---------------------------------------------------------------------------------------
+# --- kernels --------------------------------------------------------------------------------------
 
 def activation_bandwidths(elements):
     """{(kind, direction): bytes/s} of activations.cu on ``elements`` float32 values."""
@@ -88,7 +88,8 @@ def activation_bandwidths(elements):
 # --- the training step -------------------------------------------------------------------------
 
 def minilean_step(args, fast):
-    """(step, sample, synchronize) for the CLI's diffusion step on "cuda" (fast kernels on or off)."""
+    """(step, sample, synchronize, parameters) for the CLI's diffusion step on "cuda" (fast
+    kernels on or off)."""
     import cupy
     from minilean import backend, tensor, use_fast_kernels
     from minilean.autograd.grad_mode import no_grad
@@ -172,7 +173,7 @@ def load_torch_cuda():
     return torch, ""
 
 
-# --- report ------------------------------------------------------------------------------------------
+# --- report ---------------------------------------------------------------------------------------
 
 def versions():
     import cupy
@@ -224,7 +225,8 @@ def main(argv=None):
         label = "minilean fast kernels" if fast else "minilean plain CuPy"
         step_times[label] = wall_time(step, args.steps, synchronize)
         images_per_second = args.n_samples / wall_time(sample, 2, synchronize, warmup=1)
-        rows.append(("sampling", f"{label}: DDIM {args.sample_steps} steps, {args.n_samples} images",
+        rows.append(("sampling",
+                     f"{label}: DDIM {args.sample_steps} steps, {args.n_samples} images",
                      f"{images_per_second:.1f} images/s"))
         use_fast_kernels(False)
     torch, why_not = load_torch_cuda()
@@ -240,7 +242,8 @@ def main(argv=None):
     for label, seconds in step_times.items():
         versus = f" ({baseline / seconds:.2f}x PyTorch eager's speed)" if baseline else ""
         rows.append(("train step", f"{label}: U-Net hidden {args.hidden_c}, {parameters} params, "
-                     f"batch {args.batch_size}x3x{args.image_size}^2", f"{1e3 * seconds:.2f} ms{versus}"))
+                     f"batch {args.batch_size}x3x{args.image_size}^2",
+                     f"{1e3 * seconds:.2f} ms{versus}"))
     width = max(len(what) for _, what, _ in rows)
     for group, what, value in rows:
         print(f"{group:<11} {what:<{width}}  {value}")

@@ -113,13 +113,13 @@ class KernelCases:
         weight = rng.normal(size=layout.channels).astype(dtype) if affine else None
         bias = rng.normal(size=layout.channels).astype(dtype) if affine else None
         y, vjp = norm.reference(x, layout, weight, bias)
-        gpu = (lambda a: None if a is None else cupy.asarray(a))
-        y_gpu, mean, inv_std = norm.forward(on_gpu(cupy, x, "strided"), layout, gpu(weight),
-                                            gpu(bias))
+        weight_gpu, bias_gpu = (None if a is None else cupy.asarray(a) for a in (weight, bias))
+        y_gpu, mean, inv_std = norm.forward(on_gpu(cupy, x, "strided"), layout, weight_gpu,
+                                            bias_gpu)
         close(y_gpu, y, dtype)
         dx, dweight, dbias = norm.backward(cupy.asarray(x), layout,
                                            on_gpu(cupy, grad, "strided"), mean,
-                                           inv_std, gpu(weight))
+                                           inv_std, weight_gpu)
         for got, expected in zip((dx, dweight, dbias), vjp(grad)):
             tolerance = dict(TOLERANCE[dtype], atol=TOLERANCE[dtype]["atol"] * math.sqrt(x.size))
             numpy.testing.assert_allclose(cupy.asnumpy(got), expected, **tolerance)

@@ -8,9 +8,10 @@ Here images stay NCHW and the columns are (N, C, Kh, Kw, Ho, Wo): read as
     dW  = sum_n  dy @ columns^T          dcolumns = w^T @ dy,  dx = col2im(dcolumns)
 
 so the output is NCHW with no transpose. A transposed convolution is the same three maps with
-the roles exchanged (its forward is a convolution's input gradient). Padding is applied inside the kernels (reads outside
-the image are zero), so no padded copy of x is made. ``im2col_reference`` and
-``col2im_reference`` are the NumPy statements, looping over the Kh x Kw kernel offsets.
+the roles exchanged (its forward is a convolution's input gradient). Padding is applied inside
+the kernels (reads outside the image are zero), so no padded copy of x is made.
+``im2col_reference`` and ``col2im_reference`` are the NumPy statements, looping over the Kh x Kw
+kernel offsets.
 """
 import functools
 

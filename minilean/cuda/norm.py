@@ -65,8 +65,9 @@ def reference(x, layout, weight=None, bias=None, eps=1e-5):
         grad_scaled = grad * scale
         dx = inv_std * (grad_scaled - grad_scaled.mean(axis=1, keepdims=True)
                         - xhat * (grad_scaled * xhat).mean(axis=1, keepdims=True))
-        per_channel = lambda values: numpy.bincount(channel.ravel(), values.ravel(),
-                                                    layout.channels).astype(x.dtype)
+        def per_channel(values):
+            return numpy.bincount(channel.ravel(), values.ravel(),
+                                  layout.channels).astype(x.dtype)
         return dx.reshape(x.shape), per_channel(grad * xhat), per_channel(grad)
 
     return y.reshape(x.shape).astype(x.dtype), vjp

@@ -36,7 +36,8 @@ class Session:
 
     def __init__(self, config, dataset, train_rows, held_out_rows, value_range):
         self.config, self.device, self.dataset, self.run = config, config.device, dataset, None
-        self.train_rows, self.held_out_rows, self.value_range = train_rows, held_out_rows, value_range
+        self.train_rows, self.held_out_rows = train_rows, held_out_rows
+        self.value_range = value_range
 
     def tensor(self, rows):
         """Rows of data as a float32 tensor on the device, in the model's value range."""

@@ -103,8 +103,8 @@ def default_interval(steps, parts):
 
 def resumed_config(config, locked):
     """The config of a resumed run: the saved ``config.json`` of ``config.resume``, with the
-    flags given now on top (and today's defaults for flags it predates). Flags in ``locked`` (what defines the model and its data) must not
-    change; ``steps`` is the new total."""
+    flags given now on top (and today's defaults for flags it predates). Flags in ``locked``
+    (what defines the model and its data) must not change; ``steps`` is the new total."""
     path = os.path.join(config.resume, "config.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--resume {config.resume}: no config.json there (is it a run "
