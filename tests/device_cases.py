@@ -151,6 +151,22 @@ def diffusion_step_parts(batch_size=8, hidden_c=8, size=16, device="cuda", lr=1e
     return model, step
 
 
+def check_fast_kernels_are_used():
+    """With the fast kernels on, "cuda" ops record the fast Functions."""
+    from minilean.cuda import activations, im2col, softmax
+    use_fast_kernels(True)
+    try:
+        x = minilean.randn(4, 5, device="cuda", requires_grad=True)
+        assert F.silu(x).grad_fn.function is activations.FastSilu
+        assert F.softmax(x, 1).grad_fn.function is softmax.FastSoftmax
+        images = minilean.randn(2, 4, 5, 5, device="cuda")
+        weight = minilean.randn(4, 3, 3, 3, device="cuda", requires_grad=True)
+        assert F.conv_transpose2d(images, weight, stride=2).grad_fn.function is \
+            im2col.FastConvTranspose2d
+    finally:
+        use_fast_kernels(False)
+
+
 def check_fast_kernels_train_like_plain(steps=3, lr=1e-3):
     """Training steps with and without the fast kernels: the same losses, the same gradients
     in the first step, and parameters that moved alike.
