@@ -1,11 +1,13 @@
 """matmul: batched with broadcasting and 1-D operands, gradchecked and matched against
-torch.matmul; the linear-layer case (a batched input times a shared matrix) included."""
+torch.matmul; the linear-layer case (a batched input times a shared matrix) included; and
+linear (x W^T + b as one op) against torch.nn.functional.linear."""
 import numpy as np
 import pytest
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minilean as ml
+from minilean.autograd.linalg import Linear
 from opcheck import OpCase, arrays, op_tests
 
 
@@ -20,7 +22,25 @@ def matmul_operands(draw):
     return (draw(arrays(shape_a)), draw(arrays(shape_b))), {}
 
 
+@st.composite
+def linear_operands(draw, with_bias):
+    """x (..., in) with up to two leading axes, W (out, in), and b (out,) when ``with_bias``."""
+    leading = draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=3))
+    features_in, features_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    shapes = [leading + (features_in,), (features_out, features_in)]
+    shapes += [(features_out,)] * with_bias
+    return tuple(draw(arrays(shape)) for shape in shapes), {}
+
+
+def torch_linear(*operands):
+    import torch
+    return torch.nn.functional.linear(*operands)
+
+
 CASES = [
+    OpCase("linear", linear_operands(True), ml.nn.functional.linear, torch_linear),
+    OpCase("linear_without_bias", linear_operands(False), ml.nn.functional.linear,
+           torch_linear),
     OpCase("matmul", matmul_operands(), ml.matmul, lambda a, b: a @ b),
     OpCase("matmul_operator", matmul_operands(), lambda a, b: a @ b, lambda a, b: a @ b),
     OpCase("matmul_method", matmul_operands(), lambda a, b: a.matmul(b), lambda a, b: a @ b),
@@ -53,3 +73,21 @@ def test_mismatched_shapes_name_both():
         ml.matmul(ml.ones(2, 3), ml.ones(4, 5))
     with pytest.raises(ValueError, match=r"matmul needs operands with at least one dimension"):
         ml.matmul(ml.ones(3), ml.tensor(2.0))
+
+
+def test_linear_mismatched_shapes_name_them():
+    linear = ml.nn.functional.linear
+    with pytest.raises(ValueError, match=r"linear: input of shape \(2, 3\) and weight of shape "
+                                         r"\(4, 5\) do not fit: expected weight "
+                                         r"\(out_features, 3\)"):
+        linear(ml.ones(2, 3), ml.ones(4, 5))
+    with pytest.raises(ValueError, match=r"linear: bias of shape \(3,\) does not fit weight of "
+                                         r"shape \(4, 5\): expected \(4,\)"):
+        linear(ml.ones(2, 5), ml.ones(4, 5), ml.ones(3))
+
+
+def test_linear_is_one_node_of_the_graph():
+    weight = ml.randn(4, 3, requires_grad=True)
+    out = ml.nn.functional.linear(ml.randn(2, 3), weight, ml.randn(4))
+    assert out.grad_fn.function is Linear
+    assert all(tensor.grad_fn is None for tensor in out.grad_fn.inputs)  # x, W, b: leaves

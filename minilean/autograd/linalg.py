@@ -1,6 +1,6 @@
 """Matrix multiplication: batched, broadcasting over leading axes, with 1-D operands as in
 ``torch.matmul`` (a 1-D left operand is a row vector, a 1-D right operand a column vector,
-and the added axis is removed from the result)."""
+and the added axis is removed from the result); and the linear layer's x W^T + b as one op."""
 from minilean.autograd.function import Function
 from minilean.autograd.elementwise import as_tensor
 from minilean.autograd.tensor import Tensor
@@ -83,3 +83,54 @@ def matmul(a, b):
                          f"the first must equal the {'second-to-' if b.ndim > 1 else ''}last "
                          f"axis of the second")
     return Matmul.apply(a, b)
+
+
+class Linear(Function):
+    """y = x W^T + b over the last axis of x (W: (out, in), b: (out,));
+
+        dx = dy W,    dW = dy^T x,    db = sum of dy,
+
+    with dW and db summed over every leading axis of x (all rows share W and b). One op where
+    the composite x @ W.T + b makes three (a transpose, a matmul, an add): the graph of an MLP
+    shrinks by two thirds, and with it the Python work per step.
+    """
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        xp = array_module(x)
+        rows = x.reshape(-1, x.shape[-1])  # (..., in) -> (rows, in)
+        out = xp.matmul(rows, weight.T)  # (rows, out)
+        if bias is not None:
+            out = out + bias
+        if ctx.recording:
+            need_x, need_weight = ctx.needs_input_grad[:2]
+            # dx needs only W and dW only x: keep only what the needed gradients use
+            ctx.rows, ctx.weight = (rows if need_weight else None), (weight if need_x else None)
+            ctx.x_shape = x.shape
+        return out.reshape(x.shape[:-1] + weight.shape[:1])  # (rows, out) -> (..., out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp = array_module(grad)
+        need = ctx.needs_input_grad
+        grad_rows = grad.reshape(-1, grad.shape[-1])  # (..., out) -> (rows, out)
+        grad_x = xp.matmul(grad_rows, ctx.weight).reshape(ctx.x_shape) if need[0] else None
+        grad_weight = xp.matmul(grad_rows.T, ctx.rows) if need[1] else None
+        grad_bias = grad_rows.sum(axis=0) if len(need) == 3 and need[2] else None
+        return grad_x, grad_weight, grad_bias
+
+
+def linear(input, weight, bias=None):
+    """y = x W^T + b, with W of shape (out_features, in_features) and x of shape
+    (..., in_features)."""
+    input, weight = as_tensor(input, weight), as_tensor(weight, input)
+    if weight.ndim != 2 or input.ndim == 0 or input.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input of shape {input.shape} and weight of shape "
+                         f"{weight.shape} do not fit: expected weight (out_features, "
+                         f"{input.shape[-1] if input.ndim else 'in_features'})")
+    if bias is None:
+        return Linear.apply(input, weight)
+    bias = as_tensor(bias, input)
+    if bias.shape != weight.shape[:1]:
+        raise ValueError(f"linear: bias of shape {bias.shape} does not fit weight of shape "
+                         f"{weight.shape}: expected ({weight.shape[0]},)")
+    return Linear.apply(input, weight, bias)

@@ -10,7 +10,7 @@ from minilean import backend
 from minilean.autograd.conv import conv2d, conv_transpose2d  # noqa: F401 (re-export)
 from minilean.autograd.elementwise import (abs, exp, gelu, leaky_relu, log, relu,  # noqa: F401
                                            sigmoid, silu, tanh, where)
-from minilean.autograd.linalg import matmul  # noqa: F401
+from minilean.autograd.linalg import linear, matmul  # noqa: F401
 from minilean.autograd.loss import mse_loss  # noqa: F401
 from minilean.autograd.norm import group_norm, layer_norm  # noqa: F401
 from minilean.autograd.pool import avg_pool2d, interpolate, max_pool2d  # noqa: F401
@@ -38,12 +38,6 @@ def _constant(array):
 
 
 # --- layers as functions ------------------------------------------------------------------
-
-def linear(input, weight, bias=None):
-    """y = x W^T + b, with W of shape (out_features, in_features)."""
-    out = input @ weight.T
-    return out if bias is None else out + bias
-
 
 def dropout(input, p=0.5, training=True):
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (so the mean is
