@@ -148,11 +148,7 @@ class FastConv2d(FastFunction):
     def kernel_forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0),
                        dilation=(1, 1), groups=1):
         y = conv(x, weight, stride, padding, dilation, groups)
-        if bias is not None:
-            y += bias.reshape(1, -1, 1, 1)  # (1, O, 1, 1)
-        if ctx.recording:
-            ctx.x, ctx.weight, ctx.params = x, weight, (stride, padding, dilation, groups)
-        return y
+        return _finish_forward(ctx, y, x, weight, bias, (stride, padding, dilation, groups))
 
     @staticmethod
     def kernel_backward(ctx, grad):
@@ -185,17 +181,22 @@ class FastConvTranspose2d(FastFunction):
         y_shape = _transposed_size(x.shape, weight.shape, stride, padding, output_padding,
                                    dilation, groups)
         y = conv_input_grad(x, weight, y_shape, stride, padding, dilation, groups)
-        if bias is not None:
-            y += bias.reshape(1, -1, 1, 1)  # (1, C_out, 1, 1)
-        if ctx.recording:
-            ctx.x, ctx.weight, ctx.params = x, weight, (stride, padding, dilation, groups)
-        return y
+        return _finish_forward(ctx, y, x, weight, bias, (stride, padding, dilation, groups))
 
     @staticmethod
     def kernel_backward(ctx, grad):
         x, weight, params = ctx.x, ctx.weight, ctx.params
         return _gradients(ctx, grad, lambda: conv(grad, weight, *params),
                           lambda: conv_weight_grad(grad, x, weight.shape, *params))
+
+
+def _finish_forward(ctx, y, x, weight, bias, params):
+    """y plus the bias of each output channel; saves what either op's backward reads."""
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)  # (1, channels, 1, 1)
+    if ctx.recording:
+        ctx.x, ctx.weight, ctx.params = x, weight, params
+    return y
 
 
 def _gradients(ctx, grad, input_grad, weight_grad):
