@@ -19,6 +19,8 @@ print(f'CuPy {cupy.__version__}, CUDA runtime {v // 1000}.{v % 1000 // 10}, NumP
     "$python" -c "import torch; print(f'PyTorch {torch.__version__}, CUDA {torch.version.cuda}')"
 } >"$results/versions.txt" 2>&1
 cat "$results/versions.txt"
+"$python" -c "import fire" 2>/dev/null || echo "gpu_session: python-fire is missing, so the" \
+    "command-line tests will fail; copy the fire and termcolor packages into .gpu_site/" >&2
 
 timeout 330 "$python" -m pytest -q -m gpu -p no:cacheprovider tests/test_cuda_gpu.py \
     2>&1 | tee "$results/gpu_tests.log"
