@@ -6,6 +6,7 @@
 # Run from the repository root of a machine with an NVIDIA GPU and CuPy; minilean is used from
 # the checkout (no install). python-fire (for the end-to-end command test) is taken from
 # .gpu_site/ when the machine lacks it. Writes versions.txt, gpu_tests.log and bench_gpu.log.
+# BENCH_ARGS passes flags to bench_gpu.py (a smaller card: BENCH_ARGS="--elements 16777216").
 set -u
 results=${1:-${OUT:-gpu-results}}
 mkdir -p "$results"
@@ -24,4 +25,5 @@ cat "$results/versions.txt"
 
 timeout 330 "$python" -m pytest -q -m gpu -p no:cacheprovider tests/test_cuda_gpu.py \
     2>&1 | tee "$results/gpu_tests.log"
-timeout 200 "$python" benchmarks/bench_gpu.py 2>&1 | tee "$results/bench_gpu.log"
+# shellcheck disable=SC2086  # BENCH_ARGS is a list of flags, e.g. "--elements 1048576"
+timeout 200 "$python" benchmarks/bench_gpu.py ${BENCH_ARGS:-} 2>&1 | tee "$results/bench_gpu.log"
