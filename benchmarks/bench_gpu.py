@@ -87,12 +87,14 @@ def activation_bandwidths(elements):
 
 # --- the training step -------------------------------------------------------------------------
 
-def minilean_step(args, fast):
+def minilean_step(args, fast, graph=False):
     """(step, sample, synchronize, parameters) for the CLI's diffusion step on "cuda" (fast
-    kernels on or off)."""
+    kernels on or off; with ``graph``, loss and gradients replayed as one CUDA graph, as
+    ``--cuda-graph`` does)."""
     import cupy
-    from minilean import backend, tensor, use_fast_kernels
+    from minilean import Tensor, backend, tensor, use_fast_kernels
     from minilean.autograd.grad_mode import no_grad
+    from minilean.cuda.graph import CapturedCall
     from minilean.models import diffusion as D
     from minilean.models.unet import UNet
     from minilean.optim import EMA, Adam, clip_grad_norm_
@@ -104,15 +106,27 @@ def minilean_step(args, fast):
     alpha_bar = D.alpha_bars(D.make_betas("cosine", args.T))
     host = numpy.random.default_rng(0)
     shape = (args.batch_size, 3, args.image_size, args.image_size)
-    x0 = tensor(host.uniform(-1, 1, shape).astype(numpy.float32), device="cuda")
+    x0 = cupy.asarray(host.uniform(-1, 1, shape).astype(numpy.float32))
 
-    def step():
-        t = D.sample_timesteps(args.batch_size, args.T, host)
-        eps = tensor(host.standard_normal(shape).astype(numpy.float32), device="cuda")
-        loss = D.eps_prediction_loss(model, alpha_bar, x0, t, eps)
+    def draw():
+        return (D.sample_timesteps(args.batch_size, args.T, host),
+                host.standard_normal(shape).astype(numpy.float32))
+
+    def gradients(x0, t, eps):
+        loss = D.eps_prediction_loss(model, alpha_bar, Tensor(x0), t, Tensor(eps))
         optimizer.zero_grad()
         loss.backward()
         clip_grad_norm_(model.parameters(), 1.0)
+        return loss.data
+
+    replay = CapturedCall(gradients, (x0,) + draw()) if graph else None
+
+    def step():
+        t, eps = draw()
+        if replay is None:
+            gradients(x0, t, cupy.asarray(eps))
+        else:
+            replay(x0, t, eps)
         optimizer.step()
         average.update(model)
 
@@ -220,15 +234,24 @@ def main(argv=None):
         rows.append(("kernel", f"{kind} {direction} ({args.elements} float32)",
                      f"{bandwidth / 1e9:.0f} GB/s = {100 * bandwidth / copy:.0f}% of copy"))
     step_times = {}
-    for fast in (False, True):
-        step, sample, synchronize, parameters = minilean_step(args, fast)
-        label = "minilean fast kernels" if fast else "minilean plain CuPy"
-        step_times[label] = wall_time(step, args.steps, synchronize)
-        images_per_second = args.n_samples / wall_time(sample, 2, synchronize, warmup=1)
-        rows.append(("sampling",
-                     f"{label}: DDIM {args.sample_steps} steps, {args.n_samples} images",
-                     f"{images_per_second:.1f} images/s"))
-        use_fast_kernels(False)
+    for fast, graph in ((False, False), (True, False), (False, True), (True, True)):
+        label = ("minilean fast kernels" if fast else "minilean plain CuPy") + \
+            (" + CUDA graph" if graph else "")
+        try:
+            step, sample, synchronize, parameters = minilean_step(args, fast, graph)
+            step_times[label] = wall_time(step, args.steps, synchronize)
+        except Exception as error:  # a graph that cannot be captured here: say why, go on
+            rows.append(("train step", label, f"failed: {type(error).__name__}: {error}"))
+            continue
+        finally:
+            use_fast_kernels(False)
+        if not graph:  # sampling runs no graph: once per kernel choice
+            use_fast_kernels(fast)
+            images_per_second = args.n_samples / wall_time(sample, 2, synchronize, warmup=1)
+            use_fast_kernels(False)
+            rows.append(("sampling",
+                         f"{label}: DDIM {args.sample_steps} steps, {args.n_samples} images",
+                         f"{images_per_second:.1f} images/s"))
     torch, why_not = load_torch_cuda()
     if torch is None:
         rows.append(("train step", "PyTorch eager", f"not measured: {why_not}"))

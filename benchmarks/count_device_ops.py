@@ -6,7 +6,7 @@ compiled for the CPU by tests/cuda_on_cpu.py), so it runs without a GPU.
 
 A fresh array (one that is not a view) is, roughly, one kernel launch on a GPU: a small model's
 step there is bound by the host time per launch, not by arithmetic, so this count is what the
-fast kernels (and, later, CUDA graphs) must bring down. It is a count, not a timing.
+fast kernels and CUDA graphs (``--cuda-graph``) bring down. It is a count, not a timing.
 """
 import argparse
 import os
@@ -28,24 +28,47 @@ class _Patches:
 
 
 def count_step(fake_cupy, cuda_on_cpu, step):
-    """(fresh device arrays, raw kernel launches) of one call of ``step``."""
-    counts = {"fresh": 0, "launches": 0}
+    """(fresh device arrays, raw kernel launches, graph launches) that one call of ``step``
+    makes from Python (what a replayed graph does inside is the GPU's work, not counted)."""
+    counts = {"fresh": 0, "launches": 0, "graphs": 0, "replaying": False}
     make_array, launch = fake_cupy.ndarray.__init__, cuda_on_cpu.Kernel.__call__
+    replay = fake_cupy.Graph.launch
+
+    # id -> each NumPy array wrapped so far: an array that is wrapped again (the result of an
+    # in-place operation, ``ascontiguousarray`` of a contiguous one) is no new memory
+    wrapped = {id(device_array._array): device_array._array
+               for device_array in (reference() for reference in fake_cupy.live_arrays.values())
+               if device_array is not None}
 
     def counted_array(self, array):
         make_array(self, array)
-        counts["fresh"] += not isinstance(array.base, numpy.ndarray)
+        fresh = not isinstance(array.base, numpy.ndarray) and id(array) not in wrapped
+        wrapped[id(array)] = array
+        counts["fresh"] += fresh and not counts["replaying"]
 
     def counted_launch(self, *args, **kwargs):
-        counts["launches"] += 1
+        counts["launches"] += not counts["replaying"]
         return launch(self, *args, **kwargs)
 
-    fake_cupy.ndarray.__init__, cuda_on_cpu.Kernel.__call__ = counted_array, counted_launch
+    def counted_replay(self, stream=None):
+        counts["graphs"] += 1
+        counts["replaying"] = True
+        try:
+            replay(self, stream)
+        finally:
+            counts["replaying"] = False
+
+    patched = ((fake_cupy.ndarray, "__init__", counted_array, make_array),
+               (cuda_on_cpu.Kernel, "__call__", counted_launch, launch),
+               (fake_cupy.Graph, "launch", counted_replay, replay))
+    for owner, name, counted, _ in patched:
+        setattr(owner, name, counted)
     try:
         step(1)
     finally:
-        fake_cupy.ndarray.__init__, cuda_on_cpu.Kernel.__call__ = make_array, launch
-    return counts["fresh"], counts["launches"]
+        for owner, name, _, original in patched:
+            setattr(owner, name, original)
+    return counts["fresh"], counts["launches"], counts["graphs"]
 
 
 def main(argv=None):
@@ -67,15 +90,20 @@ def main(argv=None):
         return 1
     fake_cupy.install(_Patches())
     print(f"U-Net hidden {args.hidden_c}, batch {args.batch_size}x3x{args.image_size}^2, "
-          f"Adam + clipping + EMA, one step after a warm-up step:")
-    for fast in (False, True):
-        use_fast_kernels(fast)
-        _, step = diffusion_step_parts(args.batch_size, args.hidden_c, args.image_size)
-        step(0)
-        fresh, launches = count_step(fake_cupy, cuda_on_cpu, step)
-        use_fast_kernels(False)
-        label = "--fast-kernels" if fast else "plain CuPy"
-        print(f"  {label:<14} {fresh:5d} fresh device arrays, {launches:4d} raw kernel launches")
+          f"Adam + clipping + EMA, one step after a warm-up step, made from Python:")
+    for graph in (False, True):
+        for fast in (False, True):
+            use_fast_kernels(fast)
+            _, step = diffusion_step_parts(args.batch_size, args.hidden_c, args.image_size,
+                                           graph=graph)
+            step(0, clip=True)
+            fresh, launches, graphs = count_step(fake_cupy, cuda_on_cpu,
+                                                 lambda k: step(k, clip=True))
+            use_fast_kernels(False)
+            label = ("--fast-kernels" if fast else "plain CuPy") + \
+                (" --cuda-graph" if graph else "")
+            print(f"  {label:<27} {fresh:5d} fresh device arrays, {launches:4d} raw kernel "
+                  f"launches, {graphs} graph launch{'es' if graphs != 1 else ''}")
     print(f"command: python benchmarks/count_device_ops.py {' '.join(argv or sys.argv[1:])}"
           .rstrip())
     return 0

@@ -5,6 +5,8 @@ module asks ``xp_for(device)`` (or ``array_module(array)``) for its array module
 once for both. CuPy is probed lazily, so a machine without it imports and runs minilean on
 the CPU. Random numbers come from one seeded generator per device (``manual_seed``).
 """
+import collections
+
 import numpy
 
 DEVICES = ("cpu", "cuda")
@@ -81,6 +83,30 @@ def to_device(array, device):
     if device == "cpu":
         return array.get()
     return xp_for("cuda").asarray(array)
+
+
+_CONSTANTS_KEPT = 16
+_constants = collections.OrderedDict()  # (dtype, shape, bytes) -> the copy on "cuda"
+
+
+def constant(values, device):
+    """The host array ``values`` on ``device``, copied there once and reused afterwards.
+
+    For tables that every training step reads, such as a diffusion schedule: indexing the
+    device copy with device indices costs no host-device copy per step (which a CUDA graph
+    requires). Keyed by the contents; the copy is shared, so never write into it.
+    """
+    values = numpy.asarray(values)
+    if device == "cpu":
+        return values
+    key = (values.dtype.str, values.shape, values.tobytes())
+    if key in _constants:
+        _constants.move_to_end(key)
+    else:
+        _constants[key] = xp_for(device).asarray(values)
+        if len(_constants) > _CONSTANTS_KEPT:
+            _constants.popitem(last=False)
+    return _constants[key]
 
 
 # --- random numbers ---------------------------------------------------------------------

@@ -1,15 +1,17 @@
 """Cases shared by the GPU tests (tests/test_cuda_gpu.py, real CuPy on a card) and the device
 tests that run anywhere (tests/test_fake_device.py, on the CPU stand-in tests/fake_cupy.py): every
 engine op with its input shapes, a small diffusion training step, the fast-vs-plain training
-check, and a counter of host copies in a model command's steps.
+check, a counter of host copies in a model command's steps, and the CUDA graph checks.
 """
 import numpy
+import pytest
 
 import minilean
 import minilean.nn.functional as F
 from minilean import backend
 from minilean.autograd import shape
 from minilean.cuda import use_fast_kernels
+from minilean.models import diffusion as D
 
 
 def positive(t):
@@ -119,9 +121,14 @@ def check_op_on_cuda_matches_cpu(name, rng, fast=False):
         numpy.testing.assert_allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-5)
 
 
-def diffusion_step_parts(batch_size=8, hidden_c=8, size=16, device="cuda", lr=1e-3):
-    """A U-Net, Adam and EMA on ``device``, and ``step(k, clip)`` running one training step."""
-    from minilean.models import diffusion as D
+def diffusion_step_parts(batch_size=8, hidden_c=8, size=16, device="cuda", lr=1e-3,
+                         graph=False):
+    """A U-Net, Adam and EMA on ``device``, and ``step(k, clip)`` running one training step.
+
+    With ``graph`` the loss and gradients (always clipped) are replayed as a CUDA graph,
+    captured at the first step, as ``diffusion --cuda-graph`` does; Adam and EMA run after.
+    """
+    from minilean.cuda.graph import CapturedCall
     from minilean.models.unet import UNet
     from minilean.optim import EMA, Adam, clip_grad_norm_
 
@@ -132,18 +139,29 @@ def diffusion_step_parts(batch_size=8, hidden_c=8, size=16, device="cuda", lr=1e
     alpha_bar = D.alpha_bars(D.make_betas("cosine", 50))
     host = numpy.random.default_rng(0)
     x0 = minilean.tensor(host.uniform(-1, 1, (batch_size, 3, size, size)).astype(numpy.float32),
-                         device=device)
+                         device=device).data
 
-    def step(k, clip=False):
-        generator = numpy.random.default_rng(k)
-        t = D.sample_timesteps(batch_size, 50, generator)
-        eps = minilean.tensor(generator.standard_normal(x0.shape).astype(numpy.float32),
-                              device=device)
-        loss = D.eps_prediction_loss(model, alpha_bar, x0, t, eps)
+    def gradients(x0, t, eps, clip=True):
+        loss = D.eps_prediction_loss(model, alpha_bar, minilean.Tensor(x0), t,
+                                     minilean.Tensor(eps))
         optimizer.zero_grad()
         loss.backward()
         if clip:
             clip_grad_norm_(model.parameters(), 1.0)
+        return loss.data
+
+    replay = []
+
+    def step(k, clip=False):
+        generator = numpy.random.default_rng(k)
+        t = D.sample_timesteps(batch_size, 50, generator)
+        eps = generator.standard_normal(x0.shape).astype(numpy.float32)
+        if graph and not replay:
+            replay.append(CapturedCall(gradients, (x0, t, eps)))
+        if replay:
+            loss = minilean.tensor(replay[0](x0, t, eps))
+        else:
+            loss = minilean.Tensor(gradients(x0, t, backend.to_device(eps, device), clip))
         optimizer.step()
         average.update(model)
         return loss
@@ -153,7 +171,7 @@ def diffusion_step_parts(batch_size=8, hidden_c=8, size=16, device="cuda", lr=1e
 
 def check_fast_kernels_are_used():
     """With the fast kernels on, "cuda" ops record the fast Functions."""
-    from minilean.cuda import activations, im2col, softmax
+    from minilean.cuda import activations, im2col, noising, softmax
     use_fast_kernels(True)
     try:
         x = minilean.randn(4, 5, device="cuda", requires_grad=True)
@@ -163,6 +181,9 @@ def check_fast_kernels_are_used():
         weight = minilean.randn(4, 3, 3, 3, device="cuda", requires_grad=True)
         assert F.conv_transpose2d(images, weight, stride=2).grad_fn.function is \
             im2col.FastConvTranspose2d
+        alpha_bar = D.alpha_bars(D.make_betas("linear", 10))
+        noised = D.q_sample(alpha_bar, weight, numpy.array([0, 9, 3, 3]), weight.detach())
+        assert noised.grad_fn.function is noising.FastQSample
     finally:
         use_fast_kernels(False)
 
@@ -216,3 +237,72 @@ def copies_in_each_cli_step(monkeypatch, argv, copies_so_far):
     monkeypatch.setattr(diffusion, "train", counting_train)
     main(argv)
     return per_step
+
+
+def check_cuda_graph_trains_like_eager(tmp_path, fast=False, rtol=0.0, sample_atol=0):
+    """``diffusion --cuda-graph`` logs the losses and writes the samples of the same run
+    without it: the replayed graph computes what the Python step computes. (Each logged value
+    is the mean of two steps' losses, read back together: a step that handed the loop the
+    graph's own loss array, which the next replay overwrites, would log a wrong mean.)"""
+    from minilean.cli import main
+    from minilean.data.runlog import read_metrics
+
+    runs = []
+    for graph in (False, True):
+        out = tmp_path / ("graph" if graph else "eager")
+        try:
+            main(["diffusion", "--device=cuda", "--steps=4", "--log-every=2",
+                  "--checkpoint-every=4", "--batch-size=4", "--hidden-c=8", "--T=10",
+                  "--sampler=ddim", "--sample-steps=2", "--n-samples=2", "--evaluate=false",
+                  "--progress=false", f"--out={out}"]
+                 + ["--fast-kernels"] * fast + ["--cuda-graph"] * graph)
+        finally:
+            use_fast_kernels(False)
+        losses = [record["loss"] for record in read_metrics(out / "metrics.jsonl")]
+        runs.append((losses, numpy.load(out / "samples.npy")))
+    (eager_losses, eager_samples), (graph_losses, graph_samples) = runs
+    assert len(set(graph_losses)) == len(graph_losses) == 2
+    numpy.testing.assert_allclose(graph_losses, eager_losses, rtol=rtol)
+    numpy.testing.assert_allclose(graph_samples, eager_samples, rtol=0, atol=sample_atol)
+
+
+# --- CUDA graphs ---------------------------------------------------------------------------------
+
+def check_captured_call_replays_on_new_inputs(cupy, rng):
+    from minilean.cuda.graph import CapturedCall
+    table = cupy.asarray(numpy.array([0.5, 1.5, 2.5]))
+
+    def function(x, t):
+        return (x * 2.0 + table[t][:, None]).sum(axis=1), x.max()
+
+    captured = CapturedCall(function, (numpy.ones((2, 3)), numpy.array([0, 1])))
+    for x, t in [(rng.normal(size=(2, 3)), numpy.array([2, 0])),
+                 (rng.normal(size=(2, 3)), numpy.array([1, 1]))]:
+        total, peak = captured(x, t)
+        numpy.testing.assert_allclose(total.get(),
+                                      (x * 2.0 + table.get()[t][:, None]).sum(axis=1))
+        assert float(peak) == x.max()
+    assert captured(x, t)[0] is total, "the outputs are the arrays of the capture"
+
+
+def check_captured_call_bakes_in_host_numbers():
+    """Why a captured function must read nothing from the host that changes between calls:
+    the replay uses the value it had at capture."""
+    from minilean.cuda.graph import CapturedCall
+    scale = [2.0]
+    captured = CapturedCall(lambda x: x * scale[0], (numpy.ones(3),))
+    scale[0] = 5.0
+    numpy.testing.assert_array_equal(captured(numpy.arange(3.0)).get(), [0.0, 2.0, 4.0])
+
+
+def check_a_host_copy_while_capturing_is_a_clear_error():
+    from minilean.cuda.graph import CapturedCall, GraphCaptureError
+
+    def reads_its_sum(x):
+        return x * float(x.sum())
+
+    with pytest.raises(GraphCaptureError, match="cannot capture .*reads_its_sum as a CUDA "
+                                                "graph: "):
+        CapturedCall(reads_its_sum, (numpy.ones(3),))
+    captured = CapturedCall(lambda x: x + 1.0, (numpy.ones(3),))  # the failure left no capture
+    numpy.testing.assert_array_equal(captured(numpy.zeros(3)).get(), [1.0, 1.0, 1.0])

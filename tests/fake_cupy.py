@@ -18,6 +18,11 @@ copy between host and device is counted in ``transfers``: ``to_host`` for ``.get
 ``asnumpy``, ``.item()``, ``.tolist()``, ``float()``, ``int()``, ``bool()``; ``to_device`` for
 ``asarray`` of host data and host values written into a device array. ``install(monkeypatch)``
 makes ``minilean.backend`` use this module for ``device="cuda"``.
+
+Stream capture (CUDA graphs) is emulated as CUDA defines it: while a ``Stream`` captures, each
+operation issued on it is recorded with the arrays it read and wrote, and ``Graph.launch``
+replays the record on those same arrays, with the Python numbers and random draws baked in as
+they were at capture; a host-device copy while capturing raises and spoils the capture.
 """
 import ctypes
 import math
@@ -39,6 +44,16 @@ class Transfers:
     def reset(self):
         self.to_host = 0
         self.to_device = 0
+
+    def count(self, direction, copies=1):
+        """Count ``copies`` copies in ``direction``; while a stream captures, refuse them as
+        CUDA does (a copy to the host waits for the GPU, which capture forbids, and a host
+        value uploaded into a graph would be baked in)."""
+        if copies and _capture.stream is not None:
+            _capture.invalidated = True
+            raise RuntimeError("cudaErrorStreamCaptureUnsupported: operation not permitted "
+                               f"when stream is capturing (a copy {direction.replace('_', ' ')})")
+        setattr(self, direction, getattr(self, direction) + copies)
 
 
 transfers = Transfers()
@@ -87,12 +102,44 @@ def _wrap(value):
     return value
 
 
-def _device_function(function):
-    """``function`` taking and returning device arrays."""
+def _device_function(function, baked=False):
+    """``function`` taking and returning device arrays, recorded while a stream captures
+    (``baked``: replays give the captured result again, as a random draw captured by CUDA)."""
     def on_device(*args, **kwargs):
-        return _wrap(function(*_unwrap(args), **{k: _unwrap(v) for k, v in kwargs.items()}))
+        return _run(function, _unwrap(args), {k: _unwrap(v) for k, v in kwargs.items()}, baked)
     on_device.__name__ = getattr(function, "__name__", "function")
     return on_device
+
+
+def _run(function, args, kwargs=None, baked=False):
+    """``function`` on NumPy arrays, its result as device arrays; while capturing, recorded."""
+    kwargs = kwargs or {}
+    result = _wrap(function(*args, **kwargs))
+    if baked:
+        saved = _unwrap(_wrap_copy(result))
+        _capture.record(lambda: _refill(result, saved))
+    else:
+        _capture.record(lambda: _refill(result, function(*args, **kwargs)))
+    return result
+
+
+def _wrap_copy(value):
+    if isinstance(value, ndarray):
+        return ndarray(value._array.copy())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_wrap_copy(item) for item in value)
+    return value
+
+
+def _refill(target, fresh):
+    """Write a replayed result ``fresh`` into the device array(s) ``target`` of the capture
+    (read-only views share memory that another operation refills)."""
+    if isinstance(target, ndarray):
+        if target._array.flags.writeable:
+            numpy.copyto(target._array, fresh)
+    elif isinstance(target, (list, tuple)):
+        for target_item, fresh_item in zip(target, fresh):
+            _refill(target_item, fresh_item)
 
 
 class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
@@ -113,9 +160,9 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
         if out is not None:  # in place (``x += y``): write into the device arrays given
-            getattr(ufunc, method)(*_unwrap(inputs), out=_unwrap(out), **kwargs)
+            _device_function(getattr(ufunc, method))(*inputs, out=out, **kwargs)
             return out[0] if len(out) == 1 else out
-        return _wrap(getattr(ufunc, method)(*_unwrap(inputs), **kwargs))
+        return _device_function(getattr(ufunc, method))(*inputs, **kwargs)
 
     def __array_function__(self, function, types_, args, kwargs):
         return _device_function(function)(*args, **kwargs)
@@ -129,14 +176,14 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
         return _device_function(attribute) if callable(attribute) else _wrap(attribute)
 
     def __getitem__(self, key):
-        return _wrap(self._array[self._index(key)])
+        return _run(self._array.__getitem__, (self._index(key),))
 
     def __setitem__(self, key, value):
         if isinstance(value, numpy.ndarray):
-            transfers.to_device += 1
+            transfers.count("to_device")
         else:
             value = _unwrap(value)
-        self._array[self._index(key)] = value
+        _run(self._array.__setitem__, (self._index(key), value))
 
     @staticmethod
     def _index(key):
@@ -144,7 +191,7 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
         them, at the price of a copy)."""
         parts = key if isinstance(key, tuple) else (key,)
         uploads = sum(isinstance(part, (numpy.ndarray, list)) for part in parts)
-        transfers.to_device += uploads
+        transfers.count("to_device", uploads)
         unwrapped = tuple(part._array if isinstance(part, ndarray) else part for part in parts)
         return unwrapped if isinstance(key, tuple) else unwrapped[0]
 
@@ -165,55 +212,59 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
         address = self._array.ctypes.data
 
         def copy_from_device(source, size):
-            ctypes.memmove(address, source.ptr, size)
+            def copy():
+                ctypes.memmove(address, source.ptr, size)
+            copy()
+            _capture.record(copy)
         return types.SimpleNamespace(ptr=address, copy_from_device=copy_from_device)
 
     def set(self, host_array, stream=None):
         """Copy a host array into this one (CuPy's upload into existing memory)."""
-        transfers.to_device += 1
+        transfers.count("to_device")
         self._array[...] = host_array
 
     # --- explicit copies to the host ---------------------------------------------------------
     def get(self, stream=None):
-        transfers.to_host += 1
+        transfers.count("to_host")
         return self._array.copy()
 
     def item(self, *args):
-        transfers.to_host += 1
+        transfers.count("to_host")
         return self._array.item(*args)
 
     def tolist(self):
-        transfers.to_host += 1
+        transfers.count("to_host")
         return self._array.tolist()
 
     def __float__(self):
-        transfers.to_host += 1
+        transfers.count("to_host")
         return float(self._array)
 
     def __int__(self):
-        transfers.to_host += 1
+        transfers.count("to_host")
         return int(self._array)
 
     def __bool__(self):
-        transfers.to_host += 1
+        transfers.count("to_host")
         return bool(self._array)
 
     def __index__(self):
-        transfers.to_host += 1
+        transfers.count("to_host")
         return self._array.__index__()
 
 
 def asarray(a, dtype=None, order=None):
     if isinstance(a, ndarray):
         return a if dtype is None else a.astype(dtype, copy=False)
-    transfers.to_device += 1
+    transfers.count("to_device")
     return ndarray(numpy.array(a, dtype=dtype, order=order))
 
 
 def array(a, dtype=None, copy=True, order="K", ndmin=0):
     if isinstance(a, ndarray):
-        return ndarray(numpy.array(a._array, dtype=dtype, copy=copy, order=order, ndmin=ndmin))
-    transfers.to_device += 1
+        return _device_function(numpy.array)(a, dtype=dtype, copy=copy, order=order,
+                                             ndmin=ndmin)
+    transfers.count("to_device")
     return ndarray(numpy.array(a, dtype=dtype, order=order, ndmin=ndmin))
 
 
@@ -266,22 +317,122 @@ class Generator:
     def __getattr__(self, name):
         if name not in CUPY_GENERATOR_METHODS:
             raise AttributeError(f"'cupy.random.Generator' object has no attribute '{name}'")
-        return _device_function(getattr(self._generator, name))
+        return _device_function(getattr(self._generator, name), baked=True)
 
 
 random = types.SimpleNamespace(
     default_rng=Generator, Generator=Generator,
-    standard_normal=lambda size=None, dtype=float: _wrap(
-        numpy.random.default_rng().standard_normal(size, dtype=dtype)))
+    standard_normal=_device_function(
+        lambda size=None, dtype=float: numpy.random.default_rng().standard_normal(
+            size, dtype=dtype), baked=True))
 lib = types.SimpleNamespace(stride_tricks=types.SimpleNamespace(
     as_strided=_device_function(numpy.lib.stride_tricks.as_strided)))
 
 
 # --- the bits of cupy.cuda and cupyx that minilean touches --------------------------------------
 
-class _Stream:
+class _Capture:
+    """What a capturing stream has recorded: one replayable step per device operation."""
+
+    def __init__(self):
+        self.stream, self.steps, self.invalidated = None, [], False
+
+    def record(self, step):
+        if self.stream is not None and _current_stream() is self.stream:
+            self.steps.append(step)
+
+
+_capture = _Capture()
+_streams = []  # the streams entered with ``with``, innermost last
+
+
+def _current_stream():
+    return _streams[-1] if _streams else Stream.null
+
+
+class Graph:
+    """A captured graph: ``launch`` replays each recorded operation, in order, on the arrays
+    of the capture (its Python numbers and random draws as they were then)."""
+
+    def __init__(self, steps):
+        self._steps = steps
+
+    def launch(self, stream=None):
+        for step in self._steps:
+            step()
+
+    def upload(self, stream=None):
+        """Nothing to prepare on the CPU."""
+
+
+class Stream:
+    """A stream: the current one inside ``with``; it can capture unless it is ``null``.
+
+    While it captures, operations issued on it are recorded, not only run: they also run, so
+    that their results have shapes, which CUDA's capture does not do (a captured function's
+    effects beyond its results show here once more than on a GPU).
+    """
+    null = None
+
+    def __init__(self, null=False, non_blocking=False):
+        self.is_null = null
+
+    def __enter__(self):
+        _streams.append(self)
+        return self
+
+    def __exit__(self, *exc_info):
+        _streams.pop()
+
     def synchronize(self):
-        """Nothing is ever in flight on the CPU."""
+        """Nothing is ever in flight on the CPU; CUDA refuses to wait on a capture."""
+        if _capture.stream is self:
+            raise RuntimeError("cudaErrorStreamCaptureUnsupported: cannot synchronize a "
+                               "capturing stream")
+
+    def begin_capture(self, mode=None):
+        if self.is_null:
+            raise RuntimeError("cannot capture on the default (legacy) stream")
+        if _capture.stream is not None:
+            raise RuntimeError("cudaErrorIllegalState: a stream is capturing already")
+        _capture.__init__()
+        _capture.stream = self
+
+    def is_capturing(self):
+        return _capture.stream is self
+
+    def end_capture(self):
+        if _capture.stream is not self:
+            raise RuntimeError("cudaErrorIllegalState: the stream is not capturing")
+        steps, invalidated = _capture.steps, _capture.invalidated
+        _capture.__init__()
+        if invalidated:
+            raise RuntimeError("cudaErrorStreamCaptureInvalidated: operation failed due to a "
+                               "previous error during capture")
+        return Graph(steps)
+
+
+Stream.null = Stream(null=True)
+
+
+class MemoryPool:
+    """A memory pool of its own (CuPy's ``MemoryPool``); ``malloc`` is its allocator."""
+
+    def malloc(self, size):
+        raise NotImplementedError("the stand-in allocates with NumPy, never through a pool")
+
+
+class _Allocator:
+    """``using_allocator(allocator)``: NumPy allocates here whatever the allocator."""
+
+    def __init__(self, allocator=None):
+        self.allocator = allocator
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
 
 
 class _Event:
@@ -300,7 +451,8 @@ cuda = types.SimpleNamespace(
         getDeviceCount=lambda: 1, runtimeGetVersion=lambda: 0, driverGetVersion=lambda: 0,
         memGetInfo=lambda: (1 << 30, 1 << 30),  # (free, total): 1 GiB, as a small card
         getDeviceProperties=lambda device: {"name": b"CPU stand-in for CuPy"}),
-    Stream=types.SimpleNamespace(null=_Stream()), Event=_Event,
+    Stream=Stream, Event=_Event, MemoryPool=MemoryPool, using_allocator=_Allocator,
+    get_current_stream=_current_stream,
     get_elapsed_time=lambda start, end: 1e3 * (end.seconds - start.seconds))
 
 
@@ -311,7 +463,24 @@ def _erf(x):
 def RawModule(code, options=(), name_expressions=()):  # noqa: N802  CuPy's name
     """The kernels of ``code``, compiled for and run on the CPU (tests/cuda_on_cpu.py)."""
     import cuda_on_cpu
-    return cuda_on_cpu.RawModule(code, options, name_expressions)
+    return _RecordedModule(cuda_on_cpu.RawModule(code, options, name_expressions))
+
+
+class _RecordedModule:
+    """A module whose kernel launches are recorded while a stream captures."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def get_function(self, name):
+        kernel = self._module.get_function(name)
+
+        def launch(grid, block, args, shared_mem=0):
+            def run():
+                kernel(grid, block, args, shared_mem)
+            run()
+            _capture.record(run)
+        return launch
 
 
 cupyx = types.ModuleType("cupyx")
@@ -338,12 +507,15 @@ def install(monkeypatch):
 def forget_device_state():
     """Drop what minilean.cuda keeps between calls (compiled modules, cached device arrays),
     so nothing made by this stand-in outlives it, nor anything made by real CuPy leaks in."""
-    from minilean.cuda import compile, im2col, multi_tensor, noising, use_fast_kernels
+    from minilean import backend
+    from minilean.cuda import compile, im2col, multi_tensor, use_fast_kernels
     use_fast_kernels(False)
+    _capture.__init__()
+    _streams.clear()
     for program in compile.PROGRAMS.values():
         program._module = None
     im2col._device_geometry.cache_clear()
-    noising._device_schedule.cache_clear()
+    backend._constants.clear()
     multi_tensor._tables.clear()
 
 

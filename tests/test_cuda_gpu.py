@@ -11,9 +11,12 @@ import sys
 import numpy
 import pytest
 
-from device_cases import (OPS, check_fast_kernels_are_used, check_fast_kernels_train_like_plain,
-                          check_op_on_cuda_matches_cpu, copies_in_each_cli_step,
-                          diffusion_step_parts)
+from device_cases import (OPS, check_a_host_copy_while_capturing_is_a_clear_error,
+                          check_captured_call_bakes_in_host_numbers,
+                          check_captured_call_replays_on_new_inputs,
+                          check_cuda_graph_trains_like_eager, check_fast_kernels_are_used,
+                          check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
+                          copies_in_each_cli_step, diffusion_step_parts)
 from kernel_cases import KernelCases
 from minilean.cuda import use_fast_kernels
 
@@ -124,6 +127,26 @@ def test_memory_pool_is_flat_across_steps(fast):
 
 def test_fast_kernels_train_like_plain_cupy():
     check_fast_kernels_train_like_plain()
+
+
+# --- CUDA graphs -------------------------------------------------------------------------------
+
+def test_a_captured_call_replays_on_new_inputs():
+    check_captured_call_replays_on_new_inputs(cupy, rng)
+
+
+def test_a_captured_call_bakes_in_host_numbers():
+    check_captured_call_bakes_in_host_numbers()
+
+
+def test_a_host_copy_while_capturing_is_a_clear_error():
+    check_a_host_copy_while_capturing_is_a_clear_error()
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["cupy", "fast"])
+def test_cuda_graph_trains_like_the_python_step(tmp_path, fast):
+    """The same kernels on the same inputs: equal up to the order of atomic additions."""
+    check_cuda_graph_trains_like_eager(tmp_path, fast, rtol=1e-5, sample_atol=1)
 
 
 # --- the headline command ------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from minilean.autograd.conv import conv2d
 from minilean.autograd.function import Context
 from minilean.cuda import (activations, adam, compile as kernels, ema, im2col, mse, noising,
                            norm, reduce, registry, softmax, use_fast_kernels)
+from minilean.models import diffusion as diffusion_ops
 
 rng = numpy.random.default_rng(7)
 
@@ -280,6 +281,8 @@ def test_fast_function_runs_the_op_where_the_kernel_does_not_cover():
 def test_use_fast_kernels_fills_and_empties_the_slots():
     missing = use_fast_kernels(True)
     try:
+        assert missing == []  # every op the registry names exists
+        assert diffusion_ops.QSample.fast is noising.FastQSample
         assert backend.fast_kernels_enabled()
         assert elementwise.Relu.fast is activations.FastRelu
         assert elementwise.Gelu.fast is activations.FastGelu

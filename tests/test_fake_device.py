@@ -23,12 +23,17 @@ import pytest
 import cuda_on_cpu
 import fake_cupy
 import minilean
-from device_cases import (OPS, check_fast_kernels_are_used, check_fast_kernels_train_like_plain,
-                          check_op_on_cuda_matches_cpu, copies_in_each_cli_step,
-                          diffusion_step_parts)
+from device_cases import (OPS, check_a_host_copy_while_capturing_is_a_clear_error,
+                          check_captured_call_bakes_in_host_numbers,
+                          check_captured_call_replays_on_new_inputs,
+                          check_cuda_graph_trains_like_eager, check_fast_kernels_are_used,
+                          check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
+                          copies_in_each_cli_step, diffusion_step_parts)
 from kernel_cases import KernelCases
 from minilean.cuda import mse
+from minilean.cuda.graph import CapturedCall
 from minilean.data import RunDirectory
+from minilean.data.runlog import read_metrics
 from minilean.train.loop import TrainState, train
 
 rng = numpy.random.default_rng(5)
@@ -139,6 +144,66 @@ def test_the_transfer_check_catches_a_host_copy(fake_cuda):
     fake_cupy.transfers.reset()
     float(step(1).item())
     assert fake_cupy.transfers.to_host == 1
+
+
+# --- CUDA graphs (stream capture emulated as CUDA defines it) ----------------------------------
+
+def test_a_captured_call_replays_on_new_inputs(fake_cuda):
+    check_captured_call_replays_on_new_inputs(fake_cuda, rng)
+
+
+def test_a_captured_call_bakes_in_host_numbers_as_cuda_does(fake_cuda):
+    """The stand-in replays as CUDA does, so the graph tests here can fail."""
+    check_captured_call_bakes_in_host_numbers()
+
+
+def test_a_host_copy_while_capturing_is_a_clear_error(fake_cuda):
+    check_a_host_copy_while_capturing_is_a_clear_error()
+
+
+def test_a_captured_call_refuses_inputs_of_another_shape(fake_cuda):
+    captured = CapturedCall(lambda x: x + 1.0, (numpy.ones(3, dtype=numpy.float32),))
+    with pytest.raises(ValueError, match=r"input 0: expected float32 of shape \(3,\) \(as "
+                                         r"captured\), got float32 \(4,\)"):
+        captured(numpy.ones(4, dtype=numpy.float32))
+
+
+@pytest.mark.parametrize("fast", [False, pytest.param(True, marks=needs_compiler)],
+                         ids=["cupy", "fast"])
+def test_cuda_graph_trains_like_the_python_step(fake_cuda, tmp_path, fast):
+    check_cuda_graph_trains_like_eager(tmp_path, fast)
+
+
+def test_a_resumed_cuda_graph_run_repeats_an_uninterrupted_one(fake_cuda, tmp_path):
+    from minilean.cli import main
+    common = ["diffusion", "--device=cuda", "--cuda-graph", "--batch-size=4", "--hidden-c=8",
+              "--T=10", "--sampler=ddim", "--sample-steps=2", "--n-samples=2",
+              "--evaluate=false", "--progress=false", "--log-every=1"]
+    main(common + ["--steps=4", f"--out={tmp_path / 'whole'}"])
+    main(common + ["--steps=2", f"--out={tmp_path / 'split'}"])
+    main(common + ["--steps=4", f"--resume={tmp_path / 'split'}"])
+    whole, split = ([record["loss"] for record in read_metrics(tmp_path / name / "metrics.jsonl")]
+                    for name in ("whole", "split"))
+    assert len(whole) == 4 and split == whole
+    numpy.testing.assert_array_equal(numpy.load(tmp_path / "split" / "samples.npy"),
+                                     numpy.load(tmp_path / "whole" / "samples.npy"))
+
+
+def test_cuda_graph_steps_make_no_host_transfers(fake_cuda, monkeypatch, tmp_path):
+    copies = copies_in_each_cli_step(
+        monkeypatch, ["diffusion", "--device=cuda", "--cuda-graph", "--steps=3",
+                      "--batch-size=4", "--hidden-c=8", "--T=10", "--n-samples=2",
+                      "--evaluate=false", "--progress=false", f"--out={tmp_path}"],
+        lambda: fake_cupy.transfers.to_host)
+    assert copies == [0, 0, 0]
+
+
+def test_cuda_graph_on_the_cpu_says_it_does_nothing(tmp_path, capsys):
+    from minilean.cli import main
+    main(["diffusion", "--device=cpu", "--cuda-graph", "--steps=1", "--batch-size=2",
+          "--hidden-c=4", "--T=4", "--sample-steps=1", "--sampler=ddim", "--n-samples=1",
+          "--evaluate=false", "--progress=false", f"--out={tmp_path}"])
+    assert "--cuda-graph has no effect on the CPU" in capsys.readouterr().err
 
 
 # --- every model command end to end on "cuda" ---------------------------------------------------
@@ -263,6 +328,7 @@ def test_gpu_benchmark_script_runs_end_to_end(fake_cuda, monkeypatch, capsys):
     report = capsys.readouterr().out
     assert "CPU stand-in for CuPy" in report and "minilean fast kernels" in report
     assert "gelu_tanh backward" in report and "PyTorch eager" in report
+    assert "fast kernels + CUDA graph" in report and "failed" not in report
 
 
 @needs_compiler

@@ -9,10 +9,14 @@ from minilean.autograd.tensor import Tensor
 
 
 def as_tensor(value, like):
-    """Wrap a Python or NumPy scalar as a constant tensor with ``like``'s dtype and device."""
+    """Wrap a Python or NumPy scalar as a constant tensor with ``like``'s dtype and device.
+
+    Filled on the device rather than copied there: no host-device copy per ``x * 0.5``, which
+    also keeps such constants legal inside a captured CUDA graph.
+    """
     if isinstance(value, Tensor):
         return value
-    return Tensor._wrap(like.xp.asarray(value, dtype=like.dtype), False)
+    return Tensor._wrap(like.xp.full((), value, dtype=like.dtype), False)
 
 
 def _binary(op, a, b):

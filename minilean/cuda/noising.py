@@ -3,10 +3,9 @@
 x_t = sqrt(alpha_bar[t]) x0 + sqrt(1 - alpha_bar[t]) noise with a timestep per sample;
 the backward gives d x0 and d noise in the same pass. ``reference`` is the NumPy statement.
 """
-import functools
-
 import numpy
 
+from minilean import backend
 from minilean.cuda import compile as kernels
 from minilean.cuda.fast_function import FastFunction
 
@@ -56,13 +55,6 @@ def backward(grad, alpha_bar, t):
     return grad_x0, grad_noise
 
 
-@functools.lru_cache(maxsize=8)
-def _device_schedule(alpha_bar_bytes, dtype):
-    """alpha_bar on the GPU, uploaded once per schedule (the host schedule never changes)."""
-    import cupy
-    return cupy.asarray(numpy.frombuffer(alpha_bar_bytes, dtype=numpy.float64).astype(dtype))
-
-
 class FastQSample(FastFunction):
     """x_t = sqrt(alpha_bar[t]) x0 + sqrt(1 - alpha_bar[t]) eps through noising.cu.
 
@@ -76,8 +68,7 @@ class FastQSample(FastFunction):
     @staticmethod
     def kernel_forward(ctx, x0, eps, alpha_bar=None, t=None):
         import cupy
-        schedule = _device_schedule(numpy.asarray(alpha_bar, dtype=numpy.float64).tobytes(),
-                                    x0.dtype)
+        schedule = backend.constant(numpy.asarray(alpha_bar, dtype=x0.dtype), "cuda")
         t = cupy.asarray(t, dtype=numpy.int64).reshape(-1)
         if t.size == 1:
             t = cupy.broadcast_to(t, (x0.shape[0],))

@@ -18,6 +18,9 @@ import math
 
 import numpy
 
+from minilean import backend
+from minilean.autograd.elementwise import as_tensor
+from minilean.autograd.function import Context, Function, unbroadcast
 from minilean.autograd.tensor import Tensor
 from minilean.backend import array_module, to_device
 
@@ -95,17 +98,28 @@ def _alpha_bar_before(alpha_bar, t):
 def _per_example(values, t, like):
     """``values[t]`` shaped to broadcast against ``like`` (a Tensor or an array).
 
-    An integer ``t`` gives a Python float. A batch of timesteps (array or Tensor, shape (B,))
-    gives shape (B, 1, ..., 1) on ``like``'s device, so each example gets its own coefficient.
+    An integer ``t`` gives a Python float. A batch of timesteps (shape (B,): a host array, or
+    an array or Tensor on the device) gives shape (B, 1, ..., 1) on ``like``'s device, so each
+    example gets its own coefficient. The lookup happens where ``t`` lives: timesteps already
+    on the GPU index a copy of the table kept there, with no host-device copy.
     """
     if isinstance(t, (int, numpy.integer)):
         return float(values[t])
-    indices = t.numpy() if isinstance(t, Tensor) else to_device(t, "cpu")
-    picked = numpy.asarray(values)[numpy.asarray(indices, dtype=numpy.int64)]
+    indices = _timestep_array(t)
+    xp = array_module(indices)
+    picked = backend.constant(values, backend.device_of(indices))[indices.astype(xp.int64)]
     picked = picked.reshape((-1,) + (1,) * (len(like.shape) - 1))  # (B,) -> (B, 1, ..., 1)
     if isinstance(like, Tensor):
         return Tensor(picked.astype(like.dtype), device=like.device)
-    return array_module(like).asarray(picked, dtype=like.dtype)
+    return array_module(like).asarray(to_device(picked, backend.device_of(like)),
+                                      dtype=like.dtype)
+
+
+def _timestep_array(t):
+    """The array inside ``t`` (a Tensor, a host or device array, or a list), where it lives."""
+    if isinstance(t, Tensor):
+        return t.data
+    return t if hasattr(t, "shape") else numpy.asarray(t)
 
 
 def _clip_unit(x):
@@ -115,14 +129,40 @@ def _clip_unit(x):
 
 # --- forward process and training objective ------------------------------------------------
 
+class QSample(Function):
+    """x_t = s x0 + n eps with s = sqrt(alpha_bar[t]) and n = sqrt(1 - alpha_bar[t]) per example;
+
+        dx_t/dx0 = s,   dx_t/deps = n
+
+    (the schedule and t are constants, not inputs). One op rather than four so that
+    ``--fast-kernels`` can run it as one kernel each way (``minilean/cuda/noising.cu``).
+    """
+    @staticmethod
+    def forward(ctx, x0, eps, alpha_bar=None, t=None):
+        signal = _per_example(numpy.sqrt(alpha_bar), t, x0)
+        noise = _per_example(numpy.sqrt(1.0 - alpha_bar), t, x0)
+        if ctx.recording:
+            ctx.signal, ctx.noise, ctx.shapes = signal, noise, (x0.shape, eps.shape)
+        return signal * x0 + noise * eps
+
+    @staticmethod
+    def backward(ctx, grad):
+        need_x0, need_eps = ctx.needs_input_grad
+        x0_shape, eps_shape = ctx.shapes
+        return (unbroadcast(grad * ctx.signal, x0_shape) if need_x0 else None,
+                unbroadcast(grad * ctx.noise, eps_shape) if need_eps else None)
+
+
 def q_sample(alpha_bar, x0, t, eps):
     """Forward noising: ``x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps``.
 
-    ``t`` is one timestep or one per example (shape (B,)).
+    ``t`` is one timestep or one per example (shape (B,)). Tensors in, a Tensor out (with
+    gradients for x0 and eps); arrays in, an array out.
     """
-    signal = _per_example(numpy.sqrt(alpha_bar), t, x0)
-    noise = _per_example(numpy.sqrt(1.0 - alpha_bar), t, x0)
-    return signal * x0 + noise * eps
+    if not isinstance(x0, Tensor):
+        return QSample.forward(Context((False, False), False), x0, eps, alpha_bar=alpha_bar, t=t)
+    return QSample.apply(x0, as_tensor(eps, x0), alpha_bar=alpha_bar,
+                        t=t.data if isinstance(t, Tensor) else t)
 
 
 def x0_from_eps(alpha_bar, x_t, t, eps):
@@ -355,11 +395,12 @@ class ContinuousSchedule:
 
 
 def timesteps_for_batch(t, batch_size):
-    """Timesteps as a float64 host array of shape (B,): one number for all, or one each."""
+    """Timesteps as a float64 array of shape (B,): one number for all, or one each. A number
+    gives a host array; an array or Tensor of timesteps stays where it lives."""
     if isinstance(t, (int, float, numpy.integer, numpy.floating)):
         return numpy.full(batch_size, float(t))
-    values = t.numpy() if isinstance(t, Tensor) else to_device(t, "cpu")
-    values = numpy.asarray(values, dtype=numpy.float64).reshape(-1)
+    values = _timestep_array(t)
+    values = values.astype(array_module(values).float64).reshape(-1)
     if values.shape != (batch_size,):
         raise ValueError(f"expected one timestep or {batch_size} of them, got shape {values.shape}")
     return values

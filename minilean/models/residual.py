@@ -10,10 +10,9 @@ Every conv is 3x3 with padding 1 (the spatial size is kept) and a bias::
 Time enters only as that extra input channel (0 when T <= 1): no embedding, no down-sampling,
 no attention. With C = 3 and hc = 16 it has 10,307 parameters.
 """
-import numpy
-
 from minilean.autograd.creation import tensor
 from minilean.autograd.shape import cat
+from minilean.backend import array_module
 from minilean.models.diffusion import timesteps_for_batch
 from minilean.nn import Conv2d, Module
 
@@ -49,7 +48,8 @@ class ResidualEpsNet(Module):
         batch, _, height, width = x.shape
         scale = 1.0 / (self.T - 1) if self.T > 1 else 0.0
         values = timesteps_for_batch(t, batch) * scale
-        plane = numpy.broadcast_to(values.reshape(batch, 1, 1, 1), (batch, 1, height, width))
+        plane = array_module(values).broadcast_to(values.reshape(batch, 1, 1, 1),
+                                                  (batch, 1, height, width))
         return tensor(plane.astype(x.dtype), device=x.device)  # (B,) -> (B, 1, H, W)
 
     def forward(self, x, t):

@@ -17,10 +17,9 @@ H and W must be multiples of 4.
 """
 import math
 
-import numpy
-
 from minilean.autograd.creation import tensor
 from minilean.autograd.shape import cat
+from minilean.backend import array_module
 from minilean.models.diffusion import timesteps_for_batch
 from minilean.nn import Conv2d, GroupNorm, Linear, Module
 from minilean.nn import functional as F
@@ -34,15 +33,18 @@ def _norm(channels):
 def sinusoidal_embedding(t, dim, batch_size, like):
     """``[sin(t w_k), cos(t w_k)]`` with ``w_k = 10000^(-k / (dim/2))``, shape (B, dim).
 
-    The transformer position encoding, used for the timestep (computed on the host; t needs no
-    gradient).
+    The transformer position encoding, used for the timestep (t needs no gradient). Computed
+    in float64 where t lives: on the host for numbers and host arrays, on the GPU for
+    timesteps already there (no host-device copy).
     """
     half = dim // 2
-    frequencies = numpy.exp(-math.log(10000.0) * numpy.arange(half) / max(half, 1))
-    angles = timesteps_for_batch(t, batch_size)[:, None] * frequencies[None, :]  # (B, half)
-    features = numpy.concatenate([numpy.sin(angles), numpy.cos(angles)], axis=1)
+    times = timesteps_for_batch(t, batch_size)
+    xp = array_module(times)
+    frequencies = xp.exp(-math.log(10000.0) * xp.arange(half) / max(half, 1))
+    angles = times[:, None] * frequencies[None, :]  # (B, half)
+    features = xp.concatenate([xp.sin(angles), xp.cos(angles)], axis=1)
     if dim % 2:
-        features = numpy.pad(features, ((0, 0), (0, 1)))
+        features = xp.pad(features, ((0, 0), (0, 1)))
     return tensor(features.astype(like.dtype), device=like.device)
 
 

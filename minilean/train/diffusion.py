@@ -3,6 +3,7 @@
     config (checked flags) -> dataset -> Loader (images in [-1, 1]) -> UNet or ResidualEpsNet
     -> Adam (linear warm-up, then cosine decay or constant) + EMA, each step:
        t ~ U{0..T-1}, eps ~ N(0, I), loss = |model(q_sample) - eps|^2 (or - v, --prediction v)
+       (with --cuda-graph the loss and gradients are one replayed CUDA graph; Adam, EMA after)
     -> samples from the EMA weights (ddpm | ddim | pf-euler) -> images, FD-classifier, summary
 
 Every random draw of step k comes from ``step_generator(seed, k)``, and sampling noise from
@@ -10,6 +11,7 @@ Every random draw of step k comes from ``step_generator(seed, k)``, and sampling
 """
 import contextlib
 import os
+import sys
 import time
 
 import numpy
@@ -17,6 +19,7 @@ import numpy
 from minilean import backend
 from minilean.autograd.creation import tensor
 from minilean.autograd.grad_mode import no_grad
+from minilean.autograd.tensor import Tensor
 from minilean.models import diffusion as D
 from minilean.optim import warmup_constant, warmup_cosine
 from minilean.train.loop import (TrainState, default_interval, prepare_device, resumed_config,
@@ -89,6 +92,9 @@ def run(config):
     if config.resume:
         config = resumed_config(config, LOCKED_FLAGS)
     prepare_device(config)
+    use_graph = config.cuda_graph and config.device == "cuda"
+    if config.cuda_graph and not use_graph:
+        print("minilean: --cuda-graph has no effect on the CPU", file=sys.stderr)
     from minilean.data import Loader, RunDirectory, save_grid
     from minilean.optim import EMA, Adam, clip_grad_norm_
 
@@ -112,16 +118,29 @@ def run(config):
           f"parameters) on {config.dataset if config.x is None else config.x} "
           f"{dataset.image_shape}, device={config.device}, steps {state.step}->{config.steps}")
 
-    def step_fn(batch, step):
-        generator = step_generator(config.seed, step)
-        x0 = batch.x
-        t = D.sample_timesteps(x0.shape[0], config.T, generator)
-        eps = tensor(generator.standard_normal(x0.shape).astype(numpy.float32),
-                     device=config.device)
-        loss = prediction_loss(model, alpha_bar, x0, t, eps)
+    def gradients(x0, t, eps):
+        """The loss and the clipped gradients, from arrays on the device (``t`` may be on the
+        host): the part of a step that ``--cuda-graph`` captures and replays."""
+        loss = prediction_loss(model, alpha_bar, Tensor(x0), t, Tensor(eps))
         optimizer.zero_grad()
         loss.backward()
         clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        return loss.data
+
+    replay = []  # with --cuda-graph: ``gradients`` captured at the first step
+
+    def step_fn(batch, step):
+        generator = step_generator(config.seed, step)
+        x0 = batch.x.data
+        t = D.sample_timesteps(x0.shape[0], config.T, generator)
+        eps = generator.standard_normal(x0.shape).astype(numpy.float32)
+        if use_graph and not replay:
+            from minilean.cuda.graph import CapturedCall
+            replay.append(CapturedCall(gradients, (x0, t, eps)))
+        if replay:  # a copy of the loss: the next replay writes the same array again
+            loss = tensor(replay[0](x0, t, eps))
+        else:
+            loss = Tensor(gradients(x0, t, backend.to_device(eps, config.device)))
         optimizer.lr = config.lr * factor(step - 1)
         optimizer.step()
         for ema in emas.values():
