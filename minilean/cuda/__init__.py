@@ -4,7 +4,9 @@ One ``.cu`` file per kernel family (activations, adam, ema, noising, mse, reduce
 norm, im2col) with a Python module beside it holding the NumPy reference of what the kernel
 computes, the launcher, and the fast Function that replaces an op. ``compile.py`` compiles
 lazily through CuPy (or NVRTC alone, for checking sources without a GPU); ``registry.py``
-says which op each fast Function replaces. Nothing here imports CuPy until a kernel runs.
+says which op each fast Function replaces. ``graph.py`` captures a whole call (a training
+step's forward and backward) as one CUDA graph for ``--cuda-graph``. Nothing here imports
+CuPy until a kernel runs.
 """
 from minilean import backend
 from minilean.cuda import registry
