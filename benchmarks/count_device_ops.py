@@ -71,7 +71,9 @@ def count_step(fake_cupy, cuda_on_cpu, step):
     return counts["fresh"], counts["launches"], counts["graphs"]
 
 
-def main(argv=None):
+def main(argv=None, patches=None):
+    """``patches``: something with pytest's ``monkeypatch`` interface, to undo the stand-in
+    afterwards (a test's); by default it stays for the life of the process."""
     sys.path.insert(0, TESTS)
     import cuda_on_cpu
     import fake_cupy
@@ -88,7 +90,7 @@ def main(argv=None):
     if cuda_on_cpu.compiler() is None:
         print("count_device_ops: needs x86-64 and a C++ compiler", file=sys.stderr)
         return 1
-    fake_cupy.install(_Patches())
+    fake_cupy.install(patches or _Patches())
     print(f"U-Net hidden {args.hidden_c}, batch {args.batch_size}x3x{args.image_size}^2, "
           f"Adam + clipping + EMA, one step after a warm-up step, made from Python:")
     for graph in (False, True):

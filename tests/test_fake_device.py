@@ -332,6 +332,24 @@ def test_gpu_benchmark_script_runs_end_to_end(fake_cuda, monkeypatch, capsys):
 
 
 @needs_compiler
+def test_count_device_ops_counts_what_a_graph_step_leaves_to_python(monkeypatch, capsys):
+    benchmarks = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))
+    import count_device_ops
+    try:
+        assert count_device_ops.main(["--batch-size=2", "--hidden-c=8", "--image-size=8"],
+                                     monkeypatch) == 0
+    finally:
+        fake_cupy.forget_device_state()
+    rows = {line.split("  ")[1].strip(): [int(word) for word in line.split() if word.isdigit()]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+    assert rows["--fast-kernels --cuda-graph"] == [1, 2, 1]  # the loss copy; Adam, EMA; graph
+    assert rows["plain CuPy"][0] > rows["--fast-kernels"][0] > \
+        rows["plain CuPy --cuda-graph"][0] > 1
+    assert rows["--fast-kernels"][1] > 100 and rows["plain CuPy"][1:] == [0, 0]
+
+
+@needs_compiler
 def test_the_gpu_tests_themselves_run_on_the_stand_in():
     """tests/test_cuda_gpu.py's own tests (the ones it does not share with this file, each in
     one variant), run with ``import cupy`` giving the stand-in: a GPU session will not spend
