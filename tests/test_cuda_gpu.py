@@ -108,11 +108,12 @@ def test_training_step_with_gradient_clipping_makes_no_host_transfers(monkeypatc
     assert transfers.count == 0, "clip_grad_norm_ copied data to the host"
 
 
+@pytest.mark.parametrize("graph", [False, True], ids=["python", "cuda-graph"])
 @pytest.mark.parametrize("fast", [False, True], ids=["cupy", "fast"])
-def test_memory_pool_is_flat_across_steps(fast):
+def test_memory_pool_is_flat_across_steps(fast, graph):
     use_fast_kernels(fast)
     try:
-        _, step = diffusion_step_parts()
+        _, step = diffusion_step_parts(graph=graph)
         pool = cupy.get_default_memory_pool()
         used = []
         for k in range(8):

@@ -124,8 +124,9 @@ def test_the_loop_reads_device_metrics_back_once_per_log_line(fake_cuda, tmp_pat
     assert [(record["step"], record["loss"]) for record in logged] == [(3, 2.0), (6, 5.0)]
 
 
-def test_device_memory_is_flat_across_training_steps(fake_cuda):
-    _, step = diffusion_step_parts()
+@pytest.mark.parametrize("graph", [False, True], ids=["python", "cuda-graph"])
+def test_device_memory_is_flat_across_training_steps(fake_cuda, graph):
+    _, step = diffusion_step_parts(graph=graph)
     in_use = []
     for k in range(6):
         step(k)
