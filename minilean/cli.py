@@ -441,7 +441,8 @@ DIFFUSION = Command(
         FlagGroup("speed", [
             Flag("cuda_graph", False, "capture the loss and gradient computation of a step "
                  "as one CUDA graph at the first step and replay it (cuda only; the same "
-                 "numbers, far fewer kernel launches from Python)"),
+                 "numbers, far fewer kernel launches from Python; with --fast-kernels, Adam "
+                 "and EMA add one launch each)"),
         ]),
         FlagGroup("model", [
             Flag("arch", "unet", "epsilon predictor: unet (time embedding, GroupNorm, "

@@ -199,6 +199,27 @@ def test_cuda_graph_steps_make_no_host_transfers(fake_cuda, monkeypatch, tmp_pat
     assert copies == [0, 0, 0]
 
 
+def test_a_step_that_cannot_be_captured_is_a_one_line_error(fake_cuda, monkeypatch, tmp_path,
+                                                            capsys):
+    import minilean.optim
+    from minilean.cli import main
+    clip = minilean.optim.clip_grad_norm_
+
+    def clip_and_read_the_norm(parameters, max_norm):
+        return float(clip(parameters, max_norm).item())
+
+    monkeypatch.setattr(minilean.optim, "clip_grad_norm_", clip_and_read_the_norm)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["diffusion", "--device=cuda", "--cuda-graph", "--steps=2", "--batch-size=2",
+              "--hidden-c=4", "--T=4", "--evaluate=false", "--progress=false",
+              f"--out={tmp_path}"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 1 and len(error) == 1
+    assert error[0].startswith("minilean diffusion: error: --cuda-graph: cannot capture "
+                               "run.<locals>.gradients as a CUDA graph: ")
+    assert error[0].endswith("(run without --cuda-graph)")
+
+
 def test_cuda_graph_on_the_cpu_says_it_does_nothing(tmp_path, capsys):
     from minilean.cli import main
     main(["diffusion", "--device=cpu", "--cuda-graph", "--steps=1", "--batch-size=2",

@@ -23,9 +23,11 @@ What a captured function must do (the rules of stream capture, and how this clas
 """
 import numpy
 
+from minilean.backend import DeviceError
 
-class GraphCaptureError(RuntimeError):
-    """A function could not be captured (it copied to or from the host, or synchronised)."""
+
+class GraphCaptureError(DeviceError):
+    """CUDA refused to capture a function (it copied to or from the host, or synchronised)."""
 
 
 class CapturedCall:

@@ -135,8 +135,12 @@ def run(config):
         t = D.sample_timesteps(x0.shape[0], config.T, generator)
         eps = generator.standard_normal(x0.shape).astype(numpy.float32)
         if use_graph and not replay:
-            from minilean.cuda.graph import CapturedCall
-            replay.append(CapturedCall(gradients, (x0, t, eps)))
+            from minilean.cuda.graph import CapturedCall, GraphCaptureError
+            try:
+                replay.append(CapturedCall(gradients, (x0, t, eps)))
+            except GraphCaptureError as error:
+                raise GraphCaptureError(f"--cuda-graph: {error} (run without --cuda-graph)") \
+                    from error
         if replay:  # a copy of the loss: the next replay writes the same array again
             loss = tensor(replay[0](x0, t, eps))
         else:
