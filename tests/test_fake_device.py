@@ -82,6 +82,17 @@ def test_tensor_numpy_is_the_one_copy_to_the_host(fake_cuda):
     assert fake_cupy.transfers.to_host == 2
 
 
+def test_scalar_operands_are_filled_on_the_device_not_copied_there(fake_cuda):
+    x = minilean.randn(3, device="cuda")
+    fake_cupy.transfers.reset()
+    y = (x * 0.5 + numpy.float32(2.0)) / 4
+    assert fake_cupy.transfers.to_device == 0
+    numpy.testing.assert_allclose(y.numpy(), (x.numpy() * 0.5 + 2.0) / 4, rtol=1e-6)
+    z = x * numpy.array([1.0, 2.0, 3.0])  # a host array is still accepted, at one copy
+    assert fake_cupy.transfers.to_device == 1
+    numpy.testing.assert_allclose(z.numpy(), x.numpy() * [1.0, 2.0, 3.0], rtol=1e-6)
+
+
 # --- every op, forward and backward --------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(OPS))

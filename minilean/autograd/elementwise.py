@@ -3,20 +3,25 @@
 Each class is one op, forward beside backward, its derivative in the docstring. Gradients
 are returned in the broadcast output shape; the graph walk reduces them to each input's shape.
 """
+import numbers
+
 from minilean.autograd.function import Function
-from minilean.backend import array_module
 from minilean.autograd.tensor import Tensor
+from minilean.backend import array_module
 
 
 def as_tensor(value, like):
-    """Wrap a Python or NumPy scalar as a constant tensor with ``like``'s dtype and device.
+    """Wrap a Python or NumPy scalar (or an array) as a constant tensor with ``like``'s dtype
+    and device.
 
-    Filled on the device rather than copied there: no host-device copy per ``x * 0.5``, which
-    also keeps such constants legal inside a captured CUDA graph.
+    A scalar is filled in on the device rather than copied there: no host-device copy per
+    ``x * 0.5``, which also keeps such constants legal inside a captured CUDA graph.
     """
     if isinstance(value, Tensor):
         return value
-    return Tensor._wrap(like.xp.full((), value, dtype=like.dtype), False)
+    if isinstance(value, numbers.Number):
+        return Tensor._wrap(like.xp.full((), value, dtype=like.dtype), False)
+    return Tensor._wrap(like.xp.asarray(value, dtype=like.dtype), False)
 
 
 def _binary(op, a, b):
