@@ -301,8 +301,17 @@ def check_a_host_copy_while_capturing_is_a_clear_error():
     def reads_its_sum(x):
         return x * float(x.sum())
 
+    def hides_the_failure(x):
+        try:
+            reads_its_sum(x)
+        except RuntimeError:
+            pass
+        return x + 1.0
+
     with pytest.raises(GraphCaptureError, match="cannot capture .*reads_its_sum as a CUDA "
                                                 "graph: "):
         CapturedCall(reads_its_sum, (numpy.ones(3),))
+    with pytest.raises(GraphCaptureError, match="hides_the_failure"):  # CUDA remembers it
+        CapturedCall(hides_the_failure, (numpy.ones(3),))
     captured = CapturedCall(lambda x: x + 1.0, (numpy.ones(3),))  # the failure left no capture
     numpy.testing.assert_array_equal(captured(numpy.zeros(3)).get(), [1.0, 1.0, 1.0])

@@ -17,9 +17,9 @@ What a captured function must do (the rules of stream capture, and how this clas
   so ``outputs`` are the same objects after each call, with new contents.
 * Allocate from a memory pool of its own. Temporaries it freed while capturing are still
   written by every replay; in CuPy's shared pool they could be handed to other arrays.
-* Not run anything the first time: nothing executes while capturing, and nothing may compile
-  or upload either, so one ordinary call first (the warm-up) compiles the kernels, fills the
-  caches of device tables and grows the private pool.
+* Be called once before the capture (the warm-up): nothing executes while capturing, and
+  nothing may compile or upload either, so an ordinary first call compiles the kernels, fills
+  the caches of device tables and grows the private pool.
 """
 import numpy
 
@@ -34,8 +34,8 @@ class CapturedCall:
     """``function(*inputs) -> array or tuple of arrays``, captured as one CUDA graph.
 
     ``example_inputs`` (host or device arrays) fix the shapes and dtypes; the warm-up and the
-    capture both run on them. Then ``call(*inputs)`` copies ``inputs`` into the graph's input
-    buffers, replays the graph on the current stream and returns ``outputs``.
+    capture both run on them. Each call ``captured(*inputs)`` then copies ``inputs`` into the
+    graph's input buffers, replays the graph on the current stream and returns ``outputs``.
     """
 
     def __init__(self, function, example_inputs):
@@ -49,18 +49,19 @@ class CapturedCall:
             self._stream.begin_capture()
             try:
                 self.outputs = function(*self.inputs)
+                self._graph = self._stream.end_capture()
             except Exception as error:
                 self._end_failed_capture()
                 raise GraphCaptureError(f"cannot capture {_name(function)} as a CUDA graph: "
                                         f"{_first_line(error)}") from error
-            self._graph = self._stream.end_capture()
         self._stream.synchronize()
 
     def _end_failed_capture(self):
-        """End a capture that an error interrupted (CUDA then refuses the graph: ignore it)."""
+        """End a capture that an error interrupted, if it is still open (CUDA refuses the
+        graph of a failed capture, or says there is no capture: either way, ignore it)."""
         try:
             self._stream.end_capture()
-        except Exception:  # noqa: BLE001  the capture was invalid already; the cause is raised
+        except Exception:  # noqa: BLE001  the cause is raised by the caller
             pass
 
     def __call__(self, *inputs):
