@@ -335,11 +335,34 @@ class _Capture:
     """What a capturing stream has recorded: one replayable step per device operation."""
 
     def __init__(self):
-        self.stream, self.steps, self.invalidated = None, [], False
+        self.stream, self.steps, self.invalidated, self.before = None, [], False, []
 
     def record(self, step):
         if self.stream is not None and _current_stream() is self.stream:
             self.steps.append(step)
+
+    def begin(self, stream):
+        """Start recording on ``stream``, remembering the contents of every device array."""
+        self.__init__()
+        self.stream = stream
+        self.before = [(array, array._array.copy()) for array in _live()
+                       if array._array.flags.writeable]
+
+    def undo_effects(self):
+        """What CUDA leaves after a capture, which executes nothing: arrays made while
+        capturing hold garbage (NaN here), older ones what they held before."""
+        older = {id(array) for array, _ in self.before}
+        for array in _live():
+            if id(array) not in older and array._array.flags.writeable and \
+                    array.dtype.kind == "f":
+                array._array.fill(numpy.nan)
+        for array, contents in self.before:
+            array._array[...] = contents
+
+
+def _live():
+    return [array for array in (reference() for reference in list(live_arrays.values()))
+            if array is not None]
 
 
 _capture = _Capture()
@@ -368,9 +391,10 @@ class Graph:
 class Stream:
     """A stream: the current one inside ``with``; it can capture unless it is ``null``.
 
-    While it captures, operations issued on it are recorded, not only run: they also run, so
-    that their results have shapes, which CUDA's capture does not do (a captured function's
-    effects beyond its results show here once more than on a GPU).
+    While it captures, operations issued on it are recorded. They also run, so that Python
+    sees results with shapes, but ``end_capture`` undoes their effects, as CUDA (which runs
+    nothing while capturing) would have: the arrays made while capturing hold NaN until a
+    replay writes them, and the older arrays get their contents back.
     """
     null = None
 
@@ -395,8 +419,7 @@ class Stream:
             raise RuntimeError("cannot capture on the default (legacy) stream")
         if _capture.stream is not None:
             raise RuntimeError("cudaErrorIllegalState: a stream is capturing already")
-        _capture.__init__()
-        _capture.stream = self
+        _capture.begin(self)
 
     def is_capturing(self):
         return _capture.stream is self
@@ -405,6 +428,7 @@ class Stream:
         if _capture.stream is not self:
             raise RuntimeError("cudaErrorIllegalState: the stream is not capturing")
         steps, invalidated = _capture.steps, _capture.invalidated
+        _capture.undo_effects()
         _capture.__init__()
         if invalidated:
             raise RuntimeError("cudaErrorStreamCaptureInvalidated: operation failed due to a "
