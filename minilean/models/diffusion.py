@@ -43,7 +43,8 @@ def check_betas(betas):
     bad = ~(numpy.isfinite(betas) & (betas >= 0) & (betas < 1))
     if bad.any():
         index = int(numpy.argmax(bad))
-        raise ValueError(f"betas must be finite and in [0, 1); beta[{index}] = {float(betas[index])!r}")
+        raise ValueError(f"betas must be finite and in [0, 1); "
+                         f"beta[{index}] = {float(betas[index])!r}")
     return betas
 
 
@@ -166,7 +167,8 @@ def q_sample(alpha_bar, x0, t, eps):
 
 
 def x0_from_eps(alpha_bar, x_t, t, eps):
-    """Invert ``q_sample`` for x0: ``x0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)``."""
+    """Invert ``q_sample`` for x0:
+    ``x0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)``."""
     noise = _per_example(numpy.sqrt(1.0 - alpha_bar), t, x_t)
     inverse_signal = _per_example(1.0 / numpy.sqrt(alpha_bar), t, x_t)
     return (x_t - noise * eps) * inverse_signal
