@@ -85,15 +85,17 @@ def test_training_step_makes_no_host_transfers(monkeypatch, fast):
         use_fast_kernels(False)
 
 
+@pytest.mark.parametrize("graph", [False, True], ids=["python", "cuda-graph"])
 @pytest.mark.parametrize("fast", [False, True], ids=["cupy", "fast"])
-def test_diffusion_command_steps_make_no_host_transfers(monkeypatch, tmp_path, fast):
+def test_diffusion_command_steps_make_no_host_transfers(monkeypatch, tmp_path, fast, graph):
     """The command's own step (v-prediction, clipping, lr schedule, EMA), kernels included."""
     transfers = HostTransfers(monkeypatch)
     argv = ["diffusion", "--device=cuda", "--steps=4", "--batch-size=8", "--hidden-c=8", "--T=20",
             "--n-samples=2", "--evaluate=false", "--progress=false", f"--out={tmp_path}"]
     try:
-        copies = copies_in_each_cli_step(monkeypatch, argv + ["--fast-kernels"] * fast,
-                                         lambda: transfers.count)
+        copies = copies_in_each_cli_step(
+            monkeypatch, argv + ["--fast-kernels"] * fast + ["--cuda-graph"] * graph,
+            lambda: transfers.count)
     finally:
         use_fast_kernels(False)
     assert copies == [0, 0, 0, 0]
