@@ -74,8 +74,8 @@ class CapturedCall:
                                  f"{buffer.shape} (as captured), got {value.dtype} {value.shape}")
             if isinstance(value, cupy.ndarray):
                 cupy.copyto(buffer, value)
-            else:
-                buffer.set(numpy.ascontiguousarray(value))
+            else:  # on the stream: a copy without one would first wait for the GPU to be idle
+                buffer.set(numpy.ascontiguousarray(value), stream=cupy.cuda.get_current_stream())
         self._graph.launch()
         return self.outputs
 
