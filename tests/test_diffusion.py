@@ -97,6 +97,17 @@ def test_q_sample_and_x0_from_eps_invert_each_other_per_example():
         [1.059237, -0.881755], atol=1e-6)
 
 
+@pytest.mark.parametrize("t", [numpy.array([0, 4, 9]), 6], ids=["per-example", "one"])
+def test_q_sample_gradients_match_finite_differences(t):
+    """QSample's backward in float64; eps of shape (1, 2) is broadcast over the batch."""
+    from minilean.autograd.gradcheck import gradcheck
+    alpha_bar = D.alpha_bars(D.linear_beta_schedule(10, 0.01, 0.3))
+    rng = numpy.random.default_rng(2)
+    x0 = ml.tensor(rng.standard_normal((3, 2)), dtype="float64", requires_grad=True)
+    eps = ml.tensor(rng.standard_normal((1, 2)), dtype="float64", requires_grad=True)
+    assert gradcheck(lambda a, b: D.q_sample(alpha_bar, a, t, b), [x0, eps])
+
+
 def test_v_target_and_eps_model_from_v_recover_eps_and_x0():
     alpha_bar = D.alpha_bars(D.cosine_beta_schedule(20))
     rng = numpy.random.default_rng(2)
