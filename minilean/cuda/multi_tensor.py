@@ -50,7 +50,9 @@ def device_table(roles):
             _tables.popitem(last=False)
     entry = _tables[key]
     if entry[0] != addresses:  # first use, or the arrays moved: rewrite the addresses in place
-        entry[1].set(numpy.array(addresses, dtype=numpy.uint64))
+        # on the stream: without one, older CuPy copies synchronously, waiting for the GPU
+        entry[1].set(numpy.array(addresses, dtype=numpy.uint64),
+                     stream=cupy.cuda.get_current_stream())
         entry[0] = addresses
     return tuple(entry[1:])
 
