@@ -157,13 +157,16 @@ def torch_step(torch, args):
     shape = (args.batch_size, 3, args.image_size, args.image_size)
     x0 = torch.tensor(host.uniform(-1, 1, shape).astype(numpy.float32), device="cuda")
     like = tensor(numpy.zeros(1, dtype=numpy.float32))
+    # asynchronous uploads, as CuPy's: a blocking .cuda() would make each step wait for the
+    # previous one to finish on the GPU, and flatter minilean
+    upload = {"device": "cuda", "non_blocking": True}
 
     def step():
         t = D.sample_timesteps(args.batch_size, args.T, host)
         embedding = torch.from_numpy(sinusoidal_embedding(t, args.hidden_c, args.batch_size,
-                                                          like).numpy()).cuda()
-        eps = torch.from_numpy(host.standard_normal(shape).astype(numpy.float32)).cuda()
-        alpha = alpha_bar[torch.from_numpy(t).cuda()].reshape(-1, 1, 1, 1)
+                                                          like).numpy()).to(**upload)
+        eps = torch.from_numpy(host.standard_normal(shape).astype(numpy.float32)).to(**upload)
+        alpha = alpha_bar[torch.from_numpy(t).to(**upload)].reshape(-1, 1, 1, 1)
         x_t = alpha.sqrt() * x0 + (1 - alpha).sqrt() * eps
         loss = torch.nn.functional.mse_loss(model(x_t, embedding), eps)
         optimizer.zero_grad()
