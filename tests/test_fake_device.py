@@ -212,14 +212,14 @@ def test_cuda_graph_steps_make_no_host_transfers(fake_cuda, monkeypatch, tmp_pat
 
 def test_a_step_that_cannot_be_captured_is_a_one_line_error(fake_cuda, monkeypatch, tmp_path,
                                                             capsys):
-    import minilean.optim
     from minilean.cli import main
-    clip = minilean.optim.clip_grad_norm_
+    from minilean.train import diffusion
+    clip = diffusion.clip_grad_norm_
 
     def clip_and_read_the_norm(parameters, max_norm):
         return float(clip(parameters, max_norm).item())
 
-    monkeypatch.setattr(minilean.optim, "clip_grad_norm_", clip_and_read_the_norm)
+    monkeypatch.setattr(diffusion, "clip_grad_norm_", clip_and_read_the_norm)
     with pytest.raises(SystemExit) as exit_info:
         main(["diffusion", "--device=cuda", "--cuda-graph", "--steps=2", "--batch-size=2",
               "--hidden-c=4", "--T=4", "--evaluate=false", "--progress=false",

@@ -2,6 +2,7 @@
 each command writes its run directory and the numbers it promises."""
 import json
 import os
+import sys
 
 import pytest
 
@@ -99,6 +100,17 @@ def test_a_tiny_run_writes_its_numbers(name, argv, keys, tmp_path):
     assert all(key in summary for key in keys)
     assert os.path.exists(tmp_path / "checkpoints" / "last.npz")
     assert os.listdir(tmp_path / "images") or os.path.exists(tmp_path / "samples.svg")
+
+
+@pytest.mark.parametrize("command", ["autoencoder", "diffusion"])
+def test_without_pillow_the_grids_are_ppm_only(command, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "PIL", None)  # ``import PIL`` now raises ImportError
+    flags = TINY if command != "diffusion" else [
+        "--steps=2", "--batch-size=4", "--progress=false", "--hidden-c=4", "--T=4",
+        "--sampler=ddim", "--sample-steps=1", "--n-samples=2", "--evaluate=false"]
+    main([command, *flags, f"--out={tmp_path}"])
+    written = sorted(os.listdir(tmp_path / "images"))
+    assert written and all(name.endswith(".ppm") for name in written)
 
 
 def test_resume_continues_to_the_new_step_count(tmp_path):

@@ -162,3 +162,17 @@ def save_image(path, image):
 def save_grid(path, images, nrow=None, padding=2, value_range=(0.0, 1.0)):
     """Tile images (N, C, H, W) (float in ``value_range`` or uint8) and save the grid."""
     save_image(path, make_grid(to_uint8(images, value_range), nrow=nrow, padding=padding))
+
+
+def save_grid_everywhere(stem, images, nrow=None, value_range=(0.0, 1.0)):
+    """The grid as ``stem.ppm`` (needs nothing) and ``stem.png`` where Pillow is installed;
+    returns the paths written."""
+    try:
+        import PIL  # noqa: F401  only asking whether it is there
+        extensions = (".ppm", ".png")
+    except ImportError:
+        extensions = (".ppm",)
+    paths = [stem + extension for extension in extensions]
+    for path in paths:
+        save_grid(path, images, nrow=nrow, value_range=value_range)
+    return paths

@@ -50,18 +50,10 @@ class Session:
     def save_grid(self, name, images, nrow=None):
         """Write images (N, C, H, W) as ``images/<name>.ppm``, and as ``.png`` too where Pillow
         is installed; return the paths written."""
-        from minilean.data.images import save_grid
-        grid_range = self.value_range or (0.0, 1.0)
+        from minilean.data.images import save_grid_everywhere
         images = images.numpy() if hasattr(images, "numpy") else images
-        written = []
-        for extension in (".ppm", ".png"):
-            path = os.path.join(self.run.images_dir, name + extension)
-            try:
-                save_grid(path, images, nrow=nrow, value_range=grid_range)
-            except ImportError:  # no Pillow: the PPM needs nothing
-                continue
-            written.append(path)
-        return written
+        return save_grid_everywhere(os.path.join(self.run.images_dir, name), images, nrow=nrow,
+                                    value_range=self.value_range or (0.0, 1.0))
 
     def finish(self, title, **summary):
         """Write summary.json, the loss curve, the optional TrainLog; print the summary."""

@@ -20,8 +20,11 @@ from minilean import backend
 from minilean.autograd.creation import tensor
 from minilean.autograd.grad_mode import no_grad
 from minilean.autograd.tensor import Tensor
+from minilean.data import Loader, RunDirectory, load_dataset
+from minilean.data.atomic import save_npy
+from minilean.data.images import save_grid, save_grid_everywhere, to_uint8
 from minilean.models import diffusion as D
-from minilean.optim import warmup_constant, warmup_cosine
+from minilean.optim import EMA, Adam, clip_grad_norm_, warmup_constant, warmup_cosine
 from minilean.train.loop import (TrainState, default_interval, prepare_device, resumed_config,
                                  step_generator, train, write_trainlog)
 
@@ -54,8 +57,6 @@ def lr_factor(config):
 
 def image_dataset(config):
     """The training images named by the data flags (images only: ring8 is 2-D points)."""
-    from minilean.data import load_dataset
-
     dataset = load_dataset(config.dataset, config.x, config.y, config.n_total,
                            config.image_size, config.seed)
     if not dataset.is_image:
@@ -95,8 +96,6 @@ def run(config):
     use_graph = config.cuda_graph and config.device == "cuda"
     if config.cuda_graph and not use_graph:
         print("minilean: --cuda-graph has no effect on the CPU", file=sys.stderr)
-    from minilean.data import Loader, RunDirectory, save_grid
-    from minilean.optim import EMA, Adam, clip_grad_norm_
 
     dataset = image_dataset(config)
     betas = D.make_betas(config.schedule, config.T, config.beta_start, config.beta_end)
@@ -162,7 +161,7 @@ def run(config):
             write_trainlog(config.log, "Diffusion", records,
                            [f"dataset={config.dataset}", f"device={config.device}",
                             f"lr={config.lr:.6f}", f"T={config.T}", f"arch={config.arch}"])
-        summary = write_images(config, model, emas, betas, dataset, run_dir, save_grid)
+        summary = write_images(config, model, emas, betas, dataset, run_dir)
         summary["final_loss"] = records[-1]["loss"] if records else None
         summary["steps"] = state.step
         summary["cpu_seconds"] = round(time.process_time(), 1)  # honest under shared cores
@@ -173,7 +172,7 @@ def run(config):
     return summary
 
 
-def write_images(config, model, emas, betas, dataset, run_dir, save_grid):
+def write_images(config, model, emas, betas, dataset, run_dir):
     """Samples (EMA weights), optional reference/noisy/reconstruction grids, FD-classifier."""
     shape = (config.n_samples,) + dataset.image_shape
     x_T = tensor(step_generator(config.seed, 0, SAMPLING_STREAM).standard_normal(shape)
@@ -186,17 +185,10 @@ def write_images(config, model, emas, betas, dataset, run_dir, save_grid):
         images = sample(eps_model, config, betas, x_T).numpy()
         reconstruction = _reconstruct(config, eps_model, betas, dataset) \
             if config.noisy_ppm or config.reconstruct_ppm else None
-    unit = numpy.clip((images + 1.0) / 2.0, 0.0, 1.0)  # [-1, 1] -> [0, 1]
-    numpy.save(run_dir.file("samples.npy"), (unit * 255.0 + 0.5).astype(numpy.uint8))
-    grid = os.path.join(run_dir.images_dir, "samples.ppm")
-    save_grid(grid, unit[:64])
-    written = [grid]
-    try:
-        save_grid(os.path.join(run_dir.images_dir, "samples.png"), unit[:64])
-        written.append(os.path.join(run_dir.images_dir, "samples.png"))
-    except ValueError:  # no Pillow: the PPM is enough
-        pass
-    extra = {"sample_ppm": unit[:64], "reference_ppm": dataset.images_float(slice(0, 64))}
+    samples = to_uint8(images, (-1.0, 1.0))
+    save_npy(run_dir.file("samples.npy"), samples)  # for `minilean evaluate`
+    written = save_grid_everywhere(os.path.join(run_dir.images_dir, "samples"), samples[:64])
+    extra = {"sample_ppm": samples[:64], "reference_ppm": dataset.images_float(slice(0, 64))}
     if reconstruction is not None:
         extra.update(noisy_ppm=reconstruction[0], reconstruct_ppm=reconstruction[1])
     for flag, pictures in extra.items():
@@ -207,8 +199,7 @@ def write_images(config, model, emas, betas, dataset, run_dir, save_grid):
     summary = {"images": written, "sampler": config.sampler}
     if config.evaluate and dataset.y is not None:
         from minilean.models.classifier import fd_report
-        summary["fd_classifier"] = fd_report(config, dataset, images_uint8=numpy.load(
-            run_dir.file("samples.npy")))
+        summary["fd_classifier"] = fd_report(config, dataset, samples)
     return summary
 
 
