@@ -34,6 +34,15 @@ def test_gradients_accumulate_over_backward_calls_until_cleared():
     np.testing.assert_allclose(x.grad.numpy(), [3.0, 3.0])
 
 
+def test_an_accumulated_gradient_keeps_the_leaf_dtype():
+    x = ml.tensor([1.0, 2.0], requires_grad=True)  # float32
+    w = ml.tensor(np.array([1.0, 3.0]))  # float64: the product's gradient arrives in float64
+    for _ in range(2):
+        (x * w).sum().backward()
+    assert x.grad.dtype == np.float32
+    np.testing.assert_allclose(x.grad.numpy(), [2.0, 6.0])
+
+
 def test_leaf_gradients_are_separate_writable_arrays():
     a, b = ml.randn(3, requires_grad=True), ml.randn(3, requires_grad=True)
     (a + b).sum().backward()  # Add hands the same array to both; sum's is a broadcast view

@@ -131,6 +131,8 @@ def test_large_batch_goes_through_in_slabs(monkeypatch):
      "stride must be an int or a pair of ints"),
     (lambda: conv_transpose2d(ml.zeros(1, 3, 5, 5), ml.zeros(4, 2, 3, 3)),
      "input has 3 channels but weight expects 4"),
+    (lambda: conv_transpose2d(ml.zeros(1, 3, 4, 4), ml.zeros(3, 2, 3, 3), groups=2),
+     "groups=2 does not divide the weight's 3 input channels"),
     (lambda: conv_transpose2d(ml.zeros(1, 4, 5, 5), ml.zeros(4, 2, 3, 3), stride=2,
                               output_padding=2),
      "output_padding (2, 2) must be smaller than stride (2, 2) or dilation (1, 1)"),

@@ -52,8 +52,7 @@ def im2col(x, kernel_size, stride, dilation):
     xp = array_module(x)
     (kh, kw), (sh, sw), (dh, dw) = kernel_size, stride, dilation
     batch, height, width = x.shape[:3]
-    out_h = (height - dh * (kh - 1) - 1) // sh + 1
-    out_w = (width - dw * (kw - 1) - 1) // sw + 1
+    out_h, out_w = output_size(height, kh, sh, dh), output_size(width, kw, sw, dw)
     s_n, s_h, s_w = x.strides[:3]
     return xp.lib.stride_tricks.as_strided(
         x, (batch, out_h, out_w, kh, kw) + x.shape[3:],
@@ -100,7 +99,14 @@ def _weight_matrix(weight, groups):
 
 
 def output_size(size, kernel, stride, dilation):
+    """Positions of a dilated kernel in ``size`` (padding already added) at ``stride``."""
     return (size - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def transposed_output_size(size, kernel, stride, padding, dilation, output_padding):
+    """The side a transposed convolution makes of ``size``: the input side of the
+    convolution it transposes (``output_padding`` picks among sides that stride rounds)."""
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
 
 def _per_group(y, groups):
@@ -380,10 +386,8 @@ class ConvTranspose2d(Function):
     def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
                 groups=1, dilation=(1, 1)):
         x_nhwc = channels_last(x)
-        out_size = tuple((size - 1) * s - 2 * pad + d * (k - 1) + 1 + extra
-                         for size, s, pad, d, k, extra in zip(x_nhwc.shape[1:3], stride, padding,
-                                                              dilation, weight.shape[2:],
-                                                              output_padding))
+        out_size = tuple(map(transposed_output_size, x_nhwc.shape[1:3], weight.shape[2:],
+                             stride, padding, dilation, output_padding))
         y = conv_input_grad(x_nhwc, weight, out_size, padding, stride, dilation, groups)
         if bias is not None:
             y += bias
@@ -416,16 +420,16 @@ class ConvTranspose2d(Function):
 
 # --- the functional forms (PyTorch's names), with the shape checks -------------------------
 
-def _check_common(name, x, weight, bias, groups, weight_channels_axis):
+def _check_common(name, x, weight, groups, weight_axis0):
+    """Shapes and groups; ``weight_axis0`` says which channels the weight's axis 0 counts."""
     if x.ndim != 4 or weight.ndim != 4:
         raise ValueError(f"{name} needs a 4-d input (N, C, H, W) and a 4-d weight, "
                          f"got input shape {x.shape} and weight shape {weight.shape}")
     if not isinstance(groups, int) or groups < 1:
         raise ValueError(f"{name} groups must be a positive int, got {groups!r}")
-    channels = weight.shape[weight_channels_axis]
-    if channels % groups:
-        raise ValueError(f"{name}: groups={groups} does not divide the weight's {channels} "
-                         f"{'output' if weight_channels_axis == 0 else 'input'} channels")
+    if weight.shape[0] % groups:
+        raise ValueError(f"{name}: groups={groups} does not divide the weight's "
+                         f"{weight.shape[0]} {weight_axis0} channels")
     if x.shape[1] % groups:
         raise ValueError(f"{name}: groups={groups} does not divide the input's "
                          f"{x.shape[1]} channels")
@@ -447,7 +451,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-d cross-correlation of x (N, C, H, W) with weight (O, C/groups, Kh, Kw), plus bias (O,)."""
     stride, padding = pair(stride, "stride"), pair(padding, "padding")
     dilation = pair(dilation, "dilation")
-    _check_common("conv2d", x, weight, bias, groups, 0)
+    _check_common("conv2d", x, weight, groups, "output")
     if x.shape[1] != weight.shape[1] * groups:
         raise ValueError(f"conv2d: input has {x.shape[1]} channels but weight expects "
                          f"{weight.shape[1] * groups} (weight.shape[1]={weight.shape[1]} "
@@ -467,7 +471,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     (H - 1) stride - 2 padding + dilation (K - 1) + output_padding + 1."""
     stride, padding = pair(stride, "stride"), pair(padding, "padding")
     output_padding, dilation = pair(output_padding, "output_padding"), pair(dilation, "dilation")
-    _check_common("conv_transpose2d", x, weight, bias, groups, 0)
+    _check_common("conv_transpose2d", x, weight, groups, "input")
     if x.shape[1] != weight.shape[0]:
         raise ValueError(f"conv_transpose2d: input has {x.shape[1]} channels but weight "
                          f"expects {weight.shape[0]} (weight.shape[0])")
@@ -476,9 +480,9 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
             raise ValueError(f"conv_transpose2d: output_padding {output_padding} must be "
                              f"smaller than stride {stride} or dilation {dilation}")
     _check_bias("conv_transpose2d", bias, weight.shape[1] * groups)
-    _check_positive("conv_transpose2d", tuple(
-        (size - 1) * s - 2 * pad + d * (k - 1) + extra + 1 for size, s, pad, d, k, extra
-        in zip(x.shape[2:], stride, padding, dilation, weight.shape[2:], output_padding)))
+    _check_positive("conv_transpose2d", tuple(map(
+        transposed_output_size, x.shape[2:], weight.shape[2:], stride, padding, dilation,
+        output_padding)))
     inputs = (x, weight) if bias is None else (x, weight, bias)
     return ConvTranspose2d.apply(*inputs, stride=stride, padding=padding,
                                  output_padding=output_padding, groups=groups, dilation=dilation)

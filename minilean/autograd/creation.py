@@ -2,11 +2,7 @@
 import numpy
 
 from minilean import backend
-from minilean.autograd.tensor import DEFAULT_DTYPE, Tensor
-
-
-def _shape(size):
-    return tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else tuple(size)
+from minilean.autograd.tensor import DEFAULT_DTYPE, Tensor, shape_arg
 
 
 def _make(array, requires_grad):
@@ -27,11 +23,11 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
 
 
 def zeros(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False):
-    return _make(backend.xp_for(device).zeros(_shape(size), dtype=dtype), requires_grad)
+    return _make(backend.xp_for(device).zeros(shape_arg(size), dtype=dtype), requires_grad)
 
 
 def ones(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False):
-    return _make(backend.xp_for(device).ones(_shape(size), dtype=dtype), requires_grad)
+    return _make(backend.xp_for(device).ones(shape_arg(size), dtype=dtype), requires_grad)
 
 
 def full(size, fill_value, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False):
@@ -49,13 +45,13 @@ def linspace(start, end, steps, dtype=DEFAULT_DTYPE, device="cpu"):
 
 def randn(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False):
     """Standard normal samples from the device's seeded generator."""
-    array = backend.generator(device).standard_normal(_shape(size), dtype=numpy.dtype(dtype))
+    array = backend.generator(device).standard_normal(shape_arg(size), dtype=numpy.dtype(dtype))
     return _make(array, requires_grad)
 
 
 def rand(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False):
     """Uniform samples on [0, 1) from the device's seeded generator."""
-    array = backend.generator(device).random(_shape(size), dtype=numpy.dtype(dtype))
+    array = backend.generator(device).random(shape_arg(size), dtype=numpy.dtype(dtype))
     return _make(array, requires_grad)
 
 

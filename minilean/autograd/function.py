@@ -15,6 +15,7 @@ contract (see ``minilean.cuda``); ops themselves never branch on the backend.
 """
 from minilean import backend
 from minilean.autograd import grad_mode
+from minilean.autograd import tensor as tensor_module  # a module: Tensor is defined after us
 
 
 class Context:
@@ -55,8 +56,6 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **params):
         """Run the op on tensors, recording a graph node when gradients are wanted."""
-        from minilean.autograd.tensor import Tensor
-
         device = inputs[0].device
         for other in inputs[1:]:
             if other.device != device:
@@ -69,7 +68,7 @@ class Function:
             function = cls.fast
         ctx = Context(needs_input_grad, recording)
         out = function.forward(ctx, *(t.data for t in inputs), **params)
-        result = Tensor._wrap(out, recording)
+        result = tensor_module.Tensor._wrap(out, recording)
         if recording:
             result.grad_fn = Node(function, ctx, inputs)
         return result

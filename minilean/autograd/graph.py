@@ -45,8 +45,8 @@ def run_backward(root, grad, retain_graph=False):
                 # with another leaf (Add hands the same array to both inputs), and optimizers
                 # update .grad in place.
                 tensor.grad = Tensor._wrap(tensor.xp.array(grad, dtype=tensor.dtype), False)
-            else:
-                tensor.grad.data = tensor.grad.data + grad
+            else:  # in the leaf's dtype, as the first gradient was
+                tensor.grad.data = (tensor.grad.data + grad).astype(tensor.dtype, copy=False)
             continue
         if node.ctx is None:
             raise RuntimeError("backward through a graph that was already freed: call the first "

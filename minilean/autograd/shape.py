@@ -172,9 +172,6 @@ def reshape(x, shape):
     return Reshape.apply(x, shape=shape)
 
 
-view = reshape
-
-
 def permute(x, dims):
     dims = tuple(_axis(dim, x.ndim) for dim in dims)
     if sorted(dims) != list(range(x.ndim)):

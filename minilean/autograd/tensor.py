@@ -207,22 +207,22 @@ class Tensor:
     def argmin(self, dim=None, keepdim=False): return _reduce.argmin(self, dim, keepdim)
 
     # --- shape ----------------------------------------------------------------------------
-    def reshape(self, *shape): return _shape.reshape(self, _shape_arg(shape))
-    def view(self, *shape): return _shape.reshape(self, _shape_arg(shape))
-    def permute(self, *dims): return _shape.permute(self, _shape_arg(dims))
+    def reshape(self, *shape): return _shape.reshape(self, shape_arg(shape))
+    def view(self, *shape): return _shape.reshape(self, shape_arg(shape))
+    def permute(self, *dims): return _shape.permute(self, shape_arg(dims))
     def transpose(self, dim0, dim1): return _shape.transpose(self, dim0, dim1)
     @property
     def T(self): return _shape.permute(self, tuple(reversed(range(self.ndim))))
     def squeeze(self, dim=None): return _shape.squeeze(self, dim)
     def unsqueeze(self, dim): return _shape.unsqueeze(self, dim)
-    def expand(self, *shape): return _shape.expand(self, _shape_arg(shape))
+    def expand(self, *shape): return _shape.expand(self, shape_arg(shape))
     def flatten(self, start_dim=0, end_dim=-1): return _shape.flatten(self, start_dim, end_dim)
     def chunk(self, chunks, dim=0): return _shape.chunk(self, chunks, dim)
     def split(self, split_size, dim=0): return _shape.split(self, split_size, dim)
     def matmul(self, other): return _linalg.matmul(self, other)
 
 
-def _shape_arg(args):
+def shape_arg(args):
     """Accept both ``x.reshape(2, 3)`` and ``x.reshape((2, 3))``."""
     return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
 

@@ -11,14 +11,12 @@ from minilean.autograd.conv import conv2d, conv_transpose2d  # noqa: F401 (re-ex
 from minilean.autograd.elementwise import (abs, exp, gelu, leaky_relu, log, relu,  # noqa: F401
                                            sigmoid, silu, tanh, where)
 from minilean.autograd.linalg import linear, matmul  # noqa: F401
-from minilean.autograd.loss import mse_loss  # noqa: F401
+from minilean.autograd.loss import REDUCTIONS, mse_loss  # noqa: F401
 from minilean.autograd.norm import group_norm, layer_norm  # noqa: F401
 from minilean.autograd.pool import avg_pool2d, interpolate, max_pool2d  # noqa: F401
 from minilean.autograd.reduce import log_softmax, logsumexp, softmax  # noqa: F401
 from minilean.autograd.shape import pad  # noqa: F401
 from minilean.autograd.tensor import Tensor
-
-REDUCTIONS = ("mean", "sum", "none")
 
 
 def _reduce(loss, reduction):
