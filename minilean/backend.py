@@ -140,18 +140,3 @@ def get_rng_state():
 def set_rng_state(state):
     """Restore a snapshot taken by ``get_rng_state``."""
     generator("cpu").bit_generator.state = state
-
-
-# --- fast CUDA kernels switch ------------------------------------------------------------
-
-_fast_kernels = False
-
-
-def set_fast_kernels(enabled):
-    """Record the ``--fast-kernels`` switch; ``minilean.cuda.use_fast_kernels`` flips it."""
-    global _fast_kernels
-    _fast_kernels = bool(enabled)
-
-
-def fast_kernels_enabled():
-    return _fast_kernels

@@ -8,7 +8,6 @@ says which op each fast Function replaces. ``graph.py`` captures a whole call (a
 step's forward and backward) as one CUDA graph for ``--cuda-graph``. Nothing here imports
 CuPy until a kernel runs.
 """
-from minilean import backend
 from minilean.cuda import registry
 
 
@@ -17,5 +16,4 @@ def use_fast_kernels(enabled=True):
 
     Returns the ops and classes that could not be wired because they do not exist.
     """
-    backend.set_fast_kernels(enabled)
     return registry.install(enabled)

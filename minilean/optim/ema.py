@@ -46,8 +46,7 @@ class EMA:
         pairs = self._pairs(model)
         averages = [average for average, _ in pairs]
         update = self.update_arrays
-        if (self.fast_update_arrays is not None and backend.fast_kernels_enabled()
-                and backend.device_of(averages[0]) == "cuda"):
+        if self.fast_update_arrays is not None and backend.device_of(averages[0]) == "cuda":
             update = self.fast_update_arrays
         update(averages, [param.data for _, param in pairs], self.decay)
         self.num_updates += 1

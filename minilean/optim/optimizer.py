@@ -12,11 +12,10 @@ and names it in a class attribute: ``Adam.update = staticmethod(adam_update)``. 
 collects the arrays of the parameters that have a gradient and calls that function under
 ``no_grad``. A second slot, ``fast_update``, is ``None`` here; ``minilean.cuda`` may set it
 (``Adam.fast_update = fused_adam``) to a function with the *same signature* that updates all
-parameters in one kernel launch. It is used only for parameters on "cuda" with fast kernels
-switched on (``backend.fast_kernels_enabled()``), exactly like ``Function.fast`` for ops;
-otherwise the NumPy/CuPy function runs, so every device has the reference maths.
+parameters in one kernel launch. It is filled only while fast kernels are switched on, and
+used only for parameters on "cuda", exactly like ``Function.fast`` for ops; otherwise the
+NumPy/CuPy function runs, so every device has the reference maths.
 """
-from minilean import backend
 from minilean.autograd.grad_mode import no_grad
 from minilean.autograd.tensor import Tensor
 from minilean.nn.module import copy_into
@@ -48,7 +47,7 @@ class Optimizer:
 
     def _update_function(self):
         on_cuda = self.params[0].device == "cuda"
-        if self.fast_update is not None and on_cuda and backend.fast_kernels_enabled():
+        if self.fast_update is not None and on_cuda:
             return self.fast_update
         return self.update
 
