@@ -8,8 +8,9 @@ The model, batch and image size default to ``python -m minilean diffusion``'s.
 
 Order: first the ceilings (device-to-device copy bandwidth, a large float32 matmul), then each
 activation kernel's bandwidth as a share of the copy bandwidth on a large tensor (target at
-least 85%), then the training step (plain CuPy, fast kernels, PyTorch eager on the same model,
-batch and card), then DDIM sampling throughput. Prints one table with the GPU name and the
+least 85%), then the training step (plain CuPy and fast kernels, each also replayed as a CUDA
+graph as ``--cuda-graph`` does, and PyTorch eager on the same model, batch and card), and DDIM
+sampling throughput. Prints one table with the GPU name and the
 CuPy and CUDA versions; copy it into benchmarks/RESULTS.md with the command.
 """
 import argparse
@@ -17,7 +18,6 @@ import sys
 import time
 
 import numpy
-
 
 
 def gpu_time(fn, repeats, warmup=3):
@@ -88,7 +88,7 @@ def activation_bandwidths(elements):
 # --- the training step -------------------------------------------------------------------------
 
 def minilean_step(args, fast, graph=False):
-    """(step, sample, synchronize, parameters) for the CLI's diffusion step on "cuda" (fast
+    """(step, sample, synchronize) for the CLI's diffusion step on "cuda" (fast
     kernels on or off; with ``graph``, loss and gradients replayed as one CUDA graph, as
     ``--cuda-graph`` does)."""
     import cupy
@@ -137,8 +137,7 @@ def minilean_step(args, fast, graph=False):
             D.ddim_sample(model, alpha_bar, x_T, D.respaced_timesteps(args.T, args.sample_steps),
                           clip=True)
 
-    parameters = sum(p.numel() for p in model.parameters())
-    return step, sample, cupy.cuda.Stream.null.synchronize, parameters
+    return step, sample, cupy.cuda.Stream.null.synchronize
 
 
 def torch_step(torch, args):
@@ -236,12 +235,14 @@ def main(argv=None):
     for (kind, direction), bandwidth in activation_bandwidths(args.elements).items():
         rows.append(("kernel", f"{kind} {direction} ({args.elements} float32)",
                      f"{bandwidth / 1e9:.0f} GB/s = {100 * bandwidth / copy:.0f}% of copy"))
+    from minilean.models.unet import UNet
+    parameters = sum(p.numel() for p in UNet(3, args.hidden_c).parameters())
     step_times = {}
     for fast, graph in ((False, False), (True, False), (False, True), (True, True)):
         label = ("minilean fast kernels" if fast else "minilean plain CuPy") + \
             (" + CUDA graph" if graph else "")
         try:
-            step, sample, synchronize, parameters = minilean_step(args, fast, graph)
+            step, sample, synchronize = minilean_step(args, fast, graph)
             step_times[label] = wall_time(step, args.steps, synchronize)
         except Exception as error:  # a graph that cannot be captured here: say why, go on
             rows.append(("train step", label, f"failed: {type(error).__name__}: {error}"))

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every check issue 7 needs a GPU for, in one run: the GPU tests, then the GPU benchmark.
+# Every check that needs a GPU, in one run: the GPU tests, then the GPU benchmark.
 #
 #   bash benchmarks/gpu_session.sh [RESULTS_DIR]      (default: $OUT, else gpu-results)
 #

@@ -134,7 +134,6 @@ inline void launch(unsigned grid, unsigned block, bool synchronises,
 #define gridDim cuda_on_cpu::grid_dim
 #define __global__
 #define __device__
-#define __forceinline__ inline
 #define __shared__ static
 
 inline void __syncthreads() { cuda_on_cpu::arrive(); }
@@ -168,6 +167,5 @@ using std::exp;
 using std::fabs;
 using std::log;
 using std::max;
-using std::min;
 using std::sqrt;
 using std::tanh;

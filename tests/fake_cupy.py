@@ -384,9 +384,6 @@ class Graph:
         for step in self._steps:
             step()
 
-    def upload(self, stream=None):
-        """Nothing to prepare on the CPU."""
-
 
 class Stream:
     """A stream: the current one inside ``with``; it can capture unless it is ``null``.
@@ -420,9 +417,6 @@ class Stream:
         if _capture.stream is not None:
             raise RuntimeError("cudaErrorIllegalState: a stream is capturing already")
         _capture.begin(self)
-
-    def is_capturing(self):
-        return _capture.stream is self
 
     def end_capture(self):
         if _capture.stream is not self:
@@ -537,7 +531,7 @@ def forget_device_state():
     _capture.__init__()
     _streams.clear()
     for program in compile.PROGRAMS.values():
-        program._module = None
+        program.forget()
     im2col._device_geometry.cache_clear()
     backend._constants.clear()
     multi_tensor._tables.clear()

@@ -128,7 +128,9 @@ class KernelCases:
             numpy.testing.assert_allclose(cupy.asnumpy(got), expected, **tolerance)
 
     @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-    @pytest.mark.parametrize("size", [(1,), (3, 5, 7), (1 << 22) + 5])
+    # (1 << 19) + 5 needs all PARTIAL_BLOCKS partial sums and the grid-stride loop
+    @pytest.mark.parametrize("size", [(1,), (3, 5, 7), (1 << 19) + 5,
+                                      pytest.param((1 << 22) + 5, marks=BIG)])
     @pytest.mark.parametrize("dtype", DTYPES)
     def test_mse_kernels(self, cupy, reduction, size, dtype):
         input, target = (rng.normal(size=size).astype(dtype) for _ in range(2))

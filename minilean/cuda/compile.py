@@ -25,8 +25,12 @@ class Program:
     def __init__(self, filename, name_expressions):
         self.filename = filename
         self.name_expressions = tuple(name_expressions)
-        self._module = None
+        self.forget()
         PROGRAMS[filename] = self
+
+    def forget(self):
+        """Drop the compiled module (the next launch compiles again)."""
+        self._module, self._kernels = None, {}
 
     @property
     def source(self):
@@ -34,12 +38,15 @@ class Program:
             return file.read()
 
     def kernel(self, name):
-        """The compiled kernel ``name`` (one of ``name_expressions``); compiles on first use."""
-        if self._module is None:
-            import cupy
-            self._module = cupy.RawModule(code=self.source, options=("-I" + SOURCE_DIR,),
-                                          name_expressions=self.name_expressions)
-        return self._module.get_function(name)
+        """The compiled kernel ``name`` (one of ``name_expressions``); compiles on first use,
+        then comes from a dict (CuPy makes a new kernel object per ``get_function``)."""
+        if name not in self._kernels:
+            if self._module is None:
+                import cupy
+                self._module = cupy.RawModule(code=self.source, options=("-I" + SOURCE_DIR,),
+                                              name_expressions=self.name_expressions)
+            self._kernels[name] = self._module.get_function(name)
+        return self._kernels[name]
 
 
 def type_name(dtype):
@@ -53,10 +60,21 @@ def grid_for(count, threads=THREADS):
     return (max(1, min(-(-count // threads), MAX_BLOCKS)),)
 
 
-def launch(program, name, count, args, threads=THREADS):
+def launch(program, name, count, args):
     """Launch a grid-stride kernel over ``count`` items. Arguments must already be contiguous
     arrays and explicit NumPy scalars: RawKernel ignores strides and checks no types."""
-    program.kernel(name)(grid_for(count, threads), (threads,), args)
+    program.kernel(name)(grid_for(count), (THREADS,), args)
+
+
+def threads_for(length):
+    """Threads per row: a power of two from 32 to 256, no more than the row needs."""
+    return min(256, max(32, 1 << (max(length, 1) - 1).bit_length()))
+
+
+def launch_rows(program, name, rows, length, args):
+    """Launch a row kernel: one block per row of ``length`` elements (blocks stride over the
+    rows beyond MAX_BLOCKS), its threads sharing the row. Arguments as for ``launch``."""
+    program.kernel(name)((min(max(rows, 1), MAX_BLOCKS),), (threads_for(length),), args)
 
 
 # --- NVRTC without a GPU --------------------------------------------------------------------

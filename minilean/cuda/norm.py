@@ -12,7 +12,6 @@ import numpy
 
 from minilean.cuda import compile as kernels
 from minilean.cuda.fast_function import FastFunction
-from minilean.cuda.reduce import threads_for
 
 program = kernels.Program("norm.cu", [
     f"{name}<{type_name}>"
@@ -73,22 +72,16 @@ def reference(x, layout, weight=None, bias=None, eps=1e-5):
     return y.reshape(x.shape).astype(x.dtype), vjp
 
 
-def _row_grid(count, length):
-    return (min(max(count, 1), kernels.MAX_BLOCKS),), (threads_for(length),)
-
-
 def forward(x, layout, weight=None, bias=None, eps=1e-5):
     """(y, mean, inv_std) on the GPU; mean and inv_std have one entry per row."""
     import cupy
     x = cupy.ascontiguousarray(x)
-    placeholder = cupy.zeros(1, dtype=x.dtype)  # stands for an absent weight or bias
     y = cupy.empty_like(x)
     mean, inv_std = (cupy.empty(layout.rows, dtype=x.dtype) for _ in range(2))
-    program.kernel(f"norm_forward<{kernels.type_name(x.dtype)}>")(
-        *_row_grid(layout.rows, layout.length),
-        (x, _contiguous(weight, placeholder), _contiguous(bias, placeholder), y, mean, inv_std)
-        + layout.ints() + (x.dtype.type(eps), numpy.int32(weight is not None),
-                           numpy.int32(bias is not None)))
+    kernels.launch_rows(
+        program, f"norm_forward<{kernels.type_name(x.dtype)}>", layout.rows, layout.length,
+        (x, _flat(weight, x), _flat(bias, x), y, mean, inv_std) + layout.ints()
+        + (x.dtype.type(eps), numpy.int32(weight is not None), numpy.int32(bias is not None)))
     return y, mean, inv_std
 
 
@@ -98,24 +91,27 @@ def backward(x, layout, grad, mean, inv_std, weight=None, affine_grads=True):
     grad = cupy.ascontiguousarray(grad, dtype=x.dtype)
     type_name = kernels.type_name(x.dtype)
     dx = cupy.empty_like(x)
-    program.kernel(f"norm_backward_input<{type_name}>")(
-        *_row_grid(layout.rows, layout.length),
-        (x, _contiguous(weight, cupy.zeros(1, dtype=x.dtype)), grad, mean, inv_std, dx)
-        + layout.ints() + (numpy.int32(weight is not None),))
+    kernels.launch_rows(
+        program, f"norm_backward_input<{type_name}>", layout.rows, layout.length,
+        (x, _flat(weight, x), grad, mean, inv_std, dx) + layout.ints()
+        + (numpy.int32(weight is not None),))
     if not affine_grads:
         return dx, None, None
     dweight, dbias = (cupy.empty(layout.channels, dtype=x.dtype) for _ in range(2))
     rows_per_group = layout.rows // layout.groups
-    program.kernel(f"norm_backward_affine<{type_name}>")(
-        *_row_grid(layout.channels, rows_per_group * layout.spatial),
+    kernels.launch_rows(
+        program, f"norm_backward_affine<{type_name}>", layout.channels,
+        rows_per_group * layout.spatial,
         (x, grad, mean, inv_std, dweight, dbias, numpy.int64(layout.channels),
          numpy.int64(rows_per_group)) + layout.ints()[1:])
     return dx, dweight, dbias
 
 
-def _contiguous(array, placeholder):
+def _flat(array, absent):
+    """``array`` contiguous and flat; for an absent weight or bias, ``absent``: any array of
+    the right type, which the kernel is told (by a 0 flag) never to read."""
     import cupy
-    return placeholder if array is None else cupy.ascontiguousarray(array).reshape(-1)
+    return absent if array is None else cupy.ascontiguousarray(array).reshape(-1)
 
 
 def _fast_norm(op_name, layout_of):

@@ -36,21 +36,14 @@ def reference(x, axes, keepdim=False, mean=False):
     return (total * scale).astype(x.dtype).reshape(reduced_shape(x.shape, axes, keepdim))
 
 
-def threads_for(length):
-    """Threads per row: a power of two from 32 to 256, no more than the row needs."""
-    return min(256, max(32, 1 << (max(length, 1) - 1).bit_length()))
-
-
 def sum_rows(x, outer, length, inner, scale=1.0):
     """The (outer * inner,) row sums of contiguous ``x`` viewed as (outer, length, inner)."""
     import cupy
     x = cupy.ascontiguousarray(x)
     out = cupy.empty(outer * inner, dtype=x.dtype)
-    threads = threads_for(length)
-    program.kernel(f"sum_rows<{kernels.type_name(x.dtype)}>")(
-        (min(outer * inner, kernels.MAX_BLOCKS),), (threads,),
-        (x, out, numpy.int64(outer * inner), numpy.int64(length), numpy.int64(inner),
-         x.dtype.type(scale)))
+    kernels.launch_rows(program, f"sum_rows<{kernels.type_name(x.dtype)}>", outer * inner, length,
+                        (x, out, numpy.int64(outer * inner), numpy.int64(length),
+                         numpy.int64(inner), x.dtype.type(scale)))
     return out
 
 

@@ -7,7 +7,7 @@ import numpy
 
 from minilean.cuda import compile as kernels
 from minilean.cuda.fast_function import FastFunction
-from minilean.cuda.reduce import row_layout, threads_for
+from minilean.cuda.reduce import row_layout
 
 program = kernels.Program("softmax.cu", [
     f"softmax_{direction}<{type_name}>"
@@ -35,10 +35,9 @@ def reference(x, axis, log=False):
 
 def _launch(name, arrays, out, axis, log):
     outer, length, inner = row_layout(out.shape, (axis % out.ndim,))
-    program.kernel(f"{name}<{kernels.type_name(out.dtype)}>")(
-        (min(outer * inner, kernels.MAX_BLOCKS),), (threads_for(length),),
-        arrays + (out, numpy.int64(outer * inner), numpy.int64(length), numpy.int64(inner),
-                  numpy.int32(log)))
+    kernels.launch_rows(program, f"{name}<{kernels.type_name(out.dtype)}>", outer * inner, length,
+                        arrays + (out, numpy.int64(outer * inner), numpy.int64(length),
+                                  numpy.int64(inner), numpy.int32(log)))
     return out
 
 
