@@ -53,6 +53,8 @@ import types
 from pathlib import Path
 
 from minilean.backend import DeviceError
+from minilean.data.arrays import DATASETS
+from minilean.data.builtin import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from minilean.errors import FlagError, flag_error
 
 PROGRAM = "python -m minilean"
@@ -216,7 +218,6 @@ DEVICE_FLAGS = FlagGroup("device", [
          "(cuda only)"),
 ], resolve=_resolve_device)
 
-DATASETS = ("builtin", "cifar10", "imagenet64", "digits", "ring8")
 DATASET_ALIASES = {"cifar": "cifar10", "imagenet": "imagenet64", "imagenette64": "imagenet64",
                    "shapes": "builtin"}
 
@@ -236,7 +237,8 @@ def data_flags(**defaults):
              "(uint8 [0,255] or float [0,1], NCHW or NHWC)"),
         Flag("y", None, "an .npy array of integer labels that goes with --x"),
         Flag("n_total", None, "keep only the first N rows of the dataset", kind=int, low=1),
-        Flag("image_size", 32, "side of the built-in images in pixels", low=16, high=64),
+        Flag("image_size", 32, "side of the built-in images in pixels", low=MIN_IMAGE_SIZE,
+             high=MAX_IMAGE_SIZE),
     ], resolve=_resolve_data).with_defaults(**defaults)
 
 
@@ -337,11 +339,10 @@ def _show_default(value):
 
 
 def _unknown_flag(command, name, value, known):
-    shown = "--" + name.replace("_", "-")
     close = difflib.get_close_matches(name, list(known), n=1)
     hint = f"did you mean --{close[0].replace('_', '-')}?" if close else "no such flag;"
-    return FlagError(f"{shown}: got {value!r}; expected a flag of '{command}' ({hint} "
-                     f"see {PROGRAM} {command} --help)")
+    return flag_error(name, value, f"a flag of '{command}' ({hint} see {PROGRAM} {command} "
+                                   f"--help)")
 
 
 def _load(target):
@@ -639,13 +640,10 @@ GROUPS = {"data": "minilean.data.commands:DataCommands"}
 
 
 def components():
-    """What fire sees: every command, plus the groups whose modules import."""
+    """What fire sees: every command, plus the groups."""
     found = {command.name: command.fire_function() for command in COMMANDS}
     for name, target in GROUPS.items():
-        try:
-            group = _load(target)
-        except (ImportError, AttributeError):
-            continue  # a group whose module is not there (yet) is simply not offered
+        group = _load(target)
         found[name] = guard(group() if inspect.isclass(group) else group, name)
     return found
 

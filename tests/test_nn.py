@@ -243,6 +243,8 @@ def test_layer_forward_and_backward_match_torch(name):
     out.sum().backward()
     expected.sum().backward()
     numpy.testing.assert_allclose(mine.grad.numpy(), reference.grad.numpy(), rtol=1e-6, atol=1e-10)
+    assert [name for name, _ in ours.named_parameters()] == \
+        [name for name, _ in theirs.named_parameters()]
     for (param_name, param), (_, their_param) in zip(ours.named_parameters(),
                                                      theirs.named_parameters()):
         numpy.testing.assert_allclose(param.grad.numpy(), their_param.grad.numpy(), rtol=1e-6,

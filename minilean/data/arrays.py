@@ -13,7 +13,7 @@ import numpy
 
 from minilean.data import builtin, cifar10, flags
 
-DATASETS = ("builtin", "cifar10", "imagenet64", "ring8", "digits")
+DATASETS = ("builtin", "cifar10", "imagenet64", "digits", "ring8")
 DEFAULT_N_TOTAL = 10_000  # rows generated for the procedural datasets (builtin, ring8)
 _RANGE_CHECK_ROWS = 1024  # float arrays are range-checked on their first rows only
 

@@ -56,8 +56,8 @@ class RunDirectory:
         self.start_time = time.time()
         atomic.write_json(self.file("config.json"), _json_safe(dict(config)))
         metrics_path = self.file("metrics.jsonl")
-        kept = [record for record in read_metrics(metrics_path)
-                if resume_step is not None and record.get("step", 0) <= resume_step]
+        kept = [] if resume_step is None else [
+            record for record in read_metrics(metrics_path) if record.get("step", 0) <= resume_step]
         atomic.write_text(metrics_path, "".join(json.dumps(record, allow_nan=False) + "\n"
                                                 for record in kept))
         self.metrics_file = open(metrics_path, "a", encoding="utf-8")

@@ -33,17 +33,16 @@ def adam_update(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, ep
         squared *= 1 - beta2
         exp_avg_sq += squared
         # the step built in place in one scratch array (a few passes fewer than the formula)
-        step = xp.sqrt(exp_avg_sq, out=squared)
-        step /= bias_correction2_sqrt
-        step += eps
-        xp.divide(exp_avg, step, out=step)
-        step *= step_size
-        param -= step
+        update = xp.sqrt(exp_avg_sq, out=squared)
+        update /= bias_correction2_sqrt
+        update += eps
+        xp.divide(exp_avg, update, out=update)
+        update *= step_size
+        param -= update
 
 
 class Adam(Optimizer):
     update = staticmethod(adam_update)
-    fast_update = None
     decoupled = False  # AdamW sets this: weight decay shrinks p directly, not through g
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):

@@ -23,7 +23,6 @@ def sgd_update(params, grads, momentum_buffers, lr, momentum, nesterov, weight_d
 
 class SGD(Optimizer):
     update = staticmethod(sgd_update)
-    fast_update = None
 
     def __init__(self, params, lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.0):
         for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):

@@ -32,7 +32,8 @@ from minilean.autograd.shape import stack
 from minilean.autograd.tensor import Tensor
 from minilean.data import atomic
 from minilean.data.progress import Progress
-from minilean.errors import FlagError
+from minilean.cuda import use_fast_kernels
+from minilean.errors import flag_error
 from minilean.optim.checkpoint import load_checkpoint, save_checkpoint
 
 CHECKPOINT = os.path.join("checkpoints", "last.npz")
@@ -82,13 +83,7 @@ def prepare_device(config):
         if config.device != "cuda":
             print("minilean: --fast-kernels has no effect on the CPU", file=sys.stderr)
         else:
-            import minilean.cuda
-            switch = getattr(minilean.cuda, "use_fast_kernels", None)
-            if switch is None:
-                print("minilean: this build has no fast CUDA kernels; using CuPy's",
-                      file=sys.stderr)
-            else:
-                switch()
+            use_fast_kernels()
 
 
 def step_generator(seed, step, stream=0):
@@ -114,8 +109,8 @@ def resumed_config(config, locked):
     given = set(config.given_flags)
     for name in locked:
         if name in given and getattr(config, name) != saved.get(name):
-            raise FlagError(f"--{name.replace('_', '-')}: got {getattr(config, name)!r}; "
-                            f"expected {saved.get(name)!r} (the value of the run being resumed)")
+            raise flag_error(name, getattr(config, name),
+                             f"{saved.get(name)!r} (the value of the run being resumed)")
     merged = dict(vars(config))  # today's defaults for flags the saved run predates
     merged.update(saved)
     merged.update({name: getattr(config, name) for name in given | {"resume", "device"}})
