@@ -6,7 +6,8 @@ import sys
 import numpy
 import pytest
 
-from minilean.data import atomic, images
+from minilean import atomic
+from minilean.data import images
 
 
 def random_image(shape, seed=0):
@@ -96,7 +97,7 @@ def test_killed_writer_never_replaces_a_good_file(tmp_path):
     """A process killed half-way through writing leaves the previous file intact."""
     path = tmp_path / "x.npy"
     atomic.save_npy(path, numpy.arange(5))
-    script = (f"import os, signal\nfrom minilean.data import atomic\n"
+    script = (f"import os, signal\nfrom minilean import atomic\n"
               f"with atomic.atomic_open({str(path)!r}) as file:\n"
               f"    file.write(b'half of a file')\n    file.flush()\n"
               f"    os.kill(os.getpid(), signal.SIGKILL)\n")

@@ -15,7 +15,7 @@ import urllib.request
 
 import numpy
 
-from minilean.data import atomic
+from minilean import atomic
 from minilean.data.progress import Progress
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

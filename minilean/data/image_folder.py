@@ -12,7 +12,7 @@ import sys
 
 import numpy
 
-from minilean.data import atomic
+from minilean import atomic
 from minilean.data.arrays import manifest_path
 
 CROPS = ("center", "stretch")

@@ -10,7 +10,7 @@ import os
 
 import numpy
 
-from minilean.data import atomic
+from minilean import atomic
 
 # magic number -> (channels, binary?)
 _PNM_FORMATS = {b"P6": (3, True), b"P5": (1, True), b"P3": (3, False), b"P2": (1, False)}

@@ -15,7 +15,7 @@ import math
 import os
 import time
 
-from minilean.data import atomic
+from minilean import atomic
 
 
 def _json_safe(metrics):

@@ -114,7 +114,7 @@ def run(config):
     """``python -m minilean gan``: alternating LSGAN training, sample grids, evaluation."""
     from minilean.autograd.creation import tensor
     from minilean.autograd.grad_mode import no_grad
-    from minilean.data import atomic
+    from minilean import atomic
     from minilean.data.builtin import RING8_MODES, RING8_STD
     from minilean.models import zoo_run
     from minilean.optim import Adam

@@ -16,11 +16,11 @@ target (``os.replace`` is atomic), so a crash mid-write leaves the old checkpoin
 """
 import json
 import os
-import tempfile
 
 import numpy
 
 from minilean import backend
+from minilean.atomic import atomic_open
 from minilean.autograd.tensor import Tensor
 
 TREE_KEY = "__tree__"
@@ -74,19 +74,8 @@ def save_checkpoint(path, **entries):
     if TREE_KEY in arrays:
         raise ValueError(f"{TREE_KEY!r} is reserved in checkpoints")
     arrays[TREE_KEY] = numpy.array(json.dumps(tree))
-    directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-",
-                                             suffix=os.path.basename(path))
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            numpy.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    with atomic_open(path, "wb") as file:
+        numpy.savez(file, **arrays)
 
 
 def load_checkpoint(path):

@@ -30,7 +30,7 @@ import numpy
 from minilean import backend
 from minilean.autograd.shape import stack
 from minilean.autograd.tensor import Tensor
-from minilean.data import atomic
+from minilean import atomic
 from minilean.data.progress import Progress
 from minilean.cuda import use_fast_kernels
 from minilean.errors import flag_error
