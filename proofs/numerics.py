@@ -7,7 +7,8 @@ satisfies fl(a op b) = (a op b)(1 + d), |d| <= u, and a product of n such factor
 lies within gamma_n = n u / (1 - n u) of 1. A value computed through at most n roundings on
 every path from the inputs, as a sum of terms t_i, therefore has
 |computed - exact| <= gamma_n * sum_i |t_i|. Library functions (exp, log, tanh, erf, ...)
-are not correctly rounded but are within 1 ulp in NumPy; each counts as two roundings.
+are not correctly rounded; within 1.5 ulp, and 1 ulp is at most 2u relative, each counts as
+three roundings (as in statements/autograd.py).
 
 Every strategy draws float32-representable values (``width=32``), so the very same inputs
 reach the float64 and float32 engines and mpmath without rounding on the way in.

@@ -13,6 +13,7 @@ mean, wrong shape of law) fails them with overwhelming probability at the sample
 """
 import math
 
+import mpmath
 import numpy
 
 FALSE_ALARM = 1e-3
@@ -47,3 +48,22 @@ def gaussian_law_checks(check, samples, mean, std, what):
                 Z * std ** 2 * math.sqrt(2 / (n - 1)), f"{what}: variance")
     statistic = ks_statistic(samples, lambda x: normal_cdf(x, mean, std))
     check.close(statistic, mpmath.mpf(0), ks_critical(n), f"{what}: Kolmogorov-Smirnov")
+
+
+def pushforward_moments(mu, sigma):
+    """Mean and variance of mu + sigma eps for eps ~ N(0, 1), by quadrature at 50 digits."""
+    density = lambda e: mpmath.exp(-e * e / 2) / mpmath.sqrt(2 * mpmath.pi)  # noqa: E731
+    mean = mpmath.quad(lambda e: (mu + sigma * e) * density(e), [-mpmath.inf, mpmath.inf])
+    variance = mpmath.quad(lambda e: (mu + sigma * e - mean) ** 2 * density(e),
+                           [-mpmath.inf, mpmath.inf])
+    return mean, variance
+
+
+def engine_noise(law, shape, seed):
+    """Engine standard normals (the law the theorem assumes) or, to show the hypothesis
+    matters, uniform noise with the same mean 0 and variance 1."""
+    import minilean
+    minilean.manual_seed(seed)
+    if law == "normal":
+        return minilean.randn(*shape, dtype=numpy.float64)
+    return (minilean.rand(*shape, dtype=numpy.float64) - 0.5) * float(numpy.sqrt(12))

@@ -53,18 +53,6 @@ def test_unet_gradcheck_float64():
                      max_elements=16)
 
 
-def test_frechet_distance_matches_scipy_sqrtm():
-    scipy_linalg = pytest.importorskip("scipy.linalg")
-    from minilean.models.classifier import frechet_distance, gaussian_fit
-    rng = numpy.random.default_rng(0)
-    (mean1, cov1), (mean2, cov2) = (gaussian_fit(rng.standard_normal((50, 4)) @ rng.random((4, 4)))
-                                    for _ in range(2))
-    cross = scipy_linalg.sqrtm(cov1 @ cov2).real
-    expected = ((mean1 - mean2) ** 2).sum() + numpy.trace(cov1 + cov2 - 2 * cross)
-    assert frechet_distance(mean1, cov1, mean2, cov2) == pytest.approx(expected, rel=1e-8)
-    assert frechet_distance(mean1, cov1, mean1, cov1) == pytest.approx(0.0, abs=1e-8)
-
-
 def test_v_prediction_trains_and_samples_on_the_ode_path(tmp_path):
     """--prediction v end to end; pf-euler asks the wrapped network for fractional timesteps."""
     from minilean.cli import main

@@ -97,12 +97,13 @@ def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
     """
     from minilean import backend
     from minilean.data import Loader
+    from minilean.models.zoo_run import minimize
     from minilean.optim import Adam, load_checkpoint, save_checkpoint, warmup_cosine_scheduler
 
     classes = int(numpy.max(dataset.y)) + 1
-    model = FeatureClassifier(dataset.image_shape[0], classes)
     path = _cache_path(cache, dataset, seed, steps, lr)
     if os.path.isfile(path):
+        model = FeatureClassifier(dataset.image_shape[0], classes)
         model.load_state_dict(load_checkpoint(path)["model"])
         return model.to(device).eval(), path
     backend.manual_seed(seed)
@@ -112,10 +113,7 @@ def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
     batches = Loader(dataset, min(batch_size, len(dataset)), seed=seed, device=device).batches()
     for _ in range(steps):
         batch = next(batches)
-        loss = F.cross_entropy(model(batch.x), batch.y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        minimize(optimizer, F.cross_entropy(model(batch.x), batch.y))
         schedule.step()
     os.makedirs(cache, exist_ok=True)
     save_checkpoint(path, model=model.state_dict(), classes=classes, steps=steps)

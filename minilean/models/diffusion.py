@@ -1,6 +1,6 @@
 """Denoising diffusion (DDPM/DDIM) and the probability-flow ODE: schedules, noising, samplers.
 
-Conventions (those of the issue and of the DDPM reference code):
+Conventions (those of the DDPM reference code):
 
 * ``T`` timesteps indexed ``t = 0 .. T-1``; ``betas[t]`` is the noise added by step ``t``;
   ``alpha_bar_t = prod_{s<=t} (1 - beta_s)`` has T entries, and ``alpha_bar_{-1} := 1`` is the
@@ -244,8 +244,7 @@ def posterior_mean_variance(betas, x0, x_t, t):
     ``variance = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)`` (0 at t = 0, and 0 when
     ``alpha_bar_t = 1``, where x_t already is x0).
     """
-    betas = check_betas(betas)
-    alpha_bar = numpy.cumprod(1.0 - betas)
+    alpha_bar = alpha_bars(betas)
     beta, one_minus = float(betas[t]), 1.0 - float(alpha_bar[t])
     previous = _alpha_bar_before(alpha_bar, t)
     if one_minus == 0.0:

@@ -96,6 +96,9 @@ LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_siz
                 "hidden", "d_steps")
 # generator streams apart from the data order's (the baseline's is used before training)
 FIXED_LATENT_STREAM, NOISE_STREAM, BASELINE_STREAM = 3, 4, 2
+# the generator's noise: the fixed latents' stream, told apart by the step (those use step 0,
+# training steps count from 1); the D steps use NOISE_STREAM, NOISE_STREAM + 1, ...
+G_NOISE_STREAM = FIXED_LATENT_STREAM
 
 
 def scatter_svg(points, reference, size=400, extent=3.0):
@@ -150,13 +153,12 @@ def run(config):
     def step_fn(real, step):
         for d_step in range(config.d_steps):  # the same real batch, fresh noise each D step
             fake = generator(latent(real.shape[0], step, NOISE_STREAM + d_step)).detach()
-            d_loss = discriminator_loss(discriminator(real), discriminator(fake))
-            zoo_run.minimize(d_optimizer, d_loss)
-        g_loss = generator_loss(discriminator(generator(latent(real.shape[0], step, NOISE_STREAM - 1))))
-        zoo_run.minimize(g_optimizer, g_loss)
+            d_loss = zoo_run.minimize(
+                d_optimizer, discriminator_loss(discriminator(real), discriminator(fake)))
+        fake = generator(latent(real.shape[0], step, G_NOISE_STREAM))
+        g_loss = zoo_run.minimize(g_optimizer, generator_loss(discriminator(fake)))
         if step % config.sample_every == 0:
             write_samples(f"samples_step{step:06d}")
-        d_loss, g_loss = d_loss.detach(), g_loss.detach()
         return {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss}
 
     zoo_run.fit(session, {"generator": generator, "discriminator": discriminator},

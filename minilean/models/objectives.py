@@ -4,9 +4,10 @@ TorchLean states its training objectives as weighted sums of named terms, and pr
 the models through these two shapes (``proofs/`` checks them):
 
 * ``weighted_two_term(a, b, weight) = a + weight * b``
-  (beta-VAE: reconstruction + beta * KL; LSGAN's generator and discriminator halves),
+  (beta-VAE: reconstruction + beta * KL; LSGAN's generator loss),
 * ``weighted_three_term(a, b, c, weight) = a + b + weight * c``
-  (VQ-VAE: reconstruction + codebook + beta * commitment).
+  (VQ-VAE: reconstruction + codebook + beta * commitment; LSGAN's discriminator: real +
+  fake + weight * regulariser).
 
 Both take minilean Tensors or Python floats for every argument, so the same function computes a
 differentiable training loss and a plain number in a proof. The weight is applied by exactly one

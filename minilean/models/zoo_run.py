@@ -1,7 +1,7 @@
 """What every zoo command (vae, vqvae, gan, autoencoder, mae) does around its own model.
 
     session = start(config, locked=(...), value_range=(0, 1))   seed, data, held-out split, run dir
-    fit(session, modules, optimizers, step_fn)                   the shared loop, resume, curve
+    fit(session, modules, optimizers, step_fn, description)      the shared loop, resume, curve
     session.finish(title, **summary)                             summary.json and TrainLog
 
 The data split is fixed by the seed: the last ``held_out_count`` rows (after a seeded

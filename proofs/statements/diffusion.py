@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from proofs.framework import statement
 from proofs.mutation import mutant
 from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, reals
-from proofs.statistics import gaussian_law_checks
+from proofs.statistics import engine_noise, gaussian_law_checks, pushforward_moments
 
 DIFFUSION = "minilean.models.diffusion"
 SAMPLES = 4000
@@ -404,13 +404,12 @@ def forward_gaussian(check, betas, x0, seed, law):
     """eps ~ N(0, I)  =>  q_sample(x0, t, eps) = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps
     ~ N(sqrt(ab_t) x0, (1 - ab_t) I) (statistical: seeded engine normals, moments and KS)."""
     from minilean.models import diffusion
-    from proofs.statements.vae import _mp_pushforward_moments, _noise
     alpha_bar = _alpha_bar(betas)
     t = len(betas) - 1
     a = mp(alpha_bar[t])
-    mean, variance = _mp_pushforward_moments(mpmath.sqrt(a) * mp(x0), mpmath.sqrt(1 - a))
+    mean, variance = pushforward_moments(mpmath.sqrt(a) * mp(x0), mpmath.sqrt(1 - a))
     check.close(variance, 1 - a, 1e-40, "mpmath: pushforward variance")
-    eps = _noise(law, (SAMPLES,), seed)
+    eps = engine_noise(law, (SAMPLES,), seed)
     samples = diffusion.q_sample(alpha_bar, engine(numpy.full(SAMPLES, x0), numpy.float64), t,
                                  eps)
     gaussian_law_checks(check, host(samples), float(mean), float(mpmath.sqrt(variance)),
@@ -425,7 +424,6 @@ def forward_multistep(check, betas, x0, seed):
     gives q(x_t | x_0) = N(sqrt(ab_t) x_0, 1 - ab_t): mean and variance recursions in mpmath,
     and a chain of engine one-step noisings against N(sqrt(ab_t) x0, 1 - ab_t)."""
     from minilean.models import diffusion
-    from proofs.statements.vae import _noise
     mean, variance = mp(x0), mpmath.mpf(0)
     for beta in mp(betas):
         mean, variance = mpmath.sqrt(1 - beta) * mean, (1 - beta) * variance + beta
@@ -434,8 +432,8 @@ def forward_multistep(check, betas, x0, seed):
     check.close(variance, 1 - a, 1e-40, "mpmath: variance recursion")
     x = engine(numpy.full(SAMPLES, x0), numpy.float64)
     for step, beta in enumerate(betas):
-        x = diffusion.q_sample(numpy.asarray([1 - beta]), x, 0, _noise("normal", (SAMPLES,),
-                                                                       seed * 100 + step))
+        x = diffusion.q_sample(numpy.asarray([1 - beta]), x, 0,
+                               engine_noise("normal", (SAMPLES,), seed * 100 + step))
     gaussian_law_checks(check, host(x), float(mean), float(mpmath.sqrt(variance)), "chain")
 
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from proofs.framework import statement
 from proofs.mutation import mutant
 from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, reals
-from proofs.statistics import Z
+from proofs.statistics import Z, engine_noise
 
 VAE = "minilean.models.vae"
 SAMPLES = 2000
@@ -122,9 +122,8 @@ def elbo_bound(check, W, b, s, x, mu, logvar, seed, law):
         check.close(computed, exact.negative_elbo, bound, f"engine -ELBO ({dtype.__name__})")
         check.holds(computed >= -exact.log_evidence - bound,
                     f"engine -ELBO below -log p(x) by more than its bound ({dtype.__name__})")
-    from proofs.statements.vae import _noise
     z = vae.reparameterize_diag(engine(mu, numpy.float64), engine(logvar, numpy.float64),
-                                _noise(law, (SAMPLES, d), seed))
+                                engine_noise(law, (SAMPLES, d), seed))
     nll = -host(_log_likelihood(W, b, s, x, z))
     check.close(nll.mean(), exact.reconstruction,
                 Z * math.sqrt(float(exact.nll_variance) / SAMPLES)
@@ -145,8 +144,7 @@ IW_REPLICATES = 1000
 
 def _wide_noise(law, shape, seed):
     """Standard normals, or (hypothesis dropped) normals of standard deviation 3."""
-    from proofs.statements.vae import _noise
-    noise = _noise("normal", shape, seed)
+    noise = engine_noise("normal", shape, seed)
     return noise if law == "normal" else noise * 3.0
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from proofs.framework import statement
 from proofs.mutation import mutant
 from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, mp_tolerance, reals
-from proofs.statistics import gaussian_law_checks
+from proofs.statistics import engine_noise, gaussian_law_checks, pushforward_moments
 
 VAE = "minilean.models.vae"
 
@@ -128,6 +128,7 @@ def exp_minus_one_minus_nonneg(check, x):
 def exp_minus_one_minus_pos(check, x):
     """x != 0  =>  0 < e^x - 1 - x."""
     check.holds(mpmath.expm1(mp(x)) - mp(x) > 0, f"mpmath: e^x - 1 - x <= 0 at x = {x}")
+    _sum_form_checks(check, ([0.0], [x]), "coordinate_kl_to_standard", 1)
 
 
 @statement("reparameterizeDiag_value", about=(f"{VAE}.reparameterize_diag",),
@@ -151,25 +152,6 @@ def reparameterize_value(check, latent, seed):
 SAMPLES = 4000
 
 
-def _mp_pushforward_moments(mu, sigma):
-    """Mean and variance of mu + sigma eps for eps ~ N(0, 1), by quadrature at 50 digits."""
-    density = lambda e: mpmath.exp(-e * e / 2) / mpmath.sqrt(2 * mpmath.pi)  # noqa: E731
-    mean = mpmath.quad(lambda e: (mu + sigma * e) * density(e), [-mpmath.inf, mpmath.inf])
-    variance = mpmath.quad(lambda e: (mu + sigma * e - mean) ** 2 * density(e),
-                           [-mpmath.inf, mpmath.inf])
-    return mean, variance
-
-
-def _noise(law, shape, seed):
-    """Engine standard normals (the law the theorem assumes) or, to show the hypothesis
-    matters, uniform noise with the same mean 0 and variance 1."""
-    import minilean
-    minilean.manual_seed(seed)
-    if law == "normal":
-        return minilean.randn(*shape, dtype=numpy.float64)
-    return (minilean.rand(*shape, dtype=numpy.float64) - 0.5) * float(numpy.sqrt(12))
-
-
 @statement("scalar_reparameterization_law", about=(f"{VAE}.reparameterize_diag",),
            given={"mu": reals(-3, 3), "logvar": reals(-3, 3), "seed": st.integers(0, 99),
                   "law": st.just("normal")},
@@ -179,10 +161,10 @@ def scalar_reparameterization_law(check, mu, logvar, seed, law):
     """eps ~ N(0, 1)  =>  mu + sigma eps ~ N(mu, sigma^2), sigma = exp(l / 2) (statistical)."""
     from minilean.models import vae
     sigma = mpmath.exp(mp(logvar) / 2)
-    mean, variance = _mp_pushforward_moments(mp(mu), sigma)
+    mean, variance = pushforward_moments(mp(mu), sigma)
     check.close(mean, mp(mu), 1e-40, "mpmath: pushforward mean")
     check.close(variance, sigma ** 2, 1e-40 * (1 + sigma ** 2), "mpmath: pushforward variance")
-    eps = _noise(law, (SAMPLES,), seed)
+    eps = engine_noise(law, (SAMPLES,), seed)
     z = vae.reparameterize_diag(engine(numpy.full(SAMPLES, mu), numpy.float64),
                                 engine(numpy.full(SAMPLES, logvar), numpy.float64), eps)
     gaussian_law_checks(check, host(z), mu, float(sigma), "engine samples")
@@ -194,7 +176,7 @@ def diagonal_reparameterization_law(check, latent, seed):
     """eps_i ~ N(0, 1) for every i  =>  mu_i + sigma_i eps_i ~ N(mu_i, sigma_i^2) for every i."""
     from minilean.models import vae
     mu, logvar = (numpy.asarray(v) for v in latent)
-    eps = _noise("normal", (SAMPLES // 4, len(mu)), seed)
+    eps = engine_noise("normal", (SAMPLES // 4, len(mu)), seed)
     z = host(vae.reparameterize_diag(engine(mu, numpy.float64), engine(logvar, numpy.float64),
                                      eps))
     for i, (m, l) in enumerate(zip(mu, logvar)):
