@@ -101,7 +101,6 @@ def mean_image_mse(train_images, test_images):
 
 def run(config):
     """``python -m minilean autoencoder``: train, then held-out MSE next to the mean image."""
-    import numpy
     from minilean.autograd.grad_mode import no_grad
     from minilean.models import zoo_run
     from minilean.optim import Adam
@@ -123,7 +122,6 @@ def run(config):
         error = float(nn.functional.mse_loss(reconstructions, held_out).item())
     baseline = mean_image_mse(zoo_run.as_model_input(session.train_rows, (0.0, 1.0)),
                               held_out.numpy())
-    session.save_grid("reconstructions", numpy.concatenate([held_out.numpy()[:16],
-                                                            reconstructions.numpy()[:16]]), nrow=16)
+    session.save_reconstructions(held_out, reconstructions)
     session.finish("Autoencoder", held_out_images=len(held_out), held_out_mse=error,
                    baseline_mean_image_mse=baseline, steps=config.steps)

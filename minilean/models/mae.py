@@ -102,11 +102,16 @@ def block_mask(count, rows, cols, block=2, period=4, offset=0, device="cpu"):
     return _mask_from_hidden(numpy.broadcast_to(hidden, (count, rows * cols)).copy(), device)
 
 
+def patch_statistics(patches, eps=1e-6):
+    """Each patch's mean and standard deviation (``eps`` added to the variance): (N, L, 1)."""
+    mean = patches.mean(-1, keepdim=True)
+    return mean, (patches.var(-1, keepdim=True, unbiased=False) + eps).sqrt()
+
+
 def normalize_patches(patches, eps=1e-6):
     """Each patch minus its mean, over its standard deviation (MAE's normalised targets)."""
-    mean = patches.mean(-1, keepdim=True)
-    variance = patches.var(-1, keepdim=True, unbiased=False)
-    return (patches - mean) / (variance + eps).sqrt()
+    mean, std = patch_statistics(patches, eps)
+    return (patches - mean) / std
 
 
 def patch_losses(prediction, target):
@@ -260,39 +265,28 @@ def run(config):
     mask = make_mask(held_out.shape[0])
     with no_grad():
         prediction = model(held_out, mask)
-        pixel_error = float(masked_mse(prediction if not config.per_patch_norm else _unnormalized(
-            prediction, held_out, config.patch_size), patchify(held_out, config.patch_size),
-            mask.hidden).item())
+        if config.per_patch_norm:  # back to pixels, with the true patch statistics
+            mean, std = patch_statistics(patchify(held_out, config.patch_size))
+            prediction = prediction * std + mean
+        pixel_error = float(masked_mse(prediction, patchify(held_out, config.patch_size),
+                                       mask.hidden).item())
     baseline = mean_patch_mse(zoo_run.as_model_input(session.train_rows, (0.0, 1.0)),
                               held_out.numpy(), mask.hidden.numpy(), config.patch_size)
     session.save_grid("original_masked_reconstruction",
-                      _comparison_rows(held_out, prediction, mask, model, config.per_patch_norm), nrow=8)
+                      _comparison_rows(held_out, prediction, mask, config.patch_size), nrow=8)
     session.finish("MAE", held_out_images=len(held_out), mask=config.mask,
                    hidden_share=float(mask.hidden.numpy().mean()),
                    held_out_masked_patch_mse=pixel_error, baseline_mean_patch_mse=baseline,
                    steps=config.steps)
 
 
-def _unnormalized(prediction, images, patch_size, eps=1e-6):
-    """Undo per-patch normalisation with the true patch statistics (for display and for a
-    pixel-space error comparable to the baseline)."""
-    target = patchify(images, patch_size)
-    mean = target.mean(-1, keepdim=True)
-    std = (target.var(-1, keepdim=True, unbiased=False) + eps).sqrt()
-    return prediction * std + mean
-
-
-def _comparison_rows(images, prediction, mask, model, per_patch_norm, count=8):
+def _comparison_rows(images, prediction, mask, patch_size, count=8):
     """Rows of ``count`` images: original, masked (hidden patches grey), and the
-    reconstruction (visible patches pasted back, hidden ones predicted)."""
+    reconstruction (visible patches pasted back, hidden ones predicted in pixels)."""
     images, prediction = images[:count], prediction[:count]
     hidden = mask.hidden[:count].unsqueeze(-1)  # (n, L) -> (n, L, 1)
-    if per_patch_norm:
-        prediction = _unnormalized(prediction, images, model.patch_size)
-    patches = patchify(images, model.patch_size)
+    patches = patchify(images, patch_size)
     masked = patches * (1 - hidden) + 0.5 * hidden
     filled = patches * (1 - hidden) + prediction.clamp(0.0, 1.0) * hidden
-    shape = (model.patch_size,) + model.image_shape
-    rows = [unpatchify(part, shape[0], shape[1], shape[2], shape[3]).numpy()
-            for part in (patches, masked, filled)]
-    return numpy.concatenate(rows)
+    return numpy.concatenate([unpatchify(part, patch_size, *images.shape[1:]).numpy()
+                              for part in (patches, masked, filled)])

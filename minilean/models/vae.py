@@ -261,8 +261,7 @@ def run(config):
     originals = session.held_out(16)
     with no_grad():
         mean, _ = model.decode(model.encode(originals)[0])
-    session.save_grid("reconstructions", numpy.concatenate([originals.numpy(),
-                                                            mean.clamp(0.0, 1.0).numpy()]), nrow=16)
+    session.save_reconstructions(originals, mean.clamp(0.0, 1.0))
     session.save_grid("prior_samples", model.sample_prior(64, config.device))
     session.finish("VAE", held_out_images=len(held_out),
                    negative_elbo_nats=float(negative_elbo_nats),

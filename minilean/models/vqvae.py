@@ -202,8 +202,7 @@ def run(config):
     used, perplexity = code_statistics(counts)
     baseline = mean_image_mse(zoo_run.as_model_input(session.train_rows, (0.0, 1.0)),
                               held_out.numpy())
-    session.save_grid("reconstructions", numpy.concatenate([held_out.numpy()[:16],
-                                                            reconstruction.numpy()[:16]]), nrow=16)
+    session.save_reconstructions(held_out, reconstruction)
     session.finish("VQ-VAE", held_out_images=len(held_out),
                    held_out_reconstruction_mse=float(terms.reconstruction.item()),
                    held_out_commitment=float(terms.commitment.item()),

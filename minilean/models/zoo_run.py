@@ -55,6 +55,11 @@ class Session:
         return save_grid_everywhere(os.path.join(self.run.images_dir, name), images, nrow=nrow,
                                     value_range=self.value_range or (0.0, 1.0))
 
+    def save_reconstructions(self, originals, reconstructions, count=16):
+        """``images/reconstructions``: ``count`` originals above their reconstructions."""
+        rows = [images.numpy()[:count] for images in (originals, reconstructions)]
+        return self.save_grid("reconstructions", numpy.concatenate(rows), nrow=count)
+
     def finish(self, title, **summary):
         """Write summary.json, the loss curve, the optional TrainLog; print the summary."""
         from minilean.train.loop import write_trainlog
