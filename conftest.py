@@ -1,4 +1,4 @@
-"""Shared test set-up: hypothesis profiles, the gpu marker, float64 helpers."""
+"""Shared test set-up: hypothesis profiles and the gpu marker."""
 import os
 
 import pytest

@@ -29,7 +29,7 @@ _parser.add_argument("--warmup", type=int, default=2, help="untimed steps per fr
 _parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                      help="wall: perf_counter; cpu: process CPU time (steadier on a busy "
                           "machine, meaningful with --threads 1)")
-ARGS = _parser.parse_args() if __name__ == "__main__" else _parser.parse_args([])
+ARGS = _parser.parse_args()
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = str(ARGS.threads)
 
@@ -228,7 +228,7 @@ def diffusion_case(name, arch, batch, size, hidden_c):
     return result
 
 
-# --- the VAE (CLI default: mlp, hidden 256, latent 16, batch 64, 3x16x16) -----------------
+# --- the MLP VAE (vae --arch mlp --hidden 256 --latent 16, batch 64, 3x16x16) -------------
 
 def torch_mlp(widths):
     layers = []
@@ -419,19 +419,17 @@ def ddim_case(count=64, size=16, steps=50, hidden_c=24):
     embeddings = {t: torch.from_numpy(sinusoidal_embedding(t, hidden_c, count, like).data)
                   for t in timesteps}
 
+    # both unclipped: D._clip_unit clips minilean Tensors and arrays, not torch tensors
     def minilean_sample():
         with no_grad():
-            return D.ddim_sample(model, alpha_bar, minilean.tensor(x_T), timesteps, clip=True)
+            return D.ddim_sample(model, alpha_bar, minilean.tensor(x_T), timesteps)
 
     def torch_sample():
         with torch.no_grad():
             return D.ddim_sample(lambda x, t: torch_model(x, embeddings[t]), alpha_bar,
-                                 torch.from_numpy(x_T), timesteps, clip=False)
+                                 torch.from_numpy(x_T), timesteps)
 
-    # torch tensors have clamp too, but D._clip_unit tests for minilean's Tensor: compare unclipped
-    with no_grad():
-        ours = D.ddim_sample(model, alpha_bar, minilean.tensor(x_T), timesteps)
-    error = relative_error(ours.data, torch_sample().numpy())
+    error = relative_error(minilean_sample().data, torch_sample().numpy())
     seconds = alternate(minilean_sample, torch_sample, repeats=3, warmup=0)
     return dict(case=f"DDIM {steps} steps, {count} images", detail="images/s below",
                 minilean=seconds[0], torch=seconds[1], loss_error=error, grad_error=None,
@@ -488,6 +486,11 @@ def print_row(row):
 
 def main():
     cases = ARGS.cases.split(",")
+    known = ("unet16", "unet32", "residual", "vae", "mae", "micro", "ddim", "memory")
+    unknown = [case for case in cases if case not in known]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {', '.join(unknown)}; expected some of "
+                         f"{','.join(known)}")
     print(f"machine: {machine()}")
     print(f"median of {ARGS.repeats} alternating steps after {ARGS.warmup} warm-up steps, "
           f"{ARGS.clock} clock; command: python benchmarks/bench_models.py "
@@ -511,8 +514,6 @@ def main():
                 if "throughput" in row:
                     notes.append(f"DDIM sampling: minilean {row['throughput'][0]:.1f} images/s, "
                                  f"torch {row['throughput'][1]:.1f} images/s")
-        elif case != "memory":
-            raise SystemExit(f"unknown case {case!r}; expected some of {ARGS.cases}")
     if "memory" in cases:
         peak, after_step = memory_case()
         notes.append(f"memory (tracemalloc, default U-Net step, batch 32, 16x16): peak "

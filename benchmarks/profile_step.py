@@ -1,4 +1,4 @@
-"""cProfile of the default diffusion training step (U-Net hc=32, batch 32, 3x16x16, Adam, clip, EMA).
+"""cProfile of the diffusion training step (U-Net, batch 32, Adam, clipping, EMA; the CLI's sizes).
 
     python benchmarks/profile_step.py                 # 3 profiled steps, 2 BLAS threads
     python benchmarks/profile_step.py --steps 5 --top 30 --size 32
@@ -14,6 +14,7 @@ parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--steps", type=int, default=3, help="profiled steps (after one warm-up)")
 parser.add_argument("--top", type=int, default=25, help="rows of each table")
 parser.add_argument("--size", type=int, default=16, help="image side (the CLI default is 16)")
+parser.add_argument("--hidden-c", type=int, default=24, help="U-Net width (the CLI default is 24)")
 parser.add_argument("--threads", type=int, default=2, help="BLAS threads")
 parser.add_argument("--conv-shapes", action="store_true",
                     help="also time each convolution shape of the step against torch.conv2d")
@@ -38,14 +39,14 @@ from minilean.models.unet import UNet  # noqa: E402
 from minilean.optim import EMA, Adam, clip_grad_norm_  # noqa: E402
 
 
-def make_step(batch=32, size=16):
+def make_step(batch=32, size=16, hidden_c=24):
     rng = numpy.random.default_rng(0)
     x0 = minilean.tensor(rng.uniform(-1, 1, (batch, 3, size, size)).astype(numpy.float32))
     eps = minilean.tensor(rng.standard_normal((batch, 3, size, size)).astype(numpy.float32))
     t = rng.integers(0, 200, batch)
     alpha_bar = D.alpha_bars(D.make_betas("cosine", 200))
     backend.manual_seed(0)
-    model = UNet(3, 32)
+    model = UNet(3, hidden_c)
     optimizer, average = Adam(model.parameters(), lr=2e-3), EMA(model, 0.995)
 
     def step():
@@ -124,7 +125,7 @@ def conv_shapes(step, clock, steps):
 
 
 def main():
-    step = make_step(size=args.size)
+    step = make_step(size=args.size, hidden_c=args.hidden_c)
     step()
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     start = clock()
