@@ -41,10 +41,19 @@ class Dataset:
 
     def images_float(self, indices=slice(None)):
         """Rows of ``x`` as float32 in [0, 1] (uint8 is divided by 255)."""
-        rows = numpy.asarray(self.x[indices])
-        if rows.dtype == numpy.uint8:
-            return rows.astype(numpy.float32) / numpy.float32(255.0)
-        return rows.astype(numpy.float32, copy=False)
+        return float_images(self.x[indices])
+
+
+def float_images(rows, value_range=(0.0, 1.0)):
+    """Rows as float32: uint8 divided by 255, floats as they are (taken to be in [0, 1]), then
+    mapped to [-1, 1] when ``value_range`` is (-1, 1); None keeps [0, 1] (and points as
+    they are)."""
+    rows = numpy.asarray(rows)
+    rows = rows.astype(numpy.float32) / numpy.float32(255.0) if rows.dtype == numpy.uint8 \
+        else rows.astype(numpy.float32, copy=False)
+    if value_range == (-1.0, 1.0):
+        rows = rows * numpy.float32(2.0) - numpy.float32(1.0)
+    return rows
 
 
 def load_npy(path, role, make_command):

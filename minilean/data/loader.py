@@ -11,7 +11,7 @@ import collections
 import numpy
 
 from minilean.autograd.creation import tensor
-from minilean.data.arrays import Dataset
+from minilean.data.arrays import Dataset, float_images
 
 VALUE_RANGES = ((-1.0, 1.0), (0.0, 1.0))
 
@@ -77,11 +77,8 @@ class Loader:
         # Reading rows in file order is much faster from a memory map; then restore the drawn
         # order with the inverse permutation.
         sorting = numpy.argsort(rows)
-        x = numpy.asarray(self.data[rows[sorting]])[numpy.argsort(sorting)]
-        x = x.astype(numpy.float32) / numpy.float32(255.0) if x.dtype == numpy.uint8 else (
-            x.astype(numpy.float32, copy=False))
-        if self.value_range == (-1.0, 1.0):
-            x = x * numpy.float32(2.0) - numpy.float32(1.0)
+        x = float_images(numpy.asarray(self.data[rows[sorting]])[numpy.argsort(sorting)],
+                         self.value_range)
         if self.hflip:
             flip_rng = numpy.random.default_rng([self.seed, epoch, index, 1])
             flipped = flip_rng.random(len(rows)) < 0.5

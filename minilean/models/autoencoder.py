@@ -102,6 +102,7 @@ def mean_image_mse(train_images, test_images):
 def run(config):
     """``python -m minilean autoencoder``: train, then held-out MSE next to the mean image."""
     from minilean.autograd.grad_mode import no_grad
+    from minilean.data.arrays import float_images
     from minilean.models import zoo_run
     from minilean.optim import Adam
 
@@ -120,7 +121,7 @@ def run(config):
     with no_grad():
         reconstructions = model(held_out)
         error = float(nn.functional.mse_loss(reconstructions, held_out).item())
-    baseline = mean_image_mse(zoo_run.as_model_input(session.train_rows, (0.0, 1.0)),
+    baseline = mean_image_mse(float_images(session.train_rows),
                               held_out.numpy())
     session.save_reconstructions(held_out, reconstructions)
     session.finish("Autoencoder", held_out_images=len(held_out), held_out_mse=error,

@@ -237,6 +237,7 @@ def mean_patch_mse(train_images, test_images, hidden, patch_size):
 def run(config):
     """``python -m minilean mae``: train, then held-out masked-patch MSE next to the mean patch."""
     from minilean.autograd.grad_mode import no_grad
+    from minilean.data.arrays import float_images
     from minilean.models import zoo_run
     from minilean.optim import Adam
 
@@ -270,7 +271,7 @@ def run(config):
             prediction = prediction * std + mean
         pixel_error = float(masked_mse(prediction, patchify(held_out, config.patch_size),
                                        mask.hidden).item())
-    baseline = mean_patch_mse(zoo_run.as_model_input(session.train_rows, (0.0, 1.0)),
+    baseline = mean_patch_mse(float_images(session.train_rows),
                               held_out.numpy(), mask.hidden.numpy(), config.patch_size)
     session.save_grid("original_masked_reconstruction",
                       _comparison_rows(held_out, prediction, mask, config.patch_size), nrow=8)

@@ -166,6 +166,7 @@ LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_siz
 
 def run(config):
     """``python -m minilean vqvae``: train, then held-out reconstruction, usage, perplexity."""
+    from minilean.data.arrays import float_images
     from minilean.models import zoo_run
     from minilean.models.autoencoder import mean_image_mse
     from minilean.optim import Adam
@@ -200,7 +201,7 @@ def run(config):
         terms = vqvae_loss(held_out, reconstruction, encoded, quantized, config.beta)
     counts = numpy.bincount(indices.numpy().reshape(-1), minlength=config.codes)
     used, perplexity = code_statistics(counts)
-    baseline = mean_image_mse(zoo_run.as_model_input(session.train_rows, (0.0, 1.0)),
+    baseline = mean_image_mse(float_images(session.train_rows),
                               held_out.numpy())
     session.save_reconstructions(held_out, reconstruction)
     session.finish("VQ-VAE", held_out_images=len(held_out),

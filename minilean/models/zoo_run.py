@@ -20,17 +20,6 @@ def held_out_count(rows):
     return min(max(1, int(rows * HELD_OUT_SHARE)), MAX_HELD_OUT, rows - 1)
 
 
-def as_model_input(rows, value_range):
-    """uint8 images -> float32 in ``value_range`` ((0, 1) or (-1, 1)); floats pass through
-    (already in [0, 1] for images, or ring8 points)."""
-    rows = numpy.asarray(rows)
-    if rows.dtype == numpy.uint8:
-        rows = rows.astype(numpy.float32) / numpy.float32(255)
-        if value_range == (-1.0, 1.0):
-            rows = rows * numpy.float32(2) - numpy.float32(1)
-    return rows.astype(numpy.float32, copy=False)
-
-
 class Session:
     """One run: its config, device, training rows, held-out rows and run directory."""
 
@@ -42,7 +31,8 @@ class Session:
     def tensor(self, rows):
         """Rows of data as a float32 tensor on the device, in the model's value range."""
         from minilean.autograd.creation import tensor
-        return tensor(as_model_input(rows, self.value_range), device=self.device)
+        from minilean.data.arrays import float_images
+        return tensor(float_images(rows, self.value_range), device=self.device)
 
     def held_out(self, count=None):
         return self.tensor(self.held_out_rows[:count])
