@@ -121,21 +121,27 @@ class TorchEMA:
             average.sub_((1 - self.decay) * (average - param))
 
 
-def training_steps(minilean_model, torch_model, minilean_loss, torch_loss, clip, ema):
-    """The full step of each framework as a no-argument function."""
-    optimizer = Adam(minilean_model.parameters(), lr=LR)
-    torch_optimizer = torch.optim.Adam(torch_model.parameters(), lr=LR, foreach=True)
-    average = EMA(minilean_model, EMA_DECAY) if ema else None
-    torch_average = TorchEMA(torch_model, EMA_DECAY) if ema else None
+def minilean_training_step(model, loss, clip, ema):
+    """minilean's full step (zero_grad, ``loss()``, backward, clipping, Adam, EMA) as a
+    no-argument function."""
+    optimizer = Adam(model.parameters(), lr=LR)
+    average = EMA(model, EMA_DECAY) if ema else None
 
-    def minilean_step():
+    def step():
         optimizer.zero_grad()
-        minilean_loss().backward()
+        loss().backward()
         if clip:
-            clip_grad_norm_(minilean_model.parameters(), GRAD_CLIP)
+            clip_grad_norm_(model.parameters(), GRAD_CLIP)
         optimizer.step()
         if average is not None:
-            average.update(minilean_model)
+            average.update(model)
+    return step
+
+
+def training_steps(minilean_model, torch_model, minilean_loss, torch_loss, clip, ema):
+    """The full step of each framework as a no-argument function."""
+    torch_optimizer = torch.optim.Adam(torch_model.parameters(), lr=LR, foreach=True)
+    torch_average = TorchEMA(torch_model, EMA_DECAY) if ema else None
 
     def torch_step():
         torch_optimizer.zero_grad(set_to_none=True)
@@ -146,7 +152,7 @@ def training_steps(minilean_model, torch_model, minilean_loss, torch_loss, clip,
         if torch_average is not None:
             torch_average.update()
 
-    return minilean_step, torch_step
+    return minilean_training_step(minilean_model, minilean_loss, clip, ema), torch_step
 
 
 def model_case(name, minilean_model, torch_model, minilean_loss, torch_loss, clip=False,
@@ -438,7 +444,7 @@ def ddim_case(count=64, size=16, steps=50, hidden_c=24):
 
 # --- memory ---------------------------------------------------------------------------------
 
-def memory_case(steps=6, batch=32, size=16):
+def memory_case(steps=80, batch=32, size=16):
     """tracemalloc over minilean steps of the default U-Net (NumPy reports its allocations)."""
     from minilean.models.unet import UNet
 
@@ -446,15 +452,12 @@ def memory_case(steps=6, batch=32, size=16):
     ml_x0, ml_eps = minilean.tensor(x0), minilean.tensor(eps)
     backend.manual_seed(0)
     model = UNet(3, 24)
-    optimizer, average = Adam(model.parameters(), lr=LR), EMA(model, EMA_DECAY)
+    step = minilean_training_step(
+        model, lambda: D.eps_prediction_loss(model, alpha_bar, ml_x0, t, ml_eps), True, True)
     tracemalloc.start()
     after_step = []
     for _ in range(steps):
-        optimizer.zero_grad()
-        D.eps_prediction_loss(model, alpha_bar, ml_x0, t, ml_eps).backward()
-        clip_grad_norm_(model.parameters(), GRAD_CLIP)
-        optimizer.step()
-        average.update(model)
+        step()
         after_step.append(tracemalloc.get_traced_memory()[0])
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
@@ -518,7 +521,8 @@ def main():
         peak, after_step = memory_case()
         notes.append(f"memory (tracemalloc, default U-Net step, batch 32, 16x16): peak "
                      f"{peak / 2**20:.1f} MiB; live after each step (MiB): "
-                     + ", ".join(f"{value / 2**20:.2f}" for value in after_step))
+                     + ", ".join(f"{value / 2**20:.3f} (step {step})" for step, value
+                                 in enumerate(after_step, 1) if step in (1, 10, 40, 80)))
     for note in notes:
         print("\n" + note)
 
