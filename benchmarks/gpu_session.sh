@@ -6,7 +6,9 @@
 # Run from the repository root of a machine with an NVIDIA GPU and CuPy; minilean is used from
 # the checkout (no install). python-fire (for the end-to-end command test) is taken from
 # .gpu_site/ when the machine lacks it. Writes versions.txt, gpu_tests.log and bench_gpu.log.
-# BENCH_ARGS passes flags to bench_gpu.py (a smaller card: BENCH_ARGS="--elements 16777216").
+# BENCH_ARGS passes flags to bench_gpu.py (a smaller card: BENCH_ARGS="--elements 16777216");
+# TESTS_TIMEOUT and BENCH_TIMEOUT bound each part in seconds (defaults 330 and 200), so a short
+# lease still gets the results of both; PYTEST_ADDOPTS reaches pytest (e.g. "-n 4 --timeout 120").
 set -u
 results=${1:-${OUT:-gpu-results}}
 mkdir -p "$results"
@@ -23,7 +25,7 @@ cat "$results/versions.txt"
 "$python" -c "import fire" 2>/dev/null || echo "gpu_session: python-fire is missing, so the" \
     "command-line tests will fail; copy the fire and termcolor packages into .gpu_site/" >&2
 
-timeout 330 "$python" -m pytest -q -m gpu -p no:cacheprovider tests/test_cuda_gpu.py \
+timeout "${TESTS_TIMEOUT:-330}" "$python" -m pytest -q -m gpu -p no:cacheprovider tests/test_cuda_gpu.py \
     2>&1 | tee "$results/gpu_tests.log"
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of flags, e.g. "--elements 1048576"
-timeout 200 "$python" benchmarks/bench_gpu.py ${BENCH_ARGS:-} 2>&1 | tee "$results/bench_gpu.log"
+timeout "${BENCH_TIMEOUT:-200}" "$python" benchmarks/bench_gpu.py ${BENCH_ARGS:-} 2>&1 | tee "$results/bench_gpu.log"
