@@ -6,6 +6,7 @@ once for both. CuPy is probed lazily, so a machine without it imports and runs m
 the CPU. Random numbers come from one seeded generator per device (``manual_seed``).
 """
 import collections
+import contextlib
 
 import numpy
 
@@ -83,6 +84,32 @@ def to_device(array, device):
     if device == "cpu":
         return array.get()
     return xp_for("cuda").asarray(array)
+
+
+_graph_matmul = None  # minilean.cuda.graph's product while it records a graph (see matmul)
+
+
+def matmul(a, b, out=None):
+    """``a @ b`` by NumPy's rules, in the operands' own module; every product of the engine
+    goes through here.
+
+    While ``minilean.cuda.graph`` records a CUDA graph it goes through ``matmul_by``'s function
+    instead: CuPy's matmul calls cuBLAS, which CuPy refuses while a stream is captured.
+    """
+    if _graph_matmul is not None and device_of(a) == "cuda":
+        return _graph_matmul(a, b, out)
+    return array_module(a).matmul(a, b, out=out)
+
+
+@contextlib.contextmanager
+def matmul_by(function):
+    """Inside the block, ``matmul`` on "cuda" arrays computes ``function(a, b, out)``."""
+    global _graph_matmul
+    previous, _graph_matmul = _graph_matmul, function
+    try:
+        yield
+    finally:
+        _graph_matmul = previous
 
 
 _CONSTANTS_KEPT = 16

@@ -89,6 +89,13 @@ inline void* fresh_stack(char* bottom) {
   return slots;
 }
 
+// Thread t of a block, by CUDA's numbering: x varies fastest, then y, then z.
+inline void set_thread_index(unsigned t) {
+  thread_index.x = t % block_dim.x;
+  thread_index.y = t / block_dim.x % block_dim.y;
+  thread_index.z = t / (block_dim.x * block_dim.y);
+}
+
 inline void run_block_as_fibers(unsigned threads) {
   fiber_stack_pointers.resize(threads);
   finished.assign(threads, 0);
@@ -100,7 +107,7 @@ inline void run_block_as_fibers(unsigned threads) {
     for (unsigned t = 0; t < threads; ++t) {
       if (finished[t]) continue;
       running_fiber = static_cast<int>(t);
-      thread_index.x = t;
+      set_thread_index(t);
       cuda_on_cpu_switch(&scheduler_stack_pointer, fiber_stack_pointers[t]);
       all_finished = all_finished && finished[t];
     }
@@ -108,22 +115,23 @@ inline void run_block_as_fibers(unsigned threads) {
   running_fiber = -1;
 }
 
-inline void launch(unsigned grid, unsigned block, bool synchronises,
-                   const std::function<void()>& body) {
-  grid_dim.x = grid;
-  block_dim.x = block;
+inline void launch(dim3 grid, dim3 block, bool synchronises, const std::function<void()>& body) {
+  grid_dim = grid;
+  block_dim = block;
   kernel_body = &body;
-  for (unsigned b = 0; b < grid; ++b) {
-    block_index.x = b;
-    if (synchronises) {
-      run_block_as_fibers(block);
-    } else {
-      for (unsigned t = 0; t < block; ++t) {
-        thread_index.x = t;
-        body();
+  const unsigned threads = block.x * block.y * block.z;
+  for (block_index.z = 0; block_index.z < grid.z; ++block_index.z)
+    for (block_index.y = 0; block_index.y < grid.y; ++block_index.y)
+      for (block_index.x = 0; block_index.x < grid.x; ++block_index.x) {
+        if (synchronises) {
+          run_block_as_fibers(threads);
+        } else {
+          for (unsigned t = 0; t < threads; ++t) {
+            set_thread_index(t);
+            body();
+          }
+        }
       }
-    }
-  }
 }
 
 }  // namespace cuda_on_cpu
@@ -142,7 +150,7 @@ inline void __syncthreads() { cuda_on_cpu::arrive(); }
 // lane overwrites a value before its partner has read it).
 template <typename T>
 T __shfl_xor_sync(unsigned, T value, int lane_mask) {
-  const unsigned self = threadIdx.x;
+  const unsigned self = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
   cuda_on_cpu::lanes[self] = static_cast<double>(value);
   cuda_on_cpu::arrive();
   const T partner = static_cast<T>(cuda_on_cpu::lanes[self ^ static_cast<unsigned>(lane_mask)]);

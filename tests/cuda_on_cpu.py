@@ -103,10 +103,10 @@ class Kernel:
         self.entry = None
 
     def wrapper(self, index):
-        """The C++ entry point ``kernel_<index>(grid, block, args)``."""
+        """The C++ entry point ``kernel_<index>(grid, block, args)`` (each a dim3)."""
         arguments = ", ".join(f"*static_cast<{p.declaration}*>(args[{i}])"
                               for i, p in enumerate(self.parameters))
-        return (f'extern "C" int kernel_{index}(unsigned grid, unsigned block, void** args) {{\n'
+        return (f'extern "C" int kernel_{index}(dim3 grid, dim3 block, void** args) {{\n'
                 f"  try {{\n"
                 f"    cuda_on_cpu::launch(grid, block, {str(self.synchronises).lower()},\n"
                 f"                        [&] {{ {self.call}({arguments}); }});\n"
@@ -117,14 +117,29 @@ class Kernel:
         if len(args) != len(self.parameters):
             raise TypeError(f"{self.expression}: takes {len(self.parameters)} arguments, got "
                             f"{len(args)}")
-        (blocks,), (threads,) = tuple(grid), tuple(block)
-        if not (0 < threads <= 1024 and 0 < blocks < 2 ** 31):
-            raise ValueError(f"{self.expression}: launch of {blocks} blocks of {threads} "
-                             f"threads is out of range")
+        grid, block = _dim3(grid), _dim3(block)
+        if not (0 < block.x * block.y * block.z <= 1024 and block.z <= 64 and
+                0 < grid.x < 2 ** 31 and 0 < grid.y < 2 ** 16 and 0 < grid.z < 2 ** 16):
+            raise ValueError(f"{self.expression}: launch of {tuple(grid)} blocks of "
+                             f"{tuple(block)} threads is out of range")
         storage = [p.storage(self.expression, value) for p, value in zip(self.parameters, args)]
         pointers = (ctypes.c_void_p * len(storage))(*[ctypes.addressof(s) for s in storage])
-        if self.entry(blocks, threads, pointers) != 0:
+        if self.entry(grid, block, pointers) != 0:
             raise RuntimeError(f"{self.expression}: the kernel synchronised in plain mode")
+
+
+class Dim3(ctypes.Structure):
+    """CUDA's dim3: a grid's or block's size (cuda_on_cpu.h's struct, passed by value)."""
+    _fields_ = [("x", ctypes.c_uint), ("y", ctypes.c_uint), ("z", ctypes.c_uint)]
+
+    def __iter__(self):
+        return iter((self.x, self.y, self.z))
+
+
+def _dim3(sizes):
+    """A launch's grid or block, ``(x,)``, ``(x, y)`` or ``(x, y, z)``, as a ``Dim3``."""
+    sizes = tuple(sizes) + (1,) * (3 - len(tuple(sizes)))
+    return Dim3(*(int(size) for size in sizes))
 
 
 def _body(source, start):
@@ -154,7 +169,7 @@ class RawModule:
         for index, kernel in enumerate(self.kernels.values()):
             kernel.entry = getattr(library, f"kernel_{index}")
             kernel.entry.restype = ctypes.c_int
-            kernel.entry.argtypes = (ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p)
+            kernel.entry.argtypes = (Dim3, Dim3, ctypes.c_void_p)
 
     def get_function(self, name):
         return self.kernels[name]

@@ -9,7 +9,8 @@ import math
 import numpy
 import pytest
 
-from minilean.cuda import activations, adam, ema, im2col, mse, noising, norm, reduce, softmax
+from minilean.cuda import (activations, adam, ema, im2col, matmul, mse, noising, norm, reduce,
+                           softmax)
 
 TOLERANCE = {numpy.float32: dict(rtol=2e-5, atol=2e-6), numpy.float64: dict(rtol=1e-11, atol=1e-13)}
 rng = numpy.random.default_rng(11)
@@ -40,6 +41,10 @@ CONVOLUTIONS = [((2, 3, 7, 6), (3, 3), (1, 1), (1, 1), (1, 1)),
                 ((1, 4, 9, 8), (3, 2), (2, 3), (1, 0), (1, 2)),
                 ((3, 5, 33, 17), (5, 5), (2, 2), (2, 2), (1, 1)),
                 ((2, 2, 5, 5), (1, 1), (1, 1), (0, 0), (1, 1))]
+PRODUCTS = [((5, 7), (7, 3)), ((1, 1), (1, 1)), ((33, 17), (17, 40)), ((2, 3, 20, 16), (16, 5)),
+            ((6, 16), (2, 3, 16, 18)), ((4, 1, 3, 9), (2, 9, 6)), ((9,), (9, 4)), ((3, 9, 4), (4,)),
+            ((9,), (9,)), ((4, 0), (0, 3)), ((0, 4, 2), (2, 3)),
+            pytest.param((1030, 500), (500, 700), marks=BIG)]
 
 
 class KernelCases:
@@ -207,3 +212,24 @@ class KernelCases:
                             dilation),
               im2col.col2im_reference(grad_columns, x_shape, kernel, stride, padding, dilation),
               dtype)
+
+    @pytest.mark.parametrize("a_shape, b_shape", PRODUCTS)
+    @pytest.mark.parametrize("dtype", DTYPES)
+    def test_matmul_kernel(self, cupy, a_shape, b_shape, dtype):
+        a, b = rng.normal(size=a_shape).astype(dtype), rng.normal(size=b_shape).astype(dtype)
+        expected = matmul.reference(a.astype(numpy.float64), b.astype(numpy.float64))
+        got = matmul.matmul(on_gpu(cupy, a, "strided"), cupy.asarray(b))
+        assert got.dtype == dtype and got.shape == expected.shape
+        # float32: rounding grows with the inner length (a sum of a_shape[-1] products)
+        scale = 1e-6 * max(a_shape[-1], 1) if dtype == numpy.float32 else 1e-12
+        numpy.testing.assert_allclose(got.get(), expected, rtol=scale, atol=scale)
+
+    def test_matmul_kernel_writes_out_and_refuses_integers(self, cupy):
+        a, b = rng.normal(size=(3, 4)), rng.normal(size=(4, 5))
+        out = cupy.zeros((5, 3))
+        assert matmul.matmul(cupy.asarray(a), cupy.asarray(b), out=out.T) is not None
+        close(out.T, a @ b, numpy.float64)
+        with pytest.raises(TypeError, match="takes float32 or float64, got int64"):
+            matmul.matmul(cupy.ones((2, 2), dtype=cupy.int64), cupy.ones((2, 2), dtype=cupy.int64))
+        with pytest.raises(ValueError, match=r"shapes \(2, 3\) and \(2, 3\) do not fit"):
+            matmul.matmul(cupy.ones((2, 3)), cupy.ones((2, 3)))

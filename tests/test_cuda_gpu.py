@@ -14,6 +14,7 @@ import pytest
 from device_cases import (OPS, check_a_host_copy_while_capturing_is_a_clear_error,
                           check_captured_call_bakes_in_host_numbers,
                           check_captured_call_replays_on_new_inputs,
+                          check_captured_products_use_minilean_kernel,
                           check_cuda_graph_trains_like_eager, check_fast_kernels_are_used,
                           check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts)
@@ -140,6 +141,10 @@ def test_a_captured_call_replays_on_new_inputs():
 
 def test_a_captured_call_bakes_in_host_numbers():
     check_captured_call_bakes_in_host_numbers()
+
+
+def test_captured_products_use_minilean_kernel():
+    check_captured_products_use_minilean_kernel(cupy, rng)
 
 
 def test_a_host_copy_while_capturing_is_a_clear_error():

@@ -26,6 +26,7 @@ import minilean
 from device_cases import (OPS, check_a_host_copy_while_capturing_is_a_clear_error,
                           check_captured_call_bakes_in_host_numbers,
                           check_captured_call_replays_on_new_inputs,
+                          check_captured_products_use_minilean_kernel,
                           check_cuda_graph_trains_like_eager, check_fast_kernels_are_used,
                           check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts)
@@ -169,6 +170,11 @@ def test_a_captured_call_bakes_in_host_numbers_as_cuda_does(fake_cuda):
     check_captured_call_bakes_in_host_numbers()
 
 
+def test_captured_products_use_minilean_kernel(fake_cuda):
+    """The stand-in refuses cuBLAS while capturing, as CuPy does."""
+    check_captured_products_use_minilean_kernel(fake_cuda, rng)
+
+
 def test_a_host_copy_while_capturing_is_a_clear_error(fake_cuda):
     check_a_host_copy_while_capturing_is_a_clear_error()
 
@@ -183,7 +189,9 @@ def test_a_captured_call_refuses_inputs_of_another_shape(fake_cuda):
 @pytest.mark.parametrize("fast", [False, pytest.param(True, marks=needs_compiler)],
                          ids=["cupy", "fast"])
 def test_cuda_graph_trains_like_the_python_step(fake_cuda, tmp_path, fast):
-    check_cuda_graph_trains_like_eager(tmp_path, fast)
+    """Close, not equal: the graph's products come from matmul.cu, which sums in another order
+    than NumPy's BLAS (a float32 rounding apart)."""
+    check_cuda_graph_trains_like_eager(tmp_path, fast, rtol=1e-6, sample_atol=1)
 
 
 def test_a_resumed_cuda_graph_run_repeats_an_uninterrupted_one(fake_cuda, tmp_path):

@@ -31,6 +31,7 @@ padded grid (the rows past each image are computed and cropped), and the weight 
 Kh Kw GEMMs of shifted row blocks with dL/dy laid on that grid ("shifted" helpers below).
 """
 from minilean.autograd.function import Function
+from minilean import backend
 from minilean.backend import array_module
 
 SLAB_BYTES = 2 << 20
@@ -140,7 +141,7 @@ def shifted_conv_forward(x_pad, weight, dilation):
     # (O, C, Kh, Kw) -> (C, Kh, Kw, O) -> (C, Kh Kw O)
     all_offsets = weight.transpose(1, 2, 3, 0).reshape(channels, -1)
     # (N, Hp, Wp, C) -> (N Hp Wp, C) rows; the product (N Hp Wp, Kh Kw O) -> (N Hp Wp, Kh Kw, O)
-    partial = xp.matmul(x_pad.reshape(-1, channels), all_offsets).reshape(-1, kh * kw,
+    partial = backend.matmul(x_pad.reshape(-1, channels), all_offsets).reshape(-1, kh * kw,
                                                                          out_channels)
     y_grid = xp.zeros((batch * height * width, out_channels), dtype=x_pad.dtype)
     for offset, shift in enumerate(shifts):
@@ -164,7 +165,7 @@ def shifted_weight_grad(x_pad, grad_y, kernel_size, dilation):
     x_rows = x_pad.reshape(-1, channels)  # (N, Hp, Wp, C) -> (N Hp Wp, C)
     grad_weight = xp.empty((len(shifts), channels, out_channels), dtype=x_pad.dtype)
     for offset, shift in enumerate(shifts):
-        xp.matmul(x_rows[shift:shift + rows].T, grad_rows, out=grad_weight[offset])
+        backend.matmul(x_rows[shift:shift + rows].T, grad_rows, out=grad_weight[offset])
     # (Kh Kw, C, O) -> (Kh, Kw, C, O) -> (O, C, Kh, Kw)
     return grad_weight.reshape(kernel_size + (channels, -1)).transpose(3, 2, 0, 1)
 
@@ -182,7 +183,7 @@ def conv_forward(x_pad, weight, stride, dilation, groups):
     y = xp.empty((batch, out_h, out_w, out_channels), dtype=x_pad.dtype)
     for slab in _slabs(batch, out_h * out_w * kh * kw * channels * x_pad.itemsize):
         columns = _grouped_columns(x_pad[slab], (kh, kw), stride, dilation, groups)
-        xp.matmul(columns, weight_matrix, out=_per_group(y[slab], groups))
+        backend.matmul(columns, weight_matrix, out=_per_group(y[slab], groups))
     return y
 
 
@@ -211,7 +212,7 @@ def conv_input_grad(grad_y, weight, input_size, padding, stride, dilation, group
     for slab in _slabs(batch, out_h * out_w * kh * kw * padded_shape[3] * grad_y.itemsize):
         size = len(range(batch)[slab])
         # (G, pixels, O/G) @ (G, O/G, Kh Kw C/G) -> (G, pixels, Kh Kw C/G)
-        columns = xp.matmul(_per_group(grad_y[slab], groups), weight_matrix_t)
+        columns = backend.matmul(_per_group(grad_y[slab], groups), weight_matrix_t)
         # (G, n, Ho, Wo, Kh, Kw, C/G) -> (n, Ho, Wo, Kh, Kw, G, C/G)
         columns = columns.reshape(groups, size, out_h, out_w, kh, kw, group_channels)
         col2im(columns.transpose(1, 2, 3, 4, 5, 0, 6), stride, dilation, grouped_grad_x[slab])
@@ -256,9 +257,9 @@ def conv_grads_stride1(x, grad_y, weight, padding, dilation, groups):
                            dtype=grad_y.dtype)
     for slab in _slabs(batch, height * width * kh * kw * out_channels * grad_y.itemsize):
         columns = _grouped_columns(grad_y_pad[slab], (kh, kw), (1, 1), dilation, groups)
-        xp.matmul(columns, adjoint_matrix, out=_per_group(grad_x[slab], groups))
+        backend.matmul(columns, adjoint_matrix, out=_per_group(grad_x[slab], groups))
         # (G, n H W, C/G) -> (G, C/G, n H W) @ (G, n H W, Kh Kw O/G)
-        grad_matrix += xp.matmul(_per_group(x[slab], groups).transpose(0, 2, 1), columns)
+        grad_matrix += backend.matmul(_per_group(x[slab], groups).transpose(0, 2, 1), columns)
     # (G, C/G, Kh, Kw, O/G) -> (G, O/G, C/G, Kh, Kw) -> (O, C/G, Kh, Kw), kernel axes reversed
     per_group = grad_matrix.reshape(groups, group_channels, kh, kw, out_channels // groups)
     grad_weight = per_group.transpose(0, 4, 1, 2, 3).reshape(weight.shape)
@@ -287,7 +288,7 @@ def conv_weight_grad(x_pad, grad_y, kernel_size, stride, dilation, groups):
     pixels = grad_y.shape[1] * grad_y.shape[2]
     for slab in _slabs(batch, pixels * kh * kw * channels * x_pad.itemsize):
         columns = _grouped_columns(x_pad[slab], kernel_size, stride, dilation, groups)
-        grad_matrix += xp.matmul(columns.transpose(0, 2, 1), _per_group(grad_y[slab], groups))
+        grad_matrix += backend.matmul(columns.transpose(0, 2, 1), _per_group(grad_y[slab], groups))
     # (G, Kh, Kw, C/G, O/G) -> (G, O/G, C/G, Kh, Kw) -> (O, C/G, Kh, Kw)
     per_group = grad_matrix.reshape(groups, kh, kw, channels // groups, out_channels // groups)
     return per_group.transpose(0, 4, 3, 1, 2).reshape(out_channels, channels // groups, kh, kw)
@@ -322,7 +323,7 @@ def pixel_sums(y):
     (NumPy's sum over three leading axes is about ten times slower)."""
     xp = array_module(y)
     rows = y.reshape(-1, y.shape[-1])  # (N, H, W, C) -> (N H W, C)
-    return xp.matmul(xp.ones(rows.shape[0], dtype=y.dtype), rows)
+    return backend.matmul(xp.ones(rows.shape[0], dtype=y.dtype), rows)
 
 
 def channels_last(y):

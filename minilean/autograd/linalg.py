@@ -4,6 +4,7 @@ and the added axis is removed from the result); and the linear layer's x W^T + b
 from minilean.autograd.function import Function
 from minilean.autograd.elementwise import as_tensor
 from minilean.autograd.tensor import Tensor
+from minilean import backend
 from minilean.backend import array_module
 
 
@@ -13,11 +14,11 @@ def _folded_matmul(xp, a, b):
     several times slower for the linear-layer shapes)."""
     if b.ndim == 2 and a.ndim > 2:
         rows = a.reshape(-1, a.shape[-1])  # (batch * n, k)
-        return xp.matmul(rows, b).reshape(a.shape[:-1] + b.shape[-1:])  # (..., n, m)
+        return backend.matmul(rows, b).reshape(a.shape[:-1] + b.shape[-1:])  # (..., n, m)
     if a.ndim == 2 and b.ndim > 2:
         # (a b)^T = b^T a^T, the case above
         return xp.swapaxes(_folded_matmul(xp, xp.swapaxes(b, -1, -2), a.T), -1, -2)
-    return xp.matmul(a, b)
+    return backend.matmul(a, b)
 
 
 class Matmul(Function):
@@ -54,7 +55,7 @@ class Matmul(Function):
         if need_a:
             b_t = xp.swapaxes(b, -1, -2)  # (..., m, k)
             if ctx.a_unbatched and batched:
-                grad_a = xp.matmul(xp.moveaxis(grad, -2, 0).reshape(grad.shape[-2], -1),
+                grad_a = backend.matmul(xp.moveaxis(grad, -2, 0).reshape(grad.shape[-2], -1),
                                    b_t.reshape(-1, b_t.shape[-1]))  # (n, B*m) @ (B*m, k)
             else:
                 grad_a = _folded_matmul(xp, grad, b_t)  # (..., n, k)
@@ -62,7 +63,7 @@ class Matmul(Function):
                 grad_a = grad_a[..., 0, :]  # (..., k)
         if need_b:
             if ctx.b_unbatched and batched:
-                grad_b = xp.matmul(a.reshape(-1, a.shape[-1]).T,  # (k, B*n)
+                grad_b = backend.matmul(a.reshape(-1, a.shape[-1]).T,  # (k, B*n)
                                    grad.reshape(-1, grad.shape[-1]))  # (B*n, m)
             else:
                 grad_b = _folded_matmul(xp, xp.swapaxes(a, -1, -2), grad)  # (..., k, m)
@@ -98,7 +99,7 @@ class Linear(Function):
     def forward(ctx, x, weight, bias=None):
         xp = array_module(x)
         rows = x.reshape(-1, x.shape[-1])  # (..., in) -> (rows, in)
-        out = xp.matmul(rows, weight.T)  # (rows, out)
+        out = backend.matmul(rows, weight.T)  # (rows, out)
         if bias is not None:
             out = out + bias
         if ctx.recording:
@@ -113,8 +114,8 @@ class Linear(Function):
         xp = array_module(grad)
         need = ctx.needs_input_grad
         grad_rows = grad.reshape(-1, grad.shape[-1])  # (..., out) -> (rows, out)
-        grad_x = xp.matmul(grad_rows, ctx.weight).reshape(ctx.x_shape) if need[0] else None
-        grad_weight = xp.matmul(grad_rows.T, ctx.rows) if need[1] else None
+        grad_x = backend.matmul(grad_rows, ctx.weight).reshape(ctx.x_shape) if need[0] else None
+        grad_weight = backend.matmul(grad_rows.T, ctx.rows) if need[1] else None
         grad_bias = grad_rows.sum(axis=0) if len(need) == 3 and need[2] else None
         return grad_x, grad_weight, grad_bias
 

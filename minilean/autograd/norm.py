@@ -15,6 +15,7 @@ would record a dozen nodes and keep their intermediates alive. The statistics ar
 float32 or wider: float16 sums over thousands of elements lose the mean to rounding.
 """
 from minilean.autograd.function import Function
+from minilean import backend
 from minilean.backend import array_module
 
 
@@ -101,10 +102,11 @@ def _position_sums(grouped, spatial):
     ones = xp.ones(grouped.shape[spatial], dtype=grouped.dtype)
     if spatial == 1:
         # (N, S, G, C/G) -> (N, S, C); (S,) @ (N, S, C) -> (N, C) -> (N, 1, G, C/G)
-        sums = xp.matmul(ones, grouped.reshape(grouped.shape[:2] + (-1,)))
+        sums = backend.matmul(ones, grouped.reshape(grouped.shape[:2] + (-1,)))
         return sums.reshape((grouped.shape[0], 1) + grouped.shape[2:])
     # (N, G, C/G, S) -> (N G C/G, S); @ (S,) -> (N G C/G,) -> (N, G, C/G, 1)
-    return xp.matmul(grouped.reshape(-1, grouped.shape[3]), ones).reshape(grouped.shape[:3] + (1,))
+    sums = backend.matmul(grouped.reshape(-1, grouped.shape[3]), ones)
+    return sums.reshape(grouped.shape[:3] + (1,))
 
 
 def _group_means(grouped, spatial, within):

@@ -68,11 +68,25 @@ template <typename T> __device__ T activation_derivative(T x, int kind, T slope)
 
 template <typename T>
 __global__ void activation_forward(const T* x, T* y, long long n, int kind, T slope) {
-  GRID_STRIDE_LOOP(i, n) y[i] = activation(x[i], kind, slope);
+  UNROLLED_GRID_STRIDE_LOOP(first, stride, n) {
+    T xs[UNROLL];
+    load_unrolled(xs, x, first, stride, n);
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u)
+      if (first + u * stride < n) y[first + u * stride] = activation(xs[u], kind, slope);
+  }
 }
 
 template <typename T>
 __global__ void activation_backward(const T* x, const T* grad, T* dx, long long n, int kind,
                                     T slope) {
-  GRID_STRIDE_LOOP(i, n) dx[i] = grad[i] * activation_derivative(x[i], kind, slope);
+  UNROLLED_GRID_STRIDE_LOOP(first, stride, n) {
+    T xs[UNROLL], grads[UNROLL];
+    load_unrolled(xs, x, first, stride, n);
+    load_unrolled(grads, grad, first, stride, n);
+#pragma unroll
+    for (int u = 0; u < UNROLL; ++u)
+      if (first + u * stride < n)
+        dx[first + u * stride] = grads[u] * activation_derivative(xs[u], kind, slope);
+  }
 }

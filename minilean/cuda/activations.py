@@ -59,8 +59,9 @@ def forward(kind, x, slope=0.01):
     import cupy
     x = cupy.ascontiguousarray(x)
     y = cupy.empty_like(x)
-    kernels.launch(program, f"activation_forward<{kernels.type_name(x.dtype)}>", x.size,
-                   (x, y, numpy.int64(x.size), numpy.int32(KINDS[kind]), x.dtype.type(slope)))
+    kernels.launch_unrolled(program, f"activation_forward<{kernels.type_name(x.dtype)}>",
+                            x.size, (x, y, numpy.int64(x.size), numpy.int32(KINDS[kind]),
+                                     x.dtype.type(slope)))
     return y
 
 
@@ -70,9 +71,9 @@ def backward(kind, x, grad, slope=0.01):
     x = cupy.ascontiguousarray(x)
     grad = cupy.ascontiguousarray(grad, dtype=x.dtype)
     dx = cupy.empty_like(x)
-    kernels.launch(program, f"activation_backward<{kernels.type_name(x.dtype)}>", x.size,
-                   (x, grad, dx, numpy.int64(x.size), numpy.int32(KINDS[kind]),
-                    x.dtype.type(slope)))
+    kernels.launch_unrolled(program, f"activation_backward<{kernels.type_name(x.dtype)}>",
+                            x.size, (x, grad, dx, numpy.int64(x.size), numpy.int32(KINDS[kind]),
+                                     x.dtype.type(slope)))
     return dx
 
 

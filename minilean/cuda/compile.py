@@ -66,6 +66,16 @@ def launch(program, name, count, args):
     program.kernel(name)(grid_for(count), (THREADS,), args)
 
 
+UNROLL = 4  # elements per thread and pass of UNROLLED_GRID_STRIDE_LOOP (common.cuh)
+
+
+def launch_unrolled(program, name, count, args):
+    """Launch a kernel written with UNROLLED_GRID_STRIDE_LOOP over ``count`` elements: each
+    thread takes UNROLL of them per pass, so UNROLL times fewer threads. Arguments as for
+    ``launch``."""
+    launch(program, name, -(-count // UNROLL), args)
+
+
 def threads_for(length):
     """Threads per row: a power of two from 32 to 256, no more than the row needs."""
     return min(256, max(32, 1 << (max(length, 1) - 1).bit_length()))

@@ -15,6 +15,9 @@ What a captured function must do (the rules of stream capture, and how this clas
   timesteps of ``minilean.models.diffusion``.)
 * Return arrays: the ones written while capturing. Every replay writes the same arrays again,
   so ``outputs`` are the same objects after each call, with new contents.
+* Call no cuBLAS: CuPy refuses to while a stream is captured. The engine's products all go
+  through ``backend.matmul``, which this class points at minilean's own kernel
+  (``minilean.cuda.matmul``) for the warm-up and the capture.
 * Allocate from a memory pool of its own. Temporaries it freed while capturing are still
   written by every replay; in CuPy's shared pool they could be handed to other arrays.
 * Be called once before the capture (the warm-up): nothing executes while capturing, and
@@ -23,11 +26,14 @@ What a captured function must do (the rules of stream capture, and how this clas
 """
 import numpy
 
+from minilean import backend
 from minilean.backend import DeviceError
+from minilean.cuda import matmul
 
 
 class GraphCaptureError(DeviceError):
-    """CUDA refused to capture a function (it copied to or from the host, or synchronised)."""
+    """A function could not be captured (it copied to or from the host, synchronised, or
+    called a library that CuPy does not capture)."""
 
 
 class CapturedCall:
@@ -44,7 +50,8 @@ class CapturedCall:
         self._stream = cupy.cuda.Stream(non_blocking=True)  # capture needs a stream of its own
         self.inputs = tuple(cupy.array(example) for example in example_inputs)
         cupy.cuda.get_current_stream().synchronize()  # the side stream sees finished inputs
-        with cupy.cuda.using_allocator(self._pool.malloc), self._stream:
+        with cupy.cuda.using_allocator(self._pool.malloc), self._stream, \
+                backend.matmul_by(matmul.matmul):
             function(*self.inputs)
             self._stream.begin_capture()
             try:

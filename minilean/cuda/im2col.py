@@ -17,6 +17,7 @@ import functools
 
 import numpy
 
+from minilean import backend
 from minilean.cuda import compile as kernels
 from minilean.cuda.fast_function import FastFunction
 
@@ -109,7 +110,7 @@ def conv(x, weight, stride, padding, dilation, groups):
     batch, out_h, out_w = x.shape[0], columns.shape[4], columns.shape[5]
     # (N, C, Kh, Kw, Ho, Wo) -> (N, G, C/G Kh Kw, Ho Wo)
     columns = columns.reshape(batch, groups, group_channels * kh * kw, out_h * out_w)
-    y = cupy.matmul(_weight_matrix(weight, groups), columns)  # (N, G, O/G, Ho Wo)
+    y = backend.matmul(_weight_matrix(weight, groups), columns)  # (N, G, O/G, Ho Wo)
     return y.reshape(batch, out_channels, out_h, out_w)
 
 
@@ -121,7 +122,7 @@ def conv_input_grad(grad_y, weight, x_shape, stride, padding, dilation, groups):
     # (N, O, Ho, Wo) -> (N, G, O/G, Ho Wo)
     grad_y = cupy.ascontiguousarray(grad_y).reshape(batch, groups, out_channels // groups, -1)
     # (G, C/G Kh Kw, O/G) @ (N, G, O/G, Ho Wo) -> (N, G, C/G Kh Kw, Ho Wo)
-    grad_columns = cupy.matmul(_weight_matrix(weight, groups).transpose(0, 2, 1), grad_y)
+    grad_columns = backend.matmul(_weight_matrix(weight, groups).transpose(0, 2, 1), grad_y)
     # (N, G, C/G Kh Kw, Ho Wo) -> (N, C, Kh, Kw, Ho, Wo)
     grad_columns = grad_columns.reshape(batch, -1, kh, kw, out_h, out_w)
     return col2im(grad_columns, x_shape, (kh, kw), stride, padding, dilation)
@@ -137,7 +138,7 @@ def conv_weight_grad(x, grad_y, weight_shape, stride, padding, dilation, groups)
     columns = im2col(x, (kh, kw), stride, padding, dilation)  # (N, C, Kh, Kw, Ho, Wo)
     # (N, C, Kh, Kw, Ho, Wo) -> (N, G, C/G Kh Kw, Ho Wo) -> (N, G, Ho Wo, C/G Kh Kw)
     columns = columns.reshape(batch, groups, -1, out_h * out_w).transpose(0, 1, 3, 2)
-    grad_weight = cupy.matmul(grad_y, columns).sum(axis=0)  # (G, O/G, C/G Kh Kw)
+    grad_weight = backend.matmul(grad_y, columns).sum(axis=0)  # (G, O/G, C/G Kh Kw)
     return grad_weight.reshape(weight_shape)  # (O, C/G, Kh, Kw)
 
 
