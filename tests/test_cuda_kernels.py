@@ -44,6 +44,12 @@ def test_every_cu_file_has_a_program():
     assert on_disk == sorted(kernels.PROGRAMS)
 
 
+def test_unrolled_launch_matches_the_kernels_unroll():
+    """launch_unrolled sizes the grid by compile.UNROLL; the kernels step by common.cuh's."""
+    with open(os.path.join(kernels.SOURCE_DIR, "common.cuh"), encoding="utf-8") as file:
+        assert f"constexpr int UNROLL = {kernels.UNROLL};" in file.read()
+
+
 @needs_nvrtc
 @pytest.mark.parametrize("arch", ["compute_90", "compute_80"])
 @pytest.mark.parametrize("filename", sorted(kernels.PROGRAMS))

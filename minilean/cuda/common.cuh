@@ -11,9 +11,10 @@
 // The same loop for memory-bound elementwise kernels, handing each thread UNROLL elements per
 // pass (first + u * stride, u < UNROLL), which load_unrolled reads before any is used. With one
 // 4-byte load per thread in flight an H200 streamed at about half its copy bandwidth (too few
-// bytes in flight to cover the memory latency); UNROLL independent loads keep more in flight.
+// bytes in flight to cover the memory latency); UNROLL independent loads keep more in flight
+// (benchmarks/RESULTS.md has the measurements).
 // Launch it with UNROLL times fewer threads than elements (compile.launch_unrolled).
-constexpr int UNROLL = 4;
+constexpr int UNROLL = 8;
 #define UNROLLED_GRID_STRIDE_LOOP(first, stride, n)                                         \
   for (long long stride = (long long)blockDim.x * gridDim.x,                                \
                  first = (long long)blockIdx.x * blockDim.x + threadIdx.x;                  \
