@@ -15,6 +15,7 @@ from minilean.autograd.conv import conv2d
 from minilean.autograd.function import Context
 from minilean.cuda import (activations, adam, compile as kernels, ema, im2col, mse, noising,
                            norm, reduce, registry, softmax, use_fast_kernels)
+from minilean.cuda import matmul  # noqa: F401  registers matmul.cu in kernels.PROGRAMS
 from minilean.models import diffusion as diffusion_ops
 
 rng = numpy.random.default_rng(7)
