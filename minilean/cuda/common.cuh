@@ -14,7 +14,7 @@
 // bytes in flight to cover the memory latency); UNROLL independent loads keep more in flight
 // (benchmarks/RESULTS.md has the measurements).
 // Launch it with UNROLL times fewer threads than elements (compile.launch_unrolled).
-constexpr int UNROLL = 8;
+constexpr int UNROLL = 4;
 #define UNROLLED_GRID_STRIDE_LOOP(first, stride, n)                                         \
   for (long long stride = (long long)blockDim.x * gridDim.x,                                \
                  first = (long long)blockIdx.x * blockDim.x + threadIdx.x;                  \

@@ -66,7 +66,7 @@ def launch(program, name, count, args):
     program.kernel(name)(grid_for(count), (THREADS,), args)
 
 
-UNROLL = 8  # elements per thread and pass of UNROLLED_GRID_STRIDE_LOOP (common.cuh)
+UNROLL = 4  # elements per thread and pass of UNROLLED_GRID_STRIDE_LOOP (common.cuh)
 
 
 def launch_unrolled(program, name, count, args):
