@@ -6,12 +6,12 @@ optional (its column is skipped, with a note, when it is missing).
 
 The model, batch and image size default to ``python -m minilean diffusion``'s.
 
-Order: first the ceilings (device-to-device copy bandwidth, a large float32 matmul), then each
-activation kernel's bandwidth as a share of the copy bandwidth on a large tensor (target at
-least 85%), then the training step (plain CuPy and fast kernels, each also replayed as a CUDA
-graph as ``--cuda-graph`` does, and PyTorch eager on the same model, batch and card), and DDIM
-sampling throughput. Prints one table with the GPU name and the
-CuPy and CUDA versions; copy it into benchmarks/RESULTS.md with the command.
+Order: first the ceilings (device-to-device copy bandwidth, CuPy's own elementwise kernel as a
+reference, a large float32 matmul), then each activation kernel's bandwidth as a share of the
+copy bandwidth on a large tensor (target at least 85%), then the training step (plain CuPy and
+fast kernels, each also replayed as a CUDA graph as ``--cuda-graph`` does, and PyTorch eager on
+the same model, batch and card), and DDIM sampling throughput. Prints one table with the GPU
+name and the CuPy and CUDA versions; copy it into benchmarks/RESULTS.md with the command.
 """
 import argparse
 import sys
@@ -57,6 +57,16 @@ def copy_bandwidth(elements):
     source = cupy.ones(elements, dtype=cupy.float32)
     target = cupy.empty_like(source)
     seconds = gpu_time(lambda: target.data.copy_from_device(source.data, source.nbytes), 20)
+    return 2 * source.nbytes / seconds
+
+
+def elementwise_bandwidth(elements):
+    """Bytes per second of CuPy's own elementwise kernel ``y = -x`` (read + write counted): what
+    a generated kernel with the activations' memory traffic reaches, for comparison."""
+    import cupy
+    source = cupy.ones(elements, dtype=cupy.float32)
+    target = cupy.empty_like(source)
+    seconds = gpu_time(lambda: cupy.negative(source, out=target), 20)
     return 2 * source.nbytes / seconds
 
 
@@ -230,6 +240,9 @@ def main(argv=None):
     rows = [("card", "", versions())]
     copy = copy_bandwidth(args.elements)
     rows.append(("ceiling", "device-to-device copy", f"{copy / 1e9:.0f} GB/s"))
+    negate = elementwise_bandwidth(args.elements)
+    rows.append(("reference", f"CuPy elementwise y = -x ({args.elements} float32)",
+                 f"{negate / 1e9:.0f} GB/s = {100 * negate / copy:.0f}% of copy"))
     rows.append(("ceiling", f"float32 matmul {args.matmul_size}^3",
                  f"{matmul_flops(args.matmul_size) / 1e12:.1f} TFLOP/s"))
     for (kind, direction), bandwidth in activation_bandwidths(args.elements).items():

@@ -28,8 +28,12 @@ template <typename T> __device__ T gelu_two_u(T x) {
   return T(2 * SQRT_2_OVER_PI) * (x + T(GELU_CUBIC) * x * x * x);
 }
 
-template <typename T> __device__ T activation(T x, int kind, T slope) {
-  switch (kind) {
+// The kind is a template argument: each kernel picks it once per thread (with_kind), so its
+// loop body is one activation in straight-line code, and the compiler interleaves the math of
+// the UNROLL elements (a switch per element kept them apart: 72-82% of copy bandwidth for the
+// transcendental forwards, measured on an H200).
+template <int KIND, typename T> __device__ T activation(T x, T slope) {
+  switch (KIND) {
     case RELU: return x > T(0) ? x : T(0);
     case LEAKY_RELU: return x > T(0) ? x : slope * x;
     case SILU: return x * sigmoid_of(x);
@@ -40,8 +44,8 @@ template <typename T> __device__ T activation(T x, int kind, T slope) {
   }
 }
 
-template <typename T> __device__ T activation_derivative(T x, int kind, T slope) {
-  switch (kind) {
+template <int KIND, typename T> __device__ T activation_derivative(T x, T slope) {
+  switch (KIND) {
     case RELU: return x > T(0) ? T(1) : T(0);
     case LEAKY_RELU: return x > T(0) ? T(1) : slope;
     case SILU: {  // sigma (1 + x (1 - sigma))
@@ -66,27 +70,61 @@ template <typename T> __device__ T activation_derivative(T x, int kind, T slope)
   }
 }
 
+// loop.run<kind>() with the kind as a compile-time constant.
+template <typename Loop> __device__ void with_kind(int kind, const Loop& loop) {
+  switch (kind) {
+    case RELU: return loop.template run<RELU>();
+    case LEAKY_RELU: return loop.template run<LEAKY_RELU>();
+    case SILU: return loop.template run<SILU>();
+    case GELU: return loop.template run<GELU>();
+    case GELU_TANH: return loop.template run<GELU_TANH>();
+    case SIGMOID: return loop.template run<SIGMOID>();
+    default: return loop.template run<TANH>();
+  }
+}
+
+template <typename T> struct ForwardLoop {
+  const T* x;
+  T* y;
+  long long n;
+  T slope;
+  template <int KIND> __device__ void run() const {
+    UNROLLED_GRID_STRIDE_LOOP(first, stride, n) {
+      T xs[UNROLL];
+      load_unrolled(xs, x, first, stride, n);
+#pragma unroll
+      for (int u = 0; u < UNROLL; ++u)
+        if (first + u * stride < n) y[first + u * stride] = activation<KIND>(xs[u], slope);
+    }
+  }
+};
+
+template <typename T> struct BackwardLoop {
+  const T* x;
+  const T* grad;
+  T* dx;
+  long long n;
+  T slope;
+  template <int KIND> __device__ void run() const {
+    UNROLLED_GRID_STRIDE_LOOP(first, stride, n) {
+      T xs[UNROLL], grads[UNROLL];
+      load_unrolled(xs, x, first, stride, n);
+      load_unrolled(grads, grad, first, stride, n);
+#pragma unroll
+      for (int u = 0; u < UNROLL; ++u)
+        if (first + u * stride < n)
+          dx[first + u * stride] = grads[u] * activation_derivative<KIND>(xs[u], slope);
+    }
+  }
+};
+
 template <typename T>
 __global__ void activation_forward(const T* x, T* y, long long n, int kind, T slope) {
-  UNROLLED_GRID_STRIDE_LOOP(first, stride, n) {
-    T xs[UNROLL];
-    load_unrolled(xs, x, first, stride, n);
-#pragma unroll
-    for (int u = 0; u < UNROLL; ++u)
-      if (first + u * stride < n) y[first + u * stride] = activation(xs[u], kind, slope);
-  }
+  with_kind(kind, ForwardLoop<T>{x, y, n, slope});
 }
 
 template <typename T>
 __global__ void activation_backward(const T* x, const T* grad, T* dx, long long n, int kind,
                                     T slope) {
-  UNROLLED_GRID_STRIDE_LOOP(first, stride, n) {
-    T xs[UNROLL], grads[UNROLL];
-    load_unrolled(xs, x, first, stride, n);
-    load_unrolled(grads, grad, first, stride, n);
-#pragma unroll
-    for (int u = 0; u < UNROLL; ++u)
-      if (first + u * stride < n)
-        dx[first + u * stride] = grads[u] * activation_derivative(xs[u], kind, slope);
-  }
+  with_kind(kind, BackwardLoop<T>{x, grad, dx, n, slope});
 }
