@@ -30,8 +30,8 @@ one GEMM of all rows with all Kh Kw O weights followed by Kh Kw shifted row-sums
 padded grid (the rows past each image are computed and cropped), and the weight gradient is
 Kh Kw GEMMs of shifted row blocks with dL/dy laid on that grid ("shifted" helpers below).
 """
-from minilean.autograd.function import Function
 from minilean import backend
+from minilean.autograd.function import Function
 from minilean.backend import array_module
 
 SLAB_BYTES = 2 << 20
@@ -141,8 +141,8 @@ def shifted_conv_forward(x_pad, weight, dilation):
     # (O, C, Kh, Kw) -> (C, Kh, Kw, O) -> (C, Kh Kw O)
     all_offsets = weight.transpose(1, 2, 3, 0).reshape(channels, -1)
     # (N, Hp, Wp, C) -> (N Hp Wp, C) rows; the product (N Hp Wp, Kh Kw O) -> (N Hp Wp, Kh Kw, O)
-    partial = backend.matmul(x_pad.reshape(-1, channels), all_offsets).reshape(-1, kh * kw,
-                                                                         out_channels)
+    partial = backend.matmul(x_pad.reshape(-1, channels), all_offsets).reshape(
+        -1, kh * kw, out_channels)
     y_grid = xp.zeros((batch * height * width, out_channels), dtype=x_pad.dtype)
     for offset, shift in enumerate(shifts):
         y_grid[:rows] += partial[shift:shift + rows, offset]
@@ -288,7 +288,8 @@ def conv_weight_grad(x_pad, grad_y, kernel_size, stride, dilation, groups):
     pixels = grad_y.shape[1] * grad_y.shape[2]
     for slab in _slabs(batch, pixels * kh * kw * channels * x_pad.itemsize):
         columns = _grouped_columns(x_pad[slab], kernel_size, stride, dilation, groups)
-        grad_matrix += backend.matmul(columns.transpose(0, 2, 1), _per_group(grad_y[slab], groups))
+        grad_matrix += backend.matmul(columns.transpose(0, 2, 1),
+                                      _per_group(grad_y[slab], groups))
     # (G, Kh, Kw, C/G, O/G) -> (G, O/G, C/G, Kh, Kw) -> (O, C/G, Kh, Kw)
     per_group = grad_matrix.reshape(groups, kh, kw, channels // groups, out_channels // groups)
     return per_group.transpose(0, 4, 3, 1, 2).reshape(out_channels, channels // groups, kh, kw)

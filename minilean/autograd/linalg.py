@@ -1,10 +1,10 @@
 """Matrix multiplication: batched, broadcasting over leading axes, with 1-D operands as in
 ``torch.matmul`` (a 1-D left operand is a row vector, a 1-D right operand a column vector,
 and the added axis is removed from the result); and the linear layer's x W^T + b as one op."""
+from minilean import backend
 from minilean.autograd.function import Function
 from minilean.autograd.elementwise import as_tensor
 from minilean.autograd.tensor import Tensor
-from minilean import backend
 from minilean.backend import array_module
 
 
@@ -56,7 +56,7 @@ class Matmul(Function):
             b_t = xp.swapaxes(b, -1, -2)  # (..., m, k)
             if ctx.a_unbatched and batched:
                 grad_a = backend.matmul(xp.moveaxis(grad, -2, 0).reshape(grad.shape[-2], -1),
-                                   b_t.reshape(-1, b_t.shape[-1]))  # (n, B*m) @ (B*m, k)
+                                        b_t.reshape(-1, b_t.shape[-1]))  # (n, B*m) @ (B*m, k)
             else:
                 grad_a = _folded_matmul(xp, grad, b_t)  # (..., n, k)
             if a_vector:
@@ -64,7 +64,7 @@ class Matmul(Function):
         if need_b:
             if ctx.b_unbatched and batched:
                 grad_b = backend.matmul(a.reshape(-1, a.shape[-1]).T,  # (k, B*n)
-                                   grad.reshape(-1, grad.shape[-1]))  # (B*n, m)
+                                        grad.reshape(-1, grad.shape[-1]))  # (B*n, m)
             else:
                 grad_b = _folded_matmul(xp, xp.swapaxes(a, -1, -2), grad)  # (..., k, m)
             if b_vector:

@@ -14,8 +14,8 @@ One fused backward is a few passes over x, where the same ops composed from prim
 would record a dozen nodes and keep their intermediates alive. The statistics are computed in
 float32 or wider: float16 sums over thousands of elements lose the mean to rounding.
 """
-from minilean.autograd.function import Function
 from minilean import backend
+from minilean.autograd.function import Function
 from minilean.backend import array_module
 
 

@@ -17,7 +17,7 @@ from minilean.cuda import compile as kernels
 program = kernels.Program("matmul.cu", [f"batched_matmul<{type_name}>"
                                         for type_name in ("float", "double")])
 
-TILE = 16            # as in matmul.cu
+TILE = 16  # as in matmul.cu
 MAX_BATCH_BLOCKS = 65535  # CUDA's limit on gridDim.z; the kernel loops over the rest
 
 
