@@ -2,6 +2,7 @@
 
     python benchmarks/profile_step.py                 # 3 profiled steps, 2 BLAS threads
     python benchmarks/profile_step.py --steps 5 --top 30 --size 32
+    python benchmarks/profile_step.py --device cuda --fast-kernels --steps 20   # host time on a GPU
 
 Prints the top functions by cumulative time and by own time, then the own time summed per
 op (each Function's forward and backward), which is where an optimisation should start.
@@ -18,6 +19,9 @@ parser.add_argument("--hidden-c", type=int, default=24, help="U-Net width (the C
 parser.add_argument("--threads", type=int, default=2, help="BLAS threads")
 parser.add_argument("--conv-shapes", action="store_true",
                     help="also time each convolution shape of the step against torch.conv2d")
+parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cuda: the host's share of a GPU step (each step ends synchronised)")
+parser.add_argument("--fast-kernels", action="store_true", help="the CUDA kernels (cuda only)")
 parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: profile process CPU time (steadier on a busy machine)")
 args = parser.parse_args()
@@ -39,15 +43,18 @@ from minilean.models.unet import UNet  # noqa: E402
 from minilean.optim import EMA, Adam, clip_grad_norm_  # noqa: E402
 
 
-def make_step(batch=32, size=16, hidden_c=24):
+def make_step(batch=32, size=16, hidden_c=24, device="cpu"):
     rng = numpy.random.default_rng(0)
-    x0 = minilean.tensor(rng.uniform(-1, 1, (batch, 3, size, size)).astype(numpy.float32))
-    eps = minilean.tensor(rng.standard_normal((batch, 3, size, size)).astype(numpy.float32))
-    t = rng.integers(0, 200, batch)
+    x0 = minilean.tensor(rng.uniform(-1, 1, (batch, 3, size, size)).astype(numpy.float32),
+                         device=device)
+    eps = minilean.tensor(rng.standard_normal((batch, 3, size, size)).astype(numpy.float32),
+                          device=device)
+    t = backend.to_device(rng.integers(0, 200, batch), device)
     alpha_bar = D.alpha_bars(D.make_betas("cosine", 200))
     backend.manual_seed(0)
-    model = UNet(3, hidden_c)
+    model = UNet(3, hidden_c).to(device)
     optimizer, average = Adam(model.parameters(), lr=2e-3), EMA(model, 0.995)
+    xp = backend.xp_for(device)
 
     def step():
         optimizer.zero_grad()
@@ -55,6 +62,8 @@ def make_step(batch=32, size=16, hidden_c=24):
         clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         average.update(model)
+        if xp is not numpy:
+            xp.cuda.get_current_stream().synchronize()
     return step
 
 
@@ -125,7 +134,8 @@ def conv_shapes(step, clock, steps):
 
 
 def main():
-    step = make_step(size=args.size, hidden_c=args.hidden_c)
+    minilean.use_fast_kernels(args.fast_kernels)
+    step = make_step(size=args.size, hidden_c=args.hidden_c, device=args.device)
     step()
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     start = clock()
@@ -136,7 +146,8 @@ def main():
     profiler.disable()
     per_step = (clock() - start) / args.steps
     print(f"{args.steps} profiled steps, {per_step * 1e3:.0f} ms ({args.clock} clock) per step "
-          f"under the profiler (BLAS threads {args.threads}, image {args.size}x{args.size})\n")
+          f"under the profiler (device {args.device}{', fast kernels' * args.fast_kernels}, "
+          f"BLAS threads {args.threads}, image {args.size}x{args.size})\n")
     stats = pstats.Stats(profiler)
     stats.sort_stats("cumulative").print_stats(args.top)
     stats.sort_stats("tottime").print_stats(args.top)
