@@ -112,6 +112,12 @@ def matmul_by(function):
         _graph_matmul = previous
 
 
+def capturing():
+    """True while the current CUDA stream records a graph (nothing runs then: see
+    ``minilean.cuda.graph``)."""
+    return _cupy is not None and _cupy.cuda.get_current_stream().is_capturing()
+
+
 _CONSTANTS_KEPT = 16
 _constants = collections.OrderedDict()  # (dtype, shape, bytes) -> the copy on "cuda"
 

@@ -9,8 +9,8 @@ import math
 import numpy
 import pytest
 
-from minilean.cuda import (activations, adam, ema, im2col, matmul, mse, noising, norm, reduce,
-                           softmax)
+from minilean.cuda import (activations, adam, clip, ema, im2col, matmul, mse, noising, norm,
+                           reduce, softmax)
 
 TOLERANCE = {numpy.float32: dict(rtol=2e-5, atol=2e-6), numpy.float64: dict(rtol=1e-11, atol=1e-13)}
 rng = numpy.random.default_rng(11)
@@ -193,6 +193,19 @@ class KernelCases:
         ema.fused_ema_update(device_averages, [cupy.asarray(p) for p in params], 0.99)
         for got, average, param in zip(device_averages, averages, params):
             close(got, ema.reference(average, param, 0.99), dtype)
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("max_norm", [0.5, 1e6])  # clipped, and left alone
+    def test_fused_clip_over_all_gradients(self, cupy, dtype, max_norm):
+        grads = [rng.normal(size=s).astype(dtype) for s in PARAMETER_SHAPES]
+        expected, norm = clip.reference(grads, max_norm, 1e-6)
+        device_grads = [cupy.asarray(grad) for grad in grads]
+        device_grads[0] = cupy.asarray(grads[0].T.copy()).T  # a transposed view, as a matmul's
+        got_norm = clip.fused_clip_arrays(device_grads, max_norm, 1e-6)
+        assert got_norm.dtype == numpy.float64 and got_norm.shape == ()
+        numpy.testing.assert_allclose(got_norm.get(), norm, rtol=1e-12)
+        for got, want in zip(device_grads, expected):
+            close(got, want, dtype)
 
     def test_fused_update_rejects_mixed_arrays(self, cupy):
         params = [cupy.zeros(3, dtype=cupy.float32), cupy.zeros(4, dtype=cupy.float64)]

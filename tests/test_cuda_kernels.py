@@ -13,8 +13,8 @@ import minilean
 from minilean.autograd import elementwise, loss, norm as norm_ops, reduce as reduce_ops
 from minilean.autograd.conv import conv2d
 from minilean.autograd.function import Context
-from minilean.cuda import (activations, adam, compile as kernels, ema, im2col, mse, noising,
-                           norm, reduce, registry, softmax, use_fast_kernels)
+from minilean.cuda import (activations, adam, clip, compile as kernels, ema, im2col, mse,
+                           noising, norm, reduce, registry, softmax, use_fast_kernels)
 from minilean.cuda import matmul  # noqa: F401  registers matmul.cu in kernels.PROGRAMS
 from minilean.models import diffusion as diffusion_ops
 
@@ -237,6 +237,16 @@ def test_ema_reference_matches_ema_update():
         numpy.testing.assert_allclose(ema.reference(average, param, 0.9), engine, rtol=1e-12)
 
 
+def test_clip_reference_matches_clip_grad_norm():
+    from minilean.optim.clip import clip_arrays
+    grads = [rng.normal(size=(3, 4)), rng.normal(size=5) * 10]
+    expected, norm = clip.reference(grads, 1.5, 1e-6)
+    got = [grad.copy() for grad in grads]
+    numpy.testing.assert_allclose(clip_arrays(got, 1.5, 1e-6), norm, rtol=1e-15)
+    for a, b in zip(got, expected):
+        numpy.testing.assert_allclose(a, b, rtol=1e-15)
+
+
 CONVOLUTIONS = [  # (x shape, weight shape, stride, padding, dilation, groups)
     ((2, 3, 7, 6), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1),
     ((1, 4, 9, 8), (6, 2, 3, 2), (2, 3), (1, 0), (1, 2), 2),
@@ -309,15 +319,20 @@ def test_use_fast_kernels_fills_and_empties_the_slots():
 def test_fused_updates_are_installed_unbound():
     optim_adam = pytest.importorskip("minilean.optim.adam")
     optim_ema = pytest.importorskip("minilean.optim.ema")
+    optim_clip = pytest.importorskip("minilean.optim.clip")
     use_fast_kernels(True)
     try:
         # the optimizers call self.fast_update(...): it must not bind the optimizer as a param
         assert optim_adam.AdamW.__dict__.get("fast_update") is None
         assert optim_adam.Adam.__dict__["fast_update"].__func__ is adam.fused_adam_update
         assert optim_ema.EMA.__dict__["fast_update_arrays"].__func__ is ema.fused_ema_update
+        assert optim_clip.fast_clip_arrays is clip.fused_clip_arrays  # a module's slot: plain
+        assert registry.installed()["minilean.optim.clip.fast_clip_arrays"] is \
+            clip.fused_clip_arrays
     finally:
         use_fast_kernels(False)
     assert optim_adam.Adam.fast_update is None and optim_ema.EMA.fast_update_arrays is None
+    assert optim_clip.fast_clip_arrays is None
 
 
 def test_cpu_tensors_ignore_fast_kernels():

@@ -8,7 +8,8 @@ without importing them at import time; an op that does not exist is reported, no
 """
 import importlib
 
-from minilean.cuda import activations, adam, ema, im2col, mse, noising, norm, reduce, softmax
+from minilean.cuda import (activations, adam, clip, ema, im2col, mse, noising, norm, reduce,
+                           softmax)
 
 FAST_FUNCTIONS = (
     ("minilean.autograd.elementwise", "Relu", activations.FastRelu),
@@ -29,20 +30,27 @@ FAST_FUNCTIONS = (
     ("minilean.models.diffusion", "QSample", noising.FastQSample),
 )
 
-# (module, class, slot, fused function with the signature of the class's plain update)
+# (module, class, slot, fused function with the signature of the plain update); a class of
+# None puts the function in a slot of the module itself
 FUSED_UPDATES = (
     ("minilean.optim.adam", "Adam", "fast_update", adam.fused_adam_update),
     ("minilean.optim.ema", "EMA", "fast_update_arrays", ema.fused_ema_update),
+    ("minilean.optim.clip", None, "fast_clip_arrays", clip.fused_clip_arrays),
 )
 
 
 def _find(module_name, class_name):
-    """The class, or None when its module or the class does not exist (yet)."""
+    """The class (the module itself for a class of None), or None when the module or the
+    class does not exist (yet)."""
     try:
         module = importlib.import_module(module_name)
     except ImportError:
         return None
-    return getattr(module, class_name, None)
+    return module if class_name is None else getattr(module, class_name, None)
+
+
+def _slot_name(module_name, class_name, slot):
+    return f"{module_name}.{class_name or slot}"
 
 
 def install(enabled=True):
@@ -59,14 +67,17 @@ def install(enabled=True):
     for module_name, class_name, slot, function in FUSED_UPDATES:
         owner = _find(module_name, class_name)
         if owner is None:
-            missing.append(f"{module_name}.{class_name}")
+            missing.append(_slot_name(module_name, class_name, slot))
             continue
-        setattr(owner, slot, staticmethod(function) if enabled else None)
+        # a class's slot holds a staticmethod, so that instances do not bind it
+        fused = function if class_name is None else staticmethod(function)
+        setattr(owner, slot, fused if enabled else None)
     return missing
 
 
 def installed():
-    """{'module.Class': fast Function or fused update} for every slot that is filled now."""
+    """{'module.Class' (or 'module.slot'): fast Function or fused update} for every slot that
+    is filled now."""
     filled = {}
     for module_name, class_name, _ in FAST_FUNCTIONS:
         op = _find(module_name, class_name)
@@ -75,5 +86,5 @@ def installed():
     for module_name, class_name, slot, _ in FUSED_UPDATES:
         owner = _find(module_name, class_name)
         if owner is not None and getattr(owner, slot) is not None:
-            filled[f"{module_name}.{class_name}"] = getattr(owner, slot)
+            filled[_slot_name(module_name, class_name, slot)] = getattr(owner, slot)
     return filled

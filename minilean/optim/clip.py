@@ -1,6 +1,9 @@
 """Gradient clipping by the global norm over all parameters (PyTorch's ``clip_grad_norm_``)."""
+from minilean import backend
 from minilean.autograd.tensor import Tensor
 from minilean.backend import array_module
+
+fast_clip_arrays = None  # a fused CUDA version of clip_arrays, set by minilean.cuda
 
 
 def clip_grad_norm_(parameters, max_norm, eps=1e-6):
@@ -11,17 +14,28 @@ def clip_grad_norm_(parameters, max_norm, eps=1e-6):
     One norm over all parameters keeps the update's direction; clipping each tensor alone
     would not. The norm and the scale stay on the device (no host copy, so a GPU training
     step does not wait for it); ``.item()`` the result to log it. Parameters without a
-    gradient are skipped.
+    gradient are skipped. With fast kernels on, "cuda" gradients are clipped by two launches
+    (``minilean/cuda/clip.py``), except while a CUDA graph is captured: the fused kernels
+    read a table of the gradients' addresses, which would be baked into the graph.
     """
     if not max_norm > 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm!r}")
     grads = [param.grad.data for param in parameters if param.grad is not None]
     if not grads:
         return Tensor(0.0, dtype="float64")
+    clip = clip_arrays
+    if fast_clip_arrays is not None and backend.device_of(grads[0]) == "cuda" and \
+            not backend.capturing():
+        clip = fast_clip_arrays
+    return Tensor._wrap(clip(grads, max_norm, eps), False)
+
+
+def clip_arrays(grads, max_norm, eps):
+    """Clip the arrays ``grads`` in place; return their norm before clipping (0-d float64)."""
     xp = array_module(grads[0])
     # summed in float64 so that many float32 squares do not lose the small ones
     total_norm = xp.sqrt(sum((grad.astype(xp.float64) ** 2).sum() for grad in grads))
     scale = xp.minimum(1.0, max_norm / (total_norm + eps))
     for grad in grads:
         grad *= scale.astype(grad.dtype)
-    return Tensor._wrap(total_norm, False)
+    return total_norm

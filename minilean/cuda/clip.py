@@ -1,0 +1,49 @@
+"""Gradient clipping by the global norm over all parameters in two launches (``clip.cu``).
+
+``fused_clip_arrays`` has the signature of ``minilean.optim.clip.clip_arrays`` and is what the
+registry installs as ``minilean.optim.clip.fast_clip_arrays``. The plain version costs two
+reductions, two casts and a multiply per parameter (about 450 launches for the diffusion U-Net,
+a fifth of a GPU step's host time before this kernel). ``reference`` is the NumPy statement.
+"""
+import numpy
+
+from minilean.cuda import compile as kernels
+from minilean.cuda.multi_tensor import check_arrays, device_table
+from minilean.cuda.reduce import sum_rows
+
+program = kernels.Program("clip.cu", [
+    f"{name}<{type_name}>" for name in ("squared_norm_partials", "scale_by_clip")
+    for type_name in ("float", "double")])
+
+PARTIAL_BLOCKS = 1024  # partial sums of squares; enough blocks to stream memory at full speed
+
+
+def reference(grads, max_norm, eps):
+    """(the clipped gradients, the norm before clipping), on NumPy arrays."""
+    norm = numpy.sqrt(sum((grad.astype(numpy.float64) ** 2).sum() for grad in grads))
+    scale = min(1.0, max_norm / (norm + eps))
+    return [grad * grad.dtype.type(scale) for grad in grads], norm
+
+
+def fused_clip_arrays(grads, max_norm, eps):
+    """Clip ``grads`` (CuPy arrays of one dtype) in place; return the norm before clipping as a
+    0-d float64 device array."""
+    import cupy
+    # a gradient can be a view (a matmul's transposed weight gradient): the kernels read and
+    # write flat memory, so such a one is clipped in a contiguous copy and copied back
+    flat = [grad if grad.flags.c_contiguous else cupy.ascontiguousarray(grad) for grad in grads]
+    dtype = check_arrays([flat])
+    table, offsets, total = device_table([flat])
+    type_name, count = kernels.type_name(dtype), numpy.int32(len(flat))
+    blocks = min(kernels.grid_for(total)[0], PARTIAL_BLOCKS)
+    partials = cupy.empty(blocks, dtype=numpy.float64)
+    program.kernel(f"squared_norm_partials<{type_name}>")(
+        (blocks,), (kernels.THREADS,), (table, offsets, count, numpy.int64(total), partials))
+    squared_norm = sum_rows(partials, 1, blocks, 1)
+    kernels.launch(program, f"scale_by_clip<{type_name}>", total,
+                   (table, offsets, count, numpy.int64(total), squared_norm,
+                    numpy.float64(max_norm), numpy.float64(eps)))
+    for grad, contiguous in zip(grads, flat):
+        if contiguous is not grad:
+            grad[...] = contiguous
+    return cupy.sqrt(squared_norm.reshape(()))
