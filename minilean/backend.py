@@ -86,36 +86,34 @@ def to_device(array, device):
     return xp_for("cuda").asarray(array)
 
 
-_graph_matmul = None  # minilean.cuda.graph's product while it records a graph (see matmul)
+_graph_matmul = None  # the product used while minilean.cuda.graph records (see graph_recording)
 
 
 def matmul(a, b, out=None):
     """``a @ b`` by NumPy's rules, in the operands' own module; every product of the engine
-    goes through here.
-
-    While ``minilean.cuda.graph`` records a CUDA graph it goes through ``matmul_by``'s function
-    instead: CuPy's matmul calls cuBLAS, which CuPy refuses while a stream is captured.
-    """
+    goes through here, so that ``graph_recording`` can replace it."""
     if _graph_matmul is not None and device_of(a) == "cuda":
         return _graph_matmul(a, b, out)
     return array_module(a).matmul(a, b, out=out)
 
 
 @contextlib.contextmanager
-def matmul_by(function):
-    """Inside the block, ``matmul`` on "cuda" arrays computes ``function(a, b, out)``."""
+def graph_recording(graph_matmul):
+    """The block in which ``minilean.cuda.graph`` warms up and records a CUDA graph. Inside it
+    ``matmul`` on "cuda" arrays computes ``graph_matmul(a, b, out)`` (CuPy's matmul calls
+    cuBLAS, which CuPy refuses while a stream is captured), and ``recording_graph()`` is true,
+    so code that would bake host state into the graph takes its plain path instead."""
     global _graph_matmul
-    previous, _graph_matmul = _graph_matmul, function
+    previous, _graph_matmul = _graph_matmul, graph_matmul
     try:
         yield
     finally:
         _graph_matmul = previous
 
 
-def capturing():
-    """True while the current CUDA stream records a graph (nothing runs then: see
-    ``minilean.cuda.graph``)."""
-    return _cupy is not None and _cupy.cuda.get_current_stream().is_capturing()
+def recording_graph():
+    """True inside ``graph_recording``."""
+    return _graph_matmul is not None
 
 
 _CONSTANTS_KEPT = 16

@@ -424,9 +424,6 @@ class Stream:
             raise RuntimeError("cudaErrorStreamCaptureUnsupported: cannot synchronize a "
                                "capturing stream")
 
-    def is_capturing(self):
-        return _capture.stream is self
-
     def begin_capture(self, mode=None):
         if self.is_null:
             raise RuntimeError("cannot capture on the default (legacy) stream")

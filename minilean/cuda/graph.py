@@ -51,7 +51,7 @@ class CapturedCall:
         self.inputs = tuple(cupy.array(example) for example in example_inputs)
         cupy.cuda.get_current_stream().synchronize()  # the side stream sees finished inputs
         with cupy.cuda.using_allocator(self._pool.malloc), self._stream, \
-                backend.matmul_by(matmul.matmul):
+                backend.graph_recording(matmul.matmul):
             function(*self.inputs)
             self._stream.begin_capture()
             try:
