@@ -341,6 +341,7 @@ class Conv2d(Function):
     At stride 1 both gradients come from the columns of the padded dL/dy alone
     (``conv_grads_stride1``); x itself is saved, not its padded copy.
     """
+    fresh_grads = True
     @staticmethod
     def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
                 groups=1):
@@ -384,6 +385,7 @@ class ConvTranspose2d(Function):
 
     w has shape (C_in, C_out/G, Kh, Kw), the conv2d weight of the convolution it transposes.
     """
+    fresh_grads = True
     @staticmethod
     def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
                 groups=1, dilation=(1, 1)):

@@ -43,6 +43,10 @@ class Node:
 
 class Function:
     fast = None
+    # True where backward returns only arrays it has just allocated (or views of them), none
+    # of them shared with another returned gradient, the incoming ``grad``, the inputs or
+    # ``ctx``: the graph walk may then make them leaves' ``.grad`` without copying them.
+    fresh_grads = False
 
     @staticmethod
     def forward(ctx, *arrays, **params):

@@ -31,22 +31,15 @@ def topological_order(root):
 
 def run_backward(root, grad, retain_graph=False):
     """Propagate ``grad`` (d loss / d root, an array) to every leaf that requires grad."""
-    from minilean.autograd.tensor import Tensor
-
-    pending = {id(root): grad}
+    # id(tensor) -> (its gradient so far, whether that array is held by this walk alone)
+    pending = {id(root): (grad, False)}
     for tensor in reversed(topological_order(root)):
-        grad = pending.pop(id(tensor), None)
+        grad, owned = pending.pop(id(tensor), (None, False))
         if grad is None:
             continue
         node = tensor.grad_fn
         if node is None:
-            if tensor.grad is None:
-                # A fresh array: the one arriving may be a read-only broadcast view or shared
-                # with another leaf (Add hands the same array to both inputs), and optimizers
-                # update .grad in place.
-                tensor.grad = Tensor._wrap(tensor.xp.array(grad, dtype=tensor.dtype), False)
-            else:  # in the leaf's dtype, as the first gradient was
-                tensor.grad.data = (tensor.grad.data + grad).astype(tensor.dtype, copy=False)
+            accumulate_leaf_grad(tensor, grad, owned)
             continue
         if node.ctx is None:
             raise RuntimeError("backward through a graph that was already freed: call the first "
@@ -57,8 +50,31 @@ def run_backward(root, grad, retain_graph=False):
         for parent, parent_grad in zip(node.inputs, input_grads):
             if parent_grad is None or not parent.requires_grad:
                 continue
-            parent_grad = unbroadcast(parent_grad, parent.shape)
-            earlier = pending.get(id(parent))
-            pending[id(parent)] = parent_grad if earlier is None else earlier + parent_grad
+            summed = unbroadcast(parent_grad, parent.shape)
+            earlier, _ = pending.get(id(parent), (None, False))
+            if earlier is None:  # a sum that unbroadcast made is new memory too
+                pending[id(parent)] = (summed, node.function.fresh_grads
+                                       or summed is not parent_grad)
+            else:
+                pending[id(parent)] = (earlier + summed, True)
         if not retain_graph:
             node.release()
+
+
+def accumulate_leaf_grad(tensor, grad, owned):
+    """Add ``grad`` into the leaf's ``.grad``, in the leaf's dtype and C-contiguous.
+
+    Optimizers update ``.grad`` in place, so a first gradient that anything else may see
+    (a read-only broadcast view, the seed, the array Add hands to both of its inputs) is
+    copied. One that only this walk holds (``owned``: see ``Function.fresh_grads``) becomes
+    ``.grad`` itself; for a model's weights that saves a device copy per parameter and step.
+    """
+    from minilean.autograd.tensor import Tensor
+
+    xp = tensor.xp
+    if tensor.grad is None:
+        data = (xp.ascontiguousarray(grad, dtype=tensor.dtype) if owned
+                else xp.array(grad, dtype=tensor.dtype, order="C"))
+        tensor.grad = Tensor._wrap(data, False)
+    else:
+        tensor.grad.data = (tensor.grad.data + grad).astype(tensor.dtype, copy=False)

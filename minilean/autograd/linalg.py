@@ -28,6 +28,7 @@ class Matmul(Function):
     gradient summed over the batch inside one matmul; otherwise gradients come back in the
     broadcast batch shape and the graph walk sums them over the axes an operand was stretched on.
     """
+    fresh_grads = True
     @staticmethod
     def forward(ctx, a, b):
         if ctx.recording:
@@ -95,6 +96,7 @@ class Linear(Function):
     the composite x @ W.T + b makes three (a transpose, a matmul, an add): the graph of an MLP
     shrinks by two thirds, and with it the Python work per step.
     """
+    fresh_grads = True
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         xp = array_module(x)

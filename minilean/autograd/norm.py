@@ -143,6 +143,7 @@ class GroupNorm(Function):
     dy (x - mu): from them come dw, db and the two group means of the closed form, so the
     full-size passes are few.
     """
+    fresh_grads = True
     @staticmethod
     def forward(ctx, x, *affine, num_groups=1, eps=1e-5, has_weight=False):
         channels_last = _is_channels_last(x)

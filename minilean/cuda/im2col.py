@@ -144,6 +144,7 @@ def conv_weight_grad(x, grad_y, weight_shape, stride, padding, dilation, groups)
 
 class FastConv2d(FastFunction):
     """Conv2d through im2col.cu and CuPy's matmul (the op's own contract)."""
+    fresh_grads = True
 
     @staticmethod
     def kernel_forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0),
@@ -165,6 +166,7 @@ class FastConvTranspose2d(FastFunction):
 
         y = conv_input_grad(x)      dL/dx = conv(dL/dy)      dL/dw = conv_weight_grad(dL/dy, x)
     """
+    fresh_grads = True
 
     @staticmethod
     def covers(x, weight, bias=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),

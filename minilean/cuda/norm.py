@@ -114,8 +114,9 @@ def _flat(array, absent):
     return absent if array is None else cupy.ascontiguousarray(array).reshape(-1)
 
 
-def _fast_norm(op_name, layout_of):
-    """The fast Function for ``op_name``; ``layout_of(shape, **params)`` gives its RowLayout."""
+def _fast_norm(op_name, layout_of, fresh_grads):
+    """The fast Function for ``op_name``; ``layout_of(shape, **params)`` gives its RowLayout.
+    The kernels' gradients are all new arrays, so ``fresh_grads`` is the replaced op's."""
 
     class FastNorm(FastFunction):
         @staticmethod
@@ -143,12 +144,13 @@ def _fast_norm(op_name, layout_of):
                 grad_affine.reshape(shape) if need else None
                 for grad_affine, shape, need in zip(present, ctx.affine_shapes, need_affine)))
 
+    FastNorm.fresh_grads = fresh_grads
     FastNorm.__name__ = FastNorm.__qualname__ = f"Fast{op_name}"
     FastNorm.__doc__ = f"{op_name} through norm.cu (the op's own contract)."
     return FastNorm
 
 
-FastLayerNorm = _fast_norm("LayerNorm", lambda shape, axes=(): layer_norm_layout(shape,
-                                                                                  len(axes)))
+FastLayerNorm = _fast_norm("LayerNorm", lambda shape, axes=(): layer_norm_layout(
+    shape, len(axes)), fresh_grads=False)
 FastGroupNorm = _fast_norm("GroupNorm", lambda shape, num_groups=1: group_norm_layout(
-    shape, num_groups))
+    shape, num_groups), fresh_grads=True)
