@@ -51,6 +51,16 @@ def test_leaf_gradients_are_separate_writable_arrays():
     np.testing.assert_array_equal(b.grad.numpy(), np.ones(3, dtype=np.float32))
 
 
+def test_leaf_gradients_keep_the_leaf_shape_and_dtype():
+    """A scalar leaf's gradient is a scalar array (a sum over the axes it was broadcast on),
+    and a float32 leaf in a float64 computation gets a float32 gradient."""
+    scale = ml.tensor(2.0, requires_grad=True)
+    x = ml.tensor(np.array([1.0, 2.0, 3.0]), dtype=ml.float64)
+    (x * scale).sum().backward()
+    assert scale.grad.shape == () and scale.grad.dtype == np.float32
+    np.testing.assert_allclose(scale.grad.numpy(), 6.0)
+
+
 def test_no_grad_records_nothing_and_enable_grad_records_inside_it():
     x = ml.randn(3, requires_grad=True)
     with ml.no_grad():

@@ -342,6 +342,7 @@ class Conv2d(Function):
     (``conv_grads_stride1``); x itself is saved, not its padded copy.
     """
     fresh_grads = True
+
     @staticmethod
     def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
                 groups=1):
@@ -386,6 +387,7 @@ class ConvTranspose2d(Function):
     w has shape (C_in, C_out/G, Kh, Kw), the conv2d weight of the convolution it transposes.
     """
     fresh_grads = True
+
     @staticmethod
     def forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
                 groups=1, dilation=(1, 1)):

@@ -73,8 +73,9 @@ def accumulate_leaf_grad(tensor, grad, owned):
 
     xp = tensor.xp
     if tensor.grad is None:
-        data = (xp.ascontiguousarray(grad, dtype=tensor.dtype) if owned
-                else xp.array(grad, dtype=tensor.dtype, order="C"))
+        reusable = (owned and isinstance(grad, xp.ndarray) and grad.dtype == tensor.dtype
+                    and grad.flags.c_contiguous)
+        data = grad if reusable else xp.array(grad, dtype=tensor.dtype, order="C")
         tensor.grad = Tensor._wrap(data, False)
     else:
         tensor.grad.data = (tensor.grad.data + grad).astype(tensor.dtype, copy=False)

@@ -29,6 +29,7 @@ class Matmul(Function):
     broadcast batch shape and the graph walk sums them over the axes an operand was stretched on.
     """
     fresh_grads = True
+
     @staticmethod
     def forward(ctx, a, b):
         if ctx.recording:
@@ -97,6 +98,7 @@ class Linear(Function):
     shrinks by two thirds, and with it the Python work per step.
     """
     fresh_grads = True
+
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         xp = array_module(x)

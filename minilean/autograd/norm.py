@@ -144,6 +144,7 @@ class GroupNorm(Function):
     full-size passes are few.
     """
     fresh_grads = True
+
     @staticmethod
     def forward(ctx, x, *affine, num_groups=1, eps=1e-5, has_weight=False):
         channels_last = _is_channels_last(x)
