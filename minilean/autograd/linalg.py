@@ -101,7 +101,6 @@ class Linear(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
-        xp = array_module(x)
         rows = x.reshape(-1, x.shape[-1])  # (..., in) -> (rows, in)
         out = backend.matmul(rows, weight.T)  # (rows, out)
         if bias is not None:
@@ -115,7 +114,6 @@ class Linear(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        xp = array_module(grad)
         need = ctx.needs_input_grad
         grad_rows = grad.reshape(-1, grad.shape[-1])  # (..., out) -> (rows, out)
         grad_x = backend.matmul(grad_rows, ctx.weight).reshape(ctx.x_shape) if need[0] else None

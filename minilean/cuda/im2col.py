@@ -104,7 +104,6 @@ def _weight_matrix(weight, groups):
 
 def conv(x, weight, stride, padding, dilation, groups):
     """y = conv2d(x, w): x (N, C, H, W), w (O, C/G, Kh, Kw) -> y (N, O, Ho, Wo)."""
-    import cupy
     out_channels, group_channels, kh, kw = weight.shape
     columns = im2col(x, (kh, kw), stride, padding, dilation)  # (N, C, Kh, Kw, Ho, Wo)
     batch, out_h, out_w = x.shape[0], columns.shape[4], columns.shape[5]
