@@ -3,14 +3,17 @@ with --fast-kernels: counted on the CPU stand-in for CuPy (tests/fake_cupy.py, t
 compiled for the CPU by tests/cuda_on_cpu.py), so it runs without a GPU.
 
     python benchmarks/count_device_ops.py [--batch-size 32] [--hidden-c 24] [--image-size 16]
+    python benchmarks/count_device_ops.py --sites 15     # and the lines that make most of them
 
 A fresh array (one that is not a view) is, roughly, one kernel launch on a GPU: a small model's
 step there is bound by the host time per launch, not by arithmetic, so this count is what the
 fast kernels and CUDA graphs (``--cuda-graph``) bring down. It is a count, not a timing.
 """
 import argparse
+import collections
 import os
 import sys
+import traceback
 
 import numpy
 
@@ -27,9 +30,10 @@ class _Patches:
         mapping[key] = value
 
 
-def count_step(fake_cupy, cuda_on_cpu, step):
+def count_step(fake_cupy, cuda_on_cpu, step, sites=None):
     """(fresh device arrays, raw kernel launches, graph launches) that one call of ``step``
-    makes from Python (what a replayed graph does inside is the GPU's work, not counted)."""
+    makes from Python (what a replayed graph does inside is the GPU's work, not counted).
+    ``sites``, a Counter, also gets the fresh arrays per minilean source line that made them."""
     counts = {"fresh": 0, "launches": 0, "graphs": 0, "replaying": False}
     make_array, launch = fake_cupy.ndarray.__init__, cuda_on_cpu.Kernel.__call__
     replay = fake_cupy.Graph.launch
@@ -44,7 +48,10 @@ def count_step(fake_cupy, cuda_on_cpu, step):
         make_array(self, array)
         fresh = not isinstance(array.base, numpy.ndarray) and id(array) not in wrapped
         wrapped[id(array)] = array
-        counts["fresh"] += fresh and not counts["replaying"]
+        fresh = fresh and not counts["replaying"]
+        counts["fresh"] += fresh
+        if fresh and sites is not None:
+            sites[_minilean_caller()] += 1
 
     def counted_launch(self, *args, **kwargs):
         counts["launches"] += not counts["replaying"]
@@ -71,6 +78,17 @@ def count_step(fake_cupy, cuda_on_cpu, step):
     return counts["fresh"], counts["launches"], counts["graphs"]
 
 
+def _minilean_caller():
+    """"file:line function" of the innermost frame in the minilean package."""
+    import minilean
+    package = os.path.dirname(os.path.abspath(minilean.__file__))
+    for frame in reversed(traceback.extract_stack()):
+        if frame.filename.startswith(package + os.sep):
+            path = os.path.relpath(frame.filename, os.path.dirname(package))
+            return f"{path}:{frame.lineno} {frame.name}"
+    return "(outside minilean)"
+
+
 def main(argv=None, patches=None):
     """``patches``: something with pytest's ``monkeypatch`` interface, to undo the stand-in
     afterwards (a test's); by default it stays for the life of the process."""
@@ -86,6 +104,8 @@ def main(argv=None, patches=None):
     parser.add_argument("--batch-size", type=int, default=default["batch_size"])
     parser.add_argument("--hidden-c", type=int, default=default["hidden_c"])
     parser.add_argument("--image-size", type=int, default=default["image_size"])
+    parser.add_argument("--sites", type=int, default=0,
+                        help="also list this many source lines that make the most fresh arrays")
     args = parser.parse_args(argv)
     if cuda_on_cpu.compiler() is None:
         print("count_device_ops: needs x86-64 and a C++ compiler", file=sys.stderr)
@@ -99,13 +119,17 @@ def main(argv=None, patches=None):
             _, step = diffusion_step_parts(args.batch_size, args.hidden_c, args.image_size,
                                            graph=graph)
             step(0, clip=True)
+            sites = collections.Counter() if args.sites else None
             fresh, launches, graphs = count_step(fake_cupy, cuda_on_cpu,
-                                                 lambda k: step(k, clip=True))
+                                                 lambda k: step(k, clip=True), sites)
             use_fast_kernels(False)
             label = ("--fast-kernels" if fast else "plain CuPy") + \
                 (" --cuda-graph" if graph else "")
             print(f"  {label:<27} {fresh:5d} fresh device arrays, {launches:4d} raw kernel "
                   f"launches, {graphs} graph launch{'es' if graphs != 1 else ''}")
+            if sites:
+                for site, count in sites.most_common(args.sites):
+                    print(f"    {count:5d}  {site}")
     print(f"command: python benchmarks/count_device_ops.py {' '.join(argv or sys.argv[1:])}"
           .rstrip())
     return 0

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -378,12 +379,16 @@ def test_count_device_ops_counts_what_a_graph_step_leaves_to_python(monkeypatch,
     monkeypatch.syspath_prepend(str(benchmarks))
     import count_device_ops
     try:
-        assert count_device_ops.main(["--batch-size=2", "--hidden-c=8", "--image-size=8"],
-                                     monkeypatch) == 0
+        assert count_device_ops.main(["--batch-size=2", "--hidden-c=8", "--image-size=8",
+                                      "--sites=2"], monkeypatch) == 0
     finally:
         fake_cupy.forget_device_state()
+    lines = capsys.readouterr().out.splitlines()
     rows = {line.split("  ")[1].strip(): [int(word) for word in line.split() if word.isdigit()]
-            for line in capsys.readouterr().out.splitlines() if line.startswith("  ")}
+            for line in lines if line.startswith("  ") and not line.startswith("    ")}
+    # each variant's two busiest lines follow it; the fast step's products come first
+    fast_row = lines.index(next(line for line in lines if line.startswith("  --fast-kernels ")))
+    assert re.fullmatch(r" +\d+  minilean/backend\.py:\d+ matmul", lines[fast_row + 1])
     assert rows["--fast-kernels --cuda-graph"] == [1, 2, 1]  # the loss copy; Adam, EMA; graph
     assert rows["plain CuPy"][0] > rows["--fast-kernels"][0] > \
         rows["plain CuPy --cuda-graph"][0] > 1
