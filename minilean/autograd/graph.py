@@ -62,7 +62,7 @@ def run_backward(root, grad, retain_graph=False):
 
 
 def accumulate_leaf_grad(tensor, grad, owned):
-    """Add ``grad`` into the leaf's ``.grad``, in the leaf's dtype and C-contiguous.
+    """Add ``grad`` into the leaf's ``.grad``, in the leaf's dtype (a first one C-contiguous).
 
     Optimizers update ``.grad`` in place, so a first gradient that anything else may see
     (a read-only broadcast view, the seed, the array Add hands to both of its inputs) is
