@@ -1,7 +1,8 @@
 """Cases shared by the GPU tests (tests/test_cuda_gpu.py, real CuPy on a card) and the device
-tests that run anywhere (tests/test_fake_device.py, on the CPU stand-in tests/fake_cupy.py): every
-engine op with its input shapes, a small diffusion training step, the fast-vs-plain training
-check, a counter of host copies in a model command's steps, and the CUDA graph checks.
+tests that run anywhere (tests/test_fake_device.py and tests/test_fresh_grads.py, on the CPU
+stand-in tests/fake_cupy.py): every engine op with its input shapes, the ops that declare
+``fresh_grads``, a small diffusion training step, the fast-vs-plain training check, a counter
+of host copies in a model command's steps, and the CUDA graph checks.
 """
 import numpy
 import pytest
@@ -119,6 +120,69 @@ def check_op_on_cuda_matches_cpu(name, rng, fast=False):
     numpy.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     for got_grad, expected_grad in zip(got_grads, expected_grads):
         numpy.testing.assert_allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-5)
+
+
+# name: (function of tensors whose last op declares Function.fresh_grads, input shapes)
+FRESH_GRAD_CASES = {
+    "matmul": (minilean.matmul, [(3, 4), (4, 5)]),
+    "matmul_batched_by_unbatched_weight": (minilean.matmul, [(2, 3, 4), (4, 5)]),
+    "matmul_batched": (minilean.matmul, [(2, 3, 4), (2, 4, 5)]),
+    "matmul_vector_matrix": (minilean.matmul, [(4,), (4, 5)]),
+    "matmul_matrix_vector": (minilean.matmul, [(3, 4), (4,)]),
+    "linear": (F.linear, [(2, 3, 4), (5, 4), (5,)]),
+    "linear_without_bias": (F.linear, [(3, 4), (5, 4)]),
+    "conv2d": (lambda x, w, b: F.conv2d(x, w, b, padding=1), [(2, 4, 5, 5), (6, 4, 3, 3), (6,)]),
+    "conv2d_unpadded": (F.conv2d, [(2, 4, 5, 5), (6, 4, 3, 3), (6,)]),
+    "conv2d_strided": (lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),
+                       [(2, 4, 5, 5), (6, 4, 3, 3), (6,)]),
+    "conv2d_grouped": (lambda x, w: F.conv2d(x, w, padding=1, groups=2),
+                       [(2, 4, 5, 5), (6, 2, 3, 3)]),
+    "conv2d_narrowing": (lambda x, w: F.conv2d(x, w, padding=1),  # the shifted products
+                         [(2, 8, 4, 4), (2, 8, 3, 3)]),
+    "conv_transpose2d": (lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1,
+                                                            output_padding=1),
+                         [(2, 4, 3, 3), (4, 3, 3, 3), (3,)]),
+    "group_norm": (lambda x, w, b: F.group_norm(x, 2, w, b), [(2, 4, 3, 3), (4,), (4,)]),
+    "group_norm_channels_last": (  # a convolution's output is channels-last memory
+        lambda x, k, w, b: F.group_norm(F.conv2d(x, k, padding=1), 2, w, b),
+        [(2, 3, 4, 4), (4, 3, 3, 3), (4,), (4,)]),
+}
+
+
+def run_fresh_grad_case(name, rng, device):
+    """The output of case ``name`` on float64 inputs on ``device``."""
+    function, shapes = FRESH_GRAD_CASES[name]
+    return function(*[minilean.tensor(rng.standard_normal(shape), device=device,
+                                      requires_grad=True) for shape in shapes])
+
+
+def _arrays_in(value, array_type):
+    if isinstance(value, array_type):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _arrays_in(item, array_type)
+
+
+def assert_fresh_grads(out, rng):
+    """Call the backward of ``out``'s op once and assert what ``fresh_grads`` promises: each
+    gradient it returns shares no memory with the incoming gradient, the op's inputs, what its
+    ctx saved, or another returned gradient."""
+    node, xp = out.grad_fn, out.xp
+    assert node.function.fresh_grads, f"{node.function.__name__} does not declare fresh_grads"
+    incoming = xp.asarray(rng.standard_normal(out.shape).astype(out.dtype))
+    grads = node.function.backward(node.ctx, incoming)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    others = {"the incoming gradient": [incoming],
+              "an input": [tensor.data for tensor in node.inputs],
+              "the saved ctx": list(_arrays_in(list(vars(node.ctx).values()), xp.ndarray))}
+    for index, grad in enumerate(grads):
+        if grad is None:
+            continue
+        earlier = [other for other in grads[:index] if other is not None]
+        for what, arrays in dict(others, **{"another returned gradient": earlier}).items():
+            assert not any(xp.may_share_memory(grad, array) for array in arrays), \
+                f"{node.function.__name__}: gradient {index} shares memory with {what}"
 
 
 def diffusion_step_parts(batch_size=8, hidden_c=8, size=16, device="cuda", lr=1e-3,

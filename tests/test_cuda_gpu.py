@@ -1,6 +1,6 @@
 """minilean on a GPU: every kernel against its NumPy reference (tests/kernel_cases.py), every
-engine op on "cuda" against the CPU (with and without fast kernels), no host transfers and no
-memory growth in a training step, and the diffusion command end to end. Every test here is
+engine op on "cuda" against the CPU (with and without fast kernels), the ops' ``fresh_grads``
+promise, no host transfers and no memory growth in a training step, and the diffusion command end to end. Every test here is
 marked gpu and is skipped without an NVIDIA GPU and CuPy (see conftest.py).
 """
 import json
@@ -11,13 +11,15 @@ import sys
 import numpy
 import pytest
 
-from device_cases import (OPS, check_a_host_copy_while_capturing_is_a_clear_error,
+from device_cases import (FRESH_GRAD_CASES, OPS, assert_fresh_grads,
+                          check_a_host_copy_while_capturing_is_a_clear_error,
                           check_captured_call_bakes_in_host_numbers,
                           check_captured_call_replays_on_new_inputs,
                           check_captured_products_use_minilean_kernel,
                           check_cuda_graph_trains_like_eager, check_fast_kernels_are_used,
                           check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
-                          copies_in_each_cli_step, diffusion_step_parts)
+                          copies_in_each_cli_step, diffusion_step_parts,
+                          run_fresh_grad_case)
 from kernel_cases import KernelCases
 from minilean.cuda import use_fast_kernels
 
@@ -46,6 +48,17 @@ def test_engine_op_on_cuda_matches_cpu(name, fast):
 
 def test_fast_kernels_are_actually_used():
     check_fast_kernels_are_used()
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["cupy", "fast"])
+@pytest.mark.parametrize("name", sorted(FRESH_GRAD_CASES))
+def test_declared_fresh_gradients_are_fresh(name, fast):
+    """What lets a leaf's .grad be the op's own array holds for CuPy's results too."""
+    use_fast_kernels(fast)
+    try:
+        assert_fresh_grads(run_fresh_grad_case(name, rng, "cuda"), rng)
+    finally:
+        use_fast_kernels(False)
 
 
 # --- a training step: no host transfers, no memory growth, same numbers with fast kernels -------

@@ -1,7 +1,8 @@
 """The ``fresh_grads`` contract (``minilean/autograd/function.py``): an op that declares it
 returns gradients in memory of its own, so the graph walk makes them leaves' ``.grad``
 without a copy. A wrong declaration would let an optimizer's in-place update write into an
-array something else still reads, so every declaring op is checked here, plain on the CPU and
+array something else still reads, so every declaring op is checked here (tests/device_cases.py
+has the cases and the check; tests/test_cuda_gpu.py runs them on a GPU), plain on the CPU and
 fast on the CPU stand-in for CuPy, and the check is shown to catch the ways it can be broken.
 """
 import numpy
@@ -11,76 +12,12 @@ import cuda_on_cpu
 import fake_cupy
 import minilean
 import minilean.nn.functional as F
+from device_cases import FRESH_GRAD_CASES, assert_fresh_grads, run_fresh_grad_case
 from minilean.autograd.function import Function
+from minilean.autograd.linalg import Linear
 from minilean.cuda import registry, use_fast_kernels
 
 rng = numpy.random.default_rng(11)
-
-# name: (function of tensors whose last op is the one checked, input shapes)
-CASES = {
-    "matmul": (minilean.matmul, [(3, 4), (4, 5)]),
-    "matmul batched by an unbatched weight": (minilean.matmul, [(2, 3, 4), (4, 5)]),
-    "matmul batched": (minilean.matmul, [(2, 3, 4), (2, 4, 5)]),
-    "matmul vector-matrix": (minilean.matmul, [(4,), (4, 5)]),
-    "matmul matrix-vector": (minilean.matmul, [(3, 4), (4,)]),
-    "linear": (F.linear, [(2, 3, 4), (5, 4), (5,)]),
-    "linear without bias": (F.linear, [(3, 4), (5, 4)]),
-    "conv2d": (lambda x, w, b: F.conv2d(x, w, b, padding=1), [(2, 4, 5, 5), (6, 4, 3, 3), (6,)]),
-    "conv2d unpadded": (F.conv2d, [(2, 4, 5, 5), (6, 4, 3, 3), (6,)]),
-    "conv2d strided": (lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),
-                       [(2, 4, 5, 5), (6, 4, 3, 3), (6,)]),
-    "conv2d grouped": (lambda x, w: F.conv2d(x, w, padding=1, groups=2),
-                       [(2, 4, 5, 5), (6, 2, 3, 3)]),
-    "conv2d narrowing (shifted products)": (lambda x, w: F.conv2d(x, w, padding=1),
-                                            [(2, 8, 4, 4), (2, 8, 3, 3)]),
-    "conv_transpose2d": (lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1,
-                                                            output_padding=1),
-                         [(2, 4, 3, 3), (4, 3, 3, 3), (3,)]),
-    "group_norm": (lambda x, w, b: F.group_norm(x, 2, w, b), [(2, 4, 3, 3), (4,), (4,)]),
-    "group_norm of channels-last memory": (
-        lambda x, k, w, b: F.group_norm(F.conv2d(x, k, padding=1), 2, w, b),
-        [(2, 3, 4, 4), (4, 3, 3, 3), (4,), (4,)]),
-}
-
-
-def host(array):
-    """The NumPy memory behind an array of either device (the stand-in keeps one inside)."""
-    return getattr(array, "_array", array)
-
-
-def arrays_in(value):
-    if hasattr(host(value), "__array_interface__"):
-        yield value
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            yield from arrays_in(item)
-
-
-def check_fresh_grads(out):
-    """Call the backward of ``out``'s op once and assert that each gradient it returns shares
-    no memory with the incoming gradient, the op's inputs, what its ctx saved, or another
-    returned gradient."""
-    node = out.grad_fn
-    incoming = out.xp.asarray(rng.standard_normal(out.shape).astype(out.dtype))
-    grads = node.function.backward(node.ctx, incoming)
-    grads = grads if isinstance(grads, tuple) else (grads,)
-    others = {"the incoming gradient": [incoming],
-              "an input": [tensor.data for tensor in node.inputs],
-              "the saved ctx": list(arrays_in(list(vars(node.ctx).values())))}
-    for index, grad in enumerate(grads):
-        if grad is None:
-            continue
-        earlier = [other for other in grads[:index] if other is not None]
-        for what, arrays in dict(others, **{"another returned gradient": earlier}).items():
-            assert not any(numpy.shares_memory(host(grad), host(array)) for array in arrays), \
-                f"{node.function.__name__}: gradient {index} shares memory with {what}"
-
-
-def run_case(name, device):
-    function, shapes = CASES[name]
-    inputs = [minilean.tensor(rng.standard_normal(shape), device=device, requires_grad=True)
-              for shape in shapes]
-    return function(*inputs)
 
 
 @pytest.fixture(params=["cpu", "cuda"])
@@ -97,11 +34,9 @@ def device(request, monkeypatch):
         fake_cupy.forget_device_state()
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", sorted(FRESH_GRAD_CASES))
 def test_declared_fresh_gradients_are_fresh(device, name):
-    out = run_case(name, device)
-    assert out.grad_fn.function.fresh_grads
-    check_fresh_grads(out)
+    assert_fresh_grads(run_fresh_grad_case(name, rng, device), rng)
 
 
 def test_every_declaring_op_has_a_case():
@@ -109,7 +44,8 @@ def test_every_declaring_op_has_a_case():
         for sub in cls.__subclasses__():
             yield sub
             yield from subclasses(sub)
-    checked = {run_case(name, "cpu").grad_fn.function for name in CASES}
+    checked = {run_fresh_grad_case(name, rng, "cpu").grad_fn.function
+               for name in FRESH_GRAD_CASES}
     fast = {fast for _, _, fast in registry.FAST_FUNCTIONS}
     declaring = {op for op in subclasses(Function) if op.fresh_grads and op not in fast
                  and op.__module__.startswith("minilean.")}
@@ -146,21 +82,20 @@ def test_the_check_catches_a_gradient_that_is_not_fresh(monkeypatch, leak):
     monkeypatch.setattr(_Doubling, "leak", leak)
     a, b = (minilean.tensor(rng.standard_normal(3), requires_grad=True) for _ in range(2))
     with pytest.raises(AssertionError, match=f"_Doubling: gradient . shares memory with {leak}"):
-        check_fresh_grads(_Doubling.apply(a, b))
+        assert_fresh_grads(_Doubling.apply(a, b), rng)
 
 
 def test_a_leaf_gets_the_fresh_gradient_itself_and_a_copy_of_any_other(monkeypatch):
     """Linear's weight gradient becomes ``.grad`` as it is (no copy); the gradient that Add
     passes on unchanged (here sum's read-only broadcast view) is copied."""
     returned = []
-    backward = minilean.autograd.linalg.Linear.backward
+    backward = Linear.backward
 
     def recording_backward(ctx, grad):
         returned.extend(backward(ctx, grad))
         return tuple(returned)
 
-    monkeypatch.setattr(minilean.autograd.linalg.Linear, "backward",
-                        staticmethod(recording_backward))
+    monkeypatch.setattr(Linear, "backward", staticmethod(recording_backward))
     x = minilean.tensor(rng.standard_normal((3, 4)))
     weight, shift = (minilean.tensor(rng.standard_normal(shape), requires_grad=True)
                      for shape in ((5, 4), (3, 5)))
