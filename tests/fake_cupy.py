@@ -285,10 +285,6 @@ def asnumpy(a, stream=None):
     return a.get() if isinstance(a, ndarray) else numpy.asarray(a)
 
 
-def get_array_module(*arrays):
-    return _module if any(isinstance(a, ndarray) for a in arrays) else numpy
-
-
 class _Ufunc:
     """A NumPy ufunc on device arrays, with its methods (``add.at``, ``maximum.reduce``)."""
 

@@ -4,6 +4,7 @@ Contract (as in PyTorch): gradients *accumulate* into ``.grad`` of leaf tensors,
 ``zero_grad()`` between steps; the graph is freed after ``backward`` unless
 ``retain_graph=True``, and walking a freed graph again is a clear error.
 """
+from minilean.autograd import tensor as tensor_module  # a module: tensor.py imports us
 from minilean.autograd.function import unbroadcast
 
 
@@ -69,13 +70,11 @@ def accumulate_leaf_grad(tensor, grad, owned):
     copied. One that only this walk holds (``owned``: see ``Function.fresh_grads``) becomes
     ``.grad`` itself; for a model's weights that saves a device copy per parameter and step.
     """
-    from minilean.autograd.tensor import Tensor
-
     xp = tensor.xp
     if tensor.grad is None:
         reusable = (owned and isinstance(grad, xp.ndarray) and grad.dtype == tensor.dtype
                     and grad.flags.c_contiguous)
         data = grad if reusable else xp.array(grad, dtype=tensor.dtype, order="C")
-        tensor.grad = Tensor._wrap(data, False)
+        tensor.grad = tensor_module.Tensor._wrap(data, False)
     else:
         tensor.grad.data = (tensor.grad.data + grad).astype(tensor.dtype, copy=False)

@@ -9,6 +9,7 @@ import math
 
 import numpy
 
+from minilean.autograd.elementwise import stable_sigmoid, tail_accurate_sigmoid
 from minilean.cuda import compile as kernels
 from minilean.cuda.fast_function import FastFunction
 
@@ -20,15 +21,6 @@ program = kernels.Program("activations.cu", [
     for direction in ("forward", "backward") for type_name in ("float", "double")])
 
 
-def _sigmoid(x):
-    return 0.5 * (1 + numpy.tanh(0.5 * x))
-
-
-def _tail_accurate_sigmoid(x):
-    e = numpy.exp(-numpy.abs(x))
-    return numpy.where(x >= 0, 1, e) / (1 + e)
-
-
 def reference(kind, x, slope=0.01):
     """(y, dy/dx) of activation ``kind`` at ``x``, in NumPy: what the kernels compute."""
     if kind == "relu":
@@ -36,17 +28,17 @@ def reference(kind, x, slope=0.01):
     if kind == "leaky_relu":
         return numpy.where(x > 0, x, slope * x), numpy.where(x > 0, 1, slope).astype(x.dtype)
     if kind == "silu":
-        sigma = _sigmoid(x)
+        sigma = stable_sigmoid(x)
         return x * sigma, sigma * (1 + x * (1 - sigma))
     if kind == "gelu":
         phi = 0.5 * (1 + numpy.vectorize(math.erf, otypes=[x.dtype])(x / math.sqrt(2)))
         return x * phi, phi + x * numpy.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
     if kind == "gelu_tanh":
-        s = _tail_accurate_sigmoid(2 * math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))
+        s = tail_accurate_sigmoid(2 * math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))
         slope_two_u = 2 * math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x * x)
         return x * s, s + x * s * (1 - s) * slope_two_u
     if kind == "sigmoid":
-        sigma = _sigmoid(x)
+        sigma = stable_sigmoid(x)
         return sigma, sigma * (1 - sigma)
     if kind == "tanh":
         y = numpy.tanh(x)

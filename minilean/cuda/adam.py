@@ -38,7 +38,7 @@ def fused_adam_update(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, bet
     moments contiguous)."""
     import cupy
     step_size, bias_correction2_sqrt = _step_constants(step, lr, beta1, beta2)
-    # a gradient can be a transposed view (a matmul's weight gradient): the kernel reads flat
+    # the kernel reads flat memory; a .grad set by hand can be a strided view
     grads = [cupy.ascontiguousarray(grad) for grad in grads]
     launch_over_all(program, "adam_update", [list(params), grads, list(exp_avgs),
                                              list(exp_avg_sqs)],

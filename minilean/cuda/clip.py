@@ -29,8 +29,8 @@ def fused_clip_arrays(grads, max_norm, eps):
     """Clip ``grads`` (CuPy arrays of one dtype) in place; return the norm before clipping as a
     0-d float64 device array."""
     import cupy
-    # a gradient can be a view (a matmul's transposed weight gradient): the kernels read and
-    # write flat memory, so such a one is clipped in a contiguous copy and copied back
+    # the kernels read and write flat memory: a strided .grad (one set by hand) is clipped in
+    # a contiguous copy and copied back
     flat = [grad if grad.flags.c_contiguous else cupy.ascontiguousarray(grad) for grad in grads]
     dtype = check_arrays([flat])
     table, offsets, total = device_table([flat])

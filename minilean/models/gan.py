@@ -115,9 +115,9 @@ def scatter_svg(points, reference, size=400, extent=3.0):
 
 def run(config):
     """``python -m minilean gan``: alternating LSGAN training, sample grids, evaluation."""
+    from minilean import atomic
     from minilean.autograd.creation import tensor
     from minilean.autograd.grad_mode import no_grad
-    from minilean import atomic
     from minilean.data.builtin import RING8_MODES, RING8_STD
     from minilean.models import zoo_run
     from minilean.optim import Adam

@@ -17,11 +17,11 @@ import time
 import numpy
 
 from minilean import backend
+from minilean.atomic import save_npy
 from minilean.autograd.creation import tensor
 from minilean.autograd.grad_mode import no_grad
 from minilean.autograd.tensor import Tensor
 from minilean.data import Loader, RunDirectory, load_dataset
-from minilean.atomic import save_npy
 from minilean.data.images import save_grid, save_grid_everywhere, to_uint8
 from minilean.models import diffusion as D
 from minilean.optim import EMA, Adam, clip_grad_norm_, warmup_constant, warmup_cosine

@@ -27,12 +27,11 @@ import sys
 
 import numpy
 
-from minilean import backend
+from minilean import atomic, backend
 from minilean.autograd.shape import stack
 from minilean.autograd.tensor import Tensor
-from minilean import atomic
-from minilean.data.progress import Progress
 from minilean.cuda import use_fast_kernels
+from minilean.data.progress import Progress
 from minilean.errors import flag_error
 from minilean.optim.checkpoint import load_checkpoint, save_checkpoint
 
@@ -142,13 +141,14 @@ def train(state, step_fn, batches, steps, run, log_every, checkpoint_every, prog
             save_now = step % checkpoint_every == 0 or step == steps
             if not (log_now or save_now):
                 continue
-            for done_step, values in _read_back(unread):
+            read = _read_back(unread)
+            for done_step, values in read:
                 _check_finite(run, done_step, values)
                 for name, value in values.items():
                     sums[name] = sums.get(name, 0.0) + value
                 count += 1
             unread = []
-            display.update(step, **values)
+            display.update(step, **read[-1][1])  # this step's metrics
             if log_now:
                 record = run.log(step, **{name: total / count for name, total in sums.items()})
                 sums, count = {}, 0
