@@ -8,6 +8,11 @@ compiled for the CPU by tests/cuda_on_cpu.py), so it runs without a GPU.
 A fresh array (one that is not a view) is, roughly, one kernel launch on a GPU: a small model's
 step there is bound by the host time per launch, not by arithmetic, so this count is what the
 fast kernels and CUDA graphs (``--cuda-graph``) bring down. It is a count, not a timing.
+
+Below each variant: its matrix products by how CuPy runs them, and the launches CuPy adds around
+the GEMM, which the stand-in (NumPy's matmul) does not make and so does not count as arrays:
+copies of operands cuBLAS cannot read as they are, and, for a batched product that broadcasts
+its batch dimensions, device arrays of matrix addresses (``cupy_product_work``).
 """
 import argparse
 import collections
@@ -30,13 +35,38 @@ class _Patches:
         mapping[key] = value
 
 
+def cupy_product_work(a, b):
+    """How CuPy 14 runs ``a @ b`` for device arrays (``matmul`` and ``dot`` in
+    cupy/_core/_routines_linalg.pyx), as (kind, launches besides the GEMM):
+
+    * "2-D" (both operands at most 2-D): one GEMM; an operand neither C- nor F-contiguous is
+      copied first;
+    * "batched": every operand that is not C-contiguous is copied; "batched, broadcast" when
+      the batch dimensions broadcast (a weight shared by the batch): then the GEMM reads
+      device arrays of matrix addresses, ndim - 2 launches for each of a, b and the output.
+    """
+    ndim = max(a.ndim, b.ndim)
+    if ndim <= 2:
+        return "2-D", sum(not (x.flags.c_contiguous or x.flags.f_contiguous) for x in (a, b))
+    copies = sum(not x.flags.c_contiguous for x in (a, b))
+    batch_a, batch_b = ((1,) * (ndim - x.ndim) + x.shape[:-2] for x in (a, b))
+    if batch_a == batch_b:
+        return "batched", copies
+    return "batched, broadcast", copies + 3 * (ndim - 2)
+
+
 def count_step(fake_cupy, cuda_on_cpu, step, sites=None):
-    """(fresh device arrays, raw kernel launches, graph launches) that one call of ``step``
-    makes from Python (what a replayed graph does inside is the GPU's work, not counted).
-    ``sites``, a Counter, also gets the fresh arrays per minilean source line that made them."""
-    counts = {"fresh": 0, "launches": 0, "graphs": 0, "replaying": False}
+    """The counts of what one call of ``step`` asks of the device from Python (what a
+    replayed graph does inside is the GPU's work, not counted): "fresh" device arrays, raw
+    kernel "launches", "graphs" launched, products per ``cupy_product_work`` kind, and
+    "around products", the launches CuPy adds around them. ``sites``, a Counter, also gets the
+    fresh arrays per minilean source line that made them."""
+    from minilean import backend
+    counts = collections.Counter()
+    counts["replaying"] = False
     make_array, launch = fake_cupy.ndarray.__init__, cuda_on_cpu.Kernel.__call__
     replay = fake_cupy.Graph.launch
+    product = backend.matmul
 
     # id -> each NumPy array wrapped so far: an array that is wrapped again (the result of an
     # in-place operation, ``ascontiguousarray`` of a contiguous one) is no new memory
@@ -65,9 +95,17 @@ def count_step(fake_cupy, cuda_on_cpu, step, sites=None):
         finally:
             counts["replaying"] = False
 
+    def counted_product(a, b, out=None):
+        if backend.device_of(a) == "cuda" and not backend.recording_graph():
+            kind, around = cupy_product_work(a, b)
+            counts[kind] += 1
+            counts["around products"] += around
+        return product(a, b, out)
+
     patched = ((fake_cupy.ndarray, "__init__", counted_array, make_array),
                (cuda_on_cpu.Kernel, "__call__", counted_launch, launch),
-               (fake_cupy.Graph, "launch", counted_replay, replay))
+               (fake_cupy.Graph, "launch", counted_replay, replay),
+               (backend, "matmul", counted_product, product))
     for owner, name, counted, _ in patched:
         setattr(owner, name, counted)
     try:
@@ -75,7 +113,7 @@ def count_step(fake_cupy, cuda_on_cpu, step, sites=None):
     finally:
         for owner, name, _, original in patched:
             setattr(owner, name, original)
-    return counts["fresh"], counts["launches"], counts["graphs"]
+    return counts
 
 
 def _minilean_caller():
@@ -120,13 +158,17 @@ def main(argv=None, patches=None):
                                            graph=graph)
             step(0, clip=True)
             sites = collections.Counter() if args.sites else None
-            fresh, launches, graphs = count_step(fake_cupy, cuda_on_cpu,
-                                                 lambda k: step(k, clip=True), sites)
+            counts = count_step(fake_cupy, cuda_on_cpu, lambda k: step(k, clip=True), sites)
             use_fast_kernels(False)
             label = ("--fast-kernels" if fast else "plain CuPy") + \
                 (" --cuda-graph" if graph else "")
-            print(f"  {label:<27} {fresh:5d} fresh device arrays, {launches:4d} raw kernel "
-                  f"launches, {graphs} graph launch{'es' if graphs != 1 else ''}")
+            graphs = counts["graphs"]
+            print(f"  {label:<27} {counts['fresh']:5d} fresh device arrays, "
+                  f"{counts['launches']:4d} raw kernel launches, {graphs} graph "
+                  f"launch{'es' if graphs != 1 else ''}")
+            print(f"    products: {counts['2-D']} 2-D, {counts['batched']} batched, "
+                  f"{counts['batched, broadcast']} batched with broadcast; "
+                  f"{counts['around products']} launches around them")
             if sites:
                 for site, count in sites.most_common(args.sites):
                     print(f"    {count:5d}  {site}")

@@ -92,8 +92,14 @@ _graph_matmul = None  # the product used while minilean.cuda.graph records (see 
 def matmul(a, b, out=None):
     """``a @ b`` by NumPy's rules, in the operands' own module; every product of the engine
     goes through here, so that ``graph_recording`` can replace it."""
-    if _graph_matmul is not None and device_of(a) == "cuda":
-        return _graph_matmul(a, b, out)
+    if device_of(a) == "cuda":
+        if _graph_matmul is not None:
+            return _graph_matmul(a, b, out)
+        if a.ndim == b.ndim == 2 and (out is None or out.flags.c_contiguous):
+            # the cuBLAS GEMM that cupy.matmul reaches too, but without the layer of Python
+            # (signature, dtypes, axes, output) that its generalized ufunc runs on every call:
+            # a small model's step is bound by host time per launch
+            return a.dot(b, out=out)
     return array_module(a).matmul(a, b, out=out)
 
 

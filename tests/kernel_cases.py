@@ -226,6 +226,17 @@ class KernelCases:
               im2col.col2im_reference(grad_columns, x_shape, kernel, stride, padding, dilation),
               dtype)
 
+    @pytest.mark.parametrize("shape", [(3, 5, 7, 2), (4, 1, 9), (2, 6), (1, 3, 0)])
+    @pytest.mark.parametrize("with_bias", [False, True])
+    @pytest.mark.parametrize("dtype", DTYPES)
+    def test_swap_leading_axes_kernel(self, cupy, shape, with_bias, dtype):
+        src = rng.normal(size=shape).astype(dtype)
+        bias = rng.normal(size=shape[0]).astype(dtype) if with_bias else None
+        got = im2col.swap_leading_axes(on_gpu(cupy, src, "strided"),
+                                       None if bias is None else cupy.asarray(bias))
+        assert got.flags.c_contiguous
+        close(got, im2col.swap_leading_axes_reference(src, bias), dtype)
+
     @pytest.mark.parametrize("a_shape, b_shape", PRODUCTS)
     @pytest.mark.parametrize("dtype", DTYPES)
     def test_matmul_kernel(self, cupy, a_shape, b_shape, dtype):

@@ -263,20 +263,30 @@ def test_im2col_reference_gives_conv2d(x_shape, w_shape, stride, padding, dilati
     grad = rng.normal(size=out_shape)
     y, (dx, dweight) = value_and_grads(
         lambda a, b: conv2d(a, b, None, stride, padding, dilation, groups), x, weight, grad=grad)
-    batch, out_channels = x_shape[0], w_shape[0]
+    out_channels, groups_rows = w_shape[0], (groups, w_shape[0] // groups, -1)
     columns = im2col.im2col_reference(x, w_shape[2:], stride, padding, dilation)
-    out_h, out_w = columns.shape[4:]
-    columns = columns.reshape(batch, groups, -1, out_h * out_w)  # (N, G, C/G Kh Kw, Ho Wo)
-    weight_matrix = weight.reshape(groups, out_channels // groups, -1)  # (G, O/G, C/G Kh Kw)
-    numpy.testing.assert_allclose((weight_matrix @ columns).reshape(y.shape), y, rtol=1e-10)
-    grad_y = grad.reshape(batch, groups, out_channels // groups, -1)  # (N, G, O/G, Ho Wo)
-    grad_columns = (weight_matrix.transpose(0, 2, 1) @ grad_y).reshape(
-        (batch, x_shape[1]) + w_shape[2:] + (out_h, out_w))  # (N, C, Kh, Kw, Ho, Wo)
+    assert columns.shape == (x_shape[1],) + w_shape[2:] + (x_shape[0],) + y.shape[2:]
+    columns = columns.reshape(groups, -1, columns[0, 0, 0].size)  # (G, C/G Kh Kw, N Ho Wo)
+    weight_matrix = weight.reshape(groups_rows)  # (G, O/G, C/G Kh Kw)
+    y_rows = (weight_matrix @ columns).reshape((out_channels,) + y.shape[:1] + y.shape[2:])
+    numpy.testing.assert_allclose(im2col.swap_leading_axes_reference(y_rows), y, rtol=1e-10)
+    grad_rows = im2col.swap_leading_axes_reference(grad).reshape(groups_rows)  # (G, O/G, N Ho Wo)
+    grad_columns = (weight_matrix.transpose(0, 2, 1) @ grad_rows).reshape(
+        (x_shape[1],) + w_shape[2:] + (x_shape[0],) + y.shape[2:])  # (C, Kh, Kw, N, Ho, Wo)
     numpy.testing.assert_allclose(
         im2col.col2im_reference(grad_columns, x_shape, w_shape[2:], stride, padding, dilation),
         dx, rtol=1e-10, atol=1e-12)
-    grad_weight = (grad_y @ columns.transpose(0, 1, 3, 2)).sum(axis=0)  # (G, O/G, C/G Kh Kw)
+    grad_weight = grad_rows @ columns.transpose(0, 2, 1)  # (G, O/G, C/G Kh Kw)
     numpy.testing.assert_allclose(grad_weight.reshape(w_shape), dweight, rtol=1e-10)
+
+
+def test_swap_leading_axes_reference_adds_the_bias_per_channel():
+    src = rng.normal(size=(3, 2, 4))
+    bias = numpy.array([1.0, -2.0, 0.5])
+    swapped = im2col.swap_leading_axes_reference(src, bias)
+    assert swapped.shape == (2, 3, 4)
+    for a in range(3):
+        numpy.testing.assert_array_equal(swapped[:, a], src[a] + bias[a])
 
 
 # --- fallback and wiring, no GPU needed ---------------------------------------------------------

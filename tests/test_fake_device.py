@@ -386,9 +386,17 @@ def test_count_device_ops_counts_what_a_graph_step_leaves_to_python(monkeypatch,
     lines = capsys.readouterr().out.splitlines()
     rows = {line.split("  ")[1].strip(): [int(word) for word in line.split() if word.isdigit()]
             for line in lines if line.startswith("  ") and not line.startswith("    ")}
-    # each variant's two busiest lines follow it; the fast step's products come first
+    # each variant's products, then its two busiest lines follow it; the fast step's
+    # convolutions are plain 2-D GEMMs, so CuPy adds no launches around its products
     fast_row = lines.index(next(line for line in lines if line.startswith("  --fast-kernels ")))
-    assert re.fullmatch(r" +\d+  minilean/backend\.py:\d+ matmul", lines[fast_row + 1])
+    products = re.fullmatch(r"    products: (\d+) 2-D, (\d+) batched, 0 batched with "
+                            r"broadcast; (\d+) launches around them", lines[fast_row + 1])
+    assert products and int(products[1]) > 10 * int(products[2]) and int(products[3]) < 10
+    assert re.fullmatch(r" +\d+  minilean/backend\.py:\d+ matmul", lines[fast_row + 2])
+    plain = re.match(r"    products: \d+ 2-D, \d+ batched, (\d+) batched with broadcast; "
+                     r"(\d+) launches", lines[lines.index(next(
+                         line for line in lines if line.startswith("  plain CuPy "))) + 1])
+    assert int(plain[1]) > 0 and int(plain[2]) > 0
     assert rows["--fast-kernels --cuda-graph"] == [1, 2, 1]  # the loss copy; Adam, EMA; graph
     assert rows["plain CuPy"][0] > rows["--fast-kernels"][0] > \
         rows["plain CuPy --cuda-graph"][0] > 1

@@ -1,19 +1,27 @@
-"""Fast conv2d and conv_transpose2d: im2col and col2im kernels (``im2col.cu``) around CuPy's
-matmul.
+"""Fast conv2d and conv_transpose2d: im2col and col2im kernels (``im2col.cu``) around cuBLAS
+GEMMs.
 
-Here images stay NCHW and the columns are (N, C, Kh, Kw, Ho, Wo): read as
-(N, G, C/G Kh Kw, Ho Wo) they are the right factor of one batched GEMM per group,
+Images stay NCHW. The columns are (C, Kh, Kw, N, Ho, Wo), the batch inside each row, so read as
+(G, C/G Kh Kw, N Ho Wo) they are the right factor of ONE GEMM per group for the whole batch:
 
-    y   (N, G, O/G, Ho Wo) = w (G, O/G, C/G Kh Kw) @ columns
-    dW  = sum_n  dy @ columns^T          dcolumns = w^T @ dy,  dx = col2im(dcolumns)
+    rows  (G, O/G, N Ho Wo) = w (G, O/G, C/G Kh Kw) @ columns          y = NCHW(rows) + b
+    dW = dy_rows @ columns^T         dcolumns = w^T @ dy_rows,         dx = col2im(dcolumns)
 
-so the output is NCHW with no transpose. A transposed convolution is the same three maps with
-the roles exchanged (its forward is a convolution's input gradient). Padding is applied inside
-the kernels (reads outside the image are zero), so no padded copy of x is made.
-``im2col_reference`` and ``col2im_reference`` are the NumPy statements, looping over the Kh x Kw
-kernel offsets.
+where dy_rows is dL/dy with its batch axis moved inside, (O, N, Ho Wo). ``swap_leading_axes``
+moves the batch axis both ways, adding the bias on the way out. Why not keep the batch outside,
+(N, G, C/G Kh Kw, Ho Wo), and skip the two swaps: then each product is a batched GEMM that
+broadcasts the weights, which CuPy runs through device arrays of matrix addresses (built by
+extra launches), and the weight gradient needs a sum over the batch after it. Here, with one
+group, every product is a plain 2-D GEMM (``backend.matmul`` calls cuBLAS through the shortest
+path CuPy has), and a training step on a small model is bound by host time per launch.
+
+A transposed convolution is the same three maps with the roles exchanged (its forward is a
+convolution's input gradient). Padding is applied inside the kernels (reads outside the image
+are zero), so no padded copy of x is made. ``im2col_reference``, ``col2im_reference`` and
+``swap_leading_axes_reference`` are the NumPy statements of the kernels.
 """
 import functools
+import math
 
 import numpy
 
@@ -22,7 +30,8 @@ from minilean.cuda import compile as kernels
 from minilean.cuda.fast_function import FastFunction
 
 program = kernels.Program("im2col.cu", [
-    f"{name}<{type_name}>" for name in ("im2col", "col2im") for type_name in ("float", "double")])
+    f"{name}<{type_name}>" for name in ("im2col", "col2im", "swap_leading_axes")
+    for type_name in ("float", "double")])
 
 
 def output_size(size, kernel, stride, padding, dilation):
@@ -39,16 +48,22 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation):
         padding) + tuple(dilation)
 
 
+def _columns_shape(geometry):
+    """(C, Kh, Kw, N, Ho, Wo) of a geometry."""
+    batch, channels = geometry[:2]
+    return (channels,) + geometry[4:6] + (batch,) + geometry[6:8]
+
+
 def im2col_reference(x, kernel_size, stride, padding, dilation):
-    """x (N, C, H, W) -> columns (N, C, Kh, Kw, Ho, Wo), in NumPy."""
-    batch, channels, _, _, kh, kw, out_h, out_w, sh, sw, ph, pw, dh, dw = _geometry(
-        x.shape, kernel_size, stride, padding, dilation)
-    padded = numpy.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    columns = numpy.empty((batch, channels, kh, kw, out_h, out_w), dtype=x.dtype)
+    """x (N, C, H, W) -> columns (C, Kh, Kw, N, Ho, Wo), in NumPy."""
+    geometry = _geometry(x.shape, kernel_size, stride, padding, dilation)
+    kh, kw, out_h, out_w, sh, sw, ph, pw, dh, dw = geometry[4:]
+    padded = numpy.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))).transpose(1, 0, 2, 3)
+    columns = numpy.empty(_columns_shape(geometry), dtype=x.dtype)
     for p in range(kh):
         for q in range(kw):
-            columns[:, :, p, q] = padded[:, :, dh * p:dh * p + sh * (out_h - 1) + 1:sh,
-                                         dw * q:dw * q + sw * (out_w - 1) + 1:sw]
+            columns[:, p, q] = padded[:, :, dh * p:dh * p + sh * (out_h - 1) + 1:sh,
+                                      dw * q:dw * q + sw * (out_w - 1) + 1:sw]
     return columns
 
 
@@ -56,12 +71,21 @@ def col2im_reference(columns, x_shape, kernel_size, stride, padding, dilation):
     """The adjoint of im2col_reference: columns -> dx (N, C, H, W), in NumPy."""
     _, _, height, width, kh, kw, out_h, out_w, sh, sw, ph, pw, dh, dw = _geometry(
         x_shape, kernel_size, stride, padding, dilation)
-    padded = numpy.zeros(x_shape[:2] + (height + 2 * ph, width + 2 * pw), dtype=columns.dtype)
+    padded = numpy.zeros((x_shape[1], x_shape[0], height + 2 * ph, width + 2 * pw),
+                         dtype=columns.dtype)  # (C, N, ...), as the columns hold them
     for p in range(kh):
         for q in range(kw):
             padded[:, :, dh * p:dh * p + sh * (out_h - 1) + 1:sh,
-                   dw * q:dw * q + sw * (out_w - 1) + 1:sw] += columns[:, :, p, q]
-    return padded[:, :, ph:ph + height, pw:pw + width]
+                   dw * q:dw * q + sw * (out_w - 1) + 1:sw] += columns[:, p, q]
+    return padded[:, :, ph:ph + height, pw:pw + width].transpose(1, 0, 2, 3)
+
+
+def swap_leading_axes_reference(src, bias=None):
+    """src (A, B, ...) -> (B, A, ...), plus bias (A,) along the result's axis 1, in NumPy."""
+    swapped = numpy.swapaxes(src, 0, 1)
+    if bias is not None:
+        swapped = swapped + bias.reshape((1, -1) + (1,) * (src.ndim - 2))
+    return numpy.ascontiguousarray(swapped)
 
 
 @functools.lru_cache(maxsize=64)
@@ -82,18 +106,45 @@ def _launch(name, source, out, geometry):
 
 
 def im2col(x, kernel_size, stride, padding, dilation):
-    """x (N, C, H, W) -> columns (N, C, Kh, Kw, Ho, Wo) on the GPU."""
+    """x (N, C, H, W) -> columns (C, Kh, Kw, N, Ho, Wo) on the GPU."""
     import cupy
     geometry = _geometry(x.shape, kernel_size, stride, padding, dilation)
-    columns = cupy.empty(geometry[:2] + geometry[4:8], dtype=x.dtype)
-    return _launch("im2col", x, columns, geometry)
+    return _launch("im2col", x, cupy.empty(_columns_shape(geometry), dtype=x.dtype), geometry)
 
 
 def col2im(columns, x_shape, kernel_size, stride, padding, dilation):
-    """columns (N, C, Kh, Kw, Ho, Wo) -> dx (N, C, H, W) on the GPU."""
+    """columns (C, Kh, Kw, N, Ho, Wo) -> dx (N, C, H, W) on the GPU."""
     import cupy
     geometry = _geometry(x_shape, kernel_size, stride, padding, dilation)
     return _launch("col2im", columns, cupy.empty(x_shape, dtype=columns.dtype), geometry)
+
+
+def swap_leading_axes(src, bias=None):
+    """src (A, B, ...) -> a new contiguous (B, A, ...) on the GPU, plus bias (A,) along its
+    axis 1 if given."""
+    import cupy
+    src = cupy.ascontiguousarray(src)
+    a, b = src.shape[:2]
+    dst = cupy.empty((b, a) + src.shape[2:], dtype=src.dtype)
+    add_bias = bias is not None
+    bias = cupy.ascontiguousarray(bias, dtype=src.dtype) if add_bias else src  # src: unread
+    kernels.launch(program, f"swap_leading_axes<{kernels.type_name(src.dtype)}>", dst.size,
+                   (src, dst, bias, numpy.int32(add_bias), numpy.int64(a),
+                    numpy.int64(b), numpy.int64(math.prod(src.shape[2:])),
+                    numpy.int64(dst.size)))
+    return dst
+
+
+def batch_rows(y, groups):
+    """NCHW (N, O, Ho, Wo) -> (G, O/G, N Ho Wo): the layout of the GEMMs' rows."""
+    return swap_leading_axes(y).reshape(groups, y.shape[1] // groups, -1)
+
+
+def _grouped_product(a, b):
+    """a (G, m, k) @ b (G, k, n) -> (G, m, n); one group is a plain 2-D GEMM."""
+    if a.shape[0] == 1:
+        return backend.matmul(a[0], b[0])[None]
+    return backend.matmul(a, b)
 
 
 def _weight_matrix(weight, groups):
@@ -102,60 +153,59 @@ def _weight_matrix(weight, groups):
     return cupy.ascontiguousarray(weight).reshape(groups, weight.shape[0] // groups, -1)
 
 
-def conv(x, weight, stride, padding, dilation, groups):
-    """y = conv2d(x, w): x (N, C, H, W), w (O, C/G, Kh, Kw) -> y (N, O, Ho, Wo)."""
-    out_channels, group_channels, kh, kw = weight.shape
-    columns = im2col(x, (kh, kw), stride, padding, dilation)  # (N, C, Kh, Kw, Ho, Wo)
-    batch, out_h, out_w = x.shape[0], columns.shape[4], columns.shape[5]
-    # (N, C, Kh, Kw, Ho, Wo) -> (N, G, C/G Kh Kw, Ho Wo)
-    columns = columns.reshape(batch, groups, group_channels * kh * kw, out_h * out_w)
-    y = backend.matmul(_weight_matrix(weight, groups), columns)  # (N, G, O/G, Ho Wo)
+def conv(x, weight, bias, stride, padding, dilation, groups):
+    """y = conv2d(x, w) + b: x (N, C, H, W), w (O, C/G, Kh, Kw), b (O,) or None -> y (N, O, Ho,
+    Wo)."""
+    out_channels, _, kh, kw = weight.shape
+    columns = im2col(x, (kh, kw), stride, padding, dilation)  # (C, Kh, Kw, N, Ho, Wo)
+    batch, out_h, out_w = columns.shape[3:]
+    rows = _grouped_product(_weight_matrix(weight, groups),
+                            columns.reshape(groups, -1, batch * out_h * out_w))
+    # (G, O/G, N Ho Wo) -> (N, O, Ho Wo)
+    y = swap_leading_axes(rows.reshape(out_channels, batch, out_h * out_w), bias)
     return y.reshape(batch, out_channels, out_h, out_w)
 
 
-def conv_input_grad(grad_y, weight, x_shape, stride, padding, dilation, groups):
-    """dL/dx = col2im(w^T @ dL/dy): grad_y (N, O, Ho, Wo) -> (N, C, H, W), x_shape (N, C, H, W)."""
-    import cupy
-    out_channels, _, kh, kw = weight.shape
-    batch, _, out_h, out_w = grad_y.shape
-    # (N, O, Ho, Wo) -> (N, G, O/G, Ho Wo)
-    grad_y = cupy.ascontiguousarray(grad_y).reshape(batch, groups, out_channels // groups, -1)
-    # (G, C/G Kh Kw, O/G) @ (N, G, O/G, Ho Wo) -> (N, G, C/G Kh Kw, Ho Wo)
-    grad_columns = backend.matmul(_weight_matrix(weight, groups).transpose(0, 2, 1), grad_y)
-    # (N, G, C/G Kh Kw, Ho Wo) -> (N, C, Kh, Kw, Ho, Wo)
-    grad_columns = grad_columns.reshape(batch, -1, kh, kw, out_h, out_w)
-    return col2im(grad_columns, x_shape, (kh, kw), stride, padding, dilation)
+def conv_input_grad(grad_rows, weight, x_shape, stride, padding, dilation, groups):
+    """dL/dx = col2im(w^T @ dL/dy): grad_rows (G, O/G, N Ho Wo), dL/dy as ``batch_rows`` lays
+    it out -> (N, C, H, W), x_shape (N, C, H, W)."""
+    _, _, kh, kw = weight.shape
+    # (G, C/G Kh Kw, O/G) @ (G, O/G, N Ho Wo) -> (G, C/G Kh Kw, N Ho Wo)
+    grad_columns = _grouped_product(_weight_matrix(weight, groups).transpose(0, 2, 1),
+                                    grad_rows)
+    geometry = _geometry(x_shape, (kh, kw), stride, padding, dilation)
+    return col2im(grad_columns.reshape(_columns_shape(geometry)), x_shape, (kh, kw), stride,
+                  padding, dilation)
 
 
-def conv_weight_grad(x, grad_y, weight_shape, stride, padding, dilation, groups):
-    """dL/dw = sum_n dL/dy @ columns(x)^T: x (N, C, H, W), grad_y (N, O, Ho, Wo) -> (O, C/G, Kh,
-    Kw)."""
-    import cupy
-    out_channels, _, kh, kw = weight_shape
-    batch, _, out_h, out_w = grad_y.shape
-    grad_y = cupy.ascontiguousarray(grad_y).reshape(batch, groups, out_channels // groups, -1)
-    columns = im2col(x, (kh, kw), stride, padding, dilation)  # (N, C, Kh, Kw, Ho, Wo)
-    # (N, C, Kh, Kw, Ho, Wo) -> (N, G, C/G Kh Kw, Ho Wo) -> (N, G, Ho Wo, C/G Kh Kw)
-    columns = columns.reshape(batch, groups, -1, out_h * out_w).transpose(0, 1, 3, 2)
-    grad_weight = backend.matmul(grad_y, columns).sum(axis=0)  # (G, O/G, C/G Kh Kw)
-    return grad_weight.reshape(weight_shape)  # (O, C/G, Kh, Kw)
+def conv_weight_grad(x, grad_rows, weight_shape, stride, padding, dilation, groups):
+    """dL/dw = dL/dy @ columns(x)^T, one GEMM over the whole batch: x (N, C, H, W), grad_rows
+    (G, O/G, N Ho Wo) as ``batch_rows`` lays it out -> (O, C/G, Kh, Kw)."""
+    columns = im2col(x, weight_shape[2:], stride, padding, dilation)  # (C, Kh, Kw, N, Ho, Wo)
+    # (G, O/G, N Ho Wo) @ (G, N Ho Wo, C/G Kh Kw) -> (G, O/G, C/G Kh Kw)
+    grad_weight = _grouped_product(
+        grad_rows, columns.reshape(groups, -1, grad_rows.shape[2]).transpose(0, 2, 1))
+    return grad_weight.reshape(weight_shape)
 
 
 class FastConv2d(FastFunction):
-    """Conv2d through im2col.cu and CuPy's matmul (the op's own contract)."""
+    """Conv2d through im2col.cu and cuBLAS GEMMs (the op's own contract)."""
     fresh_grads = True
 
     @staticmethod
     def kernel_forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0),
                        dilation=(1, 1), groups=1):
-        y = conv(x, weight, stride, padding, dilation, groups)
-        return _finish_forward(ctx, y, x, weight, bias, (stride, padding, dilation, groups))
+        params = (stride, padding, dilation, groups)
+        _save(ctx, x, weight, params)
+        return conv(x, weight, bias, *params)
 
     @staticmethod
     def kernel_backward(ctx, grad):
         x, weight, params = ctx.x, ctx.weight, ctx.params
-        return _gradients(ctx, grad, lambda: conv_input_grad(grad, weight, x.shape, *params),
-                          lambda: conv_weight_grad(x, grad, weight.shape, *params))
+        grad_rows = batch_rows(grad, params[-1]) if any(ctx.needs_input_grad[:2]) else None
+        return _gradients(ctx, grad,
+                          lambda: conv_input_grad(grad_rows, weight, x.shape, *params),
+                          lambda: conv_weight_grad(x, grad_rows, weight.shape, *params))
 
 
 class FastConvTranspose2d(FastFunction):
@@ -180,25 +230,27 @@ class FastConvTranspose2d(FastFunction):
     @staticmethod
     def kernel_forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0),
                        output_padding=(0, 0), groups=1, dilation=(1, 1)):
+        params = (stride, padding, dilation, groups)
+        _save(ctx, x, weight, params)
         y_shape = _transposed_size(x.shape, weight.shape, stride, padding, output_padding,
                                    dilation, groups)
-        y = conv_input_grad(x, weight, y_shape, stride, padding, dilation, groups)
-        return _finish_forward(ctx, y, x, weight, bias, (stride, padding, dilation, groups))
+        y = conv_input_grad(batch_rows(x, groups), weight, y_shape, *params)
+        if bias is not None:
+            y += bias.reshape(1, -1, 1, 1)  # (1, channels, 1, 1)
+        return y
 
     @staticmethod
     def kernel_backward(ctx, grad):
         x, weight, params = ctx.x, ctx.weight, ctx.params
-        return _gradients(ctx, grad, lambda: conv(grad, weight, *params),
-                          lambda: conv_weight_grad(grad, x, weight.shape, *params))
+        return _gradients(
+            ctx, grad, lambda: conv(grad, weight, None, *params),
+            lambda: conv_weight_grad(grad, batch_rows(x, params[-1]), weight.shape, *params))
 
 
-def _finish_forward(ctx, y, x, weight, bias, params):
-    """y plus the bias of each output channel; saves what either op's backward reads."""
-    if bias is not None:
-        y += bias.reshape(1, -1, 1, 1)  # (1, channels, 1, 1)
+def _save(ctx, x, weight, params):
+    """Keep what either op's backward reads."""
     if ctx.recording:
         ctx.x, ctx.weight, ctx.params = x, weight, params
-    return y
 
 
 def _gradients(ctx, grad, input_grad, weight_grad):
