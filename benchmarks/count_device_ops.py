@@ -16,6 +16,7 @@ its batch dimensions, device arrays of matrix addresses (``cupy_product_work``).
 """
 import argparse
 import collections
+import math
 import os
 import sys
 import traceback
@@ -36,18 +37,21 @@ class _Patches:
 
 
 def cupy_product_work(a, b):
-    """How CuPy 14 runs ``a @ b`` for device arrays (``matmul`` and ``dot`` in
-    cupy/_core/_routines_linalg.pyx), as (kind, launches besides the GEMM):
+    """How ``backend.matmul`` has CuPy 14 run ``a @ b`` for device arrays (``matmul`` and
+    ``dot`` in cupy/_core/_routines_linalg.pyx), as (kind, launches besides the GEMM):
 
-    * "2-D" (both operands at most 2-D): one GEMM; an operand neither C- nor F-contiguous is
-      copied first;
-    * "batched": every operand that is not C-contiguous is copied; "batched, broadcast" when
-      the batch dimensions broadcast (a weight shared by the batch): then the GEMM reads
-      device arrays of matrix addresses, ndim - 2 launches for each of a, b and the output.
+    * "single" (no batch, or batch dimensions all 1): ``ndarray.dot``, one GEMM; a matrix
+      neither C- nor F-contiguous is copied first;
+    * "batched": ``cupy.matmul``, which copies every operand that is not C-contiguous;
+      "batched, broadcast" when the batch dimensions broadcast (a weight shared by the batch):
+      then the GEMM reads device arrays of matrix addresses, ndim - 2 launches for each of a,
+      b and the output.
     """
     ndim = max(a.ndim, b.ndim)
-    if ndim <= 2:
-        return "2-D", sum(not (x.flags.c_contiguous or x.flags.f_contiguous) for x in (a, b))
+    if math.prod(a.shape[:-2]) * math.prod(b.shape[:-2]) == 1:
+        matrices = (x.reshape(x.shape[-2:]) if x.ndim > 2 else x for x in (a, b))
+        return "single", sum(not (x.flags.c_contiguous or x.flags.f_contiguous)
+                             for x in matrices)
     copies = sum(not x.flags.c_contiguous for x in (a, b))
     batch_a, batch_b = ((1,) * (ndim - x.ndim) + x.shape[:-2] for x in (a, b))
     if batch_a == batch_b:
@@ -166,7 +170,7 @@ def main(argv=None, patches=None):
             print(f"  {label:<27} {counts['fresh']:5d} fresh device arrays, "
                   f"{counts['launches']:4d} raw kernel launches, {graphs} graph "
                   f"launch{'es' if graphs != 1 else ''}")
-            print(f"    products: {counts['2-D']} 2-D, {counts['batched']} batched, "
+            print(f"    products: {counts['single']} single, {counts['batched']} batched, "
                   f"{counts['batched, broadcast']} batched with broadcast; "
                   f"{counts['around products']} launches around them")
             if sites:

@@ -7,6 +7,7 @@ the CPU. Random numbers come from one seeded generator per device (``manual_seed
 """
 import collections
 import contextlib
+import math
 
 import numpy
 
@@ -95,12 +96,33 @@ def matmul(a, b, out=None):
     if device_of(a) == "cuda":
         if _graph_matmul is not None:
             return _graph_matmul(a, b, out)
-        if a.ndim == b.ndim == 2 and (out is None or out.flags.c_contiguous):
-            # the cuBLAS GEMM that cupy.matmul reaches too, but without the layer of Python
-            # (signature, dtypes, axes, output) that its generalized ufunc runs on every call:
-            # a small model's step is bound by host time per launch
-            return a.dot(b, out=out)
+        if _one_product(a, b, out):
+            return _dot(a, b, out)
     return array_module(a).matmul(a, b, out=out)
+
+
+def _one_product(a, b, out):
+    """Whether ``a @ b`` is one product of matrices (or vectors): batch dimensions, if any, all
+    1 on both sides, and ``out``, if given, C-contiguous (as ``ndarray.dot`` requires)."""
+    if out is not None and not out.flags.c_contiguous:
+        return False
+    if a.ndim <= 2 and b.ndim <= 2:
+        return True
+    return a.ndim >= 2 and b.ndim >= 2 and math.prod(a.shape[:-2]) * math.prod(b.shape[:-2]) == 1
+
+
+def _dot(a, b, out):
+    """``a @ b`` for a ``_one_product`` on "cuda" by ``ndarray.dot``: the cuBLAS GEMM that
+    cupy.matmul reaches too, without the layer of Python (signature, dtypes, axes, output) its
+    generalized ufunc runs on every call, nor, for batch dimensions of 1, a batched GEMM (a
+    small model's step is bound by host time per launch)."""
+    def matrix(array):  # a batch of one matrix -> the matrix, a view
+        return array.reshape(array.shape[-2:]) if array is not None and array.ndim > 2 else array
+
+    product = matrix(a).dot(matrix(b), out=matrix(out))
+    if out is not None:
+        return out
+    return product.reshape((1,) * max(a.ndim - 2, b.ndim - 2, 0) + product.shape)
 
 
 @contextlib.contextmanager

@@ -359,6 +359,45 @@ def check_captured_call_bakes_in_host_numbers():
     numpy.testing.assert_array_equal(captured(numpy.arange(3.0)).get(), [0.0, 2.0, 4.0])
 
 
+EAGER_PRODUCTS = [  # (a shape, b shape, a transposed, out given, goes through cupy.matmul)
+    ((5, 4), (4, 6), False, False, False), ((4, 5), (4, 6), True, True, False),
+    ((1, 5, 4), (1, 4, 6), False, True, False), ((1, 4, 5), (4, 6), True, False, False),
+    ((5, 4), (1, 1, 4, 6), False, False, False), ((4,), (4, 6), False, True, False),
+    ((5, 4), (4,), False, False, False), ((3, 5, 4), (3, 4, 6), False, True, True),
+    ((5, 4), (3, 4, 6), False, False, True), ((4,), (2, 4, 6), False, False, True)]
+
+
+def check_eager_products_match_numpy(cupy, rng, monkeypatch):
+    """``backend.matmul`` outside a graph: a product with no batch (or a batch of 1) is one
+    ``ndarray.dot`` (cupy.matmul only for a real batch), with NumPy's result and shape, into
+    ``out`` when given; an ``out`` that is not C-contiguous goes through cupy.matmul."""
+    from minilean import backend
+    batched = []
+    matmul = cupy.matmul
+    monkeypatch.setattr(cupy, "matmul", lambda *args, **kwargs: batched.append(1) or matmul(
+        *args, **kwargs))
+    for a_shape, b_shape, transposed, with_out, expect_batched in EAGER_PRODUCTS:
+        a = rng.normal(size=a_shape).astype(numpy.float32)
+        b = rng.normal(size=b_shape).astype(numpy.float32)
+        device_a = cupy.asarray(a)
+        if transposed:  # a transposed view (F-contiguous as a matrix), as the gradients pass
+            a = numpy.swapaxes(a, -1, -2)
+            device_a = cupy.swapaxes(device_a, -1, -2)
+        expected = a @ b
+        out = cupy.empty(expected.shape, dtype=numpy.float32) if with_out else None
+        calls = len(batched)
+        got = backend.matmul(device_a, cupy.asarray(b), out=out)
+        assert len(batched) - calls == expect_batched, (a_shape, b_shape)
+        assert got.shape == expected.shape and (out is None or got is out)
+        numpy.testing.assert_allclose(got.get(), expected, rtol=1e-5, atol=1e-5)
+    out = cupy.zeros((6, 5), dtype=numpy.float32).T  # not C-contiguous
+    a, b = rng.normal(size=(5, 4)).astype(numpy.float32), rng.normal(size=(4, 6)).astype(
+        numpy.float32)
+    got = backend.matmul(cupy.asarray(a), cupy.asarray(b), out=out)
+    assert batched[-1:] == [1] and got is out
+    numpy.testing.assert_allclose(out.get(), a @ b, rtol=1e-5, atol=1e-5)
+
+
 def check_captured_products_use_minilean_kernel(cupy, rng):
     """CuPy refuses cuBLAS while capturing, so ``backend.matmul`` switches to matmul.cu there
     (a direct ``cupy.matmul`` is refused); the replayed products are NumPy's."""

@@ -118,7 +118,13 @@ def _device_function(function, baked=False):
     (``baked``: replays give the captured result again, as a random draw captured by CUDA)."""
     def on_device(*args, **kwargs):
         _refuse_cublas_while_capturing(getattr(function, "__name__", ""))
-        return _run(function, _unwrap(args), {k: _unwrap(v) for k, v in kwargs.items()}, baked)
+        result = _run(function, _unwrap(args), {k: _unwrap(v) for k, v in kwargs.items()},
+                      baked)
+        out = kwargs.get("out")  # as CuPy, the result written into ``out`` is that very array
+        if isinstance(out, ndarray) and isinstance(result, ndarray) and \
+                result._array is out._array:
+            return out
+        return result
     on_device.__name__ = getattr(function, "__name__", "function")
     return on_device
 

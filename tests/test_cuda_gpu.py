@@ -16,6 +16,7 @@ from device_cases import (FRESH_GRAD_CASES, OPS, assert_fresh_grads,
                           check_captured_call_bakes_in_host_numbers,
                           check_captured_call_replays_on_new_inputs,
                           check_captured_products_use_minilean_kernel,
+                          check_eager_products_match_numpy,
                           check_cuda_graph_trains_like_eager, check_fast_kernels_are_used,
                           check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts,
@@ -154,6 +155,10 @@ def test_a_captured_call_replays_on_new_inputs():
 
 def test_a_captured_call_bakes_in_host_numbers():
     check_captured_call_bakes_in_host_numbers()
+
+
+def test_eager_products_match_numpy(monkeypatch):
+    check_eager_products_match_numpy(cupy, rng, monkeypatch)
 
 
 def test_captured_products_use_minilean_kernel():

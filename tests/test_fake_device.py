@@ -28,6 +28,7 @@ from device_cases import (OPS, check_a_host_copy_while_capturing_is_a_clear_erro
                           check_captured_call_bakes_in_host_numbers,
                           check_captured_call_replays_on_new_inputs,
                           check_captured_products_use_minilean_kernel,
+                          check_eager_products_match_numpy,
                           check_cuda_graph_trains_like_eager, check_fast_kernels_are_used,
                           check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts)
@@ -169,6 +170,10 @@ def test_a_captured_call_replays_on_new_inputs(fake_cuda):
 def test_a_captured_call_bakes_in_host_numbers_as_cuda_does(fake_cuda):
     """The stand-in replays as CUDA does, so the graph tests here can fail."""
     check_captured_call_bakes_in_host_numbers()
+
+
+def test_eager_products_match_numpy(fake_cuda, monkeypatch):
+    check_eager_products_match_numpy(fake_cuda, rng, monkeypatch)
 
 
 def test_captured_products_use_minilean_kernel(fake_cuda):
@@ -389,11 +394,11 @@ def test_count_device_ops_counts_what_a_graph_step_leaves_to_python(monkeypatch,
     # each variant's products, then its two busiest lines follow it; the fast step's
     # convolutions are plain 2-D GEMMs, so CuPy adds no launches around its products
     fast_row = lines.index(next(line for line in lines if line.startswith("  --fast-kernels ")))
-    products = re.fullmatch(r"    products: (\d+) 2-D, (\d+) batched, 0 batched with "
+    products = re.fullmatch(r"    products: (\d+) single, (\d+) batched, 0 batched with "
                             r"broadcast; (\d+) launches around them", lines[fast_row + 1])
     assert products and int(products[1]) > 10 * int(products[2]) and int(products[3]) < 10
-    assert re.fullmatch(r" +\d+  minilean/backend\.py:\d+ matmul", lines[fast_row + 2])
-    plain = re.match(r"    products: \d+ 2-D, \d+ batched, (\d+) batched with broadcast; "
+    assert re.fullmatch(r" +\d+  minilean/backend\.py:\d+ _dot", lines[fast_row + 2])
+    plain = re.match(r"    products: \d+ single, \d+ batched, (\d+) batched with broadcast; "
                      r"(\d+) launches", lines[lines.index(next(
                          line for line in lines if line.startswith("  plain CuPy "))) + 1])
     assert int(plain[1]) > 0 and int(plain[2]) > 0

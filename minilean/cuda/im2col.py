@@ -12,8 +12,8 @@ moves the batch axis both ways, adding the bias on the way out. Why not keep the
 (N, G, C/G Kh Kw, Ho Wo), and skip the two swaps: then each product is a batched GEMM that
 broadcasts the weights, which CuPy runs through device arrays of matrix addresses (built by
 extra launches), and the weight gradient needs a sum over the batch after it. Here, with one
-group, every product is a plain 2-D GEMM (``backend.matmul`` calls cuBLAS through the shortest
-path CuPy has), and a training step on a small model is bound by host time per launch.
+group, every product is one plain GEMM (``backend.matmul`` takes the shortest path CuPy has to
+cuBLAS), and a training step on a small model is bound by host time per launch.
 
 A transposed convolution is the same three maps with the roles exchanged (its forward is a
 convolution's input gradient). Padding is applied inside the kernels (reads outside the image
@@ -140,13 +140,6 @@ def batch_rows(y, groups):
     return swap_leading_axes(y).reshape(groups, y.shape[1] // groups, -1)
 
 
-def _grouped_product(a, b):
-    """a (G, m, k) @ b (G, k, n) -> (G, m, n); one group is a plain 2-D GEMM."""
-    if a.shape[0] == 1:
-        return backend.matmul(a[0], b[0])[None]
-    return backend.matmul(a, b)
-
-
 def _weight_matrix(weight, groups):
     """(O, C/G, Kh, Kw) -> (G, O/G, C/G Kh Kw)."""
     import cupy
@@ -159,8 +152,8 @@ def conv(x, weight, bias, stride, padding, dilation, groups):
     out_channels, _, kh, kw = weight.shape
     columns = im2col(x, (kh, kw), stride, padding, dilation)  # (C, Kh, Kw, N, Ho, Wo)
     batch, out_h, out_w = columns.shape[3:]
-    rows = _grouped_product(_weight_matrix(weight, groups),
-                            columns.reshape(groups, -1, batch * out_h * out_w))
+    rows = backend.matmul(_weight_matrix(weight, groups),
+                          columns.reshape(groups, -1, batch * out_h * out_w))
     # (G, O/G, N Ho Wo) -> (N, O, Ho Wo)
     y = swap_leading_axes(rows.reshape(out_channels, batch, out_h * out_w), bias)
     return y.reshape(batch, out_channels, out_h, out_w)
@@ -171,8 +164,7 @@ def conv_input_grad(grad_rows, weight, x_shape, stride, padding, dilation, group
     it out -> (N, C, H, W), x_shape (N, C, H, W)."""
     _, _, kh, kw = weight.shape
     # (G, C/G Kh Kw, O/G) @ (G, O/G, N Ho Wo) -> (G, C/G Kh Kw, N Ho Wo)
-    grad_columns = _grouped_product(_weight_matrix(weight, groups).transpose(0, 2, 1),
-                                    grad_rows)
+    grad_columns = backend.matmul(_weight_matrix(weight, groups).transpose(0, 2, 1), grad_rows)
     geometry = _geometry(x_shape, (kh, kw), stride, padding, dilation)
     return col2im(grad_columns.reshape(_columns_shape(geometry)), x_shape, (kh, kw), stride,
                   padding, dilation)
@@ -183,7 +175,7 @@ def conv_weight_grad(x, grad_rows, weight_shape, stride, padding, dilation, grou
     (G, O/G, N Ho Wo) as ``batch_rows`` lays it out -> (O, C/G, Kh, Kw)."""
     columns = im2col(x, weight_shape[2:], stride, padding, dilation)  # (C, Kh, Kw, N, Ho, Wo)
     # (G, O/G, N Ho Wo) @ (G, N Ho Wo, C/G Kh Kw) -> (G, O/G, C/G Kh Kw)
-    grad_weight = _grouped_product(
+    grad_weight = backend.matmul(
         grad_rows, columns.reshape(groups, -1, grad_rows.shape[2]).transpose(0, 2, 1))
     return grad_weight.reshape(weight_shape)
 
