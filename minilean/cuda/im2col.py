@@ -28,6 +28,7 @@ import numpy
 from minilean import backend
 from minilean.cuda import compile as kernels
 from minilean.cuda.fast_function import FastFunction
+from minilean.cuda.reduce import sum_rows
 
 program = kernels.Program("im2col.cu", [
     f"{name}<{type_name}>" for name in ("im2col", "col2im", "swap_leading_axes")
@@ -194,10 +195,10 @@ class FastConv2d(FastFunction):
     @staticmethod
     def kernel_backward(ctx, grad):
         x, weight, params = ctx.x, ctx.weight, ctx.params
-        grad_rows = batch_rows(grad, params[-1]) if any(ctx.needs_input_grad[:2]) else None
-        return _gradients(ctx, grad,
-                          lambda: conv_input_grad(grad_rows, weight, x.shape, *params),
-                          lambda: conv_weight_grad(x, grad_rows, weight.shape, *params))
+        grad_rows = batch_rows(grad, params[-1])  # (G, O/G, N Ho Wo)
+        return _gradients(ctx, lambda: conv_input_grad(grad_rows, weight, x.shape, *params),
+                          lambda: conv_weight_grad(x, grad_rows, weight.shape, *params),
+                          lambda: sum_rows(grad_rows, grad.shape[1], grad_rows.shape[2], 1))
 
 
 class FastConvTranspose2d(FastFunction):
@@ -235,8 +236,9 @@ class FastConvTranspose2d(FastFunction):
     def kernel_backward(ctx, grad):
         x, weight, params = ctx.x, ctx.weight, ctx.params
         return _gradients(
-            ctx, grad, lambda: conv(grad, weight, None, *params),
-            lambda: conv_weight_grad(grad, batch_rows(x, params[-1]), weight.shape, *params))
+            ctx, lambda: conv(grad, weight, None, *params),
+            lambda: conv_weight_grad(grad, batch_rows(x, params[-1]), weight.shape, *params),
+            lambda: grad.sum(axis=(0, 2, 3)))
 
 
 def _save(ctx, x, weight, params):
@@ -245,11 +247,11 @@ def _save(ctx, x, weight, params):
         ctx.x, ctx.weight, ctx.params = x, weight, params
 
 
-def _gradients(ctx, grad, input_grad, weight_grad):
+def _gradients(ctx, input_grad, weight_grad, bias_grad):
     """(dL/dx, dL/dw, dL/db) of either op, computing only those its inputs need."""
     need = ctx.needs_input_grad
     return (input_grad() if need[0] else None, weight_grad() if need[1] else None,
-            grad.sum(axis=(0, 2, 3)) if len(need) == 3 and need[2] else None)
+            bias_grad() if len(need) == 3 and need[2] else None)
 
 
 def _transposed_size(x_shape, weight_shape, stride, padding, output_padding, dilation,
