@@ -248,6 +248,20 @@ class KernelCases:
         scale = 1e-6 * max(a_shape[-1], 1) if dtype == numpy.float32 else 1e-12
         numpy.testing.assert_allclose(got.get(), expected, rtol=scale, atol=scale)
 
+    @pytest.mark.parametrize("parts", [1, 2, 3, 7, 40])
+    def test_matmul_kernel_splits_the_inner_axis(self, cupy, parts):
+        """Parts of whole 16-wide slabs, the last one shorter (or, for 40 parts of 150, empty),
+        summed: the same product, broadcast batch included."""
+        a, b = rng.normal(size=(2, 5, 150)), rng.normal(size=(150, 19))
+        got = matmul.matmul(cupy.asarray(a), cupy.asarray(b), parts=parts)
+        close(got, a @ b, numpy.float64)
+
+    def test_matmul_kernel_splits_a_long_inner_axis_of_a_small_product(self):
+        assert matmul.inner_parts(tiles=2 * 41, batches=1, inner=8192) == 12  # a weight gradient
+        assert matmul.inner_parts(tiles=2 * 512, batches=1, inner=216) == 1  # a forward
+        assert matmul.inner_parts(tiles=1, batches=1, inner=100) == 1  # too short to split
+        assert matmul.inner_parts(tiles=0, batches=1, inner=4096) == 32
+
     def test_matmul_kernel_writes_out_and_refuses_integers(self, cupy):
         a, b = rng.normal(size=(3, 4)), rng.normal(size=(4, 5))
         out = cupy.zeros((5, 3))

@@ -5,7 +5,9 @@ CuPy computes matmul with cuBLAS and refuses to call cuBLAS while a stream is ca
 could not be recorded as a graph. While ``minilean.cuda.graph`` records one, every
 ``backend.matmul`` comes here instead. The kernel is a plain shared-memory tiling, several
 times slower than cuBLAS on large matrices; on the small model a graph is for, launch overhead
-dominates and the product's own time hardly shows.
+dominates and the product's own time hardly shows. A product with few output tiles and a long
+inner axis (a convolution's weight gradient sums over every pixel of the batch) splits that
+axis over more blocks and adds the parts after (``inner_parts``).
 
 NumPy's rules hold: a 1-D left operand is a row vector and a 1-D right operand a column vector
 (the added axis is removed again), and the batch axes broadcast.
@@ -13,12 +15,15 @@ NumPy's rules hold: a 1-D left operand is a row vector and a 1-D right operand a
 import numpy
 
 from minilean.cuda import compile as kernels
+from minilean.cuda.reduce import sum_rows
 
 program = kernels.Program("matmul.cu", [f"batched_matmul<{type_name}>"
                                         for type_name in ("float", "double")])
 
 TILE = 16  # as in matmul.cu
 MAX_BATCH_BLOCKS = 65535  # CUDA's limit on gridDim.z; the kernel loops over the rest
+ENOUGH_BLOCKS = 1024      # about 8 blocks per multiprocessor of a large GPU (132 on an H200)
+MIN_SLABS_PER_PART = 8    # split the inner axis no finer than 8 TILE-wide slabs per part
 
 
 def reference(a, b):
@@ -26,8 +31,17 @@ def reference(a, b):
     return numpy.matmul(a, b)
 
 
-def matmul(a, b, out=None):
-    """``a @ b`` (float32 or float64 CuPy arrays), written into ``out`` when given."""
+def inner_parts(tiles, batches, inner):
+    """How many parts to split the inner axis into (matmul.cu's gridDim.y): enough for about
+    ENOUGH_BLOCKS blocks when the output alone gives fewer, none shorter than
+    MIN_SLABS_PER_PART slabs."""
+    wanted = ENOUGH_BLOCKS // max(tiles * min(batches, MAX_BATCH_BLOCKS), 1)
+    return max(1, min(wanted, inner // (TILE * MIN_SLABS_PER_PART)))
+
+
+def matmul(a, b, out=None, parts=None):
+    """``a @ b`` (float32 or float64 CuPy arrays), written into ``out`` when given; ``parts``:
+    split the inner axis into that many parts, summed afterwards (default: ``inner_parts``)."""
     import cupy
     a_vector, b_vector = a.ndim == 1, b.ndim == 1
     a = a[None, :] if a_vector else a
@@ -43,14 +57,19 @@ def matmul(a, b, out=None):
     a_batches, a_batch_stride = _as_batches(cupy, a, batch_shape, dtype)
     b_batches, b_batch_stride = _as_batches(cupy, b, batch_shape, dtype)
     batches = int(numpy.prod(batch_shape, dtype=numpy.int64))
-    result = cupy.empty(batch_shape + (rows, cols), dtype)
+    tiles = -(-rows // TILE) * -(-cols // TILE)
+    parts = parts or inner_parts(tiles, batches, inner)
+    result = cupy.empty((parts,) + batch_shape + (rows, cols), dtype)  # one sum per part
     if result.size:
-        tiles = -(-rows // TILE) * -(-cols // TILE)
         program.kernel(f"batched_matmul<{kernels.type_name(dtype)}>")(
-            (tiles, 1, min(batches, MAX_BATCH_BLOCKS)), (TILE, TILE),
+            (tiles, parts, min(batches, MAX_BATCH_BLOCKS)), (TILE, TILE),
             (a_batches, b_batches, result, numpy.int64(batches), numpy.int32(rows),
              numpy.int32(inner), numpy.int32(cols), numpy.int64(a_batch_stride),
              numpy.int64(b_batch_stride)))
+    if parts == 1 or result.size == 0:
+        result = result[0]
+    else:
+        result = sum_rows(result, 1, parts, result[0].size).reshape(result.shape[1:])
     if b_vector:
         result = result[..., 0]
     if a_vector:
