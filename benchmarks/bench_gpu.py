@@ -7,7 +7,8 @@ optional (its column is skipped, with a note, when it is missing).
 The model, batch and image size default to ``python -m minilean diffusion``'s.
 
 Order: first the ceilings (device-to-device copy bandwidth, CuPy's own elementwise kernel as a
-reference, a large float32 matmul), then each activation kernel's bandwidth as a share of the
+reference, a large float32 matmul), the time per call of a small product by each way to
+dispatch it (host-bound, as a small model's products are), then each activation kernel's bandwidth as a share of the
 copy bandwidth on a large tensor (target at least 85%), then the training step (plain CuPy and
 fast kernels, each also replayed as a CUDA graph as ``--cuda-graph`` does, and PyTorch eager on
 the same model, batch and card), and DDIM sampling throughput. Prints one table with the GPU
@@ -76,6 +77,21 @@ def matmul_flops(size):
     b = cupy.random.standard_normal((size, size), dtype=cupy.float32)
     seconds = gpu_time(lambda: cupy.matmul(a, b), 10)
     return 2 * size ** 3 / seconds
+
+
+def product_call_times(shape=(24, 216, 256), calls=2000):
+    """{way: seconds per call} of one small float32 product, ``calls`` of them back to back
+    (host-bound: the GEMM itself takes a few microseconds), through cupy.matmul, ndarray.dot
+    and minilean's backend.matmul, which takes the second way for such a product."""
+    import cupy
+    from minilean import backend
+    rows, inner, cols = shape
+    a = cupy.random.standard_normal((rows, inner), dtype=cupy.float32)
+    b = cupy.random.standard_normal((inner, cols), dtype=cupy.float32)
+    synchronize = cupy.cuda.get_current_stream().synchronize
+    ways = {"cupy.matmul": lambda: cupy.matmul(a, b), "ndarray.dot": lambda: a.dot(b),
+            "backend.matmul": lambda: backend.matmul(a, b)}
+    return {way: wall_time(call, calls, synchronize) for way, call in ways.items()}
 
 
 # --- kernels --------------------------------------------------------------------------------------
@@ -245,6 +261,8 @@ def main(argv=None):
                  f"{negate / 1e9:.0f} GB/s = {100 * negate / copy:.0f}% of copy"))
     rows.append(("ceiling", f"float32 matmul {args.matmul_size}^3",
                  f"{matmul_flops(args.matmul_size) / 1e12:.1f} TFLOP/s"))
+    rows.append(("host", "one 24x216 @ 216x256 float32 product, 2000 back to back", ", ".join(
+        f"{way} {1e6 * seconds:.1f} us" for way, seconds in product_call_times().items())))
     for (kind, direction), bandwidth in activation_bandwidths(args.elements).items():
         rows.append(("kernel", f"{kind} {direction} ({args.elements} float32)",
                      f"{bandwidth / 1e9:.0f} GB/s = {100 * bandwidth / copy:.0f}% of copy"))

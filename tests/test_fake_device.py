@@ -376,6 +376,7 @@ def test_gpu_benchmark_script_runs_end_to_end(fake_cuda, monkeypatch, capsys):
     assert "CPU stand-in for CuPy" in report and "minilean fast kernels" in report
     assert "gelu_tanh backward" in report and "PyTorch eager" in report
     assert "fast kernels + CUDA graph" in report and "failed" not in report
+    assert re.search(r"cupy\.matmul [\d.]+ us, ndarray\.dot [\d.]+ us, backend\.matmul", report)
 
 
 @needs_compiler
