@@ -22,9 +22,9 @@ class TorchResBlock(tnn.Module):
         self.skip = tnn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels \
             else None
 
-    def forward(self, x, time_embedding):
+    def forward(self, x, time_features):
         h = self.conv1(TF.silu(self.norm1(x)))
-        h = h + self.time(TF.silu(time_embedding))[:, :, None, None]
+        h = h + self.time(time_features)[:, :, None, None]
         h = self.conv2(TF.silu(self.norm2(h)))
         return h + (x if self.skip is None else self.skip(x))
 
@@ -71,11 +71,11 @@ class TorchUNet(tnn.Module):
 
     def forward(self, x, embedding):
         """``embedding``: the sinusoidal features (B, hc), computed on the host like minilean's."""
-        embedding = self.time2(TF.silu(self.time1(embedding)))
-        skip0 = self.down0(self.conv_in(x), embedding)
-        skip1 = self.down1(self.pool0(skip0), embedding)
-        h = self.mid1(self.pool1(skip1), embedding)
-        h = self.mid2(self.attention(h), embedding)
-        h = self.dec1(torch.cat([self.up1(h), skip1], dim=1), embedding)
-        h = self.dec0(torch.cat([self.up0(h), skip0], dim=1), embedding)
+        time_features = TF.silu(self.time2(TF.silu(self.time1(embedding))))
+        skip0 = self.down0(self.conv_in(x), time_features)
+        skip1 = self.down1(self.pool0(skip0), time_features)
+        h = self.mid1(self.pool1(skip1), time_features)
+        h = self.mid2(self.attention(h), time_features)
+        h = self.dec1(torch.cat([self.up1(h), skip1], dim=1), time_features)
+        h = self.dec0(torch.cat([self.up0(h), skip0], dim=1), time_features)
         return self.conv_out(TF.silu(self.norm_out(h)))

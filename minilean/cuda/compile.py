@@ -49,10 +49,12 @@ class Program:
         return self._kernels[name]
 
 
+_TYPE_NAMES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
+
+
 def type_name(dtype):
     """The CUDA C type of a NumPy dtype, for template names: float32 -> 'float'."""
-    names = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
-    return names[numpy.dtype(dtype)]
+    return _TYPE_NAMES[numpy.dtype(dtype)]
 
 
 def grid_for(count, threads=THREADS):

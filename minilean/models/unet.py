@@ -12,7 +12,8 @@
     -> GroupNorm -> SiLU -> conv_out (hc -> C)
 
 A ResBlock is ``conv(SiLU(GN(h + time))) + skip(x)`` where ``h = conv(SiLU(GN(x)))`` and
-``time`` is a per-channel shift projected from the embedding (the DDPM design, in miniature).
+``time`` is a per-channel shift projected from SiLU(embedding) (the DDPM design, in miniature;
+the SiLU is taken once for all six blocks).
 H and W must be multiples of 4.
 """
 import math
@@ -57,9 +58,10 @@ class ResBlock(Module):
                                                               padding=1)
         self.skip = Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
-    def forward(self, x, time_embedding):
+    def forward(self, x, time_features):
+        """``time_features``: SiLU of the time embedding, (B, time_channels)."""
         h = self.conv1(F.silu(self.norm1(x)))
-        shift = self.time(F.silu(time_embedding))
+        shift = self.time(time_features)
         h = h + shift.reshape(shift.shape[0], shift.shape[1], 1, 1)  # (B, C) -> (B, C, 1, 1)
         h = self.conv2(F.silu(self.norm2(h)))
         return h + (x if self.skip is None else self.skip(x))
@@ -118,11 +120,11 @@ class UNet(Module):
         if x.shape[2] % 4 or x.shape[3] % 4:
             raise ValueError(f"the U-Net needs height and width divisible by 4, got {x.shape}")
         embedding = sinusoidal_embedding(t, self.hidden_c, x.shape[0], x)
-        embedding = self.time2(F.silu(self.time1(embedding)))
-        skip0 = self.down0(self.conv_in(x), embedding)
-        skip1 = self.down1(self.pool0(skip0), embedding)
-        h = self.mid1(self.pool1(skip1), embedding)
-        h = self.mid2(self.attention(h), embedding)
-        h = self.dec1(cat([self.up1(h), skip1], dim=1), embedding)
-        h = self.dec0(cat([self.up0(h), skip0], dim=1), embedding)
+        time_features = F.silu(self.time2(F.silu(self.time1(embedding))))
+        skip0 = self.down0(self.conv_in(x), time_features)
+        skip1 = self.down1(self.pool0(skip0), time_features)
+        h = self.mid1(self.pool1(skip1), time_features)
+        h = self.mid2(self.attention(h), time_features)
+        h = self.dec1(cat([self.up1(h), skip1], dim=1), time_features)
+        h = self.dec0(cat([self.up0(h), skip0], dim=1), time_features)
         return self.conv_out(F.silu(self.norm_out(h)))
