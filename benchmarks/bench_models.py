@@ -21,7 +21,8 @@ import sys
 
 _parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 _parser.add_argument("--cases", default="unet16,unet32,residual,vae,mae,micro,ddim,memory",
-                     help="comma-separated: unet16 (the CLI default size, hc 24), unet32, residual, vae, "
+                     help="comma-separated: unet16 (the CLI default size, hc 24), unet32, unet4 (the "
+                          "default model on 2 images of 4x4: per-operation cost), residual, vae, "
                           "mae, micro, ddim, memory")
 _parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (both)")
 _parser.add_argument("--repeats", type=int, default=7, help="timed steps per framework")
@@ -489,7 +490,7 @@ def print_row(row):
 
 def main():
     cases = ARGS.cases.split(",")
-    known = ("unet16", "unet32", "residual", "vae", "mae", "micro", "ddim", "memory")
+    known = ("unet16", "unet32", "unet4", "residual", "vae", "mae", "micro", "ddim", "memory")
     unknown = [case for case in cases if case not in known]
     if unknown:
         raise SystemExit(f"unknown case(s) {', '.join(unknown)}; expected some of "
@@ -503,6 +504,9 @@ def main():
     builders = {
         "unet16": lambda: [diffusion_case("diffusion step (CLI default size)", "unet", 32, 16, 24)],
         "unet32": lambda: [diffusion_case("diffusion step", "unet", 32, 32, 32)],
+        # the default model on 2 images of 4x4: almost no arithmetic, so the step's time is
+        # each framework's own cost per operation (what also bounds a small model on a GPU)
+        "unet4": lambda: [diffusion_case("diffusion step, host-bound size", "unet", 2, 4, 24)],
         "residual": lambda: [diffusion_case("diffusion step", "residual", 32, 32, 16)],
         "vae": lambda: [vae_case()],
         "mae": lambda: [mae_case()],
