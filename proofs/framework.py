@@ -121,10 +121,11 @@ class Statement:
                 target = getattr(target, part)
         return None
 
-    def _property(self, strategy, check, counter, max_examples, shrink):
+    def _property(self, strategy, check, counter, max_examples, shrink, derandomize):
         phases = tuple(Phase) if shrink else (Phase.explicit, Phase.reuse, Phase.generate)
+        fixed = {"derandomize": True, "database": None} if derandomize else {}
 
-        @settings(max_examples=max_examples, deadline=None, phases=phases,
+        @settings(max_examples=max_examples, deadline=None, phases=phases, **fixed,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
         @given(strategy)
         def run_example(example):
@@ -133,9 +134,10 @@ class Statement:
                 self.body(check, **example)
         return run_example
 
-    def run(self, max_examples=None, shrink=True):
+    def run(self, max_examples=None, shrink=True, derandomize=False):
         """Run the statement over hypothesis examples and return its Outcome (never raises
-        for a failing statement: the Outcome says FAIL and why)."""
+        for a failing statement: the Outcome says FAIL and why). ``derandomize``: the same
+        examples on every run (for the mutation suite, whose verdict must not be luck)."""
         outcome = Outcome(self.name, self.summary)
         reason = self.missing()
         if reason:
@@ -144,7 +146,7 @@ class Statement:
         check, counter = Check(), [0]
         try:
             self._property(self.given, check, counter, max_examples or self.max_examples,
-                           shrink)()
+                           shrink, derandomize)()
         except Exception as error:  # a failed conclusion, or the code under test crashing
             outcome.status = "FAIL"
             outcome.message = f"{type(error).__name__}: {error}".splitlines()[0]

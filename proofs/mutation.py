@@ -84,7 +84,8 @@ def run_mutant(mutant_, max_examples=10):
             outcomes[name] = statements[name].run()
             continue
         with applied(mutant_):
-            outcomes[name] = statements[name].run(max_examples=max_examples, shrink=False)
+            outcomes[name] = statements[name].run(max_examples=max_examples, shrink=False,
+                                                  derandomize=True)
     return outcomes
 
 

@@ -15,7 +15,6 @@ NumPy's rules hold: a 1-D left operand is a row vector and a 1-D right operand a
 import numpy
 
 from minilean.cuda import compile as kernels
-from minilean.cuda.reduce import sum_rows
 
 program = kernels.Program("matmul.cu", [f"batched_matmul<{type_name}>"
                                         for type_name in ("float", "double")])
@@ -66,10 +65,7 @@ def matmul(a, b, out=None, parts=None):
             (a_batches, b_batches, result, numpy.int64(batches), numpy.int32(rows),
              numpy.int32(inner), numpy.int32(cols), numpy.int64(a_batch_stride),
              numpy.int64(b_batch_stride)))
-    if parts == 1 or result.size == 0:
-        result = result[0]
-    else:
-        result = sum_rows(result, 1, parts, result[0].size).reshape(result.shape[1:])
+    result = result[0] if parts == 1 else result.sum(axis=0)
     if b_vector:
         result = result[..., 0]
     if a_vector:
