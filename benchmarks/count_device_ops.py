@@ -59,10 +59,30 @@ def cupy_product_work(a, b):
     return "batched, broadcast", copies + 3 * (ndim - 2)
 
 
+def cupy_operation_launches(fake_cupy, function, args, kwargs, result):
+    """Whether an operation of the stand-in (``function`` on the NumPy ``args``) stands for a
+    CuPy kernel launch: it writes in place (``out=``, item assignment, ``copyto``, ``fill``) or
+    returns new memory that a kernel filled (not ``empty``, not a view, not an input as it
+    was, as ``ascontiguousarray`` of a contiguous array returns it)."""
+    import numpy
+    name = getattr(function, "__name__", "")
+    if name in ("empty", "empty_like"):
+        return False
+    if name in ("__setitem__", "copyto", "fill") or (kwargs or {}).get("out") is not None:
+        return True
+    inputs = [value for value in (*args, getattr(function, "__self__", None))
+              if isinstance(value, numpy.ndarray)]
+    results = result if isinstance(result, (tuple, list)) else (result,)
+    return any(isinstance(value, fake_cupy.ndarray)
+               and not isinstance(value._array.base, numpy.ndarray)
+               and all(value._array is not array for array in inputs) for value in results)
+
+
 def count_step(fake_cupy, cuda_on_cpu, step, sites=None):
     """The counts of what one call of ``step`` asks of the device from Python (what a
     replayed graph does inside is the GPU's work, not counted): "fresh" device arrays, raw
-    kernel "launches", "graphs" launched, products per ``cupy_product_work`` kind, and
+    kernel "launches", "graphs" launched, "cupy operations" (``cupy_operation_launches``:
+    elementwise, reductions, copies, products), products per ``cupy_product_work`` kind, and
     "around products", the launches CuPy adds around them. ``sites``, a Counter, also gets the
     fresh arrays per minilean source line that made them."""
     from minilean import backend
@@ -99,6 +119,15 @@ def count_step(fake_cupy, cuda_on_cpu, step, sites=None):
         finally:
             counts["replaying"] = False
 
+    run = fake_cupy._run
+
+    def counted_run(function, args, kwargs=None, baked=False):
+        result = run(function, args, kwargs, baked)
+        if not counts["replaying"] and cupy_operation_launches(fake_cupy, function, args,
+                                                                 kwargs, result):
+            counts["cupy operations"] += 1
+        return result
+
     def counted_product(a, b, out=None):
         if backend.device_of(a) == "cuda" and not backend.recording_graph():
             kind, around = cupy_product_work(a, b)
@@ -109,7 +138,8 @@ def count_step(fake_cupy, cuda_on_cpu, step, sites=None):
     patched = ((fake_cupy.ndarray, "__init__", counted_array, make_array),
                (cuda_on_cpu.Kernel, "__call__", counted_launch, launch),
                (fake_cupy.Graph, "launch", counted_replay, replay),
-               (backend, "matmul", counted_product, product))
+               (backend, "matmul", counted_product, product),
+               (fake_cupy, "_run", counted_run, run))
     for owner, name, counted, _ in patched:
         setattr(owner, name, counted)
     try:
@@ -173,6 +203,11 @@ def main(argv=None, patches=None):
             print(f"    products: {counts['single']} single, {counts['batched']} batched, "
                   f"{counts['batched, broadcast']} batched with broadcast; "
                   f"{counts['around products']} launches around them")
+            estimate = counts["launches"] + counts["cupy operations"] + \
+                counts["around products"]
+            print(f"    kernel launches, estimated: {estimate} = {counts['launches']} raw + "
+                  f"{counts['cupy operations']} CuPy operations + {counts['around products']} "
+                  f"around products")
             if sites:
                 for site, count in sites.most_common(args.sites):
                     print(f"    {count:5d}  {site}")

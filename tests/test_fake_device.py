@@ -379,6 +379,26 @@ def test_gpu_benchmark_script_runs_end_to_end(fake_cuda, monkeypatch, capsys):
     assert re.search(r"cupy\.matmul [\d.]+ us, ndarray\.dot [\d.]+ us, backend\.matmul", report)
 
 
+def test_count_device_ops_tells_launches_from_views_and_allocations(fake_cuda, monkeypatch):
+    benchmarks = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))
+    import count_device_ops
+    x, y = fake_cuda.arange(6.0).reshape(2, 3), fake_cuda.zeros(3)
+
+    def step(_):
+        x + 1.0                                  # a kernel: new memory
+        x.reshape(3, 2), x.T, x[0]               # views
+        fake_cuda.empty((4,)), fake_cuda.ascontiguousarray(x)  # an allocation; x as it is
+        y.astype(y.dtype, copy=False)            # y as it is (NumPy returns the array itself)
+        x[0] = 0.0                               # a kernel writing in place
+        fake_cuda.multiply(x, 2.0, out=x)        # another
+        fake_cuda.ascontiguousarray(x.T)         # a copy: new memory
+        x.sum(axis=0)                            # a reduction: new memory
+
+    counts = count_device_ops.count_step(fake_cupy, cuda_on_cpu, step)
+    assert counts["cupy operations"] == 5 and counts["launches"] == 0
+
+
 @needs_compiler
 def test_count_device_ops_counts_what_a_graph_step_leaves_to_python(monkeypatch, capsys):
     benchmarks = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
@@ -398,7 +418,11 @@ def test_count_device_ops_counts_what_a_graph_step_leaves_to_python(monkeypatch,
     products = re.fullmatch(r"    products: (\d+) single, (\d+) batched, 0 batched with "
                             r"broadcast; (\d+) launches around them", lines[fast_row + 1])
     assert products and int(products[1]) > 10 * int(products[2]) and int(products[3]) < 10
-    assert re.fullmatch(r" +\d+  minilean/backend\.py:\d+ _dot", lines[fast_row + 2])
+    estimate = re.fullmatch(r"    kernel launches, estimated: (\d+) = (\d+) raw \+ (\d+) CuPy "
+                            r"operations \+ (\d+) around products", lines[fast_row + 2])
+    assert estimate and int(estimate[1]) == sum(int(estimate[i]) for i in (2, 3, 4))
+    assert int(estimate[2]) == rows["--fast-kernels"][1] and int(estimate[3]) > 50
+    assert re.fullmatch(r" +\d+  minilean/backend\.py:\d+ _dot", lines[fast_row + 3])
     plain = re.match(r"    products: \d+ single, \d+ batched, (\d+) batched with broadcast; "
                      r"(\d+) launches", lines[lines.index(next(
                          line for line in lines if line.startswith("  plain CuPy "))) + 1])
