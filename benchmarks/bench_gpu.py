@@ -8,11 +8,12 @@ The model, batch and image size default to ``python -m minilean diffusion``'s.
 
 Order: first the ceilings (device-to-device copy bandwidth, CuPy's own elementwise kernel as a
 reference, a large float32 matmul), the time per call of a small product by each way to
-dispatch it (host-bound, as a small model's products are), then each activation kernel's bandwidth as a share of the
-copy bandwidth on a large tensor (target at least 85%), then the training step (plain CuPy and
-fast kernels, each also replayed as a CUDA graph as ``--cuda-graph`` does, and PyTorch eager on
-the same model, batch and card), and DDIM sampling throughput. Prints one table with the GPU
-name and the CuPy and CUDA versions; copy it into benchmarks/RESULTS.md with the command.
+dispatch it (host-bound, as a small model's products are), then each activation kernel's
+bandwidth as a share of the copy bandwidth on a large tensor (target at least 85%), then the
+training step (plain CuPy and fast kernels, each also replayed as a CUDA graph as
+``--cuda-graph`` does, and PyTorch eager on the same model, batch and card), and DDIM sampling
+throughput. Prints one table with the GPU name and the CuPy and CUDA versions; copy it into
+benchmarks/RESULTS.md with the command.
 """
 import argparse
 import sys

@@ -21,9 +21,9 @@ import sys
 
 _parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 _parser.add_argument("--cases", default="unet16,unet32,residual,vae,mae,micro,ddim,memory",
-                     help="comma-separated: unet16 (the CLI default size, hc 24), unet32, unet4 (the "
-                          "default model on 2 images of 4x4: per-operation cost), residual, vae, "
-                          "mae, micro, ddim, memory")
+                     help="comma-separated: unet16 (the CLI default size, hc 24), unet32, "
+                          "unet4 (the default model on 2 images of 4x4: per-operation cost), "
+                          "residual, vae, mae, micro, ddim, memory")
 _parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (both)")
 _parser.add_argument("--repeats", type=int, default=7, help="timed steps per framework")
 _parser.add_argument("--warmup", type=int, default=2, help="untimed steps per framework first")

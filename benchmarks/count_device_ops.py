@@ -12,7 +12,9 @@ fast kernels and CUDA graphs (``--cuda-graph``) bring down. It is a count, not a
 Below each variant: its matrix products by how CuPy runs them, and the launches CuPy adds around
 the GEMM, which the stand-in (NumPy's matmul) does not make and so does not count as arrays:
 copies of operands cuBLAS cannot read as they are, and, for a batched product that broadcasts
-its batch dimensions, device arrays of matrix addresses (``cupy_product_work``).
+its batch dimensions, device arrays of matrix addresses (``cupy_product_work``). Then an
+estimate of the step's kernel launches: the raw ones, the stand-in's operations that stand for
+a CuPy kernel (``cupy_operation_launches``) and those launches around the products.
 """
 import argparse
 import collections
