@@ -1,8 +1,9 @@
 """minilean.cuda: hand-written CUDA kernels behind ``--fast-kernels``.
 
-One ``.cu`` file per kernel family (activations, adam, ema, noising, mse, reduce, softmax,
-norm, im2col) with a Python module beside it holding the NumPy reference of what the kernel
-computes, the launcher, and the fast Function that replaces an op. ``compile.py`` compiles
+One ``.cu`` file per kernel family (activations, adam, ema, clip, noising, mse, reduce,
+softmax, norm, im2col, and matmul for the products inside a CUDA graph) with a Python module
+beside it holding the NumPy reference of what the kernel computes, the launcher, and (for
+most) the fast Function that replaces an op. ``compile.py`` compiles
 lazily through CuPy (or NVRTC alone, for checking sources without a GPU); ``registry.py``
 says which op each fast Function replaces. ``graph.py`` captures a whole call (a training
 step's forward and backward) as one CUDA graph for ``--cuda-graph``. Nothing here imports
