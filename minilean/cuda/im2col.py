@@ -204,9 +204,10 @@ class FastConv2d(FastFunction):
 class FastConvTranspose2d(FastFunction):
     """ConvTranspose2d through the same three maps, with the roles exchanged: it is the input
     gradient of the conv2d (weight w, (C_in, C_out/G, Kh, Kw)) from (N, C_out, H_out, W_out)
-    to x's (N, C_in, H, W), so, with x in the GEMMs' layout (``batch_rows``),
+    to x's (N, C_in, H, W), so, with rows(x) the GEMMs' layout of x (``batch_rows``),
 
-        y = conv_input_grad(rows(x))   dL/dx = conv(dL/dy)   dL/dw = conv_weight_grad(dL/dy, rows(x))
+        y = conv_input_grad(rows(x))     dL/dx = conv(dL/dy)
+        dL/dw = conv_weight_grad(dL/dy, rows(x))
     """
     fresh_grads = True
 
