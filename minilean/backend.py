@@ -104,8 +104,8 @@ def matmul(a, b, out=None):
 def _one_product(a, b, out):
     """Whether ``a @ b`` is one product of matrices (or vectors): batch dimensions, if any, all
     1 on both sides, and ``out``, if given, C-contiguous (as ``ndarray.dot`` requires)."""
-    if out is not None and not out.flags.c_contiguous:
-        return False
+    if (out is not None and not out.flags.c_contiguous) or a.ndim == 0 or b.ndim == 0:
+        return False  # (matmul refuses scalars, which dot would multiply)
     if a.ndim <= 2 and b.ndim <= 2:
         return True
     return a.ndim >= 2 and b.ndim >= 2 and math.prod(a.shape[:-2]) * math.prod(b.shape[:-2]) == 1

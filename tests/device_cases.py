@@ -396,6 +396,8 @@ def check_eager_products_match_numpy(cupy, rng, monkeypatch):
     got = backend.matmul(cupy.asarray(a), cupy.asarray(b), out=out)
     assert batched[-1:] == [1] and got is out
     numpy.testing.assert_allclose(out.get(), a @ b, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError):  # NumPy's rule: no scalar operands (dot would multiply)
+        backend.matmul(cupy.asarray(a), cupy.asarray(numpy.float32(2.0)))
 
 
 def check_captured_products_use_minilean_kernel(cupy, rng):
