@@ -15,7 +15,7 @@ from minilean.autograd.conv import conv2d
 from minilean.autograd.function import Context
 from minilean.cuda import (activations, adam, clip, compile as kernels, ema, im2col, mse,
                            noising, norm, reduce, registry, softmax, use_fast_kernels)
-from minilean.cuda import matmul  # noqa: F401  registers matmul.cu in kernels.PROGRAMS
+from minilean.cuda import matmul  # also registers matmul.cu in kernels.PROGRAMS
 from minilean.models import diffusion as diffusion_ops
 
 rng = numpy.random.default_rng(7)
@@ -287,6 +287,17 @@ def test_swap_leading_axes_reference_adds_the_bias_per_channel():
     assert swapped.shape == (2, 3, 4)
     for a in range(3):
         numpy.testing.assert_array_equal(swapped[:, a], src[a] + bias[a])
+
+
+def test_graph_matmul_splits_only_a_long_inner_axis_of_a_small_product():
+    """A weight gradient's 82 output tiles over 8192 products get more blocks, no more than
+    ENOUGH_BLOCKS in all and none with fewer than MIN_SLABS_PER_PART slabs; a forward's 1024
+    tiles, or an inner axis too short to cut, stay whole."""
+    parts = matmul.inner_parts(tiles=82, batches=1, inner=8192)
+    assert parts > 1 and parts * 82 <= matmul.ENOUGH_BLOCKS
+    assert 8192 / parts >= matmul.TILE * matmul.MIN_SLABS_PER_PART
+    assert matmul.inner_parts(tiles=1024, batches=1, inner=216) == 1
+    assert matmul.inner_parts(tiles=1, batches=1, inner=100) == 1
 
 
 # --- fallback and wiring, no GPU needed ---------------------------------------------------------
