@@ -71,6 +71,21 @@ def test_nvrtc_reports_a_broken_source(monkeypatch):
         kernels.nvrtc_ptx(broken)
 
 
+def test_an_edited_header_changes_the_source_cupy_caches(tmp_path, monkeypatch):
+    """CuPy's disk cache is keyed on the source text only: a header edit must change it."""
+    monkeypatch.setattr(kernels, "PROGRAMS", {})
+    monkeypatch.setattr(kernels, "SOURCE_DIR", str(tmp_path))
+    (tmp_path / "shared.cuh").write_text("#define SCALE 2\n")
+    (tmp_path / "scale.cu").write_text('#include "shared.cuh"\n')
+    program = kernels.Program("scale.cu", [])
+    before = program.source
+    assert before.startswith('#include "shared.cuh"\n')
+    (tmp_path / "shared.cuh").write_text("#define SCALE 3\n")
+    edited = program.source
+    (tmp_path / "other.cuh").write_text("")
+    assert len({before, edited, program.source}) == 3
+
+
 # --- NumPy references against the engine's CPU ops --------------------------------------------
 
 ACTIVATIONS = {

@@ -9,6 +9,7 @@ NVRTC library called through ctypes, so the sources are checked on any machine t
 """
 import ctypes
 import glob
+import hashlib
 import os
 
 import numpy
@@ -34,8 +35,11 @@ class Program:
 
     @property
     def source(self):
+        """The file's text, ending in a comment with a digest of the headers (``*.cuh``) beside
+        it. CuPy keys its on-disk cache on this text alone, not on the files it includes: the
+        digest makes an edited header compile again instead of loading a stale binary."""
         with open(os.path.join(SOURCE_DIR, self.filename), encoding="utf-8") as file:
-            return file.read()
+            return file.read() + f"\n// headers: {_headers_digest()}\n"
 
     def kernel(self, name):
         """The compiled kernel ``name`` (one of ``name_expressions``); compiles on first use,
@@ -47,6 +51,15 @@ class Program:
                                               name_expressions=self.name_expressions)
             self._kernels[name] = self._module.get_function(name)
         return self._kernels[name]
+
+
+def _headers_digest():
+    """SHA-256 over the names and texts of the headers in SOURCE_DIR."""
+    digest = hashlib.sha256()
+    for path in sorted(glob.glob(os.path.join(SOURCE_DIR, "*.cuh"))):
+        with open(path, "rb") as file:
+            digest.update(os.path.basename(path).encode() + b"\0" + file.read() + b"\0")
+    return digest.hexdigest()
 
 
 _TYPE_NAMES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): "double"}
