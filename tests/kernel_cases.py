@@ -112,22 +112,23 @@ class KernelCases:
 
     @pytest.mark.parametrize("which, shape, count", NORMS)
     @pytest.mark.parametrize("dtype", DTYPES)
-    @pytest.mark.parametrize("affine", [True, False])
-    def test_norm_kernels(self, cupy, which, shape, count, dtype, affine):
+    # (affine weight and bias, SiLU fused after the norm)
+    @pytest.mark.parametrize("affine, silu", [(True, False), (False, False), (True, True)])
+    def test_norm_kernels(self, cupy, which, shape, count, dtype, affine, silu):
         layout = (norm.layer_norm_layout(shape, count) if which == "layer"
                   else norm.group_norm_layout(shape, count))
         x = rng.normal(loc=3, scale=2, size=shape).astype(dtype)
         grad = rng.normal(size=shape).astype(dtype)
         weight = rng.normal(size=layout.channels).astype(dtype) if affine else None
         bias = rng.normal(size=layout.channels).astype(dtype) if affine else None
-        y, vjp = norm.reference(x, layout, weight, bias)
+        y, vjp = norm.reference(x, layout, weight, bias, silu=silu)
         weight_gpu, bias_gpu = (None if a is None else cupy.asarray(a) for a in (weight, bias))
         y_gpu, mean, inv_std = norm.forward(on_gpu(cupy, x, "strided"), layout, weight_gpu,
-                                            bias_gpu)
+                                            bias_gpu, silu=silu)
         close(y_gpu, y, dtype)
         dx, dweight, dbias = norm.backward(cupy.asarray(x), layout,
                                            on_gpu(cupy, grad, "strided"), mean,
-                                           inv_std, weight_gpu)
+                                           inv_std, weight_gpu, bias_gpu, silu)
         for got, expected in zip((dx, dweight, dbias), vjp(grad)):
             tolerance = dict(TOLERANCE[dtype], atol=TOLERANCE[dtype]["atol"] * math.sqrt(x.size))
             numpy.testing.assert_allclose(cupy.asnumpy(got), expected, **tolerance)

@@ -168,14 +168,17 @@ def test_layer_norm_reference_matches_op(affine):
         numpy.testing.assert_allclose(reference_grad, engine_grad, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("activation", [None, "silu"])
 @pytest.mark.parametrize("shape, groups", [((2, 6, 3, 5), 3), ((3, 4, 7), 1), ((2, 4, 2, 2), 4)])
-def test_group_norm_reference_matches_op(shape, groups):
+def test_group_norm_reference_matches_op(shape, groups, activation):
     x = rng.normal(loc=-1, scale=2, size=shape)
     weight, bias = rng.normal(size=shape[1]), rng.normal(size=shape[1])
     grad = rng.normal(size=shape)
     y, (dx, dweight, dbias) = value_and_grads(
-        lambda x, w, b: norm_ops.group_norm(x, groups, w, b), x, weight, bias, grad=grad)
-    reference_y, vjp = norm.reference(x, norm.group_norm_layout(shape, groups), weight, bias)
+        lambda x, w, b: norm_ops.group_norm(x, groups, w, b, activation=activation),
+        x, weight, bias, grad=grad)
+    reference_y, vjp = norm.reference(x, norm.group_norm_layout(shape, groups), weight, bias,
+                                      silu=activation == "silu")
     numpy.testing.assert_allclose(reference_y, y, rtol=1e-10, atol=1e-12)
     for reference_grad, engine_grad in zip(vjp(grad), (dx, dweight, dbias)):
         numpy.testing.assert_allclose(reference_grad, engine_grad, rtol=1e-9, atol=1e-12)

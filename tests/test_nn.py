@@ -132,6 +132,8 @@ def test_repr_shows_the_tree():
     assert text.splitlines()[0] == "Sequential("
     assert "(0): Conv2d(3, 8, kernel_size=(3, 3), stride=1, padding=1" in text
     assert "(1): GroupNorm(2, 8, eps=1e-05, affine=True)" in text and "(2): SiLU()" in text
+    assert repr(nn.GroupNorm(2, 8, activation="silu")) == \
+        "GroupNorm(2, 8, eps=1e-05, affine=True, activation='silu')"
 
 
 def test_module_list_indexing_and_errors():
@@ -175,6 +177,8 @@ def test_init_statistics_match_their_formulas():
 def test_layer_constructor_errors():
     with pytest.raises(ValueError, match="num_channels=6 is not divisible by num_groups=4"):
         nn.GroupNorm(4, 6)
+    with pytest.raises(ValueError, match="GroupNorm activation must be one of .*, got 'relu'"):
+        nn.GroupNorm(2, 6, activation="relu")
     with pytest.raises(ValueError, match="in_channels=3 is not divisible by groups=2"):
         nn.Conv2d(3, 4, 3, groups=2)
     with pytest.raises(ValueError, match="embed_dim=6 is not divisible by num_heads=4"):

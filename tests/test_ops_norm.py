@@ -1,5 +1,6 @@
 """layer_norm and group_norm (fused primitives): gradcheck and torch oracle with and without
-the affine weight and bias, wide statistics for float16, and bad arguments."""
+the affine weight and bias, group_norm with its SiLU fused, wide statistics for float16, and
+bad arguments."""
 import numpy as np
 import pytest
 from hypothesis import strategies as st
@@ -72,9 +73,19 @@ def torch_group(x, *affine_tensors, num_groups, has_weight, has_bias):
     return _functional().group_norm(x, num_groups, weight, bias, 1e-5)
 
 
+def ours_group_silu(x, *affine_tensors, num_groups, has_weight, has_bias):
+    return group_norm(x, num_groups, *split_affine(affine_tensors, has_weight, has_bias),
+                      activation="silu")
+
+
+def torch_group_silu(x, *affine_tensors, **params):
+    return _functional().silu(torch_group(x, *affine_tensors, **params))
+
+
 CASES = [
     OpCase("layer_norm", layer_norm_operands(), ours_layer, torch_layer),
     OpCase("group_norm", group_norm_operands(), ours_group, torch_group),
+    OpCase("group_norm_silu", group_norm_operands(), ours_group_silu, torch_group_silu),
 ]
 
 test_gradcheck, test_matches_torch = op_tests(CASES)
@@ -110,3 +121,6 @@ def test_bad_arguments_name_the_values():
         group_norm(x, 4)
     with pytest.raises(ValueError, match=r"group_norm bias has shape \(3,\), expected \(6,\)"):
         group_norm(x, 3, None, ml.ones(3))
+    with pytest.raises(ValueError, match=r"group_norm activation must be one of "
+                                         r"\(None, 'silu'\), got 'gelu'"):
+        group_norm(x, 3, activation="gelu")

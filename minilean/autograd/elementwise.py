@@ -360,24 +360,34 @@ class LeakyRelu(Function):
         return xp.where(ctx.positive, grad, grad * grad.dtype.type(ctx.negative_slope))
 
 
+def silu_forward(x):
+    """(x sigma(x), sigma(x)): SiLU, and the sigmoid its derivative reuses."""
+    sigma = stable_sigmoid(x)
+    return x * sigma, sigma
+
+
+def silu_backward(x, sigma, grad):
+    """grad * sigma (1 + x (1 - sigma)), built in place in one fresh array."""
+    out = array_module(grad).asarray(1 - sigma)
+    out *= x
+    out += 1
+    out *= sigma
+    out *= grad
+    return out
+
+
 class Silu(Function):
     """y = x sigma(x);  dy/dx = sigma(x) (1 + x (1 - sigma(x)))."""
     @staticmethod
     def forward(ctx, x):
-        sigma = stable_sigmoid(x)
+        out, sigma = silu_forward(x)
         if ctx.recording:
             ctx.x, ctx.sigma = x, sigma
-        return x * sigma
+        return out
 
     @staticmethod
     def backward(ctx, grad):
-        # the same product, built in place in one fresh array
-        out = array_module(grad).asarray(1 - ctx.sigma)
-        out *= ctx.x
-        out += 1
-        out *= ctx.sigma
-        out *= grad
-        return out
+        return silu_backward(ctx.x, ctx.sigma, grad)
 
 
 _SQRT_2_OVER_PI = 0.7978845608028654

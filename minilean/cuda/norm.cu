@@ -7,11 +7,15 @@
 // (layer_norm: groups = 1, channels_per_group = length, spatial = 1, so c = j).
 //
 // forward:  mu = mean(x),  rstd = 1 / sqrt(mean((x - mu)^2) + eps),  xhat = (x - mu) rstd,
-//           y = xhat w[c] + b[c];  mu and rstd are saved per row for backward.
-// backward: with gw = g w[c] and means over the row,
+//           z = xhat w[c] + b[c],  y = z, or y = silu(z) when `silu` is set (group_norm's
+//           activation="silu": a ResBlock's GroupNorm -> SiLU in one pass);
+//           mu and rstd are saved per row for backward.
+// backward: with g = dL/dz (the incoming gradient, times silu'(z) when `silu` is set; z is
+//           recomputed from x, mu and rstd), gw = g w[c] and means over the row,
 //           dx = rstd (gw - mean(gw) - xhat mean(gw xhat)),
 //           dw[c] = sum g xhat,  db[c] = sum g  over every (row, j) that uses c.
 // Statistics are computed two-pass (mean first, then squared deviations) for accuracy.
+#include "activation_math.cuh"
 #include "common.cuh"
 
 __device__ inline long long parameter_index(long long row, long long j, long long groups,
@@ -19,11 +23,32 @@ __device__ inline long long parameter_index(long long row, long long j, long lon
   return (row % groups) * channels_per_group + j / spatial;
 }
 
+// What comes after the standardisation: the affine map (weight and bias each optional), then
+// the SiLU if `silu` is set.
+template <typename T> struct Output {
+  const T* weight;
+  const T* bias;
+  int has_weight, has_bias, silu;
+
+  __device__ T scale(long long c) const { return has_weight ? weight[c] : T(1); }
+  __device__ T affine(T xhat, long long c) const {  // z
+    return xhat * scale(c) + (has_bias ? bias[c] : T(0));
+  }
+  __device__ T value(T xhat, long long c) const {  // y
+    const T z = affine(xhat, c);
+    return silu ? activation<SILU>(z, T(0)) : z;
+  }
+  __device__ T grad_of_affine(T grad, T xhat, long long c) const {  // g = dL/dz from dL/dy
+    return silu ? grad * activation_derivative<SILU>(affine(xhat, c), T(0)) : grad;
+  }
+};
+
 template <typename T>
 __global__ void norm_forward(const T* x, const T* weight, const T* bias, T* y, T* mean, T* rstd,
                              long long rows, long long length, long long groups,
                              long long channels_per_group, long long spatial, T eps,
-                             int has_weight, int has_bias) {
+                             int has_weight, int has_bias, int silu) {
+  const Output<T> output{weight, bias, has_weight, has_bias, silu};
   for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
     const T* x_row = x + row * length;
     T sum = T(0);
@@ -39,33 +64,35 @@ __global__ void norm_forward(const T* x, const T* weight, const T* bias, T* y, T
     }
     for (long long j = threadIdx.x; j < length; j += blockDim.x) {
       const long long c = parameter_index(row, j, groups, channels_per_group, spatial);
-      const T scaled = (x_row[j] - mu) * inv_std * (has_weight ? weight[c] : T(1));
-      y[row * length + j] = scaled + (has_bias ? bias[c] : T(0));
+      y[row * length + j] = output.value((x_row[j] - mu) * inv_std, c);
     }
   }
 }
 
 template <typename T>
-__global__ void norm_backward_input(const T* x, const T* weight, const T* grad, const T* mean,
-                                    const T* rstd, T* dx, long long rows, long long length,
-                                    long long groups, long long channels_per_group,
-                                    long long spatial, int has_weight) {
+__global__ void norm_backward_input(const T* x, const T* weight, const T* bias, const T* grad,
+                                    const T* mean, const T* rstd, T* dx, long long rows,
+                                    long long length, long long groups,
+                                    long long channels_per_group, long long spatial,
+                                    int has_weight, int has_bias, int silu) {
+  const Output<T> output{weight, bias, has_weight, has_bias, silu};
   for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
     const long long start = row * length;
     const T mu = mean[row], inv_std = rstd[row];
     T sum_gw = T(0), sum_gw_xhat = T(0);
     for (long long j = threadIdx.x; j < length; j += blockDim.x) {
       const long long c = parameter_index(row, j, groups, channels_per_group, spatial);
-      const T gw = grad[start + j] * (has_weight ? weight[c] : T(1));
+      const T xhat = (x[start + j] - mu) * inv_std;
+      const T gw = output.grad_of_affine(grad[start + j], xhat, c) * output.scale(c);
       sum_gw += gw;
-      sum_gw_xhat += gw * (x[start + j] - mu) * inv_std;
+      sum_gw_xhat += gw * xhat;
     }
     const T mean_gw = block_reduce(sum_gw, SumOp(), T(0)) / T(length);
     const T mean_gw_xhat = block_reduce(sum_gw_xhat, SumOp(), T(0)) / T(length);
     for (long long j = threadIdx.x; j < length; j += blockDim.x) {
       const long long c = parameter_index(row, j, groups, channels_per_group, spatial);
-      const T gw = grad[start + j] * (has_weight ? weight[c] : T(1));
       const T xhat = (x[start + j] - mu) * inv_std;
+      const T gw = output.grad_of_affine(grad[start + j], xhat, c) * output.scale(c);
       dx[start + j] = inv_std * (gw - mean_gw - xhat * mean_gw_xhat);
     }
   }
@@ -73,19 +100,23 @@ __global__ void norm_backward_input(const T* x, const T* weight, const T* grad, 
 
 // One block per channel c, summing over the rows_per_group * spatial elements that use c.
 template <typename T>
-__global__ void norm_backward_affine(const T* x, const T* grad, const T* mean, const T* rstd,
-                                     T* dweight, T* dbias, long long channels,
-                                     long long rows_per_group, long long length,
-                                     long long groups, long long channels_per_group,
-                                     long long spatial) {
+__global__ void norm_backward_affine(const T* x, const T* weight, const T* bias, const T* grad,
+                                     const T* mean, const T* rstd, T* dweight, T* dbias,
+                                     long long channels, long long rows_per_group,
+                                     long long length, long long groups,
+                                     long long channels_per_group, long long spatial,
+                                     int has_weight, int has_bias, int silu) {
+  const Output<T> output{weight, bias, has_weight, has_bias, silu};
   for (long long c = blockIdx.x; c < channels; c += gridDim.x) {
     const long long group = c / channels_per_group, offset = (c % channels_per_group) * spatial;
     T sum_g_xhat = T(0), sum_g = T(0);
     for (long long k = threadIdx.x; k < rows_per_group * spatial; k += blockDim.x) {
       const long long row = (k / spatial) * groups + group;
       const long long at = row * length + offset + k % spatial;
-      sum_g_xhat += grad[at] * (x[at] - mean[row]) * rstd[row];
-      sum_g += grad[at];
+      const T xhat = (x[at] - mean[row]) * rstd[row];
+      const T g = output.grad_of_affine(grad[at], xhat, c);
+      sum_g_xhat += g * xhat;
+      sum_g += g;
     }
     sum_g_xhat = block_reduce(sum_g_xhat, SumOp(), T(0));
     sum_g = block_reduce(sum_g, SumOp(), T(0));

@@ -4,13 +4,15 @@ Both normalise rows of contiguous elements, one block per row, and save the row 
 1/std for backward. Element j of row r uses the affine parameters of channel
 c = (r % groups) * channels_per_group + j / spatial, which covers layer_norm (groups = 1,
 c = j) and group_norm (rows are (sample, group), j runs over channels_per_group x spatial).
+``silu=True`` ends the forward in a SiLU and starts the backward with its derivative, for
+group_norm's ``activation="silu"``.
 ``reference`` is the NumPy statement, written over the same rows.
 """
 import math
 
 import numpy
 
-from minilean.cuda import compile as kernels
+from minilean.cuda import activations, compile as kernels
 from minilean.cuda.fast_function import FastFunction
 
 program = kernels.Program("norm.cu", [
@@ -47,7 +49,7 @@ def group_norm_layout(shape, num_groups):
                      channels // num_groups, spatial)
 
 
-def reference(x, layout, weight=None, bias=None, eps=1e-5):
+def reference(x, layout, weight=None, bias=None, eps=1e-5, silu=False):
     """(y, vjp) in NumPy; vjp(grad) -> (dx, dweight, dbias) with dweight/dbias per channel."""
     rows = x.reshape(layout.rows, layout.length)  # one normalised row per line
     mean = rows.mean(axis=1, keepdims=True)
@@ -58,9 +60,12 @@ def reference(x, layout, weight=None, bias=None, eps=1e-5):
                + numpy.arange(layout.length)[None, :] // layout.spatial)
     scale = weight[channel] if weight is not None else 1
     y = xhat * scale + (bias[channel] if bias is not None else 0)
+    silu_slope = 1
+    if silu:
+        y, silu_slope = activations.reference("silu", y)
 
     def vjp(grad):
-        grad = grad.reshape(rows.shape)  # like x: (rows, length)
+        grad = grad.reshape(rows.shape) * silu_slope  # like x: (rows, length)
         grad_scaled = grad * scale
         dx = inv_std * (grad_scaled - grad_scaled.mean(axis=1, keepdims=True)
                         - xhat * (grad_scaled * xhat).mean(axis=1, keepdims=True))
@@ -72,7 +77,7 @@ def reference(x, layout, weight=None, bias=None, eps=1e-5):
     return y.reshape(x.shape).astype(x.dtype), vjp
 
 
-def forward(x, layout, weight=None, bias=None, eps=1e-5):
+def forward(x, layout, weight=None, bias=None, eps=1e-5, silu=False):
     """(y, mean, inv_std) on the GPU; mean and inv_std have one entry per row."""
     import cupy
     x = cupy.ascontiguousarray(x)
@@ -81,20 +86,23 @@ def forward(x, layout, weight=None, bias=None, eps=1e-5):
     kernels.launch_rows(
         program, f"norm_forward<{kernels.type_name(x.dtype)}>", layout.rows, layout.length,
         (x, _flat(weight, x), _flat(bias, x), y, mean, inv_std) + layout.ints()
-        + (x.dtype.type(eps), numpy.int32(weight is not None), numpy.int32(bias is not None)))
+        + (x.dtype.type(eps),) + _output_flags(weight, bias, silu))
     return y, mean, inv_std
 
 
-def backward(x, layout, grad, mean, inv_std, weight=None, affine_grads=True):
-    """(dx, dweight, dbias) on the GPU; dweight/dbias are None unless ``affine_grads``."""
+def backward(x, layout, grad, mean, inv_std, weight=None, bias=None, silu=False,
+             affine_grads=True):
+    """(dx, dweight, dbias) on the GPU; dweight/dbias are None unless ``affine_grads``.
+    ``bias`` matters only with ``silu`` (the SiLU's input is recomputed)."""
     import cupy
     grad = cupy.ascontiguousarray(grad, dtype=x.dtype)
     type_name = kernels.type_name(x.dtype)
+    output = (_flat(weight, x), _flat(bias, x))
+    flags = _output_flags(weight, bias, silu)
     dx = cupy.empty_like(x)
     kernels.launch_rows(
         program, f"norm_backward_input<{type_name}>", layout.rows, layout.length,
-        (x, _flat(weight, x), grad, mean, inv_std, dx) + layout.ints()
-        + (numpy.int32(weight is not None),))
+        (x, *output, grad, mean, inv_std, dx) + layout.ints() + flags)
     if not affine_grads:
         return dx, None, None
     dweight, dbias = (cupy.empty(layout.channels, dtype=x.dtype) for _ in range(2))
@@ -102,9 +110,14 @@ def backward(x, layout, grad, mean, inv_std, weight=None, affine_grads=True):
     kernels.launch_rows(
         program, f"norm_backward_affine<{type_name}>", layout.channels,
         rows_per_group * layout.spatial,
-        (x, grad, mean, inv_std, dweight, dbias, numpy.int64(layout.channels),
-         numpy.int64(rows_per_group)) + layout.ints()[1:])
+        (x, *output, grad, mean, inv_std, dweight, dbias, numpy.int64(layout.channels),
+         numpy.int64(rows_per_group)) + layout.ints()[1:] + flags)
     return dx, dweight, dbias
+
+
+def _output_flags(weight, bias, silu):
+    """The kernels' has_weight, has_bias and silu arguments."""
+    return tuple(numpy.int32(flag) for flag in (weight is not None, bias is not None, silu))
 
 
 def _flat(array, absent):
@@ -120,16 +133,18 @@ def _fast_norm(op_name, layout_of, fresh_grads):
 
     class FastNorm(FastFunction):
         @staticmethod
-        def kernel_forward(ctx, x, *affine, eps=1e-5, has_weight=False, **params):
+        def kernel_forward(ctx, x, *affine, eps=1e-5, has_weight=False, activation=None,
+                           **params):
             import cupy
             layout = layout_of(x.shape, **params)
             weight = affine[0] if has_weight else None
             bias = affine[-1] if len(affine) > has_weight else None
+            silu = activation == "silu"
             x = cupy.ascontiguousarray(x)
-            y, mean, inv_std = forward(x, layout, weight, bias, eps)
+            y, mean, inv_std = forward(x, layout, weight, bias, eps, silu)
             if ctx.recording:
                 ctx.x, ctx.layout, ctx.mean, ctx.inv_std = x, layout, mean, inv_std
-                ctx.weight, ctx.has_bias = weight, bias is not None
+                ctx.weight, ctx.bias, ctx.silu = weight, bias, silu
                 ctx.affine_shapes = [array.shape for array in affine]
             return y
 
@@ -137,9 +152,10 @@ def _fast_norm(op_name, layout_of, fresh_grads):
         def kernel_backward(ctx, grad):
             need_x, *need_affine = ctx.needs_input_grad
             dx, dweight, dbias = backward(ctx.x, ctx.layout, grad, ctx.mean, ctx.inv_std,
-                                          ctx.weight, affine_grads=any(need_affine))
+                                          ctx.weight, ctx.bias, ctx.silu,
+                                          affine_grads=any(need_affine))
             present = ([dweight] if ctx.weight is not None else []) + (
-                [dbias] if ctx.has_bias else [])
+                [dbias] if ctx.bias is not None else [])
             return (dx if need_x else None, *(
                 grad_affine.reshape(shape) if need else None
                 for grad_affine, shape, need in zip(present, ctx.affine_shapes, need_affine)))

@@ -13,7 +13,8 @@
 
 A ResBlock is ``conv(SiLU(GN(h + time))) + skip(x)`` where ``h = conv(SiLU(GN(x)))`` and
 ``time`` is a per-channel shift projected from SiLU(embedding) (the DDPM design, in miniature;
-the SiLU is taken once for all six blocks).
+the SiLU is taken once for all six blocks). Each GN -> SiLU pair is one GroupNorm op with
+``activation="silu"``: the same function, one kernel under ``--fast-kernels``.
 H and W must be multiples of 4.
 """
 import math
@@ -26,9 +27,9 @@ from minilean.nn import Conv2d, GroupNorm, Linear, Module
 from minilean.nn import functional as F
 
 
-def _norm(channels):
+def _norm(channels, activation=None):
     """GroupNorm with up to 8 groups (as many as divide the channel count)."""
-    return GroupNorm(math.gcd(channels, 8), channels)
+    return GroupNorm(math.gcd(channels, 8), channels, activation=activation)
 
 
 def sinusoidal_embedding(t, dim, batch_size, like):
@@ -52,18 +53,19 @@ def sinusoidal_embedding(t, dim, batch_size, like):
 class ResBlock(Module):
     def __init__(self, in_channels, out_channels, time_channels):
         super().__init__()
-        self.norm1, self.conv1 = _norm(in_channels), Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm1 = _norm(in_channels, activation="silu")
+        self.conv1 = Conv2d(in_channels, out_channels, 3, padding=1)
         self.time = Linear(time_channels, out_channels)
-        self.norm2, self.conv2 = _norm(out_channels), Conv2d(out_channels, out_channels, 3,
-                                                              padding=1)
+        self.norm2 = _norm(out_channels, activation="silu")
+        self.conv2 = Conv2d(out_channels, out_channels, 3, padding=1)
         self.skip = Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
 
     def forward(self, x, time_features):
         """``time_features``: SiLU of the time embedding, (B, time_channels)."""
-        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv1(self.norm1(x))  # norm1 and norm2 end in the SiLU
         shift = self.time(time_features)
         h = h + shift.reshape(shift.shape[0], shift.shape[1], 1, 1)  # (B, C) -> (B, C, 1, 1)
-        h = self.conv2(F.silu(self.norm2(h)))
+        h = self.conv2(self.norm2(h))
         return h + (x if self.skip is None else self.skip(x))
 
 
@@ -114,7 +116,8 @@ class UNet(Module):
                                                 ResBlock(wide, wide, time_c))
         self.up1, self.dec1 = Upsample(wide), ResBlock(2 * wide, wide, time_c)
         self.up0, self.dec0 = Upsample(wide), ResBlock(wide + hc, hc, time_c)
-        self.norm_out, self.conv_out = _norm(hc), Conv2d(hc, channels, 3, padding=1)
+        self.norm_out = _norm(hc, activation="silu")
+        self.conv_out = Conv2d(hc, channels, 3, padding=1)
 
     def forward(self, x, t):
         if x.shape[2] % 4 or x.shape[3] % 4:
@@ -127,4 +130,4 @@ class UNet(Module):
         h = self.mid2(self.attention(h), time_features)
         h = self.dec1(cat([self.up1(h), skip1], dim=1), time_features)
         h = self.dec0(cat([self.up0(h), skip0], dim=1), time_features)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(self.norm_out(h))
