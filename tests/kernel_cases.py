@@ -47,6 +47,13 @@ PRODUCTS = [((5, 7), (7, 3)), ((1, 1), (1, 1)), ((33, 17), (17, 40)), ((2, 3, 20
             pytest.param((1030, 500), (500, 700), marks=BIG)]
 
 
+def use_index_type(monkeypatch, index):
+    """Have im2col.cu split flat indices as ``index`` ("int" or "long long"): small test
+    arrays take the 64-bit path when the int limit is lowered to 0."""
+    if index == "long long":
+        monkeypatch.setattr(im2col, "INT_INDEX_LIMIT", 0)
+
+
 class KernelCases:
     """The kernel tests; a test module collects them by subclassing (``class TestKernels(
     KernelCases)``) and defines the fixture ``cupy``."""
@@ -215,8 +222,10 @@ class KernelCases:
 
     @pytest.mark.parametrize("x_shape, kernel, stride, padding, dilation", CONVOLUTIONS)
     @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("index", ["int", "long long"])
     def test_im2col_and_col2im_kernels(self, cupy, x_shape, kernel, stride, padding, dilation,
-                                       dtype):
+                                       dtype, index, monkeypatch):
+        use_index_type(monkeypatch, index)
         x = rng.normal(size=x_shape).astype(dtype)
         columns = im2col.im2col_reference(x, kernel, stride, padding, dilation)
         close(im2col.im2col(on_gpu(cupy, x, "strided"), kernel, stride, padding, dilation),
@@ -230,7 +239,9 @@ class KernelCases:
     @pytest.mark.parametrize("shape", [(3, 5, 7, 2), (4, 1, 9), (2, 6), (1, 3, 0)])
     @pytest.mark.parametrize("with_bias", [False, True])
     @pytest.mark.parametrize("dtype", DTYPES)
-    def test_swap_leading_axes_kernel(self, cupy, shape, with_bias, dtype):
+    @pytest.mark.parametrize("index", ["int", "long long"])
+    def test_swap_leading_axes_kernel(self, cupy, shape, with_bias, dtype, index, monkeypatch):
+        use_index_type(monkeypatch, index)
         src = rng.normal(size=shape).astype(dtype)
         bias = rng.normal(size=shape[0]).astype(dtype) if with_bias else None
         got = im2col.swap_leading_axes(on_gpu(cupy, src, "strided"),

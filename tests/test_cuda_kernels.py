@@ -86,6 +86,32 @@ def test_an_edited_header_changes_the_source_cupy_caches(tmp_path, monkeypatch):
     assert len({before, edited, program.source}) == 3
 
 
+def _kernel_resources(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(os.path.dirname(__file__), os.pardir, "benchmarks"))
+    import kernel_resources
+    return kernel_resources
+
+
+@pytest.mark.parametrize("registers, expected", [(24, 1.0), (32, 1.0), (40, 0.75), (64, 0.5),
+                                                 (72, 0.375), (255, 0.125)])
+def test_occupancy_follows_the_register_file(monkeypatch, registers, expected):
+    """The CUDA occupancy calculator's values for blocks of 256 threads on sm_70 to sm_90."""
+    assert _kernel_resources(monkeypatch).occupancy(registers, 256) == expected
+
+
+@needs_nvrtc
+def test_kernel_resources_reads_every_kernel_of_a_file(monkeypatch, capsys):
+    kernel_resources = _kernel_resources(monkeypatch)
+    if kernel_resources.find_ptxas() is None:
+        pytest.skip("ptxas is not installed (pip install nvidia-cuda-nvcc-cu12)")
+    assert kernel_resources.main(["--files", "im2col.cu"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:-1]]
+    assert sorted(row[1] for row in rows) == sorted(im2col.program.name_expressions)
+    for _, _, registers, spilled, occupancy, instructions in rows:
+        assert 0 < int(registers) <= 255 and spilled.endswith("B") and occupancy.endswith("%")
+        assert int(instructions) > 0
+
+
 # --- NumPy references against the engine's CPU ops --------------------------------------------
 
 ACTIVATIONS = {

@@ -9,50 +9,67 @@
 // that read it, summing over (kh, kw). Gathering (one thread per pixel) instead of scattering
 // needs no atomics, so the result is deterministic.
 // Shapes travel in `dims` = {N, C, H, W, KH, KW, OH, OW, stride_h, stride_w, pad_h, pad_w,
-// dilation_h, dilation_w} (int64), and every flat index is 64-bit.
+// dilation_h, dilation_w} (int64).
+//
+// These kernels do little arithmetic besides splitting a flat index into coordinates, several
+// divisions per element. A GPU has no divide instruction: 32-bit division is a short sequence
+// of instructions, 64-bit division a long routine that would make the kernels bound by integer
+// arithmetic instead of memory. So each kernel comes twice: as written, with Index = int (the
+// host's choice whenever every flat index of its arrays fits in an int), and with a `_wide`
+// name and Index = long long, for tensors of more than 2^31 elements. Being separate kernels,
+// each gets the registers its own loop needs.
 #include "common.cuh"
 
-struct ConvDims {
-  long long n, c, h, w, kh, kw, oh, ow, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
+template <typename Index> struct ConvDims {
+  Index n, c, h, w, kh, kw, oh, ow, stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
 };
 
-__device__ inline ConvDims read_dims(const long long* d) {
-  return ConvDims{d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9], d[10], d[11],
-                  d[12], d[13]};
+template <typename Index> __device__ ConvDims<Index> read_dims(const long long* d) {
+  return ConvDims<Index>{Index(d[0]),  Index(d[1]),  Index(d[2]),  Index(d[3]), Index(d[4]),
+                         Index(d[5]),  Index(d[6]),  Index(d[7]),  Index(d[8]), Index(d[9]),
+                         Index(d[10]), Index(d[11]), Index(d[12]), Index(d[13])};
 }
 
-template <typename T>
-__global__ void im2col(const T* x, T* col, const long long* dims, long long total) {
-  const ConvDims d = read_dims(dims);
+template <typename T, typename Index>
+__device__ void im2col_elements(const T* x, T* col, const ConvDims<Index> d, long long total) {
   GRID_STRIDE_LOOP(i, total) {
-    long long rest = i;
-    const long long ow = rest % d.ow; rest /= d.ow;
-    const long long oh = rest % d.oh; rest /= d.oh;
-    const long long n = rest % d.n; rest /= d.n;
-    const long long kw = rest % d.kw; rest /= d.kw;
-    const long long kh = rest % d.kh; rest /= d.kh;  // rest is now c
-    const long long h = oh * d.stride_h - d.pad_h + kh * d.dilation_h;
-    const long long w = ow * d.stride_w - d.pad_w + kw * d.dilation_w;
+    Index rest = Index(i);
+    const Index ow = rest % d.ow; rest /= d.ow;
+    const Index oh = rest % d.oh; rest /= d.oh;
+    const Index n = rest % d.n; rest /= d.n;
+    const Index kw = rest % d.kw; rest /= d.kw;
+    const Index kh = rest % d.kh; rest /= d.kh;  // rest is now c
+    const Index h = oh * d.stride_h - d.pad_h + kh * d.dilation_h;
+    const Index w = ow * d.stride_w - d.pad_w + kw * d.dilation_w;
     const bool inside = h >= 0 && h < d.h && w >= 0 && w < d.w;
     col[i] = inside ? x[((n * d.c + rest) * d.h + h) * d.w + w] : T(0);
   }
 }
 
 template <typename T>
-__global__ void col2im(const T* col, T* dx, const long long* dims, long long total) {
-  const ConvDims d = read_dims(dims);
+__global__ void im2col(const T* x, T* col, const long long* dims, long long total) {
+  im2col_elements(x, col, read_dims<int>(dims), total);
+}
+
+template <typename T>
+__global__ void im2col_wide(const T* x, T* col, const long long* dims, long long total) {
+  im2col_elements(x, col, read_dims<long long>(dims), total);
+}
+
+template <typename T, typename Index>
+__device__ void col2im_elements(const T* col, T* dx, const ConvDims<Index> d, long long total) {
   GRID_STRIDE_LOOP(i, total) {
-    long long rest = i;
-    const long long w = rest % d.w; rest /= d.w;
-    const long long h = rest % d.h; rest /= d.h;
-    const long long c = rest % d.c;
-    const long long n = rest / d.c;
+    Index rest = Index(i);
+    const Index w = rest % d.w; rest /= d.w;
+    const Index h = rest % d.h; rest /= d.h;
+    const Index c = rest % d.c;
+    const Index n = rest / d.c;
     T sum = T(0);
-    for (long long kh = 0; kh < d.kh; ++kh) {
-      const long long top = h + d.pad_h - kh * d.dilation_h;  // = oh * stride_h when it read us
+    for (Index kh = 0; kh < d.kh; ++kh) {
+      const Index top = h + d.pad_h - kh * d.dilation_h;  // = oh * stride_h when it read us
       if (top < 0 || top % d.stride_h != 0 || top / d.stride_h >= d.oh) continue;
-      for (long long kw = 0; kw < d.kw; ++kw) {
-        const long long left = w + d.pad_w - kw * d.dilation_w;
+      for (Index kw = 0; kw < d.kw; ++kw) {
+        const Index left = w + d.pad_w - kw * d.dilation_w;
         if (left < 0 || left % d.stride_w != 0 || left / d.stride_w >= d.ow) continue;
         sum += col[((((c * d.kh + kh) * d.kw + kw) * d.n + n) * d.oh + top / d.stride_h) * d.ow +
                    left / d.stride_w];
@@ -62,18 +79,41 @@ __global__ void col2im(const T* col, T* dx, const long long* dims, long long tot
   }
 }
 
+template <typename T>
+__global__ void col2im(const T* col, T* dx, const long long* dims, long long total) {
+  col2im_elements(col, dx, read_dims<int>(dims), total);
+}
+
+template <typename T>
+__global__ void col2im_wide(const T* col, T* dx, const long long* dims, long long total) {
+  col2im_elements(col, dx, read_dims<long long>(dims), total);
+}
+
 // src (A, B, inner) -> dst (B, A, inner), plus bias[a] when add_bias (bias is not read
 // otherwise, so any array may stand in for it). The GEMM's (O, N, Ho Wo) output becomes NCHW
 // with the bias added in the same pass; NCHW's (N, O, Ho Wo) gradient becomes (O, N, Ho Wo).
-template <typename T>
-__global__ void swap_leading_axes(const T* src, T* dst, const T* bias, int add_bias,
-                                  long long a, long long b, long long inner, long long total) {
+template <typename T, typename Index>
+__device__ void swap_elements(const T* src, T* dst, const T* bias, int add_bias, Index a,
+                              Index b, Index inner, long long total) {
   GRID_STRIDE_LOOP(i, total) {
-    const long long k = i % inner;
-    const long long rest = i / inner;
-    const long long a_index = rest % a;
-    const long long b_index = rest / a;
+    const Index k = Index(i) % inner;
+    const Index rest = Index(i) / inner;
+    const Index a_index = rest % a;
+    const Index b_index = rest / a;
     const T value = src[(a_index * b + b_index) * inner + k];
     dst[i] = add_bias ? value + bias[a_index] : value;
   }
+}
+
+template <typename T>
+__global__ void swap_leading_axes(const T* src, T* dst, const T* bias, int add_bias,
+                                  long long a, long long b, long long inner, long long total) {
+  swap_elements(src, dst, bias, add_bias, int(a), int(b), int(inner), total);
+}
+
+template <typename T>
+__global__ void swap_leading_axes_wide(const T* src, T* dst, const T* bias, int add_bias,
+                                       long long a, long long b, long long inner,
+                                       long long total) {
+  swap_elements(src, dst, bias, add_bias, a, b, inner, total);
 }

@@ -31,8 +31,21 @@ from minilean.cuda.fast_function import FastFunction
 from minilean.cuda.reduce import sum_rows
 
 program = kernels.Program("im2col.cu", [
-    f"{name}<{type_name}>" for name in ("im2col", "col2im", "swap_leading_axes")
-    for type_name in ("float", "double")])
+    f"{name}{width}<{type_name}>" for name in ("im2col", "col2im", "swap_leading_axes")
+    for width in ("", "_wide") for type_name in ("float", "double")])
+
+
+# Arrays of at most this many elements have every flat index in an int: im2col.cu's kernels
+# then split indices with 32-bit division (a module constant, so that tests can run the 64-bit
+# kernels on small arrays).
+INT_INDEX_LIMIT = 2 ** 31
+
+
+def _kernel_name(name, dtype, *arrays):
+    """``name<T>``, or its 64-bit-index twin ``name_wide<T>`` when some array is too large for
+    int indices."""
+    wide = max(array.size for array in arrays) > INT_INDEX_LIMIT
+    return f"{name}{'_wide' if wide else ''}<{kernels.type_name(dtype)}>"
 
 
 def output_size(size, kernel, stride, padding, dilation):
@@ -100,9 +113,9 @@ def _device_geometry(geometry):
 def _launch(name, source, out, geometry):
     import cupy
     dims = _device_geometry(geometry)
-    kernels.launch(program, f"{name}<{kernels.type_name(out.dtype)}>", out.size,
-                   (cupy.ascontiguousarray(source, dtype=out.dtype), out, dims,
-                    numpy.int64(out.size)))
+    source = cupy.ascontiguousarray(source, dtype=out.dtype)
+    kernels.launch(program, _kernel_name(name, out.dtype, source, out), out.size,
+                   (source, out, dims, numpy.int64(out.size)))
     return out
 
 
@@ -129,7 +142,7 @@ def swap_leading_axes(src, bias=None):
     dst = cupy.empty((b, a) + src.shape[2:], dtype=src.dtype)
     add_bias = bias is not None
     bias = cupy.ascontiguousarray(bias, dtype=src.dtype) if add_bias else src  # src: unread
-    kernels.launch(program, f"swap_leading_axes<{kernels.type_name(src.dtype)}>", dst.size,
+    kernels.launch(program, _kernel_name("swap_leading_axes", src.dtype, dst), dst.size,
                    (src, dst, bias, numpy.int32(add_bias), numpy.int64(a),
                     numpy.int64(b), numpy.int64(math.prod(src.shape[2:])),
                     numpy.int64(dst.size)))
