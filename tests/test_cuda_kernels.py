@@ -99,6 +99,13 @@ def test_occupancy_follows_the_register_file(monkeypatch, registers, expected):
     assert _kernel_resources(monkeypatch).occupancy(registers, 256) == expected
 
 
+def test_kernel_resources_says_what_to_install_without_ptxas(monkeypatch, capsys):
+    kernel_resources = _kernel_resources(monkeypatch)
+    monkeypatch.setattr(kernel_resources, "find_ptxas", lambda: None)
+    assert kernel_resources.main([]) == 1
+    assert "pip install nvidia-cuda-nvcc-cu12" in capsys.readouterr().err
+
+
 @needs_nvrtc
 def test_kernel_resources_reads_every_kernel_of_a_file(monkeypatch, capsys):
     kernel_resources = _kernel_resources(monkeypatch)
