@@ -100,6 +100,10 @@ def _position_sums(grouped, spatial):
     the axis: one matrix-vector product (NumPy's reductions over several strided axes are
     ten times slower than this)."""
     xp = array_module(grouped)
+    if spatial == 1 and backend.device_of(grouped) == "cuda":
+        # CuPy: one reduction kernel. The product below would broadcast a vector over the
+        # batch: a batched GEMM, for which CuPy first builds device arrays of matrix addresses.
+        return grouped.sum(axis=1, keepdims=True)
     ones = xp.ones(grouped.shape[spatial], dtype=grouped.dtype)
     if spatial == 1:
         # (N, S, G, C/G) -> (N, S, C); (S,) @ (N, S, C) -> (N, C) -> (N, 1, G, C/G)
