@@ -104,8 +104,13 @@ def nearest_code_minimizes(check, book, z, chosen):
         for row, computed_row, idx in zip(distances, computed, found):
             check.holds((computed_row[idx] <= computed_row).all(),
                         f"{dtype.__name__}: code {idx} not the argmin of computed distances")
-            for d in row:  # exact distances: only a rounding-sized near-tie may be out of order
-                check.close(max(row[idx] - d, 0), mp(0), gamma(dim + 2, dtype) * (row[idx] + d),
+            # exact distances: only a rounding-sized near-tie may be out of order; each
+            # computed distance also carries the absolute error of underflow (tiny distances
+            # round to subnormals or 0 and tie)
+            floor = 2 * underflow(dim + 2, dtype)
+            for d in row:
+                check.close(max(row[idx] - d, 0), mp(0),
+                            gamma(dim + 2, dtype) * (row[idx] + d) + floor,
                             f"exact distance of the chosen code over another ({dtype.__name__})")
 
 
@@ -215,10 +220,13 @@ def vq_training_gradients(check, target, reconstruction, encoded, quantized, bet
                          beta).total.backward()
         exact_e = [2 * (q - z) / n for q, z in zip(mp(quantized), mp(encoded))]
         exact_z = [-mp(beta) * g for g in exact_e]
-        # difference (1), the 2/n factor and the chain of products (4), beta (1)
-        check.close(host(z_e.grad), exact_z, [gamma(6, dtype) * abs(v) for v in exact_z],
+        # difference (1), the 2/n factor and the chain of products (4), beta (1); a result in
+        # the subnormal range also carries the absolute error of underflow, scaled by the
+        # factors after it (2/n <= 2 and beta)
+        floor = underflow(6, dtype) * 2 * max(1, beta)
+        check.close(host(z_e.grad), exact_z, [gamma(6, dtype) * abs(v) + floor for v in exact_z],
                     f"encoder gradient ({dtype.__name__})")
-        check.close(host(e.grad), exact_e, [gamma(6, dtype) * abs(v) for v in exact_e],
+        check.close(host(e.grad), exact_e, [gamma(6, dtype) * abs(v) + floor for v in exact_e],
                     f"codebook gradient ({dtype.__name__})")
 
 
