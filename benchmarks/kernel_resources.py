@@ -95,12 +95,16 @@ def kernel_resources(ptxas, ptx, arch):
     return found
 
 
+TYPE_CODES = {"float": "f", "double": "d", "int": "i", "long long": "x"}  # C++ name mangling
+
+
 def demangled(name, expressions):
-    """The name expression (``activation_forward<float>``) that a mangled entry name is."""
+    """The name expression (``im2col<float, int>``) that a mangled entry name
+    (``_Z6im2colIfiEv...``) is."""
     for expression in expressions:
-        base, _, type_name = expression.partition("<")
-        type_code = {"float>": "f", "double>": "d"}.get(type_name, "")
-        if re.match(rf"_Z\d+{base}I{type_code}E", name):
+        base, _, arguments = expression[:-1].partition("<")
+        codes = "".join(TYPE_CODES[argument.strip()] for argument in arguments.split(","))
+        if name.startswith(f"_Z{len(base)}{base}I{codes}E"):
             return expression
     return name
 

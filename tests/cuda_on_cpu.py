@@ -28,7 +28,7 @@ C_TYPES = {  # C type -> (NumPy type, ctypes type)
     "float": (numpy.float32, ctypes.c_float), "double": (numpy.float64, ctypes.c_double),
     "int": (numpy.int32, ctypes.c_int), "long long": (numpy.int64, ctypes.c_longlong),
     "unsigned long long": (numpy.uint64, ctypes.c_ulonglong)}
-KERNEL = re.compile(r"template\s*<\s*typename\s+(\w+)\s*>\s*"
+KERNEL = re.compile(r"template\s*<\s*((?:typename\s+\w+\s*,?\s*)+)>\s*"
                     r"__global__\s+void\s+(\w+)\s*\(([^)]*)\)")
 SYNCHRONISING = ("__syncthreads", "__shfl", "warp_reduce", "block_reduce")
 # compiled libraries, shared by every process of this user (named by a hash of their source)
@@ -56,11 +56,13 @@ def compiler():
 
 
 class Parameter:
-    """One kernel parameter (``const T* x`` with T substituted): its name, C type, and whether
-    it is a pointer."""
+    """One kernel parameter (``const T* x`` with the template's types substituted): its name,
+    C type, and whether it is a pointer. ``types``: {template parameter: C type}."""
 
-    def __init__(self, declaration, template_name, type_name):
-        declaration = re.sub(rf"\b{template_name}\b", type_name, declaration.strip())
+    def __init__(self, declaration, types):
+        declaration = declaration.strip()
+        for template_name, type_name in types.items():
+            declaration = re.sub(rf"\b{template_name}\b", type_name, declaration)
         self.name = declaration.split()[-1].lstrip("*")
         c_type = declaration[: declaration.rindex(self.name)].replace("const", "").strip()
         self.pointer = c_type.endswith("*")
@@ -92,14 +94,16 @@ def _describe(value):
 
 
 class Kernel:
-    """One instantiation (``name<type>``): its parameters and its entry point."""
+    """One instantiation (``name<type>`` or ``name<type, type>``): its parameters and its entry
+    point. ``template_names``: the template's parameters (``typename T, typename Index``)."""
 
-    def __init__(self, expression, template_name, name, parameters, body):
-        type_name = expression[expression.index("<") + 1: -1]
+    def __init__(self, expression, template_names, name, parameters, body):
+        type_names = [t.strip() for t in expression[expression.index("<") + 1: -1].split(",")]
+        types = dict(zip(re.findall(r"typename\s+(\w+)", template_names), type_names))
         self.expression = expression
-        self.parameters = [Parameter(p, template_name, type_name) for p in parameters.split(",")]
+        self.parameters = [Parameter(p, types) for p in parameters.split(",")]
         self.synchronises = any(word in body for word in SYNCHRONISING)
-        self.call = f"{name}<{type_name}>"
+        self.call = f"{name}<{', '.join(type_names)}>"
         self.entry = None
 
     def wrapper(self, index):

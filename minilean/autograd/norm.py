@@ -183,11 +183,13 @@ class GroupNorm(Function):
         out = xp.multiply(centered, scale, out=squares)  # the squares' memory is free again
         if len(affine) > has_weight:
             out += affine[-1].reshape(channel)
-        normalized, sigma = out, None
+        silu_saved = None  # the SiLU's input and its sigmoid, which its backward reads
         if activation == "silu":
+            normalized = out
             out, sigma = silu_forward(normalized)
+            silu_saved = normalized, sigma
         if ctx.recording:
-            ctx.normalized, ctx.sigma = normalized, sigma
+            ctx.silu_saved = silu_saved
             ctx.centered, ctx.inv_std, ctx.scale = centered, inv_std, scale
             ctx.weight, ctx.num_groups = weight, num_groups
             ctx.dtype, ctx.has_bias = x.dtype, len(affine) > has_weight
@@ -201,8 +203,8 @@ class GroupNorm(Function):
         centered, inv_std, weight = ctx.centered, ctx.inv_std, ctx.weight
         grad, _, _ = _grouped(grad.astype(centered.dtype, copy=False), ctx.num_groups,
                               channels_last)
-        if ctx.sigma is not None:  # dy at the norm's own output, before the SiLU
-            grad = silu_backward(ctx.normalized, ctx.sigma, grad)
+        if ctx.silu_saved is not None:  # dy at the norm's own output, before the SiLU
+            grad = silu_backward(*ctx.silu_saved, grad)
         # sums over positions, per (sample, channel): of dy and of dy * xhat = r dy (x - mu)
         grad_sum = _position_sums(grad, spatial)
         product = grad * centered  # full-size scratch, reused below

@@ -14,10 +14,9 @@
 // These kernels do little arithmetic besides splitting a flat index into coordinates, several
 // divisions per element. A GPU has no divide instruction: 32-bit division is a short sequence
 // of instructions, 64-bit division a long routine that would make the kernels bound by integer
-// arithmetic instead of memory. So each kernel comes twice: as written, with Index = int (the
-// host's choice whenever every flat index of its arrays fits in an int), and with a `_wide`
-// name and Index = long long, for tensors of more than 2^31 elements. Being separate kernels,
-// each gets the registers its own loop needs.
+// arithmetic instead of memory. So each kernel is instantiated twice, with Index = int (the
+// host's choice whenever every flat index of its arrays fits in an int) and with Index = long
+// long, for tensors of more than 2^31 elements.
 #include "common.cuh"
 
 template <typename Index> struct ConvDims {
@@ -31,7 +30,8 @@ template <typename Index> __device__ ConvDims<Index> read_dims(const long long* 
 }
 
 template <typename T, typename Index>
-__device__ void im2col_elements(const T* x, T* col, const ConvDims<Index> d, long long total) {
+__global__ void im2col(const T* x, T* col, const long long* dims, long long total) {
+  const ConvDims<Index> d = read_dims<Index>(dims);
   GRID_STRIDE_LOOP(i, total) {
     Index rest = Index(i);
     const Index ow = rest % d.ow; rest /= d.ow;
@@ -46,18 +46,9 @@ __device__ void im2col_elements(const T* x, T* col, const ConvDims<Index> d, lon
   }
 }
 
-template <typename T>
-__global__ void im2col(const T* x, T* col, const long long* dims, long long total) {
-  im2col_elements(x, col, read_dims<int>(dims), total);
-}
-
-template <typename T>
-__global__ void im2col_wide(const T* x, T* col, const long long* dims, long long total) {
-  im2col_elements(x, col, read_dims<long long>(dims), total);
-}
-
 template <typename T, typename Index>
-__device__ void col2im_elements(const T* col, T* dx, const ConvDims<Index> d, long long total) {
+__global__ void col2im(const T* col, T* dx, const long long* dims, long long total) {
+  const ConvDims<Index> d = read_dims<Index>(dims);
   GRID_STRIDE_LOOP(i, total) {
     Index rest = Index(i);
     const Index w = rest % d.w; rest /= d.w;
@@ -79,41 +70,18 @@ __device__ void col2im_elements(const T* col, T* dx, const ConvDims<Index> d, lo
   }
 }
 
-template <typename T>
-__global__ void col2im(const T* col, T* dx, const long long* dims, long long total) {
-  col2im_elements(col, dx, read_dims<int>(dims), total);
-}
-
-template <typename T>
-__global__ void col2im_wide(const T* col, T* dx, const long long* dims, long long total) {
-  col2im_elements(col, dx, read_dims<long long>(dims), total);
-}
-
 // src (A, B, inner) -> dst (B, A, inner), plus bias[a] when add_bias (bias is not read
 // otherwise, so any array may stand in for it). The GEMM's (O, N, Ho Wo) output becomes NCHW
 // with the bias added in the same pass; NCHW's (N, O, Ho Wo) gradient becomes (O, N, Ho Wo).
 template <typename T, typename Index>
-__device__ void swap_elements(const T* src, T* dst, const T* bias, int add_bias, Index a,
-                              Index b, Index inner, long long total) {
-  GRID_STRIDE_LOOP(i, total) {
-    const Index k = Index(i) % inner;
-    const Index rest = Index(i) / inner;
-    const Index a_index = rest % a;
-    const Index b_index = rest / a;
-    const T value = src[(a_index * b + b_index) * inner + k];
-    dst[i] = add_bias ? value + bias[a_index] : value;
-  }
-}
-
-template <typename T>
 __global__ void swap_leading_axes(const T* src, T* dst, const T* bias, int add_bias,
                                   long long a, long long b, long long inner, long long total) {
-  swap_elements(src, dst, bias, add_bias, int(a), int(b), int(inner), total);
-}
-
-template <typename T>
-__global__ void swap_leading_axes_wide(const T* src, T* dst, const T* bias, int add_bias,
-                                       long long a, long long b, long long inner,
-                                       long long total) {
-  swap_elements(src, dst, bias, add_bias, a, b, inner, total);
+  GRID_STRIDE_LOOP(i, total) {
+    const Index k = Index(i) % Index(inner);
+    const Index rest = Index(i) / Index(inner);
+    const Index a_index = rest % Index(a);
+    const Index b_index = rest / Index(a);
+    const T value = src[(a_index * Index(b) + b_index) * Index(inner) + k];
+    dst[i] = add_bias ? value + bias[a_index] : value;
+  }
 }

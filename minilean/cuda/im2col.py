@@ -31,8 +31,8 @@ from minilean.cuda.fast_function import FastFunction
 from minilean.cuda.reduce import sum_rows
 
 program = kernels.Program("im2col.cu", [
-    f"{name}{width}<{type_name}>" for name in ("im2col", "col2im", "swap_leading_axes")
-    for width in ("", "_wide") for type_name in ("float", "double")])
+    f"{name}<{type_name}, {index}>" for name in ("im2col", "col2im", "swap_leading_axes")
+    for type_name in ("float", "double") for index in ("int", "long long")])
 
 
 # Arrays of at most this many elements have every flat index in an int: im2col.cu's kernels
@@ -42,10 +42,10 @@ INT_INDEX_LIMIT = 2 ** 31
 
 
 def _kernel_name(name, dtype, *arrays):
-    """``name<T>``, or its 64-bit-index twin ``name_wide<T>`` when some array is too large for
-    int indices."""
+    """``name<T, int>``, or ``name<T, long long>`` when some array is too large for int
+    indices."""
     wide = max(array.size for array in arrays) > INT_INDEX_LIMIT
-    return f"{name}{'_wide' if wide else ''}<{kernels.type_name(dtype)}>"
+    return f"{name}<{kernels.type_name(dtype)}, {'long long' if wide else 'int'}>"
 
 
 def output_size(size, kernel, stride, padding, dilation):
