@@ -8,8 +8,9 @@ The model, batch and image size default to ``python -m minilean diffusion``'s.
 
 Order: first the ceilings (device-to-device copy bandwidth, CuPy's own elementwise kernel as a
 reference, a large float32 matmul), the time per call of a small product by each way to
-dispatch it (host-bound, as a small model's products are), then each activation kernel's
-bandwidth as a share of the copy bandwidth on a large tensor (target at least 85%), then the
+dispatch it (host-bound, as a small model's products are), then each elementwise kernel's
+bandwidth as a share of the copy bandwidth on a large tensor (target at least 85%): the
+activations, Adam, EMA, clipping, forward noising and the MSE loss; then the
 training step (plain CuPy and fast kernels, each also replayed as a CUDA graph as
 ``--cuda-graph`` does, and PyTorch eager on the same model, batch and card), and DDIM sampling
 throughput. Prints one table with the GPU name and the CuPy and CUDA versions; copy it into
@@ -110,6 +111,43 @@ def activation_bandwidths(elements):
         results[(kind, "forward")] = 2 * x.nbytes / forward    # read x, write y
         results[(kind, "backward")] = 3 * x.nbytes / backward  # read x and grad, write dx
     return results
+
+
+def fused_kernel_bandwidths(elements, tensors=8):
+    """{kernel: bytes/s} of the other elementwise kernels on ``elements`` float32 values: the
+    optimizer's (Adam, EMA and clipping, over ``tensors`` parameters in one launch each, as
+    over a model's) and the diffusion loss's (forward noising, the MSE loss). Each counts the
+    bytes it must read and write once, the same measure as the activations'."""
+    import cupy
+    from minilean.cuda import adam, clip, ema, mse, noising
+
+    def arrays(count):
+        return [cupy.random.standard_normal(elements // tensors, dtype=cupy.float32)
+                for _ in range(count)]
+
+    params, grads, exp_avgs, exp_avg_sqs, averages = arrays(5)
+    exp_avg_sqs = [cupy.abs(v) for v in exp_avg_sqs]
+    x0, noise, target = (cupy.random.standard_normal(elements, dtype=cupy.float32)
+                         .reshape(tensors, -1) for _ in range(3))
+    alpha_bar = cupy.linspace(0.99, 0.01, 1000, dtype=cupy.float32)
+    t = cupy.arange(tensors, dtype=cupy.int64) * 100
+    loss_grad = cupy.ones((), dtype=cupy.float32)
+    value_bytes = 4 * (elements // tensors) * tensors
+    kernels = {  # name: (bytes read and written, one call)
+        f"adam update over {tensors} tensors": (7 * value_bytes, lambda: adam.fused_adam_update(
+            params, grads, exp_avgs, exp_avg_sqs, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0, False)),
+        f"ema update over {tensors} tensors": (
+            3 * value_bytes, lambda: ema.fused_ema_update(averages, params, 0.999)),
+        # the norm's pass reads the gradients, the scaling pass reads and writes them (by a
+        # factor of 1 under this max_norm, so that the repeats leave the values as they are)
+        f"gradient clipping over {tensors} tensors, 2 launches": (
+            3 * value_bytes, lambda: clip.fused_clip_arrays(grads, 1e30, 1e-6)),
+        "q_sample forward": (3 * value_bytes, lambda: noising.forward(x0, noise, alpha_bar, t)),
+        "q_sample backward": (3 * value_bytes, lambda: noising.backward(x0, alpha_bar, t)),
+        "mse loss forward (mean)": (2 * value_bytes, lambda: mse.forward(x0, target)),
+        "mse loss backward": (4 * value_bytes, lambda: mse.backward(x0, target, loss_grad)),
+    }
+    return {name: moved / gpu_time(call, 10) for name, (moved, call) in kernels.items()}
 
 
 # --- the training step -------------------------------------------------------------------------
@@ -264,8 +302,11 @@ def main(argv=None):
                  f"{matmul_flops(args.matmul_size) / 1e12:.1f} TFLOP/s"))
     rows.append(("host", "one 24x216 @ 216x256 float32 product, 2000 back to back", ", ".join(
         f"{way} {1e6 * seconds:.1f} us" for way, seconds in product_call_times().items())))
-    for (kind, direction), bandwidth in activation_bandwidths(args.elements).items():
-        rows.append(("kernel", f"{kind} {direction} ({args.elements} float32)",
+    bandwidths = {f"{kind} {direction}": bandwidth for (kind, direction), bandwidth
+                  in activation_bandwidths(args.elements).items()}
+    bandwidths.update(fused_kernel_bandwidths(args.elements))
+    for name, bandwidth in bandwidths.items():
+        rows.append(("kernel", f"{name} ({args.elements} float32)",
                      f"{bandwidth / 1e9:.0f} GB/s = {100 * bandwidth / copy:.0f}% of copy"))
     from minilean.models.unet import UNet
     parameters = sum(p.numel() for p in UNet(3, args.hidden_c).parameters())

@@ -95,20 +95,6 @@ def kernel_resources(ptxas, ptx, arch):
     return found
 
 
-TYPE_CODES = {"float": "f", "double": "d", "int": "i", "long long": "x"}  # C++ name mangling
-
-
-def demangled(name, expressions):
-    """The name expression (``im2col<float, int>``) that a mangled entry name
-    (``_Z6im2colIfiEv...``) is."""
-    for expression in expressions:
-        base, _, arguments = expression[:-1].partition("<")
-        codes = "".join(TYPE_CODES[argument.strip()] for argument in arguments.split(","))
-        if name.startswith(f"_Z{len(base)}{base}I{codes}E"):
-            return expression
-    return name
-
-
 def main(argv=None):
     from minilean.cuda import compile as kernels
     from minilean.cuda import matmul, registry  # noqa: F401  (they register every Program)
@@ -122,14 +108,15 @@ def main(argv=None):
               "nvidia-cuda-nvrtc-cu12", file=sys.stderr)
         return 1
     virtual = "compute_" + args.arch.split("_")[1]
-    print(f"{'kernel on ' + args.arch:<48} {'registers':>9} {'spilled':>8} {'occupancy':>9} "
+    print(f"{'kernel on ' + args.arch:<58} {'registers':>9} {'spilled':>8} {'occupancy':>9} "
           f"{'instructions':>12}")
     for filename in args.files.split(","):
         program = kernels.PROGRAMS[filename]
-        for kernel, registers, spilled, instructions in kernel_resources(
-                ptxas, kernels.nvrtc_ptx(program, virtual), args.arch):
-            name = f"{filename}: {demangled(kernel, program.name_expressions)}"
-            print(f"{name:<48} {registers:>9} {spilled:>7}B "
+        ptx, lowered_names = kernels.nvrtc_compile(program, virtual)
+        expressions = {lowered: expression for expression, lowered in lowered_names.items()}
+        for kernel, registers, spilled, instructions in kernel_resources(ptxas, ptx, args.arch):
+            name = f"{filename}: {expressions[kernel]}"
+            print(f"{name:<58} {registers:>9} {spilled:>7}B "
                   f"{occupancy(registers, kernels.THREADS):>9.0%} {instructions:>12}")
     print(f"command: python benchmarks/kernel_resources.py {' '.join(argv or sys.argv[1:])}")
     return 0

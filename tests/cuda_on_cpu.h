@@ -141,6 +141,7 @@ inline void launch(dim3 grid, dim3 block, bool synchronises, const std::function
 #define blockDim cuda_on_cpu::block_dim
 #define gridDim cuda_on_cpu::grid_dim
 #define __global__
+#define __launch_bounds__(...)
 #define __device__
 #define __shared__ static
 

@@ -9,7 +9,10 @@ from the source.
 Calling a kernel first checks every argument against that parameter list, the check a real
 ``RawKernel`` never makes (it passes raw bytes, so a wrong scalar type is silent garbage on a
 GPU): a pointer parameter takes a C-contiguous device array of its element type, a scalar
-parameter a NumPy scalar of exactly its type. The block may have at most 1024 threads.
+parameter a NumPy scalar of exactly its type. The block may have at most 1024 threads. A kernel
+that moves 16-byte chunks (common.cuh's ``load_chunk``/``store_chunk``) takes only arrays that
+start on a 16-byte boundary: the CPU would read a misaligned vector, a GPU stops with
+"misaligned address".
 """
 import ctypes
 import glob
@@ -28,9 +31,12 @@ C_TYPES = {  # C type -> (NumPy type, ctypes type)
     "float": (numpy.float32, ctypes.c_float), "double": (numpy.float64, ctypes.c_double),
     "int": (numpy.int32, ctypes.c_int), "long long": (numpy.int64, ctypes.c_longlong),
     "unsigned long long": (numpy.uint64, ctypes.c_ulonglong)}
-KERNEL = re.compile(r"template\s*<\s*((?:typename\s+\w+\s*,?\s*)+)>\s*"
-                    r"__global__\s+void\s+(\w+)\s*\(([^)]*)\)")
+KERNEL = re.compile(r"template\s*<\s*((?:(?:typename|int)\s+\w+\s*,?\s*)+)>\s*"
+                    r"__global__\s+void\s+"
+                    r"(?:__launch_bounds__\((?:[^()]|\([^()]*\))*\)\s*)?"  # (one level of nesting)
+                    r"(\w+)\s*\(([^)]*)\)")
 SYNCHRONISING = ("__syncthreads", "__shfl", "warp_reduce", "block_reduce")
+VECTOR_ACCESS, VECTOR_BYTES = ("load_chunk", "store_chunk"), 16
 # compiled libraries, shared by every process of this user (named by a hash of their source)
 BUILD_DIR = os.path.join(tempfile.gettempdir(), f"minilean-cuda-on-cpu-{os.getuid()}")
 _libraries = {}  # hash of source and instantiations -> loaded library
@@ -94,15 +100,19 @@ def _describe(value):
 
 
 class Kernel:
-    """One instantiation (``name<type>`` or ``name<type, type>``): its parameters and its entry
-    point. ``template_names``: the template's parameters (``typename T, typename Index``)."""
+    """One instantiation (``name<float>``, ``name<float, int>``, ``name<float, GELU>``): its
+    parameters and its entry point. ``template_names``: the template's parameters
+    (``typename T, typename Index`` or ``typename T, int KIND``)."""
 
     def __init__(self, expression, template_names, name, parameters, body):
         type_names = [t.strip() for t in expression[expression.index("<") + 1: -1].split(",")]
-        types = dict(zip(re.findall(r"typename\s+(\w+)", template_names), type_names))
+        kinds = re.findall(r"(typename|int)\s+(\w+)", template_names)
+        types = {parameter: argument for (kind, parameter), argument in zip(kinds, type_names)
+                 if kind == "typename"}
         self.expression = expression
         self.parameters = [Parameter(p, types) for p in parameters.split(",")]
         self.synchronises = any(word in body for word in SYNCHRONISING)
+        self.vector_access = any(word in body for word in VECTOR_ACCESS)
         self.call = f"{name}<{', '.join(type_names)}>"
         self.entry = None
 
@@ -127,6 +137,11 @@ class Kernel:
             raise ValueError(f"{self.expression}: launch of {tuple(grid)} blocks of "
                              f"{tuple(block)} threads is out of range")
         storage = [p.storage(self.expression, value) for p, value in zip(self.parameters, args)]
+        for parameter, value in zip(self.parameters, storage):
+            if self.vector_access and parameter.pointer and (value.value or 0) % VECTOR_BYTES:
+                raise RuntimeError(f"{self.expression}: misaligned address: parameter "
+                                   f"{parameter.name} is not on a {VECTOR_BYTES}-byte boundary "
+                                   f"(cudaErrorMisalignedAddress on a GPU)")
         pointers = (ctypes.c_void_p * len(storage))(*[ctypes.addressof(s) for s in storage])
         if self.entry(grid, block, pointers) != 0:
             raise RuntimeError(f"{self.expression}: the kernel synchronised in plain mode")

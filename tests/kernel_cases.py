@@ -21,9 +21,15 @@ def close(device_array, expected, dtype):
 
 
 def on_gpu(cupy, array, layout):
-    """``array`` on the device, contiguous or as a non-contiguous view holding the same values."""
+    """``array`` on the device: contiguous, as a non-contiguous view holding the same values
+    ("strided"), or as a contiguous view that starts one element into its allocation, so off
+    the 16-byte boundary that vector loads need ("offset")."""
     if layout == "contiguous":
         return cupy.asarray(array)
+    if layout == "offset":
+        view = cupy.asarray(numpy.concatenate([array.ravel()[:1], array.ravel()]))[1:]
+        assert view.data.ptr % 16 != 0 and view.flags.c_contiguous
+        return view.reshape(array.shape)
     # a Fortran-ordered copy: same values, non-contiguous in C order (a 1-d input: a strided view)
     if array.ndim == 1:
         return cupy.asarray(numpy.repeat(array, 2))[::2]
@@ -61,7 +67,7 @@ class KernelCases:
     @pytest.mark.parametrize("kind", sorted(activations.KINDS))
     @pytest.mark.parametrize("size", SHAPES)
     @pytest.mark.parametrize("dtype", DTYPES)
-    @pytest.mark.parametrize("layout", LAYOUTS)
+    @pytest.mark.parametrize("layout", LAYOUTS + ["offset"])
     def test_activation_kernels(self, cupy, kind, size, dtype, layout):
         x = rng.normal(scale=3, size=size).astype(dtype)
         grad = rng.normal(size=size).astype(dtype)

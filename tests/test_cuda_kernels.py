@@ -45,10 +45,13 @@ def test_every_cu_file_has_a_program():
     assert on_disk == sorted(kernels.PROGRAMS)
 
 
-def test_unrolled_launch_matches_the_kernels_unroll():
-    """launch_unrolled sizes the grid by compile.UNROLL; the kernels step by common.cuh's."""
+def test_chunked_launch_matches_the_kernels_chunk():
+    """launch_chunked sizes the grid by compile.CHUNK_BYTES and THREADS; the kernels step by
+    common.cuh's and bound their registers by its THREADS."""
     with open(os.path.join(kernels.SOURCE_DIR, "common.cuh"), encoding="utf-8") as file:
-        assert f"constexpr int UNROLL = {kernels.UNROLL};" in file.read()
+        common = file.read()
+    assert f"constexpr int CHUNK_BYTES = {kernels.CHUNK_BYTES};" in common
+    assert f"constexpr int THREADS = {kernels.THREADS};" in common
 
 
 @needs_nvrtc
@@ -56,9 +59,11 @@ def test_unrolled_launch_matches_the_kernels_unroll():
 @pytest.mark.parametrize("filename", sorted(kernels.PROGRAMS))
 def test_kernel_source_compiles_with_nvrtc(filename, arch):
     program = kernels.PROGRAMS[filename]
-    ptx = kernels.nvrtc_ptx(program, arch)
+    ptx, lowered_names = kernels.nvrtc_compile(program, arch)
     assert f".target sm_{arch[-2:]}" in ptx
     assert ptx.count(".entry ") == len(program.name_expressions)
+    assert sorted(lowered_names) == sorted(program.name_expressions)
+    assert all(f".entry {name}(" in ptx for name in lowered_names.values())
 
 
 @needs_nvrtc
@@ -68,7 +73,7 @@ def test_nvrtc_reports_a_broken_source(monkeypatch):
     monkeypatch.setattr(kernels.Program, "source", property(
         lambda self: "template <typename T> __global__ void missing(T* x) { x[0] = undefined; }"))
     with pytest.raises(kernels.NvrtcError, match="broken.cu does not compile for compute_90"):
-        kernels.nvrtc_ptx(broken)
+        kernels.nvrtc_compile(broken)
 
 
 def test_an_edited_header_changes_the_source_cupy_caches(tmp_path, monkeypatch):
@@ -111,10 +116,11 @@ def test_kernel_resources_reads_every_kernel_of_a_file(monkeypatch, capsys):
     kernel_resources = _kernel_resources(monkeypatch)
     if kernel_resources.find_ptxas() is None:
         pytest.skip("ptxas is not installed (pip install nvidia-cuda-nvcc-cu12)")
-    assert kernel_resources.main(["--files", "im2col.cu"]) == 0
+    assert kernel_resources.main(["--files", "im2col.cu,activations.cu"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:-1]]
     # "im2col.cu: im2col<float, long long>  registers  spilled  occupancy  instructions"
-    assert sorted(" ".join(row[1:-4]) for row in rows) == sorted(im2col.program.name_expressions)
+    assert sorted(" ".join(row[1:-4]) for row in rows) == sorted(
+        im2col.program.name_expressions + activations.program.name_expressions)
     for *_, registers, spilled, occupancy, instructions in rows:
         assert 0 < int(registers) <= 255 and spilled.endswith("B") and occupancy.endswith("%")
         assert int(instructions) > 0

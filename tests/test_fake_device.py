@@ -33,7 +33,7 @@ from device_cases import (OPS, check_a_host_copy_while_capturing_is_a_clear_erro
                           check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts)
 from kernel_cases import KernelCases
-from minilean.cuda import mse
+from minilean.cuda import activations, compile as kernels, mse
 from minilean.cuda.graph import CapturedCall
 from minilean.data import RunDirectory
 from minilean.data.runlog import read_metrics
@@ -354,6 +354,21 @@ def test_a_launch_with_a_wrong_argument_is_refused(fake_cuda):
 
 
 @needs_compiler
+def test_a_chunked_kernel_refuses_a_misaligned_array_and_the_host_copies_one(fake_cuda):
+    """A kernel that moves 16-byte vectors stops on a misaligned array, as on a GPU; the host
+    side hands it an aligned copy of a view that starts inside its allocation."""
+    x = fake_cuda.arange(-4, 5, dtype=numpy.float32)[1:]  # contiguous, 4 bytes past a boundary
+    kernel = activations.program.kernel("activation_forward<float, RELU>")
+    with pytest.raises(RuntimeError, match="misaligned address: parameter x is not on a "
+                                           "16-byte boundary"):
+        kernel((1,), (32,), (x, fake_cuda.empty_like(x), numpy.int64(8), numpy.float32(0)))
+    aligned = kernels.chunk_aligned(x)
+    assert aligned.data.ptr % kernels.CHUNK_BYTES == 0 and aligned.tolist() == x.tolist()
+    assert kernels.chunk_aligned(aligned) is aligned
+    assert activations.forward("relu", x).tolist() == [0, 0, 0, 0, 1, 2, 3, 4]
+
+
+@needs_compiler
 def test_fast_kernels_are_the_ones_used(fake_cuda):
     check_fast_kernels_are_used()
 
@@ -375,6 +390,7 @@ def test_gpu_benchmark_script_runs_end_to_end(fake_cuda, monkeypatch, capsys):
     report = capsys.readouterr().out
     assert "CPU stand-in for CuPy" in report and "minilean fast kernels" in report
     assert "gelu_tanh backward" in report and "PyTorch eager" in report
+    assert "adam update over 8 tensors" in report and "mse loss backward" in report
     assert "fast kernels + CUDA graph" in report and "failed" not in report
     assert re.search(r"cupy\.matmul [\d.]+ us, ndarray\.dot [\d.]+ us, backend\.matmul", report)
 

@@ -25,10 +25,8 @@ template <typename T> __device__ T gelu_two_u(T x) {
   return T(2 * SQRT_2_OVER_PI) * (x + T(GELU_CUBIC) * x * x * x);
 }
 
-// The kind is a template argument: activations.cu's kernels pick it once per thread
-// (with_kind), so their loop body is one activation in straight-line code, and the compiler can
-// interleave the math of the UNROLL elements (on an H200 the transcendental kinds ran 3-7%
-// faster than with a switch per element).
+// The kind is a template argument, known where the kernel is compiled (activations.cu has a
+// kernel per kind, norm.cu names SILU): each use compiles to that one formula, no switch.
 template <int KIND, typename T> __device__ T activation(T x, T slope) {
   switch (KIND) {
     case RELU: return x > T(0) ? x : T(0);

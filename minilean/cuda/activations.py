@@ -13,12 +13,19 @@ from minilean.autograd.elementwise import stable_sigmoid, tail_accurate_sigmoid
 from minilean.cuda import compile as kernels
 from minilean.cuda.fast_function import FastFunction
 
-KINDS = {"relu": 0, "leaky_relu": 1, "silu": 2, "gelu": 3, "gelu_tanh": 4, "sigmoid": 5,
-         "tanh": 6}
+# kind -> its Activation in activation_math.cuh, the kernels' template argument
+KINDS = {"relu": "RELU", "leaky_relu": "LEAKY_RELU", "silu": "SILU", "gelu": "GELU",
+         "gelu_tanh": "GELU_TANH", "sigmoid": "SIGMOID", "tanh": "TANH"}
+
+
+def _kernel_name(direction, dtype, kind):
+    """``activation_forward<float, GELU>``: the kernel of one direction, type and kind."""
+    return f"activation_{direction}<{kernels.type_name(dtype)}, {KINDS[kind]}>"
+
 
 program = kernels.Program("activations.cu", [
-    f"activation_{direction}<{type_name}>"
-    for direction in ("forward", "backward") for type_name in ("float", "double")])
+    _kernel_name(direction, dtype, kind) for direction in ("forward", "backward")
+    for dtype in (numpy.float32, numpy.float64) for kind in KINDS])
 
 
 def reference(kind, x, slope=0.01):
@@ -49,23 +56,21 @@ def reference(kind, x, slope=0.01):
 def forward(kind, x, slope=0.01):
     """y = f(x) on the GPU (x a float32/float64 CuPy array, made contiguous here)."""
     import cupy
-    x = cupy.ascontiguousarray(x)
+    x = kernels.chunk_aligned(cupy.ascontiguousarray(x))
     y = cupy.empty_like(x)
-    kernels.launch_unrolled(program, f"activation_forward<{kernels.type_name(x.dtype)}>",
-                            x.size, (x, y, numpy.int64(x.size), numpy.int32(KINDS[kind]),
-                                     x.dtype.type(slope)))
+    kernels.launch_chunked(program, _kernel_name("forward", x.dtype, kind), x.size, x.itemsize,
+                           (x, y, numpy.int64(x.size), x.dtype.type(slope)))
     return y
 
 
 def backward(kind, x, grad, slope=0.01):
     """dx = grad * f'(x) on the GPU."""
     import cupy
-    x = cupy.ascontiguousarray(x)
-    grad = cupy.ascontiguousarray(grad, dtype=x.dtype)
+    x = kernels.chunk_aligned(cupy.ascontiguousarray(x))
+    grad = kernels.chunk_aligned(cupy.ascontiguousarray(grad, dtype=x.dtype))
     dx = cupy.empty_like(x)
-    kernels.launch_unrolled(program, f"activation_backward<{kernels.type_name(x.dtype)}>",
-                            x.size, (x, grad, dx, numpy.int64(x.size), numpy.int32(KINDS[kind]),
-                                     x.dtype.type(slope)))
+    kernels.launch_chunked(program, _kernel_name("backward", x.dtype, kind), x.size, x.itemsize,
+                           (x, grad, dx, numpy.int64(x.size), x.dtype.type(slope)))
     return dx
 
 

@@ -8,26 +8,53 @@
   for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n);     \
        i += (long long)blockDim.x * gridDim.x)
 
-// The same loop for memory-bound elementwise kernels, handing each thread UNROLL elements per
-// pass (first + u * stride, u < UNROLL), which load_unrolled reads before any is used. With one
-// 4-byte load per thread in flight an H200 streamed at about half its copy bandwidth (too few
-// bytes in flight to cover the memory latency); UNROLL independent loads keep more in flight
-// (benchmarks/RESULTS.md has the measurements).
-// Launch it with UNROLL times fewer threads than elements (compile.launch_unrolled).
-constexpr int UNROLL = 4;
-#define UNROLLED_GRID_STRIDE_LOOP(first, stride, n)                                         \
-  for (long long stride = (long long)blockDim.x * gridDim.x,                                \
-                 first = (long long)blockIdx.x * blockDim.x + threadIdx.x;                  \
-       first < (n); first += stride * UNROLL)
+// The loop for memory-bound elementwise kernels. Each thread takes, per pass, the elements of
+// one 16-byte vector (a Chunk: 4 floats or 2 doubles), read and written as one load and one
+// store. With one 4-byte load per thread in flight an H200 streamed at about half its copy
+// bandwidth (too few bytes in flight to cover the memory latency); a 16-byte chunk keeps four
+// times as many in flight, as four separate loads did before, but with one address and one
+// bounds check instead of four, which had made up a third of the instructions per element of
+// the transcendental activations (benchmarks/RESULTS.md has the counts and measurements).
+// Launch it with one thread per chunk (compile.launch_chunked), in blocks of THREADS.
+constexpr int CHUNK_BYTES = 16;
+template <typename T> struct alignas(CHUNK_BYTES) Chunk {
+  static constexpr int size = CHUNK_BYTES / sizeof(T);
+  T values[size];
+};
+
+// What a chunked kernel asks of ptxas (__launch_bounds__(THREADS, resident_blocks<T>)): for
+// float, 8 blocks resident per SM, all 2048 threads, so at most 32 registers each. Every float
+// kernel fits in that without spilling; left free, ptxas gave GELU's backward 40 registers, and
+// so only 75% of the threads (and of the loads in flight). Double's kernels would spill at 32
+// registers and are left free.
+constexpr int THREADS = 256;  // compile.THREADS
+template <typename T> constexpr int resident_blocks = sizeof(T) == 4 ? 8 : 1;
+
+#define CHUNKED_GRID_STRIDE_LOOP(T, first, n)                                                  \
+  for (long long first = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * Chunk<T>::size; \
+       first < (n); first += (long long)blockDim.x * gridDim.x * Chunk<T>::size)
+
+// array[first], array[first + 1], ... as one vector load; the array's last chunk, if partial,
+// element by element (zeros past n). `array` must start on a CHUNK_BYTES boundary, as CuPy's
+// allocations do (compile.chunk_aligned copies a view that starts inside one).
+template <typename T> __device__ Chunk<T> load_chunk(const T* array, long long first, long long n) {
+  if (first + Chunk<T>::size <= n) return *reinterpret_cast<const Chunk<T>*>(array + first);
+  Chunk<T> chunk;
+#pragma unroll
+  for (int k = 0; k < Chunk<T>::size; ++k)
+    chunk.values[k] = first + k < n ? array[first + k] : T(0);
+  return chunk;
+}
 
 template <typename T>
-__device__ void load_unrolled(T (&values)[UNROLL], const T* array, long long first,
-                              long long stride, long long n) {
-#pragma unroll
-  for (int u = 0; u < UNROLL; ++u) {
-    const long long i = first + u * stride;
-    values[u] = i < n ? array[i] : T(0);
+__device__ void store_chunk(T* array, long long first, long long n, const Chunk<T>& chunk) {
+  if (first + Chunk<T>::size <= n) {
+    *reinterpret_cast<Chunk<T>*>(array + first) = chunk;
+    return;
   }
+#pragma unroll
+  for (int k = 0; k < Chunk<T>::size; ++k)
+    if (first + k < n) array[first + k] = chunk.values[k];
 }
 
 // -infinity of type T (NVRTC has no <cmath> INFINITY): the float bit pattern, widened as needed.

@@ -1,16 +1,17 @@
 """Compiling the ``.cu`` kernel files: lazily through CuPy on a GPU, or through NVRTC alone.
 
 A ``Program`` is one ``.cu`` file plus the template instantiations its Python module launches
-(``name_expressions`` such as ``"activation_forward<float>"``). On a GPU, ``Program.kernel``
-compiles the file once per process with CuPy's ``RawModule`` (which also caches the binary on
-disk) and hands out the kernels. Without a GPU, ``nvrtc_ptx`` compiles the same source with the
-NVRTC library called through ctypes, so the sources are checked on any machine that has the
-``nvidia-cuda-nvrtc-cu12`` wheel.
+(``name_expressions`` such as ``"activation_forward<float, GELU>"``). On a GPU,
+``Program.kernel`` compiles the file once per process with CuPy's ``RawModule`` (which also
+caches the binary on disk) and hands out the kernels. Without a GPU, ``nvrtc_compile`` compiles
+the same source with the NVRTC library called through ctypes, so the sources are checked on any
+machine that has the ``nvidia-cuda-nvrtc-cu12`` wheel.
 """
 import ctypes
 import glob
 import hashlib
 import os
+import typing
 
 import numpy
 
@@ -81,14 +82,21 @@ def launch(program, name, count, args):
     program.kernel(name)(grid_for(count), (THREADS,), args)
 
 
-UNROLL = 4  # elements per thread and pass of UNROLLED_GRID_STRIDE_LOOP (common.cuh)
+CHUNK_BYTES = 16  # bytes per thread and pass of CHUNKED_GRID_STRIDE_LOOP (common.cuh)
 
 
-def launch_unrolled(program, name, count, args):
-    """Launch a kernel written with UNROLLED_GRID_STRIDE_LOOP over ``count`` elements: each
-    thread takes UNROLL of them per pass, so UNROLL times fewer threads. Arguments as for
-    ``launch``."""
-    launch(program, name, -(-count // UNROLL), args)
+def chunk_aligned(array):
+    """``array`` (C-contiguous) when it starts on a CHUNK_BYTES boundary, as CuPy's allocations
+    do; else a copy, which does (a view such as ``x[1:]`` starts inside an allocation)."""
+    return array if array.data.ptr % CHUNK_BYTES == 0 else array.copy()
+
+
+def launch_chunked(program, name, count, itemsize, args):
+    """Launch a kernel written with CHUNKED_GRID_STRIDE_LOOP over ``count`` elements of
+    ``itemsize`` bytes: one thread per chunk of CHUNK_BYTES. Arguments as for ``launch``, and
+    every array ``chunk_aligned``."""
+    per_chunk = CHUNK_BYTES // itemsize
+    launch(program, name, -(-count // per_chunk), args)
 
 
 def threads_for(length):
@@ -122,8 +130,15 @@ def find_libnvrtc():
     return None
 
 
-def nvrtc_ptx(program, arch="compute_90"):
-    """Compile ``program`` for virtual architecture ``arch`` with NVRTC; return the PTX text.
+class Compiled(typing.NamedTuple):
+    """What NVRTC made of a Program: the PTX text, and each name expression's lowered (mangled)
+    name, the name of its ``.entry`` in the PTX."""
+    ptx: str
+    lowered_names: dict
+
+
+def nvrtc_compile(program, arch="compute_90"):
+    """Compile ``program`` for virtual architecture ``arch`` with NVRTC: a ``Compiled``.
 
     Every name expression is instantiated, so template kernels are compiled, not just parsed.
     Raises NvrtcError with NVRTC's log when the source does not compile.
@@ -154,13 +169,15 @@ def nvrtc_ptx(program, arch="compute_90"):
             nvrtc.nvrtcGetProgramLog(handle, log)
             raise NvrtcError(f"{program.filename} does not compile for {arch}:\n"
                              f"{log.value.decode(errors='replace')}")
+        lowered_names = {}
         for name in program.name_expressions:  # each instantiation must exist in the output
             lowered = ctypes.c_char_p()
             check(nvrtc.nvrtcGetLoweredName(handle, name.encode(), ctypes.byref(lowered)))
+            lowered_names[name] = lowered.value.decode()
         ptx_size = ctypes.c_size_t()
         check(nvrtc.nvrtcGetPTXSize(handle, ctypes.byref(ptx_size)))
         ptx = ctypes.create_string_buffer(ptx_size.value)
         check(nvrtc.nvrtcGetPTX(handle, ptx))
-        return ptx.value.decode()
+        return Compiled(ptx.value.decode(), lowered_names)
     finally:
         nvrtc.nvrtcDestroyProgram(ctypes.byref(handle))
