@@ -8,6 +8,11 @@
 // point before any goes past it. Shared memory is static storage (one block runs at a time).
 // Runs are deterministic. Like the kernels themselves, this assumes that every thread of a block
 // meets the same synchronisation points (true of common.cuh's warp_reduce and block_reduce).
+//
+// A GPU stops a kernel that reads or writes through a misaligned pointer (a 16-byte Chunk of
+// common.cuh at an address that is not a multiple of 16); x86-64 would just do it. So the
+// library is built with -fsanitize=alignment, and its check lands in the handler below, which
+// notes the first misaligned address: the launch then fails (cuda_on_cpu.py raises).
 #pragma once
 #if !defined(__x86_64__)
 #error "cuda_on_cpu.h switches fibers with x86-64 assembly"
@@ -24,6 +29,18 @@
 struct dim3 {
   unsigned x = 1, y = 1, z = 1;
 };
+
+namespace cuda_on_cpu {
+// volatile: the compiler may not assume the handler, called through the sanitizer, leaves it be
+__attribute__((visibility("hidden"))) inline const void* volatile misaligned_address = nullptr;
+}  // namespace cuda_on_cpu
+
+// -fsanitize=alignment's check calls this for every misaligned typed access (hidden: each
+// library of kernels has its own; it is linked without libubsan).
+extern "C" __attribute__((visibility("hidden"))) void __ubsan_handle_type_mismatch_v1(
+    void*, void* pointer) {
+  if (cuda_on_cpu::misaligned_address == nullptr) cuda_on_cpu::misaligned_address = pointer;
+}
 
 namespace cuda_on_cpu {
 
@@ -116,6 +133,7 @@ inline void run_block_as_fibers(unsigned threads) {
 }
 
 inline void launch(dim3 grid, dim3 block, bool synchronises, const std::function<void()>& body) {
+  misaligned_address = nullptr;
   grid_dim = grid;
   block_dim = block;
   kernel_body = &body;

@@ -9,10 +9,9 @@ from the source.
 Calling a kernel first checks every argument against that parameter list, the check a real
 ``RawKernel`` never makes (it passes raw bytes, so a wrong scalar type is silent garbage on a
 GPU): a pointer parameter takes a C-contiguous device array of its element type, a scalar
-parameter a NumPy scalar of exactly its type. The block may have at most 1024 threads. A kernel
-that moves 16-byte chunks (common.cuh's ``load_chunk``/``store_chunk``) takes only arrays that
-start on a 16-byte boundary: the CPU would read a misaligned vector, a GPU stops with
-"misaligned address".
+parameter a NumPy scalar of exactly its type. The block may have at most 1024 threads. A read or
+write through a misaligned pointer (a 16-byte vector at an address that is not a multiple of
+16) fails the launch, as it stops the kernel on a GPU, where x86-64 would just do it.
 """
 import ctypes
 import glob
@@ -36,7 +35,6 @@ KERNEL = re.compile(r"template\s*<\s*((?:(?:typename|int)\s+\w+\s*,?\s*)+)>\s*"
                     r"(?:__launch_bounds__\((?:[^()]|\([^()]*\))*\)\s*)?"  # (one level of nesting)
                     r"(\w+)\s*\(([^)]*)\)")
 SYNCHRONISING = ("__syncthreads", "__shfl", "warp_reduce", "block_reduce")
-VECTOR_ACCESS, VECTOR_BYTES = ("load_chunk", "store_chunk"), 16
 # compiled libraries, shared by every process of this user (named by a hash of their source)
 BUILD_DIR = os.path.join(tempfile.gettempdir(), f"minilean-cuda-on-cpu-{os.getuid()}")
 _libraries = {}  # hash of source and instantiations -> loaded library
@@ -112,7 +110,6 @@ class Kernel:
         self.expression = expression
         self.parameters = [Parameter(p, types) for p in parameters.split(",")]
         self.synchronises = any(word in body for word in SYNCHRONISING)
-        self.vector_access = any(word in body for word in VECTOR_ACCESS)
         self.call = f"{name}<{', '.join(type_names)}>"
         self.entry = None
 
@@ -125,7 +122,7 @@ class Kernel:
                 f"    cuda_on_cpu::launch(grid, block, {str(self.synchronises).lower()},\n"
                 f"                        [&] {{ {self.call}({arguments}); }});\n"
                 f"  }} catch (const std::exception&) {{ return 1; }}\n"
-                f"  return 0;\n}}\n")
+                f"  return cuda_on_cpu::misaligned_address == nullptr ? 0 : 2;\n}}\n")
 
     def __call__(self, grid, block, args, shared_mem=0):
         if len(args) != len(self.parameters):
@@ -137,13 +134,12 @@ class Kernel:
             raise ValueError(f"{self.expression}: launch of {tuple(grid)} blocks of "
                              f"{tuple(block)} threads is out of range")
         storage = [p.storage(self.expression, value) for p, value in zip(self.parameters, args)]
-        for parameter, value in zip(self.parameters, storage):
-            if self.vector_access and parameter.pointer and (value.value or 0) % VECTOR_BYTES:
-                raise RuntimeError(f"{self.expression}: misaligned address: parameter "
-                                   f"{parameter.name} is not on a {VECTOR_BYTES}-byte boundary "
-                                   f"(cudaErrorMisalignedAddress on a GPU)")
         pointers = (ctypes.c_void_p * len(storage))(*[ctypes.addressof(s) for s in storage])
-        if self.entry(grid, block, pointers) != 0:
+        status = self.entry(grid, block, pointers)
+        if status == 2:
+            raise RuntimeError(f"{self.expression}: misaligned address (a GPU stops with "
+                               f"cudaErrorMisalignedAddress)")
+        if status != 0:
             raise RuntimeError(f"{self.expression}: the kernel synchronised in plain mode")
 
 
@@ -221,10 +217,18 @@ def _compile(source, include_dirs, library_path, what):
     source_path = partial + ".cpp"
     with open(source_path, "w", encoding="utf-8") as file:
         file.write(source)
-    command = [compiler(), "-std=c++17", "-O1", "-shared", "-fPIC", "-w", source_path,
-               "-o", partial] + [f"-I{folder}" for folder in include_dirs]
-    result = subprocess.run(command, capture_output=True, text=True)
-    os.remove(source_path)
+    # compiled with the alignment check, linked without the sanitizer's runtime (cuda_on_cpu.h
+    # has the one handler it calls)
+    commands = [[compiler(), "-std=c++17", "-O1", "-fPIC", "-w", "-fsanitize=alignment", "-c",
+                 source_path, "-o", partial + ".o"] + [f"-I{folder}" for folder in include_dirs],
+                [compiler(), "-shared", partial + ".o", "-o", partial]]
+    for command in commands:
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            break
+    for path in (source_path, partial + ".o"):
+        if os.path.exists(path):
+            os.remove(path)
     if result.returncode != 0:
         raise RuntimeError(f"compiling {what}'s file on the CPU failed:\n{result.stderr[-3000:]}")
     os.replace(partial, library_path)

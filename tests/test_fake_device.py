@@ -359,8 +359,7 @@ def test_a_chunked_kernel_refuses_a_misaligned_array_and_the_host_copies_one(fak
     side hands it an aligned copy of a view that starts inside its allocation."""
     x = fake_cuda.arange(-4, 5, dtype=numpy.float32)[1:]  # contiguous, 4 bytes past a boundary
     kernel = activations.program.kernel("activation_forward<float, RELU>")
-    with pytest.raises(RuntimeError, match="misaligned address: parameter x is not on a "
-                                           "16-byte boundary"):
+    with pytest.raises(RuntimeError, match="RELU>: misaligned address"):
         kernel((1,), (32,), (x, fake_cuda.empty_like(x), numpy.int64(8), numpy.float32(0)))
     aligned = kernels.chunk_aligned(x)
     assert aligned.data.ptr % kernels.CHUNK_BYTES == 0 and aligned.tolist() == x.tolist()
