@@ -10,9 +10,9 @@
 // meets the same synchronisation points (true of common.cuh's warp_reduce and block_reduce).
 //
 // A GPU stops a kernel that reads or writes through a misaligned pointer (a 16-byte Chunk of
-// common.cuh at an address that is not a multiple of 16); x86-64 would just do it. So the
-// library is built with -fsanitize=alignment, and its check lands in the handler below, which
-// notes the first misaligned address: the launch then fails (cuda_on_cpu.py raises).
+// common.cuh at an address that is not a multiple of 16), where x86-64 would do it or crash. So
+// the library is built with -fsanitize=alignment, whose check, before the access, lands in the
+// handler below: it notes the address and throws, the launch stops, and cuda_on_cpu.py raises.
 #pragma once
 #if !defined(__x86_64__)
 #error "cuda_on_cpu.h switches fibers with x86-64 assembly"
@@ -33,13 +33,15 @@ struct dim3 {
 namespace cuda_on_cpu {
 // volatile: the compiler may not assume the handler, called through the sanitizer, leaves it be
 __attribute__((visibility("hidden"))) inline const void* volatile misaligned_address = nullptr;
+struct MisalignedAccess {};  // what the handler throws; caught where a thread's run starts
 }  // namespace cuda_on_cpu
 
 // -fsanitize=alignment's check calls this for every misaligned typed access (hidden: each
 // library of kernels has its own; it is linked without libubsan).
 extern "C" __attribute__((visibility("hidden"))) void __ubsan_handle_type_mismatch_v1(
     void*, void* pointer) {
-  if (cuda_on_cpu::misaligned_address == nullptr) cuda_on_cpu::misaligned_address = pointer;
+  cuda_on_cpu::misaligned_address = pointer;
+  throw cuda_on_cpu::MisalignedAccess{};
 }
 
 namespace cuda_on_cpu {
@@ -89,7 +91,10 @@ inline void arrive() {
 }
 
 [[noreturn]] inline void fiber_main() {
-  (*kernel_body)();
+  try {
+    (*kernel_body)();
+  } catch (const MisalignedAccess&) {  // this thread stops; misaligned_address fails the launch
+  }
   finished[running_fiber] = 1;
   void* unused;
   cuda_on_cpu_switch(&unused, scheduler_stack_pointer);  // never resumed
@@ -146,7 +151,11 @@ inline void launch(dim3 grid, dim3 block, bool synchronises, const std::function
         } else {
           for (unsigned t = 0; t < threads; ++t) {
             set_thread_index(t);
-            body();
+            try {
+              body();
+            } catch (const MisalignedAccess&) {  // misaligned_address fails the launch
+              return;
+            }
           }
         }
       }

@@ -183,10 +183,14 @@ class KernelCases:
 
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("decoupled", [False, True])
-    def test_fused_adam_over_all_parameters(self, cupy, dtype, decoupled):
+    @pytest.mark.parametrize("misaligned", [False, True])
+    def test_fused_adam_over_all_parameters(self, cupy, dtype, decoupled, misaligned):
         host = [[rng.normal(size=s).astype(dtype) for s in PARAMETER_SHAPES] for _ in range(3)]
         host.append([rng.random(size=s).astype(dtype) for s in PARAMETER_SHAPES])
         device = [[cupy.asarray(a) for a in role] for role in host]
+        if misaligned:  # a parameter and a gradient as views off the vectors' boundary
+            device[0][2], device[1][4] = (on_gpu(cupy, host[role][k], "offset")
+                                          for role, k in ((0, 2), (1, 4)))
         settings = dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.05,
                         decoupled=decoupled)
         for step in (1, 2, 3):
@@ -200,20 +204,24 @@ class KernelCases:
                 close(got, expected, dtype)
 
     @pytest.mark.parametrize("dtype", DTYPES)
-    def test_fused_ema_over_all_parameters(self, cupy, dtype):
+    @pytest.mark.parametrize("misaligned", [False, True])
+    def test_fused_ema_over_all_parameters(self, cupy, dtype, misaligned):
         averages = [rng.normal(size=s).astype(dtype) for s in PARAMETER_SHAPES]
         params = [rng.normal(size=s).astype(dtype) for s in PARAMETER_SHAPES]
-        device_averages = [cupy.asarray(a) for a in averages]
+        device_averages = [on_gpu(cupy, a, "offset" if misaligned and k == 3 else "contiguous")
+                           for k, a in enumerate(averages)]
         ema.fused_ema_update(device_averages, [cupy.asarray(p) for p in params], 0.99)
         for got, average, param in zip(device_averages, averages, params):
             close(got, ema.reference(average, param, 0.99), dtype)
 
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("max_norm", [0.5, 1e6])  # clipped, and left alone
-    def test_fused_clip_over_all_gradients(self, cupy, dtype, max_norm):
+    @pytest.mark.parametrize("misaligned", [False, True])
+    def test_fused_clip_over_all_gradients(self, cupy, dtype, max_norm, misaligned):
         grads = [rng.normal(size=s).astype(dtype) for s in PARAMETER_SHAPES]
         expected, norm = clip.reference(grads, max_norm, 1e-6)
-        device_grads = [cupy.asarray(grad) for grad in grads]
+        device_grads = [on_gpu(cupy, grad, "offset" if misaligned and k == 2 else "contiguous")
+                        for k, grad in enumerate(grads)]
         device_grads[0] = cupy.asarray(grads[0].T.copy()).T  # a transposed view, as a matmul's
         got_norm = clip.fused_clip_arrays(device_grads, max_norm, 1e-6)
         assert got_norm.dtype == numpy.float64 and got_norm.shape == ()

@@ -4,7 +4,8 @@ One ``.cu`` file per kernel family (activations, adam, ema, clip, noising, mse, 
 softmax, norm, im2col, and matmul for the products inside a CUDA graph) with a Python module
 beside it holding the NumPy reference of what the kernel computes, the launcher, and (for
 most) the fast Function that replaces an op. The ``.cuh`` headers hold what several files
-share: grid-stride loops and block reductions (``common.cuh``), the activation math
+share: grid-stride loops, the 16-byte chunks that elementwise kernels move as one vector, and
+block reductions (``common.cuh``), the activation math
 (``activation_math.cuh``, also used by ``norm.cu`` for a GroupNorm that ends in its SiLU), the
 all-parameters table (``multi_tensor.cuh``). ``compile.py`` compiles
 lazily through CuPy (or NVRTC alone, for checking sources without a GPU); ``registry.py``

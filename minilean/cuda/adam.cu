@@ -12,23 +12,30 @@
 #include "multi_tensor.cuh"
 
 template <typename T>
-__global__ void adam_update(const unsigned long long* table, const long long* offsets, int count,
-                            long long total, T lr, T beta1, T one_minus_beta1, T beta2,
-                            T one_minus_beta2, T eps, T weight_decay, T step_size,
-                            T bias_correction2_sqrt, int decoupled) {
-  GRID_STRIDE_LOOP(i, total) {
-    const int k = find_tensor(offsets, count, i);
-    const long long j = i - offsets[k];
-    T* param = tensor_at<T>(table, k);
-    const T* grad = tensor_at<T>(table, count + k);
-    T* exp_avg = tensor_at<T>(table, 2 * count + k);
-    T* exp_avg_sq = tensor_at<T>(table, 3 * count + k);
-    T w = param[j], g = grad[j];
-    if (decoupled) w *= T(1) - lr * weight_decay; else g += weight_decay * w;
-    const T m = beta1 * exp_avg[j] + one_minus_beta1 * g;
-    const T v = beta2 * exp_avg_sq[j] + one_minus_beta2 * g * g;
-    exp_avg[j] = m;
-    exp_avg_sq[j] = v;
-    param[j] = w - step_size * m / (sqrt(v) / bias_correction2_sqrt + eps);
+__global__ void adam_update(const unsigned long long* table, const long long* offsets,
+                            const long long* sizes, int count, long long total, T lr, T beta1,
+                            T one_minus_beta1, T beta2, T one_minus_beta2, T eps, T weight_decay,
+                            T step_size, T bias_correction2_sqrt, int decoupled, int vector) {
+  CHUNKED_GRID_STRIDE_LOOP(T, i, total) {
+    const TensorChunk chunk = tensor_chunk(offsets, sizes, count, i);
+    T* param = tensor_at<T>(table, chunk.k);
+    const T* grad = tensor_at<T>(table, count + chunk.k);
+    T* exp_avg = tensor_at<T>(table, 2 * count + chunk.k);
+    T* exp_avg_sq = tensor_at<T>(table, 3 * count + chunk.k);
+    Chunk<T> w = load_chunk(param, chunk.first, chunk.size, vector),
+             g = load_chunk(grad, chunk.first, chunk.size, vector),
+             m = load_chunk(exp_avg, chunk.first, chunk.size, vector),
+             v = load_chunk(exp_avg_sq, chunk.first, chunk.size, vector);
+#pragma unroll
+    for (int e = 0; e < Chunk<T>::size; ++e) {
+      if (decoupled) w.values[e] *= T(1) - lr * weight_decay;
+      else g.values[e] += weight_decay * w.values[e];
+      m.values[e] = beta1 * m.values[e] + one_minus_beta1 * g.values[e];
+      v.values[e] = beta2 * v.values[e] + one_minus_beta2 * g.values[e] * g.values[e];
+      w.values[e] -= step_size * m.values[e] / (sqrt(v.values[e]) / bias_correction2_sqrt + eps);
+    }
+    store_chunk(param, chunk.first, chunk.size, w, vector);
+    store_chunk(exp_avg, chunk.first, chunk.size, m, vector);
+    store_chunk(exp_avg_sq, chunk.first, chunk.size, v, vector);
   }
 }

@@ -10,12 +10,15 @@
 
 template <typename T>
 __global__ void squared_norm_partials(const unsigned long long* table, const long long* offsets,
-                                      int count, long long total, double* partials) {
+                                      const long long* sizes, int count, long long total,
+                                      int vector, double* partials) {
   double sum = 0;
-  GRID_STRIDE_LOOP(i, total) {
-    const int k = find_tensor(offsets, count, i);
-    const double g = tensor_at<T>(table, k)[i - offsets[k]];
-    sum += g * g;
+  CHUNKED_GRID_STRIDE_LOOP(T, i, total) {
+    const TensorChunk chunk = tensor_chunk(offsets, sizes, count, i);
+    const Chunk<T> grads = load_chunk(tensor_at<T>(table, chunk.k), chunk.first, chunk.size,
+                                      vector);  // zeros past the tensor's end
+#pragma unroll
+    for (int e = 0; e < Chunk<T>::size; ++e) sum += double(grads.values[e]) * grads.values[e];
   }
   sum = block_reduce(sum, SumOp(), 0.0);
   if (threadIdx.x == 0) partials[blockIdx.x] = sum;
@@ -23,12 +26,16 @@ __global__ void squared_norm_partials(const unsigned long long* table, const lon
 
 template <typename T>
 __global__ void scale_by_clip(const unsigned long long* table, const long long* offsets,
-                              int count, long long total, const double* squared_norm,
-                              double max_norm, double eps) {
+                              const long long* sizes, int count, long long total, int vector,
+                              const double* squared_norm, double max_norm, double eps) {
   const double clip = max_norm / (sqrt(*squared_norm) + eps);
   const T scale = T(clip < 1.0 ? clip : 1.0);
-  GRID_STRIDE_LOOP(i, total) {
-    const int k = find_tensor(offsets, count, i);
-    tensor_at<T>(table, k)[i - offsets[k]] *= scale;
+  CHUNKED_GRID_STRIDE_LOOP(T, i, total) {
+    const TensorChunk chunk = tensor_chunk(offsets, sizes, count, i);
+    T* grad = tensor_at<T>(table, chunk.k);
+    Chunk<T> grads = load_chunk(grad, chunk.first, chunk.size, vector);
+#pragma unroll
+    for (int e = 0; e < Chunk<T>::size; ++e) grads.values[e] *= scale;
+    store_chunk(grad, chunk.first, chunk.size, grads, vector);
   }
 }

@@ -33,16 +33,18 @@ def fused_clip_arrays(grads, max_norm, eps):
     # a contiguous copy and copied back
     flat = [grad if grad.flags.c_contiguous else cupy.ascontiguousarray(grad) for grad in grads]
     dtype = check_arrays([flat])
-    table, offsets, total = device_table([flat])
-    type_name, count = kernels.type_name(dtype), numpy.int32(len(flat))
-    blocks = min(kernels.grid_for(total)[0], PARTIAL_BLOCKS)
+    table = device_table([flat], dtype.itemsize)
+    type_name = kernels.type_name(dtype)
+    layout = (table.table, table.offsets, table.sizes, numpy.int32(len(flat)),
+              numpy.int64(table.total), numpy.int32(table.vector))
+    chunks = -(-table.total // (kernels.CHUNK_BYTES // dtype.itemsize))
+    blocks = min(kernels.grid_for(chunks)[0], PARTIAL_BLOCKS)
     partials = cupy.empty(blocks, dtype=numpy.float64)
     program.kernel(f"squared_norm_partials<{type_name}>")(
-        (blocks,), (kernels.THREADS,), (table, offsets, count, numpy.int64(total), partials))
+        (blocks,), (kernels.THREADS,), layout + (partials,))
     squared_norm = sum_rows(partials, 1, blocks, 1)
-    kernels.launch(program, f"scale_by_clip<{type_name}>", total,
-                   (table, offsets, count, numpy.int64(total), squared_norm,
-                    numpy.float64(max_norm), numpy.float64(eps)))
+    kernels.launch_chunked(program, f"scale_by_clip<{type_name}>", table.total, dtype.itemsize,
+                           layout + (squared_norm, numpy.float64(max_norm), numpy.float64(eps)))
     for grad, contiguous in zip(grads, flat):
         if contiguous is not grad:
             grad[...] = contiguous

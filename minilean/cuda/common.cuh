@@ -35,10 +35,13 @@ template <typename T> constexpr int resident_blocks = sizeof(T) == 4 ? 8 : 1;
        first < (n); first += (long long)blockDim.x * gridDim.x * Chunk<T>::size)
 
 // array[first], array[first + 1], ... as one vector load; the array's last chunk, if partial,
-// element by element (zeros past n). `array` must start on a CHUNK_BYTES boundary, as CuPy's
-// allocations do (compile.chunk_aligned copies a view that starts inside one).
-template <typename T> __device__ Chunk<T> load_chunk(const T* array, long long first, long long n) {
-  if (first + Chunk<T>::size <= n) return *reinterpret_cast<const Chunk<T>*>(array + first);
+// element by element (zeros past n), and every chunk so where `vector` is false. A vector needs
+// `array` on a CHUNK_BYTES boundary, as CuPy's allocations are (compile.chunk_aligned copies a
+// view that starts inside one).
+template <typename T>
+__device__ Chunk<T> load_chunk(const T* array, long long first, long long n, bool vector = true) {
+  if (vector && first + Chunk<T>::size <= n)
+    return *reinterpret_cast<const Chunk<T>*>(array + first);
   Chunk<T> chunk;
 #pragma unroll
   for (int k = 0; k < Chunk<T>::size; ++k)
@@ -47,8 +50,9 @@ template <typename T> __device__ Chunk<T> load_chunk(const T* array, long long f
 }
 
 template <typename T>
-__device__ void store_chunk(T* array, long long first, long long n, const Chunk<T>& chunk) {
-  if (first + Chunk<T>::size <= n) {
+__device__ void store_chunk(T* array, long long first, long long n, const Chunk<T>& chunk,
+                            bool vector = true) {
+  if (vector && first + Chunk<T>::size <= n) {
     *reinterpret_cast<Chunk<T>*>(array + first) = chunk;
     return;
   }

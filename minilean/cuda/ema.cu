@@ -6,13 +6,18 @@
 #include "multi_tensor.cuh"
 
 template <typename T>
-__global__ void ema_update(const unsigned long long* table, const long long* offsets, int count,
-                           long long total, T decay) {
-  GRID_STRIDE_LOOP(i, total) {
-    const int k = find_tensor(offsets, count, i);
-    const long long j = i - offsets[k];
-    T* shadow = tensor_at<T>(table, k);
-    const T* param = tensor_at<T>(table, count + k);
-    shadow[j] -= (T(1) - decay) * (shadow[j] - param[j]);
+__global__ void ema_update(const unsigned long long* table, const long long* offsets,
+                           const long long* sizes, int count, long long total, T decay,
+                           int vector) {
+  CHUNKED_GRID_STRIDE_LOOP(T, i, total) {
+    const TensorChunk chunk = tensor_chunk(offsets, sizes, count, i);
+    T* shadow = tensor_at<T>(table, chunk.k);
+    const T* param = tensor_at<T>(table, count + chunk.k);
+    Chunk<T> shadows = load_chunk(shadow, chunk.first, chunk.size, vector);
+    const Chunk<T> params = load_chunk(param, chunk.first, chunk.size, vector);
+#pragma unroll
+    for (int e = 0; e < Chunk<T>::size; ++e)
+      shadows.values[e] -= (T(1) - decay) * (shadows.values[e] - params.values[e]);
+    store_chunk(shadow, chunk.first, chunk.size, shadows, vector);
   }
 }

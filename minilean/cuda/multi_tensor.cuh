@@ -1,8 +1,12 @@
 // multi_tensor.cuh: one launch over many tensors (all parameters of a model).
 //
-// The tensors are concatenated in a virtual flat index: tensor k covers
-// [offsets[k], offsets[k+1]). A table holds each tensor's device address as a 64-bit integer.
-// A thread with flat index i finds its tensor by binary search and its element j = i - offsets[k].
+// The tensors lie end to end in a virtual flat index, each starting at a multiple of the chunk
+// size (Chunk<T>::size elements, common.cuh), so that no chunk straddles two tensors: tensor k
+// has sizes[k] elements and its chunks cover [offsets[k], offsets[k + 1]). A table holds each
+// tensor's device address as a 64-bit integer. Each thread takes one chunk per pass
+// (CHUNKED_GRID_STRIDE_LOOP over offsets[count]), finds its tensor by binary search, once per
+// chunk, and moves its elements as one vector per array where `vector` (from the host: every
+// address in the table on a CHUNK_BYTES boundary) allows, else element by element.
 #pragma once
 #include "common.cuh"
 
@@ -14,6 +18,18 @@ __device__ inline int find_tensor(const long long* offsets, int count, long long
     if (offsets[middle] <= i) low = middle; else high = middle - 1;
   }
   return low;
+}
+
+// The chunk at virtual index i: elements first .. of tensor k, which has `size` of them.
+struct TensorChunk {
+  int k;
+  long long first, size;
+};
+
+__device__ inline TensorChunk tensor_chunk(const long long* offsets, const long long* sizes,
+                                           int count, long long i) {
+  const int k = find_tensor(offsets, count, i);
+  return {k, i - offsets[k], sizes[k]};
 }
 
 template <typename T> __device__ T* tensor_at(const unsigned long long* table, int k) {

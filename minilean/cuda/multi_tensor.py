@@ -1,11 +1,13 @@
 """The device table that lets one kernel launch update every parameter of a model.
 
 ``multi_tensor.cuh`` reads, for ``count`` tensors, a table of their device addresses (one row
-of ``count`` per role: params, grads, ...) and the running element offsets. Each update of a
-model reuses one table in device memory (one per number of roles and list of sizes): the
-parameters and optimizer state never move, and when the gradients have moved (new arrays each
-step, wherever the memory pool put them) the few kilobytes of addresses are rewritten in place,
-so the table costs no new device memory, step after step.
+of ``count`` per role: params, grads, ...), the tensors' sizes, and where each starts in the
+virtual flat index the kernel's threads walk in chunks (every tensor on a chunk boundary, so a
+chunk is one tensor's, moved as one vector). Each update of a model reuses one table in device
+memory (one per number of roles, list of sizes and chunk size): the parameters and optimizer
+state never move, and when the gradients have moved (new arrays each step, wherever the memory
+pool put them) the few kilobytes of addresses are rewritten in place, so the table costs no new
+device memory, step after step.
 """
 import collections
 
@@ -14,7 +16,26 @@ import numpy
 from minilean.cuda import compile as kernels
 
 _CACHE_SIZE = 8
-_tables = collections.OrderedDict()  # (roles, sizes) -> [addresses, table, offsets, total]
+# (roles, sizes, chunk) -> Table
+_tables = collections.OrderedDict()
+
+
+class Table:
+    """One table on the device: ``table`` the uint64 addresses, ``offsets`` (int64, count + 1)
+    where each tensor starts in the virtual index, ``sizes`` (int64) its element counts,
+    ``total`` the virtual index's length, ``vector`` whether every address is on a
+    CHUNK_BYTES boundary (so the kernels may move whole chunks as vectors)."""
+
+    def __init__(self, cupy, count, sizes, chunk):
+        self.addresses = None
+        self.table = cupy.empty(count, dtype=numpy.uint64)
+        # each tensor's chunks: its size rounded up to a whole number of chunks
+        padded = [-(-size // chunk) * chunk for size in sizes]
+        offsets = numpy.concatenate([[0], numpy.cumsum(padded)]).astype(numpy.int64)
+        self.offsets = cupy.asarray(offsets)
+        self.sizes = cupy.asarray(numpy.array(sizes, dtype=numpy.int64))
+        self.total = int(offsets[-1])
+        self.vector = False
 
 
 def check_arrays(roles):
@@ -33,38 +54,39 @@ def check_arrays(roles):
     return dtype
 
 
-def device_table(roles):
-    """(table, offsets, total): ``table`` the uint64 addresses of ``roles`` (lists of arrays,
-    each as long as the parameter list), ``offsets`` the int64 running sizes, ``total`` the
-    number of elements of one role."""
+def device_table(roles, itemsize):
+    """The ``Table`` of ``roles`` (lists of arrays, each as long as the parameter list) for
+    elements of ``itemsize`` bytes, with the arrays' current addresses."""
     import cupy
     addresses = tuple(array.data.ptr for role in roles for array in role)
-    key = (len(roles), tuple(array.size for array in roles[0]))
+    sizes = tuple(array.size for array in roles[0])
+    key = (len(roles), sizes, kernels.CHUNK_BYTES // itemsize)
     if key in _tables:
         _tables.move_to_end(key)
     else:
-        offsets = numpy.concatenate([[0], numpy.cumsum(key[1])]).astype(numpy.int64)
-        _tables[key] = [None, cupy.empty(len(addresses), dtype=numpy.uint64),
-                        cupy.asarray(offsets), int(offsets[-1])]
+        _tables[key] = Table(cupy, len(addresses), sizes, key[2])
         if len(_tables) > _CACHE_SIZE:
             _tables.popitem(last=False)
-    entry = _tables[key]
-    if entry[0] != addresses:  # first use, or the arrays moved: rewrite the addresses in place
+    table = _tables[key]
+    if table.addresses != addresses:  # first use, or the arrays moved: rewrite them in place
+        host = numpy.array(addresses, dtype=numpy.uint64)
         # on the stream: without one, older CuPy copies synchronously, waiting for the GPU
-        entry[1].set(numpy.array(addresses, dtype=numpy.uint64),
-                     stream=cupy.cuda.get_current_stream())
-        entry[0] = addresses
-    return tuple(entry[1:])
+        table.table.set(host, stream=cupy.cuda.get_current_stream())
+        table.addresses = addresses
+        table.vector = int(numpy.bitwise_or.reduce(host, initial=0)) % kernels.CHUNK_BYTES == 0
+    return table
 
 
 def launch_over_all(program, name, roles, scalars, flags=()):
     """Launch ``name<T>`` once over every element of every tensor in ``roles``, passing
     ``scalars`` as T and then ``flags`` as int."""
     dtype = check_arrays(roles)
-    table, offsets, total = device_table(roles)
-    if total == 0:
+    table = device_table(roles, dtype.itemsize)
+    if table.total == 0:
         return
-    kernels.launch(program, f"{name}<{kernels.type_name(dtype)}>", total,
-                   (table, offsets, numpy.int32(len(roles[0])), numpy.int64(total))
-                   + tuple(dtype.type(value) for value in scalars)
-                   + tuple(numpy.int32(flag) for flag in flags))
+    kernels.launch_chunked(
+        program, f"{name}<{kernels.type_name(dtype)}>", table.total, dtype.itemsize,
+        (table.table, table.offsets, table.sizes, numpy.int32(len(roles[0])),
+         numpy.int64(table.total))
+        + tuple(dtype.type(value) for value in scalars)
+        + tuple(numpy.int32(flag) for flag in flags) + (numpy.int32(table.vector),))
