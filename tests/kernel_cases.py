@@ -166,7 +166,7 @@ class KernelCases:
         close(d_input, derivative * grad, dtype)
         close(d_target, -derivative * grad, dtype)
 
-    @pytest.mark.parametrize("shape", [(1, 1), (4, 3, 5, 5), (7, 3, 31, 33)])
+    @pytest.mark.parametrize("shape", [(1, 1), (6, 1), (9, 2), (4, 3, 5, 5), (7, 3, 31, 33)])
     @pytest.mark.parametrize("dtype", DTYPES)
     def test_noising_kernels(self, cupy, shape, dtype):
         alpha_bar = numpy.cumprod(1 - numpy.linspace(1e-4, 0.05, 100))

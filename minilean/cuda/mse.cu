@@ -10,18 +10,28 @@
 
 template <typename T>
 __global__ void squared_error(const T* x, const T* y, T* out, long long n) {
-  GRID_STRIDE_LOOP(i, n) {
-    const T diff = x[i] - y[i];
-    out[i] = diff * diff;
+  CHUNKED_GRID_STRIDE_LOOP(T, first, n) {
+    const Chunk<T> xs = load_chunk(x, first, n), ys = load_chunk(y, first, n);
+    Chunk<T> squares;
+#pragma unroll
+    for (int e = 0; e < Chunk<T>::size; ++e) {
+      const T diff = xs.values[e] - ys.values[e];
+      squares.values[e] = diff * diff;
+    }
+    store_chunk(out, first, n, squares);
   }
 }
 
 template <typename T>
 __global__ void squared_error_partial_sums(const T* x, const T* y, T* partial, long long n) {
   T sum = T(0);
-  GRID_STRIDE_LOOP(i, n) {
-    const T diff = x[i] - y[i];
-    sum += diff * diff;
+  CHUNKED_GRID_STRIDE_LOOP(T, first, n) {
+    const Chunk<T> xs = load_chunk(x, first, n), ys = load_chunk(y, first, n);  // zeros past n
+#pragma unroll
+    for (int e = 0; e < Chunk<T>::size; ++e) {
+      const T diff = xs.values[e] - ys.values[e];
+      sum += diff * diff;
+    }
   }
   sum = block_reduce(sum, SumOp(), T(0));
   if (threadIdx.x == 0) partial[blockIdx.x] = sum;
@@ -30,9 +40,16 @@ __global__ void squared_error_partial_sums(const T* x, const T* y, T* partial, l
 template <typename T>
 __global__ void mse_backward(const T* x, const T* y, const T* grad, long long grad_stride,
                              T scale, T* dx, T* dy, long long n) {
-  GRID_STRIDE_LOOP(i, n) {
-    const T g = scale * T(2) * (x[i] - y[i]) * grad[i * grad_stride];
-    dx[i] = g;
-    dy[i] = -g;
+  CHUNKED_GRID_STRIDE_LOOP(T, first, n) {
+    const Chunk<T> xs = load_chunk(x, first, n), ys = load_chunk(y, first, n);
+    Chunk<T> dxs, dys;
+#pragma unroll
+    for (int e = 0; e < Chunk<T>::size; ++e) {
+      const long long i = first + e < n ? first + e : first;  // past n: any element, unused
+      dxs.values[e] = scale * T(2) * (xs.values[e] - ys.values[e]) * grad[i * grad_stride];
+      dys.values[e] = -dxs.values[e];
+    }
+    store_chunk(dx, first, n, dxs);
+    store_chunk(dy, first, n, dys);
   }
 }

@@ -28,17 +28,24 @@ def reference(input, target, reduction="mean"):
     return numpy.asarray((diff * diff).sum() * scale, dtype=input.dtype), 2 * scale * diff
 
 
+def _chunk_aligned_pair(input, target):
+    """Both as contiguous arrays of input's dtype on chunk boundaries (the kernels' loads)."""
+    import cupy
+    input = kernels.chunk_aligned(cupy.ascontiguousarray(input))
+    return input, kernels.chunk_aligned(cupy.ascontiguousarray(target, dtype=input.dtype))
+
+
 def forward(input, target, reduction="mean"):
     import cupy
-    input = cupy.ascontiguousarray(input)
-    target = cupy.ascontiguousarray(target, dtype=input.dtype)
+    input, target = _chunk_aligned_pair(input, target)
     type_name, count = kernels.type_name(input.dtype), numpy.int64(input.size)
     if reduction == "none":
         out = cupy.empty_like(input)
-        kernels.launch(program, f"squared_error<{type_name}>", input.size,
-                       (input, target, out, count))
+        kernels.launch_chunked(program, f"squared_error<{type_name}>", input.size,
+                               input.itemsize, (input, target, out, count))
         return out
-    blocks = min(kernels.grid_for(input.size)[0], PARTIAL_BLOCKS)
+    chunks = -(-input.size // (kernels.CHUNK_BYTES // input.itemsize))
+    blocks = min(kernels.grid_for(chunks)[0], PARTIAL_BLOCKS)
     partial = cupy.empty(blocks, dtype=input.dtype)
     program.kernel(f"squared_error_partial_sums<{type_name}>")(
         (blocks,), (kernels.THREADS,), (input, target, partial, count))
@@ -49,14 +56,15 @@ def forward(input, target, reduction="mean"):
 def backward(input, target, grad, reduction="mean"):
     """(d input, d target); ``grad`` is the loss gradient (0-d unless reduction is "none")."""
     import cupy
-    input = cupy.ascontiguousarray(input)
-    target = cupy.ascontiguousarray(target, dtype=input.dtype)
+    input, target = _chunk_aligned_pair(input, target)
     grad = cupy.ascontiguousarray(grad, dtype=input.dtype)
     scale = 1 / input.size if reduction == "mean" else 1.0
     grad_input, grad_target = cupy.empty_like(input), cupy.empty_like(input)
-    kernels.launch(program, f"mse_backward<{kernels.type_name(input.dtype)}>", input.size,
-                   (input, target, grad, numpy.int64(0 if reduction != "none" else 1),
-                    input.dtype.type(scale), grad_input, grad_target, numpy.int64(input.size)))
+    kernels.launch_chunked(program, f"mse_backward<{kernels.type_name(input.dtype)}>",
+                           input.size, input.itemsize,
+                           (input, target, grad, numpy.int64(0 if reduction != "none" else 1),
+                            input.dtype.type(scale), grad_input, grad_target,
+                            numpy.int64(input.size)))
     return grad_input, grad_target
 
 

@@ -5,21 +5,55 @@
 // backward: d x0 = sqrt(alpha_bar[t_s]) grad,  d noise = sqrt(1 - alpha_bar[t_s]) grad.
 #include "common.cuh"
 
+// The sample of each element of a chunk, i = sample * per_sample + r: one 64-bit division per
+// chunk, then a step at each sample boundary (a GPU has no divide instruction: a 64-bit
+// division is a long routine, which one per element would pay in every kernel of this file).
+struct SampleOf {
+  long long sample, next_start, per_sample;
+  __device__ SampleOf(long long first, long long per_sample)
+      : sample(first / per_sample), next_start((first / per_sample + 1) * per_sample),
+        per_sample(per_sample) {}
+  __device__ long long at(long long i) {  // for i from the chunk's first element up
+    while (i >= next_start) {
+      ++sample;
+      next_start += per_sample;
+    }
+    return sample;
+  }
+};
+
 template <typename T>
-__global__ void q_sample_forward(const T* x0, const T* noise, const T* alpha_bar,
-                                 const long long* t, T* out, long long per_sample, long long n) {
-  GRID_STRIDE_LOOP(i, n) {
-    const T alpha = alpha_bar[t[i / per_sample]];
-    out[i] = sqrt(alpha) * x0[i] + sqrt(T(1) - alpha) * noise[i];
+__global__ void __launch_bounds__(THREADS, resident_blocks<T>)
+    q_sample_forward(const T* x0, const T* noise, const T* alpha_bar, const long long* t, T* out,
+                     long long per_sample, long long n) {
+  CHUNKED_GRID_STRIDE_LOOP(T, first, n) {
+    const Chunk<T> x0s = load_chunk(x0, first, n), noises = load_chunk(noise, first, n);
+    Chunk<T> outs;
+    SampleOf samples(first, per_sample);
+#pragma unroll
+    for (int e = 0; e < Chunk<T>::size && first + e < n; ++e) {
+      const T alpha = alpha_bar[t[samples.at(first + e)]];
+      outs.values[e] = sqrt(alpha) * x0s.values[e] + sqrt(T(1) - alpha) * noises.values[e];
+    }
+    store_chunk(out, first, n, outs);
   }
 }
 
 template <typename T>
-__global__ void q_sample_backward(const T* grad, const T* alpha_bar, const long long* t,
-                                  T* grad_x0, T* grad_noise, long long per_sample, long long n) {
-  GRID_STRIDE_LOOP(i, n) {
-    const T alpha = alpha_bar[t[i / per_sample]];
-    grad_x0[i] = sqrt(alpha) * grad[i];
-    grad_noise[i] = sqrt(T(1) - alpha) * grad[i];
+__global__ void __launch_bounds__(THREADS, resident_blocks<T>)
+    q_sample_backward(const T* grad, const T* alpha_bar, const long long* t, T* grad_x0,
+                      T* grad_noise, long long per_sample, long long n) {
+  CHUNKED_GRID_STRIDE_LOOP(T, first, n) {
+    const Chunk<T> grads = load_chunk(grad, first, n);
+    Chunk<T> x0s, noises;
+    SampleOf samples(first, per_sample);
+#pragma unroll
+    for (int e = 0; e < Chunk<T>::size && first + e < n; ++e) {
+      const T alpha = alpha_bar[t[samples.at(first + e)]];
+      x0s.values[e] = sqrt(alpha) * grads.values[e];
+      noises.values[e] = sqrt(T(1) - alpha) * grads.values[e];
+    }
+    store_chunk(grad_x0, first, n, x0s);
+    store_chunk(grad_noise, first, n, noises);
   }
 }

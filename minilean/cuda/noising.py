@@ -30,12 +30,14 @@ def reference(x0, noise, alpha_bar, t):
 def _launch(name, arrays, alpha_bar, t, outputs):
     import cupy
     first = arrays[0]
-    args = tuple(cupy.ascontiguousarray(a, dtype=first.dtype) for a in arrays) + (
+    args = tuple(kernels.chunk_aligned(cupy.ascontiguousarray(a, dtype=first.dtype))
+                 for a in arrays) + (
         cupy.ascontiguousarray(alpha_bar, dtype=first.dtype),
         cupy.ascontiguousarray(t, dtype=numpy.int64)) + outputs
-    kernels.launch(program, f"{name}<{kernels.type_name(first.dtype)}>", first.size,
-                   args + (numpy.int64(first.size // max(first.shape[0], 1)),
-                           numpy.int64(first.size)))
+    kernels.launch_chunked(program, f"{name}<{kernels.type_name(first.dtype)}>", first.size,
+                           first.itemsize,
+                           args + (numpy.int64(first.size // max(first.shape[0], 1)),
+                                   numpy.int64(first.size)))
 
 
 def forward(x0, noise, alpha_bar, t):
