@@ -11,7 +11,7 @@ Calling a kernel first checks every argument against that parameter list, the ch
 GPU): a pointer parameter takes a C-contiguous device array of its element type, a scalar
 parameter a NumPy scalar of exactly its type. The block may have at most 1024 threads. A read or
 write through a misaligned pointer (a 16-byte vector at an address that is not a multiple of
-16) fails the launch, as it stops the kernel on a GPU, where x86-64 would just do it.
+16) fails the launch, as it stops the kernel on a GPU, where x86-64 would do it or crash.
 """
 import ctypes
 import glob

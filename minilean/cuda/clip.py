@@ -37,8 +37,8 @@ def fused_clip_arrays(grads, max_norm, eps):
     type_name = kernels.type_name(dtype)
     layout = (table.table, table.offsets, table.sizes, numpy.int32(len(flat)),
               numpy.int64(table.total), numpy.int32(table.vector))
-    chunks = -(-table.total // (kernels.CHUNK_BYTES // dtype.itemsize))
-    blocks = min(kernels.grid_for(chunks)[0], PARTIAL_BLOCKS)
+    blocks = min(kernels.grid_for(kernels.chunks(table.total, dtype.itemsize))[0],
+                 PARTIAL_BLOCKS)
     partials = cupy.empty(blocks, dtype=numpy.float64)
     program.kernel(f"squared_norm_partials<{type_name}>")(
         (blocks,), (kernels.THREADS,), layout + (partials,))

@@ -91,12 +91,16 @@ def chunk_aligned(array):
     return array if array.data.ptr % CHUNK_BYTES == 0 else array.copy()
 
 
+def chunks(count, itemsize):
+    """How many chunks of CHUNK_BYTES cover ``count`` elements of ``itemsize`` bytes."""
+    return -(-count // (CHUNK_BYTES // itemsize))
+
+
 def launch_chunked(program, name, count, itemsize, args):
     """Launch a kernel written with CHUNKED_GRID_STRIDE_LOOP over ``count`` elements of
-    ``itemsize`` bytes: one thread per chunk of CHUNK_BYTES. Arguments as for ``launch``, and
-    every array ``chunk_aligned``."""
-    per_chunk = CHUNK_BYTES // itemsize
-    launch(program, name, -(-count // per_chunk), args)
+    ``itemsize`` bytes: one thread per chunk. Arguments as for ``launch``, and every array
+    ``chunk_aligned``."""
+    launch(program, name, chunks(count, itemsize), args)
 
 
 def threads_for(length):

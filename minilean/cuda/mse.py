@@ -44,8 +44,8 @@ def forward(input, target, reduction="mean"):
         kernels.launch_chunked(program, f"squared_error<{type_name}>", input.size,
                                input.itemsize, (input, target, out, count))
         return out
-    chunks = -(-input.size // (kernels.CHUNK_BYTES // input.itemsize))
-    blocks = min(kernels.grid_for(chunks)[0], PARTIAL_BLOCKS)
+    blocks = min(kernels.grid_for(kernels.chunks(input.size, input.itemsize))[0],
+                 PARTIAL_BLOCKS)
     partial = cupy.empty(blocks, dtype=input.dtype)
     program.kernel(f"squared_error_partial_sums<{type_name}>")(
         (blocks,), (kernels.THREADS,), (input, target, partial, count))

@@ -26,7 +26,8 @@ class Table:
     ``total`` the virtual index's length, ``vector`` whether every address is on a
     CHUNK_BYTES boundary (so the kernels may move whole chunks as vectors)."""
 
-    def __init__(self, cupy, count, sizes, chunk):
+    def __init__(self, count, sizes, chunk):
+        import cupy
         self.addresses = None
         self.table = cupy.empty(count, dtype=numpy.uint64)
         # each tensor's chunks: its size rounded up to a whole number of chunks
@@ -64,7 +65,7 @@ def device_table(roles, itemsize):
     if key in _tables:
         _tables.move_to_end(key)
     else:
-        _tables[key] = Table(cupy, len(addresses), sizes, key[2])
+        _tables[key] = Table(len(addresses), sizes, key[2])
         if len(_tables) > _CACHE_SIZE:
             _tables.popitem(last=False)
     table = _tables[key]
