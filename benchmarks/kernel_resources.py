@@ -12,6 +12,13 @@ SM's 64) is capped by registers per thread, so a kernel that needs more of them 
 more slowly although its arithmetic is trivial. The machine code's length (static
 instructions, 16 bytes each from sm_70 on; unrolled loops and routines count as written, not as
 run) shows what an expensive operation such as 64-bit division adds. Counts, not timings.
+
+    pip install nvidia-cuda-nvdisasm             # nvdisasm (or have it on PATH)
+    python benchmarks/kernel_resources.py --per-element --files activations.cu
+
+adds, for each kernel that moves 16-byte chunks (common.cuh), the instructions one pass of its
+loop runs for a whole chunk, per element (``whole_chunk_path``, read from ``nvdisasm``):
+what the SMs must issue per element, which bounds the bandwidth of a kernel with much math.
 """
 import argparse
 import glob
@@ -25,6 +32,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
+CHUNK_ELEMENTS = {"float": 4, "double": 2}  # elements of a 16-byte chunk (common.cuh)
 REGISTERS_PER_SM = 65536   # sm_70 to sm_90: registers and warp slots per SM
 WARPS_PER_SM = 64
 BLOCKS_PER_SM = 32
@@ -55,6 +63,80 @@ def find_ptxas():
     return None
 
 
+def find_nvdisasm():
+    """nvdisasm from PATH or from the nvidia-cuda-nvdisasm wheel, or None."""
+    if shutil.which("nvdisasm"):
+        return shutil.which("nvdisasm")
+    try:
+        import nvidia
+    except ImportError:
+        return None
+    for folder in nvidia.__path__:
+        for path in sorted(glob.glob(os.path.join(folder, "*", "bin", "nvdisasm"))):
+            return path
+    return None
+
+
+def sass(nvdisasm, cubin_path):
+    """{kernel: [(address, instruction)]}: the machine code of a cubin, as ``nvdisasm`` shows
+    it, with each branch's target label replaced by its address."""
+    text = subprocess.run([nvdisasm, "-c", cubin_path], capture_output=True, text=True,
+                          check=True).stdout
+    labels, pending = {}, []
+    for line in text.splitlines():  # a label names the address of the next instruction
+        if match := re.match(r"(\.L_x_\d+):", line.strip()):
+            pending.append(match.group(1))
+        elif match := re.match(r"\s*/\*([0-9a-f]{4,})\*/", line):
+            labels.update((label, int(match.group(1), 16)) for label in pending)
+            pending = []
+    functions, code = {}, None
+    for line in text.splitlines():
+        if match := re.match(r"\.text\.(\w+):", line):
+            code = functions[match.group(1)] = []
+        elif (match := re.match(r"\s*/\*([0-9a-f]{4,})\*/\s+([^;]*);", line)) and code is not None:
+            instruction = re.sub(r"`\((\.L_x_\d+)\)", lambda m: hex(labels[m.group(1)]),
+                                 match.group(2).strip())
+            code.append((int(match.group(1), 16), instruction))
+    return functions
+
+
+# global loads and stores, or generic ones (through a pointer read from memory, as the
+# multi-tensor kernels' table holds them); ".128" marks a 16-byte vector
+VECTOR_ACCESS = re.compile(r"\b(LDG|STG|LD|ST)\.E\.128\b")
+ONE_ELEMENT_ACCESS = re.compile(r"\b(LDG|STG|LD|ST)\.E\b(?!\.128)")
+# "@P0 BRA 0x260", "BRA 0x3a0", "@!P0 BRA P2, 0x650" (a second predicate also conditions it)
+BRANCH = re.compile(r"^(@!?U?P\w+ )?BRA (?:!?U?P\w+, )?(0x[0-9a-f]+)")
+
+
+def whole_chunk_path(code):
+    """The instructions one pass of a chunked kernel's loop runs when its chunk is whole, or
+    None for a kernel without 16-byte global accesses. The pass runs from the loop's head (the
+    target of the last backward branch) to that branch, follows unconditional branches, and at
+    a conditional forward branch jumps when the code it would skip moves elements one by one
+    (the partial chunk's path), else falls through. An inner loop (the multi-tensor kernels'
+    binary search) counts one trip."""
+    if not any(VECTOR_ACCESS.search(instruction) for _, instruction in code):
+        return None
+    index = {address: i for i, (address, _) in enumerate(code)}
+    backward = [(i, int(match.group(2), 16)) for i, (address, instruction) in enumerate(code)
+                if (match := BRANCH.match(instruction)) and match.group(1)
+                and int(match.group(2), 16) < address]
+    end, head = backward[-1]
+    i, count = index[head], 0
+    while i <= end and count <= len(code):
+        count += 1
+        match = BRANCH.match(code[i][1])
+        if match and i != end:
+            target = index[int(match.group(2), 16)]
+            skipped = code[i + 1:target]
+            if match.group(1) is None or any(ONE_ELEMENT_ACCESS.search(text)
+                                             for _, text in skipped):
+                i = target
+                continue
+        i += 1
+    return count if count <= len(code) else None
+
+
 def code_sizes(cubin):
     """{kernel: bytes of machine code}: the sizes of the ELF file's ``.text.<kernel>``
     sections (64-bit little-endian ELF, as ptxas writes it)."""
@@ -73,9 +155,9 @@ def code_sizes(cubin):
     return sizes
 
 
-def kernel_resources(ptxas, ptx, arch):
-    """[(kernel, registers, spilled bytes, instructions)] as ptxas builds ``ptx`` for
-    ``arch``."""
+def kernel_resources(ptxas, ptx, arch, nvdisasm=None):
+    """[(kernel, registers, spilled bytes, instructions, whole-chunk path)] as ptxas builds
+    ``ptx`` for ``arch``; the path (``whole_chunk_path``) is None without ``nvdisasm``."""
     with tempfile.TemporaryDirectory() as folder:
         source, binary = (os.path.join(folder, name) for name in ("kernels.ptx", "kernels.cubin"))
         with open(source, "w", encoding="utf-8") as file:
@@ -84,6 +166,7 @@ def kernel_resources(ptxas, ptx, arch):
                                 capture_output=True, text=True, check=True).stderr
         with open(binary, "rb") as file:
             sizes = code_sizes(file.read())
+        code = sass(nvdisasm, binary) if nvdisasm else {}
     found, kernel, spilled = [], None, 0
     for line in report.splitlines():
         if match := re.search(r"Compiling entry function '(\w+)'", line):
@@ -91,7 +174,8 @@ def kernel_resources(ptxas, ptx, arch):
         elif match := re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", line):
             spilled = int(match.group(1)) + int(match.group(2))
         elif match := re.search(r"Used (\d+) registers", line):
-            found.append((kernel, int(match.group(1)), spilled, sizes[kernel] // 16))
+            path = whole_chunk_path(code[kernel]) if kernel in code else None
+            found.append((kernel, int(match.group(1)), spilled, sizes[kernel] // 16, path))
     return found
 
 
@@ -101,23 +185,33 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="sm_90", help="a real architecture, e.g. sm_80")
     parser.add_argument("--files", default=",".join(sorted(kernels.PROGRAMS)))
+    parser.add_argument("--per-element", action="store_true",
+                        help="also each chunked kernel's instructions per element (nvdisasm)")
     args = parser.parse_args(argv)
-    ptxas = find_ptxas()
+    ptxas, nvdisasm = find_ptxas(), find_nvdisasm() if args.per_element else None
     if ptxas is None or kernels.find_libnvrtc() is None:
         print("kernel_resources: needs ptxas and NVRTC: pip install nvidia-cuda-nvcc-cu12 "
               "nvidia-cuda-nvrtc-cu12", file=sys.stderr)
         return 1
+    if args.per_element and nvdisasm is None:
+        print("kernel_resources: --per-element needs nvdisasm: pip install nvidia-cuda-nvdisasm",
+              file=sys.stderr)
+        return 1
     virtual = "compute_" + args.arch.split("_")[1]
     print(f"{'kernel on ' + args.arch:<58} {'registers':>9} {'spilled':>8} {'occupancy':>9} "
-          f"{'instructions':>12}")
+          f"{'instructions':>12}" + (f" {'per element':>11}" if args.per_element else ""))
     for filename in args.files.split(","):
         program = kernels.PROGRAMS[filename]
         ptx, lowered_names = kernels.nvrtc_compile(program, virtual)
         expressions = {lowered: expression for expression, lowered in lowered_names.items()}
-        for kernel, registers, spilled, instructions in kernel_resources(ptxas, ptx, args.arch):
-            name = f"{filename}: {expressions[kernel]}"
-            print(f"{name:<58} {registers:>9} {spilled:>7}B "
-                  f"{occupancy(registers, kernels.THREADS):>9.0%} {instructions:>12}")
+        for kernel, registers, spilled, instructions, path in kernel_resources(
+                ptxas, ptx, args.arch, nvdisasm):
+            expression = expressions[kernel]
+            per_element = "-" if path is None else \
+                f"{path / CHUNK_ELEMENTS[expression.split('<')[1].split(',')[0].rstrip('>')]:.1f}"
+            print(f"{filename + ': ' + expression:<58} {registers:>9} {spilled:>7}B "
+                  f"{occupancy(registers, kernels.THREADS):>9.0%} {instructions:>12}"
+                  + (f" {per_element:>11}" if args.per_element else ""))
     print(f"command: python benchmarks/kernel_resources.py {' '.join(argv or sys.argv[1:])}")
     return 0
 

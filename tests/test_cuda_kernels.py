@@ -126,6 +126,22 @@ def test_kernel_resources_reads_every_kernel_of_a_file(monkeypatch, capsys):
         assert int(instructions) > 0
 
 
+@needs_nvrtc
+def test_kernel_resources_counts_instructions_per_element_of_chunked_kernels(monkeypatch, capsys):
+    """--per-element reads the machine code: a chunked kernel's count grows with its math, and a
+    kernel that moves no 16-byte chunks has none."""
+    kernel_resources = _kernel_resources(monkeypatch)
+    if kernel_resources.find_ptxas() is None or kernel_resources.find_nvdisasm() is None:
+        pytest.skip("needs ptxas and nvdisasm (pip install nvidia-cuda-nvcc-cu12 "
+                    "nvidia-cuda-nvdisasm)")
+    assert kernel_resources.main(["--per-element", "--files", "activations.cu,reduce.cu"]) == 0
+    rows = {" ".join(line.split()[1:-5]): line.split()[-1]
+            for line in capsys.readouterr().out.splitlines()[1:-1]}
+    relu, gelu = (float(rows[f"activation_forward<float, {kind}>"]) for kind in ("RELU", "GELU"))
+    assert 0 < relu < gelu
+    assert rows["sum_rows<float>"] == "-"
+
+
 # --- NumPy references against the engine's CPU ops --------------------------------------------
 
 ACTIVATIONS = {
