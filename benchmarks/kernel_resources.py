@@ -49,30 +49,17 @@ def occupancy(registers, threads_per_block):
     return blocks * warps_per_block / WARPS_PER_SM
 
 
-def find_ptxas():
-    """ptxas from PATH or from the nvidia-cuda-nvcc-cu12 wheel, or None."""
-    if shutil.which("ptxas"):
-        return shutil.which("ptxas")
-    try:
-        import nvidia.cuda_nvcc
-    except ImportError:
-        return None
-    for folder in nvidia.cuda_nvcc.__path__:
-        for path in glob.glob(os.path.join(folder, "bin", "ptxas")):
-            return path
-    return None
-
-
-def find_nvdisasm():
-    """nvdisasm from PATH or from the nvidia-cuda-nvdisasm wheel, or None."""
-    if shutil.which("nvdisasm"):
-        return shutil.which("nvdisasm")
+def find_tool(name):
+    """CUDA tool ``name`` (ptxas, nvdisasm) from PATH, else from an NVIDIA wheel's bin folder
+    (``nvidia/cuda_nvcc/bin/ptxas``, ``nvidia/cu13/bin/nvdisasm``), or None."""
+    if shutil.which(name):
+        return shutil.which(name)
     try:
         import nvidia
     except ImportError:
         return None
     for folder in nvidia.__path__:
-        for path in sorted(glob.glob(os.path.join(folder, "*", "bin", "nvdisasm"))):
+        for path in sorted(glob.glob(os.path.join(folder, "*", "bin", name))):
             return path
     return None
 
@@ -188,7 +175,7 @@ def main(argv=None):
     parser.add_argument("--per-element", action="store_true",
                         help="also each chunked kernel's instructions per element (nvdisasm)")
     args = parser.parse_args(argv)
-    ptxas, nvdisasm = find_ptxas(), find_nvdisasm() if args.per_element else None
+    ptxas, nvdisasm = find_tool("ptxas"), find_tool("nvdisasm") if args.per_element else None
     if ptxas is None or kernels.find_libnvrtc() is None:
         print("kernel_resources: needs ptxas and NVRTC: pip install nvidia-cuda-nvcc-cu12 "
               "nvidia-cuda-nvrtc-cu12", file=sys.stderr)

@@ -106,7 +106,7 @@ def test_occupancy_follows_the_register_file(monkeypatch, registers, expected):
 
 def test_kernel_resources_says_what_to_install_without_ptxas(monkeypatch, capsys):
     kernel_resources = _kernel_resources(monkeypatch)
-    monkeypatch.setattr(kernel_resources, "find_ptxas", lambda: None)
+    monkeypatch.setattr(kernel_resources, "find_tool", lambda name: None)
     assert kernel_resources.main([]) == 1
     assert "pip install nvidia-cuda-nvcc-cu12" in capsys.readouterr().err
 
@@ -114,7 +114,7 @@ def test_kernel_resources_says_what_to_install_without_ptxas(monkeypatch, capsys
 @needs_nvrtc
 def test_kernel_resources_reads_every_kernel_of_a_file(monkeypatch, capsys):
     kernel_resources = _kernel_resources(monkeypatch)
-    if kernel_resources.find_ptxas() is None:
+    if kernel_resources.find_tool("ptxas") is None:
         pytest.skip("ptxas is not installed (pip install nvidia-cuda-nvcc-cu12)")
     assert kernel_resources.main(["--files", "im2col.cu,activations.cu"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:-1]]
@@ -131,7 +131,7 @@ def test_kernel_resources_counts_instructions_per_element_of_chunked_kernels(mon
     """--per-element reads the machine code: a chunked kernel's count grows with its math, and a
     kernel that moves no 16-byte chunks has none."""
     kernel_resources = _kernel_resources(monkeypatch)
-    if kernel_resources.find_ptxas() is None or kernel_resources.find_nvdisasm() is None:
+    if None in (kernel_resources.find_tool("ptxas"), kernel_resources.find_tool("nvdisasm")):
         pytest.skip("needs ptxas and nvdisasm (pip install nvidia-cuda-nvcc-cu12 "
                     "nvidia-cuda-nvdisasm)")
     assert kernel_resources.main(["--per-element", "--files", "activations.cu,reduce.cu"]) == 0
