@@ -1,5 +1,6 @@
-// common.cuh: what every kernel file shares. 64-bit grid-stride loops, and sums / maxima across
-// a warp and across a block (used by the row kernels: reductions, softmax, norms, the MSE loss).
+// common.cuh: what every kernel file shares. 64-bit grid-stride loops, the 16-byte chunks that
+// the elementwise kernels move, and sums / maxima across a warp and across a block (used by the
+// row kernels: reductions, softmax, norms, the MSE loss).
 #pragma once
 
 // Each thread visits i = first, first + stride, ... with 64-bit indices, so a tensor with more
