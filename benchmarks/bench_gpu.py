@@ -121,18 +121,20 @@ def fused_kernel_bandwidths(elements, tensors=8):
     import cupy
     from minilean.cuda import adam, clip, ema, mse, noising
 
-    def arrays(count):
-        return [cupy.random.standard_normal(elements // tensors, dtype=cupy.float32)
-                for _ in range(count)]
+    per_tensor = elements // tensors
 
-    params, grads, exp_avgs, exp_avg_sqs, averages = arrays(5)
-    exp_avg_sqs = [cupy.abs(v) for v in exp_avg_sqs]
-    x0, noise, target = (cupy.random.standard_normal(elements, dtype=cupy.float32)
-                         .reshape(tensors, -1) for _ in range(3))
+    def role():  # one array per parameter
+        return [cupy.random.standard_normal(per_tensor, dtype=cupy.float32)
+                for _ in range(tensors)]
+
+    params, grads, exp_avgs, averages = (role() for _ in range(4))
+    exp_avg_sqs = [cupy.abs(v) for v in role()]
+    x0, noise, target = (cupy.random.standard_normal((tensors, per_tensor), dtype=cupy.float32)
+                         for _ in range(3))  # a batch of `tensors` samples
     alpha_bar = cupy.linspace(0.99, 0.01, 1000, dtype=cupy.float32)
     t = cupy.arange(tensors, dtype=cupy.int64) * 100
     loss_grad = cupy.ones((), dtype=cupy.float32)
-    value_bytes = 4 * (elements // tensors) * tensors
+    value_bytes = 4 * per_tensor * tensors
     kernels = {  # name: (bytes read and written, one call)
         f"adam update over {tensors} tensors": (7 * value_bytes, lambda: adam.fused_adam_update(
             params, grads, exp_avgs, exp_avg_sqs, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0, False)),

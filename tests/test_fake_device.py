@@ -383,6 +383,11 @@ def test_gpu_benchmark_script_runs_end_to_end(fake_cuda, monkeypatch, capsys):
     benchmarks = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
     monkeypatch.syspath_prepend(str(benchmarks))
     import bench_gpu
+    from minilean.cuda import adam
+    updates = []  # what the Adam row updates: a model's worth of parameters, not single values
+    fused_adam_update = adam.fused_adam_update
+    monkeypatch.setattr(adam, "fused_adam_update", lambda params, *rest, **settings: (
+        updates.append([p.size for p in params]), fused_adam_update(params, *rest, **settings)))
     assert bench_gpu.main(["--batch-size=2", "--hidden-c=8", "--image-size=8", "--T=10",
                            "--steps=1", "--n-samples=2", "--sample-steps=2",
                            "--elements=4096", "--matmul-size=16"]) == 0
@@ -390,6 +395,7 @@ def test_gpu_benchmark_script_runs_end_to_end(fake_cuda, monkeypatch, capsys):
     assert "CPU stand-in for CuPy" in report and "minilean fast kernels" in report
     assert "gelu_tanh backward" in report and "PyTorch eager" in report
     assert "adam update over 8 tensors" in report and "mse loss backward" in report
+    assert [512] * 8 in updates  # --elements=4096 over 8 tensors
     assert "fast kernels + CUDA graph" in report and "failed" not in report
     assert re.search(r"cupy\.matmul [\d.]+ us, ndarray\.dot [\d.]+ us, backend\.matmul", report)
 
