@@ -97,7 +97,7 @@ BRANCH = re.compile(r"^(@!?U?P\w+ )?BRA (?:!?U?P\w+, )?(0x[0-9a-f]+)")
 
 def whole_chunk_path(code):
     """The instructions one pass of a chunked kernel's loop runs when its chunk is whole, or
-    None for a kernel without 16-byte global accesses. The pass runs from the loop's head (the
+    None for a kernel without 16-byte accesses. The pass runs from the loop's head (the
     target of the last backward branch) to that branch, follows unconditional branches, and at
     a conditional forward branch jumps when the code it would skip moves elements one by one
     (the partial chunk's path), else falls through. An inner loop (the multi-tensor kernels'
