@@ -13,7 +13,8 @@ bandwidth as a share of the copy bandwidth on a large tensor (target at least 85
 activations, Adam, EMA, clipping, forward noising and the MSE loss; then the
 training step (plain CuPy and fast kernels, each also replayed as a CUDA graph as
 ``--cuda-graph`` does, and PyTorch eager on the same model, batch and card), and DDIM sampling
-throughput. Prints one table with the GPU name and the CuPy and CUDA versions; copy it into
+throughput of each of the four (with a graph, the sampler's network replayed as one). Prints
+one table with the GPU name and the CuPy and CUDA versions; copy it into
 benchmarks/RESULTS.md with the command.
 """
 import argparse
@@ -156,8 +157,8 @@ def fused_kernel_bandwidths(elements, tensors=8):
 
 def minilean_step(args, fast, graph=False):
     """(step, sample, synchronize) for the CLI's diffusion step on "cuda" (fast
-    kernels on or off; with ``graph``, loss and gradients replayed as one CUDA graph, as
-    ``--cuda-graph`` does)."""
+    kernels on or off; with ``graph``, loss and gradients replayed as one CUDA graph, and the
+    sampler's network as another, as ``--cuda-graph`` does)."""
     import cupy
     from minilean import Tensor, backend, tensor, use_fast_kernels
     from minilean.autograd.grad_mode import no_grad
@@ -165,6 +166,7 @@ def minilean_step(args, fast, graph=False):
     from minilean.models import diffusion as D
     from minilean.models.unet import UNet
     from minilean.optim import EMA, Adam, clip_grad_norm_
+    from minilean.train.diffusion import GraphNetwork
 
     use_fast_kernels(fast)
     backend.manual_seed(0)
@@ -197,12 +199,14 @@ def minilean_step(args, fast, graph=False):
         optimizer.step()
         average.update(model)
 
+    network = GraphNetwork(model) if graph else model  # captured at the first sampling step
+
     def sample():
         x_T = tensor(host.standard_normal((args.n_samples, 3, args.image_size, args.image_size))
                      .astype(numpy.float32), device="cuda")
         with no_grad():
-            D.ddim_sample(model, alpha_bar, x_T, D.respaced_timesteps(args.T, args.sample_steps),
-                          clip=True)
+            D.ddim_sample(network, alpha_bar, x_T,
+                          D.respaced_timesteps(args.T, args.sample_steps), clip=True)
 
     return step, sample, cupy.cuda.Stream.null.synchronize
 
@@ -324,13 +328,12 @@ def main(argv=None):
             continue
         finally:
             use_fast_kernels(False)
-        if not graph:  # sampling runs no graph: once per kernel choice
-            use_fast_kernels(fast)
-            images_per_second = args.n_samples / wall_time(sample, 2, synchronize, warmup=1)
-            use_fast_kernels(False)
-            rows.append(("sampling",
-                         f"{label}: DDIM {args.sample_steps} steps, {args.n_samples} images",
-                         f"{images_per_second:.1f} images/s"))
+        use_fast_kernels(fast)
+        images_per_second = args.n_samples / wall_time(sample, 2, synchronize, warmup=1)
+        use_fast_kernels(False)
+        rows.append(("sampling",
+                     f"{label}: DDIM {args.sample_steps} steps, {args.n_samples} images",
+                     f"{images_per_second:.1f} images/s"))
     torch, why_not = load_torch_cuda()
     if torch is None:
         rows.append(("train step", "PyTorch eager", f"not measured: {why_not}"))

@@ -441,9 +441,10 @@ DIFFUSION = Command(
         training_flags(steps=1500, lr=3e-3, batch_size=32, ema=0.996),
         FlagGroup("speed", [
             Flag("cuda_graph", False, "capture the loss and gradient computation of a step "
-                 "as one CUDA graph at the first step and replay it (cuda only; the same "
-                 "numbers, far fewer kernel launches from Python; with --fast-kernels, Adam "
-                 "and EMA add one launch each)"),
+                 "as one CUDA graph at the first step and replay it, and the network of each "
+                 "sampler step likewise (cuda only; the same numbers up to float32 rounding, "
+                 "far fewer kernel launches from Python; with --fast-kernels, Adam and EMA "
+                 "add one launch each)"),
         ]),
         FlagGroup("model", [
             Flag("arch", "unet", "epsilon predictor: unet (time embedding, GroupNorm, "

@@ -431,3 +431,45 @@ def check_a_host_copy_while_capturing_is_a_clear_error():
         CapturedCall(reads_its_sum, (numpy.ones(3),))
     captured = CapturedCall(lambda x: x + 1.0, (numpy.ones(3),))  # the failure left no capture
     numpy.testing.assert_array_equal(captured(numpy.zeros(3)).get(), [1.0, 1.0, 1.0])
+
+
+def check_graph_sampling_replays_the_network(capsys, fast=False):
+    """``--cuda-graph`` sampling: the network runs in Python twice (warm-up and capture), the
+    other DDIM steps are replays that read each step's timestep, and the samples are those of
+    the plain network; a network that cannot be captured runs as it is, after a note."""
+    from minilean.models.unet import UNet
+    from minilean.train.diffusion import GraphNetwork
+
+    backend.manual_seed(0)
+    use_fast_kernels(fast)
+    try:
+        model = UNet(3, 8).to("cuda")
+        model.eval()
+        alpha_bar = D.alpha_bars(D.make_betas("cosine", 20))
+        timesteps = D.respaced_timesteps(20, 5)
+        x_T = minilean.tensor(numpy.random.default_rng(3).standard_normal((2, 3, 8, 8))
+                              .astype(numpy.float32), device="cuda")
+        calls = []
+
+        def counted(x, t):
+            calls.append(t)
+            return model(x, t)
+
+        def reads_a_host_number(x, t):
+            calls.append(t)
+            float(x.data.max())  # a copy to the host, which a capture refuses
+            return model(x, t)
+
+        with minilean.no_grad():
+            plain = D.ddim_sample(model, alpha_bar, x_T, timesteps).numpy()
+            graph = D.ddim_sample(GraphNetwork(counted), alpha_bar, x_T, timesteps).numpy()
+            assert len(calls) == 2 and capsys.readouterr().err == ""
+            numpy.testing.assert_allclose(graph, plain, rtol=1e-4, atol=1e-5)
+            calls.clear()
+            fallback = D.ddim_sample(GraphNetwork(reads_a_host_number), alpha_bar, x_T,
+                                     timesteps).numpy()
+        assert len(calls) == len(timesteps) + 2  # warm-up, failed capture, then every step
+        assert "--cuda-graph: sampling without a graph: cannot capture" in capsys.readouterr().err
+        numpy.testing.assert_allclose(fallback, plain, rtol=1e-5, atol=1e-6)
+    finally:
+        use_fast_kernels(False)

@@ -18,6 +18,7 @@ from device_cases import (FRESH_GRAD_CASES, OPS, assert_fresh_grads,
                           check_captured_products_use_minilean_kernel,
                           check_eager_products_match_numpy,
                           check_cuda_graph_trains_like_eager, check_fast_kernels_are_used,
+                          check_graph_sampling_replays_the_network,
                           check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts,
                           run_fresh_grad_case)
@@ -175,6 +176,11 @@ def test_cuda_graph_trains_like_the_python_step(tmp_path, fast):
     schedule coefficients, computed on the GPU in graph mode and on the host otherwise
     (float64 sin/cos may differ in the last bit)."""
     check_cuda_graph_trains_like_eager(tmp_path, fast, rtol=1e-4, sample_atol=2)
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["cupy", "fast"])
+def test_cuda_graph_sampling_replays_the_network(capsys, fast):
+    check_graph_sampling_replays_the_network(capsys, fast)
 
 
 # --- the headline command ------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from device_cases import (OPS, check_a_host_copy_while_capturing_is_a_clear_erro
                           check_captured_products_use_minilean_kernel,
                           check_eager_products_match_numpy,
                           check_cuda_graph_trains_like_eager, check_fast_kernels_are_used,
+                          check_graph_sampling_replays_the_network,
                           check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts)
 from kernel_cases import KernelCases
@@ -198,6 +199,11 @@ def test_cuda_graph_trains_like_the_python_step(fake_cuda, tmp_path, fast):
     """Close, not equal: the graph's products come from matmul.cu, which sums in another order
     than NumPy's BLAS (a float32 rounding apart)."""
     check_cuda_graph_trains_like_eager(tmp_path, fast, rtol=1e-6, sample_atol=1)
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast-kernels"])
+def test_cuda_graph_sampling_replays_the_network(fake_cuda, capsys, fast):
+    check_graph_sampling_replays_the_network(capsys, fast)
 
 
 def test_a_resumed_cuda_graph_run_repeats_an_uninterrupted_one(fake_cuda, tmp_path):
@@ -397,6 +403,7 @@ def test_gpu_benchmark_script_runs_end_to_end(fake_cuda, monkeypatch, capsys):
     assert "adam update over 8 tensors" in report and "mse loss backward" in report
     assert [512] * 8 in updates  # --elements=4096 over 8 tensors
     assert "fast kernels + CUDA graph" in report and "failed" not in report
+    assert "minilean fast kernels + CUDA graph: DDIM 2 steps" in report
     assert re.search(r"cupy\.matmul [\d.]+ us, ndarray\.dot [\d.]+ us, backend\.matmul", report)
 
 

@@ -4,7 +4,8 @@
     -> Adam (linear warm-up, then cosine decay or constant) + EMA, each step:
        t ~ U{0..T-1}, eps ~ N(0, I), loss = |model(q_sample) - eps|^2 (or - v, --prediction v)
        (with --cuda-graph the loss and gradients are one replayed CUDA graph; Adam, EMA after)
-    -> samples from the EMA weights (ddpm | ddim | pf-euler) -> images, FD-classifier, summary
+    -> samples from the EMA weights (ddpm | ddim | pf-euler; with --cuda-graph each step's
+       network call is a replayed graph too) -> images, FD-classifier, summary
 
 Every random draw of step k comes from ``step_generator(seed, k)``, and sampling noise from
 (seed, sampler step), so a resumed run repeats an uninterrupted one exactly, on either device.
@@ -73,6 +74,42 @@ def sampling_noise(config, shape, device):
     return noise
 
 
+def uses_graph(config):
+    """Whether ``--cuda-graph`` applies: on "cuda" (it does nothing on the CPU)."""
+    return config.cuda_graph and config.device == "cuda"
+
+
+class GraphNetwork:
+    """``network(x, t)`` as the samplers call it (one timestep for the batch), replayed as one
+    CUDA graph: ``--cuda-graph`` sampling, where each step otherwise launches the network's
+    hundred-odd kernels from Python.
+
+    Captured at the first call, for that call's x. The timestep goes in as an input array of
+    per-example timesteps, so each replay reads it (a number would be baked into the graph as
+    it was at the capture). Each call returns the graph's output array, which the next call
+    overwrites: the samplers use it before they call again. A network that cannot be captured
+    runs as it is, after a one-line note.
+    """
+
+    def __init__(self, network):
+        self.network, self.replay = network, None
+
+    def _run(self, x, times):
+        return self.network(Tensor(x), times).data
+
+    def __call__(self, x, t):
+        times = D.timesteps_for_batch(t, x.shape[0])
+        if self.replay is None:
+            from minilean.cuda.graph import CapturedCall, GraphCaptureError
+            try:
+                self.replay = CapturedCall(self._run, (x.data, times))
+            except GraphCaptureError as error:
+                print(f"minilean: --cuda-graph: sampling without a graph: {error}",
+                      file=sys.stderr)
+                self.replay = self._run
+        return Tensor(self.replay(x.data, times))
+
+
 def sample(eps_model, config, betas, x_T):
     """Run the chosen sampler from ``x_T`` (no gradients)."""
     alpha_bar = D.alpha_bars(betas)
@@ -93,7 +130,7 @@ def run(config):
     if config.resume:
         config = resumed_config(config, LOCKED_FLAGS)
     prepare_device(config)
-    use_graph = config.cuda_graph and config.device == "cuda"
+    use_graph = uses_graph(config)
     if config.cuda_graph and not use_graph:
         print("minilean: --cuda-graph has no effect on the CPU", file=sys.stderr)
 
@@ -179,11 +216,15 @@ def write_images(config, model, emas, betas, dataset, run_dir):
                  .astype(numpy.float32), device=config.device)
     model.eval()
     averaged = emas["model"].average_parameters(model) if emas else contextlib.nullcontext()
-    eps_model = D.eps_model_from_v(model, D.alpha_bars(betas)) if config.prediction == "v" \
-        else model
-    with averaged:
-        images = sample(eps_model, config, betas, x_T).numpy()
-        reconstruction = _reconstruct(config, eps_model, betas, dataset) \
+
+    def eps_model(network):
+        return D.eps_model_from_v(network, D.alpha_bars(betas)) if config.prediction == "v" \
+            else network
+
+    with averaged:  # (the graph reads the parameters' arrays, which hold the averages here)
+        sampler_network = GraphNetwork(model) if uses_graph(config) else model
+        images = sample(eps_model(sampler_network), config, betas, x_T).numpy()
+        reconstruction = _reconstruct(config, eps_model(model), betas, dataset) \
             if config.noisy_ppm or config.reconstruct_ppm else None
     samples = to_uint8(images, (-1.0, 1.0))
     save_npy(run_dir.file("samples.npy"), samples)  # for `minilean evaluate`
