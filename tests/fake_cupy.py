@@ -120,10 +120,12 @@ def _device_function(function, baked=False):
         _refuse_cublas_while_capturing(getattr(function, "__name__", ""))
         result = _run(function, _unwrap(args), {k: _unwrap(v) for k, v in kwargs.items()},
                       baked)
-        out = kwargs.get("out")  # as CuPy, the result written into ``out`` is that very array
-        if isinstance(out, ndarray) and isinstance(result, ndarray) and \
-                result._array is out._array:
-            return out
+        # as CuPy: a result that is an argument's own memory (written into ``out``, or the
+        # ascontiguousarray of a contiguous array) is that very array
+        for given in (kwargs.get("out"), *args):
+            if isinstance(given, ndarray) and isinstance(result, ndarray) and \
+                    result._array is given._array:
+                return given
         return result
     on_device.__name__ = getattr(function, "__name__", "function")
     return on_device

@@ -56,7 +56,7 @@ def reference(kind, x, slope=0.01):
 def forward(kind, x, slope=0.01):
     """y = f(x) on the GPU (x a float32/float64 CuPy array, made contiguous here)."""
     import cupy
-    x = kernels.chunk_aligned(cupy.ascontiguousarray(x))
+    x = kernels.chunk_aligned(x)
     y = cupy.empty_like(x)
     kernels.launch_chunked(program, _kernel_name("forward", x.dtype, kind), x.size, x.itemsize,
                            (x, y, numpy.int64(x.size), x.dtype.type(slope)))
@@ -66,8 +66,8 @@ def forward(kind, x, slope=0.01):
 def backward(kind, x, grad, slope=0.01):
     """dx = grad * f'(x) on the GPU."""
     import cupy
-    x = kernels.chunk_aligned(cupy.ascontiguousarray(x))
-    grad = kernels.chunk_aligned(cupy.ascontiguousarray(grad, dtype=x.dtype))
+    x = kernels.chunk_aligned(x)
+    grad = kernels.chunk_aligned(grad, x.dtype)
     dx = cupy.empty_like(x)
     kernels.launch_chunked(program, _kernel_name("backward", x.dtype, kind), x.size, x.itemsize,
                            (x, grad, dx, numpy.int64(x.size), x.dtype.type(slope)))

@@ -13,9 +13,9 @@
 
 template <typename T>
 __global__ void adam_update(const unsigned long long* table, const long long* offsets,
-                            const long long* sizes, int count, long long total, T lr, T beta1,
-                            T one_minus_beta1, T beta2, T one_minus_beta2, T eps, T weight_decay,
-                            T step_size, T bias_correction2_sqrt, int decoupled, int vector) {
+                            const long long* sizes, int count, long long total, int vector,
+                            T lr, T beta1, T one_minus_beta1, T beta2, T one_minus_beta2, T eps,
+                            T weight_decay, T step_size, T bias_correction2_sqrt, int decoupled) {
   CHUNKED_GRID_STRIDE_LOOP(T, i, total) {
     const TensorChunk chunk = tensor_chunk(offsets, sizes, count, i);
     T* param = tensor_at<T>(table, chunk.k);

@@ -35,16 +35,15 @@ def fused_clip_arrays(grads, max_norm, eps):
     dtype = check_arrays([flat])
     table = device_table([flat], dtype.itemsize)
     type_name = kernels.type_name(dtype)
-    layout = (table.table, table.offsets, table.sizes, numpy.int32(len(flat)),
-              numpy.int64(table.total), numpy.int32(table.vector))
     blocks = min(kernels.grid_for(kernels.chunks(table.total, dtype.itemsize))[0],
                  PARTIAL_BLOCKS)
     partials = cupy.empty(blocks, dtype=numpy.float64)
     program.kernel(f"squared_norm_partials<{type_name}>")(
-        (blocks,), (kernels.THREADS,), layout + (partials,))
+        (blocks,), (kernels.THREADS,), table.arguments() + (partials,))
     squared_norm = sum_rows(partials, 1, blocks, 1)
     kernels.launch_chunked(program, f"scale_by_clip<{type_name}>", table.total, dtype.itemsize,
-                           layout + (squared_norm, numpy.float64(max_norm), numpy.float64(eps)))
+                           table.arguments() + (squared_norm, numpy.float64(max_norm),
+                                                numpy.float64(eps)))
     for grad, contiguous in zip(grads, flat):
         if contiguous is not grad:
             grad[...] = contiguous

@@ -85,9 +85,12 @@ def launch(program, name, count, args):
 CHUNK_BYTES = 16  # bytes per thread and pass of CHUNKED_GRID_STRIDE_LOOP (common.cuh)
 
 
-def chunk_aligned(array):
-    """``array`` (C-contiguous) when it starts on a CHUNK_BYTES boundary, as CuPy's allocations
-    do; else a copy, which does (a view such as ``x[1:]`` starts inside an allocation)."""
+def chunk_aligned(array, dtype=None):
+    """``array`` as the chunked kernels read it: C-contiguous, of ``dtype`` (its own if None),
+    starting on a CHUNK_BYTES boundary. Itself where it already is, as CuPy's allocations are;
+    else a copy (a view such as ``x[1:]`` starts inside an allocation)."""
+    import cupy
+    array = cupy.ascontiguousarray(array, dtype=dtype)
     return array if array.data.ptr % CHUNK_BYTES == 0 else array.copy()
 
 

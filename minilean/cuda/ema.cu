@@ -7,8 +7,8 @@
 
 template <typename T>
 __global__ void ema_update(const unsigned long long* table, const long long* offsets,
-                           const long long* sizes, int count, long long total, T decay,
-                           int vector) {
+                           const long long* sizes, int count, long long total, int vector,
+                           T decay) {
   CHUNKED_GRID_STRIDE_LOOP(T, i, total) {
     const TensorChunk chunk = tensor_chunk(offsets, sizes, count, i);
     T* shadow = tensor_at<T>(table, chunk.k);

@@ -28,16 +28,10 @@ def reference(input, target, reduction="mean"):
     return numpy.asarray((diff * diff).sum() * scale, dtype=input.dtype), 2 * scale * diff
 
 
-def _chunk_aligned_pair(input, target):
-    """Both as contiguous arrays of input's dtype on chunk boundaries (the kernels' loads)."""
-    import cupy
-    input = kernels.chunk_aligned(cupy.ascontiguousarray(input))
-    return input, kernels.chunk_aligned(cupy.ascontiguousarray(target, dtype=input.dtype))
-
-
 def forward(input, target, reduction="mean"):
     import cupy
-    input, target = _chunk_aligned_pair(input, target)
+    input = kernels.chunk_aligned(input)
+    target = kernels.chunk_aligned(target, input.dtype)
     type_name, count = kernels.type_name(input.dtype), numpy.int64(input.size)
     if reduction == "none":
         out = cupy.empty_like(input)
@@ -56,7 +50,8 @@ def forward(input, target, reduction="mean"):
 def backward(input, target, grad, reduction="mean"):
     """(d input, d target); ``grad`` is the loss gradient (0-d unless reduction is "none")."""
     import cupy
-    input, target = _chunk_aligned_pair(input, target)
+    input = kernels.chunk_aligned(input)
+    target = kernels.chunk_aligned(target, input.dtype)
     grad = cupy.ascontiguousarray(grad, dtype=input.dtype)
     scale = 1 / input.size if reduction == "mean" else 1.0
     grad_input, grad_target = cupy.empty_like(input), cupy.empty_like(input)

@@ -3,10 +3,12 @@
 // The tensors lie end to end in a virtual flat index, each starting at a multiple of the chunk
 // size (Chunk<T>::size elements, common.cuh), so that no chunk straddles two tensors: tensor k
 // has sizes[k] elements and its chunks cover [offsets[k], offsets[k + 1]). A table holds each
-// tensor's device address as a 64-bit integer. Each thread takes one chunk per pass
-// (CHUNKED_GRID_STRIDE_LOOP over offsets[count]), finds its tensor by binary search, once per
-// chunk, and moves its elements as one vector per array where `vector` (from the host: every
-// address in the table on a CHUNK_BYTES boundary) allows, else element by element.
+// tensor's device address as a 64-bit integer. A kernel over all tensors takes (table, offsets,
+// sizes, count, total, vector) first (multi_tensor.Table.arguments). Each thread takes one
+// chunk per pass (CHUNKED_GRID_STRIDE_LOOP over total = offsets[count]), finds its tensor by
+// binary search, once per chunk, and moves its elements as one vector per array where `vector`
+// (from the host: every address in the table on a CHUNK_BYTES boundary) allows, else element
+// by element.
 #pragma once
 #include "common.cuh"
 

@@ -38,6 +38,12 @@ class Table:
         self.total = int(offsets[-1])
         self.vector = False
 
+    def arguments(self):
+        """What every kernel over all tensors takes first (multi_tensor.cuh): table, offsets,
+        sizes, count, total, vector."""
+        return (self.table, self.offsets, self.sizes, numpy.int32(len(self.sizes)),
+                numpy.int64(self.total), numpy.int32(self.vector))
+
 
 def check_arrays(roles):
     """Every array of every role must be a contiguous CuPy array of the first one's dtype and
@@ -85,9 +91,7 @@ def launch_over_all(program, name, roles, scalars, flags=()):
     table = device_table(roles, dtype.itemsize)
     if table.total == 0:
         return
-    kernels.launch_chunked(
-        program, f"{name}<{kernels.type_name(dtype)}>", table.total, dtype.itemsize,
-        (table.table, table.offsets, table.sizes, numpy.int32(len(roles[0])),
-         numpy.int64(table.total))
-        + tuple(dtype.type(value) for value in scalars)
-        + tuple(numpy.int32(flag) for flag in flags) + (numpy.int32(table.vector),))
+    kernels.launch_chunked(program, f"{name}<{kernels.type_name(dtype)}>", table.total,
+                           dtype.itemsize, table.arguments()
+                           + tuple(dtype.type(value) for value in scalars)
+                           + tuple(numpy.int32(flag) for flag in flags))

@@ -11,7 +11,7 @@
 struct SampleOf {
   long long sample, next_start, per_sample;
   __device__ SampleOf(long long first, long long per_sample)
-      : sample(first / per_sample), next_start((first / per_sample + 1) * per_sample),
+      : sample(first / per_sample), next_start((sample + 1) * per_sample),
         per_sample(per_sample) {}
   __device__ long long at(long long i) {  // for i from the chunk's first element up
     while (i >= next_start) {

@@ -30,8 +30,7 @@ def reference(x0, noise, alpha_bar, t):
 def _launch(name, arrays, alpha_bar, t, outputs):
     import cupy
     first = arrays[0]
-    args = tuple(kernels.chunk_aligned(cupy.ascontiguousarray(a, dtype=first.dtype))
-                 for a in arrays) + (
+    args = tuple(kernels.chunk_aligned(a, first.dtype) for a in arrays) + (
         cupy.ascontiguousarray(alpha_bar, dtype=first.dtype),
         cupy.ascontiguousarray(t, dtype=numpy.int64)) + outputs
     kernels.launch_chunked(program, f"{name}<{kernels.type_name(first.dtype)}>", first.size,
