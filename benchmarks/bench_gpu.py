@@ -10,11 +10,13 @@ Order: first the ceilings (device-to-device copy bandwidth, CuPy's own elementwi
 reference, a large float32 matmul), the time per call of a small product by each way to
 dispatch it (host-bound, as a small model's products are), then each elementwise kernel's
 bandwidth as a share of the copy bandwidth on a large tensor (target at least 85%): the
-activations, Adam, EMA, clipping, forward noising and the MSE loss; then the
+activations (with each number of chunks per thread that activations.cu compiles), Adam, EMA, clipping, forward noising and the MSE loss; then the
 training step (plain CuPy and fast kernels, each also replayed as a CUDA graph as
 ``--cuda-graph`` does, and PyTorch eager on the same model, batch and card), and DDIM sampling
-throughput of each of the four (with a graph, the sampler's network replayed as one). Prints
-one table with the GPU name and the CuPy and CUDA versions; copy it into
+throughput of each of the four (with a graph, the sampler's network replayed as one). Last,
+where PyTorch has CUDA, its profiler (CUPTI) counts the kernels each training step runs and how
+long the GPU is busy with them, against the step's wall time: far below it, the step waits on
+the host. Prints one table with the GPU name and the CuPy and CUDA versions; copy it into
 benchmarks/RESULTS.md with the command.
 """
 import argparse
@@ -100,17 +102,19 @@ def product_call_times(shape=(24, 216, 256), calls=2000):
 # --- kernels --------------------------------------------------------------------------------------
 
 def activation_bandwidths(elements):
-    """{(kind, direction): bytes/s} of activations.cu on ``elements`` float32 values."""
+    """{(kind, direction, chunks per thread): bytes/s} of activations.cu on ``elements``
+    float32 values, for each number of chunks per thread it compiles."""
     import cupy
     from minilean.cuda import activations
     x = cupy.random.standard_normal(elements, dtype=cupy.float32)
     grad = cupy.random.standard_normal(elements, dtype=cupy.float32)
     results = {}
     for kind in activations.KINDS:
-        forward = gpu_time(lambda: activations.forward(kind, x), 10)
-        backward = gpu_time(lambda: activations.backward(kind, x, grad), 10)
-        results[(kind, "forward")] = 2 * x.nbytes / forward    # read x, write y
-        results[(kind, "backward")] = 3 * x.nbytes / backward  # read x and grad, write dx
+        for chunks in activations.CHUNK_COUNTS:
+            forward = gpu_time(lambda: activations.forward(kind, x, 0.01, chunks), 10)
+            backward = gpu_time(lambda: activations.backward(kind, x, grad, 0.01, chunks), 10)
+            results[(kind, "forward", chunks)] = 2 * x.nbytes / forward    # read x, write y
+            results[(kind, "backward", chunks)] = 3 * x.nbytes / backward  # x and grad, write dx
     return results
 
 
@@ -249,6 +253,42 @@ def torch_step(torch, args):
     return step, torch.cuda.synchronize, sum(p.numel() for p in model.parameters())
 
 
+# --- what the GPU does during a step ------------------------------------------------------------
+
+def device_intervals(events, device_type):
+    """(name, start, end) of each of the profiler's ``events`` that ran on the device: kernels,
+    copies and fills, in the profiler's microseconds."""
+    return [(event.name, event.time_range.start, event.time_range.end) for event in events
+            if event.device_type == device_type]
+
+
+def busy_time(intervals):
+    """How long at least one of ``intervals`` (name, start, end) was running: their union's
+    length, so kernels that overlap (on several streams) count once."""
+    busy, reached = 0.0, float("-inf")
+    for _, start, end in sorted(intervals, key=lambda interval: interval[1]):
+        busy += max(0.0, end - max(start, reached))
+        reached = max(reached, end)
+    return busy
+
+
+def gpu_work(torch, step, synchronize, steps=5):
+    """(kernels, busy seconds) per call of ``step``, as CUPTI records them through PyTorch's
+    profiler: every kernel the process runs, CuPy's and minilean's as well as PyTorch's, those
+    inside a CUDA graph included. A step whose busy time is far below its wall time waits on
+    the host (Python, launches), not on the GPU."""
+    from torch.profiler import ProfilerActivity, profile
+    step()
+    synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as profiler:
+        for _ in range(steps):
+            step()
+        synchronize()
+    intervals = device_intervals(profiler.events(), torch.autograd.DeviceType.CUDA)
+    kernels = [name for name, _, _ in intervals if not name.startswith(("Memcpy", "Memset"))]
+    return len(kernels) / steps, busy_time(intervals) / 1e6 / steps
+
+
 def load_torch_cuda():
     """PyTorch if it is installed with CUDA, else (None, the reason)."""
     try:
@@ -308,7 +348,10 @@ def main(argv=None):
                  f"{matmul_flops(args.matmul_size) / 1e12:.1f} TFLOP/s"))
     rows.append(("host", "one 24x216 @ 216x256 float32 product, 2000 back to back", ", ".join(
         f"{way} {1e6 * seconds:.1f} us" for way, seconds in product_call_times().items())))
-    bandwidths = {f"{kind} {direction}": bandwidth for (kind, direction), bandwidth
+    from minilean.cuda.activations import CHUNKS_PER_THREAD
+    bandwidths = {f"{kind} {direction}, {chunks} chunk{'s' * (chunks > 1)} per thread"
+                  + (" (the engine's)" if chunks == CHUNKS_PER_THREAD else ""): bandwidth
+                  for (kind, direction, chunks), bandwidth
                   in activation_bandwidths(args.elements).items()}
     bandwidths.update(fused_kernel_bandwidths(args.elements))
     for name, bandwidth in bandwidths.items():
@@ -316,13 +359,14 @@ def main(argv=None):
                      f"{bandwidth / 1e9:.0f} GB/s = {100 * bandwidth / copy:.0f}% of copy"))
     from minilean.models.unet import UNet
     parameters = sum(p.numel() for p in UNet(3, args.hidden_c).parameters())
-    step_times = {}
+    step_times, steps = {}, {}  # label: seconds per step; label: (fast, step, synchronize)
     for fast, graph in ((False, False), (True, False), (False, True), (True, True)):
         label = ("minilean fast kernels" if fast else "minilean plain CuPy") + \
             (" + CUDA graph" if graph else "")
         try:
             step, sample, synchronize = minilean_step(args, fast, graph)
             step_times[label] = wall_time(step, args.steps, synchronize)
+            steps[label] = (fast, step, synchronize)
         except Exception as error:  # a graph that cannot be captured here: say why, go on
             rows.append(("train step", label, f"failed: {type(error).__name__}: {error}"))
             continue
@@ -342,13 +386,32 @@ def main(argv=None):
         if torch_parameters != parameters:
             raise RuntimeError(f"the PyTorch U-Net has {torch_parameters} parameters, "
                                f"minilean's {parameters}: not the same model")
-        step_times[f"PyTorch {torch.__version__} eager"] = wall_time(step, args.steps, synchronize)
+        label = f"PyTorch {torch.__version__} eager"
+        step_times[label] = wall_time(step, args.steps, synchronize)
+        steps[label] = (False, step, synchronize)
     baseline = next((t for label, t in step_times.items() if label.startswith("PyTorch")), None)
     for label, seconds in step_times.items():
         versus = f" ({baseline / seconds:.2f}x PyTorch eager's speed)" if baseline else ""
         rows.append(("train step", f"{label}: U-Net hidden {args.hidden_c}, {parameters} params, "
                      f"batch {args.batch_size}x3x{args.image_size}^2",
                      f"{1e3 * seconds:.2f} ms{versus}"))
+    # last, so that the profiler's tracing cannot slow any timing above
+    for label, (fast, step, synchronize) in steps.items():
+        if torch is None:
+            rows.append(("gpu work", label, f"not measured: {why_not}"))
+            continue
+        use_fast_kernels(fast)
+        try:
+            kernels, busy = gpu_work(torch, step, synchronize)
+        except Exception as error:  # the profiler cannot trace on this machine: say so, go on
+            rows.append(("gpu work", label, f"failed: {type(error).__name__}: {error}"))
+            continue
+        finally:
+            use_fast_kernels(False)
+        rows.append(("gpu work", f"{label}: kernels and GPU busy time per training step",
+                     f"{kernels:.0f} kernels, {1e3 * busy:.2f} ms busy = "
+                     f"{100 * busy / step_times[label]:.0f}% of the step's wall time"
+                     if kernels else "the profiler saw no kernel (no CUPTI tracing here?)"))
     width = max(len(what) for _, what, _ in rows)
     for group, what, value in rows:
         print(f"{group:<11} {what:<{width}}  {value}")

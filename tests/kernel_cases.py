@@ -68,13 +68,16 @@ class KernelCases:
     @pytest.mark.parametrize("size", SHAPES)
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("layout", LAYOUTS + ["offset"])
-    def test_activation_kernels(self, cupy, kind, size, dtype, layout):
+    @pytest.mark.parametrize("chunks", activations.CHUNK_COUNTS)
+    def test_activation_kernels(self, cupy, kind, size, dtype, layout, chunks):
+        # with 2 chunks per thread, (2, 33, 65) and the big case give some threads a second
+        # chunk: more chunks than the grid has threads
         x = rng.normal(scale=3, size=size).astype(dtype)
         grad = rng.normal(size=size).astype(dtype)
         y, derivative = activations.reference(kind, x, slope=0.1)
-        close(activations.forward(kind, on_gpu(cupy, x, layout), 0.1), y, dtype)
-        close(activations.backward(kind, on_gpu(cupy, x, layout), on_gpu(cupy, grad, layout), 0.1),
-              grad * derivative, dtype)
+        close(activations.forward(kind, on_gpu(cupy, x, layout), 0.1, chunks), y, dtype)
+        close(activations.backward(kind, on_gpu(cupy, x, layout), on_gpu(cupy, grad, layout), 0.1,
+                                   chunks), grad * derivative, dtype)
 
     @BIG
     def test_activation_kernel_indexes_past_two_to_the_31(self, cupy):

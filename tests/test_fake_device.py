@@ -17,6 +17,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import types
 
 import numpy
 import pytest
@@ -364,8 +365,8 @@ def test_a_chunked_kernel_refuses_a_misaligned_array_and_the_host_copies_one(fak
     """A kernel that moves 16-byte vectors stops on a misaligned array, as on a GPU; the host
     side hands it an aligned copy of a view that starts inside its allocation."""
     x = fake_cuda.arange(-4, 5, dtype=numpy.float32)[1:]  # contiguous, 4 bytes past a boundary
-    kernel = activations.program.kernel("activation_forward<float, RELU>")
-    with pytest.raises(RuntimeError, match="RELU>: misaligned address"):
+    kernel = activations.program.kernel("activation_forward<float, RELU, 1>")
+    with pytest.raises(RuntimeError, match="RELU, 1>: misaligned address"):
         kernel((1,), (32,), (x, fake_cuda.empty_like(x), numpy.int64(8), numpy.float32(0)))
     aligned = kernels.chunk_aligned(x)
     assert aligned.data.ptr % kernels.CHUNK_BYTES == 0 and aligned.tolist() == x.tolist()
@@ -399,12 +400,35 @@ def test_gpu_benchmark_script_runs_end_to_end(fake_cuda, monkeypatch, capsys):
                            "--elements=4096", "--matmul-size=16"]) == 0
     report = capsys.readouterr().out
     assert "CPU stand-in for CuPy" in report and "minilean fast kernels" in report
-    assert "gelu_tanh backward" in report and "PyTorch eager" in report
+    assert "gelu_tanh backward, 1 chunk per thread (the engine's)" in report
+    assert "gelu_tanh backward, 2 chunks per thread (" in report and "PyTorch eager" in report
     assert "adam update over 8 tensors" in report and "mse loss backward" in report
     assert [512] * 8 in updates  # --elements=4096 over 8 tensors
     assert "fast kernels + CUDA graph" in report and "failed" not in report
     assert "minilean fast kernels + CUDA graph: DDIM 2 steps" in report
     assert re.search(r"cupy\.matmul [\d.]+ us, ndarray\.dot [\d.]+ us, backend\.matmul", report)
+    # the stand-in has no CUPTI: each step's GPU-work row says so instead of a number
+    assert len(re.findall(r"gpu work +minilean .* not measured", report)) == 4
+
+
+def test_gpu_benchmark_busy_time_is_the_union_of_the_device_intervals(monkeypatch):
+    benchmarks = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+    monkeypatch.syspath_prepend(str(benchmarks))
+    import bench_gpu
+
+    def event(name, start, end, device="cuda"):
+        return types.SimpleNamespace(name=name, device_type=device,
+                                     time_range=types.SimpleNamespace(start=start, end=end))
+
+    events = [event("gemm", 10.0, 30.0), event("aten::mm", 0.0, 100.0, device="cpu"),
+              event("relu", 25.0, 40.0),   # overlaps gemm on another stream: counts once
+              event("Memcpy HtoD", 50.0, 52.0), event("adam", 60.0, 61.5)]
+    intervals = bench_gpu.device_intervals(events, "cuda")
+    assert [name for name, _, _ in intervals] == ["gemm", "relu", "Memcpy HtoD", "adam"]
+    assert bench_gpu.busy_time(intervals) == 30.0 + 2.0 + 1.5
+    assert bench_gpu.busy_time(intervals[::-1]) == 33.5  # in any order
+    assert bench_gpu.busy_time([("inner", 12.0, 20.0), ("outer", 10.0, 40.0)]) == 30.0
+    assert bench_gpu.busy_time([]) == 0.0
 
 
 def test_count_device_ops_tells_launches_from_views_and_allocations(fake_cuda, monkeypatch):
