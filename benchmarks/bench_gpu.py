@@ -10,10 +10,11 @@ Order: first the ceilings (device-to-device copy bandwidth, CuPy's own elementwi
 reference, a large float32 matmul), the time per call of a small product by each way to
 dispatch it (host-bound, as a small model's products are), then each elementwise kernel's
 bandwidth as a share of the copy bandwidth on a large tensor (target at least 85%): the
-activations (with each number of chunks per thread that activations.cu compiles), Adam, EMA, clipping, forward noising and the MSE loss; then the
-training step (plain CuPy and fast kernels, each also replayed as a CUDA graph as
-``--cuda-graph`` does, and PyTorch eager on the same model, batch and card), and DDIM sampling
-throughput of each of the four (with a graph, the sampler's network replayed as one). Last,
+activations (at each number of chunks per thread that activations.cu compiles), Adam, EMA,
+clipping, forward noising and the MSE loss; then the training step (plain CuPy and fast
+kernels, each also replayed as a CUDA graph as ``--cuda-graph`` does, and PyTorch eager on the
+same model, batch and card), and DDIM sampling throughput of each of the four (with a graph,
+the sampler's network replayed as one). Last,
 where PyTorch has CUDA, its profiler (CUPTI) counts the kernels each training step runs and how
 long the GPU is busy with them, against the step's wall time: far below it, the step waits on
 the host. Prints one table with the GPU name and the CuPy and CUDA versions; copy it into
