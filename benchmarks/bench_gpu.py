@@ -10,11 +10,10 @@ Order: first the ceilings (device-to-device copy bandwidth, CuPy's own elementwi
 reference, a large float32 matmul), the time per call of a small product by each way to
 dispatch it (host-bound, as a small model's products are), then each elementwise kernel's
 bandwidth as a share of the copy bandwidth on a large tensor (target at least 85%): the
-activations (at each number of chunks per thread that activations.cu compiles), Adam, EMA,
-clipping, forward noising and the MSE loss; then the training step (plain CuPy and fast
-kernels, each also replayed as a CUDA graph as ``--cuda-graph`` does, and PyTorch eager on the
-same model, batch and card), and DDIM sampling throughput of each of the four (with a graph,
-the sampler's network replayed as one). Last,
+activations, Adam, EMA, clipping, forward noising and the MSE loss; then the
+training step (plain CuPy and fast kernels, each also replayed as a CUDA graph as
+``--cuda-graph`` does, and PyTorch eager on the same model, batch and card), and DDIM sampling
+throughput of each of the four (with a graph, the sampler's network replayed as one). Last,
 where PyTorch has CUDA, its profiler (CUPTI) counts the kernels each training step runs and how
 long the GPU is busy with them, against the step's wall time: far below it, the step waits on
 the host. Prints one table with the GPU name and the CuPy and CUDA versions; copy it into
@@ -103,19 +102,17 @@ def product_call_times(shape=(24, 216, 256), calls=2000):
 # --- kernels --------------------------------------------------------------------------------------
 
 def activation_bandwidths(elements):
-    """{(kind, direction, chunks per thread): bytes/s} of activations.cu on ``elements``
-    float32 values, for each number of chunks per thread it compiles."""
+    """{(kind, direction): bytes/s} of activations.cu on ``elements`` float32 values."""
     import cupy
     from minilean.cuda import activations
     x = cupy.random.standard_normal(elements, dtype=cupy.float32)
     grad = cupy.random.standard_normal(elements, dtype=cupy.float32)
     results = {}
     for kind in activations.KINDS:
-        for chunks in activations.CHUNK_COUNTS:
-            forward = gpu_time(lambda: activations.forward(kind, x, 0.01, chunks), 10)
-            backward = gpu_time(lambda: activations.backward(kind, x, grad, 0.01, chunks), 10)
-            results[(kind, "forward", chunks)] = 2 * x.nbytes / forward    # read x, write y
-            results[(kind, "backward", chunks)] = 3 * x.nbytes / backward  # x and grad, write dx
+        forward = gpu_time(lambda: activations.forward(kind, x), 10)
+        backward = gpu_time(lambda: activations.backward(kind, x, grad), 10)
+        results[(kind, "forward")] = 2 * x.nbytes / forward    # read x, write y
+        results[(kind, "backward")] = 3 * x.nbytes / backward  # read x and grad, write dx
     return results
 
 
@@ -349,10 +346,7 @@ def main(argv=None):
                  f"{matmul_flops(args.matmul_size) / 1e12:.1f} TFLOP/s"))
     rows.append(("host", "one 24x216 @ 216x256 float32 product, 2000 back to back", ", ".join(
         f"{way} {1e6 * seconds:.1f} us" for way, seconds in product_call_times().items())))
-    from minilean.cuda.activations import CHUNKS_PER_THREAD
-    bandwidths = {f"{kind} {direction}, {chunks} chunk{'s' * (chunks > 1)} per thread"
-                  + (" (the engine's)" if chunks == CHUNKS_PER_THREAD else ""): bandwidth
-                  for (kind, direction, chunks), bandwidth
+    bandwidths = {f"{kind} {direction}": bandwidth for (kind, direction), bandwidth
                   in activation_bandwidths(args.elements).items()}
     bandwidths.update(fused_kernel_bandwidths(args.elements))
     for name, bandwidth in bandwidths.items():

@@ -124,16 +124,6 @@ def whole_chunk_path(code):
     return count if count <= len(code) else None
 
 
-def elements_per_pass(expression):
-    """The elements one pass of a chunked kernel's loop moves: a chunk of its type (the first
-    template argument), times the chunks per thread where the kernel takes that number
-    (activations.cu's last template argument)."""
-    arguments = [argument.strip() for argument in expression[expression.index("<") + 1:-1]
-                 .split(",")]
-    chunks = int(arguments[-1]) if expression.startswith("activation_") else 1
-    return CHUNK_ELEMENTS[arguments[0]] * chunks
-
-
 def code_sizes(cubin):
     """{kernel: bytes of machine code}: the sizes of the ELF file's ``.text.<kernel>``
     sections (64-bit little-endian ELF, as ptxas writes it)."""
@@ -204,7 +194,8 @@ def main(argv=None):
         for kernel, registers, spilled, instructions, path in kernel_resources(
                 ptxas, ptx, args.arch, nvdisasm):
             expression = expressions[kernel]
-            per_element = "-" if path is None else f"{path / elements_per_pass(expression):.1f}"
+            per_element = "-" if path is None else \
+                f"{path / CHUNK_ELEMENTS[expression.split('<')[1].split(',')[0].rstrip('>')]:.1f}"
             print(f"{filename + ': ' + expression:<58} {registers:>9} {spilled:>7}B "
                   f"{occupancy(registers, kernels.THREADS):>9.0%} {instructions:>12}"
                   + (f" {per_element:>11}" if args.per_element else ""))

@@ -68,16 +68,13 @@ class KernelCases:
     @pytest.mark.parametrize("size", SHAPES)
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("layout", LAYOUTS + ["offset"])
-    @pytest.mark.parametrize("chunks", activations.CHUNK_COUNTS)
-    def test_activation_kernels(self, cupy, kind, size, dtype, layout, chunks):
-        # with 2 chunks per thread, (2, 33, 65) and the big case give some threads a second
-        # chunk: more chunks than the grid has threads
+    def test_activation_kernels(self, cupy, kind, size, dtype, layout):
         x = rng.normal(scale=3, size=size).astype(dtype)
         grad = rng.normal(size=size).astype(dtype)
         y, derivative = activations.reference(kind, x, slope=0.1)
-        close(activations.forward(kind, on_gpu(cupy, x, layout), 0.1, chunks), y, dtype)
-        close(activations.backward(kind, on_gpu(cupy, x, layout), on_gpu(cupy, grad, layout), 0.1,
-                                   chunks), grad * derivative, dtype)
+        close(activations.forward(kind, on_gpu(cupy, x, layout), 0.1), y, dtype)
+        close(activations.backward(kind, on_gpu(cupy, x, layout), on_gpu(cupy, grad, layout), 0.1),
+              grad * derivative, dtype)
 
     @BIG
     def test_activation_kernel_indexes_past_two_to_the_31(self, cupy):
@@ -150,7 +147,8 @@ class KernelCases:
             numpy.testing.assert_allclose(cupy.asnumpy(got), expected, **tolerance)
 
     @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-    # (1 << 19) + 5 needs all PARTIAL_BLOCKS partial sums and the grid-stride loop
+    # (1 << 19) + 5 float64 values are more chunks than PARTIAL_BLOCKS blocks have threads:
+    # all the partial sums, and the grid-stride loop (float32 reaches them on a GPU, BIG)
     @pytest.mark.parametrize("size", [(1,), (3, 5, 7), (1 << 19) + 5,
                                       pytest.param((1 << 22) + 5, marks=BIG)])
     @pytest.mark.parametrize("dtype", DTYPES)

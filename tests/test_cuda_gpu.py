@@ -18,8 +18,8 @@ from device_cases import (FRESH_GRAD_CASES, OPS, assert_fresh_grads,
                           check_captured_products_use_minilean_kernel,
                           check_eager_products_match_numpy,
                           check_cuda_graph_trains_like_eager, check_fast_kernels_are_used,
-                          check_graph_sampling_replays_the_network,
-                          check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
+                          check_fast_kernels_train_like_plain,
+                          check_graph_sampling_replays_the_network, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts,
                           run_fresh_grad_case)
 from kernel_cases import KernelCases

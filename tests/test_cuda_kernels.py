@@ -137,10 +137,8 @@ def test_kernel_resources_counts_instructions_per_element_of_chunked_kernels(mon
     assert kernel_resources.main(["--per-element", "--files", "activations.cu,reduce.cu"]) == 0
     rows = {" ".join(line.split()[1:-5]): line.split()[-1]
             for line in capsys.readouterr().out.splitlines()[1:-1]}
-    relu, gelu = (float(rows[f"activation_forward<float, {kind}, 1>"]) for kind in ("RELU", "GELU"))
+    relu, gelu = (float(rows[f"activation_forward<float, {kind}>"]) for kind in ("RELU", "GELU"))
     assert 0 < relu < gelu
-    # two chunks per pass run about the same instructions per element: counted over 8 elements
-    assert 0.8 * gelu < float(rows["activation_forward<float, GELU, 2>"]) < 1.25 * gelu
     assert rows["sum_rows<float>"] == "-"
 
 

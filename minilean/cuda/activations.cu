@@ -3,8 +3,6 @@
 // forward:  y = f(x)                 (reads x, writes y)
 // backward: dx = grad * f'(x)        (reads the saved x and grad, writes dx)
 // KIND picks f (an Activation of activation_math.cuh); `slope` is leaky_relu's negative slope.
-// CHUNKS: the 16-byte chunks each thread loads before it computes (activations.py says which
-// count the engine launches, and why).
 // The formulas match minilean/autograd/elementwise.py (and activations.py's NumPy reference).
 //
 // The kind is a template parameter, so each (type, kind) is a kernel of its own: its loop body
@@ -15,41 +13,27 @@
 #include "activation_math.cuh"
 #include "common.cuh"
 
-template <typename T, int KIND, int CHUNKS>
+template <typename T, int KIND>
 __global__ void __launch_bounds__(THREADS, resident_blocks<T>)
     activation_forward(const T* x, T* y, long long n, T slope) {
-  CHUNK_GROUP_LOOP(T, CHUNKS, first, spacing, n) {
-    Chunk<T> xs[CHUNKS];
+  CHUNKED_GRID_STRIDE_LOOP(T, first, n) {
+    const Chunk<T> xs = load_chunk(x, first, n);
+    Chunk<T> ys;
 #pragma unroll
-    for (int c = 0; c < CHUNKS; ++c) xs[c] = load_chunk(x, first + c * spacing, n);
-#pragma unroll
-    for (int c = 0; c < CHUNKS; ++c) {
-      Chunk<T> ys;
-#pragma unroll
-      for (int k = 0; k < Chunk<T>::size; ++k)
-        ys.values[k] = activation<KIND>(xs[c].values[k], slope);
-      store_chunk(y, first + c * spacing, n, ys);
-    }
+    for (int k = 0; k < Chunk<T>::size; ++k) ys.values[k] = activation<KIND>(xs.values[k], slope);
+    store_chunk(y, first, n, ys);
   }
 }
 
-template <typename T, int KIND, int CHUNKS>
+template <typename T, int KIND>
 __global__ void __launch_bounds__(THREADS, resident_blocks<T>)
     activation_backward(const T* x, const T* grad, T* dx, long long n, T slope) {
-  CHUNK_GROUP_LOOP(T, CHUNKS, first, spacing, n) {
-    Chunk<T> xs[CHUNKS], grads[CHUNKS];
+  CHUNKED_GRID_STRIDE_LOOP(T, first, n) {
+    const Chunk<T> xs = load_chunk(x, first, n), grads = load_chunk(grad, first, n);
+    Chunk<T> dxs;
 #pragma unroll
-    for (int c = 0; c < CHUNKS; ++c) {
-      xs[c] = load_chunk(x, first + c * spacing, n);
-      grads[c] = load_chunk(grad, first + c * spacing, n);
-    }
-#pragma unroll
-    for (int c = 0; c < CHUNKS; ++c) {
-      Chunk<T> dxs;
-#pragma unroll
-      for (int k = 0; k < Chunk<T>::size; ++k)
-        dxs.values[k] = grads[c].values[k] * activation_derivative<KIND>(xs[c].values[k], slope);
-      store_chunk(dx, first + c * spacing, n, dxs);
-    }
+    for (int k = 0; k < Chunk<T>::size; ++k)
+      dxs.values[k] = grads.values[k] * activation_derivative<KIND>(xs.values[k], slope);
+    store_chunk(dx, first, n, dxs);
   }
 }

@@ -16,24 +16,16 @@ from minilean.cuda.fast_function import FastFunction
 # kind -> its Activation in activation_math.cuh, the kernels' template argument
 KINDS = {"relu": "RELU", "leaky_relu": "LEAKY_RELU", "silu": "SILU", "gelu": "GELU",
          "gelu_tanh": "GELU_TANH", "sigmoid": "SIGMOID", "tanh": "TANH"}
-# The 16-byte chunks a thread loads before it computes. One chunk keeps as many bytes in flight
-# as the four separate loads per thread that an H200 measured at 75-81% of copy bandwidth for the
-# transcendental forwards, with a third fewer instructions; two double the bytes in flight, at
-# the cost of registers. Both are compiled, and benchmarks/bench_gpu.py measures both.
-CHUNKS_PER_THREAD = 1
-CHUNK_COUNTS = (1, 2)
 
 
-def _kernel_name(direction, dtype, kind, chunks_per_thread):
-    """``activation_forward<float, GELU, 1>``: the kernel of one direction, type, kind and
-    number of chunks per thread."""
-    return (f"activation_{direction}<{kernels.type_name(dtype)}, {KINDS[kind]}, "
-            f"{chunks_per_thread}>")
+def _kernel_name(direction, dtype, kind):
+    """``activation_forward<float, GELU>``: the kernel of one direction, type and kind."""
+    return f"activation_{direction}<{kernels.type_name(dtype)}, {KINDS[kind]}>"
 
 
 program = kernels.Program("activations.cu", [
-    _kernel_name(direction, dtype, kind, chunks) for direction in ("forward", "backward")
-    for dtype in (numpy.float32, numpy.float64) for kind in KINDS for chunks in CHUNK_COUNTS])
+    _kernel_name(direction, dtype, kind) for direction in ("forward", "backward")
+    for dtype in (numpy.float32, numpy.float64) for kind in KINDS])
 
 
 def reference(kind, x, slope=0.01):
@@ -61,27 +53,24 @@ def reference(kind, x, slope=0.01):
     raise ValueError(f"activation kind must be one of {sorted(KINDS)}, got {kind!r}")
 
 
-def forward(kind, x, slope=0.01, chunks_per_thread=CHUNKS_PER_THREAD):
+def forward(kind, x, slope=0.01):
     """y = f(x) on the GPU (x a float32/float64 CuPy array, made contiguous here)."""
     import cupy
     x = kernels.chunk_aligned(x)
     y = cupy.empty_like(x)
-    kernels.launch_chunked(program, _kernel_name("forward", x.dtype, kind, chunks_per_thread),
-                           x.size, x.itemsize, (x, y, numpy.int64(x.size), x.dtype.type(slope)),
-                           chunks_per_thread)
+    kernels.launch_chunked(program, _kernel_name("forward", x.dtype, kind), x.size, x.itemsize,
+                           (x, y, numpy.int64(x.size), x.dtype.type(slope)))
     return y
 
 
-def backward(kind, x, grad, slope=0.01, chunks_per_thread=CHUNKS_PER_THREAD):
+def backward(kind, x, grad, slope=0.01):
     """dx = grad * f'(x) on the GPU."""
     import cupy
     x = kernels.chunk_aligned(x)
     grad = kernels.chunk_aligned(grad, x.dtype)
     dx = cupy.empty_like(x)
-    kernels.launch_chunked(program, _kernel_name("backward", x.dtype, kind, chunks_per_thread),
-                           x.size, x.itemsize,
-                           (x, grad, dx, numpy.int64(x.size), x.dtype.type(slope)),
-                           chunks_per_thread)
+    kernels.launch_chunked(program, _kernel_name("backward", x.dtype, kind), x.size, x.itemsize,
+                           (x, grad, dx, numpy.int64(x.size), x.dtype.type(slope)))
     return dx
 
 

@@ -15,8 +15,6 @@ program = kernels.Program("clip.cu", [
     f"{name}<{type_name}>" for name in ("squared_norm_partials", "scale_by_clip")
     for type_name in ("float", "double")])
 
-PARTIAL_BLOCKS = 1024  # partial sums of squares; enough blocks to stream memory at full speed
-
 
 def reference(grads, max_norm, eps):
     """(the clipped gradients, the norm before clipping), on NumPy arrays."""
@@ -35,8 +33,7 @@ def fused_clip_arrays(grads, max_norm, eps):
     dtype = check_arrays([flat])
     table = device_table([flat], dtype.itemsize)
     type_name = kernels.type_name(dtype)
-    blocks = min(kernels.grid_for(kernels.chunks(table.total, dtype.itemsize))[0],
-                 PARTIAL_BLOCKS)
+    blocks = kernels.partial_sum_blocks(table.total, dtype.itemsize)
     partials = cupy.empty(blocks, dtype=numpy.float64)
     program.kernel(f"squared_norm_partials<{type_name}>")(
         (blocks,), (kernels.THREADS,), table.arguments() + (partials,))

@@ -31,18 +31,9 @@ template <typename T> struct alignas(CHUNK_BYTES) Chunk {
 constexpr int THREADS = 256;  // compile.THREADS
 template <typename T> constexpr int resident_blocks = sizeof(T) == 4 ? 8 : 1;
 
-// A group of CHUNKS chunks per thread and pass: chunk c of the group starts at element
-// first + c * spacing (spacing: one chunk for every thread of the grid), so for each c the
-// threads of a warp still move consecutive chunks. A thread loads its whole group before it
-// computes, so more bytes are in flight while the math of the first chunk runs. Launch it with
-// one thread per group (compile.launch_chunked's chunks_per_thread).
-#define CHUNK_GROUP_LOOP(T, CHUNKS, first, spacing, n)                                          \
-  for (long long spacing = (long long)blockDim.x * gridDim.x * Chunk<T>::size,                  \
-                 first = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * Chunk<T>::size;   \
-       first < (n); first += (CHUNKS) * spacing)
-
-// One chunk per thread and pass.
-#define CHUNKED_GRID_STRIDE_LOOP(T, first, n) CHUNK_GROUP_LOOP(T, 1, first, first##_spacing, n)
+#define CHUNKED_GRID_STRIDE_LOOP(T, first, n)                                                  \
+  for (long long first = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * Chunk<T>::size; \
+       first < (n); first += (long long)blockDim.x * gridDim.x * Chunk<T>::size)
 
 // array[first], array[first + 1], ... as one vector load; the array's last chunk, if partial,
 // element by element (zeros past n), and every chunk so where `vector` is false. A vector needs

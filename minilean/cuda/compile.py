@@ -1,7 +1,7 @@
 """Compiling the ``.cu`` kernel files: lazily through CuPy on a GPU, or through NVRTC alone.
 
 A ``Program`` is one ``.cu`` file plus the template instantiations its Python module launches
-(``name_expressions`` such as ``"activation_forward<float, GELU, 1>"``). On a GPU,
+(``name_expressions`` such as ``"activation_forward<float, GELU>"``). On a GPU,
 ``Program.kernel`` compiles the file once per process with CuPy's ``RawModule`` (which also
 caches the binary on disk) and hands out the kernels. Without a GPU, ``nvrtc_compile`` compiles
 the same source with the NVRTC library called through ctypes, so the sources are checked on any
@@ -99,11 +99,20 @@ def chunks(count, itemsize):
     return -(-count // (CHUNK_BYTES // itemsize))
 
 
-def launch_chunked(program, name, count, itemsize, args, chunks_per_thread=1):
-    """Launch a kernel written with CHUNKED_GRID_STRIDE_LOOP (or CHUNK_GROUP_LOOP with
-    ``chunks_per_thread`` chunks) over ``count`` elements of ``itemsize`` bytes: one thread per
-    chunk (or group). Arguments as for ``launch``, and every array ``chunk_aligned``."""
-    launch(program, name, -(-chunks(count, itemsize) // chunks_per_thread), args)
+PARTIAL_BLOCKS = 1024  # blocks of a chunked sum's first pass: enough to stream memory at full speed
+
+
+def partial_sum_blocks(count, itemsize):
+    """Blocks for the first pass of a sum over ``count`` elements of ``itemsize`` bytes that
+    walks chunks (one partial sum per block; the blocks stride over the rest)."""
+    return min(grid_for(chunks(count, itemsize))[0], PARTIAL_BLOCKS)
+
+
+def launch_chunked(program, name, count, itemsize, args):
+    """Launch a kernel written with CHUNKED_GRID_STRIDE_LOOP over ``count`` elements of
+    ``itemsize`` bytes: one thread per chunk. Arguments as for ``launch``, and every array
+    ``chunk_aligned``."""
+    launch(program, name, chunks(count, itemsize), args)
 
 
 def threads_for(length):

@@ -16,8 +16,6 @@ program = kernels.Program("mse.cu", [
     for name in ("squared_error", "squared_error_partial_sums", "mse_backward")
     for type_name in ("float", "double")])
 
-PARTIAL_BLOCKS = 1024  # partial sums per loss; enough blocks to stream memory at full speed
-
 
 def reference(input, target, reduction="mean"):
     """(loss, d loss / d input for a unit loss gradient), in NumPy."""
@@ -38,8 +36,7 @@ def forward(input, target, reduction="mean"):
         kernels.launch_chunked(program, f"squared_error<{type_name}>", input.size,
                                input.itemsize, (input, target, out, count))
         return out
-    blocks = min(kernels.grid_for(kernels.chunks(input.size, input.itemsize))[0],
-                 PARTIAL_BLOCKS)
+    blocks = kernels.partial_sum_blocks(input.size, input.itemsize)
     partial = cupy.empty(blocks, dtype=input.dtype)
     program.kernel(f"squared_error_partial_sums<{type_name}>")(
         (blocks,), (kernels.THREADS,), (input, target, partial, count))
