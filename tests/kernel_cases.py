@@ -147,9 +147,9 @@ class KernelCases:
             numpy.testing.assert_allclose(cupy.asnumpy(got), expected, **tolerance)
 
     @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-    # (1 << 19) + 5 float64 values are more chunks than PARTIAL_BLOCKS blocks have threads:
-    # all the partial sums, and the grid-stride loop (float32 reaches them on a GPU, BIG)
-    @pytest.mark.parametrize("size", [(1,), (3, 5, 7), (1 << 19) + 5,
+    # (1 << 20) + 5 is more chunks than PARTIAL_BLOCKS blocks have threads, float32 or float64:
+    # all the partial sums, and the grid-stride loop
+    @pytest.mark.parametrize("size", [(1,), (3, 5, 7), (1 << 20) + 5,
                                       pytest.param((1 << 22) + 5, marks=BIG)])
     @pytest.mark.parametrize("dtype", DTYPES)
     def test_mse_kernels(self, cupy, reduction, size, dtype):
