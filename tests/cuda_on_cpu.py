@@ -64,7 +64,7 @@ class Parameter:
     C type, and whether it is a pointer. ``types``: {template parameter: C type}."""
 
     def __init__(self, declaration, types):
-        declaration = declaration.strip()
+        declaration = declaration.replace("__restrict__", " ").strip()  # a promise, not a type
         for template_name, type_name in types.items():
             declaration = re.sub(rf"\b{template_name}\b", type_name, declaration)
         self.name = declaration.split()[-1].lstrip("*")

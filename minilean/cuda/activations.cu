@@ -15,7 +15,7 @@
 
 template <typename T, int KIND>
 __global__ void __launch_bounds__(THREADS, resident_blocks<T>)
-    activation_forward(const T* x, T* y, long long n, T slope) {
+    activation_forward(const T* __restrict__ x, T* __restrict__ y, long long n, T slope) {
   CHUNKED_GRID_STRIDE_LOOP(T, first, n) {
     const Chunk<T> xs = load_chunk(x, first, n);
     Chunk<T> ys;
@@ -27,7 +27,8 @@ __global__ void __launch_bounds__(THREADS, resident_blocks<T>)
 
 template <typename T, int KIND>
 __global__ void __launch_bounds__(THREADS, resident_blocks<T>)
-    activation_backward(const T* x, const T* grad, T* dx, long long n, T slope) {
+    activation_backward(const T* __restrict__ x, const T* __restrict__ grad,
+                        T* __restrict__ dx, long long n, T slope) {
   CHUNKED_GRID_STRIDE_LOOP(T, first, n) {
     const Chunk<T> xs = load_chunk(x, first, n), grads = load_chunk(grad, first, n);
     Chunk<T> dxs;

@@ -35,6 +35,13 @@ template <typename T> constexpr int resident_blocks = sizeof(T) == 4 ? 8 : 1;
   for (long long first = ((long long)blockIdx.x * blockDim.x + threadIdx.x) * Chunk<T>::size; \
        first < (n); first += (long long)blockDim.x * gridDim.x * Chunk<T>::size)
 
+// A kernel whose outputs are arrays of its own (freshly allocated, overlapping no input)
+// declares its pointers __restrict__: the compiler may then read the inputs through the
+// read-only data path (ld.global.nc instead of ld.global). Same instructions, same registers;
+// on an H200 the activation forwards went from 85-93% of copy bandwidth to 90-95%
+// (benchmarks/RESULTS.md). Kernels that update arrays in place through a table of addresses
+// (Adam, EMA, clipping) make no such promise.
+//
 // array[first], array[first + 1], ... as one vector load; the array's last chunk, if partial,
 // element by element (zeros past n), and every chunk so where `vector` is false. A vector needs
 // `array` on a CHUNK_BYTES boundary, as CuPy's allocations are (compile.chunk_aligned copies a

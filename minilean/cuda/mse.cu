@@ -9,7 +9,8 @@
 #include "common.cuh"
 
 template <typename T>
-__global__ void squared_error(const T* x, const T* y, T* out, long long n) {
+__global__ void squared_error(const T* __restrict__ x, const T* __restrict__ y, T* __restrict__ out,
+                              long long n) {
   CHUNKED_GRID_STRIDE_LOOP(T, first, n) {
     const Chunk<T> xs = load_chunk(x, first, n), ys = load_chunk(y, first, n);
     Chunk<T> squares;
@@ -23,7 +24,8 @@ __global__ void squared_error(const T* x, const T* y, T* out, long long n) {
 }
 
 template <typename T>
-__global__ void squared_error_partial_sums(const T* x, const T* y, T* partial, long long n) {
+__global__ void squared_error_partial_sums(const T* __restrict__ x, const T* __restrict__ y,
+                                           T* __restrict__ partial, long long n) {
   T sum = T(0);
   CHUNKED_GRID_STRIDE_LOOP(T, first, n) {
     const Chunk<T> xs = load_chunk(x, first, n), ys = load_chunk(y, first, n);  // zeros past n
@@ -38,8 +40,9 @@ __global__ void squared_error_partial_sums(const T* x, const T* y, T* partial, l
 }
 
 template <typename T>
-__global__ void mse_backward(const T* x, const T* y, const T* grad, long long grad_stride,
-                             T scale, T* dx, T* dy, long long n) {
+__global__ void mse_backward(const T* __restrict__ x, const T* __restrict__ y,
+                             const T* __restrict__ grad, long long grad_stride, T scale,
+                             T* __restrict__ dx, T* __restrict__ dy, long long n) {
   CHUNKED_GRID_STRIDE_LOOP(T, first, n) {
     const Chunk<T> xs = load_chunk(x, first, n), ys = load_chunk(y, first, n);
     Chunk<T> dxs, dys;

@@ -24,8 +24,9 @@ struct SampleOf {
 
 template <typename T>
 __global__ void __launch_bounds__(THREADS, resident_blocks<T>)
-    q_sample_forward(const T* x0, const T* noise, const T* alpha_bar, const long long* t, T* out,
-                     long long per_sample, long long n) {
+    q_sample_forward(const T* __restrict__ x0, const T* __restrict__ noise,
+                     const T* __restrict__ alpha_bar, const long long* __restrict__ t,
+                     T* __restrict__ out, long long per_sample, long long n) {
   CHUNKED_GRID_STRIDE_LOOP(T, first, n) {
     const Chunk<T> x0s = load_chunk(x0, first, n), noises = load_chunk(noise, first, n);
     Chunk<T> outs;
@@ -41,8 +42,9 @@ __global__ void __launch_bounds__(THREADS, resident_blocks<T>)
 
 template <typename T>
 __global__ void __launch_bounds__(THREADS, resident_blocks<T>)
-    q_sample_backward(const T* grad, const T* alpha_bar, const long long* t, T* grad_x0,
-                      T* grad_noise, long long per_sample, long long n) {
+    q_sample_backward(const T* __restrict__ grad, const T* __restrict__ alpha_bar,
+                      const long long* __restrict__ t, T* __restrict__ grad_x0,
+                      T* __restrict__ grad_noise, long long per_sample, long long n) {
   CHUNKED_GRID_STRIDE_LOOP(T, first, n) {
     const Chunk<T> grads = load_chunk(grad, first, n);
     Chunk<T> x0s, noises;
