@@ -6,18 +6,22 @@ optional (its column is skipped, with a note, when it is missing).
 
 The model, batch and image size default to ``python -m minilean diffusion``'s.
 
-Order: first the ceilings (device-to-device copy bandwidth, CuPy's own elementwise kernel as a
-reference, a large float32 matmul), the time per call of a small product by each way to
-dispatch it (host-bound, as a small model's products are), then each elementwise kernel's
-bandwidth as a share of the copy bandwidth on a large tensor (target at least 85%): the
-activations, Adam, EMA, clipping, forward noising and the MSE loss; then the
-training step (plain CuPy and fast kernels, each also replayed as a CUDA graph as
-``--cuda-graph`` does, and PyTorch eager on the same model, batch and card), and DDIM sampling
-throughput of each of the four (with a graph, the sampler's network replayed as one). Last,
-where PyTorch has CUDA, its profiler (CUPTI) counts the kernels each training step runs and how
-long the GPU is busy with them, against the step's wall time: far below it, the step waits on
-the host. Prints one table with the GPU name and the CuPy and CUDA versions; copy it into
-benchmarks/RESULTS.md with the command.
+Order: first the ceilings (device-to-device copy bandwidth, a large float32 matmul), the time
+per call of a small product by each way to dispatch it (host-bound, as a small model's products
+are), then each elementwise kernel's bandwidth as a share of the copy bandwidth on a large
+tensor (target at least 85%; CuPy's own elementwise kernel as a reference): the activations,
+Adam, EMA, clipping, forward noising and the MSE loss; then the training step (plain CuPy and
+fast kernels, each also replayed as a CUDA graph as ``--cuda-graph`` does, and PyTorch eager on
+the same model, batch and card), and DDIM sampling throughput of each of the four (with a graph,
+the sampler's network replayed as one). Last, where PyTorch has CUDA, its profiler (CUPTI)
+counts the kernels each training step runs and how long the GPU is busy with them, against the
+step's wall time: far below it, the step waits on the host.
+
+Kernels and training steps are timed in ``--rounds`` rounds: each kernel beside a copy, each
+step variant in turn with the others. The lent machines drift within a run (the same step moved
+by tens of percent within minutes), so a share or a ratio is the median over the rounds, with
+its lowest and highest. Prints one table with the GPU name and the CuPy and CUDA versions; copy
+it into benchmarks/RESULTS.md with the command.
 """
 import argparse
 import sys
@@ -57,23 +61,22 @@ def wall_time(fn, repeats, synchronize, warmup=3):
 
 # --- ceilings ------------------------------------------------------------------------------------
 
-def copy_bandwidth(elements):
-    """Bytes per second of a device-to-device copy (read + write counted)."""
+def copy_call(elements):
+    """(bytes moved, one call) of a device-to-device copy of ``elements`` float32 values (read
+    + write counted)."""
     import cupy
     source = cupy.ones(elements, dtype=cupy.float32)
     target = cupy.empty_like(source)
-    seconds = gpu_time(lambda: target.data.copy_from_device(source.data, source.nbytes), 20)
-    return 2 * source.nbytes / seconds
+    return 2 * source.nbytes, lambda: target.data.copy_from_device(source.data, source.nbytes)
 
 
-def elementwise_bandwidth(elements):
-    """Bytes per second of CuPy's own elementwise kernel ``y = -x`` (read + write counted): what
-    a generated kernel with the activations' memory traffic reaches, for comparison."""
+def negate_call(elements):
+    """(bytes moved, one call) of CuPy's own elementwise kernel ``y = -x`` (read + write
+    counted): what a generated kernel with the activations' memory traffic reaches."""
     import cupy
     source = cupy.ones(elements, dtype=cupy.float32)
     target = cupy.empty_like(source)
-    seconds = gpu_time(lambda: cupy.negative(source, out=target), 20)
-    return 2 * source.nbytes / seconds
+    return 2 * source.nbytes, lambda: cupy.negative(source, out=target)
 
 
 def matmul_flops(size):
@@ -101,23 +104,24 @@ def product_call_times(shape=(24, 216, 256), calls=2000):
 
 # --- kernels --------------------------------------------------------------------------------------
 
-def activation_bandwidths(elements):
-    """{(kind, direction): bytes/s} of activations.cu on ``elements`` float32 values."""
+def activation_kernels(elements):
+    """{"kind direction": (bytes moved, one call)} of activations.cu on ``elements`` float32
+    values."""
     import cupy
     from minilean.cuda import activations
     x = cupy.random.standard_normal(elements, dtype=cupy.float32)
     grad = cupy.random.standard_normal(elements, dtype=cupy.float32)
-    results = {}
+    kernels = {}
     for kind in activations.KINDS:
-        forward = gpu_time(lambda: activations.forward(kind, x), 10)
-        backward = gpu_time(lambda: activations.backward(kind, x, grad), 10)
-        results[(kind, "forward")] = 2 * x.nbytes / forward    # read x, write y
-        results[(kind, "backward")] = 3 * x.nbytes / backward  # read x and grad, write dx
-    return results
+        kernels[f"{kind} forward"] = (  # read x, write y
+            2 * x.nbytes, lambda kind=kind: activations.forward(kind, x))
+        kernels[f"{kind} backward"] = (  # read x and grad, write dx
+            3 * x.nbytes, lambda kind=kind: activations.backward(kind, x, grad))
+    return kernels
 
 
-def fused_kernel_bandwidths(elements, tensors=8):
-    """{kernel: bytes/s} of the other elementwise kernels on ``elements`` float32 values: the
+def fused_kernels(elements, tensors=8):
+    """{kernel: (bytes moved, one call)} of the other elementwise kernels on ``elements`` float32 values: the
     optimizer's (Adam, EMA and clipping, over ``tensors`` parameters in one launch each, as
     over a model's) and the diffusion loss's (forward noising, the MSE loss). Each counts the
     bytes it must read and write once, the same measure as the activations'."""
@@ -152,7 +156,27 @@ def fused_kernel_bandwidths(elements, tensors=8):
         "mse loss forward (mean)": (2 * value_bytes, lambda: mse.forward(x0, target)),
         "mse loss backward": (4 * value_bytes, lambda: mse.backward(x0, target, loss_grad)),
     }
-    return {name: moved / gpu_time(call, 10) for name, (moved, call) in kernels.items()}
+    return kernels
+
+
+def copy_shares(kernels, copy, rounds):
+    """{name: (bytes/s, share of the copy bandwidth, lowest and highest share of a round)} of
+    ``kernels`` ({name: (bytes moved, one call)}) against ``copy`` (the same for a copy).
+
+    Each round times every kernel right after a copy and takes their ratio; the share is the
+    median over ``rounds``. The same kernel measured once per run moved by up to 13 points
+    between runs, and a copy timed once at the start cannot follow a card whose speed drifts
+    during the run."""
+    copy_bytes, copy_call = copy
+    ratios = {name: [] for name in kernels}
+    bandwidths = {name: [] for name in kernels}
+    for _ in range(rounds):
+        for name, (moved, call) in kernels.items():
+            copy_bandwidth = copy_bytes / gpu_time(copy_call, 5)
+            bandwidths[name].append(moved / gpu_time(call, 5))
+            ratios[name].append(bandwidths[name][-1] / copy_bandwidth)
+    return {name: (float(numpy.median(bandwidths[name])), float(numpy.median(ratios[name])),
+                   min(ratios[name]), max(ratios[name])) for name in kernels}
 
 
 # --- the training step -------------------------------------------------------------------------
@@ -270,6 +294,22 @@ def busy_time(intervals):
     return busy
 
 
+def interleaved_step_times(steps, count, rounds, use_fast_kernels):
+    """{label: seconds per step in each round} of ``steps`` ({label: (fast, step,
+    synchronize)}), each timed over ``count`` steps once per round, in turn. Back to back, one
+    variant after another, the same step moved by tens of percent within minutes on one
+    machine (its host time varies): in turns, such drift falls on every variant alike."""
+    times = {label: [] for label in steps}
+    for _ in range(rounds):
+        for label, (fast, step, synchronize) in steps.items():
+            use_fast_kernels(fast)
+            try:
+                times[label].append(wall_time(step, count, synchronize, warmup=1))
+            finally:
+                use_fast_kernels(False)
+    return times
+
+
 def gpu_work(torch, step, synchronize, steps=5):
     """(kernels, busy seconds) per call of ``step``, as CUPTI records them through PyTorch's
     profiler: every kernel the process runs, CuPy's and minilean's as well as PyTorch's, those
@@ -322,7 +362,11 @@ def main(argv=None):
     parser.add_argument("--hidden-c", type=int, default=cli_default["hidden_c"])
     parser.add_argument("--image-size", type=int, default=cli_default["image_size"])
     parser.add_argument("--T", type=int, default=cli_default["T"])
-    parser.add_argument("--steps", type=int, default=20, help="timed training steps")
+    parser.add_argument("--steps", type=int, default=20,
+                        help="timed training steps of each variant per round")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds in which every kernel (beside a copy) and every training "
+                             "step variant is timed in turn; the reports are medians")
     parser.add_argument("--n-samples", type=int, default=64)
     parser.add_argument("--sample-steps", type=int, default=50)
     parser.add_argument("--elements", type=int, default=1 << 26,
@@ -337,32 +381,32 @@ def main(argv=None):
     from minilean import use_fast_kernels
 
     rows = [("card", "", versions())]
-    copy = copy_bandwidth(args.elements)
-    rows.append(("ceiling", "device-to-device copy", f"{copy / 1e9:.0f} GB/s"))
-    negate = elementwise_bandwidth(args.elements)
-    rows.append(("reference", f"CuPy elementwise y = -x ({args.elements} float32)",
-                 f"{negate / 1e9:.0f} GB/s = {100 * negate / copy:.0f}% of copy"))
+    copy = copy_call(args.elements)
+    rows.append(("ceiling", "device-to-device copy",
+                 f"{copy[0] / gpu_time(copy[1], 20) / 1e9:.0f} GB/s"))
     rows.append(("ceiling", f"float32 matmul {args.matmul_size}^3",
                  f"{matmul_flops(args.matmul_size) / 1e12:.1f} TFLOP/s"))
     rows.append(("host", "one 24x216 @ 216x256 float32 product, 2000 back to back", ", ".join(
         f"{way} {1e6 * seconds:.1f} us" for way, seconds in product_call_times().items())))
-    bandwidths = {f"{kind} {direction}": bandwidth for (kind, direction), bandwidth
-                  in activation_bandwidths(args.elements).items()}
-    bandwidths.update(fused_kernel_bandwidths(args.elements))
-    for name, bandwidth in bandwidths.items():
-        rows.append(("kernel", f"{name} ({args.elements} float32)",
-                     f"{bandwidth / 1e9:.0f} GB/s = {100 * bandwidth / copy:.0f}% of copy"))
+    kernels = {"CuPy elementwise y = -x": negate_call(args.elements)}
+    kernels.update(activation_kernels(args.elements))
+    kernels.update(fused_kernels(args.elements))
+    for name, (bandwidth, share, low, high) in copy_shares(kernels, copy, args.rounds).items():
+        rows.append(("reference" if name.startswith("CuPy") else "kernel",
+                     f"{name} ({args.elements} float32)",
+                     f"{bandwidth / 1e9:.0f} GB/s = {100 * share:.0f}% of copy "
+                     f"({100 * low:.0f}-{100 * high:.0f}% over {args.rounds} rounds)"))
     from minilean.models.unet import UNet
     parameters = sum(p.numel() for p in UNet(3, args.hidden_c).parameters())
-    step_times, steps = {}, {}  # label: seconds per step; label: (fast, step, synchronize)
+    steps = {}  # label: (fast, step, synchronize)
     for fast, graph in ((False, False), (True, False), (False, True), (True, True)):
         label = ("minilean fast kernels" if fast else "minilean plain CuPy") + \
             (" + CUDA graph" if graph else "")
         try:
             step, sample, synchronize = minilean_step(args, fast, graph)
-            step_times[label] = wall_time(step, args.steps, synchronize)
+            wall_time(step, 1, synchronize)  # a graph that cannot be captured fails here
             steps[label] = (fast, step, synchronize)
-        except Exception as error:  # a graph that cannot be captured here: say why, go on
+        except Exception as error:  # say why, go on
             rows.append(("train step", label, f"failed: {type(error).__name__}: {error}"))
             continue
         finally:
@@ -381,12 +425,17 @@ def main(argv=None):
         if torch_parameters != parameters:
             raise RuntimeError(f"the PyTorch U-Net has {torch_parameters} parameters, "
                                f"minilean's {parameters}: not the same model")
-        label = f"PyTorch {torch.__version__} eager"
-        step_times[label] = wall_time(step, args.steps, synchronize)
-        steps[label] = (False, step, synchronize)
-    baseline = next((t for label, t in step_times.items() if label.startswith("PyTorch")), None)
+        steps[f"PyTorch {torch.__version__} eager"] = (False, step, synchronize)
+    round_times = interleaved_step_times(steps, args.steps, args.rounds, use_fast_kernels)
+    step_times = {label: float(numpy.median(times)) for label, times in round_times.items()}
+    baseline = next((label for label in steps if label.startswith("PyTorch")), None)
     for label, seconds in step_times.items():
-        versus = f" ({baseline / seconds:.2f}x PyTorch eager's speed)" if baseline else ""
+        versus = ""
+        if baseline:
+            speeds = [theirs / ours for ours, theirs in zip(round_times[label],
+                                                            round_times[baseline])]
+            versus = (f" ({numpy.median(speeds):.2f}x PyTorch eager's speed; "
+                      f"{min(speeds):.2f}-{max(speeds):.2f}x over {args.rounds} rounds)")
         rows.append(("train step", f"{label}: U-Net hidden {args.hidden_c}, {parameters} params, "
                      f"batch {args.batch_size}x3x{args.image_size}^2",
                      f"{1e3 * seconds:.2f} ms{versus}"))

@@ -401,7 +401,7 @@ def test_gpu_benchmark_script_runs_end_to_end(fake_cuda, monkeypatch, capsys):
     monkeypatch.setattr(adam, "fused_adam_update", lambda params, *rest, **settings: (
         updates.append([p.size for p in params]), fused_adam_update(params, *rest, **settings)))
     assert bench_gpu.main(["--batch-size=2", "--hidden-c=8", "--image-size=8", "--T=10",
-                           "--steps=1", "--n-samples=2", "--sample-steps=2",
+                           "--steps=1", "--rounds=2", "--n-samples=2", "--sample-steps=2",
                            "--elements=4096", "--matmul-size=16"]) == 0
     report = capsys.readouterr().out
     assert "CPU stand-in for CuPy" in report and "minilean fast kernels" in report
@@ -411,6 +411,8 @@ def test_gpu_benchmark_script_runs_end_to_end(fake_cuda, monkeypatch, capsys):
     assert "fast kernels + CUDA graph" in report and "failed" not in report
     assert "minilean fast kernels + CUDA graph: DDIM 2 steps" in report
     assert re.search(r"cupy\.matmul [\d.]+ us, ndarray\.dot [\d.]+ us, backend\.matmul", report)
+    assert re.search(r"gelu forward \(4096 float32\) +\d+ GB/s = \d+% of copy \(\d+-\d+% over "
+                     r"2 rounds\)", report)
     # the stand-in has no CUPTI: each step's GPU-work row says so instead of a number
     assert len(re.findall(r"gpu work +minilean .* not measured", report)) == 4
 
@@ -431,6 +433,41 @@ def test_gpu_benchmark_busy_time_is_the_union_of_the_device_intervals(monkeypatc
     assert bench_gpu.busy_time(intervals[::-1]) == 33.5  # in any order
     assert bench_gpu.busy_time([("inner", 12.0, 20.0), ("outer", 10.0, 40.0)]) == 30.0
     assert bench_gpu.busy_time([]) == 0.0
+
+
+def test_gpu_benchmark_shares_are_medians_of_ratios_to_a_copy_timed_beside_each_kernel(
+        monkeypatch):
+    """A card that slows down halfway (every time doubles) leaves each share as it was."""
+    bench_gpu = benchmark_script(monkeypatch, "bench_gpu")
+    timed = []
+    speeds = iter([1.0] * 4 + [0.5] * 4 + [1.0] * 4)  # one per call of gpu_time, in order
+    monkeypatch.setattr(bench_gpu, "gpu_time", lambda call, repeats: (
+        timed.append(call.__name__), call(), call.base_seconds / next(speeds))[-1])
+
+    def timing(name, seconds):
+        def call():
+            pass
+        call.__name__, call.base_seconds = name, seconds
+        return call
+
+    copy = (200, timing("copy", 1.0))  # 200 bytes a second
+    kernels = {"half": (100, timing("half", 1.0)), "slow": (30, timing("slow", 1.0))}
+    shares = bench_gpu.copy_shares(kernels, copy, rounds=3)
+    assert timed == ["copy", "half", "copy", "slow"] * 3  # a copy right before each kernel
+    assert shares["half"] == (100.0, 0.5, 0.5, 0.5)  # bandwidth: the median of 100, 50, 100
+    assert shares["slow"][1:] == (0.15, 0.15, 0.15)
+
+
+def test_gpu_benchmark_times_the_step_variants_in_turn_with_their_own_kernels(monkeypatch):
+    bench_gpu = benchmark_script(monkeypatch, "bench_gpu")
+    switched, timed = [], []
+    monkeypatch.setattr(bench_gpu, "wall_time", lambda step, count, synchronize, warmup: (
+        timed.append((step(), switched[-1], count, warmup)), 0.25 * len(timed))[-1])
+    steps = {"plain": (False, lambda: "plain", None), "fast": (True, lambda: "fast", None)}
+    times = bench_gpu.interleaved_step_times(steps, 7, 2, switched.append)
+    assert timed == [("plain", False, 7, 1), ("fast", True, 7, 1)] * 2
+    assert switched[-1] is False  # fast kernels off again after the last variant
+    assert times == {"plain": [0.25, 0.75], "fast": [0.5, 1.0]}
 
 
 def test_count_device_ops_tells_launches_from_views_and_allocations(fake_cuda, monkeypatch):
