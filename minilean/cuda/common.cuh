@@ -38,9 +38,9 @@ template <typename T> constexpr int resident_blocks = sizeof(T) == 4 ? 8 : 1;
 // A kernel whose outputs are arrays of its own (freshly allocated, overlapping no input)
 // declares its pointers __restrict__: the compiler may then read the inputs through the
 // read-only data path (ld.global.nc instead of ld.global). Same instructions, same registers;
-// on an H200 the activation forwards went from 85-93% of copy bandwidth to 90-95%
-// (benchmarks/RESULTS.md). Kernels that update arrays in place through a table of addresses
-// (Adam, EMA, clipping) make no such promise.
+// on an H200 the activation forwards gained 1 to 6 points of copy bandwidth against a
+// reference kernel timed in the same run (benchmarks/RESULTS.md). Kernels that update arrays
+// in place through a table of addresses (Adam, EMA, clipping) make no such promise.
 //
 // array[first], array[first + 1], ... as one vector load; the array's last chunk, if partial,
 // element by element (zeros past n), and every chunk so where `vector` is false. A vector needs
