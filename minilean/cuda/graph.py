@@ -21,31 +21,14 @@ What a captured function must do (the rules of stream capture, and how this clas
 * Allocate from a memory pool of its own. Temporaries it freed while capturing are still
   written by every replay; in CuPy's shared pool they could be handed to other arrays.
 * Be called once before the capture (the warm-up): nothing executes while capturing, and
-  nothing may compile either, so an ordinary first call compiles the kernels, fills the
-  caches of device constants and grows the private pool.
-* Upload through ``upload``: what must reach the device while capturing (a table of the
-  addresses of arrays made in the capture, which only then are known) is copied once the
-  capture has ended, before the first replay, and the graph keeps those arrays.
+  nothing may compile or upload either, so an ordinary first call compiles the kernels, fills
+  the caches of device tables and grows the private pool.
 """
 import numpy
 
 from minilean import backend
 from minilean.backend import DeviceError
 from minilean.cuda import matmul
-
-
-_deferred_uploads = None  # while CapturedCall captures: [(device array, host array)]
-
-
-def upload(array, host):
-    """Copy the host array ``host`` into the device array ``array``, on the current stream; while
-    a ``CapturedCall`` captures, once the capture has ended instead (a copy from the host cannot
-    be captured; the graph reads ``array`` only when replayed, by which time it is filled)."""
-    import cupy
-    if _deferred_uploads is None:
-        array.set(host, stream=cupy.cuda.get_current_stream())
-    else:
-        _deferred_uploads.append((array, host))
 
 
 class GraphCaptureError(DeviceError):
@@ -62,7 +45,6 @@ class CapturedCall:
     """
 
     def __init__(self, function, example_inputs):
-        global _deferred_uploads
         import cupy
         self._pool = cupy.cuda.MemoryPool()  # private: see the module docstring
         self._stream = cupy.cuda.Stream(non_blocking=True)  # capture needs a stream of its own
@@ -72,8 +54,6 @@ class CapturedCall:
                 backend.graph_recording(matmul.matmul):
             function(*self.inputs)
             self._stream.begin_capture()
-            # kept for the graph's life: it reads these arrays, which must not return to the pool
-            self._uploaded = _deferred_uploads = []
             try:
                 self.outputs = function(*self.inputs)
                 self._graph = self._stream.end_capture()
@@ -81,10 +61,6 @@ class CapturedCall:
                 self._end_failed_capture()
                 raise GraphCaptureError(f"cannot capture {_name(function)} as a CUDA graph: "
                                         f"{_first_line(error)}") from error
-            finally:
-                _deferred_uploads = None
-            for array, host in self._uploaded:
-                upload(array, host)
         self._stream.synchronize()
 
     def _end_failed_capture(self):
