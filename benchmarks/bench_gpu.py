@@ -121,10 +121,10 @@ def activation_kernels(elements):
 
 
 def fused_kernels(elements, tensors=8):
-    """{kernel: (bytes moved, one call)} of the other elementwise kernels on ``elements`` float32 values: the
-    optimizer's (Adam, EMA and clipping, over ``tensors`` parameters in one launch each, as
-    over a model's) and the diffusion loss's (forward noising, the MSE loss). Each counts the
-    bytes it must read and write once, the same measure as the activations'."""
+    """{kernel: (bytes moved, one call)} of the other elementwise kernels on ``elements``
+    float32 values: the optimizer's (Adam, EMA and clipping, over ``tensors`` parameters in one
+    launch each, as over a model's) and the diffusion loss's (forward noising, the MSE loss).
+    Each counts the bytes it must read and write once, the same measure as the activations'."""
     import cupy
     from minilean.cuda import adam, clip, ema, mse, noising
 
