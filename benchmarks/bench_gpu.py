@@ -6,16 +6,16 @@ optional (its column is skipped, with a note, when it is missing).
 
 The model, batch and image size default to ``python -m minilean diffusion``'s.
 
-Order: first the ceilings (device-to-device copy bandwidth, a large float32 matmul), the time
-per call of a small product by each way to dispatch it (host-bound, as a small model's products
-are), then each elementwise kernel's bandwidth as a share of the copy bandwidth on a large
-tensor (target at least 85%; CuPy's own elementwise kernel as a reference): the activations,
-Adam, EMA, clipping, forward noising and the MSE loss; then the training step (plain CuPy and
-fast kernels, each also replayed as a CUDA graph as ``--cuda-graph`` does, and PyTorch eager on
-the same model, batch and card), and DDIM sampling throughput of each of the four (with a graph,
-the sampler's network replayed as one). Last, where PyTorch has CUDA, its profiler (CUPTI)
-counts the kernels each training step runs and how long the GPU is busy with them, against the
-step's wall time: far below it, the step waits on the host.
+Order: first the ceilings (device-to-device copy bandwidth, a large float32 matmul), then each
+elementwise kernel's bandwidth as a share of the copy bandwidth on a large tensor (target at
+least 85%; CuPy's own elementwise kernel as a reference): the activations, Adam, EMA, clipping,
+forward noising and the MSE loss; then the training step (plain CuPy and fast kernels, each
+also replayed as a CUDA graph as ``--cuda-graph`` does, and PyTorch eager on the same model,
+batch and card), and DDIM sampling throughput of each of the four (with a graph, the sampler's
+network replayed as one). Last, where PyTorch has CUDA, its profiler (CUPTI) counts the kernels
+each training step runs and how long the GPU is busy with them, against the step's wall time:
+far below it, the step waits on the host, and ``host_costs.py`` says what each of its calls
+costs there.
 
 Kernels and training steps are timed in ``--rounds`` rounds: each kernel beside a copy, each
 step variant in turn with the others. The lent machines drift within a run (the same step moved
@@ -85,21 +85,6 @@ def matmul_flops(size):
     b = cupy.random.standard_normal((size, size), dtype=cupy.float32)
     seconds = gpu_time(lambda: cupy.matmul(a, b), 10)
     return 2 * size ** 3 / seconds
-
-
-def product_call_times(shape=(24, 216, 256), calls=2000):
-    """{way: seconds per call} of one small float32 product, ``calls`` of them back to back
-    (host-bound: the GEMM itself takes a few microseconds), through cupy.matmul, ndarray.dot
-    and minilean's backend.matmul, which takes the second way for such a product."""
-    import cupy
-    from minilean import backend
-    rows, inner, cols = shape
-    a = cupy.random.standard_normal((rows, inner), dtype=cupy.float32)
-    b = cupy.random.standard_normal((inner, cols), dtype=cupy.float32)
-    synchronize = cupy.cuda.get_current_stream().synchronize
-    ways = {"cupy.matmul": lambda: cupy.matmul(a, b), "ndarray.dot": lambda: a.dot(b),
-            "backend.matmul": lambda: backend.matmul(a, b)}
-    return {way: wall_time(call, calls, synchronize) for way, call in ways.items()}
 
 
 # --- kernels --------------------------------------------------------------------------------------
@@ -386,8 +371,6 @@ def main(argv=None):
                  f"{copy[0] / gpu_time(copy[1], 20) / 1e9:.0f} GB/s"))
     rows.append(("ceiling", f"float32 matmul {args.matmul_size}^3",
                  f"{matmul_flops(args.matmul_size) / 1e12:.1f} TFLOP/s"))
-    rows.append(("host", "one 24x216 @ 216x256 float32 product, 2000 back to back", ", ".join(
-        f"{way} {1e6 * seconds:.1f} us" for way, seconds in product_call_times().items())))
     kernels = {"CuPy elementwise y = -x": negate_call(args.elements)}
     kernels.update(activation_kernels(args.elements))
     kernels.update(fused_kernels(args.elements))

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Every check that needs a GPU, in one run: the GPU tests, the GPU benchmark, then a profile of
-# the host's work in an eager --fast-kernels training step.
+# Every check that needs a GPU, in one run: the GPU tests, the GPU benchmark, the host time per
+# call of what an eager step is made of, then a profile of the host's work in an eager
+# --fast-kernels training step.
 #
 #   bash benchmarks/gpu_session.sh [RESULTS_DIR]      (default: $OUT, else gpu-results)
 #
 # Run from the repository root of a machine with an NVIDIA GPU and CuPy; minilean is used from
 # the checkout (no install). python-fire (for the end-to-end command test) is taken from
-# .gpu_site/ when the machine lacks it. Writes versions.txt, gpu_tests.log, bench_gpu.log and
-# profile_step.log. BENCH_ARGS passes flags to bench_gpu.py (a smaller card: BENCH_ARGS="--elements
-# 16777216"); TESTS_TIMEOUT, BENCH_TIMEOUT and PROFILE_TIMEOUT bound each part in seconds
-# (defaults 330, 200 and 90), so a short lease still gets the results of all three;
+# .gpu_site/ when the machine lacks it. Writes versions.txt, gpu_tests.log, bench_gpu.log,
+# host_costs.log and profile_step.log. BENCH_ARGS passes flags to bench_gpu.py (a smaller card:
+# BENCH_ARGS="--elements 16777216"), HOST_ARGS to host_costs.py; TESTS_TIMEOUT, BENCH_TIMEOUT,
+# HOST_TIMEOUT and PROFILE_TIMEOUT bound each part in seconds (defaults 330, 200, 60 and 90), so
+# a short lease still gets the results of all four;
 # PYTEST_ADDOPTS reaches pytest (e.g. "-n 4 --timeout 120"), PROFILE_ARGS profile_step.py.
 set -u
 results=${1:-${OUT:-gpu-results}}
@@ -31,6 +33,9 @@ timeout "${TESTS_TIMEOUT:-330}" "$python" -m pytest -q -m gpu -p no:cacheprovide
     2>&1 | tee "$results/gpu_tests.log"
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of flags, e.g. "--elements 1048576"
 timeout "${BENCH_TIMEOUT:-200}" "$python" benchmarks/bench_gpu.py ${BENCH_ARGS:-} 2>&1 | tee "$results/bench_gpu.log"
+# shellcheck disable=SC2086  # HOST_ARGS too
+timeout "${HOST_TIMEOUT:-60}" "$python" benchmarks/host_costs.py ${HOST_ARGS:-} 2>&1 \
+    | tee "$results/host_costs.log"
 # shellcheck disable=SC2086  # PROFILE_ARGS too
 timeout "${PROFILE_TIMEOUT:-90}" "$python" benchmarks/profile_step.py --device cuda --fast-kernels \
     --steps 20 --top 30 ${PROFILE_ARGS:-} 2>&1 | tee "$results/profile_step.log"

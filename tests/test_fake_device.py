@@ -410,11 +410,29 @@ def test_gpu_benchmark_script_runs_end_to_end(fake_cuda, monkeypatch, capsys):
     assert [512] * 8 in updates  # --elements=4096 over 8 tensors
     assert "fast kernels + CUDA graph" in report and "failed" not in report
     assert "minilean fast kernels + CUDA graph: DDIM 2 steps" in report
-    assert re.search(r"cupy\.matmul [\d.]+ us, ndarray\.dot [\d.]+ us, backend\.matmul", report)
     assert re.search(r"gelu forward \(4096 float32\) +\d+ GB/s = \d+% of copy \(\d+-\d+% over "
                      r"2 rounds\)", report)
     # the stand-in has no CUPTI: each step's GPU-work row says so instead of a number
     assert len(re.findall(r"gpu work +minilean .* not measured", report)) == 4
+
+
+@needs_compiler
+def test_host_cost_benchmark_runs_end_to_end(fake_cuda, monkeypatch, capsys):
+    """host_costs.py on the stand-in: every row and each of its ways, PyTorch's column empty
+    with the reason (the stand-in machine's PyTorch has no CUDA), nothing left switched on."""
+    host_costs = benchmark_script(monkeypatch, "host_costs")
+    from minilean.cuda import registry
+    assert host_costs.main(["--calls=2"]) == 0
+    report = capsys.readouterr().out.splitlines()
+    rows = [line for line in report if "minilean:" in line]
+    assert len(rows) == 8
+    assert re.search(r"^product 24x216 @ 216x8192 +minilean: cupy\.matmul [\d.]+ us, "
+                     r"ndarray\.dot [\d.]+ us, backend\.matmul [\d.]+ us  \|  PyTorch: "
+                     r"not measured: ", rows[6])
+    assert re.search(r"^relu of a tensor, recording the graph +minilean: Tensor\.relu [\d.]+ us",
+                     rows[3])
+    assert report[-1] == "command: python benchmarks/host_costs.py --calls=2"
+    assert not registry.installed()  # fast kernels off again
 
 
 def test_gpu_benchmark_busy_time_is_the_union_of_the_device_intervals(monkeypatch):
