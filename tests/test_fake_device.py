@@ -459,17 +459,11 @@ def test_gpu_benchmark_shares_are_medians_of_ratios_to_a_copy_timed_beside_each_
     bench_gpu = benchmark_script(monkeypatch, "bench_gpu")
     timed = []
     speeds = iter([1.0] * 4 + [0.5] * 4 + [1.0] * 4)  # one per call of gpu_time, in order
+    # every call takes a second at full speed; each names what it stands for
     monkeypatch.setattr(bench_gpu, "gpu_time", lambda call, repeats: (
-        timed.append(call.__name__), call(), call.base_seconds / next(speeds))[-1])
-
-    def timing(name, seconds):
-        def call():
-            pass
-        call.__name__, call.base_seconds = name, seconds
-        return call
-
-    copy = (200, timing("copy", 1.0))  # 200 bytes a second
-    kernels = {"half": (100, timing("half", 1.0)), "slow": (30, timing("slow", 1.0))}
+        timed.append(call()), 1.0 / next(speeds))[-1])
+    copy = (200, lambda: "copy")  # 200 bytes a second
+    kernels = {"half": (100, lambda: "half"), "slow": (30, lambda: "slow")}
     shares = bench_gpu.copy_shares(kernels, copy, rounds=3)
     assert timed == ["copy", "half", "copy", "slow"] * 3  # a copy right before each kernel
     assert shares["half"] == (100.0, 0.5, 0.5, 0.5)  # bandwidth: the median of 100, 50, 100
