@@ -8,12 +8,13 @@ Images stay NCHW. The columns are (C, Kh, Kw, N, Ho, Wo), the batch inside each 
     dW = dy_rows @ columns^T         dcolumns = w^T @ dy_rows,         dx = col2im(dcolumns)
 
 where dy_rows is dL/dy with its batch axis moved inside, (O, N, Ho Wo). ``swap_leading_axes``
-moves the batch axis both ways, adding the bias on the way out. Why not keep the batch outside,
-(N, G, C/G Kh Kw, Ho Wo), and skip the two swaps: then each product is a batched GEMM that
-broadcasts the weights, which CuPy runs through device arrays of matrix addresses (built by
-extra launches), and the weight gradient needs a sum over the batch after it. Here, with one
-group, every product is one plain GEMM (``backend.matmul`` takes the shortest path CuPy has to
-cuBLAS), and a training step on a small model is bound by host time per launch.
+moves the batch axis both ways, adding the bias on the way out. dW reads the columns that the
+forward made, kept for it unless they are large (``KEEP_COLUMNS_BYTES``). Why not keep the
+batch outside, (N, G, C/G Kh Kw, Ho Wo), and skip the two swaps: then each product is a batched
+GEMM that broadcasts the weights, which CuPy runs through device arrays of matrix addresses
+(built by extra launches), and the weight gradient needs a sum over the batch after it. Here,
+with one group, every product is one plain GEMM (``backend.matmul`` takes the shortest path
+CuPy has to cuBLAS), and a training step on a small model is bound by host time per launch.
 
 A transposed convolution is the same three maps with the roles exchanged (its forward is a
 convolution's input gradient). Padding is applied inside the kernels (reads outside the image
@@ -39,6 +40,13 @@ program = kernels.Program("im2col.cu", [
 # then split indices with 32-bit division (a module constant, so that tests can run the 64-bit
 # kernels on small arrays).
 INT_INDEX_LIMIT = 2 ** 31
+
+# Columns (im2col of x) of at most this many bytes are kept from a convolution's forward for
+# its weight gradient; larger ones are made again from x in backward. Kept, they spare backward
+# one launch, and a small model's step is bound by host time per launch. But columns are Kh Kw
+# times the size of x (9 times for 3x3 kernels): a large model's would take memory it may not
+# have, while one more pass over them costs its step little.
+KEEP_COLUMNS_BYTES = 64 << 20
 
 
 def _kernel_name(name, dtype, *arrays):
@@ -160,11 +168,10 @@ def _weight_matrix(weight, groups):
     return cupy.ascontiguousarray(weight).reshape(groups, weight.shape[0] // groups, -1)
 
 
-def conv(x, weight, bias, stride, padding, dilation, groups):
-    """y = conv2d(x, w) + b: x (N, C, H, W), w (O, C/G, Kh, Kw), b (O,) or None -> y (N, O, Ho,
-    Wo)."""
-    out_channels, _, kh, kw = weight.shape
-    columns = im2col(x, (kh, kw), stride, padding, dilation)  # (C, Kh, Kw, N, Ho, Wo)
+def conv(columns, weight, bias, groups):
+    """y = conv2d(x, w) + b from x's columns (C, Kh, Kw, N, Ho, Wo) (``im2col``), w (O, C/G, Kh,
+    Kw), b (O,) or None -> y (N, O, Ho, Wo)."""
+    out_channels = weight.shape[0]
     batch, out_h, out_w = columns.shape[3:]
     rows = backend.matmul(_weight_matrix(weight, groups),
                           columns.reshape(groups, -1, batch * out_h * out_w))
@@ -184,10 +191,10 @@ def conv_input_grad(grad_rows, weight, x_shape, stride, padding, dilation, group
                   padding, dilation)
 
 
-def conv_weight_grad(x, grad_rows, weight_shape, stride, padding, dilation, groups):
-    """dL/dw = dL/dy @ columns(x)^T, one GEMM over the whole batch: x (N, C, H, W), grad_rows
-    (G, O/G, N Ho Wo) as ``batch_rows`` lays it out -> (O, C/G, Kh, Kw)."""
-    columns = im2col(x, weight_shape[2:], stride, padding, dilation)  # (C, Kh, Kw, N, Ho, Wo)
+def conv_weight_grad(columns, grad_rows, weight_shape, groups):
+    """dL/dw = dL/dy @ columns(x)^T, one GEMM over the whole batch: columns (C, Kh, Kw, N, Ho,
+    Wo) of x (``im2col``), grad_rows (G, O/G, N Ho Wo) as ``batch_rows`` lays it out -> (O,
+    C/G, Kh, Kw)."""
     # (G, O/G, N Ho Wo) @ (G, N Ho Wo, C/G Kh Kw) -> (G, O/G, C/G Kh Kw)
     grad_weight = backend.matmul(
         grad_rows, columns.reshape(groups, -1, grad_rows.shape[2]).transpose(0, 2, 1))
@@ -201,16 +208,30 @@ class FastConv2d(FastFunction):
     @staticmethod
     def kernel_forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0),
                        dilation=(1, 1), groups=1):
-        params = (stride, padding, dilation, groups)
-        _save(ctx, x, weight, params)
-        return conv(x, weight, bias, *params)
+        columns = im2col(x, weight.shape[2:], stride, padding, dilation)
+        if ctx.recording:
+            ctx.weight, ctx.x_shape = weight, x.shape
+            ctx.params = (stride, padding, dilation, groups)
+            # the weight gradient reads x's columns: kept when small, else made again from x
+            needs_columns = ctx.needs_input_grad[1]
+            keep = needs_columns and columns.nbytes <= KEEP_COLUMNS_BYTES
+            ctx.columns = columns if keep else None
+            ctx.x = x if needs_columns and not keep else None
+        return conv(columns, weight, bias, groups)
 
     @staticmethod
     def kernel_backward(ctx, grad):
-        x, weight, params = ctx.x, ctx.weight, ctx.params
-        grad_rows = batch_rows(grad, params[-1])  # (G, O/G, N Ho Wo)
-        return _gradients(ctx, lambda: conv_input_grad(grad_rows, weight, x.shape, *params),
-                          lambda: conv_weight_grad(x, grad_rows, weight.shape, *params),
+        weight, (stride, padding, dilation, groups) = ctx.weight, ctx.params
+        grad_rows = batch_rows(grad, groups)  # (G, O/G, N Ho Wo)
+
+        def weight_grad():
+            columns = ctx.columns
+            if columns is None:
+                columns = im2col(ctx.x, weight.shape[2:], stride, padding, dilation)
+            return conv_weight_grad(columns, grad_rows, weight.shape, groups)
+
+        return _gradients(ctx, lambda: conv_input_grad(grad_rows, weight, ctx.x_shape, *ctx.params),
+                          weight_grad,
                           lambda: sum_rows(grad_rows, grad.shape[1], grad_rows.shape[2], 1))
 
 
@@ -219,8 +240,11 @@ class FastConvTranspose2d(FastFunction):
     gradient of the conv2d (weight w, (C_in, C_out/G, Kh, Kw)) from (N, C_out, H_out, W_out)
     to x's (N, C_in, H, W), so, with rows(x) the GEMMs' layout of x (``batch_rows``),
 
-        y = conv_input_grad(rows(x))     dL/dx = conv(dL/dy)
-        dL/dw = conv_weight_grad(dL/dy, rows(x))
+        y = conv_input_grad(rows(x))     dL/dx = conv(columns(dL/dy))
+        dL/dw = conv_weight_grad(columns(dL/dy), rows(x))
+
+    Backward makes the columns of dL/dy once for both, and reads the rows of x that forward
+    made (the same size as x, which it keeps instead).
     """
     fresh_grads = True
 
@@ -238,27 +262,26 @@ class FastConvTranspose2d(FastFunction):
     def kernel_forward(ctx, x, weight, bias=None, stride=(1, 1), padding=(0, 0),
                        output_padding=(0, 0), groups=1, dilation=(1, 1)):
         params = (stride, padding, dilation, groups)
-        _save(ctx, x, weight, params)
+        rows = batch_rows(x, groups)  # (G, C_in/G, N H W)
+        if ctx.recording:
+            ctx.weight, ctx.params = weight, params
+            ctx.rows = rows if ctx.needs_input_grad[1] else None
         y_shape = _transposed_size(x.shape, weight.shape, stride, padding, output_padding,
                                    dilation, groups)
-        y = conv_input_grad(batch_rows(x, groups), weight, y_shape, *params)
+        y = conv_input_grad(rows, weight, y_shape, *params)
         if bias is not None:
             y += bias.reshape(1, -1, 1, 1)  # (1, channels, 1, 1)
         return y
 
     @staticmethod
     def kernel_backward(ctx, grad):
-        x, weight, params = ctx.x, ctx.weight, ctx.params
-        return _gradients(
-            ctx, lambda: conv(grad, weight, None, *params),
-            lambda: conv_weight_grad(grad, batch_rows(x, params[-1]), weight.shape, *params),
-            lambda: grad.sum(axis=(0, 2, 3)))
-
-
-def _save(ctx, x, weight, params):
-    """Keep what either op's backward reads."""
-    if ctx.recording:
-        ctx.x, ctx.weight, ctx.params = x, weight, params
+        weight, (stride, padding, dilation, groups) = ctx.weight, ctx.params
+        need_x, need_weight = ctx.needs_input_grad[:2]
+        columns = (im2col(grad, weight.shape[2:], stride, padding, dilation)
+                   if need_x or need_weight else None)
+        return _gradients(ctx, lambda: conv(columns, weight, None, groups),
+                          lambda: conv_weight_grad(columns, ctx.rows, weight.shape, groups),
+                          lambda: grad.sum(axis=(0, 2, 3)))
 
 
 def _gradients(ctx, input_grad, weight_grad, bias_grad):
