@@ -233,23 +233,15 @@ def diffusion_step_parts(batch_size=8, hidden_c=8, size=16, device="cuda", lr=1e
     return model, step
 
 
-CONVOLUTIONS_WITH_WEIGHT_GRADS = ["conv2d", "conv2d_strided_groups", "conv_transpose2d",
-                                  "conv_transpose2d_groups_bias"]
-
-
-def check_fast_convolution_makes_columns_once(name, keep_columns_bytes, monkeypatch, rng):
-    """A fast convolution's forward and backward launch im2col once between them: a conv2d
-    keeps the columns of x for its weight gradient when they fit in ``keep_columns_bytes``
-    (and makes them again when not: a second launch), a conv_transpose2d makes the columns
-    of dL/dy once for both of its gradients. Either way its results are the CPU's."""
+def check_fast_conv_transpose_makes_columns_once(monkeypatch, rng):
+    """A fast conv_transpose2d's backward makes the columns of dL/dy once for both of its
+    gradients (and its forward none), with the CPU's results."""
     from minilean.cuda import im2col
-    monkeypatch.setattr(im2col, "KEEP_COLUMNS_BYTES", keep_columns_bytes)
     made = []
     make_columns = im2col.im2col
     monkeypatch.setattr(im2col, "im2col", lambda *args: made.append(args) or make_columns(*args))
-    check_op_on_cuda_matches_cpu(name, rng, fast=True)
-    recomputed = name.startswith("conv2d") and keep_columns_bytes == 0
-    assert len(made) == (2 if recomputed else 1)
+    check_op_on_cuda_matches_cpu("conv_transpose2d_groups_bias", rng, fast=True)
+    assert len(made) == 1
 
 
 def check_fast_kernels_are_used():

@@ -12,21 +12,20 @@ import sys
 import numpy
 import pytest
 
-from device_cases import (CONVOLUTIONS_WITH_WEIGHT_GRADS, FRESH_GRAD_CASES, OPS,
-                          assert_fresh_grads,
+from device_cases import (FRESH_GRAD_CASES, OPS, assert_fresh_grads,
                           check_a_host_copy_while_capturing_is_a_clear_error,
                           check_captured_call_bakes_in_host_numbers,
                           check_captured_call_replays_on_new_inputs,
                           check_captured_products_use_minilean_kernel,
                           check_eager_products_match_numpy,
                           check_cuda_graph_trains_like_eager,
-                          check_fast_convolution_makes_columns_once, check_fast_kernels_are_used,
+                          check_fast_conv_transpose_makes_columns_once, check_fast_kernels_are_used,
                           check_fast_kernels_train_like_plain,
                           check_graph_sampling_replays_the_network, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts,
                           run_fresh_grad_case)
 from kernel_cases import KernelCases
-from minilean.cuda import im2col, use_fast_kernels
+from minilean.cuda import use_fast_kernels
 
 pytestmark = pytest.mark.gpu
 cupy = pytest.importorskip("cupy")
@@ -55,10 +54,8 @@ def test_fast_kernels_are_actually_used():
     check_fast_kernels_are_used()
 
 
-@pytest.mark.parametrize("name", CONVOLUTIONS_WITH_WEIGHT_GRADS)
-@pytest.mark.parametrize("keep_columns_bytes", [0, im2col.KEEP_COLUMNS_BYTES])
-def test_fast_convolution_makes_columns_once(name, keep_columns_bytes, monkeypatch):
-    check_fast_convolution_makes_columns_once(name, keep_columns_bytes, monkeypatch, rng)
+def test_fast_conv_transpose_makes_columns_once(monkeypatch):
+    check_fast_conv_transpose_makes_columns_once(monkeypatch, rng)
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["cupy", "fast"])

@@ -26,19 +26,18 @@ import pytest
 import cuda_on_cpu
 import fake_cupy
 import minilean
-from device_cases import (CONVOLUTIONS_WITH_WEIGHT_GRADS, OPS,
-                          check_a_host_copy_while_capturing_is_a_clear_error,
+from device_cases import (OPS, check_a_host_copy_while_capturing_is_a_clear_error,
                           check_captured_call_bakes_in_host_numbers,
                           check_captured_call_replays_on_new_inputs,
                           check_captured_products_use_minilean_kernel,
                           check_eager_products_match_numpy,
                           check_cuda_graph_trains_like_eager,
-                          check_fast_convolution_makes_columns_once, check_fast_kernels_are_used,
+                          check_fast_conv_transpose_makes_columns_once, check_fast_kernels_are_used,
                           check_graph_sampling_replays_the_network,
                           check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts)
 from kernel_cases import KernelCases
-from minilean.cuda import activations, compile as kernels, im2col, mse
+from minilean.cuda import activations, compile as kernels, mse
 from minilean.cuda.graph import CapturedCall
 from minilean.data import RunDirectory
 from minilean.data.runlog import read_metrics
@@ -355,10 +354,8 @@ def test_engine_op_with_fast_kernels_matches_cpu(fake_cuda, name):
 
 
 @needs_compiler
-@pytest.mark.parametrize("name", CONVOLUTIONS_WITH_WEIGHT_GRADS)
-@pytest.mark.parametrize("keep_columns_bytes", [0, im2col.KEEP_COLUMNS_BYTES])
-def test_fast_convolution_makes_columns_once(fake_cuda, name, keep_columns_bytes, monkeypatch):
-    check_fast_convolution_makes_columns_once(name, keep_columns_bytes, monkeypatch, rng)
+def test_fast_conv_transpose_makes_columns_once(fake_cuda, monkeypatch):
+    check_fast_conv_transpose_makes_columns_once(monkeypatch, rng)
 
 
 @needs_compiler
