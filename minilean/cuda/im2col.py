@@ -44,20 +44,21 @@ program = kernels.Program("im2col.cu", [
 INT_INDEX_LIMIT = 2 ** 31
 
 
-def _kernel_name(name, dtype, *arrays):
-    """``name<T, int>``, or ``name<T, long long>`` when some array is too large for int
-    indices."""
-    wide = max(array.size for array in arrays) > INT_INDEX_LIMIT
-    return f"{name}<{kernels.type_name(dtype)}, {'long long' if wide else 'int'}>"
+def _kernel_name(name, dtype, largest):
+    """``name<T, int>``, or ``name<T, long long>`` when the largest array the kernel indexes,
+    of ``largest`` elements, is too large for int indices."""
+    index = "long long" if largest > INT_INDEX_LIMIT else "int"
+    return f"{name}<{kernels.type_name(dtype)}, {index}>"
 
 
 def output_size(size, kernel, stride, padding, dilation):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
+@functools.lru_cache(maxsize=256)
 def _geometry(x_shape, kernel_size, stride, padding, dilation):
     """The 14 int64 numbers im2col.cu reads: N, C, H, W, Kh, Kw, Ho, Wo, strides, pads,
-    dilations."""
+    dilations (remembered: a training step asks for the same few, several times each)."""
     batch, channels, height, width = x_shape
     out = tuple(output_size(size, k, s, p, d) for size, k, s, p, d
                 in zip((height, width), kernel_size, stride, padding, dilation))
@@ -117,7 +118,7 @@ def _launch(name, source, out, geometry):
     import cupy
     dims = _device_geometry(geometry)
     source = cupy.ascontiguousarray(source, dtype=out.dtype)
-    kernels.launch(program, _kernel_name(name, out.dtype, source, out), out.size,
+    kernels.launch(program, _kernel_name(name, out.dtype, max(source.size, out.size)), out.size,
                    (source, out, dims, numpy.int64(out.size)))
     return out
 
@@ -145,7 +146,7 @@ def swap_leading_axes(src, bias=None):
     dst = cupy.empty((b, a) + src.shape[2:], dtype=src.dtype)
     add_bias = bias is not None
     bias = cupy.ascontiguousarray(bias, dtype=src.dtype) if add_bias else src  # src: unread
-    kernels.launch(program, _kernel_name("swap_leading_axes", src.dtype, dst), dst.size,
+    kernels.launch(program, _kernel_name("swap_leading_axes", src.dtype, dst.size), dst.size,
                    (src, dst, bias, numpy.int32(add_bias), numpy.int64(a),
                     numpy.int64(b), numpy.int64(math.prod(src.shape[2:])),
                     numpy.int64(dst.size)))

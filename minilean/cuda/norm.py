@@ -8,6 +8,7 @@ c = j) and group_norm (rows are (sample, group), j runs over channels_per_group 
 group_norm's ``activation="silu"``.
 ``reference`` is the NumPy statement, written over the same rows.
 """
+import functools
 import math
 
 import numpy
@@ -32,16 +33,21 @@ class RowLayout:
     def channels(self):
         return self.groups * self.channels_per_group
 
+    @functools.cached_property
     def ints(self):
+        """rows, length, groups, channels_per_group, spatial: the kernels' int64 arguments."""
         return tuple(numpy.int64(v) for v in (self.rows, self.length, self.groups,
                                               self.channels_per_group, self.spatial))
 
 
+# Layouts are remembered by shape: a training step normalises the same few shapes each time.
+@functools.lru_cache(maxsize=256)
 def layer_norm_layout(shape, normalized_ndim):
     length = math.prod(shape[len(shape) - normalized_ndim:])
     return RowLayout(math.prod(shape) // max(length, 1), length, 1, length, 1)
 
 
+@functools.lru_cache(maxsize=256)
 def group_norm_layout(shape, num_groups):
     batch, channels = shape[0], shape[1]
     spatial = math.prod(shape[2:])
@@ -85,7 +91,7 @@ def forward(x, layout, weight=None, bias=None, eps=1e-5, silu=False):
     mean, inv_std = (cupy.empty(layout.rows, dtype=x.dtype) for _ in range(2))
     kernels.launch_rows(
         program, f"norm_forward<{kernels.type_name(x.dtype)}>", layout.rows, layout.length,
-        (x, _flat(weight, x), _flat(bias, x), y, mean, inv_std) + layout.ints()
+        (x, _flat(weight, x), _flat(bias, x), y, mean, inv_std) + layout.ints
         + (x.dtype.type(eps),) + _output_flags(weight, bias, silu))
     return y, mean, inv_std
 
@@ -102,7 +108,7 @@ def backward(x, layout, grad, mean, inv_std, weight=None, bias=None, silu=False,
     dx = cupy.empty_like(x)
     kernels.launch_rows(
         program, f"norm_backward_input<{type_name}>", layout.rows, layout.length,
-        (x, *output, grad, mean, inv_std, dx) + layout.ints() + flags)
+        (x, *output, grad, mean, inv_std, dx) + layout.ints + flags)
     if not affine_grads:
         return dx, None, None
     dweight, dbias = (cupy.empty(layout.channels, dtype=x.dtype) for _ in range(2))
@@ -111,13 +117,13 @@ def backward(x, layout, grad, mean, inv_std, weight=None, bias=None, silu=False,
         program, f"norm_backward_affine<{type_name}>", layout.channels,
         rows_per_group * layout.spatial,
         (x, *output, grad, mean, inv_std, dweight, dbias, numpy.int64(layout.channels),
-         numpy.int64(rows_per_group)) + layout.ints()[1:] + flags)
+         numpy.int64(rows_per_group)) + layout.ints[1:] + flags)
     return dx, dweight, dbias
 
 
 def _output_flags(weight, bias, silu):
     """The kernels' has_weight, has_bias and silu arguments."""
-    return tuple(numpy.int32(flag) for flag in (weight is not None, bias is not None, silu))
+    return numpy.int32(weight is not None), numpy.int32(bias is not None), numpy.int32(silu)
 
 
 def _flat(array, absent):
