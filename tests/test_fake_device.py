@@ -37,7 +37,7 @@ from device_cases import (OPS, check_a_host_copy_while_capturing_is_a_clear_erro
                           check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts)
 from kernel_cases import KernelCases
-from minilean.cuda import activations, compile as kernels, mse
+from minilean.cuda import activations, compile as kernels, mse, use_fast_kernels
 from minilean.cuda.graph import CapturedCall
 from minilean.data import RunDirectory
 from minilean.data.runlog import read_metrics
@@ -486,6 +486,30 @@ def test_gpu_benchmark_times_the_step_variants_in_turn_with_their_own_kernels(mo
     assert timed == [("plain", False, 7, 1), ("fast", True, 7, 1)] * 2
     assert switched[-1] is False  # fast kernels off again after the last variant
     assert times == {"plain": [0.25, 0.75], "fast": [0.5, 1.0]}
+
+
+@needs_compiler
+def test_host_layer_benchmark_runs_the_fast_path_of_the_stand_in(monkeypatch, capsys):
+    """host_layer.py's null device launches every raw kernel the stand-in does in the same
+    step: it times the fast path, not a fallback."""
+    count_device_ops = benchmark_script(monkeypatch, "count_device_ops")
+    host_layer = benchmark_script(monkeypatch, "host_layer")
+    with monkeypatch.context() as patches:
+        fake_cupy.install(patches)
+        use_fast_kernels(True)
+        try:
+            _, step = diffusion_step_parts(2, 8, 4)
+            step(0, clip=True)
+            counts = count_device_ops.count_step(fake_cupy, cuda_on_cpu,
+                                                 lambda k: step(k, clip=True))
+        finally:
+            fake_cupy.forget_device_state()
+    with monkeypatch.context() as patches:
+        assert host_layer.main(["--rounds=2", "--steps=1", "--hidden-c=8"], patches) == 0
+    report = capsys.readouterr().out.splitlines()
+    assert f" on the null device: {counts['launches']} raw launches;" in report[0]
+    assert re.search(r"median (\d+\.\d+) ms, min (\d+\.\d+) ms over 2 rounds of 1$", report[0])
+    assert report[1] == "command: python benchmarks/host_layer.py --rounds=2 --steps=1 --hidden-c=8"
 
 
 def test_count_device_ops_tells_launches_from_views_and_allocations(fake_cuda, monkeypatch):
