@@ -116,13 +116,16 @@ def _dot(a, b, out):
     cupy.matmul reaches too, without the layer of Python (signature, dtypes, axes, output) its
     generalized ufunc runs on every call, nor, for batch dimensions of 1, a batched GEMM (a
     small model's step is bound by host time per launch)."""
-    def matrix(array):  # a batch of one matrix -> the matrix, a view
-        return array.reshape(array.shape[-2:]) if array is not None and array.ndim > 2 else array
-
-    product = matrix(a).dot(matrix(b), out=matrix(out))
+    product = _as_matrix(a).dot(_as_matrix(b), out=None if out is None else _as_matrix(out))
     if out is not None:
         return out
-    return product.reshape((1,) * max(a.ndim - 2, b.ndim - 2, 0) + product.shape)
+    batch_ndim = max(a.ndim, b.ndim) - 2
+    return product.reshape((1,) * batch_ndim + product.shape) if batch_ndim > 0 else product
+
+
+def _as_matrix(array):
+    """A batch of one matrix -> the matrix (a view); a matrix or a vector as it is."""
+    return array.reshape(array.shape[-2:]) if array.ndim > 2 else array
 
 
 @contextlib.contextmanager

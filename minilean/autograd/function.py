@@ -64,13 +64,13 @@ class Function:
             if other.device != device:
                 raise RuntimeError(f"{cls.__name__}: inputs are on different devices "
                                    f"({device} and {other.device}); move them with .to()")
-        needs_input_grad = tuple(t.requires_grad for t in inputs)
+        needs_input_grad = tuple([t.requires_grad for t in inputs])
         recording = grad_mode.is_grad_enabled() and any(needs_input_grad)
         function = cls
         if cls.fast is not None and device == "cuda":
             function = cls.fast
         ctx = Context(needs_input_grad, recording)
-        out = function.forward(ctx, *(t.data for t in inputs), **params)
+        out = function.forward(ctx, *[t.data for t in inputs], **params)
         result = tensor_module.Tensor._wrap(out, recording)
         if recording:
             result.grad_fn = Node(function, ctx, inputs)

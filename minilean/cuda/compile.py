@@ -68,7 +68,8 @@ _TYPE_NAMES = {numpy.dtype(numpy.float32): "float", numpy.dtype(numpy.float64): 
 
 def type_name(dtype):
     """The CUDA C type of a NumPy dtype, for template names: float32 -> 'float'."""
-    return _TYPE_NAMES[numpy.dtype(dtype)]
+    name = _TYPE_NAMES.get(dtype)  # an array's dtype, as the launches pass: no conversion
+    return name if name is not None else _TYPE_NAMES[numpy.dtype(dtype)]
 
 
 def grid_for(count, threads=THREADS):

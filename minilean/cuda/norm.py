@@ -88,7 +88,7 @@ def forward(x, layout, weight=None, bias=None, eps=1e-5, silu=False):
     import cupy
     x = cupy.ascontiguousarray(x)
     y = cupy.empty_like(x)
-    mean, inv_std = (cupy.empty(layout.rows, dtype=x.dtype) for _ in range(2))
+    mean, inv_std = cupy.empty(layout.rows, dtype=x.dtype), cupy.empty(layout.rows, dtype=x.dtype)
     kernels.launch_rows(
         program, f"norm_forward<{kernels.type_name(x.dtype)}>", layout.rows, layout.length,
         (x, _flat(weight, x), _flat(bias, x), y, mean, inv_std) + layout.ints
@@ -111,7 +111,8 @@ def backward(x, layout, grad, mean, inv_std, weight=None, bias=None, silu=False,
         (x, *output, grad, mean, inv_std, dx) + layout.ints + flags)
     if not affine_grads:
         return dx, None, None
-    dweight, dbias = (cupy.empty(layout.channels, dtype=x.dtype) for _ in range(2))
+    dweight, dbias = (cupy.empty(layout.channels, dtype=x.dtype),
+                      cupy.empty(layout.channels, dtype=x.dtype))
     rows_per_group = layout.rows // layout.groups
     kernels.launch_rows(
         program, f"norm_backward_affine<{type_name}>", layout.channels,
