@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every check that needs a GPU, in one run: the GPU tests, the GPU benchmark, the host time per
-# call of what an eager step is made of, then a profile of the host's work in an eager
+# call of what an eager step is made of, minilean's own host time per step on this machine's
+# CPU (host_layer.py, no GPU used), then a profile of the host's work in an eager
 # --fast-kernels training step.
 #
 #   bash benchmarks/gpu_session.sh [RESULTS_DIR]      (default: $OUT, else gpu-results)
@@ -8,10 +9,11 @@
 # Run from the repository root of a machine with an NVIDIA GPU and CuPy; minilean is used from
 # the checkout (no install). python-fire (for the end-to-end command test) is taken from
 # .gpu_site/ when the machine lacks it. Writes versions.txt, gpu_tests.log, bench_gpu.log,
-# host_costs.log and profile_step.log. BENCH_ARGS passes flags to bench_gpu.py (a smaller card:
-# BENCH_ARGS="--elements 16777216"), HOST_ARGS to host_costs.py; TESTS_TIMEOUT, BENCH_TIMEOUT,
-# HOST_TIMEOUT and PROFILE_TIMEOUT bound each part in seconds (defaults 330, 200, 60 and 90), so
-# a short lease still gets the results of all four;
+# host_costs.log, host_layer.log and profile_step.log. BENCH_ARGS passes flags to bench_gpu.py
+# (a smaller card: BENCH_ARGS="--elements 16777216"), HOST_ARGS to host_costs.py, LAYER_ARGS to
+# host_layer.py; TESTS_TIMEOUT, BENCH_TIMEOUT, HOST_TIMEOUT, LAYER_TIMEOUT and PROFILE_TIMEOUT
+# bound each part in seconds (defaults 330, 200, 60, 60 and 90), so a short lease still gets
+# the results of all five;
 # PYTEST_ADDOPTS reaches pytest (e.g. "-n 4 --timeout 120"), PROFILE_ARGS profile_step.py.
 set -u
 results=${1:-${OUT:-gpu-results}}
@@ -36,6 +38,9 @@ timeout "${BENCH_TIMEOUT:-200}" "$python" benchmarks/bench_gpu.py ${BENCH_ARGS:-
 # shellcheck disable=SC2086  # HOST_ARGS too
 timeout "${HOST_TIMEOUT:-60}" "$python" benchmarks/host_costs.py ${HOST_ARGS:-} 2>&1 \
     | tee "$results/host_costs.log"
+# shellcheck disable=SC2086  # LAYER_ARGS too
+timeout "${LAYER_TIMEOUT:-60}" "$python" benchmarks/host_layer.py ${LAYER_ARGS:-} 2>&1 \
+    | tee "$results/host_layer.log"
 # shellcheck disable=SC2086  # PROFILE_ARGS too
 timeout "${PROFILE_TIMEOUT:-90}" "$python" benchmarks/profile_step.py --device cuda --fast-kernels \
     --steps 20 --top 30 ${PROFILE_ARGS:-} 2>&1 | tee "$results/profile_step.log"
