@@ -11,7 +11,7 @@ part per call on a GPU machine; this times minilean's part on any machine. Here 
 are NumPy arrays of a subclass (``DeviceArray``: reading an attribute costs what it costs on a
 CuPy array, a C-level one), CuPy's functions are NumPy's, and a raw kernel launch does
 nothing. The step's CPU time is then minilean's host work plus NumPy's on tiny arrays (by
-default 2 images of 4x4, so that there is no arithmetic to speak of; the values are garbage).
+default 2 images of 4x4, so that there is no arithmetic to speak of; the values mean nothing).
 
 The script also counts the raw launches per step: they are what the CPU stand-in counts for
 the same step (``count_device_ops.py``), so the null device runs the fast path a GPU runs.
