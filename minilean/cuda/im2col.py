@@ -153,15 +153,28 @@ def swap_leading_axes(src, bias=None):
     return dst
 
 
+def _grouped(array, groups, columns):
+    """``array`` as ``groups`` matrices of ``columns`` columns, (G, rows, columns), a view; with
+    one group as one matrix, (rows, columns), which ``backend.matmul`` hands to cuBLAS as it is
+    (a batch of one it would reshape to a matrix and back: host time, which a small model's step
+    is bound by)."""
+    return array.reshape(groups, -1, columns) if groups > 1 else array.reshape(-1, columns)
+
+
+def _transposed(matrices):
+    """Each matrix of ``_grouped`` transposed (a view)."""
+    return matrices.swapaxes(-1, -2)
+
+
 def batch_rows(y, groups):
-    """NCHW (N, O, Ho, Wo) -> (G, O/G, N Ho Wo): the layout of the GEMMs' rows."""
-    return swap_leading_axes(y).reshape(groups, y.shape[1] // groups, -1)
+    """NCHW (N, O, Ho, Wo) -> (G, O/G, N Ho Wo) (``_grouped``): the layout of the GEMMs' rows."""
+    return _grouped(swap_leading_axes(y), groups, y.size // y.shape[1])
 
 
 def _weight_matrix(weight, groups):
-    """(O, C/G, Kh, Kw) -> (G, O/G, C/G Kh Kw)."""
+    """(O, C/G, Kh, Kw) -> (G, O/G, C/G Kh Kw) (``_grouped``)."""
     import cupy
-    return cupy.ascontiguousarray(weight).reshape(groups, weight.shape[0] // groups, -1)
+    return _grouped(cupy.ascontiguousarray(weight), groups, math.prod(weight.shape[1:]))
 
 
 def conv(columns, weight, bias, groups):
@@ -170,7 +183,7 @@ def conv(columns, weight, bias, groups):
     out_channels = weight.shape[0]
     batch, out_h, out_w = columns.shape[3:]
     rows = backend.matmul(_weight_matrix(weight, groups),
-                          columns.reshape(groups, -1, batch * out_h * out_w))
+                          _grouped(columns, groups, batch * out_h * out_w))
     # (G, O/G, N Ho Wo) -> (N, O, Ho Wo)
     y = swap_leading_axes(rows.reshape(out_channels, batch, out_h * out_w), bias)
     return y.reshape(batch, out_channels, out_h, out_w)
@@ -181,7 +194,7 @@ def conv_input_grad(grad_rows, weight, x_shape, stride, padding, dilation, group
     it out -> (N, C, H, W), x_shape (N, C, H, W)."""
     _, _, kh, kw = weight.shape
     # (G, C/G Kh Kw, O/G) @ (G, O/G, N Ho Wo) -> (G, C/G Kh Kw, N Ho Wo)
-    grad_columns = backend.matmul(_weight_matrix(weight, groups).transpose(0, 2, 1), grad_rows)
+    grad_columns = backend.matmul(_transposed(_weight_matrix(weight, groups)), grad_rows)
     geometry = _geometry(x_shape, (kh, kw), stride, padding, dilation)
     return col2im(grad_columns.reshape(_columns_shape(geometry)), x_shape, (kh, kw), stride,
                   padding, dilation)
@@ -193,7 +206,7 @@ def conv_weight_grad(columns, grad_rows, weight_shape, groups):
     C/G, Kh, Kw)."""
     # (G, O/G, N Ho Wo) @ (G, N Ho Wo, C/G Kh Kw) -> (G, O/G, C/G Kh Kw)
     grad_weight = backend.matmul(
-        grad_rows, columns.reshape(groups, -1, grad_rows.shape[2]).transpose(0, 2, 1))
+        grad_rows, _transposed(_grouped(columns, groups, grad_rows.shape[-1])))
     return grad_weight.reshape(weight_shape)
 
 
@@ -216,7 +229,7 @@ class FastConv2d(FastFunction):
             ctx, lambda: conv_input_grad(grad_rows, weight, x.shape, *ctx.params),
             lambda: conv_weight_grad(im2col(x, weight.shape[2:], stride, padding, dilation),
                                      grad_rows, weight.shape, groups),
-            lambda: sum_rows(grad_rows, grad.shape[1], grad_rows.shape[2], 1))
+            lambda: sum_rows(grad_rows, grad.shape[1], grad_rows.shape[-1], 1))
 
 
 class FastConvTranspose2d(FastFunction):
