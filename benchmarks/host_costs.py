@@ -54,6 +54,10 @@ def minilean_calls():
             "relu", x)},
         "relu of a tensor, recording the graph": {"Tensor.relu": tensor.relu},
         "add two (32, 24, 16, 16) arrays": {"ndarray +": lambda: x + y},
+        "a contiguous array made contiguous (a no-op)": {
+            "cupy.ascontiguousarray": lambda: cupy.ascontiguousarray(x),
+            "flags.c_contiguous": lambda: x.flags.c_contiguous},
+        "a view of another shape": {"ndarray.reshape": lambda: x.reshape(32, -1)},
         "sum over rows (32, 256) -> (256,)": {
             "ndarray.sum": lambda: rows.sum(axis=0),
             "reduce.sum_rows": lambda: reduce.sum_rows(rows, 1, 32, 256)},
@@ -78,6 +82,8 @@ def torch_calls(torch):
         "relu, allocating its output": lambda: torch.relu(x),
         "relu of a tensor, recording the graph": lambda: torch.relu(tensor),
         "add two (32, 24, 16, 16) arrays": lambda: x + y,
+        "a contiguous array made contiguous (a no-op)": lambda: x.contiguous(),
+        "a view of another shape": lambda: x.reshape(32, -1),
         "sum over rows (32, 256) -> (256,)": lambda: rows.sum(dim=0),
         "product 24x216 @ 216x8192": lambda: a @ b,
         "upload a 32x3x16x16 batch (pageable)": lambda: images.to("cuda", non_blocking=True),
