@@ -1,7 +1,7 @@
 """minilean's own host time per fast eager training step, measured without a GPU: a null device.
 
     python benchmarks/host_layer.py                       # 15 rounds of 20 steps, CPU time
-    python benchmarks/host_layer.py --rounds 31 --batch-size 32 --image-size 16
+    python benchmarks/host_layer.py --rounds 31 --steps 40     # steadier
 
 A small model's eager step on a GPU waits on the host (``bench_gpu.py``'s "gpu work" rows: the
 GPU is busy for a seventh of it), so the step takes the host time of the calls it makes:
@@ -11,7 +11,8 @@ part per call on a GPU machine; this times minilean's part on any machine. Here 
 are NumPy arrays of a subclass (``DeviceArray``: reading an attribute costs what it costs on a
 CuPy array, a C-level one), CuPy's functions are NumPy's, and a raw kernel launch does
 nothing. The step's CPU time is then minilean's host work plus NumPy's on tiny arrays (by
-default 2 images of 4x4, so that there is no arithmetic to speak of; the values mean nothing).
+default 2 images of 4x4, so that there is no arithmetic to speak of; the values mean nothing;
+at the CLI's batch of 32 images of 16x16, NumPy's products would be most of the time).
 
 The script also counts the raw launches per step: they are what the CPU stand-in counts for
 the same step (``count_device_ops.py``), so the null device runs the fast path a GPU runs.
