@@ -82,12 +82,17 @@ OPS = {  # name: (function of tensors, input shapes)
     "conv2d": (lambda x, w, b: F.conv2d(x, w, b, padding=1), [(2, 3, 7, 6), (4, 3, 3, 3), (4,)]),
     "conv2d_strided_groups": (lambda x, w: F.conv2d(x, w, None, stride=2, padding=1, groups=2),
                               [(2, 4, 9, 8), (6, 2, 3, 3)]),
+    "conv2d_empty_batch": (lambda x, w, b: F.conv2d(x, w, b, padding=1),
+                           [(0, 3, 5, 5), (4, 3, 3, 3), (4,)]),
     "conv_transpose2d": (lambda x, w: F.conv_transpose2d(x, w, None, stride=2, padding=1,
                                                          output_padding=1),
                          [(2, 3, 4, 5), (3, 2, 3, 3)]),
     "conv_transpose2d_groups_bias": (
         lambda x, w, b: F.conv_transpose2d(x, w, b, stride=1, padding=2, groups=2, dilation=2),
         [(2, 4, 5, 6), (4, 3, 3, 2), (6,)]),
+    "conv_transpose2d_empty_batch": (
+        lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, groups=2),
+        [(0, 4, 3, 3), (4, 3, 3, 3), (6,)]),
     "conv_transpose2d_output_padding_past_stride": (  # beyond the fast kernels' reach
         lambda x, w: F.conv_transpose2d(x, w, None, output_padding=1, dilation=2),
         [(1, 2, 4, 4), (2, 3, 3, 3)]),

@@ -153,12 +153,12 @@ def swap_leading_axes(src, bias=None):
     return dst
 
 
-def _grouped(array, groups, columns):
-    """``array`` as ``groups`` matrices of ``columns`` columns, (G, rows, columns), a view; with
-    one group as one matrix, (rows, columns), which ``backend.matmul`` hands to cuBLAS as it is
-    (a batch of one it would reshape to a matrix and back: host time, which a small model's step
-    is bound by)."""
-    return array.reshape(groups, -1, columns) if groups > 1 else array.reshape(-1, columns)
+def _grouped(array, groups, rows):
+    """``array`` as ``groups`` matrices of ``rows`` rows, (G, rows, columns), a view; with one
+    group as one matrix, (rows, columns), which ``backend.matmul`` hands to cuBLAS as it is (a
+    batch of one it would reshape to a matrix and back: host time, which a small model's step
+    is bound by). Rows are channels, never 0; columns run over the batch, which may be empty."""
+    return array.reshape(groups, rows, -1) if groups > 1 else array.reshape(rows, -1)
 
 
 def _transposed(matrices):
@@ -168,13 +168,13 @@ def _transposed(matrices):
 
 def batch_rows(y, groups):
     """NCHW (N, O, Ho, Wo) -> (G, O/G, N Ho Wo) (``_grouped``): the layout of the GEMMs' rows."""
-    return _grouped(swap_leading_axes(y), groups, y.size // y.shape[1])
+    return _grouped(swap_leading_axes(y), groups, y.shape[1] // groups)
 
 
 def _weight_matrix(weight, groups):
     """(O, C/G, Kh, Kw) -> (G, O/G, C/G Kh Kw) (``_grouped``)."""
     import cupy
-    return _grouped(cupy.ascontiguousarray(weight), groups, math.prod(weight.shape[1:]))
+    return _grouped(cupy.ascontiguousarray(weight), groups, weight.shape[0] // groups)
 
 
 def conv(columns, weight, bias, groups):
@@ -183,7 +183,7 @@ def conv(columns, weight, bias, groups):
     out_channels = weight.shape[0]
     batch, out_h, out_w = columns.shape[3:]
     rows = backend.matmul(_weight_matrix(weight, groups),
-                          _grouped(columns, groups, batch * out_h * out_w))
+                          _grouped(columns, groups, math.prod(columns.shape[:3]) // groups))
     # (G, O/G, N Ho Wo) -> (N, O, Ho Wo)
     y = swap_leading_axes(rows.reshape(out_channels, batch, out_h * out_w), bias)
     return y.reshape(batch, out_channels, out_h, out_w)
@@ -206,7 +206,7 @@ def conv_weight_grad(columns, grad_rows, weight_shape, groups):
     C/G, Kh, Kw)."""
     # (G, O/G, N Ho Wo) @ (G, N Ho Wo, C/G Kh Kw) -> (G, O/G, C/G Kh Kw)
     grad_weight = backend.matmul(
-        grad_rows, _transposed(_grouped(columns, groups, grad_rows.shape[-1])))
+        grad_rows, _transposed(_grouped(columns, groups, math.prod(columns.shape[:3]) // groups)))
     return grad_weight.reshape(weight_shape)
 
 
