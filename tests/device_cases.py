@@ -75,8 +75,11 @@ OPS = {  # name: (function of tensors, input shapes)
     "linear": (F.linear, [(6, 4), (5, 4), (5,)]),
     "layer_norm": (lambda x, w, b: F.layer_norm(x, (5,), w, b), [(3, 4, 5), (5,), (5,)]),
     "group_norm": (lambda x, w, b: F.group_norm(x, 2, w, b), [(2, 4, 3, 3), (4,), (4,)]),
+    "group_norm_empty_batch": (lambda x, w, b: F.group_norm(x, 2, w, b),
+                               [(0, 4, 3, 3), (4,), (4,)]),
     "mse_loss": (F.mse_loss, [(3, 4), (3, 4)]),
     "mse_loss_none": (lambda a, b: F.mse_loss(a, b, reduction="none"), [(3, 4), (3, 4)]),
+    "mse_loss_of_nothing": (F.mse_loss, [(0, 4), (0, 4)]),  # nan, as in PyTorch
     "cross_entropy": (lambda a: F.cross_entropy(a, minilean.tensor(numpy.array([0, 2, 1]),
                                                                    device=a.device)), [(3, 4)]),
     "conv2d": (lambda x, w, b: F.conv2d(x, w, b, padding=1), [(2, 3, 7, 6), (4, 3, 3, 3), (4,)]),

@@ -28,3 +28,18 @@ def test_bad_reduction_names_the_value():
     from minilean import ones
     with pytest.raises(ValueError, match="reduction must be one of .*, got 'max'"):
         mse_loss(ones(2), ones(2), reduction="max")
+
+
+def test_mean_squared_error_of_nothing_is_nan_with_empty_gradients():
+    """As in PyTorch: the mean over no elements is 0/0, and the gradients have no elements."""
+    import numpy
+    from minilean import zeros
+    input, target = zeros(0, 3, requires_grad=True), zeros(0, 3, requires_grad=True)
+    # NumPy's own warnings: an empty mean, then its 0/0
+    with pytest.warns(RuntimeWarning, match="Mean of empty slice"), \
+            numpy.errstate(invalid="ignore"):
+        loss = mse_loss(input, target)
+    assert numpy.isnan(loss.item())
+    loss.backward()
+    assert input.grad.shape == target.grad.shape == (0, 3)
+    assert mse_loss(input, target, reduction="sum").item() == 0.0

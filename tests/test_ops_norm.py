@@ -124,3 +124,18 @@ def test_bad_arguments_name_the_values():
     with pytest.raises(ValueError, match=r"group_norm activation must be one of "
                                          r"\(None, 'silu'\), got 'gelu'"):
         group_norm(x, 3, activation="gelu")
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("activation", [None, "silu"])
+def test_group_norm_of_an_empty_batch_is_an_empty_batch(channels_last, activation):
+    """No samples: the output and dx are empty, and dw, db (sums over no samples) are 0."""
+    values = np.zeros((0, 4, 3, 3), np.float32)
+    if channels_last:  # a convolution's output layout: the other code path
+        values = np.moveaxis(np.zeros((0, 3, 3, 4), np.float32), -1, 1)
+    x = ml.tensor(values, requires_grad=True)
+    weight, bias = ml.ones(4, requires_grad=True), ml.zeros(4, requires_grad=True)
+    out = group_norm(x, 2, weight, bias, activation=activation)
+    out.sum().backward()
+    assert out.shape == x.grad.shape == (0, 4, 3, 3)
+    assert weight.grad.numpy().tolist() == [0.0] * 4 and bias.grad.numpy().tolist() == [0.0] * 4

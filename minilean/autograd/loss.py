@@ -23,7 +23,8 @@ class MseLoss(Function):
     @staticmethod
     def backward(ctx, grad):
         need_input, need_target = ctx.needs_input_grad
-        scale = 2 / ctx.diff.size if ctx.reduction == "mean" else 2
+        # an empty input's gradient is empty whatever the scale (its mean loss is 0/0 = nan)
+        scale = 2 / max(ctx.diff.size, 1) if ctx.reduction == "mean" else 2
         grad_input = (grad * scale) * ctx.diff
         return (grad_input if need_input else None), (-grad_input if need_target else None)
 

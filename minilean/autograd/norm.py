@@ -14,6 +14,8 @@ One fused backward is a few passes over x, where the same ops composed from prim
 would record a dozen nodes and keep their intermediates alive. The statistics are computed in
 float32 or wider: float16 sums over thousands of elements lose the mean to rounding.
 """
+import math
+
 from minilean import backend
 from minilean.autograd.elementwise import silu_backward, silu_forward
 from minilean.autograd.function import Function
@@ -79,11 +81,12 @@ def _grouped(a, num_groups, channels_last):
     axis of the channels within a group)."""
     xp = array_module(a)
     batch, channels = a.shape[:2]
+    positions = math.prod(a.shape[2:])  # S, named: with no samples, -1 could not be inferred
     if channels_last:
         # (N, C, *spatial) -> (N, *spatial, C) -> (N, S, G, C/G)
-        return (xp.moveaxis(a, 1, -1).reshape(batch, -1, num_groups, channels // num_groups),
-                1, 3)
-    return a.reshape(batch, num_groups, channels // num_groups, -1), 3, 2  # (N, G, C/G, S)
+        return (xp.moveaxis(a, 1, -1).reshape(batch, positions, num_groups,
+                                              channels // num_groups), 1, 3)
+    return a.reshape(batch, num_groups, channels // num_groups, positions), 3, 2  # (N, G, C/G, S)
 
 
 def _ungrouped(grouped, shape, channels_last):
@@ -211,7 +214,7 @@ class GroupNorm(Function):
         grad_xhat_sum = inv_std * _position_sums(product, spatial)
         grad_x = None
         if need_x:
-            count = centered.size // (centered.shape[0] * ctx.num_groups)  # elements per group
+            count = math.prod(shape[1:]) // ctx.num_groups  # elements per group, C/G x S
             # mean(gxhat) and mean(gxhat xhat) over a group, gxhat = w dy, from the sums
             weighted_sum = grad_sum if weight is None else grad_sum * weight
             weighted_xhat_sum = grad_xhat_sum if weight is None else grad_xhat_sum * weight
