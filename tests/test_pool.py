@@ -88,3 +88,12 @@ def test_bad_arguments_raise_one_line_value_errors(call, message):
     with pytest.raises(ValueError) as error:
         call()
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("pool", [lambda x: max_pool2d(x, 2), lambda x: avg_pool2d(x, 2, 1, 1),
+                                  lambda x: interpolate(x, scale_factor=2)])
+def test_pooling_an_empty_batch_gives_an_empty_batch(pool):
+    x = ml.zeros(0, 3, 4, 4, requires_grad=True)
+    out = pool(x)
+    out.sum().backward()
+    assert out.shape[:2] == (0, 3) and x.grad.shape == (0, 3, 4, 4)

@@ -43,7 +43,8 @@ class MaxPool2d(Function):
         x_pad = to_padded_nhwc(x, padding, value=-xp.inf)
         windows = im2col(x_pad, kernel_size, stride, (1, 1))  # (N, Ho, Wo, Kh, Kw, C) view
         # (N, Ho, Wo, Kh, Kw, C) -> (N, Ho, Wo, Kh Kw, C): one window per row, copied
-        windows = windows.reshape(windows.shape[:3] + (-1,) + windows.shape[5:])
+        kh, kw = kernel_size
+        windows = windows.reshape(windows.shape[:3] + (kh * kw,) + windows.shape[5:])
         argmax = windows.argmax(axis=3)  # (N, Ho, Wo, C)
         if ctx.recording:
             ctx.argmax, ctx.padded_shape, ctx.input_size = argmax, x_pad.shape, x.shape[2:]
