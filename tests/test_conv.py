@@ -174,3 +174,16 @@ def test_few_output_channels_take_the_shifted_rows_path(kernel, padding, dilatio
     assert ml.gradcheck(lambda *t: apply(ml, t, config, transposed),
                         [ml.tensor(a, requires_grad=True) for a in arrays])
     assert_matches_torch(arrays, config, transposed)
+
+
+@pytest.mark.parametrize("out_channels, transposed", [(2, False), (6, False), (2, True), (6, True)])
+def test_an_empty_batch_gives_an_empty_batch_and_zero_weight_gradients(out_channels, transposed):
+    """No samples, through im2col (6 of 8 channels) and the shifted rows (2 of 8, stride 1)."""
+    x = ml.zeros(0, 8, 5, 6, requires_grad=True)
+    weight_shape = (8, out_channels, 3, 3) if transposed else (out_channels, 8, 3, 3)
+    weight, bias = ml.ones(*weight_shape, requires_grad=True), ml.ones(out_channels,
+                                                                       requires_grad=True)
+    out = (conv_transpose2d if transposed else conv2d)(x, weight, bias, padding=1)
+    out.sum().backward()
+    assert out.shape == (0, out_channels, 5, 6) and x.grad.shape == x.shape
+    assert not weight.grad.numpy().any() and not bias.grad.numpy().any()

@@ -149,7 +149,8 @@ def shifted_conv_forward(x_pad, weight, dilation):
     out_h = output_size(height, kh, 1, dilation[0])
     out_w = output_size(width, kw, 1, dilation[1])
     # (N Hp Wp, O) -> (N, Hp, Wp, O), cropped to the valid (Ho, Wo) corner and made contiguous
-    return xp.ascontiguousarray(y_grid.reshape(batch, height, width, -1)[:, :out_h, :out_w])
+    grid = y_grid.reshape(batch, height, width, out_channels)
+    return xp.ascontiguousarray(grid[:, :out_h, :out_w])
 
 
 def shifted_weight_grad(x_pad, grad_y, kernel_size, dilation):
