@@ -171,6 +171,11 @@ def batch_rows(y, groups):
     return _grouped(swap_leading_axes(y), groups, y.shape[1] // groups)
 
 
+def _column_matrix(columns, groups):
+    """Columns (C, Kh, Kw, N, Ho, Wo) -> (G, C/G Kh Kw, N Ho Wo) (``_grouped``)."""
+    return _grouped(columns, groups, math.prod(columns.shape[:3]) // groups)
+
+
 def _weight_matrix(weight, groups):
     """(O, C/G, Kh, Kw) -> (G, O/G, C/G Kh Kw) (``_grouped``)."""
     import cupy
@@ -182,8 +187,7 @@ def conv(columns, weight, bias, groups):
     Kw), b (O,) or None -> y (N, O, Ho, Wo)."""
     out_channels = weight.shape[0]
     batch, out_h, out_w = columns.shape[3:]
-    rows = backend.matmul(_weight_matrix(weight, groups),
-                          _grouped(columns, groups, math.prod(columns.shape[:3]) // groups))
+    rows = backend.matmul(_weight_matrix(weight, groups), _column_matrix(columns, groups))
     # (G, O/G, N Ho Wo) -> (N, O, Ho Wo)
     y = swap_leading_axes(rows.reshape(out_channels, batch, out_h * out_w), bias)
     return y.reshape(batch, out_channels, out_h, out_w)
@@ -205,8 +209,7 @@ def conv_weight_grad(columns, grad_rows, weight_shape, groups):
     Wo) of x (``im2col``), grad_rows (G, O/G, N Ho Wo) as ``batch_rows`` lays it out -> (O,
     C/G, Kh, Kw)."""
     # (G, O/G, N Ho Wo) @ (G, N Ho Wo, C/G Kh Kw) -> (G, O/G, C/G Kh Kw)
-    grad_weight = backend.matmul(
-        grad_rows, _transposed(_grouped(columns, groups, math.prod(columns.shape[:3]) // groups)))
+    grad_weight = backend.matmul(grad_rows, _transposed(_column_matrix(columns, groups)))
     return grad_weight.reshape(weight_shape)
 
 
