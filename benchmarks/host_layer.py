@@ -35,6 +35,7 @@ import numpy  # noqa: E402
 from count_device_ops import TESTS, _Patches  # noqa: E402  (beside this script)
 
 sys.path[:0] = [os.path.dirname(TESTS), TESTS]
+import fake_cupy  # noqa: E402  (in tests/)
 
 
 class DeviceArray(numpy.ndarray):
@@ -110,7 +111,6 @@ class NullCupy(types.ModuleType):
 def install(patches):
     """Make device "cuda" the null device; ``patches`` (pytest's ``monkeypatch`` interface)
     sets every attribute, so that a test can undo it."""
-    import fake_cupy
     from minilean import backend
     fake_cupy.forget_device_state()  # kernels and device tables made by another "cuda"
     cupy = NullCupy("cupy")
@@ -156,7 +156,6 @@ def main(argv=None, patches=None):
     parser.add_argument("--image-size", type=int, default=4)
     args = parser.parse_args(argv)
     install(patches or _Patches())
-    import fake_cupy
     from device_cases import diffusion_step_parts
     from minilean.cuda import use_fast_kernels
 
