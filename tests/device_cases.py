@@ -21,8 +21,10 @@ def positive(t):
 
 OPS = {  # name: (function of tensors, input shapes)
     "add": (lambda a, b: a + b, [(3, 4), (4,)]),
+    "add_over_positions": (lambda a, b: a + b, [(2, 3, 4, 5), (2, 3, 1, 1)]),
     "sub": (lambda a, b: a - b, [(3, 1), (3, 4)]),
     "mul": (lambda a, b: a * b, [(2, 3, 4), (3, 1)]),
+    "mul_over_leading_axes": (lambda a, b: a * b, [(2, 3, 4), (4,)]),
     "div": (lambda a, b: a / positive(b), [(3, 4), (3, 4)]),
     "pow": (lambda a, b: positive(a) ** b, [(3, 4), (3, 4)]),
     "neg": (lambda a: -a, [(5,)]),
@@ -73,6 +75,8 @@ OPS = {  # name: (function of tensors, input shapes)
     "split": (lambda a: shape.split(a, 3, 0)[0] * 2, [(7, 2)]),
     "matmul": (minilean.matmul, [(2, 3, 4), (4, 5)]),
     "linear": (F.linear, [(6, 4), (5, 4), (5,)]),
+    "linear_batched": (F.linear, [(2, 3, 4), (5, 4), (5,)]),
+    "linear_empty_batch": (F.linear, [(0, 4), (5, 4), (5,)]),
     "layer_norm": (lambda x, w, b: F.layer_norm(x, (5,), w, b), [(3, 4, 5), (5,), (5,)]),
     "group_norm": (lambda x, w, b: F.group_norm(x, 2, w, b), [(2, 4, 3, 3), (4,), (4,)]),
     "group_norm_empty_batch": (lambda x, w, b: F.group_norm(x, 2, w, b),
@@ -251,6 +255,27 @@ def check_fast_conv_transpose_makes_columns_once(monkeypatch, rng):
     monkeypatch.setattr(im2col, "im2col", lambda *args: made.append(args) or make_columns(*args))
     check_op_on_cuda_matches_cpu("conv_transpose2d_groups_bias", rng, fast=True)
     assert len(made) == 1
+
+
+# OPS case: sum_rows launches for its broadcast input's gradient with fast kernels (only where
+# the summed axes are adjacent: "mul" sums b's gradient over axes 0 and 2, by CuPy)
+BROADCAST_GRADIENT_SUMS = {"add": 1, "sub": 1, "add_over_positions": 1,
+                           "mul_over_leading_axes": 1, "linear_batched": 1, "mul": 0}
+
+
+def check_broadcast_gradients_are_summed_by_kernel(monkeypatch, rng):
+    """With fast kernels on, the graph walk sums a broadcast input's gradient over adjacent
+    axes with reduce.cu's sum_rows (leading axes, as a bias's; trailing ones, as a
+    per-channel value's), giving the CPU's results; other axes by CuPy's sum."""
+    from minilean.cuda import reduce
+    launched = []
+    sum_rows = reduce.sum_rows
+    monkeypatch.setattr(reduce, "sum_rows",
+                        lambda *args: launched.append(args[1:]) or sum_rows(*args))
+    for name, sums in BROADCAST_GRADIENT_SUMS.items():
+        launched.clear()
+        check_op_on_cuda_matches_cpu(name, rng, fast=True)
+        assert len(launched) == sums, (name, launched)
 
 
 def check_fast_kernels_are_used():

@@ -19,6 +19,7 @@ from device_cases import (FRESH_GRAD_CASES, OPS, assert_fresh_grads,
                           check_captured_products_use_minilean_kernel,
                           check_eager_products_match_numpy,
                           check_cuda_graph_trains_like_eager,
+                          check_broadcast_gradients_are_summed_by_kernel,
                           check_fast_conv_transpose_makes_columns_once, check_fast_kernels_are_used,
                           check_fast_kernels_train_like_plain,
                           check_graph_sampling_replays_the_network, check_op_on_cuda_matches_cpu,
@@ -56,6 +57,10 @@ def test_fast_kernels_are_actually_used():
 
 def test_fast_conv_transpose_makes_columns_once(monkeypatch):
     check_fast_conv_transpose_makes_columns_once(monkeypatch, rng)
+
+
+def test_broadcast_gradients_are_summed_by_kernel(monkeypatch):
+    check_broadcast_gradients_are_summed_by_kernel(monkeypatch, rng)
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["cupy", "fast"])

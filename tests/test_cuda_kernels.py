@@ -10,7 +10,8 @@ import numpy
 import pytest
 
 import minilean
-from minilean.autograd import elementwise, loss, norm as norm_ops, reduce as reduce_ops
+from minilean.autograd import (elementwise, function, loss, norm as norm_ops,
+                               reduce as reduce_ops)
 from minilean.autograd.conv import conv2d
 from minilean.autograd.function import Context
 from minilean.cuda import (activations, adam, clip, compile as kernels, ema, im2col, mse,
@@ -411,7 +412,7 @@ def test_use_fast_kernels_fills_and_empties_the_slots():
     assert elementwise.Relu.fast is None
 
 
-def test_fused_updates_are_installed_unbound():
+def test_module_slots_are_filled_unbound():
     optim_adam = pytest.importorskip("minilean.optim.adam")
     optim_ema = pytest.importorskip("minilean.optim.ema")
     optim_clip = pytest.importorskip("minilean.optim.clip")
@@ -424,10 +425,11 @@ def test_fused_updates_are_installed_unbound():
         assert optim_clip.fast_clip_arrays is clip.fused_clip_arrays  # a module's slot: plain
         assert registry.installed()["minilean.optim.clip.fast_clip_arrays"] is \
             clip.fused_clip_arrays
+        assert function.fast_sum_kept is reduce.sum_kept
     finally:
         use_fast_kernels(False)
     assert optim_adam.Adam.fast_update is None and optim_ema.EMA.fast_update_arrays is None
-    assert optim_clip.fast_clip_arrays is None
+    assert optim_clip.fast_clip_arrays is None and function.fast_sum_kept is None
 
 
 def test_cpu_tensors_ignore_fast_kernels():

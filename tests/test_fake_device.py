@@ -32,6 +32,7 @@ from device_cases import (OPS, check_a_host_copy_while_capturing_is_a_clear_erro
                           check_captured_products_use_minilean_kernel,
                           check_eager_products_match_numpy,
                           check_cuda_graph_trains_like_eager,
+                          check_broadcast_gradients_are_summed_by_kernel,
                           check_fast_conv_transpose_makes_columns_once, check_fast_kernels_are_used,
                           check_graph_sampling_replays_the_network,
                           check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
@@ -356,6 +357,11 @@ def test_engine_op_with_fast_kernels_matches_cpu(fake_cuda, name):
 @needs_compiler
 def test_fast_conv_transpose_makes_columns_once(fake_cuda, monkeypatch):
     check_fast_conv_transpose_makes_columns_once(monkeypatch, rng)
+
+
+@needs_compiler
+def test_broadcast_gradients_are_summed_by_kernel(fake_cuda, monkeypatch):
+    check_broadcast_gradients_are_summed_by_kernel(monkeypatch, rng)
 
 
 @needs_compiler

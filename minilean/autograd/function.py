@@ -13,8 +13,11 @@ that undoes broadcasting) reduces them to each input's shape during the graph wa
 A fast CUDA kernel replaces a whole op by setting ``Op.fast`` to another Function with the same
 contract (see ``minilean.cuda``); ops themselves never branch on the backend.
 """
+from minilean import backend
 from minilean.autograd import grad_mode
 from minilean.autograd import tensor as tensor_module  # a module: Tensor is defined after us
+
+fast_sum_kept = None  # sum(axis=axes, keepdims=True) of a "cuda" array by a kernel: minilean.cuda
 
 
 class Context:
@@ -88,4 +91,7 @@ def unbroadcast(grad, shape):
     extra = grad.ndim - len(shape)
     stretched = tuple(extra + axis for axis, size in enumerate(shape)
                       if size == 1 and grad.shape[extra + axis] != 1)
-    return grad.sum(axis=tuple(range(extra)) + stretched, keepdims=True).reshape(shape)
+    axes = tuple(range(extra)) + stretched
+    if fast_sum_kept is not None and backend.device_of(grad) == "cuda":
+        return fast_sum_kept(grad, axes).reshape(shape)
+    return grad.sum(axis=axes, keepdims=True).reshape(shape)

@@ -2,7 +2,7 @@
 ``torch.matmul`` (a 1-D left operand is a row vector, a 1-D right operand a column vector,
 and the added axis is removed from the result); and the linear layer's x W^T + b as one op."""
 from minilean import backend
-from minilean.autograd.function import Function
+from minilean.autograd.function import Function, unbroadcast
 from minilean.autograd.elementwise import as_tensor
 from minilean.autograd.tensor import Tensor
 from minilean.backend import array_module
@@ -118,7 +118,9 @@ class Linear(Function):
         grad_rows = grad.reshape(-1, grad.shape[-1])  # (..., out) -> (rows, out)
         grad_x = backend.matmul(grad_rows, ctx.weight).reshape(ctx.x_shape) if need[0] else None
         grad_weight = backend.matmul(grad_rows.T, ctx.rows) if need[1] else None
-        grad_bias = grad_rows.sum(axis=0) if len(need) == 3 and need[2] else None
+        # b is broadcast over the rows: its gradient is their sum
+        grad_bias = unbroadcast(grad_rows, grad_rows.shape[1:]) if len(need) == 3 and need[2] \
+            else None
         return grad_x, grad_weight, grad_bias
 
 

@@ -2,14 +2,15 @@
 
 The input is viewed as (outer, length, inner) with the reduced axes merged into ``length``;
 one block sums each output element. Backward is the replaced op's own broadcast, which is a
-view and needs no kernel. Axes that are not adjacent run the replaced op.
+view and needs no kernel. Axes that are not adjacent run the replaced op. The graph walk's
+sums of broadcast gradients (``unbroadcast``) go through the same kernel (``sum_kept``).
 """
 import math
 
 import numpy
 
 from minilean.cuda import compile as kernels
-from minilean.cuda.fast_function import FastFunction
+from minilean.cuda.fast_function import KERNEL_DTYPES, FastFunction
 
 program = kernels.Program("reduce.cu", ["sum_rows<float>", "sum_rows<double>"])
 
@@ -45,6 +46,19 @@ def sum_rows(x, outer, length, inner, scale=1.0):
                         (x, out, numpy.int64(outer * inner), numpy.int64(length),
                          numpy.int64(inner), x.dtype.type(scale)))
     return out
+
+
+def sum_kept(x, axes):
+    """``x.sum(axis=axes, keepdims=True)`` for a CuPy array ``x``: by ``sum_rows`` where the
+    axes are adjacent (as a broadcast gradient's are when its input was broadcast over leading
+    axes, as a bias over rows, or over trailing ones, as a per-channel value over positions),
+    else by CuPy's own sum. The registry puts it in ``unbroadcast``'s slot: a small model's step
+    makes a score of these sums, and on the host a sum_rows launch costs half of what CuPy's
+    reduction does (``benchmarks/host_costs.py``)."""
+    layout = row_layout(x.shape, axes)
+    if layout is None or x.dtype not in KERNEL_DTYPES or x.size == 0:
+        return x.sum(axis=axes, keepdims=True)
+    return sum_rows(x, *layout).reshape(reduced_shape(x.shape, axes, keepdim=True))
 
 
 def _fast_reduction(op_name, mean):

@@ -2,7 +2,8 @@
 
 Each entry names an op (module and class) and the fast Function from this package that takes
 its ``fast`` slot (``Function.apply`` uses it for "cuda" tensors while fast kernels are on).
-The optimizers' and EMA's fused all-parameters updates go into their own slots the same way.
+The optimizers' and EMA's fused all-parameters updates, and the graph walk's sum of a broadcast
+gradient, go into their own slots the same way.
 Ops are looked up by name when installing, so the registry can list ops from any layer
 without importing them at import time; an op that does not exist is reported, not fatal.
 """
@@ -30,12 +31,13 @@ FAST_FUNCTIONS = (
     ("minilean.models.diffusion", "QSample", noising.FastQSample),
 )
 
-# (module, class, slot, fused function with the signature of the plain update); a class of
-# None puts the function in a slot of the module itself
-FUSED_UPDATES = (
+# (module, class, slot, function with the signature of the plain code it stands in for); a
+# class of None puts the function in a slot of the module itself
+FAST_SLOTS = (
     ("minilean.optim.adam", "Adam", "fast_update", adam.fused_adam_update),
     ("minilean.optim.ema", "EMA", "fast_update_arrays", ema.fused_ema_update),
     ("minilean.optim.clip", None, "fast_clip_arrays", clip.fused_clip_arrays),
+    ("minilean.autograd.function", None, "fast_sum_kept", reduce.sum_kept),
 )
 
 
@@ -64,14 +66,14 @@ def install(enabled=True):
             continue
         fast.replaces = op
         op.fast = fast if enabled else None
-    for module_name, class_name, slot, function in FUSED_UPDATES:
+    for module_name, class_name, slot, function in FAST_SLOTS:
         owner = _find(module_name, class_name)
         if owner is None:
             missing.append(_slot_name(module_name, class_name, slot))
             continue
         # a class's slot holds a staticmethod, so that instances do not bind it
-        fused = function if class_name is None else staticmethod(function)
-        setattr(owner, slot, fused if enabled else None)
+        slot_value = function if class_name is None else staticmethod(function)
+        setattr(owner, slot, slot_value if enabled else None)
     return missing
 
 
@@ -83,7 +85,7 @@ def installed():
         op = _find(module_name, class_name)
         if op is not None and op.fast is not None:
             filled[f"{module_name}.{class_name}"] = op.fast
-    for module_name, class_name, slot, _ in FUSED_UPDATES:
+    for module_name, class_name, slot, _ in FAST_SLOTS:
         owner = _find(module_name, class_name)
         if owner is not None and getattr(owner, slot) is not None:
             filled[_slot_name(module_name, class_name, slot)] = getattr(owner, slot)
