@@ -108,6 +108,7 @@ OPS = {  # name: (function of tensors, input shapes)
     "max_pool2d_empty_batch": (lambda a: F.max_pool2d(a, 2), [(0, 3, 6, 6)]),
     "interpolate": (lambda a: F.interpolate(a, scale_factor=2), [(2, 3, 4, 4)]),
     "attention": (F.scaled_dot_product_attention, [(2, 5, 8), (2, 5, 8), (2, 5, 8)]),
+    "attention_without_keys": (F.scaled_dot_product_attention, [(2, 3, 8), (2, 0, 8), (2, 0, 8)]),
 }
 
 

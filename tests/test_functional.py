@@ -119,6 +119,25 @@ def test_attention_matches_torch(mask_kind):
 
 # --- behaviour ------------------------------------------------------------------------------
 
+def test_attention_over_no_tokens_is_empty():
+    q = ml.tensor(numpy.zeros((2, 0, 8)), requires_grad=True)
+    out = F.scaled_dot_product_attention(q, q, q)
+    assert out.shape == (2, 0, 8)
+    out.sum().backward()
+    assert q.grad.shape == (2, 0, 8)
+
+
+def test_attention_with_no_keys_gives_zeros():
+    """A weighted sum over no values is 0 (as in PyTorch), and so is its query's gradient."""
+    q = ml.tensor(RNG.standard_normal((2, 3, 4)), requires_grad=True)
+    k, v = (ml.tensor(numpy.zeros((2, 0, size)), requires_grad=True) for size in (4, 5))
+    out = F.scaled_dot_product_attention(q, k, v)
+    numpy.testing.assert_array_equal(out.numpy(), numpy.zeros((2, 3, 5)))
+    out.sum().backward()
+    numpy.testing.assert_array_equal(q.grad.numpy(), numpy.zeros((2, 3, 4)))
+    assert k.grad.shape == (2, 0, 4) and v.grad.shape == (2, 0, 5)
+
+
 def test_bce_with_logits_is_finite_for_huge_logits():
     logits = ml.tensor([1000.0, -1000.0, 1000.0, -1000.0], requires_grad=True)
     loss = F.binary_cross_entropy_with_logits(logits, ml.tensor([1.0, 0.0, 0.0, 1.0]),

@@ -108,6 +108,18 @@ def test_logsumexp_of_all_minus_infinity_is_minus_infinity():
         np.testing.assert_array_equal(ml.logsumexp(x, 1).numpy(), [-np.inf, 0.0])
 
 
+@pytest.mark.filterwarnings("ignore:divide by zero encountered in log")
+def test_softmax_and_logsumexp_over_an_empty_axis():
+    """No terms: the softmax is empty and the logsumexp is log 0 = -inf (PyTorch's values),
+    where the max that stabilises them has none; gradients are empty."""
+    x = ml.tensor(np.zeros((3, 0)), requires_grad=True)
+    assert ml.softmax(x, 1).shape == ml.log_softmax(x, 1).shape == (3, 0)
+    total = x.logsumexp(1)
+    np.testing.assert_array_equal(total.numpy(), [-np.inf] * 3)
+    total.sum().backward()
+    assert x.grad.shape == (3, 0)
+
+
 @given(st.data())
 def test_argmax_and_argmin_match_numpy(data):
     shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4))

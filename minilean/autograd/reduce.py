@@ -122,10 +122,15 @@ def _shifted_exp(x, axis):
     softmax and logsumexp are unchanged by subtracting a constant along ``axis``; after the
     shift the largest exponent is 0, so nothing overflows and at least one term is 1.
     An all -inf slice has max -inf; shifting by 0 there keeps the result -inf instead of nan.
+    Over an empty axis (attention with no keys) the max has no value and nothing can overflow:
+    the shift is 0, so a softmax over no terms is empty and their logsumexp is -inf.
     """
     xp = array_module(x)
-    peak = x.max(axis=axis, keepdims=True)
-    peak = xp.where(xp.isfinite(peak), peak, 0)
+    if x.size == 0:
+        peak = x.sum(axis=axis, keepdims=True)  # zeros in the shape max would have
+    else:
+        peak = x.max(axis=axis, keepdims=True)
+        peak = xp.where(xp.isfinite(peak), peak, 0)
     return xp.exp(x - peak), peak
 
 
