@@ -74,6 +74,10 @@ def test_expected_errors_exit_1_with_one_line(tmp_path, capsys):
     assert code == 1 and "diffusion trains on images" in err
     code, err = fail(["evaluate", "--cpu", f"--samples={tmp_path}"], capsys)
     assert code == 1 and "samples.npy not found" in err
+    (tmp_path / "a_file").write_text("")
+    code, err = fail(["diffusion", "--cpu", f"--out={tmp_path / 'a_file' / 'run'}"], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert f"cannot create the run directory folder '{tmp_path / 'a_file' / 'run'}'" in err
 
 
 def test_help_lists_commands_and_every_flag_with_default(capsys):

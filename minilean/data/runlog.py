@@ -52,7 +52,11 @@ class RunDirectory:
     def __init__(self, path, config, resume_step=None):
         self.path = os.fspath(path)
         for folder in (self.path, self.images_dir, self.checkpoints_dir):
-            os.makedirs(folder, exist_ok=True)
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError as error:  # the message names the folder, not just its errno
+                raise OSError(f"cannot create the run directory folder {folder!r}: "
+                              f"{error.strerror or error}") from error
         self.start_time = time.time()
         atomic.write_json(self.file("config.json"), _json_safe(dict(config)))
         metrics_path = self.file("metrics.jsonl")
