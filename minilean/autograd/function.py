@@ -11,13 +11,14 @@ Gradients may come back in the broadcast shape of the output; ``unbroadcast`` (t
 that undoes broadcasting) reduces them to each input's shape during the graph walk.
 
 A fast CUDA kernel replaces a whole op by setting ``Op.fast`` to another Function with the same
-contract (see ``minilean.cuda``); ops themselves never branch on the backend.
+contract (see ``minilean.cuda``), and ``unbroadcast``'s sums by filling ``fast_sum_kept``;
+ops themselves never branch on the backend.
 """
 from minilean import backend
 from minilean.autograd import grad_mode
 from minilean.autograd import tensor as tensor_module  # a module: Tensor is defined after us
 
-fast_sum_kept = None  # sum(axis=axes, keepdims=True) of a "cuda" array by a kernel: minilean.cuda
+fast_sum_kept = None  # set by minilean.cuda: x.sum(axis=axes, keepdims=True) for "cuda" x
 
 
 class Context:
