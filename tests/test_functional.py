@@ -119,6 +119,17 @@ def test_attention_matches_torch(mask_kind):
 
 # --- behaviour ------------------------------------------------------------------------------
 
+def test_attention_mask_errors():
+    x = ml.tensor(RNG.standard_normal((2, 3, 4)))
+    # an integer mask could mean keep-or-drop or an additive bias: refused, as in PyTorch
+    with pytest.raises(TypeError, match="attn_mask must be boolean .* or floating .* got int64"):
+        F.scaled_dot_product_attention(x, x, x, attn_mask=numpy.zeros((3, 3), dtype=numpy.int64))
+    attention = ml.nn.MultiheadAttention(4, 2)
+    with pytest.raises(ValueError, match=r"a 3-D attn_mask must have shape \(batch \* num_heads, "
+                                         r"L, S\) = \(4, L, S\), got \(2, 3, 3\)"):
+        attention(x, x, x, attn_mask=numpy.zeros((2, 3, 3), dtype=bool))
+
+
 def test_attention_over_no_tokens_is_empty():
     q = ml.tensor(numpy.zeros((2, 0, 8)), requires_grad=True)
     out = F.scaled_dot_product_attention(q, q, q)

@@ -152,6 +152,9 @@ def test_optimizer_argument_errors():
         optim.Adam([])
     with pytest.raises(TypeError, match="parameter 0 is not a tensor that requires grad"):
         optim.Adam([ml.ones(1)])
+    # list() of one tensor is its rows, which never get a gradient: refused, as in PyTorch
+    with pytest.raises(TypeError, match="SGD takes an iterable of parameters .* got a single Tensor"):
+        optim.SGD(nn.Parameter(ml.ones(3, 4)), lr=0.1)
 
 
 def test_fast_update_slot_is_used_only_on_cuda_with_fast_kernels(monkeypatch):
@@ -174,6 +177,15 @@ def test_clip_grad_norm_scales_to_the_global_norm():
     numpy.testing.assert_allclose([a.grad.item(), b.grad.item()], [0.6, 0.8], rtol=1e-5)
     with pytest.raises(ValueError, match="max_norm must be > 0, got 0"):
         optim.clip_grad_norm_([a], 0)
+
+
+def test_clip_grad_norm_takes_one_tensor():
+    """As PyTorch's does: the tensor itself, not its rows (which have no gradients)."""
+    weight = nn.Parameter(ml.ones(3, 4))
+    weight.grad = ml.tensor(numpy.full((3, 4), 2.0))
+    assert optim.clip_grad_norm_(weight, 1.0).item() == pytest.approx(numpy.sqrt(48.0))
+    numpy.testing.assert_allclose(weight.grad.numpy(), numpy.full((3, 4), 2 / numpy.sqrt(48.0)),
+                                  rtol=1e-5)
 
 
 def test_clip_grad_norm_matches_torch():
@@ -232,6 +244,14 @@ def test_warmup_cosine_key_points():
     assert factor(9) == pytest.approx(0.55)  # half way down the cosine: (1 + 0.1) / 2
     assert factor(14) == pytest.approx(0.1) and factor(100) == pytest.approx(0.1)
     assert optim.warmup_constant(0, 10) == 0.1 and optim.warmup_constant(50, 10) == 1.0
+
+
+def test_warmup_cosine_ends_at_total_steps_even_within_the_warm_up():
+    assert optim.warmup_cosine(4, warmup_steps=4, total_steps=4) == 0.0
+    assert [optim.warmup_cosine(step, 5, 2, min_factor=0.1) for step in range(2, 7)] == [0.1] * 5
+    param = nn.Parameter(ml.ones(1))
+    with pytest.raises(ValueError, match="warmup_steps must be at most total_steps .* got 5 > 2"):
+        optim.warmup_cosine_scheduler(optim.SGD([param], lr=0.1), 5, 2)
 
 
 def test_scheduler_sets_the_optimizer_lr_and_matches_torch_lambda_lr():

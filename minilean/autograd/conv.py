@@ -37,10 +37,11 @@ from minilean.backend import array_module
 SLAB_BYTES = 2 << 20
 
 
-def pair(value, name):
+def pair(value, name, low=0):
+    """``value`` (an int, or a pair of ints, each at least ``low``) as a pair."""
     pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) for v in pair):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if len(pair) != 2 or not all(isinstance(v, int) and v >= low for v in pair):
+        raise ValueError(f"{name} must be an int >= {low} or a pair of them, got {value!r}")
     return pair
 
 
@@ -456,8 +457,8 @@ def _check_positive(name, size):
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-d cross-correlation of x (N, C, H, W) with weight (O, C/groups, Kh, Kw), plus bias (O,)."""
-    stride, padding = pair(stride, "stride"), pair(padding, "padding")
-    dilation = pair(dilation, "dilation")
+    stride, padding = pair(stride, "stride", low=1), pair(padding, "padding")
+    dilation = pair(dilation, "dilation", low=1)
     _check_common("conv2d", x, weight, groups, "output")
     if x.shape[1] != weight.shape[1] * groups:
         raise ValueError(f"conv2d: input has {x.shape[1]} channels but weight expects "
@@ -476,8 +477,9 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     """Transposed convolution of x (N, C_in, H, W) with weight (C_in, C_out/groups, Kh, Kw):
     the gradient of conv2d with respect to its input, applied to x; output side
     (H - 1) stride - 2 padding + dilation (K - 1) + output_padding + 1."""
-    stride, padding = pair(stride, "stride"), pair(padding, "padding")
-    output_padding, dilation = pair(output_padding, "output_padding"), pair(dilation, "dilation")
+    stride, padding = pair(stride, "stride", low=1), pair(padding, "padding")
+    output_padding = pair(output_padding, "output_padding")
+    dilation = pair(dilation, "dilation", low=1)
     _check_common("conv_transpose2d", x, weight, groups, "input")
     if x.shape[1] != weight.shape[0]:
         raise ValueError(f"conv_transpose2d: input has {x.shape[1]} channels but weight "

@@ -45,6 +45,9 @@ class MultiheadAttention(Module):
             return None
         mask = attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask
         if mask.ndim == 3:
+            if mask.shape[0] != batch * self.num_heads:
+                raise ValueError(f"a 3-D attn_mask must have shape (batch * num_heads, L, S) = "
+                                 f"({batch * self.num_heads}, L, S), got {tuple(mask.shape)}")
             mask = mask.reshape(batch, self.num_heads, *mask.shape[1:])  # (N*H, L, S) -> (N, H, L, S)
         return ~mask if mask.dtype == bool else mask  # sdpa's boolean mask says where to KEEP
 

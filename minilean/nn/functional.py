@@ -117,8 +117,11 @@ def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
         mask = attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask
         if mask.dtype == bool:
             scores = where(mask, scores, -math.inf)  # exp(-inf) = 0: masked keys get no weight
-        else:
+        elif mask.dtype.kind == "f":
             scores = scores + _constant(mask.astype(scores.dtype))
+        else:  # an integer mask could mean either: PyTorch refuses it too
+            raise TypeError(f"attn_mask must be boolean (True = attend) or floating (added to "
+                            f"the scores), got {mask.dtype}")
     return softmax(scores, dim=-1)
 
 

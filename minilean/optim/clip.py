@@ -20,6 +20,8 @@ def clip_grad_norm_(parameters, max_norm, eps=1e-6):
     """
     if not max_norm > 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm!r}")
+    if isinstance(parameters, Tensor):  # one tensor, as PyTorch takes it, not its rows
+        parameters = [parameters]
     grads = [param.grad.data for param in parameters if param.grad is not None]
     if not grads:
         return Tensor(0.0, dtype="float64")

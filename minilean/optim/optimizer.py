@@ -26,6 +26,9 @@ class Optimizer:
     fast_update = None  # a fused CUDA version with the same signature, set by minilean.cuda
 
     def __init__(self, params, hyperparameters, state_names):
+        if isinstance(params, Tensor):  # list() would split it into rows that get no gradient
+            raise TypeError(f"{type(self).__name__} takes an iterable of parameters (e.g. "
+                            f"model.parameters() or [tensor]), got a single Tensor")
         self.params = list(params)
         if not self.params:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")

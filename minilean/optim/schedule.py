@@ -16,7 +16,9 @@ def warmup_constant(step, warmup_steps):
 
 def warmup_cosine(step, warmup_steps, total_steps, min_factor=0.0):
     """Linear warm-up, then a half cosine from 1 down to ``min_factor`` at ``total_steps``
-    (and ``min_factor`` after it)."""
+    (and ``min_factor`` after it, even where the warm-up would not have ended by then)."""
+    if step >= total_steps:
+        return min_factor
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
@@ -52,5 +54,8 @@ def warmup_cosine_scheduler(optimizer, warmup_steps, total_steps, min_factor=0.0
     for name, value in (("warmup_steps", warmup_steps), ("total_steps", total_steps)):
         if not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    if warmup_steps > total_steps:
+        raise ValueError(f"warmup_steps must be at most total_steps (the warm-up comes first), "
+                         f"got {warmup_steps} > {total_steps}")
     return LambdaLR(optimizer, functools.partial(warmup_cosine, warmup_steps=warmup_steps,
                                                  total_steps=total_steps, min_factor=min_factor))
