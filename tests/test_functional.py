@@ -119,6 +119,63 @@ def test_attention_matches_torch(mask_kind):
 
 # --- behaviour ------------------------------------------------------------------------------
 
+def test_bce_with_logits_gradient_is_sigmoid_minus_target_at_zero_too():
+    """d/dx = sigma(x) - y everywhere, also at x = 0 (a zero-initialised head's logits), where
+    a form through the kinks of max(x, 0) and |x| gives -y."""
+    logits = ml.tensor(numpy.array([0.0, 0.0, 0.0, 3.0, -40.0]), requires_grad=True)
+    target = numpy.array([0.0, 1.0, 0.3, 1.0, 0.0])
+    F.binary_cross_entropy_with_logits(logits, ml.tensor(target), reduction="sum").backward()
+    sigmoid = 1 / (1 + numpy.exp(-logits.numpy()))
+    numpy.testing.assert_allclose(logits.grad.numpy(), sigmoid - target, rtol=1e-12, atol=1e-300)
+
+
+def test_cross_entropy_of_huge_logits_keeps_their_differences():
+    """log_softmax subtracts the peak before adding log sum: log(sum) + 1e6 would round the
+    differences of 1 between the logits away in float32."""
+    logits = numpy.array([[1e6, 1e6 + 1, 1e6 - 1]], dtype=numpy.float32)
+    expected = numpy.log(numpy.exp([0.0, 1.0, -1.0]).sum()) - 1.0  # -log softmax at class 1
+    loss = F.cross_entropy(ml.tensor(logits), numpy.array([1]))
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    wide = ml.tensor(numpy.array([[1e30, 1e30, -1e30]])).log_softmax(1).numpy()
+    numpy.testing.assert_allclose(wide[0, :2], [-numpy.log(2)] * 2, rtol=1e-15)
+
+
+def test_embedding_indices_outside_the_table_are_an_error():
+    weight = ml.tensor(numpy.arange(6.0).reshape(3, 2))
+    for indices in ([-1], [0, 3]):
+        with pytest.raises(IndexError, match=r"embedding indices must be in \[0, 3\), got values "
+                                             rf"from {min(indices)} to {max(indices)}"):
+            F.embedding(numpy.array(indices), weight)
+    numpy.testing.assert_array_equal(F.embedding(numpy.array([2, 0]), weight).numpy(),
+                                     [[4, 5], [0, 1]])
+
+
+def test_a_learned_attention_bias_and_soft_targets_get_gradients():
+    """A float attn_mask tensor and a tensor of class probabilities are inputs of the graph,
+    as in PyTorch (a relative-position bias is trained through its mask)."""
+    q, k, v = (_tensor(1, 2, 4, requires_grad=False) for _ in range(3))
+    bias = _tensor(2, 2)
+    assert gradcheck(lambda b: F.scaled_dot_product_attention(q, k, v, attn_mask=b), [bias])
+    probabilities = ml.tensor(numpy.full((2, 3), 1 / 3), requires_grad=True)
+    logits = _tensor(2, 3, requires_grad=False)
+    assert gradcheck(lambda p: F.cross_entropy(logits, p), [probabilities])
+
+
+def test_a_query_with_no_key_to_attend_to_gets_zero_weights():
+    """Not the nan of a softmax over nothing, which would also reach v's gradient through the
+    other rows' backward (PyTorch's attention gives 0 too)."""
+    q, k, v = _tensor(1, 2, 4), _tensor(1, 3, 4), _tensor(1, 3, 4)
+    keep = numpy.array([[True, False, True], [False, False, False]])
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+    numpy.testing.assert_array_equal(out.numpy()[0, 1], numpy.zeros(4))
+    weights = F.attention_weights(q, k, keep).numpy()[0, 0]
+    scores = (q.numpy()[0, 0] @ k.numpy()[0, [0, 2]].T) / 2.0
+    numpy.testing.assert_allclose(weights[[0, 2]], numpy.exp(scores) / numpy.exp(scores).sum())
+    out.sum().backward()
+    assert all(numpy.isfinite(t.grad.numpy()).all() for t in (q, k, v))
+    assert gradcheck(lambda *qkv: F.scaled_dot_product_attention(*qkv, attn_mask=keep), [q, k, v])
+
+
 def test_attention_mask_errors():
     x = ml.tensor(RNG.standard_normal((2, 3, 4)))
     # an integer mask could mean keep-or-drop or an additive bias: refused, as in PyTorch

@@ -134,6 +134,16 @@ def test_argmax_and_argmin_match_numpy(data):
         np.testing.assert_array_equal(index.numpy(), expected)
 
 
+def test_std_of_equal_values_has_gradient_zero():
+    """The root's kink at 0: PyTorch's gradient there is 0, not 0 * inf = nan."""
+    x = ml.tensor([2.0, 2.0, 2.0], dtype=ml.float64, requires_grad=True)
+    x.std().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 0.0])
+    rows = ml.tensor([[1.0, 1.0], [1.0, 3.0]], dtype=ml.float64, requires_grad=True)
+    rows.std(1, unbiased=False).sum().backward()  # one row constant, one not
+    np.testing.assert_allclose(rows.grad.numpy(), [[0.0, 0.0], [-0.5, 0.5]])
+
+
 def test_var_of_one_element_is_nan_like_torch():
     x = ml.tensor([2.0], dtype=ml.float64, requires_grad=True)
     with np.errstate(divide="ignore", invalid="ignore"):

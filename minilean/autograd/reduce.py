@@ -9,7 +9,6 @@ import math
 
 from minilean.autograd.function import Function
 from minilean.autograd.tensor import Tensor
-from minilean.autograd import elementwise
 from minilean.backend import array_module
 
 
@@ -97,6 +96,27 @@ class Var(Function):
         return grad * scale * ctx.centered
 
 
+class Std(Function):
+    """y = sqrt(v), v the variance (``Var``);  dy/dx_i = (dv/dx_i) / (2 y).
+
+    Where y = 0 (every x_i equal) the root has a kink; its gradient there is taken as 0, as in
+    PyTorch, instead of the nan that sqrt's infinite slope times dv/dx = 0 would give.
+    """
+    @staticmethod
+    def forward(ctx, x, axes=(), keepdim=False, correction=1):
+        out = array_module(x).sqrt(Var.forward(ctx, x, axes, keepdim, correction))
+        if ctx.recording:
+            ctx.out = out
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        xp = array_module(grad)
+        positive = ctx.out > 0
+        grad_variance = xp.where(positive, grad / (2 * xp.where(positive, ctx.out, 1)), 0)
+        return Var.backward(ctx, grad_variance)
+
+
 class Extremum(Function):
     """y = max_{i in axes} x_i (or min);  dy/dx_i = [x_i = y] / #{j : x_j = y}.
 
@@ -177,7 +197,8 @@ class LogSoftmax(Function):
     @staticmethod
     def forward(ctx, x, axis=-1):
         exps, peak = _shifted_exp(x, axis)
-        out = x - (array_module(x).log(exps.sum(axis=axis, keepdims=True)) + peak)
+        # (x - peak) first: adding the log of the sum to a huge peak would round it away
+        out = (x - peak) - array_module(x).log(exps.sum(axis=axis, keepdims=True))
         if ctx.recording:
             ctx.out, ctx.axis = out, axis
         return out
@@ -205,7 +226,9 @@ def var(x, dim=None, keepdim=False, unbiased=True):
 
 
 def std(x, dim=None, keepdim=False, unbiased=True):
-    return elementwise.sqrt(var(x, dim, keepdim, unbiased))
+    """Standard deviation, the square root of ``var``."""
+    return Std.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim,
+                     correction=int(bool(unbiased)))
 
 
 def max(x, dim=None, keepdim=False):

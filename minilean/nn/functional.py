@@ -15,7 +15,7 @@ from minilean.autograd.loss import REDUCTIONS, mse_loss  # noqa: F401
 from minilean.autograd.norm import group_norm, layer_norm  # noqa: F401
 from minilean.autograd.pool import avg_pool2d, interpolate, max_pool2d  # noqa: F401
 from minilean.autograd.reduce import log_softmax, logsumexp, softmax  # noqa: F401
-from minilean.autograd.shape import pad  # noqa: F401
+from minilean.autograd.shape import pad, stack  # noqa: F401
 from minilean.autograd.tensor import Tensor
 
 
@@ -52,10 +52,19 @@ def dropout(input, p=0.5, training=True):
 
 def embedding(input, weight):
     """Rows of ``weight`` (num_embeddings, dim) picked by the integer ``input``: shape input + (dim,).
-    The backward adds each output row's gradient into the row it came from."""
+    The backward adds each output row's gradient into the row it came from.
+
+    Indices outside [0, num_embeddings) are an error (indexing would wrap a negative one around)
+    where they are on the host; on a GPU they are not read back, which would stall every step.
+    """
     indices = input.data if isinstance(input, Tensor) else input
     if indices.dtype.kind not in "iu":
         raise TypeError(f"embedding indices must be integers, got {indices.dtype}")
+    rows = weight.shape[0]
+    if backend.device_of(indices) == "cpu" and indices.size and \
+            (indices.min() < 0 or indices.max() >= rows):
+        raise IndexError(f"embedding indices must be in [0, {rows}), got values from "
+                         f"{indices.min()} to {indices.max()}")
     return weight[indices]
 
 
@@ -65,7 +74,8 @@ def cross_entropy(input, target, reduction="mean"):
     """-log softmax(input)[target], over class dim 1 of ``input`` (N, C) or (N, C, d1, ...).
 
     ``target`` holds class indices of shape (N,) / (N, d1, ...), or class probabilities with
-    ``input``'s shape. log_softmax is the max-shifted primitive, so large logits are safe.
+    ``input``'s shape (a tensor of them gets a gradient too, as in PyTorch). log_softmax is the
+    max-shifted primitive, so large logits are safe.
     """
     log_probs = log_softmax(input, dim=1)
     target_data = target.data if isinstance(target, Tensor) else input.xp.asarray(target)
@@ -76,21 +86,30 @@ def cross_entropy(input, target, reduction="mean"):
                              f"got values from {int(target_data.min())} to {int(target_data.max())}")
         xp = input.xp
         one_hot = xp.eye(classes, dtype=input.dtype)[target_data]  # (N, d1, ..., C)
-        target_data = xp.moveaxis(one_hot, -1, 1)  # (N, C, d1, ...)
-    if target_data.shape != input.shape:
-        raise ValueError(f"cross_entropy target shape {target_data.shape} does not fit "
+        probabilities = _constant(xp.moveaxis(one_hot, -1, 1))  # (N, C, d1, ...)
+    elif isinstance(target, Tensor):
+        probabilities = target.to(dtype=input.dtype)
+    else:
+        probabilities = _constant(target_data.astype(input.dtype))
+    if probabilities.shape != input.shape:
+        raise ValueError(f"cross_entropy target shape {probabilities.shape} does not fit "
                          f"input shape {input.shape}")
-    return _reduce(-(log_probs * _constant(target_data.astype(input.dtype))).sum(dim=1), reduction)
+    return _reduce(-(log_probs * probabilities).sum(dim=1), reduction)
 
 
 def binary_cross_entropy_with_logits(input, target, reduction="mean"):
     """-[y log sigma(x) + (1-y) log(1 - sigma(x))] for logits x and targets y in [0, 1].
 
-    Written as max(x, 0) - x y + log(1 + e^{-|x|}): the naive form takes log of a sigmoid that
-    rounds to 0 or 1 for |x| beyond ~17 (float32) and overflows e^{-x} for very negative x;
-    here the exponent is never positive, so e^{-|x|} is in (0, 1] and nothing overflows.
+    Written as softplus(x) - x y, with softplus(x) = log(e^0 + e^x) the logsumexp of 0 and x:
+    the naive form takes log of a sigmoid that rounds to 0 or 1 for |x| beyond ~17 (float32)
+    and overflows e^{-x} for very negative x, while logsumexp shifts by the larger exponent, so
+    nothing overflows. Its gradient is the softmax weight of x, sigma(x), so d/dx = sigma(x) - y
+    everywhere; the form max(x, 0) + log(1 + e^{-|x|}) has the same values but, through the
+    kinks of max and |x|, the gradient -y at x = 0.
     """
-    return _reduce(relu(input) - input * target + log(1 + exp(-abs(input))), reduction)
+    zeros = _constant(input.xp.zeros_like(input.data))
+    softplus = logsumexp(stack([zeros, input]), 0)
+    return _reduce(softplus - input * target, reduction)
 
 
 def l1_loss(input, target, reduction="mean"):
@@ -105,24 +124,33 @@ def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
 
     ``attn_mask`` broadcasts to (..., L, S): a boolean mask says which keys each query may
     attend to (True = keep), a float mask is added to the scores. ``scale`` defaults to
-    1/sqrt(d) so the scores' variance does not grow with the head size d.
+    1/sqrt(d) so the scores' variance does not grow with the head size d. A query that may
+    attend to no key gets weights 0, as in PyTorch, not a softmax over nothing (0/0).
     """
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = (query @ key.transpose(-2, -1)) * scale  # (..., L, S)
+    keep = None  # which keys each query may attend to
     if is_causal:
         length, source = scores.shape[-2:]
-        causal = query.xp.tril(query.xp.ones((length, source), dtype=bool))
-        scores = where(causal, scores, -math.inf)
+        keep = query.xp.tril(query.xp.ones((length, source), dtype=bool))
     if attn_mask is not None:
         mask = attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask
         if mask.dtype == bool:
-            scores = where(mask, scores, -math.inf)  # exp(-inf) = 0: masked keys get no weight
+            keep = mask if keep is None else keep & mask
+        elif isinstance(attn_mask, Tensor) and mask.dtype.kind == "f":
+            scores = scores + attn_mask.to(dtype=scores.dtype)  # a learned bias gets a gradient
         elif mask.dtype.kind == "f":
             scores = scores + _constant(mask.astype(scores.dtype))
         else:  # an integer mask could mean either: PyTorch refuses it too
             raise TypeError(f"attn_mask must be boolean (True = attend) or floating (added to "
                             f"the scores), got {mask.dtype}")
-    return softmax(scores, dim=-1)
+    if keep is None:
+        return softmax(scores, dim=-1)
+    attends = keep.any(axis=-1, keepdims=True)
+    # exp(-inf) = 0: masked keys get no weight; a query with none left keeps its scores, and
+    # its weights are zeroed after the softmax
+    weights = softmax(where(keep | ~attends, scores, -math.inf), dim=-1)
+    return weights * _constant(attends.astype(weights.dtype))
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
