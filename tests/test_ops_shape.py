@@ -256,3 +256,20 @@ def test_bad_shape_arguments_name_the_values():
         ml.cat([x, ml.ones(3)])
     with pytest.raises(ValueError, match=r"expand to \(3,\) has fewer dimensions"):
         x.expand(3)
+    with pytest.raises(ValueError, match=r"expand to \(-1, 2, 3\): -1 keeps an existing axis's "
+                                         r"size, and the new leading axis 0 has none"):
+        x.expand(-1, 2, 3)
+    with pytest.raises(ValueError, match="flatten: start_dim 1 comes after end_dim 0"):
+        x.flatten(1, 0)
+    with pytest.raises(ValueError, match=r"dim 1 is out of range for a 0-d tensor \(0 or -1\)"):
+        ml.tensor(1.0).squeeze(1)
+
+
+def test_empty_axes_split_and_squeeze_as_in_pytorch():
+    """An empty batch still chunks into as many (empty) pieces as asked, and splits into one;
+    a 0-d tensor squeezes over dim 0 or -1 to itself."""
+    empty = ml.zeros(0, 3)
+    assert [piece.shape for piece in empty.chunk(2)] == [(0, 3), (0, 3)]
+    assert [piece.shape for piece in empty.split(2)] == [(0, 3)]
+    assert [piece.shape for piece in ml.zeros(5, 3).chunk(2)] == [(3, 3), (2, 3)]
+    assert ml.tensor(1.0).squeeze(0).shape == ml.tensor(1.0).squeeze(-1).shape == ()

@@ -187,9 +187,15 @@ def transpose(x, dim0, dim1):
 
 
 def squeeze(x, dim=None):
-    """Drop size-1 axes: all of them, or only ``dim`` (an int or tuple) where its size is 1."""
+    """Drop size-1 axes: all of them, or only ``dim`` (an int or tuple) where its size is 1.
+    A 0-d tensor takes dim 0 or -1, as in PyTorch, and stays as it is."""
     if dim is None:
         drop = {axis for axis, size in enumerate(x.shape) if size == 1}
+    elif x.ndim == 0:
+        for d in (dim,) if isinstance(dim, int) else dim:
+            if d not in (0, -1):
+                raise ValueError(f"dim {d} is out of range for a 0-d tensor (0 or -1)")
+        return x
     else:
         dims = (dim,) if isinstance(dim, int) else dim
         drop = {axis for axis in (_axis(d, x.ndim) for d in dims) if x.shape[axis] == 1}
@@ -208,6 +214,9 @@ def expand(x, shape):
     extra = len(shape) - x.ndim
     if extra < 0:
         raise ValueError(f"expand to {shape} has fewer dimensions than the tensor's {x.shape}")
+    if -1 in shape[:extra]:
+        raise ValueError(f"expand to {shape}: -1 keeps an existing axis's size, and the new "
+                         f"leading axis {shape.index(-1)} has none")
     shape = tuple(x.shape[axis - extra] if size == -1 else size for axis, size in enumerate(shape))
     if shape == x.shape:
         return x
@@ -219,6 +228,8 @@ def flatten(x, start_dim=0, end_dim=-1):
     if x.ndim == 0:
         return reshape(x, (1,))
     start, end = _axis(start_dim, x.ndim, "start_dim"), _axis(end_dim, x.ndim, "end_dim")
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
     merged = 1
     for size in x.shape[start:end + 1]:
         merged *= size
@@ -293,6 +304,8 @@ def split(x, split_size_or_sections, dim=0):
         sizes = [split_size_or_sections] * (length // split_size_or_sections)
         if length % split_size_or_sections:
             sizes.append(length % split_size_or_sections)
+        if length == 0:
+            sizes = [0]  # one empty piece, as in PyTorch
     else:
         sizes = list(split_size_or_sections)
         if sum(sizes) != length:
@@ -305,11 +318,14 @@ def split(x, split_size_or_sections, dim=0):
 
 
 def chunk(x, chunks, dim=0):
-    """At most ``chunks`` pieces of equal size ceil(n / chunks) along ``dim`` (the last smaller)."""
+    """At most ``chunks`` pieces of equal size ceil(n / chunks) along ``dim`` (the last smaller);
+    of an empty axis, ``chunks`` empty pieces (as in PyTorch: ``a, b = batch.chunk(2)`` holds)."""
     if chunks <= 0:
         raise ValueError(f"chunks must be positive, got {chunks}")
     length = x.shape[_axis(dim, x.ndim)]
-    return split(x, max(-(-length // chunks), 1), dim)
+    if length == 0:
+        return split(x, [0] * chunks, dim)
+    return split(x, -(-length // chunks), dim)
 
 
 def to(x, device=None, dtype=None):
