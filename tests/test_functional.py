@@ -176,6 +176,18 @@ def test_a_query_with_no_key_to_attend_to_gets_zero_weights():
     assert gradcheck(lambda *qkv: F.scaled_dot_product_attention(*qkv, attn_mask=keep), [q, k, v])
 
 
+def test_multihead_attention_returns_the_weights_its_output_used():
+    """In training with dropout, the weights after dropout (as PyTorch's): they and the values
+    give the output."""
+    attention = ml.nn.MultiheadAttention(4, 2, dropout=0.5)
+    x = _tensor(2, 3, 4, requires_grad=False)
+    out, weights = attention(x, x, x, average_attn_weights=False)  # weights (N, H, L, S)
+    assert (weights.numpy() == 0).any()  # 36 weights, each dropped with probability 1/2
+    heads = weights @ attention._heads(x, 2)  # (N, H, L, D)
+    merged = heads.permute(0, 2, 1, 3).reshape(2, 3, 4)
+    numpy.testing.assert_allclose(attention.out_proj(merged).numpy(), out.numpy(), rtol=1e-12)
+
+
 def test_attention_mask_errors():
     x = ml.tensor(RNG.standard_normal((2, 3, 4)))
     # an integer mask could mean keep-or-drop or an additive bias: refused, as in PyTorch

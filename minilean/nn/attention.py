@@ -54,7 +54,8 @@ class MultiheadAttention(Module):
     def forward(self, query, key, value, attn_mask=None, need_weights=True,
                 average_attn_weights=True):
         """Returns (output (N, L, E), weights (N, L, S) averaged over heads, or (N, H, L, S)
-        when not ``average_attn_weights``, or None when not ``need_weights``)."""
+        when not ``average_attn_weights``, or None when not ``need_weights``). The weights are
+        those the output used: in training with dropout, after it (as in PyTorch)."""
         batch, length, _ = query.shape
         q, k, v = self._heads(query, 0), self._heads(key, 1), self._heads(value, 2)
         weights = F.attention_weights(q, k, self._keep_mask(attn_mask, batch))  # (N, H, L, S)
@@ -64,7 +65,7 @@ class MultiheadAttention(Module):
         output = self.out_proj(merged)
         if not need_weights:
             return output, None
-        return output, (weights.mean(dim=1) if average_attn_weights else weights)
+        return output, (dropped.mean(dim=1) if average_attn_weights else dropped)
 
     def extra_repr(self):
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}"
