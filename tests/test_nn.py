@@ -51,6 +51,90 @@ def test_reassigning_an_attribute_replaces_the_registration():
     assert layer.weight.numpy().sum() == 0
 
 
+def test_assigning_a_tensor_to_a_buffer_name_updates_the_buffer():
+    class Running(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("running", ml.zeros(2))
+
+    module = Running()
+    module.running = ml.ones(2)
+    assert list(module.state_dict()) == ["running"]
+    numpy.testing.assert_array_equal(module.state_dict()["running"].numpy(), [1.0, 1.0])
+    module.to(dtype=numpy.float64)
+    assert module.running.dtype == numpy.float64  # the new tensor is the one that moves
+    module.running = None  # as in PyTorch: the slot stays a buffer, holding nothing for now
+    assert module.running is None and list(module.state_dict()) == []
+    module.running = ml.ones(3)
+    assert list(module.state_dict()) == ["running"]
+    with pytest.raises(TypeError, match="cannot assign int as buffer 'running' "
+                                        "\\(Tensor or None expected\\)"):
+        module.running = 3
+    assert list(module.state_dict()) == ["running"]
+
+
+def test_assigning_a_plain_tensor_over_a_parameter_is_a_type_error():
+    layer = nn.Linear(2, 2)
+    weight = layer.weight
+    with pytest.raises(TypeError, match="cannot assign Tensor as parameter 'weight' "
+                                        "\\(Parameter or None expected\\)"):
+        layer.weight = ml.zeros(2, 2)
+    with pytest.raises(TypeError, match="cannot assign Linear as parameter 'bias'"):
+        layer.bias = nn.Linear(1, 1)
+    assert layer.weight is weight
+    assert [name for name, _ in layer.named_parameters()] == ["weight", "bias"]
+    layer.bias = None  # no bias, as layers built with bias=False
+    assert layer.bias is None and list(layer.state_dict()) == ["weight"]
+    with pytest.raises(TypeError, match="as parameter 'bias'"):
+        layer.bias = ml.zeros(2)  # an emptied slot still takes only a Parameter
+    layer.bias = nn.Parameter(ml.zeros(2))
+    assert list(layer.state_dict()) == ["weight", "bias"]
+
+
+class _SharedTwice(nn.Module):
+    """A submodule reached through two attributes and again inside a Sequential."""
+
+    def __init__(self):
+        super().__init__()
+        shared = nn.Linear(2, 2)
+        self.first = nn.Sequential(nn.Linear(2, 2), shared)
+        self.again = shared
+        self.second = nn.Sequential(shared, nn.Linear(2, 2))
+
+
+def test_shared_submodule_is_listed_and_applied_once():
+    model = _SharedTwice()
+    assert [name for name, _ in model.named_modules()] == [
+        "", "first", "first.0", "first.1", "second", "second.1"]
+    assert len(list(model.modules())) == len({id(module) for module in model.modules()}) == 6
+    names = {id(module): name for name, module in model.named_modules()}
+    visited = []
+    model.apply(lambda module: visited.append(names[id(module)]))
+    # each module once, every module after its children
+    assert visited == ["first.0", "first.1", "first", "second.1", "second", ""]
+    assert [name for name, _ in model.named_parameters()] == [
+        "first.0.weight", "first.0.bias", "first.1.weight", "first.1.bias",
+        "second.1.weight", "second.1.bias"]
+
+
+def test_named_modules_order_matches_torch_with_a_shared_submodule():
+    torch = pytest.importorskip("torch")
+
+    class TheirSharedTwice(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            shared = torch.nn.Linear(2, 2)
+            self.first = torch.nn.Sequential(torch.nn.Linear(2, 2), shared)
+            self.again = shared
+            self.second = torch.nn.Sequential(shared, torch.nn.Linear(2, 2))
+
+    ours, theirs = _SharedTwice(), TheirSharedTwice()
+    assert [name for name, _ in ours.named_modules()] == \
+        [name for name, _ in theirs.named_modules()]
+    assert [name for name, _ in ours.named_parameters()] == \
+        [name for name, _ in theirs.named_parameters()]
+
+
 def test_shared_parameter_is_listed_once():
     layer = nn.Linear(2, 2)
     model = nn.Sequential(layer, layer)

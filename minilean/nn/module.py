@@ -4,7 +4,9 @@ A ``Parameter`` is a tensor that a module owns and an optimizer updates. Assigni
 or a Module to an attribute of a Module registers it (``__setattr__``), which is how
 ``parameters()``, ``state_dict()``, ``to()`` and ``train()/eval()`` find every weight in a
 tree of modules without the author listing them. Buffers (``register_buffer``) are saved and
-moved like parameters but never trained.
+moved like parameters but never trained. A registered name keeps its kind: assigning a new
+tensor to a buffer's name updates the buffer, and a parameter's name accepts only a Parameter
+or None (a plain tensor there is a TypeError rather than a weight that silently stops training).
 """
 from collections import OrderedDict
 
@@ -42,16 +44,34 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
                                  f"before assigning {name!r}")
-        for registry in (self._parameters, self._buffers, self._modules):
-            registry.pop(name, None)
         if isinstance(value, Parameter):
+            self._unregister(name)
             self._parameters[name] = value
+        elif name in self._parameters:
+            # a plain tensor here would silently stop being trained and saved, so only a
+            # Parameter or None (no such weight, as in a layer without bias) may take the slot
+            if value is not None:
+                raise TypeError(f"cannot assign {type(value).__name__} as parameter {name!r} "
+                                f"(Parameter or None expected)")
+            self._parameters[name] = None
         elif isinstance(value, Module):
+            self._unregister(name)
             self._modules[name] = value
+        elif name in self._buffers:
+            # a new value for a buffer (e.g. a running statistic) stays a buffer: saved and moved
+            if value is not None and not isinstance(value, Tensor):
+                raise TypeError(f"cannot assign {type(value).__name__} as buffer {name!r} "
+                                f"(Tensor or None expected)")
+            self._buffers[name] = value
         else:
+            self._modules.pop(name, None)
             object.__setattr__(self, name, value)
             return
         self.__dict__.pop(name, None)
+
+    def _unregister(self, name):
+        for registry in (self._parameters, self._buffers, self._modules):
+            registry.pop(name, None)
 
     def __getattr__(self, name):  # only called when normal lookup fails
         for registry in ("_parameters", "_buffers", "_modules"):
@@ -82,10 +102,15 @@ class Module:
         return iter(self._modules.values())
 
     def named_modules(self, prefix=""):
-        """This module and every module below it, depth first, with dotted names."""
+        """This module and every module below it, depth first, with dotted names; a module
+        reached twice (shared by two parents) is listed once, under the first name."""
+        seen = set()
         stack = [(prefix, self)]
         while stack:
             name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
             yield name, module
             below = [(f"{name}.{child}" if name else child, sub)
                      for child, sub in module._modules.items()]
@@ -98,7 +123,9 @@ class Module:
         seen = set()
         for module_name, module in self.named_modules():
             for name, tensor in getattr(module, registry).items():
-                if id(tensor) not in seen:  # a tensor shared by two layers is listed once
+                # None marks an emptied slot (``layer.bias = None``); a tensor shared by two
+                # layers is listed once
+                if tensor is not None and id(tensor) not in seen:
                     seen.add(id(tensor))
                     yield (f"{module_name}.{name}" if module_name else name), tensor
 
@@ -115,9 +142,18 @@ class Module:
         return (buffer for _, buffer in self.named_buffers())
 
     def apply(self, fn):
-        """Call ``fn(module)`` on every module (children first), e.g. for custom init."""
-        for module in reversed(list(self.modules())):
-            fn(module)
+        """Call ``fn(module)`` once on every module, each after its children (so a custom init
+        of a parent sees its children initialised), in PyTorch's order."""
+        seen = set()
+        stack = [(self, False)]
+        while stack:
+            module, children_done = stack.pop()
+            if children_done:
+                fn(module)
+            elif id(module) not in seen:
+                seen.add(id(module))
+                stack.append((module, True))
+                stack.extend((child, False) for child in reversed(list(module._modules.values())))
         return self
 
     # --- modes, devices, gradients ---------------------------------------------------------
