@@ -7,7 +7,8 @@ hand-parsed, and every flag is checked before any work starts:
   as the string ``'false'``, conflicting aliases) prints ONE line on stderr that names the flag,
   the value and what is allowed, and exits with code 2;
 * an expected failure while working (``ValueError``, ``TypeError``, ``FileNotFoundError``,
-  ``OSError``, ``minilean.backend.DeviceError``) prints one line and exits with code 1;
+  ``OSError``, ``minilean.backend.DeviceError``, and ``MemoryError`` for sizes this machine
+  cannot hold) prints one line and exits with code 1;
   ``MINILEAN_TRACEBACK=1`` re-raises it with the full traceback instead.
 
 Why not let fire check the flags? python-fire calls the function with its defaults *before* it
@@ -263,7 +264,7 @@ def run_dir_flags(out, **defaults):
     """Where a run writes, and how to continue one."""
     return FlagGroup("run directory", [
         Flag("out", out, "run directory: config.json, metrics.jsonl, loss curve, images, "
-             "checkpoints, summary.json"),
+             "checkpoints, summary.json (a new run will not overwrite one already there)"),
         Flag("resume", None, "continue the run in this directory from its last checkpoint"),
         Flag("log", None, "also write a TorchLean-style TrainLog JSON here "
              "(false/off/none: do not)"),
@@ -360,7 +361,8 @@ def run_command(command, positional, flags):
         command.run(config)
     except FlagError as error:
         _fail(command.name, error, 2)
-    except (ValueError, TypeError, FileNotFoundError, DeviceError, OSError) as error:
+    # MemoryError: sizes this machine cannot hold (NumPy's message says how much it asked for)
+    except (ValueError, TypeError, FileNotFoundError, DeviceError, OSError, MemoryError) as error:
         _fail(command.name, error, 1)
     except KeyboardInterrupt:
         print(f"minilean {command.name}: interrupted", file=sys.stderr)

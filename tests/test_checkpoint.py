@@ -2,6 +2,7 @@
 loaded without pickle, with errors that name the key (and both shapes)."""
 import json
 import os
+import pickle
 
 import numpy
 import pytest
@@ -99,6 +100,22 @@ def test_save_and_load_errors(tmp_path):
     with pytest.raises(TypeError, match="checkpoint entry 'config/callback' is a builtin_function_or_method"):
         optim.save_checkpoint(str(tmp_path / "bad.npz"), config={"callback": print})
     numpy.savez(str(tmp_path / "plain.npz"), x=numpy.ones(2))
-    with pytest.raises(ValueError, match="is not a minilean checkpoint"):
+    with pytest.raises(ValueError, match="is not a readable minilean checkpoint"):
         optim.load_checkpoint(str(tmp_path / "plain.npz"))
     assert not os.path.exists(tmp_path / "bad.npz")
+
+
+def test_unreadable_files_are_one_line_value_errors_naming_the_file(tmp_path):
+    """Torn, empty, an array, a pickle: each a ValueError (one line from the CLI), never
+    numpy's or zipfile's own exception types."""
+    optim.save_checkpoint(str(tmp_path / "good.npz"), step=3)
+    whole = (tmp_path / "good.npz").read_bytes()
+    numpy.save(tmp_path / "array.npy", numpy.zeros(3))
+    files = {"torn.npz": whole[:len(whole) // 2], "empty.npz": b"",
+             "array.npz": (tmp_path / "array.npy").read_bytes(),
+             "pickle.npz": pickle.dumps({"step": 3})}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=f"'{tmp_path / name}' is not a readable minilean "
+                                             f"checkpoint"):
+            optim.load_checkpoint(str(tmp_path / name))

@@ -80,6 +80,16 @@ def test_expected_errors_exit_1_with_one_line(tmp_path, capsys):
     assert f"cannot create the run directory folder '{tmp_path / 'a_file' / 'run'}'" in err
 
 
+def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
+    def too_large(config):
+        raise MemoryError("Unable to allocate 71.5 GiB for an array with shape (100000000, 3)")
+
+    monkeypatch.setattr(cli.DIFFUSION, "_run", too_large)
+    code, err = fail(["diffusion", "--cpu"], capsys)
+    assert code == 1 and err == "minilean diffusion: error: Unable to allocate 71.5 GiB for an " \
+                                "array with shape (100000000, 3)\n"
+
+
 def test_help_lists_commands_and_every_flag_with_default(capsys):
     main(["diffusion", "--help"])
     text = capsys.readouterr().out

@@ -90,6 +90,66 @@ def test_resume_gives_flags_an_older_run_predates_their_defaults(tmp_path):
     assert prediction == cli.DIFFUSION.flags["prediction"].default
 
 
+def _exit_and_error(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def _run_files(run_dir):
+    return {name: (run_dir / name).read_bytes()
+            for name in ("config.json", "metrics.jsonl", "checkpoints/last.npz")}
+
+
+def test_a_new_run_never_overwrites_a_run(tmp_path, capsys):
+    run_cli("--steps=2", f"--out={tmp_path}", "--evaluate=false")
+    before = _run_files(tmp_path)
+    code, err = _exit_and_error(["diffusion", *TINY, "--steps=1", "--seed=5",
+                                 f"--out={tmp_path}"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert f"--out: got '{tmp_path}'; expected a directory that holds no run yet" in err
+    assert _run_files(tmp_path) == before
+
+
+def test_resume_refuses_what_it_cannot_do_and_keeps_the_run(tmp_path, capsys):
+    run_cli("--steps=3", f"--out={tmp_path}", "--evaluate=false")
+    before = _run_files(tmp_path)
+    code, err = _exit_and_error(["diffusion", "--steps=2", f"--resume={tmp_path}"], capsys)
+    assert code == 2 and "--steps: got 2; expected an integer >= 3, the step the resumed run" \
+        in err
+    code, err = _exit_and_error(["diffusion", "--steps=4", f"--resume={tmp_path}",
+                                 f"--out={tmp_path / 'elsewhere'}"], capsys)
+    assert code == 2 and "expected no --out with --resume (the run continues in" in err
+    assert _run_files(tmp_path) == before and not (tmp_path / "elsewhere").exists()
+
+
+def test_unreadable_run_files_on_resume_are_one_line_errors(tmp_path, capsys):
+    run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false")
+    checkpoint = tmp_path / "checkpoints" / "last.npz"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])  # torn
+    code, err = _exit_and_error(["diffusion", "--steps=2", f"--resume={tmp_path}"], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert f"'{checkpoint}' is not a readable minilean checkpoint" in err
+    (tmp_path / "config.json").write_text("{not json")
+    code, err = _exit_and_error(["diffusion", "--steps=2", f"--resume={tmp_path}"], capsys)
+    assert code == 1 and "config.json is not a run's config" in err
+
+
+def test_data_paths_are_saved_absolute_for_a_resume_from_elsewhere(tmp_path, monkeypatch):
+    images = numpy.random.default_rng(0).integers(0, 256, (32, 3, 16, 16), dtype=numpy.uint8)
+    (tmp_path / "data").mkdir()
+    numpy.save(tmp_path / "data" / "x.npy", images)
+    monkeypatch.chdir(tmp_path)
+    run_cli("--steps=1", "--x=data/x.npy", "--out=run", "--evaluate=false")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["x"] == str(tmp_path / "data" / "x.npy")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no data/x.npy here: the saved path must be the real one
+    run_cli("--steps=2", f"--resume={tmp_path / 'run'}", "--evaluate=false")
+    assert len(losses(tmp_path / "run")) == 2
+
+
 def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     ml.manual_seed(0)
     model = Linear(2, 1)

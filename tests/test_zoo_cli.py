@@ -121,6 +121,31 @@ def test_resume_continues_to_the_new_step_count(tmp_path):
     assert steps[-1] == 4 and steps == sorted(steps)
 
 
+def test_vqvae_resumed_across_a_restart_of_dead_codes_repeats_an_uninterrupted_run(tmp_path):
+    """The codes' uses since the last restart are saved, so a resumed run restarts the same
+    dead codes at step 4 and then trains the same."""
+    flags = ["--n-total=64", "--batch-size=4", "--n-eval=8", "--codes=64", "--hidden=4",
+             "--restart-every=4", "--checkpoint-every=1", "--log-every=1", "--progress=false"]
+    main(["vqvae", *flags, "--steps=6", f"--out={tmp_path / 'whole'}"])
+    main(["vqvae", *flags, "--steps=3", f"--out={tmp_path / 'split'}"])
+    main(["vqvae", "--steps=6", f"--resume={tmp_path / 'split'}", "--progress=false"])
+
+    def records(run):
+        with open(tmp_path / run / "metrics.jsonl") as file:
+            return [{key: value for key, value in json.loads(line).items() if key != "seconds"}
+                    for line in file]
+    assert records("split") == records("whole") and records("whole")[3]["restarted"] > 0
+
+
+def test_gan_on_ring8_resumes_without_naming_the_dataset_again(tmp_path):
+    """The resumed run's data (points, not images) come from its saved config."""
+    main(["gan", "--dataset=ring8", "--steps=2", "--batch-size=8", "--n-total=64",
+          "--progress=false", "--evaluate=false", f"--out={tmp_path}"])
+    main(["gan", "--steps=3", f"--resume={tmp_path}", "--progress=false", "--evaluate=false"])
+    with open(tmp_path / "metrics.jsonl") as file:
+        assert [json.loads(line)["step"] for line in file][-1] == 3
+
+
 def test_gan_on_ring8_takes_the_ring_defaults_unless_given():
     ring = cli.GAN.parse([], {"dataset": "ring8"})
     assert (ring.steps, ring.hidden, ring.latent) == (3000, 128, 2)

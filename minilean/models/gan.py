@@ -123,9 +123,13 @@ def run(config):
     from minilean.optim import Adam
     from minilean.train.loop import step_generator
 
-    points = config.dataset == "ring8" and config.x is None
-    session = zoo_run.start(config, LOCKED_FLAGS, None if points else (-1.0, 1.0))
+    def on_points(config):  # the ring8 points (a resumed run's too), not images
+        return config.dataset == "ring8" and config.x is None
+
+    session = zoo_run.start(config, LOCKED_FLAGS,
+                            lambda config: None if on_points(config) else (-1.0, 1.0))
     config = session.config
+    points = on_points(config)
     data_shape = session.train_rows.shape[1:]
     generator = Generator(config.latent, data_shape, config.hidden, bounded=not points)
     discriminator = Discriminator(data_shape, config.hidden)

@@ -98,6 +98,9 @@ class VQVAE(nn.Module):
             self.register_buffer("cluster_sum", codebook.clone())
         else:
             self.codebook = nn.Parameter(codebook)
+        # uses of each code since the last restart of dead codes: a buffer, so that a checkpoint
+        # keeps it and a resumed run restarts the codes an uninterrupted one would
+        self.register_buffer("code_usage", zeros(codes))
 
     def encode(self, images):
         """z_e as vectors: (N, D, h, w) -> (N, h, w, D)."""
@@ -177,7 +180,7 @@ def run(config):
                   ema=config.ema_codebook, decay=config.decay).to(config.device)
     optimizer = Adam(model.parameters(), lr=config.lr)
     xp = model.codebook.xp
-    usage = xp.zeros(config.codes)  # on the device: counting must not copy the codes back
+    usage = model.code_usage.data  # on the device: counting must not copy the codes back
 
     def step_fn(images, step):
         reconstruction, encoded, quantized, indices = model(images)

@@ -73,13 +73,15 @@ def start(config, locked, value_range):
     ``fit``, once the checkpoint has said which step it resumes from).
 
     ``locked`` names the flags a resumed run may not change; ``value_range`` is (0, 1) or
-    (-1, 1) for images and None for points."""
+    (-1, 1) for images and None for points, or a function of the run's config (as resumed: the
+    data are the saved run's) that says which."""
     from minilean import backend
     from minilean.data import load_dataset
-    from minilean.train.loop import resumed_config
+    from minilean.train.loop import run_config
 
-    if config.resume:
-        config = resumed_config(config, locked)
+    config = run_config(config, locked)
+    if callable(value_range):
+        value_range = value_range(config)
     backend.check_device(config.device)
     backend.manual_seed(config.seed)
     data = load_dataset(config.dataset, x=config.x, y=config.y, n_total=config.n_total,
@@ -103,15 +105,11 @@ def fit(session, modules, optimizers, step_fn, description):
 
     ``step_fn(batch, step) -> {name: float}`` gets a float32 tensor batch of training rows."""
     from minilean.data.loader import Loader
-    from minilean.data.runlog import RunDirectory
-    from minilean.train.loop import TrainState, default_interval, train
+    from minilean.train.loop import TrainState, default_interval, open_run, train
 
     config = session.config
     state = TrainState(modules, optimizers)
-    if config.resume:
-        state.load(config.out)
-    session.run = RunDirectory(config.out, vars(config),
-                               resume_step=state.step if config.resume else None)
+    session.run = open_run(config, state)
     loader = Loader(session.train_rows, config.batch_size, seed=config.seed,
                     value_range=session.value_range, device=session.device)
     batches = (batch.x for batch in loader.batches(state.step))

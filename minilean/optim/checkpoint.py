@@ -16,6 +16,7 @@ target (``os.replace`` is atomic), so a crash mid-write leaves the old checkpoin
 """
 import json
 import os
+import zipfile
 
 import numpy
 
@@ -82,9 +83,17 @@ def load_checkpoint(path):
     """The entries saved by ``save_checkpoint``, arrays as NumPy arrays (on the host)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    with numpy.load(path, allow_pickle=False) as file:
-        if TREE_KEY not in file.files:
-            raise ValueError(f"{str(path)!r} is not a minilean checkpoint (no {TREE_KEY!r} entry)")
-        tree = json.loads(str(file[TREE_KEY]))
-        arrays = {name: file[name] for name in file.files if name != TREE_KEY}
+    try:
+        file = numpy.load(path, allow_pickle=False)
+        if not hasattr(file, "files"):  # a plain .npy array
+            raise ValueError("an array file, not an archive of arrays")
+        with file:
+            if TREE_KEY not in file.files:
+                raise ValueError(f"no {TREE_KEY!r} entry")
+            tree = json.loads(str(file[TREE_KEY]))
+            arrays = {name: file[name] for name in file.files if name != TREE_KEY}
+    # a truncated or empty file, or another kind of file (a pickle, an array, text)
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{str(path)!r} is not a readable minilean checkpoint "
+                         f"({' '.join(str(error).split()) or type(error).__name__})") from error
     return _join(tree, arrays)

@@ -22,12 +22,12 @@ from minilean.atomic import save_npy
 from minilean.autograd.creation import tensor
 from minilean.autograd.grad_mode import no_grad
 from minilean.autograd.tensor import Tensor
-from minilean.data import Loader, RunDirectory, load_dataset
+from minilean.data import Loader, load_dataset
 from minilean.data.images import save_grid, save_grid_everywhere, to_uint8
 from minilean.models import diffusion as D
 from minilean.optim import EMA, Adam, clip_grad_norm_, warmup_constant, warmup_cosine
-from minilean.train.loop import (TrainState, default_interval, prepare_device, resumed_config,
-                                 step_generator, train, write_trainlog)
+from minilean.train.loop import (TrainState, default_interval, open_run, prepare_device,
+                                 run_config, step_generator, train, write_trainlog)
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "arch",
@@ -127,8 +127,7 @@ def sample(eps_model, config, betas, x_T):
 
 
 def run(config):
-    if config.resume:
-        config = resumed_config(config, LOCKED_FLAGS)
+    config = run_config(config, LOCKED_FLAGS)
     prepare_device(config)
     use_graph = uses_graph(config)
     if config.cuda_graph and not use_graph:
@@ -146,10 +145,7 @@ def run(config):
     loader = Loader(dataset, config.batch_size, seed=config.seed, device=config.device)
     factor = lr_factor(config)
     prediction_loss = D.v_prediction_loss if config.prediction == "v" else D.eps_prediction_loss
-    if config.resume:
-        state.load(config.out)
-    run_dir = RunDirectory(config.out, vars(config),
-                           resume_step=state.step if config.resume else None)
+    run_dir = open_run(config, state)
     print(f"minilean diffusion: {config.arch} ({sum(p.numel() for p in model.parameters())} "
           f"parameters) on {config.dataset if config.x is None else config.x} "
           f"{dataset.image_shape}, device={config.device}, steps {state.step}->{config.steps}")

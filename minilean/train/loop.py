@@ -32,6 +32,7 @@ from minilean.autograd.shape import stack
 from minilean.autograd.tensor import Tensor
 from minilean.cuda import use_fast_kernels
 from minilean.data.progress import Progress
+from minilean.data.runlog import RunDirectory
 from minilean.errors import flag_error
 from minilean.optim.checkpoint import load_checkpoint, save_checkpoint
 
@@ -72,7 +73,11 @@ class TrainState:
         save_checkpoint(os.path.join(run_dir, CHECKPOINT), **self.state_dict())
 
     def load(self, run_dir):
-        self.load_state_dict(load_checkpoint(os.path.join(run_dir, CHECKPOINT)))
+        path = os.path.join(run_dir, CHECKPOINT)
+        try:
+            self.load_state_dict(load_checkpoint(path))
+        except (ValueError, KeyError) as error:  # a checkpoint of another model or size
+            raise ValueError(f"checkpoint {path} does not fit this run: {error}") from error
 
 
 def prepare_device(config):
@@ -95,17 +100,43 @@ def default_interval(steps, parts):
     return max(1, steps // parts)
 
 
+def run_config(config, locked):
+    """The config a command runs with: the resumed run's (``resumed_config``) with ``--resume``;
+    else ``config``, whose ``--out`` must not hold a run already (a new run would overwrite its
+    config, metrics and checkpoints), with its data files as absolute paths (a resumed run
+    reads them again, perhaps from another working directory)."""
+    if config.resume:
+        return resumed_config(config, locked)
+    if os.path.isfile(os.path.join(config.out, "config.json")):
+        raise flag_error("out", config.out, "a directory that holds no run yet (this one holds "
+                                            "one: continue it with --resume, or remove it)")
+    paths = {name: os.path.abspath(getattr(config, name)) for name in ("x", "y")
+             if getattr(config, name, None) is not None}
+    return type(config)(**{**vars(config), **paths}) if paths else config
+
+
 def resumed_config(config, locked):
     """The config of a resumed run: the saved ``config.json`` of ``config.resume``, with the
     flags given now on top (and today's defaults for flags it predates). Flags in ``locked``
-    (what defines the model and its data) must not change; ``steps`` is the new total."""
+    (what defines the model and its data) must not change; ``steps`` is the new total; the run
+    continues in its own directory, so ``--out`` may only name that."""
     path = os.path.join(config.resume, "config.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--resume {config.resume}: no config.json there (is it a run "
                                 f"directory?)")
-    with open(path, encoding="utf-8") as file:
-        saved = json.load(file)
+    try:
+        with open(path, encoding="utf-8") as file:
+            saved = json.load(file)
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise ValueError(f"--resume {config.resume}: config.json is not a run's config "
+                         f"({error})") from error
+    if not isinstance(saved, dict):
+        raise ValueError(f"--resume {config.resume}: config.json is not a run's config (it "
+                         f"holds a {type(saved).__name__}, not an object)")
     given = set(config.given_flags)
+    if "out" in given and os.path.abspath(config.out) != os.path.abspath(config.resume):
+        raise flag_error("out", config.out, f"no --out with --resume (the run continues in "
+                                            f"{config.resume!r})")
     for name in locked:
         if name in given and getattr(config, name) != saved.get(name):
             raise flag_error(name, getattr(config, name),
@@ -116,6 +147,18 @@ def resumed_config(config, locked):
     merged["out"] = config.resume
     merged["given_flags"] = sorted(set(saved.get("given_flags", ())) | given)
     return type(config)(**merged)
+
+
+def open_run(config, state):
+    """The ``RunDirectory`` of ``config``: for a resumed run, after loading ``state`` from its
+    checkpoint (whose step ``--steps``, the new total, must not be behind); else a new one."""
+    if config.resume:
+        state.load(config.out)
+        if config.steps < state.step:
+            raise flag_error("steps", config.steps, f"an integer >= {state.step}, the step the "
+                                                    f"resumed run has reached")
+    return RunDirectory(config.out, vars(config),
+                        resume_step=state.step if config.resume else None)
 
 
 def train(state, step_fn, batches, steps, run, log_every, checkpoint_every, progress=True,
