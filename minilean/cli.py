@@ -54,6 +54,7 @@ import types
 from pathlib import Path
 
 from minilean.backend import DeviceError
+from minilean.data.images import IMAGE_EXTENSIONS
 from minilean.data.arrays import DATASETS
 from minilean.data.builtin import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from minilean.errors import FlagError, flag_error
@@ -260,6 +261,19 @@ def training_flags(**defaults):
     ]).with_defaults(**defaults)
 
 
+def output_file(*extensions):
+    """A flag's ``check`` for the path of a file a run writes at its end: not a directory, and
+    ending in one of ``extensions`` (any ending, when none are given). Found out here, such a
+    mistake costs nothing; found out when the file is written, it costs the whole run."""
+    def problem(path):
+        if os.path.isdir(path):
+            return "the path of a file (this is a directory)"
+        if extensions and os.path.splitext(path)[1].lower() not in extensions:
+            return "a path ending in " + ", ".join(extensions)
+        return None
+    return problem
+
+
 def run_dir_flags(out, **defaults):
     """Where a run writes, and how to continue one."""
     return FlagGroup("run directory", [
@@ -267,7 +281,7 @@ def run_dir_flags(out, **defaults):
              "checkpoints, summary.json (a new run will not overwrite one already there)"),
         Flag("resume", None, "continue the run in this directory from its last checkpoint"),
         Flag("log", None, "also write a TorchLean-style TrainLog JSON here "
-             "(false/off/none: do not)"),
+             "(false/off/none: do not)", check=output_file()),
         Flag("progress", True, "show a progress bar (plain lines when output is not a "
              "terminal)"),
     ]).with_defaults(**defaults)
@@ -482,10 +496,14 @@ DIFFUSION = Command(
                  "FD-classifier on", low=1),
             Flag("evaluate", True, "measure FD-classifier of the samples (trains a small "
                  "classifier once, cached)"),
-            Flag("sample_ppm", None, "also write the sample grid to this PPM path"),
-            Flag("reference_ppm", None, "write a grid of real training images here"),
-            Flag("noisy_ppm", None, "write the images noised to --reconstruct-step here"),
-            Flag("reconstruct_ppm", None, "write their DDIM reconstruction here"),
+            Flag("sample_ppm", None, "also write the sample grid to this PPM path",
+                 check=output_file(*IMAGE_EXTENSIONS)),
+            Flag("reference_ppm", None, "write a grid of real training images here",
+                 check=output_file(*IMAGE_EXTENSIONS)),
+            Flag("noisy_ppm", None, "write the images noised to --reconstruct-step here",
+                 check=output_file(*IMAGE_EXTENSIONS)),
+            Flag("reconstruct_ppm", None, "write their DDIM reconstruction here",
+                 check=output_file(*IMAGE_EXTENSIONS)),
             Flag("reconstruct_step", None, "timestep of the noisy/reconstruction images "
                  "(default T/4, clamped to T-1)", kind=int, low=0),
         ]),

@@ -47,6 +47,9 @@ def no_work(monkeypatch):
     (["--y=labels.npy"], "--y: got 'labels.npy' without --x"),
     (["--n-total=0"], "--n-total: got 0; expected an integer >= 1 or none"),
     (["--out=[1, 2]"], "--out: got [1, 2]; expected a text"),
+    (["--sample-ppm=grid.jpg"], "--sample-ppm: got 'grid.jpg'; expected a path ending in .png, "
+                                ".ppm, .pgm"),
+    (["--log=."], "--log: got '.'; expected the path of a file (this is a directory)"),
 ])
 def test_bad_flags_exit_2_with_one_line(argv, expected, capsys, no_work):
     code, err = fail(["diffusion", *argv], capsys)

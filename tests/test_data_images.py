@@ -74,7 +74,7 @@ def test_save_grid_by_extension(tmp_path):
                                      images.make_grid(images.to_uint8(batch), padding=0)[:, :, 0])
     images.save_grid(tmp_path / "g.ppm", batch)
     assert images.read_pnm(tmp_path / "g.ppm").shape == (2 * (3 + 2) + 2,) * 2 + (3,)
-    with pytest.raises(ValueError, match=r"expected extension \.png, \.ppm or \.pgm"):
+    with pytest.raises(ValueError, match=r"expected extension \.png, \.ppm, \.pgm"):
         images.save_grid(tmp_path / "g.gif", batch)
     Image = pytest.importorskip("PIL.Image")
     images.save_grid(tmp_path / "g.png", batch, padding=0)

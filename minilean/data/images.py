@@ -13,6 +13,7 @@ import numpy
 from minilean import atomic
 
 # magic number -> (channels, binary?)
+IMAGE_EXTENSIONS = (".png", ".ppm", ".pgm")  # what save_image writes, chosen by the extension
 _PNM_FORMATS = {b"P6": (3, True), b"P5": (1, True), b"P3": (3, False), b"P2": (1, False)}
 
 
@@ -156,7 +157,8 @@ def save_image(path, image):
                      (image.mean(axis=2, keepdims=True) + 0.5).astype(numpy.uint8))
         write_pnm(path, image)
     else:
-        raise ValueError(f"cannot save image {path}: expected extension .png, .ppm or .pgm")
+        raise ValueError(f"cannot save image {path}: expected extension "
+                         f"{', '.join(IMAGE_EXTENSIONS)}")
 
 
 def save_grid(path, images, nrow=None, padding=2, value_range=(0.0, 1.0)):
