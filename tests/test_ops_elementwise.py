@@ -3,10 +3,11 @@ as an oracle for values and gradients (see tests/opcheck.py)."""
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
 
 import minilean as ml
 from minilean.autograd import elementwise as ew
-from opcheck import OpCase, away_from, binary, op_tests, positive, unary
+from opcheck import OpCase, arrays, away_from, binary, op_tests, positive, unary
 
 
 def _torch():
@@ -102,3 +103,185 @@ def test_bad_parameters_name_the_value():
         ew.gelu(x, approximate="erf")
     with pytest.raises(ValueError, match="clamp needs at least one of min and max"):
         ml.clamp(x)
+
+
+# --- Python scalars with integer and bool tensors: PyTorch's result dtype ---------------------
+
+# (tensor, expression, dtype, values): a float with an integer or bool tensor gives float32, an
+# int with a bool tensor int64; otherwise the tensor's dtype is kept.
+SCALAR_CASES = [
+    ("int", lambda t: t * 0.5, np.float32, [0, 0.5, 1, 1.5]),
+    ("int", lambda t: 0.5 * t, np.float32, [0, 0.5, 1, 1.5]),
+    ("int", lambda t: t + 0.5, np.float32, [0.5, 1.5, 2.5, 3.5]),
+    ("int", lambda t: 0.5 - t, np.float32, [0.5, -0.5, -1.5, -2.5]),
+    ("int", lambda t: t ** 0.5, np.float32, np.sqrt([0, 1, 2, 3])),
+    ("int", lambda t: 1.5 ** t, np.float32, [1, 1.5, 2.25, 3.375]),
+    ("int", lambda t: t / 2, np.float32, [0, 0.5, 1, 1.5]),
+    ("int", lambda t: 3 / (t + 1), np.float32, [3, 1.5, 1, 0.75]),
+    ("int", lambda t: t * 2, np.int64, [0, 2, 4, 6]),
+    ("int", lambda t: 2 ** t, np.int64, [1, 2, 4, 8]),
+    ("int", lambda t: t.clamp(0.5), np.float32, [0.5, 1, 2, 3]),
+    ("int", lambda t: t.clamp(0, 2.5), np.float32, [0, 1, 2, 2.5]),
+    ("bool", lambda t: t * 1.5, np.float32, [1.5, 0, 1.5, 0]),
+    ("bool", lambda t: t * 2, np.int64, [2, 0, 2, 0]),
+    ("bool", lambda t: t + True, np.bool_, [True, True, True, True]),
+    ("float32", lambda t: t * 0.1 + 1, np.float32, np.float32([1, 1.1, 1.2, 1.3])),
+    ("float64", lambda t: t * 0.1 + 1, np.float64, [1, 1.1, 1.2, 1.3]),
+    ("float16", lambda t: t * 0.5 - 2, np.float16, [-2, -1.5, -1, -0.5]),
+]
+SCALAR_TENSORS = {"int": [0, 1, 2, 3], "bool": [True, False, True, False]}
+
+
+def scalar_case_tensor(library, kind):
+    values = SCALAR_TENSORS.get(kind, [0.0, 1.0, 2.0, 3.0])
+    if library is ml:
+        return ml.tensor(np.array(values, dtype=np.dtype(kind) if kind.startswith("float")
+                                  else None))
+    return library.tensor(values, dtype=getattr(library, kind) if kind.startswith("float")
+                          else None)
+
+
+@pytest.mark.parametrize("kind, expression, dtype, values", SCALAR_CASES)
+def test_python_scalars_give_pytorchs_result_dtype(kind, expression, dtype, values):
+    out = expression(scalar_case_tensor(ml, kind))
+    assert out.dtype == dtype
+    np.testing.assert_allclose(out.numpy(), np.asarray(values, dtype=dtype), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind, expression, dtype, values", SCALAR_CASES)
+def test_python_scalar_result_dtype_matches_torch(kind, expression, dtype, values):
+    torch = pytest.importorskip("torch")
+    expected = expression(scalar_case_tensor(torch, kind))
+    out = expression(scalar_case_tensor(ml, kind))
+    assert str(out.dtype) == str(expected.dtype).removeprefix("torch.")
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-6)
+
+
+def test_where_with_an_integer_tensor_and_a_float_is_float32():
+    out = ml.where(ml.tensor([True, False]), ml.arange(2), 0.5)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out.numpy(), [0.0, 0.5])
+
+
+# --- pow at exponent 0 ----------------------------------------------------------------------
+
+def test_pow_has_zero_gradient_where_the_exponent_is_zero():
+    x = ml.tensor([0.0, 1.0, -2.0, np.inf], dtype=ml.float64, requires_grad=True)
+    (x ** 0).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 0.0, 0.0])
+
+
+def test_pow_with_a_tensor_exponent_at_zero_matches_torch():
+    torch = pytest.importorskip("torch")
+    base, exponent = [0.0, 0.0, 0.0, 2.0, 3.0], [0.0, 1.0, 2.0, 0.0, 1.5]
+    x = ml.tensor(base, dtype=ml.float64, requires_grad=True)
+    p = ml.tensor(exponent, dtype=ml.float64, requires_grad=True)
+    (x ** p).sum().backward()
+    x_t = torch.tensor(base, dtype=torch.float64, requires_grad=True)
+    p_t = torch.tensor(exponent, dtype=torch.float64, requires_grad=True)
+    (x_t ** p_t).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), x_t.grad.numpy(), rtol=1e-12)
+    # dz/dp = z log x, taken as 0 where x <= 0 (unchanged; PyTorch agrees here)
+    np.testing.assert_allclose(p.grad.numpy(), [0, 0, 0, np.log(2), 3 ** 1.5 * np.log(3)])
+    np.testing.assert_allclose(p.grad.numpy(), p_t.grad.numpy(), rtol=1e-12)
+
+
+# --- sigmoid and SiLU in the tails ------------------------------------------------------------
+
+TAIL_POINTS = {np.float32: [-87, -60, -40, -20, -17, -15, -5, -0.5, 0, 0.5, 5, 15, 20, 40, 87],
+               np.float64: [-700, -300, -100, -40, -38, -20, -5, -0.5, 0, 0.5, 5, 20, 40, 700]}
+
+
+def exact_sigmoid(x):
+    import mpmath
+    mpmath.mp.dps = 50
+    return [float(1 / (1 + mpmath.exp(-mpmath.mpf(float(v))))) for v in x]
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-15)])
+def test_sigmoid_and_silu_are_accurate_in_both_tails(dtype, rtol):
+    points = np.array(TAIL_POINTS[dtype], dtype=dtype)
+    sigma = np.array(exact_sigmoid(points))
+    x = ml.tensor(points, requires_grad=True)
+    np.testing.assert_allclose(ml.sigmoid(x).numpy(), sigma, rtol=rtol, atol=0)
+    np.testing.assert_allclose(ew.silu(x).numpy(), points * sigma, rtol=rtol, atol=0)
+    ml.sigmoid(x).sum().backward()  # y (1 - y): relative accuracy in the left tail too
+    left = points < 0
+    np.testing.assert_allclose(x.grad.numpy()[left], (sigma * (1 - sigma))[left], rtol=2 * rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_and_silu_stay_finite_at_huge_and_infinite_inputs(dtype):
+    points = np.array([-np.inf, -1e30, -1e4, 1e4, 1e30, np.inf], dtype=dtype)
+    x = ml.tensor(points, requires_grad=True)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        y = ml.sigmoid(x)
+        y.sum().backward()
+        finite = ml.tensor(points[1:-1])
+        silu = ew.silu(finite).numpy()
+    np.testing.assert_array_equal(y.numpy(), [0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(x.grad.numpy(), np.zeros(6))
+    np.testing.assert_array_equal(silu, points[1:-1] * [0, 0, 1, 1])
+    assert np.isnan(ml.sigmoid(ml.tensor([np.nan], dtype=dtype)).numpy()).all()
+
+
+def test_sigmoid_of_a_0d_tensor_is_a_0d_array():
+    y = ml.sigmoid(ml.tensor(-20.0))
+    assert isinstance(y.data, np.ndarray) and y.shape == () and y.dtype == np.float32
+    np.testing.assert_allclose(y.item(), 2.0611536e-09, rtol=1e-6)
+
+
+# --- clamp with tensor bounds -------------------------------------------------------------------
+
+def on_grid(offset):
+    """Values on a 0.1 grid shifted by ``offset``: x, min and max drawn on grids shifted by 0,
+    1/3 and 2/3 of a step never come within 0.033 of each other, so the finite differences
+    never straddle a kink."""
+    return lambda values: np.round(values, 1) + offset
+
+
+@st.composite
+def clamp_operands(draw, low=True, high=True, broadcast_x=True):
+    """x and tensor bounds of mutually broadcastable shapes (x of the full shape unless
+    ``broadcast_x``: PyTorch's backward cannot reduce x's gradient from the broadcast shape)."""
+    count = 1 + low + high
+    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=count, min_dims=0, max_dims=3,
+                                                    min_side=1, max_side=3))
+    x_shape = shapes.input_shapes[0] if broadcast_x else shapes.result_shape
+    values = [draw(arrays(x_shape, on_grid(0.0)))]
+    offsets = [offset for offset, given in ((0.033, low), (0.067, high)) if given]
+    values += [draw(arrays(shape, on_grid(offset)))
+               for shape, offset in zip(shapes.input_shapes[1:], offsets)]
+    return tuple(values), {}
+
+
+CLAMP_TENSOR_CASES = [
+    OpCase("clamp_tensor_bounds", clamp_operands(broadcast_x=False),
+           lambda x, low, high: ml.clamp(x, low, high), lambda x, low, high: x.clamp(low, high)),
+    OpCase("clamp_tensor_min", clamp_operands(high=False, broadcast_x=False),
+           lambda x, low: x.clamp(min=low), lambda x, low: x.clamp(min=low)),
+    OpCase("clamp_tensor_max", clamp_operands(low=False, broadcast_x=False),
+           lambda x, high: x.clamp(max=high), lambda x, high: x.clamp(max=high)),
+]
+test_clamp_tensor_bounds_gradcheck, test_clamp_tensor_bounds_match_torch = op_tests(
+    CLAMP_TENSOR_CASES)
+
+
+@given(clamp_operands())
+def test_clamp_gradcheck_with_x_broadcast_against_its_bounds(operands):
+    (x, low, high), _ = operands
+    inputs = [ml.tensor(v, dtype=ml.float64, requires_grad=True) for v in (x, low, high)]
+    ml.gradcheck(lambda x, low, high: ml.clamp(x, low, high), inputs)
+
+
+def test_clamp_mixes_a_number_and_a_tensor_bound():
+    x = ml.tensor([-1.0, 0.5, 2.0, 3.0], dtype=ml.float64, requires_grad=True)
+    high = ml.tensor([1.5, 1.5, 1.5, -0.5], dtype=ml.float64, requires_grad=True)
+    y = ml.clamp(x, -0.25, high)  # last element: max below min, so y = max
+    np.testing.assert_array_equal(y.numpy(), [-0.25, 0.5, 1.5, -0.5])
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0, 1, 0, 0])
+    np.testing.assert_array_equal(high.grad.numpy(), [0, 0, 1, 1])
+    ml.gradcheck(lambda x, high: ml.clamp(x, -0.25, high),
+                 [ml.tensor([-1.0, 0.5, 2.0], dtype=ml.float64, requires_grad=True),
+                  ml.tensor([1.5, 1.5, 1.5], dtype=ml.float64, requires_grad=True)])

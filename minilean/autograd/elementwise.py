@@ -6,13 +6,26 @@ are returned in the broadcast output shape; the graph walk reduces them to each 
 import numbers
 
 from minilean.autograd.function import Function
-from minilean.autograd.tensor import Tensor
+from minilean.autograd.tensor import DEFAULT_DTYPE, DEFAULT_INT_DTYPE, Tensor
 from minilean.backend import array_module
 
 
+def scalar_dtype(value, tensor_dtype):
+    """The dtype of a Python (or NumPy) scalar ``value`` used with a tensor of ``tensor_dtype``,
+    which is also their result's dtype (PyTorch's rule): the tensor's, except that a float with
+    an integer or bool tensor gives the default float dtype (float32), and an int with a bool
+    tensor gives int64. So ``arange(4) * 0.5`` is [0, 0.5, 1, 1.5], not four zeros.
+    """
+    if isinstance(value, bool):
+        return tensor_dtype
+    if isinstance(value, numbers.Integral):
+        return DEFAULT_INT_DTYPE if tensor_dtype.kind == "b" else tensor_dtype
+    return DEFAULT_DTYPE if tensor_dtype.kind in "biu" else tensor_dtype
+
+
 def as_tensor(value, like):
-    """Wrap a Python or NumPy scalar (or an array) as a constant tensor with ``like``'s dtype
-    and device.
+    """Wrap a Python or NumPy scalar (or an array) as a constant tensor on ``like``'s device:
+    a scalar in ``scalar_dtype(value, like.dtype)``, an array in ``like``'s dtype.
 
     A scalar is filled in on the device rather than copied there: no host-device copy per
     ``x * 0.5``, which also keeps such constants legal inside a captured CUDA graph.
@@ -20,14 +33,39 @@ def as_tensor(value, like):
     if isinstance(value, Tensor):
         return value
     if isinstance(value, numbers.Number):
-        return Tensor._wrap(like.xp.full((), value, dtype=like.dtype), False)
+        dtype = scalar_dtype(value, like.dtype)
+        return Tensor._wrap(like.xp.full((), value, dtype=dtype), False)
     return Tensor._wrap(like.xp.asarray(value, dtype=like.dtype), False)
 
 
-def _binary(op, a, b):
+def as_dtype(tensor, dtype):
+    """``tensor`` converted to ``dtype`` as a constant (only integer and bool tensors are ever
+    converted here, and those never require gradients)."""
+    if tensor.dtype == dtype:
+        return tensor
+    return Tensor._wrap(tensor.data.astype(dtype), False)
+
+
+def promoted_for(tensor, value):
+    """``tensor`` in the dtype of its result with ``value``: an integer or bool tensor used with
+    a float scalar is converted to float32 itself, since NumPy would compute int64 with a
+    float32 constant in float64 (PyTorch gives float32)."""
+    if isinstance(value, numbers.Number):
+        return as_dtype(tensor, scalar_dtype(value, tensor.dtype))
+    return tensor
+
+
+def as_tensors(a, b):
+    """Both operands of a binary op as tensors, at least one of them already is one."""
     if not isinstance(a, Tensor):
-        a = as_tensor(a, b)
-    return op.apply(a, as_tensor(b, a))
+        b = promoted_for(b, a)
+        return as_tensor(a, b), b
+    a = promoted_for(a, b)
+    return a, as_tensor(b, a)
+
+
+def _binary(op, a, b):
+    return op.apply(*as_tensors(a, b))
 
 
 # --- arithmetic ---------------------------------------------------------------------------
@@ -85,7 +123,8 @@ class Div(Function):
 
 
 class Pow(Function):
-    """z = a ** b;  dz/da = b a^(b-1),  dz/db = z log a  (taken as 0 where a <= 0)."""
+    """z = a ** b;  dz/da = b a^(b-1)  (0 where b = 0, since a^0 = 1: also at a = 0),
+    dz/db = z log a  (taken as 0 where a <= 0)."""
     @staticmethod
     def forward(ctx, a, b):
         out = a ** b
@@ -97,10 +136,13 @@ class Pow(Function):
     def backward(ctx, grad):
         need_a, need_b = ctx.needs_input_grad
         a, b = ctx.a, ctx.b
-        grad_a = grad * b * a ** (b - 1) if need_a else None
-        grad_b = None
+        xp = array_module(a)
+        grad_a = grad_b = None
+        if need_a:
+            # where b = 0, a^(b-1) is taken as a^0 = 1, so the slope is b * 1 = 0 for every a
+            # (a^-1 would be inf at a = 0, and 0 * inf = nan)
+            grad_a = grad * b * a ** xp.where(b == 0, 0, b - 1)
         if need_b:
-            xp = array_module(a)
             grad_b = grad * ctx.out * xp.log(xp.where(a > 0, a, 1))
         return grad_a, grad_b
 
@@ -119,9 +161,16 @@ class Neg(Function):
 def add(a, b): return _binary(Add, a, b)
 def sub(a, b): return _binary(Sub, a, b)
 def mul(a, b): return _binary(Mul, a, b)
-def div(a, b): return _binary(Div, a, b)
 def pow(a, b): return _binary(Pow, a, b)
 def neg(a): return Neg.apply(a)
+
+
+def div(a, b):
+    """a / b; integer or bool operands are divided in float32, as in PyTorch (NumPy: float64)."""
+    a, b = as_tensors(a, b)
+    if a.dtype.kind in "biu" and b.dtype.kind in "biu":
+        a, b = as_dtype(a, DEFAULT_DTYPE), as_dtype(b, DEFAULT_DTYPE)
+    return Div.apply(a, b)
 
 
 # --- pointwise functions ------------------------------------------------------------------
@@ -195,18 +244,33 @@ class Abs(Function):
 
 
 class Clamp(Function):
-    """y = min(max(x, low), high);  dy/dx = 1 where low <= x <= high, else 0 (PyTorch's choice)."""
+    """y = min(max(x, low), high), either bound optional (y = high where low > high);
+    dy/dx = [low <= x <= high] (1 at the bounds: PyTorch's choice). The bounds are inputs too
+    (0-d constants when given as numbers), and each gets the gradient where y is that bound,
+    as in PyTorch:  dy/dlow = [x < low < high],  dy/dhigh = [x > high or high < low].
+    """
     @staticmethod
-    def forward(ctx, x, low=None, high=None):
-        xp = array_module(x)
-        out = xp.clip(x, low, high)
+    def forward(ctx, x, *bounds, has_low=True, has_high=True):
+        low = bounds[0] if has_low else None
+        high = bounds[-1] if has_high else None
         if ctx.recording:
-            ctx.inside = (out == x)
-        return out
+            ctx.x, ctx.low, ctx.high = x, low, high
+        return array_module(x).clip(x, low, high)
 
     @staticmethod
     def backward(ctx, grad):
-        return grad * ctx.inside
+        x, low, high = ctx.x, ctx.low, ctx.high
+        needs = iter(ctx.needs_input_grad)  # x's, then low's and high's where given
+        not_below = True if low is None else x >= low
+        not_above = True if high is None else x <= high
+        grads = [grad * (not_below & not_above) if next(needs) else None]
+        if low is not None:
+            below = x < low if high is None else (x < low) & (low < high)
+            grads.append(grad * below if next(needs) else None)
+        if high is not None:
+            above = x > high if low is None else (x > high) | (high < low)
+            grads.append(grad * above if next(needs) else None)
+        return tuple(grads)
 
 
 class Maximum(Function):
@@ -297,7 +361,10 @@ class Tanh(Function):
 def stable_sigmoid(x):
     """1 / (1 + e^-x) without overflow: written through tanh, sigma(x) = (1 + tanh(x/2)) / 2.
 
-    Computed in place in one fresh array (one allocation instead of four)."""
+    Computed in place in one fresh array (one allocation instead of four). This is the form
+    the CUDA kernels compute (``sigmoid_of`` in minilean/cuda/activation_math.cuh), kept here
+    as their NumPy reference (minilean/cuda/activations.py). The ops use
+    ``tail_accurate_sigmoid``: this one rounds the left tail (see there)."""
     xp = array_module(x)
     out = xp.asarray(x * 0.5)  # asarray: NumPy gives a scalar, not an array, for 0-d x
     xp.tanh(out, out=out)
@@ -307,20 +374,35 @@ def stable_sigmoid(x):
 
 
 def tail_accurate_sigmoid(x):
-    """sigma(x) to full relative precision in both tails: with e = e^-|x| (which cannot
-    overflow), sigma = 1 / (1 + e) for x >= 0 and e / (1 + e) below. (``stable_sigmoid``'s
-    tanh form is faster but rounds the left tail: 1 + tanh(x/2) cancels to 0 for x < -17 in
-    float32, harmless for SiLU, not where the argument runs far out, as GELU's does.)"""
+    """sigma(x) to full relative precision in both tails, without overflow:
+
+        sigma(x) = e^min(x, 0) / (1 + e^-|x|),
+
+    that is 1 / (1 + e) for x >= 0 and e / (1 + e) below, with e = e^-|x|. Both exponents are
+    <= 0, so neither exponential overflows (+-inf give 1 and 0), and nothing cancels.
+    ``stable_sigmoid``'s tanh form is faster (about 2x on NumPy) but rounds the left tail:
+    1 + tanh(x/2) loses relative precision as x falls (44% off at x = -17 in float32) and
+    cancels to 0 from x = -20 in float32 (-38 in float64), where sigma(x) ~ e^x is still far
+    from 0: 100% off, and so is SiLU's x sigma(x); GELU's argument runs much further out.
+
+    Written with two exps rather than a select on the sign of x: NumPy's ``where`` on a mask
+    of mixed signs is slower than a second exp. Computed in place in two fresh arrays."""
     xp = array_module(x)
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1, e) / (1 + e)
+    out = xp.asarray(xp.minimum(x, 0))  # asarray: NumPy gives a scalar, not an array, for 0-d x
+    xp.exp(out, out=out)
+    denominator = xp.asarray(xp.abs(x))
+    xp.negative(denominator, out=denominator)
+    xp.exp(denominator, out=denominator)
+    denominator += 1
+    out /= denominator
+    return out
 
 
 class Sigmoid(Function):
     """y = 1 / (1 + e^-x);  dy/dx = y (1 - y)."""
     @staticmethod
     def forward(ctx, x):
-        out = stable_sigmoid(x)
+        out = tail_accurate_sigmoid(x)
         if ctx.recording:
             ctx.out = out
         return out
@@ -362,7 +444,7 @@ class LeakyRelu(Function):
 
 def silu_forward(x):
     """(x sigma(x), sigma(x)): SiLU, and the sigmoid its derivative reuses."""
-    sigma = stable_sigmoid(x)
+    sigma = tail_accurate_sigmoid(x)
     return x * sigma, sigma
 
 
@@ -463,9 +545,13 @@ def gelu(x, approximate="none"):
 
 
 def clamp(x, min=None, max=None):
+    """x limited to [min, max]; each bound a number or a tensor (broadcast with x), or None."""
     if min is None and max is None:
         raise ValueError("clamp needs at least one of min and max")
-    return Clamp.apply(x, low=min, high=max)
+    for bound in (min, max):  # first settle x's dtype: an integer x with a float bound is float
+        x = promoted_for(x, bound)
+    bounds = [as_tensor(bound, x) for bound in (min, max) if bound is not None]
+    return Clamp.apply(x, *bounds, has_low=min is not None, has_high=max is not None)
 
 
 def maximum(a, b): return _binary(Maximum, a, b)
@@ -474,9 +560,8 @@ def minimum(a, b): return _binary(Minimum, a, b)
 
 def where(condition, a, b):
     """``a`` where ``condition`` holds, else ``b``; differentiable in ``a`` and ``b``."""
-    like = a if isinstance(a, Tensor) else b
     condition = condition.data if isinstance(condition, Tensor) else condition
-    return Where.apply(as_tensor(a, like), as_tensor(b, like), condition=condition)
+    return Where.apply(*as_tensors(a, b), condition=condition)
 
 
 def compare(a, b, name):

@@ -219,13 +219,16 @@ def mean(x, dim=None, keepdim=False):
     return Mean.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim)
 
 
-def var(x, dim=None, keepdim=False, unbiased=True):
-    """Variance with Bessel's correction (divide by n - 1) unless ``unbiased=False``."""
+def var(x, dim=None, *, keepdim=False, unbiased=True):
+    """Variance with Bessel's correction (divide by n - 1) unless ``unbiased=False``.
+
+    ``keepdim`` and ``unbiased`` only by keyword: PyTorch's positional order is (dim, unbiased,
+    keepdim), so positional flags ported from it would silently mean the other one here."""
     return Var.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim,
                      correction=int(bool(unbiased)))
 
 
-def std(x, dim=None, keepdim=False, unbiased=True):
+def std(x, dim=None, *, keepdim=False, unbiased=True):
     """Standard deviation, the square root of ``var``."""
     return Std.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim,
                      correction=int(bool(unbiased)))

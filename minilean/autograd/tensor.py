@@ -11,6 +11,7 @@ from minilean import backend
 from minilean.autograd import graph
 
 DEFAULT_DTYPE = numpy.float32
+DEFAULT_INT_DTYPE = numpy.int64  # what a Python int becomes, as in PyTorch
 _FLOAT_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64),
                  numpy.dtype(numpy.float16))
 
@@ -118,9 +119,30 @@ class Tensor:
         return backend.to_device(self.data, "cpu")
 
     def item(self):
+        """The one value as a Python number (a copy to the host for a "cuda" tensor)."""
+        return self._single_value("item()")
+
+    def _single_value(self, asked_by):
         if self.data.size != 1:
-            raise ValueError(f"item() needs a single-element tensor, got shape {self.shape}")
+            raise ValueError(f"{asked_by} needs a single-element tensor, got shape {self.shape}")
         return self.data.reshape(()).item()
+
+    # Python's conversions read the one value, like item(). Without __bool__, Python would fall
+    # back on __len__: bool(tensor([0.0])) would be True and `if a > b:` would test the length.
+    def __bool__(self):
+        if self.data.size == 0:
+            raise ValueError(f"the truth value of a tensor with no elements is ambiguous, "
+                             f"got shape {self.shape}")
+        if self.data.size > 1:
+            raise ValueError(f"the truth value of a tensor with more than one element is "
+                             f"ambiguous, got shape {self.shape}: reduce it first (.max(), .min())")
+        return bool(self.item())
+
+    def __float__(self):
+        return float(self._single_value("float()"))
+
+    def __int__(self):
+        return int(self._single_value("int()"))
 
     def tolist(self):
         return self.numpy().tolist()
@@ -194,10 +216,12 @@ class Tensor:
     # --- reductions -----------------------------------------------------------------------
     def sum(self, dim=None, keepdim=False): return _reduce.sum(self, dim, keepdim)
     def mean(self, dim=None, keepdim=False): return _reduce.mean(self, dim, keepdim)
-    def var(self, dim=None, keepdim=False, unbiased=True):
-        return _reduce.var(self, dim, keepdim, unbiased)
-    def std(self, dim=None, keepdim=False, unbiased=True):
-        return _reduce.std(self, dim, keepdim, unbiased)
+    # keepdim and unbiased only by keyword: PyTorch's positional order is (dim, unbiased,
+    # keepdim), so code ported with positional flags would silently swap them here
+    def var(self, dim=None, *, keepdim=False, unbiased=True):
+        return _reduce.var(self, _dim_not_flag(dim, "var"), keepdim=keepdim, unbiased=unbiased)
+    def std(self, dim=None, *, keepdim=False, unbiased=True):
+        return _reduce.std(self, _dim_not_flag(dim, "std"), keepdim=keepdim, unbiased=unbiased)
     def max(self, dim=None, keepdim=False): return _reduce.max(self, dim, keepdim)
     def min(self, dim=None, keepdim=False): return _reduce.min(self, dim, keepdim)
     def logsumexp(self, dim, keepdim=False): return _reduce.logsumexp(self, dim, keepdim)
@@ -220,6 +244,15 @@ class Tensor:
     def chunk(self, chunks, dim=0): return _shape.chunk(self, chunks, dim)
     def split(self, split_size, dim=0): return _shape.split(self, split_size, dim)
     def matmul(self, other): return _linalg.matmul(self, other)
+
+
+def _dim_not_flag(dim, name):
+    """``dim``, refusing a bool: ``x.var(False)`` means unbiased=False in PyTorch, but a bool
+    is an int in Python and would reduce over dim 0."""
+    if isinstance(dim, bool):
+        raise TypeError(f"{name}() takes dim first, got the bool {dim}: pass unbiased= and "
+                        f"keepdim= by keyword")
+    return dim
 
 
 def shape_arg(args):

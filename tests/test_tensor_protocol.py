@@ -1,0 +1,91 @@
+"""Python's protocols on tensors: truth value, float() and int() of one-element tensors, and
+var/std taking their flags by keyword only."""
+import numpy as np
+import pytest
+
+import fake_cupy
+import minilean as ml
+
+
+@pytest.mark.parametrize("values, truth", [([0.0], False), (0.0, False), ([2.0], True),
+                                           (-0.5, True), ([[True]], True), ([False], False),
+                                           (0, False), ([3], True)])
+def test_a_one_element_tensor_has_the_truth_value_of_its_element(values, truth):
+    assert bool(ml.tensor(values)) is truth
+    assert (not ml.tensor(values)) is (not truth)
+
+
+def test_if_on_a_comparison_takes_the_branch_of_its_value():
+    taken = "greater" if ml.tensor([2.0]) > ml.tensor([3.0]) else "not greater"
+    assert taken == "not greater"
+    assert ml.tensor(3.0) > 2.0 and not ml.tensor([1.0]) == 2.0
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((2,), r"tensor with more than one element is ambiguous, got shape \(2,\)"),
+    ((2, 3), r"tensor with more than one element is ambiguous, got shape \(2, 3\)"),
+    ((0,), r"tensor with no elements is ambiguous, got shape \(0,\)")])
+def test_the_truth_value_of_several_or_no_elements_is_an_error(shape, message):
+    with pytest.raises(ValueError, match=message) as error:
+        bool(ml.zeros(shape))
+    assert "\n" not in str(error.value)
+
+
+def test_float_and_int_read_the_one_element():
+    assert float(ml.tensor([2.5])) == 2.5 and type(float(ml.tensor([2.5]))) is float
+    assert float(ml.tensor(7)) == 7.0
+    assert int(ml.tensor(-2.7)) == -2 and type(int(ml.tensor(-2.7))) is int  # truncates, like int()
+    assert int(ml.arange(5)[3]) == 3
+    assert float(ml.tensor([[True]])) == 1.0
+    assert ml.tensor([1.0, 2.0])[int(ml.tensor([1]))].item() == 2.0
+
+
+@pytest.mark.parametrize("convert", [float, int])
+@pytest.mark.parametrize("shape", [(2,), (0,), (1, 3)])
+def test_float_and_int_of_several_or_no_elements_name_the_shape(convert, shape):
+    with pytest.raises(ValueError, match=rf"{convert.__name__}\(\) needs a single-element "
+                                         rf"tensor, got shape {re_shape(shape)}"):
+        convert(ml.zeros(shape))
+    with pytest.raises(ValueError, match=r"item\(\) needs a single-element tensor"):
+        ml.zeros(shape).item()
+
+
+def re_shape(shape):
+    return str(shape).replace("(", r"\(").replace(")", r"\)")
+
+
+def test_conversions_of_a_cuda_tensor_copy_its_value_to_the_host(monkeypatch):
+    fake_cuda = fake_cupy.install(monkeypatch)
+    try:
+        x = ml.tensor([-2.5], device="cuda")
+        fake_cupy.transfers.reset()
+        assert bool(x) is True and float(x) == -2.5 and int(x) == -2
+        assert fake_cupy.transfers.to_host == 3  # one copy of one value per conversion
+        assert isinstance(x.data, fake_cuda.ndarray)
+    finally:
+        fake_cupy.forget_device_state()
+
+
+# --- var and std: flags by keyword only (PyTorch's positional order is dim, unbiased, keepdim)
+
+@pytest.mark.parametrize("name", ["var", "std"])
+def test_var_and_std_take_keepdim_and_unbiased_by_keyword_only(name):
+    x = ml.tensor(np.arange(6.0).reshape(2, 3), dtype=ml.float64)
+    with pytest.raises(TypeError, match="positional argument"):
+        getattr(x, name)(1, True)
+    with pytest.raises(TypeError, match="positional argument"):
+        getattr(x, name)(1, False, True)
+    out = getattr(x, name)(1, unbiased=False, keepdim=True)
+    expected = getattr(np, name)(np.arange(6.0).reshape(2, 3), axis=1, keepdims=True)
+    assert out.shape == (2, 1)
+    np.testing.assert_allclose(out.numpy(), expected)
+    np.testing.assert_allclose(getattr(x, name)(0).numpy(),
+                               getattr(np, name)(x.numpy(), axis=0, ddof=1))
+
+
+@pytest.mark.parametrize("name", ["var", "std"])
+def test_var_and_std_refuse_a_bool_where_dim_goes(name):
+    """PyTorch's x.var(False) means unbiased=False; here a bool dim would reduce over dim 0."""
+    with pytest.raises(TypeError, match=rf"{name}\(\) takes dim first, got the bool False: "
+                                        r"pass unbiased= and keepdim= by keyword"):
+        getattr(ml.ones(2, 3), name)(False)
