@@ -152,3 +152,46 @@ def test_bad_flags_are_flag_errors(kwargs, message):
 def test_missing_x_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"image file .*nope.npy not found"):
         load_dataset(x=str(tmp_path / "nope.npy"))
+
+
+def unreadable(tmp_path, kind):
+    """A file given as --x or --y that is not one .npy array."""
+    path = tmp_path / f"{kind}.npy"
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "npz":  # an archive under an .npy name (numpy.savez adds .npz: renamed)
+        numpy.savez(tmp_path / "archive.npz", x=numpy.zeros((2, 3, 4, 4), numpy.uint8))
+        (tmp_path / "archive.npz").rename(path)
+    else:  # the header cut short
+        numpy.save(path, numpy.zeros((2, 3, 4, 4), numpy.uint8))
+        path.write_bytes(path.read_bytes()[:20])
+    return str(path)
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("empty", "the file is empty; expected a .npy array file"),
+    ("npz", r"the file is an .npz archive; expected a .npy array file \(numpy.save, not "
+            r"numpy.savez\)"),
+    ("cut", "cannot read it as a .npy array file: EOF"),
+])
+@pytest.mark.parametrize("flag", ["x", "y"])
+def test_a_file_that_is_not_one_npy_array_is_a_one_line_error(tmp_path, kind, message, flag):
+    files = {"x": save(tmp_path, "x.npy", numpy.zeros((2, 3, 4, 4), numpy.uint8)),
+             "y": save(tmp_path, "y.npy", numpy.array([0, 1]))}
+    files[flag] = unreadable(tmp_path, kind)
+    with pytest.raises(ValueError, match=f"^--{flag} .*{kind}.npy: {message}"):
+        load_dataset(**files)
+
+
+@pytest.mark.parametrize("labels, found", [
+    (numpy.array([0, -1, 2]), "-1 at row 1"),
+    (numpy.array([0, 1, 65536]), "65536 at row 2"),             # one past the bound
+    (numpy.array([2**63 + 5, 0, 1], numpy.uint64), f"{2**63 + 5} at row 0"),  # wraps in int64
+])
+def test_labels_must_be_class_indices_and_name_y(tmp_path, labels, found):
+    x = save(tmp_path, "x.npy", numpy.zeros((3, 3, 4, 4), numpy.uint8))
+    with pytest.raises(ValueError, match=r"^--y .*y.npy: expected labels that are class indices "
+                                         rf"in \[0, 65535\], found {found}$"):
+        load_dataset(x=x, y=save(tmp_path, "y.npy", labels))
+    top = load_dataset(x=x, y=save(tmp_path, "top.npy", numpy.array([0, 65535, 1])))
+    assert len(top.class_names) == 65536 and top.y.max() == 65535

@@ -134,3 +134,92 @@ def test_commands_mount_in_the_cli_and_run_end_to_end(tmp_path):
     assert numpy.load(tmp_path / "x.npy").shape == (1, 3, 4, 4)
     bad = subprocess.run(command + ["--crop=edge"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--crop: got 'edge'" in bad.stderr
+
+
+def convert(tmp_path, x_output, y_output=None, size=8):
+    """Two classes of one image each, converted to ``x_output`` (and labels ``y_output``)."""
+    root = tmp_path / "in"
+    if not root.exists():
+        save(root / "a" / "1.png", halves(6, 6, True))
+        save(root / "b" / "2.png", halves(6, 6, False))
+    DataCommands().convert.image_folder(str(root), str(x_output), None if y_output is None
+                                        else str(y_output), height=size, width=size,
+                                        labels_from_dirs=y_output is not None)
+
+
+def snapshot(folder):
+    """Every file under ``folder`` (hidden temporaries included) with its bytes."""
+    return {str(path.relative_to(folder)): path.read_bytes()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.mark.parametrize("x_name, y_name, message", [
+    ("same.npy", "same.npy", r"--y-output: got '.*same.npy'; expected a path other than "
+                             r"--x-output .*same.npy$"),
+    ("imgs.json", None, r"--x-output: got '.*imgs.json'; expected a path other than .*imgs.json, "
+                        r"where the manifest is written"),
+    ("k.npy", "k.json", r"--y-output: got '.*k.json'; expected a path other than .*k.json, the "
+                        r"manifest written beside --x-output .*k.npy$"),
+])
+def test_outputs_on_one_path_are_refused_before_anything_is_written(tmp_path, x_name, y_name,
+                                                                    message):
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(FlagError, match=message):
+        convert(tmp_path, out / x_name, None if y_name is None else out / y_name)
+    assert snapshot(out) == {}
+
+
+@pytest.mark.parametrize("y_name, obstacle, message", [
+    ("labels_dir", "labels_dir/", r"--y-output: got '.*labels_dir'; expected a file for the "
+                                  r"labels, not a directory"),
+    ("a_file/y.npy", "a_file", r"--y-output: got '.*y.npy'; expected a path inside a folder; "
+                               r".*a_file is a file"),
+    ("y.npy", "set.json/", r"--x-output: got '.*set.npy'; expected a path whose manifest "
+                           r".*set.json is not a directory"),
+])
+def test_an_output_that_cannot_be_written_leaves_the_old_dataset_whole(tmp_path, y_name,
+                                                                       obstacle, message):
+    out = tmp_path / "out"
+    if obstacle != "set.json/":
+        convert(tmp_path, out / "set.npy", out / "set_y.npy", size=8)
+    (out / obstacle.rstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+    if obstacle.endswith("/"):
+        (out / obstacle).mkdir()
+    else:
+        (out / obstacle).write_text("in the way")
+    before = snapshot(out)
+    with pytest.raises(FlagError, match=message):
+        convert(tmp_path, out / "set.npy", out / y_name, size=16)
+    assert snapshot(out) == before
+
+
+def test_missing_output_folders_are_created(tmp_path):
+    convert(tmp_path, tmp_path / "new" / "deeper" / "x.npy", tmp_path / "other" / "y.npy")
+    assert numpy.load(tmp_path / "new" / "deeper" / "x.npy").shape == (2, 3, 8, 8)
+    assert numpy.load(tmp_path / "other" / "y.npy").tolist() == [0, 1]
+    assert json.loads((tmp_path / "new" / "deeper" / "x.json").read_text())["count"] == 2
+
+
+def test_a_decompression_bomb_is_skipped_with_a_warning(tmp_path, capsys):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff))
+
+    # A valid PNG header claiming 30000 x 30000 RGB pixels (900 M, over Pillow's limit x 2).
+    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                                               + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                                               + chunk(b"IEND", b""))
+    save(tmp_path / "in" / "fine.png", halves(6, 6, True))
+    DataCommands().convert.image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                        height=4, width=4)
+    err = capsys.readouterr().err
+    assert "skipping unreadable image" in err and "bomb.png" in err and "900000000 pixels" in err
+    assert numpy.load(tmp_path / "x.npy").shape == (1, 3, 4, 4)
+    assert json.loads((tmp_path / "x.json").read_text())["skipped"] == [
+        str(tmp_path / "in" / "bomb.png")]

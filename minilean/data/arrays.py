@@ -16,6 +16,11 @@ from minilean.data import builtin, cifar10, flags
 DATASETS = ("builtin", "cifar10", "imagenet64", "digits", "ring8")
 DEFAULT_N_TOTAL = 10_000  # rows generated for the procedural datasets (builtin, ring8)
 _RANGE_CHECK_ROWS = 1024  # float arrays are range-checked on their first rows only
+# Labels are class indices 0..K-1: one class name is made per value and the FD classifier has
+# one output per class, so a stray value (an ID, a -1 "unlabelled" mark, a bad cast: 4e9) would
+# allocate without bound. 2**16 classes is far above any image dataset in use (ImageNet-21k has
+# 21,841) and keeps those small (65,536 names; a 32 x 65,536 float32 head is 8 MiB).
+MAX_LABEL = 2**16 - 1
 
 
 @dataclasses.dataclass
@@ -56,24 +61,48 @@ def float_images(rows, value_range=(0.0, 1.0)):
     return rows
 
 
-def load_npy(path, role, make_command):
-    """Memory-map a ``.npy`` file; a missing file names the command that makes it."""
+def load_npy(path, role, make_command, where=None):
+    """Memory-map a ``.npy`` file; a missing file names the command that makes it.
+
+    ``where`` names the file in errors (e.g. "--x x.npy"; default "ROLE file PATH"). An empty
+    file, an ``.npz`` archive or anything else that is not one array is a ``ValueError``.
+    """
+    where = where or f"{role} file {path}"
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{role} file {path} not found; make it with: {make_command}")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{where}: the file is empty; expected a .npy array file (numpy.save)")
     try:
-        return numpy.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as error:
-        raise ValueError(f"cannot read {path} as a .npy array: {error}") from None
+        array = numpy.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, EOFError) as error:  # EOFError: a header cut short
+        raise ValueError(f"{where}: cannot read it as a .npy array file: {error}") from None
+    if not isinstance(array, numpy.ndarray):  # numpy.load opens .npz archives too (NpzFile)
+        array.close()
+        raise ValueError(f"{where}: the file is an .npz archive; expected a .npy array file "
+                         "(numpy.save, not numpy.savez)")
+    return array
+
+
+def check_pixel_values(images, where, rows=_RANGE_CHECK_ROWS):
+    """Images must be uint8 in [0, 255] or finite floats in [0, 1] (the first ``rows`` rows are
+    range-checked, so a large memory-mapped file is not read whole; None checks them all)."""
+    if images.dtype != numpy.uint8 and images.dtype.kind != "f":
+        raise ValueError(f"{where}: expected dtype uint8 in [0, 255] or float in [0, 1], "
+                         f"found {images.dtype}")
+    if images.dtype.kind == "f":
+        head = numpy.asarray(images[:rows])
+        if head.size and (not numpy.isfinite(head).all() or head.min() < 0 or head.max() > 1):
+            raise ValueError(f"{where}: expected float images in [0, 1], found values in "
+                             f"[{head.min()}, {head.max()}]")
 
 
 def as_nchw(images, path):
     """Check images and return them NCHW (a view; no copy of a memory-mapped file).
 
     Accepts (N, H, W) grey, NCHW or NHWC with 1 or 3 channels, dtype uint8 or float in [0, 1].
+    ``path`` starts every error message (a path, or "--x PATH").
     """
-    if images.dtype != numpy.uint8 and images.dtype.kind != "f":
-        raise ValueError(f"{path}: expected dtype uint8 in [0, 255] or float in [0, 1], "
-                         f"found {images.dtype}")
+    check_pixel_values(images, path)
     if images.ndim == 3:
         images = images[:, None]                                   # (N, H, W) -> (N, 1, H, W)
     if images.ndim != 4:
@@ -88,20 +117,24 @@ def as_nchw(images, path):
                          f"found shape {images.shape}")
     if channels_last:
         images = images.transpose(0, 3, 1, 2)                      # NHWC -> NCHW
-    if images.dtype.kind == "f":
-        head = numpy.asarray(images[:_RANGE_CHECK_ROWS])
-        if head.size and (not numpy.isfinite(head).all() or head.min() < 0 or head.max() > 1):
-            raise ValueError(f"{path}: expected float images in [0, 1], found values in "
-                             f"[{head.min()}, {head.max()}]")
     return images
 
 
 def as_labels(labels, count, path):
+    """Check labels: ``count`` integers, each a class index in [0, MAX_LABEL]; as int64.
+
+    ``path`` starts every error message (a path, or "--y PATH").
+    """
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise ValueError(f"{path}: expected integer labels of rank 1, found {labels.dtype} "
                          f"with shape {labels.shape}")
     if len(labels) != count:
         raise ValueError(f"{path}: expected {count} labels (one per image), found {len(labels)}")
+    # Checked before the int64 cast, which would wrap a uint64 above 2**63 to a negative.
+    if labels.size and (labels.min() < 0 or labels.max() > MAX_LABEL):
+        row = int(numpy.flatnonzero((labels < 0) | (labels > MAX_LABEL))[0])
+        raise ValueError(f"{path}: expected labels that are class indices in [0, {MAX_LABEL}], "
+                         f"found {labels[row]} at row {row}")
     return numpy.asarray(labels, numpy.int64)
 
 
@@ -111,10 +144,15 @@ def manifest_path(x_path):
 
 
 def load_arrays(x, y=None, name=None, make_command="a .npy array (N, C, H, W) or (N, H, W, C)",
-                class_names=None):
-    """A Dataset from an image array file and an optional label file."""
-    images = as_nchw(load_npy(x, "image", make_command), x)
-    labels = None if y is None else as_labels(load_npy(y, "label", make_command), len(images), y)
+                class_names=None, from_flags=False):
+    """A Dataset from an image array file and an optional label file.
+
+    ``from_flags``: the paths came as --x and --y, and errors name those flags.
+    """
+    x_where, y_where = (f"--x {x}", f"--y {y}") if from_flags else (x, y)
+    images = as_nchw(load_npy(x, "image", make_command, x_where), x_where)
+    labels = None if y is None else as_labels(load_npy(y, "label", make_command, y_where),
+                                              len(images), y_where)
     if class_names is None and os.path.exists(manifest_path(x)):
         with open(manifest_path(x), encoding="utf-8") as file:
             class_names = json.load(file).get("class_names")
@@ -168,7 +206,7 @@ def load_dataset(dataset="builtin", x=None, y=None, n_total=None, image_size=32,
     if y is not None and x is None:
         raise flags.flag_error("y", y, "to come with --x (labels for an image array)")
     if x is not None:
-        data = load_arrays(x, y)
+        data = load_arrays(x, y, from_flags=True)
     elif dataset == "builtin":
         images, labels = builtin.make_shapes(n_total or DEFAULT_N_TOTAL, image_size, seed)
         data = Dataset(images, labels, builtin.SHAPE_CLASSES, "builtin")

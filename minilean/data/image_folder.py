@@ -5,7 +5,12 @@ upright by their EXIF orientation, converted to RGB, and resized: ``crop="center
 image to cover height x width and cuts the centre (no distortion), ``crop="stretch"`` resizes
 to height x width ignoring the aspect ratio. With ``labels_from_dirs`` the label of a file is
 the index of its top-level sub-directory among the sorted sub-directory names; deeper nesting
-stays in that class. Unreadable files are skipped with a warning that names them.
+stays in that class. Unreadable files (and decompression bombs: a header claiming more pixels
+than Pillow's limit) are skipped with a warning that names them.
+
+The outputs (images, labels, manifest) are checked before any image is read, so that a bad
+path cannot fail the conversion half-way through its writes; each is then written atomically,
+the manifest, which describes the set, last.
 """
 import os
 import sys
@@ -14,6 +19,7 @@ import numpy
 
 from minilean import atomic
 from minilean.data.arrays import manifest_path
+from minilean.errors import flag_error
 
 CROPS = ("center", "stretch")
 DEFAULT_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -42,21 +48,68 @@ def load_image(path, height, width, crop="center"):
         return numpy.asarray(image, numpy.uint8).transpose(2, 0, 1)  # (H, W, 3) -> (3, H, W)
 
 
+def _same_file(first, second):
+    if os.path.realpath(first) == os.path.realpath(second):
+        return True
+    try:
+        return os.path.samefile(first, second)  # hard links, case-insensitive file systems
+    except OSError:
+        return False
+
+
+def _check_writable(flag, value, path, expected):
+    """``path`` (from ``--flag value``) can be created or replaced as a file: it is not a
+    directory (else ``expected`` says what should be), and the nearest existing folder above it
+    is a writable folder (the missing ones are created)."""
+    if not os.path.basename(path) or os.path.isdir(path):
+        raise flag_error(flag, value, expected)
+    folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise flag_error(flag, value, f"a path inside a folder; {folder} is a file")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise flag_error(flag, value, f"a path in a writable folder; {folder} is not writable")
+
+
+def check_outputs(x_output, y_output=None):
+    """Check, before anything is read or written, that the images, the labels and the manifest
+    (``manifest_path(x_output)``, beside the images) are three different files that can be
+    written; a bad one is a ``FlagError`` naming its flag. Returns the manifest's path."""
+    manifest = manifest_path(x_output)
+    if _same_file(x_output, manifest):
+        raise flag_error("x_output", x_output, f"a path other than {manifest}, where the manifest "
+                         "is written (the images' path with .json); give it an .npy name")
+    if y_output is not None and _same_file(y_output, x_output):
+        raise flag_error("y_output", y_output, f"a path other than --x-output {x_output}")
+    if y_output is not None and _same_file(y_output, manifest):
+        raise flag_error("y_output", y_output, f"a path other than {manifest}, the manifest "
+                         f"written beside --x-output {x_output}")
+    _check_writable("x_output", x_output, x_output, "a file for the images, not a directory")
+    _check_writable("x_output", x_output, manifest,
+                    f"a path whose manifest {manifest} is not a directory")
+    if y_output is not None:
+        _check_writable("y_output", y_output, y_output, "a file for the labels, not a directory")
+    return manifest
+
+
 def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64,
                          labels_from_dirs=False, limit=None, extensions=DEFAULT_EXTENSIONS,
                          crop="center", warn=None):
     """Write ``x_output`` (uint8 (N, 3, height, width)), optionally ``y_output`` (int64 (N,))
     and a JSON manifest beside ``x_output``; return the manifest dict.
 
-    ``warn(message)`` reports skipped files (default: a line on stderr).
+    ``warn(message)`` reports skipped files (default: a line on stderr). The three outputs are
+    checked before any work (``check_outputs``).
     """
     try:
-        import PIL  # noqa: F401 (only checks that Pillow is there)
+        from PIL import Image
     except ImportError:
         raise ValueError("converting an image folder needs Pillow (pip install Pillow)") from None
     warn = warn or (lambda message: print(message, file=sys.stderr))
     if y_output is not None and not labels_from_dirs:
         raise ValueError("--y-output needs --labels-from-dirs (labels come from sub-directories)")
+    manifest_file = check_outputs(x_output, y_output)
     if not os.path.isdir(input_dir):
         raise FileNotFoundError(f"image folder {input_dir} not found")
     files = list_images(input_dir, extensions)
@@ -79,9 +132,10 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
         full_path = os.path.join(input_dir, path)
         try:
             images[count] = load_image(full_path, height, width, crop)
-        except (OSError, ValueError, SyntaxError) as error:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
             # Pillow reports truncated and corrupt files with any of these (its
-            # UnidentifiedImageError is an OSError).
+            # UnidentifiedImageError is an OSError); a header claiming more than
+            # Image.MAX_IMAGE_PIXELS * 2 pixels is refused before decoding, as a bomb.
             warn(f"warning: skipping unreadable image {full_path}: {error}")
             skipped.append(full_path)
             continue
@@ -91,12 +145,12 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
         raise ValueError(f"none of the {len(files)} image files under {input_dir} could be read")
 
     images = images[:count]
-    atomic.save_npy(x_output, images)
     manifest = {"shape": list(images.shape), "dtype": "uint8", "layout": "NCHW",
                 "source": os.path.abspath(input_dir), "count": count, "crop": crop,
                 "skipped": skipped, "class_names": class_names if labels_from_dirs else None,
                 "labels": None if y_output is None else os.path.abspath(y_output)}
+    atomic.save_npy(x_output, images)
     if y_output is not None:
         atomic.save_npy(y_output, numpy.array(labels, numpy.int64))
-    atomic.write_json(manifest_path(x_output), manifest)
+    atomic.write_json(manifest_file, manifest)
     return manifest

@@ -2,9 +2,9 @@
 
 Without a pretrained Inception network (nothing is downloaded), sample quality is measured as
 in FID but with our own feature extractor: a small CNN trained with minilean on the dataset's
-labels (once; cached as a checkpoint keyed by dataset, size and seed). Its penultimate layer
-maps images to feature vectors; each image set is summarised by the mean and covariance of its
-features, and
+labels (once; cached as a checkpoint keyed by dataset, size, labels and seed). Its
+penultimate layer maps images to feature vectors; each image set is summarised by the mean and
+covariance of its features, and
 
     FD = |mu_1 - mu_2|^2 + Tr(S_1) + Tr(S_2) - 2 Tr((S_1^(1/2) S_2 S_1^(1/2))^(1/2)).
 
@@ -81,11 +81,17 @@ def _signed(images_unit):
 
 
 def _cache_path(cache, dataset, seed, steps, lr):
-    """A file name from what the classifier depends on (the data's first rows included)."""
+    """A file name from what the classifier depends on (the data's first rows included).
+
+    All the labels go in (8 bytes a row, cheap to hash): the classifier is trained on them, so
+    the same images with other labels, or another number of classes, is another classifier.
+    """
     digest = hashlib.sha256()
     digest.update(json.dumps([dataset.name, list(dataset.x.shape), seed, steps, lr,
                               WARMUP_STEPS]).encode())
     digest.update(numpy.ascontiguousarray(dataset.x[:256]).tobytes())
+    labels = numpy.zeros(0, numpy.int64) if dataset.y is None else dataset.y
+    digest.update(numpy.ascontiguousarray(labels, numpy.int64).tobytes())
     return os.path.join(cache, f"classifier-{dataset.name}-{digest.hexdigest()[:16]}.npz")
 
 
@@ -192,16 +198,33 @@ def fd_report(config, dataset, images_uint8):
 
 
 def _load_samples(path):
-    """Generated images from a run directory (its samples.npy) or an .npy file, in [0, 1]."""
+    """Generated images from a run directory (its samples.npy) or an .npy file, as float32 in
+    [0, 1]; the same dtype and range rules as --x (uint8, or float already in [0, 1])."""
+    from minilean.data.arrays import check_pixel_values, float_images, load_npy
+
     if os.path.isdir(path):
         path = os.path.join(path, "samples.npy")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"samples file {path} not found; train a model first "
                                 f"(e.g. python -m minilean diffusion), or give an .npy array")
-    images = numpy.load(path, allow_pickle=False)
+    where = f"--samples {path}"
+    images = load_npy(path, "samples", "python -m minilean diffusion", where)
     if images.ndim != 4:
-        raise ValueError(f"samples must be images (N, C, H, W), {path} has shape {images.shape}")
-    return images.astype(numpy.float32) / 255.0 if images.dtype == numpy.uint8 else images
+        raise ValueError(f"{where}: expected images (N, C, H, W), found shape {images.shape}")
+    check_pixel_values(images, where, rows=None)  # every row: all of them are scored
+    return float_images(images)
+
+
+def _builtin_image_size(samples, path):
+    """The side of the samples, which the built-in shapes are drawn at to be compared with them."""
+    from minilean.data.builtin import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+
+    height, width = samples.shape[2:]
+    if height != width or not MIN_IMAGE_SIZE <= height <= MAX_IMAGE_SIZE:
+        raise ValueError(f"--samples {path}: images are {height}x{width}; the built-in shapes "
+                         f"they are compared with come square, {MIN_IMAGE_SIZE} to "
+                         f"{MAX_IMAGE_SIZE} pixels (or give the real images with --x)")
+    return height
 
 
 def evaluate_command(config):
@@ -213,9 +236,11 @@ def evaluate_command(config):
     if config.samples is None:
         raise ValueError("--samples is needed: a run directory or an .npy array of images")
     samples = _load_samples(config.samples)
-    size = samples.shape[2]
-    dataset = load_dataset(config.dataset, config.x, config.y, config.n_total,
-                           size if config.dataset == "builtin" else config.image_size, config.seed)
+    # --image-size is ignored for the built-in shapes: they are drawn at the samples' size.
+    image_size = _builtin_image_size(samples, config.samples) \
+        if config.x is None and config.dataset == "builtin" else config.image_size
+    dataset = load_dataset(config.dataset, config.x, config.y, config.n_total, image_size,
+                           config.seed)
     report = fd_classifier(samples, dataset, config.device, config.seed, config.n_eval,
                            config.classifier_steps, config.cache)
     print(json.dumps(report, indent=2))
