@@ -150,6 +150,19 @@ def test_data_paths_are_saved_absolute_for_a_resume_from_elsewhere(tmp_path, mon
     assert len(losses(tmp_path / "run")) == 2
 
 
+def test_a_dataset_too_small_to_score_is_refused_before_training(tmp_path, monkeypatch, capsys):
+    """FD-classifier needs 1000 labelled real images: found out before any step, not after."""
+    rng = numpy.random.default_rng(0)
+    numpy.save(tmp_path / "x.npy", rng.integers(0, 256, (32, 3, 16, 16), dtype=numpy.uint8))
+    numpy.save(tmp_path / "y.npy", rng.integers(0, 3, 32))
+    monkeypatch.setattr(TrainState, "save", lambda *args: pytest.fail("a step ran"))
+    code, err = _exit_and_error(["diffusion", *TINY, "--steps=2", f"--x={tmp_path / 'x.npy'}",
+                                 f"--y={tmp_path / 'y.npy'}", f"--out={tmp_path / 'run'}"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "--evaluate: got True; expected false for this dataset: FD-classifier needs 1000 " \
+           "real images (500 twice), it has 32" in err
+
+
 def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     ml.manual_seed(0)
     model = Linear(2, 1)

@@ -22,10 +22,12 @@ import numpy
 
 from minilean.autograd.creation import tensor
 from minilean.autograd.grad_mode import no_grad
+from minilean.errors import flag_error
 from minilean.nn import Conv2d, Linear, Module
 from minilean.nn import functional as F
 
 FEATURES = 32
+RUN_FD_IMAGES = 500  # real images in each reference set when a training run scores its samples
 NOISE_STREAM, HELD_OUT_SEED_OFFSET = 7, 1000
 # The training recipe. 400 constant-lr steps stopped at the end of the initial plateau (75%
 # held out on 16x16 shapes); 800 steps of warm-up + cosine at 5e-3 reach ~98.6% (16x16) and
@@ -154,7 +156,7 @@ def reference_sets(dataset, n, seed):
         return (dataset.images_float(slice(0, n)), held_out.astype(numpy.float32) / 255.0, labels)
     if len(dataset) < 2 * n:
         raise ValueError(f"FD-classifier needs {2 * n} real images (n={n} twice), the dataset "
-                         f"has {len(dataset)}; lower --n-eval")
+                         f"has {len(dataset)}")
     return (dataset.images_float(slice(0, n)), dataset.images_float(slice(len(dataset) - n, None)),
             dataset.y[len(dataset) - n:])
 
@@ -194,7 +196,17 @@ def fd_classifier(samples_unit, dataset, device, seed=0, n_eval=500, steps=CLASS
 def fd_report(config, dataset, images_uint8):
     """FD-classifier of a training run's samples (used by ``diffusion`` and the zoo)."""
     return fd_classifier(images_uint8.astype(numpy.float32) / 255.0, dataset, config.device,
-                         seed=config.seed)
+                         seed=config.seed, n_eval=RUN_FD_IMAGES)
+
+
+def check_fd_report(config, dataset):
+    """Before training: with ``--evaluate``, ``dataset`` must have the real images ``fd_report``
+    will need (the built-in shapes are drawn afresh); else a flag error now, not after the run."""
+    if config.evaluate and dataset.y is not None and dataset.name != "builtin" and \
+            len(dataset) < 2 * RUN_FD_IMAGES:
+        raise flag_error("evaluate", config.evaluate,
+                         f"false for this dataset: FD-classifier needs {2 * RUN_FD_IMAGES} real "
+                         f"images ({RUN_FD_IMAGES} twice), it has {len(dataset)}")
 
 
 def _load_samples(path):

@@ -120,6 +120,7 @@ def run(config):
     from minilean.autograd.grad_mode import no_grad
     from minilean.data.builtin import RING8_MODES, RING8_STD
     from minilean.models import zoo_run
+    from minilean.models.classifier import check_fd_report, fd_report
     from minilean.optim import Adam
     from minilean.train.loop import step_generator
 
@@ -130,6 +131,8 @@ def run(config):
                             lambda config: None if on_points(config) else (-1.0, 1.0))
     config = session.config
     points = on_points(config)
+    if not points:
+        check_fd_report(config, session.dataset)
     data_shape = session.train_rows.shape[1:]
     generator = Generator(config.latent, data_shape, config.hidden, bounded=not points)
     discriminator = Discriminator(data_shape, config.hidden)
@@ -181,7 +184,6 @@ def run(config):
         samples = to_uint8(samples, (-1.0, 1.0))
         atomic.save_npy(session.run.file("samples.npy"), samples)  # for `minilean evaluate`
         if config.evaluate and session.dataset.y is not None:
-            from minilean.models.classifier import fd_report
             summary["fd_classifier"] = fd_report(config, session.dataset, samples)
             baseline = independent_pixel_samples(session.train_rows, len(samples), config.seed)
             summary["baseline_independent_pixels_fd"] = fd_report(

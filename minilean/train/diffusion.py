@@ -25,6 +25,7 @@ from minilean.autograd.tensor import Tensor
 from minilean.data import Loader, load_dataset
 from minilean.data.images import save_grid, save_grid_everywhere, to_uint8
 from minilean.models import diffusion as D
+from minilean.models.classifier import check_fd_report, fd_report
 from minilean.optim import EMA, Adam, clip_grad_norm_, warmup_constant, warmup_cosine
 from minilean.train.loop import (TrainState, default_interval, open_run, prepare_device,
                                  run_config, step_generator, train, write_trainlog)
@@ -134,6 +135,7 @@ def run(config):
         print("minilean: --cuda-graph has no effect on the CPU", file=sys.stderr)
 
     dataset = image_dataset(config)
+    check_fd_report(config, dataset)
     betas = D.make_betas(config.schedule, config.T, config.beta_start, config.beta_end)
     alpha_bar = D.alpha_bars(betas)
     backend.manual_seed(config.seed)
@@ -235,7 +237,6 @@ def write_images(config, model, emas, betas, dataset, run_dir):
             written.append(path)
     summary = {"images": written, "sampler": config.sampler}
     if config.evaluate and dataset.y is not None:
-        from minilean.models.classifier import fd_report
         summary["fd_classifier"] = fd_report(config, dataset, samples)
     return summary
 
