@@ -29,6 +29,9 @@ def atomic_open(path, mode="wb"):
     handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
                                          dir=directory)
     try:
+        # mkstemp makes the file private (0600); give it the mode open() would, as the user's
+        # umask allows (usually 0644), so that a run's files read like any other file's
+        os.chmod(temporary, 0o666 & ~_umask())
         with os.fdopen(handle, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as file:
             yield file
             file.flush()
@@ -38,6 +41,13 @@ def atomic_open(path, mode="wb"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
         raise
+
+
+def _umask():
+    """The process's file mode creation mask (reading it means setting it: set it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes(path, data):

@@ -83,6 +83,20 @@ def test_a_failing_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch)
     assert os.listdir(tmp_path) == ["ckpt.npz"]  # the temporary file was removed
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_get_the_mode_the_umask_gives(tmp_path, umask):
+    """As open() would make them (0644 under the usual umask), not mkstemp's private 0600."""
+    from minilean import atomic
+    old = os.umask(umask)
+    try:
+        atomic.write_text(tmp_path / "run.json", "{}")
+        optim.save_checkpoint(str(tmp_path / "last.npz"), step=1)
+    finally:
+        os.umask(old)
+    for name in ("run.json", "last.npz"):
+        assert os.stat(tmp_path / name).st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_wrong_shape_in_a_checkpoint_names_the_key_and_both_shapes(tmp_path):
     path = str(tmp_path / "ckpt.npz")
     optim.save_checkpoint(path, model=nn.Linear(3, 4).state_dict())
