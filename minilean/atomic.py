@@ -25,9 +25,12 @@ def atomic_open(path, mode="wb"):
         raise ValueError(f"atomic_open mode must be 'wb' or 'w', got {mode!r}")
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                         dir=directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                             dir=directory)
+    except OSError as error:  # named by the file asked for, not the temporary one
+        raise OSError(f"cannot write {path}: {error.strerror or error}") from error
     try:
         # mkstemp makes the file private (0600); give it the mode open() would, as the user's
         # umask allows (usually 0644), so that a run's files read like any other file's
@@ -36,7 +39,10 @@ def atomic_open(path, mode="wb"):
             yield file
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
+        try:
+            os.replace(temporary, path)
+        except OSError as error:  # e.g. ``path`` is a directory
+            raise OSError(f"cannot write {path}: {error.strerror or error}") from error
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)

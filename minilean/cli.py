@@ -673,4 +673,13 @@ def main(argv=None):
     import fire
 
     os.environ.setdefault("PAGER", "cat")  # fire pages help through less on a terminal
-    fire.Fire(components(), command=argv, name=FIRE_NAME)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    found = components()
+    if argv and not argv[0].startswith("-") and argv[0] not in found:
+        # fire would print its usage block for this; one line says it, as for a bad flag
+        close = difflib.get_close_matches(argv[0], found, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        print(f"{FIRE_NAME}: error: no command {argv[0]!r}; expected one of "
+              f"{', '.join(found)}{hint}", file=sys.stderr)
+        sys.exit(2)
+    fire.Fire(found, command=argv, name=FIRE_NAME)

@@ -42,12 +42,12 @@ def _result_column(outcome):
 
 def main(name=None, mutants=False, out=None):
     """Run the statements whose name contains ``name`` (all when None) and print the table.
-    Returns 0 when none fails (missing functions are listed but are not failures), else 1."""
+    Returns 0 when none fails (missing functions are listed but are not failures), else 1; a
+    ``name`` that no statement contains is a ValueError."""
     out = out or sys.stdout
     statements = select(name)
-    if not statements:
-        print(f"no statement name contains {name!r}", file=out)
-        return 1
+    if not statements:  # a ValueError: the command line prints it as its one-line error
+        raise ValueError(f"no statement name contains {name!r}")
     outcomes = [statement.run() for statement in statements]
     rows = [(o.name, _shorten(o.summary, STATEMENT_WIDTH), o.examples, _error_column(o),
              _result_column(o)) for o in outcomes]
@@ -81,4 +81,7 @@ def _print_mutants(name, out):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else None, mutants=True))
+    try:
+        sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else None, mutants=True))
+    except ValueError as error:
+        sys.exit(f"proofs: error: {error}")

@@ -83,6 +83,17 @@ def test_a_failing_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch)
     assert os.listdir(tmp_path) == ["ckpt.npz"]  # the temporary file was removed
 
 
+def test_a_path_that_cannot_be_written_is_named_not_its_temporary(tmp_path):
+    from minilean import atomic
+    (tmp_path / "a_folder").mkdir()
+    (tmp_path / "a_file").write_text("")
+    for path in (tmp_path / "a_folder", tmp_path / "a_file" / "below.json"):
+        with pytest.raises(OSError, match=f"^cannot write {path}: "):
+            atomic.write_text(path, "{}")
+    assert sorted(os.listdir(tmp_path)) == ["a_file", "a_folder"]  # no temporary left
+    assert os.listdir(tmp_path / "a_folder") == []
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_written_files_get_the_mode_the_umask_gives(tmp_path, umask):
     """As open() would make them (0644 under the usual umask), not mkstemp's private 0600."""

@@ -83,6 +83,19 @@ def test_expected_errors_exit_1_with_one_line(tmp_path, capsys):
     assert f"cannot create the run directory folder '{tmp_path / 'a_file' / 'run'}'" in err
 
 
+def test_an_unknown_command_is_a_one_line_error(capsys):
+    code, err = fail(["difusion", "--steps=3"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("minilean: error: no command 'difusion'; expected one of diffusion, ")
+    assert err.endswith("(did you mean diffusion?)\n")
+
+
+def test_proofs_matching_nothing_is_a_one_line_error(capsys):
+    code, err = fail(["proofs", "--name=no such theorem"], capsys)
+    assert (code, err) == (1, "minilean proofs: error: no statement name contains "
+                              "'no such theorem'\n")
+
+
 def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
     def too_large(config):
         raise MemoryError("Unable to allocate 71.5 GiB for an array with shape (100000000, 3)")

@@ -171,6 +171,11 @@ def test_load_state_dict_errors_name_the_key_and_shapes():
     wrong = {**state, "body.0.weight": numpy.zeros((5, 3), numpy.float32)}
     with pytest.raises(ValueError, match=r"'body.0.weight': shape \(5, 3\) .* but \(4, 3\)"):
         model.load_state_dict(wrong)
+    # another model's state: the first five keys and a count, not all of them
+    other = {f"layer{index}.weight": numpy.zeros(1) for index in range(8)}
+    with pytest.raises(ValueError, match=r"unexpected key\(s\) \['layer0.weight', .*, "
+                                         r"'layer4.weight'\] and 3 more for Block$"):
+        model.load_state_dict({**state, **other})
 
 
 def test_non_strict_load_reports_missing_and_unexpected():

@@ -204,9 +204,10 @@ class Module:
         missing = [name for name in own if name not in state_dict]
         unexpected = [name for name in state_dict if name not in own]
         if strict and missing:
-            raise ValueError(f"load_state_dict: missing key(s) {missing} for {type(self).__name__}")
+            raise ValueError(f"load_state_dict: missing key(s) {_first_few(missing)} for "
+                             f"{type(self).__name__}")
         if strict and unexpected:
-            raise ValueError(f"load_state_dict: unexpected key(s) {unexpected} "
+            raise ValueError(f"load_state_dict: unexpected key(s) {_first_few(unexpected)} "
                              f"for {type(self).__name__}")
         for name, tensor in own.items():
             if name in state_dict:
@@ -230,6 +231,14 @@ class Module:
 def _moved(array, device, dtype):
     array = backend.to_device(array, device) if device is not None else array
     return array.astype(dtype, copy=False) if dtype is not None else array
+
+
+def _first_few(keys, shown=5):
+    """``keys`` for an error message: all of them, or the first few and how many more (a state
+    of another model would otherwise list its every key)."""
+    if len(keys) <= shown:
+        return str(keys)
+    return f"{keys[:shown]} and {len(keys) - shown} more"
 
 
 def copy_into(target, value, name):
