@@ -682,4 +682,10 @@ def main(argv=None):
         print(f"{FIRE_NAME}: error: no command {argv[0]!r}; expected one of "
               f"{', '.join(found)}{hint}", file=sys.stderr)
         sys.exit(2)
+    given = [token[2:].split("=")[0].replace("-", "_") for token in argv if token.startswith("--")]
+    repeated = sorted({name for name in given if given.count(name) > 1})
+    if repeated:  # fire keeps the last value of a repeated flag without a word
+        print(f"{FIRE_NAME}: error: --{repeated[0].replace('_', '-')} is given more than once; "
+              f"expected each flag once", file=sys.stderr)
+        sys.exit(2)
     fire.Fire(found, command=argv, name=FIRE_NAME)

@@ -90,6 +90,12 @@ def test_an_unknown_command_is_a_one_line_error(capsys):
     assert err.endswith("(did you mean diffusion?)\n")
 
 
+def test_a_flag_given_twice_is_a_one_line_error(capsys):
+    code, err = fail(["diffusion", "--steps=1", "--cpu", "--steps", "2"], capsys)
+    assert (code, err) == (2, "minilean: error: --steps is given more than once; expected each "
+                              "flag once\n")
+
+
 def test_proofs_matching_nothing_is_a_one_line_error(capsys):
     code, err = fail(["proofs", "--name=no such theorem"], capsys)
     assert (code, err) == (1, "minilean proofs: error: no statement name contains "
