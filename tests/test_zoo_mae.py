@@ -55,6 +55,24 @@ def tiny_model():
                                  decoder_width=4, decoder_depth=1, decoder_heads=1)
 
 
+def test_visible_statistics_ignore_the_hidden_patches():
+    """The statistics that turn normalised predictions back into pixels for the held-out score
+    are the visible pixels' (pooled per image): changing a hidden patch changes nothing."""
+    rng = numpy.random.default_rng(3)
+    patches = rng.normal(size=(2, 4, 6))
+    hidden = numpy.array([[1, 0, 1, 0], [0, 0, 1, 1]], dtype=numpy.float64)
+    mean, std = mae.visible_statistics(minilean.tensor(patches), minilean.tensor(hidden), eps=0)
+    for image in range(2):
+        visible = patches[image][hidden[image] == 0]
+        numpy.testing.assert_allclose(mean.numpy()[image, 0, 0], visible.mean(), rtol=1e-12)
+        numpy.testing.assert_allclose(std.numpy()[image, 0, 0], visible.std(), rtol=1e-12)
+    changed = patches.copy()
+    changed[hidden == 1] = 100.0
+    again = mae.visible_statistics(minilean.tensor(changed), minilean.tensor(hidden), eps=0)
+    numpy.testing.assert_allclose(again[0].numpy(), mean.numpy(), rtol=1e-12)
+    numpy.testing.assert_allclose(again[1].numpy(), std.numpy(), rtol=1e-12)
+
+
 def test_whole_loss_gradcheck_float64():
     model = tiny_model().to(dtype=numpy.float64)
     images = minilean.tensor(numpy.random.default_rng(1).random((2, 1, 4, 4)), dtype=numpy.float64)

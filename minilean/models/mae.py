@@ -108,6 +108,19 @@ def patch_statistics(patches, eps=1e-6):
     return mean, (patches.var(-1, keepdim=True, unbiased=False) + eps).sqrt()
 
 
+def visible_statistics(patches, hidden, eps=1e-6):
+    """The mean and standard deviation of each image's visible pixels, all its visible patches
+    pooled (``eps`` added to the variance): (N, 1, 1) each, from patches (N, L, P) and
+    ``hidden`` (N, L), 1 where a patch is hidden. What a model trained on normalised patches
+    can be given to turn its predictions back into pixels without seeing the hidden patches
+    (their own statistics would hand the score each one's mean and spread)."""
+    visible = (1 - hidden).unsqueeze(-1)  # (N, L, 1)
+    count = visible.sum((1, 2), keepdim=True) * patches.shape[-1]  # visible pixels per image
+    mean = (patches * visible).sum((1, 2), keepdim=True) / count
+    centred = (patches - mean) * visible
+    return mean, ((centred * centred).sum((1, 2), keepdim=True) / count + eps).sqrt()
+
+
 def normalize_patches(patches, eps=1e-6):
     """Each patch minus its mean, over its standard deviation (MAE's normalised targets)."""
     mean, std = patch_statistics(patches, eps)
@@ -266,8 +279,8 @@ def run(config):
     mask = make_mask(held_out.shape[0])
     with no_grad():
         prediction = model(held_out, mask)
-        if config.per_patch_norm:  # back to pixels, with the true patch statistics
-            mean, std = patch_statistics(patchify(held_out, config.patch_size))
+        if config.per_patch_norm:  # back to pixels, with what the visible patches tell
+            mean, std = visible_statistics(patchify(held_out, config.patch_size), mask.hidden)
             prediction = prediction * std + mean
         pixel_error = float(masked_mse(prediction, patchify(held_out, config.patch_size),
                                        mask.hidden).item())

@@ -1,5 +1,5 @@
 """Variational autoencoder: encoder to q(z|x) = N(mu, diag exp(logvar)), a reparameterised
-latent sample, a decoder to Bernoulli pixel logits, and the (beta-)negative ELBO.
+latent sample, a decoder to a discretised logistic per pixel, and the (beta-)negative ELBO.
 
 The named functions below are the mathematical objects of TorchLean's VAE spec; ``proofs/``
 checks its theorems against them, and the training loss is built from them:
@@ -14,9 +14,10 @@ The coordinates are the last axis; leading axes are a batch and are averaged, so
 equals the sum form divided by the latent size, exactly as for one example. The model trains
 on the sum form (a negative ELBO in nats per image); ``proofs/`` checks that the two agree.
 
-Pixels are modelled as independent Bernoulli variables with probability sigmoid(logit), so the
-reconstruction term is the binary cross-entropy summed over pixels: -log p(x|z) in nats for
-binary images (and the usual cross-entropy bound for grey values in [0, 1]).
+Pixels are 8-bit values k/255, each modelled by a logistic (mean, e^log_scale) integrated over
+its bin (``discretized_logistic_log_likelihood``, as PixelCNN++), so the reconstruction term is
+-log p(x|z) in nats per image: a true likelihood of the discrete pixels, comparable across
+models.
 """
 import math
 
