@@ -2,6 +2,7 @@
 the whole loss in float64, and a few training steps."""
 import math
 
+import mpmath
 import numpy
 import pytest
 
@@ -113,3 +114,99 @@ def test_decoder_starts_at_the_initial_log_scale(arch):
     assert log_scale.shape == mean.shape == (2, 3, 8, 8)
     numpy.testing.assert_array_equal(log_scale.numpy(), vae.INITIAL_LOG_SCALE)
     assert not numpy.any(mean.numpy() == vae.INITIAL_LOG_SCALE)
+
+
+# --- the likelihood and the IW bound against mpmath statements of the formulas ---------------
+
+def mp_sigmoid(u):
+    """1 / (1 + e^-u) in mpmath."""
+    return 1 / (1 + mpmath.exp(-u))
+
+
+def mp_bin_mass(pixel, mean, log_scale):
+    """sigmoid((x + h - mean)/s) - sigmoid((x - h - mean)/s), h = 0.5/255, in 60-digit mpmath;
+    taken as sigmoid(-lower) - sigmoid(-upper) (the same number) right of the mean, so that
+    neither form cancels catastrophically."""
+    with mpmath.workdps(60):
+        x, m, s = mpmath.mpf(pixel), mpmath.mpf(mean), mpmath.exp(mpmath.mpf(log_scale))
+        h = mpmath.mpf(1) / 510
+        upper, lower = (x + h - m) / s, (x - h - m) / s
+        if lower > 0:
+            return mp_sigmoid(-lower) - mp_sigmoid(-upper)
+        return mp_sigmoid(upper) - mp_sigmoid(lower)
+
+
+def reference_discretized_logistic(pixel, mean, log_scale):
+    """log P(x) for x = k/255 under logistic(mean, s = e^log_scale), in 60-digit mpmath.
+
+    PixelCNN++ (Salimans et al. 2017, eq. 2) on this module's bins: pixels live on [0, 1], not
+    [-1, 1], so bins are 1/255 wide, k/255 +- h with h = 0.5/255, and
+        k = 0:          P = sigmoid((h - mean) / s)                (all mass below 0.5/255)
+        k = 255:        P = 1 - sigmoid((1 - h - mean) / s)        (all mass above 1 - 0.5/255)
+        0 < k < 255:    P = sigmoid((x + h - mean) / s) - sigmoid((x - h - mean) / s).
+    Interior bins with P <= 1e-5 use the module's documented stand-in, the density at the centre
+    times the bin width: log P ~ log pdf(x) - log 255, pdf(x) = e^-u / (s (1 + e^-u)^2),
+    u = (x - mean) / s.
+    """
+    with mpmath.workdps(60):
+        x, m, s = mpmath.mpf(pixel), mpmath.mpf(mean), mpmath.exp(mpmath.mpf(log_scale))
+        h = mpmath.mpf(1) / 510
+        if pixel == 0.0:
+            return float(mpmath.log(mp_sigmoid((x + h - m) / s)))
+        if pixel == 1.0:
+            return float(mpmath.log(mp_sigmoid(-(x - h - m) / s)))  # 1 - sigmoid(v) = sigmoid(-v)
+        mass = mp_bin_mass(pixel, mean, log_scale)
+        if mass > mpmath.mpf("1e-5"):
+            return float(mpmath.log(mass))
+        u = (x - m) / s
+        return float(-u - mpmath.log(s) - 2 * mpmath.log1p(mpmath.exp(-u)) - mpmath.log(255))
+
+
+def test_discretized_logistic_matches_pixelcnnpp_bins_elementwise():
+    """discretized_logistic_log_likelihood == Salimans et al. 2017 eq. 2 on [0, 1] with bins
+    k/255 +- 0.5/255, elementwise on random pixels, means and log-scales, including the edge
+    bins k = 0 and k = 255, their neighbours 1 and 254, and means outside [0, 1]."""
+    rng = numpy.random.default_rng(11)
+    shape = (2, 3, 6, 6)
+    levels = rng.integers(0, 256, size=shape)
+    levels.reshape(-1)[:16] = [0, 0, 0, 0, 255, 255, 255, 255, 1, 1, 254, 254, 0, 255, 128, 3]
+    pixels = levels / 255.0
+    means = rng.uniform(-0.2, 1.2, size=shape)
+    log_scales = rng.uniform(-6.0, 0.5, size=shape)
+    flat = pixels.reshape(-1), means.reshape(-1), log_scales.reshape(-1)  # views of the above
+    # keep interior bins clear of the 1e-5 switch between the exact mass and its stand-in
+    # (where the two forms differ slightly): move such a mean onto its pixel
+    masses = numpy.array([float(mp_bin_mass(*values)) for values in zip(*flat)])
+    interior = (flat[0] > 0) & (flat[0] < 1)
+    near_switch = interior & (masses > 0.5e-5) & (masses < 2e-5)
+    flat[1][near_switch] = flat[0][near_switch]
+    masses[near_switch] = 1.0
+    assert numpy.any(interior & (masses <= 1e-5)) and numpy.any(interior & (masses > 1e-5))
+    want = numpy.array([reference_discretized_logistic(*values) for values in zip(*flat)])
+    got = vae.discretized_logistic_log_likelihood(t64(pixels), t64(means), t64(log_scales))
+    numpy.testing.assert_allclose(got.numpy().reshape(-1), want, rtol=1e-9, atol=1e-9)
+
+
+def test_discretized_logistic_edge_bins_take_the_tails():
+    """The first bin is P = sigmoid((0.5/255 - mean)/s) (all mass below), the last
+    P = 1 - sigmoid((1 - 0.5/255 - mean)/s) (all mass above), even far into the tails."""
+    means = numpy.array([0.0, 0.5, 1.0, -0.3, 1.3, 0.002, 0.998])
+    log_scales = numpy.array([-2.0, -4.0, -1.0, -5.0, -3.0, -6.0, -6.0])
+    for pixel in (0.0, 1.0):
+        pixels = numpy.full(len(means), pixel)
+        want = [reference_discretized_logistic(pixel, m, ls) for m, ls in zip(means, log_scales)]
+        got = vae.discretized_logistic_log_likelihood(t64(pixels), t64(means), t64(log_scales))
+        numpy.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-9)
+
+
+def test_importance_weighted_bound_is_log_mean_exp():
+    """importance_weighted_bound == log (1/K) sum_k w_k (Burda et al. 2016 eq. 8) per example,
+    in mpmath, including log-weights near -1000 and +700 where exp over/underflows in float64."""
+    rng = numpy.random.default_rng(12)
+    log_weights = rng.normal(scale=3.0, size=(5, 4))
+    log_weights[:, 2] -= 1000.0
+    log_weights[:, 3] += 700.0
+    want = [float(mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(w)) for w in column) / 5))
+            for column in log_weights.T]
+    got = vae.importance_weighted_bound(t64(log_weights)).numpy()
+    numpy.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
