@@ -48,6 +48,20 @@ def sum_rows(x, outer, length, inner, scale=1.0):
     return out
 
 
+def covered(x, axes):
+    """Whether ``sum_rows`` reduces ``x`` over ``axes``: float32/float64 elements, and axes that
+    are adjacent."""
+    return x.dtype in KERNEL_DTYPES and x.size > 0 and row_layout(x.shape, axes) is not None
+
+
+def reduce_rows(x, axes, keepdim, mean=False):
+    """The sum (or mean) of ``x`` over the adjacent ``axes`` by ``sum_rows``, in the reduced
+    shape (``covered`` says where it applies)."""
+    outer, length, inner = row_layout(x.shape, axes)
+    out = sum_rows(x, outer, length, inner, 1 / length if mean else 1.0)
+    return out.reshape(reduced_shape(x.shape, axes, keepdim))
+
+
 def sum_kept(x, axes):
     """``x.sum(axis=axes, keepdims=True)`` for a CuPy array ``x``: by ``sum_rows`` where the
     axes are adjacent (as a broadcast gradient's are when its input was broadcast over leading
@@ -55,25 +69,22 @@ def sum_kept(x, axes):
     else by CuPy's own sum. The registry puts it in ``unbroadcast``'s slot: a small model's step
     makes a score of these sums, and on the host a sum_rows launch costs half of what CuPy's
     reduction does (``benchmarks/host_costs.py``)."""
-    layout = row_layout(x.shape, axes)
-    if layout is None or x.dtype not in KERNEL_DTYPES or x.size == 0:
-        return x.sum(axis=axes, keepdims=True)
-    return sum_rows(x, *layout).reshape(reduced_shape(x.shape, axes, keepdim=True))
+    if covered(x, axes):
+        return reduce_rows(x, axes, keepdim=True)
+    return x.sum(axis=axes, keepdims=True)
 
 
 def _fast_reduction(op_name, mean):
     class FastReduction(FastFunction):
         @staticmethod
         def covers(x, axes=(), keepdim=False):
-            return FastFunction.covers(x) and x.size > 0 and row_layout(x.shape, axes) is not None
+            return covered(x, axes)
 
         @staticmethod
         def kernel_forward(ctx, x, axes=(), keepdim=False):
             if ctx.recording:
                 ctx.shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim
-            outer, length, inner = row_layout(x.shape, axes)
-            out = sum_rows(x, outer, length, inner, 1 / length if mean else 1.0)
-            return out.reshape(reduced_shape(x.shape, axes, keepdim))
+            return reduce_rows(x, axes, keepdim, mean)
 
     FastReduction.__name__ = FastReduction.__qualname__ = f"Fast{op_name}"
     FastReduction.__doc__ = f"{op_name} through reduce.cu; backward is {op_name}'s own."
