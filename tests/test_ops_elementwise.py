@@ -1,5 +1,7 @@
 """Elementwise ops: gradcheck over broadcast / size-1 / non-contiguous operands, and PyTorch
 as an oracle for values and gradients (see tests/opcheck.py)."""
+import operator
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -161,6 +163,42 @@ def test_where_with_an_integer_tensor_and_a_float_is_float32():
     out = ml.where(ml.tensor([True, False]), ml.arange(2), 0.5)
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out.numpy(), [0.0, 0.5])
+
+
+TENSOR_PAIRS = [("int64", "float32"), ("float32", "int64"), ("bool", "float16"),
+                ("int32", "float64"), ("uint8", "float32"), ("int32", "int64"),
+                ("float16", "float32"), ("bool", "int32")]
+
+
+@pytest.mark.parametrize("left, right, operation", [
+    (left, right, operation) for left, right in TENSOR_PAIRS
+    for operation in ("add", "mul", "sub", "truediv", "lt", "where")
+    if not (operation == "sub" and "bool" in (left, right))])  # PyTorch refuses bool - x
+def test_two_tensors_give_pytorchs_result_dtype(left, right, operation):
+    """An integer or bool tensor with a float tensor takes the float's dtype (NumPy would give
+    float64 for int64 with float32)."""
+    torch = pytest.importorskip("torch")
+    values = {"bool": [True, False, True]}
+
+    def pair(library):
+        def make(kind):
+            data = np.array(values.get(kind, [1, 2, 3]), dtype=kind)
+            return ml.tensor(data) if library is ml else torch.from_numpy(data)
+        a, b = make(left), make(right)
+        if operation == "where":
+            return library.where(make("bool"), a, b)
+        return getattr(operator, operation)(a, b)
+    out, expected = pair(ml), pair(torch)
+    assert str(out.dtype) == str(expected.dtype).removeprefix("torch.")
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-6)
+
+
+def test_an_integer_tensor_with_a_float_tensor_keeps_the_float_gradient():
+    x = ml.tensor([0.5, -1.0, 2.0], requires_grad=True)
+    y = ml.arange(3) * x
+    y.sum().backward()
+    assert y.dtype == np.float32 and x.grad.dtype == np.float32
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 1.0, 2.0])
 
 
 # --- pow at exponent 0 ----------------------------------------------------------------------

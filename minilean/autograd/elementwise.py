@@ -48,10 +48,12 @@ def as_dtype(tensor, dtype):
 
 def promoted_for(tensor, value):
     """``tensor`` in the dtype of its result with ``value``: an integer or bool tensor used with
-    a float scalar is converted to float32 itself, since NumPy would compute int64 with a
-    float32 constant in float64 (PyTorch gives float32)."""
+    a float scalar is converted to float32 itself, and with a float tensor to that tensor's
+    dtype, since NumPy would compute int64 with float32 in float64 (PyTorch gives float32)."""
     if isinstance(value, numbers.Number):
         return as_dtype(tensor, scalar_dtype(value, tensor.dtype))
+    if isinstance(value, Tensor) and tensor.dtype.kind in "biu" and value.dtype.kind == "f":
+        return as_dtype(tensor, value.dtype)
     return tensor
 
 
@@ -61,7 +63,7 @@ def as_tensors(a, b):
         b = promoted_for(b, a)
         return as_tensor(a, b), b
     a = promoted_for(a, b)
-    return a, as_tensor(b, a)
+    return a, (promoted_for(b, a) if isinstance(b, Tensor) else as_tensor(b, a))
 
 
 def _binary(op, a, b):
