@@ -91,6 +91,26 @@ def test_assigning_a_plain_tensor_over_a_parameter_is_a_type_error():
     assert list(layer.state_dict()) == ["weight", "bias"]
 
 
+def test_assigning_a_non_module_over_a_submodule_is_a_type_error():
+    model = nn.Sequential(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="cannot assign Tensor as child module '0' "
+                                        "\\(Module or None expected\\)"):
+        setattr(model, "0", ml.zeros(2))
+    assert list(model.state_dict()) == ["0.weight", "0.bias"]
+    setattr(model, "0", None)  # None empties the slot: no weights under it any more
+    assert getattr(model, "0") is None and list(model.state_dict()) == []
+
+
+def test_a_buffer_registered_as_none_is_saved_once_set():
+    module = nn.Module()
+    module.register_buffer("running", None)
+    assert module.running is None and list(module.state_dict()) == []
+    module.running = ml.ones(2)  # the name stays a buffer's
+    assert list(module.state_dict()) == ["running"]
+    with pytest.raises(TypeError, match="buffer 'mask' must be a Tensor or None, got list"):
+        module.register_buffer("mask", [1, 0])
+
+
 class _SharedTwice(nn.Module):
     """A submodule reached through two attributes and again inside a Sequential."""
 

@@ -5,8 +5,9 @@ or a Module to an attribute of a Module registers it (``__setattr__``), which is
 ``parameters()``, ``state_dict()``, ``to()`` and ``train()/eval()`` find every weight in a
 tree of modules without the author listing them. Buffers (``register_buffer``) are saved and
 moved like parameters but never trained. A registered name keeps its kind: assigning a new
-tensor to a buffer's name updates the buffer, and a parameter's name accepts only a Parameter
-or None (a plain tensor there is a TypeError rather than a weight that silently stops training).
+tensor to a buffer's name updates the buffer, a parameter's name accepts only a Parameter or
+None, and a submodule's only a Module or None (anything else there is a TypeError rather than
+weights that silently stop being trained and saved).
 """
 from collections import OrderedDict
 
@@ -64,7 +65,13 @@ class Module:
                                 f"(Tensor or None expected)")
             self._buffers[name] = value
         else:
-            self._modules.pop(name, None)
+            if name in self._modules:
+                # as for a parameter: anything but None here would silently drop the submodule
+                # (and its weights) from parameters() and state_dict()
+                if value is not None:
+                    raise TypeError(f"cannot assign {type(value).__name__} as child module "
+                                    f"{name!r} (Module or None expected)")
+                del self._modules[name]
             object.__setattr__(self, name, value)
             return
         self.__dict__.pop(name, None)
@@ -88,9 +95,11 @@ class Module:
         object.__delattr__(self, name)
 
     def register_buffer(self, name, tensor):
-        """Keep ``tensor`` with the module (saved, moved by ``to``) without training it."""
-        if not isinstance(tensor, Tensor):
-            raise TypeError(f"buffer {name!r} must be a Tensor, got {type(tensor).__name__}")
+        """Keep ``tensor`` with the module (saved, moved by ``to``) without training it. None
+        reserves the name for a buffer set later; until then nothing is saved under it."""
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"buffer {name!r} must be a Tensor or None, got "
+                            f"{type(tensor).__name__}")
         self.__dict__.pop(name, None)
         self._buffers[name] = tensor
 
