@@ -1,14 +1,14 @@
 """The U-Net of ``minilean.models.unet``, layer for layer and with the same attribute names,
 in PyTorch: the peer that the benchmarks time against (weights copy across by name)."""
-import math
-
 import torch
 import torch.nn as tnn
 import torch.nn.functional as TF
 
+from minilean.models.unet import norm_groups  # the same GroupNorm groups
+
 
 def torch_norm(channels):
-    return tnn.GroupNorm(math.gcd(channels, 8), channels)
+    return tnn.GroupNorm(norm_groups(channels), channels)
 
 
 class TorchResBlock(tnn.Module):

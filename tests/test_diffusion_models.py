@@ -44,6 +44,28 @@ def test_unet_output_shape_and_time_dependence():
         model(ml.randn(1, 3, 6, 6), 0)
 
 
+@pytest.mark.parametrize("hidden_c", [2, 3, 4, 8])
+def test_every_unet_block_sees_the_timestep_at_small_widths(hidden_c):
+    """Every parameter, the time embedding's included, gets a gradient, and the output moves
+    with t. A GroupNorm group of one channel subtracts the time shift added before it: at
+    hidden_c 2 or 4 the whole time path had zero gradient and t changed nothing."""
+    ml.manual_seed(4)
+    model = _float64(UNet(3, hidden_c=hidden_c))
+    x = ml.randn(2, 3, 8, 8, dtype=numpy.float64)
+    weights = ml.randn(2, 3, 8, 8, dtype=numpy.float64)
+    (model(x, numpy.array([3.0, 40.0])) * weights).sum().backward()
+    blind = [name for name, param in model.named_parameters()
+             if not numpy.abs(param.grad.numpy()).max() > 1e-12]
+    assert blind == []
+    change = numpy.abs(model(x, 0).numpy() - model(x, 150).numpy()).max()
+    assert change > 1e-3
+
+
+def test_norm_groups_keep_two_channels_in_each_group():
+    from minilean.models.unet import norm_groups
+    assert [norm_groups(c) for c in (2, 3, 4, 6, 8, 12, 24, 48, 72)] == [1, 1, 2, 3, 4, 6, 8, 8, 8]
+
+
 def test_unet_gradcheck_float64():
     ml.manual_seed(3)
     model = _float64(UNet(1, hidden_c=4))

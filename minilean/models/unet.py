@@ -27,9 +27,16 @@ from minilean.nn import Conv2d, GroupNorm, Linear, Module
 from minilean.nn import functional as F
 
 
+def norm_groups(channels):
+    """The GroupNorm group count: the most, up to 8, that divide ``channels`` and leave each
+    group two channels or more. A group of one channel would subtract that channel's own mean,
+    and with it the time embedding's per-channel shift: the network could not see t."""
+    return max(groups for groups in range(1, 9)
+               if channels % groups == 0 and channels // groups >= min(channels, 2))
+
+
 def _norm(channels, activation=None):
-    """GroupNorm with up to 8 groups (as many as divide the channel count)."""
-    return GroupNorm(math.gcd(channels, 8), channels, activation=activation)
+    return GroupNorm(norm_groups(channels), channels, activation=activation)
 
 
 def sinusoidal_embedding(t, dim, batch_size, like):
