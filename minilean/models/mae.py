@@ -103,7 +103,11 @@ def block_mask(count, rows, cols, block=2, period=4, offset=0, device="cpu"):
 
 
 def patch_statistics(patches, eps=1e-6):
-    """Each patch's mean and standard deviation (``eps`` added to the variance): (N, L, 1)."""
+    """Each patch's mean and standard deviation (``eps`` added to the variance): (N, L, 1).
+
+    The variance is the population one (divided by P). MAE's code divides by P - 1: its
+    targets are smaller by sqrt((P - 1) / P), and a patch of one value (patch size 1 on a
+    single channel) would have no variance at all."""
     mean = patches.mean(-1, keepdim=True)
     return mean, (patches.var(-1, keepdim=True, unbiased=False) + eps).sqrt()
 
