@@ -252,13 +252,16 @@ def test_a_step_that_cannot_be_captured_is_a_one_line_error(fake_cuda, monkeypat
     monkeypatch.setattr(diffusion, "clip_grad_norm_", clip_and_read_the_norm)
     with pytest.raises(SystemExit) as exit_info:
         main(["diffusion", "--device=cuda", "--cuda-graph", "--steps=2", "--batch-size=2",
-              "--hidden-c=4", "--T=4", "--evaluate=false", "--progress=false",
-              f"--out={tmp_path}"])
+              "--hidden-c=4", "--T=4", "--sampler=ddim", "--sample-steps=1", "--n-samples=1",
+              "--evaluate=false", "--progress=false", f"--out={tmp_path}"])
     error = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 1 and len(error) == 1
     assert error[0].startswith("minilean diffusion: error: --cuda-graph: cannot capture "
                                "run.<locals>.gradients as a CUDA graph: ")
-    assert error[0].endswith("(run without --cuda-graph)")
+    advice = f"--resume={tmp_path} --cuda-graph=false"
+    assert error[0].endswith(f"(continue without it: {advice})")
+    main(["diffusion", *advice.split()])  # the advice works: the run ends without a graph
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 2
 
 
 def test_cuda_graph_on_the_cpu_says_it_does_nothing(tmp_path, capsys):

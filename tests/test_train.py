@@ -8,7 +8,7 @@ import pytest
 import minilean as ml
 from minilean import cli
 from minilean.cli import main
-from minilean.data import read_metrics, read_pnm
+from minilean.data import Loader, read_metrics, read_pnm
 from minilean.nn import Linear
 from minilean.optim import SGD, load_checkpoint
 from minilean.data import RunDirectory
@@ -55,19 +55,50 @@ def test_other_architectures_and_samplers_run(tmp_path, arch, sampler):
     assert numpy.load(tmp_path / "samples.npy").shape == (4, 3, 16, 16)
 
 
-def test_resume_repeats_an_uninterrupted_run(tmp_path):
-    whole, split = tmp_path / "whole", tmp_path / "split"
-    run_cli("--steps=4", f"--out={whole}", "--evaluate=false", "--checkpoint-every=2")
-    # the cosine learning rate of the split run must end where the whole run's does
-    run_cli("--steps=2", f"--out={split}", "--evaluate=false", "--lr-decay-steps=4")
-    run_cli("--steps=4", f"--resume={split}", "--evaluate=false")
-    assert losses(split) == losses(whole) and len(losses(whole)) == 4
+def assert_same_run(split, whole, steps):
+    """The resumed run ``split`` logged, saved and sampled what ``whole`` did, bit for bit."""
+    assert losses(split) == losses(whole) and len(losses(whole)) == steps
     first = load_checkpoint(str(whole / "checkpoints" / "last.npz"))["modules"]["model"]
     second = load_checkpoint(str(split / "checkpoints" / "last.npz"))["modules"]["model"]
     for name in first:
         numpy.testing.assert_array_equal(first[name], second[name])
     numpy.testing.assert_array_equal(numpy.load(whole / "samples.npy"),
                                      numpy.load(split / "samples.npy"))
+
+
+def test_resume_repeats_an_uninterrupted_run(tmp_path):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    run_cli("--steps=4", f"--out={whole}", "--evaluate=false", "--checkpoint-every=2")
+    # the cosine learning rate of the split run must end where the whole run's does
+    run_cli("--steps=2", f"--out={split}", "--evaluate=false", "--lr-decay-steps=4")
+    run_cli("--steps=4", f"--resume={split}", "--evaluate=false")
+    assert_same_run(split, whole, steps=4)
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tmp_path, monkeypatch,
+                                                                     capsys):
+    """Interrupted at step 2 of 4, before the checkpoint at step 4: config.json and two metric
+    lines are there, no checkpoint. The resume starts again from the seeded initialisation
+    and ends as an uninterrupted run does."""
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    run_cli("--steps=4", f"--out={whole}", "--evaluate=false", "--checkpoint-every=4")
+    batches = Loader.batches
+
+    def interrupted_after_two(self, start=0):
+        for step, batch in enumerate(batches(self, start), start=start):
+            if step == 2:
+                raise KeyboardInterrupt
+            yield batch
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Loader, "batches", interrupted_after_two)
+        code, _ = _exit_and_error(["diffusion", *TINY, "--steps=4", f"--out={split}",
+                                   "--evaluate=false", "--checkpoint-every=4"], capsys)
+    assert code == 130 and [step for step, _ in losses(split)] == [1, 2]
+    assert not (split / "checkpoints" / "last.npz").exists()
+    run_cli("--steps=4", f"--resume={split}", "--evaluate=false")
+    assert "holds no checkpoint yet" in capsys.readouterr().err
+    assert_same_run(split, whole, steps=4)
 
 
 def test_resume_refuses_to_change_the_model(tmp_path, capsys):
@@ -180,6 +211,21 @@ def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     assert "(step 2)" in str(error.value)
     assert load_checkpoint(str(tmp_path / "checkpoints" / "last.npz"))["step"] == 2
     assert read_metrics(str(tmp_path / "metrics.jsonl"))[-1]["step"] == 3
+
+
+def test_nan_guard_before_the_first_checkpoint_says_there_is_none(tmp_path):
+    ml.manual_seed(0)
+    model = Linear(2, 1)
+    state = TrainState({"model": model}, {"optimizer": SGD(model.parameters(), lr=0.1)})
+
+    with RunDirectory(tmp_path, {}) as run:
+        with pytest.raises(TrainingDiverged) as error:
+            train(state, lambda batch, step: {"loss": float("inf")}, iter(range(10)), 4, run,
+                  log_every=1, checkpoint_every=2, progress=False)
+    assert "loss became inf at step 1" in str(error.value)
+    assert f"no checkpoint was written yet (--resume {tmp_path} starts again from step 0)" \
+        in str(error.value)
+    assert not (tmp_path / "checkpoints" / "last.npz").exists()
 
 
 def test_evaluate_reports_fd_with_floor_and_ceiling(tmp_path, capsys):

@@ -173,8 +173,8 @@ def run(config):
             try:
                 replay.append(CapturedCall(gradients, (x0, t, eps)))
             except GraphCaptureError as error:
-                raise GraphCaptureError(f"--cuda-graph: {error} (run without --cuda-graph)") \
-                    from error
+                raise GraphCaptureError(f"--cuda-graph: {error} (continue without it: "
+                                        f"--resume={config.out} --cuda-graph=false)") from error
         if replay:  # a copy of the loss: the next replay writes the same array again
             loss = tensor(replay[0](x0, t, eps))
         else:

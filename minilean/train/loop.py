@@ -151,9 +151,17 @@ def resumed_config(config, locked):
 
 def open_run(config, state):
     """The ``RunDirectory`` of ``config``: for a resumed run, after loading ``state`` from its
-    checkpoint (whose step ``--steps``, the new total, must not be behind); else a new one."""
+    checkpoint (whose step ``--steps``, the new total, must not be behind); else a new one.
+
+    A run stopped before its first checkpoint resumes from step 0 with ``state`` as it is: the
+    initialisation is seeded, so this repeats an uninterrupted run, and the metrics it logged
+    are dropped as for any resume."""
     if config.resume:
-        state.load(config.out)
+        if os.path.isfile(os.path.join(config.out, CHECKPOINT)):
+            state.load(config.out)
+        else:
+            print(f"minilean: {config.out} holds no checkpoint yet (the run stopped before its "
+                  f"first): starting again from step 0", file=sys.stderr)
         if config.steps < state.step:
             raise flag_error("steps", config.steps, f"an integer >= {state.step}, the step the "
                                                     f"resumed run has reached")
@@ -220,16 +228,12 @@ def _check_finite(run, step, values):
     bad = [name for name, value in values.items() if not math.isfinite(value)]
     if bad:
         run.log(step, **values)
-        raise TrainingDiverged(
-            f"{bad[0]} became {values[bad[0]]} at step {step}; stopped, the last good "
-            f"checkpoint (step {_checkpoint_step(run)}) is kept in "
-            f"{os.path.join(run.path, CHECKPOINT)}")
-
-
-def _checkpoint_step(run):
-    """The step of the checkpoint on disk (0 when there is none yet)."""
-    path = os.path.join(run.path, CHECKPOINT)
-    return int(load_checkpoint(path)["step"]) if os.path.isfile(path) else 0
+        path = os.path.join(run.path, CHECKPOINT)
+        kept = (f"the last good checkpoint (step {int(load_checkpoint(path)['step'])}) is kept "
+                f"in {path}" if os.path.isfile(path) else
+                f"no checkpoint was written yet (--resume {run.path} starts again from step 0)")
+        raise TrainingDiverged(f"{bad[0]} became {values[bad[0]]} at step {step}; stopped, "
+                               f"{kept}")
 
 
 def write_trainlog(path, title, records, notes=()):
