@@ -8,6 +8,8 @@ import pytest
 
 from minilean import cli
 from minilean.cli import main
+from minilean.data import read_metrics
+from minilean.optim import load_checkpoint
 
 ZOO = {"vae": cli.VAE, "vqvae": cli.VQVAE, "gan": cli.GAN, "autoencoder": cli.AUTOENCODER,
        "mae": cli.MAE}
@@ -119,6 +121,23 @@ def test_resume_continues_to_the_new_step_count(tmp_path):
     with open(tmp_path / "metrics.jsonl") as file:
         steps = [json.loads(line)["step"] for line in file]
     assert steps[-1] == 4 and steps == sorted(steps)
+
+
+def test_resume_trains_with_the_lr_it_is_given(tmp_path):
+    """As diffusion does: a checkpoint holds the optimizer's lr, and --lr on --resume wins."""
+    flags = [*TINY, "--log-every=1", "--hidden=8", "--latent=2"]  # 2 steps
+    for run in ("same", "faster"):
+        main(["autoencoder", *flags, f"--out={tmp_path / run}"])
+    main(["autoencoder", "--steps=4", f"--resume={tmp_path / 'same'}", "--progress=false"])
+    main(["autoencoder", "--steps=4", f"--resume={tmp_path / 'faster'}", "--progress=false",
+          "--lr=0.5"])
+    lrs = {run: load_checkpoint(str(tmp_path / run / "checkpoints" / "last.npz"))[
+        "optimizers"]["optimizer"]["hyperparameters"]["lr"] for run in ("same", "faster")}
+    assert lrs == {"same": cli.AUTOENCODER.flags["lr"].default, "faster": 0.5}
+    losses = {run: [record["loss"] for record in read_metrics(tmp_path / run / "metrics.jsonl")]
+              for run in ("same", "faster")}
+    # the loss of step 4 is the first measured after an update at the new lr (step 3's)
+    assert losses["same"][:3] == losses["faster"][:3] and losses["same"][3] != losses["faster"][3]
 
 
 def test_vqvae_resumed_across_a_restart_of_dead_codes_repeats_an_uninterrupted_run(tmp_path):

@@ -101,7 +101,7 @@ def start(config, locked, value_range):
 
 def fit(session, modules, optimizers, step_fn, description):
     """Open the run directory and train with the shared loop from step 0, or from the
-    checkpoint when resuming.
+    checkpoint when resuming (with the learning rate of ``--lr``, given now or saved).
 
     ``step_fn(batch, step) -> {name: float}`` gets a float32 tensor batch of training rows."""
     from minilean.data.loader import Loader
@@ -110,6 +110,8 @@ def fit(session, modules, optimizers, step_fn, description):
     config = session.config
     state = TrainState(modules, optimizers)
     session.run = open_run(config, state)
+    for optimizer in optimizers.values():  # a checkpoint brings back its lr; --lr is the run's
+        optimizer.lr = config.lr
     loader = Loader(session.train_rows, config.batch_size, seed=config.seed,
                     value_range=session.value_range, device=session.device)
     batches = (batch.x for batch in loader.batches(state.step))
