@@ -179,6 +179,9 @@ def test_data_paths_are_saved_absolute_for_a_resume_from_elsewhere(tmp_path, mon
     monkeypatch.chdir(elsewhere)  # no data/x.npy here: the saved path must be the real one
     run_cli("--steps=2", f"--resume={tmp_path / 'run'}", "--evaluate=false")
     assert len(losses(tmp_path / "run")) == 2
+    monkeypatch.chdir(tmp_path)  # the same relative --x names the same file: not a change
+    run_cli("--steps=3", "--resume=run", "--x=data/x.npy", "--evaluate=false")
+    assert len(losses(tmp_path / "run")) == 3
 
 
 def test_a_dataset_too_small_to_score_is_refused_before_training(tmp_path, monkeypatch, capsys):

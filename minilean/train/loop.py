@@ -100,19 +100,30 @@ def default_interval(steps, parts):
     return max(1, steps // parts)
 
 
+# The flags that name a file: saved as absolute paths, because a resumed run, perhaps started
+# from another working directory, must read and write the same files.
+FILE_FLAGS = ("x", "y")
+
+
+def with_absolute_paths(config):
+    """``config`` with the files its ``FILE_FLAGS`` name as absolute paths."""
+    paths = {name: os.path.abspath(getattr(config, name)) for name in FILE_FLAGS
+             if getattr(config, name, None) is not None}
+    return type(config)(**{**vars(config), **paths}) if paths else config
+
+
 def run_config(config, locked):
-    """The config a command runs with: the resumed run's (``resumed_config``) with ``--resume``;
-    else ``config``, whose ``--out`` must not hold a run already (a new run would overwrite its
-    config, metrics and checkpoints), with its data files as absolute paths (a resumed run
-    reads them again, perhaps from another working directory)."""
+    """The config a command runs with, its files as absolute paths (``with_absolute_paths``):
+    the resumed run's (``resumed_config``) with ``--resume``; else ``config``, whose ``--out``
+    must not hold a run already (a new run would overwrite its config, metrics and
+    checkpoints)."""
+    config = with_absolute_paths(config)  # before a resume compares them with the saved ones
     if config.resume:
         return resumed_config(config, locked)
     if os.path.isfile(os.path.join(config.out, "config.json")):
         raise flag_error("out", config.out, "a directory that holds no run yet (this one holds "
                                             "one: continue it with --resume, or remove it)")
-    paths = {name: os.path.abspath(getattr(config, name)) for name in ("x", "y")
-             if getattr(config, name, None) is not None}
-    return type(config)(**{**vars(config), **paths}) if paths else config
+    return config
 
 
 def resumed_config(config, locked):
