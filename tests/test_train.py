@@ -12,7 +12,7 @@ from minilean.data import Loader, read_metrics, read_pnm
 from minilean.nn import Linear
 from minilean.optim import SGD, load_checkpoint
 from minilean.data import RunDirectory
-from minilean.train.loop import TrainState, TrainingDiverged, train
+from minilean.train.loop import FILE_FLAGS, TrainState, TrainingDiverged, train
 
 TINY = ["--cpu", "--n-total=32", "--batch-size=4", "--hidden-c=4", "--T=10",
         "--sample-steps=2", "--n-samples=4", "--log-every=1", "--noprogress"]
@@ -182,6 +182,30 @@ def test_data_paths_are_saved_absolute_for_a_resume_from_elsewhere(tmp_path, mon
     monkeypatch.chdir(tmp_path)  # the same relative --x names the same file: not a change
     run_cli("--steps=3", "--resume=run", "--x=data/x.npy", "--evaluate=false")
     assert len(losses(tmp_path / "run")) == 3
+
+
+def test_output_paths_are_saved_absolute_for_a_resume_from_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_cli("--steps=1", "--out=run", "--evaluate=false", "--log=trainlog.json",
+            "--sample-ppm=samples.ppm")
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (saved["log"], saved["sample_ppm"]) == (str(tmp_path / "trainlog.json"),
+                                                   str(tmp_path / "samples.ppm"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the resumed run writes where the run did, not here
+    run_cli("--steps=2", f"--resume={tmp_path / 'run'}", "--evaluate=false")
+    assert json.loads((tmp_path / "trainlog.json").read_text())["steps"] == [1, 2]
+    assert not os.listdir(elsewhere)
+
+
+def test_every_flag_naming_a_file_is_saved_absolute():
+    """A new flag for a file to write must join FILE_FLAGS too, or a resume from another
+    working directory would write that file there."""
+    writes_a_file = cli.output_file().__code__  # every check output_file makes runs this code
+    written = {flag.name for command in cli.COMMANDS for flag in command.flags.values()
+               if getattr(flag.check, "__code__", None) is writes_a_file}
+    assert "log" in written and written | {"x", "y"} <= set(FILE_FLAGS)
 
 
 def test_a_dataset_too_small_to_score_is_refused_before_training(tmp_path, monkeypatch, capsys):

@@ -100,9 +100,10 @@ def default_interval(steps, parts):
     return max(1, steps // parts)
 
 
-# The flags that name a file: saved as absolute paths, because a resumed run, perhaps started
-# from another working directory, must read and write the same files.
-FILE_FLAGS = ("x", "y")
+# The flags that name a file, read (the data) or written (the rest): saved as absolute paths,
+# because a resumed run, perhaps started from another working directory, must read and write
+# the same files.
+FILE_FLAGS = ("x", "y", "log", "sample_ppm", "reference_ppm", "noisy_ppm", "reconstruct_ppm")
 
 
 def with_absolute_paths(config):
