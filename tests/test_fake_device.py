@@ -300,6 +300,27 @@ def test_model_command_runs_on_cuda(fake_cuda, monkeypatch, tmp_path, command, f
     assert list(tmp_path.rglob("*.ppm")), "no images written"
 
 
+def test_a_resumed_vae_run_on_cuda_repeats_an_uninterrupted_one(fake_cuda, tmp_path):
+    """The reparameterisation noise of each step repeats after --resume on "cuda" too (a
+    checkpoint holds the CPU generator, not the device's)."""
+    from minilean.cli import main
+    common = ["vae", "--device=cuda", "--n-total=40", "--batch-size=4", "--n-eval=4",
+              "--hidden=4", "--latent=2", "--iw-samples=2", "--log-every=1", "--progress=false"]
+    main(common + ["--steps=4", f"--out={tmp_path / 'whole'}"])
+    main(common + ["--steps=2", f"--out={tmp_path / 'split'}"])
+    main(["vae", "--steps=4", f"--resume={tmp_path / 'split'}"])
+
+    def without_times(records):
+        return [{key: value for key, value in record.items() if key != "seconds"}
+                for record in records]
+    whole, split = (without_times(read_metrics(tmp_path / name / "metrics.jsonl"))
+                    for name in ("whole", "split"))
+    assert len(whole) == 4 and split == whole
+    whole, split = (without_times([json.loads((tmp_path / name / "summary.json").read_text())])
+                    for name in ("whole", "split"))
+    assert split == whole
+
+
 # --- the stand-in forwards every NumPy name; real CuPy must have each one minilean uses -------
 
 def array_module_names(package_dir):

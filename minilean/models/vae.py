@@ -238,8 +238,10 @@ def independent_pixel_nats(train_rows, test_rows):
 def run(config):
     """``python -m minilean vae``: train, then held-out bounds, reconstructions, prior samples."""
     import numpy
+    from minilean.autograd.creation import tensor
     from minilean.models import zoo_run
     from minilean.optim import Adam
+    from minilean.train.loop import step_generator
 
     session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
     config = session.config
@@ -247,9 +249,16 @@ def run(config):
     model = VAE(image_shape, config.arch, config.hidden, config.latent).to(config.device)
     optimizer = Adam(model.parameters(), lr=config.lr)
 
+    def reparameterisation_noise(count, step):
+        """eps of step ``step`` (N, *latent_shape), drawn from (seed, step) on the host: a
+        checkpoint holds only the CPU generator, so a draw from the device's generator would
+        not repeat after --resume on "cuda"."""
+        draw = step_generator(config.seed, step).standard_normal((count, *model.latent_shape))
+        return tensor(draw.astype(numpy.float32), device=config.device)
+
     def step_fn(images, step):
-        loss = vae_loss(model, images, config.beta)
-        return {"loss": zoo_run.minimize(optimizer, loss)}
+        eps = reparameterisation_noise(images.shape[0], step)
+        return {"loss": zoo_run.minimize(optimizer, vae_loss(model, images, config.beta, eps))}
 
     zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "vae")
     held_out = session.held_out_rows[:config.n_eval]
