@@ -3,12 +3,14 @@
 Everything is written to a temporary file in the destination's own directory (so the final
 ``os.replace`` is a rename on one file system, which POSIX and Windows make atomic) and only
 renamed over the destination once it is complete and flushed to disk. On failure the temporary
-file is removed and any previous file at the destination is left untouched.
+file is removed and any previous file at the destination is left untouched. A process killed
+mid-write (SIGKILL, a power cut) cannot remove it: ``remove_leftovers`` does, later.
 """
 import contextlib
 import io
 import json
 import os
+import re
 import tempfile
 
 import numpy
@@ -27,8 +29,8 @@ def atomic_open(path, mode="wb"):
     directory = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(directory, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                             dir=directory)
+        handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.",
+                                             suffix=TEMPORARY_SUFFIX, dir=directory)
     except OSError as error:  # named by the file asked for, not the temporary one
         raise OSError(f"cannot write {path}: {error.strerror or error}") from error
     try:
@@ -47,6 +49,22 @@ def atomic_open(path, mode="wb"):
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
         raise
+
+
+TEMPORARY_SUFFIX = ".tmp"
+# The names atomic_open's temporary files get: "." + the destination's name + "." + mkstemp's 8
+# random characters of [a-z0-9_] + TEMPORARY_SUFFIX.
+TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(TEMPORARY_SUFFIX))
+
+
+def remove_leftovers(directory):
+    """Remove the temporary files of writes into ``directory`` whose process was killed before
+    it could: regular files named as ``atomic_open`` names them, nothing else. Only for a
+    directory no live process is writing into (a write in progress would lose its file)."""
+    for entry in os.scandir(directory):
+        if TEMPORARY_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(entry.path)
 
 
 def _umask():

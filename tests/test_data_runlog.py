@@ -5,6 +5,7 @@ import xml.etree.ElementTree as ElementTree
 
 import numpy
 
+from minilean import atomic
 from minilean.data.progress import Progress
 from minilean.data.runlog import RunDirectory, loss_curve_svg, read_metrics
 
@@ -42,6 +43,26 @@ def test_torn_last_line_is_skipped_and_resume_drops_later_steps(tmp_path):
                                                                    (30, 0.5)]
     with RunDirectory(tmp_path, {}) as fresh:
         assert fresh.metrics() == []
+
+
+def test_resume_removes_the_temporary_files_of_killed_writes_and_nothing_else(tmp_path):
+    RunDirectory(tmp_path, {}).close()
+    killed = atomic.atomic_open(tmp_path / "checkpoints" / "last.npz")
+    killed.__enter__().write(b"PK partial")  # never finished: as if the process was killed
+    leftover, = (tmp_path / "checkpoints").iterdir()
+    kept = [tmp_path / name for name in (
+        "notes.tmp", ".last.npz.tmp", ".last.npz.abc.tmp", ".last.npz.ABCDEFGH.tmp",
+        ".last.npz.abcdefgh.tmp.bak", "images/last.npz.abcdefgh.tmp")]
+    for path in kept:
+        path.write_text("not a leftover")
+    folder = tmp_path / "images" / ".folder.abcdefgh.tmp"
+    folder.mkdir()
+    grid = tmp_path / "images" / ".samples.ppm.k2j4_9zz.tmp"
+    grid.write_bytes(b"P6 partial")
+    with RunDirectory(tmp_path, {}, resume_step=0):
+        pass
+    assert not leftover.exists() and not grid.exists()
+    assert all(path.exists() for path in kept) and folder.is_dir()
 
 
 def test_svg_scales_points_into_the_plot_area():

@@ -8,7 +8,9 @@
 
 JSON has no NaN or infinity, so non-finite metric values are logged as null and their names
 listed under "nonfinite". A crash can leave a torn last line in metrics.jsonl; ``read_metrics``
-skips it, and ``RunDirectory(resume_step=k)`` drops lines logged after step k.
+skips it, and ``RunDirectory(resume_step=k)`` drops lines logged after step k. A run killed
+while it wrote a file atomically (a checkpoint, say) leaves the write's temporary file
+(``.last.npz.XXXXXXXX.tmp``); reopening the run removes it.
 """
 import json
 import math
@@ -57,6 +59,8 @@ class RunDirectory:
             except OSError as error:  # the message names the folder, not just its errno
                 raise OSError(f"cannot create the run directory folder {folder!r}: "
                               f"{error.strerror or error}") from error
+            if resume_step is not None:  # temporary files of writes killed mid-way
+                atomic.remove_leftovers(folder)
         self.start_time = time.time()
         atomic.write_json(self.file("config.json"), _json_safe(dict(config)))
         metrics_path = self.file("metrics.jsonl")
