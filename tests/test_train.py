@@ -240,6 +240,33 @@ def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     assert read_metrics(str(tmp_path / "metrics.jsonl"))[-1]["step"] == 3
 
 
+def test_a_resumed_runs_first_log_line_averages_the_steps_an_uninterrupted_one_does(tmp_path):
+    """Log every 3 steps, checkpoint every 2, stopped at step 5: the line at step 6 averages
+    steps 4-6 as in one run (the sum of step 4 comes back with the checkpoint), not 5-6."""
+    def train_to(run_dir, steps, batches, resume_step=None):
+        ml.manual_seed(0)
+        model = Linear(2, 1)
+        state = TrainState({"model": model}, {"optimizer": SGD(model.parameters(), lr=0.1)})
+        if resume_step is not None:
+            state.load(str(run_dir))
+        with RunDirectory(run_dir, {}, resume_step=resume_step) as run:
+            train(state, lambda batch, step: {"loss": float(step * step)}, batches, steps, run,
+                  log_every=3, checkpoint_every=2, progress=False)
+        return [(record["step"], record["loss"]) for record in read_metrics(
+            str(run_dir / "metrics.jsonl"))]
+
+    def stopped_at_step_5():
+        yield from range(4)
+        raise KeyboardInterrupt
+
+    whole = train_to(tmp_path / "whole", 6, iter(range(6)))
+    assert whole == [(3, (1 + 4 + 9) / 3), (6, (16 + 25 + 36) / 3)]
+    with pytest.raises(KeyboardInterrupt):
+        train_to(tmp_path / "split", 6, stopped_at_step_5())
+    assert load_checkpoint(str(tmp_path / "split" / "checkpoints" / "last.npz"))["step"] == 4
+    assert train_to(tmp_path / "split", 6, iter(range(2)), resume_step=4) == whole
+
+
 def test_nan_guard_before_the_first_checkpoint_says_there_is_none(tmp_path):
     ml.manual_seed(0)
     model = Linear(2, 1)

@@ -7,7 +7,9 @@ does the rest:
 * a progress display (steps, loss, steps/s, time left);
 * ``metrics.jsonl``: every ``log_every`` steps the mean of each metric since the last line;
 * ``checkpoints/last.npz`` every ``checkpoint_every`` steps and at the end: every module, EMA
-  and optimizer state, the step and the CPU random state, written atomically;
+  and optimizer state, the step, the CPU random state and the metrics summed since the last
+  log line (so a resumed run's first line averages the steps an uninterrupted run's does),
+  written atomically;
 * a NaN guard: a non-finite metric stops training with ``TrainingDiverged`` naming the step,
   before anything is saved, so the last good checkpoint stays as it was.
 
@@ -44,14 +46,17 @@ class TrainingDiverged(ValueError):
 
 
 class TrainState:
-    """Everything a checkpoint holds: modules, optimizers and EMAs by name, and the step."""
+    """Everything a checkpoint holds: modules, optimizers and EMAs by name, the step, and the
+    metrics of the steps since the last log line (``unlogged``: name -> sum, and their count)."""
 
     def __init__(self, modules, optimizers=None, emas=None, step=0):
         self.modules, self.optimizers = dict(modules), dict(optimizers or {})
         self.emas, self.step = dict(emas or {}), step
+        self.unlogged_sums, self.unlogged_count = {}, 0
 
     def state_dict(self):
         return {"step": self.step, "rng": backend.get_rng_state(),
+                "unlogged": {"sums": dict(self.unlogged_sums), "count": self.unlogged_count},
                 "modules": {name: module.state_dict() for name, module in self.modules.items()},
                 "optimizers": {name: optimizer.state_dict()
                                for name, optimizer in self.optimizers.items()},
@@ -68,6 +73,10 @@ class TrainState:
                 owner.load_state_dict(saved[name])
         backend.set_rng_state(state["rng"])
         self.step = int(state["step"])
+        # checkpoints written before the sums were saved: the first line averages fewer steps
+        unlogged = state.get("unlogged", {"sums": {}, "count": 0})
+        self.unlogged_sums = {name: float(total) for name, total in unlogged["sums"].items()}
+        self.unlogged_count = int(unlogged["count"])
 
     def save(self, run_dir):
         save_checkpoint(os.path.join(run_dir, CHECKPOINT), **self.state_dict())
@@ -190,7 +199,7 @@ def train(state, step_fn, batches, steps, run, log_every, checkpoint_every, prog
     """
     display = Progress(total=steps, initial=state.step, description=description,
                        unit="step", enabled=progress)
-    sums, count, record = {}, 0, None
+    sums, count, record = dict(state.unlogged_sums), state.unlogged_count, None
     unread = []  # (step, metrics) of the steps since the metrics were last read back
     try:
         while state.step < steps:
@@ -216,6 +225,7 @@ def train(state, step_fn, batches, steps, run, log_every, checkpoint_every, prog
                 record = run.log(step, **{name: total / count for name, total in sums.items()})
                 sums, count = {}, 0
             if save_now:
+                state.unlogged_sums, state.unlogged_count = dict(sums), count
                 state.save(run.path)
     finally:
         display.close()
