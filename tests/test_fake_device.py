@@ -289,11 +289,13 @@ TINY = {
                          ids=["cupy", "fast"])
 @pytest.mark.parametrize("command", sorted(TINY))
 def test_model_command_runs_on_cuda(fake_cuda, monkeypatch, tmp_path, command, fast):
+    from minilean.cuda import registry
     copies = copies_in_each_cli_step(
         monkeypatch, [command, "--device=cuda", "--progress=false", f"--out={tmp_path}",
                       *TINY[command], *["--fast-kernels"] * fast],
         lambda: fake_cupy.transfers.to_host)
     assert copies == [0, 0, 0], "a training step copied data to the host"
+    assert bool(registry.installed()) == fast  # --fast-kernels reaches every command
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == 3
     assert all(math.isfinite(value) for value in summary.values() if isinstance(value, float))

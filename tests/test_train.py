@@ -286,8 +286,10 @@ def test_evaluate_reports_fd_with_floor_and_ceiling(tmp_path, capsys):
     samples = numpy.random.default_rng(0).integers(0, 256, (40, 3, 16, 16), dtype=numpy.uint8)
     numpy.save(tmp_path / "samples.npy", samples)
     main(["evaluate", "--cpu", f"--samples={tmp_path}", "--n-eval=40", "--classifier-steps=3",
-          f"--cache={tmp_path / 'cache'}", "--n-total=200"])
-    report = json.loads(capsys.readouterr().out)
+          f"--cache={tmp_path / 'cache'}", "--n-total=200", "--fast-kernels"])
+    out, err = capsys.readouterr()
+    assert "--fast-kernels has no effect on the CPU" in err  # the flag is read, as elsewhere
+    report = json.loads(out)
     assert report["n_images"] == 40
     assert report["floor_real_train"] < report["fd_classifier"]
     assert os.listdir(tmp_path / "cache")  # cached for the next time

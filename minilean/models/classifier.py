@@ -241,10 +241,10 @@ def _builtin_image_size(samples, path):
 
 def evaluate_command(config):
     """``python -m minilean evaluate``: print FD-classifier with its floor and ceiling."""
-    from minilean import backend
     from minilean.data import load_dataset
+    from minilean.train.loop import prepare_device
 
-    backend.check_device(config.device)
+    prepare_device(config)  # checks the device; --fast-kernels switches the kernels on
     if config.samples is None:
         raise ValueError("--samples is needed: a run directory or an .npy array of images")
     samples = _load_samples(config.samples)

@@ -77,12 +77,12 @@ def start(config, locked, value_range):
     data are the saved run's) that says which."""
     from minilean import backend
     from minilean.data import load_dataset
-    from minilean.train.loop import run_config
+    from minilean.train.loop import prepare_device, run_config
 
     config = run_config(config, locked)
     if callable(value_range):
         value_range = value_range(config)
-    backend.check_device(config.device)
+    prepare_device(config)  # checks the device; --fast-kernels switches the kernels on
     backend.manual_seed(config.seed)
     data = load_dataset(config.dataset, x=config.x, y=config.y, n_total=config.n_total,
                         image_size=config.image_size, seed=config.seed)
