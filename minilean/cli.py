@@ -53,6 +53,8 @@ import sys
 import types
 from pathlib import Path
 
+import numpy
+
 from minilean.backend import DeviceError
 from minilean.data.images import IMAGE_EXTENSIONS
 from minilean.data.arrays import DATASETS
@@ -80,7 +82,7 @@ class Flag:
             raise TypeError(f"flag {name}: kind must be one of {_KINDS}, got {self.kind}")
         self.choices, self.aliases = choices, dict(aliases or {})
         self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
-        self.optional = default is None if optional is None else optional
+        self.optional = (default is None and not required) if optional is None else optional
         self.check, self.required = check, required
 
     @property
@@ -239,8 +241,8 @@ def data_flags(**defaults):
              "(uint8 [0,255] or float [0,1], NCHW or NHWC)"),
         Flag("y", None, "an .npy array of integer labels that goes with --x"),
         Flag("n_total", None, "keep only the first N rows of the dataset", kind=int, low=1),
-        Flag("image_size", 32, "side of the built-in images in pixels", low=MIN_IMAGE_SIZE,
-             high=MAX_IMAGE_SIZE),
+        Flag("image_size", 32, "side of the builtin and digits images in pixels (digits: a "
+             "multiple of 8)", low=MIN_IMAGE_SIZE, high=MAX_IMAGE_SIZE),
     ], resolve=_resolve_data).with_defaults(**defaults)
 
 
@@ -372,7 +374,10 @@ def run_command(command, positional, flags):
             print(command.help_text())
             return
         config = command.parse(positional, flags)
-        command.run(config)
+        # a loss that overflows is reported by the NaN guard, in one line that names the step;
+        # NumPy would first print a warning and a source line per overflowing operation
+        with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            command.run(config)
     except FlagError as error:
         _fail(command.name, error, 2)
     # MemoryError: sizes this machine cannot hold (NumPy's message says how much it asked for)
@@ -406,7 +411,8 @@ def command_from_function(function, name=None):
         default = None if parameter.default is parameter.empty else parameter.default
         kind = parameter.annotation if parameter.annotation in _KINDS else type(default)
         flags.append(Flag(parameter.name, default, help_of.get(parameter.name, ""),
-                          kind=kind if kind in _KINDS else object, optional=default is None,
+                          kind=kind if kind in _KINDS else object,
+                          optional=parameter.default is None,
                           required=parameter.default is parameter.empty))
     summary = (function.__doc__ or name).strip().splitlines()[0]
     return Command(name, summary, lambda config: function(**{
@@ -517,13 +523,14 @@ EVALUATE = Command(
     details="Trains (once, cached) a small classifier on the dataset's labels and reports the "
             "Frechet distance between Gaussian fits of its penultimate features: generated "
             "images vs held-out real ones, next to real training images (floor) and Gaussian "
-            "noise images (ceiling).",
+            "noise images (ceiling). The builtin dataset is drawn at the samples' size "
+            "(--image-size is not used for it).",
     groups=[
         DEVICE_FLAGS,
         data_flags(),
         FlagGroup("evaluate", [
             Flag("samples", None, "generated images: a run directory (its samples.npy) or an "
-                 ".npy array of images (uint8 [0,255] or float [0,1], NCHW)"),
+                 ".npy array of images (uint8 [0,255] or float [0,1], NCHW)", required=True),
             Flag("n_eval", 500, "real images in each reference set", low=2),
             Flag("classifier_steps", 800, "training steps of the feature classifier", low=1),
             Flag("cache", "runs/classifiers", "directory of cached classifiers"),
@@ -536,7 +543,8 @@ PROOFS = Command(
     "Check the theorems in proofs/ (mpmath + hypothesis) against minilean's functions.",
     run=lambda config: _run_proofs(config.name),
     groups=[FlagGroup("proofs", [
-        Flag("name", None, "only the statement group with this name (default: all)"),
+        Flag("name", None, "only the statements whose theorem name contains this text, "
+             "ignoring case (default: all)"),
     ])])
 
 

@@ -78,7 +78,8 @@ def test_samples_of_a_size_builtin_lacks_name_samples_not_image_size(tmp_path):
     numpy.save(tmp_path / "small.npy", numpy.zeros((4, 3, 15, 15), numpy.uint8))
     config = SimpleNamespace(device="cpu", samples=str(tmp_path / "small.npy"),
                              dataset="builtin", x=None, y=None, n_total=None, image_size=32,
-                             seed=0, n_eval=2, classifier_steps=1, cache=str(tmp_path / "c"))
+                             seed=0, n_eval=2, classifier_steps=1, cache=str(tmp_path / "c"),
+                             fast_kernels=False)
     with pytest.raises(ValueError, match=r"^--samples .*small.npy: images are 15x15; the "
                                          r"built-in shapes they are compared with come square, "
                                          r"16 to 64 pixels"):

@@ -172,3 +172,16 @@ def test_gan_on_ring8_takes_the_ring_defaults_unless_given():
     assert (given.steps, given.hidden, given.latent) == (10, 64, 2)
     images = cli.GAN.parse([], {})
     assert (images.steps, images.hidden, images.latent) == (1000, 256, 32)
+
+
+def test_a_diverged_run_is_one_line_without_numpy_warnings(tmp_path, capsys):
+    """NumPy would warn (a warning and a source line) at each overflowing operation first."""
+    import warnings
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(SystemExit) as exit_info:
+        warnings.simplefilter("always")
+        main(["autoencoder", "--cpu", "--lr=1e30", "--steps=20", "--n-total=64",
+              "--batch-size=8", "--progress=false", f"--out={tmp_path}"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and err.count("\n") == 1
+    assert "loss became nan at step" in err
+    assert [str(warning.message) for warning in caught] == []

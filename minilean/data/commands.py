@@ -22,7 +22,7 @@ def _extensions(ext):
 class ConvertCommands:
     """Convert external data into the arrays minilean reads."""
 
-    def image_folder(self, input: str = None, x_output: str = None, y_output: str = None,
+    def image_folder(self, input: str, x_output: str, y_output: str = None,
                      height=64, width=64, labels_from_dirs=False, limit: int = None,
                      ext=",".join(image_folder.DEFAULT_EXTENSIONS), crop="center"):
         """Convert a folder of images into a uint8 NCHW .npy array (and labels, manifest).
@@ -31,10 +31,10 @@ class ConvertCommands:
             input: folder to read (searched recursively, sorted order)
             x_output: where to write the images, uint8 (N, 3, height, width)
             y_output: where to write int64 labels (needs --labels-from-dirs)
-            height: output height in pixels
-            width: output width in pixels
+            height: output height in pixels, 1 to 4096
+            width: output width in pixels, 1 to 4096
             labels_from_dirs: label each image by its top-level sub-directory (sorted names)
-            limit: keep at most this many images
+            limit: keep at most this many images (at least 1)
             ext: extensions to read, comma-separated, e.g. .png,.jpg
             crop: "center" (keep the aspect ratio, cut the centre) or "stretch"
         """
@@ -69,8 +69,8 @@ class DataCommands:
         Args:
             cifar10: download CIFAR-10 (the only dataset this command fetches)
             root: folder for the archive and the arrays
-            limit_train: keep the first N training images
-            limit_test: keep the first N test images
+            limit_train: keep the first N training images (N at least 1)
+            limit_test: keep the first N test images (N at least 1)
         """
         flags.check_bool("cifar10", cifar10)
         flags.check_path("root", root)

@@ -245,8 +245,6 @@ def evaluate_command(config):
     from minilean.train.loop import prepare_device
 
     prepare_device(config)  # checks the device; --fast-kernels switches the kernels on
-    if config.samples is None:
-        raise ValueError("--samples is needed: a run directory or an .npy array of images")
     samples = _load_samples(config.samples)
     # --image-size is ignored for the built-in shapes: they are drawn at the samples' size.
     image_size = _builtin_image_size(samples, config.samples) \
