@@ -1,4 +1,5 @@
-"""Devices and array modules: the one place that imports CuPy.
+"""Devices and array modules: the one place that probes for CuPy and picks NumPy or CuPy
+(the kernels in ``minilean/cuda/`` import CuPy themselves, once this module has found it).
 
 ``device="cpu"`` computes with NumPy, ``device="cuda"`` with CuPy. Everything above this
 module asks ``xp_for(device)`` (or ``array_module(array)``) for its array module and is written

@@ -18,22 +18,24 @@ reports an unknown flag (a typo would start a five-minute training run), and it 
 
 How to add a command (the pattern every model command follows)
 ----------------------------------------------------------------
-1. Write the work as ``run(config)`` in the model's own module, where ``config`` is a
+1. Write the work as ``run(config)`` (a zoo model in its own module, ``minilean/models/vae.py``;
+   diffusion in ``minilean/train/diffusion.py``), where ``config`` is a
    ``types.SimpleNamespace`` of checked flag values (attribute names = flag names with ``_``).
    Import heavy modules inside ``run`` so that ``--help`` and flag errors stay instant.
 2. Declare the flags: shared groups (``DEVICE_FLAGS``, ``data_flags()``, ``training_flags()``,
-   ``run_dir_flags()``) with per-command defaults, plus a ``FlagGroup`` of your own ``Flag``s::
+   ``run_dir_flags()``) with per-command defaults, plus a ``FlagGroup`` of your own ``Flag``s.
+   A zoo command does this in one call, ``zoo_command`` (its ``run`` is
+   ``minilean.models.<name>:run``)::
 
-       Command("vae", "Train a variational autoencoder ...", run="minilean.models.vae:run",
-               groups=[DEVICE_FLAGS, data_flags(),
-                       training_flags(steps=800, lr=1e-3, batch_size=64),
-                       FlagGroup("vae", [Flag("beta", 1.0, "weight of the KL term", low=0),
-                                         Flag("arch", "mlp", "network", choices=("mlp", "conv"))]),
-                       run_dir_flags("runs/vae")])
+       VAE = zoo_command(
+           "vae", "Train a variational autoencoder; ...", "Loss = -log p(x|z) ...",
+           dict(steps=1200, lr=2e-3, batch_size=64),
+           [Flag("arch", "conv", "network", choices=("mlp", "conv")),
+            Flag("beta", 1.0, "weight of the KL term (1 = the ELBO)", low=0), ...])
 
    ``Flag(name, default, help, kind=None, choices=None, low=None, high=None, ...)``: the kind
    comes from the default (bool, int, float, str) unless given; ``optional=True`` lets None
-   through; ``low``/``high`` bound numbers (``low_open``/``high_open`` make the bound strict);
+   through; ``required=True`` makes the flag mandatory; ``low``/``high`` bound numbers (``low_open``/``high_open`` make the bound strict);
    ``aliases`` maps extra spellings of a choice onto it; ``check(value)`` may return an error
    text for anything else. A group's ``resolve(config)`` may combine its flags after they are
    checked (``DEVICE_FLAGS`` turns ``--cpu``/``--cuda``/``auto`` into ``config.device``).
