@@ -37,3 +37,91 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch():
         autoencoder.reconstruction_loss(model, images).backward()
         optimizer.step()
     assert autoencoder.reconstruction_loss(model, images).item() < 0.7 * before
+
+
+# --- the architectures against float64 NumPy forwards written from the docstrings -----------
+
+def numpy_linear(x, layer):
+    return x @ layer.weight.numpy().T + layer.bias.numpy()
+
+
+def numpy_relu(x):
+    return numpy.maximum(x, 0.0)
+
+
+def numpy_conv2d(x, layer, stride, padding):
+    """Cross-correlation: y[n, o, i, j] = b[o] + sum_{c,a,b} w[o, c, a, b] x_pad[n, c, s i + a, s j + b]."""
+    weight = layer.weight.numpy()
+    k = weight.shape[-1]
+    x = numpy.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    rows, cols = (x.shape[2] - k) // stride + 1, (x.shape[3] - k) // stride + 1
+    y = numpy.empty((x.shape[0], weight.shape[0], rows, cols))
+    for i in range(rows):
+        for j in range(cols):
+            patch = x[:, :, i * stride:i * stride + k, j * stride:j * stride + k]
+            y[:, :, i, j] = numpy.einsum("ncab,ocab->no", patch, weight)
+    return y + layer.bias.numpy()[None, :, None, None]
+
+
+def numpy_conv_transpose2d(x, layer, stride, padding):
+    """The adjoint of a strided convolution: each input pixel adds x[n, c, i, j] w[c, o] onto the
+    k x k block at (s i, s j) of the full output, whose ``padding`` border is then cut off."""
+    weight = layer.weight.numpy()  # (in, out, k, k)
+    k = weight.shape[-1]
+    rows, cols = (x.shape[2] - 1) * stride + k, (x.shape[3] - 1) * stride + k
+    y = numpy.zeros((x.shape[0], weight.shape[1], rows, cols))
+    for i in range(x.shape[2]):
+        for j in range(x.shape[3]):
+            y[:, :, i * stride:i * stride + k, j * stride:j * stride + k] += numpy.einsum(
+                "nc,coab->noab", x[:, :, i, j], weight)
+    y = y[:, :, padding:rows - padding, padding:cols - padding]
+    return y + layer.bias.numpy()[None, :, None, None]
+
+
+def test_mlp_is_linear_relu_between_every_pair_of_linears():
+    """mlp(widths): Linear-ReLU-...-Linear, a ReLU after every Linear but the last."""
+    minilean.manual_seed(0)
+    net = autoencoder.mlp([6, 5, 4, 3])
+    assert [type(layer).__name__ for layer in net] == ["Linear", "ReLU", "Linear", "ReLU", "Linear"]
+    net.to(dtype=numpy.float64)
+    x = numpy.random.default_rng(2).normal(size=(7, 6))
+    first, second, third = net[0], net[2], net[4]
+    want = numpy_linear(numpy_relu(numpy_linear(numpy_relu(numpy_linear(x, first)), second)), third)
+    got = net(minilean.tensor(x, dtype=numpy.float64)).numpy()
+    numpy.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_conv_autoencoder_is_the_documented_stack():
+    """conv_encoder: 4x4 stride-2 conv, ReLU, 4x4 stride-2 conv, ReLU, 3x3 conv (padding 1);
+    conv_decoder: 3x3 conv, ReLU, two 4x4 stride-2 transposed convs with a ReLU between; the
+    Autoencoder's output is the sigmoid of the decoder's. Checked against a NumPy forward."""
+    minilean.manual_seed(0)
+    model = autoencoder.Autoencoder((2, 8, 8), arch="conv", hidden=3, latent=2)
+    model.to(dtype=numpy.float64)
+    encoder, decoder = model.encoder, model.decoder
+    assert [type(layer).__name__ for layer in encoder] == [
+        "Conv2d", "ReLU", "Conv2d", "ReLU", "Conv2d"]
+    assert [type(layer).__name__ for layer in decoder] == [
+        "Conv2d", "ReLU", "ConvTranspose2d", "ReLU", "ConvTranspose2d"]
+    assert [encoder[i].kernel_size for i in (0, 2, 4)] == [(4, 4), (4, 4), (3, 3)]
+    assert [decoder[i].kernel_size for i in (0, 2, 4)] == [(3, 3), (4, 4), (4, 4)]
+    x = numpy.random.default_rng(3).random((2, 2, 8, 8))
+    code = numpy_relu(numpy_conv2d(x, encoder[0], 2, 1))
+    code = numpy_relu(numpy_conv2d(code, encoder[2], 2, 1))
+    code = numpy_conv2d(code, encoder[4], 1, 1)
+    assert code.shape == (2, 2, 2, 2)  # latent channels at S/4
+    y = numpy_relu(numpy_conv2d(code, decoder[0], 1, 1))
+    y = numpy_relu(numpy_conv_transpose2d(y, decoder[2], 2, 1))
+    y = numpy_conv_transpose2d(y, decoder[4], 2, 1)
+    want = 1 / (1 + numpy.exp(-y))
+    got = model(minilean.tensor(x, dtype=numpy.float64)).numpy()
+    numpy.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_mean_image_baseline_predicts_the_training_mean():
+    """mean_image_mse = mean over test pixels of (x - mean training image)^2: the training set's
+    mean, not the test set's (which would fit the held-out images it is scored on)."""
+    train = numpy.array([[[[0.0, 1.0]]], [[[2.0, 1.0]]]])   # (2, 1, 1, 2): mean image [1, 1]
+    test = numpy.array([[[[4.0, 1.0]]], [[[1.0, 3.0]]]])    # test mean would be [2.5, 2]
+    want = ((4 - 1) ** 2 + (1 - 1) ** 2 + (1 - 1) ** 2 + (3 - 1) ** 2) / 4
+    assert autoencoder.mean_image_mse(train, test) == want
