@@ -323,3 +323,27 @@ def test_clamp_mixes_a_number_and_a_tensor_bound():
     ml.gradcheck(lambda x, high: ml.clamp(x, -0.25, high),
                  [ml.tensor([-1.0, 0.5, 2.0], dtype=ml.float64, requires_grad=True),
                   ml.tensor([1.5, 1.5, 1.5], dtype=ml.float64, requires_grad=True)])
+
+
+@pytest.mark.parametrize("bounds", [
+    {"min": -0.5, "max": 0.5}, {"min": -0.5}, {"max": 0.5},
+    {"min": "tensor", "max": "tensor"}, {"min": "tensor"}, {"max": "tensor"}],
+    ids=["numbers", "number_min", "number_max", "tensors", "tensor_min", "tensor_max"])
+def test_clamp_passes_the_gradient_at_its_bounds_as_torch_does(bounds):
+    """dy/dx = [low <= x <= high]: 1 where x equals a bound (PyTorch's subgradient choice), 0
+    strictly outside; with number or tensor bounds."""
+    torch = pytest.importorskip("torch")
+    x_values = [-1.0, -0.5, 0.0, 0.5, 1.0]  # below, at low, inside, at high, above
+    inside = {"min": [0.0, 1.0, 1.0, 1.0, 1.0], "max": [1.0, 1.0, 1.0, 1.0, 0.0]}
+    want = np.prod([inside[name] for name in bounds], axis=0)
+
+    def run(library, make):
+        x = make(x_values)
+        limits = {name: (make([value] * 5) if bounds[name] == "tensor" else value)
+                  for name, value in (("min", -0.5), ("max", 0.5)) if name in bounds}
+        library.clamp(x, **limits).sum().backward()
+        return x.grad.numpy()
+    ours = run(ml, lambda v: ml.tensor(v, dtype=ml.float64, requires_grad=True))
+    theirs = run(torch, lambda v: torch.tensor(v, dtype=torch.float64, requires_grad=True))
+    np.testing.assert_array_equal(theirs, want)
+    np.testing.assert_array_equal(ours, want)
