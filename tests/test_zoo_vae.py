@@ -210,3 +210,140 @@ def test_importance_weighted_bound_is_log_mean_exp():
             for column in log_weights.T]
     got = vae.importance_weighted_bound(t64(log_weights)).numpy()
     numpy.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
+
+
+# --- the decoder's log-scale floor ----------------------------------------------------------
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_decoder_log_scale_is_floored_at_min_log_scale(arch):
+    """log_scale = max(decoder output, MIN_LOG_SCALE): a log-scale bias of -20 comes out as the
+    floor -7 at every pixel, one of -5 (above the floor) as itself; the mean half is untouched."""
+    minilean.manual_seed(0)
+    model = vae.VAE((2, 8, 8), arch, hidden=4, latent=2)
+    model.decoder[-1].weight.data[...] = 0
+    bias = model.decoder[-1].bias.data.reshape(2, -1)  # row 0 the means, row 1 the log-scales
+    bias[0], bias[1] = 0.25, -20.0
+    latent = minilean.randn(2, *model.latent_shape)
+    mean, log_scale = model.decode(latent)
+    assert vae.MIN_LOG_SCALE == -7.0
+    numpy.testing.assert_array_equal(log_scale.numpy(), -7.0)
+    numpy.testing.assert_array_equal(mean.numpy(), 0.25)
+    bias[1] = -5.0
+    numpy.testing.assert_array_equal(model.decode(latent)[1].numpy(), -5.0)
+
+
+# --- the held-out bounds against float64 formulas -------------------------------------------
+
+def fix_noise(monkeypatch, draws):
+    """evaluate_bounds draws eps with randn_like(mu), once per sample: hand it ``draws`` (NumPy
+    arrays, each kept in its dtype) in turn."""
+    draws = iter(draws)
+
+    def next_draw(like):
+        draw = next(draws)
+        return minilean.tensor(draw, dtype=draw.dtype)
+    monkeypatch.setattr(vae, "randn_like", next_draw)
+
+
+def reference_log_weight(model, images, mu, logvar, eps):
+    """log w = log p(x|z) + log N(z; 0, I) - log N(z; mu, diag e^logvar) per image, at
+    z = mu + e^(logvar/2) eps, with both Gaussians written out in terms of z and
+    p(x|z) from the mpmath discretised logistic above (float64 numpy in, numpy out)."""
+    sigma = numpy.exp(logvar / 2)
+    z = mu + sigma * eps
+    mean, log_scale = (part.numpy() for part in model.decode(t64(z)))
+    pixels = images.numpy()
+    log_likelihood = numpy.array([
+        sum(reference_discretized_logistic(*values)
+            for values in zip(pixels[n].ravel(), mean[n].ravel(), log_scale[n].ravel()))
+        for n in range(len(pixels))])
+    log_prior = (-0.5 * (math.log(2 * math.pi) + z ** 2)).sum(1)
+    log_posterior = (-0.5 * math.log(2 * math.pi) - numpy.log(sigma)
+                     - 0.5 * ((z - mu) / sigma) ** 2).sum(1)
+    return log_likelihood, log_likelihood + log_prior - log_posterior
+
+
+def small_vae(seed=0):
+    minilean.manual_seed(seed)
+    return vae.VAE((1, 4, 4), arch="mlp", hidden=5, latent=3).to(dtype=numpy.float64)
+
+
+def test_one_sample_bounds_match_their_float64_formulas(monkeypatch):
+    """With one draw eps: -ELBO = mean_n [-log p(x|z) + KL(q || N(0, I))] (closed-form KL) and
+    the IW bound is the single log weight, -mean_n [log p(x|z) + log p(z) - log q(z|x)]; the
+    -ELBO is also vae_loss's with that eps."""
+    model, images = small_vae(), tiny_batch()
+    eps = numpy.random.default_rng(5).normal(size=(3, 3))
+    mu, logvar = (part.numpy() for part in model.encode(images))
+    log_likelihood, log_weight = reference_log_weight(model, images, mu, logvar, eps)
+    kl = (0.5 * (mu ** 2 + numpy.exp(logvar) - 1 - logvar)).sum(1)
+    fix_noise(monkeypatch, [eps])
+    negative_elbo, negative_iw = vae.evaluate_bounds(model, images, 1)
+    assert negative_elbo == pytest.approx((kl - log_likelihood).mean(), rel=1e-9)
+    assert negative_iw == pytest.approx(-log_weight.mean(), rel=1e-9)
+    assert negative_elbo == pytest.approx(vae.vae_loss(model, images, 1.0, t64(eps)).item(),
+                                          rel=1e-12)
+
+
+def test_k_sample_iw_bound_is_the_log_mean_of_the_reference_weights(monkeypatch):
+    """-IW_K = -mean_n log (1/K) sum_k w_k over K draws, each weight as in the formula; the
+    -ELBO still uses the first draw."""
+    model, images = small_vae(1), tiny_batch(seed=1)
+    draws = numpy.random.default_rng(6).normal(size=(4, 3, 3))
+    mu, logvar = (part.numpy() for part in model.encode(images))
+    log_weights = numpy.array([reference_log_weight(model, images, mu, logvar, eps)[1]
+                               for eps in draws])  # (K, N)
+    want = -numpy.mean([float(mpmath.log(mpmath.fsum(mpmath.exp(w) for w in column) / 4))
+                        for column in log_weights.T])
+    fix_noise(monkeypatch, draws)
+    negative_elbo, negative_iw = vae.evaluate_bounds(model, images, 4)
+    assert negative_iw == pytest.approx(want, rel=1e-9)
+    assert negative_elbo == pytest.approx(vae.vae_loss(model, images, 1.0, t64(draws[0])).item(),
+                                          rel=1e-12)
+
+
+def test_held_out_elbo_is_vae_loss_and_iw_bound_is_tighter_at_64_samples(monkeypatch):
+    """The held-out -ELBO is the training loss at beta = 1 (float32, same eps), and the 64-draw
+    IW bound lies below it (Burda et al.: log p(x) >= IW_K >= ELBO in expectation; 0.5 nats of
+    slack for the single-draw ELBO estimate)."""
+    minilean.manual_seed(0)
+    model = vae.VAE((1, 4, 4), arch="mlp", hidden=5, latent=3)
+    images = minilean.tensor((numpy.random.default_rng(7).integers(0, 256, (8, 1, 4, 4)) / 255.0)
+                             .astype(numpy.float32))
+    rng = numpy.random.default_rng(8)
+    draws = [rng.normal(size=(8, 3)).astype(numpy.float32) for _ in range(64)]
+    fix_noise(monkeypatch, draws)
+    negative_elbo, negative_iw = vae.evaluate_bounds(model, images, 64)
+    loss = vae.vae_loss(model, images, 1.0, minilean.tensor(draws[0])).item()
+    assert negative_elbo == pytest.approx(loss, rel=1e-5)
+    assert negative_iw <= negative_elbo + 0.5
+
+
+# --- the independent-pixel baseline ---------------------------------------------------------
+
+def test_pixel_levels_round_floats_to_the_nearest_of_256():
+    """Floats in [0, 1] become round(255 x) (clipped first); uint8 rows are kept as they are."""
+    numpy.testing.assert_array_equal(vae.as_pixel_levels([[0.999, 0.5]]), [[255, 128]])
+    numpy.testing.assert_array_equal(vae.as_pixel_levels([[-0.1, 1.2, 0.31]]), [[0, 255, 79]])
+    levels = numpy.arange(256)
+    for dtype in (numpy.float32, numpy.float64):  # k/255 may land a hair below k after * 255
+        numpy.testing.assert_array_equal(vae.as_pixel_levels((levels / 255.0).astype(dtype)),
+                                         levels)
+    raw = numpy.array([[3, 250]], numpy.uint8)
+    assert vae.as_pixel_levels(raw) is raw
+
+
+def test_independent_pixel_nats_is_add_one_smoothed_counts():
+    """p(level) = (1 + count in training) / (256 + training images), per pixel; the result is
+    -sum_pixels log p averaged over test images."""
+    one_pixel = vae.independent_pixel_nats(numpy.array([[0], [0], [255]], numpy.uint8),
+                                           numpy.array([[0]], numpy.uint8))
+    assert one_pixel == pytest.approx(-math.log(3 / 259), rel=1e-12)
+    train = numpy.array([[0, 10], [0, 10], [255, 10]], numpy.uint8)
+    test = numpy.array([[0, 10], [255, 3]], numpy.uint8)
+    first = -math.log(3 / 259) - math.log(4 / 259)   # pixel 0 at 0 (2 + 1), pixel 1 at 10 (3 + 1)
+    second = -math.log(2 / 259) - math.log(1 / 259)  # pixel 0 at 255 (1 + 1), pixel 1 at 3 (0 + 1)
+    assert vae.independent_pixel_nats(train, test) == pytest.approx((first + second) / 2, rel=1e-12)
+    # the same images as floats k/255, with a channel axis: the same nats
+    assert vae.independent_pixel_nats(train[:, None] / 255.0, test[:, None] / 255.0) == (
+        pytest.approx((first + second) / 2, rel=1e-12))
