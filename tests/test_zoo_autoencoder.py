@@ -50,7 +50,8 @@ def numpy_relu(x):
 
 
 def numpy_conv2d(x, layer, stride, padding):
-    """Cross-correlation: y[n, o, i, j] = b[o] + sum_{c,a,b} w[o, c, a, b] x_pad[n, c, s i + a, s j + b]."""
+    """Cross-correlation of the zero-padded x:
+    y[n, o, i, j] = b[o] + sum_{c, a, b} w[o, c, a, b] x_pad[n, c, s i + a, s j + b]."""
     weight = layer.weight.numpy()
     k = weight.shape[-1]
     x = numpy.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
