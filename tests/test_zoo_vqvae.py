@@ -99,6 +99,84 @@ def test_ema_update_moves_a_code_to_the_mean_of_its_encodings():
     numpy.testing.assert_allclose(model.codebook.numpy()[0], [2.0, 3.0], rtol=1e-4)
 
 
+def ema_reference(initial_codebook, steps, decay):
+    """The EMA recursion of ``ema_update``'s docstring in float64, from the documented start
+    (each code chosen once by an encoding equal to itself): per step
+    n_k <- d n_k + (1 - d) count_k, s_k <- d s_k + (1 - d) sum_{i -> k} z_i, and
+    e_k = s_k / n~_k with the Laplace-smoothed n~_k = (n_k + 1e-5) / (n + K 1e-5) n, n = sum n_k."""
+    book = numpy.asarray(initial_codebook, numpy.float64)
+    codes = len(book)
+    size, total_sum = numpy.ones(codes), book.copy()
+    for vectors, indices in steps:
+        one_hot = numpy.eye(codes)[indices]
+        size = decay * size + (1 - decay) * one_hot.sum(0)
+        total_sum = decay * total_sum + (1 - decay) * one_hot.T @ vectors
+        n = size.sum()
+        book = total_sum / ((size + 1e-5) / (n + codes * 1e-5) * n)[:, None]
+    return book
+
+
+def ema_step(model, vectors, indices):
+    """One ``ema_update`` with the vectors (M, D) as encodings of shape (1, 1, M, D)."""
+    encoded = minilean.tensor(numpy.asarray(vectors, numpy.float32)[None, None])
+    model.ema_update(encoded, minilean.tensor(numpy.asarray(indices)[None, None]))
+
+
+def test_ema_codebook_follows_the_documented_recursion_with_decay():
+    """decay 0.9 over three updates: codes 0 and 2 chosen, codes 1 and 3 never. The used codes
+    are the float64 recursion's running means; an unused code decays toward its own value, so
+    it stays where it started (to the Laplace smoothing's ~1e-5)."""
+    model = tiny_model(ema=True)
+    model.decay = 0.9
+    initial = model.codebook.numpy().astype(numpy.float64)
+    rng = numpy.random.default_rng(3)
+    steps = [(rng.normal(size=(5, 2)), numpy.array([0, 2, 2, 0, 0])),
+             (rng.normal(size=(3, 2)), numpy.array([2, 2, 2])),
+             (rng.normal(size=(4, 2)), numpy.array([0, 0, 2, 0]))]
+    for vectors, indices in steps:
+        ema_step(model, vectors, indices)
+    expected = ema_reference(initial, steps, 0.9)
+    numpy.testing.assert_allclose(model.codebook.numpy(), expected, rtol=1e-5, atol=1e-7)
+    numpy.testing.assert_allclose(model.codebook.numpy()[[1, 3]], initial[[1, 3]], rtol=1e-4)
+    # the used codes really moved away from where they started
+    assert numpy.abs(expected[[0, 2]] - initial[[0, 2]]).min() > 1e-2
+
+
+def test_a_restarted_ema_code_nobody_chooses_stays_at_its_encoding():
+    """A restart makes code 1 as if chosen once by the encoding it restarted on (n_1 = 1,
+    s_1 = that encoding), so an update in which nothing picks it keeps it there."""
+    model = tiny_model(ema=True)
+    model.decay = 0.9
+    initial = model.codebook.numpy().astype(numpy.float64)
+    restart_on = numpy.array([0.7, -0.4])
+    encoded = minilean.tensor(numpy.tile(restart_on.astype(numpy.float32), (1, 2, 2, 1)))
+    assert model.restart_dead_codes(encoded, numpy.array([3, 0, 1, 2]), threshold=1) == 1
+    numpy.testing.assert_allclose(model.codebook.numpy()[1], restart_on, rtol=1e-6)
+    vectors, indices = numpy.array([[0.2, 0.1], [-0.3, 0.5], [0.1, 0.1]]), numpy.array([0, 3, 0])
+    ema_step(model, vectors, indices)
+    restarted = initial.copy()
+    restarted[1] = restart_on
+    expected = ema_reference(restarted, [(vectors, indices)], 0.9)
+    numpy.testing.assert_allclose(model.codebook.numpy(), expected, rtol=1e-5, atol=1e-7)
+    numpy.testing.assert_allclose(model.codebook.numpy()[1], restart_on, rtol=1e-4)
+
+
+def test_all_dead_codes_restart_on_encodings_of_a_small_batch():
+    """64 dead codes and only two encodings: every code lands on one of them, the last one
+    included (the picks range over all rows), with EMA statistics of one use."""
+    minilean.manual_seed(0)
+    model = vqvae.VQVAE((1, 8, 8), codes=64, code_dim=2, hidden=2, ema=True)
+    rows = numpy.array([[1.5, -2.0], [-0.5, 3.0]], numpy.float32)
+    encoded = minilean.tensor(rows[None, None])  # (1, 1, 2, 2): two encodings
+    assert model.restart_dead_codes(encoded, numpy.zeros(64), threshold=1) == 64
+    book = model.codebook.numpy()
+    is_row = (book[:, None, :] == rows[None]).all(-1)  # (64, 2)
+    assert is_row.any(1).all()
+    assert is_row.any(0).tolist() == [True, True]
+    numpy.testing.assert_array_equal(model.cluster_sum.numpy(), book)
+    numpy.testing.assert_array_equal(model.cluster_size.numpy(), 1.0)
+
+
 def test_dead_codes_restart_on_encodings():
     model = tiny_model()
     encoded = minilean.tensor(numpy.full((1, 2, 2, 2), 5.0, numpy.float32))
