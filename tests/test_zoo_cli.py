@@ -156,6 +156,40 @@ def test_vqvae_resumed_across_a_restart_of_dead_codes_repeats_an_uninterrupted_r
     assert records("split") == records("whole") and records("whole")[3]["restarted"] > 0
 
 
+def test_vqvae_restarts_codes_by_their_uses_summed_since_the_last_restart(tmp_path, monkeypatch):
+    """The usage handed to each restart is the bincount of every training step's code indices
+    since the previous restart, added up (not the last step's alone)."""
+    import numpy
+
+    from minilean.models import vqvae
+    events = []  # ("step", counts of the codes chosen) and ("restart", usage it was given)
+    forward, restart = vqvae.VQVAE.forward, vqvae.VQVAE.restart_dead_codes
+
+    def recording_forward(self, images):
+        outputs = forward(self, images)
+        events.append(("step", numpy.bincount(outputs[3].numpy().reshape(-1), minlength=4)))
+        return outputs
+
+    def recording_restart(self, encoded, usage, threshold):
+        events.append(("restart", numpy.array(usage, dtype=numpy.float64)))
+        return restart(self, encoded, usage, threshold)
+
+    monkeypatch.setattr(vqvae.VQVAE, "forward", recording_forward)
+    monkeypatch.setattr(vqvae.VQVAE, "restart_dead_codes", recording_restart)
+    flags = ["--n-total=40", "--batch-size=4", "--n-eval=4", "--progress=false", "--steps=7",
+             "--codes=4", "--code-dim=2", "--hidden=2", "--restart-every=3"]
+    main(["vqvae", *flags, f"--out={tmp_path}"])
+    assert [kind for kind, _ in events[:8]] == ["step"] * 3 + ["restart"] + ["step"] * 3 + [
+        "restart"]
+    since_restart = numpy.zeros(4)
+    for kind, counts in events[:8]:
+        if kind == "step":
+            since_restart += counts
+        else:
+            numpy.testing.assert_array_equal(counts, since_restart)
+            since_restart = numpy.zeros(4)
+
+
 def test_gan_on_ring8_resumes_without_naming_the_dataset_again(tmp_path):
     """The resumed run's data (points, not images) come from its saved config."""
     main(["gan", "--dataset=ring8", "--steps=2", "--batch-size=8", "--n-total=64",
