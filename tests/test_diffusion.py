@@ -136,6 +136,41 @@ def test_alpha_bar_at_fractional_timesteps_is_the_continuous_schedule():
             continuous.alpha_bar(time))
 
 
+def test_training_timesteps_are_uniform_over_all_T_steps():
+    """50000 draws with T = 5 take every value of {0, ..., 4} and no other, each about as
+    often as the others: Pearson's chi-square against uniform stays below 18.47, the 0.999
+    quantile of chi-square with 4 degrees of freedom."""
+    T, n = 5, 50000
+    t = D.sample_timesteps(n, T, numpy.random.default_rng(0))
+    assert t.shape == (n,) and numpy.issubdtype(t.dtype, numpy.integer)
+    assert sorted(set(t.tolist())) == list(range(T))
+    counts = numpy.bincount(t, minlength=T)
+    chi_square = ((counts - n / T) ** 2 / (n / T)).sum()
+    assert chi_square < 18.47
+
+
+def test_eps_prediction_loss_asks_the_model_at_the_timestep_it_noised_with():
+    """The eps model receives x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps and that same t, and the
+    loss is the mean squared error of its output to eps."""
+    alpha_bar = D.alpha_bars(D.linear_beta_schedule(10, 0.01, 0.3))
+    rng = numpy.random.default_rng(4)
+    x0, eps = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    t = numpy.array([0, 3, 8, 9])
+    calls = []
+
+    def eps_model(x_t, step):
+        calls.append((x_t.numpy().copy(), numpy.array(step)))
+        return 0.5 * x_t
+
+    loss = D.eps_prediction_loss(eps_model, alpha_bar, ml.tensor(x0), t, ml.tensor(eps))
+    (x_t, step), = calls
+    numpy.testing.assert_array_equal(step, t)
+    a = alpha_bar[step][:, None]
+    expected_x_t = numpy.sqrt(a) * x0 + numpy.sqrt(1 - a) * eps
+    numpy.testing.assert_allclose(x_t, expected_x_t, rtol=1e-5, atol=1e-6)
+    assert loss.item() == pytest.approx(((0.5 * expected_x_t - eps) ** 2).mean(), rel=1e-5)
+
+
 def test_v_prediction_loss_is_the_mse_to_the_v_target():
     alpha_bar = D.alpha_bars(D.linear_beta_schedule(10, 0.01, 0.3))
     rng = numpy.random.default_rng(3)
