@@ -61,6 +61,22 @@ def test_every_unet_block_sees_the_timestep_at_small_widths(hidden_c):
     assert change > 1e-3
 
 
+@pytest.mark.parametrize("dim", [2, 8, 16])
+def test_sinusoidal_embedding_is_the_docstring_formula(dim):
+    """[sin(t w_k), cos(t w_k)] with w_k = 10000^(-k / (dim/2)), k = 0..dim/2 - 1, in float64."""
+    from minilean.models.unet import sinusoidal_embedding
+    t = numpy.array([0.0, 1.0, 7.5, 999.0])
+    w = 10000.0 ** (-numpy.arange(dim // 2) / (dim / 2))
+    expected = numpy.concatenate([numpy.sin(numpy.outer(t, w)), numpy.cos(numpy.outer(t, w))], 1)
+    like = ml.zeros(1, dtype=numpy.float64)
+    numpy.testing.assert_allclose(sinusoidal_embedding(t, dim, 4, like).numpy(), expected,
+                                  rtol=1e-12, atol=1e-12)
+    one = sinusoidal_embedding(7.5, dim, 3, ml.zeros(1))  # one number for the batch, float32
+    assert one.dtype == numpy.float32
+    numpy.testing.assert_allclose(one.numpy(), numpy.tile(expected[2], (3, 1)), rtol=1e-6,
+                                  atol=1e-6)
+
+
 def test_norm_groups_keep_two_channels_in_each_group():
     from minilean.models.unet import norm_groups
     assert [norm_groups(c) for c in (2, 3, 4, 6, 8, 12, 24, 48, 72)] == [1, 1, 2, 3, 4, 6, 8, 8, 8]
