@@ -1,4 +1,6 @@
 """MAE: patchify round trip, masks, the masked loss, gradients in float64, training steps."""
+import math
+
 import numpy
 import pytest
 
@@ -93,3 +95,33 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch():
         mae.mae_loss(model, images, mask).backward()
         optimizer.step()
     assert mae.mae_loss(model, images, mask).item() < 0.7 * before
+
+
+# --- the masking arithmetic against the docstrings --------------------------------------------
+
+def test_hidden_count_rounds_to_nearest():
+    """round(ratio * L), not its floor: 0.75 * 49 = 36.75 hides 37 patches, 0.6 * 16 = 9.6 hides
+    10; the clamp keeps at least one patch hidden and one seen."""
+    assert mae.hidden_count(49, 0.75) == 37
+    assert mae.hidden_count(16, 0.6) == 10
+    assert mae.hidden_count(16, 0.01) == 1
+    assert mae.hidden_count(16, 0.99) == 15
+    minilean.manual_seed(0)
+    assert mae.random_mask(2, 49, 0.75).hidden.numpy().sum(1).tolist() == [37, 37]
+
+
+@pytest.mark.parametrize("rows, cols, block, period, offset", [
+    (7, 7, 3, 4, 0),   # a ragged last block column: ceil(7 / 3) = 3 blocks per row, not 2
+    (7, 7, 3, 4, 3),
+    (2, 4, 1, 4, 1),   # non-square: the block index is row-major, not column-major
+    (3, 5, 2, 3, 1),
+])
+def test_block_mask_matches_the_docstring_formula(rows, cols, block, period, offset):
+    expected = numpy.zeros(rows * cols, dtype=bool)
+    for r in range(rows):
+        for c in range(cols):
+            index = (r // block) * math.ceil(cols / block) + (c // block)
+            expected[r * cols + c] = index % period == offset
+    mask = mae.block_mask(2, rows, cols, block=block, period=period, offset=offset)
+    numpy.testing.assert_array_equal(mask.hidden.numpy(), numpy.stack([expected, expected]))
+    numpy.testing.assert_array_equal(mask.keep[0], numpy.flatnonzero(~expected))
