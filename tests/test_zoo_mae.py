@@ -125,3 +125,35 @@ def test_block_mask_matches_the_docstring_formula(rows, cols, block, period, off
     mask = mae.block_mask(2, rows, cols, block=block, period=period, offset=offset)
     numpy.testing.assert_array_equal(mask.hidden.numpy(), numpy.stack([expected, expected]))
     numpy.testing.assert_array_equal(mask.keep[0], numpy.flatnonzero(~expected))
+
+
+def test_patch_statistics_add_eps_to_the_variance_inside_the_root():
+    """A nearly flat patch (variance 1e-8, far below eps = 1e-6) is scaled by
+    1 / sqrt(var + eps), as the docstring says, not by 1 / (sqrt(var) + eps)."""
+    patch = 1e-4 * numpy.array([1.0, -1.0, 1.0, -1.0]) + 0.3  # mean 0.3, population variance 1e-8
+    mean, variance = patch.mean(), ((patch - patch.mean()) ** 2).mean()
+    assert variance == pytest.approx(1e-8)
+    patches = minilean.tensor(patch.reshape(1, 1, 4), dtype=numpy.float64)
+    got_mean, got_std = mae.patch_statistics(patches)
+    assert got_mean.numpy().item() == pytest.approx(mean, rel=1e-12)
+    assert got_std.numpy().item() == pytest.approx(math.sqrt(variance + 1e-6), rel=1e-10)
+    numpy.testing.assert_allclose(mae.normalize_patches(patches).numpy().reshape(-1),
+                                  (patch - mean) / math.sqrt(variance + 1e-6), rtol=1e-9)
+
+
+def test_mean_patch_baseline_matches_a_loop_over_hidden_patches():
+    """The baseline: each hidden test patch against the training images' mean patch at that
+    position, per-pixel squared error averaged within a patch, then over the hidden patches."""
+    rng = numpy.random.default_rng(4)
+    train, test = rng.random((3, 2, 4, 4)), rng.random((2, 2, 4, 4))
+    hidden = numpy.array([[1, 0, 0, 1], [0, 1, 1, 1]], dtype=numpy.float64)
+    total, count = 0.0, 0
+    for n in range(2):
+        for l in range(4):
+            if not hidden[n, l]:
+                continue
+            r, c = 2 * (l // 2), 2 * (l % 2)  # patch l of a 2 x 2 grid of 2 x 2 patches
+            mean_patch = train[:, :, r:r + 2, c:c + 2].mean(0)
+            total += ((test[n, :, r:r + 2, c:c + 2] - mean_patch) ** 2).mean()
+            count += 1
+    assert mae.mean_patch_mse(train, test, hidden, 2) == pytest.approx(total / count, rel=1e-12)
