@@ -157,3 +157,15 @@ def test_mean_patch_baseline_matches_a_loop_over_hidden_patches():
             total += ((test[n, :, r:r + 2, c:c + 2] - mean_patch) ** 2).mean()
             count += 1
     assert mae.mean_patch_mse(train, test, hidden, 2) == pytest.approx(total / count, rel=1e-12)
+
+
+def test_denormalize_inverts_normalising_with_the_same_statistics():
+    """A prediction equal to the normalised target, turned back into pixels with the visible
+    statistics it was normalised by, is the target (the held-out score's de-normalisation)."""
+    rng = numpy.random.default_rng(5)
+    target = rng.normal(2.0, 3.0, size=(2, 4, 6))
+    hidden = minilean.tensor(numpy.array([[1.0, 0, 1, 0], [0, 1, 1, 1]]))
+    mean, std = mae.visible_statistics(minilean.tensor(target), hidden)
+    normalised = (target - mean.numpy()) / std.numpy()
+    back = mae.denormalize(minilean.tensor(normalised), mean, std)
+    numpy.testing.assert_allclose(back.numpy(), target, rtol=1e-12, atol=1e-12)

@@ -131,6 +131,12 @@ def normalize_patches(patches, eps=1e-6):
     return (patches - mean) / std
 
 
+def denormalize(prediction, mean, std):
+    """Normalised values back to pixels: ``prediction * std + mean``, the inverse of
+    ``(pixels - mean) / std`` (the held-out score's way back from normalised predictions)."""
+    return prediction * std + mean
+
+
 def patch_losses(prediction, target):
     """Mean squared error of each patch: (N, L, P) x (N, L, P) -> (N, L)."""
     difference = prediction - target
@@ -285,7 +291,7 @@ def run(config):
         prediction = model(held_out, mask)
         if config.per_patch_norm:  # back to pixels, with what the visible patches tell
             mean, std = visible_statistics(patchify(held_out, config.patch_size), mask.hidden)
-            prediction = prediction * std + mean
+            prediction = denormalize(prediction, mean, std)
         pixel_error = float(masked_mse(prediction, patchify(held_out, config.patch_size),
                                        mask.hidden).item())
     baseline = mean_patch_mse(float_images(session.train_rows),
