@@ -169,3 +169,109 @@ def test_denormalize_inverts_normalising_with_the_same_statistics():
     normalised = (target - mean.numpy()) / std.numpy()
     back = mae.denormalize(minilean.tensor(normalised), mean, std)
     numpy.testing.assert_allclose(back.numpy(), target, rtol=1e-12, atol=1e-12)
+
+
+# --- the network against a float64 NumPy re-implementation -------------------------------------
+
+def _randomize(module, seed):
+    """Every parameter away from its init (LayerNorm weights off 1, biases off 0), float64."""
+    rng = numpy.random.default_rng(seed)
+    module = module.to(dtype=numpy.float64)
+    for param in module.parameters():
+        param.data[...] = 0.5 * rng.standard_normal(param.shape)
+    return module
+
+
+def _layer_norm(x, norm, eps=1e-5):
+    centred = x - x.mean(-1, keepdims=True)
+    return (centred / numpy.sqrt((centred ** 2).mean(-1, keepdims=True) + eps)
+            * norm.weight.numpy() + norm.bias.numpy())
+
+
+def _linear(x, layer):
+    return x @ layer.weight.numpy().T + layer.bias.numpy()
+
+
+def _self_attention(x, attention):
+    """softmax(q k^T / sqrt(d)) v per head, heads concatenated, then out_proj (PyTorch's MHA)."""
+    count, length, width = x.shape
+    heads = attention.num_heads
+    size = width // heads
+    weight, bias = attention.in_proj_weight.numpy(), attention.in_proj_bias.numpy()
+    q, k, v = (x @ weight[i * width:(i + 1) * width].T + bias[i * width:(i + 1) * width]
+               for i in range(3))
+    split = [t.reshape(count, length, heads, size).transpose(0, 2, 1, 3) for t in (q, k, v)]
+    scores = split[0] @ split[1].transpose(0, 1, 3, 2) / math.sqrt(size)  # (N, H, L, L)
+    scores = numpy.exp(scores - scores.max(-1, keepdims=True))
+    out = (scores / scores.sum(-1, keepdims=True)) @ split[2]  # (N, H, L, d)
+    return _linear(out.transpose(0, 2, 1, 3).reshape(count, length, width), attention.out_proj)
+
+
+def _gelu(x):
+    return 0.5 * x * (1 + numpy.vectorize(math.erf)(x / math.sqrt(2)))
+
+
+def _block(x, block):
+    """Pre-norm: x + attention(norm1 x), then x + MLP(norm2 x)."""
+    x = x + _self_attention(_layer_norm(x, block.norm1), block.attention)
+    return x + _linear(_gelu(_linear(_layer_norm(x, block.norm2), block.hidden)), block.project)
+
+
+def test_block_matches_a_float64_pre_norm_reference():
+    block = _randomize(mae.Block(6, 2), 6)
+    x = numpy.random.default_rng(7).standard_normal((2, 5, 6))
+    numpy.testing.assert_allclose(block(minilean.tensor(x)).numpy(), _block(x, block),
+                                  rtol=1e-10, atol=1e-10)
+
+
+def _reference_mae(model, patches, hidden):
+    """The class docstring, token by token: embed + position for every patch, encode the visible
+    ones in patch order; the decoder puts each encoded token back at its own patch and the mask
+    token at every hidden one, adds its positions, and maps every token to pixels."""
+    count, length, _ = patches.shape
+    tokens = _linear(patches, model.embed) + model.position.numpy()
+    decoder_tokens = numpy.empty((count, length, model.mask_token.shape[-1]))
+    for n in range(count):
+        visible = numpy.flatnonzero(hidden[n] == 0)
+        encoded = tokens[n:n + 1, visible]
+        for block in model.encoder_blocks:
+            encoded = _block(encoded, block)
+        encoded = _linear(_layer_norm(encoded, model.encoder_norm), model.to_decoder)
+        decoder_tokens[n, visible] = encoded[0]
+        decoder_tokens[n, hidden[n] == 1] = model.mask_token.numpy()[0, 0]
+    decoded = decoder_tokens + model.decoder_position.numpy()
+    for block in model.decoder_blocks:
+        decoded = _block(decoded, block)
+    return _linear(_layer_norm(decoded, model.decoder_norm), model.to_pixels)
+
+
+def test_masked_autoencoder_matches_a_float64_reference():
+    minilean.manual_seed(8)
+    model = _randomize(mae.MaskedAutoencoder((2, 4, 6), patch_size=2, width=6, depth=2, heads=2,
+                                             decoder_width=4, decoder_depth=1, decoder_heads=2), 9)
+    images = numpy.random.default_rng(10).standard_normal((3, 2, 4, 6))
+    mask = model.random_mask(3, 0.5)  # 6 patches: 3 hidden, at different places per image
+    patches = mae.patchify(minilean.tensor(images), 2)
+    expected = _reference_mae(model, patches.numpy(), mask.hidden.numpy())
+    numpy.testing.assert_allclose(model(minilean.tensor(images), mask).numpy(), expected,
+                                  rtol=1e-10, atol=1e-10)
+
+
+def test_without_decoder_blocks_each_token_stays_at_its_patch():
+    """With no decoder blocks a token sees only itself: a visible patch's prediction does not
+    depend on the mask token, a hidden patch's depends on the mask token and not on the image."""
+    minilean.manual_seed(11)
+    model = _randomize(mae.MaskedAutoencoder((1, 4, 4), patch_size=1, width=4, depth=1, heads=2,
+                                             decoder_width=4, decoder_depth=0), 12)
+    rng = numpy.random.default_rng(13)
+    images = minilean.tensor(rng.standard_normal((2, 1, 4, 4)))
+    mask = model.random_mask(2, 0.75)  # 12 of 16 hidden: more hidden than visible
+    hidden = mask.hidden.numpy() == 1
+    before = model(images, mask).numpy()
+    model.mask_token.data[...] += rng.standard_normal(4)  # not a constant: LayerNorm removes those
+    after = model(images, mask).numpy()
+    numpy.testing.assert_array_equal(after[~hidden], before[~hidden])
+    assert (numpy.abs(after[hidden] - before[hidden]).max(-1) > 1e-6).all()
+    other = model(minilean.tensor(rng.standard_normal((2, 1, 4, 4))), mask).numpy()
+    numpy.testing.assert_array_equal(other[hidden], after[hidden])
+    assert (numpy.abs(other[~hidden] - after[~hidden]).max(-1) > 1e-6).all()
