@@ -61,13 +61,16 @@ def test_every_unet_block_sees_the_timestep_at_small_widths(hidden_c):
     assert change > 1e-3
 
 
-@pytest.mark.parametrize("dim", [2, 8, 16])
+@pytest.mark.parametrize("dim", [2, 7, 8, 16])
 def test_sinusoidal_embedding_is_the_docstring_formula(dim):
-    """[sin(t w_k), cos(t w_k)] with w_k = 10000^(-k / (dim/2)), k = 0..dim/2 - 1, in float64."""
+    """[sin(t w_k), cos(t w_k)] with w_k = 10000^(-k / half), k < half = dim // 2, in float64;
+    an odd dim ends in a column of zeros."""
     from minilean.models.unet import sinusoidal_embedding
     t = numpy.array([0.0, 1.0, 7.5, 999.0])
-    w = 10000.0 ** (-numpy.arange(dim // 2) / (dim / 2))
-    expected = numpy.concatenate([numpy.sin(numpy.outer(t, w)), numpy.cos(numpy.outer(t, w))], 1)
+    half = dim // 2
+    w = 10000.0 ** (-numpy.arange(half) / half)
+    expected = numpy.concatenate([numpy.sin(numpy.outer(t, w)), numpy.cos(numpy.outer(t, w)),
+                                  numpy.zeros((4, dim % 2))], 1)
     like = ml.zeros(1, dtype=numpy.float64)
     numpy.testing.assert_allclose(sinusoidal_embedding(t, dim, 4, like).numpy(), expected,
                                   rtol=1e-12, atol=1e-12)

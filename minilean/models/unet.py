@@ -40,7 +40,8 @@ def _norm(channels, activation=None):
 
 
 def sinusoidal_embedding(t, dim, batch_size, like):
-    """``[sin(t w_k), cos(t w_k)]`` with ``w_k = 10000^(-k / (dim/2))``, shape (B, dim).
+    """``[sin(t w_k), cos(t w_k)]`` with ``w_k = 10000^(-k / half)`` for k < half = dim // 2,
+    shape (B, dim) (an odd dim ends in one column of zeros).
 
     The transformer position encoding, used for the timestep (t needs no gradient). Computed
     in float64 where t lives: on the host for numbers and host arrays, on the GPU for
