@@ -12,7 +12,8 @@ from minilean.data import Loader, read_metrics, read_pnm
 from minilean.nn import Linear
 from minilean.optim import SGD, load_checkpoint
 from minilean.data import RunDirectory
-from minilean.train.loop import FILE_FLAGS, TrainState, TrainingDiverged, step_generator, train
+from minilean.train.loop import (FILE_FLAGS, TrainState, TrainingDiverged, step_generator, train,
+                                 write_trainlog)
 
 TINY = ["--cpu", "--n-total=32", "--batch-size=4", "--hidden-c=4", "--T=10",
         "--sample-steps=2", "--n-samples=4", "--log-every=1", "--noprogress"]
@@ -298,6 +299,62 @@ def test_a_checkpoint_restores_the_cpu_random_state(tmp_path):
     resumed = ml.randn(6).numpy()
     numpy.testing.assert_array_equal(resumed, uninterrupted)
     assert not numpy.array_equal(resumed, from_seed)
+
+
+def _train_on_step_numbers(run_dir, steps, log_every, checkpoint_every):
+    """Train with loss = the step number; returns the last logged record and the metric lines."""
+    ml.manual_seed(0)
+    model = Linear(2, 1)
+    state = TrainState({"model": model}, {"optimizer": SGD(model.parameters(), lr=0.1)})
+    with RunDirectory(run_dir, {}) as run:
+        record = train(state, lambda batch, step: {"loss": float(step)}, iter(range(steps)),
+                       steps, run, log_every=log_every, checkpoint_every=checkpoint_every,
+                       progress=False)
+    return record, [(line["step"], line["loss"]) for line in
+                    read_metrics(str(run_dir / "metrics.jsonl"))]
+
+
+def test_the_last_part_window_is_logged_as_its_own_mean_and_saved(tmp_path):
+    """5 steps, log and checkpoint every 2: lines at 2 and 4 average two steps, the line at
+    step 5 is step 5's alone, and the final checkpoint is step 5's."""
+    record, lines = _train_on_step_numbers(tmp_path, 5, log_every=2, checkpoint_every=2)
+    assert lines == [(2, (1 + 2) / 2), (4, (3 + 4) / 2), (5, 5.0)]
+    assert (record["step"], record["loss"]) == (5, 5.0)
+    checkpoint = load_checkpoint(str(tmp_path / "checkpoints" / "last.npz"))
+    assert checkpoint["step"] == 5 and checkpoint["unlogged"]["count"] == 0
+
+
+def test_the_last_step_is_saved_when_checkpoints_are_rarer_than_the_run(tmp_path):
+    _, lines = _train_on_step_numbers(tmp_path, 5, log_every=1, checkpoint_every=2)
+    assert [step for step, _ in lines] == [1, 2, 3, 4, 5]
+    assert load_checkpoint(str(tmp_path / "checkpoints" / "last.npz"))["step"] == 5
+
+
+def test_the_progress_display_shows_the_latest_steps_metrics(tmp_path, monkeypatch):
+    """Read back every 3 steps: the display gets step 3's and step 6's loss, not the loss of
+    the first step of each window."""
+    from minilean.data.progress import Progress
+    shown = []
+    update = Progress.update
+
+    def recording_update(self, count, **metrics):
+        if metrics:
+            shown.append((count, metrics))
+        update(self, count, **metrics)
+
+    monkeypatch.setattr(Progress, "update", recording_update)
+    _train_on_step_numbers(tmp_path, 6, log_every=3, checkpoint_every=3)
+    assert shown == [(3, {"loss": 3.0}), (6, {"loss": 6.0})]
+
+
+def test_trainlog_keeps_six_decimals_of_the_logged_loss(tmp_path):
+    records = [{"step": 1, "loss": 1 / 3}, {"step": 2, "modes_covered": 8},
+               {"step": 3, "loss": 0.0123456789}]
+    write_trainlog(str(tmp_path / "trainlog.json"), "Toy", records, notes=["a note"])
+    log = json.loads((tmp_path / "trainlog.json").read_text())
+    assert log["title"] == "Toy" and log["steps"] == [1, 3] and log["notes"] == ["a note"]
+    assert log["series"][0]["name"] == "loss"
+    assert log["series"][0]["values"] == [0.333333, 0.012346]
 
 
 def test_nan_guard_before_the_first_checkpoint_says_there_is_none(tmp_path):
