@@ -155,6 +155,38 @@ def test_resume_refuses_what_it_cannot_do_and_keeps_the_run(tmp_path, capsys):
     assert _run_files(tmp_path) == before and not (tmp_path / "elsewhere").exists()
 
 
+def test_resume_may_name_its_own_directory_as_out(tmp_path, monkeypatch):
+    run_cli("--steps=1", f"--out={tmp_path / 'run'}", "--evaluate=false")
+    monkeypatch.chdir(tmp_path)  # a relative --out naming the same directory is no change
+    run_cli("--steps=2", "--resume=run", f"--out={tmp_path / 'run'}", "--evaluate=false")
+    run_cli("--steps=3", f"--resume={tmp_path / 'run'}", "--out=run", "--evaluate=false")
+    assert [step for step, _ in losses(tmp_path / "run")] == [1, 2, 3]
+
+
+def test_resuming_a_finished_run_with_its_steps_samples_again(tmp_path):
+    run_cli("--steps=2", f"--out={tmp_path}", "--evaluate=false")
+    before = losses(tmp_path)
+    os.remove(tmp_path / "samples.npy")
+    run_cli("--steps=2", f"--resume={tmp_path}", "--evaluate=false")
+    assert losses(tmp_path) == before  # no step trained again
+    assert numpy.load(tmp_path / "samples.npy").shape == (4, 3, 16, 16)
+
+
+def test_a_resumed_run_computes_on_todays_device_unless_told(tmp_path, monkeypatch):
+    """A run started on a GPU machine (device auto), resumed without a device flag where no GPU
+    answers, resumes on the CPU (``auto`` resolved today), not on the saved "cuda"."""
+    from minilean import backend
+    run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false")
+    config_path = tmp_path / "config.json"
+    saved = json.loads(config_path.read_text())
+    assert saved["device"] == "cpu"
+    config_path.write_text(json.dumps({**saved, "device": "cuda", "cpu": False, "cuda": False}))
+    monkeypatch.setattr(backend, "cuda_available", lambda: False)
+    main(["diffusion", "--steps=2", f"--resume={tmp_path}", "--evaluate=false", "--noprogress"])
+    assert json.loads(config_path.read_text())["device"] == "cpu"
+    assert len(losses(tmp_path)) == 2
+
+
 def test_unreadable_run_files_on_resume_are_one_line_errors(tmp_path, capsys):
     run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false")
     checkpoint = tmp_path / "checkpoints" / "last.npz"
