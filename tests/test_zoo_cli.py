@@ -199,6 +199,21 @@ def test_gan_on_ring8_resumes_without_naming_the_dataset_again(tmp_path):
         assert [json.loads(line)["step"] for line in file][-1] == 3
 
 
+def test_a_twice_resumed_run_keeps_the_flags_given_at_its_start(tmp_path):
+    """--hidden=64 given at the start stays the run's, and stays among its given flags, however
+    many resumes follow (the ring8 defaults would say 128)."""
+    main(["gan", "--dataset=ring8", "--hidden=64", "--latent=2", "--steps=1", "--batch-size=8",
+          "--n-total=64", "--progress=false", "--evaluate=false", f"--out={tmp_path}"])
+    main(["gan", "--steps=2", f"--resume={tmp_path}", "--progress=false"])
+    main(["gan", "--dataset=ring8", "--steps=3", f"--resume={tmp_path}", "--progress=false"])
+    with open(tmp_path / "config.json") as file:
+        config = json.load(file)
+    assert config["hidden"] == 64 and config["steps"] == 3
+    assert {"dataset", "hidden", "latent", "steps", "resume"} <= set(config["given_flags"])
+    with open(tmp_path / "metrics.jsonl") as file:
+        assert [json.loads(line)["step"] for line in file][-1] == 3
+
+
 def test_gan_on_ring8_takes_the_ring_defaults_unless_given():
     ring = cli.GAN.parse([], {"dataset": "ring8"})
     assert (ring.steps, ring.hidden, ring.latent) == (3000, 128, 2)
