@@ -78,3 +78,28 @@ def test_independent_pixel_baseline_keeps_each_pixel_marginal_and_breaks_depende
     columns = numpy.arange(16).reshape(1, 1, 4, 4) * numpy.ones((3, 1, 1, 1), numpy.int64)
     per_column = gan.independent_pixel_samples(columns, 20, seed=1)
     numpy.testing.assert_array_equal(per_column, numpy.broadcast_to(columns[0], (20, 1, 4, 4)))
+
+
+TINY_RUN = ["--batch-size=4", "--hidden=8", "--latent=3", "--n-samples=6",
+            "--progress=false"]
+
+
+def test_the_baseline_is_scored_in_the_range_of_the_data(tmp_path, monkeypatch):
+    """Float --x in [0, 1]: the independent-pixel baseline handed to fd_report (uint8 images,
+    divided by 255 there) has the training pixels' values, not values near 0."""
+    from minilean.cli import main
+    from minilean.models import classifier
+    rng = numpy.random.default_rng(0)
+    numpy.save(tmp_path / "x.npy", rng.uniform(0.5, 1.0, (40, 1, 16, 16)).astype(numpy.float32))
+    numpy.save(tmp_path / "y.npy", numpy.arange(40) % 2)
+    scored = []
+    monkeypatch.setattr(classifier, "check_fd_report", lambda config, dataset: None)
+    monkeypatch.setattr(classifier, "fd_report", lambda config, dataset, images: scored.append(
+        numpy.asarray(images)) or {"fd_classifier": 0.0})
+    main(["gan", *TINY_RUN, "--steps=2", f"--x={tmp_path / 'x.npy'}", f"--y={tmp_path / 'y.npy'}",
+          f"--out={tmp_path / 'run'}"])
+    samples, baseline = scored
+    assert baseline.shape == (6, 1, 16, 16)
+    unit = baseline.astype(numpy.float64) / 255.0  # as fd_report reads them
+    assert unit.min() >= 0.5 - 1 / 255 and unit.max() <= 1.0
+

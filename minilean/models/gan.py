@@ -185,7 +185,9 @@ def run(config):
         atomic.save_npy(session.run.file("samples.npy"), samples)  # for `minilean evaluate`
         if config.evaluate and session.dataset.y is not None:
             summary["fd_classifier"] = fd_report(config, session.dataset, samples)
-            baseline = independent_pixel_samples(session.train_rows, len(samples), config.seed)
+            # the raw rows: uint8, or float in [0, 1] (--x), brought to uint8 as the samples are
+            baseline = to_uint8(independent_pixel_samples(session.train_rows, len(samples),
+                                                          config.seed), (0.0, 1.0))
             summary["baseline_independent_pixels_fd"] = fd_report(
                 config, session.dataset, baseline)["fd_classifier"]
     session.finish("LSGAN", **summary)
