@@ -103,3 +103,41 @@ def test_the_baseline_is_scored_in_the_range_of_the_data(tmp_path, monkeypatch):
     unit = baseline.astype(numpy.float64) / 255.0  # as fd_report reads them
     assert unit.min() >= 0.5 - 1 / 255 and unit.max() <= 1.0
 
+
+def test_the_saved_samples_are_the_generator_outputs_from_minus_1_1(tmp_path, monkeypatch):
+    """samples.npy is G(fixed z) mapped from [-1, 1] to uint8 (value (v + 1) / 2 * 255,
+    rounded); grids are written at the steps that are multiples of --sample-every."""
+    import os
+
+    from minilean.cli import main
+    outputs = []
+    forward = gan.Generator.forward
+    monkeypatch.setattr(gan.Generator, "forward", lambda self, z: outputs.append(
+        forward(self, z)) or outputs[-1])
+    main(["gan", *TINY_RUN, "--steps=10", "--sample-every=5", "--evaluate=false",
+          f"--out={tmp_path}"])
+    last = outputs[-1].numpy().astype(numpy.float64)
+    assert last.min() < -0.01 and last.max() > 0.01  # both signs: a wrong range shows
+    expected = numpy.floor((last + 1.0) / 2.0 * 255.0 + 0.5)
+    saved = numpy.load(tmp_path / "samples.npy")
+    assert saved.dtype == numpy.uint8 and numpy.abs(saved - expected).max() <= 1
+    names = {name.split(".")[0] for name in os.listdir(tmp_path / "images")}
+    assert names == {"samples_step000005", "samples_step000010", "samples"}
+
+
+def test_each_training_draw_of_noise_is_fresh(tmp_path, monkeypatch):
+    """Per step: d_steps D draws and one G draw, all different; the fixed latent of the grids
+    is none of them."""
+    from minilean.cli import main
+    latents = []
+    forward = gan.Generator.forward
+    monkeypatch.setattr(gan.Generator, "forward", lambda self, z: latents.append(
+        z.numpy().copy()) or forward(self, z))
+    main(["gan", *TINY_RUN, "--steps=2", "--d-steps=3", "--evaluate=false", f"--out={tmp_path}"])
+    assert len(latents) == 2 * 4 + 1  # 2 steps of (3 D draws + 1 G draw), then the grid
+    *training, fixed = latents
+    rows = min(len(fixed), len(training[0]))
+    for i, first in enumerate(training):
+        assert not numpy.allclose(first[:rows], fixed[:rows])
+        for second in training[i + 1:]:
+            assert not numpy.allclose(first, second)
