@@ -84,3 +84,178 @@ def test_samples_of_a_size_builtin_lacks_name_samples_not_image_size(tmp_path):
                                          r"built-in shapes they are compared with come square, "
                                          r"16 to 64 pixels"):
         evaluate_command(config)
+
+
+def test_gaussian_fit_is_the_mean_and_unbiased_covariance():
+    from minilean.models.classifier import gaussian_fit
+    rows = numpy.random.default_rng(0).standard_normal((5, 3))
+    mean, cov = gaussian_fit(rows)
+    centred = rows - rows.sum(axis=0) / 5
+    numpy.testing.assert_allclose(mean, rows.sum(axis=0) / 5, rtol=1e-12)
+    numpy.testing.assert_allclose(cov, centred.T @ centred / (5 - 1), rtol=1e-12)
+
+
+def test_the_cached_classifier_depends_on_the_images_and_the_lr(tmp_path):
+    from minilean.data.arrays import Dataset
+    from minilean.models.classifier import _cache_path
+    labels = numpy.array([0, 1, 0, 1], numpy.int64)
+
+    def path(images, lr=1e-3):
+        return _cache_path(str(tmp_path), Dataset(images, labels, (), "set"), seed=0, steps=10,
+                           lr=lr)
+
+    black, grey = numpy.zeros((4, 3, 4, 4), numpy.uint8), numpy.full((4, 3, 4, 4), 9, numpy.uint8)
+    assert path(black) == path(black.copy())
+    assert path(black) != path(grey)  # same shape and labels, other images
+    assert path(black) != path(black, lr=2e-3)
+
+
+def tiny_model(classes=3):
+    import minilean
+    from minilean.models.classifier import FeatureClassifier
+    minilean.manual_seed(0)
+    return FeatureClassifier(1, classes).eval()
+
+
+def test_features_of_images_in_0_1_are_the_models_features_of_2x_minus_1():
+    import minilean
+    from minilean.models.classifier import features_of
+    model = tiny_model()
+    images = numpy.random.default_rng(0).random((5, 1, 8, 8)).astype(numpy.float32)
+    with minilean.no_grad():
+        expected = model.features(minilean.tensor(images * 2 - 1)).numpy()
+    got = features_of(model, images, "cpu", batch_size=2)
+    assert got.dtype == numpy.float64 and got.shape == (5, 32)
+    numpy.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+class BrightestPixel:
+    """A stand-in classifier: the logits of an image (N, 1, 1, K) are its pixels."""
+
+    def __call__(self, x):
+        return x.flatten(1)
+
+
+def test_accuracy_is_the_share_of_argmax_logits_equal_to_the_labels():
+    from minilean.models.classifier import accuracy
+    images = numpy.eye(3, dtype=numpy.float32)[[0, 1, 2, 2, 1]].reshape(5, 1, 1, 3)
+    assert accuracy(BrightestPixel(), images, [0, 1, 2, 2, 1], "cpu") == 1.0
+    # predicted 0 1 2 2 1 against 0 1 2 0 0: three of five right
+    assert accuracy(BrightestPixel(), images, [0, 1, 2, 0, 0], "cpu") == pytest.approx(0.6)
+
+
+def test_reference_sets_of_a_given_dataset_take_the_first_and_last_rows():
+    from minilean.data.arrays import Dataset
+    from minilean.models.classifier import reference_sets
+    images = numpy.arange(7, dtype=numpy.uint8).reshape(7, 1, 1, 1) * 30
+    labels = numpy.array([0, 1, 2, 3, 4, 5, 6], numpy.int64)
+    train, held_out, held_out_labels = reference_sets(Dataset(images, labels, (), "set"), 3, 0)
+    numpy.testing.assert_allclose(train.ravel(), [0, 30 / 255, 60 / 255], rtol=1e-6)
+    numpy.testing.assert_allclose(held_out.ravel(), [120 / 255, 150 / 255, 180 / 255], rtol=1e-6)
+    numpy.testing.assert_array_equal(held_out_labels, [4, 5, 6])
+
+
+def test_reference_sets_of_the_builtin_shapes_hold_out_other_images():
+    from minilean.data import load_dataset, make_shapes
+    from minilean.models.classifier import HELD_OUT_SEED_OFFSET, reference_sets
+    dataset = load_dataset("builtin", n_total=6, image_size=16, seed=3)  # = make_shapes(6, 16, 3)
+    train, held_out, labels = reference_sets(dataset, 6, seed=3)
+    numpy.testing.assert_allclose(train * 255.0, dataset.x, atol=1e-4)
+    assert not numpy.allclose(train, held_out)
+    fresh, fresh_labels = make_shapes(6, 16, 3 + HELD_OUT_SEED_OFFSET)
+    assert held_out.dtype == numpy.float32
+    numpy.testing.assert_allclose(held_out * 255.0, fresh, atol=1e-4)
+    numpy.testing.assert_array_equal(labels, fresh_labels)
+
+
+def test_noise_images_are_the_standard_normal_mapped_to_0_1():
+    from minilean.models.classifier import noise_images
+    images = noise_images(2000, (1, 4, 4), seed=0)
+    assert images.shape == (2000, 1, 4, 4) and images.dtype == numpy.float32
+    assert images.min() == 0.0 and images.max() == 1.0
+    # (z + 1) / 2 clipped: symmetric about 0.5, clipped to 0 where z < -1 (15.9%)
+    assert images.mean() == pytest.approx(0.5, abs=0.01)
+    assert (images == 0).mean() == pytest.approx(0.1587, abs=0.01)
+
+
+def test_fd_report_reads_uint8_samples_as_0_1(monkeypatch):
+    from types import SimpleNamespace
+
+    from minilean.models import classifier
+    seen = {}
+    monkeypatch.setattr(classifier, "fd_classifier", lambda samples, *args, **kwargs:
+                        seen.setdefault("samples", samples))
+    config = SimpleNamespace(device="cpu", seed=0)
+    classifier.fd_report(config, None, numpy.array([[[[0, 51, 255]]]], numpy.uint8))
+    numpy.testing.assert_allclose(seen["samples"].ravel(), [0.0, 0.2, 1.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("rows, refused", [(600, True), (999, True), (1000, False)])
+def test_evaluate_needs_twice_the_run_reference_size(rows, refused):
+    from types import SimpleNamespace
+
+    from minilean.data.arrays import Dataset
+    from minilean.errors import FlagError
+    from minilean.models.classifier import check_fd_report
+    dataset = Dataset(numpy.zeros((rows, 1, 2, 2), numpy.uint8), numpy.zeros(rows, numpy.int64),
+                      (), "set")
+    config = SimpleNamespace(evaluate=True)
+    if refused:
+        with pytest.raises(FlagError, match=r"^--evaluate: got True; expected false for this "
+                                            r"dataset: FD-classifier needs 1000 real images"):
+            check_fd_report(config, dataset)
+    else:
+        check_fd_report(config, dataset)
+
+
+def test_every_row_of_the_samples_is_range_checked(tmp_path):
+    from minilean.models.classifier import _load_samples
+    samples = numpy.zeros((1100, 1, 2, 2), numpy.float32)
+    samples[-1] = 2.0
+    numpy.save(tmp_path / "late.npy", samples)
+    with pytest.raises(ValueError, match=r"found values in \[0.0, 2.0\]$"):
+        _load_samples(str(tmp_path / "late.npy"))
+
+
+def test_non_square_samples_are_refused_for_the_builtin_shapes():
+    from minilean.models.classifier import _builtin_image_size
+    with pytest.raises(ValueError, match=r"^--samples s.npy: images are 16x32; the built-in "
+                                         r"shapes they are compared with come square"):
+        _builtin_image_size(numpy.zeros((2, 3, 16, 32), numpy.float32), "s.npy")
+    assert _builtin_image_size(numpy.zeros((2, 3, 24, 24), numpy.float32), "s.npy") == 24
+
+
+def test_the_classifier_follows_warmup_then_cosine(tmp_path, monkeypatch):
+    import math
+
+    from minilean import optim
+    from minilean.data import load_dataset
+    from minilean.models.classifier import trained_classifier
+    lrs, step = [], optim.Adam.step
+    monkeypatch.setattr(optim.Adam, "step", lambda self: lrs.append(self.lr) or step(self))
+    dataset = load_dataset("builtin", n_total=4, image_size=16, seed=0)
+    trained_classifier(dataset, "cpu", steps=60, cache=str(tmp_path), batch_size=2, lr=0.1)
+    warmup = [0.1 * (k + 1) / 50 for k in range(50)]
+    cosine = [0.1 * 0.5 * (1 + math.cos(math.pi * k / 10)) for k in range(10)]
+    assert lrs == pytest.approx(warmup + cosine, rel=1e-9)
+
+
+def test_the_floor_is_the_distance_of_training_images_to_held_out_ones(tmp_path):
+    import minilean
+    from minilean.data import load_dataset
+    from minilean.models.classifier import (fd_classifier, frechet_distance, reference_sets,
+                                            trained_classifier)
+    dataset = load_dataset("builtin", n_total=24, image_size=16, seed=0)
+    samples = numpy.random.default_rng(0).random((8, 3, 16, 16)).astype(numpy.float32)
+    report = fd_classifier(samples, dataset, "cpu", seed=0, n_eval=8, steps=2,
+                           cache=str(tmp_path))
+    model, _ = trained_classifier(dataset, "cpu", 0, 2, str(tmp_path))
+    train, held_out, _ = reference_sets(dataset, 8, 0)
+
+    def fit(images):
+        with minilean.no_grad():
+            rows = model.features(minilean.tensor(images * 2 - 1)).numpy().astype(numpy.float64)
+        return rows.mean(axis=0), numpy.cov(rows.T, ddof=1)
+
+    expected = frechet_distance(*fit(train), *fit(held_out))
+    assert expected > 0 and report["floor_real_train"] == pytest.approx(expected, rel=1e-5)
