@@ -135,6 +135,44 @@ def exact_reconstruction(check, shape, seed):
                     0, f"last patch holds the last cell ({dtype.__name__})")
 
 
+@statement("patchify_layout", about=(f"{MAE}.patchify",),
+           given={"shape": st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 3),
+                                     st.integers(1, 3), st.integers(2, 3)),
+                  "seed": st.integers(0, 2 ** 16)})
+def patchify_layout(check, shape, seed):
+    """patchify(x)[n, l, (i p + j) C + c] = x[n, c, r p + i, q p + j] with (r, q) = (l // cols,
+    l % cols): the documented order (row in patch, column in patch, channel), which the round
+    trip cannot tell from another order that unpatchify undoes alike (p >= 2 drawn)."""
+    from minilean.models import mae
+    count, channels, rows, cols, p = shape
+    images = numpy.random.default_rng(seed).standard_normal((count, channels, rows * p, cols * p))
+    expected = numpy.empty((count, rows * cols, p * p * channels))
+    for r in range(rows):
+        for q in range(cols):
+            for i in range(p):
+                for j in range(p):
+                    for c in range(channels):
+                        expected[:, r * cols + q, (i * p + j) * channels + c] = \
+                            images[:, c, r * p + i, q * p + j]
+    for dtype in ENGINE_DTYPES:
+        patches = host(mae.patchify(engine(images, dtype), p))
+        check.close(patches, mp(expected.astype(dtype)), 0, f"layout ({dtype.__name__})")
+
+
+@mutant("patch flattened (column, row, channel)", f"{MAE}.patchify",
+        caught_by=["patchify_layout"])
+def patchify_column_major(original):
+    """patchify flattens each patch column by column (j, i, c) instead of row by row."""
+    def broken(images, patch_size):
+        count, channels, height, width = images.shape
+        rows, cols = height // patch_size, width // patch_size
+        # (N, C, rows, p, cols, p) -> (N, rows, cols, p(j), p(i), C)
+        grid = images.reshape(count, channels, rows, patch_size, cols, patch_size)
+        return grid.permute(0, 2, 4, 5, 3, 1).reshape(count, rows * cols,
+                                                      patch_size * patch_size * channels)
+    return broken
+
+
 @statement("complement_selected_iff", about=(f"{MAE}.random_mask", f"{MAE}.block_mask"),
            given={"count": st.integers(1, 3), "patches": st.integers(2, 12),
                   "ratio": st.floats(0.05, 0.95), "seed": st.integers(0, 99)})
