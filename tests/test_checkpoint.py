@@ -144,3 +144,43 @@ def test_unreadable_files_are_one_line_value_errors_naming_the_file(tmp_path):
         with pytest.raises(ValueError, match=f"'{tmp_path / name}' is not a readable minilean "
                                              f"checkpoint"):
             optim.load_checkpoint(str(tmp_path / name))
+
+
+def test_an_archive_with_an_object_member_is_refused_not_unpickled(tmp_path):
+    """A hand-made .npz whose tree points at a pickled object array: loading must not unpickle
+    it (pickle can run code), whatever the tree says."""
+    path = tmp_path / "evil.npz"
+    numpy.savez(path, __tree__=numpy.array(json.dumps({"x": {"__array__": "x"}})),
+                x=numpy.array([{"run": "code"}], dtype=object))
+    with pytest.raises(ValueError, match=f"'{path}' is not a readable minilean checkpoint "
+                                         r"\(.*allow_pickle"):
+        optim.load_checkpoint(str(path))
+
+
+def test_names_that_clash_are_refused(tmp_path):
+    path = str(tmp_path / "ckpt.npz")
+    # "a/b" at the top and "b" inside "a" would both be the member "model/a/b"
+    with pytest.raises(ValueError, match="checkpoint entry 'model/a/b' is named twice"):
+        optim.save_checkpoint(path, model={"a/b": numpy.zeros(2), "a": {"b": numpy.ones(2)}})
+    # a non-string key would come back as a string: {1: ...} would load as {"1": ...}
+    with pytest.raises(TypeError, match="checkpoint entry 'config' has a non-string key 1"):
+        optim.save_checkpoint(path, config={1: "one"})
+    # the tree's own member name cannot also hold an array
+    with pytest.raises(ValueError, match="'__tree__' is reserved in checkpoints"):
+        optim.save_checkpoint(path, **{"__tree__": numpy.zeros(2)})
+    assert os.listdir(tmp_path) == []
+
+
+def test_tuples_and_non_finite_metadata_round_trip(tmp_path):
+    path = str(tmp_path / "ckpt.npz")
+    optim.save_checkpoint(path, pair=(numpy.arange(3.0), {"w": numpy.ones((2, 2))}, 7),
+                          metrics={"loss": float("nan"), "best": float("inf"),
+                                   "worst": float("-inf")})
+    state = optim.load_checkpoint(path)
+    first, second, third = state["pair"]  # a tuple comes back as a list, its arrays as arrays
+    assert isinstance(state["pair"], list) and third == 7
+    numpy.testing.assert_array_equal(first, [0.0, 1.0, 2.0])
+    numpy.testing.assert_array_equal(second["w"], [[1.0, 1.0], [1.0, 1.0]])
+    metrics = state["metrics"]
+    assert numpy.isnan(metrics["loss"]) and metrics["best"] == float("inf")
+    assert metrics["worst"] == float("-inf")
