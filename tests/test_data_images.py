@@ -1,5 +1,6 @@
 """PPM/PGM/PNG writers and reader, grids, and atomic writes that survive a failure mid-write."""
 import os
+import re
 import subprocess
 import sys
 
@@ -62,6 +63,22 @@ def test_grid_tiles_with_padding():
     assert (grid[0] == 255).all() and (grid[:, 3] == 255).all()
 
 
+def test_grid_places_each_tile_upright_and_in_reading_order():
+    # tile[n, c, y, x] = 100 n + 10 c + 3 y + x: no two pixels alike, not symmetric in y and x
+    n, c, y, x = numpy.meshgrid(range(5), range(3), range(3), range(3), indexing="ij")
+    tiles = ((100 * n + 10 * c + 3 * y + x) % 251).astype(numpy.uint8)
+    grid = images.make_grid(tiles, padding=1, pad_value=255)
+    assert grid.shape == (2 * 4 + 1, 3 * 4 + 1, 3)  # ceil(sqrt(5)) = 3 per row, 2 rows
+    for index in range(5):
+        top, left = 1 + 4 * (index // 3), 1 + 4 * (index % 3)
+        for row in range(3):
+            for column in range(3):
+                for channel in range(3):
+                    assert grid[top + row, left + column, channel] == (
+                        100 * index + 10 * channel + 3 * row + column) % 251
+    assert (grid[5:8, 9:12] == 255).all()  # the sixth slot is empty
+
+
 def test_to_uint8_maps_the_value_range_and_clips():
     floats = numpy.array([-1.5, -1.0, 0.0, 1.0, 2.0], numpy.float32)
     assert images.to_uint8(floats, (-1, 1)).tolist() == [0, 0, 128, 255, 255]
@@ -80,6 +97,27 @@ def test_save_grid_by_extension(tmp_path):
     images.save_grid(tmp_path / "g.png", batch, padding=0)
     with Image.open(tmp_path / "g.png") as opened:
         numpy.testing.assert_array_equal(numpy.asarray(opened), images.read_pnm(tmp_path / "g.pgm"))
+
+
+def test_pgm_of_a_colour_image_is_the_rounded_channel_mean_and_extensions_ignore_case(tmp_path):
+    image = numpy.array([[[10, 20, 60], [255, 0, 0], [0, 1, 1]]], numpy.uint8)  # (1, 3, 3)
+    images.save_image(tmp_path / "grey.PGM", image)
+    assert images.read_pnm(tmp_path / "grey.PGM").tolist() == [[30, 85, 1]]  # 2/3 -> 1
+    images.save_image(tmp_path / "colour.Ppm", image)
+    numpy.testing.assert_array_equal(images.read_pnm(tmp_path / "colour.Ppm"), image)
+
+
+def test_png_keeps_the_channel_order(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    red = numpy.zeros((2, 3, 3), numpy.uint8)
+    red[:, :, 0] = 255
+    red[0, 0] = (1, 2, 3)
+    images.save_image(tmp_path / "red.PNG", red)
+    with Image.open(tmp_path / "red.PNG") as opened:
+        assert opened.mode == "RGB"
+        pixels = numpy.asarray(opened)
+    assert tuple(pixels[0, 0]) == (1, 2, 3) and tuple(pixels[1, 2]) == (255, 0, 0)
+    numpy.testing.assert_array_equal(pixels, red)
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -110,3 +148,37 @@ def test_atomic_json_refuses_nan(tmp_path):
     with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
         atomic.write_json(tmp_path / "x.json", {"loss": float("nan")})
     assert os.listdir(tmp_path) == []
+
+
+def test_an_interrupt_inside_the_block_leaves_no_temporary(tmp_path):
+    path = tmp_path / "x.bin"
+    atomic.write_bytes(path, b"old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic.atomic_open(path) as file:
+            file.write(b"new, half")
+            raise KeyboardInterrupt
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["x.bin"]
+
+
+def test_save_npy_refuses_object_arrays(tmp_path):
+    with pytest.raises(ValueError, match="allow_pickle"):
+        atomic.save_npy(tmp_path / "x.npy", numpy.array([{"a": 1}, None], dtype=object))
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_bare_file_name_is_written_in_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    atomic.write_text("notes.txt", "hello")
+    atomic.save_npy("x.npy", numpy.arange(3))
+    assert (tmp_path / "notes.txt").read_text() == "hello"
+    numpy.testing.assert_array_equal(numpy.load(tmp_path / "x.npy"), [0, 1, 2])
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt", "x.npy"]
+
+
+@pytest.mark.parametrize("mode", ["a", "ab", "r", "w+"])
+def test_atomic_open_refuses_modes_other_than_writing(tmp_path, mode):
+    (tmp_path / "x.txt").write_text("old")
+    with pytest.raises(ValueError, match=re.escape(f"mode must be 'wb' or 'w', got '{mode}'")):
+        with atomic.atomic_open(tmp_path / "x.txt", mode):
+            pass
+    assert (tmp_path / "x.txt").read_text() == "old" and os.listdir(tmp_path) == ["x.txt"]
