@@ -47,6 +47,76 @@ def test_shape_classes_differ_in_how_much_of_their_box_they_fill():
     assert 0.45 < by_class["diamond"] < 0.62
 
 
+def foreground_and_boxes(images):
+    """Foreground masks (N, H, W) (palette colours are bright, backgrounds dark) and each
+    image's bounding box of it: centres (x, y) and sizes (width, height)."""
+    foreground = images.max(axis=1) > 150
+    size = images.shape[-1]
+    boxes = []
+    for along in (1, 2):  # columns (x), then rows (y)
+        occupied = foreground.any(axis=along)                              # (N, S)
+        first, last = occupied.argmax(1), size - 1 - occupied[:, ::-1].argmax(1)
+        boxes.append(((first + last) / 2, last - first + 1))
+    (centre_x, width), (centre_y, height) = boxes
+    return foreground, centre_x, centre_y, width, height
+
+
+def test_foreground_is_exactly_a_rounded_palette_colour_and_never_on_the_border():
+    for size in (16, 32):
+        images, _ = builtin.make_shapes(2000, size, seed=5)
+        foreground, *_ = foreground_and_boxes(images)
+        assert foreground.any(axis=(1, 2)).all()
+        # 0.85 * 255 = 216.75 is 217 and 0.1 * 255 = 25.5 is 26, not truncated to 216 or 25
+        palette = {tuple(colour) for colour in numpy.round(builtin.PALETTE * 255).astype(int)}
+        assert (217 in {g for _, g, _ in palette}) and (26 in {r for r, _, _ in palette})
+        pixels = images.transpose(0, 2, 3, 1)[foreground]                  # (count, 3)
+        assert {tuple(colour) for colour in numpy.unique(pixels, axis=0).tolist()} <= palette
+        # a margin of at least a pixel: the outermost rows and columns are always background
+        border = foreground.copy()
+        border[:, 1:-1, 1:-1] = False
+        assert not border.any(), size
+
+
+def test_shape_centres_are_drawn_independently_in_x_and_y():
+    images, _ = builtin.make_shapes(2000, 32, seed=1)
+    _, centre_x, centre_y, _, _ = foreground_and_boxes(images)
+    assert abs(numpy.corrcoef(centre_x, centre_y)[0, 1]) < 0.3
+    assert centre_x.std() > 2 and centre_y.std() > 2
+
+
+def test_triangles_are_as_wide_as_tall_with_the_apex_up():
+    images, labels = builtin.make_shapes(2000, 32, seed=2)
+    foreground, _, _, width, height = foreground_and_boxes(images)
+    triangle = labels == builtin.SHAPE_CLASSES.index("triangle")
+    # base 2 * 0.5 * 1.8 half-sizes wide, 1.8 half-sizes tall: about square, as a square is
+    for index in (builtin.SHAPE_CLASSES.index("square"), builtin.SHAPE_CLASSES.index("triangle")):
+        ratio = (width / height)[labels == index]
+        assert 0.95 < ratio.mean() < 1.05 and ratio.min() > 0.8 and ratio.max() < 1.25
+    widths = foreground[triangle].sum(axis=2)                              # (k, S) per row
+    rows = [numpy.flatnonzero(row) for row in widths]
+    assert all(row[-1] - row[0] > 2 for row in rows)
+    assert all(widths_[row[0]] < widths_[row[-1]] for widths_, row in zip(widths, rows))
+
+
+def test_the_background_slopes_along_both_axes():
+    images, _ = builtin.make_shapes(1000, 16, seed=3)
+    corners = images[:, :, [0, 0, -1], [0, -1, 0]].astype(int)            # (N, 3, 3 corners)
+    # top-left against top-right (along x) and against bottom-left (along y)
+    along_x = numpy.abs(corners[:, :, 0] - corners[:, :, 1]).max(axis=1)
+    along_y = numpy.abs(corners[:, :, 0] - corners[:, :, 2]).max(axis=1)
+    for change in (along_x, along_y):
+        assert (change > 0).mean() > 0.8 and change.max() <= 13  # slopes of at most 0.05 * 255
+
+
+def test_ring8_modes_sit_evenly_around_the_origin():
+    modes = builtin.RING8_MODES.astype(numpy.float64)
+    numpy.testing.assert_allclose(modes.mean(axis=0), [0.0, 0.0], atol=1e-6)
+    numpy.testing.assert_allclose(modes[0], [builtin.RING8_RADIUS, 0.0], atol=1e-6)
+    gaps = numpy.linalg.norm(modes - numpy.roll(modes, -1, axis=0), axis=1)  # 0->1, ..., 7->0
+    numpy.testing.assert_allclose(gaps, 2 * builtin.RING8_RADIUS * numpy.sin(numpy.pi / 8),
+                                  rtol=1e-6)
+
+
 def test_ring8_samples_sit_near_their_modes():
     points, modes = builtin.make_ring8(4000, seed=0)
     assert points.shape == (4000, 2) and points.dtype == numpy.float32
@@ -93,7 +163,18 @@ def test_labels_are_checked_and_cast(tmp_path):
         load_dataset(x=x, y=save(tmp_path, "short.npy", numpy.array([0, 1])))
 
 
+def test_n_total_cuts_labels_with_the_images_and_extra_labels_are_refused(tmp_path):
+    x = save(tmp_path, "x.npy", numpy.arange(5 * 3 * 4 * 4, dtype=numpy.uint8).reshape(5, 3, 4, 4))
+    y = save(tmp_path, "y.npy", numpy.array([4, 3, 2, 1, 0]))
+    data = load_dataset(x=x, y=y, n_total=3)
+    assert data.x.shape == (3, 3, 4, 4) and data.y.tolist() == [4, 3, 2]
+    with pytest.raises(ValueError, match=r"expected 5 labels \(one per image\), found 6"):
+        load_dataset(x=x, y=save(tmp_path, "long.npy", numpy.arange(6)))
+
+
 @pytest.mark.parametrize("array, message", [
+    (numpy.zeros((2, 3, 4, 4), numpy.uint16), "expected dtype uint8 in .0, 255. or float in "
+                                              r"\[0, 1\], found uint16"),
     (numpy.zeros((2, 3, 4, 4), numpy.int16), "expected dtype uint8 in .0, 255. or float in "
                                              r"\[0, 1\], found int16"),
     (numpy.zeros((2, 3, 4), numpy.uint8)[None, None], "expected images of rank 4 .* found rank 5"),
