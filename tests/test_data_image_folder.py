@@ -6,6 +6,7 @@ import sys
 import numpy
 import pytest
 
+from minilean.data import image_folder
 from minilean.data.arrays import load_dataset
 from minilean.data.commands import DataCommands
 from minilean.errors import FlagError
@@ -51,6 +52,34 @@ def test_stretch_squeezes_the_whole_image_in(tmp_path):
                                         height=8, width=8, crop="stretch")
     x = numpy.load(tmp_path / "x.npy")[0]
     assert x[0, :, 0].min() > 200 and x[2, :, -1].min() > 200  # red left, blue right
+
+
+def test_centre_crop_to_a_wide_shape_keeps_height_and_width_apart(tmp_path):
+    # 20 high x 40 wide, red left half and blue right half: already 1:2, so the crop to 8 high
+    # x 16 wide keeps all of it, red in columns 0..7 and blue in 8..15
+    save(tmp_path / "in" / "wide.png", halves(20, 40, horizontal=True))
+    DataCommands().convert.image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                        height=8, width=16)
+    x = numpy.load(tmp_path / "x.npy")
+    assert x.shape == (1, 3, 8, 16)
+    red, blue = x[0, 0].astype(int), x[0, 2].astype(int)
+    assert red[:, :6].min() > 240 and blue[:, :6].max() < 15
+    assert blue[:, 10:].min() > 240 and red[:, 10:].max() < 15
+
+
+def test_extensions_match_whatever_their_case(tmp_path):
+    for name in ("a.PNG", "b.Jpg", "c.png", "d.txt", "e.PnG.txt"):
+        (tmp_path / name).write_bytes(b"")
+    assert image_folder.list_images(str(tmp_path)) == ["a.PNG", "b.Jpg", "c.png"]
+    assert image_folder.list_images(str(tmp_path), (".PNG",)) == ["a.PNG", "c.png"]
+
+
+def test_labels_without_label_folders_are_refused_by_the_converter_itself(tmp_path):
+    save(tmp_path / "in" / "cat" / "1.png", halves(4, 4, True))
+    with pytest.raises(ValueError, match="--y-output needs --labels-from-dirs"):
+        image_folder.convert_image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                          y_output=str(tmp_path / "y.npy"), height=4, width=4)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in"]
 
 
 def test_nested_class_folders_labels_manifest_and_corrupt_file(tmp_path, capsys):
