@@ -39,6 +39,9 @@ def test_drop_last_and_no_shuffle():
     assert [rows_of(batch) for batch in loader] == [[0, 1, 2, 3], [4, 5, 6, 7]]
     with pytest.raises(ValueError, match="batch_size 11 is larger than the dataset .10 rows."):
         Loader(numbered_images(10), 11)
+    # without drop_last, fewer rows than a batch make one short batch
+    short = Loader(numbered_images(3), 5, shuffle=False, drop_last=False, value_range=(0, 1))
+    assert len(short) == 1 and [rows_of(batch) for batch in short] == [[0, 1, 2]]
 
 
 def test_endless_stream_reshuffles_each_epoch_and_resumes_at_a_step():

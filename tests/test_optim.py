@@ -254,6 +254,33 @@ def test_warmup_cosine_ends_at_total_steps_even_within_the_warm_up():
         optim.warmup_cosine_scheduler(optim.SGD([param], lr=0.1), 5, 2)
 
 
+@pytest.mark.parametrize("warmup, total, message", [
+    (-1, 10, "warmup_steps must be a non-negative integer, got -1"),
+    (0, -1, "total_steps must be a non-negative integer, got -1"),
+    (2.0, 10, "warmup_steps must be a non-negative integer, got 2.0"),
+])
+def test_scheduler_steps_must_be_non_negative_integers(warmup, total, message):
+    optimizer = optim.SGD([nn.Parameter(ml.ones(1))], lr=0.1)
+    with pytest.raises(ValueError, match=message):
+        optim.warmup_cosine_scheduler(optimizer, warmup, total)
+    assert optimizer.lr == 0.1
+
+
+def test_scheduler_state_restores_the_base_lr_of_the_saved_run():
+    scheduler = optim.warmup_cosine_scheduler(optim.SGD([nn.Parameter(ml.ones(1))], lr=0.2), 2, 10)
+    for _ in range(3):
+        scheduler.step()
+    # a fresh run built with another lr takes the saved run's base lr and step
+    optimizer = optim.SGD([nn.Parameter(ml.ones(1))], lr=0.5)
+    restored = optim.warmup_cosine_scheduler(optimizer, 2, 10)
+    restored.load_state_dict(scheduler.state_dict())
+    progress = (3 - 2) / (10 - 2)
+    assert optimizer.lr == pytest.approx(0.2 * 0.5 * (1 + math.cos(math.pi * progress)))
+    restored.step()
+    assert optimizer.lr == pytest.approx(0.2 * 0.5 * (1 + math.cos(math.pi * 2 / 8)))
+    assert restored.state_dict() == {"base_lr": 0.2, "last_step": 4}
+
+
 def test_scheduler_sets_the_optimizer_lr_and_matches_torch_lambda_lr():
     param = nn.Parameter(ml.ones(1))
     optimizer = optim.Adam([param], lr=0.2)
