@@ -105,6 +105,47 @@ def test_interrupted_download_leaves_no_partial_file(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+class Response(io.BytesIO):
+    """A response that delivers its bytes cleanly, with a Content-Length header."""
+
+    def __init__(self, payload, length=None):
+        super().__init__(payload)
+        self.headers = {"Content-Length": str(len(payload) if length is None else length)}
+
+
+def test_a_download_shorter_than_its_content_length_is_refused(tmp_path):
+    destination = tmp_path / "archive.tar.gz"
+    payload = b"x" * 100
+    # the 100 bytes even match the MD5 asked for: only the length says the file is cut short
+    with pytest.raises(OSError, match="stopped after 100 of 1000 bytes; the partial file was "
+                                      "removed"):
+        cifar10.download("https://example.invalid/x", str(destination),
+                         hashlib.md5(payload).hexdigest(), progress=False,
+                         opener=lambda url: Response(payload, length=1000))
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_corrupt_cached_archive_is_removed_and_fetched_again(tmp_path):
+    archive = tmp_path / "served.tar.gz"
+    md5 = make_archive(archive)
+    root = tmp_path / "real"
+    root.mkdir()
+    (root / cifar10.ARCHIVE_NAME).write_bytes(archive.read_bytes()[:200])  # a torn cache
+    fetched, messages = [], []
+
+    def opener(url):
+        fetched.append(url)
+        return Response(archive.read_bytes())
+
+    paths = cifar10.prepare(str(root), url="https://example.invalid/cifar.tar.gz",
+                            expected_md5=md5, opener=opener, progress=False, log=messages.append)
+    assert fetched == ["https://example.invalid/cifar.tar.gz"]
+    assert messages[0] == f"removing {root / cifar10.ARCHIVE_NAME}: its MD5 does not match {md5}"
+    assert (root / cifar10.ARCHIVE_NAME).read_bytes() == archive.read_bytes()
+    numpy.testing.assert_array_equal(numpy.load(paths["test_X"]).reshape(ROWS, -1),
+                                     fake_batch(5)[b"data"])
+
+
 def test_unreachable_url_is_one_line_oserror(tmp_path):
     with pytest.raises(OSError, match="could not download file:"):
         cifar10.download((tmp_path / "missing.tar.gz").as_uri(), str(tmp_path / "out"), "0" * 32,
@@ -166,11 +207,16 @@ def test_link_member_is_refused(tmp_path):
         cifar10.safe_extract(str(archive), str(tmp_path / "target"))
 
 
-def test_batch_with_wrong_layout_names_what_was_found(tmp_path):
+@pytest.mark.parametrize("data, labels, message", [
+    (numpy.zeros((2, 100), numpy.uint8), [0, 1],
+     r"expected data uint8 \(N, 3072\), found uint8 \(2, 100\)"),
+    (numpy.zeros((2, 3072), numpy.uint8), [0.0, 1.0],
+     r"expected 2 integer labels, found float64 \(2,\)"),
+])
+def test_batch_with_wrong_layout_names_what_was_found(tmp_path, data, labels, message):
     path = tmp_path / "data_batch_1"
-    path.write_bytes(pickle.dumps({b"data": numpy.zeros((2, 100), numpy.uint8),
-                                   b"labels": [0, 1]}, protocol=PROTOCOL))
-    with pytest.raises(ValueError, match=r"expected data uint8 \(N, 3072\), found uint8 \(2, 100\)"):
+    path.write_bytes(pickle.dumps({b"data": data, b"labels": labels}, protocol=PROTOCOL))
+    with pytest.raises(ValueError, match=message):
         cifar10.read_batch(str(path))
 
 
