@@ -3,14 +3,18 @@ clipping, the EMA (updated after each step, swapped in for sampling), the sampli
 streams and options (clip, prediction), the reconstruction, and the outputs it writes."""
 import json
 import math
+from types import SimpleNamespace
 
 import numpy
 import pytest
 
+from minilean.autograd.creation import tensor
 from minilean.cli import main
 from minilean.data import read_metrics
+from minilean.models import diffusion as D
 from minilean.optim import load_checkpoint
 from minilean.train import diffusion
+from minilean.train.loop import step_generator
 
 TINY = ["--cpu", "--n-total=32", "--batch-size=4", "--hidden-c=4", "--T=10", "--noprogress",
         "--evaluate=false", "--sample-steps=2"]
@@ -103,3 +107,105 @@ def test_summary_final_loss_is_the_last_logged_loss(tmp_path):
     assert [record["step"] for record in records] == [1, 2, 3]
     assert records[0]["loss"] != records[-1]["loss"]
     assert summary["final_loss"] == records[-1]["loss"] and summary["steps"] == 3
+
+
+# --- sampling -------------------------------------------------------------------------------
+
+def test_sampling_uses_the_ema_weights(tmp_path, monkeypatch):
+    seen = []
+
+    def sampler(eps_model, betas, x_T, noise, clip=False):
+        seen.append({name: param.data.copy() for name, param in eps_model.named_parameters()})
+        return x_T
+
+    monkeypatch.setattr(D, "ddpm_sample", sampler)
+    run_cli(tmp_path, "--steps=3", "--ema=0.5", "--prediction=eps", "--lr=0.01",
+            "--warmup-steps=0")
+    checkpoint = load_checkpoint(str(tmp_path / "checkpoints" / "last.npz"))
+    weights, shadow = checkpoint["modules"]["model"], checkpoint["emas"]["model"]["shadow"]
+    assert len(seen) == 1 and set(seen[0]) == set(shadow)
+    assert any(not numpy.allclose(shadow[name], weights[name]) for name in shadow)
+    for name, value in seen[0].items():
+        numpy.testing.assert_array_equal(value, shadow[name], err_msg=name)
+
+
+def test_samples_map_the_sampler_range_minus_one_to_one_onto_0_255(tmp_path, monkeypatch):
+    returned = []
+    spy(monkeypatch, D, "ddpm_sample", returned)
+    run_cli(tmp_path, "--steps=1")
+    images = returned[0][2].numpy()
+    assert images.min() < -0.5  # negative values must not all become 0
+    expected = numpy.clip(numpy.round((images.astype(numpy.float64) + 1.0) * 127.5), 0, 255)
+    samples = numpy.load(tmp_path / "samples.npy")
+    assert samples.dtype == numpy.uint8 and samples.shape == (4, 3, SIZE, SIZE)
+    assert numpy.abs(samples.astype(numpy.int64) - expected).max() <= 1
+
+
+def test_sampling_and_reconstruction_noise_stay_off_the_training_stream(tmp_path, monkeypatch):
+    """x_T, every sampler step's noise and the reconstruction's noise are not the draws of
+    the training steps' generators (stream 0 of (seed, step)), nor one another's."""
+    samplers, noisings = [], []
+    spy(monkeypatch, D, "ddpm_sample", samplers)
+    spy(monkeypatch, D, "q_sample", noisings)
+    run_cli(tmp_path, "--steps=1", "--n-samples=16", f"--noisy-ppm={tmp_path / 'noisy.ppm'}")
+    (_, _, x_T, noise), _, _ = samplers[0]
+    shape = (16, 3, SIZE, SIZE)
+    assert x_T.shape == shape
+    x_T = x_T.numpy()
+    drawn = {"x_T": x_T}
+    for t in range(T):
+        drawn[f"noise({t})"] = noise(t).numpy()
+    reconstruction_args = noisings[-1][0]
+    assert reconstruction_args[1].shape == shape
+    drawn["reconstruction eps"] = reconstruction_args[3].numpy()
+    training = [step_generator(SEED, step).standard_normal(shape) for step in range(T)]
+    for name, value in drawn.items():
+        assert value.shape == shape, name
+        for step, draw in enumerate(training):
+            assert not numpy.allclose(value, draw), f"{name} is stream 0 of step {step}"
+    assert not numpy.allclose(drawn["x_T"], drawn["reconstruction eps"])
+    for t in range(1, T):  # the steps that ddpm uses
+        assert not numpy.allclose(drawn[f"noise({t})"], drawn["x_T"]), t
+        assert not numpy.allclose(drawn[f"noise({t})"], drawn["reconstruction eps"]), t
+
+
+@pytest.mark.parametrize("prediction", ["v", "eps"])
+def test_prediction_picks_the_loss_and_the_sampling_network(tmp_path, monkeypatch, prediction):
+    converted, v_losses, eps_losses = [], [], []
+    spy(monkeypatch, D, "eps_model_from_v", converted)
+    spy(monkeypatch, D, "v_prediction_loss", v_losses)
+    spy(monkeypatch, D, "eps_prediction_loss", eps_losses)
+    run_cli(tmp_path, "--steps=2", f"--prediction={prediction}")
+    if prediction == "v":
+        assert converted and (len(v_losses), len(eps_losses)) == (2, 0)
+    else:
+        assert not converted and (len(v_losses), len(eps_losses)) == (0, 2)
+
+
+def fake_config(sampler, clip):
+    return SimpleNamespace(sampler=sampler, clip=clip, seed=SEED, T=T, sample_steps=3, eta=0.0)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "pf-euler"])
+def test_clip_keeps_every_sampler_inside_minus_one_to_one(sampler):
+    """A network whose noise estimate is far off drives the unclipped samplers beyond
+    [-1, 1]; --clip keeps each one's result inside."""
+    betas = D.make_betas("linear", T, 1e-4, 0.1)
+    x_T = tensor(step_generator(SEED, 0, 7).standard_normal((2, 3, 4, 4)).astype(numpy.float32))
+
+    def wild(x, t):
+        return x * 0.0 - 30.0
+
+    clipped = diffusion.sample(wild, fake_config(sampler, True), betas, x_T).numpy()
+    unclipped = diffusion.sample(wild, fake_config(sampler, False), betas, x_T).numpy()
+    assert numpy.abs(unclipped).max() > 1.5
+    assert numpy.abs(clipped).max() <= 1.0 + 1e-6
+
+
+def test_the_clip_flag_reaches_the_samplers(tmp_path, monkeypatch):
+    calls = []
+    spy(monkeypatch, D, "ddpm_sample", calls)
+    spy(monkeypatch, D, "ddim_sample", calls)
+    run_cli(tmp_path / "ddpm", "--steps=1", "--sampler=ddpm")
+    run_cli(tmp_path / "ddim", "--steps=1", "--sampler=ddim", "--clip=false")
+    assert [kwargs.get("clip") for _, kwargs, _ in calls] == [True, False]
