@@ -10,7 +10,7 @@ import pytest
 
 from minilean.autograd.creation import tensor
 from minilean.cli import main
-from minilean.data import read_metrics
+from minilean.data import read_metrics, read_pnm
 from minilean.models import diffusion as D
 from minilean.optim import load_checkpoint
 from minilean.train import diffusion
@@ -209,3 +209,60 @@ def test_the_clip_flag_reaches_the_samplers(tmp_path, monkeypatch):
     run_cli(tmp_path / "ddpm", "--steps=1", "--sampler=ddpm")
     run_cli(tmp_path / "ddim", "--steps=1", "--sampler=ddim", "--clip=false")
     assert [kwargs.get("clip") for _, kwargs, _ in calls] == [True, False]
+
+
+# --- outputs --------------------------------------------------------------------------------
+
+def test_the_sample_grid_shows_the_first_64_samples_and_sample_ppm_is_the_same(tmp_path):
+    run_cli(tmp_path, "--steps=1", "--n-samples=65", f"--sample-ppm={tmp_path / 'copy.ppm'}")
+    samples = numpy.load(tmp_path / "samples.npy")
+    assert samples.shape == (65, 3, SIZE, SIZE)
+    grid = read_pnm(tmp_path / "images" / "samples.ppm")
+    assert grid.shape == (8 * 18 + 2, 8 * 18 + 2, 3)  # 8 x 8 tiles of 16 + 2 padding
+    numpy.testing.assert_array_equal(tiles(grid, 64), samples[:64].transpose(0, 2, 3, 1))
+    numpy.testing.assert_array_equal(read_pnm(tmp_path / "copy.ppm"), grid)
+
+
+def tiles(grid, count):
+    """The first ``count`` tiles of a grid of SIZE x SIZE images (2 pixels of padding),
+    (count, SIZE, SIZE, 3)."""
+    per_row = (grid.shape[1] - 2) // (SIZE + 2)
+    corners = [((index // per_row) * (SIZE + 2) + 2, (index % per_row) * (SIZE + 2) + 2)
+               for index in range(count)]
+    return numpy.stack([grid[top:top + SIZE, left:left + SIZE] for top, left in corners])
+
+
+def reconstruction_run(tmp_path, monkeypatch, step_flags):
+    """A run writing the reference, noisy and reconstruction grids; returns them and the
+    timesteps the reconstruction's DDIM walked."""
+    walks = []
+    spy(monkeypatch, D, "ddim_sample", walks)
+    paths = {name: tmp_path / f"{name}.ppm" for name in ("reference", "noisy", "reconstruct")}
+    run_cli(tmp_path / "run", "--steps=1", *step_flags,
+            *[f"--{name}-ppm={path}" for name, path in paths.items()])
+    grids = {name: read_pnm(path).astype(numpy.int64) for name, path in paths.items()}
+    assert len(walks) == 1  # (the samples come from ddpm)
+    args, kwargs, _ = walks[0]
+    return grids, list(args[3])
+
+
+def test_a_reconstruct_step_past_the_end_is_clamped_to_the_last_timestep(tmp_path,
+                                                                          monkeypatch):
+    grids, walk = reconstruction_run(tmp_path, monkeypatch, ["--reconstruct-step=999"])
+    assert walk == [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
+    assert grids["noisy"].shape == grids["reconstruct"].shape == (4 * 18 + 2,) * 2 + (3,)
+
+
+def test_the_reconstruction_denoises_from_its_step_down_to_the_clean_image(tmp_path,
+                                                                         monkeypatch):
+    _, walk = reconstruction_run(tmp_path, monkeypatch, [])  # default step: T // 4
+    assert walk == [2, 1, 0]
+    grids, walk = reconstruction_run(tmp_path / "zero", monkeypatch,
+                                     ["--reconstruct-step=0", "--schedule=linear",
+                                      "--beta-start=1e-4"])
+    assert walk == [0]
+    # at step 0 of this schedule the noise is sqrt(1e-4) = 0.01: both grids are the images
+    reference = tiles(grids["reference"], 16)
+    for name in ("noisy", "reconstruct"):
+        difference = numpy.abs(tiles(grids[name], 16) - reference)
+        assert difference.mean() < 2 and difference.max() <= 12, name
