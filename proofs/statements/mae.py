@@ -200,6 +200,78 @@ def complement_selected(check, count, patches, ratio, seed):
                 "random_mask hid the wrong number of patches")
 
 
+def _block_mask_definition(rows, cols, block, period, offset):
+    """The docstring's mask, patch by patch: (r, c) hidden iff ((r // block) ceil(cols / block)
+    + c // block) mod period = offset, in row-major patch order."""
+    blocks_per_row = (cols + block - 1) // block
+    return numpy.asarray([((r // block) * blocks_per_row + c // block) % period == offset
+                          for r in range(rows) for c in range(cols)])
+
+
+@statement("blockMask_eq_definition", about=(f"{MAE}.block_mask",),
+           given={"count": st.integers(1, 2), "rows": st.integers(1, 7),
+                  "cols": st.integers(1, 7), "block": st.integers(1, 4),
+                  "period": st.integers(1, 5)}, max_examples=30)
+def block_mask_definition(check, count, rows, cols, block, period):
+    """block_mask(N, h, w, block, period, offset) hides patch (r, c) of every image iff
+    ((r // block) ceil(w / block) + c // block) mod period = offset (every offset drawn
+    period allows), blocks not dividing the grid included, and refuses (ValueError) exactly
+    the masks that would hide every patch or none."""
+    from minilean.models import mae
+    for offset in range(period):
+        expected = _block_mask_definition(rows, cols, block, period, offset)
+        degenerate = expected.all() or not expected.any()
+        try:
+            mask = mae.block_mask(count, rows, cols, block=block, period=period, offset=offset)
+        except ValueError:
+            mask = None
+        check.holds((mask is None) == degenerate,
+                    f"offset {offset}: refused {mask is None}, definition hides "
+                    f"{int(expected.sum())} of {rows * cols} patches")
+        if degenerate:
+            continue
+        hidden = host(mask.hidden)
+        check.holds(hidden.shape == (count, rows * cols), f"offset {offset}: shape {hidden.shape}")
+        for row in range(count):
+            check.holds(((hidden[row] == 1) == expected).all() and set(hidden[row]) <= {0, 1},
+                        f"offset {offset}, image {row}: hidden {hidden[row].astype(int)}, "
+                        f"definition {expected.astype(int)}")
+
+
+def _round_half_even(x):
+    """The integer nearest the mpf x, ties to the even one (Python's round)."""
+    floor = int(mpmath.floor(x))
+    fraction = x - floor
+    if fraction > mpmath.mpf(1) / 2 or (fraction == mpmath.mpf(1) / 2 and floor % 2):
+        return floor + 1
+    return floor
+
+
+def _ratios():
+    """Mask ratios in (0, 1): float32 reals, and dyadic k / 2^m, whose products with L often
+    end in exactly .5 (the ties)."""
+    dyadic = st.integers(1, 10).flatmap(lambda m: st.integers(1, 2 ** m - 1).map(
+        lambda k: k / 2 ** m))
+    return st.one_of(reals(0, 1).filter(lambda r: 0 < r < 1), dyadic)
+
+
+@statement("hiddenCount_eq_round", about=(f"{MAE}.hidden_count",),
+           given={"patches": st.one_of(st.integers(2, 64), st.integers(2, 2 ** 16)),
+                  "ratio": _ratios()}, max_examples=50)
+def hidden_count_round(check, patches, ratio):
+    """hidden_count(L, r) = min(max(round(r L), 1), L - 1) for every L >= 2 and 0 < r < 1:
+    r L rounded to the nearest integer (ties to even, as Python's round), in mpmath exactly
+    (a float32 r times L < 2^17 is exact in float64, so no rounding precedes the round)."""
+    from minilean.models import mae
+    exact = mp(ratio) * patches
+    check.holds(exact == mp(ratio * patches), f"r L = {ratio} * {patches} is not exact")
+    expected = min(max(_round_half_even(exact), 1), patches - 1)
+    computed = mae.hidden_count(patches, ratio)
+    check.holds(computed == expected and isinstance(computed, int),
+                f"hidden_count({patches}, {ratio!r}) = {computed!r}, round(r L) clamped = "
+                f"{expected} (r L = {mpmath.nstr(exact, 20)})")
+
+
 @mutant("masked MSE over every patch", f"{MAE}.masked_mse",
         caught_by=["maeLoss_eq_zero_of_patch_losses_zero", "mae_is_predictive_view_loss"])
 def masked_mse_all_patches(original):
@@ -332,3 +404,26 @@ def mae_loss_visible(original):
     from minilean.models import mae
     return lambda model, images, mask, normalize_targets=False: mae.masked_mse(
         model(images, mask), mae.patchify(images, model.patch_size), 1 - mask.hidden)
+
+
+@mutant("block mask with floor blocks per row", f"{MAE}.block_mask",
+        caught_by=["blockMask_eq_definition"])
+def block_mask_floor(original):
+    """block_mask counts cols // block blocks per row instead of ceil(cols / block)."""
+    from minilean.models import mae
+
+    def broken(count, rows, cols, block=2, period=4, offset=0, device="cpu"):
+        r, c = numpy.meshgrid(numpy.arange(rows), numpy.arange(cols), indexing="ij")
+        hidden = (((r // block) * (cols // block) + (c // block)) % period == offset).reshape(-1)
+        if hidden.all() or not hidden.any():
+            raise ValueError("block mask hides every patch or none")
+        return mae._mask_from_hidden(numpy.broadcast_to(hidden, (count, rows * cols)).copy(),
+                                     device)
+    return broken
+
+
+@mutant("hidden count truncates", f"{MAE}.hidden_count", caught_by=["hiddenCount_eq_round"])
+def hidden_count_truncates(original):
+    """hidden_count = int(ratio L) clamped to 1..L-1: truncated, not rounded."""
+    return lambda num_patches, mask_ratio: min(max(int(mask_ratio * num_patches), 1),
+                                               num_patches - 1)
