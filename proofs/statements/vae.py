@@ -115,6 +115,41 @@ def kl_mean_form(check, latent):
     check.close(mean_form * n, sum_form, mp_tolerance(sum_form), "mpmath: mean * n = sum")
 
 
+def _batched_latents():
+    """(mu, logvar) batches of shape (B, n), B 2-4 and n 1-5, with exact zeros drawn often."""
+    element = st.one_of(st.just(0.0), reals(-4, 4))
+    return st.tuples(st.integers(2, 4), st.integers(1, 5)).flatmap(lambda shape: st.tuples(
+        *[st.lists(element, min_size=shape[0] * shape[1], max_size=shape[0] * shape[1]).map(
+            lambda v, shape=shape: numpy.asarray(v).reshape(shape)) for _ in range(2)]))
+
+
+@statement("diagonalGaussianKlToStandardSum_batch_mean",
+           about=(f"{VAE}.diagonal_gaussian_kl_to_standard_sum",),
+           given={"latent": _batched_latents()})
+def kl_sum_batch_mean(check, latent):
+    """KL_sum over a batch (B, n) = (1/B) sum_b sum_i coordinateKlToStandard(mu_bi, l_bi): the
+    KL in nats per example, averaged (not summed) over the batch, as vae_loss trains it; a batch
+    of B copies of one row has that row's KL."""
+    mu, logvar = latent
+    count, n = mu.shape
+    rows = [[_mp_coordinate_kl(m, l) for m, l in zip(mp(mu[b]), mp(logvar[b]))]
+            for b in range(count)]
+    exact = mpmath.fsum(mpmath.fsum(row) for row in rows) / count
+    magnitude = mpmath.fsum(_kl_magnitude(m, l) for m, l in zip(mp(mu), mp(logvar))) / count
+    first = mpmath.fsum(rows[0])
+    first_magnitude = mpmath.fsum(_kl_magnitude(m, l) for m, l in zip(mp(mu[0]), mp(logvar[0])))
+    copies = numpy.repeat(mu[:1], count, 0), numpy.repeat(logvar[:1], count, 0)
+    for dtype in ENGINE_DTYPES:
+        # 6 roundings per coordinate, n - 1 additions per row, B - 1 additions and a division
+        bound = gamma(6 + n + count, dtype)
+        check.close(_engine_kl("diagonal_gaussian_kl_to_standard_sum", mu, logvar, dtype), exact,
+                    bound * magnitude, f"batch mean ({dtype.__name__})")
+        check.close(_engine_kl("diagonal_gaussian_kl_to_standard_sum", *copies, dtype), first,
+                    bound * first_magnitude, f"{count} copies of one row ({dtype.__name__})")
+        check.close(_engine_kl("diagonal_gaussian_kl_to_standard_sum", mu[0], logvar[0], dtype),
+                    first, gamma(6 + n, dtype) * first_magnitude, f"one row ({dtype.__name__})")
+
+
 @statement("exp_minus_one_minus_nonneg", about=(f"{VAE}.coordinate_kl_to_standard",),
            given={"x": reals(-20, 20)})
 def exp_minus_one_minus_nonneg(check, x):
@@ -292,3 +327,12 @@ def reparameterize_with_variance(original):
 def beta_on_reconstruction(original):
     """beta_negative_elbo = beta reconstruction + KL."""
     return lambda reconstruction, kl, beta: beta * reconstruction + kl
+
+
+@mutant("KL summed over the batch", f"{VAE}.diagonal_gaussian_kl_to_standard_sum",
+        caught_by=["diagonalGaussianKlToStandardSum_batch_mean"])
+def kl_sum_over_batch(original):
+    """diagonal_gaussian_kl_to_standard_sum sums over the batch too (nats per batch, not per
+    example)."""
+    from minilean.models import vae
+    return lambda mu, logvar: vae.coordinate_kl_to_standard(mu, logvar).sum()
