@@ -480,6 +480,60 @@ def ddpm_posterior(check, betas, x0, x_t):
                     f"DDIM eta=1 noise variance ({dtype.__name__})")
 
 
+@st.composite
+def _ddim_eta_one_example(draw):
+    """A schedule (T >= 2), a step t -> t - 1 and x_t, eps_hat, noise vectors of one length."""
+    betas = draw(_betas(2))
+    n = draw(st.integers(1, 4))
+    vector = st.lists(reals(-2, 2), min_size=n, max_size=n).map(numpy.asarray)
+    return {"betas": betas, "t": draw(st.integers(1, len(betas) - 1)), "x": draw(vector),
+            "eps": draw(vector), "noise": draw(vector)}
+
+
+@statement("ddimStep_eta_one_eq_ddpm_posterior",
+           about=(f"{DIFFUSION}.ddim_step", f"{DIFFUSION}.x0_from_eps"),
+           given=_ddim_eta_one_example())
+def ddim_eta_one_posterior(check, betas, t, x, eps, noise):
+    """DDIM at eta = 1 from t to t - 1 is the DDPM ancestral step: ddimStep(x_t, eps_hat, z) =
+    mu + sqrt(v) z with N(mu, v) the posterior q(x_{t-1} | x_t, x0_hat) by Bayes' rule, x0_hat =
+    x0Pred(x_t, eps_hat) (Song et al.): sigma^2 = v and the direction coefficient is
+    sqrt(1 - ab_{t-1} - sigma^2) = (1 - ab_{t-1}) sqrt(1 - beta_t) / sqrt(1 - ab_t)."""
+    from minilean.models import diffusion
+    alpha_bar = _alpha_bar(betas)
+    a, a_prev = mp(alpha_bar[t]), mp(alpha_bar[t - 1])
+    beta = 1 - a / a_prev  # beta_t as the schedule's float64 alpha_bar carries it
+    sigma2 = (1 - a_prev) / (1 - a) * beta
+    direction = mpmath.sqrt(1 - a_prev - sigma2)
+    variance = 1 / (1 / (1 - a_prev) + (1 - beta) / beta)
+    check.close(sigma2, variance, 1e-45, "mpmath: sigma^2 = posterior variance")
+    check.close(direction, (1 - a_prev) * mpmath.sqrt((1 - beta) / (1 - a)), 1e-45,
+                "mpmath: direction coefficient")
+    expected, magnitudes = [], []
+    for xi, ei, zi in zip(mp(x), mp(eps), mp(noise)):
+        x0 = (xi - mpmath.sqrt(1 - a) * ei) / mpmath.sqrt(a)
+        mean = variance * (mpmath.sqrt(a_prev) * x0 / (1 - a_prev)
+                           + mpmath.sqrt(1 - beta) * xi / beta)
+        ddim = mpmath.sqrt(a_prev) * x0 + direction * ei + mpmath.sqrt(sigma2) * zi
+        check.close(ddim, mean + mpmath.sqrt(variance) * zi, 1e-45 * (1 + abs(ddim)),
+                    "mpmath: DDIM(eta = 1) = posterior mean + sqrt(variance) z")
+        expected.append(ddim)
+        magnitudes.append((mpmath.sqrt(a_prev / a) * (abs(xi) + mpmath.sqrt(1 - a) * abs(ei)),
+                           abs(ei), abs(zi)))
+    # ddim_step forms sigma in float64 from 1 - ab_t / ab_{t-1} (= beta_t, by cancellation: a
+    # relative error of about u / beta_t), then 1 - ab_{t-1} - sigma^2 and its square root
+    sigma_error = gamma(8, numpy.float64) + gamma(2, numpy.float64) / beta
+    inside_error = gamma(4, numpy.float64) * (1 + sigma2) + 3 * sigma_error * sigma2
+    direction_error = inside_error / direction + gamma(1, numpy.float64) * direction
+    for dtype in ENGINE_DTYPES:
+        computed = host(diffusion.ddim_step(alpha_bar, engine(x, dtype), t, t - 1,
+                                            engine(eps, dtype), eta=1.0,
+                                            noise=engine(noise, dtype)))
+        bounds = [gamma(12, dtype) * (signal + direction * e + mpmath.sqrt(sigma2) * z)
+                  + direction_error * e + sigma_error * mpmath.sqrt(sigma2) * z
+                  for signal, e, z in magnitudes]
+        check.close(computed, expected, bounds, f"engine ({dtype.__name__})")
+
+
 # --- mutants -------------------------------------------------------------------------------
 
 @mutant("Euler step with the wrong sign of dt", f"{DIFFUSION}.euler_step",
@@ -545,4 +599,22 @@ def pf_ode_double_dt(original):
         for index in range(steps):
             x = diffusion.euler_step(f, x, 1.0 - index / steps, -2.0 / steps)
         return x
+    return broken
+
+
+@mutant("DDIM direction without the -sigma^2", f"{DIFFUSION}.ddim_step",
+        caught_by=["ddimStep_eta_one_eq_ddpm_posterior"])
+def ddim_direction_without_sigma(original):
+    """ddim_step points along eps_hat with sqrt(1 - a') instead of sqrt(1 - a' - sigma^2)."""
+    from minilean.models import diffusion
+
+    def broken(alpha_bar, x_t, t, t_prev, eps_hat, eta=0.0, noise=None, clip=False):
+        a = float(alpha_bar[t])
+        a_prev = 1.0 if t_prev < 0 else float(alpha_bar[t_prev])
+        x0_hat = diffusion.x0_from_eps(alpha_bar, x_t, t, eps_hat)
+        sigma = 0.0
+        if eta > 0 and a < 1.0:
+            sigma = eta * math.sqrt((1.0 - a_prev) / (1.0 - a)) * math.sqrt(1.0 - a / a_prev)
+        x_prev = math.sqrt(a_prev) * x0_hat + math.sqrt(1.0 - a_prev) * eps_hat
+        return x_prev if sigma == 0.0 else x_prev + sigma * noise
     return broken
