@@ -62,8 +62,12 @@ def as_tensors(a, b):
     if not isinstance(a, Tensor):
         b = promoted_for(b, a)
         return as_tensor(a, b), b
+    if isinstance(b, Tensor):
+        if a.data.dtype is b.data.dtype:  # the common case, decided without promotion rules
+            return a, b
+        return promoted_for(a, b), promoted_for(b, a)
     a = promoted_for(a, b)
-    return a, (promoted_for(b, a) if isinstance(b, Tensor) else as_tensor(b, a))
+    return a, as_tensor(b, a)
 
 
 def _binary(op, a, b):
