@@ -62,7 +62,7 @@ def foreground_and_boxes(images):
 
 
 def test_foreground_is_exactly_a_rounded_palette_colour_and_never_on_the_border():
-    for size in (16, 32):
+    for size in (16, 32, 48, 64):
         images, _ = builtin.make_shapes(2000, size, seed=5)
         foreground, *_ = foreground_and_boxes(images)
         assert foreground.any(axis=(1, 2)).all()

@@ -20,6 +20,11 @@ PALETTE = numpy.array([[0.95, 0.15, 0.15], [0.15, 0.85, 0.2], [0.2, 0.4, 1.0],
                        [1.0, 0.9, 0.1], [0.95, 0.2, 0.95], [0.1, 0.9, 0.95]], numpy.float32)
 
 
+# The farthest any shape reaches from its centre, in half-sizes: the diamond's tips (the others
+# stay within 1).
+SHAPE_REACH = 1.05
+
+
 def _inside(shape_class, dx, dy):
     """Mask of pixels inside a shape of unit half-size centred at the origin.
 
@@ -54,8 +59,9 @@ def make_shapes(n, image_size=32, seed=0):
     labels = rng.integers(0, len(SHAPE_CLASSES), n)
     half_size = rng.uniform(0.18, 0.36, n).astype(numpy.float32) * size
     # Centres keep the whole shape (plus a pixel) inside the image.
-    centre_x = rng.uniform(half_size + 1, size - half_size - 1).astype(numpy.float32)
-    centre_y = rng.uniform(half_size + 1, size - half_size - 1).astype(numpy.float32)
+    margin = SHAPE_REACH * half_size + 1
+    centre_x = rng.uniform(margin, size - margin).astype(numpy.float32)
+    centre_y = rng.uniform(margin, size - margin).astype(numpy.float32)
     colour = (PALETTE[rng.integers(0, len(PALETTE), n)] * 255 + 0.5).astype(numpy.uint8)
     # Background level in [0.06, 0.3] plus two ramps of at most +-0.025 each stays inside
     # [0, 1], so the float -> uint8 cast needs no clipping; +0.5 makes the truncating cast round.
