@@ -35,9 +35,9 @@ How to add a command (the pattern every model command follows)
 
    ``Flag(name, default, help, kind=None, choices=None, low=None, high=None, ...)``: the kind
    comes from the default (bool, int, float, str) unless given; ``optional=True`` lets None
-   through; ``required=True`` makes the flag mandatory; ``low``/``high`` bound numbers (``low_open``/``high_open`` make the bound strict);
-   ``aliases`` maps extra spellings of a choice onto it; ``check(value)`` may return an error
-   text for anything else. A group's ``resolve(config)`` may combine its flags after they are
+   through; ``required=True`` makes the flag mandatory; ``low``/``high`` bound numbers
+   (``low_open``/``high_open`` make the bound strict); ``aliases`` maps extra spellings of a
+   choice onto it; ``check(value)`` may return an error text for anything else. A group's ``resolve(config)`` may combine its flags after they are
    checked (``DEVICE_FLAGS`` turns ``--cpu``/``--cuda``/``auto`` into ``config.device``).
 3. Append the ``Command`` to ``COMMANDS`` below. ``--help`` is generated from the declaration.
 

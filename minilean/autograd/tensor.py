@@ -135,7 +135,8 @@ class Tensor:
                              f"got shape {self.shape}")
         if self.data.size > 1:
             raise ValueError(f"the truth value of a tensor with more than one element is "
-                             f"ambiguous, got shape {self.shape}: reduce it first (.max(), .min())")
+                             f"ambiguous, got shape {self.shape}: reduce it first (.max(), "
+                             f".min())")
         return bool(self.item())
 
     def __float__(self):
