@@ -136,6 +136,35 @@ def check_op_on_cuda_matches_cpu(name, rng, fast=False):
         numpy.testing.assert_allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-5)
 
 
+# Activations whose sigmoid reaches the left tail, where sigma(x) ~ e^x and the tanh form
+# (1 + tanh(x/2)) / 2 rounds to 0 from x = -20 in float32: name: (function, input arrays)
+_TAIL = numpy.array([-30.0, -20.0, -17.0, -1.0, 0.5, 2.0, 30.0], numpy.float32)
+TAIL_ACTIVATIONS = {
+    "sigmoid": (minilean.sigmoid, [_TAIL]),
+    "silu": (F.silu, [_TAIL]),
+    # the norm's output z = 16 xhat - 8 runs from about -38 to +15
+    "group_norm_silu": (lambda x, w, b: F.group_norm(x, 1, w, b, activation="silu"),
+                        [_TAIL.reshape(1, 1, 7), numpy.float32([16]), numpy.float32([-8])]),
+}
+
+
+def check_fast_activation_keeps_the_left_tail(name):
+    """Activation ``name`` with the fast kernels gives the CPU's values and gradients to float32
+    relative precision in the left tail (sigma(-30) ~ 9e-14), not 0."""
+    fn, arrays = TAIL_ACTIVATIONS[name]
+    grad = numpy.ones(fn(*[minilean.tensor(a) for a in arrays]).shape, numpy.float32)
+    expected, expected_grads = _run_op(fn, arrays, "cpu", grad)
+    use_fast_kernels(True)
+    try:
+        got, got_grads = _run_op(fn, arrays, "cuda", grad)
+    finally:
+        use_fast_kernels(False)
+    assert numpy.all(expected != 0)
+    numpy.testing.assert_allclose(got, expected, rtol=2e-5, atol=0)
+    for got_grad, expected_grad in zip(got_grads, expected_grads):
+        numpy.testing.assert_allclose(got_grad, expected_grad, rtol=2e-5, atol=0)
+
+
 # name: (function of tensors whose last op declares Function.fresh_grads, input shapes)
 FRESH_GRAD_CASES = {
     "matmul": (minilean.matmul, [(3, 4), (4, 5)]),

@@ -12,7 +12,7 @@ import sys
 import numpy
 import pytest
 
-from device_cases import (FRESH_GRAD_CASES, OPS, assert_fresh_grads,
+from device_cases import (FRESH_GRAD_CASES, OPS, TAIL_ACTIVATIONS, assert_fresh_grads,
                           check_a_host_copy_while_capturing_is_a_clear_error,
                           check_captured_call_bakes_in_host_numbers,
                           check_captured_call_replays_on_new_inputs,
@@ -20,6 +20,7 @@ from device_cases import (FRESH_GRAD_CASES, OPS, assert_fresh_grads,
                           check_eager_products_match_numpy,
                           check_cuda_graph_trains_like_eager,
                           check_broadcast_gradients_are_summed_by_kernel,
+                          check_fast_activation_keeps_the_left_tail,
                           check_fast_conv_transpose_makes_columns_once, check_fast_kernels_are_used,
                           check_fast_kernels_train_like_plain,
                           check_graph_sampling_replays_the_network, check_op_on_cuda_matches_cpu,
@@ -53,6 +54,11 @@ def test_engine_op_on_cuda_matches_cpu(name, fast):
 
 def test_fast_kernels_are_actually_used():
     check_fast_kernels_are_used()
+
+
+@pytest.mark.parametrize("name", sorted(TAIL_ACTIVATIONS))
+def test_fast_activation_keeps_the_left_tail(name):
+    check_fast_activation_keeps_the_left_tail(name)
 
 
 def test_fast_conv_transpose_makes_columns_once(monkeypatch):

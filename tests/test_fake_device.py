@@ -26,13 +26,15 @@ import pytest
 import cuda_on_cpu
 import fake_cupy
 import minilean
-from device_cases import (OPS, check_a_host_copy_while_capturing_is_a_clear_error,
+from device_cases import (OPS, TAIL_ACTIVATIONS,
+                          check_a_host_copy_while_capturing_is_a_clear_error,
                           check_captured_call_bakes_in_host_numbers,
                           check_captured_call_replays_on_new_inputs,
                           check_captured_products_use_minilean_kernel,
                           check_eager_products_match_numpy,
                           check_cuda_graph_trains_like_eager,
                           check_broadcast_gradients_are_summed_by_kernel,
+                          check_fast_activation_keeps_the_left_tail,
                           check_fast_conv_transpose_makes_columns_once, check_fast_kernels_are_used,
                           check_graph_sampling_replays_the_network,
                           check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
@@ -378,6 +380,12 @@ class TestKernels(KernelCases):
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_engine_op_with_fast_kernels_matches_cpu(fake_cuda, name):
     check_op_on_cuda_matches_cpu(name, rng, fast=True)
+
+
+@needs_compiler
+@pytest.mark.parametrize("name", sorted(TAIL_ACTIVATIONS))
+def test_fast_activation_keeps_the_left_tail(fake_cuda, name):
+    check_fast_activation_keeps_the_left_tail(name)
 
 
 @needs_compiler

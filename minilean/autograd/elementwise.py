@@ -364,21 +364,6 @@ class Tanh(Function):
         return grad * (1 - ctx.out * ctx.out)
 
 
-def stable_sigmoid(x):
-    """1 / (1 + e^-x) without overflow: written through tanh, sigma(x) = (1 + tanh(x/2)) / 2.
-
-    Computed in place in one fresh array (one allocation instead of four). This is the form
-    the CUDA kernels compute (``sigmoid_of`` in minilean/cuda/activation_math.cuh), kept here
-    as their NumPy reference (minilean/cuda/activations.py). The ops use
-    ``tail_accurate_sigmoid``: this one rounds the left tail (see there)."""
-    xp = array_module(x)
-    out = xp.asarray(x * 0.5)  # asarray: NumPy gives a scalar, not an array, for 0-d x
-    xp.tanh(out, out=out)
-    out += 1
-    out *= 0.5
-    return out
-
-
 def tail_accurate_sigmoid(x):
     """sigma(x) to full relative precision in both tails, without overflow:
 
@@ -386,13 +371,15 @@ def tail_accurate_sigmoid(x):
 
     that is 1 / (1 + e) for x >= 0 and e / (1 + e) below, with e = e^-|x|. Both exponents are
     <= 0, so neither exponential overflows (+-inf give 1 and 0), and nothing cancels.
-    ``stable_sigmoid``'s tanh form is faster (about 2x on NumPy) but rounds the left tail:
+    The tanh form, (1 + tanh(x/2)) / 2, is faster (about 2x on NumPy) but rounds the left tail:
     1 + tanh(x/2) loses relative precision as x falls (44% off at x = -17 in float32) and
     cancels to 0 from x = -20 in float32 (-38 in float64), where sigma(x) ~ e^x is still far
     from 0: 100% off, and so is SiLU's x sigma(x); GELU's argument runs much further out.
 
     Written with two exps rather than a select on the sign of x: NumPy's ``where`` on a mask
-    of mixed signs is slower than a second exp. Computed in place in two fresh arrays."""
+    of mixed signs is slower than a second exp. Computed in place in two fresh arrays. The
+    CUDA kernels compute the same form, with the select (``tail_accurate_sigmoid`` in
+    minilean/cuda/activation_math.cuh)."""
     xp = array_module(x)
     out = xp.asarray(xp.minimum(x, 0))  # asarray: NumPy gives a scalar, not an array, for 0-d x
     xp.exp(out, out=out)

@@ -10,12 +10,10 @@ enum Activation { RELU = 0, LEAKY_RELU = 1, SILU = 2, GELU = 3, GELU_TANH = 4, S
 #define INV_SQRT_2PI 0.3989422804014327
 #define GELU_CUBIC 0.044715
 
-// sigma(x) = (1 + tanh(x/2)) / 2: cannot overflow for large |x|, unlike 1 / (1 + e^-x).
-template <typename T> __device__ T sigmoid_of(T x) { return T(0.5) * (T(1) + tanh(T(0.5) * x)); }
-
-// sigma(x) to full relative precision in both tails, from e = e^-|x| (no overflow either). The
-// tanh form above rounds the far left tail to 0; GELU's argument 2u grows like x^3 and gets
-// there, so GELU (tanh) is written as x sigma(2u) with this one.
+// sigma(x) to full relative precision in both tails, from e = e^-|x|: no overflow, unlike
+// 1 / (1 + e^-x), and no cancellation, unlike (1 + tanh(x/2)) / 2, which rounds sigma(x) to 0
+// from x = -20 in float32 (where sigma(x) ~ e^x is far from 0). SiLU and sigmoid reach that
+// tail on ordinary inputs, and GELU (tanh), written as x sigma(2u), below about x = -5.5.
 template <typename T> __device__ T tail_accurate_sigmoid(T x) {
   const T e = exp(-fabs(x));
   return (x >= T(0) ? T(1) : e) / (T(1) + e);
@@ -31,10 +29,10 @@ template <int KIND, typename T> __device__ T activation(T x, T slope) {
   switch (KIND) {
     case RELU: return x > T(0) ? x : T(0);
     case LEAKY_RELU: return x > T(0) ? x : slope * x;
-    case SILU: return x * sigmoid_of(x);
+    case SILU: return x * tail_accurate_sigmoid(x);
     case GELU: return x * T(0.5) * (T(1) + erf(x * T(INV_SQRT_2)));
     case GELU_TANH: return x * tail_accurate_sigmoid(gelu_two_u(x));
-    case SIGMOID: return sigmoid_of(x);
+    case SIGMOID: return tail_accurate_sigmoid(x);
     default: return tanh(x);
   }
 }
@@ -44,7 +42,7 @@ template <int KIND, typename T> __device__ T activation_derivative(T x, T slope)
     case RELU: return x > T(0) ? T(1) : T(0);
     case LEAKY_RELU: return x > T(0) ? T(1) : slope;
     case SILU: {  // sigma (1 + x (1 - sigma))
-      T s = sigmoid_of(x);
+      T s = tail_accurate_sigmoid(x);
       return s * (T(1) + x * (T(1) - s));
     }
     case GELU:  // Phi(x) + x phi(x)
@@ -55,7 +53,7 @@ template <int KIND, typename T> __device__ T activation_derivative(T x, T slope)
       return s + x * s * (T(1) - s) * slope_two_u;
     }
     case SIGMOID: {
-      T s = sigmoid_of(x);
+      T s = tail_accurate_sigmoid(x);
       return s * (T(1) - s);
     }
     default: {

@@ -9,7 +9,7 @@ import math
 
 import numpy
 
-from minilean.autograd.elementwise import stable_sigmoid, tail_accurate_sigmoid
+from minilean.autograd.elementwise import tail_accurate_sigmoid
 from minilean.cuda import compile as kernels
 from minilean.cuda.fast_function import FastFunction
 
@@ -35,7 +35,7 @@ def reference(kind, x, slope=0.01):
     if kind == "leaky_relu":
         return numpy.where(x > 0, x, slope * x), numpy.where(x > 0, 1, slope).astype(x.dtype)
     if kind == "silu":
-        sigma = stable_sigmoid(x)
+        sigma = tail_accurate_sigmoid(x)
         return x * sigma, sigma * (1 + x * (1 - sigma))
     if kind == "gelu":
         phi = 0.5 * (1 + numpy.vectorize(math.erf, otypes=[x.dtype])(x / math.sqrt(2)))
@@ -45,7 +45,7 @@ def reference(kind, x, slope=0.01):
         slope_two_u = 2 * math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x * x)
         return x * s, s + x * s * (1 - s) * slope_two_u
     if kind == "sigmoid":
-        sigma = stable_sigmoid(x)
+        sigma = tail_accurate_sigmoid(x)
         return sigma, sigma * (1 - sigma)
     if kind == "tanh":
         y = numpy.tanh(x)
