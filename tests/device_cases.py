@@ -125,15 +125,22 @@ def check_op_on_cuda_matches_cpu(name, rng, fast=False):
     fn, shapes = OPS[name]
     arrays = [rng.normal(size=s).astype(numpy.float32) for s in shapes]
     grad = rng.normal(size=fn(*[minilean.tensor(a) for a in arrays]).shape).astype(numpy.float32)
+    _assert_cuda_matches_cpu(fn, arrays, grad, fast, rtol=1e-4, atol=1e-5)
+
+
+def _assert_cuda_matches_cpu(fn, arrays, grad, fast, rtol, atol):
+    """``fn``'s value and input gradients on "cuda" (with the fast kernels when ``fast``) are
+    the CPU's; returns the CPU's value."""
     expected, expected_grads = _run_op(fn, arrays, "cpu", grad)
     use_fast_kernels(fast)
     try:
         got, got_grads = _run_op(fn, arrays, "cuda", grad)
     finally:
         use_fast_kernels(False)
-    numpy.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    numpy.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
     for got_grad, expected_grad in zip(got_grads, expected_grads):
-        numpy.testing.assert_allclose(got_grad, expected_grad, rtol=1e-4, atol=1e-5)
+        numpy.testing.assert_allclose(got_grad, expected_grad, rtol=rtol, atol=atol)
+    return expected
 
 
 # Activations whose sigmoid reaches the left tail, where sigma(x) ~ e^x and the tanh form
@@ -153,16 +160,8 @@ def check_fast_activation_keeps_the_left_tail(name):
     relative precision in the left tail (sigma(-30) ~ 9e-14), not 0."""
     fn, arrays = TAIL_ACTIVATIONS[name]
     grad = numpy.ones(fn(*[minilean.tensor(a) for a in arrays]).shape, numpy.float32)
-    expected, expected_grads = _run_op(fn, arrays, "cpu", grad)
-    use_fast_kernels(True)
-    try:
-        got, got_grads = _run_op(fn, arrays, "cuda", grad)
-    finally:
-        use_fast_kernels(False)
+    expected = _assert_cuda_matches_cpu(fn, arrays, grad, True, rtol=2e-5, atol=0)
     assert numpy.all(expected != 0)
-    numpy.testing.assert_allclose(got, expected, rtol=2e-5, atol=0)
-    for got_grad, expected_grad in zip(got_grads, expected_grads):
-        numpy.testing.assert_allclose(got_grad, expected_grad, rtol=2e-5, atol=0)
 
 
 # name: (function of tensors whose last op declares Function.fresh_grads, input shapes)
