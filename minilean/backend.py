@@ -70,8 +70,13 @@ def xp_for(device):
 
 
 def device_of(array):
-    """'cuda' for a CuPy array, 'cpu' for anything else."""
-    return "cpu" if isinstance(array, (numpy.ndarray, numpy.generic)) else "cuda"
+    """'cuda' for a CuPy array, 'cpu' for anything else (NumPy's arrays, and host data such as
+    a memoryview or another library's CPU tensor, which NumPy can read)."""
+    if isinstance(array, (numpy.ndarray, numpy.generic)):
+        return "cpu"
+    if _cuda_problem is None:  # a CuPy array made before minilean looked for CuPy
+        _probe_cuda()
+    return "cuda" if _cupy is not None and isinstance(array, _cupy.ndarray) else "cpu"
 
 
 def array_module(array):
@@ -86,6 +91,20 @@ def to_device(array, device):
     if device == "cpu":
         return array.get()
     return xp_for("cuda").asarray(array)
+
+
+def erf(array):
+    """erf of each element, in the array's own module: CuPy ships it (cupyx); on the CPU
+    SciPy's when installed, else the standard library's, one element at a time (exact but
+    slow, fine for small models)."""
+    if device_of(array) == "cuda":
+        from cupyx.scipy.special import erf as device_erf
+        return device_erf(array)
+    try:
+        from scipy.special import erf as host_erf
+    except ImportError:
+        return numpy.vectorize(math.erf, otypes=[array.dtype])(array)
+    return host_erf(array)
 
 
 _graph_matmul = None  # the product used while minilean.cuda.graph records (see graph_recording)

@@ -159,3 +159,19 @@ def test_cuda_without_a_gpu_raises_a_one_line_device_error():
         ml.randn(2, device="cuda")
     message = str(error.value)
     assert "cuda" in message and "\n" not in message
+
+
+class _HostArray:
+    """Host data NumPy can read that is not a NumPy array (as a CPU torch tensor is)."""
+    shape = (2,)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.array([1.5, -2.0], dtype=dtype)
+
+
+@pytest.mark.parametrize("data", [memoryview(np.array([1.5, -2.0])), _HostArray()],
+                         ids=["memoryview", "array_protocol"])
+def test_host_data_that_is_not_a_numpy_array_makes_a_cpu_tensor(data):
+    tensor = ml.tensor(data)
+    assert tensor.device == "cpu"
+    np.testing.assert_array_equal(tensor.numpy(), [1.5, -2.0])

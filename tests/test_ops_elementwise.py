@@ -1,6 +1,8 @@
 """Elementwise ops: gradcheck over broadcast / size-1 / non-contiguous operands, and PyTorch
 as an oracle for values and gradients (see tests/opcheck.py)."""
+import math
 import operator
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 import minilean as ml
 from minilean.autograd import elementwise as ew
+from minilean.autograd.function import Context
 from opcheck import OpCase, arrays, away_from, binary, op_tests, positive, unary
 
 
@@ -347,3 +350,30 @@ def test_clamp_passes_the_gradient_at_its_bounds_as_torch_does(bounds):
     theirs = run(torch, lambda v: torch.tensor(v, dtype=torch.float64, requires_grad=True))
     np.testing.assert_array_equal(theirs, want)
     np.testing.assert_array_equal(ours, want)
+
+
+@pytest.mark.parametrize("op, params", [
+    (ew.Add, {}), (ew.Sub, {}), (ew.Mul, {}), (ew.Div, {}), (ew.Pow, {}),
+    (ew.PairExtremum, {"largest": True}), (ew.PairExtremum, {"largest": False}),
+    (ew.Where, {"condition": np.array([True, False, True])})], ids=lambda value: (
+        value.__name__ if isinstance(value, type) else "-".join(map(str, value))))
+@pytest.mark.parametrize("needs", [(True, False), (False, True)])
+def test_a_binary_op_returns_no_gradient_for_an_input_that_needs_none(op, params, needs):
+    """The Function contract: backward returns None where ``ctx.needs_input_grad`` is False
+    (a constant operand costs no gradient array)."""
+    ctx = Context(needs, True)
+    a, b = np.array([1.5, 2.0, 3.0]), np.array([2.0, 2.0, 0.5])
+    op.forward(ctx, a, b, **params)
+    grads = op.backward(ctx, np.ones(3))
+    assert [grad is not None for grad in grads] == list(needs)
+
+
+@pytest.mark.parametrize("scipy_installed", [True, False])
+def test_erf_is_the_standard_librarys_with_or_without_scipy(monkeypatch, scipy_installed):
+    if scipy_installed:
+        pytest.importorskip("scipy.special")
+    else:
+        monkeypatch.setitem(sys.modules, "scipy.special", None)  # its import raises ImportError
+    x = np.array([[-3.0, -0.5, 0.0], [1e-8, 0.7, 6.0]])
+    np.testing.assert_allclose(ml.backend.erf(x), np.vectorize(math.erf)(x), rtol=1e-15, atol=0)
+    assert ml.backend.erf(x.astype(np.float32)).dtype == np.float32

@@ -5,6 +5,7 @@ are returned in the broadcast output shape; the graph walk reduces them to each 
 """
 import numbers
 
+from minilean import backend
 from minilean.autograd.function import Function
 from minilean.autograd.tensor import DEFAULT_DTYPE, DEFAULT_INT_DTYPE, Tensor
 from minilean.backend import array_module
@@ -70,8 +71,8 @@ def as_tensors(a, b):
     return a, as_tensor(b, a)
 
 
-def _binary(op, a, b):
-    return op.apply(*as_tensors(a, b))
+def _binary(op, a, b, **params):
+    return op.apply(*as_tensors(a, b), **params)
 
 
 # --- arithmetic ---------------------------------------------------------------------------
@@ -84,7 +85,8 @@ class Add(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return grad, grad
+        need_a, need_b = ctx.needs_input_grad
+        return (grad if need_a else None), (grad if need_b else None)
 
 
 class Sub(Function):
@@ -95,7 +97,8 @@ class Sub(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return grad, (-grad if ctx.needs_input_grad[1] else None)
+        need_a, need_b = ctx.needs_input_grad
+        return (grad if need_a else None), (-grad if need_b else None)
 
 
 class Mul(Function):
@@ -130,7 +133,8 @@ class Div(Function):
 
 class Pow(Function):
     """z = a ** b;  dz/da = b a^(b-1)  (0 where b = 0, since a^0 = 1: also at a = 0),
-    dz/db = z log a  (taken as 0 where a <= 0)."""
+    dz/db = z log a  (log a taken as 0 where a <= 0; so 0 there, but nan where z is inf or
+    nan: a = 0 with b < 0, or a < 0 with a fractional b)."""
     @staticmethod
     def forward(ctx, a, b):
         out = a ** b
@@ -279,34 +283,24 @@ class Clamp(Function):
         return tuple(grads)
 
 
-class Maximum(Function):
-    """z = max(a, b);  the gradient goes to the larger input, split half/half on ties."""
+class PairExtremum(Function):
+    """z = max(a, b) (or min(a, b) when not ``largest``);
+    dz/da = [a wins] + [a = b] / 2,  dz/db = 1 - dz/da:
+    the gradient goes to the winning input, split half/half on ties."""
     @staticmethod
-    def forward(ctx, a, b):
-        out = array_module(a).maximum(a, b)
+    def forward(ctx, a, b, largest=True):
+        xp = array_module(a)
+        out = (xp.maximum if largest else xp.minimum)(a, b)
         if ctx.recording:
-            ctx.a, ctx.b = a, b
+            ctx.a, ctx.b, ctx.largest = a, b, largest
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        share_a = (ctx.a > ctx.b) + 0.5 * (ctx.a == ctx.b)
-        return grad * share_a, grad * (1 - share_a)
-
-
-class Minimum(Function):
-    """z = min(a, b);  the gradient goes to the smaller input, split half/half on ties."""
-    @staticmethod
-    def forward(ctx, a, b):
-        out = array_module(a).minimum(a, b)
-        if ctx.recording:
-            ctx.a, ctx.b = a, b
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        share_a = (ctx.a < ctx.b) + 0.5 * (ctx.a == ctx.b)
-        return grad * share_a, grad * (1 - share_a)
+        need_a, need_b = ctx.needs_input_grad
+        a_wins = ctx.a > ctx.b if ctx.largest else ctx.a < ctx.b
+        share_a = a_wins + 0.5 * (ctx.a == ctx.b)
+        return (grad * share_a if need_a else None), (grad * (1 - share_a) if need_b else None)
 
 
 class Where(Function):
@@ -319,9 +313,11 @@ class Where(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        need_a, need_b = ctx.needs_input_grad
         xp = array_module(grad)
         zero = xp.zeros((), dtype=grad.dtype)
-        return xp.where(ctx.condition, grad, zero), xp.where(ctx.condition, zero, grad)
+        return ((xp.where(ctx.condition, grad, zero) if need_a else None),
+                (xp.where(ctx.condition, zero, grad) if need_b else None))
 
 
 class Sin(Function):
@@ -470,20 +466,6 @@ _INV_SQRT_2 = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
 
 
-def _erf(xp, x):
-    """erf on either backend: CuPy ships it; on the CPU SciPy's when installed, else the
-    standard library's, one element at a time (exact but slow, fine for small models)."""
-    if xp.__name__ == "cupy":
-        from cupyx.scipy.special import erf
-        return erf(x)
-    try:
-        from scipy.special import erf
-    except ImportError:
-        from math import erf
-        return xp.vectorize(erf, otypes=[x.dtype])(x)
-    return erf(x)
-
-
 class Gelu(Function):
     """Exact:  y = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2;  dy/dx = Phi(x) + x phi(x).
 
@@ -499,7 +481,7 @@ class Gelu(Function):
             inner = tail_accurate_sigmoid(2 * _SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
             out = x * inner
         else:
-            inner = 0.5 * (1 + _erf(xp, x * _INV_SQRT_2))
+            inner = 0.5 * (1 + backend.erf(x * _INV_SQRT_2))
             out = x * inner
         if ctx.recording:
             ctx.x, ctx.inner, ctx.approximate = x, inner, approximate
@@ -547,8 +529,8 @@ def clamp(x, min=None, max=None):
     return Clamp.apply(x, *bounds, has_low=min is not None, has_high=max is not None)
 
 
-def maximum(a, b): return _binary(Maximum, a, b)
-def minimum(a, b): return _binary(Minimum, a, b)
+def maximum(a, b): return _binary(PairExtremum, a, b, largest=True)
+def minimum(a, b): return _binary(PairExtremum, a, b, largest=False)
 
 
 def where(condition, a, b):

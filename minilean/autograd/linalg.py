@@ -16,7 +16,7 @@ def _folded_matmul(xp, a, b):
         rows = a.reshape(-1, a.shape[-1])  # (batch * n, k)
         return backend.matmul(rows, b).reshape(a.shape[:-1] + b.shape[-1:])  # (..., n, m)
     if a.ndim == 2 and b.ndim > 2:
-        # (a b)^T = b^T a^T, the case above
+        # (a b)^T = b^T a^T, the case above: (..., m, k) @ (k, n) -> (..., m, n) -> (..., n, m)
         return xp.swapaxes(_folded_matmul(xp, xp.swapaxes(b, -1, -2), a.T), -1, -2)
     return backend.matmul(a, b)
 
@@ -116,7 +116,9 @@ class Linear(Function):
     def backward(ctx, grad):
         need = ctx.needs_input_grad
         grad_rows = grad.reshape(-1, grad.shape[-1])  # (..., out) -> (rows, out)
+        # (rows, out) @ (out, in) -> (rows, in) -> x's (..., in)
         grad_x = backend.matmul(grad_rows, ctx.weight).reshape(ctx.x_shape) if need[0] else None
+        # (out, rows) @ (rows, in) -> (out, in)
         grad_weight = backend.matmul(grad_rows.T, ctx.rows) if need[1] else None
         # b is broadcast over the rows: its gradient is their sum
         grad_bias = unbroadcast(grad_rows, grad_rows.shape[1:]) if len(need) == 3 and need[2] \

@@ -227,7 +227,8 @@ class GroupNorm(Function):
                 out=product)
             grad_x -= _per_channel(inv_std * mean_grad, grad, spatial)
             grad_x = _ungrouped(grad_x.astype(ctx.dtype, copy=False), shape, channels_last)
-        # dw_c = sum over samples and positions of dy * xhat, db_c = of dy
+        # dw_c = sum over samples and positions of dy * xhat, db_c = of dy:
+        # per-sample sums (N, 1, G, C/G) or (N, G, C/G, 1) -> over N -> (C,)
         return (grad_x, *_affine_grads(
             ctx, need_affine,
             lambda: grad_xhat_sum.sum(axis=0).reshape(-1).astype(ctx.dtype, copy=False),

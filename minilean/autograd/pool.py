@@ -60,6 +60,7 @@ class MaxPool2d(Function):
         # (Kh Kw, 1) == (N, Ho, Wo, 1, C): a one-hot of the argmax along the window axis
         winner = xp.arange(kh * kw).reshape(-1, 1) == ctx.argmax[:, :, :, None, :]
         columns = winner * grad_y[:, :, :, None, :]  # (N, Ho, Wo, Kh Kw, C)
+        # (N, Ho, Wo, Kh Kw, C) -> (N, Ho, Wo, Kh, Kw, C)
         columns = columns.reshape(columns.shape[:3] + (kh, kw) + columns.shape[4:])
         grad_x = col2im(columns, stride, (1, 1), xp.zeros(ctx.padded_shape, dtype=grad.dtype))
         return crop_to_nchw(grad_x, padding, ctx.input_size)
@@ -84,11 +85,11 @@ class UpsampleNearest(Function):
     @staticmethod
     def backward(ctx, grad):
         scale_h, scale_w = ctx.scale
-        batch, channels, height, width = grad.shape
+        batch, channels, out_height, out_width = grad.shape  # H s_h, W s_w
         grad_y = grad.transpose(0, 2, 3, 1)  # (N, H s_h, W s_w, C) view
         # (N, H s_h, W s_w, C) -> (N, H, s_h, W, s_w, C)
-        blocks = grad_y.reshape(batch, height // scale_h, scale_h, width // scale_w, scale_w,
-                                channels)
+        blocks = grad_y.reshape(batch, out_height // scale_h, scale_h, out_width // scale_w,
+                                scale_w, channels)
         return blocks.sum(axis=(2, 4)).transpose(0, 3, 1, 2)  # (N, C, H, W) view
 
 

@@ -200,6 +200,7 @@ def conv_input_grad(grad_rows, weight, x_shape, stride, padding, dilation, group
     # (G, C/G Kh Kw, O/G) @ (G, O/G, N Ho Wo) -> (G, C/G Kh Kw, N Ho Wo)
     grad_columns = backend.matmul(_transposed(_weight_matrix(weight, groups)), grad_rows)
     geometry = _geometry(x_shape, (kh, kw), stride, padding, dilation)
+    # (G, C/G Kh Kw, N Ho Wo) -> (C, Kh, Kw, N, Ho, Wo), as im2col lays out columns
     return col2im(grad_columns.reshape(_columns_shape(geometry)), x_shape, (kh, kw), stride,
                   padding, dilation)
 
@@ -210,7 +211,7 @@ def conv_weight_grad(columns, grad_rows, weight_shape, groups):
     C/G, Kh, Kw)."""
     # (G, O/G, N Ho Wo) @ (G, N Ho Wo, C/G Kh Kw) -> (G, O/G, C/G Kh Kw)
     grad_weight = backend.matmul(grad_rows, _transposed(_column_matrix(columns, groups)))
-    return grad_weight.reshape(weight_shape)
+    return grad_weight.reshape(weight_shape)  # (G, O/G, C/G Kh Kw) -> (O, C/G, Kh, Kw)
 
 
 class FastConv2d(FastFunction):

@@ -4,8 +4,8 @@
 // The classic shared-memory tiling: a block computes one TILE x TILE tile of C; for each
 // TILE-wide slab of the inner axis it stages the matching tiles of A and B in shared memory
 // (every thread loads one element of each) and each thread adds their row-by-column product to
-// its element. Each element of A and B is read from global memory rows/TILE and cols/TILE
-// times instead of cols and rows times. Blocks: x over the tiles of one C, z over the batch,
+// its element. Each element of A is read from global memory cols/TILE times and each of B
+// rows/TILE times, instead of cols and rows times. Blocks: x over the tiles of one C, z over the batch,
 // y over `gridDim.y` consecutive parts of the inner axis ("split-K"): block y writes its
 // partial sums to C + y * batches * rows * cols, and the caller adds the parts. A small C with
 // a long inner axis (a weight gradient summed over N Ho Wo pixels) would otherwise be a few

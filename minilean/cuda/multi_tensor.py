@@ -26,10 +26,10 @@ class Table:
     ``total`` the virtual index's length, ``vector`` whether every address is on a
     CHUNK_BYTES boundary (so the kernels may move whole chunks as vectors)."""
 
-    def __init__(self, count, sizes, chunk):
+    def __init__(self, address_count, sizes, chunk):
         import cupy
         self.addresses = None
-        self.table = cupy.empty(count, dtype=numpy.uint64)
+        self.table = cupy.empty(address_count, dtype=numpy.uint64)  # roles x tensors
         # each tensor's chunks: its size rounded up to a whole number of chunks
         padded = [-(-size // chunk) * chunk for size in sizes]
         offsets = numpy.concatenate([[0], numpy.cumsum(padded)]).astype(numpy.int64)

@@ -136,7 +136,9 @@ def _flat(array, absent):
 
 def _fast_norm(op_name, layout_of, fresh_grads):
     """The fast Function for ``op_name``; ``layout_of(shape, **params)`` gives its RowLayout.
-    The kernels' gradients are all new arrays, so ``fresh_grads`` is the replaced op's."""
+    ``fresh_grads`` is the replaced op's: the kernels' gradients are all new arrays, but an
+    uncovered call (a float16 input) runs the replaced op's backward, whose gradients may be
+    ``grad`` itself (LayerNorm's bias gradient)."""
 
     class FastNorm(FastFunction):
         @staticmethod
@@ -164,7 +166,7 @@ def _fast_norm(op_name, layout_of, fresh_grads):
             present = ([dweight] if ctx.weight is not None else []) + (
                 [dbias] if ctx.bias is not None else [])
             return (dx if need_x else None, *(
-                grad_affine.reshape(shape) if need else None
+                grad_affine.reshape(shape) if need else None  # (C,) -> the parameter's shape
                 for grad_affine, shape, need in zip(present, ctx.affine_shapes, need_affine)))
 
     FastNorm.fresh_grads = fresh_grads
