@@ -66,6 +66,7 @@ CASES = [
     OpCase("cos", unary(), ml.cos, lambda x: x.cos()),
     OpCase("tanh", unary(), ml.tanh, lambda x: x.tanh()),
     OpCase("sigmoid", unary(), ml.sigmoid, lambda x: x.sigmoid()),
+    OpCase("softplus", unary(), ew.softplus, lambda x: _functional().softplus(x)),
     OpCase("relu", unary(transform=away_from(0)), ml.relu, lambda x: x.relu()),
     OpCase("leaky_relu", unary(transform=away_from(0)),
            lambda x: ew.leaky_relu(x, 0.1), lambda x: _functional().leaky_relu(x, 0.1)),
@@ -249,6 +250,19 @@ def test_sigmoid_and_silu_are_accurate_in_both_tails(dtype, rtol):
     ml.sigmoid(x).sum().backward()  # y (1 - y): relative accuracy in the left tail too
     left = points < 0
     np.testing.assert_allclose(x.grad.numpy()[left], (sigma * (1 - sigma))[left], rtol=2 * rtol)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-15)])
+def test_softplus_is_accurate_in_both_tails_and_its_slope_is_sigmoid(dtype, rtol):
+    import mpmath
+    mpmath.mp.dps = 50
+    points = np.array(TAIL_POINTS[dtype], dtype=dtype)
+    exact = [float(mpmath.log1p(mpmath.exp(mpmath.mpf(float(v))))) for v in points]
+    x = ml.tensor(points, requires_grad=True)
+    y = ew.softplus(x)
+    np.testing.assert_allclose(y.numpy(), exact, rtol=rtol, atol=0)
+    y.sum().backward()  # sigma(x), 1/2 at x = 0 (the kinks of max and |x| would give 0)
+    np.testing.assert_allclose(x.grad.numpy(), exact_sigmoid(points), rtol=rtol, atol=0)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -401,6 +401,31 @@ class Sigmoid(Function):
         return grad * ctx.out * (1 - ctx.out)
 
 
+class Softplus(Function):
+    """y = log(1 + e^x);  dy/dx = sigma(x).
+
+    Computed as max(x, 0) + log1p(e^-|x|): e^-|x| <= 1 cannot overflow, and log1p keeps the
+    left tail, where y ~ e^x and log(1 + e^x) rounds to 0 from x = -17 in float32. The slope
+    is sigma(x) itself, not the chain rule through the kinks of max and |x|, which gives 0
+    instead of 1/2 at x = 0.
+    """
+    @staticmethod
+    def forward(ctx, x):
+        xp = array_module(x)
+        out = xp.asarray(xp.abs(x))  # asarray: NumPy gives a scalar, not an array, for 0-d x
+        xp.negative(out, out=out)
+        xp.exp(out, out=out)
+        xp.log1p(out, out=out)
+        out += xp.maximum(x, 0)
+        if ctx.recording:
+            ctx.x = x
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * tail_accurate_sigmoid(ctx.x)
+
+
 class Relu(Function):
     """y = max(x, 0);  dy/dx = [x > 0]."""
     @staticmethod
@@ -508,6 +533,7 @@ def sin(x): return Sin.apply(x)
 def cos(x): return Cos.apply(x)
 def tanh(x): return Tanh.apply(x)
 def sigmoid(x): return Sigmoid.apply(x)
+def softplus(x): return Softplus.apply(x)
 def relu(x): return Relu.apply(x)
 def silu(x): return Silu.apply(x)
 def leaky_relu(x, negative_slope=0.01): return LeakyRelu.apply(x, negative_slope=negative_slope)

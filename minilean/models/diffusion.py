@@ -130,6 +130,12 @@ def _clip_unit(x):
 
 # --- forward process and training objective ------------------------------------------------
 
+def _signal_and_noise(alpha_bar, t, like):
+    """(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) per example, shaped to broadcast over ``like``."""
+    return (_per_example(numpy.sqrt(alpha_bar), t, like),
+            _per_example(numpy.sqrt(1.0 - alpha_bar), t, like))
+
+
 class QSample(Function):
     """x_t = s x0 + n eps with s = sqrt(alpha_bar[t]) and n = sqrt(1 - alpha_bar[t]) per example;
 
@@ -140,8 +146,7 @@ class QSample(Function):
     """
     @staticmethod
     def forward(ctx, x0, eps, alpha_bar=None, t=None):
-        signal = _per_example(numpy.sqrt(alpha_bar), t, x0)
-        noise = _per_example(numpy.sqrt(1.0 - alpha_bar), t, x0)
+        signal, noise = _signal_and_noise(alpha_bar, t, x0)
         if ctx.recording:
             ctx.signal, ctx.noise, ctx.shapes = signal, noise, (x0.shape, eps.shape)
         return signal * x0 + noise * eps
@@ -181,8 +186,7 @@ def v_target(alpha_bar, x0, t, eps):
     ``eps = sqrt(1 - a) x_t + sqrt(a) v``: neither divides by sqrt(a), so a v-predicting network's
     errors are not amplified near alpha_bar = 0 the way ``x0_from_eps`` amplifies eps errors.
     """
-    signal = _per_example(numpy.sqrt(alpha_bar), t, x0)
-    noise = _per_example(numpy.sqrt(1.0 - alpha_bar), t, x0)
+    signal, noise = _signal_and_noise(alpha_bar, t, x0)
     return signal * eps - noise * x0
 
 

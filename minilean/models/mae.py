@@ -73,7 +73,11 @@ def _mask_from_hidden(hidden, device):
 
 
 def hidden_count(num_patches, mask_ratio):
-    """round(ratio * L), kept within 1..L-1 so something is hidden and something is seen."""
+    """round(ratio * L), kept within 1..L-1 so something is hidden and something is seen.
+
+    He et al.'s code keeps int(L (1 - ratio)) patches, so it hides one more wherever
+    L (1 - ratio) is fractional (L = 10, ratio 0.25: 3 hidden, here 2). Rounding hides the
+    count nearest the ratio asked for; at the defaults (16 patches, 0.75) both hide 12."""
     return min(max(int(round(mask_ratio * num_patches)), 1), num_patches - 1)
 
 
@@ -206,7 +210,8 @@ class MaskedAutoencoder(nn.Module):
         self.to_pixels = nn.Linear(decoder_width, patch_pixels)
 
     def encode(self, patches, mask):
-        """Visible patches (N, L, P) -> encoded visible tokens (N, L_visible, width)."""
+        """All patches (N, L, P) -> the visible ones (``mask.keep``) encoded: (N, L_visible,
+        width)."""
         tokens = self.embed(patches) + self.position
         return self.encoder_norm(self.encoder_blocks(gather_tokens(tokens, mask.keep)))
 

@@ -22,7 +22,7 @@ models.
 import math
 
 from minilean.autograd.creation import randn, randn_like
-from minilean.autograd.elementwise import where
+from minilean.autograd.elementwise import softplus, where
 from minilean.autograd.grad_mode import no_grad
 from minilean.autograd.shape import stack
 from minilean.models.autoencoder import EncoderDecoder
@@ -73,11 +73,6 @@ def beta_negative_elbo(reconstruction, kl, beta):
 # --- the likelihood of 8-bit pixels ---------------------------------------------------------
 
 HALF_BIN = 0.5 / 255  # pixels are k / 255; each owns the interval k/255 +- HALF_BIN
-
-
-def softplus(x):
-    """log(1 + e^x), written as max(x, 0) + log(1 + e^-|x|) so it cannot overflow."""
-    return x.relu() + (1 + (-x.abs()).exp()).log()
 
 
 def discretized_logistic_log_likelihood(images, mean, log_scale):
@@ -200,10 +195,10 @@ def evaluate_bounds(model, images, samples):
             eps = randn_like(mu)
             log_likelihood, z = draw_terms(model, images, mu, logvar, eps)
             if draw == 0:
-                elbo = negative_elbo(-log_likelihood, kl).mean()
+                negative_elbo_nats = negative_elbo(-log_likelihood, kl).mean()
             log_weights.append(log_likelihood + log_standard_normal(z) - log_posterior(eps, logvar))
-        bound = -importance_weighted_bound(stack(log_weights, 0)).mean()
-        return float(elbo.item()), float(bound.item())
+        negative_iw_nats = -importance_weighted_bound(stack(log_weights, 0)).mean()
+        return float(negative_elbo_nats.item()), float(negative_iw_nats.item())
 
 
 # --- the command ----------------------------------------------------------------------------

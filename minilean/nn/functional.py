@@ -9,7 +9,7 @@ import math
 from minilean import backend
 from minilean.autograd.conv import conv2d, conv_transpose2d  # noqa: F401 (re-export)
 from minilean.autograd.elementwise import (abs, exp, gelu, leaky_relu, log, relu,  # noqa: F401
-                                           sigmoid, silu, tanh, where)
+                                           sigmoid, silu, softplus, tanh, where)
 from minilean.autograd.linalg import linear, matmul  # noqa: F401
 from minilean.autograd.loss import REDUCTIONS, mse_loss  # noqa: F401
 from minilean.autograd.norm import group_norm, layer_norm  # noqa: F401
@@ -100,16 +100,12 @@ def cross_entropy(input, target, reduction="mean"):
 def binary_cross_entropy_with_logits(input, target, reduction="mean"):
     """-[y log sigma(x) + (1-y) log(1 - sigma(x))] for logits x and targets y in [0, 1].
 
-    Written as softplus(x) - x y, with softplus(x) = log(e^0 + e^x) the logsumexp of 0 and x:
-    the naive form takes log of a sigmoid that rounds to 0 or 1 for |x| beyond ~17 (float32)
-    and overflows e^{-x} for very negative x, while logsumexp shifts by the larger exponent, so
-    nothing overflows. Its gradient is the softmax weight of x, sigma(x), so d/dx = sigma(x) - y
-    everywhere; the form max(x, 0) + log(1 + e^{-|x|}) has the same values but, through the
-    kinks of max and |x|, the gradient -y at x = 0.
+    Written as softplus(x) - x y, since log sigma(x) = x - softplus(x) and
+    log(1 - sigma(x)) = -softplus(x): the naive form takes log of a sigmoid that rounds to 0 or
+    1 for |x| beyond ~17 (float32) and overflows e^{-x} for very negative x; ``softplus``
+    overflows nowhere, and its slope sigma(x) gives d/dx = sigma(x) - y everywhere.
     """
-    zeros = _constant(input.xp.zeros_like(input.data))
-    softplus = logsumexp(stack([zeros, input]), 0)
-    return _reduce(softplus - input * target, reduction)
+    return _reduce(softplus(input) - input * target, reduction)
 
 
 def l1_loss(input, target, reduction="mean"):
