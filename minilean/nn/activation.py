@@ -1,10 +1,11 @@
-"""Activation functions as modules (for Sequential), each forwarding to its functional op."""
+"""The parameter-free layers (for Sequential): activations and softmax, each forwarding to its
+functional op, and Identity and Flatten."""
 from minilean.nn import functional as F
 from minilean.nn.module import Module
 
 
-class _Elementwise(Module):
-    """An activation: forward is ``function(input, **settings)``."""
+class _FunctionModule(Module):
+    """A layer whose forward is ``function(input, **settings)``."""
     function = None
 
     def __init__(self, **settings):
@@ -18,37 +19,37 @@ class _Elementwise(Module):
         return ", ".join(f"{name}={value!r}" for name, value in self.settings.items())
 
 
-class ReLU(_Elementwise):
+class ReLU(_FunctionModule):
     function = staticmethod(F.relu)
 
 
-class SiLU(_Elementwise):
+class SiLU(_FunctionModule):
     function = staticmethod(F.silu)
 
 
-class Sigmoid(_Elementwise):
+class Sigmoid(_FunctionModule):
     function = staticmethod(F.sigmoid)
 
 
-class Tanh(_Elementwise):
+class Tanh(_FunctionModule):
     function = staticmethod(F.tanh)
 
 
-class GELU(_Elementwise):
+class GELU(_FunctionModule):
     function = staticmethod(F.gelu)
 
     def __init__(self, approximate="none"):
         super().__init__(approximate=approximate)
 
 
-class LeakyReLU(_Elementwise):
+class LeakyReLU(_FunctionModule):
     function = staticmethod(F.leaky_relu)
 
     def __init__(self, negative_slope=0.01):
         super().__init__(negative_slope=negative_slope)
 
 
-class Softmax(_Elementwise):
+class Softmax(_FunctionModule):
     function = staticmethod(F.softmax)
 
     def __init__(self, dim):

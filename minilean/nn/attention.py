@@ -10,8 +10,8 @@ added to the scores. Its shape is (L, S) or (N * num_heads, L, S).
 from minilean.autograd.tensor import Tensor
 from minilean.nn import functional as F
 from minilean.nn import init
-from minilean.nn.linear import Linear, empty_parameter
-from minilean.nn.module import Module
+from minilean.nn.linear import Linear
+from minilean.nn.module import Module, empty_parameter
 
 
 class MultiheadAttention(Module):

@@ -5,8 +5,7 @@ Conv2d's weight is (out_channels, in_channels / groups, kH, kW); ConvTranspose2d
 """
 from minilean.nn import functional as F
 from minilean.nn import init
-from minilean.nn.linear import empty_parameter
-from minilean.nn.module import Module
+from minilean.nn.module import Module, empty_parameter
 
 
 def _pair(value):

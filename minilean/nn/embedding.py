@@ -1,8 +1,7 @@
 """Embedding: a learnable lookup table of vectors, initialised N(0, 1) as in PyTorch."""
 from minilean.nn import functional as F
 from minilean.nn import init
-from minilean.nn.linear import empty_parameter
-from minilean.nn.module import Module
+from minilean.nn.module import Module, empty_parameter
 
 
 class Embedding(Module):

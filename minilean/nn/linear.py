@@ -1,13 +1,7 @@
 """Linear: y = x W^T + b, the fully connected layer."""
-from minilean import backend
 from minilean.nn import functional as F
 from minilean.nn import init
-from minilean.nn.module import Module, Parameter
-
-
-def empty_parameter(*shape):
-    """An uninitialised float32 CPU parameter; layers fill it with their init right away."""
-    return Parameter(backend.xp_for("cpu").empty(shape, dtype="float32"))
+from minilean.nn.module import Module, empty_parameter
 
 
 class Linear(Module):

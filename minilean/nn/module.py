@@ -25,6 +25,11 @@ class Parameter(Tensor):
         return "Parameter containing:\n" + super().__repr__()
 
 
+def empty_parameter(*shape):
+    """An uninitialised float32 CPU parameter; layers fill it with their init right away."""
+    return Parameter(backend.xp_for("cpu").empty(shape, dtype="float32"))
+
+
 class Module:
     """Base class of every layer and model: subclasses set attributes and write ``forward``."""
 

@@ -2,8 +2,7 @@
 from minilean.autograd.norm import check_group_norm_activation
 from minilean.nn import functional as F
 from minilean.nn import init
-from minilean.nn.linear import empty_parameter
-from minilean.nn.module import Module
+from minilean.nn.module import Module, empty_parameter
 
 
 class LayerNorm(Module):
