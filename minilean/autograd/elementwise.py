@@ -501,7 +501,6 @@ class Gelu(Function):
     """
     @staticmethod
     def forward(ctx, x, approximate="none"):
-        xp = array_module(x)
         if approximate == "tanh":
             inner = tail_accurate_sigmoid(2 * _SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
             out = x * inner
