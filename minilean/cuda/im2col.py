@@ -29,6 +29,7 @@ import math
 import numpy
 
 from minilean import backend
+from minilean.autograd.conv import output_size, transposed_output_size
 from minilean.cuda import compile as kernels
 from minilean.cuda.fast_function import FastFunction
 from minilean.cuda.reduce import sum_rows
@@ -51,16 +52,12 @@ def _kernel_name(name, dtype, largest):
     return f"{name}<{kernels.type_name(dtype)}, {index}>"
 
 
-def output_size(size, kernel, stride, padding, dilation):
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
 @functools.lru_cache(maxsize=256)
 def _geometry(x_shape, kernel_size, stride, padding, dilation):
     """The 14 int64 numbers im2col.cu reads: N, C, H, W, Kh, Kw, Ho, Wo, strides, pads,
     dilations (remembered: a training step asks for the same few, several times each)."""
     batch, channels, height, width = x_shape
-    out = tuple(output_size(size, k, s, p, d) for size, k, s, p, d
+    out = tuple(output_size(size + 2 * p, k, s, d) for size, k, s, p, d
                 in zip((height, width), kernel_size, stride, padding, dilation))
     return (batch, channels, height, width) + tuple(kernel_size) + out + tuple(stride) + tuple(
         padding) + tuple(dilation)
@@ -176,7 +173,7 @@ def _column_matrix(columns, groups):
     return _grouped(columns, groups, math.prod(columns.shape[:3]) // groups)
 
 
-def _weight_matrix(weight, groups):
+def _weight_rows(weight, groups):
     """(O, C/G, Kh, Kw) -> (G, O/G, C/G Kh Kw) (``_grouped``)."""
     import cupy
     return _grouped(cupy.ascontiguousarray(weight), groups, weight.shape[0] // groups)
@@ -187,25 +184,25 @@ def conv(columns, weight, bias, groups):
     Kw), b (O,) or None -> y (N, O, Ho, Wo)."""
     out_channels = weight.shape[0]
     batch, out_h, out_w = columns.shape[3:]
-    rows = backend.matmul(_weight_matrix(weight, groups), _column_matrix(columns, groups))
+    rows = backend.matmul(_weight_rows(weight, groups), _column_matrix(columns, groups))
     # (G, O/G, N Ho Wo) -> (N, O, Ho Wo)
     y = swap_leading_axes(rows.reshape(out_channels, batch, out_h * out_w), bias)
     return y.reshape(batch, out_channels, out_h, out_w)
 
 
-def conv_input_grad(grad_rows, weight, x_shape, stride, padding, dilation, groups):
+def input_grad_from_rows(grad_rows, weight, x_shape, stride, padding, dilation, groups):
     """dL/dx = col2im(w^T @ dL/dy): grad_rows (G, O/G, N Ho Wo), dL/dy as ``batch_rows`` lays
     it out -> (N, C, H, W), x_shape (N, C, H, W)."""
     _, _, kh, kw = weight.shape
     # (G, C/G Kh Kw, O/G) @ (G, O/G, N Ho Wo) -> (G, C/G Kh Kw, N Ho Wo)
-    grad_columns = backend.matmul(_transposed(_weight_matrix(weight, groups)), grad_rows)
+    grad_columns = backend.matmul(_transposed(_weight_rows(weight, groups)), grad_rows)
     geometry = _geometry(x_shape, (kh, kw), stride, padding, dilation)
     # (G, C/G Kh Kw, N Ho Wo) -> (C, Kh, Kw, N, Ho, Wo), as im2col lays out columns
     return col2im(grad_columns.reshape(_columns_shape(geometry)), x_shape, (kh, kw), stride,
                   padding, dilation)
 
 
-def conv_weight_grad(columns, grad_rows, weight_shape, groups):
+def weight_grad_from_rows(columns, grad_rows, weight_shape, groups):
     """dL/dw = dL/dy @ columns(x)^T, one GEMM over the whole batch: columns (C, Kh, Kw, N, Ho,
     Wo) of x (``im2col``), grad_rows (G, O/G, N Ho Wo) as ``batch_rows`` lays it out -> (O,
     C/G, Kh, Kw)."""
@@ -230,9 +227,9 @@ class FastConv2d(FastFunction):
         x, weight, (stride, padding, dilation, groups) = ctx.x, ctx.weight, ctx.params
         grad_rows = batch_rows(grad, groups)  # (G, O/G, N Ho Wo)
         return _gradients(
-            ctx, lambda: conv_input_grad(grad_rows, weight, x.shape, *ctx.params),
-            lambda: conv_weight_grad(im2col(x, weight.shape[2:], stride, padding, dilation),
-                                     grad_rows, weight.shape, groups),
+            ctx, lambda: input_grad_from_rows(grad_rows, weight, x.shape, *ctx.params),
+            lambda: weight_grad_from_rows(im2col(x, weight.shape[2:], stride, padding,
+                                                 dilation), grad_rows, weight.shape, groups),
             lambda: sum_rows(grad_rows, grad.shape[1], grad_rows.shape[-1], 1))
 
 
@@ -241,8 +238,8 @@ class FastConvTranspose2d(FastFunction):
     gradient of the conv2d (weight w, (C_in, C_out/G, Kh, Kw)) from (N, C_out, H_out, W_out)
     to x's (N, C_in, H, W), so, with rows(x) the GEMMs' layout of x (``batch_rows``),
 
-        y = conv_input_grad(rows(x))     dL/dx = conv(columns(dL/dy))
-        dL/dw = conv_weight_grad(columns(dL/dy), rows(x))
+        y = input_grad_from_rows(rows(x))        dL/dx = conv(columns(dL/dy))
+        dL/dw = weight_grad_from_rows(columns(dL/dy), rows(x))
 
     Backward makes the columns of dL/dy once for both, and reads the rows of x that forward
     made (the same size as x, which it keeps instead).
@@ -254,7 +251,7 @@ class FastConvTranspose2d(FastFunction):
                groups=1, dilation=(1, 1)):
         # output_padding up to the dilation can leave the conv2d of y's size one longer than x
         return FastFunction.covers(x, weight) and all(
-            output_size(size, k, s, p, d) == in_size for size, k, s, p, d, in_size in zip(
+            output_size(size + 2 * p, k, s, d) == in_size for size, k, s, p, d, in_size in zip(
                 _transposed_size(x.shape, weight.shape, stride, padding, output_padding,
                                  dilation)[2:], weight.shape[2:], stride, padding, dilation,
                 x.shape[2:]))
@@ -269,7 +266,7 @@ class FastConvTranspose2d(FastFunction):
             ctx.rows = rows if ctx.needs_input_grad[1] else None
         y_shape = _transposed_size(x.shape, weight.shape, stride, padding, output_padding,
                                    dilation, groups)
-        y = conv_input_grad(rows, weight, y_shape, *params)
+        y = input_grad_from_rows(rows, weight, y_shape, *params)
         if bias is not None:
             y += bias.reshape(1, -1, 1, 1)  # (1, channels, 1, 1)
         return y
@@ -281,7 +278,7 @@ class FastConvTranspose2d(FastFunction):
         columns = (im2col(grad, weight.shape[2:], stride, padding, dilation)
                    if need_x or need_weight else None)
         return _gradients(ctx, lambda: conv(columns, weight, None, groups),
-                          lambda: conv_weight_grad(columns, ctx.rows, weight.shape, groups),
+                          lambda: weight_grad_from_rows(columns, ctx.rows, weight.shape, groups),
                           lambda: grad.sum(axis=(0, 2, 3)))
 
 
@@ -297,5 +294,5 @@ def _transposed_size(x_shape, weight_shape, stride, padding, output_padding, dil
     """(N, C_out, H_out, W_out) of a transposed convolution of x (N, C_in, H, W)."""
     batch, _, height, width = x_shape
     return (batch, weight_shape[1] * groups) + tuple(
-        (size - 1) * s - 2 * p + d * (k - 1) + 1 + extra for size, s, p, d, k, extra in zip(
+        transposed_output_size(size, k, s, p, d, extra) for size, s, p, d, k, extra in zip(
             (height, width), stride, padding, dilation, weight_shape[2:], output_padding))
