@@ -68,8 +68,10 @@ def alpha_bar_zero(check, betas, x, c):
         check.close(host(last), mp(host(x0_hat)), 0, f"last DDIM step ({dtype.__name__})")
 
 
-def _zero_step_statement(name, doc, run):
-    @statement(name, about=(f"{DIFFUSION}.{run.__name__}",),
+def _zero_step_statement(name, doc, sampler, run):
+    """Register ``name``: ``run(x_T, 0, betas)`` (a call of ``sampler`` with zero steps) returns
+    x_T bit for bit."""
+    @statement(name, about=(f"{DIFFUSION}.{sampler}",),
                given={"steps": st.just(0), "x": _vector(), "betas": _betas()},
                relaxed={"steps": st.integers(1, 3), "x": _vector().filter(lambda v: v.any()),
                         "betas": _betas()})
@@ -80,28 +82,29 @@ def _zero_step_statement(name, doc, run):
     zero_steps.__doc__ = doc
 
 
-def ddpm_sample(x, steps, betas):
+def _run_ddpm_sample(x, steps, betas):
     from minilean.models import diffusion
     betas = numpy.resize(betas, steps)
     return diffusion.ddpm_sample(_tanh_field(0.5), betas, x, lambda t: x * 0 + 0.25)
 
 
-def ddim_sample(x, steps, betas):
+def _run_ddim_sample(x, steps, betas):
     from minilean.models import diffusion
     alpha_bar = _alpha_bar(numpy.resize(betas, max(steps, 1)))
     return diffusion.ddim_sample(_tanh_field(0.5), alpha_bar, x, list(range(steps - 1, -1, -1)))
 
 
-def pf_ode_sample_euler(x, steps, betas):
+def _run_pf_ode_sample_euler(x, steps, betas):
     from minilean.models import diffusion
     return diffusion.pf_ode_sample_euler(lambda x, t: -x, x, steps)
 
 
-_zero_step_statement("ddpmSample_zero_steps", "T = 0  =>  ddpmSample(x_T) = x_T.", ddpm_sample)
+_zero_step_statement("ddpmSample_zero_steps", "T = 0  =>  ddpmSample(x_T) = x_T.", "ddpm_sample",
+                     _run_ddpm_sample)
 _zero_step_statement("ddimSample_zero_steps", "no timesteps  =>  ddimSample(x_T) = x_T.",
-                     ddim_sample)
+                     "ddim_sample", _run_ddim_sample)
 _zero_step_statement("pfOdeSampleEuler_zero_steps", "n = 0  =>  pfOdeSampleEuler(n, x1) = x1.",
-                     pf_ode_sample_euler)
+                     "pf_ode_sample_euler", _run_pf_ode_sample_euler)
 
 
 @statement("ddimStepSystem_eq_step", about=(f"{DIFFUSION}.ddim_sample", f"{DIFFUSION}.ddim_step"),
@@ -401,8 +404,9 @@ def pf_ode_system_contracts(check, pair, beta, sigma, c, steps, require):
            relaxed={"betas": _betas(), "x0": reals(-2, 2), "seed": st.integers(0, 99),
                     "law": st.just("uniform")}, max_examples=4)
 def forward_gaussian(check, betas, x0, seed, law):
-    """eps ~ N(0, I)  =>  q_sample(x0, t, eps) = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps
-    ~ N(sqrt(ab_t) x0, (1 - ab_t) I) (statistical: seeded engine normals, moments and KS)."""
+    """eps ~ N(0, I)  =>  q_sample(x0, t, eps) = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t)
+    eps ~ N(sqrt(alpha_bar_t) x0, (1 - alpha_bar_t) I) (statistical: seeded engine normals,
+    moments and KS)."""
     from minilean.models import diffusion
     alpha_bar = _alpha_bar(betas)
     t = len(betas) - 1
@@ -421,8 +425,9 @@ def forward_gaussian(check, betas, x0, seed, law):
            max_examples=4)
 def forward_multistep(check, betas, x0, seed):
     """Composing the one-step kernels q(x_s | x_{s-1}) = N(sqrt(1 - beta_s) x_{s-1}, beta_s)
-    gives q(x_t | x_0) = N(sqrt(ab_t) x_0, 1 - ab_t): mean and variance recursions in mpmath,
-    and a chain of engine one-step noisings against N(sqrt(ab_t) x0, 1 - ab_t)."""
+    gives q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, 1 - alpha_bar_t): mean and variance
+    recursions in mpmath, and a chain of engine one-step noisings against
+    N(sqrt(alpha_bar_t) x0, 1 - alpha_bar_t)."""
     from minilean.models import diffusion
     mean, variance = mp(x0), mpmath.mpf(0)
     for beta in mp(betas):
@@ -441,24 +446,24 @@ def forward_multistep(check, betas, x0, seed):
                                                   f"{DIFFUSION}.ddim_step"),
            given={"betas": _betas(2), "x0": reals(-2, 2), "x_t": reals(-3, 3)})
 def ddpm_posterior(check, betas, x0, x_t):
-    """q(x_{t-1} | x_t, x_0) by Bayes' rule from N(sqrt(ab_{t-1}) x0, 1 - ab_{t-1}) and
-    N(sqrt(1 - beta_t) x_{t-1}, beta_t) has the mean and variance of posterior_mean_variance;
+    """q(x_{t-1} | x_t, x_0) by Bayes' rule from N(sqrt(alpha_bar_{t-1}) x0, 1 - alpha_bar_{t-1})
+    and N(sqrt(1 - beta_t) x_{t-1}, beta_t) has the mean and variance of posterior_mean_variance;
     DDIM with eta = 1 on consecutive steps adds noise of exactly that variance."""
     from minilean.models import diffusion
     alpha_bar = _alpha_bar(betas)
     t = len(betas) - 1
-    beta, previous = mp(betas[t]), mp(alpha_bar[t - 1])
-    precision = 1 / (1 - previous) + (1 - beta) / beta
+    beta, alpha_bar_prev = mp(betas[t]), mp(alpha_bar[t - 1])
+    precision = 1 / (1 - alpha_bar_prev) + (1 - beta) / beta
     variance = 1 / precision
-    mean = variance * (mpmath.sqrt(previous) * mp(x0) / (1 - previous)
+    mean = variance * (mpmath.sqrt(alpha_bar_prev) * mp(x0) / (1 - alpha_bar_prev)
                        + mpmath.sqrt(1 - beta) * mp(x_t) / beta)
     for dtype in ENGINE_DTYPES:
         computed_mean, computed_variance = diffusion.posterior_mean_variance(
             betas, engine([x0], dtype), engine([x_t], dtype), t)
-        magnitude = variance * (mpmath.sqrt(previous) * abs(mp(x0)) / (1 - previous)
+        magnitude = variance * (mpmath.sqrt(alpha_bar_prev) * abs(mp(x0)) / (1 - alpha_bar_prev)
                                 + mpmath.sqrt(1 - beta) * abs(mp(x_t)) / beta)
         # the schedule's own float64 rounding (alpha_bar recomputed, ~2T roundings) is
-        # amplified by 1 / (1 - ab_t) at most
+        # amplified by 1 / (1 - alpha_bar_t) at most
         schedule = gamma(2 * len(betas) + 8, numpy.float64) / (1 - mp(alpha_bar[t]))
         check.close(host(computed_mean), [mean], gamma(8, dtype) * magnitude
                     + schedule * magnitude, f"mean ({dtype.__name__})")
@@ -470,9 +475,10 @@ def ddpm_posterior(check, betas, x0, x_t):
         without = diffusion.ddim_step(alpha_bar, x, t, t - 1, eps, eta=1.0,
                                       noise=engine([0.0], dtype))
         sigma = host(with_noise)[0] - host(without)[0]
-        # sigma is read off as a difference of two outputs of size ~ |x_t| / sqrt(ab_t) + 2
-        # (error gamma * that, times 2 sigma for sigma^2); ddim_step forms 1 - ab_t / ab_{t-1}
-        # (= beta_t) by cancellation in float64, a relative error of about 3u / beta_t
+        # sigma is read off as a difference of two outputs of size ~ |x_t| / sqrt(alpha_bar_t)
+        # + 2 (error gamma * that, times 2 sigma for sigma^2); ddim_step forms
+        # 1 - alpha_bar_t / alpha_bar_{t-1} (= beta_t) by cancellation in float64, a relative
+        # error of about 3u / beta_t
         reading = 4 * mpmath.sqrt(variance) * (abs(mp(x_t)) / mpmath.sqrt(mp(alpha_bar[t])) + 2)
         cancellation = gamma(4, numpy.float64) / beta
         check.close(sigma * sigma, variance, gamma(12, dtype) * reading
@@ -497,7 +503,8 @@ def ddim_eta_one_posterior(check, betas, t, x, eps, noise):
     """DDIM at eta = 1 from t to t - 1 is the DDPM ancestral step: ddimStep(x_t, eps_hat, z) =
     mu + sqrt(v) z with N(mu, v) the posterior q(x_{t-1} | x_t, x0_hat) by Bayes' rule, x0_hat =
     x0Pred(x_t, eps_hat) (Song et al.): sigma^2 = v and the direction coefficient is
-    sqrt(1 - ab_{t-1} - sigma^2) = (1 - ab_{t-1}) sqrt(1 - beta_t) / sqrt(1 - ab_t)."""
+    sqrt(1 - alpha_bar_{t-1} - sigma^2) = (1 - alpha_bar_{t-1}) sqrt(1 - beta_t)
+    / sqrt(1 - alpha_bar_t)."""
     from minilean.models import diffusion
     alpha_bar = _alpha_bar(betas)
     a, a_prev = mp(alpha_bar[t]), mp(alpha_bar[t - 1])
@@ -519,8 +526,9 @@ def ddim_eta_one_posterior(check, betas, t, x, eps, noise):
         expected.append(ddim)
         magnitudes.append((mpmath.sqrt(a_prev / a) * (abs(xi) + mpmath.sqrt(1 - a) * abs(ei)),
                            abs(ei), abs(zi)))
-    # ddim_step forms sigma in float64 from 1 - ab_t / ab_{t-1} (= beta_t, by cancellation: a
-    # relative error of about u / beta_t), then 1 - ab_{t-1} - sigma^2 and its square root
+    # ddim_step forms sigma in float64 from 1 - alpha_bar_t / alpha_bar_{t-1} (= beta_t, by
+    # cancellation: a relative error of about u / beta_t), then 1 - alpha_bar_{t-1} - sigma^2
+    # and its square root
     sigma_error = gamma(8, numpy.float64) + gamma(2, numpy.float64) / beta
     inside_error = gamma(4, numpy.float64) * (1 + sigma2) + 3 * sigma_error * sigma2
     direction_error = inside_error / direction + gamma(1, numpy.float64) * direction
@@ -559,7 +567,7 @@ def ddim_alphas_swapped(original):
 @mutant("q_sample with the coefficients swapped", f"{DIFFUSION}.q_sample",
         caught_by=["forwardGaussian_isGaussian"])
 def q_sample_swapped(original):
-    """q_sample = sqrt(1 - ab) x0 + sqrt(ab) eps."""
+    """q_sample = sqrt(1 - alpha_bar_t) x0 + sqrt(alpha_bar_t) eps."""
     return lambda alpha_bar, x0, t, eps: original(1.0 - alpha_bar, x0, t, eps)
 
 
