@@ -487,26 +487,19 @@ def ddpm_posterior(check, betas, x0, x_t):
 
 
 @st.composite
-def _ddim_eta_one_example(draw):
-    """A schedule (T >= 2), a step t -> t - 1 and x_t, eps_hat, noise vectors of one length."""
+def _ancestral_example(draw, first_step=1):
+    """A schedule (T >= 2), a step t -> t - 1 (t >= first_step) and x_t, eps_hat, noise
+    vectors of one length."""
     betas = draw(_betas(2))
     n = draw(st.integers(1, 4))
     vector = st.lists(reals(-2, 2), min_size=n, max_size=n).map(numpy.asarray)
-    return {"betas": betas, "t": draw(st.integers(1, len(betas) - 1)), "x": draw(vector),
-            "eps": draw(vector), "noise": draw(vector)}
+    return {"betas": betas, "t": draw(st.integers(first_step, len(betas) - 1)),
+            "x": draw(vector), "eps": draw(vector), "noise": draw(vector)}
 
 
-@statement("ddimStep_eta_one_eq_ddpm_posterior",
-           about=(f"{DIFFUSION}.ddim_step", f"{DIFFUSION}.x0_from_eps"),
-           given=_ddim_eta_one_example())
-def ddim_eta_one_posterior(check, betas, t, x, eps, noise):
-    """DDIM at eta = 1 from t to t - 1 is the DDPM ancestral step: ddimStep(x_t, eps_hat, z) =
-    mu + sqrt(v) z with N(mu, v) the posterior q(x_{t-1} | x_t, x0_hat) by Bayes' rule, x0_hat =
-    x0Pred(x_t, eps_hat) (Song et al.): sigma^2 = v and the direction coefficient is
-    sqrt(1 - alpha_bar_{t-1} - sigma^2) = (1 - alpha_bar_{t-1}) sqrt(1 - beta_t)
-    / sqrt(1 - alpha_bar_t)."""
-    from minilean.models import diffusion
-    alpha_bar = _alpha_bar(betas)
+def _ddim_eta_one_reference(check, alpha_bar, t, x, eps, noise):
+    """ddim_step(t -> t - 1, eta = 1) in mpmath, after checking that it is the posterior step
+    by Bayes' rule: (values, bounds) with bounds(dtype) the engine's rounding bounds."""
     a, a_prev = mp(alpha_bar[t]), mp(alpha_bar[t - 1])
     beta = 1 - a / a_prev  # beta_t as the schedule's float64 alpha_bar carries it
     sigma2 = (1 - a_prev) / (1 - a) * beta
@@ -532,14 +525,106 @@ def ddim_eta_one_posterior(check, betas, t, x, eps, noise):
     sigma_error = gamma(8, numpy.float64) + gamma(2, numpy.float64) / beta
     inside_error = gamma(4, numpy.float64) * (1 + sigma2) + 3 * sigma_error * sigma2
     direction_error = inside_error / direction + gamma(1, numpy.float64) * direction
+
+    def bounds(dtype):
+        return [gamma(12, dtype) * (signal + direction * e + mpmath.sqrt(sigma2) * z)
+                + direction_error * e + sigma_error * mpmath.sqrt(sigma2) * z
+                for signal, e, z in magnitudes]
+    return expected, bounds
+
+
+def _ddim_eta_one_engine(alpha_bar, t, x, eps, noise, dtype):
+    from minilean.models import diffusion
+    return host(diffusion.ddim_step(alpha_bar, engine(x, dtype), t, t - 1, engine(eps, dtype),
+                                    eta=1.0, noise=engine(noise, dtype)))
+
+
+@statement("ddimStep_eta_one_eq_ddpm_posterior",
+           about=(f"{DIFFUSION}.ddim_step", f"{DIFFUSION}.x0_from_eps"),
+           given=_ancestral_example())
+def ddim_eta_one_posterior(check, betas, t, x, eps, noise):
+    """DDIM at eta = 1 from t to t - 1 is the DDPM ancestral step: ddimStep(x_t, eps_hat, z) =
+    mu + sqrt(v) z with N(mu, v) the posterior q(x_{t-1} | x_t, x0_hat) by Bayes' rule, x0_hat =
+    x0Pred(x_t, eps_hat) (Song et al.): sigma^2 = v and the direction coefficient is
+    sqrt(1 - alpha_bar_{t-1} - sigma^2) = (1 - alpha_bar_{t-1}) sqrt(1 - beta_t)
+    / sqrt(1 - alpha_bar_t)."""
+    alpha_bar = _alpha_bar(betas)
+    expected, bounds = _ddim_eta_one_reference(check, alpha_bar, t, x, eps, noise)
     for dtype in ENGINE_DTYPES:
-        computed = host(diffusion.ddim_step(alpha_bar, engine(x, dtype), t, t - 1,
-                                            engine(eps, dtype), eta=1.0,
-                                            noise=engine(noise, dtype)))
-        bounds = [gamma(12, dtype) * (signal + direction * e + mpmath.sqrt(sigma2) * z)
-                  + direction_error * e + sigma_error * mpmath.sqrt(sigma2) * z
-                  for signal, e, z in magnitudes]
-        check.close(computed, expected, bounds, f"engine ({dtype.__name__})")
+        check.close(_ddim_eta_one_engine(alpha_bar, t, x, eps, noise, dtype), expected,
+                    bounds(dtype), f"engine ({dtype.__name__})")
+
+
+def _ddpm_step_reference(betas, alpha_bar, t, x, eps, noise):
+    """posterior_mean_variance's documented step at x0_hat in mpmath, on the schedule's float64
+    numbers beta_t, alpha_bar_t, alpha_bar_{t-1} (1 at t = 0): (values, sum |terms| each)."""
+    beta, a = mp(betas[t]), mp(alpha_bar[t])
+    a_prev = mp(alpha_bar[t - 1]) if t > 0 else mpmath.mpf(1)
+    x0_coefficient = beta * mpmath.sqrt(a_prev) / (1 - a)
+    xt_coefficient = (1 - a_prev) * mpmath.sqrt(1 - beta) / (1 - a)
+    deviation = mpmath.sqrt(beta * (1 - a_prev) / (1 - a))
+    values, magnitudes = [], []
+    for xi, ei, zi in zip(mp(x), mp(eps), mp(noise)):
+        x0 = (xi - mpmath.sqrt(1 - a) * ei) / mpmath.sqrt(a)
+        values.append(x0_coefficient * x0 + xt_coefficient * xi + deviation * zi)
+        magnitudes.append(x0_coefficient * (abs(xi) + mpmath.sqrt(1 - a) * abs(ei))
+                          / mpmath.sqrt(a) + xt_coefficient * abs(xi) + deviation * abs(zi))
+    return values, magnitudes
+
+
+@statement("ddpmStep_eq_posterior_step",
+           about=(f"{DIFFUSION}.ddpm_step", f"{DIFFUSION}.ddim_step"),
+           given=_ancestral_example(first_step=0))
+def ddpm_step_posterior(check, betas, t, x, eps, noise):
+    """ddpmStep(x_t, eps_hat, z) = mu + sqrt(v) z with mu = beta_t sqrt(alpha_bar_{t-1})
+    / (1 - alpha_bar_t) x0_hat + (1 - alpha_bar_{t-1}) sqrt(1 - beta_t) / (1 - alpha_bar_t) x_t
+    and v = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) (the posterior at x0_hat =
+    x0Pred(x_t, eps_hat); v = 0 at t = 0), and for t >= 1 it is ddimStep(t -> t - 1, eta = 1)
+    with the same z, within both steps' rounding."""
+    from minilean.models import diffusion
+    alpha_bar = _alpha_bar(betas)
+    expected, magnitudes = _ddpm_step_reference(betas, alpha_bar, t, x, eps, noise)
+    if t > 0:
+        ddim_expected, ddim_bounds = _ddim_eta_one_reference(check, alpha_bar, t, x, eps, noise)
+    for dtype in ENGINE_DTYPES:
+        computed = host(diffusion.ddpm_step(betas, engine(x, dtype), t, engine(eps, dtype),
+                                            engine(noise, dtype)))
+        # x0_hat: two coefficients (float64 sqrt and division, rounded to dtype), two products,
+        # a difference; the mean: two coefficients (up to six float64 roundings, rounded to
+        # dtype), two products, a sum; sqrt(v) (four float64 roundings and the square root,
+        # rounded to dtype), a product and the last sum: at most 12 roundings in dtype and 12
+        # in float64 on any path
+        bounds = [(gamma(12, dtype) + gamma(12, numpy.float64)) * m for m in magnitudes]
+        check.close(computed, expected, bounds, f"posterior step ({dtype.__name__})")
+        if t > 0:
+            # the two steps differ by both roundings and by the schedule's: ddim_step carries
+            # beta_t as 1 - alpha_bar_t / alpha_bar_{t-1}, ddpm_step as betas[t]
+            ddim = _ddim_eta_one_engine(alpha_bar, t, x, eps, noise, dtype)
+            check.close(computed, mp(ddim), [
+                b + d + abs(v - w) for b, d, v, w in zip(bounds, ddim_bounds(dtype), expected,
+                                                         ddim_expected)],
+                f"ddpm_step = ddim_step(eta = 1) ({dtype.__name__})")
+
+
+@statement("ddpmSample_eq_steps", about=(f"{DIFFUSION}.ddpm_sample", f"{DIFFUSION}.ddpm_step"),
+           given={"betas": _betas(1, 4), "x": _vector(), "c": reals(-1, 1),
+                  "seed": st.integers(0, 2 ** 16)})
+def ddpm_sample_steps(check, betas, x, c, seed):
+    """ddpmSample over T steps is the composition of its steps: x <- ddpmStep(x, t,
+    eps_hat(x, t), z_t) for t = T - 1, ..., 0 (no noise at t = 0), bit for bit (eps_hat and
+    z_t depend on t, so the order and the pairing of steps with draws are seen)."""
+    from minilean.models import diffusion
+    field = lambda v, t: (c * (t + 1)) * v.tanh()  # noqa: E731
+    draws = numpy.random.default_rng(seed).standard_normal((len(betas), len(x)))
+    for dtype in ENGINE_DTYPES:
+        def noise(t):
+            return engine(draws[t], dtype)
+        expected = x_T = engine(x, dtype)
+        for t in range(len(betas) - 1, -1, -1):
+            expected = diffusion.ddpm_step(betas, expected, t, field(expected, t),
+                                           noise(t) if t > 0 else None)
+        sampled = diffusion.ddpm_sample(field, betas, x_T, noise)
+        check.close(host(sampled), mp(host(expected)), 0, dtype.__name__)
 
 
 # --- mutants -------------------------------------------------------------------------------
@@ -625,4 +710,46 @@ def ddim_direction_without_sigma(original):
             sigma = eta * math.sqrt((1.0 - a_prev) / (1.0 - a)) * math.sqrt(1.0 - a / a_prev)
         x_prev = math.sqrt(a_prev) * x0_hat + math.sqrt(1.0 - a_prev) * eps_hat
         return x_prev if sigma == 0.0 else x_prev + sigma * noise
+    return broken
+
+
+def _broken_ddpm_step(scale_noise, swap):
+    """ddpm_step with its noise scaled by ``scale_noise(variance)`` and, with ``swap``, x_t and
+    x0_hat exchanged in the posterior mean."""
+    from minilean.models import diffusion
+
+    def broken(betas, x_t, t, eps_hat, noise, clip=False):
+        x0_hat = diffusion.x0_from_eps(diffusion.alpha_bars(betas), x_t, t, eps_hat)
+        if clip:
+            x0_hat = x0_hat.clamp(-1.0, 1.0)
+        first, second = (x_t, x0_hat) if swap else (x0_hat, x_t)
+        mean, variance = diffusion.posterior_mean_variance(betas, first, second, t)
+        return mean if variance == 0.0 else mean + scale_noise(variance) * noise
+    return broken
+
+
+@mutant("DDPM step adds variance * noise", f"{DIFFUSION}.ddpm_step",
+        caught_by=["ddpmStep_eq_posterior_step"])
+def ddpm_step_variance_noise(original):
+    """ddpm_step = mean + v z: the variance where its square root belongs."""
+    return _broken_ddpm_step(lambda variance: variance, swap=False)
+
+
+@mutant("DDPM step swaps x0 and x_t in the mean", f"{DIFFUSION}.ddpm_step",
+        caught_by=["ddpmStep_eq_posterior_step"])
+def ddpm_step_swapped_mean(original):
+    """ddpm_step's posterior mean weighs x_t with x0_hat's coefficient and x0_hat with x_t's."""
+    return _broken_ddpm_step(math.sqrt, swap=True)
+
+
+@mutant("DDPM sampler skips t = 0", f"{DIFFUSION}.ddpm_sample", caught_by=["ddpmSample_eq_steps"])
+def ddpm_sample_skips_last(original):
+    """ddpm_sample stops after t = 1: the last (noise-free) step to the data is never taken."""
+    from minilean.models import diffusion
+
+    def broken(eps_model, betas, x_T, noise, clip=False):
+        x = x_T
+        for t in reversed(range(1, len(betas))):
+            x = diffusion.ddpm_step(betas, x, t, eps_model(x, t), noise(t), clip)
+        return x
     return broken
