@@ -398,26 +398,47 @@ def pf_ode_system_contracts(check, pair, beta, sigma, c, steps, require):
     check.close(max(moved - distance, 0), mp(0), slack, "the run contracts")
 
 
+def _forward_given(law):
+    return {"betas": _betas(2), "x0": reals(-2, 2), "seed": st.integers(0, 99),
+            "law": st.just(law)}
+
+
 @statement("forwardGaussian_isGaussian", about=(f"{DIFFUSION}.q_sample",),
-           given={"betas": _betas(), "x0": reals(-2, 2), "seed": st.integers(0, 99),
-                  "law": st.just("normal")},
-           relaxed={"betas": _betas(), "x0": reals(-2, 2), "seed": st.integers(0, 99),
-                    "law": st.just("uniform")}, max_examples=4)
+           given=_forward_given("normal"), relaxed=_forward_given("uniform"), max_examples=4)
 def forward_gaussian(check, betas, x0, seed, law):
     """eps ~ N(0, I)  =>  q_sample(x0, t, eps) = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t)
-    eps ~ N(sqrt(alpha_bar_t) x0, (1 - alpha_bar_t) I) (statistical: seeded engine normals,
-    moments and KS)."""
+    eps ~ N(sqrt(alpha_bar_t) x0, (1 - alpha_bar_t) I), with one timestep per example as
+    training calls it: a batch whose rows have distinct timesteps (T >= 2, in a drawn order),
+    each row against its own alpha_bar_t, by value (against mpmath, in both dtypes, and with t
+    given as one integer) and in law (statistical: seeded engine normals, moments and KS)."""
     from minilean.models import diffusion
     alpha_bar = _alpha_bar(betas)
-    t = len(betas) - 1
-    a = mp(alpha_bar[t])
+    timesteps = numpy.random.default_rng(seed).permutation(len(betas))
+    eps = engine_noise(law, (len(betas), SAMPLES), seed)
+    samples = host(diffusion.q_sample(alpha_bar, engine(numpy.full(eps.shape, x0),
+                                                        numpy.float64), timesteps, eps))
+    head = host(eps)[:, :8]  # the first few draws of every row, checked by value
+    for dtype in ENGINE_DTYPES:
+        x0_rows, eps_rows = engine(numpy.full(head.shape, x0), dtype), engine(head, dtype)
+        batch = host(diffusion.q_sample(alpha_bar, x0_rows, timesteps, eps_rows))
+        for row, t in enumerate(timesteps):
+            a = mp(alpha_bar[t])
+            exact = [mpmath.sqrt(a) * mp(x0) + mpmath.sqrt(1 - a) * e for e in mp(head[row])]
+            # eps rounded to dtype (1), the coefficients (1 - a, sqrt, rounded to dtype: 3),
+            # two products and the sum
+            bounds = [gamma(7, dtype) * (mpmath.sqrt(a) * abs(mp(x0)) + mpmath.sqrt(1 - a)
+                                         * abs(e)) for e in mp(head[row])]
+            check.close(batch[row], exact, bounds, f"row {row}, t = {t} ({dtype.__name__})")
+            alone = diffusion.q_sample(alpha_bar, x0_rows[row], int(t), eps_rows[row])
+            check.close(host(alone), exact, bounds, f"t = {t} as one integer ({dtype.__name__})")
+    a = mp(alpha_bar[-1])
     mean, variance = pushforward_moments(mpmath.sqrt(a) * mp(x0), mpmath.sqrt(1 - a))
     check.close(variance, 1 - a, 1e-40, "mpmath: pushforward variance")
-    eps = engine_noise(law, (SAMPLES,), seed)
-    samples = diffusion.q_sample(alpha_bar, engine(numpy.full(SAMPLES, x0), numpy.float64), t,
-                                 eps)
-    gaussian_law_checks(check, host(samples), float(mean), float(mpmath.sqrt(variance)),
-                        "engine samples")
+    check.close(mean, mpmath.sqrt(a) * mp(x0), 1e-40, "mpmath: pushforward mean")
+    for row, t in enumerate(timesteps):
+        a = mp(alpha_bar[t])
+        gaussian_law_checks(check, samples[row], float(mpmath.sqrt(a) * mp(x0)),
+                            float(mpmath.sqrt(1 - a)), f"engine samples, row {row}, t = {t}")
 
 
 @statement("forward_multistep_law", about=(f"{DIFFUSION}.q_sample", f"{DIFFUSION}.alpha_bars"),
@@ -425,21 +446,25 @@ def forward_gaussian(check, betas, x0, seed, law):
            max_examples=4)
 def forward_multistep(check, betas, x0, seed):
     """Composing the one-step kernels q(x_s | x_{s-1}) = N(sqrt(1 - beta_s) x_{s-1}, beta_s)
-    gives q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, 1 - alpha_bar_t): mean and variance
-    recursions in mpmath, and a chain of engine one-step noisings against
-    N(sqrt(alpha_bar_t) x0, 1 - alpha_bar_t)."""
+    gives q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, 1 - alpha_bar_t) with alpha_bar_t =
+    alpha_bars(betas)[t], the engine's schedule: mean and variance recursions in mpmath against
+    it, and a chain of engine one-step noisings against N(sqrt(alpha_bar_t) x0, 1 - alpha_bar_t)."""
     from minilean.models import diffusion
     mean, variance = mp(x0), mpmath.mpf(0)
     for beta in mp(betas):
         mean, variance = mpmath.sqrt(1 - beta) * mean, (1 - beta) * variance + beta
-    a = mpmath.fprod(1 - beta for beta in mp(betas))
-    check.close(mean, mpmath.sqrt(a) * mp(x0), 1e-40, "mpmath: mean recursion")
-    check.close(variance, 1 - a, 1e-40, "mpmath: variance recursion")
+    a = mp(_alpha_bar(betas)[-1])
+    # alpha_bars: T subtractions and T - 1 products in float64
+    schedule = gamma(2 * len(betas), numpy.float64)
+    check.close(mean, mpmath.sqrt(a) * mp(x0), 1e-40 + schedule * abs(mp(x0)),
+                "mean recursion against alpha_bars")
+    check.close(variance, 1 - a, 1e-40 + schedule, "variance recursion against alpha_bars")
     x = engine(numpy.full(SAMPLES, x0), numpy.float64)
     for step, beta in enumerate(betas):
         x = diffusion.q_sample(numpy.asarray([1 - beta]), x, 0,
                                engine_noise("normal", (SAMPLES,), seed * 100 + step))
-    gaussian_law_checks(check, host(x), float(mean), float(mpmath.sqrt(variance)), "chain")
+    gaussian_law_checks(check, host(x), float(mpmath.sqrt(a) * mp(x0)),
+                        float(mpmath.sqrt(1 - a)), "chain")
 
 
 @statement("ddpm_posterior_mean_variance", about=(f"{DIFFUSION}.posterior_mean_variance",
@@ -654,6 +679,24 @@ def ddim_alphas_swapped(original):
 def q_sample_swapped(original):
     """q_sample = sqrt(1 - alpha_bar_t) x0 + sqrt(alpha_bar_t) eps."""
     return lambda alpha_bar, x0, t, eps: original(1.0 - alpha_bar, x0, t, eps)
+
+
+@mutant("q_sample uses t[0] for the whole batch", f"{DIFFUSION}.q_sample",
+        caught_by=["forwardGaussian_isGaussian"])
+def q_sample_first_timestep(original):
+    """q_sample looks up the first example's timestep and uses it for every example."""
+    def broken(alpha_bar, x0, t, eps):
+        if not isinstance(t, (int, numpy.integer)):
+            t = int(numpy.asarray(getattr(t, "data", t)).reshape(-1)[0])
+        return original(alpha_bar, x0, t, eps)
+    return broken
+
+
+@mutant("alpha_bars off by one", f"{DIFFUSION}.alpha_bars",
+        caught_by=["forward_multistep_law", "alphaBar_zero"])
+def alpha_bars_off_by_one(original):
+    """alpha_bars[t] = prod_{s<t} (1 - beta_s): the product stops a step early."""
+    return lambda betas: numpy.concatenate([[1.0], original(betas)[:-1]])
 
 
 @mutant("posterior variance uses beta_t", f"{DIFFUSION}.posterior_mean_variance",
