@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from proofs.framework import statement
 from proofs.mutation import mutant
-from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, reals
+from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, mp_tolerance, reals
 from proofs.statistics import engine_noise, gaussian_law_checks, pushforward_moments
 
 DIFFUSION = "minilean.models.diffusion"
@@ -530,8 +530,8 @@ def _ddim_eta_one_reference(check, alpha_bar, t, x, eps, noise):
     sigma2 = (1 - a_prev) / (1 - a) * beta
     direction = mpmath.sqrt(1 - a_prev - sigma2)
     variance = 1 / (1 / (1 - a_prev) + (1 - beta) / beta)
-    check.close(sigma2, variance, 1e-45, "mpmath: sigma^2 = posterior variance")
-    check.close(direction, (1 - a_prev) * mpmath.sqrt((1 - beta) / (1 - a)), 1e-45,
+    check.close(sigma2, variance, mp_tolerance(), "mpmath: sigma^2 = posterior variance")
+    check.close(direction, (1 - a_prev) * mpmath.sqrt((1 - beta) / (1 - a)), mp_tolerance(),
                 "mpmath: direction coefficient")
     expected, magnitudes = [], []
     for xi, ei, zi in zip(mp(x), mp(eps), mp(noise)):
@@ -539,7 +539,7 @@ def _ddim_eta_one_reference(check, alpha_bar, t, x, eps, noise):
         mean = variance * (mpmath.sqrt(a_prev) * x0 / (1 - a_prev)
                            + mpmath.sqrt(1 - beta) * xi / beta)
         ddim = mpmath.sqrt(a_prev) * x0 + direction * ei + mpmath.sqrt(sigma2) * zi
-        check.close(ddim, mean + mpmath.sqrt(variance) * zi, 1e-45 * (1 + abs(ddim)),
+        check.close(ddim, mean + mpmath.sqrt(variance) * zi, mp_tolerance(ddim),
                     "mpmath: DDIM(eta = 1) = posterior mean + sqrt(variance) z")
         expected.append(ddim)
         magnitudes.append((mpmath.sqrt(a_prev / a) * (abs(xi) + mpmath.sqrt(1 - a) * abs(ei)),
