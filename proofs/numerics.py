@@ -1,5 +1,5 @@
-"""Rounding-error bounds, mpmath conversions, engine tensors in each dtype, and the shared
-hypothesis strategies.
+"""Rounding-error bounds, mpmath conversions, engine tensors in each dtype, and ``reals``, the
+one hypothesis strategy every statement file builds its inputs from.
 
 Bounds follow Higham (Accuracy and Stability of Numerical Algorithms, ch. 3): with unit
 roundoff u (2^-53 in float64, 2^-24 in float32) every correctly rounded +, -, *, / and sqrt
@@ -10,8 +10,8 @@ every path from the inputs, as a sum of terms t_i, therefore has
 are not correctly rounded; within 1.5 ulp, and 1 ulp is at most 2u relative, each counts as
 three roundings (as in statements/autograd.py).
 
-Every strategy draws float32-representable values (``width=32``), so the very same inputs
-reach the float64 and float32 engines and mpmath without rounding on the way in.
+``reals`` draws float32-representable values (``width=32``), so the very same inputs reach
+the float64 and float32 engines and mpmath without rounding on the way in.
 """
 import mpmath
 import numpy
@@ -57,11 +57,13 @@ def host(tensor_or_number):
 
 
 def mp_tolerance(scale=1):
-    """Rounding of an identity evaluated in mpmath itself: a few units in the 50th digit."""
+    """Rounding of an identity evaluated in mpmath itself: 10^-(dps - 5) (1 + |scale|), a unit
+    in the 45th digit at the working 50 digits (five digits of room for the roundings of the
+    identity's own evaluation)."""
     return mpmath.mpf(10) ** (-(mpmath.mp.dps - 5)) * (1 + abs(scale))
 
 
-# --- strategies -------------------------------------------------------------------------
+# --- the input strategy -------------------------------------------------------------------
 
 def reals(low=-100.0, high=100.0, **kwargs):
     """Finite float32-representable reals in [low, high] (bounds rounded inward to float32)."""
@@ -73,12 +75,3 @@ def reals(low=-100.0, high=100.0, **kwargs):
     return st.floats(float(low32), float(high32), width=32, allow_nan=False, allow_infinity=False,
                      allow_subnormal=False, **kwargs)
 
-
-def vectors(length, low=-3.0, high=3.0):
-    """Float32-representable vectors (NumPy float64 arrays) of a given length."""
-    return st.lists(reals(low, high), min_size=length, max_size=length).map(
-        lambda values: numpy.asarray(values, dtype=numpy.float64))
-
-
-def sizes(low=1, high=6):
-    return st.integers(low, high)

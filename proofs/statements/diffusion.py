@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from proofs.framework import statement
 from proofs.mutation import mutant
-from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, reals
+from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, mp_tolerance, reals
 from proofs.statistics import engine_noise, gaussian_law_checks, pushforward_moments
 
 DIFFUSION = "minilean.models.diffusion"
@@ -68,8 +68,10 @@ def alpha_bar_zero(check, betas, x, c):
         check.close(host(last), mp(host(x0_hat)), 0, f"last DDIM step ({dtype.__name__})")
 
 
-def _zero_step_statement(name, doc, run):
-    @statement(name, about=(f"{DIFFUSION}.{run.__name__}",),
+def _zero_step_statement(name, doc, sampler, run):
+    """Register ``name``: ``run(x_T, 0, betas)`` (a call of ``sampler`` with zero steps) returns
+    x_T bit for bit."""
+    @statement(name, about=(f"{DIFFUSION}.{sampler}",),
                given={"steps": st.just(0), "x": _vector(), "betas": _betas()},
                relaxed={"steps": st.integers(1, 3), "x": _vector().filter(lambda v: v.any()),
                         "betas": _betas()})
@@ -80,28 +82,29 @@ def _zero_step_statement(name, doc, run):
     zero_steps.__doc__ = doc
 
 
-def ddpm_sample(x, steps, betas):
+def _run_ddpm_sample(x, steps, betas):
     from minilean.models import diffusion
     betas = numpy.resize(betas, steps)
     return diffusion.ddpm_sample(_tanh_field(0.5), betas, x, lambda t: x * 0 + 0.25)
 
 
-def ddim_sample(x, steps, betas):
+def _run_ddim_sample(x, steps, betas):
     from minilean.models import diffusion
     alpha_bar = _alpha_bar(numpy.resize(betas, max(steps, 1)))
     return diffusion.ddim_sample(_tanh_field(0.5), alpha_bar, x, list(range(steps - 1, -1, -1)))
 
 
-def pf_ode_sample_euler(x, steps, betas):
+def _run_pf_ode_sample_euler(x, steps, betas):
     from minilean.models import diffusion
     return diffusion.pf_ode_sample_euler(lambda x, t: -x, x, steps)
 
 
-_zero_step_statement("ddpmSample_zero_steps", "T = 0  =>  ddpmSample(x_T) = x_T.", ddpm_sample)
+_zero_step_statement("ddpmSample_zero_steps", "T = 0  =>  ddpmSample(x_T) = x_T.", "ddpm_sample",
+                     _run_ddpm_sample)
 _zero_step_statement("ddimSample_zero_steps", "no timesteps  =>  ddimSample(x_T) = x_T.",
-                     ddim_sample)
+                     "ddim_sample", _run_ddim_sample)
 _zero_step_statement("pfOdeSampleEuler_zero_steps", "n = 0  =>  pfOdeSampleEuler(n, x1) = x1.",
-                     pf_ode_sample_euler)
+                     "pf_ode_sample_euler", _run_pf_ode_sample_euler)
 
 
 @statement("ddimStepSystem_eq_step", about=(f"{DIFFUSION}.ddim_sample", f"{DIFFUSION}.ddim_step"),
@@ -395,25 +398,47 @@ def pf_ode_system_contracts(check, pair, beta, sigma, c, steps, require):
     check.close(max(moved - distance, 0), mp(0), slack, "the run contracts")
 
 
+def _forward_given(law):
+    return {"betas": _betas(2), "x0": reals(-2, 2), "seed": st.integers(0, 99),
+            "law": st.just(law)}
+
+
 @statement("forwardGaussian_isGaussian", about=(f"{DIFFUSION}.q_sample",),
-           given={"betas": _betas(), "x0": reals(-2, 2), "seed": st.integers(0, 99),
-                  "law": st.just("normal")},
-           relaxed={"betas": _betas(), "x0": reals(-2, 2), "seed": st.integers(0, 99),
-                    "law": st.just("uniform")}, max_examples=4)
+           given=_forward_given("normal"), relaxed=_forward_given("uniform"), max_examples=4)
 def forward_gaussian(check, betas, x0, seed, law):
-    """eps ~ N(0, I)  =>  q_sample(x0, t, eps) = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps
-    ~ N(sqrt(ab_t) x0, (1 - ab_t) I) (statistical: seeded engine normals, moments and KS)."""
+    """eps ~ N(0, I)  =>  q_sample(x0, t, eps) = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t)
+    eps ~ N(sqrt(alpha_bar_t) x0, (1 - alpha_bar_t) I), with one timestep per example as
+    training calls it: a batch whose rows have distinct timesteps (T >= 2, in a drawn order),
+    each row against its own alpha_bar_t, by value (against mpmath, in both dtypes, and with t
+    given as one integer) and in law (statistical: seeded engine normals, moments and KS)."""
     from minilean.models import diffusion
     alpha_bar = _alpha_bar(betas)
-    t = len(betas) - 1
-    a = mp(alpha_bar[t])
+    timesteps = numpy.random.default_rng(seed).permutation(len(betas))
+    eps = engine_noise(law, (len(betas), SAMPLES), seed)
+    samples = host(diffusion.q_sample(alpha_bar, engine(numpy.full(eps.shape, x0),
+                                                        numpy.float64), timesteps, eps))
+    head = host(eps)[:, :8]  # the first few draws of every row, checked by value
+    for dtype in ENGINE_DTYPES:
+        x0_rows, eps_rows = engine(numpy.full(head.shape, x0), dtype), engine(head, dtype)
+        batch = host(diffusion.q_sample(alpha_bar, x0_rows, timesteps, eps_rows))
+        for row, t in enumerate(timesteps):
+            a = mp(alpha_bar[t])
+            exact = [mpmath.sqrt(a) * mp(x0) + mpmath.sqrt(1 - a) * e for e in mp(head[row])]
+            # eps rounded to dtype (1), the coefficients (1 - a, sqrt, rounded to dtype: 3),
+            # two products and the sum
+            bounds = [gamma(7, dtype) * (mpmath.sqrt(a) * abs(mp(x0)) + mpmath.sqrt(1 - a)
+                                         * abs(e)) for e in mp(head[row])]
+            check.close(batch[row], exact, bounds, f"row {row}, t = {t} ({dtype.__name__})")
+            alone = diffusion.q_sample(alpha_bar, x0_rows[row], int(t), eps_rows[row])
+            check.close(host(alone), exact, bounds, f"t = {t} as one integer ({dtype.__name__})")
+    a = mp(alpha_bar[-1])
     mean, variance = pushforward_moments(mpmath.sqrt(a) * mp(x0), mpmath.sqrt(1 - a))
     check.close(variance, 1 - a, 1e-40, "mpmath: pushforward variance")
-    eps = engine_noise(law, (SAMPLES,), seed)
-    samples = diffusion.q_sample(alpha_bar, engine(numpy.full(SAMPLES, x0), numpy.float64), t,
-                                 eps)
-    gaussian_law_checks(check, host(samples), float(mean), float(mpmath.sqrt(variance)),
-                        "engine samples")
+    check.close(mean, mpmath.sqrt(a) * mp(x0), 1e-40, "mpmath: pushforward mean")
+    for row, t in enumerate(timesteps):
+        a = mp(alpha_bar[t])
+        gaussian_law_checks(check, samples[row], float(mpmath.sqrt(a) * mp(x0)),
+                            float(mpmath.sqrt(1 - a)), f"engine samples, row {row}, t = {t}")
 
 
 @statement("forward_multistep_law", about=(f"{DIFFUSION}.q_sample", f"{DIFFUSION}.alpha_bars"),
@@ -421,44 +446,49 @@ def forward_gaussian(check, betas, x0, seed, law):
            max_examples=4)
 def forward_multistep(check, betas, x0, seed):
     """Composing the one-step kernels q(x_s | x_{s-1}) = N(sqrt(1 - beta_s) x_{s-1}, beta_s)
-    gives q(x_t | x_0) = N(sqrt(ab_t) x_0, 1 - ab_t): mean and variance recursions in mpmath,
-    and a chain of engine one-step noisings against N(sqrt(ab_t) x0, 1 - ab_t)."""
+    gives q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, 1 - alpha_bar_t) with alpha_bar_t =
+    alpha_bars(betas)[t], the engine's schedule: mean and variance recursions in mpmath against
+    it, and a chain of engine one-step noisings against N(sqrt(alpha_bar_t) x0, 1 - alpha_bar_t)."""
     from minilean.models import diffusion
     mean, variance = mp(x0), mpmath.mpf(0)
     for beta in mp(betas):
         mean, variance = mpmath.sqrt(1 - beta) * mean, (1 - beta) * variance + beta
-    a = mpmath.fprod(1 - beta for beta in mp(betas))
-    check.close(mean, mpmath.sqrt(a) * mp(x0), 1e-40, "mpmath: mean recursion")
-    check.close(variance, 1 - a, 1e-40, "mpmath: variance recursion")
+    a = mp(_alpha_bar(betas)[-1])
+    # alpha_bars: T subtractions and T - 1 products in float64
+    schedule = gamma(2 * len(betas), numpy.float64)
+    check.close(mean, mpmath.sqrt(a) * mp(x0), 1e-40 + schedule * abs(mp(x0)),
+                "mean recursion against alpha_bars")
+    check.close(variance, 1 - a, 1e-40 + schedule, "variance recursion against alpha_bars")
     x = engine(numpy.full(SAMPLES, x0), numpy.float64)
     for step, beta in enumerate(betas):
         x = diffusion.q_sample(numpy.asarray([1 - beta]), x, 0,
                                engine_noise("normal", (SAMPLES,), seed * 100 + step))
-    gaussian_law_checks(check, host(x), float(mean), float(mpmath.sqrt(variance)), "chain")
+    gaussian_law_checks(check, host(x), float(mpmath.sqrt(a) * mp(x0)),
+                        float(mpmath.sqrt(1 - a)), "chain")
 
 
 @statement("ddpm_posterior_mean_variance", about=(f"{DIFFUSION}.posterior_mean_variance",
                                                   f"{DIFFUSION}.ddim_step"),
            given={"betas": _betas(2), "x0": reals(-2, 2), "x_t": reals(-3, 3)})
 def ddpm_posterior(check, betas, x0, x_t):
-    """q(x_{t-1} | x_t, x_0) by Bayes' rule from N(sqrt(ab_{t-1}) x0, 1 - ab_{t-1}) and
-    N(sqrt(1 - beta_t) x_{t-1}, beta_t) has the mean and variance of posterior_mean_variance;
+    """q(x_{t-1} | x_t, x_0) by Bayes' rule from N(sqrt(alpha_bar_{t-1}) x0, 1 - alpha_bar_{t-1})
+    and N(sqrt(1 - beta_t) x_{t-1}, beta_t) has the mean and variance of posterior_mean_variance;
     DDIM with eta = 1 on consecutive steps adds noise of exactly that variance."""
     from minilean.models import diffusion
     alpha_bar = _alpha_bar(betas)
     t = len(betas) - 1
-    beta, previous = mp(betas[t]), mp(alpha_bar[t - 1])
-    precision = 1 / (1 - previous) + (1 - beta) / beta
+    beta, alpha_bar_prev = mp(betas[t]), mp(alpha_bar[t - 1])
+    precision = 1 / (1 - alpha_bar_prev) + (1 - beta) / beta
     variance = 1 / precision
-    mean = variance * (mpmath.sqrt(previous) * mp(x0) / (1 - previous)
+    mean = variance * (mpmath.sqrt(alpha_bar_prev) * mp(x0) / (1 - alpha_bar_prev)
                        + mpmath.sqrt(1 - beta) * mp(x_t) / beta)
     for dtype in ENGINE_DTYPES:
         computed_mean, computed_variance = diffusion.posterior_mean_variance(
             betas, engine([x0], dtype), engine([x_t], dtype), t)
-        magnitude = variance * (mpmath.sqrt(previous) * abs(mp(x0)) / (1 - previous)
+        magnitude = variance * (mpmath.sqrt(alpha_bar_prev) * abs(mp(x0)) / (1 - alpha_bar_prev)
                                 + mpmath.sqrt(1 - beta) * abs(mp(x_t)) / beta)
         # the schedule's own float64 rounding (alpha_bar recomputed, ~2T roundings) is
-        # amplified by 1 / (1 - ab_t) at most
+        # amplified by 1 / (1 - alpha_bar_t) at most
         schedule = gamma(2 * len(betas) + 8, numpy.float64) / (1 - mp(alpha_bar[t]))
         check.close(host(computed_mean), [mean], gamma(8, dtype) * magnitude
                     + schedule * magnitude, f"mean ({dtype.__name__})")
@@ -470,9 +500,10 @@ def ddpm_posterior(check, betas, x0, x_t):
         without = diffusion.ddim_step(alpha_bar, x, t, t - 1, eps, eta=1.0,
                                       noise=engine([0.0], dtype))
         sigma = host(with_noise)[0] - host(without)[0]
-        # sigma is read off as a difference of two outputs of size ~ |x_t| / sqrt(ab_t) + 2
-        # (error gamma * that, times 2 sigma for sigma^2); ddim_step forms 1 - ab_t / ab_{t-1}
-        # (= beta_t) by cancellation in float64, a relative error of about 3u / beta_t
+        # sigma is read off as a difference of two outputs of size ~ |x_t| / sqrt(alpha_bar_t)
+        # + 2 (error gamma * that, times 2 sigma for sigma^2); ddim_step forms
+        # 1 - alpha_bar_t / alpha_bar_{t-1} (= beta_t) by cancellation in float64, a relative
+        # error of about 3u / beta_t
         reading = 4 * mpmath.sqrt(variance) * (abs(mp(x_t)) / mpmath.sqrt(mp(alpha_bar[t])) + 2)
         cancellation = gamma(4, numpy.float64) / beta
         check.close(sigma * sigma, variance, gamma(12, dtype) * reading
@@ -481,32 +512,26 @@ def ddpm_posterior(check, betas, x0, x_t):
 
 
 @st.composite
-def _ddim_eta_one_example(draw):
-    """A schedule (T >= 2), a step t -> t - 1 and x_t, eps_hat, noise vectors of one length."""
+def _ancestral_example(draw, first_step=1):
+    """A schedule (T >= 2), a step t -> t - 1 (t >= first_step) and x_t, eps_hat, noise
+    vectors of one length."""
     betas = draw(_betas(2))
     n = draw(st.integers(1, 4))
     vector = st.lists(reals(-2, 2), min_size=n, max_size=n).map(numpy.asarray)
-    return {"betas": betas, "t": draw(st.integers(1, len(betas) - 1)), "x": draw(vector),
-            "eps": draw(vector), "noise": draw(vector)}
+    return {"betas": betas, "t": draw(st.integers(first_step, len(betas) - 1)),
+            "x": draw(vector), "eps": draw(vector), "noise": draw(vector)}
 
 
-@statement("ddimStep_eta_one_eq_ddpm_posterior",
-           about=(f"{DIFFUSION}.ddim_step", f"{DIFFUSION}.x0_from_eps"),
-           given=_ddim_eta_one_example())
-def ddim_eta_one_posterior(check, betas, t, x, eps, noise):
-    """DDIM at eta = 1 from t to t - 1 is the DDPM ancestral step: ddimStep(x_t, eps_hat, z) =
-    mu + sqrt(v) z with N(mu, v) the posterior q(x_{t-1} | x_t, x0_hat) by Bayes' rule, x0_hat =
-    x0Pred(x_t, eps_hat) (Song et al.): sigma^2 = v and the direction coefficient is
-    sqrt(1 - ab_{t-1} - sigma^2) = (1 - ab_{t-1}) sqrt(1 - beta_t) / sqrt(1 - ab_t)."""
-    from minilean.models import diffusion
-    alpha_bar = _alpha_bar(betas)
+def _ddim_eta_one_reference(check, alpha_bar, t, x, eps, noise):
+    """ddim_step(t -> t - 1, eta = 1) in mpmath, after checking that it is the posterior step
+    by Bayes' rule: (values, bounds) with bounds(dtype) the engine's rounding bounds."""
     a, a_prev = mp(alpha_bar[t]), mp(alpha_bar[t - 1])
     beta = 1 - a / a_prev  # beta_t as the schedule's float64 alpha_bar carries it
     sigma2 = (1 - a_prev) / (1 - a) * beta
     direction = mpmath.sqrt(1 - a_prev - sigma2)
     variance = 1 / (1 / (1 - a_prev) + (1 - beta) / beta)
-    check.close(sigma2, variance, 1e-45, "mpmath: sigma^2 = posterior variance")
-    check.close(direction, (1 - a_prev) * mpmath.sqrt((1 - beta) / (1 - a)), 1e-45,
+    check.close(sigma2, variance, mp_tolerance(), "mpmath: sigma^2 = posterior variance")
+    check.close(direction, (1 - a_prev) * mpmath.sqrt((1 - beta) / (1 - a)), mp_tolerance(),
                 "mpmath: direction coefficient")
     expected, magnitudes = [], []
     for xi, ei, zi in zip(mp(x), mp(eps), mp(noise)):
@@ -514,24 +539,117 @@ def ddim_eta_one_posterior(check, betas, t, x, eps, noise):
         mean = variance * (mpmath.sqrt(a_prev) * x0 / (1 - a_prev)
                            + mpmath.sqrt(1 - beta) * xi / beta)
         ddim = mpmath.sqrt(a_prev) * x0 + direction * ei + mpmath.sqrt(sigma2) * zi
-        check.close(ddim, mean + mpmath.sqrt(variance) * zi, 1e-45 * (1 + abs(ddim)),
+        check.close(ddim, mean + mpmath.sqrt(variance) * zi, mp_tolerance(ddim),
                     "mpmath: DDIM(eta = 1) = posterior mean + sqrt(variance) z")
         expected.append(ddim)
         magnitudes.append((mpmath.sqrt(a_prev / a) * (abs(xi) + mpmath.sqrt(1 - a) * abs(ei)),
                            abs(ei), abs(zi)))
-    # ddim_step forms sigma in float64 from 1 - ab_t / ab_{t-1} (= beta_t, by cancellation: a
-    # relative error of about u / beta_t), then 1 - ab_{t-1} - sigma^2 and its square root
+    # ddim_step forms sigma in float64 from 1 - alpha_bar_t / alpha_bar_{t-1} (= beta_t, by
+    # cancellation: a relative error of about u / beta_t), then 1 - alpha_bar_{t-1} - sigma^2
+    # and its square root
     sigma_error = gamma(8, numpy.float64) + gamma(2, numpy.float64) / beta
     inside_error = gamma(4, numpy.float64) * (1 + sigma2) + 3 * sigma_error * sigma2
     direction_error = inside_error / direction + gamma(1, numpy.float64) * direction
+
+    def bounds(dtype):
+        return [gamma(12, dtype) * (signal + direction * e + mpmath.sqrt(sigma2) * z)
+                + direction_error * e + sigma_error * mpmath.sqrt(sigma2) * z
+                for signal, e, z in magnitudes]
+    return expected, bounds
+
+
+def _ddim_eta_one_engine(alpha_bar, t, x, eps, noise, dtype):
+    from minilean.models import diffusion
+    return host(diffusion.ddim_step(alpha_bar, engine(x, dtype), t, t - 1, engine(eps, dtype),
+                                    eta=1.0, noise=engine(noise, dtype)))
+
+
+@statement("ddimStep_eta_one_eq_ddpm_posterior",
+           about=(f"{DIFFUSION}.ddim_step", f"{DIFFUSION}.x0_from_eps"),
+           given=_ancestral_example())
+def ddim_eta_one_posterior(check, betas, t, x, eps, noise):
+    """DDIM at eta = 1 from t to t - 1 is the DDPM ancestral step: ddimStep(x_t, eps_hat, z) =
+    mu + sqrt(v) z with N(mu, v) the posterior q(x_{t-1} | x_t, x0_hat) by Bayes' rule, x0_hat =
+    x0Pred(x_t, eps_hat) (Song et al.): sigma^2 = v and the direction coefficient is
+    sqrt(1 - alpha_bar_{t-1} - sigma^2) = (1 - alpha_bar_{t-1}) sqrt(1 - beta_t)
+    / sqrt(1 - alpha_bar_t)."""
+    alpha_bar = _alpha_bar(betas)
+    expected, bounds = _ddim_eta_one_reference(check, alpha_bar, t, x, eps, noise)
     for dtype in ENGINE_DTYPES:
-        computed = host(diffusion.ddim_step(alpha_bar, engine(x, dtype), t, t - 1,
-                                            engine(eps, dtype), eta=1.0,
-                                            noise=engine(noise, dtype)))
-        bounds = [gamma(12, dtype) * (signal + direction * e + mpmath.sqrt(sigma2) * z)
-                  + direction_error * e + sigma_error * mpmath.sqrt(sigma2) * z
-                  for signal, e, z in magnitudes]
-        check.close(computed, expected, bounds, f"engine ({dtype.__name__})")
+        check.close(_ddim_eta_one_engine(alpha_bar, t, x, eps, noise, dtype), expected,
+                    bounds(dtype), f"engine ({dtype.__name__})")
+
+
+def _ddpm_step_reference(betas, alpha_bar, t, x, eps, noise):
+    """posterior_mean_variance's documented step at x0_hat in mpmath, on the schedule's float64
+    numbers beta_t, alpha_bar_t, alpha_bar_{t-1} (1 at t = 0): (values, sum |terms| each)."""
+    beta, a = mp(betas[t]), mp(alpha_bar[t])
+    a_prev = mp(alpha_bar[t - 1]) if t > 0 else mpmath.mpf(1)
+    x0_coefficient = beta * mpmath.sqrt(a_prev) / (1 - a)
+    xt_coefficient = (1 - a_prev) * mpmath.sqrt(1 - beta) / (1 - a)
+    deviation = mpmath.sqrt(beta * (1 - a_prev) / (1 - a))
+    values, magnitudes = [], []
+    for xi, ei, zi in zip(mp(x), mp(eps), mp(noise)):
+        x0 = (xi - mpmath.sqrt(1 - a) * ei) / mpmath.sqrt(a)
+        values.append(x0_coefficient * x0 + xt_coefficient * xi + deviation * zi)
+        magnitudes.append(x0_coefficient * (abs(xi) + mpmath.sqrt(1 - a) * abs(ei))
+                          / mpmath.sqrt(a) + xt_coefficient * abs(xi) + deviation * abs(zi))
+    return values, magnitudes
+
+
+@statement("ddpmStep_eq_posterior_step",
+           about=(f"{DIFFUSION}.ddpm_step", f"{DIFFUSION}.ddim_step"),
+           given=_ancestral_example(first_step=0))
+def ddpm_step_posterior(check, betas, t, x, eps, noise):
+    """ddpmStep(x_t, eps_hat, z) = mu + sqrt(v) z with mu = beta_t sqrt(alpha_bar_{t-1})
+    / (1 - alpha_bar_t) x0_hat + (1 - alpha_bar_{t-1}) sqrt(1 - beta_t) / (1 - alpha_bar_t) x_t
+    and v = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) (the posterior at x0_hat =
+    x0Pred(x_t, eps_hat); v = 0 at t = 0), and for t >= 1 it is ddimStep(t -> t - 1, eta = 1)
+    with the same z, within both steps' rounding."""
+    from minilean.models import diffusion
+    alpha_bar = _alpha_bar(betas)
+    expected, magnitudes = _ddpm_step_reference(betas, alpha_bar, t, x, eps, noise)
+    if t > 0:
+        ddim_expected, ddim_bounds = _ddim_eta_one_reference(check, alpha_bar, t, x, eps, noise)
+    for dtype in ENGINE_DTYPES:
+        computed = host(diffusion.ddpm_step(betas, engine(x, dtype), t, engine(eps, dtype),
+                                            engine(noise, dtype)))
+        # x0_hat: two coefficients (float64 sqrt and division, rounded to dtype), two products,
+        # a difference; the mean: two coefficients (up to six float64 roundings, rounded to
+        # dtype), two products, a sum; sqrt(v) (four float64 roundings and the square root,
+        # rounded to dtype), a product and the last sum: at most 12 roundings in dtype and 12
+        # in float64 on any path
+        bounds = [(gamma(12, dtype) + gamma(12, numpy.float64)) * m for m in magnitudes]
+        check.close(computed, expected, bounds, f"posterior step ({dtype.__name__})")
+        if t > 0:
+            # the two steps differ by both roundings and by the schedule's: ddim_step carries
+            # beta_t as 1 - alpha_bar_t / alpha_bar_{t-1}, ddpm_step as betas[t]
+            ddim = _ddim_eta_one_engine(alpha_bar, t, x, eps, noise, dtype)
+            check.close(computed, mp(ddim), [
+                b + d + abs(v - w) for b, d, v, w in zip(bounds, ddim_bounds(dtype), expected,
+                                                         ddim_expected)],
+                f"ddpm_step = ddim_step(eta = 1) ({dtype.__name__})")
+
+
+@statement("ddpmSample_eq_steps", about=(f"{DIFFUSION}.ddpm_sample", f"{DIFFUSION}.ddpm_step"),
+           given={"betas": _betas(1, 4), "x": _vector(), "c": reals(-1, 1),
+                  "seed": st.integers(0, 2 ** 16)})
+def ddpm_sample_steps(check, betas, x, c, seed):
+    """ddpmSample over T steps is the composition of its steps: x <- ddpmStep(x, t,
+    eps_hat(x, t), z_t) for t = T - 1, ..., 0 (no noise at t = 0), bit for bit (eps_hat and
+    z_t depend on t, so the order and the pairing of steps with draws are seen)."""
+    from minilean.models import diffusion
+    field = lambda v, t: (c * (t + 1)) * v.tanh()  # noqa: E731
+    draws = numpy.random.default_rng(seed).standard_normal((len(betas), len(x)))
+    for dtype in ENGINE_DTYPES:
+        def noise(t):
+            return engine(draws[t], dtype)
+        expected = x_T = engine(x, dtype)
+        for t in range(len(betas) - 1, -1, -1):
+            expected = diffusion.ddpm_step(betas, expected, t, field(expected, t),
+                                           noise(t) if t > 0 else None)
+        sampled = diffusion.ddpm_sample(field, betas, x_T, noise)
+        check.close(host(sampled), mp(host(expected)), 0, dtype.__name__)
 
 
 # --- mutants -------------------------------------------------------------------------------
@@ -559,8 +677,26 @@ def ddim_alphas_swapped(original):
 @mutant("q_sample with the coefficients swapped", f"{DIFFUSION}.q_sample",
         caught_by=["forwardGaussian_isGaussian"])
 def q_sample_swapped(original):
-    """q_sample = sqrt(1 - ab) x0 + sqrt(ab) eps."""
+    """q_sample = sqrt(1 - alpha_bar_t) x0 + sqrt(alpha_bar_t) eps."""
     return lambda alpha_bar, x0, t, eps: original(1.0 - alpha_bar, x0, t, eps)
+
+
+@mutant("q_sample uses t[0] for the whole batch", f"{DIFFUSION}.q_sample",
+        caught_by=["forwardGaussian_isGaussian"])
+def q_sample_first_timestep(original):
+    """q_sample looks up the first example's timestep and uses it for every example."""
+    def broken(alpha_bar, x0, t, eps):
+        if not isinstance(t, (int, numpy.integer)):
+            t = int(numpy.asarray(getattr(t, "data", t)).reshape(-1)[0])
+        return original(alpha_bar, x0, t, eps)
+    return broken
+
+
+@mutant("alpha_bars off by one", f"{DIFFUSION}.alpha_bars",
+        caught_by=["forward_multistep_law", "alphaBar_zero"])
+def alpha_bars_off_by_one(original):
+    """alpha_bars[t] = prod_{s<t} (1 - beta_s): the product stops a step early."""
+    return lambda betas: numpy.concatenate([[1.0], original(betas)[:-1]])
 
 
 @mutant("posterior variance uses beta_t", f"{DIFFUSION}.posterior_mean_variance",
@@ -617,4 +753,46 @@ def ddim_direction_without_sigma(original):
             sigma = eta * math.sqrt((1.0 - a_prev) / (1.0 - a)) * math.sqrt(1.0 - a / a_prev)
         x_prev = math.sqrt(a_prev) * x0_hat + math.sqrt(1.0 - a_prev) * eps_hat
         return x_prev if sigma == 0.0 else x_prev + sigma * noise
+    return broken
+
+
+def _broken_ddpm_step(scale_noise, swap):
+    """ddpm_step with its noise scaled by ``scale_noise(variance)`` and, with ``swap``, x_t and
+    x0_hat exchanged in the posterior mean."""
+    from minilean.models import diffusion
+
+    def broken(betas, x_t, t, eps_hat, noise, clip=False):
+        x0_hat = diffusion.x0_from_eps(diffusion.alpha_bars(betas), x_t, t, eps_hat)
+        if clip:
+            x0_hat = x0_hat.clamp(-1.0, 1.0)
+        first, second = (x_t, x0_hat) if swap else (x0_hat, x_t)
+        mean, variance = diffusion.posterior_mean_variance(betas, first, second, t)
+        return mean if variance == 0.0 else mean + scale_noise(variance) * noise
+    return broken
+
+
+@mutant("DDPM step adds variance * noise", f"{DIFFUSION}.ddpm_step",
+        caught_by=["ddpmStep_eq_posterior_step"])
+def ddpm_step_variance_noise(original):
+    """ddpm_step = mean + v z: the variance where its square root belongs."""
+    return _broken_ddpm_step(lambda variance: variance, swap=False)
+
+
+@mutant("DDPM step swaps x0 and x_t in the mean", f"{DIFFUSION}.ddpm_step",
+        caught_by=["ddpmStep_eq_posterior_step"])
+def ddpm_step_swapped_mean(original):
+    """ddpm_step's posterior mean weighs x_t with x0_hat's coefficient and x0_hat with x_t's."""
+    return _broken_ddpm_step(math.sqrt, swap=True)
+
+
+@mutant("DDPM sampler skips t = 0", f"{DIFFUSION}.ddpm_sample", caught_by=["ddpmSample_eq_steps"])
+def ddpm_sample_skips_last(original):
+    """ddpm_sample stops after t = 1: the last (noise-free) step to the data is never taken."""
+    from minilean.models import diffusion
+
+    def broken(eps_model, betas, x_T, noise, clip=False):
+        x = x_T
+        for t in reversed(range(1, len(betas))):
+            x = diffusion.ddpm_step(betas, x, t, eps_model(x, t), noise(t), clip)
+        return x
     return broken

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from proofs.framework import statement
 from proofs.mutation import mutant
-from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, mp_tolerance, reals
+from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, reals
 from proofs.statistics import engine_noise, gaussian_law_checks, pushforward_moments
 
 VAE = "minilean.models.vae"
@@ -56,10 +56,23 @@ def coordinate_kl_nonneg(check, latent):
                     f"{dtype.__name__}: below -bound")
 
 
+MARGIN = 2.0 ** -6  # nonzero inputs of the zero-iff statement are at least this far from 0
+
+
+def _separated_latents():
+    """(mu, logvar) as _latents, with each nonzero value at least MARGIN from 0."""
+    element = st.one_of(st.just(0.0), reals(-4, 4).filter(lambda v: abs(v) >= MARGIN))
+    return st.integers(1, 6).flatmap(lambda n: st.tuples(
+        st.lists(element, min_size=n, max_size=n), st.lists(element, min_size=n, max_size=n)))
+
+
 @statement("coordinateKlToStandard_eq_zero_iff", about=(f"{VAE}.coordinate_kl_to_standard",),
-           given={"latent": _latents()})
+           given={"latent": _separated_latents()})
 def coordinate_kl_zero_iff(check, latent):
-    """coordinateKlToStandard(mu, l) = 0  <=>  mu = 0 and l = 0."""
+    """coordinateKlToStandard(mu, l) = 0  <=>  mu = 0 and l = 0. On the engine: KL(0, 0) is 0
+    exactly, and (mu, l) != (0, 0) gives a KL above its rounding bound (nonzero values drawn at
+    least 2^-6 from 0, where the exact KL, >= mu^2 / 2 + e^-4 l^2 / 4, exceeds twice that
+    bound, so the computed one cannot round down to it)."""
     for m, l in zip(*latent):
         exact = _mp_coordinate_kl(mp(m), mp(l))
         check.holds((exact == 0) == (m == 0 and l == 0), f"mpmath: KL({m}, {l}) = {exact}")
@@ -67,6 +80,12 @@ def coordinate_kl_zero_iff(check, latent):
             computed = _engine_kl("coordinate_kl_to_standard", [m], [l], dtype)[0]
             if m == 0 and l == 0:
                 check.close(computed, mp(0), 0, f"engine KL(0, 0) ({dtype.__name__})")
+                continue
+            bound = gamma(6, dtype) * _kl_magnitude(mp(m), mp(l))
+            check.holds(exact > 2 * bound, f"KL({m}, {l}) = {exact} is not decidable in "
+                                           f"{dtype.__name__} (bound {bound})")
+            check.holds(computed > bound, f"{dtype.__name__}: KL({m}, {l}) computed {computed} "
+                                          f"<= its rounding bound {bound}")
 
 
 def _sum_form_checks(check, latent, function_name, divide):
@@ -107,12 +126,21 @@ def diagonal_kl_zero_iff(check, latent):
            about=(f"{VAE}.diagonal_gaussian_kl_to_standard",
                   f"{VAE}.diagonal_gaussian_kl_to_standard_sum"), given={"latent": _latents()})
 def kl_mean_form(check, latent):
-    """diagonalGaussianKlToStandard (mean form, trained) = sum form / n, n the latent size, so
-    the sum-form theorems (non-negativity, zero iff standard) transfer to the trained KL."""
+    """diagonalGaussianKlToStandard (TorchLean's mean form) = sum form / n, n the latent size,
+    so the sum-form theorems (non-negativity, zero iff standard) transfer to it; vae_loss
+    trains the sum form. Both against mpmath, and the engine's mean form times n against the
+    engine's sum form."""
     n = len(latent[0])
-    mean_form = _sum_form_checks(check, latent, "diagonal_gaussian_kl_to_standard", n)
-    sum_form = _sum_form_checks(check, latent, "diagonal_gaussian_kl_to_standard_sum", 1)
-    check.close(mean_form * n, sum_form, mp_tolerance(sum_form), "mpmath: mean * n = sum")
+    _sum_form_checks(check, latent, "diagonal_gaussian_kl_to_standard", n)
+    _sum_form_checks(check, latent, "diagonal_gaussian_kl_to_standard_sum", 1)
+    mu, logvar = (numpy.asarray(v) for v in latent)
+    magnitude = mpmath.fsum(_kl_magnitude(m, l) for m, l in zip(mp(mu), mp(logvar)))
+    for dtype in ENGINE_DTYPES:
+        mean_form = _engine_kl("diagonal_gaussian_kl_to_standard", mu, logvar, dtype)
+        sum_form = _engine_kl("diagonal_gaussian_kl_to_standard_sum", mu, logvar, dtype)
+        # n times the mean form's bound (one more rounding, the division) plus the sum form's
+        check.close(mp(mean_form) * n, mp(sum_form), 2 * gamma(6 + n + 1, dtype) * magnitude,
+                    f"engine: mean form * n = sum form ({dtype.__name__})")
 
 
 def _batched_latents():
@@ -305,6 +333,13 @@ def beta_vae_named_terms(check, reconstruction, kl, beta):
 def kl_without_minus_one(original):
     """coordinate KL = (mu^2 + e^l - l) / 2 (the -1 dropped)."""
     return lambda mu, logvar: 0.5 * (mu * mu + logvar.exp() - logvar)
+
+
+@mutant("KL without the mu^2 term", f"{VAE}.coordinate_kl_to_standard",
+        caught_by=["coordinateKlToStandard_eq_zero_iff"])
+def kl_without_mu_squared(original):
+    """coordinate KL = (e^l - 1 - l) / 2 (the mean's mu^2 dropped)."""
+    return lambda mu, logvar: 0.5 * (logvar.exp() - 1 - logvar)
 
 
 @mutant("mean-form KL is the sum", f"{VAE}.diagonal_gaussian_kl_to_standard",

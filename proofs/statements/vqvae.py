@@ -207,26 +207,46 @@ def vq_mono(check, example, other):
         check.holds(totals[0] <= totals[1], f"{dtype.__name__}: {totals}")
 
 
-@statement("vqvae_trainingGradients", about=(f"{VQ}.vqvae_loss",), given=_loss_inputs())
-def vq_training_gradients(check, target, reconstruction, encoded, quantized, beta):
-    """TorchLean trainingGradients: d loss / d z_e = beta (2/n)(z_e - e) (commitment only, the
-    codebook term sees stop_grad(z_e)) and d loss / d e = (2/n)(e - z_e) (codebook only)."""
+@st.composite
+def _gradient_inputs(draw):
+    """Encodings z_e, codes e, decoder weights w and targets x of one length n, and beta."""
+    n = draw(st.integers(1, 6))
+    values = st.lists(reals(-2, 2), min_size=n, max_size=n).map(numpy.asarray)
+    return {"encoded": draw(values), "quantized": draw(values), "weights": draw(values),
+            "target": draw(values), "beta": draw(reals(0, 4))}
+
+
+@statement("vqvae_trainingGradients", about=(f"{VQ}.vqvae_loss", f"{VQ}.straight_through"),
+           given=_gradient_inputs())
+def vq_training_gradients(check, encoded, quantized, weights, target, beta):
+    """TorchLean trainingGradients, through the straight-through estimator: with a decoder
+    dec(q) = w q (elementwise) on q = straight_through(z_e, e) and g = d reconstruction / d q
+    = (2/n) w (w e - x), d loss / d z_e = g + beta (2/n)(z_e - e) (the decoder's gradient
+    copied onto the encoder, plus the commitment term; the codebook term sees stop_grad(z_e))
+    and d loss / d e = (2/n)(e - z_e) (codebook term only: e reaches the decoder through the
+    stop_grad alone)."""
     from minilean.models import vqvae
     n = len(encoded)
+    z, e, w, x, b = mp(encoded), mp(quantized), mp(weights), mp(target), mp(beta)
+    exact_z = [2 * wi * (wi * ei - xi) / n + b * 2 * (zi - ei) / n
+               for zi, ei, wi, xi in zip(z, e, w, x)]
+    exact_e = [2 * (ei - zi) / n for zi, ei in zip(z, e)]
+    # the straight-through value z + (e - z) is e within gamma_2 (|e| + |e - z|); the decoder
+    # product, the difference, the MSE's 2/n factor and the chain of products, the product by w
+    # and the sum with the commitment gradient (which has difference, 2/n, products, beta)
+    magnitudes_z = [2 * abs(wi) * (abs(wi) * (2 * abs(ei) + abs(ei - zi)) + abs(xi)) / n
+                    + b * 2 * abs(zi - ei) / n for zi, ei, wi, xi in zip(z, e, w, x)]
     for dtype in ENGINE_DTYPES:
-        z_e, e = engine(encoded, dtype, requires_grad=True), engine(quantized, dtype,
-                                                                    requires_grad=True)
-        vqvae.vqvae_loss(engine(target, dtype), engine(reconstruction, dtype), z_e, e,
-                         beta).total.backward()
-        exact_e = [2 * (q - z) / n for q, z in zip(mp(quantized), mp(encoded))]
-        exact_z = [-mp(beta) * g for g in exact_e]
-        # difference (1), the 2/n factor and the chain of products (4), beta (1); a result in
-        # the subnormal range also carries the absolute error of underflow, scaled by the
-        # factors after it (2/n <= 2 and beta)
-        floor = underflow(6, dtype) * 2 * max(1, beta)
-        check.close(host(z_e.grad), exact_z, [gamma(6, dtype) * abs(v) + floor for v in exact_z],
+        z_e, e_ = engine(encoded, dtype, requires_grad=True), engine(quantized, dtype,
+                                                                     requires_grad=True)
+        reconstruction = engine(weights, dtype) * vqvae.straight_through(z_e, e_)
+        vqvae.vqvae_loss(engine(target, dtype), reconstruction, z_e, e_, beta).total.backward()
+        # a result in the subnormal range also carries the absolute error of underflow, scaled
+        # by the factors after it (2/n <= 2, |w| <= 2 and beta)
+        floor = underflow(8, dtype) * 4 * max(1, beta)
+        check.close(host(z_e.grad), exact_z, [gamma(8, dtype) * m + floor for m in magnitudes_z],
                     f"encoder gradient ({dtype.__name__})")
-        check.close(host(e.grad), exact_e, [gamma(6, dtype) * abs(v) + floor for v in exact_e],
+        check.close(host(e_.grad), exact_e, [gamma(6, dtype) * abs(v) + floor for v in exact_e],
                     f"codebook gradient ({dtype.__name__})")
 
 
@@ -250,3 +270,17 @@ def farthest_code(original):
     """nearest_code returns argmax of the distances."""
     from minilean.models import vqvae
     return lambda z, book: vqvae.squared_l2(z.unsqueeze(-2), book).argmax(-1)
+
+
+@mutant("straight-through without a gradient", f"{VQ}.straight_through",
+        caught_by=["vqvae_trainingGradients"])
+def straight_through_no_gradient(original):
+    """straight_through returns e_idx itself: the right value, but no gradient reaches z_e."""
+    return lambda encoded, quantized: quantized
+
+
+@mutant("straight-through doubles the gradient", f"{VQ}.straight_through",
+        caught_by=["vqvae_trainingGradients"])
+def straight_through_doubled(original):
+    """straight_through = 2 z_e + stop_grad(e_idx - 2 z_e): value e_idx, gradient 2 g."""
+    return lambda encoded, quantized: 2.0 * encoded + (quantized - 2.0 * encoded).detach()
