@@ -11,10 +11,10 @@ import pytest
 from minilean.autograd.creation import tensor
 from minilean.cli import main
 from minilean.data import read_metrics, read_pnm
+from minilean.data.streams import Purpose, stream
 from minilean.models import diffusion as D
 from minilean.optim import load_checkpoint
 from minilean.train import diffusion
-from minilean.train.loop import step_generator
 
 TINY = ["--cpu", "--n-total=32", "--batch-size=4", "--hidden-c=4", "--T=10", "--noprogress",
         "--evaluate=false", "--sample-steps=2"]
@@ -143,7 +143,7 @@ def test_samples_map_the_sampler_range_minus_one_to_one_onto_0_255(tmp_path, mon
 
 def test_sampling_and_reconstruction_noise_stay_off_the_training_stream(tmp_path, monkeypatch):
     """x_T, every sampler step's noise and the reconstruction's noise are not the draws of
-    the training steps' generators (stream 0 of (seed, step)), nor one another's."""
+    the training steps' streams (TRAINING_STEP, step), nor one another's."""
     samplers, noisings = [], []
     spy(monkeypatch, D, "ddpm_sample", samplers)
     spy(monkeypatch, D, "q_sample", noisings)
@@ -158,13 +158,14 @@ def test_sampling_and_reconstruction_noise_stay_off_the_training_stream(tmp_path
     reconstruction_args = noisings[-1][0]
     assert reconstruction_args[1].shape == shape
     drawn["reconstruction eps"] = reconstruction_args[3].numpy()
-    training = [step_generator(SEED, step).standard_normal(shape) for step in range(T)]
+    training = [stream(SEED, Purpose.TRAINING_STEP, step).standard_normal(shape)
+                for step in range(T)]
     for name, value in drawn.items():
         assert value.shape == shape, name
         for step, draw in enumerate(training):
-            assert not numpy.allclose(value, draw), f"{name} is stream 0 of step {step}"
+            assert not numpy.allclose(value, draw), f"{name} is the draw of step {step}"
     assert not numpy.allclose(drawn["x_T"], drawn["reconstruction eps"])
-    for t in range(1, T):  # the steps that ddpm uses
+    for t in range(T):
         assert not numpy.allclose(drawn[f"noise({t})"], drawn["x_T"]), t
         assert not numpy.allclose(drawn[f"noise({t})"], drawn["reconstruction eps"]), t
 
@@ -191,7 +192,8 @@ def test_clip_keeps_every_sampler_inside_minus_one_to_one(sampler):
     """A network whose noise estimate is far off drives the unclipped samplers beyond
     [-1, 1]; --clip keeps each one's result inside."""
     betas = D.make_betas("linear", T, 1e-4, 0.1)
-    x_T = tensor(step_generator(SEED, 0, 7).standard_normal((2, 3, 4, 4)).astype(numpy.float32))
+    x_T = tensor(stream(SEED, Purpose.SAMPLING_START).standard_normal((2, 3, 4, 4))
+                 .astype(numpy.float32))
 
     def wild(x, t):
         return x * 0.0 - 30.0

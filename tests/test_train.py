@@ -12,7 +12,7 @@ from minilean.data import Loader, read_metrics, read_pnm
 from minilean.nn import Linear
 from minilean.optim import SGD, load_checkpoint
 from minilean.data import RunDirectory
-from minilean.train.loop import (FILE_FLAGS, TrainState, TrainingDiverged, step_generator, train,
+from minilean.train.loop import (FILE_FLAGS, TrainState, TrainingDiverged, train,
                                  write_trainlog)
 
 TINY = ["--cpu", "--n-total=32", "--batch-size=4", "--hidden-c=4", "--T=10",
@@ -298,17 +298,6 @@ def test_a_resumed_runs_first_log_line_averages_the_steps_an_uninterrupted_one_d
         train_to(tmp_path / "split", 6, stopped_at_step_5())
     assert load_checkpoint(str(tmp_path / "split" / "checkpoints" / "last.npz"))["step"] == 4
     assert train_to(tmp_path / "split", 6, iter(range(2)), resume_step=4) == whole
-
-
-def test_step_generator_streams_of_one_step_differ_and_each_repeats():
-    """Two streams of the same (seed, step) are separate sources (e.g. GAN's D and G noise),
-    and each gives the same numbers every time it is asked for."""
-    draws = {stream: step_generator(7, 3, stream).standard_normal(8) for stream in (0, 1, 2)}
-    assert not numpy.array_equal(draws[0], draws[1])
-    assert not numpy.array_equal(draws[1], draws[2])
-    for stream, drawn in draws.items():
-        numpy.testing.assert_array_equal(step_generator(7, 3, stream).standard_normal(8), drawn)
-    assert not numpy.array_equal(step_generator(7, 4, 0).standard_normal(8), draws[0])
 
 
 def test_a_checkpoint_restores_the_cpu_random_state(tmp_path):

@@ -12,6 +12,8 @@ Gaussians whose means sit evenly on a circle. Its modes and spread are public
 """
 import numpy
 
+from minilean.data.streams import Purpose, stream
+
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross", "diamond")
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 64
 
@@ -54,7 +56,7 @@ def make_shapes(n, image_size=32, seed=0):
                          f"got {image_size}")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    rng = numpy.random.default_rng(seed)
+    rng = stream(seed, Purpose.BUILTIN_DATA)
     size = float(image_size)
     labels = rng.integers(0, len(SHAPE_CLASSES), n)
     half_size = rng.uniform(0.18, 0.36, n).astype(numpy.float32) * size
@@ -109,7 +111,7 @@ def make_ring8(n, seed=0):
     """``n`` points of the 8-Gaussian ring: (float32 points (n, 2), int64 mode index (n,))."""
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    rng = numpy.random.default_rng(seed)
+    rng = stream(seed, Purpose.BUILTIN_DATA)
     modes = rng.integers(0, len(RING8_MODES), n)
     points = RING8_MODES[modes] + RING8_STD * rng.standard_normal((n, 2)).astype(numpy.float32)
     return points.astype(numpy.float32), modes.astype(numpy.int64)

@@ -12,6 +12,7 @@ import numpy
 
 from minilean.autograd.creation import tensor
 from minilean.data.arrays import Dataset, float_images
+from minilean.data.streams import Purpose, stream
 
 VALUE_RANGES = ((-1.0, 1.0), (0.0, 1.0))
 
@@ -63,7 +64,7 @@ class Loader:
     def epoch_order(self, epoch):
         """The row order of ``epoch`` (a permutation drawn from (seed, epoch), or 0..N-1)."""
         if self._order[0] != epoch:
-            order = (numpy.random.default_rng([self.seed, epoch]).permutation(len(self.data))
+            order = (stream(self.seed, Purpose.DATA_ORDER, epoch).permutation(len(self.data))
                      if self.shuffle else numpy.arange(len(self.data)))
             self._order = (epoch, order)
         return self._order[1]
@@ -80,7 +81,7 @@ class Loader:
         x = float_images(numpy.asarray(self.data[rows[sorting]])[numpy.argsort(sorting)],
                          self.value_range)
         if self.hflip:
-            flip_rng = numpy.random.default_rng([self.seed, epoch, index, 1])
+            flip_rng = stream(self.seed, Purpose.FLIPS, epoch, index)
             flipped = flip_rng.random(len(rows)) < 0.5
             x[flipped] = x[flipped, :, :, ::-1]                     # reverse the W axis
         y = None if self.labels is None else tensor(

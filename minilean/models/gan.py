@@ -13,6 +13,7 @@ import numpy
 
 from minilean import nn
 from minilean.autograd.creation import full
+from minilean.data.streams import Purpose, stream
 from minilean.models.autoencoder import mlp
 from minilean.models.objectives import weighted_three_term, weighted_two_term
 from minilean.nn import functional as F
@@ -84,8 +85,7 @@ def independent_pixel_samples(train_rows, count, seed):
     is exact and every dependence between pixels is lost. (count, *row shape), host arrays."""
     rows = numpy.asarray(train_rows)
     flat = rows.reshape(len(rows), -1)  # (N, C, H, W) -> (N, C * H * W)
-    donors = numpy.random.default_rng([seed, BASELINE_STREAM]).integers(0, len(rows),
-                                                                         (count, flat.shape[1]))
+    donors = stream(seed, Purpose.PIXEL_BASELINE).integers(0, len(rows), (count, flat.shape[1]))
     # (count, C * H * W) -> (count, C, H, W)
     return flat[donors, numpy.arange(flat.shape[1])].reshape((count,) + rows.shape[1:])
 
@@ -94,11 +94,9 @@ def independent_pixel_samples(train_rows, count, seed):
 
 LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "latent",
                 "hidden", "d_steps")
-# generator streams apart from the data order's (the baseline's is used before training)
-FIXED_LATENT_STREAM, NOISE_STREAM, BASELINE_STREAM = 3, 4, 2
-# the generator's noise: the fixed latents' stream, told apart by the step (those use step 0,
-# training steps count from 1); the D steps use NOISE_STREAM, NOISE_STREAM + 1, ...
-G_NOISE_STREAM = FIXED_LATENT_STREAM
+# a training step's draws (sub-streams of its TRAINING_STEP stream): the D steps' noise
+# D_NOISE, D_NOISE + 1, ...; the G step's G_NOISE
+G_NOISE, D_NOISE = 0, 1
 
 
 def scatter_svg(points, reference, size=400, extent=3.0):
@@ -116,13 +114,11 @@ def scatter_svg(points, reference, size=400, extent=3.0):
 def run(config):
     """``python -m minilean gan``: alternating LSGAN training, sample grids, evaluation."""
     from minilean import atomic
-    from minilean.autograd.creation import tensor
     from minilean.autograd.grad_mode import no_grad
     from minilean.data.builtin import RING8_MODES, RING8_STD
     from minilean.models import zoo_run
     from minilean.models.classifier import check_fd_report, fd_report
     from minilean.optim import Adam
-    from minilean.train.loop import step_generator
 
     def on_points(config):  # the ring8 points (a resumed run's too), not images
         return config.dataset == "ring8" and config.x is None
@@ -141,11 +137,10 @@ def run(config):
     g_optimizer = Adam(generator.parameters(), lr=config.lr, betas=(0.5, 0.999))
     d_optimizer = Adam(discriminator.parameters(), lr=config.lr, betas=(0.5, 0.999))
 
-    def latent(count, step, stream):
-        draw = step_generator(config.seed, step, stream).standard_normal((count, config.latent))
-        return tensor(draw.astype(numpy.float32), device=config.device)
+    def latent(count, step, draw):
+        return session.normal((count, config.latent), Purpose.TRAINING_STEP, step, draw)
 
-    fixed_latent = latent(config.n_samples, 0, FIXED_LATENT_STREAM)
+    fixed_latent = session.normal((config.n_samples, config.latent), Purpose.SAMPLING_START)
 
     def write_samples(name):
         with no_grad():
@@ -159,10 +154,10 @@ def run(config):
 
     def step_fn(real, step):
         for d_step in range(config.d_steps):  # the same real batch, fresh noise each D step
-            fake = generator(latent(real.shape[0], step, NOISE_STREAM + d_step)).detach()
+            fake = generator(latent(real.shape[0], step, D_NOISE + d_step)).detach()
             d_loss = zoo_run.minimize(
                 d_optimizer, discriminator_loss(discriminator(real), discriminator(fake)))
-        fake = generator(latent(real.shape[0], step, G_NOISE_STREAM))
+        fake = generator(latent(real.shape[0], step, G_NOISE))
         g_loss = zoo_run.minimize(g_optimizer, generator_loss(discriminator(fake)))
         if step % config.sample_every == 0:
             write_samples(f"samples_step{step:06d}")

@@ -233,10 +233,9 @@ def independent_pixel_nats(train_rows, test_rows):
 def run(config):
     """``python -m minilean vae``: train, then held-out bounds, reconstructions, prior samples."""
     import numpy
-    from minilean.autograd.creation import tensor
+    from minilean.data.streams import Purpose
     from minilean.models import zoo_run
     from minilean.optim import Adam
-    from minilean.train.loop import step_generator
 
     session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
     config = session.config
@@ -244,15 +243,8 @@ def run(config):
     model = VAE(image_shape, config.arch, config.hidden, config.latent).to(config.device)
     optimizer = Adam(model.parameters(), lr=config.lr)
 
-    def reparameterisation_noise(count, step):
-        """eps of step ``step`` (N, *latent_shape), drawn from (seed, step) on the host: a
-        checkpoint holds only the CPU generator, so a draw from the device's generator would
-        not repeat after --resume on "cuda"."""
-        draw = step_generator(config.seed, step).standard_normal((count, *model.latent_shape))
-        return tensor(draw.astype(numpy.float32), device=config.device)
-
     def step_fn(images, step):
-        eps = reparameterisation_noise(images.shape[0], step)
+        eps = session.normal((images.shape[0], *model.latent_shape), Purpose.TRAINING_STEP, step)
         return {"loss": zoo_run.minimize(optimizer, vae_loss(model, images, config.beta, eps))}
 
     zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "vae")

@@ -12,6 +12,8 @@ import os
 
 import numpy
 
+from minilean.data.streams import Purpose, stream
+
 HELD_OUT_SHARE, MAX_HELD_OUT = 0.1, 1000
 
 
@@ -36,6 +38,14 @@ class Session:
 
     def held_out(self, count=None):
         return self.tensor(self.held_out_rows[:count])
+
+    def normal(self, shape, purpose, index=0, sub_index=0):
+        """A float32 standard normal tensor of ``shape`` on the device, from the host stream
+        (seed, purpose, index, sub_index): a checkpoint holds only the CPU generator, so a draw
+        from the device's own generator would not repeat after --resume on "cuda"."""
+        from minilean.autograd.creation import tensor
+        draw = stream(self.config.seed, purpose, index, sub_index).standard_normal(shape)
+        return tensor(draw.astype(numpy.float32), device=self.device)
 
     def save_grid(self, name, images, nrow=None):
         """Write images (N, C, H, W) as ``images/<name>.ppm``, and as ``.png`` too where Pillow
@@ -90,7 +100,7 @@ def start(config, locked, value_range):
     if len(rows) < 2:
         raise ValueError(f"the dataset has {len(rows)} row(s); a run needs at least 2 "
                          f"(training and held-out)")
-    order = numpy.random.default_rng([config.seed, 1]).permutation(len(rows))
+    order = stream(config.seed, Purpose.HELD_OUT_SPLIT).permutation(len(rows))
     split = len(rows) - held_out_count(len(rows))
     train_rows, held_out_rows = rows[order[:split]], rows[order[split:]]
     if config.batch_size > len(train_rows):

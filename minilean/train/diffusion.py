@@ -7,8 +7,9 @@
     -> samples from the EMA weights (ddpm | ddim | pf-euler; with --cuda-graph each step's
        network call is a replayed graph too) -> images, FD-classifier, summary
 
-Every random draw of step k comes from ``step_generator(seed, k)``, and sampling noise from
-(seed, sampler step), so a resumed run repeats an uninterrupted one exactly, on either device.
+Every random draw of step k comes from the stream (seed, TRAINING_STEP, k), and sampling noise
+from (seed, SAMPLING_NOISE, sampler step) (``minilean/data/streams.py``), so a resumed run
+repeats an uninterrupted one exactly, on either device.
 """
 import contextlib
 import os
@@ -23,18 +24,18 @@ from minilean.autograd.creation import tensor
 from minilean.autograd.grad_mode import no_grad
 from minilean.autograd.tensor import Tensor
 from minilean.data import Loader, load_dataset
+from minilean.data.streams import Purpose, stream
 from minilean.data.images import save_grid, save_grid_everywhere, to_uint8
 from minilean.models import diffusion as D
 from minilean.models.classifier import check_fd_report, fd_report
 from minilean.optim import EMA, Adam, clip_grad_norm_, warmup_constant, warmup_cosine
 from minilean.train.loop import (TrainState, default_interval, open_run, prepare_device,
-                                 run_config, step_generator, train, write_trainlog)
+                                 run_config, train, write_trainlog)
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "arch",
                 "hidden_c", "T", "schedule", "beta_start", "beta_end", "ema", "prediction")
 GRAD_CLIP = 1.0  # global gradient-norm clip of the DDPM recipe
-SAMPLING_STREAM, NOISY_STREAM = 1, 2  # generator streams apart from the training steps'
 
 
 def build_model(config, channels):
@@ -70,7 +71,7 @@ def image_dataset(config):
 def sampling_noise(config, shape, device):
     """``noise(t)``: the standard normal draw of sampler step t (the same on every run)."""
     def noise(t):
-        draw = step_generator(config.seed, int(t), SAMPLING_STREAM).standard_normal(shape)
+        draw = stream(config.seed, Purpose.SAMPLING_NOISE, int(t)).standard_normal(shape)
         return tensor(draw.astype(numpy.float32), device=device)
     return noise
 
@@ -164,7 +165,7 @@ def run(config):
     replay = []  # with --cuda-graph: ``gradients`` captured at the first step
 
     def step_fn(batch, step):
-        generator = step_generator(config.seed, step)
+        generator = stream(config.seed, Purpose.TRAINING_STEP, step)
         x0 = batch.x.data
         t = D.sample_timesteps(x0.shape[0], config.T, generator)
         eps = generator.standard_normal(x0.shape).astype(numpy.float32)
@@ -210,7 +211,7 @@ def run(config):
 def write_images(config, model, emas, betas, dataset, run_dir):
     """Samples (EMA weights), optional reference/noisy/reconstruction grids, FD-classifier."""
     shape = (config.n_samples,) + dataset.image_shape
-    x_T = tensor(step_generator(config.seed, 0, SAMPLING_STREAM).standard_normal(shape)
+    x_T = tensor(stream(config.seed, Purpose.SAMPLING_START).standard_normal(shape)
                  .astype(numpy.float32), device=config.device)
     model.eval()
     averaged = emas["model"].average_parameters(model) if emas else contextlib.nullcontext()
@@ -247,7 +248,7 @@ def _reconstruct(config, eps_model, betas, dataset):
     step = min(config.T // 4 if config.reconstruct_step is None else config.reconstruct_step,
                config.T - 1)
     x0 = tensor(dataset.images_float(slice(0, 16)) * 2.0 - 1.0, device=config.device)
-    generator = step_generator(config.seed, 0, NOISY_STREAM)
+    generator = stream(config.seed, Purpose.NOISY_IMAGES)
     eps = tensor(generator.standard_normal(x0.shape).astype(numpy.float32), device=config.device)
     noisy = D.q_sample(alpha_bar, x0, step, eps)
     with no_grad():

@@ -19,15 +19,14 @@ reading a GPU loss every step would make Python wait for the GPU to finish each 
 it can queue the next. The NaN guard looks at every step's metrics when they are read back,
 so it still names the first bad step, and nothing is saved before it has looked.
 
-Randomness that must repeat exactly after ``--resume`` should be drawn from
-``step_generator(seed, step)`` (a fresh generator per step) rather than a global stream.
+Randomness that must repeat exactly after ``--resume`` is drawn from
+``streams.stream(seed, Purpose.TRAINING_STEP, step)`` (a fresh generator per step,
+``minilean/data/streams.py``) rather than from a global stream.
 """
 import json
 import math
 import os
 import sys
-
-import numpy
 
 from minilean import atomic, backend
 from minilean.autograd.shape import stack
@@ -97,11 +96,6 @@ def prepare_device(config):
             print("minilean: --fast-kernels has no effect on the CPU", file=sys.stderr)
         else:
             use_fast_kernels()
-
-
-def step_generator(seed, step, stream=0):
-    """A NumPy generator for (seed, step, stream): the same numbers however the run was split."""
-    return numpy.random.default_rng([seed, step, stream])
 
 
 def default_interval(steps, parts):

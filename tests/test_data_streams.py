@@ -1,0 +1,75 @@
+"""Every random draw of a run comes from a generator of its own purpose (minilean/data/streams.py):
+each repeats, and no two purposes of a run share numbers."""
+import collections
+import os
+import sys
+
+import numpy
+import pytest
+
+import minilean
+from minilean.cli import main
+from minilean.data.streams import Purpose, stream
+
+PACKAGE = os.path.dirname(minilean.__file__)
+
+
+def test_a_stream_repeats_and_every_other_key_differs():
+    draws = {(purpose, index, sub_index): stream(7, purpose, index, sub_index).random(4)
+             for purpose in Purpose for index in range(3) for sub_index in range(3)}
+    for (purpose, index, sub_index), drawn in draws.items():
+        numpy.testing.assert_array_equal(stream(7, purpose, index, sub_index).random(4), drawn)
+    assert len({tuple(drawn) for drawn in draws.values()}) == len(draws)
+    weights = numpy.random.default_rng(7).random(4)  # backend.generator's seeding
+    assert all(not numpy.array_equal(weights, drawn) for drawn in draws.values())
+
+
+def _record_seed_keys(monkeypatch):
+    """Patch numpy.random.default_rng to note, for each seed key (trailing zeros dropped, as
+    NumPy's SeedSequence drops them), the minilean source lines that asked for it."""
+    asked = collections.defaultdict(set)
+    real = numpy.random.default_rng
+
+    def recording(seed=None):
+        if isinstance(seed, (int, list, tuple)):
+            key = tuple(int(value) for value in numpy.atleast_1d(seed))
+            while len(key) > 1 and key[-1] == 0:
+                key = key[:-1]
+            frame = sys._getframe(1)
+            if frame.f_code.co_name == "stream":  # the purpose's caller, not streams.py
+                frame = frame.f_back
+            if frame.f_code.co_filename.startswith(PACKAGE):
+                asked[key].add(f"{os.path.relpath(frame.f_code.co_filename, PACKAGE)}:"
+                               f"{frame.f_lineno}")
+        return real(seed)
+
+    monkeypatch.setattr(numpy.random, "default_rng", recording)
+    return asked
+
+
+TINY = ["--n-total=40", "--steps=3", "--batch-size=4", "--progress=false"]
+RUNS = {
+    "diffusion": ["--cpu", "--hidden-c=4", "--T=10", "--n-samples=4", "--sample-steps=2",
+                  "--evaluate=false"],
+    "vae": ["--hidden=8", "--latent=2", "--iw-samples=2", "--n-eval=4"],
+    "gan": ["--hidden=8", "--latent=2", "--n-samples=4", "--d-steps=2", "--evaluate=false"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(RUNS))
+def test_no_two_purposes_of_a_run_share_a_generator(command, tmp_path, monkeypatch):
+    """Before the streams module, the built-in images and the weights' initialisation both
+    drew from default_rng(seed), and epoch k's data order from [seed, k], which is step k's
+    noise generator [seed, k, 0]: one stream for two purposes."""
+    asked = _record_seed_keys(monkeypatch)
+    argv = [command, *TINY, *RUNS[command], f"--out={tmp_path / 'run'}"]
+    if command == "diffusion":
+        argv.append(f"--noisy-ppm={tmp_path / 'noisy.ppm'}")
+    main(argv)
+    if command == "gan":  # the evaluation's draws, with the run's seed
+        from minilean.models import classifier, gan
+        classifier.noise_images(2, (3, 16, 16), 0)
+        gan.independent_pixel_samples(numpy.zeros((3, 1, 2, 2), numpy.uint8), 2, 0)
+    assert len(asked) > 3
+    shared = {key: sites for key, sites in asked.items() if len(sites) > 1}
+    assert not shared, shared
