@@ -391,7 +391,7 @@ def run_command(command, positional, flags):
 
 
 def _fail(name, error, code):
-    if os.environ.get("MINILEAN_TRACEBACK"):
+    if os.environ.get("MINILEAN_TRACEBACK") == "1":  # as documented: =0 or empty keeps it short
         raise error
     message = " ".join(str(error).split()) or type(error).__name__
     print(f"minilean {name}: error: {message}", file=sys.stderr)

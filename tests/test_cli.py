@@ -96,6 +96,17 @@ def test_expected_errors_exit_1_with_one_line(tmp_path, capsys):
     assert f"cannot create the run directory folder '{tmp_path / 'a_file' / 'run'}'" in err
 
 
+@pytest.mark.parametrize("value, raises", [("1", True), ("0", False), ("", False)])
+def test_only_minilean_traceback_1_re_raises(value, raises, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MINILEAN_TRACEBACK", value)
+    argv = ["diffusion", "--cpu", f"--x={tmp_path / 'missing.npy'}", f"--out={tmp_path / 'run'}"]
+    if raises:
+        with pytest.raises(FileNotFoundError):
+            main(argv)
+    else:
+        assert fail(argv, capsys)[0] == 1
+
+
 def test_an_unknown_command_is_a_one_line_error(capsys):
     code, err = fail(["difusion", "--steps=3"], capsys)
     assert code == 2 and err.count("\n") == 1

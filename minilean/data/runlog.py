@@ -1,6 +1,7 @@
 """The run directory of one training run: its flags, its metrics, its loss curve, its summary.
 
-    RUN/config.json     every flag's value (written once, atomically)
+    RUN/config.json     every flag's value (written atomically when the run starts, and again,
+                        merged with the flags given then, by each --resume)
     RUN/metrics.jsonl   one JSON object per logged step, appended and flushed line by line
     RUN/loss.svg        the loss curve (plain SVG, no plotting library)
     RUN/summary.json    final numbers, written at the end
