@@ -679,6 +679,25 @@ def components():
     return found
 
 
+def _is_flag(token):
+    """Whether fire reads ``token`` as a flag (``--name`` or ``-x``), not as a value."""
+    return token.startswith("--") or re.match(r"-[a-zA-Z]", token) is not None
+
+
+def _flag_names(argv):
+    """The name each ``--flag`` token sets, as fire reads them: ``--noNAME`` with no value
+    after it sets NAME (to false), so ``--progress --noprogress`` names progress twice."""
+    names = []
+    for index, token in enumerate(argv):
+        if not token.startswith("--"):
+            continue
+        key = token[2:].split("=")[0].replace("-", "_")
+        negated = "=" not in token and key.startswith("no") and (
+            index + 1 == len(argv) or _is_flag(argv[index + 1]))
+        names.append(key[2:] if negated else key)
+    return names
+
+
 def main(argv=None):
     import fire
 
@@ -692,7 +711,7 @@ def main(argv=None):
         print(f"{FIRE_NAME}: error: no command {argv[0]!r}; expected one of "
               f"{', '.join(found)}{hint}", file=sys.stderr)
         sys.exit(2)
-    given = [token[2:].split("=")[0].replace("-", "_") for token in argv if token.startswith("--")]
+    given = _flag_names(argv)
     repeated = sorted({name for name in given if given.count(name) > 1})
     if repeated:  # fire keeps the last value of a repeated flag without a word
         print(f"{FIRE_NAME}: error: --{repeated[0].replace('_', '-')} is given more than once; "

@@ -120,6 +120,23 @@ def test_a_flag_given_twice_is_a_one_line_error(capsys):
                               "flag once\n")
 
 
+@pytest.mark.parametrize("argv", [["--progress", "--noprogress"], ["--noprogress", "--progress"],
+                                  ["--noprogress", "--progress=false"],
+                                  ["--noprogress", "--steps=1", "--noprogress"]])
+def test_a_boolean_given_in_both_spellings_is_given_twice(argv, capsys, no_work):
+    code, err = fail(["diffusion", *argv], capsys)
+    assert (code, err) == (2, "minilean: error: --progress is given more than once; expected "
+                              "each flag once\n")
+
+
+def test_a_flag_named_no_something_is_not_read_as_a_negation(no_work, monkeypatch):
+    """--noisy-ppm takes a value, so fire (and the repeat check) keep its name."""
+    seen = {}
+    monkeypatch.setattr(cli.DIFFUSION, "_run", lambda config: seen.update(vars(config)))
+    main(["diffusion", "--noisy-ppm", "a.ppm", "--noprogress"])
+    assert seen["noisy_ppm"] == "a.ppm" and seen["progress"] is False
+
+
 def test_proofs_matching_nothing_is_a_one_line_error(capsys):
     code, err = fail(["proofs", "--name=no such theorem"], capsys)
     assert (code, err) == (1, "minilean proofs: error: no statement name contains "
