@@ -61,6 +61,7 @@ from minilean.backend import DeviceError
 from minilean.data.images import IMAGE_EXTENSIONS
 from minilean.data.arrays import DATASETS
 from minilean.data.builtin import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from minilean.data.paths import creatable_problem
 from minilean.errors import FlagError, flag_error
 
 PROGRAM = "python -m minilean"
@@ -266,15 +267,16 @@ def training_flags(**defaults):
 
 
 def output_file(*extensions):
-    """A flag's ``check`` for the path of a file a run writes at its end: not a directory, and
-    ending in one of ``extensions`` (any ending, when none are given). Found out here, such a
-    mistake costs nothing; found out when the file is written, it costs the whole run."""
+    """A flag's ``check`` for the path of a file a run writes at its end: not a directory,
+    ending in one of ``extensions`` (any ending, when none are given), and inside a writable
+    folder (``creatable_problem``: the nearest existing path above it is one). Found out here,
+    such a mistake costs nothing; found out when the file is written, it costs the whole run."""
     def problem(path):
         if os.path.isdir(path):
             return "the path of a file (this is a directory)"
         if extensions and os.path.splitext(path)[1].lower() not in extensions:
             return "a path ending in " + ", ".join(extensions)
-        return None
+        return creatable_problem(path)
     return problem
 
 

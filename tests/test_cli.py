@@ -107,6 +107,17 @@ def test_only_minilean_traceback_1_re_raises(value, raises, tmp_path, monkeypatc
         assert fail(argv, capsys)[0] == 1
 
 
+@pytest.mark.parametrize("flag, name", [("--sample-ppm", "x.ppm"), ("--log", "x.json"),
+                                        ("--reference-ppm", "deeper/x.ppm")])
+def test_an_output_file_below_a_file_is_refused_before_the_run(flag, name, tmp_path, capsys,
+                                                               no_work):
+    (tmp_path / "afile").write_text("")
+    value = str(tmp_path / "afile" / name)
+    code, err = fail(["diffusion", f"{flag}={value}"], capsys)
+    assert (code, err) == (2, f"minilean diffusion: error: {flag}: got '{value}'; expected a "
+                              f"path inside a folder; {tmp_path / 'afile'} is a file\n")
+
+
 def test_an_unknown_command_is_a_one_line_error(capsys):
     code, err = fail(["difusion", "--steps=3"], capsys)
     assert code == 2 and err.count("\n") == 1

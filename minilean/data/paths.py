@@ -1,0 +1,29 @@
+"""What is, or is not, at a path that a flag names: the words of its one-line error.
+
+A path that cannot serve is reported by what is in its way (a directory where a file should
+be, a file where a folder should be, a folder that is not writable), not as simply "not
+found", so the message points at the real obstacle. Used by the flag checks (``cli``) and the
+data commands alike; nothing here writes.
+"""
+import os
+
+
+def nearest_existing(path):
+    """``path`` made absolute when it exists, else its nearest ancestor that does."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def creatable_problem(path):
+    """Why a file or folder cannot be created at ``path`` (the missing folders above it are
+    created too), as the text after "expected"; None when it can. The nearest existing path
+    above it must be a writable folder."""
+    folder = nearest_existing(os.path.dirname(os.path.abspath(path)))
+    if not os.path.isdir(folder):
+        return f"a path inside a folder; {folder} is a file"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"a path in a writable folder; {folder} is not writable"
+    return None
+
