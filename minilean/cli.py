@@ -280,6 +280,18 @@ def output_file(*extensions):
     return problem
 
 
+def output_folder(what):
+    """A flag's ``check`` for a folder a command writes ``what`` into (created when missing):
+    not a file, and creatable where it is missing (``creatable_problem``)."""
+    def problem(path):
+        if os.path.isdir(path):
+            return None
+        if os.path.exists(path):
+            return f"a directory for {what} (this is a file)"
+        return creatable_problem(path)
+    return problem
+
+
 def run_dir_flags(out, **defaults):
     """Where a run writes, and how to continue one."""
     return FlagGroup("run directory", [
@@ -537,7 +549,8 @@ EVALUATE = Command(
                  ".npy array of images (uint8 [0,255] or float [0,1], NCHW)", required=True),
             Flag("n_eval", 500, "real images in each reference set", low=2),
             Flag("classifier_steps", 800, "training steps of the feature classifier", low=1),
-            Flag("cache", "runs/classifiers", "directory of cached classifiers"),
+            Flag("cache", "runs/classifiers", "directory of cached classifiers",
+                 check=output_folder("the cached classifiers")),
             Flag("seed", 0, "seed of the classifier and the reference sets", low=0),
         ]),
     ])

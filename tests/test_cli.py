@@ -118,6 +118,19 @@ def test_an_output_file_below_a_file_is_refused_before_the_run(flag, name, tmp_p
                               f"path inside a folder; {tmp_path / 'afile'} is a file\n")
 
 
+@pytest.mark.parametrize("cache, expected", [
+    ("afile", "a directory for the cached classifiers (this is a file)"),
+    ("afile/classifiers", "a path inside a folder; {tmp_path}/afile is a file")])
+def test_an_evaluate_cache_that_cannot_be_a_folder_is_refused_before_training(
+        cache, expected, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli.EVALUATE, "_run", lambda config: pytest.fail("ran with bad flags"))
+    (tmp_path / "afile").write_text("")
+    value = str(tmp_path / cache)
+    code, err = fail(["evaluate", f"--samples={tmp_path}", f"--cache={value}"], capsys)
+    assert (code, err) == (2, f"minilean evaluate: error: --cache: got '{value}'; expected "
+                              f"{expected.format(tmp_path=tmp_path)}\n")
+
+
 def test_an_unknown_command_is_a_one_line_error(capsys):
     code, err = fail(["difusion", "--steps=3"], capsys)
     assert code == 2 and err.count("\n") == 1
