@@ -86,6 +86,10 @@ def test_expected_errors_exit_1_with_one_line(tmp_path, capsys):
     code, err = fail(["diffusion", "--cpu", f"--x={tmp_path / 'missing.npy'}",
                       f"--out={tmp_path / 'run'}"], capsys)
     assert code == 1 and err.count("\n") == 1 and "missing.npy" in err
+    code, err = fail(["diffusion", "--cpu", f"--x={tmp_path}", f"--out={tmp_path / 'run'}"],
+                     capsys)
+    assert (code, err) == (1, f"minilean diffusion: error: --x {tmp_path} is a directory; "
+                              f"expected a .npy array file\n")
     code, err = fail(["diffusion", "--cpu", "--dataset=ring8", f"--out={tmp_path / 'r'}"], capsys)
     assert code == 1 and "diffusion trains on images" in err
     code, err = fail(["evaluate", "--cpu", f"--samples={tmp_path}"], capsys)

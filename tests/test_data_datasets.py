@@ -231,8 +231,31 @@ def test_bad_flags_are_flag_errors(kwargs, message):
 
 
 def test_missing_x_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"image file .*nope.npy not found"):
+    with pytest.raises(FileNotFoundError, match=r"^--x .*nope.npy not found; make it with: a "
+                                                r"\.npy array of images \(N, C, H, W\)"):
         load_dataset(x=str(tmp_path / "nope.npy"))
+
+
+def test_a_missing_y_file_is_hinted_as_labels(tmp_path):
+    x = save(tmp_path, "x.npy", numpy.zeros((2, 3, 4, 4), numpy.uint8))
+    with pytest.raises(FileNotFoundError, match=r"^--y .*nope.npy not found; make it with: a "
+                                                r"\.npy array of integer labels \(N,\)"):
+        load_dataset(x=x, y=str(tmp_path / "nope.npy"))
+
+
+@pytest.mark.parametrize("flag", ["x", "y"])
+def test_a_data_path_of_the_wrong_kind_says_what_is_there(tmp_path, flag):
+    files = {"x": save(tmp_path, "x.npy", numpy.zeros((2, 3, 4, 4), numpy.uint8)),
+             "y": save(tmp_path, "y.npy", numpy.array([0, 1]))}
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IsADirectoryError, match=rf"^--{flag} .*folder is a directory; expected "
+                                                r"a \.npy array file$"):
+        load_dataset(**{**files, flag: str(tmp_path / "folder")})
+    below_a_file = str(tmp_path / "x.npy" / "z.npy")
+    with pytest.raises(NotADirectoryError, match=rf"^--{flag} .*z.npy cannot exist \(.*x.npy is "
+                                                 r"a file, not a directory\); expected a \.npy "
+                                                 r"array file$"):
+        load_dataset(**{**files, flag: below_a_file})
 
 
 def unreadable(tmp_path, kind):

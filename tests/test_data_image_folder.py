@@ -148,8 +148,19 @@ def test_bad_flags_are_flag_errors_before_any_work(tmp_path, flag, value, messag
 
 
 def test_missing_input_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="image folder .*missing not found"):
+    with pytest.raises(FileNotFoundError, match="^--input .*missing not found; expected a folder "
+                                                "of images$"):
         DataCommands().convert.image_folder(str(tmp_path / "missing"), str(tmp_path / "x.npy"))
+
+
+@pytest.mark.parametrize("name, message", [
+    ("afile", r"^--input .*afile is not a directory; expected a folder of images$"),
+    ("afile/in", r"^--input .*afile/in cannot exist \(.*afile is a file, not a directory\); "
+                 r"expected a folder of images$")])
+def test_an_input_that_is_not_a_folder_says_so(tmp_path, name, message):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(NotADirectoryError, match=message):
+        DataCommands().convert.image_folder(str(tmp_path / name), str(tmp_path / "x.npy"))
 
 
 def test_commands_mount_in_the_cli_and_run_end_to_end(tmp_path):

@@ -19,7 +19,7 @@ import numpy
 
 from minilean import atomic
 from minilean.data.arrays import manifest_path
-from minilean.data.paths import creatable_problem
+from minilean.data.paths import creatable_problem, existing_problem
 from minilean.errors import flag_error
 
 CROPS = ("center", "stretch")
@@ -107,8 +107,10 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
     if y_output is not None and not labels_from_dirs:
         raise ValueError("--y-output needs --labels-from-dirs (labels come from sub-directories)")
     manifest_file = check_outputs(x_output, y_output)
-    if not os.path.isdir(input_dir):
-        raise FileNotFoundError(f"image folder {input_dir} not found")
+    problem = existing_problem(input_dir, want_folder=True)
+    if problem:
+        kind, words = problem
+        raise kind(f"--input {input_dir} {words}; expected a folder of images")
     files = list_images(input_dir, extensions)
     class_names = sorted({path.split(os.sep)[0] for path in files if os.sep in path})
     if labels_from_dirs:
