@@ -7,7 +7,7 @@ import numpy
 import pytest
 
 from minilean.data import image_folder
-from minilean.data.arrays import load_dataset
+from minilean.data.arrays import MANIFEST_KEYS, load_dataset
 from minilean.data.commands import DataCommands
 from minilean.errors import FlagError
 
@@ -100,6 +100,7 @@ def test_nested_class_folders_labels_manifest_and_corrupt_file(tmp_path, capsys)
     assert manifest["class_names"] == ["cat", "dog"] and manifest["count"] == 3
     assert manifest["shape"] == [3, 3, 8, 8] and manifest["dtype"] == "uint8"
     assert manifest["skipped"] == [str(root / "cat" / "broken.png")]
+    assert sorted(manifest) == sorted(MANIFEST_KEYS)  # what load_arrays accepts as ours
     dataset = load_dataset(x=str(tmp_path / "X.npy"), y=str(tmp_path / "y.npy"))
     assert dataset.class_names == ("cat", "dog") and len(dataset) == 3
 

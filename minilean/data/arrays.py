@@ -154,6 +154,44 @@ def manifest_path(x_path):
     return os.path.splitext(x_path)[0] + ".json"
 
 
+# The keys of the manifest `data convert image-folder` writes beside its images
+# (image_folder.convert_image_folder); a JSON file there with other keys is not ours.
+MANIFEST_KEYS = ("shape", "dtype", "layout", "source", "count", "crop", "skipped",
+                 "class_names", "labels")
+
+
+def manifest_class_names(path):
+    """The class names (a list of texts, or None) of the manifest at ``path``.
+
+    Any ``X.json`` beside an ``X.npy`` is taken for its manifest, so a file there that is not
+    one (unreadable, not JSON, not the manifest's keys, class names that are not a list of
+    texts) is a one-line ``ValueError`` naming it, rather than being half-read or ignored.
+    """
+    expected = ("expected the manifest that `python -m minilean data convert image-folder` "
+                "writes beside its images (or no file of that name)")
+    try:
+        with open(path, encoding="utf-8") as file:
+            manifest = json.load(file)
+    except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+        raise ValueError(f"{path}: cannot read it as JSON ({error}); {expected}") from None
+    keys = set(manifest) if isinstance(manifest, dict) else set()
+    if not keys & set(MANIFEST_KEYS):
+        found = f"an object with keys {sorted(keys)}" if isinstance(manifest, dict) else \
+            f"a JSON {type(manifest).__name__}"
+        raise ValueError(f"{path}: not a minilean manifest (it holds {found}); {expected}: "
+                         f"move or rename it")
+    missing, unknown = sorted(set(MANIFEST_KEYS) - keys), sorted(keys - set(MANIFEST_KEYS))
+    if missing or unknown:
+        raise ValueError(f"{path}: a malformed manifest (missing keys {missing}, unknown keys "
+                         f"{unknown}); {expected}")
+    names = manifest["class_names"]
+    if names is not None and not (isinstance(names, list)
+                                  and all(isinstance(name, str) for name in names)):
+        raise ValueError(f"{path}: a malformed manifest (class_names is {names!r}); expected "
+                         f"a list of texts or null there")
+    return names
+
+
 def load_arrays(x, y=None, name=None, make_command=None, class_names=None, from_flags=False):
     """A Dataset from an image array file and an optional label file.
 
@@ -166,8 +204,7 @@ def load_arrays(x, y=None, name=None, make_command=None, class_names=None, from_
     labels = None if y is None else as_labels(
         load_npy(y, "label", make_command or LABELS_HINT, y_where), len(images), y_where)
     if class_names is None and os.path.exists(manifest_path(x)):
-        with open(manifest_path(x), encoding="utf-8") as file:
-            class_names = json.load(file).get("class_names")
+        class_names = manifest_class_names(manifest_path(x))
     if not class_names and labels is not None:
         class_names = tuple(str(value) for value in range(int(labels.max(initial=-1)) + 1))
     return Dataset(images, labels, tuple(class_names or ()), name or os.path.basename(x))
