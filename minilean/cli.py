@@ -62,6 +62,7 @@ from minilean.data.images import IMAGE_EXTENSIONS
 from minilean.data.arrays import DATASETS
 from minilean.data.builtin import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from minilean.data.paths import creatable_problem
+from minilean.data.runlog import read_run_config, resumed_flags
 from minilean.errors import FlagError, flag_error
 
 PROGRAM = "python -m minilean"
@@ -185,10 +186,12 @@ def _within(value, flag):
 # --- groups of flags ------------------------------------------------------------------------
 
 class FlagGroup:
-    """Flags shown together under a title, with an optional ``resolve(config)`` step."""
+    """Flags shown together under a title, with an optional ``resolve(config)`` step and an
+    optional ``check(values)`` of limits between flags (raising ``FlagError``), which sees the
+    values the run will use (a resumed run's included)."""
 
-    def __init__(self, title, flags, resolve=None):
-        self.title, self.flags, self.resolve = title, list(flags), resolve
+    def __init__(self, title, flags, resolve=None, check=None):
+        self.title, self.flags, self.resolve, self.check = title, list(flags), resolve, check
 
     def with_defaults(self, **defaults):
         """A copy whose named flags get new defaults (a command's own choice of defaults)."""
@@ -198,7 +201,7 @@ class FlagGroup:
             raise KeyError(f"group {self.title!r} has no flag(s) {unknown}")
         flags = [flag.with_default(defaults[flag.name]) if flag.name in defaults else flag
                  for flag in self.flags]
-        return FlagGroup(self.title, flags, self.resolve)
+        return FlagGroup(self.title, flags, self.resolve, self.check)
 
 
 def _resolve_device(config):
@@ -297,7 +300,8 @@ def run_dir_flags(out, **defaults):
     return FlagGroup("run directory", [
         Flag("out", out, "run directory: config.json, metrics.jsonl, loss curve, images, "
              "checkpoints, summary.json (a new run will not overwrite one already there)"),
-        Flag("resume", None, "continue the run in this directory from its last checkpoint"),
+        Flag("resume", None, "continue the run in this directory (a run of this command) "
+             "from its last checkpoint"),
         Flag("log", None, "also write a TorchLean-style TrainLog JSON here "
              "(false/off/none: do not)", check=output_file()),
         Flag("progress", True, "show a progress bar (plain lines when output is not a "
@@ -336,10 +340,24 @@ class Command:
             name: flag.parse(given[name]) if name in given else flag.default
             for name, flag in self.flags.items()})
         config.given_flags = sorted(given)  # what the user typed (a resumed run keeps these)
+        config.command = self.name  # saved in config.json: --resume refuses another's run
         for group in self.groups:
             if group.resolve:
                 group.resolve(config)
+        self.check(config)
         return config
+
+    def check(self, config):
+        """Run the groups' ``check``s on the values the run will use: with ``--resume``, the
+        resumed run's (its saved flags with the ones given now on top), which must be a run
+        of this command."""
+        values = config
+        if getattr(config, "resume", None):
+            values = types.SimpleNamespace(**resumed_flags(
+                vars(config), read_run_config(config.resume, self.name)))
+        for group in self.groups:
+            if group.check:
+                group.check(values)
 
     def run(self, config):
         function = _load(self._run) if isinstance(self._run, str) else self._run

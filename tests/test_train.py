@@ -110,16 +110,33 @@ def test_resume_refuses_to_change_the_model(tmp_path, capsys):
     assert "--arch: got 'residual'; expected 'unet'" in capsys.readouterr().err
 
 
+def test_resume_refuses_the_run_of_another_command_and_keeps_it(tmp_path, capsys):
+    """A diffusion run stopped before its first checkpoint: vae --resume would have trained a
+    VAE with diffusion's flags and rewritten the run's config.json."""
+    run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false")
+    os.remove(tmp_path / "checkpoints" / "last.npz")
+    assert json.loads((tmp_path / "config.json").read_text())["command"] == "diffusion"
+    before = {name: (tmp_path / name).read_bytes() for name in ("config.json", "metrics.jsonl")}
+    code, err = _exit_and_error(["vae", "--steps=1", f"--resume={tmp_path}", "--noprogress"],
+                                capsys)
+    assert (code, err) == (2, f"minilean vae: error: --resume: got '{tmp_path}'; expected a run "
+                              f"of vae (this is a run of diffusion: continue it with diffusion "
+                              f"--resume)\n")
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+
+
 def test_resume_gives_flags_an_older_run_predates_their_defaults(tmp_path):
+    """Nor does a run from before config.json recorded its command lose its resume."""
     run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false")
     config_path = tmp_path / "config.json"
     saved = json.loads(config_path.read_text())
-    del saved["prediction"]
+    del saved["prediction"], saved["command"]
     config_path.write_text(json.dumps(saved))
     run_cli("--steps=2", f"--resume={tmp_path}", "--evaluate=false")
     assert len(losses(tmp_path)) == 2
-    prediction = json.loads(config_path.read_text())["prediction"]
-    assert prediction == cli.DIFFUSION.flags["prediction"].default
+    resumed = json.loads(config_path.read_text())
+    assert resumed["prediction"] == cli.DIFFUSION.flags["prediction"].default
+    assert resumed["command"] == "diffusion"
 
 
 def _exit_and_error(argv, capsys):
