@@ -38,7 +38,10 @@ How to add a command (the pattern every model command follows)
    through; ``required=True`` makes the flag mandatory; ``low``/``high`` bound numbers
    (``low_open``/``high_open`` make the bound strict); ``aliases`` maps extra spellings of a
    choice onto it; ``check(value)`` may return an error text for anything else. A group's ``resolve(config)`` may combine its flags after they are
-   checked (``DEVICE_FLAGS`` turns ``--cpu``/``--cuda``/``auto`` into ``config.device``).
+   checked (``DEVICE_FLAGS`` turns ``--cpu``/``--cuda``/``auto`` into ``config.device``), and
+   its ``check(values)`` raises a ``FlagError`` for a combination the model cannot run (a
+   U-Net needs ``--image-size`` a multiple of 4): it sees the values the run will use, a
+   resumed run's saved ones included, so limits are found before anything is written.
 3. Append the ``Command`` to ``COMMANDS`` below. ``--help`` is generated from the declaration.
 
 A plain fire-style function or class (``data download``, ``data convert image-folder``) plugs in
@@ -483,6 +486,52 @@ def guard(component, name):
     return namespace
 
 
+# --- limits between flags, that a model's code sets (group checks) --------------------------
+
+def _sized_by_flag(values):
+    """Whether --image-size sets the images' side: for the built-in shapes and digits (an --x
+    array and the real datasets bring their own size)."""
+    return values.x is None and values.dataset in ("builtin", "digits")
+
+
+def _check_halved_twice(values, network):
+    """``network`` (in words) halves the image side twice with stride-2 layers and doubles it
+    back: --image-size must be a multiple of 4, or the output comes back smaller."""
+    if _sized_by_flag(values) and values.image_size % 4:
+        raise flag_error("image_size", values.image_size, f"a multiple of 4 for {network} (it "
+                                                          f"halves the side twice)")
+
+
+def _check_diffusion_model(values):
+    if values.arch == "unet":  # the residual net keeps the size and takes any width
+        if values.hidden_c < 2:  # see unet.norm_groups: a group needs two channels
+            raise flag_error("hidden_c", values.hidden_c, "an integer >= 2 for --arch unet "
+                                                          "(its GroupNorm groups need 2 channels)")
+        _check_halved_twice(values, "--arch unet")
+
+
+def _check_conv_arch(values):
+    """vae and autoencoder: the conv encoder halves twice; the MLP takes any size."""
+    if values.arch == "conv":
+        _check_halved_twice(values, "--arch conv")
+
+
+def _check_mae(values):
+    if values.width % values.heads:
+        raise flag_error("heads", values.heads, f"a divisor of --width {values.width} (each "
+                                                f"head takes an equal share of it)")
+    decoder_heads = max(1, values.heads // 2)  # as minilean.models.mae.run builds the decoder
+    if values.decoder_width % decoder_heads:
+        raise flag_error("decoder_width", values.decoder_width,
+                         f"a multiple of {decoder_heads}, the decoder's heads (half of --heads "
+                         f"{values.heads})")
+    size = values.image_size
+    if _sized_by_flag(values) and (size % values.patch_size or values.patch_size == size):
+        raise flag_error("patch_size", values.patch_size,
+                         f"a divisor of --image-size {size} smaller than it (the image is cut "
+                         f"into patches; at least one is hidden and one seen)")
+
+
 # --- the commands ---------------------------------------------------------------------------
 
 DIFFUSION = Command(
@@ -506,8 +555,9 @@ DIFFUSION = Command(
             Flag("arch", "unet", "epsilon predictor: unet (time embedding, GroupNorm, "
                  "attention) or residual (TorchLean's compact conv net)",
                  choices=("unet", "residual")),
-            Flag("hidden_c", 24, "base channel count of the epsilon predictor", low=1),
-        ]),
+            Flag("hidden_c", 24, "base channel count of the epsilon predictor (unet: at "
+                 "least 2)", low=1),
+        ], check=_check_diffusion_model),
         FlagGroup("learning rate", [
             Flag("lr_schedule", "cosine", "after the warm-up: cosine decay to 0 at "
                  "--lr-decay-steps, or constant", choices=("cosine", "constant")),
@@ -605,15 +655,16 @@ def zoo_training_flags(**defaults):
     return FlagGroup(group.title, [flag for flag in group.flags if flag.name != "ema"])
 
 
-def zoo_command(name, summary, details, training, own_flags, data=None, resolve=None):
+def zoo_command(name, summary, details, training, own_flags, data=None, resolve=None,
+                check=None):
     """A zoo command: device, data (16x16 built-in images by default), training, its own
-    flags (and their ``resolve(config)`` step), the held-out evaluation size and the run
-    directory ``runs/<name>``."""
+    flags (and their ``resolve(config)`` step and ``check(values)``), the held-out evaluation
+    size and the run directory ``runs/<name>``."""
     return Command(name, summary, run=f"minilean.models.{name}:run", details=details, groups=[
         DEVICE_FLAGS, data_flags(**(data or {"image_size": 16})), zoo_training_flags(**training),
         FlagGroup(name, own_flags + [
             Flag("n_eval", 500, "held-out rows to evaluate on (at most the 10% held out)", low=1)],
-            resolve),
+            resolve, check),
         run_dir_flags(f"runs/{name}")])
 
 
@@ -627,7 +678,8 @@ VAE = zoo_command(
      Flag("hidden", 32, "hidden width (mlp) or base channels (conv)", low=1),
      Flag("latent", 8, "latent coordinates (mlp) or channels at S/4 (conv)", low=1),
      Flag("beta", 1.0, "weight of the KL term (1 = the ELBO)", low=0),
-     Flag("iw_samples", 16, "K of the importance-weighted bound", low=1)])
+     Flag("iw_samples", 16, "K of the importance-weighted bound", low=1)],
+    check=_check_conv_arch)
 
 VQVAE = zoo_command(
     "vqvae", "Train a VQ-VAE; report codebook usage, perplexity and held-out reconstruction.",
@@ -641,7 +693,8 @@ VQVAE = zoo_command(
      Flag("ema_codebook", False, "update the codebook by moving averages instead of its loss"),
      Flag("decay", 0.99, "decay of the EMA codebook", low=0, high=1, high_open=True),
      Flag("restart_every", 100, "every N steps restart codes unused since the last check "
-          "(0: never)", low=0)])
+          "(0: never)", low=0)],
+    check=lambda values: _check_halved_twice(values, "the VQ-VAE"))
 
 # The image defaults cover 5 of the ring's 8 modes; a narrower G and D with a 2-D latent, trained
 # 3x longer, cover all 8 (about 10 s on a CPU).
@@ -677,24 +730,28 @@ AUTOENCODER = zoo_command(
     dict(steps=1000, lr=2e-3, batch_size=64),
     [Flag("arch", "mlp", "network", choices=("mlp", "conv")),
      Flag("hidden", 256, "hidden width (mlp) or base channels (conv)", low=1),
-     Flag("latent", 16, "code size (mlp) or code channels at S/4 (conv)", low=1)])
+     Flag("latent", 16, "code size (mlp) or code channels at S/4 (conv)", low=1)],
+    check=_check_conv_arch)
 
 MAE = zoo_command(
     "mae", "Train a masked autoencoder (ViT); report masked-patch MSE vs the mean patch.",
     "The encoder sees only visible patches; a light decoder fills mask tokens; the loss "
     "covers hidden patches only. Writes original / masked / reconstruction rows.",
     dict(steps=600, lr=2e-3, batch_size=64),
-    [Flag("patch_size", 4, "patch side in pixels (must divide the image size)", low=1),
+    [Flag("patch_size", 4, "patch side in pixels (must divide the image size, and be "
+          "smaller)", low=1),
      Flag("mask", "random", "random (a fresh subset per image) or block (TorchLean's "
           "deterministic quadrant)", choices=("random", "block")),
      Flag("mask_ratio", 0.75, "share of patches hidden by the random mask", low=0, high=1,
           low_open=True, high_open=True),
      Flag("width", 64, "encoder width", low=1), Flag("depth", 2, "encoder blocks", low=1),
-     Flag("heads", 4, "encoder attention heads", low=1),
-     Flag("decoder_width", 32, "decoder width", low=1),
+     Flag("heads", 4, "encoder attention heads (must divide --width)", low=1),
+     Flag("decoder_width", 32, "decoder width (a multiple of the decoder's heads, half of "
+          "--heads)", low=1),
      Flag("decoder_depth", 1, "decoder blocks", low=1),
      Flag("per_patch_norm", False, "predict per-patch normalised pixels (MAE's normalised "
-          "targets; named so, because fire reads --no... as a negated flag)")])
+          "targets; named so, because fire reads --no... as a negated flag)")],
+    check=_check_mae)
 
 
 COMMANDS = [DIFFUSION, EVALUATE, PROOFS, VAE, VQVAE, GAN, AUTOENCODER, MAE]
