@@ -510,6 +510,25 @@ def _check_diffusion_model(values):
         _check_halved_twice(values, "--arch unet")
 
 
+def _check_lr_schedule(values):
+    """The cosine must not end before the run does (the steps after its horizon would train
+    at learning rate 0), nor a warm-up the user gave run past the horizon (the rate would
+    never reach --lr). On a resumed run --steps is the new total. The default warm-up is
+    left alone: refusing it would refuse every run shorter than it."""
+    if values.lr_schedule != "cosine":
+        return
+    if values.lr_decay_steps is not None and values.lr_decay_steps < values.steps:
+        raise flag_error("lr_decay_steps", values.lr_decay_steps,
+                         f"an integer >= --steps {values.steps} (the cosine reaches 0 there; "
+                         f"the steps after it would train at learning rate 0)")
+    horizon, named = ((values.lr_decay_steps, "--lr-decay-steps") if values.lr_decay_steps
+                      else (values.steps, "--steps"))
+    if "warmup_steps" in values.given_flags and values.warmup_steps > horizon:
+        raise flag_error("warmup_steps", values.warmup_steps,
+                         f"at most {horizon}, the cosine's horizon ({named}); a longer warm-up "
+                         f"never reaches --lr")
+
+
 def _check_conv_arch(values):
     """vae and autoencoder: the conv encoder halves twice; the MLP takes any size."""
     if values.arch == "conv":
@@ -561,10 +580,12 @@ DIFFUSION = Command(
         FlagGroup("learning rate", [
             Flag("lr_schedule", "cosine", "after the warm-up: cosine decay to 0 at "
                  "--lr-decay-steps, or constant", choices=("cosine", "constant")),
-            Flag("warmup_steps", 100, "steps of linear learning-rate warm-up", low=0),
+            Flag("warmup_steps", 100, "steps of linear learning-rate warm-up (given with "
+                 "cosine: at most its horizon, --lr-decay-steps or --steps)", low=0),
             Flag("lr_decay_steps", None, "step where the cosine reaches 0 (default: --steps; "
-                 "give the final total when a run will be resumed further)", kind=int, low=1),
-        ]),
+                 "at least --steps: give the final total when a run will be resumed further)",
+                 kind=int, low=1),
+        ], check=_check_lr_schedule),
         FlagGroup("diffusion", [
             Flag("T", 200, "number of diffusion timesteps", low=1),
             Flag("schedule", "cosine", "beta schedule", choices=("linear", "cosine")),

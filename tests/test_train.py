@@ -125,6 +125,16 @@ def test_resume_refuses_the_run_of_another_command_and_keeps_it(tmp_path, capsys
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
 
 
+def test_a_resumed_run_is_checked_on_its_own_flags_not_todays_defaults(tmp_path):
+    """--hidden-c 1 is refused for the default --arch unet, not for the residual run being
+    resumed (whose --arch is not given again)."""
+    tiny = [flag for flag in TINY if not flag.startswith("--hidden-c=")]
+    main(["diffusion", *tiny, "--steps=1", f"--out={tmp_path}", "--evaluate=false",
+          "--arch=residual", "--hidden-c=1"])
+    main(["diffusion", "--steps=2", f"--resume={tmp_path}", "--hidden-c=1", "--noprogress"])
+    assert len(losses(tmp_path)) == 2
+
+
 def test_resume_gives_flags_an_older_run_predates_their_defaults(tmp_path):
     """Nor does a run from before config.json recorded its command lose its resume."""
     run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false")
