@@ -281,6 +281,39 @@ def test_a_dataset_too_small_to_score_is_refused_before_training(tmp_path, monke
            "real images (500 twice), it has 32" in err
 
 
+SCORED_RUNS = {  # tiny runs of the commands that measure FD-classifier, without --n-samples
+    "diffusion": ["diffusion", *[flag for flag in TINY if not flag.startswith("--n-samples=")],
+                  "--steps=1"],
+    "gan": ["gan", "--n-total=40", "--steps=1", "--batch-size=4", "--n-eval=4", "--hidden=8",
+            "--latent=2", "--noprogress"]}
+
+
+@pytest.mark.parametrize("command", sorted(SCORED_RUNS))
+def test_one_sample_cannot_be_scored_and_is_refused_before_training(command, tmp_path,
+                                                                   monkeypatch, capsys):
+    monkeypatch.setattr(TrainState, "save", lambda *args: pytest.fail("a step ran"))
+    code, err = _exit_and_error([*SCORED_RUNS[command], "--n-samples=1",
+                                 f"--out={tmp_path / 'run'}"], capsys)
+    assert (code, err) == (2, f"minilean {command}: error: --n-samples: got 1; expected an "
+                              f"integer >= 2 with --evaluate (FD-classifier fits a covariance "
+                              f"to the samples), or --noevaluate\n")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", sorted(SCORED_RUNS))
+def test_data_without_labels_say_fd_classifier_is_skipped(command, tmp_path, capsys):
+    numpy.save(tmp_path / "x.npy", numpy.random.default_rng(0).integers(
+        0, 256, (40, 3, 16, 16), dtype=numpy.uint8))
+    argv = [*SCORED_RUNS[command], "--n-samples=4", f"--x={tmp_path / 'x.npy'}"]
+    main([*argv, f"--out={tmp_path / 'run'}"])
+    assert capsys.readouterr().err == (
+        "minilean: --evaluate: FD-classifier is skipped, the data have no labels (give --y with "
+        "--x; --noevaluate silences this)\n")
+    assert "fd_classifier" not in json.loads((tmp_path / "run" / "summary.json").read_text())
+    main([*argv, "--noevaluate", f"--out={tmp_path / 'quiet'}"])
+    assert capsys.readouterr().err == ""
+
+
 def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     ml.manual_seed(0)
     model = Linear(2, 1)
