@@ -602,7 +602,9 @@ DIFFUSION = Command(
                  "(probability-flow ODE, Euler)", choices=("ddpm", "ddim", "pf-euler")),
             Flag("sample_steps", 50, "sampler steps (ddim/pf-euler; ddpm uses all T)", low=1),
             Flag("eta", 0.0, "DDIM noise scale: 0 deterministic, 1 DDPM-like", low=0),
-            Flag("clip", True, "clip the predicted x0 to [-1, 1] while sampling"),
+            Flag("clip", True, "ddpm and ddim (and the reconstruction): clip each step's "
+                 "predicted x0 to [-1, 1]; pf-euler, which predicts no x0: clamp the final "
+                 "samples to [-1, 1]"),
             Flag("n_samples", 128, "images to sample (the grid shows 64) and to measure "
                  "FD-classifier on", low=1),
             Flag("evaluate", True, "measure FD-classifier of the samples (trains a small "

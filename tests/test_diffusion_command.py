@@ -258,6 +258,13 @@ def test_the_clip_flag_reaches_the_samplers(tmp_path, monkeypatch):
     assert [kwargs.get("clip") for _, kwargs, _ in calls] == [True, False]
 
 
+def test_the_clip_help_says_what_it_does_for_each_sampler():
+    """pf-euler has no predicted x0 to clip: --clip clamps its final samples (sample above)."""
+    from minilean.cli import DIFFUSION
+    text = DIFFUSION.flags["clip"].help
+    assert "ddpm and ddim" in text and "pf-euler" in text and "final samples" in text
+
+
 # --- outputs --------------------------------------------------------------------------------
 
 def test_the_sample_grid_shows_the_first_64_samples_and_sample_ppm_is_the_same(tmp_path):
