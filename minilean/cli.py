@@ -38,7 +38,10 @@ How to add a command (the pattern every model command follows)
    through; ``required=True`` makes the flag mandatory; ``low``/``high`` bound numbers
    (``low_open``/``high_open`` make the bound strict); ``aliases`` maps extra spellings of a
    choice onto it; ``check(value)`` may return an error text for anything else. A group's ``resolve(config)`` may combine its flags after they are
-   checked (``DEVICE_FLAGS`` turns ``--cpu``/``--cuda``/``auto`` into ``config.device``).
+   checked (``DEVICE_FLAGS`` turns ``--cpu``/``--cuda``/``auto`` into ``config.device``), and
+   its ``check(values)`` raises a ``FlagError`` for a combination the model cannot run (a
+   U-Net needs ``--image-size`` a multiple of 4): it sees the values the run will use, a
+   resumed run's saved ones included, so limits are found before anything is written.
 3. Append the ``Command`` to ``COMMANDS`` below. ``--help`` is generated from the declaration.
 
 A plain fire-style function or class (``data download``, ``data convert image-folder``) plugs in
@@ -61,6 +64,8 @@ from minilean.backend import DeviceError
 from minilean.data.images import IMAGE_EXTENSIONS
 from minilean.data.arrays import DATASETS
 from minilean.data.builtin import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from minilean.data.paths import creatable_problem
+from minilean.data.runlog import read_run_config, resumed_flags
 from minilean.errors import FlagError, flag_error
 
 PROGRAM = "python -m minilean"
@@ -184,10 +189,12 @@ def _within(value, flag):
 # --- groups of flags ------------------------------------------------------------------------
 
 class FlagGroup:
-    """Flags shown together under a title, with an optional ``resolve(config)`` step."""
+    """Flags shown together under a title, with an optional ``resolve(config)`` step and an
+    optional ``check(values)`` of limits between flags (raising ``FlagError``), which sees the
+    values the run will use (a resumed run's included)."""
 
-    def __init__(self, title, flags, resolve=None):
-        self.title, self.flags, self.resolve = title, list(flags), resolve
+    def __init__(self, title, flags, resolve=None, check=None):
+        self.title, self.flags, self.resolve, self.check = title, list(flags), resolve, check
 
     def with_defaults(self, **defaults):
         """A copy whose named flags get new defaults (a command's own choice of defaults)."""
@@ -197,7 +204,7 @@ class FlagGroup:
             raise KeyError(f"group {self.title!r} has no flag(s) {unknown}")
         flags = [flag.with_default(defaults[flag.name]) if flag.name in defaults else flag
                  for flag in self.flags]
-        return FlagGroup(self.title, flags, self.resolve)
+        return FlagGroup(self.title, flags, self.resolve, self.check)
 
 
 def _resolve_device(config):
@@ -266,15 +273,28 @@ def training_flags(**defaults):
 
 
 def output_file(*extensions):
-    """A flag's ``check`` for the path of a file a run writes at its end: not a directory, and
-    ending in one of ``extensions`` (any ending, when none are given). Found out here, such a
-    mistake costs nothing; found out when the file is written, it costs the whole run."""
+    """A flag's ``check`` for the path of a file a run writes at its end: not a directory,
+    ending in one of ``extensions`` (any ending, when none are given), and inside a writable
+    folder (``creatable_problem``: the nearest existing path above it is one). Found out here,
+    such a mistake costs nothing; found out when the file is written, it costs the whole run."""
     def problem(path):
         if os.path.isdir(path):
             return "the path of a file (this is a directory)"
         if extensions and os.path.splitext(path)[1].lower() not in extensions:
             return "a path ending in " + ", ".join(extensions)
-        return None
+        return creatable_problem(path)
+    return problem
+
+
+def output_folder(what):
+    """A flag's ``check`` for a folder a command writes ``what`` into (created when missing):
+    not a file, and creatable where it is missing (``creatable_problem``)."""
+    def problem(path):
+        if os.path.isdir(path):
+            return None
+        if os.path.exists(path):
+            return f"a directory for {what} (this is a file)"
+        return creatable_problem(path)
     return problem
 
 
@@ -283,7 +303,8 @@ def run_dir_flags(out, **defaults):
     return FlagGroup("run directory", [
         Flag("out", out, "run directory: config.json, metrics.jsonl, loss curve, images, "
              "checkpoints, summary.json (a new run will not overwrite one already there)"),
-        Flag("resume", None, "continue the run in this directory from its last checkpoint"),
+        Flag("resume", None, "continue the run in this directory (a run of this command) "
+             "from its last checkpoint"),
         Flag("log", None, "also write a TorchLean-style TrainLog JSON here "
              "(false/off/none: do not)", check=output_file()),
         Flag("progress", True, "show a progress bar (plain lines when output is not a "
@@ -322,10 +343,24 @@ class Command:
             name: flag.parse(given[name]) if name in given else flag.default
             for name, flag in self.flags.items()})
         config.given_flags = sorted(given)  # what the user typed (a resumed run keeps these)
+        config.command = self.name  # saved in config.json: --resume refuses another's run
         for group in self.groups:
             if group.resolve:
                 group.resolve(config)
+        self.check(config)
         return config
+
+    def check(self, config):
+        """Run the groups' ``check``s on the values the run will use: with ``--resume``, the
+        resumed run's (its saved flags with the ones given now on top), which must be a run
+        of this command."""
+        values = config
+        if getattr(config, "resume", None):
+            values = types.SimpleNamespace(**resumed_flags(
+                vars(config), read_run_config(config.resume, self.name)))
+        for group in self.groups:
+            if group.check:
+                group.check(values)
 
     def run(self, config):
         function = _load(self._run) if isinstance(self._run, str) else self._run
@@ -391,7 +426,7 @@ def run_command(command, positional, flags):
 
 
 def _fail(name, error, code):
-    if os.environ.get("MINILEAN_TRACEBACK"):
+    if os.environ.get("MINILEAN_TRACEBACK") == "1":  # as documented: =0 or empty keeps it short
         raise error
     message = " ".join(str(error).split()) or type(error).__name__
     print(f"minilean {name}: error: {message}", file=sys.stderr)
@@ -451,6 +486,71 @@ def guard(component, name):
     return namespace
 
 
+# --- limits between flags, that a model's code sets (group checks) --------------------------
+
+def _sized_by_flag(values):
+    """Whether --image-size sets the images' side: for the built-in shapes and digits (an --x
+    array and the real datasets bring their own size)."""
+    return values.x is None and values.dataset in ("builtin", "digits")
+
+
+def _check_halved_twice(values, network):
+    """``network`` (in words) halves the image side twice with stride-2 layers and doubles it
+    back: --image-size must be a multiple of 4, or the output comes back smaller."""
+    if _sized_by_flag(values) and values.image_size % 4:
+        raise flag_error("image_size", values.image_size, f"a multiple of 4 for {network} (it "
+                                                          f"halves the side twice)")
+
+
+def _check_diffusion_model(values):
+    if values.arch == "unet":  # the residual net keeps the size and takes any width
+        if values.hidden_c < 2:  # see unet.norm_groups: a group needs two channels
+            raise flag_error("hidden_c", values.hidden_c, "an integer >= 2 for --arch unet "
+                                                          "(its GroupNorm groups need 2 channels)")
+        _check_halved_twice(values, "--arch unet")
+
+
+def _check_lr_schedule(values):
+    """The cosine must not end before the run does (the steps after its horizon would train
+    at learning rate 0), nor a warm-up the user gave run past the horizon (the rate would
+    never reach --lr). On a resumed run --steps is the new total. The default warm-up is
+    left alone: refusing it would refuse every run shorter than it."""
+    if values.lr_schedule != "cosine":
+        return
+    if values.lr_decay_steps is not None and values.lr_decay_steps < values.steps:
+        raise flag_error("lr_decay_steps", values.lr_decay_steps,
+                         f"an integer >= --steps {values.steps} (the cosine reaches 0 there; "
+                         f"the steps after it would train at learning rate 0)")
+    horizon, named = ((values.lr_decay_steps, "--lr-decay-steps") if values.lr_decay_steps
+                      else (values.steps, "--steps"))
+    if "warmup_steps" in values.given_flags and values.warmup_steps > horizon:
+        raise flag_error("warmup_steps", values.warmup_steps,
+                         f"at most {horizon}, the cosine's horizon ({named}); a longer warm-up "
+                         f"never reaches --lr")
+
+
+def _check_conv_arch(values):
+    """vae and autoencoder: the conv encoder halves twice; the MLP takes any size."""
+    if values.arch == "conv":
+        _check_halved_twice(values, "--arch conv")
+
+
+def _check_mae(values):
+    if values.width % values.heads:
+        raise flag_error("heads", values.heads, f"a divisor of --width {values.width} (each "
+                                                f"head takes an equal share of it)")
+    decoder_heads = max(1, values.heads // 2)  # as minilean.models.mae.run builds the decoder
+    if values.decoder_width % decoder_heads:
+        raise flag_error("decoder_width", values.decoder_width,
+                         f"a multiple of {decoder_heads}, the decoder's heads (half of --heads "
+                         f"{values.heads})")
+    size = values.image_size
+    if _sized_by_flag(values) and (size % values.patch_size or values.patch_size == size):
+        raise flag_error("patch_size", values.patch_size,
+                         f"a divisor of --image-size {size} smaller than it (the image is cut "
+                         f"into patches; at least one is hidden and one seen)")
+
+
 # --- the commands ---------------------------------------------------------------------------
 
 DIFFUSION = Command(
@@ -474,15 +574,18 @@ DIFFUSION = Command(
             Flag("arch", "unet", "epsilon predictor: unet (time embedding, GroupNorm, "
                  "attention) or residual (TorchLean's compact conv net)",
                  choices=("unet", "residual")),
-            Flag("hidden_c", 24, "base channel count of the epsilon predictor", low=1),
-        ]),
+            Flag("hidden_c", 24, "base channel count of the epsilon predictor (unet: at "
+                 "least 2)", low=1),
+        ], check=_check_diffusion_model),
         FlagGroup("learning rate", [
             Flag("lr_schedule", "cosine", "after the warm-up: cosine decay to 0 at "
                  "--lr-decay-steps, or constant", choices=("cosine", "constant")),
-            Flag("warmup_steps", 100, "steps of linear learning-rate warm-up", low=0),
+            Flag("warmup_steps", 100, "steps of linear learning-rate warm-up (given with "
+                 "cosine: at most its horizon, --lr-decay-steps or --steps)", low=0),
             Flag("lr_decay_steps", None, "step where the cosine reaches 0 (default: --steps; "
-                 "give the final total when a run will be resumed further)", kind=int, low=1),
-        ]),
+                 "at least --steps: give the final total when a run will be resumed further)",
+                 kind=int, low=1),
+        ], check=_check_lr_schedule),
         FlagGroup("diffusion", [
             Flag("T", 200, "number of diffusion timesteps", low=1),
             Flag("schedule", "cosine", "beta schedule", choices=("linear", "cosine")),
@@ -499,7 +602,9 @@ DIFFUSION = Command(
                  "(probability-flow ODE, Euler)", choices=("ddpm", "ddim", "pf-euler")),
             Flag("sample_steps", 50, "sampler steps (ddim/pf-euler; ddpm uses all T)", low=1),
             Flag("eta", 0.0, "DDIM noise scale: 0 deterministic, 1 DDPM-like", low=0),
-            Flag("clip", True, "clip the predicted x0 to [-1, 1] while sampling"),
+            Flag("clip", True, "ddpm and ddim (and the reconstruction): clip each step's "
+                 "predicted x0 to [-1, 1]; pf-euler, which predicts no x0: clamp the final "
+                 "samples to [-1, 1]"),
             Flag("n_samples", 128, "images to sample (the grid shows 64) and to measure "
                  "FD-classifier on", low=1),
             Flag("evaluate", True, "measure FD-classifier of the samples (trains a small "
@@ -535,7 +640,8 @@ EVALUATE = Command(
                  ".npy array of images (uint8 [0,255] or float [0,1], NCHW)", required=True),
             Flag("n_eval", 500, "real images in each reference set", low=2),
             Flag("classifier_steps", 800, "training steps of the feature classifier", low=1),
-            Flag("cache", "runs/classifiers", "directory of cached classifiers"),
+            Flag("cache", "runs/classifiers", "directory of cached classifiers",
+                 check=output_folder("the cached classifiers")),
             Flag("seed", 0, "seed of the classifier and the reference sets", low=0),
         ]),
     ])
@@ -572,15 +678,16 @@ def zoo_training_flags(**defaults):
     return FlagGroup(group.title, [flag for flag in group.flags if flag.name != "ema"])
 
 
-def zoo_command(name, summary, details, training, own_flags, data=None, resolve=None):
+def zoo_command(name, summary, details, training, own_flags, data=None, resolve=None,
+                check=None):
     """A zoo command: device, data (16x16 built-in images by default), training, its own
-    flags (and their ``resolve(config)`` step), the held-out evaluation size and the run
-    directory ``runs/<name>``."""
+    flags (and their ``resolve(config)`` step and ``check(values)``), the held-out evaluation
+    size and the run directory ``runs/<name>``."""
     return Command(name, summary, run=f"minilean.models.{name}:run", details=details, groups=[
         DEVICE_FLAGS, data_flags(**(data or {"image_size": 16})), zoo_training_flags(**training),
         FlagGroup(name, own_flags + [
             Flag("n_eval", 500, "held-out rows to evaluate on (at most the 10% held out)", low=1)],
-            resolve),
+            resolve, check),
         run_dir_flags(f"runs/{name}")])
 
 
@@ -594,7 +701,8 @@ VAE = zoo_command(
      Flag("hidden", 32, "hidden width (mlp) or base channels (conv)", low=1),
      Flag("latent", 8, "latent coordinates (mlp) or channels at S/4 (conv)", low=1),
      Flag("beta", 1.0, "weight of the KL term (1 = the ELBO)", low=0),
-     Flag("iw_samples", 16, "K of the importance-weighted bound", low=1)])
+     Flag("iw_samples", 16, "K of the importance-weighted bound", low=1)],
+    check=_check_conv_arch)
 
 VQVAE = zoo_command(
     "vqvae", "Train a VQ-VAE; report codebook usage, perplexity and held-out reconstruction.",
@@ -608,7 +716,8 @@ VQVAE = zoo_command(
      Flag("ema_codebook", False, "update the codebook by moving averages instead of its loss"),
      Flag("decay", 0.99, "decay of the EMA codebook", low=0, high=1, high_open=True),
      Flag("restart_every", 100, "every N steps restart codes unused since the last check "
-          "(0: never)", low=0)])
+          "(0: never)", low=0)],
+    check=lambda values: _check_halved_twice(values, "the VQ-VAE"))
 
 # The image defaults cover 5 of the ring's 8 modes; a narrower G and D with a 2-D latent, trained
 # 3x longer, cover all 8 (about 10 s on a CPU).
@@ -644,24 +753,28 @@ AUTOENCODER = zoo_command(
     dict(steps=1000, lr=2e-3, batch_size=64),
     [Flag("arch", "mlp", "network", choices=("mlp", "conv")),
      Flag("hidden", 256, "hidden width (mlp) or base channels (conv)", low=1),
-     Flag("latent", 16, "code size (mlp) or code channels at S/4 (conv)", low=1)])
+     Flag("latent", 16, "code size (mlp) or code channels at S/4 (conv)", low=1)],
+    check=_check_conv_arch)
 
 MAE = zoo_command(
     "mae", "Train a masked autoencoder (ViT); report masked-patch MSE vs the mean patch.",
     "The encoder sees only visible patches; a light decoder fills mask tokens; the loss "
     "covers hidden patches only. Writes original / masked / reconstruction rows.",
     dict(steps=600, lr=2e-3, batch_size=64),
-    [Flag("patch_size", 4, "patch side in pixels (must divide the image size)", low=1),
+    [Flag("patch_size", 4, "patch side in pixels (must divide the image size, and be "
+          "smaller)", low=1),
      Flag("mask", "random", "random (a fresh subset per image) or block (TorchLean's "
           "deterministic quadrant)", choices=("random", "block")),
      Flag("mask_ratio", 0.75, "share of patches hidden by the random mask", low=0, high=1,
           low_open=True, high_open=True),
      Flag("width", 64, "encoder width", low=1), Flag("depth", 2, "encoder blocks", low=1),
-     Flag("heads", 4, "encoder attention heads", low=1),
-     Flag("decoder_width", 32, "decoder width", low=1),
+     Flag("heads", 4, "encoder attention heads (must divide --width)", low=1),
+     Flag("decoder_width", 32, "decoder width (a multiple of the decoder's heads, half of "
+          "--heads)", low=1),
      Flag("decoder_depth", 1, "decoder blocks", low=1),
      Flag("per_patch_norm", False, "predict per-patch normalised pixels (MAE's normalised "
-          "targets; named so, because fire reads --no... as a negated flag)")])
+          "targets; named so, because fire reads --no... as a negated flag)")],
+    check=_check_mae)
 
 
 COMMANDS = [DIFFUSION, EVALUATE, PROOFS, VAE, VQVAE, GAN, AUTOENCODER, MAE]
@@ -679,6 +792,25 @@ def components():
     return found
 
 
+def _is_flag(token):
+    """Whether fire reads ``token`` as a flag (``--name`` or ``-x``), not as a value."""
+    return token.startswith("--") or re.match(r"-[a-zA-Z]", token) is not None
+
+
+def _flag_names(argv):
+    """The name each ``--flag`` token sets, as fire reads them: ``--noNAME`` with no value
+    after it sets NAME (to false), so ``--progress --noprogress`` names progress twice."""
+    names = []
+    for index, token in enumerate(argv):
+        if not token.startswith("--"):
+            continue
+        key = token[2:].split("=")[0].replace("-", "_")
+        negated = "=" not in token and key.startswith("no") and (
+            index + 1 == len(argv) or _is_flag(argv[index + 1]))
+        names.append(key[2:] if negated else key)
+    return names
+
+
 def main(argv=None):
     import fire
 
@@ -692,7 +824,7 @@ def main(argv=None):
         print(f"{FIRE_NAME}: error: no command {argv[0]!r}; expected one of "
               f"{', '.join(found)}{hint}", file=sys.stderr)
         sys.exit(2)
-    given = [token[2:].split("=")[0].replace("-", "_") for token in argv if token.startswith("--")]
+    given = _flag_names(argv)
     repeated = sorted({name for name in given if given.count(name) > 1})
     if repeated:  # fire keeps the last value of a repeated flag without a word
         print(f"{FIRE_NAME}: error: --{repeated[0].replace('_', '-')} is given more than once; "

@@ -199,7 +199,7 @@ def test_evaluate_needs_twice_the_run_reference_size(rows, refused):
     from minilean.models.classifier import check_fd_report
     dataset = Dataset(numpy.zeros((rows, 1, 2, 2), numpy.uint8), numpy.zeros(rows, numpy.int64),
                       (), "set")
-    config = SimpleNamespace(evaluate=True)
+    config = SimpleNamespace(evaluate=True, n_samples=128)  # as diffusion and gan have
     if refused:
         with pytest.raises(FlagError, match=r"^--evaluate: got True; expected false for this "
                                             r"dataset: FD-classifier needs 1000 real images"):

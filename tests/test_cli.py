@@ -86,6 +86,10 @@ def test_expected_errors_exit_1_with_one_line(tmp_path, capsys):
     code, err = fail(["diffusion", "--cpu", f"--x={tmp_path / 'missing.npy'}",
                       f"--out={tmp_path / 'run'}"], capsys)
     assert code == 1 and err.count("\n") == 1 and "missing.npy" in err
+    code, err = fail(["diffusion", "--cpu", f"--x={tmp_path}", f"--out={tmp_path / 'run'}"],
+                     capsys)
+    assert (code, err) == (1, f"minilean diffusion: error: --x {tmp_path} is a directory; "
+                              f"expected a .npy array file\n")
     code, err = fail(["diffusion", "--cpu", "--dataset=ring8", f"--out={tmp_path / 'r'}"], capsys)
     assert code == 1 and "diffusion trains on images" in err
     code, err = fail(["evaluate", "--cpu", f"--samples={tmp_path}"], capsys)
@@ -94,6 +98,41 @@ def test_expected_errors_exit_1_with_one_line(tmp_path, capsys):
     code, err = fail(["diffusion", "--cpu", f"--out={tmp_path / 'a_file' / 'run'}"], capsys)
     assert code == 1 and err.count("\n") == 1
     assert f"cannot create the run directory folder '{tmp_path / 'a_file' / 'run'}'" in err
+
+
+@pytest.mark.parametrize("value, raises", [("1", True), ("0", False), ("", False)])
+def test_only_minilean_traceback_1_re_raises(value, raises, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MINILEAN_TRACEBACK", value)
+    argv = ["diffusion", "--cpu", f"--x={tmp_path / 'missing.npy'}", f"--out={tmp_path / 'run'}"]
+    if raises:
+        with pytest.raises(FileNotFoundError):
+            main(argv)
+    else:
+        assert fail(argv, capsys)[0] == 1
+
+
+@pytest.mark.parametrize("flag, name", [("--sample-ppm", "x.ppm"), ("--log", "x.json"),
+                                        ("--reference-ppm", "deeper/x.ppm")])
+def test_an_output_file_below_a_file_is_refused_before_the_run(flag, name, tmp_path, capsys,
+                                                               no_work):
+    (tmp_path / "afile").write_text("")
+    value = str(tmp_path / "afile" / name)
+    code, err = fail(["diffusion", f"{flag}={value}"], capsys)
+    assert (code, err) == (2, f"minilean diffusion: error: {flag}: got '{value}'; expected a "
+                              f"path inside a folder; {tmp_path / 'afile'} is a file\n")
+
+
+@pytest.mark.parametrize("cache, expected", [
+    ("afile", "a directory for the cached classifiers (this is a file)"),
+    ("afile/classifiers", "a path inside a folder; {tmp_path}/afile is a file")])
+def test_an_evaluate_cache_that_cannot_be_a_folder_is_refused_before_training(
+        cache, expected, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli.EVALUATE, "_run", lambda config: pytest.fail("ran with bad flags"))
+    (tmp_path / "afile").write_text("")
+    value = str(tmp_path / cache)
+    code, err = fail(["evaluate", f"--samples={tmp_path}", f"--cache={value}"], capsys)
+    assert (code, err) == (2, f"minilean evaluate: error: --cache: got '{value}'; expected "
+                              f"{expected.format(tmp_path=tmp_path)}\n")
 
 
 def test_an_unknown_command_is_a_one_line_error(capsys):
@@ -107,6 +146,23 @@ def test_a_flag_given_twice_is_a_one_line_error(capsys):
     code, err = fail(["diffusion", "--steps=1", "--cpu", "--steps", "2"], capsys)
     assert (code, err) == (2, "minilean: error: --steps is given more than once; expected each "
                               "flag once\n")
+
+
+@pytest.mark.parametrize("argv", [["--progress", "--noprogress"], ["--noprogress", "--progress"],
+                                  ["--noprogress", "--progress=false"],
+                                  ["--noprogress", "--steps=1", "--noprogress"]])
+def test_a_boolean_given_in_both_spellings_is_given_twice(argv, capsys, no_work):
+    code, err = fail(["diffusion", *argv], capsys)
+    assert (code, err) == (2, "minilean: error: --progress is given more than once; expected "
+                              "each flag once\n")
+
+
+def test_a_flag_named_no_something_is_not_read_as_a_negation(no_work, monkeypatch):
+    """--noisy-ppm takes a value, so fire (and the repeat check) keep its name."""
+    seen = {}
+    monkeypatch.setattr(cli.DIFFUSION, "_run", lambda config: seen.update(vars(config)))
+    main(["diffusion", "--noisy-ppm", "a.ppm", "--noprogress"])
+    assert seen["noisy_ppm"] == "a.ppm" and seen["progress"] is False
 
 
 def test_proofs_matching_nothing_is_a_one_line_error(capsys):

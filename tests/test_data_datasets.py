@@ -1,4 +1,6 @@
 """The built-in datasets and load_dataset: determinism, labels, layouts and one-line errors."""
+import json
+
 import numpy
 import pytest
 
@@ -231,8 +233,31 @@ def test_bad_flags_are_flag_errors(kwargs, message):
 
 
 def test_missing_x_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"image file .*nope.npy not found"):
+    with pytest.raises(FileNotFoundError, match=r"^--x .*nope.npy not found; make it with: a "
+                                                r"\.npy array of images \(N, C, H, W\)"):
         load_dataset(x=str(tmp_path / "nope.npy"))
+
+
+def test_a_missing_y_file_is_hinted_as_labels(tmp_path):
+    x = save(tmp_path, "x.npy", numpy.zeros((2, 3, 4, 4), numpy.uint8))
+    with pytest.raises(FileNotFoundError, match=r"^--y .*nope.npy not found; make it with: a "
+                                                r"\.npy array of integer labels \(N,\)"):
+        load_dataset(x=x, y=str(tmp_path / "nope.npy"))
+
+
+@pytest.mark.parametrize("flag", ["x", "y"])
+def test_a_data_path_of_the_wrong_kind_says_what_is_there(tmp_path, flag):
+    files = {"x": save(tmp_path, "x.npy", numpy.zeros((2, 3, 4, 4), numpy.uint8)),
+             "y": save(tmp_path, "y.npy", numpy.array([0, 1]))}
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IsADirectoryError, match=rf"^--{flag} .*folder is a directory; expected "
+                                                r"a \.npy array file$"):
+        load_dataset(**{**files, flag: str(tmp_path / "folder")})
+    below_a_file = str(tmp_path / "x.npy" / "z.npy")
+    with pytest.raises(NotADirectoryError, match=rf"^--{flag} .*z.npy cannot exist \(.*x.npy is "
+                                                 r"a file, not a directory\); expected a \.npy "
+                                                 r"array file$"):
+        load_dataset(**{**files, flag: below_a_file})
 
 
 def unreadable(tmp_path, kind):
@@ -262,6 +287,41 @@ def test_a_file_that_is_not_one_npy_array_is_a_one_line_error(tmp_path, kind, me
     files[flag] = unreadable(tmp_path, kind)
     with pytest.raises(ValueError, match=f"^--{flag} .*{kind}.npy: {message}"):
         load_dataset(**files)
+
+
+def full_manifest(**changes):
+    """A manifest with every key `data convert image-folder` writes, with ``changes``."""
+    return {"shape": [2, 3, 4, 4], "dtype": "uint8", "layout": "NCHW", "source": "/in",
+            "count": 2, "crop": "center", "skipped": [], "class_names": ["a", "b"],
+            "labels": None, **changes}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", r"not a minilean manifest \(it holds a JSON list\); expected the manifest that "
+               r"`python -m minilean data convert image-folder` writes beside its images \(or "
+               r"no file of that name\): move or rename it$"),
+    ('{"author": "me"}', r"not a minilean manifest \(it holds an object with keys \['author'\]"
+                         r"\); expected the manifest"),
+    ("{not json", r"cannot read it as JSON \(Expecting property name .*\); expected the manifest"),
+    ('{"class_names": "abc"}', r"a malformed manifest \(missing keys \['count', 'crop', .*\], "
+                               r"unknown keys \[\]\); expected the manifest"),
+    (json.dumps(full_manifest(class_names="abc")), r"a malformed manifest \(class_names is "
+                                                   r"'abc'\); expected a list of texts or null"),
+    (json.dumps(full_manifest(extra=1)), r"a malformed manifest \(missing keys \[\], unknown "
+                                         r"keys \['extra'\]\)"),
+])
+def test_a_json_beside_the_images_must_be_our_manifest(tmp_path, text, message):
+    x = save(tmp_path, "x.npy", numpy.zeros((2, 3, 4, 4), numpy.uint8))
+    (tmp_path / "x.json").write_text(text)
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'x.json'}: {message}"):
+        load_dataset(x=x)
+
+
+def test_the_manifest_names_the_classes(tmp_path):
+    x = save(tmp_path, "x.npy", numpy.zeros((2, 3, 4, 4), numpy.uint8))
+    (tmp_path / "x.json").write_text(json.dumps(full_manifest(class_names=["cat", "dog"])))
+    assert load_dataset(x=x, y=save(tmp_path, "y.npy", numpy.array([0, 1]))).class_names == (
+        "cat", "dog")
 
 
 @pytest.mark.parametrize("labels, found", [

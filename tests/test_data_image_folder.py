@@ -7,7 +7,7 @@ import numpy
 import pytest
 
 from minilean.data import image_folder
-from minilean.data.arrays import load_dataset
+from minilean.data.arrays import MANIFEST_KEYS, load_dataset
 from minilean.data.commands import DataCommands
 from minilean.errors import FlagError
 
@@ -100,6 +100,7 @@ def test_nested_class_folders_labels_manifest_and_corrupt_file(tmp_path, capsys)
     assert manifest["class_names"] == ["cat", "dog"] and manifest["count"] == 3
     assert manifest["shape"] == [3, 3, 8, 8] and manifest["dtype"] == "uint8"
     assert manifest["skipped"] == [str(root / "cat" / "broken.png")]
+    assert sorted(manifest) == sorted(MANIFEST_KEYS)  # what load_arrays accepts as ours
     dataset = load_dataset(x=str(tmp_path / "X.npy"), y=str(tmp_path / "y.npy"))
     assert dataset.class_names == ("cat", "dog") and len(dataset) == 3
 
@@ -148,8 +149,19 @@ def test_bad_flags_are_flag_errors_before_any_work(tmp_path, flag, value, messag
 
 
 def test_missing_input_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="image folder .*missing not found"):
+    with pytest.raises(FileNotFoundError, match="^--input .*missing not found; expected a folder "
+                                                "of images$"):
         DataCommands().convert.image_folder(str(tmp_path / "missing"), str(tmp_path / "x.npy"))
+
+
+@pytest.mark.parametrize("name, message", [
+    ("afile", r"^--input .*afile is not a directory; expected a folder of images$"),
+    ("afile/in", r"^--input .*afile/in cannot exist \(.*afile is a file, not a directory\); "
+                 r"expected a folder of images$")])
+def test_an_input_that_is_not_a_folder_says_so(tmp_path, name, message):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(NotADirectoryError, match=message):
+        DataCommands().convert.image_folder(str(tmp_path / name), str(tmp_path / "x.npy"))
 
 
 def test_commands_mount_in_the_cli_and_run_end_to_end(tmp_path):

@@ -76,6 +76,53 @@ def test_each_update_uses_the_scheduled_learning_rate(tmp_path, monkeypatch, dec
     assert seen[0][0] == pytest.approx(0.005)  # the first update is already warming up
 
 
+def exit_and_error(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--steps=5", "--warmup-steps=6"], "--warmup-steps: got 6; expected at most 5, the "
+                                        "cosine's horizon (--steps); a longer warm-up never "
+                                        "reaches --lr"),
+    (["--steps=5", "--lr-decay-steps=8", "--warmup-steps=9"],
+     "--warmup-steps: got 9; expected at most 8, the cosine's horizon (--lr-decay-steps); a "
+     "longer warm-up never reaches --lr"),
+    (["--steps=5", "--lr-decay-steps=4"], "--lr-decay-steps: got 4; expected an integer >= "
+                                          "--steps 5 (the cosine reaches 0 there; the steps "
+                                          "after it would train at learning rate 0)"),
+])
+def test_a_schedule_that_misses_lr_or_ends_early_is_refused_before_training(
+        argv, expected, tmp_path, capsys):
+    code, err = exit_and_error(["diffusion", *TINY, *argv, f"--out={tmp_path / 'run'}"], capsys)
+    assert code == 2 and err == f"minilean diffusion: error: {expected}\n"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("flags", [
+    {"steps": 5, "warmup_steps": 5}, {"steps": 5, "lr_decay_steps": 8, "warmup_steps": 8},
+    {"steps": 5},  # the default warm-up (100) is not refused: every short run would be
+    {"steps": 5, "warmup_steps": 9, "lr_decay_steps": 3, "lr_schedule": "constant"}])
+def test_a_schedule_that_reaches_lr_and_lasts_the_run_passes(flags):
+    from minilean.cli import DIFFUSION
+    DIFFUSION.parse((), flags)
+
+
+def test_a_resumed_run_past_its_cosine_horizon_is_refused_and_kept(tmp_path, capsys):
+    """--steps on --resume is the new total: the saved --lr-decay-steps must still cover it."""
+    run_cli(tmp_path, "--steps=2", "--lr-decay-steps=4", "--warmup-steps=3")
+    before = (tmp_path / "config.json").read_bytes()
+    code, err = exit_and_error(["diffusion", "--steps=6", f"--resume={tmp_path}"], capsys)
+    assert code == 2 and "--lr-decay-steps: got 4; expected an integer >= --steps 6" in err
+    code, err = exit_and_error(["diffusion", "--steps=6", "--lr-decay-steps=6",
+                                "--warmup-steps=7", f"--resume={tmp_path}"], capsys)
+    assert code == 2 and "--warmup-steps: got 7; expected at most 6" in err
+    assert (tmp_path / "config.json").read_bytes() == before
+    main(["diffusion", "--steps=4", f"--resume={tmp_path}", "--noprogress"])  # within it
+    assert [record["step"] for record in read_metrics(tmp_path / "metrics.jsonl")][-1] == 4
+
+
 def test_every_update_clips_the_global_gradient_norm_to_one(tmp_path, monkeypatch):
     clips = []
     spy(monkeypatch, diffusion, "clip_grad_norm_", clips)
@@ -211,6 +258,13 @@ def test_the_clip_flag_reaches_the_samplers(tmp_path, monkeypatch):
     run_cli(tmp_path / "ddpm", "--steps=1", "--sampler=ddpm")
     run_cli(tmp_path / "ddim", "--steps=1", "--sampler=ddim", "--clip=false")
     assert [kwargs.get("clip") for _, kwargs, _ in calls] == [True, False]
+
+
+def test_the_clip_help_says_what_it_does_for_each_sampler():
+    """pf-euler has no predicted x0 to clip: --clip clamps its final samples (sample above)."""
+    from minilean.cli import DIFFUSION
+    text = DIFFUSION.flags["clip"].help
+    assert "ddpm and ddim" in text and "pf-euler" in text and "final samples" in text
 
 
 # --- outputs --------------------------------------------------------------------------------

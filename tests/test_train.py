@@ -110,16 +110,43 @@ def test_resume_refuses_to_change_the_model(tmp_path, capsys):
     assert "--arch: got 'residual'; expected 'unet'" in capsys.readouterr().err
 
 
+def test_resume_refuses_the_run_of_another_command_and_keeps_it(tmp_path, capsys):
+    """A diffusion run stopped before its first checkpoint: vae --resume would have trained a
+    VAE with diffusion's flags and rewritten the run's config.json."""
+    run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false")
+    os.remove(tmp_path / "checkpoints" / "last.npz")
+    assert json.loads((tmp_path / "config.json").read_text())["command"] == "diffusion"
+    before = {name: (tmp_path / name).read_bytes() for name in ("config.json", "metrics.jsonl")}
+    code, err = _exit_and_error(["vae", "--steps=1", f"--resume={tmp_path}", "--noprogress"],
+                                capsys)
+    assert (code, err) == (2, f"minilean vae: error: --resume: got '{tmp_path}'; expected a run "
+                              f"of vae (this is a run of diffusion: continue it with diffusion "
+                              f"--resume)\n")
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+
+
+def test_a_resumed_run_is_checked_on_its_own_flags_not_todays_defaults(tmp_path):
+    """--hidden-c 1 is refused for the default --arch unet, not for the residual run being
+    resumed (whose --arch is not given again)."""
+    tiny = [flag for flag in TINY if not flag.startswith("--hidden-c=")]
+    main(["diffusion", *tiny, "--steps=1", f"--out={tmp_path}", "--evaluate=false",
+          "--arch=residual", "--hidden-c=1"])
+    main(["diffusion", "--steps=2", f"--resume={tmp_path}", "--hidden-c=1", "--noprogress"])
+    assert len(losses(tmp_path)) == 2
+
+
 def test_resume_gives_flags_an_older_run_predates_their_defaults(tmp_path):
+    """Nor does a run from before config.json recorded its command lose its resume."""
     run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false")
     config_path = tmp_path / "config.json"
     saved = json.loads(config_path.read_text())
-    del saved["prediction"]
+    del saved["prediction"], saved["command"]
     config_path.write_text(json.dumps(saved))
     run_cli("--steps=2", f"--resume={tmp_path}", "--evaluate=false")
     assert len(losses(tmp_path)) == 2
-    prediction = json.loads(config_path.read_text())["prediction"]
-    assert prediction == cli.DIFFUSION.flags["prediction"].default
+    resumed = json.loads(config_path.read_text())
+    assert resumed["prediction"] == cli.DIFFUSION.flags["prediction"].default
+    assert resumed["command"] == "diffusion"
 
 
 def _exit_and_error(argv, capsys):
@@ -252,6 +279,39 @@ def test_a_dataset_too_small_to_score_is_refused_before_training(tmp_path, monke
     assert code == 2 and err.count("\n") == 1
     assert "--evaluate: got True; expected false for this dataset: FD-classifier needs 1000 " \
            "real images (500 twice), it has 32" in err
+
+
+SCORED_RUNS = {  # tiny runs of the commands that measure FD-classifier, without --n-samples
+    "diffusion": ["diffusion", *[flag for flag in TINY if not flag.startswith("--n-samples=")],
+                  "--steps=1"],
+    "gan": ["gan", "--n-total=40", "--steps=1", "--batch-size=4", "--n-eval=4", "--hidden=8",
+            "--latent=2", "--noprogress"]}
+
+
+@pytest.mark.parametrize("command", sorted(SCORED_RUNS))
+def test_one_sample_cannot_be_scored_and_is_refused_before_training(command, tmp_path,
+                                                                   monkeypatch, capsys):
+    monkeypatch.setattr(TrainState, "save", lambda *args: pytest.fail("a step ran"))
+    code, err = _exit_and_error([*SCORED_RUNS[command], "--n-samples=1",
+                                 f"--out={tmp_path / 'run'}"], capsys)
+    assert (code, err) == (2, f"minilean {command}: error: --n-samples: got 1; expected an "
+                              f"integer >= 2 with --evaluate (FD-classifier fits a covariance "
+                              f"to the samples), or --noevaluate\n")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", sorted(SCORED_RUNS))
+def test_data_without_labels_say_fd_classifier_is_skipped(command, tmp_path, capsys):
+    numpy.save(tmp_path / "x.npy", numpy.random.default_rng(0).integers(
+        0, 256, (40, 3, 16, 16), dtype=numpy.uint8))
+    argv = [*SCORED_RUNS[command], "--n-samples=4", f"--x={tmp_path / 'x.npy'}"]
+    main([*argv, f"--out={tmp_path / 'run'}"])
+    assert capsys.readouterr().err == (
+        "minilean: --evaluate: FD-classifier is skipped, the data have no labels (give --y with "
+        "--x; --noevaluate silences this)\n")
+    assert "fd_classifier" not in json.loads((tmp_path / "run" / "summary.json").read_text())
+    main([*argv, "--noevaluate", f"--out={tmp_path / 'quiet'}"])
+    assert capsys.readouterr().err == ""
 
 
 def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):

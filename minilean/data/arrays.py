@@ -12,6 +12,7 @@ import os
 import numpy
 
 from minilean.data import builtin, cifar10, flags
+from minilean.data.paths import existing_problem
 
 DATASETS = ("builtin", "cifar10", "imagenet64", "digits", "ring8")
 DEFAULT_N_TOTAL = 10_000  # rows generated for the procedural datasets (builtin, ring8)
@@ -64,12 +65,17 @@ def float_images(rows, value_range=(0.0, 1.0)):
 def load_npy(path, role, make_command, where=None):
     """Memory-map a ``.npy`` file; a missing file names the command that makes it.
 
-    ``where`` names the file in errors (e.g. "--x x.npy"; default "ROLE file PATH"). An empty
-    file, an ``.npz`` archive or anything else that is not one array is a ``ValueError``.
+    ``where`` names the file in errors (e.g. "--x x.npy"; default "ROLE file PATH"). A path
+    that is a directory, or lies below a file, is an ``OSError`` saying so; an empty file, an
+    ``.npz`` archive or anything else that is not one array is a ``ValueError``.
     """
     where = where or f"{role} file {path}"
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{role} file {path} not found; make it with: {make_command}")
+    problem = existing_problem(path)
+    if problem:
+        kind, words = problem  # making the file cures only a missing one
+        hint = f"make it with: {make_command}" if kind is FileNotFoundError else \
+            "expected a .npy array file"
+        raise kind(f"{where} {words}; {hint}")
     if os.path.getsize(path) == 0:
         raise ValueError(f"{where}: the file is empty; expected a .npy array file (numpy.save)")
     try:
@@ -138,24 +144,67 @@ def as_labels(labels, count, path):
     return numpy.asarray(labels, numpy.int64)
 
 
+# What a missing --x or --y file should be made as (the real datasets name their command).
+IMAGES_HINT = "a .npy array of images (N, C, H, W) or (N, H, W, C)"
+LABELS_HINT = "a .npy array of integer labels (N,), one per image"
+
+
 def manifest_path(x_path):
     """The JSON manifest written beside an image array (``X.npy`` -> ``X.json``)."""
     return os.path.splitext(x_path)[0] + ".json"
 
 
-def load_arrays(x, y=None, name=None, make_command="a .npy array (N, C, H, W) or (N, H, W, C)",
-                class_names=None, from_flags=False):
+# The keys of the manifest `data convert image-folder` writes beside its images
+# (image_folder.convert_image_folder); a JSON file there with other keys is not ours.
+MANIFEST_KEYS = ("shape", "dtype", "layout", "source", "count", "crop", "skipped",
+                 "class_names", "labels")
+
+
+def manifest_class_names(path):
+    """The class names (a list of texts, or None) of the manifest at ``path``.
+
+    Any ``X.json`` beside an ``X.npy`` is taken for its manifest, so a file there that is not
+    one (unreadable, not JSON, not the manifest's keys, class names that are not a list of
+    texts) is a one-line ``ValueError`` naming it, rather than being half-read or ignored.
+    """
+    expected = ("expected the manifest that `python -m minilean data convert image-folder` "
+                "writes beside its images (or no file of that name)")
+    try:
+        with open(path, encoding="utf-8") as file:
+            manifest = json.load(file)
+    except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+        raise ValueError(f"{path}: cannot read it as JSON ({error}); {expected}") from None
+    keys = set(manifest) if isinstance(manifest, dict) else set()
+    if not keys & set(MANIFEST_KEYS):
+        found = f"an object with keys {sorted(keys)}" if isinstance(manifest, dict) else \
+            f"a JSON {type(manifest).__name__}"
+        raise ValueError(f"{path}: not a minilean manifest (it holds {found}); {expected}: "
+                         f"move or rename it")
+    missing, unknown = sorted(set(MANIFEST_KEYS) - keys), sorted(keys - set(MANIFEST_KEYS))
+    if missing or unknown:
+        raise ValueError(f"{path}: a malformed manifest (missing keys {missing}, unknown keys "
+                         f"{unknown}); {expected}")
+    names = manifest["class_names"]
+    if names is not None and not (isinstance(names, list)
+                                  and all(isinstance(name, str) for name in names)):
+        raise ValueError(f"{path}: a malformed manifest (class_names is {names!r}); expected "
+                         f"a list of texts or null there")
+    return names
+
+
+def load_arrays(x, y=None, name=None, make_command=None, class_names=None, from_flags=False):
     """A Dataset from an image array file and an optional label file.
 
-    ``from_flags``: the paths came as --x and --y, and errors name those flags.
+    ``make_command``: what makes both files (a missing one's error names it; default: what
+    each file should hold). ``from_flags``: the paths came as --x and --y, and errors name
+    those flags.
     """
     x_where, y_where = (f"--x {x}", f"--y {y}") if from_flags else (x, y)
-    images = as_nchw(load_npy(x, "image", make_command, x_where), x_where)
-    labels = None if y is None else as_labels(load_npy(y, "label", make_command, y_where),
-                                              len(images), y_where)
+    images = as_nchw(load_npy(x, "image", make_command or IMAGES_HINT, x_where), x_where)
+    labels = None if y is None else as_labels(
+        load_npy(y, "label", make_command or LABELS_HINT, y_where), len(images), y_where)
     if class_names is None and os.path.exists(manifest_path(x)):
-        with open(manifest_path(x), encoding="utf-8") as file:
-            class_names = json.load(file).get("class_names")
+        class_names = manifest_class_names(manifest_path(x))
     if not class_names and labels is not None:
         class_names = tuple(str(value) for value in range(int(labels.max(initial=-1)) + 1))
     return Dataset(images, labels, tuple(class_names or ()), name or os.path.basename(x))

@@ -19,6 +19,7 @@ import numpy
 
 from minilean import atomic
 from minilean.data.arrays import manifest_path
+from minilean.data.paths import creatable_problem, existing_problem
 from minilean.errors import flag_error
 
 CROPS = ("center", "stretch")
@@ -63,13 +64,9 @@ def _check_writable(flag, value, path, expected):
     is a writable folder (the missing ones are created)."""
     if not os.path.basename(path) or os.path.isdir(path):
         raise flag_error(flag, value, expected)
-    folder = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(folder):
-        folder = os.path.dirname(folder)
-    if not os.path.isdir(folder):
-        raise flag_error(flag, value, f"a path inside a folder; {folder} is a file")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise flag_error(flag, value, f"a path in a writable folder; {folder} is not writable")
+    problem = creatable_problem(path)
+    if problem:
+        raise flag_error(flag, value, problem)
 
 
 def check_outputs(x_output, y_output=None):
@@ -110,8 +107,10 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
     if y_output is not None and not labels_from_dirs:
         raise ValueError("--y-output needs --labels-from-dirs (labels come from sub-directories)")
     manifest_file = check_outputs(x_output, y_output)
-    if not os.path.isdir(input_dir):
-        raise FileNotFoundError(f"image folder {input_dir} not found")
+    problem = existing_problem(input_dir, want_folder=True)
+    if problem:
+        kind, words = problem
+        raise kind(f"--input {input_dir} {words}; expected a folder of images")
     files = list_images(input_dir, extensions)
     class_names = sorted({path.split(os.sep)[0] for path in files if os.sep in path})
     if labels_from_dirs:

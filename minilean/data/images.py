@@ -12,9 +12,10 @@ import numpy
 
 from minilean import atomic
 
-# magic number -> (channels, binary?)
 IMAGE_EXTENSIONS = (".png", ".ppm", ".pgm")  # what save_image writes, chosen by the extension
+# magic number -> (channels, binary?)
 _PNM_FORMATS = {b"P6": (3, True), b"P5": (1, True), b"P3": (3, False), b"P2": (1, False)}
+_PNM_MAGIC = {format: magic for magic, format in _PNM_FORMATS.items()}  # the way back
 
 
 def to_uint8(images, value_range=(0.0, 1.0)):
@@ -44,8 +45,7 @@ def encode_pnm(image, ascii=False):
     """The bytes of a PPM (3 channels) or PGM (1 channel) file for a uint8 HWC/HW image."""
     image = _as_hwc(image)
     height, width, channels = image.shape
-    magic = {(3, False): b"P6", (1, False): b"P5", (3, True): b"P3", (1, True): b"P2"}[
-        (channels, ascii)]
+    magic = _PNM_MAGIC[(channels, not ascii)]
     header = b"%s\n%d %d\n255\n" % (magic, width, height)
     if not ascii:
         return header + numpy.ascontiguousarray(image).tobytes()

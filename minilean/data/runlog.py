@@ -1,6 +1,7 @@
 """The run directory of one training run: its flags, its metrics, its loss curve, its summary.
 
-    RUN/config.json     every flag's value (written once, atomically)
+    RUN/config.json     every flag's value (written atomically when the run starts, and again,
+                        merged with the flags given then, by each --resume)
     RUN/metrics.jsonl   one JSON object per logged step, appended and flushed line by line
     RUN/loss.svg        the loss curve (plain SVG, no plotting library)
     RUN/summary.json    final numbers, written at the end
@@ -18,6 +19,7 @@ import os
 import time
 
 from minilean import atomic
+from minilean.errors import flag_error
 
 
 def _json_safe(metrics):
@@ -46,6 +48,44 @@ def read_metrics(path):
             except json.JSONDecodeError:
                 continue
     return records
+
+
+def read_run_config(run_dir, command=None):
+    """The flags saved in ``run_dir``'s config.json, for ``--resume``: a one-line error when
+    there is none, when it is not a run's config, or when it is the run of another command
+    than ``command`` (its flags would build the wrong model, and the resume would rewrite its
+    config). A config.json without "command" (written before runs recorded it) passes."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--resume {run_dir}: no config.json there (is it a run "
+                                f"directory?)")
+    try:
+        with open(path, encoding="utf-8") as file:
+            saved = json.load(file)
+    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+        raise ValueError(f"--resume {run_dir}: config.json is not a run's config "
+                         f"({error})") from error
+    if not isinstance(saved, dict):
+        raise ValueError(f"--resume {run_dir}: config.json is not a run's config (it holds a "
+                         f"{type(saved).__name__}, not an object)")
+    made_by = saved.get("command")
+    if command is not None and made_by is not None and made_by != command:
+        raise flag_error("resume", run_dir, f"a run of {command} (this is a run of {made_by}: "
+                                            f"continue it with {made_by} --resume)")
+    return saved
+
+
+def resumed_flags(current, saved):
+    """The flags of a resumed run, as a dict: ``saved`` (its config.json) over ``current``
+    (so flags the saved run predates take today's defaults), then the flags given now
+    (``current["given_flags"]``), the device (resolved today) and ``resume`` on top. The run
+    continues in its own directory, and remembers every flag given at its start or since."""
+    given = set(current["given_flags"])
+    merged = {**current, **saved,
+              **{name: current[name] for name in given | {"resume", "device"}}}
+    merged["out"] = current["resume"]
+    merged["given_flags"] = sorted(set(saved.get("given_flags", ())) | given)
+    return merged
 
 
 class RunDirectory:

@@ -17,6 +17,7 @@ other, never with published FIDs.
 import hashlib
 import json
 import os
+import sys
 
 import numpy
 
@@ -201,10 +202,22 @@ def fd_report(config, dataset, images_uint8):
 
 
 def check_fd_report(config, dataset):
-    """Before training: with ``--evaluate``, ``dataset`` must have the real images ``fd_report``
-    will need (the built-in shapes are drawn afresh); else a flag error now, not after the run."""
-    if config.evaluate and dataset.y is not None and dataset.name != "builtin" and \
-            len(dataset) < 2 * RUN_FD_IMAGES:
+    """Before training, with ``--evaluate``: data without labels get a one-line notice that
+    FD-classifier is skipped (it trains a classifier on them; the run goes on without it);
+    otherwise ``fd_report`` must have what it needs, ``--n-samples`` of at least 2 (it fits a
+    covariance) and the real images (the built-in shapes are drawn afresh), or it is a flag
+    error now, not after the run."""
+    if not config.evaluate:
+        return
+    if dataset.y is None:
+        print("minilean: --evaluate: FD-classifier is skipped, the data have no labels (give "
+              "--y with --x; --noevaluate silences this)", file=sys.stderr)
+        return
+    if config.n_samples < 2:
+        raise flag_error("n_samples", config.n_samples, "an integer >= 2 with --evaluate "
+                                                        "(FD-classifier fits a covariance to the "
+                                                        "samples), or --noevaluate")
+    if dataset.name != "builtin" and len(dataset) < 2 * RUN_FD_IMAGES:
         raise flag_error("evaluate", config.evaluate,
                          f"false for this dataset: FD-classifier needs {2 * RUN_FD_IMAGES} real "
                          f"images ({RUN_FD_IMAGES} twice), it has {len(dataset)}")

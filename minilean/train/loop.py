@@ -23,7 +23,6 @@ Randomness that must repeat exactly after ``--resume`` is drawn from
 ``streams.stream(seed, Purpose.TRAINING_STEP, step)`` (a fresh generator per step,
 ``minilean/data/streams.py``) rather than from a global stream.
 """
-import json
 import math
 import os
 import sys
@@ -33,7 +32,7 @@ from minilean.autograd.shape import stack
 from minilean.autograd.tensor import Tensor
 from minilean.cuda import use_fast_kernels
 from minilean.data.progress import Progress
-from minilean.data.runlog import RunDirectory
+from minilean.data.runlog import RunDirectory, read_run_config, resumed_flags
 from minilean.errors import flag_error
 from minilean.optim.checkpoint import load_checkpoint, save_checkpoint
 
@@ -132,22 +131,11 @@ def run_config(config, locked):
 
 def resumed_config(config, locked):
     """The config of a resumed run: the saved ``config.json`` of ``config.resume``, with the
-    flags given now on top (and today's defaults for flags it predates). Flags in ``locked``
-    (what defines the model and its data) must not change; ``steps`` is the new total; the run
-    continues in its own directory, so ``--out`` may only name that."""
-    path = os.path.join(config.resume, "config.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--resume {config.resume}: no config.json there (is it a run "
-                                f"directory?)")
-    try:
-        with open(path, encoding="utf-8") as file:
-            saved = json.load(file)
-    except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
-        raise ValueError(f"--resume {config.resume}: config.json is not a run's config "
-                         f"({error})") from error
-    if not isinstance(saved, dict):
-        raise ValueError(f"--resume {config.resume}: config.json is not a run's config (it "
-                         f"holds a {type(saved).__name__}, not an object)")
+    flags given now on top (``resumed_flags``). It must be a run of this command
+    (``config.command``, when set). Flags in ``locked`` (what defines the model and its data)
+    must not change; ``steps`` is the new total; the run continues in its own directory, so
+    ``--out`` may only name that."""
+    saved = read_run_config(config.resume, getattr(config, "command", None))
     given = set(config.given_flags)
     if "out" in given and os.path.abspath(config.out) != os.path.abspath(config.resume):
         raise flag_error("out", config.out, f"no --out with --resume (the run continues in "
@@ -156,12 +144,7 @@ def resumed_config(config, locked):
         if name in given and getattr(config, name) != saved.get(name):
             raise flag_error(name, getattr(config, name),
                              f"{saved.get(name)!r} (the value of the run being resumed)")
-    merged = dict(vars(config))  # today's defaults for flags the saved run predates
-    merged.update(saved)
-    merged.update({name: getattr(config, name) for name in given | {"resume", "device"}})
-    merged["out"] = config.resume
-    merged["given_flags"] = sorted(set(saved.get("given_flags", ())) | given)
-    return type(config)(**merged)
+    return type(config)(**resumed_flags(vars(config), saved))
 
 
 def open_run(config, state):

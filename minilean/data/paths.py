@@ -1,0 +1,45 @@
+"""What is, or is not, at a path that a flag names: the words of its one-line error.
+
+A path that cannot serve is reported by what is in its way (a directory where a file should
+be, a file where a folder should be, a folder that is not writable), not as simply "not
+found", so the message points at the real obstacle. Used by the flag checks (``cli``) and the
+data commands alike; nothing here writes.
+"""
+import os
+
+
+def nearest_existing(path):
+    """``path`` made absolute when it exists, else its nearest ancestor that does."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def creatable_problem(path):
+    """Why a file or folder cannot be created at ``path`` (the missing folders above it are
+    created too), as the text after "expected"; None when it can. The nearest existing path
+    above it must be a writable folder."""
+    folder = nearest_existing(os.path.dirname(os.path.abspath(path)))
+    if not os.path.isdir(folder):
+        return f"a path inside a folder; {folder} is a file"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"a path in a writable folder; {folder} is not writable"
+    return None
+
+
+
+def existing_problem(path, want_folder=False):
+    """None when ``path`` is an existing file (a folder when ``want_folder``); else
+    ``(kind, words)``: the ``OSError`` subclass to raise and what is wrong, to follow the path
+    in a message: "is a directory", "is not a directory", "cannot exist (X is a file, not a
+    directory)" or "not found" (only this last one is cured by making the file)."""
+    if os.path.isdir(path) if want_folder else os.path.isfile(path):
+        return None
+    if os.path.exists(path):
+        return ((NotADirectoryError, "is not a directory") if want_folder
+                else (IsADirectoryError, "is a directory"))
+    above = nearest_existing(path)
+    if not os.path.isdir(above):
+        return NotADirectoryError, f"cannot exist ({above} is a file, not a directory)"
+    return FileNotFoundError, "not found"
