@@ -539,7 +539,8 @@ def _check_mae(values):
     if values.width % values.heads:
         raise flag_error("heads", values.heads, f"a divisor of --width {values.width} (each "
                                                 f"head takes an equal share of it)")
-    decoder_heads = max(1, values.heads // 2)  # as minilean.models.mae.run builds the decoder
+    from minilean.models.mae import decoder_heads as decoder_heads_for
+    decoder_heads = decoder_heads_for(values.heads)
     if values.decoder_width % decoder_heads:
         raise flag_error("decoder_width", values.decoder_width,
                          f"a multiple of {decoder_heads}, the decoder's heads (half of --heads "

@@ -262,6 +262,11 @@ def mean_patch_mse(train_images, test_images, hidden, patch_size):
     return float((per_patch * hidden).sum() / hidden.sum())
 
 
+def decoder_heads(heads):
+    """The light decoder's attention heads: half the encoder's, at least one."""
+    return max(1, heads // 2)
+
+
 def run(config):
     """``python -m minilean mae``: train, then held-out masked-patch MSE next to the mean patch."""
     from minilean.autograd.grad_mode import no_grad
@@ -277,7 +282,7 @@ def run(config):
                          f"{image_shape[1]}x{image_shape[2]}")
     model = MaskedAutoencoder(image_shape, config.patch_size, config.width, config.depth,
                               config.heads, config.decoder_width, config.decoder_depth,
-                              decoder_heads=max(1, config.heads // 2)).to(config.device)
+                              decoder_heads=decoder_heads(config.heads)).to(config.device)
     optimizer = Adam(model.parameters(), lr=config.lr)
 
     def make_mask(count):
