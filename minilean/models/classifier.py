@@ -107,8 +107,8 @@ def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
     """
     from minilean import backend
     from minilean.data import Loader
-    from minilean.models.zoo_run import minimize
-    from minilean.optim import Adam, load_checkpoint, save_checkpoint, warmup_cosine_scheduler
+    from minilean.optim import (Adam, load_checkpoint, minimize, save_checkpoint,
+                                warmup_cosine_scheduler)
 
     classes = int(numpy.max(dataset.y)) + 1
     path = _cache_path(cache, dataset, seed, steps, lr)
