@@ -627,7 +627,7 @@ DIFFUSION = Command(
 EVALUATE = Command(
     "evaluate",
     "FD-classifier of generated images against held-out real ones, with floor and ceiling.",
-    run="minilean.models.classifier:evaluate_command",
+    run="minilean.train.evaluate:run",
     details="Trains (once, cached) a small classifier on the dataset's labels and reports the "
             "Frechet distance between Gaussian fits of its penultimate features: generated "
             "images vs held-out real ones, next to real training images (floor) and Gaussian "
