@@ -18,14 +18,14 @@ reports an unknown flag (a typo would start a five-minute training run), and it 
 
 How to add a command (the pattern every model command follows)
 ----------------------------------------------------------------
-1. Write the work as ``run(config)`` (a zoo model in its own module, ``minilean/models/vae.py``;
-   diffusion in ``minilean/train/diffusion.py``), where ``config`` is a
+1. Write the work as ``run(config)`` in ``minilean/train/<name>.py`` (``vae.py`` trains the
+   model of ``minilean/models/vae.py``; ``diffusion.py``), where ``config`` is a
    ``types.SimpleNamespace`` of checked flag values (attribute names = flag names with ``_``).
    Import heavy modules inside ``run`` so that ``--help`` and flag errors stay instant.
 2. Declare the flags: shared groups (``DEVICE_FLAGS``, ``data_flags()``, ``training_flags()``,
    ``run_dir_flags()``) with per-command defaults, plus a ``FlagGroup`` of your own ``Flag``s.
    A zoo command does this in one call, ``zoo_command`` (its ``run`` is
-   ``minilean.models.<name>:run``)::
+   ``minilean.train.<name>:run``)::
 
        VAE = zoo_command(
            "vae", "Train a variational autoencoder; ...", "Loss = -log p(x|z) ...",
@@ -627,7 +627,7 @@ DIFFUSION = Command(
 EVALUATE = Command(
     "evaluate",
     "FD-classifier of generated images against held-out real ones, with floor and ceiling.",
-    run="minilean.models.classifier:evaluate_command",
+    run="minilean.train.evaluate:run",
     details="Trains (once, cached) a small classifier on the dataset's labels and reports the "
             "Frechet distance between Gaussian fits of its penultimate features: generated "
             "images vs held-out real ones, next to real training images (floor) and Gaussian "
@@ -684,7 +684,7 @@ def zoo_command(name, summary, details, training, own_flags, data=None, resolve=
     """A zoo command: device, data (16x16 built-in images by default), training, its own
     flags (and their ``resolve(config)`` step and ``check(values)``), the held-out evaluation
     size and the run directory ``runs/<name>``."""
-    return Command(name, summary, run=f"minilean.models.{name}:run", details=details, groups=[
+    return Command(name, summary, run=f"minilean.train.{name}:run", details=details, groups=[
         DEVICE_FLAGS, data_flags(**(data or {"image_size": 16})), zoo_training_flags(**training),
         FlagGroup(name, own_flags + [
             Flag("n_eval", 500, "held-out rows to evaluate on (at most the 10% held out)", low=1)],

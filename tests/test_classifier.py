@@ -57,24 +57,24 @@ def samples_file(tmp_path, kind):
             r"numpy.savez\)"),
 ])
 def test_samples_follow_the_rules_of_x(tmp_path, kind, message):
-    from minilean.models.classifier import _load_samples
+    from minilean.train.evaluate import load_samples
     with pytest.raises(ValueError, match=f"^--samples .*{kind}.npy: {message}$"):
-        _load_samples(samples_file(tmp_path, kind))
+        load_samples(samples_file(tmp_path, kind))
 
 
 def test_samples_in_range_come_back_as_float32_in_0_1(tmp_path):
-    from minilean.models.classifier import _load_samples
+    from minilean.train.evaluate import load_samples
     numpy.save(tmp_path / "u8.npy", numpy.full((2, 3, 16, 16), 255, numpy.uint8))
     numpy.save(tmp_path / "f64.npy", numpy.full((2, 3, 16, 16), 0.5))
     for name, value in (("u8", 1.0), ("f64", 0.5)):
-        samples = _load_samples(str(tmp_path / f"{name}.npy"))
+        samples = load_samples(str(tmp_path / f"{name}.npy"))
         assert samples.dtype == numpy.float32 and numpy.all(samples == value)
 
 
 def test_samples_of_a_size_builtin_lacks_name_samples_not_image_size(tmp_path):
     from types import SimpleNamespace
 
-    from minilean.models.classifier import evaluate_command
+    from minilean.train.evaluate import run as evaluate_command
     numpy.save(tmp_path / "small.npy", numpy.zeros((4, 3, 15, 15), numpy.uint8))
     config = SimpleNamespace(device="cpu", samples=str(tmp_path / "small.npy"),
                              dataset="builtin", x=None, y=None, n_total=None, image_size=32,
@@ -209,20 +209,20 @@ def test_evaluate_needs_twice_the_run_reference_size(rows, refused):
 
 
 def test_every_row_of_the_samples_is_range_checked(tmp_path):
-    from minilean.models.classifier import _load_samples
+    from minilean.train.evaluate import load_samples
     samples = numpy.zeros((1100, 1, 2, 2), numpy.float32)
     samples[-1] = 2.0
     numpy.save(tmp_path / "late.npy", samples)
     with pytest.raises(ValueError, match=r"found values in \[0.0, 2.0\]$"):
-        _load_samples(str(tmp_path / "late.npy"))
+        load_samples(str(tmp_path / "late.npy"))
 
 
 def test_non_square_samples_are_refused_for_the_builtin_shapes():
-    from minilean.models.classifier import _builtin_image_size
+    from minilean.train.evaluate import builtin_image_size
     with pytest.raises(ValueError, match=r"^--samples s.npy: images are 16x32; the built-in "
                                          r"shapes they are compared with come square"):
-        _builtin_image_size(numpy.zeros((2, 3, 16, 32), numpy.float32), "s.npy")
-    assert _builtin_image_size(numpy.zeros((2, 3, 24, 24), numpy.float32), "s.npy") == 24
+        builtin_image_size(numpy.zeros((2, 3, 16, 32), numpy.float32), "s.npy")
+    assert builtin_image_size(numpy.zeros((2, 3, 24, 24), numpy.float32), "s.npy") == 24
 
 
 def test_the_classifier_follows_warmup_then_cosine(tmp_path, monkeypatch):

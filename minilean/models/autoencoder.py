@@ -88,41 +88,9 @@ def reconstruction_loss(model, images):
     return nn.functional.mse_loss(model(images), images)
 
 
-# --- the command ----------------------------------------------------------------------------
-
-LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "arch",
-                "hidden", "latent")
+# --- the trivial baseline: the mean image --------------------------------------------------
 
 
 def mean_image_mse(train_images, test_images):
     """The trivial baseline: predict the mean training image for every test image (host)."""
     return float(((test_images - train_images.mean(0, keepdims=True)) ** 2).mean())
-
-
-def run(config):
-    """``python -m minilean autoencoder``: train, then held-out MSE next to the mean image."""
-    from minilean.autograd.grad_mode import no_grad
-    from minilean.data.arrays import float_images
-    from minilean.models import zoo_run
-    from minilean.optim import Adam
-
-    session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
-    config = session.config
-    model = Autoencoder(zoo_run.image_shape(session), config.arch, config.hidden,
-                        config.latent).to(config.device)
-    optimizer = Adam(model.parameters(), lr=config.lr)
-
-    def step_fn(images, step):
-        loss = reconstruction_loss(model, images)
-        return {"loss": zoo_run.minimize(optimizer, loss)}
-
-    zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "autoencoder")
-    held_out = session.held_out(config.n_eval)
-    with no_grad():
-        reconstructions = model(held_out)
-        error = float(nn.functional.mse_loss(reconstructions, held_out).item())
-    baseline = mean_image_mse(float_images(session.train_rows),
-                              held_out.numpy())
-    session.save_reconstructions(held_out, reconstructions)
-    session.finish("Autoencoder", held_out_images=len(held_out), held_out_mse=error,
-                   baseline_mean_image_mse=baseline, steps=config.steps)

@@ -107,8 +107,8 @@ def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
     """
     from minilean import backend
     from minilean.data import Loader
-    from minilean.models.zoo_run import minimize
-    from minilean.optim import Adam, load_checkpoint, save_checkpoint, warmup_cosine_scheduler
+    from minilean.optim import (Adam, load_checkpoint, minimize, save_checkpoint,
+                                warmup_cosine_scheduler)
 
     classes = int(numpy.max(dataset.y)) + 1
     path = _cache_path(cache, dataset, seed, steps, lr)
@@ -221,51 +221,3 @@ def check_fd_report(config, dataset):
         raise flag_error("evaluate", config.evaluate,
                          f"false for this dataset: FD-classifier needs {2 * RUN_FD_IMAGES} real "
                          f"images ({RUN_FD_IMAGES} twice), it has {len(dataset)}")
-
-
-def _load_samples(path):
-    """Generated images from a run directory (its samples.npy) or an .npy file, as float32 in
-    [0, 1]; the same dtype and range rules as --x (uint8, or float already in [0, 1])."""
-    from minilean.data.arrays import check_pixel_values, float_images, load_npy
-
-    if os.path.isdir(path):
-        path = os.path.join(path, "samples.npy")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"samples file {path} not found; train a model first "
-                                f"(e.g. python -m minilean diffusion), or give an .npy array")
-    where = f"--samples {path}"
-    images = load_npy(path, "samples", "python -m minilean diffusion", where)
-    if images.ndim != 4:
-        raise ValueError(f"{where}: expected images (N, C, H, W), found shape {images.shape}")
-    check_pixel_values(images, where, rows=None)  # every row: all of them are scored
-    return float_images(images)
-
-
-def _builtin_image_size(samples, path):
-    """The side of the samples, which the built-in shapes are drawn at to be compared with them."""
-    from minilean.data.builtin import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
-
-    height, width = samples.shape[2:]
-    if height != width or not MIN_IMAGE_SIZE <= height <= MAX_IMAGE_SIZE:
-        raise ValueError(f"--samples {path}: images are {height}x{width}; the built-in shapes "
-                         f"they are compared with come square, {MIN_IMAGE_SIZE} to "
-                         f"{MAX_IMAGE_SIZE} pixels (or give the real images with --x)")
-    return height
-
-
-def evaluate_command(config):
-    """``python -m minilean evaluate``: print FD-classifier with its floor and ceiling."""
-    from minilean.data import load_dataset
-    from minilean.train.loop import prepare_device
-
-    prepare_device(config)  # checks the device; --fast-kernels switches the kernels on
-    samples = _load_samples(config.samples)
-    # --image-size is ignored for the built-in shapes: they are drawn at the samples' size.
-    image_size = _builtin_image_size(samples, config.samples) \
-        if config.x is None and config.dataset == "builtin" else config.image_size
-    dataset = load_dataset(config.dataset, config.x, config.y, config.n_total, image_size,
-                           config.seed)
-    report = fd_classifier(samples, dataset, config.device, config.seed, config.n_eval,
-                           config.classifier_steps, config.cache)
-    print(json.dumps(report, indent=2))
-    return report

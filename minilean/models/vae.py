@@ -201,11 +201,7 @@ def evaluate_bounds(model, images, samples):
         return float(negative_elbo_nats.item()), float(negative_iw_nats.item())
 
 
-# --- the command ----------------------------------------------------------------------------
-
-LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "arch",
-                "hidden", "latent")
-EVAL_CHUNK = 100  # held-out images per forward pass while evaluating
+# --- the trivial baseline: independent pixels ----------------------------------------------
 
 
 def as_pixel_levels(rows):
@@ -228,43 +224,3 @@ def independent_pixel_nats(train_rows, test_rows):
     numpy.add.at(counts, (numpy.broadcast_to(numpy.arange(dims), train.shape), train), 1)
     log_p = numpy.log(counts / counts.sum(1, keepdims=True))
     return float(-log_p[numpy.arange(dims), test].sum(1).mean())
-
-
-def run(config):
-    """``python -m minilean vae``: train, then held-out bounds, reconstructions, prior samples."""
-    import numpy
-    from minilean.data.streams import Purpose
-    from minilean.models import zoo_run
-    from minilean.optim import Adam
-
-    session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
-    config = session.config
-    image_shape = zoo_run.image_shape(session)
-    model = VAE(image_shape, config.arch, config.hidden, config.latent).to(config.device)
-    optimizer = Adam(model.parameters(), lr=config.lr)
-
-    def step_fn(images, step):
-        eps = session.normal((images.shape[0], *model.latent_shape), Purpose.TRAINING_STEP, step)
-        return {"loss": zoo_run.minimize(optimizer, vae_loss(model, images, config.beta, eps))}
-
-    zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "vae")
-    held_out = session.held_out_rows[:config.n_eval]
-    chunks = zoo_run.chunks(held_out, EVAL_CHUNK)
-    bounds = [evaluate_bounds(model, session.tensor(chunk), config.iw_samples) for chunk in chunks]
-    negative_elbo_nats, negative_iw_nats = numpy.average(bounds, axis=0,
-                                                         weights=[len(chunk) for chunk in chunks])
-    baseline = independent_pixel_nats(session.train_rows, held_out)
-    bits = 1.0 / (numpy.log(2) * int(numpy.prod(image_shape)))
-    originals = session.held_out(16)
-    with no_grad():
-        mean, _ = model.decode(model.encode(originals)[0])
-    session.save_reconstructions(originals, mean.clamp(0.0, 1.0))
-    session.save_grid("prior_samples", model.sample_prior(64, config.device))
-    session.finish("VAE", held_out_images=len(held_out),
-                   negative_elbo_nats=float(negative_elbo_nats),
-                   negative_elbo_bits_per_dim=float(negative_elbo_nats * bits),
-                   iw_bound_nats=float(negative_iw_nats), iw_samples=config.iw_samples,
-                   iw_bound_bits_per_dim=float(negative_iw_nats * bits),
-                   baseline_independent_pixels_nats=baseline,
-                   baseline_independent_pixels_bits_per_dim=baseline * bits,
-                   steps=config.steps)

@@ -105,6 +105,15 @@ class Optimizer:
         return f"{type(self).__name__}({settings})"
 
 
+def minimize(optimizer, loss):
+    """One optimizer step on ``loss``: clear the gradients, backpropagate, update; the loss,
+    detached and left on its device (the training loop reads it back when it logs)."""
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def check_non_negative(name, value):
     if not value >= 0.0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")

@@ -1,1 +1,2 @@
-"""The shared training loop and the per-command training jobs."""
+"""The shared training loop (``loop.py``), what every zoo command does around its model
+(``zoo_run.py``), and one training job per command (``diffusion.py``, ``vae.py``, ...)."""

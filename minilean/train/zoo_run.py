@@ -147,12 +147,3 @@ def image_shape(session):
 def chunks(rows, size):
     """``rows`` cut into consecutive pieces of at most ``size`` (for evaluation passes)."""
     return [rows[start:start + size] for start in range(0, len(rows), size)]
-
-
-def minimize(optimizer, loss):
-    """One optimizer step on ``loss``: clear the gradients, backpropagate, update; the loss,
-    detached and left on its device (the training loop reads it back when it logs)."""
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
-    return loss.detach()

@@ -1,0 +1,52 @@
+"""``python -m minilean evaluate``: FD-classifier of generated images (a run directory's
+``samples.npy`` or any .npy of images), with its floor and ceiling, by the classifier of
+``minilean/models/classifier.py``."""
+import json
+import os
+
+from minilean.data import load_dataset
+from minilean.data.arrays import check_pixel_values, float_images, load_npy
+from minilean.data.builtin import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from minilean.models.classifier import fd_classifier
+from minilean.train.loop import prepare_device
+
+
+def load_samples(path):
+    """Generated images from a run directory (its samples.npy) or an .npy file, as float32 in
+    [0, 1]; the same dtype and range rules as --x (uint8, or float already in [0, 1])."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "samples.npy")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"samples file {path} not found; train a model first "
+                                f"(e.g. python -m minilean diffusion), or give an .npy array")
+    where = f"--samples {path}"
+    images = load_npy(path, "samples", "python -m minilean diffusion", where)
+    if images.ndim != 4:
+        raise ValueError(f"{where}: expected images (N, C, H, W), found shape {images.shape}")
+    check_pixel_values(images, where, rows=None)  # every row: all of them are scored
+    return float_images(images)
+
+
+def builtin_image_size(samples, path):
+    """The side of the samples, which the built-in shapes are drawn at to be compared with them."""
+    height, width = samples.shape[2:]
+    if height != width or not MIN_IMAGE_SIZE <= height <= MAX_IMAGE_SIZE:
+        raise ValueError(f"--samples {path}: images are {height}x{width}; the built-in shapes "
+                         f"they are compared with come square, {MIN_IMAGE_SIZE} to "
+                         f"{MAX_IMAGE_SIZE} pixels (or give the real images with --x)")
+    return height
+
+
+def run(config):
+    """``python -m minilean evaluate``: print FD-classifier with its floor and ceiling."""
+    prepare_device(config)  # checks the device; --fast-kernels switches the kernels on
+    samples = load_samples(config.samples)
+    # --image-size is ignored for the built-in shapes: they are drawn at the samples' size.
+    image_size = builtin_image_size(samples, config.samples) \
+        if config.x is None and config.dataset == "builtin" else config.image_size
+    dataset = load_dataset(config.dataset, config.x, config.y, config.n_total, image_size,
+                           config.seed)
+    report = fd_classifier(samples, dataset, config.device, config.seed, config.n_eval,
+                           config.classifier_steps, config.cache)
+    print(json.dumps(report, indent=2))
+    return report

@@ -1,0 +1,69 @@
+"""``python -m minilean mae``: train the masked autoencoder of ``minilean/models/mae.py``, then
+its held-out masked-patch MSE next to the mean-patch baseline, and the rows original / masked /
+reconstruction."""
+import numpy
+
+from minilean.models.mae import (MaskedAutoencoder, decoder_heads, denormalize, mae_loss,
+                                 masked_mse, mean_patch_mse, patchify, unpatchify,
+                                 visible_statistics)
+
+# What defines the model and its data: a resumed run must keep these.
+LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "patch_size",
+                "width", "depth", "heads", "decoder_width", "decoder_depth", "per_patch_norm")
+def run(config):
+    """``python -m minilean mae``: train, then held-out masked-patch MSE next to the mean patch."""
+    from minilean.autograd.grad_mode import no_grad
+    from minilean.data.arrays import float_images
+    from minilean.optim import Adam, minimize
+    from minilean.train import zoo_run
+
+    session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
+    config = session.config
+    image_shape = zoo_run.image_shape(session)
+    if image_shape[1] % config.patch_size or image_shape[2] % config.patch_size:
+        raise ValueError(f"--patch-size {config.patch_size} must divide the image size "
+                         f"{image_shape[1]}x{image_shape[2]}")
+    model = MaskedAutoencoder(image_shape, config.patch_size, config.width, config.depth,
+                              config.heads, config.decoder_width, config.decoder_depth,
+                              decoder_heads=decoder_heads(config.heads)).to(config.device)
+    optimizer = Adam(model.parameters(), lr=config.lr)
+
+    def make_mask(count):
+        if config.mask == "block":
+            return model.block_mask(count, config.device)
+        return model.random_mask(count, config.mask_ratio, config.device)
+
+    def step_fn(images, step):
+        loss = mae_loss(model, images, make_mask(images.shape[0]), config.per_patch_norm)
+        return {"loss": minimize(optimizer, loss)}
+
+    zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "mae")
+    held_out = session.held_out(config.n_eval)
+    mask = make_mask(held_out.shape[0])
+    with no_grad():
+        prediction = model(held_out, mask)
+        if config.per_patch_norm:  # back to pixels, with what the visible patches tell
+            mean, std = visible_statistics(patchify(held_out, config.patch_size), mask.hidden)
+            prediction = denormalize(prediction, mean, std)
+        pixel_error = float(masked_mse(prediction, patchify(held_out, config.patch_size),
+                                       mask.hidden).item())
+    baseline = mean_patch_mse(float_images(session.train_rows),
+                              held_out.numpy(), mask.hidden.numpy(), config.patch_size)
+    session.save_grid("original_masked_reconstruction",
+                      _comparison_rows(held_out, prediction, mask, config.patch_size), nrow=8)
+    session.finish("MAE", held_out_images=len(held_out), mask=config.mask,
+                   hidden_share=float(mask.hidden.numpy().mean()),
+                   held_out_masked_patch_mse=pixel_error, baseline_mean_patch_mse=baseline,
+                   steps=config.steps)
+
+
+def _comparison_rows(images, prediction, mask, patch_size, count=8):
+    """Rows of ``count`` images: original, masked (hidden patches grey), and the
+    reconstruction (visible patches pasted back, hidden ones predicted in pixels)."""
+    images, prediction = images[:count], prediction[:count]
+    hidden = mask.hidden[:count].unsqueeze(-1)  # (n, L) -> (n, L, 1)
+    patches = patchify(images, patch_size)
+    masked = patches * (1 - hidden) + 0.5 * hidden
+    filled = patches * (1 - hidden) + prediction.clamp(0.0, 1.0) * hidden
+    return numpy.concatenate([unpatchify(part, patch_size, *images.shape[1:]).numpy()
+                              for part in (patches, masked, filled)])

@@ -1,0 +1,56 @@
+"""``python -m minilean vqvae``: train the VQ-VAE of ``minilean/models/vqvae.py``, then its
+held-out reconstruction, codebook usage and perplexity next to the mean-image baseline."""
+import numpy
+
+from minilean.autograd.grad_mode import no_grad
+from minilean.models.vqvae import VQVAE, code_statistics, vqvae_loss
+
+# What defines the model and its data: a resumed run must keep these.
+LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "codes",
+                "code_dim", "hidden", "ema_codebook", "decay")
+def run(config):
+    """``python -m minilean vqvae``: train, then held-out reconstruction, usage, perplexity."""
+    from minilean.data.arrays import float_images
+    from minilean.models.autoencoder import mean_image_mse
+    from minilean.optim import Adam, minimize
+    from minilean.train import zoo_run
+
+    session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
+    config = session.config
+    model = VQVAE(zoo_run.image_shape(session), config.codes, config.code_dim, config.hidden,
+                  ema=config.ema_codebook, decay=config.decay).to(config.device)
+    optimizer = Adam(model.parameters(), lr=config.lr)
+    xp = model.codebook.xp
+    usage = model.code_usage.data  # on the device: counting must not copy the codes back
+
+    def step_fn(images, step):
+        reconstruction, encoded, quantized, indices = model(images)
+        loss = vqvae_loss(images, reconstruction, encoded, quantized, config.beta)
+        minimize(optimizer, loss.total)
+        if config.ema_codebook:
+            model.ema_update(encoded, indices)
+        usage[:] += xp.bincount(indices.data.reshape(-1), minlength=config.codes)
+        restarted = 0
+        if config.restart_every and step % config.restart_every == 0:
+            restarted = model.restart_dead_codes(encoded, usage, threshold=1)
+            usage[:] = 0
+        return {"loss": loss.total, "reconstruction": loss.reconstruction,
+                "codebook": loss.codebook, "commitment": loss.commitment,
+                "restarted": float(restarted)}
+
+    zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "vqvae")
+    held_out = session.held_out(config.n_eval)
+    with no_grad():
+        reconstruction, encoded, quantized, indices = model(held_out)
+        terms = vqvae_loss(held_out, reconstruction, encoded, quantized, config.beta)
+    counts = numpy.bincount(indices.numpy().reshape(-1), minlength=config.codes)
+    used, perplexity = code_statistics(counts)
+    baseline = mean_image_mse(float_images(session.train_rows),
+                              held_out.numpy())
+    session.save_reconstructions(held_out, reconstruction)
+    session.finish("VQ-VAE", held_out_images=len(held_out),
+                   held_out_reconstruction_mse=float(terms.reconstruction.item()),
+                   held_out_commitment=float(terms.commitment.item()),
+                   baseline_mean_image_mse=baseline, codebook_usage=used,
+                   codes_used=int((counts > 0).sum()), codes=config.codes,
+                   perplexity=perplexity, steps=config.steps)
