@@ -164,8 +164,9 @@ def manifest_class_names(path):
     """The class names (a list of texts, or None) of the manifest at ``path``.
 
     Any ``X.json`` beside an ``X.npy`` is taken for its manifest, so a file there that is not
-    one (unreadable, not JSON, not the manifest's keys, class names that are not a list of
+    one (unreadable, not JSON, none of the manifest's keys, class names that are not a list of
     texts) is a one-line ``ValueError`` naming it, rather than being half-read or ignored.
+    Other keys missing or added pass: a manifest of another version still gives its names.
     """
     expected = ("expected the manifest that `python -m minilean data convert image-folder` "
                 "writes beside its images (or no file of that name)")
@@ -180,11 +181,7 @@ def manifest_class_names(path):
             f"a JSON {type(manifest).__name__}"
         raise ValueError(f"{path}: not a minilean manifest (it holds {found}); {expected}: "
                          f"move or rename it")
-    missing, unknown = sorted(set(MANIFEST_KEYS) - keys), sorted(keys - set(MANIFEST_KEYS))
-    if missing or unknown:
-        raise ValueError(f"{path}: a malformed manifest (missing keys {missing}, unknown keys "
-                         f"{unknown}); {expected}")
-    names = manifest["class_names"]
+    names = manifest.get("class_names")
     if names is not None and not (isinstance(names, list)
                                   and all(isinstance(name, str) for name in names)):
         raise ValueError(f"{path}: a malformed manifest (class_names is {names!r}); expected "

@@ -28,7 +28,6 @@ def creatable_problem(path):
     return None
 
 
-
 def existing_problem(path, want_folder=False):
     """None when ``path`` is an existing file (a folder when ``want_folder``); else
     ``(kind, words)``: the ``OSError`` subclass to raise and what is wrong, to follow the path
