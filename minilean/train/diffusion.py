@@ -24,8 +24,8 @@ from minilean.autograd.creation import tensor
 from minilean.autograd.grad_mode import no_grad
 from minilean.autograd.tensor import Tensor
 from minilean.data import Loader, load_dataset
-from minilean.data.streams import Purpose, stream
 from minilean.data.images import save_grid, save_grid_everywhere, to_uint8
+from minilean.data.streams import Purpose, stream
 from minilean.models import diffusion as D
 from minilean.models.classifier import check_fd_report, fd_report
 from minilean.optim import EMA, Adam, clip_grad_norm_, warmup_constant, warmup_cosine
