@@ -4,6 +4,7 @@ import json
 import os
 import sys
 
+import numpy
 import pytest
 
 from minilean import cli
@@ -113,6 +114,27 @@ def test_what_the_model_cannot_take_is_a_flag_error_before_anything_is_written(
 def test_what_the_model_can_take_passes(command, flags):
     """Each of these trains (checked by hand with a one-step run): nothing more is refused."""
     command.parse((), flags)
+
+
+@pytest.mark.parametrize("name, argv, network", [
+    ("diffusion", ["--hidden-c=4"], "--arch unet"),
+    ("vae", ["--arch=conv"], "--arch conv"),
+    ("vqvae", [], "the VQ-VAE"),
+    ("autoencoder", ["--arch=conv"], "--arch conv")])
+def test_data_the_network_cannot_halve_twice_is_refused_before_the_run(name, argv, network,
+                                                                        tmp_path, capsys):
+    """--image-size is checked with the flags; an --x array's own size once it is loaded,
+    still before the run directory is written."""
+    x = tmp_path / "x.npy"
+    numpy.save(x, numpy.zeros((40, 3, 18, 18), numpy.uint8))
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, *argv, f"--x={x}", "--steps=1", "--batch-size=4", "--progress=false",
+              f"--out={tmp_path / 'run'}"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and err.count("\n") == 1
+    assert f"--x {x}: images are 18x18; {network} needs a height and width that are " \
+           f"multiples of 4" in err
+    assert not (tmp_path / "run").exists()
 
 
 def test_image_models_refuse_points_with_one_line(tmp_path, capsys):

@@ -15,8 +15,8 @@ def run(config):
 
     session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
     config = session.config
-    model = Autoencoder(zoo_run.image_shape(session), config.arch, config.hidden,
-                        config.latent).to(config.device)
+    shape = zoo_run.image_shape(session, "--arch conv" if config.arch == "conv" else None)
+    model = Autoencoder(shape, config.arch, config.hidden, config.latent).to(config.device)
     optimizer = Adam(model.parameters(), lr=config.lr)
 
     def step_fn(images, step):

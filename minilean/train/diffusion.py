@@ -29,8 +29,8 @@ from minilean.data.streams import Purpose, stream
 from minilean.models import diffusion as D
 from minilean.models.classifier import check_fd_report, fd_report
 from minilean.optim import EMA, Adam, clip_grad_norm_, warmup_constant, warmup_cosine
-from minilean.train.loop import (TrainState, default_interval, open_run, prepare_device,
-                                 run_config, train, write_trainlog)
+from minilean.train.loop import (TrainState, check_halved_twice, default_interval, open_run,
+                                 prepare_device, run_config, train, write_trainlog)
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "arch",
@@ -136,6 +136,8 @@ def run(config):
         print("minilean: --cuda-graph has no effect on the CPU", file=sys.stderr)
 
     dataset = image_dataset(config)
+    if config.arch == "unet":
+        check_halved_twice(config, dataset.image_shape, "--arch unet")
     check_fd_report(config, dataset)
     betas = D.make_betas(config.schedule, config.T, config.beta_start, config.beta_end)
     alpha_bar = D.alpha_bars(betas)

@@ -97,6 +97,17 @@ def prepare_device(config):
             use_fast_kernels()
 
 
+def check_halved_twice(config, image_shape, network):
+    """``network`` (in words) halves the image side twice and doubles it back, so the data's
+    height and width must be multiples of 4; checked on the loaded data (``--image-size`` is
+    checked with the flags) before the run directory is written."""
+    height, width = image_shape[1:]
+    if height % 4 or width % 4:
+        source = f"--x {config.x}" if config.x else f"dataset {config.dataset!r}"
+        raise ValueError(f"{source}: images are {height}x{width}; {network} needs a height and "
+                         f"width that are multiples of 4 (it halves them twice)")
+
+
 def default_interval(steps, parts):
     """Every ``steps / parts`` steps (at least 1)."""
     return max(1, steps // parts)

@@ -20,7 +20,7 @@ def run(config):
 
     session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
     config = session.config
-    image_shape = zoo_run.image_shape(session)
+    image_shape = zoo_run.image_shape(session, "--arch conv" if config.arch == "conv" else None)
     model = VAE(image_shape, config.arch, config.hidden, config.latent).to(config.device)
     optimizer = Adam(model.parameters(), lr=config.lr)
 

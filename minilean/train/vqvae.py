@@ -17,8 +17,8 @@ def run(config):
 
     session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
     config = session.config
-    model = VQVAE(zoo_run.image_shape(session), config.codes, config.code_dim, config.hidden,
-                  ema=config.ema_codebook, decay=config.decay).to(config.device)
+    model = VQVAE(zoo_run.image_shape(session, "the VQ-VAE"), config.codes, config.code_dim,
+                  config.hidden, ema=config.ema_codebook, decay=config.decay).to(config.device)
     optimizer = Adam(model.parameters(), lr=config.lr)
     xp = model.codebook.xp
     usage = model.code_usage.data  # on the device: counting must not copy the codes back

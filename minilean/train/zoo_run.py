@@ -136,12 +136,19 @@ def fit(session, modules, optimizers, step_fn, description):
     return record
 
 
-def image_shape(session):
-    """(C, H, W) of the session's images; a one-line error for point data such as ring8."""
+def image_shape(session, halved_twice_by=None):
+    """(C, H, W) of the session's images; a one-line error for point data such as ring8, and,
+    for a network that halves the side twice (``halved_twice_by``, in words), for a height or
+    width that is not a multiple of 4."""
+    from minilean.train.loop import check_halved_twice
+
     if not session.dataset.is_image:
         raise ValueError(f"this model trains on images, but dataset {session.dataset.name!r} has "
                          f"rows of shape {session.dataset.x.shape[1:]}")
-    return tuple(session.dataset.image_shape)
+    shape = tuple(session.dataset.image_shape)
+    if halved_twice_by:
+        check_halved_twice(session.config, shape, halved_twice_by)
+    return shape
 
 
 def chunks(rows, size):
