@@ -292,6 +292,13 @@ TINY = {
 @pytest.mark.parametrize("command", sorted(TINY))
 def test_model_command_runs_on_cuda(fake_cuda, monkeypatch, tmp_path, command, fast):
     from minilean.cuda import registry
+    from minilean.models import classifier
+    # gan scores its samples (FD-classifier, on "cuda" too): with a 2-step classifier cached
+    # under tmp_path and 16 images a set, not the default 800 steps and 500 images, cached in
+    # ./runs/classifiers of the checkout
+    fd_classifier = classifier.fd_classifier
+    monkeypatch.setattr(classifier, "fd_classifier", lambda *args, **kwargs: fd_classifier(
+        *args, **{**kwargs, "steps": 2, "n_eval": 16, "cache": str(tmp_path / "classifiers")}))
     copies = copies_in_each_cli_step(
         monkeypatch, [command, "--device=cuda", "--progress=false", f"--out={tmp_path}",
                       *TINY[command], *["--fast-kernels"] * fast],
@@ -301,6 +308,12 @@ def test_model_command_runs_on_cuda(fake_cuda, monkeypatch, tmp_path, command, f
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == 3
     assert all(math.isfinite(value) for value in summary.values() if isinstance(value, float))
+    assert ("fd_classifier" in summary) == (command == "gan")
+    if command == "gan":
+        report = summary["fd_classifier"]
+        assert report["n_images"] == 16 and report["classifier"].startswith(str(tmp_path))
+        assert all(math.isfinite(report[key]) and report[key] >= 0
+                   for key in ("fd_classifier", "floor_real_train", "ceiling_noise"))
     assert list(tmp_path.rglob("*.ppm")), "no images written"
 
 
