@@ -5,6 +5,7 @@ import math
 import os
 import sys
 
+import numpy
 import pytest
 
 from minilean import cli
@@ -111,9 +112,19 @@ def test_what_the_model_cannot_take_is_a_flag_error_before_anything_is_written(
     (cli.MAE, {"image_size": 18, "patch_size": 6}),
     (cli.MAE, {"heads": 3, "width": 66, "decoder_width": 33}),
 ])
-def test_what_the_model_can_take_passes(command, flags):
-    """Each of these trains (checked by hand with a one-step run): nothing more is refused."""
+def test_what_the_model_can_take_passes(command, flags, tmp_path):
+    """Each of these passes the checks and trains a step: nothing more is refused."""
     command.parse((), flags)
+    if "x" in flags:  # the given images' own size, 16x16, is used (a multiple of 4)
+        numpy.save(tmp_path / "images.npy", numpy.zeros((8, 3, 16, 16), numpy.uint8))
+        flags = dict(flags, x=str(tmp_path / "images.npy"))
+    tiny = {"steps": 1, "batch_size": 2, "n_total": 8, "progress": False,
+            **({"T": 4, "n_samples": 2, "evaluate": False} if command is cli.DIFFUSION
+               else {"n_eval": 1}),
+            **({"n_samples": 2, "evaluate": False} if command is cli.GAN else {})}
+    main([command.name, *[f"--{name}={value}" for name, value in {**flags, **tiny}.items()],
+          f"--out={tmp_path / 'run'}"])
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 1
 
 
 def test_image_models_refuse_points_with_one_line(tmp_path, capsys):
