@@ -286,7 +286,9 @@ class KernelCases:
     def test_matmul_kernel_writes_out_and_refuses_integers(self, cupy):
         a, b = rng.normal(size=(3, 4)), rng.normal(size=(4, 5))
         out = cupy.zeros((5, 3))
-        assert matmul.matmul(cupy.asarray(a), cupy.asarray(b), out=out.T) is not None
+        got = matmul.matmul(cupy.asarray(a), cupy.asarray(b), out=out.T)
+        assert got.shape == (3, 5) and got.data.ptr == out.data.ptr  # out itself, returned
+        close(got, a @ b, numpy.float64)
         close(out.T, a @ b, numpy.float64)
         with pytest.raises(TypeError, match="takes float32 or float64, got int64"):
             matmul.matmul(cupy.ones((2, 2), dtype=cupy.int64), cupy.ones((2, 2), dtype=cupy.int64))

@@ -262,6 +262,8 @@ def test_samplers_run_on_tensors_with_clipping(start):
               D.ddim_sample(eps, D.alpha_bars(betas), x_T, D.respaced_timesteps(20, 5), 0.5,
                             noise, clip=True)):
         assert isinstance(x, ml.Tensor) and x.shape == x_T.shape and x.dtype == numpy.float32
+        # the last step returns the clipped x0 estimate, noise or not (unclipped: ~2800)
+        assert numpy.abs(x.numpy()).max() <= 1.0
     final = D.ddim_sample(eps, D.alpha_bars(betas), x_T, D.respaced_timesteps(20, 5), clip=True)
     assert final.numpy().max() <= 1.0 and final.numpy().min() >= -1.0
 

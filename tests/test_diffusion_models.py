@@ -14,11 +14,22 @@ def _float64(model):
     return model.to(dtype=numpy.float64)
 
 
+def residual_parameter_count(channels, hidden_c):
+    """The documented layout, every conv 3x3 with a bias: stem C+1 -> hc, two blocks of two
+    hc -> hc, output hc -> C."""
+    def conv(c_in, c_out):
+        return 9 * c_in * c_out + c_out
+    return (conv(channels + 1, hidden_c) + 4 * conv(hidden_c, hidden_c)
+            + conv(hidden_c, channels))
+
+
 def test_residual_net_matches_torchlean_layout_and_parameter_count():
     ml.manual_seed(0)
     model = ResidualEpsNet(3, T=100, hidden_c=16)
-    assert sum(p.numel() for p in model.parameters()) == 10307   # TorchLean's hc=16 count
-    assert sum(p.numel() for p in ResidualEpsNet(3, 100, 2).parameters()) == 283
+    assert residual_parameter_count(3, 16) == 10307   # TorchLean's hc=16 count
+    for channels, hidden_c in ((3, 16), (3, 2), (1, 5)):
+        assert sum(p.numel() for p in ResidualEpsNet(channels, 100, hidden_c).parameters()) == \
+            residual_parameter_count(channels, hidden_c)
     channel = model.time_channel(numpy.array([0, 99]), ml.zeros(2, 3, 4, 4))
     assert channel.shape == (2, 1, 4, 4)
     numpy.testing.assert_allclose(channel.numpy()[:, 0, 0, 0], [0.0, 1.0])

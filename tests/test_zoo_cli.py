@@ -1,6 +1,7 @@
 """The zoo commands: every bad flag is one line and exit code 2 before any work; a tiny run of
 each command writes its run directory and the numbers it promises."""
 import json
+import math
 import os
 import sys
 
@@ -111,9 +112,19 @@ def test_what_the_model_cannot_take_is_a_flag_error_before_anything_is_written(
     (cli.MAE, {"image_size": 18, "patch_size": 6}),
     (cli.MAE, {"heads": 3, "width": 66, "decoder_width": 33}),
 ])
-def test_what_the_model_can_take_passes(command, flags):
-    """Each of these trains (checked by hand with a one-step run): nothing more is refused."""
+def test_what_the_model_can_take_passes(command, flags, tmp_path):
+    """Each of these passes the checks and trains a step: nothing more is refused."""
     command.parse((), flags)
+    if "x" in flags:  # the given images' own size, 16x16, is used (a multiple of 4)
+        numpy.save(tmp_path / "images.npy", numpy.zeros((8, 3, 16, 16), numpy.uint8))
+        flags = dict(flags, x=str(tmp_path / "images.npy"))
+    tiny = {"steps": 1, "batch_size": 2, "n_total": 8, "progress": False,
+            **({"T": 4, "n_samples": 2, "evaluate": False} if command is cli.DIFFUSION
+               else {"n_eval": 1}),
+            **({"n_samples": 2, "evaluate": False} if command is cli.GAN else {})}
+    main([command.name, *[f"--{name}={value}" for name, value in {**flags, **tiny}.items()],
+          f"--out={tmp_path / 'run'}"])
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 1
 
 
 @pytest.mark.parametrize("name, argv, network", [
@@ -147,30 +158,63 @@ def test_image_models_refuse_points_with_one_line(tmp_path, capsys):
 
 
 TINY = ["--n-total=40", "--steps=2", "--batch-size=4", "--n-eval=4", "--progress=false"]
-RUNS = [
+RUNS = [  # (command, flags, the numbers it promises, those whose value the flags fix)
     ("vae", ["--hidden=8", "--latent=2", "--iw-samples=2"],
-     ["negative_elbo_nats", "iw_bound_bits_per_dim", "baseline_independent_pixels_nats"]),
-    ("vae", ["--arch=conv", "--hidden=2", "--latent=1", "--iw-samples=2"], ["iw_bound_nats"]),
+     ["negative_elbo_nats", "iw_bound_bits_per_dim", "baseline_independent_pixels_nats"],
+     {"iw_samples": 2}),
+    ("vae", ["--arch=conv", "--hidden=2", "--latent=1", "--iw-samples=2"], ["iw_bound_nats"],
+     {"iw_samples": 2}),
     ("vqvae", ["--codes=4", "--code-dim=2", "--hidden=2", "--ema-codebook", "--restart-every=1"],
-     ["codebook_usage", "perplexity", "held_out_reconstruction_mse"]),
-    ("autoencoder", ["--hidden=8", "--latent=2"], ["held_out_mse", "baseline_mean_image_mse"]),
+     ["codebook_usage", "perplexity", "held_out_reconstruction_mse"], {"codes": 4}),
+    ("autoencoder", ["--hidden=8", "--latent=2"], ["held_out_mse", "baseline_mean_image_mse"],
+     {}),
+    # 16 patches of 4x4 on the 16x16 images: the random mask hides 0.75 of them (the default
+    # --mask-ratio), the block mask one 2x2 block of patches in four
     ("mae", ["--width=4", "--heads=2", "--decoder-width=4", "--depth=1", "--per-patch-norm"],
-     ["held_out_masked_patch_mse", "baseline_mean_patch_mse"]),
+     ["held_out_masked_patch_mse", "baseline_mean_patch_mse"],
+     {"mask": "random", "hidden_share": 0.75}),
     ("mae", ["--width=4", "--heads=2", "--decoder-width=4", "--depth=1", "--mask=block"],
-     ["hidden_share"]),
+     ["hidden_share"], {"mask": "block", "hidden_share": 0.25}),
     ("gan", ["--hidden=8", "--latent=2", "--n-samples=4", "--sample-every=1", "--evaluate=false"],
-     ["samples"]),
+     ["samples"], {"samples": 4}),
     ("gan", ["--dataset=ring8", "--hidden=8", "--latent=2", "--n-samples=8"],
-     ["modes_covered", "share_within_3std"]),
+     ["modes_covered", "share_within_3std"], {"samples": 8, "modes_total": 8}),
 ]
 
 
-@pytest.mark.parametrize("name, argv, keys", RUNS)
-def test_a_tiny_run_writes_its_numbers(name, argv, keys, tmp_path):
+def assert_the_numbers_agree(summary):
+    """What holds between a summary's numbers whatever the weights: every number finite, 4
+    held-out images (--n-eval), bits per dim the nats over 16 * 16 * 3 ln 2, the codebook
+    usage the share of codes used, a perplexity between 1 and the codes used, errors > 0, and
+    shares and mode counts in their ranges."""
+    numbers = {key: value for key, value in summary.items()
+               if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    assert all(math.isfinite(value) for value in numbers.values()), summary
+    assert summary["steps"] == 2 and summary.get("held_out_images", 4) == 4
+    for key, value in numbers.items():
+        if key.endswith("_bits_per_dim"):
+            nats = numbers[key.replace("_bits_per_dim", "_nats")]
+            assert value == pytest.approx(nats / (16 * 16 * 3 * math.log(2)), rel=1e-12), key
+        if key.endswith("_mse") or key.endswith("_nats"):
+            assert value > 0, key
+        if "share" in key:
+            assert 0 <= value <= 1, key
+    if "codes" in summary:
+        assert summary["codebook_usage"] == summary["codes_used"] / summary["codes"]
+        assert 1 <= summary["perplexity"] <= summary["codes_used"] + 1e-12
+    for key in ("modes_covered", "real_data_modes"):
+        if key in summary:
+            assert 0 <= summary[key] <= summary["modes_total"], key
+
+
+@pytest.mark.parametrize("name, argv, keys, fixed", RUNS)
+def test_a_tiny_run_writes_its_numbers(name, argv, keys, fixed, tmp_path):
     main([name, *TINY, *argv, f"--out={tmp_path}"])
     with open(tmp_path / "summary.json") as file:
         summary = json.load(file)
     assert all(key in summary for key in keys)
+    assert {key: summary.get(key) for key in fixed} == fixed
+    assert_the_numbers_agree(summary)
     assert os.path.exists(tmp_path / "checkpoints" / "last.npz")
     assert os.listdir(tmp_path / "images") or os.path.exists(tmp_path / "samples.svg")
 
