@@ -74,6 +74,8 @@ MODEL_LIMITS = [  # values inside each flag's range that the model's code cannot
     ("vqvae", ["--image-size=30"], "--image-size: got 30; " + HALVED_TWICE.format("the VQ-VAE")),
     ("diffusion", ["--image-size=18"],
      "--image-size: got 18; " + HALVED_TWICE.format("--arch unet")),
+    ("diffusion", ["--dataset=digits", "--image-size=18"],  # --image-size sizes digits too
+     "--image-size: got 18; " + HALVED_TWICE.format("--arch unet")),
     ("diffusion", ["--hidden-c=1"], "--hidden-c: got 1; expected an integer >= 2 for --arch "
                                     "unet (its GroupNorm groups need 2 channels)"),
     ("mae", ["--heads=3"], "--heads: got 3; expected a divisor of --width 64 (each head takes "
@@ -108,6 +110,8 @@ def test_what_the_model_cannot_take_is_a_flag_error_before_anything_is_written(
     (cli.GAN, {"image_size": 18}),
     (cli.DIFFUSION, {"arch": "residual", "hidden_c": 1, "image_size": 18}),
     (cli.MAE, {"image_size": 18, "patch_size": 6}),
+    (cli.MAE, {"x": "images.npy", "image_size": 18}),  # the patch divides the --x images' side
+    (cli.MAE, {"decoder_width": 6}),  # a multiple of the decoder's 2 heads, not of --heads 4
     (cli.MAE, {"heads": 3, "width": 66, "decoder_width": 33}),
 ])
 def test_what_the_model_can_take_passes(command, flags):
