@@ -243,6 +243,45 @@ def test_vqvae_restarts_codes_by_their_uses_summed_since_the_last_restart(tmp_pa
             since_restart = numpy.zeros(4)
 
 
+DEFINING = {  # per command, the flags that define its model, each with a value not the saved one
+    "vae": {"arch": "mlp", "hidden": 16, "latent": 4},
+    "vqvae": {"codes": 8, "code_dim": 4, "hidden": 8, "ema_codebook": True, "decay": 0.9},
+    "gan": {"latent": 4, "hidden": 8, "d_steps": 2},
+    "autoencoder": {"arch": "conv", "hidden": 8, "latent": 4},
+    "mae": {"patch_size": 8, "width": 32, "depth": 1, "heads": 2, "decoder_width": 16,
+            "decoder_depth": 2, "per_patch_norm": True},
+    "diffusion": {"arch": "residual", "hidden_c": 8, "T": 20, "schedule": "linear",
+                  "beta_start": 0.001, "beta_end": 0.05, "ema": 0.9, "prediction": "eps"},
+}
+DATA = {"seed": 1, "batch_size": 8, "n_total": 100, "image_size": 32}  # define every model's data
+# the saved run: a tiny one, so that a resume that is not refused ends soon
+SAVED = {"steps": 1, "n_total": 40, "batch_size": 4, "n_samples": 4, "evaluate": False,
+         "hidden_c": 4, "T": 10}
+
+
+@pytest.mark.parametrize("name, flag, value", [
+    (name, flag, value) for name, flags in DEFINING.items()
+    for flag, value in {**DATA, **flags}.items()])
+def test_resume_refuses_to_change_what_defines_the_model_or_its_data(name, flag, value, tmp_path,
+                                                                      capsys):
+    """The saved run (its config.json, as a run writes it before its first checkpoint) keeps
+    each such flag; one given anew with another value is a one-line error, and the run's
+    config stays as it was."""
+    command = {**ZOO, "diffusion": cli.DIFFUSION}[name]
+    saved = vars(command.parse((), {"out": str(tmp_path), **{
+        key: setting for key, setting in SAVED.items() if key in command.flags}}))
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    before = (tmp_path / "config.json").read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, f"--resume={tmp_path}", f"--{flag.replace('_', '-')}={value}",
+              "--progress=false"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"minilean {name}: error: --{flag.replace('_', '-')}: got ")
+    assert err.endswith(f"; expected {saved[flag]!r} (the value of the run being resumed)\n")
+    assert (tmp_path / "config.json").read_bytes() == before
+
+
 def test_gan_on_ring8_resumes_without_naming_the_dataset_again(tmp_path):
     """The resumed run's data (points, not images) come from its saved config."""
     main(["gan", "--dataset=ring8", "--steps=2", "--batch-size=8", "--n-total=64",
