@@ -4,12 +4,16 @@ import json
 import os
 import sys
 
+import numpy
 import pytest
 
 from minilean import cli
 from minilean.cli import main
 from minilean.data import read_metrics
+from minilean.data.arrays import float_images
+from minilean.data.streams import Purpose, stream
 from minilean.optim import load_checkpoint
+from minilean.train import zoo_run
 
 ZOO = {"vae": cli.VAE, "vqvae": cli.VQVAE, "gan": cli.GAN, "autoencoder": cli.AUTOENCODER,
        "mae": cli.MAE}
@@ -126,6 +130,44 @@ def test_image_models_refuse_points_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 1 and err.count("\n") == 1
     assert "trains on images, but dataset 'ring8'" in err
+
+
+def fail(argv, capsys):
+    """(exit code, stderr) of a command line that must exit."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_the_held_out_rows_are_the_last_tenth_of_a_seeded_shuffle(tmp_path):
+    """10% of the rows, at least 1 and at most 1000; the rest train, none of them twice."""
+    assert [zoo_run.held_out_count(rows) for rows in (2, 9, 10, 30, 10_000, 20_000)] == [
+        1, 1, 1, 3, 1000, 1000]
+    numbered = numpy.arange(30, dtype=numpy.uint8)[:, None, None, None]
+    numpy.save(tmp_path / "x.npy", numpy.broadcast_to(numbered, (30, 3, 16, 16)))
+    config = cli.AUTOENCODER.parse((), {"x": str(tmp_path / "x.npy"), "batch_size": 4,
+                                        "out": str(tmp_path / "run")})
+    session = zoo_run.start(config, (), (0.0, 1.0))
+    order = stream(config.seed, Purpose.HELD_OUT_SPLIT).permutation(30).tolist()
+    assert session.train_rows[:, 0, 0, 0].tolist() == order[:27]
+    assert session.held_out_rows[:, 0, 0, 0].tolist() == order[27:]
+
+
+def test_a_batch_larger_than_the_training_rows_is_refused_before_the_run(tmp_path, capsys):
+    code, err = fail(["autoencoder", "--n-total=10", "--batch-size=10", "--steps=1",
+                      "--progress=false", f"--out={tmp_path / 'run'}"], capsys)
+    assert (code, err) == (1, "minilean autoencoder: error: --batch-size 10 is larger than the "
+                              "9 training rows\n")
+    assert not (tmp_path / "run").exists()
+
+
+def test_mae_refuses_a_patch_size_that_divides_one_side_only(tmp_path, capsys):
+    numpy.save(tmp_path / "x.npy", numpy.zeros((8, 3, 16, 12), numpy.uint8))
+    code, err = fail(["mae", f"--x={tmp_path / 'x.npy'}", "--patch-size=8", "--batch-size=4",
+                      "--steps=1", "--progress=false", f"--out={tmp_path / 'run'}"], capsys)
+    assert (code, err) == (1, "minilean mae: error: --patch-size 8 must divide the image size "
+                              "16x12\n")
+    assert not (tmp_path / "run").exists()
 
 
 TINY = ["--n-total=40", "--steps=2", "--batch-size=4", "--n-eval=4", "--progress=false"]
@@ -272,11 +314,9 @@ def test_resume_refuses_to_change_what_defines_the_model_or_its_data(name, flag,
         key: setting for key, setting in SAVED.items() if key in command.flags}}))
     (tmp_path / "config.json").write_text(json.dumps(saved))
     before = (tmp_path / "config.json").read_bytes()
-    with pytest.raises(SystemExit) as exit_info:
-        main([name, f"--resume={tmp_path}", f"--{flag.replace('_', '-')}={value}",
-              "--progress=false"])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and err.count("\n") == 1
+    code, err = fail([name, f"--resume={tmp_path}", f"--{flag.replace('_', '-')}={value}",
+                      "--progress=false"], capsys)
+    assert code == 2 and err.count("\n") == 1
     assert err.startswith(f"minilean {name}: error: --{flag.replace('_', '-')}: got ")
     assert err.endswith(f"; expected {saved[flag]!r} (the value of the run being resumed)\n")
     assert (tmp_path / "config.json").read_bytes() == before
