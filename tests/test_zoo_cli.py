@@ -1,5 +1,6 @@
 """The zoo commands: every bad flag is one line and exit code 2 before any work; a tiny run of
 each command writes its run directory and the numbers it promises."""
+import importlib
 import json
 import os
 import sys
@@ -197,6 +198,54 @@ def test_a_tiny_run_writes_its_numbers(name, argv, keys, tmp_path):
     assert all(key in summary for key in keys)
     assert os.path.exists(tmp_path / "checkpoints" / "last.npz")
     assert os.listdir(tmp_path / "images") or os.path.exists(tmp_path / "samples.svg")
+
+
+BASELINES = {  # the trivial model each command fits to its training rows, and its flags
+    "vae": ("minilean.train.vae.independent_pixel_nats", ["--hidden=8", "--latent=2",
+                                                          "--iw-samples=2"]),
+    "vqvae": ("minilean.models.autoencoder.mean_image_mse", ["--codes=4", "--code-dim=2",
+                                                             "--hidden=2"]),
+    "autoencoder": ("minilean.train.autoencoder.mean_image_mse", ["--hidden=8", "--latent=2"]),
+    "mae": ("minilean.train.mae.mean_patch_mse", ["--width=4", "--heads=2", "--decoder-width=4",
+                                                  "--depth=1"]),
+    "gan": ("minilean.train.gan.independent_pixel_samples", ["--hidden=8", "--latent=2",
+                                                             "--n-samples=4"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_the_baseline_is_fitted_to_the_training_rows_and_scored_on_the_held_out_ones(
+        name, tmp_path, monkeypatch):
+    """Scored on the held-out rows that the model's own numbers are measured on (all 4 of them:
+    --n-eval=4); the GAN's baseline samples are scored as its samples are."""
+    target, flags = BASELINES[name]
+    module, function = target.rsplit(".", 1)
+    real, calls, sessions = getattr(importlib.import_module(module), function), [], []
+    monkeypatch.setattr(target, lambda *args: calls.append(args) or real(*args))
+    start = zoo_run.start
+    monkeypatch.setattr(zoo_run, "start", lambda *args: sessions.append(start(*args)) or
+                        sessions[-1])
+    monkeypatch.setattr("minilean.models.classifier.fd_report",
+                        lambda *args: {"fd_classifier": 0.0})
+    main([name, *TINY, *flags, f"--out={tmp_path}"])
+    (session,), ((fitted, measured, *_),) = sessions, calls
+    numpy.testing.assert_array_equal(float_images(fitted), float_images(session.train_rows))
+    if name != "gan":  # its second argument is the count of samples
+        numpy.testing.assert_array_equal(float_images(measured),
+                                         float_images(session.held_out_rows))
+
+
+@pytest.mark.parametrize("mask", ["random", "block"])
+def test_mae_trains_and_is_measured_with_the_mask_it_is_given(mask, tmp_path, monkeypatch):
+    from minilean.models.mae import MaskedAutoencoder
+    made = []
+    for kind in ("random", "block"):
+        real = getattr(MaskedAutoencoder, f"{kind}_mask")
+        monkeypatch.setattr(MaskedAutoencoder, f"{kind}_mask", lambda self, *args, kind=kind,
+                            real=real: made.append(kind) or real(self, *args))
+    main(["mae", *TINY, "--width=4", "--heads=2", "--decoder-width=4", "--depth=1",
+          f"--mask={mask}", f"--out={tmp_path}"])
+    assert made == [mask] * 3  # two training steps, then the held-out rows
 
 
 @pytest.mark.parametrize("command", ["autoencoder", "diffusion"])
