@@ -71,19 +71,38 @@ def test_samples_in_range_come_back_as_float32_in_0_1(tmp_path):
         assert samples.dtype == numpy.float32 and numpy.all(samples == value)
 
 
-def test_samples_of_a_size_builtin_lacks_name_samples_not_image_size(tmp_path):
+def evaluate_config(tmp_path, samples, **flags):
+    """The config of ``evaluate --samples=SAMPLES.npy`` (saved in ``tmp_path``) and ``flags``."""
     from types import SimpleNamespace
+    numpy.save(tmp_path / "samples.npy", samples)
+    return SimpleNamespace(**{
+        "device": "cpu", "samples": str(tmp_path / "samples.npy"), "dataset": "builtin",
+        "x": None, "y": None, "n_total": None, "image_size": 32, "seed": 0, "n_eval": 2,
+        "classifier_steps": 1, "cache": str(tmp_path / "c"), "fast_kernels": False, **flags})
 
+
+def test_samples_of_a_size_builtin_lacks_name_samples_not_image_size(tmp_path):
     from minilean.train.evaluate import run as evaluate_command
-    numpy.save(tmp_path / "small.npy", numpy.zeros((4, 3, 15, 15), numpy.uint8))
-    config = SimpleNamespace(device="cpu", samples=str(tmp_path / "small.npy"),
-                             dataset="builtin", x=None, y=None, n_total=None, image_size=32,
-                             seed=0, n_eval=2, classifier_steps=1, cache=str(tmp_path / "c"),
-                             fast_kernels=False)
-    with pytest.raises(ValueError, match=r"^--samples .*small.npy: images are 15x15; the "
+    config = evaluate_config(tmp_path, numpy.zeros((4, 3, 15, 15), numpy.uint8))
+    with pytest.raises(ValueError, match=r"^--samples .*samples.npy: images are 15x15; the "
                                          r"built-in shapes they are compared with come square, "
                                          r"16 to 64 pixels"):
         evaluate_command(config)
+
+
+def test_samples_scored_against_x_need_no_builtin_size(tmp_path, monkeypatch):
+    """The built-in shapes' sizes bind only samples compared with them: 8x8 samples are scored
+    against --x images of 8x8."""
+    from minilean.train import evaluate
+    images = numpy.zeros((4, 3, 8, 8), numpy.uint8)
+    numpy.save(tmp_path / "x.npy", images)
+    numpy.save(tmp_path / "y.npy", numpy.arange(4))
+    scored = []
+    monkeypatch.setattr(evaluate, "fd_classifier", lambda samples, dataset, *settings:
+                        scored.append((samples.shape, dataset.image_shape)) or {})
+    evaluate.run(evaluate_config(tmp_path, images, x=str(tmp_path / "x.npy"),
+                                 y=str(tmp_path / "y.npy")))
+    assert scored == [((4, 3, 8, 8), (3, 8, 8))]
 
 
 def test_gaussian_fit_is_the_mean_and_unbiased_covariance():

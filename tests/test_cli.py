@@ -122,6 +122,26 @@ def test_an_output_file_below_a_file_is_refused_before_the_run(flag, name, tmp_p
                               f"path inside a folder; {tmp_path / 'afile'} is a file\n")
 
 
+def test_an_output_file_in_a_folder_that_refuses_writing_is_refused_before_the_run(
+        tmp_path, capsys, monkeypatch, no_work):
+    real_access = os.access  # root writes anywhere: the folder refuses writing to this check
+
+    def access(path, mode, **kwargs):
+        refused = mode & os.W_OK and os.path.abspath(path) == str(tmp_path)
+        return not refused and real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    value = str(tmp_path / "deeper" / "log.json")
+    code, err = fail(["diffusion", f"--log={value}"], capsys)
+    assert (code, err) == (2, f"minilean diffusion: error: --log: got '{value}'; expected a "
+                              f"path in a writable folder; {tmp_path} is not writable\n")
+
+
+def test_an_output_files_ending_is_matched_in_any_case(tmp_path):
+    path = str(tmp_path / "grid.PPM")  # save_grid reads the ending in any case too
+    assert cli.DIFFUSION.parse((), {"sample_ppm": path}).sample_ppm == path
+
+
 @pytest.mark.parametrize("cache, expected", [
     ("afile", "a directory for the cached classifiers (this is a file)"),
     ("afile/classifiers", "a path inside a folder; {tmp_path}/afile is a file")])
@@ -142,10 +162,15 @@ def test_an_unknown_command_is_a_one_line_error(capsys):
     assert err.endswith("(did you mean diffusion?)\n")
 
 
-def test_a_flag_given_twice_is_a_one_line_error(capsys):
-    code, err = fail(["diffusion", "--steps=1", "--cpu", "--steps", "2"], capsys)
-    assert (code, err) == (2, "minilean: error: --steps is given more than once; expected each "
-                              "flag once\n")
+@pytest.mark.parametrize("argv, name", [
+    (["--steps=1", "--cpu", "--steps", "2"], "steps"),
+    (["--image-size=16", "--image_size=16"], "image-size"),  # fire reads both as image_size
+    (["--noisy-ppm=a.ppm", "--noisy-ppm=b.ppm"], "noisy-ppm"),  # with =, --no... is no negation
+])
+def test_a_flag_given_twice_is_a_one_line_error(argv, name, capsys):
+    code, err = fail(["diffusion", *argv], capsys)
+    assert (code, err) == (2, f"minilean: error: --{name} is given more than once; expected "
+                              f"each flag once\n")
 
 
 @pytest.mark.parametrize("argv", [["--progress", "--noprogress"], ["--noprogress", "--progress"],

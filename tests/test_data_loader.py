@@ -5,6 +5,7 @@ import pytest
 from minilean.autograd.tensor import Tensor
 from minilean.data.arrays import Dataset
 from minilean.data.loader import Loader
+from minilean.data.streams import Purpose, stream
 
 
 def numbered_images(count, width=3):
@@ -78,6 +79,18 @@ def test_flips_mirror_about_half_of_the_images_deterministically():
     assert numpy.array_equal(out, numpy.rint(next(iter(same_seed)).x.numpy()[:, 0, 0] * 255))
     next_epoch = numpy.rint(next(iter(loader)).x.numpy()[:, 0, 0] * 255)
     assert not numpy.array_equal(out, next_epoch)  # the second loop draws new flips
+
+
+def test_batch_b_of_epoch_e_flips_as_its_own_stream_says():
+    """Each batch's flips are drawn from (seed, FLIPS, epoch, batch), so no two batches of a
+    run share them (a key without the batch, or with the two swapped, repeats them)."""
+    x = numpy.tile(numpy.arange(4, dtype=numpy.uint8), (24, 1, 1, 1))      # (24, 1, 1, 4)
+    loader = Loader(x, 8, shuffle=False, hflip=True, value_range=(0, 1), seed=3)
+    for epoch in range(3):
+        for index, batch in enumerate(loader.epoch(epoch)):
+            flipped = numpy.rint(batch.x.numpy()[:, 0, 0, 0] * 255) == 3
+            expected = stream(3, Purpose.FLIPS, epoch, index).random(8) < 0.5
+            numpy.testing.assert_array_equal(flipped, expected, f"epoch {epoch} batch {index}")
 
 
 def test_dataset_and_points_pass_through():

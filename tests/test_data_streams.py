@@ -56,16 +56,22 @@ RUNS = {
 }
 
 
-@pytest.mark.parametrize("command", sorted(RUNS))
-def test_no_two_purposes_of_a_run_share_a_generator(command, tmp_path, monkeypatch):
-    """Before the streams module, the built-in images and the weights' initialisation both
-    drew from default_rng(seed), and epoch k's data order from [seed, k], which is step k's
-    noise generator [seed, k, 0]: one stream for two purposes."""
+def _run_recording_seed_keys(command, tmp_path, monkeypatch):
+    """Run ``command`` (TINY, with RUNS' flags) and return its seed keys and their sites."""
     asked = _record_seed_keys(monkeypatch)
     argv = [command, *TINY, *RUNS[command], f"--out={tmp_path / 'run'}"]
     if command == "diffusion":
         argv.append(f"--noisy-ppm={tmp_path / 'noisy.ppm'}")
     main(argv)
+    return asked
+
+
+@pytest.mark.parametrize("command", sorted(RUNS))
+def test_no_two_purposes_of_a_run_share_a_generator(command, tmp_path, monkeypatch):
+    """Before the streams module, the built-in images and the weights' initialisation both
+    drew from default_rng(seed), and epoch k's data order from [seed, k], which is step k's
+    noise generator [seed, k, 0]: one stream for two purposes."""
+    asked = _run_recording_seed_keys(command, tmp_path, monkeypatch)
     if command == "gan":  # the evaluation's draws, with the run's seed
         from minilean.models import classifier, gan
         classifier.noise_images(2, (3, 16, 16), 0)
@@ -73,3 +79,35 @@ def test_no_two_purposes_of_a_run_share_a_generator(command, tmp_path, monkeypat
     assert len(asked) > 3
     shared = {key: sites for key, sites in asked.items() if len(sites) > 1}
     assert not shared, shared
+
+
+STEPS = range(1, 4)  # TINY's --steps=3; the loop numbers steps from 1
+ONCE = {(0, 0)}
+DRAWS = {  # what each purpose's index and sub_index count in a TINY run (all of epoch 0)
+    "diffusion": {Purpose.BUILTIN_DATA: ONCE, Purpose.DATA_ORDER: ONCE,
+                  Purpose.TRAINING_STEP: {(step, 0) for step in STEPS},
+                  Purpose.SAMPLING_START: ONCE,
+                  Purpose.SAMPLING_NOISE: {(t, 0) for t in range(1, 10)},  # DDPM, --T=10
+                  Purpose.NOISY_IMAGES: ONCE},
+    "vae": {Purpose.BUILTIN_DATA: ONCE, Purpose.HELD_OUT_SPLIT: ONCE, Purpose.DATA_ORDER: ONCE,
+            Purpose.TRAINING_STEP: {(step, 0) for step in STEPS}},
+    "gan": {Purpose.BUILTIN_DATA: ONCE, Purpose.HELD_OUT_SPLIT: ONCE, Purpose.DATA_ORDER: ONCE,
+            Purpose.TRAINING_STEP: {(step, draw) for step in STEPS for draw in range(3)},
+            Purpose.SAMPLING_START: ONCE},  # --d-steps=2: draws 1, 2 for D, 0 for G
+}
+
+
+@pytest.mark.parametrize("command", sorted(RUNS))
+def test_each_purpose_counts_its_index_and_sub_index_as_documented(command, tmp_path,
+                                                                   monkeypatch):
+    """Each draw's key is the (purpose, index, sub_index) that ``Purpose`` documents for it.
+    A stream asked for with a constant index (every step drawing one step's noise), with
+    index and sub_index swapped, or under another purpose need share no key with another
+    draw, so the test above would pass it."""
+    asked = _run_recording_seed_keys(command, tmp_path, monkeypatch)
+    drawn = collections.defaultdict(set)
+    for key in asked:
+        if len(key) > 1:  # (seed,) is backend.generator's; pad back the zeros NumPy drops
+            _, purpose, index, sub_index = key + (0,) * (4 - len(key))
+            drawn[Purpose(purpose)].add((index, sub_index))
+    assert dict(drawn) == DRAWS[command]

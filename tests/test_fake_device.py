@@ -98,6 +98,17 @@ def test_tensor_numpy_is_the_one_copy_to_the_host(fake_cuda):
     assert fake_cupy.transfers.to_host == 2
 
 
+def test_only_a_cupy_array_is_on_cuda(fake_cuda, monkeypatch):
+    """With CuPy present, host data that is not NumPy's (a memoryview) is still on the CPU;
+    a CuPy array made before minilean looked for CuPy is on "cuda" all the same."""
+    host = memoryview(numpy.array([1.5, -2.0]))
+    assert minilean.backend.device_of(host) == "cpu" and minilean.tensor(host).device == "cpu"
+    device_array = fake_cuda.ones(2)
+    monkeypatch.setattr(minilean.backend, "_cupy", None)  # not looked for yet
+    monkeypatch.setattr(minilean.backend, "_cuda_problem", None)
+    assert minilean.backend.device_of(device_array) == "cuda"
+
+
 def test_scalar_operands_are_filled_on_the_device_not_copied_there(fake_cuda):
     x = minilean.randn(3, device="cuda")
     fake_cupy.transfers.reset()

@@ -144,8 +144,11 @@ def test_group_norm_of_an_empty_batch_is_an_empty_batch(channels_last, activatio
     assert weight.grad.numpy().tolist() == [0.0] * 4 and bias.grad.numpy().tolist() == [0.0] * 4
 
 
+@pytest.mark.parametrize("dtype, tolerance", [(np.float64, 1e-13), (np.float32, 1e-5)])
 @pytest.mark.parametrize("shape", [(2, 5, 3), (3, 7, 2, 4), (1, 1, 6), (2, 9, 1, 1)])
-def test_sum_middle_axis_is_numpys_sum_over_axis_1(shape):
-    array = np.random.default_rng(0).standard_normal(shape)
-    np.testing.assert_allclose(backend.sum_middle_axis(array), array.sum(axis=1, keepdims=True),
-                               rtol=1e-13, atol=1e-13)
+def test_sum_middle_axis_is_numpys_sum_over_axis_1(shape, dtype, tolerance):
+    array = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    summed = backend.sum_middle_axis(array)
+    assert summed.dtype == dtype  # as NumPy's sum: float32 stays float32
+    np.testing.assert_allclose(summed, array.sum(axis=1, keepdims=True), rtol=tolerance,
+                               atol=tolerance)

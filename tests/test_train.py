@@ -125,6 +125,27 @@ def test_resume_refuses_the_run_of_another_command_and_keeps_it(tmp_path, capsys
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
 
 
+def test_another_commands_run_is_refused_as_the_flags_are_read(tmp_path, capsys, monkeypatch):
+    """Before the command runs, and before the groups' checks read the other run's flags
+    (mae's patch check would refuse this VAE run's --image-size 18 instead)."""
+    monkeypatch.setattr(cli.MAE, "_run", lambda config: pytest.fail("ran another's run"))
+    (tmp_path / "config.json").write_text(json.dumps({"command": "vae", "image_size": 18}))
+    code, err = _exit_and_error(["mae", f"--resume={tmp_path}"], capsys)
+    assert (code, err) == (2, f"minilean mae: error: --resume: got '{tmp_path}'; expected a run "
+                              f"of mae (this is a run of vae: continue it with vae --resume)\n")
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda path: path.write_text("[1, 2]"),
+     "config.json is not a run's config (it holds a list, not an object)"),
+    (lambda path: path.mkdir(), "no config.json there (is it a run directory?)")],
+    ids=["list", "directory"])
+def test_a_config_json_that_holds_no_run_is_a_one_line_error(tmp_path, capsys, make, expected):
+    make(tmp_path / "config.json")
+    code, err = _exit_and_error(["diffusion", f"--resume={tmp_path}"], capsys)
+    assert (code, err) == (1, f"minilean diffusion: error: --resume {tmp_path}: {expected}\n")
+
+
 def test_a_resumed_run_is_checked_on_its_own_flags_not_todays_defaults(tmp_path):
     """--hidden-c 1 is refused for the default --arch unet, not for the residual run being
     resumed (whose --arch is not given again)."""

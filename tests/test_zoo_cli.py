@@ -1,5 +1,6 @@
 """The zoo commands: every bad flag is one line and exit code 2 before any work; a tiny run of
 each command writes its run directory and the numbers it promises."""
+import importlib
 import json
 import math
 import os
@@ -11,7 +12,10 @@ import pytest
 from minilean import cli
 from minilean.cli import main
 from minilean.data import read_metrics
+from minilean.data.arrays import float_images
+from minilean.data.streams import Purpose, stream
 from minilean.optim import load_checkpoint
+from minilean.train import zoo_run
 
 ZOO = {"vae": cli.VAE, "vqvae": cli.VQVAE, "gan": cli.GAN, "autoencoder": cli.AUTOENCODER,
        "mae": cli.MAE}
@@ -76,6 +80,8 @@ MODEL_LIMITS = [  # values inside each flag's range that the model's code cannot
     ("vqvae", ["--image-size=30"], "--image-size: got 30; " + HALVED_TWICE.format("the VQ-VAE")),
     ("diffusion", ["--image-size=18"],
      "--image-size: got 18; " + HALVED_TWICE.format("--arch unet")),
+    ("diffusion", ["--dataset=digits", "--image-size=18"],  # --image-size sizes digits too
+     "--image-size: got 18; " + HALVED_TWICE.format("--arch unet")),
     ("diffusion", ["--hidden-c=1"], "--hidden-c: got 1; expected an integer >= 2 for --arch "
                                     "unet (its GroupNorm groups need 2 channels)"),
     ("mae", ["--heads=3"], "--heads: got 3; expected a divisor of --width 64 (each head takes "
@@ -110,6 +116,8 @@ def test_what_the_model_cannot_take_is_a_flag_error_before_anything_is_written(
     (cli.GAN, {"image_size": 18}),
     (cli.DIFFUSION, {"arch": "residual", "hidden_c": 1, "image_size": 18}),
     (cli.MAE, {"image_size": 18, "patch_size": 6}),
+    (cli.MAE, {"x": "images.npy", "image_size": 18}),  # the patch divides the --x images' side
+    (cli.MAE, {"decoder_width": 6}),  # a multiple of the decoder's 2 heads, not of --heads 4
     (cli.MAE, {"heads": 3, "width": 66, "decoder_width": 33}),
 ])
 def test_what_the_model_can_take_passes(command, flags, tmp_path):
@@ -155,6 +163,44 @@ def test_image_models_refuse_points_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 1 and err.count("\n") == 1
     assert "trains on images, but dataset 'ring8'" in err
+
+
+def fail(argv, capsys):
+    """(exit code, stderr) of a command line that must exit."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def test_the_held_out_rows_are_the_last_tenth_of_a_seeded_shuffle(tmp_path):
+    """10% of the rows, at least 1 and at most 1000; the rest train, none of them twice."""
+    assert [zoo_run.held_out_count(rows) for rows in (2, 9, 10, 30, 10_000, 20_000)] == [
+        1, 1, 1, 3, 1000, 1000]
+    numbered = numpy.arange(30, dtype=numpy.uint8)[:, None, None, None]
+    numpy.save(tmp_path / "x.npy", numpy.broadcast_to(numbered, (30, 3, 16, 16)))
+    config = cli.AUTOENCODER.parse((), {"x": str(tmp_path / "x.npy"), "batch_size": 4,
+                                        "out": str(tmp_path / "run")})
+    session = zoo_run.start(config, (), (0.0, 1.0))
+    order = stream(config.seed, Purpose.HELD_OUT_SPLIT).permutation(30).tolist()
+    assert session.train_rows[:, 0, 0, 0].tolist() == order[:27]
+    assert session.held_out_rows[:, 0, 0, 0].tolist() == order[27:]
+
+
+def test_a_batch_larger_than_the_training_rows_is_refused_before_the_run(tmp_path, capsys):
+    code, err = fail(["autoencoder", "--n-total=10", "--batch-size=10", "--steps=1",
+                      "--progress=false", f"--out={tmp_path / 'run'}"], capsys)
+    assert (code, err) == (1, "minilean autoencoder: error: --batch-size 10 is larger than the "
+                              "9 training rows\n")
+    assert not (tmp_path / "run").exists()
+
+
+def test_mae_refuses_a_patch_size_that_divides_one_side_only(tmp_path, capsys):
+    numpy.save(tmp_path / "x.npy", numpy.zeros((8, 3, 16, 12), numpy.uint8))
+    code, err = fail(["mae", f"--x={tmp_path / 'x.npy'}", "--patch-size=8", "--batch-size=4",
+                      "--steps=1", "--progress=false", f"--out={tmp_path / 'run'}"], capsys)
+    assert (code, err) == (1, "minilean mae: error: --patch-size 8 must divide the image size "
+                              "16x12\n")
+    assert not (tmp_path / "run").exists()
 
 
 TINY = ["--n-total=40", "--steps=2", "--batch-size=4", "--n-eval=4", "--progress=false"]
@@ -217,6 +263,54 @@ def test_a_tiny_run_writes_its_numbers(name, argv, keys, fixed, tmp_path):
     assert_the_numbers_agree(summary)
     assert os.path.exists(tmp_path / "checkpoints" / "last.npz")
     assert os.listdir(tmp_path / "images") or os.path.exists(tmp_path / "samples.svg")
+
+
+BASELINES = {  # the trivial model each command fits to its training rows, and its flags
+    "vae": ("minilean.train.vae.independent_pixel_nats", ["--hidden=8", "--latent=2",
+                                                          "--iw-samples=2"]),
+    "vqvae": ("minilean.models.autoencoder.mean_image_mse", ["--codes=4", "--code-dim=2",
+                                                             "--hidden=2"]),
+    "autoencoder": ("minilean.train.autoencoder.mean_image_mse", ["--hidden=8", "--latent=2"]),
+    "mae": ("minilean.train.mae.mean_patch_mse", ["--width=4", "--heads=2", "--decoder-width=4",
+                                                  "--depth=1"]),
+    "gan": ("minilean.train.gan.independent_pixel_samples", ["--hidden=8", "--latent=2",
+                                                             "--n-samples=4"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_the_baseline_is_fitted_to_the_training_rows_and_scored_on_the_held_out_ones(
+        name, tmp_path, monkeypatch):
+    """Scored on the held-out rows that the model's own numbers are measured on (all 4 of them:
+    --n-eval=4); the GAN's baseline samples are scored as its samples are."""
+    target, flags = BASELINES[name]
+    module, function = target.rsplit(".", 1)
+    real, calls, sessions = getattr(importlib.import_module(module), function), [], []
+    monkeypatch.setattr(target, lambda *args: calls.append(args) or real(*args))
+    start = zoo_run.start
+    monkeypatch.setattr(zoo_run, "start", lambda *args: sessions.append(start(*args)) or
+                        sessions[-1])
+    monkeypatch.setattr("minilean.models.classifier.fd_report",
+                        lambda *args: {"fd_classifier": 0.0})
+    main([name, *TINY, *flags, f"--out={tmp_path}"])
+    (session,), ((fitted, measured, *_),) = sessions, calls
+    numpy.testing.assert_array_equal(float_images(fitted), float_images(session.train_rows))
+    if name != "gan":  # its second argument is the count of samples
+        numpy.testing.assert_array_equal(float_images(measured),
+                                         float_images(session.held_out_rows))
+
+
+@pytest.mark.parametrize("mask", ["random", "block"])
+def test_mae_trains_and_is_measured_with_the_mask_it_is_given(mask, tmp_path, monkeypatch):
+    from minilean.models.mae import MaskedAutoencoder
+    made = []
+    for kind in ("random", "block"):
+        real = getattr(MaskedAutoencoder, f"{kind}_mask")
+        monkeypatch.setattr(MaskedAutoencoder, f"{kind}_mask", lambda self, *args, kind=kind,
+                            real=real: made.append(kind) or real(self, *args))
+    main(["mae", *TINY, "--width=4", "--heads=2", "--decoder-width=4", "--depth=1",
+          f"--mask={mask}", f"--out={tmp_path}"])
+    assert made == [mask] * 3  # two training steps, then the held-out rows
 
 
 @pytest.mark.parametrize("command", ["autoencoder", "diffusion"])
@@ -303,6 +397,43 @@ def test_vqvae_restarts_codes_by_their_uses_summed_since_the_last_restart(tmp_pa
         else:
             numpy.testing.assert_array_equal(counts, since_restart)
             since_restart = numpy.zeros(4)
+
+
+DEFINING = {  # per command, the flags that define its model, each with a value not the saved one
+    "vae": {"arch": "mlp", "hidden": 16, "latent": 4},
+    "vqvae": {"codes": 8, "code_dim": 4, "hidden": 8, "ema_codebook": True, "decay": 0.9},
+    "gan": {"latent": 4, "hidden": 8, "d_steps": 2},
+    "autoencoder": {"arch": "conv", "hidden": 8, "latent": 4},
+    "mae": {"patch_size": 8, "width": 32, "depth": 1, "heads": 2, "decoder_width": 16,
+            "decoder_depth": 2, "per_patch_norm": True},
+    "diffusion": {"arch": "residual", "hidden_c": 8, "T": 20, "schedule": "linear",
+                  "beta_start": 0.001, "beta_end": 0.05, "ema": 0.9, "prediction": "eps"},
+}
+DATA = {"seed": 1, "batch_size": 8, "n_total": 100, "image_size": 32}  # define every model's data
+# the saved run: a tiny one, so that a resume that is not refused ends soon
+SAVED = {"steps": 1, "n_total": 40, "batch_size": 4, "n_samples": 4, "evaluate": False,
+         "hidden_c": 4, "T": 10}
+
+
+@pytest.mark.parametrize("name, flag, value", [
+    (name, flag, value) for name, flags in DEFINING.items()
+    for flag, value in {**DATA, **flags}.items()])
+def test_resume_refuses_to_change_what_defines_the_model_or_its_data(name, flag, value, tmp_path,
+                                                                      capsys):
+    """The saved run (its config.json, as a run writes it before its first checkpoint) keeps
+    each such flag; one given anew with another value is a one-line error, and the run's
+    config stays as it was."""
+    command = {**ZOO, "diffusion": cli.DIFFUSION}[name]
+    saved = vars(command.parse((), {"out": str(tmp_path), **{
+        key: setting for key, setting in SAVED.items() if key in command.flags}}))
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    before = (tmp_path / "config.json").read_bytes()
+    code, err = fail([name, f"--resume={tmp_path}", f"--{flag.replace('_', '-')}={value}",
+                      "--progress=false"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"minilean {name}: error: --{flag.replace('_', '-')}: got ")
+    assert err.endswith(f"; expected {saved[flag]!r} (the value of the run being resumed)\n")
+    assert (tmp_path / "config.json").read_bytes() == before
 
 
 def test_gan_on_ring8_resumes_without_naming_the_dataset_again(tmp_path):
