@@ -297,7 +297,9 @@ def full_manifest(**changes):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("[1, 2]", r"not a minilean manifest \(it holds a JSON list\); expected the manifest that "
+    ("null", r"not a minilean manifest \(it holds a JSON null\); expected the manifest"),
+    ('"names"', r"not a minilean manifest \(it holds a JSON string\); expected the manifest"),
+    ("[1, 2]", r"not a minilean manifest \(it holds a JSON array\); expected the manifest that "
                r"`python -m minilean data convert image-folder` writes beside its images \(or "
                r"no file of that name\): move or rename it$"),
     ('{"author": "me"}', r"not a minilean manifest \(it holds an object with keys \['author'\]"

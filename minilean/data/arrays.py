@@ -160,6 +160,11 @@ MANIFEST_KEYS = ("shape", "dtype", "layout", "source", "count", "crop", "skipped
                  "class_names", "labels")
 
 
+# what json.load returns -> the JSON name of the value (for errors that describe a file)
+_JSON_NAMES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+
+
 def manifest_class_names(path):
     """The class names (a list of texts, or None) of the manifest at ``path``.
 
@@ -178,7 +183,7 @@ def manifest_class_names(path):
     keys = set(manifest) if isinstance(manifest, dict) else set()
     if not keys & set(MANIFEST_KEYS):
         found = f"an object with keys {sorted(keys)}" if isinstance(manifest, dict) else \
-            f"a JSON {type(manifest).__name__}"
+            f"a JSON {_JSON_NAMES[type(manifest)]}"
         raise ValueError(f"{path}: not a minilean manifest (it holds {found}); {expected}: "
                          f"move or rename it")
     names = manifest.get("class_names")
