@@ -39,9 +39,10 @@ How to add a command (the pattern every model command follows)
    (``low_open``/``high_open`` make the bound strict); ``aliases`` maps extra spellings of a
    choice onto it; ``check(value)`` may return an error text for anything else. A group's
    ``resolve(config)`` may combine its flags after they are checked (``DEVICE_FLAGS`` turns
-   ``--cpu``/``--cuda``/``auto`` into ``config.device``), and its ``check(values)`` raises a ``FlagError`` for a combination the model cannot run (a
-   U-Net needs ``--image-size`` a multiple of 4): it sees the values the run will use, a
-   resumed run's saved ones included, so limits are found before anything is written.
+   ``--cpu``/``--cuda``/``auto`` into ``config.device``), and its ``check(values)`` raises a
+   ``FlagError`` for a combination the model cannot run (a U-Net needs ``--image-size`` a
+   multiple of 4): it sees the values the run will use, a resumed run's saved ones included,
+   so limits are found before anything is written.
 3. Append the ``Command`` to ``COMMANDS`` below. ``--help`` is generated from the declaration.
 
 A plain fire-style function or class (``data download``, ``data convert image-folder``) plugs in
