@@ -141,3 +141,24 @@ def test_each_training_draw_of_noise_is_fresh(tmp_path, monkeypatch):
         assert not numpy.allclose(first[:rows], fixed[:rows])
         for second in training[i + 1:]:
             assert not numpy.allclose(first, second)
+
+
+def test_ring8_real_data_reference_is_held_out_points(tmp_path, monkeypatch):
+    """The real-data coverage next to the generator's is measured on held-out points (never
+    trained on), as many as samples, and the samples' on the samples."""
+    from minilean.cli import main
+    from minilean.train import gan as gan_command, zoo_run
+    measured, trained_on = [], []
+    coverage = gan_command.ring8_coverage
+    monkeypatch.setattr(gan_command, "ring8_coverage", lambda points, *args: measured.append(
+        numpy.asarray(points)) or coverage(points, *args))
+    fit = zoo_run.fit
+    monkeypatch.setattr(zoo_run, "fit", lambda session, *args: trained_on.append(
+        session.train_rows) or fit(session, *args))
+    main(["gan", "--dataset=ring8", "--n-total=200", "--steps=2", "--batch-size=8",
+          "--hidden=8", "--latent=2", "--n-samples=12", "--progress=false",
+          f"--out={tmp_path}"])
+    samples, real = measured
+    assert samples.shape == real.shape == (12, 2)
+    training = {tuple(row) for row in trained_on[0]}
+    assert not any(tuple(row) in training for row in real)
