@@ -21,7 +21,8 @@ How to add a command (the pattern every model command follows)
 1. Write the work as ``run(config)`` in ``minilean/train/<name>.py`` (``vae.py`` trains the
    model of ``minilean/models/vae.py``; ``diffusion.py``), where ``config`` is a
    ``types.SimpleNamespace`` of checked flag values (attribute names = flag names with ``_``).
-   Import heavy modules inside ``run`` so that ``--help`` and flag errors stay instant.
+   The CLI imports that module only when the command runs, so ``--help`` and flag errors stay
+   instant.
 2. Declare the flags: shared groups (``DEVICE_FLAGS``, ``data_flags()``, ``training_flags()``,
    ``run_dir_flags()``) with per-command defaults, plus a ``FlagGroup`` of your own ``Flag``s.
    A zoo command does this in one call, ``zoo_command`` (its ``run`` is

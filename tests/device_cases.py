@@ -358,10 +358,10 @@ def copies_in_each_cli_step(monkeypatch, argv, copies_so_far):
     """Run ``python -m minilean <argv>`` in this process; return how many device-to-host
     copies each of its training steps made (``copies_so_far()`` counts them)."""
     from minilean.cli import main
-    from minilean.train import diffusion, loop
+    from minilean.train import diffusion, zoo_run
 
     per_step = []
-    real_train = loop.train
+    real_train = zoo_run.train
 
     def counting_train(state, step_fn, *args, **kwargs):
         def counted_step(batch, step):
@@ -371,7 +371,7 @@ def copies_in_each_cli_step(monkeypatch, argv, copies_so_far):
             return metrics
         return real_train(state, counted_step, *args, **kwargs)
 
-    monkeypatch.setattr(loop, "train", counting_train)  # the zoo commands import it late
+    monkeypatch.setattr(zoo_run, "train", counting_train)
     monkeypatch.setattr(diffusion, "train", counting_train)
     main(argv)
     return per_step

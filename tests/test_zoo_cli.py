@@ -268,8 +268,8 @@ def test_a_tiny_run_writes_its_numbers(name, argv, keys, fixed, tmp_path):
 BASELINES = {  # the trivial model each command fits to its training rows, and its flags
     "vae": ("minilean.train.vae.independent_pixel_nats", ["--hidden=8", "--latent=2",
                                                           "--iw-samples=2"]),
-    "vqvae": ("minilean.models.autoencoder.mean_image_mse", ["--codes=4", "--code-dim=2",
-                                                             "--hidden=2"]),
+    "vqvae": ("minilean.train.vqvae.mean_image_mse", ["--codes=4", "--code-dim=2",
+                                                      "--hidden=2"]),
     "autoencoder": ("minilean.train.autoencoder.mean_image_mse", ["--hidden=8", "--latent=2"]),
     "mae": ("minilean.train.mae.mean_patch_mse", ["--width=4", "--heads=2", "--decoder-width=4",
                                                   "--depth=1"]),

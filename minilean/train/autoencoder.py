@@ -1,17 +1,19 @@
 """``python -m minilean autoencoder``: train the autoencoder of ``minilean/models/autoencoder.py``,
 then its held-out reconstruction MSE next to the mean-image baseline."""
+from minilean.autograd.grad_mode import no_grad
+from minilean.data.arrays import float_images
 from minilean.models.autoencoder import Autoencoder, mean_image_mse, reconstruction_loss
 from minilean.nn import functional as F
+from minilean.optim import Adam, minimize
+from minilean.train import zoo_run
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "arch",
                 "hidden", "latent")
+
+
 def run(config):
     """``python -m minilean autoencoder``: train, then held-out MSE next to the mean image."""
-    from minilean.autograd.grad_mode import no_grad
-    from minilean.data.arrays import float_images
-    from minilean.optim import Adam, minimize
-    from minilean.train import zoo_run
 
     session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
     config = session.config

@@ -1,9 +1,16 @@
 """``python -m minilean gan``: train the LSGAN of ``minilean/models/gan.py`` (D and G steps in
 turn), write sample grids, and score the samples (FD-classifier, or mode coverage on ring8)
 next to the independent-pixel baseline."""
+from minilean import atomic
+from minilean.autograd.grad_mode import no_grad
+from minilean.data.builtin import RING8_MODES, RING8_STD
+from minilean.data.images import to_uint8
 from minilean.data.streams import Purpose
+from minilean.models import classifier
 from minilean.models.gan import (Discriminator, Generator, discriminator_loss, generator_loss,
                                  independent_pixel_samples, ring8_coverage)
+from minilean.optim import Adam, minimize
+from minilean.train import zoo_run
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "latent",
@@ -27,12 +34,6 @@ def scatter_svg(points, reference, size=400, extent=3.0):
 
 def run(config):
     """``python -m minilean gan``: alternating LSGAN training, sample grids, evaluation."""
-    from minilean import atomic
-    from minilean.autograd.grad_mode import no_grad
-    from minilean.data.builtin import RING8_MODES, RING8_STD
-    from minilean.models.classifier import check_fd_report, fd_report
-    from minilean.optim import Adam, minimize
-    from minilean.train import zoo_run
 
     def on_points(config):  # the ring8 points (a resumed run's too), not images
         return config.dataset == "ring8" and config.x is None
@@ -42,7 +43,7 @@ def run(config):
     config = session.config
     points = on_points(config)
     if not points:
-        check_fd_report(config, session.dataset)
+        classifier.check_fd_report(config, session.dataset)
     data_shape = session.train_rows.shape[1:]
     generator = Generator(config.latent, data_shape, config.hidden, bounded=not points)
     discriminator = Discriminator(data_shape, config.hidden)
@@ -89,14 +90,13 @@ def run(config):
                        share_within_3std=share, real_data_modes=real_modes,
                        real_data_share_within_3std=real_share)
     else:
-        from minilean.data.images import to_uint8
         samples = to_uint8(samples, (-1.0, 1.0))
         atomic.save_npy(session.run.file("samples.npy"), samples)  # for `minilean evaluate`
         if config.evaluate and session.dataset.y is not None:
-            summary["fd_classifier"] = fd_report(config, session.dataset, samples)
+            summary["fd_classifier"] = classifier.fd_report(config, session.dataset, samples)
             # the raw rows: uint8, or float in [0, 1] (--x), brought to uint8 as the samples are
             baseline = to_uint8(independent_pixel_samples(session.train_rows, len(samples),
                                                           config.seed), (0.0, 1.0))
-            summary["baseline_independent_pixels_fd"] = fd_report(
+            summary["baseline_independent_pixels_fd"] = classifier.fd_report(
                 config, session.dataset, baseline)["fd_classifier"]
     session.finish("LSGAN", **summary)

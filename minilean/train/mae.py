@@ -3,19 +3,21 @@ its held-out masked-patch MSE next to the mean-patch baseline, and the rows orig
 reconstruction."""
 import numpy
 
+from minilean.autograd.grad_mode import no_grad
+from minilean.data.arrays import float_images
 from minilean.models.mae import (MaskedAutoencoder, decoder_heads, denormalize, mae_loss,
                                  masked_mse, mean_patch_mse, patchify, unpatchify,
                                  visible_statistics)
+from minilean.optim import Adam, minimize
+from minilean.train import zoo_run
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "patch_size",
                 "width", "depth", "heads", "decoder_width", "decoder_depth", "per_patch_norm")
+
+
 def run(config):
     """``python -m minilean mae``: train, then held-out masked-patch MSE next to the mean patch."""
-    from minilean.autograd.grad_mode import no_grad
-    from minilean.data.arrays import float_images
-    from minilean.optim import Adam, minimize
-    from minilean.train import zoo_run
 
     session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
     config = session.config

@@ -4,7 +4,10 @@ baseline, reconstructions and prior samples."""
 import numpy
 
 from minilean.autograd.grad_mode import no_grad
+from minilean.data.streams import Purpose
 from minilean.models.vae import VAE, evaluate_bounds, independent_pixel_nats, vae_loss
+from minilean.optim import Adam, minimize
+from minilean.train import zoo_run
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "arch",
@@ -14,9 +17,6 @@ EVAL_CHUNK = 100  # held-out images per forward pass while evaluating
 
 def run(config):
     """``python -m minilean vae``: train, then held-out bounds, reconstructions, prior samples."""
-    from minilean.data.streams import Purpose
-    from minilean.optim import Adam, minimize
-    from minilean.train import zoo_run
 
     session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
     config = session.config

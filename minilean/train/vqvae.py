@@ -3,17 +3,19 @@ held-out reconstruction, codebook usage and perplexity next to the mean-image ba
 import numpy
 
 from minilean.autograd.grad_mode import no_grad
+from minilean.data.arrays import float_images
+from minilean.models.autoencoder import mean_image_mse
 from minilean.models.vqvae import VQVAE, code_statistics, vqvae_loss
+from minilean.optim import Adam, minimize
+from minilean.train import zoo_run
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "codes",
                 "code_dim", "hidden", "ema_codebook", "decay")
+
+
 def run(config):
     """``python -m minilean vqvae``: train, then held-out reconstruction, usage, perplexity."""
-    from minilean.data.arrays import float_images
-    from minilean.models.autoencoder import mean_image_mse
-    from minilean.optim import Adam, minimize
-    from minilean.train import zoo_run
 
     session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
     config = session.config

@@ -5,14 +5,21 @@
     session.finish(title, **summary)                             summary.json and TrainLog
 
 The data split is fixed by the seed: the last ``held_out_count`` rows (after a seeded
-shuffle) are never trained on and are where every held-out number is measured. Heavy work is
-imported inside functions so ``--help`` and flag errors stay instant.
+shuffle) are never trained on and are where every held-out number is measured.
 """
 import os
 
 import numpy
 
+from minilean import backend
+from minilean.autograd.creation import tensor
+from minilean.data import load_dataset
+from minilean.data.arrays import float_images
+from minilean.data.images import save_grid_everywhere
+from minilean.data.loader import Loader
 from minilean.data.streams import Purpose, stream
+from minilean.train.loop import (TrainState, check_halved_twice, default_interval, open_run,
+                                 prepare_device, run_config, train, write_trainlog)
 
 HELD_OUT_SHARE, MAX_HELD_OUT = 0.1, 1000
 
@@ -24,7 +31,6 @@ def held_out_count(rows):
 
 class Session:
     """One run: its config, device, training rows, held-out rows and run directory."""
-
     def __init__(self, config, dataset, train_rows, held_out_rows, value_range):
         self.config, self.device, self.dataset, self.run = config, config.device, dataset, None
         self.train_rows, self.held_out_rows = train_rows, held_out_rows
@@ -32,8 +38,6 @@ class Session:
 
     def tensor(self, rows):
         """Rows of data as a float32 tensor on the device, in the model's value range."""
-        from minilean.autograd.creation import tensor
-        from minilean.data.arrays import float_images
         return tensor(float_images(rows, self.value_range), device=self.device)
 
     def held_out(self, count=None):
@@ -43,14 +47,12 @@ class Session:
         """A float32 standard normal tensor of ``shape`` on the device, from the host stream
         (seed, purpose, index, sub_index): a checkpoint holds only the CPU generator, so a draw
         from the device's own generator would not repeat after --resume on "cuda"."""
-        from minilean.autograd.creation import tensor
         draw = stream(self.config.seed, purpose, index, sub_index).standard_normal(shape)
         return tensor(draw.astype(numpy.float32), device=self.device)
 
     def save_grid(self, name, images, nrow=None):
         """Write images (N, C, H, W) as ``images/<name>.ppm``, and as ``.png`` too where Pillow
         is installed; return the paths written."""
-        from minilean.data.images import save_grid_everywhere
         images = images.numpy() if hasattr(images, "numpy") else images
         return save_grid_everywhere(os.path.join(self.run.images_dir, name), images, nrow=nrow,
                                     value_range=self.value_range or (0.0, 1.0))
@@ -62,7 +64,6 @@ class Session:
 
     def finish(self, title, **summary):
         """Write summary.json, the loss curve, the optional TrainLog; print the summary."""
-        from minilean.train.loop import write_trainlog
         self.run.write_loss_curve(keys=tuple(k for k in ("loss", "d_loss", "g_loss")))
         path = self.run.write_summary(**summary)
         if self.config.log:
@@ -85,10 +86,6 @@ def start(config, locked, value_range):
     ``locked`` names the flags a resumed run may not change; ``value_range`` is (0, 1) or
     (-1, 1) for images and None for points, or a function of the run's config (as resumed: the
     data are the saved run's) that says which."""
-    from minilean import backend
-    from minilean.data import load_dataset
-    from minilean.train.loop import prepare_device, run_config
-
     config = run_config(config, locked)
     if callable(value_range):
         value_range = value_range(config)
@@ -114,9 +111,6 @@ def fit(session, modules, optimizers, step_fn, description):
     checkpoint when resuming (with the learning rate of ``--lr``, given now or saved).
 
     ``step_fn(batch, step) -> {name: float}`` gets a float32 tensor batch of training rows."""
-    from minilean.data.loader import Loader
-    from minilean.train.loop import TrainState, default_interval, open_run, train
-
     config = session.config
     state = TrainState(modules, optimizers)
     session.run = open_run(config, state)
@@ -140,8 +134,6 @@ def image_shape(session, halved_twice_by=None):
     """(C, H, W) of the session's images; a one-line error for point data such as ring8, and,
     for a network that halves the side twice (``halved_twice_by``, in words), for a height or
     width that is not a multiple of 4."""
-    from minilean.train.loop import check_halved_twice
-
     if not session.dataset.is_image:
         raise ValueError(f"this model trains on images, but dataset {session.dataset.name!r} has "
                          f"rows of shape {session.dataset.x.shape[1:]}")
