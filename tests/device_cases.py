@@ -507,6 +507,44 @@ def check_a_host_copy_while_capturing_is_a_clear_error():
     numpy.testing.assert_array_equal(captured(numpy.zeros(3)).get(), [1.0, 1.0, 1.0])
 
 
+def check_fused_clipping_in_a_graph_clips_its_own_gradients():
+    """Inside a graph the fused kernels read a table of the addresses of arrays made while
+    capturing: it is filled once the capture has ended, and it is the graph's own, so clipping
+    other arrays of the same sizes afterwards (which rewrites the shared table) leaves what the
+    replays clip alone."""
+    from minilean.cuda import clip as clip_kernels
+    from minilean.cuda.graph import CapturedCall
+    from minilean.optim import clip
+    xp = backend.xp_for("cuda")
+    rng = numpy.random.default_rng(0)
+    bounds = numpy.cumsum((0, 5, 16, 7))
+
+    def gradients(x):  # three "gradients" computed on the device from the input
+        return [x[start:end] * 3 for start, end in zip(bounds, bounds[1:])]
+
+    def clipped_gradients(x):
+        grads = [xp.ascontiguousarray(grad) for grad in gradients(x)]
+        return tuple(grads) + (clip.fast_clip_arrays(grads, 1.0, 1e-6),)
+
+    def draw():
+        return rng.standard_normal(bounds[-1]).astype(numpy.float32)
+
+    use_fast_kernels(True)
+    try:
+        captured = CapturedCall(clipped_gradients, (draw(),))
+        others = [xp.asarray(grad) for grad in gradients(draw())]
+        clip.fast_clip_arrays(others, 1.0, 1e-6)  # eager, on arrays of the same sizes
+        for _ in range(2):
+            x = draw()
+            *grads, norm = captured(x)
+            want, want_norm = clip_kernels.reference(gradients(x), 1.0, 1e-6)
+            assert float(norm) == pytest.approx(want_norm, rel=1e-12)
+            for grad, expected in zip(grads, want):
+                numpy.testing.assert_allclose(grad.get(), expected, rtol=1e-6)
+    finally:
+        use_fast_kernels(False)
+
+
 def check_graph_sampling_replays_the_network(capsys, fast=False):
     """``--cuda-graph`` sampling: the network runs in Python twice (warm-up and capture), the
     other DDIM steps are replays that read each step's timestep, and the samples are those of

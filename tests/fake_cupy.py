@@ -131,10 +131,19 @@ def _device_function(function, baked=False):
     return on_device
 
 
+ALLOCATIONS = ("empty", "empty_like")  # memory from the pool: no operation of a graph
+
+
 def _run(function, args, kwargs=None, baked=False):
-    """``function`` on NumPy arrays, its result as device arrays; while capturing, recorded."""
+    """``function`` on NumPy arrays, its result as device arrays; while capturing, recorded
+    (but for an allocation, which a replay must not touch: what was written into the memory
+    after the capture, such as a table of addresses, stays)."""
     kwargs = kwargs or {}
-    result = _wrap(function(*args, **kwargs))
+    # while capturing, kernels' outputs hold garbage (they ran nothing): no warnings about it
+    with numpy.errstate(all="ignore" if _capturing_here() else None):
+        result = _wrap(function(*args, **kwargs))
+    if getattr(function, "__name__", "") in ALLOCATIONS:
+        return result
     if baked:
         saved = _unwrap(_wrap_copy(result))
         _capture.record(lambda: _refill(result, saved))
@@ -355,7 +364,7 @@ class _Capture:
         self.stream, self.steps, self.before = None, [], []
 
     def record(self, step):
-        if self.stream is not None and _current_stream() is self.stream:
+        if _capturing_here():
             self.steps.append(step)
 
     def begin(self, stream):
@@ -375,6 +384,11 @@ class _Capture:
                 array._array.fill(numpy.nan)
         for array, contents in self.before:
             array._array[...] = contents
+
+
+def _capturing_here():
+    """Whether operations issued now are captured (the current stream is capturing)."""
+    return _capture.stream is not None and _current_stream() is _capture.stream
 
 
 def _live():
@@ -405,10 +419,12 @@ class Graph:
 class Stream:
     """A stream: the current one inside ``with``; it can capture unless it is ``null``.
 
-    While it captures, operations issued on it are recorded. They also run, so that Python
-    sees results with shapes, but ``end_capture`` undoes their effects, as CUDA (which runs
-    nothing while capturing) would have: the arrays made while capturing hold NaN until a
-    replay writes them, and the older arrays get their contents back.
+    While it captures, operations issued on it are recorded. CuPy's operations also run, so
+    that Python sees results with shapes, but ``end_capture`` undoes their effects, as CUDA
+    (which runs nothing while capturing) would have: the arrays made while capturing hold NaN
+    until a replay writes them, and the older arrays get their contents back. Raw kernels are
+    only recorded, as on a GPU: one may read a table of addresses that is filled only once the
+    capture has ended (``minilean.cuda.graph.upload``), which run now would be garbage.
     """
     null = None
 
@@ -510,7 +526,8 @@ class _RecordedModule:
         def launch(grid, block, args, shared_mem=0):
             def run():
                 kernel(grid, block, args, shared_mem)
-            run()
+            if not _capturing_here():  # as CUDA, which runs nothing it captures (see Stream)
+                run()
             _capture.record(run)
         return launch
 

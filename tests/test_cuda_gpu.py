@@ -14,6 +14,7 @@ import pytest
 
 from device_cases import (FRESH_GRAD_CASES, OPS, TAIL_ACTIVATIONS, assert_fresh_grads,
                           check_a_host_copy_while_capturing_is_a_clear_error,
+                          check_fused_clipping_in_a_graph_clips_its_own_gradients,
                           check_captured_call_bakes_in_host_numbers,
                           check_captured_call_replays_on_new_inputs,
                           check_captured_products_use_minilean_kernel,
@@ -185,6 +186,10 @@ def test_captured_products_use_minilean_kernel():
 
 def test_a_host_copy_while_capturing_is_a_clear_error():
     check_a_host_copy_while_capturing_is_a_clear_error()
+
+
+def test_fused_clipping_in_a_graph_clips_the_graphs_own_gradients():
+    check_fused_clipping_in_a_graph_clips_its_own_gradients()
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["cupy", "fast"])

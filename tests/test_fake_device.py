@@ -28,6 +28,7 @@ import fake_cupy
 import minilean
 from device_cases import (OPS, TAIL_ACTIVATIONS,
                           check_a_host_copy_while_capturing_is_a_clear_error,
+                          check_fused_clipping_in_a_graph_clips_its_own_gradients,
                           check_captured_call_bakes_in_host_numbers,
                           check_captured_call_replays_on_new_inputs,
                           check_captured_products_use_minilean_kernel,
@@ -222,6 +223,46 @@ def test_cuda_graph_trains_like_the_python_step(fake_cuda, tmp_path, fast):
     """Close, not equal: the graph's products come from matmul.cu, which sums in another order
     than NumPy's BLAS (a float32 rounding apart)."""
     check_cuda_graph_trains_like_eager(tmp_path, fast, rtol=1e-6, sample_atol=1)
+
+
+@needs_compiler
+def test_fused_clipping_in_a_graph_clips_the_graphs_own_gradients(fake_cuda):
+    check_fused_clipping_in_a_graph_clips_its_own_gradients()
+
+
+@needs_compiler
+def test_a_graph_step_makes_its_device_tables_at_the_warm_up_only(fake_cuda, monkeypatch):
+    """Made while capturing, a table could get a block that a temporary freed earlier in the
+    capture, which every replay then writes first; the stand-in's arrays are not pooled and
+    cannot show that, so the rule itself is checked: no table is made while capturing."""
+    from minilean.cuda import multi_tensor, use_fast_kernels
+    made = []
+    make_table = multi_tensor.Table.__init__
+    monkeypatch.setattr(multi_tensor.Table, "__init__", lambda self, *args: (
+        made.append(fake_cupy._capture.stream is not None), make_table(self, *args))[-1])
+    use_fast_kernels(True)
+    _, step = diffusion_step_parts(graph=True)
+    step(0, clip=True)  # warm-up and capture, one replay, then Adam and EMA outside the graph
+    step(1, clip=True)
+    assert made and not any(made)
+    assert len(made) == 3  # the graph's clipping table, the shared Adam and EMA ones
+
+
+def test_a_capture_that_takes_another_path_than_its_warm_up_is_a_clear_error(fake_cuda):
+    from minilean.cuda import graph
+    calls = []
+
+    def asks_at_capture_only(x):
+        calls.append(1)
+        if len(calls) == 2:
+            graph.made_at_warm_up("table", lambda: None)
+        return x + 1
+
+    with pytest.raises(graph.GraphCaptureError, match="cannot capture .*asks_at_capture_only "
+                       "as a CUDA graph: the capture asked for 'table', which its warm-up did "
+                       "not make at this point"):
+        CapturedCall(asks_at_capture_only, (numpy.ones(3),))
+    assert graph._recording is None
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast-kernels"])

@@ -21,14 +21,62 @@ What a captured function must do (the rules of stream capture, and how this clas
 * Allocate from a memory pool of its own. Temporaries it freed while capturing are still
   written by every replay; in CuPy's shared pool they could be handed to other arrays.
 * Be called once before the capture (the warm-up): nothing executes while capturing, and
-  nothing may compile or upload either, so an ordinary first call compiles the kernels, fills
-  the caches of device tables and grows the private pool.
+  nothing may compile either, so an ordinary first call compiles the kernels, fills the
+  caches of device constants and grows the private pool.
+* Allocate nothing that must outlive a replay step, and upload through ``upload``. A device
+  table of the addresses of arrays made in the capture (which only then are known) is made
+  during the warm-up (``made_at_warm_up``) and only filled during the capture, by an upload
+  that waits until the capture has ended. Made during the capture, it could get a block that
+  a temporary freed earlier in the capture, which every replay writes before the table is
+  read (an H200 stopped with an illegal address on exactly that).
 """
 import numpy
 
 from minilean import backend
 from minilean.backend import DeviceError
 from minilean.cuda import matmul
+
+
+class _Kept:
+    """What a ``CapturedCall`` keeps for its graph's life: the objects its function made during
+    the warm-up for the capture to use again, and the uploads the capture left for its end."""
+
+    def __init__(self):
+        self.made = []       # (key, object), in the order the warm-up made them
+        self.taken = 0       # how many of them the capture has taken back so far
+        self.uploads = None  # while capturing: [(device array, host array)]
+
+
+_recording = None  # the _Kept of the CapturedCall that is warming up or capturing
+
+
+def made_at_warm_up(key, make):
+    """``make()``, made during the warm-up of the ``CapturedCall`` being recorded and kept for
+    the graph's life; during its capture, the object made at the same point of the warm-up,
+    whose ``key`` must be ``key`` (the capture runs what the warm-up ran). Outside a recording,
+    just ``make()``."""
+    if _recording is None:
+        return make()
+    if _recording.uploads is None:
+        made = make()
+        _recording.made.append((key, made))
+        return made
+    if _recording.taken == len(_recording.made) or _recording.made[_recording.taken][0] != key:
+        raise RuntimeError(f"the capture asked for {key!r}, which its warm-up did not make "
+                           f"at this point: the two calls took different paths")
+    _recording.taken += 1
+    return _recording.made[_recording.taken - 1][1]
+
+
+def upload(array, host):
+    """Copy the host array ``host`` into the device array ``array``, on the current stream; while
+    a ``CapturedCall`` captures, once the capture has ended instead (a copy from the host cannot
+    be captured; the graph reads ``array`` only when replayed, by which time it is filled)."""
+    import cupy
+    if _recording is None or _recording.uploads is None:
+        array.set(host, stream=cupy.cuda.get_current_stream())
+    else:
+        _recording.uploads.append((array, host))
 
 
 class GraphCaptureError(DeviceError):
@@ -45,22 +93,32 @@ class CapturedCall:
     """
 
     def __init__(self, function, example_inputs):
+        global _recording
         import cupy
         self._pool = cupy.cuda.MemoryPool()  # private: see the module docstring
         self._stream = cupy.cuda.Stream(non_blocking=True)  # capture needs a stream of its own
         self.inputs = tuple(cupy.array(example) for example in example_inputs)
         cupy.cuda.get_current_stream().synchronize()  # the side stream sees finished inputs
-        with cupy.cuda.using_allocator(self._pool.malloc), self._stream, \
-                backend.graph_recording(matmul.matmul):
-            function(*self.inputs)
-            self._stream.begin_capture()
-            try:
-                self.outputs = function(*self.inputs)
-                self._graph = self._stream.end_capture()
-            except Exception as error:
-                self._end_failed_capture()
-                raise GraphCaptureError(f"cannot capture {_name(function)} as a CUDA graph: "
-                                        f"{_first_line(error)}") from error
+        # kept for the graph's life: it reads what the warm-up made, which must stay allocated
+        self._kept = _recording = _Kept()
+        try:
+            with cupy.cuda.using_allocator(self._pool.malloc), self._stream, \
+                    backend.graph_recording(matmul.matmul):
+                function(*self.inputs)
+                self._stream.begin_capture()
+                self._kept.uploads = []
+                try:
+                    self.outputs = function(*self.inputs)
+                    self._graph = self._stream.end_capture()
+                except Exception as error:
+                    self._end_failed_capture()
+                    raise GraphCaptureError(f"cannot capture {_name(function)} as a CUDA graph: "
+                                            f"{_first_line(error)}") from error
+        finally:
+            _recording = None
+        with self._stream:
+            for array, host in self._kept.uploads:
+                upload(array, host)
         self._stream.synchronize()
 
     def _end_failed_capture(self):

@@ -7,13 +7,18 @@ chunk is one tensor's, moved as one vector). Each update of a model reuses one t
 memory (one per number of roles, list of sizes and chunk size): the parameters and optimizer
 state never move, and when the gradients have moved (new arrays each step, wherever the memory
 pool put them) the few kilobytes of addresses are rewritten in place, so the table costs no new
-device memory, step after step.
+device memory, step after step. A CUDA graph gets tables of its own instead, made at its
+warm-up and filled with the captured arrays' addresses once its capture has ended
+(``graph.upload``): its replays read them long after the shared ones have been rewritten for
+other arrays.
 """
 import collections
 
 import numpy
 
+from minilean import backend
 from minilean.cuda import compile as kernels
+from minilean.cuda import graph
 
 _CACHE_SIZE = 8
 # (roles, sizes, chunk) -> Table
@@ -33,8 +38,10 @@ class Table:
         # each tensor's chunks: its size rounded up to a whole number of chunks
         padded = [-(-size // chunk) * chunk for size in sizes]
         offsets = numpy.concatenate([[0], numpy.cumsum(padded)]).astype(numpy.int64)
-        self.offsets = cupy.asarray(offsets)
-        self.sizes = cupy.asarray(numpy.array(sizes, dtype=numpy.int64))
+        self.offsets = cupy.empty(len(offsets), dtype=numpy.int64)
+        self.sizes = cupy.empty(len(sizes), dtype=numpy.int64)
+        graph.upload(self.offsets, offsets)
+        graph.upload(self.sizes, numpy.array(sizes, dtype=numpy.int64))
         self.total = int(offsets[-1])
         self.vector = False
 
@@ -64,21 +71,24 @@ def check_arrays(roles):
 def device_table(roles, itemsize):
     """The ``Table`` of ``roles`` (lists of arrays, each as long as the parameter list) for
     elements of ``itemsize`` bytes, with the arrays' current addresses."""
-    import cupy
     addresses = tuple(array.data.ptr for role in roles for array in role)
     sizes = tuple(array.size for array in roles[0])
     key = (len(roles), sizes, kernels.CHUNK_BYTES // itemsize)
-    if key in _tables:
-        _tables.move_to_end(key)
+    if backend.recording_graph():
+        # a table of the graph's own, made at its warm-up (graph.py says why): a later call
+        # with the same sizes rewrites a shared one in place, changing what every replay reads
+        table = graph.made_at_warm_up(key, lambda: Table(len(addresses), sizes, key[2]))
     else:
-        _tables[key] = Table(len(addresses), sizes, key[2])
-        if len(_tables) > _CACHE_SIZE:
-            _tables.popitem(last=False)
-    table = _tables[key]
+        if key in _tables:
+            _tables.move_to_end(key)
+        else:
+            _tables[key] = Table(len(addresses), sizes, key[2])
+            if len(_tables) > _CACHE_SIZE:
+                _tables.popitem(last=False)
+        table = _tables[key]
     if table.addresses != addresses:  # first use, or the arrays moved: rewrite them in place
         host = numpy.array(addresses, dtype=numpy.uint64)
-        # on the stream: without one, older CuPy copies synchronously, waiting for the GPU
-        table.table.set(host, stream=cupy.cuda.get_current_stream())
+        graph.upload(table.table, host)
         table.addresses = addresses
         table.vector = int(numpy.bitwise_or.reduce(host, initial=0)) % kernels.CHUNK_BYTES == 0
     return table

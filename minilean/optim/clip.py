@@ -15,8 +15,7 @@ def clip_grad_norm_(parameters, max_norm, eps=1e-6):
     would not. The norm and the scale stay on the device (no host copy, so a GPU training
     step does not wait for it); ``.item()`` the result to log it. Parameters without a
     gradient are skipped. With fast kernels on, "cuda" gradients are clipped by two launches
-    (``minilean/cuda/clip.py``), except while a CUDA graph is recorded: the fused kernels
-    read a table of the gradients' addresses, which would be baked into the graph.
+    (``minilean/cuda/clip.py``), inside a CUDA graph too.
     """
     if not max_norm > 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm!r}")
@@ -26,8 +25,7 @@ def clip_grad_norm_(parameters, max_norm, eps=1e-6):
     if not grads:
         return Tensor(0.0, dtype="float64")
     clip = clip_arrays
-    if fast_clip_arrays is not None and backend.device_of(grads[0]) == "cuda" and \
-            not backend.recording_graph():
+    if fast_clip_arrays is not None and backend.device_of(grads[0]) == "cuda":
         clip = fast_clip_arrays
     return Tensor._wrap(clip(grads, max_norm, eps), False)
 
