@@ -202,6 +202,7 @@ class KernelCases:
         if misaligned:  # a parameter and a gradient as views off the vectors' boundary
             device[0][2], device[1][4] = (on_gpu(cupy, host[role][k], "offset")
                                           for role, k in ((0, 2), (1, 4)))
+        device[1][0] = cupy.asarray(host[1][0].T.copy()).T  # a gradient as a transposed view
         settings = dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.05,
                         decoupled=decoupled)
         for step in (1, 2, 3):
