@@ -11,6 +11,7 @@ import pytest
 
 from minilean.cuda import (activations, adam, clip, ema, im2col, matmul, mse, noising, norm,
                            reduce, softmax)
+from minilean.cuda import compile as kernels
 
 TOLERANCE = {numpy.float32: dict(rtol=2e-5, atol=2e-6), numpy.float64: dict(rtol=1e-11, atol=1e-13)}
 rng = numpy.random.default_rng(11)
@@ -55,9 +56,18 @@ PRODUCTS = [((5, 7), (7, 3)), ((1, 1), (1, 1)), ((33, 17), (17, 40)), ((2, 3, 20
 
 def use_index_type(monkeypatch, index):
     """Have im2col.cu split flat indices as ``index`` ("int" or "long long"): small test
-    arrays take the 64-bit path when the int limit is lowered to 0."""
+    arrays take the 64-bit path when the int limit is lowered to 0. Every kernel of
+    im2col.cu launched then must be of that index type (what im2col.py remembers of a shape
+    must not keep the type an earlier test chose)."""
     if index == "long long":
         monkeypatch.setattr(im2col, "INT_INDEX_LIMIT", 0)
+    launch = kernels.launch
+
+    def launch_of_index_type(program, name, count, args):
+        if program is im2col.program and count > 0:  # (an empty array has no index to split)
+            assert name.endswith(f", {index}>"), name
+        return launch(program, name, count, args)
+    monkeypatch.setattr(kernels, "launch", launch_of_index_type)
 
 
 class KernelCases:
@@ -192,6 +202,7 @@ class KernelCases:
         if misaligned:  # a parameter and a gradient as views off the vectors' boundary
             device[0][2], device[1][4] = (on_gpu(cupy, host[role][k], "offset")
                                           for role, k in ((0, 2), (1, 4)))
+        device[1][0] = cupy.asarray(host[1][0].T.copy()).T  # a gradient as a transposed view
         settings = dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.05,
                         decoupled=decoupled)
         for step in (1, 2, 3):

@@ -51,6 +51,37 @@ def test_reassigning_an_attribute_replaces_the_registration():
     assert layer.weight.numpy().sum() == 0
 
 
+def test_the_listed_members_follow_every_change_below_the_module():
+    # the tree's parameter and buffer lists are remembered between calls: each change deep
+    # in the tree must show in the root's next list
+    block = Block()
+
+    def names(members):
+        return [name for name, _ in members]
+
+    assert names(block.named_parameters()) == ["body.0.weight", "body.0.bias", "head.weight"]
+    assert names(block.named_buffers()) == ["scale"]
+    block.body[0].bias = None
+    assert names(block.named_parameters()) == ["body.0.weight", "head.weight"]
+    new_weight = nn.Parameter(ml.zeros(2, 4))
+    block.head.weight = new_weight
+    assert list(block.parameters())[-1] is new_weight
+    block.body.append(nn.Linear(4, 4))
+    assert names(block.named_parameters()) == ["body.0.weight", "body.2.weight", "body.2.bias",
+                                               "head.weight"]
+    del block.head
+    assert names(block.named_parameters()) == ["body.0.weight", "body.2.weight", "body.2.bias"]
+    assert names(block.named_buffers()) == ["scale"]
+    block.body[2].register_buffer("count", ml.zeros(1))
+    assert names(block.named_buffers()) == ["scale", "body.2.count"]
+    counted = ml.ones(1)
+    block.body[2].count = counted
+    assert list(block.buffers())[-1] is counted
+    assert len(list(block.parameters())) == 3
+    block.body = None
+    assert names(block.named_parameters()) == []
+
+
 def test_assigning_a_tensor_to_a_buffer_name_updates_the_buffer():
     class Running(nn.Module):
         def __init__(self):

@@ -8,7 +8,7 @@ a fifth of a GPU step's host time before this kernel). ``reference`` is the NumP
 import numpy
 
 from minilean.cuda import compile as kernels
-from minilean.cuda.multi_tensor import check_arrays, device_table
+from minilean.cuda.multi_tensor import check_arrays, contiguous, device_table
 from minilean.cuda.reduce import sum_rows
 
 program = kernels.Program("clip.cu", [
@@ -29,7 +29,7 @@ def fused_clip_arrays(grads, max_norm, eps):
     import cupy
     # the kernels read and write flat memory: a strided .grad (one set by hand) is clipped in
     # a contiguous copy and copied back
-    flat = [grad if grad.flags.c_contiguous else cupy.ascontiguousarray(grad) for grad in grads]
+    flat = contiguous(grads)
     dtype = check_arrays([flat])
     table = device_table([flat], dtype.itemsize)
     type_name = kernels.type_name(dtype)
@@ -41,7 +41,7 @@ def fused_clip_arrays(grads, max_norm, eps):
     kernels.launch_chunked(program, f"scale_by_clip<{type_name}>", table.total, dtype.itemsize,
                            table.arguments() + (squared_norm, numpy.float64(max_norm),
                                                 numpy.float64(eps)))
-    for grad, contiguous in zip(grads, flat):
-        if contiguous is not grad:
-            grad[...] = contiguous
+    for grad, flat_grad in zip(grads, flat):
+        if flat_grad is not grad:
+            grad[...] = flat_grad
     return cupy.sqrt(squared_norm.reshape(()))

@@ -8,6 +8,7 @@ the same source with the NVRTC library called through ctypes, so the sources are
 machine that has the ``nvidia-cuda-nvrtc-cu12`` wheel.
 """
 import ctypes
+import functools
 import glob
 import hashlib
 import os
@@ -121,10 +122,16 @@ def threads_for(length):
     return min(256, max(32, 1 << (max(length, 1) - 1).bit_length()))
 
 
+@functools.lru_cache(maxsize=256)
+def _row_grid(rows, length):
+    """(grid, block) of ``launch_rows`` (remembered: a training step launches the same few)."""
+    return (min(max(rows, 1), MAX_BLOCKS),), (threads_for(length),)
+
+
 def launch_rows(program, name, rows, length, args):
     """Launch a row kernel: one block per row of ``length`` elements (blocks stride over the
     rows beyond MAX_BLOCKS), its threads sharing the row. Arguments as for ``launch``."""
-    program.kernel(name)((min(max(rows, 1), MAX_BLOCKS),), (threads_for(length),), args)
+    program.kernel(name)(*_row_grid(rows, length), args)
 
 
 # --- NVRTC without a GPU --------------------------------------------------------------------

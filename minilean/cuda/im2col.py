@@ -48,8 +48,13 @@ INT_INDEX_LIMIT = 2 ** 31
 def _kernel_name(name, dtype, largest):
     """``name<T, int>``, or ``name<T, long long>`` when the largest array the kernel indexes,
     of ``largest`` elements, is too large for int indices."""
-    index = "long long" if largest > INT_INDEX_LIMIT else "int"
-    return f"{name}<{kernels.type_name(dtype)}, {index}>"
+    return _instantiation(name, dtype, largest > INT_INDEX_LIMIT)
+
+
+@functools.lru_cache(maxsize=64)
+def _instantiation(name, dtype, long_indices):
+    """The instantiation's name (remembered: the names are few, and launched often)."""
+    return f"{name}<{kernels.type_name(dtype)}, {'long long' if long_indices else 'int'}>"
 
 
 @functools.lru_cache(maxsize=256)
@@ -134,19 +139,28 @@ def col2im(columns, x_shape, kernel_size, stride, padding, dilation):
     return _launch("col2im", columns, cupy.empty(x_shape, dtype=columns.dtype), geometry)
 
 
+@functools.lru_cache(maxsize=256)
+def _swap_layout(shape):
+    """(the result's shape, its size, the kernel's int64 arguments A, B, the product of the
+    other axes, the size) of swapping the leading axes of ``shape`` (remembered: a training
+    step swaps the same few shapes, several times each)."""
+    a, b = shape[:2]
+    size = math.prod(shape)
+    return (b, a) + shape[2:], size, tuple(
+        numpy.int64(v) for v in (a, b, math.prod(shape[2:]), size))
+
+
 def swap_leading_axes(src, bias=None):
     """src (A, B, ...) -> a new contiguous (B, A, ...) on the GPU, plus bias (A,) along its
     axis 1 if given."""
     import cupy
     src = cupy.ascontiguousarray(src)
-    a, b = src.shape[:2]
-    dst = cupy.empty((b, a) + src.shape[2:], dtype=src.dtype)
+    dst_shape, size, ints = _swap_layout(src.shape)
+    dst = cupy.empty(dst_shape, dtype=src.dtype)
     add_bias = bias is not None
     bias = cupy.ascontiguousarray(bias, dtype=src.dtype) if add_bias else src  # src: unread
-    kernels.launch(program, _kernel_name("swap_leading_axes", src.dtype, dst.size), dst.size,
-                   (src, dst, bias, numpy.int32(add_bias), numpy.int64(a),
-                    numpy.int64(b), numpy.int64(math.prod(src.shape[2:])),
-                    numpy.int64(dst.size)))
+    kernels.launch(program, _kernel_name("swap_leading_axes", src.dtype, size), size,
+                   (src, dst, bias, numpy.int32(add_bias)) + ints)
     return dst
 
 

@@ -52,6 +52,14 @@ class Table:
                 numpy.int64(self.total), numpy.int32(self.vector))
 
 
+def contiguous(arrays):
+    """``arrays``, each C-contiguous: itself where it is (no CuPy call: most are, and a small
+    model's step is bound by host time per call), else a contiguous copy."""
+    import cupy
+    return [array if array.flags.c_contiguous else cupy.ascontiguousarray(array)
+            for array in arrays]
+
+
 def check_arrays(roles):
     """Every array of every role must be a contiguous CuPy array of the first one's dtype and
     of the matching parameter's size; returns that dtype."""

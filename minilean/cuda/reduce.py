@@ -5,6 +5,7 @@ one block sums each output element. Backward is the replaced op's own broadcast,
 view and needs no kernel. Axes that are not adjacent run the replaced op. The graph walk's
 sums of broadcast gradients (``unbroadcast``) go through the same kernel (``sum_kept``).
 """
+import functools
 import math
 
 import numpy
@@ -37,14 +38,21 @@ def reference(x, axes, keepdim=False, mean=False):
     return (total * scale).astype(x.dtype).reshape(reduced_shape(x.shape, axes, keepdim))
 
 
+@functools.lru_cache(maxsize=256)
+def _sum_rows_arguments(outer, length, inner, scale, dtype):
+    """(kernel name, its scalar arguments) of ``sum_rows`` (remembered: a training step sums
+    the same few shapes, several times each)."""
+    return f"sum_rows<{kernels.type_name(dtype)}>", (
+        numpy.int64(outer * inner), numpy.int64(length), numpy.int64(inner), dtype.type(scale))
+
+
 def sum_rows(x, outer, length, inner, scale=1.0):
     """The (outer * inner,) row sums of contiguous ``x`` viewed as (outer, length, inner)."""
     import cupy
     x = cupy.ascontiguousarray(x)
     out = cupy.empty(outer * inner, dtype=x.dtype)
-    kernels.launch_rows(program, f"sum_rows<{kernels.type_name(x.dtype)}>", outer * inner, length,
-                        (x, out, numpy.int64(outer * inner), numpy.int64(length),
-                         numpy.int64(inner), x.dtype.type(scale)))
+    name, scalars = _sum_rows_arguments(outer, length, inner, scale, x.dtype)
+    kernels.launch_rows(program, name, outer * inner, length, (x, out) + scalars)
     return out
 
 

@@ -30,6 +30,18 @@ def empty_parameter(*shape):
     return Parameter(backend.xp_for("cpu").empty(shape, dtype="float32"))
 
 
+# Counts the changes to any module's registries, so that a module may keep the list of its
+# tree's parameters (or buffers) while the count holds still: an optimizer, gradient clipping
+# and an EMA each walk the whole tree on every training step, and a change anywhere below a
+# module (a submodule's new weight) changes that module's list.
+_registry_changes = 0
+
+
+def _registries_changed():
+    global _registry_changes
+    _registry_changes += 1
+
+
 class Module:
     """Base class of every layer and model: subclasses set attributes and write ``forward``."""
 
@@ -38,6 +50,8 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        # registry name -> (_registry_changes when listed, [(dotted name, tensor), ...])
+        object.__setattr__(self, "_listed_members", {})
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
@@ -77,8 +91,10 @@ class Module:
                     raise TypeError(f"cannot assign {type(value).__name__} as child module "
                                     f"{name!r} (Module or None expected)")
                 del self._modules[name]
+                _registries_changed()
             object.__setattr__(self, name, value)
             return
+        _registries_changed()
         self.__dict__.pop(name, None)
 
     def _unregister(self, name):
@@ -96,6 +112,7 @@ class Module:
         for registry in (self._parameters, self._buffers, self._modules):
             if name in registry:
                 del registry[name]
+                _registries_changed()
                 return
         object.__delattr__(self, name)
 
@@ -107,6 +124,7 @@ class Module:
                             f"{type(tensor).__name__}")
         self.__dict__.pop(name, None)
         self._buffers[name] = tensor
+        _registries_changed()
 
     # --- walking the tree ------------------------------------------------------------------
     def named_children(self):
@@ -134,14 +152,24 @@ class Module:
         return (module for _, module in self.named_modules())
 
     def _named_members(self, registry):
-        seen = set()
+        """An iterator over (dotted name, tensor) of ``registry`` in the whole tree; the list
+        is made again only after a registry somewhere has changed (``_registry_changes``)."""
+        listed = self._listed_members.get(registry)
+        if listed is None or listed[0] != _registry_changes:
+            listed = (_registry_changes, self._list_members(registry))
+            self._listed_members[registry] = listed
+        return iter(listed[1])
+
+    def _list_members(self, registry):
+        members, seen = [], set()
         for module_name, module in self.named_modules():
             for name, tensor in getattr(module, registry).items():
                 # None marks an emptied slot (``layer.bias = None``); a tensor shared by two
                 # layers is listed once
                 if tensor is not None and id(tensor) not in seen:
                     seen.add(id(tensor))
-                    yield (f"{module_name}.{name}" if module_name else name), tensor
+                    members.append(((f"{module_name}.{name}" if module_name else name), tensor))
+        return members
 
     def named_parameters(self):
         return self._named_members("_parameters")
