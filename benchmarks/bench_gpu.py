@@ -30,19 +30,30 @@ import time
 import numpy
 
 
-def gpu_time(fn, repeats, warmup=3):
-    """Median seconds of ``fn()`` measured with CUDA events (after ``warmup`` calls)."""
+def gpu_time(fn, repeats, warmup=3, calls=10):
+    """Median seconds of one ``fn()`` on the GPU, measured with CUDA events (after ``warmup``
+    calls) around ``calls`` calls made back to back.
+
+    The events enclose only work queued behind a call the GPU is still busy with, so the host's
+    time in each call (a kernel's Python wrapper: about 10-20 us on a lent machine's host)
+    passes while the GPU runs the previous one, as in a training step. Events around a single
+    call would count that host time as the kernel's: on a 130 us pass over 512 MB, it made an
+    activation forward look 10-15 points of copy bandwidth slower than the same kernel
+    launched bare (benchmarks/RESULTS.md).
+    """
     import cupy
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
         start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        fn()  # the GPU is busy with this one while the host records the start
         start.record()
-        fn()
+        for _ in range(calls):
+            fn()
         end.record()
         end.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, end) / 1e3)
+        times.append(cupy.cuda.get_elapsed_time(start, end) / 1e3 / calls)
     return float(numpy.median(times))
 
 
