@@ -534,15 +534,17 @@ def test_host_cost_benchmark_runs_end_to_end(fake_cuda, monkeypatch, capsys):
     assert host_costs.main(["--calls=2"]) == 0
     report = capsys.readouterr().out.splitlines()
     rows = [line for line in report if "minilean:" in line]
-    assert len(rows) == 10
+    assert len(rows) == 11
     assert re.search(r"^a contiguous array made contiguous \(a no-op\) +minilean: "
                      r"cupy\.ascontiguousarray [\d.]+ us, flags\.c_contiguous [\d.]+ us  \|",
                      rows[5])
     assert re.search(r"^product 24x216 @ 216x8192 +minilean: cupy\.matmul [\d.]+ us, "
                      r"ndarray\.dot [\d.]+ us, backend\.matmul [\d.]+ us  \|  PyTorch: "
-                     r"not measured: ", rows[8])
+                     r"not measured: ", rows[9])
     assert re.search(r"^relu of a tensor, recording the graph +minilean: Tensor\.relu [\d.]+ us",
                      rows[3])
+    assert re.search(r"^a transposed view of a 24x216 matrix +minilean: ndarray\.swapaxes "
+                     r"[\d.]+ us, ndarray\.T [\d.]+ us  \|", rows[7])
     assert report[-1] == "command: python benchmarks/host_costs.py --calls=2"
     assert not registry.installed()  # fast kernels off again
 
