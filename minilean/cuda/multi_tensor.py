@@ -55,7 +55,7 @@ class Table:
 def contiguous(arrays):
     """``arrays``, each C-contiguous: itself where it is (most are), else a contiguous copy.
     ``cupy.ascontiguousarray`` makes that test itself, and on an H200's host it cost 0.1 us on
-    a contiguous array against 0.6 us for reading ``flags.c_contiguous`` first
+    a contiguous array against 0.3-0.7 us for reading ``flags.c_contiguous`` first
     (``benchmarks/host_costs.py``)."""
     import cupy
     return [cupy.ascontiguousarray(array) for array in arrays]
