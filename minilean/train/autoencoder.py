@@ -14,7 +14,6 @@ LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_siz
 
 def run(config):
     """``python -m minilean autoencoder``: train, then held-out MSE next to the mean image."""
-
     session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
     config = session.config
     shape = zoo_run.image_shape(session, "--arch conv" if config.arch == "conv" else None)

@@ -34,7 +34,6 @@ def scatter_svg(points, reference, size=400, extent=3.0):
 
 def run(config):
     """``python -m minilean gan``: alternating LSGAN training, sample grids, evaluation."""
-
     def on_points(config):  # the ring8 points (a resumed run's too), not images
         return config.dataset == "ring8" and config.x is None
 

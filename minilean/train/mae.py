@@ -18,7 +18,6 @@ LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_siz
 
 def run(config):
     """``python -m minilean mae``: train, then held-out masked-patch MSE next to the mean patch."""
-
     session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
     config = session.config
     image_shape = zoo_run.image_shape(session)

@@ -17,7 +17,6 @@ EVAL_CHUNK = 100  # held-out images per forward pass while evaluating
 
 def run(config):
     """``python -m minilean vae``: train, then held-out bounds, reconstructions, prior samples."""
-
     session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
     config = session.config
     image_shape = zoo_run.image_shape(session, "--arch conv" if config.arch == "conv" else None)

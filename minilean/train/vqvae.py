@@ -16,7 +16,6 @@ LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_siz
 
 def run(config):
     """``python -m minilean vqvae``: train, then held-out reconstruction, usage, perplexity."""
-
     session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
     config = session.config
     model = VQVAE(zoo_run.image_shape(session, "the VQ-VAE"), config.codes, config.code_dim,
