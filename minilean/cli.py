@@ -34,8 +34,9 @@ How to add a command (the pattern every model command follows)
            [Flag("arch", "conv", "network", choices=("mlp", "conv")),
             Flag("beta", 1.0, "weight of the KL term (1 = the ELBO)", low=0), ...])
 
-   ``Flag(name, default, help, kind=None, choices=None, low=None, high=None, ...)``: the kind
-   comes from the default (bool, int, float, str) unless given; ``optional=True`` lets None
+   ``Flag(name, default, help, kind=None, choices=None, low=None, high=None, ...)``
+   (``minilean/flags.py``): the kind comes from the default (bool, int, float, str) unless
+   given (``pathlib.Path``: a text that names a file or folder); ``optional=True`` lets None
    through; ``required=True`` makes the flag mandatory; ``low``/``high`` bound numbers
    (``low_open``/``high_open`` make the bound strict); ``aliases`` maps extra spellings of a
    choice onto it; ``check(value)`` may return an error text for anything else. A group's
@@ -47,13 +48,14 @@ How to add a command (the pattern every model command follows)
 3. Append the ``Command`` to ``COMMANDS`` below. ``--help`` is generated from the declaration.
 
 A plain fire-style function or class (``data download``, ``data convert image-folder``) plugs in
-through ``guard(obj)`` instead: its keyword defaults (or annotations) become the flag kinds, so
-it gets the same unknown-flag, positional and boolean checks without a second declaration.
+through ``guard(obj)`` instead: the ``Flag``s it declares with ``minilean.flags.flag_checked``
+(the data commands do, as they check a Python caller's values with them too), or else its
+keyword defaults (or annotations), become its flags, so it gets the same unknown-flag,
+positional and boolean checks without a second declaration.
 """
 import difflib
 import importlib
 import inspect
-import math
 import os
 import re
 import sys
@@ -64,128 +66,14 @@ import numpy
 
 from minilean.backend import DeviceError
 from minilean.data.images import IMAGE_EXTENSIONS
-from minilean.data.arrays import DATASETS
-from minilean.data.builtin import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from minilean.data.arrays import DATA_FLAGS
 from minilean.data.paths import creatable_problem
 from minilean.data.runlog import read_run_config, resumed_flags
 from minilean.errors import FlagError, flag_error
+from minilean.flags import KINDS, Flag
 
 PROGRAM = "python -m minilean"
 FIRE_NAME = "minilean"  # fire quotes a name with spaces in its help
-_TRUE_WORDS, _FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
-_NONE_WORDS = ("none", "null", "false", "off")  # --log=off: TorchLean's way to say "no file"
-_INTEGER_TEXT = re.compile(r"[+-]?\d+(_\d+)*")
-
-
-# --- one flag -------------------------------------------------------------------------------
-
-class Flag:
-    """One ``--name=value`` flag: its kind, default, meaning and allowed values."""
-
-    def __init__(self, name, default, help, kind=None, choices=None, aliases=None, low=None,
-                 high=None, low_open=False, high_open=False, optional=None, check=None,
-                 required=False):
-        self.name, self.default, self.help = name, default, help
-        self.kind = kind or (str if default is None else type(default))
-        if self.kind not in _KINDS:
-            raise TypeError(f"flag {name}: kind must be one of {_KINDS}, got {self.kind}")
-        self.choices, self.aliases = choices, dict(aliases or {})
-        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
-        self.optional = (default is None and not required) if optional is None else optional
-        self.check, self.required = check, required
-
-    @property
-    def option(self):
-        return "--" + self.name.replace("_", "-")
-
-    def with_default(self, default):
-        copy = Flag.__new__(Flag)
-        copy.__dict__.update(self.__dict__, default=default)
-        return copy
-
-    def allowed(self):
-        """What this flag accepts, in words (used by errors and by --help)."""
-        if self.choices:
-            text = "one of " + ", ".join(map(str, self.choices))
-        elif self.kind is bool:
-            text = f"a boolean ({self.option}, --no{self.option[2:]} or {self.option}=false)"
-        else:
-            text = {int: "an integer", float: "a finite number", str: "a text",
-                    object: "a value"}[self.kind]
-            bounds = []
-            if self.low is not None:
-                bounds.append(f"{'>' if self.low_open else '>='} {self.low}")
-            if self.high is not None:
-                bounds.append(f"{'<' if self.high_open else '<='} {self.high}")
-            if bounds:
-                text += " " + " and ".join(bounds)
-        return text + (" or none" if self.optional else "")
-
-    def parse(self, value):
-        """The checked value of this flag, or a ``FlagError`` naming it."""
-        if value is None or (self.optional and isinstance(value, str)
-                             and value.lower() in _NONE_WORDS):
-            if self.optional:
-                return None
-            raise flag_error(self.name, value, self.allowed())
-        converted = _convert(self.kind, value)
-        if converted is _INVALID:
-            raise flag_error(self.name, value, self.allowed())
-        if self.choices:
-            converted = self.aliases.get(converted, converted)
-            if converted not in self.choices:
-                raise flag_error(self.name, value, self.allowed())
-        if self.kind in (int, float) and not _within(converted, self):
-            raise flag_error(self.name, value, self.allowed())
-        problem = self.check(converted) if self.check else None
-        if problem:
-            raise flag_error(self.name, value, problem)
-        return converted
-
-
-_INVALID = object()
-# object: a value passed on as fire parsed it (guarded plain functions check it themselves)
-_KINDS = (bool, int, float, str, object)
-
-
-def _convert(kind, value):
-    """``value`` as ``kind``, accepting what fire hands over for it; ``_INVALID`` otherwise."""
-    if kind is object:
-        return value
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in _TRUE_WORDS + _FALSE_WORDS:
-            return value.lower() in _TRUE_WORDS  # fire passes --cpu=false as the text 'false'
-        return _INVALID
-    if isinstance(value, bool):  # bool is an int in Python; --steps with no value gives True
-        return _INVALID
-    if kind is int:
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():  # --steps 1e3
-            return int(value)
-        if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value):  # fire keeps '007' a text
-            return int(value)
-        return _INVALID
-    if kind is float:
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                return _INVALID
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            return float(value)
-        return _INVALID
-    if isinstance(value, (int, float)):  # a path like 2024 arrives as a number
-        return str(value)
-    return value if isinstance(value, str) and value else _INVALID
-
-
-def _within(value, flag):
-    if flag.low is not None and (value <= flag.low if flag.low_open else value < flag.low):
-        return False
-    return flag.high is None or (value < flag.high if flag.high_open else value <= flag.high)
 
 
 # --- groups of flags ------------------------------------------------------------------------
@@ -233,10 +121,6 @@ DEVICE_FLAGS = FlagGroup("device", [
          "(cuda only)"),
 ], resolve=_resolve_device)
 
-DATASET_ALIASES = {"cifar": "cifar10", "imagenet": "imagenet64", "imagenette64": "imagenet64",
-                   "shapes": "builtin"}
-
-
 def _resolve_data(config):
     if config.y is not None and config.x is None:
         raise FlagError(f"--y: got {config.y!r} without --x; expected --x PATH.npy with it")
@@ -244,17 +128,7 @@ def _resolve_data(config):
 
 def data_flags(**defaults):
     """The dataset flags (shared by every model command), with per-command defaults."""
-    return FlagGroup("data", [
-        Flag("dataset", "builtin", "training images: builtin (generated coloured shapes, no "
-             "download), cifar10, imagenet64, digits or ring8 (2-D points)", choices=DATASETS,
-             aliases=DATASET_ALIASES),
-        Flag("x", None, "an .npy array of images to train on instead of --dataset "
-             "(uint8 [0,255] or float [0,1], NCHW or NHWC)"),
-        Flag("y", None, "an .npy array of integer labels that goes with --x"),
-        Flag("n_total", None, "keep only the first N rows of the dataset", kind=int, low=1),
-        Flag("image_size", 32, "side of the builtin and digits images in pixels (digits: a "
-             "multiple of 8)", low=MIN_IMAGE_SIZE, high=MAX_IMAGE_SIZE),
-    ], resolve=_resolve_data).with_defaults(**defaults)
+    return FlagGroup("data", DATA_FLAGS, resolve=_resolve_data).with_defaults(**defaults)
 
 
 def training_flags(**defaults):
@@ -438,19 +312,24 @@ def _fail(name, error, code):
 # --- plain fire functions and classes, guarded ---------------------------------------------
 
 def command_from_function(function, name=None):
-    """A ``Command`` whose flags come from ``function``'s keyword defaults and docstring
-    (a parameter without a default is a required flag)."""
+    """A ``Command`` whose flags are those ``function`` declares (``minilean.flags.flag_checked``)
+    or else come from its keyword defaults and docstring (a parameter without a default is a
+    required flag)."""
     name = name or function.__name__.replace("_", "-")
     help_of = _docstring_args(function.__doc__ or "")
+    declared = {flag.name: flag for flag in getattr(function, "flags", ())}
     flags = []
     for parameter in inspect.signature(function).parameters.values():
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) \
                 or parameter.name == "self":
             continue
+        if parameter.name in declared:
+            flags.append(declared[parameter.name])
+            continue
         default = None if parameter.default is parameter.empty else parameter.default
-        kind = parameter.annotation if parameter.annotation in _KINDS else type(default)
+        kind = parameter.annotation if parameter.annotation in KINDS else type(default)
         flags.append(Flag(parameter.name, default, help_of.get(parameter.name, ""),
-                          kind=kind if kind in _KINDS else object,
+                          kind=kind if kind in KINDS else object,
                           optional=parameter.default is None,
                           required=parameter.default is parameter.empty))
     summary = (function.__doc__ or name).strip().splitlines()[0]

@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from minilean import cli
-from minilean.cli import Command, Flag, FlagGroup, main
+from minilean.cli import Command, FlagGroup, main
+from minilean.flags import Flag
 
 
 def fail(argv, capsys):
@@ -58,17 +59,18 @@ def test_bad_flags_exit_2_with_one_line(argv, expected, capsys, no_work):
     assert expected in err
 
 
-@pytest.mark.parametrize("command, flags, expected", [
-    (["evaluate"], ["--cpu"], "--samples: missing; expected a text (see"),
+@pytest.mark.parametrize("command, flags, expected, kind", [
+    (["evaluate"], ["--cpu"], "--samples: missing; expected a text (see", "STR"),
     (["data", "convert", "image-folder"], ["--x-output=x.npy"], "--input: missing; expected a "
-                                                                "text (see"),
+                                                                "file or directory path (see",
+     "PATH"),
 ])
 def test_a_required_flag_is_named_in_one_line_and_not_offered_none(command, flags, expected,
-                                                                   capsys):
+                                                                   kind, capsys):
     code, err = fail(command + flags, capsys)
     assert code == 2 and err.count("\n") == 1 and expected in err
     main(command + ["--help"])
-    assert f"{expected.split(':')[0]}=STR    required" in capsys.readouterr().out
+    assert f"{expected.split(':')[0]}={kind}    required" in capsys.readouterr().out
 
 
 def test_fire_spellings_are_accepted(no_work, monkeypatch):

@@ -8,13 +8,30 @@ time). ``.npy`` arrays may be NCHW or NHWC: the layout is read from where the ch
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 import numpy
 
-from minilean.data import builtin, cifar10, flags
+from minilean.data import builtin, cifar10
 from minilean.data.paths import existing_problem
+from minilean.errors import flag_error
+from minilean.flags import Flag, flag_checked
 
 DATASETS = ("builtin", "cifar10", "imagenet64", "digits", "ring8")
+DATASET_ALIASES = {"cifar": "cifar10", "imagenet": "imagenet64", "imagenette64": "imagenet64",
+                   "shapes": "builtin"}
+# The data flags of every model command (minilean/cli.py shows them; load_dataset takes them)
+DATA_FLAGS = (
+    Flag("dataset", "builtin", "training images: builtin (generated coloured shapes, no "
+         "download), cifar10, imagenet64, digits or ring8 (2-D points)", choices=DATASETS,
+         aliases=DATASET_ALIASES),
+    Flag("x", None, "an .npy array of images to train on instead of --dataset "
+         "(uint8 [0,255] or float [0,1], NCHW or NHWC)", kind=Path),
+    Flag("y", None, "an .npy array of integer labels that goes with --x", kind=Path),
+    Flag("n_total", None, "keep only the first N rows of the dataset", kind=int, low=1),
+    Flag("image_size", 32, "side of the builtin and digits images in pixels (digits: a "
+         "multiple of 8)", low=builtin.MIN_IMAGE_SIZE, high=builtin.MAX_IMAGE_SIZE),
+)
 DEFAULT_N_TOTAL = 10_000  # rows generated for the procedural datasets (builtin, ring8)
 _RANGE_CHECK_ROWS = 1024  # float arrays are range-checked on their first rows only
 # Labels are class indices 0..K-1: one class name is made per value and the FD classifier has
@@ -238,6 +255,8 @@ def _real_dataset(name, root):
     return load_arrays(x, y if os.path.exists(y) else None, "imagenet64", command)
 
 
+@flag_checked(*DATA_FLAGS, Flag("seed", 0, "seed of the generated datasets", low=0),
+              Flag("root", "data/real", "folder of the downloaded datasets", kind=Path))
 def load_dataset(dataset="builtin", x=None, y=None, n_total=None, image_size=32, seed=0,
                  root="data/real"):
     """The dataset named by the shared data flags (``--dataset``, ``--x``, ``--y``, ...).
@@ -245,17 +264,11 @@ def load_dataset(dataset="builtin", x=None, y=None, n_total=None, image_size=32,
     ``x`` (a ``.npy`` path) overrides ``dataset``; ``y`` adds labels to it. ``n_total`` keeps the
     first N rows (for builtin/ring8 it is how many are generated; default 10,000).
     ``image_size`` applies to builtin (16..64) and digits (a multiple of 8). Bad flag values
-    raise ``FlagError``; missing or malformed files ``FileNotFoundError`` / ``ValueError``.
+    (checked by ``DATA_FLAGS``, as Python values: ``image_size='32'`` is refused) raise
+    ``FlagError``; missing or malformed files ``FileNotFoundError`` / ``ValueError``.
     """
-    flags.check_choice("dataset", dataset, DATASETS)
-    flags.check_path("x", x, optional=True)
-    flags.check_path("y", y, optional=True)
-    flags.check_int("n_total", n_total, minimum=1, optional=True)
-    flags.check_int("image_size", image_size, builtin.MIN_IMAGE_SIZE, builtin.MAX_IMAGE_SIZE)
-    flags.check_int("seed", seed, minimum=0)
-    flags.check_path("root", root)
     if y is not None and x is None:
-        raise flags.flag_error("y", y, "to come with --x (labels for an image array)")
+        raise flag_error("y", y, "to come with --x (labels for an image array)")
     if x is not None:
         data = load_arrays(x, y, from_flags=True)
     elif dataset == "builtin":
@@ -266,7 +279,7 @@ def load_dataset(dataset="builtin", x=None, y=None, n_total=None, image_size=32,
         data = Dataset(points, modes, tuple(f"mode{index}" for index in range(8)), "ring8")
     elif dataset == "digits":
         if image_size % 8:
-            raise flags.flag_error("image_size", image_size, "a multiple of 8 for --dataset digits")
+            raise flag_error("image_size", image_size, "a multiple of 8 for --dataset digits")
         data = _digits(image_size)
     else:
         data = _real_dataset(dataset, root)

@@ -1,0 +1,167 @@
+"""The one flag type: ``Flag`` converts, bounds and describes a ``--name=value`` flag.
+
+minilean/cli.py declares every command's flags with it, and the functions of lower layers that
+take flag values (the data commands, ``load_dataset``) check theirs with it too
+(``flag_checked``), so a flag reads the same whichever path refuses it: the same code says it.
+
+Two sources of values, one set of rules. python-fire hands over what the user typed, parsed
+loosely (``--cpu=false`` is the text 'false', ``--seed 007`` a text, ``--steps 1e3`` a float),
+and ``parse`` reads those as the kind. A Python caller's value is ``typed``: it must already be
+of the kind, because an API that turned ``x='off'`` into "no file" or ``'32'`` into 32 would
+hide the caller's bug instead of naming it.
+"""
+import functools
+import inspect
+import math
+import re
+from pathlib import Path
+
+from minilean.errors import flag_error
+
+_TRUE_WORDS, _FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+_NONE_WORDS = ("none", "null", "false", "off")  # --log=off: TorchLean's way to say "no file"
+_INTEGER_TEXT = re.compile(r"[+-]?\d+(_\d+)*")
+
+
+class Flag:
+    """One ``--name=value`` flag: its kind, default, meaning and allowed values."""
+
+    def __init__(self, name, default, help, kind=None, choices=None, aliases=None, low=None,
+                 high=None, low_open=False, high_open=False, optional=None, check=None,
+                 required=False):
+        self.name, self.default, self.help = name, default, help
+        self.kind = kind or (str if default is None else type(default))
+        if self.kind not in KINDS:
+            raise TypeError(f"flag {name}: kind must be one of {KINDS}, got {self.kind}")
+        self.choices, self.aliases = choices, dict(aliases or {})
+        self.low, self.high, self.low_open, self.high_open = low, high, low_open, high_open
+        self.optional = (default is None and not required) if optional is None else optional
+        self.check, self.required = check, required
+
+    @property
+    def option(self):
+        return "--" + self.name.replace("_", "-")
+
+    def with_default(self, default):
+        copy = Flag.__new__(Flag)
+        copy.__dict__.update(self.__dict__, default=default)
+        return copy
+
+    def allowed(self):
+        """What this flag accepts, in words (used by errors and by --help)."""
+        if self.choices:
+            text = "one of " + ", ".join(map(str, self.choices))
+        elif self.kind is bool:
+            text = f"a boolean ({self.option}, --no{self.option[2:]} or {self.option}=false)"
+        else:
+            text = {int: "an integer", float: "a finite number", str: "a text",
+                    Path: "a file or directory path", object: "a value"}[self.kind]
+            bounds = []
+            if self.low is not None:
+                bounds.append(f"{'>' if self.low_open else '>='} {self.low}")
+            if self.high is not None:
+                bounds.append(f"{'<' if self.high_open else '<='} {self.high}")
+            if bounds:
+                text += " " + " and ".join(bounds)
+        return text + (" or none" if self.optional else "")
+
+    def parse(self, value, typed=False):
+        """The checked value of this flag, or a ``FlagError`` naming it.
+
+        ``value`` is what fire made of the user's text; ``typed``: a Python caller's value,
+        which must already be of the kind (see the module docstring)."""
+        if value is None or (self.optional and not typed and isinstance(value, str)
+                             and value.lower() in _NONE_WORDS):
+            if self.optional:
+                return None
+            raise flag_error(self.name, value, self.allowed())
+        converted = _convert(self.kind, value, typed)
+        if converted is _INVALID:
+            raise flag_error(self.name, value, self.allowed())
+        if self.choices:
+            converted = self.aliases.get(converted, converted)
+            if converted not in self.choices:
+                raise flag_error(self.name, value, self.allowed())
+        if self.kind in (int, float) and not _within(converted, self):
+            raise flag_error(self.name, value, self.allowed())
+        problem = self.check(converted) if self.check else None
+        if problem:
+            raise flag_error(self.name, value, problem)
+        return converted
+
+
+_INVALID = object()
+# Path: a text naming a file or folder (the value stays a str); object: a value passed on as
+# given (guarded plain functions check it themselves)
+KINDS = (bool, int, float, str, Path, object)
+# What a typed (Python) value of each kind may be; bool, an int in Python, is refused below
+_PYTHON_TYPES = {bool: bool, int: int, float: (int, float), str: str, Path: str}
+
+
+def _convert(kind, value, typed):
+    """``value`` as ``kind``, accepting what fire hands over for it (only the kind's own Python
+    types when ``typed``); ``_INVALID`` otherwise."""
+    if kind is object:
+        return value
+    if typed and not isinstance(value, _PYTHON_TYPES[kind]):
+        return _INVALID
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE_WORDS + _FALSE_WORDS:
+            return value.lower() in _TRUE_WORDS  # fire passes --cpu=false as the text 'false'
+        return _INVALID
+    if isinstance(value, bool):  # bool is an int in Python; --steps with no value gives True
+        return _INVALID
+    if kind is int:
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():  # --steps 1e3
+            return int(value)
+        if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value):  # fire keeps '007' a text
+            return int(value)
+        return _INVALID
+    if kind is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                return _INVALID
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            return float(value)
+        return _INVALID
+    if isinstance(value, (int, float)):  # a path like 2024 arrives as a number
+        return str(value)
+    return value if isinstance(value, str) and value else _INVALID
+
+
+def _within(value, flag):
+    if flag.low is not None and (value <= flag.low if flag.low_open else value < flag.low):
+        return False
+    return flag.high is None or (value < flag.high if flag.high_open else value <= flag.high)
+
+
+def flag_checked(*declared):
+    """Decorate a function whose keyword arguments are the ``declared`` flags (same names, same
+    defaults): each is parsed as ``typed`` before the body runs, and ``function.flags`` hands
+    the same Flags to the CLI's guard (``cli.command_from_function``), which parses the user's
+    text with them first. The bodies then see checked values, whichever path called them."""
+    def decorate(function):
+        signature = inspect.signature(function)
+        for flag in declared:
+            default = signature.parameters[flag.name].default
+            if default is not signature.empty and default != flag.default:
+                raise TypeError(f"{function.__qualname__}: {flag.name}={default!r} but its "
+                                f"flag's default is {flag.default!r}")
+
+        @functools.wraps(function)
+        def checked(*args, **kwargs):
+            call = signature.bind(*args, **kwargs)
+            call.apply_defaults()
+            for flag in declared:
+                call.arguments[flag.name] = flag.parse(call.arguments[flag.name], typed=True)
+            return function(*call.args, **call.kwargs)
+
+        checked.flags = declared
+        return checked
+    return decorate

@@ -1,0 +1,164 @@
+"""minilean/flags.py: one Flag reads fire's text and a Python caller's value by the same rules,
+and the data commands and ``load_dataset`` check their flags with the very Flags the CLI uses."""
+from pathlib import Path
+
+import pytest
+
+from minilean import cli
+from minilean.data.arrays import DATA_FLAGS, load_dataset
+from minilean.data.commands import ConvertCommands, DataCommands
+from minilean.errors import FlagError
+from minilean.flags import Flag, flag_checked
+
+
+REFUSED = object()
+
+
+@pytest.mark.parametrize("flag, value, loose, typed", [
+    (Flag("n", 1, "n"), "007", 7, REFUSED),  # fire keeps '007' a text; Python code meant a text
+    (Flag("n", 1, "n"), 1e3, 1000, REFUSED),
+    (Flag("n", 1, "n"), True, REFUSED, REFUSED),  # bool is an int in Python, never a count
+    (Flag("n", 1, "n"), 3, 3, 3),
+    (Flag("r", 1.0, "r"), 2, 2.0, 2.0),
+    (Flag("r", 1.0, "r"), "inf", REFUSED, REFUSED),
+    (Flag("on", False, "o"), "false", False, REFUSED),
+    (Flag("on", False, "o"), True, True, True),
+    (Flag("p", "a", "p", kind=Path), 2024, "2024", REFUSED),
+    (Flag("p", "a", "p", kind=Path), "", REFUSED, REFUSED),
+    (Flag("p", None, "p", kind=Path), "off", None, "off"),  # a none-word is a path from Python
+])
+def test_fire_text_is_read_as_the_kind_and_a_python_value_must_be_of_it(flag, value, loose,
+                                                                        typed):
+    for expected, is_typed in ((loose, False), (typed, True)):
+        if expected is REFUSED:
+            with pytest.raises(FlagError, match=f"^--{flag.name}: got {value!r}; expected "):
+                flag.parse(value, typed=is_typed)
+        else:
+            assert flag.parse(value, typed=is_typed) == expected
+
+
+def test_flag_checked_parses_before_the_body_and_hands_its_flags_on():
+    seen = []
+    dataset = Flag("dataset", "builtin", "d", choices=("builtin", "cifar10"),
+                   aliases={"shapes": "builtin"})
+
+    @flag_checked(dataset, Flag("count", 2, "c", low=1))
+    def use(dataset="builtin", count=2):
+        seen.append((dataset, count))
+
+    use("shapes", count=3)
+    assert seen == [("builtin", 3)] and use.flags == (dataset, use.flags[1])
+    with pytest.raises(FlagError, match=r"^--count: got 0; expected an integer >= 1$"):
+        use(count=0)
+    assert len(seen) == 1
+    with pytest.raises(TypeError, match="count=5 but its flag's default is 2"):
+        flag_checked(Flag("count", 2, "c"))(lambda count=5: None)
+
+
+# Every data command flag, a bad value given alike from Python and on the command line, and
+# the words both paths answer with: one Flag (or one check) says them.
+PATH = "a file or directory path"
+BAD_DATA_FLAGS = [
+    ("image-folder", "input", [1], PATH),
+    ("image-folder", "x_output", [1], PATH),
+    ("image-folder", "y_output", [1], PATH + " or none"),
+    ("image-folder", "height", 0, "an integer >= 1 and <= 4096"),
+    ("image-folder", "height", "tall", "an integer >= 1 and <= 4096"),
+    ("image-folder", "width", 4097, "an integer >= 1 and <= 4096"),
+    ("image-folder", "width", 2.5, "an integer >= 1 and <= 4096"),
+    ("image-folder", "labels_from_dirs", "maybe", "a boolean (--labels-from-dirs, "
+                                                  "--nolabels-from-dirs or --labels-from-dirs=false)"),
+    ("image-folder", "limit", 0, "an integer >= 1 or none"),
+    ("image-folder", "ext", "png", 'file extensions starting with ".", e.g. .png,.jpg'),
+    ("image-folder", "crop", "edge", "one of center, stretch"),
+    ("image-folder", "y_output", "y.npy", "to come with --labels-from-dirs"),
+    ("download", "cifar10", "maybe", "a boolean (--cifar10, --nocifar10 or --cifar10=false)"),
+    ("download", "cifar10", False, "--cifar10 (the dataset to download)"),
+    ("download", "root", [1], PATH),
+    ("download", "limit_train", 0, "an integer >= 1 or none"),
+    ("download", "limit_test", "many", "an integer >= 1 or none"),
+]
+
+
+def data_command(name, tmp_path):
+    """The command's function, its command-line path and the valid flags the cases vary."""
+    if name == "download":
+        return (DataCommands().download, ["data", "download"],
+                {"cifar10": True, "root": str(tmp_path / "real")})
+    return (ConvertCommands().image_folder, ["data", "convert", "image-folder"],
+            {"input": str(tmp_path / "missing"), "x_output": str(tmp_path / "x.npy")})
+
+
+def expected_line(flag, value, words):
+    return f"--{flag.replace('_', '-')}: got {value!r}; expected {words}"
+
+
+@pytest.mark.parametrize("command, flag, value, words", BAD_DATA_FLAGS)
+def test_a_bad_data_flag_from_python_is_a_flag_error_naming_it(command, flag, value, words,
+                                                               tmp_path):
+    function, _, valid = data_command(command, tmp_path)
+    with pytest.raises(FlagError) as error:
+        function(**{**valid, flag: value})
+    assert str(error.value) == expected_line(flag, value, words)
+    assert not any(tmp_path.iterdir())  # refused before any work
+
+
+@pytest.mark.parametrize("command, flag, value, words", BAD_DATA_FLAGS)
+def test_a_bad_data_flag_on_the_command_line_says_the_same_in_one_line(command, flag, value,
+                                                                       words, tmp_path,
+                                                                       capsys):
+    _, path, valid = data_command(command, tmp_path)
+    argv = [f"--{name.replace('_', '-')}={given}"
+            for name, given in {**valid, flag: value}.items()]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(path + argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (f"minilean {' '.join(path)}: error: "
+                                       f"{expected_line(flag, value, words)}\n")
+
+
+@pytest.mark.parametrize("function, flag, value, words", [
+    (ConvertCommands().image_folder, "height", "64", "an integer >= 1 and <= 4096"),
+    (ConvertCommands().image_folder, "input", "", PATH),
+    (ConvertCommands().image_folder, "limit", 2.0, "an integer >= 1 or none"),
+    (ConvertCommands().image_folder, "labels_from_dirs", "false",
+     "a boolean (--labels-from-dirs, --nolabels-from-dirs or --labels-from-dirs=false)"),
+    (DataCommands().download, "cifar10", "true",
+     "a boolean (--cifar10, --nocifar10 or --cifar10=false)"),
+    (DataCommands().download, "root", 2024, PATH),
+    (DataCommands().download, "limit_test", True, "an integer >= 1 or none"),
+])
+def test_python_callers_must_pass_the_kind_itself(function, flag, value, words, tmp_path):
+    """What fire would read as the kind (texts, whole floats, numbers as paths) is a bug in
+    Python code: it is refused, with the words the command line uses."""
+    valid = {"input": "in", "x_output": "x.npy"} if function.__name__ == "image_folder" else {
+        "cifar10": True, "root": str(tmp_path)}
+    with pytest.raises(FlagError) as error:
+        function(**{**valid, flag: value})
+    assert str(error.value) == expected_line(flag, value, words)
+
+
+@pytest.mark.parametrize("function", [DataCommands.download, ConvertCommands.image_folder])
+def test_the_cli_guards_a_data_command_with_its_own_flags(function):
+    command = cli.command_from_function(function)
+    assert list(command.flags.values()) == list(function.flags)
+    assert all(mine is its for mine, its in zip(command.flags.values(), function.flags))
+
+
+def test_load_dataset_takes_the_data_flags_of_the_model_commands():
+    assert all(mine is its for mine, its in zip(cli.data_flags().flags, DATA_FLAGS))
+    assert load_dataset.flags[:len(DATA_FLAGS)] == DATA_FLAGS
+    assert load_dataset("shapes", n_total=4, image_size=16).name == "builtin"  # an alias, too
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"x": "none"}, FileNotFoundError, "^--x none not found"),  # a path, not "no --x"
+    ({"n_total": "5"}, FlagError, r"^--n-total: got '5'; expected an integer >= 1 or none$"),
+    ({"seed": -1}, FlagError, r"^--seed: got -1; expected an integer >= 0$"),
+    ({"seed": 1.0}, FlagError, r"^--seed: got 1.0; expected an integer >= 0$"),
+    ({"root": ["data"]}, FlagError, r"^--root: got \['data'\]; expected a file or directory "
+                                    r"path$"),
+])
+def test_load_dataset_refuses_values_of_the_wrong_kind(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        load_dataset(**kwargs)
