@@ -42,6 +42,7 @@ class Outcome:
     worst_bound: float = 0.0
     status: str = "pass"          # "pass", "FAIL" or "missing"
     message: str = ""
+    statistical_tests: int = 0    # made by proofs.statistics, within its budget per run
 
 
 class Check:
@@ -49,6 +50,7 @@ class Check:
 
     def __init__(self):
         self.worst_ratio, self.worst_error, self.worst_bound = -1.0, 0.0, 0.0
+        self.statistical_tests = 0  # counted by proofs.statistics (each can be a false alarm)
 
     def close(self, computed, reference, bound, what):
         """Assert |computed - reference| <= bound elementwise (bound 0 means exactly equal)."""
@@ -152,6 +154,7 @@ class Statement:
             outcome.message = f"{type(error).__name__}: {error}".splitlines()[0]
         outcome.examples = counter[0]
         outcome.worst_error, outcome.worst_bound = check.worst_error, check.worst_bound
+        outcome.statistical_tests = check.statistical_tests
         return outcome
 
     def counterexample(self, max_examples=200):

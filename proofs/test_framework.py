@@ -7,7 +7,7 @@ import numpy
 import pytest
 from hypothesis import strategies as st
 
-from proofs import runner
+from proofs import runner, statistics
 from proofs.framework import Check, Statement, StatementFailed
 from proofs.numerics import gamma, mp, unit_roundoff
 
@@ -83,3 +83,23 @@ def test_runner_exit_code_is_nonzero_when_a_statement_fails():
     with applied(MUTANTS["two-term weight on the base"]):
         assert runner.main("weightedTwoTerm_zero_weight", out=out) == 1
     assert "FAIL" in out.getvalue()
+
+
+def test_the_statistical_constants_hold_their_false_alarm_rate():
+    """Z, the variance band, the KS critical value and Z_CLT are each at most FALSE_ALARM under
+    their null law (recomputed here in mpmath), and the rates add up to the run's budget."""
+    alpha = mpmath.mpf(statistics.FALSE_ALARM)
+    assert statistics.TESTS_PER_RUN * alpha == pytest.approx(statistics.RUN_FALSE_ALARM)
+    assert mpmath.erfc(statistics.Z / mpmath.sqrt(2)) == pytest.approx(alpha, rel=1e-9)
+    for n in (1000, 2000, 4000):
+        band, dof = statistics.variance_band(n), n - 1
+        assert statistics.chi_square_tail(dof, dof * (1 + band)) == pytest.approx(alpha / 2)
+        assert statistics.chi_square_tail(dof, dof * (1 - band), upper=False) <= alpha / 2
+        assert 2 * mpmath.exp(-2 * n * statistics.ks_critical(n) ** 2) == pytest.approx(alpha)
+    z, n = mpmath.mpf(statistics.Z_CLT), 1000
+    student = mpmath.betainc((n - 1) / mpmath.mpf(2), 0.5, 0, (n - 1) / (n - 1 + z * z),
+                             regularized=True)  # P(|t_{n-1}| > z)
+    spread = n * z * mpmath.sqrt(2 / mpmath.mpf(n))  # the mean of n chi-square(1) values
+    skewed = (statistics.chi_square_tail(n, n + spread)
+              + statistics.chi_square_tail(n, n - spread, upper=False))
+    assert student <= alpha and skewed <= alpha

@@ -3,6 +3,7 @@ it is about has not been written yet)."""
 import pytest
 
 from proofs.framework import load_all
+from proofs.statistics import TESTS
 
 STATEMENTS = load_all()
 
@@ -16,6 +17,17 @@ def test_statement_holds(name):
     outcome = statement.run()
     assert outcome.status == "pass", outcome.message
     assert outcome.examples > 0
+    examples, per_example = TESTS.get(name, (0, 0))
+    assert outcome.statistical_tests <= examples * per_example, (
+        f"{outcome.statistical_tests} statistical tests, more than the {examples} x "
+        f"{per_example} budgeted for {name} in proofs/statistics.py's TESTS")
+
+
+def test_the_false_alarm_budget_uses_each_statements_max_examples():
+    """TESTS_PER_RUN (and so the per-test false-alarm rate) counts every statistical
+    statement's max_examples as it is registered."""
+    for name, (examples, _) in TESTS.items():
+        assert STATEMENTS[name].max_examples == examples, name
 
 
 @pytest.mark.parametrize("name", [n for n, s in STATEMENTS.items() if s.relaxed is not None])
