@@ -1,6 +1,9 @@
-"""Shared test set-up: hypothesis profiles and the gpu marker."""
+"""Shared test set-up: hypothesis profiles, the gpu marker, and random numbers that depend only
+on the test that draws them."""
 import os
+import zlib
 
+import numpy
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -23,3 +26,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def rng(request):
+    """A generator of this test's own, seeded from its node id (``path::name[params]``): what it
+    draws does not depend on which tests ran before it, and a parametrized case gets data of
+    its own. crc32 rather than hash(), which Python salts per process."""
+    return numpy.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture(autouse=True)
+def fresh_minilean_generators():
+    """Every test starts from the generators a fresh process has (backend's seed 0), so what
+    minilean draws for it (parameter init, dropout, randn) is what it draws when run alone."""
+    from minilean import backend
+    backend.manual_seed(0)

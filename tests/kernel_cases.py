@@ -1,8 +1,9 @@
 """Each CUDA kernel against its NumPy reference, on odd, non-contiguous and large inputs.
 
-The tests take the array module as the fixture ``cupy``: tests/test_cuda_gpu.py runs them with
-real CuPy on a GPU, tests/test_fake_device.py with the CPU stand-in, where the kernels' CUDA C
-is compiled for the CPU (tests/cuda_on_cpu.py). Cases marked ``big`` run on a GPU only.
+The tests take the array module as the fixture ``cupy`` and their data from the fixture ``rng``
+(conftest.py, seeded per test): tests/test_cuda_gpu.py runs them with real CuPy on a GPU,
+tests/test_fake_device.py with the CPU stand-in, where the kernels' CUDA C is compiled for the
+CPU (tests/cuda_on_cpu.py). Cases marked ``big`` run on a GPU only.
 """
 import math
 
@@ -14,7 +15,6 @@ from minilean.cuda import (activations, adam, clip, ema, im2col, matmul, mse, no
 from minilean.cuda import compile as kernels
 
 TOLERANCE = {numpy.float32: dict(rtol=2e-5, atol=2e-6), numpy.float64: dict(rtol=1e-11, atol=1e-13)}
-rng = numpy.random.default_rng(11)
 
 
 def close(device_array, expected, dtype):
@@ -78,7 +78,7 @@ class KernelCases:
     @pytest.mark.parametrize("size", SHAPES)
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("layout", LAYOUTS + ["offset"])
-    def test_activation_kernels(self, cupy, kind, size, dtype, layout):
+    def test_activation_kernels(self, cupy, rng, kind, size, dtype, layout):
         x = rng.normal(scale=3, size=size).astype(dtype)
         grad = rng.normal(size=size).astype(dtype)
         y, derivative = activations.reference(kind, x, slope=0.1)
@@ -104,7 +104,7 @@ class KernelCases:
                                              ((4097, 3), (0,)), ((3, 100003), (1,))])
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("mean", [False, True])
-    def test_reduce_kernel(self, cupy, shape, axes, dtype, mean):
+    def test_reduce_kernel(self, cupy, rng, shape, axes, dtype, mean):
         x = rng.normal(size=shape).astype(dtype)
         outer, length, inner = reduce.row_layout(shape, axes)
         out = reduce.sum_rows(on_gpu(cupy, x, "strided"), outer, length, inner,
@@ -118,7 +118,7 @@ class KernelCases:
                                              ((64, 1031), 1), ((2, 3000, 5), 1)])
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("log", [False, True])
-    def test_softmax_kernels(self, cupy, shape, axis, dtype, log):
+    def test_softmax_kernels(self, cupy, rng, shape, axis, dtype, log):
         x = rng.normal(scale=5, size=shape).astype(dtype)
         grad = rng.normal(size=shape).astype(dtype)
         y, vjp = softmax.reference(x, axis, log)
@@ -137,7 +137,7 @@ class KernelCases:
     @pytest.mark.parametrize("dtype", DTYPES)
     # (affine weight and bias, SiLU fused after the norm)
     @pytest.mark.parametrize("affine, silu", [(True, False), (False, False), (True, True)])
-    def test_norm_kernels(self, cupy, which, shape, count, dtype, affine, silu):
+    def test_norm_kernels(self, cupy, rng, which, shape, count, dtype, affine, silu):
         layout = (norm.layer_norm_layout(shape, count) if which == "layer"
                   else norm.group_norm_layout(shape, count))
         x = rng.normal(loc=3, scale=2, size=shape).astype(dtype)
@@ -162,7 +162,7 @@ class KernelCases:
     @pytest.mark.parametrize("size", [(1,), (3, 5, 7), (1 << 20) + 5,
                                       pytest.param((1 << 22) + 5, marks=BIG)])
     @pytest.mark.parametrize("dtype", DTYPES)
-    def test_mse_kernels(self, cupy, reduction, size, dtype):
+    def test_mse_kernels(self, cupy, rng, reduction, size, dtype):
         input, target = (rng.normal(size=size).astype(dtype) for _ in range(2))
         out, derivative = mse.reference(input, target, reduction)
         grad = rng.normal(size=size).astype(dtype) if reduction == "none" else numpy.asarray(
@@ -179,7 +179,7 @@ class KernelCases:
 
     @pytest.mark.parametrize("shape", [(1, 1), (6, 1), (9, 2), (4, 3, 5, 5), (7, 3, 31, 33)])
     @pytest.mark.parametrize("dtype", DTYPES)
-    def test_noising_kernels(self, cupy, shape, dtype):
+    def test_noising_kernels(self, cupy, rng, shape, dtype):
         alpha_bar = numpy.cumprod(1 - numpy.linspace(1e-4, 0.05, 100))
         t = rng.integers(0, 100, size=shape[0])
         x0, eps, grad = (rng.normal(size=shape).astype(dtype) for _ in range(3))
@@ -195,7 +195,7 @@ class KernelCases:
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("decoupled", [False, True])
     @pytest.mark.parametrize("misaligned", [False, True])
-    def test_fused_adam_over_all_parameters(self, cupy, dtype, decoupled, misaligned):
+    def test_fused_adam_over_all_parameters(self, cupy, rng, dtype, decoupled, misaligned):
         host = [[rng.normal(size=s).astype(dtype) for s in PARAMETER_SHAPES] for _ in range(3)]
         host.append([rng.random(size=s).astype(dtype) for s in PARAMETER_SHAPES])
         device = [[cupy.asarray(a) for a in role] for role in host]
@@ -217,7 +217,7 @@ class KernelCases:
 
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("misaligned", [False, True])
-    def test_fused_ema_over_all_parameters(self, cupy, dtype, misaligned):
+    def test_fused_ema_over_all_parameters(self, cupy, rng, dtype, misaligned):
         averages = [rng.normal(size=s).astype(dtype) for s in PARAMETER_SHAPES]
         params = [rng.normal(size=s).astype(dtype) for s in PARAMETER_SHAPES]
         device_averages = [on_gpu(cupy, a, "offset" if misaligned and k == 3 else "contiguous")
@@ -229,7 +229,7 @@ class KernelCases:
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("max_norm", [0.5, 1e6])  # clipped, and left alone
     @pytest.mark.parametrize("misaligned", [False, True])
-    def test_fused_clip_over_all_gradients(self, cupy, dtype, max_norm, misaligned):
+    def test_fused_clip_over_all_gradients(self, cupy, rng, dtype, max_norm, misaligned):
         grads = [rng.normal(size=s).astype(dtype) for s in PARAMETER_SHAPES]
         expected, norm = clip.reference(grads, max_norm, 1e-6)
         device_grads = [on_gpu(cupy, grad, "offset" if misaligned and k == 2 else "contiguous")
@@ -249,7 +249,7 @@ class KernelCases:
     @pytest.mark.parametrize("x_shape, kernel, stride, padding, dilation", CONVOLUTIONS)
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("index", ["int", "long long"])
-    def test_im2col_and_col2im_kernels(self, cupy, x_shape, kernel, stride, padding, dilation,
+    def test_im2col_and_col2im_kernels(self, cupy, rng, x_shape, kernel, stride, padding, dilation,
                                        dtype, index, monkeypatch):
         use_index_type(monkeypatch, index)
         x = rng.normal(size=x_shape).astype(dtype)
@@ -266,7 +266,7 @@ class KernelCases:
     @pytest.mark.parametrize("with_bias", [False, True])
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("index", ["int", "long long"])
-    def test_swap_leading_axes_kernel(self, cupy, shape, with_bias, dtype, index, monkeypatch):
+    def test_swap_leading_axes_kernel(self, cupy, rng, shape, with_bias, dtype, index, monkeypatch):
         use_index_type(monkeypatch, index)
         src = rng.normal(size=shape).astype(dtype)
         bias = rng.normal(size=shape[0]).astype(dtype) if with_bias else None
@@ -277,7 +277,7 @@ class KernelCases:
 
     @pytest.mark.parametrize("a_shape, b_shape", PRODUCTS)
     @pytest.mark.parametrize("dtype", DTYPES)
-    def test_matmul_kernel(self, cupy, a_shape, b_shape, dtype):
+    def test_matmul_kernel(self, cupy, rng, a_shape, b_shape, dtype):
         a, b = rng.normal(size=a_shape).astype(dtype), rng.normal(size=b_shape).astype(dtype)
         expected = matmul.reference(a.astype(numpy.float64), b.astype(numpy.float64))
         got = matmul.matmul(on_gpu(cupy, a, "strided"), cupy.asarray(b))
@@ -287,14 +287,14 @@ class KernelCases:
         numpy.testing.assert_allclose(got.get(), expected, rtol=scale, atol=scale)
 
     @pytest.mark.parametrize("parts", [1, 2, 3, 7, 40])
-    def test_matmul_kernel_splits_the_inner_axis(self, cupy, parts):
+    def test_matmul_kernel_splits_the_inner_axis(self, cupy, rng, parts):
         """Parts of whole 16-wide slabs, the last one shorter (or, for 40 parts of 150, empty),
         summed: the same product, broadcast batch included."""
         a, b = rng.normal(size=(2, 5, 150)), rng.normal(size=(150, 19))
         got = matmul.matmul(cupy.asarray(a), cupy.asarray(b), parts=parts)
         close(got, a @ b, numpy.float64)
 
-    def test_matmul_kernel_writes_out_and_refuses_integers(self, cupy):
+    def test_matmul_kernel_writes_out_and_refuses_integers(self, cupy, rng):
         a, b = rng.normal(size=(3, 4)), rng.normal(size=(4, 5))
         out = cupy.zeros((5, 3))
         got = matmul.matmul(cupy.asarray(a), cupy.asarray(b), out=out.T)

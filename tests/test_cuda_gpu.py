@@ -9,7 +9,6 @@ import math
 import subprocess
 import sys
 
-import numpy
 import pytest
 
 from device_cases import (FRESH_GRAD_CASES, OPS, TAIL_ACTIVATIONS, assert_fresh_grads,
@@ -32,7 +31,6 @@ from minilean.cuda import use_fast_kernels
 
 pytestmark = pytest.mark.gpu
 cupy = pytest.importorskip("cupy")
-rng = numpy.random.default_rng(11)
 
 
 @pytest.fixture(name="cupy")
@@ -49,7 +47,7 @@ class TestKernels(KernelCases):
 
 @pytest.mark.parametrize("fast", [False, True], ids=["cupy", "fast"])
 @pytest.mark.parametrize("name", sorted(OPS))
-def test_engine_op_on_cuda_matches_cpu(name, fast):
+def test_engine_op_on_cuda_matches_cpu(rng, name, fast):
     check_op_on_cuda_matches_cpu(name, rng, fast)
 
 
@@ -62,17 +60,17 @@ def test_fast_activation_keeps_the_left_tail(name):
     check_fast_activation_keeps_the_left_tail(name)
 
 
-def test_fast_conv_transpose_makes_columns_once(monkeypatch):
+def test_fast_conv_transpose_makes_columns_once(rng, monkeypatch):
     check_fast_conv_transpose_makes_columns_once(monkeypatch, rng)
 
 
-def test_broadcast_gradients_are_summed_by_kernel(monkeypatch):
+def test_broadcast_gradients_are_summed_by_kernel(rng, monkeypatch):
     check_broadcast_gradients_are_summed_by_kernel(monkeypatch, rng)
 
 
 @pytest.mark.parametrize("fast", [False, True], ids=["cupy", "fast"])
 @pytest.mark.parametrize("name", sorted(FRESH_GRAD_CASES))
-def test_declared_fresh_gradients_are_fresh(name, fast):
+def test_declared_fresh_gradients_are_fresh(rng, name, fast):
     """What lets a leaf's .grad be the op's own array holds for CuPy's results too."""
     use_fast_kernels(fast)
     try:
@@ -168,7 +166,7 @@ def test_fast_kernels_train_like_plain_cupy():
 
 # --- CUDA graphs -------------------------------------------------------------------------------
 
-def test_a_captured_call_replays_on_new_inputs():
+def test_a_captured_call_replays_on_new_inputs(rng):
     check_captured_call_replays_on_new_inputs(cupy, rng)
 
 
@@ -176,11 +174,11 @@ def test_a_captured_call_bakes_in_host_numbers():
     check_captured_call_bakes_in_host_numbers()
 
 
-def test_eager_products_match_numpy(monkeypatch):
+def test_eager_products_match_numpy(rng, monkeypatch):
     check_eager_products_match_numpy(cupy, rng, monkeypatch)
 
 
-def test_captured_products_use_minilean_kernel():
+def test_captured_products_use_minilean_kernel(rng):
     check_captured_products_use_minilean_kernel(cupy, rng)
 
 

@@ -19,8 +19,6 @@ from minilean.cuda import (activations, adam, clip, compile as kernels, ema, im2
 from minilean.cuda import matmul  # also registers matmul.cu in kernels.PROGRAMS
 from minilean.models import diffusion as diffusion_ops
 
-rng = numpy.random.default_rng(7)
-
 
 def leaf(array):
     return minilean.tensor(array, dtype=array.dtype, requires_grad=True)
@@ -157,7 +155,7 @@ ACTIVATIONS = {
 
 
 @pytest.mark.parametrize("kind", sorted(ACTIVATIONS))
-def test_activation_reference_matches_op(kind):
+def test_activation_reference_matches_op(rng, kind):
     x = rng.normal(scale=3, size=(5, 7))
     x[0, :3] = (0.0, 40.0, -40.0)  # the kink, saturation and the left tail (sigma(-40) ~ 4e-18)
     grad = rng.normal(size=x.shape)
@@ -176,7 +174,7 @@ def test_activation_reference_rejects_unknown_kind():
                                         ((7,), 0), ((3, 1, 5), (0, 1))])
 @pytest.mark.parametrize("keepdim", [False, True])
 @pytest.mark.parametrize("mean", [False, True])
-def test_reduce_reference_matches_op(shape, dim, keepdim, mean):
+def test_reduce_reference_matches_op(rng, shape, dim, keepdim, mean):
     x = rng.normal(size=shape)
     axes = reduce_ops.normalize_dims(dim, x.ndim)
     op = reduce_ops.mean if mean else reduce_ops.sum
@@ -193,7 +191,7 @@ def test_reduce_layout_refuses_non_adjacent_axes():
 
 @pytest.mark.parametrize("shape, axis", [((3, 5), -1), ((3, 5), 0), ((2, 3, 4), 1), ((6,), 0)])
 @pytest.mark.parametrize("log", [False, True])
-def test_softmax_reference_matches_op(shape, axis, log):
+def test_softmax_reference_matches_op(rng, shape, axis, log):
     x = rng.normal(scale=4, size=shape)
     grad = rng.normal(size=shape)
     op = reduce_ops.log_softmax if log else reduce_ops.softmax
@@ -204,7 +202,7 @@ def test_softmax_reference_matches_op(shape, axis, log):
 
 
 @pytest.mark.parametrize("affine", [(True, True), (True, False), (False, True), (False, False)])
-def test_layer_norm_reference_matches_op(affine):
+def test_layer_norm_reference_matches_op(rng, affine):
     x = rng.normal(loc=2, size=(3, 4, 6))
     weight, bias = rng.normal(size=(4, 6)), rng.normal(size=(4, 6))
     grad = rng.normal(size=x.shape)
@@ -227,7 +225,7 @@ def test_layer_norm_reference_matches_op(affine):
 
 @pytest.mark.parametrize("activation", [None, "silu"])
 @pytest.mark.parametrize("shape, groups", [((2, 6, 3, 5), 3), ((3, 4, 7), 1), ((2, 4, 2, 2), 4)])
-def test_group_norm_reference_matches_op(shape, groups, activation):
+def test_group_norm_reference_matches_op(rng, shape, groups, activation):
     x = rng.normal(loc=-1, scale=2, size=shape)
     weight, bias = rng.normal(size=shape[1]), rng.normal(size=shape[1])
     grad = rng.normal(size=shape)
@@ -242,7 +240,7 @@ def test_group_norm_reference_matches_op(shape, groups, activation):
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_mse_reference_matches_op(reduction):
+def test_mse_reference_matches_op(rng, reduction):
     input, target = rng.normal(size=(4, 3, 5)), rng.normal(size=(4, 3, 5))
     grad = rng.normal(size=input.shape) if reduction == "none" else None
     out, (d_input, d_target) = value_and_grads(
@@ -254,7 +252,7 @@ def test_mse_reference_matches_op(reduction):
     numpy.testing.assert_allclose(-derivative * scale, d_target, rtol=1e-12)
 
 
-def test_q_sample_reference_matches_diffusion():
+def test_q_sample_reference_matches_diffusion(rng):
     diffusion = pytest.importorskip("minilean.models.diffusion")
     alpha_bar = diffusion.alpha_bars(diffusion.make_betas("linear", 50))
     x0, eps = rng.normal(size=(4, 3, 5, 5)), rng.normal(size=(4, 3, 5, 5))
@@ -269,7 +267,7 @@ def test_q_sample_reference_matches_diffusion():
 
 
 @pytest.mark.parametrize("decoupled", [False, True])
-def test_adam_reference_matches_optimizer_update(decoupled):
+def test_adam_reference_matches_optimizer_update(rng, decoupled):
     optim_adam = pytest.importorskip("minilean.optim.adam")
     shapes = [(3, 4), (5,), (2, 1, 3)]
     params = [rng.normal(size=s) for s in shapes]
@@ -286,7 +284,7 @@ def test_adam_reference_matches_optimizer_update(decoupled):
 
 
 @pytest.mark.parametrize("decoupled", [False, True])
-def test_adam_reference_matches_torch(decoupled):
+def test_adam_reference_matches_torch(rng, decoupled):
     torch = pytest.importorskip("torch")
     param, exp_avg, exp_avg_sq = rng.normal(size=7), numpy.zeros(7), numpy.zeros(7)
     weight = torch.tensor(param.copy(), requires_grad=True)
@@ -302,7 +300,7 @@ def test_adam_reference_matches_torch(decoupled):
     numpy.testing.assert_allclose(param, weight.detach().numpy(), rtol=1e-12)
 
 
-def test_ema_reference_matches_ema_update():
+def test_ema_reference_matches_ema_update(rng):
     optim_ema = pytest.importorskip("minilean.optim.ema")
     averages, params = [rng.normal(size=(3, 2)), rng.normal(size=4)], [rng.normal(size=(3, 2)),
                                                                        rng.normal(size=4)]
@@ -312,7 +310,7 @@ def test_ema_reference_matches_ema_update():
         numpy.testing.assert_allclose(ema.reference(average, param, 0.9), engine, rtol=1e-12)
 
 
-def test_clip_reference_matches_clip_grad_norm():
+def test_clip_reference_matches_clip_grad_norm(rng):
     from minilean.optim.clip import clip_arrays
     grads = [rng.normal(size=(3, 4)), rng.normal(size=5) * 10]
     expected, norm = clip.reference(grads, 1.5, 1e-6)
@@ -330,7 +328,7 @@ CONVOLUTIONS = [  # (x shape, weight shape, stride, padding, dilation, groups)
 
 
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding, dilation, groups", CONVOLUTIONS)
-def test_im2col_reference_gives_conv2d(x_shape, w_shape, stride, padding, dilation, groups):
+def test_im2col_reference_gives_conv2d(rng, x_shape, w_shape, stride, padding, dilation, groups):
     """The GEMM FastConv2d runs, on the reference columns, equals conv2d and its gradients."""
     x, weight = rng.normal(size=x_shape), rng.normal(size=w_shape)
     out_shape = conv2d(minilean.tensor(x), minilean.tensor(weight), None, stride, padding,
@@ -355,7 +353,7 @@ def test_im2col_reference_gives_conv2d(x_shape, w_shape, stride, padding, dilati
     numpy.testing.assert_allclose(grad_weight.reshape(w_shape), dweight, rtol=1e-10)
 
 
-def test_swap_leading_axes_reference_adds_the_bias_per_channel():
+def test_swap_leading_axes_reference_adds_the_bias_per_channel(rng):
     src = rng.normal(size=(3, 2, 4))
     bias = numpy.array([1.0, -2.0, 0.5])
     swapped = im2col.swap_leading_axes_reference(src, bias)

@@ -47,7 +47,6 @@ from minilean.data import RunDirectory
 from minilean.data.runlog import read_metrics
 from minilean.train.loop import TrainState, train
 
-rng = numpy.random.default_rng(5)
 needs_compiler = pytest.mark.skipif(cuda_on_cpu.compiler() is None,
                                     reason="needs a C++ compiler to run the kernels on the CPU")
 
@@ -124,7 +123,7 @@ def test_scalar_operands_are_filled_on_the_device_not_copied_there(fake_cuda):
 # --- every op, forward and backward --------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(OPS))
-def test_engine_op_on_cuda_matches_cpu(fake_cuda, name):
+def test_engine_op_on_cuda_matches_cpu(rng, fake_cuda, name):
     check_op_on_cuda_matches_cpu(name, rng)
 
 
@@ -188,7 +187,7 @@ def test_the_transfer_check_catches_a_host_copy(fake_cuda):
 
 # --- CUDA graphs (stream capture emulated as CUDA defines it) ----------------------------------
 
-def test_a_captured_call_replays_on_new_inputs(fake_cuda):
+def test_a_captured_call_replays_on_new_inputs(rng, fake_cuda):
     check_captured_call_replays_on_new_inputs(fake_cuda, rng)
 
 
@@ -197,11 +196,11 @@ def test_a_captured_call_bakes_in_host_numbers_as_cuda_does(fake_cuda):
     check_captured_call_bakes_in_host_numbers()
 
 
-def test_eager_products_match_numpy(fake_cuda, monkeypatch):
+def test_eager_products_match_numpy(rng, fake_cuda, monkeypatch):
     check_eager_products_match_numpy(fake_cuda, rng, monkeypatch)
 
 
-def test_captured_products_use_minilean_kernel(fake_cuda):
+def test_captured_products_use_minilean_kernel(rng, fake_cuda):
     """The stand-in refuses cuBLAS while capturing, as CuPy does."""
     check_captured_products_use_minilean_kernel(fake_cuda, rng)
 
@@ -441,7 +440,7 @@ class TestKernels(KernelCases):
 
 @needs_compiler
 @pytest.mark.parametrize("name", sorted(OPS))
-def test_engine_op_with_fast_kernels_matches_cpu(fake_cuda, name):
+def test_engine_op_with_fast_kernels_matches_cpu(rng, fake_cuda, name):
     check_op_on_cuda_matches_cpu(name, rng, fast=True)
 
 
@@ -452,12 +451,12 @@ def test_fast_activation_keeps_the_left_tail(fake_cuda, name):
 
 
 @needs_compiler
-def test_fast_conv_transpose_makes_columns_once(fake_cuda, monkeypatch):
+def test_fast_conv_transpose_makes_columns_once(rng, fake_cuda, monkeypatch):
     check_fast_conv_transpose_makes_columns_once(monkeypatch, rng)
 
 
 @needs_compiler
-def test_broadcast_gradients_are_summed_by_kernel(fake_cuda, monkeypatch):
+def test_broadcast_gradients_are_summed_by_kernel(rng, fake_cuda, monkeypatch):
     check_broadcast_gradients_are_summed_by_kernel(monkeypatch, rng)
 
 

@@ -17,8 +17,6 @@ from minilean.autograd.function import Function
 from minilean.autograd.linalg import Linear
 from minilean.cuda import registry, use_fast_kernels
 
-rng = numpy.random.default_rng(11)
-
 
 @pytest.fixture(params=["cpu", "cuda"])
 def device(request, monkeypatch):
@@ -35,11 +33,11 @@ def device(request, monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(FRESH_GRAD_CASES))
-def test_declared_fresh_gradients_are_fresh(device, name):
+def test_declared_fresh_gradients_are_fresh(rng, device, name):
     assert_fresh_grads(run_fresh_grad_case(name, rng, device), rng)
 
 
-def test_every_declaring_op_has_a_case():
+def test_every_declaring_op_has_a_case(rng):
     def subclasses(cls):
         for sub in cls.__subclasses__():
             yield sub
@@ -78,14 +76,14 @@ class _Doubling(Function):
 
 @pytest.mark.parametrize("leak", ["the incoming gradient", "the saved ctx",
                                   "another returned gradient"])
-def test_the_check_catches_a_gradient_that_is_not_fresh(monkeypatch, leak):
+def test_the_check_catches_a_gradient_that_is_not_fresh(rng, monkeypatch, leak):
     monkeypatch.setattr(_Doubling, "leak", leak)
     a, b = (minilean.tensor(rng.standard_normal(3), requires_grad=True) for _ in range(2))
     with pytest.raises(AssertionError, match=f"_Doubling: gradient . shares memory with {leak}"):
         assert_fresh_grads(_Doubling.apply(a, b), rng)
 
 
-def test_a_leaf_gets_the_fresh_gradient_itself_and_a_copy_of_any_other(monkeypatch):
+def test_a_leaf_gets_the_fresh_gradient_itself_and_a_copy_of_any_other(rng, monkeypatch):
     """Linear's weight gradient becomes ``.grad`` as it is (no copy); the gradient that Add
     passes on unchanged (here sum's read-only broadcast view) is copied."""
     returned = []

@@ -7,11 +7,8 @@ import minilean as ml
 from minilean.autograd import gradcheck
 from minilean.nn import functional as F
 
-RNG = numpy.random.default_rng(0)
-
-
-def _tensor(*shape, requires_grad=True):
-    return ml.tensor(RNG.standard_normal(shape), requires_grad=requires_grad)
+def _tensor(rng, *shape, requires_grad=True):
+    return ml.tensor(rng.standard_normal(shape), requires_grad=requires_grad)
 
 
 def test_reexports_are_the_primitive_ops():
@@ -25,17 +22,18 @@ def test_reexports_are_the_primitive_ops():
 
 # --- gradients of the composites (float64 finite differences) ------------------------------
 
-def _bool_mask(shape):
-    mask = RNG.random(shape) < 0.4
+def _bool_mask(rng, shape):
+    mask = rng.random(shape) < 0.4
     mask[..., 0] = True  # every query keeps at least one key, so no row is all -inf
     return mask
 
 
-# constants drawn once: gradcheck calls each function many times and they must not change
-TARGET_4D = ml.tensor(RNG.integers(0, 3, (2, 2, 2)))
-TARGET_PROBABILITIES = ml.tensor(RNG.dirichlet(numpy.ones(3), 4))
-BOOL_MASK = ml.tensor(_bool_mask((3, 5)))
-FLOAT_MASK = ml.tensor(RNG.standard_normal((2, 1, 3, 5)))
+# constants drawn once, at import: gradcheck calls each function many times and they must not
+# change; each from a seed of its own, so none depends on which others are drawn
+TARGET_4D = ml.tensor(numpy.random.default_rng(1).integers(0, 3, (2, 2, 2)))
+TARGET_PROBABILITIES = ml.tensor(numpy.random.default_rng(2).dirichlet(numpy.ones(3), 4))
+BOOL_MASK = ml.tensor(_bool_mask(numpy.random.default_rng(3), (3, 5)))
+FLOAT_MASK = ml.tensor(numpy.random.default_rng(4).standard_normal((2, 1, 3, 5)))
 
 
 @pytest.mark.parametrize("name, fn, shapes", [
@@ -56,22 +54,22 @@ FLOAT_MASK = ml.tensor(RNG.standard_normal((2, 1, 3, 5)))
     ("attention causal", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
      [(3, 4), (3, 4), (3, 2)]),
 ])
-def test_composite_gradients_match_finite_differences(name, fn, shapes):
-    inputs = [_tensor(*shape) for shape in shapes]
+def test_composite_gradients_match_finite_differences(rng, name, fn, shapes):
+    inputs = [_tensor(rng, *shape) for shape in shapes]
     assert gradcheck(fn, inputs), name
 
 
-def test_embedding_gradient_matches_finite_differences():
-    weight = _tensor(5, 3)
+def test_embedding_gradient_matches_finite_differences(rng):
+    weight = _tensor(rng, 5, 3)
     indices = ml.tensor(numpy.array([[0, 4], [4, 2]]))
     assert gradcheck(lambda w: F.embedding(indices, w), [weight])
 
 
 # --- against PyTorch ------------------------------------------------------------------------
 
-def _pair(*shape):
+def _pair(rng, *shape):
     torch = pytest.importorskip("torch")
-    values = RNG.standard_normal(shape)
+    values = rng.standard_normal(shape)
     return ml.tensor(values, requires_grad=True), torch.tensor(values, requires_grad=True)
 
 
@@ -85,30 +83,30 @@ def _assert_same(ours, theirs, inputs):
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_losses_match_torch(reduction):
+def test_losses_match_torch(rng, reduction):
     torch = pytest.importorskip("torch")
-    logits, their_logits = _pair(2, 4, 3)
-    target = RNG.integers(0, 4, (2, 3))
+    logits, their_logits = _pair(rng, 2, 4, 3)
+    target = rng.integers(0, 4, (2, 3))
     _assert_same(F.cross_entropy(logits, ml.tensor(target), reduction=reduction),
                  torch.nn.functional.cross_entropy(their_logits, torch.tensor(target),
                                                    reduction=reduction), [(logits, their_logits)])
-    x, their_x = _pair(3, 5)
-    y = RNG.random((3, 5))
+    x, their_x = _pair(rng, 3, 5)
+    y = rng.random((3, 5))
     _assert_same(F.binary_cross_entropy_with_logits(x, ml.tensor(y), reduction=reduction),
                  torch.nn.functional.binary_cross_entropy_with_logits(
                      their_x, torch.tensor(y), reduction=reduction), [(x, their_x)])
-    a, their_a = _pair(3, 5)
+    a, their_a = _pair(rng, 3, 5)
     _assert_same(F.l1_loss(a, ml.tensor(y), reduction=reduction),
                  torch.nn.functional.l1_loss(their_a, torch.tensor(y), reduction=reduction),
                  [(a, their_a)])
 
 
 @pytest.mark.parametrize("mask_kind", [None, "bool", "float", "causal"])
-def test_attention_matches_torch(mask_kind):
+def test_attention_matches_torch(rng, mask_kind):
     torch = pytest.importorskip("torch")
-    (q, tq), (k, tk), (v, tv) = _pair(2, 2, 3, 4), _pair(2, 2, 5, 4), _pair(2, 2, 5, 3)
-    mask = {None: None, "causal": None, "bool": _bool_mask((2, 1, 3, 5)),
-            "float": RNG.standard_normal((3, 5))}[mask_kind]
+    (q, tq), (k, tk), (v, tv) = (_pair(rng, 2, 2, *shape) for shape in ((3, 4), (5, 4), (5, 3)))
+    mask = {None: None, "causal": None, "bool": _bool_mask(rng, (2, 1, 3, 5)),
+            "float": rng.standard_normal((3, 5))}[mask_kind]
     causal = mask_kind == "causal"
     ours = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else ml.tensor(mask),
                                           is_causal=causal)
@@ -150,21 +148,21 @@ def test_embedding_indices_outside_the_table_are_an_error():
                                      [[4, 5], [0, 1]])
 
 
-def test_a_learned_attention_bias_and_soft_targets_get_gradients():
+def test_a_learned_attention_bias_and_soft_targets_get_gradients(rng):
     """A float attn_mask tensor and a tensor of class probabilities are inputs of the graph,
     as in PyTorch (a relative-position bias is trained through its mask)."""
-    q, k, v = (_tensor(1, 2, 4, requires_grad=False) for _ in range(3))
-    bias = _tensor(2, 2)
+    q, k, v = (_tensor(rng, 1, 2, 4, requires_grad=False) for _ in range(3))
+    bias = _tensor(rng, 2, 2)
     assert gradcheck(lambda b: F.scaled_dot_product_attention(q, k, v, attn_mask=b), [bias])
     probabilities = ml.tensor(numpy.full((2, 3), 1 / 3), requires_grad=True)
-    logits = _tensor(2, 3, requires_grad=False)
+    logits = _tensor(rng, 2, 3, requires_grad=False)
     assert gradcheck(lambda p: F.cross_entropy(logits, p), [probabilities])
 
 
-def test_a_query_with_no_key_to_attend_to_gets_zero_weights():
+def test_a_query_with_no_key_to_attend_to_gets_zero_weights(rng):
     """Not the nan of a softmax over nothing, which would also reach v's gradient through the
     other rows' backward (PyTorch's attention gives 0 too)."""
-    q, k, v = _tensor(1, 2, 4), _tensor(1, 3, 4), _tensor(1, 3, 4)
+    q, k, v = _tensor(rng, 1, 2, 4), _tensor(rng, 1, 3, 4), _tensor(rng, 1, 3, 4)
     keep = numpy.array([[True, False, True], [False, False, False]])
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
     numpy.testing.assert_array_equal(out.numpy()[0, 1], numpy.zeros(4))
@@ -176,11 +174,11 @@ def test_a_query_with_no_key_to_attend_to_gets_zero_weights():
     assert gradcheck(lambda *qkv: F.scaled_dot_product_attention(*qkv, attn_mask=keep), [q, k, v])
 
 
-def test_multihead_attention_returns_the_weights_its_output_used():
+def test_multihead_attention_returns_the_weights_its_output_used(rng):
     """In training with dropout, the weights after dropout (as PyTorch's): they and the values
     give the output."""
     attention = ml.nn.MultiheadAttention(4, 2, dropout=0.5)
-    x = _tensor(2, 3, 4, requires_grad=False)
+    x = _tensor(rng, 2, 3, 4, requires_grad=False)
     out, weights = attention(x, x, x, average_attn_weights=False)  # weights (N, H, L, S)
     assert (weights.numpy() == 0).any()  # 36 weights, each dropped with probability 1/2
     heads = weights @ attention._heads(x, 2)  # (N, H, L, D)
@@ -188,8 +186,8 @@ def test_multihead_attention_returns_the_weights_its_output_used():
     numpy.testing.assert_allclose(attention.out_proj(merged).numpy(), out.numpy(), rtol=1e-12)
 
 
-def test_attention_mask_errors():
-    x = ml.tensor(RNG.standard_normal((2, 3, 4)))
+def test_attention_mask_errors(rng):
+    x = ml.tensor(rng.standard_normal((2, 3, 4)))
     # an integer mask could mean keep-or-drop or an additive bias: refused, as in PyTorch
     with pytest.raises(TypeError, match="attn_mask must be boolean .* or floating .* got int64"):
         F.scaled_dot_product_attention(x, x, x, attn_mask=numpy.zeros((3, 3), dtype=numpy.int64))
@@ -207,9 +205,9 @@ def test_attention_over_no_tokens_is_empty():
     assert q.grad.shape == (2, 0, 8)
 
 
-def test_attention_with_no_keys_gives_zeros():
+def test_attention_with_no_keys_gives_zeros(rng):
     """A weighted sum over no values is 0 (as in PyTorch), and so is its query's gradient."""
-    q = ml.tensor(RNG.standard_normal((2, 3, 4)), requires_grad=True)
+    q = ml.tensor(rng.standard_normal((2, 3, 4)), requires_grad=True)
     k, v = (ml.tensor(numpy.zeros((2, 0, size)), requires_grad=True) for size in (4, 5))
     out = F.scaled_dot_product_attention(q, k, v)
     numpy.testing.assert_array_equal(out.numpy(), numpy.zeros((2, 3, 5)))

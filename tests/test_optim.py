@@ -8,10 +8,17 @@ import pytest
 import minilean as ml
 from minilean import nn, optim
 
-RNG = numpy.random.default_rng(0)
 SHAPES = [(3, 4), (4,), (2, 2, 2)]
-GRADIENT_STEPS = [[RNG.standard_normal(shape) for shape in SHAPES] for _ in range(5)]
-START = [RNG.standard_normal(shape) for shape in SHAPES]
+
+
+def _draw_trajectory(rng):
+    """Five steps of gradients and the parameters they start from, drawn once at import and
+    shared by the tests that compare optimizers on them."""
+    gradient_steps = [[rng.standard_normal(shape) for shape in SHAPES] for _ in range(5)]
+    return gradient_steps, [rng.standard_normal(shape) for shape in SHAPES]
+
+
+GRADIENT_STEPS, START = _draw_trajectory(numpy.random.default_rng(0))
 
 
 def _run_ours(make, steps=GRADIENT_STEPS):
