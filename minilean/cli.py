@@ -66,7 +66,7 @@ import numpy
 
 from minilean.backend import DeviceError
 from minilean.data.images import IMAGE_EXTENSIONS
-from minilean.data.arrays import DATA_FLAGS
+from minilean.data.arrays import DATA_FLAGS, check_labels_come_with_images
 from minilean.data.paths import creatable_problem
 from minilean.data.runlog import read_run_config, resumed_flags
 from minilean.errors import FlagError, flag_error
@@ -122,8 +122,7 @@ DEVICE_FLAGS = FlagGroup("device", [
 ], resolve=_resolve_device)
 
 def _resolve_data(config):
-    if config.y is not None and config.x is None:
-        raise FlagError(f"--y: got {config.y!r} without --x; expected --x PATH.npy with it")
+    check_labels_come_with_images(config.x, config.y)
 
 
 def data_flags(**defaults):
@@ -178,11 +177,12 @@ def run_dir_flags(out, **defaults):
     """Where a run writes, and how to continue one."""
     return FlagGroup("run directory", [
         Flag("out", out, "run directory: config.json, metrics.jsonl, loss curve, images, "
-             "checkpoints, summary.json (a new run will not overwrite one already there)"),
+             "checkpoints, summary.json (a new run will not overwrite one already there)",
+             kind=Path),
         Flag("resume", None, "continue the run in this directory (a run of this command) "
-             "from its last checkpoint"),
+             "from its last checkpoint", kind=Path),
         Flag("log", None, "also write a TorchLean-style TrainLog JSON here "
-             "(false/off/none: do not)", check=output_file()),
+             "(false/off/none: do not)", kind=Path, check=output_file()),
         Flag("progress", True, "show a progress bar (plain lines when output is not a "
              "terminal)"),
     ]).with_defaults(**defaults)
@@ -492,13 +492,13 @@ DIFFUSION = Command(
             Flag("evaluate", True, "measure FD-classifier of the samples (trains a small "
                  "classifier once, cached)"),
             Flag("sample_ppm", None, "also write the sample grid to this PPM path",
-                 check=output_file(*IMAGE_EXTENSIONS)),
+                 kind=Path, check=output_file(*IMAGE_EXTENSIONS)),
             Flag("reference_ppm", None, "write a grid of real training images here",
-                 check=output_file(*IMAGE_EXTENSIONS)),
+                 kind=Path, check=output_file(*IMAGE_EXTENSIONS)),
             Flag("noisy_ppm", None, "write the images noised to --reconstruct-step here",
-                 check=output_file(*IMAGE_EXTENSIONS)),
+                 kind=Path, check=output_file(*IMAGE_EXTENSIONS)),
             Flag("reconstruct_ppm", None, "write their DDIM reconstruction here",
-                 check=output_file(*IMAGE_EXTENSIONS)),
+                 kind=Path, check=output_file(*IMAGE_EXTENSIONS)),
             Flag("reconstruct_step", None, "timestep of the noisy/reconstruction images "
                  "(default T/4, clamped to T-1)", kind=int, low=0),
         ]),
@@ -519,10 +519,11 @@ EVALUATE = Command(
         data_flags(),
         FlagGroup("evaluate", [
             Flag("samples", None, "generated images: a run directory (its samples.npy) or an "
-                 ".npy array of images (uint8 [0,255] or float [0,1], NCHW)", required=True),
+                 ".npy array of images (uint8 [0,255] or float [0,1], NCHW)", kind=Path,
+                 required=True),
             Flag("n_eval", 500, "real images in each reference set", low=2),
             Flag("classifier_steps", 800, "training steps of the feature classifier", low=1),
-            Flag("cache", "runs/classifiers", "directory of cached classifiers",
+            Flag("cache", "runs/classifiers", "directory of cached classifiers", kind=Path,
                  check=output_folder("the cached classifiers")),
             Flag("seed", 0, "seed of the classifier and the reference sets", low=0),
         ]),

@@ -45,9 +45,10 @@ def no_work(monkeypatch):
     (["--T=-1"], "--T: got -1; expected an integer >= 1"),
     (["--image-size=8"], "--image-size: got 8; expected an integer >= 16 and <= 64"),
     (["--dataset=mnist"], "--dataset: got 'mnist'; expected one of builtin"),
-    (["--y=labels.npy"], "--y: got 'labels.npy' without --x"),
+    (["--y=labels.npy"], "--y: got 'labels.npy'; expected to come with --x (labels for an "
+                        "image array)"),
     (["--n-total=0"], "--n-total: got 0; expected an integer >= 1 or none"),
-    (["--out=[1, 2]"], "--out: got [1, 2]; expected a text"),
+    (["--out=[1, 2]"], "--out: got [1, 2]; expected a file or directory path"),
     (["--sample-ppm=grid.jpg"], "--sample-ppm: got 'grid.jpg'; expected a path ending in .png, "
                                 ".ppm, .pgm"),
     (["--log=."], "--log: got '.'; expected the path of a file (this is a directory)"),
@@ -60,7 +61,8 @@ def test_bad_flags_exit_2_with_one_line(argv, expected, capsys, no_work):
 
 
 @pytest.mark.parametrize("command, flags, expected, kind", [
-    (["evaluate"], ["--cpu"], "--samples: missing; expected a text (see", "STR"),
+    (["evaluate"], ["--cpu"], "--samples: missing; expected a file or directory path (see",
+     "PATH"),
     (["data", "convert", "image-folder"], ["--x-output=x.npy"], "--input: missing; expected a "
                                                                 "file or directory path (see",
      "PATH"),

@@ -255,6 +255,12 @@ def _real_dataset(name, root):
     return load_arrays(x, y if os.path.exists(y) else None, "imagenet64", command)
 
 
+def check_labels_come_with_images(x, y):
+    """``--y`` names the labels of the images in ``--x``: alone it is refused (a FlagError)."""
+    if y is not None and x is None:
+        raise flag_error("y", y, "to come with --x (labels for an image array)")
+
+
 @flag_checked(*DATA_FLAGS, Flag("seed", 0, "seed of the generated datasets", low=0),
               Flag("root", "data/real", "folder of the downloaded datasets", kind=Path))
 def load_dataset(dataset="builtin", x=None, y=None, n_total=None, image_size=32, seed=0,
@@ -267,8 +273,7 @@ def load_dataset(dataset="builtin", x=None, y=None, n_total=None, image_size=32,
     (checked by ``DATA_FLAGS``, as Python values: ``image_size='32'`` is refused) raise
     ``FlagError``; missing or malformed files ``FileNotFoundError`` / ``ValueError``.
     """
-    if y is not None and x is None:
-        raise flag_error("y", y, "to come with --x (labels for an image array)")
+    check_labels_come_with_images(x, y)
     if x is not None:
         data = load_arrays(x, y, from_flags=True)
     elif dataset == "builtin":
