@@ -29,3 +29,14 @@ def test_train_classifier_learns_the_spirals():
     losses = [float(value) for value in re.findall(r"loss (\d+\.\d+)", output)]
     assert losses[-1] < 0.5 * losses[0]
     assert float(re.search(r"test accuracy: (\S+)", output).group(1)) > 0.9
+
+
+def test_diffusion_on_a_ring_learns_the_modes():
+    """Trained for its 3000 steps, the example's DDPM reaches every mode and puts most samples
+    near one (0.84 within 3 std; the data: 0.99). After 100 steps 0.02 of them are that
+    close, and with the sign of v flipped in the loss, or of eps in the sampler, none."""
+    output = _run("diffusion_on_a_ring.py")
+    losses = [float(value) for value in re.findall(r"mean loss (\d+\.\d+)", output)]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert re.search(r"modes reached: 8 of 8", output)
+    assert float(re.search(r"within 3 std of a mode: (\S+)", output).group(1)) > 0.7
