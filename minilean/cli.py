@@ -121,6 +121,7 @@ DEVICE_FLAGS = FlagGroup("device", [
          "(cuda only)"),
 ], resolve=_resolve_device)
 
+
 def _resolve_data(config):
     check_labels_come_with_images(config.x, config.y)
 
@@ -550,7 +551,6 @@ def _run_proofs(name):
     status = importlib.import_module("proofs.runner").main(name=name)
     if status:
         sys.exit(int(status))
-
 
 
 # --- the model zoo (vae, vqvae, gan, autoencoder, mae): same conventions as diffusion -------

@@ -74,4 +74,3 @@ def reals(low=-100.0, high=100.0, **kwargs):
         high32 = numpy.nextafter(high32, numpy.float32(-numpy.inf))
     return st.floats(float(low32), float(high32), width=32, allow_nan=False, allow_infinity=False,
                      allow_subnormal=False, **kwargs)
-

@@ -703,4 +703,3 @@ def test_the_gpu_tests_themselves_run_on_the_stand_in():
         cwd=root, env=environment, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "skipped" not in result.stdout and " passed" in result.stdout, result.stdout[-2000:]
-

@@ -7,6 +7,7 @@ import minilean as ml
 from minilean.autograd import gradcheck
 from minilean.nn import functional as F
 
+
 def _tensor(rng, *shape, requires_grad=True):
     return ml.tensor(rng.standard_normal(shape), requires_grad=requires_grad)
 

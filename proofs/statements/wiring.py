@@ -349,4 +349,3 @@ def discriminator_plain_relu(original):
         h = self.hidden2(self.hidden1(x.flatten(1)).relu()).relu()
         return self.score(h).reshape(x.shape[0])  # (N, 1) -> (N,)
     return broken
-
