@@ -314,34 +314,229 @@ for _case in CASES:
     _register(_case)
 
 
-# --- mutants: broken backward formulas --------------------------------------------------------
+# --- mutants: broken backward (and forward) formulas -----------------------------------------
+# One or more per statement above, each a slip a person writing that op could make. Under every
+# mutant, each statement in its caught_by fails on the derandomized examples (finite, wrong
+# gradients: none of them crashes or relies on a nan).
 
-@mutant("exp backward squared", f"{ELEMENTWISE}.Exp.backward",
-        caught_by=["autograd_backward_eq_mpmath_derivative[exp]"])
+def _caught_by(*names):
+    return [f"autograd_backward_eq_mpmath_derivative[{name}]" for name in names]
+
+
+def _with_gradients_changed(original, first=None, second=None):
+    """A binary op's backward with its first and/or second gradient passed through
+    ``change(ctx, gradient)`` (a gradient that is None stays None)."""
+    def backward(ctx, grad):
+        return tuple(gradient if change is None or gradient is None else change(ctx, gradient)
+                     for gradient, change in zip(original(ctx, grad), (first, second)))
+    return backward
+
+
+def _with_gradients_swapped(original):
+    """A binary op's backward returning its two gradients in the wrong order."""
+    return lambda ctx, grad: tuple(reversed(original(ctx, grad)))
+
+
+@mutant("exp backward squared", f"{ELEMENTWISE}.Exp.backward", caught_by=_caught_by("exp"))
 def exp_backward_squared(original):
     """Exp.backward returns g e^(2x) instead of g e^x (the saved output used twice)."""
     return lambda ctx, grad: grad * ctx.out * ctx.out
 
 
-@mutant("tanh backward sign", f"{ELEMENTWISE}.Tanh.backward",
-        caught_by=["autograd_backward_eq_mpmath_derivative[tanh]"])
+@mutant("log backward multiplying", f"{ELEMENTWISE}.Log.backward", caught_by=_caught_by("log"))
+def log_backward_multiplying(original):
+    """Log.backward returns g x instead of g / x."""
+    return lambda ctx, grad: grad * ctx.x
+
+
+@mutant("sqrt backward without the 1/2", f"{ELEMENTWISE}.Sqrt.backward",
+        caught_by=_caught_by("sqrt"))
+def sqrt_backward_without_half(original):
+    """Sqrt.backward returns g / sqrt(x) instead of g / (2 sqrt(x))."""
+    return lambda ctx, grad: grad / ctx.out
+
+
+@mutant("rsqrt backward exponent not lowered", f"{ELEMENTWISE}.Rsqrt.backward",
+        caught_by=_caught_by("rsqrt"))
+def rsqrt_backward_exponent_kept(original):
+    """Rsqrt.backward returns -g y / 2 instead of -g y^3 / 2 (x^(-1/2) kept, not x^(-3/2))."""
+    return lambda ctx, grad: grad * (-0.5) * ctx.out
+
+
+@mutant("abs backward without the sign", f"{ELEMENTWISE}.Abs.backward",
+        caught_by=_caught_by("abs"))
+def abs_backward_unsigned(original):
+    """Abs.backward returns g instead of g sign(x) (slope 1 on the negative side too)."""
+    return lambda ctx, grad: grad
+
+
+@mutant("sin backward sign", f"{ELEMENTWISE}.Sin.backward", caught_by=_caught_by("sin"))
+def sin_backward_sign(original):
+    """Sin.backward returns -g cos x instead of g cos x (cos's minus sign copied over)."""
+    return lambda ctx, grad: -original(ctx, grad)
+
+
+@mutant("cos backward sign", f"{ELEMENTWISE}.Cos.backward", caught_by=_caught_by("cos"))
+def cos_backward_sign(original):
+    """Cos.backward returns g sin x instead of -g sin x."""
+    return lambda ctx, grad: -original(ctx, grad)
+
+
+@mutant("tanh backward sign", f"{ELEMENTWISE}.Tanh.backward", caught_by=_caught_by("tanh"))
 def tanh_backward_plus(original):
     """Tanh.backward returns g (1 + y^2) instead of g (1 - y^2)."""
     return lambda ctx, grad: grad * (1 + ctx.out * ctx.out)
 
 
-@mutant("div backward sign", f"{ELEMENTWISE}.Div.backward",
-        caught_by=["autograd_backward_eq_mpmath_derivative[div]"])
+@mutant("sigmoid backward without (1 - s)", f"{ELEMENTWISE}.Sigmoid.backward",
+        caught_by=_caught_by("sigmoid"))
+def sigmoid_backward_output(original):
+    """Sigmoid.backward returns g s instead of g s (1 - s)."""
+    return lambda ctx, grad: grad * ctx.out
+
+
+@mutant("relu backward without the mask", f"{ELEMENTWISE}.Relu.backward",
+        caught_by=_caught_by("relu"))
+def relu_backward_unmasked(original):
+    """Relu.backward returns g everywhere instead of g [x > 0] (gradient passed at x < 0)."""
+    return lambda ctx, grad: grad
+
+
+@mutant("leaky_relu backward without the slope", f"{ELEMENTWISE}.LeakyRelu.backward",
+        caught_by=_caught_by("leaky_relu"))
+def leaky_relu_backward_as_relu(original):
+    """LeakyRelu.backward returns g [x > 0], ReLU's, instead of g s for x < 0 (slope forgotten)."""
+    return lambda ctx, grad: grad * ctx.positive
+
+
+@mutant("silu backward without x sigma'(x)", f"{ELEMENTWISE}.silu_backward",
+        caught_by=_caught_by("silu"))
+def silu_backward_sigma_only(original):
+    """silu_backward returns g sigma(x) instead of g sigma (1 + x (1 - sigma)) (product rule
+    half done)."""
+    return lambda x, sigma, grad: grad * sigma
+
+
+def _gelu_backward_broken_in(approximate, original, broken):
+    """Gelu.backward, broken only for the form ``approximate`` (the other keeps its own)."""
+    return lambda ctx, grad: (broken if ctx.approximate == approximate else original)(ctx, grad)
+
+
+@mutant("gelu backward without x phi(x)", f"{ELEMENTWISE}.Gelu.backward",
+        caught_by=_caught_by("gelu"))
+def gelu_backward_phi_only(original):
+    """Gelu.backward (exact form) returns g Phi(x) instead of g (Phi(x) + x phi(x))."""
+    return _gelu_backward_broken_in("none", original, lambda ctx, grad: grad * ctx.inner)
+
+
+@mutant("gelu tanh backward without the 3 of (x^3)'", f"{ELEMENTWISE}.Gelu.backward",
+        caught_by=_caught_by("gelu_tanh"))
+def gelu_tanh_backward_cubic_slope(original):
+    """Gelu.backward (tanh form) differentiates 0.044715 x^3 as 0.044715 x^2 (the 3 dropped)."""
+    def broken(ctx, grad):
+        x, s = ctx.x, ctx.inner
+        slope = 2 * (2 / numpy.pi) ** 0.5 * (1 + 0.044715 * x * x)
+        return grad * (s + x * s * (1 - s) * slope)
+    return _gelu_backward_broken_in("tanh", original, broken)
+
+
+@mutant("mul backward own factor", f"{ELEMENTWISE}.Mul.backward", caught_by=_caught_by("mul"))
+def mul_backward_own_factor(original):
+    """Mul.backward returns (g a, g b) instead of (g b, g a): each input its own value."""
+    return _with_gradients_swapped(original)
+
+
+@mutant("div backward sign", f"{ELEMENTWISE}.Div.backward", caught_by=_caught_by("div"))
 def div_backward_sign(original):
     """Div.backward gives +a/b^2 for the denominator instead of -a/b^2."""
-    def backward(ctx, grad):
-        grad_a, grad_b = original(ctx, grad)
-        return grad_a, (None if grad_b is None else -grad_b)
-    return backward
+    return _with_gradients_changed(original, second=lambda ctx, grad_b: -grad_b)
+
+
+@mutant("pow backward exponent not lowered", f"{ELEMENTWISE}.Pow.backward",
+        caught_by=_caught_by("pow"))
+def pow_backward_exponent_kept(original):
+    """Pow.backward gives the base g b a^b instead of g b a^(b-1)."""
+    return _with_gradients_changed(original, first=lambda ctx, grad_a: grad_a * ctx.a)
+
+
+@mutant("maximum/minimum backward to the loser", f"{ELEMENTWISE}.PairExtremum.backward",
+        caught_by=_caught_by("maximum", "minimum"))
+def extremum_backward_swapped(original):
+    """PairExtremum.backward returns its two gradients swapped: the losing input gets g."""
+    return _with_gradients_swapped(original)
+
+
+@mutant("add averaging the broadcast gradient", f"{ELEMENTWISE}.Add",
+        caught_by=_caught_by("add_broadcast"))
+def add_broadcast_averaged(original):
+    """Add gives b the mean of g over the copies broadcasting made of b, not their sum."""
+    class AddAveraging(original):
+        @staticmethod
+        def forward(ctx, a, b):
+            out = a + b
+            ctx.copies_of_b = out.size // max(b.size, 1)
+            return out
+
+        @staticmethod
+        def backward(ctx, grad):
+            grad_a, grad_b = original.backward(ctx, grad)
+            return grad_a, (None if grad_b is None else grad_b / ctx.copies_of_b)
+    return AddAveraging
+
+
+@mutant("sub backward sign", f"{ELEMENTWISE}.Sub.backward", caught_by=_caught_by("sub"))
+def sub_backward_sign(original):
+    """Sub.backward gives b the gradient +g instead of -g."""
+    return _with_gradients_changed(original, second=lambda ctx, grad_b: -grad_b)
+
+
+@mutant("sum backward divided by the count", f"{REDUCE}.Sum.backward",
+        caught_by=_caught_by("sum"))
+def sum_backward_as_mean(original):
+    """Sum.backward spreads g / n instead of g (Mean's backward)."""
+    from minilean.autograd.reduce import Mean
+    return Mean.backward
+
+
+@mutant("mean backward not divided by the count", f"{REDUCE}.Mean.backward",
+        caught_by=_caught_by("mean"))
+def mean_backward_as_sum(original):
+    """Mean.backward spreads g instead of g / n (Sum's backward)."""
+    from minilean.autograd.reduce import Sum
+    return Sum.backward
+
+
+@mutant("logsumexp backward without the 1/sum", f"{REDUCE}.LogSumExp.backward",
+        caught_by=_caught_by("logsumexp"))
+def logsumexp_backward_unnormalised(original):
+    """LogSumExp.backward returns g e^x instead of g e^(x - y) (the log's 1 / sum e^x dropped)."""
+    from minilean.backend import array_module
+    return lambda ctx, grad: original(ctx, grad) * array_module(grad).exp(ctx.out)
 
 
 @mutant("softmax backward without the centring", f"{REDUCE}.Softmax.backward",
-        caught_by=["autograd_backward_eq_mpmath_derivative[softmax]"])
+        caught_by=_caught_by("softmax"))
 def softmax_backward_diagonal(original):
     """Softmax.backward returns s * g (the Jacobian's diagonal only)."""
     return lambda ctx, grad: ctx.out * grad
+
+
+@mutant("log_softmax backward without the sum", f"{REDUCE}.LogSoftmax.backward",
+        caught_by=_caught_by("log_softmax"))
+def log_softmax_backward_diagonal(original):
+    """LogSoftmax.backward returns g - softmax * g instead of g - softmax * sum g (the
+    Jacobian's diagonal only)."""
+    from minilean.backend import array_module
+    return lambda ctx, grad: grad - array_module(grad).exp(ctx.out) * grad
+
+
+@mutant("matmul backward reshaping for the transpose", "minilean.autograd.linalg.Matmul.backward",
+        caught_by=_caught_by("matmul"))
+def matmul_backward_reshaped(original):
+    """Matmul.backward forms B^T in dA = G B^T with a reshape to (m, k), not a transpose
+    (matrices only)."""
+    def backward(ctx, grad):
+        _, grad_b = original(ctx, grad)
+        b = ctx.b
+        return grad @ b.reshape(b.shape[::-1]), grad_b
+    return backward
