@@ -329,7 +329,8 @@ def beta_vae_named_terms(check, reconstruction, kl, beta):
 
 @mutant("KL without the -1", f"{VAE}.coordinate_kl_to_standard",
         caught_by=["coordinateKlToStandard_eq_zero_iff", "coordinateKlToStandard_nonneg",
-                   "diagonalGaussianKlToStandardReal_eq_zero_iff"])
+                   "diagonalGaussianKlToStandardReal_eq_zero_iff", "exp_minus_one_minus_nonneg",
+                   "exp_minus_one_minus_pos"])
 def kl_without_minus_one(original):
     """coordinate KL = (mu^2 + e^l - l) / 2 (the -1 dropped)."""
     return lambda mu, logvar: 0.5 * (mu * mu + logvar.exp() - logvar)
@@ -342,6 +343,15 @@ def kl_without_mu_squared(original):
     return lambda mu, logvar: 0.5 * (logvar.exp() - 1 - logvar)
 
 
+@mutant("KL with the ELBO's sign", f"{VAE}.coordinate_kl_to_standard",
+        caught_by=["coordinateKlToStandard_nonneg", "diagonalGaussianKlToStandardReal_nonneg",
+                   "exp_minus_one_minus_nonneg", "exp_minus_one_minus_pos"])
+def kl_with_elbo_sign(original):
+    """coordinate KL = (1 + l - mu^2 - e^l) / 2: the ELBO's -KL term (Kingma and Welling's
+    appendix B) taken for the KL, so it is negative wherever (mu, l) != (0, 0)."""
+    return lambda mu, logvar: 0.5 * (1 + logvar - mu * mu - logvar.exp())
+
+
 @mutant("mean-form KL is the sum", f"{VAE}.diagonal_gaussian_kl_to_standard",
         caught_by=["diagonalGaussianKl_mean_eq_sum_div_latent_size"])
 def mean_kl_is_sum(original):
@@ -350,18 +360,40 @@ def mean_kl_is_sum(original):
     return lambda mu, logvar: vae.coordinate_kl_to_standard(mu, logvar).sum()
 
 
+@mutant("sum-form KL is the mean", f"{VAE}.diagonal_gaussian_kl_to_standard_sum",
+        caught_by=["diagonalGaussianKlToStandardReal_nonneg",
+                   "diagonalGaussianKlToStandardSum_batch_mean"])
+def sum_kl_is_mean(original):
+    """diagonal_gaussian_kl_to_standard_sum averages the coordinate KLs (TorchLean's mean form)
+    instead of summing them: the KL shrinks by the latent size."""
+    from minilean.models import vae
+    return lambda mu, logvar: vae.coordinate_kl_to_standard(mu, logvar).mean()
+
+
 @mutant("reparameterise with the variance", f"{VAE}.reparameterize_diag",
-        caught_by=["reparameterizeDiag_value", "scalar_reparameterization_law"])
+        caught_by=["reparameterizeDiag_value", "scalar_reparameterization_law",
+                   "diagonal_reparameterization_coordinate_law"])
 def reparameterize_with_variance(original):
     """z = mu + exp(l) eps: the variance used where the standard deviation belongs."""
     return lambda mu, logvar, eps: mu + logvar.exp() * eps
 
 
 @mutant("beta on the reconstruction", f"{VAE}.beta_negative_elbo",
-        caught_by=["betaVae_loss_decomposition", "betaVae_loss_zero_beta"])
+        caught_by=["betaVae_loss_decomposition", "betaVae_loss_zero_beta",
+                   "betaVae_loss_eq_weightedTwoTerm", "betaVae_loss_eq_reconstruction_of_zero_kl",
+                   "betaVae_loss_matches_named_elbo_terms"])
 def beta_on_reconstruction(original):
     """beta_negative_elbo = beta reconstruction + KL."""
     return lambda reconstruction, kl, beta: beta * reconstruction + kl
+
+
+@mutant("KL subtracted in the beta-VAE loss", f"{VAE}.beta_negative_elbo",
+        caught_by=["betaVae_loss_mono_beta_of_kl_nonneg", "betaVae_loss_decomposition",
+                   "betaVae_loss_eq_weightedTwoTerm"])
+def kl_subtracted(original):
+    """beta_negative_elbo = reconstruction - beta KL: the ELBO's minus sign kept on the KL while
+    the likelihood term was negated, so a larger beta lowers the loss."""
+    return lambda reconstruction, kl, beta: reconstruction - beta * kl
 
 
 @mutant("KL summed over the batch", f"{VAE}.diagonal_gaussian_kl_to_standard_sum",

@@ -252,16 +252,69 @@ def vq_training_gradients(check, encoded, quantized, weights, target, beta):
 
 # --- mutants -------------------------------------------------------------------------------
 
+def _recombined(original, total):
+    """vqvae_loss with its total recomputed as total(reconstruction, codebook, commitment, beta)
+    from its own (correct) terms."""
+    def broken(target, reconstruction, encoded, quantized, beta):
+        losses = original(target, reconstruction, encoded, quantized, beta)
+        return losses._replace(total=total(*losses[1:], beta))
+    return broken
+
+
 @mutant("commitment weight on the codebook term", f"{VQ}.vqvae_loss",
         caught_by=["vqvae_trainingGradients"])
 def commitment_weight_on_codebook(original):
     """total = recon + beta codebook + commitment: the same value (the two MSEs are equal),
     but the gradients of encoder and codebook swap their weights."""
-    def broken(target, reconstruction, encoded, quantized, beta):
-        losses = original(target, reconstruction, encoded, quantized, beta)
-        total = losses.reconstruction + beta * losses.codebook + losses.commitment
-        return losses._replace(total=total)
-    return broken
+    return _recombined(original, lambda recon, codebook, commitment, beta:
+                       recon + beta * codebook + commitment)
+
+
+@mutant("VQ-VAE loss without the commitment term", f"{VQ}.vqvae_loss",
+        caught_by=["vqvae_loss_decomposition", "vqvae_loss_eq_weightedThreeTerm"])
+def commitment_dropped(original):
+    """total = recon + codebook: the commitment term computed but left out of the total."""
+    return _recombined(original, lambda recon, codebook, commitment, beta: recon + codebook)
+
+
+@mutant("beta on the VQ-VAE reconstruction", f"{VQ}.vqvae_loss",
+        caught_by=["vqvae_loss_decomposition", "vqvae_loss_eq_weightedThreeTerm",
+                   "vqvae_loss_zero_beta", "vqvae_loss_eq_reconstruction_of_zero_quantization"])
+def beta_on_vq_reconstruction(original):
+    """total = beta recon + codebook + commitment: the weight on the first term, not the third."""
+    return _recombined(original, lambda recon, codebook, commitment, beta:
+                       beta * recon + codebook + commitment)
+
+
+@mutant("commitment subtracted", f"{VQ}.vqvae_loss",
+        caught_by=["vqvae_loss_mono_beta_of_commitment_nonneg", "vqvae_loss_decomposition",
+                   "vqvae_loss_eq_weightedThreeTerm"])
+def commitment_subtracted(original):
+    """total = recon + codebook - beta commitment: the commitment's sign flipped, so a larger
+    beta lowers the loss and pushes the encoder away from its codes."""
+    return _recombined(original, lambda recon, codebook, commitment, beta:
+                       recon + codebook - beta * commitment)
+
+
+@mutant("squared L2 of the sum", f"{VQ}.squared_l2",
+        caught_by=["squaredL2_nonneg", "squaredL2_self", "exactCodeMatch_selected_distance_zero"])
+def squared_l2_of_sum(original):
+    """squared_l2 = sum_k (x_k + y_k)^2: a + where the difference belongs (nonzero at x = y)."""
+    return lambda x, y: ((x + y) * (x + y)).sum(-1)
+
+
+@mutant("squared L2 without the square", f"{VQ}.squared_l2", caught_by=["squaredL2_nonneg"])
+def squared_l2_unsquared(original):
+    """squared_l2 = sum_k (x_k - y_k): the differences summed unsquared (negative when y > x)."""
+    return lambda x, y: (x - y).sum(-1)
+
+
+@mutant("quantize with 1-based code numbers", f"{VQ}.quantize",
+        caught_by=["quantized_is_codebook_lookup"])
+def quantize_one_based(original):
+    """quantize(e, idx) = e_(idx - 1): code numbers read as 1-based (code 0 wraps to the last
+    row), so every lookup returns the code before the chosen one."""
+    return lambda codebook, indices: codebook[indices.data - 1]
 
 
 @mutant("nearest code is the farthest", f"{VQ}.nearest_code",
