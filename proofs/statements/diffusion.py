@@ -662,7 +662,9 @@ def euler_wrong_sign(original):
 
 
 @mutant("DDIM with the alphas swapped", f"{DIFFUSION}.ddim_step",
-        caught_by=["ddimStep_eq_x0Pred", "alphaBar_zero"])
+        caught_by=["ddimStep_eq_x0Pred", "alphaBar_zero",
+                   "ddimStepSystem_lipschitz_of_step_lipschitz",
+                   "ddimStepSystem_contracts_of_step_contracts"])
 def ddim_alphas_swapped(original):
     """ddim_step uses sqrt(1 - a') for x0_hat and sqrt(a') for the direction."""
     from minilean.models import diffusion
@@ -796,3 +798,45 @@ def ddpm_sample_skips_last(original):
             x = diffusion.ddpm_step(betas, x, t, eps_model(x, t), noise(t), clip)
         return x
     return broken
+
+
+@mutant("DDPM sampler starts from fresh noise", f"{DIFFUSION}.ddpm_sample",
+        caught_by=["ddpmSample_zero_steps"])
+def ddpm_sample_fresh_noise(original):
+    """ddpm_sample starts from the draw noise(T) instead of the x_T it is given."""
+    return lambda eps_model, betas, x_T, noise, clip=False: original(
+        eps_model, betas, noise(len(betas)), noise, clip)
+
+
+@mutant("DDIM sampler runs every timestep when given none", f"{DIFFUSION}.ddim_sample",
+        caught_by=["ddimSample_zero_steps"])
+def ddim_sample_empty_means_all(original):
+    """ddim_sample reads an empty timestep list as "all of them" (``timesteps or ...``)."""
+    def broken(eps_model, alpha_bar, x_T, timesteps, eta=0.0, noise=None, clip=False):
+        timesteps = timesteps or list(range(len(alpha_bar) - 1, -1, -1))
+        return original(eps_model, alpha_bar, x_T, timesteps, eta, noise, clip)
+    return broken
+
+
+@mutant("DDIM sampler steps to t - T // steps", f"{DIFFUSION}.ddim_sample",
+        caught_by=["ddimStepSystem_eq_step"])
+def ddim_sample_fixed_stride(original):
+    """ddim_sample steps from t to t - T // steps instead of the list's next timestep (the
+    diffusers bug #2076)."""
+    from minilean.models import diffusion
+
+    def broken(eps_model, alpha_bar, x_T, timesteps, eta=0.0, noise=None, clip=False):
+        stride, x = len(alpha_bar) // max(len(timesteps), 1), x_T
+        for t in timesteps:
+            draw = noise(t) if eta > 0 else None
+            x = diffusion.ddim_step(alpha_bar, x, t, t - stride, eps_model(x, t), eta, draw, clip)
+        return x
+    return broken
+
+
+@mutant("Euler step without dt", f"{DIFFUSION}.euler_step",
+        caught_by=["eulerStep_l2_lipschitz_of_rhs_lipschitz", "eulerStep_l2_distance_bound"])
+def euler_without_dt(original):
+    """euler_step = x + f(x, t): the step size never multiplies the slope."""
+    return lambda f, x, t, dt: x + f(x, t)
+

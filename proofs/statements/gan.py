@@ -96,7 +96,8 @@ def discriminator_loss_zero(check, real, fake):
 
 
 @mutant("generator aims at the fake target", f"{GAN}.generator_loss",
-        caught_by=["generatorLoss_eq_mse_fake_real", "generatorLoss_zero_of_fake_score_real"])
+        caught_by=["generatorLoss_eq_mse_fake_real", "generatorLoss_zero_of_fake_score_real",
+                   "generatorLoss_eq_weightedTwoTerm"])
 def generator_wrong_target(original):
     """generator_loss = MSE(D(G z), 0): the generator tries to look fake."""
     from minilean.models import gan
@@ -105,7 +106,15 @@ def generator_wrong_target(original):
 
 @mutant("discriminator targets swapped", f"{GAN}.discriminator_loss",
         caught_by=["discriminatorLoss_eq_real_fake_terms",
-                   "discriminatorLoss_zero_of_perfect_scores"])
+                   "discriminatorLoss_zero_of_perfect_scores",
+                   "discriminatorLoss_eq_weightedThreeTerm"])
 def discriminator_swapped(original):
     """discriminator_loss = MSE(D x, 0) + MSE(D(G z), 1)."""
     return lambda real, fake: original(fake, real)
+
+
+@mutant("discriminator loss halved", f"{GAN}.discriminator_loss",
+        caught_by=["discriminatorLoss_eq_real_fake_terms", "discriminatorLoss_eq_weightedThreeTerm"])
+def discriminator_halved(original):
+    """discriminator_loss = (MSE(D x, 1) + MSE(D(G z), 0)) / 2 (Mao et al.'s 1/2 factors)."""
+    return lambda real, fake: 0.5 * original(real, fake)

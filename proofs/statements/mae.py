@@ -437,3 +437,41 @@ def hidden_count_truncates(original):
     """hidden_count = int(ratio L) clamped to 1..L-1: truncated, not rounded."""
     return lambda num_patches, mask_ratio: min(max(int(mask_ratio * num_patches), 1),
                                                num_patches - 1)
+
+
+@mutant("masked MSE divides by every patch", f"{MAE}.masked_mse",
+        caught_by=["maskedLoss_cons", "maskedLoss_append", "maskedLoss_reverse",
+                   "mae_is_predictive_view_loss"])
+def masked_mse_mean_over_all(original):
+    """masked_mse = mean_i m_i l_i: the masked sum divided by L, not by the hidden count."""
+    from minilean.models import mae
+    return lambda prediction, target, hidden: (mae.patch_losses(prediction, target)
+                                               * hidden).mean()
+
+
+@mutant("unpatchify transposes each patch", f"{MAE}.unpatchify",
+        caught_by=["exactReconstruction_identity"])
+def unpatchify_transposed(original):
+    """unpatchify puts a patch's rows where its columns belong (the two p axes swapped)."""
+    def broken(patches, patch_size, channels, height, width):
+        count = patches.shape[0]
+        rows, cols = height // patch_size, width // patch_size
+        # (N, rows * cols, p * p * C) -> (N, rows, cols, p(i), p(j), C)
+        grid = patches.reshape(count, rows, cols, patch_size, patch_size, channels)
+        # (N, rows, cols, p(i), p(j), C) -> (N, C, rows, p(j), cols, p(i))
+        return grid.permute(0, 5, 1, 4, 2, 3).reshape(count, channels, height, width)
+    return broken
+
+
+@mutant("random mask hides one patch too many", f"{MAE}.random_mask",
+        caught_by=["complement_selected_iff"])
+def random_mask_off_by_one(original):
+    """random_mask hides the patches of rank <= hidden_count(L, ratio): one more than asked."""
+    from minilean import backend
+    from minilean.models import mae
+
+    def broken(count, num_patches, mask_ratio, device="cpu"):
+        noise = backend.generator("cpu").random((count, num_patches))
+        ranks = numpy.argsort(numpy.argsort(noise, axis=1), axis=1)
+        return mae._mask_from_hidden(ranks <= mae.hidden_count(num_patches, mask_ratio), device)
+    return broken

@@ -150,7 +150,8 @@ def weighted_three_term_mono_weight(check, base, middle, weights, regularizer):
 # --- mutants: broken objectives that these statements must catch ---------------------------
 
 @mutant("two-term weight on the base", "minilean.models.objectives.weighted_two_term",
-        caught_by=["weightedTwoTerm_zero_regularizer", "weightedTwoTerm_zero_weight"])
+        caught_by=["weightedTwoTerm_zero_regularizer", "weightedTwoTerm_zero_weight",
+                   "generatorLoss_eq_weightedTwoTerm"])
 def weight_on_base(original):
     """weighted_two_term(a, b, w) = w a + b (the weight multiplies the wrong term)."""
     return lambda a, b, weight: weight * a + b
@@ -164,7 +165,8 @@ def weight_squared(original):
 
 
 @mutant("three-term weight on the middle", "minilean.models.objectives.weighted_three_term",
-        caught_by=["weightedThreeTerm_zero_weight", "weightedThreeTerm_zero_regularizer"])
+        caught_by=["weightedThreeTerm_zero_weight", "weightedThreeTerm_zero_regularizer",
+                   "discriminatorLoss_eq_weightedThreeTerm"])
 def weight_on_middle(original):
     """weighted_three_term(a, b, c, w) = a + w b + c (the commitment weight on the codebook)."""
     return lambda a, b, c, weight: a + weight * b + c
@@ -175,3 +177,18 @@ def weight_on_middle(original):
 def drops_middle(original):
     """weighted_three_term(a, b, c, w) = a + w c (the middle term forgotten)."""
     return lambda a, b, c, weight: a + weight * c
+
+
+@mutant("three-term weight on the base", "minilean.models.objectives.weighted_three_term",
+        caught_by=["weightedThreeTerm_zero_middle_zero_regularizer",
+                   "weightedThreeTerm_zero_weight", "weightedThreeTerm_zero_regularizer"])
+def three_term_weight_on_base(original):
+    """weighted_three_term(a, b, c, w) = w a + b + c (the weight multiplies the first term)."""
+    return lambda a, b, c, weight: weight * a + b + c
+
+
+@mutant("three-term weight squared", "minilean.models.objectives.weighted_three_term",
+        caught_by=["weightedThreeTerm_mono_weight"])
+def three_term_weight_squared(original):
+    """weighted_three_term(a, b, c, w) = a + b + w^2 c (not monotone for negative weights)."""
+    return lambda a, b, c, weight: a + b + (weight * weight) * c
