@@ -5,8 +5,10 @@ statement must catch. A check that no broken implementation can fail proves noth
 ``target`` is "package.module.function" or "package.module.Class.method". While a mutant is
 applied, every loaded minilean module that holds the original object (``from x import f``
 copies included) sees the replacement instead, so losses built from the function are broken
-too. ``run_mutant`` runs the ``caught_by`` statements against it; the mutant is caught when at
-least one of them fails.
+too. ``run_mutant`` runs the ``caught_by`` statements against it; the mutant is caught when
+every one of them fails. So ``caught_by`` is a claim about each statement it names (this
+statement can fail, and does on this bug), and ``test_mutations.py`` asks that every statement
+be named by some mutant.
 """
 import importlib
 import sys
@@ -90,8 +92,9 @@ def run_mutant(mutant_, max_examples=10):
 
 
 def verdict(outcomes):
-    """"caught", "MISSED" or "not run" (every catching statement's functions missing)."""
-    statuses = {outcome.status for outcome in outcomes.values()}
-    if "FAIL" in statuses:
-        return "caught"
-    return "not run" if statuses == {"missing"} else "MISSED"
+    """"caught" (every catching statement whose functions exist fails), "MISSED" (one of them
+    passes) or "not run" (every catching statement's functions missing)."""
+    statuses = {outcome.status for outcome in outcomes.values()} - {"missing"}
+    if not statuses:
+        return "not run"
+    return "caught" if statuses == {"FAIL"} else "MISSED"

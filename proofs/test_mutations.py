@@ -1,19 +1,39 @@
-"""The mutation suite: every broken implementation is caught by a statement."""
+"""The mutation suite: every broken implementation is caught by each statement that claims it,
+and every statement is shown to catch one."""
 import pytest
 
 from proofs.framework import load_all
 from proofs.mutation import MUTANTS, applied, run_mutant, verdict
 
-load_all()
+STATEMENTS = load_all()
 
 
 @pytest.mark.parametrize("name", list(MUTANTS))
-def test_mutant_is_caught(name):
+def test_mutant_is_caught_by_each_statement_it_names(name):
     outcomes = run_mutant(MUTANTS[name])
     result = verdict(outcomes)
     if result == "not run":
         pytest.skip("; ".join(o.message for o in outcomes.values()))
     assert result == "caught", {n: o.status for n, o in outcomes.items()}
+
+
+def test_every_statement_is_shown_to_fail_on_a_broken_implementation():
+    """A check that could not fail proves nothing: each statement is named by a mutant, and
+    the test above makes it fail under that mutant."""
+    named = {statement for mutant_ in MUTANTS.values() for statement in mutant_.caught_by}
+    assert sorted(set(STATEMENTS) - named) == []
+    assert sorted(named - set(STATEMENTS)) == []  # no mutant names a statement that is gone
+
+
+def test_verdict_asks_every_named_statement_to_fail():
+    class Outcome:
+        def __init__(self, status):
+            self.status = status
+
+    assert verdict({"a": Outcome("FAIL"), "b": Outcome("FAIL")}) == "caught"
+    assert verdict({"a": Outcome("FAIL"), "b": Outcome("pass")}) == "MISSED"
+    assert verdict({"a": Outcome("FAIL"), "b": Outcome("missing")}) == "caught"
+    assert verdict({"a": Outcome("missing")}) == "not run"
 
 
 def test_applied_mutant_is_undone():
