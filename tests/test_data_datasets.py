@@ -265,6 +265,8 @@ def unreadable(tmp_path, kind):
     path = tmp_path / f"{kind}.npy"
     if kind == "empty":
         path.write_bytes(b"")
+    elif kind == "text":  # numpy.load would take it for a pickle and say so
+        path.write_text("a,b\n1,2\n")
     elif kind == "npz":  # an archive under an .npy name (numpy.savez adds .npz: renamed)
         numpy.savez(tmp_path / "archive.npz", x=numpy.zeros((2, 3, 4, 4), numpy.uint8))
         (tmp_path / "archive.npz").rename(path)
@@ -279,6 +281,8 @@ def unreadable(tmp_path, kind):
     ("npz", r"the file is an .npz archive; expected a .npy array file \(numpy.save, not "
             r"numpy.savez\)"),
     ("cut", "cannot read it as a .npy array file: EOF"),
+    ("text", r"the file is not in the .npy format \(it does not begin with its magic bytes\); "
+             r"expected a .npy array file \(numpy.save\)$"),
 ])
 @pytest.mark.parametrize("flag", ["x", "y"])
 def test_a_file_that_is_not_one_npy_array_is_a_one_line_error(tmp_path, kind, message, flag):
@@ -287,6 +291,13 @@ def test_a_file_that_is_not_one_npy_array_is_a_one_line_error(tmp_path, kind, me
     files[flag] = unreadable(tmp_path, kind)
     with pytest.raises(ValueError, match=f"^--{flag} .*{kind}.npy: {message}"):
         load_dataset(**files)
+
+
+def test_an_x_array_of_rank_0_is_a_one_line_error(tmp_path):
+    x = save(tmp_path, "x.npy", numpy.float32(0.5))
+    with pytest.raises(ValueError, match=r"^--x .*x.npy: expected images of rank 4 \(N, C, H, "
+                                         r"W\) or \(N, H, W, C\), found rank 0 with shape \(\)$"):
+        load_dataset(x=x)
 
 
 def full_manifest(**changes):

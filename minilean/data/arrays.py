@@ -32,6 +32,7 @@ DATA_FLAGS = (
     Flag("image_size", 32, "side of the builtin and digits images in pixels (digits: a "
          "multiple of 8)", low=builtin.MIN_IMAGE_SIZE, high=builtin.MAX_IMAGE_SIZE),
 )
+NPY_MAGIC, ZIP_MAGIC = numpy.lib.format.MAGIC_PREFIX, b"PK\x03\x04"  # how .npy, .npz begin
 DEFAULT_N_TOTAL = 10_000  # rows generated for the procedural datasets (builtin, ring8)
 _RANGE_CHECK_ROWS = 1024  # float arrays are range-checked on their first rows only
 # Labels are class indices 0..K-1: one class name is made per value and the FD classifier has
@@ -95,6 +96,12 @@ def load_npy(path, role, make_command, where=None):
         raise kind(f"{where} {words}; {hint}")
     if os.path.getsize(path) == 0:
         raise ValueError(f"{where}: the file is empty; expected a .npy array file (numpy.save)")
+    with open(path, "rb") as file:
+        head = file.read(len(NPY_MAGIC))
+    if head != NPY_MAGIC and not head.startswith(ZIP_MAGIC):  # .npz: refused below, by name
+        # numpy.load would try any other file as a pickle, and say it holds pickled data
+        raise ValueError(f"{where}: the file is not in the .npy format (it does not begin with "
+                         f"its magic bytes); expected a .npy array file (numpy.save)")
     try:
         array = numpy.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, EOFError) as error:  # EOFError: a header cut short
@@ -125,12 +132,12 @@ def as_nchw(images, path):
     Accepts (N, H, W) grey, NCHW or NHWC with 1 or 3 channels, dtype uint8 or float in [0, 1].
     ``path`` starts every error message (a path, or "--x PATH").
     """
+    if images.ndim not in (3, 4):  # first: the pixel check reads rows, which rank 0 has none of
+        raise ValueError(f"{path}: expected images of rank 4 (N, C, H, W) or (N, H, W, C), "
+                         f"found rank {images.ndim} with shape {images.shape}")
     check_pixel_values(images, path)
     if images.ndim == 3:
         images = images[:, None]                                   # (N, H, W) -> (N, 1, H, W)
-    if images.ndim != 4:
-        raise ValueError(f"{path}: expected images of rank 4 (N, C, H, W) or (N, H, W, C), "
-                         f"found rank {images.ndim} with shape {images.shape}")
     channels_first, channels_last = images.shape[1] in (1, 3), images.shape[3] in (1, 3)
     if channels_first and channels_last:
         raise ValueError(f"{path}: shape {images.shape} is ambiguous (could be NCHW or NHWC); "
