@@ -67,8 +67,8 @@ import numpy
 from minilean.backend import DeviceError
 from minilean.data.images import IMAGE_EXTENSIONS
 from minilean.data.arrays import DATA_FLAGS, check_labels_come_with_images
-from minilean.data.paths import creatable_problem
-from minilean.data.runlog import read_run_config, resumed_flags
+from minilean.data.paths import output_file, output_folder
+from minilean.data.runlog import RUN_RECORDS, read_run_config, resumed_flags
 from minilean.errors import FlagError, flag_error
 from minilean.flags import KINDS, Flag
 
@@ -148,30 +148,23 @@ def training_flags(**defaults):
     ]).with_defaults(**defaults)
 
 
-def output_file(*extensions):
-    """A flag's ``check`` for the path of a file a run writes at its end: not a directory,
-    ending in one of ``extensions`` (any ending, when none are given), and inside a writable
-    folder (``creatable_problem``: the nearest existing path above it is one). Found out here,
-    such a mistake costs nothing; found out when the file is written, it costs the whole run."""
-    def problem(path):
-        if os.path.isdir(path):
-            return "the path of a file (this is a directory)"
-        if extensions and os.path.splitext(path)[1].lower() not in extensions:
-            return "a path ending in " + ", ".join(extensions)
-        return creatable_problem(path)
-    return problem
+# The flags that name a file a run writes besides its run directory (those a command has)
+WRITTEN_FILE_FLAGS = ("log", "sample_ppm", "reference_ppm", "noisy_ppm", "reconstruct_ppm")
 
 
-def output_folder(what):
-    """A flag's ``check`` for a folder a command writes ``what`` into (created when missing):
-    not a file, and creatable where it is missing (``creatable_problem``)."""
-    def problem(path):
-        if os.path.isdir(path):
-            return None
-        if os.path.exists(path):
-            return f"a directory for {what} (this is a file)"
-        return creatable_problem(path)
-    return problem
+def _check_written_files_spare_the_run(values):
+    """A file a flag names must not be the run directory (it would be found out only when the
+    file is written, after the whole run) nor one of the records the run reads back or reports
+    (``RUN_RECORDS``: a TrainLog written over config.json leaves a run that cannot resume)."""
+    run = os.path.abspath(values.out)
+    taken = [os.path.join(run, record) for record in RUN_RECORDS]
+    for name in WRITTEN_FILE_FLAGS:
+        value = getattr(values, name, None)
+        path = value and os.path.abspath(value)
+        if path and (path == run or any(path == record or path.startswith(record + os.sep)
+                                        for record in taken)):
+            raise flag_error(name, value, f"a path other than the run directory {values.out} "
+                                          f"and its records ({', '.join(RUN_RECORDS)})")
 
 
 def run_dir_flags(out, **defaults):
@@ -179,14 +172,14 @@ def run_dir_flags(out, **defaults):
     return FlagGroup("run directory", [
         Flag("out", out, "run directory: config.json, metrics.jsonl, loss curve, images, "
              "checkpoints, summary.json (a new run will not overwrite one already there)",
-             kind=Path),
+             kind=Path, check=output_folder("the run's files")),
         Flag("resume", None, "continue the run in this directory (a run of this command) "
              "from its last checkpoint", kind=Path),
         Flag("log", None, "also write a TorchLean-style TrainLog JSON here "
              "(false/off/none: do not)", kind=Path, check=output_file()),
         Flag("progress", True, "show a progress bar (plain lines when output is not a "
              "terminal)"),
-    ]).with_defaults(**defaults)
+    ], check=_check_written_files_spare_the_run).with_defaults(**defaults)
 
 
 # --- commands -------------------------------------------------------------------------------

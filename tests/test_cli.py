@@ -98,10 +98,6 @@ def test_expected_errors_exit_1_with_one_line(tmp_path, capsys):
     assert code == 1 and "diffusion trains on images" in err
     code, err = fail(["evaluate", "--cpu", f"--samples={tmp_path}"], capsys)
     assert code == 1 and "samples.npy not found" in err
-    (tmp_path / "a_file").write_text("")
-    code, err = fail(["diffusion", "--cpu", f"--out={tmp_path / 'a_file' / 'run'}"], capsys)
-    assert code == 1 and err.count("\n") == 1
-    assert f"cannot create the run directory folder '{tmp_path / 'a_file' / 'run'}'" in err
 
 
 @pytest.mark.parametrize("value, raises", [("1", True), ("0", False), ("", False)])
@@ -255,3 +251,50 @@ def test_declared_groups_and_guarded_functions(capsys):
         FlagGroup("g", [Flag("path", None, "p", required=True)])])
     with pytest.raises(cli.FlagError, match="--path: missing"):
         command.parse((), {})
+
+
+@pytest.mark.parametrize("below", ["", "run"], ids=["a file", "below a file"])
+def test_an_out_that_is_a_file_or_lies_below_one_is_refused_before_the_run(below, tmp_path,
+                                                                           capsys, no_work):
+    afile = tmp_path / "afile"
+    afile.write_text("kept")
+    value = str(afile / below) if below else str(afile)
+    code, err = fail(["diffusion", f"--out={value}"], capsys)
+    expected = f"a path inside a folder; {afile} is a file" if below else \
+        "a directory for the run's files (this is a file)"
+    assert (code, err) == (2, f"minilean diffusion: error: --out: got '{value}'; expected "
+                              f"{expected}\n")
+    assert afile.read_text() == "kept"
+
+
+@pytest.mark.parametrize("name", ["", "config.json", "checkpoints/last.npz"])
+def test_a_written_file_flag_may_not_name_the_run_directory_or_its_records(name, tmp_path,
+                                                                           capsys, no_work):
+    """A TrainLog written over config.json would leave a run that cannot be resumed; one
+    written onto the run directory itself would fail only after the whole run."""
+    out = tmp_path / "run"
+    value = str(out / name) if name else str(out)
+    code, err = fail(["diffusion", "--cpu", f"--out={out}", f"--log={value}"], capsys)
+    assert (code, err) == (2, f"minilean diffusion: error: --log: got '{value}'; expected a "
+                              f"path other than the run directory {out} and its records "
+                              f"(config.json, metrics.jsonl, summary.json, samples.npy, "
+                              f"checkpoints)\n")
+    assert not out.exists()
+
+
+def test_data_download_refuses_a_root_that_is_a_file_before_downloading(tmp_path, capsys,
+                                                                        monkeypatch):
+    from minilean.data import cifar10
+    monkeypatch.setattr(cifar10, "prepare", lambda *args: pytest.fail("downloaded"))
+    root = tmp_path / "afile"
+    root.write_text("")
+    code, err = fail(["data", "download", "--cifar10", f"--root={root}"], capsys)
+    assert (code, err) == (2, f"minilean data download: error: --root: got '{root}'; expected "
+                              f"a directory for the archive and the arrays (this is a file)\n")
+
+
+def test_the_help_of_ext_names_what_it_takes(capsys):
+    main(["data", "convert", "image-folder", "--help"])
+    out = capsys.readouterr().out
+    assert "--ext=STR    default: '.png,.jpg,.jpeg'" in out
+    assert "comma-separated, e.g. .png,.jpg; a text\n" in out

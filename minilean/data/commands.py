@@ -10,18 +10,17 @@ from pathlib import Path
 
 from minilean.data import cifar10 as cifar10_module
 from minilean.data import image_folder
+from minilean.data.paths import output_folder
 from minilean.errors import flag_error
 from minilean.flags import Flag, flag_checked
 
 
-def _extensions(ext):
-    """``--ext`` as a tuple of lower-case extensions: ".png", ".png,.jpg" or a list of them."""
-    values = ext.split(",") if isinstance(ext, str) else ext
-    if not isinstance(values, (list, tuple)) or not values or not all(
-            isinstance(value, str) and value.startswith(".") and len(value) > 1
-            for value in values):
-        raise flag_error("ext", ext, 'file extensions starting with ".", e.g. .png,.jpg')
-    return tuple(value.lower() for value in values)
+def _extensions_problem(ext):
+    """Why ``--ext`` (".png" or ".png,.jpg") names no extensions, as the text after
+    "expected"; None when each comma-separated part is one."""
+    if not all(part.startswith(".") and len(part) > 1 for part in ext.split(",")):
+        return 'file extensions starting with ".", e.g. .png,.jpg'
+    return None
 
 
 def _optional_count(name, what):
@@ -44,14 +43,14 @@ class ConvertCommands:
              "(sorted names)"),
         _optional_count("limit", "images"),
         Flag("ext", ",".join(image_folder.DEFAULT_EXTENSIONS), "extensions to read, "
-             "comma-separated, e.g. .png,.jpg (from Python also a list)", kind=object),
+             "comma-separated, e.g. .png,.jpg", check=_extensions_problem),
         Flag("crop", "center", '"center" (keep the aspect ratio, cut the centre) or "stretch"',
              choices=image_folder.CROPS))
     def image_folder(self, input, x_output, y_output=None, height=64, width=64,
                      labels_from_dirs=False, limit=None,
                      ext=",".join(image_folder.DEFAULT_EXTENSIONS), crop="center"):
         """Convert a folder of images into a uint8 NCHW .npy array (and labels, manifest)."""
-        extensions = _extensions(ext)
+        extensions = tuple(part.lower() for part in ext.split(","))
         if y_output is not None and not labels_from_dirs:
             raise flag_error("y_output", y_output, "to come with --labels-from-dirs")
         manifest = image_folder.convert_image_folder(
@@ -69,7 +68,8 @@ class DataCommands:
 
     @flag_checked(
         Flag("cifar10", False, "download CIFAR-10 (the only dataset this command fetches)"),
-        Flag("root", "data/real", "folder for the archive and the arrays", kind=Path),
+        Flag("root", "data/real", "folder for the archive and the arrays", kind=Path,
+             check=output_folder("the archive and the arrays")),
         _optional_count("limit_train", "training images"),
         _optional_count("limit_test", "test images"))
     def download(self, cifar10=False, root="data/real", limit_train=None, limit_test=None):

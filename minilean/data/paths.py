@@ -3,7 +3,8 @@
 A path that cannot serve is reported by what is in its way (a directory where a file should
 be, a file where a folder should be, a folder that is not writable), not as simply "not
 found", so the message points at the real obstacle. Used by the flag checks (``cli``) and the
-data commands alike; nothing here writes.
+data commands alike (``output_file`` and ``output_folder`` are such checks); nothing here
+writes.
 """
 import os
 
@@ -42,3 +43,29 @@ def existing_problem(path, want_folder=False):
     if not os.path.isdir(above):
         return NotADirectoryError, f"cannot exist ({above} is a file, not a directory)"
     return FileNotFoundError, "not found"
+
+
+def output_file(*extensions):
+    """A flag's ``check`` for the path of a file a run writes at its end: not a directory,
+    ending in one of ``extensions`` (any ending, when none are given), and inside a writable
+    folder (``creatable_problem``: the nearest existing path above it is one). Found out here,
+    such a mistake costs nothing; found out when the file is written, it costs the whole run."""
+    def problem(path):
+        if os.path.isdir(path):
+            return "the path of a file (this is a directory)"
+        if extensions and os.path.splitext(path)[1].lower() not in extensions:
+            return "a path ending in " + ", ".join(extensions)
+        return creatable_problem(path)
+    return problem
+
+
+def output_folder(what):
+    """A flag's ``check`` for a folder a command writes ``what`` into (created when missing):
+    not a file, and creatable where it is missing (``creatable_problem``)."""
+    def problem(path):
+        if os.path.isdir(path):
+            return None
+        if os.path.exists(path):
+            return f"a directory for {what} (this is a file)"
+        return creatable_problem(path)
+    return problem

@@ -50,6 +50,11 @@ def read_metrics(path):
     return records
 
 
+# What a run reads back (``--resume``: its config, metrics and checkpoints; ``evaluate``: its
+# samples) or reports (its summary): no file another flag names may be written over them.
+RUN_RECORDS = ("config.json", "metrics.jsonl", "summary.json", "samples.npy", "checkpoints")
+
+
 def read_run_config(run_dir, command=None):
     """The flags saved in ``run_dir``'s config.json, for ``--resume``: a one-line error when
     there is none, when it is not a run's config, or when it is the run of another command
