@@ -146,6 +146,18 @@ def test_a_config_json_that_holds_no_run_is_a_one_line_error(tmp_path, capsys, m
     assert (code, err) == (1, f"minilean diffusion: error: --resume {tmp_path}: {expected}\n")
 
 
+@pytest.mark.parametrize("make, words", [(lambda path: None, "not found"),
+                                         (lambda path: path.write_text("{}"),
+                                          "is not a directory")], ids=["missing", "file"])
+def test_resume_of_no_folder_is_a_bad_flag(tmp_path, capsys, make, words):
+    """A mistyped --resume is found before any work and exits 2, as any bad flag value does."""
+    run = tmp_path / "run"
+    make(run)
+    code, err = _exit_and_error(["vae", f"--resume={run}"], capsys)
+    assert (code, err) == (2, f"minilean vae: error: --resume: got '{run}'; expected an existing "
+                              f"run directory; {run} {words}\n")
+
+
 def test_a_resumed_run_is_checked_on_its_own_flags_not_todays_defaults(tmp_path):
     """--hidden-c 1 is refused for the default --arch unet, not for the residual run being
     resumed (whose --arch is not given again)."""

@@ -19,6 +19,7 @@ import os
 import time
 
 from minilean import atomic
+from minilean.data.paths import existing_problem
 from minilean.errors import flag_error
 
 
@@ -60,6 +61,9 @@ def read_run_config(run_dir, command=None):
     there is none, when it is not a run's config, or when it is the run of another command
     than ``command`` (its flags would build the wrong model, and the resume would rewrite its
     config). A config.json without "command" (written before runs recorded it) passes."""
+    missing = existing_problem(run_dir, want_folder=True)
+    if missing:  # a mistyped flag, found before any work: exit 2, as for any bad flag value
+        raise flag_error("resume", run_dir, f"an existing run directory; {run_dir} {missing[1]}")
     path = os.path.join(run_dir, "config.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--resume {run_dir}: no config.json there (is it a run "
