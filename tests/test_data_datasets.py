@@ -174,6 +174,17 @@ def test_n_total_cuts_labels_with_the_images_and_extra_labels_are_refused(tmp_pa
         load_dataset(x=x, y=save(tmp_path, "long.npy", numpy.arange(6)))
 
 
+def test_n_total_beyond_the_rows_of_a_file_is_a_flag_error(tmp_path):
+    """Asking for more rows than the file holds is refused, not quietly cut to what is there
+    (a generated set, builtin or ring8, is made as large as asked)."""
+    x = save(tmp_path, "x.npy", numpy.zeros((5, 3, 4, 4), numpy.uint8))
+    assert len(load_dataset(x=x, n_total=5)) == 5
+    with pytest.raises(FlagError, match=r"^--n-total: got 6; expected at most 5, the rows of "
+                                        r"x\.npy$"):
+        load_dataset(x=x, n_total=6)
+    assert len(load_dataset(n_total=20_000, image_size=16)) == 20_000
+
+
 @pytest.mark.parametrize("array, message", [
     (numpy.zeros((2, 3, 4, 4), numpy.uint16), "expected dtype uint8 in .0, 255. or float in "
                                               r"\[0, 1\], found uint16"),

@@ -296,6 +296,8 @@ def load_dataset(dataset="builtin", x=None, y=None, n_total=None, image_size=32,
     else:
         data = _real_dataset(dataset, root)
     if n_total is not None:
+        if n_total > len(data):  # only a file or a downloaded set can hold fewer rows
+            raise flag_error("n_total", n_total, f"at most {len(data)}, the rows of {data.name}")
         data.x = data.x[:n_total]
         data.y = None if data.y is None else data.y[:n_total]
     return data
