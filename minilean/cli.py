@@ -49,9 +49,8 @@ How to add a command (the pattern every model command follows)
 
 A plain fire-style function or class (``data download``, ``data convert image-folder``) plugs in
 through ``guard(obj)`` instead: the ``Flag``s it declares with ``minilean.flags.flag_checked``
-(the data commands do, as they check a Python caller's values with them too), or else its
-keyword defaults (or annotations), become its flags, so it gets the same unknown-flag,
-positional and boolean checks without a second declaration.
+(which check a Python caller's values too) become its flags, so it gets the same
+unknown-flag, positional and boolean checks without a second declaration.
 """
 import difflib
 import importlib
@@ -70,7 +69,7 @@ from minilean.data.arrays import DATA_FLAGS, check_labels_come_with_images
 from minilean.data.paths import output_file, output_folder
 from minilean.data.runlog import RUN_RECORDS, read_run_config, resumed_flags
 from minilean.errors import FlagError, flag_error
-from minilean.flags import KINDS, Flag
+from minilean.flags import Flag
 
 PROGRAM = "python -m minilean"
 FIRE_NAME = "minilean"  # fire quotes a name with spaces in its help
@@ -306,45 +305,17 @@ def _fail(name, error, code):
 # --- plain fire functions and classes, guarded ---------------------------------------------
 
 def command_from_function(function, name=None):
-    """A ``Command`` whose flags are those ``function`` declares (``minilean.flags.flag_checked``)
-    or else come from its keyword defaults and docstring (a parameter without a default is a
-    required flag)."""
+    """A ``Command`` whose flags are those ``function`` declares with
+    ``minilean.flags.flag_checked``."""
     name = name or function.__name__.replace("_", "-")
-    help_of = _docstring_args(function.__doc__ or "")
-    declared = {flag.name: flag for flag in getattr(function, "flags", ())}
-    flags = []
-    for parameter in inspect.signature(function).parameters.values():
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) \
-                or parameter.name == "self":
-            continue
-        if parameter.name in declared:
-            flags.append(declared[parameter.name])
-            continue
-        default = None if parameter.default is parameter.empty else parameter.default
-        kind = parameter.annotation if parameter.annotation in KINDS else type(default)
-        flags.append(Flag(parameter.name, default, help_of.get(parameter.name, ""),
-                          kind=kind if kind in KINDS else object,
-                          optional=parameter.default is None,
-                          required=parameter.default is parameter.empty))
+    flags = getattr(function, "flags", None)
+    if flags is None:
+        raise TypeError(f"{name}: a guarded function declares its flags with "
+                        f"minilean.flags.flag_checked")
     summary = (function.__doc__ or name).strip().splitlines()[0]
     return Command(name, summary, lambda config: function(**{
         flag.name: getattr(config, flag.name) for flag in flags}),
-                   [FlagGroup(name, flags)])
-
-
-def _docstring_args(doc):
-    """``{name: text}`` from a Google-style ``Args:`` section."""
-    found, inside = {}, False
-    for line in doc.splitlines():
-        stripped = line.strip()
-        if stripped in ("Args:", "Arguments:"):
-            inside = True
-        elif inside and ":" in stripped and re.match(r"\w+\s*(\(.*\))?:", stripped):
-            key, _, text = stripped.partition(":")
-            found[key.split("(")[0].strip()] = text.strip()
-        elif inside and stripped.endswith(":") and not line.startswith(" " * 8):
-            inside = False
-    return found
+                   [FlagGroup(name, list(flags))])
 
 
 def guard(component, name):

@@ -55,7 +55,7 @@ class Flag:
             text = f"a boolean ({self.option}, --no{self.option[2:]} or {self.option}=false)"
         else:
             text = {int: "an integer", float: "a finite number", str: "a text",
-                    Path: "a file or directory path", object: "a value"}[self.kind]
+                    Path: "a file or directory path"}[self.kind]
             bounds = []
             if self.low is not None:
                 bounds.append(f"{'>' if self.low_open else '>='} {self.low}")
@@ -91,9 +91,8 @@ class Flag:
 
 
 _INVALID = object()
-# Path: a text naming a file or folder (the value stays a str); object: a value passed on as
-# given (guarded plain functions check it themselves)
-KINDS = (bool, int, float, str, Path, object)
+# Path: a text naming a file or folder (the value stays a str)
+KINDS = (bool, int, float, str, Path)
 # What a typed (Python) value of each kind may be; bool, an int in Python, is refused below
 _PYTHON_TYPES = {bool: bool, int: int, float: (int, float), str: str, Path: str}
 
@@ -101,8 +100,6 @@ _PYTHON_TYPES = {bool: bool, int: int, float: (int, float), str: str, Path: str}
 def _convert(kind, value, typed):
     """``value`` as ``kind``, accepting what fire hands over for it (only the kind's own Python
     types when ``typed``); ``_INVALID`` otherwise."""
-    if kind is object:
-        return value
     if typed and not isinstance(value, _PYTHON_TYPES[kind]):
         return _INVALID
     if kind is bool:

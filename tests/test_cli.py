@@ -7,7 +7,7 @@ import pytest
 
 from minilean import cli
 from minilean.cli import Command, FlagGroup, main
-from minilean.flags import Flag
+from minilean.flags import Flag, flag_checked
 
 
 def fail(argv, capsys):
@@ -233,12 +233,10 @@ def test_declared_groups_and_guarded_functions(capsys):
         group.with_defaults(height=3)
     assert group.with_defaults(width=8).flags[0].default == 8
 
-    def tool(count=2, label: str = None, verbose=False):
-        """A tool.
-
-        Args:
-            count: how many.
-        """
+    @flag_checked(Flag("count", 2, "how many"), Flag("label", None, "a name"),
+                  Flag("verbose", False, "say more"))
+    def tool(count=2, label=None, verbose=False):
+        """A tool."""
         print(f"ran {count} {label} {verbose}")
 
     guarded = cli.guard(tool, "tool")

@@ -165,7 +165,7 @@ def test_an_input_that_is_not_a_folder_says_so(tmp_path, name, message):
 
 
 def test_commands_mount_in_the_cli_and_run_end_to_end(tmp_path):
-    """The CLI's guard() accepts the data commands (flag kinds from defaults/annotations)."""
+    """The CLI's guard() accepts the data commands (with the flags they declare)."""
     save(tmp_path / "in" / "a" / "1.png", halves(6, 9, True))
     command = [sys.executable, "-m", "minilean", "data", "convert", "image-folder",
                f"--input={tmp_path / 'in'}", f"--x-output={tmp_path / 'x.npy'}", "--height=4",
