@@ -67,7 +67,8 @@ from minilean.backend import DeviceError
 from minilean.data.images import IMAGE_EXTENSIONS
 from minilean.data.arrays import DATA_FLAGS, check_labels_come_with_images
 from minilean.data.paths import output_file, output_folder
-from minilean.data.runlog import RUN_RECORDS, read_run_config, resumed_flags
+from minilean.data.runlog import (RUN_RECORDS, WRITTEN_FILE_FLAGS, read_run_config,
+                                  resumed_flags)
 from minilean.errors import FlagError, flag_error
 from minilean.flags import Flag
 
@@ -145,10 +146,6 @@ def training_flags(**defaults):
         Flag("checkpoint_every", None, "write a checkpoint every N steps (default: steps/4; "
              "a final one is always written)", kind=int, low=1),
     ]).with_defaults(**defaults)
-
-
-# The flags that name a file a run writes besides its run directory (those a command has)
-WRITTEN_FILE_FLAGS = ("log", "sample_ppm", "reference_ppm", "noisy_ppm", "reconstruct_ppm")
 
 
 def _check_written_files_spare_the_run(values):

@@ -54,6 +54,8 @@ def read_metrics(path):
 # What a run reads back (``--resume``: its config, metrics and checkpoints; ``evaluate``: its
 # samples) or reports (its summary): no file another flag names may be written over them.
 RUN_RECORDS = ("config.json", "metrics.jsonl", "summary.json", "samples.npy", "checkpoints")
+# The flags that name a file a run writes besides its run directory (those a command has)
+WRITTEN_FILE_FLAGS = ("log", "sample_ppm", "reference_ppm", "noisy_ppm", "reconstruct_ppm")
 
 
 def read_run_config(run_dir, command=None):

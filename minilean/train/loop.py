@@ -32,7 +32,8 @@ from minilean.autograd.shape import stack
 from minilean.autograd.tensor import Tensor
 from minilean.cuda import use_fast_kernels
 from minilean.data.progress import Progress
-from minilean.data.runlog import RunDirectory, read_run_config, resumed_flags
+from minilean.data.runlog import (WRITTEN_FILE_FLAGS, RunDirectory, read_run_config,
+                                  resumed_flags)
 from minilean.errors import flag_error
 from minilean.optim.checkpoint import load_checkpoint, save_checkpoint
 
@@ -116,7 +117,7 @@ def default_interval(steps, parts):
 # The flags that name a file, read (the data) or written (the rest): saved as absolute paths,
 # because a resumed run, perhaps started from another working directory, must read and write
 # the same files.
-FILE_FLAGS = ("x", "y", "log", "sample_ppm", "reference_ppm", "noisy_ppm", "reconstruct_ppm")
+FILE_FLAGS = ("x", "y") + WRITTEN_FILE_FLAGS
 
 
 def with_absolute_paths(config):
