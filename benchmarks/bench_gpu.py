@@ -203,19 +203,19 @@ def minilean_step(args, fast, graph=False):
         return (D.sample_timesteps(args.batch_size, args.T, host),
                 host.standard_normal(shape).astype(numpy.float32))
 
-    def gradients(x0, t, eps):
+    def loss_and_clipped_grads(x0, t, eps):
         loss = D.eps_prediction_loss(model, alpha_bar, Tensor(x0), t, Tensor(eps))
         optimizer.zero_grad()
         loss.backward()
         clip_grad_norm_(model.parameters(), 1.0)
         return loss.data
 
-    replay = CapturedCall(gradients, (x0,) + draw()) if graph else None
+    replay = CapturedCall(loss_and_clipped_grads, (x0,) + draw()) if graph else None
 
     def step():
         t, eps = draw()
         if replay is None:
-            gradients(x0, t, cupy.asarray(eps))
+            loss_and_clipped_grads(x0, t, cupy.asarray(eps))
         else:
             replay(x0, t, eps)
         optimizer.step()

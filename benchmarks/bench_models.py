@@ -168,7 +168,7 @@ def model_case(name, minilean_model, torch_model, minilean_loss, torch_loss, cli
                 loss_error=loss_error, grad_error=grad_error)
 
 
-# --- diffusion epsilon predictors in PyTorch (same attribute names as minilean's) -----------
+# --- diffusion denoisers in PyTorch (same attribute names as minilean's) -----------
 
 class TorchResidualBlock(tnn.Module):
     def __init__(self, channels):

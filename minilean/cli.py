@@ -415,11 +415,11 @@ DIFFUSION = Command(
                  "add one launch each)"),
         ]),
         FlagGroup("model", [
-            Flag("arch", "unet", "epsilon predictor: unet (time embedding, GroupNorm, "
-                 "attention) or residual (TorchLean's compact conv net)",
+            Flag("arch", "unet", "the network (it predicts what --prediction says): unet "
+                 "(time embedding, GroupNorm, attention) or residual (TorchLean's compact "
+                 "conv net)",
                  choices=("unet", "residual")),
-            Flag("hidden_c", 24, "base channel count of the epsilon predictor (unet: at "
-                 "least 2)", low=1),
+            Flag("hidden_c", 24, "base channel count of the network (unet: at least 2)", low=1),
         ], check=_check_diffusion_model),
         FlagGroup("learning rate", [
             Flag("lr_schedule", "cosine", "after the warm-up: cosine decay to 0 at "

@@ -247,7 +247,7 @@ def diffusion_step_parts(batch_size=8, hidden_c=8, size=16, device="cuda", lr=1e
     x0 = minilean.tensor(host.uniform(-1, 1, (batch_size, 3, size, size)).astype(numpy.float32),
                          device=device).data
 
-    def gradients(x0, t, eps, clip=True):
+    def loss_and_grads(x0, t, eps, clip=True):
         loss = D.eps_prediction_loss(model, alpha_bar, minilean.Tensor(x0), t,
                                      minilean.Tensor(eps))
         optimizer.zero_grad()
@@ -263,11 +263,11 @@ def diffusion_step_parts(batch_size=8, hidden_c=8, size=16, device="cuda", lr=1e
         t = D.sample_timesteps(batch_size, 50, generator)
         eps = generator.standard_normal(x0.shape).astype(numpy.float32)
         if graph and not replay:
-            replay.append(CapturedCall(gradients, (x0, t, eps)))
+            replay.append(CapturedCall(loss_and_grads, (x0, t, eps)))
         if replay:
             loss = minilean.tensor(replay[0](x0, t, eps))
         else:
-            loss = minilean.Tensor(gradients(x0, t, backend.to_device(eps, device), clip))
+            loss = minilean.Tensor(loss_and_grads(x0, t, backend.to_device(eps, device), clip))
         optimizer.step()
         average.update(model)
         return loss

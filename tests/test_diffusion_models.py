@@ -1,4 +1,4 @@
-"""The two epsilon predictors: shapes, time conditioning, float64 gradients; v-prediction runs."""
+"""The two denoisers (v or eps predictors): shapes, time conditioning, float64 gradients; v-prediction runs."""
 import json
 
 import numpy

@@ -1,4 +1,4 @@
-"""TorchLean's compact residual epsilon predictor (``--arch residual``).
+"""TorchLean's compact residual denoiser (``--arch residual``): it predicts v or eps.
 
 Every conv is 3x3 with padding 1 (the spatial size is kept) and a bias::
 

@@ -1,4 +1,4 @@
-"""A small U-Net epsilon predictor (``--arch unet``, the default).
+"""A small U-Net denoiser (``--arch unet``, the default): it predicts v or eps (``--prediction``).
 
     t -> sinusoidal features (hc) -> Linear -> SiLU -> Linear   = time embedding (4 hc)
     x -> conv_in (C -> hc)

@@ -154,7 +154,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     """softmax(Q K^T / sqrt(d) + mask) V for Q (..., L, d), K (..., S, d), V (..., S, dv).
 
     The mask follows PyTorch's ``scaled_dot_product_attention``: boolean True = attend,
-    float = added to the scores. ``dropout_p`` drops attention weights (training only).
+    float = added to the scores. ``dropout_p`` drops attention weights whenever it is above
+    0, in eval mode too, as in PyTorch: pass 0 when not training.
     """
     weights = attention_weights(query, key, attn_mask, is_causal, scale)
     return dropout(weights, dropout_p, training=dropout_p > 0) @ value

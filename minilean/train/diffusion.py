@@ -1,8 +1,9 @@
-"""``python -m minilean diffusion``: train an epsilon predictor, sample, write the run directory.
+"""``python -m minilean diffusion``: train a denoiser, sample, write the run directory.
 
     config (checked flags) -> dataset -> Loader (images in [-1, 1]) -> UNet or ResidualEpsNet
     -> Adam (linear warm-up, then cosine decay or constant) + EMA, each step:
-       t ~ U{0..T-1}, eps ~ N(0, I), loss = |model(q_sample) - eps|^2 (or - v, --prediction v)
+       t ~ U{0..T-1}, eps ~ N(0, I), loss = |model(q_sample) - v|^2 (--prediction v, the
+       default; --prediction eps: |model(q_sample) - eps|^2)
        (with --cuda-graph the loss and gradients are one replayed CUDA graph; Adam, EMA after)
     -> samples from the EMA weights (ddpm | ddim | pf-euler; with --cuda-graph each step's
        network call is a replayed graph too) -> images, FD-classifier, summary
@@ -155,16 +156,17 @@ def run(config):
           f"parameters) on {config.dataset if config.x is None else config.x} "
           f"{dataset.image_shape}, device={config.device}, steps {state.step}->{config.steps}")
 
-    def gradients(x0, t, eps):
-        """The loss and the clipped gradients, from arrays on the device (``t`` may be on the
-        host): the part of a step that ``--cuda-graph`` captures and replays."""
+    def loss_and_clipped_grads(x0, t, eps):
+        """Return the loss array and leave its clipped gradients in the parameters' ``.grad``,
+        from arrays on the device (``t`` may be on the host): the part of a step that
+        ``--cuda-graph`` captures and replays."""
         loss = prediction_loss(model, alpha_bar, Tensor(x0), t, Tensor(eps))
         optimizer.zero_grad()
         loss.backward()
         clip_grad_norm_(model.parameters(), GRAD_CLIP)
         return loss.data
 
-    replay = []  # with --cuda-graph: ``gradients`` captured at the first step
+    replay = []  # with --cuda-graph: ``loss_and_clipped_grads`` captured at the first step
 
     def step_fn(batch, step):
         generator = stream(config.seed, Purpose.TRAINING_STEP, step)
@@ -174,14 +176,14 @@ def run(config):
         if use_graph and not replay:
             from minilean.cuda.graph import CapturedCall, GraphCaptureError
             try:
-                replay.append(CapturedCall(gradients, (x0, t, eps)))
+                replay.append(CapturedCall(loss_and_clipped_grads, (x0, t, eps)))
             except GraphCaptureError as error:
                 raise GraphCaptureError(f"--cuda-graph: {error} (continue without it: "
                                         f"--resume={config.out} --cuda-graph=false)") from error
         if replay:  # a copy of the loss: the next replay writes the same array again
             loss = tensor(replay[0](x0, t, eps))
         else:
-            loss = Tensor(gradients(x0, t, backend.to_device(eps, config.device)))
+            loss = Tensor(loss_and_clipped_grads(x0, t, backend.to_device(eps, config.device)))
         optimizer.lr = config.lr * factor(step - 1)
         optimizer.step()
         for ema in emas.values():
