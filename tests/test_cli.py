@@ -280,6 +280,29 @@ def test_a_written_file_flag_may_not_name_the_run_directory_or_its_records(name,
     assert not out.exists()
 
 
+@pytest.mark.parametrize("argv, flag, value", [
+    (["diffusion"], "--out", "none"), (["diffusion"], "--out", "None"),
+    (["vae"], "--out", "off"), (["gan"], "--out", "null"),
+    (["evaluate", "--samples=s.npy"], "--cache", "none"),
+    (["data", "download", "--cifar10"], "--root", "false"),
+    (["data", "convert", "image-folder", "--input=in"], "--x-output", "none"),
+])
+def test_a_path_flag_that_cannot_be_none_refuses_the_none_words(argv, flag, value, tmp_path,
+                                                                 monkeypatch, capsys):
+    """Where a flag may be none, none/null/false/off (fire's None too) say "no file"; where it
+    may not, they are a flag error, not a folder or file of that name made in the working
+    directory (``--out=none`` made ./none)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(Command, "run", lambda self, config: pytest.fail("ran with bad flags"))
+    code, err = fail(argv + [f"{flag}={value}"], capsys)
+    shown = None if value == "None" else value  # fire reads None as Python's None
+    command = " ".join(word for word in argv if not word.startswith("--"))
+    assert (code, err) == (2, f"minilean {command}: error: {flag}: got {shown!r}; expected a "
+                              f"file or directory path ({flag} cannot be none; write ./{value} "
+                              f"for a path of that name)\n")
+    assert not any(tmp_path.iterdir())
+
+
 def test_data_download_refuses_a_root_that_is_a_file_before_downloading(tmp_path, capsys,
                                                                         monkeypatch):
     from minilean.data import cifar10

@@ -26,6 +26,7 @@ REFUSED = object()
     (Flag("p", "a", "p", kind=Path), 2024, "2024", REFUSED),
     (Flag("p", "a", "p", kind=Path), "", REFUSED, REFUSED),
     (Flag("p", None, "p", kind=Path), "off", None, "off"),  # a none-word is a path from Python
+    (Flag("p", "a", "p", kind=Path), "none", REFUSED, "none"),  # a path that cannot be none
 ])
 def test_fire_text_is_read_as_the_kind_and_a_python_value_must_be_of_it(flag, value, loose,
                                                                         typed):
