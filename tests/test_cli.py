@@ -206,6 +206,17 @@ def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
                                 "array with shape (100000000, 3)\n"
 
 
+def test_an_n_total_no_memory_holds_is_a_flag_error_before_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = fail(["diffusion", "--cpu", "--n-total=100000000000", "--steps=1",
+                      f"--out={out}"], capsys)
+    assert (code, err) == (2, "minilean diffusion: error: --n-total: got 100000000000; expected "
+                              "at most 5534751 for --dataset builtin at 16x16 (generated in "
+                              "memory at once: 100000000000 rows would take 72,270.6 GiB, "
+                              "above the cap of 4 GiB)\n")
+    assert not out.exists()
+
+
 def test_help_lists_commands_and_every_flag_with_default(capsys):
     main(["diffusion", "--help"])
     text = capsys.readouterr().out
