@@ -10,7 +10,7 @@ from pathlib import Path
 
 from minilean.data import cifar10 as cifar10_module
 from minilean.data import image_folder
-from minilean.data.paths import output_folder
+from minilean.data.paths import output_file, output_folder
 from minilean.errors import flag_error
 from minilean.flags import Flag, flag_checked
 
@@ -33,10 +33,10 @@ class ConvertCommands:
     @flag_checked(
         Flag("input", None, "folder to read (searched recursively, sorted order)", kind=Path,
              required=True),
-        Flag("x_output", None, "where to write the images, uint8 (N, 3, height, width)",
-             kind=Path, required=True),
-        Flag("y_output", None, "where to write int64 labels (needs --labels-from-dirs)",
-             kind=Path),
+        Flag("x_output", None, "where to write the images, uint8 (N, 3, height, width), as "
+             ".npy", kind=Path, required=True, check=output_file(".npy")),
+        Flag("y_output", None, "where to write int64 labels, as .npy (needs "
+             "--labels-from-dirs)", kind=Path, check=output_file(".npy")),
         Flag("height", 64, "output height in pixels", low=1, high=4096),
         Flag("width", 64, "output width in pixels", low=1, high=4096),
         Flag("labels_from_dirs", False, "label each image by its top-level sub-directory "
