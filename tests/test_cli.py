@@ -325,6 +325,15 @@ def test_data_download_refuses_a_root_that_is_a_file_before_downloading(tmp_path
                               f"a directory for the archive and the arrays (this is a file)\n")
 
 
+@pytest.mark.parametrize("spelling", ["image-folder", "image_folder"])
+def test_fire_takes_both_spellings_of_image_folder(spelling, capsys):
+    """The docs write image-folder; fire lists the method's own name, image_folder, in the
+    group's help, and reads a - as a _: both are the one command."""
+    code, err = fail(["data", "convert", spelling, "--input=in", "--x-output=o.txt"], capsys)
+    assert (code, err) == (2, "minilean data convert image-folder: error: --x-output: got "
+                              "'o.txt'; expected a path ending in .npy\n")
+
+
 def test_the_help_of_ext_names_what_it_takes(capsys):
     main(["data", "convert", "image-folder", "--help"])
     out = capsys.readouterr().out

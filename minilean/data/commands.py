@@ -1,6 +1,7 @@
 """The ``data`` command group (``python -m minilean data ...``), for minilean/cli.py to mount.
 
-python-fire turns ``DataCommands`` into subcommands: ``download`` and ``convert image-folder``.
+python-fire turns ``DataCommands`` into subcommands: ``download`` and ``convert image-folder``
+(fire's help lists it by the method's name, ``image_folder``, and takes both spellings).
 Each declares its flags (``flag_checked``), so the CLI's guard reads the user's text with the
 same ``Flag``s that check a Python caller's values, and every flag is checked before any work
 starts; bad flags raise ``FlagError``, other failures ``ValueError``, ``FileNotFoundError`` or
