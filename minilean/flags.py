@@ -70,11 +70,15 @@ class Flag:
 
         ``value`` is what fire made of the user's text; ``typed``: a Python caller's value,
         which must already be of the kind (see the module docstring)."""
-        if value is None or (self.optional and not typed and isinstance(value, str)
-                             and value.lower() in _NONE_WORDS):
+        none_word = not typed and isinstance(value, str) and value.lower() in _NONE_WORDS
+        # A path flag that cannot be none refuses the none-words too: taken as a name, they
+        # would make a file or folder called 'none' where the user asked for none.
+        if value is None or (none_word and (self.optional or self.kind is Path)):
             if self.optional:
                 return None
-            raise flag_error(self.name, value, self.allowed())
+            hint = f" ({self.option} cannot be none; write ./{value} for a path of that name)" \
+                if self.kind is Path and not typed else ""
+            raise flag_error(self.name, value, self.allowed() + hint)
         converted = _convert(self.kind, value, typed)
         if converted is _INVALID:
             raise flag_error(self.name, value, self.allowed())

@@ -206,6 +206,17 @@ def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
                                 "array with shape (100000000, 3)\n"
 
 
+def test_an_n_total_no_memory_holds_is_a_flag_error_before_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = fail(["diffusion", "--cpu", "--n-total=100000000000", "--steps=1",
+                      f"--out={out}"], capsys)
+    assert (code, err) == (2, "minilean diffusion: error: --n-total: got 100000000000; expected "
+                              "at most 5534751 for --dataset builtin at 16x16 (generated in "
+                              "memory at once: 100000000000 rows would take 72,270.6 GiB, "
+                              "above the cap of 4 GiB)\n")
+    assert not out.exists()
+
+
 def test_help_lists_commands_and_every_flag_with_default(capsys):
     main(["diffusion", "--help"])
     text = capsys.readouterr().out
@@ -280,6 +291,29 @@ def test_a_written_file_flag_may_not_name_the_run_directory_or_its_records(name,
     assert not out.exists()
 
 
+@pytest.mark.parametrize("argv, flag, value", [
+    (["diffusion"], "--out", "none"), (["diffusion"], "--out", "None"),
+    (["vae"], "--out", "off"), (["gan"], "--out", "null"),
+    (["evaluate", "--samples=s.npy"], "--cache", "none"),
+    (["data", "download", "--cifar10"], "--root", "false"),
+    (["data", "convert", "image-folder", "--input=in"], "--x-output", "none"),
+])
+def test_a_path_flag_that_cannot_be_none_refuses_the_none_words(argv, flag, value, tmp_path,
+                                                                 monkeypatch, capsys):
+    """Where a flag may be none, none/null/false/off (fire's None too) say "no file"; where it
+    may not, they are a flag error, not a folder or file of that name made in the working
+    directory (``--out=none`` made ./none)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(Command, "run", lambda self, config: pytest.fail("ran with bad flags"))
+    code, err = fail(argv + [f"{flag}={value}"], capsys)
+    shown = None if value == "None" else value  # fire reads None as Python's None
+    command = " ".join(word for word in argv if not word.startswith("--"))
+    assert (code, err) == (2, f"minilean {command}: error: {flag}: got {shown!r}; expected a "
+                              f"file or directory path ({flag} cannot be none; write ./{value} "
+                              f"for a path of that name)\n")
+    assert not any(tmp_path.iterdir())
+
+
 def test_data_download_refuses_a_root_that_is_a_file_before_downloading(tmp_path, capsys,
                                                                         monkeypatch):
     from minilean.data import cifar10
@@ -289,6 +323,15 @@ def test_data_download_refuses_a_root_that_is_a_file_before_downloading(tmp_path
     code, err = fail(["data", "download", "--cifar10", f"--root={root}"], capsys)
     assert (code, err) == (2, f"minilean data download: error: --root: got '{root}'; expected "
                               f"a directory for the archive and the arrays (this is a file)\n")
+
+
+@pytest.mark.parametrize("spelling", ["image-folder", "image_folder"])
+def test_fire_takes_both_spellings_of_image_folder(spelling, capsys):
+    """The docs write image-folder; fire lists the method's own name, image_folder, in the
+    group's help, and reads a - as a _: both are the one command."""
+    code, err = fail(["data", "convert", spelling, "--input=in", "--x-output=o.txt"], capsys)
+    assert (code, err) == (2, "minilean data convert image-folder: error: --x-output: got "
+                              "'o.txt'; expected a path ending in .npy\n")
 
 
 def test_the_help_of_ext_names_what_it_takes(capsys):

@@ -4,7 +4,7 @@ import json
 import numpy
 import pytest
 
-from minilean.data import builtin
+from minilean.data import arrays, builtin
 from minilean.data.arrays import load_dataset
 from minilean.errors import FlagError
 
@@ -183,6 +183,30 @@ def test_n_total_beyond_the_rows_of_a_file_is_a_flag_error(tmp_path):
                                         r"x\.npy$"):
         load_dataset(x=x, n_total=6)
     assert len(load_dataset(n_total=20_000, image_size=16)) == 20_000
+
+
+@pytest.mark.parametrize("kwargs, most, what, size", [
+    ({"image_size": 32}, 1394469, "builtin at 32x32", "286,847.4 GiB"),  # 3 * 32 * 32 + 8 B a row
+    ({"image_size": 64}, 349297, "builtin at 64x64", "1,145,154.2 GiB"),
+    ({"dataset": "ring8"}, 268435456, "ring8", "1,490.1 GiB"),  # 2 float32 + 1 int64 a row
+])
+def test_n_total_of_a_generated_set_above_the_cap_is_a_flag_error_before_allocating(
+        kwargs, most, what, size):
+    """--n-total=100000000000 on builtin was NumPy's "Unable to allocate ... GiB" mid-run."""
+    with pytest.raises(FlagError) as error:
+        load_dataset(n_total=10**11, **kwargs)
+    assert str(error.value) == (f"--n-total: got 100000000000; expected at most {most} for "
+                                f"--dataset {what} (generated in memory at once: 100000000000 "
+                                f"rows would take {size}, above the cap of 4 GiB)")
+
+
+def test_n_total_up_to_the_cap_of_a_generated_set_is_made(monkeypatch):
+    monkeypatch.setattr(arrays, "GENERATED_BYTES_CAP", 10 * (3 * 16 * 16 + 8))  # 10 rows
+    assert len(load_dataset(n_total=10, image_size=16)) == 10
+    with pytest.raises(FlagError, match=r"^--n-total: got 11; expected at most 10 for --dataset "
+                                        r"builtin at 16x16 \(generated in memory at once"):
+        load_dataset(n_total=11, image_size=16)
+    assert len(load_dataset(n_total=20, image_size=32, dataset="ring8")) == 20
 
 
 @pytest.mark.parametrize("array, message", [

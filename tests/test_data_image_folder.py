@@ -177,15 +177,18 @@ def test_commands_mount_in_the_cli_and_run_end_to_end(tmp_path):
     assert bad.returncode == 2 and "--crop: got 'edge'" in bad.stderr
 
 
-def convert(tmp_path, x_output, y_output=None, size=8):
-    """Two classes of one image each, converted to ``x_output`` (and labels ``y_output``)."""
+def convert(tmp_path, x_output, y_output=None, size=8, write=None):
+    """Two classes of one image each, converted to ``x_output`` (and labels ``y_output``) by
+    ``write``: the command (default) or ``image_folder.convert_image_folder``, whose own
+    ``check_outputs`` is all that guards a Python caller's paths (the command's flags refuse
+    most of these first: a name not ending in .npy, a directory)."""
     root = tmp_path / "in"
     if not root.exists():
         save(root / "a" / "1.png", halves(6, 6, True))
         save(root / "b" / "2.png", halves(6, 6, False))
-    DataCommands().convert.image_folder(str(root), str(x_output), None if y_output is None
-                                        else str(y_output), height=size, width=size,
-                                        labels_from_dirs=y_output is not None)
+    write = write or DataCommands().convert.image_folder
+    write(str(root), str(x_output), None if y_output is None else str(y_output), height=size,
+          width=size, labels_from_dirs=y_output is not None)
 
 
 def snapshot(folder):
@@ -207,7 +210,8 @@ def test_outputs_on_one_path_are_refused_before_anything_is_written(tmp_path, x_
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(FlagError, match=message):
-        convert(tmp_path, out / x_name, None if y_name is None else out / y_name)
+        convert(tmp_path, out / x_name, None if y_name is None else out / y_name,
+                write=image_folder.convert_image_folder)
     assert snapshot(out) == {}
 
 
@@ -231,7 +235,8 @@ def test_an_output_that_cannot_be_written_leaves_the_old_dataset_whole(tmp_path,
         (out / obstacle).write_text("in the way")
     before = snapshot(out)
     with pytest.raises(FlagError, match=message):
-        convert(tmp_path, out / "set.npy", out / y_name, size=16)
+        convert(tmp_path, out / "set.npy", out / y_name, size=16,
+                write=image_folder.convert_image_folder)
     assert snapshot(out) == before
 
 

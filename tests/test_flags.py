@@ -26,6 +26,7 @@ REFUSED = object()
     (Flag("p", "a", "p", kind=Path), 2024, "2024", REFUSED),
     (Flag("p", "a", "p", kind=Path), "", REFUSED, REFUSED),
     (Flag("p", None, "p", kind=Path), "off", None, "off"),  # a none-word is a path from Python
+    (Flag("p", "a", "p", kind=Path), "none", REFUSED, "none"),  # a path that cannot be none
 ])
 def test_fire_text_is_read_as_the_kind_and_a_python_value_must_be_of_it(flag, value, loose,
                                                                         typed):
@@ -61,13 +62,15 @@ PATH = "a file or directory path"
 BAD_DATA_FLAGS = [
     ("image-folder", "input", [1], PATH),
     ("image-folder", "x_output", [1], PATH),
+    ("image-folder", "x_output", "o.txt", "a path ending in .npy"),  # it would hold .npy bytes
     ("image-folder", "y_output", [1], PATH + " or none"),
+    ("image-folder", "y_output", "labels", "a path ending in .npy"),
     ("image-folder", "height", 0, "an integer >= 1 and <= 4096"),
     ("image-folder", "height", "tall", "an integer >= 1 and <= 4096"),
     ("image-folder", "width", 4097, "an integer >= 1 and <= 4096"),
     ("image-folder", "width", 2.5, "an integer >= 1 and <= 4096"),
-    ("image-folder", "labels_from_dirs", "maybe", "a boolean (--labels-from-dirs, "
-                                                  "--nolabels-from-dirs or --labels-from-dirs=false)"),
+    ("image-folder", "labels_from_dirs", "maybe",
+     "a boolean (--labels-from-dirs, --nolabels-from-dirs or --labels-from-dirs=false)"),
     ("image-folder", "limit", 0, "an integer >= 1 or none"),
     ("image-folder", "ext", "png", 'file extensions starting with ".", e.g. .png,.jpg'),
     ("image-folder", "crop", "edge", "one of center, stretch"),

@@ -20,6 +20,14 @@ from minilean.flags import Flag, flag_checked
 DATASETS = ("builtin", "cifar10", "imagenet64", "digits", "ring8")
 DATASET_ALIASES = {"cifar": "cifar10", "imagenet": "imagenet64", "imagenette64": "imagenet64",
                    "shapes": "builtin"}
+# The most bytes --n-total may ask builtin or ring8 to generate. They are made in memory at
+# once, and a run holds more than that (the held-out split copies the rows, and some models
+# take float32 copies, 4x a uint8 image), so a size past any machine's memory is refused by
+# name before allocating, not in NumPy's words mid-run. 4 GiB is 1.39 million 32x32 images
+# (more than ImageNet-1k's 1.28 million), 349,297 at 64x64, 268 million ring8 points: several
+# times the images any default run sees (vae: 1,200 steps of 64, 76,800), while the run's
+# copies of it still fit a workstation's memory.
+GENERATED_BYTES_CAP = 4 * 2**30
 # The data flags of every model command (minilean/cli.py shows them; load_dataset takes them)
 DATA_FLAGS = (
     Flag("dataset", "builtin", "training images: builtin (generated coloured shapes, no "
@@ -28,7 +36,8 @@ DATA_FLAGS = (
     Flag("x", None, "an .npy array of images to train on instead of --dataset "
          "(uint8 [0,255] or float [0,1], NCHW or NHWC)", kind=Path),
     Flag("y", None, "an .npy array of integer labels that goes with --x", kind=Path),
-    Flag("n_total", None, "keep only the first N rows of the dataset", kind=int, low=1),
+    Flag("n_total", None, "keep only the first N rows of the dataset (builtin and ring8: "
+         f"generate N, at most {GENERATED_BYTES_CAP // 2**30} GiB of them)", kind=int, low=1),
     Flag("image_size", 32, "side of the builtin and digits images in pixels (digits: a "
          "multiple of 8)", low=builtin.MIN_IMAGE_SIZE, high=builtin.MAX_IMAGE_SIZE),
 )
@@ -262,6 +271,23 @@ def _real_dataset(name, root):
     return load_arrays(x, y if os.path.exists(y) else None, "imagenet64", command)
 
 
+def generated_rows(dataset, n_total, image_size):
+    """How many rows builtin or ring8 generates: ``n_total`` (default ``DEFAULT_N_TOTAL``),
+    refused (a FlagError) when its arrays would pass ``GENERATED_BYTES_CAP``."""
+    if n_total is None:
+        return DEFAULT_N_TOTAL
+    # uint8 (3, S, S) images and int64 labels; ring8: two float32 coordinates and an int64 mode
+    row_bytes = 3 * image_size**2 + 8 if dataset == "builtin" else 2 * 4 + 8
+    most = GENERATED_BYTES_CAP // row_bytes
+    if n_total > most:
+        named = f"{dataset} at {image_size}x{image_size}" if dataset == "builtin" else dataset
+        raise flag_error("n_total", n_total, f"at most {most} for --dataset {named} (generated "
+                         f"in memory at once: {n_total} rows would take "
+                         f"{n_total * row_bytes / 2**30:,.1f} GiB, above the cap of "
+                         f"{GENERATED_BYTES_CAP / 2**30:g} GiB)")
+    return n_total
+
+
 def check_labels_come_with_images(x, y):
     """``--y`` names the labels of the images in ``--x``: alone it is refused (a FlagError)."""
     if y is not None and x is None:
@@ -284,10 +310,11 @@ def load_dataset(dataset="builtin", x=None, y=None, n_total=None, image_size=32,
     if x is not None:
         data = load_arrays(x, y, from_flags=True)
     elif dataset == "builtin":
-        images, labels = builtin.make_shapes(n_total or DEFAULT_N_TOTAL, image_size, seed)
+        images, labels = builtin.make_shapes(generated_rows(dataset, n_total, image_size),
+                                             image_size, seed)
         data = Dataset(images, labels, builtin.SHAPE_CLASSES, "builtin")
     elif dataset == "ring8":
-        points, modes = builtin.make_ring8(n_total or DEFAULT_N_TOTAL, seed)
+        points, modes = builtin.make_ring8(generated_rows(dataset, n_total, image_size), seed)
         data = Dataset(points, modes, tuple(f"mode{index}" for index in range(8)), "ring8")
     elif dataset == "digits":
         if image_size % 8:

@@ -1,6 +1,7 @@
 """The ``data`` command group (``python -m minilean data ...``), for minilean/cli.py to mount.
 
-python-fire turns ``DataCommands`` into subcommands: ``download`` and ``convert image-folder``.
+python-fire turns ``DataCommands`` into subcommands: ``download`` and ``convert image-folder``
+(fire's help lists it by the method's name, ``image_folder``, and takes both spellings).
 Each declares its flags (``flag_checked``), so the CLI's guard reads the user's text with the
 same ``Flag``s that check a Python caller's values, and every flag is checked before any work
 starts; bad flags raise ``FlagError``, other failures ``ValueError``, ``FileNotFoundError`` or
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from minilean.data import cifar10 as cifar10_module
 from minilean.data import image_folder
-from minilean.data.paths import output_folder
+from minilean.data.paths import output_file, output_folder
 from minilean.errors import flag_error
 from minilean.flags import Flag, flag_checked
 
@@ -33,10 +34,10 @@ class ConvertCommands:
     @flag_checked(
         Flag("input", None, "folder to read (searched recursively, sorted order)", kind=Path,
              required=True),
-        Flag("x_output", None, "where to write the images, uint8 (N, 3, height, width)",
-             kind=Path, required=True),
-        Flag("y_output", None, "where to write int64 labels (needs --labels-from-dirs)",
-             kind=Path),
+        Flag("x_output", None, "where to write the images, uint8 (N, 3, height, width), as "
+             ".npy", kind=Path, required=True, check=output_file(".npy")),
+        Flag("y_output", None, "where to write int64 labels, as .npy (needs "
+             "--labels-from-dirs)", kind=Path, check=output_file(".npy")),
         Flag("height", 64, "output height in pixels", low=1, high=4096),
         Flag("width", 64, "output width in pixels", low=1, high=4096),
         Flag("labels_from_dirs", False, "label each image by its top-level sub-directory "
