@@ -85,10 +85,12 @@ def _sigmoid(x):
     return 1 / (1 + mpmath.exp(-x))
 
 
-def _sigmoid_error_scale(x):
-    """sigmoid is computed as (1 + tanh(x/2)) / 2: its absolute error is at most about
-    4u (1 + |tanh(x/2)|) / 2, bounded by this magnitude times u."""
-    return (1 + abs(mpmath.tanh(x / 2))) / 2
+# The engine's s = sigma(x) is e^min(x,0) / (1 + e^-|x|) (``tail_accurate_sigmoid``): the
+# numerator's exp (3), the denominator's exp (3, its share of 1 + e at most 1) and sum (1), the
+# quotient (1). So s is within gamma_8 s *relatively*, in both tails: an absolute bound, such
+# as the tanh form's (1 + tanh(x/2)) / 2 earns, would let the left tail's gradients, ~e^x, be
+# wrong in every digit.
+SIGMOID_ROUNDINGS = 8
 
 
 UNARY = [
@@ -112,8 +114,8 @@ UNARY = [
      lambda x: mpmath.tanh(x) ** 2 + abs(1 - mpmath.tanh(x) ** 2), 8,
      "g (1 - y^2): y (3), y^2 (2 x 3 + 1), 1 - (1), times g (1); terms 1 and y^2"),
     ("sigmoid", lambda m, x: m.sigmoid(x), _sigmoid, (-10, 10, ()),
-     lambda x: _sigmoid_error_scale(x) + _sigmoid(x) * (1 - _sigmoid(x)), 4,
-     "g s (1 - s): s to within 4u (1 + |tanh(x/2)|)/2 absolute, then 3 roundings"),
+     lambda x: _sigmoid(x) + _sigmoid(x) * (1 - _sigmoid(x)), SIGMOID_ROUNDINGS + 3,
+     "g s (1 - s): s within gamma_8 s (times |1 - 2s| <= 1), then 3 roundings of s (1 - s)"),
     ("relu", lambda m, x: m.relu(x), lambda x: max(x, 0), (-8, 8, (0,)), lambda x: 1, 0,
      "g [x > 0]: exact"),
     ("leaky_relu", lambda m, x: m.nn.functional.leaky_relu(x, 0.01),
@@ -121,16 +123,20 @@ UNARY = [
      lambda x: 1 if x > 0 else mpmath.mpf(0.01), 2,
      "g or g s: the slope 0.01 rounded to the dtype (1), times g (1)"),
     ("silu", lambda m, x: m.nn.functional.silu(x), lambda x: x * _sigmoid(x), (-10, 10, ()),
-     lambda x: _sigmoid_error_scale(x) * (1 + abs(x)) + _sigmoid(x) * (1 + abs(x)), 5,
-     "g s (1 + x (1 - s)): s's error times (1 + |x|), then five roundings"),
+     lambda x: _sigmoid(x) * (1 + abs(x)) + _sigmoid(x) * (1 + abs(x) * (1 - _sigmoid(x))),
+     SIGMOID_ROUNDINGS + 5,
+     "g s (1 + x (1 - s)): s within gamma_8 s, times the slope in s, |1 + x (1 - 2s)| <= "
+     "1 + |x|; then five roundings of terms bounded by s and |x| s (1 - s)"),
     ("gelu", lambda m, x: m.nn.functional.gelu(x), _erf_gelu, (-6, 6, ()),
      lambda x: 1 + abs(x) * _phi(x) * (1 + x * x), 8,
      "g (Phi(x) + x phi(x)): erf (3) of a rounded x/sqrt2 (2), exp of a rounded -x^2/2, "
      "constants rounded to the dtype; terms bounded by 1 and |x| phi(x) (1 + x^2)"),
     ("gelu_tanh", lambda m, x: m.nn.functional.gelu(x, approximate="tanh"), _tanh_gelu,
      (-5, 5, ()), lambda x: (1 + abs(x)) * (1 + x * x), 10,
-     "g ((1 + t)/2 + x (1 - t^2) c (1 + 3a x^2)/2): tanh (3) of a rounded cubic; terms "
-     "bounded by (1 + |x|)(1 + x^2)"),
+     "g (s + x s (1 - s) w'), s = sigma(w), w = 2 sqrt(2/pi) (x + a x^3): s within gamma_8 s "
+     "plus s (1 - s) times w's error (pow (3), constants and 3 operations), times the slope "
+     "in s, <= 1 + |x| w'; the formula's 10 roundings; by a first-order count all within "
+     "(1 + |x|)(1 + x^2) on [-5, 5]"),
 ]
 
 
@@ -416,6 +422,14 @@ def silu_backward_sigma_only(original):
     half done)."""
     return lambda x, sigma, grad: grad * sigma
 
+
+@mutant("sigmoid in the tanh form", f"{ELEMENTWISE}.tail_accurate_sigmoid",
+        caught_by=_caught_by("sigmoid", "silu"))
+def sigmoid_tanh_form(original):
+    """sigma(x) computed as (1 + tanh(x/2)) / 2, the faster form the engine once used: right
+    to the last bit near 0, but its left tail keeps only the absolute precision of 1 + tanh,
+    so sigma(-8) ~ 3e-4 is off in the fourth digit in float32."""
+    return lambda x: (1 + numpy.tanh(x / 2)) / 2
 
 def _gelu_backward_broken_in(approximate, original, broken):
     """Gelu.backward, broken only for the form ``approximate`` (the other keeps its own)."""

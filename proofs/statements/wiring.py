@@ -13,8 +13,9 @@ y = M v + b whose row has n nonzero weights is computed through at most n + 1 ro
 any path (n products, n - 1 additions, the bias), in any summation order, so with an input
 error e it carries |M| e + gamma_{n+1} (|M| (|v| + e) + |b|). ReLU is exact and 1-Lipschitz;
 leaky ReLU is 1-Lipschitz and rounds twice (the slope 0.2 rounded to the dtype, the product);
-tanh is 1-Lipschitz and rounds three times; sigmoid = (1 + tanh(x/2)) / 2 is 1/4-Lipschitz and
-within gamma_5 absolutely. Models are tiny (1x2x2 or 1x4x4 images, widths 2-4) and built
+tanh is 1-Lipschitz and rounds three times; sigmoid, computed as s = e^min(x,0) / (1 + e^-|x|),
+is 1/4-Lipschitz and within gamma_5 absolutely (x >= 0: the numerator is exactly 1, and an exp,
+a sum and a quotient round 5 times; x < 0: within gamma_8 s, and s < 1/2). Models are tiny (1x2x2 or 1x4x4 images, widths 2-4) and built
 under a drawn seed; the float64 run casts the same float32 parameters (exactly).
 """
 import mpmath
