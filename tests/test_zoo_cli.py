@@ -306,8 +306,9 @@ def test_mae_trains_and_is_measured_with_the_mask_it_is_given(mask, tmp_path, mo
     made = []
     for kind in ("random", "block"):
         real = getattr(MaskedAutoencoder, f"{kind}_mask")
-        monkeypatch.setattr(MaskedAutoencoder, f"{kind}_mask", lambda self, *args, kind=kind,
-                            real=real: made.append(kind) or real(self, *args))
+        monkeypatch.setattr(MaskedAutoencoder, f"{kind}_mask",
+                            lambda self, *args, kind=kind, real=real, **kwargs:
+                            made.append(kind) or real(self, *args, **kwargs))
     main(["mae", *TINY, "--width=4", "--heads=2", "--decoder-width=4", "--depth=1",
           f"--mask={mask}", f"--out={tmp_path}"])
     assert made == [mask] * 3  # two training steps, then the held-out rows
@@ -379,9 +380,9 @@ def test_vqvae_restarts_codes_by_their_uses_summed_since_the_last_restart(tmp_pa
         events.append(("step", numpy.bincount(outputs[3].numpy().reshape(-1), minlength=4)))
         return outputs
 
-    def recording_restart(self, encoded, usage, threshold):
+    def recording_restart(self, encoded, usage, threshold, generator):
         events.append(("restart", numpy.array(usage, dtype=numpy.float64)))
-        return restart(self, encoded, usage, threshold)
+        return restart(self, encoded, usage, threshold, generator)
 
     monkeypatch.setattr(vqvae.VQVAE, "forward", recording_forward)
     monkeypatch.setattr(vqvae.VQVAE, "restart_dead_codes", recording_restart)
@@ -397,6 +398,36 @@ def test_vqvae_restarts_codes_by_their_uses_summed_since_the_last_restart(tmp_pa
         else:
             numpy.testing.assert_array_equal(counts, since_restart)
             since_restart = numpy.zeros(4)
+
+
+
+def test_mae_masks_and_vqvae_restarts_draw_from_the_runs_own_streams(tmp_path, monkeypatch):
+    """Each training step's MAE mask and VQ-VAE restart picks come from the stream (seed,
+    TRAINING_STEP, step), the held-out masks from (seed, EVALUATION): not from the CPU
+    generator, whose state depends on everything drawn before."""
+    from minilean.models import mae, vqvae
+    generators = []  # the state of each generator handed over, before it is drawn from
+
+    def recording(method):
+        def record(*args, generator, **kwargs):
+            generators.append(generator.bit_generator.state)
+            return method(*args, generator=generator, **kwargs)
+        return record
+
+    monkeypatch.setattr(mae.MaskedAutoencoder, "random_mask",
+                        recording(mae.MaskedAutoencoder.random_mask))
+    monkeypatch.setattr(vqvae.VQVAE, "restart_dead_codes",
+                        recording(vqvae.VQVAE.restart_dead_codes))
+    tiny = ["--n-total=40", "--batch-size=4", "--n-eval=4", "--progress=false", "--steps=4",
+            "--seed=3"]
+    main(["mae", *tiny, "--patch-size=8", "--width=16", "--depth=1", "--heads=2",
+          "--decoder-width=16", "--decoder-depth=1", f"--out={tmp_path / 'mae'}"])
+    main(["vqvae", *tiny, "--codes=4", "--code-dim=2", "--hidden=2", "--restart-every=2",
+          f"--out={tmp_path / 'vqvae'}"])
+    expected = ([stream(3, Purpose.TRAINING_STEP, step) for step in (1, 2, 3, 4)]
+                + [stream(3, Purpose.EVALUATION)]
+                + [stream(3, Purpose.TRAINING_STEP, step) for step in (2, 4)])
+    assert generators == [generator.bit_generator.state for generator in expected]
 
 
 DEFINING = {  # per command, the flags that define its model, each with a value not the saved one

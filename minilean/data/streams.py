@@ -33,6 +33,7 @@ class Purpose(enum.IntEnum):
     NOISY_IMAGES = 8      # the forward process's illustration (diffusion --noisy-ppm)
     PIXEL_BASELINE = 9    # the GAN's independent-pixel baseline
     NOISE_CEILING = 10    # the FD-classifier's Gaussian-noise ceiling
+    EVALUATION = 11       # held-out scores (the MAE's masks, the VAE's draws); index: the chunk
 
 
 def stream(seed, purpose, index=0, sub_index=0):

@@ -10,8 +10,9 @@ The named functions (``proofs/`` checks the masking algebra against them):
     block_mask(N, h, w, ...)     TorchLean's deterministic block mask over the patch grid
     patch_losses(pred, target)   per-patch mean squared error, (N, L)
     masked_mse(pred, target, m)  sum_i m_i loss_i / sum_i m_i: the mean patch loss over hidden
-                                 patches (0 when nothing is hidden) (m_i = 1 hidden, 0 visible) -- TorchLean's maeLoss over
-                                 the hidden index list, divided by its length, over the reals
+                                 patches (0 when nothing is hidden; m_i = 1 hidden, 0 visible)
+                                 -- TorchLean's maeLoss over the hidden index list, divided by
+                                 its length, over the reals
 """
 from collections import namedtuple
 
@@ -81,12 +82,13 @@ def hidden_count(num_patches, mask_ratio):
     return min(max(int(round(mask_ratio * num_patches)), 1), num_patches - 1)
 
 
-def random_mask(count, num_patches, mask_ratio, device="cpu"):
+def random_mask(count, num_patches, mask_ratio, device="cpu", generator=None):
     """Hide a uniformly random subset of ``hidden_count(L, ratio)`` patches of each image, drawn
-    from the seeded CPU generator (so runs repeat on either device)."""
+    on the host (so runs repeat on either device) from ``generator``, a NumPy Generator
+    (training passes its step's stream), by default the seeded CPU generator."""
     if not 0 < mask_ratio < 1:
         raise ValueError(f"mask ratio must be in (0, 1), got {mask_ratio!r}")
-    noise = backend.generator("cpu").random((count, num_patches))
+    noise = (generator or backend.generator("cpu")).random((count, num_patches))
     ranks = numpy.argsort(numpy.argsort(noise, axis=1), axis=1)
     return _mask_from_hidden(ranks < hidden_count(num_patches, mask_ratio), device)
 
@@ -229,8 +231,8 @@ class MaskedAutoencoder(nn.Module):
         """Predicted patches (N, L, P) for images (N, C, H, W) under ``mask``."""
         return self.decode(self.encode(patchify(images, self.patch_size), mask), mask)
 
-    def random_mask(self, count, mask_ratio, device="cpu"):
-        return random_mask(count, self.grid[0] * self.grid[1], mask_ratio, device)
+    def random_mask(self, count, mask_ratio, device="cpu", generator=None):
+        return random_mask(count, self.grid[0] * self.grid[1], mask_ratio, device, generator)
 
     def block_mask(self, count, device="cpu"):
         """TorchLean's mask on this grid: blocks of half the grid, one of four hidden."""

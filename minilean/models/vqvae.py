@@ -134,16 +134,17 @@ class VQVAE(nn.Module):
         smoothed = (self.cluster_size.data + 1e-5) / (total + codes * 1e-5) * total
         self.codebook.data[...] = self.cluster_sum.data / smoothed[:, None]
 
-    def restart_dead_codes(self, encoded, usage, threshold):
+    def restart_dead_codes(self, encoded, usage, threshold, generator=None):
         """Put every code used fewer than ``threshold`` times (``usage``: (K,) counts since the
-        last restart, on any device) onto a random encoding of the current batch; returns how
-        many. Reading ``usage`` is a copy to the host, so training calls this only every few
-        steps."""
+        last restart, on any device) onto a random encoding of the current batch, picked by
+        ``generator`` (a NumPy Generator; training passes its step's stream; by default the
+        seeded CPU generator); returns how many. Reading ``usage`` is a copy to the host, so
+        training calls this only every few steps."""
         dead = numpy.flatnonzero(backend.to_device(usage, "cpu") < threshold)
         if dead.size == 0:
             return 0
         vectors = encoded.data.reshape(-1, encoded.shape[-1])  # (N, h, w, D) -> (N h w, D)
-        picks = backend.generator("cpu").integers(0, vectors.shape[0], dead.size)
+        picks = (generator or backend.generator("cpu")).integers(0, vectors.shape[0], dead.size)
         xp = self.codebook.xp
         dead_on_device, picks = xp.asarray(dead), xp.asarray(picks)
         self.codebook.data[dead_on_device] = vectors[picks]

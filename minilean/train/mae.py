@@ -5,6 +5,7 @@ import numpy
 
 from minilean.autograd.grad_mode import no_grad
 from minilean.data.arrays import float_images
+from minilean.data.streams import Purpose
 from minilean.models.mae import (MaskedAutoencoder, decoder_heads, denormalize, mae_loss,
                                  masked_mse, mean_patch_mse, patchify, unpatchify,
                                  visible_statistics)
@@ -29,18 +30,19 @@ def run(config):
                               decoder_heads=decoder_heads(config.heads)).to(config.device)
     optimizer = Adam(model.parameters(), lr=config.lr)
 
-    def make_mask(count):
+    def make_mask(count, generator):
         if config.mask == "block":
             return model.block_mask(count, config.device)
-        return model.random_mask(count, config.mask_ratio, config.device)
+        return model.random_mask(count, config.mask_ratio, config.device, generator=generator)
 
     def step_fn(images, step):
-        loss = mae_loss(model, images, make_mask(images.shape[0]), config.per_patch_norm)
+        mask = make_mask(images.shape[0], session.stream(Purpose.TRAINING_STEP, step))
+        loss = mae_loss(model, images, mask, config.per_patch_norm)
         return {"loss": minimize(optimizer, loss)}
 
     zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "mae")
     held_out = session.held_out(config.n_eval)
-    mask = make_mask(held_out.shape[0])
+    mask = make_mask(held_out.shape[0], session.stream(Purpose.EVALUATION))
     with no_grad():
         prediction = model(held_out, mask)
         if config.per_patch_norm:  # back to pixels, with what the visible patches tell

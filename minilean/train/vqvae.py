@@ -4,6 +4,7 @@ import numpy
 
 from minilean.autograd.grad_mode import no_grad
 from minilean.data.arrays import float_images
+from minilean.data.streams import Purpose
 from minilean.models.autoencoder import mean_image_mse
 from minilean.models.vqvae import VQVAE, code_statistics, vqvae_loss
 from minilean.optim import Adam, minimize
@@ -33,7 +34,8 @@ def run(config):
         usage[:] += xp.bincount(indices.data.reshape(-1), minlength=config.codes)
         restarted = 0
         if config.restart_every and step % config.restart_every == 0:
-            restarted = model.restart_dead_codes(encoded, usage, threshold=1)
+            picks = session.stream(Purpose.TRAINING_STEP, step)
+            restarted = model.restart_dead_codes(encoded, usage, threshold=1, generator=picks)
             usage[:] = 0
         return {"loss": loss.total, "reconstruction": loss.reconstruction,
                 "codebook": loss.codebook, "commitment": loss.commitment,

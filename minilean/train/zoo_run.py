@@ -43,11 +43,15 @@ class Session:
     def held_out(self, count=None):
         return self.tensor(self.held_out_rows[:count])
 
+    def stream(self, purpose, index=0, sub_index=0):
+        """The run's host generator (seed, purpose, index, sub_index) (``data/streams.py``)."""
+        return stream(self.config.seed, purpose, index, sub_index)
+
     def normal(self, shape, purpose, index=0, sub_index=0):
         """A float32 standard normal tensor of ``shape`` on the device, from the host stream
         (seed, purpose, index, sub_index): a checkpoint holds only the CPU generator, so a draw
         from the device's own generator would not repeat after --resume on "cuda"."""
-        draw = stream(self.config.seed, purpose, index, sub_index).standard_normal(shape)
+        draw = self.stream(purpose, index, sub_index).standard_normal(shape)
         return tensor(draw.astype(numpy.float32), device=self.device)
 
     def save_grid(self, name, images, nrow=None):
