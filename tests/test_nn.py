@@ -446,6 +446,33 @@ def test_multihead_attention_matches_torch(mask_kind):
                                   rtol=1e-6, atol=1e-10)
 
 
+@pytest.mark.parametrize("mask_shape", [(3, 5), (2 * 2, 3, 5)])
+def test_multihead_attention_gives_a_learned_float_mask_its_gradient(mask_shape):
+    """A float attn_mask tensor is an input of the graph, in both of its shapes, as it is
+    through scaled_dot_product_attention (a relative-position bias is trained through it)."""
+    attention = _double(nn.MultiheadAttention(4, 2))
+    rng = numpy.random.default_rng(3)
+    query = ml.tensor(rng.standard_normal((2, 3, 4)))
+    key = ml.tensor(rng.standard_normal((2, 5, 4)))
+    bias = ml.tensor(rng.standard_normal(mask_shape), requires_grad=True)
+    assert gradcheck(lambda b: attention(query, key, key, attn_mask=b)[0], [bias])
+    assert bias.grad.shape == mask_shape and (bias.grad.numpy() != 0).any()
+
+
+def test_multihead_attention_bool_mask_blocks_keys_given_as_array_or_tensor():
+    """True = may NOT attend (this module's convention); the weights of blocked keys are 0."""
+    attention = nn.MultiheadAttention(4, 2)
+    x = ml.randn(2, 3, 4)
+    blocked = numpy.array([[False, True, False], [False, False, True], [True, True, False]])
+    outputs = []
+    for mask in (blocked, ml.tensor(blocked)):
+        out, weights = attention(x, x, x, attn_mask=mask, average_attn_weights=False)
+        assert (weights.numpy()[..., blocked] == 0).all()
+        numpy.testing.assert_allclose(weights.numpy().sum(-1), 1, rtol=1e-6)
+        outputs.append(out.numpy())
+    numpy.testing.assert_array_equal(*outputs)
+
+
 def test_deepcopy_gives_an_independent_module():
     import copy
     model = Block()
