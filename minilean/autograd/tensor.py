@@ -25,7 +25,7 @@ class Tensor:
         is_array = hasattr(data, "shape")
         device = device or (backend.device_of(data) if is_array else "cpu")
         if dtype is None and not is_array:
-            dtype = DEFAULT_DTYPE if numpy.asarray(data).dtype.kind == "f" else None
+            dtype = default_dtype(data)
         xp = backend.xp_for(device)
         self.data = xp.asarray(backend.to_device(data, device) if is_array else data, dtype=dtype)
         self.grad = None
@@ -254,6 +254,14 @@ def _dim_not_flag(dim, name):
         raise TypeError(f"{name}() takes dim first, got the bool {dim}: pass unbiased= and "
                         f"keepdim= by keyword")
     return dim
+
+
+def default_dtype(values):
+    """PyTorch's dtype for Python numbers (or nested lists of them): DEFAULT_DTYPE when any is
+    a float, DEFAULT_INT_DTYPE when all are ints (NumPy would pick float64, and a C long for
+    ints), and NumPy's choice for the rest (bools)."""
+    kind = numpy.asarray(values).dtype.kind
+    return DEFAULT_DTYPE if kind == "f" else DEFAULT_INT_DTYPE if kind == "i" else None
 
 
 def shape_arg(args):
