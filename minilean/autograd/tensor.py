@@ -72,7 +72,16 @@ class Tensor:
         return self.ndim
 
     def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
+
+    def __iter__(self):
+        """The sub-tensors along dim 0. Without this, Python would iterate by indexing until an
+        IndexError, which a 0-d tensor raises at once with NumPy's "too many indices"."""
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[index] for index in range(len(self)))
 
     def __repr__(self):
         grad = f", grad_fn={self.grad_fn!r}" if self.grad_fn is not None else (
@@ -117,6 +126,15 @@ class Tensor:
     def numpy(self):
         """The data as a NumPy array on the host (a copy from the GPU)."""
         return backend.to_device(self.data, "cpu")
+
+    def __array__(self, dtype=None, copy=None):
+        """``numpy.asarray(tensor)``: the host array, as ``numpy()`` gives it, under NumPy 2's
+        protocol: ``copy=False`` refuses where a copy cannot be avoided (a "cuda" tensor, or a
+        new dtype), ``copy=True`` always copies, ``None`` copies only when it must."""
+        if copy is False and self.device != "cpu":
+            raise ValueError(f"a {self.device} tensor cannot be a NumPy array without a copy "
+                             f"to the host")
+        return numpy.array(self.numpy(), dtype=dtype, copy=copy)
 
     def item(self):
         """The one value as a Python number (a copy to the host for a "cuda" tensor)."""
