@@ -270,7 +270,7 @@ def test_to_cuda_without_a_gpu_is_a_one_line_error():
 def test_repr_shows_the_tree():
     text = repr(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.SiLU()))
     assert text.splitlines()[0] == "Sequential("
-    assert "(0): Conv2d(3, 8, kernel_size=(3, 3), stride=1, padding=1" in text
+    assert "(0): Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1)" in text
     assert "(1): GroupNorm(2, 8, eps=1e-05, affine=True)" in text and "(2): SiLU()" in text
     assert repr(nn.GroupNorm(2, 8, activation="silu")) == \
         "GroupNorm(2, 8, eps=1e-05, affine=True, activation='silu')"
@@ -284,6 +284,35 @@ def test_module_list_indexing_and_errors():
         layers[3]
     with pytest.raises(TypeError, match="holds Modules"):
         layers.append(lambda x: x)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: nn.Conv2d(2, 3, 0), "kernel_size must be an int >= 1 or a pair of them, got 0"),
+    (lambda: nn.Conv2d(2, 3, (3, 3, 3)),
+     r"kernel_size must be an int >= 1 or a pair of them, got \(3, 3, 3\)"),
+    (lambda: nn.Conv2d(2, 3, 3, stride=0), "stride must be an int >= 1 or a pair of them, got 0"),
+    (lambda: nn.Conv2d(2, 3, 3, padding=(1, -1)),
+     r"padding must be an int >= 0 or a pair of them, got \(1, -1\)"),
+    (lambda: nn.Conv2d(2, 3, 3, dilation=0),
+     "dilation must be an int >= 1 or a pair of them, got 0"),
+    (lambda: nn.ConvTranspose2d(2, 3, (0, 2)),
+     r"kernel_size must be an int >= 1 or a pair of them, got \(0, 2\)"),
+    (lambda: nn.ConvTranspose2d(2, 3, 3, output_padding=-1),
+     "output_padding must be an int >= 0 or a pair of them, got -1"),
+])
+def test_conv_layers_check_their_sizes_at_construction(make, message):
+    """Before the first forward, and before a kernel of 0 divides by zero in the init or a
+    triple builds a 5-d weight."""
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        make()
+
+
+def test_conv_layers_keep_their_sizes_as_pairs():
+    conv = nn.ConvTranspose2d(2, 3, (3, 1), stride=2, padding=[1, 0], output_padding=1)
+    assert conv.kernel_size == (3, 1) and conv.weight.shape == (2, 3, 3, 1)
+    assert conv.options == {"stride": (2, 2), "padding": (1, 0), "output_padding": (1, 1),
+                            "dilation": (1, 1)}
+    assert conv(ml.zeros(1, 2, 4, 4)).shape == (1, 3, 8, 8)  # (4 - 1) 2 - 2 p + (k - 1) + 1 + 1
 
 
 # --- initialisation -------------------------------------------------------------------------
