@@ -5,6 +5,8 @@ A tensor holds ``data`` (a NumPy or CuPy array), ``requires_grad``, ``grad`` (fi
 The math lives in the op files (elementwise, reduce, shape, linalg, conv); the methods here
 only forward to them, with PyTorch's names.
 """
+import numbers
+
 import numpy
 
 from minilean import backend
@@ -280,6 +282,20 @@ def default_dtype(values):
     ints), and NumPy's choice for the rest (bools)."""
     kind = numpy.asarray(values).dtype.kind
     return DEFAULT_DTYPE if kind == "f" else DEFAULT_INT_DTYPE if kind == "i" else None
+
+
+def is_int(value):
+    """True for an integer, Python's or NumPy's (``isinstance(numpy.int64(0), int)`` is False),
+    but not for a bool: where a dim or a size goes, a bool is a misplaced flag."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def dims_arg(dim):
+    """One dim or a tuple (or list) of them, as a tuple of Python ints."""
+    dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
+    if not all(is_int(axis) for axis in dims):
+        raise TypeError(f"dim must be an int or a tuple of ints, got {dim!r}")
+    return tuple(int(axis) for axis in dims)
 
 
 def shape_arg(args):
