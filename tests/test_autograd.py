@@ -100,6 +100,23 @@ def test_requires_grad_underscore_turns_a_leaf_on_and_refuses_integers():
         ml.arange(3).requires_grad_()
 
 
+@pytest.mark.parametrize("args, dtype, values", [
+    ((0.0, 1.0, 0.25), np.float32, [0.0, 0.25, 0.5, 0.75]),
+    ((0, 1, 0.25), np.float32, [0.0, 0.25, 0.5, 0.75]),
+    ((np.float64(2.0),), np.float32, [0.0, 1.0]),
+    ((5,), np.int64, [0, 1, 2, 3, 4]),
+    ((2, 7, 2), np.int64, [2, 4, 6]),
+    ((np.int64(3),), np.int64, [0, 1, 2]),
+])
+def test_arange_picks_float32_for_any_float_and_int64_for_ints_as_tensor_does(args, dtype, values):
+    """PyTorch's defaults (NumPy's arange would give float64 for a float argument)."""
+    out = ml.arange(*args)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out.numpy(), values)
+    assert ml.tensor(values).dtype == dtype
+    assert ml.arange(*args, dtype=ml.float64).dtype == np.float64
+
+
 def test_backward_through_a_freed_graph_is_a_clear_error_unless_retained():
     x = ml.tensor([1.0, 2.0], dtype=ml.float64, requires_grad=True)
     loss = (x.exp() * x).sum()

@@ -98,6 +98,14 @@ def test_float32_stays_float32_and_bias_gradient_is_a_sum():
     numpy.testing.assert_allclose(bias.grad.numpy(), numpy.full(4, 2 * 5 * 5))
 
 
+def test_sizes_and_groups_may_be_numpy_integers():
+    x, weight = ml.randn(1, 4, 5, 5), ml.randn(4, 2, 3, 3)
+    numpy.testing.assert_array_equal(
+        conv2d(x, weight, stride=numpy.int64(2), padding=(numpy.int32(1), 1),
+               groups=numpy.int64(2)).numpy(),
+        conv2d(x, weight, stride=2, padding=1, groups=2).numpy())
+
+
 def test_large_batch_goes_through_in_slabs(monkeypatch):
     """A batch bigger than one slab of columns gives the same result as a single slab."""
     from minilean.autograd import conv
@@ -135,6 +143,10 @@ def test_large_batch_goes_through_in_slabs(monkeypatch):
      "padding must be an int >= 0 or a pair of them, got (1, -1)"),
     (lambda: conv2d(ml.zeros(1, 3, 5, 5), ml.zeros(4, 3, 3, 3), dilation=0),
      "dilation must be an int >= 1 or a pair of them, got 0"),
+    (lambda: conv2d(ml.zeros(1, 3, 5, 5), ml.zeros(4, 3, 3, 3), stride=True),
+     "stride must be an int >= 1 or a pair of them, got True"),  # a bool is no size
+    (lambda: conv2d(ml.zeros(1, 3, 5, 5), ml.zeros(4, 3, 3, 3), groups=True),
+     "groups must be a positive int, got True"),
     (lambda: conv_transpose2d(ml.zeros(1, 3, 5, 5), ml.zeros(3, 2, 3, 3), stride=(2, 0)),
      "stride must be an int >= 1 or a pair of them, got (2, 0)"),
     (lambda: conv_transpose2d(ml.zeros(1, 3, 5, 5), ml.zeros(4, 2, 3, 3)),

@@ -270,7 +270,7 @@ def test_to_cuda_without_a_gpu_is_a_one_line_error():
 def test_repr_shows_the_tree():
     text = repr(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.SiLU()))
     assert text.splitlines()[0] == "Sequential("
-    assert "(0): Conv2d(3, 8, kernel_size=(3, 3), stride=1, padding=1" in text
+    assert "(0): Conv2d(3, 8, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1)" in text
     assert "(1): GroupNorm(2, 8, eps=1e-05, affine=True)" in text and "(2): SiLU()" in text
     assert repr(nn.GroupNorm(2, 8, activation="silu")) == \
         "GroupNorm(2, 8, eps=1e-05, affine=True, activation='silu')"
@@ -284,6 +284,35 @@ def test_module_list_indexing_and_errors():
         layers[3]
     with pytest.raises(TypeError, match="holds Modules"):
         layers.append(lambda x: x)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: nn.Conv2d(2, 3, 0), "kernel_size must be an int >= 1 or a pair of them, got 0"),
+    (lambda: nn.Conv2d(2, 3, (3, 3, 3)),
+     r"kernel_size must be an int >= 1 or a pair of them, got \(3, 3, 3\)"),
+    (lambda: nn.Conv2d(2, 3, 3, stride=0), "stride must be an int >= 1 or a pair of them, got 0"),
+    (lambda: nn.Conv2d(2, 3, 3, padding=(1, -1)),
+     r"padding must be an int >= 0 or a pair of them, got \(1, -1\)"),
+    (lambda: nn.Conv2d(2, 3, 3, dilation=0),
+     "dilation must be an int >= 1 or a pair of them, got 0"),
+    (lambda: nn.ConvTranspose2d(2, 3, (0, 2)),
+     r"kernel_size must be an int >= 1 or a pair of them, got \(0, 2\)"),
+    (lambda: nn.ConvTranspose2d(2, 3, 3, output_padding=-1),
+     "output_padding must be an int >= 0 or a pair of them, got -1"),
+])
+def test_conv_layers_check_their_sizes_at_construction(make, message):
+    """Before the first forward, and before a kernel of 0 divides by zero in the init or a
+    triple builds a 5-d weight."""
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        make()
+
+
+def test_conv_layers_keep_their_sizes_as_pairs():
+    conv = nn.ConvTranspose2d(2, 3, (3, 1), stride=2, padding=[1, 0], output_padding=1)
+    assert conv.kernel_size == (3, 1) and conv.weight.shape == (2, 3, 3, 1)
+    assert conv.options == {"stride": (2, 2), "padding": (1, 0), "output_padding": (1, 1),
+                            "dilation": (1, 1)}
+    assert conv(ml.zeros(1, 2, 4, 4)).shape == (1, 3, 8, 8)  # (4 - 1) 2 - 2 p + (k - 1) + 1 + 1
 
 
 # --- initialisation -------------------------------------------------------------------------
@@ -444,6 +473,33 @@ def test_multihead_attention_matches_torch(mask_kind):
     numpy.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-6, atol=1e-10)
     numpy.testing.assert_allclose(weights.numpy(), expected_weights.detach().numpy(),
                                   rtol=1e-6, atol=1e-10)
+
+
+@pytest.mark.parametrize("mask_shape", [(3, 5), (2 * 2, 3, 5)])
+def test_multihead_attention_gives_a_learned_float_mask_its_gradient(mask_shape):
+    """A float attn_mask tensor is an input of the graph, in both of its shapes, as it is
+    through scaled_dot_product_attention (a relative-position bias is trained through it)."""
+    attention = _double(nn.MultiheadAttention(4, 2))
+    rng = numpy.random.default_rng(3)
+    query = ml.tensor(rng.standard_normal((2, 3, 4)))
+    key = ml.tensor(rng.standard_normal((2, 5, 4)))
+    bias = ml.tensor(rng.standard_normal(mask_shape), requires_grad=True)
+    assert gradcheck(lambda b: attention(query, key, key, attn_mask=b)[0], [bias])
+    assert bias.grad.shape == mask_shape and (bias.grad.numpy() != 0).any()
+
+
+def test_multihead_attention_bool_mask_blocks_keys_given_as_array_or_tensor():
+    """True = may NOT attend (this module's convention); the weights of blocked keys are 0."""
+    attention = nn.MultiheadAttention(4, 2)
+    x = ml.randn(2, 3, 4)
+    blocked = numpy.array([[False, True, False], [False, False, True], [True, True, False]])
+    outputs = []
+    for mask in (blocked, ml.tensor(blocked)):
+        out, weights = attention(x, x, x, attn_mask=mask, average_attn_weights=False)
+        assert (weights.numpy()[..., blocked] == 0).all()
+        numpy.testing.assert_allclose(weights.numpy().sum(-1), 1, rtol=1e-6)
+        outputs.append(out.numpy())
+    numpy.testing.assert_array_equal(*outputs)
 
 
 def test_deepcopy_gives_an_independent_module():

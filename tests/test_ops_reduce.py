@@ -163,6 +163,24 @@ def test_bad_dims_name_the_value():
         ml.softmax(x, (0, 1))
 
 
+def test_dims_may_be_numpy_integers_but_not_bools():
+    """As the shape ops accept them (an index from NumPy is an int64); a bool is a misplaced
+    keepdim, not dim 1."""
+    data = np.arange(6.0).reshape(2, 3)
+    x = ml.tensor(data, requires_grad=True)
+    x.sum(np.int64(0)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.ones((2, 3)))
+    np.testing.assert_array_equal(x.mean((np.int32(0), np.int64(-1))).numpy(), data.mean())
+    np.testing.assert_array_equal(x.max(np.int64(1)).numpy(), [2.0, 5.0])
+    np.testing.assert_allclose(ml.softmax(x, np.int64(1)).numpy().sum(1), [1.0, 1.0])
+    with pytest.raises(TypeError, match="^dim must be an int or a tuple of ints, got True$"):
+        x.sum(True)
+    with pytest.raises(TypeError, match=r"^dim must be an int or a tuple of ints, got \(0, 1.0\)$"):
+        x.sum((0, 1.0))
+    with pytest.raises(TypeError, match="^dim must be a single int here, got True$"):
+        ml.softmax(x, True)
+
+
 def test_reductions_of_float32_stay_float32():
     x = ml.randn(4, 5, requires_grad=True)
     for out in (ml.sum(x, 0), ml.mean(x), ml.var(x, 1), ml.std(x), ml.max(x, 1),

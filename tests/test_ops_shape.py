@@ -273,3 +273,11 @@ def test_empty_axes_split_and_squeeze_as_in_pytorch():
     assert [piece.shape for piece in empty.split(2)] == [(0, 3)]
     assert [piece.shape for piece in ml.zeros(5, 3).chunk(2)] == [(3, 3), (2, 3)]
     assert ml.tensor(1.0).squeeze(0).shape == ml.tensor(1.0).squeeze(-1).shape == ()
+
+
+def test_squeeze_and_split_take_numpy_integers_but_not_bools():
+    x = ml.zeros(1, 5)
+    assert x.squeeze(np.int64(0)).shape == (5,) and ml.tensor(1.0).squeeze(np.int64(-1)).shape == ()
+    assert [piece.shape for piece in x.split(np.int64(2), 1)] == [(1, 2), (1, 2), (1, 1)]
+    with pytest.raises(TypeError, match="^dim must be an int or a tuple of ints, got True$"):
+        x.squeeze(True)

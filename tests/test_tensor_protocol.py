@@ -1,5 +1,5 @@
-"""Python's protocols on tensors: truth value, float() and int() of one-element tensors, and
-var/std taking their flags by keyword only."""
+"""Python's protocols on tensors: truth value, float() and int() of one-element tensors, len()
+and iteration, NumPy's __array__, and var/std taking their flags by keyword only."""
 import numpy as np
 import pytest
 
@@ -62,6 +62,45 @@ def test_conversions_of_a_cuda_tensor_copy_its_value_to_the_host(monkeypatch):
         assert bool(x) is True and float(x) == -2.5 and int(x) == -2
         assert fake_cupy.transfers.to_host == 3  # one copy of one value per conversion
         assert isinstance(x.data, fake_cuda.ndarray)
+    finally:
+        fake_cupy.forget_device_state()
+
+
+# --- len, iteration and numpy.asarray ------------------------------------------------------
+
+def test_len_and_iteration_of_a_0d_tensor_are_type_errors_as_in_torch():
+    with pytest.raises(TypeError, match=r"^len\(\) of a 0-d tensor$"):
+        len(ml.tensor(1.0))
+    with pytest.raises(TypeError, match="^iteration over a 0-d tensor$"):
+        iter(ml.tensor(1.0))
+    rows = list(ml.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    assert len(ml.ones(3, 2)) == 3 and [row.tolist() for row in rows] == [[1, 2], [3, 4]]
+
+
+def test_numpy_asarray_reads_the_host_array_under_numpys_copy_protocol():
+    x = ml.tensor([[1.5, -2.0]])
+    host = np.asarray(x)
+    assert type(host) is np.ndarray and host.dtype == np.float32 and host.shape == (1, 2)
+    np.testing.assert_array_equal(host, [[1.5, -2.0]])
+    assert np.shares_memory(host, x.data)  # copy=None: no copy where none is needed
+    assert np.shares_memory(np.asarray(x, copy=False), x.data)
+    assert not np.shares_memory(np.array(x), x.data)  # copy=True
+    assert np.asarray(x, dtype=np.float64).dtype == np.float64
+    with pytest.raises(ValueError, match="Unable to avoid copy"):
+        np.asarray(x, dtype=np.float64, copy=False)
+
+
+def test_numpy_asarray_of_a_cuda_tensor_copies_to_the_host_or_refuses_copy_false(monkeypatch):
+    fake_cupy.install(monkeypatch)
+    try:
+        x = ml.tensor([-2.5, 1.0], device="cuda")
+        fake_cupy.transfers.reset()
+        host = np.asarray(x)
+        assert type(host) is np.ndarray and fake_cupy.transfers.to_host == 1
+        np.testing.assert_array_equal(host, [-2.5, 1.0])
+        with pytest.raises(ValueError, match="a cuda tensor cannot be a NumPy array without a "
+                                             "copy to the host"):
+            np.asarray(x, copy=False)
     finally:
         fake_cupy.forget_device_state()
 

@@ -32,6 +32,7 @@ Kh Kw GEMMs of shifted row blocks with dL/dy laid on that grid ("shifted" helper
 """
 from minilean import backend
 from minilean.autograd.function import Function
+from minilean.autograd.tensor import is_int
 from minilean.backend import array_module
 
 SLAB_BYTES = 2 << 20
@@ -39,8 +40,8 @@ SLAB_BYTES = 2 << 20
 
 def pair(value, name, low=0):
     """``value`` (an int, or a pair of ints, each at least ``low``) as a pair."""
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v >= low for v in pair):
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or not all(is_int(v) and v >= low for v in pair):
         raise ValueError(f"{name} must be an int >= {low} or a pair of them, got {value!r}")
     return pair
 
@@ -439,7 +440,7 @@ def _check_common(name, x, weight, groups, weight_axis0):
     if x.ndim != 4 or weight.ndim != 4:
         raise ValueError(f"{name} needs a 4-d input (N, C, H, W) and a 4-d weight, "
                          f"got input shape {x.shape} and weight shape {weight.shape}")
-    if not isinstance(groups, int) or groups < 1:
+    if not is_int(groups) or groups < 1:
         raise ValueError(f"{name} groups must be a positive int, got {groups!r}")
     if weight.shape[0] % groups:
         raise ValueError(f"{name}: groups={groups} does not divide the weight's "

@@ -2,7 +2,7 @@
 import numpy
 
 from minilean import backend
-from minilean.autograd.tensor import DEFAULT_DTYPE, Tensor, shape_arg
+from minilean.autograd.tensor import DEFAULT_DTYPE, Tensor, default_dtype, shape_arg
 
 
 def _make(array, requires_grad):
@@ -35,7 +35,10 @@ def full(size, fill_value, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=Fals
 
 
 def arange(start, end=None, step=1, dtype=None, device="cpu"):
+    """start, start + step, ... up to but not including ``end``. Without ``dtype``, float32
+    when any of the three is a float and int64 when all are ints, as ``tensor`` picks."""
     start, end = (0, start) if end is None else (start, end)
+    dtype = default_dtype((start, end, step)) if dtype is None else dtype
     return Tensor._wrap(backend.xp_for(device).arange(start, end, step, dtype=dtype), False)
 
 

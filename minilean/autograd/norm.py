@@ -19,6 +19,7 @@ import math
 from minilean import backend
 from minilean.autograd.elementwise import silu_backward, silu_forward
 from minilean.autograd.function import Function
+from minilean.autograd.tensor import is_int
 from minilean.backend import array_module
 
 
@@ -234,7 +235,7 @@ def _affine(weight, bias):
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
-    normalized_shape = ((normalized_shape,) if isinstance(normalized_shape, int)
+    normalized_shape = ((normalized_shape,) if is_int(normalized_shape)
                         else tuple(normalized_shape))
     count = len(normalized_shape)
     if count == 0 or x.shape[x.ndim - count:] != normalized_shape:

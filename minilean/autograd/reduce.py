@@ -8,7 +8,7 @@ import builtins
 import math
 
 from minilean.autograd.function import Function
-from minilean.autograd.tensor import Tensor
+from minilean.autograd.tensor import Tensor, dims_arg, is_int
 from minilean.backend import array_module
 
 
@@ -19,7 +19,7 @@ def normalize_dims(dim, ndim):
     """
     if dim is None:
         return tuple(range(ndim))
-    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    dims = dims_arg(dim)
     rank = builtins.max(ndim, 1)
     for axis in dims:
         if not -rank <= axis < rank:
@@ -249,7 +249,7 @@ def logsumexp(x, dim, keepdim=False):
 
 
 def _one_axis(dim, ndim):
-    if not isinstance(dim, int):
+    if not is_int(dim):
         raise TypeError(f"dim must be a single int here, got {dim!r}")
     return normalize_dims(dim, ndim)[0] if ndim else None
 

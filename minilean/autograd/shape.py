@@ -8,7 +8,7 @@ import numpy
 
 from minilean import backend
 from minilean.autograd.function import Function
-from minilean.autograd.tensor import Tensor
+from minilean.autograd.tensor import Tensor, dims_arg, is_int
 from minilean.backend import array_module
 
 
@@ -192,13 +192,12 @@ def squeeze(x, dim=None):
     if dim is None:
         drop = {axis for axis, size in enumerate(x.shape) if size == 1}
     elif x.ndim == 0:
-        for d in (dim,) if isinstance(dim, int) else dim:
+        for d in dims_arg(dim):
             if d not in (0, -1):
                 raise ValueError(f"dim {d} is out of range for a 0-d tensor (0 or -1)")
         return x
     else:
-        dims = (dim,) if isinstance(dim, int) else dim
-        drop = {axis for axis in (_axis(d, x.ndim) for d in dims) if x.shape[axis] == 1}
+        drop = {axis for axis in (_axis(d, x.ndim) for d in dims_arg(dim)) if x.shape[axis] == 1}
     return reshape(x, tuple(size for axis, size in enumerate(x.shape) if axis not in drop))
 
 
@@ -298,7 +297,7 @@ def split(x, split_size_or_sections, dim=0):
     """Pieces of ``split_size`` along ``dim`` (the last may be smaller), or of the listed sizes."""
     axis = _axis(dim, x.ndim)
     length = x.shape[axis]
-    if isinstance(split_size_or_sections, int):
+    if is_int(split_size_or_sections):
         if split_size_or_sections <= 0:
             raise ValueError(f"split_size must be positive, got {split_size_or_sections}")
         sizes = [split_size_or_sections] * (length // split_size_or_sections)

@@ -5,6 +5,8 @@ A tensor holds ``data`` (a NumPy or CuPy array), ``requires_grad``, ``grad`` (fi
 The math lives in the op files (elementwise, reduce, shape, linalg, conv); the methods here
 only forward to them, with PyTorch's names.
 """
+import numbers
+
 import numpy
 
 from minilean import backend
@@ -25,7 +27,7 @@ class Tensor:
         is_array = hasattr(data, "shape")
         device = device or (backend.device_of(data) if is_array else "cpu")
         if dtype is None and not is_array:
-            dtype = DEFAULT_DTYPE if numpy.asarray(data).dtype.kind == "f" else None
+            dtype = default_dtype(data)
         xp = backend.xp_for(device)
         self.data = xp.asarray(backend.to_device(data, device) if is_array else data, dtype=dtype)
         self.grad = None
@@ -72,7 +74,16 @@ class Tensor:
         return self.ndim
 
     def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
+
+    def __iter__(self):
+        """The sub-tensors along dim 0. Without this, Python would iterate by indexing until an
+        IndexError, which a 0-d tensor raises at once with NumPy's "too many indices"."""
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[index] for index in range(len(self)))
 
     def __repr__(self):
         grad = f", grad_fn={self.grad_fn!r}" if self.grad_fn is not None else (
@@ -117,6 +128,15 @@ class Tensor:
     def numpy(self):
         """The data as a NumPy array on the host (a copy from the GPU)."""
         return backend.to_device(self.data, "cpu")
+
+    def __array__(self, dtype=None, copy=None):
+        """``numpy.asarray(tensor)``: the host array, as ``numpy()`` gives it, under NumPy 2's
+        protocol: ``copy=False`` refuses where a copy cannot be avoided (a "cuda" tensor, or a
+        new dtype), ``copy=True`` always copies, ``None`` copies only when it must."""
+        if copy is False and self.device != "cpu":
+            raise ValueError(f"a {self.device} tensor cannot be a NumPy array without a copy "
+                             f"to the host")
+        return numpy.array(self.numpy(), dtype=dtype, copy=copy)
 
     def item(self):
         """The one value as a Python number (a copy to the host for a "cuda" tensor)."""
@@ -254,6 +274,28 @@ def _dim_not_flag(dim, name):
         raise TypeError(f"{name}() takes dim first, got the bool {dim}: pass unbiased= and "
                         f"keepdim= by keyword")
     return dim
+
+
+def default_dtype(values):
+    """PyTorch's dtype for Python numbers (or nested lists of them): DEFAULT_DTYPE when any is
+    a float, DEFAULT_INT_DTYPE when all are ints (NumPy would pick float64, and a C long for
+    ints), and NumPy's choice for the rest (bools)."""
+    kind = numpy.asarray(values).dtype.kind
+    return DEFAULT_DTYPE if kind == "f" else DEFAULT_INT_DTYPE if kind == "i" else None
+
+
+def is_int(value):
+    """True for an integer, Python's or NumPy's (``isinstance(numpy.int64(0), int)`` is False),
+    but not for a bool: where a dim or a size goes, a bool is a misplaced flag."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def dims_arg(dim):
+    """One dim or a tuple (or list) of them, as a tuple of Python ints."""
+    dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
+    if not all(is_int(axis) for axis in dims):
+        raise TypeError(f"dim must be an int or a tuple of ints, got {dim!r}")
+    return tuple(int(axis) for axis in dims)
 
 
 def shape_arg(args):

@@ -40,16 +40,21 @@ class MultiheadAttention(Module):
         return split.permute(0, 2, 1, 3)  # (N, H, T, D)
 
     def _keep_mask(self, attn_mask, batch):
-        """PyTorch's MHA mask as an sdpa mask broadcastable to (N, H, L, S)."""
+        """PyTorch's MHA mask as an sdpa mask broadcastable to (N, H, L, S).
+
+        A float mask given as a Tensor stays one (reshaped by tensor ops), so that a learned
+        bias gets its gradient, as it does through ``scaled_dot_product_attention``.
+        """
         if attn_mask is None:
             return None
-        mask = attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask
+        is_bool = attn_mask.dtype == bool
+        mask = attn_mask.data if is_bool and isinstance(attn_mask, Tensor) else attn_mask
         if mask.ndim == 3:
             if mask.shape[0] != batch * self.num_heads:
                 raise ValueError(f"a 3-D attn_mask must have shape (batch * num_heads, L, S) = "
                                  f"({batch * self.num_heads}, L, S), got {tuple(mask.shape)}")
             mask = mask.reshape(batch, self.num_heads, *mask.shape[1:])  # (N*H, L, S) -> (N, H, L, S)
-        return ~mask if mask.dtype == bool else mask  # sdpa's boolean mask says where to KEEP
+        return ~mask if is_bool else mask  # sdpa's boolean mask says where to KEEP
 
     def forward(self, query, key, value, attn_mask=None, need_weights=True,
                 average_attn_weights=True):

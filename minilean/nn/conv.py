@@ -3,13 +3,13 @@
 Conv2d's weight is (out_channels, in_channels / groups, kH, kW); ConvTranspose2d's is
 (in_channels, out_channels / groups, kH, kW), as in PyTorch (so weights copy across).
 """
+from minilean.autograd.conv import pair
 from minilean.nn import functional as F
 from minilean.nn import init
 from minilean.nn.module import Module, empty_parameter
 
-
-def _pair(value):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+# The least each size may be: a kernel, stride or dilation of 0 would leave no output.
+_LEAST = {"kernel_size": 1, "stride": 1, "dilation": 1, "padding": 0, "output_padding": 0}
 
 
 class _ConvNd(Module):
@@ -20,6 +20,9 @@ class _ConvNd(Module):
             if channels % groups:
                 raise ValueError(f"{name}={channels} is not divisible by groups={groups}")
         self.in_channels, self.out_channels = in_channels, out_channels
+        # checked here, so that a bad size fails at construction, and kept as pairs (as PyTorch)
+        kernel_size = pair(kernel_size, "kernel_size", low=_LEAST["kernel_size"])
+        options = {name: pair(value, name, low=_LEAST[name]) for name, value in options.items()}
         self.kernel_size, self.groups, self.options = kernel_size, groups, options
         self.weight = empty_parameter(*weight_shape, *kernel_size)
         self.bias = empty_parameter(out_channels) if bias else None
@@ -38,7 +41,7 @@ class Conv2d(_ConvNd):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True):
         super().__init__((out_channels, in_channels // groups), in_channels, out_channels,
-                         _pair(kernel_size), bias, groups,
+                         kernel_size, bias, groups,
                          stride=stride, padding=padding, dilation=dilation)
 
     def forward(self, input):
@@ -49,7 +52,7 @@ class ConvTranspose2d(_ConvNd):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  output_padding=0, groups=1, bias=True, dilation=1):
         super().__init__((in_channels, out_channels // groups), in_channels, out_channels,
-                         _pair(kernel_size), bias, groups, stride=stride, padding=padding,
+                         kernel_size, bias, groups, stride=stride, padding=padding,
                          output_padding=output_padding, dilation=dilation)
 
     def forward(self, input):

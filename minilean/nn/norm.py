@@ -1,5 +1,6 @@
 """LayerNorm and GroupNorm layers: a learnable scale (ones) and shift (zeros) around the ops."""
 from minilean.autograd.norm import check_group_norm_activation
+from minilean.autograd.tensor import is_int
 from minilean.nn import functional as F
 from minilean.nn import init
 from minilean.nn.module import Module, empty_parameter
@@ -10,7 +11,7 @@ class LayerNorm(Module):
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True):
         super().__init__()
-        if isinstance(normalized_shape, int):
+        if is_int(normalized_shape):
             normalized_shape = (normalized_shape,)
         self.normalized_shape, self.eps = tuple(normalized_shape), eps
         self.weight = init.ones_(empty_parameter(*self.normalized_shape)) if elementwise_affine else None
