@@ -430,6 +430,21 @@ def test_mae_masks_and_vqvae_restarts_draw_from_the_runs_own_streams(tmp_path, m
     assert generators == [generator.bit_generator.state for generator in expected]
 
 
+
+def test_the_vae_draws_no_noise_from_the_device_generator(tmp_path, monkeypatch):
+    """Training eps and the held-out bounds' eps come from the run's streams (host draws), so
+    the numbers repeat on either device; the device generator's randn_like is never called."""
+    from minilean.models import vae
+
+    def refused(*args, **kwargs):
+        raise AssertionError("randn_like called")
+    monkeypatch.setattr(vae, "randn_like", refused)
+    main(["vae", "--n-total=40", "--batch-size=4", "--n-eval=4", "--progress=false",
+          "--steps=2", "--arch=mlp", "--hidden=4", "--latent=2", "--iw-samples=3",
+          f"--out={tmp_path}"])
+    assert json.loads((tmp_path / "summary.json").read_text())["iw_samples"] == 3
+
+
 DEFINING = {  # per command, the flags that define its model, each with a value not the saved one
     "vae": {"arch": "mlp", "hidden": 16, "latent": 4},
     "vqvae": {"codes": 8, "code_dim": 4, "hidden": 8, "ema_codebook": True, "decay": 0.9},

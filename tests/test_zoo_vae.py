@@ -234,15 +234,13 @@ def test_decoder_log_scale_is_floored_at_min_log_scale(arch):
 
 # --- the held-out bounds against float64 formulas -------------------------------------------
 
-def fix_noise(monkeypatch, draws):
-    """evaluate_bounds draws eps with randn_like(mu), once per sample: hand it ``draws`` (NumPy
-    arrays, each kept in its dtype) in turn."""
-    draws = iter(draws)
-
-    def next_draw(like):
-        draw = next(draws)
-        return minilean.tensor(draw, dtype=draw.dtype)
-    monkeypatch.setattr(vae, "randn_like", next_draw)
+def fixed_noise(draws):
+    """evaluate_bounds' ``draw_normal`` handing out ``draws`` (NumPy arrays, each kept in its
+    dtype): draw k's eps is draws[k]."""
+    def draw_normal(shape, draw):
+        assert shape == draws[draw].shape
+        return minilean.tensor(draws[draw], dtype=draws[draw].dtype)
+    return draw_normal
 
 
 def reference_log_weight(model, images, mu, logvar, eps):
@@ -268,7 +266,7 @@ def small_vae(seed=0):
     return vae.VAE((1, 4, 4), arch="mlp", hidden=5, latent=3).to(dtype=numpy.float64)
 
 
-def test_one_sample_bounds_match_their_float64_formulas(monkeypatch):
+def test_one_sample_bounds_match_their_float64_formulas():
     """With one draw eps: -ELBO = mean_n [-log p(x|z) + KL(q || N(0, I))] (closed-form KL) and
     the IW bound is the single log weight, -mean_n [log p(x|z) + log p(z) - log q(z|x)]; the
     -ELBO is also vae_loss's with that eps."""
@@ -277,15 +275,14 @@ def test_one_sample_bounds_match_their_float64_formulas(monkeypatch):
     mu, logvar = (part.numpy() for part in model.encode(images))
     log_likelihood, log_weight = reference_log_weight(model, images, mu, logvar, eps)
     kl = (0.5 * (mu ** 2 + numpy.exp(logvar) - 1 - logvar)).sum(1)
-    fix_noise(monkeypatch, [eps])
-    negative_elbo, negative_iw = vae.evaluate_bounds(model, images, 1)
+    negative_elbo, negative_iw = vae.evaluate_bounds(model, images, 1, fixed_noise([eps]))
     assert negative_elbo == pytest.approx((kl - log_likelihood).mean(), rel=1e-9)
     assert negative_iw == pytest.approx(-log_weight.mean(), rel=1e-9)
     assert negative_elbo == pytest.approx(vae.vae_loss(model, images, 1.0, t64(eps)).item(),
                                           rel=1e-12)
 
 
-def test_k_sample_iw_bound_is_the_log_mean_of_the_reference_weights(monkeypatch):
+def test_k_sample_iw_bound_is_the_log_mean_of_the_reference_weights():
     """-IW_K = -mean_n log (1/K) sum_k w_k over K draws, each weight as in the formula; the
     -ELBO still uses the first draw."""
     model, images = small_vae(1), tiny_batch(seed=1)
@@ -295,14 +292,13 @@ def test_k_sample_iw_bound_is_the_log_mean_of_the_reference_weights(monkeypatch)
                                for eps in draws])  # (K, N)
     want = -numpy.mean([float(mpmath.log(mpmath.fsum(mpmath.exp(w) for w in column) / 4))
                         for column in log_weights.T])
-    fix_noise(monkeypatch, draws)
-    negative_elbo, negative_iw = vae.evaluate_bounds(model, images, 4)
+    negative_elbo, negative_iw = vae.evaluate_bounds(model, images, 4, fixed_noise(draws))
     assert negative_iw == pytest.approx(want, rel=1e-9)
     assert negative_elbo == pytest.approx(vae.vae_loss(model, images, 1.0, t64(draws[0])).item(),
                                           rel=1e-12)
 
 
-def test_held_out_elbo_is_vae_loss_and_iw_bound_is_tighter_at_64_samples(monkeypatch):
+def test_held_out_elbo_is_vae_loss_and_iw_bound_is_tighter_at_64_samples():
     """The held-out -ELBO is the training loss at beta = 1 (float32, same eps), and the 64-draw
     IW bound lies below it (Burda et al.: log p(x) >= IW_K >= ELBO in expectation; 0.5 nats of
     slack for the single-draw ELBO estimate)."""
@@ -312,8 +308,7 @@ def test_held_out_elbo_is_vae_loss_and_iw_bound_is_tighter_at_64_samples(monkeyp
                              .astype(numpy.float32))
     rng = numpy.random.default_rng(8)
     draws = [rng.normal(size=(8, 3)).astype(numpy.float32) for _ in range(64)]
-    fix_noise(monkeypatch, draws)
-    negative_elbo, negative_iw = vae.evaluate_bounds(model, images, 64)
+    negative_elbo, negative_iw = vae.evaluate_bounds(model, images, 64, fixed_noise(draws))
     loss = vae.vae_loss(model, images, 1.0, minilean.tensor(draws[0])).item()
     assert negative_elbo == pytest.approx(loss, rel=1e-5)
     assert negative_iw <= negative_elbo + 0.5

@@ -182,17 +182,19 @@ def importance_weighted_bound(log_weights):
     return log_weights.logsumexp(0) - math.log(log_weights.shape[0])
 
 
-def evaluate_bounds(model, images, samples):
+def evaluate_bounds(model, images, samples, draw_normal=None):
     """Held-out bounds in nats per image, averaged: (negative ELBO, negative K-sample IW bound).
 
     The ELBO uses the closed-form KL and the first draw for the reconstruction term; the IW
-    bound uses all ``samples`` draws, log w = log p(x|z) + log p(z) - log q(z|x)."""
+    bound uses all ``samples`` draws, log w = log p(x|z) + log p(z) - log q(z|x).
+    ``draw_normal(shape, k)`` gives draw k's eps (a standard normal tensor of ``shape``); by
+    default it comes from the device's generator (``randn_like``)."""
     with no_grad():
         mu, logvar = model.encode(images)
         kl = flat_sum(coordinate_kl_to_standard(mu, logvar))
         log_weights = []
         for draw in range(samples):
-            eps = randn_like(mu)
+            eps = randn_like(mu) if draw_normal is None else draw_normal(mu.shape, draw)
             log_likelihood, z = draw_terms(model, images, mu, logvar, eps)
             if draw == 0:
                 negative_elbo_nats = negative_elbo(-log_likelihood, kl).mean()

@@ -30,7 +30,13 @@ def run(config):
     zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "vae")
     held_out = session.held_out_rows[:config.n_eval]
     chunks = zoo_run.chunks(held_out, EVAL_CHUNK)
-    bounds = [evaluate_bounds(model, session.tensor(chunk), config.iw_samples) for chunk in chunks]
+
+    def held_out_normal(index):
+        """eps of each draw for chunk ``index``: the run's (seed, EVALUATION, index, draw)."""
+        return lambda shape, draw: session.normal(shape, Purpose.EVALUATION, index, draw)
+
+    bounds = [evaluate_bounds(model, session.tensor(chunk), config.iw_samples,
+                              held_out_normal(index)) for index, chunk in enumerate(chunks)]
     negative_elbo_nats, negative_iw_nats = numpy.average(bounds, axis=0,
                                                          weights=[len(chunk) for chunk in chunks])
     baseline = independent_pixel_nats(session.train_rows, held_out)
