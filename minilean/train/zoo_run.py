@@ -68,7 +68,7 @@ class Session:
 
     def finish(self, title, **summary):
         """Write summary.json, the loss curve, the optional TrainLog; print the summary."""
-        self.run.write_loss_curve(keys=tuple(k for k in ("loss", "d_loss", "g_loss")))
+        self.run.write_loss_curve(keys=("loss", "d_loss", "g_loss"))
         path = self.run.write_summary(**summary)
         if self.config.log:
             write_trainlog(self.config.log, title, self.run.metrics(),
@@ -114,7 +114,8 @@ def fit(session, modules, optimizers, step_fn, description):
     """Open the run directory and train with the shared loop from step 0, or from the
     checkpoint when resuming (with the learning rate of ``--lr``, given now or saved).
 
-    ``step_fn(batch, step) -> {name: float}`` gets a float32 tensor batch of training rows."""
+    ``step_fn(batch, step) -> {name: float or 0-d Tensor}`` gets a float32 tensor batch of
+    training rows."""
     config = session.config
     state = TrainState(modules, optimizers)
     session.run = open_run(config, state)
