@@ -53,6 +53,9 @@ RUNS = {
                   "--evaluate=false"],
     "vae": ["--hidden=8", "--latent=2", "--iw-samples=2", "--n-eval=4"],
     "gan": ["--hidden=8", "--latent=2", "--n-samples=4", "--d-steps=2", "--evaluate=false"],
+    "mae": ["--patch-size=8", "--width=16", "--depth=1", "--heads=2", "--decoder-width=16",
+            "--decoder-depth=1", "--n-eval=4"],
+    "vqvae": ["--codes=4", "--code-dim=2", "--hidden=2", "--restart-every=2", "--n-eval=4"],
 }
 
 
@@ -90,7 +93,13 @@ DRAWS = {  # what each purpose's index and sub_index count in a TINY run (all of
                   Purpose.SAMPLING_NOISE: {(t, 0) for t in range(1, 10)},  # DDPM, --T=10
                   Purpose.NOISY_IMAGES: ONCE},
     "vae": {Purpose.BUILTIN_DATA: ONCE, Purpose.HELD_OUT_SPLIT: ONCE, Purpose.DATA_ORDER: ONCE,
-            Purpose.TRAINING_STEP: {(step, 0) for step in STEPS}},
+            Purpose.TRAINING_STEP: {(step, 0) for step in STEPS},
+            Purpose.EVALUATION: {(0, draw) for draw in range(2)}},  # one chunk, --iw-samples=2
+    "mae": {Purpose.BUILTIN_DATA: ONCE, Purpose.HELD_OUT_SPLIT: ONCE, Purpose.DATA_ORDER: ONCE,
+            Purpose.TRAINING_STEP: {(step, 0) for step in STEPS},  # each step's mask
+            Purpose.EVALUATION: ONCE},  # the held-out mask
+    "vqvae": {Purpose.BUILTIN_DATA: ONCE, Purpose.HELD_OUT_SPLIT: ONCE,
+              Purpose.DATA_ORDER: ONCE, Purpose.TRAINING_STEP: {(2, 0)}},  # --restart-every=2
     "gan": {Purpose.BUILTIN_DATA: ONCE, Purpose.HELD_OUT_SPLIT: ONCE, Purpose.DATA_ORDER: ONCE,
             Purpose.TRAINING_STEP: {(step, draw) for step in STEPS for draw in range(3)},
             Purpose.SAMPLING_START: ONCE},  # --d-steps=2: draws 1, 2 for D, 0 for G

@@ -310,7 +310,7 @@ def test_a_step_that_cannot_be_captured_is_a_one_line_error(fake_cuda, monkeypat
     error = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 1 and len(error) == 1
     assert error[0].startswith("minilean diffusion: error: --cuda-graph: cannot capture "
-                               "run.<locals>.gradients as a CUDA graph: ")
+                               "run.<locals>.loss_and_clipped_grads as a CUDA graph: ")
     advice = f"--resume={tmp_path} --cuda-graph=false"
     assert error[0].endswith(f"(continue without it: {advice})")
     main(["diffusion", *advice.split()])  # the advice works: the run ends without a graph

@@ -299,6 +299,9 @@ def test_module_list_indexing_and_errors():
      r"kernel_size must be an int >= 1 or a pair of them, got \(0, 2\)"),
     (lambda: nn.ConvTranspose2d(2, 3, 3, output_padding=-1),
      "output_padding must be an int >= 0 or a pair of them, got -1"),
+    (lambda: nn.Conv2d(2, 4, 3, groups=0), "groups must be an int >= 1, got 0"),
+    (lambda: nn.ConvTranspose2d(2, 4, 3, groups=True), "groups must be an int >= 1, got True"),
+    (lambda: nn.Conv2d(2, 4, 3, groups=4), "in_channels=2 is not divisible by groups=4"),
 ])
 def test_conv_layers_check_their_sizes_at_construction(make, message):
     """Before the first forward, and before a kernel of 0 divides by zero in the init or a
@@ -310,6 +313,8 @@ def test_conv_layers_check_their_sizes_at_construction(make, message):
 def test_conv_layers_keep_their_sizes_as_pairs():
     conv = nn.ConvTranspose2d(2, 3, (3, 1), stride=2, padding=[1, 0], output_padding=1)
     assert conv.kernel_size == (3, 1) and conv.weight.shape == (2, 3, 3, 1)
+    assert nn.Conv2d(4, 6, 3, groups=2).weight.shape == (6, 2, 3, 3)
+    assert nn.ConvTranspose2d(4, 6, 3, groups=2).weight.shape == (4, 3, 3, 3)
     assert conv.options == {"stride": (2, 2), "padding": (1, 0), "output_padding": (1, 1),
                             "dilation": (1, 1)}
     assert conv(ml.zeros(1, 2, 4, 4)).shape == (1, 3, 8, 8)  # (4 - 1) 2 - 2 p + (k - 1) + 1 + 1

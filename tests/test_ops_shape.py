@@ -281,3 +281,12 @@ def test_squeeze_and_split_take_numpy_integers_but_not_bools():
     assert [piece.shape for piece in x.split(np.int64(2), 1)] == [(1, 2), (1, 2), (1, 1)]
     with pytest.raises(TypeError, match="^dim must be an int or a tuple of ints, got True$"):
         x.squeeze(True)
+
+
+@pytest.mark.parametrize("dim", [True, 1.0, "0"])
+def test_transpose_and_unsqueeze_refuse_a_dim_that_is_not_an_int(dim):
+    x = ml.zeros(2, 3)
+    assert x.transpose(np.int64(1), 0).shape == (3, 2)
+    for call in (lambda: x.transpose(dim, 0), lambda: x.unsqueeze(dim)):
+        with pytest.raises(TypeError, match=f"^dim must be an int, got {dim!r}$"):
+            call()

@@ -160,9 +160,11 @@ class Clone(Function):
 
 def _axis(dim, ndim, name="dim"):
     """``dim`` as a non-negative axis of a tensor with ``ndim`` axes."""
+    if not is_int(dim):
+        raise TypeError(f"{name} must be an int, got {dim!r}")
     if not -ndim <= dim < ndim:
         raise ValueError(f"{name} {dim} is out of range for a tensor with {ndim} dimensions")
-    return dim % ndim
+    return int(dim) % ndim
 
 
 def reshape(x, shape):

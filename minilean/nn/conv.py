@@ -4,6 +4,7 @@ Conv2d's weight is (out_channels, in_channels / groups, kH, kW); ConvTranspose2d
 (in_channels, out_channels / groups, kH, kW), as in PyTorch (so weights copy across).
 """
 from minilean.autograd.conv import pair
+from minilean.autograd.tensor import is_int
 from minilean.nn import functional as F
 from minilean.nn import init
 from minilean.nn.module import Module, empty_parameter
@@ -13,9 +14,13 @@ _LEAST = {"kernel_size": 1, "stride": 1, "dilation": 1, "padding": 0, "output_pa
 
 
 class _ConvNd(Module):
-    def __init__(self, weight_shape, in_channels, out_channels, kernel_size, bias, groups,
+    def __init__(self, weight_channels, in_channels, out_channels, kernel_size, bias, groups,
                  **options):
+        """``weight_channels``: the weight's first two sizes before the second is divided by
+        ``groups``."""
         super().__init__()
+        if not is_int(groups) or groups < 1:
+            raise ValueError(f"groups must be an int >= 1, got {groups!r}")
         for name, channels in (("in_channels", in_channels), ("out_channels", out_channels)):
             if channels % groups:
                 raise ValueError(f"{name}={channels} is not divisible by groups={groups}")
@@ -24,7 +29,8 @@ class _ConvNd(Module):
         kernel_size = pair(kernel_size, "kernel_size", low=_LEAST["kernel_size"])
         options = {name: pair(value, name, low=_LEAST[name]) for name, value in options.items()}
         self.kernel_size, self.groups, self.options = kernel_size, groups, options
-        self.weight = empty_parameter(*weight_shape, *kernel_size)
+        self.weight = empty_parameter(weight_channels[0], weight_channels[1] // groups,
+                                      *kernel_size)
         self.bias = empty_parameter(out_channels) if bias else None
         self.reset_parameters()
 
@@ -40,7 +46,7 @@ class _ConvNd(Module):
 class Conv2d(_ConvNd):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True):
-        super().__init__((out_channels, in_channels // groups), in_channels, out_channels,
+        super().__init__((out_channels, in_channels), in_channels, out_channels,
                          kernel_size, bias, groups,
                          stride=stride, padding=padding, dilation=dilation)
 
@@ -51,7 +57,7 @@ class Conv2d(_ConvNd):
 class ConvTranspose2d(_ConvNd):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  output_padding=0, groups=1, bias=True, dilation=1):
-        super().__init__((in_channels, out_channels // groups), in_channels, out_channels,
+        super().__init__((in_channels, out_channels), in_channels, out_channels,
                          kernel_size, bias, groups, stride=stride, padding=padding,
                          output_padding=output_padding, dilation=dilation)
 
