@@ -30,6 +30,10 @@ _parser.add_argument("--warmup", type=int, default=2, help="untimed steps per fr
 _parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                      help="wall: perf_counter; cpu: process CPU time (steadier on a busy "
                           "machine, meaningful with --threads 1)")
+_parser.add_argument("--heap", choices=("kept", "glibc"), default="kept",
+                     help="kept: freed memory stays in the process (minilean.heap, as the "
+                          "command line sets it; PyTorch shares the process, so its arrays are "
+                          "kept too); glibc: the C library's defaults")
 ARGS = _parser.parse_args()
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = str(ARGS.threads)
@@ -47,7 +51,7 @@ import torch.nn.functional as TF  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import minilean  # noqa: E402
-from minilean import backend  # noqa: E402
+from minilean import backend, heap  # noqa: E402
 from minilean.autograd.grad_mode import no_grad  # noqa: E402
 from minilean.models import diffusion as D  # noqa: E402
 from minilean.optim import EMA, Adam, clip_grad_norm_  # noqa: E402
@@ -495,7 +499,9 @@ def main():
     if unknown:
         raise SystemExit(f"unknown case(s) {', '.join(unknown)}; expected some of "
                          f"{','.join(known)}")
-    print(f"machine: {machine()}")
+    if ARGS.heap == "kept":
+        heap.keep_freed_memory()
+    print(f"machine: {machine()}; heap: {ARGS.heap}")
     print(f"median of {ARGS.repeats} alternating steps after {ARGS.warmup} warm-up steps, "
           f"{ARGS.clock} clock; command: python benchmarks/bench_models.py "
           f"{' '.join(sys.argv[1:])}\n")

@@ -63,6 +63,7 @@ from pathlib import Path
 
 import numpy
 
+from minilean import heap
 from minilean.backend import DeviceError
 from minilean.data.images import IMAGE_EXTENSIONS
 from minilean.data.arrays import DATA_FLAGS, check_labels_come_with_images
@@ -674,4 +675,5 @@ def main(argv=None):
         print(f"{FIRE_NAME}: error: --{repeated[0].replace('_', '-')} is given more than once; "
               f"expected each flag once", file=sys.stderr)
         sys.exit(2)
+    heap.keep_freed_memory()
     fire.Fire(found, command=argv, name=FIRE_NAME)
