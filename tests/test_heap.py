@@ -37,8 +37,9 @@ def test_freed_memory_is_reused_without_page_faults():
     done = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT], capture_output=True, text=True,
                           check=True)
     default, applied, kept = done.stdout.split()
-    # 64 MiB of fresh pages is 16,384 faults of 4 KiB: glibc trims them away every cycle
-    assert float(default) > 8000 and applied == "True" and float(kept) < 100
+    # With 4 KiB pages 64 MiB is 16,384 faults a cycle (huge pages would make it fewer): glibc
+    # trims the freed arrays away every cycle. Kept, the next cycle reuses them.
+    assert applied == "True" and float(default) > 0 and float(kept) <= float(default) / 10
 
 
 def test_other_c_libraries_are_left_alone(monkeypatch):
