@@ -12,11 +12,11 @@ The named functions are the objects of TorchLean's VQ-VAE spec (``proofs/`` chec
         commitment     = mse(z_e, stop_grad(e_idx))     keeps the encoder near its codes
 
 The argmin has no gradient, so the decoder's gradient is copied onto z_e unchanged
-(``straight_through``): forward value e_idx, backward identity. With ``--ema-codebook`` the codebook is
-not trained by the codebook term but set to exponential moving averages of the encodings
-assigned to each code (van den Oord et al. 2017, appendix). In both modes, codes no encoding
-chose for a while (``--restart-every`` steps) are restarted at random encodings of the
-current batch.
+(``straight_through``): forward value e_idx, backward identity. With ``--ema-codebook`` the
+codebook is not trained by the codebook term but set to exponential moving averages of the
+encodings assigned to each code (van den Oord et al. 2017, appendix). In both modes, codes no
+encoding chose for a while (``--restart-every`` steps) are restarted at random encodings of
+the current batch.
 """
 from collections import namedtuple
 
