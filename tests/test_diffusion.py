@@ -214,6 +214,12 @@ def test_respaced_timesteps_come_from_the_list_and_cover_both_ends():
     assert steps[0] == 999 and steps[-1] == 0 and len(steps) == 7
     assert steps == sorted(set(steps), reverse=True)
     assert D.respaced_timesteps(5, 1) == [4]
+    # evenly spaced: the integers nearest to the grid from T - 1 to 0 in steps - 1 equal gaps.
+    # T = 11, 4 steps: gap 10/3 -> 10, 6.67, 3.33, 0 -> 10, 7, 3, 0 (not 10, 6, 3, 0 by
+    # truncation); T = 20, 6 steps: gap 3.8 -> 19, 15.2, 11.4, 7.6, 3.8, 0 -> 19, 15, 11, 8, 4,
+    # 0 (not t - T // steps: 19, 16, 13, ...)
+    assert D.respaced_timesteps(11, 4) == [10, 7, 3, 0]
+    assert D.respaced_timesteps(20, 6) == [19, 15, 11, 8, 4, 0]
 
 
 # --- samplers ---------------------------------------------------------------------------

@@ -236,8 +236,8 @@ TAIL_POINTS = {np.float32: [-87, -60, -40, -20, -17, -15, -5, -0.5, 0, 0.5, 5, 1
 
 def exact_sigmoid(x):
     import mpmath
-    mpmath.mp.dps = 50
-    return [float(1 / (1 + mpmath.exp(-mpmath.mpf(float(v))))) for v in x]
+    with mpmath.workdps(50):  # local: a global mp.dps would leak into later tests
+        return [float(1 / (1 + mpmath.exp(-mpmath.mpf(float(v))))) for v in x]
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-15)])
@@ -255,9 +255,9 @@ def test_sigmoid_and_silu_are_accurate_in_both_tails(dtype, rtol):
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-15)])
 def test_softplus_is_accurate_in_both_tails_and_its_slope_is_sigmoid(dtype, rtol):
     import mpmath
-    mpmath.mp.dps = 50
     points = np.array(TAIL_POINTS[dtype], dtype=dtype)
-    exact = [float(mpmath.log1p(mpmath.exp(mpmath.mpf(float(v))))) for v in points]
+    with mpmath.workdps(50):  # local: a global mp.dps would leak into later tests
+        exact = [float(mpmath.log1p(mpmath.exp(mpmath.mpf(float(v))))) for v in points]
     x = ml.tensor(points, requires_grad=True)
     y = ew.softplus(x)
     np.testing.assert_allclose(y.numpy(), exact, rtol=rtol, atol=0)

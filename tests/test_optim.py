@@ -173,6 +173,32 @@ def test_fast_update_slot_is_used_only_on_cuda_with_fast_kernels(monkeypatch):
     assert calls == [] and (param.numpy() < 1).all()  # CPU parameters: the NumPy maths ran
 
 
+def test_fast_update_slot_is_called_once_per_step_on_cuda(monkeypatch):
+    """Device "cuda" (the CPU stand-in of tests/fake_cupy.py) with the slot filled, as
+    use_fast_kernels fills it: each step hands every parameter to the fast update, once, with
+    its step count, and the NumPy maths does not run besides."""
+    import fake_cupy
+    calls = []
+
+    def recording_update(params, grads, exp_avg, exp_avg_sq, step, **hyperparameters):
+        calls.append((list(params), step, hyperparameters["lr"]))
+
+    fake_cupy.install(monkeypatch)  # first: it switches the fast kernels off (empties the slot)
+    monkeypatch.setattr(optim.Adam, "fast_update", staticmethod(recording_update))
+    try:
+        param = nn.Parameter(ml.ones(2, device="cuda"))
+        param.grad = ml.ones(2, device="cuda")
+        optimizer = optim.Adam([param], lr=0.1)
+        optimizer.step()
+        assert [(step, lr) for _, step, lr in calls] == [(1, 0.1)]
+        optimizer.step()
+        assert [(step, lr) for _, step, lr in calls] == [(1, 0.1), (2, 0.1)]
+        assert all(len(params) == 1 and params[0] is param.data for params, _, _ in calls)
+        numpy.testing.assert_array_equal(param.numpy(), 1.0)  # only the (inert) fast update ran
+    finally:
+        fake_cupy.forget_device_state()
+
+
 # --- clipping -------------------------------------------------------------------------------
 
 def test_clip_grad_norm_scales_to_the_global_norm():

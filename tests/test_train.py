@@ -494,9 +494,41 @@ def test_evaluate_reports_fd_with_floor_and_ceiling(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "--fast-kernels has no effect on the CPU" in err  # the flag is read, as elsewhere
     report = json.loads(out)
-    assert report["n_images"] == 40
-    assert report["floor_real_train"] < report["fd_classifier"]
+    assert report["n_images"] == report["n_held_out"] == 40
+    # seeded, so one fixed outcome: the real training images score closest to the held-out ones
+    # (fd 7x the floor), the uniform-noise samples between, the clipped Gaussian noise farthest
+    # (1.6x fd)
+    assert report["floor_real_train"] < report["fd_classifier"] < report["ceiling_noise"]
     assert os.listdir(tmp_path / "cache")  # cached for the next time
+    # the ceiling and the accuracy recomputed from their documentation with the cached
+    # classifier: held-out shapes drawn with seed 0 + HELD_OUT_SEED_OFFSET; noise N(0, 1) from
+    # the NOISE_CEILING stream in [-1, 1] space, clipped, mapped to [0, 1]; images enter the
+    # classifier as 2 x - 1; FD between Gaussian fits (unbiased covariance) of the features
+    from minilean.data import make_shapes
+    from minilean.data.streams import Purpose, stream
+    from minilean.models import classifier
+    checkpoint = load_checkpoint(report["classifier"])
+    model = classifier.FeatureClassifier(3, int(checkpoint["classes"]))
+    model.load_state_dict(checkpoint["model"])
+    held_out, labels = make_shapes(40, 16, classifier.HELD_OUT_SEED_OFFSET)
+    noise = stream(0, Purpose.NOISE_CEILING).standard_normal((40, 3, 16, 16))
+    noise = numpy.clip((noise + 1) / 2, 0, 1)
+
+    def signed(images):
+        return ml.tensor((images * 2 - 1).astype(numpy.float32))
+
+    def fit(images):
+        with ml.no_grad():
+            rows = model.features(signed(images)).numpy().astype(numpy.float64)
+        return rows.mean(axis=0), numpy.cov(rows.T, ddof=1)
+
+    ceiling = classifier.frechet_distance(*fit(noise), *fit(held_out / 255.0))
+    assert report["ceiling_noise"] == pytest.approx(ceiling, rel=1e-5)
+    with ml.no_grad():
+        predicted = model(signed(held_out / 255.0)).numpy().argmax(axis=1)
+    correct = int((predicted == labels).sum())
+    assert 0 < correct < 40  # after 3 steps: neither none nor all right
+    assert report["classifier_accuracy_held_out"] == correct / 40
 
 
 def test_learning_rate_warms_up_then_follows_the_cosine_to_its_horizon():

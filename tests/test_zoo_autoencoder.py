@@ -1,5 +1,6 @@
 """Autoencoder: both architectures' shapes, gradients of the loss in float64, training steps."""
 import numpy
+import pytest
 
 import minilean
 from minilean import optim
@@ -107,16 +108,36 @@ def test_conv_autoencoder_is_the_documented_stack():
     assert [encoder[i].kernel_size for i in (0, 2, 4)] == [(4, 4), (4, 4), (3, 3)]
     assert [decoder[i].kernel_size for i in (0, 2, 4)] == [(3, 3), (4, 4), (4, 4)]
     x = numpy.random.default_rng(3).random((2, 2, 8, 8))
+    code, want = numpy_conv_autoencoder(model, x)
+    assert code.shape == (2, 2, 2, 2)  # latent channels at S/4
+    got = model(minilean.tensor(x, dtype=numpy.float64)).numpy()
+    numpy.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def numpy_conv_autoencoder(model, x):
+    """The conv Autoencoder's documented stack in float64 NumPy: (code, sigmoid(decoder))."""
+    encoder, decoder = model.encoder, model.decoder
     code = numpy_relu(numpy_conv2d(x, encoder[0], 2, 1))
     code = numpy_relu(numpy_conv2d(code, encoder[2], 2, 1))
     code = numpy_conv2d(code, encoder[4], 1, 1)
-    assert code.shape == (2, 2, 2, 2)  # latent channels at S/4
     y = numpy_relu(numpy_conv2d(code, decoder[0], 1, 1))
     y = numpy_relu(numpy_conv_transpose2d(y, decoder[2], 2, 1))
     y = numpy_conv_transpose2d(y, decoder[4], 2, 1)
-    want = 1 / (1 + numpy.exp(-y))
-    got = model(minilean.tensor(x, dtype=numpy.float64)).numpy()
-    numpy.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    return code, 1 / (1 + numpy.exp(-y))
+
+
+def test_reconstruction_loss_is_the_mean_squared_error():
+    """reconstruction_loss = mean over every pixel of (reconstruction - x)^2, the reconstruction
+    from the NumPy forward above (the L1 error, or a sum, would differ)."""
+    minilean.manual_seed(1)
+    model = autoencoder.Autoencoder((2, 8, 8), arch="conv", hidden=3, latent=2)
+    model.to(dtype=numpy.float64)
+    x = numpy.random.default_rng(4).random((3, 2, 8, 8))
+    _, reconstruction = numpy_conv_autoencoder(model, x)
+    want = ((reconstruction - x) ** 2).mean()
+    assert abs(want - numpy.abs(reconstruction - x).mean()) > 0.05  # L1 is told apart
+    got = autoencoder.reconstruction_loss(model, minilean.tensor(x, dtype=numpy.float64)).item()
+    assert got == pytest.approx(want, rel=1e-12)
 
 
 def test_mean_image_baseline_predicts_the_training_mean():

@@ -64,6 +64,11 @@ def test_ring8_coverage():
     assert (modes, share) == (3, 1.0)
     modes, share = gan.ring8_coverage(numpy.zeros((4, 2)), RING8_MODES, RING8_STD)
     assert (modes, share) == (0, 0.0)
+    # the 3 std radius: 2.9 std out from mode 0 counts, 3.1 std out from mode 2 does not
+    # (both radially outward, so each point's nearest mode is its own)
+    outward = RING8_MODES[[0, 2]] / numpy.linalg.norm(RING8_MODES[[0, 2]], axis=1, keepdims=True)
+    points = RING8_MODES[[0, 2]] + numpy.array([[2.9], [3.1]]) * RING8_STD * outward
+    assert gan.ring8_coverage(points, RING8_MODES, RING8_STD) == (1, 0.5)
 
 
 def test_independent_pixel_baseline_keeps_each_pixel_marginal_and_breaks_dependence():

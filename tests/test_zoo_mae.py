@@ -75,6 +75,38 @@ def test_visible_statistics_ignore_the_hidden_patches():
     numpy.testing.assert_allclose(again[1].numpy(), std.numpy(), rtol=1e-12)
 
 
+def numpy_patches(images, size):
+    """(N, C, H, W) -> (N, L, P): patches in row-major grid order, each flattened row by row
+    with the channels innermost (patch_size^2 C values), as test_patchify_round_trip_and_layout
+    pins down."""
+    count, channels, height, width = images.shape
+    grid = images.reshape(count, channels, height // size, size, width // size, size)
+    return grid.transpose(0, 2, 4, 3, 5, 1).reshape(count, -1, size * size * channels)
+
+
+def test_mae_loss_normalises_each_target_patch_when_asked():
+    """With normalize_targets each target patch is (x - mean) / sqrt(var + 1e-6) over its own
+    P values (population variance, eps as patch_statistics documents); without, the raw
+    pixels. The loss is the mean over hidden patches of the per-patch MSE, in NumPy."""
+    model = tiny_model().to(dtype=numpy.float64)
+    images = numpy.random.default_rng(4).random((2, 1, 4, 4))
+    mask = model.random_mask(2, 0.5)
+    prediction = model(minilean.tensor(images, dtype=numpy.float64), mask).numpy()
+    hidden = mask.hidden.numpy()
+    patches = numpy_patches(images, 2)
+    normalised = (patches - patches.mean(-1, keepdims=True)) \
+        / numpy.sqrt(patches.var(-1, keepdims=True) + 1e-6)
+
+    def hidden_mse(target):
+        return (((prediction - target) ** 2).mean(-1) * hidden).sum() / hidden.sum()
+
+    assert abs(hidden_mse(normalised) - hidden_mse(patches)) > 0.1  # the two are told apart
+    for normalize, target in ((True, normalised), (False, patches)):
+        got = mae.mae_loss(model, minilean.tensor(images, dtype=numpy.float64), mask,
+                           normalize_targets=normalize).item()
+        assert got == pytest.approx(hidden_mse(target), rel=1e-12)
+
+
 def test_whole_loss_gradcheck_float64():
     model = tiny_model().to(dtype=numpy.float64)
     images = minilean.tensor(numpy.random.default_rng(1).random((2, 1, 4, 4)), dtype=numpy.float64)

@@ -206,8 +206,9 @@ def test_importance_weighted_bound_is_log_mean_exp():
     log_weights = rng.normal(scale=3.0, size=(5, 4))
     log_weights[:, 2] -= 1000.0
     log_weights[:, 3] += 700.0
-    want = [float(mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(w)) for w in column) / 5))
-            for column in log_weights.T]
+    with mpmath.workdps(30):  # 30 digits whatever precision the process was left at
+        want = [float(mpmath.log(mpmath.fsum(mpmath.exp(mpmath.mpf(w)) for w in column) / 5))
+                for column in log_weights.T]
     got = vae.importance_weighted_bound(t64(log_weights)).numpy()
     numpy.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
 
@@ -282,6 +283,20 @@ def test_one_sample_bounds_match_their_float64_formulas():
                                           rel=1e-12)
 
 
+def test_vae_loss_weighs_the_kl_by_beta():
+    """vae_loss(beta) = mean_n -log p(x|z) + beta mean_n KL(q || N(0, I)), both terms from the
+    float64/mpmath references: at beta = 0.7 and 0 it is not the beta = 1 loss."""
+    model, images = small_vae(2), tiny_batch(seed=2)
+    eps = numpy.random.default_rng(9).normal(size=(3, 3))
+    mu, logvar = (part.numpy() for part in model.encode(images))
+    log_likelihood, _ = reference_log_weight(model, images, mu, logvar, eps)
+    kl = (0.5 * (mu ** 2 + numpy.exp(logvar) - 1 - logvar)).sum(1)
+    assert kl.mean() > 0.01  # a KL term that beta visibly scales
+    for beta in (0.7, 0.0, 1.0):
+        want = -log_likelihood.mean() + beta * kl.mean()
+        assert vae.vae_loss(model, images, beta, t64(eps)).item() == pytest.approx(want, rel=1e-9)
+
+
 def test_k_sample_iw_bound_is_the_log_mean_of_the_reference_weights():
     """-IW_K = -mean_n log (1/K) sum_k w_k over K draws, each weight as in the formula; the
     -ELBO still uses the first draw."""
@@ -290,8 +305,9 @@ def test_k_sample_iw_bound_is_the_log_mean_of_the_reference_weights():
     mu, logvar = (part.numpy() for part in model.encode(images))
     log_weights = numpy.array([reference_log_weight(model, images, mu, logvar, eps)[1]
                                for eps in draws])  # (K, N)
-    want = -numpy.mean([float(mpmath.log(mpmath.fsum(mpmath.exp(w) for w in column) / 4))
-                        for column in log_weights.T])
+    with mpmath.workdps(30):  # 30 digits whatever precision the process was left at
+        want = -numpy.mean([float(mpmath.log(mpmath.fsum(mpmath.exp(w) for w in column) / 4))
+                            for column in log_weights.T])
     negative_elbo, negative_iw = vae.evaluate_bounds(model, images, 4, fixed_noise(draws))
     assert negative_iw == pytest.approx(want, rel=1e-9)
     assert negative_elbo == pytest.approx(vae.vae_loss(model, images, 1.0, t64(draws[0])).item(),

@@ -186,6 +186,12 @@ def test_dead_codes_restart_on_encodings():
 
 def test_code_statistics():
     assert vqvae.code_statistics([5, 5, 0, 0]) == (0.5, pytest.approx(2.0))
+    # counts [3, 1, 0] -> p = (3/4, 1/4): perplexity = exp(-(3/4) ln(3/4) - (1/4) ln(1/4))
+    # = (3/4)^(-3/4) (1/4)^(-1/4) = 4^(3/4) 4^(1/4) / 3^(3/4) = 4 / 3^(3/4) = 1.75476...,
+    # between 1 and the 2 codes used (a count of codes used would say 2)
+    assert vqvae.code_statistics([3, 1, 0]) == (pytest.approx(2 / 3),
+                                                pytest.approx(4 / 3 ** 0.75, rel=1e-12))
+    assert 4 / 3 ** 0.75 == pytest.approx(1.75476, abs=1e-5)
 
 
 def test_training_steps_lower_the_loss_on_a_fixed_batch():
