@@ -8,11 +8,13 @@ Two sources of values, one set of rules. python-fire hands over what the user ty
 loosely (``--cpu=false`` is the text 'false', ``--seed 007`` a text, ``--steps 1e3`` a float),
 and ``parse`` reads those as the kind. A Python caller's value is ``typed``: it must already be
 of the kind, because an API that turned ``x='off'`` into "no file" or ``'32'`` into 32 would
-hide the caller's bug instead of naming it.
+hide the caller's bug instead of naming it. A path may be a ``pathlib.Path`` (any
+``os.PathLike`` of text): it is checked, and handed on, as its text.
 """
 import functools
 import inspect
 import math
+import os
 import re
 from pathlib import Path
 
@@ -95,10 +97,10 @@ class Flag:
 
 
 _INVALID = object()
-# Path: a text naming a file or folder (the value stays a str)
+# Path: a text naming a file or folder (the value is a str; an os.PathLike becomes one)
 KINDS = (bool, int, float, str, Path)
 # What a typed (Python) value of each kind may be; bool, an int in Python, is refused below
-_PYTHON_TYPES = {bool: bool, int: int, float: (int, float), str: str, Path: str}
+_PYTHON_TYPES = {bool: bool, int: int, float: (int, float), str: str, Path: (str, os.PathLike)}
 
 
 def _convert(kind, value, typed):
@@ -133,6 +135,8 @@ def _convert(kind, value, typed):
         return _INVALID
     if isinstance(value, (int, float)):  # a path like 2024 arrives as a number
         return str(value)
+    if isinstance(value, os.PathLike):  # pathlib.Path from Python code (bytes ones are refused)
+        value = os.fspath(value)
     return value if isinstance(value, str) and value else _INVALID
 
 

@@ -67,6 +67,17 @@ def test_centre_crop_to_a_wide_shape_keeps_height_and_width_apart(tmp_path):
     assert blue[:, 10:].min() > 240 and red[:, 10:].max() < 15
 
 
+def test_the_folder_and_outputs_may_be_pathlib_paths(tmp_path):
+    save(tmp_path / "in" / "cat" / "1.png", halves(4, 4, True))
+    DataCommands().convert.image_folder(tmp_path / "in", tmp_path / "x.npy",
+                                        y_output=tmp_path / "y.npy", height=4, width=4,
+                                        labels_from_dirs=True)
+    assert numpy.load(tmp_path / "x.npy").shape == (1, 3, 4, 4)
+    manifest = json.loads((tmp_path / "x.json").read_text())
+    assert manifest["source"] == str(tmp_path / "in")
+    assert manifest["labels"] == str(tmp_path / "y.npy")
+
+
 def test_extensions_match_whatever_their_case(tmp_path):
     for name in ("a.PNG", "b.Jpg", "c.png", "d.txt", "e.PnG.txt"):
         (tmp_path / name).write_bytes(b"")
