@@ -122,16 +122,18 @@ def _convert(kind, value, typed):
         if isinstance(value, float) and value.is_integer():  # --steps 1e3
             return int(value)
         if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value):  # fire keeps '007' a text
-            return int(value)
+            try:
+                return int(value)
+            except ValueError:  # more digits than Python turns into an int (4300)
+                return _INVALID
         return _INVALID
     if kind is float:
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                return _INVALID
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            return float(value)
+        try:
+            value = float(value) if isinstance(value, (str, int)) else value
+        except (ValueError, OverflowError):  # not a number; an int past float's range, 10**400
+            return _INVALID
+        if isinstance(value, float) and math.isfinite(value):
+            return value
         return _INVALID
     if isinstance(value, (int, float)):  # a path like 2024 arrives as a number
         return str(value)

@@ -32,6 +32,12 @@ def no_work(monkeypatch):
     (["--lr=0"], "--lr: got 0; expected a finite number > 0"),
     (["--lr=inf"], "--lr: got 'inf'; expected a finite number > 0"),
     (["--lr=fast"], "--lr: got 'fast'; expected a finite number > 0"),
+    pytest.param(["--lr=1" + "0" * 400], f"--lr: got {10**400}; expected a finite number > 0",
+                 id="lr-past-float-range"),
+    pytest.param(["--lr=-1" + "0" * 400], f"--lr: got {-10**400}; expected a finite number > 0",
+                 id="lr-past-float-range-negative"),
+    pytest.param(["--steps=1" + "0" * 5000], f"--steps: got '1{'0' * 5000}'; expected an "
+                                             f"integer >= 1", id="steps-of-5001-digits"),
     (["--ema=1"], "--ema: got 1; expected a finite number >= 0 and < 1"),
     (["--cpu=maybe"], "--cpu: got 'maybe'; expected a boolean"),
     (["--cpu=5"], "--cpu: got 5; expected a boolean"),

@@ -22,6 +22,10 @@ REFUSED = object()
     (Flag("n", 1, "n"), 3, 3, 3),
     (Flag("r", 1.0, "r"), 2, 2.0, 2.0),
     (Flag("r", 1.0, "r"), "inf", REFUSED, REFUSED),
+    pytest.param(Flag("r", 1.0, "r"), 10**400, REFUSED, REFUSED,  # past float's range
+                 id="float-1e400-as-int"),
+    pytest.param(Flag("n", 1, "n"), "1" + "0" * 5000, REFUSED, REFUSED,  # more than int() reads
+                 id="int-of-5001-digits"),
     (Flag("on", False, "o"), "false", False, REFUSED),
     (Flag("on", False, "o"), True, True, True),
     (Flag("p", "a", "p", kind=Path), 2024, "2024", REFUSED),
