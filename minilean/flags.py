@@ -44,6 +44,11 @@ class Flag:
     def option(self):
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def negation(self):
+        """How a boolean is turned off without a value: fire's --noNAME (not --no-NAME)."""
+        return "--no" + self.option[2:]
+
     def with_default(self, default):
         copy = Flag.__new__(Flag)
         copy.__dict__.update(self.__dict__, default=default)
@@ -54,7 +59,7 @@ class Flag:
         if self.choices:
             text = "one of " + ", ".join(map(str, self.choices))
         elif self.kind is bool:
-            text = f"a boolean ({self.option}, --no{self.option[2:]} or {self.option}=false)"
+            text = f"a boolean ({self.option}, {self.negation} or {self.option}=false)"
         else:
             text = {int: "an integer", float: "a finite number", str: "a text",
                     Path: "a file or directory path"}[self.kind]
