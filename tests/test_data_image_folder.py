@@ -78,6 +78,25 @@ def test_the_folder_and_outputs_may_be_pathlib_paths(tmp_path):
     assert manifest["labels"] == str(tmp_path / "y.npy")
 
 
+def test_16_bit_grey_images_are_rescaled_and_a_bad_pgm_is_skipped_by_name(tmp_path, capsys):
+    """Pillow opens a 16-bit PGM or PNG as mode I or I;16 and would clip each value above
+    255 when converting it to RGB; the converter rescales it as read_pnm does."""
+    samples = numpy.array([[0, 1000], [30000, 65535]], numpy.uint16)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.pgm").write_bytes(b"P5 2 2 65535\n" + samples.astype(">u2").tobytes())
+    save(tmp_path / "in" / "b.png", samples)
+    (tmp_path / "in" / "c.pgm").write_bytes(b"P2 2 2 15\n0 15 15 0\n")
+    (tmp_path / "in" / "d.pgm").write_bytes(b"P2 2 2 255\n0 300 1 1\n")
+    DataCommands().convert.image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                        height=2, width=2, crop="stretch", ext=".pgm,.png")
+    x = numpy.load(tmp_path / "x.npy")
+    assert (x == x[:, :1]).all()  # grey: the three channels alike
+    assert x[:, 0].tolist() == [[[0, 4], [117, 255]]] * 2 + [[[0, 255], [255, 0]]]
+    err = capsys.readouterr().err  # one line naming the file, then Pillow's words
+    assert err.startswith(f"warning: skipping unreadable image {tmp_path / 'in' / 'd.pgm'}: ")
+    assert err.count("\n") == 1 and "300" in err
+
+
 def test_extensions_match_whatever_their_case(tmp_path):
     for name in ("a.PNG", "b.Jpg", "c.png", "d.txt", "e.PnG.txt"):
         (tmp_path / name).write_bytes(b"")

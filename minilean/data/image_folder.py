@@ -19,6 +19,7 @@ import numpy
 
 from minilean import atomic
 from minilean.data.arrays import manifest_path
+from minilean.data.images import rescale_to_uint8
 from minilean.data.paths import creatable_problem, existing_problem
 from minilean.errors import flag_error
 
@@ -38,10 +39,16 @@ def list_images(input_dir, extensions=DEFAULT_EXTENSIONS):
 
 
 def load_image(path, height, width, crop="center"):
-    """One image file as uint8 (3, height, width); Pillow's errors pass through."""
+    """One image file as uint8 (3, height, width); Pillow's errors pass through. A 16-bit grey
+    image (a PGM of maxval above 255, a 16-bit PNG: Pillow's modes I and I;16) is rescaled
+    from 0..65535, where Pillow's own conversion would clip every value above 255."""
     from PIL import Image, ImageOps
     with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image).convert("RGB")
+        image = ImageOps.exif_transpose(image)
+        if image.mode.startswith("I"):
+            grey = numpy.clip(numpy.asarray(image), 0, 65535)  # mode I holds 32-bit ints
+            image = Image.fromarray(rescale_to_uint8(grey, 65535))
+        image = image.convert("RGB")
         if crop == "center":
             image = ImageOps.fit(image, (width, height), method=Image.Resampling.BICUBIC)
         else:
