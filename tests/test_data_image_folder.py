@@ -6,6 +6,7 @@ import sys
 import numpy
 import pytest
 
+from minilean.cli import main
 from minilean.data import image_folder
 from minilean.data.arrays import MANIFEST_KEYS, load_dataset
 from minilean.data.commands import DataCommands
@@ -104,11 +105,20 @@ def test_extensions_match_whatever_their_case(tmp_path):
     assert image_folder.list_images(str(tmp_path), (".PNG",)) == ["a.PNG", "c.png"]
 
 
-def test_labels_without_label_folders_are_refused_by_the_converter_itself(tmp_path):
+def test_labels_without_label_folders_are_refused_by_the_converter_itself(tmp_path, capsys):
+    """One check, in the function the command line and Python callers both reach, says it."""
     save(tmp_path / "in" / "cat" / "1.png", halves(4, 4, True))
-    with pytest.raises(ValueError, match="--y-output needs --labels-from-dirs"):
+    y_output = str(tmp_path / "y.npy")
+    words = f"--y-output: got {y_output!r}; expected to come with --labels-from-dirs"
+    with pytest.raises(FlagError) as error:
         image_folder.convert_image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
-                                          y_output=str(tmp_path / "y.npy"), height=4, width=4)
+                                          y_output=y_output, height=4, width=4)
+    assert str(error.value) == words
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "convert", "image-folder", f"--input={tmp_path / 'in'}",
+              f"--x-output={tmp_path / 'x.npy'}", f"--y-output={y_output}"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"minilean data convert image-folder: error: {words}\n"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in"]
 
 

@@ -103,17 +103,18 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
     """Write ``x_output`` (uint8 (N, 3, height, width)), optionally ``y_output`` (int64 (N,))
     and a JSON manifest beside ``x_output``; return the manifest dict.
 
-    ``warn(message)`` reports skipped files (default: a line on stderr). The three outputs are
-    checked before any work (``check_outputs``).
+    ``warn(message)`` reports skipped files (default: a line on stderr). The labels' flags and
+    the three outputs (``check_outputs``) are checked before any work, as ``FlagError``s: the
+    command line (``data convert image-folder``) reports them from here too.
     """
+    if y_output is not None and not labels_from_dirs:
+        raise flag_error("y_output", y_output, "to come with --labels-from-dirs")
+    manifest_file = check_outputs(x_output, y_output)
     try:
         from PIL import Image
     except ImportError:
         raise ValueError("converting an image folder needs Pillow (pip install Pillow)") from None
     warn = warn or (lambda message: print(message, file=sys.stderr))
-    if y_output is not None and not labels_from_dirs:
-        raise ValueError("--y-output needs --labels-from-dirs (labels come from sub-directories)")
-    manifest_file = check_outputs(x_output, y_output)
     problem = existing_problem(input_dir, want_folder=True)
     if problem:
         kind, words = problem
