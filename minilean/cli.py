@@ -259,11 +259,32 @@ def _show_default(value):
     return "none" if value is None else repr(value) if isinstance(value, str) else str(value)
 
 
+def _as_typed(name):
+    """The option the user typed for a name fire hands over. fire reads a valueless
+    ``--noNAME`` as NAME=False, so ``--no-NAME`` (and ``--no_NAME``) arrive as ``_NAME``."""
+    return "--no-" + name[1:].replace("_", "-") if name.startswith("_") else \
+        "--" + name.replace("_", "-")
+
+
 def _unknown_flag(command, name, value, known):
-    close = difflib.get_close_matches(name, list(known), n=1)
+    """The error for a name ``command`` has no flag of, naming the option as typed: a
+    ``--no-NAME`` (see ``_as_typed``) of a boolean is told the spellings that turn it off, and
+    a flag named no... given no value (``--noisy-ppm``, read as isy_ppm=False) is named whole."""
+    see = f"see {PROGRAM} {command} --help"
+    negated = value is False and name.startswith("_")
+    if negated and name[1:] in known and known[name[1:]].kind is bool:
+        flag = known[name[1:]]
+        return FlagError(f"{_as_typed(name)}: no such flag; expected {flag.negation} or "
+                         f"{flag.option}=false ({see})")
+    if value is False and "no" + name in known:
+        flag = known["no" + name]
+        return FlagError(f"{flag.option}: got no value; expected {flag.allowed()}")
+    close = difflib.get_close_matches(name[1:] if negated else name, list(known), n=1)
     hint = f"did you mean --{close[0].replace('_', '-')}?" if close else "no such flag;"
-    return flag_error(name, value, f"a flag of '{command}' ({hint} see {PROGRAM} {command} "
-                                   f"--help)")
+    wanted = f"a flag of '{command}' ({hint} {see})"
+    if negated:  # fire's False is no value the user gave
+        return FlagError(f"{_as_typed(name)}: expected {wanted}")
+    return flag_error(name, value, wanted)
 
 
 def _load(target):
@@ -672,7 +693,7 @@ def main(argv=None):
     given = _flag_names(argv)
     repeated = sorted({name for name in given if given.count(name) > 1})
     if repeated:  # fire keeps the last value of a repeated flag without a word
-        print(f"{FIRE_NAME}: error: --{repeated[0].replace('_', '-')} is given more than once; "
+        print(f"{FIRE_NAME}: error: {_as_typed(repeated[0])} is given more than once; "
               f"expected each flag once", file=sys.stderr)
         sys.exit(2)
     heap.keep_freed_memory()

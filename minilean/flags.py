@@ -8,11 +8,13 @@ Two sources of values, one set of rules. python-fire hands over what the user ty
 loosely (``--cpu=false`` is the text 'false', ``--seed 007`` a text, ``--steps 1e3`` a float),
 and ``parse`` reads those as the kind. A Python caller's value is ``typed``: it must already be
 of the kind, because an API that turned ``x='off'`` into "no file" or ``'32'`` into 32 would
-hide the caller's bug instead of naming it.
+hide the caller's bug instead of naming it. A path may be a ``pathlib.Path`` (any
+``os.PathLike`` of text): it is checked, and handed on, as its text.
 """
 import functools
 import inspect
 import math
+import os
 import re
 from pathlib import Path
 
@@ -42,6 +44,11 @@ class Flag:
     def option(self):
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def negation(self):
+        """How a boolean is turned off without a value: fire's --noNAME (not --no-NAME)."""
+        return "--no" + self.option[2:]
+
     def with_default(self, default):
         copy = Flag.__new__(Flag)
         copy.__dict__.update(self.__dict__, default=default)
@@ -52,7 +59,7 @@ class Flag:
         if self.choices:
             text = "one of " + ", ".join(map(str, self.choices))
         elif self.kind is bool:
-            text = f"a boolean ({self.option}, --no{self.option[2:]} or {self.option}=false)"
+            text = f"a boolean ({self.option}, {self.negation} or {self.option}=false)"
         else:
             text = {int: "an integer", float: "a finite number", str: "a text",
                     Path: "a file or directory path"}[self.kind]
@@ -95,10 +102,10 @@ class Flag:
 
 
 _INVALID = object()
-# Path: a text naming a file or folder (the value stays a str)
+# Path: a text naming a file or folder (the value is a str; an os.PathLike becomes one)
 KINDS = (bool, int, float, str, Path)
 # What a typed (Python) value of each kind may be; bool, an int in Python, is refused below
-_PYTHON_TYPES = {bool: bool, int: int, float: (int, float), str: str, Path: str}
+_PYTHON_TYPES = {bool: bool, int: int, float: (int, float), str: str, Path: (str, os.PathLike)}
 
 
 def _convert(kind, value, typed):
@@ -120,19 +127,23 @@ def _convert(kind, value, typed):
         if isinstance(value, float) and value.is_integer():  # --steps 1e3
             return int(value)
         if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value):  # fire keeps '007' a text
-            return int(value)
+            try:
+                return int(value)
+            except ValueError:  # more digits than Python turns into an int (4300)
+                return _INVALID
         return _INVALID
     if kind is float:
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                return _INVALID
-        if isinstance(value, (int, float)) and math.isfinite(value):
-            return float(value)
+        try:
+            value = float(value) if isinstance(value, (str, int)) else value
+        except (ValueError, OverflowError):  # not a number; an int past float's range, 10**400
+            return _INVALID
+        if isinstance(value, float) and math.isfinite(value):
+            return value
         return _INVALID
     if isinstance(value, (int, float)):  # a path like 2024 arrives as a number
         return str(value)
+    if isinstance(value, os.PathLike):  # pathlib.Path from Python code (bytes ones are refused)
+        value = os.fspath(value)
     return value if isinstance(value, str) and value else _INVALID
 
 

@@ -32,6 +32,12 @@ def no_work(monkeypatch):
     (["--lr=0"], "--lr: got 0; expected a finite number > 0"),
     (["--lr=inf"], "--lr: got 'inf'; expected a finite number > 0"),
     (["--lr=fast"], "--lr: got 'fast'; expected a finite number > 0"),
+    pytest.param(["--lr=1" + "0" * 400], f"--lr: got {10**400}; expected a finite number > 0",
+                 id="lr-past-float-range"),
+    pytest.param(["--lr=-1" + "0" * 400], f"--lr: got {-10**400}; expected a finite number > 0",
+                 id="lr-past-float-range-negative"),
+    pytest.param(["--steps=1" + "0" * 5000], f"--steps: got '1{'0' * 5000}'; expected an "
+                                             f"integer >= 1", id="steps-of-5001-digits"),
     (["--ema=1"], "--ema: got 1; expected a finite number >= 0 and < 1"),
     (["--cpu=maybe"], "--cpu: got 'maybe'; expected a boolean"),
     (["--cpu=5"], "--cpu: got 5; expected a boolean"),
@@ -339,3 +345,62 @@ def test_the_help_of_ext_names_what_it_takes(capsys):
     out = capsys.readouterr().out
     assert "--ext=STR    default: '.png,.jpg,.jpeg'" in out
     assert "comma-separated, e.g. .png,.jpg; a text\n" in out
+
+
+def guarded_commands(path, component):
+    """(command-line path, Command) of each function below a fire group, guarded as the CLI
+    guards it (``cli.guard``)."""
+    if callable(component) and hasattr(component, "flags"):
+        return [(path, cli.command_from_function(component, " ".join(path)))]
+    return [found for member in dir(component) if not member.startswith("_")
+            for found in guarded_commands(path + [member.replace("_", "-")],
+                                          getattr(component, member))]
+
+
+def every_boolean_flag():
+    """(path, flags it needs, Flag) for every boolean flag of every command."""
+    commands = [([command.name], command) for command in cli.COMMANDS]
+    for name, target in cli.GROUPS.items():
+        commands += guarded_commands([name], cli._load(target)())
+    needed = {"evaluate": ["--samples=s.npy"],
+              "data convert image-folder": ["--input=in", "--x-output=x.npy"]}
+    return [pytest.param(path, needed.get(" ".join(path), []) + (
+        ["--device=cpu"] if "device" in command.flags else []), flag,
+                         id=f"{' '.join(path)} {flag.option}")
+            for path, command in commands for flag in command.flags.values()
+            if flag.kind is bool]
+
+
+@pytest.mark.parametrize("path, needed, flag", every_boolean_flag())
+def test_every_boolean_flag_is_turned_off_as_its_help_says(path, needed, flag, monkeypatch,
+                                                           capsys):
+    """``Flag.allowed`` (and so --help and the README) offers --noNAME: it sets NAME false."""
+    assert flag.negation in flag.allowed()
+    seen = []
+    monkeypatch.setattr(Command, "run", lambda self, config: seen.append(config))
+    main(path + [flag.negation, *needed])
+    assert getattr(seen[0], flag.name) is False and flag.name in seen[0].given_flags
+
+
+@pytest.mark.parametrize("path, needed, flag", every_boolean_flag())
+@pytest.mark.parametrize("dash", ["-", "_"])
+def test_a_boolean_turned_off_as_no_dash_name_is_named_as_typed(path, needed, flag, dash,
+                                                                monkeypatch, capsys):
+    """fire reads --no-NAME as a flag called "_NAME"; the error names what was typed."""
+    monkeypatch.setattr(Command, "run", lambda self, config: pytest.fail("ran"))
+    name = flag.option[2:]
+    code, err = fail(path + [f"--no{dash}{name}", *needed], capsys)
+    assert (code, err) == (2, f"minilean {' '.join(path)}: error: --no-{name}: no such flag; "
+                              f"expected --no{name} or --{name}=false (see python -m minilean "
+                              f"{' '.join(path)} --help)\n")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--no-steps"], "--no-steps: expected a flag of 'diffusion' (did you mean --steps? see "
+                     "python -m minilean diffusion --help)"),
+    (["--noisy-ppm"], "--noisy-ppm: got no value; expected a file or directory path or none"),
+    (["--no-progress", "--no-progress"], "--no-progress is given more than once"),
+])
+def test_other_no_spellings_are_named_as_typed(argv, expected, capsys, no_work):
+    code, err = fail(["diffusion", *argv], capsys)
+    assert code == 2 and err.count("\n") == 1 and expected in err

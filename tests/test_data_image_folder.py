@@ -6,6 +6,7 @@ import sys
 import numpy
 import pytest
 
+from minilean.cli import main
 from minilean.data import image_folder
 from minilean.data.arrays import MANIFEST_KEYS, load_dataset
 from minilean.data.commands import DataCommands
@@ -67,6 +68,36 @@ def test_centre_crop_to_a_wide_shape_keeps_height_and_width_apart(tmp_path):
     assert blue[:, 10:].min() > 240 and red[:, 10:].max() < 15
 
 
+def test_the_folder_and_outputs_may_be_pathlib_paths(tmp_path):
+    save(tmp_path / "in" / "cat" / "1.png", halves(4, 4, True))
+    DataCommands().convert.image_folder(tmp_path / "in", tmp_path / "x.npy",
+                                        y_output=tmp_path / "y.npy", height=4, width=4,
+                                        labels_from_dirs=True)
+    assert numpy.load(tmp_path / "x.npy").shape == (1, 3, 4, 4)
+    manifest = json.loads((tmp_path / "x.json").read_text())
+    assert manifest["source"] == str(tmp_path / "in")
+    assert manifest["labels"] == str(tmp_path / "y.npy")
+
+
+def test_16_bit_grey_images_are_rescaled_and_a_bad_pgm_is_skipped_by_name(tmp_path, capsys):
+    """Pillow opens a 16-bit PGM or PNG as mode I or I;16 and would clip each value above
+    255 when converting it to RGB; the converter rescales it as read_pnm does."""
+    samples = numpy.array([[0, 1000], [30000, 65535]], numpy.uint16)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.pgm").write_bytes(b"P5 2 2 65535\n" + samples.astype(">u2").tobytes())
+    save(tmp_path / "in" / "b.png", samples)
+    (tmp_path / "in" / "c.pgm").write_bytes(b"P2 2 2 15\n0 15 15 0\n")
+    (tmp_path / "in" / "d.pgm").write_bytes(b"P2 2 2 255\n0 300 1 1\n")
+    DataCommands().convert.image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                        height=2, width=2, crop="stretch", ext=".pgm,.png")
+    x = numpy.load(tmp_path / "x.npy")
+    assert (x == x[:, :1]).all()  # grey: the three channels alike
+    assert x[:, 0].tolist() == [[[0, 4], [117, 255]]] * 2 + [[[0, 255], [255, 0]]]
+    err = capsys.readouterr().err  # one line naming the file, then Pillow's words
+    assert err.startswith(f"warning: skipping unreadable image {tmp_path / 'in' / 'd.pgm'}: ")
+    assert err.count("\n") == 1 and "300" in err
+
+
 def test_extensions_match_whatever_their_case(tmp_path):
     for name in ("a.PNG", "b.Jpg", "c.png", "d.txt", "e.PnG.txt"):
         (tmp_path / name).write_bytes(b"")
@@ -74,11 +105,20 @@ def test_extensions_match_whatever_their_case(tmp_path):
     assert image_folder.list_images(str(tmp_path), (".PNG",)) == ["a.PNG", "c.png"]
 
 
-def test_labels_without_label_folders_are_refused_by_the_converter_itself(tmp_path):
+def test_labels_without_label_folders_are_refused_by_the_converter_itself(tmp_path, capsys):
+    """One check, in the function the command line and Python callers both reach, says it."""
     save(tmp_path / "in" / "cat" / "1.png", halves(4, 4, True))
-    with pytest.raises(ValueError, match="--y-output needs --labels-from-dirs"):
+    y_output = str(tmp_path / "y.npy")
+    words = f"--y-output: got {y_output!r}; expected to come with --labels-from-dirs"
+    with pytest.raises(FlagError) as error:
         image_folder.convert_image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
-                                          y_output=str(tmp_path / "y.npy"), height=4, width=4)
+                                          y_output=y_output, height=4, width=4)
+    assert str(error.value) == words
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "convert", "image-folder", f"--input={tmp_path / 'in'}",
+              f"--x-output={tmp_path / 'x.npy'}", f"--y-output={y_output}"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"minilean data convert image-folder: error: {words}\n"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in"]
 
 

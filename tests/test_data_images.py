@@ -45,13 +45,39 @@ def test_reader_handles_comments_and_pillow_agrees(tmp_path):
 
 @pytest.mark.parametrize("data, message", [
     (b"P7\n1 1\n255\n\0", "not a PPM/PGM file"),
-    (b"P5\n2 2\n255\n\0\0", "fewer than the 4 values"),
-    (b"P5\n1 1\n65535\n\0\0", "maxval must be in 1..255"),
+    (b"P5\n2 2\n255\n\0\0", "netpbm file holds fewer than the 4 values"),
+    (b"P5\n2 1\n65535\n\0\0\0", "netpbm file holds fewer than the 2 values"),  # 2 bytes a sample
+    (b"P5\n1 1\n65536\n\0\0", "netpbm maxval must be in 1..65535, found 65536"),
+    (b"P5\n1 1\n0\n\0", "netpbm maxval must be in 1..65535, found 0"),
     (b"P5\n1", "truncated netpbm header"),
+    (b"P2 x 1 255\n0\n", "netpbm width 'x' is not a whole number >= 0"),
+    (b"P2 2 1 255\n0 -1\n", "netpbm value '-1' is not a whole number >= 0"),
+    (b"P2 2 1 255\n0 300\n", "netpbm value 300 is above the maxval 255 its header gives"),
+    (b"P3 1 1 255\n0 0 1" + b"0" * 30 + b"\n", f"netpbm value {10**30} is above the maxval"),
+    (b"P5 2 1 15\n\0\x10", "netpbm value 16 is above the maxval 15 its header gives"),
+    (b"P6 1 1 1000\n\x03\xe9\0\0\0\0", "netpbm value 1001 is above the maxval 1000"),
 ])
 def test_reader_rejects_bad_files(data, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
         images.decode_pnm(data)
+
+
+@pytest.mark.parametrize("data, expected", [
+    (b"P2 4 1 15\n0 15 7 8\n", [[0, 255, 119, 136]]),  # 7 * 17, 8 * 17
+    (b"P5 3 1 100\n\x1e\x46\x01", [[77, 179, 3]]),  # 76.5 and 178.5 round up, 2.55 to 3
+    (b"P5 3 1 65535\n\0\0\x03\x03\xff\xff", [[0, 3, 255]]),  # 16-bit, most significant first
+    (b"P6 1 1 1000\n\x03\xe8\0\0\x01\xf4", [[[255, 0, 128]]]),
+    (b"P3 1 1 4095\n4095 0 2048\n", [[[255, 0, 128]]]),  # 127.53 -> 128
+])
+def test_reader_rescales_other_maxvals_to_0_255(data, expected):
+    assert images.decode_pnm(data).tolist() == expected
+
+
+def test_a_file_the_reader_refuses_is_named(tmp_path):
+    (tmp_path / "bad.pgm").write_bytes(b"P2 2 1 255\n0 300\n")
+    with pytest.raises(ValueError, match=f"^{re.escape(str(tmp_path / 'bad.pgm'))}: netpbm "
+                                         f"value 300 is above the maxval 255 its header gives$"):
+        images.read_pnm(tmp_path / "bad.pgm")
 
 
 def test_grid_tiles_with_padding():

@@ -1,7 +1,9 @@
 """Run directory logs (config, metrics.jsonl, SVG loss curve, summary) and the progress display."""
 import io
 import json
+import os
 import xml.etree.ElementTree as ElementTree
+from pathlib import Path
 
 import numpy
 
@@ -28,6 +30,22 @@ def test_run_directory_files(tmp_path):
     assert len(polyline.get("points").split()) == 2  # the NaN step is left out
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["final_loss"] == 0.25
     assert (tmp_path / "run" / "images").is_dir() and (tmp_path / "run" / "checkpoints").is_dir()
+
+
+def test_metrics_are_appended_as_the_readme_says_and_the_other_files_replaced(tmp_path):
+    """README's atomic-writes row names metrics.jsonl as the one file not written whole."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith("| atomic writes |"))
+    assert "`metrics.jsonl`, appended and flushed a line at a time" in row
+    with RunDirectory(tmp_path, {}) as run:
+        metrics, config = (os.stat(run.file(name)).st_ino for name in ("metrics.jsonl",
+                                                                       "config.json"))
+        run.log(1, loss=0.5)
+        run.write_summary(final_loss=0.5)
+        assert os.stat(run.file("metrics.jsonl")).st_ino == metrics  # the same file, appended
+    with RunDirectory(tmp_path, {}, resume_step=1) as run:  # config.json written anew: replaced
+        assert os.stat(run.file("config.json")).st_ino != config
+        assert run.metrics()[0]["loss"] == 0.5
 
 
 def test_torn_last_line_is_skipped_and_resume_drops_later_steps(tmp_path):

@@ -2,6 +2,7 @@
 and the data commands and ``load_dataset`` check their flags with the very Flags the CLI uses."""
 from pathlib import Path
 
+import numpy
 import pytest
 
 from minilean import cli
@@ -21,12 +22,18 @@ REFUSED = object()
     (Flag("n", 1, "n"), 3, 3, 3),
     (Flag("r", 1.0, "r"), 2, 2.0, 2.0),
     (Flag("r", 1.0, "r"), "inf", REFUSED, REFUSED),
+    pytest.param(Flag("r", 1.0, "r"), 10**400, REFUSED, REFUSED,  # past float's range
+                 id="float-1e400-as-int"),
+    pytest.param(Flag("n", 1, "n"), "1" + "0" * 5000, REFUSED, REFUSED,  # more than int() reads
+                 id="int-of-5001-digits"),
     (Flag("on", False, "o"), "false", False, REFUSED),
     (Flag("on", False, "o"), True, True, True),
     (Flag("p", "a", "p", kind=Path), 2024, "2024", REFUSED),
     (Flag("p", "a", "p", kind=Path), "", REFUSED, REFUSED),
     (Flag("p", None, "p", kind=Path), "off", None, "off"),  # a none-word is a path from Python
     (Flag("p", "a", "p", kind=Path), "none", REFUSED, "none"),  # a path that cannot be none
+    (Flag("p", None, "p", kind=Path), Path("d/x.npy"), "d/x.npy", "d/x.npy"),  # as its text
+    (Flag("p", None, "p", kind=Path), Path("none"), "none", "none"),  # a path, not a none-word
 ])
 def test_fire_text_is_read_as_the_kind_and_a_python_value_must_be_of_it(flag, value, loose,
                                                                         typed):
@@ -154,6 +161,21 @@ def test_load_dataset_takes_the_data_flags_of_the_model_commands():
     assert load_dataset("shapes", n_total=4, image_size=16).name == "builtin"  # an alias, too
 
 
+def test_path_flags_take_a_pathlib_path_from_python(tmp_path, monkeypatch):
+    numpy.save(tmp_path / "x.npy", numpy.zeros((2, 3, 16, 16), numpy.uint8))
+    numpy.save(tmp_path / "y.npy", numpy.array([0, 1]))
+    data = load_dataset(x=tmp_path / "x.npy", y=tmp_path / "y.npy")
+    assert data.x.shape == (2, 3, 16, 16) and data.y.tolist() == [0, 1]
+    with pytest.raises(FileNotFoundError, match=f"^{tmp_path}/real/cifar10/cifar10_train_X.npy "
+                                                f"not found; make it with: .* --root "
+                                                f"{tmp_path}/real$"):
+        load_dataset("cifar10", root=tmp_path / "real")
+    prepared = []
+    monkeypatch.setattr("minilean.data.cifar10.prepare", lambda *args: prepared.append(args))
+    DataCommands().download(cifar10=True, root=tmp_path / "real")
+    assert prepared == [(str(tmp_path / "real"), None, None)]  # handed on as its text
+
+
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"x": "none"}, FileNotFoundError, "^--x none not found"),  # a path, not "no --x"
     ({"n_total": "5"}, FlagError, r"^--n-total: got '5'; expected an integer >= 1 or none$"),
@@ -161,6 +183,8 @@ def test_load_dataset_takes_the_data_flags_of_the_model_commands():
     ({"seed": 1.0}, FlagError, r"^--seed: got 1.0; expected an integer >= 0$"),
     ({"root": ["data"]}, FlagError, r"^--root: got \['data'\]; expected a file or directory "
                                     r"path$"),
+    ({"x": b"x.npy"}, FlagError, r"^--x: got b'x.npy'; expected a file or directory path or "
+                                 r"none$"),
 ])
 def test_load_dataset_refuses_values_of_the_wrong_kind(kwargs, error, message):
     with pytest.raises(error, match=message):

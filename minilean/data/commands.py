@@ -52,8 +52,6 @@ class ConvertCommands:
                      ext=",".join(image_folder.DEFAULT_EXTENSIONS), crop="center"):
         """Convert a folder of images into a uint8 NCHW .npy array (and labels, manifest)."""
         extensions = tuple(part.lower() for part in ext.split(","))
-        if y_output is not None and not labels_from_dirs:
-            raise flag_error("y_output", y_output, "to come with --labels-from-dirs")
         manifest = image_folder.convert_image_folder(
             input, x_output, y_output, height, width, labels_from_dirs, limit, extensions, crop)
         print(f"wrote {x_output}: {manifest['count']} images {tuple(manifest['shape'])} uint8"

@@ -19,6 +19,7 @@ import numpy
 
 from minilean import atomic
 from minilean.data.arrays import manifest_path
+from minilean.data.images import rescale_to_uint8
 from minilean.data.paths import creatable_problem, existing_problem
 from minilean.errors import flag_error
 
@@ -38,10 +39,16 @@ def list_images(input_dir, extensions=DEFAULT_EXTENSIONS):
 
 
 def load_image(path, height, width, crop="center"):
-    """One image file as uint8 (3, height, width); Pillow's errors pass through."""
+    """One image file as uint8 (3, height, width); Pillow's errors pass through. A 16-bit grey
+    image (a PGM of maxval above 255, a 16-bit PNG: Pillow's modes I and I;16) is rescaled
+    from 0..65535, where Pillow's own conversion would clip every value above 255."""
     from PIL import Image, ImageOps
     with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image).convert("RGB")
+        image = ImageOps.exif_transpose(image)
+        if image.mode.startswith("I"):
+            grey = numpy.clip(numpy.asarray(image), 0, 65535)  # mode I holds 32-bit ints
+            image = Image.fromarray(rescale_to_uint8(grey, 65535))
+        image = image.convert("RGB")
         if crop == "center":
             image = ImageOps.fit(image, (width, height), method=Image.Resampling.BICUBIC)
         else:
@@ -96,17 +103,18 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
     """Write ``x_output`` (uint8 (N, 3, height, width)), optionally ``y_output`` (int64 (N,))
     and a JSON manifest beside ``x_output``; return the manifest dict.
 
-    ``warn(message)`` reports skipped files (default: a line on stderr). The three outputs are
-    checked before any work (``check_outputs``).
+    ``warn(message)`` reports skipped files (default: a line on stderr). The labels' flags and
+    the three outputs (``check_outputs``) are checked before any work, as ``FlagError``s: the
+    command line (``data convert image-folder``) reports them from here too.
     """
+    if y_output is not None and not labels_from_dirs:
+        raise flag_error("y_output", y_output, "to come with --labels-from-dirs")
+    manifest_file = check_outputs(x_output, y_output)
     try:
         from PIL import Image
     except ImportError:
         raise ValueError("converting an image folder needs Pillow (pip install Pillow)") from None
     warn = warn or (lambda message: print(message, file=sys.stderr))
-    if y_output is not None and not labels_from_dirs:
-        raise ValueError("--y-output needs --labels-from-dirs (labels come from sub-directories)")
-    manifest_file = check_outputs(x_output, y_output)
     problem = existing_problem(input_dir, want_folder=True)
     if problem:
         kind, words = problem

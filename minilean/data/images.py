@@ -2,8 +2,10 @@
 
 Netpbm needs no dependency: a short ASCII header, then the pixels. ``P6`` (colour) and ``P5``
 (grey) store raw bytes; ``P3`` and ``P2`` store the same numbers as ASCII text for tools that
-want it. ``read_pnm`` reads all four back, so writes can be checked byte for byte. Every file
-is written atomically.
+want it. ``read_pnm`` reads all four back, so writes can be checked byte for byte, and files
+of other tools too: a maxval other than 255 (1..65535; above 255 a binary sample is two bytes,
+most significant first) is rescaled to 0..255, value * 255 / maxval rounded half up. Every
+file is written atomically.
 """
 import io
 import os
@@ -81,32 +83,60 @@ def _header_tokens(data, count):
     return tokens, position + 1
 
 
+def rescale_to_uint8(samples, maxval):
+    """Whole samples in 0..maxval as uint8 in 0..255: value * 255 / maxval rounded half up."""
+    samples = numpy.asarray(samples, numpy.int64)
+    if maxval == 255:
+        return samples.astype(numpy.uint8)
+    return ((samples * 510 + maxval) // (2 * maxval)).astype(numpy.uint8)  # in integers
+
+
+def _whole_number(token, what):
+    """A header field or an ASCII sample as an int; a ValueError naming it otherwise."""
+    if not token.isdigit():
+        raise ValueError(f"netpbm {what} {token.decode(errors='replace')!r} is not a whole "
+                         f"number >= 0")
+    return int(token)
+
+
 def decode_pnm(data):
-    """A uint8 image (H, W, 3) or (H, W) from the bytes of a P2/P3/P5/P6 file (maxval <= 255)."""
+    """A uint8 image (H, W, 3) or (H, W) from the bytes of a P2/P3/P5/P6 file, its samples
+    rescaled from 0..maxval to 0..255 (see the module docstring); a ValueError says what is
+    wrong with the bytes (``read_pnm`` adds the file's name)."""
     if data[:2] not in _PNM_FORMATS:
         raise ValueError(f"not a PPM/PGM file: starts with {data[:2]!r}, expected P2, P3, P5 or P6")
     channels, binary = _PNM_FORMATS[data[:2]]
-    (_, width, height, maxval), offset = _header_tokens(data, 4)
-    width, height, maxval = int(width), int(height), int(maxval)
-    if not 0 < maxval <= 255:
-        raise ValueError(f"netpbm maxval must be in 1..255 for 8-bit images, found {maxval}")
+    (_, *fields), offset = _header_tokens(data, 4)
+    width, height, maxval = (_whole_number(field, name) for field, name in
+                             zip(fields, ("width", "height", "maxval")))
+    if not 0 < maxval < 65536:
+        raise ValueError(f"netpbm maxval must be in 1..65535, found {maxval}")
     count = width * height * channels
-    if binary:
-        pixels = numpy.frombuffer(data, numpy.uint8, count, offset) if len(
-            data) >= offset + count else None
-    else:
+    if binary:  # maxval above 255: two bytes a sample, most significant first
+        sample = numpy.dtype(">u2" if maxval > 255 else numpy.uint8)
+        pixels = numpy.frombuffer(data, sample, count, offset) if len(
+            data) >= offset + count * sample.itemsize else None
+    else:  # Python ints until checked: a text sample may be past any array's range
         values = data[offset:].split()
-        pixels = numpy.array([int(value) for value in values[:count]], numpy.uint8) if len(
+        pixels = [_whole_number(value, "value") for value in values[:count]] if len(
             values) >= count else None
     if pixels is None:
         raise ValueError(f"netpbm file holds fewer than the {count} values its header promises")
-    image = pixels.reshape(height, width, channels)                # (H*W*C,) -> (H, W, C)
+    largest = max(pixels, default=0) if isinstance(pixels, list) else int(pixels.max(initial=0))
+    if largest > maxval:
+        raise ValueError(f"netpbm value {largest} is above the maxval {maxval} its header gives")
+    image = rescale_to_uint8(pixels, maxval).reshape(height, width, channels)  # (H*W*C,) -> HWC
     return image if channels == 3 else image[:, :, 0]
 
 
 def read_pnm(path):
+    """``decode_pnm`` of the file at ``path``; its ValueError names the file."""
     with open(path, "rb") as file:
-        return decode_pnm(file.read())
+        data = file.read()
+    try:
+        return decode_pnm(data)
+    except ValueError as error:
+        raise ValueError(f"{os.fspath(path)}: {error}") from None
 
 
 def write_png(path, image):
