@@ -95,6 +95,9 @@ class Flag:
                 raise flag_error(self.name, value, self.allowed())
         if self.kind in (int, float) and not _within(converted, self):
             raise flag_error(self.name, value, self.allowed())
+        if self.kind is int and abs(converted) > INT64_MAX:  # NumPy would overflow on it
+            raise flag_error(self.name, value, f"{self.allowed()} of at most 64 bits "
+                             f"(|value| <= 2**63 - 1)")
         problem = self.check(converted) if self.check else None
         if problem:
             raise flag_error(self.name, value, problem)
@@ -102,6 +105,7 @@ class Flag:
 
 
 _INVALID = object()
+INT64_MAX = 2**63 - 1
 # Path: a text naming a file or folder (the value is a str; an os.PathLike becomes one)
 KINDS = (bool, int, float, str, Path)
 # What a typed (Python) value of each kind may be; bool, an int in Python, is refused below

@@ -26,6 +26,8 @@ REFUSED = object()
                  id="float-1e400-as-int"),
     pytest.param(Flag("n", 1, "n"), "1" + "0" * 5000, REFUSED, REFUSED,  # more than int() reads
                  id="int-of-5001-digits"),
+    pytest.param(Flag("n", 1, "n"), 2**63, REFUSED, REFUSED, id="int-past-64-bits"),
+    pytest.param(Flag("n", 1, "n"), str(2**63 - 1), 2**63 - 1, REFUSED, id="int-of-64-bits"),
     (Flag("on", False, "o"), "false", False, REFUSED),
     (Flag("on", False, "o"), True, True, True),
     (Flag("p", "a", "p", kind=Path), 2024, "2024", REFUSED),
@@ -156,7 +158,7 @@ def test_the_cli_guards_a_data_command_with_its_own_flags(function):
 
 
 def test_load_dataset_takes_the_data_flags_of_the_model_commands():
-    assert all(mine is its for mine, its in zip(cli.data_flags().flags, DATA_FLAGS))
+    assert [id(flag) for flag in cli.data_flags().flags] == [id(flag) for flag in DATA_FLAGS]
     assert load_dataset.flags[:len(DATA_FLAGS)] == DATA_FLAGS
     assert load_dataset("shapes", n_total=4, image_size=16).name == "builtin"  # an alias, too
 
