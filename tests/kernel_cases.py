@@ -54,6 +54,13 @@ PRODUCTS = [((5, 7), (7, 3)), ((1, 1), (1, 1)), ((33, 17), (17, 40)), ((2, 3, 20
             pytest.param((1030, 500), (500, 700), marks=BIG)]
 
 
+def float32_error_bound(roundings):
+    """The largest relative error of a float32 value after ``roundings`` correctly rounded
+    operations, each off by at most u = 2^-24 relatively: Higham's gamma_k = k u / (1 - k u)."""
+    u = 2.0 ** -24
+    return roundings * u / (1 - roundings * u)
+
+
 def use_index_type(monkeypatch, index):
     """Have im2col.cu split flat indices as ``index`` ("int" or "long long"): small test
     arrays take the 64-bit path when the int limit is lowered to 0. Every kernel of
@@ -183,14 +190,36 @@ class KernelCases:
         alpha_bar = numpy.cumprod(1 - numpy.linspace(1e-4, 0.05, 100))
         t = rng.integers(0, 100, size=shape[0])
         x0, eps, grad = (rng.normal(size=shape).astype(dtype) for _ in range(3))
-        out, (signal, noise) = noising.reference(x0, eps, alpha_bar.astype(dtype), t)
-        schedule = cupy.asarray(alpha_bar.astype(dtype))
-        close(noising.forward(on_gpu(cupy, x0, "strided"), cupy.asarray(eps), schedule,
+        out, (signal, noise) = noising.reference(x0, eps, alpha_bar, t)
+        tables = noising.device_coefficients(alpha_bar, dtype)
+        close(noising.forward(on_gpu(cupy, x0, "strided"), cupy.asarray(eps), tables,
                               cupy.asarray(t)),
               out, dtype)
-        d_x0, d_eps = noising.backward(on_gpu(cupy, grad, "strided"), schedule, cupy.asarray(t))
+        d_x0, d_eps = noising.backward(on_gpu(cupy, grad, "strided"), tables, cupy.asarray(t))
         close(d_x0, signal * grad, dtype)
         close(d_eps, noise * grad, dtype)
+
+    def test_noising_kernels_keep_float32_precision_near_the_clean_end(self, cupy, rng):
+        """At t = 0 of a 1000-step cosine schedule 1 - alpha_bar is 4.1e-5: computed in float32
+        from alpha_bar rounded to float32 (an error of up to 3e-8), sqrt(1 - alpha_bar) is off
+        by 2.6e-4 relatively. From the float64 schedule each factor is rounded once, and
+        s x0 + n eps is then two products and a sum in float32 (or a product and a fused
+        multiply-add): each term goes through at most 3 roundings, so the error is within
+        float32_error_bound(3) of |s x0| + |n eps|; the backward's s grad and n grad, 2."""
+        from minilean.models import diffusion
+        alpha_bar = diffusion.alpha_bars(diffusion.make_betas("cosine", 1000))
+        t = numpy.zeros(64, dtype=numpy.int64)
+        x0, eps = (rng.normal(size=(64, 5)).astype(numpy.float32) for _ in range(2))
+        signal, noise = numpy.sqrt(alpha_bar[0]), numpy.sqrt(1 - alpha_bar[0])
+        exact = signal * x0.astype(numpy.float64) + noise * eps.astype(numpy.float64)
+        tables = noising.device_coefficients(alpha_bar, numpy.float32)
+        got = noising.forward(cupy.asarray(x0), cupy.asarray(eps), tables, cupy.asarray(t)).get()
+        bound = float32_error_bound(3) * (signal * numpy.abs(x0) + noise * numpy.abs(eps))
+        assert numpy.all(numpy.abs(got - exact) <= bound)
+        d_x0, d_eps = noising.backward(cupy.asarray(eps), tables, cupy.asarray(t))
+        for got, factor in ((d_x0, signal), (d_eps, noise)):
+            numpy.testing.assert_allclose(got.get(), factor * eps.astype(numpy.float64),
+                                          rtol=float32_error_bound(2), atol=0)
 
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("decoupled", [False, True])
