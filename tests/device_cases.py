@@ -138,8 +138,10 @@ def _assert_cuda_matches_cpu(fn, arrays, grad, fast, rtol, atol):
     finally:
         use_fast_kernels(False)
     numpy.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+    assert got.dtype == expected.dtype
     for got_grad, expected_grad in zip(got_grads, expected_grads):
         numpy.testing.assert_allclose(got_grad, expected_grad, rtol=rtol, atol=atol)
+        assert got_grad.dtype == expected_grad.dtype
     return expected
 
 
@@ -162,6 +164,18 @@ def check_fast_activation_keeps_the_left_tail(name):
     grad = numpy.ones(fn(*[minilean.tensor(a) for a in arrays]).shape, numpy.float32)
     expected = _assert_cuda_matches_cpu(fn, arrays, grad, True, rtol=2e-5, atol=0)
     assert numpy.all(expected != 0)
+
+
+def check_fast_norm_takes_affine_parameters_of_another_dtype(rng):
+    """float32 x with float64 weight and bias: the plain layer_norm and group_norm return
+    float32, and so do the fast ones, which hand the kernels the parameters in x's dtype (a
+    float64 array read as float is garbage on a GPU, a refused launch on the stand-in)."""
+    for name in ("layer_norm", "group_norm"):
+        fn, shapes = OPS[name]
+        arrays = [rng.normal(size=shapes[0]).astype(numpy.float32)] + [
+            rng.normal(size=shape) for shape in shapes[1:]]
+        grad = rng.normal(size=shapes[0]).astype(numpy.float32)
+        _assert_cuda_matches_cpu(fn, arrays, grad, True, rtol=1e-4, atol=1e-5)
 
 
 def check_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng):

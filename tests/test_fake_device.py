@@ -37,6 +37,7 @@ from device_cases import (OPS, TAIL_ACTIVATIONS,
                           check_broadcast_gradients_are_summed_by_kernel,
                           check_fast_activation_keeps_the_left_tail,
                           check_fast_conv_transpose_makes_columns_once, check_fast_kernels_are_used,
+                          check_fast_norm_takes_affine_parameters_of_another_dtype,
                           check_fast_q_sample_takes_the_timesteps_the_plain_one_takes,
                           check_graph_sampling_replays_the_network,
                           check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
@@ -449,6 +450,11 @@ def test_engine_op_with_fast_kernels_matches_cpu(rng, fake_cuda, name):
 @pytest.mark.parametrize("name", sorted(TAIL_ACTIVATIONS))
 def test_fast_activation_keeps_the_left_tail(fake_cuda, name):
     check_fast_activation_keeps_the_left_tail(name)
+
+
+@needs_compiler
+def test_fast_norm_takes_affine_parameters_of_another_dtype(rng, fake_cuda):
+    check_fast_norm_takes_affine_parameters_of_another_dtype(rng)
 
 
 @needs_compiler
