@@ -270,10 +270,25 @@ class KernelCases:
         for got, want in zip(device_grads, expected):
             close(got, want, dtype)
 
-    def test_fused_update_rejects_mixed_arrays(self, cupy):
-        params = [cupy.zeros(3, dtype=cupy.float32), cupy.zeros(4, dtype=cupy.float64)]
-        with pytest.raises(ValueError, match="fused update needs contiguous float32 arrays"):
-            ema.fused_ema_update(params, params, 0.9)
+    def test_fused_update_names_what_it_refuses(self, cupy):
+        """check_arrays names the failing property: mixed dtypes, a dtype without a kernel, a
+        strided array, a size that is not the parameter's."""
+        float32 = [cupy.zeros(3, dtype=cupy.float32), cupy.zeros(4, dtype=cupy.float32)]
+        mixed = [float32[0], cupy.zeros(4, dtype=cupy.float64)]
+        with pytest.raises(ValueError, match="fused update needs arrays of one dtype, float32; "
+                                             "got float64 of shape"):
+            ema.fused_ema_update(mixed, mixed, 0.9)
+        halves = [a.astype(cupy.float16) for a in float32]
+        with pytest.raises(ValueError, match="fused update takes float32 or float64 arrays, "
+                                             "got float16"):
+            ema.fused_ema_update(halves, halves, 0.9)
+        strided = [float32[0], cupy.zeros(8, dtype=cupy.float32)[::2]]
+        with pytest.raises(ValueError, match="fused update needs C-contiguous arrays, got a "
+                                             "strided one of shape"):
+            ema.fused_ema_update(strided, float32, 0.9)
+        with pytest.raises(ValueError, match=r"fused update needs arrays of the parameters' "
+                                             r"sizes, got shape \(4,\) for a parameter of 3 "):
+            ema.fused_ema_update(float32, float32[::-1], 0.9)
 
     @pytest.mark.parametrize("x_shape, kernel, stride, padding, dilation", CONVOLUTIONS)
     @pytest.mark.parametrize("dtype", DTYPES)

@@ -1,7 +1,7 @@
 """Gradient clipping by the global norm over all parameters (PyTorch's ``clip_grad_norm_``)."""
-from minilean import backend
 from minilean.autograd.tensor import Tensor
 from minilean.backend import array_module
+from minilean.optim.optimizer import takes_fused
 
 fast_clip_arrays = None  # a fused CUDA version of clip_arrays, set by minilean.cuda
 
@@ -24,9 +24,7 @@ def clip_grad_norm_(parameters, max_norm, eps=1e-6):
     grads = [param.grad.data for param in parameters if param.grad is not None]
     if not grads:
         return Tensor(0.0, dtype="float64")
-    clip = clip_arrays
-    if fast_clip_arrays is not None and backend.device_of(grads[0]) == "cuda":
-        clip = fast_clip_arrays
+    clip = fast_clip_arrays if takes_fused(fast_clip_arrays, [grads]) else clip_arrays
     return Tensor._wrap(clip(grads, max_norm, eps), False)
 
 
