@@ -158,6 +158,7 @@ ACTIVATIONS = {
 def test_activation_reference_matches_op(rng, kind):
     x = rng.normal(scale=3, size=(5, 7))
     x[0, :3] = (0.0, 40.0, -40.0)  # the kink, saturation and the left tail (sigma(-40) ~ 4e-18)
+    x[1, :3] = (numpy.nan, numpy.inf, -numpy.inf)  # NaN stays NaN, relu's max(x, 0) included
     grad = rng.normal(size=x.shape)
     y, (dx,) = value_and_grads(ACTIVATIONS[kind], x, grad=grad)
     reference_y, derivative = activations.reference(kind, x, slope=0.2)
