@@ -283,6 +283,24 @@ class KernelCases:
         for got, want in zip(device_grads, expected):
             close(got, want, dtype)
 
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("special", [numpy.nan, numpy.inf])
+    def test_fused_clip_of_a_nan_or_inf_norm_is_the_plain_ops(self, cupy, rng, dtype, special):
+        """A NaN norm scales every gradient by NaN, as clip_arrays' min(1, nan) does, so the
+        training loop's NaN guard sees it; an infinite one scales by 0 (inf * 0: NaN)."""
+        from minilean.optim.clip import clip_arrays
+        grads = [rng.normal(size=s).astype(dtype) for s in PARAMETER_SHAPES[:3]]
+        grads[2].flat[5] = special
+        expected, norm = clip.reference(grads, 1.0, 1e-6)
+        plain = [grad.copy() for grad in grads]
+        numpy.testing.assert_array_equal(clip_arrays(plain, 1.0, 1e-6), norm)
+        device_grads = [cupy.asarray(grad) for grad in grads]
+        numpy.testing.assert_array_equal(clip.fused_clip_arrays(device_grads, 1.0, 1e-6).get(),
+                                         norm)
+        for got, want, plain_grad in zip(device_grads, expected, plain):
+            numpy.testing.assert_array_equal(want, plain_grad)
+            numpy.testing.assert_array_equal(got.get(), want)
+
     def test_fused_update_names_what_it_refuses(self, cupy):
         """check_arrays names the failing property: mixed dtypes, a dtype without a kernel, a
         strided array, a size that is not the parameter's."""

@@ -19,7 +19,7 @@ program = kernels.Program("clip.cu", [
 def reference(grads, max_norm, eps):
     """(the clipped gradients, the norm before clipping), on NumPy arrays."""
     norm = numpy.sqrt(sum((grad.astype(numpy.float64) ** 2).sum() for grad in grads))
-    scale = min(1.0, max_norm / (norm + eps))
+    scale = numpy.minimum(1.0, max_norm / (norm + eps))  # NaN for a NaN norm; min() would say 1
     return [grad * grad.dtype.type(scale) for grad in grads], norm
 
 
