@@ -153,6 +153,21 @@ class KernelCases:
             softmax.backward(y_gpu, on_gpu(cupy, grad, "strided"), axis, log).get(),
             vjp(y, grad), **tolerance)
 
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("axis", [0, 1])
+    @pytest.mark.parametrize("log", [False, True])
+    def test_softmax_kernels_on_rows_with_infinities_and_nan(self, cupy, dtype, axis, log):
+        """Rows the shift by the maximum cannot make finite give what the op gives: +inf
+        shifts by 0 (softmax [0, nan, 0], log_softmax [-inf, nan, -inf]), an all -inf row
+        stays nan-free in log_softmax's -inf, a NaN makes its row NaN."""
+        inf, nan = numpy.inf, numpy.nan
+        rows = numpy.array([[1.0, inf, 2.0], [-inf, -inf, -inf], [1.0, nan, 2.0], [inf, inf, 0.0],
+                            [-inf, 0.0, 1.0], [nan, inf, -inf], [3.0, -1.0, 0.5]], dtype=dtype)
+        x = rows if axis == 1 else rows.T.copy()
+        y, _ = softmax.reference(x, axis, log)
+        numpy.testing.assert_allclose(
+            softmax.forward(on_gpu(cupy, x, "strided"), axis, log).get(), y, **TOLERANCE[dtype])
+
     @pytest.mark.parametrize("which, shape, count", NORMS)
     @pytest.mark.parametrize("dtype", DTYPES)
     # (affine weight and bias, SiLU fused after the norm)

@@ -202,6 +202,18 @@ def test_softmax_reference_matches_op(rng, shape, axis, log):
     numpy.testing.assert_allclose(vjp(reference_y, grad), dx, rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_reference_matches_op_on_rows_with_infinities_and_nan(log):
+    """A +inf maximum shifts by 0 in both (softmax [0, nan, 0], not all nan)."""
+    inf, nan = numpy.inf, numpy.nan
+    x = numpy.array([[1.0, inf, 2.0], [-inf, -inf, -inf], [1.0, nan, 2.0], [inf, inf, 0.0],
+                     [-inf, 0.0, 1.0]])
+    op = reduce_ops.log_softmax if log else reduce_ops.softmax
+    y = op(minilean.tensor(x, dtype=x.dtype), 1).numpy()
+    numpy.testing.assert_array_equal(softmax.reference(x, 1, log)[0], y)
+    assert numpy.isnan(y[0]).tolist() == [False, True, False]
+
+
 @pytest.mark.parametrize("affine", [(True, True), (True, False), (False, True), (False, False)])
 def test_layer_norm_reference_matches_op(rng, affine):
     x = rng.normal(loc=2, size=(3, 4, 6))
