@@ -298,6 +298,20 @@ class KernelCases:
         for got, want in zip(device_grads, expected):
             close(got, want, dtype)
 
+    def test_fused_ema_keeps_float32_precision_at_decay_near_one(self, cupy, rng):
+        """decay 0.9999: 1 - decay taken in float32 from decay rounded to float32 is off by
+        1.7e-4 relatively; from the host, in double and rounded once, by at most one rounding.
+        From averages of 0 the new average is -(1 - decay)(0 - p): that rounding and the
+        product's (0 - p and 0 - x are exact), float32_error_bound(2) of the float64 update."""
+        from minilean.optim.ema import ema_update
+        params = [rng.normal(size=s).astype(numpy.float32) for s in PARAMETER_SHAPES[:4]]
+        averages = [cupy.zeros(p.shape, dtype=numpy.float32) for p in params]
+        ema.fused_ema_update(averages, [cupy.asarray(p) for p in params], 0.9999)
+        exact = [numpy.zeros(p.shape) for p in params]
+        ema_update(exact, [p.astype(numpy.float64) for p in params], 0.9999)
+        for got, want in zip(averages, exact):
+            numpy.testing.assert_allclose(got.get(), want, rtol=float32_error_bound(2), atol=0)
+
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("special", [numpy.nan, numpy.inf])
     def test_fused_clip_of_a_nan_or_inf_norm_is_the_plain_ops(self, cupy, rng, dtype, special):
