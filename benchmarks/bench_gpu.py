@@ -145,7 +145,7 @@ def fused_kernels(elements, tensors=8):
             3 * value_bytes, lambda: ema.fused_ema_update(averages, params, 0.999)),
         # the norm's pass reads the gradients, the scaling pass reads and writes them (by a
         # factor of 1 under this max_norm, so that the repeats leave the values as they are)
-        f"gradient clipping over {tensors} tensors, 2 launches": (
+        f"gradient clipping over {tensors} tensors, 2 passes": (
             3 * value_bytes, lambda: clip.fused_clip_arrays(grads, 1e30, 1e-6)),
         "q_sample forward": (3 * value_bytes, lambda: noising.forward(x0, noise, tables, t)),
         "q_sample backward": (3 * value_bytes, lambda: noising.backward(x0, tables, t)),

@@ -1,4 +1,4 @@
-// clip.cu: clipping every gradient of a model by their global 2-norm, in two launches.
+// clip.cu: clipping every gradient of a model by their global 2-norm, in two passes over them.
 //
 //   squared_norm_partials:  partials[block] = sum of g^2 over the block's elements (in double,
 //                           so many float32 squares do not lose the small ones)

@@ -1,4 +1,6 @@
-"""Gradient clipping by the global norm over all parameters in two launches (``clip.cu``).
+"""Gradient clipping by the global norm over all parameters in two passes over the gradients
+(``clip.cu``): four launches in all, the squared norm's partial sums, ``sum_rows`` adding them,
+the scaling, and ``cupy.sqrt`` of the returned norm.
 
 ``fused_clip_arrays`` has the signature of ``minilean.optim.clip.clip_arrays`` and is what the
 registry installs as ``minilean.optim.clip.fast_clip_arrays``. The plain version costs two
