@@ -201,6 +201,7 @@ T rsqrt(T x) {
 using std::erf;
 using std::exp;
 using std::fabs;
+using std::isfinite;
 using std::log;
 using std::max;
 using std::sqrt;

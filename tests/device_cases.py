@@ -138,8 +138,10 @@ def _assert_cuda_matches_cpu(fn, arrays, grad, fast, rtol, atol):
     finally:
         use_fast_kernels(False)
     numpy.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+    assert got.dtype == expected.dtype
     for got_grad, expected_grad in zip(got_grads, expected_grads):
         numpy.testing.assert_allclose(got_grad, expected_grad, rtol=rtol, atol=atol)
+        assert got_grad.dtype == expected_grad.dtype
     return expected
 
 
@@ -162,6 +164,90 @@ def check_fast_activation_keeps_the_left_tail(name):
     grad = numpy.ones(fn(*[minilean.tensor(a) for a in arrays]).shape, numpy.float32)
     expected = _assert_cuda_matches_cpu(fn, arrays, grad, True, rtol=2e-5, atol=0)
     assert numpy.all(expected != 0)
+
+
+def check_fast_norm_takes_affine_parameters_of_another_dtype(rng):
+    """float32 x with float64 weight and bias: the plain layer_norm and group_norm return
+    float32, and so do the fast ones, which hand the kernels the parameters in x's dtype (a
+    float64 array read as float is garbage on a GPU, a refused launch on the stand-in)."""
+    for name in ("layer_norm", "group_norm"):
+        fn, shapes = OPS[name]
+        arrays = [rng.normal(size=shapes[0]).astype(numpy.float32)] + [
+            rng.normal(size=shape) for shape in shapes[1:]]
+        grad = rng.normal(size=shapes[0]).astype(numpy.float32)
+        _assert_cuda_matches_cpu(fn, arrays, grad, True, rtol=1e-4, atol=1e-5)
+
+
+def check_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng):
+    """The fast q_sample reads only timesteps it was given, and only inside the schedule. A
+    count of them that is neither one nor the batch's runs the plain op, which refuses it as
+    broadcasting does; timesteps on the host are read as the plain op's indexing reads them
+    (a negative one from the end, one past either end an IndexError); timesteps on the device,
+    which cannot be checked without waiting for a copy back, wrap around as CuPy's indexing
+    does."""
+    alpha_bar = D.alpha_bars(D.make_betas("linear", 10))
+    x0, eps, grad = (rng.normal(size=(4, 3)).astype(numpy.float32) for _ in range(3))
+
+    def noised_with(timesteps):  # {device: the timesteps q_sample gets there}
+        return lambda a, b: D.q_sample(alpha_bar, a, timesteps[a.device], b)
+
+    for device in ("cpu", "cuda"):
+        use_fast_kernels(device == "cuda")
+        try:
+            with pytest.raises(ValueError, match="broadcast"):
+                _run_op(noised_with({device: [1, 2]}), (x0, eps), device, grad)
+            for t, index in ((numpy.array([0, 10, 1, 1]), 10),
+                             (numpy.array([-11, 0, 1, 1]), -11), (10, 10)):
+                with pytest.raises(IndexError, match=f"index {index} is out of bounds"):
+                    _run_op(noised_with({device: t}), (x0, eps), device, grad)
+        finally:
+            use_fast_kernels(False)
+    on_device = backend.xp_for("cuda").asarray(numpy.array([12, -1, 3, 25]))
+    for timesteps in ({"cpu": numpy.array([2, 9, 3, 5]), "cuda": on_device},
+                      *({"cpu": t, "cuda": t} for t in (numpy.array([-1, 0, 9, 3]), -2, [5],
+                                                        numpy.int64(7)))):
+        _assert_cuda_matches_cpu(noised_with(timesteps), (x0, eps), grad, True, rtol=1e-5,
+                                 atol=1e-6)
+
+
+def check_fused_updates_take_what_the_plain_ones_take():
+    """With fast kernels on, gradient clipping, Adam and the EMA on "cuda" take what their plain
+    updates take, by those updates where no kernel applies: float16 parameters (the kernels are
+    float32 or float64) and float32 ones beside float64 ones (a kernel runs over one dtype),
+    with the CPU's results; and a step where no parameter has a gradient does nothing."""
+    from minilean.nn.module import Module, Parameter
+    from minilean.optim import EMA, Adam, clip_grad_norm_
+    host = numpy.random.default_rng(0)
+    values = [host.normal(size=shape) for shape in ((3, 4), (5,))]
+    for dtypes in ((numpy.float16, numpy.float16), (numpy.float32, numpy.float64)):
+        results = []
+        for device in ("cpu", "cuda"):
+            use_fast_kernels(device == "cuda")
+            try:
+                model = Module()
+                for k, (value, dtype) in enumerate(zip(values, dtypes)):
+                    setattr(model, f"p{k}", Parameter(minilean.tensor(value.astype(dtype),
+                                                                      device=device).data))
+                params = list(model.parameters())
+                average, optimizer = EMA(model, 0.9), Adam(params, lr=0.1)
+                optimizer.step()  # no gradients yet: nothing to update
+                for param in params:
+                    param.grad = minilean.tensor(param.numpy() * 3, device=device)
+                norm = clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                average.update(model)
+                results.append([numpy.asarray(norm.item())] + [p.numpy() for p in params] + [
+                    backend.to_device(a, "cpu") for a in average.shadow.values()])
+            finally:
+                use_fast_kernels(False)
+        plain, fast = results
+        # CuPy's float16 arithmetic may round differently from NumPy's (float16 carries about
+        # 3 significant digits); in float32 the two differ by a few ulps at most
+        tolerance = (dict(rtol=1e-2, atol=1e-3) if dtypes[0] == numpy.float16
+                     else dict(rtol=1e-5, atol=1e-6))
+        for got, expected in zip(fast, plain):
+            assert got.dtype == expected.dtype
+            numpy.testing.assert_allclose(got, expected, **tolerance)
 
 
 # name: (function of tensors whose last op declares Function.fresh_grads, input shapes)

@@ -54,6 +54,26 @@ PRODUCTS = [((5, 7), (7, 3)), ((1, 1), (1, 1)), ((33, 17), (17, 40)), ((2, 3, 20
             pytest.param((1030, 500), (500, 700), marks=BIG)]
 
 
+def float32_error_bound(roundings):
+    """The largest relative error of a float32 value after ``roundings`` correctly rounded
+    operations, each off by at most u = 2^-24 relatively: Higham's gamma_k = k u / (1 - k u)."""
+    u = 2.0 ** -24
+    return roundings * u / (1 - roundings * u)
+
+
+# what each kernel must treat as the op it replaces does: NaN stays NaN (relu's max(x, 0)
+# included), and infinities give what the op's formula gives at them
+SPECIAL_VALUES = numpy.array([numpy.nan, numpy.inf, -numpy.inf, 0.0, -0.0])
+
+
+def with_special_values(x):
+    """``x`` with its first elements replaced by SPECIAL_VALUES (as many as fit)."""
+    x = x.copy()
+    count = min(x.size, len(SPECIAL_VALUES))
+    x.flat[:count] = SPECIAL_VALUES[:count]
+    return x
+
+
 def use_index_type(monkeypatch, index):
     """Have im2col.cu split flat indices as ``index`` ("int" or "long long"): small test
     arrays take the 64-bit path when the int limit is lowered to 0. Every kernel of
@@ -79,7 +99,7 @@ class KernelCases:
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("layout", LAYOUTS + ["offset"])
     def test_activation_kernels(self, cupy, rng, kind, size, dtype, layout):
-        x = rng.normal(scale=3, size=size).astype(dtype)
+        x = with_special_values(rng.normal(scale=3, size=size).astype(dtype))
         grad = rng.normal(size=size).astype(dtype)
         y, derivative = activations.reference(kind, x, slope=0.1)
         close(activations.forward(kind, on_gpu(cupy, x, layout), 0.1), y, dtype)
@@ -133,6 +153,21 @@ class KernelCases:
             softmax.backward(y_gpu, on_gpu(cupy, grad, "strided"), axis, log).get(),
             vjp(y, grad), **tolerance)
 
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("axis", [0, 1])
+    @pytest.mark.parametrize("log", [False, True])
+    def test_softmax_kernels_on_rows_with_infinities_and_nan(self, cupy, dtype, axis, log):
+        """Rows the shift by the maximum cannot make finite give what the op gives: +inf
+        shifts by 0 (softmax [0, nan, 0], log_softmax [-inf, nan, -inf]), an all -inf row
+        stays nan-free in log_softmax's -inf, a NaN makes its row NaN."""
+        inf, nan = numpy.inf, numpy.nan
+        rows = numpy.array([[1.0, inf, 2.0], [-inf, -inf, -inf], [1.0, nan, 2.0], [inf, inf, 0.0],
+                            [-inf, 0.0, 1.0], [nan, inf, -inf], [3.0, -1.0, 0.5]], dtype=dtype)
+        x = rows if axis == 1 else rows.T.copy()
+        y, _ = softmax.reference(x, axis, log)
+        numpy.testing.assert_allclose(
+            softmax.forward(on_gpu(cupy, x, "strided"), axis, log).get(), y, **TOLERANCE[dtype])
+
     @pytest.mark.parametrize("which, shape, count", NORMS)
     @pytest.mark.parametrize("dtype", DTYPES)
     # (affine weight and bias, SiLU fused after the norm)
@@ -183,14 +218,36 @@ class KernelCases:
         alpha_bar = numpy.cumprod(1 - numpy.linspace(1e-4, 0.05, 100))
         t = rng.integers(0, 100, size=shape[0])
         x0, eps, grad = (rng.normal(size=shape).astype(dtype) for _ in range(3))
-        out, (signal, noise) = noising.reference(x0, eps, alpha_bar.astype(dtype), t)
-        schedule = cupy.asarray(alpha_bar.astype(dtype))
-        close(noising.forward(on_gpu(cupy, x0, "strided"), cupy.asarray(eps), schedule,
+        out, (signal, noise) = noising.reference(x0, eps, alpha_bar, t)
+        tables = noising.device_coefficients(alpha_bar, dtype)
+        close(noising.forward(on_gpu(cupy, x0, "strided"), cupy.asarray(eps), tables,
                               cupy.asarray(t)),
               out, dtype)
-        d_x0, d_eps = noising.backward(on_gpu(cupy, grad, "strided"), schedule, cupy.asarray(t))
+        d_x0, d_eps = noising.backward(on_gpu(cupy, grad, "strided"), tables, cupy.asarray(t))
         close(d_x0, signal * grad, dtype)
         close(d_eps, noise * grad, dtype)
+
+    def test_noising_kernels_keep_float32_precision_near_the_clean_end(self, cupy, rng):
+        """At t = 0 of a 1000-step cosine schedule 1 - alpha_bar is 4.1e-5: computed in float32
+        from alpha_bar rounded to float32 (an error of up to 3e-8), sqrt(1 - alpha_bar) is off
+        by 2.6e-4 relatively. From the float64 schedule each factor is rounded once, and
+        s x0 + n eps is then two products and a sum in float32 (or a product and a fused
+        multiply-add): each term goes through at most 3 roundings, so the error is within
+        float32_error_bound(3) of |s x0| + |n eps|; the backward's s grad and n grad, 2."""
+        from minilean.models import diffusion
+        alpha_bar = diffusion.alpha_bars(diffusion.make_betas("cosine", 1000))
+        t = numpy.zeros(64, dtype=numpy.int64)
+        x0, eps = (rng.normal(size=(64, 5)).astype(numpy.float32) for _ in range(2))
+        signal, noise = numpy.sqrt(alpha_bar[0]), numpy.sqrt(1 - alpha_bar[0])
+        exact = signal * x0.astype(numpy.float64) + noise * eps.astype(numpy.float64)
+        tables = noising.device_coefficients(alpha_bar, numpy.float32)
+        got = noising.forward(cupy.asarray(x0), cupy.asarray(eps), tables, cupy.asarray(t)).get()
+        bound = float32_error_bound(3) * (signal * numpy.abs(x0) + noise * numpy.abs(eps))
+        assert numpy.all(numpy.abs(got - exact) <= bound)
+        d_x0, d_eps = noising.backward(cupy.asarray(eps), tables, cupy.asarray(t))
+        for got, factor in ((d_x0, signal), (d_eps, noise)):
+            numpy.testing.assert_allclose(got.get(), factor * eps.astype(numpy.float64),
+                                          rtol=float32_error_bound(2), atol=0)
 
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("decoupled", [False, True])
@@ -241,10 +298,57 @@ class KernelCases:
         for got, want in zip(device_grads, expected):
             close(got, want, dtype)
 
-    def test_fused_update_rejects_mixed_arrays(self, cupy):
-        params = [cupy.zeros(3, dtype=cupy.float32), cupy.zeros(4, dtype=cupy.float64)]
-        with pytest.raises(ValueError, match="fused update needs contiguous float32 arrays"):
-            ema.fused_ema_update(params, params, 0.9)
+    def test_fused_ema_keeps_float32_precision_at_decay_near_one(self, cupy, rng):
+        """decay 0.9999: 1 - decay taken in float32 from decay rounded to float32 is off by
+        1.7e-4 relatively; from the host, in double and rounded once, by at most one rounding.
+        From averages of 0 the new average is -(1 - decay)(0 - p): that rounding and the
+        product's (0 - p and 0 - x are exact), float32_error_bound(2) of the float64 update."""
+        from minilean.optim.ema import ema_update
+        params = [rng.normal(size=s).astype(numpy.float32) for s in PARAMETER_SHAPES[:4]]
+        averages = [cupy.zeros(p.shape, dtype=numpy.float32) for p in params]
+        ema.fused_ema_update(averages, [cupy.asarray(p) for p in params], 0.9999)
+        exact = [numpy.zeros(p.shape) for p in params]
+        ema_update(exact, [p.astype(numpy.float64) for p in params], 0.9999)
+        for got, want in zip(averages, exact):
+            numpy.testing.assert_allclose(got.get(), want, rtol=float32_error_bound(2), atol=0)
+
+    @pytest.mark.parametrize("dtype", DTYPES)
+    @pytest.mark.parametrize("special", [numpy.nan, numpy.inf])
+    def test_fused_clip_of_a_nan_or_inf_norm_is_the_plain_ops(self, cupy, rng, dtype, special):
+        """A NaN norm scales every gradient by NaN, as clip_arrays' min(1, nan) does, so the
+        training loop's NaN guard sees it; an infinite one scales by 0 (inf * 0: NaN)."""
+        from minilean.optim.clip import clip_arrays
+        grads = [rng.normal(size=s).astype(dtype) for s in PARAMETER_SHAPES[:3]]
+        grads[2].flat[5] = special
+        expected, norm = clip.reference(grads, 1.0, 1e-6)
+        plain = [grad.copy() for grad in grads]
+        numpy.testing.assert_array_equal(clip_arrays(plain, 1.0, 1e-6), norm)
+        device_grads = [cupy.asarray(grad) for grad in grads]
+        numpy.testing.assert_array_equal(clip.fused_clip_arrays(device_grads, 1.0, 1e-6).get(),
+                                         norm)
+        for got, want, plain_grad in zip(device_grads, expected, plain):
+            numpy.testing.assert_array_equal(want, plain_grad)
+            numpy.testing.assert_array_equal(got.get(), want)
+
+    def test_fused_update_names_what_it_refuses(self, cupy):
+        """check_arrays names the failing property: mixed dtypes, a dtype without a kernel, a
+        strided array, a size that is not the parameter's."""
+        float32 = [cupy.zeros(3, dtype=cupy.float32), cupy.zeros(4, dtype=cupy.float32)]
+        mixed = [float32[0], cupy.zeros(4, dtype=cupy.float64)]
+        with pytest.raises(ValueError, match="fused update needs arrays of one dtype, float32; "
+                                             "got float64 of shape"):
+            ema.fused_ema_update(mixed, mixed, 0.9)
+        halves = [a.astype(cupy.float16) for a in float32]
+        with pytest.raises(ValueError, match="fused update takes float32 or float64 arrays, "
+                                             "got float16"):
+            ema.fused_ema_update(halves, halves, 0.9)
+        strided = [float32[0], cupy.zeros(8, dtype=cupy.float32)[::2]]
+        with pytest.raises(ValueError, match="fused update needs C-contiguous arrays, got a "
+                                             "strided one of shape"):
+            ema.fused_ema_update(strided, float32, 0.9)
+        with pytest.raises(ValueError, match=r"fused update needs arrays of the parameters' "
+                                             r"sizes, got shape \(4,\) for a parameter of 3 "):
+            ema.fused_ema_update(float32, float32[::-1], 0.9)
 
     @pytest.mark.parametrize("x_shape, kernel, stride, padding, dilation", CONVOLUTIONS)
     @pytest.mark.parametrize("dtype", DTYPES)

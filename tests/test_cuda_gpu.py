@@ -22,6 +22,9 @@ from device_cases import (FRESH_GRAD_CASES, OPS, TAIL_ACTIVATIONS, assert_fresh_
                           check_broadcast_gradients_are_summed_by_kernel,
                           check_fast_activation_keeps_the_left_tail,
                           check_fast_conv_transpose_makes_columns_once, check_fast_kernels_are_used,
+                          check_fast_norm_takes_affine_parameters_of_another_dtype,
+                          check_fast_q_sample_takes_the_timesteps_the_plain_one_takes,
+                          check_fused_updates_take_what_the_plain_ones_take,
                           check_fast_kernels_train_like_plain,
                           check_graph_sampling_replays_the_network, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts,
@@ -58,6 +61,18 @@ def test_fast_kernels_are_actually_used():
 @pytest.mark.parametrize("name", sorted(TAIL_ACTIVATIONS))
 def test_fast_activation_keeps_the_left_tail(name):
     check_fast_activation_keeps_the_left_tail(name)
+
+
+def test_fast_norm_takes_affine_parameters_of_another_dtype(rng):
+    check_fast_norm_takes_affine_parameters_of_another_dtype(rng)
+
+
+def test_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng):
+    check_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng)
+
+
+def test_fused_updates_take_what_the_plain_ones_take():
+    check_fused_updates_take_what_the_plain_ones_take()
 
 
 def test_fast_conv_transpose_makes_columns_once(rng, monkeypatch):

@@ -158,6 +158,7 @@ ACTIVATIONS = {
 def test_activation_reference_matches_op(rng, kind):
     x = rng.normal(scale=3, size=(5, 7))
     x[0, :3] = (0.0, 40.0, -40.0)  # the kink, saturation and the left tail (sigma(-40) ~ 4e-18)
+    x[1, :3] = (numpy.nan, numpy.inf, -numpy.inf)  # NaN stays NaN, relu's max(x, 0) included
     grad = rng.normal(size=x.shape)
     y, (dx,) = value_and_grads(ACTIVATIONS[kind], x, grad=grad)
     reference_y, derivative = activations.reference(kind, x, slope=0.2)
@@ -199,6 +200,18 @@ def test_softmax_reference_matches_op(rng, shape, axis, log):
     reference_y, vjp = softmax.reference(x, axis, log)
     numpy.testing.assert_allclose(reference_y, y, rtol=1e-12, atol=1e-15)
     numpy.testing.assert_allclose(vjp(reference_y, grad), dx, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_reference_matches_op_on_rows_with_infinities_and_nan(log):
+    """A +inf maximum shifts by 0 in both (softmax [0, nan, 0], not all nan)."""
+    inf, nan = numpy.inf, numpy.nan
+    x = numpy.array([[1.0, inf, 2.0], [-inf, -inf, -inf], [1.0, nan, 2.0], [inf, inf, 0.0],
+                     [-inf, 0.0, 1.0]])
+    op = reduce_ops.log_softmax if log else reduce_ops.softmax
+    y = op(minilean.tensor(x, dtype=x.dtype), 1).numpy()
+    numpy.testing.assert_array_equal(softmax.reference(x, 1, log)[0], y)
+    assert numpy.isnan(y[0]).tolist() == [False, True, False]
 
 
 @pytest.mark.parametrize("affine", [(True, True), (True, False), (False, True), (False, False)])
@@ -310,9 +323,13 @@ def test_ema_reference_matches_ema_update(rng):
         numpy.testing.assert_allclose(ema.reference(average, param, 0.9), engine, rtol=1e-12)
 
 
-def test_clip_reference_matches_clip_grad_norm(rng):
+@pytest.mark.parametrize("special", [None, numpy.nan, numpy.inf])
+def test_clip_reference_matches_clip_grad_norm(rng, special):
+    """Also for a NaN norm (every gradient NaN, as min(1, nan) makes them) and an infinite one."""
     from minilean.optim.clip import clip_arrays
     grads = [rng.normal(size=(3, 4)), rng.normal(size=5) * 10]
+    if special is not None:
+        grads[1][3] = special
     expected, norm = clip.reference(grads, 1.5, 1e-6)
     got = [grad.copy() for grad in grads]
     numpy.testing.assert_allclose(clip_arrays(got, 1.5, 1e-6), norm, rtol=1e-15)

@@ -37,6 +37,9 @@ from device_cases import (OPS, TAIL_ACTIVATIONS,
                           check_broadcast_gradients_are_summed_by_kernel,
                           check_fast_activation_keeps_the_left_tail,
                           check_fast_conv_transpose_makes_columns_once, check_fast_kernels_are_used,
+                          check_fast_norm_takes_affine_parameters_of_another_dtype,
+                          check_fast_q_sample_takes_the_timesteps_the_plain_one_takes,
+                          check_fused_updates_take_what_the_plain_ones_take,
                           check_graph_sampling_replays_the_network,
                           check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts)
@@ -448,6 +451,21 @@ def test_engine_op_with_fast_kernels_matches_cpu(rng, fake_cuda, name):
 @pytest.mark.parametrize("name", sorted(TAIL_ACTIVATIONS))
 def test_fast_activation_keeps_the_left_tail(fake_cuda, name):
     check_fast_activation_keeps_the_left_tail(name)
+
+
+@needs_compiler
+def test_fast_norm_takes_affine_parameters_of_another_dtype(rng, fake_cuda):
+    check_fast_norm_takes_affine_parameters_of_another_dtype(rng)
+
+
+@needs_compiler
+def test_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng, fake_cuda):
+    check_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng)
+
+
+@needs_compiler
+def test_fused_updates_take_what_the_plain_ones_take(fake_cuda):
+    check_fused_updates_take_what_the_plain_ones_take()
 
 
 @needs_compiler

@@ -25,9 +25,11 @@ template <typename T> __device__ T gelu_two_u(T x) {
 
 // The kind is a template argument, known where the kernel is compiled (activations.cu has a
 // kernel per kind, norm.cu names SILU): each use compiles to that one formula, no switch.
+// NaN goes through every formula as through the plain op: relu is max(x, 0), which keeps NaN
+// (so the comparison is the one that is false for NaN), and leaky_relu's slope * NaN is NaN.
 template <int KIND, typename T> __device__ T activation(T x, T slope) {
   switch (KIND) {
-    case RELU: return x > T(0) ? x : T(0);
+    case RELU: return x <= T(0) ? T(0) : x;
     case LEAKY_RELU: return x > T(0) ? x : slope * x;
     case SILU: return x * tail_accurate_sigmoid(x);
     case GELU: return x * T(0.5) * (T(1) + erf(x * T(INV_SQRT_2)));

@@ -1,4 +1,6 @@
-"""Gradient clipping by the global norm over all parameters in two launches (``clip.cu``).
+"""Gradient clipping by the global norm over all parameters in two passes over the gradients
+(``clip.cu``): four launches in all, the squared norm's partial sums, ``sum_rows`` adding them,
+the scaling, and ``cupy.sqrt`` of the returned norm.
 
 ``fused_clip_arrays`` has the signature of ``minilean.optim.clip.clip_arrays`` and is what the
 registry installs as ``minilean.optim.clip.fast_clip_arrays``. The plain version costs two
@@ -19,7 +21,7 @@ program = kernels.Program("clip.cu", [
 def reference(grads, max_norm, eps):
     """(the clipped gradients, the norm before clipping), on NumPy arrays."""
     norm = numpy.sqrt(sum((grad.astype(numpy.float64) ** 2).sum() for grad in grads))
-    scale = min(1.0, max_norm / (norm + eps))
+    scale = numpy.minimum(1.0, max_norm / (norm + eps))  # NaN for a NaN norm; min() would say 1
     return [grad * grad.dtype.type(scale) for grad in grads], norm
 
 

@@ -127,11 +127,13 @@ def _output_flags(weight, bias, silu):
     return numpy.int32(weight is not None), numpy.int32(bias is not None), numpy.int32(silu)
 
 
-def _flat(array, absent):
-    """``array`` contiguous and flat; for an absent weight or bias, ``absent``: any array of
-    the right type, which the kernel is told (by a 0 flag) never to read."""
+def _flat(array, x):
+    """``array`` contiguous, flat and of x's dtype; for an absent weight or bias, ``x``: any
+    array of the right type, which the kernel is told (by a 0 flag) never to read. A float64
+    weight beside float32 x is converted, as the kernel reads x's type (the plain ops return
+    x's dtype too)."""
     import cupy
-    return absent if array is None else cupy.ascontiguousarray(array).reshape(-1)
+    return x if array is None else cupy.ascontiguousarray(array, dtype=x.dtype).reshape(-1)
 
 
 def _fast_norm(op_name, layout_of, fresh_grads):

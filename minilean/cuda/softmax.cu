@@ -18,7 +18,10 @@ __global__ void softmax_forward(const T* x, T* y, long long rows, long long leng
     for (long long j = threadIdx.x; j < length; j += blockDim.x)
       maximum = max(maximum, x[start + j * inner]);
     maximum = block_reduce(maximum, MaxOp(), negative_infinity<T>());
-    if (maximum == negative_infinity<T>()) maximum = T(0);  // an all -inf row: no nan from the shift
+    // a maximum that is not finite shifts by 0, as the plain op's _shifted_exp does: an all
+    // -inf row then gives no NaN from -inf - -inf, and a row with +inf gives softmax
+    // [0, nan, 0] (log_softmax [-inf, nan, -inf]) rather than NaN everywhere from inf - inf
+    if (!isfinite(maximum)) maximum = T(0);
     T sum = T(0);
     for (long long j = threadIdx.x; j < length; j += blockDim.x)
       sum += exp(x[start + j * inner] - maximum);

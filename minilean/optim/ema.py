@@ -12,8 +12,8 @@ hook as the optimizers' ``fast_update`` (see ``minilean/optim/optimizer.py``).
 """
 import contextlib
 
-from minilean import backend
 from minilean.nn.module import copy_into
+from minilean.optim.optimizer import takes_fused
 
 
 def ema_update(averages, params, decay):
@@ -44,11 +44,11 @@ class EMA:
     def update(self, model):
         """Fold the model's current weights into the average (call after each optimizer step)."""
         pairs = self._pairs(model)
-        averages = [average for average, _ in pairs]
+        roles = [[average for average, _ in pairs], [param.data for _, param in pairs]]
         update = self.update_arrays
-        if self.fast_update_arrays is not None and backend.device_of(averages[0]) == "cuda":
+        if takes_fused(self.fast_update_arrays, roles):
             update = self.fast_update_arrays
-        update(averages, [param.data for _, param in pairs], self.decay)
+        update(*roles, self.decay)
         self.num_updates += 1
 
     def copy_to(self, model):
