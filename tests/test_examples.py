@@ -8,8 +8,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(script):
+    # One BLAS thread: the examples' products are small, and OpenBLAS's threads, waiting on
+    # each other, made the ring example take 95 s instead of 5 on a machine busy with other
+    # work (README, "Threads"); with one it takes 4-5 s either way.
+    environment = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", script)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, env=environment)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
