@@ -66,6 +66,13 @@ def float32_error_bound(roundings):
 SPECIAL_VALUES = numpy.array([numpy.nan, numpy.inf, -numpy.inf, 0.0, -0.0])
 
 
+# for the checks that feed NaN and infinities on purpose: NumPy's warnings about the arithmetic
+# they make are expected there (and only there)
+ON_SPECIAL_VALUES = pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning",
+                                               "ignore:overflow:RuntimeWarning",
+                                               "ignore:divide by zero:RuntimeWarning")
+
+
 def with_special_values(x):
     """``x`` with its first elements replaced by SPECIAL_VALUES (as many as fit)."""
     x = x.copy()
@@ -98,6 +105,7 @@ class KernelCases:
     @pytest.mark.parametrize("size", SHAPES)
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("layout", LAYOUTS + ["offset"])
+    @ON_SPECIAL_VALUES
     def test_activation_kernels(self, cupy, rng, kind, size, dtype, layout):
         x = with_special_values(rng.normal(scale=3, size=size).astype(dtype))
         grad = rng.normal(size=size).astype(dtype)
@@ -156,6 +164,7 @@ class KernelCases:
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("axis", [0, 1])
     @pytest.mark.parametrize("log", [False, True])
+    @ON_SPECIAL_VALUES
     def test_softmax_kernels_on_rows_with_infinities_and_nan(self, cupy, dtype, axis, log):
         """Rows the shift by the maximum cannot make finite give what the op gives: +inf
         shifts by 0 (softmax [0, nan, 0], log_softmax [-inf, nan, -inf]), an all -inf row
@@ -314,6 +323,7 @@ class KernelCases:
 
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("special", [numpy.nan, numpy.inf])
+    @ON_SPECIAL_VALUES
     def test_fused_clip_of_a_nan_or_inf_norm_is_the_plain_ops(self, cupy, rng, dtype, special):
         """A NaN norm scales every gradient by NaN, as clip_arrays' min(1, nan) does, so the
         training loop's NaN guard sees it; an infinite one scales by 0 (inf * 0: NaN)."""

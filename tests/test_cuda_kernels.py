@@ -18,6 +18,7 @@ from minilean.cuda import (activations, adam, clip, compile as kernels, ema, im2
                            noising, norm, reduce, registry, softmax, use_fast_kernels)
 from minilean.cuda import matmul  # also registers matmul.cu in kernels.PROGRAMS
 from minilean.models import diffusion as diffusion_ops
+from kernel_cases import ON_SPECIAL_VALUES
 
 
 def leaf(array):
@@ -155,6 +156,7 @@ ACTIVATIONS = {
 
 
 @pytest.mark.parametrize("kind", sorted(ACTIVATIONS))
+@ON_SPECIAL_VALUES
 def test_activation_reference_matches_op(rng, kind):
     x = rng.normal(scale=3, size=(5, 7))
     x[0, :3] = (0.0, 40.0, -40.0)  # the kink, saturation and the left tail (sigma(-40) ~ 4e-18)
@@ -203,6 +205,7 @@ def test_softmax_reference_matches_op(rng, shape, axis, log):
 
 
 @pytest.mark.parametrize("log", [False, True])
+@ON_SPECIAL_VALUES
 def test_softmax_reference_matches_op_on_rows_with_infinities_and_nan(log):
     """A +inf maximum shifts by 0 in both (softmax [0, nan, 0], not all nan)."""
     inf, nan = numpy.inf, numpy.nan
@@ -324,6 +327,7 @@ def test_ema_reference_matches_ema_update(rng):
 
 
 @pytest.mark.parametrize("special", [None, numpy.nan, numpy.inf])
+@ON_SPECIAL_VALUES
 def test_clip_reference_matches_clip_grad_norm(rng, special):
     """Also for a NaN norm (every gradient NaN, as min(1, nan) makes them) and an infinite one."""
     from minilean.optim.clip import clip_arrays
