@@ -172,6 +172,7 @@ def test_an_unknown_command_is_a_one_line_error(capsys):
     (["--steps=1", "--cpu", "--steps", "2"], "steps"),
     (["--image-size=16", "--image_size=16"], "image-size"),  # fire reads both as image_size
     (["--noisy-ppm=a.ppm", "--noisy-ppm=b.ppm"], "noisy-ppm"),  # with =, --no... is no negation
+    (["--noisy-ppm", "--noisy-ppm"], "noisy-ppm"),  # a flag's own name is no negation either
 ])
 def test_a_flag_given_twice_is_a_one_line_error(argv, name, capsys):
     code, err = fail(["diffusion", *argv], capsys)
