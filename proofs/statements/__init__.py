@@ -1,3 +1,3 @@
 """Importing this package registers every statement, area by area."""
 from proofs.statements import (autograd, diffusion, gan, mae, objective, vae, vqvae,  # noqa: F401
-                                likelihood, wiring)
+                                likelihood, wiring, v_prediction)

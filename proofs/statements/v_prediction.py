@@ -1,0 +1,183 @@
+"""v-prediction (Salimans & Ho), the default ``--prediction v``: ``v_target``,
+``eps_model_from_v`` and ``v_prediction_loss`` of ``minilean.models.diffusion``.
+
+With a = alpha_bar_t, s = sqrt(a), n = sqrt(1 - a) (s^2 + n^2 = 1) and x_t = s x0 + n eps:
+
+    v = s eps - n x0,     eps = n x_t + s v,     x0 = s x_t - n v.
+
+Rounding counts (numerics.py): s and n are computed in float64 from the schedule (1 - a: one
+rounding, sqrt: one) and rounded to the engine's dtype (one), so each coefficient carries three
+roundings; a product adds one and a sum or difference one. Schedules are float64 host arrays,
+so mpmath takes the engine's own alpha_bar values as exact inputs.
+"""
+import mpmath
+import numpy
+from hypothesis import strategies as st
+
+from proofs.framework import statement
+from proofs.mutation import mutant
+from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, mp_tolerance, reals
+
+DIFFUSION = "minilean.models.diffusion"
+
+
+@st.composite
+def _example(draw):
+    """A schedule (T <= 6), one timestep per row of a batch (B <= 3 rows of n <= 4), x0, eps."""
+    T = draw(st.integers(1, 6))
+    betas = numpy.asarray(draw(st.lists(reals(2 ** -13, 0.5), min_size=T, max_size=T)))
+    rows, n = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+
+    def matrix(low, high):
+        values = draw(st.lists(reals(low, high), min_size=rows * n, max_size=rows * n))
+        return numpy.asarray(values).reshape(rows, n)
+    return {"betas": betas, "t": numpy.asarray(draw(st.lists(
+        st.integers(0, T - 1), min_size=rows, max_size=rows))),
+        "x0": matrix(-2, 2), "eps": matrix(-3, 3), "c": draw(reals(-2, 2))}
+
+
+def _coefficients(alpha_bar, t):
+    a = mp(alpha_bar[t])
+    return mpmath.sqrt(a), mpmath.sqrt(1 - a)
+
+
+def _engine_terms(alpha_bar, x0, t, eps, dtype):
+    """(x_t, v) from the engine: q_sample and v_target with one timestep per row."""
+    from minilean.models import diffusion
+    x0_, eps_ = engine(x0, dtype), engine(eps, dtype)
+    return (diffusion.q_sample(alpha_bar, x0_, t, eps_),
+            diffusion.v_target(alpha_bar, x0_, t, eps_))
+
+
+# error bounds of the engine's x_t (q_sample: coefficients 3, product 1, sum 1 -> gamma_5;
+# the existing forwardGaussian_isGaussian allows gamma_7) and v (the same count, gamma_5)
+def _xt_error(s, n, x0, eps, dtype):
+    return gamma(7, dtype) * (s * abs(x0) + n * abs(eps))
+
+
+def _v_error(s, n, x0, eps, dtype):
+    return gamma(5, dtype) * (s * abs(eps) + n * abs(x0))
+
+
+@statement("vTarget_value", about=(f"{DIFFUSION}.v_target", f"{DIFFUSION}.q_sample"),
+           given=_example())
+def v_target_value(check, betas, t, x0, eps, c):
+    """v_target(x0, t, eps) = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x0 (one timestep per
+    row, and t as one integer), and with x_t = q_sample(x0, t, eps) the docstring's inversion
+    x0 = sqrt(a) x_t - sqrt(1 - a) v holds at 50 digits on the engine's own x_t and v, within
+    their rounding carried through."""
+    from minilean.models import diffusion
+    alpha_bar = diffusion.alpha_bars(betas)
+    for dtype in ENGINE_DTYPES:
+        x_t, v = (host(value) for value in _engine_terms(alpha_bar, x0, t, eps, dtype))
+        for row, step in enumerate(t):
+            s, n = _coefficients(alpha_bar, step)
+            exact = [s * e - n * x for x, e in zip(mp(x0[row]), mp(eps[row]))]
+            bounds = [_v_error(s, n, x, e, dtype) for x, e in zip(mp(x0[row]), mp(eps[row]))]
+            check.close(v[row], exact, bounds, f"v, row {row}, t = {step} ({dtype.__name__})")
+            alone = diffusion.v_target(alpha_bar, engine(x0[row], dtype), int(step),
+                                       engine(eps[row], dtype))
+            check.close(host(alone), exact, bounds, f"v, t = {step} as one integer "
+                        f"({dtype.__name__})")
+            # x0 = s x_t - n v in mpmath on the engine's values: their errors scaled by s, n
+            recovered = [s * mp(a) - n * mp(b) for a, b in zip(x_t[row], v[row])]
+            slack = [s * _xt_error(s, n, x, e, dtype) + n * _v_error(s, n, x, e, dtype)
+                     + mp_tolerance(abs(x) + abs(e)) for x, e in zip(mp(x0[row]), mp(eps[row]))]
+            check.close(recovered, mp(x0[row]), slack,
+                        f"x0 = sqrt(a) x_t - sqrt(1-a) v, row {row} ({dtype.__name__})")
+
+
+@statement("epsModelFromV_recovers_eps",
+           about=(f"{DIFFUSION}.eps_model_from_v", f"{DIFFUSION}.v_target",
+                  f"{DIFFUSION}.alpha_bar_at"),
+           given=_example())
+def eps_from_v(check, betas, t, x0, eps, c):
+    """v_model = v_target  =>  eps_model_from_v(v_model)(x_t, t) = sqrt(1 - a) x_t + sqrt(a) v
+    = eps: the identity at 50 digits on the engine's x_t and v, and the engine's eps_hat
+    against eps within the rounding of x_t, v and its own (float coefficients: sqrt in float64
+    and the cast, 3; product 1; sum 1 -> gamma_5)."""
+    from minilean.models import diffusion
+    alpha_bar = diffusion.alpha_bars(betas)
+    for dtype in ENGINE_DTYPES:
+        for row, step in enumerate(t):
+            s, n = _coefficients(alpha_bar, step)
+            x0_, eps_ = engine(x0[row], dtype), engine(eps[row], dtype)
+            x_t = diffusion.q_sample(alpha_bar, x0_, int(step), eps_)
+            v = diffusion.v_target(alpha_bar, x0_, int(step), eps_)
+            eps_model = diffusion.eps_model_from_v(lambda x, time: v, alpha_bar)
+            eps_hat = host(eps_model(x_t, int(step)))
+            xs, vs = mp(host(x_t)), mp(host(v))
+            exact_on_engine = [n * a + s * b for a, b in zip(xs, vs)]
+            own = [gamma(5, dtype) * (n * abs(a) + s * abs(b)) for a, b in zip(xs, vs)]
+            check.close(eps_hat, exact_on_engine, own,
+                        f"eps_hat = sqrt(1-a) x_t + sqrt(a) v, t = {step} ({dtype.__name__})")
+            carried = [o + n * _xt_error(s, n, x, e, dtype) + s * _v_error(s, n, x, e, dtype)
+                       + mp_tolerance(abs(x) + abs(e))
+                       for o, x, e in zip(own, mp(x0[row]), mp(eps[row]))]
+            check.close(eps_hat, mp(eps[row]), carried,
+                        f"eps_hat recovers eps, t = {step} ({dtype.__name__})")
+
+
+@statement("vPredictionLoss_value",
+           about=(f"{DIFFUSION}.v_prediction_loss", f"{DIFFUSION}.v_target",
+                  f"{DIFFUSION}.q_sample"),
+           given=_example())
+def v_loss_value(check, betas, t, x0, eps, c):
+    """v_prediction_loss(v_model, x0, t, eps) = mean((v_model(x_t, t) - v)^2) with
+    x_t = q_sample(x0, t, eps) and v = sqrt(a) eps - sqrt(1 - a) x0, one timestep per row, for
+    the linear model v_model(x, t) = c x (mpmath against the engine)."""
+    from minilean.models import diffusion
+    alpha_bar = diffusion.alpha_bars(betas)
+    for dtype in ENGINE_DTYPES:
+        loss = host(diffusion.v_prediction_loss(lambda x, time: x * dtype(c), alpha_bar,
+                                                engine(x0, dtype), t, engine(eps, dtype)))
+        total, slack, count = mpmath.mpf(0), mpmath.mpf(0), x0.size
+        for row, step in enumerate(t):
+            s, n = _coefficients(alpha_bar, step)
+            for x, e in zip(mp(x0[row]), mp(eps[row])):
+                x_t, v = s * x + n * e, s * e - n * x
+                d = mp(c) * x_t - v
+                # d's error: c times x_t's, the product c x_t (1), v's, the difference (1)
+                e_d = (abs(mp(c)) * _xt_error(s, n, x, e, dtype) + _v_error(s, n, x, e, dtype)
+                       + gamma(2, dtype) * (abs(mp(c) * x_t) + abs(v)))
+                total += d * d
+                # d^2 from a d off by e_d: 2 |d| e_d + e_d^2; the square, the N - 1 additions
+                # and the division by N: gamma_{N+1} relative
+                slack += (2 * abs(d) * e_d + e_d * e_d) * (1 + gamma(count + 1, dtype)) \
+                    + gamma(count + 1, dtype) * d * d
+        check.close(float(loss), total / count, slack / count + mp_tolerance(total),
+                    f"v-prediction loss ({dtype.__name__})")
+
+
+# --- mutants -------------------------------------------------------------------------------
+
+@mutant("v_target with its sign flipped", f"{DIFFUSION}.v_target",
+        caught_by=["vTarget_value", "vPredictionLoss_value"])
+def v_target_sign(original):
+    """v_target = sqrt(1 - a) x0 - sqrt(a) eps: the velocity with its sign flipped."""
+    return lambda alpha_bar, x0, t, eps: -original(alpha_bar, x0, t, eps)
+
+
+@mutant("eps_model_from_v with the coefficients swapped", f"{DIFFUSION}.eps_model_from_v",
+        caught_by=["epsModelFromV_recovers_eps"])
+def eps_from_v_swapped(original):
+    """eps_model_from_v = sqrt(a) x_t + sqrt(1 - a) v_hat (sqrt(a) and sqrt(1 - a) swapped)."""
+    import math
+
+    from minilean.models import diffusion
+
+    def broken(v_model, alpha_bar):
+        def eps_model(x_t, t):
+            a = diffusion.alpha_bar_at(alpha_bar, t)
+            return math.sqrt(a) * x_t + math.sqrt(1.0 - a) * v_model(x_t, t)
+        return eps_model
+    return broken
+
+
+@mutant("v-prediction loss regresses on eps", f"{DIFFUSION}.v_prediction_loss",
+        caught_by=["vPredictionLoss_value"])
+def v_loss_on_eps(original):
+    """v_prediction_loss = mean((v_model(x_t, t) - eps)^2): the network's v scored against eps."""
+    from minilean.models import diffusion
+    return lambda v_model, alpha_bar, x0, t, eps: diffusion.eps_prediction_loss(
+        v_model, alpha_bar, x0, t, eps)
