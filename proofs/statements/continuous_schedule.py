@@ -1,0 +1,194 @@
+"""The schedule the PF-ODE sampler reads in continuous time (``ContinuousSchedule``,
+``alpha_bar_at``) and the timestep list the DDIM sampler walks (``respaced_timesteps``), from
+the definitions in ``minilean.models.diffusion``'s docstrings:
+
+* ``log alpha_bar`` is linear between the knots t = k/T (k = 0..T), alpha_bar(0) = 1 and
+  alpha_bar((k+1)/T) = alpha_bar_k = prod_{s<=k} (1 - beta_s); so with L_k = sum_{s<k}
+  log(1 - beta_s), alpha_bar(t) = exp((1 - f) L_k + f L_{k+1}) for t T = k + f;
+* beta(t) = -d log alpha_bar / dt = -T log(1 - beta_k) on the k-th interval k/T < t <= (k+1)/T
+  (k = 0 for t = 0), sigma(t) = sqrt(1 - alpha_bar(t)), timestep(t) = t T - 1 clamped to
+  [0, T - 1];
+* alpha_bar_at(alpha_bar, t), t in [0, T - 1]: log alpha_bar interpolated linearly between the
+  integer timesteps (alpha_bar[t] itself for an integer t).
+
+All of it is float64 host arithmetic. t is drawn float32 and T <= 6, so t T is exact in float64
+(a 24-bit significand times a 3-bit integer) and the knot interval the engine picks is the
+exact one. Rounding counts (numerics.py): log1p, log and exp three roundings each.
+"""
+import mpmath
+import numpy
+from hypothesis import strategies as st
+
+from proofs.framework import statement
+from proofs.mutation import mutant
+from proofs.numerics import gamma, mp, mp_tolerance, reals
+
+DIFFUSION = "minilean.models.diffusion"
+F64 = numpy.float64
+
+
+def _betas():
+    return st.lists(reals(2 ** -13, 0.5), min_size=1, max_size=6).map(numpy.asarray)
+
+
+def _log_knots(betas):
+    """L_0 = 0, L_{k+1} = L_k + log(1 - beta_k), in mpmath."""
+    knots = [mpmath.mpf(0)]
+    for beta in mp(betas):
+        knots.append(knots[-1] + mpmath.log(1 - beta))
+    return knots
+
+
+def _interpolated(knots, u):
+    """exp of the piecewise-linear interpolation of ``knots`` at u (exact u in [0, len - 1]),
+    with the two knots it lies between."""
+    k = min(int(mpmath.floor(u)), len(knots) - 2)
+    f = u - k
+    return mpmath.exp((1 - f) * knots[k] + f * knots[k + 1]), knots[k], knots[k + 1]
+
+
+def _exponent_bound(left, right, summed):
+    """Relative error of exp(interpolated log): the knots' own error (``summed`` additions of
+    log1p/log values, each 3 roundings: gamma_{summed+3} |L|), numpy.interp's (slope, offset,
+    product, sum: 5 roundings on |L_k| + |L_{k+1}|) and the exp (3). The exponent's error d
+    moves exp by e^|d| - 1 <= 2 |d| for |d| <= 1."""
+    d = gamma(summed + 8, F64) * (abs(left) + abs(right))
+    return 2 * d + gamma(3, F64)
+
+
+@statement("continuousSchedule_values",
+           about=(f"{DIFFUSION}.ContinuousSchedule:alpha_bar", f"{DIFFUSION}.ContinuousSchedule:beta",
+                  f"{DIFFUSION}.ContinuousSchedule:sigma",
+                  f"{DIFFUSION}.ContinuousSchedule:timestep"),
+           given={"betas": _betas(), "t": reals(0, 1)})
+def continuous_schedule(check, betas, t):
+    """ContinuousSchedule(betas) at t in [0, 1]: alpha_bar(t) = exp of log alpha_bar linear
+    between the knots k/T (alpha_bar(0) = 1, alpha_bar((k+1)/T) = alpha_bars(betas)[k]),
+    beta(t) = -T log(1 - beta_k) on k/T < t <= (k+1)/T, sigma(t) = sqrt(1 - alpha_bar(t)),
+    timestep(t) = clamp(t T - 1, 0, T - 1), against mpmath, also at every knot."""
+    from minilean.models import diffusion
+    schedule, T = diffusion.ContinuousSchedule(betas), len(betas)
+    knots = _log_knots(betas)
+    for time in [t] + [k / T for k in range(T + 1)]:
+        # the engine's t T: exact for the drawn t (module docstring); for a knot k/T, the
+        # float64 product (k itself, or an ulp away, on which side the interval is taken)
+        u = mp(time * T)
+        value, left, right = _interpolated(knots, u)
+        relative = _exponent_bound(left, right, T)
+        check.close(schedule.alpha_bar(time), value, relative * value, f"alpha_bar({time})")
+        # sigma: |sqrt(x) - sqrt(y)| <= |x - y| / sqrt(y) and <= sqrt|x - y|; x = 1 - alpha_bar
+        # is off by alpha_bar's error plus the subtraction's rounding, then the sqrt rounds once
+        sigma = mpmath.sqrt(1 - value)
+        spread = relative * value + gamma(1, F64) * (1 - value)
+        limit = min(spread / sigma, mpmath.sqrt(spread)) if sigma > 0 else mpmath.sqrt(spread)
+        check.close(schedule.sigma(time), sigma, limit + gamma(1, F64) * sigma,
+                    f"sigma({time})")
+        k = min(max(int(mpmath.ceil(u)) - 1, 0), T - 1)
+        rate = -T * mpmath.log(1 - mp(betas[k]))
+        check.close(schedule.beta(time), rate, gamma(4, F64) * rate, f"beta({time}), k = {k}")
+        step = min(max(u - 1, 0), T - 1)
+        check.close(schedule.timestep(time), step, gamma(1, F64) * (u + 1),
+                    f"timestep({time})")
+
+
+@statement("alphaBarAt_log_linear",
+           about=(f"{DIFFUSION}.alpha_bar_at", f"{DIFFUSION}.alpha_bars"),
+           given={"betas": _betas(), "k": st.integers(0, 5), "f": reals(0, 1)})
+def alpha_bar_at(check, betas, k, f):
+    """alpha_bar_at(alpha_bar, t) for t = k + f in [0, T - 1] is exp((1 - f) log alpha_bar[k]
+    + f log alpha_bar[k + 1]) (log-linear between the integer timesteps), alpha_bar[t] itself
+    for an integer t, and agrees with ContinuousSchedule.alpha_bar((t + 1) / T)."""
+    from minilean.models import diffusion
+    alpha_bar, T = diffusion.alpha_bars(betas), len(betas)
+    logs = [mpmath.log(a) for a in mp(alpha_bar)]
+    for index, a in enumerate(alpha_bar):
+        check.close(diffusion.alpha_bar_at(alpha_bar, index), mp(a), 0, f"integer t = {index}")
+    time = min(k + f, T - 1)  # exact in float64: k <= 5 and f a float32 in [0, 1]
+    value, left, right = _interpolated(logs, mp(time))
+    # the logs are of float64 alpha_bar values (no summation: 0 additions)
+    check.close(diffusion.alpha_bar_at(alpha_bar, time), value,
+                _exponent_bound(left, right, 0) * value, f"alpha_bar_at({time})")
+    # the same curve as the continuous schedule's: alpha_bars carries 2T roundings of its own
+    continuous = diffusion.ContinuousSchedule(betas).alpha_bar((time + 1) / T)
+    schedule = gamma(2 * T + 2, F64) + _exponent_bound(left, right, T) * 2
+    check.close(continuous, value, schedule * value + mp_tolerance(value),
+                f"ContinuousSchedule.alpha_bar(({time} + 1) / T)")
+
+
+@statement("respacedTimesteps_even_grid", about=(f"{DIFFUSION}.respaced_timesteps",),
+           given=st.integers(1, 300).flatmap(lambda T: st.fixed_dictionaries(
+               {"T": st.just(T), "steps": st.integers(1, T + 3)})))
+def respaced(check, T, steps):
+    """respaced_timesteps(T, steps) is strictly decreasing, starts at T - 1, has min(steps, T)
+    entries, ends at 0 (for steps >= 2), and its i-th entry is a nearest integer to the even
+    grid (T - 1)(1 - i / (steps - 1)) (every timestep when steps >= T), exactly."""
+    from minilean.models import diffusion
+    timesteps = diffusion.respaced_timesteps(T, steps)
+    check.holds(len(timesteps) == min(steps, T), f"{len(timesteps)} timesteps for T = {T}, "
+                f"steps = {steps}")
+    check.holds(all(isinstance(t, int) for t in timesteps), "integer timesteps")
+    check.holds(all(a > b for a, b in zip(timesteps, timesteps[1:])), "strictly decreasing")
+    check.holds(timesteps[0] == T - 1, f"starts at {timesteps[0]}, not T - 1 = {T - 1}")
+    if steps >= 2 or T == 1:
+        check.holds(timesteps[-1] == 0, f"ends at {timesteps[-1]}, not 0")
+    if steps >= T:
+        check.holds(timesteps == list(range(T - 1, -1, -1)), "every timestep")
+    elif steps >= 2:
+        for i, t in enumerate(timesteps):
+            grid = mpmath.mpf(T - 1) * (1 - mpmath.mpf(i) / (steps - 1))
+            # a nearest integer: within 1/2 (a tie may go either way), plus linspace's own
+            # rounding of the grid point (a few ulps of T)
+            check.close(t, grid, 0.5 + gamma(4, F64) * T, f"timestep {i}")
+
+
+# --- mutants -------------------------------------------------------------------------------
+
+@mutant("continuous beta without the log1p", f"{DIFFUSION}.ContinuousSchedule.beta",
+        caught_by=["continuousSchedule_values"])
+def beta_without_log(original):
+    """ContinuousSchedule.beta(t) = T beta_k: -T log(1 - beta_k) to first order only."""
+    def broken(self, t):
+        return self.T * float(self.betas[self._interval(t)])
+    return broken
+
+
+@mutant("continuous timestep t T", f"{DIFFUSION}.ContinuousSchedule.timestep",
+        caught_by=["continuousSchedule_values"])
+def timestep_off_by_one(original):
+    """ContinuousSchedule.timestep(t) = t T (clamped): off by one from the knot t = (k+1)/T."""
+    def broken(self, t):
+        return min(max(t * self.T, 0.0), self.T - 1.0)
+    return broken
+
+
+@mutant("continuous sigma is the variance", f"{DIFFUSION}.ContinuousSchedule.sigma",
+        caught_by=["continuousSchedule_values"])
+def sigma_variance(original):
+    """ContinuousSchedule.sigma(t) = 1 - alpha_bar(t): the variance, not its square root."""
+    def broken(self, t):
+        return max(1.0 - self.alpha_bar(t), 0.0)
+    return broken
+
+
+@mutant("alpha_bar_at interpolates linearly", f"{DIFFUSION}.alpha_bar_at",
+        caught_by=["alphaBarAt_log_linear"])
+def alpha_bar_at_linear(original):
+    """alpha_bar_at interpolates alpha_bar itself, not its log, between integer timesteps."""
+    def broken(alpha_bar, t):
+        if isinstance(t, (int, numpy.integer)):
+            return float(alpha_bar[t])
+        return float(numpy.interp(t, numpy.arange(len(alpha_bar)), alpha_bar))
+    return broken
+
+
+@mutant("respaced timesteps without t = 0", f"{DIFFUSION}.respaced_timesteps",
+        caught_by=["respacedTimesteps_even_grid"])
+def respaced_without_zero(original):
+    """respaced_timesteps spaces ``steps`` points over [T-1, 0) (linspace's endpoint=False
+    slip): the last step never reaches t = 0."""
+    def broken(T, steps):
+        if steps >= T:
+            return list(range(T - 1, -1, -1))
+        grid = numpy.round(numpy.linspace(T - 1, 0, steps, endpoint=False)).astype(int)
+        return sorted(set(grid.tolist()), reverse=True)
+    return broken
