@@ -173,12 +173,13 @@ def sample_latent(check, images, eps, seed):
 
 @statement("forward_eq_decoder_sampleLatent",
            about=(f"{VAE}.VAE:decode", f"{VAE}.draw_terms", f"{VAE}.vae_loss"),
-           given=_vae_example(), max_examples=8)
-def vae_forward(check, images, eps, seed):
+           given={**_vae_example(), "beta": reals(0, 4)}, max_examples=8)
+def vae_forward(check, images, eps, seed, beta):
     """forward(x, eps) = decoder(sampleLatent(x, eps)): the loss's log-likelihood is that of
     the decoder's (mean, log-scale) at the sampled latent (bit for bit), the decoder outputs
     are the decoder MLP at z (mpmath, log-scale clamped at MIN_LOG_SCALE), and vae_loss is
-    beta_negative_elbo(-mean log-likelihood, KL_sum) of those terms (bit for bit)."""
+    beta_negative_elbo(-mean log-likelihood, KL_sum, beta) of those terms for the drawn beta
+    (bit for bit)."""
     from minilean.models import vae
     for dtype in ENGINE_DTYPES:
         model = _vae(seed, dtype)
@@ -199,9 +200,10 @@ def vae_forward(check, images, eps, seed):
             check.close(host(log_scale)[row], clamped, error[pixels:],
                         f"decoder log-scale ({dtype.__name__})")
         kl = vae.diagonal_gaussian_kl_to_standard_sum(mu.flatten(1), logvar.flatten(1))
-        loss = vae.vae_loss(model, x, 1.0, noise)
-        check.close(host(loss), mp(host(vae.beta_negative_elbo(-log_likelihood.mean(), kl, 1.0))),
-                    0, f"vae_loss = negative ELBO of the terms ({dtype.__name__})")
+        loss = vae.vae_loss(model, x, beta, noise)
+        check.close(host(loss), mp(host(vae.beta_negative_elbo(-log_likelihood.mean(), kl, beta))),
+                    0, f"vae_loss = beta-negative ELBO of the terms, beta = {beta} "
+                    f"({dtype.__name__})")
 
 
 # --- VQ-VAE --------------------------------------------------------------------------------
@@ -314,6 +316,12 @@ def fake_score(check, z, seed, bounded):
 def decodes_the_mean(original):
     """draw_terms decodes z = mu (no reparameterised noise)."""
     return lambda model, images, mu, logvar, eps: original(model, images, mu, logvar, eps * 0)
+
+
+@mutant("VAE loss ignores beta", f"{VAE}.vae_loss", caught_by=["forward_eq_decoder_sampleLatent"])
+def vae_loss_ignores_beta(original):
+    """vae_loss trains the plain negative ELBO (beta = 1) whatever beta it is given."""
+    return lambda model, images, beta, eps=None: original(model, images, 1.0, eps)
 
 
 @mutant("VAE encoder halves swapped", f"{VAE}.VAE.encode",

@@ -1,0 +1,126 @@
+"""The VAE's likelihood of 8-bit pixels, ``discretized_logistic_log_likelihood``, against its
+definition in mpmath (PixelCNN++'s discretised logistic, one component).
+
+For x = k/255, mean m, scale s = e^l, h = 1/510 (half a bin) and sigma the logistic sigmoid,
+with U = (x + h - m)/s, L = (x - h - m)/s, M = (x - m)/s:
+
+    log P(x) = log sigma(U)                 for x = 0   (the bin takes all mass below 0)
+             = log(1 - sigma(L))            for x = 1   (all mass above 1)
+             = log(sigma(U) - sigma(L))     otherwise, where that mass exceeds 1e-5;
+             = M - l - 2 softplus(M) - log 255   (the density at the bin centre times the bin
+                                                  width) where it does not.
+
+Rounding (numerics.py; exp, log1p three roundings each). The engine's U is inv (c + h) with
+inv = e^-l (3), c = x - m (1), h rounded to the dtype (1), the sum (1) and the product (1):
+|U' - U| <= d_U = gamma_7 (|x| + |m| + h) e^-l, the same for L, and d_M = gamma_5 (|x| + |m|) e^-l.
+softplus = max(z, 0) + log1p(e^-|z|) is within gamma_7 softplus(z), the sigmoid within gamma_8
+sigma(z) (statements/autograd.py). Each function of U, L or M below has slope at most 1
+(log sigma, softplus, M - 2 softplus(M)) or 1/4 (sigma), so an input error moves it by at most
+that slope times the error.
+"""
+import mpmath
+import numpy
+from hypothesis import strategies as st
+
+from proofs.framework import statement
+from proofs.mutation import mutant
+from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, reals
+
+VAE = "minilean.models.vae"
+HALF_BIN = mpmath.mpf(1) / 510  # the definition's h, not the module's constant
+THRESHOLD = mpmath.mpf("1e-5")  # minilean's switch to the density (a float64 1e-5: the same
+# comparison up to its representation, far below every margin used below)
+
+
+def _sigmoid(z):
+    return 1 / (1 + mpmath.exp(-z))
+
+
+def _softplus(z):
+    return mpmath.log1p(mpmath.exp(z))
+
+
+@st.composite
+def _pixels(draw):
+    """n <= 8 pixels: levels 0..255 with the edge levels 0 and 255 drawn often, a mean around
+    [0, 1] and a log-scale in the decoder's range [MIN_LOG_SCALE, 1]."""
+    n = draw(st.integers(1, 8))
+    level = st.one_of(st.sampled_from([0, 255]), st.integers(0, 255))
+    return {"levels": numpy.asarray(draw(st.lists(level, min_size=n, max_size=n))),
+            "mean": numpy.asarray(draw(st.lists(reals(-0.5, 1.5), min_size=n, max_size=n))),
+            "log_scale": numpy.asarray(draw(st.lists(reals(-7, 1), min_size=n, max_size=n)))}
+
+
+def _candidates(x, m, l, k, dtype):
+    """[(reference, bound)]: the definition's value(s) the engine may compute for one pixel,
+    each with its rounding bound (two where the engine's bin mass may fall on either side of
+    the threshold)."""
+    inverse = mpmath.exp(-l)
+    U, L, M = (x + HALF_BIN - m) * inverse, (x - HALF_BIN - m) * inverse, (x - m) * inverse
+    d_U = gamma(7, dtype) * (abs(x) + abs(m) + HALF_BIN) * inverse
+    if k == 0:  # U - softplus(U): softplus's own rounding and the subtraction
+        return [(U - _softplus(U), d_U * (1 + gamma(1, dtype))
+                 + gamma(8, dtype) * (abs(U) + _softplus(U)))]
+    if k == 255:  # -softplus(L)
+        return [(-_softplus(L), d_U + gamma(7, dtype) * _softplus(L))]
+    mass = _sigmoid(U) - _sigmoid(L)
+    # the engine's mass: the sigmoids' slopes (<= 1/4) times d_U, d_L, their own rounding,
+    # and the subtraction
+    spread = d_U / 2 + gamma(9, dtype) * (_sigmoid(U) + _sigmoid(L))
+    found = []
+    if mass + spread > THRESHOLD:  # the engine may take the log of its mass
+        # |log P' - log P| <= -log(1 - spread / P) for spread < P, and the log's own 3 roundings
+        limit = -mpmath.log(1 - spread / mass) if spread < mass / 2 else mpmath.inf
+        found.append((mpmath.log(mass), limit + gamma(4, dtype) * abs(mpmath.log(mass))))
+    if mass - spread <= THRESHOLD:  # the engine may fall back to the density
+        d_M = gamma(5, dtype) * (abs(x) + abs(m)) * inverse
+        density = M - l - 2 * _softplus(M) - mpmath.log(255)
+        own = gamma(10, dtype) * (abs(M) + abs(l) + 2 * _softplus(M) + mpmath.log(255))
+        found.append((density, d_M * (1 + gamma(1, dtype)) + own))
+    return found
+
+
+@statement("discretizedLogistic_value", about=(f"{VAE}.discretized_logistic_log_likelihood",),
+           given=_pixels(), max_examples=30)
+def discretized_logistic(check, levels, mean, log_scale):
+    """log P(k/255) = log(sigmoid((x + h - m)/s) - sigmoid((x - h - m)/s)), h = 1/510, s = e^l,
+    with the edge bins log sigmoid((h - m)/s) at x = 0 and log(1 - sigmoid((1 - h - m)/s)) at
+    x = 1, and the density at the bin centre times 1/255 where the mass is below 1e-5 (mpmath
+    against the engine, both dtypes; both branches accepted only where the engine's rounding
+    could put the mass on either side of 1e-5)."""
+    from minilean.models import vae
+    for dtype in ENGINE_DTYPES:
+        images = (levels / 255).astype(dtype)
+        computed = host(vae.discretized_logistic_log_likelihood(
+            engine(images, dtype), engine(mean, dtype), engine(log_scale, dtype)))
+        for value, x, m, l, k in zip(computed, mp(images), mp(mean), mp(log_scale), levels):
+            options = _candidates(x, m, l, int(k), dtype)
+            reference, bound = min(options, key=lambda pair: abs(mp(value) - pair[0]) / pair[1])
+            check.close(value, reference, bound, f"level {k}, mean {m}, log-scale {l} "
+                        f"({dtype.__name__})")
+
+
+# --- mutants -------------------------------------------------------------------------------
+
+@mutant("discretized logistic with bins twice as wide", f"{VAE}.HALF_BIN",
+        caught_by=["discretizedLogistic_value"])
+def bins_twice_as_wide(original):
+    """HALF_BIN = 1/255: each pixel's bin is k/255 +- 1/255, two grey levels wide."""
+    return 1.0 / 255
+
+
+@mutant("discretized logistic without the edge bins", f"{VAE}.discretized_logistic_log_likelihood",
+        caught_by=["discretizedLogistic_value"])
+def without_edge_bins(original):
+    """The pixels 0 and 255 get only their own bin's mass, not the tails below 0 and above 1."""
+    from minilean.autograd.elementwise import where
+    from minilean.models import vae
+
+    def broken(images, mean, log_scale):
+        inverse_scale = (-log_scale).exp()
+        upper = inverse_scale * (images - mean + vae.HALF_BIN)
+        lower = inverse_scale * (images - mean - vae.HALF_BIN)
+        interior = (upper.sigmoid() - lower.sigmoid()).clamp(min=1e-12).log()
+        edge = (images.data < vae.HALF_BIN) | (images.data > 1 - vae.HALF_BIN)
+        return where(edge, interior, original(images, mean, log_scale))
+    return broken
