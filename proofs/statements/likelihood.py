@@ -182,7 +182,49 @@ def iw_bound(check, W, b, s, x, mu, logvar, seed, law):
                                "E[IW_K] nondecreasing in K", slack=slacks[k] + slacks[k + 1])
 
 
+@st.composite
+def _log_weights(draw):
+    """(K, N) log-weights, K <= 6, N <= 3: moderate entries and, often, large-magnitude ones
+    (|lw| up to 3e4, far past exp's float32 and float64 range), so only the max shift keeps
+    the bound finite."""
+    K, N = draw(st.integers(1, 6)), draw(st.integers(1, 3))
+    entry = st.one_of(reals(-100, 100), reals(-3e4, 3e4))
+    return {"log_weights": numpy.asarray(draw(st.lists(entry, min_size=K * N,
+                                                       max_size=K * N))).reshape(K, N)}
+
+
+@statement("iwBound_value", about=(f"{VAE}.importance_weighted_bound",), given=_log_weights())
+def iw_bound_value(check, log_weights):
+    """importance_weighted_bound(lw) = log (1/K) sum_k exp(lw_k) over axis 0, for (K, N) arrays
+    of log-weights (mpmath at 50 digits against the engine, both dtypes, entries up to 3e4 in
+    magnitude)."""
+    from minilean.models import vae
+    K = log_weights.shape[0]
+    for dtype in ENGINE_DTYPES:
+        computed = host(vae.importance_weighted_bound(engine(log_weights, dtype)))
+        for column, value in enumerate(numpy.atleast_1d(computed)):
+            lw = mp(log_weights[:, column])
+            peak = max(lw)
+            shifted = sum(mpmath.exp(w - peak) for w in lw)  # in [1, K]
+            exact = mpmath.log(shifted) + peak - mpmath.log(K)
+            # the engine: lw_k - m (1 rounding: |lw_k - m| u in the exponent), exp (3), K - 1
+            # additions: the sum within gamma_{K+3} + u max|lw_k - m| relative, which log moves
+            # by as much absolutely; then log (3) on log S, + m (1), log K in float64 and cast (2)
+            # and the subtraction (1) on |m| + log S + log K
+            spread = max(abs(w - peak) for w in lw)
+            bound = (gamma(K + 3, dtype) * (1 + spread)
+                     + gamma(6, dtype) * (abs(peak) + mpmath.log(shifted) + mpmath.log(K)))
+            check.close(value, exact, bound, f"column {column}, K = {K} ({dtype.__name__})")
+
+
 # --- mutants -------------------------------------------------------------------------------
+
+@mutant("IW bound as the mean log-weight", f"{VAE}.importance_weighted_bound",
+        caught_by=["iwBound_value"])
+def iw_mean_log_weight(original):
+    """importance_weighted_bound = mean_k lw_k: the average ELBO, not log of the average weight."""
+    return lambda log_weights: log_weights.mean(0)
+
 
 @mutant("negative ELBO drops the KL", f"{VAE}.negative_elbo",
         caught_by=["elbo_le_log_evidence_linear_gaussian"])
@@ -192,7 +234,7 @@ def elbo_without_kl(original):
 
 
 @mutant("IW bound without the 1/K", f"{VAE}.importance_weighted_bound",
-        caught_by=["iwBound_tightens_with_K_linear_gaussian"])
+        caught_by=["iwBound_tightens_with_K_linear_gaussian", "iwBound_value"])
 def iw_without_mean(original):
     """importance_weighted_bound = log sum_k w_k (no - log K)."""
     return lambda log_weights: log_weights.logsumexp(0)
