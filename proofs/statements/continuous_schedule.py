@@ -57,8 +57,8 @@ def _exponent_bound(left, right, summed):
 
 
 @statement("continuousSchedule_values",
-           about=(f"{DIFFUSION}.ContinuousSchedule:alpha_bar", f"{DIFFUSION}.ContinuousSchedule:beta",
-                  f"{DIFFUSION}.ContinuousSchedule:sigma",
+           about=(f"{DIFFUSION}.ContinuousSchedule:alpha_bar",
+                  f"{DIFFUSION}.ContinuousSchedule:beta", f"{DIFFUSION}.ContinuousSchedule:sigma",
                   f"{DIFFUSION}.ContinuousSchedule:timestep"),
            given={"betas": _betas(), "t": reals(0, 1)})
 def continuous_schedule(check, betas, t):
