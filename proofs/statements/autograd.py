@@ -6,8 +6,9 @@ of L(x) = sum_j g_j f_j(x) is ``mpmath.diff`` of the op's mathematical definitio
 digits, coordinate by coordinate -- independent of the derivative formula the op's backward
 uses. The engine's backward, in float64 and in float32, must match it within
 gamma_K * M elementwise, where K counts the roundings on the longest path through the op's
-forward-and-backward formula (library functions exp, log, sin, tanh, pow, erf count 3: they
-are within 1.5 ulp, and 1 ulp is at most 2u relative) and M is the first-order magnitude
+forward-and-backward formula (each library call, exp, log, sin, tanh, pow, erf, counts
+L = ``numerics.library_roundings(dtype)``: 8 in float32, 4 in float64, from NumPy's own ulp
+tolerances; K is written a L + b, and "(L)" in a formula is one library call) and M is the first-order magnitude
 of the formula's terms (Higham's sum |terms|), written next to each op below. The gradient
 must also come back in the input's dtype and shape. Each rounding may also add the smallest
 subnormal through gradual underflow (products of small inputs), so K of those are added.
@@ -20,7 +21,8 @@ from hypothesis import strategies as st
 
 from proofs.framework import statement
 from proofs.mutation import mutant
-from proofs.numerics import ENGINE_DTYPES, engine, gamma, mp, reals, underflow
+from proofs.numerics import (ENGINE_DTYPES, engine, gamma, library_roundings, mp, reals,
+                             underflow)
 
 ELEMENTWISE = "minilean.autograd.elementwise"
 REDUCE = "minilean.autograd.reduce"
@@ -29,7 +31,8 @@ REDUCE = "minilean.autograd.reduce"
 @dataclass
 class OpCase:
     """One differentiable op: how to call it, what it is mathematically, where to test it,
-    and its rounding bound (magnitudes(xs, g) -> one list of M per input; roundings(n) -> K)."""
+    and its rounding bound (magnitudes(xs, g) -> one list of M per input; roundings(n, dtype)
+    -> K)."""
     name: str
     about: str
     call: object
@@ -38,6 +41,7 @@ class OpCase:
     magnitudes: object
     roundings: object
     formula: str
+    parameter: object = None  # a strategy for an extra argument (leaky_relu's slope), or None
 
 
 def _unary_inputs(low, high, away_from=()):
@@ -86,67 +90,107 @@ def _sigmoid(x):
 
 
 # The engine's s = sigma(x) is e^min(x,0) / (1 + e^-|x|) (``tail_accurate_sigmoid``): the
-# numerator's exp (3), the denominator's exp (3, its share of 1 + e at most 1) and sum (1), the
-# quotient (1). So s is within gamma_8 s *relatively*, in both tails: an absolute bound, such
-# as the tanh form's (1 + tanh(x/2)) / 2 earns, would let the left tail's gradients, ~e^x, be
-# wrong in every digit.
-SIGMOID_ROUNDINGS = 8
+# numerator's exp (L), the denominator's exp (L, its share of 1 + e at most 1) and sum (1), the
+# quotient (1). So s is within gamma_{2L+2} s *relatively*, in both tails: an absolute bound,
+# such as the tanh form's (1 + tanh(x/2)) / 2 earns, would let the left tail's gradients, ~e^x,
+# be wrong in every digit. (2, 2) is a L + b, as K is written below.
+SIGMOID_ROUNDINGS = (2, 2)
+
+
+def _plus(k, extra):
+    """(a, b) + extra roundings."""
+    return (k[0], k[1] + extra)
+
+
+def _gelu_tanh_magnitude(x):
+    """M for gelu_tanh's gradient G = s + x s (1 - s) w', s = sigma(w), w = 2c (x + a x^3),
+    w' = 2c (1 + 3 a x^2), c = sqrt(2/pi), a = 0.044715. The engine's s carries, relatively,
+    gamma_{2L+2} of its own (``tail_accurate_sigmoid``) plus s (1 - s) |w| times w's relative
+    error, since ds/dw = s (1 - s): w is a sum of two terms of x's sign (no cancellation)
+    through pow (L), a rounded to the dtype (1), a product (1), the sum (1) and 2c (constant 1,
+    product 1), gamma_{L+5}. So s's error is within gamma s (1 + (1 - s)|w|), and it reaches G
+    through the slope dG/ds = 1 + x w' (1 - 2s), |.| <= 1 + |x| w'. Then the formula's own
+    roundings: w' (3a rounded twice, x^2, product, 1 +, 2c rounded and a product: 7), 1 - s,
+    three products, the sum and g: 13 more on the term x s (1 - s) w', 2 on s; all with
+    gamma_{2L+14} (the largest count) over M = (1 + |x| w') s (1 + (1 - s)|w|) + s
+    + |x| s (1 - s) w'. Relative to s, like sigmoid's and silu's rows: the tanh form's s, with
+    only the absolute precision of 1 + tanh, is orders of magnitude outside it in the left
+    tail (x < -3). The domain stops at -9.5, where s = sigma(w) ~ 1e-33 is still a normal
+    float32 (a subnormal s would carry absolute, not relative, error)."""
+    c = mpmath.sqrt(2 / mpmath.pi)
+    w = 2 * c * (x + GELU_TANH_C * x ** 3)
+    slope = 2 * c * (1 + 3 * GELU_TANH_C * x * x)
+    sig = _sigmoid(w)
+    return ((1 + abs(x) * slope) * sig * (1 + (1 - sig) * abs(w)) + sig
+            + abs(x) * sig * (1 - sig) * slope)
 
 
 UNARY = [
-    # (name, engine call, math, domain, magnitude M(x) per unit |g|, K, formula)
-    ("exp", lambda m, x: m.exp(x), mpmath.exp, (-8, 8, ()), mpmath.exp, 4,
-     "g e^x: e^x (3) times g (1)"),
-    ("log", lambda m, x: m.log(x), mpmath.log, (1 / 64, 64, ()), lambda x: 1 / x, 1,
+    # (name, engine call, math, domain, magnitude M(x) per unit |g|, K as (a, b): a L + b, with
+    # L = library_roundings(dtype), formula)
+    ("exp", lambda m, x: m.exp(x), mpmath.exp, (-8, 8, ()), mpmath.exp, (1, 1),
+     "g e^x: e^x (L) times g (1)"),
+    ("log", lambda m, x: m.log(x), mpmath.log, (1 / 64, 64, ()), lambda x: 1 / x, (0, 1),
      "g / x: one division"),
     ("sqrt", lambda m, x: m.sqrt(x), mpmath.sqrt, (1 / 64, 64, ()),
-     lambda x: 1 / (2 * mpmath.sqrt(x)), 2, "g / (2 sqrt x): sqrt (1), division (1)"),
+     lambda x: 1 / (2 * mpmath.sqrt(x)), (0, 2), "g / (2 sqrt x): sqrt (1), division (1)"),
     ("rsqrt", lambda m, x: m.rsqrt(x), lambda x: 1 / mpmath.sqrt(x), (1 / 64, 64, ()),
-     lambda x: x ** mpmath.mpf(-1.5) / 2, 10,
-     "-g y^3 / 2, y = 1/sqrt x: y (2), y**3 by pow (3 x 2 + 3), times g (1)"),
-    ("abs", lambda m, x: m.abs(x), abs, (-8, 8, (0,)), lambda x: 1, 0,
+     lambda x: x ** mpmath.mpf(-1.5) / 2, (1, 7),
+     "-g y^3 / 2, y = 1/sqrt x: y (2), y**3 by pow (3 x 2 + L), times g (1)"),
+    ("abs", lambda m, x: m.abs(x), abs, (-8, 8, (0,)), lambda x: 1, (0, 0),
      "g sign(x): exact"),
-    ("sin", lambda m, x: m.sin(x), mpmath.sin, (-6, 6, ()), lambda x: abs(mpmath.cos(x)), 4,
-     "g cos x: cos (3), times g (1)"),
-    ("cos", lambda m, x: m.cos(x), mpmath.cos, (-6, 6, ()), lambda x: abs(mpmath.sin(x)), 4,
-     "-g sin x: sin (3), times g (1)"),
+    ("sin", lambda m, x: m.sin(x), mpmath.sin, (-6, 6, ()), lambda x: abs(mpmath.cos(x)), (1, 1),
+     "g cos x: cos (L), times g (1)"),
+    ("cos", lambda m, x: m.cos(x), mpmath.cos, (-6, 6, ()), lambda x: abs(mpmath.sin(x)), (1, 1),
+     "-g sin x: sin (L), times g (1)"),
     ("tanh", lambda m, x: m.tanh(x), mpmath.tanh, (-6, 6, ()),
-     lambda x: mpmath.tanh(x) ** 2 + abs(1 - mpmath.tanh(x) ** 2), 8,
-     "g (1 - y^2): y (3), y^2 (2 x 3 + 1), 1 - (1), times g (1); terms 1 and y^2"),
+     lambda x: mpmath.tanh(x) ** 2 + abs(1 - mpmath.tanh(x) ** 2), (2, 3),
+     "g (1 - y^2): y (L), y^2 (2 x L + 1), 1 - (1), times g (1): 2 L + 3; terms 1 and y^2"),
     ("sigmoid", lambda m, x: m.sigmoid(x), _sigmoid, (-10, 10, ()),
-     lambda x: _sigmoid(x) + _sigmoid(x) * (1 - _sigmoid(x)), SIGMOID_ROUNDINGS + 3,
-     "g s (1 - s): s within gamma_8 s (times |1 - 2s| <= 1), then 3 roundings of s (1 - s)"),
-    ("relu", lambda m, x: m.relu(x), lambda x: max(x, 0), (-8, 8, (0,)), lambda x: 1, 0,
+     lambda x: _sigmoid(x) + _sigmoid(x) * (1 - _sigmoid(x)), _plus(SIGMOID_ROUNDINGS, 3),
+     "g s (1 - s): s within gamma_{2L+2} s (times |1 - 2s| <= 1), then 3 roundings of "
+     "s (1 - s)"),
+    ("relu", lambda m, x: m.relu(x), lambda x: max(x, 0), (-8, 8, (0,)), lambda x: 1, (0, 0),
      "g [x > 0]: exact"),
-    ("leaky_relu", lambda m, x: m.nn.functional.leaky_relu(x, 0.01),
-     lambda x: x if x > 0 else mpmath.mpf(0.01) * x, (-8, 8, (0,)),
-     lambda x: 1 if x > 0 else mpmath.mpf(0.01), 2,
-     "g or g s: the slope 0.01 rounded to the dtype (1), times g (1)"),
     ("silu", lambda m, x: m.nn.functional.silu(x), lambda x: x * _sigmoid(x), (-10, 10, ()),
      lambda x: _sigmoid(x) * (1 + abs(x)) + _sigmoid(x) * (1 + abs(x) * (1 - _sigmoid(x))),
-     SIGMOID_ROUNDINGS + 5,
-     "g s (1 + x (1 - s)): s within gamma_8 s, times the slope in s, |1 + x (1 - 2s)| <= "
-     "1 + |x|; then five roundings of terms bounded by s and |x| s (1 - s)"),
+     _plus(SIGMOID_ROUNDINGS, 5),
+     "g s (1 + x (1 - s)): s within gamma_{2L+2} s, times the slope in s, |1 + x (1 - 2s)| "
+     "<= 1 + |x|; then five roundings of terms bounded by s and |x| s (1 - s)"),
     ("gelu", lambda m, x: m.nn.functional.gelu(x), _erf_gelu, (-6, 6, ()),
-     lambda x: 1 + abs(x) * _phi(x) * (1 + x * x), 8,
-     "g (Phi(x) + x phi(x)): erf (3) of a rounded x/sqrt2 (2), exp of a rounded -x^2/2, "
+     lambda x: 1 + abs(x) * _phi(x) * (1 + x * x), (1, 5),
+     "g (Phi(x) + x phi(x)): erf (L) of a rounded x/sqrt2 (2), exp of a rounded -x^2/2, "
      "constants rounded to the dtype; terms bounded by 1 and |x| phi(x) (1 + x^2)"),
     ("gelu_tanh", lambda m, x: m.nn.functional.gelu(x, approximate="tanh"), _tanh_gelu,
-     (-5, 5, ()), lambda x: (1 + abs(x)) * (1 + x * x), 10,
-     "g (s + x s (1 - s) w'), s = sigma(w), w = 2 sqrt(2/pi) (x + a x^3): s within gamma_8 s "
-     "plus s (1 - s) times w's error (pow (3), constants and 3 operations), times the slope "
-     "in s, <= 1 + |x| w'; the formula's 10 roundings; by a first-order count all within "
-     "(1 + |x|)(1 + x^2) on [-5, 5]"),
+     (-9.5, 9.5, ()), _gelu_tanh_magnitude, (2, 14),
+     "g (s + x s (1 - s) w'), s = sigma(w), w = 2 sqrt(2/pi) (x + a x^3): s within "
+     "gamma_{2L+2} s plus s (1 - s)|w| times w's relative error (gamma_{L+5}), times the slope "
+     "in s, <= 1 + |x| w'; 13 more roundings of the formula (_gelu_tanh_magnitude)"),
 ]
 
 
 def _unary_case(name, call, function, domain, magnitude, roundings, formula):
     definition, magnitudes = _pointwise(function, magnitude)
     low, high, kinks = domain
-    about = f"{ELEMENTWISE}.{name}" if name not in ("leaky_relu", "silu", "gelu", "gelu_tanh") \
+    about = f"{ELEMENTWISE}.{name}" if name not in ("silu", "gelu", "gelu_tanh") \
         else f"minilean.nn.functional.{name.replace('_tanh', '')}"
+    library, plain = roundings
     return OpCase(name, about, call, definition, _unary_inputs(low, high, kinks), magnitudes,
-                  lambda n: roundings, formula)
+                  lambda n, dtype: library * library_roundings(dtype) + plain, formula)
+
+
+# leaky_relu with its slope drawn (the GAN's discriminator uses 0.2, PyTorch's default is 0.01):
+# y = x or s x, dy/dx = 1 or s; the slope rounded to the dtype (1), times g (1)
+LEAKY_RELU = OpCase(
+    "leaky_relu", "minilean.nn.functional.leaky_relu",
+    lambda m, x, parameter: m.nn.functional.leaky_relu(x, parameter),
+    lambda x, parameter: [v if v > 0 else mpmath.mpf(parameter) * v for v in x],
+    _unary_inputs(-8, 8, (0,)),
+    lambda xs, g, parameter: [[abs(gj) * (1 if v > 0 else mpmath.mpf(parameter))
+                               for v, gj in zip(xs[0], g)]],
+    lambda n, dtype: 2, "g or g s: the slope s (0.2, 0.01 or drawn in (0, 1]) rounded to the "
+    "dtype (1), times g (1)",
+    parameter=st.one_of(st.sampled_from([0.2, 0.01]), reals(1 / 64, 1)))
 
 
 def _elementwise_binary(function):
@@ -158,35 +202,36 @@ BINARY = [
         lambda x, y: x * y), _binary_inputs(-8, 8, -8, 8),
         lambda xs, g: [[abs(gj * y) for y, gj in zip(xs[1], g)],
                        [abs(gj * x) for x, gj in zip(xs[0], g)]],
-        lambda n: 1, "g b and g a: one product each"),
+        lambda n, dtype: 1, "g b and g a: one product each"),
     OpCase("div", f"{ELEMENTWISE}.div", lambda m, a, b: a / b, _elementwise_binary(
         lambda x, y: x / y), _binary_inputs(-8, 8, 1 / 4, 8),
         lambda xs, g: [[abs(gj / y) for y, gj in zip(xs[1], g)],
                        [abs(gj * x / (y * y)) for x, y, gj in zip(xs[0], xs[1], g)]],
-        lambda n: 3, "g / b (1) and -(g / b)(a / b): two quotients and a product"),
+        lambda n, dtype: 3, "g / b (1) and -(g / b)(a / b): two quotients and a product"),
     OpCase("pow", f"{ELEMENTWISE}.pow", lambda m, a, b: a ** b, _elementwise_binary(
         lambda x, y: x ** y), _binary_inputs(1 / 4, 4, -3, 3),
         lambda xs, g: [[abs(gj * y * x ** (y - 1)) * (1 + abs(mpmath.log(x) * (y - 1)))
                         for x, y, gj in zip(xs[0], xs[1], g)],
                        [abs(gj * x ** y * mpmath.log(x)) for x, y, gj in zip(xs[0], xs[1], g)]],
-        lambda n: 8, "g b a^(b-1): b - 1 rounded (its error scaled by |log a (b - 1)|), pow "
-        "(3), two products; g a^b log a: pow (3), log (3), two products"),
+        lambda n, dtype: 2 * library_roundings(dtype) + 2,
+        "g b a^(b-1): b - 1 rounded (its error scaled by |log a (b - 1)|), pow (L), two "
+        "products; g a^b log a: pow (L), log (L), two products: 2 L + 2"),
     OpCase("maximum", f"{ELEMENTWISE}.maximum", lambda m, a, b: m.maximum(a, b),
            _elementwise_binary(max), _binary_inputs(-8, 8, -8, 8, distinct=True),
-           lambda xs, g: [[abs(gj) for gj in g]] * 2, lambda n: 0, "g or 0: exact (no ties)"),
+           lambda xs, g: [[abs(gj) for gj in g]] * 2, lambda n, dtype: 0, "g or 0: exact (no ties)"),
     OpCase("minimum", f"{ELEMENTWISE}.minimum", lambda m, a, b: m.minimum(a, b),
            _elementwise_binary(min), _binary_inputs(-8, 8, -8, 8, distinct=True),
-           lambda xs, g: [[abs(gj) for gj in g]] * 2, lambda n: 0, "g or 0: exact (no ties)"),
+           lambda xs, g: [[abs(gj) for gj in g]] * 2, lambda n, dtype: 0, "g or 0: exact (no ties)"),
     OpCase("add_broadcast", f"{ELEMENTWISE}.add", lambda m, a, b: a + b,
            lambda a, b: [x + b[0] for x in a],
            st.tuples(_unary_inputs(-8, 8), reals(-8, 8)).map(
                lambda t: (t[0][0], numpy.asarray([t[1]]))),
            lambda xs, g: [[0] * len(g), [sum(abs(gj) for gj in g)]],
-           lambda n: max(n - 1, 0),
+           lambda n, dtype: max(n - 1, 0),
            "g for a (exact); sum_j g_j for the broadcast b: n - 1 additions (gamma_{n-1})"),
     OpCase("sub", f"{ELEMENTWISE}.sub", lambda m, a, b: a - b,
            _elementwise_binary(lambda x, y: x - y), _binary_inputs(-8, 8, -8, 8),
-           lambda xs, g: [[0] * len(g)] * 2, lambda n: 0, "g and -g: exact"),
+           lambda xs, g: [[0] * len(g)] * 2, lambda n, dtype: 0, "g and -g: exact"),
 ]
 
 
@@ -207,31 +252,33 @@ def _spread(x):
 
 REDUCTIONS = [
     OpCase("sum", f"{REDUCE}.sum", lambda m, x: x.sum(), lambda x: [mpmath.fsum(x)],
-           _unary_inputs(-8, 8), lambda xs, g: [[abs(g[0])] * len(xs[0])], lambda n: 0,
+           _unary_inputs(-8, 8), lambda xs, g: [[abs(g[0])] * len(xs[0])], lambda n, dtype: 0,
            "g broadcast to every input: exact"),
     OpCase("mean", f"{REDUCE}.mean", lambda m, x: x.mean(), lambda x: [mpmath.fsum(x) / len(x)],
            _unary_inputs(-8, 8), lambda xs, g: [[abs(g[0]) / len(xs[0])] * len(xs[0])],
-           lambda n: 2, "g / n: 1/n or g/n rounded, at most two roundings"),
+           lambda n, dtype: 2, "g / n: 1/n or g/n rounded, at most two roundings"),
     OpCase("logsumexp", f"{REDUCE}.logsumexp", lambda m, x: x.logsumexp(0),
            lambda x: [_logsumexp(x)], _unary_inputs(-8, 8),
            lambda xs, g: [[abs(g[0]) * s * (1 + abs(v) + 2 * abs(_logsumexp(xs[0])))
                            for v, s in zip(xs[0], _softmax(xs[0]))]],
-           lambda n: n + 8, "g exp(x_i - y): y through n - 1 additions, log, exp; the "
-           "difference x_i - y carries absolute error ~ u (|x_i| + 2|y|)"),
+           lambda n, dtype: n + 2 + 2 * library_roundings(dtype),
+           "g exp(x_i - y): y through n - 1 additions, log (L), exp (L); the difference x_i - y carries absolute error ~ u (|x_i| + 2|y|)"),
     OpCase("softmax", f"{REDUCE}.softmax", lambda m, x: x.softmax(0), _softmax,
            _unary_inputs(-8, 8),
            lambda xs, g: [[s * (abs(gj) + mpmath.fsum(abs(gi) * si for gi, si in
                                                       zip(g, _softmax(xs[0]))))
                            * (1 + d + max(_spread(xs[0])))
                            for s, gj, d in zip(_softmax(xs[0]), g, _spread(xs[0]))]],
-           lambda n: n + 8, "s (g - sum g s): s through exp of a shifted input (relative "
+           lambda n, dtype: n + 2 + 2 * library_roundings(dtype),
+           "s (g - sum g s): s through exp of a shifted input (relative "
            "error ~ u (1 + |x_i - max x|)), n - 1 additions and a division"),
     OpCase("log_softmax", f"{REDUCE}.log_softmax", lambda m, x: x.log_softmax(0),
            lambda x: [v - _logsumexp(x) for v in x], _unary_inputs(-8, 8),
            lambda xs, g: [[abs(gj) + s * mpmath.fsum(abs(gi) for gi in g)
                            * (1 + abs(v) + 2 * abs(_logsumexp(xs[0])))
                            for v, s, gj in zip(xs[0], _softmax(xs[0]), g)]],
-           lambda n: n + 8, "g - exp(y) sum g: like logsumexp's bound plus the sum of g"),
+           lambda n, dtype: n + 2 + 2 * library_roundings(dtype),
+           "g - exp(y) sum g: like logsumexp's bound plus the sum of g"),
 ]
 
 
@@ -263,15 +310,16 @@ def _matmul_magnitudes(xs, g, shape_a, shape_b):
 
 
 MATMUL = OpCase("matmul", "minilean.autograd.linalg.matmul", lambda m, a, b: a @ b, None,
-                _matmul_inputs(), None, lambda n: 3,
+                _matmul_inputs(), None, lambda n, dtype: 3,
                 "G B^T and A^T G: dot products of length <= 3 (gamma_3 |G| |B|^T)")
 
-CASES = [_unary_case(*row) for row in UNARY] + BINARY + REDUCTIONS + [MATMUL]
+CASES = [_unary_case(*row) for row in UNARY] + [LEAKY_RELU] + BINARY + REDUCTIONS + [MATMUL]
 
 
-def _reference_gradients(case, xs, g, shapes):
+def _reference_gradients(case, xs, g, shapes, extra):
     """d/dx_i of L = sum_j g_j f_j(x), by mpmath.diff of the op's definition, per element."""
-    definition = case.definition or (lambda a, b: _matmul_definition(a, b, *shapes))
+    definition = (lambda *a: case.definition(*a, **extra)) if case.definition else \
+        (lambda a, b: _matmul_definition(a, b, *shapes))
     gradients = []
     for which, x in enumerate(xs):
         row = []
@@ -287,21 +335,23 @@ def _reference_gradients(case, xs, g, shapes):
 
 def _register(case):
     @statement(f"autograd_backward_eq_mpmath_derivative[{case.name}]", about=(case.about,),
-               given={"inputs": case.inputs, "seed": st.integers(0, 2 ** 16)})
-    def backward_matches_mpmath(check, inputs, seed):
+               given={"inputs": case.inputs, "seed": st.integers(0, 2 ** 16),
+                      "parameter": st.none() if case.parameter is None else case.parameter})
+    def backward_matches_mpmath(check, inputs, seed, parameter=None):
         import minilean
+        extra = {} if case.parameter is None else {"parameter": parameter}
         for dtype in ENGINE_DTYPES:
             tensors = [engine(x, dtype, requires_grad=True) for x in inputs]
-            output = case.call(minilean, *tensors)
+            output = case.call(minilean, *tensors, **extra)
             upstream = numpy.random.default_rng(seed).uniform(-2, 2, output.shape)
             upstream = upstream.astype(numpy.float32).astype(numpy.float64)
             output.backward(engine(upstream, dtype))
             xs, g = [mp(x) for x in inputs], mp(numpy.atleast_1d(upstream))
             shapes = [x.shape for x in inputs]
-            references = _reference_gradients(case, xs, g, shapes)
-            magnitudes = (case.magnitudes(xs, g) if case.magnitudes else
+            references = _reference_gradients(case, xs, g, shapes, extra)
+            magnitudes = (case.magnitudes(xs, g, **extra) if case.magnitudes else
                           _matmul_magnitudes(xs, g, *shapes))
-            roundings = case.roundings(len(xs[0]))
+            roundings = case.roundings(len(xs[0]), dtype)
             bound_factor, floor = gamma(roundings, dtype), underflow(roundings, dtype)
             for position, tensor in enumerate(tensors):
                 what = f"{case.name} d/dinput{position} ({dtype.__name__})"
@@ -424,16 +474,28 @@ def silu_backward_sigma_only(original):
 
 
 @mutant("sigmoid in the tanh form", f"{ELEMENTWISE}.tail_accurate_sigmoid",
-        caught_by=_caught_by("sigmoid", "silu"))
+        caught_by=_caught_by("sigmoid", "silu", "gelu_tanh"))
 def sigmoid_tanh_form(original):
     """sigma(x) computed as (1 + tanh(x/2)) / 2, the faster form the engine once used: right
     to the last bit near 0, but its left tail keeps only the absolute precision of 1 + tanh,
-    so sigma(-8) ~ 3e-4 is off in the fourth digit in float32."""
+    so sigma(-8) ~ 3e-4 is off in the fourth digit in float32 (and gelu-tanh's s = sigma(w),
+    w ~ -12 at x = -5, by 30%)."""
     return lambda x: (1 + numpy.tanh(x / 2)) / 2
 
 def _gelu_backward_broken_in(approximate, original, broken):
     """Gelu.backward, broken only for the form ``approximate`` (the other keeps its own)."""
     return lambda ctx, grad: (broken if ctx.approximate == approximate else original)(ctx, grad)
+
+
+@mutant("leaky_relu backward with the default slope", f"{ELEMENTWISE}.LeakyRelu.backward",
+        caught_by=_caught_by("leaky_relu"))
+def leaky_relu_backward_default_slope(original):
+    """LeakyRelu.backward multiplies by 0.01, PyTorch's default, instead of ctx.negative_slope
+    (right only for the default; the GAN's 0.2 gets a twentieth of its gradient)."""
+    def backward(ctx, grad):
+        from minilean.backend import array_module
+        return array_module(grad).where(ctx.positive, grad, grad * grad.dtype.type(0.01))
+    return backward
 
 
 @mutant("gelu backward without x phi(x)", f"{ELEMENTWISE}.Gelu.backward",

@@ -140,6 +140,19 @@ def pf_ode_system_step(check, x, c, steps):
         check.close(host(sampled), mp(host(expected)), 0, dtype.__name__)
 
 
+def _with_step(extra, first_step=-1):
+    """A schedule (T >= 2), t = T - 1 and t_prev drawn from first_step..t - 1 (-1 the clean
+    state): sampling with respaced timesteps skips, so a step is not only to t - 1; plus the
+    strategies in ``extra``."""
+    return _betas(2).flatmap(lambda betas: st.fixed_dictionaries(
+        {"betas": st.just(betas), "t_prev": st.integers(first_step, len(betas) - 2), **extra}))
+
+
+def _alpha_bar_at(alpha_bar, t):
+    """alpha_bar_t as an mpf, 1 for the clean state t = -1."""
+    return mpmath.mpf(1) if t < 0 else mp(alpha_bar[t])
+
+
 def _ddim_mp(a, a_prev, x, eps):
     """sqrt(a') (x - sqrt(1 - a) eps) / sqrt(a) + sqrt(1 - a') eps and its sum |terms|."""
     x0 = (x - mpmath.sqrt(1 - a) * eps) / mpmath.sqrt(a)
@@ -150,14 +163,14 @@ def _ddim_mp(a, a_prev, x, eps):
 
 
 @statement("ddimStep_eq_x0Pred", about=(f"{DIFFUSION}.ddim_step", f"{DIFFUSION}.x0_from_eps"),
-           given={"betas": _betas(2), "x": _vector(), "c": reals(-1, 1)})
-def ddim_eq_x0_pred(check, betas, x, c):
+           given=_with_step({"x": _vector(), "c": reals(-1, 1)}))
+def ddim_eq_x0_pred(check, betas, t_prev, x, c):
     """ddimStep(t -> t') x = sqrt(alpha_bar_t') x0Pred(x, t) + sqrt(1 - alpha_bar_t') eps_hat,
     with x0Pred = (x - sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_bar_t) (eta = 0, no clip)."""
     from minilean.models import diffusion
     alpha_bar = _alpha_bar(betas)
-    t, t_prev = len(betas) - 1, len(betas) - 2
-    a, a_prev = mp(alpha_bar[t]), mp(alpha_bar[t_prev])
+    t = len(betas) - 1
+    a, a_prev = mp(alpha_bar[t]), _alpha_bar_at(alpha_bar, t_prev)
     for dtype in ENGINE_DTYPES:
         x_t = engine(x, dtype)
         eps_hat = _tanh_field(c)(x_t, t)
@@ -165,8 +178,9 @@ def ddim_eq_x0_pred(check, betas, x, c):
         pairs = [_ddim_mp(a, a_prev, xi, ei) for xi, ei in zip(mp(x), mp(host(eps_hat)))]
         check.close(computed, [v for v, _ in pairs], [gamma(10, dtype) * m for _, m in pairs],
                     f"against mpmath ({dtype.__name__})")
-        shared = (math.sqrt(alpha_bar[t_prev]) * diffusion.x0_from_eps(alpha_bar, x_t, t, eps_hat)
-                  + math.sqrt(1 - alpha_bar[t_prev]) * eps_hat)
+        a_float = 1.0 if t_prev < 0 else float(alpha_bar[t_prev])
+        shared = (math.sqrt(a_float) * diffusion.x0_from_eps(alpha_bar, x_t, t, eps_hat)
+                  + math.sqrt(1 - a_float) * eps_hat)
         check.close(computed, mp(host(shared)), 0, f"shared eps_hat ({dtype.__name__})")
 
 
@@ -264,11 +278,11 @@ def _ddim_lipschitz_constant(a, a_prev, c):
             + abs(mpmath.sqrt(1 - a_prev) - mpmath.sqrt(a_prev * (1 - a) / a)) * abs(c))
 
 
-def _ddim_contraction_check(check, betas, pair, c, linear):
+def _ddim_contraction_check(check, betas, t_prev, pair, c, linear):
     from minilean.models import diffusion
     alpha_bar = _alpha_bar(betas)
-    t, t_prev = len(betas) - 1, len(betas) - 2
-    a, a_prev = mp(alpha_bar[t]), mp(alpha_bar[t_prev])
+    t = len(betas) - 1
+    a, a_prev = mp(alpha_bar[t]), _alpha_bar_at(alpha_bar, t_prev)
     if linear:  # eps_hat = c x: the step is k x exactly, k below
         k = abs(mpmath.sqrt(a_prev / a) + (mpmath.sqrt(1 - a_prev)
                                            - mpmath.sqrt(a_prev * (1 - a) / a)) * mp(c))
@@ -291,25 +305,25 @@ def _ddim_contraction_check(check, betas, pair, c, linear):
 
 
 @statement("ddimStepSystem_lipschitz_of_step_lipschitz", about=(f"{DIFFUSION}.ddim_step",),
-           given={"betas": _betas(2), "pair": _pair(), "c": reals(-2, 2)})
-def ddim_lipschitz(check, betas, pair, c):
+           given=_with_step({"pair": _pair(), "c": reals(-2, 2)}))
+def ddim_lipschitz(check, betas, t_prev, pair, c):
     """eps_hat c-Lipschitz  =>  ddimStep(t -> t') is L-Lipschitz in L2 with
     L = sqrt(a'/a) + |sqrt(1 - a') - sqrt(a'(1 - a)/a)| |c|."""
-    _ddim_contraction_check(check, betas, pair, c, linear=False)
+    _ddim_contraction_check(check, betas, t_prev, pair, c, linear=False)
 
 
 @statement("ddimStepSystem_contracts_of_step_contracts", about=(f"{DIFFUSION}.ddim_step",),
-           given={"betas": _betas(2), "pair": _pair(), "c": reals(0.5, 3)})
-def ddim_contracts(check, betas, pair, c):
+           given=_with_step({"pair": _pair(), "c": reals(0.5, 3)}))
+def ddim_contracts(check, betas, t_prev, pair, c):
     """The DDIM step is factor-Lipschitz with factor < 1  =>  it contracts distances by that
     factor (eps_hat = c x; the hypothesis factor < 1 is checked, examples without it skipped)."""
     from hypothesis import assume
     alpha_bar = _alpha_bar(betas)
-    a, a_prev = mp(alpha_bar[-1]), mp(alpha_bar[-2])
+    a, a_prev = mp(alpha_bar[-1]), _alpha_bar_at(alpha_bar, t_prev)
     factor = abs(mpmath.sqrt(a_prev / a) + (mpmath.sqrt(1 - a_prev)
                                             - mpmath.sqrt(a_prev * (1 - a) / a)) * mp(c))
     assume(factor < 1)
-    _ddim_contraction_check(check, betas, pair, c, linear=True)
+    _ddim_contraction_check(check, betas, t_prev, pair, c, linear=True)
 
 
 def _pf_ode_system_check(check, pair, beta, sigma, c, steps, linear, claimed_fraction=1.0):
@@ -512,42 +526,54 @@ def ddpm_posterior(check, betas, x0, x_t):
 
 
 @st.composite
-def _ancestral_example(draw, first_step=1):
-    """A schedule (T >= 2), a step t -> t - 1 (t >= first_step) and x_t, eps_hat, noise
-    vectors of one length."""
+def _ancestral_example(draw, first_step=1, skips=False, etas=False):
+    """A schedule (T >= 2), a step t -> t - 1 (t >= first_step; with ``skips`` t -> t_prev,
+    t_prev drawn from 0..t - 1, as respaced sampling skips timesteps) and x_t, eps_hat, noise
+    vectors of one length; with ``etas`` an eta drawn in (0, 1.5)."""
     betas = draw(_betas(2))
     n = draw(st.integers(1, 4))
     vector = st.lists(reals(-2, 2), min_size=n, max_size=n).map(numpy.asarray)
-    return {"betas": betas, "t": draw(st.integers(first_step, len(betas) - 1)),
-            "x": draw(vector), "eps": draw(vector), "noise": draw(vector)}
+    t = draw(st.integers(first_step, len(betas) - 1))
+    example = {"betas": betas, "t": t, "x": draw(vector), "eps": draw(vector),
+               "noise": draw(vector)}
+    if skips:
+        example["t_prev"] = draw(st.integers(0, t - 1))
+    if etas:
+        example["eta"] = draw(reals(0, 1.5).filter(lambda e: 0 < e < 1.5))
+    return example
 
 
-def _ddim_eta_one_reference(check, alpha_bar, t, x, eps, noise):
-    """ddim_step(t -> t - 1, eta = 1) in mpmath, after checking that it is the posterior step
-    by Bayes' rule: (values, bounds) with bounds(dtype) the engine's rounding bounds."""
-    a, a_prev = mp(alpha_bar[t]), mp(alpha_bar[t - 1])
-    beta = 1 - a / a_prev  # beta_t as the schedule's float64 alpha_bar carries it
-    sigma2 = (1 - a_prev) / (1 - a) * beta
+def _ddim_eta_one_reference(check, alpha_bar, t, x, eps, noise, t_prev=None, eta=1):
+    """ddim_step(t -> t_prev, eta) in mpmath (t_prev = t - 1 unless given), after checking, at
+    eta = 1, that it is the posterior step by Bayes' rule (q(x_t' | x_t, x0) with the skip's
+    beta = 1 - a / a'): (values, bounds) with bounds(dtype) the engine's rounding bounds."""
+    t_prev = t - 1 if t_prev is None else t_prev
+    a, a_prev = mp(alpha_bar[t]), mp(alpha_bar[t_prev])
+    beta = 1 - a / a_prev  # the step's beta as the schedule's float64 alpha_bar carries it
+    sigma2 = mp(eta) ** 2 * (1 - a_prev) / (1 - a) * beta
     direction = mpmath.sqrt(1 - a_prev - sigma2)
     variance = 1 / (1 / (1 - a_prev) + (1 - beta) / beta)
-    check.close(sigma2, variance, mp_tolerance(), "mpmath: sigma^2 = posterior variance")
-    check.close(direction, (1 - a_prev) * mpmath.sqrt((1 - beta) / (1 - a)), mp_tolerance(),
-                "mpmath: direction coefficient")
+    if eta == 1:
+        check.close(sigma2, variance, mp_tolerance(), "mpmath: sigma^2 = posterior variance")
+        check.close(direction, (1 - a_prev) * mpmath.sqrt((1 - beta) / (1 - a)),
+                    mp_tolerance(), "mpmath: direction coefficient")
     expected, magnitudes = [], []
     for xi, ei, zi in zip(mp(x), mp(eps), mp(noise)):
         x0 = (xi - mpmath.sqrt(1 - a) * ei) / mpmath.sqrt(a)
         mean = variance * (mpmath.sqrt(a_prev) * x0 / (1 - a_prev)
                            + mpmath.sqrt(1 - beta) * xi / beta)
         ddim = mpmath.sqrt(a_prev) * x0 + direction * ei + mpmath.sqrt(sigma2) * zi
-        check.close(ddim, mean + mpmath.sqrt(variance) * zi, mp_tolerance(ddim),
-                    "mpmath: DDIM(eta = 1) = posterior mean + sqrt(variance) z")
+        if eta == 1:
+            check.close(ddim, mean + mpmath.sqrt(variance) * zi, mp_tolerance(ddim),
+                        "mpmath: DDIM(eta = 1) = posterior mean + sqrt(variance) z")
         expected.append(ddim)
         magnitudes.append((mpmath.sqrt(a_prev / a) * (abs(xi) + mpmath.sqrt(1 - a) * abs(ei)),
                            abs(ei), abs(zi)))
-    # ddim_step forms sigma in float64 from 1 - alpha_bar_t / alpha_bar_{t-1} (= beta_t, by
-    # cancellation: a relative error of about u / beta_t), then 1 - alpha_bar_{t-1} - sigma^2
-    # and its square root
-    sigma_error = gamma(8, numpy.float64) + gamma(2, numpy.float64) / beta
+    # ddim_step forms sigma in float64 from 1 - alpha_bar_t / alpha_bar_t' (= beta, by
+    # cancellation: a relative error of about u / beta), then 1 - alpha_bar_t' - sigma^2
+    # and its square root; 9 roundings: 1 - a', 1 - a, their quotient, its sqrt, a / a', the
+    # 1 - (its error counted in gamma_2 / beta), the sqrt, the products by it and by eta
+    sigma_error = gamma(9, numpy.float64) + gamma(2, numpy.float64) / beta
     inside_error = gamma(4, numpy.float64) * (1 + sigma2) + 3 * sigma_error * sigma2
     direction_error = inside_error / direction + gamma(1, numpy.float64) * direction
 
@@ -558,26 +584,49 @@ def _ddim_eta_one_reference(check, alpha_bar, t, x, eps, noise):
     return expected, bounds
 
 
-def _ddim_eta_one_engine(alpha_bar, t, x, eps, noise, dtype):
+def _ddim_eta_one_engine(alpha_bar, t, x, eps, noise, dtype, t_prev=None, eta=1.0):
     from minilean.models import diffusion
-    return host(diffusion.ddim_step(alpha_bar, engine(x, dtype), t, t - 1, engine(eps, dtype),
-                                    eta=1.0, noise=engine(noise, dtype)))
+    t_prev = t - 1 if t_prev is None else t_prev
+    return host(diffusion.ddim_step(alpha_bar, engine(x, dtype), t, t_prev, engine(eps, dtype),
+                                    eta=eta, noise=engine(noise, dtype)))
 
 
 @statement("ddimStep_eta_one_eq_ddpm_posterior",
            about=(f"{DIFFUSION}.ddim_step", f"{DIFFUSION}.x0_from_eps"),
-           given=_ancestral_example())
-def ddim_eta_one_posterior(check, betas, t, x, eps, noise):
-    """DDIM at eta = 1 from t to t - 1 is the DDPM ancestral step: ddimStep(x_t, eps_hat, z) =
-    mu + sqrt(v) z with N(mu, v) the posterior q(x_{t-1} | x_t, x0_hat) by Bayes' rule, x0_hat =
-    x0Pred(x_t, eps_hat) (Song et al.): sigma^2 = v and the direction coefficient is
-    sqrt(1 - alpha_bar_{t-1} - sigma^2) = (1 - alpha_bar_{t-1}) sqrt(1 - beta_t)
+           given=_ancestral_example(skips=True))
+def ddim_eta_one_posterior(check, betas, t, x, eps, noise, t_prev):
+    """DDIM at eta = 1 from t to t' < t is the ancestral step: ddimStep(x_t, eps_hat, z) =
+    mu + sqrt(v) z with N(mu, v) the posterior q(x_t' | x_t, x0_hat) by Bayes' rule, x0_hat =
+    x0Pred(x_t, eps_hat) (Song et al.), beta = 1 - alpha_bar_t / alpha_bar_t' (beta_t when
+    t' = t - 1; t' drawn, as respaced sampling skips): sigma^2 = v and the direction
+    coefficient is sqrt(1 - alpha_bar_t' - sigma^2) = (1 - alpha_bar_t') sqrt(1 - beta)
     / sqrt(1 - alpha_bar_t)."""
     alpha_bar = _alpha_bar(betas)
-    expected, bounds = _ddim_eta_one_reference(check, alpha_bar, t, x, eps, noise)
+    expected, bounds = _ddim_eta_one_reference(check, alpha_bar, t, x, eps, noise, t_prev)
     for dtype in ENGINE_DTYPES:
-        check.close(_ddim_eta_one_engine(alpha_bar, t, x, eps, noise, dtype), expected,
+        check.close(_ddim_eta_one_engine(alpha_bar, t, x, eps, noise, dtype, t_prev), expected,
                     bounds(dtype), f"engine ({dtype.__name__})")
+
+
+@statement("ddimStep_eq_eta_formula",
+           about=(f"{DIFFUSION}.ddim_step", f"{DIFFUSION}.x0_from_eps"),
+           given=_ancestral_example(skips=True, etas=True))
+def ddim_eta_formula(check, betas, t, x, eps, noise, t_prev, eta):
+    """For every eta (drawn in (0, 1.5), not only 0 and 1): ddimStep(t -> t') = sqrt(a') x0_hat
+    + sqrt(1 - a' - sigma^2) eps_hat + sigma z with sigma = eta sqrt((1 - a') / (1 - a))
+    sqrt(1 - a / a') (eta scales the standard deviation, not the variance), a = alpha_bar_t,
+    a' = alpha_bar_t'. Examples where 1 - a' - sigma^2 < (1 - a') / 16 are skipped (eta > 1
+    can make it negative, where the engine clamps it to 0, and near 0 its square root
+    amplifies rounding without bound)."""
+    from hypothesis import assume
+    alpha_bar = _alpha_bar(betas)
+    a, a_prev = mp(alpha_bar[t]), mp(alpha_bar[t_prev])
+    assume(1 - a_prev - mp(eta) ** 2 * (1 - a_prev) / (1 - a) * (1 - a / a_prev)
+           >= (1 - a_prev) / 16)
+    expected, bounds = _ddim_eta_one_reference(check, alpha_bar, t, x, eps, noise, t_prev, eta)
+    for dtype in ENGINE_DTYPES:
+        check.close(_ddim_eta_one_engine(alpha_bar, t, x, eps, noise, dtype, t_prev, eta),
+                    expected, bounds(dtype), f"engine ({dtype.__name__})")
 
 
 def _ddpm_step_reference(betas, alpha_bar, t, x, eps, noise):
@@ -663,7 +712,6 @@ def euler_wrong_sign(original):
 
 @mutant("DDIM with the alphas swapped", f"{DIFFUSION}.ddim_step",
         caught_by=["ddimStep_eq_x0Pred", "alphaBar_zero",
-                   "ddimStepSystem_lipschitz_of_step_lipschitz",
                    "ddimStepSystem_contracts_of_step_contracts"])
 def ddim_alphas_swapped(original):
     """ddim_step uses sqrt(1 - a') for x0_hat and sqrt(a') for the direction."""
@@ -740,8 +788,68 @@ def pf_ode_double_dt(original):
     return broken
 
 
+def _ddim_step_variant(a_prev_of=None, sigma_of=None):
+    """ddim_step with alpha_bar_t' read by ``a_prev_of(alpha_bar, t, t_prev)`` and/or sigma
+    computed by ``sigma_of(eta, a, a_prev)`` (each the engine's own when None)."""
+    from minilean.models import diffusion
+
+    def sigma_as_engine(eta, a, a_prev):
+        return eta * math.sqrt((1.0 - a_prev) / (1.0 - a)) * math.sqrt(1.0 - a / a_prev)
+
+    def broken(alpha_bar, x_t, t, t_prev, eps_hat, eta=0.0, noise=None, clip=False):
+        a = float(alpha_bar[t])
+        a_prev = (a_prev_of(alpha_bar, t, t_prev) if a_prev_of else
+                  1.0 if t_prev < 0 else float(alpha_bar[t_prev]))
+        x0_hat = diffusion.x0_from_eps(alpha_bar, x_t, t, eps_hat)
+        sigma = 0.0
+        if eta > 0 and a < 1.0:
+            sigma = (sigma_of or sigma_as_engine)(eta, a, a_prev)
+        direction = math.sqrt(max(1.0 - a_prev - sigma * sigma, 0.0))
+        x_prev = math.sqrt(a_prev) * x0_hat + direction * eps_hat
+        return x_prev if sigma == 0.0 else x_prev + sigma * noise
+    return broken
+
+
+@mutant("x0_from_eps adding the noise", f"{DIFFUSION}.x0_from_eps",
+        caught_by=["ddimStep_eq_x0Pred", "ddimStepSystem_lipschitz_of_step_lipschitz",
+                   "ddimStepSystem_contracts_of_step_contracts",
+                   "ddimStep_eta_one_eq_ddpm_posterior", "ddimStep_eq_eta_formula",
+                   "ddpmStep_eq_posterior_step"])
+def x0_from_eps_plus(original):
+    """x0_from_eps = (x_t + sqrt(1 - a) eps) / sqrt(a): the noise added, not removed. The DDIM
+    step's eps coefficient becomes sqrt(1 - a') + sqrt(a' (1 - a) / a), above the Lipschitz
+    statement's |sqrt(1 - a') - sqrt(a' (1 - a) / a)| (the swapped-alphas mutant, now that
+    t' is drawn down to the clean state, mostly contracts instead, and passes it)."""
+    from minilean.models import diffusion
+
+    def broken(alpha_bar, x_t, t, eps):
+        noise = diffusion._per_example(numpy.sqrt(1.0 - alpha_bar), t, x_t)
+        inverse_signal = diffusion._per_example(1.0 / numpy.sqrt(alpha_bar), t, x_t)
+        return (x_t + noise * eps) * inverse_signal
+    return broken
+
+
+@mutant("DDIM steps to t - 1 whatever t_prev", f"{DIFFUSION}.ddim_step",
+        caught_by=["ddimStep_eq_x0Pred", "ddimStep_eta_one_eq_ddpm_posterior",
+                   "ddimStep_eq_eta_formula"])
+def ddim_prev_is_t_minus_one(original):
+    """ddim_step reads a' = alpha_bar[t - 1] instead of alpha_bar[t_prev] (right only between
+    neighbouring timesteps; respaced sampling skips)."""
+    return _ddim_step_variant(
+        a_prev_of=lambda alpha_bar, t, t_prev: 1.0 if t_prev < 0 else float(alpha_bar[t - 1]))
+
+
+@mutant("DDIM eta on the variance", f"{DIFFUSION}.ddim_step",
+        caught_by=["ddimStep_eq_eta_formula"])
+def ddim_eta_on_variance(original):
+    """ddim_step takes sigma = sqrt(eta (1 - a') / (1 - a) (1 - a / a')): eta scaling the
+    variance, not the standard deviation (the same at eta = 0 and eta = 1)."""
+    return _ddim_step_variant(sigma_of=lambda eta, a, a_prev: math.sqrt(
+        eta * (1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev)))
+
+
 @mutant("DDIM direction without the -sigma^2", f"{DIFFUSION}.ddim_step",
-        caught_by=["ddimStep_eta_one_eq_ddpm_posterior"])
+        caught_by=["ddimStep_eta_one_eq_ddpm_posterior", "ddimStep_eq_eta_formula"])
 def ddim_direction_without_sigma(original):
     """ddim_step points along eps_hat with sqrt(1 - a') instead of sqrt(1 - a' - sigma^2)."""
     from minilean.models import diffusion

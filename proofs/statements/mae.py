@@ -4,9 +4,9 @@ with l_i the per-patch MSE (``patch_losses``), not over TorchLean's natural numb
 
 The masked sum S(m) = sum_{i hidden} l_i is TorchLean's maskedLoss / maeLoss over the hidden
 index list; here S(m) is read off the engine as masked_mse * (number hidden). Identities are
-checked against mpmath within gamma_{P + L + 4} sum_i m_i l_i (per-patch MSE: difference,
-square, P - 1 additions, division; the masked sum: product by m, L - 1 additions; the final
-division, and for S the product back); the sum and permutation laws also compare the engine's
+checked against mpmath within gamma_{P + N L + 4} sum_i m_i l_i (per-patch MSE: difference,
+square, P - 1 additions, division; the masked sum: product by m, N L - 1 additions over the
+batch of N; the final division, and for S the product back); the sum and permutation laws also compare the engine's
 two sides with each other, within the sum of their bounds. Zero statements are exact.
 """
 import mpmath
@@ -22,24 +22,31 @@ MAE = "minilean.models.mae"
 
 @st.composite
 def _patches(draw, hidden_equal=False):
-    """prediction, target (1, L, P) and a 0/1 hidden mask (1, L) with at least one hidden."""
-    count, size = draw(st.integers(2, 6)), draw(st.integers(1, 4))
-    values = st.lists(reals(-2, 2), min_size=count * size, max_size=count * size)
-    prediction = numpy.asarray(draw(values)).reshape(1, count, size)
-    target = numpy.asarray(draw(values)).reshape(1, count, size)
-    hidden = numpy.asarray(draw(st.lists(st.booleans(), min_size=count, max_size=count)))
-    hidden[draw(st.integers(0, count - 1))] = True
+    """prediction, target (N, L, P), N = 1..3 (masked_mse is one mean over the whole batch,
+    which a batch of one cannot tell from a sum of per-image means), and a 0/1 hidden mask
+    (N, L) hiding at least one patch of every image."""
+    batch, count, size = draw(st.integers(1, 3)), draw(st.integers(2, 6)), draw(st.integers(1, 4))
+    cells = batch * count
+    values = st.lists(reals(-2, 2), min_size=cells * size, max_size=cells * size)
+    prediction = numpy.asarray(draw(values)).reshape(batch, count, size)
+    target = numpy.asarray(draw(values)).reshape(batch, count, size)
+    hidden = numpy.asarray(draw(st.lists(st.booleans(), min_size=cells, max_size=cells)))
+    hidden = hidden.reshape(batch, count)
+    for row in range(batch):
+        hidden[row, draw(st.integers(0, count - 1))] = True
     if hidden_equal:
-        prediction[0, hidden] = target[0, hidden]
-    split = numpy.asarray(draw(st.lists(st.booleans(), min_size=count, max_size=count)))
+        prediction[hidden] = target[hidden]
+    split = numpy.asarray(draw(st.lists(st.booleans(), min_size=cells, max_size=cells)))
     permutation = numpy.asarray(draw(st.permutations(range(count))))
-    return {"prediction": prediction, "target": target, "hidden": hidden.astype(float)[None],
-            "split": split, "permutation": permutation}
+    return {"prediction": prediction, "target": target, "hidden": hidden.astype(float),
+            "split": split.reshape(batch, count), "permutation": permutation}
 
 
 def _patch_losses_mp(prediction, target):
+    """l_{n,i}, flattened in the order of hidden.reshape(-1)."""
     return [mpmath.fsum((a - b) ** 2 for a, b in zip(mp(p), mp(t))) / len(p)
-            for p, t in zip(prediction[0], target[0])]
+            for p, t in zip(prediction.reshape(-1, prediction.shape[-1]),
+                            target.reshape(-1, target.shape[-1]))]
 
 
 def _masked_mse(dtype, prediction, target, hidden):
@@ -55,8 +62,8 @@ def _masked_sums(check, prediction, target, hidden, what):
     if not hidden.any():
         return {dtype: (0.0, 0) for dtype in ENGINE_DTYPES}
     losses = _patch_losses_mp(prediction, target)
-    exact = mpmath.fsum(l for l, m in zip(losses, hidden[0]) if m)
-    count, size = prediction.shape[1:]
+    exact = mpmath.fsum(l for l, m in zip(losses, hidden.reshape(-1)) if m)
+    count, size = prediction.shape[0] * prediction.shape[1], prediction.shape[2]
     sums = {}
     for dtype in ENGINE_DTYPES:
         computed = _masked_mse(dtype, prediction, target, hidden) * hidden.sum()
@@ -97,8 +104,9 @@ def _permutation_checks(check, prediction, target, hidden, permutation):
 @statement("maskedLoss_cons", about=(f"{MAE}.masked_mse",), given=_patches())
 def masked_loss_cons(check, prediction, target, hidden, split, permutation):
     """maskedLoss(i :: idxs) = l_i + maskedLoss(idxs): hiding one more patch adds its loss."""
-    first = numpy.zeros(hidden.shape[1])
-    first[numpy.flatnonzero(hidden[0])[0]] = 1
+    first = numpy.zeros(hidden.size)
+    first[numpy.flatnonzero(hidden)[0]] = 1
+    first = first.reshape(hidden.shape)
     _additivity_checks(check, prediction, target, hidden, first)
 
 
@@ -128,9 +136,9 @@ def mae_predictive_view(check, prediction, target, hidden, split, permutation):
     """masked_mse(p, t, m) = MSE of the hidden patches alone (the predictive-view loss with the
     identity target encoder): the mean over hidden i of l_i."""
     losses = _patch_losses_mp(prediction, target)
-    chosen = [l for l, m in zip(losses, hidden[0]) if m]
+    chosen = [l for l, m in zip(losses, hidden.reshape(-1)) if m]
     exact = mpmath.fsum(chosen) / len(chosen)
-    count, size = prediction.shape[1:]
+    count, size = prediction.shape[0] * prediction.shape[1], prediction.shape[2]
     for dtype in ENGINE_DTYPES:
         check.close(_masked_mse(dtype, prediction, target, hidden), exact,
                     gamma(size + count + 3, dtype) * exact
@@ -338,8 +346,10 @@ def _mae_model(seed):
 @st.composite
 def _mae_example(draw, empty=False):
     patches = (MAE_IMAGE[1] // MAE_PATCH) * (MAE_IMAGE[2] // MAE_PATCH)
-    image = numpy.asarray(draw(st.lists(reals(0, 1), min_size=16, max_size=16))).reshape(
-        (1,) + MAE_IMAGE)
+    batch = draw(st.integers(1, 3))  # mae_loss is one mean over the batch: N = 1 cannot show it
+    pixels = batch * 16
+    image = numpy.asarray(draw(st.lists(reals(0, 1), min_size=pixels, max_size=pixels))).reshape(
+        (batch,) + MAE_IMAGE)
     hidden = numpy.asarray(draw(st.lists(st.booleans(), min_size=patches, max_size=patches)))
     permutation = numpy.asarray(draw(st.permutations(range(patches))))
     # at least one patch hidden (none for the empty mask), and always one seen: the encoder
@@ -347,9 +357,12 @@ def _mae_example(draw, empty=False):
     hidden[permutation[0]], hidden[permutation[1]] = not empty, False
     if empty:
         hidden[:] = False
-    return {"image": image, "hidden": hidden, "seed": draw(st.integers(0, 2 ** 16)),
-            "split": numpy.asarray(draw(st.lists(st.booleans(), min_size=patches,
-                                                 max_size=patches))),
+    # every image hides as many patches (the model's masks do), each its own choice of them
+    rows = [hidden[numpy.asarray(draw(st.permutations(range(patches))))] for _ in range(batch)]
+    return {"image": image, "hidden": numpy.stack(rows), "seed": draw(st.integers(0, 2 ** 16)),
+            "split": numpy.asarray(draw(st.lists(st.booleans(), min_size=batch * patches,
+                                                 max_size=batch * patches))).reshape(
+                                                     batch, patches),
             "permutation": permutation}
 
 
@@ -358,7 +371,7 @@ def _mae_terms(check, image, hidden, seed):
     checking bit for bit that mae_loss is masked_mse of exactly these."""
     from minilean.models import mae
     model, images = _mae_model(seed), engine(image, numpy.float32)
-    mask = mae._mask_from_hidden(hidden[None], "cpu")
+    mask = mae._mask_from_hidden(hidden, "cpu")
     prediction, target = model(images, mask), mae.patchify(images, MAE_PATCH)
     check.close(host(mae.mae_loss(model, images, mask)),
                 mp(host(mae.masked_mse(prediction, target, mask.hidden))), 0,
@@ -437,6 +450,20 @@ def hidden_count_truncates(original):
     """hidden_count = int(ratio L) clamped to 1..L-1: truncated, not rounded."""
     return lambda num_patches, mask_ratio: min(max(int(mask_ratio * num_patches), 1),
                                                num_patches - 1)
+
+
+@mutant("masked MSE summed over the batch", f"{MAE}.masked_mse",
+        caught_by=["maskedLoss_cons", "maskedLoss_append", "maskedLoss_reverse",
+                   "mae_is_predictive_view_loss", "maeLoss_append", "maeLoss_reverse"])
+def masked_mse_batch_summed(original):
+    """masked_mse = sum over the images of each one's masked mean: the batch summed, not
+    averaged (the same for a batch of one)."""
+    from minilean.models import mae
+
+    def broken(prediction, target, hidden):
+        per_image = (mae.patch_losses(prediction, target) * hidden).sum(-1)
+        return (per_image / hidden.sum(-1).clamp(min=1.0)).sum()
+    return broken
 
 
 @mutant("masked MSE divides by every patch", f"{MAE}.masked_mse",

@@ -7,13 +7,15 @@ float32 tensors. Zero terms are exact in floating point too (w * 0 = +-0 and x +
 those checks use bound 0; monotonicity in w is exact as well because rounding is monotone
 (a <= b implies fl(a) <= fl(b)), so fl(w1 r) <= fl(w2 r) and fl(base + .) keeps the order.
 Values are compared with mpmath within gamma_2 * (|base| + |middle| + |w reg|): every term
-passes through at most two roundings (the product, then one or two additions).
+passes through at most two roundings (the product, then one or two additions), plus two
+smallest subnormals where w reg underflows.
 """
+import numpy
 from hypothesis import strategies as st
 
 from proofs.framework import statement
 from proofs.mutation import mutant
-from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, reals
+from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, reals, underflow
 
 ABOUT_TWO = ("minilean.models.objectives.weighted_two_term",)
 ABOUT_THREE = ("minilean.models.objectives.weighted_three_term",)
@@ -35,12 +37,14 @@ def _exact_value(check, function_name, terms, weight, expected, what):
 
 
 def _value_within_rounding(check, function_name, terms, weight):
-    """The engine value against base + ... + w reg in mpmath, within gamma_2 sum |terms|."""
+    """The engine value against base + ... + w reg in mpmath, within gamma_2 sum |terms| plus
+    the product's underflow (w reg can fall below the smallest normal: Higham's additive
+    term, one smallest subnormal per rounding)."""
     *unweighted, regularizer = mp(list(terms))
     exact = sum(unweighted) + mp(weight) * regularizer
     magnitude = sum(abs(t) for t in unweighted) + abs(mp(weight) * regularizer)
     for label, dtype, value in _evaluations(function_name, terms, weight):
-        bound = gamma(2, dtype or float) * magnitude
+        bound = gamma(2, dtype or float) * magnitude + underflow(2, dtype or numpy.float64)
         check.close(value, exact, bound, f"value ({label})")
 
 

@@ -4,9 +4,13 @@ squaredL2 is a sum of squares: on the engine every rounded square and partial su
 non-negative numbers is non-negative, so ``squaredL2_nonneg`` holds exactly in floating point,
 and x - x = 0 makes ``squaredL2_self`` exact. ``nearest_code`` takes the argmin of the
 distances as computed, so ``IsNearestCode`` holds exactly for the computed distances; against
-the exact (mpmath) distances it holds up to their rounding, gamma_{D+1} (d_idx + d_j). The loss
-statements compare ``vqvae_loss``'s total with its own three terms (bit for bit against
-``weighted_three_term``) and with mpmath MSEs within gamma_{n+3} sum |terms|.
+the exact (mpmath) distances it holds up to their rounding, gamma_{D+2} (d_idx + d_j): the
+difference's rounding, squared (2), the square (1), D - 1 additions. The loss statements
+compare ``vqvae_loss``'s total with its own three terms (bit for bit against
+``weighted_three_term``) and with mpmath MSEs within gamma_{n+5} sum |terms|: each MSE through
+n + 3 roundings (the difference's, squared, 2; the square, 1; n - 1 additions; the division,
+1), then the weighted sum, at most 2 more on any term's path (beta's product and one addition,
+or two additions).
 """
 import mpmath
 import numpy
@@ -154,7 +158,8 @@ def vq_decomposition(check, target, reconstruction, encoded, quantized, beta):
     n = max(len(target), len(encoded))
     for dtype in ENGINE_DTYPES:
         losses = _vq_losses(dtype, target, reconstruction, encoded, quantized, beta)
-        # each MSE: difference, square, n - 1 additions, division; then the weighted sum (2)
+        # each MSE: difference (2, squared), square, n - 1 additions, division: n + 3; then
+        # the weighted sum, 2 more on any path: n + 5
         check.close(float(host(losses.total)), exact,
                     gamma(n + 5, dtype) * (terms[0] + terms[1] + mp(beta) * terms[2])
                     + underflow(n + 5, dtype),
