@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 
 from proofs.framework import statement
 from proofs.mutation import mutant
-from proofs.numerics import gamma, mp, mp_tolerance, reals
+from proofs.numerics import gamma, library_roundings, mp, mp_tolerance, reals
 
 DIFFUSION = "minilean.models.diffusion"
 F64 = numpy.float64
+LIBRARY = library_roundings(F64)  # one exp, log or log1p call (numerics.py)
 
 
 def _betas():
@@ -49,11 +50,11 @@ def _interpolated(knots, u):
 
 def _exponent_bound(left, right, summed):
     """Relative error of exp(interpolated log): the knots' own error (``summed`` additions of
-    log1p/log values, each 3 roundings: gamma_{summed+3} |L|), numpy.interp's (slope, offset,
-    product, sum: 5 roundings on |L_k| + |L_{k+1}|) and the exp (3). The exponent's error d
-    moves exp by e^|d| - 1 <= 2 |d| for |d| <= 1."""
-    d = gamma(summed + 8, F64) * (abs(left) + abs(right))
-    return 2 * d + gamma(3, F64)
+    log1p/log values, each a library call of LIBRARY roundings: gamma_{summed+LIBRARY} |L|),
+    numpy.interp's (slope, offset, product, sum: 5 roundings on |L_k| + |L_{k+1}|) and the exp
+    (LIBRARY). The exponent's error d moves exp by e^|d| - 1 <= 2 |d| for |d| <= 1."""
+    d = gamma(summed + LIBRARY + 5, F64) * (abs(left) + abs(right))
+    return 2 * d + gamma(LIBRARY, F64)
 
 
 @statement("continuousSchedule_values",
@@ -85,7 +86,9 @@ def continuous_schedule(check, betas, t):
                     f"sigma({time})")
         k = min(max(int(mpmath.ceil(u)) - 1, 0), T - 1)
         rate = -T * mpmath.log(1 - mp(betas[k]))
-        check.close(schedule.beta(time), rate, gamma(4, F64) * rate, f"beta({time}), k = {k}")
+        # -T log1p(-beta_k): the library call and the product
+        check.close(schedule.beta(time), rate, gamma(LIBRARY + 1, F64) * rate,
+                    f"beta({time}), k = {k}")
         step = min(max(u - 1, 0), T - 1)
         check.close(schedule.timestep(time), step, gamma(1, F64) * (u + 1),
                     f"timestep({time})")

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from proofs.framework import statement
 from proofs.mutation import mutant
-from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, reals
+from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, library_roundings, mp, reals
 from proofs.statistics import engine_noise, monte_carlo_mean_check
 
 VAE = "minilean.models.vae"
@@ -207,13 +207,15 @@ def iw_bound_value(check, log_weights):
             peak = max(lw)
             shifted = sum(mpmath.exp(w - peak) for w in lw)  # in [1, K]
             exact = mpmath.log(shifted) + peak - mpmath.log(K)
-            # the engine: lw_k - m (1 rounding: |lw_k - m| u in the exponent), exp (3), K - 1
-            # additions: the sum within gamma_{K+3} + u max|lw_k - m| relative, which log moves
-            # by as much absolutely; then log (3) on log S, + m (1), log K in float64 and cast (2)
-            # and the subtraction (1) on |m| + log S + log K
+            # the engine: lw_k - m (1 rounding: |lw_k - m| u in the exponent), exp (L =
+            # library_roundings), K - 1 additions: the sum within gamma_{K+L} + u max|lw_k - m|
+            # relative, which log moves by as much absolutely; then log (L) on log S, + m (1),
+            # log K in float64 and cast (2) and the subtraction (1) on |m| + log S + log K
+            library = library_roundings(dtype)
             spread = max(abs(w - peak) for w in lw)
-            bound = (gamma(K + 3, dtype) * (1 + spread)
-                     + gamma(6, dtype) * (abs(peak) + mpmath.log(shifted) + mpmath.log(K)))
+            bound = (gamma(K + library, dtype) * (1 + spread)
+                     + gamma(library + 4, dtype) * (abs(peak) + mpmath.log(shifted)
+                                                    + mpmath.log(K)))
             check.close(value, exact, bound, f"column {column}, K = {K} ({dtype.__name__})")
 
 

@@ -10,10 +10,11 @@ with U = (x + h - m)/s, L = (x - h - m)/s, M = (x - m)/s:
              = M - l - 2 softplus(M) - log 255   (the density at the bin centre times the bin
                                                   width) where it does not.
 
-Rounding (numerics.py; exp, log1p three roundings each). The engine's U is inv (c + h) with
-inv = e^-l (3), c = x - m (1), h rounded to the dtype (1), the sum (1) and the product (1):
-|U' - U| <= d_U = gamma_7 (|x| + |m| + h) e^-l, the same for L, and d_M = gamma_5 (|x| + |m|) e^-l.
-softplus = max(z, 0) + log1p(e^-|z|) is within gamma_7 softplus(z), the sigmoid within gamma_8
+Rounding (numerics.py: a library call, exp or log1p, counts L = library_roundings(dtype), 8 in
+float32 and 4 in float64). The engine's U is inv (c + h) with inv = e^-l (L), c = x - m (1), h
+rounded to the dtype (1), the sum (1) and the product (1): |U' - U| <= d_U = gamma_{L+4}
+(|x| + |m| + h) e^-l, the same for L, and d_M = gamma_{L+2} (|x| + |m|) e^-l. softplus =
+max(z, 0) + log1p(e^-|z|) is within gamma_{2L+1} softplus(z), the sigmoid within gamma_{2L+2}
 sigma(z) (statements/autograd.py). Each function of U, L or M below has slope at most 1
 (log sigma, softplus, M - 2 softplus(M)) or 1/4 (sigma), so an input error moves it by at most
 that slope times the error.
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 
 from proofs.framework import statement
 from proofs.mutation import mutant
-from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, reals
+from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, library_roundings, mp, reals
 
 VAE = "minilean.models.vae"
 HALF_BIN = mpmath.mpf(1) / 510  # the definition's h, not the module's constant
@@ -55,27 +56,29 @@ def _candidates(x, m, l, k, dtype):
     """[(reference, bound)]: the definition's value(s) the engine may compute for one pixel,
     each with its rounding bound (two where the engine's bin mass may fall on either side of
     the threshold)."""
+    library = library_roundings(dtype)
     inverse = mpmath.exp(-l)
     U, L, M = (x + HALF_BIN - m) * inverse, (x - HALF_BIN - m) * inverse, (x - m) * inverse
-    d_U = gamma(7, dtype) * (abs(x) + abs(m) + HALF_BIN) * inverse
+    d_U = gamma(library + 4, dtype) * (abs(x) + abs(m) + HALF_BIN) * inverse
     if k == 0:  # U - softplus(U): softplus's own rounding and the subtraction
         return [(U - _softplus(U), d_U * (1 + gamma(1, dtype))
-                 + gamma(8, dtype) * (abs(U) + _softplus(U)))]
+                 + gamma(2 * library + 2, dtype) * (abs(U) + _softplus(U)))]
     if k == 255:  # -softplus(L)
-        return [(-_softplus(L), d_U + gamma(7, dtype) * _softplus(L))]
+        return [(-_softplus(L), d_U + gamma(2 * library + 1, dtype) * _softplus(L))]
     mass = _sigmoid(U) - _sigmoid(L)
     # the engine's mass: the sigmoids' slopes (<= 1/4) times d_U, d_L, their own rounding,
     # and the subtraction
-    spread = d_U / 2 + gamma(9, dtype) * (_sigmoid(U) + _sigmoid(L))
+    spread = d_U / 2 + gamma(2 * library + 3, dtype) * (_sigmoid(U) + _sigmoid(L))
     found = []
     if mass + spread > THRESHOLD:  # the engine may take the log of its mass
-        # |log P' - log P| <= -log(1 - spread / P) for spread < P, and the log's own 3 roundings
+        # |log P' - log P| <= -log(1 - spread / P) for spread < P, and the log's own rounding
         limit = -mpmath.log(1 - spread / mass) if spread < mass / 2 else mpmath.inf
-        found.append((mpmath.log(mass), limit + gamma(4, dtype) * abs(mpmath.log(mass))))
+        found.append((mpmath.log(mass), limit + gamma(library + 1, dtype) * abs(mpmath.log(mass))))
     if mass - spread <= THRESHOLD:  # the engine may fall back to the density
-        d_M = gamma(5, dtype) * (abs(x) + abs(m)) * inverse
+        d_M = gamma(library + 2, dtype) * (abs(x) + abs(m)) * inverse
         density = M - l - 2 * _softplus(M) - mpmath.log(255)
-        own = gamma(10, dtype) * (abs(M) + abs(l) + 2 * _softplus(M) + mpmath.log(255))
+        own = gamma(2 * library + 4, dtype) * (abs(M) + abs(l) + 2 * _softplus(M)
+                                               + mpmath.log(255))
         found.append((density, d_M * (1 + gamma(1, dtype)) + own))
     return found
 

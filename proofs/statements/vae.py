@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from proofs.framework import statement
 from proofs.mutation import mutant
-from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, reals
+from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, library_roundings, mp, reals
 from proofs.statistics import engine_noise, gaussian_law_checks, pushforward_moments
 
 VAE = "minilean.models.vae"
@@ -205,10 +205,11 @@ def reparameterize_value(check, latent, seed):
     magnitude = [abs(m) + mpmath.exp(l / 2) * abs(e) for m, l, e in zip(mp(mu), mp(logvar),
                                                                         mp(eps))]
     for dtype in ENGINE_DTYPES:
-        # l/2 exact, exp (3), product (1), sum (1)
+        # l/2 exact, exp (L = library_roundings), product (1), sum (1)
         computed = vae.reparameterize_diag(engine(mu, dtype), engine(logvar, dtype),
                                            engine(eps, dtype))
-        check.close(host(computed), exact, [gamma(5, dtype) * m for m in magnitude],
+        rounding = gamma(library_roundings(dtype) + 2, dtype)
+        check.close(host(computed), exact, [rounding * m for m in magnitude],
                     f"value ({dtype.__name__})")
 
 

@@ -13,10 +13,12 @@ y = M v + b whose row has n nonzero weights is computed through at most n + 1 ro
 any path (n products, n - 1 additions, the bias), in any summation order, so with an input
 error e it carries |M| e + gamma_{n+1} (|M| (|v| + e) + |b|). ReLU is exact and 1-Lipschitz;
 leaky ReLU is 1-Lipschitz and rounds twice (the slope 0.2 rounded to the dtype, the product);
-tanh is 1-Lipschitz and rounds three times; sigmoid, computed as s = e^min(x,0) / (1 + e^-|x|),
-is 1/4-Lipschitz and within gamma_5 absolutely (x >= 0: the numerator is exactly 1, and an exp,
-a sum and a quotient round 5 times; x < 0: within gamma_8 s, and s < 1/2). Models are tiny (1x2x2 or 1x4x4 images, widths 2-4) and built
-under a drawn seed; the float64 run casts the same float32 parameters (exactly).
+tanh is 1-Lipschitz and counts as one library call, L = ``numerics.library_roundings`` (8 in
+float32, 4 in float64); sigmoid, computed as s = e^min(x,0) / (1 + e^-|x|), is 1/4-Lipschitz
+and within gamma_{L+2} absolutely (x >= 0: the numerator is exactly 1, and an exp, a sum and a
+quotient round L + 2 times; x < 0: within gamma_{2L+2} s, and s < 1/2). Models are tiny (1x2x2
+or 1x4x4 images, widths 2-4) and built under a drawn seed; the float64 run casts the same
+float32 parameters (exactly).
 """
 import mpmath
 import numpy
@@ -24,7 +26,7 @@ from hypothesis import strategies as st
 
 from proofs.framework import statement
 from proofs.mutation import mutant
-from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, reals
+from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, library_roundings, mp, reals
 
 VAE = "minilean.models.vae"
 VQ = "minilean.models.vqvae"
@@ -95,11 +97,12 @@ class Network:
                 error = error + gamma(2, dtype) * magnitude
             elif kind == "tanh":
                 values = numpy.asarray([mpmath.tanh(v) for v in values], dtype=object)
-                error = error + gamma(3, dtype) * numpy.minimum(magnitude, 1)
+                error = error + gamma(library_roundings(dtype), dtype) * numpy.minimum(
+                    magnitude, 1)
             elif kind == "sigmoid":
                 values = numpy.asarray([(1 + mpmath.tanh(v / 2)) / 2 for v in values],
                                        dtype=object)
-                error = error / 4 + gamma(5, dtype)
+                error = error / 4 + gamma(library_roundings(dtype) + 2, dtype)
         return list(values), error
 
 
@@ -160,13 +163,14 @@ def sample_latent(check, images, eps, seed):
             check.close(host(logvar)[row], exact[VAE_LATENT:], error[VAE_LATENT:],
                         f"encoder logvar ({dtype.__name__})")
             # z = mu + e^(l/2) eps: the encoder's errors (d_mu, d_l) move it by at most
-            # d_mu + e^(l/2) |eps| (e^(d_l/2) - 1), and it rounds 5 times (exp 3, *, +)
+            # d_mu + e^(l/2) |eps| (e^(d_l/2) - 1), and it rounds L + 2 times (exp L, *, +)
+            rounding = gamma(library_roundings(dtype) + 2, dtype)
             for j, noise in enumerate(mp(eps[row])):
                 mean, log_variance = exact[j], exact[VAE_LATENT + j]
                 scale = mpmath.exp(log_variance / 2) * abs(noise)
                 bound = (error[j] + scale * mpmath.expm1(error[VAE_LATENT + j] / 2)
-                         + gamma(5, dtype) * (abs(mean) + scale) * mpmath.exp(
-                             error[VAE_LATENT + j] / 2) + gamma(5, dtype) * error[j])
+                         + rounding * (abs(mean) + scale) * mpmath.exp(
+                             error[VAE_LATENT + j] / 2) + rounding * error[j])
                 check.close(host(z)[row, j], mean + mpmath.exp(log_variance / 2) * noise,
                             bound, f"latent ({dtype.__name__})")
 
