@@ -13,7 +13,8 @@ the definitions in ``minilean.models.diffusion``'s docstrings:
 
 All of it is float64 host arithmetic. t is drawn float32 and T <= 6, so t T is exact in float64
 (a 24-bit significand times a 3-bit integer) and the knot interval the engine picks is the
-exact one. Rounding counts (numerics.py): log1p, log and exp three roundings each.
+exact one. Rounding counts (numerics.py): log1p, log and exp LIBRARY = library_roundings(F64)
+each (4).
 """
 import mpmath
 import numpy
