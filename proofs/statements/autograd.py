@@ -152,6 +152,10 @@ UNARY = [
      "s (1 - s)"),
     ("relu", lambda m, x: m.relu(x), lambda x: max(x, 0), (-8, 8, (0,)), lambda x: 1, (0, 0),
      "g [x > 0]: exact"),
+    ("softplus", lambda m, x: m.nn.functional.softplus(x),
+     lambda x: mpmath.log(1 + mpmath.exp(x)), (-10, 10, ()), _sigmoid, _plus(SIGMOID_ROUNDINGS, 1),
+     "g sigma(x): sigma within gamma_{2L+2} sigma (the engine's tail-accurate sigmoid), times "
+     "g (1); relative to sigma, so the left tail, where the slope is ~e^x, is held too"),
     ("silu", lambda m, x: m.nn.functional.silu(x), lambda x: x * _sigmoid(x), (-10, 10, ()),
      lambda x: _sigmoid(x) * (1 + abs(x)) + _sigmoid(x) * (1 + abs(x) * (1 - _sigmoid(x))),
      _plus(SIGMOID_ROUNDINGS, 5),
@@ -503,6 +507,15 @@ def leaky_relu_backward_default_slope(original):
 def gelu_backward_phi_only(original):
     """Gelu.backward (exact form) returns g Phi(x) instead of g (Phi(x) + x phi(x))."""
     return _gelu_backward_broken_in("none", original, lambda ctx, grad: grad * ctx.inner)
+
+
+@mutant("softplus backward with sigma(-x)", f"{ELEMENTWISE}.Softplus.backward",
+        caught_by=_caught_by("softplus"))
+def softplus_backward_mirrored(original):
+    """Softplus.backward returns g sigma(-x) instead of g sigma(x): the slope of
+    log(1 + e^-x), a sign slip in the exponent."""
+    from minilean.autograd.elementwise import tail_accurate_sigmoid
+    return lambda ctx, grad: grad * tail_accurate_sigmoid(-ctx.x)
 
 
 @mutant("gelu tanh backward without the 3 of (x^3)'", f"{ELEMENTWISE}.Gelu.backward",
