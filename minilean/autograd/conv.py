@@ -46,6 +46,15 @@ def pair(value, name, low=0):
     return pair
 
 
+# The least each convolution size may be: a kernel, stride or dilation of 0 leaves no output
+LEAST_SIZE = {"kernel_size": 1, "stride": 1, "dilation": 1, "padding": 0, "output_padding": 0}
+
+
+def size_pair(value, name):
+    """``pair`` for the convolution size ``name``, each at least ``LEAST_SIZE[name]``."""
+    return pair(value, name, low=LEAST_SIZE[name])
+
+
 def im2col(x, kernel_size, stride, dilation):
     """The patches of a padded channels-last batch as a strided *view* (no copy).
 
@@ -464,8 +473,8 @@ def _check_positive(name, size):
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-d cross-correlation of x (N, C, H, W) with weight (O, C/groups, Kh, Kw), plus bias (O,)."""
-    stride, padding = pair(stride, "stride", low=1), pair(padding, "padding")
-    dilation = pair(dilation, "dilation", low=1)
+    stride, padding = size_pair(stride, "stride"), size_pair(padding, "padding")
+    dilation = size_pair(dilation, "dilation")
     _check_common("conv2d", x, weight, groups, "output")
     if x.shape[1] != weight.shape[1] * groups:
         raise ValueError(f"conv2d: input has {x.shape[1]} channels but weight expects "
@@ -484,9 +493,9 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     """Transposed convolution of x (N, C_in, H, W) with weight (C_in, C_out/groups, Kh, Kw):
     the gradient of conv2d with respect to its input, applied to x; output side
     (H - 1) stride - 2 padding + dilation (K - 1) + output_padding + 1."""
-    stride, padding = pair(stride, "stride", low=1), pair(padding, "padding")
-    output_padding = pair(output_padding, "output_padding")
-    dilation = pair(dilation, "dilation", low=1)
+    stride, padding = size_pair(stride, "stride"), size_pair(padding, "padding")
+    output_padding = size_pair(output_padding, "output_padding")
+    dilation = size_pair(dilation, "dilation")
     _check_common("conv_transpose2d", x, weight, groups, "input")
     if x.shape[1] != weight.shape[0]:
         raise ValueError(f"conv_transpose2d: input has {x.shape[1]} channels but weight "

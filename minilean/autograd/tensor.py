@@ -5,7 +5,6 @@ A tensor holds ``data`` (a NumPy or CuPy array), ``requires_grad``, ``grad`` (fi
 The math lives in the op files (elementwise, reduce, shape, linalg, conv); the methods here
 only forward to them, with PyTorch's names.
 """
-
 import numpy
 
 from minilean import backend

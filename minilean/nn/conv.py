@@ -3,14 +3,11 @@
 Conv2d's weight is (out_channels, in_channels / groups, kH, kW); ConvTranspose2d's is
 (in_channels, out_channels / groups, kH, kW), as in PyTorch (so weights copy across).
 """
-from minilean.autograd.conv import pair
+from minilean.autograd.conv import size_pair
 from minilean.autograd.tensor import is_int
 from minilean.nn import functional as F
 from minilean.nn import init
 from minilean.nn.module import Module, empty_parameter
-
-# The least each size may be: a kernel, stride or dilation of 0 would leave no output.
-_LEAST = {"kernel_size": 1, "stride": 1, "dilation": 1, "padding": 0, "output_padding": 0}
 
 
 class _ConvNd(Module):
@@ -26,8 +23,8 @@ class _ConvNd(Module):
                 raise ValueError(f"{name}={channels} is not divisible by groups={groups}")
         self.in_channels, self.out_channels = in_channels, out_channels
         # checked here, so that a bad size fails at construction, and kept as pairs (as PyTorch)
-        kernel_size = pair(kernel_size, "kernel_size", low=_LEAST["kernel_size"])
-        options = {name: pair(value, name, low=_LEAST[name]) for name, value in options.items()}
+        kernel_size = size_pair(kernel_size, "kernel_size")
+        options = {name: size_pair(value, name) for name, value in options.items()}
         self.kernel_size, self.groups, self.options = kernel_size, groups, options
         self.weight = empty_parameter(weight_channels[0], weight_channels[1] // groups,
                                       *kernel_size)
