@@ -16,6 +16,7 @@ from minilean.autograd.reduce import (argmax, argmin, log_softmax, logsumexp, ma
 from minilean.autograd.shape import (cat, chunk, clone, flatten, permute, reshape, split,
                                      squeeze, stack, transpose, unsqueeze)
 from minilean.cuda import use_fast_kernels
+from minilean.threads import get_num_threads, set_num_threads
 from minilean import nn, optim  # noqa: E402 (layers and optimizers, built on the above)
 
 float32 = _numpy.float32

@@ -120,6 +120,10 @@ DEVICE_FLAGS = FlagGroup("device", [
     Flag("cuda", False, "alias for --device=cuda"),
     Flag("fast_kernels", False, "use minilean's hand-written CUDA kernels where they exist "
          "(cuda only)"),
+    Flag("threads", None, "CPU threads of the matrix products (the BLAS library's; default: "
+         "its own choice, usually one per core). On a machine busy with other work, 1 can be "
+         "several times faster; results differ in the last bits between thread counts",
+         kind=int, low=1),
 ], resolve=_resolve_device)
 
 

@@ -54,6 +54,7 @@ def no_work(monkeypatch):
     (["--y=labels.npy"], "--y: got 'labels.npy'; expected to come with --x (labels for an "
                         "image array)"),
     (["--n-total=0"], "--n-total: got 0; expected an integer >= 1 or none"),
+    (["--threads=0"], "--threads: got 0; expected an integer >= 1 or none"),
     (["--out=[1, 2]"], "--out: got [1, 2]; expected a file or directory path"),
     (["--sample-ppm=grid.jpg"], "--sample-ppm: got 'grid.jpg'; expected a path ending in .png, "
                                 ".ppm, .pgm"),

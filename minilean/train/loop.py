@@ -36,6 +36,7 @@ from minilean.data.runlog import (WRITTEN_FILE_FLAGS, RunDirectory, read_run_con
                                   resumed_flags)
 from minilean.errors import flag_error
 from minilean.optim.checkpoint import load_checkpoint, save_checkpoint
+from minilean.threads import set_num_threads
 
 CHECKPOINT = os.path.join("checkpoints", "last.npz")
 
@@ -89,8 +90,11 @@ class TrainState:
 
 
 def prepare_device(config):
-    """Check the device can run, and switch on the fast kernels when asked."""
+    """Check the device can run, set the CPU's BLAS threads (``--threads``), and switch on
+    the fast kernels when asked."""
     backend.check_device(config.device)
+    if config.threads is not None:
+        set_num_threads(config.threads)
     if config.fast_kernels:
         if config.device != "cuda":
             print("minilean: --fast-kernels has no effect on the CPU", file=sys.stderr)

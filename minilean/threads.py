@@ -1,0 +1,48 @@
+"""How many CPU threads the BLAS library under NumPy (OpenBLAS, MKL, BLIS) multiplies with.
+
+On the CPU, most of a training step is matrix products (convolutions become them), and NumPy
+hands those to its BLAS library, which starts one thread per core by default. Each product is
+split among the threads and waits for the last of them. On an idle machine that pays: the
+default diffusion step takes 95 ms with two threads and 125 ms with one on a 2-core Xeon. When
+another process keeps a core busy, the thread that lands there runs only when the scheduler
+lets it, and every product waits for it: 313 ms against 128 ms with one thread, on the same
+machine with one busy core (``benchmarks/RESULTS.md``, "BLAS threads"). So a busy machine wants
+one thread, an idle one all of them, and only the user knows which it is.
+
+The thread count changes how a product is split, and with it the rounding of float32 sums: a
+run is bit-for-bit repeatable on one machine with one thread count, not across counts. The
+command line's ``--threads`` (saved with the run's flags) sets it; from Python,
+``minilean.set_num_threads`` (PyTorch's name). The count is the process's: it applies to every
+product that follows. threadpoolctl finds the BLAS library NumPy loaded, whichever it is.
+"""
+import numbers
+
+from threadpoolctl import ThreadpoolController
+
+from minilean.backend import DeviceError
+
+
+def _blas_libraries(caller):
+    """The loaded BLAS libraries that threadpoolctl can set (usually one: NumPy's)."""
+    libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+    if not libraries:
+        raise DeviceError(f"{caller}: NumPy's BLAS library is none whose threads can be set "
+                          f"(threadpoolctl knows OpenBLAS, MKL, BLIS and FlexiBLAS)")
+    return libraries
+
+
+def get_num_threads():
+    """The threads the BLAS library multiplies with (the most, if several are loaded)."""
+    return max(library.num_threads for library in _blas_libraries("get_num_threads"))
+
+
+def set_num_threads(count):
+    """Multiply with ``count`` threads (an integer >= 1) from now on; returns the count the
+    library took (a library may cap it: OpenBLAS at the most it was built for)."""
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral):
+        raise TypeError(f"set_num_threads: got {count!r}; expected an integer >= 1")
+    if count < 1:
+        raise ValueError(f"set_num_threads: got {count!r}; expected an integer >= 1")
+    for library in _blas_libraries("set_num_threads"):
+        library.set_num_threads(int(count))
+    return get_num_threads()

@@ -1,0 +1,59 @@
+"""The CPU's BLAS threads: ``minilean.set_num_threads`` and the command line's ``--threads``."""
+import json
+
+import numpy
+import pytest
+
+import minilean as ml
+from minilean import threads
+from minilean.backend import DeviceError
+from minilean.cli import main
+
+
+@pytest.fixture
+def restored_threads():
+    """The process's thread count as it was before the test."""
+    before = ml.get_num_threads()
+    yield before
+    ml.set_num_threads(before)
+
+
+@pytest.mark.parametrize("count", [1, 3, numpy.int64(2)])
+def test_the_library_multiplies_with_the_count_set(restored_threads, count):
+    assert ml.set_num_threads(count) == count
+    assert ml.get_num_threads() == count
+    a = numpy.random.default_rng(0).standard_normal((64, 48))
+    numpy.testing.assert_allclose(a @ a.T, numpy.einsum("ik,jk->ij", a, a), rtol=1e-12,
+                                  atol=1e-12)
+
+
+@pytest.mark.parametrize("count, error", [(0, ValueError), (-2, ValueError), (1.0, TypeError),
+                                          (True, TypeError), ("2", TypeError)])
+def test_a_count_that_is_not_a_positive_integer_is_refused(restored_threads, count, error):
+    with pytest.raises(error, match=rf"^set_num_threads: got {count!r}; expected an integer "
+                                    rf">= 1$"):
+        ml.set_num_threads(count)
+    assert ml.get_num_threads() == restored_threads
+
+
+def test_without_a_known_blas_library_the_error_says_so(monkeypatch):
+    class NoLibraries:
+        lib_controllers = []
+
+        def select(self, user_api):
+            return self
+
+    monkeypatch.setattr(threads, "ThreadpoolController", NoLibraries)
+    with pytest.raises(DeviceError, match="^set_num_threads: NumPy's BLAS library is none "
+                                          "whose threads can be set"):
+        ml.set_num_threads(1)
+
+
+def test_the_threads_flag_sets_the_count_and_is_saved_with_the_run(restored_threads,
+                                                                   tmp_path):
+    wanted = 1 if restored_threads > 1 else 2
+    main(["autoencoder", "--steps=1", "--n-eval=1", "--n-total=40", "--batch-size=8",
+          "--hidden=8",
+          f"--threads={wanted}", f"--out={tmp_path / 'run'}"])
+    assert ml.get_num_threads() == wanted
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["threads"] == wanted
