@@ -13,17 +13,18 @@ The thread count changes how a product is split, and with it the rounding of flo
 run is bit-for-bit repeatable on one machine with one thread count, not across counts. The
 command line's ``--threads`` (saved with the run's flags) sets it; from Python,
 ``minilean.set_num_threads`` (PyTorch's name). The count is the process's: it applies to every
-product that follows. threadpoolctl finds the BLAS library NumPy loaded, whichever it is.
+product that follows. threadpoolctl (a dependency of the package) finds the BLAS library NumPy loaded, whichever it is.
 """
 import numbers
-
-from threadpoolctl import ThreadpoolController
 
 from minilean.backend import DeviceError
 
 
 def _blas_libraries(caller):
-    """The loaded BLAS libraries that threadpoolctl can set (usually one: NumPy's)."""
+    """The loaded BLAS libraries that threadpoolctl can set (usually one: NumPy's).
+    Imported here, not at the top: ``import minilean`` works where threadpoolctl is missing
+    (a GPU machine's bare image) as long as nothing asks for threads."""
+    from threadpoolctl import ThreadpoolController
     libraries = ThreadpoolController().select(user_api="blas").lib_controllers
     if not libraries:
         raise DeviceError(f"{caller}: NumPy's BLAS library is none whose threads can be set "

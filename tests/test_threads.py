@@ -5,9 +5,12 @@ import numpy
 import pytest
 
 import minilean as ml
-from minilean import threads
 from minilean.backend import DeviceError
 from minilean.cli import main
+
+# a dependency of the package; a GPU machine's bare image, which runs the checkout uninstalled,
+# may lack it
+threadpoolctl = pytest.importorskip("threadpoolctl")
 
 
 @pytest.fixture
@@ -43,7 +46,7 @@ def test_without_a_known_blas_library_the_error_says_so(monkeypatch):
         def select(self, user_api):
             return self
 
-    monkeypatch.setattr(threads, "ThreadpoolController", NoLibraries)
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", NoLibraries)
     with pytest.raises(DeviceError, match="^set_num_threads: NumPy's BLAS library is none "
                                           "whose threads can be set"):
         ml.set_num_threads(1)
