@@ -272,22 +272,25 @@ def _as_typed(name):
 
 def _unknown_flag(command, name, value, known):
     """The error for a name ``command`` has no flag of, naming the option as typed: a
-    ``--no-NAME`` (see ``_as_typed``) of a boolean is told the spellings that turn it off, and
-    a flag named no... given no value (``--noisy-ppm``, read as isy_ppm=False) is named whole."""
+    ``--no-NAME`` (see ``_as_typed``) of a boolean is told the spellings that turn it off, a
+    flag named no... given no value (``--noisy-ppm``, read as isy_ppm=False) is named whole,
+    and any other False is fire's reading of a valueless ``--noNAME`` (``--NAME=False`` would
+    give it too, but the help offers ``--NAME=false``, a text), so it is named ``--noNAME``."""
     see = f"see {PROGRAM} {command} --help"
-    negated = value is False and name.startswith("_")
-    if negated and name[1:] in known and known[name[1:]].kind is bool:
+    dashed = value is False and name.startswith("_")
+    if dashed and name[1:] in known and known[name[1:]].kind is bool:
         flag = known[name[1:]]
         return FlagError(f"{_as_typed(name)}: no such flag; expected {flag.negation} or "
                          f"{flag.option}=false ({see})")
     if value is False and "no" + name in known:
         flag = known["no" + name]
         return FlagError(f"{flag.option}: got no value; expected {flag.allowed()}")
-    close = difflib.get_close_matches(name[1:] if negated else name, list(known), n=1)
+    close = difflib.get_close_matches(name[1:] if dashed else name, list(known), n=1)
     hint = f"did you mean --{close[0].replace('_', '-')}?" if close else "no such flag;"
     wanted = f"a flag of '{command}' ({hint} {see})"
-    if negated:  # fire's False is no value the user gave
-        return FlagError(f"{_as_typed(name)}: expected {wanted}")
+    if value is False:  # fire's False is no value the user gave
+        typed = _as_typed(name) if dashed else "--no" + name.replace("_", "-")
+        return FlagError(f"{typed}: expected {wanted}")
     return flag_error(name, value, wanted)
 
 

@@ -213,26 +213,36 @@ def check_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng):
 def check_fused_updates_take_what_the_plain_ones_take():
     """With fast kernels on, gradient clipping, Adam and the EMA on "cuda" take what their plain
     updates take, by those updates where no kernel applies: float16 parameters (the kernels are
-    float32 or float64) and float32 ones beside float64 ones (a kernel runs over one dtype),
-    with the CPU's results; and a step where no parameter has a gradient does nothing."""
+    float32 or float64), float32 ones beside float64 ones (a kernel runs over one dtype), and a
+    parameter made as a transposed view beside a strided gradient (the kernels read and write
+    flat memory): the results
+    are those of fast kernels off, to the bit, and the CPU's; and a step where no parameter
+    has a gradient does nothing."""
     from minilean.nn.module import Module, Parameter
     from minilean.optim import EMA, Adam, clip_grad_norm_
     host = numpy.random.default_rng(0)
     values = [host.normal(size=shape) for shape in ((3, 4), (5,))]
-    for dtypes in ((numpy.float16, numpy.float16), (numpy.float32, numpy.float64)):
+    for dtypes, transposed in (((numpy.float16, numpy.float16), False),
+                               ((numpy.float32, numpy.float64), False),
+                               ((numpy.float32, numpy.float32), True)):
         results = []
-        for device in ("cpu", "cuda"):
-            use_fast_kernels(device == "cuda")
+        for device, fast in (("cpu", False), ("cuda", False), ("cuda", True)):
+            use_fast_kernels(fast)
             try:
                 model = Module()
                 for k, (value, dtype) in enumerate(zip(values, dtypes)):
-                    setattr(model, f"p{k}", Parameter(minilean.tensor(value.astype(dtype),
-                                                                      device=device).data))
+                    data = minilean.tensor(value.astype(dtype), device=device).data
+                    # (3, 4) -> (4, 3), a view of the same memory: not C-contiguous
+                    setattr(model, f"p{k}", Parameter(data.T if transposed else data))
                 params = list(model.parameters())
+                assert transposed != params[0].data.flags.c_contiguous
                 average, optimizer = EMA(model, 0.9), Adam(params, lr=0.1)
                 optimizer.step()  # no gradients yet: nothing to update
                 for param in params:
                     param.grad = minilean.tensor(param.numpy() * 3, device=device)
+                if transposed:  # and a gradient set by hand as a strided view
+                    spread = minilean.tensor(numpy.repeat(params[1].numpy() * 3, 2), device=device)
+                    params[1].grad = minilean.Tensor(spread.data[::2])
                 norm = clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 average.update(model)
@@ -240,12 +250,15 @@ def check_fused_updates_take_what_the_plain_ones_take():
                     backend.to_device(a, "cpu") for a in average.shadow.values()])
             finally:
                 use_fast_kernels(False)
-        plain, fast = results
+        on_cpu, plain, fast = results
+        for got, expected in zip(fast, plain):
+            assert got.dtype == expected.dtype
+            numpy.testing.assert_array_equal(got, expected)
         # CuPy's float16 arithmetic may round differently from NumPy's (float16 carries about
         # 3 significant digits); in float32 the two differ by a few ulps at most
         tolerance = (dict(rtol=1e-2, atol=1e-3) if dtypes[0] == numpy.float16
                      else dict(rtol=1e-5, atol=1e-6))
-        for got, expected in zip(fast, plain):
+        for got, expected in zip(plain, on_cpu):
             assert got.dtype == expected.dtype
             numpy.testing.assert_allclose(got, expected, **tolerance)
 

@@ -402,6 +402,11 @@ def test_a_boolean_turned_off_as_no_dash_name_is_named_as_typed(path, needed, fl
                      "python -m minilean diffusion --help)"),
     (["--noisy-ppm"], "--noisy-ppm: got no value; expected a file or directory path or none"),
     (["--no-progress", "--no-progress"], "--no-progress is given more than once"),
+    # fire reads a valueless --noNAME as NAME=False: the False is no value the user gave
+    (["--nofoo"], "--nofoo: expected a flag of 'diffusion' (no such flag; see python -m "
+                  "minilean diffusion --help)"),
+    (["--nostepz", "--steps=1"], "--nostepz: expected a flag of 'diffusion' (did you mean "
+                                 "--steps? see python -m minilean diffusion --help)"),
 ])
 def test_other_no_spellings_are_named_as_typed(argv, expected, capsys, no_work):
     code, err = fail(["diffusion", *argv], capsys)

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import minilean as ml
+from minilean import nn
 from minilean.autograd.conv import conv2d, conv_transpose2d
 
 
@@ -128,9 +129,9 @@ def test_large_batch_goes_through_in_slabs(monkeypatch):
     (lambda: conv2d(ml.zeros(1, 3, 5, 5), ml.zeros(4, 2, 3, 3)),
      "input has 3 channels but weight expects 2"),
     (lambda: conv2d(ml.zeros(1, 4, 5, 5), ml.zeros(3, 2, 3, 3), groups=2),
-     "groups=2 does not divide the weight's 3 output channels"),
+     "groups must divide out_channels=3, got 2"),
     (lambda: conv2d(ml.zeros(1, 3, 5, 5), ml.zeros(4, 1, 3, 3), groups=2),
-     "groups=2 does not divide the input's 3 channels"),
+     "groups must divide in_channels=3, got 2"),
     (lambda: conv2d(ml.zeros(1, 3, 5, 5), ml.zeros(4, 3, 3, 3), ml.zeros(5)),
      "bias shape (5,) does not match the 4 output channels"),
     (lambda: conv2d(ml.zeros(1, 3, 2, 2), ml.zeros(4, 3, 3, 3)), "output size (0, 0) is empty"),
@@ -146,13 +147,13 @@ def test_large_batch_goes_through_in_slabs(monkeypatch):
     (lambda: conv2d(ml.zeros(1, 3, 5, 5), ml.zeros(4, 3, 3, 3), stride=True),
      "stride must be an int >= 1 or a pair of them, got True"),  # a bool is no size
     (lambda: conv2d(ml.zeros(1, 3, 5, 5), ml.zeros(4, 3, 3, 3), groups=True),
-     "groups must be a positive int, got True"),
+     "groups must be an int >= 1, got True"),
     (lambda: conv_transpose2d(ml.zeros(1, 3, 5, 5), ml.zeros(3, 2, 3, 3), stride=(2, 0)),
      "stride must be an int >= 1 or a pair of them, got (2, 0)"),
     (lambda: conv_transpose2d(ml.zeros(1, 3, 5, 5), ml.zeros(4, 2, 3, 3)),
      "input has 3 channels but weight expects 4"),
     (lambda: conv_transpose2d(ml.zeros(1, 3, 4, 4), ml.zeros(3, 2, 3, 3), groups=2),
-     "groups=2 does not divide the weight's 3 input channels"),
+     "groups must divide in_channels=3, got 2"),
     (lambda: conv_transpose2d(ml.zeros(1, 4, 5, 5), ml.zeros(4, 2, 3, 3), stride=2,
                               output_padding=2),
      "output_padding (2, 2) must be smaller than stride (2, 2) or dilation (1, 1)"),
@@ -161,6 +162,24 @@ def test_bad_arguments_raise_one_line_value_errors(call, message):
     with pytest.raises(ValueError) as error:
         call()
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("groups, message", [
+    (0, "groups must be an int >= 1, got 0"),
+    (True, "groups must be an int >= 1, got True"),  # a bool is no count
+    (2, "groups must divide in_channels=3, got 2"),
+])
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv2d", "conv_transpose2d"])
+def test_bad_groups_read_the_same_from_the_layer_and_the_op(groups, message, transposed):
+    """The layer checks groups at construction (it sizes the weight by them) and the op at
+    each call, both with autograd/conv's check_groups: one message for one bad value."""
+    layer, op = (nn.ConvTranspose2d, conv_transpose2d) if transposed else (nn.Conv2d, conv2d)
+    weight = ml.zeros(3, 2, 3, 3) if transposed else ml.zeros(4, 1, 3, 3)  # 3 -> 4 channels
+    for call in (lambda: layer(3, 4, 3, groups=groups),
+                 lambda: op(ml.zeros(1, 3, 5, 5), weight, groups=groups)):
+        with pytest.raises(ValueError) as error:
+            call()
+        assert str(error.value) == message
 
 
 def test_chained_layers_on_channels_last_views():

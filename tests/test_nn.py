@@ -302,7 +302,8 @@ def test_module_list_indexing_and_errors():
      "output_padding must be an int >= 0 or a pair of them, got -1"),
     (lambda: nn.Conv2d(2, 4, 3, groups=0), "groups must be an int >= 1, got 0"),
     (lambda: nn.ConvTranspose2d(2, 4, 3, groups=True), "groups must be an int >= 1, got True"),
-    (lambda: nn.Conv2d(2, 4, 3, groups=4), "in_channels=2 is not divisible by groups=4"),
+    (lambda: nn.Conv2d(2, 4, 3, groups=4), "groups must divide in_channels=2, got 4"),
+    (lambda: nn.ConvTranspose2d(4, 2, 3, groups=4), "groups must divide out_channels=2, got 4"),
 ])
 def test_conv_layers_check_their_sizes_at_construction(make, message):
     """Before the first forward, and before a kernel of 0 divides by zero in the init or a
@@ -375,7 +376,7 @@ def test_layer_constructor_errors():
         nn.GroupNorm(4, 6)
     with pytest.raises(ValueError, match="GroupNorm activation must be one of .*, got 'relu'"):
         nn.GroupNorm(2, 6, activation="relu")
-    with pytest.raises(ValueError, match="in_channels=3 is not divisible by groups=2"):
+    with pytest.raises(ValueError, match="groups must divide in_channels=3, got 2"):
         nn.Conv2d(3, 4, 3, groups=2)
     with pytest.raises(ValueError, match="embed_dim=6 is not divisible by num_heads=4"):
         nn.MultiheadAttention(6, 4)

@@ -55,6 +55,17 @@ def size_pair(value, name):
     return pair(value, name, low=LEAST_SIZE[name])
 
 
+def check_groups(groups, **channels):
+    """A convolution's ``groups``: an int >= 1 (a bool is no count) that divides each of
+    ``channels`` (name=count), checked by the ops at each call and by the layers at
+    construction (they size the weight by it)."""
+    if not is_int(groups) or groups < 1:
+        raise ValueError(f"groups must be an int >= 1, got {groups!r}")
+    for name, count in channels.items():
+        if count % groups:
+            raise ValueError(f"groups must divide {name}={count}, got {groups!r}")
+
+
 def im2col(x, kernel_size, stride, dilation):
     """The patches of a padded channels-last batch as a strided *view* (no copy).
 
@@ -444,19 +455,10 @@ class ConvTranspose2d(Function):
 
 # --- the functional forms (PyTorch's names), with the shape checks -------------------------
 
-def _check_common(name, x, weight, groups, weight_axis0):
-    """Shapes and groups; ``weight_axis0`` says which channels the weight's axis 0 counts."""
+def _check_4d(name, x, weight):
     if x.ndim != 4 or weight.ndim != 4:
         raise ValueError(f"{name} needs a 4-d input (N, C, H, W) and a 4-d weight, "
                          f"got input shape {x.shape} and weight shape {weight.shape}")
-    if not is_int(groups) or groups < 1:
-        raise ValueError(f"{name} groups must be a positive int, got {groups!r}")
-    if weight.shape[0] % groups:
-        raise ValueError(f"{name}: groups={groups} does not divide the weight's "
-                         f"{weight.shape[0]} {weight_axis0} channels")
-    if x.shape[1] % groups:
-        raise ValueError(f"{name}: groups={groups} does not divide the input's "
-                         f"{x.shape[1]} channels")
 
 
 def _check_bias(name, bias, out_channels):
@@ -475,7 +477,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-d cross-correlation of x (N, C, H, W) with weight (O, C/groups, Kh, Kw), plus bias (O,)."""
     stride, padding = size_pair(stride, "stride"), size_pair(padding, "padding")
     dilation = size_pair(dilation, "dilation")
-    _check_common("conv2d", x, weight, groups, "output")
+    _check_4d("conv2d", x, weight)
+    check_groups(groups, in_channels=x.shape[1], out_channels=weight.shape[0])
     if x.shape[1] != weight.shape[1] * groups:
         raise ValueError(f"conv2d: input has {x.shape[1]} channels but weight expects "
                          f"{weight.shape[1] * groups} (weight.shape[1]={weight.shape[1]} "
@@ -496,7 +499,9 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     stride, padding = size_pair(stride, "stride"), size_pair(padding, "padding")
     output_padding = size_pair(output_padding, "output_padding")
     dilation = size_pair(dilation, "dilation")
-    _check_common("conv_transpose2d", x, weight, groups, "input")
+    _check_4d("conv_transpose2d", x, weight)
+    # the output channels, weight.shape[1] * groups, are a multiple of groups by construction
+    check_groups(groups, in_channels=x.shape[1])
     if x.shape[1] != weight.shape[0]:
         raise ValueError(f"conv_transpose2d: input has {x.shape[1]} channels but weight "
                          f"expects {weight.shape[0]} (weight.shape[0])")

@@ -65,7 +65,10 @@ def contiguous(arrays):
 def check_arrays(roles):
     """Every array of every role must be a contiguous CuPy array of the first one's dtype (one
     the kernels are written for) and of the matching parameter's size; returns that dtype.
-    (``minilean.optim.optimizer.takes_fused`` sends other dtypes to the plain updates.)"""
+    ``minilean.optim.optimizer.takes_fused`` already sends the optimizers' other dtypes and
+    strided arrays to the plain updates; the checks stay for the fused functions' direct
+    callers (the kernel tests, ``benchmarks/bench_gpu.py``): a RawKernel checks no types and
+    ignores strides, so it would read such arrays wrongly without a word."""
     first = roles[0]
     dtype = first[0].dtype
     if dtype not in KERNEL_DTYPES:

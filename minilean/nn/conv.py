@@ -3,8 +3,7 @@
 Conv2d's weight is (out_channels, in_channels / groups, kH, kW); ConvTranspose2d's is
 (in_channels, out_channels / groups, kH, kW), as in PyTorch (so weights copy across).
 """
-from minilean.autograd.conv import size_pair
-from minilean.autograd.tensor import is_int
+from minilean.autograd.conv import check_groups, size_pair
 from minilean.nn import functional as F
 from minilean.nn import init
 from minilean.nn.module import Module, empty_parameter
@@ -16,11 +15,7 @@ class _ConvNd(Module):
         """``weight_channels``: the weight's first two sizes before the second is divided by
         ``groups``."""
         super().__init__()
-        if not is_int(groups) or groups < 1:
-            raise ValueError(f"groups must be an int >= 1, got {groups!r}")
-        for name, channels in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if channels % groups:
-                raise ValueError(f"{name}={channels} is not divisible by groups={groups}")
+        check_groups(groups, in_channels=in_channels, out_channels=out_channels)
         self.in_channels, self.out_channels = in_channels, out_channels
         # checked here, so that a bad size fails at construction, and kept as pairs (as PyTorch)
         kernel_size = size_pair(kernel_size, "kernel_size")

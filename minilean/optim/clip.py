@@ -14,9 +14,9 @@ def clip_grad_norm_(parameters, max_norm, eps=1e-6):
     One norm over all parameters keeps the update's direction; clipping each tensor alone
     would not. The norm and the scale stay on the device (no host copy, so a GPU training
     step does not wait for it); ``.item()`` the result to log it. Parameters without a
-    gradient are skipped. With fast kernels on, "cuda" gradients of float32 or float64 are
-    clipped in two passes over them, four launches in all (``minilean/cuda/clip.py``), inside
-    a CUDA graph too.
+    gradient are skipped. With fast kernels on, "cuda" gradients of float32 or float64, all
+    C-contiguous (``takes_fused``), are clipped in two passes over them, four launches in all
+    (``minilean/cuda/clip.py``), inside a CUDA graph too.
     """
     if not max_norm > 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm!r}")
