@@ -26,19 +26,24 @@ from minilean.nn.module import copy_into
 
 def takes_fused(fast, roles):
     """Whether the fused kernel ``fast`` (a slot: None while fast kernels are off) covers the
-    arrays of ``roles`` (lists of arrays: parameters, gradients, state): they are on "cuda",
-    all of one dtype that the kernels are written for (KERNEL_DTYPES), and all C-contiguous
-    (the kernels walk flat memory, ignoring strides). float16 parameters, float32 ones beside
-    float64 ones, a parameter made as a transposed view, or a gradient set by hand as one take
-    the plain update, as an op that a fast Function does not cover runs the op it replaces; so
-    does an empty list (a step where no parameter has a gradient)."""
+    arrays of ``roles`` (lists of arrays, the first the ones it writes in place: parameters,
+    EMA averages, gradients to clip; then gradients, parameters read, state): they are on
+    "cuda", all of one dtype that the kernels are written for (KERNEL_DTYPES), and the first
+    role's all C-contiguous (the kernels walk flat memory, ignoring strides). float16
+    parameters, float32 ones beside float64 ones, a parameter made as a transposed view or a
+    gradient to clip set by hand as one take the plain update, as an op that a fast Function
+    does not cover runs the op it replaces; so does an empty list (a step where no parameter
+    has a gradient). The other roles need no look: an array only read is copied where it is
+    strided (``multi_tensor.contiguous``), and the optimizers' state is made like the
+    parameters, contiguous where they are."""
     if fast is None or not roles[0] or backend.device_of(roles[0][0]) != "cuda":
         return False
     # checked on every step: one set of the dtypes took 12 us for Adam's 360 arrays of the
-    # U-Net (on a CPU test machine), all() comparing each with the first 20 us
+    # U-Net (on a CPU test machine), all() comparing each with the first 20 us; the layout is
+    # read of the written role alone (0.3-0.7 us an array on an H200's host: host_costs.py)
     dtypes = {array.dtype for role in roles for array in role}
     return (len(dtypes) == 1 and dtypes.pop() in KERNEL_DTYPES
-            and all(array.flags.c_contiguous for role in roles for array in role))
+            and all(array.flags.c_contiguous for array in roles[0]))
 
 
 class Optimizer:
