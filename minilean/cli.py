@@ -210,6 +210,10 @@ class Command:
             if flag.required and name not in given:
                 raise FlagError(f"{flag.option}: missing; expected {flag.allowed()} "
                                 f"(see {PROGRAM} {self.name} --help)")
+        for name, value in given.items():
+            flag = self.flags[name]
+            if value is False and flag.kind is not bool:
+                raise _negated_value_flag(flag)
         config = types.SimpleNamespace(**{
             name: flag.parse(given[name]) if name in given else flag.default
             for name, flag in self.flags.items()})
@@ -268,6 +272,16 @@ def _as_typed(name):
     ``--noNAME`` as NAME=False, so ``--no-NAME`` (and ``--no_NAME``) arrive as ``_NAME``."""
     return "--no-" + name[1:].replace("_", "-") if name.startswith("_") else \
         "--" + name.replace("_", "-")
+
+
+def _negated_value_flag(flag):
+    """The error for ``--noNAME`` (fire's NAME=False) where NAME is a flag that takes a value:
+    it says how to give that value, or none, instead of calling False the value."""
+    if flag.optional:
+        return FlagError(f"{flag.negation}: {flag.option} is no boolean to turn off; expected "
+                         f"{flag.option}=none for no value")
+    return FlagError(f"{flag.negation}: {flag.option} is no boolean to turn off; expected "
+                     f"{flag.option}=VALUE, {flag.allowed()}")
 
 
 def _unknown_flag(command, name, value, known):
