@@ -20,6 +20,7 @@ import numpy
 from hypothesis import strategies as st
 
 from proofs.framework import statement
+from proofs.gradients import check_gradient, upstream
 from proofs.mutation import mutant
 from proofs.numerics import (ENGINE_DTYPES, engine, gamma, library_roundings, mp, reals,
                              underflow)
@@ -347,10 +348,9 @@ def _register(case):
         for dtype in ENGINE_DTYPES:
             tensors = [engine(x, dtype, requires_grad=True) for x in inputs]
             output = case.call(minilean, *tensors, **extra)
-            upstream = numpy.random.default_rng(seed).uniform(-2, 2, output.shape)
-            upstream = upstream.astype(numpy.float32).astype(numpy.float64)
-            output.backward(engine(upstream, dtype))
-            xs, g = [mp(x) for x in inputs], mp(numpy.atleast_1d(upstream))
+            g_values = upstream(seed, output.shape)
+            output.backward(engine(g_values, dtype))
+            xs, g = [mp(x) for x in inputs], mp(numpy.atleast_1d(g_values))
             shapes = [x.shape for x in inputs]
             references = _reference_gradients(case, xs, g, shapes, extra)
             magnitudes = (case.magnitudes(xs, g, **extra) if case.magnitudes else
@@ -358,13 +358,9 @@ def _register(case):
             roundings = case.roundings(len(xs[0]), dtype)
             bound_factor, floor = gamma(roundings, dtype), underflow(roundings, dtype)
             for position, tensor in enumerate(tensors):
-                what = f"{case.name} d/dinput{position} ({dtype.__name__})"
-                check.holds(tensor.grad is not None, f"{what}: no gradient")
-                check.holds(tensor.grad.dtype == dtype and tensor.grad.shape == tensor.shape,
-                            f"{what}: gradient is {tensor.grad.dtype} {tensor.grad.shape}, "
-                            f"input is {numpy.dtype(dtype)} {tensor.shape}")
-                check.close(tensor.grad, references[position],
-                            [bound_factor * m + floor for m in magnitudes[position]], what)
+                check_gradient(check, tensor, references[position],
+                               [bound_factor * m + floor for m in magnitudes[position]],
+                               f"{case.name} d/dinput{position} ({dtype.__name__})")
     backward_matches_mpmath.__doc__ = (
         f"backward of {case.name} at x, applied to g, equals sum_j g_j d f_j/dx (mpmath.diff); "
         f"bound gamma_K * M with {case.formula}.")
