@@ -20,6 +20,7 @@ import numpy
 from hypothesis import strategies as st
 
 from proofs.framework import statement
+from proofs.gradients import check_gradient, upstream
 from proofs.mutation import mutant
 from proofs.numerics import (ENGINE_DTYPES, engine, gamma, library_roundings, mp, reals,
                              underflow)
@@ -239,6 +240,40 @@ BINARY = [
 ]
 
 
+def _clamp_inputs():
+    """x with its bounds as tensors of x's shape: the lower one alone (``clamp(min=...)``, the
+    VAE's log-scale floor) or both, in either order (y = high where high < low), every two of
+    x, low and high at least 1/64 apart, away from the kinks."""
+    def build(n, both):
+        triple = st.tuples(reals(-8, 8), reals(-8, 8), reals(-8, 8)).filter(
+            lambda t: min(abs(t[0] - t[1]), abs(t[0] - t[2]), abs(t[1] - t[2])) >= 1 / 64)
+        return st.lists(triple, min_size=n, max_size=n).map(
+            lambda rows: tuple(numpy.asarray(column) for column in zip(*rows))[:3 if both else 2])
+    return st.tuples(st.integers(1, 4), st.booleans()).flatmap(lambda drawn: build(*drawn))
+
+
+def _clamped(x, low, high=None):
+    """min(max(x, low), high): high wherever high < low, as PyTorch."""
+    return max(x, low) if high is None else min(max(x, low), high)
+
+
+# Selections: each gradient is g or 0, copied, never computed (bound 0).
+SELECTIONS = [
+    OpCase("clamp", f"{ELEMENTWISE}.clamp", lambda m, x, *bounds: m.clamp(x, *bounds),
+           lambda x, *bounds: [_clamped(*values) for values in zip(x, *bounds)],
+           _clamp_inputs(), lambda xs, g: [[0] * len(g)] * len(xs), lambda n, dtype: 0,
+           "g where low < x < high (and 0 where clipped) for x; g where y is low for low, "
+           "where y is high for high: exact"),
+    # the condition is the drawn parameter, one flag per element (the first len(a) of four)
+    OpCase("where", f"{ELEMENTWISE}.where",
+           lambda m, a, b, parameter: m.where(numpy.asarray(parameter[:a.shape[0]]), a, b),
+           lambda a, b, parameter: [x if c else y for x, y, c in zip(a, b, parameter)],
+           _binary_inputs(-8, 8, -8, 8), lambda xs, g, parameter: [[0] * len(g)] * 2,
+           lambda n, dtype: 0, "g where the condition holds (else 0) for a, the rest for b: "
+           "exact", parameter=st.lists(st.booleans(), min_size=4, max_size=4)),
+]
+
+
 def _softmax(x):
     peak = max(x)
     exps = [mpmath.exp(v - peak) for v in x]
@@ -317,7 +352,8 @@ MATMUL = OpCase("matmul", "minilean.autograd.linalg.matmul", lambda m, a, b: a @
                 _matmul_inputs(), None, lambda n, dtype: 3,
                 "G B^T and A^T G: dot products of length <= 3 (gamma_3 |G| |B|^T)")
 
-CASES = [_unary_case(*row) for row in UNARY] + [LEAKY_RELU] + BINARY + REDUCTIONS + [MATMUL]
+CASES = ([_unary_case(*row) for row in UNARY] + [LEAKY_RELU] + BINARY + SELECTIONS + REDUCTIONS
+         + [MATMUL])
 
 
 def _reference_gradients(case, xs, g, shapes, extra):
@@ -347,10 +383,9 @@ def _register(case):
         for dtype in ENGINE_DTYPES:
             tensors = [engine(x, dtype, requires_grad=True) for x in inputs]
             output = case.call(minilean, *tensors, **extra)
-            upstream = numpy.random.default_rng(seed).uniform(-2, 2, output.shape)
-            upstream = upstream.astype(numpy.float32).astype(numpy.float64)
-            output.backward(engine(upstream, dtype))
-            xs, g = [mp(x) for x in inputs], mp(numpy.atleast_1d(upstream))
+            g_values = upstream(seed, output.shape)
+            output.backward(engine(g_values, dtype))
+            xs, g = [mp(x) for x in inputs], mp(numpy.atleast_1d(g_values))
             shapes = [x.shape for x in inputs]
             references = _reference_gradients(case, xs, g, shapes, extra)
             magnitudes = (case.magnitudes(xs, g, **extra) if case.magnitudes else
@@ -358,13 +393,9 @@ def _register(case):
             roundings = case.roundings(len(xs[0]), dtype)
             bound_factor, floor = gamma(roundings, dtype), underflow(roundings, dtype)
             for position, tensor in enumerate(tensors):
-                what = f"{case.name} d/dinput{position} ({dtype.__name__})"
-                check.holds(tensor.grad is not None, f"{what}: no gradient")
-                check.holds(tensor.grad.dtype == dtype and tensor.grad.shape == tensor.shape,
-                            f"{what}: gradient is {tensor.grad.dtype} {tensor.grad.shape}, "
-                            f"input is {numpy.dtype(dtype)} {tensor.shape}")
-                check.close(tensor.grad, references[position],
-                            [bound_factor * m + floor for m in magnitudes[position]], what)
+                check_gradient(check, tensor, references[position],
+                               [bound_factor * m + floor for m in magnitudes[position]],
+                               f"{case.name} d/dinput{position} ({dtype.__name__})")
     backward_matches_mpmath.__doc__ = (
         f"backward of {case.name} at x, applied to g, equals sum_j g_j d f_j/dx (mpmath.diff); "
         f"bound gamma_K * M with {case.formula}.")
@@ -552,6 +583,21 @@ def pow_backward_exponent_kept(original):
         caught_by=_caught_by("maximum", "minimum"))
 def extremum_backward_swapped(original):
     """PairExtremum.backward returns its two gradients swapped: the losing input gets g."""
+    return _with_gradients_swapped(original)
+
+
+@mutant("clamp backward passing the gradient where x is clipped",
+        f"{ELEMENTWISE}.Clamp.backward", caught_by=_caught_by("clamp"))
+def clamp_backward_unmasked(original):
+    """Clamp.backward gives x the gradient g everywhere, also where y is a bound (the identity's
+    slope; the bounds keep theirs, so where x is clipped g counts twice)."""
+    return lambda ctx, grad: (grad,) + original(ctx, grad)[1:]
+
+
+@mutant("where backward with the condition inverted", f"{ELEMENTWISE}.Where.backward",
+        caught_by=_caught_by("where"))
+def where_backward_inverted(original):
+    """Where.backward sends g to b where the condition holds and to a elsewhere."""
     return _with_gradients_swapped(original)
 
 

@@ -1,0 +1,528 @@
+"""The layers the models train through: their backward agrees with an mpmath vector-Jacobian
+product. layer_norm (the MAE's transformer blocks), group_norm with and without its fused SiLU
+(the U-Net's blocks), conv2d (every convolutional network), embedding (the VQ-VAE's codebook
+lookup) and normalize_patches (the MAE's per-patch normalisation; ``mae_loss`` applies it to
+targets, which carry no gradient, so its backward, the composition of Sub, Div, Sqrt, Var and
+Mean, is checked for the uses that differentiate through it).
+
+Hypothesis draws small float32-representable inputs and a seed for the upstream gradient g. The
+reference J^T g is computed at 50 digits from the op's mathematical form, not from the
+derivative formula its backward uses: for the norms, standardisation's Jacobian written out
+entry by entry, dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n); for conv2d, the adjoint
+sums of its definition; for embedding, the sum of g over each row's picks. The engine's
+gradients, in float64 and in float32, come back in each input's dtype and shape and within:
+
+* the norms and normalize_patches: a running error bound (``proofs.running_error``) carried
+  through the engine's own operations, forward statistics and then the backward's closed form,
+  in its order. x - mean(x) carries an absolute error ~ u |x| that r = 1/sqrt(var + eps), up
+  to 1/sqrt(eps), magnifies; a bound on the formula's terms alone would not hold it. The
+  replay's exact value must equal the reference too, at 50 digits (within 10^-45 of the bound
+  over u): the bound is carried on the very formula the engine computes;
+* conv2d and embedding: sums of products of exact inputs, gamma_m sum |terms| where m bounds
+  the roundings on one path: a product, then additions, the first into 0 exact.
+Each bound adds a smallest subnormal per rounding (gradual underflow).
+"""
+import itertools
+import math
+
+import mpmath
+import numpy
+from hypothesis import strategies as st
+
+from proofs.framework import statement
+from proofs.gradients import check_gradient, upstream
+from proofs.mutation import mutant
+from proofs.numerics import (ENGINE_DTYPES, engine, gamma, mp, mp_tolerance, reals, underflow,
+                             unit_roundoff)
+from proofs.running_error import Carried
+
+NORM = "minilean.autograd.norm"
+CONV = "minilean.autograd.conv"
+EPS = mpmath.mpf(1e-5)  # layer_norm's and group_norm's default eps, which the models keep
+PATCH_EPS = mpmath.mpf(1e-6)  # normalize_patches' default
+
+
+def _name(op):
+    return f"autograd_backward_eq_mpmath_derivative[{op}]"
+
+
+def _array(draw, shape, low, high):
+    """A float64 array of ``shape`` holding float32-representable reals in [low, high]."""
+    size = math.prod(shape)
+    values = draw(st.lists(reals(low, high), min_size=size, max_size=size))
+    return numpy.asarray(values, dtype=numpy.float64).reshape(shape)
+
+
+def _mp_array(values):
+    """An object array of exact mpf copies, in the shape of ``values``."""
+    return numpy.asarray(mp(values), dtype=object).reshape(numpy.shape(values))
+
+
+def _carried(values, dtype):
+    """An object array of exact Carried inputs, in the shape of ``values``."""
+    flat = [Carried.exact(v, dtype) for v in numpy.asarray(values).reshape(-1)]
+    return numpy.asarray(flat, dtype=object).reshape(numpy.shape(values))
+
+
+# --- standardisation: the reference and the engine's statistics -------------------------------
+
+def _standardized(group, eps):
+    """(xhat, r) of a group of mpf: xhat_i = (x_i - mean) r,
+    r = 1/sqrt(mean((x - mean)^2) + eps)."""
+    mean = mpmath.fsum(group) / len(group)
+    centered = [v - mean for v in group]
+    r = 1 / mpmath.sqrt(mpmath.fsum(c * c for c in centered) / len(group) + eps)
+    return [c * r for c in centered], r
+
+
+def _standardization_vjp(xhat, r, gxhat):
+    """sum_i gxhat_i dxhat_i/dx_j for every j, with the Jacobian entry written out,
+    dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n): the mean's share 1/n, and the
+    variance's through dr/dx_j = -r^3 (x_j - mean) / n."""
+    n = len(xhat)
+    return [r * mpmath.fsum(gi * ((i == j) - mpmath.mpf(1) / n - xi * xj / n)
+                            for i, (gi, xi) in enumerate(zip(gxhat, xhat)))
+            for j, xj in enumerate(xhat)]
+
+
+def _replayed_statistics(group, eps):
+    """The fused norms' forward on a group of Carried inputs, as ``_standardize`` and
+    GroupNorm.forward compute it: (centred values, r = 1 / sqrt(mean of squares + eps))."""
+    mean = Carried.mean(group)
+    centered = [v - mean for v in group]
+    return centered, 1 / (Carried.mean([c * c for c in centered]) + eps).sqrt()
+
+
+def _check_against_replay(check, tensor, reference, replayed, dtype, what):
+    """The replay's exact values are the reference's (to 10^-45 of its bound over u, the
+    magnitude its 50-digit evaluation rounds), and the engine's gradient is within the
+    replay's carried bound of the reference (a finite one: a quotient by a divisor its error
+    could reach 0 would leave it infinite, and the check empty)."""
+    check.holds(all(mpmath.isfinite(c.error) for c in replayed), f"{what}: infinite bound")
+    u = unit_roundoff(dtype)
+    check.close([c.value for c in replayed], reference,
+                [mp_tolerance(c.error / u) for c in replayed], f"{what}: replay at 50 digits")
+    check_gradient(check, tensor, reference, [c.error for c in replayed], what)
+
+
+# --- layer_norm -----------------------------------------------------------------------------
+
+@st.composite
+def _layer_norm_inputs(draw):
+    """x (R, n), R = 1..3 rows of n = 2..5 normalised together (one alone is always
+    xhat = 0), weight and bias (n,)."""
+    rows, width = draw(st.integers(1, 3)), draw(st.integers(2, 5))
+    return {"x": _array(draw, (rows, width), -4, 4), "weight": _array(draw, (width,), -2, 2),
+            "bias": _array(draw, (width,), -2, 2), "seed": draw(st.integers(0, 2 ** 16))}
+
+
+def _layer_norm_reference(x, weight, g):
+    """dx (by rows), dw, db of sum g * (w xhat + b), xhat standardised over each row."""
+    x, weight, g = _mp_array(x), _mp_array(weight), _mp_array(g)
+    dx, xhats = [], []
+    for row, grad in zip(x, g):
+        xhat, r = _standardized(list(row), EPS)
+        dx += _standardization_vjp(xhat, r, list(grad * weight))
+        xhats.append(xhat)
+    dw = (g * numpy.asarray(xhats, dtype=object)).sum(axis=0)
+    return dx, list(dw), list(g.sum(axis=0))
+
+
+def _layer_norm_replay(x, weight, g, dtype):
+    """LayerNorm's forward statistics and backward, in its order: dx = r ((gxhat -
+    mean(gxhat)) - xhat mean(gxhat xhat)), gxhat = g w; dw and db summed over the rows."""
+    x, weight, g = _carried(x, dtype), _carried(weight, dtype), _carried(g, dtype)
+    eps = Carried.constant(EPS, dtype)
+    dx, products = [], []
+    for row, grad in zip(x, g):
+        centered, r = _replayed_statistics(list(row), eps)
+        xhat = [c * r for c in centered]
+        gxhat = list(grad * weight)
+        mean_g = Carried.mean(gxhat)
+        mean_gx = Carried.mean([a * b for a, b in zip(gxhat, xhat)])
+        dx += [r * ((a - mean_g) - b * mean_gx) for a, b in zip(gxhat, xhat)]
+        products.append([gi * b for gi, b in zip(grad, xhat)])
+    return (dx, [Carried.total(column) for column in zip(*products)],
+            [Carried.total(column) for column in zip(*g)])
+
+
+@statement(_name("layer_norm"), about=(f"{NORM}.layer_norm",), given=_layer_norm_inputs())
+def layer_norm_backward_matches_vjp(check, x, weight, bias, seed):
+    """layer_norm's backward, y = w xhat + b over the last axis: dx = J^T g from
+    dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n), dw = sum g xhat, db = sum g;
+    bound: the engine's steps carried (running error)."""
+    from minilean.nn import functional as F
+    g = upstream(seed, x.shape)
+    references = _layer_norm_reference(x, weight, g)
+    for dtype in ENGINE_DTYPES:
+        tensors = [engine(a, dtype, requires_grad=True) for a in (x, weight, bias)]
+        F.layer_norm(tensors[0], x.shape[-1:], tensors[1], tensors[2]).backward(engine(g, dtype))
+        for name, tensor, reference, replayed in zip(
+                ("dx", "dw", "db"), tensors, references, _layer_norm_replay(x, weight, g, dtype)):
+            _check_against_replay(check, tensor, reference, replayed, dtype,
+                                  f"layer_norm {name} ({dtype.__name__})")
+
+
+# --- group_norm -----------------------------------------------------------------------------
+
+@st.composite
+def _group_norm_inputs(draw):
+    """x (N, C, H, W) with N = 1..2, G = 1..2 groups of 1..2 channels, H, W = 1..2, laid out
+    NCHW or channels-last (a convolution's output, which GroupNorm keeps without a copy),
+    weight and bias (C,)."""
+    groups, per_group = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    shape = (draw(st.integers(1, 2)), groups * per_group, draw(st.integers(1, 2)),
+             draw(st.integers(1, 2)))
+    return {"x": _array(draw, shape, -4, 4), "weight": _array(draw, shape[1:2], -2, 2),
+            "bias": _array(draw, shape[1:2], -2, 2), "groups": groups,
+            "channels_last": draw(st.booleans()), "seed": draw(st.integers(0, 2 ** 16))}
+
+
+def _silu_slope(y):
+    """d silu / dy = sigma(y) (1 + y (1 - sigma(y)))."""
+    sigma = 1 / (1 + mpmath.exp(-y))
+    return sigma * (1 + y * (1 - sigma))
+
+
+def _group_norm_reference(x, weight, bias, g, groups, activation):
+    """dx, dw, db of sum g * act(w_c xhat + b_c), xhat standardised over each (sample, group)."""
+    x, weight, bias, g = _mp_array(x), _mp_array(weight), _mp_array(bias), _mp_array(g)
+    batch, channels = x.shape[:2]
+    per_group = channels // groups
+    dx = numpy.empty(x.shape, dtype=object)
+    dw, db = [mpmath.mpf(0)] * channels, [mpmath.mpf(0)] * channels
+    for n in range(batch):
+        for first in range(0, channels, per_group):
+            group = slice(first, first + per_group)
+            xhat, r = _standardized(list(x[n, group].reshape(-1)), EPS)
+            xhat = numpy.asarray(xhat, dtype=object).reshape(x[n, group].shape)
+            w, b = weight[group, None, None], bias[group, None, None]
+            grad = g[n, group]
+            if activation == "silu":  # dy at the norm's own output, before the SiLU
+                grad = grad * numpy.vectorize(_silu_slope, otypes=[object])(w * xhat + b)
+            dx[n, group] = numpy.asarray(_standardization_vjp(
+                list(xhat.reshape(-1)), r, list((grad * w).reshape(-1))), dtype=object).reshape(
+                    xhat.shape)
+            for c in range(per_group):
+                dw[first + c] += mpmath.fsum((grad[c] * xhat[c]).reshape(-1))
+                db[first + c] += mpmath.fsum(grad[c].reshape(-1))
+    return list(dx.reshape(-1)), dw, db
+
+
+def _group_norm_replay(x, weight, bias, g, groups, activation, dtype):
+    """GroupNorm's forward and backward, in its order, per (sample, group): the scale r w_c,
+    out = (x - mean) (r w_c) + b_c (then dy through SiLU: ((1 - s) out + 1) s dy), sums over
+    positions per channel of dy and of dy (x - mean), and
+    dx = (dy r w_c - (x - mean) ((r r) mean(w dy xhat))) - r mean(w dy)."""
+    x, weight, bias, g = (_carried(a, dtype) for a in (x, weight, bias, g))
+    eps = Carried.constant(EPS, dtype)
+    batch, channels = x.shape[:2]
+    per_group = channels // groups
+    count = x[0, :per_group].size  # elements per group, C/G x H W
+    dx = numpy.empty(x.shape, dtype=object)
+    grad_sums = numpy.empty((batch, channels), dtype=object)
+    grad_xhat_sums = numpy.empty((batch, channels), dtype=object)
+    for n in range(batch):
+        for first in range(0, channels, per_group):
+            group = slice(first, first + per_group)
+            centered, r = _replayed_statistics(list(x[n, group].reshape(-1)), eps)
+            centered = numpy.asarray(centered, dtype=object).reshape(x[n, group].shape)
+            scale = numpy.asarray([r * w for w in weight[group]], dtype=object)[:, None, None]
+            grad = g[n, group]
+            if activation == "silu":
+                out = centered * scale + bias[group, None, None]
+                sigma = numpy.vectorize(Carried.sigmoid, otypes=[object])(out)
+                grad = (((1 - sigma) * out + 1) * sigma) * grad
+            for c in range(per_group):
+                grad_sums[n, first + c] = Carried.total(grad[c].reshape(-1))
+                grad_xhat_sums[n, first + c] = r * Carried.total(
+                    (grad[c] * centered[c]).reshape(-1))
+            mean_grad = Carried.total(grad_sums[n, group] * weight[group]) / count
+            mean_grad_xhat = Carried.total(grad_xhat_sums[n, group] * weight[group]) / count
+            dx[n, group] = ((grad * scale - centered * ((r * r) * mean_grad_xhat))
+                            - r * mean_grad)
+    return (list(dx.reshape(-1)), [Carried.total(column) for column in grad_xhat_sums.T],
+            [Carried.total(column) for column in grad_sums.T])
+
+
+def _engine_layout(x, dtype, channels_last):
+    """x as an engine tensor in NCHW memory, or in channels-last memory (N, H, W, C) seen as
+    NCHW, as a convolution returns it."""
+    if not channels_last:
+        return engine(x, dtype, requires_grad=True)
+    nhwc = numpy.ascontiguousarray(x.transpose(0, 2, 3, 1), dtype=dtype)  # (N, H, W, C)
+    return engine(nhwc.transpose(0, 3, 1, 2), dtype, requires_grad=True)  # (N, C, H, W) view
+
+
+@statement(_name("group_norm"), about=(f"{NORM}.group_norm",), given=_group_norm_inputs())
+def group_norm_backward_matches_vjp(check, x, weight, bias, groups, channels_last, seed):
+    """group_norm's backward, y = act(w_c xhat + b_c) per (sample, group), act = identity and
+    the fused SiLU: dx = J^T (w g act'), dw = sum g act' xhat, db = sum g act'; bound: the
+    engine's steps carried (running error)."""
+    from minilean.nn import functional as F
+    g = upstream(seed, x.shape)
+    # both forms every example: the U-Net's residual blocks fuse the SiLU, its attention
+    # block's norm has none
+    for activation in (None, "silu"):
+        references = _group_norm_reference(x, weight, bias, g, groups, activation)
+        for dtype in ENGINE_DTYPES:
+            tensors = [_engine_layout(x, dtype, channels_last),
+                       engine(weight, dtype, requires_grad=True),
+                       engine(bias, dtype, requires_grad=True)]
+            F.group_norm(tensors[0], groups, tensors[1], tensors[2],
+                         activation=activation).backward(engine(g, dtype))
+            replayed = _group_norm_replay(x, weight, bias, g, groups, activation, dtype)
+            for name, tensor, reference, carried in zip(("dx", "dw", "db"), tensors,
+                                                         references, replayed):
+                _check_against_replay(check, tensor, reference, carried, dtype,
+                                      f"group_norm {activation} {name} ({dtype.__name__})")
+
+
+# --- normalize_patches ----------------------------------------------------------------------
+
+@st.composite
+def _patch_inputs(draw):
+    """patches (N, L, P) of pixels in [0, 1], N = 1..2, L = 1..3, P = 2..4."""
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(2, 4)))
+    return {"patches": _array(draw, shape, 0, 1), "seed": draw(st.integers(0, 2 ** 16))}
+
+
+def _normalize_patches_replay(patches, g, dtype):
+    """The composite's own steps: mean m (Sum, then / P), the variance (Var: its own centring,
+    sum of squares / P), s = sqrt(var + eps), y = (x - m) / s; backward through Div (g / s, and
+    -(g / s) y summed over the patch for s), Sub (-(g / s) summed, for m), Sqrt (/ (2 s)), Var
+    ((. (2/P)) (x - m)) and Mean (/ P), the three contributions to x added in any order."""
+    eps = Carried.constant(PATCH_EPS, dtype)
+    dx = []
+    for patch, grad in zip(_carried(patches, dtype).reshape(-1, patches.shape[-1]),
+                           _carried(g, dtype).reshape(-1, patches.shape[-1])):
+        size = len(patch)
+        mean = Carried.mean(patch)
+        centered = [v - mean for v in patch]
+        std = (Carried.total([c * c for c in centered]) / size + eps).sqrt()
+        out = [c / std for c in centered]
+        grad_a = [gi / std for gi in grad]
+        grad_var = Carried.total([-a * y for a, y in zip(grad_a, out)]) / (2 * std)
+        grad_mean = Carried.total([-a for a in grad_a]) / size
+        two_over_size = Carried.constant(mpmath.mpf(2) / size, dtype)
+        dx += [Carried.total([a, grad_mean, (grad_var * two_over_size) * c])
+               for a, c in zip(grad_a, centered)]
+    return dx
+
+
+@statement(_name("normalize_patches"), about=("minilean.models.mae.normalize_patches",),
+           given=_patch_inputs())
+def normalize_patches_backward_matches_vjp(check, patches, seed):
+    """normalize_patches' backward, (x - mean) / sqrt(var + 1e-6) per patch, composed of
+    primitives: dx = J^T g from dxhat_i/dx_j = r (delta_ij - 1/P - xhat_i xhat_j / P); bound:
+    the composite's steps carried (running error)."""
+    from minilean.models import mae
+    g = upstream(seed, patches.shape)
+    reference = []
+    for patch, grad in zip(_mp_array(patches).reshape(-1, patches.shape[-1]),
+                           _mp_array(g).reshape(-1, patches.shape[-1])):
+        xhat, r = _standardized(list(patch), PATCH_EPS)
+        reference += _standardization_vjp(xhat, r, list(grad))
+    for dtype in ENGINE_DTYPES:
+        tensor = engine(patches, dtype, requires_grad=True)
+        mae.normalize_patches(tensor).backward(engine(g, dtype))
+        _check_against_replay(check, tensor, reference,
+                              _normalize_patches_replay(patches, g, dtype), dtype,
+                              f"normalize_patches dx ({dtype.__name__})")
+
+
+# --- conv2d ---------------------------------------------------------------------------------
+
+@st.composite
+def _conv_inputs(draw):
+    """x (N, C, H, W), weight (O, C/G, Kh, Kw), bias (O,): N = 1..2, G = 1..2, 1..4 input and
+    output channels per group (4 to 1 takes the shifted-rows weight gradient), kernels 1..4,
+    padding 0..1, dilation 1..2, each side from the least that leaves an output to two more."""
+    groups = draw(st.integers(1, 2))
+    in_channels, out_channels = (groups * draw(st.integers(1, 4)) for _ in range(2))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    padding, dilation = draw(st.integers(0, 1)), draw(st.integers(1, 2))
+    sides = tuple(draw(st.integers(least, least + 2))
+                  for least in (max(1, dilation * (k - 1) + 1 - 2 * padding) for k in kernel))
+    return {"x": _array(draw, (draw(st.integers(1, 2)), in_channels) + sides, -2, 2),
+            "weight": _array(draw, (out_channels, in_channels // groups) + kernel, -2, 2),
+            "bias": _array(draw, (out_channels,), -2, 2), "padding": padding,
+            "dilation": dilation, "groups": groups, "seed": draw(st.integers(0, 2 ** 16))}
+
+
+def _conv_reference(x, weight, g, stride, padding, dilation, groups):
+    """J^T g of y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q]
+    x[n, G(o) C/G + c, s i + d p - pad, s j + d q - pad] (0 outside x), straight from that sum:
+    (dx, dw, db), each with the sum of |terms| of every entry."""
+    x, weight, g = _mp_array(x), _mp_array(weight), _mp_array(g)
+    dx, dx_terms = (numpy.full(x.shape, mpmath.mpf(0), dtype=object) for _ in range(2))
+    dw, dw_terms = (numpy.full(weight.shape, mpmath.mpf(0), dtype=object) for _ in range(2))
+    out_per_group, in_per_group, kh, kw = weight.shape
+    out_per_group //= groups
+    height, width = x.shape[2:]
+    for n, o, i, j in numpy.ndindex(g.shape):
+        gy = g[n, o, i, j]
+        for c, p, q in numpy.ndindex(in_per_group, kh, kw):
+            row, column = stride * i + dilation * p - padding, stride * j + dilation * q - padding
+            if 0 <= row < height and 0 <= column < width:
+                channel = (o // out_per_group) * in_per_group + c
+                dx[n, channel, row, column] += weight[o, c, p, q] * gy
+                dx_terms[n, channel, row, column] += abs(weight[o, c, p, q] * gy)
+                dw[o, c, p, q] += x[n, channel, row, column] * gy
+                dw_terms[o, c, p, q] += abs(x[n, channel, row, column] * gy)
+    db = g.sum(axis=(0, 2, 3))
+    db_terms = numpy.vectorize(abs, otypes=[object])(g).sum(axis=(0, 2, 3))
+    return [(list(a.reshape(-1)), list(b.reshape(-1)))
+            for a, b in ((dx, dx_terms), (dw, dw_terms), (db, db_terms))]
+
+
+def _check_conv2d_backward(check, x, weight, bias, options, seed):
+    """conv2d's three gradients at one stride, against ``_conv_reference``, in both dtypes,
+    with x needing a gradient and without (a first layer's images: then dw takes the
+    columns of x or the shifted rows, not the one im2col of dy that dx shares at stride 1)."""
+    from minilean.nn import functional as F
+    stride, padding, dilation = options["stride"], options["padding"], options["dilation"]
+    batch, _, height, width = x.shape
+    out_channels, _, kh, kw = weight.shape
+    out_h, out_w = ((side + 2 * padding - dilation * (k - 1) - 1) // stride + 1
+                    for side, k in ((height, kh), (width, kw)))
+    g = upstream(seed, (batch, out_channels, out_h, out_w))
+    references = _conv_reference(x, weight, g, **options)
+    roundings = (kh * kw * out_channels // options["groups"],
+                 batch * (height + 2 * padding) * (width + 2 * padding),
+                 max(batch * out_h * out_w - 1, 0))
+    for dtype, input_needs_grad in itertools.product(ENGINE_DTYPES, (True, False)):
+        tensors = [engine(x, dtype, requires_grad=input_needs_grad),
+                   engine(weight, dtype, requires_grad=True),
+                   engine(bias, dtype, requires_grad=True)]
+        F.conv2d(*tensors, **options).backward(engine(g, dtype))
+        for name, tensor, (reference, terms), count in zip(("dx", "dw", "db"), tensors,
+                                                           references, roundings):
+            what = f"conv2d stride {stride} {name} ({dtype.__name__})"
+            if tensor.requires_grad:
+                check_gradient(check, tensor, reference, [gamma(count, dtype) * t
+                                                          + underflow(count, dtype)
+                                                          for t in terms], what)
+            else:
+                check.holds(tensor.grad is None, f"{what}: a gradient for an input needing none")
+
+
+@statement(_name("conv2d"), about=(f"{CONV}.conv2d",), given=_conv_inputs())
+def conv2d_backward_matches_vjp(check, x, weight, bias, padding, dilation, groups, seed):
+    """conv2d's backward: dx, dw, db = J^T g of the convolution's defining sum (mpmath), at
+    stride 1 and 2, x needing a gradient or not; bound gamma_m sum |terms|, m = Kh Kw O/G for
+    dx (one dot product; or O/G, then Kh Kw - 1 additions of col2im), N Hp Wp for dw (padded
+    positions), N Ho Wo - 1 additions for db."""
+    # both strides the models use, every example: their backwards take different paths (the
+    # flipped kernel at stride 1, col2im at stride 2)
+    for stride in (1, 2):
+        _check_conv2d_backward(check, x, weight, bias, {
+            "stride": stride, "padding": padding, "dilation": dilation, "groups": groups}, seed)
+
+
+# --- embedding ------------------------------------------------------------------------------
+
+@st.composite
+def _embedding_inputs(draw):
+    """weight (rows, dim), rows = 1..4, dim = 1..3, and integer indices of shape (k,) or
+    (a, b), k = 1..6, a, b = 1..3 (the VQ-VAE's code maps), rows picked any number of times."""
+    rows, dim = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    shape = draw(st.one_of(st.tuples(st.integers(1, 6)),
+                           st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    picks = draw(st.lists(st.integers(0, rows - 1), min_size=math.prod(shape),
+                          max_size=math.prod(shape)))
+    return {"weight": _array(draw, (rows, dim), -4, 4),
+            "indices": numpy.asarray(picks, dtype=numpy.int64).reshape(shape),
+            "seed": draw(st.integers(0, 2 ** 16))}
+
+
+@statement(_name("embedding"), about=("minilean.nn.functional.embedding",),
+           given=_embedding_inputs())
+def embedding_backward_matches_vjp(check, weight, indices, seed):
+    """embedding's backward: dw[r] = sum of g over the positions that picked row r (mpmath);
+    bound gamma_{k-1} sum |g| for a row picked k times (k - 1 additions; 0 for k <= 1)."""
+    from minilean.nn import functional as F
+    g = upstream(seed, indices.shape + weight.shape[1:])
+    flat_indices, flat_g = indices.reshape(-1), _mp_array(g).reshape(-1, weight.shape[1])
+    reference, terms, picks = [], [], []
+    for row in range(weight.shape[0]):
+        chosen = flat_g[flat_indices == row]
+        reference += [mpmath.fsum(column) for column in chosen.T]
+        terms += [mpmath.fsum(abs(v) for v in column) for column in chosen.T]
+        picks += [len(chosen)] * weight.shape[1]
+    for dtype in ENGINE_DTYPES:
+        tensor = engine(weight, dtype, requires_grad=True)
+        F.embedding(indices, tensor).backward(engine(g, dtype))
+        check_gradient(check, tensor, reference,
+                       [gamma(max(k - 1, 0), dtype) * t + underflow(max(k - 1, 0), dtype)
+                        for k, t in zip(picks, terms)], f"embedding dw ({dtype.__name__})")
+
+
+# --- mutants: broken backwards of these layers ----------------------------------------------
+
+@mutant("layer_norm backward without the variance's term", f"{NORM}._standardize_backward",
+        caught_by=[_name("layer_norm")])
+def standardize_backward_without_variance_term(original):
+    """LayerNorm's dx is r (gxhat - mean(gxhat)), without - xhat mean(gxhat xhat): r treated
+    as a constant, the path through the variance dropped."""
+    return lambda grad_xhat, xhat, inv_std, axes: inv_std * (
+        grad_xhat - grad_xhat.mean(axis=axes, keepdims=True))
+
+
+@mutant("norm affine gradients in the wrong order", f"{NORM}._affine_grads",
+        caught_by=[_name("layer_norm"), _name("group_norm")])
+def affine_grads_swapped(original):
+    """LayerNorm's and GroupNorm's backward return sum dy where the weight's gradient belongs
+    and sum dy xhat where the bias's does."""
+    return lambda ctx, needs, weight_grad, bias_grad: original(ctx, needs, bias_grad, weight_grad)
+
+
+@mutant("group_norm backward without the fused SiLU", f"{NORM}.GroupNorm.backward",
+        caught_by=[_name("group_norm")])
+def group_norm_backward_without_silu(original):
+    """GroupNorm.backward takes dy as the gradient at the norm's own output even when a SiLU
+    was fused after it (the activation's slope forgotten)."""
+    def backward(ctx, grad):
+        ctx.silu_saved = None
+        return original(ctx, grad)
+    return backward
+
+
+@mutant("var backward dividing by n - 1 whatever unbiased",
+        "minilean.autograd.reduce.Var.backward", caught_by=[_name("normalize_patches")])
+def var_backward_bessel_always(original):
+    """Var.backward gives 2 (x_i - m) / (n - 1) also for the population variance
+    (unbiased=False, normalize_patches'), Bessel's correction kept where it does not belong."""
+    def backward(ctx, grad):
+        count = ctx.centered.size // grad.size  # the elements each variance summarises
+        return original(ctx, grad) * (ctx.divisor / (count - 1))
+    return backward
+
+
+@mutant("conv2d input gradient with the kernel unflipped", f"{CONV}._flipped_transpose",
+        caught_by=[_name("conv2d")])
+def adjoint_kernel_unflipped(original):
+    """The stride-1 dx correlates dy with w's channels swapped but its space not reversed: the
+    adjoint of a correlation taken as a correlation with the same kernel."""
+    return lambda weight, groups: original(weight, groups)[:, :, ::-1, ::-1]
+
+
+@mutant("conv2d weight gradient of the first image only", f"{CONV}.conv_weight_grad",
+        caught_by=[_name("conv2d")])
+def weight_grad_first_image(original):
+    """conv_weight_grad (the columns' path: stride 2, padding beyond d (K - 1), or an input
+    needing no gradient) sums X^T dL/dY over the first image, not over the batch."""
+    return lambda x_pad, grad_y, *sizes: original(x_pad[:1], grad_y[:1], *sizes)
+
+
+@mutant("embedding backward keeping one pick of a repeated row",
+        "minilean.autograd.shape.GetItem.backward", caught_by=[_name("embedding")])
+def getitem_backward_assigning(original):
+    """GetItem.backward stores dy at the picked rows (dx[index] = dy) instead of adding it: a
+    row the lookup picks several times keeps only the last pick's gradient."""
+    def backward(ctx, grad):
+        from minilean.backend import array_module
+        grad_x = array_module(grad).zeros(ctx.shape, dtype=grad.dtype)
+        grad_x[ctx.index] = grad
+        return grad_x
+    return backward
