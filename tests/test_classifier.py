@@ -72,13 +72,15 @@ def test_samples_in_range_come_back_as_float32_in_0_1(tmp_path):
 
 
 def evaluate_config(tmp_path, samples, **flags):
-    """The config of ``evaluate --samples=SAMPLES.npy`` (saved in ``tmp_path``) and ``flags``."""
+    """The config of ``evaluate --samples=SAMPLES.npy`` (saved in ``tmp_path``) and ``flags``:
+    the command's declared defaults under them, so a flag added to the command is there too."""
     from types import SimpleNamespace
+    from minilean.cli import EVALUATE
     numpy.save(tmp_path / "samples.npy", samples)
+    defaults = {name: flag.default for name, flag in EVALUATE.flags.items()}
     return SimpleNamespace(**{
-        "device": "cpu", "samples": str(tmp_path / "samples.npy"), "dataset": "builtin",
-        "x": None, "y": None, "n_total": None, "image_size": 32, "seed": 0, "n_eval": 2,
-        "classifier_steps": 1, "cache": str(tmp_path / "c"), "fast_kernels": False, **flags})
+        **defaults, "device": "cpu", "samples": str(tmp_path / "samples.npy"), "image_size": 32,
+        "n_eval": 2, "classifier_steps": 1, "cache": str(tmp_path / "c"), **flags})
 
 
 def test_samples_of_a_size_builtin_lacks_name_samples_not_image_size(tmp_path):
