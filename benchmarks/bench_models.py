@@ -6,7 +6,8 @@
 For each model case the same network is built in minilean and in PyTorch (CPU), minilean's
 weights are copied across by parameter name, one loss and every gradient are compared, and
 then the full training step (zero_grad, forward, backward, gradient clipping, Adam, EMA where
-the CLI uses them) of both is timed in the same process: warm-up first, then the two
+the CLI uses them; the GAN's is a discriminator step and then a generator step, each with its
+own Adam) of both is timed in the same process: warm-up first, then the two
 frameworks alternate, and the median of ``--repeats`` steps is reported with the ratio
 minilean / PyTorch. Inputs (images, timesteps, noise, masks) are fixed host arrays, so both
 frameworks do exactly the same arithmetic and input generation is not timed.
@@ -20,10 +21,12 @@ import os
 import sys
 
 _parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-_parser.add_argument("--cases", default="unet16,unet32,residual,vae,mae,micro,ddim,memory",
+_parser.add_argument("--cases", default="unet16,unet32,residual,vae,vae_conv,vqvae,gan,"
+                                          "autoencoder,mae,micro,ddim,memory",
                      help="comma-separated: unet16 (the CLI default size, hc 24), unet32, "
                           "unet4 (the default model on 2 images of 4x4: per-operation cost), "
-                          "residual, vae, mae, micro, ddim, memory")
+                          "residual, vae (mlp), vae_conv (the CLI default VAE), vqvae, gan, "
+                          "autoencoder, mae, micro, ddim, memory")
 _parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (both)")
 _parser.add_argument("--repeats", type=int, default=7, help="timed steps per framework")
 _parser.add_argument("--warmup", type=int, default=2, help="untimed steps per framework first")
@@ -51,7 +54,7 @@ import torch.nn.functional as TF  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import minilean  # noqa: E402
-from minilean import backend, heap  # noqa: E402
+from minilean import backend, heap, nn  # noqa: E402
 from minilean.autograd.grad_mode import no_grad  # noqa: E402
 from minilean.models import diffusion as D  # noqa: E402
 from minilean.optim import EMA, Adam, clip_grad_norm_  # noqa: E402
@@ -160,16 +163,28 @@ def training_steps(minilean_model, torch_model, minilean_loss, torch_loss, clip,
     return minilean_training_step(minilean_model, minilean_loss, clip, ema), torch_step
 
 
-def model_case(name, minilean_model, torch_model, minilean_loss, torch_loss, clip=False,
-               ema=False):
-    copy_weights(minilean_model, torch_model)
-    loss_error, grad_error = check_agreement(minilean_model, torch_model, minilean_loss,
-                                             torch_loss)
-    ours, theirs = alternate(*training_steps(minilean_model, torch_model, minilean_loss,
-                                             torch_loss, clip, ema))
-    parameters = sum(p.numel() for p in minilean_model.parameters())
-    return dict(case=name, detail=f"{parameters} params", minilean=ours, torch=theirs,
-                loss_error=loss_error, grad_error=grad_error)
+def in_turn(steps):
+    """One no-argument function that calls ``steps`` in order."""
+    def run():
+        for step in steps:
+            step()
+    return run
+
+
+def model_case(name, detail, *players, clip=False, ema=False):
+    """A training step's row. Each player is (minilean model, torch model, minilean loss,
+    torch loss) and takes its own optimizer step on its own loss, in the order given: one
+    player for most models, the discriminator and then the generator for the GAN. The row's
+    errors are the largest over the players."""
+    for minilean_model, torch_model, _, _ in players:
+        copy_weights(minilean_model, torch_model)
+    loss_errors, grad_errors = zip(*(check_agreement(*player) for player in players))
+    minilean_steps, torch_steps = zip(*(training_steps(*player, clip, ema) for player in players))
+    ours, theirs = alternate(in_turn(minilean_steps), in_turn(torch_steps))
+    parameters = sum(param.numel() for minilean_model, _, _, _ in players
+                     for param in minilean_model.parameters())
+    return dict(case=name, detail=f"{detail}, {parameters} params", minilean=ours, torch=theirs,
+                loss_error=max(loss_errors), grad_error=max(grad_errors))
 
 
 # --- diffusion denoisers in PyTorch (same attribute names as minilean's) -----------
@@ -234,30 +249,86 @@ def diffusion_case(name, arch, batch, size, hidden_c):
     def torch_loss():
         return TF.mse_loss(torch_model(torch_noised(alpha_bar, tx0, t, teps), condition), teps)
 
-    result = model_case(name, model, torch_model, minilean_loss, torch_loss, clip=True, ema=True)
-    result["detail"] = f"{arch} hc={hidden_c}, batch {batch}, 3x{size}x{size}, " + result["detail"]
-    return result
+    return model_case(name, f"{arch} hc={hidden_c}, batch {batch}, 3x{size}x{size}",
+                      (model, torch_model, minilean_loss, torch_loss), clip=True, ema=True)
 
 
-# --- the MLP VAE (vae --arch mlp --hidden 256 --latent 16, batch 64, 3x16x16) -------------
+# --- the zoo's encoder/decoder models (autoencoder.py, vae.py, vqvae.py) in PyTorch ---------
 
-def torch_mlp(widths):
-    layers = []
-    for index, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
-        if index:
-            layers.append(tnn.ReLU())
-        layers.append(tnn.Linear(fan_in, fan_out))
-    return tnn.Sequential(*layers)
+def eight_bit_images(seed, batch, size):
+    """Fixed images (batch, 3, size, size) of 8-bit pixels k / 255, as the zoo trains on."""
+    levels = numpy.random.default_rng(seed).integers(0, 256, (batch, 3, size, size))
+    return (levels / 255.0).astype(numpy.float32)
 
 
-def torch_vae_loss(encoder, decoder, images, eps, latent):
+def on_both(array):
+    """One host array as a minilean tensor and as a torch tensor: the same input to each."""
+    return minilean.tensor(array), torch.from_numpy(array)
+
+
+def torch_sequential(layers):
+    """A minilean Sequential of Linear, Conv2d, ConvTranspose2d and ReLU layers as torch.nn
+    layers of the same sizes, strides and paddings, under the same names (fresh weights, which
+    copy_weights replaces). Read off minilean's stack, so the two cannot differ in shape; what
+    each layer computes is torch's own."""
+    def peer(layer):
+        if isinstance(layer, nn.ReLU):
+            return tnn.ReLU()
+        if isinstance(layer, nn.Linear):
+            return tnn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+        if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+            torch_class = tnn.Conv2d if isinstance(layer, nn.Conv2d) else tnn.ConvTranspose2d
+            return torch_class(layer.in_channels, layer.out_channels, layer.kernel_size,
+                               groups=layer.groups, bias=layer.bias is not None, **layer.options)
+        raise TypeError(f"no torch peer for {type(layer).__name__}")
+    return tnn.Sequential(*map(peer, layers))
+
+
+class TorchEncoderDecoder(tnn.Module):
+    """minilean's EncoderDecoder ``model`` (an Autoencoder or a VAE, mlp or conv) in torch."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.encoder = torch_sequential(model.encoder)
+        self.decoder = torch_sequential(model.decoder)
+        self.image_shape, self.outputs_per_pixel = model.image_shape, model.outputs_per_pixel
+        self.flat = model.arch == "mlp"
+
+    def run_encoder(self, images):
+        return self.encoder(images.flatten(1) if self.flat else images)
+
+    def run_decoder(self, code):
+        """(N, *latent shape) -> (N, outputs_per_pixel, C, H, W)."""
+        return self.decoder(code).reshape((code.shape[0], self.outputs_per_pixel)
+                                          + self.image_shape)
+
+
+def autoencoder_case(batch=64, size=16, arch="mlp", hidden=256, latent=16):
+    """The CLI's default autoencoder: MSE of sigmoid(decoder(encoder(x))) against x."""
+    from minilean.models.autoencoder import Autoencoder, reconstruction_loss
+
+    ml_images, t_images = on_both(eight_bit_images(5, batch, size))
+    backend.manual_seed(0)
+    model = Autoencoder((3, size, size), arch, hidden, latent)
+    torch_model = TorchEncoderDecoder(model)
+
+    def torch_loss():
+        reconstruction = torch_model.run_decoder(torch_model.run_encoder(t_images))[:, 0]
+        return TF.mse_loss(reconstruction.sigmoid(), t_images)
+
+    return model_case("autoencoder", f"{arch} hidden {hidden}, latent {latent}, batch {batch}, "
+                      f"3x{size}x{size}",
+                      (model, torch_model, lambda: reconstruction_loss(model, ml_images),
+                       torch_loss))
+
+
+def torch_vae_loss(model, images, eps):
     """minilean.models.vae.vae_loss with beta = 1, in torch (same formulas, same order)."""
     from minilean.models.vae import HALF_BIN, MIN_LOG_SCALE
 
-    batch = images.shape[0]
-    mu, logvar = encoder(images.flatten(1)).chunk(2, 1)
+    mu, logvar = model.run_encoder(images).chunk(2, 1)
     z = mu + (0.5 * logvar).exp() * eps
-    outputs = decoder(z).reshape((batch, 2) + images.shape[1:])
+    outputs = model.run_decoder(z)
     mean, log_scale = outputs[:, 0], outputs[:, 1].clamp(min=MIN_LOG_SCALE)
     centred = images - mean
     inverse_scale = (-log_scale).exp()
@@ -271,30 +342,136 @@ def torch_vae_loss(encoder, decoder, images, eps, latent):
                            log_density_centre - math.log(255))
     top = torch.where(images > 1 - HALF_BIN, log_survival_lower, interior)
     log_p = torch.where(images < HALF_BIN, log_cdf_upper, top).flatten(1).sum(1)
-    kl = (0.5 * (mu * mu + logvar.exp() - 1 - logvar)).sum(-1).mean()
+    # (N, *latent shape) -> (N, latent size): the KL summed over every latent coordinate
+    kl = (0.5 * (mu * mu + logvar.exp() - 1 - logvar)).flatten(1).sum(-1).mean()
     return -log_p.mean() + kl
 
 
-def vae_case(batch=64, size=16, hidden=256, latent=16):
+def vae_case(name, arch, hidden, latent, batch=64, size=16):
+    """``vae --arch mlp --hidden 256 --latent 16`` or the CLI default (conv, 32, 8): the
+    negative ELBO with one fixed draw of eps."""
     from minilean.models.vae import VAE, vae_loss
 
-    rng = numpy.random.default_rng(1)
-    images = (rng.integers(0, 256, (batch, 3, size, size)) / 255.0).astype(numpy.float32)
-    eps = rng.standard_normal((batch, latent)).astype(numpy.float32)
+    ml_images, t_images = on_both(eight_bit_images(1, batch, size))
     backend.manual_seed(0)
-    model = VAE((3, size, size), "mlp", hidden, latent)
-    pixels = 3 * size * size
-    torch_model = tnn.Module()
-    torch_model.encoder = torch_mlp([pixels, hidden, hidden, 2 * latent])
-    torch_model.decoder = torch_mlp([latent, hidden, hidden, 2 * pixels])
-    ml_images, ml_eps = minilean.tensor(images), minilean.tensor(eps)
-    t_images, t_eps = torch.from_numpy(images), torch.from_numpy(eps)
-    result = model_case(
-        "vae", model, torch_model, lambda: vae_loss(model, ml_images, 1.0, ml_eps),
-        lambda: torch_vae_loss(torch_model.encoder, torch_model.decoder, t_images, t_eps, latent))
-    result["detail"] = f"mlp hidden {hidden}, latent {latent}, batch {batch}, 3x{size}x{size}, " \
-        + result["detail"]
-    return result
+    model = VAE((3, size, size), arch, hidden, latent)
+    torch_model = TorchEncoderDecoder(model)
+    ml_eps, t_eps = on_both(numpy.random.default_rng(8).standard_normal(
+        (batch,) + model.latent_shape).astype(numpy.float32))
+    return model_case(name, f"{arch} hidden {hidden}, latent {latent}, batch {batch}, "
+                      f"3x{size}x{size}",
+                      (model, torch_model, lambda: vae_loss(model, ml_images, 1.0, ml_eps),
+                       lambda: torch_vae_loss(torch_model, t_images, t_eps)))
+
+
+class TorchVQVAE(tnn.Module):
+    """minilean's VQVAE ``model`` (a trained codebook, not the EMA one) in torch."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.encoder = torch_sequential(model.encoder)
+        self.decoder = torch_sequential(model.decoder)
+        self.codebook = tnn.Parameter(torch.empty(model.codebook.shape))  # copy_weights fills it
+
+    def loss(self, images, beta):
+        """reconstruction + codebook + beta * commitment, each a mean squared error, with
+        nearest-code quantisation and the straight-through gradient."""
+        encoded = self.encoder(images).permute(0, 2, 3, 1)  # (N, D, h, w) -> (N, h, w, D)
+        with torch.no_grad():  # squared L2 written out, as nearest_code computes it
+            difference = encoded.unsqueeze(-2) - self.codebook  # (N, h, w, K, D)
+            indices = (difference * difference).sum(-1).argmin(-1)
+        quantized = TF.embedding(indices, self.codebook)
+        straight_through = encoded + (quantized - encoded).detach()
+        # (N, h, w, D) -> (N, D, h, w)
+        reconstruction = self.decoder(straight_through.permute(0, 3, 1, 2)).sigmoid()
+        return (TF.mse_loss(reconstruction, images) + TF.mse_loss(quantized, encoded.detach())
+                + beta * TF.mse_loss(encoded, quantized.detach()))
+
+
+def vqvae_case(batch=64, size=16, codes=64, code_dim=16, hidden=32, beta=0.25):
+    """The CLI's default VQ-VAE step. Counting code usage and restarting dead codes (every 100
+    steps) are bookkeeping beside the optimizer step, left out of both frameworks."""
+    from minilean.models.vqvae import VQVAE, vqvae_loss
+
+    ml_images, t_images = on_both(eight_bit_images(6, batch, size))
+    backend.manual_seed(0)
+    model = VQVAE((3, size, size), codes, code_dim, hidden)
+    torch_model = TorchVQVAE(model)
+
+    def minilean_loss():
+        reconstruction, encoded, quantized, _ = model(ml_images)
+        return vqvae_loss(ml_images, reconstruction, encoded, quantized, beta).total
+
+    return model_case("vqvae", f"conv hidden {hidden}, {codes} codes of {code_dim}, beta {beta}, "
+                      f"batch {batch}, 3x{size}x{size}",
+                      (model, torch_model, minilean_loss, lambda: torch_model.loss(t_images, beta)))
+
+
+# --- the LSGAN (gan: MLPs, latent 32, hidden 256, batch 64, 3x16x16) ------------------------
+
+class TorchGenerator(tnn.Module):
+    """minilean's image Generator ``generator`` (tanh output) in torch."""
+
+    def __init__(self, generator):
+        super().__init__()
+        self.data_shape, self.net = generator.data_shape, torch_sequential(generator.net)
+
+    def forward(self, z):
+        return self.net(z).reshape((z.shape[0],) + self.data_shape).tanh()  # (N, P) -> images
+
+
+class TorchDiscriminator(tnn.Module):
+    """minilean's Discriminator in torch: two leaky-ReLU layers and a linear score."""
+
+    def __init__(self, data_shape, hidden):
+        super().__init__()
+        self.hidden1 = tnn.Linear(math.prod(data_shape), hidden)
+        self.hidden2, self.score = tnn.Linear(hidden, hidden), tnn.Linear(hidden, 1)
+
+    def forward(self, x):
+        h = TF.leaky_relu(self.hidden1(x.flatten(1)), 0.2)
+        h = TF.leaky_relu(self.hidden2(h), 0.2)
+        return self.score(h).reshape(x.shape[0])  # (N, 1) -> (N,)
+
+
+def gan_case(batch=64, size=16, latent=32, hidden=256):
+    """One D step then one G step, each with its own Adam, as ``minilean.train.gan`` takes them
+    (--d-steps 1). The CLI's lr 5e-4 and betas (0.5, 0.999) change values, not cost: both
+    frameworks use the module's LR and Adam's default betas."""
+    from minilean.models.gan import Discriminator, Generator, discriminator_loss, generator_loss
+
+    ml_real, t_real = on_both(2 * eight_bit_images(7, batch, size) - 1)  # the GAN's range [-1, 1]
+    # the D step's latent noise and the G step's
+    d_noise, g_noise = numpy.random.default_rng(9).standard_normal(
+        (2, batch, latent)).astype(numpy.float32)
+    (ml_d_noise, t_d_noise), (ml_g_noise, t_g_noise) = on_both(d_noise), on_both(g_noise)
+    data_shape = (3, size, size)
+    backend.manual_seed(0)
+    generator = Generator(latent, data_shape, hidden)
+    discriminator = Discriminator(data_shape, hidden)
+    torch_generator = TorchGenerator(generator)
+    torch_discriminator = TorchDiscriminator(data_shape, hidden)
+
+    def minilean_d_loss():
+        fake = generator(ml_d_noise).detach()
+        return discriminator_loss(discriminator(ml_real), discriminator(fake))
+
+    def torch_d_loss():
+        real_scores = torch_discriminator(t_real)
+        fake_scores = torch_discriminator(torch_generator(t_d_noise).detach())
+        return (TF.mse_loss(real_scores, torch.ones_like(real_scores))
+                + TF.mse_loss(fake_scores, torch.zeros_like(fake_scores)))
+
+    def torch_g_loss():
+        fake_scores = torch_discriminator(torch_generator(t_g_noise))
+        return TF.mse_loss(fake_scores, torch.ones_like(fake_scores))
+
+    return model_case(
+        "gan (D step + G step)", f"mlp hidden {hidden}, latent {latent}, batch {batch}, "
+        f"3x{size}x{size}",
+        (discriminator, torch_discriminator, minilean_d_loss, torch_d_loss),
+        (generator, torch_generator, lambda: generator_loss(discriminator(generator(ml_g_noise))),
+         torch_g_loss))
 
 
 # --- the MAE (CLI default: patch 4, width 64, depth 2, heads 4, decoder 32x1, batch 64) -----
@@ -356,11 +533,8 @@ def mae_case(batch=64, size=16, patch=4):
         difference = torch_model(target, keep, restore) - target
         return ((difference * difference).mean(-1) * hidden).sum() / hidden.sum()
 
-    result = model_case("mae", model, torch_model, lambda: mae_loss(model, ml_images, mask),
-                        torch_loss)
-    result["detail"] = f"patch {patch}, width 64, depth 2, batch {batch}, 3x{size}x{size}, " \
-        + result["detail"]
-    return result
+    return model_case("mae", f"patch {patch}, width 64, depth 2, batch {batch}, 3x{size}x{size}",
+                      (model, torch_model, lambda: mae_loss(model, ml_images, mask), torch_loss))
 
 
 # --- micro-benchmarks ----------------------------------------------------------------------
@@ -494,7 +668,8 @@ def print_row(row):
 
 def main():
     cases = ARGS.cases.split(",")
-    known = ("unet16", "unet32", "unet4", "residual", "vae", "mae", "micro", "ddim", "memory")
+    known = ("unet16", "unet32", "unet4", "residual", "vae", "vae_conv", "vqvae", "gan",
+             "autoencoder", "mae", "micro", "ddim", "memory")
     unknown = [case for case in cases if case not in known]
     if unknown:
         raise SystemExit(f"unknown case(s) {', '.join(unknown)}; expected some of "
@@ -514,7 +689,11 @@ def main():
         # each framework's own cost per operation (what also bounds a small model on a GPU)
         "unet4": lambda: [diffusion_case("diffusion step, host-bound size", "unet", 2, 4, 24)],
         "residual": lambda: [diffusion_case("diffusion step", "residual", 32, 32, 16)],
-        "vae": lambda: [vae_case()],
+        "vae": lambda: [vae_case("vae", "mlp", 256, 16)],
+        "vae_conv": lambda: [vae_case("vae_conv (CLI default)", "conv", 32, 8)],
+        "vqvae": lambda: [vqvae_case()],
+        "gan": lambda: [gan_case()],
+        "autoencoder": lambda: [autoencoder_case()],
         "mae": lambda: [mae_case()],
         "micro": micro_cases,
         "ddim": lambda: [ddim_case()],
