@@ -105,14 +105,19 @@ def variance_band(n, alpha=FALSE_ALARM):
 
 
 def normal_cdf(x, mean, std):
-    return 0.5 * (1 + math.erf((x - mean) / (std * math.sqrt(2))))
+    """The N(mean, std^2) CDF of each element of the float64 array ``x``, through the engine's
+    erf (SciPy's, or without SciPy the standard library's one element at a time): within
+    1e-15 of mpmath's (test_framework.py), far below any KS critical distance."""
+    from minilean import backend
+    return 0.5 * (1 + backend.erf((x - mean) / (std * math.sqrt(2))))
 
 
 def ks_statistic(samples, cdf):
-    """sup |empirical CDF - cdf| for 1-D samples."""
+    """sup |empirical CDF - cdf| for 1-D samples; ``cdf`` maps the sorted samples (a float64
+    array) to their model CDF values at once."""
     values = numpy.sort(numpy.asarray(samples, dtype=numpy.float64).reshape(-1))
     n = values.size
-    model = numpy.array([cdf(v) for v in values])
+    model = cdf(values)
     above = numpy.arange(1, n + 1) / n - model
     below = model - numpy.arange(n) / n
     return float(max(above.max(), below.max()))

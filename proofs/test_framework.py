@@ -1,6 +1,7 @@
 """The checking machinery itself: a false statement fails, bounds are what they say, the
 runner's table and exit code."""
 import io
+import sys
 
 import mpmath
 import numpy
@@ -103,3 +104,23 @@ def test_the_statistical_constants_hold_their_false_alarm_rate():
     skewed = (statistics.chi_square_tail(n, n + spread)
               + statistics.chi_square_tail(n, n - spread, upper=False))
     assert student <= alpha and skewed <= alpha
+
+
+@pytest.mark.parametrize("scipy", [True, False])
+def test_normal_cdf_matches_mpmath(scipy, monkeypatch):
+    """The KS test's model CDF, with SciPy's erf and without SciPy (the standard library's)."""
+    if not scipy:
+        monkeypatch.setitem(sys.modules, "scipy.special", None)  # importing it fails
+    x = numpy.linspace(-9, 9, 721)
+    computed = statistics.normal_cdf(x, 0.5, 1.5)
+    exact = [mpmath.ncdf(mpmath.mpf(v), 0.5, 1.5) for v in x]
+    assert max(abs(c - e) for c, e in zip(computed, exact)) <= 1e-15
+
+
+def test_ks_statistic_is_the_largest_step_distance():
+    """sup |F_n - F| over the steps of the empirical CDF, on the sorted samples."""
+    samples = numpy.array([1.0, -1.0, 0.0])
+    F = [mpmath.ncdf(v) for v in (-1, 0, 1)]
+    exact = max(max(mpmath.mpf(i + 1) / 3 - f, f - mpmath.mpf(i) / 3) for i, f in enumerate(F))
+    statistic = statistics.ks_statistic(samples, lambda x: statistics.normal_cdf(x, 0.0, 1.0))
+    assert statistic == pytest.approx(float(exact), abs=1e-15)
