@@ -23,9 +23,9 @@ max_examples. Every constant below is derived from FALSE_ALARM in code:
   side and conservative on the other. The normal approximation z sigma^2 sqrt(2 / (n - 1))
   used before is not conservative (the right tail is heavier): at z = 4.4172 its true rate was
   1.16e-5 for n = 4000 and 1.63e-5 for n = 1000, and at z = 5.836 it would be 2.0 and 5.7 times
-  FALSE_ALARM. The exact band is 4.3% (n = 4000) and 8.6% (n = 1000) wider than
-  Z sqrt(2 / (n - 1)); its lower side, set by the upper quantile, is left with a rate of
-  0.017 (n = 4000) and 0.0002 (n = 1000) times FALSE_ALARM / 2.
+  FALSE_ALARM. At n = LAW_SAMPLES (below) the exact band is 1.2% wider than
+  Z sqrt(2 / (n - 1)) (4.3% at the former n = 4000); its lower side, set by the upper
+  quantile, is left with a rate of 0.41 FALSE_ALARM / 2.
 * **Kolmogorov-Smirnov**: sup |F_n - F| against sqrt(ln(2 / alpha) / (2 n)). This is the
   Dvoretzky-Kiefer-Wolfowitz inequality with Massart's constant (Massart 1990),
   P(sup_x |F_n(x) - F(x)| > eps) <= 2 exp(-2 n eps^2) for every n and continuous F, solved for
@@ -43,14 +43,41 @@ max_examples. Every constant below is derived from FALSE_ALARM in code:
   form, and IW_K for K > 1 is a log-sum-exp, not a quadratic form: for these tests the rate is
   an approximation, with a factor 100 in hand. `test_framework.py` recomputes these tails.
 
-A broken sampler (wrong scale, wrong mean, wrong shape of law) still fails the tests with
-overwhelming probability at the sample sizes used (the mutants' margins: proofs/README.md).
+**The power.** A false-alarm rate says nothing of what the tests catch. At the former 4000
+draws per sample set (1000 per coordinate in the diagonal law) the variance band was +-13.6%
+(+-28%) and the KS distance 0.050 (0.099): normals 4% too wide passed one sample set's tests
+with probability 0.987 (0.99996), normals off by 0.05 sigma with 0.996 (0.99999), and the
+mutants below went unnoticed in nearly every run. The sample size is now derived from the power
+asked. The smallest slips of the engine's normal generator that the Gaussian law statements
+(GAUSSIAN_LAWS) must catch are a scale DETECTED_SCALE = 1.04 and a shift DETECTED_SHIFT = 0.05
+standard deviations, and either may pass a whole run with probability at most RUN_MISS = 1e-6.
+A slip is caught when each of the four statements fails, so each may miss it with
+MISS = RUN_MISS / 4 = 2.5e-7 (union bound). A statement fails when any test of any of its sample
+sets does, so its miss is at most that of one test on one sample set, computed exactly:
+
+* the shift makes the standardised sample mean N(0.05 sqrt(n), 1), which the mean test passes
+  with probability Phi(Z - 0.05 sqrt(n)) - Phi(-Z - 0.05 sqrt(n)) (``mean_test_miss``);
+* the scale makes (n - 1) s^2 / sigma^2 1.04^2 times a chi-square(n - 1), which the variance
+  test passes with the chi-square probability of (n - 1) (1 +- band) / 1.04^2
+  (``variance_test_miss``).
+
+LAW_SAMPLES is the smallest n at which both are at most MISS: 47196, set by the shift (the
+scale alone needs 38282). There a statement misses the shift with probability 2.50e-7 and the
+scale with 2.7e-10, so a run misses them with at most 1e-6 and 1.1e-9; the variance band is
++-3.8% and the KS distance 0.0145. A larger slip moves the statistic further and is missed
+less. forward_multistep_law's chain of one-step noisings scales its variance by exactly 1.04^2
+and shifts its mean by 0.05 sum_s c_s >= 0.05 sigma, c_s = sqrt(beta_s prod_{r>s} (1 - beta_r))
+>= 0 (sigma^2 = sum_s c_s^2). `test_framework.py` recomputes both misses. Broken samplers of
+other kinds (a wrong coefficient, the variance for the standard deviation, a non-Gaussian law)
+fail with the margins in proofs/README.md.
 """
 import functools
 import math
 
 import mpmath
 import numpy
+
+from proofs.mutation import mutant
 
 RUN_FALSE_ALARM = 1e-6  # a whole run of the proofs, on true statements
 # statement -> (its max_examples, statistical tests per example at the largest shape drawn):
@@ -67,6 +94,15 @@ TESTS = {
 TESTS_PER_RUN = sum(examples * per_example for examples, per_example in TESTS.values())
 FALSE_ALARM = RUN_FALSE_ALARM / TESTS_PER_RUN  # per test
 CLT_SAFETY = 100
+# The power of the Gaussian law tests (see above): the smallest slips of the engine's normal
+# generator that they must catch (the mutants below) and the rate at which either may pass a
+# whole run; each statement of GAUSSIAN_LAWS may miss one with MISS (union bound)
+DETECTED_SCALE = 1.04
+DETECTED_SHIFT = 0.05
+RUN_MISS = 1e-6
+GAUSSIAN_LAWS = ("scalar_reparameterization_law", "diagonal_reparameterization_coordinate_law",
+                 "forwardGaussian_isGaussian", "forward_multistep_law")
+MISS = RUN_MISS / len(GAUSSIAN_LAWS)
 
 
 def normal_quantile(alpha):
@@ -104,15 +140,60 @@ def variance_band(n, alpha=FALSE_ALARM):
         return float(max(upper - dof, dof - lower) / dof)
 
 
+def mean_test_miss(n, shift):
+    """P(the mean test passes) on n Gaussian samples whose mean is off by ``shift`` standard
+    deviations: the standardised sample mean is N(shift sqrt(n), 1), inside +-Z."""
+    with mpmath.workdps(30):
+        offset = mpmath.mpf(shift) * mpmath.sqrt(n)
+        return float(mpmath.ncdf(Z - offset) - mpmath.ncdf(-Z - offset))
+
+
+def variance_test_miss(n, scale):
+    """P(the variance test passes) on n Gaussian samples whose standard deviation is ``scale``
+    times the stated one: (n - 1) s^2 / sigma^2 is scale^2 chi-square(n - 1), inside
+    (n - 1) (1 +- variance_band(n))."""
+    band, dof = variance_band(n), n - 1
+    with mpmath.workdps(30):
+        below = [chi_square_tail(dof, dof * (1 + side * band) / mpmath.mpf(scale) ** 2,
+                                 upper=False) for side in (-1, 1)]
+        return float(below[1] - below[0])
+
+
+def smallest_sample(miss, target, start=1000):
+    """The smallest n >= ``start`` with miss(n) <= target, for a miss decreasing in n:
+    doubling, then bisection."""
+    low, high = start, start
+    while miss(high) > target:
+        low, high = high, 2 * high
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if miss(middle) <= target else (middle, high)
+    return high
+
+
+# Draws per sample set of a Gaussian law test: the fewest at which each slip passes its test
+# (the mean test the shift, the variance test the scale) with probability at most MISS. The
+# variance search starts from the mean's n (the larger here), so that it costs one
+# variance_band (a root search in mpmath, up to 0.4 s) instead of some twenty.
+LAW_SAMPLES = smallest_sample(lambda n: variance_test_miss(n, DETECTED_SCALE), MISS,
+                              start=smallest_sample(lambda n: mean_test_miss(n, DETECTED_SHIFT),
+                                                    MISS))
+
+
 def normal_cdf(x, mean, std):
-    return 0.5 * (1 + math.erf((x - mean) / (std * math.sqrt(2))))
+    """The N(mean, std^2) CDF of each element of the float64 array ``x``, through the engine's
+    erf (SciPy's, or without SciPy the standard library's one element at a time): within
+    1e-15 of mpmath's (test_framework.py), far below any KS critical distance."""
+    from minilean import backend
+    return 0.5 * (1 + backend.erf((x - mean) / (std * math.sqrt(2))))
 
 
 def ks_statistic(samples, cdf):
-    """sup |empirical CDF - cdf| for 1-D samples."""
+    """sup |empirical CDF - cdf| for 1-D samples; ``cdf`` maps the sorted samples (a float64
+    array) to their model CDF values at once."""
     values = numpy.sort(numpy.asarray(samples, dtype=numpy.float64).reshape(-1))
     n = values.size
-    model = numpy.array([cdf(v) for v in values])
+    model = cdf(values)
     above = numpy.arange(1, n + 1) / n - model
     below = model - numpy.arange(n) / n
     return float(max(above.max(), below.max()))
@@ -161,3 +242,25 @@ def engine_noise(law, shape, seed):
     if law == "normal":
         return minilean.randn(*shape, dtype=numpy.float64)
     return (minilean.rand(*shape, dtype=numpy.float64) - 0.5) * float(numpy.sqrt(12))
+
+
+# --- mutants -------------------------------------------------------------------------------
+# minilean.randn is the engine's normal generator: engine_noise draws through it and the VAE's
+# randn_like (its sampling noise) calls it.
+
+@mutant("engine normals 4% too wide", "minilean.autograd.creation.randn",
+        caught_by=GAUSSIAN_LAWS)
+def normals_too_wide(original):
+    """randn draws N(0, 1.04^2) (DETECTED_SCALE): each normal times 1.04."""
+    def broken(*size, requires_grad=False, **options):
+        return (original(*size, **options) * DETECTED_SCALE).requires_grad_(requires_grad)
+    return broken
+
+
+@mutant("engine normals off by 0.05", "minilean.autograd.creation.randn",
+        caught_by=GAUSSIAN_LAWS)
+def normals_shifted(original):
+    """randn draws N(0.05, 1) (DETECTED_SHIFT): each normal plus 0.05."""
+    def broken(*size, requires_grad=False, **options):
+        return (original(*size, **options) + DETECTED_SHIFT).requires_grad_(requires_grad)
+    return broken

@@ -1,6 +1,7 @@
 """The checking machinery itself: a false statement fails, bounds are what they say, the
 runner's table and exit code."""
 import io
+import sys
 
 import mpmath
 import numpy
@@ -91,7 +92,7 @@ def test_the_statistical_constants_hold_their_false_alarm_rate():
     alpha = mpmath.mpf(statistics.FALSE_ALARM)
     assert statistics.TESTS_PER_RUN * alpha == pytest.approx(statistics.RUN_FALSE_ALARM)
     assert mpmath.erfc(statistics.Z / mpmath.sqrt(2)) == pytest.approx(alpha, rel=1e-9)
-    for n in (1000, 2000, 4000):
+    for n in (1000, statistics.LAW_SAMPLES):
         band, dof = statistics.variance_band(n), n - 1
         assert statistics.chi_square_tail(dof, dof * (1 + band)) == pytest.approx(alpha / 2)
         assert statistics.chi_square_tail(dof, dof * (1 - band), upper=False) <= alpha / 2
@@ -103,3 +104,46 @@ def test_the_statistical_constants_hold_their_false_alarm_rate():
     skewed = (statistics.chi_square_tail(n, n + spread)
               + statistics.chi_square_tail(n, n - spread, upper=False))
     assert student <= alpha and skewed <= alpha
+
+
+def test_the_law_samples_catch_the_slips_with_their_miss_rate():
+    """At LAW_SAMPLES draws (and at no fewer: the shift sets it) the mean test passes normals
+    off by DETECTED_SHIFT with probability at most MISS, and the variance test passes normals
+    DETECTED_SCALE times too wide with at most MISS (recomputed here in mpmath); the mutants of
+    those slips name every Gaussian law statement, whose misses add up to the run's."""
+    from proofs.mutation import MUTANTS
+    n, miss = statistics.LAW_SAMPLES, mpmath.mpf(statistics.MISS)
+    assert len(statistics.GAUSSIAN_LAWS) * miss == pytest.approx(statistics.RUN_MISS)
+
+    def mean_passes(n):
+        offset = statistics.DETECTED_SHIFT * mpmath.sqrt(n)
+        return (mpmath.erfc((offset - statistics.Z) / mpmath.sqrt(2))
+                - mpmath.erfc((offset + statistics.Z) / mpmath.sqrt(2))) / 2
+    assert mean_passes(n) <= miss < mean_passes(n - 1)
+    dof, upper = n - 1, (n - 1) * (1 + statistics.variance_band(n))
+    wide = mpmath.gammainc(dof / mpmath.mpf(2), 0, upper / (2 * statistics.DETECTED_SCALE ** 2),
+                           regularized=True)  # P(1.04^2 chi-square(n - 1) <= upper)
+    assert wide <= miss
+    slips = [m for m in MUTANTS.values() if m.target == "minilean.autograd.creation.randn"]
+    assert len(slips) == 2
+    assert all(set(m.caught_by) == set(statistics.GAUSSIAN_LAWS) for m in slips)
+
+
+@pytest.mark.parametrize("scipy", [True, False])
+def test_normal_cdf_matches_mpmath(scipy, monkeypatch):
+    """The KS test's model CDF, with SciPy's erf and without SciPy (the standard library's)."""
+    if not scipy:
+        monkeypatch.setitem(sys.modules, "scipy.special", None)  # importing it fails
+    x = numpy.linspace(-9, 9, 721)
+    computed = statistics.normal_cdf(x, 0.5, 1.5)
+    exact = [mpmath.ncdf(mpmath.mpf(v), 0.5, 1.5) for v in x]
+    assert max(abs(c - e) for c, e in zip(computed, exact)) <= 1e-15
+
+
+def test_ks_statistic_is_the_largest_step_distance():
+    """sup |F_n - F| over the steps of the empirical CDF, on the sorted samples."""
+    samples = numpy.array([1.0, -1.0, 0.0])
+    F = [mpmath.ncdf(v) for v in (-1, 0, 1)]
+    exact = max(max(mpmath.mpf(i + 1) / 3 - f, f - mpmath.mpf(i) / 3) for i, f in enumerate(F))
+    statistic = statistics.ks_statistic(samples, lambda x: statistics.normal_cdf(x, 0.0, 1.0))
+    assert statistic == pytest.approx(float(exact), abs=1e-15)

@@ -22,10 +22,9 @@ from hypothesis import strategies as st
 from proofs.framework import statement
 from proofs.mutation import mutant
 from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, mp_tolerance, reals
-from proofs.statistics import engine_noise, gaussian_law_checks, pushforward_moments
+from proofs.statistics import LAW_SAMPLES, engine_noise, gaussian_law_checks, pushforward_moments
 
 DIFFUSION = "minilean.models.diffusion"
-SAMPLES = 4000
 
 
 def _betas(min_size=1, max_size=6):
@@ -428,7 +427,7 @@ def forward_gaussian(check, betas, x0, seed, law):
     from minilean.models import diffusion
     alpha_bar = _alpha_bar(betas)
     timesteps = numpy.random.default_rng(seed).permutation(len(betas))
-    eps = engine_noise(law, (len(betas), SAMPLES), seed)
+    eps = engine_noise(law, (len(betas), LAW_SAMPLES), seed)
     samples = host(diffusion.q_sample(alpha_bar, engine(numpy.full(eps.shape, x0),
                                                         numpy.float64), timesteps, eps))
     head = host(eps)[:, :8]  # the first few draws of every row, checked by value
@@ -473,10 +472,10 @@ def forward_multistep(check, betas, x0, seed):
     check.close(mean, mpmath.sqrt(a) * mp(x0), 1e-40 + schedule * abs(mp(x0)),
                 "mean recursion against alpha_bars")
     check.close(variance, 1 - a, 1e-40 + schedule, "variance recursion against alpha_bars")
-    x = engine(numpy.full(SAMPLES, x0), numpy.float64)
+    x = engine(numpy.full(LAW_SAMPLES, x0), numpy.float64)
     for step, beta in enumerate(betas):
         x = diffusion.q_sample(numpy.asarray([1 - beta]), x, 0,
-                               engine_noise("normal", (SAMPLES,), seed * 100 + step))
+                               engine_noise("normal", (LAW_SAMPLES,), seed * 100 + step))
     gaussian_law_checks(check, host(x), float(mpmath.sqrt(a) * mp(x0)),
                         float(mpmath.sqrt(1 - a)), "chain")
 

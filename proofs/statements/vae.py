@@ -5,8 +5,9 @@ tiny l keeps its l^2/2) and on the engine within gamma_K * sum |terms|: a coordi
 0.5 (mu^2 + e^l - 1 - l) has terms mu^2, e^l, 1, |l| and at most 6 roundings (exp counts 3,
 the square 1, three additions; the 0.5 is exact); the sum form adds n - 1 additions and the
 mean form a division by n. The reparameterisation laws are statistical (seeded engine normals,
-moments and KS at the false-alarm rate of proofs/statistics.py) after the analytic pushforward
-check in mpmath (quadrature of the mean and variance of mu + sigma eps under N(0, 1)).
+moments and KS at the false-alarm rate and with the power of proofs/statistics.py, LAW_SAMPLES
+draws per coordinate) after the analytic pushforward check in mpmath (quadrature of the mean and
+variance of mu + sigma eps under N(0, 1)).
 """
 import mpmath
 import numpy
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from proofs.framework import statement
 from proofs.mutation import mutant
 from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, library_roundings, mp, reals
-from proofs.statistics import engine_noise, gaussian_law_checks, pushforward_moments
+from proofs.statistics import LAW_SAMPLES, engine_noise, gaussian_law_checks, pushforward_moments
 
 VAE = "minilean.models.vae"
 
@@ -213,9 +214,6 @@ def reparameterize_value(check, latent, seed):
                     f"value ({dtype.__name__})")
 
 
-SAMPLES = 4000
-
-
 @statement("scalar_reparameterization_law", about=(f"{VAE}.reparameterize_diag",),
            given={"mu": reals(-3, 3), "logvar": reals(-3, 3), "seed": st.integers(0, 99),
                   "law": st.just("normal")},
@@ -228,9 +226,9 @@ def scalar_reparameterization_law(check, mu, logvar, seed, law):
     mean, variance = pushforward_moments(mp(mu), sigma)
     check.close(mean, mp(mu), 1e-40, "mpmath: pushforward mean")
     check.close(variance, sigma ** 2, 1e-40 * (1 + sigma ** 2), "mpmath: pushforward variance")
-    eps = engine_noise(law, (SAMPLES,), seed)
-    z = vae.reparameterize_diag(engine(numpy.full(SAMPLES, mu), numpy.float64),
-                                engine(numpy.full(SAMPLES, logvar), numpy.float64), eps)
+    eps = engine_noise(law, (LAW_SAMPLES,), seed)
+    z = vae.reparameterize_diag(engine(numpy.full(LAW_SAMPLES, mu), numpy.float64),
+                                engine(numpy.full(LAW_SAMPLES, logvar), numpy.float64), eps)
     gaussian_law_checks(check, host(z), mu, float(sigma), "engine samples")
 
 
@@ -240,7 +238,7 @@ def diagonal_reparameterization_law(check, latent, seed):
     """eps_i ~ N(0, 1) for every i  =>  mu_i + sigma_i eps_i ~ N(mu_i, sigma_i^2) for every i."""
     from minilean.models import vae
     mu, logvar = (numpy.asarray(v) for v in latent)
-    eps = engine_noise("normal", (SAMPLES // 4, len(mu)), seed)
+    eps = engine_noise("normal", (LAW_SAMPLES, len(mu)), seed)
     z = host(vae.reparameterize_diag(engine(mu, numpy.float64), engine(logvar, numpy.float64),
                                      eps))
     for i, (m, l) in enumerate(zip(mu, logvar)):
