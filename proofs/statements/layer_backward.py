@@ -30,38 +30,15 @@ import numpy
 from hypothesis import strategies as st
 
 from proofs.framework import statement
-from proofs.gradients import check_gradient, upstream
+from proofs.gradients import backward_name, check_against_replay, check_gradient, upstream
 from proofs.mutation import mutant
-from proofs.numerics import (ENGINE_DTYPES, engine, gamma, mp, mp_tolerance, reals, underflow,
-                             unit_roundoff)
+from proofs.numerics import ENGINE_DTYPES, engine, gamma, mp_array, real_array, underflow
 from proofs.running_error import Carried
 
 NORM = "minilean.autograd.norm"
 CONV = "minilean.autograd.conv"
 EPS = mpmath.mpf(1e-5)  # layer_norm's and group_norm's default eps, which the models keep
 PATCH_EPS = mpmath.mpf(1e-6)  # normalize_patches' default
-
-
-def _name(op):
-    return f"autograd_backward_eq_mpmath_derivative[{op}]"
-
-
-def _array(draw, shape, low, high):
-    """A float64 array of ``shape`` holding float32-representable reals in [low, high]."""
-    size = math.prod(shape)
-    values = draw(st.lists(reals(low, high), min_size=size, max_size=size))
-    return numpy.asarray(values, dtype=numpy.float64).reshape(shape)
-
-
-def _mp_array(values):
-    """An object array of exact mpf copies, in the shape of ``values``."""
-    return numpy.asarray(mp(values), dtype=object).reshape(numpy.shape(values))
-
-
-def _carried(values, dtype):
-    """An object array of exact Carried inputs, in the shape of ``values``."""
-    flat = [Carried.exact(v, dtype) for v in numpy.asarray(values).reshape(-1)]
-    return numpy.asarray(flat, dtype=object).reshape(numpy.shape(values))
 
 
 # --- standardisation: the reference and the engine's statistics -------------------------------
@@ -93,18 +70,6 @@ def _replayed_statistics(group, eps):
     return centered, 1 / (Carried.mean([c * c for c in centered]) + eps).sqrt()
 
 
-def _check_against_replay(check, tensor, reference, replayed, dtype, what):
-    """The replay's exact values are the reference's (to 10^-45 of its bound over u, the
-    magnitude its 50-digit evaluation rounds), and the engine's gradient is within the
-    replay's carried bound of the reference (a finite one: a quotient by a divisor its error
-    could reach 0 would leave it infinite, and the check empty)."""
-    check.holds(all(mpmath.isfinite(c.error) for c in replayed), f"{what}: infinite bound")
-    u = unit_roundoff(dtype)
-    check.close([c.value for c in replayed], reference,
-                [mp_tolerance(c.error / u) for c in replayed], f"{what}: replay at 50 digits")
-    check_gradient(check, tensor, reference, [c.error for c in replayed], what)
-
-
 # --- layer_norm -----------------------------------------------------------------------------
 
 @st.composite
@@ -112,13 +77,14 @@ def _layer_norm_inputs(draw):
     """x (R, n), R = 1..3 rows of n = 2..5 normalised together (one alone is always
     xhat = 0), weight and bias (n,)."""
     rows, width = draw(st.integers(1, 3)), draw(st.integers(2, 5))
-    return {"x": _array(draw, (rows, width), -4, 4), "weight": _array(draw, (width,), -2, 2),
-            "bias": _array(draw, (width,), -2, 2), "seed": draw(st.integers(0, 2 ** 16))}
+    return {"x": real_array(draw, (rows, width), -4, 4),
+            "weight": real_array(draw, (width,), -2, 2),
+            "bias": real_array(draw, (width,), -2, 2), "seed": draw(st.integers(0, 2 ** 16))}
 
 
 def _layer_norm_reference(x, weight, g):
     """dx (by rows), dw, db of sum g * (w xhat + b), xhat standardised over each row."""
-    x, weight, g = _mp_array(x), _mp_array(weight), _mp_array(g)
+    x, weight, g = mp_array(x), mp_array(weight), mp_array(g)
     dx, xhats = [], []
     for row, grad in zip(x, g):
         xhat, r = _standardized(list(row), EPS)
@@ -131,7 +97,7 @@ def _layer_norm_reference(x, weight, g):
 def _layer_norm_replay(x, weight, g, dtype):
     """LayerNorm's forward statistics and backward, in its order: dx = r ((gxhat -
     mean(gxhat)) - xhat mean(gxhat xhat)), gxhat = g w; dw and db summed over the rows."""
-    x, weight, g = _carried(x, dtype), _carried(weight, dtype), _carried(g, dtype)
+    x, weight, g = (Carried.array(a, dtype) for a in (x, weight, g))
     eps = Carried.constant(EPS, dtype)
     dx, products = [], []
     for row, grad in zip(x, g):
@@ -146,7 +112,7 @@ def _layer_norm_replay(x, weight, g, dtype):
             [Carried.total(column) for column in zip(*g)])
 
 
-@statement(_name("layer_norm"), about=(f"{NORM}.layer_norm",), given=_layer_norm_inputs())
+@statement(backward_name("layer_norm"), about=(f"{NORM}.layer_norm",), given=_layer_norm_inputs())
 def layer_norm_backward_matches_vjp(check, x, weight, bias, seed):
     """layer_norm's backward, y = w xhat + b over the last axis: dx = J^T g from
     dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n), dw = sum g xhat, db = sum g;
@@ -159,8 +125,8 @@ def layer_norm_backward_matches_vjp(check, x, weight, bias, seed):
         F.layer_norm(tensors[0], x.shape[-1:], tensors[1], tensors[2]).backward(engine(g, dtype))
         for name, tensor, reference, replayed in zip(
                 ("dx", "dw", "db"), tensors, references, _layer_norm_replay(x, weight, g, dtype)):
-            _check_against_replay(check, tensor, reference, replayed, dtype,
-                                  f"layer_norm {name} ({dtype.__name__})")
+            check_against_replay(check, tensor, reference, replayed, dtype,
+                                 f"layer_norm {name} ({dtype.__name__})")
 
 
 # --- group_norm -----------------------------------------------------------------------------
@@ -173,8 +139,8 @@ def _group_norm_inputs(draw):
     groups, per_group = draw(st.integers(1, 2)), draw(st.integers(1, 2))
     shape = (draw(st.integers(1, 2)), groups * per_group, draw(st.integers(1, 2)),
              draw(st.integers(1, 2)))
-    return {"x": _array(draw, shape, -4, 4), "weight": _array(draw, shape[1:2], -2, 2),
-            "bias": _array(draw, shape[1:2], -2, 2), "groups": groups,
+    return {"x": real_array(draw, shape, -4, 4), "weight": real_array(draw, shape[1:2], -2, 2),
+            "bias": real_array(draw, shape[1:2], -2, 2), "groups": groups,
             "channels_last": draw(st.booleans()), "seed": draw(st.integers(0, 2 ** 16))}
 
 
@@ -186,7 +152,7 @@ def _silu_slope(y):
 
 def _group_norm_reference(x, weight, bias, g, groups, activation):
     """dx, dw, db of sum g * act(w_c xhat + b_c), xhat standardised over each (sample, group)."""
-    x, weight, bias, g = _mp_array(x), _mp_array(weight), _mp_array(bias), _mp_array(g)
+    x, weight, bias, g = mp_array(x), mp_array(weight), mp_array(bias), mp_array(g)
     batch, channels = x.shape[:2]
     per_group = channels // groups
     dx = numpy.empty(x.shape, dtype=object)
@@ -214,7 +180,7 @@ def _group_norm_replay(x, weight, bias, g, groups, activation, dtype):
     out = (x - mean) (r w_c) + b_c (then dy through SiLU: ((1 - s) out + 1) s dy), sums over
     positions per channel of dy and of dy (x - mean), and
     dx = (dy r w_c - (x - mean) ((r r) mean(w dy xhat))) - r mean(w dy)."""
-    x, weight, bias, g = (_carried(a, dtype) for a in (x, weight, bias, g))
+    x, weight, bias, g = (Carried.array(a, dtype) for a in (x, weight, bias, g))
     eps = Carried.constant(EPS, dtype)
     batch, channels = x.shape[:2]
     per_group = channels // groups
@@ -254,7 +220,7 @@ def _engine_layout(x, dtype, channels_last):
     return engine(nhwc.transpose(0, 3, 1, 2), dtype, requires_grad=True)  # (N, C, H, W) view
 
 
-@statement(_name("group_norm"), about=(f"{NORM}.group_norm",), given=_group_norm_inputs())
+@statement(backward_name("group_norm"), about=(f"{NORM}.group_norm",), given=_group_norm_inputs())
 def group_norm_backward_matches_vjp(check, x, weight, bias, groups, channels_last, seed):
     """group_norm's backward, y = act(w_c xhat + b_c) per (sample, group), act = identity and
     the fused SiLU: dx = J^T (w g act'), dw = sum g act' xhat, db = sum g act'; bound: the
@@ -274,8 +240,8 @@ def group_norm_backward_matches_vjp(check, x, weight, bias, groups, channels_las
             replayed = _group_norm_replay(x, weight, bias, g, groups, activation, dtype)
             for name, tensor, reference, carried in zip(("dx", "dw", "db"), tensors,
                                                          references, replayed):
-                _check_against_replay(check, tensor, reference, carried, dtype,
-                                      f"group_norm {activation} {name} ({dtype.__name__})")
+                check_against_replay(check, tensor, reference, carried, dtype,
+                                     f"group_norm {activation} {name} ({dtype.__name__})")
 
 
 # --- normalize_patches ----------------------------------------------------------------------
@@ -284,7 +250,7 @@ def group_norm_backward_matches_vjp(check, x, weight, bias, groups, channels_las
 def _patch_inputs(draw):
     """patches (N, L, P) of pixels in [0, 1], N = 1..2, L = 1..3, P = 2..4."""
     shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(2, 4)))
-    return {"patches": _array(draw, shape, 0, 1), "seed": draw(st.integers(0, 2 ** 16))}
+    return {"patches": real_array(draw, shape, 0, 1), "seed": draw(st.integers(0, 2 ** 16))}
 
 
 def _normalize_patches_replay(patches, g, dtype):
@@ -294,8 +260,8 @@ def _normalize_patches_replay(patches, g, dtype):
     ((. (2/P)) (x - m)) and Mean (/ P), the three contributions to x added in any order."""
     eps = Carried.constant(PATCH_EPS, dtype)
     dx = []
-    for patch, grad in zip(_carried(patches, dtype).reshape(-1, patches.shape[-1]),
-                           _carried(g, dtype).reshape(-1, patches.shape[-1])):
+    for patch, grad in zip(Carried.array(patches, dtype).reshape(-1, patches.shape[-1]),
+                           Carried.array(g, dtype).reshape(-1, patches.shape[-1])):
         size = len(patch)
         mean = Carried.mean(patch)
         centered = [v - mean for v in patch]
@@ -310,7 +276,7 @@ def _normalize_patches_replay(patches, g, dtype):
     return dx
 
 
-@statement(_name("normalize_patches"), about=("minilean.models.mae.normalize_patches",),
+@statement(backward_name("normalize_patches"), about=("minilean.models.mae.normalize_patches",),
            given=_patch_inputs())
 def normalize_patches_backward_matches_vjp(check, patches, seed):
     """normalize_patches' backward, (x - mean) / sqrt(var + 1e-6) per patch, composed of
@@ -319,16 +285,16 @@ def normalize_patches_backward_matches_vjp(check, patches, seed):
     from minilean.models import mae
     g = upstream(seed, patches.shape)
     reference = []
-    for patch, grad in zip(_mp_array(patches).reshape(-1, patches.shape[-1]),
-                           _mp_array(g).reshape(-1, patches.shape[-1])):
+    for patch, grad in zip(mp_array(patches).reshape(-1, patches.shape[-1]),
+                           mp_array(g).reshape(-1, patches.shape[-1])):
         xhat, r = _standardized(list(patch), PATCH_EPS)
         reference += _standardization_vjp(xhat, r, list(grad))
     for dtype in ENGINE_DTYPES:
         tensor = engine(patches, dtype, requires_grad=True)
         mae.normalize_patches(tensor).backward(engine(g, dtype))
-        _check_against_replay(check, tensor, reference,
-                              _normalize_patches_replay(patches, g, dtype), dtype,
-                              f"normalize_patches dx ({dtype.__name__})")
+        check_against_replay(check, tensor, reference,
+                             _normalize_patches_replay(patches, g, dtype), dtype,
+                             f"normalize_patches dx ({dtype.__name__})")
 
 
 # --- conv2d ---------------------------------------------------------------------------------
@@ -344,9 +310,9 @@ def _conv_inputs(draw):
     padding, dilation = draw(st.integers(0, 1)), draw(st.integers(1, 2))
     sides = tuple(draw(st.integers(least, least + 2))
                   for least in (max(1, dilation * (k - 1) + 1 - 2 * padding) for k in kernel))
-    return {"x": _array(draw, (draw(st.integers(1, 2)), in_channels) + sides, -2, 2),
-            "weight": _array(draw, (out_channels, in_channels // groups) + kernel, -2, 2),
-            "bias": _array(draw, (out_channels,), -2, 2), "padding": padding,
+    return {"x": real_array(draw, (draw(st.integers(1, 2)), in_channels) + sides, -2, 2),
+            "weight": real_array(draw, (out_channels, in_channels // groups) + kernel, -2, 2),
+            "bias": real_array(draw, (out_channels,), -2, 2), "padding": padding,
             "dilation": dilation, "groups": groups, "seed": draw(st.integers(0, 2 ** 16))}
 
 
@@ -354,7 +320,7 @@ def _conv_reference(x, weight, g, stride, padding, dilation, groups):
     """J^T g of y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q]
     x[n, G(o) C/G + c, s i + d p - pad, s j + d q - pad] (0 outside x), straight from that sum:
     (dx, dw, db), each with the sum of |terms| of every entry."""
-    x, weight, g = _mp_array(x), _mp_array(weight), _mp_array(g)
+    x, weight, g = mp_array(x), mp_array(weight), mp_array(g)
     dx, dx_terms = (numpy.full(x.shape, mpmath.mpf(0), dtype=object) for _ in range(2))
     dw, dw_terms = (numpy.full(weight.shape, mpmath.mpf(0), dtype=object) for _ in range(2))
     out_per_group, in_per_group, kh, kw = weight.shape
@@ -407,7 +373,7 @@ def _check_conv2d_backward(check, x, weight, bias, options, seed):
                 check.holds(tensor.grad is None, f"{what}: a gradient for an input needing none")
 
 
-@statement(_name("conv2d"), about=(f"{CONV}.conv2d",), given=_conv_inputs())
+@statement(backward_name("conv2d"), about=(f"{CONV}.conv2d",), given=_conv_inputs())
 def conv2d_backward_matches_vjp(check, x, weight, bias, padding, dilation, groups, seed):
     """conv2d's backward: dx, dw, db = J^T g of the convolution's defining sum (mpmath), at
     stride 1 and 2, x needing a gradient or not; bound gamma_m sum |terms|, m = Kh Kw O/G for
@@ -431,19 +397,19 @@ def _embedding_inputs(draw):
                            st.tuples(st.integers(1, 3), st.integers(1, 3))))
     picks = draw(st.lists(st.integers(0, rows - 1), min_size=math.prod(shape),
                           max_size=math.prod(shape)))
-    return {"weight": _array(draw, (rows, dim), -4, 4),
+    return {"weight": real_array(draw, (rows, dim), -4, 4),
             "indices": numpy.asarray(picks, dtype=numpy.int64).reshape(shape),
             "seed": draw(st.integers(0, 2 ** 16))}
 
 
-@statement(_name("embedding"), about=("minilean.nn.functional.embedding",),
+@statement(backward_name("embedding"), about=("minilean.nn.functional.embedding",),
            given=_embedding_inputs())
 def embedding_backward_matches_vjp(check, weight, indices, seed):
     """embedding's backward: dw[r] = sum of g over the positions that picked row r (mpmath);
     bound gamma_{k-1} sum |g| for a row picked k times (k - 1 additions; 0 for k <= 1)."""
     from minilean.nn import functional as F
     g = upstream(seed, indices.shape + weight.shape[1:])
-    flat_indices, flat_g = indices.reshape(-1), _mp_array(g).reshape(-1, weight.shape[1])
+    flat_indices, flat_g = indices.reshape(-1), mp_array(g).reshape(-1, weight.shape[1])
     reference, terms, picks = [], [], []
     for row in range(weight.shape[0]):
         chosen = flat_g[flat_indices == row]
@@ -461,7 +427,7 @@ def embedding_backward_matches_vjp(check, weight, indices, seed):
 # --- mutants: broken backwards of these layers ----------------------------------------------
 
 @mutant("layer_norm backward without the variance's term", f"{NORM}._standardize_backward",
-        caught_by=[_name("layer_norm")])
+        caught_by=[backward_name("layer_norm")])
 def standardize_backward_without_variance_term(original):
     """LayerNorm's dx is r (gxhat - mean(gxhat)), without - xhat mean(gxhat xhat): r treated
     as a constant, the path through the variance dropped."""
@@ -470,7 +436,7 @@ def standardize_backward_without_variance_term(original):
 
 
 @mutant("norm affine gradients in the wrong order", f"{NORM}._affine_grads",
-        caught_by=[_name("layer_norm"), _name("group_norm")])
+        caught_by=[backward_name("layer_norm"), backward_name("group_norm")])
 def affine_grads_swapped(original):
     """LayerNorm's and GroupNorm's backward return sum dy where the weight's gradient belongs
     and sum dy xhat where the bias's does."""
@@ -478,7 +444,7 @@ def affine_grads_swapped(original):
 
 
 @mutant("group_norm backward without the fused SiLU", f"{NORM}.GroupNorm.backward",
-        caught_by=[_name("group_norm")])
+        caught_by=[backward_name("group_norm")])
 def group_norm_backward_without_silu(original):
     """GroupNorm.backward takes dy as the gradient at the norm's own output even when a SiLU
     was fused after it (the activation's slope forgotten)."""
@@ -489,7 +455,7 @@ def group_norm_backward_without_silu(original):
 
 
 @mutant("var backward dividing by n - 1 whatever unbiased",
-        "minilean.autograd.reduce.Var.backward", caught_by=[_name("normalize_patches")])
+        "minilean.autograd.reduce.Var.backward", caught_by=[backward_name("normalize_patches")])
 def var_backward_bessel_always(original):
     """Var.backward gives 2 (x_i - m) / (n - 1) also for the population variance
     (unbiased=False, normalize_patches'), Bessel's correction kept where it does not belong."""
@@ -500,7 +466,7 @@ def var_backward_bessel_always(original):
 
 
 @mutant("conv2d input gradient with the kernel unflipped", f"{CONV}._flipped_transpose",
-        caught_by=[_name("conv2d")])
+        caught_by=[backward_name("conv2d")])
 def adjoint_kernel_unflipped(original):
     """The stride-1 dx correlates dy with w's channels swapped but its space not reversed: the
     adjoint of a correlation taken as a correlation with the same kernel."""
@@ -508,7 +474,7 @@ def adjoint_kernel_unflipped(original):
 
 
 @mutant("conv2d weight gradient of the first image only", f"{CONV}.conv_weight_grad",
-        caught_by=[_name("conv2d")])
+        caught_by=[backward_name("conv2d")])
 def weight_grad_first_image(original):
     """conv_weight_grad (the columns' path: stride 2, padding beyond d (K - 1), or an input
     needing no gradient) sums X^T dL/dY over the first image, not over the batch."""
@@ -516,7 +482,7 @@ def weight_grad_first_image(original):
 
 
 @mutant("embedding backward keeping one pick of a repeated row",
-        "minilean.autograd.shape.GetItem.backward", caught_by=[_name("embedding")])
+        "minilean.autograd.shape.GetItem.backward", caught_by=[backward_name("embedding")])
 def getitem_backward_assigning(original):
     """GetItem.backward stores dy at the picked rows (dx[index] = dy) instead of adding it: a
     row the lookup picks several times keeps only the last pick's gradient."""
