@@ -1,6 +1,8 @@
 """The layers the models train through: their backward agrees with an mpmath vector-Jacobian
 product. layer_norm (the MAE's transformer blocks), group_norm with and without its fused SiLU
-(the U-Net's blocks), conv2d (every convolutional network), embedding (the VQ-VAE's codebook
+(the U-Net's blocks), both also without weight and bias (elementwise_affine=False,
+affine=False: the engine's own branch, no weight to scale dy, r alone as GroupNorm's scale),
+conv2d (every convolutional network), embedding (the VQ-VAE's codebook
 lookup) and normalize_patches (the MAE's per-patch normalisation; ``mae_loss`` applies it to
 targets, which carry no gradient, so its backward, the composition of Sub, Div, Sqrt, Var and
 Mean, is checked for the uses that differentiate through it).
@@ -73,17 +75,21 @@ def _replayed_statistics(group, eps):
 # --- layer_norm -----------------------------------------------------------------------------
 
 @st.composite
-def _layer_norm_inputs(draw):
+def _layer_norm_inputs(draw, affine=True):
     """x (R, n), R = 1..3 rows of n = 2..5 normalised together (one alone is always
-    xhat = 0), weight and bias (n,)."""
+    xhat = 0), and with ``affine`` weight and bias (n,)."""
     rows, width = draw(st.integers(1, 3)), draw(st.integers(2, 5))
-    return {"x": real_array(draw, (rows, width), -4, 4),
-            "weight": real_array(draw, (width,), -2, 2),
-            "bias": real_array(draw, (width,), -2, 2), "seed": draw(st.integers(0, 2 ** 16))}
+    inputs = {"x": real_array(draw, (rows, width), -4, 4), "seed": draw(st.integers(0, 2 ** 16))}
+    if affine:
+        inputs.update(weight=real_array(draw, (width,), -2, 2),
+                      bias=real_array(draw, (width,), -2, 2))
+    return inputs
 
 
 def _layer_norm_reference(x, weight, g):
-    """dx (by rows), dw, db of sum g * (w xhat + b), xhat standardised over each row."""
+    """dx (by rows), dw, db of sum g * (w xhat + b), xhat standardised over each row (w = 1
+    for ``weight`` None: no affine)."""
+    weight = numpy.ones(x.shape[-1]) if weight is None else weight
     x, weight, g = mp_array(x), mp_array(weight), mp_array(g)
     dx, xhats = [], []
     for row, grad in zip(x, g):
@@ -96,14 +102,16 @@ def _layer_norm_reference(x, weight, g):
 
 def _layer_norm_replay(x, weight, g, dtype):
     """LayerNorm's forward statistics and backward, in its order: dx = r ((gxhat -
-    mean(gxhat)) - xhat mean(gxhat xhat)), gxhat = g w; dw and db summed over the rows."""
-    x, weight, g = (Carried.array(a, dtype) for a in (x, weight, g))
+    mean(gxhat)) - xhat mean(gxhat xhat)), gxhat = g w (g itself for ``weight`` None); dw and
+    db summed over the rows."""
+    x, g = Carried.array(x, dtype), Carried.array(g, dtype)
+    weight = None if weight is None else Carried.array(weight, dtype)
     eps = Carried.constant(EPS, dtype)
     dx, products = [], []
     for row, grad in zip(x, g):
         centered, r = _replayed_statistics(list(row), eps)
         xhat = [c * r for c in centered]
-        gxhat = list(grad * weight)
+        gxhat = list(grad if weight is None else grad * weight)
         mean_g = Carried.mean(gxhat)
         mean_gx = Carried.mean([a * b for a, b in zip(gxhat, xhat)])
         dx += [r * ((a - mean_g) - b * mean_gx) for a, b in zip(gxhat, xhat)]
@@ -129,19 +137,38 @@ def layer_norm_backward_matches_vjp(check, x, weight, bias, seed):
                                  f"layer_norm {name} ({dtype.__name__})")
 
 
+@statement(backward_name("layer_norm_no_affine"), about=(f"{NORM}.layer_norm",),
+           given=_layer_norm_inputs(affine=False))
+def layer_norm_no_affine_backward_matches_vjp(check, x, seed):
+    """layer_norm's backward without weight and bias (elementwise_affine=False), y = xhat over
+    the last axis: dx = J^T g from dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n);
+    bound: the engine's steps carried (running error)."""
+    from minilean.nn import functional as F
+    g = upstream(seed, x.shape)
+    reference = _layer_norm_reference(x, None, g)[0]
+    for dtype in ENGINE_DTYPES:
+        tensor = engine(x, dtype, requires_grad=True)
+        F.layer_norm(tensor, x.shape[-1:]).backward(engine(g, dtype))
+        check_against_replay(check, tensor, reference, _layer_norm_replay(x, None, g, dtype)[0],
+                             dtype, f"layer_norm without affine dx ({dtype.__name__})")
+
+
 # --- group_norm -----------------------------------------------------------------------------
 
 @st.composite
-def _group_norm_inputs(draw):
+def _group_norm_inputs(draw, affine=True):
     """x (N, C, H, W) with N = 1..2, G = 1..2 groups of 1..2 channels, H, W = 1..2, laid out
     NCHW or channels-last (a convolution's output, which GroupNorm keeps without a copy),
-    weight and bias (C,)."""
+    and with ``affine`` weight and bias (C,)."""
     groups, per_group = draw(st.integers(1, 2)), draw(st.integers(1, 2))
     shape = (draw(st.integers(1, 2)), groups * per_group, draw(st.integers(1, 2)),
              draw(st.integers(1, 2)))
-    return {"x": real_array(draw, shape, -4, 4), "weight": real_array(draw, shape[1:2], -2, 2),
-            "bias": real_array(draw, shape[1:2], -2, 2), "groups": groups,
-            "channels_last": draw(st.booleans()), "seed": draw(st.integers(0, 2 ** 16))}
+    inputs = {"x": real_array(draw, shape, -4, 4), "groups": groups,
+              "channels_last": draw(st.booleans()), "seed": draw(st.integers(0, 2 ** 16))}
+    if affine:
+        inputs.update(weight=real_array(draw, shape[1:2], -2, 2),
+                      bias=real_array(draw, shape[1:2], -2, 2))
+    return inputs
 
 
 def _silu_slope(y):
@@ -151,7 +178,10 @@ def _silu_slope(y):
 
 
 def _group_norm_reference(x, weight, bias, g, groups, activation):
-    """dx, dw, db of sum g * act(w_c xhat + b_c), xhat standardised over each (sample, group)."""
+    """dx, dw, db of sum g * act(w_c xhat + b_c), xhat standardised over each (sample, group)
+    (w = 1 and b = 0 for ``weight`` and ``bias`` None: no affine)."""
+    weight = numpy.ones(x.shape[1]) if weight is None else weight
+    bias = numpy.zeros(x.shape[1]) if bias is None else bias
     x, weight, bias, g = mp_array(x), mp_array(weight), mp_array(bias), mp_array(g)
     batch, channels = x.shape[:2]
     per_group = channels // groups
@@ -179,8 +209,11 @@ def _group_norm_replay(x, weight, bias, g, groups, activation, dtype):
     """GroupNorm's forward and backward, in its order, per (sample, group): the scale r w_c,
     out = (x - mean) (r w_c) + b_c (then dy through SiLU: ((1 - s) out + 1) s dy), sums over
     positions per channel of dy and of dy (x - mean), and
-    dx = (dy r w_c - (x - mean) ((r r) mean(w dy xhat))) - r mean(w dy)."""
-    x, weight, bias, g = (Carried.array(a, dtype) for a in (x, weight, bias, g))
+    dx = (dy r w_c - (x - mean) ((r r) mean(w dy xhat))) - r mean(w dy). Without a weight
+    (``weight`` None) the scale is r itself and w drops out of the means; without a bias
+    nothing is added."""
+    x, g = Carried.array(x, dtype), Carried.array(g, dtype)
+    weight, bias = (None if a is None else Carried.array(a, dtype) for a in (weight, bias))
     eps = Carried.constant(EPS, dtype)
     batch, channels = x.shape[:2]
     per_group = channels // groups
@@ -193,18 +226,24 @@ def _group_norm_replay(x, weight, bias, g, groups, activation, dtype):
             group = slice(first, first + per_group)
             centered, r = _replayed_statistics(list(x[n, group].reshape(-1)), eps)
             centered = numpy.asarray(centered, dtype=object).reshape(x[n, group].shape)
-            scale = numpy.asarray([r * w for w in weight[group]], dtype=object)[:, None, None]
+            scale = numpy.asarray([r] * per_group if weight is None else
+                                  [r * w for w in weight[group]], dtype=object)[:, None, None]
             grad = g[n, group]
             if activation == "silu":
-                out = centered * scale + bias[group, None, None]
+                out = centered * scale
+                out = out if bias is None else out + bias[group, None, None]
                 sigma = numpy.vectorize(Carried.sigmoid, otypes=[object])(out)
                 grad = (((1 - sigma) * out + 1) * sigma) * grad
             for c in range(per_group):
                 grad_sums[n, first + c] = Carried.total(grad[c].reshape(-1))
                 grad_xhat_sums[n, first + c] = r * Carried.total(
                     (grad[c] * centered[c]).reshape(-1))
-            mean_grad = Carried.total(grad_sums[n, group] * weight[group]) / count
-            mean_grad_xhat = Carried.total(grad_xhat_sums[n, group] * weight[group]) / count
+            weighted_sums, weighted_xhat_sums = grad_sums[n, group], grad_xhat_sums[n, group]
+            if weight is not None:
+                weighted_sums = weighted_sums * weight[group]
+                weighted_xhat_sums = weighted_xhat_sums * weight[group]
+            mean_grad = Carried.total(weighted_sums) / count
+            mean_grad_xhat = Carried.total(weighted_xhat_sums) / count
             dx[n, group] = ((grad * scale - centered * ((r * r) * mean_grad_xhat))
                             - r * mean_grad)
     return (list(dx.reshape(-1)), [Carried.total(column) for column in grad_xhat_sums.T],
@@ -242,6 +281,25 @@ def group_norm_backward_matches_vjp(check, x, weight, bias, groups, channels_las
                                                          references, replayed):
                 check_against_replay(check, tensor, reference, carried, dtype,
                                      f"group_norm {activation} {name} ({dtype.__name__})")
+
+
+@statement(backward_name("group_norm_no_affine"), about=(f"{NORM}.group_norm",),
+           given=_group_norm_inputs(affine=False))
+def group_norm_no_affine_backward_matches_vjp(check, x, groups, channels_last, seed):
+    """group_norm's backward without weight and bias (affine=False), y = act(xhat) per
+    (sample, group), act = identity and the fused SiLU: dx = J^T (g act'); bound: the
+    engine's steps carried (running error)."""
+    from minilean.nn import functional as F
+    g = upstream(seed, x.shape)
+    for activation in (None, "silu"):  # both forms every example, as with the affine
+        reference = _group_norm_reference(x, None, None, g, groups, activation)[0]
+        for dtype in ENGINE_DTYPES:
+            tensor = _engine_layout(x, dtype, channels_last)
+            F.group_norm(tensor, groups, activation=activation).backward(engine(g, dtype))
+            replayed = _group_norm_replay(x, None, None, g, groups, activation, dtype)[0]
+            check_against_replay(check, tensor, reference, replayed, dtype,
+                                 f"group_norm {activation} without affine dx "
+                                 f"({dtype.__name__})")
 
 
 # --- normalize_patches ----------------------------------------------------------------------
@@ -427,7 +485,7 @@ def embedding_backward_matches_vjp(check, weight, indices, seed):
 # --- mutants: broken backwards of these layers ----------------------------------------------
 
 @mutant("layer_norm backward without the variance's term", f"{NORM}._standardize_backward",
-        caught_by=[backward_name("layer_norm")])
+        caught_by=[backward_name("layer_norm"), backward_name("layer_norm_no_affine")])
 def standardize_backward_without_variance_term(original):
     """LayerNorm's dx is r (gxhat - mean(gxhat)), without - xhat mean(gxhat xhat): r treated
     as a constant, the path through the variance dropped."""
@@ -443,8 +501,32 @@ def affine_grads_swapped(original):
     return lambda ctx, needs, weight_grad, bias_grad: original(ctx, needs, bias_grad, weight_grad)
 
 
+@mutant("layer_norm without affine applying r twice", f"{NORM}.LayerNorm.backward",
+        caught_by=[backward_name("layer_norm_no_affine")])
+def layer_norm_no_affine_r_twice(original):
+    """LayerNorm's backward without a weight takes gxhat = r dy, GroupNorm's folded scale r w
+    copied with w = 1, and the standardisation's backward multiplies by r again."""
+    def backward(ctx, grad):
+        if ctx.weight is None:
+            ctx.weight = ctx.inv_std
+        return original(ctx, grad)
+    return backward
+
+
+@mutant("group_norm without affine forgetting r in dy's term", f"{NORM}.GroupNorm.backward",
+        caught_by=[backward_name("group_norm_no_affine")])
+def group_norm_no_affine_without_r(original):
+    """GroupNorm's backward without a weight takes dx's first term as dy, not r dy (LayerNorm's
+    gxhat = dy copied, where GroupNorm folds r into its scale)."""
+    def backward(ctx, grad):
+        if ctx.weight is None:
+            ctx.scale = 1
+        return original(ctx, grad)
+    return backward
+
+
 @mutant("group_norm backward without the fused SiLU", f"{NORM}.GroupNorm.backward",
-        caught_by=[backward_name("group_norm")])
+        caught_by=[backward_name("group_norm"), backward_name("group_norm_no_affine")])
 def group_norm_backward_without_silu(original):
     """GroupNorm.backward takes dy as the gradient at the norm's own output even when a SiLU
     was fused after it (the activation's slope forgotten)."""
