@@ -2,10 +2,11 @@
 product. layer_norm (the MAE's transformer blocks), group_norm with and without its fused SiLU
 (the U-Net's blocks), both also without weight and bias (elementwise_affine=False,
 affine=False: the engine's own branch, no weight to scale dy, r alone as GroupNorm's scale),
-conv2d (every convolutional network), embedding (the VQ-VAE's codebook
-lookup) and normalize_patches (the MAE's per-patch normalisation; ``mae_loss`` applies it to
-targets, which carry no gradient, so its backward, the composition of Sub, Div, Sqrt, Var and
-Mean, is checked for the uses that differentiate through it).
+conv2d (every convolutional network; also with a weight that needs no gradient, whose dx
+takes paths of its own), embedding (the VQ-VAE's codebook lookup) and normalize_patches (the
+MAE's per-patch normalisation; ``mae_loss`` applies it to targets, which carry no gradient, so
+its backward, the composition of Sub, Div, Sqrt, Var and Mean, is checked for the uses that
+differentiate through it).
 
 Hypothesis draws small float32-representable inputs and a seed for the upstream gradient g. The
 reference J^T g is computed at 50 digits from the op's mathematical form, not from the
@@ -374,61 +375,90 @@ def _conv_inputs(draw):
             "dilation": dilation, "groups": groups, "seed": draw(st.integers(0, 2 ** 16))}
 
 
-def _conv_reference(x, weight, g, stride, padding, dilation, groups):
-    """J^T g of y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q]
-    x[n, G(o) C/G + c, s i + d p - pad, s j + d q - pad] (0 outside x), straight from that sum:
-    (dx, dw, db), each with the sum of |terms| of every entry."""
+def _meetings(small_shape, big_shape, weight_shape, stride, padding, dilation, groups):
+    """Every product of a convolution's defining sum, as (small index, big index, weight
+    index): position (i, j) of channel k on the small side (conv2d's y, conv_transpose2d's x)
+    meets position (s i + d p - pad_h, s j + d q - pad_w) of channel G(k) W_1 + c on the big
+    side through w[k, c, p, q] (G(k) the group of k, W_1 = weight.shape[1]), where that
+    position lies inside the big side."""
+    pad_h, pad_w = padding
+    per_group = small_shape[1] // groups
+    for n, k, i, j in numpy.ndindex(small_shape):
+        for c, p, q in numpy.ndindex(weight_shape[1:]):
+            row, column = stride * i + dilation * p - pad_h, stride * j + dilation * q - pad_w
+            if 0 <= row < big_shape[2] and 0 <= column < big_shape[3]:
+                channel = (k // per_group) * weight_shape[1] + c
+                yield (n, k, i, j), (n, channel, row, column), (k, c, p, q)
+
+
+def _convolution_reference(x, weight, g, meetings):
+    """J^T g of y[b] = bias[channel of b] + sum of w[c] x[a] over the (a, b, c) of
+    ``meetings``, straight from that sum: (dx, dw, dbias), each with the sum of |terms| of
+    every entry."""
     x, weight, g = mp_array(x), mp_array(weight), mp_array(g)
     dx, dx_terms = (numpy.full(x.shape, mpmath.mpf(0), dtype=object) for _ in range(2))
     dw, dw_terms = (numpy.full(weight.shape, mpmath.mpf(0), dtype=object) for _ in range(2))
-    out_per_group, in_per_group, kh, kw = weight.shape
-    out_per_group //= groups
-    height, width = x.shape[2:]
-    for n, o, i, j in numpy.ndindex(g.shape):
-        gy = g[n, o, i, j]
-        for c, p, q in numpy.ndindex(in_per_group, kh, kw):
-            row, column = stride * i + dilation * p - padding, stride * j + dilation * q - padding
-            if 0 <= row < height and 0 <= column < width:
-                channel = (o // out_per_group) * in_per_group + c
-                dx[n, channel, row, column] += weight[o, c, p, q] * gy
-                dx_terms[n, channel, row, column] += abs(weight[o, c, p, q] * gy)
-                dw[o, c, p, q] += x[n, channel, row, column] * gy
-                dw_terms[o, c, p, q] += abs(x[n, channel, row, column] * gy)
+    for at_x, at_y, at_w in meetings:
+        to_x, to_w = weight[at_w] * g[at_y], x[at_x] * g[at_y]
+        dx[at_x] += to_x
+        dx_terms[at_x] += abs(to_x)
+        dw[at_w] += to_w
+        dw_terms[at_w] += abs(to_w)
     db = g.sum(axis=(0, 2, 3))
     db_terms = numpy.vectorize(abs, otypes=[object])(g).sum(axis=(0, 2, 3))
     return [(list(a.reshape(-1)), list(b.reshape(-1)))
             for a, b in ((dx, dx_terms), (dw, dw_terms), (db, db_terms))]
 
 
-def _check_conv2d_backward(check, x, weight, bias, options, seed):
-    """conv2d's three gradients at one stride, against ``_conv_reference``, in both dtypes,
-    with x needing a gradient and without (a first layer's images: then dw takes the
-    columns of x or the shifted rows, not the one im2col of dy that dx shares at stride 1)."""
+def _conv_reference(x, weight, g, stride, padding, dilation, groups):
+    """conv2d's J^T g, of y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q]
+    x[n, G(o) C/G + c, s i + d p - pad_h, s j + d q - pad_w] (0 outside x): each output
+    position is the small side of ``_meetings``, x the big one."""
+    meetings = _meetings(g.shape, x.shape, weight.shape, stride, padding, dilation, groups)
+    return _convolution_reference(x, weight, g, ((at_x, at_y, at_w)
+                                                 for at_y, at_x, at_w in meetings))
+
+
+def _check_convolution_grads(check, tensors, references, roundings, what):
+    """Each tensor's gradient within gamma_m sum |terms| (m its entry of ``roundings``) of
+    its reference, or None where the tensor needs none."""
+    for name, tensor, (reference, terms), count in zip(("dx", "dw", "db"), tensors, references,
+                                                       roundings):
+        if tensor.requires_grad:
+            check_gradient(check, tensor, reference, [gamma(count, tensor.dtype) * t
+                                                      + underflow(count, tensor.dtype)
+                                                      for t in terms], f"{what} {name}")
+        else:
+            check.holds(tensor.grad is None, f"{what} {name}: a gradient for an input needing "
+                        f"none")
+
+
+def _check_conv2d_backward(check, x, weight, bias, options, seed,
+                           needs=((True, True), (False, True))):
+    """conv2d's gradients at one stride, against ``_conv_reference``, in both dtypes, for each
+    (x needs a gradient, the weight needs one) of ``needs``; the bias (None: no bias) always
+    needs one. By default x needing a gradient and not (a first layer's images: then dw takes
+    the columns of x or the shifted rows, not the one im2col of dy that dx shares at stride 1)."""
     from minilean.nn import functional as F
-    stride, padding, dilation = options["stride"], options["padding"], options["dilation"]
+    stride, dilation = options["stride"], options["dilation"]
+    padding = options["padding"] if isinstance(options["padding"], tuple) else (
+        options["padding"],) * 2
     batch, _, height, width = x.shape
     out_channels, _, kh, kw = weight.shape
-    out_h, out_w = ((side + 2 * padding - dilation * (k - 1) - 1) // stride + 1
-                    for side, k in ((height, kh), (width, kw)))
+    out_h, out_w = ((side + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+                    for side, pad, k in ((height, padding[0], kh), (width, padding[1], kw)))
     g = upstream(seed, (batch, out_channels, out_h, out_w))
-    references = _conv_reference(x, weight, g, **options)
+    references = _conv_reference(x, weight, g, stride, padding, dilation, options["groups"])
     roundings = (kh * kw * out_channels // options["groups"],
-                 batch * (height + 2 * padding) * (width + 2 * padding),
+                 batch * (height + 2 * padding[0]) * (width + 2 * padding[1]),
                  max(batch * out_h * out_w - 1, 0))
-    for dtype, input_needs_grad in itertools.product(ENGINE_DTYPES, (True, False)):
+    for dtype, (input_needs_grad, weight_needs_grad) in itertools.product(ENGINE_DTYPES, needs):
         tensors = [engine(x, dtype, requires_grad=input_needs_grad),
-                   engine(weight, dtype, requires_grad=True),
-                   engine(bias, dtype, requires_grad=True)]
+                   engine(weight, dtype, requires_grad=weight_needs_grad)]
+        tensors += [] if bias is None else [engine(bias, dtype, requires_grad=True)]
         F.conv2d(*tensors, **options).backward(engine(g, dtype))
-        for name, tensor, (reference, terms), count in zip(("dx", "dw", "db"), tensors,
-                                                           references, roundings):
-            what = f"conv2d stride {stride} {name} ({dtype.__name__})"
-            if tensor.requires_grad:
-                check_gradient(check, tensor, reference, [gamma(count, dtype) * t
-                                                          + underflow(count, dtype)
-                                                          for t in terms], what)
-            else:
-                check.holds(tensor.grad is None, f"{what}: a gradient for an input needing none")
+        _check_convolution_grads(check, tensors, references, roundings,
+                                 f"conv2d {weight.shape} stride {stride} ({dtype.__name__})")
 
 
 @statement(backward_name("conv2d"), about=(f"{CONV}.conv2d",), given=_conv_inputs())
@@ -442,6 +472,44 @@ def conv2d_backward_matches_vjp(check, x, weight, bias, padding, dilation, group
     for stride in (1, 2):
         _check_conv2d_backward(check, x, weight, bias, {
             "stride": stride, "padding": padding, "dilation": dilation, "groups": groups}, seed)
+
+
+@st.composite
+def _frozen_conv_inputs(draw):
+    """As ``_conv_inputs``, with 1..3 output channels per group (never the four times the
+    input channels that the shifted-rows form of the adjoint takes) and per-axis padding
+    0..min(1, d (K - 1)), so that dL/dx is always the flipped-kernel convolution, plus
+    fan_weight (4, 1, Kh, Kw): x's first channel fanned out to 4, the shifted-rows form."""
+    groups = draw(st.integers(1, 2))
+    in_channels, out_channels = groups * draw(st.integers(1, 4)), groups * draw(st.integers(1, 3))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = draw(st.integers(1, 2))
+    padding = tuple(draw(st.integers(0, min(1, dilation * (k - 1)))) for k in kernel)
+    sides = tuple(draw(st.integers(least, least + 2)) for least in (
+        max(1, dilation * (k - 1) + 1 - 2 * pad) for k, pad in zip(kernel, padding)))
+    return {"x": real_array(draw, (draw(st.integers(1, 2)), in_channels) + sides, -2, 2),
+            "weight": real_array(draw, (out_channels, in_channels // groups) + kernel, -2, 2),
+            "bias": real_array(draw, (out_channels,), -2, 2),
+            "fan_weight": real_array(draw, (4, 1) + kernel, -2, 2), "padding": padding,
+            "dilation": dilation, "groups": groups, "seed": draw(st.integers(0, 2 ** 16))}
+
+
+@statement(backward_name("conv2d_frozen_weight"), about=(f"{CONV}.conv2d",),
+           given=_frozen_conv_inputs())
+def conv2d_frozen_weight_backward_matches_vjp(check, x, weight, bias, fan_weight, padding,
+                                              dilation, groups, seed):
+    """conv2d's backward with a weight that needs no gradient: dx = J^T g of the defining sum
+    (mpmath) through the flipped-kernel convolution, by im2col and (1 -> 4 channels) by
+    shifted rows, and no dw; bound gamma_m sum |terms|, m = Kh Kw O/G for dx (one dot
+    product; or O, then Kh Kw - 1 shifted-row additions), N Ho Wo - 1 for db."""
+    # Stride 1, every example: only here does dx go alone through conv_input_grad's
+    # flipped-kernel convolution (with the weight's gradient it shares conv_grads_stride1's
+    # im2col of dy; at stride 2 it takes col2im either way, which the conv2d statement runs)
+    options = {"stride": 1, "padding": padding, "dilation": dilation}
+    _check_conv2d_backward(check, x, weight, bias, dict(options, groups=groups), seed,
+                           needs=((True, False),))
+    _check_conv2d_backward(check, x[:, :1], fan_weight, None, dict(options, groups=1), seed,
+                           needs=((True, False),))
 
 
 # --- embedding ------------------------------------------------------------------------------
@@ -548,11 +616,21 @@ def var_backward_bessel_always(original):
 
 
 @mutant("conv2d input gradient with the kernel unflipped", f"{CONV}._flipped_transpose",
-        caught_by=[backward_name("conv2d")])
+        caught_by=[backward_name("conv2d"), backward_name("conv2d_frozen_weight")])
 def adjoint_kernel_unflipped(original):
     """The stride-1 dx correlates dy with w's channels swapped but its space not reversed: the
     adjoint of a correlation taken as a correlation with the same kernel."""
     return lambda weight, groups: original(weight, groups)[:, :, ::-1, ::-1]
+
+
+@mutant("conv2d shifted rows paired with the kernel offsets reversed",
+        f"{CONV}.shifted_conv_forward", caught_by=[backward_name("conv2d_frozen_weight")])
+def shifted_rows_offsets_reversed(original):
+    """shifted_conv_forward adds the row block of shift (p, q) times the weights of offset
+    (Kh - 1 - p, Kw - 1 - q): the row shifts walked from the last offset while the kernel's
+    columns go from the first, a flipped kernel (the stride-1 dx of few input channels and
+    many output channels, with the weight needing no gradient, goes through it)."""
+    return lambda x_pad, weight, dilation: original(x_pad, weight[:, :, ::-1, ::-1], dilation)
 
 
 @mutant("conv2d weight gradient of the first image only", f"{CONV}.conv_weight_grad",
