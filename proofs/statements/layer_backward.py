@@ -3,7 +3,8 @@ product. layer_norm (the MAE's transformer blocks), group_norm with and without 
 (the U-Net's blocks), both also without weight and bias (elementwise_affine=False,
 affine=False: the engine's own branch, no weight to scale dy, r alone as GroupNorm's scale),
 conv2d (every convolutional network; also with a weight that needs no gradient, whose dx
-takes paths of its own), embedding (the VQ-VAE's codebook lookup) and normalize_patches (the
+takes paths of its own), conv_transpose2d (the autoencoder's, VAE's and VQ-VAE's decoders),
+embedding (the VQ-VAE's codebook lookup) and normalize_patches (the
 MAE's per-patch normalisation; ``mae_loss`` applies it to targets, which carry no gradient, so
 its backward, the composition of Sub, Div, Sqrt, Var and Mean, is checked for the uses that
 differentiate through it).
@@ -11,9 +12,10 @@ differentiate through it).
 Hypothesis draws small float32-representable inputs and a seed for the upstream gradient g. The
 reference J^T g is computed at 50 digits from the op's mathematical form, not from the
 derivative formula its backward uses: for the norms, standardisation's Jacobian written out
-entry by entry, dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n); for conv2d, the adjoint
-sums of its definition; for embedding, the sum of g over each row's picks. The engine's
-gradients, in float64 and in float32, come back in each input's dtype and shape and within:
+entry by entry, dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n); for conv2d and
+conv_transpose2d, the adjoint sums of their definitions; for embedding, the sum of g over
+each row's picks. The engine's gradients, in float64 and in float32, come back in each input's
+dtype and shape and within:
 
 * the norms and normalize_patches: a running error bound (``proofs.running_error``) carried
   through the engine's own operations, forward statistics and then the backward's closed form,
@@ -21,8 +23,8 @@ gradients, in float64 and in float32, come back in each input's dtype and shape 
   to 1/sqrt(eps), magnifies; a bound on the formula's terms alone would not hold it. The
   replay's exact value must equal the reference too, at 50 digits (within 10^-45 of the bound
   over u): the bound is carried on the very formula the engine computes;
-* conv2d and embedding: sums of products of exact inputs, gamma_m sum |terms| where m bounds
-  the roundings on one path: a product, then additions, the first into 0 exact.
+* the convolutions and embedding: sums of products of exact inputs, gamma_m sum |terms| where
+  m bounds the roundings on one path: a product, then additions, the first into 0 exact.
 Each bound adds a smallest subnormal per rounding (gradual underflow).
 """
 import itertools
@@ -512,6 +514,79 @@ def conv2d_frozen_weight_backward_matches_vjp(check, x, weight, bias, fan_weight
                            needs=((True, False),))
 
 
+# --- conv_transpose2d -----------------------------------------------------------------------
+
+@st.composite
+def _conv_transpose_inputs(draw):
+    """x (N, C_in, H, W), weight (C_in, C_out/G, Kh, Kw), bias (C_out,): N = 1..2, G = 1..2,
+    1..3 input and output channels per group, kernels 1..4, padding 0..1, dilation 1..2,
+    output_padding 0..1 per axis (taken where it is allowed, below max(stride, dilation)),
+    each side from the least that leaves an output at stride 1 to one more; fan_weight
+    (1, 4, Kh, Kw): x's first channel to 4, which takes the shifted-rows forms."""
+    groups = draw(st.integers(1, 2))
+    in_channels, out_per_group = groups * draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    padding, dilation = draw(st.integers(0, 1)), draw(st.integers(1, 2))
+    sides = tuple(draw(st.integers(least, least + 1))
+                  for least in (max(1, 1 + 2 * padding - dilation * (k - 1)) for k in kernel))
+    return {"x": real_array(draw, (draw(st.integers(1, 2)), in_channels) + sides, -2, 2),
+            "weight": real_array(draw, (in_channels, out_per_group) + kernel, -2, 2),
+            "bias": real_array(draw, (groups * out_per_group,), -2, 2),
+            "fan_weight": real_array(draw, (1, 4) + kernel, -2, 2), "padding": padding,
+            "dilation": dilation, "output_padding": (draw(st.integers(0, 1)),
+                                                     draw(st.integers(0, 1))),
+            "groups": groups, "seed": draw(st.integers(0, 2 ** 16))}
+
+
+def _check_conv_transpose2d_backward(check, x, weight, bias, options, seed):
+    """conv_transpose2d's gradients at one stride, every input needing one, in both dtypes,
+    against J^T g of y[n, G(k) C_out/G + o, s i + d p - pad, s j + d q - pad] +=
+    w[k, o, p, q] x[n, k, i, j] (each input position the small side of ``_meetings``, the
+    output, H_out = (H - 1) s - 2 pad + d (Kh - 1) + output_padding + 1 high, the big one)."""
+    from minilean.nn import functional as F
+    stride, padding, dilation = options["stride"], options["padding"], options["dilation"]
+    batch, _, height, width = x.shape
+    _, out_per_group, kh, kw = weight.shape
+    # the rows of dy that x reaches, H_u = (H - 1) s + d (Kh - 1) + 1, and the output's
+    reached = [(side - 1) * stride + dilation * (k - 1) + 1
+               for side, k in ((height, kh), (width, kw))]
+    out_h, out_w = (side - 2 * padding + extra
+                    for side, extra in zip(reached, options["output_padding"]))
+    g = upstream(seed, (batch, options["groups"] * out_per_group, out_h, out_w))
+    references = _convolution_reference(x, weight, g, _meetings(
+        x.shape, g.shape, weight.shape, stride, (padding, padding), dilation, options["groups"]))
+    roundings = (kh * kw * out_per_group, batch * reached[0] * reached[1],
+                 max(batch * out_h * out_w - 1, 0))
+    for dtype in ENGINE_DTYPES:
+        tensors = [engine(a, dtype, requires_grad=True)
+                   for a in ((x, weight) if bias is None else (x, weight, bias))]
+        F.conv_transpose2d(*tensors, **options).backward(engine(g, dtype))
+        _check_convolution_grads(check, tensors, references, roundings, f"conv_transpose2d "
+                                 f"{weight.shape} stride {stride} ({dtype.__name__})")
+
+
+@statement(backward_name("conv_transpose2d"), about=(f"{CONV}.conv_transpose2d",),
+           given=_conv_transpose_inputs())
+def conv_transpose2d_backward_matches_vjp(check, x, weight, bias, fan_weight, padding, dilation,
+                                          output_padding, groups, seed):
+    """conv_transpose2d's backward: dx, dw, db = J^T g of its defining sum (mpmath), at stride
+    1 and 2 with output_padding; bound gamma_m sum |terms|, m = Kh Kw C_out/G for dx (one dot
+    product; or C_out, then Kh Kw - 1 shifted-row additions), N H_u W_u for dw (the positions
+    of dy that x reaches), N H_out W_out - 1 additions for db."""
+    # both strides every example: the decoders' stride 2 (im2col of dy at stride 2), and
+    # stride 1 (the im2col and, for x's first channel fanned out to 4, the shifted rows)
+    for stride in (1, 2):
+        # output_padding below max(stride, dilation): at stride 1 only with dilation 2
+        extra = tuple(min(pad, max(stride, dilation) - 1) for pad in output_padding)
+        options = {"stride": stride, "padding": padding, "output_padding": extra,
+                   "dilation": dilation}
+        _check_conv_transpose2d_backward(check, x, weight, bias, dict(options, groups=groups),
+                                         seed)
+        if stride == 1:
+            _check_conv_transpose2d_backward(check, x[:, :1], fan_weight, None,
+                                             dict(options, groups=1), seed)
+
+
 # --- embedding ------------------------------------------------------------------------------
 
 @st.composite
@@ -624,21 +699,35 @@ def adjoint_kernel_unflipped(original):
 
 
 @mutant("conv2d shifted rows paired with the kernel offsets reversed",
-        f"{CONV}.shifted_conv_forward", caught_by=[backward_name("conv2d_frozen_weight")])
+        f"{CONV}.shifted_conv_forward",
+        caught_by=[backward_name("conv2d_frozen_weight"), backward_name("conv_transpose2d")])
 def shifted_rows_offsets_reversed(original):
     """shifted_conv_forward adds the row block of shift (p, q) times the weights of offset
     (Kh - 1 - p, Kw - 1 - q): the row shifts walked from the last offset while the kernel's
-    columns go from the first, a flipped kernel (the stride-1 dx of few input channels and
-    many output channels, with the weight needing no gradient, goes through it)."""
+    columns go from the first, a flipped kernel (conv2d's stride-1 dx from few input channels
+    to many, with the weight needing no gradient, goes through it, and conv_transpose2d's
+    stride-1 dx from many to few)."""
     return lambda x_pad, weight, dilation: original(x_pad, weight[:, :, ::-1, ::-1], dilation)
 
 
 @mutant("conv2d weight gradient of the first image only", f"{CONV}.conv_weight_grad",
-        caught_by=[backward_name("conv2d")])
+        caught_by=[backward_name("conv2d"), backward_name("conv_transpose2d")])
 def weight_grad_first_image(original):
     """conv_weight_grad (the columns' path: stride 2, padding beyond d (K - 1), or an input
     needing no gradient) sums X^T dL/dY over the first image, not over the batch."""
     return lambda x_pad, grad_y, *sizes: original(x_pad[:1], grad_y[:1], *sizes)
+
+
+@mutant("conv_transpose2d weight gradient with the kernel flipped",
+        f"{CONV}.ConvTranspose2d.backward", caught_by=[backward_name("conv_transpose2d")])
+def conv_transpose_weight_grad_flipped(original):
+    """ConvTranspose2d.backward returns dL/dw with its kernel axes reversed: the [::-1, ::-1]
+    that conv2d's stride-1 weight gradient needs (conv_grads_stride1 reads it off the flipped
+    columns of dy) carried over to Cols(dy_pad)^T X, which needs none."""
+    def backward(ctx, grad):
+        grad_x, grad_weight, grad_bias = original(ctx, grad)
+        return grad_x, None if grad_weight is None else grad_weight[:, :, ::-1, ::-1], grad_bias
+    return backward
 
 
 @mutant("embedding backward keeping one pick of a repeated row",
