@@ -680,7 +680,8 @@ def group_norm_backward_without_silu(original):
 
 
 @mutant("var backward dividing by n - 1 whatever unbiased",
-        "minilean.autograd.reduce.Var.backward", caught_by=[backward_name("normalize_patches")])
+        "minilean.autograd.reduce.Var.backward",
+        caught_by=[backward_name("normalize_patches"), backward_name("var"), backward_name("std")])
 def var_backward_bessel_always(original):
     """Var.backward gives 2 (x_i - m) / (n - 1) also for the population variance
     (unbiased=False, normalize_patches'), Bessel's correction kept where it does not belong."""
