@@ -25,8 +25,8 @@ the mean of n equal values of 24 bits can round (n = 3: 3 x needs 26 bits), and 
 +-u |x| everywhere, s ~ u |x| > 0, and the gradient g sign(x - m) / sqrt(n (n - c)) on every
 element, nowhere near 0 and not even a subgradient (it does not sum to 0): the relaxed strategy
 of ``std_zero_variance`` drops the 21-bit hypothesis and finds such an example. For n = 1 with
-Bessel's correction the variance is 0/0: the engine returns nan for it and for both gradients,
-as NumPy's ddof=1 and PyTorch do.
+Bessel's correction the variance is 0/0: the engine's std is nan (as NumPy's with ddof=1), and
+so is the gradient it returns, which the statement checks.
 """
 import mpmath
 import numpy
