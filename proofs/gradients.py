@@ -1,6 +1,14 @@
 """What every backward statement does with an engine gradient: the upstream gradient g it
 applies backward to, and the checks the gradient that comes back must pass."""
+import mpmath
 import numpy
+
+from proofs.numerics import mp_tolerance, unit_roundoff
+
+
+def backward_name(op):
+    """The name of the statement about ``op``'s backward."""
+    return f"autograd_backward_eq_mpmath_derivative[{op}]"
 
 
 def upstream(seed, shape):
@@ -18,3 +26,15 @@ def check_gradient(check, tensor, reference, bounds, what):
                 f"{what}: gradient is {tensor.grad.dtype} {tensor.grad.shape}, "
                 f"input is {tensor.dtype} {tensor.shape}")
     check.close(tensor.grad, reference, bounds, what)
+
+
+def check_against_replay(check, tensor, reference, replayed, dtype, what):
+    """The replay's exact values are the reference's (to 10^-45 of its bound over u, the
+    magnitude its 50-digit evaluation rounds), and the engine's gradient is within the
+    replay's carried bound of the reference (a finite one: a quotient by a divisor its error
+    could reach 0 would leave it infinite, and the check empty)."""
+    check.holds(all(mpmath.isfinite(c.error) for c in replayed), f"{what}: infinite bound")
+    u = unit_roundoff(dtype)
+    check.close([c.value for c in replayed], reference,
+                [mp_tolerance(c.error / u) for c in replayed], f"{what}: replay at 50 digits")
+    check_gradient(check, tensor, reference, [c.error for c in replayed], what)

@@ -18,6 +18,8 @@ ulp = 3 roundings was a false alarm on the correct engine: NumPy 2.4's float32 e
 ``reals`` draws float32-representable values (``width=32``), so the very same inputs reach
 the float64 and float32 engines and mpmath without rounding on the way in.
 """
+import math
+
 import mpmath
 import numpy
 from hypothesis import strategies as st
@@ -58,6 +60,11 @@ def mp(values):
     return [mpmath.mpf(float(v)) for v in numpy.asarray(values, dtype=numpy.float64).reshape(-1)]
 
 
+def mp_array(values):
+    """An object array of exact mpf copies, in the shape of ``values``."""
+    return numpy.asarray(mp(values), dtype=object).reshape(numpy.shape(values))
+
+
 def engine(values, dtype, requires_grad=False):
     """A minilean Tensor holding ``values`` in ``dtype`` (exact: the values are float32s)."""
     from minilean.autograd.tensor import Tensor
@@ -89,3 +96,11 @@ def reals(low=-100.0, high=100.0, **kwargs):
         high32 = numpy.nextafter(high32, numpy.float32(-numpy.inf))
     return st.floats(float(low32), float(high32), width=32, allow_nan=False, allow_infinity=False,
                      allow_subnormal=False, **kwargs)
+
+
+def real_array(draw, shape, low, high):
+    """Inside a ``st.composite``: a float64 array of ``shape`` holding float32-representable
+    reals in [low, high]."""
+    size = math.prod(shape)
+    values = draw(st.lists(reals(low, high), min_size=size, max_size=size))
+    return numpy.asarray(values, dtype=numpy.float64).reshape(shape)

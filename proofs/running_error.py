@@ -39,6 +39,12 @@ class Carried:
         return cls(mpmath.mpf(value), mpmath.mpf(0), dtype)
 
     @classmethod
+    def array(cls, values, dtype):
+        """An object array of exact inputs, in the shape of ``values``."""
+        flat = [cls.exact(v, dtype) for v in numpy.asarray(values).reshape(-1)]
+        return numpy.asarray(flat, dtype=object).reshape(numpy.shape(values))
+
+    @classmethod
     def constant(cls, value, dtype):
         """The constant ``value`` (an mpf) as the engine uses it: a Python float, then the
         dtype (NumPy casts a Python scalar to the array's dtype)."""

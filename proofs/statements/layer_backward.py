@@ -1,16 +1,21 @@
 """The layers the models train through: their backward agrees with an mpmath vector-Jacobian
 product. layer_norm (the MAE's transformer blocks), group_norm with and without its fused SiLU
-(the U-Net's blocks), conv2d (every convolutional network), embedding (the VQ-VAE's codebook
-lookup) and normalize_patches (the MAE's per-patch normalisation; ``mae_loss`` applies it to
-targets, which carry no gradient, so its backward, the composition of Sub, Div, Sqrt, Var and
-Mean, is checked for the uses that differentiate through it).
+(the U-Net's blocks), both also without weight and bias (elementwise_affine=False,
+affine=False: the engine's own branch, no weight to scale dy, r alone as GroupNorm's scale),
+conv2d (every convolutional network; also with a weight that needs no gradient, whose dx
+takes paths of its own), conv_transpose2d (the autoencoder's, VAE's and VQ-VAE's decoders),
+embedding (the VQ-VAE's codebook lookup) and normalize_patches (the
+MAE's per-patch normalisation; ``mae_loss`` applies it to targets, which carry no gradient, so
+its backward, the composition of Sub, Div, Sqrt, Var and Mean, is checked for the uses that
+differentiate through it).
 
 Hypothesis draws small float32-representable inputs and a seed for the upstream gradient g. The
 reference J^T g is computed at 50 digits from the op's mathematical form, not from the
 derivative formula its backward uses: for the norms, standardisation's Jacobian written out
-entry by entry, dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n); for conv2d, the adjoint
-sums of its definition; for embedding, the sum of g over each row's picks. The engine's
-gradients, in float64 and in float32, come back in each input's dtype and shape and within:
+entry by entry, dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n); for conv2d and
+conv_transpose2d, the adjoint sums of their definitions; for embedding, the sum of g over
+each row's picks. The engine's gradients, in float64 and in float32, come back in each input's
+dtype and shape and within:
 
 * the norms and normalize_patches: a running error bound (``proofs.running_error``) carried
   through the engine's own operations, forward statistics and then the backward's closed form,
@@ -18,8 +23,8 @@ gradients, in float64 and in float32, come back in each input's dtype and shape 
   to 1/sqrt(eps), magnifies; a bound on the formula's terms alone would not hold it. The
   replay's exact value must equal the reference too, at 50 digits (within 10^-45 of the bound
   over u): the bound is carried on the very formula the engine computes;
-* conv2d and embedding: sums of products of exact inputs, gamma_m sum |terms| where m bounds
-  the roundings on one path: a product, then additions, the first into 0 exact.
+* the convolutions and embedding: sums of products of exact inputs, gamma_m sum |terms| where
+  m bounds the roundings on one path: a product, then additions, the first into 0 exact.
 Each bound adds a smallest subnormal per rounding (gradual underflow).
 """
 import itertools
@@ -30,38 +35,15 @@ import numpy
 from hypothesis import strategies as st
 
 from proofs.framework import statement
-from proofs.gradients import check_gradient, upstream
+from proofs.gradients import backward_name, check_against_replay, check_gradient, upstream
 from proofs.mutation import mutant
-from proofs.numerics import (ENGINE_DTYPES, engine, gamma, mp, mp_tolerance, reals, underflow,
-                             unit_roundoff)
+from proofs.numerics import ENGINE_DTYPES, engine, gamma, mp_array, real_array, underflow
 from proofs.running_error import Carried
 
 NORM = "minilean.autograd.norm"
 CONV = "minilean.autograd.conv"
 EPS = mpmath.mpf(1e-5)  # layer_norm's and group_norm's default eps, which the models keep
 PATCH_EPS = mpmath.mpf(1e-6)  # normalize_patches' default
-
-
-def _name(op):
-    return f"autograd_backward_eq_mpmath_derivative[{op}]"
-
-
-def _array(draw, shape, low, high):
-    """A float64 array of ``shape`` holding float32-representable reals in [low, high]."""
-    size = math.prod(shape)
-    values = draw(st.lists(reals(low, high), min_size=size, max_size=size))
-    return numpy.asarray(values, dtype=numpy.float64).reshape(shape)
-
-
-def _mp_array(values):
-    """An object array of exact mpf copies, in the shape of ``values``."""
-    return numpy.asarray(mp(values), dtype=object).reshape(numpy.shape(values))
-
-
-def _carried(values, dtype):
-    """An object array of exact Carried inputs, in the shape of ``values``."""
-    flat = [Carried.exact(v, dtype) for v in numpy.asarray(values).reshape(-1)]
-    return numpy.asarray(flat, dtype=object).reshape(numpy.shape(values))
 
 
 # --- standardisation: the reference and the engine's statistics -------------------------------
@@ -93,32 +75,25 @@ def _replayed_statistics(group, eps):
     return centered, 1 / (Carried.mean([c * c for c in centered]) + eps).sqrt()
 
 
-def _check_against_replay(check, tensor, reference, replayed, dtype, what):
-    """The replay's exact values are the reference's (to 10^-45 of its bound over u, the
-    magnitude its 50-digit evaluation rounds), and the engine's gradient is within the
-    replay's carried bound of the reference (a finite one: a quotient by a divisor its error
-    could reach 0 would leave it infinite, and the check empty)."""
-    check.holds(all(mpmath.isfinite(c.error) for c in replayed), f"{what}: infinite bound")
-    u = unit_roundoff(dtype)
-    check.close([c.value for c in replayed], reference,
-                [mp_tolerance(c.error / u) for c in replayed], f"{what}: replay at 50 digits")
-    check_gradient(check, tensor, reference, [c.error for c in replayed], what)
-
-
 # --- layer_norm -----------------------------------------------------------------------------
 
 @st.composite
-def _layer_norm_inputs(draw):
+def _layer_norm_inputs(draw, affine=True):
     """x (R, n), R = 1..3 rows of n = 2..5 normalised together (one alone is always
-    xhat = 0), weight and bias (n,)."""
+    xhat = 0), and with ``affine`` weight and bias (n,)."""
     rows, width = draw(st.integers(1, 3)), draw(st.integers(2, 5))
-    return {"x": _array(draw, (rows, width), -4, 4), "weight": _array(draw, (width,), -2, 2),
-            "bias": _array(draw, (width,), -2, 2), "seed": draw(st.integers(0, 2 ** 16))}
+    inputs = {"x": real_array(draw, (rows, width), -4, 4), "seed": draw(st.integers(0, 2 ** 16))}
+    if affine:
+        inputs.update(weight=real_array(draw, (width,), -2, 2),
+                      bias=real_array(draw, (width,), -2, 2))
+    return inputs
 
 
 def _layer_norm_reference(x, weight, g):
-    """dx (by rows), dw, db of sum g * (w xhat + b), xhat standardised over each row."""
-    x, weight, g = _mp_array(x), _mp_array(weight), _mp_array(g)
+    """dx (by rows), dw, db of sum g * (w xhat + b), xhat standardised over each row (w = 1
+    for ``weight`` None: no affine)."""
+    weight = numpy.ones(x.shape[-1]) if weight is None else weight
+    x, weight, g = mp_array(x), mp_array(weight), mp_array(g)
     dx, xhats = [], []
     for row, grad in zip(x, g):
         xhat, r = _standardized(list(row), EPS)
@@ -130,14 +105,16 @@ def _layer_norm_reference(x, weight, g):
 
 def _layer_norm_replay(x, weight, g, dtype):
     """LayerNorm's forward statistics and backward, in its order: dx = r ((gxhat -
-    mean(gxhat)) - xhat mean(gxhat xhat)), gxhat = g w; dw and db summed over the rows."""
-    x, weight, g = _carried(x, dtype), _carried(weight, dtype), _carried(g, dtype)
+    mean(gxhat)) - xhat mean(gxhat xhat)), gxhat = g w (g itself for ``weight`` None); dw and
+    db summed over the rows."""
+    x, g = Carried.array(x, dtype), Carried.array(g, dtype)
+    weight = None if weight is None else Carried.array(weight, dtype)
     eps = Carried.constant(EPS, dtype)
     dx, products = [], []
     for row, grad in zip(x, g):
         centered, r = _replayed_statistics(list(row), eps)
         xhat = [c * r for c in centered]
-        gxhat = list(grad * weight)
+        gxhat = list(grad if weight is None else grad * weight)
         mean_g = Carried.mean(gxhat)
         mean_gx = Carried.mean([a * b for a, b in zip(gxhat, xhat)])
         dx += [r * ((a - mean_g) - b * mean_gx) for a, b in zip(gxhat, xhat)]
@@ -146,7 +123,7 @@ def _layer_norm_replay(x, weight, g, dtype):
             [Carried.total(column) for column in zip(*g)])
 
 
-@statement(_name("layer_norm"), about=(f"{NORM}.layer_norm",), given=_layer_norm_inputs())
+@statement(backward_name("layer_norm"), about=(f"{NORM}.layer_norm",), given=_layer_norm_inputs())
 def layer_norm_backward_matches_vjp(check, x, weight, bias, seed):
     """layer_norm's backward, y = w xhat + b over the last axis: dx = J^T g from
     dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n), dw = sum g xhat, db = sum g;
@@ -159,23 +136,42 @@ def layer_norm_backward_matches_vjp(check, x, weight, bias, seed):
         F.layer_norm(tensors[0], x.shape[-1:], tensors[1], tensors[2]).backward(engine(g, dtype))
         for name, tensor, reference, replayed in zip(
                 ("dx", "dw", "db"), tensors, references, _layer_norm_replay(x, weight, g, dtype)):
-            _check_against_replay(check, tensor, reference, replayed, dtype,
-                                  f"layer_norm {name} ({dtype.__name__})")
+            check_against_replay(check, tensor, reference, replayed, dtype,
+                                 f"layer_norm {name} ({dtype.__name__})")
+
+
+@statement(backward_name("layer_norm_no_affine"), about=(f"{NORM}.layer_norm",),
+           given=_layer_norm_inputs(affine=False))
+def layer_norm_no_affine_backward_matches_vjp(check, x, seed):
+    """layer_norm's backward without weight and bias (elementwise_affine=False), y = xhat over
+    the last axis: dx = J^T g from dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n);
+    bound: the engine's steps carried (running error)."""
+    from minilean.nn import functional as F
+    g = upstream(seed, x.shape)
+    reference = _layer_norm_reference(x, None, g)[0]
+    for dtype in ENGINE_DTYPES:
+        tensor = engine(x, dtype, requires_grad=True)
+        F.layer_norm(tensor, x.shape[-1:]).backward(engine(g, dtype))
+        check_against_replay(check, tensor, reference, _layer_norm_replay(x, None, g, dtype)[0],
+                             dtype, f"layer_norm without affine dx ({dtype.__name__})")
 
 
 # --- group_norm -----------------------------------------------------------------------------
 
 @st.composite
-def _group_norm_inputs(draw):
+def _group_norm_inputs(draw, affine=True):
     """x (N, C, H, W) with N = 1..2, G = 1..2 groups of 1..2 channels, H, W = 1..2, laid out
     NCHW or channels-last (a convolution's output, which GroupNorm keeps without a copy),
-    weight and bias (C,)."""
+    and with ``affine`` weight and bias (C,)."""
     groups, per_group = draw(st.integers(1, 2)), draw(st.integers(1, 2))
     shape = (draw(st.integers(1, 2)), groups * per_group, draw(st.integers(1, 2)),
              draw(st.integers(1, 2)))
-    return {"x": _array(draw, shape, -4, 4), "weight": _array(draw, shape[1:2], -2, 2),
-            "bias": _array(draw, shape[1:2], -2, 2), "groups": groups,
-            "channels_last": draw(st.booleans()), "seed": draw(st.integers(0, 2 ** 16))}
+    inputs = {"x": real_array(draw, shape, -4, 4), "groups": groups,
+              "channels_last": draw(st.booleans()), "seed": draw(st.integers(0, 2 ** 16))}
+    if affine:
+        inputs.update(weight=real_array(draw, shape[1:2], -2, 2),
+                      bias=real_array(draw, shape[1:2], -2, 2))
+    return inputs
 
 
 def _silu_slope(y):
@@ -185,8 +181,11 @@ def _silu_slope(y):
 
 
 def _group_norm_reference(x, weight, bias, g, groups, activation):
-    """dx, dw, db of sum g * act(w_c xhat + b_c), xhat standardised over each (sample, group)."""
-    x, weight, bias, g = _mp_array(x), _mp_array(weight), _mp_array(bias), _mp_array(g)
+    """dx, dw, db of sum g * act(w_c xhat + b_c), xhat standardised over each (sample, group)
+    (w = 1 and b = 0 for ``weight`` and ``bias`` None: no affine)."""
+    weight = numpy.ones(x.shape[1]) if weight is None else weight
+    bias = numpy.zeros(x.shape[1]) if bias is None else bias
+    x, weight, bias, g = mp_array(x), mp_array(weight), mp_array(bias), mp_array(g)
     batch, channels = x.shape[:2]
     per_group = channels // groups
     dx = numpy.empty(x.shape, dtype=object)
@@ -213,8 +212,11 @@ def _group_norm_replay(x, weight, bias, g, groups, activation, dtype):
     """GroupNorm's forward and backward, in its order, per (sample, group): the scale r w_c,
     out = (x - mean) (r w_c) + b_c (then dy through SiLU: ((1 - s) out + 1) s dy), sums over
     positions per channel of dy and of dy (x - mean), and
-    dx = (dy r w_c - (x - mean) ((r r) mean(w dy xhat))) - r mean(w dy)."""
-    x, weight, bias, g = (_carried(a, dtype) for a in (x, weight, bias, g))
+    dx = (dy r w_c - (x - mean) ((r r) mean(w dy xhat))) - r mean(w dy). Without a weight
+    (``weight`` None) the scale is r itself and w drops out of the means; without a bias
+    nothing is added."""
+    x, g = Carried.array(x, dtype), Carried.array(g, dtype)
+    weight, bias = (None if a is None else Carried.array(a, dtype) for a in (weight, bias))
     eps = Carried.constant(EPS, dtype)
     batch, channels = x.shape[:2]
     per_group = channels // groups
@@ -227,18 +229,24 @@ def _group_norm_replay(x, weight, bias, g, groups, activation, dtype):
             group = slice(first, first + per_group)
             centered, r = _replayed_statistics(list(x[n, group].reshape(-1)), eps)
             centered = numpy.asarray(centered, dtype=object).reshape(x[n, group].shape)
-            scale = numpy.asarray([r * w for w in weight[group]], dtype=object)[:, None, None]
+            scale = numpy.asarray([r] * per_group if weight is None else
+                                  [r * w for w in weight[group]], dtype=object)[:, None, None]
             grad = g[n, group]
             if activation == "silu":
-                out = centered * scale + bias[group, None, None]
+                out = centered * scale
+                out = out if bias is None else out + bias[group, None, None]
                 sigma = numpy.vectorize(Carried.sigmoid, otypes=[object])(out)
                 grad = (((1 - sigma) * out + 1) * sigma) * grad
             for c in range(per_group):
                 grad_sums[n, first + c] = Carried.total(grad[c].reshape(-1))
                 grad_xhat_sums[n, first + c] = r * Carried.total(
                     (grad[c] * centered[c]).reshape(-1))
-            mean_grad = Carried.total(grad_sums[n, group] * weight[group]) / count
-            mean_grad_xhat = Carried.total(grad_xhat_sums[n, group] * weight[group]) / count
+            weighted_sums, weighted_xhat_sums = grad_sums[n, group], grad_xhat_sums[n, group]
+            if weight is not None:
+                weighted_sums = weighted_sums * weight[group]
+                weighted_xhat_sums = weighted_xhat_sums * weight[group]
+            mean_grad = Carried.total(weighted_sums) / count
+            mean_grad_xhat = Carried.total(weighted_xhat_sums) / count
             dx[n, group] = ((grad * scale - centered * ((r * r) * mean_grad_xhat))
                             - r * mean_grad)
     return (list(dx.reshape(-1)), [Carried.total(column) for column in grad_xhat_sums.T],
@@ -254,7 +262,7 @@ def _engine_layout(x, dtype, channels_last):
     return engine(nhwc.transpose(0, 3, 1, 2), dtype, requires_grad=True)  # (N, C, H, W) view
 
 
-@statement(_name("group_norm"), about=(f"{NORM}.group_norm",), given=_group_norm_inputs())
+@statement(backward_name("group_norm"), about=(f"{NORM}.group_norm",), given=_group_norm_inputs())
 def group_norm_backward_matches_vjp(check, x, weight, bias, groups, channels_last, seed):
     """group_norm's backward, y = act(w_c xhat + b_c) per (sample, group), act = identity and
     the fused SiLU: dx = J^T (w g act'), dw = sum g act' xhat, db = sum g act'; bound: the
@@ -274,8 +282,27 @@ def group_norm_backward_matches_vjp(check, x, weight, bias, groups, channels_las
             replayed = _group_norm_replay(x, weight, bias, g, groups, activation, dtype)
             for name, tensor, reference, carried in zip(("dx", "dw", "db"), tensors,
                                                          references, replayed):
-                _check_against_replay(check, tensor, reference, carried, dtype,
-                                      f"group_norm {activation} {name} ({dtype.__name__})")
+                check_against_replay(check, tensor, reference, carried, dtype,
+                                     f"group_norm {activation} {name} ({dtype.__name__})")
+
+
+@statement(backward_name("group_norm_no_affine"), about=(f"{NORM}.group_norm",),
+           given=_group_norm_inputs(affine=False))
+def group_norm_no_affine_backward_matches_vjp(check, x, groups, channels_last, seed):
+    """group_norm's backward without weight and bias (affine=False), y = act(xhat) per
+    (sample, group), act = identity and the fused SiLU: dx = J^T (g act'); bound: the
+    engine's steps carried (running error)."""
+    from minilean.nn import functional as F
+    g = upstream(seed, x.shape)
+    for activation in (None, "silu"):  # both forms every example, as with the affine
+        reference = _group_norm_reference(x, None, None, g, groups, activation)[0]
+        for dtype in ENGINE_DTYPES:
+            tensor = _engine_layout(x, dtype, channels_last)
+            F.group_norm(tensor, groups, activation=activation).backward(engine(g, dtype))
+            replayed = _group_norm_replay(x, None, None, g, groups, activation, dtype)[0]
+            check_against_replay(check, tensor, reference, replayed, dtype,
+                                 f"group_norm {activation} without affine dx "
+                                 f"({dtype.__name__})")
 
 
 # --- normalize_patches ----------------------------------------------------------------------
@@ -284,7 +311,7 @@ def group_norm_backward_matches_vjp(check, x, weight, bias, groups, channels_las
 def _patch_inputs(draw):
     """patches (N, L, P) of pixels in [0, 1], N = 1..2, L = 1..3, P = 2..4."""
     shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(2, 4)))
-    return {"patches": _array(draw, shape, 0, 1), "seed": draw(st.integers(0, 2 ** 16))}
+    return {"patches": real_array(draw, shape, 0, 1), "seed": draw(st.integers(0, 2 ** 16))}
 
 
 def _normalize_patches_replay(patches, g, dtype):
@@ -294,8 +321,8 @@ def _normalize_patches_replay(patches, g, dtype):
     ((. (2/P)) (x - m)) and Mean (/ P), the three contributions to x added in any order."""
     eps = Carried.constant(PATCH_EPS, dtype)
     dx = []
-    for patch, grad in zip(_carried(patches, dtype).reshape(-1, patches.shape[-1]),
-                           _carried(g, dtype).reshape(-1, patches.shape[-1])):
+    for patch, grad in zip(Carried.array(patches, dtype).reshape(-1, patches.shape[-1]),
+                           Carried.array(g, dtype).reshape(-1, patches.shape[-1])):
         size = len(patch)
         mean = Carried.mean(patch)
         centered = [v - mean for v in patch]
@@ -310,7 +337,7 @@ def _normalize_patches_replay(patches, g, dtype):
     return dx
 
 
-@statement(_name("normalize_patches"), about=("minilean.models.mae.normalize_patches",),
+@statement(backward_name("normalize_patches"), about=("minilean.models.mae.normalize_patches",),
            given=_patch_inputs())
 def normalize_patches_backward_matches_vjp(check, patches, seed):
     """normalize_patches' backward, (x - mean) / sqrt(var + 1e-6) per patch, composed of
@@ -319,16 +346,16 @@ def normalize_patches_backward_matches_vjp(check, patches, seed):
     from minilean.models import mae
     g = upstream(seed, patches.shape)
     reference = []
-    for patch, grad in zip(_mp_array(patches).reshape(-1, patches.shape[-1]),
-                           _mp_array(g).reshape(-1, patches.shape[-1])):
+    for patch, grad in zip(mp_array(patches).reshape(-1, patches.shape[-1]),
+                           mp_array(g).reshape(-1, patches.shape[-1])):
         xhat, r = _standardized(list(patch), PATCH_EPS)
         reference += _standardization_vjp(xhat, r, list(grad))
     for dtype in ENGINE_DTYPES:
         tensor = engine(patches, dtype, requires_grad=True)
         mae.normalize_patches(tensor).backward(engine(g, dtype))
-        _check_against_replay(check, tensor, reference,
-                              _normalize_patches_replay(patches, g, dtype), dtype,
-                              f"normalize_patches dx ({dtype.__name__})")
+        check_against_replay(check, tensor, reference,
+                             _normalize_patches_replay(patches, g, dtype), dtype,
+                             f"normalize_patches dx ({dtype.__name__})")
 
 
 # --- conv2d ---------------------------------------------------------------------------------
@@ -344,70 +371,99 @@ def _conv_inputs(draw):
     padding, dilation = draw(st.integers(0, 1)), draw(st.integers(1, 2))
     sides = tuple(draw(st.integers(least, least + 2))
                   for least in (max(1, dilation * (k - 1) + 1 - 2 * padding) for k in kernel))
-    return {"x": _array(draw, (draw(st.integers(1, 2)), in_channels) + sides, -2, 2),
-            "weight": _array(draw, (out_channels, in_channels // groups) + kernel, -2, 2),
-            "bias": _array(draw, (out_channels,), -2, 2), "padding": padding,
+    return {"x": real_array(draw, (draw(st.integers(1, 2)), in_channels) + sides, -2, 2),
+            "weight": real_array(draw, (out_channels, in_channels // groups) + kernel, -2, 2),
+            "bias": real_array(draw, (out_channels,), -2, 2), "padding": padding,
             "dilation": dilation, "groups": groups, "seed": draw(st.integers(0, 2 ** 16))}
 
 
-def _conv_reference(x, weight, g, stride, padding, dilation, groups):
-    """J^T g of y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q]
-    x[n, G(o) C/G + c, s i + d p - pad, s j + d q - pad] (0 outside x), straight from that sum:
-    (dx, dw, db), each with the sum of |terms| of every entry."""
-    x, weight, g = _mp_array(x), _mp_array(weight), _mp_array(g)
+def _meetings(small_shape, big_shape, weight_shape, stride, padding, dilation, groups):
+    """Every product of a convolution's defining sum, as (small index, big index, weight
+    index): position (i, j) of channel k on the small side (conv2d's y, conv_transpose2d's x)
+    meets position (s i + d p - pad_h, s j + d q - pad_w) of channel G(k) W_1 + c on the big
+    side through w[k, c, p, q] (G(k) the group of k, W_1 = weight.shape[1]), where that
+    position lies inside the big side."""
+    pad_h, pad_w = padding
+    per_group = small_shape[1] // groups
+    for n, k, i, j in numpy.ndindex(small_shape):
+        for c, p, q in numpy.ndindex(weight_shape[1:]):
+            row, column = stride * i + dilation * p - pad_h, stride * j + dilation * q - pad_w
+            if 0 <= row < big_shape[2] and 0 <= column < big_shape[3]:
+                channel = (k // per_group) * weight_shape[1] + c
+                yield (n, k, i, j), (n, channel, row, column), (k, c, p, q)
+
+
+def _convolution_reference(x, weight, g, meetings):
+    """J^T g of y[b] = bias[channel of b] + sum of w[c] x[a] over the (a, b, c) of
+    ``meetings``, straight from that sum: (dx, dw, dbias), each with the sum of |terms| of
+    every entry."""
+    x, weight, g = mp_array(x), mp_array(weight), mp_array(g)
     dx, dx_terms = (numpy.full(x.shape, mpmath.mpf(0), dtype=object) for _ in range(2))
     dw, dw_terms = (numpy.full(weight.shape, mpmath.mpf(0), dtype=object) for _ in range(2))
-    out_per_group, in_per_group, kh, kw = weight.shape
-    out_per_group //= groups
-    height, width = x.shape[2:]
-    for n, o, i, j in numpy.ndindex(g.shape):
-        gy = g[n, o, i, j]
-        for c, p, q in numpy.ndindex(in_per_group, kh, kw):
-            row, column = stride * i + dilation * p - padding, stride * j + dilation * q - padding
-            if 0 <= row < height and 0 <= column < width:
-                channel = (o // out_per_group) * in_per_group + c
-                dx[n, channel, row, column] += weight[o, c, p, q] * gy
-                dx_terms[n, channel, row, column] += abs(weight[o, c, p, q] * gy)
-                dw[o, c, p, q] += x[n, channel, row, column] * gy
-                dw_terms[o, c, p, q] += abs(x[n, channel, row, column] * gy)
+    for at_x, at_y, at_w in meetings:
+        to_x, to_w = weight[at_w] * g[at_y], x[at_x] * g[at_y]
+        dx[at_x] += to_x
+        dx_terms[at_x] += abs(to_x)
+        dw[at_w] += to_w
+        dw_terms[at_w] += abs(to_w)
     db = g.sum(axis=(0, 2, 3))
     db_terms = numpy.vectorize(abs, otypes=[object])(g).sum(axis=(0, 2, 3))
     return [(list(a.reshape(-1)), list(b.reshape(-1)))
             for a, b in ((dx, dx_terms), (dw, dw_terms), (db, db_terms))]
 
 
-def _check_conv2d_backward(check, x, weight, bias, options, seed):
-    """conv2d's three gradients at one stride, against ``_conv_reference``, in both dtypes,
-    with x needing a gradient and without (a first layer's images: then dw takes the
-    columns of x or the shifted rows, not the one im2col of dy that dx shares at stride 1)."""
+def _conv_reference(x, weight, g, stride, padding, dilation, groups):
+    """conv2d's J^T g, of y[n, o, i, j] = b[o] + sum_{c, p, q} w[o, c, p, q]
+    x[n, G(o) C/G + c, s i + d p - pad_h, s j + d q - pad_w] (0 outside x): each output
+    position is the small side of ``_meetings``, x the big one."""
+    meetings = _meetings(g.shape, x.shape, weight.shape, stride, padding, dilation, groups)
+    return _convolution_reference(x, weight, g, ((at_x, at_y, at_w)
+                                                 for at_y, at_x, at_w in meetings))
+
+
+def _check_convolution_grads(check, tensors, references, roundings, what):
+    """Each tensor's gradient within gamma_m sum |terms| (m its entry of ``roundings``) of
+    its reference, or None where the tensor needs none."""
+    for name, tensor, (reference, terms), count in zip(("dx", "dw", "db"), tensors, references,
+                                                       roundings):
+        if tensor.requires_grad:
+            check_gradient(check, tensor, reference, [gamma(count, tensor.dtype) * t
+                                                      + underflow(count, tensor.dtype)
+                                                      for t in terms], f"{what} {name}")
+        else:
+            check.holds(tensor.grad is None, f"{what} {name}: a gradient for an input needing "
+                        f"none")
+
+
+def _check_conv2d_backward(check, x, weight, bias, options, seed,
+                           needs=((True, True), (False, True))):
+    """conv2d's gradients at one stride, against ``_conv_reference``, in both dtypes, for each
+    (x needs a gradient, the weight needs one) of ``needs``; the bias (None: no bias) always
+    needs one. By default x needing a gradient and not (a first layer's images: then dw takes
+    the columns of x or the shifted rows, not the one im2col of dy that dx shares at stride 1)."""
     from minilean.nn import functional as F
-    stride, padding, dilation = options["stride"], options["padding"], options["dilation"]
+    stride, dilation = options["stride"], options["dilation"]
+    padding = options["padding"] if isinstance(options["padding"], tuple) else (
+        options["padding"],) * 2
     batch, _, height, width = x.shape
     out_channels, _, kh, kw = weight.shape
-    out_h, out_w = ((side + 2 * padding - dilation * (k - 1) - 1) // stride + 1
-                    for side, k in ((height, kh), (width, kw)))
+    out_h, out_w = ((side + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+                    for side, pad, k in ((height, padding[0], kh), (width, padding[1], kw)))
     g = upstream(seed, (batch, out_channels, out_h, out_w))
-    references = _conv_reference(x, weight, g, **options)
+    references = _conv_reference(x, weight, g, stride, padding, dilation, options["groups"])
     roundings = (kh * kw * out_channels // options["groups"],
-                 batch * (height + 2 * padding) * (width + 2 * padding),
+                 batch * (height + 2 * padding[0]) * (width + 2 * padding[1]),
                  max(batch * out_h * out_w - 1, 0))
-    for dtype, input_needs_grad in itertools.product(ENGINE_DTYPES, (True, False)):
+    for dtype, (input_needs_grad, weight_needs_grad) in itertools.product(ENGINE_DTYPES, needs):
         tensors = [engine(x, dtype, requires_grad=input_needs_grad),
-                   engine(weight, dtype, requires_grad=True),
-                   engine(bias, dtype, requires_grad=True)]
+                   engine(weight, dtype, requires_grad=weight_needs_grad)]
+        tensors += [] if bias is None else [engine(bias, dtype, requires_grad=True)]
         F.conv2d(*tensors, **options).backward(engine(g, dtype))
-        for name, tensor, (reference, terms), count in zip(("dx", "dw", "db"), tensors,
-                                                           references, roundings):
-            what = f"conv2d stride {stride} {name} ({dtype.__name__})"
-            if tensor.requires_grad:
-                check_gradient(check, tensor, reference, [gamma(count, dtype) * t
-                                                          + underflow(count, dtype)
-                                                          for t in terms], what)
-            else:
-                check.holds(tensor.grad is None, f"{what}: a gradient for an input needing none")
+        _check_convolution_grads(check, tensors, references, roundings,
+                                 f"conv2d {weight.shape} stride {stride} ({dtype.__name__})")
 
 
-@statement(_name("conv2d"), about=(f"{CONV}.conv2d",), given=_conv_inputs())
+@statement(backward_name("conv2d"), about=(f"{CONV}.conv2d",), given=_conv_inputs())
 def conv2d_backward_matches_vjp(check, x, weight, bias, padding, dilation, groups, seed):
     """conv2d's backward: dx, dw, db = J^T g of the convolution's defining sum (mpmath), at
     stride 1 and 2, x needing a gradient or not; bound gamma_m sum |terms|, m = Kh Kw O/G for
@@ -418,6 +474,117 @@ def conv2d_backward_matches_vjp(check, x, weight, bias, padding, dilation, group
     for stride in (1, 2):
         _check_conv2d_backward(check, x, weight, bias, {
             "stride": stride, "padding": padding, "dilation": dilation, "groups": groups}, seed)
+
+
+@st.composite
+def _frozen_conv_inputs(draw):
+    """As ``_conv_inputs``, with 1..3 output channels per group (never the four times the
+    input channels that the shifted-rows form of the adjoint takes) and per-axis padding
+    0..min(1, d (K - 1)), so that dL/dx is always the flipped-kernel convolution, plus
+    fan_weight (4, 1, Kh, Kw): x's first channel fanned out to 4, the shifted-rows form."""
+    groups = draw(st.integers(1, 2))
+    in_channels, out_channels = groups * draw(st.integers(1, 4)), groups * draw(st.integers(1, 3))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = draw(st.integers(1, 2))
+    padding = tuple(draw(st.integers(0, min(1, dilation * (k - 1)))) for k in kernel)
+    sides = tuple(draw(st.integers(least, least + 2)) for least in (
+        max(1, dilation * (k - 1) + 1 - 2 * pad) for k, pad in zip(kernel, padding)))
+    return {"x": real_array(draw, (draw(st.integers(1, 2)), in_channels) + sides, -2, 2),
+            "weight": real_array(draw, (out_channels, in_channels // groups) + kernel, -2, 2),
+            "bias": real_array(draw, (out_channels,), -2, 2),
+            "fan_weight": real_array(draw, (4, 1) + kernel, -2, 2), "padding": padding,
+            "dilation": dilation, "groups": groups, "seed": draw(st.integers(0, 2 ** 16))}
+
+
+@statement(backward_name("conv2d_frozen_weight"), about=(f"{CONV}.conv2d",),
+           given=_frozen_conv_inputs())
+def conv2d_frozen_weight_backward_matches_vjp(check, x, weight, bias, fan_weight, padding,
+                                              dilation, groups, seed):
+    """conv2d's backward with a weight that needs no gradient: dx = J^T g of the defining sum
+    (mpmath) through the flipped-kernel convolution, by im2col and (1 -> 4 channels) by
+    shifted rows, and no dw; bound gamma_m sum |terms|, m = Kh Kw O/G for dx (one dot
+    product; or O, then Kh Kw - 1 shifted-row additions), N Ho Wo - 1 for db."""
+    # Stride 1, every example: only here does dx go alone through conv_input_grad's
+    # flipped-kernel convolution (with the weight's gradient it shares conv_grads_stride1's
+    # im2col of dy; at stride 2 it takes col2im either way, which the conv2d statement runs)
+    options = {"stride": 1, "padding": padding, "dilation": dilation}
+    _check_conv2d_backward(check, x, weight, bias, dict(options, groups=groups), seed,
+                           needs=((True, False),))
+    _check_conv2d_backward(check, x[:, :1], fan_weight, None, dict(options, groups=1), seed,
+                           needs=((True, False),))
+
+
+# --- conv_transpose2d -----------------------------------------------------------------------
+
+@st.composite
+def _conv_transpose_inputs(draw):
+    """x (N, C_in, H, W), weight (C_in, C_out/G, Kh, Kw), bias (C_out,): N = 1..2, G = 1..2,
+    1..3 input and output channels per group, kernels 1..4, padding 0..1, dilation 1..2,
+    output_padding 0..1 per axis (taken where it is allowed, below max(stride, dilation)),
+    each side from the least that leaves an output at stride 1 to one more; fan_weight
+    (1, 4, Kh, Kw): x's first channel to 4, which takes the shifted-rows forms."""
+    groups = draw(st.integers(1, 2))
+    in_channels, out_per_group = groups * draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    padding, dilation = draw(st.integers(0, 1)), draw(st.integers(1, 2))
+    sides = tuple(draw(st.integers(least, least + 1))
+                  for least in (max(1, 1 + 2 * padding - dilation * (k - 1)) for k in kernel))
+    return {"x": real_array(draw, (draw(st.integers(1, 2)), in_channels) + sides, -2, 2),
+            "weight": real_array(draw, (in_channels, out_per_group) + kernel, -2, 2),
+            "bias": real_array(draw, (groups * out_per_group,), -2, 2),
+            "fan_weight": real_array(draw, (1, 4) + kernel, -2, 2), "padding": padding,
+            "dilation": dilation, "output_padding": (draw(st.integers(0, 1)),
+                                                     draw(st.integers(0, 1))),
+            "groups": groups, "seed": draw(st.integers(0, 2 ** 16))}
+
+
+def _check_conv_transpose2d_backward(check, x, weight, bias, options, seed):
+    """conv_transpose2d's gradients at one stride, every input needing one, in both dtypes,
+    against J^T g of y[n, G(k) C_out/G + o, s i + d p - pad, s j + d q - pad] +=
+    w[k, o, p, q] x[n, k, i, j] (each input position the small side of ``_meetings``, the
+    output, H_out = (H - 1) s - 2 pad + d (Kh - 1) + output_padding + 1 high, the big one)."""
+    from minilean.nn import functional as F
+    stride, padding, dilation = options["stride"], options["padding"], options["dilation"]
+    batch, _, height, width = x.shape
+    _, out_per_group, kh, kw = weight.shape
+    # the rows of dy that x reaches, H_u = (H - 1) s + d (Kh - 1) + 1, and the output's
+    reached = [(side - 1) * stride + dilation * (k - 1) + 1
+               for side, k in ((height, kh), (width, kw))]
+    out_h, out_w = (side - 2 * padding + extra
+                    for side, extra in zip(reached, options["output_padding"]))
+    g = upstream(seed, (batch, options["groups"] * out_per_group, out_h, out_w))
+    references = _convolution_reference(x, weight, g, _meetings(
+        x.shape, g.shape, weight.shape, stride, (padding, padding), dilation, options["groups"]))
+    roundings = (kh * kw * out_per_group, batch * reached[0] * reached[1],
+                 max(batch * out_h * out_w - 1, 0))
+    for dtype in ENGINE_DTYPES:
+        tensors = [engine(a, dtype, requires_grad=True)
+                   for a in ((x, weight) if bias is None else (x, weight, bias))]
+        F.conv_transpose2d(*tensors, **options).backward(engine(g, dtype))
+        _check_convolution_grads(check, tensors, references, roundings, f"conv_transpose2d "
+                                 f"{weight.shape} stride {stride} ({dtype.__name__})")
+
+
+@statement(backward_name("conv_transpose2d"), about=(f"{CONV}.conv_transpose2d",),
+           given=_conv_transpose_inputs())
+def conv_transpose2d_backward_matches_vjp(check, x, weight, bias, fan_weight, padding, dilation,
+                                          output_padding, groups, seed):
+    """conv_transpose2d's backward: dx, dw, db = J^T g of its defining sum (mpmath), at stride
+    1 and 2 with output_padding; bound gamma_m sum |terms|, m = Kh Kw C_out/G for dx (one dot
+    product; or C_out, then Kh Kw - 1 shifted-row additions), N H_u W_u for dw (the positions
+    of dy that x reaches), N H_out W_out - 1 additions for db."""
+    # both strides every example: the decoders' stride 2 (im2col of dy at stride 2), and
+    # stride 1 (the im2col and, for x's first channel fanned out to 4, the shifted rows)
+    for stride in (1, 2):
+        # output_padding below max(stride, dilation): at stride 1 only with dilation 2
+        extra = tuple(min(pad, max(stride, dilation) - 1) for pad in output_padding)
+        options = {"stride": stride, "padding": padding, "output_padding": extra,
+                   "dilation": dilation}
+        _check_conv_transpose2d_backward(check, x, weight, bias, dict(options, groups=groups),
+                                         seed)
+        if stride == 1:
+            _check_conv_transpose2d_backward(check, x[:, :1], fan_weight, None,
+                                             dict(options, groups=1), seed)
 
 
 # --- embedding ------------------------------------------------------------------------------
@@ -431,19 +598,19 @@ def _embedding_inputs(draw):
                            st.tuples(st.integers(1, 3), st.integers(1, 3))))
     picks = draw(st.lists(st.integers(0, rows - 1), min_size=math.prod(shape),
                           max_size=math.prod(shape)))
-    return {"weight": _array(draw, (rows, dim), -4, 4),
+    return {"weight": real_array(draw, (rows, dim), -4, 4),
             "indices": numpy.asarray(picks, dtype=numpy.int64).reshape(shape),
             "seed": draw(st.integers(0, 2 ** 16))}
 
 
-@statement(_name("embedding"), about=("minilean.nn.functional.embedding",),
+@statement(backward_name("embedding"), about=("minilean.nn.functional.embedding",),
            given=_embedding_inputs())
 def embedding_backward_matches_vjp(check, weight, indices, seed):
     """embedding's backward: dw[r] = sum of g over the positions that picked row r (mpmath);
     bound gamma_{k-1} sum |g| for a row picked k times (k - 1 additions; 0 for k <= 1)."""
     from minilean.nn import functional as F
     g = upstream(seed, indices.shape + weight.shape[1:])
-    flat_indices, flat_g = indices.reshape(-1), _mp_array(g).reshape(-1, weight.shape[1])
+    flat_indices, flat_g = indices.reshape(-1), mp_array(g).reshape(-1, weight.shape[1])
     reference, terms, picks = [], [], []
     for row in range(weight.shape[0]):
         chosen = flat_g[flat_indices == row]
@@ -461,7 +628,7 @@ def embedding_backward_matches_vjp(check, weight, indices, seed):
 # --- mutants: broken backwards of these layers ----------------------------------------------
 
 @mutant("layer_norm backward without the variance's term", f"{NORM}._standardize_backward",
-        caught_by=[_name("layer_norm")])
+        caught_by=[backward_name("layer_norm"), backward_name("layer_norm_no_affine")])
 def standardize_backward_without_variance_term(original):
     """LayerNorm's dx is r (gxhat - mean(gxhat)), without - xhat mean(gxhat xhat): r treated
     as a constant, the path through the variance dropped."""
@@ -470,15 +637,39 @@ def standardize_backward_without_variance_term(original):
 
 
 @mutant("norm affine gradients in the wrong order", f"{NORM}._affine_grads",
-        caught_by=[_name("layer_norm"), _name("group_norm")])
+        caught_by=[backward_name("layer_norm"), backward_name("group_norm")])
 def affine_grads_swapped(original):
     """LayerNorm's and GroupNorm's backward return sum dy where the weight's gradient belongs
     and sum dy xhat where the bias's does."""
     return lambda ctx, needs, weight_grad, bias_grad: original(ctx, needs, bias_grad, weight_grad)
 
 
+@mutant("layer_norm without affine applying r twice", f"{NORM}.LayerNorm.backward",
+        caught_by=[backward_name("layer_norm_no_affine")])
+def layer_norm_no_affine_r_twice(original):
+    """LayerNorm's backward without a weight takes gxhat = r dy, GroupNorm's folded scale r w
+    copied with w = 1, and the standardisation's backward multiplies by r again."""
+    def backward(ctx, grad):
+        if ctx.weight is None:
+            ctx.weight = ctx.inv_std
+        return original(ctx, grad)
+    return backward
+
+
+@mutant("group_norm without affine forgetting r in dy's term", f"{NORM}.GroupNorm.backward",
+        caught_by=[backward_name("group_norm_no_affine")])
+def group_norm_no_affine_without_r(original):
+    """GroupNorm's backward without a weight takes dx's first term as dy, not r dy (LayerNorm's
+    gxhat = dy copied, where GroupNorm folds r into its scale)."""
+    def backward(ctx, grad):
+        if ctx.weight is None:
+            ctx.scale = 1
+        return original(ctx, grad)
+    return backward
+
+
 @mutant("group_norm backward without the fused SiLU", f"{NORM}.GroupNorm.backward",
-        caught_by=[_name("group_norm")])
+        caught_by=[backward_name("group_norm"), backward_name("group_norm_no_affine")])
 def group_norm_backward_without_silu(original):
     """GroupNorm.backward takes dy as the gradient at the norm's own output even when a SiLU
     was fused after it (the activation's slope forgotten)."""
@@ -489,7 +680,8 @@ def group_norm_backward_without_silu(original):
 
 
 @mutant("var backward dividing by n - 1 whatever unbiased",
-        "minilean.autograd.reduce.Var.backward", caught_by=[_name("normalize_patches")])
+        "minilean.autograd.reduce.Var.backward",
+        caught_by=[backward_name("normalize_patches"), backward_name("var"), backward_name("std")])
 def var_backward_bessel_always(original):
     """Var.backward gives 2 (x_i - m) / (n - 1) also for the population variance
     (unbiased=False, normalize_patches'), Bessel's correction kept where it does not belong."""
@@ -500,23 +692,47 @@ def var_backward_bessel_always(original):
 
 
 @mutant("conv2d input gradient with the kernel unflipped", f"{CONV}._flipped_transpose",
-        caught_by=[_name("conv2d")])
+        caught_by=[backward_name("conv2d"), backward_name("conv2d_frozen_weight")])
 def adjoint_kernel_unflipped(original):
     """The stride-1 dx correlates dy with w's channels swapped but its space not reversed: the
     adjoint of a correlation taken as a correlation with the same kernel."""
     return lambda weight, groups: original(weight, groups)[:, :, ::-1, ::-1]
 
 
+@mutant("conv2d shifted rows paired with the kernel offsets reversed",
+        f"{CONV}.shifted_conv_forward",
+        caught_by=[backward_name("conv2d_frozen_weight"), backward_name("conv_transpose2d")])
+def shifted_rows_offsets_reversed(original):
+    """shifted_conv_forward adds the row block of shift (p, q) times the weights of offset
+    (Kh - 1 - p, Kw - 1 - q): the row shifts walked from the last offset while the kernel's
+    columns go from the first, a flipped kernel (conv2d's stride-1 dx from few input channels
+    to many, with the weight needing no gradient, goes through it, and conv_transpose2d's
+    stride-1 dx from many to few)."""
+    return lambda x_pad, weight, dilation: original(x_pad, weight[:, :, ::-1, ::-1], dilation)
+
+
 @mutant("conv2d weight gradient of the first image only", f"{CONV}.conv_weight_grad",
-        caught_by=[_name("conv2d")])
+        caught_by=[backward_name("conv2d"), backward_name("conv_transpose2d")])
 def weight_grad_first_image(original):
     """conv_weight_grad (the columns' path: stride 2, padding beyond d (K - 1), or an input
     needing no gradient) sums X^T dL/dY over the first image, not over the batch."""
     return lambda x_pad, grad_y, *sizes: original(x_pad[:1], grad_y[:1], *sizes)
 
 
+@mutant("conv_transpose2d weight gradient with the kernel flipped",
+        f"{CONV}.ConvTranspose2d.backward", caught_by=[backward_name("conv_transpose2d")])
+def conv_transpose_weight_grad_flipped(original):
+    """ConvTranspose2d.backward returns dL/dw with its kernel axes reversed: the [::-1, ::-1]
+    that conv2d's stride-1 weight gradient needs (conv_grads_stride1 reads it off the flipped
+    columns of dy) carried over to Cols(dy_pad)^T X, which needs none."""
+    def backward(ctx, grad):
+        grad_x, grad_weight, grad_bias = original(ctx, grad)
+        return grad_x, None if grad_weight is None else grad_weight[:, :, ::-1, ::-1], grad_bias
+    return backward
+
+
 @mutant("embedding backward keeping one pick of a repeated row",
-        "minilean.autograd.shape.GetItem.backward", caught_by=[_name("embedding")])
+        "minilean.autograd.shape.GetItem.backward", caught_by=[backward_name("embedding")])
 def getitem_backward_assigning(original):
     """GetItem.backward stores dy at the picked rows (dx[index] = dy) instead of adding it: a
     row the lookup picks several times keeps only the last pick's gradient."""

@@ -1,0 +1,190 @@
+"""var and std, with and without Bessel's correction: their backward against an mpmath
+vector-Jacobian product, and std's gradient where the standard deviation is 0.
+
+    var(x) = sum_i (x_i - m)^2 / (n - c),  m = mean(x),  c = 1 (unbiased, the default) or 0;
+    d var / dx_j = (2 / (n - c)) sum_i (x_i - m) (delta_ij - 1/n),
+    d std / dx_j = (d var / dx_j) / (2 std),
+
+the chain rule through the mean written out entry by entry (the engine's backward drops the
+mean's terms, which sum to zero). Hypothesis draws x (R, n), R = 1..3, n = 2..6, reduced over
+all of it or over each row, keepdim or not, and a seed for the upstream gradient g; every
+example runs both corrections. The engine's gradients, in float64 and float32, must come back
+in x's dtype and shape and lie within a running error bound (``proofs.running_error``) carried
+through the engine's own steps: the mean, x - m, (g (2 / (n - c))) (x - m) for var; for std
+also the sum of squares, its root s and g / (2 s) first. x - m carries ~ u |x| however small
+it is, so std's 1 / s magnifies it: std's statement asks each reduced slice to spread over at
+least 2^-10 (max - min), which keeps s clear of its own error (the check asks the bound to be
+finite). The replay's exact value must equal the reference at 50 digits.
+
+Where s = 0 the root has a kink. The engine's ``Std.backward`` defines the gradient there as 0
+(PyTorch's choice), but it takes that branch only where its *computed* s is 0: where every x_i
+is equal *and* the mean it computes of them is exact. That is so in float64 for every float32
+value (n x has at most 24 + 3 bits for n <= 8), and in float32 for values of at most 21
+significant bits (then every partial sum k x, k <= 8, is exact, whatever the order). In float32
+the mean of n equal values of 24 bits can round (n = 3: 3 x needs 26 bits), and then x - m is
++-u |x| everywhere, s ~ u |x| > 0, and the gradient g sign(x - m) / sqrt(n (n - c)) on every
+element, nowhere near 0 and not even a subgradient (it does not sum to 0): the relaxed strategy
+of ``std_zero_variance`` drops the 21-bit hypothesis and finds such an example. For n = 1 with
+Bessel's correction the variance is 0/0: the engine's std is nan (as NumPy's with ddof=1), and
+so is the gradient it returns, which the statement checks.
+"""
+import mpmath
+import numpy
+from hypothesis import assume
+from hypothesis import strategies as st
+
+from proofs.framework import statement
+from proofs.gradients import backward_name, check_against_replay, upstream
+from proofs.mutation import mutant
+from proofs.numerics import ENGINE_DTYPES, engine, mp_array, real_array, reals
+from proofs.running_error import Carried
+
+REDUCE = "minilean.autograd.reduce"
+LEAST_SPREAD = 2.0 ** -10  # std's hypothesis: each reduced slice spreads at least this far
+
+
+@st.composite
+def _spread_inputs(draw, least_spread=0.0):
+    """x (R, n) in [-4, 4], R = 1..3, n = 2..6, reduced over all (dim None) or each row
+    (dim -1), keepdim or not; each reduced slice spreading over at least ``least_spread``."""
+    x = real_array(draw, (draw(st.integers(1, 3)), draw(st.integers(2, 6))), -4, 4)
+    dim = draw(st.sampled_from([None, -1]))
+    assume(all(numpy.ptp(row) >= least_spread for row in _slices(x, dim)))
+    return {"x": x, "dim": dim, "keepdim": draw(st.booleans()),
+            "seed": draw(st.integers(0, 2 ** 16))}
+
+
+def _slices(values, dim):
+    """The reduced slices of x (R, n) as rows, in x's element order."""
+    return values.reshape(1, -1) if dim is None else values
+
+
+def _output_shape(x, dim, keepdim):
+    if dim is None:
+        return (1, 1) if keepdim else ()
+    return (x.shape[0], 1) if keepdim else (x.shape[0],)
+
+
+def _reference(x, g, dim, correction, root):
+    """J^T g of var (or std, ``root``) over each slice, entry by entry (module docstring)."""
+    dx = []
+    for row, grad in zip(_slices(mp_array(x), dim), mp_array(g).reshape(-1)):
+        n = len(row)
+        mean = mpmath.fsum(row) / n
+        scale = 2 * grad / (n - correction)
+        if root:
+            scale /= 2 * mpmath.sqrt(mpmath.fsum((v - mean) ** 2 for v in row) / (n - correction))
+        dx += [scale * mpmath.fsum((v - mean) * ((i == j) - mpmath.mpf(1) / n)
+                                   for i, v in enumerate(row)) for j in range(n)]
+    return dx
+
+
+def _replay(x, g, dim, correction, root, dtype):
+    """The engine's steps on each slice: m (a sum, then / n), c = x - m; for std the root
+    s = sqrt(sum c^2 / (n - c)) and g / (2 s) in g's place; then (g (2 / (n - c))) c, with
+    2 / (n - c) a Python float rounded to the dtype."""
+    dx = []
+    for row, grad in zip(_slices(Carried.array(x, dtype), dim),
+                         Carried.array(g, dtype).reshape(-1)):
+        divisor = len(row) - correction
+        mean = Carried.mean(row)
+        centered = [v - mean for v in row]
+        if root:
+            grad = grad / (2 * (Carried.total([c * c for c in centered]) / divisor).sqrt())
+        scale = grad * Carried.constant(mpmath.mpf(2) / divisor, dtype)
+        dx += [scale * c for c in centered]
+    return dx
+
+
+def _check_spread_backward(check, x, dim, keepdim, seed, root):
+    g = upstream(seed, _output_shape(x, dim, keepdim))
+    for unbiased, dtype in ((u, d) for u in (True, False) for d in ENGINE_DTYPES):
+        tensor = engine(x, dtype, requires_grad=True)
+        spread = tensor.std if root else tensor.var
+        spread(dim, keepdim=keepdim, unbiased=unbiased).backward(engine(g, dtype))
+        check_against_replay(check, tensor, _reference(x, g, dim, int(unbiased), root),
+                             _replay(x, g, dim, int(unbiased), root, dtype), dtype,
+                             f"{'std' if root else 'var'} dim {dim} unbiased {unbiased} "
+                             f"({dtype.__name__})")
+
+
+@statement(backward_name("var"), about=(f"{REDUCE}.var",), given=_spread_inputs())
+def var_backward_matches_vjp(check, x, dim, keepdim, seed):
+    """var's backward, unbiased and not: dx_j = (2 / (n - c)) sum_i g (x_i - m)
+    (delta_ij - 1/n); bound: the engine's steps carried (running error)."""
+    _check_spread_backward(check, x, dim, keepdim, seed, root=False)
+
+
+@statement(backward_name("std"), about=(f"{REDUCE}.std",),
+           given=_spread_inputs(least_spread=LEAST_SPREAD))
+def std_backward_matches_vjp(check, x, dim, keepdim, seed):
+    """std's backward, unbiased and not, each slice spreading over >= 2^-10: dx_j = (d var /
+    dx_j) / (2 std); bound: the engine's steps carried (running error)."""
+    _check_spread_backward(check, x, dim, keepdim, seed, root=True)
+
+
+def _few_bits():
+    """float32 values of at most 21 significant bits in [-4, 4]: k 2^-18, |k| <= 2^20."""
+    return st.integers(-2 ** 20, 2 ** 20).map(lambda k: k * 2.0 ** -18)
+
+
+@st.composite
+def _constant_rows(draw, values=None):
+    """x (R, n), R = 1..3 rows each of one value (from ``values``: 21-bit values by default),
+    n = 1..8, reduced over each row, keepdim or not."""
+    rows, width = draw(st.integers(1, 3)), draw(st.integers(1, 8))
+    row_values = draw(st.lists(_few_bits() if values is None else values, min_size=rows,
+                               max_size=rows))
+    return {"x": numpy.repeat(numpy.asarray(row_values, dtype=numpy.float64)[:, None], width,
+                              axis=1),
+            "keepdim": draw(st.booleans()), "seed": draw(st.integers(0, 2 ** 16))}
+
+
+@statement(backward_name("std_zero_variance"), about=(f"{REDUCE}.std",),
+           given=_constant_rows(), relaxed=_constant_rows(reals(-4, 4)))
+def std_zero_variance_gradient_is_zero(check, x, keepdim, seed):
+    """std where every x_i is equal (values of <= 21 bits): its gradient is 0 exactly (the
+    engine's branch, PyTorch's choice), unbiased and not; n = 1 unbiased: nan (0/0)."""
+    g = upstream(seed, _output_shape(x, -1, keepdim))
+    for unbiased, dtype in ((u, d) for u in (True, False) for d in ENGINE_DTYPES):
+        tensor = engine(x, dtype, requires_grad=True)
+        with numpy.errstate(invalid="ignore", divide="ignore"):  # n = 1 unbiased: 0/0
+            tensor.std(-1, keepdim=keepdim, unbiased=unbiased).backward(engine(g, dtype))
+        what = f"std of equal values, unbiased {unbiased} ({dtype.__name__})"
+        if unbiased and x.shape[1] == 1:
+            check.holds(numpy.isnan(tensor.grad.numpy()).all(), f"{what}: n = 1 is not nan")
+        else:
+            check.close(tensor.grad, [0] * x.size, 0, what)
+
+
+# --- mutants: broken backwards of var and std -----------------------------------------------
+
+@mutant("var backward dividing by n whatever unbiased", f"{REDUCE}.Var.backward",
+        caught_by=[backward_name("var"), backward_name("std")])
+def var_backward_population_always(original):
+    """Var.backward gives 2 (x_i - m) / n also for Bessel's variance (unbiased=True, the
+    default), the correction kept in the forward and forgotten in the backward."""
+    def backward(ctx, grad):
+        count = ctx.centered.size // numpy.size(grad)  # the elements each variance summarises
+        return original(ctx, grad) * (ctx.divisor / count)
+    return backward
+
+
+@mutant("std backward without sqrt's 1/2", f"{REDUCE}.Std.backward",
+        caught_by=[backward_name("std")])
+def std_backward_without_half(original):
+    """Std.backward takes d sqrt(v) / dv as 1 / sqrt(v), not 1 / (2 sqrt(v)): twice the
+    gradient."""
+    return lambda ctx, grad: original(ctx, 2 * grad)
+
+
+@mutant("std backward without its zero branch", f"{REDUCE}.Std.backward",
+        caught_by=[backward_name("std_zero_variance")])
+def std_backward_unguarded(original):
+    """Std.backward divides by 2 std also where std = 0: g / 0 times x - m = 0 is nan, where
+    the engine (and PyTorch) define the gradient as 0."""
+    def backward(ctx, grad):
+        from minilean.autograd.reduce import Var
+        with numpy.errstate(invalid="ignore", divide="ignore"):
+            return Var.backward(ctx, grad / (2 * ctx.out))
+    return backward
