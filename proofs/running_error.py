@@ -119,3 +119,10 @@ class Carried:
         """The engine's mean: the sum, then one division by the count."""
         terms = list(terms)
         return Carried.total(terms) / len(terms)
+
+    @staticmethod
+    def centered(terms):
+        """x_i - m as the engine's ``Var`` computes it: (x_i - x_1) - mean(x - x_1)."""
+        shifted = [term - terms[0] for term in terms]
+        mean = Carried.mean(shifted)
+        return [term - mean for term in shifted]

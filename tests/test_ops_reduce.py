@@ -144,6 +144,20 @@ def test_std_of_equal_values_has_gradient_zero():
     np.testing.assert_allclose(rows.grad.numpy(), [[0.0, 0.0], [-0.5, 0.5]])
 
 
+@pytest.mark.parametrize("n", [3, 5, 6, 7])
+def test_equal_float32_values_have_variance_and_std_zero_with_gradient_zero(n):
+    """Equal values of all 24 bits, whose float32 mean can round (3 x needs 26 bits): var and
+    std are exactly 0 and so are their gradients, as in PyTorch; a mean that rounded would
+    leave x - m = +-u |x|, a std of ~u |x| and a gradient of g / sqrt(n (n - 1)) per element."""
+    values = np.random.default_rng(n).uniform(0.5, 1, 40).astype(np.float32)
+    for reduce in (ml.var, ml.std):
+        x = ml.tensor(np.repeat(values[:, None], n, axis=1), requires_grad=True)
+        out = reduce(x, 1)
+        out.sum().backward()
+        np.testing.assert_array_equal(out.numpy(), np.zeros(len(values)))
+        np.testing.assert_array_equal(x.grad.numpy(), np.zeros((len(values), n)))
+
+
 def test_var_of_one_element_is_nan_like_torch():
     x = ml.tensor([2.0], dtype=ml.float64, requires_grad=True)
     with np.errstate(divide="ignore", invalid="ignore"):

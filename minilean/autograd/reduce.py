@@ -79,10 +79,18 @@ class Var(Function):
     """y = sum_i (x_i - m)^2 / (n - c),  m the mean, c = 1 if unbiased else 0;
 
     dy/dx_i = 2 (x_i - m) / (n - c)  (the terms through m sum to zero).
+
+    Computed as x_i - m = (x_i - x_1) - mean(x - x_1), x_1 the first element of each reduced
+    slice: the same number, but a slice of equal values gives exact zeros. Their mean itself
+    can round (in float32, 3 x of a 24-bit x needs 26 bits), and x - m would then be +-u |x|,
+    a variance of ~u^2 x^2, and a std whose gradient is g sign(x - m) / sqrt(n (n - c)) instead
+    of 0. (Shifting by a sample also keeps the centring accurate for data far from 0.)
     """
     @staticmethod
     def forward(ctx, x, axes=(), keepdim=False, correction=1):
-        centered = x - x.mean(axis=axes, keepdims=True)
+        first = tuple(slice(0, 1) if axis in axes else slice(None) for axis in range(x.ndim))
+        shifted = x - x[first]
+        centered = shifted - shifted.mean(axis=axes, keepdims=True)
         divisor = builtins.max(_count(x.shape, axes) - correction, 0)
         out = (centered * centered).sum(axis=axes, keepdims=keepdim) / divisor
         if ctx.recording:

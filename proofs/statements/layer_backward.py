@@ -315,10 +315,11 @@ def _patch_inputs(draw):
 
 
 def _normalize_patches_replay(patches, g, dtype):
-    """The composite's own steps: mean m (Sum, then / P), the variance (Var: its own centring,
-    sum of squares / P), s = sqrt(var + eps), y = (x - m) / s; backward through Div (g / s, and
-    -(g / s) y summed over the patch for s), Sub (-(g / s) summed, for m), Sqrt (/ (2 s)), Var
-    ((. (2/P)) (x - m)) and Mean (/ P), the three contributions to x added in any order."""
+    """The composite's own steps: mean m (Sum, then / P), the variance (Var: its own centring
+    c, about the patch's first value, sum of squares / P), s = sqrt(var + eps),
+    y = (x - m) / s; backward through Div (g / s, and -(g / s) y summed over the patch for s),
+    Sub (-(g / s) summed, for m), Sqrt (/ (2 s)), Var ((. (2/P)) c) and Mean (/ P), the three
+    contributions to x added in any order."""
     eps = Carried.constant(PATCH_EPS, dtype)
     dx = []
     for patch, grad in zip(Carried.array(patches, dtype).reshape(-1, patches.shape[-1]),
@@ -326,14 +327,15 @@ def _normalize_patches_replay(patches, g, dtype):
         size = len(patch)
         mean = Carried.mean(patch)
         centered = [v - mean for v in patch]
-        std = (Carried.total([c * c for c in centered]) / size + eps).sqrt()
+        var_centered = Carried.centered(list(patch))  # Var's own centring, about x_1
+        std = (Carried.total([c * c for c in var_centered]) / size + eps).sqrt()
         out = [c / std for c in centered]
         grad_a = [gi / std for gi in grad]
         grad_var = Carried.total([-a * y for a, y in zip(grad_a, out)]) / (2 * std)
         grad_mean = Carried.total([-a for a in grad_a]) / size
         two_over_size = Carried.constant(mpmath.mpf(2) / size, dtype)
         dx += [Carried.total([a, grad_mean, (grad_var * two_over_size) * c])
-               for a, c in zip(grad_a, centered)]
+               for a, c in zip(grad_a, var_centered)]
     return dx
 
 
