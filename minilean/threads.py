@@ -3,17 +3,19 @@
 On the CPU, most of a training step is matrix products (convolutions become them), and NumPy
 hands those to its BLAS library, which starts one thread per core by default. Each product is
 split among the threads and waits for the last of them. On an idle machine that pays: the
-default diffusion step takes 95 ms with two threads and 125 ms with one on a 2-core Xeon. When
-another process keeps a core busy, the thread that lands there runs only when the scheduler
-lets it, and every product waits for it: 313 ms against 128 ms with one thread, on the same
-machine with one busy core (``benchmarks/RESULTS.md``, "BLAS threads"). So a busy machine wants
-one thread, an idle one all of them, and only the user knows which it is.
+default diffusion step takes 77-79 ms with two threads and 99-105 ms with one on a 2-core Xeon.
+When another process keeps a core busy, the thread that lands there runs only when the
+scheduler lets it, and every product waits for it: 333-368 ms against 106-108 ms with one
+thread, on the same machine with one core kept busy (``benchmarks/blas_threads.py``; its
+numbers in ``benchmarks/RESULTS.md``, "BLAS threads"). So a busy machine wants one thread, an
+idle one all of them, and only the user knows which it is.
 
 The thread count changes how a product is split, and with it the rounding of float32 sums: a
 run is bit-for-bit repeatable on one machine with one thread count, not across counts. The
 command line's ``--threads`` (saved with the run's flags) sets it; from Python,
 ``minilean.set_num_threads`` (PyTorch's name). The count is the process's: it applies to every
-product that follows. threadpoolctl (a dependency of the package) finds the BLAS library NumPy loaded, whichever it is.
+product that follows. threadpoolctl (a dependency of the package) finds the BLAS library
+NumPy loaded, whichever it is.
 """
 import numbers
 
