@@ -43,6 +43,7 @@ class Outcome:
     status: str = "pass"          # "pass", "FAIL" or "missing"
     message: str = ""
     statistical_tests: int = 0    # made by proofs.statistics, within its budget per run
+    gaussian_law_tests: int = 0   # of them, tests of a Gaussian law (GAUSSIAN_LAWS lists who)
 
 
 class Check:
@@ -51,6 +52,7 @@ class Check:
     def __init__(self):
         self.worst_ratio, self.worst_error, self.worst_bound = -1.0, 0.0, 0.0
         self.statistical_tests = 0  # counted by proofs.statistics (each can be a false alarm)
+        self.gaussian_law_tests = 0  # of them, those of gaussian_law_checks
 
     def close(self, computed, reference, bound, what):
         """Assert |computed - reference| <= bound elementwise (bound 0 means exactly equal)."""
@@ -155,6 +157,7 @@ class Statement:
         outcome.examples = counter[0]
         outcome.worst_error, outcome.worst_bound = check.worst_error, check.worst_bound
         outcome.statistical_tests = check.statistical_tests
+        outcome.gaussian_law_tests = check.gaussian_law_tests
         return outcome
 
     def counterexample(self, max_examples=200):

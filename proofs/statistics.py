@@ -210,6 +210,7 @@ def gaussian_law_checks(check, samples, mean, std, what):
     samples = numpy.asarray(samples, dtype=numpy.float64).reshape(-1)
     n = samples.size
     check.statistical_tests += 3
+    check.gaussian_law_tests += 3
     check.close(samples.mean(), mpmath.mpf(mean), Z * std / math.sqrt(n), f"{what}: mean")
     check.close(samples.var(ddof=1), mpmath.mpf(std) ** 2, std ** 2 * variance_band(n),
                 f"{what}: variance")

@@ -3,7 +3,7 @@ it is about has not been written yet)."""
 import pytest
 
 from proofs.framework import load_all
-from proofs.statistics import TESTS
+from proofs.statistics import GAUSSIAN_LAWS, TESTS
 
 STATEMENTS = load_all()
 
@@ -21,6 +21,10 @@ def test_statement_holds(name):
     assert outcome.statistical_tests <= examples * per_example, (
         f"{outcome.statistical_tests} statistical tests, more than the {examples} x "
         f"{per_example} budgeted for {name} in proofs/statistics.py's TESTS")
+    # the law tests' power is shared out among GAUSSIAN_LAWS: one left out would go uncounted
+    assert (outcome.gaussian_law_tests > 0) == (name in GAUSSIAN_LAWS), (
+        f"{name} makes {outcome.gaussian_law_tests} Gaussian law tests; proofs/statistics.py's "
+        f"GAUSSIAN_LAWS must list exactly the statements that make some")
 
 
 def test_the_false_alarm_budget_uses_each_statements_max_examples():
