@@ -1,5 +1,5 @@
 """Importing this package registers every statement, area by area."""
 from proofs.statements import (autograd, diffusion, gan, mae, objective, vae, vqvae,  # noqa: F401
                                 likelihood, wiring, v_prediction,
-                                continuous_schedule, pixel_likelihood, layer_backward,
-                                pool_backward, variance_backward)
+                                continuous_schedule, beta_schedule, pixel_likelihood,
+                                layer_backward, pool_backward, variance_backward)

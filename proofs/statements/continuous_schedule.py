@@ -9,12 +9,18 @@ the definitions in ``minilean.models.diffusion``'s docstrings:
   (k = 0 for t = 0), sigma(t) = sqrt(1 - alpha_bar(t)), timestep(t) = t T - 1 clamped to
   [0, T - 1];
 * alpha_bar_at(alpha_bar, t), t in [0, T - 1]: log alpha_bar interpolated linearly between the
-  integer timesteps (alpha_bar[t] itself for an integer t).
+  integer timesteps (alpha_bar[t] itself for an integer t);
+* rhs(eps_model)(x, t), the drift pf_ode_sample_euler integrates: the probability-flow ODE
+  dx/dt = f x - g^2 / 2 score of the VP SDE dx = f x dt + g dW whose marginals are
+  N(sqrt(alpha_bar(t)) x0, 1 - alpha_bar(t)), score = -eps_hat / sigma(t). f and g^2 are
+  derived here from those marginals by mpmath.diff (not from beta(t)): over the reals they
+  come to -beta(t) / 2 and beta(t), so the drift is pf_ode_rhs's -beta/2 (x - eps_hat / sigma).
 
-All of it is float64 host arithmetic. t is drawn float32 and T <= 6, so t T is exact in float64
-(a 24-bit significand times a 3-bit integer) and the knot interval the engine picks is the
-exact one. Rounding counts (numerics.py): log1p, log and exp LIBRARY = library_roundings(F64)
-each (4).
+The schedule is float64 host arithmetic (rhs's last steps run in the engine's dtype). t is drawn
+float32 and T <= 6, so t T is exact in float64 (a 24-bit significand times a 3-bit integer) and
+the knot interval the engine picks is the exact one; at other times (the sampler's grid, the
+knots) the reference takes the engine's float64 t T. Rounding counts (numerics.py): log1p, log
+and exp LIBRARY = library_roundings(F64) each (4).
 """
 import mpmath
 import numpy
@@ -22,15 +28,17 @@ from hypothesis import strategies as st
 
 from proofs.framework import statement
 from proofs.mutation import mutant
-from proofs.numerics import gamma, library_roundings, mp, mp_tolerance, reals
+from proofs.numerics import (ENGINE_DTYPES, engine, gamma, host, library_roundings, mp,
+                             mp_tolerance, reals)
 
 DIFFUSION = "minilean.models.diffusion"
 F64 = numpy.float64
 LIBRARY = library_roundings(F64)  # one exp, log or log1p call (numerics.py)
 
 
-def _betas():
-    return st.lists(reals(2 ** -13, 0.5), min_size=1, max_size=6).map(numpy.asarray)
+def _betas(unique=False):
+    return st.lists(reals(2 ** -13, 0.5), min_size=1, max_size=6, unique=unique).map(
+        numpy.asarray)
 
 
 def _log_knots(betas):
@@ -58,6 +66,17 @@ def _exponent_bound(left, right, summed):
     return 2 * d + gamma(LIBRARY, F64)
 
 
+def _sigma_and_bound(value, relative):
+    """sigma = sqrt(1 - alpha_bar) for the exact alpha_bar ``value``, and a bound on the
+    engine's sigma when its alpha_bar is within ``relative`` * value: |sqrt(x) - sqrt(y)| <=
+    |x - y| / sqrt(y) and <= sqrt|x - y|; x = 1 - alpha_bar is off by alpha_bar's error plus
+    the subtraction's rounding, then the sqrt rounds once."""
+    sigma = mpmath.sqrt(1 - value)
+    spread = relative * value + gamma(1, F64) * (1 - value)
+    limit = min(spread / sigma, mpmath.sqrt(spread)) if sigma > 0 else mpmath.sqrt(spread)
+    return sigma, limit + gamma(1, F64) * sigma
+
+
 @statement("continuousSchedule_values",
            about=(f"{DIFFUSION}.ContinuousSchedule:alpha_bar",
                   f"{DIFFUSION}.ContinuousSchedule:beta", f"{DIFFUSION}.ContinuousSchedule:sigma",
@@ -78,13 +97,8 @@ def continuous_schedule(check, betas, t):
         value, left, right = _interpolated(knots, u)
         relative = _exponent_bound(left, right, T)
         check.close(schedule.alpha_bar(time), value, relative * value, f"alpha_bar({time})")
-        # sigma: |sqrt(x) - sqrt(y)| <= |x - y| / sqrt(y) and <= sqrt|x - y|; x = 1 - alpha_bar
-        # is off by alpha_bar's error plus the subtraction's rounding, then the sqrt rounds once
-        sigma = mpmath.sqrt(1 - value)
-        spread = relative * value + gamma(1, F64) * (1 - value)
-        limit = min(spread / sigma, mpmath.sqrt(spread)) if sigma > 0 else mpmath.sqrt(spread)
-        check.close(schedule.sigma(time), sigma, limit + gamma(1, F64) * sigma,
-                    f"sigma({time})")
+        sigma, limit = _sigma_and_bound(value, relative)
+        check.close(schedule.sigma(time), sigma, limit, f"sigma({time})")
         k = min(max(int(mpmath.ceil(u)) - 1, 0), T - 1)
         rate = -T * mpmath.log(1 - mp(betas[k]))
         # -T log1p(-beta_k): the library call and the product
@@ -145,6 +159,85 @@ def respaced(check, T, steps):
             check.close(t, grid, 0.5 + gamma(4, F64) * T, f"timestep {i}")
 
 
+def _vp_drift(knots, T, u):
+    """(f, g^2, sigma) at t = u / T (u > 0) of the VP SDE dx = f(t) x dt + g(t) dW whose
+    marginals are the schedule's q(x_t | x_0) = N(m(t) x_0, v(t)), m = sqrt(alpha_bar(t)),
+    v = 1 - alpha_bar(t): f = m' / m and g^2 = v' - 2 f v, the derivatives taken by
+    mpmath.diff from the left (the knot interval a backward step crosses), in the variable
+    w = t T, whose knots are the integers (d/dt = T d/dw)."""
+    def alpha(w):
+        return _interpolated(knots, w)[0]
+
+    def mean(w):
+        return mpmath.sqrt(alpha(w))
+
+    def variance(w):
+        return 1 - alpha(w)
+    f = T * mpmath.diff(mean, u, direction=-1) / mean(u)
+    g2 = T * mpmath.diff(variance, u, direction=-1) - 2 * f * variance(u)
+    return f, g2, mpmath.sqrt(variance(u))
+
+
+def _rhs_given():
+    """Distinct betas (a schedule with two equal neighbours cannot tell their intervals
+    apart), and the model's scale c at least 1/4 from 0 (eps_hat = 0 would hide the score)."""
+    return {"betas": _betas(unique=True), "t": reals(2 ** -16, 1), "steps": st.integers(1, 4),
+            "x": st.lists(reals(-3, 3), min_size=1, max_size=4).map(numpy.asarray),
+            "c": st.one_of(reals(-2, -0.25), reals(0.25, 2))}
+
+
+@statement("continuousSchedule_rhs_pf_ode_drift",
+           about=(f"{DIFFUSION}.ContinuousSchedule:rhs", f"{DIFFUSION}.pf_ode_rhs",
+                  f"{DIFFUSION}.ContinuousSchedule:beta",
+                  f"{DIFFUSION}.ContinuousSchedule:sigma",
+                  f"{DIFFUSION}.ContinuousSchedule:timestep"),
+           given=_rhs_given())
+def continuous_rhs(check, betas, t, steps, x, c):
+    """ContinuousSchedule(betas).rhs(eps_model)(x, t) = f(t) x + g(t)^2 / 2 eps_hat / sigma(t),
+    the probability-flow ODE of the VP SDE dx = f x dt + g dW whose marginals are the
+    schedule's N(sqrt(alpha_bar(t)) x0, 1 - alpha_bar(t)): f = d/dt log sqrt(alpha_bar),
+    g^2 = d/dt (1 - alpha_bar) - 2 f (1 - alpha_bar) (mpmath.diff, from the left), score
+    -eps_hat / sigma, with eps_hat = eps_model(x, timestep(t)), timestep(t) = clamp(t T - 1,
+    0, T - 1), at a drawn t in (0, 1], at the sampler's t = 1 - k/n (k < n <= 4) and in the
+    middle of every knot interval."""
+    from minilean.models import diffusion
+    schedule, T = diffusion.ContinuousSchedule(betas), len(betas)
+    knots = _log_knots(betas)
+    for dtype in ENGINE_DTYPES:
+        seen = []
+
+        def eps_model(v, timestep):  # depends on the timestep, so a wrong one shows; never 0
+            eps_hat = (v.tanh() + 2.0) * (c * (timestep + 1.0))
+            seen.append((timestep, host(eps_hat)))
+            return eps_hat
+        drift = schedule.rhs(eps_model)
+        grid = [1.0 - k / steps for k in range(steps)]  # pf_ode_sample_euler's times
+        for time in [t] + grid + [(k + 0.5) / T for k in range(T)]:
+            computed = host(drift(engine(x, dtype), time))
+            timestep, eps_hat = seen[-1]
+            # t T as the engine forms it (exact for the drawn t), as continuousSchedule_values
+            u = mp(time * T)
+            check.close(timestep, min(max(u - 1, 0), T - 1), gamma(1, F64) * (u + 1),
+                        f"the model's timestep at t = {time} ({dtype.__name__})")
+            f, g2, sigma = _vp_drift(knots, T, u)
+            eps_hat = mp(eps_hat)  # the model's own output, exact: rhs's input
+            exact = [f * xi + g2 / 2 * ei / sigma for xi, ei in zip(mp(x), eps_hat)]
+            # beta(t): log1p and the product by T (gamma_{LIBRARY+1} in float64, relative);
+            # -beta/2 rounded to the dtype (1); sigma within its bound, 1/sigma (1 in float64,
+            # rounded to the dtype: 1); eps_hat times it (1), x minus that (1), the product
+            # (1): 3 roundings in the dtype on x's path, 5 on eps_hat's
+            value, left, right = _interpolated(knots, u)
+            _, sigma_limit = _sigma_and_bound(value, _exponent_bound(left, right, T))
+            relative_sigma = sigma_limit / sigma
+            rate = 1 + gamma(LIBRARY + 1, F64)
+            x_path = rate * (1 + gamma(3, dtype)) - 1
+            eps_path = (rate * (1 + gamma(1, F64)) * (1 + relative_sigma / (1 - relative_sigma))
+                        * (1 + gamma(5, dtype)) - 1)
+            bounds = [g2 / 2 * (x_path * abs(xi) + eps_path * abs(ei) / sigma)
+                      for xi, ei in zip(mp(x), eps_hat)]
+            check.close(computed, exact, bounds, f"rhs at t = {time} ({dtype.__name__})")
+
+
 # --- mutants -------------------------------------------------------------------------------
 
 @mutant("continuous beta without the log1p", f"{DIFFUSION}.ContinuousSchedule.beta",
@@ -196,3 +289,42 @@ def respaced_without_zero(original):
         grid = numpy.round(numpy.linspace(T - 1, 0, steps, endpoint=False)).astype(int)
         return sorted(set(grid.tolist()), reverse=True)
     return broken
+
+
+def _broken_rhs(beta_at=None, score_sign=-1, model_time=None):
+    """ContinuousSchedule.rhs with beta read at ``beta_at(self, t)``, the score's sign
+    ``score_sign`` (-1 is right: the score is -eps_hat / sigma) and the model asked at
+    ``model_time(self, t)`` (each the engine's own when None)."""
+    from minilean.models import diffusion
+
+    def broken(self, eps_model):
+        def f(x, t):
+            eps_hat = eps_model(x, model_time(self, t) if model_time else self.timestep(t))
+            beta = self.beta(beta_at(self, t) if beta_at else t)
+            return diffusion.pf_ode_rhs(x, (-score_sign) * eps_hat, beta, self.sigma(t))
+        return f
+    return broken
+
+
+@mutant("PF-ODE drift with the score's sign flipped", f"{DIFFUSION}.ContinuousSchedule.rhs",
+        caught_by=["continuousSchedule_rhs_pf_ode_drift"])
+def rhs_score_sign(original):
+    """ContinuousSchedule.rhs = -beta/2 (x + eps_hat / sigma): the score taken as +eps_hat /
+    sigma (the drift -beta/2 (x + score) with eps_hat for the score)."""
+    return _broken_rhs(score_sign=1)
+
+
+@mutant("PF-ODE drift with beta at the model's timestep", f"{DIFFUSION}.ContinuousSchedule.rhs",
+        caught_by=["continuousSchedule_rhs_pf_ode_drift"])
+def rhs_beta_at_timestep(original):
+    """ContinuousSchedule.rhs reads beta at the model's timestep t T - 1 (the discrete clock)
+    where beta(t) takes t in [0, 1]: beta at the wrong time."""
+    return _broken_rhs(beta_at=lambda self, t: self.timestep(t))
+
+
+@mutant("PF-ODE drift asks the model at t", f"{DIFFUSION}.ContinuousSchedule.rhs",
+        caught_by=["continuousSchedule_rhs_pf_ode_drift"])
+def rhs_model_at_t(original):
+    """ContinuousSchedule.rhs calls eps_model(x, t) with t in [0, 1], not its timestep t T - 1:
+    the network is asked about (almost) clean images all along."""
+    return _broken_rhs(model_time=lambda self, t: t)

@@ -1,5 +1,6 @@
 """v-prediction (Salimans & Ho), the default ``--prediction v``: ``v_target``,
-``eps_model_from_v`` and ``v_prediction_loss`` of ``minilean.models.diffusion``.
+``eps_model_from_v`` and ``v_prediction_loss`` of ``minilean.models.diffusion``, and beside
+it the eps-prediction loss of ``--prediction eps`` (``eps_prediction_loss``).
 
 With a = alpha_bar_t, s = sqrt(a), n = sqrt(1 - a) (s^2 + n^2 = 1) and x_t = s x0 + n eps:
 
@@ -127,26 +128,51 @@ def v_loss_value(check, betas, t, x0, eps, c):
     x_t = q_sample(x0, t, eps) and v = sqrt(a) eps - sqrt(1 - a) x0, one timestep per row, for
     the linear model v_model(x, t) = c x (mpmath against the engine)."""
     from minilean.models import diffusion
+    _prediction_loss_check(check, diffusion.v_prediction_loss,
+                           lambda s, n, x, e: s * e - n * x, _v_error, betas, t, x0, eps, c)
+
+
+@statement("epsPredictionLoss_value",
+           about=(f"{DIFFUSION}.eps_prediction_loss", f"{DIFFUSION}.q_sample"),
+           given=_example())
+def eps_loss_value(check, betas, t, x0, eps, c):
+    """eps_prediction_loss(eps_model, x0, t, eps) = mean((eps_model(x_t, t) - eps)^2) with
+    x_t = q_sample(x0, t, eps) = sqrt(a) x0 + sqrt(1 - a) eps (the DDPM "simple" loss,
+    ``--prediction eps``), one timestep per row, for the linear model eps_model(x, t) = c x
+    (mpmath against the engine; eps itself is exact, so the target adds no rounding)."""
+    from minilean.models import diffusion
+    _prediction_loss_check(check, diffusion.eps_prediction_loss, lambda s, n, x, e: e,
+                           lambda s, n, x, e, dtype: 0, betas, t, x0, eps, c)
+
+
+def _prediction_loss_check(check, loss_function, target, target_error, betas, t, x0, eps, c):
+    """``loss_function(model, alpha_bar, x0, t, eps)`` = mean((model(x_t, t) - target)^2) with
+    x_t = q_sample(x0, t, eps), one timestep per row, for the linear model model(x, t) = c x,
+    against mpmath; ``target(s, n, x0, eps)`` is the regression target in mpmath and
+    ``target_error`` the engine's rounding bound on it."""
+    from minilean.models import diffusion
     alpha_bar = diffusion.alpha_bars(betas)
     for dtype in ENGINE_DTYPES:
-        loss = host(diffusion.v_prediction_loss(lambda x, time: x * dtype(c), alpha_bar,
-                                                engine(x0, dtype), t, engine(eps, dtype)))
+        loss = host(loss_function(lambda x, time: x * dtype(c), alpha_bar, engine(x0, dtype), t,
+                                  engine(eps, dtype)))
         total, slack, count = mpmath.mpf(0), mpmath.mpf(0), x0.size
         for row, step in enumerate(t):
             s, n = _coefficients(alpha_bar, step)
             for x, e in zip(mp(x0[row]), mp(eps[row])):
-                x_t, v = s * x + n * e, s * e - n * x
-                d = mp(c) * x_t - v
-                # d's error: c times x_t's, the product c x_t (1), v's, the difference (1)
-                e_d = (abs(mp(c)) * _xt_error(s, n, x, e, dtype) + _v_error(s, n, x, e, dtype)
-                       + gamma(2, dtype) * (abs(mp(c) * x_t) + abs(v)))
+                x_t, goal = s * x + n * e, target(s, n, x, e)
+                d = mp(c) * x_t - goal
+                # d's error: c times x_t's, the product c x_t (1), the target's, the
+                # difference (1)
+                e_d = (abs(mp(c)) * _xt_error(s, n, x, e, dtype)
+                       + target_error(s, n, x, e, dtype)
+                       + gamma(2, dtype) * (abs(mp(c) * x_t) + abs(goal)))
                 total += d * d
                 # d^2 from a d off by e_d: 2 |d| e_d + e_d^2; the square, the N - 1 additions
                 # and the division by N: gamma_{N+1} relative
                 slack += (2 * abs(d) * e_d + e_d * e_d) * (1 + gamma(count + 1, dtype)) \
                     + gamma(count + 1, dtype) * d * d
         check.close(float(loss), total / count, slack / count + mp_tolerance(total),
-                    f"v-prediction loss ({dtype.__name__})")
+                    f"loss ({dtype.__name__})")
 
 
 # --- mutants -------------------------------------------------------------------------------
@@ -181,3 +207,22 @@ def v_loss_on_eps(original):
     from minilean.models import diffusion
     return lambda v_model, alpha_bar, x0, t, eps: diffusion.eps_prediction_loss(
         v_model, alpha_bar, x0, t, eps)
+
+
+@mutant("eps-prediction loss feeds the model x0", f"{DIFFUSION}.eps_prediction_loss",
+        caught_by=["epsPredictionLoss_value"])
+def eps_loss_on_clean(original):
+    """eps_prediction_loss = mean((eps_model(x0, t) - eps)^2): the noising forgotten, the model
+    shown the clean image."""
+    from minilean.autograd.loss import mse_loss
+    return lambda eps_model, alpha_bar, x0, t, eps: mse_loss(eps_model(x0, t), eps)
+
+
+@mutant("eps-prediction loss regresses on v", f"{DIFFUSION}.eps_prediction_loss",
+        caught_by=["epsPredictionLoss_value"])
+def eps_loss_on_v(original):
+    """eps_prediction_loss = mean((eps_model(x_t, t) - v)^2): the network's eps scored against
+    the velocity target."""
+    from minilean.models import diffusion
+    return lambda eps_model, alpha_bar, x0, t, eps: diffusion.v_prediction_loss(
+        eps_model, alpha_bar, x0, t, eps)
