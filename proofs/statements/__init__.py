@@ -2,4 +2,5 @@
 from proofs.statements import (autograd, diffusion, gan, mae, objective, vae, vqvae,  # noqa: F401
                                 likelihood, wiring, v_prediction,
                                 continuous_schedule, beta_schedule, pixel_likelihood,
-                                layer_backward, pool_backward, variance_backward, optim)
+                                layer_backward, pool_backward, variance_backward, optim,
+                                timestep_embedding)
