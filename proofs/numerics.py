@@ -66,9 +66,11 @@ def mp_array(values):
 
 
 def engine(values, dtype, requires_grad=False):
-    """A minilean Tensor holding ``values`` in ``dtype`` (exact: the values are float32s)."""
+    """A minilean Tensor holding a copy of ``values`` in ``dtype`` (exact: the values are
+    float32s). A copy, so that an in-place update by the engine (an optimizer step, clipping)
+    leaves the statement's drawn values, its reference's inputs, as they were."""
     from minilean.autograd.tensor import Tensor
-    return Tensor(numpy.asarray(values, dtype=dtype), requires_grad=requires_grad)
+    return Tensor(numpy.array(values, dtype=dtype), requires_grad=requires_grad)
 
 
 def host(tensor_or_number):
