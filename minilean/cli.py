@@ -275,12 +275,14 @@ def _as_typed(name):
 
 
 def _negated_value_flag(flag):
-    """The error for ``--noNAME`` (fire's NAME=False) where NAME is a flag that takes a value:
-    it says how to give that value, or none, instead of calling False the value."""
+    """The error for ``--noNAME`` (fire's NAME=False; ``--NAME=False`` gives the same, so both
+    are named) where NAME is a flag that takes a value: it says how to give that value, or
+    none, instead of calling False the value."""
+    given = f"{flag.negation} (or {flag.option}=False)"
     if flag.optional:
-        return FlagError(f"{flag.negation}: {flag.option} is no boolean to turn off; expected "
+        return FlagError(f"{given}: {flag.option} is no boolean to turn off; expected "
                          f"{flag.option}=none for no value")
-    return FlagError(f"{flag.negation}: {flag.option} is no boolean to turn off; expected "
+    return FlagError(f"{given}: {flag.option} is no boolean to turn off; expected "
                      f"{flag.option}=VALUE, {flag.allowed()}")
 
 

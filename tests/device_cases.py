@@ -214,10 +214,11 @@ def check_fused_updates_take_what_the_plain_ones_take():
     """With fast kernels on, gradient clipping, Adam and the EMA on "cuda" take what their plain
     updates take, by those updates where no kernel applies: float16 parameters (the kernels are
     float32 or float64), float32 ones beside float64 ones (a kernel runs over one dtype), and a
-    parameter made as a transposed view beside a strided gradient (the kernels read and write
-    flat memory): the results
-    are those of fast kernels off, to the bit, and the CPU's; and a step where no parameter
-    has a gradient does nothing."""
+    parameter made as a transposed view beside a strided gradient (the kernels write flat
+    memory): the results are those of fast kernels off, to the bit, and the CPU's. The EMA,
+    which only reads the parameters, reads a strided one from a contiguous copy and runs its
+    kernel there: within two ulps of the plain update. A step where no parameter has a
+    gradient does nothing."""
     from minilean.nn.module import Module, Parameter
     from minilean.optim import EMA, Adam, clip_grad_norm_
     host = numpy.random.default_rng(0)
@@ -251,9 +252,15 @@ def check_fused_updates_take_what_the_plain_ones_take():
             finally:
                 use_fast_kernels(False)
         on_cpu, plain, fast = results
-        for got, expected in zip(fast, plain):
+        averages = len(results[0]) - len(values)  # the EMA's, last: its kernel may run
+        for index, (got, expected) in enumerate(zip(fast, plain)):
             assert got.dtype == expected.dtype
-            numpy.testing.assert_array_equal(got, expected)
+            if transposed and index >= averages:
+                # the EMA kernel reads a strided parameter from a copy and runs: on a GPU its
+                # s - c (s - p) may be one fused multiply-add where CuPy rounds twice
+                numpy.testing.assert_allclose(got, expected, rtol=2 * numpy.finfo(got.dtype).eps)
+            else:
+                numpy.testing.assert_array_equal(got, expected)
         # CuPy's float16 arithmetic may round differently from NumPy's (float16 carries about
         # 3 significant digits); in float32 the two differ by a few ulps at most
         tolerance = (dict(rtol=1e-2, atol=1e-3) if dtypes[0] == numpy.float16

@@ -408,9 +408,10 @@ def test_a_boolean_turned_off_as_no_dash_name_is_named_as_typed(path, needed, fl
     (["--nostepz", "--steps=1"], "--nostepz: expected a flag of 'diffusion' (did you mean "
                                  "--steps? see python -m minilean diffusion --help)"),
     # the same False for a flag that takes a value: no value to call "False"
-    (["--nosteps"], "--nosteps: --steps is no boolean to turn off; expected --steps=VALUE, an "
-                    "integer >= 1"),
-    (["--nolog"], "--nolog: --log is no boolean to turn off; expected --log=none for no value"),
+    (["--nosteps"], "--nosteps (or --steps=False): --steps is no boolean to turn off; "
+                    "expected --steps=VALUE, an integer >= 1"),
+    (["--log=False"], "--nolog (or --log=False): --log is no boolean to turn off; expected "
+                      "--log=none for no value"),
 ])
 def test_other_no_spellings_are_named_as_typed(argv, expected, capsys, no_work):
     code, err = fail(["diffusion", *argv], capsys)
