@@ -1,0 +1,203 @@
+"""The VQ-VAE's codebook bookkeeping (``minilean.models.vqvae``): the moving-average codebook
+of ``--ema-codebook`` (``VQVAE.ema_update``) and the usage and perplexity the run reports
+(``code_statistics``).
+
+The EMA codebook is van den Oord et al. 2017, appendix A.1, with the Laplace smoothing of its
+reference implementation (Sonnet's ``VectorQuantizerEMA``): for a batch assigning n_k of the
+encodings z_j to code k,
+
+    N_k <- d N_k + (1 - d) n_k,     m_k <- d m_k + (1 - d) sum_{j: idx_j = k} z_j,
+    n = sum_k N_k,  N~_k = (N_k + eps) n / (n + K eps)  (eps = 1e-5),   e_k = m_k / N~_k.
+
+N~ keeps the total n and lifts an empty code's count from 0 to eps n / (n + K eps), so e_k is
+m_k / N~_k = 0 / positive for a code that never had an encoding, never 0/0. The hypothesis
+n > 0 holds in training (every batch adds (1 - d) times its size; the buffers start at 1).
+
+The engine runs in the model's dtype; its error is carried step by step (``running_error.py``)
+in its order: d and 1 - d float64 scalars cast to the dtype (``optim._scalar``); the one-hot
+column sum exact (integer counts); ``one_hot.T @ vectors`` a sum of the assigned vectors and
+exact zeros, in any order (BLAS); the sum over K of the counts; the constants 1e-5 and K 1e-5
+(float64, then cast) as the engine rounds them; then the smoothing and the division.
+
+``code_statistics`` is float64 host arithmetic: p_k = c_k / S (S = sum c exact for integer
+counts), log p_k and the final exp library calls (``library_roundings(float64)``), the K
+products, their sum, the exp; usage = #{c_k > 0} / K one division.
+"""
+import mpmath
+import numpy
+from hypothesis import strategies as st
+
+from proofs.framework import statement
+from proofs.mutation import mutant
+from proofs.numerics import (ENGINE_DTYPES, gamma, library_roundings, mp, mp_tolerance,
+                             real_array, reals, underflow)
+from proofs.running_error import Carried
+from proofs.statements.optim import _f64, _scalar
+
+VQ = "minilean.models.vqvae"
+F64 = numpy.float64
+SMOOTHING = mpmath.mpf("1e-5")
+
+
+# --- the EMA codebook -----------------------------------------------------------------------
+
+@st.composite
+def _ema_inputs(draw):
+    """K codes of dimension D with their running counts N (some 0: codes never chosen) and
+    sums m, then 1..3 batches of 1..6 encodings with their code numbers; decay in [0, 1]."""
+    codes, dim = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    sizes = draw(st.lists(st.one_of(st.just(0.0), reals(0, 4)), min_size=codes,
+                          max_size=codes))
+    if not any(sizes):
+        sizes[0] = 1.0  # n > 0 even at decay 1: the hypothesis
+    batches = []
+    for _ in range(draw(st.integers(1, 3))):
+        count = draw(st.integers(1, 6))
+        batches.append((real_array(draw, (1, 1, count, dim), -3, 3),
+                        numpy.asarray(draw(st.lists(st.integers(0, codes - 1), min_size=count,
+                                                    max_size=count))).reshape(1, 1, count)))
+    return {"sizes": numpy.asarray(sizes), "sums": real_array(draw, (codes, dim), -3, 3),
+            "batches": batches, "decay": draw(st.one_of(reals(0, 1), reals(0.9, 1)))}
+
+
+def _ema_reference(sizes, sums, batches, decay):
+    """(N, m, e) after the batches, in mpmath."""
+    d, size, total_sum = mp(decay), mp(sizes), [mp(row) for row in sums]
+    codes = len(size)
+    for vectors, indices in batches:
+        rows, picks = vectors.reshape(-1, vectors.shape[-1]), indices.reshape(-1)
+        for k in range(codes):
+            assigned = [mp(row) for row, pick in zip(rows, picks) if pick == k]
+            size[k] = d * size[k] + (1 - d) * len(assigned)
+            total_sum[k] = [d * m + (1 - d) * mpmath.fsum(z[j] for z in assigned)
+                            for j, m in enumerate(total_sum[k])]
+    n = mpmath.fsum(size)
+    smoothed = [(s + SMOOTHING) * n / (n + codes * SMOOTHING) for s in size]
+    return size, total_sum, [[m / s for m in row] for row, s in zip(total_sum, smoothed)]
+
+
+def _ema_replay(sizes, sums, batches, decay, dtype):
+    """``ema_update``'s operations in its order, as Carried."""
+    d, rate = _scalar(_f64(decay), dtype), _scalar(1 - _f64(decay), dtype)
+    size = [Carried.exact(s, dtype) for s in sizes]
+    total_sum = [[Carried.exact(m, dtype) for m in row] for row in sums]
+    codes = len(size)
+    eps = Carried.constant(SMOOTHING, dtype)
+    eps_codes = _scalar(Carried.constant(SMOOTHING, F64) * codes, dtype)
+    for vectors, indices in batches:
+        rows, picks = vectors.reshape(-1, vectors.shape[-1]), indices.reshape(-1)
+        for k in range(codes):
+            size[k] = d * size[k] + rate * Carried.exact(int((picks == k).sum()), dtype)
+            for j in range(len(total_sum[k])):
+                column = Carried.total([Carried.exact(row[j] if pick == k else 0, dtype)
+                                        for row, pick in zip(rows, picks)])
+                total_sum[k][j] = d * total_sum[k][j] + rate * column
+    n = Carried.total(size)
+    smoothed = [(s + eps) / (n + eps_codes) * n for s in size]
+    return size, total_sum, [[m / s for m in row] for row, s in zip(total_sum, smoothed)]
+
+
+@statement("emaCodebook_update", about=(f"{VQ}.VQVAE:ema_update",), given=_ema_inputs())
+def ema_codebook_update(check, sizes, sums, batches, decay):
+    """VQVAE.ema_update over batches: N_k <- d N_k + (1 - d) n_k, m_k <- d m_k + (1 - d) sum of
+    the z assigned to k, e_k = m_k / N~_k with N~_k = (N_k + 1e-5) n / (n + K 1e-5), n = sum N
+    > 0 (Laplace smoothing), in float64 and float32."""
+    from minilean.autograd.tensor import Tensor
+    from minilean.models.vqvae import VQVAE
+    codes, dim = sums.shape
+    reference = _ema_reference(sizes, sums, batches, decay)
+    for dtype in ENGINE_DTYPES:
+        model = VQVAE((1, 4, 4), codes=codes, code_dim=dim, hidden=2, ema=True,
+                      decay=decay).to(dtype=dtype)
+        model.cluster_size.data = numpy.array(sizes, dtype=dtype)
+        model.cluster_sum.data = numpy.array(sums, dtype=dtype)
+        for vectors, indices in batches:
+            model.ema_update(Tensor(numpy.array(vectors, dtype=dtype)), Tensor(indices.copy()))
+        replay = _ema_replay(sizes, sums, batches, decay, dtype)
+        name = numpy.dtype(dtype).name
+        computed = (model.cluster_size.data, model.cluster_sum.data, model.codebook.data)
+        for what, values, carried, exact in zip(("N", "m", "e"), computed, replay, reference):
+            carried = numpy.ravel(numpy.asarray(carried, dtype=object))
+            exact = [x for x in numpy.ravel(numpy.asarray(exact, dtype=object))]
+            label = f"{name} {what} after {len(batches)} batches (decay {decay!r})"
+            check.holds(values.dtype == dtype, f"{label}: stored as {values.dtype}")
+            check.close([c.value for c in carried], exact, [mp_tolerance(x) for x in exact],
+                        f"mpmath: replay = formula, {label}")
+            check.close(numpy.ravel(values), exact, [c.error for c in carried], label)
+
+
+@mutant("EMA codebook without Laplace smoothing", f"{VQ}.VQVAE.ema_update",
+        caught_by=["emaCodebook_update"])
+def ema_unsmoothed(original):
+    """ema_update sets e_k = m_k / N_k: the paper's formula as printed, without the smoothing
+    that keeps a never-chosen code (N_k = 0) from 0/0, and 1e-5-relative off elsewhere."""
+    def broken(self, encoded, indices):
+        original(self, encoded, indices)  # the counts and sums as they should be, then:
+        with numpy.errstate(divide="ignore", invalid="ignore"):
+            self.codebook.data[...] = self.cluster_sum.data / self.cluster_size.data[:, None]
+    return broken
+
+
+# --- usage and perplexity -------------------------------------------------------------------
+
+def _library(value, moved):
+    """A float64 library call's result ``value`` at an argument whose effect on the exact
+    result is at most ``moved``."""
+    roundings = library_roundings(F64)
+    return Carried(value, moved + gamma(roundings, F64) * (abs(value) + moved)
+                   + underflow(roundings, F64), F64)
+
+
+def _log(x):
+    """log of a positive Carried: moved by at most -log(1 - e / x) (log's slope 1 / x below x),
+    then the library call."""
+    moved = -mpmath.log(1 - x.error / x.value) if x.error < x.value else mpmath.inf
+    return _library(mpmath.log(x.value), moved)
+
+
+def _exp(x):
+    """exp of a Carried: moved by at most e^x (e^{e_x} - 1), then the library call."""
+    value = mpmath.exp(x.value)
+    return _library(value, value * mpmath.expm1(x.error))
+
+
+@statement("codeStatistics_usage_perplexity", about=(f"{VQ}.code_statistics",),
+           given={"counts": st.lists(st.integers(0, 10 ** 6), min_size=1, max_size=16).filter(
+               any)})
+def code_statistics_values(check, counts):
+    """code_statistics(c) = (#{k: c_k > 0} / K, exp(-sum_k p_k log p_k)) with p = c / sum c
+    (0 log 0 = 0) for counts with sum c > 0; 1 <= perplexity <= #{c_k > 0} (float64)."""
+    from minilean.models.vqvae import code_statistics
+    used = sum(1 for c in counts if c)
+    total = mpmath.fsum(counts)
+    p = [mpmath.mpf(c) / total for c in counts if c]
+    perplexity = mpmath.exp(-mpmath.fsum(x * mpmath.log(x) for x in p))
+    check.holds(1 - mp_tolerance() <= perplexity <= used * (1 + mp_tolerance()),
+                f"mpmath: perplexity {mpmath.nstr(perplexity, 17)} outside [1, {used}]")
+    # the engine's order: p_k = c_k / S, log, products, their sum, -, exp
+    terms = []
+    for c in counts:
+        if c:
+            share = Carried.exact(c, F64) / Carried.exact(int(total), F64)
+            terms.append(share * _log(share))
+    entropy = -Carried.total(terms)
+    replay = _exp(entropy)
+    check.close(replay.value, perplexity, mp_tolerance(perplexity), "mpmath: replay = formula")
+    computed_usage, computed_perplexity = code_statistics(numpy.asarray(counts))
+    check.close(computed_usage, mpmath.mpf(used) / len(counts),
+                gamma(1, F64) * mpmath.mpf(used) / len(counts), "usage")
+    check.close(computed_perplexity, perplexity, replay.error, f"perplexity of {counts}")
+
+
+@mutant("perplexity in bits", f"{VQ}.code_statistics",
+        caught_by=["codeStatistics_usage_perplexity"])
+def perplexity_in_bits(original):
+    """code_statistics takes exp of the entropy in bits (-sum p log2 p): the bases mixed, so
+    K equally used codes report K^(1/ln 2) = K^1.44 instead of K."""
+    def broken(counts):
+        counts = numpy.asarray(counts, numpy.float64)
+        probabilities = counts / counts.sum()
+        nonzero = probabilities[probabilities > 0]
+        return (float((counts > 0).mean()),
+                float(numpy.exp(-(nonzero * numpy.log2(nonzero)).sum())))
+    return broken
