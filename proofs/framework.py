@@ -8,14 +8,19 @@ function ``body(check, **example)``. The function's docstring is the statement i
 * ``check.close(computed, reference, bound, what)`` compares numbers (a float, an array, or an
   mpmath value / list of them) with a reference within a stated bound and remembers the worst
   error-to-bound ratio for the table;
-* ``check.holds(condition, what)`` checks a fact that must hold exactly.
+* ``check.holds(condition, what)`` checks a fact that must hold exactly;
+* ``with check.reference():`` marks the checks inside as checks of the 50-digit reference
+  itself, not of the conclusion (two routes to one reference value, a replay against its
+  formula): they fail the statement like any other, labelled "reference: ...".
 
 ``relaxed`` (optional) is the same strategy with one hypothesis dropped; ``counterexample()``
 asks hypothesis to find an example there where the conclusion fails, which shows the
-hypothesis is needed. ``about`` names the minilean functions the statement is about, as
-"module.function"; when one of them cannot be imported the statement is reported as missing
-and skipped instead of run.
+hypothesis is needed. An example on which a check of the reference fails is not one: it shows
+the reference fragile there, not the hypothesis needed. ``about`` names the minilean functions
+the statement is about, as "module.function"; when one of them cannot be imported the
+statement is reported as missing and skipped instead of run.
 """
+import contextlib
 import importlib
 from dataclasses import dataclass, field
 
@@ -30,6 +35,11 @@ REGISTRY = {}
 
 class StatementFailed(AssertionError):
     """The conclusion of a statement did not hold on an example."""
+
+
+class ReferenceFailed(StatementFailed):
+    """A check of the reference itself failed (``Check.reference``): the statement fails, but
+    the example is no counterexample to its conclusion."""
 
 
 @dataclass
@@ -77,6 +87,17 @@ class Check:
     def holds(self, condition, what):
         if not bool(condition):
             raise StatementFailed(what)
+
+    @contextlib.contextmanager
+    def reference(self):
+        """The checks inside are of the reference, not of the conclusion: a failure there
+        raises ReferenceFailed, its message prefixed "reference: "."""
+        try:
+            yield
+        except ReferenceFailed:
+            raise
+        except StatementFailed as error:
+            raise ReferenceFailed(f"reference: {error}") from None
 
 
 def _flat(values):
@@ -161,11 +182,15 @@ class Statement:
         return outcome
 
     def counterexample(self, max_examples=200):
-        """An example of ``relaxed`` on which the conclusion fails (hypothesis ``find``)."""
+        """An example of ``relaxed`` on which the conclusion fails (hypothesis ``find``); one on
+        which a check of the reference fails first is passed over (the conclusion is then
+        unchecked there)."""
         def fails(example):
             try:
                 with mpmath.workdps(DIGITS):
                     self.body(Check(), **example)
+            except ReferenceFailed:
+                return False
             except StatementFailed:
                 return True
             return False

@@ -7,6 +7,7 @@ import mpmath
 import numpy
 import pytest
 from hypothesis import strategies as st
+from hypothesis.errors import NoSuchExample
 
 from proofs import runner, statistics
 from proofs.framework import Check, Statement, StatementFailed
@@ -56,6 +57,31 @@ def test_check_close_records_the_worst_ratio():
     assert (check.worst_error, check.worst_bound) == (0.5, 1.0)
     with pytest.raises(StatementFailed, match="pair"):
         check.close(numpy.nan, mpmath.mpf(0), 1.0, "pair")
+
+
+def test_a_failed_check_of_the_reference_is_no_counterexample():
+    """Dropping x <= 0 breaks only the reference's own identity: the statement fails on such
+    an example, but counterexample() does not take it; the same check outside
+    ``check.reference()`` would be taken."""
+    def body(check, x, marked=True):
+        """|x| >= 0 (its reference computes |x| twice, the second route wrong for x > 0)."""
+        second_route = -mp(x) if x > 0 else abs(mp(x))
+        if marked:
+            with check.reference():
+                check.close(second_route, abs(mp(x)), 0, "|x| by two routes")
+        else:
+            check.close(second_route, abs(mp(x)), 0, "|x| by two routes")
+        check.holds(abs(mp(x)) >= 0, "|x| < 0")
+    relaxed = st.fixed_dictionaries({"x": st.floats(0.5, 1)})
+    statement = Statement("s", body, (), st.fixed_dictionaries({"x": st.floats(-1, 0)}),
+                          relaxed)
+    outcome = Statement("s", body, (), relaxed).run()
+    assert outcome.status == "FAIL" and outcome.message.startswith(
+        "ReferenceFailed: reference: |x| by two routes")
+    with pytest.raises(NoSuchExample):
+        statement.counterexample(max_examples=20)
+    unmarked = st.fixed_dictionaries({"x": st.floats(0.5, 1), "marked": st.just(False)})
+    assert Statement("s", body, (), relaxed, unmarked).counterexample()["x"] >= 0.5
 
 
 def test_gamma_matches_higham():

@@ -147,8 +147,9 @@ def adam_update_steps(check, params, grads, lr, beta1, beta2, eps, weight_decay)
             for what, engine_values, carried, exact in zip(("p", "m", "v"), computed, replay,
                                                            reference):
                 label = f"{cls.__name__} {numpy.dtype(dtype).name} {what} after {len(grads)} steps"
-                check.close([c.value for c in carried], exact,
-                            [mp_tolerance(x) for x in exact], f"mpmath: replay = formula, {label}")
+                with check.reference():
+                    check.close([c.value for c in carried], exact,
+                                [mp_tolerance(x) for x in exact], f"replay = formula, {label}")
                 check.close(numpy.concatenate([numpy.ravel(a) for a in engine_values]), exact,
                             [c.error for c in carried], label)
 
@@ -286,8 +287,9 @@ def ema_average(check, weights, decay):
     closed = [d ** k * p0 + mpmath.fsum((1 - d) * d ** (k - j) * mp(numpy.concatenate(w))[i]
                                          for j, w in enumerate(weights[1:], start=1))
               for i, p0 in enumerate(mp(numpy.concatenate(weights[0])))]
-    check.close(reference, closed, [mp_tolerance(x) for x in closed],
-                "mpmath: the recursion = its closed form")
+    with check.reference():
+        check.close(reference, closed, [mp_tolerance(x) for x in closed],
+                    "the recursion = its closed form")
     for dtype in ENGINE_DTYPES:
         model = Module()
         for index, w in enumerate(weights[0]):
@@ -303,8 +305,9 @@ def ema_average(check, weights, decay):
             carried = [a - rate * (a - Carried.exact(p, dtype))
                        for a, p in zip(carried, numpy.concatenate(step_weights))]
         name = numpy.dtype(dtype).name
-        check.close([c.value for c in carried], reference, [mp_tolerance(x) for x in reference],
-                    f"mpmath: replay = formula, {name}")
+        with check.reference():
+            check.close([c.value for c in carried], reference,
+                        [mp_tolerance(x) for x in reference], f"replay = formula, {name}")
         computed = numpy.concatenate([average.shadow[f"w{i}"] for i in range(len(weights[0]))])
         check.close(computed, reference, [c.error for c in carried],
                     f"{name}: the average after {k} updates (decay {decay!r})")
@@ -364,7 +367,8 @@ def warmup_cosine_schedule(check, total, warmup_share, min_factor, base_lr):
             scheduler.step()
         exact, replay = _warmup_cosine_reference(step, warmup, total, min_factor)
         what = f"step {step} of W = {warmup}, T = {total}"
-        check.close(replay.value, exact, mp_tolerance(exact), f"mpmath: replay = formula, {what}")
+        with check.reference():
+            check.close(replay.value, exact, mp_tolerance(exact), f"replay = formula, {what}")
         check.close(schedule.warmup_cosine(step, warmup, total, min_factor), exact, replay.error,
                     f"the factor at {what}")
         lr = Carried.exact(base_lr, F64) * replay
