@@ -1,5 +1,6 @@
 """The VQ-VAE's codebook bookkeeping (``minilean.models.vqvae``): the moving-average codebook
-of ``--ema-codebook`` (``VQVAE.ema_update``) and the usage and perplexity the run reports
+of ``--ema-codebook`` (``VQVAE.ema_update``), the restart of dead codes (``--restart-every``,
+``VQVAE.restart_dead_codes``) and the usage and perplexity the run reports
 (``code_statistics``).
 
 The EMA codebook is van den Oord et al. 2017, appendix A.1, with the Laplace smoothing of its
@@ -136,6 +137,119 @@ def ema_unsmoothed(original):
         original(self, encoded, indices)  # the counts and sums as they should be, then:
         with numpy.errstate(divide="ignore", invalid="ignore"):
             self.codebook.data[...] = self.cluster_sum.data / self.cluster_size.data[:, None]
+    return broken
+
+
+# --- the restart of dead codes -------------------------------------------------------------
+
+@st.composite
+def _restart_inputs(draw):
+    """K codes of dimension D (and EMA buffers N, m for them), usage counts since the last
+    restart (0 half the time: dead codes, at times all or none of them), a threshold 1..3
+    (training passes 1), a batch of encodings (N, h, w, D) and a generator seed."""
+    codes, dim = draw(st.integers(1, 5)), draw(st.integers(1, 3))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 2)), draw(st.integers(1, 3)), dim)
+    return {"codebook": real_array(draw, (codes, dim), -3, 3),
+            "sizes": numpy.asarray(draw(st.lists(reals(0.5, 4), min_size=codes,
+                                                 max_size=codes))),
+            "sums": real_array(draw, (codes, dim), -3, 3),
+            "usage": numpy.asarray(draw(st.lists(st.one_of(st.just(0), st.integers(1, 4)),
+                                                 min_size=codes, max_size=codes))),
+            "threshold": draw(st.integers(1, 3)),
+            "encoded": real_array(draw, shape, -3, 3),
+            "seed": draw(st.integers(0, 2 ** 32 - 1))}
+
+
+def _restarted(dtype, ema, codebook, sizes, sums, usage, threshold, encoded, generator):
+    """(count returned, codebook, N, m, usage, encoded) after restart_dead_codes on a fresh
+    model holding the drawn state; ``generator`` None: the default, backend's CPU one."""
+    from minilean.autograd.tensor import Tensor
+    from minilean.models.vqvae import VQVAE
+    codes, dim = codebook.shape
+    model = VQVAE((1, 4, 4), codes=codes, code_dim=dim, hidden=2, ema=ema).to(dtype=dtype)
+    model.codebook.data = numpy.array(codebook, dtype=dtype)
+    if ema:
+        model.cluster_size.data = numpy.array(sizes, dtype=dtype)
+        model.cluster_sum.data = numpy.array(sums, dtype=dtype)
+    model.code_usage.data = numpy.array(usage, dtype=dtype)  # as training counts: a buffer
+    batch = Tensor(numpy.array(encoded, dtype=dtype))
+    count = model.restart_dead_codes(batch, model.code_usage.data, threshold, generator)
+    buffers = ((model.cluster_size.data, model.cluster_sum.data) if ema else (None, None))
+    return (count, model.codebook.data, *buffers, model.code_usage.data, batch.data)
+
+
+@statement("restartDeadCodes_replaces_exactly_the_dead", about=(f"{VQ}.VQVAE:restart_dead_codes",),
+           given=_restart_inputs())
+def restart_dead_codes_exact(check, codebook, sizes, sums, usage, threshold, encoded, seed):
+    """restart_dead_codes(z, u, tau, g) sets e_k = z_{p_i} for the i-th dead code k (u_k < tau,
+    ascending), p = g.integers(0, #z, #dead), and leaves every code with u_k >= tau bit for bit;
+    returns #dead; with the EMA codebook N_k = 1, m_k = z_{p_i} there; bit for bit, both dtypes.
+    Also: every restarted code is an encoding of the batch, u and z are unchanged, the same seed
+    gives the same codebook, and no generator means the seeded CPU one (backend.generator)."""
+    from minilean import backend
+    codes, dim = codebook.shape
+    dead = [k for k in range(codes) if usage[k] < threshold]
+    rows = encoded.reshape(-1, dim)
+    picks = numpy.random.default_rng(seed).integers(0, len(rows), len(dead))
+    for dtype, ema in ((d, e) for d in ENGINE_DTYPES for e in (False, True)):
+        label = (f"{numpy.dtype(dtype).name}{' EMA' if ema else ''}, "
+                 f"usage {usage.tolist()} < {threshold}")
+        run = _restarted(dtype, ema, codebook, sizes, sums, usage, threshold, encoded,
+                         numpy.random.default_rng(seed))
+        count, book, size, total, usage_after, batch = run
+        check.holds(isinstance(count, int) and count == len(dead),
+                    f"{label}: returned {count!r}, {len(dead)} codes dead")
+        check.holds(book.dtype == dtype and book.shape == codebook.shape,
+                    f"{label}: codebook {book.dtype} {book.shape}")
+        vectors = batch.reshape(-1, dim)
+        for k in range(codes):
+            if k in dead:
+                pick = picks[dead.index(k)]
+                check.holds(any(numpy.array_equal(book[k], z) for z in vectors),
+                            f"{label}: dead code {k} = {book[k].tolist()}, no encoding")
+                check.close(book[k], rows[pick], 0, f"{label}: dead code {k} = z_{pick}")
+                if ema:
+                    check.close(size[k], 1, 0, f"{label}: N_{k} of restarted code")
+                    check.close(total[k], rows[pick], 0, f"{label}: m_{k} of restarted code")
+            else:
+                check.close(book[k], codebook[k], 0, f"{label}: live code {k} moved")
+                if ema:
+                    check.close(size[k], sizes[k], 0, f"{label}: N_{k} of live code moved")
+                    check.close(total[k], sums[k], 0, f"{label}: m_{k} of live code moved")
+        check.close(usage_after, usage, 0, f"{label}: usage changed")
+        check.close(batch, encoded, 0, f"{label}: encodings changed")
+        again = _restarted(dtype, ema, codebook, sizes, sums, usage, threshold, encoded,
+                           numpy.random.default_rng(seed))
+        check.close(again[1], book, 0, f"{label}: same seed, another codebook")
+        state = backend.get_rng_state()
+        try:
+            default = _restarted(dtype, ema, codebook, sizes, sums, usage, threshold, encoded,
+                                 None)
+            backend.set_rng_state(state)
+            expected = _restarted(dtype, ema, codebook, sizes, sums, usage, threshold,
+                                  encoded, backend.generator("cpu"))
+        finally:
+            backend.set_rng_state(state)  # the other statements' draws untouched
+        check.close(default[1], expected[1], 0, f"{label}: default generator")
+
+
+@mutant("the live codes restarted instead of the dead", f"{VQ}.VQVAE.restart_dead_codes",
+        caught_by=["restartDeadCodes_replaces_exactly_the_dead"])
+def restart_live_codes(original):
+    """restart_dead_codes with the comparison turned round (usage >= threshold): the codes the
+    batch uses are thrown onto random encodings, the dead ones kept where nothing chooses them."""
+    def broken(self, encoded, usage, threshold, generator=None):
+        from minilean import backend
+        dead = numpy.flatnonzero(backend.to_device(usage, "cpu") >= threshold)
+        if dead.size == 0:
+            return 0
+        vectors = encoded.data.reshape(-1, encoded.shape[-1])
+        picks = (generator or backend.generator("cpu")).integers(0, vectors.shape[0], dead.size)
+        self.codebook.data[dead] = vectors[picks]
+        if self.ema:
+            self.cluster_size.data[dead] = 1.0
+            self.cluster_sum.data[dead] = vectors[picks]
+        return int(dead.size)
     return broken
 
 
