@@ -60,6 +60,13 @@ def _v_error(s, n, x0, eps, dtype):
     return gamma(5, dtype) * (s * abs(eps) + n * abs(x0))
 
 
+def _carried_errors(xt_weight, v_weight, s, n, x0, eps, dtype):
+    """Per element, how far xt_weight x_t + v_weight v taken in mpmath on the engine's x_t and
+    v can be from its exact value: their errors scaled by the weights, plus mpmath's own."""
+    return [xt_weight * _xt_error(s, n, x, e, dtype) + v_weight * _v_error(s, n, x, e, dtype)
+            + mp_tolerance(abs(x) + abs(e)) for x, e in zip(mp(x0), mp(eps))]
+
+
 @statement("vTarget_value", about=(f"{DIFFUSION}.v_target", f"{DIFFUSION}.q_sample"),
            given=_example())
 def v_target_value(check, betas, t, x0, eps, c):
@@ -80,11 +87,10 @@ def v_target_value(check, betas, t, x0, eps, c):
                                        engine(eps[row], dtype))
             check.close(host(alone), exact, bounds, f"v, t = {step} as one integer "
                         f"({dtype.__name__})")
-            # x0 = s x_t - n v in mpmath on the engine's values: their errors scaled by s, n
+            # x0 = s x_t - n v in mpmath on the engine's values
             recovered = [s * mp(a) - n * mp(b) for a, b in zip(x_t[row], v[row])]
-            slack = [s * _xt_error(s, n, x, e, dtype) + n * _v_error(s, n, x, e, dtype)
-                     + mp_tolerance(abs(x) + abs(e)) for x, e in zip(mp(x0[row]), mp(eps[row]))]
-            check.close(recovered, mp(x0[row]), slack,
+            check.close(recovered, mp(x0[row]),
+                        _carried_errors(s, n, s, n, x0[row], eps[row], dtype),
                         f"x0 = sqrt(a) x_t - sqrt(1-a) v, row {row} ({dtype.__name__})")
 
 
@@ -112,9 +118,8 @@ def eps_from_v(check, betas, t, x0, eps, c):
             own = [gamma(5, dtype) * (n * abs(a) + s * abs(b)) for a, b in zip(xs, vs)]
             check.close(eps_hat, exact_on_engine, own,
                         f"eps_hat = sqrt(1-a) x_t + sqrt(a) v, t = {step} ({dtype.__name__})")
-            carried = [o + n * _xt_error(s, n, x, e, dtype) + s * _v_error(s, n, x, e, dtype)
-                       + mp_tolerance(abs(x) + abs(e))
-                       for o, x, e in zip(own, mp(x0[row]), mp(eps[row]))]
+            carried = [o + inherited for o, inherited in
+                       zip(own, _carried_errors(n, s, s, n, x0[row], eps[row], dtype))]
             check.close(eps_hat, mp(eps[row]), carried,
                         f"eps_hat recovers eps, t = {step} ({dtype.__name__})")
 
