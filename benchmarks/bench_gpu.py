@@ -24,6 +24,7 @@ its lowest and highest. Prints one table with the GPU name and the CuPy and CUDA
 it into benchmarks/RESULTS.md with the command.
 """
 import argparse
+import math
 import sys
 import time
 
@@ -294,16 +295,74 @@ def interleaved_step_times(steps, count, rounds, use_fast_kernels):
     """{label: seconds per step in each round} of ``steps`` ({label: (fast, step,
     synchronize)}), each timed over ``count`` steps once per round, in turn. Back to back, one
     variant after another, the same step moved by tens of percent within minutes on one
-    machine (its host time varies): in turns, such drift falls on every variant alike."""
+    machine (its host time varies): in turns, such drift falls on every variant alike. Every
+    other round runs the variants in reverse order, so that a drift within a round does not
+    always fall on the variant timed last."""
     times = {label: [] for label in steps}
-    for _ in range(rounds):
-        for label, (fast, step, synchronize) in steps.items():
+    for round_number in range(rounds):
+        order = list(steps.items())
+        for label, (fast, step, synchronize) in order[::-1] if round_number % 2 else order:
             use_fast_kernels(fast)
             try:
                 times[label].append(wall_time(step, count, synchronize, warmup=1))
             finally:
                 use_fast_kernels(False)
     return times
+
+
+def median_interval(values, confidence=0.95):
+    """(median, low, high) of ``values``: low and high, the k-th smallest and the k-th largest
+    value, hold the true median with probability at least ``confidence`` whatever the values'
+    distribution (the sign test's interval), k the largest count with
+    P(Binomial(n, 1/2) < k) <= (1 - confidence) / 2. low and high are None where n is too
+    small for such an interval (n < 6 at 95%)."""
+    ordered, n = sorted(values), len(values)
+    median = float(numpy.median(ordered))
+    # the median lies below the k-th smallest value when fewer than k values fall below it:
+    # probability P(X <= k - 1), X ~ Binomial(n, 1/2); k grows while that stays in the tail
+    k, at_most = 0, 0.0
+    while k < n // 2:
+        at_most += math.comb(n, k) / 2 ** n  # P(X <= k)
+        if at_most > (1 - confidence) / 2:
+            break
+        k += 1
+    if k == 0:
+        return median, None, None
+    return median, ordered[k - 1], ordered[n - k]
+
+
+def parity(args, use_fast_kernels):
+    """Rows comparing the eager ``--fast-kernels`` training step with PyTorch eager alone: the
+    median of the rounds' speed ratios, its 95% interval and what it says (``--parity``). Two
+    variants in many short rounds narrow the interval that five long rounds of five variants
+    leave as wide as 0.69-1.37x on a lent machine's drifting host."""
+    torch, why_not = load_torch_cuda()
+    if torch is None:
+        return [("parity", "PyTorch eager", f"not measured: {why_not}")]
+    step, _, synchronize = minilean_step(args, fast=True)
+    use_fast_kernels(False)
+    torch_training_step, torch_synchronize, _ = torch_step(torch, args)
+    baseline = f"PyTorch {torch.__version__} eager"
+    steps = {"minilean fast kernels": (True, step, synchronize),
+             baseline: (False, torch_training_step, torch_synchronize)}
+    times = interleaved_step_times(steps, args.steps, args.rounds, use_fast_kernels)
+    speeds = [theirs / ours for ours, theirs in zip(times["minilean fast kernels"],
+                                                    times[baseline])]
+    median, low, high = median_interval(speeds)
+    if low is None:
+        verdict = f"{args.rounds} rounds are too few for a 95% interval (at least 6)"
+    elif low >= 1:
+        verdict = f"95% interval {low:.2f}-{high:.2f}x: faster"
+    elif high < 1:
+        verdict = f"95% interval {low:.2f}-{high:.2f}x: slower"
+    else:
+        verdict = f"95% interval {low:.2f}-{high:.2f}x: neither slower nor faster at 95%"
+    what = (f"minilean fast kernels, eager, vs {baseline}: U-Net hidden {args.hidden_c}, "
+            f"batch {args.batch_size}x3x{args.image_size}^2, {args.rounds} rounds of "
+            f"{args.steps} steps")
+    return [("parity", what, f"{median:.2f}x PyTorch eager's speed (median; "
+             f"{1e3 * numpy.median(times['minilean fast kernels']):.2f} ms against "
+             f"{1e3 * numpy.median(times[baseline]):.2f} ms); {verdict}")]
 
 
 def gpu_work(torch, step, synchronize, steps=5):
@@ -360,9 +419,14 @@ def main(argv=None):
     parser.add_argument("--T", type=int, default=cli_default["T"])
     parser.add_argument("--steps", type=int, default=20,
                         help="timed training steps of each variant per round")
-    parser.add_argument("--rounds", type=int, default=5,
+    parser.add_argument("--rounds", type=int, default=None,
                         help="rounds in which every kernel (beside a copy) and every training "
-                             "step variant is timed in turn; the reports are medians")
+                             "step variant is timed in turn; the reports are medians "
+                             "(default 5; with --parity 41)")
+    parser.add_argument("--parity", action="store_true",
+                        help="only the eager --fast-kernels training step against PyTorch "
+                             "eager, in many rounds: the median speed ratio, its 95%% "
+                             "interval and what it says")
     parser.add_argument("--n-samples", type=int, default=64)
     parser.add_argument("--sample-steps", type=int, default=50)
     parser.add_argument("--elements", type=int, default=1 << 26,
@@ -377,6 +441,10 @@ def main(argv=None):
     from minilean import use_fast_kernels
 
     rows = [("card", "", versions())]
+    if args.parity:
+        args.rounds = args.rounds or 41
+        return report(rows + parity(args, use_fast_kernels), argv)
+    args.rounds = args.rounds or 5
     copy = copy_call(args.elements)
     rows.append(("ceiling", "device-to-device copy",
                  f"{copy[0] / gpu_time(copy[1], 20) / 1e9:.0f} GB/s"))
@@ -450,6 +518,11 @@ def main(argv=None):
                      f"{kernels:.0f} kernels, {1e3 * busy:.2f} ms busy = "
                      f"{100 * busy / step_times[label]:.0f}% of the step's wall time"
                      if kernels else "the profiler saw no kernel (no CUPTI tracing here?)"))
+    return report(rows, argv)
+
+
+def report(rows, argv):
+    """Print ``rows`` ((group, what, value)) as one table and the command; returns 0."""
     width = max(len(what) for _, what, _ in rows)
     for group, what, value in rows:
         print(f"{group:<11} {what:<{width}}  {value}")

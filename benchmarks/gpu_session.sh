@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# Every check that needs a GPU, in one run: the GPU tests, the GPU benchmark, the host time per
-# call of what an eager step is made of, minilean's own host time per step on this machine's
-# CPU (host_layer.py, no GPU used), then a profile of the host's work in an eager
-# --fast-kernels training step.
+# Every check that needs a GPU, in one run: first the eager --fast-kernels training step against
+# PyTorch eager alone (bench_gpu.py --parity, the one target still unmeasured), then the GPU
+# tests, the GPU benchmark, the host time per call of what an eager step is made of,
+# minilean's own host time per step on this machine's CPU (host_layer.py, no GPU used), then a
+# profile of the host's work in an eager --fast-kernels training step.
 #
 #   bash benchmarks/gpu_session.sh [RESULTS_DIR]      (default: $OUT, else gpu-results)
 #
 # Run from the repository root of a machine with an NVIDIA GPU and CuPy; minilean is used from
 # the checkout (no install). python-fire (for the end-to-end command test) is taken from
-# .gpu_site/ when the machine lacks it. Writes versions.txt, gpu_tests.log, bench_gpu.log,
-# host_costs.log, host_layer.log and profile_step.log. BENCH_ARGS passes flags to bench_gpu.py
-# (a smaller card: BENCH_ARGS="--elements 16777216"), HOST_ARGS to host_costs.py, LAYER_ARGS to
-# host_layer.py; TESTS_TIMEOUT, BENCH_TIMEOUT, HOST_TIMEOUT, LAYER_TIMEOUT and PROFILE_TIMEOUT
-# bound each part in seconds (defaults 330, 200, 60, 60 and 90), so a short lease still gets
-# the results of all five;
+# .gpu_site/ when the machine lacks it. Writes versions.txt, parity.log, gpu_tests.log,
+# bench_gpu.log, host_costs.log, host_layer.log and profile_step.log. PARITY_ARGS passes flags
+# to bench_gpu.py --parity, BENCH_ARGS to bench_gpu.py (a smaller card: BENCH_ARGS="--elements
+# 16777216"), HOST_ARGS to host_costs.py, LAYER_ARGS to host_layer.py; PARITY_TIMEOUT,
+# TESTS_TIMEOUT, BENCH_TIMEOUT, HOST_TIMEOUT, LAYER_TIMEOUT and PROFILE_TIMEOUT bound each part
+# in seconds (defaults 90, 330, 200, 60, 60 and 90), so a short lease still gets the results of
+# all six;
 # PYTEST_ADDOPTS reaches pytest (e.g. "-n 4 --timeout 120"), PROFILE_ARGS profile_step.py.
 set -u
 results=${1:-${OUT:-gpu-results}}
@@ -31,6 +33,9 @@ cat "$results/versions.txt"
 "$python" -c "import fire" 2>/dev/null || echo "gpu_session: python-fire is missing, so the" \
     "command-line tests will fail; copy the fire and termcolor packages into .gpu_site/" >&2
 
+# shellcheck disable=SC2086  # PARITY_ARGS is a list of flags, e.g. "--rounds 61"
+timeout "${PARITY_TIMEOUT:-90}" "$python" benchmarks/bench_gpu.py --parity ${PARITY_ARGS:-} 2>&1 \
+    | tee "$results/parity.log"
 timeout "${TESTS_TIMEOUT:-330}" "$python" -m pytest -q -m gpu -p no:cacheprovider tests/test_cuda_gpu.py \
     2>&1 | tee "$results/gpu_tests.log"
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of flags, e.g. "--elements 1048576"

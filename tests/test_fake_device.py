@@ -607,10 +607,62 @@ def test_gpu_benchmark_times_the_step_variants_in_turn_with_their_own_kernels(mo
     monkeypatch.setattr(bench_gpu, "wall_time", lambda step, count, synchronize, warmup: (
         timed.append((step(), switched[-1], count, warmup)), 0.25 * len(timed))[-1])
     steps = {"plain": (False, lambda: "plain", None), "fast": (True, lambda: "fast", None)}
-    times = bench_gpu.interleaved_step_times(steps, 7, 2, switched.append)
-    assert timed == [("plain", False, 7, 1), ("fast", True, 7, 1)] * 2
+    times = bench_gpu.interleaved_step_times(steps, 7, 3, switched.append)
+    # every other round in reverse order: a drift within a round does not favour one variant
+    assert timed == [("plain", False, 7, 1), ("fast", True, 7, 1), ("fast", True, 7, 1),
+                     ("plain", False, 7, 1), ("plain", False, 7, 1), ("fast", True, 7, 1)]
     assert switched[-1] is False  # fast kernels off again after the last variant
-    assert times == {"plain": [0.25, 0.75], "fast": [0.5, 1.0]}
+    assert times == {"plain": [0.25, 1.0, 1.25], "fast": [0.5, 0.75, 1.5]}
+
+
+@pytest.mark.parametrize("count", range(1, 80))
+def test_gpu_benchmark_median_interval_is_the_sign_tests(monkeypatch, count):
+    """The k-th smallest and k-th largest of n values miss the median with probability
+    2 P(Binomial(n, 1/2) <= k - 1): at most 5% for the k returned, more for k + 1."""
+    bench_gpu = benchmark_script(monkeypatch, "bench_gpu")
+    values = numpy.random.default_rng(count).permutation(count) * 0.5
+    median, low, high = bench_gpu.median_interval(list(values))
+    assert median == numpy.median(values)
+
+    def miss(k):  # P(the interval of the k-th values misses the median)
+        return 2 * sum(math.comb(count, below) for below in range(k)) / 2 ** count
+
+    if low is None:
+        assert high is None and miss(1) > 0.05 and count < 6
+        return
+    k = int(low / 0.5) + 1  # values are 0, 0.5, 1, ...: low is the k-th smallest
+    assert high == (count - k) * 0.5 and miss(k) <= 0.05
+    assert k == count // 2 or miss(k + 1) > 0.05
+
+
+@needs_compiler
+@pytest.mark.parametrize("theirs, verdict", [
+    (1.0, "0.50x PyTorch eager's speed .*95% interval 0.50-0.50x: slower"),
+    (4.0, "2.00x PyTorch eager's speed .*95% interval 2.00-2.00x: faster")])
+def test_gpu_benchmark_parity_mode_times_only_the_fast_eager_step_and_pytorchs(
+        fake_cuda, monkeypatch, capsys, theirs, verdict):
+    """--parity on the stand-in, with a PyTorch step that takes ``theirs`` seconds against
+    minilean's 2: 41 rounds by default, of the fast eager step and PyTorch's alone."""
+    bench_gpu = benchmark_script(monkeypatch, "bench_gpu")
+    monkeypatch.setattr(bench_gpu, "load_torch_cuda", lambda: (
+        types.SimpleNamespace(__version__="0.0-test"), ""))
+    monkeypatch.setattr(bench_gpu, "torch_step", lambda torch, args: (
+        lambda: "torch", lambda: None, 0))
+    timed = []
+
+    def wall_time(step, count, synchronize, warmup):
+        result = step()
+        timed.append(result or "minilean")
+        return theirs if result == "torch" else 2.0
+
+    monkeypatch.setattr(bench_gpu, "wall_time", wall_time)
+    assert bench_gpu.main(["--parity", "--batch-size=2", "--hidden-c=8", "--image-size=8",
+                           "--T=10", "--steps=3"]) == 0
+    report = capsys.readouterr().out.splitlines()
+    assert timed == ["minilean", "torch", "torch", "minilean"] * 20 + ["minilean", "torch"]
+    assert re.search(r"^parity +minilean fast kernels, eager, vs PyTorch 0.0-test eager: U-Net "
+                     r"hidden 8, batch 2x3x8\^2, 41 rounds of 3 steps +" + verdict, report[1])
+    assert len(report) == 3 and report[2].startswith("command: python benchmarks/bench_gpu.py")
 
 
 @needs_compiler
