@@ -741,6 +741,17 @@ def q_sample_first_timestep(original):
     return broken
 
 
+@mutant("q_sample's noise scaled by the variance", f"{DIFFUSION}._signal_and_noise",
+        caught_by=["forwardGaussian_isGaussian", "forward_multistep_law"])
+def q_sample_noise_variance(original):
+    """q_sample = sqrt(alpha_bar_t) x0 + (1 - alpha_bar_t) eps: the variance where its square
+    root belongs (docs/reading-guide.md has a reader make this slip)."""
+    def broken(alpha_bar, t, like):
+        signal, noise = original(alpha_bar, t, like)
+        return signal, noise * noise
+    return broken
+
+
 @mutant("alpha_bars off by one", f"{DIFFUSION}.alpha_bars",
         caught_by=["forward_multistep_law", "alphaBar_zero"])
 def alpha_bars_off_by_one(original):
