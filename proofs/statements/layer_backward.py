@@ -362,34 +362,42 @@ def normalize_patches_backward_matches_vjp(check, patches, seed):
 
 # --- conv2d ---------------------------------------------------------------------------------
 
+def _pair(size):
+    """A convolution size given as an int or a pair (h, w), as a pair."""
+    return size if isinstance(size, tuple) else (size, size)
+
+
 @st.composite
 def _conv_inputs(draw):
     """x (N, C, H, W), weight (O, C/G, Kh, Kw), bias (O,): N = 1..2, G = 1..2, 1..4 input and
     output channels per group (4 to 1 takes the shifted-rows weight gradient), kernels 1..4,
-    padding 0..1, dilation 1..2, each side from the least that leaves an output to two more."""
+    padding 0..1 and dilation 1..2 per axis, each side from the least that leaves an output to
+    two more; and mixed_stride, (1, 2) or (2, 1)."""
     groups = draw(st.integers(1, 2))
     in_channels, out_channels = (groups * draw(st.integers(1, 4)) for _ in range(2))
     kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    padding, dilation = draw(st.integers(0, 1)), draw(st.integers(1, 2))
-    sides = tuple(draw(st.integers(least, least + 2))
-                  for least in (max(1, dilation * (k - 1) + 1 - 2 * padding) for k in kernel))
+    padding = (draw(st.integers(0, 1)), draw(st.integers(0, 1)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    sides = tuple(draw(st.integers(least, least + 2)) for least in (
+        max(1, d * (k - 1) + 1 - 2 * pad) for k, pad, d in zip(kernel, padding, dilation)))
     return {"x": real_array(draw, (draw(st.integers(1, 2)), in_channels) + sides, -2, 2),
             "weight": real_array(draw, (out_channels, in_channels // groups) + kernel, -2, 2),
             "bias": real_array(draw, (out_channels,), -2, 2), "padding": padding,
-            "dilation": dilation, "groups": groups, "seed": draw(st.integers(0, 2 ** 16))}
+            "dilation": dilation, "mixed_stride": draw(st.sampled_from([(1, 2), (2, 1)])),
+            "groups": groups, "seed": draw(st.integers(0, 2 ** 16))}
 
 
 def _meetings(small_shape, big_shape, weight_shape, stride, padding, dilation, groups):
     """Every product of a convolution's defining sum, as (small index, big index, weight
     index): position (i, j) of channel k on the small side (conv2d's y, conv_transpose2d's x)
-    meets position (s i + d p - pad_h, s j + d q - pad_w) of channel G(k) W_1 + c on the big
-    side through w[k, c, p, q] (G(k) the group of k, W_1 = weight.shape[1]), where that
-    position lies inside the big side."""
-    pad_h, pad_w = padding
+    meets position (s_h i + d_h p - pad_h, s_w j + d_w q - pad_w) of channel G(k) W_1 + c on
+    the big side through w[k, c, p, q] (G(k) the group of k, W_1 = weight.shape[1]), where
+    that position lies inside the big side. Stride, padding and dilation are pairs (h, w)."""
+    (s_h, s_w), (pad_h, pad_w), (d_h, d_w) = stride, padding, dilation
     per_group = small_shape[1] // groups
     for n, k, i, j in numpy.ndindex(small_shape):
         for c, p, q in numpy.ndindex(weight_shape[1:]):
-            row, column = stride * i + dilation * p - pad_h, stride * j + dilation * q - pad_w
+            row, column = s_h * i + d_h * p - pad_h, s_w * j + d_w * q - pad_w
             if 0 <= row < big_shape[2] and 0 <= column < big_shape[3]:
                 channel = (k // per_group) * weight_shape[1] + c
                 yield (n, k, i, j), (n, channel, row, column), (k, c, p, q)
@@ -444,13 +452,12 @@ def _check_conv2d_backward(check, x, weight, bias, options, seed,
     needs one. By default x needing a gradient and not (a first layer's images: then dw takes
     the columns of x or the shifted rows, not the one im2col of dy that dx shares at stride 1)."""
     from minilean.nn import functional as F
-    stride, dilation = options["stride"], options["dilation"]
-    padding = options["padding"] if isinstance(options["padding"], tuple) else (
-        options["padding"],) * 2
+    stride, padding, dilation = (_pair(options[size]) for size in ("stride", "padding",
+                                                                  "dilation"))
     batch, _, height, width = x.shape
     out_channels, _, kh, kw = weight.shape
-    out_h, out_w = ((side + 2 * pad - dilation * (k - 1) - 1) // stride + 1
-                    for side, pad, k in ((height, padding[0], kh), (width, padding[1], kw)))
+    out_h, out_w = ((side + 2 * pad - d * (k - 1) - 1) // s + 1 for side, pad, k, s, d in zip(
+        (height, width), padding, (kh, kw), stride, dilation))
     g = upstream(seed, (batch, out_channels, out_h, out_w))
     references = _conv_reference(x, weight, g, stride, padding, dilation, options["groups"])
     roundings = (kh * kw * out_channels // options["groups"],
@@ -466,14 +473,16 @@ def _check_conv2d_backward(check, x, weight, bias, options, seed,
 
 
 @statement(backward_name("conv2d"), about=(f"{CONV}.conv2d",), given=_conv_inputs())
-def conv2d_backward_matches_vjp(check, x, weight, bias, padding, dilation, groups, seed):
+def conv2d_backward_matches_vjp(check, x, weight, bias, padding, dilation, mixed_stride, groups,
+                                seed):
     """conv2d's backward: dx, dw, db = J^T g of the convolution's defining sum (mpmath), at
-    stride 1 and 2, x needing a gradient or not; bound gamma_m sum |terms|, m = Kh Kw O/G for
-    dx (one dot product; or O/G, then Kh Kw - 1 additions of col2im), N Hp Wp for dw (padded
-    positions), N Ho Wo - 1 additions for db."""
+    stride 1, 2 and (1, 2) or (2, 1), x needing a gradient or not; bound gamma_m sum |terms|,
+    m = Kh Kw O/G for dx (one dot product; or O/G, then Kh Kw - 1 additions of col2im), N Hp Wp
+    for dw (padded positions), N Ho Wo - 1 additions for db."""
     # both strides the models use, every example: their backwards take different paths (the
-    # flipped kernel at stride 1, col2im at stride 2)
-    for stride in (1, 2):
+    # flipped kernel at stride 1, col2im at stride 2); and a stride, as the padding and the
+    # dilation, that differs between the axes, where one read for the other shows
+    for stride in ((1, 1), (2, 2), mixed_stride):
         _check_conv2d_backward(check, x, weight, bias, {
             "stride": stride, "padding": padding, "dilation": dilation, "groups": groups}, seed)
 
@@ -556,7 +565,8 @@ def _check_conv_transpose2d_backward(check, x, weight, bias, options, seed):
                     for side, extra in zip(reached, options["output_padding"]))
     g = upstream(seed, (batch, options["groups"] * out_per_group, out_h, out_w))
     references = _convolution_reference(x, weight, g, _meetings(
-        x.shape, g.shape, weight.shape, stride, (padding, padding), dilation, options["groups"]))
+        x.shape, g.shape, weight.shape, _pair(stride), _pair(padding), _pair(dilation),
+        options["groups"]))
     roundings = (kh * kw * out_per_group, batch * reached[0] * reached[1],
                  max(batch * out_h * out_w - 1, 0))
     for dtype in ENGINE_DTYPES:
@@ -711,6 +721,24 @@ def shifted_rows_offsets_reversed(original):
     to many, with the weight needing no gradient, goes through it, and conv_transpose2d's
     stride-1 dx from many to few)."""
     return lambda x_pad, weight, dilation: original(x_pad, weight[:, :, ::-1, ::-1], dilation)
+
+
+@mutant("col2im with the stride's axes swapped", f"{CONV}.col2im",
+        caught_by=[backward_name("conv2d")])
+def col2im_stride_axes_swapped(original):
+    """col2im steps its rows by the column stride and its columns by the row stride, (s_w, s_h)
+    for (s_h, s_w): alike for every square stride the models use; conv2d's dx at stride
+    (1, 2) or (2, 1) scatters to the wrong positions or off the padded grid."""
+    return lambda columns, stride, dilation, out: original(columns, stride[::-1], dilation, out)
+
+
+@mutant("col2im with the dilation's axes swapped", f"{CONV}.col2im",
+        caught_by=[backward_name("conv2d")])
+def col2im_dilation_axes_swapped(original):
+    """col2im spaces the kernel's rows by the column dilation and its columns by the row
+    dilation: alike for a dilation the same on both axes; conv2d's dx by col2im (stride 2)
+    with d_h != d_w adds the patches in at the wrong offsets."""
+    return lambda columns, stride, dilation, out: original(columns, stride, dilation[::-1], out)
 
 
 @mutant("conv2d weight gradient of the first image only", f"{CONV}.conv_weight_grad",
