@@ -530,43 +530,47 @@ def conv2d_frozen_weight_backward_matches_vjp(check, x, weight, bias, fan_weight
 @st.composite
 def _conv_transpose_inputs(draw):
     """x (N, C_in, H, W), weight (C_in, C_out/G, Kh, Kw), bias (C_out,): N = 1..2, G = 1..2,
-    1..3 input and output channels per group, kernels 1..4, padding 0..1, dilation 1..2,
-    output_padding 0..1 per axis (taken where it is allowed, below max(stride, dilation)),
-    each side from the least that leaves an output at stride 1 to one more; fan_weight
-    (1, 4, Kh, Kw): x's first channel to 4, which takes the shifted-rows forms."""
+    1..3 input and output channels per group, kernels 1..4, padding 0..1, dilation 1..2 and
+    output_padding 0..1 per axis (the last taken where it is allowed, below max(stride,
+    dilation)), each side from the least that leaves an output at stride 1 to one more;
+    fan_weight (1, 4, Kh, Kw): x's first channel to 4, which takes the shifted-rows forms; and
+    mixed_stride, (1, 2) or (2, 1)."""
     groups = draw(st.integers(1, 2))
     in_channels, out_per_group = groups * draw(st.integers(1, 3)), draw(st.integers(1, 3))
     kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    padding, dilation = draw(st.integers(0, 1)), draw(st.integers(1, 2))
-    sides = tuple(draw(st.integers(least, least + 1))
-                  for least in (max(1, 1 + 2 * padding - dilation * (k - 1)) for k in kernel))
+    padding = (draw(st.integers(0, 1)), draw(st.integers(0, 1)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    sides = tuple(draw(st.integers(least, least + 1)) for least in (
+        max(1, 1 + 2 * pad - d * (k - 1)) for k, pad, d in zip(kernel, padding, dilation)))
     return {"x": real_array(draw, (draw(st.integers(1, 2)), in_channels) + sides, -2, 2),
             "weight": real_array(draw, (in_channels, out_per_group) + kernel, -2, 2),
             "bias": real_array(draw, (groups * out_per_group,), -2, 2),
             "fan_weight": real_array(draw, (1, 4) + kernel, -2, 2), "padding": padding,
             "dilation": dilation, "output_padding": (draw(st.integers(0, 1)),
                                                      draw(st.integers(0, 1))),
-            "groups": groups, "seed": draw(st.integers(0, 2 ** 16))}
+            "mixed_stride": draw(st.sampled_from([(1, 2), (2, 1)])), "groups": groups,
+            "seed": draw(st.integers(0, 2 ** 16))}
 
 
 def _check_conv_transpose2d_backward(check, x, weight, bias, options, seed):
     """conv_transpose2d's gradients at one stride, every input needing one, in both dtypes,
-    against J^T g of y[n, G(k) C_out/G + o, s i + d p - pad, s j + d q - pad] +=
+    against J^T g of y[n, G(k) C_out/G + o, s_h i + d_h p - pad_h, s_w j + d_w q - pad_w] +=
     w[k, o, p, q] x[n, k, i, j] (each input position the small side of ``_meetings``, the
-    output, H_out = (H - 1) s - 2 pad + d (Kh - 1) + output_padding + 1 high, the big one)."""
+    output, H_out = (H - 1) s_h - 2 pad_h + d_h (Kh - 1) + output_padding_h + 1 high, the big
+    one)."""
     from minilean.nn import functional as F
-    stride, padding, dilation = options["stride"], options["padding"], options["dilation"]
+    stride, padding, dilation = (_pair(options[size]) for size in ("stride", "padding",
+                                                                  "dilation"))
     batch, _, height, width = x.shape
     _, out_per_group, kh, kw = weight.shape
-    # the rows of dy that x reaches, H_u = (H - 1) s + d (Kh - 1) + 1, and the output's
-    reached = [(side - 1) * stride + dilation * (k - 1) + 1
-               for side, k in ((height, kh), (width, kw))]
-    out_h, out_w = (side - 2 * padding + extra
-                    for side, extra in zip(reached, options["output_padding"]))
+    # the rows of dy that x reaches, H_u = (H - 1) s_h + d_h (Kh - 1) + 1, and the output's
+    reached = [(side - 1) * s + d * (k - 1) + 1
+               for side, k, s, d in zip((height, width), (kh, kw), stride, dilation)]
+    out_h, out_w = (side - 2 * pad + extra
+                    for side, pad, extra in zip(reached, padding, options["output_padding"]))
     g = upstream(seed, (batch, options["groups"] * out_per_group, out_h, out_w))
     references = _convolution_reference(x, weight, g, _meetings(
-        x.shape, g.shape, weight.shape, _pair(stride), _pair(padding), _pair(dilation),
-        options["groups"]))
+        x.shape, g.shape, weight.shape, stride, padding, dilation, options["groups"]))
     roundings = (kh * kw * out_per_group, batch * reached[0] * reached[1],
                  max(batch * out_h * out_w - 1, 0))
     for dtype in ENGINE_DTYPES:
@@ -580,21 +584,23 @@ def _check_conv_transpose2d_backward(check, x, weight, bias, options, seed):
 @statement(backward_name("conv_transpose2d"), about=(f"{CONV}.conv_transpose2d",),
            given=_conv_transpose_inputs())
 def conv_transpose2d_backward_matches_vjp(check, x, weight, bias, fan_weight, padding, dilation,
-                                          output_padding, groups, seed):
+                                          output_padding, mixed_stride, groups, seed):
     """conv_transpose2d's backward: dx, dw, db = J^T g of its defining sum (mpmath), at stride
-    1 and 2 with output_padding; bound gamma_m sum |terms|, m = Kh Kw C_out/G for dx (one dot
-    product; or C_out, then Kh Kw - 1 shifted-row additions), N H_u W_u for dw (the positions
-    of dy that x reaches), N H_out W_out - 1 additions for db."""
+    1, 2 and (1, 2) or (2, 1) with output_padding; bound gamma_m sum |terms|, m = Kh Kw C_out/G
+    for dx (one dot product; or C_out, then Kh Kw - 1 shifted-row additions), N H_u W_u for dw
+    (the positions of dy that x reaches), N H_out W_out - 1 additions for db."""
     # both strides every example: the decoders' stride 2 (im2col of dy at stride 2), and
-    # stride 1 (the im2col and, for x's first channel fanned out to 4, the shifted rows)
-    for stride in (1, 2):
-        # output_padding below max(stride, dilation): at stride 1 only with dilation 2
-        extra = tuple(min(pad, max(stride, dilation) - 1) for pad in output_padding)
+    # stride 1 (the im2col and, for x's first channel fanned out to 4, the shifted rows); and
+    # a stride, as the padding and the dilation, that differs between the axes
+    for stride in ((1, 1), (2, 2), mixed_stride):
+        # output_padding below max(stride, dilation) per axis: at stride 1 only with dilation 2
+        extra = tuple(min(pad, max(s, d) - 1)
+                      for pad, s, d in zip(output_padding, stride, dilation))
         options = {"stride": stride, "padding": padding, "output_padding": extra,
                    "dilation": dilation}
         _check_conv_transpose2d_backward(check, x, weight, bias, dict(options, groups=groups),
                                          seed)
-        if stride == 1:
+        if stride == (1, 1):
             _check_conv_transpose2d_backward(check, x[:, :1], fan_weight, None,
                                              dict(options, groups=1), seed)
 
@@ -739,6 +745,16 @@ def col2im_dilation_axes_swapped(original):
     dilation: alike for a dilation the same on both axes; conv2d's dx by col2im (stride 2)
     with d_h != d_w adds the patches in at the wrong offsets."""
     return lambda columns, stride, dilation, out: original(columns, stride, dilation[::-1], out)
+
+
+@mutant("im2col with the dilation's axes swapped", f"{CONV}.im2col",
+        caught_by=[backward_name("conv2d"), backward_name("conv_transpose2d")])
+def im2col_dilation_axes_swapped(original):
+    """im2col spaces a patch's rows by the column dilation and its columns by the row dilation:
+    alike for a dilation the same on both axes; the columns of x (conv2d's weight gradient)
+    and of dy (conv_transpose2d's input gradient) then pair the wrong positions."""
+    return lambda x, kernel_size, stride, dilation: original(x, kernel_size, stride,
+                                                            dilation[::-1])
 
 
 @mutant("conv2d weight gradient of the first image only", f"{CONV}.conv_weight_grad",
