@@ -79,40 +79,51 @@ def _replayed_statistics(group, eps):
 
 @st.composite
 def _layer_norm_inputs(draw, affine=True):
-    """x (R, n), R = 1..3 rows of n = 2..5 normalised together (one alone is always
-    xhat = 0), and with ``affine`` weight and bias (n,)."""
-    rows, width = draw(st.integers(1, 3)), draw(st.integers(2, 5))
-    inputs = {"x": real_array(draw, (rows, width), -4, 4), "seed": draw(st.integers(0, 2 ** 16))}
+    """x (B, R, n), B = 1..2, R = 1..3, n = 2..5 (the MAE's (batch, tokens, width)),
+    normalised over the last axis, as the MAE does, or the last two (n or R n elements
+    together; one alone is always xhat = 0), and with ``affine`` weight and bias of that
+    normalized_shape."""
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(2, 5)))
+    normalized_shape = shape[-draw(st.integers(1, 2)):]
+    inputs = {"x": real_array(draw, shape, -4, 4), "normalized_shape": normalized_shape,
+              "seed": draw(st.integers(0, 2 ** 16))}
     if affine:
-        inputs.update(weight=real_array(draw, (width,), -2, 2),
-                      bias=real_array(draw, (width,), -2, 2))
+        inputs.update(weight=real_array(draw, normalized_shape, -2, 2),
+                      bias=real_array(draw, normalized_shape, -2, 2))
     return inputs
 
 
-def _layer_norm_reference(x, weight, g):
-    """dx (by rows), dw, db of sum g * (w xhat + b), xhat standardised over each row (w = 1
-    for ``weight`` None: no affine)."""
-    weight = numpy.ones(x.shape[-1]) if weight is None else weight
-    x, weight, g = mp_array(x), mp_array(weight), mp_array(g)
+def _by_group(values, group_size):
+    """x or g as rows of the elements normalised together: (groups, size)."""
+    return values.reshape(-1, group_size)
+
+
+def _layer_norm_reference(x, weight, g, normalized_shape):
+    """dx (in x's order), dw, db (flat) of sum g * (w xhat + b), xhat standardised over each
+    group of the last len(normalized_shape) axes (w = 1 for ``weight`` None: no affine)."""
+    size = math.prod(normalized_shape)
+    weight = mp_array(numpy.ones(size) if weight is None else weight).reshape(-1)
+    x, g = (_by_group(mp_array(a), size) for a in (x, g))
     dx, xhats = [], []
-    for row, grad in zip(x, g):
-        xhat, r = _standardized(list(row), EPS)
+    for group, grad in zip(x, g):
+        xhat, r = _standardized(list(group), EPS)
         dx += _standardization_vjp(xhat, r, list(grad * weight))
         xhats.append(xhat)
     dw = (g * numpy.asarray(xhats, dtype=object)).sum(axis=0)
     return dx, list(dw), list(g.sum(axis=0))
 
 
-def _layer_norm_replay(x, weight, g, dtype):
+def _layer_norm_replay(x, weight, g, normalized_shape, dtype):
     """LayerNorm's forward statistics and backward, in its order: dx = r ((gxhat -
     mean(gxhat)) - xhat mean(gxhat xhat)), gxhat = g w (g itself for ``weight`` None); dw and
-    db summed over the rows."""
-    x, g = Carried.array(x, dtype), Carried.array(g, dtype)
-    weight = None if weight is None else Carried.array(weight, dtype)
+    db summed over the groups."""
+    size = math.prod(normalized_shape)
+    x, g = (_by_group(Carried.array(a, dtype), size) for a in (x, g))
+    weight = None if weight is None else Carried.array(weight, dtype).reshape(-1)
     eps = Carried.constant(EPS, dtype)
     dx, products = [], []
-    for row, grad in zip(x, g):
-        centered, r = _replayed_statistics(list(row), eps)
+    for group, grad in zip(x, g):
+        centered, r = _replayed_statistics(list(group), eps)
         xhat = [c * r for c in centered]
         gxhat = list(grad if weight is None else grad * weight)
         mean_g = Carried.mean(gxhat)
@@ -124,36 +135,40 @@ def _layer_norm_replay(x, weight, g, dtype):
 
 
 @statement(backward_name("layer_norm"), about=(f"{NORM}.layer_norm",), given=_layer_norm_inputs())
-def layer_norm_backward_matches_vjp(check, x, weight, bias, seed):
-    """layer_norm's backward, y = w xhat + b over the last axis: dx = J^T g from
+def layer_norm_backward_matches_vjp(check, x, normalized_shape, weight, bias, seed):
+    """layer_norm's backward, y = w xhat + b over the last axis or two: dx = J^T g from
     dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n), dw = sum g xhat, db = sum g;
     bound: the engine's steps carried (running error)."""
     from minilean.nn import functional as F
     g = upstream(seed, x.shape)
-    references = _layer_norm_reference(x, weight, g)
+    references = _layer_norm_reference(x, weight, g, normalized_shape)
     for dtype in ENGINE_DTYPES:
         tensors = [engine(a, dtype, requires_grad=True) for a in (x, weight, bias)]
-        F.layer_norm(tensors[0], x.shape[-1:], tensors[1], tensors[2]).backward(engine(g, dtype))
+        F.layer_norm(tensors[0], normalized_shape, tensors[1], tensors[2]).backward(
+            engine(g, dtype))
         for name, tensor, reference, replayed in zip(
-                ("dx", "dw", "db"), tensors, references, _layer_norm_replay(x, weight, g, dtype)):
+                ("dx", "dw", "db"), tensors, references,
+                _layer_norm_replay(x, weight, g, normalized_shape, dtype)):
             check_against_replay(check, tensor, reference, replayed, dtype,
-                                 f"layer_norm {name} ({dtype.__name__})")
+                                 f"layer_norm {normalized_shape} {name} ({dtype.__name__})")
 
 
 @statement(backward_name("layer_norm_no_affine"), about=(f"{NORM}.layer_norm",),
            given=_layer_norm_inputs(affine=False))
-def layer_norm_no_affine_backward_matches_vjp(check, x, seed):
+def layer_norm_no_affine_backward_matches_vjp(check, x, normalized_shape, seed):
     """layer_norm's backward without weight and bias (elementwise_affine=False), y = xhat over
-    the last axis: dx = J^T g from dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n);
+    the last axis or two: dx = J^T g from dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n);
     bound: the engine's steps carried (running error)."""
     from minilean.nn import functional as F
     g = upstream(seed, x.shape)
-    reference = _layer_norm_reference(x, None, g)[0]
+    reference = _layer_norm_reference(x, None, g, normalized_shape)[0]
     for dtype in ENGINE_DTYPES:
         tensor = engine(x, dtype, requires_grad=True)
-        F.layer_norm(tensor, x.shape[-1:]).backward(engine(g, dtype))
-        check_against_replay(check, tensor, reference, _layer_norm_replay(x, None, g, dtype)[0],
-                             dtype, f"layer_norm without affine dx ({dtype.__name__})")
+        F.layer_norm(tensor, normalized_shape).backward(engine(g, dtype))
+        check_against_replay(check, tensor, reference,
+                             _layer_norm_replay(x, None, g, normalized_shape, dtype)[0], dtype,
+                             f"layer_norm {normalized_shape} without affine dx "
+                             f"({dtype.__name__})")
 
 
 # --- group_norm -----------------------------------------------------------------------------
@@ -652,6 +667,14 @@ def standardize_backward_without_variance_term(original):
     as a constant, the path through the variance dropped."""
     return lambda grad_xhat, xhat, inv_std, axes: inv_std * (
         grad_xhat - grad_xhat.mean(axis=axes, keepdims=True))
+
+
+@mutant("layer_norm backward over the last axis only", f"{NORM}._standardize_backward",
+        caught_by=[backward_name("layer_norm"), backward_name("layer_norm_no_affine")])
+def standardize_backward_last_axis_only(original):
+    """LayerNorm's dx takes mean(gxhat) and mean(gxhat xhat) over the last axis alone, not over
+    every axis of normalized_shape: alike for the MAE's (width,), wrong for a shape of two."""
+    return lambda grad_xhat, xhat, inv_std, axes: original(grad_xhat, xhat, inv_std, axes[-1:])
 
 
 @mutant("norm affine gradients in the wrong order", f"{NORM}._affine_grads",
