@@ -75,6 +75,20 @@ def _replayed_statistics(group, eps):
     return centered, 1 / (Carried.mean([c * c for c in centered]) + eps).sqrt()
 
 
+def _affine_inputs(draw, shape):
+    """weight and bias of ``shape`` in [-2, 2]: both, as the models' layers pass them, or
+    either alone (None for the other), which the functional forms also take: each gradient
+    must still reach its own input."""
+    passed = draw(st.sampled_from([("weight", "bias"), ("weight",), ("bias",)]))
+    return {name: real_array(draw, shape, -2, 2) if name in passed else None
+            for name in ("weight", "bias")}
+
+
+def _affine_tensors(weight, bias, dtype):
+    """Engine tensors needing a gradient for the affine inputs passed, None for the other."""
+    return [None if a is None else engine(a, dtype, requires_grad=True) for a in (weight, bias)]
+
+
 # --- layer_norm -----------------------------------------------------------------------------
 
 @st.composite
@@ -82,14 +96,13 @@ def _layer_norm_inputs(draw, affine=True):
     """x (B, R, n), B = 1..2, R = 1..3, n = 2..5 (the MAE's (batch, tokens, width)),
     normalised over the last axis, as the MAE does, or the last two (n or R n elements
     together; one alone is always xhat = 0), and with ``affine`` weight and bias of that
-    normalized_shape."""
+    normalized_shape, or either alone."""
     shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(2, 5)))
     normalized_shape = shape[-draw(st.integers(1, 2)):]
     inputs = {"x": real_array(draw, shape, -4, 4), "normalized_shape": normalized_shape,
               "seed": draw(st.integers(0, 2 ** 16))}
     if affine:
-        inputs.update(weight=real_array(draw, normalized_shape, -2, 2),
-                      bias=real_array(draw, normalized_shape, -2, 2))
+        inputs.update(_affine_inputs(draw, normalized_shape))
     return inputs
 
 
@@ -136,21 +149,22 @@ def _layer_norm_replay(x, weight, g, normalized_shape, dtype):
 
 @statement(backward_name("layer_norm"), about=(f"{NORM}.layer_norm",), given=_layer_norm_inputs())
 def layer_norm_backward_matches_vjp(check, x, normalized_shape, weight, bias, seed):
-    """layer_norm's backward, y = w xhat + b over the last axis or two: dx = J^T g from
-    dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n), dw = sum g xhat, db = sum g;
-    bound: the engine's steps carried (running error)."""
+    """layer_norm's backward, y = w xhat + b over the last axis or two (w and b, or either
+    alone): dx = J^T g from dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n),
+    dw = sum g xhat, db = sum g; bound: the engine's steps carried (running error)."""
     from minilean.nn import functional as F
     g = upstream(seed, x.shape)
     references = _layer_norm_reference(x, weight, g, normalized_shape)
     for dtype in ENGINE_DTYPES:
-        tensors = [engine(a, dtype, requires_grad=True) for a in (x, weight, bias)]
+        tensors = [engine(x, dtype, requires_grad=True)] + _affine_tensors(weight, bias, dtype)
         F.layer_norm(tensors[0], normalized_shape, tensors[1], tensors[2]).backward(
             engine(g, dtype))
         for name, tensor, reference, replayed in zip(
                 ("dx", "dw", "db"), tensors, references,
                 _layer_norm_replay(x, weight, g, normalized_shape, dtype)):
-            check_against_replay(check, tensor, reference, replayed, dtype,
-                                 f"layer_norm {normalized_shape} {name} ({dtype.__name__})")
+            if tensor is not None:  # an affine input not passed
+                check_against_replay(check, tensor, reference, replayed, dtype,
+                                     f"layer_norm {normalized_shape} {name} ({dtype.__name__})")
 
 
 @statement(backward_name("layer_norm_no_affine"), about=(f"{NORM}.layer_norm",),
@@ -177,15 +191,14 @@ def layer_norm_no_affine_backward_matches_vjp(check, x, normalized_shape, seed):
 def _group_norm_inputs(draw, affine=True):
     """x (N, C, H, W) with N = 1..2, G = 1..2 groups of 1..2 channels, H, W = 1..2, laid out
     NCHW or channels-last (a convolution's output, which GroupNorm keeps without a copy),
-    and with ``affine`` weight and bias (C,)."""
+    and with ``affine`` weight and bias (C,), or either alone."""
     groups, per_group = draw(st.integers(1, 2)), draw(st.integers(1, 2))
     shape = (draw(st.integers(1, 2)), groups * per_group, draw(st.integers(1, 2)),
              draw(st.integers(1, 2)))
     inputs = {"x": real_array(draw, shape, -4, 4), "groups": groups,
               "channels_last": draw(st.booleans()), "seed": draw(st.integers(0, 2 ** 16))}
     if affine:
-        inputs.update(weight=real_array(draw, shape[1:2], -2, 2),
-                      bias=real_array(draw, shape[1:2], -2, 2))
+        inputs.update(_affine_inputs(draw, shape[1:2]))
     return inputs
 
 
@@ -279,9 +292,9 @@ def _engine_layout(x, dtype, channels_last):
 
 @statement(backward_name("group_norm"), about=(f"{NORM}.group_norm",), given=_group_norm_inputs())
 def group_norm_backward_matches_vjp(check, x, weight, bias, groups, channels_last, seed):
-    """group_norm's backward, y = act(w_c xhat + b_c) per (sample, group), act = identity and
-    the fused SiLU: dx = J^T (w g act'), dw = sum g act' xhat, db = sum g act'; bound: the
-    engine's steps carried (running error)."""
+    """group_norm's backward, y = act(w_c xhat + b_c) per (sample, group) (w and b, or either
+    alone), act = identity and the fused SiLU: dx = J^T (w g act'), dw = sum g act' xhat,
+    db = sum g act'; bound: the engine's steps carried (running error)."""
     from minilean.nn import functional as F
     g = upstream(seed, x.shape)
     # both forms every example: the U-Net's residual blocks fuse the SiLU, its attention
@@ -289,16 +302,16 @@ def group_norm_backward_matches_vjp(check, x, weight, bias, groups, channels_las
     for activation in (None, "silu"):
         references = _group_norm_reference(x, weight, bias, g, groups, activation)
         for dtype in ENGINE_DTYPES:
-            tensors = [_engine_layout(x, dtype, channels_last),
-                       engine(weight, dtype, requires_grad=True),
-                       engine(bias, dtype, requires_grad=True)]
+            tensors = [_engine_layout(x, dtype, channels_last)] + _affine_tensors(weight, bias,
+                                                                                  dtype)
             F.group_norm(tensors[0], groups, tensors[1], tensors[2],
                          activation=activation).backward(engine(g, dtype))
             replayed = _group_norm_replay(x, weight, bias, g, groups, activation, dtype)
             for name, tensor, reference, carried in zip(("dx", "dw", "db"), tensors,
                                                          references, replayed):
-                check_against_replay(check, tensor, reference, carried, dtype,
-                                     f"group_norm {activation} {name} ({dtype.__name__})")
+                if tensor is not None:  # an affine input not passed
+                    check_against_replay(check, tensor, reference, carried, dtype,
+                                         f"group_norm {activation} {name} ({dtype.__name__})")
 
 
 @statement(backward_name("group_norm_no_affine"), about=(f"{NORM}.group_norm",),
@@ -683,6 +696,17 @@ def affine_grads_swapped(original):
     """LayerNorm's and GroupNorm's backward return sum dy where the weight's gradient belongs
     and sum dy xhat where the bias's does."""
     return lambda ctx, needs, weight_grad, bias_grad: original(ctx, needs, bias_grad, weight_grad)
+
+
+@mutant("norm affine gradients paired as (weight, bias) whatever was passed",
+        f"{NORM}._affine_grads",
+        caught_by=[backward_name("layer_norm"), backward_name("group_norm")])
+def affine_grads_weight_first_always(original):
+    """The norms' backward pairs the affine inputs passed with (weight's gradient, bias's) in
+    that order, whichever were passed: right with both, but a bias passed alone gets
+    sum dy xhat."""
+    return lambda ctx, needs, weight_grad, bias_grad: tuple(
+        make() if need else None for make, need in zip((weight_grad, bias_grad), needs))
 
 
 @mutant("layer_norm without affine applying r twice", f"{NORM}.LayerNorm.backward",
