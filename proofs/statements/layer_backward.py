@@ -75,44 +75,68 @@ def _replayed_statistics(group, eps):
     return centered, 1 / (Carried.mean([c * c for c in centered]) + eps).sqrt()
 
 
+def _affine_inputs(draw, shape):
+    """weight and bias of ``shape`` in [-2, 2]: both, as the models' layers pass them, or
+    either alone (None for the other), which the functional forms also take: each gradient
+    must still reach its own input."""
+    passed = draw(st.sampled_from([("weight", "bias"), ("weight",), ("bias",)]))
+    return {name: real_array(draw, shape, -2, 2) if name in passed else None
+            for name in ("weight", "bias")}
+
+
+def _affine_tensors(weight, bias, dtype):
+    """Engine tensors needing a gradient for the affine inputs passed, None for the other."""
+    return [None if a is None else engine(a, dtype, requires_grad=True) for a in (weight, bias)]
+
+
 # --- layer_norm -----------------------------------------------------------------------------
 
 @st.composite
 def _layer_norm_inputs(draw, affine=True):
-    """x (R, n), R = 1..3 rows of n = 2..5 normalised together (one alone is always
-    xhat = 0), and with ``affine`` weight and bias (n,)."""
-    rows, width = draw(st.integers(1, 3)), draw(st.integers(2, 5))
-    inputs = {"x": real_array(draw, (rows, width), -4, 4), "seed": draw(st.integers(0, 2 ** 16))}
+    """x (B, R, n), B = 1..2, R = 1..3, n = 2..5 (the MAE's (batch, tokens, width)),
+    normalised over the last axis, as the MAE does, or the last two (n or R n elements
+    together; one alone is always xhat = 0), and with ``affine`` weight and bias of that
+    normalized_shape, or either alone."""
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(2, 5)))
+    normalized_shape = shape[-draw(st.integers(1, 2)):]
+    inputs = {"x": real_array(draw, shape, -4, 4), "normalized_shape": normalized_shape,
+              "seed": draw(st.integers(0, 2 ** 16))}
     if affine:
-        inputs.update(weight=real_array(draw, (width,), -2, 2),
-                      bias=real_array(draw, (width,), -2, 2))
+        inputs.update(_affine_inputs(draw, normalized_shape))
     return inputs
 
 
-def _layer_norm_reference(x, weight, g):
-    """dx (by rows), dw, db of sum g * (w xhat + b), xhat standardised over each row (w = 1
-    for ``weight`` None: no affine)."""
-    weight = numpy.ones(x.shape[-1]) if weight is None else weight
-    x, weight, g = mp_array(x), mp_array(weight), mp_array(g)
+def _by_group(values, group_size):
+    """x or g as rows of the elements normalised together: (groups, size)."""
+    return values.reshape(-1, group_size)
+
+
+def _layer_norm_reference(x, weight, g, normalized_shape):
+    """dx (in x's order), dw, db (flat) of sum g * (w xhat + b), xhat standardised over each
+    group of the last len(normalized_shape) axes (w = 1 for ``weight`` None: no affine)."""
+    size = math.prod(normalized_shape)
+    weight = mp_array(numpy.ones(size) if weight is None else weight).reshape(-1)
+    x, g = (_by_group(mp_array(a), size) for a in (x, g))
     dx, xhats = [], []
-    for row, grad in zip(x, g):
-        xhat, r = _standardized(list(row), EPS)
+    for group, grad in zip(x, g):
+        xhat, r = _standardized(list(group), EPS)
         dx += _standardization_vjp(xhat, r, list(grad * weight))
         xhats.append(xhat)
     dw = (g * numpy.asarray(xhats, dtype=object)).sum(axis=0)
     return dx, list(dw), list(g.sum(axis=0))
 
 
-def _layer_norm_replay(x, weight, g, dtype):
+def _layer_norm_replay(x, weight, g, normalized_shape, dtype):
     """LayerNorm's forward statistics and backward, in its order: dx = r ((gxhat -
     mean(gxhat)) - xhat mean(gxhat xhat)), gxhat = g w (g itself for ``weight`` None); dw and
-    db summed over the rows."""
-    x, g = Carried.array(x, dtype), Carried.array(g, dtype)
-    weight = None if weight is None else Carried.array(weight, dtype)
+    db summed over the groups."""
+    size = math.prod(normalized_shape)
+    x, g = (_by_group(Carried.array(a, dtype), size) for a in (x, g))
+    weight = None if weight is None else Carried.array(weight, dtype).reshape(-1)
     eps = Carried.constant(EPS, dtype)
     dx, products = [], []
-    for row, grad in zip(x, g):
-        centered, r = _replayed_statistics(list(row), eps)
+    for group, grad in zip(x, g):
+        centered, r = _replayed_statistics(list(group), eps)
         xhat = [c * r for c in centered]
         gxhat = list(grad if weight is None else grad * weight)
         mean_g = Carried.mean(gxhat)
@@ -124,36 +148,41 @@ def _layer_norm_replay(x, weight, g, dtype):
 
 
 @statement(backward_name("layer_norm"), about=(f"{NORM}.layer_norm",), given=_layer_norm_inputs())
-def layer_norm_backward_matches_vjp(check, x, weight, bias, seed):
-    """layer_norm's backward, y = w xhat + b over the last axis: dx = J^T g from
-    dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n), dw = sum g xhat, db = sum g;
-    bound: the engine's steps carried (running error)."""
+def layer_norm_backward_matches_vjp(check, x, normalized_shape, weight, bias, seed):
+    """layer_norm's backward, y = w xhat + b over the last axis or two (w and b, or either
+    alone): dx = J^T g from dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n),
+    dw = sum g xhat, db = sum g; bound: the engine's steps carried (running error)."""
     from minilean.nn import functional as F
     g = upstream(seed, x.shape)
-    references = _layer_norm_reference(x, weight, g)
+    references = _layer_norm_reference(x, weight, g, normalized_shape)
     for dtype in ENGINE_DTYPES:
-        tensors = [engine(a, dtype, requires_grad=True) for a in (x, weight, bias)]
-        F.layer_norm(tensors[0], x.shape[-1:], tensors[1], tensors[2]).backward(engine(g, dtype))
+        tensors = [engine(x, dtype, requires_grad=True)] + _affine_tensors(weight, bias, dtype)
+        F.layer_norm(tensors[0], normalized_shape, tensors[1], tensors[2]).backward(
+            engine(g, dtype))
         for name, tensor, reference, replayed in zip(
-                ("dx", "dw", "db"), tensors, references, _layer_norm_replay(x, weight, g, dtype)):
-            check_against_replay(check, tensor, reference, replayed, dtype,
-                                 f"layer_norm {name} ({dtype.__name__})")
+                ("dx", "dw", "db"), tensors, references,
+                _layer_norm_replay(x, weight, g, normalized_shape, dtype)):
+            if tensor is not None:  # an affine input not passed
+                check_against_replay(check, tensor, reference, replayed, dtype,
+                                     f"layer_norm {normalized_shape} {name} ({dtype.__name__})")
 
 
 @statement(backward_name("layer_norm_no_affine"), about=(f"{NORM}.layer_norm",),
            given=_layer_norm_inputs(affine=False))
-def layer_norm_no_affine_backward_matches_vjp(check, x, seed):
+def layer_norm_no_affine_backward_matches_vjp(check, x, normalized_shape, seed):
     """layer_norm's backward without weight and bias (elementwise_affine=False), y = xhat over
-    the last axis: dx = J^T g from dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n);
+    the last axis or two: dx = J^T g from dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n);
     bound: the engine's steps carried (running error)."""
     from minilean.nn import functional as F
     g = upstream(seed, x.shape)
-    reference = _layer_norm_reference(x, None, g)[0]
+    reference = _layer_norm_reference(x, None, g, normalized_shape)[0]
     for dtype in ENGINE_DTYPES:
         tensor = engine(x, dtype, requires_grad=True)
-        F.layer_norm(tensor, x.shape[-1:]).backward(engine(g, dtype))
-        check_against_replay(check, tensor, reference, _layer_norm_replay(x, None, g, dtype)[0],
-                             dtype, f"layer_norm without affine dx ({dtype.__name__})")
+        F.layer_norm(tensor, normalized_shape).backward(engine(g, dtype))
+        check_against_replay(check, tensor, reference,
+                             _layer_norm_replay(x, None, g, normalized_shape, dtype)[0], dtype,
+                             f"layer_norm {normalized_shape} without affine dx "
+                             f"({dtype.__name__})")
 
 
 # --- group_norm -----------------------------------------------------------------------------
@@ -162,15 +191,14 @@ def layer_norm_no_affine_backward_matches_vjp(check, x, seed):
 def _group_norm_inputs(draw, affine=True):
     """x (N, C, H, W) with N = 1..2, G = 1..2 groups of 1..2 channels, H, W = 1..2, laid out
     NCHW or channels-last (a convolution's output, which GroupNorm keeps without a copy),
-    and with ``affine`` weight and bias (C,)."""
+    and with ``affine`` weight and bias (C,), or either alone."""
     groups, per_group = draw(st.integers(1, 2)), draw(st.integers(1, 2))
     shape = (draw(st.integers(1, 2)), groups * per_group, draw(st.integers(1, 2)),
              draw(st.integers(1, 2)))
     inputs = {"x": real_array(draw, shape, -4, 4), "groups": groups,
               "channels_last": draw(st.booleans()), "seed": draw(st.integers(0, 2 ** 16))}
     if affine:
-        inputs.update(weight=real_array(draw, shape[1:2], -2, 2),
-                      bias=real_array(draw, shape[1:2], -2, 2))
+        inputs.update(_affine_inputs(draw, shape[1:2]))
     return inputs
 
 
@@ -264,9 +292,9 @@ def _engine_layout(x, dtype, channels_last):
 
 @statement(backward_name("group_norm"), about=(f"{NORM}.group_norm",), given=_group_norm_inputs())
 def group_norm_backward_matches_vjp(check, x, weight, bias, groups, channels_last, seed):
-    """group_norm's backward, y = act(w_c xhat + b_c) per (sample, group), act = identity and
-    the fused SiLU: dx = J^T (w g act'), dw = sum g act' xhat, db = sum g act'; bound: the
-    engine's steps carried (running error)."""
+    """group_norm's backward, y = act(w_c xhat + b_c) per (sample, group) (w and b, or either
+    alone), act = identity and the fused SiLU: dx = J^T (w g act'), dw = sum g act' xhat,
+    db = sum g act'; bound: the engine's steps carried (running error)."""
     from minilean.nn import functional as F
     g = upstream(seed, x.shape)
     # both forms every example: the U-Net's residual blocks fuse the SiLU, its attention
@@ -274,16 +302,16 @@ def group_norm_backward_matches_vjp(check, x, weight, bias, groups, channels_las
     for activation in (None, "silu"):
         references = _group_norm_reference(x, weight, bias, g, groups, activation)
         for dtype in ENGINE_DTYPES:
-            tensors = [_engine_layout(x, dtype, channels_last),
-                       engine(weight, dtype, requires_grad=True),
-                       engine(bias, dtype, requires_grad=True)]
+            tensors = [_engine_layout(x, dtype, channels_last)] + _affine_tensors(weight, bias,
+                                                                                  dtype)
             F.group_norm(tensors[0], groups, tensors[1], tensors[2],
                          activation=activation).backward(engine(g, dtype))
             replayed = _group_norm_replay(x, weight, bias, g, groups, activation, dtype)
             for name, tensor, reference, carried in zip(("dx", "dw", "db"), tensors,
                                                          references, replayed):
-                check_against_replay(check, tensor, reference, carried, dtype,
-                                     f"group_norm {activation} {name} ({dtype.__name__})")
+                if tensor is not None:  # an affine input not passed
+                    check_against_replay(check, tensor, reference, carried, dtype,
+                                         f"group_norm {activation} {name} ({dtype.__name__})")
 
 
 @statement(backward_name("group_norm_no_affine"), about=(f"{NORM}.group_norm",),
@@ -362,34 +390,42 @@ def normalize_patches_backward_matches_vjp(check, patches, seed):
 
 # --- conv2d ---------------------------------------------------------------------------------
 
+def _pair(size):
+    """A convolution size given as an int or a pair (h, w), as a pair."""
+    return size if isinstance(size, tuple) else (size, size)
+
+
 @st.composite
 def _conv_inputs(draw):
     """x (N, C, H, W), weight (O, C/G, Kh, Kw), bias (O,): N = 1..2, G = 1..2, 1..4 input and
     output channels per group (4 to 1 takes the shifted-rows weight gradient), kernels 1..4,
-    padding 0..1, dilation 1..2, each side from the least that leaves an output to two more."""
+    padding 0..1 and dilation 1..2 per axis, each side from the least that leaves an output to
+    two more; and mixed_stride, (1, 2) or (2, 1)."""
     groups = draw(st.integers(1, 2))
     in_channels, out_channels = (groups * draw(st.integers(1, 4)) for _ in range(2))
     kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    padding, dilation = draw(st.integers(0, 1)), draw(st.integers(1, 2))
-    sides = tuple(draw(st.integers(least, least + 2))
-                  for least in (max(1, dilation * (k - 1) + 1 - 2 * padding) for k in kernel))
+    padding = (draw(st.integers(0, 1)), draw(st.integers(0, 1)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    sides = tuple(draw(st.integers(least, least + 2)) for least in (
+        max(1, d * (k - 1) + 1 - 2 * pad) for k, pad, d in zip(kernel, padding, dilation)))
     return {"x": real_array(draw, (draw(st.integers(1, 2)), in_channels) + sides, -2, 2),
             "weight": real_array(draw, (out_channels, in_channels // groups) + kernel, -2, 2),
             "bias": real_array(draw, (out_channels,), -2, 2), "padding": padding,
-            "dilation": dilation, "groups": groups, "seed": draw(st.integers(0, 2 ** 16))}
+            "dilation": dilation, "mixed_stride": draw(st.sampled_from([(1, 2), (2, 1)])),
+            "groups": groups, "seed": draw(st.integers(0, 2 ** 16))}
 
 
 def _meetings(small_shape, big_shape, weight_shape, stride, padding, dilation, groups):
     """Every product of a convolution's defining sum, as (small index, big index, weight
     index): position (i, j) of channel k on the small side (conv2d's y, conv_transpose2d's x)
-    meets position (s i + d p - pad_h, s j + d q - pad_w) of channel G(k) W_1 + c on the big
-    side through w[k, c, p, q] (G(k) the group of k, W_1 = weight.shape[1]), where that
-    position lies inside the big side."""
-    pad_h, pad_w = padding
+    meets position (s_h i + d_h p - pad_h, s_w j + d_w q - pad_w) of channel G(k) W_1 + c on
+    the big side through w[k, c, p, q] (G(k) the group of k, W_1 = weight.shape[1]), where
+    that position lies inside the big side. Stride, padding and dilation are pairs (h, w)."""
+    (s_h, s_w), (pad_h, pad_w), (d_h, d_w) = stride, padding, dilation
     per_group = small_shape[1] // groups
     for n, k, i, j in numpy.ndindex(small_shape):
         for c, p, q in numpy.ndindex(weight_shape[1:]):
-            row, column = stride * i + dilation * p - pad_h, stride * j + dilation * q - pad_w
+            row, column = s_h * i + d_h * p - pad_h, s_w * j + d_w * q - pad_w
             if 0 <= row < big_shape[2] and 0 <= column < big_shape[3]:
                 channel = (k // per_group) * weight_shape[1] + c
                 yield (n, k, i, j), (n, channel, row, column), (k, c, p, q)
@@ -444,13 +480,12 @@ def _check_conv2d_backward(check, x, weight, bias, options, seed,
     needs one. By default x needing a gradient and not (a first layer's images: then dw takes
     the columns of x or the shifted rows, not the one im2col of dy that dx shares at stride 1)."""
     from minilean.nn import functional as F
-    stride, dilation = options["stride"], options["dilation"]
-    padding = options["padding"] if isinstance(options["padding"], tuple) else (
-        options["padding"],) * 2
+    stride, padding, dilation = (_pair(options[size]) for size in ("stride", "padding",
+                                                                  "dilation"))
     batch, _, height, width = x.shape
     out_channels, _, kh, kw = weight.shape
-    out_h, out_w = ((side + 2 * pad - dilation * (k - 1) - 1) // stride + 1
-                    for side, pad, k in ((height, padding[0], kh), (width, padding[1], kw)))
+    out_h, out_w = ((side + 2 * pad - d * (k - 1) - 1) // s + 1 for side, pad, k, s, d in zip(
+        (height, width), padding, (kh, kw), stride, dilation))
     g = upstream(seed, (batch, out_channels, out_h, out_w))
     references = _conv_reference(x, weight, g, stride, padding, dilation, options["groups"])
     roundings = (kh * kw * out_channels // options["groups"],
@@ -466,14 +501,16 @@ def _check_conv2d_backward(check, x, weight, bias, options, seed,
 
 
 @statement(backward_name("conv2d"), about=(f"{CONV}.conv2d",), given=_conv_inputs())
-def conv2d_backward_matches_vjp(check, x, weight, bias, padding, dilation, groups, seed):
+def conv2d_backward_matches_vjp(check, x, weight, bias, padding, dilation, mixed_stride, groups,
+                                seed):
     """conv2d's backward: dx, dw, db = J^T g of the convolution's defining sum (mpmath), at
-    stride 1 and 2, x needing a gradient or not; bound gamma_m sum |terms|, m = Kh Kw O/G for
-    dx (one dot product; or O/G, then Kh Kw - 1 additions of col2im), N Hp Wp for dw (padded
-    positions), N Ho Wo - 1 additions for db."""
+    stride 1, 2 and (1, 2) or (2, 1), x needing a gradient or not; bound gamma_m sum |terms|,
+    m = Kh Kw O/G for dx (one dot product; or O/G, then Kh Kw - 1 additions of col2im), N Hp Wp
+    for dw (padded positions), N Ho Wo - 1 additions for db."""
     # both strides the models use, every example: their backwards take different paths (the
-    # flipped kernel at stride 1, col2im at stride 2)
-    for stride in (1, 2):
+    # flipped kernel at stride 1, col2im at stride 2); and a stride, as the padding and the
+    # dilation, that differs between the axes, where one read for the other shows
+    for stride in ((1, 1), (2, 2), mixed_stride):
         _check_conv2d_backward(check, x, weight, bias, {
             "stride": stride, "padding": padding, "dilation": dilation, "groups": groups}, seed)
 
@@ -521,42 +558,47 @@ def conv2d_frozen_weight_backward_matches_vjp(check, x, weight, bias, fan_weight
 @st.composite
 def _conv_transpose_inputs(draw):
     """x (N, C_in, H, W), weight (C_in, C_out/G, Kh, Kw), bias (C_out,): N = 1..2, G = 1..2,
-    1..3 input and output channels per group, kernels 1..4, padding 0..1, dilation 1..2,
-    output_padding 0..1 per axis (taken where it is allowed, below max(stride, dilation)),
-    each side from the least that leaves an output at stride 1 to one more; fan_weight
-    (1, 4, Kh, Kw): x's first channel to 4, which takes the shifted-rows forms."""
+    1..3 input and output channels per group, kernels 1..4, padding 0..1, dilation 1..2 and
+    output_padding 0..1 per axis (the last taken where it is allowed, below max(stride,
+    dilation)), each side from the least that leaves an output at stride 1 to one more;
+    fan_weight (1, 4, Kh, Kw): x's first channel to 4, which takes the shifted-rows forms; and
+    mixed_stride, (1, 2) or (2, 1)."""
     groups = draw(st.integers(1, 2))
     in_channels, out_per_group = groups * draw(st.integers(1, 3)), draw(st.integers(1, 3))
     kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
-    padding, dilation = draw(st.integers(0, 1)), draw(st.integers(1, 2))
-    sides = tuple(draw(st.integers(least, least + 1))
-                  for least in (max(1, 1 + 2 * padding - dilation * (k - 1)) for k in kernel))
+    padding = (draw(st.integers(0, 1)), draw(st.integers(0, 1)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    sides = tuple(draw(st.integers(least, least + 1)) for least in (
+        max(1, 1 + 2 * pad - d * (k - 1)) for k, pad, d in zip(kernel, padding, dilation)))
     return {"x": real_array(draw, (draw(st.integers(1, 2)), in_channels) + sides, -2, 2),
             "weight": real_array(draw, (in_channels, out_per_group) + kernel, -2, 2),
             "bias": real_array(draw, (groups * out_per_group,), -2, 2),
             "fan_weight": real_array(draw, (1, 4) + kernel, -2, 2), "padding": padding,
             "dilation": dilation, "output_padding": (draw(st.integers(0, 1)),
                                                      draw(st.integers(0, 1))),
-            "groups": groups, "seed": draw(st.integers(0, 2 ** 16))}
+            "mixed_stride": draw(st.sampled_from([(1, 2), (2, 1)])), "groups": groups,
+            "seed": draw(st.integers(0, 2 ** 16))}
 
 
 def _check_conv_transpose2d_backward(check, x, weight, bias, options, seed):
     """conv_transpose2d's gradients at one stride, every input needing one, in both dtypes,
-    against J^T g of y[n, G(k) C_out/G + o, s i + d p - pad, s j + d q - pad] +=
+    against J^T g of y[n, G(k) C_out/G + o, s_h i + d_h p - pad_h, s_w j + d_w q - pad_w] +=
     w[k, o, p, q] x[n, k, i, j] (each input position the small side of ``_meetings``, the
-    output, H_out = (H - 1) s - 2 pad + d (Kh - 1) + output_padding + 1 high, the big one)."""
+    output, H_out = (H - 1) s_h - 2 pad_h + d_h (Kh - 1) + output_padding_h + 1 high, the big
+    one)."""
     from minilean.nn import functional as F
-    stride, padding, dilation = options["stride"], options["padding"], options["dilation"]
+    stride, padding, dilation = (_pair(options[size]) for size in ("stride", "padding",
+                                                                  "dilation"))
     batch, _, height, width = x.shape
     _, out_per_group, kh, kw = weight.shape
-    # the rows of dy that x reaches, H_u = (H - 1) s + d (Kh - 1) + 1, and the output's
-    reached = [(side - 1) * stride + dilation * (k - 1) + 1
-               for side, k in ((height, kh), (width, kw))]
-    out_h, out_w = (side - 2 * padding + extra
-                    for side, extra in zip(reached, options["output_padding"]))
+    # the rows of dy that x reaches, H_u = (H - 1) s_h + d_h (Kh - 1) + 1, and the output's
+    reached = [(side - 1) * s + d * (k - 1) + 1
+               for side, k, s, d in zip((height, width), (kh, kw), stride, dilation)]
+    out_h, out_w = (side - 2 * pad + extra
+                    for side, pad, extra in zip(reached, padding, options["output_padding"]))
     g = upstream(seed, (batch, options["groups"] * out_per_group, out_h, out_w))
     references = _convolution_reference(x, weight, g, _meetings(
-        x.shape, g.shape, weight.shape, stride, (padding, padding), dilation, options["groups"]))
+        x.shape, g.shape, weight.shape, stride, padding, dilation, options["groups"]))
     roundings = (kh * kw * out_per_group, batch * reached[0] * reached[1],
                  max(batch * out_h * out_w - 1, 0))
     for dtype in ENGINE_DTYPES:
@@ -570,21 +612,23 @@ def _check_conv_transpose2d_backward(check, x, weight, bias, options, seed):
 @statement(backward_name("conv_transpose2d"), about=(f"{CONV}.conv_transpose2d",),
            given=_conv_transpose_inputs())
 def conv_transpose2d_backward_matches_vjp(check, x, weight, bias, fan_weight, padding, dilation,
-                                          output_padding, groups, seed):
+                                          output_padding, mixed_stride, groups, seed):
     """conv_transpose2d's backward: dx, dw, db = J^T g of its defining sum (mpmath), at stride
-    1 and 2 with output_padding; bound gamma_m sum |terms|, m = Kh Kw C_out/G for dx (one dot
-    product; or C_out, then Kh Kw - 1 shifted-row additions), N H_u W_u for dw (the positions
-    of dy that x reaches), N H_out W_out - 1 additions for db."""
+    1, 2 and (1, 2) or (2, 1) with output_padding; bound gamma_m sum |terms|, m = Kh Kw C_out/G
+    for dx (one dot product; or C_out, then Kh Kw - 1 shifted-row additions), N H_u W_u for dw
+    (the positions of dy that x reaches), N H_out W_out - 1 additions for db."""
     # both strides every example: the decoders' stride 2 (im2col of dy at stride 2), and
-    # stride 1 (the im2col and, for x's first channel fanned out to 4, the shifted rows)
-    for stride in (1, 2):
-        # output_padding below max(stride, dilation): at stride 1 only with dilation 2
-        extra = tuple(min(pad, max(stride, dilation) - 1) for pad in output_padding)
+    # stride 1 (the im2col and, for x's first channel fanned out to 4, the shifted rows); and
+    # a stride, as the padding and the dilation, that differs between the axes
+    for stride in ((1, 1), (2, 2), mixed_stride):
+        # output_padding below max(stride, dilation) per axis: at stride 1 only with dilation 2
+        extra = tuple(min(pad, max(s, d) - 1)
+                      for pad, s, d in zip(output_padding, stride, dilation))
         options = {"stride": stride, "padding": padding, "output_padding": extra,
                    "dilation": dilation}
         _check_conv_transpose2d_backward(check, x, weight, bias, dict(options, groups=groups),
                                          seed)
-        if stride == 1:
+        if stride == (1, 1):
             _check_conv_transpose2d_backward(check, x[:, :1], fan_weight, None,
                                              dict(options, groups=1), seed)
 
@@ -638,12 +682,31 @@ def standardize_backward_without_variance_term(original):
         grad_xhat - grad_xhat.mean(axis=axes, keepdims=True))
 
 
+@mutant("layer_norm backward over the last axis only", f"{NORM}._standardize_backward",
+        caught_by=[backward_name("layer_norm"), backward_name("layer_norm_no_affine")])
+def standardize_backward_last_axis_only(original):
+    """LayerNorm's dx takes mean(gxhat) and mean(gxhat xhat) over the last axis alone, not over
+    every axis of normalized_shape: alike for the MAE's (width,), wrong for a shape of two."""
+    return lambda grad_xhat, xhat, inv_std, axes: original(grad_xhat, xhat, inv_std, axes[-1:])
+
+
 @mutant("norm affine gradients in the wrong order", f"{NORM}._affine_grads",
         caught_by=[backward_name("layer_norm"), backward_name("group_norm")])
 def affine_grads_swapped(original):
     """LayerNorm's and GroupNorm's backward return sum dy where the weight's gradient belongs
     and sum dy xhat where the bias's does."""
     return lambda ctx, needs, weight_grad, bias_grad: original(ctx, needs, bias_grad, weight_grad)
+
+
+@mutant("norm affine gradients paired as (weight, bias) whatever was passed",
+        f"{NORM}._affine_grads",
+        caught_by=[backward_name("layer_norm"), backward_name("group_norm")])
+def affine_grads_weight_first_always(original):
+    """The norms' backward pairs the affine inputs passed with (weight's gradient, bias's) in
+    that order, whichever were passed: right with both, but a bias passed alone gets
+    sum dy xhat."""
+    return lambda ctx, needs, weight_grad, bias_grad: tuple(
+        make() if need else None for make, need in zip((weight_grad, bias_grad), needs))
 
 
 @mutant("layer_norm without affine applying r twice", f"{NORM}.LayerNorm.backward",
@@ -711,6 +774,34 @@ def shifted_rows_offsets_reversed(original):
     to many, with the weight needing no gradient, goes through it, and conv_transpose2d's
     stride-1 dx from many to few)."""
     return lambda x_pad, weight, dilation: original(x_pad, weight[:, :, ::-1, ::-1], dilation)
+
+
+@mutant("col2im with the stride's axes swapped", f"{CONV}.col2im",
+        caught_by=[backward_name("conv2d")])
+def col2im_stride_axes_swapped(original):
+    """col2im steps its rows by the column stride and its columns by the row stride, (s_w, s_h)
+    for (s_h, s_w): alike for every square stride the models use; conv2d's dx at stride
+    (1, 2) or (2, 1) scatters to the wrong positions or off the padded grid."""
+    return lambda columns, stride, dilation, out: original(columns, stride[::-1], dilation, out)
+
+
+@mutant("col2im with the dilation's axes swapped", f"{CONV}.col2im",
+        caught_by=[backward_name("conv2d")])
+def col2im_dilation_axes_swapped(original):
+    """col2im spaces the kernel's rows by the column dilation and its columns by the row
+    dilation: alike for a dilation the same on both axes; conv2d's dx by col2im (stride 2)
+    with d_h != d_w adds the patches in at the wrong offsets."""
+    return lambda columns, stride, dilation, out: original(columns, stride, dilation[::-1], out)
+
+
+@mutant("im2col with the dilation's axes swapped", f"{CONV}.im2col",
+        caught_by=[backward_name("conv2d"), backward_name("conv_transpose2d")])
+def im2col_dilation_axes_swapped(original):
+    """im2col spaces a patch's rows by the column dilation and its columns by the row dilation:
+    alike for a dilation the same on both axes; the columns of x (conv2d's weight gradient)
+    and of dy (conv_transpose2d's input gradient) then pair the wrong positions."""
+    return lambda x, kernel_size, stride, dilation: original(x, kernel_size, stride,
+                                                            dilation[::-1])
 
 
 @mutant("conv2d weight gradient of the first image only", f"{CONV}.conv_weight_grad",

@@ -7,14 +7,16 @@ vector-Jacobian product, and std's gradient where the standard deviation is 0.
 
 the chain rule through the mean written out entry by entry (the engine's backward drops the
 mean's terms, which sum to zero). Hypothesis draws x (R, n), R = 1..3, n = 2..6, reduced over
-all of it or over each row, keepdim or not, and a seed for the upstream gradient g; every
-example runs both corrections. The engine's gradients, in float64 and float32, must come back
-in x's dtype and shape and lie within a running error bound (``proofs.running_error``) carried
-through the engine's own steps: the mean, x - m, (g (2 / (n - c))) (x - m) for var; for std
-also the sum of squares, its root s and g / (2 s) first. x - m carries ~ u |x| however small
-it is, so std's 1 / s magnifies it: std's statement asks each reduced slice to spread over at
-least 2^-10 (max - min), which keeps s clear of its own error (the check asks the bound to be
-finite). The replay's exact value must equal the reference at 50 digits.
+all of it, over each row or over each column (a reduced axis that is not the last, which the
+backward must put back in its own place), keepdim or not, and a seed for the upstream gradient
+g; every example runs both corrections. The engine's gradients, in float64 and float32, must
+come back in x's dtype and shape and lie within a running error bound
+(``proofs.running_error``) carried through the engine's own steps: the mean, x - m,
+(g (2 / (n - c))) (x - m) for var; for std also the sum of squares, its root s and g / (2 s)
+first. x - m carries ~ u |x| however small it is, so std's 1 / s magnifies it: std's
+statement asks each reduced slice to spread over at least 2^-10 (max - min), which keeps s
+clear of its own error (the check asks the bound to be finite). The replay's exact value must
+equal the reference at 50 digits.
 
 Where s = 0 the root has a kink. The engine's ``Std.backward`` defines the gradient there as 0
 (PyTorch's choice), and takes that branch where its *computed* s is 0. Every x_i equal gives
@@ -27,6 +29,8 @@ strategy drops the equality, moving one element of each row by 2^-10, and finds 
 gradient. For n = 1 with Bessel's correction the variance is 0/0: the engine's std is nan (as
 NumPy's with ddof=1), and so is the gradient it returns, which the statement checks.
 """
+import math
+
 import mpmath
 import numpy
 from hypothesis import assume
@@ -44,23 +48,37 @@ LEAST_SPREAD = 2.0 ** -10  # std's hypothesis: each reduced slice spreads at lea
 
 @st.composite
 def _spread_inputs(draw, least_spread=0.0):
-    """x (R, n) in [-4, 4], R = 1..3, n = 2..6, reduced over all (dim None) or each row
-    (dim -1), keepdim or not; each reduced slice spreading over at least ``least_spread``."""
-    x = real_array(draw, (draw(st.integers(1, 3)), draw(st.integers(2, 6))), -4, 4)
-    dim = draw(st.sampled_from([None, -1]))
+    """x (R, n) in [-4, 4], R = 1..3 (2..3 for dim 0), n = 2..6, reduced over all (dim None),
+    each row (dim -1) or each column (dim 0), keepdim or not; each reduced slice spreading over
+    at least ``least_spread``."""
+    dim = draw(st.sampled_from([None, -1, 0]))
+    rows = draw(st.integers(2 if dim == 0 else 1, 3))  # a column of one has no variance
+    x = real_array(draw, (rows, draw(st.integers(2, 6))), -4, 4)
     assume(all(numpy.ptp(row) >= least_spread for row in _slices(x, dim)))
     return {"x": x, "dim": dim, "keepdim": draw(st.booleans()),
             "seed": draw(st.integers(0, 2 ** 16))}
 
 
 def _slices(values, dim):
-    """The reduced slices of x (R, n) as rows, in x's element order."""
-    return values.reshape(1, -1) if dim is None else values
+    """The reduced slices of x (R, n) as rows, in the order of the output's elements."""
+    if dim is None:
+        return values.reshape(1, -1)
+    return values.T if dim == 0 else values  # dim 0: (R, n) -> (n, R), a column per row
+
+
+def _in_x_order(per_slice, x, dim):
+    """Values listed slice by slice (``_slices``' order) as a flat list in x's element order."""
+    values = numpy.asarray(per_slice, dtype=object)
+    if dim == 0:  # (n slices, R) -> (R, n)
+        return list(values.reshape(x.shape[::-1]).T.reshape(-1))
+    return list(values)
 
 
 def _output_shape(x, dim, keepdim):
     if dim is None:
         return (1, 1) if keepdim else ()
+    if dim == 0:
+        return (1, x.shape[1]) if keepdim else (x.shape[1],)
     return (x.shape[0], 1) if keepdim else (x.shape[0],)
 
 
@@ -75,7 +93,7 @@ def _reference(x, g, dim, correction, root):
             scale /= 2 * mpmath.sqrt(mpmath.fsum((v - mean) ** 2 for v in row) / (n - correction))
         dx += [scale * mpmath.fsum((v - mean) * ((i == j) - mpmath.mpf(1) / n)
                                    for i, v in enumerate(row)) for j in range(n)]
-    return dx
+    return _in_x_order(dx, x, dim)
 
 
 def _replay(x, g, dim, correction, root, dtype):
@@ -91,7 +109,7 @@ def _replay(x, g, dim, correction, root, dtype):
             grad = grad / (2 * (Carried.total([c * c for c in centered]) / divisor).sqrt())
         scale = grad * Carried.constant(mpmath.mpf(2) / divisor, dtype)
         dx += [scale * c for c in centered]
-    return dx
+    return _in_x_order(dx, x, dim)
 
 
 def _check_spread_backward(check, x, dim, keepdim, seed, root):
@@ -160,6 +178,18 @@ def var_backward_population_always(original):
     def backward(ctx, grad):
         count = ctx.centered.size // numpy.size(grad)  # the elements each variance summarises
         return original(ctx, grad) * (ctx.divisor / count)
+    return backward
+
+
+@mutant("var backward restoring the reduced axis as the last", f"{REDUCE}.Var.backward",
+        caught_by=[backward_name("var"), backward_name("std")])
+def var_backward_reduced_axis_last(original):
+    """Var.backward gives dy its reduced axis back as the last one (dy[..., None]): right for a
+    reduction over all axes or the last, but over the columns it pairs a column's dy with the
+    row of the same number (or cannot broadcast). Std.backward goes through it too."""
+    def backward(ctx, grad):
+        scale = 2 / ctx.divisor if ctx.divisor else math.inf
+        return (grad if ctx.keepdim else grad[..., None]) * scale * ctx.centered
     return backward
 
 
