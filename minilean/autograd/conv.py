@@ -40,10 +40,10 @@ SLAB_BYTES = 2 << 20
 
 def pair(value, name, low=0):
     """``value`` (an int, or a pair of ints, each at least ``low``) as a pair."""
-    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(pair) != 2 or not all(is_int(v) and v >= low for v in pair):
+    sizes = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(sizes) != 2 or not all(is_int(size) and size >= low for size in sizes):
         raise ValueError(f"{name} must be an int >= {low} or a pair of them, got {value!r}")
-    return pair
+    return sizes
 
 
 # The least each convolution size may be: a kernel, stride or dilation of 0 leaves no output
