@@ -40,10 +40,10 @@ SLAB_BYTES = 2 << 20
 
 def pair(value, name, low=0):
     """``value`` (an int, or a pair of ints, each at least ``low``) as a pair."""
-    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(pair) != 2 or not all(is_int(v) and v >= low for v in pair):
+    sizes = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(sizes) != 2 or not all(is_int(size) and size >= low for size in sizes):
         raise ValueError(f"{name} must be an int >= {low} or a pair of them, got {value!r}")
-    return pair
+    return sizes
 
 
 # The least each convolution size may be: a kernel, stride or dilation of 0 leaves no output
@@ -219,7 +219,7 @@ def conv_input_grad(grad_y, weight, input_size, padding, stride, dilation, group
     col2im(dL/dy @ w^T) cropped by the padding. With stride 1 it is cheaper as a convolution
     itself: the full correlation of dL/dy (zero-padded by d (K - 1) - p) with the kernel
     flipped in space and with in/out channels swapped, which keeps the efficient GEMM shape
-    (K = Kh Kw O instead of O) and needs no scatter-add.
+    (each product sums over Kh Kw O/G terms instead of O/G) and needs no scatter-add.
     """
     grad_y_pad = _adjoint_input(grad_y, weight.shape[2:], input_size, padding, stride, dilation)
     if grad_y_pad is not None:

@@ -93,6 +93,7 @@ def unbroadcast(grad, shape):
     stretched = tuple(extra + axis for axis, size in enumerate(shape)
                       if size == 1 and grad.shape[extra + axis] != 1)
     axes = tuple(range(extra)) + stretched
+    # summed with keepdims: (1,) * extra + shape -> shape, dropping the prepended axes
     if fast_sum_kept is not None and backend.device_of(grad) == "cuda":
         return fast_sum_kept(grad, axes).reshape(shape)
     return grad.sum(axis=axes, keepdims=True).reshape(shape)

@@ -45,6 +45,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-5, max_elements=64, seed=
         # array would be a copy, and nudging a copy would leave the input unchanged).
         original = tensor.data.copy()
         for direction in directions:
+            # (size,) -> the input's shape
             step = xp.asarray(eps * direction.reshape(tensor.shape), dtype=tensor.dtype)
             tensor.data[...] = original + step
             plus = scalar_loss()
@@ -52,7 +53,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-5, max_elements=64, seed=
             minus = scalar_loss()
             tensor.data[...] = original
             numeric = (plus - minus) / (2 * eps)
-            expected = float(analytic.reshape(-1) @ direction)
+            expected = float(analytic.reshape(-1) @ direction)  # (...) -> (size,), dotted
             if not abs(numeric - expected) <= atol + rtol * abs(numeric):
                 where = (f"element {numpy.unravel_index(int(direction.argmax()), tensor.shape)}"
                          if size <= max_elements else "a random direction")

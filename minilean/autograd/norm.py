@@ -1,6 +1,7 @@
 r"""Normalisation layers as fused primitives: layer_norm and group_norm.
 
-Both standardise x over a group of n elements and then scale and shift per channel:
+Both standardise x over a group of n elements and then scale and shift elementwise (per
+channel for group_norm, per position of the normalised axes for layer_norm):
 
     mu = mean(x),  sigma^2 = mean((x - mu)^2),  r = 1 / sqrt(sigma^2 + eps),
     xhat = (x - mu) r,  y = w * xhat + b.
@@ -8,7 +9,7 @@ Both standardise x over a group of n elements and then scale and shift per chann
 With gxhat = dy * w, differentiating through mu and sigma^2 gives the closed form
 
     dx = r (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat)),
-    dw = sum(dy * xhat),  db = sum(dy)   (over everything but the channel axis).
+    dw = sum(dy * xhat),  db = sum(dy)   (over every axis that w and b are broadcast along).
 
 One fused backward is a few passes over x, where the same ops composed from primitives
 would record a dozen nodes and keep their intermediates alive. The statistics are computed in

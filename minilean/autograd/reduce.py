@@ -274,8 +274,9 @@ def _arg_extremum(x, dim, keepdim, name):
     """Indices of the max/min (int64, outside the graph); over the flattened tensor for None."""
     xp = x.xp
     if dim is None:
-        index = getattr(xp, name)(x.data.reshape(-1))
+        index = getattr(xp, name)(x.data.reshape(-1))  # (...) -> (size,): one flat index
         shape = (1,) * x.ndim if keepdim else ()
+        # () -> (1, ..., 1) with keepdim, else stays ()
         return Tensor._wrap(xp.asarray(index, dtype=xp.int64).reshape(shape), False)
     axis = _one_axis(dim, x.ndim)
     index = getattr(xp, name)(x.data, axis=axis).astype(xp.int64, copy=False)

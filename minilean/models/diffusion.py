@@ -141,8 +141,9 @@ class QSample(Function):
 
         dx_t/dx0 = s,   dx_t/deps = n
 
-    (the schedule and t are constants, not inputs). One op rather than four so that
-    ``--fast-kernels`` can run it as one kernel each way (``minilean/cuda/noising.cu``).
+    (the schedule and t are constants, not inputs). One op rather than three (two products
+    and a sum) so that ``--fast-kernels`` can run it as one kernel each way
+    (``minilean/cuda/noising.cu``).
     """
     @staticmethod
     def forward(ctx, x0, eps, alpha_bar=None, t=None):

@@ -101,9 +101,10 @@ def binary_cross_entropy_with_logits(input, target, reduction="mean"):
     """-[y log sigma(x) + (1-y) log(1 - sigma(x))] for logits x and targets y in [0, 1].
 
     Written as softplus(x) - x y, since log sigma(x) = x - softplus(x) and
-    log(1 - sigma(x)) = -softplus(x): the naive form takes log of a sigmoid that rounds to 0 or
-    1 for |x| beyond ~17 (float32) and overflows e^{-x} for very negative x; ``softplus``
-    overflows nowhere, and its slope sigma(x) gives d/dx = sigma(x) - y everywhere.
+    log(1 - sigma(x)) = -softplus(x): the naive form takes the log of a sigmoid that rounds to
+    1 from x ~ 17 (float32), making log(1 - sigma(x)) -inf, and to 0 where e^{-x} overflows
+    (x below ~ -88), making log sigma(x) -inf; ``softplus`` overflows nowhere, and its slope
+    sigma(x) gives d/dx = sigma(x) - y everywhere.
     """
     return _reduce(softplus(input) - input * target, reduction)
 

@@ -11,7 +11,8 @@ changes the parameter (and state) arrays in place, e.g.
 and names it in a class attribute: ``Adam.update = staticmethod(adam_update)``. ``step()``
 collects the arrays of the parameters that have a gradient and calls that function under
 ``no_grad``. A second slot, ``fast_update``, is ``None`` here; ``minilean.cuda`` may set it
-(``Adam.fast_update = fused_adam``) to a function with the *same signature* that updates all
+(its registry installs ``Adam.fast_update = fused_adam_update``, from
+``minilean/cuda/adam.py``) to a function with the *same signature* that updates all
 parameters in one kernel launch. It is filled only while fast kernels are switched on, and
 used only where ``takes_fused`` says the kernel covers the arrays, exactly like
 ``Function.fast`` for ops; otherwise the NumPy/CuPy function runs, so every device has the

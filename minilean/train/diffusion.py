@@ -3,7 +3,8 @@
     config (checked flags) -> dataset -> Loader (images in [-1, 1]) -> UNet or ResidualEpsNet
     -> Adam (linear warm-up, then cosine decay or constant) + EMA, each step:
        t ~ U{0..T-1}, eps ~ N(0, I), loss = |model(q_sample) - v|^2 (--prediction v, the
-       default; --prediction eps: |model(q_sample) - eps|^2)
+       default; --prediction eps: |model(q_sample) - eps|^2), gradients clipped to global
+       norm GRAD_CLIP, then the Adam update and the EMA's
        (with --cuda-graph the loss and gradients are one replayed CUDA graph; Adam, EMA after)
     -> samples from the EMA weights (ddpm | ddim | pf-euler; with --cuda-graph each step's
        network call is a replayed graph too) -> images, FD-classifier, summary
