@@ -30,7 +30,10 @@ class Softplus(Function):
     @staticmethod
     def backward(ctx, grad):
         xp = array_module(grad)
-        return grad * 0.5 * (1 + xp.tanh(0.5 * ctx.x))  # sigmoid(x), written so it cannot overflow
+        # sigmoid(x) in a form that cannot overflow; short, and exact enough in float64 here.
+        # In float32 it rounds the far left tail to 0 (from x = -20), which is why
+        # minilean's own Sigmoid uses tail_accurate_sigmoid (minilean/autograd/elementwise.py).
+        return grad * 0.5 * (1 + xp.tanh(0.5 * ctx.x))
 
 
 # 2. A small "network" made of built-in ops and the new one.
