@@ -497,28 +497,28 @@ class Gelu(Function):
     Tanh approximation:  y = x (1 + tanh u) / 2 = x s,  s = sigma(2u),
     u = sqrt(2/pi) (x + 0.044715 x^3);  dy/dx = s + x s (1 - s) 2u',
     2u' = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2). Computed through s, not 1 + tanh u: for x < -5
-    that sum cancels in float32, and the gradient with it.
+    that sum cancels in float32, and the gradient with it. In both forms y = x * gate, the
+    gate being Phi(x) or s; forward keeps it for backward.
     """
     @staticmethod
     def forward(ctx, x, approximate="none"):
         if approximate == "tanh":
-            inner = tail_accurate_sigmoid(2 * _SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
-            out = x * inner
+            gate = tail_accurate_sigmoid(2 * _SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
         else:
-            inner = 0.5 * (1 + backend.erf(x * _INV_SQRT_2))
-            out = x * inner
+            gate = 0.5 * (1 + backend.erf(x * _INV_SQRT_2))
+        out = x * gate
         if ctx.recording:
-            ctx.x, ctx.inner, ctx.approximate = x, inner, approximate
+            ctx.x, ctx.gate, ctx.approximate = x, gate, approximate
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x, inner = ctx.x, ctx.inner
+        x, gate = ctx.x, ctx.gate
         if ctx.approximate == "tanh":
             slope = 2 * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-            return grad * (inner + x * inner * (1 - inner) * slope)
+            return grad * (gate + x * gate * (1 - gate) * slope)
         density = _INV_SQRT_2PI * array_module(x).exp(-0.5 * x * x)
-        return grad * (inner + x * density)
+        return grad * (gate + x * density)
 
 
 # --- the functional forms (PyTorch's names) -----------------------------------------------

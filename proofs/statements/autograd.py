@@ -537,7 +537,7 @@ def leaky_relu_backward_default_slope(original):
         caught_by=_caught_by("gelu"))
 def gelu_backward_phi_only(original):
     """Gelu.backward (exact form) returns g Phi(x) instead of g (Phi(x) + x phi(x))."""
-    return _gelu_backward_broken_in("none", original, lambda ctx, grad: grad * ctx.inner)
+    return _gelu_backward_broken_in("none", original, lambda ctx, grad: grad * ctx.gate)
 
 
 @mutant("softplus backward with sigma(-x)", f"{ELEMENTWISE}.Softplus.backward",
@@ -554,7 +554,7 @@ def softplus_backward_mirrored(original):
 def gelu_tanh_backward_cubic_slope(original):
     """Gelu.backward (tanh form) differentiates 0.044715 x^3 as 0.044715 x^2 (the 3 dropped)."""
     def broken(ctx, grad):
-        x, s = ctx.x, ctx.inner
+        x, s = ctx.x, ctx.gate
         slope = 2 * (2 / numpy.pi) ** 0.5 * (1 + 0.044715 * x * x)
         return grad * (s + x * s * (1 - s) * slope)
     return _gelu_backward_broken_in("tanh", original, broken)
