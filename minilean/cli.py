@@ -702,18 +702,42 @@ def _flag_names(argv):
     return names
 
 
+def _command_path_problem(found, argv):
+    """The one-line error for a word of ``argv`` that should name a command or group of the
+    group it follows (``data dowload``, ``data convert --input=...``) and does not, or None.
+    fire would print its usage block for it, several lines that name fire's internal
+    spellings (``image_folder``)."""
+    path, members = [], found
+    for word in argv:
+        if word in ("--help", "-h", "--"):  # help, or fire's own flags after "--"
+            return None
+        names = {name.replace("_", "-"): name for name in members if not name.startswith("_")}
+        where = " ".join([FIRE_NAME, *path])
+        if word.startswith("-"):  # a flag, but of which command the user has not said
+            return (f"{where}: error: got the flag {word!r} before a command; expected one "
+                    f"of {', '.join(names)} first")
+        key = word.replace("_", "-")
+        if key not in names:
+            close = difflib.get_close_matches(key, list(names), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            return (f"{where}: error: no command {word!r}; expected one of "
+                    f"{', '.join(names)}{hint}")
+        member = members[names[key]]
+        if not isinstance(member, types.SimpleNamespace):  # a command: it checks the rest
+            return None
+        path, members = path + [key], vars(member)
+    return None  # no words, or a group's name alone: fire shows its help
+
+
 def main(argv=None):
     import fire
 
     os.environ.setdefault("PAGER", "cat")  # fire pages help through less on a terminal
     argv = sys.argv[1:] if argv is None else list(argv)
     found = components()
-    if argv and not argv[0].startswith("-") and argv[0] not in found:
-        # fire would print its usage block for this; one line says it, as for a bad flag
-        close = difflib.get_close_matches(argv[0], found, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        print(f"{FIRE_NAME}: error: no command {argv[0]!r}; expected one of "
-              f"{', '.join(found)}{hint}", file=sys.stderr)
+    problem = _command_path_problem(found, argv)
+    if problem:
+        print(problem, file=sys.stderr)
         sys.exit(2)
     given = _flag_names(argv)
     repeated = sorted({name for name in given if given.count(name) > 1})

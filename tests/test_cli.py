@@ -169,6 +169,24 @@ def test_an_unknown_command_is_a_one_line_error(capsys):
     assert err.endswith("(did you mean diffusion?)\n")
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["data", "dowload", "--cifar10"], "minilean data: error: no command 'dowload'; expected one "
+                                       "of convert, download (did you mean download?)"),
+    (["data", "convert", "imagefolder", "--input=in"],
+     "minilean data convert: error: no command 'imagefolder'; expected one of image-folder "
+     "(did you mean image-folder?)"),
+    (["data", "convert", "--input=in"], "minilean data convert: error: got the flag "
+                                        "'--input=in' before a command; expected one of "
+                                        "image-folder first"),
+    (["--steps=3"], "minilean: error: got the flag '--steps=3' before a command; expected one "
+                    "of diffusion, evaluate, proofs, vae, vqvae, gan, autoencoder, mae, data "
+                    "first"),
+])
+def test_a_word_that_names_no_command_of_its_group_is_a_one_line_error(argv, expected, capsys):
+    """fire would print its usage block (several lines, naming image_folder) instead."""
+    assert fail(argv, capsys) == (2, expected + "\n")
+
+
 @pytest.mark.parametrize("argv, name", [
     (["--steps=1", "--cpu", "--steps", "2"], "steps"),
     (["--image-size=16", "--image_size=16"], "image-size"),  # fire reads both as image_size
