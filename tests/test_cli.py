@@ -317,6 +317,18 @@ def test_a_written_file_flag_may_not_name_the_run_directory_or_its_records(name,
     assert not out.exists()
 
 
+def test_two_written_file_flags_may_not_name_the_same_file(tmp_path, capsys, no_work):
+    """The TrainLog and the noisy grid in one file: one would replace the other."""
+    out, shared = tmp_path / "run", tmp_path / "same.ppm"
+    code, err = fail(["diffusion", "--cpu", f"--out={out}", f"--log={shared}",
+                      f"--noisy-ppm={tmp_path}/../{tmp_path.name}/same.ppm"], capsys)
+    assert (code, err) == (2, f"minilean diffusion: error: --noisy-ppm: got "
+                              f"'{tmp_path}/../{tmp_path.name}/same.ppm'; expected a path other "
+                              f"than --log's (both would write it, the later over the "
+                              f"earlier)\n")
+    assert not out.exists() and not shared.exists()
+
+
 @pytest.mark.parametrize("argv, flag, value", [
     (["diffusion"], "--out", "none"), (["diffusion"], "--out", "None"),
     (["vae"], "--out", "off"), (["gan"], "--out", "null"),
