@@ -280,3 +280,20 @@ def test_the_floor_is_the_distance_of_training_images_to_held_out_ones(tmp_path)
 
     expected = frechet_distance(*fit(train), *fit(held_out))
     assert expected > 0 and report["floor_real_train"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_damaged_cached_classifier_is_named_as_the_cache_to_remove(tmp_path):
+    """Evaluating after a whole training run fails on it: the message must say what the file
+    is and that removing it is the cure, not only that it is no readable checkpoint."""
+    from minilean.data import load_dataset
+    from minilean.models.classifier import trained_classifier
+    dataset = load_dataset("builtin", n_total=4, image_size=16, seed=0)
+    _, path = trained_classifier(dataset, "cpu", steps=1, cache=str(tmp_path), batch_size=2)
+    with open(path, "r+b") as file:
+        file.truncate(1000)
+    with pytest.raises(ValueError) as error:
+        trained_classifier(dataset, "cpu", steps=1, cache=str(tmp_path), batch_size=2)
+    message = str(error.value)
+    assert message.startswith(f"cached classifier {path} cannot be used ('{path}' is not a "
+                              f"readable minilean checkpoint (")
+    assert message.endswith("); remove it and it is trained again")
