@@ -329,6 +329,15 @@ def test_two_written_file_flags_may_not_name_the_same_file(tmp_path, capsys, no_
     assert not out.exists() and not shared.exists()
 
 
+def test_a_path_written_after_the_equals_sign_has_its_tilde_expanded(monkeypatch, tmp_path):
+    """The help writes flags --name=value, and the shell leaves a ~ after "=" alone: the run
+    directory of --out=~/runs/first is the home's, not a folder named ~ here."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    config = cli.DIFFUSION.parse((), {"out": "~/runs/first", "x": "~/x.npy"})
+    assert (config.out, config.x) == (f"{tmp_path}/runs/first", f"{tmp_path}/x.npy")
+
+
 @pytest.mark.parametrize("argv, flag, value", [
     (["diffusion"], "--out", "none"), (["diffusion"], "--out", "None"),
     (["vae"], "--out", "off"), (["gan"], "--out", "null"),
