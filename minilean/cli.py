@@ -129,6 +129,10 @@ DEVICE_FLAGS = FlagGroup("device", [
 
 def _resolve_data(config):
     check_labels_come_with_images(config.x, config.y)
+    # --x replaces --dataset: both typed is a conflict to name, not one to settle unsaid
+    if config.x is not None and "dataset" in config.given_flags:
+        raise flag_error("dataset", config.dataset, "no --dataset with --x (the run trains on "
+                                                    "the --x array instead)")
 
 
 def data_flags(**defaults):

@@ -51,6 +51,8 @@ def no_work(monkeypatch):
     (["--T=-1"], "--T: got -1; expected an integer >= 1"),
     (["--image-size=8"], "--image-size: got 8; expected an integer >= 16 and <= 64"),
     (["--dataset=mnist"], "--dataset: got 'mnist'; expected one of builtin"),
+    (["--x=x.npy", "--dataset=cifar10"], "--dataset: got 'cifar10'; expected no --dataset with "
+                                         "--x (the run trains on the --x array instead)"),
     (["--y=labels.npy"], "--y: got 'labels.npy'; expected to come with --x (labels for an "
                         "image array)"),
     (["--n-total=0"], "--n-total: got 0; expected an integer >= 1 or none"),
