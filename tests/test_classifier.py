@@ -62,6 +62,17 @@ def test_samples_follow_the_rules_of_x(tmp_path, kind, message):
         load_samples(samples_file(tmp_path, kind))
 
 
+@pytest.mark.parametrize("shape", [(4, 16, 16, 3), (4,)])
+def test_samples_that_are_not_nchw_are_refused_by_their_shape(tmp_path, shape):
+    """NHWC samples were refused only later, as images of side 16x3."""
+    from minilean.train.evaluate import load_samples
+    numpy.save(tmp_path / "s.npy", numpy.zeros(shape, numpy.uint8))
+    with pytest.raises(ValueError) as error:
+        load_samples(str(tmp_path / "s.npy"))
+    assert str(error.value) == (f"--samples {tmp_path / 's.npy'}: expected images (N, C, H, W) "
+                                f"with C = 1 or 3, found shape {shape}")
+
+
 def test_samples_in_range_come_back_as_float32_in_0_1(tmp_path):
     from minilean.train.evaluate import load_samples
     numpy.save(tmp_path / "u8.npy", numpy.full((2, 3, 16, 16), 255, numpy.uint8))
