@@ -240,14 +240,30 @@ class Command:
     def check(self, config):
         """Run the groups' ``check``s on the values the run will use: with ``--resume``, the
         resumed run's (its saved flags with the ones given now on top), which must be a run
-        of this command."""
+        of this command, its saved values ones its flags accept."""
         values = config
         if getattr(config, "resume", None):
-            values = types.SimpleNamespace(**resumed_flags(
-                vars(config), read_run_config(config.resume, self.name)))
+            saved = read_run_config(config.resume, self.name)
+            self.check_saved(saved, config.resume)
+            values = types.SimpleNamespace(**resumed_flags(vars(config), saved))
         for group in self.groups:
             if group.check:
                 group.check(values)
+
+    def check_saved(self, saved, run_dir):
+        """A resumed run's saved flag values, checked as a Python caller's would be: a
+        config.json edited by hand or written by another version would otherwise fail later,
+        in a comparison's words. Paths are left to the run: their checks are of the files
+        there now."""
+        for name, value in saved.items():
+            flag = self.flags.get(name)
+            if flag is None or flag.kind is Path:
+                continue
+            try:
+                flag.parse(value, typed=True)
+            except FlagError as error:
+                raise ValueError(f"--resume {run_dir}: config.json holds a value this command "
+                                 f"cannot use: {error}") from None
 
     def run(self, config):
         function = _load(self._run) if isinstance(self._run, str) else self._run
