@@ -129,6 +129,10 @@ DEVICE_FLAGS = FlagGroup("device", [
 
 def _resolve_data(config):
     check_labels_come_with_images(config.x, config.y)
+    # --x replaces --dataset: both typed is a conflict to name, not one to settle unsaid
+    if config.x is not None and "dataset" in config.given_flags:
+        raise flag_error("dataset", config.dataset, "no --dataset with --x (the run trains on "
+                                                    "the --x array instead)")
 
 
 def data_flags(**defaults):
@@ -155,10 +159,12 @@ def training_flags(**defaults):
 
 def _check_written_files_spare_the_run(values):
     """A file a flag names must not be the run directory (it would be found out only when the
-    file is written, after the whole run) nor one of the records the run reads back or reports
-    (``RUN_RECORDS``: a TrainLog written over config.json leaves a run that cannot resume)."""
+    file is written, after the whole run), nor one of the records the run reads back or reports
+    (``RUN_RECORDS``: a TrainLog written over config.json leaves a run that cannot resume), nor
+    the file another flag names (the later write would replace the earlier one unsaid)."""
     run = os.path.abspath(values.out)
     taken = [os.path.join(run, record) for record in RUN_RECORDS]
+    named = {}  # absolute path -> the flag that names it
     for name in WRITTEN_FILE_FLAGS:
         value = getattr(values, name, None)
         path = value and os.path.abspath(value)
@@ -166,6 +172,12 @@ def _check_written_files_spare_the_run(values):
                                         for record in taken)):
             raise flag_error(name, value, f"a path other than the run directory {values.out} "
                                           f"and its records ({', '.join(RUN_RECORDS)})")
+        if path in named:
+            other = "--" + named[path].replace("_", "-")
+            raise flag_error(name, value, f"a path other than {other}'s (both would write "
+                                          f"it, the later over the earlier)")
+        if path:
+            named[path] = name
 
 
 def run_dir_flags(out, **defaults):
@@ -228,14 +240,30 @@ class Command:
     def check(self, config):
         """Run the groups' ``check``s on the values the run will use: with ``--resume``, the
         resumed run's (its saved flags with the ones given now on top), which must be a run
-        of this command."""
+        of this command, its saved values ones its flags accept."""
         values = config
         if getattr(config, "resume", None):
-            values = types.SimpleNamespace(**resumed_flags(
-                vars(config), read_run_config(config.resume, self.name)))
+            saved = read_run_config(config.resume, self.name)
+            self.check_saved(saved, config.resume)
+            values = types.SimpleNamespace(**resumed_flags(vars(config), saved))
         for group in self.groups:
             if group.check:
                 group.check(values)
+
+    def check_saved(self, saved, run_dir):
+        """A resumed run's saved flag values, checked as a Python caller's would be: a
+        config.json edited by hand or written by another version would otherwise fail later,
+        in a comparison's words. Paths are left to the run: their checks are of the files
+        there now."""
+        for name, value in saved.items():
+            flag = self.flags.get(name)
+            if flag is None or flag.kind is Path:
+                continue
+            try:
+                flag.parse(value, typed=True)
+            except FlagError as error:
+                raise ValueError(f"--resume {run_dir}: config.json holds a value this command "
+                                 f"cannot use: {error}") from None
 
     def run(self, config):
         function = _load(self._run) if isinstance(self._run, str) else self._run
@@ -702,18 +730,42 @@ def _flag_names(argv):
     return names
 
 
+def _command_path_problem(found, argv):
+    """The one-line error for a word of ``argv`` that should name a command or group of the
+    group it follows (``data dowload``, ``data convert --input=...``) and does not, or None.
+    fire would print its usage block for it, several lines that name fire's internal
+    spellings (``image_folder``)."""
+    path, members = [], found
+    for word in argv:
+        if word in ("--help", "-h", "--"):  # help, or fire's own flags after "--"
+            return None
+        names = {name.replace("_", "-"): name for name in members if not name.startswith("_")}
+        where = " ".join([FIRE_NAME, *path])
+        if word.startswith("-"):  # a flag, but of which command the user has not said
+            return (f"{where}: error: got the flag {word!r} before a command; expected one "
+                    f"of {', '.join(names)} first")
+        key = word.replace("_", "-")
+        if key not in names:
+            close = difflib.get_close_matches(key, list(names), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            return (f"{where}: error: no command {word!r}; expected one of "
+                    f"{', '.join(names)}{hint}")
+        member = members[names[key]]
+        if not isinstance(member, types.SimpleNamespace):  # a command: it checks the rest
+            return None
+        path, members = path + [key], vars(member)
+    return None  # no words, or a group's name alone: fire shows its help
+
+
 def main(argv=None):
     import fire
 
     os.environ.setdefault("PAGER", "cat")  # fire pages help through less on a terminal
     argv = sys.argv[1:] if argv is None else list(argv)
     found = components()
-    if argv and not argv[0].startswith("-") and argv[0] not in found:
-        # fire would print its usage block for this; one line says it, as for a bad flag
-        close = difflib.get_close_matches(argv[0], found, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        print(f"{FIRE_NAME}: error: no command {argv[0]!r}; expected one of "
-              f"{', '.join(found)}{hint}", file=sys.stderr)
+    problem = _command_path_problem(found, argv)
+    if problem:
+        print(problem, file=sys.stderr)
         sys.exit(2)
     given = _flag_names(argv)
     repeated = sorted({name for name in given if given.count(name) > 1})

@@ -146,6 +146,19 @@ def test_unreadable_files_are_one_line_value_errors_naming_the_file(tmp_path):
             optim.load_checkpoint(str(tmp_path / name))
 
 
+def test_a_file_that_is_no_archive_is_refused_without_advice_to_unpickle_it(tmp_path):
+    """numpy.load reads a non-zip file as a pickle, refuses it and suggests allow_pickle=True:
+    for a file that may come from anywhere, advice the message must not pass on."""
+    for name, content in {"pickle.npz": pickle.dumps({"step": 3}), "noise.npz": b"\x80junk",
+                          "empty.npz": b""}.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError) as error:
+            optim.load_checkpoint(str(tmp_path / name))
+        assert str(error.value) == (f"'{tmp_path / name}' is not a readable minilean "
+                                    f"checkpoint (not an .npz archive: it does not begin with "
+                                    f"the zip magic bytes)")
+
+
 def test_an_archive_with_an_object_member_is_refused_not_unpickled(tmp_path):
     """A hand-made .npz whose tree points at a pickled object array: loading must not unpickle
     it (pickle can run code), whatever the tree says."""

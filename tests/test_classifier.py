@@ -62,6 +62,17 @@ def test_samples_follow_the_rules_of_x(tmp_path, kind, message):
         load_samples(samples_file(tmp_path, kind))
 
 
+@pytest.mark.parametrize("shape", [(4, 16, 16, 3), (4,)])
+def test_samples_that_are_not_nchw_are_refused_by_their_shape(tmp_path, shape):
+    """NHWC samples were refused only later, as images of side 16x3."""
+    from minilean.train.evaluate import load_samples
+    numpy.save(tmp_path / "s.npy", numpy.zeros(shape, numpy.uint8))
+    with pytest.raises(ValueError) as error:
+        load_samples(str(tmp_path / "s.npy"))
+    assert str(error.value) == (f"--samples {tmp_path / 's.npy'}: expected images (N, C, H, W) "
+                                f"with C = 1 or 3, found shape {shape}")
+
+
 def test_samples_in_range_come_back_as_float32_in_0_1(tmp_path):
     from minilean.train.evaluate import load_samples
     numpy.save(tmp_path / "u8.npy", numpy.full((2, 3, 16, 16), 255, numpy.uint8))
@@ -280,3 +291,20 @@ def test_the_floor_is_the_distance_of_training_images_to_held_out_ones(tmp_path)
 
     expected = frechet_distance(*fit(train), *fit(held_out))
     assert expected > 0 and report["floor_real_train"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_damaged_cached_classifier_is_named_as_the_cache_to_remove(tmp_path):
+    """Evaluating after a whole training run fails on it: the message must say what the file
+    is and that removing it is the cure, not only that it is no readable checkpoint."""
+    from minilean.data import load_dataset
+    from minilean.models.classifier import trained_classifier
+    dataset = load_dataset("builtin", n_total=4, image_size=16, seed=0)
+    _, path = trained_classifier(dataset, "cpu", steps=1, cache=str(tmp_path), batch_size=2)
+    with open(path, "r+b") as file:
+        file.truncate(1000)
+    with pytest.raises(ValueError) as error:
+        trained_classifier(dataset, "cpu", steps=1, cache=str(tmp_path), batch_size=2)
+    message = str(error.value)
+    assert message.startswith(f"cached classifier {path} cannot be used ('{path}' is not a "
+                              f"readable minilean checkpoint (")
+    assert message.endswith("); remove it and it is trained again")

@@ -51,6 +51,8 @@ def no_work(monkeypatch):
     (["--T=-1"], "--T: got -1; expected an integer >= 1"),
     (["--image-size=8"], "--image-size: got 8; expected an integer >= 16 and <= 64"),
     (["--dataset=mnist"], "--dataset: got 'mnist'; expected one of builtin"),
+    (["--x=x.npy", "--dataset=cifar10"], "--dataset: got 'cifar10'; expected no --dataset with "
+                                         "--x (the run trains on the --x array instead)"),
     (["--y=labels.npy"], "--y: got 'labels.npy'; expected to come with --x (labels for an "
                         "image array)"),
     (["--n-total=0"], "--n-total: got 0; expected an integer >= 1 or none"),
@@ -167,6 +169,24 @@ def test_an_unknown_command_is_a_one_line_error(capsys):
     assert code == 2 and err.count("\n") == 1
     assert err.startswith("minilean: error: no command 'difusion'; expected one of diffusion, ")
     assert err.endswith("(did you mean diffusion?)\n")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["data", "dowload", "--cifar10"], "minilean data: error: no command 'dowload'; expected one "
+                                       "of convert, download (did you mean download?)"),
+    (["data", "convert", "imagefolder", "--input=in"],
+     "minilean data convert: error: no command 'imagefolder'; expected one of image-folder "
+     "(did you mean image-folder?)"),
+    (["data", "convert", "--input=in"], "minilean data convert: error: got the flag "
+                                        "'--input=in' before a command; expected one of "
+                                        "image-folder first"),
+    (["--steps=3"], "minilean: error: got the flag '--steps=3' before a command; expected one "
+                    "of diffusion, evaluate, proofs, vae, vqvae, gan, autoencoder, mae, data "
+                    "first"),
+])
+def test_a_word_that_names_no_command_of_its_group_is_a_one_line_error(argv, expected, capsys):
+    """fire would print its usage block (several lines, naming image_folder) instead."""
+    assert fail(argv, capsys) == (2, expected + "\n")
 
 
 @pytest.mark.parametrize("argv, name", [
@@ -297,6 +317,27 @@ def test_a_written_file_flag_may_not_name_the_run_directory_or_its_records(name,
                               f"(config.json, metrics.jsonl, summary.json, samples.npy, "
                               f"checkpoints)\n")
     assert not out.exists()
+
+
+def test_two_written_file_flags_may_not_name_the_same_file(tmp_path, capsys, no_work):
+    """The TrainLog and the noisy grid in one file: one would replace the other."""
+    out, shared = tmp_path / "run", tmp_path / "same.ppm"
+    code, err = fail(["diffusion", "--cpu", f"--out={out}", f"--log={shared}",
+                      f"--noisy-ppm={tmp_path}/../{tmp_path.name}/same.ppm"], capsys)
+    assert (code, err) == (2, f"minilean diffusion: error: --noisy-ppm: got "
+                              f"'{tmp_path}/../{tmp_path.name}/same.ppm'; expected a path other "
+                              f"than --log's (both would write it, the later over the "
+                              f"earlier)\n")
+    assert not out.exists() and not shared.exists()
+
+
+def test_a_path_written_after_the_equals_sign_has_its_tilde_expanded(monkeypatch, tmp_path):
+    """The help writes flags --name=value, and the shell leaves a ~ after "=" alone: the run
+    directory of --out=~/runs/first is the home's, not a folder named ~ here."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    config = cli.DIFFUSION.parse((), {"out": "~/runs/first", "x": "~/x.npy"})
+    assert (config.out, config.x) == (f"{tmp_path}/runs/first", f"{tmp_path}/x.npy")
 
 
 @pytest.mark.parametrize("argv, flag, value", [

@@ -322,3 +322,13 @@ def test_the_reconstruction_denoises_from_its_step_down_to_the_clean_image(tmp_p
     for name in ("noisy", "reconstruct"):
         difference = numpy.abs(tiles(grids[name], 16) - reference)
         assert difference.mean() < 2 and difference.max() <= 12, name
+
+
+def test_a_batch_larger_than_the_dataset_is_refused_in_the_flags_words(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["diffusion", *[flag for flag in TINY if not flag.startswith("--n-total=")],
+              "--n-total=3", f"--out={tmp_path / 'run'}"])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == ("minilean diffusion: error: --batch-size 4 is larger "
+                                       "than the 3 rows of the dataset\n")
+    assert not (tmp_path / "run").exists()

@@ -36,6 +36,8 @@ REFUSED = object()
     (Flag("p", "a", "p", kind=Path), "none", REFUSED, "none"),  # a path that cannot be none
     (Flag("p", None, "p", kind=Path), Path("d/x.npy"), "d/x.npy", "d/x.npy"),  # as its text
     (Flag("p", None, "p", kind=Path), Path("none"), "none", "none"),  # a path, not a none-word
+    # --out=~/runs: no shell expands a ~ after "="; Python code's ~ is a name, as open() reads it
+    (Flag("p", "a", "p", kind=Path), "~/runs/x", str(Path.home() / "runs/x"), "~/runs/x"),
 ])
 def test_fire_text_is_read_as_the_kind_and_a_python_value_must_be_of_it(flag, value, loose,
                                                                         typed):

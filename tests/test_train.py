@@ -203,6 +203,33 @@ def test_a_new_run_never_overwrites_a_run(tmp_path, capsys):
     assert _run_files(tmp_path) == before
 
 
+def test_a_new_run_never_overwrites_a_runs_files_left_without_their_config(tmp_path, capsys):
+    run_cli("--steps=2", f"--out={tmp_path}", "--evaluate=false")
+    (tmp_path / "config.json").unlink()
+    before = {name: (tmp_path / name).read_bytes()
+              for name in ("metrics.jsonl", "checkpoints/last.npz")}
+    code, err = _exit_and_error(["diffusion", *TINY, "--steps=1", f"--out={tmp_path}"], capsys)
+    assert (code, err) == (2, f"minilean diffusion: error: --out: got '{tmp_path}'; expected a "
+                              f"directory that holds no run's files (this one holds "
+                              f"checkpoints/last.npz, which a new run would replace: move it "
+                              f"away, or choose another)\n")
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+
+
+def test_resume_refuses_a_saved_value_its_flag_would_refuse_and_keeps_the_run(tmp_path, capsys):
+    """A hand-edited (or another version's) config.json: one line naming the saved flag, not
+    a comparison's TypeError from deep in the run."""
+    run_cli("--steps=2", f"--out={tmp_path}", "--evaluate=false")
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "hidden_c": "big"}))
+    before = _run_files(tmp_path)
+    code, err = _exit_and_error(["diffusion", "--steps=3", f"--resume={tmp_path}"], capsys)
+    assert (code, err) == (1, f"minilean diffusion: error: --resume {tmp_path}: config.json "
+                              f"holds a value this command cannot use: --hidden-c: got 'big'; "
+                              f"expected an integer >= 1\n")
+    assert _run_files(tmp_path) == before
+
+
 def test_resume_refuses_what_it_cannot_do_and_keeps_the_run(tmp_path, capsys):
     run_cli("--steps=3", f"--out={tmp_path}", "--evaluate=false")
     before = _run_files(tmp_path)

@@ -203,6 +203,18 @@ def test_mae_refuses_a_patch_size_that_divides_one_side_only(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_mae_refuses_an_array_image_that_is_one_patch(tmp_path, capsys):
+    """The --image-size check cannot see an --x array's size; one patch per image would train
+    on no hidden patch at all (hidden share 0, loss 0)."""
+    numpy.save(tmp_path / "x.npy", numpy.zeros((8, 3, 8, 8), numpy.uint8))
+    code, err = fail(["mae", f"--x={tmp_path / 'x.npy'}", "--patch-size=8", "--batch-size=4",
+                      "--steps=1", "--progress=false", f"--out={tmp_path / 'run'}"], capsys)
+    assert (code, err) == (1, "minilean mae: error: --patch-size 8 must be smaller than the "
+                              "image size 8x8 (the image is cut into patches; at least one is "
+                              "hidden and one seen)\n")
+    assert not (tmp_path / "run").exists()
+
+
 TINY = ["--n-total=40", "--steps=2", "--batch-size=4", "--n-eval=4", "--progress=false"]
 RUNS = [  # (command, flags, the numbers it promises, those whose value the flags fix)
     ("vae", ["--hidden=8", "--latent=2", "--iw-samples=2"],

@@ -114,7 +114,12 @@ def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
     path = _cache_path(cache, dataset, seed, steps, lr)
     if os.path.isfile(path):
         model = FeatureClassifier(dataset.image_shape[0], classes)
-        model.load_state_dict(load_checkpoint(path)["model"])
+        try:
+            model.load_state_dict(load_checkpoint(path)["model"])
+        except (ValueError, KeyError) as error:  # damaged, or not written by this function
+            # the message must say the file is a cache, which removing it rebuilds
+            raise ValueError(f"cached classifier {path} cannot be used ({error}); remove it "
+                             f"and it is trained again") from error
         return model.to(device).eval(), path
     backend.manual_seed(seed)
     model = FeatureClassifier(dataset.image_shape[0], classes).to(device)

@@ -25,6 +25,7 @@ from minilean.atomic import atomic_open
 from minilean.autograd.tensor import Tensor
 
 TREE_KEY = "__tree__"
+ZIP_MAGIC = b"PK\x03\x04"  # how every .npz (a zip archive) begins
 
 
 def _is_array(value):
@@ -83,16 +84,20 @@ def load_checkpoint(path):
     """The entries saved by ``save_checkpoint``, arrays as NumPy arrays (on the host)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    with open(path, "rb") as probe:
+        head = probe.read(len(ZIP_MAGIC))
+    # numpy.load would read any other file (a pickle, text, noise) as a pickle, refuse it and
+    # advise loading it unsafely; a .npy array and an empty file are refused here too
+    if head != ZIP_MAGIC:
+        raise ValueError(f"{str(path)!r} is not a readable minilean checkpoint (not an .npz "
+                         f"archive: it does not begin with the zip magic bytes)")
     try:
-        file = numpy.load(path, allow_pickle=False)
-        if not hasattr(file, "files"):  # a plain .npy array
-            raise ValueError("an array file, not an archive of arrays")
-        with file:
+        with numpy.load(path, allow_pickle=False) as file:
             if TREE_KEY not in file.files:
                 raise ValueError(f"no {TREE_KEY!r} entry")
             tree = json.loads(str(file[TREE_KEY]))
             arrays = {name: file[name] for name in file.files if name != TREE_KEY}
-    # a truncated or empty file, or another kind of file (a pickle, an array, text)
+    # a truncated archive, or one whose members are no arrays (or pickled objects)
     except (ValueError, EOFError, OSError, zipfile.BadZipFile) as error:
         raise ValueError(f"{str(path)!r} is not a readable minilean checkpoint "
                          f"({' '.join(str(error).split()) or type(error).__name__})") from error

@@ -141,6 +141,9 @@ def run(config):
     if config.arch == "unet":
         check_halved_twice(config, dataset.image_shape, "--arch unet")
     check_fd_report(config, dataset)
+    if config.batch_size > len(dataset):  # said here in the flag's words, not the Loader's
+        raise ValueError(f"--batch-size {config.batch_size} is larger than the {len(dataset)} "
+                         f"rows of the dataset")
     betas = D.make_betas(config.schedule, config.T, config.beta_start, config.beta_end)
     alpha_bar = D.alpha_bars(betas)
     backend.manual_seed(config.seed)

@@ -21,8 +21,10 @@ def load_samples(path):
                                 f"(e.g. python -m minilean diffusion), or give an .npy array")
     where = f"--samples {path}"
     images = load_npy(path, "samples", "python -m minilean diffusion", where)
-    if images.ndim != 4:
-        raise ValueError(f"{where}: expected images (N, C, H, W), found shape {images.shape}")
+    # an NHWC array, read as NCHW, would be refused later as images of side C (16x3)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"{where}: expected images (N, C, H, W) with C = 1 or 3, found shape "
+                         f"{images.shape}")
     check_pixel_values(images, where, rows=None)  # every row: all of them are scored
     return float_images(images)
 

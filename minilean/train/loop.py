@@ -142,6 +142,14 @@ def run_config(config, locked):
     if os.path.isfile(os.path.join(config.out, "config.json")):
         raise flag_error("out", config.out, "a directory that holds no run yet (this one holds "
                                             "one: continue it with --resume, or remove it)")
+    # a run's files without its config.json (lost, or never a minilean run's): a new run would
+    # write over them, and --resume cannot continue them
+    found = [name for name in (CHECKPOINT, "metrics.jsonl", "summary.json", "samples.npy")
+             if os.path.exists(os.path.join(config.out, name))]
+    if found:
+        raise flag_error("out", config.out, f"a directory that holds no run's files (this one "
+                                            f"holds {found[0]}, which a new run would replace: "
+                                            f"move it away, or choose another)")
     return config
 
 

@@ -22,9 +22,14 @@ def run(config):
     session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
     config = session.config
     image_shape = zoo_run.image_shape(session)
-    if image_shape[1] % config.patch_size or image_shape[2] % config.patch_size:
+    height, width = image_shape[1:]
+    if height % config.patch_size or width % config.patch_size:
         raise ValueError(f"--patch-size {config.patch_size} must divide the image size "
-                         f"{image_shape[1]}x{image_shape[2]}")
+                         f"{height}x{width}")
+    if config.patch_size == height == width:  # one patch: no mask can hide one and show one
+        raise ValueError(f"--patch-size {config.patch_size} must be smaller than the image "
+                         f"size {height}x{width} (the image is cut into patches; at least one "
+                         f"is hidden and one seen)")
     model = MaskedAutoencoder(image_shape, config.patch_size, config.width, config.depth,
                               config.heads, config.decoder_width, config.decoder_depth,
                               decoder_heads=decoder_heads(config.heads)).to(config.device)
