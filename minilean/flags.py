@@ -148,7 +148,7 @@ def _convert(kind, value, typed):
         return str(value)
     if isinstance(value, os.PathLike):  # pathlib.Path from Python code (bytes ones are refused)
         value = os.fspath(value)
-    if not typed and isinstance(value, str) and value.startswith("~"):
+    if kind is Path and not typed and isinstance(value, str) and value.startswith("~"):
         # the shell expands ~ at a word's start only, so --out=~/runs (the form the help
         # shows) would arrive as is and make a folder named ~ in the working directory
         value = os.path.expanduser(value)

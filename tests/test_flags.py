@@ -38,6 +38,7 @@ REFUSED = object()
     (Flag("p", None, "p", kind=Path), Path("none"), "none", "none"),  # a path, not a none-word
     # --out=~/runs: no shell expands a ~ after "="; Python code's ~ is a name, as open() reads it
     (Flag("p", "a", "p", kind=Path), "~/runs/x", str(Path.home() / "runs/x"), "~/runs/x"),
+    (Flag("t", "a", "t", kind=str), "~/x", "~/x", "~/x"),  # a text is no path: its ~ stays
 ])
 def test_fire_text_is_read_as_the_kind_and_a_python_value_must_be_of_it(flag, value, loose,
                                                                         typed):
