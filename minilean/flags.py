@@ -86,6 +86,13 @@ class Flag:
             hint = f" ({self.option} cannot be none; write ./{value} for a path of that name)" \
                 if self.kind is Path and not typed else ""
             raise flag_error(self.name, value, self.allowed() + hint)
+        if not typed and self.kind in (str, Path) and not self.choices \
+                and isinstance(value, _FIRE_LITERALS):
+            # fire hands over a text that reads as a Python literal as that value (1e3 as
+            # 1000.0, [mul] as ['mul']): what was typed is lost, so ask for it quoted
+            raise flag_error(self.name, value, f"{self.allowed()} (fire read the text as a "
+                                               f"{type(value).__name__}: quote it, as "
+                                               f"{self.option}='\"TEXT\"')")
         converted = _convert(self.kind, value, typed)
         if converted is _INVALID:
             raise flag_error(self.name, value, self.allowed())
@@ -105,6 +112,8 @@ class Flag:
 
 
 _INVALID = object()
+# what fire makes of a text that reads as a float or a container; an int keeps its digits
+_FIRE_LITERALS = (float, list, tuple, dict, set)
 INT64_MAX = 2**63 - 1
 # Path: a text naming a file or folder (the value is a str; an os.PathLike becomes one)
 KINDS = (bool, int, float, str, Path)

@@ -95,6 +95,27 @@ def test_fire_spellings_are_accepted(no_work, monkeypatch):
     assert "seed" in seen["given_flags"] and "arch" not in seen["given_flags"]
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["proofs", "--name", "[mul]"], "--name: got ['mul']; expected a text or none (fire read "
+                                    "the text as a list: quote it, as --name='\"TEXT\"')"),
+    (["diffusion", "--out", "1e3"], "--out: got 1000.0; expected a file or directory path "
+                                    "(fire read the text as a float: quote it, as "
+                                    "--out='\"TEXT\"')")])
+def test_a_text_that_fire_reads_as_a_literal_is_refused_with_how_to_quote_it(argv, expected,
+                                                                            capsys):
+    """fire would hand --out=1e3 over as 1000.0 (a folder named 1000.0) and --name=[mul] as a
+    list: what was typed is lost, so the flag asks for it quoted."""
+    code, err = fail(argv, capsys)
+    assert code == 2 and err == f"minilean {argv[0]}: error: {expected}\n"
+
+
+def test_a_quoted_text_reaches_the_flag_as_typed(no_work, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(cli.DIFFUSION, "_run", lambda config: seen.update(vars(config)))
+    main(["diffusion", "--out", '"1e3"'])
+    assert seen["out"] == "1e3"
+
+
 def test_expected_errors_exit_1_with_one_line(tmp_path, capsys):
     code, err = fail(["diffusion", "--cpu", f"--x={tmp_path / 'missing.npy'}",
                       f"--out={tmp_path / 'run'}"], capsys)
