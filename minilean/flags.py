@@ -161,7 +161,7 @@ def _convert(kind, value, typed):
         # the shell expands ~ at a word's start only, so --out=~/runs (the form the help
         # shows) would arrive as is and make a folder named ~ in the working directory
         value = os.path.expanduser(value)
-    return value if isinstance(value, str) and value else _INVALID
+    return value if isinstance(value, str) and value.strip() else _INVALID  # not blank
 
 
 def _within(value, flag):

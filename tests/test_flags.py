@@ -32,6 +32,7 @@ REFUSED = object()
     (Flag("on", False, "o"), True, True, True),
     (Flag("p", "a", "p", kind=Path), 2024, "2024", REFUSED),
     (Flag("p", "a", "p", kind=Path), "", REFUSED, REFUSED),
+    (Flag("p", "a", "p", kind=Path), " ", REFUSED, REFUSED),  # a folder named by a space
     (Flag("p", None, "p", kind=Path), "off", None, "off"),  # a none-word is a path from Python
     (Flag("p", "a", "p", kind=Path), "none", REFUSED, "none"),  # a path that cannot be none
     (Flag("p", None, "p", kind=Path), Path("d/x.npy"), "d/x.npy", "d/x.npy"),  # as its text
