@@ -572,3 +572,12 @@ def test_learning_rate_warms_up_then_follows_the_cosine_to_its_horizon():
     assert lr_factor(config)(12) == pytest.approx(0.5)
     config.lr_schedule = "constant"
     assert [lr_factor(config)(index) for index in (0, 3, 19)] == [0.25, 1.0, 1.0]
+
+
+def test_the_summary_line_gives_numbers_and_a_report_by_its_headline_number():
+    from minilean.train.loop import summary_line
+    summary = {"final_loss": 0.0840412, "steps": 1500, "sampler": "ddpm",
+               "fd_classifier": {"fd_classifier": 144.2371, "floor_real_train": 9.78},
+               "modes": [1, 2], "grid": {"rows": 8}}
+    assert summary_line(summary) == ("final_loss=0.08404 steps=1500 sampler=ddpm "
+                                     "fd_classifier=144.2")

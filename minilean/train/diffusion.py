@@ -32,7 +32,8 @@ from minilean.models import diffusion as D
 from minilean.models.classifier import check_fd_report, fd_report
 from minilean.optim import EMA, Adam, clip_grad_norm_, warmup_constant, warmup_cosine
 from minilean.train.loop import (TrainState, check_halved_twice, default_interval, open_run,
-                                 prepare_device, run_config, train, write_trainlog)
+                                 prepare_device, run_config, summary_line, train,
+                                 write_trainlog)
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "arch",
@@ -210,9 +211,7 @@ def run(config):
         summary["steps"] = state.step
         summary["cpu_seconds"] = round(time.process_time(), 1)  # honest under shared cores
         run_dir.write_summary(**summary)
-    print(f"minilean diffusion: wrote {run_dir.path} " + " ".join(
-        f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
-        for name, value in summary.items() if not isinstance(value, (dict, list))))
+    print(f"minilean diffusion: wrote {run_dir.path} {summary_line(summary)}")
     return summary
 
 

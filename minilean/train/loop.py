@@ -259,6 +259,21 @@ def _check_finite(run, step, values):
                                f"{kept}")
 
 
+def summary_line(summary):
+    """``name=value`` for each entry of a run's summary, as the commands print it last:
+    numbers to 4 significant digits, a report headed by a number of its own name (the
+    FD-classifier's ``{"fd_classifier": distance, ...}``) by that number; other tables are
+    left to summary.json."""
+    words = []
+    for name, value in summary.items():
+        if isinstance(value, dict) and name in value:
+            value = value[name]
+        if isinstance(value, (dict, list)):
+            continue
+        words.append(f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}")
+    return " ".join(words)
+
+
 def write_trainlog(path, title, records, notes=()):
     """A TorchLean-style TrainLog JSON of the logged loss (values with 6 decimals)."""
     logged = [record for record in records if isinstance(record.get("loss"), (int, float))]

@@ -19,7 +19,8 @@ from minilean.data.images import save_grid_everywhere
 from minilean.data.loader import Loader
 from minilean.data.streams import Purpose, stream
 from minilean.train.loop import (TrainState, check_halved_twice, default_interval, open_run,
-                                 prepare_device, run_config, train, write_trainlog)
+                                 prepare_device, run_config, summary_line, train,
+                                 write_trainlog)
 
 HELD_OUT_SHARE, MAX_HELD_OUT = 0.1, 1000
 
@@ -75,12 +76,8 @@ class Session:
                            notes=[f"dataset={self.config.dataset}", f"device={self.device}",
                                   f"lr={self.config.lr:.6f}", f"steps={self.config.steps}"])
         self.run.close()
-        print(" ".join(f"{key}={_short(value)}" for key, value in summary.items()))
+        print(summary_line(summary))
         print(f"wrote {path}")
-
-
-def _short(value):
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def start(config, locked, value_range):
