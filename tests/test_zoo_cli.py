@@ -503,6 +503,20 @@ def test_gan_on_ring8_resumes_without_naming_the_dataset_again(tmp_path):
         assert [json.loads(line)["step"] for line in file][-1] == 3
 
 
+def test_evaluate_of_a_run_that_writes_no_images_says_so(tmp_path, capsys):
+    """A gan run on ring8 makes points: evaluate names the run, not "train a model first"."""
+    main(["gan", "--dataset=ring8", "--steps=1", "--batch-size=8", "--n-total=64",
+          "--progress=false", "--evaluate=false", f"--out={tmp_path}"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--cpu", f"--samples={tmp_path}"])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == (
+        f"minilean evaluate: error: samples file {tmp_path / 'samples.npy'} not found: that "
+        f"directory holds a run of gan on ring8, which writes none (diffusion and gan on "
+        f"images do); give an .npy array of images instead\n")
+
+
 def test_a_twice_resumed_run_keeps_the_flags_given_at_its_start(tmp_path):
     """--hidden=64 given at the start stays the run's, and stays among its given flags, however
     many resumes follow (the ring8 defaults would say 128)."""

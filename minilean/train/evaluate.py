@@ -11,11 +11,26 @@ from minilean.models.classifier import fd_classifier
 from minilean.train.loop import prepare_device
 
 
+def _run_of(directory):
+    """"COMMAND on DATASET" of the run whose config.json is in ``directory``, or None."""
+    try:
+        with open(os.path.join(directory, "config.json"), encoding="utf-8") as file:
+            saved = json.load(file)
+        return f"{saved['command']} on {saved['dataset']}"
+    except (OSError, ValueError, KeyError, TypeError):  # no run's config: say what it lacks
+        return None
+
+
 def load_samples(path):
     """Generated images from a run directory (its samples.npy) or an .npy file, as float32 in
     [0, 1]; the same dtype and range rules as --x (uint8, or float already in [0, 1])."""
     if os.path.isdir(path):
+        run = _run_of(path)
         path = os.path.join(path, "samples.npy")
+        if run and not os.path.isfile(path):  # a run, but of a command that writes no images
+            raise FileNotFoundError(f"samples file {path} not found: that directory holds a "
+                                    f"run of {run}, which writes none (diffusion and gan on "
+                                    f"images do); give an .npy array of images instead")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"samples file {path} not found; train a model first "
                                 f"(e.g. python -m minilean diffusion), or give an .npy array")
