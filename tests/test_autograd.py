@@ -192,3 +192,11 @@ def test_host_data_that_is_not_a_numpy_array_makes_a_cpu_tensor(data):
     tensor = ml.tensor(data)
     assert tensor.device == "cpu"
     np.testing.assert_array_equal(tensor.numpy(), [1.5, -2.0])
+
+
+@pytest.mark.parametrize("data, dtype", [(["a", "b"], "<U1"), ([1 + 2j], "complex128"),
+                                         (np.array([None, 1.0]), "object")])
+def test_a_tensor_of_text_objects_or_complex_numbers_is_refused(data, dtype):
+    with pytest.raises(TypeError, match=f"^a tensor holds numbers or booleans, got data of dtype "
+                                        f"{dtype}$"):
+        ml.tensor(data)

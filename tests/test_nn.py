@@ -382,6 +382,15 @@ def test_layer_constructor_errors():
         nn.MultiheadAttention(6, 4)
     with pytest.raises(ValueError, match="dropout probability must be in \\[0, 1\\], got 1.5"):
         nn.Dropout(1.5)
+    # a zero-size weight's init would divide by its fan-in of 0; a float, by NumPy's words
+    with pytest.raises(ValueError, match="^in_features must be an int >= 1, got 0$"):
+        nn.Linear(0, 3)
+    with pytest.raises(ValueError, match="^out_features must be an int >= 1, got 2.5$"):
+        nn.Linear(3, 2.5)
+    with pytest.raises(ValueError, match="^in_channels must be an int >= 1, got 0$"):
+        nn.Conv2d(0, 3, 3)
+    with pytest.raises(ValueError, match="^out_channels must be an int >= 1, got -1$"):
+        nn.ConvTranspose2d(3, -1, 3)
 
 
 # --- gradients of the modules (float64, finite differences) --------------------------------

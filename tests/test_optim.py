@@ -151,10 +151,16 @@ def test_optimizer_argument_errors():
     param = nn.Parameter(ml.ones(1))
     with pytest.raises(ValueError, match="lr must be >= 0, got -1"):
         optim.SGD([param], lr=-1)
+    with pytest.raises(TypeError, match="^lr must be a number >= 0, got '0.1'$"):
+        optim.SGD([param], lr="0.1")
+    with pytest.raises(TypeError, match="^weight_decay must be a number >= 0, got True$"):
+        optim.Adam([param], weight_decay=True)
     with pytest.raises(ValueError, match="Nesterov momentum needs momentum > 0"):
         optim.SGD([param], nesterov=True)
     with pytest.raises(ValueError, match=r"betas must be two numbers in \[0, 1\), got \(0.9, 1.0\)"):
         optim.Adam([param], betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match=r"betas must be two numbers in \[0, 1\), got \('a', 0.9\)"):
+        optim.Adam([param], betas=("a", 0.9))
     with pytest.raises(ValueError, match="empty parameter list"):
         optim.Adam([])
     with pytest.raises(TypeError, match="parameter 0 is not a tensor that requires grad"):

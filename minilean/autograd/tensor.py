@@ -28,6 +28,9 @@ class Tensor:
             dtype = default_dtype(data)
         xp = backend.xp_for(device)
         self.data = xp.asarray(backend.to_device(data, device) if is_array else data, dtype=dtype)
+        if self.data.dtype.kind not in "biuf":  # text or objects: no op computes with them
+            raise TypeError(f"a tensor holds numbers or booleans, got data of dtype "
+                            f"{self.data.dtype}")
         self.grad = None
         self.grad_fn = None
         self.requires_grad = False

@@ -6,7 +6,7 @@ Conv2d's weight is (out_channels, in_channels / groups, kH, kW); ConvTranspose2d
 from minilean.autograd.conv import check_groups, size_pair
 from minilean.nn import functional as F
 from minilean.nn import init
-from minilean.nn.module import Module, empty_parameter
+from minilean.nn.module import Module, check_sizes, empty_parameter
 
 
 class _ConvNd(Module):
@@ -15,6 +15,7 @@ class _ConvNd(Module):
         """``weight_channels``: the weight's first two sizes before the second is divided by
         ``groups``."""
         super().__init__()
+        check_sizes(in_channels=in_channels, out_channels=out_channels)
         check_groups(groups, in_channels=in_channels, out_channels=out_channels)
         self.in_channels, self.out_channels = in_channels, out_channels
         # checked here, so that a bad size fails at construction, and kept as pairs (as PyTorch)

@@ -12,7 +12,7 @@ weights that silently stop being trained and saved).
 from collections import OrderedDict
 
 from minilean import backend
-from minilean.autograd.tensor import Tensor
+from minilean.autograd.tensor import Tensor, is_int
 
 
 class Parameter(Tensor):
@@ -23,6 +23,15 @@ class Parameter(Tensor):
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
+
+
+def check_sizes(**sizes):
+    """A layer's sizes (name=value: features, channels), each an int >= 1, checked where the
+    layer is built: a 0 makes a weight with no elements, whose init divides by its fan-in of
+    0, and a float or a negative size would fail in NumPy's words."""
+    for name, size in sizes.items():
+        if not is_int(size) or size < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {size!r}")
 
 
 def empty_parameter(*shape):

@@ -2,7 +2,7 @@
 import math
 
 from minilean.backend import array_module
-from minilean.optim.optimizer import Optimizer, check_non_negative
+from minilean.optim.optimizer import Optimizer, check_non_negative, is_number
 
 
 def adam_update(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, eps,
@@ -50,7 +50,7 @@ class Adam(Optimizer):
         check_non_negative("eps", eps)
         check_non_negative("weight_decay", weight_decay)
         betas = tuple(betas)
-        if len(betas) != 2 or not all(0.0 <= beta < 1.0 for beta in betas):
+        if len(betas) != 2 or not all(is_number(beta) and 0.0 <= beta < 1.0 for beta in betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay),
                          ("exp_avg", "exp_avg_sq"))

@@ -18,6 +18,8 @@ used only where ``takes_fused`` says the kernel covers the arrays, exactly like
 ``Function.fast`` for ops; otherwise the NumPy/CuPy function runs, so every device has the
 reference maths, and switching the kernels on never changes what trains.
 """
+import numbers
+
 from minilean import backend
 from minilean.autograd.grad_mode import no_grad
 from minilean.autograd.tensor import Tensor
@@ -138,6 +140,14 @@ def minimize(optimizer, loss):
     return loss.detach()
 
 
+def is_number(value):
+    """A real number, not a bool: a text ("0.1", read from a config file) would fail later in
+    a comparison's words, and lr=True, an int to Python, is a slip."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_non_negative(name, value):
+    if not is_number(value):
+        raise TypeError(f"{name} must be a number >= 0, got {value!r}")
     if not value >= 0.0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
