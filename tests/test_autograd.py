@@ -200,3 +200,12 @@ def test_a_tensor_of_text_objects_or_complex_numbers_is_refused(data, dtype):
     with pytest.raises(TypeError, match=f"^a tensor holds numbers or booleans, got data of dtype "
                                         f"{dtype}$"):
         ml.tensor(data)
+
+
+def test_repr_shows_the_values_dtype_device_and_graph():
+    """A reduction's NumPy scalar prints as its value, not as np.float32(...) or array(...)."""
+    x = ml.tensor([[1.0, -2.5], [0.25, 4.0]], requires_grad=True)
+    assert repr(x.sum()) == "tensor(2.75, dtype=float32, device='cpu', grad_fn=<SumBackward>)"
+    assert repr(x) == ("tensor([[ 1.  , -2.5 ],\n"
+                       "        [ 0.25,  4.  ]], dtype=float32, device='cpu', requires_grad=True)")
+    assert repr(ml.tensor([1, 2])) == "tensor([1, 2], dtype=int64, device='cpu')"

@@ -89,7 +89,10 @@ class Tensor:
     def __repr__(self):
         grad = f", grad_fn={self.grad_fn!r}" if self.grad_fn is not None else (
             ", requires_grad=True" if self.requires_grad else "")
-        return f"tensor({self.numpy()!r}, device={self.device!r}{grad})"
+        # the values as NumPy prints them, continuation rows under the first (not "array(...)")
+        values = numpy.array2string(numpy.asarray(self.numpy()), separator=", ",
+                                    prefix="tensor(")
+        return f"tensor({values}, dtype={self.dtype}, device={self.device!r}{grad})"
 
     # --- autograd controls ----------------------------------------------------------------
     def requires_grad_(self, requires_grad=True):
