@@ -264,6 +264,10 @@ def test_functional_errors_name_the_bad_value():
         F.embedding(logits, ml.randn(4, 2))
     with pytest.raises(ValueError, match=r"target shape \(2, 4\) does not fit input shape \(2, 3\)"):
         F.cross_entropy(logits, ml.randn(2, 4))
+    with pytest.raises(ValueError, match=r"^cross_entropy target shape \(2,\) does not fit input "
+                                         r"shape \(2, 3\) \(class indices of shape \(2,\) must "
+                                         r"be integers, got float32\)$"):
+        F.cross_entropy(logits, ml.tensor([0.0, 2.0]))
 
 
 # --- hypothesis-drawn shapes (size-1 dims and broadcasting included) ----------------------

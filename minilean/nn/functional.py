@@ -92,8 +92,13 @@ def cross_entropy(input, target, reduction="mean"):
     else:
         probabilities = _constant(target_data.astype(input.dtype))
     if probabilities.shape != input.shape:
+        # float targets of the indices' shape: class indices given as floats (PyTorch refuses
+        # them too), which the shape alone would not say
+        indices = input.shape[:1] + input.shape[2:]
+        hint = (f" (class indices of shape {indices} must be integers, got "
+                f"{target_data.dtype})" if probabilities.shape == indices else "")
         raise ValueError(f"cross_entropy target shape {probabilities.shape} does not fit "
-                         f"input shape {input.shape}")
+                         f"input shape {input.shape}{hint}")
     return _reduce(-(log_probs * probabilities).sum(dim=1), reduction)
 
 
