@@ -268,14 +268,14 @@ def test_bad_flags_are_flag_errors(kwargs, message):
 
 
 def test_missing_x_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"^--x .*nope.npy not found; make it with: a "
+    with pytest.raises(FileNotFoundError, match=r"^--x .*nope.npy not found; expected a "
                                                 r"\.npy array of images \(N, C, H, W\)"):
         load_dataset(x=str(tmp_path / "nope.npy"))
 
 
 def test_a_missing_y_file_is_hinted_as_labels(tmp_path):
     x = save(tmp_path, "x.npy", numpy.zeros((2, 3, 4, 4), numpy.uint8))
-    with pytest.raises(FileNotFoundError, match=r"^--y .*nope.npy not found; make it with: a "
+    with pytest.raises(FileNotFoundError, match=r"^--y .*nope.npy not found; expected a "
                                                 r"\.npy array of integer labels \(N,\)"):
         load_dataset(x=x, y=str(tmp_path / "nope.npy"))
 

@@ -89,8 +89,9 @@ def float_images(rows, value_range=(0.0, 1.0)):
     return rows
 
 
-def load_npy(path, role, make_command, where=None):
-    """Memory-map a ``.npy`` file; a missing file names the command that makes it.
+def load_npy(path, role, missing, where=None):
+    """Memory-map a ``.npy`` file; a missing file's error ends with ``missing`` (the command
+    that makes it, "make it with: ...", or what it should hold, "expected ...").
 
     ``where`` names the file in errors (e.g. "--x x.npy"; default "ROLE file PATH"). A path
     that is a directory, or lies below a file, is an ``OSError`` saying so; an empty file, an
@@ -100,8 +101,7 @@ def load_npy(path, role, make_command, where=None):
     problem = existing_problem(path)
     if problem:
         kind, words = problem  # making the file cures only a missing one
-        hint = f"make it with: {make_command}" if kind is FileNotFoundError else \
-            "expected a .npy array file"
+        hint = missing if kind is FileNotFoundError else "expected a .npy array file"
         raise kind(f"{where} {words}; {hint}")
     if os.path.getsize(path) == 0:
         raise ValueError(f"{where}: the file is empty; expected a .npy array file (numpy.save)")
@@ -235,9 +235,12 @@ def load_arrays(x, y=None, name=None, make_command=None, class_names=None, from_
     those flags.
     """
     x_where, y_where = (f"--x {x}", f"--y {y}") if from_flags else (x, y)
-    images = as_nchw(load_npy(x, "image", make_command or IMAGES_HINT, x_where), x_where)
+    made_by = make_command and f"make it with: {make_command}"
+    images = as_nchw(load_npy(x, "image", made_by or f"expected {IMAGES_HINT}", x_where),
+                     x_where)
     labels = None if y is None else as_labels(
-        load_npy(y, "label", make_command or LABELS_HINT, y_where), len(images), y_where)
+        load_npy(y, "label", made_by or f"expected {LABELS_HINT}", y_where), len(images),
+        y_where)
     if class_names is None and os.path.exists(manifest_path(x)):
         class_names = manifest_class_names(manifest_path(x))
     if not class_names and labels is not None:
