@@ -229,10 +229,10 @@ def test_malformed_arrays_say_expected_and_found(tmp_path, array, message):
 def test_missing_real_dataset_names_the_file_and_the_command(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"cifar10_train_X.npy not found; make it with: "
                                                 r"python -m minilean data download --cifar10"):
-        load_dataset("cifar10", root=str(tmp_path))
+        load_dataset("cifar10", data_root=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="imagenet64_train_X.npy not found; make it with: "
                                                 "python -m minilean data convert image-folder"):
-        load_dataset("imagenet64", root=str(tmp_path))
+        load_dataset("imagenet64", data_root=str(tmp_path))
 
 
 def test_cifar10_arrays_load_with_class_names(tmp_path):
@@ -240,7 +240,7 @@ def test_cifar10_arrays_load_with_class_names(tmp_path):
     folder.mkdir()
     numpy.save(folder / "cifar10_train_X.npy", numpy.zeros((4, 3, 32, 32), numpy.uint8))
     numpy.save(folder / "cifar10_train_y.npy", numpy.arange(4))
-    data = load_dataset("cifar10", root=str(tmp_path))
+    data = load_dataset("cifar10", data_root=str(tmp_path))
     assert data.class_names[0] == "airplane" and data.y.tolist() == [0, 1, 2, 3]
 
 

@@ -179,7 +179,7 @@ def test_path_flags_take_a_pathlib_path_from_python(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=f"^{tmp_path}/real/cifar10/cifar10_train_X.npy "
                                                 f"not found; make it with: .* --root "
                                                 f"{tmp_path}/real$"):
-        load_dataset("cifar10", root=tmp_path / "real")
+        load_dataset("cifar10", data_root=tmp_path / "real")
     prepared = []
     monkeypatch.setattr("minilean.data.cifar10.prepare", lambda *args: prepared.append(args))
     DataCommands().download(cifar10=True, root=tmp_path / "real")
@@ -191,8 +191,8 @@ def test_path_flags_take_a_pathlib_path_from_python(tmp_path, monkeypatch):
     ({"n_total": "5"}, FlagError, r"^--n-total: got '5'; expected an integer >= 1 or none$"),
     ({"seed": -1}, FlagError, r"^--seed: got -1; expected an integer >= 0$"),
     ({"seed": 1.0}, FlagError, r"^--seed: got 1.0; expected an integer >= 0$"),
-    ({"root": ["data"]}, FlagError, r"^--root: got \['data'\]; expected a file or directory "
-                                    r"path$"),
+    ({"data_root": ["data"]}, FlagError, r"^--data-root: got \['data'\]; expected a file or "
+                                         r"directory path$"),
     ({"x": b"x.npy"}, FlagError, r"^--x: got b'x.npy'; expected a file or directory path or "
                                  r"none$"),
 ])

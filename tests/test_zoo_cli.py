@@ -552,3 +552,24 @@ def test_a_diverged_run_is_one_line_without_numpy_warnings(tmp_path, capsys):
     assert exit_info.value.code == 1 and err.count("\n") == 1
     assert "loss became nan at step" in err
     assert [str(warning.message) for warning in caught] == []
+
+
+def test_a_run_on_a_downloaded_dataset_resumes_from_another_working_folder(tmp_path,
+                                                                          monkeypatch):
+    """--data-root is saved as an absolute path: the resume reads the same arrays from
+    anywhere (the relative default, data/real, would be looked up in the new folder)."""
+    folder = tmp_path / "datasets" / "cifar10"
+    folder.mkdir(parents=True)
+    images = numpy.random.default_rng(0).integers(0, 256, (40, 3, 32, 32), dtype=numpy.uint8)
+    numpy.save(folder / "cifar10_train_X.npy", images)
+    numpy.save(folder / "cifar10_train_y.npy", numpy.arange(40) % 10)
+    monkeypatch.chdir(tmp_path)
+    main(["autoencoder", "--dataset=cifar10", "--data-root=datasets", "--steps=1",
+          "--batch-size=8", "--progress=false", "--out=run"])
+    with open(tmp_path / "run" / "config.json") as file:
+        assert json.load(file)["data_root"] == str(tmp_path / "datasets")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    main(["autoencoder", "--steps=2", f"--resume={tmp_path / 'run'}", "--progress=false"])
+    assert read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]["step"] == 2

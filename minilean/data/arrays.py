@@ -40,6 +40,9 @@ DATA_FLAGS = (
          f"generate N, at most {GENERATED_BYTES_CAP // 2**30} GiB of them)", kind=int, low=1),
     Flag("image_size", 32, "side of the builtin and digits images in pixels (digits: a "
          "multiple of 8)", low=builtin.MIN_IMAGE_SIZE, high=builtin.MAX_IMAGE_SIZE),
+    Flag("data_root", "data/real", "folder of the downloaded datasets, cifar10 and imagenet64 "
+         "(where data download --root put them); a run saves it as an absolute path, so "
+         "--resume finds the data from any working folder", kind=Path),
 )
 NPY_MAGIC, ZIP_MAGIC = numpy.lib.format.MAGIC_PREFIX, b"PK\x03\x04"  # how .npy, .npz begin
 DEFAULT_N_TOTAL = 10_000  # rows generated for the procedural datasets (builtin, ring8)
@@ -297,10 +300,9 @@ def check_labels_come_with_images(x, y):
         raise flag_error("y", y, "to come with --x (labels for an image array)")
 
 
-@flag_checked(*DATA_FLAGS, Flag("seed", 0, "seed of the generated datasets", low=0),
-              Flag("root", "data/real", "folder of the downloaded datasets", kind=Path))
-def load_dataset(dataset="builtin", x=None, y=None, n_total=None, image_size=32, seed=0,
-                 root="data/real"):
+@flag_checked(*DATA_FLAGS, Flag("seed", 0, "seed of the generated datasets", low=0))
+def load_dataset(dataset="builtin", x=None, y=None, n_total=None, image_size=32,
+                 data_root="data/real", seed=0):
     """The dataset named by the shared data flags (``--dataset``, ``--x``, ``--y``, ...).
 
     ``x`` (a ``.npy`` path) overrides ``dataset``; ``y`` adds labels to it. ``n_total`` keeps the
@@ -324,7 +326,7 @@ def load_dataset(dataset="builtin", x=None, y=None, n_total=None, image_size=32,
             raise flag_error("image_size", image_size, "a multiple of 8 for --dataset digits")
         data = _digits(image_size)
     else:
-        data = _real_dataset(dataset, root)
+        data = _real_dataset(dataset, data_root)
     if n_total is not None:
         if n_total > len(data):  # only a file or a downloaded set can hold fewer rows
             raise flag_error("n_total", n_total, f"at most {len(data)}, the rows of {data.name}")

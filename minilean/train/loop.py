@@ -118,10 +118,10 @@ def default_interval(steps, parts):
     return max(1, steps // parts)
 
 
-# The flags that name a file, read (the data) or written (the rest): saved as absolute paths,
-# because a resumed run, perhaps started from another working directory, must read and write
-# the same files.
-FILE_FLAGS = ("x", "y") + WRITTEN_FILE_FLAGS
+# The flags that name a file or folder, read (the data) or written (the rest): saved as
+# absolute paths, because a resumed run, perhaps started from another working directory, must
+# read and write the same files.
+FILE_FLAGS = ("x", "y", "data_root") + WRITTEN_FILE_FLAGS
 
 
 def with_absolute_paths(config):

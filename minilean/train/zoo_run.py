@@ -93,7 +93,8 @@ def start(config, locked, value_range):
     prepare_device(config)  # checks the device; --fast-kernels switches the kernels on
     backend.manual_seed(config.seed)
     data = load_dataset(config.dataset, x=config.x, y=config.y, n_total=config.n_total,
-                        image_size=config.image_size, seed=config.seed)
+                        image_size=config.image_size, data_root=config.data_root,
+                        seed=config.seed)
     rows = numpy.asarray(data.x)
     if len(rows) < 2:
         raise ValueError(f"the dataset has {len(rows)} row(s); a run needs at least 2 "
