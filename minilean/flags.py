@@ -58,6 +58,9 @@ class Flag:
         """What this flag accepts, in words (used by errors and by --help)."""
         if self.choices:
             text = "one of " + ", ".join(map(str, self.choices))
+            if self.aliases:  # accepted spellings (TorchLean's --dataset cifar ...) said too
+                text += " (or " + ", ".join(f"{alias} for {choice}" for alias, choice
+                                            in self.aliases.items()) + ")"
         elif self.kind is bool:
             text = f"a boolean ({self.option}, {self.negation} or {self.option}=false)"
         else:

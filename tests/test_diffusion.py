@@ -278,3 +278,17 @@ def test_pf_ode_rhs_and_euler_step_formulas():
     x, eps = numpy.array([1.0, -2.0]), numpy.array([0.5, 0.25])
     numpy.testing.assert_allclose(D.pf_ode_rhs(x, eps, 0.4, 0.5), -0.2 * (x - eps / 0.5))
     numpy.testing.assert_allclose(D.euler_step(lambda y, t: y * t, x, 2.0, 0.1), x + 0.2 * x)
+
+
+def test_pf_ode_sampler_runs_where_the_schedule_starts_with_beta_zero():
+    # --schedule linear --beta-start 0 --sampler pf-euler --sample-steps T: the last Euler
+    # step is at t = 1/T, where alpha_bar(t) = 1, so sigma(t) = 0 and beta(t) = 0; the drift
+    # there is 0, not a ZeroDivisionError
+    import numpy as np
+    from minilean.models import diffusion as D
+    schedule = D.ContinuousSchedule(D.linear_beta_schedule(10, 0.0, 0.1))
+    rhs = schedule.rhs(lambda x, t: 0 * x + 0.1)
+    assert schedule.sigma(0.1) == 0.0 and schedule.beta(0.1) == 0.0
+    np.testing.assert_array_equal(rhs(np.ones(2), 0.1), np.zeros(2))
+    out = D.pf_ode_sample_euler(rhs, np.ones(2), 10)
+    assert np.isfinite(out).all()

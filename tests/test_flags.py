@@ -199,3 +199,18 @@ def test_path_flags_take_a_pathlib_path_from_python(tmp_path, monkeypatch):
 def test_load_dataset_refuses_values_of_the_wrong_kind(kwargs, error, message):
     with pytest.raises(error, match=message):
         load_dataset(**kwargs)
+
+
+def test_a_choice_flags_aliases_are_named_in_its_help_and_errors():
+    # TorchLean's spellings (--dataset cifar, imagenet, imagenette64) are accepted; --help
+    # and the error for a bad value must say so, or nobody can know they exist
+    from minilean.data.arrays import DATA_FLAGS
+    dataset = next(flag for flag in DATA_FLAGS if flag.name == "dataset")
+    words = dataset.allowed()
+    for alias, choice in (("cifar", "cifar10"), ("imagenet", "imagenet64"),
+                          ("imagenette64", "imagenet64"), ("shapes", "builtin")):
+        assert f"{alias} for {choice}" in words
+        assert dataset.parse(alias) == choice
+    with pytest.raises(FlagError, match="imagenette64 for imagenet64"):
+        dataset.parse("mnist")
+    assert "(or" not in Flag("arch", "mlp", "a", choices=("mlp", "conv")).allowed()

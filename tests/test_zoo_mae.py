@@ -307,3 +307,16 @@ def test_without_decoder_blocks_each_token_stays_at_its_patch():
     other = model(minilean.tensor(rng.standard_normal((2, 1, 4, 4))), mask).numpy()
     numpy.testing.assert_array_equal(other[hidden], after[hidden])
     assert (numpy.abs(other[~hidden] - after[~hidden]).max(-1) > 1e-6).all()
+
+
+@pytest.mark.parametrize("grid", [2, 3, 4, 5, 7])
+def test_model_block_mask_hides_the_top_left_quadrant_on_any_grid(grid):
+    # --mask block is documented as TorchLean's quadrant; on an odd grid (--image-size 20
+    # --patch-size 4 gives 5x5 patches) blocks of half the grid rounded down hid the diagonal
+    model = mae.MaskedAutoencoder((3, 4 * grid, 4 * grid), patch_size=4, width=8, depth=1,
+                                  heads=2, decoder_width=4)
+    hidden = model.block_mask(1).hidden.numpy()[0].reshape(grid, grid)
+    side = -(-grid // 2)
+    expected = numpy.zeros((grid, grid))
+    expected[:side, :side] = 1
+    numpy.testing.assert_array_equal(hidden, expected)

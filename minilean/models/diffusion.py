@@ -344,7 +344,12 @@ def pf_ode_rhs(x, eps_hat, beta_t, sigma_t):
     """The VP probability-flow ODE: ``dx/dt = -1/2 beta(t) [x - eps_hat / sigma(t)]``.
 
     (The score is ``-eps_hat / sigma``; the ODE drift is ``-1/2 beta (x + score)``.)
+    Where ``beta(t) = 0`` the drift is 0, whatever sigma: on the continuous schedule sigma is
+    0 there when every beta before t is 0 too (``--schedule linear --beta-start 0``), and
+    dividing by it would stop the sampler (TorchLean guards the division, beta / (sigma + eps)).
     """
+    if beta_t == 0:
+        return 0.0 * x
     return (-0.5 * beta_t) * (x - eps_hat * (1.0 / sigma_t))
 
 

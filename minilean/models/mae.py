@@ -235,9 +235,12 @@ class MaskedAutoencoder(nn.Module):
         return random_mask(count, self.grid[0] * self.grid[1], mask_ratio, device, generator)
 
     def block_mask(self, count, device="cpu"):
-        """TorchLean's mask on this grid: blocks of half the grid, one of four hidden."""
+        """TorchLean's mask on this grid: blocks of half the grid, one of four hidden, which
+        is the top-left quadrant. On an odd grid the blocks are half rounded up: with half
+        rounded down a 5x5 grid would have 3x3 blocks and hide blocks 0 and 4 (the two
+        diagonal 2x2 blocks and a corner patch), not a quadrant."""
         rows, cols = self.grid
-        return block_mask(count, rows, cols, block=max(rows // 2, 1), device=device)
+        return block_mask(count, rows, cols, block=max(-(-rows // 2), 1), device=device)
 
 
 def mae_loss(model, images, mask, normalize_targets=False):
