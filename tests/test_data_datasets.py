@@ -388,3 +388,24 @@ def test_labels_must_be_class_indices_and_name_y(tmp_path, labels, found):
         load_dataset(x=x, y=save(tmp_path, "y.npy", labels))
     top = load_dataset(x=x, y=save(tmp_path, "top.npy", numpy.array([0, 65535, 1])))
     assert len(top.class_names) == 65536 and top.y.max() == 65535
+
+
+def test_whole_float_labels_as_torchleans_download_writes_them_are_class_indices(tmp_path):
+    """TorchLean's CIFAR-10 script writes float32 labels to the path minilean reads."""
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    numpy.save(folder / "cifar10_train_X.npy", numpy.zeros((3, 3, 32, 32), numpy.uint8))
+    numpy.save(folder / "cifar10_train_y.npy", numpy.array([0.0, 9.0, 3.0], numpy.float32))
+    data = load_dataset("cifar10", data_root=str(tmp_path))
+    assert data.y.dtype == numpy.int64 and data.y.tolist() == [0, 9, 3]
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([0.5, 1.0], r"expected integer labels of rank 1 \(whole numbers\), found float32"),
+    ([float("nan"), 1.0], r"expected integer labels of rank 1 \(whole numbers\), found float32"),
+    ([float("inf"), 1.0], r"expected labels that are class indices in \[0, 65535\], found inf"),
+])
+def test_float_labels_that_are_no_class_indices_are_refused(tmp_path, labels, message):
+    x = save(tmp_path, "x.npy", numpy.zeros((2, 3, 4, 4), numpy.uint8))
+    with pytest.raises(ValueError, match=message):
+        load_dataset(x=x, y=save(tmp_path, "y.npy", numpy.array(labels, numpy.float32)))

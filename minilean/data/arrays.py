@@ -165,11 +165,14 @@ def as_nchw(images, path):
 def as_labels(labels, count, path):
     """Check labels: ``count`` integers, each a class index in [0, MAX_LABEL]; as int64.
 
-    ``path`` starts every error message (a path, or "--y PATH").
+    Floats that are all whole numbers count as integers: TorchLean's CIFAR-10 download writes
+    its labels as float32, to the path minilean reads. ``path`` starts every error message (a
+    path, or "--y PATH").
     """
-    if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise ValueError(f"{path}: expected integer labels of rank 1, found {labels.dtype} "
-                         f"with shape {labels.shape}")
+    whole_floats = labels.dtype.kind == "f" and bool(numpy.all(labels == numpy.floor(labels)))
+    if labels.ndim != 1 or not (labels.dtype.kind in "iu" or whole_floats):
+        raise ValueError(f"{path}: expected integer labels of rank 1 (whole numbers), found "
+                         f"{labels.dtype} with shape {labels.shape}")
     if len(labels) != count:
         raise ValueError(f"{path}: expected {count} labels (one per image), found {len(labels)}")
     # Checked before the int64 cast, which would wrap a uint64 above 2**63 to a negative.
