@@ -407,7 +407,7 @@ def test_fire_takes_both_spellings_of_image_folder(spelling, capsys):
 def test_the_help_of_ext_names_what_it_takes(capsys):
     main(["data", "convert", "image-folder", "--help"])
     out = capsys.readouterr().out
-    assert "--ext=STR    default: '.png,.jpg,.jpeg'" in out
+    assert "--ext=STR    default: '.png,.jpg,.jpeg,.bmp,.webp'" in out
     assert "comma-separated, e.g. .png,.jpg; a text\n" in out
 
 

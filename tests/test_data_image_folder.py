@@ -105,6 +105,16 @@ def test_extensions_match_whatever_their_case(tmp_path):
     assert image_folder.list_images(str(tmp_path), (".PNG",)) == ["a.PNG", "c.png"]
 
 
+def test_bmp_and_webp_files_are_read_by_default_as_torchleans_converter_reads_them(tmp_path):
+    for name, value in (("a.bmp", 40), ("b.webp", 80), ("c.png", 120)):
+        save(tmp_path / "in" / name, numpy.full((4, 4, 3), value, numpy.uint8))
+    DataCommands().convert.image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                        height=4, width=4)
+    # webp is lossy: a flat colour comes back within a step or two
+    assert numpy.abs(numpy.load(tmp_path / "x.npy")[:, 0, 0, 0].astype(int)
+                     - [40, 80, 120]).max() <= 2
+
+
 def test_labels_without_label_folders_are_refused_by_the_converter_itself(tmp_path, capsys):
     """One check, in the function the command line and Python callers both reach, says it."""
     save(tmp_path / "in" / "cat" / "1.png", halves(4, 4, True))

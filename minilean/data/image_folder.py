@@ -24,7 +24,7 @@ from minilean.data.paths import creatable_problem, existing_problem
 from minilean.errors import flag_error
 
 CROPS = ("center", "stretch")
-DEFAULT_EXTENSIONS = (".png", ".jpg", ".jpeg")
+DEFAULT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # TorchLean's set
 
 
 def list_images(input_dir, extensions=DEFAULT_EXTENSIONS):
