@@ -98,7 +98,10 @@ class Flag:
                                                f"{self.option}='\"TEXT\"')")
         converted = _convert(self.kind, value, typed)
         if converted is _INVALID:
-            raise flag_error(self.name, value, self.allowed())
+            # a blank text gets its check's words where there is one (--ext '': which
+            # extensions), more than "a text"
+            blank = self.kind is str and isinstance(value, str) and self.check
+            raise flag_error(self.name, value, blank and self.check(value) or self.allowed())
         if self.choices:
             converted = self.aliases.get(converted, converted)
             if converted not in self.choices:

@@ -86,6 +86,7 @@ BAD_DATA_FLAGS = [
      "a boolean (--labels-from-dirs, --nolabels-from-dirs or --labels-from-dirs=false)"),
     ("image-folder", "limit", 0, "an integer >= 1 or none"),
     ("image-folder", "ext", "png", 'file extensions starting with ".", e.g. .png,.jpg'),
+    ("image-folder", "ext", "", 'file extensions starting with ".", e.g. .png,.jpg'),
     ("image-folder", "crop", "edge", "one of center, stretch"),
     ("image-folder", "y_output", "y.npy", "to come with --labels-from-dirs"),
     ("download", "cifar10", "maybe", "a boolean (--cifar10, --nocifar10 or --cifar10=false)"),
