@@ -63,6 +63,13 @@ def test_torn_last_line_is_skipped_and_resume_drops_later_steps(tmp_path):
         assert fresh.metrics() == []
 
 
+def test_a_corrupt_line_inside_the_log_is_skipped_and_the_lines_after_it_read(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"step": 1, "loss": 0.5}\n\x00\x00\x00\x00\n{"step": 2, "lo\n'
+                     b'{"step": 3, "loss": 0.25}\n')
+    assert read_metrics(path) == [{"step": 1, "loss": 0.5}, {"step": 3, "loss": 0.25}]
+
+
 def test_resume_removes_the_temporary_files_of_killed_writes_and_nothing_else(tmp_path):
     RunDirectory(tmp_path, {}).close()
     killed = atomic.atomic_open(tmp_path / "checkpoints" / "last.npz")
@@ -89,6 +96,15 @@ def test_svg_scales_points_into_the_plot_area():
     points = root.find("{http://www.w3.org/2000/svg}polyline").get("points").split()
     assert points == ["10.0,10.0", "190.0,90.0"]  # log scale: first top-left, last bottom-right
     assert "no values logged" in loss_curve_svg({})
+
+
+def test_svg_of_a_series_that_reaches_zero_uses_a_linear_scale():
+    svg = loss_curve_svg({"loss": [(0, 2.0), (5, 1.0), (10, 0.0)]}, width=200, height=100,
+                         margin=10)
+    root = ElementTree.fromstring(svg)
+    points = root.find("{http://www.w3.org/2000/svg}polyline").get("points").split()
+    assert points == ["10.0,10.0", "100.0,50.0", "190.0,90.0"]  # evenly spaced: not log10
+    assert "log-scale" not in svg
 
 
 class FakeClock:
