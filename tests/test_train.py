@@ -12,8 +12,8 @@ from minilean.data import Loader, read_metrics, read_pnm
 from minilean.nn import Linear
 from minilean.optim import SGD, load_checkpoint
 from minilean.data import RunDirectory
-from minilean.train.loop import (FILE_FLAGS, TrainState, TrainingDiverged, train,
-                                 write_trainlog)
+from minilean.train.loop import (FILE_FLAGS, TrainState, TrainingDiverged, default_interval,
+                                 train, write_trainlog)
 
 TINY = ["--cpu", "--n-total=32", "--batch-size=4", "--hidden-c=4", "--T=10",
         "--sample-steps=2", "--n-samples=4", "--log-every=1", "--noprogress"]
@@ -391,6 +391,33 @@ def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     assert "(step 2)" in str(error.value)
     assert load_checkpoint(str(tmp_path / "checkpoints" / "last.npz"))["step"] == 2
     assert read_metrics(str(tmp_path / "metrics.jsonl"))[-1]["step"] == 3
+
+
+def test_a_checkpoint_of_other_modules_optimizers_or_emas_does_not_fit(tmp_path):
+    model, critic = Linear(2, 1), Linear(1, 1)
+    saved = TrainState({"model": model, "critic": critic},
+                       {"optimizer": SGD(model.parameters(), lr=0.1)}, step=3)
+    saved.save(str(tmp_path))
+    path = os.path.join(str(tmp_path), "checkpoints", "last.npz")
+    fewer = TrainState({"model": Linear(2, 1)}, {"optimizer": SGD(model.parameters(), lr=0.1)})
+    with pytest.raises(ValueError, match=rf"^checkpoint {path} does not fit this run: checkpoint "
+                                         rf"holds modules \['critic', 'model'\], expected "
+                                         rf"\['model'\]$"):
+        fewer.load(str(tmp_path))
+    more = TrainState({"model": Linear(2, 1), "critic": Linear(1, 1)},
+                      {"optimizer": SGD(model.parameters(), lr=0.1),
+                       "critic_optimizer": SGD(critic.parameters(), lr=0.1)})
+    with pytest.raises(ValueError, match=r"checkpoint holds optimizers \['optimizer'\], "
+                                         r"expected \['critic_optimizer', 'optimizer'\]$"):
+        more.load(str(tmp_path))
+    assert fewer.step == 0 and more.step == 0
+
+
+@pytest.mark.parametrize("steps, parts, interval", [(400, 100, 4), (401, 100, 4), (99, 100, 1),
+                                                    (3, 4, 1), (8, 4, 2), (1, 100, 1)])
+def test_the_default_interval_is_a_part_of_the_run_and_at_least_every_step(steps, parts,
+                                                                           interval):
+    assert default_interval(steps, parts) == interval
 
 
 def test_a_resumed_runs_first_log_line_averages_the_steps_an_uninterrupted_one_does(tmp_path):
