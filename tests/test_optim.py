@@ -114,6 +114,17 @@ def test_parameters_without_gradient_are_left_alone():
     assert moving.grad is None
 
 
+def test_minimize_steps_on_the_fresh_gradient_and_returns_the_loss_detached():
+    param = nn.Parameter(ml.tensor([1.0, 2.0], dtype="float64"))
+    optimizer = optim.SGD([param], lr=0.1)
+    param.grad = ml.tensor([100.0, 100.0], dtype="float64")  # stale: minimize clears it
+    loss = optim.minimize(optimizer, (param * param).sum())  # gradient 2p
+    numpy.testing.assert_allclose(param.numpy(), [0.8, 1.6])
+    assert loss.item() == 5.0 and not loss.requires_grad
+    optim.minimize(optimizer, (param * param).sum())  # 2p again, not added to the last one
+    numpy.testing.assert_allclose(param.numpy(), [0.64, 1.28])
+
+
 @pytest.mark.parametrize("name, settings", [CONFIGS[2], CONFIGS[4]])
 def test_optimizer_state_dict_round_trip_continues_identically(name, settings):
     make = lambda p: getattr(optim, name)(p, **settings)  # noqa: E731
