@@ -142,6 +142,13 @@ def test_a_buffer_registered_as_none_is_saved_once_set():
         module.register_buffer("mask", [1, 0])
 
 
+def test_a_buffer_registered_over_a_plain_attribute_replaces_it():
+    module = nn.Module()
+    module.mean = None  # a plain attribute first
+    module.register_buffer("mean", ml.zeros(3))
+    assert isinstance(module.mean, ml.Tensor) and list(module.state_dict()) == ["mean"]
+
+
 class _SharedTwice(nn.Module):
     """A submodule reached through two attributes and again inside a Sequential."""
 
@@ -337,6 +344,9 @@ def test_module_list_indexing_and_errors():
         layers[3]
     with pytest.raises(TypeError, match="holds Modules"):
         layers.append(lambda x: x)
+    more = [nn.Linear(1, 2), nn.ReLU()]
+    assert layers.extend(more) is layers and list(layers)[3:] == more
+    assert [name for name, _ in layers.named_children()] == ["0", "1", "2", "3", "4"]
 
 
 def test_a_slice_of_a_sequential_is_a_sequential_that_runs_those_layers():
