@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy
 
 from minilean import atomic
-from minilean.data.progress import Progress
+from minilean.data.progress import Progress, format_count, format_duration
 from minilean.data.runlog import RunDirectory, loss_curve_svg, read_metrics
 
 
@@ -141,3 +141,37 @@ def test_progress_redraws_in_place_on_a_terminal():
     progress.close()
     text = stream.getvalue()
     assert text.count("\r") >= 4 and "sampled a grid\n" in text and text.endswith("\n")
+
+
+def test_durations_and_byte_counts_read_as_clock_time_and_mebibytes():
+    assert format_duration(59.6) == "0:01:00"
+    assert format_duration(3 * 3600 + 5 * 60 + 7) == "3:05:07"  # minutes wrap at the hour
+    assert format_count(3 * 2**20, "B") == "3.0MiB" and format_count(1536 * 1024, "B") == "1.5MiB"
+    assert format_count(7, "step") == "7"
+
+
+def test_a_resumed_progress_measures_its_rate_from_where_it_started():
+    stream, clock = io.StringIO(), FakeClock()
+    progress = Progress(total=100, initial=50, stream=stream, line_interval=5.0, clock=clock)
+    clock.now = 5.0
+    progress.update(60)  # 10 steps in 5 s, not 60
+    assert stream.getvalue() == "[##############..........] 60/100  60% 2 it/s ETA 0:00:20\n"
+
+
+def test_a_count_past_the_total_fills_the_bar_and_no_more():
+    progress = Progress(total=4, stream=io.StringIO(), clock=FakeClock())
+    progress.update(6)  # not shown yet (no time has passed): text() is what it would show
+    assert progress.text().startswith("[" + "#" * 24 + "] 6/4 100%")
+
+
+def test_close_prints_the_final_count_once_when_the_last_update_was_not_shown():
+    stream, clock = io.StringIO(), FakeClock()
+    progress = Progress(total=15, stream=stream, line_interval=10.0, clock=clock)
+    for step in range(1, 16):
+        clock.now = float(step)
+        progress.update(step)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert [line.split()[1] for line in lines] == ["10/15", "15/15"]
+    progress.close()  # shown already: nothing more
+    assert len(stream.getvalue().splitlines()) == 2
