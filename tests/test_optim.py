@@ -162,6 +162,14 @@ def test_optimizer_load_errors_name_the_key_and_shapes():
     assert not hasattr(optimizer, "momentum")
 
 
+@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=float("nan")),
+                                  lambda p: optim.Adam(p, lr=float("nan")),
+                                  lambda p: optim.SGD(p, momentum=float("nan"))])
+def test_a_nan_hyperparameter_is_refused(make):
+    with pytest.raises(ValueError, match=r"^(lr|momentum) must be >= 0, got nan$"):
+        make([nn.Parameter(ml.ones(1))])
+
+
 def test_optimizer_argument_errors():
     param = nn.Parameter(ml.ones(1))
     with pytest.raises(ValueError, match="lr must be >= 0, got -1"):
