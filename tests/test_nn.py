@@ -334,6 +334,9 @@ def test_repr_shows_the_tree():
     assert "(1): GroupNorm(2, 8, eps=1e-05, affine=True)" in text and "(2): SiLU()" in text
     assert repr(nn.GroupNorm(2, 8, activation="silu")) == \
         "GroupNorm(2, 8, eps=1e-05, affine=True, activation='silu')"
+    nested = nn.Sequential(nn.Sequential(nn.ReLU()), nn.SiLU())
+    assert repr(nested) == ("Sequential(\n  (0): Sequential(\n    (0): ReLU()\n  )\n"
+                            "  (1): SiLU()\n)")
 
 
 def test_module_list_indexing_and_errors():
