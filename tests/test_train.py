@@ -517,7 +517,8 @@ def test_the_progress_display_shows_the_latest_steps_metrics(tmp_path, monkeypat
 
 def test_trainlog_keeps_six_decimals_of_the_logged_loss(tmp_path):
     records = [{"step": 1, "loss": 1 / 3}, {"step": 2, "modes_covered": 8},
-               {"step": 3, "loss": 0.0123456789}]
+               {"step": 3, "loss": 0.0123456789},
+               {"step": 4, "loss": None, "nonfinite": ["loss"]}]  # logged as null
     write_trainlog(str(tmp_path / "trainlog.json"), "Toy", records, notes=["a note"])
     log = json.loads((tmp_path / "trainlog.json").read_text())
     assert log["title"] == "Toy" and log["steps"] == [1, 3] and log["notes"] == ["a note"]
