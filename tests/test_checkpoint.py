@@ -55,6 +55,17 @@ def test_model_optimizer_ema_and_metadata_round_trip(tmp_path):
         numpy.testing.assert_array_equal(a, b)
 
 
+def test_numpy_scalars_come_back_as_python_numbers_of_their_kind(tmp_path):
+    path = str(tmp_path / "scalars.npz")
+    optim.save_checkpoint(path, step=numpy.int64(1200), loss=numpy.float32(0.5),
+                          done=numpy.bool_(True), sizes=[numpy.int32(3), numpy.uint8(4)])
+    state = optim.load_checkpoint(path)
+    assert state == {"step": 1200, "loss": 0.5, "done": True, "sizes": [3, 4]}
+    assert type(state["step"]) is int and type(state["done"]) is bool
+    assert [type(size) for size in state["sizes"]] == [int, int]
+    assert type(state["loss"]) is float
+
+
 def test_file_is_plain_npz_without_pickle(tmp_path):
     model, _, _ = _trained()
     path = str(tmp_path / "model.npz")

@@ -180,6 +180,31 @@ def test_pickle_that_runs_code_is_refused_without_running(tmp_path):
     assert not (tmp_path / "real" / "cifar10" / "cifar10_train_X.npy").exists()
 
 
+class EvaluatesText:
+    """Unpickling this calls builtins.eval on ``source``."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __reduce__(self):
+        return (eval, (self.source,))
+
+
+def test_only_the_array_globals_are_admitted_not_any_of_builtins_or_numpy(tmp_path):
+    victim = tmp_path / "pwned"
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": EvaluatesText(f"open({str(victim)!r}, 'w')"),
+                                   b"labels": []}, protocol=PROTOCOL))
+    with pytest.raises(ValueError, match=r"refusing to read .*data_batch_1: refusing to load "
+                                         r"global builtins\.eval$"):
+        cifar10.load_pickle(str(path))
+    assert not victim.exists()
+    unpickler = cifar10.RestrictedUnpickler(io.BytesIO())
+    for module, name in (("numpy", "load"), ("numpy", "fromfile"), ("builtins", "getattr")):
+        with pytest.raises(pickle.UnpicklingError, match=f"global {module}\\.{name}$"):
+            unpickler.find_class(module, name)
+
+
 def test_unpickler_admits_the_legacy_numpy_name_real_cifar_files_use():
     reconstruct = cifar10.RestrictedUnpickler(io.BytesIO()).find_class(
         "numpy.core.multiarray", "_reconstruct")
@@ -187,7 +212,8 @@ def test_unpickler_admits_the_legacy_numpy_name_real_cifar_files_use():
 
 
 @pytest.mark.parametrize("name", ["../escaped.txt", "/tmp/absolute-escape.txt",
-                                  f"{cifar10.BATCH_DIR}/../../escaped.txt"])
+                                  f"{cifar10.BATCH_DIR}/../../escaped.txt",
+                                  "../target-sibling/escaped.txt"])  # shares the name's start
 def test_member_escaping_the_directory_is_refused(tmp_path, name):
     archive = tmp_path / "served.tar.gz"
     make_archive(archive, extra=[(name, b"gotcha")])
@@ -195,6 +221,7 @@ def test_member_escaping_the_directory_is_refused(tmp_path, name):
     with pytest.raises(ValueError, match="would be written outside the target directory"):
         cifar10.safe_extract(str(archive), str(target))
     assert not (tmp_path / "escaped.txt").exists() and not target.exists()
+    assert not (tmp_path / "target-sibling").exists()
 
 
 def test_link_member_is_refused(tmp_path):

@@ -220,6 +220,10 @@ def test_n_total_up_to_the_cap_of_a_generated_set_is_made(monkeypatch):
     (numpy.zeros((2, 3, 4, 3), numpy.uint8), r"shape \(2, 3, 4, 3\) is ambiguous"),
     (numpy.full((2, 3, 4, 4), 2.0, numpy.float32), r"expected float images in \[0, 1\], "
                                                    r"found values in \[2.0, 2.0\]"),
+    (numpy.full((2, 3, 4, 4), numpy.nan, numpy.float32), r"expected float images in \[0, 1\], "
+                                                         r"found values in \[nan, nan\]"),
+    (numpy.full((2, 3, 4, 4), numpy.inf, numpy.float32), r"expected float images in \[0, 1\], "
+                                                         r"found values in \[inf, inf\]"),
 ])
 def test_malformed_arrays_say_expected_and_found(tmp_path, array, message):
     with pytest.raises(ValueError, match=message):

@@ -178,6 +178,16 @@ def test_limit_and_sorted_order(tmp_path):
     assert numpy.load(tmp_path / "x.npy")[:, 0, 0, 0].tolist() == [30, 10]
 
 
+def test_a_limit_above_the_file_count_takes_every_file_and_sizes_nothing_by_it(tmp_path):
+    for index, value in enumerate([30, 10]):
+        save(tmp_path / "in" / f"img{index}.png", numpy.full((4, 4, 3), value, numpy.uint8))
+    # an array of 10**15 images would be past any address space: only the 2 files are held
+    manifest = image_folder.convert_image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                                 height=4, width=4, limit=10**15)
+    assert manifest["count"] == 2 and manifest["shape"] == [2, 3, 4, 4]
+    assert numpy.load(tmp_path / "x.npy")[:, 0, 0, 0].tolist() == [30, 10]
+
+
 def test_no_readable_image_is_an_error(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "bad.png").write_bytes(b"junk")

@@ -105,6 +105,13 @@ def test_dataset_and_points_pass_through():
         Loader(data, 2)
 
 
+def test_labels_must_match_the_rows_one_for_one():
+    with pytest.raises(ValueError, match="^3 labels for 4 rows$"):
+        Loader(numbered_images(4), 2, labels=numpy.arange(3))
+    with pytest.raises(ValueError, match="^5 labels for 4 rows$"):
+        Loader(numbered_images(4), 2, labels=numpy.arange(5))
+
+
 def test_successive_loops_are_successive_epochs():
     loader = Loader(numbered_images(8), 4, value_range=(0, 1), seed=0)
     first, second = ([rows_of(batch) for batch in loader] for _ in range(2))

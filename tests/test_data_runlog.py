@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy
 
 from minilean import atomic
-from minilean.data.progress import Progress
+from minilean.data.progress import Progress, format_count, format_duration
 from minilean.data.runlog import RunDirectory, loss_curve_svg, read_metrics
 
 
@@ -63,6 +63,13 @@ def test_torn_last_line_is_skipped_and_resume_drops_later_steps(tmp_path):
         assert fresh.metrics() == []
 
 
+def test_a_corrupt_line_inside_the_log_is_skipped_and_the_lines_after_it_read(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"step": 1, "loss": 0.5}\n\x00\x00\x00\x00\n{"step": 2, "lo\n'
+                     b'{"step": 3, "loss": 0.25}\n')
+    assert read_metrics(path) == [{"step": 1, "loss": 0.5}, {"step": 3, "loss": 0.25}]
+
+
 def test_resume_removes_the_temporary_files_of_killed_writes_and_nothing_else(tmp_path):
     RunDirectory(tmp_path, {}).close()
     killed = atomic.atomic_open(tmp_path / "checkpoints" / "last.npz")
@@ -89,6 +96,15 @@ def test_svg_scales_points_into_the_plot_area():
     points = root.find("{http://www.w3.org/2000/svg}polyline").get("points").split()
     assert points == ["10.0,10.0", "190.0,90.0"]  # log scale: first top-left, last bottom-right
     assert "no values logged" in loss_curve_svg({})
+
+
+def test_svg_of_a_series_that_reaches_zero_uses_a_linear_scale():
+    svg = loss_curve_svg({"loss": [(0, 2.0), (5, 1.0), (10, 0.0)]}, width=200, height=100,
+                         margin=10)
+    root = ElementTree.fromstring(svg)
+    points = root.find("{http://www.w3.org/2000/svg}polyline").get("points").split()
+    assert points == ["10.0,10.0", "100.0,50.0", "190.0,90.0"]  # evenly spaced: not log10
+    assert "log-scale" not in svg
 
 
 class FakeClock:
@@ -125,3 +141,37 @@ def test_progress_redraws_in_place_on_a_terminal():
     progress.close()
     text = stream.getvalue()
     assert text.count("\r") >= 4 and "sampled a grid\n" in text and text.endswith("\n")
+
+
+def test_durations_and_byte_counts_read_as_clock_time_and_mebibytes():
+    assert format_duration(59.6) == "0:01:00"
+    assert format_duration(3 * 3600 + 5 * 60 + 7) == "3:05:07"  # minutes wrap at the hour
+    assert format_count(3 * 2**20, "B") == "3.0MiB" and format_count(1536 * 1024, "B") == "1.5MiB"
+    assert format_count(7, "step") == "7"
+
+
+def test_a_resumed_progress_measures_its_rate_from_where_it_started():
+    stream, clock = io.StringIO(), FakeClock()
+    progress = Progress(total=100, initial=50, stream=stream, line_interval=5.0, clock=clock)
+    clock.now = 5.0
+    progress.update(60)  # 10 steps in 5 s, not 60
+    assert stream.getvalue() == "[##############..........] 60/100  60% 2 it/s ETA 0:00:20\n"
+
+
+def test_a_count_past_the_total_fills_the_bar_and_no_more():
+    progress = Progress(total=4, stream=io.StringIO(), clock=FakeClock())
+    progress.update(6)  # not shown yet (no time has passed): text() is what it would show
+    assert progress.text().startswith("[" + "#" * 24 + "] 6/4 100%")
+
+
+def test_close_prints_the_final_count_once_when_the_last_update_was_not_shown():
+    stream, clock = io.StringIO(), FakeClock()
+    progress = Progress(total=15, stream=stream, line_interval=10.0, clock=clock)
+    for step in range(1, 16):
+        clock.now = float(step)
+        progress.update(step)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert [line.split()[1] for line in lines] == ["10/15", "15/15"]
+    progress.close()  # shown already: nothing more
+    assert len(stream.getvalue().splitlines()) == 2

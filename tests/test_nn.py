@@ -142,6 +142,13 @@ def test_a_buffer_registered_as_none_is_saved_once_set():
         module.register_buffer("mask", [1, 0])
 
 
+def test_a_buffer_registered_over_a_plain_attribute_replaces_it():
+    module = nn.Module()
+    module.mean = None  # a plain attribute first
+    module.register_buffer("mean", ml.zeros(3))
+    assert isinstance(module.mean, ml.Tensor) and list(module.state_dict()) == ["mean"]
+
+
 class _SharedTwice(nn.Module):
     """A submodule reached through two attributes and again inside a Sequential."""
 
@@ -192,6 +199,33 @@ def test_shared_parameter_is_listed_once():
     assert len(list(model.parameters())) == 2
 
 
+def test_a_parameter_tied_between_two_layers_is_listed_and_trained_once():
+    first, second = nn.Linear(2, 2), nn.Linear(2, 2)
+    second.weight = first.weight  # tied weights: one tensor, two layers
+    model = nn.Sequential(first, second)
+    assert [name for name, _ in model.named_parameters()] == ["0.weight", "0.bias", "1.bias"]
+    assert list(model.state_dict()) == ["0.weight", "0.bias", "1.bias"]
+    start = first.weight.numpy().copy()
+    optimizer = ml.optim.SGD(model.parameters(), lr=0.5)
+    first.weight.grad = ml.ones(2, 2)
+    optimizer.step()  # one update of lr * grad, not two
+    numpy.testing.assert_allclose(first.weight.numpy(), start - 0.5)
+
+
+def test_a_parameter_or_module_assigned_over_a_plain_attribute_replaces_it():
+    class Layer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = None          # a plain attribute first (e.g. "no bias yet")
+            self.head = None
+            self.bias = nn.Parameter(ml.ones(2))
+            self.head = nn.Linear(2, 1)
+
+    layer = Layer()
+    assert isinstance(layer.bias, nn.Parameter) and isinstance(layer.head, nn.Linear)
+    assert [name for name, _ in layer.named_parameters()] == ["bias", "head.weight", "head.bias"]
+
+
 def test_forgetting_super_init_is_a_clear_error():
     class Broken(nn.Module):
         def __init__(self):
@@ -227,6 +261,21 @@ def test_load_state_dict_errors_name_the_key_and_shapes():
     with pytest.raises(ValueError, match=r"unexpected key\(s\) \['layer0.weight', .*, "
                                          r"'layer4.weight'\] and 3 more for Block$"):
         model.load_state_dict({**state, **other})
+    # five keys are all listed, with no "and 0 more"
+    five = {f"layer{index}.weight": numpy.zeros(1) for index in range(5)}
+    with pytest.raises(ValueError, match=r"unexpected key\(s\) \['layer0.weight', "
+                                         r"'layer1.weight', 'layer2.weight', 'layer3.weight', "
+                                         r"'layer4.weight'\] for Block$"):
+        model.load_state_dict({**state, **five})
+
+
+def test_state_dict_tensors_share_the_weights_but_need_no_grad():
+    model = nn.Linear(3, 2)
+    state = model.state_dict()
+    assert not any(tensor.requires_grad for tensor in state.values())
+    assert numpy.shares_memory(state["weight"].data, model.weight.data)
+    model.weight.data[...] = 7.0
+    assert (state["weight"].numpy() == 7.0).all()
 
 
 def test_non_strict_load_reports_missing_and_unexpected():
@@ -260,6 +309,16 @@ def test_to_dtype_keeps_parameter_objects_and_zero_grad_clears():
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_to_dtype_casts_existing_gradients_too():
+    model = nn.Linear(3, 2)
+    model(ml.randn(4, 3)).sum().backward()
+    grads = {name: param.grad.numpy().copy() for name, param in model.named_parameters()}
+    model.to(dtype=numpy.float64)
+    for name, param in model.named_parameters():
+        assert param.grad.dtype == numpy.float64, name
+        numpy.testing.assert_array_equal(param.grad.numpy(), grads[name].astype(numpy.float64))
+
+
 def test_to_cuda_without_a_gpu_is_a_one_line_error():
     if ml.cuda_available():
         pytest.skip("a GPU is present")
@@ -275,6 +334,9 @@ def test_repr_shows_the_tree():
     assert "(1): GroupNorm(2, 8, eps=1e-05, affine=True)" in text and "(2): SiLU()" in text
     assert repr(nn.GroupNorm(2, 8, activation="silu")) == \
         "GroupNorm(2, 8, eps=1e-05, affine=True, activation='silu')"
+    nested = nn.Sequential(nn.Sequential(nn.ReLU()), nn.SiLU())
+    assert repr(nested) == ("Sequential(\n  (0): Sequential(\n    (0): ReLU()\n  )\n"
+                            "  (1): SiLU()\n)")
 
 
 def test_module_list_indexing_and_errors():
@@ -285,6 +347,26 @@ def test_module_list_indexing_and_errors():
         layers[3]
     with pytest.raises(TypeError, match="holds Modules"):
         layers.append(lambda x: x)
+    more = [nn.Linear(1, 2), nn.ReLU()]
+    assert layers.extend(more) is layers and list(layers)[3:] == more
+    assert [name for name, _ in layers.named_children()] == ["0", "1", "2", "3", "4"]
+
+
+def test_a_slice_of_a_sequential_is_a_sequential_that_runs_those_layers():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    head = model[:2]
+    assert type(head) is nn.Sequential and len(head) == 2 and head[0] is model[0]
+    x = ml.randn(5, 3)
+    numpy.testing.assert_array_equal(head(x).numpy(), model[1](model[0](x)).numpy())
+    numpy.testing.assert_array_equal(model[2:](head(x)).numpy(), model(x).numpy())
+
+
+def test_dropout_with_p_one_zeroes_everything_in_training_only():
+    layer = nn.Dropout(1.0)
+    x = ml.randn(4, 5)
+    assert (layer(x).numpy() == 0).all()
+    layer.eval()
+    numpy.testing.assert_array_equal(layer(x).numpy(), x.numpy())
 
 
 @pytest.mark.parametrize("make, message", [
@@ -351,6 +433,12 @@ def test_init_statistics_match_their_formulas():
     assert abs(weight.numpy().std() - math.sqrt(2 / 300)) < 0.02 * math.sqrt(2 / 300)
     nn.init.xavier_uniform_(weight)
     assert abs(weight.numpy().std() - math.sqrt(2 / 700)) < 0.02 * math.sqrt(2 / 700)
+    nn.init.xavier_normal_(weight)
+    assert abs(weight.numpy().std() - math.sqrt(2 / 700)) < 0.02 * math.sqrt(2 / 700)
+    nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")  # fan-out 400
+    assert abs(weight.numpy().std() - math.sqrt(2 / 400)) < 0.02 * math.sqrt(2 / 400)
+    nn.init.kaiming_uniform_(weight, mode="fan_out", nonlinearity="relu")
+    assert abs(weight.numpy().std() - math.sqrt(2 / 400)) < 0.02 * math.sqrt(2 / 400)
     with pytest.raises(ValueError, match="unknown nonlinearity 'swish'"):
         nn.init.calculate_gain("swish")
 

@@ -114,6 +114,17 @@ def test_parameters_without_gradient_are_left_alone():
     assert moving.grad is None
 
 
+def test_minimize_steps_on_the_fresh_gradient_and_returns_the_loss_detached():
+    param = nn.Parameter(ml.tensor([1.0, 2.0], dtype="float64"))
+    optimizer = optim.SGD([param], lr=0.1)
+    param.grad = ml.tensor([100.0, 100.0], dtype="float64")  # stale: minimize clears it
+    loss = optim.minimize(optimizer, (param * param).sum())  # gradient 2p
+    numpy.testing.assert_allclose(param.numpy(), [0.8, 1.6])
+    assert loss.item() == 5.0 and not loss.requires_grad
+    optim.minimize(optimizer, (param * param).sum())  # 2p again, not added to the last one
+    numpy.testing.assert_allclose(param.numpy(), [0.64, 1.28])
+
+
 @pytest.mark.parametrize("name, settings", [CONFIGS[2], CONFIGS[4]])
 def test_optimizer_state_dict_round_trip_continues_identically(name, settings):
     make = lambda p: getattr(optim, name)(p, **settings)  # noqa: E731
@@ -145,6 +156,18 @@ def test_optimizer_load_errors_name_the_key_and_shapes():
         optimizer.load_state_dict(fewer)
     with pytest.raises(ValueError, match="missing key 'step'"):
         optimizer.load_state_dict({"state": state["state"]})
+    with pytest.raises(ValueError, match="unknown optimizer hyperparameter 'momentum'"):
+        optimizer.load_state_dict({**state, "hyperparameters": {**state["hyperparameters"],
+                                                                "momentum": 0.9}})
+    assert not hasattr(optimizer, "momentum")
+
+
+@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=float("nan")),
+                                  lambda p: optim.Adam(p, lr=float("nan")),
+                                  lambda p: optim.SGD(p, momentum=float("nan"))])
+def test_a_nan_hyperparameter_is_refused(make):
+    with pytest.raises(ValueError, match=r"^(lr|momentum) must be >= 0, got nan$"):
+        make([nn.Parameter(ml.ones(1))])
 
 
 def test_optimizer_argument_errors():
@@ -273,6 +296,33 @@ def test_ema_errors():
         optim.EMA(nn.Linear(1, 1), decay=1.5)
 
 
+@pytest.mark.parametrize("decay", [0.0, 1.0])
+def test_ema_decay_bounds_are_allowed_and_mean_follow_or_freeze(decay):
+    # decay 0: the average is the latest weights; decay 1: it stays the starting copy
+    model = nn.Linear(2, 1)
+    model.to(dtype=numpy.float64)
+    start = model.weight.numpy().copy()
+    ema = optim.EMA(model, decay=decay)
+    model.weight.data[...] = start + 3.0
+    ema.update(model)
+    numpy.testing.assert_array_equal(ema.shadow["weight"], start + 3.0 if decay == 0.0 else start)
+
+
+def test_ema_load_state_with_other_names_is_refused_and_changes_nothing():
+    ema = optim.EMA(nn.Linear(2, 1))
+    before = {name: array.copy() for name, array in ema.shadow.items()}
+    state = ema.state_dict()
+    extra = {**state, "shadow": {**state["shadow"], "scale": numpy.ones(1)}, "num_updates": 7}
+    with pytest.raises(ValueError, match=r"EMA state has keys missing \[\] and extra \['scale'\]"):
+        ema.load_state_dict(extra)
+    fewer = {**state, "shadow": {"weight": numpy.zeros((1, 2))}}
+    with pytest.raises(ValueError, match=r"EMA state has keys missing \['bias'\] and extra \[\]"):
+        ema.load_state_dict(fewer)
+    assert ema.num_updates == 0
+    for name, array in ema.shadow.items():
+        numpy.testing.assert_array_equal(array, before[name])
+
+
 # --- schedules ------------------------------------------------------------------------------
 
 def test_warmup_cosine_key_points():
@@ -283,6 +333,14 @@ def test_warmup_cosine_key_points():
     assert factor(9) == pytest.approx(0.55)  # half way down the cosine: (1 + 0.1) / 2
     assert factor(14) == pytest.approx(0.1) and factor(100) == pytest.approx(0.1)
     assert optim.warmup_constant(0, 10) == 0.1 and optim.warmup_constant(50, 10) == 1.0
+
+
+def test_warmup_constant_climbs_to_one_and_stays_there():
+    assert [optim.warmup_constant(step, 4) for step in range(8)] == [
+        0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0]
+    # the step where the warm-up ends and the one after it are 1, never above
+    assert optim.warmup_constant(4, 4) == 1.0 and optim.warmup_constant(5, 4) == 1.0
+    assert optim.warmup_constant(0, 0) == 1.0  # no warm-up
 
 
 def test_warmup_cosine_ends_at_total_steps_even_within_the_warm_up():

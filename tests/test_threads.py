@@ -52,6 +52,33 @@ def test_without_a_known_blas_library_the_error_says_so(monkeypatch):
         ml.set_num_threads(1)
 
 
+class FakeLibrary:
+    """A BLAS library as threadpoolctl shows it, built for at most ``cap`` threads."""
+
+    def __init__(self, num_threads, cap):
+        self.num_threads, self.cap = num_threads, cap
+
+    def set_num_threads(self, count):
+        self.num_threads = min(count, self.cap)
+
+
+def test_two_libraries_report_the_larger_count_and_a_capped_count_is_returned(monkeypatch):
+    libraries = [FakeLibrary(2, cap=4), FakeLibrary(3, cap=16)]
+
+    class TwoLibraries:
+        lib_controllers = libraries
+
+        def select(self, user_api):
+            return self
+
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", TwoLibraries)
+    assert ml.get_num_threads() == 3
+    assert ml.set_num_threads(8) == 8  # the larger of the two counts taken: 4 and 8
+    assert [library.num_threads for library in libraries] == [4, 8]
+    libraries.pop()
+    assert ml.set_num_threads(8) == 4  # what the library took, not what was asked
+
+
 def test_the_threads_flag_sets_the_count_and_is_saved_with_the_run(restored_threads,
                                                                    tmp_path):
     wanted = 1 if restored_threads > 1 else 2

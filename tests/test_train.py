@@ -12,8 +12,8 @@ from minilean.data import Loader, read_metrics, read_pnm
 from minilean.nn import Linear
 from minilean.optim import SGD, load_checkpoint
 from minilean.data import RunDirectory
-from minilean.train.loop import (FILE_FLAGS, TrainState, TrainingDiverged, train,
-                                 write_trainlog)
+from minilean.train.loop import (FILE_FLAGS, TrainState, TrainingDiverged, default_interval,
+                                 train, write_trainlog)
 
 TINY = ["--cpu", "--n-total=32", "--batch-size=4", "--hidden-c=4", "--T=10",
         "--sample-steps=2", "--n-samples=4", "--log-every=1", "--noprogress"]
@@ -393,6 +393,33 @@ def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     assert read_metrics(str(tmp_path / "metrics.jsonl"))[-1]["step"] == 3
 
 
+def test_a_checkpoint_of_other_modules_optimizers_or_emas_does_not_fit(tmp_path):
+    model, critic = Linear(2, 1), Linear(1, 1)
+    saved = TrainState({"model": model, "critic": critic},
+                       {"optimizer": SGD(model.parameters(), lr=0.1)}, step=3)
+    saved.save(str(tmp_path))
+    path = os.path.join(str(tmp_path), "checkpoints", "last.npz")
+    fewer = TrainState({"model": Linear(2, 1)}, {"optimizer": SGD(model.parameters(), lr=0.1)})
+    with pytest.raises(ValueError, match=rf"^checkpoint {path} does not fit this run: checkpoint "
+                                         rf"holds modules \['critic', 'model'\], expected "
+                                         rf"\['model'\]$"):
+        fewer.load(str(tmp_path))
+    more = TrainState({"model": Linear(2, 1), "critic": Linear(1, 1)},
+                      {"optimizer": SGD(model.parameters(), lr=0.1),
+                       "critic_optimizer": SGD(critic.parameters(), lr=0.1)})
+    with pytest.raises(ValueError, match=r"checkpoint holds optimizers \['optimizer'\], "
+                                         r"expected \['critic_optimizer', 'optimizer'\]$"):
+        more.load(str(tmp_path))
+    assert fewer.step == 0 and more.step == 0
+
+
+@pytest.mark.parametrize("steps, parts, interval", [(400, 100, 4), (401, 100, 4), (99, 100, 1),
+                                                    (3, 4, 1), (8, 4, 2), (1, 100, 1)])
+def test_the_default_interval_is_a_part_of_the_run_and_at_least_every_step(steps, parts,
+                                                                           interval):
+    assert default_interval(steps, parts) == interval
+
+
 def test_a_resumed_runs_first_log_line_averages_the_steps_an_uninterrupted_one_does(tmp_path):
     """Log every 3 steps, checkpoint every 2, stopped at step 5: the line at step 6 averages
     steps 4-6 as in one run (the sum of step 4 comes back with the checkpoint), not 5-6."""
@@ -490,7 +517,8 @@ def test_the_progress_display_shows_the_latest_steps_metrics(tmp_path, monkeypat
 
 def test_trainlog_keeps_six_decimals_of_the_logged_loss(tmp_path):
     records = [{"step": 1, "loss": 1 / 3}, {"step": 2, "modes_covered": 8},
-               {"step": 3, "loss": 0.0123456789}]
+               {"step": 3, "loss": 0.0123456789},
+               {"step": 4, "loss": None, "nonfinite": ["loss"]}]  # logged as null
     write_trainlog(str(tmp_path / "trainlog.json"), "Toy", records, notes=["a note"])
     log = json.loads((tmp_path / "trainlog.json").read_text())
     assert log["title"] == "Toy" and log["steps"] == [1, 3] and log["notes"] == ["a note"]

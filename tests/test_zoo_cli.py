@@ -176,6 +176,7 @@ def test_the_held_out_rows_are_the_last_tenth_of_a_seeded_shuffle(tmp_path):
     """10% of the rows, at least 1 and at most 1000; the rest train, none of them twice."""
     assert [zoo_run.held_out_count(rows) for rows in (2, 9, 10, 30, 10_000, 20_000)] == [
         1, 1, 1, 3, 1000, 1000]
+    assert zoo_run.held_out_count(1) == 0  # the one row trains: none is held out
     numbered = numpy.arange(30, dtype=numpy.uint8)[:, None, None, None]
     numpy.save(tmp_path / "x.npy", numpy.broadcast_to(numbered, (30, 3, 16, 16)))
     config = cli.AUTOENCODER.parse((), {"x": str(tmp_path / "x.npy"), "batch_size": 4,
