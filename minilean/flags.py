@@ -137,6 +137,8 @@ def _convert(kind, value, typed):
             return value
         if isinstance(value, str) and value.lower() in _TRUE_WORDS + _FALSE_WORDS:
             return value.lower() in _TRUE_WORDS  # fire passes --cpu=false as the text 'false'
+        if isinstance(value, int) and value in (0, 1):  # and --cpu=1 as the number 1
+            return value == 1
         return _INVALID
     if isinstance(value, bool):  # bool is an int in Python; --steps with no value gives True
         return _INVALID

@@ -33,6 +33,9 @@ REFUSED = object()
                  id="negative-int-of-64-bits"),
     (Flag("on", False, "o"), "false", False, REFUSED),
     (Flag("on", False, "o"), True, True, True),
+    (Flag("on", False, "o"), 1, True, REFUSED),  # fire reads --on=1 as the number 1
+    (Flag("on", False, "o"), 0, False, REFUSED),
+    (Flag("on", False, "o"), 2, REFUSED, REFUSED),
     (Flag("p", "a", "p", kind=Path), 2024, "2024", REFUSED),
     (Flag("p", "a", "p", kind=Path), "", REFUSED, REFUSED),
     (Flag("p", "a", "p", kind=Path), " ", REFUSED, REFUSED),  # a folder named by a space
