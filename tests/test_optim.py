@@ -401,3 +401,33 @@ def test_scheduler_sets_the_optimizer_lr_and_matches_torch_lambda_lr():
         theirs.step()
         their_lrs.append(their_optimizer.param_groups[0]["lr"])
     numpy.testing.assert_allclose(lrs, their_lrs)
+
+
+def test_a_refused_state_leaves_the_optimizer_the_ema_and_the_module_as_they_were():
+    """Every key and shape is checked before the first copy: a load that fails half-way
+    would leave a mixture of the old state and the new."""
+    _, optimizer = _run_ours(lambda p: optim.Adam(p))
+    before = [array.copy() for arrays in optimizer.state.values() for array in arrays]
+    state = optimizer.state_dict()
+    new = {name: [numpy.full(array.shape, 7.0) for array in arrays]
+           for name, arrays in state["state"].items()}
+    new["exp_avg_sq"][-1] = numpy.zeros((9,))  # the last array does not fit
+    with pytest.raises(ValueError, match=r"'exp_avg_sq/2': shape \(9,\)"):
+        optimizer.load_state_dict({**state, "step": 99, "state": new})
+    after = [array for arrays in optimizer.state.values() for array in arrays]
+    assert all(numpy.array_equal(a, b) for a, b in zip(before, after))
+    assert optimizer.step_count == state["step"]
+
+    model = nn.Linear(2, 3)
+    ema = optim.EMA(model)
+    shadow = {name: average.copy() for name, average in ema.shadow.items()}
+    with pytest.raises(ValueError, match=r"'bias': shape \(2,\)"):
+        ema.load_state_dict({"decay": 0.5, "num_updates": 9, "shadow": {
+            "weight": numpy.full((3, 2), 7.0), "bias": numpy.zeros(2)}})
+    assert all(numpy.array_equal(ema.shadow[name], shadow[name]) for name in shadow)
+    assert (ema.decay, ema.num_updates) != (0.5, 9)
+
+    weight = model.weight.numpy().copy()
+    with pytest.raises(ValueError, match=r"'bias': shape \(2,\)"):
+        model.load_state_dict({"weight": numpy.full((3, 2), 7.0), "bias": numpy.zeros(2)})
+    numpy.testing.assert_array_equal(model.weight.numpy(), weight)

@@ -246,7 +246,8 @@ class Module:
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays from ``state_dict`` into this module's parameters and buffers in place.
 
-        A key whose shape differs is always an error naming the key and both shapes. With
+        A key whose shape differs is always an error naming the key and both shapes, raised
+        before anything is copied (the module is left as it was). With
         ``strict`` (the default) missing and unexpected keys are errors too; otherwise they
         are returned as ``(missing_keys, unexpected_keys)``.
         """
@@ -260,9 +261,8 @@ class Module:
         if strict and unexpected:
             raise ValueError(f"load_state_dict: unexpected key(s) {_first_few(unexpected)} "
                              f"for {type(self).__name__}")
-        for name, tensor in own.items():
-            if name in state_dict:
-                copy_into(tensor.data, state_dict[name], name)
+        copy_all_into((tensor.data, state_dict[name], name) for name, tensor in own.items()
+                      if name in state_dict)
         return missing, unexpected
 
     # --- printing --------------------------------------------------------------------------
@@ -292,13 +292,30 @@ def _first_few(keys, shown=5):
     return f"{keys[:shown]} and {len(keys) - shown} more"
 
 
-def copy_into(target, value, name):
-    """Copy ``value`` (a Tensor, NumPy or CuPy array) into the array ``target`` in place,
-    on ``target``'s device and dtype; a shape mismatch names ``name`` and both shapes."""
+def _fitting(target, value, name):
+    """``value``'s array, which must have ``target``'s shape (the error names ``name`` and
+    both shapes)."""
     value = value.data if isinstance(value, Tensor) else value
     if tuple(value.shape) != tuple(target.shape):
         raise ValueError(f"{name!r}: shape {tuple(value.shape)} in the loaded state "
                          f"but {tuple(target.shape)} here")
+    return value
+
+
+def copy_all_into(pairs):
+    """``copy_into`` for each (target, value, name) of ``pairs``, every shape checked before
+    the first copy: a loaded state that does not fit leaves all the targets as they were."""
+    pairs = list(pairs)
+    for target, value, name in pairs:
+        _fitting(target, value, name)
+    for target, value, name in pairs:
+        copy_into(target, value, name)
+
+
+def copy_into(target, value, name):
+    """Copy ``value`` (a Tensor, NumPy or CuPy array) into the array ``target`` in place,
+    on ``target``'s device and dtype; a shape mismatch names ``name`` and both shapes."""
+    value = _fitting(target, value, name)
     device = backend.device_of(target)
     target[...] = backend.xp_for(device).asarray(backend.to_device(value, device),
                                                  dtype=target.dtype)

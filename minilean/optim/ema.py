@@ -12,7 +12,7 @@ hook as the optimizers' ``fast_update`` (see ``minilean/optim/optimizer.py``).
 """
 import contextlib
 
-from minilean.nn.module import copy_into
+from minilean.nn.module import copy_all_into, copy_into
 from minilean.optim.optimizer import takes_fused
 
 
@@ -75,7 +75,6 @@ class EMA:
         if set(shadow) != set(self.shadow):
             raise ValueError(f"EMA state has keys missing {sorted(set(self.shadow) - set(shadow))} "
                              f"and extra {sorted(set(shadow) - set(self.shadow))}")
-        for name, average in self.shadow.items():
-            copy_into(average, shadow[name], name)
-        self.decay = float(state_dict["decay"])
-        self.num_updates = int(state_dict["num_updates"])
+        decay, num_updates = float(state_dict["decay"]), int(state_dict["num_updates"])
+        copy_all_into((average, shadow[name], name) for name, average in self.shadow.items())
+        self.decay, self.num_updates = decay, num_updates

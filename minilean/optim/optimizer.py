@@ -24,7 +24,7 @@ from minilean import backend
 from minilean.autograd.grad_mode import no_grad
 from minilean.autograd.tensor import Tensor
 from minilean.cuda.fast_function import KERNEL_DTYPES
-from minilean.nn.module import copy_into
+from minilean.nn.module import copy_all_into
 
 
 def takes_fused(fast, roles):
@@ -118,13 +118,16 @@ class Optimizer:
             if len(saved[name]) != len(arrays):
                 raise ValueError(f"optimizer state {name!r} holds {len(saved[name])} arrays "
                                  f"but this optimizer has {len(arrays)} parameters")
-            for index, (target, value) in enumerate(zip(arrays, saved[name])):
-                copy_into(target, value, f"{name}/{index}")
-        for name, value in state_dict["hyperparameters"].items():
+        for name in state_dict["hyperparameters"]:
             if name not in self.hyperparameter_names:
                 raise ValueError(f"unknown optimizer hyperparameter {name!r}")
+        step = int(state_dict["step"])
+        # everything is checked before anything is copied: a refused state changes nothing
+        copy_all_into((target, value, f"{name}/{index}") for name, arrays in self.state.items()
+                      for index, (target, value) in enumerate(zip(arrays, saved[name])))
+        for name, value in state_dict["hyperparameters"].items():
             setattr(self, name, tuple(value) if isinstance(value, list) else value)
-        self.step_count = int(state_dict["step"])
+        self.step_count = step
 
     def __repr__(self):
         settings = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.hyperparameter_names)
