@@ -237,8 +237,8 @@ class MaskedAutoencoder(nn.Module):
     def block_mask(self, count, device="cpu"):
         """TorchLean's mask on this grid: blocks of half the grid, one of four hidden, which
         is the top-left quadrant. On an odd grid the blocks are half rounded up: with half
-        rounded down a 5x5 grid would have 3x3 blocks and hide blocks 0 and 4 (the two
-        diagonal 2x2 blocks and a corner patch), not a quadrant."""
+        rounded down a 5x5 grid would have a 3x3 grid of 2x2 blocks and hide blocks 0, 4 and 8
+        (two diagonal 2x2 blocks and the bottom-right corner patch), not a quadrant."""
         rows, cols = self.grid
         return block_mask(count, rows, cols, block=max(-(-rows // 2), 1), device=device)
 
