@@ -104,7 +104,7 @@ def block_mask(count, rows, cols, block=2, period=4, offset=0, device="cpu"):
     blocks_per_row = -(-cols // block_cols)
     r, c = numpy.meshgrid(numpy.arange(rows), numpy.arange(cols), indexing="ij")
     block_index = (r // block_rows) * blocks_per_row + (c // block_cols)
-    hidden = (block_index % period == offset).reshape(-1)
+    hidden = (block_index % period == offset).reshape(-1)  # (rows, cols) -> (rows * cols,)
     if hidden.all() or not hidden.any():
         raise ValueError(f"block mask (block={block}, period={period}, offset={offset}) on a "
                          f"{rows}x{cols} patch grid hides {'every' if hidden.all() else 'no'} patch")
