@@ -94,7 +94,8 @@ class VQVAE(nn.Module):
         if ema:
             self.register_buffer("codebook", codebook)
             # start as if each code had been chosen once, by an encoding equal to itself, so
-            # an unused code decays toward its own value rather than dividing by zero
+            # an unused code keeps its value (n_k and s_k decay alike; their ratio stays)
+            # rather than becoming 0 / (smoothed 0) = 0 at the first update
             self.register_buffer("cluster_size", ones(codes))
             self.register_buffer("cluster_sum", codebook.clone())
         else:
