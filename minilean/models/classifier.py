@@ -2,9 +2,9 @@
 
 Without a pretrained Inception network (nothing is downloaded), sample quality is measured as
 in FID but with our own feature extractor: a small CNN trained with minilean on the dataset's
-labels (once; cached as a checkpoint keyed by dataset, size, labels and seed). Its
-penultimate layer maps images to feature vectors; each image set is summarised by the mean and
-covariance of its features, and
+labels (once; cached as a checkpoint keyed by the data, labels, seed and training recipe,
+``_cache_path``). Its penultimate layer maps images to feature vectors; each image set is
+summarised by the mean and covariance of its features, and
 
     FD = |mu_1 - mu_2|^2 + Tr(S_1) + Tr(S_2) - 2 Tr((S_1^(1/2) S_2 S_1^(1/2))^(1/2)).
 
