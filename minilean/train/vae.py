@@ -8,10 +8,10 @@ from minilean.data.streams import Purpose
 from minilean.models.vae import VAE, evaluate_bounds, independent_pixel_nats, vae_loss
 from minilean.optim import Adam, minimize
 from minilean.train import zoo_run
+from minilean.train.loop import LOCKED_DATA_FLAGS
 
 # What defines the model and its data: a resumed run must keep these.
-LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "arch",
-                "hidden", "latent")
+LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("arch", "hidden", "latent")
 EVAL_CHUNK = 100  # held-out images per forward pass while evaluating
 
 

@@ -9,10 +9,10 @@ from minilean.models.autoencoder import mean_image_mse
 from minilean.models.vqvae import VQVAE, code_statistics, vqvae_loss
 from minilean.optim import Adam, minimize
 from minilean.train import zoo_run
+from minilean.train.loop import LOCKED_DATA_FLAGS
 
 # What defines the model and its data: a resumed run must keep these.
-LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "codes",
-                "code_dim", "hidden", "ema_codebook", "decay")
+LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("codes", "code_dim", "hidden", "ema_codebook", "decay")
 
 
 def run(config):
