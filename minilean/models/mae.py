@@ -5,7 +5,7 @@ score the prediction on the hidden patches only.
 The named functions (``proofs/`` checks the masking algebra against them):
 
     patchify(images, p)          (N, C, H, W) -> (N, L, p*p*C),  L = (H/p)(W/p), row-major patches
-    unpatchify(patches, p, C)    the inverse
+    unpatchify(patches, p, C, H, W)  the inverse
     random_mask(N, L, ratio)     a fresh random subset of round(ratio * L) hidden patches per image
     block_mask(N, h, w, ...)     TorchLean's deterministic block mask over the patch grid
     patch_losses(pred, target)   per-patch mean squared error, (N, L)
