@@ -155,7 +155,9 @@ def reference_sets(dataset, n, seed):
     """(real training images, held-out real images, held-out labels), each n rows in [0, 1].
 
     Built-in shapes: the held-out set is freshly generated with another seed. Other datasets:
-    the first n rows are the training reference and the last n rows are held out.
+    the first n rows are the training reference and the last n rows are held out from the
+    reference only: ``trained_classifier`` trains on every row, those included, so on such
+    data ``classifier_accuracy_held_out`` is an accuracy on rows the classifier trained on.
     """
     if dataset.name == "builtin":
         from minilean.data import make_shapes
