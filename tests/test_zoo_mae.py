@@ -320,3 +320,22 @@ def test_model_block_mask_hides_the_top_left_quadrant_on_any_grid(grid):
     expected = numpy.zeros((grid, grid))
     expected[:side, :side] = 1
     numpy.testing.assert_array_equal(hidden, expected)
+
+
+@pytest.mark.parametrize("grid", [(2, 4), (4, 2), (3, 5), (4, 8)])
+def test_model_block_mask_hides_the_top_left_quadrant_on_a_non_square_grid(grid):
+    # --x images need not be square; blocks of half the grid's height on both axes hid a strip
+    # of columns (2x4 patches: the first column) instead of the quadrant
+    rows, cols = grid
+    model = mae.MaskedAutoencoder((3, 4 * rows, 4 * cols), patch_size=4, width=8, depth=1,
+                                  heads=2, decoder_width=4)
+    hidden = model.block_mask(1).hidden.numpy()[0].reshape(rows, cols)
+    expected = numpy.zeros((rows, cols))
+    expected[:-(-rows // 2), :-(-cols // 2)] = 1
+    numpy.testing.assert_array_equal(hidden, expected)
+
+
+def test_block_mask_with_rectangular_blocks_uses_each_axis_side():
+    # blocks (1, 2) on a 2x4 grid: 2 blocks per row, block index r * 2 + c // 2
+    hidden = mae.block_mask(1, 2, 4, block=(1, 2), period=4).hidden.numpy()[0]
+    numpy.testing.assert_array_equal(hidden.reshape(2, 4), [[1, 1, 0, 0], [0, 0, 0, 0]])

@@ -65,6 +65,7 @@ class EncoderDecoder(nn.Module):
             self.latent_shape = (code_in, height // 4, width // 4)
 
     def run_encoder(self, images):
+        # mlp: (N, C, H, W) -> (N, C * H * W); conv: the images as they are
         return self.encoder(images.flatten(1) if self.arch == "mlp" else images)
 
     def run_decoder(self, code):

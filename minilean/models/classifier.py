@@ -2,9 +2,9 @@
 
 Without a pretrained Inception network (nothing is downloaded), sample quality is measured as
 in FID but with our own feature extractor: a small CNN trained with minilean on the dataset's
-labels (once; cached as a checkpoint keyed by dataset, size, labels and seed). Its
-penultimate layer maps images to feature vectors; each image set is summarised by the mean and
-covariance of its features, and
+labels (once; cached as a checkpoint keyed by the data, labels, seed and training recipe,
+``_cache_path``). Its penultimate layer maps images to feature vectors; each image set is
+summarised by the mean and covariance of its features, and
 
     FD = |mu_1 - mu_2|^2 + Tr(S_1) + Tr(S_2) - 2 Tr((S_1^(1/2) S_2 S_1^(1/2))^(1/2)).
 
@@ -155,7 +155,9 @@ def reference_sets(dataset, n, seed):
     """(real training images, held-out real images, held-out labels), each n rows in [0, 1].
 
     Built-in shapes: the held-out set is freshly generated with another seed. Other datasets:
-    the first n rows are the training reference and the last n rows are held out.
+    the first n rows are the training reference and the last n rows are held out from the
+    reference only: ``trained_classifier`` trains on every row, those included, so on such
+    data ``classifier_accuracy_held_out`` is an accuracy on rows the classifier trained on.
     """
     if dataset.name == "builtin":
         from minilean.data import make_shapes

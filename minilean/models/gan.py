@@ -64,7 +64,7 @@ class Discriminator(nn.Module):
         self.score = nn.Linear(hidden, 1)
 
     def forward(self, x):
-        h = F.leaky_relu(self.hidden1(x.flatten(1)), 0.2)
+        h = F.leaky_relu(self.hidden1(x.flatten(1)), 0.2)  # (N, *data_shape) -> (N, P)
         h = F.leaky_relu(self.hidden2(h), 0.2)
         return self.score(h).reshape(x.shape[0])  # (N, 1) -> (N,)
 

@@ -5,7 +5,7 @@ score the prediction on the hidden patches only.
 The named functions (``proofs/`` checks the masking algebra against them):
 
     patchify(images, p)          (N, C, H, W) -> (N, L, p*p*C),  L = (H/p)(W/p), row-major patches
-    unpatchify(patches, p, C)    the inverse
+    unpatchify(patches, p, C, H, W)  the inverse
     random_mask(N, L, ratio)     a fresh random subset of round(ratio * L) hidden patches per image
     block_mask(N, h, w, ...)     TorchLean's deterministic block mask over the patch grid
     patch_losses(pred, target)   per-patch mean squared error, (N, L)
@@ -97,11 +97,14 @@ def block_mask(count, rows, cols, block=2, period=4, offset=0, device="cpu"):
     """TorchLean's deterministic block mask on a rows x cols patch grid: patch (r, c) lies in
     block b = (r // block) * ceil(cols / block) + (c // block) and is hidden iff
     b mod period == offset. The defaults hide one block of every four (with 2x2 blocks on a
-    4x4 grid: the top-left quadrant). The same mask for every image."""
-    blocks_per_row = -(-cols // block)
+    4x4 grid: the top-left quadrant). ``block`` is a side, or (height, width) of rectangular
+    blocks (TorchLean's per-axis block policy): then r // height and c // width, with
+    ceil(cols / width) blocks per row. The same mask for every image."""
+    block_rows, block_cols = (block, block) if numpy.ndim(block) == 0 else block
+    blocks_per_row = -(-cols // block_cols)
     r, c = numpy.meshgrid(numpy.arange(rows), numpy.arange(cols), indexing="ij")
-    block_index = (r // block) * blocks_per_row + (c // block)
-    hidden = (block_index % period == offset).reshape(-1)
+    block_index = (r // block_rows) * blocks_per_row + (c // block_cols)
+    hidden = (block_index % period == offset).reshape(-1)  # (rows, cols) -> (rows * cols,)
     if hidden.all() or not hidden.any():
         raise ValueError(f"block mask (block={block}, period={period}, offset={offset}) on a "
                          f"{rows}x{cols} patch grid hides {'every' if hidden.all() else 'no'} patch")
@@ -235,12 +238,15 @@ class MaskedAutoencoder(nn.Module):
         return random_mask(count, self.grid[0] * self.grid[1], mask_ratio, device, generator)
 
     def block_mask(self, count, device="cpu"):
-        """TorchLean's mask on this grid: blocks of half the grid, one of four hidden, which
-        is the top-left quadrant. On an odd grid the blocks are half rounded up: with half
-        rounded down a 5x5 grid would have 3x3 blocks and hide blocks 0 and 4 (the two
-        diagonal 2x2 blocks and a corner patch), not a quadrant."""
+        """TorchLean's mask on this grid: blocks of half the grid on each axis, one of four
+        hidden, which is the top-left quadrant (on a non-square grid too: blocks of half the
+        height on both axes would hide a strip). On an odd grid the blocks are half rounded up:
+        with half rounded down a 5x5 grid would have a 3x3 grid of 2x2 blocks and hide blocks
+        0, 4 and 8 (two diagonal 2x2 blocks and the bottom-right corner patch), not a
+        quadrant."""
         rows, cols = self.grid
-        return block_mask(count, rows, cols, block=max(-(-rows // 2), 1), device=device)
+        return block_mask(count, rows, cols, block=(max(-(-rows // 2), 1), max(-(-cols // 2), 1)),
+                          device=device)
 
 
 def mae_loss(model, images, mask, normalize_targets=False):

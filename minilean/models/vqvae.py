@@ -94,7 +94,8 @@ class VQVAE(nn.Module):
         if ema:
             self.register_buffer("codebook", codebook)
             # start as if each code had been chosen once, by an encoding equal to itself, so
-            # an unused code decays toward its own value rather than dividing by zero
+            # an unused code keeps its value (n_k and s_k decay alike; their ratio stays)
+            # rather than becoming 0 / (smoothed 0) = 0 at the first update
             self.register_buffer("cluster_size", ones(codes))
             self.register_buffer("cluster_sum", codebook.clone())
         else:
@@ -128,8 +129,9 @@ class VQVAE(nn.Module):
         one_hot = xp.eye(codes, dtype=vectors.dtype)[indices.data.reshape(-1)]  # (N h w, K)
         decay = self.decay
         self.cluster_size.data[...] = decay * self.cluster_size.data + (1 - decay) * one_hot.sum(0)
-        self.cluster_sum.data[...] = (decay * self.cluster_sum.data
-                                      + (1 - decay) * (one_hot.T @ vectors))
+        # (K, N h w) @ (N h w, D) -> (K, D): the sum of the encodings assigned to each code
+        assigned_sum = one_hot.T @ vectors
+        self.cluster_sum.data[...] = decay * self.cluster_sum.data + (1 - decay) * assigned_sum
         total = self.cluster_size.data.sum()
         smoothed = (self.cluster_size.data + 1e-5) / (total + codes * 1e-5) * total
         self.codebook.data[...] = self.cluster_sum.data / smoothed[:, None]

@@ -6,10 +6,10 @@ from minilean.models.autoencoder import Autoencoder, mean_image_mse, reconstruct
 from minilean.nn import functional as F
 from minilean.optim import Adam, minimize
 from minilean.train import zoo_run
+from minilean.train.loop import LOCKED_DATA_FLAGS
 
 # What defines the model and its data: a resumed run must keep these.
-LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "arch",
-                "hidden", "latent")
+LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("arch", "hidden", "latent")
 
 
 def run(config):

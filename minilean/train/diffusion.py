@@ -31,13 +31,13 @@ from minilean.data.streams import Purpose, stream
 from minilean.models import diffusion as D
 from minilean.models.classifier import check_fd_report, fd_report
 from minilean.optim import EMA, Adam, clip_grad_norm_, warmup_constant, warmup_cosine
-from minilean.train.loop import (TrainState, check_halved_twice, default_interval, open_run,
-                                 prepare_device, run_config, summary_line, train,
-                                 write_trainlog)
+from minilean.train.loop import (LOCKED_DATA_FLAGS, TrainState, check_halved_twice,
+                                 default_interval, open_run, prepare_device, run_config,
+                                 summary_line, train, write_trainlog)
 
 # What defines the model and its data: a resumed run must keep these.
-LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "arch",
-                "hidden_c", "T", "schedule", "beta_start", "beta_end", "ema", "prediction")
+LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("arch", "hidden_c", "T", "schedule", "beta_start", "beta_end",
+                                    "ema", "prediction")
 GRAD_CLIP = 1.0  # global gradient-norm clip of the DDPM recipe
 
 

@@ -11,10 +11,10 @@ from minilean.models.gan import (Discriminator, Generator, discriminator_loss, g
                                  independent_pixel_samples, ring8_coverage)
 from minilean.optim import Adam, minimize
 from minilean.train import zoo_run
+from minilean.train.loop import LOCKED_DATA_FLAGS
 
 # What defines the model and its data: a resumed run must keep these.
-LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "latent",
-                "hidden", "d_steps")
+LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("latent", "hidden", "d_steps")
 # a training step's draws (sub-streams of its TRAINING_STEP stream): the D steps' noise
 # D_NOISE, D_NOISE + 1, ...; the G step's G_NOISE
 G_NOISE, D_NOISE = 0, 1

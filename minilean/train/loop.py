@@ -131,6 +131,11 @@ def with_absolute_paths(config):
     return type(config)(**{**vars(config), **paths}) if paths else config
 
 
+# The flags that define a run's data, which a resumed run must keep: each command locks
+# these and its model's own (its LOCKED_FLAGS).
+LOCKED_DATA_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size")
+
+
 def run_config(config, locked):
     """The config a command runs with, its files as absolute paths (``with_absolute_paths``):
     the resumed run's (``resumed_config``) with ``--resume``; else ``config``, whose ``--out``

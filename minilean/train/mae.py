@@ -11,10 +11,11 @@ from minilean.models.mae import (MaskedAutoencoder, decoder_heads, denormalize, 
                                  visible_statistics)
 from minilean.optim import Adam, minimize
 from minilean.train import zoo_run
+from minilean.train.loop import LOCKED_DATA_FLAGS
 
 # What defines the model and its data: a resumed run must keep these.
-LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "patch_size",
-                "width", "depth", "heads", "decoder_width", "decoder_depth", "per_patch_norm")
+LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("patch_size", "width", "depth", "heads", "decoder_width",
+                                    "decoder_depth", "per_patch_norm")
 
 
 def run(config):

@@ -8,10 +8,10 @@ from minilean.data.streams import Purpose
 from minilean.models.vae import VAE, evaluate_bounds, independent_pixel_nats, vae_loss
 from minilean.optim import Adam, minimize
 from minilean.train import zoo_run
+from minilean.train.loop import LOCKED_DATA_FLAGS
 
 # What defines the model and its data: a resumed run must keep these.
-LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "arch",
-                "hidden", "latent")
+LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("arch", "hidden", "latent")
 EVAL_CHUNK = 100  # held-out images per forward pass while evaluating
 
 
@@ -40,7 +40,7 @@ def run(config):
     negative_elbo_nats, negative_iw_nats = numpy.average(bounds, axis=0,
                                                          weights=[len(chunk) for chunk in chunks])
     baseline = independent_pixel_nats(session.train_rows, held_out)
-    bits = 1.0 / (numpy.log(2) * int(numpy.prod(image_shape)))
+    nats_to_bits_per_dim = 1.0 / (numpy.log(2) * int(numpy.prod(image_shape)))
     originals = session.held_out(16)
     with no_grad():
         mean, _ = model.decode(model.encode(originals)[0])
@@ -48,9 +48,9 @@ def run(config):
     session.save_grid("prior_samples", model.sample_prior(64, config.device))
     session.finish("VAE", held_out_images=len(held_out),
                    negative_elbo_nats=float(negative_elbo_nats),
-                   negative_elbo_bits_per_dim=float(negative_elbo_nats * bits),
+                   negative_elbo_bits_per_dim=float(negative_elbo_nats * nats_to_bits_per_dim),
                    iw_bound_nats=float(negative_iw_nats), iw_samples=config.iw_samples,
-                   iw_bound_bits_per_dim=float(negative_iw_nats * bits),
+                   iw_bound_bits_per_dim=float(negative_iw_nats * nats_to_bits_per_dim),
                    baseline_independent_pixels_nats=baseline,
-                   baseline_independent_pixels_bits_per_dim=baseline * bits,
+                   baseline_independent_pixels_bits_per_dim=baseline * nats_to_bits_per_dim,
                    steps=config.steps)

@@ -9,10 +9,10 @@ from minilean.models.autoencoder import mean_image_mse
 from minilean.models.vqvae import VQVAE, code_statistics, vqvae_loss
 from minilean.optim import Adam, minimize
 from minilean.train import zoo_run
+from minilean.train.loop import LOCKED_DATA_FLAGS
 
 # What defines the model and its data: a resumed run must keep these.
-LOCKED_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batch_size", "codes",
-                "code_dim", "hidden", "ema_codebook", "decay")
+LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("codes", "code_dim", "hidden", "ema_codebook", "decay")
 
 
 def run(config):
@@ -31,6 +31,7 @@ def run(config):
         minimize(optimizer, loss.total)
         if config.ema_codebook:
             model.ema_update(encoded, indices)
+        # indices (N, h, w) -> (N h w,): one count per code
         usage[:] += xp.bincount(indices.data.reshape(-1), minlength=config.codes)
         restarted = 0
         if config.restart_every and step % config.restart_every == 0:
@@ -46,6 +47,7 @@ def run(config):
     with no_grad():
         reconstruction, encoded, quantized, indices = model(held_out)
         terms = vqvae_loss(held_out, reconstruction, encoded, quantized, config.beta)
+    # indices (N, h, w) -> (N h w,): one count per code
     counts = numpy.bincount(indices.numpy().reshape(-1), minlength=config.codes)
     used, perplexity = code_statistics(counts)
     baseline = mean_image_mse(float_images(session.train_rows),
