@@ -308,3 +308,27 @@ def test_a_damaged_cached_classifier_is_named_as_the_cache_to_remove(tmp_path):
     assert message.startswith(f"cached classifier {path} cannot be used ('{path}' is not a "
                               f"readable minilean checkpoint (")
     assert message.endswith("); remove it and it is trained again")
+
+
+def test_the_classifier_never_trains_on_the_held_out_rows_of_real_data(tmp_path, monkeypatch):
+    """On data other than the built-in shapes the last n_eval rows are the held-out set: the
+    classifier trains on the rest, so their accuracy and features are of unseen images."""
+    from minilean.data.arrays import Dataset
+    from minilean.models import classifier
+    rng = numpy.random.default_rng(0)
+    images = rng.integers(0, 256, (20, 3, 8, 8), dtype=numpy.uint8)
+    labels = numpy.arange(20) % 3
+    labels[-6:] = [2, 2, 2, 2, 2, 3]  # class 3 lives in the held-out tail alone
+    dataset = Dataset(images, labels, ("a", "b", "c", "d"), "x.npy")
+    trained_on = []
+    train = classifier.trained_classifier
+    monkeypatch.setattr(classifier, "trained_classifier", lambda data, *rest: (
+        trained_on.append(data), train(data, *rest))[1])
+    report = classifier.fd_classifier(images[:6] / 255.0, dataset, "cpu", n_eval=6, steps=2,
+                                      cache=str(tmp_path))
+    (seen,) = trained_on
+    numpy.testing.assert_array_equal(seen.x, images[:14])
+    numpy.testing.assert_array_equal(seen.y, labels[:14])
+    assert report["n_held_out"] == 6
+    model, _ = train(seen, "cpu", 0, 2, str(tmp_path))
+    assert model.head.weight.shape[0] == 4  # every class the data name, 3 included

@@ -14,6 +14,7 @@ score at this sample size, since the estimate is biased upward for small N) and 
 images (the ceiling: what an untrained sampler emits). Numbers are comparable only with each
 other, never with published FIDs.
 """
+import dataclasses
 import hashlib
 import json
 import os
@@ -110,7 +111,8 @@ def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
     from minilean.optim import (Adam, load_checkpoint, minimize, save_checkpoint,
                                 warmup_cosine_scheduler)
 
-    classes = int(numpy.max(dataset.y)) + 1
+    # every class the data name, also one whose rows all lie in a held-out tail
+    classes = max(len(dataset.class_names), int(numpy.max(dataset.y)) + 1)
     path = _cache_path(cache, dataset, seed, steps, lr)
     if os.path.isfile(path):
         model = FeatureClassifier(dataset.image_shape[0], classes)
@@ -155,9 +157,8 @@ def reference_sets(dataset, n, seed):
     """(real training images, held-out real images, held-out labels), each n rows in [0, 1].
 
     Built-in shapes: the held-out set is freshly generated with another seed. Other datasets:
-    the first n rows are the training reference and the last n rows are held out from the
-    reference only: ``trained_classifier`` trains on every row, those included, so on such
-    data ``classifier_accuracy_held_out`` is an accuracy on rows the classifier trained on.
+    the first n rows are the training reference and the last n rows are held out, from the
+    classifier's training too (``classifier_rows``).
     """
     if dataset.name == "builtin":
         from minilean.data import make_shapes
@@ -168,6 +169,17 @@ def reference_sets(dataset, n, seed):
                          f"has {len(dataset)}")
     return (dataset.images_float(slice(0, n)), dataset.images_float(slice(len(dataset) - n, None)),
             dataset.y[len(dataset) - n:])
+
+
+def classifier_rows(dataset, n):
+    """The rows the classifier trains on: every row of the built-in shapes (their held-out
+    set is drawn afresh), else all but the last ``n``, which ``reference_sets`` holds out: a
+    classifier that had seen them would make their accuracy a training accuracy, and their
+    features the ones it was fitted to."""
+    if dataset.name == "builtin":
+        return dataset
+    kept = len(dataset) - n
+    return dataclasses.replace(dataset, x=dataset.x[:kept], y=dataset.y[:kept])
 
 
 def noise_images(n, image_shape, seed):
@@ -188,8 +200,9 @@ def fd_classifier(samples_unit, dataset, device, seed=0, n_eval=500, steps=CLASS
     n = min(len(samples_unit), n_eval)
     if n < 2:
         raise ValueError(f"FD-classifier needs at least 2 samples, got {len(samples_unit)}")
-    model, path = trained_classifier(dataset, device, seed, steps, cache)
     train_real, held_out, held_out_labels = reference_sets(dataset, n_eval, seed)
+    model, path = trained_classifier(classifier_rows(dataset, n_eval), device, seed, steps,
+                                     cache)
     reference = gaussian_fit(features_of(model, held_out, device))
 
     def distance(images):
