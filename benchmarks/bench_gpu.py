@@ -331,6 +331,22 @@ def median_interval(values, confidence=0.95):
     return median, ordered[k - 1], ordered[n - k]
 
 
+def unet_parameters(args):
+    """The parameter count of the U-Net that minilean's step trains."""
+    from minilean.models.unet import UNet
+    return sum(p.numel() for p in UNet(3, args.hidden_c).parameters())
+
+
+def same_model_torch_step(torch, args, parameters):
+    """(step, synchronize) of ``torch_step``, refused unless its U-Net has ``parameters``
+    parameters like minilean's: a comparison with another model would time nothing useful."""
+    step, synchronize, torch_parameters = torch_step(torch, args)
+    if torch_parameters != parameters:
+        raise RuntimeError(f"the PyTorch U-Net has {torch_parameters} parameters, "
+                           f"minilean's {parameters}: not the same model")
+    return step, synchronize
+
+
 def parity(args, use_fast_kernels):
     """Rows comparing the eager ``--fast-kernels`` training step with PyTorch eager alone: the
     median of the rounds' speed ratios, its 95% interval and what it says (``--parity``). Two
@@ -341,7 +357,8 @@ def parity(args, use_fast_kernels):
         return [("parity", "PyTorch eager", f"not measured: {why_not}")]
     step, _, synchronize = minilean_step(args, fast=True)
     use_fast_kernels(False)
-    torch_training_step, torch_synchronize, _ = torch_step(torch, args)
+    torch_training_step, torch_synchronize = same_model_torch_step(torch, args,
+                                                                   unet_parameters(args))
     baseline = f"PyTorch {torch.__version__} eager"
     steps = {"minilean fast kernels": (True, step, synchronize),
              baseline: (False, torch_training_step, torch_synchronize)}
@@ -458,8 +475,7 @@ def main(argv=None):
                      f"{name} ({args.elements} float32)",
                      f"{bandwidth / 1e9:.0f} GB/s = {100 * share:.0f}% of copy "
                      f"({100 * low:.0f}-{100 * high:.0f}% over {args.rounds} rounds)"))
-    from minilean.models.unet import UNet
-    parameters = sum(p.numel() for p in UNet(3, args.hidden_c).parameters())
+    parameters = unet_parameters(args)
     steps = {}  # label: (fast, step, synchronize)
     for fast, graph in ((False, False), (True, False), (False, True), (True, True)):
         label = ("minilean fast kernels" if fast else "minilean plain CuPy") + \
@@ -483,10 +499,7 @@ def main(argv=None):
     if torch is None:
         rows.append(("train step", "PyTorch eager", f"not measured: {why_not}"))
     else:
-        step, synchronize, torch_parameters = torch_step(torch, args)
-        if torch_parameters != parameters:
-            raise RuntimeError(f"the PyTorch U-Net has {torch_parameters} parameters, "
-                               f"minilean's {parameters}: not the same model")
+        step, synchronize = same_model_torch_step(torch, args, parameters)
         steps[f"PyTorch {torch.__version__} eager"] = (False, step, synchronize)
     round_times = interleaved_step_times(steps, args.steps, args.rounds, use_fast_kernels)
     step_times = {label: float(numpy.median(times)) for label, times in round_times.items()}

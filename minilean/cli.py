@@ -244,20 +244,21 @@ class Command:
         values = config
         if getattr(config, "resume", None):
             saved = read_run_config(config.resume, self.name)
-            self.check_saved(saved, config.resume)
+            self.check_saved(saved, config.resume, config.given_flags)
             values = types.SimpleNamespace(**resumed_flags(vars(config), saved))
         for group in self.groups:
             if group.check:
                 group.check(values)
 
-    def check_saved(self, saved, run_dir):
+    def check_saved(self, saved, run_dir, given=()):
         """A resumed run's saved flag values, checked as a Python caller's would be: a
         config.json edited by hand or written by another version would otherwise fail later,
         in a comparison's words. Paths are left to the run: their checks are of the files
-        there now."""
+        there now. A flag ``given`` now replaces its saved value, which is then not used (and
+        giving it is how a bad saved value is mended)."""
         for name, value in saved.items():
             flag = self.flags.get(name)
-            if flag is None or flag.kind is Path:
+            if flag is None or flag.kind is Path or name in given:
                 continue
             try:
                 flag.parse(value, typed=True)

@@ -209,3 +209,6 @@ def test_repr_shows_the_values_dtype_device_and_graph():
     assert repr(x) == ("tensor([[ 1.  , -2.5 ],\n"
                        "        [ 0.25,  4.  ]], dtype=float32, device='cpu', requires_grad=True)")
     assert repr(ml.tensor([1, 2])) == "tensor([1, 2], dtype=int64, device='cpu')"
+    # an empty tensor's values are [] whatever its shape, so the shape is said (not for (0,))
+    assert repr(ml.zeros(0, 3)) == "tensor([], shape=(0, 3), dtype=float32, device='cpu')"
+    assert repr(ml.zeros(0)) == "tensor([], dtype=float32, device='cpu')"

@@ -646,8 +646,9 @@ def test_gpu_benchmark_parity_mode_times_only_the_fast_eager_step_and_pytorchs(
     bench_gpu = benchmark_script(monkeypatch, "bench_gpu")
     monkeypatch.setattr(bench_gpu, "load_torch_cuda", lambda: (
         types.SimpleNamespace(__version__="0.0-test"), ""))
+    parameters = bench_gpu.unet_parameters(types.SimpleNamespace(hidden_c=8))
     monkeypatch.setattr(bench_gpu, "torch_step", lambda torch, args: (
-        lambda: "torch", lambda: None, 0))
+        lambda: "torch", lambda: None, parameters))
     timed = []
 
     def wall_time(step, count, synchronize, warmup):
@@ -663,6 +664,23 @@ def test_gpu_benchmark_parity_mode_times_only_the_fast_eager_step_and_pytorchs(
     assert re.search(r"^parity +minilean fast kernels, eager, vs PyTorch 0.0-test eager: U-Net "
                      r"hidden 8, batch 2x3x8\^2, 41 rounds of 3 steps +" + verdict, report[1])
     assert len(report) == 3 and report[2].startswith("command: python benchmarks/bench_gpu.py")
+
+
+def test_gpu_benchmark_parity_refuses_a_pytorch_model_of_another_size(monkeypatch):
+    """--parity, like the full run, compares only the same U-Net: a PyTorch model with other
+    parameters is an error, not a speed ratio."""
+    bench_gpu = benchmark_script(monkeypatch, "bench_gpu")
+    monkeypatch.setattr(bench_gpu, "load_torch_cuda", lambda: (
+        types.SimpleNamespace(__version__="0.0-test"), ""))
+    monkeypatch.setattr(bench_gpu, "minilean_step", lambda args, fast: (
+        lambda: None, None, lambda: None))
+    monkeypatch.setattr(bench_gpu, "torch_step", lambda torch, args: (
+        lambda: None, lambda: None, 12))
+    monkeypatch.setattr(bench_gpu, "wall_time", lambda step, count, synchronize, warmup: 1.0)
+    args = types.SimpleNamespace(hidden_c=8, batch_size=2, image_size=8, steps=1, rounds=6)
+    with pytest.raises(RuntimeError, match=r"^the PyTorch U-Net has 12 parameters, "
+                                           r"minilean's \d+: not the same model$"):
+        bench_gpu.parity(args, lambda fast: None)
 
 
 @needs_compiler

@@ -51,6 +51,15 @@ def test_every_file_and_name_on_the_route_exists(stop, files, names):
     assert not missing, f"{stop}: {missing} defined in none of {files}"
 
 
+def test_every_file_the_guide_names_is_in_the_repository():
+    """A path with a folder in it, relative to the root or (../...) to docs/: a reader of the
+    repository must be able to open it."""
+    paths = set(re.findall(r"`([\w./-]+/[\w.-]+\.(?:py|md|cu))`", GUIDE))
+    missing = sorted(path for path in paths if not (
+        (ROOT / "docs" / path) if path.startswith("../") else (ROOT / path)).is_file())
+    assert paths and not missing
+
+
 @pytest.mark.parametrize("mutant, statements", [
     ("mul backward own factor", ["autograd_backward_eq_mpmath_derivative[mul]"]),
     ("q_sample's noise scaled by the variance",

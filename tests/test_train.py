@@ -230,6 +230,17 @@ def test_resume_refuses_a_saved_value_its_flag_would_refuse_and_keeps_the_run(tm
     assert _run_files(tmp_path) == before
 
 
+def test_resume_takes_a_flag_given_now_over_a_saved_value_its_flag_would_refuse(tmp_path):
+    """The value given now is the one the run uses: giving it mends the bad saved one, and
+    the saved one is not checked."""
+    run_cli("--steps=2", f"--out={tmp_path}", "--evaluate=false")
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "checkpoint_every": "often"}))
+    run_cli("--steps=3", f"--resume={tmp_path}", "--checkpoint-every=1", "--evaluate=false")
+    assert json.loads((tmp_path / "config.json").read_text())["checkpoint_every"] == 1
+    assert [step for step, _ in losses(tmp_path)] == [1, 2, 3]
+
+
 def test_resume_refuses_what_it_cannot_do_and_keeps_the_run(tmp_path, capsys):
     run_cli("--steps=3", f"--out={tmp_path}", "--evaluate=false")
     before = _run_files(tmp_path)

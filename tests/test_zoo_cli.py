@@ -555,6 +555,21 @@ def test_a_diverged_run_is_one_line_without_numpy_warnings(tmp_path, capsys):
     assert [str(warning.message) for warning in caught] == []
 
 
+def test_evaluate_of_an_array_run_that_writes_no_images_names_the_array(tmp_path, capsys):
+    """An --x run's saved --dataset is the default it did not use: the message names the
+    array it trained on."""
+    numpy.save(tmp_path / "x.npy", numpy.zeros((16, 3, 8, 8), numpy.uint8))
+    run = tmp_path / "run"
+    main(["autoencoder", f"--x={tmp_path / 'x.npy'}", "--steps=1", "--batch-size=4",
+          "--progress=false", f"--out={run}"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--cpu", f"--samples={run}"])
+    assert exit_info.value.code == 1
+    assert f"holds a run of autoencoder on {tmp_path / 'x.npy'}, which writes none" in \
+        capsys.readouterr().err
+
+
 def test_a_run_on_a_downloaded_dataset_resumes_from_another_working_folder(tmp_path,
                                                                           monkeypatch):
     """--data-root is saved as an absolute path: the resume reads the same arrays from

@@ -92,7 +92,9 @@ class Tensor:
         # the values as NumPy prints them, continuation rows under the first (not "array(...)")
         values = numpy.array2string(numpy.asarray(self.numpy()), separator=", ",
                                     prefix="tensor(")
-        return f"tensor({values}, dtype={self.dtype}, device={self.device!r}{grad})"
+        # an empty tensor prints as [] whatever its shape: say the shape, as NumPy's repr does
+        shape = f", shape={self.shape}" if self.data.size == 0 and self.ndim != 1 else ""
+        return f"tensor({values}{shape}, dtype={self.dtype}, device={self.device!r}{grad})"
 
     # --- autograd controls ----------------------------------------------------------------
     def requires_grad_(self, requires_grad=True):

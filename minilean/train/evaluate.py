@@ -12,11 +12,13 @@ from minilean.train.loop import prepare_device
 
 
 def _run_of(directory):
-    """"COMMAND on DATASET" of the run whose config.json is in ``directory``, or None."""
+    """"COMMAND on DATASET" (or on its --x array) of the run whose config.json is in
+    ``directory``, or None."""
     try:
         with open(os.path.join(directory, "config.json"), encoding="utf-8") as file:
             saved = json.load(file)
-        return f"{saved['command']} on {saved['dataset']}"
+        # an --x run's dataset is the unused default: the array is what it trained on
+        return f"{saved['command']} on {saved.get('x') or saved['dataset']}"
     except (OSError, ValueError, KeyError, TypeError):  # no run's config: say what it lacks
         return None
 
