@@ -211,7 +211,7 @@ def test_a_new_run_never_overwrites_a_runs_files_left_without_their_config(tmp_p
     code, err = _exit_and_error(["diffusion", *TINY, "--steps=1", f"--out={tmp_path}"], capsys)
     assert (code, err) == (2, f"minilean diffusion: error: --out: got '{tmp_path}'; expected a "
                               f"directory that holds no run's files (this one holds "
-                              f"checkpoints/last.npz, which a new run would replace: move it "
+                              f"metrics.jsonl, which a new run would replace: move it "
                               f"away, or choose another)\n")
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
 

@@ -32,8 +32,8 @@ from minilean.autograd.shape import stack
 from minilean.autograd.tensor import Tensor
 from minilean.cuda import use_fast_kernels
 from minilean.data.progress import Progress
-from minilean.data.runlog import (WRITTEN_FILE_FLAGS, RunDirectory, read_run_config,
-                                  resumed_flags)
+from minilean.data.runlog import (RUN_RECORDS, WRITTEN_FILE_FLAGS, RunDirectory,
+                                  read_run_config, resumed_flags)
 from minilean.errors import flag_error
 from minilean.optim.checkpoint import load_checkpoint, save_checkpoint
 from minilean.threads import set_num_threads
@@ -149,8 +149,7 @@ def run_config(config, locked):
                                             "one: continue it with --resume, or remove it)")
     # a run's files without its config.json (lost, or never a minilean run's): a new run would
     # write over them, and --resume cannot continue them
-    found = [name for name in (CHECKPOINT, "metrics.jsonl", "summary.json", "samples.npy")
-             if os.path.exists(os.path.join(config.out, name))]
+    found = [name for name in RUN_RECORDS if os.path.exists(os.path.join(config.out, name))]
     if found:
         raise flag_error("out", config.out, f"a directory that holds no run's files (this one "
                                             f"holds {found[0]}, which a new run would replace: "
