@@ -291,13 +291,14 @@ def busy_time(intervals):
     return busy
 
 
-def interleaved_step_times(steps, count, rounds, use_fast_kernels):
+def interleaved_step_times(steps, count, rounds, use_fast_kernels, after_round=None):
     """{label: seconds per step in each round} of ``steps`` ({label: (fast, step,
     synchronize)}), each timed over ``count`` steps once per round, in turn. Back to back, one
     variant after another, the same step moved by tens of percent within minutes on one
     machine (its host time varies): in turns, such drift falls on every variant alike. Every
     other round runs the variants in reverse order, so that a drift within a round does not
-    always fall on the variant timed last."""
+    always fall on the variant timed last. ``after_round(number, {label: seconds})`` is called
+    as each round ends."""
     times = {label: [] for label in steps}
     for round_number in range(rounds):
         order = list(steps.items())
@@ -307,6 +308,8 @@ def interleaved_step_times(steps, count, rounds, use_fast_kernels):
                 times[label].append(wall_time(step, count, synchronize, warmup=1))
             finally:
                 use_fast_kernels(False)
+        if after_round:
+            after_round(round_number, {label: seconds[-1] for label, seconds in times.items()})
     return times
 
 
@@ -362,7 +365,13 @@ def parity(args, use_fast_kernels):
     baseline = f"PyTorch {torch.__version__} eager"
     steps = {"minilean fast kernels": (True, step, synchronize),
              baseline: (False, torch_training_step, torch_synchronize)}
-    times = interleaved_step_times(steps, args.steps, args.rounds, use_fast_kernels)
+    def print_round(number, seconds):  # as it ends: a run cut short keeps its rounds
+        ours, theirs = seconds["minilean fast kernels"], seconds[baseline]
+        print(f"parity round {number + 1}/{args.rounds}: minilean {1e3 * ours:.2f} ms, "
+              f"PyTorch {1e3 * theirs:.2f} ms, {theirs / ours:.2f}x", flush=True)
+
+    times = interleaved_step_times(steps, args.steps, args.rounds, use_fast_kernels,
+                                   print_round)
     speeds = [theirs / ours for ours, theirs in zip(times["minilean fast kernels"],
                                                     times[baseline])]
     median, low, high = median_interval(speeds)
@@ -451,6 +460,8 @@ def main(argv=None):
                              "256 MiB, far beyond every cache)")
     parser.add_argument("--matmul-size", type=int, default=8192)
     args = parser.parse_args(argv)
+    if args.rounds is not None and args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     from minilean import backend
     if not backend.cuda_available():
         print("bench_gpu: needs an NVIDIA GPU with CuPy; nothing measured", file=sys.stderr)
@@ -459,9 +470,9 @@ def main(argv=None):
 
     rows = [("card", "", versions())]
     if args.parity:
-        args.rounds = args.rounds or 41
+        args.rounds = 41 if args.rounds is None else args.rounds
         return report(rows + parity(args, use_fast_kernels), argv)
-    args.rounds = args.rounds or 5
+    args.rounds = 5 if args.rounds is None else args.rounds
     copy = copy_call(args.elements)
     rows.append(("ceiling", "device-to-device copy",
                  f"{copy[0] / gpu_time(copy[1], 20) / 1e9:.0f} GB/s"))

@@ -14,7 +14,7 @@
 # to bench_gpu.py --parity, BENCH_ARGS to bench_gpu.py (a smaller card: BENCH_ARGS="--elements
 # 16777216"), HOST_ARGS to host_costs.py, LAYER_ARGS to host_layer.py; PARITY_TIMEOUT,
 # TESTS_TIMEOUT, BENCH_TIMEOUT, HOST_TIMEOUT, LAYER_TIMEOUT and PROFILE_TIMEOUT bound each part
-# in seconds (defaults 90, 330, 200, 60, 60 and 90), so a short lease still gets the results of
+# in seconds (defaults 150, 330, 200, 60, 60 and 90), so a short lease still gets the results of
 # all six;
 # PYTEST_ADDOPTS reaches pytest (e.g. "-n 4 --timeout 120"), PROFILE_ARGS profile_step.py.
 set -u
@@ -34,7 +34,7 @@ cat "$results/versions.txt"
     "command-line tests will fail; copy the fire and termcolor packages into .gpu_site/" >&2
 
 # shellcheck disable=SC2086  # PARITY_ARGS is a list of flags, e.g. "--rounds 61"
-timeout "${PARITY_TIMEOUT:-90}" "$python" benchmarks/bench_gpu.py --parity ${PARITY_ARGS:-} 2>&1 \
+timeout "${PARITY_TIMEOUT:-150}" "$python" benchmarks/bench_gpu.py --parity ${PARITY_ARGS:-} 2>&1 \
     | tee "$results/parity.log"
 timeout "${TESTS_TIMEOUT:-330}" "$python" -m pytest -q -m gpu -p no:cacheprovider tests/test_cuda_gpu.py \
     2>&1 | tee "$results/gpu_tests.log"

@@ -661,9 +661,12 @@ def test_gpu_benchmark_parity_mode_times_only_the_fast_eager_step_and_pytorchs(
                            "--T=10", "--steps=3"]) == 0
     report = capsys.readouterr().out.splitlines()
     assert timed == ["minilean", "torch", "torch", "minilean"] * 20 + ["minilean", "torch"]
+    # a line per round as it ends (a run cut short by its timeout keeps them), then the table
+    assert report[:41] == [f"parity round {k}/41: minilean 2000.00 ms, PyTorch "
+                           f"{1e3 * theirs:.2f} ms, {theirs / 2.0:.2f}x" for k in range(1, 42)]
     assert re.search(r"^parity +minilean fast kernels, eager, vs PyTorch 0.0-test eager: U-Net "
-                     r"hidden 8, batch 2x3x8\^2, 41 rounds of 3 steps +" + verdict, report[1])
-    assert len(report) == 3 and report[2].startswith("command: python benchmarks/bench_gpu.py")
+                     r"hidden 8, batch 2x3x8\^2, 41 rounds of 3 steps +" + verdict, report[42])
+    assert len(report) == 44 and report[43].startswith("command: python benchmarks/bench_gpu.py")
 
 
 def test_gpu_benchmark_parity_refuses_a_pytorch_model_of_another_size(monkeypatch):
@@ -791,3 +794,12 @@ def test_the_gpu_tests_themselves_run_on_the_stand_in():
         cwd=root, env=environment, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "skipped" not in result.stdout and " passed" in result.stdout, result.stdout[-2000:]
+
+
+def test_gpu_benchmark_refuses_rounds_below_one(monkeypatch, capsys):
+    """--rounds 0 would have fallen back to the default unsaid (0 is false)."""
+    bench_gpu = benchmark_script(monkeypatch, "bench_gpu")
+    with pytest.raises(SystemExit) as exit_info:
+        bench_gpu.main(["--parity", "--rounds=0"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.rstrip().endswith("--rounds must be at least 1, got 0")
