@@ -304,8 +304,8 @@ def check_labels_come_with_images(x, y):
 
 
 @flag_checked(*DATA_FLAGS, Flag("seed", 0, "seed of the generated datasets", low=0))
-def load_dataset(dataset="builtin", x=None, y=None, n_total=None, image_size=32,
-                 data_root="data/real", seed=0):
+def load_dataset(dataset="builtin", x=None, y=None, n_total=None, image_size=32, seed=0,
+                 data_root="data/real"):
     """The dataset named by the shared data flags (``--dataset``, ``--x``, ``--y``, ...).
 
     ``x`` (a ``.npy`` path) overrides ``dataset``; ``y`` adds labels to it. ``n_total`` keeps the

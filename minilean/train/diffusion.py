@@ -64,7 +64,7 @@ def lr_factor(config):
 def image_dataset(config):
     """The training images named by the data flags (images only: ring8 is 2-D points)."""
     dataset = load_dataset(config.dataset, config.x, config.y, config.n_total,
-                           config.image_size, config.data_root, config.seed)
+                           config.image_size, config.seed, config.data_root)
     if not dataset.is_image:
         raise ValueError(f"diffusion trains on images, but dataset {dataset.name!r} has rows of "
                          f"shape {dataset.x.shape[1:]}")

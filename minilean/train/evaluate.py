@@ -64,7 +64,7 @@ def run(config):
     image_size = builtin_image_size(samples, config.samples) \
         if config.x is None and config.dataset == "builtin" else config.image_size
     dataset = load_dataset(config.dataset, config.x, config.y, config.n_total, image_size,
-                           config.data_root, config.seed)
+                           config.seed, config.data_root)
     report = fd_classifier(samples, dataset, config.device, config.seed, config.n_eval,
                            config.classifier_steps, config.cache)
     print(json.dumps(report, indent=2))
