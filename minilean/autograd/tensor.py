@@ -29,8 +29,8 @@ class Tensor:
         xp = backend.xp_for(device)
         self.data = xp.asarray(backend.to_device(data, device) if is_array else data, dtype=dtype)
         if self.data.dtype.kind not in "biuf":  # text or objects: no op computes with them
-            raise TypeError(f"a tensor holds numbers or booleans, got data of dtype "
-                            f"{self.data.dtype}")
+            raise TypeError(f"a tensor holds numbers or booleans, got {type(data).__name__} "
+                            f"data of dtype {self.data.dtype}")
         self.grad = None
         self.grad_fn = None
         self.requires_grad = False
