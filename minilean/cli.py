@@ -161,9 +161,12 @@ def _check_written_files_spare_the_run(values):
     """A file a flag names must not be the run directory (it would be found out only when the
     file is written, after the whole run), nor one of the records the run reads back or reports
     (``RUN_RECORDS``: a TrainLog written over config.json leaves a run that cannot resume), nor
-    the file another flag names (the later write would replace the earlier one unsaid)."""
+    the data it reads (--x, --y), nor the file another flag names (the later write would
+    replace the earlier one unsaid)."""
     run = os.path.abspath(values.out)
     taken = [os.path.join(run, record) for record in RUN_RECORDS]
+    read = {os.path.abspath(getattr(values, name)): name for name in ("x", "y")
+            if getattr(values, name, None)}
     named = {}  # absolute path -> the flag that names it
     for name in WRITTEN_FILE_FLAGS:
         value = getattr(values, name, None)
@@ -172,6 +175,9 @@ def _check_written_files_spare_the_run(values):
                                         for record in taken)):
             raise flag_error(name, value, f"a path other than the run directory {values.out} "
                                           f"and its records ({', '.join(RUN_RECORDS)})")
+        if path in read:
+            raise flag_error(name, value, f"a path other than --{read[path]}'s (the run reads "
+                                          f"its data there; writing it would replace them)")
         if path in named:
             other = "--" + named[path].replace("_", "-")
             raise flag_error(name, value, f"a path other than {other}'s (both would write "

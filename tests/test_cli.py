@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy
 import pytest
 
 from minilean import cli
@@ -350,6 +351,19 @@ def test_two_written_file_flags_may_not_name_the_same_file(tmp_path, capsys, no_
                               f"than --log's (both would write it, the later over the "
                               f"earlier)\n")
     assert not out.exists() and not shared.exists()
+
+
+def test_a_written_file_may_not_be_the_data_the_run_reads(tmp_path, capsys, no_work):
+    """--log on the --x array would replace the training data at the end of the run."""
+    data = tmp_path / "x.npy"
+    numpy.save(data, numpy.zeros((4, 3, 16, 16), numpy.uint8))
+    before = data.read_bytes()
+    code, err = fail(["diffusion", "--cpu", f"--out={tmp_path / 'run'}", f"--x={data}",
+                      f"--log={data}"], capsys)
+    assert (code, err) == (2, f"minilean diffusion: error: --log: got '{data}'; expected a path "
+                              f"other than --x's (the run reads its data there; writing it "
+                              f"would replace them)\n")
+    assert data.read_bytes() == before
 
 
 def test_a_path_written_after_the_equals_sign_has_its_tilde_expanded(monkeypatch, tmp_path):
