@@ -589,3 +589,21 @@ def test_a_run_on_a_downloaded_dataset_resumes_from_another_working_folder(tmp_p
     monkeypatch.chdir(elsewhere)
     main(["autoencoder", "--steps=2", f"--resume={tmp_path / 'run'}", "--progress=false"])
     assert read_metrics(tmp_path / "run" / "metrics.jsonl")[-1]["step"] == 2
+
+
+@pytest.mark.parametrize("command, model", [
+    ("vae", "minilean.models.vae.VAE"), ("autoencoder", "minilean.models.autoencoder.Autoencoder"),
+    ("vqvae", "minilean.models.vqvae.VQVAE"), ("mae", "minilean.models.mae.MaskedAutoencoder"),
+    ("gan", "minilean.models.gan.Generator"), ("gan", "minilean.models.gan.Discriminator")])
+def test_a_zoo_models_defaults_are_its_commands(command, model):
+    """Model(image_shape) builds what the command trains by default: a reader who builds the
+    class from Python gets the network the README's numbers are for."""
+    import importlib
+    import inspect
+    module, name = model.rsplit(".", 1)
+    parameters = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    flags = next(flag_set for flag_set in (c.flags for c in vars(cli).values()
+                                           if isinstance(c, cli.Command) and c.name == command))
+    shared = {name: parameter.default for name, parameter in parameters.items()
+              if name in flags and parameter.default is not inspect.Parameter.empty}
+    assert shared and shared == {name: flags[name].default for name in shared}

@@ -117,10 +117,11 @@ class VAE(EncoderDecoder):
 
     ``arch="mlp"``: ``latent`` coordinates; ``arch="conv"``: ``latent`` channels at S/4
     resolution, so latent * (S/4)^2 coordinates. The encoder gives (mu, logvar) per latent
-    coordinate, the decoder a mean and a log-scale per pixel.
+    coordinate, the decoder a mean and a log-scale per pixel. The defaults are those of
+    ``python -m minilean vae``.
     """
 
-    def __init__(self, image_shape, arch="mlp", hidden=256, latent=16):
+    def __init__(self, image_shape, arch="conv", hidden=32, latent=8):
         super().__init__(image_shape, arch, hidden, 2 * latent, code_in=latent, outputs_per_pixel=2)
         output_bias = self.decoder[-1].bias.data
         # (2 * C * H * W,) or (2 * C,) -> (2, C * H * W) or (2, C): row 1 is the log-scales
