@@ -396,3 +396,21 @@ def test_erf_is_the_standard_librarys_with_or_without_scipy(monkeypatch, scipy_i
     x = np.array([[-3.0, -0.5, 0.0], [1e-8, 0.7, 6.0]])
     np.testing.assert_allclose(ml.backend.erf(x), np.vectorize(math.erf)(x), rtol=1e-15, atol=0)
     assert ml.backend.erf(x.astype(np.float32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("values", [[0, 1, 2], [True, False, True]])
+@pytest.mark.parametrize("name, reference", [
+    ("exp", np.exp), ("log", np.log), ("sqrt", np.sqrt), ("rsqrt", lambda v: 1 / np.sqrt(v)),
+    ("sin", np.sin), ("cos", np.cos), ("tanh", np.tanh),
+    ("sigmoid", lambda v: 1 / (1 + np.exp(-v))), ("softplus", lambda v: np.log1p(np.exp(v))),
+    ("silu", lambda v: v / (1 + np.exp(-v))),
+    ("gelu", lambda v: 0.5 * v * (1 + np.vectorize(math.erf)(v / math.sqrt(2))))])
+def test_real_valued_ops_of_integer_and_bool_tensors_are_float32(name, reference, values):
+    """PyTorch computes exp(int64) in float32; NumPy alone gave float64 (float16 for bool),
+    and sigmoid, silu and softplus failed with a casting error from inside NumPy."""
+    op = getattr(ml.nn.functional, name, None) or getattr(ml, name)
+    with np.errstate(divide="ignore"):
+        out = op(ml.tensor(values))
+        expected = reference(np.array(values, dtype=np.float64))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6)

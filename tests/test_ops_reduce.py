@@ -202,3 +202,19 @@ def test_reductions_of_float32_stay_float32():
         assert out.dtype == np.float32
         out.sum().backward()
         assert x.grad.dtype == np.float32
+
+
+@pytest.mark.parametrize("values", [[1, 2, 4], [True, False, True]])
+@pytest.mark.parametrize("name, reference", [
+    ("mean", np.mean), ("var", lambda v: np.var(v, ddof=1)), ("std", lambda v: np.std(v, ddof=1)),
+    ("logsumexp", lambda v: np.log(np.exp(v).sum())),
+    ("softmax", lambda v: np.exp(v) / np.exp(v).sum()),
+    ("log_softmax", lambda v: v - np.log(np.exp(v).sum()))])
+def test_real_valued_reductions_of_integer_and_bool_tensors_are_float32(name, reference, values):
+    """float32, as PyTorch's logsumexp gives, not NumPy's float64."""
+    x = ml.tensor(values)
+    out = getattr(x, name)(0) if name in ("logsumexp", "softmax", "log_softmax") else \
+        getattr(x, name)()
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out.numpy(), reference(np.array(values, dtype=np.float64)),
+                               rtol=1e-6)

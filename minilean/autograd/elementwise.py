@@ -523,25 +523,35 @@ class Gelu(Function):
 
 # --- the functional forms (PyTorch's names) -----------------------------------------------
 
-def exp(x): return Exp.apply(x)
-def log(x): return Log.apply(x)
-def sqrt(x): return Sqrt.apply(x)
-def rsqrt(x): return Rsqrt.apply(x)
+def floating(x):
+    """``x``, with an integer or bool tensor converted to the default float dtype (float32),
+    for the ops whose values are real numbers (PyTorch's rule). Left to NumPy, ``exp`` of int64
+    would be float64 and of bool float16, and the ops that write in place (sigmoid, silu,
+    softplus) would fail with a casting error from inside NumPy."""
+    if isinstance(x, Tensor) and x.dtype.kind in "biu":
+        return as_dtype(x, DEFAULT_DTYPE)
+    return x
+
+
+def exp(x): return Exp.apply(floating(x))
+def log(x): return Log.apply(floating(x))
+def sqrt(x): return Sqrt.apply(floating(x))
+def rsqrt(x): return Rsqrt.apply(floating(x))
 def abs(x): return Abs.apply(x)
-def sin(x): return Sin.apply(x)
-def cos(x): return Cos.apply(x)
-def tanh(x): return Tanh.apply(x)
-def sigmoid(x): return Sigmoid.apply(x)
-def softplus(x): return Softplus.apply(x)
+def sin(x): return Sin.apply(floating(x))
+def cos(x): return Cos.apply(floating(x))
+def tanh(x): return Tanh.apply(floating(x))
+def sigmoid(x): return Sigmoid.apply(floating(x))
+def softplus(x): return Softplus.apply(floating(x))
 def relu(x): return Relu.apply(x)
-def silu(x): return Silu.apply(x)
+def silu(x): return Silu.apply(floating(x))
 def leaky_relu(x, negative_slope=0.01): return LeakyRelu.apply(x, negative_slope=negative_slope)
 
 
 def gelu(x, approximate="none"):
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu approximate must be 'none' or 'tanh', got {approximate!r}")
-    return Gelu.apply(x, approximate=approximate)
+    return Gelu.apply(floating(x), approximate=approximate)
 
 
 def clamp(x, min=None, max=None):

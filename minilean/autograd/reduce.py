@@ -7,6 +7,7 @@ gradient its size-1 axes back (``_keepdim_grad``) and broadcasting it over the r
 import builtins
 import math
 
+from minilean.autograd.elementwise import floating
 from minilean.autograd.function import Function
 from minilean.autograd.tensor import Tensor, dims_arg, is_int
 from minilean.backend import array_module
@@ -223,8 +224,11 @@ def sum(x, dim=None, keepdim=False):
     return Sum.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim)
 
 
+# mean, var, std, logsumexp, softmax and log_softmax of an integer or bool tensor are computed
+# in float32, as PyTorch's logsumexp does (its others refuse such tensors), not in NumPy's
+# float64: see ``floating``.
 def mean(x, dim=None, keepdim=False):
-    return Mean.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim)
+    return Mean.apply(floating(x), axes=normalize_dims(dim, x.ndim), keepdim=keepdim)
 
 
 def var(x, dim=None, *, keepdim=False, unbiased=True):
@@ -232,13 +236,13 @@ def var(x, dim=None, *, keepdim=False, unbiased=True):
 
     ``keepdim`` and ``unbiased`` only by keyword: PyTorch's positional order is (dim, unbiased,
     keepdim), so positional flags ported from it would silently mean the other one here."""
-    return Var.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim,
+    return Var.apply(floating(x), axes=normalize_dims(dim, x.ndim), keepdim=keepdim,
                      correction=int(bool(unbiased)))
 
 
 def std(x, dim=None, *, keepdim=False, unbiased=True):
     """Standard deviation, the square root of ``var``."""
-    return Std.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim,
+    return Std.apply(floating(x), axes=normalize_dims(dim, x.ndim), keepdim=keepdim,
                      correction=int(bool(unbiased)))
 
 
@@ -253,7 +257,7 @@ def min(x, dim=None, keepdim=False):
 
 
 def logsumexp(x, dim, keepdim=False):
-    return LogSumExp.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim)
+    return LogSumExp.apply(floating(x), axes=normalize_dims(dim, x.ndim), keepdim=keepdim)
 
 
 def _one_axis(dim, ndim):
@@ -263,11 +267,11 @@ def _one_axis(dim, ndim):
 
 
 def softmax(x, dim):
-    return Softmax.apply(x, axis=_one_axis(dim, x.ndim))
+    return Softmax.apply(floating(x), axis=_one_axis(dim, x.ndim))
 
 
 def log_softmax(x, dim):
-    return LogSoftmax.apply(x, axis=_one_axis(dim, x.ndim))
+    return LogSoftmax.apply(floating(x), axis=_one_axis(dim, x.ndim))
 
 
 def _arg_extremum(x, dim, keepdim, name):
