@@ -43,3 +43,12 @@ def test_mean_squared_error_of_nothing_is_nan_with_empty_gradients():
     loss.backward()
     assert input.grad.shape == target.grad.shape == (0, 3)
     assert mse_loss(input, target, reduction="sum").item() == 0.0
+
+
+def test_an_integer_target_gives_the_float_inputs_dtype():
+    """float32 input and int64 target: float32, as in PyTorch (NumPy alone gives float64)."""
+    import numpy as np
+    import minilean as ml
+    loss = mse_loss(ml.tensor([1.0, 1.0, 1.0]), ml.tensor([1, 2, 4]))
+    assert loss.dtype == np.float32
+    assert loss.item() == pytest.approx((0 + 1 + 9) / 3)

@@ -1,6 +1,6 @@
 """Losses as fused primitives: mean squared error."""
 from minilean.autograd.function import Function
-from minilean.autograd.elementwise import as_tensor
+from minilean.autograd.elementwise import as_tensors
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -32,4 +32,6 @@ class MseLoss(Function):
 def mse_loss(input, target, reduction="mean"):
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    return MseLoss.apply(input, as_tensor(target, input), reduction=reduction)
+    # both in the result's dtype (an int64 target with a float32 input gives float32, as in
+    # PyTorch; NumPy alone would compute it in float64)
+    return MseLoss.apply(*as_tensors(input, target), reduction=reduction)
