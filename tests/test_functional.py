@@ -292,6 +292,7 @@ def test_cross_entropy_gradients_over_drawn_shapes(batch, classes, extra, seed):
 @settings(max_examples=10)
 @given(shape=st.lists(SIZES, min_size=1, max_size=3), broadcast_dims=st.sets(st.integers(0, 2)),
        seed=st.integers(0, 2**16))
+@pytest.mark.filterwarnings("ignore:.* target shape .* differs:UserWarning")  # broadcast on purpose
 def test_elementwise_losses_over_drawn_broadcast_shapes(shape, broadcast_dims, seed):
     rng = numpy.random.default_rng(seed)
     target_shape = [1 if axis in broadcast_dims else size for axis, size in enumerate(shape)]
@@ -333,3 +334,12 @@ def test_embedding_and_linear_over_drawn_shapes(index_shape, rows, leading, seed
     bias = ml.tensor(rng.standard_normal(2), requires_grad=True)
     assert gradcheck(lambda x, w, b: F.linear(x, w, b),
                      [x, ml.tensor(rng.standard_normal((2, 3)), requires_grad=True), bias])
+
+
+@pytest.mark.parametrize("loss", ["mse_loss", "l1_loss", "binary_cross_entropy_with_logits"])
+def test_a_target_of_another_shape_warns_as_in_pytorch(loss):
+    """(N, 1) predictions against (N,) targets broadcast to an (N, N) loss: no error, so a
+    warning (PyTorch's) is the only sign of it."""
+    with pytest.warns(UserWarning, match=r"target shape \(3,\) differs from input shape \(3, 1\)"):
+        getattr(F, loss)(ml.ones(3, 1), ml.ones(3))
+    assert getattr(F, loss)(ml.ones(3, 1), ml.ones(3, 1)).shape == ()  # no warning: checked

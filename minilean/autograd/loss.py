@@ -1,4 +1,6 @@
 """Losses as fused primitives: mean squared error."""
+import warnings
+
 from minilean.autograd.function import Function
 from minilean.autograd.elementwise import as_tensors
 
@@ -29,9 +31,19 @@ class MseLoss(Function):
         return (grad_input if need_input else None), (-grad_input if need_target else None)
 
 
+def warn_if_broadcast(name, input, target):
+    """PyTorch's warning for a target of another shape than the input: broadcasting (N, 1)
+    against (N,) makes an (N, N) loss, a mean over every pair and no error."""
+    if hasattr(target, "shape") and tuple(target.shape) != tuple(input.shape):
+        warnings.warn(f"{name}: target shape {tuple(target.shape)} differs from input shape "
+                      f"{tuple(input.shape)}; they are broadcast, which is likely not what is "
+                      f"meant", UserWarning, stacklevel=3)
+
+
 def mse_loss(input, target, reduction="mean"):
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    warn_if_broadcast("mse_loss", input, target)
     # both in the result's dtype (an int64 target with a float32 input gives float32, as in
     # PyTorch; NumPy alone would compute it in float64)
     return MseLoss.apply(*as_tensors(input, target), reduction=reduction)

@@ -11,7 +11,7 @@ from minilean.autograd.conv import conv2d, conv_transpose2d  # noqa: F401 (re-ex
 from minilean.autograd.elementwise import (abs, exp, gelu, leaky_relu, log, relu,  # noqa: F401
                                            sigmoid, silu, softplus, tanh, where)
 from minilean.autograd.linalg import linear, matmul  # noqa: F401
-from minilean.autograd.loss import REDUCTIONS, mse_loss  # noqa: F401
+from minilean.autograd.loss import REDUCTIONS, mse_loss, warn_if_broadcast  # noqa: F401
 from minilean.autograd.norm import group_norm, layer_norm  # noqa: F401
 from minilean.autograd.pool import avg_pool2d, interpolate, max_pool2d  # noqa: F401
 from minilean.autograd.reduce import log_softmax, logsumexp, softmax  # noqa: F401
@@ -111,11 +111,15 @@ def binary_cross_entropy_with_logits(input, target, reduction="mean"):
     (x below ~ -88), making log sigma(x) -inf; ``softplus`` overflows nowhere, and its slope
     sigma(x) gives d/dx = sigma(x) - y everywhere.
     """
+    # PyTorch refuses another shape here; minilean broadcasts it (its gradients are checked
+    # over broadcast targets), with the warning of mse_loss and l1_loss
+    warn_if_broadcast("binary_cross_entropy_with_logits", input, target)
     return _reduce(softplus(input) - input * target, reduction)
 
 
 def l1_loss(input, target, reduction="mean"):
     """|input - target|, reduced."""
+    warn_if_broadcast("l1_loss", input, target)
     return _reduce(abs(input - target), reduction)
 
 
