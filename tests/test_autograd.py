@@ -117,6 +117,16 @@ def test_arange_picks_float32_for_any_float_and_int64_for_ints_as_tensor_does(ar
     assert ml.arange(*args, dtype=ml.float64).dtype == np.float64
 
 
+@pytest.mark.parametrize("fill, dtype", [(3, np.int64), (3.0, np.float32), (True, np.bool_),
+                                         (np.float64(0.5), np.float32)])
+def test_full_takes_its_dtype_from_the_fill_value_as_pytorch_does(fill, dtype):
+    """torch.full((2,), 3) is int64; minilean's was float32 whatever the fill."""
+    out = ml.full((2,), fill)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out.numpy(), [fill, fill])
+    assert ml.full((2,), fill, dtype=ml.float64).dtype == np.float64
+
+
 def test_backward_through_a_freed_graph_is_a_clear_error_unless_retained():
     x = ml.tensor([1.0, 2.0], dtype=ml.float64, requires_grad=True)
     loss = (x.exp() * x).sum()

@@ -30,7 +30,10 @@ def ones(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False):
     return _make(backend.xp_for(device).ones(shape_arg(size), dtype=dtype), requires_grad)
 
 
-def full(size, fill_value, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False):
+def full(size, fill_value, dtype=None, device="cpu", requires_grad=False):
+    """``fill_value`` everywhere. Without ``dtype``, the fill value's as ``tensor`` picks it
+    (PyTorch's rule): ``full((2,), 3)`` is int64, ``full((2,), 3.0)`` float32."""
+    dtype = default_dtype(fill_value) if dtype is None else dtype
     return _make(backend.xp_for(device).full(tuple(size), fill_value, dtype=dtype), requires_grad)
 
 
