@@ -91,3 +91,19 @@ def test_linear_is_one_node_of_the_graph():
     out = ml.nn.functional.linear(ml.randn(2, 3), weight, ml.randn(4))
     assert out.grad_fn.function is Linear
     assert all(tensor.grad_fn is None for tensor in out.grad_fn.inputs)  # x, W, b: leaves
+
+
+def test_an_integer_operand_takes_the_float_operands_dtype():
+    """As the binary ops do (PyTorch's float32 for int64 with float32): NumPy alone computed
+    int64 @ float32 in float64, so an integer batch through a float32 layer left float32."""
+    x = ml.tensor([[1, 2, 3]])
+    weight = ml.tensor(np.arange(6.0).reshape(2, 3), dtype=ml.float32, requires_grad=True)
+    expected = np.array([[1, 2, 3]]) @ np.arange(6.0).reshape(2, 3).T
+    for out in (ml.matmul(x, weight.T), x @ weight.T, ml.nn.functional.linear(x, weight),
+                ml.nn.functional.linear(x, weight, ml.zeros(2))):
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out.numpy(), expected)
+    ml.nn.functional.linear(x, weight).sum().backward()
+    assert weight.grad.dtype == np.float32
+    np.testing.assert_array_equal(weight.grad.numpy(), [[1, 2, 3], [1, 2, 3]])
+    assert (ml.tensor([1, 2]) @ ml.tensor([3, 4])).dtype == np.int64  # ints stay ints

@@ -3,7 +3,7 @@
 and the added axis is removed from the result); and the linear layer's x W^T + b as one op."""
 from minilean import backend
 from minilean.autograd.function import Function, unbroadcast
-from minilean.autograd.elementwise import as_tensor
+from minilean.autograd.elementwise import as_tensor, as_tensors
 from minilean.autograd.tensor import Tensor
 from minilean.backend import array_module
 
@@ -75,9 +75,9 @@ class Matmul(Function):
 
 
 def matmul(a, b):
-    if not isinstance(a, Tensor):
-        a = as_tensor(a, b)
-    b = as_tensor(b, a)
+    # an integer tensor with a float one is converted to the float's dtype, as in the binary
+    # ops: NumPy alone would compute int64 @ float32 in float64
+    a, b = as_tensors(a, b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul needs operands with at least one dimension, got shapes "
                          f"{a.shape} and {b.shape}")
@@ -129,7 +129,7 @@ class Linear(Function):
 def linear(input, weight, bias=None):
     """y = x W^T + b, with W of shape (out_features, in_features) and x of shape
     (..., in_features)."""
-    input, weight = as_tensor(input, weight), as_tensor(weight, input)
+    input, weight = as_tensors(input, weight)  # an integer input takes the weight's dtype
     if weight.ndim != 2 or input.ndim == 0 or input.shape[-1] != weight.shape[1]:
         raise ValueError(f"linear: input of shape {input.shape} and weight of shape "
                          f"{weight.shape} do not fit: expected weight (out_features, "
