@@ -226,3 +226,35 @@ def test_an_empty_batch_gives_an_empty_batch_and_zero_weight_gradients(out_chann
     out.sum().backward()
     assert out.shape == (0, out_channels, 5, 6) and x.grad.shape == x.shape
     assert not weight.grad.numpy().any() and not bias.grad.numpy().any()
+
+
+def _direct_conv(x, weight):
+    """Cross-correlation at stride 1 without padding, summed loop by loop in float64."""
+    out_h, out_w = x.shape[2] - weight.shape[2] + 1, x.shape[3] - weight.shape[3] + 1
+    out = numpy.zeros((x.shape[0], weight.shape[0], out_h, out_w))
+    for i in range(out_h):
+        for j in range(out_w):
+            patch = x[:, None, :, i:i + weight.shape[2], j:j + weight.shape[3]]
+            out[:, :, i, j] = (patch * weight[None]).sum(axis=(2, 3, 4))
+    return out
+
+
+def test_conv2d_of_mixed_dtypes_computes_in_their_common_dtype():
+    """An integer image with a float32 weight failed with NumPy's casting error; a float64
+    weight with a float32 image was rounded to float32 (the output took the image's dtype)."""
+    rng = numpy.random.default_rng(0)
+    image = rng.integers(0, 255, (1, 2, 4, 4))
+    weight = rng.standard_normal((3, 2, 2, 2))
+    out = conv2d(ml.tensor(image), ml.tensor(weight, dtype=ml.float32))
+    assert out.dtype == numpy.float32
+    numpy.testing.assert_allclose(out.numpy(), _direct_conv(image, weight), rtol=1e-5)
+    x = ml.tensor(image / 255.0, dtype=ml.float32, requires_grad=True)
+    w = ml.tensor(weight + 1e-9, requires_grad=True)  # float64, more digits than float32 keeps
+    out = conv2d(x, w)
+    assert out.dtype == numpy.float64
+    numpy.testing.assert_allclose(out.numpy(), _direct_conv(x.numpy().astype(numpy.float64),
+                                                            weight + 1e-9), rtol=1e-12)
+    out.sum().backward()
+    assert (x.grad.dtype, w.grad.dtype) == (numpy.float32, numpy.float64)
+    assert conv_transpose2d(ml.tensor(image), ml.tensor(weight.transpose(1, 0, 2, 3),
+                                                        dtype=ml.float32)).dtype == numpy.float32

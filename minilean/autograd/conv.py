@@ -473,11 +473,23 @@ def _check_positive(name, size):
                          f"this kernel, padding, stride and dilation")
 
 
+def same_dtype(x, weight):
+    """x and weight in their product's dtype under the binary ops' rule (an integer operand
+    takes the other's float dtype; float32 with float64 is float64). The products write into
+    an output of x's dtype: an integer image failed there with a NumPy casting error, and a
+    float64 weight was rounded to float32. The conversion is differentiable (``Tensor.to``)."""
+    if x.dtype == weight.dtype or (x.dtype.kind != "f" and weight.dtype.kind != "f"):
+        return x, weight
+    dtype = x.xp.result_type(*(t.dtype for t in (x, weight) if t.dtype.kind == "f"))
+    return x.to(dtype=dtype), weight.to(dtype=dtype)
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-d cross-correlation of x (N, C, H, W) with weight (O, C/groups, Kh, Kw), plus bias (O,)."""
     stride, padding = size_pair(stride, "stride"), size_pair(padding, "padding")
     dilation = size_pair(dilation, "dilation")
     _check_4d("conv2d", x, weight)
+    x, weight = same_dtype(x, weight)
     check_groups(groups, in_channels=x.shape[1], out_channels=weight.shape[0])
     if x.shape[1] != weight.shape[1] * groups:
         raise ValueError(f"conv2d: input has {x.shape[1]} channels but weight expects "
@@ -500,6 +512,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     output_padding = size_pair(output_padding, "output_padding")
     dilation = size_pair(dilation, "dilation")
     _check_4d("conv_transpose2d", x, weight)
+    x, weight = same_dtype(x, weight)
     # the output channels, weight.shape[1] * groups, are a multiple of groups by construction
     check_groups(groups, in_channels=x.shape[1])
     if x.shape[1] != weight.shape[0]:
