@@ -5,7 +5,7 @@ import pytest
 import minilean
 from minilean import optim
 from minilean.autograd.gradcheck import gradcheck
-from minilean.models import autoencoder
+from minilean.models import autoencoder, vae
 
 
 def test_shapes_of_both_architectures():
@@ -147,3 +147,19 @@ def test_mean_image_baseline_predicts_the_training_mean():
     test = numpy.array([[[[4.0, 1.0]]], [[[1.0, 3.0]]]])    # test mean would be [2.5, 2]
     want = ((4 - 1) ** 2 + (1 - 1) ** 2 + (1 - 1) ** 2 + (3 - 1) ** 2) / 4
     assert autoencoder.mean_image_mse(train, test) == want
+
+
+@pytest.mark.parametrize("make", [autoencoder.Autoencoder, vae.VAE])
+def test_bad_arch_image_size_and_images_are_named(make):
+    """A misspelt arch built the conv network; images of another size failed inside a
+    reshape; 8-bit pixels gave a finite loss on the wrong scale."""
+    with pytest.raises(ValueError, match="arch must be 'mlp' or 'conv', got 'cnn'"):
+        make((3, 16, 16), arch="cnn")
+    with pytest.raises(ValueError, match=r"multiples of 4, got image_shape \(3, 15, 15\)"):
+        make((3, 15, 15), arch="conv")
+    model = make((3, 16, 16), arch="conv")
+    with pytest.raises(ValueError, match=r"images of shape \(N, 3, 16, 16\), got \(2, 3, 8, 8\)"):
+        model.run_encoder(minilean.rand(2, 3, 8, 8))
+    with pytest.raises(TypeError, match="float images in \\[0, 1\\], got uint8"):
+        model.run_encoder(minilean.tensor(numpy.zeros((2, 3, 16, 16), numpy.uint8)))
+    assert model.run_encoder(minilean.rand(2, 3, 16, 16)).shape[0] == 2

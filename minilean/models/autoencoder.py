@@ -52,6 +52,13 @@ class EncoderDecoder(nn.Module):
     def __init__(self, image_shape, arch, hidden, code, code_in=None, outputs_per_pixel=1):
         super().__init__()
         channels, height, width = image_shape
+        # any other name silently built the conv network; and the two stride-2 convolutions
+        # and their transposes give back S only for S a multiple of 4
+        if arch not in ("mlp", "conv"):
+            raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
+        if arch == "conv" and (height % 4 or width % 4):
+            raise ValueError(f"arch 'conv' needs a height and width that are multiples of 4, "
+                             f"got image_shape {tuple(image_shape)}")
         code_in = code_in or code
         self.image_shape, self.arch, self.outputs_per_pixel = tuple(image_shape), arch, outputs_per_pixel
         if arch == "mlp":
@@ -65,6 +72,14 @@ class EncoderDecoder(nn.Module):
             self.latent_shape = (code_in, height // 4, width // 4)
 
     def run_encoder(self, images):
+        # images of another size failed later inside a reshape or a matmul, with no word of
+        # the image shape; integer pixels (0..255) gave a finite loss on the wrong scale
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(f"{type(self).__name__} takes images of shape (N, "
+                             f"{', '.join(map(str, self.image_shape))}), got {tuple(images.shape)}")
+        if images.dtype.kind != "f":
+            raise TypeError(f"{type(self).__name__} takes float images in [0, 1], got "
+                            f"{images.dtype} (divide 8-bit pixels by 255)")
         # mlp: (N, C, H, W) -> (N, C * H * W); conv: the images as they are
         return self.encoder(images.flatten(1) if self.arch == "mlp" else images)
 
