@@ -223,3 +223,16 @@ def test_repr_shows_the_values_dtype_device_and_graph():
     # an empty tensor's values are [] whatever its shape, so the shape is said (not for (0,))
     assert repr(ml.zeros(0, 3)) == "tensor([], shape=(0, 3), dtype=float32, device='cpu')"
     assert repr(ml.zeros(0)) == "tensor([], dtype=float32, device='cpu')"
+
+
+def test_gradcheck_names_a_bad_fn_or_inputs():
+    gradcheck = ml.gradcheck
+    """A tuple or a float from fn was an AttributeError on '.xp'."""
+    x = ml.tensor([1.0, 2.0], dtype=ml.float64, requires_grad=True)
+    with pytest.raises(TypeError, match="gradcheck needs fn to return one tensor, got tuple"):
+        gradcheck(lambda a: (a, a), [x])
+    with pytest.raises(TypeError, match="gradcheck needs fn to return one tensor, got float"):
+        gradcheck(lambda a: 3.0, [x])
+    with pytest.raises(ValueError, match="at least one input with requires_grad=True"):
+        gradcheck(lambda a: a * 2, [ml.tensor([1.0], dtype=ml.float64)])
+    assert gradcheck(lambda a: a * a, [x])

@@ -10,17 +10,24 @@ float64 with eps = 1e-6 agreement to ~1e-6 relative is expected for smooth funct
 import numpy
 
 from minilean.autograd.grad_mode import no_grad
+from minilean.autograd.tensor import Tensor
 
 
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-5, max_elements=64, seed=0):
     """Return True if autograd matches finite differences, else raise AssertionError naming
     the input and element that disagree. ``inputs`` are float64 tensors; those with
-    ``requires_grad`` are checked."""
+    ``requires_grad`` are checked. Afterwards their ``.grad`` holds the checked gradient
+    (of <v, fn(inputs)> for the random cotangent v), replacing any they had."""
     for index, tensor in enumerate(inputs):
         if tensor.requires_grad and tensor.dtype != numpy.float64:
             raise TypeError(f"gradcheck needs float64 inputs, input {index} is {tensor.dtype}")
+    if not any(tensor.requires_grad for tensor in inputs):
+        raise ValueError("gradcheck needs at least one input with requires_grad=True")
     rng = numpy.random.default_rng(seed)
     output = fn(*inputs)
+    if not isinstance(output, Tensor):  # else an AttributeError on .xp, naming no function
+        raise TypeError(f"gradcheck needs fn to return one tensor, got {type(output).__name__} "
+                        f"(check each output of a tuple on its own)")
     xp = output.xp
     cotangent = xp.asarray(rng.standard_normal(output.shape))
 
