@@ -339,3 +339,18 @@ def test_block_mask_with_rectangular_blocks_uses_each_axis_side():
     # blocks (1, 2) on a 2x4 grid: 2 blocks per row, block index r * 2 + c // 2
     hidden = mae.block_mask(1, 2, 4, block=(1, 2), period=4).hidden.numpy()[0]
     numpy.testing.assert_array_equal(hidden.reshape(2, 4), [[1, 1, 0, 0], [0, 0, 0, 0]])
+
+
+def test_wrong_images_masks_and_patch_sizes_are_named():
+    """A patch size not dividing the image silently dropped its last rows; images of another
+    size or count than the model's and the mask's failed inside NumPy, naming neither."""
+    with pytest.raises(ValueError, match="patch size 4 must divide the image size 18x18"):
+        mae.MaskedAutoencoder((3, 18, 18), patch_size=4)
+    model = mae.MaskedAutoencoder((1, 4, 4), patch_size=2, width=4, depth=1, heads=2,
+                                  decoder_width=4, decoder_depth=1, decoder_heads=2)
+    mask = model.random_mask(2, 0.5)
+    with pytest.raises(ValueError, match=r"images of shape \(N, 1, 4, 4\), got \(2, 1, 8, 8\)"):
+        model(minilean.rand(2, 1, 8, 8), mask)
+    with pytest.raises(ValueError, match="the mask is for 2 images, got 3"):
+        model(minilean.rand(3, 1, 4, 4), mask)
+    assert model(minilean.rand(2, 1, 4, 4), mask).shape == (2, 4, 4)

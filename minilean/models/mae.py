@@ -198,6 +198,9 @@ class MaskedAutoencoder(nn.Module):
                  decoder_depth=1, decoder_heads=2):
         super().__init__()
         channels, height, image_width = image_shape
+        if height % patch_size or image_width % patch_size:  # the grid would drop the rest
+            raise ValueError(f"patch size {patch_size} must divide the image size "
+                             f"{height}x{image_width}")
         self.image_shape, self.patch_size = tuple(image_shape), patch_size
         self.grid = (height // patch_size, image_width // patch_size)
         patches, patch_pixels = self.grid[0] * self.grid[1], patch_size * patch_size * channels
@@ -232,6 +235,13 @@ class MaskedAutoencoder(nn.Module):
 
     def forward(self, images, mask):
         """Predicted patches (N, L, P) for images (N, C, H, W) under ``mask``."""
+        # else a NumPy broadcasting or indexing error, deep inside, that names neither
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(f"MaskedAutoencoder takes images of shape (N, "
+                             f"{', '.join(map(str, self.image_shape))}), got {tuple(images.shape)}")
+        if mask.keep.shape[0] != images.shape[0]:
+            raise ValueError(f"the mask is for {mask.keep.shape[0]} images, got "
+                             f"{images.shape[0]}")
         return self.decode(self.encode(patchify(images, self.patch_size), mask), mask)
 
     def random_mask(self, count, mask_ratio, device="cpu", generator=None):
