@@ -209,3 +209,14 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch():
         total().backward()
         optimizer.step()
     assert total().item() < 0.8 * before
+
+
+def test_image_sizes_the_network_cannot_give_back_are_named():
+    """VQVAE((3, 15, 15)) reconstructed 12x12 images; images of another shape than the
+    model's ran through its convolutions unchecked."""
+    with pytest.raises(ValueError, match=r"multiples of 4, got image_shape \(3, 15, 15\)"):
+        vqvae.VQVAE((3, 15, 15))
+    model = vqvae.VQVAE((1, 8, 8), codes=4, code_dim=2, hidden=2)
+    with pytest.raises(ValueError, match=r"images of shape \(N, 1, 8, 8\), got \(2, 1, 12, 12\)"):
+        model(minilean.rand(2, 1, 12, 12))
+    assert model(minilean.rand(2, 1, 8, 8))[0].shape == (2, 1, 8, 8)

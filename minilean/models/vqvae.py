@@ -86,7 +86,12 @@ class VQVAE(nn.Module):
 
     def __init__(self, image_shape, codes=64, code_dim=16, hidden=32, ema=False, decay=0.99):
         super().__init__()
-        channels = image_shape[0]
+        channels, height, width = image_shape
+        # the two stride-2 convolutions and their transposes give back S only for S a multiple
+        # of 4: a 15x15 image came back 12x12
+        if height % 4 or width % 4:
+            raise ValueError(f"VQVAE needs a height and width that are multiples of 4, got "
+                             f"image_shape {tuple(image_shape)}")
         self.image_shape, self.ema, self.decay = tuple(image_shape), ema, decay
         self.encoder = conv_encoder(channels, hidden, code_dim)
         self.decoder = conv_decoder(code_dim, hidden, channels)
@@ -114,6 +119,9 @@ class VQVAE(nn.Module):
 
     def forward(self, images):
         """(reconstruction, encoded z_e, quantized e_idx, indices (N, h, w))."""
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(f"VQVAE takes images of shape (N, "
+                             f"{', '.join(map(str, self.image_shape))}), got {tuple(images.shape)}")
         encoded = self.encode(images)
         indices = nearest_code(encoded, self.codebook)
         quantized = quantize(self.codebook, indices)
