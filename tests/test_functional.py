@@ -343,3 +343,11 @@ def test_a_target_of_another_shape_warns_as_in_pytorch(loss):
     with pytest.warns(UserWarning, match=r"target shape \(3,\) differs from input shape \(3, 1\)"):
         getattr(F, loss)(ml.ones(3, 1), ml.ones(3))
     assert getattr(F, loss)(ml.ones(3, 1), ml.ones(3, 1)).shape == ()  # no warning: checked
+
+
+def test_cross_entropy_of_unbatched_logits_says_what_shape_it_needs():
+    """(C,) logits, which PyTorch takes unbatched, failed with log_softmax's 'dim 1 is out of
+    range', which names neither cross_entropy nor the shape it needs."""
+    with pytest.raises(ValueError, match=r"input of shape \(N, C\) or \(N, C, d1, \.\.\.\), "
+                                         r"got \(5,\) \(add a batch axis"):
+        F.cross_entropy(ml.randn(5), ml.tensor(2))

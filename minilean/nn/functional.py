@@ -77,6 +77,9 @@ def cross_entropy(input, target, reduction="mean"):
     ``input``'s shape (a tensor of them gets a gradient too, as in PyTorch). log_softmax is the
     max-shifted primitive, so large logits are safe.
     """
+    if input.ndim < 2:  # PyTorch's unbatched (C,) logits: log_softmax would say only "dim 1"
+        raise ValueError(f"cross_entropy needs input of shape (N, C) or (N, C, d1, ...), got "
+                         f"{tuple(input.shape)} (add a batch axis: input[None], target[None])")
     log_probs = log_softmax(input, dim=1)
     target_data = target.data if isinstance(target, Tensor) else input.xp.asarray(target)
     if target_data.dtype.kind in "iu":
