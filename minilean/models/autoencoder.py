@@ -40,6 +40,24 @@ def conv_decoder(in_channels, width, out_channels):
         nn.ConvTranspose2d(width, out_channels, 4, stride=2, padding=1))
 
 
+def check_quarterable(owner, image_shape):
+    """The two stride-2 convolutions of ``conv_encoder`` and the transposes of
+    ``conv_decoder`` give back a side S only for S a multiple of 4 (a 15x15 image came back
+    12x12): any other is refused, naming ``owner``."""
+    height, width = image_shape[1:]
+    if height % 4 or width % 4:
+        raise ValueError(f"{owner} needs a height and width that are multiples of 4, got "
+                         f"image_shape {tuple(image_shape)}")
+
+
+def check_image_batch(model, images):
+    """``images`` must be a batch (N, *model.image_shape): another size would fail deep
+    inside a reshape, a product or an index, in words that name neither."""
+    if images.ndim != 4 or tuple(images.shape[1:]) != model.image_shape:
+        raise ValueError(f"{type(model).__name__} takes images of shape (N, "
+                         f"{', '.join(map(str, model.image_shape))}), got {tuple(images.shape)}")
+
+
 class EncoderDecoder(nn.Module):
     """An encoder to ``code`` numbers and a decoder from ``code_in`` numbers to
     ``outputs_per_pixel`` numbers per pixel, both MLPs or both convolutional.
@@ -52,13 +70,10 @@ class EncoderDecoder(nn.Module):
     def __init__(self, image_shape, arch, hidden, code, code_in=None, outputs_per_pixel=1):
         super().__init__()
         channels, height, width = image_shape
-        # any other name silently built the conv network; and the two stride-2 convolutions
-        # and their transposes give back S only for S a multiple of 4
-        if arch not in ("mlp", "conv"):
+        if arch not in ("mlp", "conv"):  # any other name silently built the conv network
             raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
-        if arch == "conv" and (height % 4 or width % 4):
-            raise ValueError(f"arch 'conv' needs a height and width that are multiples of 4, "
-                             f"got image_shape {tuple(image_shape)}")
+        if arch == "conv":
+            check_quarterable("arch 'conv'", image_shape)
         code_in = code_in or code
         self.image_shape, self.arch, self.outputs_per_pixel = tuple(image_shape), arch, outputs_per_pixel
         if arch == "mlp":
@@ -72,12 +87,8 @@ class EncoderDecoder(nn.Module):
             self.latent_shape = (code_in, height // 4, width // 4)
 
     def run_encoder(self, images):
-        # images of another size failed later inside a reshape or a matmul, with no word of
-        # the image shape; integer pixels (0..255) gave a finite loss on the wrong scale
-        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
-            raise ValueError(f"{type(self).__name__} takes images of shape (N, "
-                             f"{', '.join(map(str, self.image_shape))}), got {tuple(images.shape)}")
-        if images.dtype.kind != "f":
+        check_image_batch(self, images)
+        if images.dtype.kind != "f":  # 8-bit pixels gave a finite loss on the wrong scale
             raise TypeError(f"{type(self).__name__} takes float images in [0, 1], got "
                             f"{images.dtype} (divide 8-bit pixels by 255)")
         # mlp: (N, C, H, W) -> (N, C * H * W); conv: the images as they are

@@ -22,6 +22,7 @@ from minilean import backend, nn
 from minilean.autograd.creation import zeros
 from minilean.autograd.shape import cat
 from minilean.autograd.tensor import Tensor
+from minilean.models.autoencoder import check_image_batch
 from minilean.nn import functional as F
 from minilean.nn import init
 
@@ -235,10 +236,7 @@ class MaskedAutoencoder(nn.Module):
 
     def forward(self, images, mask):
         """Predicted patches (N, L, P) for images (N, C, H, W) under ``mask``."""
-        # else a NumPy broadcasting or indexing error, deep inside, that names neither
-        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
-            raise ValueError(f"MaskedAutoencoder takes images of shape (N, "
-                             f"{', '.join(map(str, self.image_shape))}), got {tuple(images.shape)}")
+        check_image_batch(self, images)
         if mask.keep.shape[0] != images.shape[0]:
             raise ValueError(f"the mask is for {mask.keep.shape[0]} images, got "
                              f"{images.shape[0]}")

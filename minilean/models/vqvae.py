@@ -25,7 +25,8 @@ import numpy
 from minilean import backend, nn
 from minilean.autograd.creation import ones, zeros
 from minilean.autograd.grad_mode import no_grad
-from minilean.models.autoencoder import conv_decoder, conv_encoder
+from minilean.models.autoencoder import (check_image_batch, check_quarterable, conv_decoder,
+                                         conv_encoder)
 from minilean.models.objectives import weighted_three_term
 from minilean.nn import functional as F
 from minilean.nn import init
@@ -86,12 +87,8 @@ class VQVAE(nn.Module):
 
     def __init__(self, image_shape, codes=64, code_dim=16, hidden=32, ema=False, decay=0.99):
         super().__init__()
-        channels, height, width = image_shape
-        # the two stride-2 convolutions and their transposes give back S only for S a multiple
-        # of 4: a 15x15 image came back 12x12
-        if height % 4 or width % 4:
-            raise ValueError(f"VQVAE needs a height and width that are multiples of 4, got "
-                             f"image_shape {tuple(image_shape)}")
+        channels = image_shape[0]
+        check_quarterable("VQVAE", image_shape)
         self.image_shape, self.ema, self.decay = tuple(image_shape), ema, decay
         self.encoder = conv_encoder(channels, hidden, code_dim)
         self.decoder = conv_decoder(code_dim, hidden, channels)
@@ -119,9 +116,7 @@ class VQVAE(nn.Module):
 
     def forward(self, images):
         """(reconstruction, encoded z_e, quantized e_idx, indices (N, h, w))."""
-        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
-            raise ValueError(f"VQVAE takes images of shape (N, "
-                             f"{', '.join(map(str, self.image_shape))}), got {tuple(images.shape)}")
+        check_image_batch(self, images)
         encoded = self.encode(images)
         indices = nearest_code(encoded, self.codebook)
         quantized = quantize(self.codebook, indices)
