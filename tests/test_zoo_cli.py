@@ -2,6 +2,7 @@
 each command writes its run directory and the numbers it promises."""
 import importlib
 import json
+import re
 import math
 import os
 import sys
@@ -607,3 +608,13 @@ def test_a_zoo_models_defaults_are_its_commands(command, model):
     shared = {name: parameter.default for name, parameter in parameters.items()
               if name in flags and parameter.default is not inspect.Parameter.empty}
     assert shared and shared == {name: flags[name].default for name in shared}
+
+
+def test_a_zoo_command_ends_with_one_line_of_where_and_what(tmp_path, capsys):
+    """As diffusion's: the command, the run directory, then the summary (numbers to 4 digits)."""
+    main(["autoencoder", "--steps=1", "--batch-size=8", "--n-total=40", "--progress=false",
+          f"--out={tmp_path}"])
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert re.fullmatch(rf"minilean autoencoder: wrote {re.escape(str(tmp_path))} "
+                        r"held_out_images=\d+ held_out_mse=[\d.e-]+ "
+                        r"baseline_mean_image_mse=[\d.e-]+ steps=1", last)

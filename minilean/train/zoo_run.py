@@ -76,8 +76,9 @@ class Session:
                            notes=[f"dataset={self.config.dataset}", f"device={self.device}",
                                   f"lr={self.config.lr:.6f}", f"steps={self.config.steps}"])
         self.run.close()
-        print(summary_line(summary))
-        print(f"wrote {path}")
+        # one line, as diffusion's: where the run went and what it measured
+        print(f"minilean {self.config.command}: wrote {os.path.dirname(path)} "
+              f"{summary_line(summary)}")
 
 
 def start(config, locked, value_range):
