@@ -2,9 +2,9 @@
 each command writes its run directory and the numbers it promises."""
 import importlib
 import json
-import re
 import math
 import os
+import re
 import sys
 
 import numpy
