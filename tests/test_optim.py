@@ -431,3 +431,19 @@ def test_a_refused_state_leaves_the_optimizer_the_ema_and_the_module_as_they_wer
     with pytest.raises(ValueError, match=r"'bias': shape \(2,\)"):
         model.load_state_dict({"weight": numpy.full((3, 2), 7.0), "bias": numpy.zeros(2)})
     numpy.testing.assert_array_equal(model.weight.numpy(), weight)
+
+
+def test_loaded_hyperparameters_meet_the_constructors_rules_and_a_refusal_changes_nothing():
+    _, optimizer = _run_ours(lambda p: optim.Adam(p))
+    state = optimizer.state_dict()
+    for bad, message in (({"lr": -1.0}, "lr must be >= 0, got -1.0"),
+                         ({"betas": [0.9, 1.0]}, r"betas must be two numbers in \[0, 1\)")):
+        with pytest.raises(ValueError, match=message):
+            optimizer.load_state_dict({**state, "hyperparameters": {
+                **state["hyperparameters"], **bad}})
+        assert optimizer.lr == state["hyperparameters"]["lr"]
+        assert optimizer.betas == tuple(state["hyperparameters"]["betas"])
+    sgd = optim.SGD([nn.Parameter(ml.ones(1))], lr=0.1, momentum=0.9)
+    with pytest.raises(TypeError, match="momentum must be a number >= 0, got '0.5'"):
+        sgd.load_state_dict({**sgd.state_dict(), "hyperparameters": {"momentum": "0.5"}})
+    assert sgd.momentum == 0.9

@@ -46,14 +46,19 @@ class Adam(Optimizer):
     decoupled = False  # AdamW sets this: weight decay shrinks p directly, not through g
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, self.checked(lr=lr, betas=betas, eps=eps,
+                                              weight_decay=weight_decay),
+                         ("exp_avg", "exp_avg_sq"))
+
+    @staticmethod
+    def checked(lr, betas, eps, weight_decay):
         check_non_negative("lr", lr)
         check_non_negative("eps", eps)
         check_non_negative("weight_decay", weight_decay)
         betas = tuple(betas)
         if len(betas) != 2 or not all(is_number(beta) and 0.0 <= beta < 1.0 for beta in betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay),
-                         ("exp_avg", "exp_avg_sq"))
+        return dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
     def _step(self, update, params, grads, state):
         beta1, beta2 = self.betas

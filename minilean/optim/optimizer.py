@@ -72,6 +72,13 @@ class Optimizer:
                       for name in state_names}
         self.step_count = 0
 
+    @staticmethod
+    def checked(**hyperparameters):
+        """The hyperparameters, each checked as the subclass's constructor takes them (and
+        put in its form, e.g. betas as a tuple): used at construction and by
+        ``load_state_dict``, so a loaded state meets the same rules as a built one."""
+        return hyperparameters
+
     def zero_grad(self):
         for param in self.params:
             param.grad = None
@@ -121,12 +128,15 @@ class Optimizer:
         for name in state_dict["hyperparameters"]:
             if name not in self.hyperparameter_names:
                 raise ValueError(f"unknown optimizer hyperparameter {name!r}")
+        hyperparameters = self.checked(**{**{name: getattr(self, name)
+                                             for name in self.hyperparameter_names},
+                                          **state_dict["hyperparameters"]})
         step = int(state_dict["step"])
         # everything is checked before anything is copied: a refused state changes nothing
         copy_all_into((target, value, f"{name}/{index}") for name, arrays in self.state.items()
                       for index, (target, value) in enumerate(zip(arrays, saved[name])))
-        for name, value in state_dict["hyperparameters"].items():
-            setattr(self, name, tuple(value) if isinstance(value, list) else value)
+        for name, value in hyperparameters.items():
+            setattr(self, name, value)
         self.step_count = step
 
     def __repr__(self):

@@ -25,13 +25,17 @@ class SGD(Optimizer):
     update = staticmethod(sgd_update)
 
     def __init__(self, params, lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, self.checked(lr=lr, momentum=momentum, nesterov=nesterov,
+                                              weight_decay=weight_decay),
+                         ("momentum_buffer",) if momentum else ())
+
+    @staticmethod
+    def checked(lr, momentum, nesterov, weight_decay):
         for name, value in (("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)):
             check_non_negative(name, value)
         if nesterov and momentum <= 0:
             raise ValueError(f"Nesterov momentum needs momentum > 0, got {momentum}")
-        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov,
-                                      weight_decay=weight_decay),
-                         ("momentum_buffer",) if momentum else ())
+        return dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
 
     def _step(self, update, params, grads, state):
         update(params, grads, state.get("momentum_buffer"), lr=self.lr, momentum=self.momentum,
