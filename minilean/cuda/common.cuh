@@ -1,6 +1,7 @@
 // common.cuh: what every kernel file shares. 64-bit grid-stride loops, the 16-byte chunks that
 // the elementwise kernels move, and sums / maxima across a warp and across a block (used by the
-// row kernels: reductions, softmax, norms, the MSE loss).
+// row kernels of reduce.cu, softmax.cu and norm.cu, and by the per-block partial sums of the
+// MSE loss and of clipping's squared norm).
 #pragma once
 
 // Each thread visits i = first, first + stride, ... with 64-bit indices, so a tensor with more
@@ -23,11 +24,14 @@ template <typename T> struct alignas(CHUNK_BYTES) Chunk {
   T values[size];
 };
 
-// What a chunked kernel asks of ptxas (__launch_bounds__(THREADS, resident_blocks<T>)): for
-// float, 8 blocks resident per SM, all 2048 threads, so at most 32 registers each. Every float
-// kernel fits in that without spilling; left free, ptxas gave GELU's backward 40 registers, and
-// so only 75% of the threads (and of the loads in flight). Double's kernels would spill at 32
-// registers and are left free.
+// What the activation and noising kernels ask of ptxas (__launch_bounds__(THREADS,
+// resident_blocks<T>)): for float, 8 blocks resident per SM, all 2048 threads, so at most 32
+// registers each. The activations' float kernels fit in that without spilling; left free, ptxas
+// gave GELU's backward 40 registers, and so only 75% of the threads (and of the loads in
+// flight). noising.cu's float kernels do spill under it (96 and 72 bytes with ptxas 13.0 for
+// sm_90: benchmarks/kernel_resources.py --files noising.cu). Double's kernels would spill at 32
+// registers and are left free, and so are the other chunked kernels (mse.cu, and the
+// all-parameters updates of adam.cu, ema.cu and clip.cu).
 constexpr int THREADS = 256;  // compile.THREADS
 template <typename T> constexpr int resident_blocks = sizeof(T) == 4 ? 8 : 1;
 

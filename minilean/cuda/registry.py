@@ -2,10 +2,12 @@
 
 Each entry names an op (module and class) and the fast Function from this package that takes
 its ``fast`` slot (``Function.apply`` uses it for "cuda" tensors while fast kernels are on).
-The optimizers' and EMA's fused all-parameters updates, and the graph walk's sum of a broadcast
-gradient, go into their own slots the same way.
-Ops are looked up by name when installing, so the registry can list ops from any layer
-without importing them at import time; an op that does not exist is reported, not fatal.
+Adam's, EMA's and gradient clipping's fused all-parameters updates, and ``unbroadcast``'s sum
+of a broadcast gradient, go into their own slots the same way (``FAST_SLOTS``).
+Ops are looked up by name when installing, so the registry can list ops of the layers above
+this one (``minilean.optim``, ``minilean.models``) without importing them at import time; an
+op that does not exist is reported, not fatal. (The kernel modules it imports do import the
+autograd modules below, for ``Function`` and shared formulas.)
 """
 import importlib
 

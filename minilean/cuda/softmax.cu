@@ -18,9 +18,10 @@ __global__ void softmax_forward(const T* x, T* y, long long rows, long long leng
     for (long long j = threadIdx.x; j < length; j += blockDim.x)
       maximum = max(maximum, x[start + j * inner]);
     maximum = block_reduce(maximum, MaxOp(), negative_infinity<T>());
-    // a maximum that is not finite shifts by 0, as the plain op's _shifted_exp does: an all
-    // -inf row then gives no NaN from -inf - -inf, and a row with +inf gives softmax
-    // [0, nan, 0] (log_softmax [-inf, nan, -inf]) rather than NaN everywhere from inf - inf
+    // a maximum that is not finite shifts by 0, as the plain op's _shifted_exp does: a row with
+    // +inf then gives softmax [0, nan, 0] (log_softmax [-inf, nan, -inf]) rather than NaN
+    // everywhere from inf - inf. An all -inf row still gives NaN everywhere, as the plain op
+    // does: the shift avoids -inf - -inf, but s = 0 then makes 0 / 0 (and -inf - log 0).
     if (!isfinite(maximum)) maximum = T(0);
     T sum = T(0);
     for (long long j = threadIdx.x; j < length; j += blockDim.x)
