@@ -135,7 +135,7 @@ def fused_kernels(elements, tensors=8):
     exp_avg_sqs = [cupy.abs(v) for v in role()]
     x0, noise, target = (cupy.random.standard_normal((tensors, per_tensor), dtype=cupy.float32)
                          for _ in range(3))  # a batch of `tensors` samples
-    tables = noising.device_coefficients(numpy.linspace(0.99, 0.01, 1000), numpy.float32)
+    factors = noising.device_coefficients(numpy.linspace(0.99, 0.01, 1000), numpy.float32)
     t = cupy.arange(tensors, dtype=cupy.int64) * 100
     loss_grad = cupy.ones((), dtype=cupy.float32)
     value_bytes = 4 * per_tensor * tensors
@@ -148,8 +148,8 @@ def fused_kernels(elements, tensors=8):
         # factor of 1 under this max_norm, so that the repeats leave the values as they are)
         f"gradient clipping over {tensors} tensors, 2 passes": (
             3 * value_bytes, lambda: clip.fused_clip_arrays(grads, 1e30, 1e-6)),
-        "q_sample forward": (3 * value_bytes, lambda: noising.forward(x0, noise, tables, t)),
-        "q_sample backward": (3 * value_bytes, lambda: noising.backward(x0, tables, t)),
+        "q_sample forward": (3 * value_bytes, lambda: noising.forward(x0, noise, factors, t)),
+        "q_sample backward": (3 * value_bytes, lambda: noising.backward(x0, factors, t)),
         "mse loss forward (mean)": (2 * value_bytes, lambda: mse.forward(x0, target)),
         "mse loss backward": (4 * value_bytes, lambda: mse.backward(x0, target, loss_grad)),
     }

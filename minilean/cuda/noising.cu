@@ -2,11 +2,13 @@
 //
 //   x_t = sqrt(alpha_bar[t_s]) x0 + sqrt(1 - alpha_bar[t_s]) noise
 // where sample s = i / per_sample has its own timestep t_s (int64, in [0, T): the host checks
-// or wraps it) into the two tables.
+// or wraps it) into the table of factors.
 // backward: d x0 = sqrt(alpha_bar[t_s]) grad,  d noise = sqrt(1 - alpha_bar[t_s]) grad.
-// The tables of sqrt(alpha_bar) and sqrt(1 - alpha_bar) come from the host, computed in double
-// and rounded once: near t = 0, 1 - alpha_bar taken in float from alpha_bar rounded to float
-// keeps only a few correct bits (noising.py).
+// The factors come from the host as one (T, 2) table, row t = (sqrt(alpha_bar[t]),
+// sqrt(1 - alpha_bar[t])), computed in double and rounded once: near t = 0, 1 - alpha_bar taken
+// in float from alpha_bar rounded to float keeps only a few correct bits (noising.py). A row is
+// one aligned load through one pointer; two tables held the float kernels past ptxas's 32
+// registers (benchmarks/kernel_resources.py: 96 and 72 bytes a thread spilled, now 24 and 32).
 #include "common.cuh"
 
 // The sample of each element of a chunk, i = sample * per_sample + r: one 64-bit division per
@@ -26,11 +28,17 @@ struct SampleOf {
   }
 };
 
+// A row of the table: the two factors of a timestep, read in one aligned load (the table
+// comes as T*, a (T, 2) array, and CuPy's allocations are aligned far past 2 * sizeof(T)).
+template <typename T> struct alignas(2 * sizeof(T)) Factors { T signal, noise; };
+template <typename T> __device__ Factors<T> row(const T* factors, long long step) {
+  return reinterpret_cast<const Factors<T>*>(factors)[step];
+}
+
 template <typename T>
 __global__ void __launch_bounds__(THREADS, resident_blocks<T>)
     q_sample_forward(const T* __restrict__ x0, const T* __restrict__ noise,
-                     const T* __restrict__ sqrt_alpha_bar,
-                     const T* __restrict__ sqrt_one_minus_alpha_bar,
+                     const T* __restrict__ factors,
                      const long long* __restrict__ t, T* __restrict__ out, long long per_sample,
                      long long n) {
   CHUNKED_GRID_STRIDE_LOOP(T, first, n) {
@@ -39,9 +47,8 @@ __global__ void __launch_bounds__(THREADS, resident_blocks<T>)
     SampleOf samples(first, per_sample);
 #pragma unroll
     for (int e = 0; e < Chunk<T>::size && first + e < n; ++e) {
-      const long long step = t[samples.at(first + e)];
-      outs.values[e] = sqrt_alpha_bar[step] * x0s.values[e] +
-                       sqrt_one_minus_alpha_bar[step] * noises.values[e];
+      const Factors<T> f = row(factors, t[samples.at(first + e)]);
+      outs.values[e] = f.signal * x0s.values[e] + f.noise * noises.values[e];
     }
     store_chunk(out, first, n, outs);
   }
@@ -49,8 +56,7 @@ __global__ void __launch_bounds__(THREADS, resident_blocks<T>)
 
 template <typename T>
 __global__ void __launch_bounds__(THREADS, resident_blocks<T>)
-    q_sample_backward(const T* __restrict__ grad, const T* __restrict__ sqrt_alpha_bar,
-                      const T* __restrict__ sqrt_one_minus_alpha_bar,
+    q_sample_backward(const T* __restrict__ grad, const T* __restrict__ factors,
                       const long long* __restrict__ t, T* __restrict__ grad_x0,
                       T* __restrict__ grad_noise, long long per_sample, long long n) {
   CHUNKED_GRID_STRIDE_LOOP(T, first, n) {
@@ -59,9 +65,9 @@ __global__ void __launch_bounds__(THREADS, resident_blocks<T>)
     SampleOf samples(first, per_sample);
 #pragma unroll
     for (int e = 0; e < Chunk<T>::size && first + e < n; ++e) {
-      const long long step = t[samples.at(first + e)];
-      x0s.values[e] = sqrt_alpha_bar[step] * grads.values[e];
-      noises.values[e] = sqrt_one_minus_alpha_bar[step] * grads.values[e];
+      const Factors<T> f = row(factors, t[samples.at(first + e)]);
+      x0s.values[e] = f.signal * grads.values[e];
+      noises.values[e] = f.noise * grads.values[e];
     }
     store_chunk(grad_x0, first, n, x0s);
     store_chunk(grad_noise, first, n, noises);

@@ -24,8 +24,11 @@ def coefficients(alpha_bar, dtype):
 
 
 def device_coefficients(alpha_bar, dtype):
-    """``coefficients`` on the device, copied there once per schedule and dtype."""
-    return tuple(backend.constant(table, "cuda") for table in coefficients(alpha_bar, dtype))
+    """``coefficients`` on the device as one (T, 2) table, row t = (sqrt(alpha_bar[t]),
+    sqrt(1 - alpha_bar[t])), copied there once per schedule and dtype: the kernels read a
+    row in one aligned load through one pointer (two tables held the float kernels' registers
+    past ptxas's bound of 32, spilling 96 and 72 bytes a thread; ``kernel_resources.py``)."""
+    return backend.constant(numpy.stack(coefficients(alpha_bar, dtype), axis=1), "cuda")
 
 
 def _per_sample(table, t, ndim):
@@ -55,33 +58,33 @@ def timesteps_in_schedule(t, steps):
     return cupy.asarray(numpy.arange(steps)[numpy.asarray(t).astype(numpy.int64)])
 
 
-def _launch(name, arrays, tables, t, outputs):
+def _launch(name, arrays, factors, t, outputs):
     import cupy
     first = arrays[0]
-    args = tuple(kernels.chunk_aligned(a, first.dtype) for a in arrays) + tuple(
-        cupy.ascontiguousarray(table, dtype=first.dtype) for table in tables) + (
-        cupy.ascontiguousarray(t, dtype=numpy.int64),) + outputs
+    args = tuple(kernels.chunk_aligned(a, first.dtype) for a in arrays) + (
+        cupy.ascontiguousarray(factors, dtype=first.dtype),
+        cupy.ascontiguousarray(t, dtype=numpy.int64)) + outputs
     kernels.launch_chunked(program, f"{name}<{kernels.type_name(first.dtype)}>", first.size,
                            first.itemsize,
                            args + (numpy.int64(first.size // max(first.shape[0], 1)),
                                    numpy.int64(first.size)))
 
 
-def forward(x0, noise, tables, t):
-    """x_t on the GPU. ``tables``: ``device_coefficients``; ``t``: one integer timestep per
+def forward(x0, noise, factors, t):
+    """x_t on the GPU. ``factors``: ``device_coefficients``; ``t``: one integer timestep per
     sample (x0.shape[0] of them), each in [0, len(table)), which the kernel does not check."""
     import cupy
     out = cupy.empty(x0.shape, dtype=x0.dtype)
-    _launch("q_sample_forward", (x0, noise), tables, t, (out,))
+    _launch("q_sample_forward", (x0, noise), factors, t, (out,))
     return out
 
 
-def backward(grad, tables, t):
+def backward(grad, factors, t):
     """(d x0, d noise) on the GPU."""
     import cupy
     grad_x0 = cupy.empty(grad.shape, dtype=grad.dtype)
     grad_noise = cupy.empty(grad.shape, dtype=grad.dtype)
-    _launch("q_sample_backward", (grad,), tables, t, (grad_x0, grad_noise))
+    _launch("q_sample_backward", (grad,), factors, t, (grad_x0, grad_noise))
     return grad_x0, grad_noise
 
 
@@ -101,16 +104,16 @@ class FastQSample(FastFunction):
     @staticmethod
     def kernel_forward(ctx, x0, eps, alpha_bar=None, t=None):
         import cupy
-        tables = device_coefficients(alpha_bar, x0.dtype)
+        factors = device_coefficients(alpha_bar, x0.dtype)
         t = timesteps_in_schedule(t, len(alpha_bar)).reshape(-1)
         if t.size == 1:
             t = cupy.broadcast_to(t, (x0.shape[0],))
         if ctx.recording:
-            ctx.tables, ctx.t = tables, t
-        return forward(x0, eps, tables, t)
+            ctx.factors, ctx.t = factors, t
+        return forward(x0, eps, factors, t)
 
     @staticmethod
     def kernel_backward(ctx, grad):
-        grad_x0, grad_eps = backward(grad, ctx.tables, ctx.t)
+        grad_x0, grad_eps = backward(grad, ctx.factors, ctx.t)
         need_x0, need_eps = ctx.needs_input_grad
         return (grad_x0 if need_x0 else None), (grad_eps if need_eps else None)
