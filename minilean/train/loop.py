@@ -113,6 +113,13 @@ def check_halved_twice(config, image_shape, network):
                          f"width that are multiples of 4 (it halves them twice)")
 
 
+def check_batch_fits(batch_size, rows, what):
+    """--batch-size must not exceed the ``rows`` (``what``: their words) it is drawn from,
+    said in the flag's words before the run rather than in the Loader's after it opened."""
+    if batch_size > rows:
+        raise ValueError(f"--batch-size {batch_size} is larger than the {rows} {what}")
+
+
 def default_interval(steps, parts):
     """Every ``steps / parts`` steps (at least 1)."""
     return max(1, steps // parts)

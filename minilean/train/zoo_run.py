@@ -18,9 +18,9 @@ from minilean.data.arrays import float_images
 from minilean.data.images import save_grid_everywhere
 from minilean.data.loader import Loader
 from minilean.data.streams import Purpose, stream
-from minilean.train.loop import (TrainState, check_halved_twice, default_interval, open_run,
-                                 prepare_device, run_config, summary_line, train,
-                                 write_trainlog)
+from minilean.train.loop import (TrainState, check_batch_fits, check_halved_twice,
+                                 default_interval, open_run, prepare_device, run_config,
+                                 summary_line, train, write_trainlog)
 
 HELD_OUT_SHARE, MAX_HELD_OUT = 0.1, 1000
 
@@ -103,9 +103,7 @@ def start(config, locked, value_range):
     order = stream(config.seed, Purpose.HELD_OUT_SPLIT).permutation(len(rows))
     split = len(rows) - held_out_count(len(rows))
     train_rows, held_out_rows = rows[order[:split]], rows[order[split:]]
-    if config.batch_size > len(train_rows):
-        raise ValueError(f"--batch-size {config.batch_size} is larger than the {len(train_rows)} "
-                         f"training rows")
+    check_batch_fits(config.batch_size, len(train_rows), "training rows")
     return Session(config, data, train_rows, held_out_rows, value_range)
 
 
