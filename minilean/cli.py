@@ -517,8 +517,7 @@ DIFFUSION = Command(
                  high_open=True),
             Flag("beta_end", 0.1, "last beta of the linear schedule (TorchLean's default "
                  "is 0.12, with T = 100; this one matters only with --schedule linear)",
-                 low=0, high=1,
-                 high_open=True),
+                 low=0, high=1, high_open=True),
             Flag("prediction", "v", "what the network predicts: eps (the noise, DDPM) or v "
                  "(sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0; no error blow-up near "
                  "alpha_bar = 0)", choices=("eps", "v")),
