@@ -305,17 +305,19 @@ def _fitting(target, value, name):
 def copy_all_into(pairs):
     """``copy_into`` for each (target, value, name) of ``pairs``, every shape checked before
     the first copy: a loaded state that does not fit leaves all the targets as they were."""
-    pairs = list(pairs)
-    for target, value, name in pairs:
-        _fitting(target, value, name)
-    for target, value, name in pairs:
-        copy_into(target, value, name)
+    checked = [(target, _fitting(target, value, name)) for target, value, name in pairs]
+    for target, value in checked:
+        _assign(target, value)
 
 
 def copy_into(target, value, name):
     """Copy ``value`` (a Tensor, NumPy or CuPy array) into the array ``target`` in place,
     on ``target``'s device and dtype; a shape mismatch names ``name`` and both shapes."""
-    value = _fitting(target, value, name)
+    _assign(target, _fitting(target, value, name))
+
+
+def _assign(target, array):
+    """``array`` (of ``target``'s shape, on any device) written into ``target`` in place."""
     device = backend.device_of(target)
-    target[...] = backend.xp_for(device).asarray(backend.to_device(value, device),
+    target[...] = backend.xp_for(device).asarray(backend.to_device(array, device),
                                                  dtype=target.dtype)
