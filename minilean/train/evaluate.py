@@ -7,6 +7,7 @@ import os
 from minilean.data import load_dataset
 from minilean.data.arrays import check_pixel_values, float_images, load_npy
 from minilean.data.builtin import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from minilean.data.runlog import read_run_config
 from minilean.models.classifier import fd_classifier
 from minilean.train.loop import prepare_device
 
@@ -15,11 +16,10 @@ def _run_of(directory):
     """"COMMAND on DATASET" (or on its --x array) of the run whose config.json is in
     ``directory``, or None."""
     try:
-        with open(os.path.join(directory, "config.json"), encoding="utf-8") as file:
-            saved = json.load(file)
+        saved = read_run_config(directory)
         # an --x run's dataset is the unused default: the array is what it trained on
         return f"{saved['command']} on {saved.get('x') or saved['dataset']}"
-    except (OSError, ValueError, KeyError, TypeError):  # no run's config: say what it lacks
+    except (OSError, ValueError, KeyError):  # no run's config: say what it lacks
         return None
 
 
