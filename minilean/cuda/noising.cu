@@ -7,9 +7,16 @@
 // The factors come from the host as one (T, 2) table, row t = (sqrt(alpha_bar[t]),
 // sqrt(1 - alpha_bar[t])), computed in double and rounded once: near t = 0, 1 - alpha_bar taken
 // in float from alpha_bar rounded to float keeps only a few correct bits (noising.py). A row is
-// one aligned load through one pointer; two tables held the float kernels past ptxas's 32
-// registers (benchmarks/kernel_resources.py: 96 and 72 bytes a thread spilled, now 24 and 32).
+// one aligned load through one pointer.
+//
+// The kernels ask for 6 resident blocks of THREADS (75% of an SM's threads), so 40 registers,
+// not common.cuh's 8 blocks and 32 registers: at 32 the float kernels spilled 24 and 32 bytes
+// a thread (benchmarks/kernel_resources.py, ptxas 13.0, sm_90), and on an H200 the backward
+// moved 84% of copy bandwidth, the forward 98%. At 40 registers nothing spills, and both
+// moved 96-104% (benchmarks/RESULTS.md, 2026-11-27). The double kernels take 40 either way.
 #include "common.cuh"
+
+constexpr int noising_resident_blocks = 6;
 
 // The sample of each element of a chunk, i = sample * per_sample + r: one 64-bit division per
 // chunk, then a step at each sample boundary (a GPU has no divide instruction: a 64-bit
@@ -36,7 +43,7 @@ template <typename T> __device__ Factors<T> row(const T* factors, long long step
 }
 
 template <typename T>
-__global__ void __launch_bounds__(THREADS, resident_blocks<T>)
+__global__ void __launch_bounds__(THREADS, noising_resident_blocks)
     q_sample_forward(const T* __restrict__ x0, const T* __restrict__ noise,
                      const T* __restrict__ factors,
                      const long long* __restrict__ t, T* __restrict__ out, long long per_sample,
@@ -55,7 +62,7 @@ __global__ void __launch_bounds__(THREADS, resident_blocks<T>)
 }
 
 template <typename T>
-__global__ void __launch_bounds__(THREADS, resident_blocks<T>)
+__global__ void __launch_bounds__(THREADS, noising_resident_blocks)
     q_sample_backward(const T* __restrict__ grad, const T* __restrict__ factors,
                       const long long* __restrict__ t, T* __restrict__ grad_x0,
                       T* __restrict__ grad_noise, long long per_sample, long long n) {

@@ -26,8 +26,8 @@ def coefficients(alpha_bar, dtype):
 def device_coefficients(alpha_bar, dtype):
     """``coefficients`` on the device as one (T, 2) table, row t = (sqrt(alpha_bar[t]),
     sqrt(1 - alpha_bar[t])), copied there once per schedule and dtype: the kernels read a
-    row in one aligned load through one pointer (two tables held the float kernels' registers
-    past ptxas's bound of 32, spilling 96 and 72 bytes a thread; ``kernel_resources.py``)."""
+    row in one aligned load through one pointer (two tables took more registers:
+    ``noising.cu``'s header)."""
     return backend.constant(numpy.stack(coefficients(alpha_bar, dtype), axis=1), "cuda")
 
 
