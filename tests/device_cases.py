@@ -2,8 +2,12 @@
 tests that run anywhere (tests/test_fake_device.py and tests/test_fresh_grads.py, on the CPU
 stand-in tests/fake_cupy.py): every engine op with its input shapes, the ops that declare
 ``fresh_grads``, a small diffusion training step, the fast-vs-plain training check, a counter
-of host copies in a model command's steps, and the CUDA graph checks.
+of host copies in a model command's steps, every model command end to end, and the CUDA
+graph checks.
 """
+import json
+import math
+
 import numpy
 import pytest
 
@@ -481,6 +485,51 @@ def copies_in_each_cli_step(monkeypatch, argv, copies_so_far):
     monkeypatch.setattr(diffusion, "train", counting_train)
     main(argv)
     return per_step
+
+
+# every model command end to end on "cuda", each at a size that takes seconds
+MODEL_COMMAND_RUNS = {
+    "diffusion": ["--steps=3", "--batch-size=4", "--hidden-c=8", "--T=10", "--sample-steps=2",
+                  "--n-samples=4", "--evaluate=false"],
+    # 64 rows, not the 10,000 built-in images; the held-out scores on 6 of them, not 500
+    **{command: ["--steps=3", "--batch-size=4", "--n-total=64", "--n-eval=8"]
+       for command in ("vae", "vqvae", "gan", "autoencoder", "mae")},
+}
+
+
+def check_model_command_runs_on_cuda(monkeypatch, tmp_path, command, fast,
+                                     copies_so_far):
+    """``python -m minilean <command> --device=cuda`` (with ``--fast-kernels`` if ``fast``)
+    trains, copies nothing to the host inside a step (``copies_so_far()`` counts the copies),
+    reaches the fast kernels exactly when asked, writes finite summaries and images, and (gan)
+    scores its samples on the device."""
+    from minilean.cuda import registry
+    from minilean.models import classifier
+    # gan scores its samples (FD-classifier, on "cuda" too): with a 2-step classifier cached
+    # under tmp_path and 16 images a set, not the default 800 steps and 500 images, cached in
+    # ./runs/classifiers of the checkout
+    fd_classifier = classifier.fd_classifier
+    monkeypatch.setattr(classifier, "fd_classifier", lambda *args, **kwargs: fd_classifier(
+        *args, **{**kwargs, "steps": 2, "n_eval": 16, "cache": str(tmp_path / "classifiers")}))
+    try:
+        copies = copies_in_each_cli_step(
+            monkeypatch, [command, "--device=cuda", "--progress=false", f"--out={tmp_path}",
+                          *MODEL_COMMAND_RUNS[command], *["--fast-kernels"] * fast],
+            copies_so_far)
+        assert bool(registry.installed()) == fast  # --fast-kernels reaches every command
+    finally:
+        use_fast_kernels(False)
+    assert copies == [0, 0, 0], "a training step copied data to the host"
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["steps"] == 3
+    assert all(math.isfinite(value) for value in summary.values() if isinstance(value, float))
+    assert ("fd_classifier" in summary) == (command == "gan")
+    if command == "gan":
+        report = summary["fd_classifier"]
+        assert report["n_images"] == 16 and report["classifier"].startswith(str(tmp_path))
+        assert all(math.isfinite(report[key]) and report[key] >= 0
+                   for key in ("fd_classifier", "floor_real_train", "ceiling_noise"))
+    assert list(tmp_path.rglob("*.ppm")), "no images written"
 
 
 def check_cuda_graph_trains_like_eager(tmp_path, fast=False, rtol=0.0, sample_atol=0):

@@ -26,9 +26,10 @@ from device_cases import (FRESH_GRAD_CASES, OPS, TAIL_ACTIVATIONS, assert_fresh_
                           check_fast_q_sample_takes_the_timesteps_the_plain_one_takes,
                           check_fused_updates_take_what_the_plain_ones_take,
                           check_fast_kernels_train_like_plain,
-                          check_graph_sampling_replays_the_network, check_op_on_cuda_matches_cpu,
+                          check_graph_sampling_replays_the_network,
+                          check_model_command_runs_on_cuda, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts,
-                          run_fresh_grad_case)
+                          run_fresh_grad_case, MODEL_COMMAND_RUNS)
 from kernel_cases import KernelCases
 from minilean.cuda import use_fast_kernels
 
@@ -216,6 +217,16 @@ def test_cuda_graph_trains_like_the_python_step(tmp_path, fast):
 @pytest.mark.parametrize("fast", [False, True], ids=["cupy", "fast"])
 def test_cuda_graph_sampling_replays_the_network(capsys, fast):
     check_graph_sampling_replays_the_network(capsys, fast)
+
+
+# --- every model command -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fast", [False, True], ids=["cupy", "fast"])
+@pytest.mark.parametrize("command", sorted(MODEL_COMMAND_RUNS))
+def test_model_command_runs_on_cuda(monkeypatch, tmp_path, command, fast):
+    transfers = HostTransfers(monkeypatch)
+    check_model_command_runs_on_cuda(monkeypatch, tmp_path, command, fast,
+                                     lambda: transfers.count)
 
 
 # --- the headline command ------------------------------------------------------------------------

@@ -41,8 +41,9 @@ from device_cases import (OPS, TAIL_ACTIVATIONS,
                           check_fast_q_sample_takes_the_timesteps_the_plain_one_takes,
                           check_fused_updates_take_what_the_plain_ones_take,
                           check_graph_sampling_replays_the_network,
-                          check_fast_kernels_train_like_plain, check_op_on_cuda_matches_cpu,
-                          copies_in_each_cli_step, diffusion_step_parts)
+                          check_fast_kernels_train_like_plain, check_model_command_runs_on_cuda,
+                          check_op_on_cuda_matches_cpu, copies_in_each_cli_step,
+                          diffusion_step_parts, MODEL_COMMAND_RUNS)
 from kernel_cases import KernelCases
 from minilean.cuda import activations, compile as kernels, mse, use_fast_kernels
 from minilean.cuda.graph import CapturedCall
@@ -330,43 +331,12 @@ def test_cuda_graph_on_the_cpu_says_it_does_nothing(tmp_path, capsys):
 
 # --- every model command end to end on "cuda" ---------------------------------------------------
 
-TINY = {
-    "diffusion": ["--steps=3", "--batch-size=4", "--hidden-c=8", "--T=10", "--sample-steps=2",
-                  "--n-samples=4", "--evaluate=false"],
-    # 64 rows, not the 10,000 built-in images; the held-out scores on 6 of them, not 500
-    **{command: ["--steps=3", "--batch-size=4", "--n-total=64", "--n-eval=8"]
-       for command in ("vae", "vqvae", "gan", "autoencoder", "mae")},
-}
-
-
 @pytest.mark.parametrize("fast", [False, pytest.param(True, marks=needs_compiler)],
                          ids=["cupy", "fast"])
-@pytest.mark.parametrize("command", sorted(TINY))
+@pytest.mark.parametrize("command", sorted(MODEL_COMMAND_RUNS))
 def test_model_command_runs_on_cuda(fake_cuda, monkeypatch, tmp_path, command, fast):
-    from minilean.cuda import registry
-    from minilean.models import classifier
-    # gan scores its samples (FD-classifier, on "cuda" too): with a 2-step classifier cached
-    # under tmp_path and 16 images a set, not the default 800 steps and 500 images, cached in
-    # ./runs/classifiers of the checkout
-    fd_classifier = classifier.fd_classifier
-    monkeypatch.setattr(classifier, "fd_classifier", lambda *args, **kwargs: fd_classifier(
-        *args, **{**kwargs, "steps": 2, "n_eval": 16, "cache": str(tmp_path / "classifiers")}))
-    copies = copies_in_each_cli_step(
-        monkeypatch, [command, "--device=cuda", "--progress=false", f"--out={tmp_path}",
-                      *TINY[command], *["--fast-kernels"] * fast],
-        lambda: fake_cupy.transfers.to_host)
-    assert copies == [0, 0, 0], "a training step copied data to the host"
-    assert bool(registry.installed()) == fast  # --fast-kernels reaches every command
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["steps"] == 3
-    assert all(math.isfinite(value) for value in summary.values() if isinstance(value, float))
-    assert ("fd_classifier" in summary) == (command == "gan")
-    if command == "gan":
-        report = summary["fd_classifier"]
-        assert report["n_images"] == 16 and report["classifier"].startswith(str(tmp_path))
-        assert all(math.isfinite(report[key]) and report[key] >= 0
-                   for key in ("fd_classifier", "floor_real_train", "ceiling_noise"))
-    assert list(tmp_path.rglob("*.ppm")), "no images written"
+    check_model_command_runs_on_cuda(monkeypatch, tmp_path, command, fast,
+                                     lambda: fake_cupy.transfers.to_host)
 
 
 def test_a_resumed_vae_run_on_cuda_repeats_an_uninterrupted_one(fake_cuda, tmp_path):
