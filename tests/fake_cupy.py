@@ -15,7 +15,9 @@ device-generic code can get wrong:
 
 Live device arrays are tracked (``bytes_in_use``), standing in for CuPy's memory pool. Every
 copy between host and device is counted in ``transfers``: ``to_host`` for ``.get()``,
-``asnumpy``, ``.item()``, ``.tolist()``, ``float()``, ``int()``, ``bool()``; ``to_device`` for
+``asnumpy``, ``.item()``, ``.tolist()``, ``float()``, ``int()``, ``bool()``, and the functions
+whose output CuPy sizes by reading a value back (``bincount``, ``nonzero``: SIZED_BY_VALUES);
+``to_device`` for
 ``asarray`` of host data and host values written into a device array. ``install(monkeypatch)``
 makes ``minilean.backend`` use this module for ``device="cuda"``.
 
@@ -317,6 +319,12 @@ class _Ufunc:
         return _device_function(attribute) if callable(attribute) else attribute
 
 
+# Functions whose output's size depends on the values in their input: CuPy reads a number back
+# to the host to allocate the output (bincount its input's largest value, the others how many
+# elements they find), a copy that makes the host wait for the GPU as ``.get()`` does
+SIZED_BY_VALUES = ("argwhere", "bincount", "flatnonzero", "nonzero", "unique")
+
+
 def __getattr__(name):
     """Every other name: NumPy's, with functions taking and returning device arrays; types
     (``float32``) and constants (``inf``) as NumPy has them, as CuPy does."""
@@ -325,7 +333,17 @@ def __getattr__(name):
         return _Ufunc(attribute)
     if isinstance(attribute, type) or not callable(attribute):
         return attribute
+    if name in SIZED_BY_VALUES:
+        return _sized_by_values(_device_function(attribute))
     return _device_function(attribute)
+
+
+def _sized_by_values(function):
+    def reads_a_size_back(*args, **kwargs):
+        transfers.count("to_host")
+        return function(*args, **kwargs)
+    reads_a_size_back.__name__ = function.__name__
+    return reads_a_size_back
 
 
 # --- random numbers: CuPy's Generator has fewer methods than NumPy's ---------------------------

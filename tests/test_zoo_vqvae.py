@@ -184,6 +184,14 @@ def test_dead_codes_restart_on_encodings():
     numpy.testing.assert_array_equal(model.codebook.numpy()[[1, 3]], 5.0)
 
 
+def test_code_counts_count_every_code_used_or_not():
+    indices = numpy.random.default_rng(0).integers(0, 5, size=(3, 4, 4))
+    indices[indices == 2] = 4  # code 2 unused; the last code counted too
+    counts = vqvae.code_counts(indices, 6)
+    numpy.testing.assert_array_equal(counts, numpy.bincount(indices.reshape(-1), minlength=6))
+    assert counts[2] == 0 and counts[5] == 0 and counts.sum() == indices.size
+
+
 def test_code_statistics():
     assert vqvae.code_statistics([5, 5, 0, 0]) == (0.5, pytest.approx(2.0))
     # counts [3, 1, 0] -> p = (3/4, 1/4): perplexity = exp(-(3/4) ln(3/4) - (1/4) ln(1/4))

@@ -159,6 +159,15 @@ class VQVAE(nn.Module):
         return int(dead.size)
 
 
+def code_counts(indices, codes):
+    """How often each of the ``codes`` codes occurs in ``indices`` (any shape): a (K,) int64
+    array on their device. Not ``bincount``: CuPy's reads the largest index back to the host to
+    size its output, a copy that would make every training step wait for the GPU."""
+    xp = backend.array_module(indices)
+    # (N h w, 1) == (K,) -> (N h w, K) -> (K,)
+    return (indices.reshape(-1, 1) == xp.arange(codes)).sum(axis=0)
+
+
 def code_statistics(counts):
     """(usage, perplexity) of code counts (K,): the share of codes used at least once, and
     exp(entropy) of the empirical code distribution (1 = one code, K = all equally)."""

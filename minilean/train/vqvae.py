@@ -1,12 +1,11 @@
 """``python -m minilean vqvae``: train the VQ-VAE of ``minilean/models/vqvae.py``, then its
 held-out reconstruction, codebook usage and perplexity next to the mean-image baseline."""
-import numpy
 
 from minilean.autograd.grad_mode import no_grad
 from minilean.data.arrays import float_images
 from minilean.data.streams import Purpose
 from minilean.models.autoencoder import mean_image_mse
-from minilean.models.vqvae import VQVAE, code_statistics, vqvae_loss
+from minilean.models.vqvae import VQVAE, code_counts, code_statistics, vqvae_loss
 from minilean.optim import Adam, minimize
 from minilean.train import zoo_run
 from minilean.train.loop import LOCKED_DATA_FLAGS
@@ -22,7 +21,6 @@ def run(config):
     model = VQVAE(zoo_run.image_shape(session, "the VQ-VAE"), config.codes, config.code_dim,
                   config.hidden, ema=config.ema_codebook, decay=config.decay).to(config.device)
     optimizer = Adam(model.parameters(), lr=config.lr)
-    xp = model.codebook.xp
     usage = model.code_usage.data  # on the device: counting must not copy the codes back
 
     def step_fn(images, step):
@@ -31,8 +29,7 @@ def run(config):
         minimize(optimizer, loss.total)
         if config.ema_codebook:
             model.ema_update(encoded, indices)
-        # indices (N, h, w) -> (N h w,): one count per code
-        usage[:] += xp.bincount(indices.data.reshape(-1), minlength=config.codes)
+        usage[:] += code_counts(indices.data, config.codes)
         restarted = 0
         if config.restart_every and step % config.restart_every == 0:
             picks = session.stream(Purpose.TRAINING_STEP, step)
@@ -47,8 +44,7 @@ def run(config):
     with no_grad():
         reconstruction, encoded, quantized, indices = model(held_out)
         terms = vqvae_loss(held_out, reconstruction, encoded, quantized, config.beta)
-    # indices (N, h, w) -> (N h w,): one count per code
-    counts = numpy.bincount(indices.numpy().reshape(-1), minlength=config.codes)
+    counts = code_counts(indices.numpy(), config.codes)
     used, perplexity = code_statistics(counts)
     baseline = mean_image_mse(float_images(session.train_rows),
                               held_out.numpy())
