@@ -192,7 +192,21 @@ def test_names_that_clash_are_refused(tmp_path):
     # the tree's own member name cannot also hold an array
     with pytest.raises(ValueError, match="'__tree__' is reserved in checkpoints"):
         optim.save_checkpoint(path, **{"__tree__": numpy.zeros(2)})
+    # a dict like the tree's stand-in for an array would load as a (missing) array
+    with pytest.raises(ValueError, match="checkpoint entry 'config/meta' is a dict whose only "
+                                         "key is '__array__', which checkpoints reserve"):
+        optim.save_checkpoint(path, config={"meta": {"__array__": "note"}})
     assert os.listdir(tmp_path) == []
+
+
+def test_a_tree_naming_an_array_the_file_lacks_is_a_one_line_error(tmp_path):
+    path = tmp_path / "edited.npz"
+    numpy.savez(path, __tree__=numpy.array(json.dumps({"model": {"__array__": "model/w"}})))
+    with pytest.raises(ValueError) as error:
+        optim.load_checkpoint(str(path))
+    assert str(error.value) == (f"'{path}' is not a readable minilean checkpoint (its "
+                                f"'__tree__' names an array 'model/w' that the file does not "
+                                f"hold)")
 
 
 def test_tuples_and_non_finite_metadata_round_trip(tmp_path):

@@ -25,6 +25,7 @@ from minilean.atomic import atomic_open
 from minilean.autograd.tensor import Tensor
 
 TREE_KEY = "__tree__"
+ARRAY_KEY = "__array__"  # {ARRAY_KEY: member name} stands for an array in the tree
 ZIP_MAGIC = b"PK\x03\x04"  # how every .npz (a zip archive) begins
 
 
@@ -41,13 +42,16 @@ def _split(value, path, arrays):
             raise ValueError(f"checkpoint entry {path!r} is named twice")
         data = value.data if isinstance(value, Tensor) else value
         arrays[path] = backend.to_device(data, "cpu")
-        return {"__array__": path}
+        return {ARRAY_KEY: path}
     if isinstance(value, numpy.generic):
         return value.item()
     if isinstance(value, dict):
         for key in value:
             if not isinstance(key, str):
                 raise TypeError(f"checkpoint entry {path!r} has a non-string key {key!r}")
+        if set(value) == {ARRAY_KEY}:  # would read back as a reference to an array
+            raise ValueError(f"checkpoint entry {path!r} is a dict whose only key is "
+                             f"{ARRAY_KEY!r}, which checkpoints reserve for arrays")
         return {key: _split(item, f"{path}/{key}", arrays) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_split(item, f"{path}/{index}", arrays) for index, item in enumerate(value)]
@@ -61,8 +65,11 @@ def _split(value, path, arrays):
 
 def _join(tree, arrays):
     if isinstance(tree, dict):
-        if set(tree) == {"__array__"}:
-            return arrays[tree["__array__"]]
+        if set(tree) == {ARRAY_KEY}:
+            if tree[ARRAY_KEY] not in arrays:
+                raise ValueError(f"its {TREE_KEY!r} names an array {tree[ARRAY_KEY]!r} that "
+                                 f"the file does not hold")
+            return arrays[tree[ARRAY_KEY]]
         return {key: _join(item, arrays) for key, item in tree.items()}
     if isinstance(tree, list):
         return [_join(item, arrays) for item in tree]
@@ -97,8 +104,9 @@ def load_checkpoint(path):
                 raise ValueError(f"no {TREE_KEY!r} entry")
             tree = json.loads(str(file[TREE_KEY]))
             arrays = {name: file[name] for name in file.files if name != TREE_KEY}
-    # a truncated archive, or one whose members are no arrays (or pickled objects)
+            return _join(tree, arrays)
+    # a truncated archive, one whose members are no arrays (or pickled objects), or whose tree
+    # names a member it does not have
     except (ValueError, EOFError, OSError, zipfile.BadZipFile) as error:
         raise ValueError(f"{str(path)!r} is not a readable minilean checkpoint "
                          f"({' '.join(str(error).split()) or type(error).__name__})") from error
-    return _join(tree, arrays)
