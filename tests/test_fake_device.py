@@ -360,6 +360,19 @@ def test_a_resumed_vae_run_on_cuda_repeats_an_uninterrupted_one(fake_cuda, tmp_p
     assert split == whole
 
 
+def test_a_vae_run_decodes_the_same_prior_draws_on_either_device(fake_cuda, tmp_path):
+    """The prior samples decode z drawn from the run's host stream, not the device's own
+    generator: the stand-in computes as NumPy does, so its images are the CPU's byte for byte."""
+    from minilean.cli import main
+    for device in ("cpu", "cuda"):
+        main(["vae", f"--device={device}", "--n-total=40", "--batch-size=4", "--n-eval=4",
+              "--hidden=4", "--latent=2", "--iw-samples=2", "--steps=2", "--progress=false",
+              f"--out={tmp_path / device}"])
+    on_cpu, on_cuda = ((tmp_path / device / "images" / "prior_samples.ppm").read_bytes()
+                       for device in ("cpu", "cuda"))
+    assert on_cpu == on_cuda
+
+
 # --- the stand-in forwards every NumPy name; real CuPy must have each one minilean uses -------
 
 def array_module_names(package_dir):

@@ -86,7 +86,11 @@ def test_conv_variant_shapes():
     model = vae.VAE((3, 16, 16), arch="conv", hidden=4, latent=2)
     mu, logvar = model.encode(minilean.rand(2, 3, 16, 16))
     assert mu.shape == logvar.shape == (2, 2, 4, 4)
-    assert model.sample_prior(3).shape == (3, 3, 16, 16)
+    latent = minilean.randn(3, *model.latent_shape)
+    samples = model.sample_prior(latent)
+    assert samples.shape == (3, 3, 16, 16)
+    numpy.testing.assert_array_equal(samples.numpy(),
+                                     numpy.clip(model.decode(latent)[0].numpy(), 0.0, 1.0))
 
 
 def test_training_steps_lower_the_loss_on_a_fixed_batch():

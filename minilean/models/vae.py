@@ -21,7 +21,7 @@ models.
 """
 import math
 
-from minilean.autograd.creation import randn, randn_like
+from minilean.autograd.creation import randn_like
 from minilean.autograd.elementwise import softplus, where
 from minilean.autograd.grad_mode import no_grad
 from minilean.autograd.shape import stack
@@ -136,10 +136,11 @@ class VAE(EncoderDecoder):
         outputs = self.run_decoder(latent)
         return outputs[:, 0], outputs[:, 1].clamp(min=MIN_LOG_SCALE)
 
-    def sample_prior(self, count, device="cpu"):
-        """Images decoded from z ~ N(0, I): the mean of p(x|z), clipped to [0, 1]."""
+    def sample_prior(self, latent):
+        """Images decoded from ``latent``, draws of z ~ N(0, I) of shape (N, *latent_shape):
+        the mean of p(x|z), clipped to [0, 1]. The caller draws z (the command line from the
+        run's host stream, so that both devices decode the same draws)."""
         with no_grad():
-            latent = randn(count, *self.latent_shape, device=device)
             mean, _ = self.decode(latent)
             return mean.clamp(0.0, 1.0)
 

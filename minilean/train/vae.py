@@ -45,7 +45,8 @@ def run(config):
     with no_grad():
         mean, _ = model.decode(model.encode(originals)[0])
     session.save_reconstructions(originals, mean.clamp(0.0, 1.0))
-    session.save_grid("prior_samples", model.sample_prior(64, config.device))
+    prior_draws = session.normal((64, *model.latent_shape), Purpose.SAMPLING_START)
+    session.save_grid("prior_samples", model.sample_prior(prior_draws))
     session.finish("VAE", held_out_images=len(held_out),
                    negative_elbo_nats=float(negative_elbo_nats),
                    negative_elbo_bits_per_dim=float(negative_elbo_nats * nats_to_bits_per_dim),
