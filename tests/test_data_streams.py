@@ -94,7 +94,8 @@ DRAWS = {  # what each purpose's index and sub_index count in a TINY run (all of
                   Purpose.NOISY_IMAGES: ONCE},
     "vae": {Purpose.BUILTIN_DATA: ONCE, Purpose.HELD_OUT_SPLIT: ONCE, Purpose.DATA_ORDER: ONCE,
             Purpose.TRAINING_STEP: {(step, 0) for step in STEPS},
-            Purpose.EVALUATION: {(0, draw) for draw in range(2)}},  # one chunk, --iw-samples=2
+            Purpose.EVALUATION: {(0, draw) for draw in range(2)},  # one chunk, --iw-samples=2
+            Purpose.SAMPLING_START: ONCE},  # the prior samples' z
     "mae": {Purpose.BUILTIN_DATA: ONCE, Purpose.HELD_OUT_SPLIT: ONCE, Purpose.DATA_ORDER: ONCE,
             Purpose.TRAINING_STEP: {(step, 0) for step in STEPS},  # each step's mask
             Purpose.EVALUATION: ONCE},  # the held-out mask

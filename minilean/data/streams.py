@@ -28,7 +28,7 @@ class Purpose(enum.IntEnum):
     DATA_ORDER = 3        # index: the epoch
     FLIPS = 4             # index: the epoch, sub_index: the batch
     TRAINING_STEP = 5     # index: the step, sub_index: one per separate draw within the step
-    SAMPLING_START = 6    # x_T of the sampler, the GAN's fixed latents
+    SAMPLING_START = 6    # x_T of the sampler, the GAN's fixed latents, the VAE's prior z
     SAMPLING_NOISE = 7    # index: the sampler's timestep
     NOISY_IMAGES = 8      # the forward process's illustration (diffusion --noisy-ppm)
     PIXEL_BASELINE = 9    # the GAN's independent-pixel baseline
