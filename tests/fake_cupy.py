@@ -17,9 +17,8 @@ Live device arrays are tracked (``bytes_in_use``), standing in for CuPy's memory
 copy between host and device is counted in ``transfers``: ``to_host`` for ``.get()``,
 ``asnumpy``, ``.item()``, ``.tolist()``, ``float()``, ``int()``, ``bool()``, and the functions
 whose output CuPy sizes by reading a value back (``bincount``, ``nonzero``: SIZED_BY_VALUES);
-``to_device`` for
-``asarray`` of host data and host values written into a device array. ``install(monkeypatch)``
-makes ``minilean.backend`` use this module for ``device="cuda"``.
+``to_device`` for ``asarray`` of host data and host values written into a device array.
+``install(monkeypatch)`` makes ``minilean.backend`` use this module for ``device="cuda"``.
 
 Stream capture (CUDA graphs) is emulated as CUDA defines it: while a ``Stream`` captures, each
 operation issued on it is recorded with the arrays it read and wrote, and ``Graph.launch``

@@ -91,6 +91,11 @@ def test_stand_in_reduces_to_device_scalars_and_counts_copies(fake_cuda):
     assert fake_cupy.transfers.to_host == 0
     assert float(total) == 15.0 and device_array.get().tolist()[1] == [3.0, 4.0, 5.0]
     assert fake_cupy.transfers.to_host == 2
+    # outputs sized by the values: CuPy reads that size back, once per call
+    indices = fake_cuda.asarray(numpy.array([0, 2, 2]))
+    assert fake_cuda.bincount(indices, minlength=4).get().tolist() == [1, 0, 2, 0]
+    assert fake_cuda.nonzero(indices)[0].get().tolist() == [1, 2]
+    assert fake_cupy.transfers.to_host == 2 + 2 * 2
 
 
 def test_tensor_numpy_is_the_one_copy_to_the_host(fake_cuda):
