@@ -1,8 +1,8 @@
 """minilean on a GPU: every kernel against its NumPy reference (tests/kernel_cases.py), every
 engine op on "cuda" against the CPU (with and without fast kernels), the ops' ``fresh_grads``
-promise, no host transfers and no memory growth in a training step, and the diffusion command
-end to end. Every test here is marked gpu and is skipped without an NVIDIA GPU and CuPy (see
-conftest.py).
+promise, no host transfers and no memory growth in a training step, and every model command
+end to end (the diffusion command at its defaults too). Every test here is marked gpu and is
+skipped without an NVIDIA GPU and CuPy (see conftest.py).
 """
 import json
 import math
@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from device_cases import (FRESH_GRAD_CASES, OPS, TAIL_ACTIVATIONS, assert_fresh_grads,
+from device_cases import (FRESH_GRAD_CASES, MODEL_COMMAND_RUNS, OPS, TAIL_ACTIVATIONS,
+                          assert_fresh_grads,
                           check_a_host_copy_while_capturing_is_a_clear_error,
                           check_fused_clipping_in_a_graph_clips_its_own_gradients,
                           check_captured_call_bakes_in_host_numbers,
@@ -29,7 +30,7 @@ from device_cases import (FRESH_GRAD_CASES, OPS, TAIL_ACTIVATIONS, assert_fresh_
                           check_graph_sampling_replays_the_network,
                           check_model_command_runs_on_cuda, check_op_on_cuda_matches_cpu,
                           copies_in_each_cli_step, diffusion_step_parts,
-                          run_fresh_grad_case, MODEL_COMMAND_RUNS)
+                          run_fresh_grad_case)
 from kernel_cases import KernelCases
 from minilean.cuda import use_fast_kernels
 

@@ -26,7 +26,7 @@ import pytest
 import cuda_on_cpu
 import fake_cupy
 import minilean
-from device_cases import (OPS, TAIL_ACTIVATIONS,
+from device_cases import (MODEL_COMMAND_RUNS, OPS, TAIL_ACTIVATIONS,
                           check_a_host_copy_while_capturing_is_a_clear_error,
                           check_fused_clipping_in_a_graph_clips_its_own_gradients,
                           check_captured_call_bakes_in_host_numbers,
@@ -43,7 +43,7 @@ from device_cases import (OPS, TAIL_ACTIVATIONS,
                           check_graph_sampling_replays_the_network,
                           check_fast_kernels_train_like_plain, check_model_command_runs_on_cuda,
                           check_op_on_cuda_matches_cpu, copies_in_each_cli_step,
-                          diffusion_step_parts, MODEL_COMMAND_RUNS)
+                          diffusion_step_parts)
 from kernel_cases import KernelCases
 from minilean.cuda import activations, compile as kernels, mse, use_fast_kernels
 from minilean.cuda.graph import CapturedCall

@@ -1,5 +1,7 @@
 """VQ-VAE: nearest codes by brute force, the three loss terms, the straight-through gradients
 (TorchLean's ``trainingGradients``), EMA codebook and dead-code restarts, a few training steps."""
+import tracemalloc
+
 import numpy
 import pytest
 
@@ -190,6 +192,29 @@ def test_code_counts_count_every_code_used_or_not():
     counts = vqvae.code_counts(indices, 6)
     numpy.testing.assert_array_equal(counts, numpy.bincount(indices.reshape(-1), minlength=6))
     assert counts[2] == 0 and counts[5] == 0 and counts.sum() == indices.size
+
+
+def test_code_counts_count_in_passes_of_bounded_size(monkeypatch):
+    """The comparison against every code is made a few rows at a time: N h w indices and K codes
+    at once would take N h w K bytes (here 128 MB). Passes that end mid-array count every index
+    once; no indices give K zeros; the counts are int64 whatever the indices' dtype."""
+    indices = numpy.random.default_rng(1).integers(0, 64, size=2_000_000)
+    tracemalloc.start()
+    try:
+        counts = vqvae.code_counts(indices, 64)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 2 ** 20, f"{peak / 2 ** 20:.0f} MiB at once"
+    numpy.testing.assert_array_equal(counts, numpy.bincount(indices, minlength=64))
+    small = indices[:63].reshape(7, 3, 3)
+    monkeypatch.setattr(vqvae, "COUNT_COMPARISONS", 64 * 4)  # 4 rows a pass, the last 3
+    numpy.testing.assert_array_equal(vqvae.code_counts(small, 64),
+                                     numpy.bincount(small.reshape(-1), minlength=64))
+    for dtype in (numpy.int32, numpy.int64):
+        assert vqvae.code_counts(small.astype(dtype), 64).dtype == numpy.int64
+        empty = vqvae.code_counts(numpy.zeros((0, 4, 4), dtype), 3)
+        assert empty.dtype == numpy.int64 and empty.tolist() == [0, 0, 0]
 
 
 def test_code_statistics():

@@ -159,13 +159,23 @@ class VQVAE(nn.Module):
         return int(dead.size)
 
 
+# comparisons of code_counts per pass: its (rows, K) booleans stay at most 4 MB however many
+# indices it counts (a training batch takes one pass; a large held-out set several)
+COUNT_COMPARISONS = 1 << 22
+
+
 def code_counts(indices, codes):
     """How often each of the ``codes`` codes occurs in ``indices`` (any shape): a (K,) int64
     array on their device. Not ``bincount``: CuPy's reads the largest index back to the host to
     size its output, a copy that would make every training step wait for the GPU."""
-    xp = backend.array_module(indices)
-    # (N h w, 1) == (K,) -> (N h w, K) -> (K,)
-    return (indices.reshape(-1, 1) == xp.arange(codes)).sum(axis=0)
+    every_code = backend.array_module(indices).arange(codes)
+    flat = indices.reshape(-1, 1)
+    rows = max(1, COUNT_COMPARISONS // codes)
+    # (rows, 1) == (K,) -> (rows, K) -> (K,)
+    counts = (flat[:rows] == every_code).sum(axis=0, dtype=numpy.int64)
+    for start in range(rows, flat.shape[0], rows):
+        counts += (flat[start:start + rows] == every_code).sum(axis=0)
+    return counts
 
 
 def code_statistics(counts):
