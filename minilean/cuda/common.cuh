@@ -28,7 +28,7 @@ template <typename T> struct alignas(CHUNK_BYTES) Chunk {
 // for float, 8 blocks resident per SM, all 2048 threads, so at most 32 registers each. The
 // activations' float kernels fit in that without spilling; left free, ptxas gave GELU's
 // backward 40 registers, and so only 75% of the threads (and of the loads in flight).
-// noising.cu asks for 6 blocks (40 registers) instead: under 32 its float kernels spilled, and
+// noising.cu asks for 6 blocks (40 registers) instead: held to 32 its float kernels spilled, and
 // spilling cost more than the threads do (its header has the numbers). Double's kernels would
 // spill at 32 registers and are left free, and so are the other chunked kernels (mse.cu, and
 // the all-parameters updates of adam.cu, ema.cu and clip.cu).
