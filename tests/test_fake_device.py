@@ -151,6 +151,19 @@ def test_only_a_cupy_array_is_on_cuda(fake_cuda, monkeypatch):
     assert minilean.backend.device_of(device_array) == "cuda"
 
 
+def test_cross_entropy_on_cuda_reads_no_class_index_back(fake_cuda):
+    """The feature classifier's training step (FD-classifier scoring, on "cuda" too) takes its
+    labels on the device: checking their range there would read two numbers back every step.
+    Labels given on the host are still checked, there."""
+    logits = minilean.randn(4, 3, device="cuda", requires_grad=True)
+    labels = minilean.tensor(numpy.array([0, 2, 1, 2]), device="cuda")
+    fake_cupy.transfers.reset()
+    minilean.nn.functional.cross_entropy(logits, labels).backward()
+    assert fake_cupy.transfers.to_host == 0
+    with pytest.raises(ValueError, match=r"class indices in \[0, 3\), got values from 0 to 3"):
+        minilean.nn.functional.cross_entropy(logits, numpy.array([0, 3, 1, 2]))
+
+
 def test_scalar_operands_are_filled_on_the_device_not_copied_there(fake_cuda):
     x = minilean.randn(3, device="cuda")
     fake_cupy.transfers.reset()
