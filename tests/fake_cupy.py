@@ -15,9 +15,12 @@ device-generic code can get wrong:
 
 Live device arrays are tracked (``bytes_in_use``), standing in for CuPy's memory pool. Every
 copy between host and device is counted in ``transfers``: ``to_host`` for ``.get()``,
-``asnumpy``, ``.item()``, ``.tolist()``, ``float()``, ``int()``, ``bool()``, and the functions
-whose output CuPy sizes by reading a value back (``bincount``, ``nonzero``: SIZED_BY_VALUES);
-``to_device`` for ``asarray`` of host data and host values written into a device array.
+``asnumpy``, ``.item()``, ``.tolist()``, ``float()``, ``int()``, ``bool()``, ``str()``,
+``repr()`` and ``format()`` (f-strings), and whatever CuPy sizes by reading a value back: the
+functions and methods of SIZED_BY_VALUES (``bincount``, ``nonzero``...), reached as ``cupy.*``,
+as ``numpy.*`` on a device array or as a method, ``where`` with only a condition, and reading
+or writing through a boolean mask (``a[mask]``); ``to_device`` for ``asarray`` of host data and
+host values written into a device array.
 ``install(monkeypatch)`` makes ``minilean.backend`` use this module for ``device="cuda"``.
 
 Stream capture (CUDA graphs) is emulated as CUDA defines it: while a ``Stream`` captures, each
@@ -196,7 +199,8 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
         return _device_function(getattr(ufunc, method))(*inputs, **kwargs)
 
     def __array_function__(self, function, types_, args, kwargs):
-        return _device_function(function)(*args, **kwargs)
+        # CuPy hands ``numpy.f(device_array)`` to its own ``cupy.f``: the same copies
+        return _counting_sizes(function.__name__, _device_function(function))(*args, **kwargs)
 
     def __getattr__(self, name):
         # no dunders: NumPy would find ``__array_interface__`` and read the memory directly;
@@ -204,7 +208,9 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
         if name.startswith("__") or name == "_array":
             raise AttributeError(name)
         attribute = getattr(self._array, name)
-        return _device_function(attribute) if callable(attribute) else _wrap(attribute)
+        if not callable(attribute):
+            return _wrap(attribute)
+        return _counting_sizes(name, _device_function(attribute))
 
     def __getitem__(self, key):
         return _run(self._array.__getitem__, (self._index(key),))
@@ -219,10 +225,19 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
     @staticmethod
     def _index(key):
         """Device index arrays as they are; host index arrays are uploaded (CuPy accepts
-        them, at the price of a copy)."""
+        them, at the price of a copy). A boolean mask costs a copy back: CuPy sizes what it
+        reads or writes by the count of Trues, which it reads to the host; and it takes a
+        mask only as the one array of an index."""
         parts = key if isinstance(key, tuple) else (key,)
+        arrays = [part._array if isinstance(part, ndarray) else numpy.asarray(part)
+                  for part in parts if isinstance(part, (ndarray, numpy.ndarray, list))]
+        masks = [array for array in arrays if array.dtype == bool]
+        if masks and len(arrays) > 1:
+            raise ValueError("currently, CuPy only supports slices that consist of one "
+                             "boolean array.")
         uploads = sum(isinstance(part, (numpy.ndarray, list)) for part in parts)
         transfers.count("to_device", uploads)
+        transfers.count("to_host", sum(mask.size > 0 for mask in masks))
         unwrapped = tuple(part._array if isinstance(part, ndarray) else part for part in parts)
         return unwrapped if isinstance(key, tuple) else unwrapped[0]
 
@@ -231,9 +246,6 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
 
     def __iter__(self):
         return (_wrap(row) for row in self._array)
-
-    def __repr__(self):
-        return f"fake_cupy.{self._array!r}"
 
     __hash__ = None
 
@@ -254,7 +266,19 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
         transfers.count("to_device")
         self._array[...] = host_array
 
-    # --- explicit copies to the host ---------------------------------------------------------
+    # --- explicit copies to the host (CuPy's ``repr``, ``str`` and ``format`` print ``.get()``) --
+    def __repr__(self):
+        transfers.count("to_host")
+        return f"fake_cupy.{self._array!r}"
+
+    def __str__(self):
+        transfers.count("to_host")
+        return str(self._array)
+
+    def __format__(self, format_spec):
+        transfers.count("to_host")
+        return format(self._array[()] if self._array.ndim == 0 else self._array, format_spec)
+
     def get(self, stream=None):
         transfers.count("to_host")
         return self._array.copy()
@@ -318,10 +342,12 @@ class _Ufunc:
         return _device_function(attribute) if callable(attribute) else attribute
 
 
-# Functions whose output's size depends on the values in their input: CuPy reads a number back
-# to the host to allocate the output (bincount its input's largest value, the others how many
-# elements they find), a copy that makes the host wait for the GPU as ``.get()`` does
-SIZED_BY_VALUES = ("argwhere", "bincount", "flatnonzero", "nonzero", "unique")
+# Functions (and the methods of these names) whose output's size depends on the values in their
+# input: CuPy reads a number back to the host to allocate the output (bincount its input's
+# largest value, the others how many elements they find), a copy that makes the host wait for
+# the GPU as ``.get()`` does
+SIZED_BY_VALUES = ("argwhere", "bincount", "compress", "extract", "flatnonzero", "nonzero",
+                   "unique")
 
 
 def __getattr__(name):
@@ -332,16 +358,21 @@ def __getattr__(name):
         return _Ufunc(attribute)
     if isinstance(attribute, type) or not callable(attribute):
         return attribute
-    if name in SIZED_BY_VALUES:
-        return _sized_by_values(_device_function(attribute))
-    return _device_function(attribute)
+    return _counting_sizes(name, _device_function(attribute))
 
 
-def _sized_by_values(function):
+def _counting_sizes(name, function):
+    """``function`` (CuPy's ``name``), counting the copy to the host of a call whose output
+    CuPy sizes by the values: a SIZED_BY_VALUES function, or ``where`` given only a condition
+    (CuPy's is then ``nonzero``)."""
+    if name not in SIZED_BY_VALUES + ("where",):
+        return function
+
     def reads_a_size_back(*args, **kwargs):
-        transfers.count("to_host")
+        if name != "where" or len(args) + len(kwargs) == 1:
+            transfers.count("to_host")
         return function(*args, **kwargs)
-    reads_a_size_back.__name__ = function.__name__
+    reads_a_size_back.__name__ = name
     return reads_a_size_back
 
 

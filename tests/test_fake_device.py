@@ -98,6 +98,39 @@ def test_stand_in_reduces_to_device_scalars_and_counts_copies(fake_cuda):
     assert fake_cupy.transfers.to_host == 2 + 2 * 2
 
 
+def test_stand_in_counts_the_copies_cupy_hides_in_masks_methods_and_printing(fake_cuda):
+    """Each of these reads a count or a value back to the host in CuPy (its sources:
+    ``_prepare_mask_indexing_single`` reads the count of Trues of a mask, ``where`` with only a
+    condition is ``nonzero``, ``compress`` calls ``nonzero``, ``__array_function__`` hands
+    ``numpy.f`` to ``cupy.f``, and ``__repr__``/``__str__``/``__format__`` print ``.get()``)."""
+    values = fake_cuda.asarray(numpy.array([0.0, 2.0, 0.0, 3.0]))
+    keep = values > 0
+    fake_cupy.transfers.reset()
+    copies = {
+        "a[mask]": lambda: values[keep],
+        "a[mask] = v": lambda: values.__setitem__(keep, 1.0),
+        "where(condition)": lambda: fake_cuda.where(keep),
+        "a.nonzero()": lambda: values.nonzero(),
+        "a.compress(condition)": lambda: values.compress(keep),
+        "numpy.flatnonzero(a)": lambda: numpy.flatnonzero(values),
+        "repr(a)": lambda: repr(values),
+        "str(a)": lambda: str(values),
+        "f'{a.sum():.1f}'": lambda: f"{values.sum():.1f}",
+    }
+    for what, call in copies.items():
+        before = fake_cupy.transfers.to_host
+        call()
+        assert fake_cupy.transfers.to_host == before + 1, what
+    # what CuPy computes without reading anything back
+    fake_cuda.where(keep, values, 0.0)
+    fake_cuda.zeros(0)[fake_cuda.zeros(0, dtype=bool)]  # an empty mask: nothing to count
+    values[fake_cuda.arange(2)] = 0.0
+    assert fake_cupy.transfers.to_host == len(copies)
+    assert values.get().tolist() == [0.0, 0.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="only supports slices that consist of one boolean"):
+        fake_cuda.ones((4, 4))[keep, fake_cuda.arange(4)]
+
+
 def test_tensor_numpy_is_the_one_copy_to_the_host(fake_cuda):
     x = minilean.randn(3, 4, device="cuda", requires_grad=True)
     loss = (x * x).sum()
@@ -116,6 +149,19 @@ def test_only_a_cupy_array_is_on_cuda(fake_cuda, monkeypatch):
     monkeypatch.setattr(minilean.backend, "_cupy", None)  # not looked for yet
     monkeypatch.setattr(minilean.backend, "_cuda_problem", None)
     assert minilean.backend.device_of(device_array) == "cuda"
+
+
+def test_cross_entropy_on_cuda_reads_no_class_index_back(fake_cuda):
+    """The feature classifier's training step (FD-classifier scoring, on "cuda" too) takes its
+    labels on the device: checking their range there would read two numbers back every step.
+    Labels given on the host are still checked, there."""
+    logits = minilean.randn(4, 3, device="cuda", requires_grad=True)
+    labels = minilean.tensor(numpy.array([0, 2, 1, 2]), device="cuda")
+    fake_cupy.transfers.reset()
+    minilean.nn.functional.cross_entropy(logits, labels).backward()
+    assert fake_cupy.transfers.to_host == 0
+    with pytest.raises(ValueError, match=r"class indices in \[0, 3\), got values from 0 to 3"):
+        minilean.nn.functional.cross_entropy(logits, numpy.array([0, 3, 1, 2]))
 
 
 def test_scalar_operands_are_filled_on_the_device_not_copied_there(fake_cuda):

@@ -76,17 +76,24 @@ def cross_entropy(input, target, reduction="mean"):
     ``target`` holds class indices of shape (N,) / (N, d1, ...), or class probabilities with
     ``input``'s shape (a tensor of them gets a gradient too, as in PyTorch). log_softmax is the
     max-shifted primitive, so large logits are safe.
+
+    Class indices outside [0, C) are an error where they are given on the host; on a GPU they
+    are not read back (as in ``embedding``), which would make every training step wait for it.
     """
     if input.ndim < 2:  # PyTorch's unbatched (C,) logits: log_softmax would say only "dim 1"
         raise ValueError(f"cross_entropy needs input of shape (N, C) or (N, C, d1, ...), got "
                          f"{tuple(input.shape)} (add a batch axis: input[None], target[None])")
     log_probs = log_softmax(input, dim=1)
-    target_data = target.data if isinstance(target, Tensor) else input.xp.asarray(target)
+    given = target.data if isinstance(target, Tensor) else target
+    target_data = given if isinstance(target, Tensor) else input.xp.asarray(given)
     if target_data.dtype.kind in "iu":
         classes = input.shape[1]
-        if target_data.size and (int(target_data.min()) < 0 or int(target_data.max()) >= classes):
-            raise ValueError(f"cross_entropy targets must be class indices in [0, {classes}), "
-                             f"got values from {int(target_data.min())} to {int(target_data.max())}")
+        if backend.device_of(given) == "cpu":
+            indices = backend.xp_for("cpu").asarray(given)  # reading it costs nothing
+            if indices.size and (indices.min() < 0 or indices.max() >= classes):
+                raise ValueError(f"cross_entropy targets must be class indices in "
+                                 f"[0, {classes}), got values from {int(indices.min())} to "
+                                 f"{int(indices.max())}")
         xp = input.xp
         one_hot = xp.eye(classes, dtype=input.dtype)[target_data]  # (N, d1, ..., C)
         probabilities = _constant(xp.moveaxis(one_hot, -1, 1))  # (N, C, d1, ...)
