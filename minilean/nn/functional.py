@@ -84,8 +84,10 @@ def cross_entropy(input, target, reduction="mean"):
         raise ValueError(f"cross_entropy needs input of shape (N, C) or (N, C, d1, ...), got "
                          f"{tuple(input.shape)} (add a batch axis: input[None], target[None])")
     log_probs = log_softmax(input, dim=1)
-    given = target.data if isinstance(target, Tensor) else target
-    target_data = given if isinstance(target, Tensor) else input.xp.asarray(given)
+    if isinstance(target, Tensor):
+        given = target_data = target.data
+    else:  # a list or a host array: on the device with the logits
+        given, target_data = target, input.xp.asarray(target)
     if target_data.dtype.kind in "iu":
         classes = input.shape[1]
         if backend.device_of(given) == "cpu":
