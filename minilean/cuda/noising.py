@@ -72,7 +72,7 @@ def _launch(name, arrays, factors, t, outputs):
 
 def forward(x0, noise, factors, t):
     """x_t on the GPU. ``factors``: ``device_coefficients``; ``t``: one integer timestep per
-    sample (x0.shape[0] of them), each in [0, len(table)), which the kernel does not check."""
+    sample (x0.shape[0] of them), each in [0, len(factors)), which the kernel does not check."""
     import cupy
     out = cupy.empty(x0.shape, dtype=x0.dtype)
     _launch("q_sample_forward", (x0, noise), factors, t, (out,))

@@ -168,13 +168,12 @@ def code_counts(indices, codes):
     """How often each of the ``codes`` codes occurs in ``indices`` (any shape): a (K,) int64
     array on their device. Not ``bincount``: CuPy's reads the largest index back to the host to
     size its output, a copy that would make every training step wait for the GPU."""
-    every_code = backend.array_module(indices).arange(codes)
-    flat = indices.reshape(-1, 1)
+    xp = backend.array_module(indices)
+    every_code, flat = xp.arange(codes), indices.reshape(-1, 1)
     rows = max(1, COUNT_COMPARISONS // codes)
-    # (rows, 1) == (K,) -> (rows, K) -> (K,)
-    counts = (flat[:rows] == every_code).sum(axis=0, dtype=numpy.int64)
-    for start in range(rows, flat.shape[0], rows):
-        counts += (flat[start:start + rows] == every_code).sum(axis=0)
+    counts = xp.zeros(codes, dtype=xp.int64)
+    for start in range(0, flat.shape[0], rows):
+        counts += (flat[start:start + rows] == every_code).sum(axis=0)  # (rows, K) -> (K,)
     return counts
 
 
