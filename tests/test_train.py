@@ -415,13 +415,18 @@ def test_a_checkpoint_of_other_modules_optimizers_or_emas_does_not_fit(tmp_path)
                                          rf"holds modules \['critic', 'model'\], expected "
                                          rf"\['model'\]$"):
         fewer.load(str(tmp_path))
-    more = TrainState({"model": Linear(2, 1), "critic": Linear(1, 1)},
+    more_model, more_critic = Linear(2, 1), Linear(1, 1)
+    more = TrainState({"model": more_model, "critic": more_critic},
                       {"optimizer": SGD(model.parameters(), lr=0.1),
                        "critic_optimizer": SGD(critic.parameters(), lr=0.1)})
+    weights = [parameter.data.copy() for parameter in more_model.parameters()]
     with pytest.raises(ValueError, match=r"checkpoint holds optimizers \['optimizer'\], "
                                          r"expected \['critic_optimizer', 'optimizer'\]$"):
         more.load(str(tmp_path))
     assert fewer.step == 0 and more.step == 0
+    # the modules fitted and were loaded first: the refused optimizers put them back
+    for parameter, before in zip(more_model.parameters(), weights):
+        numpy.testing.assert_array_equal(parameter.data, before)
 
 
 @pytest.mark.parametrize("steps, parts, interval", [(400, 100, 4), (401, 100, 4), (99, 100, 1),

@@ -63,6 +63,17 @@ class TrainState:
                 "emas": {name: ema.state_dict() for name, ema in self.emas.items()}}
 
     def load_state_dict(self, state):
+        """Restore everything from ``state`` (a ``state_dict()``), or nothing: each owner checks
+        all its arrays before it copies one, and when a later owner refuses its part, the
+        owners already loaded are put back as they were."""
+        before = _copied(self.state_dict())
+        try:
+            self._load(state)
+        except BaseException:
+            self._load(before)
+            raise
+
+    def _load(self, state):
         for kind, owners in (("modules", self.modules), ("optimizers", self.optimizers),
                              ("emas", self.emas)):
             saved = state[kind]
@@ -87,6 +98,18 @@ class TrainState:
             self.load_state_dict(load_checkpoint(path))
         except (ValueError, KeyError) as error:  # a checkpoint of another model or size
             raise ValueError(f"checkpoint {path} does not fit this run: {error}") from error
+
+
+def _copied(state):
+    """``state`` with every array and tensor in it copied: a ``state_dict()`` shares the live
+    arrays, which loading overwrites."""
+    if isinstance(state, dict):
+        return {key: _copied(value) for key, value in state.items()}
+    if isinstance(state, list):
+        return [_copied(value) for value in state]
+    if isinstance(state, Tensor):
+        return state.data.copy()
+    return state.copy() if hasattr(state, "copy") else state
 
 
 def prepare_device(config):
