@@ -153,6 +153,16 @@ def test_an_output_file_below_a_file_is_refused_before_the_run(flag, name, tmp_p
                               f"path inside a folder; {tmp_path / 'afile'} is a file\n")
 
 
+@pytest.mark.parametrize("flag, name", [("--log", "log.json"), ("--sample-ppm", "x.ppm")])
+def test_an_output_file_that_is_a_special_file_is_refused_before_the_run(flag, name, tmp_path,
+                                                                         capsys, no_work):
+    value = str(tmp_path / name)  # a pipe stands for /dev/null, which the test must not touch
+    os.mkfifo(value)
+    code, err = fail(["diffusion", f"{flag}={value}"], capsys)
+    assert (code, err) == (2, f"minilean diffusion: error: {flag}: got '{value}'; expected the "
+                              f"path of a regular file (this is a device, pipe or socket)\n")
+
+
 def test_an_output_file_in_a_folder_that_refuses_writing_is_refused_before_the_run(
         tmp_path, capsys, monkeypatch, no_work):
     real_access = os.access  # root writes anywhere: the folder refuses writing to this check
