@@ -27,6 +27,10 @@ def no_work(monkeypatch):
 @pytest.mark.parametrize("argv, expected", [
     (["--stepz=3"], "--stepz: got 3; expected a flag of 'diffusion' (did you mean --steps?"),
     (["extra"], "unexpected argument 'extra'; expected flags only"),
+    # words fire takes for itself, after running the command: its separator, its own flags
+    (["--steps=3", "-", "extra"], "unexpected argument '-'; expected flags only"),
+    (["--steps=3", "--", "--help"], "unexpected argument '--'; expected flags only"),
+    (["--=3"], "unexpected argument '--=3'; expected flags only"),
     (["--steps=0"], "--steps: got 0; expected an integer >= 1"),
     (["--steps"], "--steps: got True; expected an integer >= 1"),
     (["--steps=2.5"], "--steps: got 2.5; expected an integer >= 1"),
