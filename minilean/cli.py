@@ -746,7 +746,8 @@ def _command_path_problem(found, argv):
     """The one-line error for a word of ``argv`` that should name a command or group of the
     group it follows (``data dowload``, ``data convert --input=...``) and does not, or None.
     fire would print its usage block for it, several lines that name fire's internal
-    spellings (``image_folder``)."""
+    spellings (``image_folder``). After the command, the words fire would take for itself
+    (``_fire_word_problem``)."""
     path, members = [], found
     for index, word in enumerate(argv):
         if word in ("--help", "-h", "--"):  # help, or fire's own flags after "--"
@@ -763,8 +764,8 @@ def _command_path_problem(found, argv):
             return (f"{where}: error: no command {word!r}; expected one of "
                     f"{', '.join(names)}{hint}")
         member = members[names[key]]
-        if not isinstance(member, types.SimpleNamespace):  # a command: it checks the rest,
-            return _fire_word_problem(" ".join([*path, key]), argv[index + 1:])  # but these
+        if not isinstance(member, types.SimpleNamespace):  # a command: it checks its flags
+            return _fire_word_problem(" ".join([*path, key]), argv[index + 1:])
         path, members = path + [key], vars(member)
     return None  # no words, or a group's name alone: fire shows its help
 
