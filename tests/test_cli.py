@@ -133,6 +133,11 @@ def test_expected_errors_exit_1_with_one_line(tmp_path, capsys):
     assert code == 1 and "diffusion trains on images" in err
     code, err = fail(["evaluate", "--cpu", f"--samples={tmp_path}"], capsys)
     assert code == 1 and "samples.npy not found" in err
+    numpy.save(tmp_path / "samples.npy", numpy.zeros((4, 3, 16, 16), numpy.uint8))
+    code, err = fail(["evaluate", "--cpu", f"--samples={tmp_path}", "--n-total=1",
+                      f"--cache={tmp_path / 'cache'}"], capsys)  # the floor's covariance
+    assert (code, err) == (1, "minilean evaluate: error: FD-classifier needs at least 2 real "
+                              "images, the dataset has 1\n")
 
 
 @pytest.mark.parametrize("value, raises", [("1", True), ("0", False), ("", False)])
