@@ -219,8 +219,7 @@ class Command:
     def parse(self, positional, given):
         """Check every given flag and return the full config (defaults filled in)."""
         if positional:
-            raise FlagError(f"unexpected argument {positional[0]!r}; expected "
-                            f"flags only, written --name=value (see {PROGRAM} {self.name} --help)")
+            raise FlagError(_unexpected_argument(positional[0], self.name))
         for name in given:
             if name not in self.flags:
                 raise _unknown_flag(self.name, name, given[name], self.flags)
@@ -296,6 +295,11 @@ class Command:
         command.__name__ = self.name.split()[-1].replace("-", "_")
         command.__doc__ = self.summary
         return command
+
+
+def _unexpected_argument(word, command):
+    return (f"unexpected argument {word!r}; expected flags only, written --name=value "
+            f"(see {PROGRAM} {command} --help)")
 
 
 def _show_default(value):
@@ -742,9 +746,10 @@ def _command_path_problem(found, argv):
     """The one-line error for a word of ``argv`` that should name a command or group of the
     group it follows (``data dowload``, ``data convert --input=...``) and does not, or None.
     fire would print its usage block for it, several lines that name fire's internal
-    spellings (``image_folder``)."""
+    spellings (``image_folder``). After the command, the words fire would take for itself
+    (``_fire_word_problem``)."""
     path, members = [], found
-    for word in argv:
+    for index, word in enumerate(argv):
         if word in ("--help", "-h", "--"):  # help, or fire's own flags after "--"
             return None
         names = {name.replace("_", "-"): name for name in members if not name.startswith("_")}
@@ -759,10 +764,22 @@ def _command_path_problem(found, argv):
             return (f"{where}: error: no command {word!r}; expected one of "
                     f"{', '.join(names)}{hint}")
         member = members[names[key]]
-        if not isinstance(member, types.SimpleNamespace):  # a command: it checks the rest
-            return None
+        if not isinstance(member, types.SimpleNamespace):  # a command: it checks its flags
+            return _fire_word_problem(" ".join([*path, key]), argv[index + 1:])
         path, members = path + [key], vars(member)
     return None  # no words, or a group's name alone: fire shows its help
+
+
+def _fire_word_problem(command, words):
+    """The one-line error for a word after ``command`` that fire takes for itself instead of
+    handing it to the command, or None: ``-`` (fire's separator: it runs the command with the
+    flags before it, then reads the words after it), ``--`` (fire's own flags follow it:
+    ``--steps 3 -- --help`` trains, then shows fire's help) and ``--=VALUE`` (a flag without
+    a name, which fire reports only after running the command with its defaults)."""
+    for word in words:
+        if word in ("-", "--") or word.startswith("--="):
+            return f"{FIRE_NAME} {command}: error: {_unexpected_argument(word, command)}"
+    return None
 
 
 def main(argv=None):

@@ -27,6 +27,10 @@ def no_work(monkeypatch):
 @pytest.mark.parametrize("argv, expected", [
     (["--stepz=3"], "--stepz: got 3; expected a flag of 'diffusion' (did you mean --steps?"),
     (["extra"], "unexpected argument 'extra'; expected flags only"),
+    # words fire takes for itself, after running the command: its separator, its own flags
+    (["--steps=3", "-", "extra"], "unexpected argument '-'; expected flags only"),
+    (["--steps=3", "--", "--help"], "unexpected argument '--'; expected flags only"),
+    (["--=3"], "unexpected argument '--=3'; expected flags only"),
     (["--steps=0"], "--steps: got 0; expected an integer >= 1"),
     (["--steps"], "--steps: got True; expected an integer >= 1"),
     (["--steps=2.5"], "--steps: got 2.5; expected an integer >= 1"),
@@ -129,6 +133,11 @@ def test_expected_errors_exit_1_with_one_line(tmp_path, capsys):
     assert code == 1 and "diffusion trains on images" in err
     code, err = fail(["evaluate", "--cpu", f"--samples={tmp_path}"], capsys)
     assert code == 1 and "samples.npy not found" in err
+    numpy.save(tmp_path / "samples.npy", numpy.zeros((4, 3, 16, 16), numpy.uint8))
+    code, err = fail(["evaluate", "--cpu", f"--samples={tmp_path}", "--n-total=1",
+                      f"--cache={tmp_path / 'cache'}"], capsys)  # the floor's covariance
+    assert (code, err) == (1, "minilean evaluate: error: FD-classifier needs at least 2 real "
+                              "images, the dataset has 1\n")
 
 
 @pytest.mark.parametrize("value, raises", [("1", True), ("0", False), ("", False)])
@@ -151,6 +160,16 @@ def test_an_output_file_below_a_file_is_refused_before_the_run(flag, name, tmp_p
     code, err = fail(["diffusion", f"{flag}={value}"], capsys)
     assert (code, err) == (2, f"minilean diffusion: error: {flag}: got '{value}'; expected a "
                               f"path inside a folder; {tmp_path / 'afile'} is a file\n")
+
+
+@pytest.mark.parametrize("flag, name", [("--log", "log.json"), ("--sample-ppm", "x.ppm")])
+def test_an_output_file_that_is_a_special_file_is_refused_before_the_run(flag, name, tmp_path,
+                                                                         capsys, no_work):
+    value = str(tmp_path / name)  # a pipe stands for /dev/null, which the test must not touch
+    os.mkfifo(value)
+    code, err = fail(["diffusion", f"{flag}={value}"], capsys)
+    assert (code, err) == (2, f"minilean diffusion: error: {flag}: got '{value}'; expected the "
+                              f"path of a regular file (this is a device, pipe or socket)\n")
 
 
 def test_an_output_file_in_a_folder_that_refuses_writing_is_refused_before_the_run(

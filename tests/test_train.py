@@ -10,7 +10,7 @@ from minilean import cli
 from minilean.cli import main
 from minilean.data import Loader, read_metrics, read_pnm
 from minilean.nn import Linear
-from minilean.optim import SGD, load_checkpoint
+from minilean.optim import SGD, load_checkpoint, save_checkpoint
 from minilean.data import RunDirectory
 from minilean.train.loop import (FILE_FLAGS, TrainState, TrainingDiverged, default_interval,
                                  train, write_trainlog)
@@ -295,6 +295,22 @@ def test_unreadable_run_files_on_resume_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{not json")
     code, err = _exit_and_error(["diffusion", "--steps=2", f"--resume={tmp_path}"], capsys)
     assert code == 1 and "config.json is not a run's config" in err
+
+
+@pytest.mark.parametrize("entry, value, expected", [
+    ("step", -5, "its step is -5; expected an integer >= 0"),
+    ("step", 2.5, "its step is 2.5; expected an integer >= 0"),
+    ("unlogged", None, "'NoneType' object is not subscriptable")])
+def test_a_checkpoint_with_a_bad_entry_is_named_and_the_run_kept(entry, value, expected,
+                                                                  tmp_path, capsys):
+    run_cli("--steps=2", f"--out={tmp_path}", "--evaluate=false")
+    path = str(tmp_path / "checkpoints" / "last.npz")
+    save_checkpoint(path, **{**load_checkpoint(path), entry: value})
+    before = {name: (tmp_path / name).read_bytes() for name in ("config.json", "metrics.jsonl")}
+    code, err = _exit_and_error(["diffusion", "--steps=3", f"--resume={tmp_path}"], capsys)
+    assert (code, err) == (1, f"minilean diffusion: error: checkpoint {path} does not fit this "
+                              f"run: {expected}\n")
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
 
 
 def test_data_paths_are_saved_absolute_for_a_resume_from_elsewhere(tmp_path, monkeypatch):

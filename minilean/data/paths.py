@@ -47,12 +47,16 @@ def existing_problem(path, want_folder=False):
 
 def output_file(*extensions):
     """A flag's ``check`` for the path of a file a run writes at its end: not a directory,
-    ending in one of ``extensions`` (any ending, when none are given), and inside a writable
-    folder (``creatable_problem``: the nearest existing path above it is one). Found out here,
-    such a mistake costs nothing; found out when the file is written, it costs the whole run."""
+    nor a special file (``--log /dev/null``: the write's rename would put a regular file in
+    the device's place, or fail after the whole run where /dev refuses it), ending in one of
+    ``extensions`` (any ending, when none are given), and inside a writable folder
+    (``creatable_problem``: the nearest existing path above it is one). Found out here, such
+    a mistake costs nothing; found out when the file is written, it costs the whole run."""
     def problem(path):
         if os.path.isdir(path):
             return "the path of a file (this is a directory)"
+        if os.path.exists(path) and not os.path.isfile(path):
+            return "the path of a regular file (this is a device, pipe or socket)"
         if extensions and os.path.splitext(path)[1].lower() not in extensions:
             return "a path ending in " + ", ".join(extensions)
         return creatable_problem(path)

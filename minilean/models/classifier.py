@@ -161,6 +161,9 @@ def reference_sets(dataset, n, seed):
     classifier's training too (``classifier_rows``).
     """
     if dataset.name == "builtin":
+        if len(dataset) < 2:  # the floor fits a covariance to its rows
+            raise ValueError(f"FD-classifier needs at least 2 real images, the dataset has "
+                             f"{len(dataset)}")
         from minilean.data import make_shapes
         held_out, labels = make_shapes(n, dataset.image_shape[1], seed + HELD_OUT_SEED_OFFSET)
         return (dataset.images_float(slice(0, n)), held_out.astype(numpy.float32) / 255.0, labels)

@@ -84,6 +84,8 @@ class TrainState:
                 owner.load_state_dict(saved[name])
         backend.set_rng_state(state["rng"])
         self.step = int(state["step"])
+        if self.step != state["step"] or self.step < 0:  # a resume keeps the metrics up to it
+            raise ValueError(f"its step is {state['step']!r}; expected an integer >= 0")
         # checkpoints written before the sums were saved: the first line averages fewer steps
         unlogged = state.get("unlogged", {"sums": {}, "count": 0})
         self.unlogged_sums = {name: float(total) for name, total in unlogged["sums"].items()}
@@ -96,7 +98,9 @@ class TrainState:
         path = os.path.join(run_dir, CHECKPOINT)
         try:
             self.load_state_dict(load_checkpoint(path))
-        except (ValueError, KeyError) as error:  # a checkpoint of another model or size
+        # a checkpoint of another model or size; TypeError: one whose entries are not of
+        # their kind (rng state, logged sums)
+        except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"checkpoint {path} does not fit this run: {error}") from error
 
 
