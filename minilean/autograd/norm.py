@@ -107,8 +107,10 @@ def _position_sums(grouped, spatial):
     if spatial == 1:  # (N, S, G, C/G) -> (N, 1, G, C/G)
         return backend.sum_middle_axis(grouped)
     ones = array_module(grouped).ones(grouped.shape[spatial], dtype=grouped.dtype)
-    # (N, G, C/G, S) -> (N G C/G, S); @ (S,) -> (N G C/G,) -> (N, G, C/G, 1)
-    sums = backend.matmul(grouped.reshape(-1, grouped.shape[3]), ones)
+    # (N, G, C/G, S) -> (N G C/G, S); @ (S,) -> (N G C/G,) -> (N, G, C/G, 1); the rows named,
+    # since with no positions (S = 0) -1 could not be inferred
+    rows = math.prod(grouped.shape[:3])
+    sums = backend.matmul(grouped.reshape(rows, grouped.shape[3]), ones)
     return sums.reshape(grouped.shape[:3] + (1,))
 
 
