@@ -89,6 +89,12 @@ def test_maximum_splits_the_gradient_of_a_tie():
     np.testing.assert_array_equal(b.grad.numpy(), [1.0, 0.5, 0.0])
 
 
+def test_python_abs_of_a_tensor_is_the_abs_op():
+    x = ml.tensor([-2.0, 0.0, 3.0], requires_grad=True)
+    abs(x).sum().backward()  # without __abs__, Python's abs() raised a TypeError
+    np.testing.assert_array_equal(x.grad.numpy(), [-1.0, 0.0, 1.0])
+
+
 def test_sigmoid_and_tanh_do_not_overflow():
     x = ml.tensor([-1000.0, 0.0, 1000.0], dtype=ml.float64)
     with np.errstate(over="raise"):
