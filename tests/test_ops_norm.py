@@ -107,6 +107,18 @@ def test_float16_statistics_are_computed_wide(normalize):
                                reference.numpy().reshape(2, 256), rtol=0, atol=2.0 ** -9)
 
 
+@pytest.mark.parametrize("normalize", [lambda x: layer_norm(x, (4,)),
+                                       lambda x: group_norm(x, 2)])
+def test_integer_inputs_are_normalized_in_float32(normalize):
+    """Like the other real-valued ops (``floating``); the result was cast back to int64,
+    every standardised value truncated to -1, 0 or 1."""
+    values = np.arange(8).reshape(2, 4)
+    out = normalize(ml.tensor(values))
+    expected = normalize(ml.tensor(values, dtype=ml.float32))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out.numpy(), expected.numpy())
+
+
 def test_only_needed_gradients_are_computed():
     x = ml.randn(2, 4, 3, requires_grad=True)
     weight, bias = ml.ones(4), ml.zeros(4, requires_grad=True)

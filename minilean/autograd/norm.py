@@ -18,7 +18,7 @@ float32 or wider: float16 sums over thousands of elements lose the mean to round
 import math
 
 from minilean import backend
-from minilean.autograd.elementwise import silu_backward, silu_forward
+from minilean.autograd.elementwise import floating, silu_backward, silu_forward
 from minilean.autograd.function import Function
 from minilean.autograd.tensor import is_int
 from minilean.backend import array_module
@@ -249,8 +249,10 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
             raise ValueError(f"layer_norm {name} has shape {tensor.shape}, "
                              f"expected {normalized_shape}")
     affine, has_weight = _affine(weight, bias)
-    return LayerNorm.apply(x, *affine, axes=tuple(range(x.ndim - count, x.ndim)), eps=eps,
-                           has_weight=has_weight)
+    # an integer x in float32 (``floating``): the standardised values cast back to its dtype
+    # were truncated to -1, 0, 1
+    return LayerNorm.apply(floating(x), *affine, axes=tuple(range(x.ndim - count, x.ndim)),
+                           eps=eps, has_weight=has_weight)
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, activation=None):
@@ -265,5 +267,6 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, activation=None)
         if tensor is not None and tensor.shape != (channels,):
             raise ValueError(f"group_norm {name} has shape {tensor.shape}, expected ({channels},)")
     affine, has_weight = _affine(weight, bias)
-    return GroupNorm.apply(x, *affine, num_groups=num_groups, eps=eps, has_weight=has_weight,
-                           activation=activation)
+    # an integer x in float32, as in layer_norm
+    return GroupNorm.apply(floating(x), *affine, num_groups=num_groups, eps=eps,
+                           has_weight=has_weight, activation=activation)
