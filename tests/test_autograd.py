@@ -246,4 +246,7 @@ def test_gradcheck_names_a_bad_fn_or_inputs():
         gradcheck(lambda a: 3.0, [x])
     with pytest.raises(ValueError, match="at least one input with requires_grad=True"):
         gradcheck(lambda a: a * 2, [ml.tensor([1.0], dtype=ml.float64)])
+    # a computed input gets no .grad: its check failed as "autograd 0 vs finite difference"
+    with pytest.raises(ValueError, match="gradcheck needs leaf inputs, input 0 was computed"):
+        gradcheck(lambda a: a * 2, [x + 1])
     assert gradcheck(lambda a: a * a, [x])
