@@ -116,7 +116,8 @@ def _pool_params(name, x, kernel_size, stride, padding):
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
     """Mean over K x K windows (stride defaults to kernel_size; zero padding is averaged in);
     of an integer x in float32, like the other real-valued ops (NumPy's mean gave float64)."""
-    return AvgPool2d.apply(floating(x), **_pool_params("avg_pool2d", x, kernel_size, stride, padding))
+    params = _pool_params("avg_pool2d", x, kernel_size, stride, padding)
+    return AvgPool2d.apply(floating(x), **params)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):
