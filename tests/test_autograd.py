@@ -43,6 +43,17 @@ def test_an_accumulated_gradient_keeps_the_leaf_dtype():
     np.testing.assert_allclose(x.grad.numpy(), [2.0, 6.0])
 
 
+def test_an_accumulated_gradient_of_a_0d_leaf_is_an_array_updated_in_place():
+    """NumPy's 0-d a + b is a scalar, not an array; as .grad it made in-place updates such
+    as clip_grad_norm_'s rebind a local name and leave the gradient unclipped."""
+    x = ml.tensor(2.0, requires_grad=True)
+    for _ in range(2):
+        (x * x).backward()
+    assert isinstance(x.grad.data, np.ndarray) and x.grad.dtype == np.float32
+    ml.optim.clip_grad_norm_([x], 1.0)
+    np.testing.assert_allclose(x.grad.numpy(), 1.0, rtol=1e-5)
+
+
 def test_leaf_gradients_are_separate_writable_arrays():
     a, b = ml.randn(3, requires_grad=True), ml.randn(3, requires_grad=True)
     (a + b).sum().backward()  # Add hands the same array to both; sum's is a broadcast view
@@ -235,4 +246,7 @@ def test_gradcheck_names_a_bad_fn_or_inputs():
         gradcheck(lambda a: 3.0, [x])
     with pytest.raises(ValueError, match="at least one input with requires_grad=True"):
         gradcheck(lambda a: a * 2, [ml.tensor([1.0], dtype=ml.float64)])
+    # a computed input gets no .grad: its check failed as "autograd 0 vs finite difference"
+    with pytest.raises(ValueError, match="gradcheck needs leaf inputs, input 0 was computed"):
+        gradcheck(lambda a: a * 2, [x + 1])
     assert gradcheck(lambda a: a * a, [x])

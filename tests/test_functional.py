@@ -232,6 +232,23 @@ def test_cross_entropy_of_huge_logits_is_finite():
     numpy.testing.assert_allclose(loss.numpy(), [1000.0, 0.0])
 
 
+def test_cross_entropy_with_a_class_masked_to_minus_infinity_is_finite_like_torch():
+    """A logit of -inf (a class masked out) has log-probability -inf; the target's term is
+    picked, not multiplied by a one-hot, where -inf * 0 made the loss nan."""
+    torch = pytest.importorskip("torch")
+    logits = numpy.array([[0.0, -numpy.inf, 1.0], [2.0, 1.0, -numpy.inf]])
+    target = numpy.array([0, 1])
+    ours = ml.tensor(logits, dtype=ml.float64, requires_grad=True)
+    theirs = torch.tensor(logits, requires_grad=True)
+    loss = F.cross_entropy(ours, ml.tensor(target))
+    expected = torch.nn.functional.cross_entropy(theirs, torch.tensor(target))
+    loss.backward()
+    expected.backward()
+    assert numpy.isfinite(loss.item())
+    numpy.testing.assert_allclose(loss.item(), expected.item(), rtol=1e-12)
+    numpy.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-12)
+
+
 def test_dropout_keeps_the_mean_zeroes_a_fraction_p_and_repeats_with_the_seed():
     x = ml.ones(100, 100)
     ml.manual_seed(5)

@@ -89,6 +89,35 @@ def test_maximum_splits_the_gradient_of_a_tie():
     np.testing.assert_array_equal(b.grad.numpy(), [1.0, 0.5, 0.0])
 
 
+@pytest.mark.parametrize("op", [ml.maximum, ml.minimum])
+def test_maximum_and_minimum_pass_a_float32_gradient_on_in_float32(op):
+    """Only the leaves' gradients are cast to their dtype: a float64 gradient from the middle
+    of a float32 graph would make every op before it compute its backward in float64."""
+    seen = []
+
+    class Spy(ml.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.copy()
+
+        @staticmethod
+        def backward(ctx, grad):
+            seen.append(grad.dtype)
+            return grad
+
+    x = ml.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    op(Spy.apply(x), 2.0).sum().backward()
+    assert seen == [np.float32]
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.5, 1.0] if op is ml.maximum
+                                  else [1.0, 0.5, 0.0])
+
+
+def test_python_abs_of_a_tensor_is_the_abs_op():
+    x = ml.tensor([-2.0, 0.0, 3.0], requires_grad=True)
+    abs(x).sum().backward()  # without __abs__, Python's abs() raised a TypeError
+    np.testing.assert_array_equal(x.grad.numpy(), [-1.0, 0.0, 1.0])
+
+
 def test_sigmoid_and_tanh_do_not_overflow():
     x = ml.tensor([-1000.0, 0.0, 1000.0], dtype=ml.float64)
     with np.errstate(over="raise"):

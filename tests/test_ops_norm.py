@@ -107,6 +107,18 @@ def test_float16_statistics_are_computed_wide(normalize):
                                reference.numpy().reshape(2, 256), rtol=0, atol=2.0 ** -9)
 
 
+@pytest.mark.parametrize("normalize", [lambda x: layer_norm(x, (4,)),
+                                       lambda x: group_norm(x, 2)])
+def test_integer_inputs_are_normalized_in_float32(normalize):
+    """Like the other real-valued ops (``floating``); the result was cast back to int64,
+    every standardised value truncated to -1, 0 or 1."""
+    values = np.arange(8).reshape(2, 4)
+    out = normalize(ml.tensor(values))
+    expected = normalize(ml.tensor(values, dtype=ml.float32))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out.numpy(), expected.numpy())
+
+
 def test_only_needed_gradients_are_computed():
     x = ml.randn(2, 4, 3, requires_grad=True)
     weight, bias = ml.ones(4), ml.zeros(4, requires_grad=True)
@@ -131,17 +143,23 @@ def test_bad_arguments_name_the_values():
 
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("activation", [None, "silu"])
-def test_group_norm_of_an_empty_batch_is_an_empty_batch(channels_last, activation):
-    """No samples: the output and dx are empty, and dw, db (sums over no samples) are 0."""
-    values = np.zeros((0, 4, 3, 3), np.float32)
+@pytest.mark.parametrize("shape", [(0, 4, 3, 3), (2, 4, 0, 3)])
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # 0/0: no positions
+def test_group_norm_of_an_empty_batch_is_an_empty_batch(channels_last, activation, shape):
+    """No samples, or no positions: the output and dx are empty, and db (a sum over no
+    elements) is 0; so is dw without samples (with samples but no positions, their mean and
+    variance are 0/0 and dw is nan, as in PyTorch)."""
+    values = np.zeros(shape, np.float32)
     if channels_last:  # a convolution's output layout: the other code path
-        values = np.moveaxis(np.zeros((0, 3, 3, 4), np.float32), -1, 1)
+        values = np.moveaxis(np.zeros(shape[:1] + shape[2:] + shape[1:2], np.float32), -1, 1)
     x = ml.tensor(values, requires_grad=True)
     weight, bias = ml.ones(4, requires_grad=True), ml.zeros(4, requires_grad=True)
     out = group_norm(x, 2, weight, bias, activation=activation)
     out.sum().backward()
-    assert out.shape == x.grad.shape == (0, 4, 3, 3)
-    assert weight.grad.numpy().tolist() == [0.0] * 4 and bias.grad.numpy().tolist() == [0.0] * 4
+    assert out.shape == x.grad.shape == shape
+    assert bias.grad.numpy().tolist() == [0.0] * 4
+    if shape[0] == 0:
+        assert weight.grad.numpy().tolist() == [0.0] * 4
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(np.float64, 1e-13), (np.float32, 1e-5)])

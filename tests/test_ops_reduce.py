@@ -175,6 +175,10 @@ def test_bad_dims_name_the_value():
         ml.mean(x, (1, -1))
     with pytest.raises(TypeError, match=r"dim must be a single int here, got \(0, 1\)"):
         ml.softmax(x, (0, 1))
+    # a 0-d tensor takes dim 0 or -1 only, in the one-axis ops too (they accepted any int)
+    for one_axis in (ml.softmax, ml.log_softmax, ml.argmax, ml.argmin):
+        with pytest.raises(ValueError, match="dim 1 is out of range for a tensor with 0 dim"):
+            one_axis(ml.tensor(1.0), 1)
 
 
 def test_dims_may_be_numpy_integers_but_not_bools():

@@ -97,3 +97,9 @@ def test_pooling_an_empty_batch_gives_an_empty_batch(pool):
     out = pool(x)
     out.sum().backward()
     assert out.shape[:2] == (0, 3) and x.grad.shape == (0, 3, 4, 4)
+
+
+def test_average_pooling_of_integers_is_float32():
+    out = avg_pool2d(ml.tensor(numpy.arange(16).reshape(1, 1, 4, 4)), 2)
+    assert out.dtype == numpy.float32
+    numpy.testing.assert_array_equal(out.numpy()[0, 0], [[2.5, 4.5], [10.5, 12.5]])

@@ -299,7 +299,9 @@ class PairExtremum(Function):
     def backward(ctx, grad):
         need_a, need_b = ctx.needs_input_grad
         a_wins = ctx.a > ctx.b if ctx.largest else ctx.a < ctx.b
-        share_a = a_wins + 0.5 * (ctx.a == ctx.b)
+        # 0.5 in grad's dtype: a Python 0.5 times a bool array is float64, and the gradient
+        # of a float32 graph would go on in float64 from here
+        share_a = a_wins + grad.dtype.type(0.5) * (ctx.a == ctx.b)
         return (grad * share_a if need_a else None), (grad * (1 - share_a) if need_b else None)
 
 

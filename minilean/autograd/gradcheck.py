@@ -21,6 +21,9 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-5, max_elements=64, seed=
     for index, tensor in enumerate(inputs):
         if tensor.requires_grad and tensor.dtype != numpy.float64:
             raise TypeError(f"gradcheck needs float64 inputs, input {index} is {tensor.dtype}")
+        if tensor.requires_grad and not tensor.is_leaf:  # backward leaves it no .grad
+            raise ValueError(f"gradcheck needs leaf inputs, input {index} was computed by an op "
+                             f"(pass it detached, with requires_grad=True)")
     if not any(tensor.requires_grad for tensor in inputs):
         raise ValueError("gradcheck needs at least one input with requires_grad=True")
     rng = numpy.random.default_rng(seed)

@@ -77,4 +77,5 @@ def accumulate_leaf_grad(tensor, grad, owned):
         data = grad if reusable else xp.array(grad, dtype=tensor.dtype, order="C")
         tensor.grad = tensor_module.Tensor._wrap(data, False)
     else:
-        tensor.grad.data = (tensor.grad.data + grad).astype(tensor.dtype, copy=False)
+        # asarray: NumPy's sum of two 0-d arrays is a scalar, which in-place updates would miss
+        tensor.grad.data = xp.asarray((tensor.grad.data + grad).astype(tensor.dtype, copy=False))

@@ -18,7 +18,7 @@ float32 or wider: float16 sums over thousands of elements lose the mean to round
 import math
 
 from minilean import backend
-from minilean.autograd.elementwise import silu_backward, silu_forward
+from minilean.autograd.elementwise import floating, silu_backward, silu_forward
 from minilean.autograd.function import Function
 from minilean.autograd.tensor import is_int
 from minilean.backend import array_module
@@ -107,8 +107,10 @@ def _position_sums(grouped, spatial):
     if spatial == 1:  # (N, S, G, C/G) -> (N, 1, G, C/G)
         return backend.sum_middle_axis(grouped)
     ones = array_module(grouped).ones(grouped.shape[spatial], dtype=grouped.dtype)
-    # (N, G, C/G, S) -> (N G C/G, S); @ (S,) -> (N G C/G,) -> (N, G, C/G, 1)
-    sums = backend.matmul(grouped.reshape(-1, grouped.shape[3]), ones)
+    # (N, G, C/G, S) -> (N G C/G, S); @ (S,) -> (N G C/G,) -> (N, G, C/G, 1); the rows named,
+    # since with no positions (S = 0) -1 could not be inferred
+    rows = math.prod(grouped.shape[:3])
+    sums = backend.matmul(grouped.reshape(rows, grouped.shape[3]), ones)
     return sums.reshape(grouped.shape[:3] + (1,))
 
 
@@ -247,8 +249,10 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
             raise ValueError(f"layer_norm {name} has shape {tensor.shape}, "
                              f"expected {normalized_shape}")
     affine, has_weight = _affine(weight, bias)
-    return LayerNorm.apply(x, *affine, axes=tuple(range(x.ndim - count, x.ndim)), eps=eps,
-                           has_weight=has_weight)
+    # an integer x in float32 (``floating``): the standardised values cast back to its dtype
+    # were truncated to -1, 0, 1
+    return LayerNorm.apply(floating(x), *affine, axes=tuple(range(x.ndim - count, x.ndim)),
+                           eps=eps, has_weight=has_weight)
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, activation=None):
@@ -263,5 +267,6 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, activation=None)
         if tensor is not None and tensor.shape != (channels,):
             raise ValueError(f"group_norm {name} has shape {tensor.shape}, expected ({channels},)")
     affine, has_weight = _affine(weight, bias)
-    return GroupNorm.apply(x, *affine, num_groups=num_groups, eps=eps, has_weight=has_weight,
-                           activation=activation)
+    # an integer x in float32, as in layer_norm
+    return GroupNorm.apply(floating(x), *affine, num_groups=num_groups, eps=eps,
+                           has_weight=has_weight, activation=activation)

@@ -6,6 +6,7 @@ gradient back with col2im. Outputs are NCHW-shaped views of channels-last memory
 """
 from minilean.autograd.conv import (channels_last, col2im, crop_to_nchw, im2col, output_size,
                                     pair, to_padded_nhwc)
+from minilean.autograd.elementwise import floating
 from minilean.autograd.function import Function
 from minilean.backend import array_module
 
@@ -113,8 +114,10 @@ def _pool_params(name, x, kernel_size, stride, padding):
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
-    """Mean over K x K windows (stride defaults to kernel_size; zero padding is averaged in)."""
-    return AvgPool2d.apply(x, **_pool_params("avg_pool2d", x, kernel_size, stride, padding))
+    """Mean over K x K windows (stride defaults to kernel_size; zero padding is averaged in);
+    of an integer x in float32, like the other real-valued ops (NumPy's mean gave float64)."""
+    params = _pool_params("avg_pool2d", x, kernel_size, stride, padding)
+    return AvgPool2d.apply(floating(x), **params)
 
 
 def max_pool2d(x, kernel_size, stride=None, padding=0):

@@ -263,7 +263,8 @@ def logsumexp(x, dim, keepdim=False):
 def _one_axis(dim, ndim):
     if not is_int(dim):
         raise TypeError(f"dim must be a single int here, got {dim!r}")
-    return normalize_dims(dim, ndim)[0] if ndim else None
+    axes = normalize_dims(dim, ndim)  # () for a 0-d tensor, after checking the range there too
+    return axes[0] if axes else None
 
 
 def softmax(x, dim):

@@ -205,6 +205,7 @@ class Tensor:
     def __pow__(self, other): return _ew.pow(self, other)
     def __rpow__(self, other): return _ew.pow(other, self)
     def __neg__(self): return _ew.neg(self)
+    def __abs__(self): return _ew.abs(self)
     def __matmul__(self, other): return _linalg.matmul(self, other)
     def __rmatmul__(self, other): return _linalg.matmul(other, self)
     def __getitem__(self, index): return _shape.getitem(self, index)

@@ -97,7 +97,7 @@ def cross_entropy(input, target, reduction="mean"):
                                  f"[0, {classes}), got values from {int(indices.min())} to "
                                  f"{int(indices.max())}")
         xp = input.xp
-        one_hot = xp.eye(classes, dtype=input.dtype)[target_data]  # (N, d1, ..., C)
+        one_hot = xp.eye(classes, dtype=bool)[target_data]  # (N, d1, ..., C)
         probabilities = _constant(xp.moveaxis(one_hot, -1, 1))  # (N, C, d1, ...)
     elif isinstance(target, Tensor):
         probabilities = target.to(dtype=input.dtype)
@@ -111,6 +111,10 @@ def cross_entropy(input, target, reduction="mean"):
                 f"{target_data.dtype})" if probabilities.shape == indices else "")
         raise ValueError(f"cross_entropy target shape {probabilities.shape} does not fit "
                          f"input shape {input.shape}{hint}")
+    if probabilities.dtype == bool:
+        # picked, not multiplied by the one-hot: a class masked out with a logit of -inf has
+        # log-probability -inf, and -inf * 0 would make the loss nan (PyTorch picks too)
+        return _reduce(-where(probabilities, log_probs, 0.0).sum(dim=1), reduction)
     return _reduce(-(log_probs * probabilities).sum(dim=1), reduction)
 
 
