@@ -138,6 +138,14 @@ def test_expected_errors_exit_1_with_one_line(tmp_path, capsys):
                       f"--cache={tmp_path / 'cache'}"], capsys)  # the floor's covariance
     assert (code, err) == (1, "minilean evaluate: error: FD-classifier needs at least 2 real "
                               "images, the dataset has 1\n")
+    run = tmp_path / "diverged"  # DDIM's noise scale so large that the samples overflow
+    code, err = fail(["diffusion", "--cpu", "--steps=2", "--T=10", "--hidden-c=8",
+                      "--sampler=ddim", "--sample-steps=3", "--eta=1e308", "--n-samples=4",
+                      "--evaluate=False", "--progress=False", f"--out={run}"], capsys)
+    assert (code, err) == (1, "minilean diffusion: error: images hold 3072 nan or infinite "
+                              "values of 3072; expected finite values (no pixel stands for "
+                              "them)\n")
+    assert os.listdir(run / "images") == [] and (run / "checkpoints" / "last.npz").exists()
 
 
 @pytest.mark.parametrize("value, raises", [("1", True), ("0", False), ("", False)])

@@ -125,7 +125,7 @@ def test_a_download_shorter_than_its_content_length_is_refused(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_a_corrupt_cached_archive_is_removed_and_fetched_again(tmp_path):
+def test_a_corrupt_cached_archive_is_replaced_by_a_fresh_download(tmp_path):
     archive = tmp_path / "served.tar.gz"
     md5 = make_archive(archive)
     root = tmp_path / "real"
@@ -140,10 +140,22 @@ def test_a_corrupt_cached_archive_is_removed_and_fetched_again(tmp_path):
     paths = cifar10.prepare(str(root), url="https://example.invalid/cifar.tar.gz",
                             expected_md5=md5, opener=opener, progress=False, log=messages.append)
     assert fetched == ["https://example.invalid/cifar.tar.gz"]
-    assert messages[0] == f"removing {root / cifar10.ARCHIVE_NAME}: its MD5 does not match {md5}"
+    assert messages[0] == f"replacing {root / cifar10.ARCHIVE_NAME}: its MD5 does not match {md5}"
     assert (root / cifar10.ARCHIVE_NAME).read_bytes() == archive.read_bytes()
     numpy.testing.assert_array_equal(numpy.load(paths["test_X"]).reshape(ROWS, -1),
                                      fake_batch(5)[b"data"])
+
+
+def test_a_corrupt_cached_archive_stays_when_the_download_fails(tmp_path):
+    root = tmp_path / "real"
+    root.mkdir()
+    cached = root / cifar10.ARCHIVE_NAME
+    cached.write_bytes(b"a torn cache")
+    with pytest.raises(OSError, match="could not download file:"):
+        cifar10.prepare(str(root), url=(tmp_path / "missing.tar.gz").as_uri(),
+                        expected_md5="0" * 32, progress=False, log=lambda message: None)
+    assert cached.read_bytes() == b"a torn cache"
+    assert os.listdir(root) == [cifar10.ARCHIVE_NAME]
 
 
 def test_unreachable_url_is_one_line_oserror(tmp_path):

@@ -110,6 +110,14 @@ def test_to_uint8_maps_the_value_range_and_clips():
     assert images.to_uint8(floats, (-1, 1)).tolist() == [0, 0, 128, 255, 255]
 
 
+@pytest.mark.parametrize("bad", [numpy.nan, numpy.inf, -numpy.inf])
+def test_to_uint8_refuses_values_no_pixel_stands_for(bad):
+    floats = numpy.array([0.0, bad, 1.0, 0.5], numpy.float32)
+    with pytest.raises(ValueError, match=r"^images hold 1 nan or infinite values of 4; "
+                                         r"expected finite values"):
+        images.to_uint8(floats)
+
+
 def test_save_grid_by_extension(tmp_path):
     batch = numpy.random.default_rng(0).random((4, 1, 3, 3), dtype=numpy.float32)
     images.save_grid(tmp_path / "g.pgm", batch, padding=0)

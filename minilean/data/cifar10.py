@@ -159,8 +159,8 @@ def prepare(root="data/real", limit_train=None, limit_test=None, url=None, expec
             opener=None, progress=True, log=print):
     """Download (or reuse) the archive under ``root``, verify, extract and write the arrays.
 
-    A cached archive is reused when its MD5 matches; otherwise it is removed and downloaded
-    again. ``url``, ``expected_md5`` and ``opener`` default to the module's ``URL``,
+    A cached archive is reused when its MD5 matches; otherwise it is downloaded again, and
+    replaced only once the new download's MD5 matches. ``url``, ``expected_md5`` and ``opener`` default to the module's ``URL``,
     ``ARCHIVE_MD5`` and ``urllib.request.urlopen`` (looked up at call time). Returns the dict
     of written paths.
     """
@@ -170,9 +170,8 @@ def prepare(root="data/real", limit_train=None, limit_test=None, url=None, expec
     if os.path.exists(archive) and md5_of(archive) == expected_md5:
         log(f"reusing verified {archive}")
     else:
-        if os.path.exists(archive):
-            log(f"removing {archive}: its MD5 does not match {expected_md5}")
-            os.remove(archive)
+        if os.path.exists(archive):  # kept until a download that checks out replaces it
+            log(f"replacing {archive}: its MD5 does not match {expected_md5}")
         log(f"downloading {url} -> {archive}")
         download(url, archive, expected_md5, opener=opener, progress=progress)
     paths = output_paths(root)

@@ -21,10 +21,17 @@ _PNM_MAGIC = {format: magic for magic, format in _PNM_FORMATS.items()}  # the wa
 
 
 def to_uint8(images, value_range=(0.0, 1.0)):
-    """Map float images in ``value_range`` (clipped) or uint8 images to uint8 [0, 255]."""
+    """Map float images in ``value_range`` (clipped) or uint8 images to uint8 [0, 255].
+
+    A nan or infinite value is an error: no pixel stands for it (NumPy's cast makes it 0, so
+    samples of a diverged sampler would be saved as plausible black images)."""
     images = numpy.asarray(images)
     if images.dtype == numpy.uint8:
         return images
+    finite = numpy.isfinite(images)
+    if not finite.all():
+        raise ValueError(f"images hold {finite.size - finite.sum()} nan or infinite values "
+                         f"of {finite.size}; expected finite values (no pixel stands for them)")
     low, high = value_range
     scaled = (images.astype(numpy.float32) - low) / (high - low)
     return (numpy.clip(scaled, 0.0, 1.0) * 255.0 + 0.5).astype(numpy.uint8)
