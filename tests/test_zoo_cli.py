@@ -496,6 +496,15 @@ def test_resume_refuses_to_change_what_defines_the_model_or_its_data(name, flag,
     assert (tmp_path / "config.json").read_bytes() == before
 
 
+def test_resume_refuses_a_defining_flag_the_saved_run_left_out(tmp_path, capsys):
+    saved = vars(cli.DIFFUSION.parse((), {"out": str(tmp_path), "steps": 1}))
+    assert saved["n_total"] is None
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    code, err = fail(["diffusion", f"--resume={tmp_path}", "--n-total=20"], capsys)
+    assert (code, err) == (2, "minilean diffusion: error: --n-total: got 20; expected it left "
+                              "out (the run being resumed has none)\n")
+
+
 def test_gan_on_ring8_resumes_without_naming_the_dataset_again(tmp_path):
     """The resumed run's data (points, not images) come from its saved config."""
     main(["gan", "--dataset=ring8", "--steps=2", "--batch-size=8", "--n-total=64",

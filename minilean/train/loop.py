@@ -205,6 +205,8 @@ def resumed_config(config, locked):
     for name in locked:
         if name in given and getattr(config, name) != saved.get(name):
             raise flag_error(name, getattr(config, name),
+                             "it left out (the run being resumed has none)"
+                             if saved.get(name) is None else
                              f"{saved.get(name)!r} (the value of the run being resumed)")
     return type(config)(**resumed_flags(vars(config), saved))
 
