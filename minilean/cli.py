@@ -55,6 +55,7 @@ unknown-flag, positional and boolean checks without a second declaration.
 import difflib
 import importlib
 import inspect
+import itertools
 import os
 import re
 import sys
@@ -795,8 +796,9 @@ def main(argv=None):
     given = _flag_names(argv)
     repeated = sorted({name for name in given if given.count(name) > 1})
     if repeated:  # fire keeps the last value of a repeated flag without a word
-        print(f"{FIRE_NAME}: error: {_as_typed(repeated[0])} is given more than once; "
-              f"expected each flag once", file=sys.stderr)
+        command = itertools.takewhile(lambda word: not word.startswith("-"), argv)
+        print(f"{' '.join([FIRE_NAME, *command])}: error: {_as_typed(repeated[0])} is given "
+              f"more than once; expected each flag once", file=sys.stderr)
         sys.exit(2)
     heap.keep_freed_memory()
     fire.Fire(found, command=argv, name=FIRE_NAME)

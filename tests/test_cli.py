@@ -246,8 +246,14 @@ def test_a_word_that_names_no_command_of_its_group_is_a_one_line_error(argv, exp
 ])
 def test_a_flag_given_twice_is_a_one_line_error(argv, name, capsys):
     code, err = fail(["diffusion", *argv], capsys)
-    assert (code, err) == (2, f"minilean: error: --{name} is given more than once; expected "
-                              f"each flag once\n")
+    assert (code, err) == (2, f"minilean diffusion: error: --{name} is given more than once; "
+                              f"expected each flag once\n")
+
+
+def test_a_flag_given_twice_is_named_with_its_command_path(capsys):
+    assert fail(["data", "convert", "image-folder", "--x=a", "--x=b"], capsys) == (
+        2, "minilean data convert image-folder: error: --x is given more than once; expected "
+           "each flag once\n")
 
 
 @pytest.mark.parametrize("argv", [["--progress", "--noprogress"], ["--noprogress", "--progress"],
@@ -255,8 +261,8 @@ def test_a_flag_given_twice_is_a_one_line_error(argv, name, capsys):
                                   ["--noprogress", "--steps=1", "--noprogress"]])
 def test_a_boolean_given_in_both_spellings_is_given_twice(argv, capsys, no_work):
     code, err = fail(["diffusion", *argv], capsys)
-    assert (code, err) == (2, "minilean: error: --progress is given more than once; expected "
-                              "each flag once\n")
+    assert (code, err) == (2, "minilean diffusion: error: --progress is given more than once; "
+                              "expected each flag once\n")
 
 
 def test_a_flag_named_no_something_is_not_read_as_a_negation(no_work, monkeypatch):
