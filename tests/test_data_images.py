@@ -216,3 +216,13 @@ def test_atomic_open_refuses_modes_other_than_writing(tmp_path, mode):
         with atomic.atomic_open(tmp_path / "x.txt", mode):
             pass
     assert (tmp_path / "x.txt").read_text() == "old" and os.listdir(tmp_path) == ["x.txt"]
+
+
+def test_a_write_through_a_symbolic_link_replaces_the_file_it_points_to(tmp_path):
+    (tmp_path / "kept").mkdir()
+    target, link = tmp_path / "kept" / "log.txt", tmp_path / "log.txt"
+    target.write_text("old")
+    link.symlink_to(target)
+    atomic.write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+    assert os.listdir(tmp_path / "kept") == ["log.txt"]
