@@ -105,6 +105,24 @@ def test_grid_places_each_tile_upright_and_in_reading_order():
     assert (grid[5:8, 9:12] == 255).all()  # the sixth slot is empty
 
 
+def test_a_grid_of_fewer_images_than_nrow_is_as_wide_as_its_images():
+    """As torchvision's make_grid: no empty columns to the right of the last image."""
+    tiles = numpy.full((3, 1, 2, 2), 7, numpy.uint8)
+    grid = images.make_grid(tiles, nrow=8, padding=1)
+    assert grid.shape == (1 * 3 + 1, 3 * 3 + 1, 1)
+    assert images.make_grid(tiles[:1], nrow=8, padding=1).shape == (4, 4, 1)
+
+
+@pytest.mark.parametrize("count, nrow, message", [
+    (0, None, r"make_grid expects at least one image, found 0"),
+    (3, -1, r"make_grid expects nrow None or an integer >= 1, found -1"),
+    (3, 2.5, r"make_grid expects nrow None or an integer >= 1, found 2.5"),
+])
+def test_a_grid_of_nothing_or_a_bad_nrow_is_refused(count, nrow, message):
+    with pytest.raises(ValueError, match=message):
+        images.make_grid(numpy.zeros((count, 3, 2, 2), numpy.uint8), nrow=nrow)
+
+
 def test_to_uint8_maps_the_value_range_and_clips():
     floats = numpy.array([-1.5, -1.0, 0.0, 1.0, 2.0], numpy.float32)
     assert images.to_uint8(floats, (-1, 1)).tolist() == [0, 0, 128, 255, 255]

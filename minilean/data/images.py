@@ -8,6 +8,7 @@ most significant first) is rescaled to 0..255, value * 255 / maxval rounded half
 file is written atomically.
 """
 import io
+import numbers
 import os
 
 import numpy
@@ -162,15 +163,22 @@ def write_png(path, image):
 def make_grid(images, nrow=None, padding=2, pad_value=0):
     """Tile uint8 images (N, C, H, W) into one (H', W', C) image, ``nrow`` images per row.
 
-    ``nrow`` defaults to ceil(sqrt(N)); ``padding`` pixels of ``pad_value`` separate the tiles
-    and frame the grid (as torchvision's make_grid does).
+    ``nrow`` defaults to ceil(sqrt(N)); fewer than ``nrow`` images make one row of N (no empty
+    columns); ``padding`` pixels of ``pad_value`` separate the tiles and frame the grid (as
+    torchvision's make_grid does).
     """
     images = numpy.asarray(images)
     if images.ndim != 4 or images.shape[1] not in (1, 3) or images.dtype != numpy.uint8:
         raise ValueError(f"make_grid expects uint8 images (N, C, H, W) with C in 1 or 3, found "
                          f"{images.dtype} {images.shape}")
     count, channels, height, width = images.shape
-    nrow = nrow or max(1, int(numpy.ceil(numpy.sqrt(count))))
+    if count == 0:
+        raise ValueError("make_grid expects at least one image, found 0")
+    if nrow is None:
+        nrow = int(numpy.ceil(numpy.sqrt(count)))
+    elif isinstance(nrow, bool) or not isinstance(nrow, numbers.Integral) or nrow < 1:
+        raise ValueError(f"make_grid expects nrow None or an integer >= 1, found {nrow!r}")
+    nrow = min(int(nrow), count)
     grid_rows = -(-count // nrow)
     cell_h, cell_w = height + padding, width + padding
     grid = numpy.full((grid_rows * cell_h + padding, nrow * cell_w + padding, channels),
