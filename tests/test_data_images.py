@@ -37,6 +37,9 @@ def test_reader_handles_comments_and_pillow_agrees(tmp_path):
     image = random_image((3, 4, 3), seed=1)
     data = b"P6\n# made by hand\n4 3\n# another comment\n255\n" + image.tobytes()
     numpy.testing.assert_array_equal(images.decode_pnm(data), image)
+    # A comment may follow the magic number at once, and end in a carriage return (netpbm)
+    data = b"P6# made on a Mac\r4 3 # size\r255\n" + image.tobytes()
+    numpy.testing.assert_array_equal(images.decode_pnm(data), image)
     Image = pytest.importorskip("PIL.Image")
     images.write_pnm(tmp_path / "x.ppm", image)
     with Image.open(tmp_path / "x.ppm") as opened:

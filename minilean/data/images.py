@@ -10,6 +10,7 @@ file is written atomically.
 import io
 import numbers
 import os
+import re
 
 import numpy
 
@@ -68,17 +69,19 @@ def write_pnm(path, image, ascii=False):
     atomic.write_bytes(path, encode_pnm(image, ascii))
 
 
-def _header_tokens(data, count):
-    """Read ``count`` whitespace-separated header tokens (skipping # comments); return them and
-    the offset just after the single whitespace byte that ends the last one."""
-    tokens, position = [], 0
+_COMMENT = re.compile(rb"#[^\r\n]*")  # a header comment runs to the end of its line (LF or CR)
+
+
+def _header_tokens(data, count, position):
+    """Read ``count`` whitespace-separated header tokens from ``position`` on (skipping #
+    comments); return them and the offset just after the single whitespace byte that ends the
+    last one."""
+    tokens = []
     while len(tokens) < count:
         while position < len(data) and data[position:position + 1].isspace():
             position += 1
         if data[position:position + 1] == b"#":
-            position = data.find(b"\n", position)
-            if position < 0:
-                break
+            position = _COMMENT.match(data, position).end()
             continue
         start = position
         while position < len(data) and not data[position:position + 1].isspace():
@@ -114,7 +117,7 @@ def decode_pnm(data):
     if data[:2] not in _PNM_FORMATS:
         raise ValueError(f"not a PPM/PGM file: starts with {data[:2]!r}, expected P2, P3, P5 or P6")
     channels, binary = _PNM_FORMATS[data[:2]]
-    (_, *fields), offset = _header_tokens(data, 4)
+    fields, offset = _header_tokens(data, 3, position=2)  # after the magic number
     width, height, maxval = (_whole_number(field, name) for field, name in
                              zip(fields, ("width", "height", "maxval")))
     if not 0 < maxval < 65536:
