@@ -53,6 +53,8 @@ def test_reader_handles_comments_and_pillow_agrees(tmp_path):
     (b"P5\n1 1\n65536\n\0\0", "netpbm maxval must be in 1..65535, found 65536"),
     (b"P5\n1 1\n0\n\0", "netpbm maxval must be in 1..65535, found 0"),
     (b"P5\n1", "truncated netpbm header"),
+    (b"P5\n0 99999999\n255\n", "netpbm image of 0x99999999 pixels; expected at least 1x1"),
+    (b"P2 3 0 255\n", "netpbm image of 3x0 pixels; expected at least 1x1"),
     (b"P2 x 1 255\n0\n", "netpbm width 'x' is not a whole number >= 0"),
     (b"P2 2 1 255\n0 -1\n", "netpbm value '-1' is not a whole number >= 0"),
     (b"P2 2 1 255\n0 300\n", "netpbm value 300 is above the maxval 255 its header gives"),

@@ -120,6 +120,8 @@ def decode_pnm(data):
     fields, offset = _header_tokens(data, 3, position=2)  # after the magic number
     width, height, maxval = (_whole_number(field, name) for field, name in
                              zip(fields, ("width", "height", "maxval")))
+    if not (width and height):
+        raise ValueError(f"netpbm image of {width}x{height} pixels; expected at least 1x1")
     if not 0 < maxval < 65536:
         raise ValueError(f"netpbm maxval must be in 1..65535, found {maxval}")
     count = width * height * channels
