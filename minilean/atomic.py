@@ -29,6 +29,11 @@ def atomic_open(path, mode="wb"):
     # Through a symbolic link, as open() writes: the file it points to is replaced and the
     # link stays (a rename over the link itself would put a new file in the link's place)
     destination = os.path.realpath(path)
+    if os.path.exists(destination) and not (os.path.isfile(destination)
+                                            or os.path.isdir(destination)):
+        # a rename would put a regular file in the place of the device (as root: /dev/null)
+        raise OSError(f"cannot write {path}: {destination} is a device, pipe or socket, not a "
+                      "regular file")
     directory = os.path.dirname(destination)
     try:
         os.makedirs(directory, exist_ok=True)

@@ -1,6 +1,7 @@
 """PPM/PGM/PNG writers and reader, grids, and atomic writes that survive a failure mid-write."""
 import os
 import re
+import stat
 import subprocess
 import sys
 
@@ -249,3 +250,15 @@ def test_a_write_through_a_symbolic_link_replaces_the_file_it_points_to(tmp_path
     atomic.write_text(link, "new")
     assert link.is_symlink() and target.read_text() == "new"
     assert os.listdir(tmp_path / "kept") == ["log.txt"]
+
+
+def test_a_pipe_or_a_link_to_one_is_never_replaced_by_a_file(tmp_path):
+    pipe, link = tmp_path / "pipe", tmp_path / "link.txt"
+    os.mkfifo(pipe)
+    link.symlink_to(pipe)
+    for path in (pipe, link):
+        with pytest.raises(OSError, match=f"cannot write {re.escape(str(path))}: .* is a "
+                                          "device, pipe or socket, not a regular file"):
+            atomic.write_text(path, "new")
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode) and sorted(os.listdir(tmp_path)) == [
+        "link.txt", "pipe"]
