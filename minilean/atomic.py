@@ -26,10 +26,18 @@ def atomic_open(path, mode="wb"):
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open mode must be 'wb' or 'w', got {mode!r}")
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
+    # Through a symbolic link, as open() writes: the file it points to is replaced and the
+    # link stays (a rename over the link itself would put a new file in the link's place)
+    destination = os.path.realpath(path)
+    if os.path.exists(destination) and not (os.path.isfile(destination)
+                                            or os.path.isdir(destination)):
+        # a rename would put a regular file in the place of the device (as root: /dev/null)
+        raise OSError(f"cannot write {path}: {destination} is a device, pipe or socket, not a "
+                      "regular file")
+    directory = os.path.dirname(destination)
     try:
         os.makedirs(directory, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.",
+        handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(destination)}.",
                                              suffix=TEMPORARY_SUFFIX, dir=directory)
     except OSError as error:  # named by the file asked for, not the temporary one
         raise OSError(f"cannot write {path}: {error.strerror or error}") from error
@@ -42,7 +50,7 @@ def atomic_open(path, mode="wb"):
             file.flush()
             os.fsync(file.fileno())
         try:
-            os.replace(temporary, path)
+            os.replace(temporary, destination)
         except OSError as error:  # e.g. ``path`` is a directory
             raise OSError(f"cannot write {path}: {error.strerror or error}") from error
     except BaseException:

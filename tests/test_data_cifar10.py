@@ -246,6 +246,24 @@ def test_link_member_is_refused(tmp_path):
         cifar10.safe_extract(str(archive), str(tmp_path / "target"))
 
 
+def test_a_bad_test_batch_leaves_the_arrays_written_before_as_they_were(tmp_path):
+    """Both splits are read before any array is written: no train arrays of one archive (and
+    limit) beside test arrays of another."""
+    kwargs = dict(progress=False, log=lambda message: None)
+    good, bad = tmp_path / "good.tar.gz", tmp_path / "bad.tar.gz"
+    paths = cifar10.prepare(str(tmp_path / "real"), limit_train=6, url=good.as_uri(),
+                            expected_md5=make_archive(good), **kwargs)
+    before = {name: open(path, "rb").read() for name, path in paths.items()}
+    batches = {name: pickle.dumps(fake_batch(seed + 10), protocol=PROTOCOL)
+               for seed, name in enumerate(cifar10.TRAIN_BATCHES)}
+    batches["test_batch"] = b"not a pickle"
+    (tmp_path / "real" / cifar10.ARCHIVE_NAME).unlink()
+    with pytest.raises(ValueError, match="test_batch: invalid load key"):
+        cifar10.prepare(str(tmp_path / "real"), url=bad.as_uri(),
+                        expected_md5=make_archive(bad, batches), **kwargs)
+    assert {name: open(path, "rb").read() for name, path in paths.items()} == before
+
+
 @pytest.mark.parametrize("data, labels, message", [
     (numpy.zeros((2, 100), numpy.uint8), [0, 1],
      r"expected data uint8 \(N, 3072\), found uint8 \(2, 100\)"),

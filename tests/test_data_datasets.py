@@ -154,6 +154,9 @@ def test_arrays_in_nhwc_nchw_and_grey_load_as_nchw(tmp_path):
     assert from_nhwc.y is None
     grey = load_dataset(x=save(tmp_path, "grey.npy", numpy.zeros((2, 5, 5), numpy.float32)))
     assert grey.x.shape == (2, 1, 5, 5)
+    for width in (1, 3):  # (N, H, W) is grey whatever its width: no layout to guess
+        narrow = load_dataset(x=save(tmp_path, "narrow.npy", numpy.zeros((2, 5, width), "u1")))
+        assert narrow.x.shape == (2, 1, 5, width)
     assert isinstance(from_nchw.x.base, numpy.memmap) or isinstance(from_nchw.x, numpy.memmap)
 
 
@@ -218,6 +221,10 @@ def test_n_total_up_to_the_cap_of_a_generated_set_is_made(monkeypatch):
     (numpy.zeros((2, 2, 4, 4), numpy.uint8), r"expected 1 or 3 channels on axis 1 \(NCHW\) or 3 "
                                              r"\(NHWC\), found shape \(2, 2, 4, 4\)"),
     (numpy.zeros((2, 3, 4, 3), numpy.uint8), r"shape \(2, 3, 4, 3\) is ambiguous"),
+    (numpy.zeros((2, 3, 0, 4), numpy.uint8), r"expected images of at least 1x1 pixels, "
+                                             r"found shape \(2, 3, 0, 4\)"),
+    (numpy.zeros((2, 3, 4, 0), numpy.float32), r"expected images of at least 1x1 pixels, "
+                                               r"found shape \(2, 3, 4, 0\)"),
     (numpy.full((2, 3, 4, 4), 2.0, numpy.float32), r"expected float images in \[0, 1\], "
                                                    r"found values in \[2.0, 2.0\]"),
     (numpy.full((2, 3, 4, 4), numpy.nan, numpy.float32), r"expected float images in \[0, 1\], "

@@ -1,6 +1,7 @@
 """PPM/PGM/PNG writers and reader, grids, and atomic writes that survive a failure mid-write."""
 import os
 import re
+import stat
 import subprocess
 import sys
 
@@ -37,6 +38,9 @@ def test_reader_handles_comments_and_pillow_agrees(tmp_path):
     image = random_image((3, 4, 3), seed=1)
     data = b"P6\n# made by hand\n4 3\n# another comment\n255\n" + image.tobytes()
     numpy.testing.assert_array_equal(images.decode_pnm(data), image)
+    # A comment may follow the magic number at once, and end in a carriage return (netpbm)
+    data = b"P6# made on a Mac\r4 3 # size\r255\n" + image.tobytes()
+    numpy.testing.assert_array_equal(images.decode_pnm(data), image)
     Image = pytest.importorskip("PIL.Image")
     images.write_pnm(tmp_path / "x.ppm", image)
     with Image.open(tmp_path / "x.ppm") as opened:
@@ -50,6 +54,8 @@ def test_reader_handles_comments_and_pillow_agrees(tmp_path):
     (b"P5\n1 1\n65536\n\0\0", "netpbm maxval must be in 1..65535, found 65536"),
     (b"P5\n1 1\n0\n\0", "netpbm maxval must be in 1..65535, found 0"),
     (b"P5\n1", "truncated netpbm header"),
+    (b"P5\n0 99999999\n255\n", "netpbm image of 0x99999999 pixels; expected at least 1x1"),
+    (b"P2 3 0 255\n", "netpbm image of 3x0 pixels; expected at least 1x1"),
     (b"P2 x 1 255\n0\n", "netpbm width 'x' is not a whole number >= 0"),
     (b"P2 2 1 255\n0 -1\n", "netpbm value '-1' is not a whole number >= 0"),
     (b"P2 2 1 255\n0 300\n", "netpbm value 300 is above the maxval 255 its header gives"),
@@ -103,6 +109,24 @@ def test_grid_places_each_tile_upright_and_in_reading_order():
                     assert grid[top + row, left + column, channel] == (
                         100 * index + 10 * channel + 3 * row + column) % 251
     assert (grid[5:8, 9:12] == 255).all()  # the sixth slot is empty
+
+
+def test_a_grid_of_fewer_images_than_nrow_is_as_wide_as_its_images():
+    """As torchvision's make_grid: no empty columns to the right of the last image."""
+    tiles = numpy.full((3, 1, 2, 2), 7, numpy.uint8)
+    grid = images.make_grid(tiles, nrow=8, padding=1)
+    assert grid.shape == (1 * 3 + 1, 3 * 3 + 1, 1)
+    assert images.make_grid(tiles[:1], nrow=8, padding=1).shape == (4, 4, 1)
+
+
+@pytest.mark.parametrize("count, nrow, message", [
+    (0, None, r"make_grid expects at least one image, found 0"),
+    (3, -1, r"make_grid expects nrow None or an integer >= 1, found -1"),
+    (3, 2.5, r"make_grid expects nrow None or an integer >= 1, found 2.5"),
+])
+def test_a_grid_of_nothing_or_a_bad_nrow_is_refused(count, nrow, message):
+    with pytest.raises(ValueError, match=message):
+        images.make_grid(numpy.zeros((count, 3, 2, 2), numpy.uint8), nrow=nrow)
 
 
 def test_to_uint8_maps_the_value_range_and_clips():
@@ -216,3 +240,25 @@ def test_atomic_open_refuses_modes_other_than_writing(tmp_path, mode):
         with atomic.atomic_open(tmp_path / "x.txt", mode):
             pass
     assert (tmp_path / "x.txt").read_text() == "old" and os.listdir(tmp_path) == ["x.txt"]
+
+
+def test_a_write_through_a_symbolic_link_replaces_the_file_it_points_to(tmp_path):
+    (tmp_path / "kept").mkdir()
+    target, link = tmp_path / "kept" / "log.txt", tmp_path / "log.txt"
+    target.write_text("old")
+    link.symlink_to(target)
+    atomic.write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+    assert os.listdir(tmp_path / "kept") == ["log.txt"]
+
+
+def test_a_pipe_or_a_link_to_one_is_never_replaced_by_a_file(tmp_path):
+    pipe, link = tmp_path / "pipe", tmp_path / "link.txt"
+    os.mkfifo(pipe)
+    link.symlink_to(pipe)
+    for path in (pipe, link):
+        with pytest.raises(OSError, match=f"cannot write {re.escape(str(path))}: .* is a "
+                                          "device, pipe or socket, not a regular file"):
+            atomic.write_text(path, "new")
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode) and sorted(os.listdir(tmp_path)) == [
+        "link.txt", "pipe"]

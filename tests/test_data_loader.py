@@ -112,6 +112,13 @@ def test_labels_must_match_the_rows_one_for_one():
         Loader(numbered_images(4), 2, labels=numpy.arange(5))
 
 
+def test_batch_size_is_any_integer_but_a_boolean():
+    """A NumPy integer (a size computed from an array's shape) is an integer too."""
+    assert len(Loader(numbered_images(8), numpy.int64(4))) == 2
+    with pytest.raises(ValueError, match="^batch_size must be a positive integer, got True$"):
+        Loader(numbered_images(8), True)
+
+
 def test_successive_loops_are_successive_epochs():
     loader = Loader(numbered_images(8), 4, value_range=(0, 1), seed=0)
     first, second = ([rows_of(batch) for batch in loader] for _ in range(2))

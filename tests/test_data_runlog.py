@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import numpy
+import pytest
 
 from minilean import atomic
 from minilean.data.progress import Progress, format_count, format_duration
@@ -68,6 +69,16 @@ def test_a_corrupt_line_inside_the_log_is_skipped_and_the_lines_after_it_read(tm
     path.write_bytes(b'{"step": 1, "loss": 0.5}\n\x00\x00\x00\x00\n{"step": 2, "lo\n'
                      b'{"step": 3, "loss": 0.25}\n')
     assert read_metrics(path) == [{"step": 1, "loss": 0.5}, {"step": 3, "loss": 0.25}]
+
+
+@pytest.mark.parametrize("corrupt", [b'{"step": 2, "note": "\xc3\x28"}', b"3", b"[2, 0.1]", b"null"])
+def test_a_line_that_is_no_json_object_is_skipped_and_resume_goes_on(tmp_path, corrupt):
+    """Bytes that are not UTF-8 (a torn disk block), or JSON that is not an object."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'{"step": 1, "loss": 0.5}\n' + corrupt + b'\n{"step": 3, "loss": 0.25}\n')
+    assert read_metrics(path) == [{"step": 1, "loss": 0.5}, {"step": 3, "loss": 0.25}]
+    with RunDirectory(tmp_path, {}, resume_step=3) as run:
+        assert [record["step"] for record in run.metrics()] == [1, 3]
 
 
 def test_resume_removes_the_temporary_files_of_killed_writes_and_nothing_else(tmp_path):

@@ -148,17 +148,21 @@ def as_nchw(images, path):
         raise ValueError(f"{path}: expected images of rank 4 (N, C, H, W) or (N, H, W, C), "
                          f"found rank {images.ndim} with shape {images.shape}")
     check_pixel_values(images, path)
-    if images.ndim == 3:
+    shape = images.shape
+    if images.ndim == 3:  # grey: no channel axis to find, whatever the width
         images = images[:, None]                                   # (N, H, W) -> (N, 1, H, W)
-    channels_first, channels_last = images.shape[1] in (1, 3), images.shape[3] in (1, 3)
-    if channels_first and channels_last:
-        raise ValueError(f"{path}: shape {images.shape} is ambiguous (could be NCHW or NHWC); "
-                         "save it as NCHW with a non-1/3 width")
-    if not (channels_first or channels_last):
-        raise ValueError(f"{path}: expected 1 or 3 channels on axis 1 (NCHW) or 3 (NHWC), "
-                         f"found shape {images.shape}")
-    if channels_last:
-        images = images.transpose(0, 3, 1, 2)                      # NHWC -> NCHW
+    else:
+        channels_first, channels_last = shape[1] in (1, 3), shape[3] in (1, 3)
+        if channels_first and channels_last:
+            raise ValueError(f"{path}: shape {shape} is ambiguous (could be NCHW or NHWC); "
+                             "save it as NCHW with a non-1/3 width")
+        if not (channels_first or channels_last):
+            raise ValueError(f"{path}: expected 1 or 3 channels on axis 1 (NCHW) or 3 (NHWC), "
+                             f"found shape {shape}")
+        if channels_last:
+            images = images.transpose(0, 3, 1, 2)                  # NHWC -> NCHW
+    if 0 in images.shape[2:]:
+        raise ValueError(f"{path}: expected images of at least 1x1 pixels, found shape {shape}")
     return images
 
 

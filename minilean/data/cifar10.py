@@ -180,9 +180,11 @@ def prepare(root="data/real", limit_train=None, limit_test=None, url=None, expec
     try:
         safe_extract(archive, scratch)
         batch_dir = os.path.join(scratch, BATCH_DIR)
-        for split, names, limit in (("train", TRAIN_BATCHES, limit_train),
-                                    ("test", TEST_BATCHES, limit_test)):
-            images, labels = read_split(batch_dir, names, limit)
+        # Both splits are read before anything is written: a bad batch leaves the old arrays
+        # as a whole, never train arrays of this archive beside test arrays of another.
+        splits = {"train": read_split(batch_dir, TRAIN_BATCHES, limit_train),
+                  "test": read_split(batch_dir, TEST_BATCHES, limit_test)}
+        for split, (images, labels) in splits.items():
             atomic.save_npy(paths[f"{split}_X"], images)
             atomic.save_npy(paths[f"{split}_y"], labels)
             log(f"wrote {paths[f'{split}_X']} {images.shape} uint8 and labels")

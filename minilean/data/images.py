@@ -8,7 +8,9 @@ most significant first) is rescaled to 0..255, value * 255 / maxval rounded half
 file is written atomically.
 """
 import io
+import numbers
 import os
+import re
 
 import numpy
 
@@ -67,17 +69,19 @@ def write_pnm(path, image, ascii=False):
     atomic.write_bytes(path, encode_pnm(image, ascii))
 
 
-def _header_tokens(data, count):
-    """Read ``count`` whitespace-separated header tokens (skipping # comments); return them and
-    the offset just after the single whitespace byte that ends the last one."""
-    tokens, position = [], 0
+_COMMENT = re.compile(rb"#[^\r\n]*")  # a header comment runs to the end of its line (LF or CR)
+
+
+def _header_tokens(data, count, position):
+    """Read ``count`` whitespace-separated header tokens from ``position`` on (skipping #
+    comments); return them and the offset just after the single whitespace byte that ends the
+    last one."""
+    tokens = []
     while len(tokens) < count:
         while position < len(data) and data[position:position + 1].isspace():
             position += 1
         if data[position:position + 1] == b"#":
-            position = data.find(b"\n", position)
-            if position < 0:
-                break
+            position = _COMMENT.match(data, position).end()
             continue
         start = position
         while position < len(data) and not data[position:position + 1].isspace():
@@ -113,9 +117,11 @@ def decode_pnm(data):
     if data[:2] not in _PNM_FORMATS:
         raise ValueError(f"not a PPM/PGM file: starts with {data[:2]!r}, expected P2, P3, P5 or P6")
     channels, binary = _PNM_FORMATS[data[:2]]
-    (_, *fields), offset = _header_tokens(data, 4)
+    fields, offset = _header_tokens(data, 3, position=2)  # after the magic number
     width, height, maxval = (_whole_number(field, name) for field, name in
                              zip(fields, ("width", "height", "maxval")))
+    if not (width and height):
+        raise ValueError(f"netpbm image of {width}x{height} pixels; expected at least 1x1")
     if not 0 < maxval < 65536:
         raise ValueError(f"netpbm maxval must be in 1..65535, found {maxval}")
     count = width * height * channels
@@ -162,15 +168,22 @@ def write_png(path, image):
 def make_grid(images, nrow=None, padding=2, pad_value=0):
     """Tile uint8 images (N, C, H, W) into one (H', W', C) image, ``nrow`` images per row.
 
-    ``nrow`` defaults to ceil(sqrt(N)); ``padding`` pixels of ``pad_value`` separate the tiles
-    and frame the grid (as torchvision's make_grid does).
+    ``nrow`` defaults to ceil(sqrt(N)); fewer than ``nrow`` images make one row of N (no empty
+    columns); ``padding`` pixels of ``pad_value`` separate the tiles and frame the grid (as
+    torchvision's make_grid does).
     """
     images = numpy.asarray(images)
     if images.ndim != 4 or images.shape[1] not in (1, 3) or images.dtype != numpy.uint8:
         raise ValueError(f"make_grid expects uint8 images (N, C, H, W) with C in 1 or 3, found "
                          f"{images.dtype} {images.shape}")
     count, channels, height, width = images.shape
-    nrow = nrow or max(1, int(numpy.ceil(numpy.sqrt(count))))
+    if count == 0:
+        raise ValueError("make_grid expects at least one image, found 0")
+    if nrow is None:
+        nrow = int(numpy.ceil(numpy.sqrt(count)))
+    elif isinstance(nrow, bool) or not isinstance(nrow, numbers.Integral) or nrow < 1:
+        raise ValueError(f"make_grid expects nrow None or an integer >= 1, found {nrow!r}")
+    nrow = min(int(nrow), count)
     grid_rows = -(-count // nrow)
     cell_h, cell_w = height + padding, width + padding
     grid = numpy.full((grid_rows * cell_h + padding, nrow * cell_w + padding, channels),

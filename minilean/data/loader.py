@@ -7,6 +7,7 @@ time (a memory-mapped uint8 file is never expanded to float as a whole): to floa
 the model's range, optionally flipped left-right at random, then copied to the device.
 """
 import collections
+import numbers
 
 import numpy
 
@@ -35,7 +36,8 @@ class Loader:
         if value_range is not None and tuple(value_range) not in VALUE_RANGES:
             raise ValueError(f"value_range must be one of {VALUE_RANGES} or None, "
                              f"got {value_range!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
+                or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if hflip and data.ndim != 4:
             raise ValueError(f"hflip needs images (N, C, H, W), found shape {data.shape}")
@@ -50,7 +52,7 @@ class Loader:
         if len(data) == 0:
             raise ValueError("the dataset is empty")
         self.data, self.labels = data, labels
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
         self.seed, self.hflip, self.device = seed, hflip, device
         self.value_range = None if value_range is None else tuple(value_range)
         self.next_epoch = 0  # what a plain ``for batch in loader`` runs next

@@ -38,16 +38,19 @@ def _json_safe(metrics):
 
 
 def read_metrics(path):
-    """The logged records of a metrics.jsonl file (a torn or corrupt line is skipped)."""
+    """The logged records of a metrics.jsonl file: its lines that are JSON objects (a torn or
+    corrupt line is skipped, whether it is not JSON, not UTF-8, or JSON of another kind)."""
     records = []
     if not os.path.exists(path):
         return records
-    with open(path, encoding="utf-8") as file:
+    with open(path, "rb") as file:  # read line by line as bytes: bad UTF-8 spoils one line
         for line in file:
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
+                record = json.loads(line)
+            except ValueError:  # JSONDecodeError, UnicodeDecodeError
                 continue
+            if isinstance(record, dict):
+                records.append(record)
     return records
 
 
