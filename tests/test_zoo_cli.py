@@ -14,6 +14,7 @@ from minilean import cli
 from minilean.cli import main
 from minilean.data import read_metrics
 from minilean.data.arrays import float_images
+from minilean.data.images import read_pnm
 from minilean.data.streams import Purpose, stream
 from minilean.optim import load_checkpoint
 from minilean.train import zoo_run
@@ -277,6 +278,11 @@ def test_a_tiny_run_writes_its_numbers(name, argv, keys, fixed, tmp_path):
     assert_the_numbers_agree(summary)
     assert os.path.exists(tmp_path / "checkpoints" / "last.npz")
     assert os.listdir(tmp_path / "images") or os.path.exists(tmp_path / "samples.svg")
+    # the 4 held-out images above their reconstructions (and, for the MAE, their masking):
+    # one column each, 16 pixels and a padding of 2 around every tile
+    for grid, rows in (("reconstructions.ppm", 2), ("original_masked_reconstruction.ppm", 3)):
+        if os.path.exists(tmp_path / "images" / grid):
+            assert read_pnm(tmp_path / "images" / grid).shape == (rows * 18 + 2, 4 * 18 + 2, 3)
 
 
 BASELINES = {  # the trivial model each command fits to its training rows, and its flags

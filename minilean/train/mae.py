@@ -58,8 +58,8 @@ def run(config):
                                        mask.hidden).item())
     baseline = mean_patch_mse(float_images(session.train_rows),
                               held_out.numpy(), mask.hidden.numpy(), config.patch_size)
-    session.save_grid("original_masked_reconstruction",
-                      _comparison_rows(held_out, prediction, mask, config.patch_size), nrow=8)
+    rows = _comparison_rows(held_out, prediction, mask, config.patch_size)
+    session.save_grid("original_masked_reconstruction", rows, nrow=len(rows) // 3)
     session.finish("MAE", held_out_images=len(held_out), mask=config.mask,
                    hidden_share=float(mask.hidden.numpy().mean()),
                    held_out_masked_patch_mse=pixel_error, baseline_mean_patch_mse=baseline,
@@ -67,8 +67,9 @@ def run(config):
 
 
 def _comparison_rows(images, prediction, mask, patch_size, count=8):
-    """Rows of ``count`` images: original, masked (hidden patches grey), and the
-    reconstruction (visible patches pasted back, hidden ones predicted in pixels)."""
+    """Three rows of ``count`` images (or of all, where there are fewer): original, masked
+    (hidden patches grey), and the reconstruction (visible patches pasted back, hidden ones
+    predicted in pixels)."""
     images, prediction = images[:count], prediction[:count]
     hidden = mask.hidden[:count].unsqueeze(-1)  # (n, L) -> (n, L, 1)
     patches = patchify(images, patch_size)

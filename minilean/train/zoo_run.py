@@ -63,9 +63,10 @@ class Session:
                                     value_range=self.value_range or (0.0, 1.0))
 
     def save_reconstructions(self, originals, reconstructions, count=16):
-        """``images/reconstructions``: ``count`` originals above their reconstructions."""
+        """``images/reconstructions``: ``count`` originals (or all, where there are fewer)
+        above their reconstructions."""
         rows = [images.numpy()[:count] for images in (originals, reconstructions)]
-        return self.save_grid("reconstructions", numpy.concatenate(rows), nrow=count)
+        return self.save_grid("reconstructions", numpy.concatenate(rows), nrow=len(rows[0]))
 
     def finish(self, title, **summary):
         """Write summary.json, the loss curve, the optional TrainLog; print the summary."""
