@@ -516,12 +516,14 @@ def _train_on_step_numbers(run_dir, steps, log_every, checkpoint_every):
 
 def test_the_last_part_window_is_logged_as_its_own_mean_and_saved(tmp_path):
     """5 steps, log and checkpoint every 2: lines at 2 and 4 average two steps, the line at
-    step 5 is step 5's alone, and the final checkpoint is step 5's."""
+    step 5 is step 5's alone, and the final checkpoint is step 5's. It keeps step 5 unlogged:
+    a run continued past it logs step 5 with step 6 on the interval, as a run of 6 steps does."""
     record, lines = _train_on_step_numbers(tmp_path, 5, log_every=2, checkpoint_every=2)
     assert lines == [(2, (1 + 2) / 2), (4, (3 + 4) / 2), (5, 5.0)]
     assert (record["step"], record["loss"]) == (5, 5.0)
     checkpoint = load_checkpoint(str(tmp_path / "checkpoints" / "last.npz"))
-    assert checkpoint["step"] == 5 and checkpoint["unlogged"]["count"] == 0
+    assert checkpoint["step"] == 5 and checkpoint["unlogged"] == {"sums": {"loss": 5.0},
+                                                                  "count": 1}
 
 
 def test_the_last_step_is_saved_when_checkpoints_are_rarer_than_the_run(tmp_path):

@@ -353,6 +353,25 @@ def test_resume_continues_to_the_new_step_count(tmp_path):
     assert steps[-1] == 4 and steps == sorted(steps)
 
 
+def test_a_finished_run_continued_past_its_last_line_off_the_interval_logs_as_a_whole_run(
+        tmp_path):
+    """A run of 3 steps logging every 2 ends with a line of step 3 alone; continued to 4 steps,
+    it logs step 3 with step 4, as a run of 4 steps does (the line at 3 goes)."""
+    flags = [flag for flag in TINY if not flag.startswith("--steps")] + [
+        "--log-every=2", "--hidden=8", "--latent=2"]
+    main(["autoencoder", *flags, "--steps=4", f"--out={tmp_path / 'whole'}"])
+    main(["autoencoder", *flags, "--steps=3", f"--out={tmp_path / 'split'}"])
+
+    def logged(run):
+        return [(record["step"], record["loss"])
+                for record in read_metrics(tmp_path / run / "metrics.jsonl")]
+    # resumed at its end (to evaluate again, say), it keeps its last line
+    main(["autoencoder", "--steps=3", f"--resume={tmp_path / 'split'}", "--progress=false"])
+    assert [step for step, _ in logged("split")] == [2, 3]
+    main(["autoencoder", "--steps=4", f"--resume={tmp_path / 'split'}", "--progress=false"])
+    assert logged("split") == logged("whole") and [step for step, _ in logged("whole")] == [2, 4]
+
+
 def test_resume_trains_with_the_lr_it_is_given(tmp_path):
     """As diffusion does: a checkpoint holds the optimizer's lr, and --lr on --resume wins."""
     flags = [*TINY, "--log-every=1", "--hidden=8", "--latent=2"]  # 2 steps

@@ -8,8 +8,9 @@ does the rest:
 * ``metrics.jsonl``: every ``log_every`` steps the mean of each metric since the last line;
 * ``checkpoints/last.npz`` every ``checkpoint_every`` steps and at the end: every module, EMA
   and optimizer state, the step, the CPU random state and the metrics summed since the last
-  log line (so a resumed run's first line averages the steps an uninterrupted run's does),
-  written atomically;
+  log line on the ``log_every`` interval (so a resumed run's first line averages the steps an
+  uninterrupted run's does, also past a finished run's last line off the interval), written
+  atomically;
 * a NaN guard: a non-finite metric stops training with ``TrainingDiverged`` naming the step,
   before anything is saved, so the last good checkpoint stays as it was.
 
@@ -227,8 +228,13 @@ def open_run(config, state):
         if config.steps < state.step:
             raise flag_error("steps", config.steps, f"an integer >= {state.step}, the step the "
                                                     f"resumed run has reached")
-    return RunDirectory(config.out, vars(config),
-                        resume_step=state.step if config.resume else None)
+    if not config.resume:
+        return RunDirectory(config.out, vars(config))
+    # a run that ended off its log interval logged a last line of the steps since the
+    # interval's last line; continued past it, the run drops that line and logs those steps
+    # (their sums are in the checkpoint) with the next ones, as an uninterrupted run does
+    kept = state.step - state.unlogged_count if config.steps > state.step else state.step
+    return RunDirectory(config.out, vars(config), resume_step=kept)
 
 
 def train(state, step_fn, batches, steps, run, log_every, checkpoint_every, progress=True,
@@ -264,7 +270,10 @@ def train(state, step_fn, batches, steps, run, log_every, checkpoint_every, prog
             display.update(step, **read[-1][1])  # this step's metrics
             if log_now:
                 record = run.log(step, **{name: total / count for name, total in sums.items()})
-                sums, count = {}, 0
+                # the last step's line off the interval: its steps stay unlogged in the
+                # checkpoint, so that a run continued past it logs them with the next ones
+                if step % log_every == 0:
+                    sums, count = {}, 0
             if save_now:
                 state.unlogged_sums, state.unlogged_count = dict(sums), count
                 state.save(run.path)
