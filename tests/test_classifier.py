@@ -293,6 +293,22 @@ def test_the_floor_is_the_distance_of_training_images_to_held_out_ones(tmp_path)
     assert expected > 0 and report["floor_real_train"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_samples_floor_and_ceiling_are_scored_with_as_many_images_as_the_data_have(tmp_path):
+    """12 samples against built-in data of 6 images: the samples, the floor's training images
+    and the ceiling's noise images are 6 each (the floor used to fit 6 against 12 samples)."""
+    from minilean.data import load_dataset
+    from minilean.models.classifier import fd_classifier
+    dataset = load_dataset("builtin", n_total=6, image_size=16, seed=0)
+    samples = numpy.random.default_rng(0).random((12, 3, 16, 16)).astype(numpy.float32)
+    report = fd_classifier(samples, dataset, "cpu", seed=0, n_eval=8, steps=2,
+                           cache=str(tmp_path))
+    assert report["n_images"] == 6
+    # the training images scored as samples: exactly the floor, as the same number of them
+    real = fd_classifier(dataset.images_float(slice(0, 6)), dataset, "cpu", seed=0, n_eval=8,
+                         steps=2, cache=str(tmp_path))
+    assert real["fd_classifier"] == report["floor_real_train"]
+
+
 def test_a_damaged_cached_classifier_is_named_as_the_cache_to_remove(tmp_path):
     """Evaluating after a whole training run fails on it: the message must say what the file
     is and that removing it is the cure, not only that it is no readable checkpoint."""

@@ -200,10 +200,12 @@ def fd_classifier(samples_unit, dataset, device, seed=0, n_eval=500, steps=CLASS
     if samples_unit.shape[1:] != dataset.image_shape:
         raise ValueError(f"samples have shape {samples_unit.shape[1:]}, the dataset's images "
                          f"{dataset.image_shape}")
-    n = min(len(samples_unit), n_eval)
-    if n < 2:
+    if len(samples_unit) < 2:
         raise ValueError(f"FD-classifier needs at least 2 samples, got {len(samples_unit)}")
     train_real, held_out, held_out_labels = reference_sets(dataset, n_eval, seed)
+    # the samples, the floor and the ceiling are scored with the same number of images (a
+    # Gaussian fit to fewer lies further away): a small built-in dataset has fewer real ones
+    n = min(len(samples_unit), n_eval, len(train_real))
     model, path = trained_classifier(classifier_rows(dataset, n_eval), device, seed, steps,
                                      cache)
     reference = gaussian_fit(features_of(model, held_out, device))
