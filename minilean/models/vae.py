@@ -82,9 +82,11 @@ def discretized_logistic_log_likelihood(images, mean, log_scale):
         P(x) = sigmoid((x + h - mean) / s) - sigmoid((x - h - mean) / s),   h = 0.5 / 255,
         with the edge bins taking all the mass below 0 (x = 0) and above 1 (x = 1).
 
-    A probability of a discrete value, so -sum log P is a code length in nats. Where the
-    difference of sigmoids underflows, the density at the bin centre times the bin width
-    (log pdf - log 255) stands in for it.
+    A probability of a discrete value, so -sum log P is a code length in nats. Where an
+    interior bin's mass is below 1e-5 (PixelCNN++'s switch, well before the difference of
+    sigmoids loses its digits), the density at the bin centre times the bin width
+    (log pdf - log 255) stands in for it; that stand-in is not the mass, and at the narrowest
+    scales it can cost such a rare pixel up to about a nat more.
     """
     centred = images - mean
     inverse_scale = (-log_scale).exp()
