@@ -319,6 +319,22 @@ def test_to_dtype_casts_existing_gradients_too():
         numpy.testing.assert_array_equal(param.grad.numpy(), grads[name].astype(numpy.float64))
 
 
+def test_to_dtype_casts_floating_tensors_only_as_torch():
+    """An index or count buffer stays an integer (and a mask boolean), as in PyTorch: cast to
+    float64 it was refused by embedding, and a parameter cast to int32 was not refused."""
+    model = Block()
+    model.register_buffer("positions", ml.tensor(numpy.arange(3)))
+    model.register_buffer("keep", ml.tensor(numpy.array([True, False])))
+    model.to(dtype=numpy.float64)
+    assert model.positions.dtype == numpy.int64 and model.keep.dtype == numpy.bool_
+    assert model.scale.dtype == numpy.float64
+    with pytest.raises(TypeError, match="^Module.to casts the floating-point parameters and "
+                                        "buffers, so dtype must be a floating-point type, got "
+                                        "'int32'$"):
+        model.to(dtype="int32")
+    assert all(param.dtype == numpy.float64 for param in model.parameters())
+
+
 def test_to_cuda_without_a_gpu_is_a_one_line_error():
     if ml.cuda_available():
         pytest.skip("a GPU is present")
