@@ -495,6 +495,22 @@ def test_layer_constructor_errors():
         nn.Conv2d(0, 3, 3)
     with pytest.raises(ValueError, match="^out_channels must be an int >= 1, got -1$"):
         nn.ConvTranspose2d(3, -1, 3)
+    # num_groups or num_heads 0 divided by zero; -2 was taken and failed only at the forward
+    with pytest.raises(ValueError, match="^num_groups must be an int >= 1, got 0$"):
+        nn.GroupNorm(0, 4)
+    with pytest.raises(ValueError, match="^num_groups must be an int >= 1, got -2$"):
+        nn.GroupNorm(-2, 4)
+    with pytest.raises(ValueError, match="^num_heads must be an int >= 1, got 0$"):
+        nn.MultiheadAttention(4, 0)
+    with pytest.raises(ValueError, match="^num_heads must be an int >= 1, got -2$"):
+        nn.MultiheadAttention(4, -2)
+    with pytest.raises(ValueError, match="^embed_dim must be an int >= 1, got 0$"):
+        nn.MultiheadAttention(0, 1)
+    with pytest.raises(ValueError, match="^num_embeddings must be an int >= 1, got -1$"):
+        nn.Embedding(-1, 3)
+    # MultiheadAttention took any dropout and refused it at its first training step
+    with pytest.raises(ValueError, match="^dropout probability must be in \\[0, 1\\], got 2.0$"):
+        nn.MultiheadAttention(4, 2, dropout=2.0)
 
 
 # --- gradients of the modules (float64, finite differences) --------------------------------

@@ -11,7 +11,7 @@ from minilean.autograd.tensor import Tensor
 from minilean.nn import functional as F
 from minilean.nn import init
 from minilean.nn.linear import Linear
-from minilean.nn.module import Module, empty_parameter
+from minilean.nn.module import Module, check_sizes, empty_parameter
 
 
 class MultiheadAttention(Module):
@@ -20,8 +20,10 @@ class MultiheadAttention(Module):
         if not batch_first:
             raise ValueError("MultiheadAttention supports only batch_first=True "
                              "(inputs of shape (batch, sequence, embed_dim))")
+        check_sizes(embed_dim=embed_dim, num_heads=num_heads)
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
+        F.check_probability(dropout)
         self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
         self.head_dim = embed_dim // num_heads
         self.in_proj_weight = init.xavier_uniform_(empty_parameter(3 * embed_dim, embed_dim))
