@@ -294,6 +294,10 @@ def test_ema_errors():
         ema.load_state_dict({**state, "shadow": {**state["shadow"], "weight": numpy.zeros((1, 3))}})
     with pytest.raises(ValueError, match="EMA decay must be in \\[0, 1\\], got 1.5"):
         optim.EMA(nn.Linear(1, 1), decay=1.5)
+    # a loaded decay meets the constructor's rule (5.0 was taken and made the average diverge)
+    with pytest.raises(ValueError, match="EMA decay must be in \\[0, 1\\], got 5.0"):
+        ema.load_state_dict({**state, "decay": 5.0})
+    assert ema.decay == 0.999
 
 
 @pytest.mark.parametrize("decay", [0.0, 1.0])
