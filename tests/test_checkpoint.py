@@ -3,6 +3,7 @@ loaded without pickle, with errors that name the key (and both shapes)."""
 import json
 import os
 import pickle
+import zipfile
 
 import numpy
 import pytest
@@ -222,3 +223,33 @@ def test_tuples_and_non_finite_metadata_round_trip(tmp_path):
     metrics = state["metrics"]
     assert numpy.isnan(metrics["loss"]) and metrics["best"] == float("inf")
     assert metrics["worst"] == float("-inf")
+
+
+def test_a_name_ending_in_npy_loads_its_own_array(tmp_path):
+    """numpy.savez stores "w" as the member "w.npy" and "w.npy" as "w.npy.npy"; numpy.load's
+    file["w.npy"] answers with the member "w.npy", so "w.npy" loaded as the array "w"."""
+    path = str(tmp_path / "ckpt.npz")
+    optim.save_checkpoint(path, model={"w.npy": numpy.ones(2), "w": numpy.zeros(3)},
+                          **{"__tree__.npy": numpy.full(1, 7.0)})
+    state = optim.load_checkpoint(path)
+    numpy.testing.assert_array_equal(state["model"]["w.npy"], numpy.ones(2))
+    numpy.testing.assert_array_equal(state["model"]["w"], numpy.zeros(3))
+    numpy.testing.assert_array_equal(state["__tree__.npy"], [7.0])
+
+
+def test_an_array_of_objects_is_refused_when_saving_not_pickled(tmp_path):
+    """numpy.savez pickles an object array: the file held a pickle that no load would read."""
+    path = str(tmp_path / "ckpt.npz")
+    with pytest.raises(TypeError, match="^checkpoint entry 'config/names' is an array of Python "
+                                        "objects, which only pickle could store$"):
+        optim.save_checkpoint(path, config={"names": numpy.array(["a", None], dtype=object)})
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_archive_member_not_named_as_savez_names_them_is_a_one_line_error(tmp_path):
+    path = tmp_path / "foreign.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("__tree__", "{}")
+    with pytest.raises(ValueError, match=f"^'{path}' is not a readable minilean checkpoint "
+                                         r"\('__tree__.npy is not a file in the archive'\)$"):
+        optim.load_checkpoint(str(path))

@@ -319,6 +319,22 @@ def test_to_dtype_casts_existing_gradients_too():
         numpy.testing.assert_array_equal(param.grad.numpy(), grads[name].astype(numpy.float64))
 
 
+def test_to_dtype_casts_floating_tensors_only_as_torch():
+    """An index or count buffer stays an integer (and a mask boolean), as in PyTorch: cast to
+    float64 it was refused by embedding, and a parameter cast to int32 was not refused."""
+    model = Block()
+    model.register_buffer("positions", ml.tensor(numpy.arange(3)))
+    model.register_buffer("keep", ml.tensor(numpy.array([True, False])))
+    model.to(dtype=numpy.float64)
+    assert model.positions.dtype == numpy.int64 and model.keep.dtype == numpy.bool_
+    assert model.scale.dtype == numpy.float64
+    with pytest.raises(TypeError, match="^Module.to casts the floating-point parameters and "
+                                        "buffers, so dtype must be a floating-point type, got "
+                                        "'int32'$"):
+        model.to(dtype="int32")
+    assert all(param.dtype == numpy.float64 for param in model.parameters())
+
+
 def test_to_cuda_without_a_gpu_is_a_one_line_error():
     if ml.cuda_available():
         pytest.skip("a GPU is present")
@@ -479,6 +495,22 @@ def test_layer_constructor_errors():
         nn.Conv2d(0, 3, 3)
     with pytest.raises(ValueError, match="^out_channels must be an int >= 1, got -1$"):
         nn.ConvTranspose2d(3, -1, 3)
+    # num_groups or num_heads 0 divided by zero; -2 was taken and failed only at the forward
+    with pytest.raises(ValueError, match="^num_groups must be an int >= 1, got 0$"):
+        nn.GroupNorm(0, 4)
+    with pytest.raises(ValueError, match="^num_groups must be an int >= 1, got -2$"):
+        nn.GroupNorm(-2, 4)
+    with pytest.raises(ValueError, match="^num_heads must be an int >= 1, got 0$"):
+        nn.MultiheadAttention(4, 0)
+    with pytest.raises(ValueError, match="^num_heads must be an int >= 1, got -2$"):
+        nn.MultiheadAttention(4, -2)
+    with pytest.raises(ValueError, match="^embed_dim must be an int >= 1, got 0$"):
+        nn.MultiheadAttention(0, 1)
+    with pytest.raises(ValueError, match="^num_embeddings must be an int >= 1, got -1$"):
+        nn.Embedding(-1, 3)
+    # MultiheadAttention took any dropout and refused it at its first training step
+    with pytest.raises(ValueError, match="^dropout probability must be in \\[0, 1\\], got 2.0$"):
+        nn.MultiheadAttention(4, 2, dropout=2.0)
 
 
 # --- gradients of the modules (float64, finite differences) --------------------------------
@@ -563,25 +595,58 @@ def test_embedding_matches_torch_and_accumulates_repeated_rows():
     assert ours.weight.grad.numpy()[1, 0] == 3  # row 1 was used three times
 
 
-@pytest.mark.parametrize("mask_kind", [None, "bool", "float"])
-def test_multihead_attention_matches_torch(mask_kind):
+def _attention_masks(kind, rng):
+    """An attention mask of ``kind`` for 2 samples, 2 heads, 3 queries and 5 keys: boolean
+    ones (True = may NOT attend) leave every query a key (key 0); ``padding`` masks are
+    key_padding_masks (N, S)."""
+    return {None: None,
+            "bool": rng.random((3, 5)) < 0.3 * (numpy.arange(5) > 0),
+            "float": rng.standard_normal((2 * 2, 3, 5)),
+            "bool padding": numpy.array([[False, False, True, True, True],
+                                         [False, True, False, False, True]]),
+            "float padding": rng.standard_normal((2, 5))}[kind]
+
+
+@pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
+@pytest.mark.parametrize("mask_kind, padding_kind", [
+    (None, None), ("bool", None), ("float", None), (None, "bool padding"),
+    ("bool", "bool padding"), ("float", "float padding"), ("float", "bool padding"),
+])
+def test_multihead_attention_matches_torch(mask_kind, padding_kind):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     theirs = torch.nn.MultiheadAttention(8, 2, batch_first=True).double()
     ours = _copy_from_torch(_double(nn.MultiheadAttention(8, 2)), theirs)
     rng = numpy.random.default_rng(2)
     query, key = rng.standard_normal((2, 3, 8)), rng.standard_normal((2, 5, 8))
-    mask = {None: None, "bool": rng.random((3, 5)) < 0.3,
-            "float": rng.standard_normal((2 * 2, 3, 5))}[mask_kind]
-    if mask_kind == "bool":
-        mask[:, 0] = False  # every query keeps at least one key
-    out, weights = ours(ml.tensor(query), ml.tensor(key), ml.tensor(key),
-                        attn_mask=None if mask is None else ml.tensor(mask))
-    expected, expected_weights = theirs(torch.tensor(query), torch.tensor(key), torch.tensor(key),
-                                        attn_mask=None if mask is None else torch.tensor(mask))
+    mask, padding = _attention_masks(mask_kind, rng), _attention_masks(padding_kind, rng)
+    ours_in = [ml.tensor(array, requires_grad=True) for array in (query, key)]
+    theirs_in = [torch.tensor(array, requires_grad=True) for array in (query, key)]
+    out, weights = ours(*ours_in, ours_in[1], attn_mask=None if mask is None else ml.tensor(mask),
+                        key_padding_mask=None if padding is None else ml.tensor(padding))
+    expected, expected_weights = theirs(
+        *theirs_in, theirs_in[1], attn_mask=None if mask is None else torch.tensor(mask),
+        key_padding_mask=None if padding is None else torch.tensor(padding))
     numpy.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-6, atol=1e-10)
     numpy.testing.assert_allclose(weights.numpy(), expected_weights.detach().numpy(),
                                   rtol=1e-6, atol=1e-10)
+    out.sum().backward()
+    expected.sum().backward()
+    for mine, reference in zip(ours_in, theirs_in):
+        numpy.testing.assert_allclose(mine.grad.numpy(), reference.grad.numpy(), rtol=1e-6,
+                                      atol=1e-10)
+
+
+def test_multihead_attention_masks_are_keyword_only_and_padding_is_checked():
+    """PyTorch's fourth positional argument is key_padding_mask: a mask passed there as
+    attn_mask could fit (an (N, S) padding mask is an (L, S) mask where N == L)."""
+    attention = nn.MultiheadAttention(4, 2)
+    x = ml.randn(3, 3, 4)
+    with pytest.raises(TypeError):
+        attention(x, x, x, numpy.zeros((3, 3), dtype=bool))
+    with pytest.raises(ValueError, match=r"^key_padding_mask must have shape \(batch, S\) = "
+                                         r"\(3, 3\), got \(3, 4\)$"):
+        attention(x, x, x, key_padding_mask=numpy.zeros((3, 4), dtype=bool))
 
 
 @pytest.mark.parametrize("mask_shape", [(3, 5), (2 * 2, 3, 5)])

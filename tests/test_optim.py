@@ -294,6 +294,10 @@ def test_ema_errors():
         ema.load_state_dict({**state, "shadow": {**state["shadow"], "weight": numpy.zeros((1, 3))}})
     with pytest.raises(ValueError, match="EMA decay must be in \\[0, 1\\], got 1.5"):
         optim.EMA(nn.Linear(1, 1), decay=1.5)
+    # a loaded decay meets the constructor's rule (5.0 was taken and made the average diverge)
+    with pytest.raises(ValueError, match="EMA decay must be in \\[0, 1\\], got 5.0"):
+        ema.load_state_dict({**state, "decay": 5.0})
+    assert ema.decay == 0.999
 
 
 @pytest.mark.parametrize("decay", [0.0, 1.0])
@@ -355,12 +359,22 @@ def test_warmup_cosine_ends_at_total_steps_even_within_the_warm_up():
     (-1, 10, "warmup_steps must be a non-negative integer, got -1"),
     (0, -1, "total_steps must be a non-negative integer, got -1"),
     (2.0, 10, "warmup_steps must be a non-negative integer, got 2.0"),
+    (True, 10, "warmup_steps must be a non-negative integer, got True"),
 ])
 def test_scheduler_steps_must_be_non_negative_integers(warmup, total, message):
     optimizer = optim.SGD([nn.Parameter(ml.ones(1))], lr=0.1)
     with pytest.raises(ValueError, match=message):
         optim.warmup_cosine_scheduler(optimizer, warmup, total)
     assert optimizer.lr == 0.1
+
+
+def test_scheduler_steps_may_be_numpy_integers():
+    """Step counts computed with NumPy (e.g. epochs * len(loader) of an array) are integers."""
+    optimizer = optim.SGD([nn.Parameter(ml.ones(1))], lr=0.1)
+    scheduler = optim.warmup_cosine_scheduler(optimizer, numpy.int64(2), numpy.int32(10))
+    assert optimizer.lr == pytest.approx(0.05)
+    scheduler.step()
+    assert optimizer.lr == pytest.approx(0.1)
 
 
 def test_scheduler_state_restores_the_base_lr_of_the_saved_run():

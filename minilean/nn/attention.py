@@ -3,15 +3,19 @@
 Parameters match PyTorch's names and shapes, so weights copy across: ``in_proj_weight``
 (3E, E) stacks the query, key and value projections, ``in_proj_bias`` (3E,), and
 ``out_proj`` a Linear(E, E). Init as PyTorch: xavier_uniform for ``in_proj_weight``, zero
-biases. ``attn_mask`` follows *this module's* PyTorch convention, which is the opposite of
-``scaled_dot_product_attention``'s: a boolean True means "may NOT attend"; a float mask is
-added to the scores. Its shape is (L, S) or (N * num_heads, L, S).
+biases. ``attn_mask`` and ``key_padding_mask`` follow *this module's* PyTorch convention,
+which is the opposite of ``scaled_dot_product_attention``'s: a boolean True means "may NOT
+attend"; a float mask is added to the scores. ``attn_mask``'s shape is (L, S) or
+(N * num_heads, L, S), ``key_padding_mask``'s (N, S) (True marks the padding keys).
 """
+import math
+
+from minilean import backend
 from minilean.autograd.tensor import Tensor
 from minilean.nn import functional as F
 from minilean.nn import init
 from minilean.nn.linear import Linear
-from minilean.nn.module import Module, empty_parameter
+from minilean.nn.module import Module, check_sizes, empty_parameter
 
 
 class MultiheadAttention(Module):
@@ -20,8 +24,10 @@ class MultiheadAttention(Module):
         if not batch_first:
             raise ValueError("MultiheadAttention supports only batch_first=True "
                              "(inputs of shape (batch, sequence, embed_dim))")
+        check_sizes(embed_dim=embed_dim, num_heads=num_heads)
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
+        F.check_probability(dropout)
         self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
         self.head_dim = embed_dim // num_heads
         self.in_proj_weight = init.xavier_uniform_(empty_parameter(3 * embed_dim, embed_dim))
@@ -39,31 +45,56 @@ class MultiheadAttention(Module):
         split = projected.reshape(batch, length, self.num_heads, self.head_dim)  # (N, T, H, D)
         return split.permute(0, 2, 1, 3)  # (N, H, T, D)
 
-    def _keep_mask(self, attn_mask, batch):
-        """PyTorch's MHA mask as an sdpa mask broadcastable to (N, H, L, S).
+    def _sdpa_mask(self, attn_mask, key_padding_mask, batch, source, dtype):
+        """PyTorch's two MHA masks as one ``attention_weights`` mask broadcastable to
+        (N, H, L, S): ``attn_mask`` (L, S) or (N * H, L, S) and ``key_padding_mask`` (N, S),
+        each boolean (True = may NOT attend) or floating (added to the scores).
 
-        A float mask given as a Tensor stays one (reshaped by tensor ops), so that a learned
-        bias gets its gradient, as it does through ``scaled_dot_product_attention``.
+        Two boolean masks give one boolean mask of the keys kept. With a floating one, a
+        boolean mask becomes -inf where it blocks and the two are added (as in PyTorch, a
+        query then left with no key gets nan weights). A float mask given as a Tensor stays
+        one (reshaped by tensor ops), so that a learned bias gets its gradient, as it does
+        through ``scaled_dot_product_attention``.
         """
-        if attn_mask is None:
+        masks = []
+        if attn_mask is not None:
+            if attn_mask.ndim == 3:
+                if attn_mask.shape[0] != batch * self.num_heads:
+                    raise ValueError(f"a 3-D attn_mask must have shape (batch * num_heads, L, "
+                                     f"S) = ({batch * self.num_heads}, L, S), got "
+                                     f"{tuple(attn_mask.shape)}")
+                # (N*H, L, S) -> (N, H, L, S)
+                attn_mask = attn_mask.reshape(batch, self.num_heads, *attn_mask.shape[1:])
+            masks.append(attn_mask)
+        if key_padding_mask is not None:
+            if tuple(key_padding_mask.shape) != (batch, source):
+                raise ValueError(f"key_padding_mask must have shape (batch, S) = "
+                                 f"({batch}, {source}), got {tuple(key_padding_mask.shape)}")
+            masks.append(key_padding_mask.reshape(batch, 1, 1, source))  # (N, S) -> (N, 1, 1, S)
+        # sdpa's boolean mask says where to KEEP
+        masks = [~(mask.data if isinstance(mask, Tensor) else mask) if mask.dtype == bool
+                 else mask for mask in masks]
+        if not masks:
             return None
-        is_bool = attn_mask.dtype == bool
-        mask = attn_mask.data if is_bool and isinstance(attn_mask, Tensor) else attn_mask
-        if mask.ndim == 3:
-            if mask.shape[0] != batch * self.num_heads:
-                raise ValueError(f"a 3-D attn_mask must have shape (batch * num_heads, L, S) = "
-                                 f"({batch * self.num_heads}, L, S), got {tuple(mask.shape)}")
-            mask = mask.reshape(batch, self.num_heads, *mask.shape[1:])  # (N*H, L, S) -> (N, H, L, S)
-        return ~mask if is_bool else mask  # sdpa's boolean mask says where to KEEP
+        if all(mask.dtype == bool for mask in masks):
+            return masks[0] if len(masks) == 1 else masks[0] & masks[1]
+        added = [backend.array_module(mask).where(mask, 0.0, -math.inf).astype(dtype)
+                 if mask.dtype == bool
+                 else mask for mask in masks]
+        return added[0] if len(added) == 1 else added[0] + added[1]
 
-    def forward(self, query, key, value, attn_mask=None, need_weights=True,
-                average_attn_weights=True):
+    def forward(self, query, key, value, *, attn_mask=None, key_padding_mask=None,
+                need_weights=True, average_attn_weights=True):
         """Returns (output (N, L, E), weights (N, L, S) averaged over heads, or (N, H, L, S)
         when not ``average_attn_weights``, or None when not ``need_weights``). The weights are
-        those the output used: in training with dropout, after it (as in PyTorch)."""
+        those the output used: in training with dropout, after it (as in PyTorch).
+
+        The masks are keyword-only: PyTorch's fourth positional argument is
+        ``key_padding_mask``, not ``attn_mask``, and one taken for the other could fit."""
         batch, length, _ = query.shape
         q, k, v = self._heads(query, 0), self._heads(key, 1), self._heads(value, 2)
-        weights = F.attention_weights(q, k, self._keep_mask(attn_mask, batch))  # (N, H, L, S)
+        mask = self._sdpa_mask(attn_mask, key_padding_mask, batch, key.shape[1], q.dtype)
+        weights = F.attention_weights(q, k, mask)  # (N, H, L, S)
         dropped = F.dropout(weights, self.dropout, self.training)
         heads = dropped @ v  # (N, H, L, D)
         merged = heads.permute(0, 2, 1, 3).reshape(batch, length, self.embed_dim)  # (N, L, E)

@@ -6,8 +6,7 @@ from minilean.nn.module import Module
 class Dropout(Module):
     def __init__(self, p=0.5):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+        F.check_probability(p)
         self.p = p
 
     def forward(self, input):

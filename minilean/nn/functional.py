@@ -37,11 +37,17 @@ def _constant(array):
 
 # --- layers as functions ------------------------------------------------------------------
 
+def check_probability(p):
+    """A dropout probability must lie in [0, 1]: layers check it where they are built too, so
+    that a bad one fails there and not at the first training step."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+
+
 def dropout(input, p=0.5, training=True):
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (so the mean is
     unchanged); the identity when not training. The mask comes from the device's generator."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+    check_probability(p)
     if not training or p == 0.0:
         return input
     if p == 1.0:

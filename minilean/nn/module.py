@@ -218,13 +218,18 @@ class Module:
         return self.train(False)
 
     def to(self, device=None, dtype=None):
-        """Move (and/or cast) every parameter and buffer in place; returns ``self``.
+        """Move every parameter and buffer to ``device`` and/or cast the floating-point ones
+        to the floating-point ``dtype``, in place; returns ``self``. As in PyTorch, integer and
+        boolean buffers (counts, indices, masks) keep their dtype.
 
         The Parameter objects stay the same, only their arrays change, so move a model
         *before* building its optimizer (whose state arrays live on the old device).
         """
         if device is not None:
             backend.check_device(device)
+        if dtype is not None and backend.xp_for("cpu").dtype(dtype).kind != "f":
+            raise TypeError(f"Module.to casts the floating-point parameters and buffers, so "
+                            f"dtype must be a floating-point type, got {dtype!r}")
         for tensor in list(self.parameters()) + list(self.buffers()):
             tensor.data = _moved(tensor.data, device, dtype)
             if tensor.grad is not None:
@@ -281,7 +286,9 @@ class Module:
 
 def _moved(array, device, dtype):
     array = backend.to_device(array, device) if device is not None else array
-    return array.astype(dtype, copy=False) if dtype is not None else array
+    if dtype is None or array.dtype.kind != "f":  # integers and booleans are no weights
+        return array
+    return array.astype(dtype, copy=False)
 
 
 def _first_few(keys, shown=5):

@@ -3,7 +3,7 @@ from minilean.autograd.norm import check_group_norm_activation
 from minilean.autograd.tensor import is_int
 from minilean.nn import functional as F
 from minilean.nn import init
-from minilean.nn.module import Module, empty_parameter
+from minilean.nn.module import Module, check_sizes, empty_parameter
 
 
 class LayerNorm(Module):
@@ -30,6 +30,7 @@ class GroupNorm(Module):
 
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, activation=None):
         super().__init__()
+        check_sizes(num_groups=num_groups, num_channels=num_channels)
         if num_channels % num_groups:
             raise ValueError(f"num_channels={num_channels} is not divisible by num_groups={num_groups}")
         self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps

@@ -41,6 +41,9 @@ def _split(value, path, arrays):
         if path in arrays:
             raise ValueError(f"checkpoint entry {path!r} is named twice")
         data = value.data if isinstance(value, Tensor) else value
+        if data.dtype.hasobject:  # numpy.savez would pickle it, and loading refuses pickles
+            raise TypeError(f"checkpoint entry {path!r} is an array of Python objects, which "
+                            f"only pickle could store")
         arrays[path] = backend.to_device(data, "cpu")
         return {ARRAY_KEY: path}
     if isinstance(value, numpy.generic):
@@ -100,13 +103,16 @@ def load_checkpoint(path):
                          f"archive: it does not begin with the zip magic bytes)")
     try:
         with numpy.load(path, allow_pickle=False) as file:
-            if TREE_KEY not in file.files:
-                raise ValueError(f"no {TREE_KEY!r} entry")
-            tree = json.loads(str(file[TREE_KEY]))
-            arrays = {name: file[name] for name in file.files if name != TREE_KEY}
-            return _join(tree, arrays)
-    # a truncated archive, one whose members are no arrays (or pickled objects), or whose tree
-    # names a member it does not have
-    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as error:
+            # numpy.savez stores the array named "w" as the member "w.npy", and numpy.load
+            # answers to a member's name with or without ".npy": file["w.npy"] would be the
+            # array "w", not the array "w.npy" (the member "w.npy.npy"), so each array is read
+            # by its member's full name
+            arrays = {name: file[f"{name}.npy"] for name in file.files}
+        if TREE_KEY not in arrays:
+            raise ValueError(f"no {TREE_KEY!r} entry")
+        return _join(json.loads(str(arrays.pop(TREE_KEY))), arrays)
+    # a truncated archive, one whose members are no arrays (or pickled objects) or not named
+    # as numpy.savez names them, or whose tree names a member it does not have
+    except (ValueError, KeyError, EOFError, OSError, zipfile.BadZipFile) as error:
         raise ValueError(f"{str(path)!r} is not a readable minilean checkpoint "
                          f"({' '.join(str(error).split()) or type(error).__name__})") from error

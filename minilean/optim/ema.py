@@ -27,11 +27,17 @@ class EMA:
     fast_update_arrays = None  # a fused CUDA version with the same signature, set by minilean.cuda
 
     def __init__(self, model, decay=0.999):
-        if not 0.0 <= decay <= 1.0:
-            raise ValueError(f"EMA decay must be in [0, 1], got {decay!r}")
-        self.decay = decay
+        self.decay = self.checked_decay(decay)
         self.num_updates = 0
         self.shadow = {name: param.data.copy() for name, param in model.named_parameters()}
+
+    @staticmethod
+    def checked_decay(decay):
+        """``decay``, which must lie in [0, 1]: checked at construction and by
+        ``load_state_dict``, so a loaded state meets the constructor's rule."""
+        if not 0.0 <= decay <= 1.0:
+            raise ValueError(f"EMA decay must be in [0, 1], got {decay!r}")
+        return decay
 
     def _pairs(self, model):
         params = dict(model.named_parameters())
@@ -75,6 +81,7 @@ class EMA:
         if set(shadow) != set(self.shadow):
             raise ValueError(f"EMA state has keys missing {sorted(set(self.shadow) - set(shadow))} "
                              f"and extra {sorted(set(shadow) - set(self.shadow))}")
-        decay, num_updates = float(state_dict["decay"]), int(state_dict["num_updates"])
+        decay = self.checked_decay(float(state_dict["decay"]))
+        num_updates = int(state_dict["num_updates"])
         copy_all_into((average, shadow[name], name) for name, average in self.shadow.items())
         self.decay, self.num_updates = decay, num_updates

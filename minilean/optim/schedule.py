@@ -6,6 +6,8 @@
 import functools
 import math
 
+from minilean.autograd.tensor import is_int
+
 
 def warmup_constant(step, warmup_steps):
     """Linear warm-up from 1/warmup_steps to 1 over the first ``warmup_steps`` steps, then 1."""
@@ -52,7 +54,7 @@ class LambdaLR:
 def warmup_cosine_scheduler(optimizer, warmup_steps, total_steps, min_factor=0.0):
     """LambdaLR with ``warmup_cosine``: the usual schedule for training from scratch."""
     for name, value in (("warmup_steps", warmup_steps), ("total_steps", total_steps)):
-        if not isinstance(value, int) or value < 0:
+        if not is_int(value) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     if warmup_steps > total_steps:
         raise ValueError(f"warmup_steps must be at most total_steps (the warm-up comes first), "
