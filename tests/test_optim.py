@@ -285,6 +285,16 @@ def test_ema_follows_the_formula_and_swaps_weights():
     numpy.testing.assert_allclose(model.weight.numpy(), start + 0.29)
 
 
+def test_ema_copy_to_a_model_it_does_not_fit_changes_nothing():
+    ema = optim.EMA(nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2)))
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 3))  # the first layer fits
+    before = [parameter.numpy().copy() for parameter in model.parameters()]
+    with pytest.raises(ValueError, match=r"'1.weight': shape \(2, 2\) .* but \(3, 2\)"):
+        ema.copy_to(model)
+    for parameter, kept in zip(model.parameters(), before):
+        numpy.testing.assert_array_equal(parameter.numpy(), kept)
+
+
 def test_ema_errors():
     ema = optim.EMA(nn.Linear(2, 1))
     with pytest.raises(ValueError, match=r"EMA tracks \['bias'\] missing from the model"):

@@ -12,7 +12,7 @@ hook as the optimizers' ``fast_update`` (see ``minilean/optim/optimizer.py``).
 """
 import contextlib
 
-from minilean.nn.module import copy_all_into, copy_into
+from minilean.nn.module import copy_all_into
 from minilean.optim.optimizer import takes_fused
 
 
@@ -58,9 +58,10 @@ class EMA:
         self.num_updates += 1
 
     def copy_to(self, model):
-        """Overwrite the model's weights with the averages."""
-        for name, (average, param) in zip(self.shadow, self._pairs(model)):
-            copy_into(param.data, average, name)
+        """Overwrite the model's weights with the averages (every shape checked first: a
+        model the averages do not fit is left as it was)."""
+        copy_all_into((param.data, average, name)
+                      for name, (average, param) in zip(self.shadow, self._pairs(model)))
 
     @contextlib.contextmanager
     def average_parameters(self, model):
