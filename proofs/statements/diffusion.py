@@ -628,9 +628,11 @@ def ddim_eta_formula(check, betas, t, x, eps, noise, t_prev, eta):
                     expected, bounds(dtype), f"engine ({dtype.__name__})")
 
 
-def _ddpm_step_reference(betas, alpha_bar, t, x, eps, noise):
+def _ddpm_step_reference(betas, alpha_bar, t, x, eps, noise, clip=False):
     """posterior_mean_variance's documented step at x0_hat in mpmath, on the schedule's float64
-    numbers beta_t, alpha_bar_t, alpha_bar_{t-1} (1 at t = 0): (values, sum |terms| each)."""
+    numbers beta_t, alpha_bar_t, alpha_bar_{t-1} (1 at t = 0): (values, sum |terms| each); with
+    ``clip``, at x0_hat clipped to [-1, 1] (the terms still those of the unclipped x0_hat, whose
+    rounding the clip passes on)."""
     beta, a = mp(betas[t]), mp(alpha_bar[t])
     a_prev = mp(alpha_bar[t - 1]) if t > 0 else mpmath.mpf(1)
     x0_coefficient = beta * mpmath.sqrt(a_prev) / (1 - a)
@@ -639,6 +641,7 @@ def _ddpm_step_reference(betas, alpha_bar, t, x, eps, noise):
     values, magnitudes = [], []
     for xi, ei, zi in zip(mp(x), mp(eps), mp(noise)):
         x0 = (xi - mpmath.sqrt(1 - a) * ei) / mpmath.sqrt(a)
+        x0 = _clip_mp(x0) if clip else x0
         values.append(x0_coefficient * x0 + xt_coefficient * xi + deviation * zi)
         magnitudes.append(x0_coefficient * (abs(xi) + mpmath.sqrt(1 - a) * abs(ei))
                           / mpmath.sqrt(a) + xt_coefficient * abs(xi) + deviation * abs(zi))
@@ -698,6 +701,80 @@ def ddpm_sample_steps(check, betas, x, c, seed):
                                            noise(t) if t > 0 else None)
         sampled = diffusion.ddpm_sample(field, betas, x_T, noise)
         check.close(host(sampled), mp(host(expected)), 0, dtype.__name__)
+
+
+def _clip_mp(value):
+    """min(max(value, -1), 1): the samplers' --clip of x0_hat to the data range."""
+    return min(max(value, mpmath.mpf(-1)), mpmath.mpf(1))
+
+
+@st.composite
+def _clip_example(draw):
+    """A schedule (T >= 2), a DDPM step t (0..T - 1), a DDIM step t -> t' (t' from the clean
+    state -1 up to t - 1) with eta 0 or drawn in (0, 1), and x_t, eps_hat, z of one length;
+    x_t and eps_hat in [-2, 2] put x0_hat = (x_t - sqrt(1 - a) eps_hat) / sqrt(a) outside
+    [-1, 1] on most examples (1 / sqrt(a) >= 1) and inside it on some."""
+    betas = draw(_betas(2))
+    n = draw(st.integers(1, 4))
+    vector = st.lists(reals(-2, 2), min_size=n, max_size=n).map(numpy.asarray)
+    t = draw(st.integers(0, len(betas) - 1))
+    ddim_t = draw(st.integers(1, len(betas) - 1))
+    return {"betas": betas, "t": t, "ddim_t": ddim_t,
+            "t_prev": draw(st.integers(-1, ddim_t - 1)),
+            "eta": draw(st.one_of(st.just(0.0), reals(0, 1).filter(lambda e: 0 < e < 1))),
+            "x": draw(vector), "eps": draw(vector), "noise": draw(vector)}
+
+
+@statement("samplerStep_clip_x0Pred",
+           about=(f"{DIFFUSION}.ddpm_step", f"{DIFFUSION}.ddim_step", f"{DIFFUSION}.x0_from_eps"),
+           given=_clip_example())
+def sampler_step_clip(check, betas, t, ddim_t, t_prev, eta, x, eps, noise):
+    """With clip (the samplers' default, ``--clip``), only x0_hat = x0Pred(x_t, eps_hat) is
+    clipped, to c = min(max(x0_hat, -1), 1), and the step is otherwise unchanged:
+    ddpmStep = beta_t sqrt(alpha_bar_{t-1}) / (1 - alpha_bar_t) c + (1 - alpha_bar_{t-1})
+    sqrt(1 - beta_t) / (1 - alpha_bar_t) x_t + sqrt(v) z (the posterior mean at c, not the eps
+    form (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_hat) / sqrt(1 - beta_t), which equals it only
+    unclipped; v = 0 at t = 0), and ddimStep(t -> t') = sqrt(a') c + sqrt(1 - a' - sigma^2)
+    eps_hat + sigma z (the direction keeps eps_hat; sigma = eta sqrt((1 - a') / (1 - a))
+    sqrt(1 - a / a'), a' = 1 at the clean state t' = -1), against mpmath. Clipping is
+    1-Lipschitz, so x0_hat's rounding carries through it unchanged and the unclipped steps'
+    bounds hold."""
+    from minilean.models import diffusion
+    alpha_bar = _alpha_bar(betas)
+    # DDPM: _ddpm_step_reference with x0_hat clipped (its magnitudes bound the unclipped
+    # x0_hat's rounding, which clipping does not increase)
+    values, magnitudes = _ddpm_step_reference(betas, alpha_bar, t, x, eps, noise, clip=True)
+    # DDIM, as _ddim_eta_one_reference, with a' = 1 at the clean state (then sigma = 0 and
+    # the direction 0, both exact in float64)
+    a, a_prev = mp(alpha_bar[ddim_t]), _alpha_bar_at(alpha_bar, t_prev)
+    beta = 1 - a / a_prev
+    sigma2 = mp(eta) ** 2 * (1 - a_prev) / (1 - a) * beta
+    direction = mpmath.sqrt(1 - a_prev - sigma2)
+    ddim_values, ddim_terms = [], []
+    for xi, ei, zi in zip(mp(x), mp(eps), mp(noise)):
+        x0 = (xi - mpmath.sqrt(1 - a) * ei) / mpmath.sqrt(a)
+        ddim_values.append(mpmath.sqrt(a_prev) * _clip_mp(x0) + direction * ei
+                           + mpmath.sqrt(sigma2) * zi)
+        ddim_terms.append((mpmath.sqrt(a_prev / a) * (abs(xi) + mpmath.sqrt(1 - a) * abs(ei)),
+                           abs(ei), abs(zi)))
+    if t_prev < 0:
+        sigma_error = direction_error = 0
+    else:
+        sigma_error = gamma(9, numpy.float64) + gamma(2, numpy.float64) / beta
+        inside_error = gamma(4, numpy.float64) * (1 + sigma2) + 3 * sigma_error * sigma2
+        direction_error = inside_error / direction + gamma(1, numpy.float64) * direction
+    for dtype in ENGINE_DTYPES:
+        computed = host(diffusion.ddpm_step(betas, engine(x, dtype), t, engine(eps, dtype),
+                                            engine(noise, dtype), clip=True))
+        check.close(computed, values, [(gamma(12, dtype) + gamma(12, numpy.float64)) * m
+                                       for m in magnitudes], f"DDPM step ({dtype.__name__})")
+        computed = host(diffusion.ddim_step(alpha_bar, engine(x, dtype), ddim_t, t_prev,
+                                            engine(eps, dtype), eta=eta,
+                                            noise=engine(noise, dtype), clip=True))
+        bounds = [gamma(12, dtype) * (signal + direction * e + mpmath.sqrt(sigma2) * z)
+                  + direction_error * e + sigma_error * mpmath.sqrt(sigma2) * z
+                  for signal, e, z in ddim_terms]
+        check.close(computed, ddim_values, bounds, f"DDIM step, eta = {eta} ({dtype.__name__})")
 
 
 # --- mutants -------------------------------------------------------------------------------
@@ -958,3 +1035,56 @@ def euler_without_dt(original):
     """euler_step = x + f(x, t): the step size never multiplies the slope."""
     return lambda f, x, t, dt: x + f(x, t)
 
+
+
+@mutant("DDPM step ignores clip", f"{DIFFUSION}.ddpm_step", caught_by=["samplerStep_clip_x0Pred"])
+def ddpm_step_ignores_clip(original):
+    """ddpm_step never clips x0_hat (the flag accepted and dropped on the way down)."""
+    return lambda betas, x_t, t, eps_hat, noise, clip=False: original(betas, x_t, t, eps_hat,
+                                                                       noise)
+
+
+@mutant("DDPM step clips x_t instead of x0_hat", f"{DIFFUSION}.ddpm_step",
+        caught_by=["samplerStep_clip_x0Pred"])
+def ddpm_step_clips_x_t(original):
+    """ddpm_step clips the noisy x_t to [-1, 1] before predicting x0 from it."""
+    from minilean.models import diffusion
+
+    def broken(betas, x_t, t, eps_hat, noise, clip=False):
+        return original(betas, diffusion._clip_unit(x_t) if clip else x_t, t, eps_hat, noise)
+    return broken
+
+
+@mutant("DDPM step's clipped mean in the eps form", f"{DIFFUSION}.ddpm_step",
+        caught_by=["samplerStep_clip_x0Pred"])
+def ddpm_step_eps_form(original):
+    """ddpm_step takes the mean as (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_hat)
+    / sqrt(1 - beta_t) (the DDPM paper's form, equal to the posterior mean at x0_hat only
+    unclipped), so clip changes nothing."""
+    from minilean.models import diffusion
+
+    def broken(betas, x_t, t, eps_hat, noise, clip=False):
+        beta, a = float(betas[t]), float(diffusion.alpha_bars(betas)[t])
+        mean = (x_t - (beta / math.sqrt(1.0 - a)) * eps_hat) * (1.0 / math.sqrt(1.0 - beta))
+        _, variance = diffusion.posterior_mean_variance(betas, x_t, x_t, t)
+        return mean if variance == 0.0 else mean + math.sqrt(variance) * noise
+    return broken
+
+
+@mutant("DDIM step ignores clip", f"{DIFFUSION}.ddim_step", caught_by=["samplerStep_clip_x0Pred"])
+def ddim_step_ignores_clip(original):
+    """ddim_step never clips x0_hat."""
+    return lambda alpha_bar, x_t, t, t_prev, eps_hat, eta=0.0, noise=None, clip=False: original(
+        alpha_bar, x_t, t, t_prev, eps_hat, eta, noise)
+
+
+@mutant("DDIM step clips its output instead of x0_hat", f"{DIFFUSION}.ddim_step",
+        caught_by=["samplerStep_clip_x0Pred"])
+def ddim_step_clips_output(original):
+    """ddim_step clips x_t' to [-1, 1] after the step instead of x0_hat before it."""
+    from minilean.models import diffusion
+
+    def broken(alpha_bar, x_t, t, t_prev, eps_hat, eta=0.0, noise=None, clip=False):
+        stepped = original(alpha_bar, x_t, t, t_prev, eps_hat, eta, noise)
+        return diffusion._clip_unit(stepped) if clip else stepped
+    return broken
