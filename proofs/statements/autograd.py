@@ -352,8 +352,37 @@ MATMUL = OpCase("matmul", "minilean.autograd.linalg.matmul", lambda m, a, b: a @
                 _matmul_inputs(), None, lambda n, dtype: 3,
                 "G B^T and A^T G: dot products of length <= 3 (gamma_3 |G| |B|^T)")
 
+@st.composite
+def _loss_inputs(draw):
+    """input and target of one shape (rows, cols), 1-3 x 1-4: a loss over two axes, so that a
+    scale taken from one axis (not the element count) shows; each input at least 1/64 from
+    its target (a zero residual hides any scale)."""
+    rows, cols = draw(st.integers(1, 3)), draw(st.integers(1, 4))
+    pair = st.tuples(reals(-8, 8), reals(-8, 8)).filter(lambda ab: abs(ab[0] - ab[1]) >= 1 / 64)
+    a, b = zip(*draw(st.lists(pair, min_size=rows * cols, max_size=rows * cols)))
+    return numpy.asarray(a).reshape(rows, cols), numpy.asarray(b).reshape(rows, cols)
+
+
+def _mse_scale(n, reduction):
+    return mpmath.mpf(1) / n if reduction == "mean" else mpmath.mpf(1)
+
+
+# mse_loss (the autoencoder's, VQ-VAE's and GAN's losses, and the diffusion losses'), mean or
+# sum over every element: dL/da = 2 s (a - b) g = -dL/db, s = 1/n or 1
+MSE_LOSS = OpCase(
+    "mse_loss", "minilean.autograd.loss.mse_loss",
+    lambda m, a, b, parameter: m.nn.functional.mse_loss(a, b, reduction=parameter),
+    lambda a, b, parameter: [mpmath.fsum((x - y) ** 2 for x, y in zip(a, b))
+                             * _mse_scale(len(a), parameter)],
+    _loss_inputs(),
+    lambda xs, g, parameter: [[2 * abs(g[0] * (x - y)) * _mse_scale(len(xs[0]), parameter)
+                               for x, y in zip(*xs)]] * 2,
+    lambda n, dtype: 4, "2 s (a - b) g and its negation: a - b (1), 2 s rounded to the dtype "
+    "(1), its product with g (1) and with a - b (1)",
+    parameter=st.sampled_from(["mean", "sum"]))
+
 CASES = ([_unary_case(*row) for row in UNARY] + [LEAKY_RELU] + BINARY + SELECTIONS + REDUCTIONS
-         + [MATMUL])
+         + [MATMUL, MSE_LOSS])
 
 
 def _reference_gradients(case, xs, g, shapes, extra):
@@ -675,3 +704,30 @@ def matmul_backward_reshaped(original):
         b = ctx.b
         return grad @ b.reshape(b.shape[::-1]), grad_b
     return backward
+
+
+def _mse_backward_with_scale(scale_of, sum_scale=2):
+    """MseLoss.backward with the mean's scale taken by ``scale_of(diff)`` and the sum's by
+    ``sum_scale``."""
+    def backward(ctx, grad):
+        need_input, need_target = ctx.needs_input_grad
+        scale = scale_of(ctx.diff) if ctx.reduction == "mean" else sum_scale
+        grad_input = (grad * scale) * ctx.diff
+        return (grad_input if need_input else None), (-grad_input if need_target else None)
+    return backward
+
+
+@mutant("mse_loss backward scaled by the first axis", "minilean.autograd.loss.MseLoss.backward",
+        caught_by=_caught_by("mse_loss"))
+def mse_backward_first_axis(original):
+    """MseLoss.backward divides by len(diff) (the batch) instead of diff.size: the mean's
+    gradient right for a vector only."""
+    return _mse_backward_with_scale(lambda diff: 2 / max(diff.shape[0] if diff.ndim else 1, 1))
+
+
+@mutant("mse_loss backward without the 2", "minilean.autograd.loss.MseLoss.backward",
+        caught_by=_caught_by("mse_loss") + ["vqvae_trainingGradients"])
+def mse_backward_without_two(original):
+    """MseLoss.backward returns (a - b) / n: the square's 2 dropped."""
+    return _mse_backward_with_scale(lambda diff: 1 / max(diff.size, 1), sum_scale=1)
+
