@@ -154,9 +154,11 @@ UNARY = [
     ("relu", lambda m, x: m.relu(x), lambda x: max(x, 0), (-8, 8, (0,)), lambda x: 1, (0, 0),
      "g [x > 0]: exact"),
     ("softplus", lambda m, x: m.nn.functional.softplus(x),
-     lambda x: mpmath.log(1 + mpmath.exp(x)), (-10, 10, ()), _sigmoid, _plus(SIGMOID_ROUNDINGS, 1),
+     lambda x: mpmath.log(1 + mpmath.exp(x)), (-10, 100, ()), _sigmoid, _plus(SIGMOID_ROUNDINGS, 1),
      "g sigma(x): sigma within gamma_{2L+2} sigma (the engine's tail-accurate sigmoid), times "
-     "g (1); relative to sigma, so the left tail, where the slope is ~e^x, is held too"),
+     "g (1); relative to sigma, so the left tail, where the slope is ~e^x, is held too; x up "
+     "to 100, past e^x's float32 range (88.7), as the VAE's likelihood takes softplus of "
+     "(x - mean) / scale up to ~1600"),
     ("silu", lambda m, x: m.nn.functional.silu(x), lambda x: x * _sigmoid(x), (-10, 10, ()),
      lambda x: _sigmoid(x) * (1 + abs(x)) + _sigmoid(x) * (1 + abs(x) * (1 - _sigmoid(x))),
      _plus(SIGMOID_ROUNDINGS, 5),
@@ -731,3 +733,19 @@ def mse_backward_without_two(original):
     """MseLoss.backward returns (a - b) / n: the square's 2 dropped."""
     return _mse_backward_with_scale(lambda diff: 1 / max(diff.size, 1), sum_scale=1)
 
+
+
+@mutant("softplus backward as e^x / (1 + e^x)", f"{ELEMENTWISE}.Softplus.backward",
+        caught_by=_caught_by("softplus"))
+def softplus_backward_naive(original):
+    """Softplus.backward takes its slope as e^x / (1 + e^x): sigma(x) in exact arithmetic, and
+    on the engine in float64 up to x = 709, but inf / inf = nan in float32 from x = 88.7 (right
+    on one dtype only)."""
+    from minilean.backend import array_module
+
+    def backward(ctx, grad):
+        xp = array_module(ctx.x)
+        with numpy.errstate(over="ignore", invalid="ignore"):
+            e = xp.exp(ctx.x)
+            return grad * (e / (1 + e))
+    return backward
