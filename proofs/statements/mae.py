@@ -502,3 +502,93 @@ def random_mask_off_by_one(original):
         ranks = numpy.argsort(numpy.argsort(noise, axis=1), axis=1)
         return mae._mask_from_hidden(ranks <= mae.hidden_count(num_patches, mask_ratio), device)
     return broken
+
+
+# --- the held-out score's way back to pixels ----------------------------------------------
+
+@st.composite
+def _visible_example(draw):
+    """patches and a prediction (N, L, P), N = 1..2, L = 2..4, P = 1..3, values in [-2, 2],
+    and a 0/1 hidden mask (N, L) leaving at least one patch of every image visible."""
+    batch, count, size = draw(st.integers(1, 2)), draw(st.integers(2, 4)), draw(st.integers(1, 3))
+    cells = batch * count
+    values = st.lists(reals(-2, 2), min_size=cells * size, max_size=cells * size)
+    hidden = numpy.asarray(draw(st.lists(st.booleans(), min_size=cells, max_size=cells)))
+    hidden = hidden.reshape(batch, count)
+    for row in range(batch):
+        hidden[row, draw(st.integers(0, count - 1))] = False
+    return {"patches": numpy.asarray(draw(values)).reshape(batch, count, size),
+            "prediction": numpy.asarray(draw(values)).reshape(batch, count, size),
+            "hidden": hidden.astype(float)}
+
+
+@statement("visibleStatistics_denormalize_value",
+           about=(f"{MAE}.visible_statistics", f"{MAE}.denormalize"), given=_visible_example())
+def visible_statistics_value(check, patches, prediction, hidden):
+    """For image n with visible pixels V_n (every pixel of every patch with m_{n,i} = 0, |V_n|
+    = (L - sum_i m_{n,i}) P): mu_n = sum_{V_n} x / |V_n|, sd_n = sqrt(sum_{V_n} (x - mu_n)^2
+    / |V_n| + 1e-6) (the population variance of the visible pixels pooled, not the hidden
+    ones', not per patch), and denormalize(p, mu, sd) = p sd + mu, the inverse of
+    (x - mu) / sd, against mpmath in both dtypes. Rounding: mu through |V_n| - 1 additions of
+    the masked products (exact) and a division, gamma_{k+1} sum |x| / k (k = N L P bounds the
+    additions); each centred value carries mu's error e and its own rounding; the variance
+    2 |c| d + d^2 per term and gamma_{k+3} of its sum; sd half its error over sd, and 3
+    roundings (eps, the sqrt)."""
+    from minilean.models import mae
+    eps = mpmath.mpf(numpy.float64(1e-6))
+    k = patches.size
+    for dtype in ENGINE_DTYPES:
+        eps_here = mp(numpy.asarray(1e-6, dtype=dtype))
+        mean, std = mae.visible_statistics(engine(patches, dtype), engine(hidden, dtype))
+        back = host(mae.denormalize(engine(prediction, dtype), mean, std))
+        mean, std = host(mean).reshape(-1), host(std).reshape(-1)
+        for n in range(patches.shape[0]):
+            pixels = [v for i, row in enumerate(patches[n]) if not hidden[n, i] for v in mp(row)]
+            size = len(pixels)
+            mu = mpmath.fsum(pixels) / size
+            e_mu = gamma(k + 1, dtype) * mpmath.fsum(abs(v) for v in pixels) / size
+            variance = mpmath.fsum((v - mu) ** 2 for v in pixels) / size
+            d = [e_mu + gamma(1, dtype) * (abs(v) + abs(mu) + e_mu) for v in pixels]
+            e_var = (mpmath.fsum(2 * abs(v - mu) * di + di * di for v, di in zip(pixels, d))
+                     * (1 + gamma(k + 3, dtype)) + gamma(k + 3, dtype) * variance * size) / size
+            sd = mpmath.sqrt(variance + eps_here)
+            e_sd = e_var / (2 * sd) * (1 + gamma(3, dtype)) + gamma(3, dtype) * sd \
+                + abs(eps_here - eps)
+            check.close(mean[n], mu, e_mu + underflow(k, dtype), f"mean of image {n} "
+                        f"({dtype.__name__})")
+            check.close(std[n], mpmath.sqrt(variance + eps), e_sd,
+                        f"std of image {n} ({dtype.__name__})")
+            exact = [p * sd + mu for p in mp(prediction[n])]
+            bounds = [abs(p) * e_sd + e_mu + gamma(2, dtype) * (abs(p) * sd + abs(mu))
+                      for p in mp(prediction[n])]
+            check.close(back[n].reshape(-1), exact, bounds,
+                        f"denormalize, image {n} ({dtype.__name__})")
+
+
+@mutant("visible statistics counting patches, not pixels", f"{MAE}.visible_statistics",
+        caught_by=["visibleStatistics_denormalize_value"])
+def visible_statistics_patch_count(original):
+    """visible_statistics divides the pooled sums by the number of visible patches, not of
+    visible pixels (P times too large a mean and variance for P > 1)."""
+    def broken(patches, hidden, eps=1e-6):
+        visible = (1 - hidden).unsqueeze(-1)
+        count = visible.sum((1, 2), keepdim=True)
+        mean = (patches * visible).sum((1, 2), keepdim=True) / count
+        centred = (patches - mean) * visible
+        return mean, ((centred * centred).sum((1, 2), keepdim=True) / count + eps).sqrt()
+    return broken
+
+
+@mutant("visible statistics of the hidden patches", f"{MAE}.visible_statistics",
+        caught_by=["visibleStatistics_denormalize_value"])
+def visible_statistics_of_hidden(original):
+    """visible_statistics pools the hidden patches (the mask read the other way round): the
+    held-out score would be handed the very statistics it must not see."""
+    return lambda patches, hidden, eps=1e-6: original(patches, 1 - hidden, eps)
+
+
+@mutant("denormalize adding the mean before scaling", f"{MAE}.denormalize",
+        caught_by=["visibleStatistics_denormalize_value"])
+def denormalize_mean_first(original):
+    """denormalize = (p + mu) sd instead of p sd + mu."""
+    return lambda prediction, mean, std: (prediction + mean) * std
