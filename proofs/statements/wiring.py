@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 
 from proofs.framework import statement
 from proofs.mutation import mutant
-from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, library_roundings, mp, reals
+from proofs.numerics import (ENGINE_DTYPES, engine, gamma, host, library_roundings, mp, reals,
+                             underflow)
 
 VAE = "minilean.models.vae"
 VQ = "minilean.models.vqvae"
@@ -361,4 +362,45 @@ def discriminator_plain_relu(original):
     def broken(self, x):
         h = self.hidden2(self.hidden1(x.flatten(1)).relu()).relu()
         return self.score(h).reshape(x.shape[0])  # (N, 1) -> (N,)
+    return broken
+
+
+# --- autoencoder ----------------------------------------------------------------------------
+
+AE_IMAGE = (1, 2, 2)
+
+
+@statement("autoencoder_loss_eq_mse_of_reconstruction",
+           about=("minilean.models.autoencoder.reconstruction_loss",
+                  "minilean.models.autoencoder.Autoencoder:forward"),
+           given={"images": st.integers(1, 3).flatmap(lambda n: st.lists(
+               reals(0, 1), min_size=n * 4, max_size=n * 4).map(
+               lambda v: numpy.asarray(v).reshape((-1,) + AE_IMAGE))),
+               "seed": st.integers(0, 2 ** 16)}, max_examples=10)
+def autoencoder_loss(check, images, seed):
+    """reconstruction_loss(model, x) = (1 / (N C H W)) sum over every pixel of every image of
+    (model(x) - x)^2: one mean over the batch and the pixels (the autoencoder's training loss),
+    against mpmath on the engine's own reconstruction, within gamma_{k+3} of the sum (the
+    difference, the square, k - 1 additions, the division; k = N C H W)."""
+    from minilean.models import autoencoder
+    for dtype in ENGINE_DTYPES:
+        model = _seeded(lambda: autoencoder.Autoencoder(AE_IMAGE, "mlp", hidden=3, latent=2),
+                        seed, dtype)
+        x = engine(images, dtype)
+        output = mp(host(model(x)))
+        squares = [(o - v) ** 2 for o, v in zip(output, mp(images))]
+        k = len(squares)
+        loss = float(host(autoencoder.reconstruction_loss(model, x)))
+        check.close(loss, mpmath.fsum(squares) / k, gamma(k + 3, dtype) * mpmath.fsum(squares) / k
+                    + underflow(k + 3, dtype), f"loss ({dtype.__name__})")
+
+
+@mutant("autoencoder loss summed over the pixels", "minilean.models.autoencoder.reconstruction_loss",
+        caught_by=["autoencoder_loss_eq_mse_of_reconstruction"])
+def autoencoder_loss_summed(original):
+    """reconstruction_loss = per-image sum of squared errors, averaged over the batch (a
+    "sum over pixels" loss 4 times the mean here)."""
+    def broken(model, images):
+        difference = model(images) - images
+        return (difference * difference).flatten(1).sum(1).mean()
     return broken
