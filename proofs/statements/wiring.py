@@ -395,7 +395,8 @@ def autoencoder_loss(check, images, seed):
                     + underflow(k + 3, dtype), f"loss ({dtype.__name__})")
 
 
-@mutant("autoencoder loss summed over the pixels", "minilean.models.autoencoder.reconstruction_loss",
+@mutant("autoencoder loss summed over the pixels",
+        "minilean.models.autoencoder.reconstruction_loss",
         caught_by=["autoencoder_loss_eq_mse_of_reconstruction"])
 def autoencoder_loss_summed(original):
     """reconstruction_loss = per-image sum of squared errors, averaged over the batch (a
