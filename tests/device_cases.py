@@ -50,6 +50,7 @@ OPS = {  # name: (function of tensors, input shapes)
     "silu": (F.silu, [(3, 4)]),
     "gelu": (F.gelu, [(3, 4)]),
     "gelu_tanh": (lambda a: F.gelu(a, approximate="tanh"), [(3, 4)]),
+    "sigmoid_of_a_scalar": (minilean.sigmoid, [()]),
     "sum_all": (minilean.sum, [(3, 4, 5)]),
     "sum_axis": (lambda a: a.sum(1), [(3, 4, 5)]),
     "sum_axes_keepdim": (lambda a: a.sum((0, 2), keepdim=True), [(3, 4, 5)]),
@@ -88,6 +89,7 @@ OPS = {  # name: (function of tensors, input shapes)
     "mse_loss": (F.mse_loss, [(3, 4), (3, 4)]),
     "mse_loss_none": (lambda a, b: F.mse_loss(a, b, reduction="none"), [(3, 4), (3, 4)]),
     "mse_loss_of_nothing": (F.mse_loss, [(0, 4), (0, 4)]),  # nan, as in PyTorch
+    "mse_loss_none_of_scalars": (lambda a, b: F.mse_loss(a, b, reduction="none"), [(), ()]),
     "cross_entropy": (lambda a: F.cross_entropy(a, minilean.tensor(numpy.array([0, 2, 1]),
                                                                    device=a.device)), [(3, 4)]),
     "conv2d": (lambda x, w, b: F.conv2d(x, w, b, padding=1), [(2, 3, 7, 6), (4, 3, 3, 3), (4,)]),
@@ -142,10 +144,10 @@ def _assert_cuda_matches_cpu(fn, arrays, grad, fast, rtol, atol):
     finally:
         use_fast_kernels(False)
     numpy.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
-    assert got.dtype == expected.dtype
+    assert got.dtype == expected.dtype and got.shape == expected.shape
     for got_grad, expected_grad in zip(got_grads, expected_grads):
         numpy.testing.assert_allclose(got_grad, expected_grad, rtol=rtol, atol=atol)
-        assert got_grad.dtype == expected_grad.dtype
+        assert got_grad.dtype == expected_grad.dtype and got_grad.shape == expected_grad.shape
     return expected
 
 
