@@ -50,6 +50,7 @@ OPS = {  # name: (function of tensors, input shapes)
     "silu": (F.silu, [(3, 4)]),
     "gelu": (F.gelu, [(3, 4)]),
     "gelu_tanh": (lambda a: F.gelu(a, approximate="tanh"), [(3, 4)]),
+    "sigmoid_of_a_scalar": (minilean.sigmoid, [()]),
     "sum_all": (minilean.sum, [(3, 4, 5)]),
     "sum_axis": (lambda a: a.sum(1), [(3, 4, 5)]),
     "sum_axes_keepdim": (lambda a: a.sum((0, 2), keepdim=True), [(3, 4, 5)]),
@@ -88,6 +89,7 @@ OPS = {  # name: (function of tensors, input shapes)
     "mse_loss": (F.mse_loss, [(3, 4), (3, 4)]),
     "mse_loss_none": (lambda a, b: F.mse_loss(a, b, reduction="none"), [(3, 4), (3, 4)]),
     "mse_loss_of_nothing": (F.mse_loss, [(0, 4), (0, 4)]),  # nan, as in PyTorch
+    "mse_loss_none_of_scalars": (lambda a, b: F.mse_loss(a, b, reduction="none"), [(), ()]),
     "cross_entropy": (lambda a: F.cross_entropy(a, minilean.tensor(numpy.array([0, 2, 1]),
                                                                    device=a.device)), [(3, 4)]),
     "conv2d": (lambda x, w, b: F.conv2d(x, w, b, padding=1), [(2, 3, 7, 6), (4, 3, 3, 3), (4,)]),
@@ -142,10 +144,10 @@ def _assert_cuda_matches_cpu(fn, arrays, grad, fast, rtol, atol):
     finally:
         use_fast_kernels(False)
     numpy.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
-    assert got.dtype == expected.dtype
+    assert got.dtype == expected.dtype and got.shape == expected.shape
     for got_grad, expected_grad in zip(got_grads, expected_grads):
         numpy.testing.assert_allclose(got_grad, expected_grad, rtol=rtol, atol=atol)
-        assert got_grad.dtype == expected_grad.dtype
+        assert got_grad.dtype == expected_grad.dtype and got_grad.shape == expected_grad.shape
     return expected
 
 
@@ -170,16 +172,28 @@ def check_fast_activation_keeps_the_left_tail(name):
     assert numpy.all(expected != 0)
 
 
-def check_fast_norm_takes_affine_parameters_of_another_dtype(rng):
-    """float32 x with float64 weight and bias: the plain layer_norm and group_norm return
-    float32, and so do the fast ones, which hand the kernels the parameters in x's dtype (a
-    float64 array read as float is garbage on a GPU, a refused launch on the stand-in)."""
-    for name in ("layer_norm", "group_norm"):
-        fn, shapes = OPS[name]
-        arrays = [rng.normal(size=shapes[0]).astype(numpy.float32)] + [
-            rng.normal(size=shape) for shape in shapes[1:]]
-        grad = rng.normal(size=shapes[0]).astype(numpy.float32)
-        _assert_cuda_matches_cpu(fn, arrays, grad, True, rtol=1e-4, atol=1e-5)
+_ALPHA_BAR = D.alpha_bars(D.make_betas("linear", 10))
+# ops whose inputs may be of different dtypes: name: (function, input shapes, input dtypes)
+MIXED_DTYPE_OPS = {
+    "layer_norm": OPS["layer_norm"] + ((numpy.float32, numpy.float64, numpy.float64),),
+    "group_norm": OPS["group_norm"] + ((numpy.float32, numpy.float64, numpy.float64),),
+    "q_sample": (lambda x0, eps: D.q_sample(_ALPHA_BAR, x0, numpy.array([0, 9, 3, 3]), eps),
+                 [(4, 3), (4, 3)], (numpy.float32, numpy.float64)),
+    "mse_loss": OPS["mse_loss"] + ((numpy.float32, numpy.float64),),
+}
+
+
+def check_fast_op_takes_inputs_of_mixed_dtypes(name, rng):
+    """Op ``name`` with inputs of mixed dtypes gives, with the fast kernels, the plain op's
+    values, gradients and dtypes: float32 x with float64 weight and bias make float32 norms,
+    whose kernels get the parameters in x's dtype (a float64 array read as float is garbage on
+    a GPU, a refused launch on the stand-in); float32 x0 with float64 noise make a float64
+    q_sample and float32 input with float64 target a float64 loss, which run the plain op."""
+    fn, shapes, dtypes = MIXED_DTYPE_OPS[name]
+    arrays = [rng.normal(size=shape).astype(dtype) for shape, dtype in zip(shapes, dtypes)]
+    expected = fn(*[minilean.tensor(a) for a in arrays])
+    grad = rng.normal(size=expected.shape).astype(expected.dtype)
+    _assert_cuda_matches_cpu(fn, arrays, grad, True, rtol=1e-4, atol=1e-5)
 
 
 def check_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng):

@@ -43,7 +43,9 @@ DTYPES = [numpy.float32, numpy.float64]
 LAYOUTS = ["contiguous", "strided"]
 NORMS = [("layer", (3, 4, 6), 2), ("layer", (5, 1000), 1), ("layer", (7, 3), 1),
          ("group", (2, 6, 3, 5), 3), ("group", (3, 32, 17, 9), 8), ("group", (2, 4, 7), 1)]
-PARAMETER_SHAPES = [(3, 4), (1,), (257,), (16, 3, 3, 3), (5, 7), ((1 << 20) + 1,)]
+# (an empty parameter between others, and a 0-d one, in the all-parameters tables too)
+PARAMETER_SHAPES = [(3, 4), (1,), (257,), (16, 3, 3, 3), (5, 7), ((1 << 20) + 1,), (0,), (),
+                    (7,)]
 CONVOLUTIONS = [((2, 3, 7, 6), (3, 3), (1, 1), (1, 1), (1, 1)),
                 ((1, 4, 9, 8), (3, 2), (2, 3), (1, 0), (1, 2)),
                 ((3, 5, 33, 17), (5, 5), (2, 2), (2, 2), (1, 1)),

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from device_cases import (FRESH_GRAD_CASES, MODEL_COMMAND_RUNS, OPS, TAIL_ACTIVATIONS,
-                          assert_fresh_grads,
+from device_cases import (FRESH_GRAD_CASES, MIXED_DTYPE_OPS, MODEL_COMMAND_RUNS, OPS,
+                          TAIL_ACTIVATIONS, assert_fresh_grads,
                           check_a_host_copy_while_capturing_is_a_clear_error,
                           check_fused_clipping_in_a_graph_clips_its_own_gradients,
                           check_captured_call_bakes_in_host_numbers,
@@ -23,7 +23,7 @@ from device_cases import (FRESH_GRAD_CASES, MODEL_COMMAND_RUNS, OPS, TAIL_ACTIVA
                           check_broadcast_gradients_are_summed_by_kernel,
                           check_fast_activation_keeps_the_left_tail,
                           check_fast_conv_transpose_makes_columns_once, check_fast_kernels_are_used,
-                          check_fast_norm_takes_affine_parameters_of_another_dtype,
+                          check_fast_op_takes_inputs_of_mixed_dtypes,
                           check_fast_q_sample_takes_the_timesteps_the_plain_one_takes,
                           check_fused_updates_take_what_the_plain_ones_take,
                           check_fast_kernels_train_like_plain,
@@ -65,8 +65,9 @@ def test_fast_activation_keeps_the_left_tail(name):
     check_fast_activation_keeps_the_left_tail(name)
 
 
-def test_fast_norm_takes_affine_parameters_of_another_dtype(rng):
-    check_fast_norm_takes_affine_parameters_of_another_dtype(rng)
+@pytest.mark.parametrize("name", sorted(MIXED_DTYPE_OPS))
+def test_fast_op_takes_inputs_of_mixed_dtypes(rng, name):
+    check_fast_op_takes_inputs_of_mixed_dtypes(name, rng)
 
 
 def test_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng):

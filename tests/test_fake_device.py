@@ -26,7 +26,7 @@ import pytest
 import cuda_on_cpu
 import fake_cupy
 import minilean
-from device_cases import (MODEL_COMMAND_RUNS, OPS, TAIL_ACTIVATIONS,
+from device_cases import (MIXED_DTYPE_OPS, MODEL_COMMAND_RUNS, OPS, TAIL_ACTIVATIONS,
                           check_a_host_copy_while_capturing_is_a_clear_error,
                           check_fused_clipping_in_a_graph_clips_its_own_gradients,
                           check_captured_call_bakes_in_host_numbers,
@@ -37,7 +37,7 @@ from device_cases import (MODEL_COMMAND_RUNS, OPS, TAIL_ACTIVATIONS,
                           check_broadcast_gradients_are_summed_by_kernel,
                           check_fast_activation_keeps_the_left_tail,
                           check_fast_conv_transpose_makes_columns_once, check_fast_kernels_are_used,
-                          check_fast_norm_takes_affine_parameters_of_another_dtype,
+                          check_fast_op_takes_inputs_of_mixed_dtypes,
                           check_fast_q_sample_takes_the_timesteps_the_plain_one_takes,
                           check_fused_updates_take_what_the_plain_ones_take,
                           check_graph_sampling_replays_the_network,
@@ -488,8 +488,9 @@ def test_fast_activation_keeps_the_left_tail(fake_cuda, name):
 
 
 @needs_compiler
-def test_fast_norm_takes_affine_parameters_of_another_dtype(rng, fake_cuda):
-    check_fast_norm_takes_affine_parameters_of_another_dtype(rng)
+@pytest.mark.parametrize("name", sorted(MIXED_DTYPE_OPS))
+def test_fast_op_takes_inputs_of_mixed_dtypes(rng, fake_cuda, name):
+    check_fast_op_takes_inputs_of_mixed_dtypes(name, rng)
 
 
 @needs_compiler

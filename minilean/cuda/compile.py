@@ -90,10 +90,14 @@ CHUNK_BYTES = 16  # bytes per thread and pass of CHUNKED_GRID_STRIDE_LOOP (commo
 def chunk_aligned(array, dtype=None):
     """``array`` as the chunked kernels read it: C-contiguous, of ``dtype`` (its own if None),
     starting on a CHUNK_BYTES boundary. Itself where it already is, as CuPy's allocations are;
-    else a copy (a view such as ``x[1:]`` starts inside an allocation)."""
+    else a copy (a view such as ``x[1:]`` starts inside an allocation). Of ``array``'s shape:
+    ``ascontiguousarray`` makes a 0-d array 1-d (CuPy's rule, and NumPy's), and an output
+    made ``empty_like`` it would then have shape (1,), not ()."""
     import cupy
-    array = cupy.ascontiguousarray(array, dtype=dtype)
-    return array if array.data.ptr % CHUNK_BYTES == 0 else array.copy()
+    contiguous = cupy.ascontiguousarray(array, dtype=dtype)
+    if array.ndim == 0:
+        contiguous = contiguous.reshape(())
+    return contiguous if contiguous.data.ptr % CHUNK_BYTES == 0 else contiguous.copy()
 
 
 def chunks(count, itemsize):

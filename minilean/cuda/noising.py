@@ -97,9 +97,10 @@ class FastQSample(FastFunction):
     @staticmethod
     def covers(x0, eps, alpha_bar=None, t=None):
         # the kernels read t[sample] for every sample: other counts go to the plain op, which
-        # broadcasts them or refuses them as NumPy does
+        # broadcasts them or refuses them as NumPy does; and they write x0's dtype, so noise of
+        # another (float64 beside float32 x0: the plain op's result is float64) goes there too
         return (FastFunction.covers(x0, eps) and x0.shape == eps.shape and x0.ndim > 0
-                and numpy.size(t) in (1, x0.shape[0]))
+                and x0.dtype == eps.dtype and numpy.size(t) in (1, x0.shape[0]))
 
     @staticmethod
     def kernel_forward(ctx, x0, eps, alpha_bar=None, t=None):
