@@ -191,6 +191,11 @@ def test_optimizer_argument_errors():
     # list() of one tensor is its rows, which never get a gradient: refused, as in PyTorch
     with pytest.raises(TypeError, match="SGD takes an iterable of parameters .* got a single Tensor"):
         optim.SGD(nn.Parameter(ml.ones(3, 4)), lr=0.1)
+    # the same parameter twice would take two updates a step
+    other = nn.Parameter(ml.ones(2))
+    with pytest.raises(ValueError, match="^Adam: parameter 2 is parameter 0 again; expected each "
+                                         "parameter once$"):
+        optim.Adam([param, other, param])
 
 
 def test_fast_update_slot_is_used_only_on_cuda_with_fast_kernels(monkeypatch):

@@ -60,10 +60,17 @@ class Optimizer:
         self.params = list(params)
         if not self.params:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        first_index = {}
         for index, param in enumerate(self.params):
             if not isinstance(param, Tensor) or not param.requires_grad:
                 raise TypeError(f"{type(self).__name__}: parameter {index} is not a tensor "
                                 f"that requires grad")
+            # one parameter twice would take two updates a step (on a GPU, two threads of a
+            # fused kernel writing the same memory at once)
+            if id(param) in first_index:
+                raise ValueError(f"{type(self).__name__}: parameter {index} is parameter "
+                                 f"{first_index[id(param)]} again; expected each parameter once")
+            first_index[id(param)] = index
         self.hyperparameter_names = tuple(hyperparameters)
         for name, value in hyperparameters.items():
             setattr(self, name, value)
