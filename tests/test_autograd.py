@@ -163,6 +163,28 @@ def test_backward_checks_its_seed():
         y.backward(np.ones(3, dtype=np.float32))
 
 
+@pytest.mark.parametrize("seed", [np.ones(3), [1.0, 1.0, 1.0], ml.ones(3, dtype=np.float64)])
+def test_backward_takes_its_seed_in_the_outputs_dtype(seed):
+    """A float64 seed (numpy.ones' default) for a float32 output: every backward before it
+    still runs in float32."""
+    seen = []
+
+    class Spy(ml.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.copy()
+
+        @staticmethod
+        def backward(ctx, grad):
+            seen.append(grad.dtype)
+            return grad
+
+    x = ml.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (Spy.apply(x) * 2).backward(seed)
+    assert seen == [np.float32]
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0, 2.0])
+
+
 def live_tensors():
     gc.collect()
     return sum(isinstance(obj, ml.Tensor) for obj in gc.get_objects())

@@ -110,7 +110,10 @@ class Tensor:
     def backward(self, gradient=None, retain_graph=False):
         """Accumulate d self / d leaf into every leaf's ``.grad``.
 
-        ``gradient`` defaults to 1 for a single-element tensor; otherwise pass d loss / d self.
+        ``gradient`` defaults to 1 for a single-element tensor; otherwise pass d loss / d self
+        (a Tensor, an array or a list), which is taken on self's device and in its dtype: a
+        ``numpy.ones(shape)`` seed (float64) would otherwise run a float32 graph's whole
+        backward in float64.
         """
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad "
@@ -121,7 +124,8 @@ class Tensor:
                                    f"got shape {self.shape}")
             seed = self.xp.ones_like(self.data)
         else:
-            seed = gradient.data if isinstance(gradient, Tensor) else self.xp.asarray(gradient)
+            given = gradient.data if isinstance(gradient, Tensor) else gradient
+            seed = self.xp.asarray(backend.to_device(given, self.device), dtype=self.dtype)
             if seed.shape != self.shape:
                 raise ValueError(f"gradient shape {seed.shape} does not match tensor shape {self.shape}")
         graph.run_backward(self, seed, retain_graph=retain_graph)
