@@ -107,3 +107,22 @@ def op_tests(cases):
         check_against_torch(case, data)
 
     return test_gradcheck, test_matches_torch
+
+
+def gradient_dtype_spy():
+    """(identity, seen): ``identity.apply(x)`` passes x on unchanged, and its backward notes
+    in ``seen`` the dtype of each gradient it is handed, for tests of the dtype a backward
+    passes on."""
+    seen = []
+
+    class Identity(ml.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.copy()
+
+        @staticmethod
+        def backward(ctx, grad):
+            seen.append(grad.dtype)
+            return grad
+
+    return Identity, seen

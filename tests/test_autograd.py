@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import minilean as ml
+from opcheck import gradient_dtype_spy
 
 
 def test_a_chain_of_ten_thousand_ops_backpropagates_without_recursion():
@@ -167,20 +168,9 @@ def test_backward_checks_its_seed():
 def test_backward_takes_its_seed_in_the_outputs_dtype(seed):
     """A float64 seed (numpy.ones' default) for a float32 output: every backward before it
     still runs in float32."""
-    seen = []
-
-    class Spy(ml.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x.copy()
-
-        @staticmethod
-        def backward(ctx, grad):
-            seen.append(grad.dtype)
-            return grad
-
+    spy, seen = gradient_dtype_spy()
     x = ml.tensor([1.0, 2.0, 3.0], requires_grad=True)
-    (Spy.apply(x) * 2).backward(seed)
+    (spy.apply(x) * 2).backward(seed)
     assert seen == [np.float32]
     np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0, 2.0])
 

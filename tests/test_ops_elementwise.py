@@ -14,7 +14,8 @@ from hypothesis.extra import numpy as hnp
 import minilean as ml
 from minilean.autograd import elementwise as ew
 from minilean.autograd.function import Context
-from opcheck import OpCase, arrays, away_from, binary, op_tests, positive, unary
+from opcheck import (OpCase, arrays, away_from, binary, gradient_dtype_spy, op_tests, positive,
+                     unary)
 
 
 def _torch():
@@ -93,20 +94,9 @@ def test_maximum_splits_the_gradient_of_a_tie():
 def test_maximum_and_minimum_pass_a_float32_gradient_on_in_float32(op):
     """Only the leaves' gradients are cast to their dtype: a float64 gradient from the middle
     of a float32 graph would make every op before it compute its backward in float64."""
-    seen = []
-
-    class Spy(ml.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x.copy()
-
-        @staticmethod
-        def backward(ctx, grad):
-            seen.append(grad.dtype)
-            return grad
-
+    spy, seen = gradient_dtype_spy()
     x = ml.tensor([1.0, 2.0, 3.0], requires_grad=True)
-    op(Spy.apply(x), 2.0).sum().backward()
+    op(spy.apply(x), 2.0).sum().backward()
     assert seen == [np.float32]
     np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.5, 1.0] if op is ml.maximum
                                   else [1.0, 0.5, 0.0])
