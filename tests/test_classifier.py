@@ -15,6 +15,18 @@ def test_frechet_distance_matches_scipy_sqrtm():
     assert frechet_distance(mean1, cov1, mean1, cov1) == pytest.approx(0.0, abs=1e-8)
 
 
+def test_frechet_distance_of_singular_covariances_is_symmetric_and_0_on_itself():
+    """Fewer images than features: rank-4 covariances of 32 features. The cross term once took
+    square roots of rounding-sized eigenvalues, ~sqrt(u) of the traces: FD(a, a) came out
+    -0.017 (traces 2.8e5) and FD(a, b) != FD(b, a) in the 9th digit."""
+    from minilean.models.classifier import frechet_distance, gaussian_fit
+    rng = numpy.random.default_rng(0)
+    a, b = (gaussian_fit(rng.standard_normal((5, 32)) * 100) for _ in range(2))
+    scale = numpy.trace(a[1]) + numpy.trace(b[1])
+    assert abs(frechet_distance(*a, *a)) <= 1e-12 * scale
+    assert frechet_distance(*a, *b) == pytest.approx(frechet_distance(*b, *a), rel=1e-13)
+
+
 def test_the_cached_classifier_depends_on_the_labels(tmp_path):
     from minilean.data.arrays import Dataset
     from minilean.models.classifier import _cache_path

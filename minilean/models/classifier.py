@@ -61,18 +61,21 @@ class FeatureClassifier(Module):
 def frechet_distance(mean1, cov1, mean2, cov2):
     """FD between N(mean1, cov1) and N(mean2, cov2), in float64 on the host.
 
-    The cross term uses the symmetric form Tr sqrt(A cov2 A) with A = sqrt(cov1), so only
-    symmetric eigendecompositions are needed (eigenvalues below 0 are rounding: clipped).
+    The cross term Tr sqrt(A cov2 A) with A = sqrt(cov1) is taken as the sum of the singular
+    values of A B, B = sqrt(cov2): A cov2 A = (A B)(A B)^T. Only symmetric eigendecompositions
+    are needed (eigenvalues below 0 are rounding: clipped), and no square root is taken of a
+    rounding-sized eigenvalue of A cov2 A: with a singular covariance (fewer images than
+    features, or a feature that is always 0) the older sqrt(eigvalsh(A cov2 A)) gave
+    FD(a, a) < 0 and FD(a, b) != FD(b, a), by ~sqrt(u) of the traces.
     """
     def sqrtm_psd(matrix):
         values, vectors = numpy.linalg.eigh((matrix + matrix.T) / 2)
         return (vectors * numpy.sqrt(numpy.clip(values, 0, None))) @ vectors.T
 
-    root1 = sqrtm_psd(numpy.asarray(cov1, numpy.float64))
-    cross = numpy.linalg.eigvalsh(root1 @ numpy.asarray(cov2, numpy.float64) @ root1)
+    cov1, cov2 = numpy.asarray(cov1, numpy.float64), numpy.asarray(cov2, numpy.float64)
+    cross = numpy.linalg.svd(sqrtm_psd(cov1) @ sqrtm_psd(cov2), compute_uv=False).sum()
     difference = numpy.asarray(mean1, numpy.float64) - numpy.asarray(mean2, numpy.float64)
-    return float(difference @ difference + numpy.trace(cov1) + numpy.trace(cov2)
-                 - 2.0 * numpy.sqrt(numpy.clip(cross, 0, None)).sum())
+    return float(difference @ difference + numpy.trace(cov1) + numpy.trace(cov2) - 2.0 * cross)
 
 
 def gaussian_fit(features):

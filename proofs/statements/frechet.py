@@ -33,7 +33,10 @@ within c d u. Then
   < l^2 / 2: sqrt's slope 1 / (2 sqrt(mu)) between mu - delta and mu), the sum of d of them by
   d delta / l.
 
-So |T_engine - T| <= C' d^2 u a_1 a_2 (1 + sqrt(a_1 / l)) / l =: e_T, and the remaining
+So |T_engine - T| <= C' d^2 u a_1 a_2 (1 + sqrt(a_1 / l)) / l =: e_T (derived for the
+engine's first form, sqrt of eigvalsh(M); it now sums the singular values of root_1 root_2,
+whose squares are M's eigenvalues: they move by at most ||d(root_1 root_2)|| (Weyl), with no
+division by l, so e_T bounds it too), and the remaining
 operations (the mean difference, its dot product, the traces, the final sums, the square
 roots' own rounding) are a sum of terms within gamma_{d+5} (|mu_1 - mu_2|^2 + tr C_1 + tr C_2
 + 2 T). The bound is 2 e_T plus that. c is LAPACK's unpublished modest constant ("a modest
