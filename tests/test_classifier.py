@@ -34,7 +34,7 @@ def test_the_cached_classifier_depends_on_the_labels(tmp_path):
 
     def path(labels):
         dataset = Dataset(images, numpy.array(labels, numpy.int64), (), "set")
-        return _cache_path(str(tmp_path), dataset, seed=0, steps=10, lr=1e-3)
+        return _cache_path(str(tmp_path), dataset, seed=0, steps=10, lr=1e-3, batch_size=64)
 
     assert path([0, 1, 0, 1, 0, 1]) == path([0, 1, 0, 1, 0, 1])
     assert path([0, 1, 0, 1, 0, 1]) != path([1, 0, 1, 0, 1, 0])  # same classes, other labels
@@ -146,12 +146,23 @@ def test_the_cached_classifier_depends_on_the_images_and_the_lr(tmp_path):
 
     def path(images, lr=1e-3):
         return _cache_path(str(tmp_path), Dataset(images, labels, (), "set"), seed=0, steps=10,
-                           lr=lr)
+                           lr=lr, batch_size=64)
 
     black, grey = numpy.zeros((4, 3, 4, 4), numpy.uint8), numpy.full((4, 3, 4, 4), 9, numpy.uint8)
     assert path(black) == path(black.copy())
     assert path(black) != path(grey)  # same shape and labels, other images
     assert path(black) != path(black, lr=2e-3)
+
+
+def test_a_classifier_trained_with_another_batch_size_is_not_reused(tmp_path):
+    """The batch size is part of the recipe: a classifier trained with batches of 2 was
+    loaded as the one of batches of 4 (the cache's name left it out)."""
+    from minilean.data import load_dataset
+    from minilean.models.classifier import trained_classifier
+    dataset = load_dataset("builtin", n_total=4, image_size=16, seed=0)
+    paths = [trained_classifier(dataset, "cpu", steps=1, cache=str(tmp_path), batch_size=size)[1]
+             for size in (2, 4)]
+    assert paths[0] != paths[1]
 
 
 def tiny_model(classes=3):

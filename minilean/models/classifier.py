@@ -88,15 +88,16 @@ def _signed(images_unit):
     return images_unit * 2.0 - 1.0  # [0, 1] -> [-1, 1], the models' range
 
 
-def _cache_path(cache, dataset, seed, steps, lr):
-    """A file name from what the classifier depends on (the data's first rows included).
+def _cache_path(cache, dataset, seed, steps, lr, batch_size):
+    """A file name from what the classifier depends on (the data's first rows included; the
+    recipe: steps, lr, warm-up and batch size).
 
     All the labels go in (8 bytes a row, cheap to hash): the classifier is trained on them, so
     the same images with other labels, or another number of classes, is another classifier.
     """
     digest = hashlib.sha256()
     digest.update(json.dumps([dataset.name, list(dataset.x.shape), seed, steps, lr,
-                              WARMUP_STEPS]).encode())
+                              WARMUP_STEPS, batch_size]).encode())
     digest.update(numpy.ascontiguousarray(dataset.x[:256]).tobytes())
     labels = numpy.zeros(0, numpy.int64) if dataset.y is None else dataset.y
     digest.update(numpy.ascontiguousarray(labels, numpy.int64).tobytes())
@@ -116,7 +117,7 @@ def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
 
     # every class the data name, also one whose rows all lie in a held-out tail
     classes = max(len(dataset.class_names), int(numpy.max(dataset.y)) + 1)
-    path = _cache_path(cache, dataset, seed, steps, lr)
+    path = _cache_path(cache, dataset, seed, steps, lr, batch_size)
     if os.path.isfile(path):
         model = FeatureClassifier(dataset.image_shape[0], classes)
         try:
