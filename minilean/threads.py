@@ -21,6 +21,8 @@ import numbers
 
 from minilean.backend import DeviceError
 
+C_INT_MAX = 2**31 - 1
+
 
 def _blas_libraries(caller):
     """The loaded BLAS libraries that threadpoolctl can set (usually one: NumPy's).
@@ -46,6 +48,9 @@ def set_num_threads(count):
         raise TypeError(f"set_num_threads: got {count!r}; expected an integer >= 1")
     if count < 1:
         raise ValueError(f"set_num_threads: got {count!r}; expected an integer >= 1")
+    # the libraries take a C int: a larger count would wrap (2**32 + 1 threads set 1); past
+    # INT_MAX every library caps it anyway
+    count = min(int(count), C_INT_MAX)
     for library in _blas_libraries("set_num_threads"):
-        library.set_num_threads(int(count))
+        library.set_num_threads(count)
     return get_num_threads()

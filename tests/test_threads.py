@@ -39,6 +39,13 @@ def test_a_count_that_is_not_a_positive_integer_is_refused(restored_threads, cou
     assert ml.get_num_threads() == restored_threads
 
 
+def test_a_count_past_a_c_int_is_capped_not_wrapped(restored_threads):
+    """The library takes a C int: 2**32 + 1 threads arrived as 1 (and 2**32 as 0, ignored)."""
+    most = ml.set_num_threads(2**31 - 1)  # the library's own cap
+    ml.set_num_threads(1)
+    assert ml.set_num_threads(2**32 + 1) == most
+
+
 def test_without_a_known_blas_library_the_error_says_so(monkeypatch):
     class NoLibraries:
         lib_controllers = []
