@@ -199,6 +199,21 @@ def test_accuracy_is_the_share_of_argmax_logits_equal_to_the_labels():
     assert accuracy(BrightestPixel(), images, [0, 1, 2, 0, 0], "cpu") == pytest.approx(0.6)
 
 
+def test_accuracy_scores_the_images_in_batches():
+    """As features_of does: the held-out set was scored in one batch, its activations growing
+    with --n-eval (gigabytes for 10,000 64x64 images)."""
+    from minilean.models.classifier import accuracy
+    seen = []
+
+    def model(x):
+        seen.append(len(x))
+        return BrightestPixel()(x)
+
+    images = numpy.eye(3, dtype=numpy.float32)[numpy.arange(7) % 3].reshape(7, 1, 1, 3)
+    assert accuracy(model, images, numpy.arange(7) % 3, "cpu", batch_size=3) == 1.0
+    assert seen == [3, 3, 1]
+
+
 def test_reference_sets_of_a_given_dataset_take_the_first_and_last_rows():
     from minilean.data.arrays import Dataset
     from minilean.models.classifier import reference_sets

@@ -141,20 +141,27 @@ def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
     return model.eval(), path
 
 
-def features_of(model, images_unit, device, batch_size=256):
-    """Penultimate features of images in [0, 1] (N, C, H, W), as a float64 host array."""
+def _in_batches(function, images_unit, device, batch_size):
+    """``function`` of images in [0, 1] (N, C, H, W), given as the models' [-1, 1] tensors
+    ``batch_size`` at a time (the activations of all N at once grow with N: gigabytes for
+    10,000 64x64 images), concatenated as a host array."""
     rows = []
     with no_grad():
         for start in range(0, len(images_unit), batch_size):
             chunk = _signed(numpy.asarray(images_unit[start:start + batch_size], numpy.float32))
-            rows.append(model.features(tensor(chunk, device=device)).numpy())
-    return numpy.concatenate(rows).astype(numpy.float64)
+            rows.append(function(tensor(chunk, device=device)).numpy())
+    return numpy.concatenate(rows)
 
 
-def accuracy(model, images_unit, labels, device):
-    with no_grad():
-        logits = model(tensor(_signed(images_unit.astype(numpy.float32)), device=device))
-    return float((logits.numpy().argmax(axis=1) == numpy.asarray(labels)).mean())
+def features_of(model, images_unit, device, batch_size=256):
+    """Penultimate features of images in [0, 1] (N, C, H, W), as a float64 host array."""
+    return _in_batches(model.features, images_unit, device, batch_size).astype(numpy.float64)
+
+
+def accuracy(model, images_unit, labels, device, batch_size=256):
+    """The share of images in [0, 1] whose largest logit is at their label."""
+    logits = _in_batches(model, images_unit, device, batch_size)
+    return float((logits.argmax(axis=1) == numpy.asarray(labels)).mean())
 
 
 def reference_sets(dataset, n, seed):
