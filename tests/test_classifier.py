@@ -278,6 +278,21 @@ def test_evaluate_needs_twice_the_run_reference_size(rows, refused):
         check_fd_report(config, dataset)
 
 
+def test_evaluate_on_one_builtin_image_is_refused_before_the_run():
+    """diffusion --n-total 1 trained its whole run, then failed on the floor's covariance."""
+    from types import SimpleNamespace
+
+    from minilean.data import load_dataset
+    from minilean.errors import FlagError
+    from minilean.models.classifier import check_fd_report
+    dataset = load_dataset("builtin", n_total=1, image_size=16, seed=0)
+    config = SimpleNamespace(evaluate=True, n_samples=128, n_total=1)
+    with pytest.raises(FlagError, match=r"^--n-total: got 1; expected an integer >= 2 with "
+                                        r"--evaluate"):
+        check_fd_report(config, dataset)
+    check_fd_report(config, load_dataset("builtin", n_total=2, image_size=16, seed=0))
+
+
 def test_every_row_of_the_samples_is_range_checked(tmp_path):
     from minilean.train.evaluate import load_samples
     samples = numpy.zeros((1100, 1, 2, 2), numpy.float32)

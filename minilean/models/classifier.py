@@ -241,8 +241,9 @@ def check_fd_report(config, dataset):
     """Before training, with ``--evaluate``: data without labels get a one-line notice that
     FD-classifier is skipped (it trains a classifier on them; the run goes on without it);
     otherwise ``fd_report`` must have what it needs, ``--n-samples`` of at least 2 (it fits a
-    covariance) and the real images (the built-in shapes are drawn afresh), or it is a flag
-    error now, not after the run."""
+    covariance) and the real images (2 for the built-in shapes, whose held-out set is drawn
+    afresh: the floor fits a covariance to their training images), or it is a flag error now,
+    not after the run."""
     if not config.evaluate:
         return
     if dataset.y is None:
@@ -253,6 +254,10 @@ def check_fd_report(config, dataset):
         raise flag_error("n_samples", config.n_samples, "an integer >= 2 with --evaluate "
                                                         "(FD-classifier fits a covariance to the "
                                                         "samples), or --noevaluate")
+    if dataset.name == "builtin" and len(dataset) < 2:
+        raise flag_error("n_total", config.n_total, "an integer >= 2 with --evaluate (the floor "
+                                                    "of FD-classifier fits a covariance to the "
+                                                    "training images), or --noevaluate")
     if dataset.name != "builtin" and len(dataset) < 2 * RUN_FD_IMAGES:
         raise flag_error("evaluate", config.evaluate,
                          f"false for this dataset: FD-classifier needs {2 * RUN_FD_IMAGES} real "
