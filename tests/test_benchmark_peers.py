@@ -1,0 +1,68 @@
+"""The PyTorch peers that ``benchmarks/`` times minilean against are the same models: with
+minilean's weights copied in, the same forward output and the same gradients, in float64.
+The benchmarks check this in float32 on every run; here it is exact, so a ratio that
+``bench_models.py`` or ``bench_gpu.py`` prints compares like with like. PyTorch is an
+optional oracle: skipped without it."""
+import importlib
+import pathlib
+
+import numpy as np
+import pytest
+
+import minilean
+from minilean import backend
+
+torch = pytest.importorskip("torch")
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def benchmark_module(monkeypatch, name):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module(name)
+
+
+def copied_into_torch(model, torch_model):
+    """``torch_model`` in float64 with ``model``'s weights; refuses other names or shapes."""
+    ours, theirs = dict(model.named_parameters()), dict(torch_model.double().named_parameters())
+    assert list(ours) == list(theirs)  # the same layers, registered in the same order
+    with torch.no_grad():
+        for name, param in theirs.items():
+            assert tuple(param.shape) == ours[name].shape, name
+            param.copy_(torch.from_numpy(ours[name].data.astype(np.float64)))
+    return torch_model
+
+
+def assert_same_function(model, torch_model, x, minilean_forward, torch_forward, rng):
+    """Output, the input's gradient and every parameter's gradient agree for one random
+    cotangent."""
+    cotangent = rng.standard_normal(minilean_forward(minilean.tensor(x)).shape)
+    ml_x = minilean.tensor(x, requires_grad=True)
+    out = minilean_forward(ml_x)
+    (out * minilean.tensor(cotangent)).sum().backward()
+    t_x = torch.from_numpy(x).requires_grad_()
+    t_out = torch_forward(t_x)
+    (t_out * torch.from_numpy(cotangent)).sum().backward()
+    np.testing.assert_allclose(out.data, t_out.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ml_x.grad.data, t_x.grad.numpy(), rtol=1e-10, atol=1e-12)
+    theirs = dict(torch_model.named_parameters())
+    for name, param in model.named_parameters():
+        np.testing.assert_allclose(param.grad.data, theirs[name].grad.numpy(), rtol=1e-9,
+                                   atol=1e-11, err_msg=name)
+
+
+@pytest.mark.parametrize("hidden_c, size", [(24, 8), (6, 4), (8, 4)])
+def test_torch_unet_is_minilean_unet(monkeypatch, rng, hidden_c, size):
+    """Architecture, GroupNorm groups, SiLU, time embedding, attention and skip joins: the
+    peer of ``bench_models.py`` and ``bench_gpu.py``, given minilean's sinusoidal features."""
+    from minilean.models.unet import UNet, sinusoidal_embedding
+
+    torch_unet = benchmark_module(monkeypatch, "torch_unet")
+    backend.manual_seed(0)
+    model = UNet(3, hidden_c).to(dtype="float64")
+    torch_model = copied_into_torch(model, torch_unet.TorchUNet(3, hidden_c))
+    x = rng.standard_normal((3, 3, size, size))
+    t = rng.integers(0, 200, 3)
+    embedding = torch.from_numpy(sinusoidal_embedding(t, hidden_c, 3, minilean.tensor(x)).data)
+    assert_same_function(model, torch_model, x, lambda x: model(x, t),
+                         lambda x: torch_model(x, embedding), rng)
