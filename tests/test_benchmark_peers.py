@@ -66,3 +66,35 @@ def test_torch_unet_is_minilean_unet(monkeypatch, rng, hidden_c, size):
     embedding = torch.from_numpy(sinusoidal_embedding(t, hidden_c, 3, minilean.tensor(x)).data)
     assert_same_function(model, torch_model, x, lambda x: model(x, t),
                          lambda x: torch_model(x, embedding), rng)
+
+
+def test_torch_residual_net_is_minilean_residual_net(monkeypatch, rng):
+    """``bench_models.py``'s residual eps-net, given minilean's time channel t / (T - 1)."""
+    from minilean.models.residual import ResidualEpsNet
+
+    bench_models = benchmark_module(monkeypatch, "bench_models")
+    backend.manual_seed(0)
+    model = ResidualEpsNet(3, 200, 16).to(dtype="float64")
+    torch_model = copied_into_torch(model, bench_models.TorchResidualEpsNet(3, 16))
+    x = rng.standard_normal((2, 3, 8, 8))
+    t = rng.integers(0, 200, 2)
+    plane = torch.from_numpy(model.time_channel(t, minilean.tensor(x)).data)
+    assert_same_function(model, torch_model, x, lambda x: model(x, t),
+                         lambda x: torch_model(x, plane), rng)
+
+
+@pytest.mark.parametrize("script, flags, message", [
+    ("bench_models.py", ["--repeats", "0"], "argument --repeats: expected an integer >= 1, got 0"),
+    ("bench_models.py", ["--threads", "0"], "argument --threads: expected an integer >= 1, got 0"),
+    ("bench_models.py", ["--warmup", "-1"], "argument --warmup: expected an integer >= 0, got -1"),
+])
+def test_a_bad_flag_value_is_one_line_before_any_work(script, flags, message):
+    """Not a traceback after the models were built (``--repeats 0``: the median of nothing)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *flags],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines()[-1] == f"{script}: error: {message}"
+    assert "Traceback" not in done.stderr
