@@ -121,7 +121,10 @@ def check_agreement(minilean_model, torch_model, minilean_loss, torch_loss):
 
 
 class TorchEMA:
-    """The same average as minilean.optim.EMA: avg -= (1 - decay)(avg - p)."""
+    """The same average as minilean.optim.EMA, avg <- avg + (1 - decay)(p - avg), written as
+    PyTorch writes it (``torch.optim.swa_utils.get_ema_multi_avg_fn``, and ``bench_gpu.py``'s
+    peer): one foreach lerp over all tensors, as its Adam here is foreach too. A Python loop
+    of three ops per tensor cost torch 0.5 ms a step more for the U-Net (90 tensors)."""
 
     def __init__(self, model, decay):
         self.decay, self.params = decay, list(model.parameters())
@@ -129,8 +132,7 @@ class TorchEMA:
 
     @torch.no_grad()
     def update(self):
-        for average, param in zip(self.shadow, self.params):
-            average.sub_((1 - self.decay) * (average - param))
+        torch._foreach_lerp_(self.shadow, self.params, 1 - self.decay)
 
 
 def minilean_training_step(model, loss, clip, ema):

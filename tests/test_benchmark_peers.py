@@ -98,3 +98,24 @@ def test_a_bad_flag_value_is_one_line_before_any_work(script, flags, message):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.splitlines()[-1] == f"{script}: error: {message}"
     assert "Traceback" not in done.stderr
+
+
+def test_torch_ema_is_minilean_ema(monkeypatch, rng):
+    """The average ``bench_models.py``'s torch step keeps is minilean's EMA's."""
+    from minilean import nn
+    from minilean.optim import EMA
+
+    bench_models = benchmark_module(monkeypatch, "bench_models")
+    model = nn.Linear(4, 3).to(dtype="float64")
+    torch_model = copied_into_torch(model, torch.nn.Linear(4, 3))
+    ours, theirs = EMA(model, 0.9), bench_models.TorchEMA(torch_model, 0.9)
+    for _ in range(3):
+        for param, torch_param in zip(model.parameters(), torch_model.parameters()):
+            step = rng.standard_normal(param.shape)
+            param.data += step
+            with torch.no_grad():
+                torch_param += torch.from_numpy(step)
+        ours.update(model)
+        theirs.update()
+    for name, average in zip(dict(model.named_parameters()), theirs.shadow):
+        np.testing.assert_allclose(ours.shadow[name], average.numpy(), rtol=1e-12, atol=1e-14)
