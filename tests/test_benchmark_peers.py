@@ -87,6 +87,10 @@ def test_torch_residual_net_is_minilean_residual_net(monkeypatch, rng):
     ("bench_models.py", ["--repeats", "0"], "argument --repeats: expected an integer >= 1, got 0"),
     ("bench_models.py", ["--threads", "0"], "argument --threads: expected an integer >= 1, got 0"),
     ("bench_models.py", ["--warmup", "-1"], "argument --warmup: expected an integer >= 0, got -1"),
+    ("profile_step.py", ["--steps", "0"], "argument --steps: expected an integer >= 1, got 0"),
+    ("profile_step.py", ["--size", "6"], "argument --size: the U-Net needs a multiple of 4, got 6"),
+    ("profile_step.py", ["--fast-kernels"],
+     "--fast-kernels needs --device cuda (the CPU step has no fast kernels)"),
 ])
 def test_a_bad_flag_value_is_one_line_before_any_work(script, flags, message):
     """Not a traceback after the models were built (``--repeats 0``: the median of nothing)."""
@@ -119,3 +123,20 @@ def test_torch_ema_is_minilean_ema(monkeypatch, rng):
         theirs.update()
     for name, average in zip(dict(model.named_parameters()), theirs.shadow):
         np.testing.assert_allclose(ours.shadow[name], average.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_profile_step_times_torch_convolutions_as_minilean_runs_them():
+    """``--conv-shapes``: each torch row has a bias where minilean's convolution had one (all
+    of the U-Net's), and no input gradient where minilean made none (only ``conv_in``'s, whose
+    input is the noised image)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "profile_step.py"), "--steps=1",
+                           "--top=1", "--size=4", "--hidden-c=2", "--threads=1",
+                           "--conv-shapes"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = done.stdout.split("(ms per step)\n")[1].splitlines()[:-1]
+    assert len(rows) > 5 and all(" +bias " in row for row in rows)
+    no_input_gradient = [row.split(":")[0].strip() for row in rows if " no dx " in row]
+    assert no_input_gradient == ["x(32, 3, 4, 4) w(2, 3, 3, 3) s1 +bias no dx x1"]
