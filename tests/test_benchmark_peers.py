@@ -91,6 +91,9 @@ def test_torch_residual_net_is_minilean_residual_net(monkeypatch, rng):
     ("profile_step.py", ["--size", "6"], "argument --size: the U-Net needs a multiple of 4, got 6"),
     ("profile_step.py", ["--fast-kernels"],
      "--fast-kernels needs --device cuda (the CPU step has no fast kernels)"),
+    ("blas_threads.py", ["--busy", "0,x"], "argument --busy: expected an integer >= 0, got 'x'"),
+    ("memory_growth.py", ["--steps", "3"], "--since 50 is after the last step, --steps 3"),
+    ("host_layer.py", ["--rounds", "0"], "argument --rounds: expected an integer >= 1, got 0"),
 ])
 def test_a_bad_flag_value_is_one_line_before_any_work(script, flags, message):
     """Not a traceback after the models were built (``--repeats 0``: the median of nothing)."""
