@@ -71,15 +71,18 @@ GRAD_CLIP, LR, EMA_DECAY = 1.0, 2e-3, 0.995  # a training step's settings (value
 # --- timing and comparison ------------------------------------------------------------------
 
 def alternate(minilean_step, torch_step, repeats=None, warmup=None):
-    """Median seconds of each step, measured alternately after warm-up."""
+    """Median seconds of each step, measured alternately after warm-up; every other repeat
+    runs torch first, so that neither framework always follows the other (as
+    ``bench_gpu.py``'s rounds reverse their order)."""
     repeats = repeats or ARGS.repeats
     for _ in range(ARGS.warmup if warmup is None else warmup):
         minilean_step()
         torch_step()
     clock = time.process_time if ARGS.clock == "cpu" else time.perf_counter
     times = {"minilean": [], "torch": []}
-    for _ in range(repeats):
-        for name, step in (("minilean", minilean_step), ("torch", torch_step)):
+    for repeat in range(repeats):
+        order = (("minilean", minilean_step), ("torch", torch_step))
+        for name, step in order[::-1] if repeat % 2 else order:
             start = clock()
             step()
             times[name].append(clock() - start)
@@ -689,7 +692,8 @@ def main():
     if ARGS.heap == "kept":
         heap.keep_freed_memory()
     print(f"machine: {machine()}; heap: {ARGS.heap}")
-    print(f"median of {ARGS.repeats} alternating steps after {ARGS.warmup} warm-up steps, "
+    print(f"median of {ARGS.repeats} alternating steps after {ARGS.warmup} warm-up steps "
+          f"(ratio: minilean's median time / torch's; above 1, minilean is slower), "
           f"{ARGS.clock} clock; command: python benchmarks/bench_models.py "
           f"{' '.join(sys.argv[1:])}\n")
     print("| case | detail | minilean ms | torch ms | ratio | loss/output rel err | grad rel err |")

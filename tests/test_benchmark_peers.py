@@ -143,3 +143,13 @@ def test_profile_step_times_torch_convolutions_as_minilean_runs_them():
     assert len(rows) > 5 and all(" +bias " in row for row in rows)
     no_input_gradient = [row.split(":")[0].strip() for row in rows if " no dx " in row]
     assert no_input_gradient == ["x(32, 3, 4, 4) w(2, 3, 3, 3) s1 +bias no dx x1"]
+
+
+def test_bench_models_alternates_which_framework_goes_first(monkeypatch):
+    """Warm-up for both, then each repeat times both, torch first on every other one."""
+    bench_models = benchmark_module(monkeypatch, "bench_models")
+    calls = []
+    ours, theirs = bench_models.alternate(lambda: calls.append("m"), lambda: calls.append("t"),
+                                          repeats=4, warmup=1)
+    assert "".join(calls) == "mt" + "mt" "tm" "mt" "tm"
+    assert ours >= 0 and theirs >= 0
