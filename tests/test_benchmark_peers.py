@@ -153,3 +153,46 @@ def test_bench_models_alternates_which_framework_goes_first(monkeypatch):
                                           repeats=4, warmup=1)
     assert "".join(calls) == "mt" + "mt" "tm" "mt" "tm"
     assert ours >= 0 and theirs >= 0
+
+
+def test_hand_written_zoo_peers_compute_minilean_losses(monkeypatch, rng):
+    """``bench_models.py``'s MAE (attention, LayerNorm, GELU, masking) and GAN peers, written
+    by hand rather than read off minilean's layers: loss and every gradient, in float64."""
+    from minilean.models.gan import Discriminator, Generator, generator_loss
+    from minilean.models.mae import MaskedAutoencoder, mae_loss, patchify
+
+    bench_models = benchmark_module(monkeypatch, "bench_models")
+    images = rng.uniform(0, 1, (4, 3, 8, 8))
+    backend.manual_seed(0)
+    mae = MaskedAutoencoder((3, 8, 8), 4).to(dtype="float64")
+    mask = mae.random_mask(4, 0.75)
+    torch_mae = bench_models.TorchMAE(4, 48).double()
+    bench_models.copy_weights(mae, torch_mae)
+    keep, restore = torch.from_numpy(mask.keep), torch.from_numpy(mask.restore)
+    hidden = torch.from_numpy(mask.hidden.data.astype(np.float64))
+
+    def torch_mae_loss():
+        target = torch.from_numpy(patchify(minilean.tensor(images), 4).data)
+        difference = torch_mae(target, keep, restore) - target
+        return ((difference * difference).mean(-1) * hidden).sum() / hidden.sum()
+
+    assert max(bench_models.check_agreement(
+        mae, torch_mae, lambda: mae_loss(mae, minilean.tensor(images), mask),
+        torch_mae_loss)) < 1e-12
+
+    generator = Generator(8, (3, 8, 8), 16).to(dtype="float64")
+    discriminator = Discriminator((3, 8, 8), 16).to(dtype="float64")
+    torch_generator = bench_models.TorchGenerator(generator).double()
+    torch_discriminator = bench_models.TorchDiscriminator((3, 8, 8), 16).double()
+    bench_models.copy_weights(generator, torch_generator)
+    bench_models.copy_weights(discriminator, torch_discriminator)
+    z = rng.standard_normal((4, 8))
+
+    def torch_generator_loss():
+        scores = torch_discriminator(torch_generator(torch.from_numpy(z)))
+        return torch.nn.functional.mse_loss(scores, torch.ones_like(scores))
+
+    assert max(bench_models.check_agreement(
+        generator, torch_generator,
+        lambda: generator_loss(discriminator(generator(minilean.tensor(z)))),
+        torch_generator_loss)) < 1e-12
