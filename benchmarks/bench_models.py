@@ -20,6 +20,8 @@ import argparse
 import os
 import sys
 
+from arguments import at_least  # beside this script; imports nothing heavy
+
 _parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 _parser.add_argument("--cases", default="unet16,unet32,residual,vae,vae_conv,vqvae,gan,"
                                           "autoencoder,mae,micro,ddim,memory",
@@ -27,9 +29,10 @@ _parser.add_argument("--cases", default="unet16,unet32,residual,vae,vae_conv,vqv
                           "unet4 (the default model on 2 images of 4x4: per-operation cost), "
                           "residual, vae (mlp), vae_conv (the CLI default VAE), vqvae, gan, "
                           "autoencoder, mae, micro, ddim, memory")
-_parser.add_argument("--threads", type=int, default=2, help="BLAS / torch threads (both)")
-_parser.add_argument("--repeats", type=int, default=7, help="timed steps per framework")
-_parser.add_argument("--warmup", type=int, default=2, help="untimed steps per framework first")
+_parser.add_argument("--threads", type=at_least(1), default=2, help="BLAS / torch threads (both)")
+_parser.add_argument("--repeats", type=at_least(1), default=7, help="timed steps per framework")
+_parser.add_argument("--warmup", type=at_least(0), default=2,
+                     help="untimed steps per framework first")
 _parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                      help="wall: perf_counter; cpu: process CPU time (steadier on a busy "
                           "machine, meaningful with --threads 1)")
@@ -37,9 +40,11 @@ _parser.add_argument("--heap", choices=("kept", "glibc"), default="kept",
                      help="kept: freed memory stays in the process (minilean.heap, as the "
                           "command line sets it; PyTorch shares the process, so its arrays are "
                           "kept too); glibc: the C library's defaults")
-ARGS = _parser.parse_args()
-for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_name] = str(ARGS.threads)
+# imported (by a test, for its torch peers), the defaults, and this process's threads as they are
+ARGS = _parser.parse_args(None if __name__ == "__main__" else [])
+if __name__ == "__main__":
+    for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_name] = str(ARGS.threads)
 
 import math  # noqa: E402
 import platform  # noqa: E402
@@ -60,22 +65,24 @@ from minilean.models import diffusion as D  # noqa: E402
 from minilean.optim import EMA, Adam, clip_grad_norm_  # noqa: E402
 from torch_unet import TorchUNet  # noqa: E402
 
-torch.set_num_threads(ARGS.threads)
 GRAD_CLIP, LR, EMA_DECAY = 1.0, 2e-3, 0.995  # a training step's settings (values do not change its cost)
 
 
 # --- timing and comparison ------------------------------------------------------------------
 
 def alternate(minilean_step, torch_step, repeats=None, warmup=None):
-    """Median seconds of each step, measured alternately after warm-up."""
+    """Median seconds of each step, measured alternately after warm-up; every other repeat
+    runs torch first, so that neither framework always follows the other (as
+    ``bench_gpu.py``'s rounds reverse their order)."""
     repeats = repeats or ARGS.repeats
     for _ in range(ARGS.warmup if warmup is None else warmup):
         minilean_step()
         torch_step()
     clock = time.process_time if ARGS.clock == "cpu" else time.perf_counter
     times = {"minilean": [], "torch": []}
-    for _ in range(repeats):
-        for name, step in (("minilean", minilean_step), ("torch", torch_step)):
+    for repeat in range(repeats):
+        order = (("minilean", minilean_step), ("torch", torch_step))
+        for name, step in order[::-1] if repeat % 2 else order:
             start = clock()
             step()
             times[name].append(clock() - start)
@@ -117,7 +124,10 @@ def check_agreement(minilean_model, torch_model, minilean_loss, torch_loss):
 
 
 class TorchEMA:
-    """The same average as minilean.optim.EMA: avg -= (1 - decay)(avg - p)."""
+    """The same average as minilean.optim.EMA, avg <- avg + (1 - decay)(p - avg), written as
+    PyTorch writes it (``torch.optim.swa_utils.get_ema_multi_avg_fn``, and ``bench_gpu.py``'s
+    peer): one foreach lerp over all tensors, as its Adam here is foreach too. A Python loop
+    of three ops per tensor cost torch 0.5 ms a step more for the U-Net (90 tensors)."""
 
     def __init__(self, model, decay):
         self.decay, self.params = decay, list(model.parameters())
@@ -125,8 +135,7 @@ class TorchEMA:
 
     @torch.no_grad()
     def update(self):
-        for average, param in zip(self.shadow, self.params):
-            average.sub_((1 - self.decay) * (average - param))
+        torch._foreach_lerp_(self.shadow, self.params, 1 - self.decay)
 
 
 def minilean_training_step(model, loss, clip, ema):
@@ -238,16 +247,21 @@ def diffusion_case(name, arch, batch, size, hidden_c):
     backend.manual_seed(0)
     if arch == "unet":
         model, torch_model = UNet(3, hidden_c), TorchUNet(3, hidden_c)
-        condition = torch.from_numpy(sinusoidal_embedding(t, hidden_c, batch, ml_x0).data)
     else:
         model, torch_model = ResidualEpsNet(3, 200, hidden_c), TorchResidualEpsNet(3, hidden_c)
-        condition = torch.from_numpy(model.time_channel(t, ml_x0).data)
+
+    def condition():
+        """The time input from t, on the host as minilean's forward makes it: made in each
+        step on both sides, so that each times the same work."""
+        if arch == "unet":
+            return torch.from_numpy(sinusoidal_embedding(t, hidden_c, batch, ml_x0).data)
+        return torch.from_numpy(model.time_channel(t, ml_x0).data)
 
     def minilean_loss():
         return D.eps_prediction_loss(model, alpha_bar, ml_x0, t, ml_eps)
 
     def torch_loss():
-        return TF.mse_loss(torch_model(torch_noised(alpha_bar, tx0, t, teps), condition), teps)
+        return TF.mse_loss(torch_model(torch_noised(alpha_bar, tx0, t, teps), condition()), teps)
 
     return model_case(name, f"{arch} hc={hidden_c}, batch {batch}, 3x{size}x{size}",
                       (model, torch_model, minilean_loss, torch_loss), clip=True, ema=True)
@@ -569,8 +583,8 @@ def micro_cases():
         seed = rng.standard_normal(ours(*ml_inputs).shape).astype(numpy.float32)
         t_seed = torch.from_numpy(seed)
         error = relative_error(ours(*ml_inputs).data, theirs(*t_inputs).detach().numpy())
-        with no_grad():
-            forward = alternate(lambda: ours(*ml_inputs), lambda: theirs(*t_inputs).detach(),
+        with no_grad(), torch.no_grad():  # neither records a graph
+            forward = alternate(lambda: ours(*ml_inputs), lambda: theirs(*t_inputs),
                                 repeats=ARGS.repeats * 3)
 
         def ml_both():
@@ -601,8 +615,9 @@ def ddim_case(count=64, size=16, steps=50, hidden_c=24):
     timesteps = D.respaced_timesteps(200, steps)
     x_T = numpy.random.default_rng(4).standard_normal((count, 3, size, size)).astype(numpy.float32)
     like = minilean.tensor(x_T)
-    embeddings = {t: torch.from_numpy(sinusoidal_embedding(t, hidden_c, count, like).data)
-                  for t in timesteps}
+
+    def torch_eps(x, t):  # the embedding made at each step, as minilean's forward makes it
+        return torch_model(x, torch.from_numpy(sinusoidal_embedding(t, hidden_c, count, like).data))
 
     # both unclipped: D._clip_unit clips minilean Tensors and arrays, not torch tensors
     def minilean_sample():
@@ -611,8 +626,7 @@ def ddim_case(count=64, size=16, steps=50, hidden_c=24):
 
     def torch_sample():
         with torch.no_grad():
-            return D.ddim_sample(lambda x, t: torch_model(x, embeddings[t]), alpha_bar,
-                                 torch.from_numpy(x_T), timesteps)
+            return D.ddim_sample(torch_eps, alpha_bar, torch.from_numpy(x_T), timesteps)
 
     error = relative_error(minilean_sample().data, torch_sample().numpy())
     seconds = alternate(minilean_sample, torch_sample, repeats=3, warmup=0)
@@ -667,6 +681,7 @@ def print_row(row):
 
 
 def main():
+    torch.set_num_threads(ARGS.threads)
     cases = ARGS.cases.split(",")
     known = ("unet16", "unet32", "unet4", "residual", "vae", "vae_conv", "vqvae", "gan",
              "autoencoder", "mae", "micro", "ddim", "memory")
@@ -677,7 +692,8 @@ def main():
     if ARGS.heap == "kept":
         heap.keep_freed_memory()
     print(f"machine: {machine()}; heap: {ARGS.heap}")
-    print(f"median of {ARGS.repeats} alternating steps after {ARGS.warmup} warm-up steps, "
+    print(f"median of {ARGS.repeats} alternating steps after {ARGS.warmup} warm-up steps "
+          f"(ratio: minilean's median time / torch's; above 1, minilean is slower), "
           f"{ARGS.clock} clock; command: python benchmarks/bench_models.py "
           f"{' '.join(sys.argv[1:])}\n")
     print("| case | detail | minilean ms | torch ms | ratio | loss/output rel err | grad rel err |")

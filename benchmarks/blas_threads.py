@@ -17,6 +17,8 @@ import statistics
 import sys
 import time
 
+from arguments import at_least, counts, image_side  # beside this script
+
 TESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests")
 
 
@@ -38,11 +40,14 @@ def median_step_seconds(step, count, first):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--busy", default="0,1", help="comma-separated counts of busy cores")
-    parser.add_argument("--steps", type=int, default=7, help="timed steps per thread count")
-    parser.add_argument("--rounds", type=int, default=2, help="alternations of the two counts")
-    parser.add_argument("--size", type=int, default=16, help="image side (CLI default 16)")
-    parser.add_argument("--hidden-c", type=int, default=24, help="U-Net width (CLI default 24)")
+    parser.add_argument("--busy", type=counts(0), default=[0, 1],
+                        help="comma-separated counts of busy cores")
+    parser.add_argument("--steps", type=at_least(1), default=7, help="timed steps per thread count")
+    parser.add_argument("--rounds", type=at_least(1), default=2,
+                        help="alternations of the two counts")
+    parser.add_argument("--size", type=image_side, default=16, help="image side (CLI default 16)")
+    parser.add_argument("--hidden-c", type=at_least(2), default=24,
+                        help="U-Net width (CLI default 24)")
     args = parser.parse_args(argv)
     import minilean
     sys.path.insert(0, TESTS)
@@ -57,7 +62,7 @@ def main(argv=None):
     print("| busy cores | 1 thread, ms | default (%d threads), ms | 1 thread's speed-up |"
           % default)
     print("|---|---|---|---|")
-    for busy in (int(part) for part in args.busy.split(",")):
+    for busy in args.busy:
         stop = multiprocessing.Event()
         spinners = [multiprocessing.Process(target=spin, args=(stop,)) for _ in range(busy)]
         for spinner in spinners:

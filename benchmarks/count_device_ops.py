@@ -25,6 +25,8 @@ import traceback
 
 import numpy
 
+from arguments import at_least, image_side  # beside this script
+
 TESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests")
 
 
@@ -175,10 +177,10 @@ def main(argv=None, patches=None):
 
     default = {name: flag.default for name, flag in DIFFUSION.flags.items()}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=default["batch_size"])
-    parser.add_argument("--hidden-c", type=int, default=default["hidden_c"])
-    parser.add_argument("--image-size", type=int, default=default["image_size"])
-    parser.add_argument("--sites", type=int, default=0,
+    parser.add_argument("--batch-size", type=at_least(1), default=default["batch_size"])
+    parser.add_argument("--hidden-c", type=at_least(2), default=default["hidden_c"])
+    parser.add_argument("--image-size", type=image_side, default=default["image_size"])
+    parser.add_argument("--sites", type=at_least(0), default=0,
                         help="also list this many source lines that make the most fresh arrays")
     args = parser.parse_args(argv)
     if cuda_on_cpu.compiler() is None:

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import time
 
+from arguments import at_least, image_side  # beside this script
+
 TESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests")
 
 
@@ -45,11 +47,12 @@ def measure(setting, size, hidden_c, steps):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=16, help="image side (CLI default 16)")
-    parser.add_argument("--hidden-c", type=int, default=24, help="U-Net width (CLI default 24)")
-    parser.add_argument("--pairs", type=int, default=3, help="processes per setting")
-    parser.add_argument("--steps", type=int, default=9, help="timed steps per process")
-    parser.add_argument("--threads", type=int, default=2, help="BLAS threads")
+    parser.add_argument("--size", type=image_side, default=16, help="image side (CLI default 16)")
+    parser.add_argument("--hidden-c", type=at_least(2), default=24,
+                        help="U-Net width (CLI default 24)")
+    parser.add_argument("--pairs", type=at_least(1), default=3, help="processes per setting")
+    parser.add_argument("--steps", type=at_least(1), default=9, help="timed steps per process")
+    parser.add_argument("--threads", type=at_least(1), default=2, help="BLAS threads")
     parser.add_argument("--run", choices=("glibc", "kept"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:  # one measurement, in the fresh process the parent started

@@ -32,6 +32,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the products are tiny: no 
 
 import numpy  # noqa: E402
 
+from arguments import at_least, image_side  # noqa: E402  (beside this script)
 from count_device_ops import TESTS, _Patches  # noqa: E402  (beside this script)
 
 sys.path[:0] = [os.path.dirname(TESTS), TESTS]
@@ -149,11 +150,12 @@ def host_time(step, rounds, steps):
 def main(argv=None, patches=None):
     """``patches``: as for ``install``; by default the null device stays for the process."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=20, help="steps per round")
-    parser.add_argument("--batch-size", type=int, default=2)
-    parser.add_argument("--hidden-c", type=int, default=24, help="U-Net width (CLI default 24)")
-    parser.add_argument("--image-size", type=int, default=4)
+    parser.add_argument("--rounds", type=at_least(1), default=15)
+    parser.add_argument("--steps", type=at_least(1), default=20, help="steps per round")
+    parser.add_argument("--batch-size", type=at_least(1), default=2)
+    parser.add_argument("--hidden-c", type=at_least(2), default=24,
+                        help="U-Net width (CLI default 24)")
+    parser.add_argument("--image-size", type=image_side, default=4)
     args = parser.parse_args(argv)
     install(patches or _Patches())
     from device_cases import diffusion_step_parts

@@ -29,6 +29,8 @@ import tracemalloc
 
 import numpy
 
+from arguments import at_least  # noqa: E402  (beside this script)
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from minilean import backend  # noqa: E402
 from minilean.autograd.tensor import Tensor  # noqa: E402
@@ -90,11 +92,14 @@ def mib(size):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch", type=int, default=32, help="the CLI default is 32")
-    parser.add_argument("--every", type=int, default=50, help="steps between readings")
-    parser.add_argument("--since", type=int, default=50, help="the step growth is counted from")
+    parser.add_argument("--steps", type=at_least(1), default=300)
+    parser.add_argument("--batch", type=at_least(1), default=32, help="the CLI default is 32")
+    parser.add_argument("--every", type=at_least(1), default=50, help="steps between readings")
+    parser.add_argument("--since", type=at_least(1), default=50,
+                        help="the step growth is counted from (at most --steps)")
     args = parser.parse_args()
+    if args.since > args.steps:
+        parser.error(f"--since {args.since} is after the last step, --steps {args.steps}")
     step = cli_step(args.batch)
     tracemalloc.start()
     for k in range(1, args.steps + 1):

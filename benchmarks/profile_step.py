@@ -11,12 +11,17 @@ import argparse
 import os
 import sys
 
+from arguments import at_least, image_side  # beside this script; imports nothing heavy
+
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-parser.add_argument("--steps", type=int, default=3, help="profiled steps (after one warm-up)")
-parser.add_argument("--top", type=int, default=25, help="rows of each table")
-parser.add_argument("--size", type=int, default=16, help="image side (the CLI default is 16)")
-parser.add_argument("--hidden-c", type=int, default=24, help="U-Net width (the CLI default is 24)")
-parser.add_argument("--threads", type=int, default=2, help="BLAS threads")
+parser.add_argument("--steps", type=at_least(1), default=3,
+                    help="profiled steps (after one warm-up)")
+parser.add_argument("--top", type=at_least(1), default=25, help="rows of each table")
+parser.add_argument("--size", type=image_side, default=16,
+                    help="image side, a multiple of 4 (the CLI default is 16)")
+parser.add_argument("--hidden-c", type=at_least(2), default=24,
+                    help="U-Net width (the CLI default is 24)")
+parser.add_argument("--threads", type=at_least(1), default=2, help="BLAS threads")
 parser.add_argument("--conv-shapes", action="store_true",
                     help="also time each convolution shape of the step against torch.conv2d")
 parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
@@ -25,6 +30,8 @@ parser.add_argument("--fast-kernels", action="store_true", help="the CUDA kernel
 parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: profile process CPU time (steadier on a busy machine)")
 args = parser.parse_args()
+if args.fast_kernels and args.device != "cuda":
+    parser.error("--fast-kernels needs --device cuda (the CPU step has no fast kernels)")
 for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[name] = str(args.threads)
 
@@ -79,9 +86,11 @@ def per_op(stats):
 
 
 def conv_shapes(step, clock, steps):
-    """Seconds per step in Conv2d forward and backward, per (input, weight, stride) shape,
-    next to torch.nn.functional.conv2d doing the same forward + backward (host-side torch,
-    imported only here: a benchmark peer)."""
+    """Seconds per step in Conv2d forward and backward, per (input, weight, stride, bias,
+    input gradient) case, next to torch.nn.functional.conv2d doing the same forward + backward
+    (host-side torch, imported only here: a benchmark peer): with a bias where minilean's had
+    one, and a gradient for the input only where minilean's backward made one (not for the
+    first convolution's, the noised image)."""
     import torch
     from minilean.autograd.conv import Conv2d
 
@@ -96,7 +105,9 @@ def conv_shapes(step, clock, steps):
             out = function(ctx, *arrays, **params)
             if kind == "fwd":
                 x, weight = arrays[:2]
-                ctx.key = (x.shape, weight.shape, params.get("stride", (1, 1)))
+                bias = len(arrays) > 2 and arrays[2] is not None
+                ctx.key = (x.shape, weight.shape, params.get("stride", (1, 1)), bias,
+                           ctx.needs_input_grad[0])
                 shapes[ctx.key], key = params, ("fwd", ctx.key)
             spent[key] += clock() - start
             calls[key] += 1
@@ -112,22 +123,26 @@ def conv_shapes(step, clock, steps):
     print("\nconvolutions of one step: minilean fwd / bwd vs torch fwd+bwd (ms per step)")
     total_ours = total_theirs = 0.0
     for key, params in sorted(shapes.items(), key=lambda item: -spent["bwd", item[0]]):
-        x_shape, w_shape, stride = key
+        x_shape, w_shape, stride, has_bias, x_grad = key
         per_step = calls["fwd", key] // steps
-        x = torch.randn(x_shape, requires_grad=True)
+        x = torch.randn(x_shape, requires_grad=x_grad)
         weight = torch.randn(w_shape, requires_grad=True)
-        seed = torch.randn(torch.nn.functional.conv2d(x, weight, stride=stride,
-                                                      padding=params["padding"]).shape)
+        bias = torch.randn(w_shape[0], requires_grad=True) if has_bias else None
+
+        def convolution():
+            return torch.nn.functional.conv2d(x, weight, bias, stride=stride,
+                                              padding=params["padding"])
+        seed = torch.randn(convolution().shape)
         runs = []
         for _ in range(5):
             start = clock()
-            torch.nn.functional.conv2d(x, weight, stride=stride,
-                                       padding=params["padding"]).backward(seed)
+            convolution().backward(seed)
             runs.append(clock() - start)
         theirs = sorted(runs)[2] * per_step
         forward, backward = spent["fwd", key] / steps, spent["bwd", key] / steps
         total_ours, total_theirs = total_ours + forward + backward, total_theirs + theirs
-        print(f"  x{x_shape} w{w_shape} s{stride[0]} x{per_step}: {forward * 1e3:6.1f} / "
+        extras = " +bias" * has_bias + " no dx" * (not x_grad)
+        print(f"  x{x_shape} w{w_shape} s{stride[0]}{extras} x{per_step}: {forward * 1e3:6.1f} / "
               f"{backward * 1e3:6.1f}   torch {theirs * 1e3:6.1f}")
     print(f"  all convolutions: minilean {total_ours * 1e3:.1f} ms, torch {total_theirs * 1e3:.1f} "
           f"ms per step")
@@ -135,7 +150,10 @@ def conv_shapes(step, clock, steps):
 
 def main():
     minilean.use_fast_kernels(args.fast_kernels)
-    step = make_step(size=args.size, hidden_c=args.hidden_c, device=args.device)
+    try:
+        step = make_step(size=args.size, hidden_c=args.hidden_c, device=args.device)
+    except backend.DeviceError as error:  # no CuPy or no GPU: its one line, not a traceback
+        raise SystemExit(f"profile_step.py: {error}")
     step()
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     start = clock()
