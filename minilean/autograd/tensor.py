@@ -179,7 +179,10 @@ class Tensor:
         return self.numpy().tolist()
 
     def to(self, device=None, dtype=None):
-        """A copy on ``device`` and/or with ``dtype``; differentiable like PyTorch's ``to``."""
+        """A copy on ``device`` and/or with ``dtype``; differentiable like PyTorch's ``to``.
+        As there, a dtype alone may come first: ``x.to(float64)``. (A device is a string.)"""
+        if dtype is None and device is not None and not isinstance(device, str):
+            device, dtype = None, device
         return _shape.to(self, device=device, dtype=dtype)
 
     def cpu(self):
