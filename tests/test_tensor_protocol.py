@@ -66,6 +66,22 @@ def test_conversions_of_a_cuda_tensor_copy_its_value_to_the_host(monkeypatch):
         fake_cupy.forget_device_state()
 
 
+def test_a_0d_tensor_formats_as_its_value_in_an_f_string(monkeypatch):
+    """As in PyTorch: f"{loss:.4f}" in a training loop; it was a TypeError."""
+    assert f"{ml.tensor(3.14159):.3f}" == "3.142" and f"{ml.tensor(7):>3d}" == "  7"
+    assert f"{ml.tensor(0.5, requires_grad=True) * 2:.2e}" == "1.00e+00"
+    assert f"{ml.tensor([1.5])}" == repr(ml.tensor([1.5]))
+    with pytest.raises(TypeError, match="unsupported format string"):
+        f"{ml.tensor([1.5]):.3f}"  # noqa: B018 (as in PyTorch: several values have no one format)
+    fake_cupy.install(monkeypatch)
+    try:
+        x = ml.tensor(2.5, device="cuda")
+        fake_cupy.transfers.reset()
+        assert f"{x:.1f}" == "2.5" and fake_cupy.transfers.to_host == 1
+    finally:
+        fake_cupy.forget_device_state()
+
+
 # --- len, iteration and numpy.asarray ------------------------------------------------------
 
 def test_len_and_iteration_of_a_0d_tensor_are_type_errors_as_in_torch():

@@ -175,6 +175,13 @@ class Tensor:
     def __int__(self):
         return int(self._single_value("int()"))
 
+    def __format__(self, format_spec):
+        """``f"{loss:.4f}"``: a 0-d tensor formats as its value, as in PyTorch (one copy to the
+        host from "cuda"); any other tensor only with an empty spec, as its repr."""
+        if self.ndim == 0:
+            return format(self.item(), format_spec)
+        return super().__format__(format_spec)
+
     def tolist(self):
         return self.numpy().tolist()
 
