@@ -139,6 +139,27 @@ def test_full_takes_its_dtype_from_the_fill_value_as_pytorch_does(fill, dtype):
     assert ml.full((2,), fill, dtype=ml.float64).dtype == np.float64
 
 
+@pytest.mark.parametrize("name, args", [("zeros", (2,)), ("ones", (2,)), ("randn", (2,)),
+                                        ("rand", (2,)), ("linspace", (0, 1, 2))])
+def test_creation_with_dtype_none_is_float32_and_float16_is_a_float_dtype_too(name, args):
+    """dtype=None is PyTorch's default dtype, not NumPy's float64; randn and rand refused
+    float16 (NumPy's generators draw float32 or float64 only)."""
+    make = getattr(ml, name)
+    assert make(*args, dtype=None).dtype == np.float32 == make(*args).dtype
+    half = make(*args, dtype=np.float16)
+    assert half.dtype == np.float16 and np.isfinite(half.numpy()).all()
+
+
+def test_random_float16_samples_are_the_float32_ones_rounded():
+    ml.manual_seed(5)
+    single = ml.randn(1000)
+    ml.manual_seed(5)
+    np.testing.assert_array_equal(ml.randn(1000, dtype=np.float16).numpy(),
+                                  single.numpy().astype(np.float16))
+    with pytest.raises(TypeError, match="random samples are floating-point, got dtype int64"):
+        ml.randn(2, dtype=ml.int64)
+
+
 def test_backward_through_a_freed_graph_is_a_clear_error_unless_retained():
     x = ml.tensor([1.0, 2.0], dtype=ml.float64, requires_grad=True)
     loss = (x.exp() * x).sum()
