@@ -112,6 +112,26 @@ def test_requires_grad_underscore_turns_a_leaf_on_and_refuses_integers():
         ml.arange(3).requires_grad_()
 
 
+@pytest.mark.parametrize("statement", ["w += 1.0", "w -= 0.1 * w", "w *= 2", "w /= 2",
+                                       "w **= 2", "w @= w"])
+def test_an_augmented_assignment_to_a_leaf_that_requires_grad_is_refused(statement):
+    """x += y rebinds x to a new tensor (no op writes in place): for a leaf that requires grad,
+    manual SGD under no_grad (w -= lr * w.grad) silently left the model's w unchanged."""
+    w = ml.ones(2, 2, requires_grad=True)
+    model = {"w": w}
+    for mode in (ml.no_grad, ml.enable_grad):
+        with mode(), pytest.raises(RuntimeError, match=r"on a leaf tensor that requires grad "
+                                                       r"would make a new tensor .*\.data"):
+            exec(statement, {}, {"w": w})
+    assert model["w"] is w and w.tolist() == [[1.0, 1.0], [1.0, 1.0]]
+    y, constant = w * 1.0, ml.ones(2)  # a non-leaf, a leaf without grad: a new tensor, as before
+    kept_y, kept_constant = y, constant
+    y += 1.0
+    constant += 1.0
+    assert y.tolist() == [[2.0, 2.0], [2.0, 2.0]] and y.grad_fn is not None
+    assert kept_y.tolist() == [[1.0, 1.0], [1.0, 1.0]] and kept_constant.tolist() == [1.0, 1.0]
+
+
 @pytest.mark.parametrize("args, dtype, values", [
     ((0.0, 1.0, 0.25), np.float32, [0.0, 0.25, 0.5, 0.75]),
     ((0, 1, 0.25), np.float32, [0.0, 0.25, 0.5, 0.75]),

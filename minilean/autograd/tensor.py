@@ -224,6 +224,24 @@ class Tensor:
     def __rmatmul__(self, other): return _linalg.matmul(other, self)
     def __getitem__(self, index): return _shape.getitem(self, index)
 
+    # No op writes into a tensor, so `x += y` makes the new tensor x + y and rebinds the name
+    # (Python's fallback when __iadd__ answers NotImplemented). For a leaf that requires grad
+    # that would leave the leaf behind: `w -= lr * w.grad` under no_grad would never update a
+    # model's w. Refused, as PyTorch refuses an in-place op on such a leaf.
+    def __iadd__(self, other): return self._not_in_place("+=")
+    def __isub__(self, other): return self._not_in_place("-=")
+    def __imul__(self, other): return self._not_in_place("*=")
+    def __itruediv__(self, other): return self._not_in_place("/=")
+    def __ipow__(self, other): return self._not_in_place("**=")
+    def __imatmul__(self, other): return self._not_in_place("@=")
+
+    def _not_in_place(self, operator):
+        if self.requires_grad and self.grad_fn is None:
+            raise RuntimeError(f"{operator} on a leaf tensor that requires grad would make a new "
+                               f"tensor and leave the leaf unchanged (minilean has no in-place "
+                               f"ops): update its .data, as the optimizers do")
+        return NotImplemented
+
     # comparisons give plain boolean tensors (no gradient flows through them)
     def __lt__(self, other): return _ew.compare(self, other, "less")
     def __le__(self, other): return _ew.compare(self, other, "less_equal")
