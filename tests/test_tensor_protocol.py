@@ -82,6 +82,16 @@ def test_a_0d_tensor_formats_as_its_value_in_an_f_string(monkeypatch):
         fake_cupy.forget_device_state()
 
 
+@pytest.mark.parametrize("source", [memoryview, np.asarray, ml.Tensor],
+                         ids=["memoryview", "ndarray", "Tensor"])
+def test_tensor_copies_any_array_it_is_given(source):
+    """The docstring's promise; a memoryview (with no .copy()) was shared, not copied."""
+    host = np.array([1.5, -2.0])
+    x = ml.tensor(source(host))
+    host[0] = 9.0
+    assert x.tolist() == [1.5, -2.0] and x.dtype == np.float64
+
+
 # --- len, iteration and numpy.asarray ------------------------------------------------------
 
 def test_len_and_iteration_of_a_0d_tensor_are_type_errors_as_in_torch():

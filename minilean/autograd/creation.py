@@ -32,8 +32,8 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     """
     if isinstance(data, Tensor):
         data = data.data
-    if hasattr(data, "copy"):
-        data = data.copy()
+    if hasattr(data, "shape"):  # an array: NumPy's, CuPy's, or any NumPy reads (a memoryview)
+        data = data.copy() if hasattr(data, "copy") else numpy.array(data)
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
