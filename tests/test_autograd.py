@@ -149,6 +149,12 @@ def test_arange_picks_float32_for_any_float_and_int64_for_ints_as_tensor_does(ar
     assert ml.arange(*args, dtype=ml.float64).dtype == np.float64
 
 
+@pytest.mark.parametrize("step", [0, 0.0])
+def test_arange_with_step_zero_says_so(step):
+    with pytest.raises(ValueError, match="^arange step must be nonzero$"):
+        ml.arange(0, 5, step)
+
+
 @pytest.mark.parametrize("fill, dtype", [(3, np.int64), (3.0, np.float32), (True, np.bool_),
                                          (np.float64(0.5), np.float32)])
 def test_full_takes_its_dtype_from_the_fill_value_as_pytorch_does(fill, dtype):

@@ -58,6 +58,8 @@ def arange(start, end=None, step=1, dtype=None, device="cpu"):
     """start, start + step, ... up to but not including ``end``. Without ``dtype``, float32
     when any of the three is a float and int64 when all are ints, as ``tensor`` picks."""
     start, end = (0, start) if end is None else (start, end)
+    if step == 0:  # NumPy's error is a bare ZeroDivisionError, "division by zero"
+        raise ValueError("arange step must be nonzero")
     dtype = default_dtype((start, end, step)) if dtype is None else dtype
     return Tensor._wrap(backend.xp_for(device).arange(start, end, step, dtype=dtype), False)
 
