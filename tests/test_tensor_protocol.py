@@ -103,6 +103,12 @@ def test_len_and_iteration_of_a_0d_tensor_are_type_errors_as_in_torch():
     assert len(ml.ones(3, 2)) == 3 and [row.tolist() for row in rows] == [[1, 2], [3, 4]]
 
 
+def test_in_looks_for_an_element_equal_to_the_value():
+    x = ml.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert 3.0 in x and 5.0 not in x and ml.tensor(4.0) in x and 1 in ml.arange(3)
+    assert 0.0 not in ml.zeros(0, 2)
+
+
 def test_numpy_asarray_reads_the_host_array_under_numpys_copy_protocol():
     x = ml.tensor([[1.5, -2.0]])
     host = np.asarray(x)

@@ -86,6 +86,11 @@ class Tensor:
             raise TypeError("iteration over a 0-d tensor")
         return (self[index] for index in range(len(self)))
 
+    def __contains__(self, value):
+        """``value in x``: whether any element equals it, as in PyTorch. (Python's fallback,
+        iteration, compared whole rows and asked each comparison's truth value.)"""
+        return bool((self == value).data.any())
+
     def __repr__(self):
         grad = f", grad_fn={self.grad_fn!r}" if self.grad_fn is not None else (
             ", requires_grad=True" if self.requires_grad else "")
