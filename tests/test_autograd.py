@@ -112,6 +112,26 @@ def test_requires_grad_underscore_turns_a_leaf_on_and_refuses_integers():
         ml.arange(3).requires_grad_()
 
 
+@pytest.mark.parametrize("statement", ["w += 1.0", "w -= 0.1 * w", "w *= 2", "w /= 2",
+                                       "w **= 2", "w @= w"])
+def test_an_augmented_assignment_to_a_leaf_that_requires_grad_is_refused(statement):
+    """x += y rebinds x to a new tensor (no op writes in place): for a leaf that requires grad,
+    manual SGD under no_grad (w -= lr * w.grad) silently left the model's w unchanged."""
+    w = ml.ones(2, 2, requires_grad=True)
+    model = {"w": w}
+    for mode in (ml.no_grad, ml.enable_grad):
+        with mode(), pytest.raises(RuntimeError, match=r"on a leaf tensor that requires grad "
+                                                       r"would make a new tensor .*\.data"):
+            exec(statement, {}, {"w": w})
+    assert model["w"] is w and w.tolist() == [[1.0, 1.0], [1.0, 1.0]]
+    y, constant = w * 1.0, ml.ones(2)  # a non-leaf, a leaf without grad: a new tensor, as before
+    kept_y, kept_constant = y, constant
+    y += 1.0
+    constant += 1.0
+    assert y.tolist() == [[2.0, 2.0], [2.0, 2.0]] and y.grad_fn is not None
+    assert kept_y.tolist() == [[1.0, 1.0], [1.0, 1.0]] and kept_constant.tolist() == [1.0, 1.0]
+
+
 @pytest.mark.parametrize("args, dtype, values", [
     ((0.0, 1.0, 0.25), np.float32, [0.0, 0.25, 0.5, 0.75]),
     ((0, 1, 0.25), np.float32, [0.0, 0.25, 0.5, 0.75]),
@@ -129,6 +149,12 @@ def test_arange_picks_float32_for_any_float_and_int64_for_ints_as_tensor_does(ar
     assert ml.arange(*args, dtype=ml.float64).dtype == np.float64
 
 
+@pytest.mark.parametrize("step", [0, 0.0])
+def test_arange_with_step_zero_says_so(step):
+    with pytest.raises(ValueError, match="^arange step must be nonzero$"):
+        ml.arange(0, 5, step)
+
+
 @pytest.mark.parametrize("fill, dtype", [(3, np.int64), (3.0, np.float32), (True, np.bool_),
                                          (np.float64(0.5), np.float32)])
 def test_full_takes_its_dtype_from_the_fill_value_as_pytorch_does(fill, dtype):
@@ -137,6 +163,27 @@ def test_full_takes_its_dtype_from_the_fill_value_as_pytorch_does(fill, dtype):
     assert out.dtype == dtype
     np.testing.assert_array_equal(out.numpy(), [fill, fill])
     assert ml.full((2,), fill, dtype=ml.float64).dtype == np.float64
+
+
+@pytest.mark.parametrize("name, args", [("zeros", (2,)), ("ones", (2,)), ("randn", (2,)),
+                                        ("rand", (2,)), ("linspace", (0, 1, 2))])
+def test_creation_with_dtype_none_is_float32_and_float16_is_a_float_dtype_too(name, args):
+    """dtype=None is PyTorch's default dtype, not NumPy's float64; randn and rand refused
+    float16 (NumPy's generators draw float32 or float64 only)."""
+    make = getattr(ml, name)
+    assert make(*args, dtype=None).dtype == np.float32 == make(*args).dtype
+    half = make(*args, dtype=np.float16)
+    assert half.dtype == np.float16 and np.isfinite(half.numpy()).all()
+
+
+def test_random_float16_samples_are_the_float32_ones_rounded():
+    ml.manual_seed(5)
+    single = ml.randn(1000)
+    ml.manual_seed(5)
+    np.testing.assert_array_equal(ml.randn(1000, dtype=np.float16).numpy(),
+                                  single.numpy().astype(np.float16))
+    with pytest.raises(TypeError, match="random samples are floating-point, got dtype int64"):
+        ml.randn(2, dtype=ml.int64)
 
 
 def test_backward_through_a_freed_graph_is_a_clear_error_unless_retained():

@@ -13,6 +13,7 @@ import gc
 import importlib
 import json
 import math
+import operator
 import os
 import pathlib
 import re
@@ -138,6 +139,19 @@ def test_tensor_numpy_is_the_one_copy_to_the_host(fake_cuda):
     assert fake_cupy.transfers.to_host == 0
     numpy.testing.assert_allclose(x.grad.numpy(), 2 * x.numpy())
     assert fake_cupy.transfers.to_host == 2
+
+
+@pytest.mark.parametrize("compare", [operator.gt, operator.le, operator.eq, operator.ne])
+def test_comparing_tensors_on_two_devices_is_the_error_other_ops_give(fake_cuda, compare):
+    """It was CuPy's "Unsupported type <class 'numpy.ndarray'>", naming neither device, or with
+    the host tensor on the left, whatever CuPy's ufunc made of a host array."""
+    on_cuda, on_cpu = minilean.ones(2, device="cuda"), minilean.ones(2)
+    for a, b in ((on_cuda, on_cpu), (on_cpu, on_cuda)):
+        with pytest.raises(RuntimeError, match=f"inputs are on different devices "
+                                               f"\\({a.device} and {b.device}\\); move them"):
+            compare(a, b)
+    assert compare(on_cuda, on_cuda.detach()).device == "cuda"
+    assert compare(on_cuda, 1.0).device == "cuda" and fake_cupy.transfers.to_host == 0
 
 
 def test_only_a_cupy_array_is_on_cuda(fake_cuda, monkeypatch):

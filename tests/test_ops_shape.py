@@ -215,6 +215,17 @@ def test_to_casts_and_sends_the_gradient_back_in_the_original_dtype():
     assert index.dtype == np.int64 and not index.requires_grad
 
 
+@pytest.mark.parametrize("dtype", [ml.float64, np.dtype(np.float64)])
+def test_to_takes_a_dtype_in_the_place_of_the_device_as_pytorch_does(dtype):
+    """x.to(torch.float64) is PyTorch's usual spelling; here it was refused as a device."""
+    x = ml.tensor([1.0, 2.0], requires_grad=True)
+    y = x.to(dtype)
+    assert y.dtype == np.float64 and y.device == "cpu"
+    y.sum().backward()
+    assert x.grad.dtype == np.float32
+    assert x.to(ml.int64).dtype == np.int64
+
+
 def test_to_an_unusable_device_is_a_one_line_error():
     x = ml.ones(2)
     with pytest.raises(ValueError, match="device must be one of .*, got 'tpu'") as error:

@@ -66,6 +66,32 @@ def test_conversions_of_a_cuda_tensor_copy_its_value_to_the_host(monkeypatch):
         fake_cupy.forget_device_state()
 
 
+def test_a_0d_tensor_formats_as_its_value_in_an_f_string(monkeypatch):
+    """As in PyTorch: f"{loss:.4f}" in a training loop; it was a TypeError."""
+    assert f"{ml.tensor(3.14159):.3f}" == "3.142" and f"{ml.tensor(7):>3d}" == "  7"
+    assert f"{ml.tensor(0.5, requires_grad=True) * 2:.2e}" == "1.00e+00"
+    assert f"{ml.tensor([1.5])}" == repr(ml.tensor([1.5]))
+    with pytest.raises(TypeError, match="unsupported format string"):
+        f"{ml.tensor([1.5]):.3f}"  # noqa: B018 (as in PyTorch: several values have no one format)
+    fake_cupy.install(monkeypatch)
+    try:
+        x = ml.tensor(2.5, device="cuda")
+        fake_cupy.transfers.reset()
+        assert f"{x:.1f}" == "2.5" and fake_cupy.transfers.to_host == 1
+    finally:
+        fake_cupy.forget_device_state()
+
+
+@pytest.mark.parametrize("source", [memoryview, np.asarray, ml.Tensor],
+                         ids=["memoryview", "ndarray", "Tensor"])
+def test_tensor_copies_any_array_it_is_given(source):
+    """The docstring's promise; a memoryview (with no .copy()) was shared, not copied."""
+    host = np.array([1.5, -2.0])
+    x = ml.tensor(source(host))
+    host[0] = 9.0
+    assert x.tolist() == [1.5, -2.0] and x.dtype == np.float64
+
+
 # --- len, iteration and numpy.asarray ------------------------------------------------------
 
 def test_len_and_iteration_of_a_0d_tensor_are_type_errors_as_in_torch():
@@ -75,6 +101,12 @@ def test_len_and_iteration_of_a_0d_tensor_are_type_errors_as_in_torch():
         iter(ml.tensor(1.0))
     rows = list(ml.tensor([[1.0, 2.0], [3.0, 4.0]]))
     assert len(ml.ones(3, 2)) == 3 and [row.tolist() for row in rows] == [[1, 2], [3, 4]]
+
+
+def test_in_looks_for_an_element_equal_to_the_value():
+    x = ml.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert 3.0 in x and 5.0 not in x and ml.tensor(4.0) in x and 1 in ml.arange(3)
+    assert 0.0 not in ml.zeros(0, 2)
 
 
 def test_numpy_asarray_reads_the_host_array_under_numpys_copy_protocol():

@@ -9,6 +9,21 @@ def _make(array, requires_grad):
     return Tensor._wrap(array, False).requires_grad_(requires_grad)
 
 
+def _dtype(dtype):
+    """``dtype``, with None meaning the default float32, as in PyTorch (NumPy's is float64)."""
+    return numpy.dtype(DEFAULT_DTYPE if dtype is None else dtype)
+
+
+def _random(draw, size, dtype, requires_grad):
+    """``draw(shape, dtype=...)`` from a device's generator, which draws float32 or float64
+    only: float16 samples are drawn in float32 and rounded."""
+    dtype = _dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"random samples are floating-point, got dtype {dtype}")
+    drawn = draw(shape_arg(size), dtype=numpy.promote_types(dtype, numpy.float32))
+    return _make(drawn.astype(dtype, copy=False), requires_grad)
+
+
 def tensor(data, dtype=None, device=None, requires_grad=False):
     """A tensor from nested lists, a scalar or an array (floats default to float32).
 
@@ -17,17 +32,19 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     """
     if isinstance(data, Tensor):
         data = data.data
-    if hasattr(data, "copy"):
-        data = data.copy()
+    if hasattr(data, "shape"):  # an array: NumPy's, CuPy's, or any NumPy reads (a memoryview)
+        data = data.copy() if hasattr(data, "copy") else numpy.array(data)
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def zeros(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False):
-    return _make(backend.xp_for(device).zeros(shape_arg(size), dtype=dtype), requires_grad)
+def zeros(*size, dtype=None, device="cpu", requires_grad=False):
+    return _make(backend.xp_for(device).zeros(shape_arg(size), dtype=_dtype(dtype)),
+                 requires_grad)
 
 
-def ones(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False):
-    return _make(backend.xp_for(device).ones(shape_arg(size), dtype=dtype), requires_grad)
+def ones(*size, dtype=None, device="cpu", requires_grad=False):
+    return _make(backend.xp_for(device).ones(shape_arg(size), dtype=_dtype(dtype)),
+                 requires_grad)
 
 
 def full(size, fill_value, dtype=None, device="cpu", requires_grad=False):
@@ -41,24 +58,25 @@ def arange(start, end=None, step=1, dtype=None, device="cpu"):
     """start, start + step, ... up to but not including ``end``. Without ``dtype``, float32
     when any of the three is a float and int64 when all are ints, as ``tensor`` picks."""
     start, end = (0, start) if end is None else (start, end)
+    if step == 0:  # NumPy's error is a bare ZeroDivisionError, "division by zero"
+        raise ValueError("arange step must be nonzero")
     dtype = default_dtype((start, end, step)) if dtype is None else dtype
     return Tensor._wrap(backend.xp_for(device).arange(start, end, step, dtype=dtype), False)
 
 
-def linspace(start, end, steps, dtype=DEFAULT_DTYPE, device="cpu"):
-    return Tensor._wrap(backend.xp_for(device).linspace(start, end, steps, dtype=dtype), False)
+def linspace(start, end, steps, dtype=None, device="cpu"):
+    return Tensor._wrap(backend.xp_for(device).linspace(start, end, steps, dtype=_dtype(dtype)),
+                        False)
 
 
-def randn(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False):
+def randn(*size, dtype=None, device="cpu", requires_grad=False):
     """Standard normal samples from the device's seeded generator."""
-    array = backend.generator(device).standard_normal(shape_arg(size), dtype=numpy.dtype(dtype))
-    return _make(array, requires_grad)
+    return _random(backend.generator(device).standard_normal, size, dtype, requires_grad)
 
 
-def rand(*size, dtype=DEFAULT_DTYPE, device="cpu", requires_grad=False):
+def rand(*size, dtype=None, device="cpu", requires_grad=False):
     """Uniform samples on [0, 1) from the device's seeded generator."""
-    array = backend.generator(device).random(shape_arg(size), dtype=numpy.dtype(dtype))
-    return _make(array, requires_grad)
+    return _random(backend.generator(device).random, size, dtype, requires_grad)
 
 
 def randint(low, high, size, device="cpu"):

@@ -578,6 +578,11 @@ def where(condition, a, b):
 
 
 def compare(a, b, name):
-    """Elementwise comparison as a boolean tensor (outside the graph)."""
-    b = b.data if isinstance(b, Tensor) else b
+    """Elementwise comparison as a boolean tensor (outside the graph). Two tensors must be on
+    one device, as for the other ops (CuPy's own error names neither device)."""
+    if isinstance(b, Tensor):
+        if b.device != a.device:
+            raise RuntimeError(f"{name}: inputs are on different devices ({a.device} and "
+                               f"{b.device}); move them with .to()")
+        b = b.data
     return Tensor._wrap(getattr(a.xp, name)(a.data, b), False)

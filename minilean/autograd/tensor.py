@@ -86,6 +86,11 @@ class Tensor:
             raise TypeError("iteration over a 0-d tensor")
         return (self[index] for index in range(len(self)))
 
+    def __contains__(self, value):
+        """``value in x``: whether any element equals it, as in PyTorch. (Python's fallback,
+        iteration, compared whole rows and asked each comparison's truth value.)"""
+        return bool((self == value).data.any())
+
     def __repr__(self):
         grad = f", grad_fn={self.grad_fn!r}" if self.grad_fn is not None else (
             ", requires_grad=True" if self.requires_grad else "")
@@ -175,11 +180,21 @@ class Tensor:
     def __int__(self):
         return int(self._single_value("int()"))
 
+    def __format__(self, format_spec):
+        """``f"{loss:.4f}"``: a 0-d tensor formats as its value, as in PyTorch (one copy to the
+        host from "cuda"); any other tensor only with an empty spec, as its repr."""
+        if self.ndim == 0:
+            return format(self.item(), format_spec)
+        return super().__format__(format_spec)
+
     def tolist(self):
         return self.numpy().tolist()
 
     def to(self, device=None, dtype=None):
-        """A copy on ``device`` and/or with ``dtype``; differentiable like PyTorch's ``to``."""
+        """A copy on ``device`` and/or with ``dtype``; differentiable like PyTorch's ``to``.
+        As there, a dtype alone may come first: ``x.to(float64)``. (A device is a string.)"""
+        if dtype is None and device is not None and not isinstance(device, str):
+            device, dtype = None, device
         return _shape.to(self, device=device, dtype=dtype)
 
     def cpu(self):
@@ -213,6 +228,24 @@ class Tensor:
     def __matmul__(self, other): return _linalg.matmul(self, other)
     def __rmatmul__(self, other): return _linalg.matmul(other, self)
     def __getitem__(self, index): return _shape.getitem(self, index)
+
+    # No op writes into a tensor, so `x += y` makes the new tensor x + y and rebinds the name
+    # (Python's fallback when __iadd__ answers NotImplemented). For a leaf that requires grad
+    # that would leave the leaf behind: `w -= lr * w.grad` under no_grad would never update a
+    # model's w. Refused, as PyTorch refuses an in-place op on such a leaf.
+    def __iadd__(self, other): return self._not_in_place("+=")
+    def __isub__(self, other): return self._not_in_place("-=")
+    def __imul__(self, other): return self._not_in_place("*=")
+    def __itruediv__(self, other): return self._not_in_place("/=")
+    def __ipow__(self, other): return self._not_in_place("**=")
+    def __imatmul__(self, other): return self._not_in_place("@=")
+
+    def _not_in_place(self, operator):
+        if self.requires_grad and self.grad_fn is None:
+            raise RuntimeError(f"{operator} on a leaf tensor that requires grad would make a new "
+                               f"tensor and leave the leaf unchanged (minilean has no in-place "
+                               f"ops): update its .data, as the optimizers do")
+        return NotImplemented
 
     # comparisons give plain boolean tensors (no gradient flows through them)
     def __lt__(self, other): return _ew.compare(self, other, "less")
