@@ -283,6 +283,16 @@ def test_a_tensor_of_text_objects_or_complex_numbers_is_refused(data, what):
         ml.tensor(data)
 
 
+@pytest.mark.parametrize("data, value", [(2**63, 2**63), ([[1], [-2**63 - 1]], -2**63 - 1),
+                                         ([2**70, 1], 2**70)])
+def test_an_int_beyond_int64_is_refused_as_pytorch_does(data, value):
+    """NumPy would make the first a uint64 and the others Python objects."""
+    with pytest.raises(OverflowError, match=f"^integer {value} does not fit int64, tensor"):
+        ml.tensor(data)
+    assert ml.tensor([2**63 - 1, -2**63]).dtype == np.int64  # the ends themselves fit
+    assert ml.tensor(2**63, dtype=np.uint64).item() == 2**63  # a dtype given: it is held
+
+
 def test_repr_shows_the_values_dtype_device_and_graph():
     """A reduction's NumPy scalar prints as its value, not as np.float32(...) or array(...)."""
     x = ml.tensor([[1.0, -2.5], [0.25, 4.0]], requires_grad=True)

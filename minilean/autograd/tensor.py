@@ -323,9 +323,28 @@ def _dim_not_flag(dim, name):
 def default_dtype(values):
     """PyTorch's dtype for Python numbers (or nested lists of them): DEFAULT_DTYPE when any is
     a float, DEFAULT_INT_DTYPE when all are ints (NumPy would pick float64, and a C long for
-    ints), and NumPy's choice for the rest (bools)."""
+    ints), and NumPy's choice for the rest (bools). An int beyond int64 that NumPy would hold
+    as uint64 or as a Python object is an error, as in PyTorch. (Beside smaller ints NumPy
+    makes it a float64 first, and it becomes float32 here: finding it there would mean a
+    Python walk over every list of floats.)"""
     kind = numpy.asarray(values).dtype.kind
+    if kind in "uO":
+        too_large = _int_beyond_int64(values)
+        if too_large is not None:
+            raise OverflowError(f"integer {too_large} does not fit int64, tensor()'s integer "
+                                f"dtype; expected an int in [-2**63, 2**63), or a dtype "
+                                f"given (float64, uint64)")
     return DEFAULT_DTYPE if kind == "f" else DEFAULT_INT_DTYPE if kind == "i" else None
+
+
+def _int_beyond_int64(values):
+    """The first Python int in ``values`` (nested lists and tuples) outside int64, or None."""
+    if isinstance(values, (list, tuple)):
+        return next((found for found in map(_int_beyond_int64, values) if found is not None),
+                    None)
+    if isinstance(values, int) and not -2**63 <= values < 2**63:
+        return values
+    return None
 
 
 def is_int(value):
