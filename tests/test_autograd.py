@@ -118,12 +118,13 @@ def test_an_augmented_assignment_to_a_leaf_that_requires_grad_is_refused(stateme
     """x += y rebinds x to a new tensor (no op writes in place): for a leaf that requires grad,
     manual SGD under no_grad (w -= lr * w.grad) silently left the model's w unchanged."""
     w = ml.ones(2, 2, requires_grad=True)
-    model = {"w": w}
     for mode in (ml.no_grad, ml.enable_grad):
+        names = {"w": w}
         with mode(), pytest.raises(RuntimeError, match=r"on a leaf tensor that requires grad "
                                                        r"would make a new tensor .*\.data"):
-            exec(statement, {}, {"w": w})
-    assert model["w"] is w and w.tolist() == [[1.0, 1.0], [1.0, 1.0]]
+            exec(statement, {}, names)
+        assert names["w"] is w  # the name was not rebound to a new tensor
+    assert w.tolist() == [[1.0, 1.0], [1.0, 1.0]]
     y, constant = w * 1.0, ml.ones(2)  # a non-leaf, a leaf without grad: a new tensor, as before
     kept_y, kept_constant = y, constant
     y += 1.0
@@ -151,7 +152,7 @@ def test_arange_picks_float32_for_any_float_and_int64_for_ints_as_tensor_does(ar
 
 @pytest.mark.parametrize("step", [0, 0.0])
 def test_arange_with_step_zero_says_so(step):
-    with pytest.raises(ValueError, match="^arange step must be nonzero$"):
+    with pytest.raises(ValueError, match=f"^arange step must be nonzero, got {step!r}$"):
         ml.arange(0, 5, step)
 
 

@@ -71,7 +71,8 @@ def test_a_corrupt_line_inside_the_log_is_skipped_and_the_lines_after_it_read(tm
     assert read_metrics(path) == [{"step": 1, "loss": 0.5}, {"step": 3, "loss": 0.25}]
 
 
-@pytest.mark.parametrize("corrupt", [b'{"step": 2, "note": "\xc3\x28"}', b"3", b"[2, 0.1]", b"null"])
+@pytest.mark.parametrize("corrupt", [b'{"step": 2, "note": "\xc3\x28"}', b"3", b"[2, 0.1]",
+                                     b"null"])
 def test_a_line_that_is_no_json_object_is_skipped_and_resume_goes_on(tmp_path, corrupt):
     """Bytes that are not UTF-8 (a torn disk block), or JSON that is not an object."""
     path = tmp_path / "metrics.jsonl"

@@ -59,7 +59,7 @@ def arange(start, end=None, step=1, dtype=None, device="cpu"):
     when any of the three is a float and int64 when all are ints, as ``tensor`` picks."""
     start, end = (0, start) if end is None else (start, end)
     if step == 0:  # NumPy's error is a bare ZeroDivisionError, "division by zero"
-        raise ValueError("arange step must be nonzero")
+        raise ValueError(f"arange step must be nonzero, got {step!r}")
     dtype = default_dtype((start, end, step)) if dtype is None else dtype
     return Tensor._wrap(backend.xp_for(device).arange(start, end, step, dtype=dtype), False)
 

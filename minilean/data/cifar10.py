@@ -160,9 +160,9 @@ def prepare(root="data/real", limit_train=None, limit_test=None, url=None, expec
     """Download (or reuse) the archive under ``root``, verify, extract and write the arrays.
 
     A cached archive is reused when its MD5 matches; otherwise it is downloaded again, and
-    replaced only once the new download's MD5 matches. ``url``, ``expected_md5`` and ``opener`` default to the module's ``URL``,
-    ``ARCHIVE_MD5`` and ``urllib.request.urlopen`` (looked up at call time). Returns the dict
-    of written paths.
+    replaced only once the new download's MD5 matches. ``url``, ``expected_md5`` and
+    ``opener`` default to the module's ``URL``, ``ARCHIVE_MD5`` and ``urllib.request.urlopen``
+    (looked up at call time). Returns the dict of written paths.
     """
     url, expected_md5 = url or URL, expected_md5 or ARCHIVE_MD5
     opener = opener or urllib.request.urlopen

@@ -8,13 +8,13 @@ most significant first) is rescaled to 0..255, value * 255 / maxval rounded half
 file is written atomically.
 """
 import io
-import numbers
 import os
 import re
 
 import numpy
 
 from minilean import atomic
+from minilean.autograd.tensor import is_int
 
 IMAGE_EXTENSIONS = (".png", ".ppm", ".pgm")  # what save_image writes, chosen by the extension
 # magic number -> (channels, binary?)
@@ -181,7 +181,7 @@ def make_grid(images, nrow=None, padding=2, pad_value=0):
         raise ValueError("make_grid expects at least one image, found 0")
     if nrow is None:
         nrow = int(numpy.ceil(numpy.sqrt(count)))
-    elif isinstance(nrow, bool) or not isinstance(nrow, numbers.Integral) or nrow < 1:
+    elif not is_int(nrow) or nrow < 1:
         raise ValueError(f"make_grid expects nrow None or an integer >= 1, found {nrow!r}")
     nrow = min(int(nrow), count)
     grid_rows = -(-count // nrow)

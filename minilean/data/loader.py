@@ -7,11 +7,11 @@ time (a memory-mapped uint8 file is never expanded to float as a whole): to floa
 the model's range, optionally flipped left-right at random, then copied to the device.
 """
 import collections
-import numbers
 
 import numpy
 
 from minilean.autograd.creation import tensor
+from minilean.autograd.tensor import is_int
 from minilean.data.arrays import Dataset, float_images
 from minilean.data.streams import Purpose, stream
 
@@ -36,8 +36,7 @@ class Loader:
         if value_range is not None and tuple(value_range) not in VALUE_RANGES:
             raise ValueError(f"value_range must be one of {VALUE_RANGES} or None, "
                              f"got {value_range!r}")
-        if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
-                or batch_size < 1):
+        if not is_int(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if hflip and data.ndim != 4:
             raise ValueError(f"hflip needs images (N, C, H, W), found shape {data.shape}")

@@ -734,7 +734,6 @@ def mse_backward_without_two(original):
     return _mse_backward_with_scale(lambda diff: 1 / max(diff.size, 1), sum_scale=1)
 
 
-
 @mutant("softplus backward as e^x / (1 + e^x)", f"{ELEMENTWISE}.Softplus.backward",
         caught_by=_caught_by("softplus"))
 def softplus_backward_naive(original):

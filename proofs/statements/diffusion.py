@@ -1036,7 +1036,6 @@ def euler_without_dt(original):
     return lambda f, x, t, dt: x + f(x, t)
 
 
-
 @mutant("DDPM step ignores clip", f"{DIFFUSION}.ddpm_step", caught_by=["samplerStep_clip_x0Pred"])
 def ddpm_step_ignores_clip(original):
     """ddpm_step never clips x0_hat (the flag accepted and dropped on the way down)."""
