@@ -268,6 +268,13 @@ def assert_the_numbers_agree(summary):
             assert 0 <= summary[key] <= summary["modes_total"], key
 
 
+# the held-out images above their reconstructions (and, for the MAE, their masking): the grid's
+# name and its rows
+COMPARISON_GRIDS = {"vae": ("reconstructions.ppm", 2), "vqvae": ("reconstructions.ppm", 2),
+                    "autoencoder": ("reconstructions.ppm", 2),
+                    "mae": ("original_masked_reconstruction.ppm", 3)}
+
+
 @pytest.mark.parametrize("name, argv, keys, fixed", RUNS)
 def test_a_tiny_run_writes_its_numbers(name, argv, keys, fixed, tmp_path):
     main([name, *TINY, *argv, f"--out={tmp_path}"])
@@ -278,11 +285,10 @@ def test_a_tiny_run_writes_its_numbers(name, argv, keys, fixed, tmp_path):
     assert_the_numbers_agree(summary)
     assert os.path.exists(tmp_path / "checkpoints" / "last.npz")
     assert os.listdir(tmp_path / "images") or os.path.exists(tmp_path / "samples.svg")
-    # the 4 held-out images above their reconstructions (and, for the MAE, their masking):
-    # one column each, 16 pixels and a padding of 2 around every tile
-    for grid, rows in (("reconstructions.ppm", 2), ("original_masked_reconstruction.ppm", 3)):
-        if os.path.exists(tmp_path / "images" / grid):
-            assert read_pnm(tmp_path / "images" / grid).shape == (rows * 18 + 2, 4 * 18 + 2, 3)
+    # one column for each of the 4 held-out images: 16 pixels and a padding of 2 around a tile
+    if name in COMPARISON_GRIDS:
+        grid, rows = COMPARISON_GRIDS[name]
+        assert read_pnm(tmp_path / "images" / grid).shape == (rows * 18 + 2, 4 * 18 + 2, 3)
 
 
 BASELINES = {  # the trivial model each command fits to its training rows, and its flags

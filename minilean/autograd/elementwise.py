@@ -6,7 +6,7 @@ are returned in the broadcast output shape; the graph walk reduces them to each 
 import numbers
 
 from minilean import backend
-from minilean.autograd.function import Function
+from minilean.autograd.function import Function, devices_differ
 from minilean.autograd.tensor import DEFAULT_DTYPE, DEFAULT_INT_DTYPE, Tensor
 from minilean.backend import array_module
 
@@ -582,7 +582,6 @@ def compare(a, b, name):
     one device, as for the other ops (CuPy's own error names neither device)."""
     if isinstance(b, Tensor):
         if b.device != a.device:
-            raise RuntimeError(f"{name}: inputs are on different devices ({a.device} and "
-                               f"{b.device}); move them with .to()")
+            raise devices_differ(name, a.device, b.device)
         b = b.data
     return Tensor._wrap(getattr(a.xp, name)(a.data, b), False)

@@ -66,8 +66,7 @@ class Function:
         device = inputs[0].device
         for other in inputs[1:]:
             if other.device != device:
-                raise RuntimeError(f"{cls.__name__}: inputs are on different devices "
-                                   f"({device} and {other.device}); move them with .to()")
+                raise devices_differ(cls.__name__, device, other.device)
         needs_input_grad = tuple([t.requires_grad for t in inputs])
         recording = grad_mode.is_grad_enabled() and any(needs_input_grad)
         function = cls
@@ -97,3 +96,9 @@ def unbroadcast(grad, shape):
     if fast_sum_kept is not None and backend.device_of(grad) == "cuda":
         return fast_sum_kept(grad, axes).reshape(shape)
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+def devices_differ(op, device, other_device):
+    """The error for ``op`` given inputs on two devices (no op moves data between them)."""
+    return RuntimeError(f"{op}: inputs are on different devices ({device} and {other_device}); "
+                        f"move them with .to()")

@@ -11,6 +11,8 @@ weights that silently stop being trained and saved).
 """
 from collections import OrderedDict
 
+import numpy
+
 from minilean import backend
 from minilean.autograd.tensor import Tensor, is_int
 
@@ -227,7 +229,7 @@ class Module:
         """
         if device is not None:
             backend.check_device(device)
-        if dtype is not None and backend.xp_for("cpu").dtype(dtype).kind != "f":
+        if dtype is not None and numpy.dtype(dtype).kind != "f":
             raise TypeError(f"Module.to casts the floating-point parameters and buffers, so "
                             f"dtype must be a floating-point type, got {dtype!r}")
         for tensor in list(self.parameters()) + list(self.buffers()):
