@@ -300,7 +300,11 @@ def test_unreadable_run_files_on_resume_are_one_line_errors(tmp_path, capsys):
 @pytest.mark.parametrize("entry, value, expected", [
     ("step", -5, "its step is -5; expected an integer >= 0"),
     ("step", 2.5, "its step is 2.5; expected an integer >= 0"),
-    ("unlogged", None, "'NoneType' object is not subscriptable")])
+    ("unlogged", None, "its unlogged metrics are None; expected {'sums': {name: number}, "
+                       "'count': integer}"),
+    ("unlogged", {"sums": {"loss": "x"}, "count": 1},
+     "its unlogged metrics are {'sums': {'loss': 'x'}, 'count': 1}; expected {'sums': "
+     "{name: number}, 'count': integer}")])
 def test_a_checkpoint_with_a_bad_entry_is_named_and_the_run_kept(entry, value, expected,
                                                                   tmp_path, capsys):
     run_cli("--steps=2", f"--out={tmp_path}", "--evaluate=false")

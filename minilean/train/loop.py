@@ -89,8 +89,12 @@ class TrainState:
             raise ValueError(f"its step is {state['step']!r}; expected an integer >= 0")
         # checkpoints written before the sums were saved: the first line averages fewer steps
         unlogged = state.get("unlogged", {"sums": {}, "count": 0})
-        self.unlogged_sums = {name: float(total) for name, total in unlogged["sums"].items()}
-        self.unlogged_count = int(unlogged["count"])
+        try:
+            self.unlogged_sums = {name: float(total) for name, total in unlogged["sums"].items()}
+            self.unlogged_count = int(unlogged["count"])
+        except (TypeError, KeyError, AttributeError, ValueError):
+            raise ValueError(f"its unlogged metrics are {unlogged!r}; expected {{'sums': "
+                             f"{{name: number}}, 'count': integer}}") from None
 
     def save(self, run_dir):
         save_checkpoint(os.path.join(run_dir, CHECKPOINT), **self.state_dict())
