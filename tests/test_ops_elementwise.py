@@ -433,3 +433,36 @@ def test_real_valued_ops_of_integer_and_bool_tensors_are_float32(name, reference
         expected = reference(np.array(values, dtype=np.float64))
     assert out.dtype == np.float32
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("zero_dim, other", [("float64", "float32"), ("float32", "float64"),
+                                             ("float64", "float16"), ("int64", "int32"),
+                                             ("float32", "int64"), ("int64", "float32")])
+@pytest.mark.parametrize("operation", ["add", "mul", "truediv", "where"])
+def test_a_0d_tensor_with_a_tensor_gives_pytorchs_result_dtype(zero_dim, other, operation):
+    """A 0-d tensor ranks with the Python numbers in PyTorch's promotion: with a tensor that
+    has dimensions and the same kind of number it takes that tensor's dtype (float64 0-d
+    times float32 is float32; NumPy gave float64), the gradient going back in its own."""
+    torch = pytest.importorskip("torch")
+
+    def pair(library, wrap):
+        small, large = wrap(np.array(2, dtype=zero_dim)), wrap(np.array([1, 2, 3], dtype=other))
+        if operation == "where":
+            return library.where(wrap(np.array([True, False, True])), small, large)
+        return getattr(operator, operation)(small, large), getattr(operator, operation)(large,
+                                                                                         small)
+    ours, theirs = pair(ml, ml.tensor), pair(torch, torch.from_numpy)
+    for out, expected in zip(ours if isinstance(ours, tuple) else (ours,),
+                             theirs if isinstance(theirs, tuple) else (theirs,)):
+        assert str(out.dtype) == str(expected.dtype).removeprefix("torch.")
+        np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-3)
+
+
+def test_a_float64_0d_tensor_times_float32_is_float32_with_its_gradient_in_float64():
+    scale = ml.tensor(np.float64(2.0), requires_grad=True)
+    x = ml.ones(3, requires_grad=True)
+    y = scale * x
+    assert y.dtype == np.float32
+    y.sum().backward()
+    assert scale.grad.dtype == np.float64 and scale.grad.item() == 3.0
+    np.testing.assert_array_equal(x.grad.numpy(), [2, 2, 2])

@@ -13,10 +13,11 @@ from opcheck import OpCase, arrays, op_tests
 
 @st.composite
 def matmul_operands(draw):
-    """a (..., n, k) or (k,) and b (..., k, m) or (k,), batch axes mutually broadcastable."""
+    """a (..., n, k) or (k,) and b (..., k, m) or (k,), batch axes mutually broadcastable;
+    any size may be 0 (k = 0 gives zeros, and reshaping to rows could not infer a -1)."""
     batch_a, batch_b = draw(hnp.mutually_broadcastable_shapes(
-        num_shapes=2, min_dims=0, max_dims=2, min_side=1, max_side=3)).input_shapes
-    n, k, m = (draw(st.integers(1, 3)) for _ in range(3))
+        num_shapes=2, min_dims=0, max_dims=2, min_side=0, max_side=3)).input_shapes
+    n, k, m = (draw(st.integers(0, 3)) for _ in range(3))
     shape_a = (k,) if draw(st.booleans()) else batch_a + (n, k)
     shape_b = (k,) if draw(st.booleans()) else batch_b + (k, m)
     return (draw(arrays(shape_a)), draw(arrays(shape_b))), {}
@@ -24,9 +25,10 @@ def matmul_operands(draw):
 
 @st.composite
 def linear_operands(draw, with_bias):
-    """x (..., in) with up to two leading axes, W (out, in), and b (out,) when ``with_bias``."""
-    leading = draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=1, max_side=3))
-    features_in, features_out = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    """x (..., in) with up to two leading axes, W (out, in), and b (out,) when ``with_bias``;
+    any size may be 0."""
+    leading = draw(hnp.array_shapes(min_dims=0, max_dims=2, min_side=0, max_side=3))
+    features_in, features_out = draw(st.integers(0, 4)), draw(st.integers(0, 4))
     shapes = [leading + (features_in,), (features_out, features_in)]
     shapes += [(features_out,)] * with_bias
     return tuple(draw(arrays(shape)) for shape in shapes), {}
@@ -107,3 +109,32 @@ def test_an_integer_operand_takes_the_float_operands_dtype():
     assert weight.grad.dtype == np.float32
     np.testing.assert_array_equal(weight.grad.numpy(), [[1, 2, 3], [1, 2, 3]])
     assert (ml.tensor([1, 2]) @ ml.tensor([3, 4])).dtype == np.int64  # ints stay ints
+
+
+@pytest.mark.parametrize("shape_a, shape_b", [((2, 3, 0), (0, 4)), ((3, 0), (2, 0, 4)),
+                                              ((2, 0, 3), (3, 4)), ((2, 3, 0), (2, 0, 4))])
+def test_matmul_with_an_empty_axis_gives_zeros_as_torch(shape_a, shape_b):
+    """A batched operand against one matrix is folded into rows with a reshape, which
+    could not infer a -1 from k = 0 (``cannot reshape array of size 0``)."""
+    a = ml.tensor(np.ones(shape_a), requires_grad=True)
+    b = ml.tensor(np.ones(shape_b), requires_grad=True)
+    out = a @ b
+    assert out.shape == np.broadcast_shapes(shape_a[:-2], shape_b[:-2]) + (shape_a[-2],
+                                                                          shape_b[-1])
+    np.testing.assert_array_equal(out.numpy(), 0)
+    out.backward(np.ones(out.shape))
+    assert a.grad.shape == shape_a and b.grad.shape == shape_b
+    np.testing.assert_array_equal(a.grad.numpy(), 0)
+    np.testing.assert_array_equal(b.grad.numpy(), 0)
+
+
+def test_linear_with_no_input_or_output_features():
+    x = ml.tensor(np.ones((2, 0)), requires_grad=True)
+    w = ml.tensor(np.ones((3, 0)), requires_grad=True)
+    b = ml.tensor(np.ones(3), requires_grad=True)
+    out = ml.nn.functional.linear(x, w, b)
+    np.testing.assert_array_equal(out.numpy(), np.ones((2, 3)))
+    out.sum().backward()
+    assert x.grad.shape == (2, 0) and w.grad.shape == (3, 0)
+    np.testing.assert_array_equal(b.grad.numpy(), [2, 2, 2])
+    assert ml.nn.functional.linear(ml.ones(2, 3), ml.ones(0, 3)).shape == (2, 0)

@@ -72,6 +72,24 @@ def test_max_pool_gradient_goes_to_the_argmax_only():
     numpy.testing.assert_array_equal(x.grad.numpy(), [[[[0.0, 7.0], [0.0, 0.0]]]])
 
 
+def test_max_pool_of_minus_infinity_beside_the_padding_keeps_the_gradient():
+    """A window whose values are all -inf ties with the -inf padding: the argmax was the
+    padding's, where the gradient was dropped; PyTorch gives it to the window's first value
+    inside the image."""
+    values = numpy.array([[[[-numpy.inf, 1.0], [-numpy.inf, -numpy.inf]]]])
+    x = ml.tensor(values, requires_grad=True)
+    y = max_pool2d(x, 2, stride=1, padding=1)
+    y.backward(ml.tensor(numpy.arange(1.0, 10.0).reshape(y.shape)))
+    # the 3x3 output's gradients 1..9, row by row: windows 1, 4 (pixel (0, 0) first inside),
+    # 7, 8 (pixel (1, 0)) and 9 see only -inf; windows 2, 3, 5, 6 see the 1.0 at (0, 1)
+    numpy.testing.assert_array_equal(x.grad.numpy(), [[[[1 + 4, 2 + 3 + 5 + 6], [7 + 8, 9]]]])
+    torch = pytest.importorskip("torch")
+    theirs = torch.tensor(values, requires_grad=True)
+    torch.nn.functional.max_pool2d(theirs, 2, stride=1, padding=1).backward(
+        torch.arange(1.0, 10.0, dtype=torch.float64).reshape(y.shape))
+    numpy.testing.assert_array_equal(x.grad.numpy(), theirs.grad.numpy())
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: avg_pool2d(ml.zeros(2, 4, 4), 2), "avg_pool2d needs a 4-d input"),
     (lambda: max_pool2d(ml.zeros(1, 1, 4, 4), 2, padding=2),

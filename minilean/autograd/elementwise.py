@@ -58,6 +58,19 @@ def promoted_for(tensor, value):
     return tensor
 
 
+def zero_dim_follows(a, b):
+    """Two tensors, a 0-d one converted (differentiably) to the dtype of the other where that
+    has dimensions and the same kind of number (both floats, or both integers): PyTorch
+    ranks a 0-d tensor with the Python numbers there, so a float64 0-d tensor times a
+    float32 tensor is float32 (NumPy: float64)."""
+    for small, large in ((a, b), (b, a)):
+        if small.ndim == 0 and large.ndim and (small.dtype.kind == "f") == (
+                large.dtype.kind == "f") and "b" not in (small.dtype.kind, large.dtype.kind):
+            converted = small.to(dtype=large.dtype)
+            return (converted, b) if small is a else (a, converted)
+    return a, b
+
+
 def as_tensors(a, b):
     """Both operands of a binary op as tensors, at least one of them already is one."""
     if not isinstance(a, Tensor):
@@ -66,6 +79,7 @@ def as_tensors(a, b):
     if isinstance(b, Tensor):
         if a.data.dtype is b.data.dtype:  # the common case, decided without promotion rules
             return a, b
+        a, b = zero_dim_follows(a, b)
         return promoted_for(a, b), promoted_for(b, a)
     a = promoted_for(a, b)
     return a, as_tensor(b, a)

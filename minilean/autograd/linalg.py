@@ -1,6 +1,8 @@
 """Matrix multiplication: batched, broadcasting over leading axes, with 1-D operands as in
 ``torch.matmul`` (a 1-D left operand is a row vector, a 1-D right operand a column vector,
 and the added axis is removed from the result); and the linear layer's x W^T + b as one op."""
+import math
+
 from minilean import backend
 from minilean.autograd.function import Function, unbroadcast
 from minilean.autograd.elementwise import as_tensor, as_tensors
@@ -8,12 +10,18 @@ from minilean.autograd.tensor import Tensor
 from minilean.backend import array_module
 
 
+def _rows(a):
+    """a (..., k) as rows (prod(...), k): the row count named, since with k = 0 (or no
+    rows) NumPy cannot infer a -1 from a size of 0."""
+    return a.reshape(math.prod(a.shape[:-1]), a.shape[-1])
+
+
 def _folded_matmul(xp, a, b):
     """a @ b, with the batch axes folded into the rows when the other operand is one matrix:
     one large BLAS call instead of a small one per batch element (NumPy's batched loop is
     several times slower for the linear-layer shapes)."""
     if b.ndim == 2 and a.ndim > 2:
-        rows = a.reshape(-1, a.shape[-1])  # (batch * n, k)
+        rows = _rows(a)  # (batch * n, k)
         return backend.matmul(rows, b).reshape(a.shape[:-1] + b.shape[-1:])  # (..., n, m)
     if a.ndim == 2 and b.ndim > 2:
         # (a b)^T = b^T a^T, the case above: (..., m, k) @ (k, n) -> (..., m, n) -> (..., n, m)
@@ -57,16 +65,16 @@ class Matmul(Function):
         if need_a:
             b_t = xp.swapaxes(b, -1, -2)  # (..., m, k)
             if ctx.a_unbatched and batched:
-                grad_a = backend.matmul(xp.moveaxis(grad, -2, 0).reshape(grad.shape[-2], -1),
-                                        b_t.reshape(-1, b_t.shape[-1]))  # (n, B*m) @ (B*m, k)
+                columns = xp.moveaxis(grad, -2, 0)  # (..., n, m) -> (n, ..., m)
+                columns = columns.reshape(columns.shape[0], math.prod(columns.shape[1:]))
+                grad_a = backend.matmul(columns, _rows(b_t))  # (n, B*m) @ (B*m, k)
             else:
                 grad_a = _folded_matmul(xp, grad, b_t)  # (..., n, k)
             if a_vector:
                 grad_a = grad_a[..., 0, :]  # (..., k)
         if need_b:
             if ctx.b_unbatched and batched:
-                grad_b = backend.matmul(a.reshape(-1, a.shape[-1]).T,  # (k, B*n)
-                                        grad.reshape(-1, grad.shape[-1]))  # (B*n, m)
+                grad_b = backend.matmul(_rows(a).T, _rows(grad))  # (k, B*n) @ (B*n, m)
             else:
                 grad_b = _folded_matmul(xp, xp.swapaxes(a, -1, -2), grad)  # (..., k, m)
             if b_vector:
@@ -101,7 +109,7 @@ class Linear(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
-        rows = x.reshape(-1, x.shape[-1])  # (..., in) -> (rows, in)
+        rows = _rows(x)  # (..., in) -> (rows, in)
         out = backend.matmul(rows, weight.T)  # (rows, out)
         if bias is not None:
             out = out + bias
@@ -115,7 +123,7 @@ class Linear(Function):
     @staticmethod
     def backward(ctx, grad):
         need = ctx.needs_input_grad
-        grad_rows = grad.reshape(-1, grad.shape[-1])  # (..., out) -> (rows, out)
+        grad_rows = _rows(grad)  # (..., out) -> (rows, out)
         # (rows, out) @ (out, in) -> (rows, in) -> x's (..., in)
         grad_x = backend.matmul(grad_rows, ctx.weight).reshape(ctx.x_shape) if need[0] else None
         # (out, rows) @ (rows, in) -> (out, in)

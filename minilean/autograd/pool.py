@@ -47,6 +47,9 @@ class MaxPool2d(Function):
         kh, kw = kernel_size
         windows = windows.reshape(windows.shape[:3] + (kh * kw,) + windows.shape[5:])
         argmax = windows.argmax(axis=3)  # (N, Ho, Wo, C)
+        if any(padding):
+            argmax = _first_inside_where_all_minus_inf(argmax, windows, x.shape[2:], kernel_size,
+                                                       stride, padding)
         if ctx.recording:
             ctx.argmax, ctx.padded_shape, ctx.input_size = argmax, x_pad.shape, x.shape[2:]
             ctx.params = kernel_size, stride, padding
@@ -65,6 +68,22 @@ class MaxPool2d(Function):
         columns = columns.reshape(columns.shape[:3] + (kh, kw) + columns.shape[4:])
         grad_x = col2im(columns, stride, (1, 1), xp.zeros(ctx.padded_shape, dtype=grad.dtype))
         return crop_to_nchw(grad_x, padding, ctx.input_size)
+
+
+def _first_inside_where_all_minus_inf(argmax, windows, size, kernel_size, stride, padding):
+    """``argmax``, moved to the window's first position inside the image where no value
+    there beats -inf: there the -inf padding ties with the input, and the argmax may sit in
+    the padding, where the gradient would be lost (PyTorch gives it to that first position).
+    windows: (N, Ho, Wo, Kh Kw, C); argmax: (N, Ho, Wo, C)."""
+    xp = array_module(windows)
+    stuck = windows.max(axis=3) == -xp.inf  # (N, Ho, Wo, C)
+    if not stuck.any():
+        return argmax
+    inside = xp.ones((1,) + tuple(size) + (1,), dtype=bool)  # (1, H, W, 1)
+    inside = im2col(to_padded_nhwc(inside.transpose(0, 3, 1, 2), padding, value=False),
+                    kernel_size, stride, (1, 1))  # (1, Ho, Wo, Kh, Kw, 1)
+    first = inside.reshape(inside.shape[:3] + (-1,)).argmax(axis=3)  # (1, Ho, Wo)
+    return xp.where(stuck, first[..., None], argmax)
 
 
 class UpsampleNearest(Function):
