@@ -115,6 +115,9 @@ def index_params(draw, shape):
         index = rng.integers(-shape[0], shape[0], size=(2, 3))  # repeats are likely
     elif kind == "mask":
         index = rng.random(shape) < 0.5
+    elif len(shape) > 2:  # an int, a slice, then an array: PyTorch applies the int first
+        index = (int(rng.integers(-shape[0], shape[0])), slice(None),
+                 rng.integers(0, shape[2], size=4))
     else:
         index = (slice(None), rng.integers(0, shape[1], size=4)) if len(shape) > 1 else [0, 0]
     return {"index": index}
@@ -193,6 +196,27 @@ def test_repeated_integer_indices_accumulate_their_gradients():
     x = ml.tensor([10.0, 20.0, 30.0], requires_grad=True)
     x[[0, 2, 0, 0]].sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [3.0, 0.0, 1.0])
+
+
+MASK = [True, False, True, False]
+
+
+@pytest.mark.parametrize("index, ints_first", [  # (x[index], what PyTorch picks, written out)
+    ((0, slice(None), [0, 1]), lambda x: x[0][:, [0, 1]]),  # (3, 2); NumPy's x[index]: (2, 3)
+    ((0, None, slice(None), [0, 1]), lambda x: x[0][None, :, [0, 1]]),
+    ((0, slice(None), MASK), lambda x: x[0][:, MASK]),
+    ((slice(None), 0, [1, 2]), lambda x: x[:, 0][:, [1, 2]]),
+    ((1, [0, 2], [1, 3]), lambda x: x[1][[0, 2], [1, 3]]),
+    ((Ellipsis, 0, [1, 2]), lambda x: x[..., 0, :][..., [1, 2]])])
+def test_an_int_beside_index_arrays_selects_first_as_in_pytorch(index, ints_first):
+    values = np.arange(24.0).reshape(2, 3, 4)
+    x = ml.tensor(values, requires_grad=True)
+    picked = x[index]
+    np.testing.assert_array_equal(picked.numpy(), ints_first(values))
+    picked.sum().backward()
+    chosen = ints_first(np.arange(24).reshape(2, 3, 4)).ravel()  # each picked element's number
+    np.testing.assert_array_equal(x.grad.numpy(),
+                                  np.bincount(chosen, minlength=24).reshape(2, 3, 4))
 
 
 def test_boolean_mask_from_a_comparison_selects_and_routes_gradients():
