@@ -115,7 +115,8 @@ class Stack(Function):
 
 
 class Pad(Function):
-    """y = x surrounded by ``value``, widths (before, after) per axis;  dx = the inner part of dy."""
+    """y = x surrounded by ``value``, widths (before, after) per axis;
+    dx = the inner part of dy."""
     @staticmethod
     def forward(ctx, x, widths=(), value=0.0):
         shape = tuple(size + before + after for size, (before, after) in zip(x.shape, widths))
