@@ -196,3 +196,87 @@ def test_hand_written_zoo_peers_compute_minilean_losses(monkeypatch, rng):
         generator, torch_generator,
         lambda: generator_loss(discriminator(generator(minilean.tensor(z)))),
         torch_generator_loss)) < 1e-12
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_torch_encoder_decoders_are_minilean_autoencoder_and_vae(monkeypatch, rng, arch):
+    """``bench_models.py``'s autoencoder and VAE peers (torch layers read off minilean's stacks)
+    on a non-square image: the autoencoder's sigmoid(decoder(encoder(x))), and the VAE's
+    encoder to (mu, logvar), z = mu + e^(logvar / 2) eps, decoder to the mean and the floored
+    log-scale; output, input gradient and every parameter gradient."""
+    from minilean.autograd.shape import stack
+    from minilean.models.autoencoder import Autoencoder
+    from minilean.models.vae import MIN_LOG_SCALE, VAE, reparameterize_diag
+
+    bench_models = benchmark_module(monkeypatch, "bench_models")
+    x = rng.uniform(0, 1, (3, 2, 8, 12))
+    backend.manual_seed(0)
+    model = Autoencoder((2, 8, 12), arch, 6, 3).to(dtype="float64")
+    torch_model = copied_into_torch(model, bench_models.TorchEncoderDecoder(model))
+    assert_same_function(model, torch_model, x, model,
+                         lambda x: torch_model.run_decoder(torch_model.run_encoder(x))[:, 0]
+                         .sigmoid(), rng)
+
+    vae = VAE((2, 8, 12), arch, 6, 3).to(dtype="float64")
+    vae.decoder[-1].bias.data.reshape(2, -1)[1] = MIN_LOG_SCALE  # about half are floored
+    torch_vae = copied_into_torch(vae, bench_models.TorchEncoderDecoder(vae))
+    eps = rng.standard_normal((3,) + vae.latent_shape)
+
+    def minilean_vae(x):
+        mu, logvar = vae.encode(x)
+        return stack(vae.decode(reparameterize_diag(mu, logvar, minilean.tensor(eps))), 1)
+
+    def torch_forward(x):
+        mu, logvar = torch_vae.run_encoder(x).chunk(2, 1)
+        outputs = torch_vae.run_decoder(mu + (0.5 * logvar).exp() * torch.from_numpy(eps))
+        return torch.stack([outputs[:, 0], outputs[:, 1].clamp(min=MIN_LOG_SCALE)], 1)
+
+    assert_same_function(vae, torch_vae, x, minilean_vae, torch_forward, rng)
+
+
+def test_torch_vqvae_and_lsgan_discriminator_compute_minilean_losses(monkeypatch, rng):
+    """``bench_models.py``'s VQ-VAE peer (nearest codes, straight-through, codebook and
+    commitment terms) with every code in use, and the LSGAN discriminator's loss (reals to
+    1, detached fakes to 0): loss and every gradient, in float64."""
+    from minilean.models.gan import Discriminator, Generator, discriminator_loss
+    from minilean.models.vqvae import VQVAE, vqvae_loss
+
+    bench_models = benchmark_module(monkeypatch, "bench_models")
+    images = rng.uniform(0, 1, (3, 2, 8, 8))
+    backend.manual_seed(0)
+    model = VQVAE((2, 8, 8), codes=5, code_dim=3, hidden=4).to(dtype="float64")
+    for param in model.parameters():
+        param.data[...] = 0.3 * rng.standard_normal(param.shape)
+    # each code one of the encodings (N, h, w, D) -> (N h w, D): every code is chosen
+    model.codebook.data[...] = model.encode(minilean.tensor(images)).data.reshape(-1, 3)[::2][:5]
+    torch_model = bench_models.TorchVQVAE(model).double()
+    bench_models.copy_weights(model, torch_model)
+
+    def minilean_loss():
+        reconstruction, encoded, quantized, indices = model(minilean.tensor(images))
+        assert sorted(set(indices.numpy().ravel().tolist())) == [0, 1, 2, 3, 4]
+        return vqvae_loss(minilean.tensor(images), reconstruction, encoded, quantized, 0.25).total
+
+    assert max(bench_models.check_agreement(
+        model, torch_model, minilean_loss,
+        lambda: torch_model.loss(torch.from_numpy(images), 0.25))) < 1e-12
+
+    generator = Generator(4, (2, 4, 4), 8).to(dtype="float64")
+    discriminator = Discriminator((2, 4, 4), 8).to(dtype="float64")
+    torch_generator = bench_models.TorchGenerator(generator).double()
+    torch_discriminator = bench_models.TorchDiscriminator((2, 4, 4), 8).double()
+    bench_models.copy_weights(generator, torch_generator)
+    bench_models.copy_weights(discriminator, torch_discriminator)
+    z, real = rng.standard_normal((3, 4)), rng.uniform(-1, 1, (3, 2, 4, 4))
+
+    def torch_discriminator_loss():
+        real_scores = torch_discriminator(torch.from_numpy(real))
+        fake_scores = torch_discriminator(torch_generator(torch.from_numpy(z)).detach())
+        return (torch.nn.functional.mse_loss(real_scores, torch.ones_like(real_scores))
+                + torch.nn.functional.mse_loss(fake_scores, torch.zeros_like(fake_scores)))
+
+    assert max(bench_models.check_agreement(
+        discriminator, torch_discriminator,
+        lambda: discriminator_loss(discriminator(minilean.tensor(real)),
+                                   discriminator(generator(minilean.tensor(z)).detach())),
+        torch_discriminator_loss)) < 1e-12
