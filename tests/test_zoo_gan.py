@@ -17,6 +17,16 @@ def test_objectives_match_the_worked_example():
     assert gan.discriminator_loss(real, fake).item() == pytest.approx(1.6982, abs=1e-4)
 
 
+
+def test_objectives_are_mean_squared_distances_to_their_targets():
+    """L_D = mean (D(x) - 1)^2 + mean D(G z)^2 and L_G = mean (D(G z) - 1)^2, batches of
+    different sizes, in NumPy."""
+    real, fake = numpy.array([0.3, -1.2, 0.8, 2.0]), numpy.array([0.1, 0.5, -0.7])
+    got = gan.discriminator_loss(minilean.tensor(real), minilean.tensor(fake)).item()
+    assert got == pytest.approx(((real - 1) ** 2).mean() + (fake ** 2).mean(), rel=1e-12)
+    got = gan.generator_loss(minilean.tensor(fake)).item()
+    assert got == pytest.approx(((fake - 1) ** 2).mean(), rel=1e-12)
+
 def test_perfect_scores():
     ones, zeros = minilean.ones(5), minilean.zeros(5)
     assert gan.discriminator_loss(ones, zeros).item() == 0.0

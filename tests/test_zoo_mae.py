@@ -30,6 +30,23 @@ def test_random_mask_hides_the_ratio_and_restore_inverts_the_order():
         numpy.testing.assert_array_equal(order[mask.restore[row]], numpy.arange(16))
 
 
+
+def test_random_mask_differs_per_image_and_repeats_from_the_same_generator():
+    first = mae.random_mask(8, 20, 0.6, generator=numpy.random.default_rng(3)).hidden.numpy()
+    again = mae.random_mask(8, 20, 0.6, generator=numpy.random.default_rng(3)).hidden.numpy()
+    other = mae.random_mask(8, 20, 0.6, generator=numpy.random.default_rng(4)).hidden.numpy()
+    assert first.sum(1).tolist() == [12] * 8
+    assert len({row.tobytes() for row in first}) == 8
+    numpy.testing.assert_array_equal(again, first)
+    assert (other != first).any()
+
+
+def test_patchify_round_trip_on_a_non_square_grid():
+    images = numpy.random.default_rng(0).random((2, 3, 4, 6))
+    patches = mae.patchify(minilean.tensor(images), 2)
+    numpy.testing.assert_array_equal(patches.numpy(), numpy_patches(images, 2))
+    numpy.testing.assert_array_equal(mae.unpatchify(patches, 2, 3, 4, 6).numpy(), images)
+
 def test_block_mask_is_torchleans_quadrant():
     mask = mae.block_mask(1, 4, 4, block=2)
     assert numpy.flatnonzero(mask.hidden.numpy()[0]).tolist() == [0, 1, 4, 5]

@@ -92,6 +92,19 @@ def test_whole_loss_gradcheck_float64():
         numpy.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
 
 
+
+@pytest.mark.parametrize("ema", [False, True])
+def test_a_forward_pass_changes_no_state_in_training_or_evaluation(ema):
+    """The codebook, the EMA statistics and the code usage move only when training calls
+    ``ema_update``, counts codes or restarts them: a held-out pass changes none of them."""
+    model = tiny_model(ema)
+    before = {name: value.numpy().copy() for name, value in model.state_dict().items()}
+    for training in (True, False):
+        model.train(training)
+        model(minilean.rand(2, 1, 8, 8))
+    for name, value in model.state_dict().items():
+        numpy.testing.assert_array_equal(value.numpy(), before[name], err_msg=name)
+
 def test_ema_update_moves_a_code_to_the_mean_of_its_encodings():
     model = tiny_model(ema=True)
     encoded = minilean.tensor(numpy.array([[[[1.0, 2.0], [3.0, 4.0]]]], numpy.float32))
