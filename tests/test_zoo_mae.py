@@ -370,4 +370,8 @@ def test_wrong_images_masks_and_patch_sizes_are_named():
         model(minilean.rand(2, 1, 8, 8), mask)
     with pytest.raises(ValueError, match="the mask is for 2 images, got 3"):
         model(minilean.rand(3, 1, 4, 4), mask)
+    for patches in (2, 9):  # fewer failed in a broadcast, more in an index
+        with pytest.raises(ValueError, match=f"the mask is for {patches} patches, the model "
+                                             "cuts 4"):
+            model(minilean.rand(2, 1, 4, 4), mae.random_mask(2, patches, 0.5))
     assert model(minilean.rand(2, 1, 4, 4), mask).shape == (2, 4, 4)

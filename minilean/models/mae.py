@@ -240,6 +240,10 @@ class MaskedAutoencoder(nn.Module):
         if mask.keep.shape[0] != images.shape[0]:
             raise ValueError(f"the mask is for {mask.keep.shape[0]} images, got "
                              f"{images.shape[0]}")
+        patches = self.grid[0] * self.grid[1]
+        if mask.restore.shape[1] != patches:  # failed in a broadcast or an index, naming neither
+            raise ValueError(f"the mask is for {mask.restore.shape[1]} patches, the model cuts "
+                             f"{patches}")
         return self.decode(self.encode(patchify(images, self.patch_size), mask), mask)
 
     def random_mask(self, count, mask_ratio, device="cpu", generator=None):
