@@ -187,13 +187,19 @@ def run_config(config, locked):
         raise flag_error("out", config.out, "a directory that holds no run yet (this one holds "
                                             "one: continue it with --resume, or remove it)")
     # a run's files without its config.json (lost, or never a minilean run's): a new run would
-    # write over them, and --resume cannot continue them
-    found = [name for name in RUN_RECORDS if os.path.exists(os.path.join(config.out, name))]
+    # write over them, and --resume cannot continue them. An empty folder holds nothing to
+    # replace: the checkpoints folder of a run stopped before it wrote its config.json
+    found = [name for name in RUN_RECORDS if os.path.exists(os.path.join(config.out, name))
+             and not _empty_folder(os.path.join(config.out, name))]
     if found:
         raise flag_error("out", config.out, f"a directory that holds no run's files (this one "
                                             f"holds {found[0]}, which a new run would replace: "
                                             f"move it away, or choose another)")
     return config
+
+
+def _empty_folder(path):
+    return os.path.isdir(path) and not os.listdir(path)
 
 
 def resumed_config(config, locked):
