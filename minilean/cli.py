@@ -9,7 +9,8 @@ hand-parsed, and every flag is checked before any work starts:
 * an expected failure while working (``ValueError``, ``TypeError``, ``FileNotFoundError``,
   ``OSError``, ``minilean.backend.DeviceError``, and ``MemoryError`` for sizes this machine
   cannot hold) prints one line and exits with code 1;
-  ``MINILEAN_TRACEBACK=1`` re-raises it with the full traceback instead.
+  ``MINILEAN_TRACEBACK=1`` re-raises it with the full traceback instead;
+* Ctrl-C (``KeyboardInterrupt``) prints one line and exits with code 130.
 
 Why not let fire check the flags? python-fire calls the function with its defaults *before* it
 reports an unknown flag (a typo would start a five-minute training run), and it hands over

@@ -72,14 +72,17 @@ def test_a_corrupt_line_inside_the_log_is_skipped_and_the_lines_after_it_read(tm
 
 
 @pytest.mark.parametrize("corrupt", [b'{"step": 2, "note": "\xc3\x28"}', b"3", b"[2, 0.1]",
-                                     b"null"])
+                                     b"null", b'{"loss": 1.0}', b'{"step": "2", "loss": 1.0}',
+                                     b'{"step": null}', b'{"step": true}', b'{"step": 2.5}'])
 def test_a_line_that_is_no_json_object_is_skipped_and_resume_goes_on(tmp_path, corrupt):
-    """Bytes that are not UTF-8 (a torn disk block), or JSON that is not an object."""
+    """Bytes that are not UTF-8 (a torn disk block), JSON that is not an object, or an object
+    without an integer step (the loss curve and the resume read every record's step)."""
     path = tmp_path / "metrics.jsonl"
     path.write_bytes(b'{"step": 1, "loss": 0.5}\n' + corrupt + b'\n{"step": 3, "loss": 0.25}\n')
     assert read_metrics(path) == [{"step": 1, "loss": 0.5}, {"step": 3, "loss": 0.25}]
     with RunDirectory(tmp_path, {}, resume_step=3) as run:
         assert [record["step"] for record in run.metrics()] == [1, 3]
+        run.write_loss_curve()
 
 
 def test_resume_removes_the_temporary_files_of_killed_writes_and_nothing_else(tmp_path):

@@ -6,7 +6,7 @@ import numpy
 import pytest
 
 import minilean as ml
-from minilean import cli
+from minilean import atomic, cli
 from minilean.cli import main
 from minilean.data import Loader, read_metrics, read_pnm
 from minilean.nn import Linear
@@ -216,6 +216,23 @@ def test_a_new_run_never_overwrites_a_runs_files_left_without_their_config(tmp_p
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
 
 
+
+
+def test_a_run_interrupted_before_its_config_is_written_leaves_room_for_a_new_one(
+        tmp_path, monkeypatch, capsys):
+    """Ctrl-C while the run directory opens, after its folders are made and before its
+    config.json is there: no run to resume, and the empty checkpoints folder is no run's file
+    that would keep a new run out."""
+    def interrupted(path, value):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(atomic, "write_json", interrupted)
+        code, _ = _exit_and_error(["diffusion", *TINY, "--steps=1", f"--out={tmp_path}"],
+                                  capsys)
+    assert code == 130 and sorted(os.listdir(tmp_path)) == ["checkpoints", "images"]
+    run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false")
+    assert len(losses(tmp_path)) == 1
 def test_resume_refuses_a_saved_value_its_flag_would_refuse_and_keeps_the_run(tmp_path, capsys):
     """A hand-edited (or another version's) config.json: one line naming the saved flag, not
     a comparison's TypeError from deep in the run."""

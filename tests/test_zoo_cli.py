@@ -18,6 +18,7 @@ from minilean.data.images import read_pnm
 from minilean.data.streams import Purpose, stream
 from minilean.optim import load_checkpoint
 from minilean.train import zoo_run
+from minilean.train.loop import TrainState
 
 ZOO = {"vae": cli.VAE, "vqvae": cli.VQVAE, "gan": cli.GAN, "autoencoder": cli.AUTOENCODER,
        "mae": cli.MAE}
@@ -376,6 +377,32 @@ def test_a_finished_run_continued_past_its_last_line_off_the_interval_logs_as_a_
     assert [step for step, _ in logged("split")] == [2, 3]
     main(["autoencoder", "--steps=4", f"--resume={tmp_path / 'split'}", "--progress=false"])
     assert logged("split") == logged("whole") and [step for step, _ in logged("whole")] == [2, 4]
+
+
+def test_a_run_resumed_to_its_checkpoints_step_off_the_interval_logs_that_step(tmp_path,
+                                                                               monkeypatch,
+                                                                               capsys):
+    """A run of 3 steps logging every 2, continued to 4 and interrupted after its line at 4
+    but before its checkpoint, then finished at 3 again: its lines are those of a run of 3
+    steps (the line at 3 is the mean the checkpoint keeps), not the line at 2 alone."""
+    flags = [flag for flag in TINY if not flag.startswith("--steps")] + [
+        "--log-every=2", "--hidden=8", "--latent=2", f"--out={tmp_path}"]
+
+    def logged():
+        return [(record["step"], record["loss"])
+                for record in read_metrics(tmp_path / "metrics.jsonl")]
+
+    def interrupted(state, run_dir):
+        raise KeyboardInterrupt
+
+    main(["autoencoder", *flags, "--steps=3"])
+    whole = logged()
+    with monkeypatch.context() as patch:
+        patch.setattr(TrainState, "save", interrupted)
+        assert fail(["autoencoder", "--steps=4", f"--resume={tmp_path}"], capsys)[0] == 130
+    assert [step for step, _ in logged()] == [2, 4]
+    main(["autoencoder", "--steps=3", f"--resume={tmp_path}", "--progress=false"])
+    assert logged() == whole and [step for step, _ in whole] == [2, 3]
 
 
 def test_resume_trains_with_the_lr_it_is_given(tmp_path):

@@ -38,8 +38,9 @@ def _json_safe(metrics):
 
 
 def read_metrics(path):
-    """The logged records of a metrics.jsonl file: its lines that are JSON objects (a torn or
-    corrupt line is skipped, whether it is not JSON, not UTF-8, or JSON of another kind)."""
+    """The logged records of a metrics.jsonl file: its lines that are JSON objects with an
+    integer "step" (a torn or corrupt line is skipped, whether it is not JSON, not UTF-8, JSON
+    of another kind, or an object without such a step)."""
     records = []
     if not os.path.exists(path):
         return records
@@ -49,7 +50,8 @@ def read_metrics(path):
                 record = json.loads(line)
             except ValueError:  # JSONDecodeError, UnicodeDecodeError
                 continue
-            if isinstance(record, dict):
+            step = record.get("step") if isinstance(record, dict) else None
+            if isinstance(step, int) and not isinstance(step, bool):
                 records.append(record)
     return records
 
@@ -119,7 +121,7 @@ class RunDirectory:
         atomic.write_json(self.file("config.json"), _json_safe(dict(config)))
         metrics_path = self.file("metrics.jsonl")
         kept = [] if resume_step is None else [
-            record for record in read_metrics(metrics_path) if record.get("step", 0) <= resume_step]
+            record for record in read_metrics(metrics_path) if record["step"] <= resume_step]
         atomic.write_text(metrics_path, "".join(json.dumps(record, allow_nan=False) + "\n"
                                                 for record in kept))
         self.metrics_file = open(metrics_path, "a", encoding="utf-8")

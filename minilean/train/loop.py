@@ -187,13 +187,19 @@ def run_config(config, locked):
         raise flag_error("out", config.out, "a directory that holds no run yet (this one holds "
                                             "one: continue it with --resume, or remove it)")
     # a run's files without its config.json (lost, or never a minilean run's): a new run would
-    # write over them, and --resume cannot continue them
-    found = [name for name in RUN_RECORDS if os.path.exists(os.path.join(config.out, name))]
+    # write over them, and --resume cannot continue them. An empty folder holds nothing to
+    # replace: the checkpoints folder of a run stopped before it wrote its config.json
+    found = [name for name in RUN_RECORDS if os.path.exists(os.path.join(config.out, name))
+             and not _empty_folder(os.path.join(config.out, name))]
     if found:
         raise flag_error("out", config.out, f"a directory that holds no run's files (this one "
                                             f"holds {found[0]}, which a new run would replace: "
                                             f"move it away, or choose another)")
     return config
+
+
+def _empty_folder(path):
+    return os.path.isdir(path) and not os.listdir(path)
 
 
 def resumed_config(config, locked):
@@ -234,10 +240,11 @@ def open_run(config, state):
                                                     f"resumed run has reached")
     if not config.resume:
         return RunDirectory(config.out, vars(config))
-    # a run that ended off its log interval logged a last line of the steps since the
-    # interval's last line; continued past it, the run drops that line and logs those steps
-    # (their sums are in the checkpoint) with the next ones, as an uninterrupted run does
-    kept = state.step - state.unlogged_count if config.steps > state.step else state.step
+    # the lines up to the checkpoint's unlogged steps stay. A line of those steps (the last
+    # line of a run that ended off its log interval) goes: continued, the run logs those
+    # steps (their sums are in the checkpoint) with the next ones, as an uninterrupted run
+    # does; resumed at its end, ``train`` logs that line again from the sums
+    kept = state.step - state.unlogged_count
     return RunDirectory(config.out, vars(config), resume_step=kept)
 
 
@@ -251,6 +258,8 @@ def train(state, step_fn, batches, steps, run, log_every, checkpoint_every, prog
     display = Progress(total=steps, initial=state.step, description=description,
                        unit="step", enabled=progress)
     sums, count, record = dict(state.unlogged_sums), state.unlogged_count, None
+    if state.step == steps and count:  # resumed at its end: its last line, off the interval
+        record = run.log(steps, **{name: total / count for name, total in sums.items()})
     unread = []  # (step, metrics) of the steps since the metrics were last read back
     try:
         while state.step < steps:
