@@ -417,13 +417,29 @@ def test_erf_is_the_standard_librarys_with_or_without_scipy(monkeypatch, scipy_i
     assert ml.backend.erf(x.astype(np.float32)).dtype == np.float32
 
 
+def test_leaky_relu_of_integers_keeps_its_slope():
+    """The slope 0.01 in an integer dtype was 0: leaky_relu of int64 was relu."""
+    out = ml.nn.functional.leaky_relu(ml.tensor([-300, 0, 2]), 0.1)
+    assert out.dtype == np.float32 and out.tolist() == [-30.0, 0.0, 2.0]
+
+
+def test_gelu_of_float16_is_float16():
+    """SciPy's erf has no float16 loop: gelu of float16 came out in float64."""
+    x = ml.tensor([-2.0, 0.5, 3.0], dtype=np.float16, requires_grad=True)
+    y = ml.nn.functional.gelu(x)
+    y.sum().backward()
+    assert y.dtype == np.float16 and x.grad.dtype == np.float16
+    assert ml.backend.erf(np.ones(2, np.float16)).dtype == np.float16
+
+
 @pytest.mark.parametrize("values", [[0, 1, 2], [True, False, True]])
 @pytest.mark.parametrize("name, reference", [
     ("exp", np.exp), ("log", np.log), ("sqrt", np.sqrt), ("rsqrt", lambda v: 1 / np.sqrt(v)),
     ("sin", np.sin), ("cos", np.cos), ("tanh", np.tanh),
     ("sigmoid", lambda v: 1 / (1 + np.exp(-v))), ("softplus", lambda v: np.log1p(np.exp(v))),
     ("silu", lambda v: v / (1 + np.exp(-v))),
-    ("gelu", lambda v: 0.5 * v * (1 + np.vectorize(math.erf)(v / math.sqrt(2))))])
+    ("gelu", lambda v: 0.5 * v * (1 + np.vectorize(math.erf)(v / math.sqrt(2)))),
+    ("leaky_relu", lambda v: np.where(v > 0, v, 0.01 * v))])
 def test_real_valued_ops_of_integer_and_bool_tensors_are_float32(name, reference, values):
     """PyTorch computes exp(int64) in float32; NumPy alone gave float64 (float16 for bool),
     and sigmoid, silu and softplus failed with a casting error from inside NumPy."""

@@ -236,3 +236,11 @@ def test_a_nan_or_inf_slice_gives_the_documented_values_and_gradients():
     np.testing.assert_array_equal(log_softmax.numpy(), [[nan, -inf, -inf]])
     (log_softmax * ml.tensor([[1.0, 2.0, 3.0]], dtype=ml.float64)).sum().backward()
     np.testing.assert_array_equal(row.grad.numpy(), [[nan, 2.0, 3.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.int32, np.int64, np.bool_])
+def test_sum_of_integers_and_bools_is_int64(dtype):
+    """As in PyTorch: NumPy sums the unsigned integers in uint64."""
+    x = ml.tensor(np.array([[200, 100], [1, 0]], dtype=dtype))
+    assert x.sum().dtype == np.int64 and x.sum(1).dtype == np.int64
+    assert x.sum().item() == np.array([[200, 100], [1, 0]], dtype=dtype).sum()

@@ -571,7 +571,9 @@ def sigmoid(x): return Sigmoid.apply(floating(x))
 def softplus(x): return Softplus.apply(floating(x))
 def relu(x): return Relu.apply(x)
 def silu(x): return Silu.apply(floating(x))
-def leaky_relu(x, negative_slope=0.01): return LeakyRelu.apply(x, negative_slope=negative_slope)
+def leaky_relu(x, negative_slope=0.01):
+    # in float32 for integer and bool x: its slope in their dtype would be 0 (int(0.01))
+    return LeakyRelu.apply(floating(x), negative_slope=negative_slope)
 
 
 def gelu(x, approximate="none"):

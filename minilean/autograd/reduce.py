@@ -7,9 +7,9 @@ gradient its size-1 axes back (``_keepdim_grad``) and broadcasting it over the r
 import builtins
 import math
 
-from minilean.autograd.elementwise import floating
+from minilean.autograd.elementwise import as_dtype, floating
 from minilean.autograd.function import Function
-from minilean.autograd.tensor import Tensor, dims_arg, is_int
+from minilean.autograd.tensor import DEFAULT_INT_DTYPE, Tensor, dims_arg, is_int
 from minilean.backend import array_module
 
 
@@ -226,6 +226,8 @@ class LogSoftmax(Function):
 # --- the functional forms (PyTorch's names) -----------------------------------------------
 
 def sum(x, dim=None, keepdim=False):
+    if x.dtype.kind == "u" and x.dtype.itemsize < 8:  # PyTorch's int64, not NumPy's uint64
+        x = as_dtype(x, DEFAULT_INT_DTYPE)
     return Sum.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim)
 
 
