@@ -96,15 +96,16 @@ def to_device(array, device):
 def erf(array):
     """erf of each element, in the array's own module: CuPy ships it (cupyx); on the CPU
     SciPy's when installed, else the standard library's, one element at a time (exact but
-    slow, fine for small models)."""
+    slow, fine for small models). In the array's dtype: SciPy has no float16 loop and gives
+    float64 there (and gelu with it)."""
     if device_of(array) == "cuda":
         from cupyx.scipy.special import erf as device_erf
-        return device_erf(array)
+        return device_erf(array).astype(array.dtype, copy=False)
     try:
         from scipy.special import erf as host_erf
     except ImportError:
         return numpy.vectorize(math.erf, otypes=[array.dtype])(array)
-    return host_erf(array)
+    return host_erf(array).astype(array.dtype, copy=False)
 
 
 def sum_middle_axis(array):

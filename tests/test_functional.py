@@ -262,6 +262,16 @@ def test_dropout_keeps_the_mean_zeroes_a_fraction_p_and_repeats_with_the_seed():
     assert (F.dropout(x, 1.0).numpy() == 0).all()
 
 
+@pytest.mark.parametrize("values", [[3] * 400, [True] * 400])
+def test_dropout_of_integers_and_bools_is_float32_with_the_full_scale(values):
+    """The scale 1/(1-p) was cast to the input's dtype: int(1/0.7) = 1, so an int64 input kept
+    its values unscaled and lost 30% of its mean (PyTorch refuses integers here)."""
+    ml.manual_seed(5)
+    out = F.dropout(ml.tensor(values), 0.3).numpy()
+    assert out.dtype == numpy.float32
+    numpy.testing.assert_allclose(out[out != 0], float(values[0]) / 0.7, rtol=1e-6)
+
+
 def test_dropout_gradient_is_the_mask():
     x = ml.ones(50, requires_grad=True)
     out = F.dropout(x, 0.5)

@@ -417,13 +417,29 @@ def test_erf_is_the_standard_librarys_with_or_without_scipy(monkeypatch, scipy_i
     assert ml.backend.erf(x.astype(np.float32)).dtype == np.float32
 
 
+def test_leaky_relu_of_integers_keeps_its_slope():
+    """The slope 0.01 in an integer dtype was 0: leaky_relu of int64 was relu."""
+    out = ml.nn.functional.leaky_relu(ml.tensor([-300, 0, 2]), 0.1)
+    assert out.dtype == np.float32 and out.tolist() == [-30.0, 0.0, 2.0]
+
+
+def test_gelu_of_float16_is_float16():
+    """SciPy's erf has no float16 loop: gelu of float16 came out in float64."""
+    x = ml.tensor([-2.0, 0.5, 3.0], dtype=np.float16, requires_grad=True)
+    y = ml.nn.functional.gelu(x)
+    y.sum().backward()
+    assert y.dtype == np.float16 and x.grad.dtype == np.float16
+    assert ml.backend.erf(np.ones(2, np.float16)).dtype == np.float16
+
+
 @pytest.mark.parametrize("values", [[0, 1, 2], [True, False, True]])
 @pytest.mark.parametrize("name, reference", [
     ("exp", np.exp), ("log", np.log), ("sqrt", np.sqrt), ("rsqrt", lambda v: 1 / np.sqrt(v)),
     ("sin", np.sin), ("cos", np.cos), ("tanh", np.tanh),
     ("sigmoid", lambda v: 1 / (1 + np.exp(-v))), ("softplus", lambda v: np.log1p(np.exp(v))),
     ("silu", lambda v: v / (1 + np.exp(-v))),
-    ("gelu", lambda v: 0.5 * v * (1 + np.vectorize(math.erf)(v / math.sqrt(2))))])
+    ("gelu", lambda v: 0.5 * v * (1 + np.vectorize(math.erf)(v / math.sqrt(2)))),
+    ("leaky_relu", lambda v: np.where(v > 0, v, 0.01 * v))])
 def test_real_valued_ops_of_integer_and_bool_tensors_are_float32(name, reference, values):
     """PyTorch computes exp(int64) in float32; NumPy alone gave float64 (float16 for bool),
     and sigmoid, silu and softplus failed with a casting error from inside NumPy."""
@@ -466,3 +482,61 @@ def test_a_float64_0d_tensor_times_float32_is_float32_with_its_gradient_in_float
     y.sum().backward()
     assert scale.grad.dtype == np.float64 and scale.grad.item() == 3.0
     np.testing.assert_array_equal(x.grad.numpy(), [2, 2, 2])
+
+
+# --- gradients at special values --------------------------------------------------------------
+
+SPECIAL_VALUES = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, -1.0, 0.5]
+
+
+def _value_and_grad(op, values):
+    x = ml.tensor(values, dtype=ml.float64, requires_grad=True)
+    with np.errstate(all="ignore"):  # nan and inf on purpose
+        op(x).sum().backward()
+        return op(x.detach()).numpy(), x.grad.numpy()
+
+
+def _torch_value_and_grad(op, values):
+    torch = _torch()
+    x = torch.tensor(values, dtype=torch.float64, requires_grad=True)
+    y = op(x)
+    y.sum().backward()
+    return y.detach().numpy(), x.grad.numpy()
+
+
+SPECIAL_CASES = {  # the kinked ops, where minilean's gradient equals PyTorch's at every value
+    "clamp": (lambda x: ml.clamp(x, 0.0, 1.0), lambda x: x.clamp(0.0, 1.0)),
+    "clamp_min": (lambda x: ml.clamp(x, min=0.0), lambda x: x.clamp(min=0.0)),
+    "leaky_relu": (lambda x: ml.nn.functional.leaky_relu(x, 0.1),
+                   lambda x: _functional().leaky_relu(x, 0.1)),
+    "sqrt": (ml.sqrt, lambda x: x.sqrt()),
+    "log": (ml.log, lambda x: x.log()),
+    "square": (lambda x: x ** 2, lambda x: x ** 2),
+    "reciprocal": (lambda x: x ** -1, lambda x: x ** -1),
+    "where_masking_sqrt": (lambda x: ml.where(np.array(False), ml.sqrt(x), 0.0),
+                           lambda x: _torch().where(_torch().tensor(False), x.sqrt(), 0.0)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPECIAL_CASES))
+def test_kinked_ops_match_torch_at_special_values(name):
+    pytest.importorskip("torch")
+    op, torch_op = SPECIAL_CASES[name]
+    for mine, theirs in zip(_value_and_grad(op, SPECIAL_VALUES),
+                            _torch_value_and_grad(torch_op, SPECIAL_VALUES)):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+nan, inf = np.nan, np.inf
+
+
+@pytest.mark.parametrize("op, values, grad", [
+    # the conventions the docstrings state where PyTorch differs (see each op's docstring)
+    (ml.relu, [nan, 0.0, 1.0], [0.0, 0.0, 1.0]),  # PyTorch: 1 at nan
+    (ml.abs, [nan, 0.0, -2.0], [nan, 0.0, -1.0]),  # PyTorch: 0 at nan
+    (lambda x: x ** 0.5, [-0.0, -inf, 4.0], [inf, 0.0, 0.25]),  # PyTorch: -inf, nan
+    (lambda x: ml.maximum(x, ml.tensor([1.0, nan, 1.0], dtype=ml.float64)),
+     [nan, 1.0, 1.0], [0.0, 0.0, 0.5]),  # PyTorch: 1 to both where either is nan
+])
+def test_documented_gradients_at_special_values(op, values, grad):
+    np.testing.assert_array_equal(_value_and_grad(op, values)[1], grad)

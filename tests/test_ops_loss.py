@@ -55,3 +55,13 @@ def test_an_integer_target_gives_the_float_inputs_dtype():
     loss = mse_loss(ml.tensor([1.0, 1.0, 1.0]), ml.tensor([1, 2, 4]))
     assert loss.dtype == np.float32
     assert loss.item() == pytest.approx((0 + 1 + 9) / 3)
+
+
+def test_two_integer_tensors_give_float32():
+    """As the other real-valued ops of integers (PyTorch refuses them); NumPy gave float64."""
+    import numpy as np
+    import minilean as ml
+    for reduction in ("mean", "sum", "none"):
+        loss = mse_loss(ml.tensor([1, 1, 1]), ml.tensor([1, 2, 4]), reduction=reduction)
+        assert loss.dtype == np.float32
+    assert loss.tolist() == [0.0, 1.0, 9.0]

@@ -222,3 +222,25 @@ def test_real_valued_reductions_of_integer_and_bool_tensors_are_float32(name, re
     assert out.dtype == np.float32
     np.testing.assert_allclose(out.numpy(), reference(np.array(values, dtype=np.float64)),
                                rtol=1e-6)
+
+
+@np.errstate(all="ignore")  # nan and inf on purpose
+def test_a_nan_or_inf_slice_gives_the_documented_values_and_gradients():
+    nan, inf = np.nan, np.inf
+    x = ml.tensor([[nan, 1.0, 2.0], [inf, 1.0, 2.0]], dtype=ml.float64, requires_grad=True)
+    ml.max(x, dim=1).sum().backward()  # as torch.amax: nan over a slice holding nan
+    np.testing.assert_array_equal(x.grad.numpy(), [[nan] * 3, [1.0, 0.0, 0.0]])
+    row = ml.tensor([[inf, 1.0, 2.0]], dtype=ml.float64, requires_grad=True)
+    np.testing.assert_array_equal(ml.softmax(row, dim=1).numpy(), [[nan, 0.0, 0.0]])
+    log_softmax = ml.log_softmax(row, dim=1)
+    np.testing.assert_array_equal(log_softmax.numpy(), [[nan, -inf, -inf]])
+    (log_softmax * ml.tensor([[1.0, 2.0, 3.0]], dtype=ml.float64)).sum().backward()
+    np.testing.assert_array_equal(row.grad.numpy(), [[nan, 2.0, 3.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.int32, np.int64, np.bool_])
+def test_sum_of_integers_and_bools_is_int64(dtype):
+    """As in PyTorch: NumPy sums the unsigned integers in uint64."""
+    x = ml.tensor(np.array([[200, 100], [1, 0]], dtype=dtype))
+    assert x.sum().dtype == np.int64 and x.sum(1).dtype == np.int64
+    assert x.sum().item() == np.array([[200, 100], [1, 0]], dtype=dtype).sum()

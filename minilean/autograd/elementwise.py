@@ -147,8 +147,13 @@ class Div(Function):
 
 class Pow(Function):
     """z = a ** b;  dz/da = b a^(b-1)  (0 where b = 0, since a^0 = 1: also at a = 0),
-    dz/db = z log a  (log a taken as 0 where a <= 0; so 0 there, but nan where z is inf or
-    nan: a = 0 with b < 0, or a < 0 with a fractional b)."""
+    dz/db = z log a  (log a taken as 0 where a is not > 0, nan included; so 0 there, but nan
+    where z is inf or nan: a = 0 with b < 0, or a < 0 with a fractional b).
+
+    a^(b-1) is the array library's pow, so x ** 0.5 has slope +inf at x = -0 and 0 at
+    x = -inf (pow(-0, -0.5) = +inf, pow(-inf, -0.5) = 0), where PyTorch, computing a
+    number exponent of +-0.5 through sqrt or rsqrt, gives -inf and nan (its pow with a
+    tensor exponent gives minilean's)."""
     @staticmethod
     def forward(ctx, a, b):
         out = a ** b
@@ -255,7 +260,9 @@ class Rsqrt(Function):
 
 
 class Abs(Function):
-    """y = |x|;  dy/dx = sign(x) (0 at 0, as in PyTorch)."""
+    """y = |x|;  dy/dx = sign(x) (0 at 0, as in PyTorch; nan at nan, where PyTorch's sign is 0,
+    so ``where(ok, abs(x), 0)`` with x nan outside ``ok`` gives a nan gradient there, as
+    exp, log, sqrt and the rest do in both: mask the input, ``abs(where(ok, x, 0))``)."""
     @staticmethod
     def forward(ctx, x):
         if ctx.recording:
@@ -300,7 +307,8 @@ class Clamp(Function):
 class PairExtremum(Function):
     """z = max(a, b) (or min(a, b) when not ``largest``);
     dz/da = [a wins] + [a = b] / 2,  dz/db = 1 - dz/da:
-    the gradient goes to the winning input, split half/half on ties."""
+    the gradient goes to the winning input, split half/half on ties. Where a or b is nan, z is
+    nan and a neither wins nor ties: b gets the gradient (PyTorch gives it whole to both)."""
     @staticmethod
     def forward(ctx, a, b, largest=True):
         xp = array_module(a)
@@ -444,7 +452,8 @@ class Softplus(Function):
 
 
 class Relu(Function):
-    """y = max(x, 0);  dy/dx = [x > 0]."""
+    """y = max(x, 0);  dy/dx = [x > 0]: 0 at nan (y nan), as in the CUDA kernel; PyTorch passes
+    the gradient through at nan."""
     @staticmethod
     def forward(ctx, x):
         out = array_module(x).maximum(x, 0)
@@ -562,7 +571,9 @@ def sigmoid(x): return Sigmoid.apply(floating(x))
 def softplus(x): return Softplus.apply(floating(x))
 def relu(x): return Relu.apply(x)
 def silu(x): return Silu.apply(floating(x))
-def leaky_relu(x, negative_slope=0.01): return LeakyRelu.apply(x, negative_slope=negative_slope)
+def leaky_relu(x, negative_slope=0.01):
+    # in float32 for integer and bool x: its slope in their dtype would be 0 (int(0.01))
+    return LeakyRelu.apply(floating(x), negative_slope=negative_slope)
 
 
 def gelu(x, approximate="none"):

@@ -2,7 +2,8 @@
 import warnings
 
 from minilean.autograd.function import Function
-from minilean.autograd.elementwise import as_tensors
+from minilean.autograd.elementwise import as_dtype, as_tensors
+from minilean.autograd.tensor import DEFAULT_DTYPE
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -45,5 +46,8 @@ def mse_loss(input, target, reduction="mean"):
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     warn_if_broadcast("mse_loss", input, target)
     # both in the result's dtype (an int64 target with a float32 input gives float32, as in
-    # PyTorch; NumPy alone would compute it in float64)
-    return MseLoss.apply(*as_tensors(input, target), reduction=reduction)
+    # PyTorch; NumPy alone would compute it in float64), float32 when both are integers
+    input, target = as_tensors(input, target)
+    if input.dtype.kind in "biu" and target.dtype.kind in "biu":
+        input, target = as_dtype(input, DEFAULT_DTYPE), as_dtype(target, DEFAULT_DTYPE)
+    return MseLoss.apply(input, target, reduction=reduction)

@@ -7,9 +7,9 @@ gradient its size-1 axes back (``_keepdim_grad``) and broadcasting it over the r
 import builtins
 import math
 
-from minilean.autograd.elementwise import floating
+from minilean.autograd.elementwise import as_dtype, floating
 from minilean.autograd.function import Function
-from minilean.autograd.tensor import Tensor, dims_arg, is_int
+from minilean.autograd.tensor import DEFAULT_INT_DTYPE, Tensor, dims_arg, is_int
 from minilean.backend import array_module
 
 
@@ -130,6 +130,8 @@ class Extremum(Function):
     """y = max_{i in axes} x_i (or min);  dy/dx_i = [x_i = y] / #{j : x_j = y}.
 
     Ties share the gradient equally (as ``torch.amax``), so the gradient still sums to one.
+    A slice holding nan has y = nan, which no x_i equals: its gradient is 0/0 = nan throughout,
+    as ``torch.amax`` (``torch.max`` without a dim sends it to the nans).
     """
     @staticmethod
     def forward(ctx, x, axes=(), keepdim=False, largest=True):
@@ -151,6 +153,9 @@ def _shifted_exp(x, axis):
     softmax and logsumexp are unchanged by subtracting a constant along ``axis``; after the
     shift the largest exponent is 0, so nothing overflows and at least one term is 1.
     An all -inf slice has max -inf; shifting by 0 there keeps the result -inf instead of nan.
+    So does a slice holding +inf: its softmax is then inf/inf = nan at the +infs and 0 elsewhere
+    (the limit is 1 and 0), and log_softmax nan and -inf, its gradient finite off the +infs;
+    PyTorch's x - max x is nan there, and its softmax and gradients nan throughout.
     Over an empty axis (attention with no keys) the max has no value and nothing can overflow:
     the shift is 0, so a softmax over no terms is empty and their logsumexp is -inf.
     """
@@ -221,6 +226,8 @@ class LogSoftmax(Function):
 # --- the functional forms (PyTorch's names) -----------------------------------------------
 
 def sum(x, dim=None, keepdim=False):
+    if x.dtype.kind == "u" and x.dtype.itemsize < 8:  # PyTorch's int64, not NumPy's uint64
+        x = as_dtype(x, DEFAULT_INT_DTYPE)
     return Sum.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim)
 
 

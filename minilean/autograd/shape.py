@@ -4,6 +4,8 @@ None of these change values, only where they sit, so each backward puts the grad
 where the values came from: reshape it back, permute it back, scatter it back into zeros.
 Views are returned wherever NumPy/CuPy give them, so most of these cost no copy.
 """
+import math
+
 import numpy
 
 from minilean import backend
@@ -311,6 +313,8 @@ def pad(x, pad, value=0.0):
         raise ValueError(f"pad {pad} must have an even length of at most 2 * {x.ndim}")
     if any(width < 0 for width in pad):
         raise ValueError(f"pad widths must be non-negative, got {pad}")
+    if any(pad) and x.dtype.kind in "iu" and not math.isfinite(value):  # NumPy: garbage
+        raise ValueError(f"pad value {value} cannot be written into a {x.dtype} tensor")
     padded_axes = len(pad) // 2
     widths = [(0, 0)] * (x.ndim - padded_axes) + [
         (pad[2 * k], pad[2 * k + 1]) for k in reversed(range(padded_axes))]

@@ -10,6 +10,7 @@ from minilean import backend
 from minilean.autograd.conv import conv2d, conv_transpose2d  # noqa: F401 (re-export)
 from minilean.autograd.elementwise import (abs, exp, gelu, leaky_relu, log, relu,  # noqa: F401
                                            sigmoid, silu, softplus, tanh, where)
+from minilean.autograd.elementwise import floating
 from minilean.autograd.linalg import linear, matmul  # noqa: F401
 from minilean.autograd.loss import REDUCTIONS, mse_loss, warn_if_broadcast  # noqa: F401
 from minilean.autograd.norm import group_norm, layer_norm  # noqa: F401
@@ -50,6 +51,7 @@ def dropout(input, p=0.5, training=True):
     check_probability(p)
     if not training or p == 0.0:
         return input
+    input = floating(input)  # an integer x would be scaled by int(1/(1-p)), 1 for p < 1/2
     if p == 1.0:
         return input * 0.0
     keep = backend.generator(input.device).random(input.shape) >= p
