@@ -207,7 +207,10 @@ MASK = [True, False, True, False]
     ((0, slice(None), MASK), lambda x: x[0][:, MASK]),
     ((slice(None), 0, [1, 2]), lambda x: x[:, 0][:, [1, 2]]),
     ((1, [0, 2], [1, 3]), lambda x: x[1][[0, 2], [1, 3]]),
-    ((Ellipsis, 0, [1, 2]), lambda x: x[..., 0, :][..., [1, 2]])])
+    ((Ellipsis, 0, [1, 2]), lambda x: x[..., 0, :][..., [1, 2]]),
+    # a 0-d integer tensor is an int to PyTorch; repeated indices add up their gradients
+    ((ml.tensor(0), slice(None), [0, 1]), lambda x: x[0][:, [0, 1]]),
+    ((ml.tensor(-1), slice(None), [3, 0, 3]), lambda x: x[-1][:, [3, 0, 3]])])
 def test_an_int_beside_index_arrays_selects_first_as_in_pytorch(index, ints_first):
     values = np.arange(24.0).reshape(2, 3, 4)
     x = ml.tensor(values, requires_grad=True)

@@ -249,6 +249,11 @@ def _index_part(part, xp):
     return part
 
 
+def _selects_one(part):
+    """An int, or a 0-d integer array (from a tensor, say), which PyTorch also takes as an int."""
+    return is_int(part) or (getattr(part, "ndim", None) == 0 and part.dtype.kind in "iu")
+
+
 def _axes_selected(part):
     """How many axes of x one part of an index consumes: a boolean mask its own count, None
     and a bool (which add an axis) none, anything else one."""
@@ -260,23 +265,23 @@ def _axes_selected(part):
 def getitem(x, index):
     """``x[index]``: basic slicing, integer-array and boolean-mask indexing, as in PyTorch.
 
-    That is NumPy's rule but for one case: an int beside index arrays selects first, as
-    plain indexing. NumPy counts it among the arrays, and arrays split by a slice put their
-    axes first: of a (2, 3, 4) x, ``x[0, :, [0, 1]]`` is (2, 3) in NumPy, (3, 2) in PyTorch.
-    So such an index is taken in two steps, the ints (every other axis kept whole), then
-    the rest.
+    That is NumPy's rule but for one case: an int (or a 0-d integer tensor) beside index
+    arrays selects first, as plain indexing. NumPy counts it among the arrays, and arrays
+    split by a slice put their axes first: of a (2, 3, 4) x, ``x[0, :, [0, 1]]`` is (2, 3)
+    in NumPy, (3, 2) in PyTorch. So such an index is taken in two steps, the ints (every
+    other axis kept whole), then the rest.
     """
     xp = x.xp
     if not isinstance(index, tuple):
         return GetItem.apply(x, index=_index_part(index, xp))
     index = tuple(_index_part(part, xp) for part in index)
-    if any(map(is_int, index)) and any(getattr(part, "ndim", 0) > 0 for part in index):
+    if any(map(_selects_one, index)) and any(getattr(part, "ndim", 0) > 0 for part in index):
         ints = []
         for part in index:
-            ints += [part] if is_int(part) or part is Ellipsis else \
+            ints += [part] if _selects_one(part) or part is Ellipsis else \
                 [slice(None)] * _axes_selected(part)
         x = GetItem.apply(x, index=tuple(ints))
-        index = tuple(part for part in index if not is_int(part))
+        index = tuple(part for part in index if not _selects_one(part))
     return GetItem.apply(x, index=index)
 
 
