@@ -47,13 +47,13 @@ class MaxPool2d(Function):
         kh, kw = kernel_size
         windows = windows.reshape(windows.shape[:3] + (kh * kw,) + windows.shape[5:])
         argmax = windows.argmax(axis=3)  # (N, Ho, Wo, C)
-        if any(padding):
-            argmax = _first_inside_where_all_minus_inf(argmax, windows, x.shape[2:], kernel_size,
-                                                       stride, padding)
+        out = xp.take_along_axis(windows, argmax[:, :, :, None], axis=3)[:, :, :, 0]
         if ctx.recording:
+            if any(padding):  # only the gradient depends on which -inf is taken
+                argmax = _first_inside_where_all_minus_inf(argmax, out, x.shape[2:], kernel_size,
+                                                           stride, padding)
             ctx.argmax, ctx.padded_shape, ctx.input_size = argmax, x_pad.shape, x.shape[2:]
             ctx.params = kernel_size, stride, padding
-        out = xp.take_along_axis(windows, argmax[:, :, :, None], axis=3)[:, :, :, 0]
         return out.transpose(0, 3, 1, 2)  # (N, C, Ho, Wo) view
 
     @staticmethod
@@ -70,13 +70,13 @@ class MaxPool2d(Function):
         return crop_to_nchw(grad_x, padding, ctx.input_size)
 
 
-def _first_inside_where_all_minus_inf(argmax, windows, size, kernel_size, stride, padding):
+def _first_inside_where_all_minus_inf(argmax, window_max, size, kernel_size, stride, padding):
     """``argmax``, moved to the window's first position inside the image where no value
     there beats -inf: there the -inf padding ties with the input, and the argmax may sit in
     the padding, where the gradient would be lost (PyTorch gives it to that first position).
-    windows: (N, Ho, Wo, Kh Kw, C); argmax: (N, Ho, Wo, C)."""
-    xp = array_module(windows)
-    stuck = windows.max(axis=3) == -xp.inf  # (N, Ho, Wo, C)
+    argmax and window_max: (N, Ho, Wo, C)."""
+    xp = array_module(window_max)
+    stuck = window_max == -xp.inf  # (N, Ho, Wo, C)
     if not stuck.any():
         return argmax
     inside = xp.ones((1,) + tuple(size) + (1,), dtype=bool)  # (1, H, W, 1)
