@@ -1,8 +1,10 @@
 """mse_loss (a fused primitive): gradcheck and torch oracle for every reduction and a
 broadcast target, plus a bad reduction."""
+import numpy as np
 import pytest
 from hypothesis import strategies as st
 
+import minilean as ml
 from minilean.autograd.loss import mse_loss
 from opcheck import OpCase, binary, op_tests
 
@@ -50,8 +52,6 @@ def test_mean_squared_error_of_nothing_is_nan_with_empty_gradients():
 
 def test_an_integer_target_gives_the_float_inputs_dtype():
     """float32 input and int64 target: float32, as in PyTorch (NumPy alone gives float64)."""
-    import numpy as np
-    import minilean as ml
     loss = mse_loss(ml.tensor([1.0, 1.0, 1.0]), ml.tensor([1, 2, 4]))
     assert loss.dtype == np.float32
     assert loss.item() == pytest.approx((0 + 1 + 9) / 3)
@@ -59,8 +59,6 @@ def test_an_integer_target_gives_the_float_inputs_dtype():
 
 def test_two_integer_tensors_give_float32():
     """As the other real-valued ops of integers (PyTorch refuses them); NumPy gave float64."""
-    import numpy as np
-    import minilean as ml
     for reduction in ("mean", "sum", "none"):
         loss = mse_loss(ml.tensor([1, 1, 1]), ml.tensor([1, 2, 4]), reduction=reduction)
         assert loss.dtype == np.float32

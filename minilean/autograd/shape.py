@@ -319,7 +319,8 @@ def pad(x, pad, value=0.0):
     if any(width < 0 for width in pad):
         raise ValueError(f"pad widths must be non-negative, got {pad}")
     if any(pad) and x.dtype.kind in "iu" and not math.isfinite(value):  # NumPy: garbage
-        raise ValueError(f"pad value {value} cannot be written into a {x.dtype} tensor")
+        raise ValueError(f"pad value {value} cannot be written into a tensor of {x.dtype}; "
+                         f"expected a finite number")
     padded_axes = len(pad) // 2
     widths = [(0, 0)] * (x.ndim - padded_axes) + [
         (pad[2 * k], pad[2 * k + 1]) for k in reversed(range(padded_axes))]
