@@ -155,10 +155,23 @@ def test_bench_models_alternates_which_framework_goes_first(monkeypatch):
     assert ours >= 0 and theirs >= 0
 
 
+def lsgan_and_torch_peers(bench_models, latent, image_shape, hidden):
+    """A float64 LSGAN generator and discriminator, and their torch peers holding the same
+    weights."""
+    from minilean.models.gan import Discriminator, Generator
+    generator = Generator(latent, image_shape, hidden).to(dtype="float64")
+    discriminator = Discriminator(image_shape, hidden).to(dtype="float64")
+    torch_generator = bench_models.TorchGenerator(generator).double()
+    torch_discriminator = bench_models.TorchDiscriminator(image_shape, hidden).double()
+    bench_models.copy_weights(generator, torch_generator)
+    bench_models.copy_weights(discriminator, torch_discriminator)
+    return generator, discriminator, torch_generator, torch_discriminator
+
+
 def test_hand_written_zoo_peers_compute_minilean_losses(monkeypatch, rng):
     """``bench_models.py``'s MAE (attention, LayerNorm, GELU, masking) and GAN peers, written
     by hand rather than read off minilean's layers: loss and every gradient, in float64."""
-    from minilean.models.gan import Discriminator, Generator, generator_loss
+    from minilean.models.gan import generator_loss
     from minilean.models.mae import MaskedAutoencoder, mae_loss, patchify
 
     bench_models = benchmark_module(monkeypatch, "bench_models")
@@ -180,12 +193,8 @@ def test_hand_written_zoo_peers_compute_minilean_losses(monkeypatch, rng):
         mae, torch_mae, lambda: mae_loss(mae, minilean.tensor(images), mask),
         torch_mae_loss)) < 1e-12
 
-    generator = Generator(8, (3, 8, 8), 16).to(dtype="float64")
-    discriminator = Discriminator((3, 8, 8), 16).to(dtype="float64")
-    torch_generator = bench_models.TorchGenerator(generator).double()
-    torch_discriminator = bench_models.TorchDiscriminator((3, 8, 8), 16).double()
-    bench_models.copy_weights(generator, torch_generator)
-    bench_models.copy_weights(discriminator, torch_discriminator)
+    generator, discriminator, torch_generator, torch_discriminator = lsgan_and_torch_peers(
+        bench_models, 8, (3, 8, 8), 16)
     z = rng.standard_normal((4, 8))
 
     def torch_generator_loss():
@@ -238,7 +247,7 @@ def test_torch_vqvae_and_lsgan_discriminator_compute_minilean_losses(monkeypatch
     """``bench_models.py``'s VQ-VAE peer (nearest codes, straight-through, codebook and
     commitment terms) with every code in use, and the LSGAN discriminator's loss (reals to
     1, detached fakes to 0): loss and every gradient, in float64."""
-    from minilean.models.gan import Discriminator, Generator, discriminator_loss
+    from minilean.models.gan import discriminator_loss
     from minilean.models.vqvae import VQVAE, vqvae_loss
 
     bench_models = benchmark_module(monkeypatch, "bench_models")
@@ -261,12 +270,8 @@ def test_torch_vqvae_and_lsgan_discriminator_compute_minilean_losses(monkeypatch
         model, torch_model, minilean_loss,
         lambda: torch_model.loss(torch.from_numpy(images), 0.25))) < 1e-12
 
-    generator = Generator(4, (2, 4, 4), 8).to(dtype="float64")
-    discriminator = Discriminator((2, 4, 4), 8).to(dtype="float64")
-    torch_generator = bench_models.TorchGenerator(generator).double()
-    torch_discriminator = bench_models.TorchDiscriminator((2, 4, 4), 8).double()
-    bench_models.copy_weights(generator, torch_generator)
-    bench_models.copy_weights(discriminator, torch_discriminator)
+    generator, discriminator, torch_generator, torch_discriminator = lsgan_and_torch_peers(
+        bench_models, 4, (2, 4, 4), 8)
     z, real = rng.standard_normal((3, 4)), rng.uniform(-1, 1, (3, 2, 4, 4))
 
     def torch_discriminator_loss():
