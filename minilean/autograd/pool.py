@@ -74,11 +74,10 @@ def _first_inside_where_all_minus_inf(argmax, window_max, size, kernel_size, str
     """``argmax``, moved to the window's first position inside the image where no value
     there beats -inf: there the -inf padding ties with the input, and the argmax may sit in
     the padding, where the gradient would be lost (PyTorch gives it to that first position).
-    argmax and window_max: (N, Ho, Wo, C)."""
+    argmax and window_max: (N, Ho, Wo, C). Always computed: asking first whether any window
+    is stuck would make the host wait for a GPU at every such forward."""
     xp = array_module(window_max)
     stuck = window_max == -xp.inf  # (N, Ho, Wo, C)
-    if not stuck.any():
-        return argmax
     inside = xp.ones((1,) + tuple(size) + (1,), dtype=bool)  # (1, H, W, 1)
     inside = im2col(to_padded_nhwc(inside.transpose(0, 3, 1, 2), padding, value=False),
                     kernel_size, stride, (1, 1))  # (1, Ho, Wo, Kh, Kw, 1)
