@@ -222,6 +222,17 @@ def test_an_int_beside_index_arrays_selects_first_as_in_pytorch(index, ints_firs
                                   np.bincount(chosen, minlength=24).reshape(2, 3, 4))
 
 
+@pytest.mark.parametrize("index, shape", [([], (0, 3, 4)), (([], slice(None), 1), (0, 3)),
+                                         ((slice(None), []), (2, 0, 4))])
+def test_an_empty_list_index_picks_nothing(index, shape):
+    """NumPy makes [] a float64 array, which it refuses as an index; PyTorch picks nothing."""
+    x = ml.tensor(np.arange(24.0).reshape(2, 3, 4), requires_grad=True)
+    picked = x[index]
+    assert picked.shape == shape
+    picked.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.zeros((2, 3, 4)))
+
+
 def test_boolean_mask_from_a_comparison_selects_and_routes_gradients():
     x = ml.tensor([[1.0, -2.0], [-3.0, 4.0]], requires_grad=True)
     picked = x[x > 0]

@@ -245,7 +245,11 @@ def _index_part(part, xp):
     if isinstance(part, Tensor):
         return part.data
     if isinstance(part, (list, numpy.ndarray)):
-        return xp.asarray(part)
+        array = xp.asarray(part)
+        # [] holds no number to take a dtype from, so NumPy makes it float64, which no index
+        # may be; as an index it picks nothing (PyTorch: an empty selection)
+        return array.astype(numpy.int64) if array.size == 0 and array.dtype.kind == "f" \
+            else array
     return part
 
 
