@@ -16,8 +16,10 @@ import numpy
 from hypothesis import strategies as st
 
 from proofs.framework import statement
+from proofs.gradients import backward_name, upstream
 from proofs.mutation import mutant
-from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, mp_tolerance, reals
+from proofs.numerics import (ENGINE_DTYPES, engine, gamma, host, mp, mp_tolerance, reals,
+                             underflow)
 
 DIFFUSION = "minilean.models.diffusion"
 
@@ -231,3 +233,60 @@ def eps_loss_on_v(original):
     from minilean.models import diffusion
     return lambda eps_model, alpha_bar, x0, t, eps: diffusion.v_prediction_loss(
         eps_model, alpha_bar, x0, t, eps)
+
+
+# --- q_sample's backward ---------------------------------------------------------------------
+
+@statement(backward_name("q_sample"), about=(f"{DIFFUSION}.q_sample", f"{DIFFUSION}.QSample"),
+           given=st.tuples(_example(), st.integers(0, 2 ** 16), st.booleans()).map(
+               lambda drawn: dict(drawn[0], seed=drawn[1], one_timestep=drawn[2])),
+           max_examples=15)
+def q_sample_backward(check, betas, t, x0, eps, c, seed, one_timestep):
+    """backward of x_t = q_sample(x0, t, eps) = sqrt(a_t) x0 + sqrt(1 - a_t) eps at (x0, eps),
+    applied to g, equals (sum_j g_j dx_t,j/dx0, sum_j g_j dx_t,j/deps) (mpmath.diff of the
+    definition), one timestep per row or t as one integer: g sqrt(a_t) for x0 and
+    g sqrt(1 - a_t) for eps. Bound gamma_4 |g| sqrt(a_t) (and sqrt(1 - a_t)): the coefficient
+    in float64 (1 - a: 1, sqrt: 1), cast to the dtype (1), times g (1)."""
+    from minilean.models import diffusion
+    alpha_bar = diffusion.alpha_bars(betas)
+    steps = [int(t[0])] * len(t) if one_timestep else list(t)
+    g_values = upstream(seed, x0.shape)
+    for dtype in ENGINE_DTYPES:
+        x0_, eps_ = engine(x0, dtype, requires_grad=True), engine(eps, dtype, requires_grad=True)
+        x_t = diffusion.q_sample(alpha_bar, x0_, steps[0] if one_timestep else t, eps_)
+        x_t.backward(engine(g_values, dtype))
+        for row, step in enumerate(steps):
+            a = mp(alpha_bar[step])
+            g = mp(g_values[row])
+            for which, tensor in enumerate((x0_, eps_)):
+                references = []
+                for index in range(x0.shape[1]):
+                    def loss(v, index=index, which=which):
+                        x, e = mp(x0[row]), mp(eps[row])
+                        (x if which == 0 else e)[index] = v
+                        return mpmath.fsum(gj * (mpmath.sqrt(a) * xj + mpmath.sqrt(1 - a) * ej)
+                                           for gj, xj, ej in zip(g, x, e))
+                    references.append(mpmath.diff(loss, (x0 if which == 0 else eps)[row][index]))
+                scale = mpmath.sqrt(a) if which == 0 else mpmath.sqrt(1 - a)
+                bounds = [gamma(4, dtype) * abs(gj) * scale + underflow(4, dtype) for gj in g]
+                check.holds(tensor.grad is not None, f"q_sample: no gradient for input {which}")
+                check.holds(tensor.grad.dtype == tensor.dtype and
+                            tensor.grad.shape == tensor.shape,
+                            f"q_sample: gradient is {tensor.grad.dtype} {tensor.grad.shape}")
+                check.close(host(tensor.grad)[row], references, bounds,
+                            f"q_sample d/d{('x0', 'eps')[which]}, row {row}, t = {step} "
+                            f"({dtype.__name__})")
+
+
+@mutant("q_sample backward with the coefficients swapped", f"{DIFFUSION}.QSample.backward",
+        caught_by=[backward_name("q_sample")])
+def q_sample_backward_swapped(original):
+    """QSample.backward returns (g sqrt(1 - a), g sqrt(a)): each input the other's slope (the
+    forward right, so every value statement passes)."""
+    def backward(ctx, grad):
+        from minilean.autograd.function import unbroadcast
+        need_x0, need_eps = ctx.needs_input_grad
+        x0_shape, eps_shape = ctx.shapes
+        return (unbroadcast(grad * ctx.noise, x0_shape) if need_x0 else None,
+                unbroadcast(grad * ctx.signal, eps_shape) if need_eps else None)
+    return backward
