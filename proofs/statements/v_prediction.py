@@ -101,10 +101,12 @@ def v_target_value(check, betas, t, x0, eps, c):
                   f"{DIFFUSION}.alpha_bar_at"),
            given=_example())
 def eps_from_v(check, betas, t, x0, eps, c):
-    """v_model = v_target  =>  eps_model_from_v(v_model)(x_t, t) = sqrt(1 - a) x_t + sqrt(a) v
-    = eps: the identity at 50 digits on the engine's x_t and v, and the engine's eps_hat
-    against eps within the rounding of x_t, v and its own (float coefficients: sqrt in float64
-    and the cast, 3; product 1; sum 1 -> gamma_5)."""
+    """v_model(x, tau) = v_target(x0, tau, eps)  =>  eps_model_from_v(v_model)(x_t, t)
+    = sqrt(1 - a_t) x_t + sqrt(a_t) v_model(x_t, t) = eps: the identity at 50 digits on the
+    engine's x_t and v, and the engine's eps_hat against eps within the rounding of x_t, v and
+    its own (float coefficients: sqrt in float64 and the cast, 3; product 1; sum 1 ->
+    gamma_5). The v-model depends on the timestep it is called at (v_target at tau), so the
+    model must be called at the very t whose a_t converts its output."""
     from minilean.models import diffusion
     alpha_bar = diffusion.alpha_bars(betas)
     for dtype in ENGINE_DTYPES:
@@ -113,7 +115,10 @@ def eps_from_v(check, betas, t, x0, eps, c):
             x0_, eps_ = engine(x0[row], dtype), engine(eps[row], dtype)
             x_t = diffusion.q_sample(alpha_bar, x0_, int(step), eps_)
             v = diffusion.v_target(alpha_bar, x0_, int(step), eps_)
-            eps_model = diffusion.eps_model_from_v(lambda x, time: v, alpha_bar)
+            # the v-model is v_target at the time it is called with: right only at t itself,
+            # so a conversion at one timestep of a model called at another shows
+            eps_model = diffusion.eps_model_from_v(
+                lambda x, time: diffusion.v_target(alpha_bar, x0_, time, eps_), alpha_bar)
             eps_hat = host(eps_model(x_t, int(step)))
             xs, vs = mp(host(x_t)), mp(host(v))
             exact_on_engine = [n * a + s * b for a, b in zip(xs, vs)]
@@ -290,3 +295,12 @@ def q_sample_backward_swapped(original):
         return (unbroadcast(grad * ctx.noise, x0_shape) if need_x0 else None,
                 unbroadcast(grad * ctx.signal, eps_shape) if need_eps else None)
     return backward
+
+
+@mutant("eps_model_from_v calls the model at t - 1", f"{DIFFUSION}.eps_model_from_v",
+        caught_by=["epsModelFromV_recovers_eps"])
+def eps_from_v_previous_timestep(original):
+    """eps_model_from_v converts with a_t but calls v_model(x_t, t - 1), the timestep the
+    sampler steps to (t = 0 wraps to the last entry of the schedule, as an index does)."""
+    return lambda v_model, alpha_bar: original(
+        lambda x_t, t: v_model(x_t, t - 1), alpha_bar)
