@@ -37,7 +37,8 @@ from hypothesis import strategies as st
 from proofs.framework import statement
 from proofs.gradients import backward_name, check_against_replay, check_gradient, upstream
 from proofs.mutation import mutant
-from proofs.numerics import ENGINE_DTYPES, engine, gamma, mp_array, real_array, underflow
+from proofs.numerics import (ENGINE_DTYPES, engine, gamma, mp_array, mp_tolerance, real_array,
+                             underflow, unit_roundoff)
 from proofs.running_error import Carried
 
 NORM = "minilean.autograd.norm"
@@ -165,6 +166,44 @@ def layer_norm_backward_matches_vjp(check, x, normalized_shape, weight, bias, se
             if tensor is not None:  # an affine input not passed
                 check_against_replay(check, tensor, reference, replayed, dtype,
                                      f"layer_norm {normalized_shape} {name} ({dtype.__name__})")
+
+
+@statement("layerNorm_value", about=(f"{NORM}.layer_norm",), given=_layer_norm_inputs(),
+           max_examples=15)
+def layer_norm_value(check, x, normalized_shape, weight, bias, seed):
+    """layer_norm(x) = w (x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps) + b over each group
+    of the last axis or two (eps = 1e-5; w and b, or either alone, or neither), against its
+    50-digit value; bound: the engine's steps carried (running error: mean, x - mean, the
+    mean of squares, + eps, sqrt, 1 /, xhat = c r, times w, plus b), the replay's exact value
+    the reference's at 50 digits."""
+    from minilean.nn import functional as F
+    size = math.prod(normalized_shape)
+    w = mp_array(numpy.ones(size) if weight is None else weight).reshape(-1)
+    b = mp_array(numpy.zeros(size) if bias is None else bias).reshape(-1)
+    reference = []
+    for group in _by_group(mp_array(x), size):
+        xhat, _ = _standardized(list(group), EPS)
+        reference += [wi * xi + bi for wi, xi, bi in zip(w, xhat, b)]
+    for dtype in ENGINE_DTYPES:
+        u = unit_roundoff(dtype)
+        affine = [None if a is None else Carried.array(a, dtype).reshape(-1)
+                  for a in (weight, bias)]
+        replayed = []
+        for group in _by_group(Carried.array(x, dtype), size):
+            centered, r = _replayed_statistics(list(group), Carried.constant(EPS, dtype))
+            for i, c in enumerate(centered):
+                y = c * r
+                y = y if affine[0] is None else y * affine[0][i]
+                replayed.append(y if affine[1] is None else y + affine[1][i])
+        what = f"layer_norm {normalized_shape} value ({dtype.__name__})"
+        with check.reference():
+            check.close([c.value for c in replayed], reference,
+                        [mp_tolerance(c.error / u) for c in replayed], f"{what}: replay")
+        y = F.layer_norm(engine(x, dtype), normalized_shape,
+                         *(None if a is None else engine(a, dtype) for a in (weight, bias)))
+        check.holds(y.dtype == dtype and y.shape == x.shape,
+                    f"{what}: output is {y.dtype} {y.shape}")
+        check.close(y, reference, [c.error for c in replayed], what)
 
 
 @statement(backward_name("layer_norm_no_affine"), about=(f"{NORM}.layer_norm",),
@@ -835,3 +874,36 @@ def getitem_backward_assigning(original):
         grad_x[ctx.index] = grad
         return grad_x
     return backward
+
+
+@mutant("layer_norm with the unbiased variance", f"{NORM}._standardize",
+        caught_by=["layerNorm_value"])
+def standardize_unbiased(original):
+    """layer_norm standardises by sqrt(sum (x - mean)^2 / (n - 1) + eps), torch.var's
+    default, instead of the biased variance (/ n) that LayerNorm uses."""
+    from minilean.backend import array_module
+
+    def broken(x, axes, eps):
+        xp = array_module(x)
+        x = x.astype(xp.promote_types(x.dtype, xp.float32), copy=False)
+        centered = x - x.mean(axis=axes, keepdims=True)
+        count = math.prod(x.shape[a] for a in axes)
+        inv_std = 1 / xp.sqrt((centered * centered).sum(axis=axes, keepdims=True)
+                              / (count - 1) + eps)
+        return centered * inv_std, inv_std
+    return broken
+
+
+@mutant("layer_norm with eps outside the square root", f"{NORM}._standardize",
+        caught_by=["layerNorm_value"])
+def standardize_eps_outside(original):
+    """layer_norm divides by sqrt(var) + eps instead of sqrt(var + eps)."""
+    from minilean.backend import array_module
+
+    def broken(x, axes, eps):
+        xp = array_module(x)
+        x = x.astype(xp.promote_types(x.dtype, xp.float32), copy=False)
+        centered = x - x.mean(axis=axes, keepdims=True)
+        inv_std = 1 / (xp.sqrt((centered * centered).mean(axis=axes, keepdims=True)) + eps)
+        return centered * inv_std, inv_std
+    return broken
