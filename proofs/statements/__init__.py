@@ -3,4 +3,4 @@ from proofs.statements import (autograd, diffusion, gan, mae, objective, vae, vq
                                 likelihood, wiring, v_prediction,
                                 continuous_schedule, beta_schedule, pixel_likelihood,
                                 layer_backward, pool_backward, variance_backward, optim,
-                                timestep_embedding, vq_codebook, frechet)
+                                timestep_embedding, vq_codebook, frechet, attention)

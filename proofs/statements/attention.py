@@ -1,0 +1,123 @@
+"""Scaled dot-product attention (the MAE's transformer blocks, the U-Net's attention), its
+forward value: ``minilean.nn.functional.scaled_dot_product_attention``.
+
+    o_ik = sum_j p_ij v_jk,   p_ij = softmax_j(s_ij),   s_ij = scale sum_m q_im k_jm + mask_ij
+
+with scale = 1/sqrt(d), a float mask added to the scores and a boolean one removing the keys it
+marks False (a query left with no key gets output 0, as in PyTorch). Bound, per output:
+s_ij carries e_ij <= gamma_{d+5} (scale sum_m |q_im k_jm| + |mask_ij|) (the dot product, d
+roundings; scale in float64, 2, and the cast, 1; the product, 1; the mask's addition, 1);
+p_ij, as a function of the scores, then moves by a factor within e^{+-2 E_i}, E_i = max_j e_ij;
+the softmax's own rounding is relative gamma_{S+2L+2} (1 + spread_i) (the shift x - max, whose
+rounding the exp turns into a relative error of u |s_ij - max s_i|, exp (L), S - 1 additions,
+the division; L = library_roundings); and the product with V, S terms, gamma_S.
+"""
+import math
+
+import mpmath
+import numpy
+from hypothesis import strategies as st
+
+from proofs.framework import statement
+from proofs.mutation import mutant
+from proofs.numerics import ENGINE_DTYPES, engine, gamma, library_roundings, mp, real_array
+
+FUNCTIONAL = "minilean.nn.functional"
+
+
+@st.composite
+def _attention_inputs(draw):
+    """Q (L, d), K (S, d), V (S, dv): L, S in 1..3, d in 2..4 (so 1/sqrt(d) is no 1/d),
+    dv in 1..3, entries in [-2, 2]; no mask, a boolean one (a row may be all False) or a
+    float one in [-3, 3]."""
+    length, source = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    d, dv = draw(st.integers(2, 4)), draw(st.integers(1, 3))
+    kind = draw(st.sampled_from(["none", "bool", "float"]))
+    mask = None
+    if kind == "bool":
+        mask = numpy.asarray(draw(st.lists(st.booleans(), min_size=length * source,
+                                           max_size=length * source))).reshape(length, source)
+    elif kind == "float":
+        mask = real_array(draw, (length, source), -3, 3)
+    return {"q": real_array(draw, (length, d), -2, 2), "k": real_array(draw, (source, d), -2, 2),
+            "v": real_array(draw, (source, dv), -2, 2), "mask": mask}
+
+
+def _reference_and_bounds(q, k, v, mask, dtype):
+    """The 50-digit output and the module docstring's bound, row by row (lists of mpf)."""
+    (length, d), source, dv = q.shape, k.shape[0], v.shape[1]
+    scale = 1 / mpmath.sqrt(d)
+    library = library_roundings(dtype)
+    outputs, bounds = [], []
+    for i in range(length):
+        scores, errors, keep = [], [], []
+        for j in range(source):
+            products = [mp(q[i, m]) * mp(k[j, m]) for m in range(d)]
+            added = 0 if mask is None or mask.dtype == bool else mp(mask[i, j])
+            scores.append(scale * mpmath.fsum(products) + added)
+            errors.append(gamma(d + 5, dtype) * (scale * mpmath.fsum(abs(p) for p in products)
+                                                 + abs(added)))
+            keep.append(True if mask is None or mask.dtype != bool else bool(mask[i, j]))
+        if not any(keep):  # no key to attend to: output 0, exactly
+            outputs += [mpmath.mpf(0)] * dv
+            bounds += [0] * dv
+            continue
+        kept = [s for s, kj in zip(scores, keep) if kj]
+        peak = max(kept)
+        exps = [mpmath.exp(s - peak) if kj else mpmath.mpf(0) for s, kj in zip(scores, keep)]
+        total = mpmath.fsum(exps)
+        p = [e / total for e in exps]
+        largest = max(e for e, kj in zip(errors, keep) if kj)
+        spread = max(peak - s for s in kept)
+        rel = ((mpmath.exp(2 * largest)) * (1 + gamma(source + 2 * library + 2, dtype)
+                                            * (1 + spread)) - 1)
+        for m in range(dv):
+            terms = [pj * abs(mp(v[j, m])) for j, pj in enumerate(p)]
+            outputs.append(mpmath.fsum(pj * mp(v[j, m]) for j, pj in enumerate(p)))
+            bounds.append(mpmath.fsum(terms) * ((1 + rel) * (1 + gamma(source, dtype)) - 1))
+    return outputs, bounds
+
+
+@statement("scaledDotProductAttention_value", about=(f"{FUNCTIONAL}.scaled_dot_product_attention",),
+           given=_attention_inputs(), max_examples=15)
+def attention_value(check, q, k, v, mask):
+    """scaled_dot_product_attention(Q, K, V, mask) = softmax(Q K^T / sqrt(d) + mask) V, the
+    softmax over the keys (a boolean mask removes the keys it marks False, a row with none left
+    gives 0; a float mask is added), against mpmath; bound: the score errors through the
+    softmax (e^{2E} - 1), its own rounding and the product with V (module docstring)."""
+    from minilean.nn import functional as F
+    for dtype in ENGINE_DTYPES:
+        reference, bounds = _reference_and_bounds(q, k, v, mask, dtype)
+        out = F.scaled_dot_product_attention(
+            engine(q, dtype), engine(k, dtype), engine(v, dtype),
+            attn_mask=None if mask is None else mask if mask.dtype == bool
+            else mask.astype(dtype))
+        what = f"attention, mask {None if mask is None else mask.dtype} ({dtype.__name__})"
+        check.holds(out.dtype == dtype and out.shape == (q.shape[0], v.shape[1]),
+                    f"{what}: output is {out.dtype} {out.shape}")
+        check.close(out, reference, bounds, what)
+
+
+@mutant("attention scaled by 1/d", f"{FUNCTIONAL}.attention_weights",
+        caught_by=["scaledDotProductAttention_value"])
+def attention_scaled_by_d(original):
+    """attention's scores scaled by 1/d instead of 1/sqrt(d) (the head size's square root
+    forgotten)."""
+    def broken(query, key, attn_mask=None, is_causal=False, scale=None):
+        return original(query, key, attn_mask, is_causal,
+                        1.0 / query.shape[-1] if scale is None else scale)
+    return broken
+
+
+@mutant("attention's softmax over the queries", f"{FUNCTIONAL}.attention_weights",
+        caught_by=["scaledDotProductAttention_value"])
+def attention_softmax_over_queries(original):
+    """attention's softmax normalises over the query axis (dim=-2) instead of the keys (no
+    mask: the slip a transposed score matrix makes)."""
+    def broken(query, key, attn_mask=None, is_causal=False, scale=None):
+        from minilean.autograd.reduce import softmax
+        if attn_mask is not None or is_causal:
+            return original(query, key, attn_mask, is_causal, scale)
+        scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+        return softmax((query @ key.transpose(-2, -1)) * scale, dim=-2)
+    return broken
