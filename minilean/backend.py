@@ -98,14 +98,27 @@ def erf(array):
     SciPy's when installed, else the standard library's, one element at a time (exact but
     slow, fine for small models). In the array's dtype: SciPy has no float16 loop and gives
     float64 there (and gelu with it)."""
+    return _special("erf", array)
+
+
+def erfc(array):
+    """erfc(x) = 1 - erf(x) of each element, from the same sources as ``erf``, without the
+    cancellation of 1 - erf(x) where erf(x) is near 1 (gelu's Phi(x) = erfc(-x / sqrt 2) / 2
+    keeps its left tail)."""
+    return _special("erfc", array)
+
+
+def _special(name, array):
+    """SciPy's special function ``name`` (cupyx's on a GPU, else ``math.<name>`` element by
+    element) of ``array``, in its dtype."""
     if device_of(array) == "cuda":
-        from cupyx.scipy.special import erf as device_erf
-        return device_erf(array).astype(array.dtype, copy=False)
+        import cupyx.scipy.special
+        return getattr(cupyx.scipy.special, name)(array).astype(array.dtype, copy=False)
     try:
-        from scipy.special import erf as host_erf
+        import scipy.special
     except ImportError:
-        return numpy.vectorize(math.erf, otypes=[array.dtype])(array)
-    return host_erf(array).astype(array.dtype, copy=False)
+        return numpy.vectorize(getattr(math, name), otypes=[array.dtype])(array)
+    return getattr(scipy.special, name)(array).astype(array.dtype, copy=False)
 
 
 def sum_middle_axis(array):

@@ -199,6 +199,7 @@ T rsqrt(T x) {
 
 // CUDA's math functions are overloaded for float and double in the global namespace.
 using std::erf;
+using std::erfc;
 using std::exp;
 using std::fabs;
 using std::isfinite;

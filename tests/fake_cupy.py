@@ -556,6 +556,10 @@ def _erf(x):
     return _wrap(numpy.vectorize(math.erf, otypes=[x.dtype])(_unwrap(x)))
 
 
+def _erfc(x):
+    return _wrap(numpy.vectorize(math.erfc, otypes=[x.dtype])(_unwrap(x)))
+
+
 def RawModule(code, options=(), name_expressions=()):  # noqa: N802  CuPy's name
     """The kernels of ``code``, compiled for and run on the CPU (tests/cuda_on_cpu.py)."""
     import cuda_on_cpu
@@ -584,6 +588,7 @@ cupyx = types.ModuleType("cupyx")
 cupyx.scipy = types.ModuleType("cupyx.scipy")
 cupyx.scipy.special = types.ModuleType("cupyx.scipy.special")
 cupyx.scipy.special.erf = _erf
+cupyx.scipy.special.erfc = _erfc
 
 
 def install(monkeypatch):

@@ -286,6 +286,31 @@ def test_softplus_is_accurate_in_both_tails_and_its_slope_is_sigmoid(dtype, rtol
     np.testing.assert_allclose(x.grad.numpy(), exact_sigmoid(points), rtol=rtol, atol=0)
 
 
+# --- exact GELU in the left tail --------------------------------------------------------------
+
+GELU_POINTS = {np.float32: [-5.5, -5, -4, -3, -2, -0.5, 0, 0.5, 3],
+               np.float64: [-30, -20, -10, -5, -3, -0.5, 0, 0.5, 3]}
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-13)])
+def test_exact_gelu_is_accurate_in_the_left_tail(dtype, rtol):
+    """Phi(x) as (1 + erf(x / sqrt 2)) / 2 cancels for x < 0: 1.4e-6 off in float32 at x = -3,
+    0 from x = -5.9 (float32) and -8.3 (float64). As erfc(-x / sqrt 2) / 2 it does not."""
+    import mpmath
+    points = np.array(GELU_POINTS[dtype], dtype=dtype)
+    with mpmath.workdps(50):  # local: a global mp.dps would leak into later tests
+        phi = [mpmath.ncdf(mpmath.mpf(float(v))) for v in points]
+        slope = [p + mpmath.mpf(float(v)) * mpmath.npdf(mpmath.mpf(float(v)))
+                 for p, v in zip(phi, points)]
+        exact = [float(mpmath.mpf(float(v)) * p) for v, p in zip(points, phi)]
+        slope = [float(s) for s in slope]
+    x = ml.tensor(points, requires_grad=True)
+    y = ew.gelu(x)
+    np.testing.assert_allclose(y.numpy(), exact, rtol=rtol, atol=0)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), slope, rtol=rtol, atol=0)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sigmoid_and_silu_stay_finite_at_huge_and_infinite_inputs(dtype):
     points = np.array([-np.inf, -1e30, -1e4, 1e4, 1e30, np.inf], dtype=dtype)
@@ -406,15 +431,17 @@ def test_a_binary_op_returns_no_gradient_for_an_input_that_needs_none(op, params
     assert [grad is not None for grad in grads] == list(needs)
 
 
+@pytest.mark.parametrize("name", ["erf", "erfc"])
 @pytest.mark.parametrize("scipy_installed", [True, False])
-def test_erf_is_the_standard_librarys_with_or_without_scipy(monkeypatch, scipy_installed):
+def test_erf_is_the_standard_librarys_with_or_without_scipy(monkeypatch, scipy_installed, name):
     if scipy_installed:
         pytest.importorskip("scipy.special")
     else:
         monkeypatch.setitem(sys.modules, "scipy.special", None)  # its import raises ImportError
     x = np.array([[-3.0, -0.5, 0.0], [1e-8, 0.7, 6.0]])
-    np.testing.assert_allclose(ml.backend.erf(x), np.vectorize(math.erf)(x), rtol=1e-15, atol=0)
-    assert ml.backend.erf(x.astype(np.float32)).dtype == np.float32
+    ours, standard = getattr(ml.backend, name), np.vectorize(getattr(math, name))
+    np.testing.assert_allclose(ours(x), standard(x), rtol=1e-15, atol=0)
+    assert ours(x.astype(np.float32)).dtype == np.float32
 
 
 def test_leaky_relu_of_integers_keeps_its_slope():
@@ -540,3 +567,66 @@ nan, inf = np.nan, np.inf
 ])
 def test_documented_gradients_at_special_values(op, values, grad):
     np.testing.assert_array_equal(_value_and_grad(op, values)[1], grad)
+
+
+# --- integer and bool edges against PyTorch ---------------------------------------------------
+
+@pytest.mark.parametrize("expression", [
+    lambda lib, t: t + 300, lambda lib, t: t * -1, lambda lib, t: 1000 - t,
+    lambda lib, t: t * 100000, lambda lib, t: lib.where(t > 4, t, -1)])
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_out_of_range_integer_scalars_wrap_as_in_pytorch(expression, dtype):
+    """NumPy refused ``uint8 + 300`` (OverflowError); PyTorch stores 300 as 44."""
+    check_integer_edge_against_torch(expression, np.array([0, 5, 100, 3], dtype=dtype))
+
+
+@pytest.mark.parametrize("x_dtype, bound_dtype", [("float16", "int64"), ("float32", "float64"),
+                                                  ("int32", "int64"), ("uint8", "float32")])
+def test_clamp_by_a_tensor_gives_pytorchs_result_dtype(x_dtype, bound_dtype):
+    """A float16 x clamped by an int64 tensor came out in float64 (NumPy's clip)."""
+    bound = np.array([1, 2, 9, 0], dtype=bound_dtype)
+    check_integer_edge_against_torch(
+        lambda lib, t: lib.clamp(t, min=lib.tensor(bound) if lib is ml else torch_of(bound)),
+        np.array([0, 5, 100, 3], dtype=x_dtype))
+
+
+def torch_of(array):
+    return _torch().from_numpy(array.copy())
+
+
+def check_integer_edge_against_torch(expression, data):
+    pytest.importorskip("torch")
+    out = expression(ml, ml.tensor(data))
+    expected = expression(_torch(), torch_of(data))
+    assert str(out.dtype) == str(expected.dtype).removeprefix("torch.")
+    np.testing.assert_array_equal(out.numpy(), expected.numpy())
+
+
+def test_clamp_of_an_integer_tensor_clips_bounds_outside_its_dtype():
+    """clamp(uint8, min=-1) raised NumPy's OverflowError. PyTorch gives uint8 255s there (it
+    converts -1 to 255) and refuses max=300; minilean clips each bound to the dtype's range."""
+    x = ml.tensor(np.array([0, 5, 200], dtype=np.uint8))
+    for out in (ml.clamp(x, min=-1), ml.clamp(x, -1, 300), x.clamp(max=1000)):
+        assert out.dtype == np.uint8 and out.tolist() == [0, 5, 200]
+    assert ml.clamp(x, 300).tolist() == [255, 255, 255]
+    assert ml.clamp(ml.tensor(np.int8([-100, 100])), -200, 50).tolist() == [-100, 50]
+
+
+@pytest.mark.parametrize("name, expression", [
+    ("relu", lambda lib, m: lib.relu(m)), ("abs", lambda lib, m: lib.abs(m)),
+    ("subtraction", lambda lib, m: m - m), ("subtraction", lambda lib, m: 1 - m),
+    ("subtraction", lambda lib, m: m - 1), ("matmul", lambda lib, m: m @ m)])
+def test_ops_pytorch_refuses_on_bool_tensors_are_refused(name, expression):
+    """relu of bool was int64, 1 - mask int64, abs and matmul accepted (matmul a logical or of
+    ands); PyTorch refuses all of them."""
+    torch = pytest.importorskip("torch")
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        expression(torch, torch.tensor([True, False]))
+    with pytest.raises(TypeError, match=f"{name} of a bool tensor is not supported"):
+        expression(ml, ml.tensor([True, False]))
+
+
+def test_integer_to_a_negative_integer_power_is_refused():
+    """The exponent -1 is not wrapped into uint8 (it would be 255), as PyTorch refuses it."""
+    with pytest.raises(ValueError, match="Integers to negative integer powers"):
+        ml.tensor(np.uint8([2, 3])) ** -1

@@ -5,7 +5,7 @@ import math
 
 from minilean import backend
 from minilean.autograd.function import Function, unbroadcast
-from minilean.autograd.elementwise import as_tensor, as_tensors
+from minilean.autograd.elementwise import as_tensor, as_tensors, refuse_bool
 from minilean.autograd.tensor import Tensor
 from minilean.backend import array_module
 
@@ -85,7 +85,7 @@ class Matmul(Function):
 def matmul(a, b):
     # an integer tensor with a float one is converted to the float's dtype, as in the binary
     # ops: NumPy alone would compute int64 @ float32 in float64
-    a, b = as_tensors(a, b)
+    a, b = as_tensors(*refuse_bool("matmul", a, b))
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul needs operands with at least one dimension, got shapes "
                          f"{a.shape} and {b.shape}")

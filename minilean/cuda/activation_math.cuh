@@ -32,7 +32,7 @@ template <int KIND, typename T> __device__ T activation(T x, T slope) {
     case RELU: return x <= T(0) ? T(0) : x;
     case LEAKY_RELU: return x > T(0) ? x : slope * x;
     case SILU: return x * tail_accurate_sigmoid(x);
-    case GELU: return x * T(0.5) * (T(1) + erf(x * T(INV_SQRT_2)));
+    case GELU: return x * T(0.5) * erfc(x * T(-INV_SQRT_2));  // Phi(x): no 1 + erf to cancel
     case GELU_TANH: return x * tail_accurate_sigmoid(gelu_two_u(x));
     case SIGMOID: return tail_accurate_sigmoid(x);
     default: return tanh(x);
@@ -48,7 +48,7 @@ template <int KIND, typename T> __device__ T activation_derivative(T x, T slope)
       return s * (T(1) + x * (T(1) - s));
     }
     case GELU:  // Phi(x) + x phi(x)
-      return T(0.5) * (T(1) + erf(x * T(INV_SQRT_2))) + x * T(INV_SQRT_2PI) * exp(T(-0.5) * x * x);
+      return T(0.5) * erfc(x * T(-INV_SQRT_2)) + x * T(INV_SQRT_2PI) * exp(T(-0.5) * x * x);
     case GELU_TANH: {  // s + x s (1 - s) 2u',  s = sigma(2u)
       const T s = tail_accurate_sigmoid(gelu_two_u(x));
       const T slope_two_u = T(2 * SQRT_2_OVER_PI) * (T(1) + T(3 * GELU_CUBIC) * x * x);

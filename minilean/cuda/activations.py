@@ -38,7 +38,7 @@ def reference(kind, x, slope=0.01):
         sigma = tail_accurate_sigmoid(x)
         return x * sigma, sigma * (1 + x * (1 - sigma))
     if kind == "gelu":
-        phi = 0.5 * (1 + numpy.vectorize(math.erf, otypes=[x.dtype])(x / math.sqrt(2)))
+        phi = 0.5 * numpy.vectorize(math.erfc, otypes=[x.dtype])(-x / math.sqrt(2))
         return x * phi, phi + x * numpy.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
     if kind == "gelu_tanh":
         s = tail_accurate_sigmoid(2 * math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))
