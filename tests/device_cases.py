@@ -676,6 +676,24 @@ def check_a_host_copy_while_capturing_is_a_clear_error():
     numpy.testing.assert_array_equal(captured(numpy.zeros(3)).get(), [1.0, 1.0, 1.0])
 
 
+def check_an_interrupted_capture_leaves_none_open():
+    """Ctrl-C while capturing reaches the caller, and the capture is ended: a later one works
+    (an open capture on the stream would fail every capture after it)."""
+    from minilean.cuda.graph import CapturedCall
+    calls = []
+
+    def interrupted(x):  # the first call is the warm-up, the second the capture
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return x + 1.0
+
+    with pytest.raises(KeyboardInterrupt):
+        CapturedCall(interrupted, (numpy.ones(3),))
+    captured = CapturedCall(lambda x: x * 2.0, (numpy.ones(3),))
+    numpy.testing.assert_array_equal(captured(numpy.ones(3)).get(), [2.0, 2.0, 2.0])
+
+
 def check_fused_clipping_in_a_graph_clips_its_own_gradients():
     """Inside a graph the fused kernels read a table of the addresses of arrays made while
     capturing: it is filled once the capture has ended, and it is the graph's own, so clipping

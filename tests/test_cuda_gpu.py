@@ -14,6 +14,7 @@ import pytest
 from device_cases import (FRESH_GRAD_CASES, MIXED_DTYPE_OPS, MODEL_COMMAND_RUNS, OPS,
                           TAIL_ACTIVATIONS, assert_fresh_grads,
                           check_a_host_copy_while_capturing_is_a_clear_error,
+                          check_an_interrupted_capture_leaves_none_open,
                           check_fused_clipping_in_a_graph_clips_its_own_gradients,
                           check_captured_call_bakes_in_host_numbers,
                           check_captured_call_replays_on_new_inputs,
@@ -202,6 +203,10 @@ def test_captured_products_use_minilean_kernel(rng):
 
 def test_a_host_copy_while_capturing_is_a_clear_error():
     check_a_host_copy_while_capturing_is_a_clear_error()
+
+
+def test_an_interrupted_capture_leaves_none_open():
+    check_an_interrupted_capture_leaves_none_open()
 
 
 def test_fused_clipping_in_a_graph_clips_the_graphs_own_gradients():

@@ -29,6 +29,7 @@ import fake_cupy
 import minilean
 from device_cases import (MIXED_DTYPE_OPS, MODEL_COMMAND_RUNS, OPS, TAIL_ACTIVATIONS,
                           check_a_host_copy_while_capturing_is_a_clear_error,
+                          check_an_interrupted_capture_leaves_none_open,
                           check_fused_clipping_in_a_graph_clips_its_own_gradients,
                           check_captured_call_bakes_in_host_numbers,
                           check_captured_call_replays_on_new_inputs,
@@ -276,6 +277,10 @@ def test_captured_products_use_minilean_kernel(rng, fake_cuda):
 
 def test_a_host_copy_while_capturing_is_a_clear_error(fake_cuda):
     check_a_host_copy_while_capturing_is_a_clear_error()
+
+
+def test_an_interrupted_capture_leaves_none_open(fake_cuda):
+    check_an_interrupted_capture_leaves_none_open()
 
 
 def test_a_captured_call_refuses_inputs_of_another_shape(fake_cuda):

@@ -114,6 +114,9 @@ class CapturedCall:
                     self._end_failed_capture()
                     raise GraphCaptureError(f"cannot capture {_name(function)} as a CUDA graph: "
                                             f"{_first_line(error)}") from error
+                except BaseException:  # Ctrl-C: stop as asked, but leave no stream capturing
+                    self._end_failed_capture()
+                    raise
         finally:
             _recording = None
         with self._stream:
