@@ -338,9 +338,9 @@ def test_a_decompression_bomb_is_skipped_with_a_warning(tmp_path, capsys, side):
         str(tmp_path / "in" / "bomb.png")]
 
 
-def test_pillows_warnings_reach_stderr_as_one_line_naming_the_file(tmp_path):
+def test_what_pillow_says_reaches_stderr_as_one_line_naming_the_file(tmp_path):
     """Python would print each of Pillow's warnings as two lines (the second a line of Pillow's
-    source) without the file's name."""
+    source), and its log messages, all without the file's name."""
     import struct
     (tmp_path / "in").mkdir()
     # A palette PNG with per-entry alpha (a tRNS of bytes): Pillow warns when such an image is
@@ -356,11 +356,23 @@ def test_pillows_warnings_reach_stderr_as_one_line_naming_the_file(tmp_path):
             + struct.pack("<HHII", 0x0112, 3, 1, 6)[:10])
     (tmp_path / "in" / "b_photo.jpg").write_bytes(
         jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + jpeg[2:])
+    # A TIFF claiming 5000 samples per pixel: Pillow logs an error (Python prints it unnamed,
+    # as no logging is set up) and then fails to identify the file.
+    Image.new("RGB", (4, 4)).save(tmp_path / "in" / "c_scan.tiff")
+    tiff = bytearray((tmp_path / "in" / "c_scan.tiff").read_bytes())
+    ifd = struct.unpack("<I", tiff[4:8])[0]
+    entries = [ifd + 2 + 12 * index for index in range(struct.unpack("<H", tiff[ifd:ifd + 2])[0])]
+    samples = next(entry for entry in entries if tiff[entry:entry + 2] == struct.pack("<H", 277))
+    tiff[samples + 8:samples + 10] = struct.pack("<H", 5000)
+    (tmp_path / "in" / "c_scan.tiff").write_bytes(tiff)
     result = subprocess.run(
         [sys.executable, "-m", "minilean", "data", "convert", "image-folder",
          f"--input={tmp_path / 'in'}", f"--x-output={tmp_path / 'x.npy'}", "--height=4",
-         "--width=4"], capture_output=True, text=True)
+         "--width=4", "--ext=.png,.jpg,.tiff"], capture_output=True, text=True)
     assert result.returncode == 0
-    assert result.stderr == (f"warning: {tmp_path / 'in' / 'b_photo.jpg'}: Corrupt EXIF data. "
-                             "Expecting to read 12 bytes but only got 10.\n")
+    photo, scan = tmp_path / "in" / "b_photo.jpg", tmp_path / "in" / "c_scan.tiff"
+    assert result.stderr.splitlines() == [
+        f"warning: {photo}: Corrupt EXIF data. Expecting to read 12 bytes but only got 10.",
+        f"warning: skipping unreadable image {scan}: cannot identify image file '{scan}'",
+        f"warning: {scan}: More samples per pixel than can be decoded: 5000"]
     assert numpy.load(tmp_path / "x.npy")[0, :, 0].tolist() == [grey[0].tolist()] * 3

@@ -7,13 +7,15 @@ to height x width ignoring the aspect ratio. With ``labels_from_dirs`` the label
 the index of its top-level sub-directory among the sorted sub-directory names; deeper nesting
 stays in that class. Unreadable files (and decompression bombs: a header claiming more pixels
 than Pillow's limit, ``Image.MAX_IMAGE_PIXELS``) are skipped with a warning that names them;
-Pillow's own warnings about a file it reads (corrupt EXIF data, say) are passed on as one line
-that names the file.
+what Pillow itself says about a file it reads (warnings such as corrupt EXIF data, log messages)
+is passed on as one line that names the file.
 
 The outputs (images, labels, manifest) are checked before any image is read, so that a bad
 path cannot fail the conversion half-way through its writes; each is then written atomically,
 the manifest, which describes the set, last.
 """
+import contextlib
+import logging
 import os
 import sys
 import warnings
@@ -63,6 +65,32 @@ def load_image(path, height, width, crop="center"):
             else:
                 image = image.resize((width, height), Image.Resampling.BICUBIC)
             return numpy.asarray(image, numpy.uint8).transpose(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+
+
+class _Collect(logging.Handler):
+    def __init__(self, messages):
+        super().__init__(logging.WARNING)
+        self.messages = messages
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _pillow_messages():
+    """Collect, as a list of one-line texts, what Pillow says while the block runs: its Python
+    warnings and its log records (which Python prints, unnamed, when no logging is set up)."""
+    messages, pillow_log = [], logging.getLogger("PIL")
+    handler = _Collect(messages)
+    pillow_log.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield messages
+    finally:
+        pillow_log.removeHandler(handler)
+        messages += [str(warning.message) for warning in caught]
+        messages[:] = dict.fromkeys(" ".join(message.split()) for message in messages)
 
 
 def _same_file(first, second):
@@ -147,8 +175,7 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
             break
         full_path = os.path.join(input_dir, path)
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+            with _pillow_messages() as messages:
                 images[count] = load_image(full_path, height, width, crop)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
                 Image.DecompressionBombWarning) as error:
@@ -158,8 +185,8 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
             warn(f"warning: skipping unreadable image {full_path}: {error}")
             skipped.append(full_path)
             continue
-        finally:  # Pillow's warnings, one line each (Python's own print two, unnamed)
-            for message in dict.fromkeys(" ".join(str(w.message).split()) for w in caught):
+        finally:  # one line each, named (Python's own print a warning as two, unnamed)
+            for message in messages:
                 warn(f"warning: {full_path}: {message}")
         labels.append(class_names.index(path.split(os.sep)[0]) if labels_from_dirs else -1)
         count += 1
