@@ -307,7 +307,8 @@ def test_missing_output_folders_are_created(tmp_path):
     assert json.loads((tmp_path / "new" / "deeper" / "x.json").read_text())["count"] == 2
 
 
-def test_a_decompression_bomb_is_skipped_with_a_warning(tmp_path, capsys):
+def write_png_header(path, width, height):
+    """A valid PNG header claiming width x height RGB pixels, with next to no pixel data."""
     import struct
     import zlib
 
@@ -315,17 +316,63 @@ def test_a_decompression_bomb_is_skipped_with_a_warning(tmp_path, capsys):
         return (struct.pack(">I", len(data)) + kind + data
                 + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff))
 
-    # A valid PNG header claiming 30000 x 30000 RGB pixels (900 M, over Pillow's limit x 2).
-    header = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
-    (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                                               + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                                               + chunk(b"IEND", b""))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+# 900 M pixels is over twice Pillow's limit (89478485), where Pillow refuses; 100 M is over the
+# limit but under twice it, where Pillow only warns (twice, on stderr) and would decode it.
+@pytest.mark.parametrize("side", [30000, 10000])
+def test_a_decompression_bomb_is_skipped_with_a_warning(tmp_path, capsys, side):
+    write_png_header(tmp_path / "in" / "bomb.png", side, side)
     save(tmp_path / "in" / "fine.png", halves(6, 6, True))
     DataCommands().convert.image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
                                         height=4, width=4)
     err = capsys.readouterr().err
-    assert "skipping unreadable image" in err and "bomb.png" in err and "900000000 pixels" in err
+    assert err.startswith(f"warning: skipping unreadable image {tmp_path / 'in' / 'bomb.png'}: ")
+    assert f"{side * side} pixels" in err and err.count("\n") == 1
     assert numpy.load(tmp_path / "x.npy").shape == (1, 3, 4, 4)
     assert json.loads((tmp_path / "x.json").read_text())["skipped"] == [
         str(tmp_path / "in" / "bomb.png")]
+
+
+def test_what_pillow_says_reaches_stderr_as_one_line_naming_the_file(tmp_path):
+    """Python would print each of Pillow's warnings as two lines (the second a line of Pillow's
+    source), and its log messages, all without the file's name."""
+    import struct
+    (tmp_path / "in").mkdir()
+    # A palette PNG with per-entry alpha (a tRNS of bytes): Pillow warns when such an image is
+    # converted straight to RGB; going through RGBA gives the same colours without a warning.
+    grey = numpy.arange(16, dtype=numpy.uint8).reshape(4, 4) * 16
+    palette = Image.fromarray(grey).convert("P")
+    palette.info["transparency"] = bytes(range(256))
+    palette.save(tmp_path / "in" / "a_palette.png")
+    # A JPEG whose EXIF block claims 5 entries and holds 1: Pillow warns "Corrupt EXIF data".
+    Image.fromarray(halves(4, 4, True)).save(tmp_path / "in" / "b_photo.jpg")
+    jpeg = (tmp_path / "in" / "b_photo.jpg").read_bytes()
+    exif = (b"Exif\0\0II*\0" + struct.pack("<IH", 8, 5)
+            + struct.pack("<HHII", 0x0112, 3, 1, 6)[:10])
+    (tmp_path / "in" / "b_photo.jpg").write_bytes(
+        jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + jpeg[2:])
+    # A TIFF claiming 5000 samples per pixel: Pillow logs an error (Python prints it unnamed,
+    # as no logging is set up) and then fails to identify the file.
+    Image.new("RGB", (4, 4)).save(tmp_path / "in" / "c_scan.tiff")
+    tiff = bytearray((tmp_path / "in" / "c_scan.tiff").read_bytes())
+    ifd = struct.unpack("<I", tiff[4:8])[0]
+    entries = [ifd + 2 + 12 * index for index in range(struct.unpack("<H", tiff[ifd:ifd + 2])[0])]
+    samples = next(entry for entry in entries if tiff[entry:entry + 2] == struct.pack("<H", 277))
+    tiff[samples + 8:samples + 10] = struct.pack("<H", 5000)
+    (tmp_path / "in" / "c_scan.tiff").write_bytes(tiff)
+    result = subprocess.run(
+        [sys.executable, "-m", "minilean", "data", "convert", "image-folder",
+         f"--input={tmp_path / 'in'}", f"--x-output={tmp_path / 'x.npy'}", "--height=4",
+         "--width=4", "--ext=.png,.jpg,.tiff"], capture_output=True, text=True)
+    assert result.returncode == 0
+    photo, scan = tmp_path / "in" / "b_photo.jpg", tmp_path / "in" / "c_scan.tiff"
+    assert result.stderr.splitlines() == [
+        f"warning: {photo}: Corrupt EXIF data. Expecting to read 12 bytes but only got 10.",
+        f"warning: skipping unreadable image {scan}: cannot identify image file '{scan}'",
+        f"warning: {scan}: More samples per pixel than can be decoded: 5000"]
+    assert numpy.load(tmp_path / "x.npy")[0, :, 0].tolist() == [grey[0].tolist()] * 3

@@ -6,14 +6,19 @@ image to cover height x width and cuts the centre (no distortion), ``crop="stret
 to height x width ignoring the aspect ratio. With ``labels_from_dirs`` the label of a file is
 the index of its top-level sub-directory among the sorted sub-directory names; deeper nesting
 stays in that class. Unreadable files (and decompression bombs: a header claiming more pixels
-than Pillow's limit) are skipped with a warning that names them.
+than Pillow's limit, ``Image.MAX_IMAGE_PIXELS``) are skipped with a warning that names them;
+what Pillow itself says about a file it reads (warnings such as corrupt EXIF data, log messages)
+is passed on as one line that names the file.
 
 The outputs (images, labels, manifest) are checked before any image is read, so that a bad
 path cannot fail the conversion half-way through its writes; each is then written atomically,
 the manifest, which describes the set, last.
 """
+import contextlib
+import logging
 import os
 import sys
+import warnings
 
 import numpy
 
@@ -41,19 +46,51 @@ def list_images(input_dir, extensions=DEFAULT_EXTENSIONS):
 def load_image(path, height, width, crop="center"):
     """One image file as uint8 (3, height, width); Pillow's errors pass through. A 16-bit grey
     image (a PGM of maxval above 255, a 16-bit PNG: Pillow's modes I and I;16) is rescaled
-    from 0..65535, where Pillow's own conversion would clip every value above 255."""
+    from 0..65535, where Pillow's own conversion would clip every value above 255. An image
+    over Pillow's pixel limit raises ``Image.DecompressionBombWarning`` (Pillow would only warn
+    below twice the limit, and decode it)."""
     from PIL import Image, ImageOps
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)
-        if image.mode.startswith("I"):
-            grey = numpy.clip(numpy.asarray(image), 0, 65535)  # mode I holds 32-bit ints
-            image = Image.fromarray(rescale_to_uint8(grey, 65535))
-        image = image.convert("RGB")
-        if crop == "center":
-            image = ImageOps.fit(image, (width, height), method=Image.Resampling.BICUBIC)
-        else:
-            image = image.resize((width, height), Image.Resampling.BICUBIC)
-        return numpy.asarray(image, numpy.uint8).transpose(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+    with warnings.catch_warnings():  # the decoding too: a GIF checks each frame as it loads
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            if image.mode.startswith("I"):
+                grey = numpy.clip(numpy.asarray(image), 0, 65535)  # mode I holds 32-bit ints
+                image = Image.fromarray(rescale_to_uint8(grey, 65535))
+            if image.mode == "P" and "transparency" in image.info:
+                image = image.convert("RGBA")  # Pillow warns on P straight to RGB; same colours
+            image = image.convert("RGB")
+            if crop == "center":
+                image = ImageOps.fit(image, (width, height), method=Image.Resampling.BICUBIC)
+            else:
+                image = image.resize((width, height), Image.Resampling.BICUBIC)
+            return numpy.asarray(image, numpy.uint8).transpose(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+
+
+class _Collect(logging.Handler):
+    def __init__(self, messages):
+        super().__init__(logging.WARNING)
+        self.messages = messages
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _pillow_messages():
+    """Collect, as a list of one-line texts, what Pillow says while the block runs: its Python
+    warnings and its log records (which Python prints, unnamed, when no logging is set up)."""
+    messages, pillow_log = [], logging.getLogger("PIL")
+    handler = _Collect(messages)
+    pillow_log.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield messages
+    finally:
+        pillow_log.removeHandler(handler)
+        messages += [str(warning.message) for warning in caught]
+        messages[:] = dict.fromkeys(" ".join(message.split()) for message in messages)
 
 
 def _same_file(first, second):
@@ -138,14 +175,19 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
             break
         full_path = os.path.join(input_dir, path)
         try:
-            images[count] = load_image(full_path, height, width, crop)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+            with _pillow_messages() as messages:
+                images[count] = load_image(full_path, height, width, crop)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+                Image.DecompressionBombWarning) as error:
             # Pillow reports truncated and corrupt files with any of these (its
             # UnidentifiedImageError is an OSError); a header claiming more than
-            # Image.MAX_IMAGE_PIXELS * 2 pixels is refused before decoding, as a bomb.
+            # Image.MAX_IMAGE_PIXELS pixels is refused before decoding, as a bomb.
             warn(f"warning: skipping unreadable image {full_path}: {error}")
             skipped.append(full_path)
             continue
+        finally:  # one line each, named (Python's own print a warning as two, unnamed)
+            for message in messages:
+                warn(f"warning: {full_path}: {message}")
         labels.append(class_names.index(path.split(os.sep)[0]) if labels_from_dirs else -1)
         count += 1
     if count == 0:
