@@ -68,6 +68,8 @@ def load_image(path, height, width, crop="center"):
 
 
 class _Collect(logging.Handler):
+    """A logging handler that keeps each record's message (at WARNING or above) in a list."""
+
     def __init__(self, messages):
         super().__init__(logging.WARNING)
         self.messages = messages
