@@ -16,6 +16,12 @@ import tempfile
 import numpy
 
 
+def is_special_file(path):
+    """Whether ``path`` (through links) is a device, pipe or socket: no file to write atomically,
+    as the rename would put a regular file in its place (as root: in /dev/null's)."""
+    return os.path.exists(path) and not (os.path.isfile(path) or os.path.isdir(path))
+
+
 @contextlib.contextmanager
 def atomic_open(path, mode="wb"):
     """Open a temporary file beside ``path``; on clean exit it replaces ``path``.
@@ -29,9 +35,7 @@ def atomic_open(path, mode="wb"):
     # Through a symbolic link, as open() writes: the file it points to is replaced and the
     # link stays (a rename over the link itself would put a new file in the link's place)
     destination = os.path.realpath(path)
-    if os.path.exists(destination) and not (os.path.isfile(destination)
-                                            or os.path.isdir(destination)):
-        # a rename would put a regular file in the place of the device (as root: /dev/null)
+    if is_special_file(destination):
         raise OSError(f"cannot write {path}: {destination} is a device, pipe or socket, not a "
                       "regular file")
     directory = os.path.dirname(destination)

@@ -86,11 +86,16 @@ def zero_dim_follows(a, b):
     ranks a 0-d tensor with the Python numbers there, so a float64 0-d tensor times a
     float32 tensor is float32 (NumPy: float64)."""
     for small, large in ((a, b), (b, a)):
-        if small.ndim == 0 and large.ndim and (small.dtype.kind == "f") == (
-                large.dtype.kind == "f") and "b" not in (small.dtype.kind, large.dtype.kind):
+        kind = _number_kind(small.dtype)
+        if small.ndim == 0 and large.ndim and kind and kind == _number_kind(large.dtype):
             converted = small.to(dtype=large.dtype)
             return (converted, b) if small is a else (a, converted)
     return a, b
+
+
+def _number_kind(dtype):
+    """"float", "integer" (signed or not), or None for a bool."""
+    return "float" if dtype.kind == "f" else "integer" if dtype.kind in "iu" else None
 
 
 def as_tensors(a, b):

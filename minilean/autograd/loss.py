@@ -2,8 +2,7 @@
 import warnings
 
 from minilean.autograd.function import Function
-from minilean.autograd.elementwise import as_dtype, as_tensors
-from minilean.autograd.tensor import DEFAULT_DTYPE
+from minilean.autograd.elementwise import as_tensors, floating
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -47,7 +46,5 @@ def mse_loss(input, target, reduction="mean"):
     warn_if_broadcast("mse_loss", input, target)
     # both in the result's dtype (an int64 target with a float32 input gives float32, as in
     # PyTorch; NumPy alone would compute it in float64), float32 when both are integers
-    input, target = as_tensors(input, target)
-    if input.dtype.kind in "biu" and target.dtype.kind in "biu":
-        input, target = as_dtype(input, DEFAULT_DTYPE), as_dtype(target, DEFAULT_DTYPE)
+    input, target = map(floating, as_tensors(input, target))
     return MseLoss.apply(input, target, reduction=reduction)

@@ -8,6 +8,8 @@ writes.
 """
 import os
 
+from minilean import atomic
+
 
 def nearest_existing(path):
     """``path`` made absolute when it exists, else its nearest ancestor that does."""
@@ -55,7 +57,7 @@ def output_file(*extensions):
     def problem(path):
         if os.path.isdir(path):
             return "the path of a file (this is a directory)"
-        if os.path.exists(path) and not os.path.isfile(path):
+        if atomic.is_special_file(path):
             return "the path of a regular file (this is a device, pipe or socket)"
         if extensions and os.path.splitext(path)[1].lower() not in extensions:
             return "a path ending in " + ", ".join(extensions)

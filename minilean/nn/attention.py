@@ -74,14 +74,13 @@ class MultiheadAttention(Module):
         # sdpa's boolean mask says where to KEEP
         masks = [~(mask.data if isinstance(mask, Tensor) else mask) if mask.dtype == bool
                  else mask for mask in masks]
-        if not masks:
-            return None
-        if all(mask.dtype == bool for mask in masks):
-            return masks[0] if len(masks) == 1 else masks[0] & masks[1]
-        added = [backend.array_module(mask).where(mask, 0.0, -math.inf).astype(dtype)
-                 if mask.dtype == bool
-                 else mask for mask in masks]
-        return added[0] if len(added) == 1 else added[0] + added[1]
+        if len(masks) < 2:
+            return masks[0] if masks else None
+        first, second = masks
+        if first.dtype == bool and second.dtype == bool:
+            return first & second
+        first, second = (_added_to_scores(mask, dtype) for mask in masks)
+        return first + second
 
     def forward(self, query, key, value, *, attn_mask=None, key_padding_mask=None,
                 need_weights=True, average_attn_weights=True):
@@ -105,3 +104,10 @@ class MultiheadAttention(Module):
 
     def extra_repr(self):
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}"
+
+
+def _added_to_scores(mask, dtype):
+    """A mask as what it adds to the scores: a boolean one (True = keep) 0 or -inf."""
+    if mask.dtype != bool:
+        return mask
+    return backend.array_module(mask).where(mask, 0.0, -math.inf).astype(dtype)

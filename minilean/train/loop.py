@@ -24,6 +24,7 @@ Randomness that must repeat exactly after ``--resume`` is drawn from
 ``streams.stream(seed, Purpose.TRAINING_STEP, step)`` (a fresh generator per step,
 ``minilean/data/streams.py``) rather than from a global stream.
 """
+import copy
 import math
 import os
 import sys
@@ -67,7 +68,7 @@ class TrainState:
         """Restore everything from ``state`` (a ``state_dict()``), or nothing: each owner checks
         all its arrays before it copies one, and when a later owner refuses its part, the
         owners already loaded are put back as they were."""
-        before = _copied(self.state_dict())
+        before = copy.deepcopy(self.state_dict())  # a state_dict shares the live arrays
         try:
             self._load(state)
         except BaseException:
@@ -107,18 +108,6 @@ class TrainState:
         # their kind (rng state, logged sums)
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"checkpoint {path} does not fit this run: {error}") from error
-
-
-def _copied(state):
-    """``state`` with every array and tensor in it copied: a ``state_dict()`` shares the live
-    arrays, which loading overwrites."""
-    if isinstance(state, dict):
-        return {key: _copied(value) for key, value in state.items()}
-    if isinstance(state, list):
-        return [_copied(value) for value in state]
-    if isinstance(state, Tensor):
-        return state.data.copy()
-    return state.copy() if hasattr(state, "copy") else state
 
 
 def prepare_device(config):
