@@ -609,17 +609,20 @@ def zoo_training_flags(**defaults):
     return FlagGroup(group.title, [flag for flag in group.flags if flag.name != "ema"])
 
 
+# The held-out rows a model's numbers are measured on: a flag of the commands that report on
+# them, not of the GAN, whose numbers are measured on its --n-samples samples.
+HELD_OUT_EVAL = Flag("n_eval", 500, "held-out rows to evaluate on (at most the 10% held out)",
+                     low=1)
+
+
 def zoo_command(name, summary, details, training, own_flags, data=None, resolve=None,
                 check=None):
     """A zoo command: device, data (16x16 built-in images by default), training, its own
-    flags (and their ``resolve(config)`` step and ``check(values)``), the held-out evaluation
-    size and the run directory ``runs/<name>``."""
+    flags (and their ``resolve(config)`` step and ``check(values)``) and the run directory
+    ``runs/<name>``."""
     return Command(name, summary, run=f"minilean.train.{name}:run", details=details, groups=[
         DEVICE_FLAGS, data_flags(**(data or {"image_size": 16})), zoo_training_flags(**training),
-        FlagGroup(name, own_flags + [
-            Flag("n_eval", 500, "held-out rows to evaluate on (at most the 10% held out)", low=1)],
-            resolve, check),
-        run_dir_flags(f"runs/{name}")])
+        FlagGroup(name, own_flags, resolve, check), run_dir_flags(f"runs/{name}")])
 
 
 VAE = zoo_command(
@@ -632,7 +635,7 @@ VAE = zoo_command(
      Flag("hidden", 32, "hidden width (mlp) or base channels (conv)", low=1),
      Flag("latent", 8, "latent coordinates (mlp) or channels at S/4 (conv)", low=1),
      Flag("beta", 1.0, "weight of the KL term (1 = the ELBO)", low=0),
-     Flag("iw_samples", 16, "K of the importance-weighted bound", low=1)],
+     Flag("iw_samples", 16, "K of the importance-weighted bound", low=1), HELD_OUT_EVAL],
     check=_check_conv_arch)
 
 VQVAE = zoo_command(
@@ -647,7 +650,7 @@ VQVAE = zoo_command(
      Flag("ema_codebook", False, "update the codebook by moving averages instead of its loss"),
      Flag("decay", 0.99, "decay of the EMA codebook", low=0, high=1, high_open=True),
      Flag("restart_every", 100, "every N steps restart codes unused since the last check "
-          "(0: never)", low=0)],
+          "(0: never)", low=0), HELD_OUT_EVAL],
     check=lambda values: _check_halved_twice(values, "the VQ-VAE"))
 
 # The image defaults cover 5 of the ring's 8 modes; a narrower G and D with a 2-D latent, trained
@@ -684,7 +687,8 @@ AUTOENCODER = zoo_command(
     dict(steps=1000, lr=2e-3, batch_size=64),
     [Flag("arch", "mlp", "network", choices=("mlp", "conv")),
      Flag("hidden", 256, "hidden width (mlp) or base channels (conv)", low=1),
-     Flag("latent", 16, "code size (mlp) or code channels at S/4 (conv)", low=1)],
+     Flag("latent", 16, "code size (mlp) or code channels at S/4 (conv)", low=1),
+     HELD_OUT_EVAL],
     check=_check_conv_arch)
 
 MAE = zoo_command(
@@ -704,7 +708,7 @@ MAE = zoo_command(
           "--heads)", low=1),
      Flag("decoder_depth", 1, "decoder blocks", low=1),
      Flag("per_patch_norm", False, "predict per-patch normalised pixels (MAE's normalised "
-          "targets; named so, because fire reads --no... as a negated flag)")],
+          "targets; named so, because fire reads --no... as a negated flag)"), HELD_OUT_EVAL],
     check=_check_mae)
 
 

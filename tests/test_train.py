@@ -392,7 +392,7 @@ def test_a_dataset_too_small_to_score_is_refused_before_training(tmp_path, monke
 SCORED_RUNS = {  # tiny runs of the commands that measure FD-classifier, without --n-samples
     "diffusion": ["diffusion", *[flag for flag in TINY if not flag.startswith("--n-samples=")],
                   "--steps=1"],
-    "gan": ["gan", "--n-total=40", "--steps=1", "--batch-size=4", "--n-eval=4", "--hidden=8",
+    "gan": ["gan", "--n-total=40", "--steps=1", "--batch-size=4", "--hidden=8",
             "--latent=2", "--noprogress"]}
 
 
