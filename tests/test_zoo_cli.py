@@ -693,3 +693,30 @@ def test_a_zoo_command_ends_with_one_line_of_where_and_what(tmp_path, capsys):
                         r"held_out_images=\d+ held_out_mse=[\d.e-]+ "
                         r"baseline_mean_image_mse=[\d.e-]+ steps=1", last)
 
+
+EVERY_MODEL_COMMAND = {  # tiny networks of each model command
+    "diffusion": ["--hidden-c=4", "--T=4", "--sampler=ddim", "--sample-steps=1",
+                  "--n-samples=2", "--evaluate=false"],
+    "vae": ["--hidden=8", "--latent=2", "--iw-samples=2"],
+    "vqvae": ["--codes=4", "--code-dim=2", "--hidden=2"],
+    "gan": ["--hidden=8", "--latent=2", "--n-samples=4", "--evaluate=false"],
+    "autoencoder": ["--hidden=8", "--latent=2"],
+    "mae": ["--width=4", "--heads=2", "--decoder-width=4", "--depth=1"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EVERY_MODEL_COMMAND))
+def test_every_model_command_says_what_it_trains_first_and_where_it_wrote_last(name, tmp_path,
+                                                                               capsys):
+    """Each command, started and resumed, prints the same two lines: its networks, the data,
+    the device and the steps it will train; then the run directory and its summary."""
+    main([name, "--cpu", "--steps=1", "--batch-size=4", "--n-total=40",
+          "--progress=false", *EVERY_MODEL_COMMAND[name], f"--out={tmp_path}"])
+    main([name, "--steps=2", f"--resume={tmp_path}", "--progress=false"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4
+    for line, steps in zip(lines[::2], ("0->1", "1->2")):
+        assert re.fullmatch(rf"minilean {name}: \w+( \+ \w+)* \(\d+ parameters\) on builtin "
+                            rf"\(3, 16, 16\), device=cpu, steps {steps}", line), line
+    for line, steps in zip(lines[1::2], (1, 2)):
+        assert line.startswith(f"minilean {name}: wrote {tmp_path} ") and f" steps={steps}" in line

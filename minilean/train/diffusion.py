@@ -33,7 +33,8 @@ from minilean.models.classifier import check_fd_report, fd_report
 from minilean.optim import EMA, Adam, clip_grad_norm_, warmup_constant, warmup_cosine
 from minilean.train.loop import (LOCKED_DATA_FLAGS, TrainState, check_batch_fits,
                                  check_halved_twice, default_interval, open_run, prepare_device,
-                                 run_config, summary_line, train, write_trainlog)
+                                 run_config, start_line, summary_line, train,
+                                 write_trainlog)
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("arch", "hidden_c", "T", "schedule", "beta_start", "beta_end",
@@ -155,9 +156,7 @@ def run(config):
     factor = lr_factor(config)
     prediction_loss = D.v_prediction_loss if config.prediction == "v" else D.eps_prediction_loss
     run_dir = open_run(config, state)
-    print(f"minilean diffusion: {config.arch} ({sum(p.numel() for p in model.parameters())} "
-          f"parameters) on {config.dataset if config.x is None else config.x} "
-          f"{dataset.image_shape}, device={config.device}, steps {state.step}->{config.steps}")
+    print(start_line(config, [model], dataset.image_shape, state.step))
 
     def loss_and_clipped_grads(x0, t, eps):
         """Return the loss array and leave its clipped gradients in the parameters' ``.grad``,

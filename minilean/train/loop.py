@@ -310,6 +310,17 @@ def _check_finite(run, step, values):
                                f"{kept}")
 
 
+def start_line(config, modules, data_shape, step):
+    """The line a model command prints as its training starts: its networks (``modules``) and
+    their parameters, the data and their shape, the device (``auto`` resolved) and the steps
+    it trains (from ``step``: more than 0 on ``--resume``)."""
+    networks = " + ".join(type(module).__name__ for module in modules)
+    parameters = sum(p.numel() for module in modules for p in module.parameters())
+    source = config.dataset if config.x is None else config.x
+    return (f"minilean {config.command}: {networks} ({parameters} parameters) on {source} "
+            f"{tuple(data_shape)}, device={config.device}, steps {step}->{config.steps}")
+
+
 def summary_line(summary):
     """``name=value`` for each entry of a run's summary, as the commands print it last:
     numbers to 4 significant digits, a report headed by a number of its own name (the

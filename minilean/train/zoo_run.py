@@ -20,7 +20,7 @@ from minilean.data.loader import Loader
 from minilean.data.streams import Purpose, stream
 from minilean.train.loop import (TrainState, check_batch_fits, check_halved_twice,
                                  default_interval, open_run, prepare_device, run_config,
-                                 summary_line, train, write_trainlog)
+                                 start_line, summary_line, train, write_trainlog)
 
 HELD_OUT_SHARE, MAX_HELD_OUT = 0.1, 1000
 
@@ -117,6 +117,7 @@ def fit(session, modules, optimizers, step_fn, description):
     config = session.config
     state = TrainState(modules, optimizers)
     session.run = open_run(config, state)
+    print(start_line(config, list(modules.values()), session.train_rows.shape[1:], state.step))
     for optimizer in optimizers.values():  # a checkpoint brings back its lr; --lr is the run's
         optimizer.lr = config.lr
     loader = Loader(session.train_rows, config.batch_size, seed=config.seed,
