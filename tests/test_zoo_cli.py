@@ -720,3 +720,15 @@ def test_every_model_command_says_what_it_trains_first_and_where_it_wrote_last(n
                             rf"\(3, 16, 16\), device=cpu, steps {steps}", line), line
     for line, steps in zip(lines[1::2], (1, 2)):
         assert line.startswith(f"minilean {name}: wrote {tmp_path} ") and f" steps={steps}" in line
+
+
+@pytest.mark.parametrize("name", sorted(EVERY_MODEL_COMMAND))
+def test_the_trainlog_of_an_array_run_names_the_array(name, tmp_path):
+    """--log's TrainLog says what the run trained on, as the start line does: the --x array,
+    not the --dataset default the run did not use."""
+    numpy.save(tmp_path / "x.npy", numpy.zeros((40, 3, 16, 16), numpy.uint8))
+    main([name, "--cpu", "--steps=1", "--batch-size=4", "--progress=false",
+          *EVERY_MODEL_COMMAND[name], f"--x={tmp_path / 'x.npy'}", f"--log={tmp_path / 'log.json'}",
+          f"--out={tmp_path / 'run'}"])
+    notes = json.loads((tmp_path / "log.json").read_text())["notes"]
+    assert notes[:2] == [f"dataset={tmp_path / 'x.npy'}", "device=cpu"]

@@ -32,8 +32,8 @@ from minilean.models import diffusion as D
 from minilean.models.classifier import check_fd_report, fd_report
 from minilean.optim import EMA, Adam, clip_grad_norm_, warmup_constant, warmup_cosine
 from minilean.train.loop import (LOCKED_DATA_FLAGS, TrainState, check_batch_fits,
-                                 check_halved_twice, default_interval, open_run, prepare_device,
-                                 run_config, start_line, summary_line, train,
+                                 check_halved_twice, data_source, default_interval, open_run,
+                                 prepare_device, run_config, start_line, summary_line, train,
                                  write_trainlog)
 
 # What defines the model and its data: a resumed run must keep these.
@@ -201,7 +201,7 @@ def run(config):
         records = run_dir.metrics()
         if config.log:
             write_trainlog(config.log, "Diffusion", records,
-                           [f"dataset={config.dataset}", f"device={config.device}",
+                           [f"dataset={data_source(config)}", f"device={config.device}",
                             f"lr={config.lr:.6f}", f"T={config.T}", f"arch={config.arch}"])
         summary = write_images(config, model, emas, betas, dataset, run_dir)
         summary["final_loss"] = records[-1]["loss"] if records else None

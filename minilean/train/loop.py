@@ -316,9 +316,15 @@ def start_line(config, modules, data_shape, step):
     it trains (from ``step``: more than 0 on ``--resume``)."""
     networks = " + ".join(type(module).__name__ for module in modules)
     parameters = sum(p.numel() for module in modules for p in module.parameters())
-    source = config.dataset if config.x is None else config.x
-    return (f"minilean {config.command}: {networks} ({parameters} parameters) on {source} "
-            f"{tuple(data_shape)}, device={config.device}, steps {step}->{config.steps}")
+    return (f"minilean {config.command}: {networks} ({parameters} parameters) on "
+            f"{data_source(config)} {tuple(data_shape)}, device={config.device}, "
+            f"steps {step}->{config.steps}")
+
+
+def data_source(config):
+    """What a run trains on, in words: its --x array, else its --dataset (which, given --x, is
+    the default the run does not use)."""
+    return config.dataset if config.x is None else config.x
 
 
 def summary_line(summary):

@@ -19,8 +19,8 @@ from minilean.data.images import save_grid_everywhere
 from minilean.data.loader import Loader
 from minilean.data.streams import Purpose, stream
 from minilean.train.loop import (TrainState, check_batch_fits, check_halved_twice,
-                                 default_interval, open_run, prepare_device, run_config,
-                                 start_line, summary_line, train, write_trainlog)
+                                 data_source, default_interval, open_run, prepare_device,
+                                 run_config, start_line, summary_line, train, write_trainlog)
 
 HELD_OUT_SHARE, MAX_HELD_OUT = 0.1, 1000
 
@@ -74,7 +74,7 @@ class Session:
         path = self.run.write_summary(**summary)
         if self.config.log:
             write_trainlog(self.config.log, title, self.run.metrics(),
-                           notes=[f"dataset={self.config.dataset}", f"device={self.device}",
+                           notes=[f"dataset={data_source(self.config)}", f"device={self.device}",
                                   f"lr={self.config.lr:.6f}", f"steps={self.config.steps}"])
         self.run.close()
         # one line, as diffusion's: where the run went and what it measured
