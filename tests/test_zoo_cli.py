@@ -161,13 +161,16 @@ def test_data_the_network_cannot_halve_twice_is_refused_before_the_run(name, arg
     assert not (tmp_path / "run").exists()
 
 
-def test_image_models_refuse_points_with_one_line(tmp_path, capsys):
+@pytest.mark.parametrize("name", ["diffusion", "vae", "vqvae", "autoencoder", "mae"])
+def test_image_models_refuse_points_with_one_line(name, tmp_path, capsys):
+    """Each in the same words, naming itself, before the run directory is written."""
     with pytest.raises(SystemExit) as exit_info:
-        main(["autoencoder", "--dataset=ring8", "--n-total=40", "--steps=1", "--batch-size=4",
-              f"--out={tmp_path}", "--progress=false"])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 1 and err.count("\n") == 1
-    assert "trains on images, but dataset 'ring8'" in err
+        main([name, "--dataset=ring8", "--n-total=40", "--steps=1", "--batch-size=4",
+              f"--out={tmp_path / 'run'}", "--progress=false"])
+    assert (exit_info.value.code, capsys.readouterr().err) == (
+        1, f"minilean {name}: error: {name} trains on images, but dataset 'ring8' has rows of "
+           f"shape (2,)\n")
+    assert not (tmp_path / "run").exists()
 
 
 def fail(argv, capsys):

@@ -139,8 +139,9 @@ def image_shape(session, halved_twice_by=None):
     for a network that halves the side twice (``halved_twice_by``, in words), for a height or
     width that is not a multiple of 4."""
     if not session.dataset.is_image:
-        raise ValueError(f"this model trains on images, but dataset {session.dataset.name!r} has "
-                         f"rows of shape {session.dataset.x.shape[1:]}")
+        raise ValueError(f"{session.config.command} trains on images, but dataset "
+                         f"{session.dataset.name!r} has rows of shape "
+                         f"{session.dataset.x.shape[1:]}")
     shape = tuple(session.dataset.image_shape)
     if halved_twice_by:
         check_halved_twice(session.config, shape, halved_twice_by)
