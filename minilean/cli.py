@@ -683,7 +683,7 @@ GAN = zoo_command(
 
 AUTOENCODER = zoo_command(
     "autoencoder", "Train an MLP or conv autoencoder; report held-out MSE vs the mean image.",
-    "MSE reconstruction; writes originals beside reconstructions.",
+    "MSE reconstruction; writes originals above their reconstructions.",
     dict(steps=1000, lr=2e-3, batch_size=64),
     [Flag("arch", "mlp", "network", choices=("mlp", "conv")),
      Flag("hidden", 256, "hidden width (mlp) or base channels (conv)", low=1),
