@@ -27,7 +27,8 @@ def atomic_open(path, mode="wb"):
     """Open a temporary file beside ``path``; on clean exit it replaces ``path``.
 
     ``mode`` is "wb" or "w" (text, UTF-8). An exception inside the block removes the temporary
-    file and re-raises; the old contents of ``path`` (if any) stay as they were.
+    file and re-raises; the old contents of ``path`` (if any) stay as they were. A system error
+    of the write itself (a full disk) is raised as ``OSError("cannot write PATH: reason")``.
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open mode must be 'wb' or 'w', got {mode!r}")
@@ -53,13 +54,15 @@ def atomic_open(path, mode="wb"):
             yield file
             file.flush()
             os.fsync(file.fileno())
-        try:
-            os.replace(temporary, destination)
-        except OSError as error:  # e.g. ``path`` is a directory
-            raise OSError(f"cannot write {path}: {error.strerror or error}") from error
-    except BaseException:
+        os.replace(temporary, destination)
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
+        # a system error of this write (a full disk while writing, ``path`` a directory at
+        # the rename) is named by the file asked for: "[Errno 28] No space left on device"
+        # alone, or the temporary's name, would not say which file failed
+        if isinstance(error, OSError) and error.errno and error.filename in (None, temporary):
+            raise OSError(f"cannot write {path}: {error.strerror or error}") from error
         raise
 
 
