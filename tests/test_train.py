@@ -233,7 +233,7 @@ def test_a_run_interrupted_before_its_config_is_written_leaves_room_for_a_new_on
     assert code == 130 and sorted(os.listdir(tmp_path)) == ["checkpoints", "images"]
     run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false")
     assert len(losses(tmp_path)) == 1
-@pytest.mark.parametrize("failing", ["checkpoints/last.npz"])
+@pytest.mark.parametrize("failing", ["metrics.jsonl", "checkpoints/last.npz"])
 def test_a_write_the_system_refuses_is_one_line_naming_the_file_and_the_run_resumes(tmp_path,
                                                                                    failing):
     """A file size limit makes the system refuse a write, as a full disk does: the resumed run
