@@ -101,14 +101,36 @@ def write_text(path, text):
         file.write(text)
 
 
+def json_text(value):
+    """``value`` as indented JSON; NaN and infinity are refused (they are not JSON)."""
+    return json.dumps(value, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
 def write_json(path, value):
-    """Write ``value`` as indented JSON; NaN and infinity are refused (they are not JSON)."""
-    write_text(path, json.dumps(value, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    """Write ``value`` as ``json_text`` atomically."""
+    write_text(path, json_text(value))
+
+
+def npy_bytes(array):
+    """The bytes of ``array`` as an ``.npy`` file (never pickled: object arrays are refused)."""
+    buffer = io.BytesIO()
+    numpy.save(buffer, numpy.asanyarray(array), allow_pickle=False)
+    return buffer.getvalue()
 
 
 def save_npy(path, array):
-    """Save one array as ``.npy`` atomically (never pickled: object arrays are refused)."""
-    array = numpy.asanyarray(array)
-    buffer = io.BytesIO()
-    numpy.save(buffer, array, allow_pickle=False)
-    write_bytes(path, buffer.getvalue())
+    """Save one array as ``.npy`` atomically."""
+    write_bytes(path, npy_bytes(array))
+
+
+def write_together(contents):
+    """Write files that belong together (``contents``: {path: bytes}) as a set: each is
+    written and synced to disk in its temporary file before the first is renamed, so that a
+    failure while writing (a full disk, Ctrl-C) leaves all the old files, never new ones beside
+    old ones. Only the renames, one after the other, are not one step."""
+    with contextlib.ExitStack() as renames:  # on leaving: each file renamed, last one first
+        for path, data in contents.items():
+            file = renames.enter_context(atomic_open(path, "wb"))
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())

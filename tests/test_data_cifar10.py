@@ -1,5 +1,6 @@
 """CIFAR-10 download, verification, safe extraction and restricted unpickling, all offline:
 the tests build tiny archives in the real layout and serve them through file:// URLs."""
+import errno
 import hashlib
 import io
 import os
@@ -262,6 +263,29 @@ def test_a_bad_test_batch_leaves_the_arrays_written_before_as_they_were(tmp_path
         cifar10.prepare(str(tmp_path / "real"), url=bad.as_uri(),
                         expected_md5=make_archive(bad, batches), **kwargs)
     assert {name: open(path, "rb").read() for name, path in paths.items()} == before
+
+
+def test_a_full_disk_at_the_labels_leaves_the_arrays_written_before_as_they_were(tmp_path,
+                                                                                  monkeypatch):
+    """The four arrays are on disk before the first replaces its old file: new images of 8
+    rows never stand beside the old 6 labels (a set that no longer loads)."""
+    archive = tmp_path / "served.tar.gz"
+    kwargs = dict(url=archive.as_uri(), expected_md5=make_archive(archive), progress=False,
+                  log=lambda message: None)
+    paths = cifar10.prepare(str(tmp_path / "real"), limit_train=6, **kwargs)
+    before = {name: open(path, "rb").read() for name, path in paths.items()}
+
+    def sync(descriptor):  # the labels' temporary file: .cifar10_train_y.npy.XXXXXXXX.tmp
+        if ".cifar10_train_y.npy." in os.readlink(f"/proc/self/fd/{descriptor}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", sync)
+    with pytest.raises(OSError, match=f"^cannot write {paths['train_y']}: No space left"):
+        cifar10.prepare(str(tmp_path / "real"), limit_train=8, **kwargs)
+    monkeypatch.undo()
+    assert {name: open(path, "rb").read() for name, path in paths.items()} == before
+    assert sorted(os.listdir(tmp_path / "real" / "cifar10")) == sorted(
+        os.path.basename(path) for path in paths.values())  # no temporary left
 
 
 @pytest.mark.parametrize("data, labels, message", [

@@ -180,13 +180,15 @@ def prepare(root="data/real", limit_train=None, limit_test=None, url=None, expec
     try:
         safe_extract(archive, scratch)
         batch_dir = os.path.join(scratch, BATCH_DIR)
-        # Both splits are read before anything is written: a bad batch leaves the old arrays
-        # as a whole, never train arrays of this archive beside test arrays of another.
+        # Both splits are read before anything is written, and written together: a bad batch
+        # or a full disk leaves the old arrays as a whole, never train arrays of this archive
+        # (or limit) beside test arrays, or labels, of another.
         splits = {"train": read_split(batch_dir, TRAIN_BATCHES, limit_train),
                   "test": read_split(batch_dir, TEST_BATCHES, limit_test)}
+        atomic.write_together({paths[f"{split}_{part}"]: atomic.npy_bytes(array)
+                               for split, arrays in splits.items()
+                               for part, array in zip("Xy", arrays)})
         for split, (images, labels) in splits.items():
-            atomic.save_npy(paths[f"{split}_X"], images)
-            atomic.save_npy(paths[f"{split}_y"], labels)
             log(f"wrote {paths[f'{split}_X']} {images.shape} uint8 and labels")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
