@@ -106,6 +106,27 @@ def test_interrupted_download_leaves_no_partial_file(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_write_the_system_refuses_is_the_files_error_not_the_downloads(tmp_path):
+    """Under a file size limit (a write refused as on a full disk) the message names the
+    archive it could not write, not a download that "failed after 0 bytes"."""
+    import resource
+    import subprocess
+    import sys
+
+    archive, root = tmp_path / "served.tar.gz", tmp_path / "real"
+    script = (f"from minilean.cli import main\nfrom minilean.data import cifar10\n"
+              f"cifar10.URL, cifar10.ARCHIVE_MD5 = {archive.as_uri()!r}, "
+              f"{make_archive(archive)!r}\n"
+              f"main(['data', 'download', '--cifar10', '--root={root}'])\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE,
+                                                                  (10000, 10000)))
+    assert (result.returncode, result.stderr) == (
+        1, f"minilean data download: error: cannot write {root / cifar10.ARCHIVE_NAME}: "
+           f"File too large\n")
+    assert os.listdir(root) == []
+
+
 class Response(io.BytesIO):
     """A response that delivers its bytes cleanly, with a Content-Length header."""
 

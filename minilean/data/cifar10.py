@@ -48,18 +48,23 @@ def download(url, destination, expected_md5, opener=None, progress=True):
     except (OSError, ValueError) as error:  # urllib's URLError is an OSError
         raise OSError(f"could not download {url}: {getattr(error, 'reason', error)}") from None
     digest, received = hashlib.md5(), 0
+
+    def chunks():  # a failed read is the download's; a failed write, the file's (atomic_open)
+        try:
+            yield from iter(lambda: response.read(_CHUNK_BYTES), b"")
+        except OSError as error:
+            raise OSError(f"download of {url} failed after {received} bytes ({error}); "
+                          "the partial file was removed") from None
+
     with response, atomic.atomic_open(destination, "wb") as file:
         total = int(response.headers.get("Content-Length") or 0) or None
         bar = Progress(total, unit="B", enabled=progress, description="download")
         try:
-            for chunk in iter(lambda: response.read(_CHUNK_BYTES), b""):
+            for chunk in chunks():
                 file.write(chunk)
                 digest.update(chunk)
                 received += len(chunk)
                 bar.update(received)
-        except OSError as error:
-            raise OSError(f"download of {url} failed after {received} bytes ({error}); "
-                          "the partial file was removed") from None
         finally:
             bar.close()
         if total is not None and received != total:
