@@ -68,18 +68,29 @@ def atomic_open(path, mode="wb"):
 
 TEMPORARY_SUFFIX = ".tmp"
 # The names atomic_open's temporary files get: "." + the destination's name + "." + mkstemp's 8
-# random characters of [a-z0-9_] + TEMPORARY_SUFFIX.
-TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(TEMPORARY_SUFFIX))
+# random characters of [a-z0-9_] + TEMPORARY_SUFFIX (its group 1: the destination's name).
+TEMPORARY_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}" + re.escape(TEMPORARY_SUFFIX))
 
 
-def remove_leftovers(directory):
+def remove_leftovers(directory, name=None):
     """Remove the temporary files of writes into ``directory`` whose process was killed before
-    it could: regular files named as ``atomic_open`` names them, nothing else. Only for a
-    directory no live process is writing into (a write in progress would lose its file)."""
+    it could: regular files named as ``atomic_open`` names them (with ``name``: only those of
+    writes to the file of that name), nothing else. Only for a directory no live process is
+    writing into (a write in progress would lose its file), or with ``name``, for a file no
+    live process is writing."""
     for entry in os.scandir(directory):
-        if TEMPORARY_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+        found = TEMPORARY_NAME.fullmatch(entry.name)
+        if found and name in (None, found[1]) and entry.is_file(follow_symlinks=False):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(entry.path)
+
+
+def remove_leftovers_of(path):
+    """``remove_leftovers`` of the writes to ``path`` alone (its folder may be one that other
+    writers share), where they were made: beside the file a link at ``path`` points to."""
+    directory, name = os.path.split(os.path.realpath(path))
+    if os.path.isdir(directory):
+        remove_leftovers(directory, name)
 
 
 def _umask():

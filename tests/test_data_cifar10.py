@@ -309,6 +309,22 @@ def test_a_full_disk_at_the_labels_leaves_the_arrays_written_before_as_they_were
         os.path.basename(path) for path in paths.values())  # no temporary left
 
 
+def test_the_temporary_files_of_a_killed_download_go_at_the_next_and_nothing_else(tmp_path):
+    """A download killed (a closed terminal, SIGKILL) leaves its partial archive in a hidden
+    temporary file, which atomic_open cannot remove: the next download does, and so for the
+    arrays; another file's temporary stays (--root may be a folder others write into)."""
+    archive, root = tmp_path / "served.tar.gz", tmp_path / "real"
+    (root / "cifar10").mkdir(parents=True)
+    leftovers = [root / f".{cifar10.ARCHIVE_NAME}.k2j4_9zz.tmp",
+                 root / "cifar10" / ".cifar10_train_X.npy.abcdefgh.tmp"]
+    others = [root / ".notes.txt.abcdefgh.tmp", root / "cifar10" / ".x.npy.abcdefgh.tmp"]
+    for path in leftovers + others:
+        path.write_bytes(b"partial")
+    cifar10.prepare(str(root), url=archive.as_uri(), expected_md5=make_archive(archive),
+                    progress=False, log=lambda message: None)
+    assert [path.exists() for path in leftovers + others] == [False, False, True, True]
+
+
 @pytest.mark.parametrize("data, labels, message", [
     (numpy.zeros((2, 100), numpy.uint8), [0, 1],
      r"expected data uint8 \(N, 3072\), found uint8 \(2, 100\)"),

@@ -332,6 +332,20 @@ def test_a_conversion_stopped_while_writing_leaves_the_old_dataset_whole(tmp_pat
     assert snapshot(out) == before
 
 
+def test_the_temporary_files_of_a_killed_conversion_go_at_the_next_and_nothing_else(tmp_path):
+    """Killed while writing (SIGKILL), a conversion leaves its temporary files, which it
+    cannot remove itself: the next conversion to the same files removes them, and only them."""
+    out = tmp_path / "out"
+    out.mkdir()
+    leftovers = [out / f".{name}.abcdefgh.tmp" for name in ("set.npy", "set_y.npy", "set.json")]
+    other = out / ".other.npy.abcdefgh.tmp"
+    for path in leftovers + [other]:
+        path.write_bytes(b"partial")
+    convert(tmp_path, out / "set.npy", out / "set_y.npy")
+    assert sorted(snapshot(out)) == [".other.npy.abcdefgh.tmp", "set.json", "set.npy",
+                                     "set_y.npy"]
+
+
 def test_missing_output_folders_are_created(tmp_path):
     convert(tmp_path, tmp_path / "new" / "deeper" / "x.npy", tmp_path / "other" / "y.npy")
     assert numpy.load(tmp_path / "new" / "deeper" / "x.npy").shape == (2, 3, 8, 8)

@@ -172,6 +172,9 @@ def prepare(root="data/real", limit_train=None, limit_test=None, url=None, expec
     url, expected_md5 = url or URL, expected_md5 or ARCHIVE_MD5
     opener = opener or urllib.request.urlopen
     archive = os.path.join(root, ARCHIVE_NAME)
+    paths = output_paths(root)
+    for path in (archive, *paths.values()):  # of a download or write killed mid-way
+        atomic.remove_leftovers_of(path)
     if os.path.exists(archive) and md5_of(archive) == expected_md5:
         log(f"reusing verified {archive}")
     else:
@@ -179,7 +182,6 @@ def prepare(root="data/real", limit_train=None, limit_test=None, url=None, expec
             log(f"replacing {archive}: its MD5 does not match {expected_md5}")
         log(f"downloading {url} -> {archive}")
         download(url, archive, expected_md5, opener=opener, progress=progress)
-    paths = output_paths(root)
     scratch = os.path.join(root, "cifar10", ".extract")
     shutil.rmtree(scratch, ignore_errors=True)
     try:
