@@ -27,7 +27,8 @@ def atomic_open(path, mode="wb"):
     """Open a temporary file beside ``path``; on clean exit it replaces ``path``.
 
     ``mode`` is "wb" or "w" (text, UTF-8). An exception inside the block removes the temporary
-    file and re-raises; the old contents of ``path`` (if any) stay as they were.
+    file and re-raises; the old contents of ``path`` (if any) stay as they were. A system error
+    of the write itself (a full disk) is raised as ``OSError("cannot write PATH: reason")``.
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open mode must be 'wb' or 'w', got {mode!r}")
@@ -53,30 +54,43 @@ def atomic_open(path, mode="wb"):
             yield file
             file.flush()
             os.fsync(file.fileno())
-        try:
-            os.replace(temporary, destination)
-        except OSError as error:  # e.g. ``path`` is a directory
-            raise OSError(f"cannot write {path}: {error.strerror or error}") from error
-    except BaseException:
+        os.replace(temporary, destination)
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)
+        # a system error of this write (a full disk while writing, ``path`` a directory at
+        # the rename) is named by the file asked for: "[Errno 28] No space left on device"
+        # alone, or the temporary's name, would not say which file failed
+        if isinstance(error, OSError) and error.errno and error.filename in (None, temporary):
+            raise OSError(f"cannot write {path}: {error.strerror or error}") from error
         raise
 
 
 TEMPORARY_SUFFIX = ".tmp"
 # The names atomic_open's temporary files get: "." + the destination's name + "." + mkstemp's 8
-# random characters of [a-z0-9_] + TEMPORARY_SUFFIX.
-TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}" + re.escape(TEMPORARY_SUFFIX))
+# random characters of [a-z0-9_] + TEMPORARY_SUFFIX (its group 1: the destination's name).
+TEMPORARY_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}" + re.escape(TEMPORARY_SUFFIX))
 
 
-def remove_leftovers(directory):
+def remove_leftovers(directory, name=None):
     """Remove the temporary files of writes into ``directory`` whose process was killed before
-    it could: regular files named as ``atomic_open`` names them, nothing else. Only for a
-    directory no live process is writing into (a write in progress would lose its file)."""
+    it could: regular files named as ``atomic_open`` names them (with ``name``: only those of
+    writes to the file of that name), nothing else. Only for a directory no live process is
+    writing into (a write in progress would lose its file), or with ``name``, for a file no
+    live process is writing."""
     for entry in os.scandir(directory):
-        if TEMPORARY_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+        found = TEMPORARY_NAME.fullmatch(entry.name)
+        if found and name in (None, found[1]) and entry.is_file(follow_symlinks=False):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(entry.path)
+
+
+def remove_leftovers_of(path):
+    """``remove_leftovers`` of the writes to ``path`` alone (its folder may be one that other
+    writers share), where they were made: beside the file a link at ``path`` points to."""
+    directory, name = os.path.split(os.path.realpath(path))
+    if os.path.isdir(directory):
+        remove_leftovers(directory, name)
 
 
 def _umask():
@@ -98,14 +112,36 @@ def write_text(path, text):
         file.write(text)
 
 
+def json_text(value):
+    """``value`` as indented JSON; NaN and infinity are refused (they are not JSON)."""
+    return json.dumps(value, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
 def write_json(path, value):
-    """Write ``value`` as indented JSON; NaN and infinity are refused (they are not JSON)."""
-    write_text(path, json.dumps(value, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    """Write ``value`` as ``json_text`` atomically."""
+    write_text(path, json_text(value))
+
+
+def npy_bytes(array):
+    """The bytes of ``array`` as an ``.npy`` file (never pickled: object arrays are refused)."""
+    buffer = io.BytesIO()
+    numpy.save(buffer, numpy.asanyarray(array), allow_pickle=False)
+    return buffer.getvalue()
 
 
 def save_npy(path, array):
-    """Save one array as ``.npy`` atomically (never pickled: object arrays are refused)."""
-    array = numpy.asanyarray(array)
-    buffer = io.BytesIO()
-    numpy.save(buffer, array, allow_pickle=False)
-    write_bytes(path, buffer.getvalue())
+    """Save one array as ``.npy`` atomically."""
+    write_bytes(path, npy_bytes(array))
+
+
+def write_together(contents):
+    """Write files that belong together (``contents``: {path: bytes}) as a set: each is
+    written and synced to disk in its temporary file before the first is renamed, so that a
+    failure while writing (a full disk, Ctrl-C) leaves all the old files, never new ones beside
+    old ones. Only the renames, one after the other, are not one step."""
+    with contextlib.ExitStack() as renames:  # on leaving: each file renamed, last one first
+        for path, data in contents.items():
+            file = renames.enter_context(atomic_open(path, "wb"))
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())

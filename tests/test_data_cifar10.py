@@ -1,5 +1,6 @@
 """CIFAR-10 download, verification, safe extraction and restricted unpickling, all offline:
 the tests build tiny archives in the real layout and serve them through file:// URLs."""
+import errno
 import hashlib
 import io
 import os
@@ -103,6 +104,27 @@ def test_interrupted_download_leaves_no_partial_file(tmp_path):
         cifar10.download("https://example.invalid/x", str(destination), "0" * 32,
                          opener=lambda url: BrokenResponse(b"x" * 100), progress=False)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_write_the_system_refuses_is_the_files_error_not_the_downloads(tmp_path):
+    """Under a file size limit (a write refused as on a full disk) the message names the
+    archive it could not write, not a download that "failed after 0 bytes"."""
+    import resource
+    import subprocess
+    import sys
+
+    archive, root = tmp_path / "served.tar.gz", tmp_path / "real"
+    script = (f"from minilean.cli import main\nfrom minilean.data import cifar10\n"
+              f"cifar10.URL, cifar10.ARCHIVE_MD5 = {archive.as_uri()!r}, "
+              f"{make_archive(archive)!r}\n"
+              f"main(['data', 'download', '--cifar10', '--root={root}'])\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE,
+                                                                  (10000, 10000)))
+    assert (result.returncode, result.stderr) == (
+        1, f"minilean data download: error: cannot write {root / cifar10.ARCHIVE_NAME}: "
+           f"File too large\n")
+    assert os.listdir(root) == []
 
 
 class Response(io.BytesIO):
@@ -262,6 +284,45 @@ def test_a_bad_test_batch_leaves_the_arrays_written_before_as_they_were(tmp_path
         cifar10.prepare(str(tmp_path / "real"), url=bad.as_uri(),
                         expected_md5=make_archive(bad, batches), **kwargs)
     assert {name: open(path, "rb").read() for name, path in paths.items()} == before
+
+
+def test_a_full_disk_at_the_labels_leaves_the_arrays_written_before_as_they_were(tmp_path,
+                                                                                  monkeypatch):
+    """The four arrays are on disk before the first replaces its old file: new images of 8
+    rows never stand beside the old 6 labels (a set that no longer loads)."""
+    archive = tmp_path / "served.tar.gz"
+    kwargs = dict(url=archive.as_uri(), expected_md5=make_archive(archive), progress=False,
+                  log=lambda message: None)
+    paths = cifar10.prepare(str(tmp_path / "real"), limit_train=6, **kwargs)
+    before = {name: open(path, "rb").read() for name, path in paths.items()}
+
+    def sync(descriptor):  # the labels' temporary file: .cifar10_train_y.npy.XXXXXXXX.tmp
+        if ".cifar10_train_y.npy." in os.readlink(f"/proc/self/fd/{descriptor}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", sync)
+    with pytest.raises(OSError, match=f"^cannot write {paths['train_y']}: No space left"):
+        cifar10.prepare(str(tmp_path / "real"), limit_train=8, **kwargs)
+    monkeypatch.undo()
+    assert {name: open(path, "rb").read() for name, path in paths.items()} == before
+    assert sorted(os.listdir(tmp_path / "real" / "cifar10")) == sorted(
+        os.path.basename(path) for path in paths.values())  # no temporary left
+
+
+def test_the_temporary_files_of_a_killed_download_go_at_the_next_and_nothing_else(tmp_path):
+    """A download killed (a closed terminal, SIGKILL) leaves its partial archive in a hidden
+    temporary file, which atomic_open cannot remove: the next download does, and so for the
+    arrays; another file's temporary stays (--root may be a folder others write into)."""
+    archive, root = tmp_path / "served.tar.gz", tmp_path / "real"
+    (root / "cifar10").mkdir(parents=True)
+    leftovers = [root / f".{cifar10.ARCHIVE_NAME}.k2j4_9zz.tmp",
+                 root / "cifar10" / ".cifar10_train_X.npy.abcdefgh.tmp"]
+    others = [root / ".notes.txt.abcdefgh.tmp", root / "cifar10" / ".x.npy.abcdefgh.tmp"]
+    for path in leftovers + others:
+        path.write_bytes(b"partial")
+    cifar10.prepare(str(root), url=archive.as_uri(), expected_md5=make_archive(archive),
+                    progress=False, log=lambda message: None)
+    assert [path.exists() for path in leftovers + others] == [False, False, True, True]
 
 
 @pytest.mark.parametrize("data, labels, message", [

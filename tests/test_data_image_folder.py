@@ -1,5 +1,7 @@
 """Image-folder conversion with Pillow: sorted order, centre crop, labels, corrupt files."""
+import errno
 import json
+import os
 import subprocess
 import sys
 
@@ -298,6 +300,50 @@ def test_an_output_that_cannot_be_written_leaves_the_old_dataset_whole(tmp_path,
         convert(tmp_path, out / "set.npy", out / y_name, size=16,
                 write=image_folder.convert_image_folder)
     assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"),
+                                     KeyboardInterrupt()], ids=["full-disk", "ctrl-c"])
+@pytest.mark.parametrize("failing", ["set.npy", "set_y.npy", "set.json"])
+def test_a_conversion_stopped_while_writing_leaves_the_old_dataset_whole(tmp_path, monkeypatch,
+                                                                         capsys, failing,
+                                                                         failure):
+    """A full disk or Ctrl-C at any of the three files (each synced to disk in turn) leaves
+    every old file as it was: never new images beside the old labels and manifest."""
+    out = tmp_path / "out"
+    convert(tmp_path, out / "set.npy", out / "set_y.npy", size=8)
+    before, synced = snapshot(out), []
+
+    def sync(descriptor):
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{descriptor}")))
+        if synced[-1].startswith(f".{failing}."):  # its temporary file
+            raise failure
+
+    monkeypatch.setattr(os, "fsync", sync)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "convert", "image-folder", f"--input={tmp_path / 'in'}",
+              f"--x-output={out / 'set.npy'}", f"--y-output={out / 'set_y.npy'}",
+              "--labels-from-dirs", "--height=16", "--width=16"])
+    monkeypatch.undo()
+    expected = (130, "interrupted") if isinstance(failure, KeyboardInterrupt) else \
+        (1, f"error: cannot write {out / failing}: No space left on device")
+    assert (exit_info.value.code, capsys.readouterr().err) == (
+        expected[0], f"minilean data convert image-folder: {expected[1]}\n")
+    assert snapshot(out) == before
+
+
+def test_the_temporary_files_of_a_killed_conversion_go_at_the_next_and_nothing_else(tmp_path):
+    """Killed while writing (SIGKILL), a conversion leaves its temporary files, which it
+    cannot remove itself: the next conversion to the same files removes them, and only them."""
+    out = tmp_path / "out"
+    out.mkdir()
+    leftovers = [out / f".{name}.abcdefgh.tmp" for name in ("set.npy", "set_y.npy", "set.json")]
+    other = out / ".other.npy.abcdefgh.tmp"
+    for path in leftovers + [other]:
+        path.write_bytes(b"partial")
+    convert(tmp_path, out / "set.npy", out / "set_y.npy")
+    assert sorted(snapshot(out)) == [".other.npy.abcdefgh.tmp", "set.json", "set.npy",
+                                     "set_y.npy"]
 
 
 def test_missing_output_folders_are_created(tmp_path):

@@ -233,6 +233,37 @@ def test_a_run_interrupted_before_its_config_is_written_leaves_room_for_a_new_on
     assert code == 130 and sorted(os.listdir(tmp_path)) == ["checkpoints", "images"]
     run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false")
     assert len(losses(tmp_path)) == 1
+@pytest.mark.parametrize("failing", ["metrics.jsonl", "checkpoints/last.npz"])
+def test_a_write_the_system_refuses_is_one_line_naming_the_file_and_the_run_resumes(tmp_path,
+                                                                                   failing):
+    """A file size limit makes the system refuse a write, as a full disk does: the resumed run
+    stops with one line that names the file (not "[Errno 27] File too large" alone), its last
+    checkpoint stays as it was, no temporary file is left, and a later --resume carries on."""
+    import resource
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "minilean", "diffusion", *TINY, "--evaluate=false"]
+    subprocess.run(command + ["--steps=40", f"--out={run}"], check=True, capture_output=True)
+    checkpoint = (run / "checkpoints" / "last.npz").read_bytes()
+    # metrics.jsonl: room for its 40 lines (rewritten by the resume), not for the 41st
+    limit = (run / failing).stat().st_size + 10 if failing == "metrics.jsonl" else \
+        len(checkpoint) // 2
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    stopped = subprocess.run(command + ["--steps=42", f"--resume={run}"], preexec_fn=limited,
+                             capture_output=True, text=True)
+    assert (stopped.returncode, stopped.stderr) == (
+        1, f"minilean diffusion: error: cannot write {run / failing}: File too large\n")
+    assert (run / "checkpoints" / "last.npz").read_bytes() == checkpoint
+    assert not [path for path in run.rglob("*") if path.name.endswith(".tmp")]
+    subprocess.run(command + ["--steps=42", f"--resume={run}"], check=True, capture_output=True)
+    assert [step for step, _ in losses(run)] == list(range(1, 43))
+
+
 def test_resume_refuses_a_saved_value_its_flag_would_refuse_and_keeps_the_run(tmp_path, capsys):
     """A hand-edited (or another version's) config.json: one line naming the saved flag, not
     a comparison's TypeError from deep in the run."""

@@ -48,18 +48,23 @@ def download(url, destination, expected_md5, opener=None, progress=True):
     except (OSError, ValueError) as error:  # urllib's URLError is an OSError
         raise OSError(f"could not download {url}: {getattr(error, 'reason', error)}") from None
     digest, received = hashlib.md5(), 0
+
+    def chunks():  # a failed read is the download's; a failed write, the file's (atomic_open)
+        try:
+            yield from iter(lambda: response.read(_CHUNK_BYTES), b"")
+        except OSError as error:
+            raise OSError(f"download of {url} failed after {received} bytes ({error}); "
+                          "the partial file was removed") from None
+
     with response, atomic.atomic_open(destination, "wb") as file:
         total = int(response.headers.get("Content-Length") or 0) or None
         bar = Progress(total, unit="B", enabled=progress, description="download")
         try:
-            for chunk in iter(lambda: response.read(_CHUNK_BYTES), b""):
+            for chunk in chunks():
                 file.write(chunk)
                 digest.update(chunk)
                 received += len(chunk)
                 bar.update(received)
-        except OSError as error:
-            raise OSError(f"download of {url} failed after {received} bytes ({error}); "
-                          "the partial file was removed") from None
         finally:
             bar.close()
         if total is not None and received != total:
@@ -167,6 +172,9 @@ def prepare(root="data/real", limit_train=None, limit_test=None, url=None, expec
     url, expected_md5 = url or URL, expected_md5 or ARCHIVE_MD5
     opener = opener or urllib.request.urlopen
     archive = os.path.join(root, ARCHIVE_NAME)
+    paths = output_paths(root)
+    for path in (archive, *paths.values()):  # of a download or write killed mid-way
+        atomic.remove_leftovers_of(path)
     if os.path.exists(archive) and md5_of(archive) == expected_md5:
         log(f"reusing verified {archive}")
     else:
@@ -174,19 +182,20 @@ def prepare(root="data/real", limit_train=None, limit_test=None, url=None, expec
             log(f"replacing {archive}: its MD5 does not match {expected_md5}")
         log(f"downloading {url} -> {archive}")
         download(url, archive, expected_md5, opener=opener, progress=progress)
-    paths = output_paths(root)
     scratch = os.path.join(root, "cifar10", ".extract")
     shutil.rmtree(scratch, ignore_errors=True)
     try:
         safe_extract(archive, scratch)
         batch_dir = os.path.join(scratch, BATCH_DIR)
-        # Both splits are read before anything is written: a bad batch leaves the old arrays
-        # as a whole, never train arrays of this archive beside test arrays of another.
+        # Both splits are read before anything is written, and written together: a bad batch
+        # or a full disk leaves the old arrays as a whole, never train arrays of this archive
+        # (or limit) beside test arrays, or labels, of another.
         splits = {"train": read_split(batch_dir, TRAIN_BATCHES, limit_train),
                   "test": read_split(batch_dir, TEST_BATCHES, limit_test)}
+        atomic.write_together({paths[f"{split}_{part}"]: atomic.npy_bytes(array)
+                               for split, arrays in splits.items()
+                               for part, array in zip("Xy", arrays)})
         for split, (images, labels) in splits.items():
-            atomic.save_npy(paths[f"{split}_X"], images)
-            atomic.save_npy(paths[f"{split}_y"], labels)
             log(f"wrote {paths[f'{split}_X']} {images.shape} uint8 and labels")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -11,8 +11,8 @@ what Pillow itself says about a file it reads (warnings such as corrupt EXIF dat
 is passed on as one line that names the file.
 
 The outputs (images, labels, manifest) are checked before any image is read, so that a bad
-path cannot fail the conversion half-way through its writes; each is then written atomically,
-the manifest, which describes the set, last.
+path cannot fail the conversion half-way through its writes; they are then written together
+(``atomic.write_together``): a full disk or Ctrl-C while writing leaves the old set whole.
 """
 import contextlib
 import logging
@@ -200,8 +200,11 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
                 "source": os.path.abspath(input_dir), "count": count, "crop": crop,
                 "skipped": skipped, "class_names": class_names if labels_from_dirs else None,
                 "labels": None if y_output is None else os.path.abspath(y_output)}
-    atomic.save_npy(x_output, images)
+    outputs = {x_output: atomic.npy_bytes(images)}
     if y_output is not None:
-        atomic.save_npy(y_output, numpy.array(labels, numpy.int64))
-    atomic.write_json(manifest_file, manifest)
+        outputs[y_output] = atomic.npy_bytes(numpy.array(labels, numpy.int64))
+    outputs[manifest_file] = atomic.json_text(manifest).encode("utf-8")
+    for path in outputs:  # the temporary files of a conversion to them killed mid-way
+        atomic.remove_leftovers_of(path)
+    atomic.write_together(outputs)
     return manifest

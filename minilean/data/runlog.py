@@ -141,8 +141,12 @@ class RunDirectory:
         """Append one record {step, seconds, **metrics}; returns it."""
         record = _json_safe({"step": int(step),
                              "seconds": round(time.time() - self.start_time, 3), **metrics})
-        self.metrics_file.write(json.dumps(record, allow_nan=False) + "\n")
-        self.metrics_file.flush()
+        try:
+            self.metrics_file.write(json.dumps(record, allow_nan=False) + "\n")
+            self.metrics_file.flush()
+        except OSError as error:  # a full disk: say which file, as an atomic write does
+            raise OSError(f"cannot write {self.file('metrics.jsonl')}: "
+                          f"{error.strerror or error}") from error
         return record
 
     def metrics(self):
@@ -170,8 +174,12 @@ class RunDirectory:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc_info):
-        self.close()
+    def __exit__(self, kind, error, traceback):
+        try:
+            self.close()
+        except OSError:  # the line that failed to write fails again: keep the first error,
+            if error is None:  # which names the file, when the run stops on it
+                raise
 
 
 def _span(values):
