@@ -10,7 +10,9 @@ hand-parsed, and every flag is checked before any work starts:
   ``OSError``, ``minilean.backend.DeviceError``, and ``MemoryError`` for sizes this machine
   cannot hold) prints one line and exits with code 1;
   ``MINILEAN_TRACEBACK=1`` re-raises it with the full traceback instead;
-* Ctrl-C (``KeyboardInterrupt``) prints one line and exits with code 130.
+* Ctrl-C (``KeyboardInterrupt``) prints one line and exits with code 130; SIGTERM (``kill``, a
+  batch system stopping a job) and SIGHUP (its terminal closed) stop a command the same way,
+  with exit code 128 + the signal's number.
 
 Why not let fire check the flags? python-fire calls the function with its defaults *before* it
 reports an unknown flag (a typo would start a five-minute training run), and it hands over
@@ -53,13 +55,16 @@ through ``guard(obj)`` instead: the ``Flag``s it declares with ``minilean.flags.
 (which check a Python caller's values too) become its flags, so it gets the same
 unknown-flag, positional and boolean checks without a second declaration.
 """
+import contextlib
 import difflib
 import importlib
 import inspect
 import itertools
 import os
 import re
+import signal
 import sys
+import threading
 import types
 from pathlib import Path
 
@@ -356,6 +361,43 @@ def _load(target):
     return getattr(importlib.import_module(module_name), attribute)
 
 
+class Stopped(KeyboardInterrupt):
+    """A stop signal, raised where the command is as Ctrl-C's ``KeyboardInterrupt`` is, so that
+    it unwinds the same way: a write in progress removes its temporary file, the last
+    checkpoint stays whole. Without this, SIGTERM ends the process on the spot."""
+
+    def __init__(self, signal_number):
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+
+
+def _raise_stopped(signal_number, frame):
+    signal.signal(signal_number, signal.SIG_IGN)  # a second one must not cut the unwinding short
+    raise Stopped(signal_number)
+
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))  # Windows has no SIGHUP
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """SIGTERM and SIGHUP raise ``Stopped`` inside the block; the handlers before it are put
+    back after. Only a signal left to its default (ending the process) is taken: one a parent
+    ignores stays ignored (``nohup`` ignores SIGHUP so that a run outlives its terminal).
+    Signals can be handled only in the main thread: elsewhere, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {number: signal.signal(number, _raise_stopped) for number in STOP_SIGNALS
+              if signal.getsignal(number) == signal.SIG_DFL}
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+
+
 def run_command(command, positional, flags):
     """Check the flags, run the command, and turn expected errors into one line + exit code."""
     try:
@@ -365,13 +407,16 @@ def run_command(command, positional, flags):
         config = command.parse(positional, flags)
         # a loss that overflows is reported by the NaN guard, in one line that names the step;
         # NumPy would first print a warning and a source line per overflowing operation
-        with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"), _stop_signals():
             command.run(config)
     except FlagError as error:
         _fail(command.name, error, 2)
     # MemoryError: sizes this machine cannot hold (NumPy's message says how much it asked for)
     except (ValueError, TypeError, FileNotFoundError, DeviceError, OSError, MemoryError) as error:
         _fail(command.name, error, 1)
+    except Stopped as stop:
+        print(f"minilean {command.name}: stopped by {stop}", file=sys.stderr)
+        sys.exit(128 + stop.signal_number)
     except KeyboardInterrupt:
         print(f"minilean {command.name}: interrupted", file=sys.stderr)
         sys.exit(130)

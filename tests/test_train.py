@@ -1,6 +1,7 @@
 """The shared training loop and the diffusion command end to end, on tiny CPU runs."""
 import json
 import os
+import signal
 
 import numpy
 import pytest
@@ -182,6 +183,55 @@ def test_resume_gives_flags_an_older_run_predates_their_defaults(tmp_path):
     assert resumed["command"] == "diffusion"
 
 
+
+def _signalled_at(step_to_signal, signal_number):
+    """A ``Loader.batches`` that sends this process ``signal_number`` as it hands out the
+    batch of step ``step_to_signal + 1``, as ``kill`` from outside would."""
+    batches = Loader.batches
+
+    def signalled(self, start=0):
+        for step, batch in enumerate(batches(self, start), start=start):
+            if step == step_to_signal:
+                if signal.getsignal(signal_number) == signal.SIG_DFL:  # it would end pytest too
+                    pytest.fail(f"{signal.Signals(signal_number).name} would end the process")
+                os.kill(os.getpid(), signal_number)
+            yield batch
+    return signalled
+
+
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_it_resumes(tmp_path, monkeypatch, capsys):
+    """SIGTERM (a batch system's stop) at step 3 of 4: one line, exit 128 + 15, the step-2
+    checkpoint whole, no temporary file, the handler given back; the resume ends as an
+    uninterrupted run does."""
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    run_cli("--steps=4", f"--out={whole}", "--evaluate=false", "--checkpoint-every=2")
+    with monkeypatch.context() as patch:
+        patch.setattr(Loader, "batches", _signalled_at(2, signal.SIGTERM))
+        code, err = _exit_and_error(["diffusion", *TINY, "--steps=4", f"--out={split}",
+                                     "--evaluate=false", "--checkpoint-every=2",
+                                     "--lr-decay-steps=4"], capsys)
+    assert (code, err) == (143, "minilean diffusion: stopped by SIGTERM\n")
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert load_checkpoint(str(split / "checkpoints" / "last.npz"))["step"] == 2
+    assert not [name for _, _, names in os.walk(split) for name in names
+                if atomic.TEMPORARY_NAME.fullmatch(name)]
+    run_cli("--steps=4", f"--resume={split}", "--evaluate=false")
+    assert_same_run(split, whole, steps=4)
+
+
+def test_a_stop_signal_the_parent_ignores_stays_ignored(tmp_path, monkeypatch):
+    """Under ``nohup`` SIGHUP is ignored, so that a run outlives its terminal: it must not
+    stop the run."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(Loader, "batches", _signalled_at(1, signal.SIGHUP))
+            run_cli("--steps=3", f"--out={tmp_path}", "--evaluate=false")
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert [step for step, _ in losses(tmp_path)] == [1, 2, 3]
+
 def _exit_and_error(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -214,8 +264,6 @@ def test_a_new_run_never_overwrites_a_runs_files_left_without_their_config(tmp_p
                               f"metrics.jsonl, which a new run would replace: move it "
                               f"away, or choose another)\n")
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
-
-
 
 
 def test_a_run_interrupted_before_its_config_is_written_leaves_room_for_a_new_one(
