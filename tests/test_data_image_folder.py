@@ -100,6 +100,33 @@ def test_16_bit_grey_images_are_rescaled_and_a_bad_pgm_is_skipped_by_name(tmp_pa
     assert err.count("\n") == 1 and "300" in err
 
 
+def test_float_and_wide_integer_images_are_skipped_by_name(tmp_path, capsys):
+    """Pillow converted a float TIFF in 0..1 (mode F) to RGB by clipping to 0..255, so it came
+    out black, and a 32-bit integer one was clipped to 0..65535: neither has a range the
+    converter can know, so each is skipped with a warning naming it; a 32-bit integer image
+    within 0..65535 is rescaled as 16-bit samples are."""
+    ramp = numpy.array([[0, 1000], [30000, 65535]])
+    save(tmp_path / "in" / "a_float.tif", (ramp / 65535).astype(numpy.float32))
+    save(tmp_path / "in" / "b_wide.tif", (ramp * 2).astype(numpy.int32))
+    save(tmp_path / "in" / "c_negative.tif", (ramp - 1).astype(numpy.int32))
+    save(tmp_path / "in" / "d_int.tif", ramp.astype(numpy.int32))
+    DataCommands().convert.image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                        height=2, width=2, crop="stretch", ext=".tif")
+    x = numpy.load(tmp_path / "x.npy")
+    assert x.shape == (1, 3, 2, 2) and x[0, 0].tolist() == [[0, 4], [117, 255]]
+    skipped = [str(tmp_path / "in" / name) for name in ("a_float.tif", "b_wide.tif",
+                                                        "c_negative.tif")]
+    assert json.loads((tmp_path / "x.json").read_text())["skipped"] == skipped
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"warning: skipping unreadable image {skipped[0]}: 32-bit float pixels (Pillow's mode "
+        f"F) have no known range to scale to 0..255; expected 8- or 16-bit samples",
+        f"warning: skipping unreadable image {skipped[1]}: integer pixels from 0 to 131070 are "
+        f"outside 0..65535; expected 8- or 16-bit samples",
+        f"warning: skipping unreadable image {skipped[2]}: integer pixels from -1 to 65534 are "
+        f"outside 0..65535; expected 8- or 16-bit samples"]
+
+
 def test_extensions_match_whatever_their_case(tmp_path):
     for name in ("a.PNG", "b.Jpg", "c.png", "d.txt", "e.PnG.txt"):
         (tmp_path / name).write_bytes(b"")

@@ -615,15 +615,24 @@ def test_clamp_of_an_integer_tensor_clips_bounds_outside_its_dtype():
 @pytest.mark.parametrize("name, expression", [
     ("relu", lambda lib, m: lib.relu(m)), ("abs", lambda lib, m: lib.abs(m)),
     ("subtraction", lambda lib, m: m - m), ("subtraction", lambda lib, m: 1 - m),
-    ("subtraction", lambda lib, m: m - 1), ("matmul", lambda lib, m: m @ m)])
+    ("subtraction", lambda lib, m: m - 1), ("matmul", lambda lib, m: m @ m),
+    ("a bool exponent in the power", lambda lib, m: m ** m),
+    ("a bool exponent in the power", lambda lib, m: lib.tensor(True) ** m)])
 def test_ops_pytorch_refuses_on_bool_tensors_are_refused(name, expression):
-    """relu of bool was int64, 1 - mask int64, abs and matmul accepted (matmul a logical or of
-    ands); PyTorch refuses all of them."""
+    """relu of bool was int64, 1 - mask int64, mask ** mask int8, abs and matmul accepted
+    (matmul a logical or of ands); PyTorch refuses all of them. (A power with one bool operand,
+    mask ** 2 or 2 ** mask, is computed in both.)"""
     torch = pytest.importorskip("torch")
     with pytest.raises((RuntimeError, NotImplementedError)):
         expression(torch, torch.tensor([True, False]))
     with pytest.raises(TypeError, match=f"{name} of a bool tensor is not supported"):
         expression(ml, ml.tensor([True, False]))
+
+
+@pytest.mark.parametrize("expression", [lambda lib, m: m ** 2, lambda lib, m: 2 ** m,
+                                        lambda lib, m: m ** 2.0])
+def test_a_power_with_one_bool_operand_is_computed_as_in_pytorch(expression):
+    check_integer_edge_against_torch(expression, np.array([True, False]))
 
 
 def test_integer_to_a_negative_integer_power_is_refused():

@@ -103,6 +103,35 @@ def test_adam_by_hand(cls, decoupled):
     assert first == pytest.approx(0.9, rel=1e-6)
 
 
+def test_a_grad_set_by_hand_of_another_shape_dtype_or_device_is_refused(monkeypatch):
+    """Adam broadcast a (1,) gradient over a (3, 4) weight and stepped; as PyTorch does, the
+    assignment itself refuses a gradient that does not fit, and leaves .grad as it was."""
+    import fake_cupy
+    fake_cupy.install(monkeypatch)
+    try:
+        weight = nn.Parameter(ml.ones(3, 4))
+        optimizer = optim.Adam([weight], lr=0.1)
+        expected = r"; expected the tensor's: shape \(3, 4\), dtype float32, device 'cpu'$"
+        for grad, found in ((ml.ones(1), r"shape \(1,\), dtype float32, device 'cpu'"),
+                            (ml.ones(3, 4, dtype="float64"), "dtype float64, device 'cpu'"),
+                            (ml.ones(3, 4, device="cuda"), "dtype float32, device 'cuda'")):
+            with pytest.raises(ValueError, match=f"^assigned grad has .*{found}{expected}"):
+                weight.grad = grad
+            assert weight.grad is None
+        with pytest.raises(TypeError, match="^assigned grad must be a Tensor or None, got "
+                                            "ndarray$"):
+            weight.grad = numpy.ones((3, 4), numpy.float32)
+        optimizer.step()
+        numpy.testing.assert_array_equal(weight.numpy(), 1.0)  # no gradient: no step
+        fitting = ml.ones(3, 4)
+        weight.grad = fitting
+        assert weight.grad is fitting
+        weight.grad = None
+        assert weight.grad is None
+    finally:
+        fake_cupy.forget_device_state()
+
+
 def test_parameters_without_gradient_are_left_alone():
     moving = nn.Parameter(ml.ones(2))
     frozen = nn.Parameter(ml.ones(2))
@@ -249,7 +278,7 @@ def test_clip_grad_norm_scales_to_the_global_norm():
 def test_clip_grad_norm_takes_one_tensor():
     """As PyTorch's does: the tensor itself, not its rows (which have no gradients)."""
     weight = nn.Parameter(ml.ones(3, 4))
-    weight.grad = ml.tensor(numpy.full((3, 4), 2.0))
+    weight.grad = ml.tensor(numpy.full((3, 4), 2.0, numpy.float32))
     assert optim.clip_grad_norm_(weight, 1.0).item() == pytest.approx(numpy.sqrt(48.0))
     numpy.testing.assert_allclose(weight.grad.numpy(), numpy.full((3, 4), 2 / numpy.sqrt(48.0)),
                                   rtol=1e-5)

@@ -222,7 +222,10 @@ def pow(a, b):
             and b < 0):  # not wrapped into the dtype as other integer scalars are
         raise ValueError(f"an integer tensor to the power {b}: integers to negative integer "
                          f"powers are not allowed (as in PyTorch); convert it to float first")
-    return _binary(Pow, a, b)
+    a, b = as_tensors(a, b)
+    if a.dtype.kind == b.dtype.kind == "b":  # NumPy gives int8; one bool (mask ** 2) is fine
+        refuse_bool("a bool exponent in the power", a)
+    return Pow.apply(a, b)
 def neg(a): return Neg.apply(a)
 
 

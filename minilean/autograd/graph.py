@@ -75,7 +75,7 @@ def accumulate_leaf_grad(tensor, grad, owned):
         reusable = (owned and isinstance(grad, xp.ndarray) and grad.dtype == tensor.dtype
                     and grad.flags.c_contiguous)
         data = grad if reusable else xp.array(grad, dtype=tensor.dtype, order="C")
-        tensor.grad = tensor_module.Tensor._wrap(data, False)
+        tensor._grad = tensor_module.Tensor._wrap(data, False)  # made to fit: no check
     else:
         # asarray: NumPy's sum of two 0-d arrays is a scalar, which in-place updates would miss
         tensor.grad.data = xp.asarray((tensor.grad.data + grad).astype(tensor.dtype, copy=False))

@@ -1,10 +1,13 @@
 """Tensor: an array on a device, plus what reverse-mode autograd needs to differentiate it.
 
 A tensor holds ``data`` (a NumPy or CuPy array), ``requires_grad``, ``grad`` (filled by
-``backward``) and ``grad_fn`` (the graph node of the op that made it, ``None`` for leaves).
+``backward``; one set by hand must have the tensor's shape, dtype and device) and ``grad_fn``
+(the graph node of the op that made it, ``None`` for leaves).
 The math lives in the op files (elementwise, reduce, shape, linalg, conv); the methods here
 only forward to them, with PyTorch's names.
 """
+import operator
+
 import numpy
 
 from minilean import backend
@@ -31,7 +34,7 @@ class Tensor:
         if self.data.dtype.kind not in "biuf":  # text or objects: no op computes with them
             raise TypeError(f"a tensor holds numbers or booleans, got {type(data).__name__} "
                             f"data of dtype {self.data.dtype}")
-        self.grad = None
+        self._grad = None
         self.grad_fn = None
         self.requires_grad = False
         self.requires_grad_(requires_grad)
@@ -40,7 +43,7 @@ class Tensor:
     def _wrap(cls, array, requires_grad):
         """Make a tensor around an existing array with no checks (the ops' fast path)."""
         tensor = cls.__new__(cls)
-        tensor.data, tensor.grad, tensor.grad_fn = array, None, None
+        tensor.data, tensor._grad, tensor.grad_fn = array, None, None
         tensor.requires_grad = requires_grad
         return tensor
 
@@ -102,6 +105,24 @@ class Tensor:
         return f"tensor({values}{shape}, dtype={self.dtype}, device={self.device!r}{grad})"
 
     # --- autograd controls ----------------------------------------------------------------
+    def _set_grad(self, grad):
+        """``tensor.grad = grad`` by hand: None, or a tensor of this tensor's shape, dtype and
+        device, as PyTorch checks. Anything else failed far from here, or worse, broadcast in an
+        optimizer's step (a (1,) gradient over a (3, 4) weight). The engine writes ``_grad``
+        itself, unchecked: it makes its gradients to fit."""
+        if grad is not None:
+            if not isinstance(grad, Tensor):
+                raise TypeError(f"assigned grad must be a Tensor or None, got "
+                                f"{type(grad).__name__}")
+            if (grad.shape, grad.dtype, grad.device) != (self.shape, self.dtype, self.device):
+                raise ValueError(f"assigned grad has shape {grad.shape}, dtype {grad.dtype}, "
+                                 f"device {grad.device!r}; expected the tensor's: shape "
+                                 f"{self.shape}, dtype {self.dtype}, device {self.device!r}")
+        self._grad = grad
+
+    # read through a C-level getter: the engine reads .grad of every parameter at every step
+    grad = property(operator.attrgetter("_grad"), _set_grad)
+
     def requires_grad_(self, requires_grad=True):
         if requires_grad and self.data.dtype not in _FLOAT_DTYPES:
             raise TypeError(f"only floating-point tensors can require gradients, got {self.dtype}")

@@ -5,8 +5,11 @@ upright by their EXIF orientation, converted to RGB, and resized: ``crop="center
 image to cover height x width and cuts the centre (no distortion), ``crop="stretch"`` resizes
 to height x width ignoring the aspect ratio. With ``labels_from_dirs`` the label of a file is
 the index of its top-level sub-directory among the sorted sub-directory names; deeper nesting
-stays in that class. Unreadable files (and decompression bombs: a header claiming more pixels
-than Pillow's limit, ``Image.MAX_IMAGE_PIXELS``) are skipped with a warning that names them;
+stays in that class. 16-bit grey images are rescaled from 0..65535. Unreadable files (and
+decompression bombs: a header claiming more pixels than Pillow's limit,
+``Image.MAX_IMAGE_PIXELS``) are skipped with a warning that names them, and so are images whose
+pixels have no range to scale to 0..255: 32-bit float ones (Pillow's mode F, e.g. a float
+TIFF, whose values may be 0..1 or anything) and 32-bit integer ones outside 0..65535;
 what Pillow itself says about a file it reads (warnings such as corrupt EXIF data, log messages)
 is passed on as one line that names the file.
 
@@ -46,16 +49,24 @@ def list_images(input_dir, extensions=DEFAULT_EXTENSIONS):
 def load_image(path, height, width, crop="center"):
     """One image file as uint8 (3, height, width); Pillow's errors pass through. A 16-bit grey
     image (a PGM of maxval above 255, a 16-bit PNG: Pillow's modes I and I;16) is rescaled
-    from 0..65535, where Pillow's own conversion would clip every value above 255. An image
-    over Pillow's pixel limit raises ``Image.DecompressionBombWarning`` (Pillow would only warn
-    below twice the limit, and decode it)."""
+    from 0..65535, where Pillow's own conversion would clip every value above 255. Float pixels
+    (mode F) and integer ones outside 0..65535 raise a ValueError: Pillow's conversion would
+    clip them to 0..255 too (a float image in 0..1 came out black). An image over Pillow's
+    pixel limit raises ``Image.DecompressionBombWarning`` (Pillow would only warn below twice
+    the limit, and decode it)."""
     from PIL import Image, ImageOps
     with warnings.catch_warnings():  # the decoding too: a GIF checks each frame as it loads
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as image:
             image = ImageOps.exif_transpose(image)
+            if image.mode == "F":
+                raise ValueError("32-bit float pixels (Pillow's mode F) have no known range to "
+                                 "scale to 0..255; expected 8- or 16-bit samples")
             if image.mode.startswith("I"):
-                grey = numpy.clip(numpy.asarray(image), 0, 65535)  # mode I holds 32-bit ints
+                grey = numpy.asarray(image)
+                if grey.min() < 0 or grey.max() > 65535:  # mode I holds 32-bit ints
+                    raise ValueError(f"integer pixels from {grey.min()} to {grey.max()} are "
+                                     f"outside 0..65535; expected 8- or 16-bit samples")
                 image = Image.fromarray(rescale_to_uint8(grey, 65535))
             if image.mode == "P" and "transparency" in image.info:
                 image = image.convert("RGBA")  # Pillow warns on P straight to RGB; same colours
