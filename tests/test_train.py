@@ -675,6 +675,31 @@ def test_nan_guard_before_the_first_checkpoint_says_there_is_none(tmp_path):
     assert not (tmp_path / "checkpoints" / "last.npz").exists()
 
 
+def test_evaluate_notes_samples_older_than_their_runs_checkpoint(tmp_path, monkeypatch, capsys):
+    """A resume from step 2 to 4 stopped while sampling: the checkpoint is at step 4, the
+    samples still step 2's. evaluate scores them and says so; once the resume at the end has
+    sampled again, it says nothing."""
+    from minilean.train import diffusion
+    scoring = ["evaluate", "--cpu", f"--samples={tmp_path}", "--n-eval=4",
+               "--classifier-steps=1", f"--cache={tmp_path / 'cache'}", "--n-total=200"]
+    run_cli("--steps=2", f"--out={tmp_path}", "--evaluate=false")
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as patch:
+        patch.setattr(diffusion, "write_images", stopped)
+        assert _exit_and_error(["diffusion", *TINY, "--steps=4", f"--resume={tmp_path}"],
+                               capsys)[0] == 130
+    main(scoring)
+    assert capsys.readouterr().err == (
+        f"minilean evaluate: note: {tmp_path}'s samples were drawn at step 2, and its checkpoint "
+        f"is at step 4 (a resume stopped before it sampled again: --resume {tmp_path} "
+        f"--steps=4 draws them anew)\n")
+    run_cli("--steps=4", f"--resume={tmp_path}")
+    main(scoring)
+    assert capsys.readouterr().err == ""
+
+
 def test_evaluate_reports_fd_with_floor_and_ceiling(tmp_path, capsys):
     samples = numpy.random.default_rng(0).integers(0, 256, (40, 3, 16, 16), dtype=numpy.uint8)
     numpy.save(tmp_path / "samples.npy", samples)

@@ -3,13 +3,15 @@
 ``minilean/models/classifier.py``."""
 import json
 import os
+import sys
 
 from minilean.data import load_dataset
 from minilean.data.arrays import check_pixel_values, float_images, load_npy
 from minilean.data.builtin import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from minilean.data.runlog import read_run_config
 from minilean.models.classifier import fd_classifier
-from minilean.train.loop import prepare_device
+from minilean.optim.checkpoint import load_checkpoint
+from minilean.train.loop import CHECKPOINT, prepare_device
 
 
 def _run_of(directory):
@@ -23,16 +25,37 @@ def _run_of(directory):
         return None
 
 
+def _older_than_the_checkpoint(directory):
+    """A note when the run in ``directory`` trained on after its samples were drawn (a resume
+    stopped before it sampled again: the samples and summary.json are the earlier step's),
+    else None."""
+    try:
+        with open(os.path.join(directory, "summary.json"), encoding="utf-8") as file:
+            sampled = int(json.load(file)["steps"])
+        trained = int(load_checkpoint(os.path.join(directory, CHECKPOINT))["step"])
+    except (OSError, ValueError, KeyError, TypeError):  # no summary or checkpoint to compare
+        return None
+    if trained <= sampled:
+        return None
+    return (f"note: {directory}'s samples were drawn at step {sampled}, and its checkpoint is "
+            f"at step {trained} (a resume stopped before it sampled again: --resume "
+            f"{directory} --steps={trained} draws them anew)")
+
+
 def load_samples(path):
     """Generated images from a run directory (its samples.npy) or an .npy file, as float32 in
-    [0, 1]; the same dtype and range rules as --x (uint8, or float already in [0, 1])."""
+    [0, 1]; the same dtype and range rules as --x (uint8, or float already in [0, 1]). Samples
+    older than their run's checkpoint are scored, with a note on stderr that says so."""
     if os.path.isdir(path):
-        run = _run_of(path)
-        path = os.path.join(path, "samples.npy")
+        directory, run = path, _run_of(path)
+        path = os.path.join(directory, "samples.npy")
         if run and not os.path.isfile(path):  # a run, but of a command that writes no images
             raise FileNotFoundError(f"samples file {path} not found: that directory holds a "
                                     f"run of {run}, which writes none (diffusion and gan on "
                                     f"images do); give an .npy array of images instead")
+        note = _older_than_the_checkpoint(directory)
+        if note:
+            print(f"minilean evaluate: {note}", file=sys.stderr)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"samples file {path} not found; train a model first "
                                 f"(e.g. python -m minilean diffusion), or give an .npy array")
