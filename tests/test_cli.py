@@ -26,6 +26,12 @@ def no_work(monkeypatch):
 
 @pytest.mark.parametrize("argv, expected", [
     (["--stepz=3"], "--stepz: got 3; expected a flag of 'diffusion' (did you mean --steps?"),
+    # a flag of other commands is named so, not taken for a near name here (--mask-ratio is
+    # as near --image-size as --stepz is to --steps)
+    (["--mask-ratio=0.5"], "--mask-ratio: got 0.5; expected a flag of 'diffusion' (only mae has "
+                           "it; see"),
+    (["--n-eval=9"], "--n-eval: got 9; expected a flag of 'diffusion' (only evaluate, vae, "
+                     "vqvae, autoencoder, mae have it; see"),
     (["extra"], "unexpected argument 'extra'; expected flags only"),
     # words fire takes for itself, after running the command: its separator, its own flags
     (["--steps=3", "-", "extra"], "unexpected argument '-'; expected flags only"),
