@@ -289,6 +289,25 @@ def test_clone_copies():
     assert x.data[0] == 1.0
 
 
+@pytest.mark.parametrize("join", [ml.cat, ml.stack])
+@pytest.mark.parametrize("dtypes, joined", [
+    ((ml.int64, ml.float32), ml.float32),  # NumPy: float64
+    ((np.int32, np.float16), np.float16),  # NumPy: float32
+    ((np.bool_, ml.float32), ml.float32),
+    ((ml.float32, ml.float64, ml.int64), ml.float64),
+    ((np.int32, ml.int64), ml.int64)])
+def test_cat_and_stack_of_integers_with_floats_take_the_floats_dtype_as_pytorch(join, dtypes,
+                                                                                joined):
+    pieces = [ml.tensor([1, 0], dtype=dtype) for dtype in dtypes]
+    floats = [piece.requires_grad_() for piece in pieces if piece.dtype.kind == "f"]
+    result = join(pieces)
+    assert result.dtype == joined
+    assert result.numpy().ravel().tolist() == [1, 0] * len(dtypes)
+    if floats:
+        result.sum().backward()
+        assert all(piece.grad.dtype == piece.dtype for piece in floats)
+
+
 def test_bad_shape_arguments_name_the_values():
     x = ml.ones(2, 3)
     with pytest.raises(ValueError, match=r"permute dims \(0, 0\) must name each of the 2 axes"):
