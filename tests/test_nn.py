@@ -335,6 +335,18 @@ def test_to_dtype_casts_floating_tensors_only_as_torch():
     assert all(param.dtype == numpy.float64 for param in model.parameters())
 
 
+@pytest.mark.parametrize("dtype", [ml.float64, numpy.dtype(numpy.float64)])
+def test_to_takes_a_dtype_in_the_place_of_the_device_as_a_tensor_does(dtype):
+    """``model.to(float64)``, PyTorch's spelling, was read as a device and refused as one."""
+    model = nn.Linear(3, 2)
+    assert model.to(dtype) is model
+    assert all(param.dtype == numpy.float64 and param.device == "cpu"
+               for param in model.parameters())
+    with pytest.raises(TypeError, match="dtype must be a floating-point type, got "
+                                        "<class 'numpy.int64'>$"):
+        model.to(ml.int64)
+
+
 def test_to_cuda_without_a_gpu_is_a_one_line_error():
     if ml.cuda_available():
         pytest.skip("a GPU is present")

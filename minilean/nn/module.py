@@ -14,7 +14,7 @@ from collections import OrderedDict
 import numpy
 
 from minilean import backend
-from minilean.autograd.tensor import Tensor, is_int
+from minilean.autograd.tensor import Tensor, device_and_dtype, is_int
 
 
 class Parameter(Tensor):
@@ -221,12 +221,14 @@ class Module:
 
     def to(self, device=None, dtype=None):
         """Move every parameter and buffer to ``device`` and/or cast the floating-point ones
-        to the floating-point ``dtype``, in place; returns ``self``. As in PyTorch, integer and
+        to the floating-point ``dtype``, in place (a dtype alone may come first, as for a
+        tensor: ``model.to(float64)``); returns ``self``. As in PyTorch, integer and
         boolean buffers (counts, indices, masks) keep their dtype.
 
         The Parameter objects stay the same, only their arrays change, so move a model
         *before* building its optimizer (whose state arrays live on the old device).
         """
+        device, dtype = device_and_dtype(device, dtype)
         if device is not None:
             backend.check_device(device)
         if dtype is not None and numpy.dtype(dtype).kind != "f":
