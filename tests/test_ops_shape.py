@@ -1,5 +1,7 @@
 """Shape ops and indexing: gradcheck and PyTorch oracle over drawn shapes and arguments, plus
 repeated indices, dtype/device moves, views and bad arguments."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import strategies as st
@@ -306,6 +308,16 @@ def test_cat_and_stack_of_integers_with_floats_take_the_floats_dtype_as_pytorch(
     if floats:
         result.sum().backward()
         assert all(piece.grad.dtype == piece.dtype for piece in floats)
+
+
+@pytest.mark.parametrize("shape", [(5, -1), (7, 4), (-1, -1)])
+def test_a_shape_that_does_not_fit_is_refused_in_the_tensors_words(shape):
+    """``x.view(batch_size, -1)`` on a smaller last batch; NumPy's error called -1 newaxis."""
+    with pytest.raises(ValueError, match=rf"^cannot reshape a tensor of shape \(2, 3, 4\) \(24 "
+                                         rf"elements\) to {re.escape(str(shape))}: the sizes "
+                                         rf"must multiply to 24, with at most one -1 for the "
+                                         rf"rest$"):
+        ml.ones(2, 3, 4).view(*shape)
 
 
 def test_bad_shape_arguments_name_the_values():

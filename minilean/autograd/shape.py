@@ -175,7 +175,12 @@ def reshape(x, shape):
     shape = tuple(shape)
     if shape == x.shape:
         return x
-    return Reshape.apply(x, shape=shape)
+    try:
+        return Reshape.apply(x, shape=shape)
+    except ValueError:  # NumPy's words name a -1 "newaxis"
+        raise ValueError(f"cannot reshape a tensor of shape {x.shape} ({x.data.size} elements) "
+                         f"to {shape}: the sizes must multiply to {x.data.size}, with at most "
+                         f"one -1 for the rest") from None
 
 
 def permute(x, dims):
