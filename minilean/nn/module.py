@@ -240,10 +240,9 @@ class Module:
                 tensor.grad.data = _moved(tensor.grad.data, device, dtype)
         return self
 
-    def zero_grad(self):
-        """Forget accumulated gradients (``grad = None``, PyTorch's default)."""
-        for param in self.parameters():
-            param.grad = None
+    def zero_grad(self, set_to_none=True):
+        """Forget accumulated gradients: ``zero_grads`` of every parameter."""
+        zero_grads(self.parameters(), set_to_none)
 
     # --- saving and loading ----------------------------------------------------------------
     def state_dict(self):
@@ -286,6 +285,17 @@ class Module:
         if not lines:
             return head + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+def zero_grads(params, set_to_none=True):
+    """Forget the gradients of ``params``: ``grad = None`` (PyTorch's default), or with
+    ``set_to_none=False`` a gradient of zeros where there was one (the next backward adds to
+    it; an optimizer then still steps such a parameter, with its momentum and decay)."""
+    for param in params:
+        if set_to_none or param.grad is None:
+            param.grad = None
+        else:
+            param.grad = Tensor._wrap(param.xp.zeros_like(param.grad.data), False)
 
 
 def _moved(array, device, dtype):
