@@ -266,6 +266,13 @@ def test_to_takes_a_dtype_in_the_place_of_the_device_as_pytorch_does(dtype):
     assert x.to(ml.int64).dtype == np.int64
 
 
+def test_float_double_and_long_convert_as_pytorchs():
+    labels = ml.tensor([1.7, -2.5, 3.0, 0.0])
+    assert labels.long().dtype == np.int64 and labels.long().tolist() == [1, -2, 3, 0]
+    assert ml.tensor([True, False]).long().tolist() == [1, 0]
+    assert ml.arange(3).float().dtype == np.float32 and labels.double().dtype == np.float64
+
+
 def test_to_an_unusable_device_is_a_one_line_error():
     x = ml.ones(2)
     with pytest.raises(ValueError, match="device must be one of .*, got 'tpu'") as error:

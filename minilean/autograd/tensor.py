@@ -206,6 +206,10 @@ class Tensor:
     def double(self):
         return self.to(dtype=numpy.float64)
 
+    def long(self):
+        """int64, the dtype of class labels (truncating toward zero, as in PyTorch)."""
+        return self.to(dtype=DEFAULT_INT_DTYPE)
+
     def clone(self):
         return _shape.clone(self)
 
