@@ -355,6 +355,25 @@ def test_to_cuda_without_a_gpu_is_a_one_line_error():
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name, target", [
+    ("CrossEntropyLoss", numpy.array([2, 0, 1, 2])),
+    ("MSELoss", numpy.linspace(-1.0, 1.0, 12).reshape(4, 3))])
+def test_loss_modules_match_torchs(name, target, reduction):
+    """``criterion = nn.CrossEntropyLoss()``, the loss of PyTorch's first training loops."""
+    torch = pytest.importorskip("torch")
+    logits = numpy.random.default_rng(0).standard_normal((4, 3))
+    ours_in, theirs_in = ml.tensor(logits, requires_grad=True), torch.tensor(logits,
+                                                                             requires_grad=True)
+    ours = getattr(nn, name)(reduction=reduction)(ours_in, ml.tensor(target))
+    theirs = getattr(torch.nn, name)(reduction=reduction)(theirs_in, torch.tensor(target))
+    numpy.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-12)
+    ours.sum().backward()
+    theirs.sum().backward()
+    numpy.testing.assert_allclose(ours_in.grad.numpy(), theirs_in.grad.numpy(), rtol=1e-12)
+    assert repr(getattr(nn, name)()) == f"{name}(reduction='mean')"
+
+
 def test_repr_shows_the_tree():
     text = repr(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.SiLU()))
     assert text.splitlines()[0] == "Sequential("
