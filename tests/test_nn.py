@@ -675,6 +675,8 @@ def test_multihead_attention_refuses_pytorchs_default_layout():
                                          r"\(inputs of shape \(batch, sequence, embed_dim\)\), "
                                          r"got batch_first=False; pass batch_first=True$"):
         nn.MultiheadAttention(4, 2)
+    with pytest.raises(TypeError, match="positional argument"):  # PyTorch's add_bias_kv
+        nn.MultiheadAttention(4, 2, 0.0, True, True)
 
 
 def test_multihead_attention_masks_are_keyword_only_and_padding_is_checked():

@@ -1,4 +1,4 @@
-"""MultiheadAttention (batch_first=True only, passed by name): project to heads, attend in each,
+"""MultiheadAttention (batch_first=True only, by name): project to heads, attend in each,
 mix the heads back.
 
 Parameters match PyTorch's names and shapes, so weights copy across: ``in_proj_weight``
@@ -20,10 +20,11 @@ from minilean.nn.module import Module, check_sizes, empty_parameter
 
 
 class MultiheadAttention(Module):
-    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, batch_first=False):
+    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, *, batch_first=False):
         super().__init__()
-        # PyTorch's default, batch_first=False, reads (sequence, batch, embed_dim): refused
-        # unless asked for by name, as a call ported from PyTorch would attend across the batch
+        # PyTorch's default, batch_first=False, reads (sequence, batch, embed_dim): refused, as
+        # a call ported from PyTorch would attend across the batch. Keyword-only: PyTorch's
+        # fifth argument is add_bias_kv
         if not batch_first:
             raise ValueError(f"MultiheadAttention supports only batch_first=True (inputs of "
                              f"shape (batch, sequence, embed_dim)), got batch_first="
