@@ -374,6 +374,16 @@ def test_loss_modules_match_torchs(name, target, reduction):
     assert repr(getattr(nn, name)()) == f"{name}(reduction='mean')"
 
 
+@pytest.mark.parametrize("layer", [nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Tanh])
+def test_an_activation_refuses_a_setting_its_function_lacks_when_built(layer):
+    """PyTorch's nn.ReLU(inplace=True) was accepted, and failed at the model's first forward,
+    in the words of relu()."""
+    with pytest.raises(TypeError, match=f"^{layer.__name__}: got an unexpected keyword "
+                                        f"argument 'inplace'$"):
+        layer(inplace=True)
+    assert repr(nn.GELU(approximate="tanh")) == "GELU(approximate='tanh')"
+
+
 def test_repr_shows_the_tree():
     text = repr(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.SiLU()))
     assert text.splitlines()[0] == "Sequential("

@@ -1,5 +1,7 @@
 """The parameter-free layers (for Sequential): activations and softmax, each forwarding to its
 functional op, and Identity and Flatten."""
+import inspect
+
 from minilean.nn import functional as F
 from minilean.nn.module import Module
 
@@ -10,6 +12,12 @@ class FunctionModule(Module):
 
     def __init__(self, **settings):
         super().__init__()
+        # checked here, not at the first forward: nn.ReLU(inplace=True), PyTorch's memory
+        # saving (minilean has no in-place ops), would fail inside a model's forward
+        try:
+            inspect.signature(self.function).bind_partial(**settings)
+        except TypeError as error:
+            raise TypeError(f"{type(self).__name__}: {error}") from None
         self.settings = settings
 
     def forward(self, *inputs):
