@@ -178,7 +178,7 @@ def test_a_query_with_no_key_to_attend_to_gets_zero_weights(rng):
 def test_multihead_attention_returns_the_weights_its_output_used(rng):
     """In training with dropout, the weights after dropout (as PyTorch's): they and the values
     give the output."""
-    attention = ml.nn.MultiheadAttention(4, 2, dropout=0.5)
+    attention = ml.nn.MultiheadAttention(4, 2, dropout=0.5, batch_first=True)
     x = _tensor(rng, 2, 3, 4, requires_grad=False)
     out, weights = attention(x, x, x, average_attn_weights=False)  # weights (N, H, L, S)
     assert (weights.numpy() == 0).any()  # 36 weights, each dropped with probability 1/2
@@ -192,7 +192,7 @@ def test_attention_mask_errors(rng):
     # an integer mask could mean keep-or-drop or an additive bias: refused, as in PyTorch
     with pytest.raises(TypeError, match="attn_mask must be boolean .* or floating .* got int64"):
         F.scaled_dot_product_attention(x, x, x, attn_mask=numpy.zeros((3, 3), dtype=numpy.int64))
-    attention = ml.nn.MultiheadAttention(4, 2)
+    attention = ml.nn.MultiheadAttention(4, 2, batch_first=True)
     with pytest.raises(ValueError, match=r"a 3-D attn_mask must have shape \(batch \* num_heads, "
                                          r"L, S\) = \(4, L, S\), got \(2, 3, 3\)"):
         attention(x, x, x, attn_mask=numpy.zeros((2, 3, 3), dtype=bool))

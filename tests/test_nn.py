@@ -335,12 +335,53 @@ def test_to_dtype_casts_floating_tensors_only_as_torch():
     assert all(param.dtype == numpy.float64 for param in model.parameters())
 
 
+@pytest.mark.parametrize("dtype", [ml.float64, numpy.dtype(numpy.float64)])
+def test_to_takes_a_dtype_in_the_place_of_the_device_as_a_tensor_does(dtype):
+    """``model.to(float64)``, PyTorch's spelling, was read as a device and refused as one."""
+    model = nn.Linear(3, 2)
+    assert model.to(dtype) is model
+    assert all(param.dtype == numpy.float64 and param.device == "cpu"
+               for param in model.parameters())
+    with pytest.raises(TypeError, match="dtype must be a floating-point type, got "
+                                        "<class 'numpy.int64'>$"):
+        model.to(ml.int64)
+
+
 def test_to_cuda_without_a_gpu_is_a_one_line_error():
     if ml.cuda_available():
         pytest.skip("a GPU is present")
     with pytest.raises(ml.DeviceError, match="cuda") as error:
         nn.Linear(2, 2).to("cuda")
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name, target", [
+    ("CrossEntropyLoss", numpy.array([2, 0, 1, 2])),
+    ("MSELoss", numpy.linspace(-1.0, 1.0, 12).reshape(4, 3))])
+def test_loss_modules_match_torchs(name, target, reduction):
+    """``criterion = nn.CrossEntropyLoss()``, the loss of PyTorch's first training loops."""
+    torch = pytest.importorskip("torch")
+    logits = numpy.random.default_rng(0).standard_normal((4, 3))
+    ours_in, theirs_in = ml.tensor(logits, requires_grad=True), torch.tensor(logits,
+                                                                             requires_grad=True)
+    ours = getattr(nn, name)(reduction=reduction)(ours_in, ml.tensor(target))
+    theirs = getattr(torch.nn, name)(reduction=reduction)(theirs_in, torch.tensor(target))
+    numpy.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-12)
+    ours.sum().backward()
+    theirs.sum().backward()
+    numpy.testing.assert_allclose(ours_in.grad.numpy(), theirs_in.grad.numpy(), rtol=1e-12)
+    assert repr(getattr(nn, name)()) == f"{name}(reduction='mean')"
+
+
+@pytest.mark.parametrize("layer", [nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Tanh])
+def test_an_activation_refuses_a_setting_its_function_lacks_when_built(layer):
+    """PyTorch's nn.ReLU(inplace=True) was accepted, and failed at the model's first forward,
+    in the words of relu()."""
+    with pytest.raises(TypeError, match=f"^{layer.__name__}: got an unexpected keyword "
+                                        f"argument 'inplace'$"):
+        layer(inplace=True)
+    assert repr(nn.GELU(approximate="tanh")) == "GELU(approximate='tanh')"
 
 
 def test_repr_shows_the_tree():
@@ -483,7 +524,7 @@ def test_layer_constructor_errors():
     with pytest.raises(ValueError, match="groups must divide in_channels=3, got 2"):
         nn.Conv2d(3, 4, 3, groups=2)
     with pytest.raises(ValueError, match="embed_dim=6 is not divisible by num_heads=4"):
-        nn.MultiheadAttention(6, 4)
+        nn.MultiheadAttention(6, 4, batch_first=True)
     with pytest.raises(ValueError, match="dropout probability must be in \\[0, 1\\], got 1.5"):
         nn.Dropout(1.5)
     # a zero-size weight's init would divide by its fan-in of 0; a float, by NumPy's words
@@ -501,16 +542,16 @@ def test_layer_constructor_errors():
     with pytest.raises(ValueError, match="^num_groups must be an int >= 1, got -2$"):
         nn.GroupNorm(-2, 4)
     with pytest.raises(ValueError, match="^num_heads must be an int >= 1, got 0$"):
-        nn.MultiheadAttention(4, 0)
+        nn.MultiheadAttention(4, 0, batch_first=True)
     with pytest.raises(ValueError, match="^num_heads must be an int >= 1, got -2$"):
-        nn.MultiheadAttention(4, -2)
+        nn.MultiheadAttention(4, -2, batch_first=True)
     with pytest.raises(ValueError, match="^embed_dim must be an int >= 1, got 0$"):
-        nn.MultiheadAttention(0, 1)
+        nn.MultiheadAttention(0, 1, batch_first=True)
     with pytest.raises(ValueError, match="^num_embeddings must be an int >= 1, got -1$"):
         nn.Embedding(-1, 3)
     # MultiheadAttention took any dropout and refused it at its first training step
     with pytest.raises(ValueError, match="^dropout probability must be in \\[0, 1\\], got 2.0$"):
-        nn.MultiheadAttention(4, 2, dropout=2.0)
+        nn.MultiheadAttention(4, 2, dropout=2.0, batch_first=True)
 
 
 # --- gradients of the modules (float64, finite differences) --------------------------------
@@ -523,7 +564,7 @@ def _self_attention(module, x):
 @pytest.mark.parametrize("make, shape, call", [
     (lambda: nn.LayerNorm(5), (3, 5), nn.Module.__call__),
     (lambda: nn.GroupNorm(2, 4), (2, 4, 3, 3), nn.Module.__call__),
-    (lambda: nn.MultiheadAttention(4, 2), (2, 3, 4), _self_attention),
+    (lambda: nn.MultiheadAttention(4, 2, batch_first=True), (2, 3, 4), _self_attention),
 ])
 def test_module_gradients_match_finite_differences(make, shape, call):
     module = _double(make())
@@ -616,7 +657,7 @@ def test_multihead_attention_matches_torch(mask_kind, padding_kind):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     theirs = torch.nn.MultiheadAttention(8, 2, batch_first=True).double()
-    ours = _copy_from_torch(_double(nn.MultiheadAttention(8, 2)), theirs)
+    ours = _copy_from_torch(_double(nn.MultiheadAttention(8, 2, batch_first=True)), theirs)
     rng = numpy.random.default_rng(2)
     query, key = rng.standard_normal((2, 3, 8)), rng.standard_normal((2, 5, 8))
     mask, padding = _attention_masks(mask_kind, rng), _attention_masks(padding_kind, rng)
@@ -637,10 +678,21 @@ def test_multihead_attention_matches_torch(mask_kind, padding_kind):
                                       atol=1e-10)
 
 
+def test_multihead_attention_refuses_pytorchs_default_layout():
+    """PyTorch's MultiheadAttention(E, H) reads (sequence, batch, E); taken as (batch,
+    sequence, E), a ported call would attend across the batch, with no error."""
+    with pytest.raises(ValueError, match=r"^MultiheadAttention supports only batch_first=True "
+                                         r"\(inputs of shape \(batch, sequence, embed_dim\)\), "
+                                         r"got batch_first=False; pass batch_first=True$"):
+        nn.MultiheadAttention(4, 2)
+    with pytest.raises(TypeError, match="positional argument"):  # PyTorch's add_bias_kv
+        nn.MultiheadAttention(4, 2, 0.0, True, True)
+
+
 def test_multihead_attention_masks_are_keyword_only_and_padding_is_checked():
     """PyTorch's fourth positional argument is key_padding_mask: a mask passed there as
     attn_mask could fit (an (N, S) padding mask is an (L, S) mask where N == L)."""
-    attention = nn.MultiheadAttention(4, 2)
+    attention = nn.MultiheadAttention(4, 2, batch_first=True)
     x = ml.randn(3, 3, 4)
     with pytest.raises(TypeError):
         attention(x, x, x, numpy.zeros((3, 3), dtype=bool))
@@ -653,7 +705,7 @@ def test_multihead_attention_masks_are_keyword_only_and_padding_is_checked():
 def test_multihead_attention_gives_a_learned_float_mask_its_gradient(mask_shape):
     """A float attn_mask tensor is an input of the graph, in both of its shapes, as it is
     through scaled_dot_product_attention (a relative-position bias is trained through it)."""
-    attention = _double(nn.MultiheadAttention(4, 2))
+    attention = _double(nn.MultiheadAttention(4, 2, batch_first=True))
     rng = numpy.random.default_rng(3)
     query = ml.tensor(rng.standard_normal((2, 3, 4)))
     key = ml.tensor(rng.standard_normal((2, 5, 4)))
@@ -664,7 +716,7 @@ def test_multihead_attention_gives_a_learned_float_mask_its_gradient(mask_shape)
 
 def test_multihead_attention_bool_mask_blocks_keys_given_as_array_or_tensor():
     """True = may NOT attend (this module's convention); the weights of blocked keys are 0."""
-    attention = nn.MultiheadAttention(4, 2)
+    attention = nn.MultiheadAttention(4, 2, batch_first=True)
     x = ml.randn(2, 3, 4)
     blocked = numpy.array([[False, True, False], [False, False, True], [True, True, False]])
     outputs = []

@@ -190,6 +190,15 @@ def test_where_with_an_integer_tensor_and_a_float_is_float32():
     np.testing.assert_array_equal(out.numpy(), [0.0, 0.5])
 
 
+@pytest.mark.parametrize("a, b", [(1.0, 0.0), (1, 0), (1, 0.5), (True, False)])
+def test_where_between_two_numbers_gives_pytorchs_tensor(a, b):
+    torch = pytest.importorskip("torch")
+    mask = [True, False, True]
+    out, expected = ml.where(ml.tensor(mask), a, b), torch.where(torch.tensor(mask), a, b)
+    assert str(out.dtype) == str(expected.dtype).removeprefix("torch.")
+    np.testing.assert_array_equal(out.numpy(), expected.numpy())
+
+
 TENSOR_PAIRS = [("int64", "float32"), ("float32", "int64"), ("bool", "float16"),
                 ("int32", "float64"), ("uint8", "float32"), ("int32", "int64"),
                 ("float16", "float32"), ("bool", "int32")]

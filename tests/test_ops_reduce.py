@@ -181,6 +181,18 @@ def test_bad_dims_name_the_value():
             one_axis(ml.tensor(1.0), 1)
 
 
+@pytest.mark.parametrize("name", ["max", "min"])
+def test_max_and_min_of_two_tensors_point_to_maximum_and_minimum(name):
+    """PyTorch's ``max(a, b)`` is elementwise; here the second argument is a dim, and a tensor
+    there failed with that tensor's repr over several lines."""
+    a, b = ml.ones(2, 3), ml.zeros(2, 3)
+    message = (rf"^{name}\(x, dim\) reduces x over dim, got a tensor for dim; the elementwise "
+               rf"{name}imum of two tensors is {name}imum\(a, b\)$")
+    for call in (lambda: getattr(ml, name)(a, b), lambda: getattr(a, name)(b)):
+        with pytest.raises(TypeError, match=message):
+            call()
+
+
 def test_dims_may_be_numpy_integers_but_not_bools():
     """As the shape ops accept them (an index from NumPy is an int64); a bool is a misplaced
     keepdim, not dim 1."""

@@ -1,5 +1,7 @@
 """Shape ops and indexing: gradcheck and PyTorch oracle over drawn shapes and arguments, plus
 repeated indices, dtype/device moves, views and bad arguments."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import strategies as st
@@ -264,6 +266,13 @@ def test_to_takes_a_dtype_in_the_place_of_the_device_as_pytorch_does(dtype):
     assert x.to(ml.int64).dtype == np.int64
 
 
+def test_float_double_and_long_convert_as_pytorchs():
+    labels = ml.tensor([1.7, -2.5, 3.0, 0.0])
+    assert labels.long().dtype == np.int64 and labels.long().tolist() == [1, -2, 3, 0]
+    assert ml.tensor([True, False]).long().tolist() == [1, 0]
+    assert ml.arange(3).float().dtype == np.float32 and labels.double().dtype == np.float64
+
+
 def test_to_an_unusable_device_is_a_one_line_error():
     x = ml.ones(2)
     with pytest.raises(ValueError, match="device must be one of .*, got 'tpu'") as error:
@@ -287,6 +296,35 @@ def test_clone_copies():
     copy = ml.clone(x)
     copy.data[0] = 5.0
     assert x.data[0] == 1.0
+
+
+@pytest.mark.parametrize("join", [ml.cat, ml.stack])
+@pytest.mark.parametrize("dtypes, joined", [
+    ((ml.int64, ml.float32), ml.float32),  # NumPy: float64
+    ((np.int32, np.float16), np.float16),  # NumPy: float32
+    ((np.bool_, ml.float32), ml.float32),
+    ((ml.float32, ml.float64, ml.int64), ml.float64),
+    ((np.int32, ml.int64), ml.int64)])
+def test_cat_and_stack_of_integers_with_floats_take_the_floats_dtype_as_pytorch(join, dtypes,
+                                                                                joined):
+    pieces = [ml.tensor([1, 0], dtype=dtype) for dtype in dtypes]
+    floats = [piece.requires_grad_() for piece in pieces if piece.dtype.kind == "f"]
+    result = join(pieces)
+    assert result.dtype == joined
+    assert result.numpy().ravel().tolist() == [1, 0] * len(dtypes)
+    if floats:
+        result.sum().backward()
+        assert all(piece.grad.dtype == piece.dtype for piece in floats)
+
+
+@pytest.mark.parametrize("shape", [(5, -1), (7, 4), (-1, -1)])
+def test_a_shape_that_does_not_fit_is_refused_in_the_tensors_words(shape):
+    """``x.view(batch_size, -1)`` on a smaller last batch; NumPy's error called -1 newaxis."""
+    with pytest.raises(ValueError, match=rf"^cannot reshape a tensor of shape \(2, 3, 4\) \(24 "
+                                         rf"elements\) to {re.escape(str(shape))}: the sizes "
+                                         rf"must multiply to 24, with at most one -1 for the "
+                                         rf"rest$"):
+        ml.ones(2, 3, 4).view(*shape)
 
 
 def test_bad_shape_arguments_name_the_values():

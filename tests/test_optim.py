@@ -143,6 +143,35 @@ def test_parameters_without_gradient_are_left_alone():
     assert moving.grad is None
 
 
+@pytest.mark.parametrize("set_to_none", [True, False])
+@pytest.mark.parametrize("zero_grad_of", ["optimizer", "module"])
+def test_zero_grad_set_to_none_false_keeps_zeros_that_still_take_a_step_as_torch(set_to_none,
+                                                                                 zero_grad_of):
+    """``optimizer.zero_grad(set_to_none=True)`` (a common PyTorch line) was a TypeError.
+    Zeroed, not emptied, gradients still step the parameters: momentum carries on."""
+    torch = pytest.importorskip("torch")
+    results = []
+    for library in (ml, torch):
+        model = library.nn.Linear(3, 1)
+        model.load_state_dict({"weight": library.tensor([[0.5, -1.0, 2.0]]),
+                               "bias": library.tensor([0.3])})
+        optimizer = library.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        model(library.ones(2, 3)).sum().backward()
+        optimizer.step()
+        cleared = optimizer if zero_grad_of == "optimizer" else model
+        cleared.zero_grad(set_to_none=set_to_none)
+        results.append([param.grad for param in model.parameters()])
+        optimizer.step()  # on zero gradients, or on none
+        results.append([param.detach().numpy().copy() for param in model.parameters()])
+    (ours_grads, ours), (their_grads, theirs) = results[:2], results[2:]
+    for grad, their_grad in zip(ours_grads, their_grads):
+        assert (grad is None) == (their_grad is None)
+        if grad is not None:
+            numpy.testing.assert_array_equal(grad.numpy(), their_grad.numpy())
+    for mine, reference in zip(ours, theirs):
+        numpy.testing.assert_allclose(mine, reference, rtol=1e-6)
+
+
 def test_minimize_steps_on_the_fresh_gradient_and_returns_the_loss_detached():
     param = nn.Parameter(ml.tensor([1.0, 2.0], dtype="float64"))
     optimizer = optim.SGD([param], lr=0.1)

@@ -92,6 +92,16 @@ def test_tensor_copies_any_array_it_is_given(source):
     assert x.tolist() == [1.5, -2.0] and x.dtype == np.float64
 
 
+def test_from_numpy_shares_the_array_and_keeps_its_dtype():
+    host = np.array([[1.5, -2.0]])
+    x = ml.from_numpy(host)
+    host[0, 0] = 9.0
+    assert x.tolist() == [[9.0, -2.0]] and x.dtype == np.float64 and x.device == "cpu"
+    assert ml.from_numpy(np.arange(3, dtype=np.uint8)).dtype == np.uint8
+    with pytest.raises(TypeError, match="^from_numpy takes a NumPy array, got list$"):
+        ml.from_numpy([1.0, 2.0])
+
+
 # --- len, iteration and numpy.asarray ------------------------------------------------------
 
 def test_len_and_iteration_of_a_0d_tensor_are_type_errors_as_in_torch():

@@ -37,6 +37,14 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
+def from_numpy(array):
+    """A CPU tensor sharing ``array``'s memory, in its dtype (float64 stays float64), as
+    ``torch.from_numpy``: the two see each other's changes. ``tensor`` copies instead."""
+    if not isinstance(array, numpy.ndarray):
+        raise TypeError(f"from_numpy takes a NumPy array, got {type(array).__name__}")
+    return Tensor(array)
+
+
 def zeros(*size, dtype=None, device="cpu", requires_grad=False):
     return _make(backend.xp_for(device).zeros(shape_arg(size), dtype=_dtype(dtype)),
                  requires_grad)

@@ -650,8 +650,11 @@ def minimum(a, b): return _binary(PairExtremum, a, b, largest=False)
 
 
 def where(condition, a, b):
-    """``a`` where ``condition`` holds, else ``b``; differentiable in ``a`` and ``b``."""
+    """``a`` where ``condition`` holds, else ``b``; differentiable in ``a`` and ``b``. Two
+    numbers (``where(mask, 1.0, 0.0)``) take ``tensor``'s dtype for them, as in PyTorch."""
     condition = condition.data if isinstance(condition, Tensor) else condition
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        a = Tensor(a, device=backend.device_of(condition))
     return Where.apply(*as_tensors(a, b), condition=condition)
 
 

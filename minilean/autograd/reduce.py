@@ -255,12 +255,23 @@ def std(x, dim=None, *, keepdim=False, unbiased=True):
 
 def max(x, dim=None, keepdim=False):
     """The largest values over ``dim`` (values only; use ``argmax`` for the indices)."""
-    return Extremum.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim, largest=True)
+    return Extremum.apply(x, axes=_extremum_dims(dim, x.ndim, "max"), keepdim=keepdim,
+                          largest=True)
 
 
 def min(x, dim=None, keepdim=False):
     """The smallest values over ``dim`` (values only; use ``argmin`` for the indices)."""
-    return Extremum.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim, largest=False)
+    return Extremum.apply(x, axes=_extremum_dims(dim, x.ndim, "min"), keepdim=keepdim,
+                          largest=False)
+
+
+def _extremum_dims(dim, ndim, name):
+    """``normalize_dims``, refusing a tensor: PyTorch's ``max(a, b)`` of two tensors is the
+    elementwise maximum, which here is ``maximum(a, b)``."""
+    if isinstance(dim, Tensor):
+        raise TypeError(f"{name}(x, dim) reduces x over dim, got a tensor for dim; the "
+                        f"elementwise {name}imum of two tensors is {name}imum(a, b)")
+    return normalize_dims(dim, ndim)
 
 
 def logsumexp(x, dim, keepdim=False):

@@ -9,6 +9,7 @@ import math
 import numpy
 
 from minilean import backend
+from minilean.autograd.elementwise import as_dtype
 from minilean.autograd.function import Function
 from minilean.autograd.tensor import Tensor, dims_arg, is_int
 from minilean.backend import array_module
@@ -174,7 +175,12 @@ def reshape(x, shape):
     shape = tuple(shape)
     if shape == x.shape:
         return x
-    return Reshape.apply(x, shape=shape)
+    try:
+        return Reshape.apply(x, shape=shape)
+    except ValueError:  # NumPy's words name a -1 "newaxis"
+        raise ValueError(f"cannot reshape a tensor of shape {x.shape} ({x.data.size} elements) "
+                         f"to {shape}: the sizes must multiply to {x.data.size}, with at most "
+                         f"one -1 for the rest") from None
 
 
 def permute(x, dims):
@@ -299,10 +305,22 @@ def _check_same_kind(tensors, name):
                              f"({first.shape} and {other.shape})")
 
 
+def _floats_win(tensors):
+    """``tensors``, the integer and bool ones converted to the floating dtype of the others
+    where there are floating ones: PyTorch joins int64 with float32 in float32, NumPy in
+    float64."""
+    floats = [tensor.dtype for tensor in tensors if tensor.dtype.kind == "f"]
+    if not floats or len(floats) == len(tensors):
+        return tensors
+    dtype = numpy.result_type(*floats)
+    return tuple(tensor if tensor.dtype.kind == "f" else as_dtype(tensor, dtype)
+                 for tensor in tensors)
+
+
 def cat(tensors, dim=0):
     tensors = tuple(tensors)
     _check_same_kind(tensors, "cat")
-    return Cat.apply(*tensors, axis=_axis(dim, tensors[0].ndim))
+    return Cat.apply(*_floats_win(tensors), axis=_axis(dim, tensors[0].ndim))
 
 
 def stack(tensors, dim=0):
@@ -312,7 +330,7 @@ def stack(tensors, dim=0):
         if other.shape != tensors[0].shape:
             raise ValueError(f"stack needs tensors of equal shape, got {tensors[0].shape} "
                              f"and {other.shape}")
-    return Stack.apply(*tensors, axis=_axis(dim, tensors[0].ndim + 1))
+    return Stack.apply(*_floats_win(tensors), axis=_axis(dim, tensors[0].ndim + 1))
 
 
 def pad(x, pad, value=0.0):

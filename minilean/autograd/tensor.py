@@ -212,11 +212,8 @@ class Tensor:
         return self.numpy().tolist()
 
     def to(self, device=None, dtype=None):
-        """A copy on ``device`` and/or with ``dtype``; differentiable like PyTorch's ``to``.
-        As there, a dtype alone may come first: ``x.to(float64)``. (A device is a string.)"""
-        if dtype is None and device is not None and not isinstance(device, str):
-            device, dtype = None, device
-        return _shape.to(self, device=device, dtype=dtype)
+        """A copy on ``device`` and/or with ``dtype``; differentiable like PyTorch's ``to``."""
+        return _shape.to(self, *device_and_dtype(device, dtype))
 
     def cpu(self):
         return self.to("cpu")
@@ -229,6 +226,10 @@ class Tensor:
 
     def double(self):
         return self.to(dtype=numpy.float64)
+
+    def long(self):
+        """int64, the dtype of class labels (truncating toward zero, as in PyTorch)."""
+        return self.to(dtype=DEFAULT_INT_DTYPE)
 
     def clone(self):
         return _shape.clone(self)
@@ -339,6 +340,14 @@ def _dim_not_flag(dim, name):
         raise TypeError(f"{name}() takes dim first, got the bool {dim}: pass unbiased= and "
                         f"keepdim= by keyword")
     return dim
+
+
+def device_and_dtype(device, dtype):
+    """The arguments of a ``to`` (a tensor's, a module's) as (device, dtype): as in PyTorch, a
+    dtype alone may come first, ``x.to(float64)``. (A device is a string.)"""
+    if dtype is None and device is not None and not isinstance(device, str):
+        return None, device
+    return device, dtype
 
 
 def default_dtype(values):

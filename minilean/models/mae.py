@@ -169,7 +169,8 @@ class Block(nn.Module):
 
     def __init__(self, width, heads):
         super().__init__()
-        self.norm1, self.attention = nn.LayerNorm(width), nn.MultiheadAttention(width, heads)
+        self.norm1 = nn.LayerNorm(width)
+        self.attention = nn.MultiheadAttention(width, heads, batch_first=True)
         self.norm2 = nn.LayerNorm(width)
         self.hidden, self.project = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
 

@@ -8,10 +8,12 @@ from minilean.nn.conv import Conv2d, ConvTranspose2d
 from minilean.nn.dropout import Dropout
 from minilean.nn.embedding import Embedding
 from minilean.nn.linear import Linear
+from minilean.nn.loss import CrossEntropyLoss, MSELoss
 from minilean.nn.module import Module, Parameter
 from minilean.nn.norm import GroupNorm, LayerNorm
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "Linear", "Conv2d",
            "ConvTranspose2d", "LayerNorm", "GroupNorm", "Embedding", "Dropout",
            "MultiheadAttention", "ReLU", "SiLU", "GELU", "Sigmoid", "Tanh", "LeakyReLU",
-           "Softmax", "Identity", "Flatten", "functional", "init"]
+           "Softmax", "Identity", "Flatten", "CrossEntropyLoss", "MSELoss", "functional",
+           "init"]

@@ -1,55 +1,63 @@
 """The parameter-free layers (for Sequential): activations and softmax, each forwarding to its
 functional op, and Identity and Flatten."""
+import inspect
+
 from minilean.nn import functional as F
 from minilean.nn.module import Module
 
 
-class _FunctionModule(Module):
-    """A layer whose forward is ``function(input, **settings)``."""
+class FunctionModule(Module):
+    """A layer whose forward is ``function(*inputs, **settings)`` (the losses' too)."""
     function = None
 
     def __init__(self, **settings):
         super().__init__()
+        # checked here, not at the first forward: nn.ReLU(inplace=True), PyTorch's memory
+        # saving (minilean has no in-place ops), would fail inside a model's forward
+        try:
+            inspect.signature(self.function).bind_partial(**settings)
+        except TypeError as error:
+            raise TypeError(f"{type(self).__name__}: {error}") from None
         self.settings = settings
 
-    def forward(self, input):
-        return self.function(input, **self.settings)
+    def forward(self, *inputs):
+        return self.function(*inputs, **self.settings)
 
     def extra_repr(self):
         return ", ".join(f"{name}={value!r}" for name, value in self.settings.items())
 
 
-class ReLU(_FunctionModule):
+class ReLU(FunctionModule):
     function = staticmethod(F.relu)
 
 
-class SiLU(_FunctionModule):
+class SiLU(FunctionModule):
     function = staticmethod(F.silu)
 
 
-class Sigmoid(_FunctionModule):
+class Sigmoid(FunctionModule):
     function = staticmethod(F.sigmoid)
 
 
-class Tanh(_FunctionModule):
+class Tanh(FunctionModule):
     function = staticmethod(F.tanh)
 
 
-class GELU(_FunctionModule):
+class GELU(FunctionModule):
     function = staticmethod(F.gelu)
 
     def __init__(self, approximate="none"):
         super().__init__(approximate=approximate)
 
 
-class LeakyReLU(_FunctionModule):
+class LeakyReLU(FunctionModule):
     function = staticmethod(F.leaky_relu)
 
     def __init__(self, negative_slope=0.01):
         super().__init__(negative_slope=negative_slope)
 
 
-class Softmax(_FunctionModule):
+class Softmax(FunctionModule):
     function = staticmethod(F.softmax)
 
     def __init__(self, dim):

@@ -1,4 +1,5 @@
-"""MultiheadAttention (batch_first): project to heads, attend in each, mix the heads back.
+"""MultiheadAttention (batch_first=True only, by name): project to heads, attend in each,
+mix the heads back.
 
 Parameters match PyTorch's names and shapes, so weights copy across: ``in_proj_weight``
 (3E, E) stacks the query, key and value projections, ``in_proj_bias`` (3E,), and
@@ -19,11 +20,15 @@ from minilean.nn.module import Module, check_sizes, empty_parameter
 
 
 class MultiheadAttention(Module):
-    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, batch_first=True):
+    def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, *, batch_first=False):
         super().__init__()
+        # PyTorch's default, batch_first=False, reads (sequence, batch, embed_dim): refused, as
+        # a call ported from PyTorch would attend across the batch. Keyword-only: PyTorch's
+        # fifth argument is add_bias_kv
         if not batch_first:
-            raise ValueError("MultiheadAttention supports only batch_first=True "
-                             "(inputs of shape (batch, sequence, embed_dim))")
+            raise ValueError(f"MultiheadAttention supports only batch_first=True (inputs of "
+                             f"shape (batch, sequence, embed_dim)), got batch_first="
+                             f"{batch_first!r}; pass batch_first=True")
         check_sizes(embed_dim=embed_dim, num_heads=num_heads)
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")

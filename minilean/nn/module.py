@@ -14,7 +14,7 @@ from collections import OrderedDict
 import numpy
 
 from minilean import backend
-from minilean.autograd.tensor import Tensor, is_int
+from minilean.autograd.tensor import Tensor, device_and_dtype, is_int
 
 
 class Parameter(Tensor):
@@ -221,12 +221,14 @@ class Module:
 
     def to(self, device=None, dtype=None):
         """Move every parameter and buffer to ``device`` and/or cast the floating-point ones
-        to the floating-point ``dtype``, in place; returns ``self``. As in PyTorch, integer and
+        to the floating-point ``dtype``, in place (a dtype alone may come first, as for a
+        tensor: ``model.to(float64)``); returns ``self``. As in PyTorch, integer and
         boolean buffers (counts, indices, masks) keep their dtype.
 
         The Parameter objects stay the same, only their arrays change, so move a model
         *before* building its optimizer (whose state arrays live on the old device).
         """
+        device, dtype = device_and_dtype(device, dtype)
         if device is not None:
             backend.check_device(device)
         if dtype is not None and numpy.dtype(dtype).kind != "f":
@@ -238,10 +240,9 @@ class Module:
                 tensor.grad.data = _moved(tensor.grad.data, device, dtype)
         return self
 
-    def zero_grad(self):
-        """Forget accumulated gradients (``grad = None``, PyTorch's default)."""
-        for param in self.parameters():
-            param.grad = None
+    def zero_grad(self, set_to_none=True):
+        """Forget accumulated gradients: ``zero_grads`` of every parameter."""
+        zero_grads(self.parameters(), set_to_none)
 
     # --- saving and loading ----------------------------------------------------------------
     def state_dict(self):
@@ -284,6 +285,17 @@ class Module:
         if not lines:
             return head + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+def zero_grads(params, set_to_none=True):
+    """Forget the gradients of ``params``: ``grad = None`` (PyTorch's default), or with
+    ``set_to_none=False`` a gradient of zeros where there was one (the next backward adds to
+    it; an optimizer then still steps such a parameter, with its momentum and decay)."""
+    for param in params:
+        if set_to_none or param.grad is None:
+            param.grad = None
+        else:
+            param.grad = Tensor._wrap(param.xp.zeros_like(param.grad.data), False)
 
 
 def _moved(array, device, dtype):

@@ -24,7 +24,7 @@ from minilean import backend
 from minilean.autograd.grad_mode import no_grad
 from minilean.autograd.tensor import Tensor
 from minilean.cuda.fast_function import KERNEL_DTYPES
-from minilean.nn.module import copy_all_into
+from minilean.nn.module import copy_all_into, zero_grads
 
 
 def takes_fused(fast, roles):
@@ -86,9 +86,8 @@ class Optimizer:
         ``load_state_dict``, so a loaded state meets the same rules as a built one."""
         return hyperparameters
 
-    def zero_grad(self):
-        for param in self.params:
-            param.grad = None
+    def zero_grad(self, set_to_none=True):
+        zero_grads(self.params, set_to_none)
 
     def _update_function(self, roles):
         return self.fast_update if takes_fused(self.fast_update, roles) else self.update

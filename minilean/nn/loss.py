@@ -1,0 +1,18 @@
+"""The losses as layers, for PyTorch's ``criterion = nn.CrossEntropyLoss()`` and
+``loss = criterion(output, target)``: each calls its functional form with the reduction it
+was built with."""
+from minilean.nn import functional as F
+from minilean.nn.activation import FunctionModule
+
+
+class Loss(FunctionModule):
+    def __init__(self, reduction="mean"):
+        super().__init__(reduction=reduction)
+
+
+class CrossEntropyLoss(Loss):
+    function = staticmethod(F.cross_entropy)
+
+
+class MSELoss(Loss):
+    function = staticmethod(F.mse_loss)
