@@ -678,13 +678,29 @@ def test_multihead_attention_matches_torch(mask_kind, padding_kind):
                                       atol=1e-10)
 
 
-def test_multihead_attention_refuses_pytorchs_default_layout():
-    """PyTorch's MultiheadAttention(E, H) reads (sequence, batch, E); taken as (batch,
-    sequence, E), a ported call would attend across the batch, with no error."""
-    with pytest.raises(ValueError, match=r"^MultiheadAttention supports only batch_first=True "
-                                         r"\(inputs of shape \(batch, sequence, embed_dim\)\), "
-                                         r"got batch_first=False; pass batch_first=True$"):
-        nn.MultiheadAttention(4, 2)
+def test_multihead_attention_reads_pytorchs_default_layout_as_pytorch_does():
+    """PyTorch's MultiheadAttention(E, H) reads (sequence, batch, E): a call ported from it
+    must attend along the sequence, not across the batch. batch_first is keyword-only
+    (PyTorch's fifth positional argument is add_bias_kv)."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    theirs = torch.nn.MultiheadAttention(8, 2).double()
+    ours = _copy_from_torch(_double(nn.MultiheadAttention(8, 2)), theirs)
+    rng = numpy.random.default_rng(3)
+    query, key = rng.standard_normal((3, 2, 8)), rng.standard_normal((5, 2, 8))  # (L, N, E)
+    ours_in = [ml.tensor(array, requires_grad=True) for array in (query, key)]
+    theirs_in = [torch.tensor(array, requires_grad=True) for array in (query, key)]
+    out, weights = ours(*ours_in, ours_in[1])
+    expected, expected_weights = theirs(*theirs_in, theirs_in[1])
+    assert out.shape == (3, 2, 8) and weights.shape == (2, 3, 5)
+    numpy.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-6, atol=1e-10)
+    numpy.testing.assert_allclose(weights.numpy(), expected_weights.detach().numpy(),
+                                  rtol=1e-6, atol=1e-10)
+    (out * out).sum().backward()
+    (expected * expected).sum().backward()
+    for mine, reference in zip(ours_in, theirs_in):
+        numpy.testing.assert_allclose(mine.grad.numpy(), reference.grad.numpy(), rtol=1e-6,
+                                      atol=1e-10)
     with pytest.raises(TypeError, match="positional argument"):  # PyTorch's add_bias_kv
         nn.MultiheadAttention(4, 2, 0.0, True, True)
 

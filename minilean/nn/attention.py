@@ -1,5 +1,8 @@
-"""MultiheadAttention (batch_first=True only, by name): project to heads, attend in each,
-mix the heads back.
+"""MultiheadAttention: project to heads, attend in each, mix the heads back.
+
+Inputs are (sequence, batch, embed_dim), PyTorch's default, or (batch, sequence, embed_dim)
+with ``batch_first=True`` (keyword-only: PyTorch's fifth positional argument is
+``add_bias_kv``); the attention weights are (batch, L, S) in both, as in PyTorch.
 
 Parameters match PyTorch's names and shapes, so weights copy across: ``in_proj_weight``
 (3E, E) stacks the query, key and value projections, ``in_proj_bias`` (3E,), and
@@ -22,18 +25,12 @@ from minilean.nn.module import Module, check_sizes, empty_parameter
 class MultiheadAttention(Module):
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, *, batch_first=False):
         super().__init__()
-        # PyTorch's default, batch_first=False, reads (sequence, batch, embed_dim): refused, as
-        # a call ported from PyTorch would attend across the batch. Keyword-only: PyTorch's
-        # fifth argument is add_bias_kv
-        if not batch_first:
-            raise ValueError(f"MultiheadAttention supports only batch_first=True (inputs of "
-                             f"shape (batch, sequence, embed_dim)), got batch_first="
-                             f"{batch_first!r}; pass batch_first=True")
         check_sizes(embed_dim=embed_dim, num_heads=num_heads)
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
         F.check_probability(dropout)
         self.embed_dim, self.num_heads, self.dropout = embed_dim, num_heads, dropout
+        self.batch_first = batch_first
         self.head_dim = embed_dim // num_heads
         self.in_proj_weight = init.xavier_uniform_(empty_parameter(3 * embed_dim, embed_dim))
         self.in_proj_bias = init.zeros_(empty_parameter(3 * embed_dim)) if bias else None
@@ -89,12 +86,15 @@ class MultiheadAttention(Module):
 
     def forward(self, query, key, value, *, attn_mask=None, key_padding_mask=None,
                 need_weights=True, average_attn_weights=True):
-        """Returns (output (N, L, E), weights (N, L, S) averaged over heads, or (N, H, L, S)
-        when not ``average_attn_weights``, or None when not ``need_weights``). The weights are
-        those the output used: in training with dropout, after it (as in PyTorch).
+        """Returns (output (L, N, E), or (N, L, E) when ``batch_first``; weights (N, L, S)
+        averaged over heads, or (N, H, L, S) when not ``average_attn_weights``, or None when
+        not ``need_weights``). The weights are those the output used: in training with
+        dropout, after it (as in PyTorch).
 
         The masks are keyword-only: PyTorch's fourth positional argument is
         ``key_padding_mask``, not ``attn_mask``, and one taken for the other could fit."""
+        if not self.batch_first:  # (L, N, E) -> (N, L, E), and the output back
+            query, key, value = (x.transpose(0, 1) for x in (query, key, value))
         batch, length, _ = query.shape
         q, k, v = self._heads(query, 0), self._heads(key, 1), self._heads(value, 2)
         mask = self._sdpa_mask(attn_mask, key_padding_mask, batch, key.shape[1], q.dtype)
@@ -103,12 +103,15 @@ class MultiheadAttention(Module):
         heads = dropped @ v  # (N, H, L, D)
         merged = heads.permute(0, 2, 1, 3).reshape(batch, length, self.embed_dim)  # (N, L, E)
         output = self.out_proj(merged)
+        if not self.batch_first:
+            output = output.transpose(0, 1)
         if not need_weights:
             return output, None
         return output, (dropped.mean(dim=1) if average_attn_weights else dropped)
 
     def extra_repr(self):
-        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}"
+        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}, "
+                f"batch_first={self.batch_first}")
 
 
 def _added_to_scores(mask, dtype):
