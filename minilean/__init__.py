@@ -11,8 +11,8 @@ from minilean.autograd.elementwise import (abs, clamp, cos, exp, log, maximum, m
 from minilean.autograd.linalg import matmul
 from minilean.autograd.conv import conv2d, conv_transpose2d
 from minilean.autograd.pool import avg_pool2d, max_pool2d
-from minilean.autograd.reduce import (argmax, argmin, log_softmax, logsumexp, max, mean, min,
-                                      softmax, std, sum, var)
+from minilean.autograd.reduce import (amax, amin, argmax, argmin, log_softmax, logsumexp, max,
+                                      mean, min, softmax, std, sum, var)
 from minilean.autograd.shape import (cat, chunk, clone, flatten, permute, reshape, split,
                                      squeeze, stack, transpose, unsqueeze)
 from minilean.cuda import use_fast_kernels

@@ -58,7 +58,7 @@ OPS = {  # name: (function of tensors, input shapes)
     "mean_all": (lambda a: a.mean(), [(3, 4, 5)]),
     "var": (lambda a: a.var(1), [(3, 4, 5)]),
     "std": (lambda a: a.std((0, 2)), [(3, 4, 5)]),
-    "max": (lambda a: a.max(1), [(3, 4, 5)]),
+    "max": (lambda a: a.max(1).values[:, None, :] * a.amax((0, 2), keepdim=True), [(3, 4, 5)]),
     "min": (lambda a: a.min(), [(3, 4, 5)]),
     "logsumexp": (lambda a: a.logsumexp(2), [(3, 4, 5)]),
     "softmax": (lambda a: a.softmax(1), [(3, 4, 5)]),

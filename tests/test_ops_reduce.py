@@ -56,8 +56,8 @@ CASES = [
     OpCase("std", with_unbiased(), ml.std,
            lambda x, dim, keepdim, unbiased: x.std(all_dims(x, dim), correction=int(unbiased),
                                                    keepdim=keepdim)),
-    OpCase("max", reduced(), ml.max, lambda x, dim, keepdim: x.amax(all_dims(x, dim), keepdim)),
-    OpCase("min", reduced(), ml.min, lambda x, dim, keepdim: x.amin(all_dims(x, dim), keepdim)),
+    OpCase("amax", reduced(), ml.amax, lambda x, dim, keepdim: x.amax(all_dims(x, dim), keepdim)),
+    OpCase("amin", reduced(), ml.amin, lambda x, dim, keepdim: x.amin(all_dims(x, dim), keepdim)),
     OpCase("logsumexp", reduced(), ml.logsumexp,
            lambda x, dim, keepdim: x.logsumexp(all_dims(x, dim), keepdim)),
     OpCase("softmax", along_one_dim(), ml.softmax, lambda x, dim: x.softmax(dim)),
@@ -71,11 +71,13 @@ CASES = [
 test_gradcheck, test_matches_torch = op_tests(CASES)
 
 
-@pytest.mark.parametrize("reduce", [ml.max, ml.min])
-def test_max_and_min_share_the_gradient_equally_among_ties(reduce):
+@pytest.mark.parametrize("reduce, largest", [
+    (ml.amax, True), (ml.amin, False), (lambda x, dim: ml.max(x, dim).values, True),
+    (lambda x, dim: ml.min(x, dim).values, False)])
+def test_max_and_min_share_the_gradient_equally_among_ties(reduce, largest):
     x = ml.tensor([[3.0, 1.0, 3.0, 3.0], [2.0, 2.0, 5.0, 2.0]], requires_grad=True)
     reduce(x, dim=1).sum().backward()
-    winners = x.numpy() == (x.numpy().max(1, keepdims=True) if reduce is ml.max
+    winners = x.numpy() == (x.numpy().max(1, keepdims=True) if largest
                             else x.numpy().min(1, keepdims=True))
     expected = winners / winners.sum(1, keepdims=True)
     np.testing.assert_allclose(x.grad.numpy(), expected)
@@ -182,15 +184,28 @@ def test_bad_dims_name_the_value():
 
 
 @pytest.mark.parametrize("name", ["max", "min"])
-def test_max_and_min_of_two_tensors_point_to_maximum_and_minimum(name):
-    """PyTorch's ``max(a, b)`` is elementwise; here the second argument is a dim, and a tensor
-    there failed with that tensor's repr over several lines."""
-    a, b = ml.ones(2, 3), ml.zeros(2, 3)
-    message = (rf"^{name}\(x, dim\) reduces x over dim, got a tensor for dim; the elementwise "
-               rf"{name}imum of two tensors is {name}imum\(a, b\)$")
-    for call in (lambda: getattr(ml, name)(a, b), lambda: getattr(a, name)(b)):
-        with pytest.raises(TypeError, match=message):
-            call()
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_max_and_min_over_a_dim_give_values_and_indices_as_pytorch(name, keepdim):
+    """PyTorch's ``_, predicted = logits.max(1)`` and ``x.max(1)[0]``: a (values, indices)
+    pair over one dim, the first index among ties; of two tensors, the elementwise extremum;
+    several dims are amax's and amin's."""
+    torch = pytest.importorskip("torch")
+    data = np.array([[0.5, 2.0, 2.0, -1.0], [3.0, -3.0, 0.0, 3.0], [1.0, 1.0, 1.0, 1.0]])
+    x = ml.tensor(data, dtype=ml.float64, requires_grad=True)
+    for dim in (1, -2):
+        values, indices = getattr(x, name)(dim, keepdim)
+        expected = getattr(torch.tensor(data), name)(dim, keepdim)
+        np.testing.assert_array_equal(values.numpy(), expected.values.numpy())
+        np.testing.assert_array_equal(indices.numpy(), expected.indices.numpy())
+        assert indices.dtype == ml.int64 and not indices.requires_grad
+        assert getattr(ml, name)(x, dim=dim, keepdim=keepdim)[0].shape == expected[0].shape
+    other = ml.tensor(data[::-1].copy(), dtype=ml.float64)
+    np.testing.assert_array_equal(getattr(ml, name)(x, other).numpy(),
+                                  getattr(torch, name)(torch.tensor(data),
+                                                       torch.tensor(data[::-1].copy())).numpy())
+    with pytest.raises(TypeError, match=rf"^{name} takes one int dim \(as in PyTorch\), got "
+                                        rf"\(0, 1\); a{name} reduces over several$"):
+        getattr(x, name)((0, 1))
 
 
 def test_dims_may_be_numpy_integers_but_not_bools():
@@ -201,7 +216,7 @@ def test_dims_may_be_numpy_integers_but_not_bools():
     x.sum(np.int64(0)).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), np.ones((2, 3)))
     np.testing.assert_array_equal(x.mean((np.int32(0), np.int64(-1))).numpy(), data.mean())
-    np.testing.assert_array_equal(x.max(np.int64(1)).numpy(), [2.0, 5.0])
+    np.testing.assert_array_equal(x.max(np.int64(1)).values.numpy(), [2.0, 5.0])
     np.testing.assert_allclose(ml.softmax(x, np.int64(1)).numpy().sum(1), [1.0, 1.0])
     with pytest.raises(TypeError, match="^dim must be an int or a tuple of ints, got True$"):
         x.sum(True)
@@ -213,7 +228,7 @@ def test_dims_may_be_numpy_integers_but_not_bools():
 
 def test_reductions_of_float32_stay_float32():
     x = ml.randn(4, 5, requires_grad=True)
-    for out in (ml.sum(x, 0), ml.mean(x), ml.var(x, 1), ml.std(x), ml.max(x, 1),
+    for out in (ml.sum(x, 0), ml.mean(x), ml.var(x, 1), ml.std(x), ml.amax(x, 1),
                 ml.logsumexp(x, 1), ml.softmax(x, 1), ml.log_softmax(x, 0)):
         assert out.dtype == np.float32
         out.sum().backward()
@@ -240,7 +255,7 @@ def test_real_valued_reductions_of_integer_and_bool_tensors_are_float32(name, re
 def test_a_nan_or_inf_slice_gives_the_documented_values_and_gradients():
     nan, inf = np.nan, np.inf
     x = ml.tensor([[nan, 1.0, 2.0], [inf, 1.0, 2.0]], dtype=ml.float64, requires_grad=True)
-    ml.max(x, dim=1).sum().backward()  # as torch.amax: nan over a slice holding nan
+    ml.amax(x, dim=1).sum().backward()  # as torch.amax: nan over a slice holding nan
     np.testing.assert_array_equal(x.grad.numpy(), [[nan] * 3, [1.0, 0.0, 0.0]])
     row = ml.tensor([[inf, 1.0, 2.0]], dtype=ml.float64, requires_grad=True)
     np.testing.assert_array_equal(ml.softmax(row, dim=1).numpy(), [[nan, 0.0, 0.0]])

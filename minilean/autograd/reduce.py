@@ -5,9 +5,10 @@ output gradient back to all the inputs it summarised, so every backward starts b
 gradient its size-1 axes back (``_keepdim_grad``) and broadcasting it over the reduced axes.
 """
 import builtins
+import collections
 import math
 
-from minilean.autograd.elementwise import as_dtype, floating
+from minilean.autograd.elementwise import as_dtype, floating, maximum, minimum
 from minilean.autograd.function import Function
 from minilean.autograd.tensor import DEFAULT_INT_DTYPE, Tensor, dims_arg, is_int
 from minilean.backend import array_module
@@ -253,25 +254,47 @@ def std(x, dim=None, *, keepdim=False, unbiased=True):
                      correction=int(bool(unbiased)))
 
 
+def amax(x, dim=None, keepdim=False):
+    """The largest values over ``dim`` (an int, a tuple of ints, or None for all), as
+    ``torch.amax``: values only, the gradient shared among ties."""
+    return Extremum.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim, largest=True)
+
+
+def amin(x, dim=None, keepdim=False):
+    """The smallest values over ``dim``, as ``torch.amin`` (see ``amax``)."""
+    return Extremum.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim, largest=False)
+
+
+# what max and min over one dim return, as PyTorch's torch.return_types.max
+ValuesAndIndices = collections.namedtuple("ValuesAndIndices", ["values", "indices"])
+
+
 def max(x, dim=None, keepdim=False):
-    """The largest values over ``dim`` (values only; use ``argmax`` for the indices)."""
-    return Extremum.apply(x, axes=_extremum_dims(dim, x.ndim, "max"), keepdim=keepdim,
-                          largest=True)
+    """As ``torch.max``: the largest value of all (no ``dim``); over one int ``dim``, the pair
+    (values, indices) of the largest entries and where they are (the first among ties), so
+    that ``_, predicted = logits.max(1)`` works; with a tensor, the elementwise ``maximum``.
+    The values' gradient is shared among ties, as ``amax``'s (PyTorch's goes to the index)."""
+    return _extremum(x, dim, keepdim, largest=True)
 
 
 def min(x, dim=None, keepdim=False):
-    """The smallest values over ``dim`` (values only; use ``argmin`` for the indices)."""
-    return Extremum.apply(x, axes=_extremum_dims(dim, x.ndim, "min"), keepdim=keepdim,
-                          largest=False)
+    """As ``torch.min``: the mirror image of ``max``."""
+    return _extremum(x, dim, keepdim, largest=False)
 
 
-def _extremum_dims(dim, ndim, name):
-    """``normalize_dims``, refusing a tensor: PyTorch's ``max(a, b)`` of two tensors is the
-    elementwise maximum, which here is ``maximum(a, b)``."""
+def _extremum(x, dim, keepdim, largest):
     if isinstance(dim, Tensor):
-        raise TypeError(f"{name}(x, dim) reduces x over dim, got a tensor for dim; the "
-                        f"elementwise {name}imum of two tensors is {name}imum(a, b)")
-    return normalize_dims(dim, ndim)
+        return (maximum if largest else minimum)(x, dim)
+    name = "max" if largest else "min"
+    if dim is None:
+        return Extremum.apply(x, axes=normalize_dims(None, x.ndim), keepdim=keepdim,
+                              largest=largest)
+    if not is_int(dim):
+        raise TypeError(f"{name} takes one int dim (as in PyTorch), got {dim!r}; a{name} "
+                        f"reduces over several")
+    values = Extremum.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim,
+                            largest=largest)
+    return ValuesAndIndices(values, _arg_extremum(x, dim, keepdim, "arg" + name))
 
 
 def logsumexp(x, dim, keepdim=False):

@@ -311,6 +311,8 @@ class Tensor:
         return _reduce.std(self, _dim_not_flag(dim, "std"), keepdim=keepdim, unbiased=unbiased)
     def max(self, dim=None, keepdim=False): return _reduce.max(self, dim, keepdim)
     def min(self, dim=None, keepdim=False): return _reduce.min(self, dim, keepdim)
+    def amax(self, dim=None, keepdim=False): return _reduce.amax(self, dim, keepdim)
+    def amin(self, dim=None, keepdim=False): return _reduce.amin(self, dim, keepdim)
     def logsumexp(self, dim, keepdim=False): return _reduce.logsumexp(self, dim, keepdim)
     def softmax(self, dim): return _reduce.softmax(self, dim)
     def log_softmax(self, dim): return _reduce.log_softmax(self, dim)
