@@ -325,6 +325,15 @@ def test_clip_grad_norm_matches_torch():
         numpy.testing.assert_allclose(mine.grad.numpy(), reference.grad.numpy(), rtol=1e-10)
 
 
+def test_clip_grad_norm_refuses_pytorch_positional_norm_type():
+    """PyTorch's third argument is norm_type; ported positionally it must not become eps."""
+    param = nn.Parameter(ml.zeros(2))
+    param.grad = ml.tensor([3.0, 4.0])
+    with pytest.raises(TypeError, match="takes 2 positional arguments but 3 were given"):
+        optim.clip_grad_norm_([param], 1.0, 2.0)
+    numpy.testing.assert_array_equal(param.grad.numpy(), [3.0, 4.0])
+
+
 # --- EMA ------------------------------------------------------------------------------------
 
 def test_ema_follows_the_formula_and_swaps_weights():

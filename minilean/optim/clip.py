@@ -6,10 +6,11 @@ from minilean.optim.optimizer import takes_fused
 fast_clip_arrays = None  # a fused CUDA version of clip_arrays, set by minilean.cuda
 
 
-def clip_grad_norm_(parameters, max_norm, eps=1e-6):
+def clip_grad_norm_(parameters, max_norm, *, eps=1e-6):
     """Scale all gradients by min(1, max_norm / (norm + eps)), where norm is the 2-norm of
     every gradient element together; returns that norm (before clipping) as a 0-d float64
-    tensor on the gradients' device.
+    tensor on the gradients' device. ``eps`` is keyword-only: PyTorch's third argument is
+    ``norm_type``, so ``clip_grad_norm_(params, 1.0, 2.0)`` is refused, not read as eps=2.
 
     One norm over all parameters keeps the update's direction; clipping each tensor alone
     would not. The norm and the scale stay on the device (no host copy, so a GPU training
