@@ -77,6 +77,13 @@ def test_sgd_momentum_and_nesterov_by_hand():
     assert _scalar_run(lambda p: optim.SGD(p, lr=0.1, weight_decay=0.5), [2.0]) == pytest.approx(0.75)
 
 
+def test_sgd_refuses_pytorch_positional_dampening():
+    """PyTorch's SGD(params, lr, momentum, dampening, weight_decay, nesterov): a ported
+    SGD(p, 0.1, 0.9, 0.5) must not read the dampening as nesterov."""
+    with pytest.raises(TypeError, match="positional arguments but 5 were given"):
+        optim.SGD([nn.Parameter(ml.ones(1))], 0.1, 0.9, 0.5)
+
+
 def _adam_by_hand(grads, lr, beta1, beta2, eps, weight_decay, decoupled):
     """Algorithm 1 of Kingma & Ba, one scalar, written out independently of adam_update."""
     p, m, v = 1.0, 0.0, 0.0

@@ -24,7 +24,8 @@ def sgd_update(params, grads, momentum_buffers, lr, momentum, nesterov, weight_d
 class SGD(Optimizer):
     update = staticmethod(sgd_update)
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, nesterov=False, weight_decay=0.0):
+    # keyword-only past momentum: PyTorch's next ones are dampening, weight_decay, nesterov
+    def __init__(self, params, lr=1e-3, momentum=0.0, *, nesterov=False, weight_decay=0.0):
         super().__init__(params, self.checked(lr=lr, momentum=momentum, nesterov=nesterov,
                                               weight_decay=weight_decay),
                          ("momentum_buffer",) if momentum else ())
