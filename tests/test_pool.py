@@ -66,6 +66,16 @@ def test_interpolate_gradients_and_torch(shape, scale):
     numpy.testing.assert_allclose(x.grad.numpy(), theirs.grad.numpy(), rtol=1e-12)
 
 
+def test_interpolate_refuses_pytorch_positional_size_and_a_missing_scale():
+    """PyTorch's F.interpolate(x, 2) is a 2 x 2 output (size), and F.interpolate(x) an error:
+    neither may upsample by 2 here."""
+    x = ml.zeros(1, 1, 4, 4)
+    with pytest.raises(TypeError, match="takes 1 positional argument but 2 were given"):
+        interpolate(x, 2)
+    with pytest.raises(TypeError, match="missing 1 required keyword-only argument: 'scale_factor'"):
+        interpolate(x)
+
+
 def test_max_pool_gradient_goes_to_the_argmax_only():
     x = ml.tensor([[[[1.0, 5.0], [3.0, 2.0]]]], requires_grad=True)
     max_pool2d(x, 2).backward(ml.tensor([[[[7.0]]]]))
@@ -99,7 +109,7 @@ def test_max_pool_of_minus_infinity_beside_the_padding_keeps_the_gradient():
     (lambda: avg_pool2d(ml.zeros(1, 1, 4, 4), 0),
      "kernel_size (0, 0) and stride (0, 0) must be positive"),
     (lambda: interpolate(ml.zeros(1, 1, 2, 2), scale_factor=1.5), "integer scale_factor"),
-    (lambda: interpolate(ml.zeros(1, 1, 2, 2), mode="bilinear"),
+    (lambda: interpolate(ml.zeros(1, 1, 2, 2), scale_factor=2, mode="bilinear"),
      "mode='nearest' only, got mode='bilinear'"),
 ])
 def test_bad_arguments_raise_one_line_value_errors(call, message):

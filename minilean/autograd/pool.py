@@ -143,8 +143,10 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     return MaxPool2d.apply(x, **_pool_params("max_pool2d", x, kernel_size, stride, padding))
 
 
-def interpolate(x, scale_factor=2, mode="nearest"):
-    """Upsample NCHW by an integer ``scale_factor`` (int or pair) with nearest neighbours."""
+def interpolate(x, *, scale_factor, mode="nearest"):
+    """Upsample NCHW by an integer ``scale_factor`` (int or pair) with nearest neighbours.
+    Keyword-only and required: PyTorch's second argument is the output ``size`` (and it has
+    no default scale), so a ported ``interpolate(x, 2)`` is refused, not read as a scale."""
     if mode != "nearest":
         raise ValueError(f"interpolate supports mode='nearest' only, got mode={mode!r}")
     if x.ndim != 4:
