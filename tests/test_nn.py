@@ -175,6 +175,14 @@ def test_shared_submodule_is_listed_and_applied_once():
         "second.1.weight", "second.1.bias"]
 
 
+def test_named_modules_refuses_pytorch_positional_memo():
+    """PyTorch's named_modules(memo, prefix): a set passed first must not become the prefix."""
+    model = nn.Sequential(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="takes 1 positional argument but 2 were given"):
+        model.named_modules(set())
+    assert [name for name, _ in model.named_modules(prefix="net")] == ["net", "net.0"]
+
+
 def test_named_modules_order_matches_torch_with_a_shared_submodule():
     torch = pytest.importorskip("torch")
 

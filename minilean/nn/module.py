@@ -144,9 +144,10 @@ class Module:
     def children(self):
         return iter(self._modules.values())
 
-    def named_modules(self, prefix=""):
+    def named_modules(self, *, prefix=""):
         """This module and every module below it, depth first, with dotted names; a module
-        reached twice (shared by two parents) is listed once, under the first name."""
+        reached twice (shared by two parents) is listed once, under the first name.
+        ``prefix`` is keyword-only: PyTorch's first argument is ``memo``, a set."""
         seen = set()
         stack = [(prefix, self)]
         while stack:
