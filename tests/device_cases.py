@@ -75,7 +75,7 @@ OPS = {  # name: (function of tensors, input shapes)
     "getitem_mask": (lambda a: a[a.detach() > 0] * 2, [(3, 4)]),
     "cat": (lambda a, b: shape.cat([a, b], 1), [(2, 3), (2, 5)]),
     "stack": (lambda a, b: shape.stack([a, b], 0), [(2, 3), (2, 3)]),
-    "pad": (lambda a: F.pad(a, (1, 2, 0, 1), 0.5), [(2, 3, 4)]),
+    "pad": (lambda a: F.pad(a, (1, 2, 0, 1), value=0.5), [(2, 3, 4)]),
     "chunk": (lambda a: shape.chunk(a, 2, 1)[1] * 2, [(3, 4)]),
     "split": (lambda a: shape.split(a, 3, 0)[0] * 2, [(7, 2)]),
     "matmul": (minilean.matmul, [(2, 3, 4), (4, 5)]),

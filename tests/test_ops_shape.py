@@ -342,6 +342,9 @@ def test_bad_shape_arguments_name_the_values():
                                          "int64; expected a finite number"):
         shape_ops.pad(ml.tensor([1, 2]), (1, 0), value=float("nan"))
     assert shape_ops.pad(ml.tensor([1, 2]), (0, 0), value=float("inf")).tolist() == [1, 2]
+    # PyTorch's third argument is the mode: refused here, not taken for the value
+    with pytest.raises(TypeError, match="takes 2 positional arguments but 3 were given"):
+        shape_ops.pad(x, (1, 1), "constant")
     with pytest.raises(ValueError, match=r"split sizes \[1, 1\] must add up to the size 3"):
         x.split([1, 1], 1)
     with pytest.raises(ValueError, match=r"stack needs tensors of equal shape, got \(2, 3\)"):

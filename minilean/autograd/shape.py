@@ -333,8 +333,9 @@ def stack(tensors, dim=0):
     return Stack.apply(*_floats_win(tensors), axis=_axis(dim, tensors[0].ndim + 1))
 
 
-def pad(x, pad, value=0.0):
-    """Constant padding with PyTorch's order: (last_before, last_after, 2nd_last_before, ...)."""
+def pad(x, pad, *, value=0.0):
+    """Constant padding with PyTorch's order: (last_before, last_after, 2nd_last_before, ...).
+    ``value`` is keyword-only: PyTorch's third argument is ``mode`` ("constant", "reflect")."""
     pad = tuple(pad)
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ValueError(f"pad {pad} must have an even length of at most 2 * {x.ndim}")
