@@ -260,7 +260,7 @@ def test_mse_reference_matches_op(rng, reduction):
     input, target = rng.normal(size=(4, 3, 5)), rng.normal(size=(4, 3, 5))
     grad = rng.normal(size=input.shape) if reduction == "none" else None
     out, (d_input, d_target) = value_and_grads(
-        lambda a, b: loss.mse_loss(a, b, reduction), input, target, grad=grad)
+        lambda a, b: loss.mse_loss(a, b, reduction=reduction), input, target, grad=grad)
     reference_out, derivative = mse.reference(input, target, reduction)
     scale = 1 if grad is None else grad
     numpy.testing.assert_allclose(reference_out, out, rtol=1e-12)

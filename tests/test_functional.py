@@ -279,6 +279,16 @@ def test_dropout_gradient_is_the_mask():
     numpy.testing.assert_array_equal(x.grad.numpy(), out.numpy())
 
 
+@pytest.mark.parametrize("loss", [F.cross_entropy, F.binary_cross_entropy_with_logits,
+                                  F.l1_loss, F.mse_loss])
+def test_losses_refuse_pytorch_positional_weight(loss):
+    """PyTorch's third argument is weight (or size_average): never read as the reduction."""
+    logits = ml.randn(2, 3)
+    target = ml.tensor([0, 2]) if loss is F.cross_entropy else ml.rand(2, 3)
+    with pytest.raises(TypeError, match="takes 2 positional arguments but 3 were given"):
+        loss(logits, target, ml.ones(3))
+
+
 def test_functional_errors_name_the_bad_value():
     logits = ml.randn(2, 3)
     with pytest.raises(ValueError, match=r"class indices in \[0, 3\), got values from 0 to 3"):

@@ -382,6 +382,14 @@ def test_loss_modules_match_torchs(name, target, reduction):
     assert repr(getattr(nn, name)()) == f"{name}(reduction='mean')"
 
 
+@pytest.mark.parametrize("name", ["CrossEntropyLoss", "MSELoss"])
+def test_loss_modules_refuse_pytorch_positional_weight(name):
+    """nn.CrossEntropyLoss(weight) in PyTorch; here it must fail where it is built, not as a
+    reduction at the first forward."""
+    with pytest.raises(TypeError, match="takes 1 positional argument but 2 were given"):
+        getattr(nn, name)(ml.ones(3))
+
+
 @pytest.mark.parametrize("layer", [nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Tanh])
 def test_an_activation_refuses_a_setting_its_function_lacks_when_built(layer):
     """PyTorch's nn.ReLU(inplace=True) was accepted, and failed at the model's first forward,

@@ -40,7 +40,7 @@ def warn_if_broadcast(name, input, target):
                       f"meant", UserWarning, stacklevel=3)
 
 
-def mse_loss(input, target, reduction="mean"):
+def mse_loss(input, target, *, reduction="mean"):  # keyword-only: PyTorch's 3rd is size_average
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     warn_if_broadcast("mse_loss", input, target)

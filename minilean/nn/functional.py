@@ -77,8 +77,10 @@ def embedding(input, weight):
 
 
 # --- losses -------------------------------------------------------------------------------
+# ``reduction`` is keyword-only in each: PyTorch's third argument is ``weight`` (or the old
+# ``size_average``), which would otherwise land on it
 
-def cross_entropy(input, target, reduction="mean"):
+def cross_entropy(input, target, *, reduction="mean"):
     """-log softmax(input)[target], over class dim 1 of ``input`` (N, C) or (N, C, d1, ...).
 
     ``target`` holds class indices of shape (N,) / (N, d1, ...), or class probabilities with
@@ -126,7 +128,7 @@ def cross_entropy(input, target, reduction="mean"):
     return _reduce(-(log_probs * probabilities).sum(dim=1), reduction)
 
 
-def binary_cross_entropy_with_logits(input, target, reduction="mean"):
+def binary_cross_entropy_with_logits(input, target, *, reduction="mean"):
     """-[y log sigma(x) + (1-y) log(1 - sigma(x))] for logits x and targets y in [0, 1].
 
     Written as softplus(x) - x y, since log sigma(x) = x - softplus(x) and
@@ -141,7 +143,7 @@ def binary_cross_entropy_with_logits(input, target, reduction="mean"):
     return _reduce(softplus(input) - input * target, reduction)
 
 
-def l1_loss(input, target, reduction="mean"):
+def l1_loss(input, target, *, reduction="mean"):
     """|input - target|, reduced."""
     warn_if_broadcast("l1_loss", input, target)
     return _reduce(abs(input - target), reduction)

@@ -6,7 +6,8 @@ from minilean.nn.activation import FunctionModule
 
 
 class Loss(FunctionModule):
-    def __init__(self, reduction="mean"):
+    # keyword-only: PyTorch's first argument is weight (CrossEntropyLoss), size_average (MSELoss)
+    def __init__(self, *, reduction="mean"):
         super().__init__(reduction=reduction)
 
 
