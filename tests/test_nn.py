@@ -537,6 +537,8 @@ def test_layer_constructor_errors():
         nn.GroupNorm(4, 6)
     with pytest.raises(ValueError, match="GroupNorm activation must be one of .*, got 'relu'"):
         nn.GroupNorm(2, 6, activation="relu")
+    with pytest.raises(TypeError, match="takes from 3 to 5 positional arguments but 6 were given"):
+        nn.GroupNorm(2, 6, 1e-5, True, "cpu")  # PyTorch's fifth argument is the device
     with pytest.raises(ValueError, match="groups must divide in_channels=3, got 2"):
         nn.Conv2d(3, 4, 3, groups=2)
     with pytest.raises(ValueError, match="embed_dim=6 is not divisible by num_heads=4"):

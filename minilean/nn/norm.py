@@ -26,9 +26,10 @@ class LayerNorm(Module):
 
 class GroupNorm(Module):
     """Normalise each sample over groups of ``num_channels / num_groups`` channels (and space);
-    ``activation="silu"`` applies SiLU to the result in the same op (one kernel on the GPU)."""
+    ``activation="silu"`` applies SiLU to the result in the same op (one kernel on the GPU);
+    keyword-only, as PyTorch's fifth argument is ``device``."""
 
-    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, activation=None):
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, *, activation=None):
         super().__init__()
         check_sizes(num_groups=num_groups, num_channels=num_channels)
         if num_channels % num_groups:
