@@ -142,6 +142,18 @@ def test_tensor_numpy_is_the_one_copy_to_the_host(fake_cuda):
     assert fake_cupy.transfers.to_host == 2
 
 
+def test_to_another_tensor_takes_its_device_and_dtype(fake_cuda):
+    """PyTorch's ``x.to(other)``: ``other``'s device and dtype (the device was kept)."""
+    other = minilean.zeros(2, dtype=minilean.float64, device="cuda")
+    x = minilean.ones(3, requires_grad=True)
+    moved = x.to(other)
+    assert (moved.device, moved.dtype) == ("cuda", minilean.float64)
+    moved.sum().backward()
+    assert (x.grad.device, x.grad.dtype) == ("cpu", minilean.float32)
+    model = minilean.nn.Linear(2, 2).to(other)
+    assert all((p.device, p.dtype) == ("cuda", minilean.float64) for p in model.parameters())
+
+
 @pytest.mark.parametrize("compare", [operator.gt, operator.le, operator.eq, operator.ne])
 def test_comparing_tensors_on_two_devices_is_the_error_other_ops_give(fake_cuda, compare):
     """It was CuPy's "Unsupported type <class 'numpy.ndarray'>", naming neither device, or with

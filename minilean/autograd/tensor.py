@@ -346,7 +346,10 @@ def _dim_not_flag(dim, name):
 
 def device_and_dtype(device, dtype):
     """The arguments of a ``to`` (a tensor's, a module's) as (device, dtype): as in PyTorch, a
-    dtype alone may come first, ``x.to(float64)``. (A device is a string.)"""
+    dtype alone may come first, ``x.to(float64)``, and a tensor alone stands for its device
+    and dtype, ``x.to(other)``. (A device is a string.)"""
+    if dtype is None and isinstance(device, Tensor):
+        return device.device, device.dtype
     if dtype is None and device is not None and not isinstance(device, str):
         return None, device
     return device, dtype
