@@ -9,7 +9,8 @@ device-generic code can get wrong:
 * its arrays (``ndarray``, a wrapper around a NumPy array) refuse implicit conversion to NumPy:
   ``numpy.asarray(device_array)`` raises ``TypeError`` as CuPy does;
 * a NumPy array mixed into an operation on device arrays raises ``TypeError`` ("Unsupported
-  type"), so a host array that slipped into device code is caught;
+  type"), so a host array that slipped into device code is caught; so does a list given to a
+  ufunc or an operator (``a < [1, 2]``), which NumPy would take;
 * reductions and integer indexing return 0-d device arrays, never host scalars;
 * ``cupy.random.Generator`` has only the methods CuPy's has (no ``normal``, no ``choice``).
 
@@ -193,6 +194,7 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
         _refuse_cublas_while_capturing(ufunc.__name__)  # ``a @ b``
+        _check_ufunc_operands(inputs)
         if out is not None:  # in place (``x += y``): write into the device arrays given
             _device_function(getattr(ufunc, method))(*inputs, out=out, **kwargs)
             return out[0] if len(out) == 1 else out
@@ -327,6 +329,15 @@ def asnumpy(a, stream=None):
     return a.get() if isinstance(a, ndarray) else numpy.asarray(a)
 
 
+def _check_ufunc_operands(operands):
+    """CuPy's ufuncs (and so its operators) take device arrays and scalars, nothing else: a
+    list is "Unsupported type" there (``_preprocess_arg`` in cupy/_core/_kernel.pyx), where
+    NumPy would make an array of it."""
+    for operand in operands:
+        if not isinstance(operand, (ndarray, int, float, complex, numpy.generic)):
+            raise TypeError(f"Unsupported type {type(operand)}")
+
+
 class _Ufunc:
     """A NumPy ufunc on device arrays, with its methods (``add.at``, ``maximum.reduce``)."""
 
@@ -335,6 +346,7 @@ class _Ufunc:
         self.__name__ = ufunc.__name__
 
     def __call__(self, *args, **kwargs):
+        _check_ufunc_operands(args)
         return _device_function(self._ufunc)(*args, **kwargs)
 
     def __getattr__(self, name):

@@ -80,6 +80,10 @@ def test_stand_in_refuses_implicit_conversion_and_host_operands(fake_cuda):
         device_array + numpy.ones(3)
     with pytest.raises(TypeError, match="Unsupported type"):
         fake_cuda.concatenate([device_array, numpy.ones(3)])
+    for list_operand in (lambda: device_array < [1.0, 2.0, 3.0],  # NumPy makes arrays of lists
+                         lambda: fake_cuda.maximum(device_array, [1.0, 2.0, 3.0])):
+        with pytest.raises(TypeError, match="Unsupported type <class 'list'>"):
+            list_operand()
     with pytest.raises(AttributeError, match="no attribute 'normal'"):
         fake_cuda.random.default_rng(0).normal(size=3)
 
@@ -153,6 +157,18 @@ def test_comparing_tensors_on_two_devices_is_the_error_other_ops_give(fake_cuda,
             compare(a, b)
     assert compare(on_cuda, on_cuda.detach()).device == "cuda"
     assert compare(on_cuda, 1.0).device == "cuda" and fake_cupy.transfers.to_host == 0
+
+
+@pytest.mark.parametrize("compare", [operator.lt, operator.ge, operator.eq, operator.ne])
+def test_comparing_with_a_list_or_host_array_works_on_cuda_as_on_the_cpu(fake_cuda, compare):
+    """CuPy's comparison ufuncs refuse a list, and a host array, where NumPy takes both: the
+    other operand goes to the tensor's device first, as in the arithmetic ops."""
+    values = numpy.array([0.5, 2.0, -1.0], numpy.float32)
+    for other in ([0.5, 1.0, 3.0], numpy.array([2.0, 2.0, -1.0])):
+        expected = compare(minilean.tensor(values), other)
+        got = compare(minilean.tensor(values, device="cuda"), other)
+        assert (got.device, got.dtype) == ("cuda", expected.dtype)
+        numpy.testing.assert_array_equal(got.numpy(), expected.numpy())
 
 
 def test_only_a_cupy_array_is_on_cuda(fake_cuda, monkeypatch):

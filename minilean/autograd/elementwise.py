@@ -657,9 +657,13 @@ def where(condition, a, b):
 
 def compare(a, b, name):
     """Elementwise comparison as a boolean tensor (outside the graph). Two tensors must be on
-    one device, as for the other ops (CuPy's own error names neither device)."""
+    one device, as for the other ops (CuPy's own error names neither device). A list or a
+    host array is put on ``a``'s device first: CuPy's ufuncs take only its arrays and
+    scalars, where NumPy would make an array of either."""
     if isinstance(b, Tensor):
         if b.device != a.device:
             raise devices_differ(name, a.device, b.device)
         b = b.data
+    elif not isinstance(b, numbers.Number):
+        b = a.xp.asarray(b)
     return Tensor._wrap(getattr(a.xp, name)(a.data, b), False)
