@@ -10,7 +10,7 @@ device-generic code can get wrong:
   ``numpy.asarray(device_array)`` raises ``TypeError`` as CuPy does;
 * a NumPy array mixed into an operation on device arrays raises ``TypeError`` ("Unsupported
   type"), so a host array that slipped into device code is caught; so does a list given to a
-  ufunc or an operator (``a < [1, 2]``), which NumPy would take;
+  ufunc or an operator (``a < [1, 2]``), or as the condition of ``where``, which NumPy takes;
 * reductions and integer indexing return 0-d device arrays, never host scalars;
 * ``cupy.random.Generator`` has only the methods CuPy's has (no ``normal``, no ``choice``).
 
@@ -371,6 +371,14 @@ def __getattr__(name):
     if isinstance(attribute, type) or not callable(attribute):
         return attribute
     return _counting_sizes(name, _device_function(attribute))
+
+
+def where(condition, *values):
+    """CuPy's ``where``: given values, it first calls ``condition.astype('?')``, which a list
+    (NumPy takes one) does not have."""
+    if values and not hasattr(condition, "astype"):
+        raise AttributeError(f"{type(condition).__name__!r} object has no attribute 'astype'")
+    return __getattr__("where")(condition, *values)
 
 
 def _counting_sizes(name, function):

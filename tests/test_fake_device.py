@@ -84,6 +84,8 @@ def test_stand_in_refuses_implicit_conversion_and_host_operands(fake_cuda):
                          lambda: fake_cuda.maximum(device_array, [1.0, 2.0, 3.0])):
         with pytest.raises(TypeError, match="Unsupported type <class 'list'>"):
             list_operand()
+    with pytest.raises(AttributeError, match="'list' object has no attribute 'astype'"):
+        fake_cuda.where([True, False, True], device_array, 0.0)
     with pytest.raises(AttributeError, match="no attribute 'normal'"):
         fake_cuda.random.default_rng(0).normal(size=3)
 
@@ -169,6 +171,20 @@ def test_comparing_with_a_list_or_host_array_works_on_cuda_as_on_the_cpu(fake_cu
         got = compare(minilean.tensor(values, device="cuda"), other)
         assert (got.device, got.dtype) == ("cuda", expected.dtype)
         numpy.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
+def test_where_takes_a_list_or_host_condition_on_cuda_as_on_the_cpu(fake_cuda):
+    """CuPy's ``where`` calls ``condition.astype``, which a list lacks, and its ufunc refuses
+    a host array: the condition goes to the operands' device first."""
+    values = numpy.array([1.0, -2.0, 3.0], numpy.float32)
+    for condition in ([True, False, True], numpy.array([False, True, True])):
+        expected = minilean.where(condition, minilean.tensor(values), 0.0)
+        x = minilean.tensor(values, device="cuda", requires_grad=True)
+        got = minilean.where(condition, x, 0.0)
+        got.sum().backward()
+        assert got.device == "cuda"
+        numpy.testing.assert_array_equal(got.numpy(), expected.numpy())
+        numpy.testing.assert_array_equal(x.grad.numpy(), numpy.float32(condition))
 
 
 def test_only_a_cupy_array_is_on_cuda(fake_cuda, monkeypatch):

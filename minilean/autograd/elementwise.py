@@ -650,9 +650,12 @@ def minimum(a, b): return _binary(PairExtremum, a, b, largest=False)
 
 
 def where(condition, a, b):
-    """``a`` where ``condition`` holds, else ``b``; differentiable in ``a`` and ``b``."""
-    condition = condition.data if isinstance(condition, Tensor) else condition
-    return Where.apply(*as_tensors(a, b), condition=condition)
+    """``a`` where ``condition`` holds, else ``b``; differentiable in ``a`` and ``b``. A
+    condition given as a list or a host array is put on their device (CuPy's ``where`` takes
+    only its own arrays)."""
+    a, b = as_tensors(a, b)
+    condition = condition.data if isinstance(condition, Tensor) else a.xp.asarray(condition)
+    return Where.apply(a, b, condition=condition)
 
 
 def compare(a, b, name):
