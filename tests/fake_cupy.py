@@ -12,6 +12,8 @@ device-generic code can get wrong:
   type"), so a host array that slipped into device code is caught; so does a list given to a
   ufunc or an operator (``a < [1, 2]``), or as the condition of ``where``, which NumPy takes;
 * reductions and integer indexing return 0-d device arrays, never host scalars;
+* an integer index array reaching past an axis wraps around (in indexing and ``ufunc.at``),
+  where NumPy raises IndexError;
 * ``cupy.random.Generator`` has only the methods CuPy's has (no ``normal``, no ``choice``).
 
 Live device arrays are tracked (``bytes_in_use``), standing in for CuPy's memory pool. Every
@@ -176,6 +178,44 @@ def _refill(target, fresh):
             _refill(target_item, fresh_item)
 
 
+def _axes_taken(part):
+    """How many axes of the indexed array one part of an index consumes (NumPy's rule)."""
+    if part is None or part is Ellipsis or isinstance(part, bool):
+        return 0
+    if isinstance(part, (list, numpy.ndarray)) and numpy.asarray(part).dtype == bool:
+        return numpy.ndim(part)
+    return 1
+
+
+def _wrapped_around(index, shape):
+    """``index`` (NumPy arrays in it) with each integer index array taken modulo the size of
+    the axis it indexes: CuPy wraps an out-of-bounds index array around, in indexing and in
+    ``ufunc.at``, where NumPy raises IndexError. A plain int out of bounds is an IndexError in
+    both."""
+    parts = index if isinstance(index, tuple) else (index,)
+    taken = [_axes_taken(part) for part in parts]
+    wrapped, axis = [], 0
+    for position, part in enumerate(parts):
+        if part is Ellipsis:
+            axis = len(shape) - sum(taken[position + 1:])
+        elif isinstance(part, (list, numpy.ndarray)) and axis < len(shape) and shape[axis]:
+            array = numpy.asarray(part)
+            if array.dtype.kind in "iu":
+                part = array % shape[axis]
+        wrapped.append(part)
+        axis += taken[position]
+    return tuple(wrapped) if isinstance(index, tuple) else wrapped[0]
+
+
+def _wrapping(method):
+    """An array's ``__getitem__`` or ``__setitem__``, wrapping the index around as CuPy does
+    at every call (a replayed graph reads its index arrays as they are then)."""
+    def indexed(index, *value):
+        return method(_wrapped_around(index, method.__self__.shape), *value)
+    indexed.__name__, indexed.__self__ = method.__name__, method.__self__
+    return indexed
+
+
 class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
     """A device array: every operator, method and attribute of the NumPy array it holds, with
     CuPy's refusals and the transfer counts."""
@@ -215,14 +255,14 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
         return _counting_sizes(name, _device_function(attribute))
 
     def __getitem__(self, key):
-        return _run(self._array.__getitem__, (self._index(key),))
+        return _run(_wrapping(self._array.__getitem__), (self._index(key),))
 
     def __setitem__(self, key, value):
         if isinstance(value, numpy.ndarray):
             transfers.count("to_device")
         else:
             value = _unwrap(value)
-        _run(self._array.__setitem__, (self._index(key), value))
+        _run(_wrapping(self._array.__setitem__), (self._index(key), value))
 
     @staticmethod
     def _index(key):
@@ -351,6 +391,10 @@ class _Ufunc:
 
     def __getattr__(self, name):
         attribute = getattr(self._ufunc, name)
+        if name == "at":  # CuPy's scatter wraps its indices around, as its indexing does
+            def at(a, indices, b=None):
+                return attribute(a, _wrapped_around(indices, a.shape), b)
+            return lambda a, indices, b=None: _run(at, _unwrap((a, indices, b)))
         return _device_function(attribute) if callable(attribute) else attribute
 
 

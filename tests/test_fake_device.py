@@ -139,6 +139,22 @@ def test_stand_in_counts_the_copies_cupy_hides_in_masks_methods_and_printing(fak
         fake_cuda.ones((4, 4))[keep, fake_cuda.arange(4)]
 
 
+def test_stand_in_wraps_index_arrays_around_as_cupy_does(fake_cuda):
+    """CuPy takes an integer index array past an axis modulo its size, reading, writing and
+    in ``ufunc.at`` (its kernels compute ``indices % adim``); a plain int is still checked."""
+    values = fake_cuda.asarray(numpy.arange(12.0).reshape(3, 4))
+    assert values[fake_cuda.asarray(numpy.array([4, -2]))].get().tolist() == [
+        [4.0, 5.0, 6.0, 7.0]] * 2
+    assert values[..., [5, -1]].get().tolist() == [[1.0, 3.0], [5.0, 7.0], [9.0, 11.0]]
+    assert values[1, [4, 7]].get().tolist() == [4.0, 7.0]
+    values[[3], 0] = -1.0
+    sums = fake_cuda.zeros(3)
+    fake_cuda.add.at(sums, fake_cuda.asarray(numpy.array([4, 4, 0])), 1.0)
+    assert values[0, 0].get() == -1.0 and sums.get().tolist() == [1.0, 2.0, 0.0]
+    with pytest.raises(IndexError, match="index 3 is out of bounds"):
+        values[3]
+
+
 def test_tensor_numpy_is_the_one_copy_to_the_host(fake_cuda):
     x = minilean.randn(3, 4, device="cuda", requires_grad=True)
     loss = (x * x).sum()
