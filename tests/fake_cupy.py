@@ -616,12 +616,19 @@ cuda = types.SimpleNamespace(
     get_elapsed_time=lambda start, end: 1e3 * (end.seconds - start.seconds))
 
 
+def _special(function, x):
+    """cupyx.scipy.special's ``function`` of ``x``: its loops are e->d, f->f, d->d, so a
+    float16 array gives float64 (cupyx/scipy/special/_erf.py)."""
+    dtype = numpy.float64 if x.dtype == numpy.float16 else x.dtype
+    return _wrap(numpy.vectorize(function, otypes=[dtype])(_unwrap(x)))
+
+
 def _erf(x):
-    return _wrap(numpy.vectorize(math.erf, otypes=[x.dtype])(_unwrap(x)))
+    return _special(math.erf, x)
 
 
 def _erfc(x):
-    return _wrap(numpy.vectorize(math.erfc, otypes=[x.dtype])(_unwrap(x)))
+    return _special(math.erfc, x)
 
 
 def RawModule(code, options=(), name_expressions=()):  # noqa: N802  CuPy's name

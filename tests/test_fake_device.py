@@ -155,6 +155,21 @@ def test_stand_in_wraps_index_arrays_around_as_cupy_does(fake_cuda):
         values[3]
 
 
+def test_gelu_of_float16_on_cuda_stays_float16_as_on_the_cpu(fake_cuda):
+    """cupyx's erf and erfc give float64 for float16 (no half loop): the exact GELU casts
+    their result back, so a float16 graph does not go on in float64 on a GPU alone."""
+    import cupyx.scipy.special  # the stand-in's, as install() set it
+    half = fake_cuda.asarray(numpy.array([-3.0, 0.5], numpy.float16))
+    assert cupyx.scipy.special.erfc(half).dtype == numpy.float64
+    values = numpy.array([-3.0, -0.5, 0.0, 1.5], numpy.float16)
+    expected = minilean.nn.functional.gelu(minilean.tensor(values))
+    x = minilean.tensor(values, device="cuda", requires_grad=True)
+    got = minilean.nn.functional.gelu(x)
+    got.sum().backward()
+    assert got.dtype == expected.dtype == numpy.float16 and x.grad.dtype == numpy.float16
+    numpy.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-3)
+
+
 def test_tensor_numpy_is_the_one_copy_to_the_host(fake_cuda):
     x = minilean.randn(3, 4, device="cuda", requires_grad=True)
     loss = (x * x).sum()
