@@ -14,7 +14,10 @@ device-generic code can get wrong:
 * reductions and integer indexing return 0-d device arrays, never host scalars;
 * an integer index array reaching past an axis wraps around (in indexing and ``ufunc.at``),
   where NumPy raises IndexError;
-* ``cupy.random.Generator`` has only the methods CuPy's has (no ``normal``, no ``choice``).
+* ``cupy.random.Generator`` has only the methods CuPy's has (no ``normal``, no ``choice``), an
+  array's ``flags`` only CuPy's three, ``ufunc.reduce`` and ``accumulate`` only for ``add``
+  and ``multiply`` (``reduceat`` for ``add``), and ``ndarray.set`` takes only a NumPy array
+  of the array's dtype and shape.
 
 Live device arrays are tracked (``bytes_in_use``), standing in for CuPy's memory pool. Every
 copy between host and device is counted in ``transfers``: ``to_host`` for ``.get()``,
@@ -304,9 +307,25 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
         return types.SimpleNamespace(ptr=address, copy_from_device=copy_from_device)
 
     def set(self, host_array, stream=None):
-        """Copy a host array into this one (CuPy's upload into existing memory)."""
+        """Copy a host array into this one (CuPy's upload into existing memory): a NumPy array
+        of this array's dtype and shape, nothing that NumPy would convert or broadcast."""
+        if not isinstance(host_array, numpy.ndarray):
+            raise TypeError("Only numpy.ndarray can be set to cupy.ndarray")
+        if host_array.dtype != self.dtype:
+            raise TypeError(f"{host_array.dtype} array cannot be set to {self.dtype} array")
+        if host_array.shape != self.shape:
+            raise ValueError(f"Shape mismatch. Old shape: {self.shape}, new shape: "
+                             f"{host_array.shape}")
         transfers.count("to_device")
         self._array[...] = host_array
+
+    @property
+    def flags(self):
+        """CuPy's flags: c_contiguous, f_contiguous and owndata, no more (every CuPy array is
+        writeable, and none is told aligned)."""
+        flags = self._array.flags
+        return types.SimpleNamespace(c_contiguous=flags.c_contiguous,
+                                     f_contiguous=flags.f_contiguous, owndata=flags.owndata)
 
     # --- explicit copies to the host (CuPy's ``repr``, ``str`` and ``format`` print ``.get()``) --
     def __repr__(self):
@@ -378,8 +397,14 @@ def _check_ufunc_operands(operands):
             raise TypeError(f"Unsupported type {type(operand)}")
 
 
+# The ufunc methods CuPy has beside ``at`` and ``outer``, and the only ufuncs that have them
+# (the others raise NotImplementedError)
+UFUNC_METHODS = {"reduce": ("add", "multiply"), "accumulate": ("add", "multiply"),
+                 "reduceat": ("add",)}
+
+
 class _Ufunc:
-    """A NumPy ufunc on device arrays, with its methods (``add.at``, ``maximum.reduce``)."""
+    """A NumPy ufunc on device arrays, with CuPy's methods (``add.at``, ``add.reduce``)."""
 
     def __init__(self, ufunc):
         self._ufunc = ufunc
@@ -390,6 +415,8 @@ class _Ufunc:
         return _device_function(self._ufunc)(*args, **kwargs)
 
     def __getattr__(self, name):
+        if self.__name__ not in UFUNC_METHODS.get(name, (self.__name__,)):
+            raise NotImplementedError(f"`cupy_{self.__name__}.{name}` is not supported yet")
         attribute = getattr(self._ufunc, name)
         if name == "at":  # CuPy's scatter wraps its indices around, as its indexing does
             def at(a, indices, b=None):

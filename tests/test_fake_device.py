@@ -90,6 +90,23 @@ def test_stand_in_refuses_implicit_conversion_and_host_operands(fake_cuda):
         fake_cuda.random.default_rng(0).normal(size=3)
 
 
+def test_stand_in_has_only_what_cupy_arrays_and_ufuncs_have(fake_cuda):
+    device_array = fake_cuda.zeros((2, 3))
+    assert device_array.flags.c_contiguous and device_array.T.flags.f_contiguous
+    with pytest.raises(AttributeError, match="writeable"):
+        device_array.flags.writeable  # noqa: B018  (CuPy's flags: no such field)
+    for host, error, message in (
+            ([[0.0] * 3] * 2, TypeError, "Only numpy.ndarray can be set to cupy.ndarray"),
+            (numpy.zeros((2, 3), numpy.float32), TypeError,
+             "float32 array cannot be set to float64 array"),
+            (numpy.zeros(3), ValueError, r"Shape mismatch. Old shape: \(2, 3\)")):
+        with pytest.raises(error, match=message):
+            device_array.set(host)
+    assert fake_cuda.add.reduce(fake_cuda.arange(4.0)).get() == 6.0
+    with pytest.raises(NotImplementedError, match="`cupy_maximum.reduce` is not supported"):
+        fake_cuda.maximum.reduce(device_array)
+
+
 def test_stand_in_reduces_to_device_scalars_and_counts_copies(fake_cuda):
     device_array = fake_cuda.asarray(numpy.arange(6.0).reshape(2, 3))
     assert fake_cupy.transfers.to_device == 1
