@@ -202,7 +202,7 @@ def check_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng):
     broadcasting does; timesteps on the host are read as the plain op's indexing reads them
     (a negative one from the end, one past either end an IndexError); timesteps on the device,
     which cannot be checked without waiting for a copy back, wrap around as CuPy's indexing
-    does."""
+    of the plain op's device table does (both are checked)."""
     alpha_bar = D.alpha_bars(D.make_betas("linear", 10))
     x0, eps, grad = (rng.normal(size=(4, 3)).astype(numpy.float32) for _ in range(3))
 
@@ -224,8 +224,9 @@ def check_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng):
     for timesteps in ({"cpu": numpy.array([2, 9, 3, 5]), "cuda": on_device},
                       *({"cpu": t, "cuda": t} for t in (numpy.array([-1, 0, 9, 3]), -2, [5],
                                                         numpy.int64(7)))):
-        _assert_cuda_matches_cpu(noised_with(timesteps), (x0, eps), grad, True, rtol=1e-5,
-                                 atol=1e-6)
+        for fast in (False, True):
+            _assert_cuda_matches_cpu(noised_with(timesteps), (x0, eps), grad, fast, rtol=1e-5,
+                                     atol=1e-6)
 
 
 def check_fused_updates_take_what_the_plain_ones_take():

@@ -9,9 +9,15 @@ device-generic code can get wrong:
 * its arrays (``ndarray``, a wrapper around a NumPy array) refuse implicit conversion to NumPy:
   ``numpy.asarray(device_array)`` raises ``TypeError`` as CuPy does;
 * a NumPy array mixed into an operation on device arrays raises ``TypeError`` ("Unsupported
-  type"), so a host array that slipped into device code is caught;
+  type"), so a host array that slipped into device code is caught; so does a list given to a
+  ufunc or an operator (``a < [1, 2]``), or as the condition of ``where``, which NumPy takes;
 * reductions and integer indexing return 0-d device arrays, never host scalars;
-* ``cupy.random.Generator`` has only the methods CuPy's has (no ``normal``, no ``choice``).
+* an integer index array reaching past an axis wraps around (in indexing and ``ufunc.at``),
+  where NumPy raises IndexError;
+* ``cupy.random.Generator`` has only the methods CuPy's has (no ``normal``, no ``choice``), an
+  array's ``flags`` only CuPy's three, ``ufunc.reduce`` and ``accumulate`` only for ``add``
+  and ``multiply`` (``reduceat`` for ``add``), and ``ndarray.set`` takes only a NumPy array
+  of the array's dtype and shape.
 
 Live device arrays are tracked (``bytes_in_use``), standing in for CuPy's memory pool. Every
 copy between host and device is counted in ``transfers``: ``to_host`` for ``.get()``,
@@ -175,6 +181,44 @@ def _refill(target, fresh):
             _refill(target_item, fresh_item)
 
 
+def _axes_taken(part):
+    """How many axes of the indexed array one part of an index consumes (NumPy's rule)."""
+    if part is None or part is Ellipsis or isinstance(part, bool):
+        return 0
+    if isinstance(part, (list, numpy.ndarray)) and numpy.asarray(part).dtype == bool:
+        return numpy.ndim(part)
+    return 1
+
+
+def _wrapped_around(index, shape):
+    """``index`` (NumPy arrays in it) with each integer index array taken modulo the size of
+    the axis it indexes: CuPy wraps an out-of-bounds index array around, in indexing and in
+    ``ufunc.at``, where NumPy raises IndexError. A plain int out of bounds is an IndexError in
+    both."""
+    parts = index if isinstance(index, tuple) else (index,)
+    taken = [_axes_taken(part) for part in parts]
+    wrapped, axis = [], 0
+    for position, part in enumerate(parts):
+        if part is Ellipsis:
+            axis = len(shape) - sum(taken[position + 1:])
+        elif isinstance(part, (list, numpy.ndarray)) and axis < len(shape) and shape[axis]:
+            array = numpy.asarray(part)
+            if array.dtype.kind in "iu":
+                part = array % shape[axis]
+        wrapped.append(part)
+        axis += taken[position]
+    return tuple(wrapped) if isinstance(index, tuple) else wrapped[0]
+
+
+def _wrapping(method):
+    """An array's ``__getitem__`` or ``__setitem__``, wrapping the index around as CuPy does
+    at every call (a replayed graph reads its index arrays as they are then)."""
+    def indexed(index, *value):
+        return method(_wrapped_around(index, method.__self__.shape), *value)
+    indexed.__name__, indexed.__self__ = method.__name__, method.__self__
+    return indexed
+
+
 class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
     """A device array: every operator, method and attribute of the NumPy array it holds, with
     CuPy's refusals and the transfer counts."""
@@ -193,6 +237,7 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
         _refuse_cublas_while_capturing(ufunc.__name__)  # ``a @ b``
+        _check_ufunc_operands(inputs)
         if out is not None:  # in place (``x += y``): write into the device arrays given
             _device_function(getattr(ufunc, method))(*inputs, out=out, **kwargs)
             return out[0] if len(out) == 1 else out
@@ -213,14 +258,14 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
         return _counting_sizes(name, _device_function(attribute))
 
     def __getitem__(self, key):
-        return _run(self._array.__getitem__, (self._index(key),))
+        return _run(_wrapping(self._array.__getitem__), (self._index(key),))
 
     def __setitem__(self, key, value):
         if isinstance(value, numpy.ndarray):
             transfers.count("to_device")
         else:
             value = _unwrap(value)
-        _run(self._array.__setitem__, (self._index(key), value))
+        _run(_wrapping(self._array.__setitem__), (self._index(key), value))
 
     @staticmethod
     def _index(key):
@@ -262,9 +307,25 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
         return types.SimpleNamespace(ptr=address, copy_from_device=copy_from_device)
 
     def set(self, host_array, stream=None):
-        """Copy a host array into this one (CuPy's upload into existing memory)."""
+        """Copy a host array into this one (CuPy's upload into existing memory): a NumPy array
+        of this array's dtype and shape, nothing that NumPy would convert or broadcast."""
+        if not isinstance(host_array, numpy.ndarray):
+            raise TypeError("Only numpy.ndarray can be set to cupy.ndarray")
+        if host_array.dtype != self.dtype:
+            raise TypeError(f"{host_array.dtype} array cannot be set to {self.dtype} array")
+        if host_array.shape != self.shape:
+            raise ValueError(f"Shape mismatch. Old shape: {self.shape}, new shape: "
+                             f"{host_array.shape}")
         transfers.count("to_device")
         self._array[...] = host_array
+
+    @property
+    def flags(self):
+        """CuPy's flags: c_contiguous, f_contiguous and owndata, no more (every CuPy array is
+        writeable, and none is told aligned)."""
+        flags = self._array.flags
+        return types.SimpleNamespace(c_contiguous=flags.c_contiguous,
+                                     f_contiguous=flags.f_contiguous, owndata=flags.owndata)
 
     # --- explicit copies to the host (CuPy's ``repr``, ``str`` and ``format`` print ``.get()``) --
     def __repr__(self):
@@ -327,18 +388,40 @@ def asnumpy(a, stream=None):
     return a.get() if isinstance(a, ndarray) else numpy.asarray(a)
 
 
+def _check_ufunc_operands(operands):
+    """CuPy's ufuncs (and so its operators) take device arrays and scalars, nothing else: a
+    list is "Unsupported type" there (``_preprocess_arg`` in cupy/_core/_kernel.pyx), where
+    NumPy would make an array of it."""
+    for operand in operands:
+        if not isinstance(operand, (ndarray, int, float, complex, numpy.generic)):
+            raise TypeError(f"Unsupported type {type(operand)}")
+
+
+# The ufunc methods CuPy has beside ``at`` and ``outer``, and the only ufuncs that have them
+# (the others raise NotImplementedError)
+UFUNC_METHODS = {"reduce": ("add", "multiply"), "accumulate": ("add", "multiply"),
+                 "reduceat": ("add",)}
+
+
 class _Ufunc:
-    """A NumPy ufunc on device arrays, with its methods (``add.at``, ``maximum.reduce``)."""
+    """A NumPy ufunc on device arrays, with CuPy's methods (``add.at``, ``add.reduce``)."""
 
     def __init__(self, ufunc):
         self._ufunc = ufunc
         self.__name__ = ufunc.__name__
 
     def __call__(self, *args, **kwargs):
+        _check_ufunc_operands(args)
         return _device_function(self._ufunc)(*args, **kwargs)
 
     def __getattr__(self, name):
+        if self.__name__ not in UFUNC_METHODS.get(name, (self.__name__,)):
+            raise NotImplementedError(f"`cupy_{self.__name__}.{name}` is not supported yet")
         attribute = getattr(self._ufunc, name)
+        if name == "at":  # CuPy's scatter wraps its indices around, as its indexing does
+            def at(a, indices, b=None):
+                return attribute(a, _wrapped_around(indices, a.shape), b)
+            return lambda a, indices, b=None: _run(at, _unwrap((a, indices, b)))
         return _device_function(attribute) if callable(attribute) else attribute
 
 
@@ -359,6 +442,14 @@ def __getattr__(name):
     if isinstance(attribute, type) or not callable(attribute):
         return attribute
     return _counting_sizes(name, _device_function(attribute))
+
+
+def where(condition, *values):
+    """CuPy's ``where``: given values, it first calls ``condition.astype('?')``, which a list
+    (NumPy takes one) does not have."""
+    if values and not hasattr(condition, "astype"):
+        raise AttributeError(f"{type(condition).__name__!r} object has no attribute 'astype'")
+    return __getattr__("where")(condition, *values)
 
 
 def _counting_sizes(name, function):
@@ -552,12 +643,19 @@ cuda = types.SimpleNamespace(
     get_elapsed_time=lambda start, end: 1e3 * (end.seconds - start.seconds))
 
 
+def _special(function, x):
+    """cupyx.scipy.special's ``function`` of ``x``: its loops are e->d, f->f, d->d, so a
+    float16 array gives float64 (cupyx/scipy/special/_erf.py)."""
+    dtype = numpy.float64 if x.dtype == numpy.float16 else x.dtype
+    return _wrap(numpy.vectorize(function, otypes=[dtype])(_unwrap(x)))
+
+
 def _erf(x):
-    return _wrap(numpy.vectorize(math.erf, otypes=[x.dtype])(_unwrap(x)))
+    return _special(math.erf, x)
 
 
 def _erfc(x):
-    return _wrap(numpy.vectorize(math.erfc, otypes=[x.dtype])(_unwrap(x)))
+    return _special(math.erfc, x)
 
 
 def RawModule(code, options=(), name_expressions=()):  # noqa: N802  CuPy's name

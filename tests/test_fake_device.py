@@ -80,8 +80,31 @@ def test_stand_in_refuses_implicit_conversion_and_host_operands(fake_cuda):
         device_array + numpy.ones(3)
     with pytest.raises(TypeError, match="Unsupported type"):
         fake_cuda.concatenate([device_array, numpy.ones(3)])
+    for list_operand in (lambda: device_array < [1.0, 2.0, 3.0],  # NumPy makes arrays of lists
+                         lambda: fake_cuda.maximum(device_array, [1.0, 2.0, 3.0])):
+        with pytest.raises(TypeError, match="Unsupported type <class 'list'>"):
+            list_operand()
+    with pytest.raises(AttributeError, match="'list' object has no attribute 'astype'"):
+        fake_cuda.where([True, False, True], device_array, 0.0)
     with pytest.raises(AttributeError, match="no attribute 'normal'"):
         fake_cuda.random.default_rng(0).normal(size=3)
+
+
+def test_stand_in_has_only_what_cupy_arrays_and_ufuncs_have(fake_cuda):
+    device_array = fake_cuda.zeros((2, 3))
+    assert device_array.flags.c_contiguous and device_array.T.flags.f_contiguous
+    with pytest.raises(AttributeError, match="writeable"):
+        device_array.flags.writeable  # noqa: B018  (CuPy's flags: no such field)
+    for host, error, message in (
+            ([[0.0] * 3] * 2, TypeError, "Only numpy.ndarray can be set to cupy.ndarray"),
+            (numpy.zeros((2, 3), numpy.float32), TypeError,
+             "float32 array cannot be set to float64 array"),
+            (numpy.zeros(3), ValueError, r"Shape mismatch. Old shape: \(2, 3\)")):
+        with pytest.raises(error, match=message):
+            device_array.set(host)
+    assert fake_cuda.add.reduce(fake_cuda.arange(4.0)).get() == 6.0
+    with pytest.raises(NotImplementedError, match="`cupy_maximum.reduce` is not supported"):
+        fake_cuda.maximum.reduce(device_array)
 
 
 def test_stand_in_reduces_to_device_scalars_and_counts_copies(fake_cuda):
@@ -133,6 +156,37 @@ def test_stand_in_counts_the_copies_cupy_hides_in_masks_methods_and_printing(fak
         fake_cuda.ones((4, 4))[keep, fake_cuda.arange(4)]
 
 
+def test_stand_in_wraps_index_arrays_around_as_cupy_does(fake_cuda):
+    """CuPy takes an integer index array past an axis modulo its size, reading, writing and
+    in ``ufunc.at`` (its kernels compute ``indices % adim``); a plain int is still checked."""
+    values = fake_cuda.asarray(numpy.arange(12.0).reshape(3, 4))
+    assert values[fake_cuda.asarray(numpy.array([4, -2]))].get().tolist() == [
+        [4.0, 5.0, 6.0, 7.0]] * 2
+    assert values[..., [5, -1]].get().tolist() == [[1.0, 3.0], [5.0, 7.0], [9.0, 11.0]]
+    assert values[1, [4, 7]].get().tolist() == [4.0, 7.0]
+    values[[3], 0] = -1.0
+    sums = fake_cuda.zeros(3)
+    fake_cuda.add.at(sums, fake_cuda.asarray(numpy.array([4, 4, 0])), 1.0)
+    assert values[0, 0].get() == -1.0 and sums.get().tolist() == [1.0, 2.0, 0.0]
+    with pytest.raises(IndexError, match="index 3 is out of bounds"):
+        values[3]
+
+
+def test_gelu_of_float16_on_cuda_stays_float16_as_on_the_cpu(fake_cuda):
+    """cupyx's erf and erfc give float64 for float16 (no half loop): the exact GELU casts
+    their result back, so a float16 graph does not go on in float64 on a GPU alone."""
+    import cupyx.scipy.special  # the stand-in's, as install() set it
+    half = fake_cuda.asarray(numpy.array([-3.0, 0.5], numpy.float16))
+    assert cupyx.scipy.special.erfc(half).dtype == numpy.float64
+    values = numpy.array([-3.0, -0.5, 0.0, 1.5], numpy.float16)
+    expected = minilean.nn.functional.gelu(minilean.tensor(values))
+    x = minilean.tensor(values, device="cuda", requires_grad=True)
+    got = minilean.nn.functional.gelu(x)
+    got.sum().backward()
+    assert got.dtype == expected.dtype == numpy.float16 and x.grad.dtype == numpy.float16
+    numpy.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-3)
+
+
 def test_tensor_numpy_is_the_one_copy_to_the_host(fake_cuda):
     x = minilean.randn(3, 4, device="cuda", requires_grad=True)
     loss = (x * x).sum()
@@ -165,6 +219,32 @@ def test_comparing_tensors_on_two_devices_is_the_error_other_ops_give(fake_cuda,
             compare(a, b)
     assert compare(on_cuda, on_cuda.detach()).device == "cuda"
     assert compare(on_cuda, 1.0).device == "cuda" and fake_cupy.transfers.to_host == 0
+
+
+@pytest.mark.parametrize("compare", [operator.lt, operator.ge, operator.eq, operator.ne])
+def test_comparing_with_a_list_or_host_array_works_on_cuda_as_on_the_cpu(fake_cuda, compare):
+    """CuPy's comparison ufuncs refuse a list, and a host array, where NumPy takes both: the
+    other operand goes to the tensor's device first, as in the arithmetic ops."""
+    values = numpy.array([0.5, 2.0, -1.0], numpy.float32)
+    for other in ([0.5, 1.0, 3.0], numpy.array([2.0, 2.0, -1.0])):
+        expected = compare(minilean.tensor(values), other)
+        got = compare(minilean.tensor(values, device="cuda"), other)
+        assert (got.device, got.dtype) == ("cuda", expected.dtype)
+        numpy.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
+def test_where_takes_a_list_or_host_condition_on_cuda_as_on_the_cpu(fake_cuda):
+    """CuPy's ``where`` calls ``condition.astype``, which a list lacks, and its ufunc refuses
+    a host array: the condition goes to the operands' device first."""
+    values = numpy.array([1.0, -2.0, 3.0], numpy.float32)
+    for condition in ([True, False, True], numpy.array([False, True, True])):
+        expected = minilean.where(condition, minilean.tensor(values), 0.0)
+        x = minilean.tensor(values, device="cuda", requires_grad=True)
+        got = minilean.where(condition, x, 0.0)
+        got.sum().backward()
+        assert got.device == "cuda"
+        numpy.testing.assert_array_equal(got.numpy(), expected.numpy())
+        numpy.testing.assert_array_equal(x.grad.numpy(), numpy.float32(condition))
 
 
 def test_only_a_cupy_array_is_on_cuda(fake_cuda, monkeypatch):

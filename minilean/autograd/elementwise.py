@@ -651,18 +651,25 @@ def minimum(a, b): return _binary(PairExtremum, a, b, largest=False)
 
 def where(condition, a, b):
     """``a`` where ``condition`` holds, else ``b``; differentiable in ``a`` and ``b``. Two
-    numbers (``where(mask, 1.0, 0.0)``) take ``tensor``'s dtype for them, as in PyTorch."""
+    numbers (``where(mask, 1.0, 0.0)``) take ``tensor``'s dtype for them, as in PyTorch, on
+    the condition's device. A condition given as a list or a host array is put on the operands'
+    device (CuPy's ``where`` takes only its own arrays)."""
     condition = condition.data if isinstance(condition, Tensor) else condition
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         a = Tensor(a, device=backend.device_of(condition))
-    return Where.apply(*as_tensors(a, b), condition=condition)
+    a, b = as_tensors(a, b)
+    return Where.apply(a, b, condition=a.xp.asarray(condition))
 
 
 def compare(a, b, name):
     """Elementwise comparison as a boolean tensor (outside the graph). Two tensors must be on
-    one device, as for the other ops (CuPy's own error names neither device)."""
+    one device, as for the other ops (CuPy's own error names neither device). A list or a
+    host array is put on ``a``'s device first: CuPy's ufuncs take only its arrays and
+    scalars, where NumPy would make an array of either."""
     if isinstance(b, Tensor):
         if b.device != a.device:
             raise devices_differ(name, a.device, b.device)
         b = b.data
+    elif not isinstance(b, numbers.Number):
+        b = a.xp.asarray(b)
     return Tensor._wrap(getattr(a.xp, name)(a.data, b), False)
