@@ -247,6 +247,18 @@ def test_where_takes_a_list_or_host_condition_on_cuda_as_on_the_cpu(fake_cuda):
         numpy.testing.assert_array_equal(x.grad.numpy(), numpy.float32(condition))
 
 
+def test_where_refuses_a_condition_on_cuda_for_operands_on_the_cpu(fake_cuda):
+    """The devices error every op gives, not NumPy's 'Implicit conversion to a NumPy array'
+    (a host condition goes to the device; a device one does not come back to the host)."""
+    on_cpu = minilean.tensor([1.0, 2.0, 3.0])
+    mask = minilean.tensor([True, False, True], device="cuda")
+    for condition in (mask, mask.data):
+        for a, b in ((on_cpu, 0.0), (0.0, on_cpu), (on_cpu, on_cpu)):
+            with pytest.raises(RuntimeError, match=r"^where: inputs are on different devices "
+                                                   r"\(cpu and cuda\); move them with \.to\(\)$"):
+                minilean.where(condition, a, b)
+
+
 def test_only_a_cupy_array_is_on_cuda(fake_cuda, monkeypatch):
     """With CuPy present, host data that is not NumPy's (a memoryview) is still on the CPU;
     a CuPy array made before minilean looked for CuPy is on "cuda" all the same."""

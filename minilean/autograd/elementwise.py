@@ -653,11 +653,15 @@ def where(condition, a, b):
     """``a`` where ``condition`` holds, else ``b``; differentiable in ``a`` and ``b``. Two
     numbers (``where(mask, 1.0, 0.0)``) take ``tensor``'s dtype for them, as in PyTorch, on
     the condition's device. A condition given as a list or a host array is put on the operands'
-    device (CuPy's ``where`` takes only its own arrays)."""
+    device (CuPy's ``where`` takes only its own arrays); one on "cuda" with operands on the CPU
+    is refused as two inputs on two devices are (NumPy's error would only say that a CuPy
+    array cannot be converted)."""
     condition = condition.data if isinstance(condition, Tensor) else condition
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         a = Tensor(a, device=backend.device_of(condition))
     a, b = as_tensors(a, b)
+    if a.device == "cpu" and backend.device_of(condition) == "cuda":
+        raise devices_differ("where", a.device, "cuda")
     return Where.apply(a, b, condition=a.xp.asarray(condition))
 
 
