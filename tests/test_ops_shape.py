@@ -266,6 +266,16 @@ def test_to_takes_a_dtype_in_the_place_of_the_device_as_pytorch_does(dtype):
     assert x.to(ml.int64).dtype == np.int64
 
 
+def test_to_another_tensor_with_a_dtype_too_is_refused_in_one_line():
+    """``x.to(other)`` takes other's device and dtype; a dtype given beside it failed in
+    NumPy's words (the tensor was compared with the device names)."""
+    other = ml.zeros(2, dtype=ml.float64)
+    with pytest.raises(TypeError, match=r"^to\(other\) takes other's device and dtype, got "
+                                        r"dtype=<class 'numpy.float16'> as well; pass "
+                                        r"other.device and the dtype$"):
+        ml.ones(2).to(other, np.float16)
+
+
 def test_float_double_and_long_convert_as_pytorchs():
     labels = ml.tensor([1.7, -2.5, 3.0, 0.0])
     assert labels.long().dtype == np.int64 and labels.long().tolist() == [1, -2, 3, 0]

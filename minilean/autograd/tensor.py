@@ -348,7 +348,10 @@ def device_and_dtype(device, dtype):
     """The arguments of a ``to`` (a tensor's, a module's) as (device, dtype): as in PyTorch, a
     dtype alone may come first, ``x.to(float64)``, and a tensor alone stands for its device
     and dtype, ``x.to(other)``. (A device is a string.)"""
-    if dtype is None and isinstance(device, Tensor):
+    if isinstance(device, Tensor):
+        if dtype is not None:  # PyTorch's to(other) takes no dtype either
+            raise TypeError(f"to(other) takes other's device and dtype, got dtype={dtype} as "
+                            f"well; pass other.device and the dtype")
         return device.device, device.dtype
     if dtype is None and device is not None and not isinstance(device, str):
         return None, device

@@ -222,9 +222,10 @@ class Module:
 
     def to(self, device=None, dtype=None):
         """Move every parameter and buffer to ``device`` and/or cast the floating-point ones
-        to the floating-point ``dtype``, in place (a dtype alone may come first, as for a
-        tensor: ``model.to(float64)``); returns ``self``. As in PyTorch, integer and
-        boolean buffers (counts, indices, masks) keep their dtype.
+        to the floating-point ``dtype``, in place (as for a tensor, a dtype alone may come
+        first, ``model.to(float64)``, and a tensor stands for its device and dtype); returns
+        ``self``. As in PyTorch, integer and boolean buffers (counts, indices, masks) keep
+        their dtype.
 
         The Parameter objects stay the same, only their arrays change, so move a model
         *before* building its optimizer (whose state arrays live on the old device).
