@@ -183,6 +183,16 @@ def test_resume_gives_flags_an_older_run_predates_their_defaults(tmp_path):
     assert resumed["command"] == "diffusion"
 
 
+@pytest.fixture
+def default_stop_signals():
+    """SIGTERM and SIGHUP left to their default, as a command finds them outside ``nohup``
+    (under it, pytest itself ignores SIGHUP); put back as they were after the test."""
+    before = {number: signal.signal(number, signal.SIG_DFL)
+              for number in (signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for number, handler in before.items():
+        signal.signal(number, handler)
+
 
 def _signalled_at(step_to_signal, signal_number):
     """A ``Loader.batches`` that sends this process ``signal_number`` as it hands out the
@@ -199,19 +209,22 @@ def _signalled_at(step_to_signal, signal_number):
     return signalled
 
 
-def test_sigterm_stops_a_run_as_ctrl_c_does_and_it_resumes(tmp_path, monkeypatch, capsys):
-    """SIGTERM (a batch system's stop) at step 3 of 4: one line, exit 128 + 15, the step-2
-    checkpoint whole, no temporary file, the handler given back; the resume ends as an
-    uninterrupted run does."""
+@pytest.mark.parametrize("stop, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+                         ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_stops_a_run_as_ctrl_c_does_and_it_resumes(
+        stop, code, tmp_path, monkeypatch, capsys, default_stop_signals):
+    """SIGTERM (a batch system's stop) or SIGHUP (the terminal closed) at step 3 of 4: one
+    line, exit 128 + the signal, the step-2 checkpoint whole, no temporary file, the handler
+    given back; the resume ends as an uninterrupted run does."""
     whole, split = tmp_path / "whole", tmp_path / "split"
     run_cli("--steps=4", f"--out={whole}", "--evaluate=false", "--checkpoint-every=2")
     with monkeypatch.context() as patch:
-        patch.setattr(Loader, "batches", _signalled_at(2, signal.SIGTERM))
-        code, err = _exit_and_error(["diffusion", *TINY, "--steps=4", f"--out={split}",
-                                     "--evaluate=false", "--checkpoint-every=2",
-                                     "--lr-decay-steps=4"], capsys)
-    assert (code, err) == (143, "minilean diffusion: stopped by SIGTERM\n")
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        patch.setattr(Loader, "batches", _signalled_at(2, stop))
+        stopped = _exit_and_error(["diffusion", *TINY, "--steps=4", f"--out={split}",
+                                   "--evaluate=false", "--checkpoint-every=2",
+                                   "--lr-decay-steps=4"], capsys)
+    assert stopped == (code, f"minilean diffusion: stopped by {signal.Signals(stop).name}\n")
+    assert signal.getsignal(stop) == signal.SIG_DFL
     assert load_checkpoint(str(split / "checkpoints" / "last.npz"))["step"] == 2
     assert not [name for _, _, names in os.walk(split) for name in names
                 if atomic.TEMPORARY_NAME.fullmatch(name)]
@@ -231,6 +244,7 @@ def test_a_stop_signal_the_parent_ignores_stays_ignored(tmp_path, monkeypatch):
     finally:
         signal.signal(signal.SIGHUP, previous)
     assert [step for step, _ in losses(tmp_path)] == [1, 2, 3]
+
 
 def _exit_and_error(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
