@@ -374,13 +374,17 @@ class Stopped(KeyboardInterrupt):
         self.signal_number = signal_number
 
 
-def _raise_stopped(signal_number, frame):
-    signal.signal(signal_number, signal.SIG_IGN)  # a second one must not cut the unwinding short
-    raise Stopped(signal_number)
-
-
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
                      if hasattr(signal, name))  # Windows has no SIGHUP
+
+
+def _raise_stopped(signal_number, frame):
+    # a second stop, of either kind (a terminal closed after a kill), must not cut the
+    # unwinding short: a temporary file would be left, and no line would say why it stopped
+    for number in STOP_SIGNALS:
+        if signal.getsignal(number) is _raise_stopped:
+            signal.signal(number, signal.SIG_IGN)
+    raise Stopped(signal_number)
 
 
 @contextlib.contextmanager

@@ -232,6 +232,20 @@ def test_a_stop_signal_stops_a_run_as_ctrl_c_does_and_it_resumes(
     assert_same_run(split, whole, steps=4)
 
 
+def test_a_second_stop_signal_does_not_cut_the_unwinding_short(default_stop_signals):
+    """SIGHUP (a terminal closed) while a command unwinds from SIGTERM is ignored: raised
+    there, it would stop the cleanup half-way (a temporary file left behind)."""
+    with cli._stop_signals():
+        if signal.SIG_DFL in (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)):
+            pytest.fail("SIGTERM or SIGHUP would end the process")  # pytest too
+        with pytest.raises(cli.Stopped, match="^SIGTERM$"):
+            try:
+                signal.raise_signal(signal.SIGTERM)  # runs the handler before it returns
+            finally:  # the unwinding
+                signal.raise_signal(signal.SIGHUP)
+    assert signal.getsignal(signal.SIGTERM) == signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+
+
 def test_a_stop_signal_the_parent_ignores_stays_ignored(tmp_path, monkeypatch):
     """Under ``nohup`` SIGHUP is ignored, so that a run outlives its terminal: it must not
     stop the run."""
