@@ -387,6 +387,22 @@ def test_an_interrupted_capture_leaves_none_open(fake_cuda):
     check_an_interrupted_capture_leaves_none_open()
 
 
+def test_a_stop_as_the_capture_begins_leaves_none_open(fake_cuda, monkeypatch):
+    """Ctrl-C or SIGTERM (raised where Python is) just as ``begin_capture`` returns: the
+    capture it began is ended, so the next one can begin."""
+    begin_capture = fake_cupy.Stream.begin_capture
+
+    def stopped_as_it_returns(stream, mode=None):
+        begin_capture(stream, mode)
+        raise KeyboardInterrupt
+    with monkeypatch.context() as patch:
+        patch.setattr(fake_cupy.Stream, "begin_capture", stopped_as_it_returns)
+        with pytest.raises(KeyboardInterrupt):
+            CapturedCall(lambda x: x + 1.0, (numpy.ones(3),))
+    captured = CapturedCall(lambda x: x * 2.0, (numpy.ones(3),))
+    numpy.testing.assert_array_equal(captured(numpy.ones(3)).get(), [2.0, 2.0, 2.0])
+
+
 def test_a_captured_call_refuses_inputs_of_another_shape(fake_cuda):
     captured = CapturedCall(lambda x: x + 1.0, (numpy.ones(3, dtype=numpy.float32),))
     with pytest.raises(ValueError, match=r"input 0: expected float32 of shape \(3,\) \(as "

@@ -105,16 +105,16 @@ class CapturedCall:
             with cupy.cuda.using_allocator(self._pool.malloc), self._stream, \
                     backend.graph_recording(matmul.matmul):
                 function(*self.inputs)
-                self._stream.begin_capture()
                 self._kept.uploads = []
-                try:
+                try:  # from the capture's start: a signal may stop it as begin_capture returns
+                    self._stream.begin_capture()
                     self.outputs = function(*self.inputs)
                     self._graph = self._stream.end_capture()
                 except Exception as error:
                     self._end_failed_capture()
                     raise GraphCaptureError(f"cannot capture {_name(function)} as a CUDA graph: "
                                             f"{_first_line(error)}") from error
-                except BaseException:  # Ctrl-C: stop as asked, but leave no stream capturing
+                except BaseException:  # Ctrl-C, SIGTERM: stop as asked, leave no stream capturing
                     self._end_failed_capture()
                     raise
         finally:
