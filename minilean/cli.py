@@ -347,11 +347,14 @@ def _unknown_flag(command, name, value, known):
     if value is False and "no" + name in known:
         flag = known["no" + name]
         return FlagError(f"{flag.option}: got no value; expected {flag.allowed()}")
-    close = difflib.get_close_matches(name[1:] if dashed else name, list(known), n=1)
-    hint = f"did you mean --{close[0].replace('_', '-')}?" if close else "no such flag;"
     elsewhere = [other.name for other in COMMANDS if name in other.flags]
+    close = difflib.get_close_matches(name[1:] if dashed else name, list(known), n=1)
     if elsewhere:  # a flag of another command: a near name here would be a wrong guess
         hint = f"only {', '.join(elsewhere)} {'has' if len(elsewhere) == 1 else 'have'} it;"
+    elif close:
+        hint = f"did you mean --{close[0].replace('_', '-')}?"
+    else:
+        hint = "no such flag;"
     wanted = f"a flag of '{command}' ({hint} {see})"
     if value is False:  # fire's False is no value the user gave
         typed = _as_typed(name) if dashed else "--no" + name.replace("_", "-")
