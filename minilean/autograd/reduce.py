@@ -1,4 +1,5 @@
-"""Reductions: sum, mean, var, std, max, min, logsumexp, softmax, log_softmax, argmax, argmin.
+"""Reductions: sum, mean, var, std, amax, amin, max and min (PyTorch's: over one dim, the values
+and their indices), logsumexp, softmax, log_softmax, argmax, argmin.
 
 A reduction over ``dim`` (an int, a tuple of ints, or ``None`` for every axis) sends each
 output gradient back to all the inputs it summarised, so every backward starts by giving the
