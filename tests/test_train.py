@@ -728,6 +728,27 @@ def test_evaluate_notes_samples_older_than_their_runs_checkpoint(tmp_path, monke
     assert capsys.readouterr().err == ""
 
 
+def test_evaluate_says_nothing_of_samples_drawn_after_the_checkpoint(tmp_path, monkeypatch,
+                                                                    capsys):
+    """A resume from step 2 to 4 stopped while it scored its new samples (the classifier
+    trains for a while): samples.npy is step 4's, summary.json still step 2's. The samples are
+    not stale, and evaluate must not say they are."""
+    from minilean.train import diffusion
+    scored = [*(flag for flag in TINY if not flag.startswith("--n-total=")), "--n-total=200"]
+    main(["diffusion", *scored, "--steps=2", f"--out={tmp_path}", "--evaluate=false"])
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as patch:
+        patch.setattr(diffusion, "fd_report", stopped)
+        assert _exit_and_error(["diffusion", *scored, "--steps=4", f"--resume={tmp_path}",
+                                "--evaluate=true"], capsys)[0] == 130
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 2
+    main(["evaluate", "--cpu", f"--samples={tmp_path}", "--n-eval=4", "--classifier-steps=1",
+          f"--cache={tmp_path / 'cache'}", "--n-total=200"])
+    assert capsys.readouterr().err == ""
+
+
 def test_evaluate_reports_fd_with_floor_and_ceiling(tmp_path, capsys):
     samples = numpy.random.default_rng(0).integers(0, 256, (40, 3, 16, 16), dtype=numpy.uint8)
     numpy.save(tmp_path / "samples.npy", samples)

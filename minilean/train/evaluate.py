@@ -28,14 +28,19 @@ def _run_of(directory):
 def _older_than_the_checkpoint(directory):
     """A note when the run in ``directory`` trained on after its samples were drawn (a resume
     stopped before it sampled again: the samples and summary.json are the earlier step's),
-    else None."""
+    else None. summary.json's step alone would not say it: a resume stopped while it scored
+    its new samples (written before summary.json) leaves that step behind too, so the samples
+    must also be older than the checkpoint file."""
+    checkpoint = os.path.join(directory, CHECKPOINT)
     try:
         with open(os.path.join(directory, "summary.json"), encoding="utf-8") as file:
             sampled = int(json.load(file)["steps"])
-        trained = int(load_checkpoint(os.path.join(directory, CHECKPOINT))["step"])
+        trained = int(load_checkpoint(checkpoint)["step"])
+        drawn_later = (os.path.getmtime(os.path.join(directory, "samples.npy"))
+                       >= os.path.getmtime(checkpoint))
     except (OSError, ValueError, KeyError, TypeError):  # no summary or checkpoint to compare
         return None
-    if trained <= sampled:
+    if trained <= sampled or drawn_later:
         return None
     return (f"note: {directory}'s samples were drawn at step {sampled}, and its checkpoint is "
             f"at step {trained} (a resume stopped before it sampled again: --resume "
