@@ -723,6 +723,19 @@ def test_multihead_attention_reads_pytorchs_default_layout_as_pytorch_does():
         nn.MultiheadAttention(4, 2, 0.0, True, True)
 
 
+@pytest.mark.parametrize("batch_first, layout", [(False, "L, batch, E"), (True, "batch, L, E")])
+def test_multihead_attention_refuses_inputs_that_are_not_3d_naming_its_layout(batch_first,
+                                                                            layout):
+    """PyTorch also takes an unbatched (L, E) input; here it failed in words about unpacking,
+    or (a 2-D key with a 3-D query) about a linear layer's shapes, its axes swapped."""
+    attention = nn.MultiheadAttention(4, 2, batch_first=batch_first)
+    x, batched = ml.randn(3, 4), ml.randn(3, 2, 4)
+    for query, key, name in ((x, x, "query"), (batched, x, "key")):
+        with pytest.raises(ValueError, match=rf"^MultiheadAttention: {name} must be 3-D, "
+                                             rf"\({layout}\), got shape \(3, 4\)$"):
+            attention(query, key, key)
+
+
 def test_multihead_attention_masks_are_keyword_only_and_padding_is_checked():
     """PyTorch's fourth positional argument is key_padding_mask: a mask passed there as
     attn_mask could fit (an (N, S) padding mask is an (L, S) mask where N == L)."""

@@ -2,7 +2,9 @@
 
 Inputs are (sequence, batch, embed_dim), PyTorch's default, or (batch, sequence, embed_dim)
 with ``batch_first=True`` (keyword-only: PyTorch's fifth positional argument is
-``add_bias_kv``); the attention weights are (batch, L, S) in both, as in PyTorch.
+``add_bias_kv``); the attention weights are (batch, L, S) in both, as in PyTorch. Inputs are
+3-D: PyTorch's unbatched (L, E) needs its batch axis here (``x.unsqueeze(1)``, or
+``x.unsqueeze(0)`` with ``batch_first``).
 
 Parameters match PyTorch's names and shapes, so weights copy across: ``in_proj_weight``
 (3E, E) stacks the query, key and value projections, ``in_proj_bias`` (3E,), and
@@ -93,6 +95,11 @@ class MultiheadAttention(Module):
 
         The masks are keyword-only: PyTorch's fourth positional argument is
         ``key_padding_mask``, not ``attn_mask``, and one taken for the other could fit."""
+        for name, x in (("query", query), ("key", key), ("value", value)):
+            if x.ndim != 3:  # PyTorch also takes one unbatched (L, E); the axes would mix here
+                layout = "(batch, L, E)" if self.batch_first else "(L, batch, E)"
+                raise ValueError(f"MultiheadAttention: {name} must be 3-D, {layout}, got shape "
+                                 f"{tuple(x.shape)}")
         if not self.batch_first:  # (L, N, E) -> (N, L, E), and the output back
             query, key, value = (x.transpose(0, 1) for x in (query, key, value))
         batch, length, _ = query.shape
