@@ -163,9 +163,11 @@ def test_zero_grad_set_to_none_false_keeps_zeros_that_still_take_a_step_as_torch
         model.load_state_dict({"weight": library.tensor([[0.5, -1.0, 2.0]]),
                                "bias": library.tensor([0.3])})
         optimizer = library.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        cleared = optimizer if zero_grad_of == "optimizer" else model
+        cleared.zero_grad(set_to_none=set_to_none)  # no gradient yet: none made, as in torch
+        assert all(param.grad is None for param in model.parameters())
         model(library.ones(2, 3)).sum().backward()
         optimizer.step()
-        cleared = optimizer if zero_grad_of == "optimizer" else model
         cleared.zero_grad(set_to_none=set_to_none)
         results.append([param.grad for param in model.parameters()])
         optimizer.step()  # on zero gradients, or on none
