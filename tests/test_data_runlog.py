@@ -2,6 +2,7 @@
 import io
 import json
 import os
+import re
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -103,6 +104,26 @@ def test_resume_removes_the_temporary_files_of_killed_writes_and_nothing_else(tm
         pass
     assert not leftover.exists() and not grid.exists()
     assert all(path.exists() for path in kept) and folder.is_dir()
+
+
+@pytest.mark.parametrize("stopped_by", [None, ValueError("the error that stopped the run")])
+def test_a_failed_close_is_raised_unless_an_error_already_stops_the_run(tmp_path, stopped_by):
+    """Leaving the block closes metrics.jsonl: its failure is the error when nothing else went
+    wrong (a full disk must not pass unseen), and gives way to the error that stopped the run
+    (a failed line fails again when it is closed; the first error names the file)."""
+    run = RunDirectory(tmp_path, {})
+    metrics_file = run.metrics_file
+
+    class FailingClose:
+        def close(self):
+            metrics_file.close()
+            raise OSError(28, "No space left on device")
+    run.metrics_file = FailingClose()
+    expected = stopped_by or OSError(28, "No space left on device")
+    with pytest.raises(type(expected), match=f"^{re.escape(str(expected))}$"):
+        with run:
+            if stopped_by:
+                raise stopped_by
 
 
 def test_svg_scales_points_into_the_plot_area():
