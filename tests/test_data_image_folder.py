@@ -373,6 +373,20 @@ def test_the_temporary_files_of_a_killed_conversion_go_at_the_next_and_nothing_e
                                      "set_y.npy"]
 
 
+def test_the_temporary_file_of_a_killed_write_through_a_link_goes_where_it_was_made(tmp_path):
+    """Through a symbolic link atomic_open writes beside the file the link points to, so a
+    killed write leaves its temporary file there: that is where the next conversion looks."""
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "data.npy").write_bytes(b"old")
+    (out / "set.npy").symlink_to(elsewhere / "data.npy")
+    leftover = elsewhere / ".data.npy.abcdefgh.tmp"
+    leftover.write_bytes(b"partial")
+    convert(tmp_path, out / "set.npy")
+    assert sorted(snapshot(elsewhere)) == ["data.npy"] and (out / "set.npy").is_symlink()
+
+
 def test_missing_output_folders_are_created(tmp_path):
     convert(tmp_path, tmp_path / "new" / "deeper" / "x.npy", tmp_path / "other" / "y.npy")
     assert numpy.load(tmp_path / "new" / "deeper" / "x.npy").shape == (2, 3, 8, 8)
