@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import threading
 
 import numpy
 import pytest
@@ -244,6 +245,23 @@ def test_a_second_stop_signal_does_not_cut_the_unwinding_short(default_stop_sign
             finally:  # the unwinding
                 signal.raise_signal(signal.SIGHUP)
     assert signal.getsignal(signal.SIGTERM) == signal.getsignal(signal.SIGHUP) == signal.SIG_DFL
+
+
+def test_a_command_run_outside_the_main_thread_runs_without_the_stop_signals(tmp_path):
+    """Only the main thread may set a signal handler (elsewhere signal.signal raises
+    ValueError, which would fail the command): a command run by another thread (a notebook's
+    or a server's worker) runs as it is."""
+    raised = []
+
+    def run():
+        try:
+            run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false")
+        except BaseException as error:  # noqa: BLE001  SystemExit too: the test reports it
+            raised.append(error)
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    assert raised == [] and [step for step, _ in losses(tmp_path)] == [1]
 
 
 def test_a_stop_signal_the_parent_ignores_stays_ignored(tmp_path, monkeypatch):
