@@ -247,6 +247,14 @@ def test_where_takes_a_list_or_host_condition_on_cuda_as_on_the_cpu(fake_cuda):
         numpy.testing.assert_array_equal(x.grad.numpy(), numpy.float32(condition))
 
 
+@pytest.mark.parametrize("a, b, dtype", [(1.0, 0.0, "float32"), (1, 0, "int64")])
+def test_where_between_two_numbers_is_on_the_conditions_device(fake_cuda, a, b, dtype):
+    """``where(mask, 1.0, 0.0)`` has no tensor but the mask to say where it computes."""
+    out = minilean.where(minilean.tensor([True, False], device="cuda"), a, b)
+    assert (out.device, out.dtype) == ("cuda", numpy.dtype(dtype))
+    numpy.testing.assert_array_equal(out.numpy(), [a, b])
+
+
 def test_where_refuses_a_condition_on_cuda_for_operands_on_the_cpu(fake_cuda):
     """The devices error every op gives, not NumPy's 'Implicit conversion to a NumPy array'
     (a host condition goes to the device; a device one does not come back to the host)."""

@@ -410,6 +410,9 @@ def test_repr_shows_the_tree():
     nested = nn.Sequential(nn.Sequential(nn.ReLU()), nn.SiLU())
     assert repr(nested) == ("Sequential(\n  (0): Sequential(\n    (0): ReLU()\n  )\n"
                             "  (1): SiLU()\n)")
+    # the layout is part of what a reader must know of an attention layer
+    assert repr(nn.MultiheadAttention(4, 2)).splitlines()[0] == \
+        "MultiheadAttention(embed_dim=4, num_heads=2, dropout=0.0, batch_first=False"
 
 
 def test_module_list_indexing_and_errors():
