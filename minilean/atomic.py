@@ -138,9 +138,10 @@ def write_together(contents):
     """Write files that belong together (``contents``: {path: bytes}) as a set: each is
     written and synced to disk in its temporary file before the first is renamed, so that a
     failure while writing (a full disk, Ctrl-C) leaves all the old files, never new ones beside
-    old ones. Only the renames, one after the other, are not one step."""
-    with contextlib.ExitStack() as renames:  # on leaving: each file renamed, last one first
-        for path, data in contents.items():
+    old ones. Only the renames, one after the other in the order of ``contents``, are not one
+    step: put last the file that describes the others (a manifest)."""
+    with contextlib.ExitStack() as renames:  # on leaving: renamed last opened first
+        for path, data in reversed(contents.items()):
             file = renames.enter_context(atomic_open(path, "wb"))
             file.write(data)
             file.flush()

@@ -211,3 +211,23 @@ def test_close_prints_the_final_count_once_when_the_last_update_was_not_shown():
     assert [line.split()[1] for line in lines] == ["10/15", "15/15"]
     progress.close()  # shown already: nothing more
     assert len(stream.getvalue().splitlines()) == 2
+
+
+def test_files_written_together_are_renamed_in_the_order_given(tmp_path, monkeypatch):
+    """All are written before the first rename, and the renames follow ``contents``: a
+    manifest put last is never in place before the files it describes."""
+    renamed = []
+    replace = os.replace
+
+    def recorded(source, destination):
+        if not renamed:  # the first rename: every file waits, written, in its temporary
+            assert sum(atomic.TEMPORARY_NAME.fullmatch(name) is not None
+                       for name in os.listdir(tmp_path)) == 3
+        renamed.append(os.path.basename(destination))
+        replace(source, destination)
+    monkeypatch.setattr(atomic.os, "replace", recorded)
+    names = ["images.npy", "labels.npy", "manifest.json"]
+    atomic.write_together({str(tmp_path / name): name.encode() for name in names})
+    assert renamed == names
+    assert {name: (tmp_path / name).read_bytes() for name in names} == \
+        {name: name.encode() for name in names}
