@@ -208,6 +208,24 @@ def test_max_and_min_over_a_dim_give_values_and_indices_as_pytorch(name, keepdim
         getattr(x, name)((0, 1))
 
 
+@pytest.mark.parametrize("name", ["max", "min", "amax", "amin"])
+def test_an_extreme_value_over_an_empty_dim_is_refused_naming_it(name):
+    """NumPy's "zero-size array to reduction operation maximum which has no identity" named
+    neither; an elementwise max takes no keepdim (PyTorch refuses it too)."""
+    x = ml.zeros(2, 0)
+    op = "max" if name.endswith("max") else "min"
+    for call in (lambda: getattr(x, name)(1), lambda: getattr(ml, name)(x)):
+        with pytest.raises(ValueError, match=rf"^{op} over dim 1, which has size 0: an empty "
+                                             rf"slice has no extreme value$"):
+            call()
+    assert getattr(x, name)(0).shape == (0,) if name.startswith("a") else \
+        getattr(x, name)(0).values.shape == (0,)
+    if not name.startswith("a"):
+        with pytest.raises(TypeError, match=rf"^{name} of two tensors is elementwise: it takes "
+                                            rf"no keepdim$"):
+            getattr(ml.ones(2), name)(ml.zeros(2), keepdim=True)
+
+
 def test_dims_may_be_numpy_integers_but_not_bools():
     """As the shape ops accept them (an index from NumPy is an int64); a bool is a misplaced
     keepdim, not dim 1."""

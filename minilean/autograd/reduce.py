@@ -258,12 +258,21 @@ def std(x, dim=None, *, keepdim=False, unbiased=True):
 def amax(x, dim=None, keepdim=False):
     """The largest values over ``dim`` (an int, a tuple of ints, or None for all), as
     ``torch.amax``: values only, the gradient shared among ties."""
-    return Extremum.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim, largest=True)
+    return _extreme_values(x, dim, keepdim, largest=True)
 
 
 def amin(x, dim=None, keepdim=False):
     """The smallest values over ``dim``, as ``torch.amin`` (see ``amax``)."""
-    return Extremum.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim, largest=False)
+    return _extreme_values(x, dim, keepdim, largest=False)
+
+
+def _extreme_values(x, dim, keepdim, largest):
+    axes = normalize_dims(dim, x.ndim)
+    empty = [axis for axis in axes if x.shape[axis] == 0]
+    if empty:  # NumPy's words name neither the op nor the dim
+        raise ValueError(f"{'max' if largest else 'min'} over dim {empty[0]}, which has size 0: "
+                         f"an empty slice has no extreme value")
+    return Extremum.apply(x, axes=axes, keepdim=keepdim, largest=largest)
 
 
 # what max and min over one dim return, as PyTorch's torch.return_types.max
@@ -284,17 +293,17 @@ def min(x, dim=None, keepdim=False):
 
 
 def _extremum(x, dim, keepdim, largest):
-    if isinstance(dim, Tensor):
-        return (maximum if largest else minimum)(x, dim)
     name = "max" if largest else "min"
+    if isinstance(dim, Tensor):
+        if keepdim:
+            raise TypeError(f"{name} of two tensors is elementwise: it takes no keepdim")
+        return (maximum if largest else minimum)(x, dim)
     if dim is None:
-        return Extremum.apply(x, axes=normalize_dims(None, x.ndim), keepdim=keepdim,
-                              largest=largest)
+        return _extreme_values(x, None, keepdim, largest)
     if not is_int(dim):
         raise TypeError(f"{name} takes one int dim (as in PyTorch), got {dim!r}; a{name} "
                         f"reduces over several")
-    values = Extremum.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim,
-                            largest=largest)
+    values = _extreme_values(x, dim, keepdim, largest)
     return ValuesAndIndices(values, _arg_extremum(x, dim, keepdim, "arg" + name))
 
 
