@@ -788,15 +788,16 @@ def _is_flag(token):
 
 
 def _flag_names(argv):
-    """The name each ``--flag`` token sets, as fire reads them: ``--noNAME`` with no value
-    after it sets NAME (to false), so ``--progress --noprogress`` names progress twice; a flag
-    declared under its own name (diffusion's ``--noisy-ppm``) is never a negation."""
+    """The name each flag token sets, as fire reads them: without its leading dashes, however
+    many (``-steps`` and ``---steps`` set steps too); ``--noNAME`` with no value after it sets
+    NAME (to false), so ``--progress --noprogress`` names progress twice; a flag declared
+    under its own name (diffusion's ``--noisy-ppm``) is never a negation."""
     declared = {name for command in COMMANDS for name in command.flags}
     names = []
     for index, token in enumerate(argv):
-        if not token.startswith("--"):
+        if not _is_flag(token):
             continue
-        key = token[2:].split("=")[0].replace("-", "_")
+        key = token.lstrip("-").split("=")[0].replace("-", "_")
         negated = "=" not in token and key.startswith("no") and key not in declared and (
             index + 1 == len(argv) or _is_flag(argv[index + 1]))
         names.append(key[2:] if negated else key)
