@@ -10,9 +10,9 @@ import numpy
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from minilean import cli
+from minilean import atomic, cli
 from minilean.data.commands import DataCommands
-from minilean.data.paths import nearest_existing
+from minilean.errors import FlagError
 
 # Values that fire reads loosely (as Python literals, or not at all), or that sit at the edge
 # of a flag's kind: blanks, other bases, overflow and underflow, the none and boolean words,
@@ -42,6 +42,10 @@ def allowed(flag, value):
         return flag.optional
     if type(value) is not KIND_TYPES[flag.kind]:  # a float never reaches an int flag's code
         return False
+    if flag.kind is cli.Path and flag.check:  # a path to write: its names fit the file system
+        longest = max(len(os.fsencode(name)) for name in value.split(os.sep))
+        if longest > os.pathconf(".", "PC_NAME_MAX"):
+            return False
     return flag.parse(value, typed=True) == value
 
 
@@ -150,3 +154,52 @@ def test_a_flag_given_twice_with_other_dashes_is_refused(repeated, name, recorde
     assert (code, err) == (2, f"minilean vae: error: {name} is given more than once; expected "
                               f"each flag once\n")
     assert not recorded
+
+
+OUTPUT_FLAGS = [(words, name) for words, command in COMMANDS.items()
+                for name, flag in command.flags.items() if flag.kind is cli.Path and flag.check]
+
+
+def output_name(name, length):
+    """A name of ``length`` bytes with the ending the flag ``name`` asks for."""
+    ending = ".png" if name.endswith("ppm") else ".npy" if name.endswith("output") else ".json"
+    return "n" * (length - len(ending)) + ending
+
+
+@pytest.mark.parametrize("words, name", OUTPUT_FLAGS,
+                         ids=[f"{' '.join(words)} {COMMANDS[words].flags[name].option}"
+                              for words, name in OUTPUT_FLAGS])
+def test_a_path_to_write_with_a_name_too_long_is_refused_before_the_run(words, name, tmp_path,
+                                                                        recorded, capsys):
+    """A name the file system cannot hold passes every other check: found only when the file
+    is written, it cost the whole run (--log, --sample-ppm) or conversion (--x-output)."""
+    recorded.clear()
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    value = str(tmp_path / ("n" * (limit + 1)) / output_name(name, 10))
+    flag = COMMANDS[words].flags[name]
+    needed = [text for required, text in REQUIRED.items()
+              if required in COMMANDS[words].flags and required != name]
+    code, err = outcome([*words, *needed, f"{flag.option}={value}"], capsys)
+    assert (code, err) == (2, f"minilean {' '.join(words)}: error: {flag.option}: got "
+                              f"'{value}'; expected names of at most {limit} bytes (the file "
+                              f"system's limit" + (f", {limit - 14} for the file's own" if
+                                                   name not in ("out", "cache", "root") else "")
+                           + ")\n")
+    assert not recorded
+
+
+def test_a_file_name_is_refused_exactly_where_its_write_would_fail(tmp_path):
+    """The file is written under a temporary name 14 bytes longer (atomic_open): the longest
+    name that --log accepts is the longest that can be written, and a run directory may take
+    the file system's whole limit."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    longest, too_long = (str(tmp_path / output_name("log", limit - extra)) for extra in (14, 13))
+    assert cli.DIFFUSION.flags["log"].parse(longest) == longest
+    atomic.write_text(longest, "{}")
+    with pytest.raises(FlagError, match=rf"^--log: got .*; expected names of at most {limit} "):
+        cli.DIFFUSION.flags["log"].parse(too_long)
+    with pytest.raises(OSError, match="File name too long"):
+        atomic.write_text(too_long, "{}")
+    folder = str(tmp_path / ("n" * limit))
+    assert cli.DIFFUSION.flags["out"].parse(folder) == folder
+    os.mkdir(folder)

@@ -121,7 +121,7 @@ def _check_writable(flag, value, path, expected):
     is a writable folder (the missing ones are created)."""
     if not os.path.basename(path) or os.path.isdir(path):
         raise flag_error(flag, value, expected)
-    problem = creatable_problem(path)
+    problem = creatable_problem(path, file=True)
     if problem:
         raise flag_error(flag, value, problem)
 

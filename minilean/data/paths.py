@@ -19,15 +19,29 @@ def nearest_existing(path):
     return path
 
 
-def creatable_problem(path):
+# A file is written under a longer name first (atomic_open): "." + its name + ".XXXXXXXX.tmp"
+TEMPORARY_EXTRA_BYTES = len("..XXXXXXXX" + atomic.TEMPORARY_SUFFIX)
+
+
+def creatable_problem(path, file=False):
     """Why a file or folder cannot be created at ``path`` (the missing folders above it are
     created too), as the text after "expected"; None when it can. The nearest existing path
-    above it must be a writable folder."""
-    folder = nearest_existing(os.path.dirname(os.path.abspath(path)))
+    above it must be a writable folder, and each name to make must fit its file system (a
+    ``file``'s own name with room for the temporary name it is first written under)."""
+    path = os.path.abspath(path)
+    folder = nearest_existing(os.path.dirname(path))
     if not os.path.isdir(folder):
         return f"a path inside a folder; {folder} is a file"
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"a path in a writable folder; {folder} is not writable"
+    # a longer name (the limit is 255 bytes on most file systems) fails only when it is made,
+    # after the run; Windows has no pathconf, and a limit of 255 characters
+    limit = os.pathconf(folder, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    sizes = [len(os.fsencode(name)) for name in os.path.relpath(path, folder).split(os.sep)]
+    sizes[-1] += TEMPORARY_EXTRA_BYTES if file else 0
+    if max(sizes) > limit:
+        mark = f", {limit - TEMPORARY_EXTRA_BYTES} for the file's own" if file else ""
+        return f"names of at most {limit} bytes (the file system's limit{mark})"
     return None
 
 
@@ -61,7 +75,7 @@ def output_file(*extensions):
             return "the path of a regular file (this is a device, pipe or socket)"
         if extensions and os.path.splitext(path)[1].lower() not in extensions:
             return "a path ending in " + ", ".join(extensions)
-        return creatable_problem(path)
+        return creatable_problem(path, file=True)
     return problem
 
 
