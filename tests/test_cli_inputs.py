@@ -2,6 +2,7 @@
 name. The CLI's promise (minilean/cli.py): a bad flag is one line naming it and exit code 2, a
 failure while working one line and exit code 1; never a traceback, and never a run that
 starts with a value its flag does not allow."""
+import io
 import os
 import pickle
 import types
@@ -49,17 +50,15 @@ def allowed(flag, value):
     return flag.parse(value, typed=True) == value
 
 
-@pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
+@pytest.fixture
+def recorded(monkeypatch, tmp_path):
     """Each command's run replaced by one that records its config, in a folder of its own (a
-    path flag's checks look at the disk)."""
-    saved_run, saved_folder = cli.Command.run, os.getcwd()
+    path flag's checks look at the disk). Shared by a hypothesis test's examples: they write
+    nothing there."""
     configs = []
-    cli.Command.run = lambda command, config: configs.append(config)
-    os.chdir(tmp_path_factory.mktemp("work"))
-    yield configs
-    cli.Command.run = saved_run
-    os.chdir(saved_folder)
+    monkeypatch.setattr(cli.Command, "run", lambda command, config: configs.append(config))
+    monkeypatch.chdir(tmp_path)
+    return configs
 
 
 def outcome(argv, capsys):
@@ -203,3 +202,159 @@ def test_a_file_name_is_refused_exactly_where_its_write_would_fail(tmp_path):
     folder = str(tmp_path / ("n" * limit))
     assert cli.DIFFUSION.flags["out"].parse(folder) == folder
     os.mkdir(folder)
+
+
+# --- the arrays --x and --y name ----------------------------------------------------------
+
+IMAGES = numpy.random.default_rng(0).integers(0, 256, (12, 3, 8, 8)).astype(numpy.uint8)
+FLOATS = IMAGES / 255.0
+TINY_RUNS = {  # one step of a small model; every run of them takes well under a second
+    "autoencoder": ["--arch=mlp", "--hidden=4", "--latent=2", "--n-eval=1"],
+    "diffusion": ["--arch=residual", "--hidden-c=2", "--T=2", "--sampler=ddim",
+                  "--sample-steps=1", "--n-samples=1", "--evaluate=false"]}
+
+
+def npy_bytes(array, **save):
+    """The bytes numpy.save writes for ``array``."""
+    buffer = io.BytesIO()
+    numpy.save(buffer, array, **save)
+    return buffer.getvalue()
+
+
+def npz_bytes(array):
+    buffer = io.BytesIO()
+    numpy.savez(buffer, x=array)
+    return buffer.getvalue()
+
+
+def pipe(path):
+    os.mkfifo(path)  # what --x <(command) names: reading it would wait for a writer forever
+
+
+# name -> (the file's bytes, or a function that makes it at a path; what the one line says,
+# None for a clean run)
+X_CASES = {
+    "float16": (npy_bytes(FLOATS.astype(numpy.float16)), None),
+    "float64": (npy_bytes(FLOATS), None),
+    "big-endian float32": (npy_bytes(FLOATS.astype(">f4")), None),
+    "Fortran order": (npy_bytes(numpy.asfortranarray(FLOATS)), None),
+    "NHWC": (npy_bytes(IMAGES.transpose(0, 2, 3, 1)), None),
+    "grey (N, H, W)": (npy_bytes(IMAGES[:, 0]), None),
+    "5x7 pixels": (npy_bytes(IMAGES[:, :, :5, :7]), None),
+    "trailing bytes": (npy_bytes(IMAGES) + b"junk", None),
+    "int8": (npy_bytes(IMAGES.astype(numpy.int8)), "expected dtype uint8 in [0, 255] or float "
+                                                   "in [0, 1], found int8"),
+    "int64": (npy_bytes(IMAGES.astype(numpy.int64)), "found int64"),
+    "uint16": (npy_bytes(IMAGES.astype(numpy.uint16)), "found uint16"),
+    "big-endian uint16": (npy_bytes(IMAGES.astype(">u2")), "found >u2"),
+    "bool": (npy_bytes(IMAGES > 128), "found bool"),
+    "complex": (npy_bytes(FLOATS.astype(numpy.complex64)), "found complex64"),
+    "structured": (npy_bytes(numpy.zeros((12, 3, 8, 8), [("a", "f4")])),
+                   "found [('a', '<f4')]"),
+    "object": (npy_bytes(numpy.array([None] * 12), allow_pickle=True),
+               "cannot read it as a .npy array file: "),
+    "1-D": (npy_bytes(FLOATS.ravel()), "expected images of rank 4 (N, C, H, W) or (N, H, W, C), "
+                                       "found rank 1"),
+    "2-D": (npy_bytes(FLOATS.reshape(12, -1)), "found rank 2"),
+    "5-D": (npy_bytes(FLOATS[:, None]), "found rank 5"),
+    "0-d": (npy_bytes(numpy.float32(0.5)), "found rank 0"),
+    "4 channels": (npy_bytes(FLOATS[:, [0, 1, 2, 0]]), "expected 1 or 3 channels"),
+    "no width": (npy_bytes(FLOATS[..., :0]), "expected images of at least 1x1 pixels"),
+    "one row": (npy_bytes(IMAGES[:1]), {"autoencoder": "the dataset has 1 row(s); a run "
+                                                       "needs at least 2", "diffusion": None}),
+    "NaN": (npy_bytes(numpy.where(FLOATS > 0.5, numpy.nan, FLOATS)),
+            "expected float images in [0, 1], found values in [nan, nan]"),
+    "infinity": (npy_bytes(numpy.where(FLOATS > 0.5, numpy.inf, FLOATS)),
+                 "expected float images in [0, 1], found values in [0.0, inf]"),
+    "0..255 as floats": (npy_bytes(IMAGES.astype(numpy.float32)),
+                         "expected float images in [0, 1], found values in [0.0, 255.0]"),
+    "negative": (npy_bytes(FLOATS - 0.5), "expected float images in [0, 1], found values in "
+                                          "[-0.5"),
+    "a pickle": (pickle.dumps(IMAGES), "the file is not in the .npy format"),
+    "truncated data": (npy_bytes(IMAGES)[:1000], "cannot read it as a .npy array file: "),
+    "truncated header": (npy_bytes(IMAGES)[:20], "cannot read it as a .npy array file: EOF"),
+    "an .npz": (npz_bytes(IMAGES), "the file is an .npz archive; expected a .npy array file"),
+    "empty": (b"", "the file is empty; expected a .npy array file"),
+    "a folder": (os.mkdir, "is a directory; expected a .npy array file"),
+    "a pipe": (pipe, "is a device, pipe or socket, not a regular file; expected a .npy array "
+                     "file"),
+}
+
+LABELS = numpy.arange(12) % 3
+Y_CASES = {
+    "int64": (npy_bytes(LABELS), None),
+    "uint8": (npy_bytes(LABELS.astype(numpy.uint8)), None),
+    "big-endian int32": (npy_bytes(LABELS.astype(">i4")), None),
+    "whole float32": (npy_bytes(LABELS.astype(numpy.float32)), None),
+    "one short": (npy_bytes(LABELS[:11]), "expected 12 labels (one per image), found 11"),
+    "one long": (npy_bytes(numpy.arange(13) % 3), "expected 12 labels (one per image), found 13"),
+    "fractions": (npy_bytes(LABELS / 2), "expected integer labels of rank 1 (whole numbers), "
+                                         "found float64 with shape (12,)"),
+    "NaN": (npy_bytes(numpy.full(12, numpy.nan)), "found float64 with shape (12,)"),
+    "bool": (npy_bytes(LABELS > 0), "found bool with shape (12,)"),
+    "2-D": (npy_bytes(LABELS[:, None]), "found int64 with shape (12, 1)"),
+    "negative": (npy_bytes(LABELS - 1), "expected labels that are class indices in [0, 65535], "
+                                        "found -1 at row 0"),
+    "beyond the classes": (npy_bytes(LABELS + 70_000), "found 70000 at row 0"),
+    "uint64 past int64": (npy_bytes(numpy.full(12, 2**63 + 5, numpy.uint64)),
+                          f"found {2**63 + 5} at row 0"),
+    "infinity": (npy_bytes(numpy.full(12, numpy.inf)), "found inf at row 0"),
+    "images": (npy_bytes(IMAGES), "found uint8 with shape (12, 3, 8, 8)"),
+    "a pickle": (pickle.dumps(LABELS), "the file is not in the .npy format"),
+    "an .npz": (npz_bytes(LABELS), "the file is an .npz archive"),
+    "a pipe": (pipe, "is a device, pipe or socket, not a regular file"),
+}
+
+
+def make(path, content):
+    if callable(content):
+        content(path)
+    else:
+        path.write_bytes(content)
+    return str(path)
+
+
+def train_once(command, flags, tmp_path, capsys):
+    """(exit code, stderr) of one step of ``command`` on the data ``flags`` name."""
+    return outcome([command, *TINY_RUNS[command], *flags, "--cpu", "--steps=1",
+                    "--batch-size=1", "--progress=false", f"--out={tmp_path / 'run'}"], capsys)
+
+
+def check(code, err, command, where, expected, tmp_path):
+    """A clean run (``expected`` None) or one line and exit 1 that names the file ``where``
+    and says ``expected``; never a traceback, never a run directory for refused data."""
+    if isinstance(expected, dict):
+        expected = expected[command]
+    if expected is None:
+        assert (code, err) == (0, "") and (tmp_path / "run" / "summary.json").is_file()
+        return
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"minilean {command}: error: ") and expected in err
+    assert where in err or "row(s)" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", sorted(TINY_RUNS))
+@pytest.mark.parametrize("case", X_CASES)
+def test_an_images_file_trains_or_is_refused_in_one_line(case, command, tmp_path, capsys):
+    content, expected = X_CASES[case]
+    x = make(tmp_path / "x.npy", content)
+    code, err = train_once(command, [f"--x={x}"], tmp_path, capsys)
+    check(code, err, command, f"--x {x}", expected, tmp_path)
+
+
+@pytest.mark.parametrize("case", Y_CASES)
+def test_a_labels_file_trains_or_is_refused_in_one_line(case, tmp_path, capsys):
+    content, expected = Y_CASES[case]
+    x = make(tmp_path / "x.npy", npy_bytes(IMAGES))
+    y = make(tmp_path / "y.npy", content)
+    code, err = train_once("autoencoder", [f"--x={x}", f"--y={y}"], tmp_path, capsys)
+    check(code, err, "autoencoder", f"--y {y}", expected, tmp_path)
+
+
+def test_samples_to_evaluate_that_are_a_pipe_are_named_so(tmp_path, capsys):
+    """Not "not found": the pipe is there, and is refused for what it is."""
+    samples = make(tmp_path / "samples.npy", pipe)
+    code, err = outcome(["evaluate", "--cpu", f"--samples={samples}"], capsys)
+    assert (code, err) == (1, f"minilean evaluate: error: --samples {samples} is a device, pipe "
+                              f"or socket, not a regular file; expected a .npy array file\n")

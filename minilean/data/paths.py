@@ -48,13 +48,17 @@ def creatable_problem(path, file=False):
 def existing_problem(path, want_folder=False):
     """None when ``path`` is an existing file (a folder when ``want_folder``); else
     ``(kind, words)``: the ``OSError`` subclass to raise and what is wrong, to follow the path
-    in a message: "is a directory", "is not a directory", "cannot exist (X is a file, not a
-    directory)" or "not found" (only this last one is cured by making the file)."""
+    in a message: "is a directory", "is a device, pipe or socket, not a regular file", "is not
+    a directory", "cannot exist (X is a file, not a directory)" or "not found" (only this last
+    one is cured by making the file)."""
     if os.path.isdir(path) if want_folder else os.path.isfile(path):
         return None
     if os.path.exists(path):
-        return ((NotADirectoryError, "is not a directory") if want_folder
-                else (IsADirectoryError, "is a directory"))
+        if want_folder:
+            return NotADirectoryError, "is not a directory"
+        if os.path.isdir(path):
+            return IsADirectoryError, "is a directory"
+        return OSError, "is a device, pipe or socket, not a regular file"
     above = nearest_existing(path)
     if not os.path.isdir(above):
         return NotADirectoryError, f"cannot exist ({above} is a file, not a directory)"

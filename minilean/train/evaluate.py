@@ -61,7 +61,7 @@ def load_samples(path):
         note = _older_than_the_checkpoint(directory)
         if note:
             print(f"minilean evaluate: {note}", file=sys.stderr)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):  # load_npy says what else is wrong with it
         raise FileNotFoundError(f"samples file {path} not found; train a model first "
                                 f"(e.g. python -m minilean diffusion), or give an .npy array")
     where = f"--samples {path}"
