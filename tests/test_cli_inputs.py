@@ -260,6 +260,8 @@ X_CASES = {
     "0-d": (npy_bytes(numpy.float32(0.5)), "found rank 0"),
     "4 channels": (npy_bytes(FLOATS[:, [0, 1, 2, 0]]), "expected 1 or 3 channels"),
     "no width": (npy_bytes(FLOATS[..., :0]), "expected images of at least 1x1 pixels"),
+    # an empty array: not "--batch-size 1 is larger than the 0 rows" (diffusion)
+    "no rows": (npy_bytes(FLOATS[:0]), "expected at least one image, found shape (0, 3, 8, 8)"),
     "one row": (npy_bytes(IMAGES[:1]), {"autoencoder": "the dataset has 1 row(s); a run "
                                                        "needs at least 2", "diffusion": None}),
     "NaN": (npy_bytes(numpy.where(FLOATS > 0.5, numpy.nan, FLOATS)),

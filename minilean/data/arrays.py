@@ -141,7 +141,8 @@ def check_pixel_values(images, where, rows=_RANGE_CHECK_ROWS):
 def as_nchw(images, path):
     """Check images and return them NCHW (a view; no copy of a memory-mapped file).
 
-    Accepts (N, H, W) grey, NCHW or NHWC with 1 or 3 channels, dtype uint8 or float in [0, 1].
+    Accepts (N, H, W) grey, NCHW or NHWC with 1 or 3 channels, dtype uint8 or float in [0, 1],
+    N >= 1.
     ``path`` starts every error message (a path, or "--x PATH").
     """
     if images.ndim not in (3, 4):  # first: the pixel check reads rows, which rank 0 has none of
@@ -161,6 +162,8 @@ def as_nchw(images, path):
                              f"found shape {shape}")
         if channels_last:
             images = images.transpose(0, 3, 1, 2)                  # NHWC -> NCHW
+    if not len(images):  # else refused later, in words of the rows or of --batch-size
+        raise ValueError(f"{path}: expected at least one image, found shape {shape}")
     if 0 in images.shape[2:]:
         raise ValueError(f"{path}: expected images of at least 1x1 pixels, found shape {shape}")
     return images
