@@ -5,11 +5,11 @@ starts with a value its flag does not allow."""
 import io
 import os
 import pickle
-import types
 
 import numpy
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis.extra.numpy import arrays
 
 from minilean import atomic, cli
 from minilean.data.commands import DataCommands
@@ -360,3 +360,31 @@ def test_samples_to_evaluate_that_are_a_pipe_are_named_so(tmp_path, capsys):
     code, err = outcome(["evaluate", "--cpu", f"--samples={samples}"], capsys)
     assert (code, err) == (1, f"minilean evaluate: error: --samples {samples} is a device, pipe "
                               f"or socket, not a regular file; expected a .npy array file\n")
+
+
+@st.composite
+def image_arrays(draw):
+    """Arrays of any of the kinds a user might save: images and not, in range and not."""
+    dtype = draw(st.sampled_from(["uint8", "float16", "float32", ">f8", "int16", "bool",
+                                  "complex64"]))
+    shape = draw(st.sampled_from([(3, 3, 4, 4), (3, 4, 4, 3), (3, 1, 4, 4), (3, 4, 4),
+                                  (2, 3, 1, 5), (3, 1, 1), (0, 3, 4, 4), (12,), (3, 3, 4, 4, 1),
+                                  (3, 2, 4, 4), (3, 3, 3, 3)]))
+    elements = st.floats(-2, 2, width=16) | st.sampled_from([0.0, 1.0, numpy.nan, numpy.inf])
+    array = draw(arrays(dtype, shape, elements=elements if dtype[-1] in "0123456789" and
+                        "f" in dtype else None))
+    return draw(st.sampled_from([array, numpy.asfortranarray(array)]))
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(array=image_arrays())
+def test_any_array_trains_or_is_refused_in_one_line(array, tmp_path_factory, capsys):
+    folder = tmp_path_factory.mktemp("array")
+    x = make(folder / "x.npy", npy_bytes(array))
+    code, err = train_once("diffusion", [f"--x={x}"], folder, capsys)
+    assert code in (0, 1), err
+    if code == 0:
+        assert err == "" and (folder / "run" / "summary.json").is_file()
+    else:
+        assert err.count("\n") == 1 and err.startswith(f"minilean diffusion: error: --x {x}")
+        assert not (folder / "run").exists()
