@@ -204,6 +204,18 @@ def test_a_file_name_is_refused_exactly_where_its_write_would_fail(tmp_path):
     os.mkdir(folder)
 
 
+
+def test_a_file_system_that_gives_no_name_limit_is_taken_as_255_bytes(tmp_path, monkeypatch):
+    """pathconf raises OSError where the file system does not answer it (and Windows has
+    none): the flag check must not fail with that error."""
+    def unanswered(path, name):
+        raise OSError(22, "Invalid argument")
+    monkeypatch.setattr(os, "pathconf", unanswered)
+    fits = str(tmp_path / output_name("log", 255 - 14))
+    assert cli.DIFFUSION.flags["log"].parse(fits) == fits
+    with pytest.raises(FlagError, match=r"^--log: got .*; expected names of at most 255 "):
+        cli.DIFFUSION.flags["log"].parse(str(tmp_path / output_name("log", 255 - 13)))
+
 # --- the arrays --x and --y name ----------------------------------------------------------
 
 IMAGES = numpy.random.default_rng(0).integers(0, 256, (12, 3, 8, 8)).astype(numpy.uint8)

@@ -35,14 +35,23 @@ def creatable_problem(path, file=False):
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"a path in a writable folder; {folder} is not writable"
     # a longer name (the limit is 255 bytes on most file systems) fails only when it is made,
-    # after the run; Windows has no pathconf, and a limit of 255 characters
-    limit = os.pathconf(folder, "PC_NAME_MAX") if hasattr(os, "pathconf") else 255
+    # after the run
+    limit = _name_limit(folder)
     sizes = [len(os.fsencode(name)) for name in os.path.relpath(path, folder).split(os.sep)]
     sizes[-1] += TEMPORARY_EXTRA_BYTES if file else 0
     if max(sizes) > limit:
         mark = f", {limit - TEMPORARY_EXTRA_BYTES} for the file's own" if file else ""
         return f"names of at most {limit} bytes (the file system's limit{mark})"
     return None
+
+
+def _name_limit(folder):
+    """The longest file name, in bytes, the file system of ``folder`` takes (255 where it does
+    not say: Windows, or a file system that answers no pathconf)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):
+        return 255
 
 
 def existing_problem(path, want_folder=False):
