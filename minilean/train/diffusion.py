@@ -32,9 +32,9 @@ from minilean.models import diffusion as D
 from minilean.models.classifier import check_fd_report, fd_report
 from minilean.optim import EMA, Adam, clip_grad_norm_, warmup_constant, warmup_cosine
 from minilean.train.loop import (LOCKED_DATA_FLAGS, TrainState, check_batch_fits,
-                                 check_halved_twice, data_source, default_interval, open_run,
-                                 prepare_device, run_config, start_line, summary_line, train,
-                                 write_trainlog)
+                                 check_halved_twice, check_samples_fit, data_source,
+                                 default_interval, open_run, prepare_device, run_config,
+                                 start_line, summary_line, train, write_trainlog)
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("arch", "hidden_c", "T", "schedule", "beta_start", "beta_end",
@@ -144,6 +144,7 @@ def run(config):
         check_halved_twice(config, dataset.image_shape, "--arch unet")
     check_fd_report(config, dataset)
     check_batch_fits(config.batch_size, len(dataset), "rows of the dataset")
+    check_samples_fit(config.n_samples, dataset.image_shape)
     betas = D.make_betas(config.schedule, config.T, config.beta_start, config.beta_end)
     alpha_bar = D.alpha_bars(betas)
     backend.manual_seed(config.seed)

@@ -33,6 +33,7 @@ from minilean import atomic, backend
 from minilean.autograd.shape import stack
 from minilean.autograd.tensor import Tensor
 from minilean.cuda import use_fast_kernels
+from minilean.data.arrays import GENERATED_BYTES_CAP
 from minilean.data.progress import Progress
 from minilean.data.runlog import (RUN_RECORDS, WRITTEN_FILE_FLAGS, RunDirectory,
                                   read_run_config, resumed_flags)
@@ -139,6 +140,21 @@ def check_batch_fits(batch_size, rows, what):
     said in the flag's words before the run rather than in the Loader's after it opened."""
     if batch_size > rows:
         raise ValueError(f"--batch-size {batch_size} is larger than the {rows} {what}")
+
+
+def check_samples_fit(n_samples, image_shape):
+    """--n-samples is refused before training when its float32 samples alone would pass the
+    cap on arrays made in memory at once (``GENERATED_BYTES_CAP``): found when sampling, the
+    lack of memory would end the run after its training. (Sampling also holds the network's
+    activations for every sample at once, so less than this may not fit either.)"""
+    sample_bytes = 4 * math.prod(image_shape)
+    most = GENERATED_BYTES_CAP // sample_bytes
+    if n_samples > most:
+        raise flag_error("n_samples", n_samples,
+                         f"at most {most} for images of shape {tuple(image_shape)} (sampled in "
+                         f"memory at once: {n_samples} would take "
+                         f"{n_samples * sample_bytes / 2**30:,.1f} GiB, above the cap of "
+                         f"{GENERATED_BYTES_CAP / 2**30:g} GiB)")
 
 
 def default_interval(steps, parts):
