@@ -295,28 +295,22 @@ def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
                                 "array with shape (100000000, 3)\n"
 
 
-def test_an_n_total_no_memory_holds_is_a_flag_error_before_the_run(tmp_path, capsys):
+@pytest.mark.parametrize("flag, expected", [
+    ("--n-total=100000000000", "--n-total: got 100000000000; expected at most 5534751 for "
+                               "--dataset builtin at 16x16 (generated in memory at once: "
+                               "100000000000 rows would take 72,270.6 GiB, above the cap of 4 "
+                               "GiB)"),
+    # found when sampling, after the training, the lack of memory would lose the run
+    ("--n-samples=10000000000", "--n-samples: got 10000000000; expected at most 1398101 for "
+                                "images of shape (3, 16, 16) (sampled in memory at once: "
+                                "10000000000 would take 28,610.2 GiB, above the cap of 4 GiB)")])
+def test_a_size_no_memory_holds_is_a_flag_error_before_the_run(tmp_path, capsys, flag,
+                                                               expected):
     out = tmp_path / "run"
-    code, err = fail(["diffusion", "--cpu", "--n-total=100000000000", "--steps=1",
-                      f"--out={out}"], capsys)
-    assert (code, err) == (2, "minilean diffusion: error: --n-total: got 100000000000; expected "
-                              "at most 5534751 for --dataset builtin at 16x16 (generated in "
-                              "memory at once: 100000000000 rows would take 72,270.6 GiB, "
-                              "above the cap of 4 GiB)\n")
+    code, err = fail(["diffusion", "--cpu", flag, "--steps=1", f"--out={out}"], capsys)
+    assert (code, err) == (2, f"minilean diffusion: error: {expected}\n")
     assert not out.exists()
 
-
-
-def test_an_n_samples_no_memory_holds_is_a_flag_error_before_the_run(tmp_path, capsys):
-    """Found when sampling, after the training, the lack of memory would lose the run."""
-    out = tmp_path / "run"
-    code, err = fail(["diffusion", "--cpu", "--n-samples=10000000000", "--steps=1",
-                      f"--out={out}"], capsys)
-    assert (code, err) == (2, "minilean diffusion: error: --n-samples: got 10000000000; expected "
-                              "at most 1398101 for images of shape (3, 16, 16) (sampled in "
-                              "memory at once: 10000000000 would take 28,610.2 GiB, above the "
-                              "cap of 4 GiB)\n")
-    assert not out.exists()
 
 def test_help_lists_commands_and_every_flag_with_default(capsys):
     main(["diffusion", "--help"])
