@@ -224,12 +224,29 @@ def test_mae_refuses_an_array_image_that_is_one_patch(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_the_loss_curve_is_drawn_before_an_evaluation_that_fails(tmp_path, monkeypatch, capsys):
+    """As diffusion draws it before sampling: out of memory while evaluating leaves the curve
+    of the training (and its checkpoint) in the run directory."""
+    from minilean.train import autoencoder
+
+    def out_of_memory(*args):
+        raise MemoryError("Unable to allocate 9.3 GiB for an array with shape (5, 500000000)")
+    monkeypatch.setattr(autoencoder, "mean_image_mse", out_of_memory)
+    code, err = fail(["autoencoder", "--n-total=40", "--steps=2", "--batch-size=4",
+                      "--n-eval=4", "--progress=false", f"--out={tmp_path}"], capsys)
+    assert (code, err) == (1, "minilean autoencoder: error: Unable to allocate 9.3 GiB for an "
+                              "array with shape (5, 500000000)\n")
+    assert (tmp_path / "loss.svg").is_file() and (tmp_path / "checkpoints" / "last.npz").is_file()
+    assert not (tmp_path / "summary.json").exists()
+
 TINY = ["--n-total=40", "--steps=2", "--batch-size=4", "--n-eval=4", "--progress=false"]
 
 
 def tiny(name):
     """TINY for the command ``name`` (the GAN, which has no held-out report, without --n-eval)."""
     return [flag for flag in TINY if name != "gan" or not flag.startswith("--n-eval=")]
+
+
 RUNS = [  # (command, flags, the numbers it promises, those whose value the flags fix)
     ("vae", ["--hidden=8", "--latent=2", "--iw-samples=2"],
      ["negative_elbo_nats", "iw_bound_bits_per_dim", "baseline_independent_pixels_nats"],

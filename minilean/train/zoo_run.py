@@ -69,8 +69,7 @@ class Session:
         return self.save_grid("reconstructions", numpy.concatenate(rows), nrow=len(rows[0]))
 
     def finish(self, title, **summary):
-        """Write summary.json, the loss curve, the optional TrainLog; print the summary."""
-        self.run.write_loss_curve(keys=("loss", "d_loss", "g_loss"))
+        """Write summary.json and the optional TrainLog; print the summary."""
         path = self.run.write_summary(**summary)
         if self.config.log:
             write_trainlog(self.config.log, title, self.run.metrics(),
@@ -110,7 +109,8 @@ def start(config, locked, value_range):
 
 def fit(session, modules, optimizers, step_fn, description):
     """Open the run directory and train with the shared loop from step 0, or from the
-    checkpoint when resuming (with the learning rate of ``--lr``, given now or saved).
+    checkpoint when resuming (with the learning rate of ``--lr``, given now or saved); then
+    draw the loss curve.
 
     ``step_fn(batch, step) -> {name: float or 0-d Tensor}`` gets a float32 tensor batch of
     training rows."""
@@ -131,6 +131,9 @@ def fit(session, modules, optimizers, step_fn, description):
                    progress=config.progress, description=description)
     for module in modules.values():
         module.eval()
+    # before the evaluation, as diffusion draws it before sampling: a failed evaluation (no
+    # memory for it, Ctrl-C) leaves the curve of the training it follows
+    session.run.write_loss_curve(keys=("loss", "d_loss", "g_loss"))
     return record
 
 
