@@ -12,6 +12,7 @@ the softmax's own rounding is relative gamma_{S+2L+2} (1 + spread_i) (the shift 
 rounding the exp turns into a relative error of u |s_ij - max s_i|, exp (L), S - 1 additions,
 the division; L = library_roundings); and the product with V, S terms, gamma_S.
 """
+import itertools
 import math
 
 import mpmath
@@ -27,10 +28,10 @@ FUNCTIONAL = "minilean.nn.functional"
 
 @st.composite
 def _attention_inputs(draw):
-    """Q (L, d), K (S, d), V (S, dv): L, S in 1..3, d in 2..4 (so 1/sqrt(d) is no 1/d),
-    dv in 1..3, entries in [-2, 2]; no mask, a boolean one (a row may be all False) or a
-    float one in [-3, 3]."""
-    length, source = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    """Q (L, d), K (S, d), V (S, dv): L in 2..3 (one query is alone in any softmax over the
+    queries), S in 1..3, d in 2..4 (so 1/sqrt(d) is no 1/d), dv in 1..3, entries in [-2, 2];
+    no mask, a boolean one (a row may be all False) or a float one in [-3, 3]."""
+    length, source = draw(st.integers(2, 3)), draw(st.integers(1, 3))
     d, dv = draw(st.integers(2, 4)), draw(st.integers(1, 3))
     kind = draw(st.sampled_from(["none", "bool", "float"]))
     mask = None
@@ -83,16 +84,20 @@ def _reference_and_bounds(q, k, v, mask, dtype):
 def attention_value(check, q, k, v, mask):
     """scaled_dot_product_attention(Q, K, V, mask) = softmax(Q K^T / sqrt(d) + mask) V, the
     softmax over the keys (a boolean mask removes the keys it marks False, a row with none left
-    gives 0; a float mask is added), against mpmath; bound: the score errors through the
-    softmax (e^{2E} - 1), its own rounding and the product with V (module docstring)."""
+    gives 0; a float mask is added), against mpmath, with the drawn mask and with none; bound:
+    the score errors through the softmax (e^{2E} - 1), its own rounding and the product with V
+    (module docstring)."""
     from minilean.nn import functional as F
-    for dtype in ENGINE_DTYPES:
-        reference, bounds = _reference_and_bounds(q, k, v, mask, dtype)
+    # without a mask too, every example: the models' attention, and the path on which a
+    # softmax over the wrong axis is not masked away
+    masks = [None] if mask is None else [None, mask]
+    for dtype, used in itertools.product(ENGINE_DTYPES, masks):
+        reference, bounds = _reference_and_bounds(q, k, v, used, dtype)
         out = F.scaled_dot_product_attention(
             engine(q, dtype), engine(k, dtype), engine(v, dtype),
-            attn_mask=None if mask is None else mask if mask.dtype == bool
-            else mask.astype(dtype))
-        what = f"attention, mask {None if mask is None else mask.dtype} ({dtype.__name__})"
+            attn_mask=None if used is None else used if used.dtype == bool
+            else used.astype(dtype))
+        what = f"attention, mask {None if used is None else used.dtype} ({dtype.__name__})"
         check.holds(out.dtype == dtype and out.shape == (q.shape[0], v.shape[1]),
                     f"{what}: output is {out.dtype} {out.shape}")
         check.close(out, reference, bounds, what)

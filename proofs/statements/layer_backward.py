@@ -434,24 +434,39 @@ def _pair(size):
     return size if isinstance(size, tuple) else (size, size)
 
 
+def _kernel_sizes():
+    """(Kh, Kw), each 1..4, never 1 x 1: one side above 1 shows a dilation read for the
+    other's (with Kh = Kw = 1 no dilation is read at all)."""
+    return st.tuples(st.integers(1, 4), st.integers(1, 4)).filter(lambda kernel: kernel != (1, 1))
+
+
+def _mixed():
+    """A stride or a dilation that differs between the axes, (1, 2) or (2, 1): where one axis's
+    is read for the other's, that shows on every example."""
+    return st.sampled_from([(1, 2), (2, 1)])
+
+
 @st.composite
 def _conv_inputs(draw):
     """x (N, C, H, W), weight (O, C/G, Kh, Kw), bias (O,): N = 1..2, G = 1..2, 1..4 input and
-    output channels per group (4 to 1 takes the shifted-rows weight gradient), kernels 1..4,
-    padding 0..1 and dilation 1..2 per axis, each side from the least that leaves an output to
-    two more; and mixed_stride, (1, 2) or (2, 1)."""
+    output channels per group (4 to 1 takes the shifted-rows weight gradient), kernels 1..4
+    per axis but never 1 x 1 (which has no dilation to read), padding 0..1 and dilation 1..2
+    per axis, each side from the least that leaves an output at either dilation to two more;
+    and mixed_stride and mixed_dilation, each (1, 2) or (2, 1)."""
     groups = draw(st.integers(1, 2))
     in_channels, out_channels = (groups * draw(st.integers(1, 4)) for _ in range(2))
-    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    kernel = draw(_kernel_sizes())
     padding = (draw(st.integers(0, 1)), draw(st.integers(0, 1)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    dilation, mixed_dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2))), draw(_mixed())
     sides = tuple(draw(st.integers(least, least + 2)) for least in (
-        max(1, d * (k - 1) + 1 - 2 * pad) for k, pad, d in zip(kernel, padding, dilation)))
+        max(1, max(d, m) * (k - 1) + 1 - 2 * pad)
+        for k, pad, d, m in zip(kernel, padding, dilation, mixed_dilation)))
     return {"x": real_array(draw, (draw(st.integers(1, 2)), in_channels) + sides, -2, 2),
             "weight": real_array(draw, (out_channels, in_channels // groups) + kernel, -2, 2),
             "bias": real_array(draw, (out_channels,), -2, 2), "padding": padding,
-            "dilation": dilation, "mixed_stride": draw(st.sampled_from([(1, 2), (2, 1)])),
-            "groups": groups, "seed": draw(st.integers(0, 2 ** 16))}
+            "dilation": dilation, "mixed_stride": draw(_mixed()),
+            "mixed_dilation": mixed_dilation, "groups": groups,
+            "seed": draw(st.integers(0, 2 ** 16))}
 
 
 def _meetings(small_shape, big_shape, weight_shape, stride, padding, dilation, groups):
@@ -540,18 +555,21 @@ def _check_conv2d_backward(check, x, weight, bias, options, seed,
 
 
 @statement(backward_name("conv2d"), about=(f"{CONV}.conv2d",), given=_conv_inputs())
-def conv2d_backward_matches_vjp(check, x, weight, bias, padding, dilation, mixed_stride, groups,
-                                seed):
+def conv2d_backward_matches_vjp(check, x, weight, bias, padding, dilation, mixed_stride,
+                                mixed_dilation, groups, seed):
     """conv2d's backward: dx, dw, db = J^T g of the convolution's defining sum (mpmath), at
-    stride 1, 2 and (1, 2) or (2, 1), x needing a gradient or not; bound gamma_m sum |terms|,
-    m = Kh Kw O/G for dx (one dot product; or O/G, then Kh Kw - 1 additions of col2im), N Hp Wp
-    for dw (padded positions), N Ho Wo - 1 additions for db."""
+    stride 1 and 2 with the drawn dilation and at stride and dilation (1, 2) or (2, 1), x
+    needing a gradient or not; bound gamma_m sum |terms|, m = Kh Kw O/G for dx (one dot
+    product; or O/G, then Kh Kw - 1 additions of col2im), N Hp Wp for dw (padded positions),
+    N Ho Wo - 1 additions for db."""
     # both strides the models use, every example: their backwards take different paths (the
-    # flipped kernel at stride 1, col2im at stride 2); and a stride, as the padding and the
-    # dilation, that differs between the axes, where one read for the other shows
-    for stride in ((1, 1), (2, 2), mixed_stride):
+    # flipped kernel at stride 1, col2im at stride 2); and a stride and a dilation, as the
+    # padding may, that differ between the axes, where one read for the other shows (dx by
+    # col2im, dw by the columns of x)
+    for stride, spacing in (((1, 1), dilation), ((2, 2), dilation),
+                            (mixed_stride, mixed_dilation)):
         _check_conv2d_backward(check, x, weight, bias, {
-            "stride": stride, "padding": padding, "dilation": dilation, "groups": groups}, seed)
+            "stride": stride, "padding": padding, "dilation": spacing, "groups": groups}, seed)
 
 
 @st.composite
@@ -597,25 +615,26 @@ def conv2d_frozen_weight_backward_matches_vjp(check, x, weight, bias, fan_weight
 @st.composite
 def _conv_transpose_inputs(draw):
     """x (N, C_in, H, W), weight (C_in, C_out/G, Kh, Kw), bias (C_out,): N = 1..2, G = 1..2,
-    1..3 input and output channels per group, kernels 1..4, padding 0..1, dilation 1..2 and
-    output_padding 0..1 per axis (the last taken where it is allowed, below max(stride,
-    dilation)), each side from the least that leaves an output at stride 1 to one more;
-    fan_weight (1, 4, Kh, Kw): x's first channel to 4, which takes the shifted-rows forms; and
-    mixed_stride, (1, 2) or (2, 1)."""
+    1..3 input and output channels per group, kernels 1..4 per axis but never 1 x 1, padding
+    0..1, dilation 1..2 and output_padding 0..1 per axis (the last taken where it is allowed,
+    below max(stride, dilation)), each side from the least that leaves an output at stride 1
+    and either dilation to one more; fan_weight (1, 4, Kh, Kw): x's first channel to 4, which
+    takes the shifted-rows forms; and mixed_stride and mixed_dilation, each (1, 2) or (2, 1)."""
     groups = draw(st.integers(1, 2))
     in_channels, out_per_group = groups * draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    kernel = draw(_kernel_sizes())
     padding = (draw(st.integers(0, 1)), draw(st.integers(0, 1)))
-    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    dilation, mixed_dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2))), draw(_mixed())
     sides = tuple(draw(st.integers(least, least + 1)) for least in (
-        max(1, 1 + 2 * pad - d * (k - 1)) for k, pad, d in zip(kernel, padding, dilation)))
+        max(1, 1 + 2 * pad - min(d, m) * (k - 1))
+        for k, pad, d, m in zip(kernel, padding, dilation, mixed_dilation)))
     return {"x": real_array(draw, (draw(st.integers(1, 2)), in_channels) + sides, -2, 2),
             "weight": real_array(draw, (in_channels, out_per_group) + kernel, -2, 2),
             "bias": real_array(draw, (groups * out_per_group,), -2, 2),
             "fan_weight": real_array(draw, (1, 4) + kernel, -2, 2), "padding": padding,
             "dilation": dilation, "output_padding": (draw(st.integers(0, 1)),
                                                      draw(st.integers(0, 1))),
-            "mixed_stride": draw(st.sampled_from([(1, 2), (2, 1)])), "groups": groups,
+            "mixed_stride": draw(_mixed()), "mixed_dilation": mixed_dilation, "groups": groups,
             "seed": draw(st.integers(0, 2 ** 16))}
 
 
@@ -651,20 +670,24 @@ def _check_conv_transpose2d_backward(check, x, weight, bias, options, seed):
 @statement(backward_name("conv_transpose2d"), about=(f"{CONV}.conv_transpose2d",),
            given=_conv_transpose_inputs())
 def conv_transpose2d_backward_matches_vjp(check, x, weight, bias, fan_weight, padding, dilation,
-                                          output_padding, mixed_stride, groups, seed):
+                                          output_padding, mixed_stride, mixed_dilation, groups,
+                                          seed):
     """conv_transpose2d's backward: dx, dw, db = J^T g of its defining sum (mpmath), at stride
-    1, 2 and (1, 2) or (2, 1) with output_padding; bound gamma_m sum |terms|, m = Kh Kw C_out/G
-    for dx (one dot product; or C_out, then Kh Kw - 1 shifted-row additions), N H_u W_u for dw
-    (the positions of dy that x reaches), N H_out W_out - 1 additions for db."""
+    1 and 2 with the drawn dilation and at stride and dilation (1, 2) or (2, 1), with
+    output_padding; bound gamma_m sum |terms|, m = Kh Kw C_out/G for dx (one dot product; or
+    C_out, then Kh Kw - 1 shifted-row additions), N H_u W_u for dw (the positions of dy that x
+    reaches), N H_out W_out - 1 additions for db."""
     # both strides every example: the decoders' stride 2 (im2col of dy at stride 2), and
     # stride 1 (the im2col and, for x's first channel fanned out to 4, the shifted rows); and
-    # a stride, as the padding and the dilation, that differs between the axes
-    for stride in ((1, 1), (2, 2), mixed_stride):
+    # a stride and a dilation, as the padding may, that differ between the axes (the im2col
+    # of dy, for dx and dw, reading one axis's dilation for the other's shows)
+    for stride, spacing in (((1, 1), dilation), ((2, 2), dilation),
+                            (mixed_stride, mixed_dilation)):
         # output_padding below max(stride, dilation) per axis: at stride 1 only with dilation 2
         extra = tuple(min(pad, max(s, d) - 1)
-                      for pad, s, d in zip(output_padding, stride, dilation))
+                      for pad, s, d in zip(output_padding, stride, spacing))
         options = {"stride": stride, "padding": padding, "output_padding": extra,
-                   "dilation": dilation}
+                   "dilation": spacing}
         _check_conv_transpose2d_backward(check, x, weight, bias, dict(options, groups=groups),
                                          seed)
         if stride == (1, 1):
@@ -828,8 +851,8 @@ def col2im_stride_axes_swapped(original):
         caught_by=[backward_name("conv2d")])
 def col2im_dilation_axes_swapped(original):
     """col2im spaces the kernel's rows by the column dilation and its columns by the row
-    dilation: alike for a dilation the same on both axes; conv2d's dx by col2im (stride 2)
-    with d_h != d_w adds the patches in at the wrong offsets."""
+    dilation: alike for a dilation the same on both axes; conv2d's dx by col2im (a stride
+    above 1) with d_h != d_w adds the patches in at the wrong offsets."""
     return lambda columns, stride, dilation, out: original(columns, stride, dilation[::-1], out)
 
 
