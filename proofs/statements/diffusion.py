@@ -11,7 +11,9 @@ and contraction statements use an epsilon field eps(x) = c tanh(x) (c-Lipschitz)
 which the hypotheses can be computed, and check the conclusion in mpmath (exact) and on the
 engine up to the rounding of both sides. Engine values of an affine step are compared with
 mpmath within gamma_10 sum |terms| (square roots of the coefficients computed in float64 and
-rounded to the dtype, two products, one or two additions, the tanh field).
+rounded to the dtype, two products, one or two additions, the tanh field); the steps' bounds
+add a smallest subnormal per rounding in the dtype, which a product of tiny values can lose
+in float32 (x_t ~ 1e-39: its products are subnormal, their rounding absolute).
 """
 import math
 
@@ -21,7 +23,8 @@ from hypothesis import strategies as st
 
 from proofs.framework import statement
 from proofs.mutation import mutant
-from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, mp_tolerance, reals
+from proofs.numerics import (ENGINE_DTYPES, engine, gamma, host, mp, mp_tolerance, reals,
+                             underflow)
 from proofs.statistics import LAW_SAMPLES, engine_noise, gaussian_law_checks, pushforward_moments
 
 DIFFUSION = "minilean.models.diffusion"
@@ -504,7 +507,7 @@ def ddpm_posterior(check, betas, x0, x_t):
         # amplified by 1 / (1 - alpha_bar_t) at most
         schedule = gamma(2 * len(betas) + 8, numpy.float64) / (1 - mp(alpha_bar[t]))
         check.close(host(computed_mean), [mean], gamma(8, dtype) * magnitude
-                    + schedule * magnitude, f"mean ({dtype.__name__})")
+                    + schedule * magnitude + underflow(8, dtype), f"mean ({dtype.__name__})")
         check.close(computed_variance, variance, schedule * variance * 4, "variance")
         x = engine([x_t], dtype)
         eps = engine([0.5], dtype)
@@ -579,7 +582,7 @@ def _ddim_eta_one_reference(check, alpha_bar, t, x, eps, noise, t_prev=None, eta
     def bounds(dtype):
         return [gamma(12, dtype) * (signal + direction * e + mpmath.sqrt(sigma2) * z)
                 + direction_error * e + sigma_error * mpmath.sqrt(sigma2) * z
-                for signal, e, z in magnitudes]
+                + underflow(12, dtype) for signal, e, z in magnitudes]
     return expected, bounds
 
 
@@ -670,7 +673,8 @@ def ddpm_step_posterior(check, betas, t, x, eps, noise):
         # dtype), two products, a sum; sqrt(v) (four float64 roundings and the square root,
         # rounded to dtype), a product and the last sum: at most 12 roundings in dtype and 12
         # in float64 on any path
-        bounds = [(gamma(12, dtype) + gamma(12, numpy.float64)) * m for m in magnitudes]
+        bounds = [(gamma(12, dtype) + gamma(12, numpy.float64)) * m + underflow(12, dtype)
+                  for m in magnitudes]
         check.close(computed, expected, bounds, f"posterior step ({dtype.__name__})")
         if t > 0:
             # the two steps differ by both roundings and by the schedule's: ddim_step carries
@@ -767,13 +771,14 @@ def sampler_step_clip(check, betas, t, ddim_t, t_prev, eta, x, eps, noise):
         computed = host(diffusion.ddpm_step(betas, engine(x, dtype), t, engine(eps, dtype),
                                             engine(noise, dtype), clip=True))
         check.close(computed, values, [(gamma(12, dtype) + gamma(12, numpy.float64)) * m
-                                       for m in magnitudes], f"DDPM step ({dtype.__name__})")
+                                       + underflow(12, dtype) for m in magnitudes],
+                    f"DDPM step ({dtype.__name__})")
         computed = host(diffusion.ddim_step(alpha_bar, engine(x, dtype), ddim_t, t_prev,
                                             engine(eps, dtype), eta=eta,
                                             noise=engine(noise, dtype), clip=True))
         bounds = [gamma(12, dtype) * (signal + direction * e + mpmath.sqrt(sigma2) * z)
                   + direction_error * e + sigma_error * mpmath.sqrt(sigma2) * z
-                  for signal, e, z in ddim_terms]
+                  + underflow(12, dtype) for signal, e, z in ddim_terms]
         check.close(computed, ddim_values, bounds, f"DDIM step, eta = {eta} ({dtype.__name__})")
 
 

@@ -53,13 +53,15 @@ def _engine_terms(alpha_bar, x0, t, eps, dtype):
 
 
 # error bounds of the engine's x_t (q_sample: coefficients 3, product 1, sum 1 -> gamma_5;
-# the existing forwardGaussian_isGaussian allows gamma_7) and v (the same count, gamma_5)
+# the existing forwardGaussian_isGaussian allows gamma_7) and v (the same count, gamma_5),
+# each plus the underflow of its two products in the dtype (tiny x0 or eps: s x0 ~ 1e-40 in
+# float32 is subnormal, its rounding absolute, not relative)
 def _xt_error(s, n, x0, eps, dtype):
-    return gamma(7, dtype) * (s * abs(x0) + n * abs(eps))
+    return gamma(7, dtype) * (s * abs(x0) + n * abs(eps)) + underflow(2, dtype)
 
 
 def _v_error(s, n, x0, eps, dtype):
-    return gamma(5, dtype) * (s * abs(eps) + n * abs(x0))
+    return gamma(5, dtype) * (s * abs(eps) + n * abs(x0)) + underflow(2, dtype)
 
 
 def _carried_errors(xt_weight, v_weight, s, n, x0, eps, dtype):
@@ -122,7 +124,8 @@ def eps_from_v(check, betas, t, x0, eps, c):
             eps_hat = host(eps_model(x_t, int(step)))
             xs, vs = mp(host(x_t)), mp(host(v))
             exact_on_engine = [n * a + s * b for a, b in zip(xs, vs)]
-            own = [gamma(5, dtype) * (n * abs(a) + s * abs(b)) for a, b in zip(xs, vs)]
+            own = [gamma(5, dtype) * (n * abs(a) + s * abs(b)) + underflow(2, dtype)
+                   for a, b in zip(xs, vs)]
             check.close(eps_hat, exact_on_engine, own,
                         f"eps_hat = sqrt(1-a) x_t + sqrt(a) v, t = {step} ({dtype.__name__})")
             carried = [o + inherited for o, inherited in
