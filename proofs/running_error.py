@@ -10,7 +10,10 @@ not even second-order terms), for operands a, b within e_a, e_b of their exact v
 
 * a +- b: e_a + e_b;  a b: |a| e_b + |b| e_a + e_a e_b;
   a / b: (|b| e_a + |a| e_b) / (|b| (|b| - e_b)) (infinite unless e_b < |b|);
-  sqrt(q): e_q / sqrt(q) (since |sqrt q' - sqrt q| = |q' - q| / (sqrt q' + sqrt q));
+  sqrt(q): min(e_q / sqrt(q), sqrt(e_q)) (since |sqrt q' - sqrt q| = |q' - q| / (sqrt q' +
+  sqrt q), at most sqrt |q' - q|: the smaller where q is below its error, as Adam's v ~ 1e-80
+  of a float32 square that underflowed, error ~1e-45, whose e_q / sqrt(q) ~ 1e-5 swamped
+  the eps ~1e-8 added next and left the update's bound infinite);
   and then the operation's own rounding, gamma_1 (|exact result| + that error), plus the
   smallest subnormal (gradual underflow);
 * a sum of n terms, in any order (pairwise, BLAS, a product with a vector of ones): the terms'
@@ -93,7 +96,8 @@ class Carried:
 
     def sqrt(self):
         root = mpmath.sqrt(self.value)
-        return self._rounded(root, self.error / root if root > 0 else mpmath.sqrt(self.error))
+        held = mpmath.sqrt(self.error)  # |sqrt q' - sqrt q| <= sqrt |q' - q|, always
+        return self._rounded(root, min(self.error / root, held) if root > 0 else held)
 
     def sigmoid(self):
         """``tail_accurate_sigmoid``: 2 library calls and 2 roundings, relative to sigma."""

@@ -546,7 +546,7 @@ def visible_statistics_value(check, patches, prediction, hidden):
             pixels = [v for i, row in enumerate(patches[n]) if not hidden[n, i] for v in mp(row)]
             size = len(pixels)
             mu = mpmath.fsum(pixels) / size
-            # plus the underflow of k roundings: a mean of tiny pixels (~1e-41) is subnormal
+            # plus the underflow of k roundings (pixels that nearly cancel: a subnormal mean)
             e_mu = gamma(k + 1, dtype) * mpmath.fsum(abs(v) for v in pixels) / size \
                 + underflow(k, dtype)
             variance = mpmath.fsum((v - mu) ** 2 for v in pixels) / size
@@ -560,6 +560,7 @@ def visible_statistics_value(check, patches, prediction, hidden):
             check.close(std[n], mpmath.sqrt(variance + eps), e_sd,
                         f"std of image {n} ({dtype.__name__})")
             exact = [p * sd + mu for p in mp(prediction[n])]
+            # p sd of a tiny p (1e-38 sd ~ 1e-41) is subnormal in float32: 2 underflows more
             bounds = [abs(p) * e_sd + e_mu + gamma(2, dtype) * (abs(p) * sd + abs(mu))
                       + underflow(2, dtype) for p in mp(prediction[n])]
             check.close(back[n].reshape(-1), exact, bounds,
