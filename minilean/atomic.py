@@ -139,7 +139,10 @@ def write_together(contents):
     written and synced to disk in its temporary file before the first is renamed, so that a
     failure while writing (a full disk, Ctrl-C) leaves all the old files, never new ones beside
     old ones. Only the renames, one after the other in the order of ``contents``, are not one
-    step: put last the file that describes the others (a manifest)."""
+    step: put last the file that describes the others (a manifest). The temporaries an earlier
+    write of these files left when killed are removed first."""
+    for path in contents:
+        remove_leftovers_of(path)
     with contextlib.ExitStack() as renames:  # on leaving: renamed last opened first
         for path, data in reversed(contents.items()):
             file = renames.enter_context(atomic_open(path, "wb"))

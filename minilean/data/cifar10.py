@@ -173,8 +173,7 @@ def prepare(root="data/real", limit_train=None, limit_test=None, url=None, expec
     opener = opener or urllib.request.urlopen
     archive = os.path.join(root, ARCHIVE_NAME)
     paths = output_paths(root)
-    for path in (archive, *paths.values()):  # of a download or write killed mid-way
-        atomic.remove_leftovers_of(path)
+    atomic.remove_leftovers_of(archive)  # of a download killed mid-way
     if os.path.exists(archive) and md5_of(archive) == expected_md5:
         log(f"reusing verified {archive}")
     else:

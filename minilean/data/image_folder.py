@@ -215,7 +215,5 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
     if y_output is not None:
         outputs[y_output] = atomic.npy_bytes(numpy.array(labels, numpy.int64))
     outputs[manifest_file] = atomic.json_text(manifest).encode("utf-8")
-    for path in outputs:  # the temporary files of a conversion to them killed mid-way
-        atomic.remove_leftovers_of(path)
     atomic.write_together(outputs)
     return manifest
