@@ -593,6 +593,9 @@ DIFFUSION = Command(
                  "samples to [-1, 1]"),
             Flag("n_samples", 128, "images to sample (the grid shows 64) and to measure "
                  "FD-classifier on", low=1),
+            Flag("sample_batch", 256, "images through the network at once while sampling "
+                 "(its memory grows with this, not with --n-samples; the samples do not "
+                 "depend on it)", low=1),
             Flag("evaluate", True, "measure FD-classifier of the samples (trains a small "
                  "classifier once, cached)"),
             Flag("sample_ppm", None, "also write the sample grid to this PPM path",

@@ -737,7 +737,9 @@ def check_fused_clipping_in_a_graph_clips_its_own_gradients():
 def check_graph_sampling_replays_the_network(capsys, fast=False):
     """``--cuda-graph`` sampling: the network runs in Python twice (warm-up and capture), the
     other DDIM steps are replays that read each step's timestep, and the samples are those of
-    the plain network; a network that cannot be captured runs as it is, after a note."""
+    the plain network, in batches too (``--sample-batch``: a graph for each batch shape, and
+    each replay's output kept before the next overwrites it); a network that cannot be
+    captured runs as it is, after a note."""
     from minilean.models.unet import UNet
     from minilean.train.diffusion import GraphNetwork
 
@@ -748,7 +750,7 @@ def check_graph_sampling_replays_the_network(capsys, fast=False):
         model.eval()
         alpha_bar = D.alpha_bars(D.make_betas("cosine", 20))
         timesteps = D.respaced_timesteps(20, 5)
-        x_T = minilean.tensor(numpy.random.default_rng(3).standard_normal((2, 3, 8, 8))
+        x_T = minilean.tensor(numpy.random.default_rng(3).standard_normal((5, 3, 8, 8))
                               .astype(numpy.float32), device="cuda")
         calls = []
 
@@ -768,6 +770,11 @@ def check_graph_sampling_replays_the_network(capsys, fast=False):
             # close, not equal: the graph's products come from matmul.cu, summed in another
             # order, and DDIM's 1/sqrt(alpha_bar) at high noise amplifies that
             numpy.testing.assert_allclose(graph, plain, rtol=1e-3, atol=1e-3)
+            calls.clear()
+            batched = D.ddim_sample(D.in_batches(GraphNetwork(counted), 2), alpha_bar, x_T,
+                                    timesteps).numpy()
+            assert len(calls) == 4 and capsys.readouterr().err == ""  # two shapes: 2 (twice) and 1
+            numpy.testing.assert_allclose(batched, plain, rtol=1e-3, atol=1e-3)
             calls.clear()
             fallback = D.ddim_sample(GraphNetwork(reads_a_host_number), alpha_bar, x_T,
                                      timesteps).numpy()

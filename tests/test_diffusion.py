@@ -274,6 +274,28 @@ def test_samplers_run_on_tensors_with_clipping(start):
     assert final.numpy().max() <= 1.0 and final.numpy().min() >= -1.0
 
 
+def test_in_batches_gives_the_network_at_most_a_batch_and_joins_its_rows_in_order():
+    from minilean.models.unet import UNet
+    ml.manual_seed(0)
+    network = UNet(3, 4)
+    network.eval()
+    x = ml.tensor(numpy.random.default_rng(1).standard_normal((5, 3, 8, 8)).astype(numpy.float32))
+    rows_seen = []
+
+    def counted(x, t):
+        rows_seen.append(x.shape[0])
+        return network(x, t)
+
+    with ml.no_grad():
+        whole = network(x, 7).numpy()
+        batched = D.in_batches(counted, 2)(x, 7)
+    assert rows_seen == [2, 2, 1]
+    assert isinstance(batched, ml.Tensor) and batched.dtype == numpy.float32
+    # GroupNorm and attention look within an image, so each row is its own; the products'
+    # shapes differ, hence close rather than equal
+    numpy.testing.assert_allclose(batched.numpy(), whole, rtol=1e-5, atol=1e-6)
+
+
 def test_pf_ode_rhs_and_euler_step_formulas():
     x, eps = numpy.array([1.0, -2.0]), numpy.array([0.5, 0.25])
     numpy.testing.assert_allclose(D.pf_ode_rhs(x, eps, 0.4, 0.5), -0.2 * (x - eps / 0.5))

@@ -405,6 +405,27 @@ class ContinuousSchedule:
                                        self.sigma(t))
 
 
+def in_batches(network, batch_size):
+    """``network(x, t)`` run on at most ``batch_size`` rows of x at a time, for sampling (no
+    gradients), ``t`` one timestep for all rows (as the samplers call it).
+
+    The network's activations are then held for one batch at a time, not for all of x: a
+    sampler's memory grows with the number of samples only through x itself. Each row's result
+    does not depend on the other rows of its batch, so the samples do not depend on
+    ``batch_size`` (up to the rounding of products of other shapes).
+    """
+    def network_in_batches(x, t):
+        result = None
+        for start in range(0, x.shape[0], batch_size):
+            rows = slice(start, start + batch_size)
+            part = network(Tensor(x.data[rows]), t).data
+            if result is None:
+                result = array_module(part).empty(x.shape[:1] + part.shape[1:], part.dtype)
+            result[rows] = part  # copied at once: a graph replay overwrites its output
+        return Tensor(result)
+    return network_in_batches
+
+
 def timesteps_for_batch(t, batch_size):
     """Timesteps as a float64 array of shape (B,): one number for all, or one each. A number
     gives a host array; an array or Tensor of timesteps stays where it lives."""

@@ -90,30 +90,31 @@ class GraphNetwork:
     CUDA graph: ``--cuda-graph`` sampling, where each step otherwise launches the network's
     hundred-odd kernels from Python.
 
-    Captured at the first call, for that call's x. The timestep goes in as an input array of
-    per-example timesteps, so each replay reads it (a number would be baked into the graph as
-    it was at the capture). Each call returns the graph's output array, which the next call
-    overwrites: the samplers use it before they call again. A network that cannot be captured
-    runs as it is, after a one-line note.
+    Captured at the first call for each shape of x (``--sample-batch`` makes two: the full
+    batches and the last). The timestep goes in as an input array of per-example timesteps,
+    so each replay reads it (a number would be baked into the graph as it was at the
+    capture). Each call returns the graph's output array, which the next call of that shape
+    overwrites: the samplers use it before they call again. A network that cannot be
+    captured runs as it is, after a one-line note.
     """
 
     def __init__(self, network):
-        self.network, self.replay = network, None
+        self.network, self.replays = network, {}
 
     def _run(self, x, times):
         return self.network(Tensor(x), times).data
 
     def __call__(self, x, t):
         times = D.timesteps_for_batch(t, x.shape[0])
-        if self.replay is None:
+        if x.shape not in self.replays:
             from minilean.cuda.graph import CapturedCall, GraphCaptureError
             try:
-                self.replay = CapturedCall(self._run, (x.data, times))
+                self.replays[x.shape] = CapturedCall(self._run, (x.data, times))
             except GraphCaptureError as error:
                 print(f"minilean: --cuda-graph: sampling without a graph: {error}",
                       file=sys.stderr)
-                self.replay = self._run
-        return Tensor(self.replay(x.data, times))
+                self.replays[x.shape] = self._run
+        return Tensor(self.replays[x.shape](x.data, times))
 
 
 def sample(eps_model, config, betas, x_T):
@@ -227,6 +228,8 @@ def write_images(config, model, emas, betas, dataset, run_dir):
 
     with averaged:  # (the graph reads the parameters' arrays, which hold the averages here)
         sampler_network = GraphNetwork(model) if uses_graph(config) else model
+        if config.n_samples > config.sample_batch:
+            sampler_network = D.in_batches(sampler_network, config.sample_batch)
         images = sample(eps_model(sampler_network), config, betas, x_T).numpy()
         reconstruction = _reconstruct(config, eps_model(model), betas, dataset) \
             if config.noisy_ppm or config.reconstruct_ppm else None

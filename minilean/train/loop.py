@@ -145,8 +145,8 @@ def check_batch_fits(batch_size, rows, what):
 def check_samples_fit(n_samples, image_shape):
     """--n-samples is refused before training when its float32 samples alone would pass the
     cap on arrays made in memory at once (``GENERATED_BYTES_CAP``): found when sampling, the
-    lack of memory would end the run after its training. (Sampling also holds the network's
-    activations for every sample at once, so less than this may not fit either.)"""
+    lack of memory would end the run after its training. (A sampler holds a few arrays of
+    that size, and the network's activations for ``--sample-batch`` samples.)"""
     sample_bytes = 4 * math.prod(image_shape)
     most = GENERATED_BYTES_CAP // sample_bytes
     if n_samples > most:
