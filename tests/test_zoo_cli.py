@@ -544,13 +544,15 @@ def test_the_vae_draws_no_noise_from_the_device_generator(tmp_path, monkeypatch)
     assert json.loads((tmp_path / "summary.json").read_text())["iw_samples"] == 3
 
 
-DEFINING = {  # per command, the flags that define its model, each with a value not the saved one
+DEFINING = {  # per command, the flags that define its model or objective, each with a value not
+    # the saved one
     "vae": {"arch": "mlp", "hidden": 16, "latent": 4},
-    "vqvae": {"codes": 8, "code_dim": 4, "hidden": 8, "ema_codebook": True, "decay": 0.9},
+    "vqvae": {"codes": 8, "code_dim": 4, "hidden": 8, "ema_codebook": True, "decay": 0.9,
+              "restart_every": 7},
     "gan": {"latent": 4, "hidden": 8, "d_steps": 2},
     "autoencoder": {"arch": "conv", "hidden": 8, "latent": 4},
     "mae": {"patch_size": 8, "width": 32, "depth": 1, "heads": 2, "decoder_width": 16,
-            "decoder_depth": 2, "per_patch_norm": True},
+            "decoder_depth": 2, "per_patch_norm": True, "mask": "block", "mask_ratio": 0.5},
     "diffusion": {"arch": "residual", "hidden_c": 8, "T": 20, "schedule": "linear",
                   "beta_start": 0.001, "beta_end": 0.05, "ema": 0.9, "prediction": "eps"},
 }
