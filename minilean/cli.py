@@ -157,10 +157,12 @@ def training_flags(**defaults):
         Flag("batch_size", 32, "images per step", low=1),
         Flag("ema", 0.999, "decay of the exponential moving average of the weights used for "
              "sampling (0 disables it)", low=0, high=1, high_open=True),
-        Flag("log_every", None, "write a metrics line every N steps (default: steps/100)",
-             kind=int, low=1),
-        Flag("checkpoint_every", None, "write a checkpoint every N steps (default: steps/4; "
-             "a final one is always written)", kind=int, low=1),
+        Flag("log_every", None, "write a metrics line, the mean of the steps since the one "
+             "before, every N steps (default: --steps/100; on --resume, of the new --steps "
+             "from the resumed step on, as a run of that many steps would)", kind=int, low=1),
+        Flag("checkpoint_every", None, "write a checkpoint every N steps (default: --steps/4, "
+             "on --resume of the new --steps; a final one is always written)", kind=int,
+             low=1),
     ]).with_defaults(**defaults)
 
 

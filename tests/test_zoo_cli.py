@@ -432,6 +432,37 @@ def test_a_run_resumed_to_its_checkpoints_step_off_the_interval_logs_that_step(t
     assert logged() == whole and [step for step, _ in whole] == [2, 3]
 
 
+def test_default_intervals_follow_the_steps_of_the_resume_from_its_step_on(tmp_path,
+                                                                           monkeypatch):
+    """A run of 100 steps (a line every step, a checkpoint every 25) resumed with --steps 200
+    logs and checkpoints from step 100 on as a fresh run of 200 does (every 2 and every 50),
+    with the same numbers; the lines before stay as they were written, so every line is the
+    mean of the steps since the one before it."""
+    saved, save = [], TrainState.save
+
+    def recorded_save(state, run_dir):
+        saved.append((run_dir, state.step))
+        save(state, run_dir)
+    monkeypatch.setattr(TrainState, "save", recorded_save)
+    flags = [flag for flag in TINY if not flag.startswith("--steps")] + [
+        "--arch=mlp", "--hidden=4", "--latent=2"]
+    main(["autoencoder", *flags, "--steps=100", f"--out={tmp_path / 'split'}"])
+    main(["autoencoder", "--steps=200", f"--resume={tmp_path / 'split'}", "--progress=false"])
+    main(["autoencoder", *flags, "--steps=200", f"--out={tmp_path / 'whole'}"])
+
+    def logged(run):
+        return [(record["step"], record["loss"])
+                for record in read_metrics(tmp_path / run / "metrics.jsonl")]
+
+    def checkpoints(run):
+        return [step for run_dir, step in saved if run_dir == str(tmp_path / run)]
+    split, whole = logged("split"), logged("whole")
+    assert [step for step, _ in split] == [*range(1, 101), *range(102, 201, 2)]
+    assert split[100:] == whole[50:] and [step for step, _ in whole] == [*range(2, 201, 2)]
+    assert checkpoints("split") == [25, 50, 75, 100, 150, 200]
+    assert checkpoints("whole") == [50, 100, 150, 200]
+
+
 def test_resume_trains_with_the_lr_it_is_given(tmp_path):
     """As diffusion does: a checkpoint holds the optimizer's lr, and --lr on --resume wins."""
     flags = [*TINY, "--log-every=1", "--hidden=8", "--latent=2"]  # 2 steps
