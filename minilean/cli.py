@@ -157,10 +157,12 @@ def training_flags(**defaults):
         Flag("batch_size", 32, "images per step", low=1),
         Flag("ema", 0.999, "decay of the exponential moving average of the weights used for "
              "sampling (0 disables it)", low=0, high=1, high_open=True),
-        Flag("log_every", None, "write a metrics line every N steps (default: steps/100)",
-             kind=int, low=1),
-        Flag("checkpoint_every", None, "write a checkpoint every N steps (default: steps/4; "
-             "a final one is always written)", kind=int, low=1),
+        Flag("log_every", None, "write a metrics line, the mean of the steps since the one "
+             "before, every N steps (default: --steps/100; on --resume, of the new --steps "
+             "from the resumed step on, as a run of that many steps would)", kind=int, low=1),
+        Flag("checkpoint_every", None, "write a checkpoint every N steps (default: --steps/4, "
+             "on --resume of the new --steps; a final one is always written)", kind=int,
+             low=1),
     ]).with_defaults(**defaults)
 
 
@@ -223,8 +225,12 @@ class Command:
         if sum(len(group.flags) for group in self.groups) != len(self.flags):
             raise ValueError(f"command {name!r} declares a flag twice")
 
-    def parse(self, positional, given):
-        """Check every given flag and return the full config (defaults filled in)."""
+    def parse(self, positional, given, texts=None):
+        """Check every given flag and return the full config (defaults filled in).
+
+        ``given``: fire's reading of each flag; ``texts``: what was typed for them, where known
+        (``Flag.parse`` reads an integer from the text, which fire may have rounded)."""
+        texts = texts or {}
         if positional:
             raise FlagError(_unexpected_argument(positional[0], self.name))
         for name in given:
@@ -239,7 +245,8 @@ class Command:
             if value is False and flag.kind is not bool:
                 raise _negated_value_flag(flag)
         config = types.SimpleNamespace(**{
-            name: flag.parse(given[name]) if name in given else flag.default
+            name: flag.parse(given[name], text=texts.get(name)) if name in given
+            else flag.default
             for name, flag in self.flags.items()})
         config.given_flags = sorted(given)  # what the user typed (a resumed run keeps these)
         config.command = self.name  # saved in config.json: --resume refuses another's run
@@ -295,10 +302,11 @@ class Command:
                 lines.append(f"      {flag.help}; {flag.allowed()}")
         return "\n".join(lines)
 
-    def fire_function(self):
-        """The function fire calls: it takes anything, and ``run_command`` checks it."""
+    def fire_function(self, texts=None):
+        """The function fire calls: it takes anything, and ``run_command`` checks it (with
+        ``texts``, the words typed for the flags)."""
         def command(*positional, **flags):
-            run_command(self, positional, flags)
+            run_command(self, positional, flags, texts)
         command.__name__ = self.name.split()[-1].replace("-", "_")
         command.__doc__ = self.summary
         return command
@@ -408,13 +416,13 @@ def _stop_signals():
             signal.signal(number, handler)
 
 
-def run_command(command, positional, flags):
+def run_command(command, positional, flags, texts=None):
     """Check the flags, run the command, and turn expected errors into one line + exit code."""
     try:
         if flags.keys() & {"help", "h"}:
             print(command.help_text())
             return
-        config = command.parse(positional, flags)
+        config = command.parse(positional, flags, texts)
         # a loss that overflows is reported by the NaN guard, in one line that names the step;
         # NumPy would first print a warning and a source line per overflowing operation
         with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"), _stop_signals():
@@ -456,15 +464,16 @@ def command_from_function(function, name=None):
                    [FlagGroup(name, list(flags))])
 
 
-def guard(component, name):
+def guard(component, name, texts=None):
     """Wrap a fire-style function, or every public method of an object (recursively), so it
-    gets the same flag checks as a declared ``Command``; ``name`` is its command path."""
+    gets the same flag checks as a declared ``Command``; ``name`` is its command path,
+    ``texts`` the words typed for the flags."""
     if inspect.isfunction(component) or inspect.ismethod(component):
-        return command_from_function(component, name).fire_function()
+        return command_from_function(component, name).fire_function(texts)
     members = {member: getattr(component, member) for member in dir(component)
                if not member.startswith("_")}
     namespace = types.SimpleNamespace(**{
-        member: guard(value, f"{name} {member.replace('_', '-')}")
+        member: guard(value, f"{name} {member.replace('_', '-')}", texts)
         for member, value in members.items() if callable(value) or hasattr(value, "__dict__")})
     namespace.__doc__ = inspect.getdoc(component)
     return namespace
@@ -776,12 +785,13 @@ COMMANDS = [DIFFUSION, EVALUATE, PROOFS, VAE, VQVAE, GAN, AUTOENCODER, MAE]
 GROUPS = {"data": "minilean.data.commands:DataCommands"}
 
 
-def components():
-    """What fire sees: every command, plus the groups."""
-    found = {command.name: command.fire_function() for command in COMMANDS}
+def components(texts=None):
+    """What fire sees: every command, plus the groups (``texts``: the words typed for the
+    flags)."""
+    found = {command.name: command.fire_function(texts) for command in COMMANDS}
     for name, target in GROUPS.items():
         group = _load(target)
-        found[name] = guard(group() if inspect.isclass(group) else group, name)
+        found[name] = guard(group() if inspect.isclass(group) else group, name, texts)
     return found
 
 
@@ -790,21 +800,27 @@ def _is_flag(token):
     return token.startswith("--") or re.match(r"-[a-zA-Z]", token) is not None
 
 
-def _flag_names(argv):
-    """The name each flag token sets, as fire reads them: without its leading dashes, however
-    many (``-steps`` and ``---steps`` set steps too); ``--noNAME`` with no value after it sets
-    NAME (to false), so ``--progress --noprogress`` names progress twice; a flag declared
-    under its own name (diffusion's ``--noisy-ppm``) is never a negation."""
+def _typed_flags(argv):
+    """(name, text) for each flag token: the name it sets and the word typed as its value
+    (None for none), as fire reads them: the name without its leading dashes, however many
+    (``-steps`` and ``---steps`` set steps too); the value after ``=`` or in the next word
+    when that is no flag; ``--noNAME`` with no value after it sets NAME (to false), so
+    ``--progress --noprogress`` names progress twice; a flag declared under its own name
+    (diffusion's ``--noisy-ppm``) is never a negation."""
     declared = {name for command in COMMANDS for name in command.flags}
-    names = []
+    flags = []
     for index, token in enumerate(argv):
         if not _is_flag(token):
             continue
-        key = token.lstrip("-").split("=")[0].replace("-", "_")
-        negated = "=" not in token and key.startswith("no") and key not in declared and (
-            index + 1 == len(argv) or _is_flag(argv[index + 1]))
-        names.append(key[2:] if negated else key)
-    return names
+        key, equals, text = token.lstrip("-").partition("=")
+        key = key.replace("-", "_")
+        alone = not equals and (index + 1 == len(argv) or _is_flag(argv[index + 1]))
+        if alone:
+            negated = key.startswith("no") and key not in declared
+            flags.append((key[2:] if negated else key, None))
+        else:
+            flags.append((key, text if equals else argv[index + 1]))
+    return flags
 
 
 def _command_path_problem(found, argv):
@@ -852,12 +868,13 @@ def main(argv=None):
 
     os.environ.setdefault("PAGER", "cat")  # fire pages help through less on a terminal
     argv = sys.argv[1:] if argv is None else list(argv)
-    found = components()
+    flags = _typed_flags(argv)
+    found = components({name: text for name, text in flags if text is not None})
     problem = _command_path_problem(found, argv)
     if problem:
         print(problem, file=sys.stderr)
         sys.exit(2)
-    given = _flag_names(argv)
+    given = [name for name, _ in flags]
     repeated = sorted({name for name in given if given.count(name) > 1})
     if repeated:  # fire keeps the last value of a repeated flag without a word
         command = itertools.takewhile(lambda word: not word.startswith("-"), argv)

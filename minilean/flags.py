@@ -6,23 +6,23 @@ take flag values (the data commands, ``load_dataset``) check theirs with it too
 
 Two sources of values, one set of rules. python-fire hands over what the user typed, parsed
 loosely (``--cpu=false`` is the text 'false', ``--seed 007`` a text, ``--steps 1e3`` a float),
-and ``parse`` reads those as the kind. A Python caller's value is ``typed``: it must already be
-of the kind, because an API that turned ``x='off'`` into "no file" or ``'32'`` into 32 would
-hide the caller's bug instead of naming it. A path may be a ``pathlib.Path`` (any
-``os.PathLike`` of text): it is checked, and handed on, as its text.
+and ``parse`` reads those as the kind; an integer flag whose word fire read as a float reads
+the word itself (fire reads ``1e-400`` as 0.0, a whole float). A Python caller's value is
+``typed``: it must already be of the kind, because an API that turned ``x='off'`` into "no
+file" or ``'32'`` into 32 would hide the caller's bug instead of naming it. A path may be a
+``pathlib.Path`` (any ``os.PathLike`` of text): it is checked, and handed on, as its text.
 """
+import decimal
 import functools
 import inspect
 import math
 import os
-import re
 from pathlib import Path
 
 from minilean.errors import flag_error
 
 _TRUE_WORDS, _FALSE_WORDS = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 _NONE_WORDS = ("none", "null", "false", "off")  # --log=off: TorchLean's way to say "no file"
-_INTEGER_TEXT = re.compile(r"[+-]?\d+(_\d+)*")
 
 
 class Flag:
@@ -75,11 +75,17 @@ class Flag:
                 text += " " + " and ".join(bounds)
         return text + (" or none" if self.optional else "")
 
-    def parse(self, value, typed=False):
+    def parse(self, value, typed=False, text=None):
         """The checked value of this flag, or a ``FlagError`` naming it.
 
-        ``value`` is what fire made of the user's text; ``typed``: a Python caller's value,
-        which must already be of the kind (see the module docstring)."""
+        ``value`` is what fire made of the user's text, ``text`` that text where it is known
+        (the command line's word); ``typed``: a Python caller's value, which must already be
+        of the kind (see the module docstring)."""
+        if self.kind is int and isinstance(value, float) and value.is_integer() \
+                and text is not None:
+            # fire rounds what it reads as a float (1e-400 to 0.0, 1.0000000000000001 to 1.0):
+            # whether an integer was typed, and which, only the text says
+            value = text
         none_word = not typed and isinstance(value, str) and value.lower() in _NONE_WORDS
         # A path flag that cannot be none refuses the none-words too: taken as a name, they
         # would make a file or folder called 'none' where the user asked for none.
@@ -145,13 +151,10 @@ def _convert(kind, value, typed):
     if kind is int:
         if isinstance(value, int):
             return value
-        if isinstance(value, float) and value.is_integer():  # --steps 1e3
+        if isinstance(value, float) and value.is_integer():  # --steps 1e3, its text unknown
             return int(value)
-        if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value):  # fire keeps '007' a text
-            try:
-                return int(value)
-            except ValueError:  # more digits than Python turns into an int (4300)
-                return _INVALID
+        if isinstance(value, str):  # fire keeps '007' and ' 5' texts
+            return _whole_number(value)
         return _INVALID
     if kind is float:
         try:
@@ -170,6 +173,22 @@ def _convert(kind, value, typed):
         # shows) would arrive as is and make a folder named ~ in the working directory
         value = os.path.expanduser(value)
     return value if isinstance(value, str) and value.strip() else _INVALID  # not blank
+
+
+def _whole_number(text):
+    """The integer ``text`` writes exactly, read as Python's ``int`` and ``float`` read numbers
+    (whitespace around it, ``_`` between digits: ' 5', '007', '1_000'), with a point or an
+    exponent too ('2.0', '1e3'); ``_INVALID`` for any other text ('2.5', '1e-400')."""
+    try:
+        float(text)  # a number's syntax (Decimal alone would take '1__0')
+        number = decimal.Decimal(text)
+    except (ValueError, decimal.InvalidOperation):
+        return _INVALID
+    if not number.is_finite() or number != number.to_integral_value():
+        return _INVALID
+    # more digits than Python's int() reads from a text (4300) are refused as int() refuses
+    # them; built as an int, 1e999999999 would take minutes
+    return int(number) if number.adjusted() < 4300 else _INVALID
 
 
 def _within(value, flag):

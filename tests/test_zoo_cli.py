@@ -432,6 +432,37 @@ def test_a_run_resumed_to_its_checkpoints_step_off_the_interval_logs_that_step(t
     assert logged() == whole and [step for step, _ in whole] == [2, 3]
 
 
+def test_default_intervals_follow_the_steps_of_the_resume_from_its_step_on(tmp_path,
+                                                                           monkeypatch):
+    """A run of 100 steps (a line every step, a checkpoint every 25) resumed with --steps 200
+    logs and checkpoints from step 100 on as a fresh run of 200 does (every 2 and every 50),
+    with the same numbers; the lines before stay as they were written, so every line is the
+    mean of the steps since the one before it."""
+    saved, save = [], TrainState.save
+
+    def recorded_save(state, run_dir):
+        saved.append((run_dir, state.step))
+        save(state, run_dir)
+    monkeypatch.setattr(TrainState, "save", recorded_save)
+    flags = [flag for flag in TINY if not flag.startswith("--steps")] + [
+        "--arch=mlp", "--hidden=4", "--latent=2"]
+    main(["autoencoder", *flags, "--steps=100", f"--out={tmp_path / 'split'}"])
+    main(["autoencoder", "--steps=200", f"--resume={tmp_path / 'split'}", "--progress=false"])
+    main(["autoencoder", *flags, "--steps=200", f"--out={tmp_path / 'whole'}"])
+
+    def logged(run):
+        return [(record["step"], record["loss"])
+                for record in read_metrics(tmp_path / run / "metrics.jsonl")]
+
+    def checkpoints(run):
+        return [step for run_dir, step in saved if run_dir == str(tmp_path / run)]
+    split, whole = logged("split"), logged("whole")
+    assert [step for step, _ in split] == [*range(1, 101), *range(102, 201, 2)]
+    assert split[100:] == whole[50:] and [step for step, _ in whole] == [*range(2, 201, 2)]
+    assert checkpoints("split") == [25, 50, 75, 100, 150, 200]
+    assert checkpoints("whole") == [50, 100, 150, 200]
+
+
 def test_resume_trains_with_the_lr_it_is_given(tmp_path):
     """As diffusion does: a checkpoint holds the optimizer's lr, and --lr on --resume wins."""
     flags = [*TINY, "--log-every=1", "--hidden=8", "--latent=2"]  # 2 steps
@@ -544,13 +575,15 @@ def test_the_vae_draws_no_noise_from_the_device_generator(tmp_path, monkeypatch)
     assert json.loads((tmp_path / "summary.json").read_text())["iw_samples"] == 3
 
 
-DEFINING = {  # per command, the flags that define its model, each with a value not the saved one
+DEFINING = {  # per command, the flags that define its model or objective, each with a value not
+    # the saved one
     "vae": {"arch": "mlp", "hidden": 16, "latent": 4},
-    "vqvae": {"codes": 8, "code_dim": 4, "hidden": 8, "ema_codebook": True, "decay": 0.9},
+    "vqvae": {"codes": 8, "code_dim": 4, "hidden": 8, "ema_codebook": True, "decay": 0.9,
+              "restart_every": 7},
     "gan": {"latent": 4, "hidden": 8, "d_steps": 2},
     "autoencoder": {"arch": "conv", "hidden": 8, "latent": 4},
     "mae": {"patch_size": 8, "width": 32, "depth": 1, "heads": 2, "decoder_width": 16,
-            "decoder_depth": 2, "per_patch_norm": True},
+            "decoder_depth": 2, "per_patch_norm": True, "mask": "block", "mask_ratio": 0.5},
     "diffusion": {"arch": "residual", "hidden_c": 8, "T": 20, "schedule": "linear",
                   "beta_start": 0.001, "beta_end": 0.05, "ema": 0.9, "prediction": "eps"},
 }

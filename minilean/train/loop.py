@@ -130,9 +130,15 @@ def check_halved_twice(config, image_shape, network):
     checked with the flags) before the run directory is written."""
     height, width = image_shape[1:]
     if height % 4 or width % 4:
-        source = f"--x {config.x}" if config.x else f"dataset {config.dataset!r}"
-        raise ValueError(f"{source}: images are {height}x{width}; {network} needs a height and "
-                         f"width that are multiples of 4 (it halves them twice)")
+        raise ValueError(f"{data_in_errors(config)}: images are {height}x{width}; {network} "
+                         f"needs a height and width that are multiples of 4 (it halves them "
+                         f"twice)")
+
+
+def data_in_errors(config):
+    """The run's data as an error names them: ``--x PATH``, as every --x error starts, else
+    the dataset."""
+    return f"--x {config.x}" if config.x else f"dataset {config.dataset!r}"
 
 
 def check_batch_fits(batch_size, rows, what):

@@ -13,9 +13,11 @@ from minilean.optim import Adam, minimize
 from minilean.train import zoo_run
 from minilean.train.loop import LOCKED_DATA_FLAGS
 
-# What defines the model and its data: a resumed run must keep these.
+# What defines the model, its objective and its data: a resumed run must keep these. The mask
+# is the objective's (the loss covers the patches it hides) and the summary names it: changed
+# mid-run, the summary would describe a training that did not happen.
 LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("patch_size", "width", "depth", "heads", "decoder_width",
-                                    "decoder_depth", "per_patch_norm")
+                                    "decoder_depth", "per_patch_norm", "mask", "mask_ratio")
 
 
 def run(config):

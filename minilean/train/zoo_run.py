@@ -19,8 +19,9 @@ from minilean.data.images import save_grid_everywhere
 from minilean.data.loader import Loader
 from minilean.data.streams import Purpose, stream
 from minilean.train.loop import (TrainState, check_batch_fits, check_halved_twice,
-                                 data_source, default_interval, open_run, prepare_device,
-                                 run_config, start_line, summary_line, train, write_trainlog)
+                                 data_in_errors, data_source, default_interval, open_run,
+                                 prepare_device, run_config, start_line, summary_line, train,
+                                 write_trainlog)
 
 HELD_OUT_SHARE, MAX_HELD_OUT = 0.1, 1000
 
@@ -98,8 +99,9 @@ def start(config, locked, value_range):
                         seed=config.seed)
     rows = numpy.asarray(data.x)
     if len(rows) < 2:
-        raise ValueError(f"the dataset has {len(rows)} row(s); a run needs at least 2 "
-                         f"(training and held-out)")
+        kept = "" if config.n_total is None else f" (--n-total {config.n_total})"
+        raise ValueError(f"{data_in_errors(config)}: {len(rows)} row(s){kept}; a run needs at "
+                         f"least 2 (training and held-out)")
     order = stream(config.seed, Purpose.HELD_OUT_SPLIT).permutation(len(rows))
     split = len(rows) - held_out_count(len(rows))
     train_rows, held_out_rows = rows[order[:split]], rows[order[split:]]
