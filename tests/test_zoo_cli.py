@@ -577,9 +577,9 @@ def test_the_vae_draws_no_noise_from_the_device_generator(tmp_path, monkeypatch)
 
 DEFINING = {  # per command, the flags that define its model or objective, each with a value not
     # the saved one
-    "vae": {"arch": "mlp", "hidden": 16, "latent": 4},
+    "vae": {"arch": "mlp", "hidden": 16, "latent": 4, "beta": 0.5},
     "vqvae": {"codes": 8, "code_dim": 4, "hidden": 8, "ema_codebook": True, "decay": 0.9,
-              "restart_every": 7},
+              "restart_every": 7, "beta": 0.5},
     "gan": {"latent": 4, "hidden": 8, "d_steps": 2},
     "autoencoder": {"arch": "conv", "hidden": 8, "latent": 4},
     "mae": {"patch_size": 8, "width": 32, "depth": 1, "heads": 2, "decoder_width": 16,

@@ -10,8 +10,10 @@ from minilean.optim import Adam, minimize
 from minilean.train import zoo_run
 from minilean.train.loop import LOCKED_DATA_FLAGS
 
-# What defines the model and its data: a resumed run must keep these.
-LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("arch", "hidden", "latent")
+# What defines the model, its objective and its data: a resumed run must keep these (its
+# logged loss would change meaning mid-run, and config.json would say every step had the new
+# --beta).
+LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("arch", "hidden", "latent", "beta")
 EVAL_CHUNK = 100  # held-out images per forward pass while evaluating
 
 
