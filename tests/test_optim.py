@@ -57,6 +57,52 @@ def test_optimizers_match_torch(name, settings):
                                       atol=1e-12)
 
 
+@pytest.mark.parametrize("name, settings", [CONFIGS[1], CONFIGS[4], CONFIGS[6]])
+def test_lr_set_through_param_groups_changes_the_step_as_torch(name, settings):
+    """``for group in optimizer.param_groups: group["lr"] = ...`` (how PyTorch code sets the
+    rate by hand) was an AttributeError: minilean's optimizers had no param_groups."""
+    torch = pytest.importorskip("torch")
+    results = []
+    for library in (ml, torch):
+        params = [library.tensor(value.copy(), requires_grad=True) for value in START]
+        optimizer = getattr(library.optim, name)(params, **settings)
+        for step, grads in enumerate(GRADIENT_STEPS):
+            if step == 2:
+                for group in optimizer.param_groups:
+                    group["lr"] = settings["lr"] / 4
+            for param, grad in zip(params, grads):
+                param.grad = library.tensor(grad)
+            optimizer.step()
+        results.append([param.detach().numpy() for param in params])
+    for mine, reference in zip(*results):
+        numpy.testing.assert_allclose(mine, reference, rtol=1e-10, atol=1e-12)
+
+
+def test_param_groups_hold_the_one_setting_that_lr_and_the_scheduler_change():
+    params = [nn.Parameter(ml.ones(2)), nn.Parameter(ml.ones(3))]
+    optimizer = optim.AdamW(params, lr=0.1, betas=(0.5, 0.9))
+    (group,) = optimizer.param_groups
+    assert group["params"] == params
+    assert {key: group[key] for key in ("lr", "betas", "eps", "weight_decay")} == {
+        "lr": 0.1, "betas": (0.5, 0.9), "eps": 1e-8, "weight_decay": 0.01}
+    group["lr"] = 0.4  # before the scheduler: its base rate, as PyTorch's LambdaLR takes it
+    assert optimizer.lr == 0.4 and optimizer.state_dict()["hyperparameters"]["lr"] == 0.4
+    scheduler = optim.LambdaLR(optimizer, lambda step: 1 / (step + 1))
+    scheduler.step()
+    assert group["lr"] == optimizer.lr == scheduler.get_last_lr() == 0.2
+    optimizer.lr = 0.3
+    assert group["lr"] == 0.3
+
+
+def test_parameter_groups_given_as_dicts_are_refused_by_name():
+    model = nn.Linear(2, 1)
+    groups = [{"params": [model.weight]}, {"params": [model.bias], "lr": 0.0}]
+    with pytest.raises(TypeError, match=r"^SGD takes one list of parameters, got a parameter "
+                                        r"group \(dict\) at 0: groups with their own "
+                                        r"hyperparameters are not supported"):
+        optim.SGD(groups, lr=0.1)
+
+
 def _scalar_run(make, grads):
     param = nn.Parameter(ml.tensor([1.0], dtype=numpy.float64))
     optimizer = make([param])
