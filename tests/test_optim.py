@@ -227,6 +227,22 @@ def test_zero_grad_set_to_none_false_keeps_zeros_that_still_take_a_step_as_torch
         numpy.testing.assert_allclose(mine, reference, rtol=1e-6)
 
 
+@pytest.mark.parametrize("zero_grad_of", ["optimizer", "module"])
+def test_zero_grad_set_to_none_false_zeroes_the_held_gradient_in_place_as_torch(zero_grad_of):
+    """``zero_grad(set_to_none=False)`` put new zero gradients in place of the old ones, so a
+    gradient held from before kept its values; PyTorch zeroes the gradient there in place."""
+    torch = pytest.importorskip("torch")
+    for library in (ml, torch):
+        model = library.nn.Linear(3, 1)
+        optimizer = library.optim.SGD(model.parameters(), lr=0.1)
+        model(library.ones(2, 3)).sum().backward()
+        held = [param.grad for param in model.parameters()]
+        arrays = [grad.data for grad in held]
+        (optimizer if zero_grad_of == "optimizer" else model).zero_grad(set_to_none=False)
+        assert all(param.grad is grad for param, grad in zip(model.parameters(), held))
+        assert all((array == 0).all() for array in arrays)
+
+
 def test_minimize_steps_on_the_fresh_gradient_and_returns_the_loss_detached():
     param = nn.Parameter(ml.tensor([1.0, 2.0], dtype="float64"))
     optimizer = optim.SGD([param], lr=0.1)
