@@ -384,13 +384,16 @@ def test_clip_grad_norm_takes_one_tensor():
                                   rtol=1e-5)
 
 
-def test_clip_grad_norm_matches_torch():
+@pytest.mark.parametrize("where", ["optim", "nn.utils"])
+def test_clip_grad_norm_matches_torch(where):
+    """Also as PyTorch code calls it, ``nn.utils.clip_grad_norm_`` (an AttributeError before)."""
     torch = pytest.importorskip("torch")
+    clip = optim.clip_grad_norm_ if where == "optim" else ml.nn.utils.clip_grad_norm_
     params = [nn.Parameter(ml.tensor(value.copy())) for value in START]
     theirs = [torch.tensor(value, requires_grad=True) for value in START]
     for mine, reference, grad in zip(params, theirs, GRADIENT_STEPS[0]):
         mine.grad, reference.grad = ml.tensor(grad), torch.tensor(grad)
-    norm = optim.clip_grad_norm_(params, 0.5).item()
+    norm = clip(params, 0.5).item()
     assert norm == pytest.approx(torch.nn.utils.clip_grad_norm_(theirs, 0.5).item(), rel=1e-12)
     for mine, reference in zip(params, theirs):
         numpy.testing.assert_allclose(mine.grad.numpy(), reference.grad.numpy(), rtol=1e-10)
