@@ -503,6 +503,15 @@ def test_default_init_is_seeded_and_within_pytorch_bounds():
     assert bound * 0.8 < numpy.abs(transposed.weight.numpy()).max() <= bound
 
 
+def test_constant_init_takes_its_value_as_val_as_torch():
+    """PyTorch names the fill value ``val``; minilean's ``value`` made ported calls TypeErrors."""
+    torch = pytest.importorskip("torch")
+    filled = [library.nn.init.constant_(library.nn.Linear(3, 2).weight, val=0.25).detach().numpy()
+              for library in (ml, torch)]
+    numpy.testing.assert_array_equal(filled[0], filled[1])
+    numpy.testing.assert_array_equal(filled[0], numpy.full((2, 3), 0.25, numpy.float32))
+
+
 def test_init_statistics_match_their_formulas():
     weight = nn.Parameter(ml.zeros(400, 300))
     nn.init.kaiming_normal_(weight, nonlinearity="relu")
