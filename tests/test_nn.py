@@ -415,6 +415,16 @@ def test_repr_shows_the_tree():
         "MultiheadAttention(embed_dim=4, num_heads=2, dropout=0.0, batch_first=False"
 
 
+def test_module_list_of_none_is_empty_as_torch():
+    """``ModuleList(None)`` (PyTorch's default argument, passed on by wrappers) was a TypeError."""
+    torch = pytest.importorskip("torch")
+    for library in (ml, torch):
+        layers = library.nn.ModuleList(None)
+        assert len(layers) == 0 and list(layers.parameters()) == []
+        layers.append(library.nn.Linear(1, 1))
+        assert len(list(layers.parameters())) == 2
+
+
 def test_module_list_indexing_and_errors():
     layers = nn.ModuleList([nn.Linear(1, 1) for _ in range(3)])
     assert len(layers) == 3 and layers[-1] is list(layers)[2] and len(layers[1:]) == 2
