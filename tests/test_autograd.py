@@ -86,6 +86,51 @@ def test_no_grad_records_nothing_and_enable_grad_records_inside_it():
         y.backward()
 
 
+def test_a_grad_mode_may_be_entered_again_also_inside_itself():
+    """A ``no_grad()`` kept and entered twice was an error (a one-shot generator context, as
+    PyTorch's before 2.0). Each exit restores the mode its own entry found: PyTorch 2.13's,
+    entered inside itself, leaves grad off after the outer exit."""
+    x = ml.randn(3, requires_grad=True)
+    for mode, inner in ((ml.no_grad(), ml.enable_grad()), (ml.enable_grad(), ml.no_grad())):
+        with inner:
+            outside = ml.is_grad_enabled()
+            for _ in range(2):
+                with mode:
+                    with mode:
+                        assert ml.is_grad_enabled() == mode.enabled
+                    assert (x * 2).requires_grad == mode.enabled
+                assert ml.is_grad_enabled() == outside
+    assert ml.is_grad_enabled()
+
+
+@pytest.mark.parametrize("parentheses", [False, True])
+def test_grad_modes_decorate_with_or_without_parentheses(parentheses):
+    """``@ml.no_grad`` without parentheses (which PyTorch 2 accepts) was a TypeError."""
+    def decorate(mode):
+        return mode() if parentheses else mode
+
+    @decorate(ml.no_grad)
+    def sample(x, fail=False):
+        """Twice x."""
+        if fail:
+            raise ValueError("stop")
+        return x * 2, ml.is_grad_enabled()
+
+    @decorate(ml.enable_grad)
+    def recorded(x):
+        return (x * 2).requires_grad
+
+    x = ml.ones(3, requires_grad=True)
+    y, enabled = sample(x)
+    assert not y.requires_grad and not enabled and ml.is_grad_enabled()
+    assert sample.__name__ == "sample" and sample.__doc__ == "Twice x."
+    with pytest.raises(ValueError, match="^stop$"):
+        sample(x, fail=True)
+    assert ml.is_grad_enabled()
+    with ml.no_grad():
+        assert recorded(x) and not ml.is_grad_enabled()
+
+
 def test_inputs_that_need_no_gradient_get_none():
     x, constant = ml.randn(2, 3, requires_grad=True), ml.randn(2, 3)
     (x * constant).sum().backward()

@@ -302,6 +302,28 @@ def test_scalar_operands_are_filled_on_the_device_not_copied_there(fake_cuda):
     numpy.testing.assert_allclose(z.numpy(), x.numpy() * [1.0, 2.0, 3.0], rtol=1e-6)
 
 
+def test_cuda_is_available_is_the_backends_probe(fake_cuda, monkeypatch):
+    """PyTorch's ``torch.cuda.is_available()`` was missing; it answers what device "cuda" does."""
+    assert minilean.cuda.is_available() is True
+    minilean.zeros(1, device="cuda")
+    monkeypatch.setattr(minilean.backend, "_cuda_problem", "device 'cuda' needs CuPy")
+    assert minilean.cuda.is_available() is False
+    with pytest.raises(minilean.DeviceError, match="^device 'cuda' needs CuPy$"):
+        minilean.zeros(1, device="cuda")
+
+
+def test_zero_grad_zeroes_device_gradients_in_place_without_a_copy(fake_cuda):
+    model = minilean.nn.Linear(3, 2).to("cuda")
+    model(minilean.ones(4, 3, device="cuda")).sum().backward()
+    arrays = [param.grad.data for param in model.parameters()]
+    fake_cupy.transfers.reset()
+    model.zero_grad(set_to_none=False)
+    assert (fake_cupy.transfers.to_host, fake_cupy.transfers.to_device) == (0, 0)
+    for param, array in zip(model.parameters(), arrays):
+        assert param.grad.data is array and isinstance(array, fake_cuda.ndarray)
+        numpy.testing.assert_array_equal(array.get(), numpy.zeros(array.shape))
+
+
 # --- every op, forward and backward --------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(OPS))

@@ -415,6 +415,16 @@ def test_repr_shows_the_tree():
         "MultiheadAttention(embed_dim=4, num_heads=2, dropout=0.0, batch_first=False"
 
 
+def test_module_list_of_none_is_empty_as_torch():
+    """``ModuleList(None)`` (PyTorch's default argument, passed on by wrappers) was a TypeError."""
+    torch = pytest.importorskip("torch")
+    for library in (ml, torch):
+        layers = library.nn.ModuleList(None)
+        assert len(layers) == 0 and list(layers.parameters()) == []
+        layers.append(library.nn.Linear(1, 1))
+        assert len(list(layers.parameters())) == 2
+
+
 def test_module_list_indexing_and_errors():
     layers = nn.ModuleList([nn.Linear(1, 1) for _ in range(3)])
     assert len(layers) == 3 and layers[-1] is list(layers)[2] and len(layers[1:]) == 2
@@ -501,6 +511,15 @@ def test_default_init_is_seeded_and_within_pytorch_bounds():
     assert transposed.weight.shape == (4, 6, 3, 3)
     bound = 1 / math.sqrt(6 * 9)
     assert bound * 0.8 < numpy.abs(transposed.weight.numpy()).max() <= bound
+
+
+def test_constant_init_takes_its_value_as_val_as_torch():
+    """PyTorch names the fill value ``val``; minilean's ``value`` made ported calls TypeErrors."""
+    torch = pytest.importorskip("torch")
+    filled = [library.nn.init.constant_(library.nn.Linear(3, 2).weight, val=0.25).detach().numpy()
+              for library in (ml, torch)]
+    numpy.testing.assert_array_equal(filled[0], filled[1])
+    numpy.testing.assert_array_equal(filled[0], numpy.full((2, 3), 0.25, numpy.float32))
 
 
 def test_init_statistics_match_their_formulas():

@@ -639,9 +639,13 @@ def test_ops_pytorch_refuses_on_bool_tensors_are_refused(name, expression):
 
 
 @pytest.mark.parametrize("expression", [lambda lib, m: m ** 2, lambda lib, m: 2 ** m,
-                                        lambda lib, m: m ** 2.0])
+                                        lambda lib, m: m ** 2.0, lambda lib, m: m ** True,
+                                        lambda lib, m: m ** False])
 def test_a_power_with_one_bool_operand_is_computed_as_in_pytorch(expression):
+    """A bool tensor to a Python bool power is a bool tensor in PyTorch (mask ** True was
+    refused as a power of two bools, which a bool tensor exponent still is)."""
     check_integer_edge_against_torch(expression, np.array([True, False]))
+    check_integer_edge_against_torch(expression, np.array(True))
 
 
 def test_integer_to_a_negative_integer_power_is_refused():

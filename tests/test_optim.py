@@ -57,6 +57,52 @@ def test_optimizers_match_torch(name, settings):
                                       atol=1e-12)
 
 
+@pytest.mark.parametrize("name, settings", [CONFIGS[1], CONFIGS[4], CONFIGS[6]])
+def test_lr_set_through_param_groups_changes_the_step_as_torch(name, settings):
+    """``for group in optimizer.param_groups: group["lr"] = ...`` (how PyTorch code sets the
+    rate by hand) was an AttributeError: minilean's optimizers had no param_groups."""
+    torch = pytest.importorskip("torch")
+    results = []
+    for library in (ml, torch):
+        params = [library.tensor(value.copy(), requires_grad=True) for value in START]
+        optimizer = getattr(library.optim, name)(params, **settings)
+        for step, grads in enumerate(GRADIENT_STEPS):
+            if step == 2:
+                for group in optimizer.param_groups:
+                    group["lr"] = settings["lr"] / 4
+            for param, grad in zip(params, grads):
+                param.grad = library.tensor(grad)
+            optimizer.step()
+        results.append([param.detach().numpy() for param in params])
+    for mine, reference in zip(*results):
+        numpy.testing.assert_allclose(mine, reference, rtol=1e-10, atol=1e-12)
+
+
+def test_param_groups_hold_the_one_setting_that_lr_and_the_scheduler_change():
+    params = [nn.Parameter(ml.ones(2)), nn.Parameter(ml.ones(3))]
+    optimizer = optim.AdamW(params, lr=0.1, betas=(0.5, 0.9))
+    (group,) = optimizer.param_groups
+    assert group["params"] == params
+    assert {key: group[key] for key in ("lr", "betas", "eps", "weight_decay")} == {
+        "lr": 0.1, "betas": (0.5, 0.9), "eps": 1e-8, "weight_decay": 0.01}
+    group["lr"] = 0.4  # before the scheduler: its base rate, as PyTorch's LambdaLR takes it
+    assert optimizer.lr == 0.4 and optimizer.state_dict()["hyperparameters"]["lr"] == 0.4
+    scheduler = optim.LambdaLR(optimizer, lambda step: 1 / (step + 1))
+    scheduler.step()
+    assert group["lr"] == optimizer.lr == scheduler.get_last_lr() == 0.2
+    optimizer.lr = 0.3
+    assert group["lr"] == 0.3
+
+
+def test_parameter_groups_given_as_dicts_are_refused_by_name():
+    model = nn.Linear(2, 1)
+    groups = [{"params": [model.weight]}, {"params": [model.bias], "lr": 0.0}]
+    with pytest.raises(TypeError, match=r"^SGD takes one list of parameters, got a parameter "
+                                        r"group \(dict\) at 0: groups with their own "
+                                        r"hyperparameters are not supported"):
+        optim.SGD(groups, lr=0.1)
+
+
 def _scalar_run(make, grads):
     param = nn.Parameter(ml.tensor([1.0], dtype=numpy.float64))
     optimizer = make([param])
@@ -179,6 +225,22 @@ def test_zero_grad_set_to_none_false_keeps_zeros_that_still_take_a_step_as_torch
             numpy.testing.assert_array_equal(grad.numpy(), their_grad.numpy())
     for mine, reference in zip(ours, theirs):
         numpy.testing.assert_allclose(mine, reference, rtol=1e-6)
+
+
+@pytest.mark.parametrize("zero_grad_of", ["optimizer", "module"])
+def test_zero_grad_set_to_none_false_zeroes_the_held_gradient_in_place_as_torch(zero_grad_of):
+    """``zero_grad(set_to_none=False)`` put new zero gradients in place of the old ones, so a
+    gradient held from before kept its values; PyTorch zeroes the gradient there in place."""
+    torch = pytest.importorskip("torch")
+    for library in (ml, torch):
+        model = library.nn.Linear(3, 1)
+        optimizer = library.optim.SGD(model.parameters(), lr=0.1)
+        model(library.ones(2, 3)).sum().backward()
+        held = [param.grad for param in model.parameters()]
+        arrays = [grad.data for grad in held]
+        (optimizer if zero_grad_of == "optimizer" else model).zero_grad(set_to_none=False)
+        assert all(param.grad is grad for param, grad in zip(model.parameters(), held))
+        assert all((array == 0).all() for array in arrays)
 
 
 def test_minimize_steps_on_the_fresh_gradient_and_returns_the_loss_detached():
@@ -322,13 +384,16 @@ def test_clip_grad_norm_takes_one_tensor():
                                   rtol=1e-5)
 
 
-def test_clip_grad_norm_matches_torch():
+@pytest.mark.parametrize("where", ["optim", "nn.utils"])
+def test_clip_grad_norm_matches_torch(where):
+    """Also as PyTorch code calls it, ``nn.utils.clip_grad_norm_`` (an AttributeError before)."""
     torch = pytest.importorskip("torch")
+    clip = optim.clip_grad_norm_ if where == "optim" else ml.nn.utils.clip_grad_norm_
     params = [nn.Parameter(ml.tensor(value.copy())) for value in START]
     theirs = [torch.tensor(value, requires_grad=True) for value in START]
     for mine, reference, grad in zip(params, theirs, GRADIENT_STEPS[0]):
         mine.grad, reference.grad = ml.tensor(grad), torch.tensor(grad)
-    norm = optim.clip_grad_norm_(params, 0.5).item()
+    norm = clip(params, 0.5).item()
     assert norm == pytest.approx(torch.nn.utils.clip_grad_norm_(theirs, 0.5).item(), rel=1e-12)
     for mine, reference in zip(params, theirs):
         numpy.testing.assert_allclose(mine.grad.numpy(), reference.grad.numpy(), rtol=1e-10)

@@ -222,6 +222,9 @@ def pow(a, b):
             and b < 0):  # not wrapped into the dtype as other integer scalars are
         raise ValueError(f"an integer tensor to the power {b}: integers to negative integer "
                          f"powers are not allowed (as in PyTorch); convert it to float first")
+    if isinstance(a, Tensor) and a.dtype.kind == "b" and isinstance(b, bool):
+        # PyTorch's bool: mask ** True is mask, mask ** False all True (x^1 = x, x^0 = 1)
+        return Tensor._wrap(a.data.copy() if b else a.xp.ones_like(a.data), False)
     a, b = as_tensors(a, b)
     if a.dtype.kind == b.dtype.kind == "b":  # NumPy gives int8; one bool (mask ** 2) is fine
         refuse_bool("a bool exponent in the power", a)

@@ -13,6 +13,7 @@ says which op each fast Function replaces. ``graph.py`` captures a whole call (a
 step's forward and backward) as one CUDA graph for ``--cuda-graph``. Nothing here imports
 CuPy until a kernel runs.
 """
+from minilean.backend import cuda_available as is_available  # PyTorch's torch.cuda.is_available
 from minilean.cuda import registry
 
 

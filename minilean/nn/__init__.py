@@ -1,5 +1,6 @@
-"""minilean.nn: Module and Parameter, the layers, their functional forms and initialisers."""
-from minilean.nn import functional, init
+"""minilean.nn: Module and Parameter, the layers, their functional forms and initialisers, and
+``utils`` (``clip_grad_norm_``, where PyTorch keeps it)."""
+from minilean.nn import functional, init, utils
 from minilean.nn.activation import (GELU, Flatten, Identity, LeakyReLU, ReLU, Sigmoid, SiLU,
                                     Softmax, Tanh)
 from minilean.nn.attention import MultiheadAttention
@@ -16,4 +17,4 @@ __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "Linear", "Conv2d"
            "ConvTranspose2d", "LayerNorm", "GroupNorm", "Embedding", "Dropout",
            "MultiheadAttention", "ReLU", "SiLU", "GELU", "Sigmoid", "Tanh", "LeakyReLU",
            "Softmax", "Identity", "Flatten", "CrossEntropyLoss", "MSELoss", "functional",
-           "init"]
+           "init", "utils"]

@@ -5,10 +5,9 @@ from minilean.nn.module import Module
 class ModuleList(Module):
     """A list of modules whose parameters the parent sees (a plain list would hide them)."""
 
-    def __init__(self, modules=()):
+    def __init__(self, modules=None):  # None: empty, as PyTorch's ModuleList(None)
         super().__init__()
-        for module in modules:
-            self.append(module)
+        self.extend(() if modules is None else modules)
 
     def append(self, module):
         if not isinstance(module, Module):

@@ -27,8 +27,9 @@ def normal_(tensor, mean=0.0, std=1.0):
     return _fill(tensor, mean + std * backend.generator(tensor.device).standard_normal(tensor.shape))
 
 
-def constant_(tensor, value):
-    tensor.data[...] = value
+def constant_(tensor, val):
+    """Fill with ``val`` (PyTorch's name for it, so ``constant_(w, val=0.1)`` ports)."""
+    tensor.data[...] = val
     return tensor
 
 

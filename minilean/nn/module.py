@@ -291,13 +291,14 @@ class Module:
 
 def zero_grads(params, set_to_none=True):
     """Forget the gradients of ``params``: ``grad = None`` (PyTorch's default), or with
-    ``set_to_none=False`` a gradient of zeros where there was one (the next backward adds to
-    it; an optimizer then still steps such a parameter, with its momentum and decay)."""
+    ``set_to_none=False`` the gradient there was filled with zeros in place, as PyTorch does
+    (a reference held to it sees the zeros; the next backward adds to it; an optimizer then
+    still steps such a parameter, with its momentum and decay)."""
     for param in params:
         if set_to_none or param.grad is None:
             param.grad = None
         else:
-            param.grad = Tensor._wrap(param.xp.zeros_like(param.grad.data), False)
+            param.grad.data[...] = 0
 
 
 def _moved(array, device, dtype):

@@ -1,4 +1,5 @@
-"""Optimizer: what SGD and Adam share (the parameter list, per-parameter state, saving).
+"""Optimizer: what SGD and Adam share (the parameter list, its one parameter group of
+hyperparameters, per-parameter state, saving).
 
 How a step runs, and the hook for fused CUDA kernels
 ----------------------------------------------------
@@ -62,6 +63,11 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
         first_index = {}
         for index, param in enumerate(self.params):
+            if isinstance(param, dict):
+                raise TypeError(f"{type(self).__name__} takes one list of parameters, got a "
+                                f"parameter group (dict) at {index}: groups with their own "
+                                f"hyperparameters are not supported (make one optimizer per "
+                                f"group)")
             if not isinstance(param, Tensor) or not param.requires_grad:
                 raise TypeError(f"{type(self).__name__}: parameter {index} is not a tensor "
                                 f"that requires grad")
@@ -72,12 +78,26 @@ class Optimizer:
                                  f"{first_index[id(param)]} again; expected each parameter once")
             first_index[id(param)] = index
         self.hyperparameter_names = tuple(hyperparameters)
-        for name, value in hyperparameters.items():
-            setattr(self, name, value)
+        # PyTorch's param_groups, with its one group: the hyperparameters are kept there alone
+        # and ``optimizer.lr`` reads and writes them (__getattr__, __setattr__), so that
+        # ``group["lr"] = x``, ``optimizer.lr = x`` and LambdaLR change the one setting
+        self.param_groups = [{"params": self.params, **hyperparameters}]
         # per-parameter state arrays (momentum, moments), one list per name, aligned with params
         self.state = {name: [param.xp.zeros_like(param.data) for param in self.params]
                       for name in state_names}
         self.step_count = 0
+
+    def __getattr__(self, name):  # only called when normal lookup fails
+        groups = self.__dict__.get("param_groups")
+        if groups and name in self.hyperparameter_names:
+            return groups[0][name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        if name in self.__dict__.get("hyperparameter_names", ()):
+            self.param_groups[0][name] = value
+        else:
+            object.__setattr__(self, name, value)
 
     @staticmethod
     def checked(**hyperparameters):

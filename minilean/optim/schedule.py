@@ -1,7 +1,9 @@
 """Learning-rate schedules: factors as plain functions of the step, and a small scheduler.
 
 ``LambdaLR(optimizer, factor)`` sets ``optimizer.lr = base_lr * factor(step)`` each time its
-``step()`` is called (once per optimizer step), as PyTorch's LambdaLR does.
+``step()`` is called (once per optimizer step), as PyTorch's LambdaLR does: that is the "lr"
+of the optimizer's one parameter group (``optimizer.param_groups[0]["lr"]``): a rate set
+there before the scheduler is made is its base rate, one set after is replaced at its next step.
 """
 import functools
 import math
