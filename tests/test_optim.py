@@ -89,7 +89,7 @@ def test_param_groups_hold_the_one_setting_that_lr_and_the_scheduler_change():
     assert optimizer.lr == 0.4 and optimizer.state_dict()["hyperparameters"]["lr"] == 0.4
     scheduler = optim.LambdaLR(optimizer, lambda step: 1 / (step + 1))
     scheduler.step()
-    assert group["lr"] == optimizer.lr == scheduler.get_last_lr() == 0.2
+    assert group["lr"] == optimizer.lr == 0.2 and scheduler.get_last_lr() == [0.2]
     optimizer.lr = 0.3
     assert group["lr"] == 0.3
 
@@ -560,17 +560,23 @@ def test_scheduler_sets_the_optimizer_lr_and_matches_torch_lambda_lr():
     numpy.testing.assert_allclose(lrs, expected)
     restored = optim.warmup_cosine_scheduler(optim.Adam([param], lr=0.2), 2, 6)
     restored.load_state_dict(scheduler.state_dict())
-    assert restored.get_last_lr() == pytest.approx(lrs[-1])
+    assert restored.get_last_lr() == pytest.approx([lrs[-1]])
     torch = pytest.importorskip("torch")
     their_optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.2)
     theirs = torch.optim.lr_scheduler.LambdaLR(
-        their_optimizer, lambda step: optim.warmup_cosine(step, 2, 6))
-    their_lrs = [their_optimizer.param_groups[0]["lr"]]
+        their_optimizer, lr_lambda=lambda step: optim.warmup_cosine(step, 2, 6))
+    ours = optim.LambdaLR(optim.Adam([param], lr=0.2),
+                          lr_lambda=lambda step: optim.warmup_cosine(step, 2, 6))
+    their_lrs, our_last = [their_optimizer.param_groups[0]["lr"]], [ours.get_last_lr()]
     for _ in range(7):
         their_optimizer.step()
         theirs.step()
+        ours.step()
         their_lrs.append(their_optimizer.param_groups[0]["lr"])
+        our_last.append(ours.get_last_lr())
     numpy.testing.assert_allclose(lrs, their_lrs)
+    assert all(type(last) is list and len(last) == 1 for last in our_last)  # as theirs
+    numpy.testing.assert_allclose([last[0] for last in our_last], their_lrs)
 
 
 def test_a_refused_state_leaves_the_optimizer_the_ema_and_the_module_as_they_were():

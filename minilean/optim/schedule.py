@@ -1,6 +1,6 @@
 """Learning-rate schedules: factors as plain functions of the step, and a small scheduler.
 
-``LambdaLR(optimizer, factor)`` sets ``optimizer.lr = base_lr * factor(step)`` each time its
+``LambdaLR(optimizer, lr_lambda)`` sets ``optimizer.lr = base_lr * lr_lambda(step)`` each time its
 ``step()`` is called (once per optimizer step), as PyTorch's LambdaLR does: that is the "lr"
 of the optimizer's one parameter group (``optimizer.param_groups[0]["lr"]``): a rate set
 there before the scheduler is made is its base rate, one set after is replaced at its next step.
@@ -30,19 +30,22 @@ def warmup_cosine(step, warmup_steps, total_steps, min_factor=0.0):
 
 
 class LambdaLR:
-    def __init__(self, optimizer, factor):
+    """PyTorch's names: ``lr_lambda`` is the factor of the base rate at each step, and
+    ``get_last_lr()`` a list with one rate per parameter group (one here)."""
+
+    def __init__(self, optimizer, lr_lambda):
         self.optimizer = optimizer
-        self.factor = factor
+        self.lr_lambda = lr_lambda
         self.base_lr = optimizer.lr
         self.last_step = 0
-        optimizer.lr = self.base_lr * factor(0)
+        optimizer.lr = self.base_lr * lr_lambda(0)
 
     def step(self):
         self.last_step += 1
-        self.optimizer.lr = self.base_lr * self.factor(self.last_step)
+        self.optimizer.lr = self.base_lr * self.lr_lambda(self.last_step)
 
     def get_last_lr(self):
-        return self.optimizer.lr
+        return [self.optimizer.lr]
 
     def state_dict(self):
         return {"base_lr": self.base_lr, "last_step": self.last_step}
@@ -50,7 +53,7 @@ class LambdaLR:
     def load_state_dict(self, state_dict):
         self.base_lr = float(state_dict["base_lr"])
         self.last_step = int(state_dict["last_step"])
-        self.optimizer.lr = self.base_lr * self.factor(self.last_step)
+        self.optimizer.lr = self.base_lr * self.lr_lambda(self.last_step)
 
 
 def warmup_cosine_scheduler(optimizer, warmup_steps, total_steps, min_factor=0.0):
