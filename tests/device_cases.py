@@ -432,6 +432,18 @@ def check_broadcast_gradients_are_summed_by_kernel(monkeypatch, rng):
         assert len(launched) == sums, (name, launched)
 
 
+def check_zero_grad_zeroes_device_gradients_in_place():
+    """``zero_grad(set_to_none=False)`` writes zeros into each gradient's own device array, as
+    PyTorch does (a reference held to it sees them); returns the model for further checks."""
+    model = minilean.nn.Linear(3, 2).to("cuda")
+    model(minilean.ones(4, 3, device="cuda")).sum().backward()
+    arrays = [param.grad.data for param in model.parameters()]
+    model.zero_grad(set_to_none=False)
+    for param, array in zip(model.parameters(), arrays):
+        assert param.grad.data is array and param.grad.device == "cuda"
+        numpy.testing.assert_array_equal(array.get(), numpy.zeros(array.shape))
+
+
 def check_fast_kernels_are_used():
     """With the fast kernels on, "cuda" ops record the fast Functions."""
     from minilean.cuda import activations, im2col, noising, softmax

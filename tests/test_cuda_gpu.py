@@ -30,6 +30,7 @@ from device_cases import (FRESH_GRAD_CASES, MIXED_DTYPE_OPS, MODEL_COMMAND_RUNS,
                           check_fast_kernels_train_like_plain,
                           check_graph_sampling_replays_the_network,
                           check_model_command_runs_on_cuda, check_op_on_cuda_matches_cpu,
+                          check_zero_grad_zeroes_device_gradients_in_place,
                           copies_in_each_cli_step, diffusion_step_parts,
                           run_fresh_grad_case)
 from kernel_cases import KernelCases
@@ -55,6 +56,10 @@ class TestKernels(KernelCases):
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_engine_op_on_cuda_matches_cpu(rng, name, fast):
     check_op_on_cuda_matches_cpu(name, rng, fast)
+
+
+def test_zero_grad_zeroes_device_gradients_in_place():
+    check_zero_grad_zeroes_device_gradients_in_place()
 
 
 def test_fast_kernels_are_actually_used():
