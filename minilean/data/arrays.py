@@ -40,9 +40,10 @@ DATA_FLAGS = (
          f"generate N, at most {GENERATED_BYTES_CAP // 2**30} GiB of them)", kind=int, low=1),
     Flag("image_size", 32, "side of the builtin and digits images in pixels (digits: a "
          "multiple of 8)", low=builtin.MIN_IMAGE_SIZE, high=builtin.MAX_IMAGE_SIZE),
-    Flag("data_root", "data/real", "folder of the downloaded datasets, cifar10 and imagenet64 "
-         "(where data download --root put them); a run saves it as an absolute path, so "
-         "--resume finds the data from any working folder", kind=Path),
+    Flag("data_root", "data/real", "folder of the datasets cifar10 (ROOT/cifar10/, where data "
+         "download --root ROOT puts it) and imagenet64 (ROOT/imagenet64/imagenet64_train_X.npy "
+         "and _y.npy); a run saves it as an absolute path, so --resume finds the data from any "
+         "working folder", kind=Path),
 )
 NPY_MAGIC, ZIP_MAGIC = numpy.lib.format.MAGIC_PREFIX, b"PK\x03\x04"  # how .npy, .npz begin
 DEFAULT_N_TOTAL = 10_000  # rows generated for the procedural datasets (builtin, ring8)
