@@ -595,7 +595,9 @@ DIFFUSION = Command(
         FlagGroup("sampling", [
             Flag("sampler", "ddpm", "reverse process: ddpm (ancestral), ddim or pf-euler "
                  "(probability-flow ODE, Euler)", choices=("ddpm", "ddim", "pf-euler")),
-            Flag("sample_steps", 50, "sampler steps (ddim/pf-euler; ddpm uses all T)", low=1),
+            Flag("sample_steps", 50, "sampler steps: ddim takes that many of the T timesteps "
+                 "(all T when it is T or more), pf-euler that many Euler steps; ddpm uses all "
+                 "T", low=1),
             Flag("eta", 0.0, "DDIM noise scale: 0 deterministic, 1 DDPM-like", low=0),
             Flag("clip", True, "ddpm and ddim (and the reconstruction): clip each step's "
                  "predicted x0 to [-1, 1]; pf-euler, which predicts no x0: clamp the final "
