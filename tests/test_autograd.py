@@ -103,6 +103,32 @@ def test_a_grad_mode_may_be_entered_again_also_inside_itself():
     assert ml.is_grad_enabled()
 
 
+def test_each_thread_has_its_own_grad_mode_on_at_its_start():
+    """As PyTorch's: a thread started inside a ``no_grad`` block records, and a ``no_grad``
+    block in a thread leaves the thread that started it recording."""
+    import threading
+    x = ml.ones(3, requires_grad=True)
+    seen = {}
+    inside, go_on = threading.Event(), threading.Event()
+
+    def other():
+        seen["at its start"] = (x * 2).requires_grad
+        with ml.no_grad():
+            inside.set()
+            go_on.wait(10)
+            seen["in its no_grad"] = (x * 2).requires_grad
+        seen["after it"] = ml.is_grad_enabled()
+
+    with ml.no_grad():
+        thread = threading.Thread(target=other)
+        thread.start()
+        assert inside.wait(10)
+    assert (x * 2).requires_grad  # while the other thread is inside its no_grad block
+    go_on.set()
+    thread.join(10)
+    assert seen == {"at its start": True, "in its no_grad": False, "after it": True}
+
+
 @pytest.mark.parametrize("parentheses", [False, True])
 def test_grad_modes_decorate_with_or_without_parentheses(parentheses):
     """``@ml.no_grad`` without parentheses (which PyTorch 2 accepts) was a TypeError."""
