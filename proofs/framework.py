@@ -1,8 +1,9 @@
 """The statement object: one theorem, its hypotheses as hypothesis strategies, its checks.
 
-A statement is registered with ``@statement(name, about=..., given=..., relaxed=...)`` on a
-function ``body(check, **example)``. The function's docstring is the statement in plain math.
-``body`` runs once per example that hypothesis draws from ``given`` and raises
+A statement is registered with ``@statement(name, about=..., given=..., relaxed=...,
+examples=...)`` on a function ``body(check, **example)``. The function's docstring is the
+statement in plain math. ``body`` runs once per example that hypothesis draws from ``given``
+(and once per pinned example) and raises
 ``StatementFailed`` (through ``check``) when the conclusion does not hold:
 
 * ``check.close(computed, reference, bound, what)`` compares numbers (a float, an array, or an
@@ -12,6 +13,11 @@ function ``body(check, **example)``. The function's docstring is the statement i
 * ``with check.reference():`` marks the checks inside as checks of the 50-digit reference
   itself, not of the conclusion (two routes to one reference value, a replay against its
   formula): they fail the statement like any other, labelled "reference: ...".
+
+``examples`` (optional) are pinned examples, dicts like the strategy's, run before the drawn
+ones on every run (hypothesis's ``@example``): a configuration that shows a slip which the
+drawn examples show only now and then, so that catching it does not rest on the draws of one
+hypothesis release (which draws other derandomized examples than the next).
 
 ``relaxed`` (optional) is the same strategy with one hypothesis dropped; ``counterexample()``
 asks hypothesis to find an example there where the conclusion fails, which shows the
@@ -27,6 +33,7 @@ from dataclasses import dataclass, field
 import mpmath
 import numpy
 from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import example as explicit_example
 from hypothesis import strategies as st
 
 DIGITS = 50  # mpmath working precision (decimal digits) of every reference value
@@ -121,6 +128,7 @@ class Statement:
     relaxed: object = None
     max_examples: int = 20
     module: str = ""
+    examples: tuple = ()  # pinned examples, run before the drawn ones on every run
     outcome: Outcome = field(default=None, repr=False)
 
     @property
@@ -157,6 +165,8 @@ class Statement:
             counter[0] += 1
             with mpmath.workdps(DIGITS):
                 self.body(check, **example)
+        for pinned in self.examples:
+            run_example = explicit_example(pinned)(run_example)
         return run_example
 
     def run(self, max_examples=None, shrink=True, derandomize=False):
@@ -206,14 +216,15 @@ def _as_strategy(given_):
     return given_
 
 
-def statement(name, about, given, relaxed=None, max_examples=20):
-    """Register ``body`` as the statement ``name`` (TorchLean's name where it has one)."""
+def statement(name, about, given, relaxed=None, max_examples=20, examples=()):
+    """Register ``body`` as the statement ``name`` (TorchLean's name where it has one), with
+    ``examples`` pinned (module docstring)."""
     def register(body):
         if name in REGISTRY:
             raise ValueError(f"statement {name!r} is registered twice")
         REGISTRY[name] = Statement(name, body, tuple(about), _as_strategy(given),
                                    None if relaxed is None else _as_strategy(relaxed),
-                                   max_examples, body.__module__)
+                                   max_examples, body.__module__, tuple(examples))
         return body
     return register
 

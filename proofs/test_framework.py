@@ -173,3 +173,22 @@ def test_ks_statistic_is_the_largest_step_distance():
     exact = max(max(mpmath.mpf(i + 1) / 3 - f, f - mpmath.mpf(i) / 3) for i, f in enumerate(F))
     statistic = statistics.ks_statistic(samples, lambda x: statistics.normal_cdf(x, 0.0, 1.0))
     assert statistic == pytest.approx(float(exact), abs=1e-15)
+
+
+def test_pinned_examples_run_on_every_run_before_the_drawn_ones():
+    """A pinned example (hypothesis's @example) runs whatever is drawn: here the only value on
+    which the statement fails, which its strategy never draws."""
+    seen = []
+
+    def body(check, x):
+        """x != 7 (false at 7 alone)."""
+        seen.append(x)
+        check.holds(x != 7, "x = 7")
+    given = st.fixed_dictionaries({"x": st.integers(0, 5)})
+    assert Statement("s", body, (), given).run(max_examples=5).status == "pass"
+    pinned = Statement("s", body, (), given, examples=({"x": 7},))
+    for derandomize in (False, True):
+        seen.clear()
+        outcome = pinned.run(max_examples=5, shrink=False, derandomize=derandomize)
+        assert outcome.status == "FAIL" and outcome.message.endswith("x = 7")
+        assert seen == [7]  # first, and the failure ends the run

@@ -80,7 +80,12 @@ def _reference_and_bounds(q, k, v, mask, dtype):
 
 
 @statement("scaledDotProductAttention_value", about=(f"{FUNCTIONAL}.scaled_dot_product_attention",),
-           given=_attention_inputs(), max_examples=15)
+           given=_attention_inputs(), max_examples=15,
+           # pinned: two queries, three keys of d = 3 (1/d is no 1/sqrt(d)), no mask
+           examples=[{"q": numpy.asarray([[1.0, -0.5, 2.0], [0.25, 1.5, -1.0]]),
+                      "k": numpy.asarray([[0.5, 1.0, -1.5], [-2.0, 0.25, 0.5], [1.0, 1.0, 1.0]]),
+                      "v": numpy.asarray([[1.0, -1.0], [0.5, 2.0], [-1.5, 0.25]]),
+                      "mask": None}])
 def attention_value(check, q, k, v, mask):
     """scaled_dot_product_attention(Q, K, V, mask) = softmax(Q K^T / sqrt(d) + mask) V, the
     softmax over the keys (a boolean mask removes the keys it marks False, a row with none left

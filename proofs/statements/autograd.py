@@ -43,6 +43,21 @@ class OpCase:
     roundings: object
     formula: str
     parameter: object = None  # a strategy for an extra argument (leaky_relu's slope), or None
+    pinned: tuple = ()        # pinned examples (``_pin``): inputs the drawn ones reach rarely
+
+
+def _pin(*inputs, parameter=None):
+    """A pinned example of an op's statement: its inputs as float64 arrays, g from seed 1."""
+    return {"inputs": tuple(numpy.asarray(x, dtype=numpy.float64) for x in inputs), "seed": 1,
+            "parameter": parameter}
+
+
+# a negative and a positive input: where sign(x), a mask or a slope must act on one side only
+BOTH_SIDES = (_pin([-1.5, 2.0]),)
+# several elements: a reduction over one is the identity, whatever scale its backward takes
+SEVERAL = (_pin([1.0, -2.0, 0.5]),)
+# the left tail, where a sigmoid taken as (1 + tanh(x/2)) / 2 keeps only an absolute precision
+LEFT_TAIL = (_pin([-9.0, -5.0, 2.0]),)
 
 
 def _unary_inputs(low, high, away_from=()):
@@ -176,6 +191,12 @@ UNARY = [
 ]
 
 
+UNARY_PINNED = {"abs": BOTH_SIDES, "relu": BOTH_SIDES, "sigmoid": LEFT_TAIL, "silu": LEFT_TAIL,
+                "gelu_tanh": LEFT_TAIL,
+                # past e^x's float32 range (88.7), where e^x / (1 + e^x) is inf / inf
+                "softplus": (_pin([95.0, -3.0]),)}
+
+
 def _unary_case(name, call, function, domain, magnitude, roundings, formula):
     definition, magnitudes = _pointwise(function, magnitude)
     low, high, kinks = domain
@@ -183,7 +204,8 @@ def _unary_case(name, call, function, domain, magnitude, roundings, formula):
         else f"minilean.nn.functional.{name.replace('_tanh', '')}"
     library, plain = roundings
     return OpCase(name, about, call, definition, _unary_inputs(low, high, kinks), magnitudes,
-                  lambda n, dtype: library * library_roundings(dtype) + plain, formula)
+                  lambda n, dtype: library * library_roundings(dtype) + plain, formula,
+                  pinned=UNARY_PINNED.get(name, ()))
 
 
 # leaky_relu with its slope drawn (the GAN's discriminator uses 0.2, PyTorch's default is 0.01):
@@ -197,7 +219,8 @@ LEAKY_RELU = OpCase(
                                for v, gj in zip(xs[0], g)]],
     lambda n, dtype: 2, "g or g s: the slope s (0.2, 0.01 or drawn in (0, 1]) rounded to the "
     "dtype (1), times g (1)",
-    parameter=st.one_of(st.sampled_from([0.2, 0.01]), reals(1 / 64, 1)))
+    parameter=st.one_of(st.sampled_from([0.2, 0.01]), reals(1 / 64, 1)),
+    pinned=(_pin([-1.5, 2.0], parameter=0.2),))  # the GAN's slope, on both sides
 
 
 def _elementwise_binary(function):
@@ -209,7 +232,8 @@ BINARY = [
         lambda x, y: x * y), _binary_inputs(-8, 8, -8, 8),
         lambda xs, g: [[abs(gj * y) for y, gj in zip(xs[1], g)],
                        [abs(gj * x) for x, gj in zip(xs[0], g)]],
-        lambda n, dtype: 1, "g b and g a: one product each"),
+        lambda n, dtype: 1, "g b and g a: one product each",
+        pinned=(_pin([1.5, -2.0], [0.5, 3.0]),)),  # factors that differ
     OpCase("div", f"{ELEMENTWISE}.div", lambda m, a, b: a / b, _elementwise_binary(
         lambda x, y: x / y), _binary_inputs(-8, 8, 1 / 4, 8),
         lambda xs, g: [[abs(gj / y) for y, gj in zip(xs[1], g)],
@@ -235,7 +259,8 @@ BINARY = [
                lambda t: (t[0][0], numpy.asarray([t[1]]))),
            lambda xs, g: [[0] * len(g), [sum(abs(gj) for gj in g)]],
            lambda n, dtype: max(n - 1, 0),
-           "g for a (exact); sum_j g_j for the broadcast b: n - 1 additions (gamma_{n-1})"),
+           "g for a (exact); sum_j g_j for the broadcast b: n - 1 additions (gamma_{n-1})",
+           pinned=(_pin([1.0, -2.0, 0.5], [0.25]),)),  # b broadcast to three
     OpCase("sub", f"{ELEMENTWISE}.sub", lambda m, a, b: a - b,
            _elementwise_binary(lambda x, y: x - y), _binary_inputs(-8, 8, -8, 8),
            lambda xs, g: [[0] * len(g)] * 2, lambda n, dtype: 0, "g and -g: exact"),
@@ -294,10 +319,11 @@ def _spread(x):
 REDUCTIONS = [
     OpCase("sum", f"{REDUCE}.sum", lambda m, x: x.sum(), lambda x: [mpmath.fsum(x)],
            _unary_inputs(-8, 8), lambda xs, g: [[abs(g[0])] * len(xs[0])], lambda n, dtype: 0,
-           "g broadcast to every input: exact"),
+           "g broadcast to every input: exact", pinned=SEVERAL),
     OpCase("mean", f"{REDUCE}.mean", lambda m, x: x.mean(), lambda x: [mpmath.fsum(x) / len(x)],
            _unary_inputs(-8, 8), lambda xs, g: [[abs(g[0]) / len(xs[0])] * len(xs[0])],
-           lambda n, dtype: 2, "g / n: 1/n or g/n rounded, at most two roundings"),
+           lambda n, dtype: 2, "g / n: 1/n or g/n rounded, at most two roundings",
+           pinned=SEVERAL),
     OpCase("logsumexp", f"{REDUCE}.logsumexp", lambda m, x: x.logsumexp(0),
            lambda x: [_logsumexp(x)], _unary_inputs(-8, 8),
            lambda xs, g: [[abs(g[0]) * s * (1 + abs(v) + 2 * abs(_logsumexp(xs[0])))
@@ -319,7 +345,7 @@ REDUCTIONS = [
                            * (1 + abs(v) + 2 * abs(_logsumexp(xs[0])))
                            for v, s, gj in zip(xs[0], _softmax(xs[0]), g)]],
            lambda n, dtype: n + 2 + 2 * library_roundings(dtype),
-           "g - exp(y) sum g: like logsumexp's bound plus the sum of g"),
+           "g - exp(y) sum g: like logsumexp's bound plus the sum of g", pinned=SEVERAL),
 ]
 
 
@@ -352,7 +378,10 @@ def _matmul_magnitudes(xs, g, shape_a, shape_b):
 
 MATMUL = OpCase("matmul", "minilean.autograd.linalg.matmul", lambda m, a, b: a @ b, None,
                 _matmul_inputs(), None, lambda n, dtype: 3,
-                "G B^T and A^T G: dot products of length <= 3 (gamma_3 |G| |B|^T)")
+                "G B^T and A^T G: dot products of length <= 3 (gamma_3 |G| |B|^T)",
+                # pinned: (2, 3) @ (3, 2), where a reshape of B is no transpose
+                pinned=(_pin([[1.0, -2.0, 0.5], [3.0, 0.25, -1.5]],
+                             [[0.5, 2.0], [-1.0, 1.5], [0.25, -3.0]]),))
 
 @st.composite
 def _loss_inputs(draw):
@@ -381,7 +410,10 @@ MSE_LOSS = OpCase(
                                for x, y in zip(*xs)]] * 2,
     lambda n, dtype: 4, "2 s (a - b) g and its negation: a - b (1), 2 s rounded to the dtype "
     "(1), its product with g (1) and with a - b (1)",
-    parameter=st.sampled_from(["mean", "sum"]))
+    parameter=st.sampled_from(["mean", "sum"]),
+    # pinned: the mean over a (2, 3) pair, whose count is no length of either axis
+    pinned=(_pin([[1.0, -2.0, 0.5], [3.0, 0.25, -1.5]], [[0.5, 2.0, -1.0], [1.5, 0.0, 1.0]],
+                 parameter="mean"),))
 
 CASES = ([_unary_case(*row) for row in UNARY] + [LEAKY_RELU] + BINARY + SELECTIONS + REDUCTIONS
          + [MATMUL, MSE_LOSS])
@@ -407,7 +439,8 @@ def _reference_gradients(case, xs, g, shapes, extra):
 def _register(case):
     @statement(f"autograd_backward_eq_mpmath_derivative[{case.name}]", about=(case.about,),
                given={"inputs": case.inputs, "seed": st.integers(0, 2 ** 16),
-                      "parameter": st.none() if case.parameter is None else case.parameter})
+                      "parameter": st.none() if case.parameter is None else case.parameter},
+               examples=case.pinned)
     def backward_matches_mpmath(check, inputs, seed, parameter=None):
         import minilean
         extra = {} if case.parameter is None else {"parameter": parameter}

@@ -30,7 +30,9 @@ LIBRARY = library_roundings(F64)
 
 @statement("linearBetaSchedule_values",
            about=(f"{DIFFUSION}.make_betas", f"{DIFFUSION}.linear_beta_schedule"),
-           given={"T": st.integers(1, 300), "start": reals(0, 0.999), "end": reals(0, 0.999)})
+           given={"T": st.integers(1, 300), "start": reals(0, 0.999), "end": reals(0, 0.999)},
+           # pinned: the DDPM paper's schedule (T = 1 or beta_start = beta_end is no line)
+           examples=[{"T": 1000, "start": 1e-4, "end": 0.02}])
 def linear_schedule(check, T, start, end):
     """make_betas("linear", T, beta_start, beta_end)[t] = beta_start + t / (T - 1) (beta_end -
     beta_start) for t = 0..T-1, T float64 values, exactly beta_start at t = 0 and beta_end at

@@ -36,8 +36,8 @@ F64 = numpy.float64
 LIBRARY = library_roundings(F64)  # one exp, log or log1p call (numerics.py)
 
 
-def _betas(unique=False):
-    return st.lists(reals(2 ** -13, 0.5), min_size=1, max_size=6, unique=unique).map(
+def _betas(unique=False, min_size=1):
+    return st.lists(reals(2 ** -13, 0.5), min_size=min_size, max_size=6, unique=unique).map(
         numpy.asarray)
 
 
@@ -81,7 +81,9 @@ def _sigma_and_bound(value, relative):
            about=(f"{DIFFUSION}.ContinuousSchedule:alpha_bar",
                   f"{DIFFUSION}.ContinuousSchedule:beta", f"{DIFFUSION}.ContinuousSchedule:sigma",
                   f"{DIFFUSION}.ContinuousSchedule:timestep"),
-           given={"betas": _betas(), "t": reals(0, 1)})
+           given={"betas": _betas(), "t": reals(0, 1)},
+           # pinned: three knot intervals (one has no timestep below the clamp at 0)
+           examples=[{"betas": numpy.asarray([0.1, 0.2, 0.3]), "t": 0.5}])
 def continuous_schedule(check, betas, t):
     """ContinuousSchedule(betas) at t in [0, 1]: alpha_bar(t) = exp of log alpha_bar linear
     between the knots k/T (alpha_bar(0) = 1, alpha_bar((k+1)/T) = alpha_bars(betas)[k]),
@@ -111,31 +113,37 @@ def continuous_schedule(check, betas, t):
 
 @statement("alphaBarAt_log_linear",
            about=(f"{DIFFUSION}.alpha_bar_at", f"{DIFFUSION}.alpha_bars"),
-           given={"betas": _betas(), "k": st.integers(0, 5), "f": reals(0, 1)})
+           given={"betas": _betas(min_size=2), "k": st.integers(0, 5), "f": reals(0, 1)})
 def alpha_bar_at(check, betas, k, f):
     """alpha_bar_at(alpha_bar, t) for t = k + f in [0, T - 1] is exp((1 - f) log alpha_bar[k]
     + f log alpha_bar[k + 1]) (log-linear between the integer timesteps), alpha_bar[t] itself
-    for an integer t, and agrees with ContinuousSchedule.alpha_bar((t + 1) / T)."""
+    for an integer t, and agrees with ContinuousSchedule.alpha_bar((t + 1) / T); at a drawn t
+    and in the middle of every interval (T >= 2: one timestep has no interval)."""
     from minilean.models import diffusion
     alpha_bar, T = diffusion.alpha_bars(betas), len(betas)
     logs = [mpmath.log(a) for a in mp(alpha_bar)]
     for index, a in enumerate(alpha_bar):
         check.close(diffusion.alpha_bar_at(alpha_bar, index), mp(a), 0, f"integer t = {index}")
-    time = min(k + f, T - 1)  # exact in float64: k <= 5 and f a float32 in [0, 1]
-    value, left, right = _interpolated(logs, mp(time))
-    # the logs are of float64 alpha_bar values (no summation: 0 additions)
-    check.close(diffusion.alpha_bar_at(alpha_bar, time), value,
-                _exponent_bound(left, right, 0) * value, f"alpha_bar_at({time})")
-    # the same curve as the continuous schedule's: alpha_bars carries 2T roundings of its own
-    continuous = diffusion.ContinuousSchedule(betas).alpha_bar((time + 1) / T)
-    schedule = gamma(2 * T + 2, F64) + _exponent_bound(left, right, T) * 2
-    check.close(continuous, value, schedule * value + mp_tolerance(value),
-                f"ContinuousSchedule.alpha_bar(({time} + 1) / T)")
+    # exact in float64: k <= 5 and f a float32 in [0, 1]; the midpoints, where the log-linear
+    # curve and a linear one part most, on every example
+    for time in [min(k + f, T - 1)] + [index + 0.5 for index in range(T - 1)]:
+        value, left, right = _interpolated(logs, mp(time))
+        # the logs are of float64 alpha_bar values (no summation: 0 additions)
+        check.close(diffusion.alpha_bar_at(alpha_bar, time), value,
+                    _exponent_bound(left, right, 0) * value, f"alpha_bar_at({time})")
+        # the same curve as the continuous schedule's: alpha_bars carries 2T roundings of its
+        # own
+        continuous = diffusion.ContinuousSchedule(betas).alpha_bar((time + 1) / T)
+        schedule = gamma(2 * T + 2, F64) + _exponent_bound(left, right, T) * 2
+        check.close(continuous, value, schedule * value + mp_tolerance(value),
+                    f"ContinuousSchedule.alpha_bar(({time} + 1) / T)")
 
 
 @statement("respacedTimesteps_even_grid", about=(f"{DIFFUSION}.respaced_timesteps",),
            given=st.integers(1, 300).flatmap(lambda T: st.fixed_dictionaries(
-               {"T": st.just(T), "steps": st.integers(1, T + 3)})))
+               {"T": st.just(T), "steps": st.integers(1, T + 3)})),
+           # pinned: 50 of 1000 timesteps, a sampler's respacing (steps < T, so skipping)
+           examples=[{"T": 1000, "steps": 50}])
 def respaced(check, T, steps):
     """respaced_timesteps(T, steps) is strictly decreasing, starts at T - 1, has min(steps, T)
     entries, ends at 0 (for steps >= 2), and its i-th entry is a nearest integer to the even
@@ -191,7 +199,11 @@ def _rhs_given():
                   f"{DIFFUSION}.ContinuousSchedule:beta",
                   f"{DIFFUSION}.ContinuousSchedule:sigma",
                   f"{DIFFUSION}.ContinuousSchedule:timestep"),
-           given=_rhs_given())
+           given=_rhs_given(),
+           # pinned: two knot intervals, t = 3/4 in the second, its model timestep 1/2 in the
+           # first
+           examples=[{"betas": numpy.asarray([0.1, 0.3]), "t": 0.75, "steps": 2,
+                      "x": numpy.asarray([1.0, -0.5]), "c": 1.0}])
 def continuous_rhs(check, betas, t, steps, x, c):
     """ContinuousSchedule(betas).rhs(eps_model)(x, t) = f(t) x + g(t)^2 / 2 eps_hat / sigma(t),
     the probability-flow ODE of the VP SDE dx = f x dt + g dW whose marginals are the

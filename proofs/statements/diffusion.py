@@ -34,6 +34,15 @@ def _betas(min_size=1, max_size=6):
     return st.lists(reals(2 ** -13, 0.5), min_size=min_size, max_size=max_size).map(numpy.asarray)
 
 
+# The pinned examples' schedule: T = 3, alpha_bar = 0.9, 0.72, 0.504, so a step can skip a
+# timestep (2 -> 0) and every coefficient differs from the others
+PINNED_BETAS = numpy.asarray([0.1, 0.2, 0.3])
+
+
+def _pinned(*values):
+    return numpy.asarray(values, dtype=numpy.float64)
+
+
 def _vector():
     return st.integers(1, 4).flatmap(lambda k: st.lists(
         reals(-2, 2), min_size=k, max_size=k).map(numpy.asarray))
@@ -49,7 +58,9 @@ def _alpha_bar(betas):
 
 
 @statement("alphaBar_zero", about=(f"{DIFFUSION}.alpha_bars", f"{DIFFUSION}.ddim_step"),
-           given={"betas": _betas(), "x": _vector(), "c": reals(-1, 1)})
+           given={"betas": _betas(), "x": _vector(), "c": reals(-1, 1)},
+           # pinned: eps_hat and x0_hat that differ
+           examples=[{"betas": PINNED_BETAS, "x": _pinned(1.5, -0.5), "c": 0.5}])
 def alpha_bar_zero(check, betas, x, c):
     """alpha_bar of the clean state is 1: alpha_bars[t] = prod_{s<=t} (1 - beta_s), and a DDIM
     step to the clean state (t_prev = -1, eta = 0) returns x0_hat itself (sqrt(1) x0_hat +
@@ -110,7 +121,9 @@ _zero_step_statement("pfOdeSampleEuler_zero_steps", "n = 0  =>  pfOdeSampleEuler
 
 
 @statement("ddimStepSystem_eq_step", about=(f"{DIFFUSION}.ddim_sample", f"{DIFFUSION}.ddim_step"),
-           given={"betas": _betas(2), "x": _vector(), "c": reals(-1, 1)})
+           given={"betas": _betas(2), "x": _vector(), "c": reals(-1, 1)},
+           # pinned: a run over [2, 0], which skips t = 1
+           examples=[{"betas": PINNED_BETAS, "x": _pinned(1.5, -0.5), "c": 0.5}])
 def ddim_system_step(check, betas, x, c):
     """The DDIM sampler's transition from t to t' is ddimStep(t, t'): a run over [t, t'] equals
     ddim_step(t, t') followed by ddim_step(t', clean), bit for bit."""
@@ -127,7 +140,9 @@ def ddim_system_step(check, betas, x, c):
 
 @statement("pfOdeEulerSystem_eq_step",
            about=(f"{DIFFUSION}.pf_ode_sample_euler", f"{DIFFUSION}.euler_step"),
-           given={"x": _vector(), "c": reals(-1, 1), "steps": st.integers(1, 3)})
+           given={"x": _vector(), "c": reals(-1, 1), "steps": st.integers(1, 3)},
+           # pinned: a field that is not 0 (x, c != 0), over two steps
+           examples=[{"x": _pinned(1.0, -0.5), "c": 0.5, "steps": 2}])
 def pf_ode_system_step(check, x, c, steps):
     """pfOdeSampleEuler(n) = n Euler steps x <- x + dt f(x, t) at t = 1 - k/n, k = 0..n-1
     (1, (n-1)/n, ..., 1/n: the corrected descending grid) with dt = -1/n, bit for bit."""
@@ -165,7 +180,9 @@ def _ddim_mp(a, a_prev, x, eps):
 
 
 @statement("ddimStep_eq_x0Pred", about=(f"{DIFFUSION}.ddim_step", f"{DIFFUSION}.x0_from_eps"),
-           given=_with_step({"x": _vector(), "c": reals(-1, 1)}))
+           given=_with_step({"x": _vector(), "c": reals(-1, 1)}),
+           # pinned: a step that skips a timestep (2 -> 0)
+           examples=[{"betas": PINNED_BETAS, "t_prev": 0, "x": _pinned(1.5, -0.5), "c": 0.5}])
 def ddim_eq_x0_pred(check, betas, t_prev, x, c):
     """ddimStep(t -> t') x = sqrt(alpha_bar_t') x0Pred(x, t) + sqrt(1 - alpha_bar_t') eps_hat,
     with x0Pred = (x - sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_bar_t) (eta = 0, no clip)."""
@@ -235,7 +252,10 @@ def _lipschitz_given(fraction):
 
 
 @statement("eulerStep_l2_lipschitz_of_rhs_lipschitz", about=(f"{DIFFUSION}.euler_step",),
-           given=_lipschitz_given(st.just(1.0)), relaxed=_lipschitz_given(st.just(0.25)))
+           given=_lipschitz_given(st.just(1.0)), relaxed=_lipschitz_given(st.just(0.25)),
+           # pinned: near 0, where c tanh has its steepest slope c, so the bound is tight
+           examples=[{"pair": (_pinned(0.0), _pinned(0.125)), "dt": 0.25, "beta": 1.0,
+                      "sigma": 1.0, "c": 1.0, "fraction": 1.0}])
 def euler_lipschitz(check, pair, dt, beta, sigma, c, fraction):
     """f(., t) L-Lipschitz in L2  =>  x -> eulerStep f x t dt is (1 + |dt| L)-Lipschitz in L2
     (f = c tanh, L = |c|)."""
@@ -244,7 +264,11 @@ def euler_lipschitz(check, pair, dt, beta, sigma, c, fraction):
 
 @statement("pfOdeEulerSystem_l2_lipschitz_of_rhs_lipschitz",
            about=(f"{DIFFUSION}.euler_step", f"{DIFFUSION}.pf_ode_rhs"),
-           given=_lipschitz_given(st.just(1.0)), relaxed=_lipschitz_given(st.just(0.25)))
+           given=_lipschitz_given(st.just(1.0)), relaxed=_lipschitz_given(st.just(0.25)),
+           # pinned: near 0 (tanh's steepest slope) with c / sigma = -1 and the sampler's
+           # negative dt, where the bound is tight
+           examples=[{"pair": (_pinned(0.0), _pinned(0.125)), "dt": -0.5, "beta": 1.0,
+                      "sigma": 1.0, "c": -1.0, "fraction": 1.0}])
 def pf_ode_lipschitz(check, pair, dt, beta, sigma, c, fraction):
     """pfOdeRhs(., t) L-Lipschitz  =>  the PF-ODE Euler step is (1 + |dt| L)-Lipschitz; with
     eps_hat = c tanh(x), pfOdeRhs = -beta/2 (x - eps_hat / sigma) has L = beta/2 (1 + |c|/sigma)."""
@@ -252,7 +276,9 @@ def pf_ode_lipschitz(check, pair, dt, beta, sigma, c, fraction):
 
 
 @statement("eulerStep_l2_distance_bound", about=(f"{DIFFUSION}.euler_step",),
-           given={"pair": _pair(), "dt": reals(-1, 1), "c": reals(-2, 2)})
+           given={"pair": _pair(), "dt": reals(-1, 1), "c": reals(-2, 2)},
+           # pinned: a small step between points whose f differ
+           examples=[{"pair": (_pinned(1.0), _pinned(0.0)), "dt": 0.25, "c": 1.0}])
 def euler_distance(check, pair, dt, c):
     """||E(x) - E(y)|| <= ||x - y|| + |dt| ||f(x, t) - f(y, t)||, E = eulerStep f . t dt, any f."""
     from minilean.models import diffusion
@@ -307,7 +333,10 @@ def _ddim_contraction_check(check, betas, t_prev, pair, c, linear):
 
 
 @statement("ddimStepSystem_lipschitz_of_step_lipschitz", about=(f"{DIFFUSION}.ddim_step",),
-           given=_with_step({"pair": _pair(), "c": reals(-2, 2)}))
+           given=_with_step({"pair": _pair(), "c": reals(-2, 2)}),
+           # pinned: near 0 (tanh's steepest slope), a step that skips a timestep
+           examples=[{"betas": PINNED_BETAS, "t_prev": 0, "pair": (_pinned(0.0), _pinned(0.125)),
+                      "c": 2.0}])
 def ddim_lipschitz(check, betas, t_prev, pair, c):
     """eps_hat c-Lipschitz  =>  ddimStep(t -> t') is L-Lipschitz in L2 with
     L = sqrt(a'/a) + |sqrt(1 - a') - sqrt(a'(1 - a)/a)| |c|."""
@@ -315,7 +344,11 @@ def ddim_lipschitz(check, betas, t_prev, pair, c):
 
 
 @statement("ddimStepSystem_contracts_of_step_contracts", about=(f"{DIFFUSION}.ddim_step",),
-           given=_with_step({"pair": _pair(), "c": reals(0.5, 3)}))
+           given=_with_step({"pair": _pair(), "c": reals(0.5, 3)}),
+           # pinned: a step to the clean state with factor |1 / sqrt(a) - sqrt((1 - a) / a) c|
+           # = 0.575
+           examples=[{"betas": PINNED_BETAS, "t_prev": -1, "pair": (_pinned(1.0), _pinned(0.0)),
+                      "c": 2.0}])
 def ddim_contracts(check, betas, t_prev, pair, c):
     """The DDIM step is factor-Lipschitz with factor < 1  =>  it contracts distances by that
     factor (eps_hat = c x; the hypothesis factor < 1 is checked, examples without it skipped)."""
@@ -380,7 +413,10 @@ def _system_given(fraction):
 @statement("pfOdeEulerSystem_lipschitz_of_step_lipschitz",
            about=(f"{DIFFUSION}.pf_ode_sample_euler", f"{DIFFUSION}.pf_ode_rhs",
                   f"{DIFFUSION}.euler_step"),
-           given=_system_given(st.just(1.0)), relaxed=_system_given(st.just(0.25)))
+           given=_system_given(st.just(1.0)), relaxed=_system_given(st.just(0.25)),
+           # pinned: near 0 (tanh's steepest slope), where L = |a + g| = 2 is tight
+           examples=[{"pair": (_pinned(0.0), _pinned(0.125)), "beta": 1.0, "sigma": 1.0,
+                      "c": -1.0, "steps": 1, "fraction": 1.0}])
 def pf_ode_system_lipschitz(check, pair, beta, sigma, c, steps, fraction):
     """x -> eulerStep(pfOdeRhs) x t dt L-Lipschitz  =>  the PF-ODE Euler system's step is
     L-Lipschitz, and its n-step run (pf_ode_sample_euler) is L^n-Lipschitz (L2; eps_hat =
@@ -398,7 +434,10 @@ def _contraction_given(require):
 @statement("pfOdeEulerSystem_contracts_of_step_contracts",
            about=(f"{DIFFUSION}.pf_ode_sample_euler", f"{DIFFUSION}.pf_ode_rhs",
                   f"{DIFFUSION}.euler_step"),
-           given=_contraction_given(True), relaxed=_contraction_given(False))
+           given=_contraction_given(True), relaxed=_contraction_given(False),
+           # pinned: k = |1 + beta / 2 (1 - c / sigma)| = 0.5, the step overshooting 0
+           examples=[{"pair": (_pinned(1.0), _pinned(0.0)), "beta": 3.0, "sigma": 1.0, "c": 2.0,
+                      "steps": 1, "require": True}])
 def pf_ode_system_contracts(check, pair, beta, sigma, c, steps, require):
     """The PF-ODE Euler step is k-Lipschitz with k < 1  =>  the system contracts: its n-step
     run moves x, y to within k^n ||x - y|| < ||x - y|| (eps_hat = c x, so the step is v -> k v
@@ -595,7 +634,10 @@ def _ddim_eta_one_engine(alpha_bar, t, x, eps, noise, dtype, t_prev=None, eta=1.
 
 @statement("ddimStep_eta_one_eq_ddpm_posterior",
            about=(f"{DIFFUSION}.ddim_step", f"{DIFFUSION}.x0_from_eps"),
-           given=_ancestral_example(skips=True))
+           given=_ancestral_example(skips=True),
+           # pinned: a step that skips a timestep (2 -> 0)
+           examples=[{"betas": PINNED_BETAS, "t": 2, "t_prev": 0, "x": _pinned(1.5, -0.5),
+                      "eps": _pinned(0.5, 1.0), "noise": _pinned(-1.0, 0.25)}])
 def ddim_eta_one_posterior(check, betas, t, x, eps, noise, t_prev):
     """DDIM at eta = 1 from t to t' < t is the ancestral step: ddimStep(x_t, eps_hat, z) =
     mu + sqrt(v) z with N(mu, v) the posterior q(x_t' | x_t, x0_hat) by Bayes' rule, x0_hat =
@@ -612,7 +654,10 @@ def ddim_eta_one_posterior(check, betas, t, x, eps, noise, t_prev):
 
 @statement("ddimStep_eq_eta_formula",
            about=(f"{DIFFUSION}.ddim_step", f"{DIFFUSION}.x0_from_eps"),
-           given=_ancestral_example(skips=True, etas=True))
+           given=_ancestral_example(skips=True, etas=True),
+           # pinned: a step that skips a timestep (2 -> 0), eta = 1/2
+           examples=[{"betas": PINNED_BETAS, "t": 2, "t_prev": 0, "x": _pinned(1.5, -0.5),
+                      "eps": _pinned(0.5, 1.0), "noise": _pinned(-1.0, 0.25), "eta": 0.5}])
 def ddim_eta_formula(check, betas, t, x, eps, noise, t_prev, eta):
     """For every eta (drawn in (0, 1.5), not only 0 and 1): ddimStep(t -> t') = sqrt(a') x0_hat
     + sqrt(1 - a' - sigma^2) eps_hat + sigma z with sigma = eta sqrt((1 - a') / (1 - a))
@@ -653,7 +698,10 @@ def _ddpm_step_reference(betas, alpha_bar, t, x, eps, noise, clip=False):
 
 @statement("ddpmStep_eq_posterior_step",
            about=(f"{DIFFUSION}.ddpm_step", f"{DIFFUSION}.ddim_step"),
-           given=_ancestral_example(first_step=0))
+           given=_ancestral_example(first_step=0),
+           # pinned: a step with noise (t > 0) of variance v = 0.17 (not 0 or 1)
+           examples=[{"betas": PINNED_BETAS, "t": 2, "x": _pinned(1.5, -0.5),
+                      "eps": _pinned(0.5, 1.0), "noise": _pinned(-1.0, 0.25)}])
 def ddpm_step_posterior(check, betas, t, x, eps, noise):
     """ddpmStep(x_t, eps_hat, z) = mu + sqrt(v) z with mu = beta_t sqrt(alpha_bar_{t-1})
     / (1 - alpha_bar_t) x0_hat + (1 - alpha_bar_{t-1}) sqrt(1 - beta_t) / (1 - alpha_bar_t) x_t
@@ -731,7 +779,12 @@ def _clip_example(draw):
 
 @statement("samplerStep_clip_x0Pred",
            about=(f"{DIFFUSION}.ddpm_step", f"{DIFFUSION}.ddim_step", f"{DIFFUSION}.x0_from_eps"),
-           given=_clip_example())
+           given=_clip_example(),
+           # pinned: x0_hat = 4.16 and 0.07 (one clipped, one not), x_t = 1.9 outside [-1, 1],
+           # a DDIM step that skips a timestep (2 -> 0)
+           examples=[{"betas": PINNED_BETAS, "t": 2, "ddim_t": 2, "t_prev": 0, "eta": 0.0,
+                      "x": _pinned(1.9, -0.3), "eps": _pinned(-1.5, -0.5),
+                      "noise": _pinned(0.75, -1.25)}])
 def sampler_step_clip(check, betas, t, ddim_t, t_prev, eta, x, eps, noise):
     """With clip (the samplers' default, ``--clip``), only x0_hat = x0Pred(x_t, eps_hat) is
     clipped, to c = min(max(x0_hat, -1), 1), and the step is otherwise unchanged:

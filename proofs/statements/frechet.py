@@ -142,7 +142,12 @@ def _bound(check, dim, norms, scale, floor):
 
 
 @statement("frechetDistance_value", about=(f"{CLASSIFIER}.frechet_distance",),
-           given=_fd_inputs(), relaxed=_fd_inputs(singular=True))
+           given=_fd_inputs(), relaxed=_fd_inputs(singular=True),
+           # pinned: d = 2 with covariances that do not commute (d = 1 always does)
+           examples=[{"mean1": numpy.asarray([0.5, -1.0]),
+                      "cov1": numpy.asarray([[2.0, 0.5], [0.5, 1.0]]),
+                      "mean2": numpy.asarray([1.0, 0.0]),
+                      "cov2": numpy.asarray([[1.0, -0.25], [-0.25, 0.75]]), "floor": 0.5}])
 def frechet_distance_value(check, mean1, cov1, mean2, cov2, floor):
     """frechet_distance(mu_1, C_1, mu_2, C_2) = |mu_1 - mu_2|^2 + tr C_1 + tr C_2 - 2 tr
     (C_1^(1/2) C_2 C_1^(1/2))^(1/2) for lambda_min(C_i) >= l > 0, d = 1..4, within a

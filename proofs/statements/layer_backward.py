@@ -77,12 +77,15 @@ def _replayed_statistics(group, eps):
 
 
 def _affine_inputs(draw, shape):
-    """weight and bias of ``shape`` in [-2, 2]: both, as the models' layers pass them, or
-    either alone (None for the other), which the functional forms also take: each gradient
-    must still reach its own input."""
-    passed = draw(st.sampled_from([("weight", "bias"), ("weight",), ("bias",)]))
-    return {name: real_array(draw, shape, -2, 2) if name in passed else None
-            for name in ("weight", "bias")}
+    """weight and bias of ``shape`` in [-2, 2] (``_affine_forms`` passes them)."""
+    return {name: real_array(draw, shape, -2, 2) for name in ("weight", "bias")}
+
+
+def _affine_forms(weight, bias):
+    """(weight, bias) as the statements pass them on every example: both, as the models'
+    layers do, and either alone (None for the other), which the functional forms also take:
+    each gradient must still reach its own input."""
+    return [(weight, bias), (weight, None), (None, bias)]
 
 
 def _affine_tensors(weight, bias, dtype):
@@ -97,13 +100,24 @@ def _layer_norm_inputs(draw, affine=True):
     """x (B, R, n), B = 1..2, R = 1..3, n = 2..5 (the MAE's (batch, tokens, width)),
     normalised over the last axis, as the MAE does, or the last two (n or R n elements
     together; one alone is always xhat = 0), and with ``affine`` weight and bias of that
-    normalized_shape, or either alone."""
+    normalized_shape."""
     shape = (draw(st.integers(1, 2)), draw(st.integers(1, 3)), draw(st.integers(2, 5)))
     normalized_shape = shape[-draw(st.integers(1, 2)):]
     inputs = {"x": real_array(draw, shape, -4, 4), "normalized_shape": normalized_shape,
               "seed": draw(st.integers(0, 2 ** 16))}
     if affine:
         inputs.update(_affine_inputs(draw, normalized_shape))
+    return inputs
+
+
+def _pinned_layer_norm(affine=True):
+    """A pinned example: x (1, 2, 3) normalised over its last two axes, whose mean and
+    variance a mean over the last axis alone would not give."""
+    inputs = {"x": numpy.asarray([[[1.0, -2.0, 0.5], [3.0, 0.25, -1.5]]]),
+              "normalized_shape": (2, 3), "seed": 1}
+    if affine:
+        inputs.update(weight=numpy.asarray([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]]),
+                      bias=numpy.asarray([[0.25, 1.0, -0.5], [-2.0, 0.75, 0.125]]))
     return inputs
 
 
@@ -148,34 +162,44 @@ def _layer_norm_replay(x, weight, g, normalized_shape, dtype):
             [Carried.total(column) for column in zip(*g)])
 
 
-@statement(backward_name("layer_norm"), about=(f"{NORM}.layer_norm",), given=_layer_norm_inputs())
+@statement(backward_name("layer_norm"), about=(f"{NORM}.layer_norm",), given=_layer_norm_inputs(),
+           examples=[_pinned_layer_norm()])
 def layer_norm_backward_matches_vjp(check, x, normalized_shape, weight, bias, seed):
-    """layer_norm's backward, y = w xhat + b over the last axis or two (w and b, or either
-    alone): dx = J^T g from dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n),
-    dw = sum g xhat, db = sum g; bound: the engine's steps carried (running error)."""
+    """layer_norm's backward, y = w xhat + b over the last axis or two (w and b, and either
+    alone, every example): dx = J^T g from dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j
+    / n), dw = sum g xhat, db = sum g; bound: the engine's steps carried (running error)."""
     from minilean.nn import functional as F
     g = upstream(seed, x.shape)
-    references = _layer_norm_reference(x, weight, g, normalized_shape)
-    for dtype in ENGINE_DTYPES:
-        tensors = [engine(x, dtype, requires_grad=True)] + _affine_tensors(weight, bias, dtype)
-        F.layer_norm(tensors[0], normalized_shape, tensors[1], tensors[2]).backward(
-            engine(g, dtype))
-        for name, tensor, reference, replayed in zip(
-                ("dx", "dw", "db"), tensors, references,
-                _layer_norm_replay(x, weight, g, normalized_shape, dtype)):
-            if tensor is not None:  # an affine input not passed
-                check_against_replay(check, tensor, reference, replayed, dtype,
-                                     f"layer_norm {normalized_shape} {name} ({dtype.__name__})")
+    for weight, bias in _affine_forms(weight, bias):
+        references = _layer_norm_reference(x, weight, g, normalized_shape)
+        for dtype in ENGINE_DTYPES:
+            tensors = ([engine(x, dtype, requires_grad=True)]
+                       + _affine_tensors(weight, bias, dtype))
+            F.layer_norm(tensors[0], normalized_shape, tensors[1], tensors[2]).backward(
+                engine(g, dtype))
+            for name, tensor, reference, replayed in zip(
+                    ("dx", "dw", "db"), tensors, references,
+                    _layer_norm_replay(x, weight, g, normalized_shape, dtype)):
+                if tensor is not None:  # an affine input not passed
+                    check_against_replay(check, tensor, reference, replayed, dtype,
+                                         f"layer_norm {normalized_shape} {name}, weight "
+                                         f"{weight is not None}, bias {bias is not None} "
+                                         f"({dtype.__name__})")
 
 
 @statement("layerNorm_value", about=(f"{NORM}.layer_norm",), given=_layer_norm_inputs(),
            max_examples=15)
 def layer_norm_value(check, x, normalized_shape, weight, bias, seed):
     """layer_norm(x) = w (x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps) + b over each group
-    of the last axis or two (eps = 1e-5; w and b, or either alone, or neither), against its
-    50-digit value; bound: the engine's steps carried (running error: mean, x - mean, the
-    mean of squares, + eps, sqrt, 1 /, xhat = c r, times w, plus b), the replay's exact value
-    the reference's at 50 digits."""
+    of the last axis or two (eps = 1e-5; w and b, either alone and neither, every example),
+    against its 50-digit value; bound: the engine's steps carried (running error: mean,
+    x - mean, the mean of squares, + eps, sqrt, 1 /, xhat = c r, times w, plus b), the
+    replay's exact value the reference's at 50 digits."""
+    for weight, bias in _affine_forms(weight, bias) + [(None, None)]:
+        _check_layer_norm_value(check, x, normalized_shape, weight, bias)
+
+
+def _check_layer_norm_value(check, x, normalized_shape, weight, bias):
     from minilean.nn import functional as F
     size = math.prod(normalized_shape)
     w = mp_array(numpy.ones(size) if weight is None else weight).reshape(-1)
@@ -195,7 +219,8 @@ def layer_norm_value(check, x, normalized_shape, weight, bias, seed):
                 y = c * r
                 y = y if affine[0] is None else y * affine[0][i]
                 replayed.append(y if affine[1] is None else y + affine[1][i])
-        what = f"layer_norm {normalized_shape} value ({dtype.__name__})"
+        what = (f"layer_norm {normalized_shape} value, weight {weight is not None}, bias "
+                f"{bias is not None} ({dtype.__name__})")
         with check.reference():
             check.close([c.value for c in replayed], reference,
                         [mp_tolerance(c.error / u) for c in replayed], f"{what}: replay")
@@ -207,7 +232,7 @@ def layer_norm_value(check, x, normalized_shape, weight, bias, seed):
 
 
 @statement(backward_name("layer_norm_no_affine"), about=(f"{NORM}.layer_norm",),
-           given=_layer_norm_inputs(affine=False))
+           given=_layer_norm_inputs(affine=False), examples=[_pinned_layer_norm(affine=False)])
 def layer_norm_no_affine_backward_matches_vjp(check, x, normalized_shape, seed):
     """layer_norm's backward without weight and bias (elementwise_affine=False), y = xhat over
     the last axis or two: dx = J^T g from dxhat_i/dx_j = r (delta_ij - 1/n - xhat_i xhat_j / n);
@@ -230,7 +255,7 @@ def layer_norm_no_affine_backward_matches_vjp(check, x, normalized_shape, seed):
 def _group_norm_inputs(draw, affine=True):
     """x (N, C, H, W) with N = 1..2, G = 1..2 groups of 1..2 channels, H, W = 1..2, laid out
     NCHW or channels-last (a convolution's output, which GroupNorm keeps without a copy),
-    and with ``affine`` weight and bias (C,), or either alone."""
+    and with ``affine`` weight and bias (C,)."""
     groups, per_group = draw(st.integers(1, 2)), draw(st.integers(1, 2))
     shape = (draw(st.integers(1, 2)), groups * per_group, draw(st.integers(1, 2)),
              draw(st.integers(1, 2)))
@@ -331,14 +356,15 @@ def _engine_layout(x, dtype, channels_last):
 
 @statement(backward_name("group_norm"), about=(f"{NORM}.group_norm",), given=_group_norm_inputs())
 def group_norm_backward_matches_vjp(check, x, weight, bias, groups, channels_last, seed):
-    """group_norm's backward, y = act(w_c xhat + b_c) per (sample, group) (w and b, or either
+    """group_norm's backward, y = act(w_c xhat + b_c) per (sample, group) (w and b, and either
     alone), act = identity and the fused SiLU: dx = J^T (w g act'), dw = sum g act' xhat,
     db = sum g act'; bound: the engine's steps carried (running error)."""
     from minilean.nn import functional as F
     g = upstream(seed, x.shape)
     # both forms every example: the U-Net's residual blocks fuse the SiLU, its attention
-    # block's norm has none
-    for activation in (None, "silu"):
+    # block's norm has none; and every affine form
+    for activation, (weight, bias) in itertools.product((None, "silu"),
+                                                        _affine_forms(weight, bias)):
         references = _group_norm_reference(x, weight, bias, g, groups, activation)
         for dtype in ENGINE_DTYPES:
             tensors = [_engine_layout(x, dtype, channels_last)] + _affine_tensors(weight, bias,
@@ -350,7 +376,9 @@ def group_norm_backward_matches_vjp(check, x, weight, bias, groups, channels_las
                                                          references, replayed):
                 if tensor is not None:  # an affine input not passed
                     check_against_replay(check, tensor, reference, carried, dtype,
-                                         f"group_norm {activation} {name} ({dtype.__name__})")
+                                         f"group_norm {activation} {name}, weight "
+                                         f"{weight is not None}, bias {bias is not None} "
+                                         f"({dtype.__name__})")
 
 
 @statement(backward_name("group_norm_no_affine"), about=(f"{NORM}.group_norm",),
@@ -444,6 +472,12 @@ def _mixed():
     """A stride or a dilation that differs between the axes, (1, 2) or (2, 1): where one axis's
     is read for the other's, that shows on every example."""
     return st.sampled_from([(1, 2), (2, 1)])
+
+
+def _pinned_array(*shape):
+    """Values (k mod 7 - 3) / 2 in [-1.5, 1.5], k the flat index: exact in float32, and no
+    flip, transpose or axis swap of them gives them back (the pinned examples' inputs)."""
+    return (numpy.arange(math.prod(shape)) % 7 - 3).reshape(shape) / 2
 
 
 @st.composite
@@ -554,7 +588,13 @@ def _check_conv2d_backward(check, x, weight, bias, options, seed,
                                  f"conv2d {weight.shape} stride {stride} ({dtype.__name__})")
 
 
-@statement(backward_name("conv2d"), about=(f"{CONV}.conv2d",), given=_conv_inputs())
+@statement(backward_name("conv2d"), about=(f"{CONV}.conv2d",), given=_conv_inputs(),
+           # pinned: a batch of two (dw sums over both images), a 2 x 3 kernel, padding and
+           # dilation that differ between the axes
+           examples=[{"x": _pinned_array(2, 2, 4, 5), "weight": _pinned_array(3, 2, 2, 3),
+                      "bias": _pinned_array(3), "padding": (1, 0), "dilation": (1, 2),
+                      "mixed_stride": (1, 2), "mixed_dilation": (2, 1), "groups": 1,
+                      "seed": 1}])
 def conv2d_backward_matches_vjp(check, x, weight, bias, padding, dilation, mixed_stride,
                                 mixed_dilation, groups, seed):
     """conv2d's backward: dx, dw, db = J^T g of the convolution's defining sum (mpmath), at
@@ -593,7 +633,11 @@ def _frozen_conv_inputs(draw):
 
 
 @statement(backward_name("conv2d_frozen_weight"), about=(f"{CONV}.conv2d",),
-           given=_frozen_conv_inputs())
+           given=_frozen_conv_inputs(),
+           # pinned: a 3 x 2 kernel (a 1 x 1 one has nothing to flip), padding on one axis
+           examples=[{"x": _pinned_array(2, 2, 4, 4), "weight": _pinned_array(3, 2, 3, 2),
+                      "bias": _pinned_array(3), "fan_weight": _pinned_array(4, 1, 3, 2),
+                      "padding": (1, 0), "dilation": 1, "groups": 1, "seed": 1}])
 def conv2d_frozen_weight_backward_matches_vjp(check, x, weight, bias, fan_weight, padding,
                                               dilation, groups, seed):
     """conv2d's backward with a weight that needs no gradient: dx = J^T g of the defining sum
@@ -668,7 +712,14 @@ def _check_conv_transpose2d_backward(check, x, weight, bias, options, seed):
 
 
 @statement(backward_name("conv_transpose2d"), about=(f"{CONV}.conv_transpose2d",),
-           given=_conv_transpose_inputs())
+           given=_conv_transpose_inputs(),
+           # pinned: a batch of two (dw sums over both images), a 2 x 3 kernel, padding and
+           # dilation that differ between the axes
+           examples=[{"x": _pinned_array(2, 2, 3, 3), "weight": _pinned_array(2, 2, 2, 3),
+                      "bias": _pinned_array(2), "fan_weight": _pinned_array(1, 4, 2, 3),
+                      "padding": (1, 0), "dilation": (1, 2), "output_padding": (1, 1),
+                      "mixed_stride": (2, 1), "mixed_dilation": (1, 2), "groups": 1,
+                      "seed": 1}])
 def conv_transpose2d_backward_matches_vjp(check, x, weight, bias, fan_weight, padding, dilation,
                                           output_padding, mixed_stride, mixed_dilation, groups,
                                           seed):
@@ -712,7 +763,10 @@ def _embedding_inputs(draw):
 
 
 @statement(backward_name("embedding"), about=("minilean.nn.functional.embedding",),
-           given=_embedding_inputs())
+           given=_embedding_inputs(),
+           # pinned: row 0 picked twice
+           examples=[{"weight": _pinned_array(3, 2), "indices": numpy.asarray([0, 2, 0]),
+                      "seed": 1}])
 def embedding_backward_matches_vjp(check, weight, indices, seed):
     """embedding's backward: dw[r] = sum of g over the positions that picked row r (mpmath);
     bound gamma_{k-1} sum |g| for a row picked k times (k - 1 additions; 0 for k <= 1)."""

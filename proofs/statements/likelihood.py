@@ -193,7 +193,9 @@ def _log_weights(draw):
                                                        max_size=K * N))).reshape(K, N)}
 
 
-@statement("iwBound_value", about=(f"{VAE}.importance_weighted_bound",), given=_log_weights())
+@statement("iwBound_value", about=(f"{VAE}.importance_weighted_bound",), given=_log_weights(),
+           # pinned: K = 3 unequal log-weights per column (K = 1, or equal ones, give the mean)
+           examples=[{"log_weights": numpy.asarray([[0.5, -1.0], [2.0, 0.25], [-3.0, 1.0]])}])
 def iw_bound_value(check, log_weights):
     """importance_weighted_bound(lw) = log (1/K) sum_k exp(lw_k) over axis 0, for (K, N) arrays
     of log-weights (mpmath at 50 digits against the engine, both dtypes, entries up to 3e4 in

@@ -42,6 +42,21 @@ def _patches(draw, hidden_equal=False):
             "split": split.reshape(batch, count), "permutation": permutation}
 
 
+def _pinned_patches(hidden_equal=False):
+    """The masked-MSE statements' pinned example: two images hiding 2 and 1 of 3 patches, patch
+    losses 0.625, 2.03, 0.625 and 0.25, 2.5, 2.25 (target 0), so that the mean over the
+    batch's hidden patches, a sum of per-image means, a mean over every patch, over the
+    visible ones or a sum divided by every patch all part."""
+    prediction = numpy.asarray([[[1.0, -0.5], [0.25, 2.0], [-1.0, 0.5]],
+                                [[0.5, 0.5], [-2.0, 1.0], [1.5, -1.5]]])
+    target, hidden = numpy.zeros_like(prediction), numpy.asarray([[1, 0, 1], [0, 1, 0]]) == 1
+    if hidden_equal:
+        prediction[hidden] = target[hidden]
+    return {"prediction": prediction, "target": target, "hidden": hidden.astype(float),
+            "split": numpy.asarray([[True, False, False], [False, True, True]]),
+            "permutation": numpy.asarray([2, 0, 1])}
+
+
 def _patch_losses_mp(prediction, target):
     """l_{n,i}, flattened in the order of hidden.reshape(-1)."""
     return [mpmath.fsum((a - b) ** 2 for a, b in zip(mp(p), mp(t))) / len(p)
@@ -101,7 +116,8 @@ def _permutation_checks(check, prediction, target, hidden, permutation):
                         f"engine: S(permuted) = S ({dtype.__name__})")
 
 
-@statement("maskedLoss_cons", about=(f"{MAE}.masked_mse",), given=_patches())
+@statement("maskedLoss_cons", about=(f"{MAE}.masked_mse",), given=_patches(),
+           examples=[_pinned_patches()])
 def masked_loss_cons(check, prediction, target, hidden, split, permutation):
     """maskedLoss(i :: idxs) = l_i + maskedLoss(idxs): hiding one more patch adds its loss."""
     first = numpy.zeros(hidden.size)
@@ -110,13 +126,15 @@ def masked_loss_cons(check, prediction, target, hidden, split, permutation):
     _additivity_checks(check, prediction, target, hidden, first)
 
 
-@statement("maskedLoss_append", about=(f"{MAE}.masked_mse",), given=_patches())
+@statement("maskedLoss_append", about=(f"{MAE}.masked_mse",), given=_patches(),
+           examples=[_pinned_patches()])
 def masked_loss_append(check, prediction, target, hidden, split, permutation):
     """maskedLoss(xs ++ ys) = maskedLoss(xs) + maskedLoss(ys) for disjoint hidden sets."""
     _additivity_checks(check, prediction, target, hidden, split)
 
 
-@statement("maskedLoss_reverse", about=(f"{MAE}.masked_mse",), given=_patches())
+@statement("maskedLoss_reverse", about=(f"{MAE}.masked_mse",), given=_patches(),
+           examples=[_pinned_patches()])
 def masked_loss_permutation(check, prediction, target, hidden, split, permutation):
     """maskedLoss(reverse idxs) = maskedLoss(idxs); more generally masked_mse is invariant
     under any joint permutation of the patches (checked for a drawn one and the reversal)."""
@@ -124,14 +142,16 @@ def masked_loss_permutation(check, prediction, target, hidden, split, permutatio
 
 
 @statement("maeLoss_eq_zero_of_patch_losses_zero", about=(f"{MAE}.masked_mse",),
-           given=_patches(hidden_equal=True), relaxed=_patches())
+           given=_patches(hidden_equal=True), relaxed=_patches(),
+           examples=[_pinned_patches(hidden_equal=True)])
 def mae_loss_zero(check, prediction, target, hidden, split, permutation):
     """prediction = target on every hidden patch (visible ones arbitrary)  =>  maeLoss = 0."""
     for dtype in ENGINE_DTYPES:
         check.close(_masked_mse(dtype, prediction, target, hidden), mp(0), 0, dtype.__name__)
 
 
-@statement("mae_is_predictive_view_loss", about=(f"{MAE}.masked_mse",), given=_patches())
+@statement("mae_is_predictive_view_loss", about=(f"{MAE}.masked_mse",), given=_patches(),
+           examples=[_pinned_patches()])
 def mae_predictive_view(check, prediction, target, hidden, split, permutation):
     """masked_mse(p, t, m) = MSE of the hidden patches alone (the predictive-view loss with the
     identity target encoder): the mean over hidden i of l_i."""
@@ -148,7 +168,10 @@ def mae_predictive_view(check, prediction, target, hidden, split, permutation):
 @statement("exactReconstruction_identity", about=(f"{MAE}.patchify", f"{MAE}.unpatchify"),
            given={"shape": st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 3),
                                      st.integers(1, 3), st.integers(1, 3)),
-                  "seed": st.integers(0, 2 ** 16)})
+                  "seed": st.integers(0, 2 ** 16)},
+           # pinned: patches of 2 x 2 (a patch of one pixel, p = 1, has no rows and columns to
+           # mix up), on 2 channels
+           examples=[{"shape": (1, 2, 2, 3, 2), "seed": 0}])
 def exact_reconstruction(check, shape, seed):
     """unpatchify(patchify(x)) = x exactly (patches are a relabelling of the pixels; which
     patch holds which pixels is patchify_layout's statement)."""
@@ -237,7 +260,10 @@ def _block_mask_definition(rows, cols, block, period, offset):
 @statement("blockMask_eq_definition", about=(f"{MAE}.block_mask",),
            given={"count": st.integers(1, 2), "rows": st.integers(1, 7),
                   "cols": st.integers(1, 7), "block": st.integers(1, 4),
-                  "period": st.integers(1, 5)}, max_examples=30)
+                  "period": st.integers(1, 5)}, max_examples=30,
+           # pinned: blocks of 2 across 3 columns, the last cut short, so that ceil(w / block)
+           # = 2 blocks per row, floor 1, on a grid of two block rows and a period of 2
+           examples=[{"count": 1, "rows": 4, "cols": 3, "block": 2, "period": 2}])
 def block_mask_definition(check, count, rows, cols, block, period):
     """block_mask(N, h, w, block, period, offset) hides patch (r, c) of every image iff
     ((r // block) ceil(w / block) + c // block) mod period = offset (every offset drawn
@@ -283,7 +309,9 @@ def _ratios():
 
 @statement("hiddenCount_eq_round", about=(f"{MAE}.hidden_count",),
            given={"patches": st.one_of(st.integers(2, 64), st.integers(2, 2 ** 16)),
-                  "ratio": _ratios()}, max_examples=50)
+                  "ratio": _ratios()}, max_examples=50,
+           # pinned: r L = 3.75, where rounding (4) and truncating (3) part, clamped by neither
+           examples=[{"patches": 5, "ratio": 0.75}])
 def hidden_count_round(check, patches, ratio):
     """hidden_count(L, r) = min(max(round(r L), 1), L - 1) for every L >= 2 and 0 < r < 1:
     r L rounded to the nearest integer (ties to even, as Python's round), in mpmath exactly
@@ -366,6 +394,16 @@ def _mae_example(draw, empty=False):
             "permutation": permutation}
 
 
+# pinned for the statements over the model's own predictions: a batch of two, each image
+# hiding two of its four patches
+PINNED_MAE_EXAMPLE = {"image": numpy.linspace(0, 1, 32).reshape((2,) + MAE_IMAGE),
+                      "hidden": numpy.asarray([[True, False, False, True],
+                                               [False, True, True, False]]),
+                      "seed": 0, "split": numpy.asarray([[True, False, True, False],
+                                                          [False, True, False, True]]),
+                      "permutation": numpy.asarray([3, 1, 0, 2])}
+
+
 def _mae_terms(check, image, hidden, seed):
     """The model's prediction and target patches (float32 host arrays) under the mask, after
     checking bit for bit that mae_loss is masked_mse of exactly these."""
@@ -392,7 +430,8 @@ def mae_loss_nil(check, example):
 
 
 @statement("maeLoss_append", about=(f"{MAE}.mae_loss", f"{MAE}.masked_mse"),
-           given={"example": _mae_example()}, max_examples=10)
+           given={"example": _mae_example()}, max_examples=10,
+           examples=[{"example": PINNED_MAE_EXAMPLE}])
 def mae_loss_append(check, example):
     """maeLoss(xs ++ ys) = maeLoss(xs) + maeLoss(ys) over the MAE's own predictions and
     patchified targets (prediction fixed by the mask xs ++ ys the model ran with), as sums
@@ -403,7 +442,8 @@ def mae_loss_append(check, example):
 
 
 @statement("maeLoss_reverse", about=(f"{MAE}.mae_loss", f"{MAE}.masked_mse"),
-           given={"example": _mae_example()}, max_examples=10)
+           given={"example": _mae_example()}, max_examples=10,
+           examples=[{"example": PINNED_MAE_EXAMPLE}])
 def mae_loss_reverse(check, example):
     """maeLoss(reverse idxs) = maeLoss(idxs) over the MAE's own predictions and targets: the
     hidden-patch sum is invariant under reversing (and any joint permutation of) the patches."""
@@ -523,7 +563,11 @@ def _visible_example(draw):
 
 
 @statement("visibleStatistics_denormalize_value",
-           about=(f"{MAE}.visible_statistics", f"{MAE}.denormalize"), given=_visible_example())
+           about=(f"{MAE}.visible_statistics", f"{MAE}.denormalize"), given=_visible_example(),
+           # pinned: patches of two pixels, one of three patches hidden
+           examples=[{"patches": numpy.asarray([[[0.5, -1.0], [2.0, 0.25], [1.5, -0.5]]]),
+                      "prediction": numpy.asarray([[[1.0, 0.5], [-1.5, 0.75], [0.25, 2.0]]]),
+                      "hidden": numpy.asarray([[1.0, 0.0, 0.0]])}])
 def visible_statistics_value(check, patches, prediction, hidden):
     """For image n with visible pixels V_n (every pixel of every patch with m_{n,i} = 0, |V_n|
     = (L - sum_i m_{n,i}) P): mu_n = sum_{V_n} x / |V_n|, sd_n = sqrt(sum_{V_n} (x - mu_n)^2

@@ -70,7 +70,9 @@ def weighted_two_term_zero_regularizer(check, base, weight, regularizer):
 
 @statement("weightedTwoTerm_zero_weight", about=ABOUT_TWO,
            given={"base": reals(), "weight": st.just(0.0), "regularizer": reals()},
-           relaxed={"base": reals(), "weight": reals(), "regularizer": reals()})
+           relaxed={"base": reals(), "weight": reals(), "regularizer": reals()},
+           # pinned: terms that differ, neither 0 (equal terms hide which one w weighs)
+           examples=[{"base": 1.5, "weight": 0.0, "regularizer": -2.0}])
 def weighted_two_term_zero_weight(check, base, weight, regularizer):
     """w = 0  =>  weightedTwoTerm(w, {base, reg}) = base, for every regulariser reg."""
     check.close(mp(base) + mp(weight) * mp(regularizer), mp(base), 0, "mpmath")
@@ -85,7 +87,9 @@ def _ordered_pair(low, high):
            given={"base": reals(), "weights": _ordered_pair(-10, 10),
                   "regularizer": reals(0.0, 100.0)},
            relaxed={"base": reals(), "weights": _ordered_pair(-10, 10),
-                    "regularizer": reals()})
+                    "regularizer": reals()},
+           # pinned: a negative weight below a positive one, a regulariser above 0
+           examples=[{"base": 1.0, "weights": [-2.0, 1.0], "regularizer": 3.0}])
 def weighted_two_term_mono_weight(check, base, weights, regularizer):
     """w1 <= w2 and 0 <= reg  =>  weightedTwoTerm(w1, t) <= weightedTwoTerm(w2, t)."""
     low, high = weights
@@ -125,7 +129,9 @@ def weighted_three_term_zero_middle_zero_regularizer(check, base, middle, weight
            given={"base": reals(), "middle": reals(), "weight": st.just(0.0),
                   "regularizer": reals()},
            relaxed={"base": reals(), "middle": reals(), "weight": reals(),
-                    "regularizer": reals()})
+                    "regularizer": reals()},
+           # pinned: terms that differ, none 0 (equal terms hide which one w weighs)
+           examples=[{"base": 1.5, "middle": 0.5, "weight": 0.0, "regularizer": -2.0}])
 def weighted_three_term_zero_weight(check, base, middle, weight, regularizer):
     """w = 0  =>  weightedThreeTerm(w, {base, middle, reg}) = base + middle."""
     _equals_base_plus_middle(check, base, middle, weight, regularizer)
@@ -135,7 +141,9 @@ def weighted_three_term_zero_weight(check, base, middle, weight, regularizer):
            given={"base": reals(), "middle": reals(), "weights": _ordered_pair(-10, 10),
                   "regularizer": reals(0.0, 100.0)},
            relaxed={"base": reals(), "middle": reals(), "weights": _ordered_pair(-10, 10),
-                    "regularizer": reals()})
+                    "regularizer": reals()},
+           # pinned: a negative weight below a positive one, a regulariser above 0
+           examples=[{"base": 1.0, "middle": 0.5, "weights": [-2.0, 1.0], "regularizer": 3.0}])
 def weighted_three_term_mono_weight(check, base, middle, weights, regularizer):
     """w1 <= w2 and 0 <= reg  =>  weightedThreeTerm(w1, t) <= weightedThreeTerm(w2, t)."""
     low, high = weights

@@ -122,7 +122,14 @@ def _adam_replay(params, grads, lr, beta1, beta2, eps, weight_decay, decoupled, 
 
 @statement("adam_adamW_update",
            about=(f"{OPTIM}.adam.adam_update", f"{OPTIM}.adam.Adam:update", f"{OPTIM}.adam.AdamW"),
-           given=_adam_inputs())
+           given=_adam_inputs(),
+           # pinned: two steps with weight decay on parameters away from 0, where coupling
+           # it into the gradient (Adam's L2) and shrinking p (AdamW) part
+           examples=[{"params": [numpy.asarray([1.5, -2.0]), numpy.asarray([0.5])],
+                      "grads": [[numpy.asarray([0.5, -0.25]), numpy.asarray([1.0])],
+                                [numpy.asarray([1.0, 0.75]), numpy.asarray([-0.5])]],
+                      "lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+                      "weight_decay": 0.1}])
 def adam_update_steps(check, params, grads, lr, beta1, beta2, eps, weight_decay):
     """Adam and AdamW over k steps: m, v the biased moments, p <- p - lr m_hat / (sqrt(v_hat) +
     eps) with m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t), weight decay as g + wd p (Adam)
@@ -210,7 +217,10 @@ def _clip_inputs(draw):
 
 @statement("clipGradNorm_global_scale",
            about=(f"{OPTIM}.clip.clip_grad_norm_", f"{OPTIM}.clip.clip_arrays"),
-           given=_clip_inputs())
+           given=_clip_inputs(),
+           # pinned: gradients of norm 1.15 inside a ball of 10, which clipping leaves alone
+           examples=[{"grads": [numpy.asarray([0.5, -1.0]), numpy.asarray([0.25])],
+                      "max_norm": 10.0}])
 def clip_grad_norm(check, grads, max_norm):
     """clip_grad_norm_ returns norm = sqrt(sum_i g_i^2) over every gradient element (float64)
     and scales every gradient by min(1, max_norm / (norm + 1e-6)); a parameter without a

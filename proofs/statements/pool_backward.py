@@ -127,7 +127,11 @@ def _first_maximiser(x, held):
 
 
 @statement(backward_name("max_pool2d"), about=(f"{POOL}.max_pool2d",),
-           given=_pool_inputs(ties=True))
+           given=_pool_inputs(ties=True),
+           # pinned: one 2 x 2 window whose maximum 1 is tied between its first two positions
+           examples=[{"x": numpy.asarray([[[[0.5, -1.0], [2.0, 1.5]]]]),
+                      "tied": numpy.asarray([[[[1.0, 1.0], [0.0, -1.0]]]]), "kernel": (2, 2),
+                      "stride": None, "padding": (0, 0), "seed": 1}])
 def max_pool2d_backward_matches_vjp(check, x, tied, kernel, stride, padding, seed):
     """max_pool2d's backward: g to each window's maximiser, on ties to the first in row-major
     window order (a subgradient, PyTorch's choice), summed over windows; bound
@@ -155,7 +159,10 @@ def _upsample_inputs(draw):
 
 
 @statement(backward_name("interpolate_nearest"), about=(f"{POOL}.interpolate",),
-           given=_upsample_inputs())
+           given=_upsample_inputs(),
+           # pinned: x of 2 x 3 (with one row and one column, tile and repeat agree)
+           examples=[{"x": numpy.asarray([[[[0.5, -1.0, 2.0], [1.5, -0.25, 3.0]]]]),
+                      "scale": (2, 3), "seed": 1}])
 def interpolate_nearest_backward_matches_vjp(check, x, scale, seed):
     """nearest interpolate's backward, y[i, j] = x[i // s_h, j // s_w]: dx = the sum of g over
     each s_h x s_w block; bound gamma_{s_h s_w - 1} sum |g|."""

@@ -50,7 +50,10 @@ def _embedding_row(t, dim):
 @statement("sinusoidalEmbedding_values",
            about=(f"{UNET}.sinusoidal_embedding",),
            given={"times": st.lists(reals(0, 1000), min_size=1, max_size=3),
-                  "shared": st.booleans(), "dim": st.integers(1, 40)})
+                  "shared": st.booleans(), "dim": st.integers(1, 40)},
+           # pinned: dim 8, four frequencies (below 4 the spacings over half and half - 1
+           # agree), at times above 0
+           examples=[{"times": [10.0, 500.0], "shared": False, "dim": 8}])
 def sinusoidal_embedding(check, times, shared, dim):
     """sinusoidal_embedding(t, dim)[b] = [sin(t_b w_k) for k < half, cos(t_b w_k) for k <
     half, 0 if dim is odd], w_k = 10000^(-k / half), half = dim // 2, one t for the batch or

@@ -101,7 +101,11 @@ def v_target_value(check, betas, t, x0, eps, c):
 @statement("epsModelFromV_recovers_eps",
            about=(f"{DIFFUSION}.eps_model_from_v", f"{DIFFUSION}.v_target",
                   f"{DIFFUSION}.alpha_bar_at"),
-           given=_example())
+           given=_example(),
+           # pinned: T = 3 and timesteps 2 and 1, each with a timestep below it
+           examples=[{"betas": numpy.asarray([0.1, 0.2, 0.3]), "t": numpy.asarray([2, 1]),
+                      "x0": numpy.asarray([[0.5, -1.0], [1.5, 0.25]]),
+                      "eps": numpy.asarray([[1.0, 0.5], [-0.5, 2.0]]), "c": 0.5}])
 def eps_from_v(check, betas, t, x0, eps, c):
     """v_model(x, tau) = v_target(x0, tau, eps)  =>  eps_model_from_v(v_model)(x_t, t)
     = sqrt(1 - a_t) x_t + sqrt(a_t) v_model(x_t, t) = eps: the identity at 50 digits on the

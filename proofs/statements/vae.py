@@ -69,7 +69,10 @@ def _separated_latents():
 
 
 @statement("coordinateKlToStandard_eq_zero_iff", about=(f"{VAE}.coordinate_kl_to_standard",),
-           given={"latent": _separated_latents()})
+           given={"latent": _separated_latents()},
+           # pinned: (0, 0), where the KL is 0 (its -1 cancels e^0), beside (1.5, 0), where the
+           # mean's term alone keeps it from 0
+           examples=[{"latent": ([0.0, 1.5], [0.0, 0.0])}])
 def coordinate_kl_zero_iff(check, latent):
     """coordinateKlToStandard(mu, l) = 0  <=>  mu = 0 and l = 0. On the engine: KL(0, 0) is 0
     exactly, and (mu, l) != (0, 0) gives a KL above its rounding bound (nonzero values drawn at
@@ -250,6 +253,10 @@ def _beta_loss_terms():
     return {"reconstruction": reals(0, 1000), "kl": reals(0, 100), "beta": reals(0, 10)}
 
 
+# pinned for the beta-VAE loss statements: both terms positive and apart, beta neither 0 nor 1
+PINNED_BETA_LOSS = {"reconstruction": 10.0, "kl": 2.0, "beta": 4.0}
+
+
 def _engine_beta_losses(reconstruction, kl, beta):
     """(label, dtype, value) of beta_negative_elbo on 0-d tensors of each dtype."""
     from minilean.models import vae
@@ -259,7 +266,7 @@ def _engine_beta_losses(reconstruction, kl, beta):
 
 
 @statement("betaVae_loss_decomposition", about=(f"{VAE}.beta_negative_elbo",),
-           given=_beta_loss_terms())
+           given=_beta_loss_terms(), examples=[PINNED_BETA_LOSS])
 def beta_vae_decomposition(check, reconstruction, kl, beta):
     """loss(beta) = reconstruction + beta KL (= weightedTwoTerm(beta, {recon, KL}))."""
     exact = mp(reconstruction) + mp(beta) * mp(kl)
@@ -271,7 +278,7 @@ def beta_vae_decomposition(check, reconstruction, kl, beta):
 
 @statement("betaVae_loss_eq_weightedTwoTerm",
            about=(f"{VAE}.beta_negative_elbo", "minilean.models.objectives.weighted_two_term"),
-           given=_beta_loss_terms())
+           given=_beta_loss_terms(), examples=[PINNED_BETA_LOSS])
 def beta_vae_weighted(check, reconstruction, kl, beta):
     """loss(beta) = weightedTwoTerm(beta, {base = reconstruction, regularizer = KL}), bit for bit."""
     from minilean.models import objectives
@@ -282,7 +289,8 @@ def beta_vae_weighted(check, reconstruction, kl, beta):
 
 
 @statement("betaVae_loss_zero_beta", about=(f"{VAE}.beta_negative_elbo",),
-           given={**_beta_loss_terms(), "beta": st.just(0.0)}, relaxed=_beta_loss_terms())
+           given={**_beta_loss_terms(), "beta": st.just(0.0)}, relaxed=_beta_loss_terms(),
+           examples=[dict(PINNED_BETA_LOSS, beta=0.0)])
 def beta_vae_zero_beta(check, reconstruction, kl, beta):
     """beta = 0  =>  loss = reconstruction."""
     for label, _, value in _engine_beta_losses(reconstruction, kl, beta):
@@ -301,7 +309,9 @@ def beta_vae_zero_kl(check, reconstruction, kl, beta):
            given={"reconstruction": reals(0, 1000), "kl": reals(0, 100),
                   "betas": st.tuples(reals(0, 10), reals(0, 10)).map(sorted)},
            relaxed={"reconstruction": reals(0, 1000), "kl": reals(-100, 100),
-                    "betas": st.tuples(reals(0, 10), reals(0, 10)).map(sorted)})
+                    "betas": st.tuples(reals(0, 10), reals(0, 10)).map(sorted)},
+           # pinned: a positive KL and two distinct betas (KL = 0 or beta1 = beta2 ties them)
+           examples=[{"reconstruction": 10.0, "kl": 2.0, "betas": [0.5, 4.0]}])
 def beta_vae_mono(check, reconstruction, kl, betas):
     """beta1 <= beta2 and 0 <= KL  =>  loss(beta1) <= loss(beta2) (exact in floating point too:
     rounding is monotone)."""
@@ -313,7 +323,8 @@ def beta_vae_mono(check, reconstruction, kl, betas):
 
 
 @statement("betaVae_loss_matches_named_elbo_terms",
-           about=(f"{VAE}.beta_negative_elbo", f"{VAE}.negative_elbo"), given=_beta_loss_terms())
+           about=(f"{VAE}.beta_negative_elbo", f"{VAE}.negative_elbo"), given=_beta_loss_terms(),
+           examples=[PINNED_BETA_LOSS])
 def beta_vae_named_terms(check, reconstruction, kl, beta):
     """r + beta k = betaNegativeElbo(beta, {nll = r, kl = k}); negativeElbo = betaNegativeElbo(1)."""
     from minilean.models import vae

@@ -6,12 +6,13 @@ vector-Jacobian product, and std's gradient where the standard deviation is 0.
     d std / dx_j = (d var / dx_j) / (2 std),
 
 the chain rule through the mean written out entry by entry (the engine's backward drops the
-mean's terms, which sum to zero). Hypothesis draws x (R, n), R = 1..3, n = 2..6, reduced over
-all of it, over each row or over each column (a reduced axis that is not the last, which the
-backward must put back in its own place), keepdim or not, and a seed for the upstream gradient
-g; every example runs both corrections. The engine's gradients, in float64 and float32, must
-come back in x's dtype and shape and lie within a running error bound
-(``proofs.running_error``) carried through the engine's own steps: the mean, x - m,
+mean's terms, which sum to zero). Hypothesis draws x (R, n), R = 2..3, n = 2..6, reduced over
+all of it, over each row or over each column, keepdim or not, and a seed for the upstream
+gradient g; every example runs both corrections, and also reduces over each column without
+keepdim: a reduced axis that is not the last, which the backward must put back in its own
+place (the one reduction where dy's shape does not tell it). The engine's gradients, in
+float64 and float32, must come back in x's dtype and shape and lie within a running error
+bound (``proofs.running_error``) carried through the engine's own steps: the mean, x - m,
 (g (2 / (n - c))) (x - m) for var; for std also the sum of squares, its root s and g / (2 s)
 first. x - m carries ~ u |x| however small it is, so std's 1 / s magnifies it: std's
 statement asks each reduced slice to spread over at least 2^-10 (max - min), which keeps s
@@ -48,13 +49,12 @@ LEAST_SPREAD = 2.0 ** -10  # std's hypothesis: each reduced slice spreads at lea
 
 @st.composite
 def _spread_inputs(draw, least_spread=0.0):
-    """x (R, n) in [-4, 4], R = 1..3 (2..3 for dim 0), n = 2..6, reduced over all (dim None),
-    each row (dim -1) or each column (dim 0), keepdim or not; each reduced slice spreading over
-    at least ``least_spread``."""
+    """x (R, n) in [-4, 4], R = 2..3 (a column of one has no variance), n = 2..6, reduced over
+    all (dim None), each row (dim -1) or each column (dim 0), keepdim or not; each slice of
+    the drawn reduction and of the columns' spreading over at least ``least_spread``."""
     dim = draw(st.sampled_from([None, -1, 0]))
-    rows = draw(st.integers(2 if dim == 0 else 1, 3))  # a column of one has no variance
-    x = real_array(draw, (rows, draw(st.integers(2, 6))), -4, 4)
-    assume(all(numpy.ptp(row) >= least_spread for row in _slices(x, dim)))
+    x = real_array(draw, (draw(st.integers(2, 3)), draw(st.integers(2, 6))), -4, 4)
+    assume(all(numpy.ptp(row) >= least_spread for axis in {dim, 0} for row in _slices(x, axis)))
     return {"x": x, "dim": dim, "keepdim": draw(st.booleans()),
             "seed": draw(st.integers(0, 2 ** 16))}
 
@@ -113,21 +113,25 @@ def _replay(x, g, dim, correction, root, dtype):
 
 
 def _check_spread_backward(check, x, dim, keepdim, seed, root):
-    g = upstream(seed, _output_shape(x, dim, keepdim))
-    for unbiased, dtype in ((u, d) for u in (True, False) for d in ENGINE_DTYPES):
-        tensor = engine(x, dtype, requires_grad=True)
-        spread = tensor.std if root else tensor.var
-        spread(dim, keepdim=keepdim, unbiased=unbiased).backward(engine(g, dtype))
-        check_against_replay(check, tensor, _reference(x, g, dim, int(unbiased), root),
-                             _replay(x, g, dim, int(unbiased), root, dtype), dtype,
-                             f"{'std' if root else 'var'} dim {dim} unbiased {unbiased} "
-                             f"({dtype.__name__})")
+    # the drawn reduction, and over each column without keepdim on every example (module
+    # docstring)
+    for dim, keepdim in dict.fromkeys([(dim, keepdim), (0, False)]):
+        g = upstream(seed, _output_shape(x, dim, keepdim))
+        for unbiased, dtype in ((u, d) for u in (True, False) for d in ENGINE_DTYPES):
+            tensor = engine(x, dtype, requires_grad=True)
+            spread = tensor.std if root else tensor.var
+            spread(dim, keepdim=keepdim, unbiased=unbiased).backward(engine(g, dtype))
+            check_against_replay(check, tensor, _reference(x, g, dim, int(unbiased), root),
+                                 _replay(x, g, dim, int(unbiased), root, dtype), dtype,
+                                 f"{'std' if root else 'var'} dim {dim} keepdim {keepdim} "
+                                 f"unbiased {unbiased} ({dtype.__name__})")
 
 
 @statement(backward_name("var"), about=(f"{REDUCE}.var",), given=_spread_inputs())
 def var_backward_matches_vjp(check, x, dim, keepdim, seed):
     """var's backward, unbiased and not: dx_j = (2 / (n - c)) sum_i g (x_i - m)
-    (delta_ij - 1/n); bound: the engine's steps carried (running error)."""
+    (delta_ij - 1/n), over the drawn axes and over each column; bound: the engine's steps
+    carried (running error)."""
     _check_spread_backward(check, x, dim, keepdim, seed, root=False)
 
 
@@ -135,7 +139,8 @@ def var_backward_matches_vjp(check, x, dim, keepdim, seed):
            given=_spread_inputs(least_spread=LEAST_SPREAD))
 def std_backward_matches_vjp(check, x, dim, keepdim, seed):
     """std's backward, unbiased and not, each slice spreading over >= 2^-10: dx_j = (d var /
-    dx_j) / (2 std); bound: the engine's steps carried (running error)."""
+    dx_j) / (2 std), over the drawn axes and over each column; bound: the engine's steps
+    carried (running error)."""
     _check_spread_backward(check, x, dim, keepdim, seed, root=True)
 
 

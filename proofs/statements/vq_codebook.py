@@ -101,7 +101,14 @@ def _ema_replay(sizes, sums, batches, decay, dtype):
     return size, total_sum, [[m / s for m in row] for row, s in zip(total_sum, smoothed)]
 
 
-@statement("emaCodebook_update", about=(f"{VQ}.VQVAE:ema_update",), given=_ema_inputs())
+@statement("emaCodebook_update", about=(f"{VQ}.VQVAE:ema_update",), given=_ema_inputs(),
+           # pinned: two codes with unequal counts (one code, or equal counts, make N~ = N),
+           # one batch of three encodings
+           examples=[{"sizes": numpy.asarray([2.0, 0.5]),
+                      "sums": numpy.asarray([[1.0], [0.5]]),
+                      "batches": [(numpy.asarray([0.5, -1.0, 2.0]).reshape(1, 1, 3, 1),
+                                   numpy.asarray([0, 1, 0]).reshape(1, 1, 3))],
+                      "decay": 0.9}])
 def ema_codebook_update(check, sizes, sums, batches, decay):
     """VQVAE.ema_update over batches: N_k <- d N_k + (1 - d) n_k, m_k <- d m_k + (1 - d) sum of
     the z assigned to k, e_k = m_k / N~_k with N~_k = (N_k + 1e-5) n / (n + K 1e-5), n = sum N
@@ -281,7 +288,9 @@ def _exp(x):
 
 @statement("codeStatistics_usage_perplexity", about=(f"{VQ}.code_statistics",),
            given={"counts": st.lists(st.one_of(st.just(0), st.integers(1, 10 ** 6)), min_size=1,
-                                     max_size=16).filter(any)})
+                                     max_size=16).filter(any)},
+           # pinned: three used codes and an unused one
+           examples=[{"counts": [3, 1, 0, 4]}])
 def code_statistics_values(check, counts):
     """code_statistics(c) = (#{k: c_k > 0} / K, exp(-sum_k p_k log p_k)) with p = c / sum c
     (0 log 0 = 0) for counts with sum c > 0; 1 <= perplexity <= #{c_k > 0} (float64). Unused

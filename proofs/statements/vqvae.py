@@ -140,6 +140,14 @@ def _loss_inputs(draw, zero_quantization=False, beta=None):
             "beta": draw(reals(0, 4)) if beta is None else beta}
 
 
+# pinned for the loss statements: three terms that differ, none 0, and beta = 0.25 (the
+# VQ-VAE paper's)
+PINNED_LOSS = {"target": numpy.asarray([0.5, -1.0, 1.5]),
+               "reconstruction": numpy.asarray([0.25, 0.5, 1.0]),
+               "encoded": numpy.asarray([1.0, -0.5]), "quantized": numpy.asarray([0.5, 1.5]),
+               "beta": 0.25}
+
+
 def _mse(a, b):
     return mpmath.fsum((x - y) ** 2 for x, y in zip(mp(a), mp(b))) / len(a)
 
@@ -150,7 +158,8 @@ def _vq_losses(dtype, target, reconstruction, encoded, quantized, beta):
                             engine(encoded, dtype), engine(quantized, dtype), beta)
 
 
-@statement("vqvae_loss_decomposition", about=(f"{VQ}.vqvae_loss",), given=_loss_inputs())
+@statement("vqvae_loss_decomposition", about=(f"{VQ}.vqvae_loss",), given=_loss_inputs(),
+           examples=[PINNED_LOSS])
 def vq_decomposition(check, target, reconstruction, encoded, quantized, beta):
     """loss(beta) = MSE(dec, x) + MSE(e_idx, z_e) + beta MSE(z_e, e_idx)."""
     terms = [_mse(reconstruction, target), _mse(quantized, encoded), _mse(encoded, quantized)]
@@ -168,7 +177,7 @@ def vq_decomposition(check, target, reconstruction, encoded, quantized, beta):
 
 @statement("vqvae_loss_eq_weightedThreeTerm",
            about=(f"{VQ}.vqvae_loss", "minilean.models.objectives.weighted_three_term"),
-           given=_loss_inputs())
+           given=_loss_inputs(), examples=[PINNED_LOSS])
 def vq_weighted(check, target, reconstruction, encoded, quantized, beta):
     """loss(beta) = weightedThreeTerm(beta, {recon, codebook, commitment}), bit for bit."""
     from minilean.models import objectives

@@ -20,6 +20,8 @@ quotient round L + 2 times; x < 0: within gamma_{2L+2} s, and s < 1/2). Models a
 or 1x4x4 images, widths 2-4) and built under a drawn seed; the float64 run casts the same
 float32 parameters (exactly).
 """
+import itertools
+
 import mpmath
 import numpy
 from hypothesis import strategies as st
@@ -267,7 +269,11 @@ def _generator_network(generator):
 def _gan_given():
     return {"z": st.lists(reals(-3, 3), min_size=3 * GAN_LATENT, max_size=3 * GAN_LATENT).map(
                 lambda v: numpy.asarray(v).reshape(3, GAN_LATENT)),
-            "seed": st.integers(0, 2 ** 16), "bounded": st.booleans()}
+            "seed": st.integers(0, 2 ** 16)}
+
+
+# the generator for bounded (image) data, with its tanh, and for unbounded, every example
+BOUNDED_AND_NOT = (True, False)
 
 
 def _generator(seed, bounded, dtype):
@@ -278,27 +284,29 @@ def _generator(seed, bounded, dtype):
 
 @statement("generate_eq_generator", about=(f"{GAN}.Generator:forward",), given=_gan_given(),
            max_examples=10)
-def generate(check, z, seed, bounded):
+def generate(check, z, seed):
     """generate(z) = G z: the Generator module's output is its MLP (Linear-ReLU-Linear-ReLU-
-    Linear) at z, then tanh for bounded (image) data, evaluated exactly in mpmath."""
-    for dtype in ENGINE_DTYPES:
+    Linear) at z, then tanh for bounded (image) data, evaluated exactly in mpmath (bounded and
+    not, every example)."""
+    for dtype, bounded in itertools.product(ENGINE_DTYPES, BOUNDED_AND_NOT):
         generator = _generator(seed, bounded, dtype)
         samples = host(generator(engine(z, dtype)))
         network = _generator_network(generator)
         for row in range(len(z)):
             exact, error = network.evaluate(mp(z[row]), 0, dtype)
-            check.close(samples[row], exact, error, f"G(z) ({dtype.__name__})")
+            check.close(samples[row], exact, error, f"G(z), bounded {bounded} ({dtype.__name__})")
 
 
 @statement("fakeScore_is_discriminator_after_generator",
            about=(f"{GAN}.Generator:forward", f"{GAN}.Discriminator:forward",
                   f"{GAN}.generator_loss"), given=_gan_given(), max_examples=10)
-def fake_score(check, z, seed, bounded):
+def fake_score(check, z, seed):
     """fakeScore(z) = D(G z): the discriminator's score of the generator's samples (as the
-    LSGAN losses take it) is the leaky-ReLU MLP D at the MLP G(z), composed exactly in mpmath;
-    the generator loss is mse(D(G z), 1) of those scores, bit for bit."""
+    LSGAN losses take it) is the leaky-ReLU MLP D at the MLP G(z) (bounded and not, every
+    example), composed exactly in mpmath; the generator loss is mse(D(G z), 1) of those
+    scores, bit for bit."""
     from minilean.models import gan
-    for dtype in ENGINE_DTYPES:
+    for dtype, bounded in itertools.product(ENGINE_DTYPES, BOUNDED_AND_NOT):
         generator = _generator(seed, bounded, dtype)
         discriminator = _seeded(lambda: gan.Discriminator(GAN_DATA, hidden=4), seed + 1, dtype)
         critic = Network([discriminator.hidden1, ("leaky", SLOPE),
@@ -308,7 +316,8 @@ def fake_score(check, z, seed, bounded):
         for row in range(len(z)):
             sample, sample_error = _generator_network(generator).evaluate(mp(z[row]), 0, dtype)
             exact, error = critic.evaluate(sample, sample_error, dtype)
-            check.close(host(scores)[row], exact, error, f"D(G(z)) ({dtype.__name__})")
+            check.close(host(scores)[row], exact, error,
+                        f"D(G(z)), bounded {bounded} ({dtype.__name__})")
         check.close(host(gan.generator_loss(scores)),
                     mp(host(gan.mse_to_target(scores, gan.REAL_TARGET))), 0,
                     f"generator loss of the fake scores ({dtype.__name__})")
