@@ -157,6 +157,53 @@ def test_grad_modes_decorate_with_or_without_parentheses(parentheses):
         assert recorded(x) and not ml.is_grad_enabled()
 
 
+@pytest.mark.parametrize("mode, caller", [(ml.no_grad, ml.enable_grad),
+                                           (ml.enable_grad, ml.no_grad)])
+def test_a_decorated_generator_runs_its_body_in_the_mode_and_the_caller_in_its_own(mode, caller):
+    """As PyTorch's decorators: a generator function's body runs in the mode at every resume
+    (send, throw and close too), the caller's code between its yields in the caller's mode.
+    ContextDecorator set the mode only while the generator object was made, before any of
+    its body ran, so ``@ml.no_grad`` sampling loops written as generators recorded graphs."""
+    seen = []
+
+    @mode
+    def steps(first):
+        """The modes the body sees."""
+        try:
+            sent = yield (first, ml.is_grad_enabled())
+            try:
+                yield (sent, ml.is_grad_enabled())
+            except ValueError as error:
+                sent = yield (str(error), ml.is_grad_enabled())
+            yield (sent, ml.is_grad_enabled())
+        finally:
+            seen.append(("finally", ml.is_grad_enabled()))
+        return "done"
+
+    inside = mode.enabled
+    with caller():
+        outside = ml.is_grad_enabled()
+        run = steps("a")
+        assert steps.__name__ == "steps" and steps.__doc__ == "The modes the body sees."
+        assert next(run) == ("a", inside) and ml.is_grad_enabled() == outside
+        assert run.send("b") == ("b", inside) and ml.is_grad_enabled() == outside
+        assert run.throw(ValueError("c")) == ("c", inside) and ml.is_grad_enabled() == outside
+        assert run.send("d") == ("d", inside)
+        run.close()
+        assert seen == [("finally", inside)] and ml.is_grad_enabled() == outside
+
+        values, returned = [], []
+
+        def whole():
+            returned.append((yield from steps("e")))
+        for value in whole():  # a loop that runs it to its end
+            values.append(value)
+            assert ml.is_grad_enabled() == outside
+        assert values == [("e", inside), (None, inside), (None, inside)]
+        assert returned == ["done"] and seen[1:] == [("finally", inside)]
+    assert ml.is_grad_enabled()
+
+
 def test_inputs_that_need_no_gradient_get_none():
     x, constant = ml.randn(2, 3, requires_grad=True), ml.randn(2, 3)
     (x * constant).sum().backward()
