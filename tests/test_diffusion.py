@@ -296,6 +296,21 @@ def test_in_batches_gives_the_network_at_most_a_batch_and_joins_its_rows_in_orde
     numpy.testing.assert_allclose(batched.numpy(), whole, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("rows", [0, 1, 2])
+def test_in_batches_hands_at_most_one_batch_to_the_network_as_it_is(rows):
+    """x of no more rows than a batch (none too) is one call on x itself, whose result is
+    returned; with no rows, the loop made no result and returned Tensor(None), a TypeError."""
+    calls = []
+
+    def network(x, t):
+        calls.append(x)
+        return x * t
+    x = ml.ones(rows, 3)
+    result = D.in_batches(network, 2)(x, 4.0)
+    assert len(calls) == 1 and calls[0] is x and result.shape == (rows, 3)
+    numpy.testing.assert_array_equal(result.numpy(), numpy.full((rows, 3), 4.0))
+
+
 def test_pf_ode_rhs_and_euler_step_formulas():
     x, eps = numpy.array([1.0, -2.0]), numpy.array([0.5, 0.25])
     numpy.testing.assert_allclose(D.pf_ode_rhs(x, eps, 0.4, 0.5), -0.2 * (x - eps / 0.5))

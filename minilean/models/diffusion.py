@@ -415,6 +415,8 @@ def in_batches(network, batch_size):
     ``batch_size`` (up to the rounding of products of other shapes).
     """
     def network_in_batches(x, t):
+        if x.shape[0] <= batch_size:  # one batch (or none): x as it is
+            return network(x, t)
         result = None
         for start in range(0, x.shape[0], batch_size):
             rows = slice(start, start + batch_size)
