@@ -751,7 +751,7 @@ def check_graph_sampling_replays_the_network(capsys, fast=False):
     other DDIM steps are replays that read each step's timestep, and the samples are those of
     the plain network, in batches too (``--sample-batch``: a graph for each batch shape, and
     each replay's output kept before the next overwrites it); a network that cannot be
-    captured runs as it is, after a note."""
+    captured runs as it is, after one note for all batch shapes."""
     from minilean.models.unet import UNet
     from minilean.train.diffusion import GraphNetwork
 
@@ -788,10 +788,15 @@ def check_graph_sampling_replays_the_network(capsys, fast=False):
             assert len(calls) == 4 and capsys.readouterr().err == ""  # two shapes: 2 (twice) and 1
             numpy.testing.assert_allclose(batched, plain, rtol=1e-3, atol=1e-3)
             calls.clear()
-            fallback = D.ddim_sample(GraphNetwork(reads_a_host_number), alpha_bar, x_T,
-                                     timesteps).numpy()
-        assert len(calls) == len(timesteps) + 2  # warm-up, failed capture, then every step
-        assert "--cuda-graph: sampling without a graph: cannot capture" in capsys.readouterr().err
-        numpy.testing.assert_allclose(fallback, plain, rtol=1e-5, atol=1e-6)
+            fallback = D.ddim_sample(D.in_batches(GraphNetwork(reads_a_host_number), 2),
+                                     alpha_bar, x_T, timesteps).numpy()
+        # warm-up and failed capture of the first shape, then every batch of every step: the
+        # other shape is not tried again (a capture fails for the network's code, not a shape)
+        assert len(calls) == 3 * len(timesteps) + 2
+        notes = capsys.readouterr().err.splitlines()
+        assert len(notes) == 1 and "--cuda-graph: sampling without a graph: cannot capture" \
+            in notes[0]
+        # batches of other shapes than the plain run's: their products are rounded otherwise
+        numpy.testing.assert_allclose(fallback, plain, rtol=1e-4, atol=1e-3)
     finally:
         use_fast_kernels(False)

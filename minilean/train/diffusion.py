@@ -95,7 +95,7 @@ class GraphNetwork:
     so each replay reads it (a number would be baked into the graph as it was at the
     capture). Each call returns the graph's output array, which the next call of that shape
     overwrites: the samplers use it before they call again. A network that cannot be
-    captured runs as it is, after a one-line note.
+    captured runs as it is, for every shape, after a one-line note.
     """
 
     def __init__(self, network):
@@ -107,14 +107,21 @@ class GraphNetwork:
     def __call__(self, x, t):
         times = D.timesteps_for_batch(t, x.shape[0])
         if x.shape not in self.replays:
-            from minilean.cuda.graph import CapturedCall, GraphCaptureError
-            try:
-                self.replays[x.shape] = CapturedCall(self._run, (x.data, times))
-            except GraphCaptureError as error:
-                print(f"minilean: --cuda-graph: sampling without a graph: {error}",
-                      file=sys.stderr)
-                self.replays[x.shape] = self._run
+            self.replays[x.shape] = self._replay_for(x.data, times)
         return Tensor(self.replays[x.shape](x.data, times))
+
+    def _replay_for(self, x, times):
+        """A graph captured for x's shape; the network as it is once a capture failed, for
+        this shape and every later one (what stops a capture, a copy to the host or a sync,
+        is in the network's code, not in a shape: one note says so, once)."""
+        if self._run in self.replays.values():
+            return self._run
+        from minilean.cuda.graph import CapturedCall, GraphCaptureError
+        try:
+            return CapturedCall(self._run, (x, times))
+        except GraphCaptureError as error:
+            print(f"minilean: --cuda-graph: sampling without a graph: {error}", file=sys.stderr)
+            return self._run
 
 
 def sample(eps_model, config, betas, x_T):
