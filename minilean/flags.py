@@ -7,10 +7,11 @@ take flag values (the data commands, ``load_dataset``) check theirs with it too
 Two sources of values, one set of rules. python-fire hands over what the user typed, parsed
 loosely (``--cpu=false`` is the text 'false', ``--seed 007`` a text, ``--steps 1e3`` a float),
 and ``parse`` reads those as the kind; an integer flag whose word fire read as a float reads
-the word itself (fire reads ``1e-400`` as 0.0, a whole float). A Python caller's value is
-``typed``: it must already be of the kind, because an API that turned ``x='off'`` into "no
-file" or ``'32'`` into 32 would hide the caller's bug instead of naming it. A path may be a
-``pathlib.Path`` (any ``os.PathLike`` of text): it is checked, and handed on, as its text.
+the word itself (fire reads ``1e-400`` as 0.0, a whole float, and ``1e309`` as inf). A Python
+caller's value is ``typed``: it must already be of the kind, because an API that turned
+``x='off'`` into "no file" or ``'32'`` into 32 would hide the caller's bug instead of naming
+it. A path may be a ``pathlib.Path`` (any ``os.PathLike`` of text): it is checked, and handed
+on, as its text.
 """
 import decimal
 import functools
@@ -81,10 +82,10 @@ class Flag:
         ``value`` is what fire made of the user's text, ``text`` that text where it is known
         (the command line's word); ``typed``: a Python caller's value, which must already be
         of the kind (see the module docstring)."""
-        if self.kind is int and isinstance(value, float) and value.is_integer() \
-                and text is not None:
-            # fire rounds what it reads as a float (1e-400 to 0.0, 1.0000000000000001 to 1.0):
-            # whether an integer was typed, and which, only the text says
+        if self.kind is int and isinstance(value, float) and text is not None \
+                and (value.is_integer() or math.isinf(value)):
+            # fire rounds what it reads as a float (1e-400 to 0.0, 1.0000000000000001 to 1.0,
+            # 1e309 to inf): whether an integer was typed, and which, only the text says
             value = text
         none_word = not typed and isinstance(value, str) and value.lower() in _NONE_WORDS
         # A path flag that cannot be none refuses the none-words too: taken as a name, they

@@ -169,6 +169,19 @@ def test_an_integer_flag_refuses_a_fraction_that_fire_rounds_to_a_whole_float(
     assert not recorded
 
 
+@pytest.mark.parametrize("value, expected", [
+    ("1e309", "an integer >= 0 of at most 64 bits (|value| <= 2**63 - 1)"),
+    ("-1e309", "an integer >= 0")])
+def test_an_integer_flag_names_a_number_fire_read_as_infinite_as_typed(value, expected, recorded,
+                                                                      capsys):
+    """fire reads 1e309 as inf: the error said 'got inf; expected an integer', where 1e300, an
+    integer as much as 1e309 is, is named as typed and refused as more than 64 bits."""
+    recorded.clear()
+    assert outcome(["vae", "--seed", value], capsys) == (
+        2, f"minilean vae: error: --seed: got {value!r}; expected {expected}\n")
+    assert not recorded
+
+
 def test_a_guarded_commands_integer_flag_reads_its_text_too(recorded, capsys):
     recorded.clear()
     assert outcome(["data", "convert", "image-folder", "--input=.", "--x-output=x.npy",
