@@ -14,10 +14,10 @@ statement in plain math. ``body`` runs once per example that hypothesis draws fr
   itself, not of the conclusion (two routes to one reference value, a replay against its
   formula): they fail the statement like any other, labelled "reference: ...".
 
-``examples`` (optional) are pinned examples, dicts like the strategy's, run before the drawn
-ones on every run (hypothesis's ``@example``): a configuration that shows a slip which the
-drawn examples show only now and then, so that catching it does not rest on the draws of one
-hypothesis release (which draws other derandomized examples than the next).
+``examples`` (optional) are pinned examples, dicts like the strategy's, run in their order
+before the drawn ones on every run (hypothesis's ``@example``): a configuration that shows a
+slip which the drawn examples show only now and then, so that catching it does not rest on
+the draws of one hypothesis release (which draws other derandomized examples than the next).
 
 ``relaxed`` (optional) is the same strategy with one hypothesis dropped; ``counterexample()``
 asks hypothesis to find an example there where the conclusion fails, which shows the
@@ -158,14 +158,17 @@ class Statement:
         phases = tuple(Phase) if shrink else (Phase.explicit, Phase.reuse, Phase.generate)
         fixed = {"derandomize": True, "database": None} if derandomize else {}
 
+        # one failure reported, the first: several (pinned examples that fail in distinct
+        # ways) come as an ExceptionGroup, whose message names none of them
         @settings(max_examples=max_examples, deadline=None, phases=phases, **fixed,
+                  report_multiple_bugs=False,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
         @given(strategy)
         def run_example(example):
             counter[0] += 1
             with mpmath.workdps(DIGITS):
                 self.body(check, **example)
-        for pinned in self.examples:
+        for pinned in reversed(self.examples):  # hypothesis runs the last one applied first
             run_example = explicit_example(pinned)(run_example)
         return run_example
 

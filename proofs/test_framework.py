@@ -192,3 +192,18 @@ def test_pinned_examples_run_on_every_run_before_the_drawn_ones():
         outcome = pinned.run(max_examples=5, shrink=False, derandomize=derandomize)
         assert outcome.status == "FAIL" and outcome.message.endswith("x = 7")
         assert seen == [7]  # first, and the failure ends the run
+
+
+def test_a_statement_failing_in_two_ways_names_the_first_failure_not_a_group():
+    """Two pinned examples failing in distinct ways (a check, a crash) made hypothesis raise
+    an ExceptionGroup, and the outcome said only 'Hypothesis found 2 distinct failures in
+    explicit examples. (2 sub-exceptions)', not what failed. The first is the first given:
+    hypothesis ran the pinned examples last first."""
+    def body(check, x):
+        """1 / (x - 8) is defined and x != 7."""
+        check.holds(1 / (x - 8) and x != 7, "x = 7")
+    given = st.fixed_dictionaries({"x": st.integers(0, 5)})
+    for derandomize in (False, True):
+        outcome = Statement("s", body, (), given, examples=({"x": 7}, {"x": 8})).run(
+            max_examples=5, shrink=False, derandomize=derandomize)
+        assert (outcome.status, outcome.message) == ("FAIL", "StatementFailed: x = 7")
