@@ -11,8 +11,8 @@ from minilean.train import zoo_run
 from minilean.train.loop import LOCKED_DATA_FLAGS
 
 # What defines the model, how its codebook learns (EMA decay, restarts of dead codes), the
-# commitment weight of its objective and its data: a resumed run must keep these (config.json, which the resume rewrites, would say the
-# whole run trained with the new value).
+# commitment weight of its objective and its data: a resumed run must keep these (config.json,
+# which the resume rewrites, would say the whole run trained with the new value).
 LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("codes", "code_dim", "hidden", "ema_codebook", "decay",
                                     "restart_every", "beta")
 
