@@ -623,3 +623,21 @@ def test_loaded_hyperparameters_meet_the_constructors_rules_and_a_refusal_change
     with pytest.raises(TypeError, match="momentum must be a number >= 0, got '0.5'"):
         sgd.load_state_dict({**sgd.state_dict(), "hyperparameters": {"momentum": "0.5"}})
     assert sgd.momentum == 0.9
+
+
+def test_get_last_lr_is_the_rate_the_scheduler_set_last_as_torchs():
+    """A rate set by hand after the scheduler's step is the optimizer's, not the scheduler's
+    last (get_last_lr had read the optimizer's)."""
+    param = nn.Parameter(ml.ones(1))
+    optimizer = optim.SGD([param], lr=0.5)
+    scheduler = optim.LambdaLR(optimizer, lr_lambda=lambda step: 0.5 ** step)
+    scheduler.step()
+    optimizer.param_groups[0]["lr"] = 0.01
+    assert scheduler.get_last_lr() == [0.25] and optimizer.lr == 0.01
+    torch = pytest.importorskip("torch")
+    theirs = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5)
+    their_scheduler = torch.optim.lr_scheduler.LambdaLR(theirs, lr_lambda=lambda step: 0.5 ** step)
+    theirs.step()
+    their_scheduler.step()
+    theirs.param_groups[0]["lr"] = 0.01
+    assert their_scheduler.get_last_lr() == [0.25]

@@ -31,21 +31,26 @@ def warmup_cosine(step, warmup_steps, total_steps, min_factor=0.0):
 
 class LambdaLR:
     """PyTorch's names: ``lr_lambda`` is the factor of the base rate at each step, and
-    ``get_last_lr()`` a list with one rate per parameter group (one here)."""
+    ``get_last_lr()`` a list with one rate per parameter group (one here): the rate this
+    scheduler set last, whatever was set by hand since."""
 
     def __init__(self, optimizer, lr_lambda):
         self.optimizer = optimizer
         self.lr_lambda = lr_lambda
         self.base_lr = optimizer.lr
         self.last_step = 0
-        optimizer.lr = self.base_lr * lr_lambda(0)
+        self._set_lr()
+
+    def _set_lr(self):
+        self.last_lr = self.base_lr * self.lr_lambda(self.last_step)
+        self.optimizer.lr = self.last_lr
 
     def step(self):
         self.last_step += 1
-        self.optimizer.lr = self.base_lr * self.lr_lambda(self.last_step)
+        self._set_lr()
 
     def get_last_lr(self):
-        return [self.optimizer.lr]
+        return [self.last_lr]
 
     def state_dict(self):
         return {"base_lr": self.base_lr, "last_step": self.last_step}
@@ -53,7 +58,7 @@ class LambdaLR:
     def load_state_dict(self, state_dict):
         self.base_lr = float(state_dict["base_lr"])
         self.last_step = int(state_dict["last_step"])
-        self.optimizer.lr = self.base_lr * self.lr_lambda(self.last_step)
+        self._set_lr()
 
 
 def warmup_cosine_scheduler(optimizer, warmup_steps, total_steps, min_factor=0.0):
