@@ -441,6 +441,7 @@ def test_unreadable_run_files_on_resume_are_one_line_errors(tmp_path, capsys):
 
 @pytest.mark.parametrize("entry, value, expected", [
     ("step", -5, "its step is -5; expected an integer >= 0"),
+    ("step", -1, "its step is -1; expected an integer >= 0"),
     ("step", 2.5, "its step is 2.5; expected an integer >= 0"),
     ("unlogged", None, "its unlogged metrics are None; expected {'sums': {name: number}, "
                        "'count': integer}"),
@@ -457,6 +458,18 @@ def test_a_checkpoint_with_a_bad_entry_is_named_and_the_run_kept(entry, value, e
     assert (code, err) == (1, f"minilean diffusion: error: checkpoint {path} does not fit this "
                               f"run: {expected}\n")
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
+
+
+def test_a_checkpoint_from_before_the_unlogged_sums_resumes_as_an_uninterrupted_run(tmp_path):
+    """Checkpoints written before the loop saved its unlogged sums have no such entry: resumed,
+    the run keeps every logged line and logs the next steps as a run never stopped does."""
+    run_cli("--steps=2", f"--out={tmp_path / 'old'}", "--evaluate=false")
+    path = str(tmp_path / "old" / "checkpoints" / "last.npz")
+    save_checkpoint(path, **{name: value for name, value in load_checkpoint(path).items()
+                             if name != "unlogged"})
+    run_cli("--steps=3", f"--resume={tmp_path / 'old'}", "--evaluate=false")
+    run_cli("--steps=3", f"--out={tmp_path / 'whole'}", "--evaluate=false")
+    assert losses(tmp_path / "old") == losses(tmp_path / "whole")
 
 
 def test_data_paths_are_saved_absolute_for_a_resume_from_elsewhere(tmp_path, monkeypatch):
@@ -670,6 +683,35 @@ def test_the_last_part_window_is_logged_as_its_own_mean_and_saved(tmp_path):
     checkpoint = load_checkpoint(str(tmp_path / "checkpoints" / "last.npz"))
     assert checkpoint["step"] == 5 and checkpoint["unlogged"] == {"sums": {"loss": 5.0},
                                                                   "count": 1}
+
+
+def test_a_run_resumed_at_its_end_logs_its_last_part_window_again_as_its_mean(tmp_path):
+    """5 steps, log every 3: the line at step 5 averages steps 4 and 5, which the checkpoint
+    keeps unlogged. Resumed at its end, the run drops that line and logs it again from the
+    saved sums and count: the same mean, and no step trains again."""
+    _, lines = _train_on_step_numbers(tmp_path, 5, log_every=3, checkpoint_every=5)
+    assert lines == [(3, (1 + 2 + 3) / 3), (5, (4 + 5) / 2)]
+    model = Linear(2, 1)
+    state = TrainState({"model": model}, {"optimizer": SGD(model.parameters(), lr=0.1)})
+    state.load(str(tmp_path))
+    with RunDirectory(tmp_path, {}, resume_step=state.step - state.unlogged_count) as run:
+        record = train(state, lambda batch, step: pytest.fail(f"step {step} trained again"),
+                       iter(()), 5, run, log_every=3, checkpoint_every=5, progress=False)
+    assert (record["step"], record["loss"]) == (5, 4.5)
+    assert [(line["step"], line["loss"]) for line in
+            read_metrics(str(tmp_path / "metrics.jsonl"))] == lines
+
+
+def test_train_shows_progress_by_default_and_ends_on_the_last_steps_line(tmp_path, capsys):
+    """Not on a terminal, the display prints at most every 10 s, and closing it prints the
+    final state: the last step of the total and its loss."""
+    model = Linear(2, 1)
+    state = TrainState({"model": model}, {"optimizer": SGD(model.parameters(), lr=0.1)})
+    with RunDirectory(tmp_path, {}) as run:
+        train(state, lambda batch, step: {"loss": float(step)}, iter(range(4)), 4, run,
+              log_every=2, checkpoint_every=4)
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("train [") and " 4/4 100% loss=4 " in last
 
 
 def test_the_last_step_is_saved_when_checkpoints_are_rarer_than_the_run(tmp_path):
