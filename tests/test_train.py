@@ -14,8 +14,8 @@ from minilean.data import Loader, read_metrics, read_pnm
 from minilean.nn import Linear
 from minilean.optim import SGD, load_checkpoint, save_checkpoint
 from minilean.data import RunDirectory
-from minilean.train.loop import (FILE_FLAGS, TrainState, TrainingDiverged, default_interval,
-                                 train, write_trainlog)
+from minilean.train.loop import (FILE_FLAGS, TrainState, TrainingDiverged, check_samples_fit,
+                                 default_interval, train, write_trainlog)
 
 TINY = ["--cpu", "--n-total=32", "--batch-size=4", "--hidden-c=4", "--T=10",
         "--sample-steps=2", "--n-samples=4", "--log-every=1", "--noprogress"]
@@ -735,6 +735,14 @@ def test_the_progress_display_shows_the_latest_steps_metrics(tmp_path, monkeypat
     monkeypatch.setattr(Progress, "update", recording_update)
     _train_on_step_numbers(tmp_path, 6, log_every=3, checkpoint_every=3)
     assert shown == [(3, {"loss": 3.0}), (6, {"loss": 6.0})]
+
+
+def test_n_samples_may_fill_the_generated_bytes_cap_exactly():
+    """4 GiB of float32 (3, 16, 16) images is 1398101 of them, with room for no further one."""
+    from minilean.errors import FlagError
+    check_samples_fit(1398101, (3, 16, 16))
+    with pytest.raises(FlagError, match=r"^--n-samples: got 1398102; expected at most 1398101 "):
+        check_samples_fit(1398102, (3, 16, 16))
 
 
 def test_trainlog_keeps_six_decimals_of_the_logged_loss(tmp_path):
