@@ -117,6 +117,25 @@ def test_batch_size_is_any_integer_but_a_boolean():
     assert len(Loader(numbered_images(8), numpy.int64(4))) == 2
     with pytest.raises(ValueError, match="^batch_size must be a positive integer, got True$"):
         Loader(numbered_images(8), True)
+    assert len(Loader(numbered_images(3), 1)) == 3  # the smallest batch
+    with pytest.raises(ValueError, match="^batch_size must be a positive integer, got 0$"):
+        Loader(numbered_images(8), 0)
+
+
+def test_an_empty_dataset_is_refused_and_one_row_is_a_dataset():
+    """Without drop_last an empty dataset would pass the batch-size check (0 full batches are
+    allowed there); it is refused by name. One row is one (short) batch."""
+    with pytest.raises(ValueError, match="^the dataset is empty$"):
+        Loader(numbered_images(0), 2, drop_last=False)
+    one = Loader(numbered_images(1), 2, drop_last=False, value_range=(0, 1))
+    assert [rows_of(batch) for batch in one] == [[0]]
+
+
+def test_the_default_seed_is_zero():
+    """A Loader made without a seed shuffles as seed 0 says, the same in every process."""
+    loader = Loader(numbered_images(10), 10, value_range=(0, 1))
+    expected = stream(0, Purpose.DATA_ORDER, 0).permutation(10).tolist()
+    assert rows_of(next(iter(loader))) == expected
 
 
 def test_successive_loops_are_successive_epochs():

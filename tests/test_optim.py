@@ -39,6 +39,11 @@ CONFIGS = [
     ("Adam", dict(lr=0.01, betas=(0.5, 0.9), eps=1e-6, weight_decay=0.1)),
     ("AdamW", dict(lr=0.01)),
     ("AdamW", dict(lr=0.02, weight_decay=0.3)),
+    # no settings: PyTorch's defaults (lr 1e-3 for all three, AdamW's weight decay 0.01)
+    ("SGD", {}),
+    ("Adam", {}),
+    ("AdamW", {}),
+    ("Adam", dict(lr=0.01, betas=(0.0, 0.0))),  # betas in [0, 1): 0 is allowed, as in PyTorch
 ]
 
 
@@ -313,6 +318,8 @@ def test_optimizer_argument_errors():
         optim.Adam([param], betas=(0.9, 1.0))
     with pytest.raises(ValueError, match=r"betas must be two numbers in \[0, 1\), got \('a', 0.9\)"):
         optim.Adam([param], betas=("a", 0.9))
+    with pytest.raises(ValueError, match="^eps must be >= 0, got -1e-08$"):
+        optim.Adam([param], eps=-1e-8)
     with pytest.raises(ValueError, match="empty parameter list"):
         optim.Adam([])
     with pytest.raises(TypeError, match="parameter 0 is not a tensor that requires grad"):
@@ -325,6 +332,14 @@ def test_optimizer_argument_errors():
     with pytest.raises(ValueError, match="^Adam: parameter 2 is parameter 0 again; expected each "
                                          "parameter once$"):
         optim.Adam([param, other, param])
+
+
+def test_optimizer_repr_names_its_hyperparameters():
+    param = nn.Parameter(ml.ones(1))
+    assert repr(optim.Adam([param], lr=0.1)) == (
+        "Adam(lr=0.1, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0)")
+    assert repr(optim.SGD([param], lr=0.1, momentum=0.9)) == (
+        "SGD(lr=0.1, momentum=0.9, nesterov=False, weight_decay=0.0)")
 
 
 def test_fast_update_slot_is_used_only_on_cuda_with_fast_kernels(monkeypatch):
@@ -367,12 +382,20 @@ def test_fast_update_slot_is_called_once_per_step_on_cuda(monkeypatch):
 def test_clip_grad_norm_scales_to_the_global_norm():
     a, b = nn.Parameter(ml.zeros(1)), nn.Parameter(ml.zeros(1))
     a.grad, b.grad = ml.tensor([3.0]), ml.tensor([4.0])
-    assert optim.clip_grad_norm_([a, b], 1.0).item() == pytest.approx(5.0)
+    norm = optim.clip_grad_norm_([a, b], 1.0)
+    assert norm.item() == pytest.approx(5.0) and not norm.requires_grad  # outside any graph
     numpy.testing.assert_allclose([a.grad.item(), b.grad.item()], [0.6, 0.8], rtol=1e-5)
     assert optim.clip_grad_norm_([a, b], 10.0).item() == pytest.approx(1.0, rel=1e-5)
     numpy.testing.assert_allclose([a.grad.item(), b.grad.item()], [0.6, 0.8], rtol=1e-5)
     with pytest.raises(ValueError, match="max_norm must be > 0, got 0"):
         optim.clip_grad_norm_([a], 0)
+
+
+def test_clip_grad_norm_without_gradients_is_zero_and_changes_nothing():
+    """As PyTorch's: parameters with no gradient yet give a norm of 0 (float64, as always)."""
+    param = nn.Parameter(ml.ones(2))
+    norm = optim.clip_grad_norm_([param], 1.0)
+    assert norm.item() == 0.0 and norm.dtype == numpy.float64 and param.grad is None
 
 
 def test_clip_grad_norm_takes_one_tensor():
@@ -493,6 +516,13 @@ def test_warmup_cosine_key_points():
     assert factor(9) == pytest.approx(0.55)  # half way down the cosine: (1 + 0.1) / 2
     assert factor(14) == pytest.approx(0.1) and factor(100) == pytest.approx(0.1)
     assert optim.warmup_constant(0, 10) == 0.1 and optim.warmup_constant(50, 10) == 1.0
+
+
+def test_warmup_cosine_with_a_one_step_warm_up_starts_at_the_full_rate():
+    """W = 1: step 0 is the warm-up's one step, at (0 + 1) / 1 = 1; the cosine starts at step 1."""
+    factors = [optim.warmup_cosine(step, warmup_steps=1, total_steps=5) for step in range(6)]
+    cosine = [0.5 * (1 + math.cos(math.pi * (step - 1) / 4)) for step in range(1, 5)]
+    assert factors == pytest.approx([1.0] + cosine + [0.0])
 
 
 def test_warmup_constant_climbs_to_one_and_stays_there():

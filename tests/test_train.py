@@ -14,8 +14,8 @@ from minilean.data import Loader, read_metrics, read_pnm
 from minilean.nn import Linear
 from minilean.optim import SGD, load_checkpoint, save_checkpoint
 from minilean.data import RunDirectory
-from minilean.train.loop import (FILE_FLAGS, TrainState, TrainingDiverged, default_interval,
-                                 train, write_trainlog)
+from minilean.train.loop import (FILE_FLAGS, TrainState, TrainingDiverged, check_samples_fit,
+                                 default_interval, train, write_trainlog)
 
 TINY = ["--cpu", "--n-total=32", "--batch-size=4", "--hidden-c=4", "--T=10",
         "--sample-steps=2", "--n-samples=4", "--log-every=1", "--noprogress"]
@@ -441,6 +441,7 @@ def test_unreadable_run_files_on_resume_are_one_line_errors(tmp_path, capsys):
 
 @pytest.mark.parametrize("entry, value, expected", [
     ("step", -5, "its step is -5; expected an integer >= 0"),
+    ("step", -1, "its step is -1; expected an integer >= 0"),
     ("step", 2.5, "its step is 2.5; expected an integer >= 0"),
     ("unlogged", None, "its unlogged metrics are None; expected {'sums': {name: number}, "
                        "'count': integer}"),
@@ -457,6 +458,18 @@ def test_a_checkpoint_with_a_bad_entry_is_named_and_the_run_kept(entry, value, e
     assert (code, err) == (1, f"minilean diffusion: error: checkpoint {path} does not fit this "
                               f"run: {expected}\n")
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
+
+
+def test_a_checkpoint_from_before_the_unlogged_sums_resumes_as_an_uninterrupted_run(tmp_path):
+    """Checkpoints written before the loop saved its unlogged sums have no such entry: resumed,
+    the run keeps every logged line and logs the next steps as a run never stopped does."""
+    run_cli("--steps=2", f"--out={tmp_path / 'old'}", "--evaluate=false")
+    path = str(tmp_path / "old" / "checkpoints" / "last.npz")
+    save_checkpoint(path, **{name: value for name, value in load_checkpoint(path).items()
+                             if name != "unlogged"})
+    run_cli("--steps=3", f"--resume={tmp_path / 'old'}", "--evaluate=false")
+    run_cli("--steps=3", f"--out={tmp_path / 'whole'}", "--evaluate=false")
+    assert losses(tmp_path / "old") == losses(tmp_path / "whole")
 
 
 def test_data_paths_are_saved_absolute_for_a_resume_from_elsewhere(tmp_path, monkeypatch):
@@ -672,6 +685,35 @@ def test_the_last_part_window_is_logged_as_its_own_mean_and_saved(tmp_path):
                                                                   "count": 1}
 
 
+def test_a_run_resumed_at_its_end_logs_its_last_part_window_again_as_its_mean(tmp_path):
+    """5 steps, log every 3: the line at step 5 averages steps 4 and 5, which the checkpoint
+    keeps unlogged. Resumed at its end, the run drops that line and logs it again from the
+    saved sums and count: the same mean, and no step trains again."""
+    _, lines = _train_on_step_numbers(tmp_path, 5, log_every=3, checkpoint_every=5)
+    assert lines == [(3, (1 + 2 + 3) / 3), (5, (4 + 5) / 2)]
+    model = Linear(2, 1)
+    state = TrainState({"model": model}, {"optimizer": SGD(model.parameters(), lr=0.1)})
+    state.load(str(tmp_path))
+    with RunDirectory(tmp_path, {}, resume_step=state.step - state.unlogged_count) as run:
+        record = train(state, lambda batch, step: pytest.fail(f"step {step} trained again"),
+                       iter(()), 5, run, log_every=3, checkpoint_every=5, progress=False)
+    assert (record["step"], record["loss"]) == (5, 4.5)
+    assert [(line["step"], line["loss"]) for line in
+            read_metrics(str(tmp_path / "metrics.jsonl"))] == lines
+
+
+def test_train_shows_progress_by_default_and_ends_on_the_last_steps_line(tmp_path, capsys):
+    """Not on a terminal, the display prints at most every 10 s, and closing it prints the
+    final state: the last step of the total and its loss."""
+    model = Linear(2, 1)
+    state = TrainState({"model": model}, {"optimizer": SGD(model.parameters(), lr=0.1)})
+    with RunDirectory(tmp_path, {}) as run:
+        train(state, lambda batch, step: {"loss": float(step)}, iter(range(4)), 4, run,
+              log_every=2, checkpoint_every=4)
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("train [") and " 4/4 100% loss=4 " in last
+
+
 def test_the_last_step_is_saved_when_checkpoints_are_rarer_than_the_run(tmp_path):
     _, lines = _train_on_step_numbers(tmp_path, 5, log_every=1, checkpoint_every=2)
     assert [step for step, _ in lines] == [1, 2, 3, 4, 5]
@@ -693,6 +735,14 @@ def test_the_progress_display_shows_the_latest_steps_metrics(tmp_path, monkeypat
     monkeypatch.setattr(Progress, "update", recording_update)
     _train_on_step_numbers(tmp_path, 6, log_every=3, checkpoint_every=3)
     assert shown == [(3, {"loss": 3.0}), (6, {"loss": 6.0})]
+
+
+def test_n_samples_may_fill_the_generated_bytes_cap_exactly():
+    """4 GiB of float32 (3, 16, 16) images is 1398101 of them, with room for no further one."""
+    from minilean.errors import FlagError
+    check_samples_fit(1398101, (3, 16, 16))
+    with pytest.raises(FlagError, match=r"^--n-samples: got 1398102; expected at most 1398101 "):
+        check_samples_fit(1398102, (3, 16, 16))
 
 
 def test_trainlog_keeps_six_decimals_of_the_logged_loss(tmp_path):

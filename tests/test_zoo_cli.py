@@ -145,18 +145,20 @@ def test_what_the_model_can_take_passes(command, flags, tmp_path):
     ("vae", ["--arch=conv"], "--arch conv"),
     ("vqvae", [], "the VQ-VAE"),
     ("autoencoder", ["--arch=conv"], "--arch conv")])
+@pytest.mark.parametrize("height, width", [(18, 16), (16, 18)])  # either side alone
 def test_data_the_network_cannot_halve_twice_is_refused_before_the_run(name, argv, network,
+                                                                        height, width,
                                                                         tmp_path, capsys):
     """--image-size is checked with the flags; an --x array's own size once it is loaded,
     still before the run directory is written."""
     x = tmp_path / "x.npy"
-    numpy.save(x, numpy.zeros((40, 3, 18, 18), numpy.uint8))
+    numpy.save(x, numpy.zeros((40, 3, height, width), numpy.uint8))
     with pytest.raises(SystemExit) as exit_info:
         main([name, *argv, f"--x={x}", "--steps=1", "--batch-size=4", "--progress=false",
               f"--out={tmp_path / 'run'}"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 1 and err.count("\n") == 1
-    assert f"--x {x}: images are 18x18; {network} needs a height and width that are " \
+    assert f"--x {x}: images are {height}x{width}; {network} needs a height and width that are " \
            f"multiples of 4" in err
     assert not (tmp_path / "run").exists()
 

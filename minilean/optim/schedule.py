@@ -25,7 +25,7 @@ def warmup_cosine(step, warmup_steps, total_steps, min_factor=0.0):
         return min_factor
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)  # < 1: step < total
     return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
