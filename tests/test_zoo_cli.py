@@ -787,3 +787,20 @@ def test_the_trainlog_of_an_array_run_names_the_array(name, tmp_path):
           f"--out={tmp_path / 'run'}"])
     notes = json.loads((tmp_path / "log.json").read_text())["notes"]
     assert notes[:2] == [f"dataset={tmp_path / 'x.npy'}", "device=cpu"]
+
+
+@pytest.mark.parametrize("name", ["diffusion", "vae", "vqvae", "gan", "autoencoder", "mae"])
+def test_cuda_without_a_gpu_is_refused_before_the_data_load(name, tmp_path, capsys,
+                                                            monkeypatch):
+    """The device is checked first: a run on a missing GPU stops in one line before it spends
+    time loading (or downloading, or generating) its data, and writes nothing."""
+    from minilean import backend, data
+    monkeypatch.setattr(backend, "_cuda_problem", "device 'cuda' needs CuPy, which is not "
+                                                  "installed")
+    loads = []
+    monkeypatch.setattr(data, "load_dataset", lambda *args, **kwargs: loads.append(args))
+    for module in ("minilean.train.diffusion", "minilean.train.zoo_run"):
+        monkeypatch.setattr(importlib.import_module(module), "load_dataset", data.load_dataset)
+    code, err = fail([name, "--device=cuda", f"--out={tmp_path / 'run'}"], capsys)
+    assert code != 0 and loads == [] and not (tmp_path / "run").exists()
+    assert err == f"minilean {name}: error: device 'cuda' needs CuPy, which is not installed\n"
