@@ -468,6 +468,26 @@ def test_gelu_of_float16_is_float16():
     assert ml.backend.erf(np.ones(2, np.float16)).dtype == np.float16
 
 
+def test_ops_that_convert_integer_tensors_give_constants():
+    """An integer tensor converted to float for an op (exp, true division, a float scalar) is
+    a constant, as in PyTorch, where integer tensors cannot require gradients."""
+    ints = ml.tensor([1, 2, 3])
+    for out in (ml.exp(ints), ints / ints, ints * 0.5):
+        assert out.dtype == np.float32 and not out.requires_grad
+
+
+def test_leaky_relu_default_slope_is_pytorchs():
+    out = ml.nn.functional.leaky_relu(ml.tensor([-2.0, 0.0, 3.0]))
+    np.testing.assert_allclose(out.numpy(), [-0.02, 0.0, 3.0], rtol=1e-6)
+
+
+def test_an_integer_tensor_to_the_power_zero_is_ones():
+    """Only negative integer powers are refused: x ** 0 is 1, as in NumPy and PyTorch."""
+    out = ml.tensor([2, -3, 0]) ** 0
+    np.testing.assert_array_equal(out.numpy(), np.array([2, -3, 0]) ** 0)
+    assert out.dtype == np.int64
+
+
 @pytest.mark.parametrize("values", [[0, 1, 2], [True, False, True]])
 @pytest.mark.parametrize("name, reference", [
     ("exp", np.exp), ("log", np.log), ("sqrt", np.sqrt), ("rsqrt", lambda v: 1 / np.sqrt(v)),
