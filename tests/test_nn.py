@@ -570,6 +570,8 @@ def test_default_init_spans_the_whole_symmetric_range():
     for values, closeness in ((layer.weight.numpy(), 0.99), (layer.bias.numpy(), 0.9)):
         assert -bound <= values.min() < -closeness * bound
         assert closeness * bound < values.max() <= bound
+    bias = nn.Linear(1, 300).bias.numpy()  # fan_in 1: U(-1, 1)
+    assert -1 <= bias.min() < -0.9 and 0.9 < bias.max() <= 1
 
 
 def test_init_defaults_and_means_are_pytorchs():
@@ -582,6 +584,7 @@ def test_init_defaults_and_means_are_pytorchs():
     assert abs(values.mean() - 0.5) < 0.01
     values = nn.init.normal_(weight).numpy()
     assert abs(values.mean()) < 0.01 and abs(values.std() - 1) < 0.01
+    assert (nn.init.ones_(weight).numpy() == 1).all() and (nn.init.zeros_(weight).numpy() == 0).all()
     for fill in (nn.init.kaiming_normal_, nn.init.xavier_normal_):
         values = fill(weight).numpy()
         assert abs(values.mean()) < 0.1 * values.std()
@@ -791,6 +794,17 @@ def test_multihead_attention_biases_and_need_weights_as_torch(bias):
     expected, _ = theirs(torch.tensor(query), torch.tensor(key), torch.tensor(key))
     assert weights is None
     numpy.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-6, atol=1e-10)
+
+
+def test_multihead_attention_starts_as_pytorchs_init():
+    """xavier_uniform in_proj_weight (bound sqrt(6 / (E + 3E))), zero biases."""
+    ml.manual_seed(0)
+    attention = nn.MultiheadAttention(8, 2)
+    bound = math.sqrt(6 / (8 + 3 * 8))
+    weight = attention.in_proj_weight.numpy()
+    assert -bound <= weight.min() < -0.9 * bound and 0.9 * bound < weight.max() <= bound
+    assert (attention.in_proj_bias.numpy() == 0).all()
+    assert (attention.out_proj.bias.numpy() == 0).all()
 
 
 def test_multihead_attention_reads_pytorchs_default_layout_as_pytorch_does():
