@@ -424,6 +424,31 @@ def test_clamp_passes_the_gradient_at_its_bounds_as_torch_does(bounds):
         np.testing.assert_array_equal(theirs, want)
 
 
+@pytest.mark.parametrize("x_values, bounds, want", [
+    ([-1.0, -0.5, 0.0, 0.5, 1.0], {"min": -0.5, "max": 0.5},
+     {"min": [1, 0, 0, 0, 0], "max": [0, 0, 0, 0, 1]}),
+    ([-1.0, -0.5, 0.0], {"min": -0.5}, {"min": [1, 0, 0]}),
+    ([0.0, 0.5, 1.0], {"max": 0.5}, {"max": [0, 0, 1]}),
+    ([-1.0, 0.0, 1.0], {"min": 0.0, "max": 0.0}, {"min": [0, 0, 0], "max": [0, 0, 1]})],
+    ids=["both", "min", "max", "equal"])
+def test_clamp_tensor_bounds_get_the_gradient_strictly_beyond_them_as_torch(x_values, bounds,
+                                                                           want):
+    """dy/dlow = [x < low < high], dy/dhigh = [x > high or high < low]: a bound that x only
+    touches (or a min equal to the max) gets none (PyTorch up to 2.13, as above)."""
+    def run(library, make):
+        limits = {name: make([value] * len(x_values)) for name, value in bounds.items()}
+        library.clamp(make(x_values), **limits).sum().backward()
+        return {name: limit.grad.numpy() for name, limit in limits.items()}
+    ours = run(ml, lambda v: ml.tensor(v, dtype=ml.float64, requires_grad=True))
+    for name in want:
+        np.testing.assert_array_equal(ours[name], want[name])
+    torch = importlib.import_module("torch") if importlib.util.find_spec("torch") else None
+    if torch is not None and tuple(map(int, torch.__version__.split(".")[:2])) < (2, 14):
+        theirs = run(torch, lambda v: torch.tensor(v, dtype=torch.float64, requires_grad=True))
+        for name in want:
+            np.testing.assert_array_equal(theirs[name], want[name])
+
+
 @pytest.mark.parametrize("op, params", [
     (ew.Add, {}), (ew.Sub, {}), (ew.Mul, {}), (ew.Div, {}), (ew.Pow, {}),
     (ew.PairExtremum, {"largest": True}), (ew.PairExtremum, {"largest": False}),
