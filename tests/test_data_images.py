@@ -111,6 +111,13 @@ def test_grid_places_each_tile_upright_and_in_reading_order():
     assert (grid[5:8, 9:12] == 255).all()  # the sixth slot is empty
 
 
+def test_a_grid_takes_a_list_of_images_as_their_stack():
+    """As torchvision's make_grid takes a list of tensors: a list of (C, H, W) images."""
+    tiles = [numpy.full((1, 2, 2), value, numpy.uint8) for value in (10, 20, 30)]
+    numpy.testing.assert_array_equal(images.make_grid(tiles, padding=1),
+                                     images.make_grid(numpy.stack(tiles), padding=1))
+
+
 def test_a_grid_of_fewer_images_than_nrow_is_as_wide_as_its_images():
     """As torchvision's make_grid: no empty columns to the right of the last image."""
     tiles = numpy.full((3, 1, 2, 2), 7, numpy.uint8)

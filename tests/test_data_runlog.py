@@ -98,12 +98,14 @@ def test_resume_removes_the_temporary_files_of_killed_writes_and_nothing_else(tm
         path.write_text("not a leftover")
     folder = tmp_path / "images" / ".folder.abcdefgh.tmp"
     folder.mkdir()
+    link = tmp_path / ".config.json.abcdefgh.tmp"  # named as a leftover, but a link: no file
+    link.symlink_to(kept[0])                        # of ours, and removing it loses nothing
     grid = tmp_path / "images" / ".samples.ppm.k2j4_9zz.tmp"
     grid.write_bytes(b"P6 partial")
     with RunDirectory(tmp_path, {}, resume_step=0):
         pass
     assert not leftover.exists() and not grid.exists()
-    assert all(path.exists() for path in kept) and folder.is_dir()
+    assert all(path.exists() for path in kept) and folder.is_dir() and link.is_symlink()
 
 
 @pytest.mark.parametrize("stopped_by", [None, ValueError("the error that stopped the run")])
@@ -141,6 +143,25 @@ def test_svg_of_a_series_that_reaches_zero_uses_a_linear_scale():
     points = root.find("{http://www.w3.org/2000/svg}polyline").get("points").split()
     assert points == ["10.0,10.0", "100.0,50.0", "190.0,90.0"]  # evenly spaced: not log10
     assert "log-scale" not in svg
+
+
+def test_svg_axis_labels_are_the_lowest_and_highest_values_on_a_log_scale():
+    svg = loss_curve_svg({"loss": [(0, 2.0), (10, 0.01)]}, width=200, height=100, margin=10)
+    texts = [text.text for text in ElementTree.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")]
+    assert texts[:4] == ["0.01", "2", "0", "10"]  # bottom, top, first step, last step
+
+
+@pytest.mark.parametrize("values", [[(3, 0.5)], [(1, 0.5), (2, 0.5)], [(1, 0.0), (2, 0.0)]])
+def test_svg_of_one_point_or_a_flat_series_draws_it_at_the_bottom(values):
+    """A lone or constant value has no span: the axis is widened above it (a decade on a log
+    scale, one unit on a linear one), not divided by zero."""
+    svg = loss_curve_svg({"loss": values}, width=200, height=100, margin=10)
+    root = ElementTree.fromstring(svg)
+    points = root.find("{http://www.w3.org/2000/svg}polyline").get("points").split()
+    assert {point.split(",")[1] for point in points} == {"90.0"}
+    low, high = (float(text.text) for text in root.iter("{http://www.w3.org/2000/svg}text")
+                 if text.get("text-anchor") == "end" and text.get("x") == "6")
+    assert (low, high) == ((0.5, 5.0) if values[0][1] else (0.0, 1.0))
 
 
 class FakeClock:

@@ -42,6 +42,9 @@ def test_linear_schedule_matches_the_formula_and_torchlean_example():
     # the [guide] worked example: linearAlphaBars 5 0.1 0.5
     numpy.testing.assert_allclose(D.alpha_bars(betas), [0.9, 0.72, 0.504, 0.3024, 0.1512])
     assert D.linear_beta_schedule(1, 0.2, 0.5).tolist() == [0.2]
+    # by default, DDPM's (Ho et al. 2020): 1e-4 to 0.02
+    numpy.testing.assert_allclose(D.make_betas("linear", 1000), numpy.linspace(1e-4, 0.02, 1000),
+                                  rtol=1e-15)
 
 
 def test_cosine_schedule_alpha_bar_is_the_cosine_curve():
@@ -272,6 +275,16 @@ def test_samplers_run_on_tensors_with_clipping(start):
         assert numpy.abs(x.numpy()).max() <= 1.0
     final = D.ddim_sample(eps, D.alpha_bars(betas), x_T, D.respaced_timesteps(20, 5), clip=True)
     assert final.numpy().max() <= 1.0 and final.numpy().min() >= -1.0
+    # eta 0 and eps_hat 0: each step is x_prev = sqrt(a') clip(x_t / sqrt(a), -1, 1)
+    alpha_bar, timesteps = D.alpha_bars(betas), D.respaced_timesteps(20, 5)
+    expected = x_T.numpy().astype(numpy.float64)
+    for t, t_prev in zip(timesteps, timesteps[1:] + [-1]):
+        a_prev = 1.0 if t_prev < 0 else alpha_bar[t_prev]
+        expected = numpy.sqrt(a_prev) * numpy.clip(expected / numpy.sqrt(alpha_bar[t]), -1, 1)
+    assert expected.min() == -1.0 and expected.max() == 1.0  # both bounds are reached
+    for x in (x_T, x_T.numpy()):  # the Tensor's clamp and the array's clip
+        result = D.ddim_sample(eps, alpha_bar, x, timesteps, clip=True)
+        numpy.testing.assert_allclose(numpy.asarray(result), expected, rtol=1e-6)
 
 
 def test_in_batches_gives_the_network_at_most_a_batch_and_joins_its_rows_in_order():

@@ -96,6 +96,14 @@ def test_norm_groups_keep_two_channels_in_each_group():
     assert [norm_groups(c) for c in (2, 3, 4, 6, 8, 12, 24, 48, 72)] == [1, 1, 2, 3, 4, 6, 8, 8, 8]
 
 
+@pytest.mark.parametrize("channels, hidden_c", [(0, 4), (3, 1)])
+def test_unet_refuses_sizes_it_cannot_build(channels, hidden_c):
+    """hidden_c 1 would leave GroupNorm groups of one channel, which subtract the time shift."""
+    with pytest.raises(ValueError, match=rf"^channels must be >= 1 and hidden_c >= 2, got "
+                                         rf"{channels}, {hidden_c}$"):
+        UNet(channels, hidden_c)
+
+
 def test_unet_gradcheck_float64():
     ml.manual_seed(3)
     model = _float64(UNet(1, hidden_c=4))

@@ -167,7 +167,7 @@ def test_shared_submodule_is_listed_and_applied_once():
     assert len(list(model.modules())) == len({id(module) for module in model.modules()}) == 6
     names = {id(module): name for name, module in model.named_modules()}
     visited = []
-    model.apply(lambda module: visited.append(names[id(module)]))
+    assert model.apply(lambda module: visited.append(names[id(module)])) is model
     # each module once, every module after its children
     assert visited == ["first.0", "first.1", "first", "second.1", "second", ""]
     assert [name for name, _ in model.named_parameters()] == [
@@ -234,6 +234,22 @@ def test_a_parameter_or_module_assigned_over_a_plain_attribute_replaces_it():
     assert [name for name, _ in layer.named_parameters()] == ["bias", "head.weight", "head.bias"]
 
 
+def test_a_module_assigned_over_a_buffer_replaces_it_as_torch():
+    torch = pytest.importorskip("torch")
+    for library in (ml, torch):
+        layer = library.nn.Linear(2, 1)
+        layer.register_buffer("scale", library.ones(2))
+        layer.scale = library.nn.Linear(2, 3)
+        assert isinstance(layer.scale, library.nn.Linear)
+        assert list(layer.state_dict()) == ["weight", "bias", "scale.weight", "scale.bias"]
+        assert [name for name, _ in layer.named_buffers()] == []
+
+
+def test_a_parameter_shows_itself_in_its_repr():
+    weight = nn.Parameter(ml.zeros(2))
+    assert repr(weight) == "Parameter containing:\n" + repr(ml.zeros(2, requires_grad=True))
+
+
 def test_forgetting_super_init_is_a_clear_error():
     class Broken(nn.Module):
         def __init__(self):
@@ -296,11 +312,11 @@ def test_non_strict_load_reports_missing_and_unexpected():
 
 def test_train_eval_switch_the_whole_tree_and_dropout():
     model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
-    model.eval()
+    assert model.eval() is model  # so that ``model = Model().eval()`` works, as in PyTorch
     assert not any(module.training for module in model.modules())
     x = ml.randn(8, 4)
     numpy.testing.assert_array_equal(model(x).numpy(), model[0](x).numpy())
-    model.train()
+    assert model.train() is model
     assert all(module.training for module in model.modules())
     assert (model(ml.ones(200, 4)).numpy() == 0).any()
 
@@ -361,6 +377,8 @@ def test_to_cuda_without_a_gpu_is_a_one_line_error():
     with pytest.raises(ml.DeviceError, match="cuda") as error:
         nn.Linear(2, 2).to("cuda")
     assert "\n" not in str(error.value)
+    with pytest.raises(ml.DeviceError, match="cuda"):  # also with no weights to move
+        nn.ReLU().to("cuda")
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -433,8 +451,12 @@ def test_module_list_indexing_and_errors():
         layers[3]
     with pytest.raises(TypeError, match="holds Modules"):
         layers.append(lambda x: x)
+    assert layers[-3] is list(layers)[0]  # as a list: -len(layers) is the first
+    with pytest.raises(IndexError, match="index -4 is out of range"):
+        layers[-4]
     more = [nn.Linear(1, 2), nn.ReLU()]
-    assert layers.extend(more) is layers and list(layers)[3:] == more
+    assert layers.extend(more[:1]) is layers and layers.append(more[1]) is layers
+    assert list(layers)[3:] == more and list(layers.children()) == list(layers)
     assert [name for name, _ in layers.named_children()] == ["0", "1", "2", "3", "4"]
 
 
@@ -536,6 +558,41 @@ def test_init_statistics_match_their_formulas():
     assert abs(weight.numpy().std() - math.sqrt(2 / 400)) < 0.02 * math.sqrt(2 / 400)
     with pytest.raises(ValueError, match="unknown nonlinearity 'swish'"):
         nn.init.calculate_gain("swish")
+
+
+def test_default_init_spans_the_whole_symmetric_range():
+    """Linear's weight and bias are U(-1/sqrt(fan_in), 1/sqrt(fan_in)): the extreme draws come
+    close to both ends (each end is missed by the weight's 6000 draws with probability
+    0.99^6000 ~ 1e-26, by the bias's 300 with 0.9^300 ~ 1e-14)."""
+    ml.manual_seed(0)
+    layer = nn.Linear(20, 300)
+    bound = 1 / math.sqrt(20)
+    for values, closeness in ((layer.weight.numpy(), 0.99), (layer.bias.numpy(), 0.9)):
+        assert -bound <= values.min() < -closeness * bound
+        assert closeness * bound < values.max() <= bound
+    bias = nn.Linear(1, 300).bias.numpy()  # fan_in 1: U(-1, 1)
+    assert -1 <= bias.min() < -0.9 and 0.9 < bias.max() <= 1
+
+
+def test_init_defaults_and_means_are_pytorchs():
+    """uniform_ defaults to U(0, 1), normal_ to N(0, 1), and the normal initialisers are centred
+    (the mean of 120000 draws is within 0.01 std of 0 but for a ~1e-300 chance)."""
+    ml.manual_seed(0)
+    weight = nn.Parameter(ml.zeros(400, 300))
+    values = nn.init.uniform_(weight).numpy()
+    assert 0 <= values.min() < 0.001 and 0.999 < values.max() < 1
+    assert abs(values.mean() - 0.5) < 0.01
+    values = nn.init.normal_(weight).numpy()
+    assert abs(values.mean()) < 0.01 and abs(values.std() - 1) < 0.01
+    assert (nn.init.ones_(weight).numpy() == 1).all() and (nn.init.zeros_(weight).numpy() == 0).all()
+    for fill in (nn.init.kaiming_normal_, nn.init.xavier_normal_):
+        values = fill(weight).numpy()
+        assert abs(values.mean()) < 0.1 * values.std()
+
+
+def test_fans_need_two_dims():
+    with pytest.raises(ValueError, match=r"at least 2 dims, got shape \(5,\)"):
+        nn.init.kaiming_uniform_(nn.Parameter(ml.zeros(5)))
 
 
 GAIN_CASES = [("linear", None, 1.0), ("conv2d", None, 1.0), ("conv_transpose2d", None, 1.0),
@@ -716,6 +773,38 @@ def test_multihead_attention_matches_torch(mask_kind, padding_kind):
     for mine, reference in zip(ours_in, theirs_in):
         numpy.testing.assert_allclose(mine.grad.numpy(), reference.grad.numpy(), rtol=1e-6,
                                       atol=1e-10)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_multihead_attention_biases_and_need_weights_as_torch(bias):
+    """The projection biases (zero at init, so the test above cannot see them) shift the
+    output as PyTorch's do; without bias there are none; need_weights=False gives no weights."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    theirs = torch.nn.MultiheadAttention(8, 2, bias=bias, batch_first=True).double()
+    for param in theirs.parameters():
+        torch.nn.init.normal_(param)
+    ours = _copy_from_torch(_double(nn.MultiheadAttention(8, 2, bias=bias, batch_first=True)),
+                            theirs)
+    assert [name for name, _ in ours.named_parameters()] == [
+        name for name, _ in theirs.named_parameters()]
+    rng = numpy.random.default_rng(4)
+    query, key = rng.standard_normal((2, 3, 8)), rng.standard_normal((2, 5, 8))
+    out, weights = ours(ml.tensor(query), ml.tensor(key), ml.tensor(key), need_weights=False)
+    expected, _ = theirs(torch.tensor(query), torch.tensor(key), torch.tensor(key))
+    assert weights is None
+    numpy.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-6, atol=1e-10)
+
+
+def test_multihead_attention_starts_as_pytorchs_init():
+    """xavier_uniform in_proj_weight (bound sqrt(6 / (E + 3E))), zero biases."""
+    ml.manual_seed(0)
+    attention = nn.MultiheadAttention(8, 2)
+    bound = math.sqrt(6 / (8 + 3 * 8))
+    weight = attention.in_proj_weight.numpy()
+    assert -bound <= weight.min() < -0.9 * bound and 0.9 * bound < weight.max() <= bound
+    assert (attention.in_proj_bias.numpy() == 0).all()
+    assert (attention.out_proj.bias.numpy() == 0).all()
 
 
 def test_multihead_attention_reads_pytorchs_default_layout_as_pytorch_does():

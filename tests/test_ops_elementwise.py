@@ -424,6 +424,31 @@ def test_clamp_passes_the_gradient_at_its_bounds_as_torch_does(bounds):
         np.testing.assert_array_equal(theirs, want)
 
 
+@pytest.mark.parametrize("x_values, bounds, want", [
+    ([-1.0, -0.5, 0.0, 0.5, 1.0], {"min": -0.5, "max": 0.5},
+     {"min": [1, 0, 0, 0, 0], "max": [0, 0, 0, 0, 1]}),
+    ([-1.0, -0.5, 0.0], {"min": -0.5}, {"min": [1, 0, 0]}),
+    ([0.0, 0.5, 1.0], {"max": 0.5}, {"max": [0, 0, 1]}),
+    ([-1.0, 0.0, 1.0], {"min": 0.0, "max": 0.0}, {"min": [0, 0, 0], "max": [0, 0, 1]})],
+    ids=["both", "min", "max", "equal"])
+def test_clamp_tensor_bounds_get_the_gradient_strictly_beyond_them_as_torch(x_values, bounds,
+                                                                           want):
+    """dy/dlow = [x < low < high], dy/dhigh = [x > high or high < low]: a bound that x only
+    touches (or a min equal to the max) gets none (PyTorch up to 2.13, as above)."""
+    def run(library, make):
+        limits = {name: make([value] * len(x_values)) for name, value in bounds.items()}
+        library.clamp(make(x_values), **limits).sum().backward()
+        return {name: limit.grad.numpy() for name, limit in limits.items()}
+    ours = run(ml, lambda v: ml.tensor(v, dtype=ml.float64, requires_grad=True))
+    for name in want:
+        np.testing.assert_array_equal(ours[name], want[name])
+    torch = importlib.import_module("torch") if importlib.util.find_spec("torch") else None
+    if torch is not None and tuple(map(int, torch.__version__.split(".")[:2])) < (2, 14):
+        theirs = run(torch, lambda v: torch.tensor(v, dtype=torch.float64, requires_grad=True))
+        for name in want:
+            np.testing.assert_array_equal(theirs[name], want[name])
+
+
 @pytest.mark.parametrize("op, params", [
     (ew.Add, {}), (ew.Sub, {}), (ew.Mul, {}), (ew.Div, {}), (ew.Pow, {}),
     (ew.PairExtremum, {"largest": True}), (ew.PairExtremum, {"largest": False}),
@@ -466,6 +491,26 @@ def test_gelu_of_float16_is_float16():
     y.sum().backward()
     assert y.dtype == np.float16 and x.grad.dtype == np.float16
     assert ml.backend.erf(np.ones(2, np.float16)).dtype == np.float16
+
+
+def test_ops_that_convert_integer_tensors_give_constants():
+    """An integer tensor converted to float for an op (exp, true division, a float scalar) is
+    a constant, as in PyTorch, where integer tensors cannot require gradients."""
+    ints = ml.tensor([1, 2, 3])
+    for out in (ml.exp(ints), ints / ints, ints * 0.5):
+        assert out.dtype == np.float32 and not out.requires_grad
+
+
+def test_leaky_relu_default_slope_is_pytorchs():
+    out = ml.nn.functional.leaky_relu(ml.tensor([-2.0, 0.0, 3.0]))
+    np.testing.assert_allclose(out.numpy(), [-0.02, 0.0, 3.0], rtol=1e-6)
+
+
+def test_an_integer_tensor_to_the_power_zero_is_ones():
+    """Only negative integer powers are refused: x ** 0 is 1, as in NumPy and PyTorch."""
+    out = ml.tensor([2, -3, 0]) ** 0
+    np.testing.assert_array_equal(out.numpy(), np.array([2, -3, 0]) ** 0)
+    assert out.dtype == np.int64
 
 
 @pytest.mark.parametrize("values", [[0, 1, 2], [True, False, True]])

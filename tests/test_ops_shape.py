@@ -337,6 +337,15 @@ def test_a_shape_that_does_not_fit_is_refused_in_the_tensors_words(shape):
         ml.ones(2, 3, 4).view(*shape)
 
 
+def test_flatten_and_pad_defaults_are_pytorchs():
+    """flatten() merges every axis (a 0-d tensor becomes one element); pad fills with 0."""
+    x = ml.tensor(np.arange(24.0).reshape(2, 3, 4))
+    np.testing.assert_array_equal(ml.flatten(x).numpy(), np.arange(24.0))
+    assert ml.flatten(ml.tensor(5.0)).tolist() == [5.0]
+    np.testing.assert_array_equal(shape_ops.pad(ml.ones(2, 2), (1, 0)).numpy(),
+                                  np.pad(np.ones((2, 2), np.float32), ((0, 0), (1, 0))))
+
+
 def test_bad_shape_arguments_name_the_values():
     x = ml.ones(2, 3)
     with pytest.raises(ValueError, match=r"permute dims \(0, 0\) must name each of the 2 axes"):

@@ -327,17 +327,13 @@ def _fitting(target, value, name):
 
 
 def copy_all_into(pairs):
-    """``copy_into`` for each (target, value, name) of ``pairs``, every shape checked before
-    the first copy: a loaded state that does not fit leaves all the targets as they were."""
+    """Copy each ``value`` (a Tensor, NumPy or CuPy array) of the (target, value, name)
+    ``pairs`` into the array ``target`` in place, on its device and dtype, every shape checked
+    before the first copy: a loaded state that does not fit leaves all the targets as they
+    were (a mismatch names ``name`` and both shapes)."""
     checked = [(target, _fitting(target, value, name)) for target, value, name in pairs]
     for target, value in checked:
         _assign(target, value)
-
-
-def copy_into(target, value, name):
-    """Copy ``value`` (a Tensor, NumPy or CuPy array) into the array ``target`` in place,
-    on ``target``'s device and dtype; a shape mismatch names ``name`` and both shapes."""
-    _assign(target, _fitting(target, value, name))
 
 
 def _assign(target, array):
