@@ -203,10 +203,12 @@ def test_group_norm_of_channels_last_memory(spatial, activation):
     assert ml.gradcheck(normalize, tensors)
 
 
-def test_layer_norm_affine_gradients_without_an_input_gradient():
+@pytest.mark.parametrize("normalize", [lambda x, w, b: layer_norm(x, 4, w, b),
+                                       lambda x, w, b: group_norm(x, 2, w, b)])
+def test_affine_gradients_without_an_input_gradient(normalize):
     """The first layer's input needs no gradient; the weight's and bias's are still right."""
     rng = np.random.default_rng(0)
     x = ml.tensor(rng.standard_normal((3, 4)))
     weight, bias = (ml.tensor(rng.standard_normal(4), requires_grad=True) for _ in range(2))
-    assert ml.gradcheck(lambda x, w, b: layer_norm(x, 4, w, b), [x, weight, bias])
+    assert ml.gradcheck(normalize, [x, weight, bias])
     assert x.grad is None
