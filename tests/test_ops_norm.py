@@ -212,3 +212,13 @@ def test_affine_gradients_without_an_input_gradient(normalize):
     weight, bias = (ml.tensor(rng.standard_normal(4), requires_grad=True) for _ in range(2))
     assert ml.gradcheck(normalize, [x, weight, bias])
     assert x.grad is None
+
+
+def test_degenerate_shapes_and_groups_are_refused_naming_them():
+    with pytest.raises(ValueError, match=r"normalized_shape \(\) must match the last axes"):
+        layer_norm(ml.ones(2, 3), ())
+    with pytest.raises(ValueError, match=r"group_norm needs an input of shape \(N, C, \.\.\.\), "
+                                         r"got \(6,\)"):
+        group_norm(ml.ones(6), 3)
+    with pytest.raises(ValueError, match="num_groups 0 must divide the 6 channels"):
+        group_norm(ml.ones(2, 6), 0)
