@@ -289,3 +289,16 @@ def test_sum_of_integers_and_bools_is_int64(dtype):
     x = ml.tensor(np.array([[200, 100], [1, 0]], dtype=dtype))
     assert x.sum().dtype == np.int64 and x.sum(1).dtype == np.int64
     assert x.sum().item() == np.array([[200, 100], [1, 0]], dtype=dtype).sum()
+
+
+@pytest.mark.parametrize("dim", [0, -1])
+def test_a_0d_tensor_takes_dim_0_or_minus_1_and_reduces_nothing(dim):
+    """As in PyTorch: the one element is its own sum, mean, max and logsumexp, its softmax is
+    1, its log_softmax 0 and its argmax 0; the gradient of the sum is 1."""
+    x = ml.tensor(2.5, dtype=ml.float64, requires_grad=True)
+    for reduce in (ml.sum, ml.mean, ml.amax, ml.amin, ml.logsumexp):
+        assert reduce(x, dim).shape == () and reduce(x, dim).item() == 2.5
+    assert ml.softmax(x, dim).item() == 1.0 and ml.log_softmax(x, dim).item() == 0.0
+    assert ml.argmax(x, dim).item() == 0 and ml.argmin(x, dim, keepdim=True).shape == ()
+    ml.sum(x, dim).backward()
+    assert x.grad.item() == 1.0
