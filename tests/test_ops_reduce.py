@@ -302,3 +302,11 @@ def test_a_0d_tensor_takes_dim_0_or_minus_1_and_reduces_nothing(dim):
     assert ml.argmax(x, dim).item() == 0 and ml.argmin(x, dim, keepdim=True).shape == ()
     ml.sum(x, dim).backward()
     assert x.grad.item() == 1.0
+
+
+@pytest.mark.parametrize("unbiased", [True, False])
+@pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value")
+def test_var_and_std_over_an_empty_dim_are_nan_like_torch(unbiased):
+    x = ml.zeros(2, 0, dtype=ml.float64)
+    assert np.isnan(ml.var(x, 1, unbiased=unbiased).numpy()).all()
+    assert np.isnan(ml.std(x, 1, unbiased=unbiased).numpy()).all()
