@@ -310,3 +310,22 @@ def test_var_and_std_over_an_empty_dim_are_nan_like_torch(unbiased):
     x = ml.zeros(2, 0, dtype=ml.float64)
     assert np.isnan(ml.var(x, 1, unbiased=unbiased).numpy()).all()
     assert np.isnan(ml.std(x, 1, unbiased=unbiased).numpy()).all()
+
+
+def test_the_functional_forms_default_to_pytorchs_keepdim_and_unbiased():
+    """ml.sum(x, 1) and the others drop the reduced axis unless asked, as torch.sum does, and
+    var and std divide by n - 1 unless told unbiased=False (the methods pass both explicitly;
+    these are the functions' own defaults)."""
+    values = np.arange(6.0).reshape(2, 3) ** 2
+    x = ml.tensor(values, dtype=ml.float64)
+    for reduce, reference in [(ml.sum, np.sum), (ml.mean, np.mean), (ml.amax, np.max),
+                              (ml.amin, np.min)]:
+        np.testing.assert_allclose(reduce(x, 1).numpy(), reference(values, axis=1))
+    np.testing.assert_allclose(ml.var(x, 1).numpy(), values.var(axis=1, ddof=1))
+    np.testing.assert_allclose(ml.std(x, 1).numpy(), values.std(axis=1, ddof=1))
+
+
+def test_sum_of_uint64_stays_uint64():
+    """Only the narrower unsigned types become int64: uint64 values above 2^63 would wrap."""
+    x = ml.tensor(np.array([2**63, 1], np.uint64))
+    assert x.sum().dtype == np.uint64 and x.sum().item() == 2**63 + 1
