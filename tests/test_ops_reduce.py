@@ -323,6 +323,7 @@ def test_the_functional_forms_default_to_pytorchs_keepdim_and_unbiased():
         np.testing.assert_allclose(reduce(x, 1).numpy(), reference(values, axis=1))
     np.testing.assert_allclose(ml.var(x, 1).numpy(), values.var(axis=1, ddof=1))
     np.testing.assert_allclose(ml.std(x, 1).numpy(), values.std(axis=1, ddof=1))
+    assert ml.argmax(x, 1).tolist() == [2, 2] and ml.argmin(x, 1).tolist() == [0, 0]
 
 
 def test_sum_of_uint64_stays_uint64():
