@@ -376,3 +376,24 @@ def test_log_prior_and_log_posterior_are_normalised_densities():
     logvar = 0.6
     posterior = numpy.exp(vae.log_posterior(column, t64(numpy.full((4801, 1), logvar))).numpy())
     assert posterior.sum() * step * numpy.exp(logvar / 2) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_independent_pixel_nats_average_over_test_images_not_pixels():
+    """Three test images of two pixels: the nats are summed over pixels, averaged over images."""
+    train = numpy.array([[0, 10], [0, 10], [255, 10]], numpy.uint8)
+    test = numpy.array([[0, 10], [255, 3], [0, 3]], numpy.uint8)
+    p_pixel0, p_pixel1 = {0: 3 / 259, 255: 2 / 259}, {10: 4 / 259, 3: 1 / 259}
+    want = numpy.mean([-math.log(p_pixel0[a]) - math.log(p_pixel1[b]) for a, b in test])
+    assert vae.independent_pixel_nats(train, test) == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("mean_bias, level", [(5.0, 1.0), (-5.0, 0.0)])
+def test_prior_samples_are_clipped_to_the_unit_interval(mean_bias, level):
+    """Decoder means far outside [0, 1] (the output bias of the means' row set to +-5, weights
+    zeroed) give images at the nearest end of the pixel range."""
+    model = vae.VAE((1, 4, 4), arch="mlp", hidden=5, latent=3)
+    last = model.decoder[-1]
+    last.weight.data[...] = 0.0
+    last.bias.data.reshape(2, -1)[0] = mean_bias  # row 0: the means, row 1: the log-scales
+    samples = model.sample_prior(minilean.randn(2, 3))
+    assert samples.shape == (2, 1, 4, 4) and (samples.numpy() == level).all()
