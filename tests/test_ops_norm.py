@@ -170,3 +170,55 @@ def test_sum_middle_axis_is_numpys_sum_over_axis_1(shape, dtype, tolerance):
     assert summed.dtype == dtype  # as NumPy's sum: float32 stays float32
     np.testing.assert_allclose(summed, array.sum(axis=1, keepdims=True), rtol=tolerance,
                                atol=tolerance)
+
+
+def _group_norm_reference(x, num_groups, weight, bias, silu):
+    """GroupNorm in float64 NumPy, from its definition."""
+    grouped = x.reshape(x.shape[0], num_groups, -1)
+    xhat = (grouped - grouped.mean(-1, keepdims=True)) / np.sqrt(grouped.var(-1, keepdims=True)
+                                                                 + 1e-5)
+    channel = (1, -1) + (1,) * (x.ndim - 2)
+    out = xhat.reshape(x.shape) * weight.reshape(channel) + bias.reshape(channel)
+    return out / (1 + np.exp(-out)) if silu else out
+
+
+@pytest.mark.parametrize("activation", [None, "silu"])
+@pytest.mark.parametrize("spatial", [(3, 5), (7,)])
+def test_group_norm_of_channels_last_memory(spatial, activation):
+    """A convolution returns NCHW views of channels-last memory, which group_norm normalises
+    in place of a copy (its other code path): values against NumPy, gradients against finite
+    differences."""
+    rng = np.random.default_rng(0)
+    channels_last = rng.standard_normal((2, *spatial, 6))  # (N, *spatial, C) in memory
+    weight, bias = rng.standard_normal(6), rng.standard_normal(6)
+    tensors = [ml.tensor(a, requires_grad=True) for a in (channels_last, weight, bias)]
+    to_nchw = (0, len(spatial) + 1) + tuple(range(1, len(spatial) + 1))
+
+    def normalize(x, w, b):
+        return group_norm(x.permute(*to_nchw), 3, w, b, activation=activation)
+
+    expected = _group_norm_reference(channels_last.transpose(to_nchw), 3, weight, bias,
+                                     activation == "silu")
+    np.testing.assert_allclose(normalize(*tensors).numpy(), expected, rtol=1e-10, atol=1e-12)
+    assert ml.gradcheck(normalize, tensors)
+
+
+@pytest.mark.parametrize("normalize", [lambda x, w, b: layer_norm(x, 4, w, b),
+                                       lambda x, w, b: group_norm(x, 2, w, b)])
+def test_affine_gradients_without_an_input_gradient(normalize):
+    """The first layer's input needs no gradient; the weight's and bias's are still right."""
+    rng = np.random.default_rng(0)
+    x = ml.tensor(rng.standard_normal((3, 4)))
+    weight, bias = (ml.tensor(rng.standard_normal(4), requires_grad=True) for _ in range(2))
+    assert ml.gradcheck(normalize, [x, weight, bias])
+    assert x.grad is None
+
+
+def test_degenerate_shapes_and_groups_are_refused_naming_them():
+    with pytest.raises(ValueError, match=r"normalized_shape \(\) must match the last axes"):
+        layer_norm(ml.ones(2, 3), ())
+    with pytest.raises(ValueError, match=r"group_norm needs an input of shape \(N, C, \.\.\.\), "
+                                         r"got \(6,\)"):
+        group_norm(ml.ones(6), 3)
+    with pytest.raises(ValueError, match="num_groups 0 must divide the 6 channels"):
+        group_norm(ml.ones(2, 6), 0)

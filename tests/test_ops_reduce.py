@@ -289,3 +289,44 @@ def test_sum_of_integers_and_bools_is_int64(dtype):
     x = ml.tensor(np.array([[200, 100], [1, 0]], dtype=dtype))
     assert x.sum().dtype == np.int64 and x.sum(1).dtype == np.int64
     assert x.sum().item() == np.array([[200, 100], [1, 0]], dtype=dtype).sum()
+
+
+@pytest.mark.parametrize("dim", [0, -1])
+def test_a_0d_tensor_takes_dim_0_or_minus_1_and_reduces_nothing(dim):
+    """As in PyTorch: the one element is its own sum, mean, max and logsumexp, its softmax is
+    1, its log_softmax 0 and its argmax 0; the gradient of the sum is 1."""
+    x = ml.tensor(2.5, dtype=ml.float64, requires_grad=True)
+    for reduce in (ml.sum, ml.mean, ml.amax, ml.amin, ml.logsumexp):
+        assert reduce(x, dim).shape == () and reduce(x, dim).item() == 2.5
+    assert ml.softmax(x, dim).item() == 1.0 and ml.log_softmax(x, dim).item() == 0.0
+    assert ml.argmax(x, dim).item() == 0 and ml.argmin(x, dim, keepdim=True).shape == ()
+    ml.sum(x, dim).backward()
+    assert x.grad.item() == 1.0
+
+
+@pytest.mark.parametrize("unbiased", [True, False])
+@pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value")
+def test_var_and_std_over_an_empty_dim_are_nan_like_torch(unbiased):
+    x = ml.zeros(2, 0, dtype=ml.float64)
+    assert np.isnan(ml.var(x, 1, unbiased=unbiased).numpy()).all()
+    assert np.isnan(ml.std(x, 1, unbiased=unbiased).numpy()).all()
+
+
+def test_the_functional_forms_default_to_pytorchs_keepdim_and_unbiased():
+    """ml.sum(x, 1) and the others drop the reduced axis unless asked, as torch.sum does, and
+    var and std divide by n - 1 unless told unbiased=False (the methods pass both explicitly;
+    these are the functions' own defaults)."""
+    values = np.arange(6.0).reshape(2, 3) ** 2
+    x = ml.tensor(values, dtype=ml.float64)
+    for reduce, reference in [(ml.sum, np.sum), (ml.mean, np.mean), (ml.amax, np.max),
+                              (ml.amin, np.min)]:
+        np.testing.assert_allclose(reduce(x, 1).numpy(), reference(values, axis=1))
+    np.testing.assert_allclose(ml.var(x, 1).numpy(), values.var(axis=1, ddof=1))
+    np.testing.assert_allclose(ml.std(x, 1).numpy(), values.std(axis=1, ddof=1))
+    assert ml.argmax(x, 1).tolist() == [2, 2] and ml.argmin(x, 1).tolist() == [0, 0]
+
+
+def test_sum_of_uint64_stays_uint64():
+    """Only the narrower unsigned types become int64: uint64 values above 2^63 would wrap."""
+    x = ml.tensor(np.array([2**63, 1], np.uint64))
+    assert x.sum().dtype == np.uint64 and x.sum().item() == 2**63 + 1

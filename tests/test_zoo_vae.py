@@ -362,3 +362,38 @@ def test_independent_pixel_nats_is_add_one_smoothed_counts():
     # the same images as floats k/255, with a channel axis: the same nats
     assert vae.independent_pixel_nats(train[:, None] / 255.0, test[:, None] / 255.0) == (
         pytest.approx((first + second) / 2, rel=1e-12))
+
+
+def test_log_prior_and_log_posterior_are_normalised_densities():
+    """exp(log_standard_normal) integrates to 1 over z, and exp(log_posterior(eps, logvar))
+    to 1 over z = mu + sigma eps (dz = sigma d eps). In the IW bound their log 2 pi terms
+    cancel, so only a check on their own sees a wrong constant."""
+    grid = numpy.linspace(-12.0, 12.0, 4801)
+    step = grid[1] - grid[0]
+    column = t64(grid[:, None])  # 4801 examples of one coordinate
+    prior = numpy.exp(vae.log_standard_normal(column).numpy())
+    assert prior.sum() * step == pytest.approx(1.0, rel=1e-9)
+    logvar = 0.6
+    posterior = numpy.exp(vae.log_posterior(column, t64(numpy.full((4801, 1), logvar))).numpy())
+    assert posterior.sum() * step * numpy.exp(logvar / 2) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_independent_pixel_nats_average_over_test_images_not_pixels():
+    """Three test images of two pixels: the nats are summed over pixels, averaged over images."""
+    train = numpy.array([[0, 10], [0, 10], [255, 10]], numpy.uint8)
+    test = numpy.array([[0, 10], [255, 3], [0, 3]], numpy.uint8)
+    p_pixel0, p_pixel1 = {0: 3 / 259, 255: 2 / 259}, {10: 4 / 259, 3: 1 / 259}
+    want = numpy.mean([-math.log(p_pixel0[a]) - math.log(p_pixel1[b]) for a, b in test])
+    assert vae.independent_pixel_nats(train, test) == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("mean_bias, level", [(5.0, 1.0), (-5.0, 0.0)])
+def test_prior_samples_are_clipped_to_the_unit_interval(mean_bias, level):
+    """Decoder means far outside [0, 1] (the output bias of the means' row set to +-5, weights
+    zeroed) give images at the nearest end of the pixel range."""
+    model = vae.VAE((1, 4, 4), arch="mlp", hidden=5, latent=3)
+    last = model.decoder[-1]
+    last.weight.data[...] = 0.0
+    last.bias.data.reshape(2, -1)[0] = mean_bias  # row 0: the means, row 1: the log-scales
+    samples = model.sample_prior(minilean.randn(2, 3))
+    assert samples.shape == (2, 1, 4, 4) and (samples.numpy() == level).all()

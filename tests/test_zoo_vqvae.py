@@ -266,3 +266,28 @@ def test_image_sizes_the_network_cannot_give_back_are_named():
     with pytest.raises(ValueError, match=r"images of shape \(N, 1, 8, 8\), got \(2, 1, 12, 12\)"):
         model(minilean.rand(2, 1, 12, 12))
     assert model(minilean.rand(2, 1, 8, 8))[0].shape == (2, 1, 8, 8)
+
+
+def test_restarts_pick_among_all_encodings_whatever_their_shape():
+    """Encodings (1, 1, 3, 2), not square: 64 dead codes land on all three of them, each code
+    on one; with EMA its statistics become those of one use, however decayed they were."""
+    minilean.manual_seed(0)
+    model = vqvae.VQVAE((1, 8, 8), codes=64, code_dim=2, hidden=2, ema=True)
+    model.decay = 0.5
+    ema_step(model, [[9.0, 9.0]], [0])  # n_k: 0.5 for the codes not chosen, 1.5 for code 0
+    rows = numpy.array([[1.5, -2.0], [-0.5, 3.0], [0.25, 0.75]], numpy.float32)
+    assert model.restart_dead_codes(minilean.tensor(rows[None, None]), numpy.zeros(64),
+                                    threshold=1) == 64
+    book = model.codebook.numpy()
+    is_row = (book[:, None, :] == rows[None]).all(-1)  # (64, 3)
+    assert is_row.sum(1).tolist() == [1] * 64 and is_row.any(0).all()
+    numpy.testing.assert_array_equal(model.cluster_sum.numpy(), book)
+    numpy.testing.assert_array_equal(model.cluster_size.numpy(), 1.0)
+
+
+def test_no_dead_codes_restart_nothing():
+    model = tiny_model()
+    before = model.codebook.numpy().copy()
+    encoded = minilean.tensor(numpy.full((1, 2, 2, 2), 5.0, numpy.float32))
+    assert model.restart_dead_codes(encoded, numpy.array([3, 1, 1, 2]), threshold=1) == 0
+    numpy.testing.assert_array_equal(model.codebook.numpy(), before)

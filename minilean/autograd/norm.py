@@ -42,9 +42,9 @@ def _standardize_backward(grad_xhat, xhat, inv_std, axes):
 
 def _affine_grads(ctx, needs, weight_grad, bias_grad):
     """Gradients of the affine inputs that were passed (weight first), None where unneeded;
-    ``weight_grad`` and ``bias_grad`` compute them only when asked."""
-    makers = ([weight_grad] if ctx.weight is not None else []) + (
-        [bias_grad] if ctx.has_bias else [])
+    ``weight_grad`` and ``bias_grad`` compute them only when asked. ``needs`` has one entry per
+    affine input passed, so without a bias the zip ends before ``bias_grad``."""
+    makers = ([weight_grad] if ctx.weight is not None else []) + [bias_grad]
     return tuple(make() if need else None for make, need in zip(makers, needs))
 
 
@@ -60,7 +60,7 @@ class LayerNorm(Function):
             out = out + affine[-1]
         if ctx.recording:
             ctx.xhat, ctx.inv_std, ctx.weight, ctx.axes = xhat, inv_std, weight, axes
-            ctx.dtype, ctx.has_bias = x.dtype, len(affine) > has_weight
+            ctx.dtype = x.dtype
         return out.astype(x.dtype, copy=False)
 
     @staticmethod
@@ -192,7 +192,7 @@ class GroupNorm(Function):
             ctx.silu_saved = silu_saved
             ctx.centered, ctx.inv_std, ctx.scale = centered, inv_std, scale
             ctx.weight, ctx.num_groups = weight, num_groups
-            ctx.dtype, ctx.has_bias = x.dtype, len(affine) > has_weight
+            ctx.dtype = x.dtype
             ctx.layout = channels_last, spatial, within, x.shape
         return _ungrouped(out.astype(x.dtype, copy=False), x.shape, channels_last)
 
