@@ -147,7 +147,8 @@ def test_svg_of_a_series_that_reaches_zero_uses_a_linear_scale():
 
 def test_svg_axis_labels_are_the_lowest_and_highest_values_on_a_log_scale():
     svg = loss_curve_svg({"loss": [(0, 2.0), (10, 0.01)]}, width=200, height=100, margin=10)
-    texts = [text.text for text in ElementTree.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")]
+    svg_text = "{http://www.w3.org/2000/svg}text"
+    texts = [text.text for text in ElementTree.fromstring(svg).iter(svg_text)]
     assert texts[:4] == ["0.01", "2", "0", "10"]  # bottom, top, first step, last step
 
 

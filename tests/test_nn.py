@@ -584,7 +584,8 @@ def test_init_defaults_and_means_are_pytorchs():
     assert abs(values.mean() - 0.5) < 0.01
     values = nn.init.normal_(weight).numpy()
     assert abs(values.mean()) < 0.01 and abs(values.std() - 1) < 0.01
-    assert (nn.init.ones_(weight).numpy() == 1).all() and (nn.init.zeros_(weight).numpy() == 0).all()
+    assert (nn.init.ones_(weight).numpy() == 1).all()
+    assert (nn.init.zeros_(weight).numpy() == 0).all()
     for fill in (nn.init.kaiming_normal_, nn.init.xavier_normal_):
         values = fill(weight).numpy()
         assert abs(values.mean()) < 0.1 * values.std()
