@@ -295,14 +295,20 @@ def generated_rows(dataset, n_total, image_size):
         return DEFAULT_N_TOTAL
     # uint8 (3, S, S) images and int64 labels; ring8: two float32 coordinates and an int64 mode
     row_bytes = 3 * image_size**2 + 8 if dataset == "builtin" else 2 * 4 + 8
-    most = GENERATED_BYTES_CAP // row_bytes
-    if n_total > most:
-        named = f"{dataset} at {image_size}x{image_size}" if dataset == "builtin" else dataset
-        raise flag_error("n_total", n_total, f"at most {most} for --dataset {named} (generated "
-                         f"in memory at once: {n_total} rows would take "
-                         f"{n_total * row_bytes / 2**30:,.1f} GiB, above the cap of "
-                         f"{GENERATED_BYTES_CAP / 2**30:g} GiB)")
+    named = f"{dataset} at {image_size}x{image_size}" if dataset == "builtin" else dataset
+    check_within_cap("n_total", n_total, row_bytes, f"--dataset {named}", "generated", " rows")
     return n_total
+
+
+def check_within_cap(flag, count, row_bytes, what, made, unit=""):
+    """Refuse (a FlagError naming ``flag``) ``count`` rows of ``row_bytes`` each, ``made``
+    ("generated", "sampled") in memory at once, when together they would pass
+    ``GENERATED_BYTES_CAP``; ``what`` says what the rows are."""
+    most = GENERATED_BYTES_CAP // row_bytes
+    if count > most:
+        raise flag_error(flag, count, f"at most {most} for {what} ({made} in memory at once: "
+                         f"{count}{unit} would take {count * row_bytes / 2**30:,.1f} GiB, above "
+                         f"the cap of {GENERATED_BYTES_CAP / 2**30:g} GiB)")
 
 
 def check_labels_come_with_images(x, y):

@@ -33,7 +33,7 @@ from minilean import atomic, backend
 from minilean.autograd.shape import stack
 from minilean.autograd.tensor import Tensor
 from minilean.cuda import use_fast_kernels
-from minilean.data.arrays import GENERATED_BYTES_CAP
+from minilean.data.arrays import check_within_cap
 from minilean.data.progress import Progress
 from minilean.data.runlog import (RUN_RECORDS, WRITTEN_FILE_FLAGS, RunDirectory,
                                   read_run_config, resumed_flags)
@@ -153,14 +153,8 @@ def check_samples_fit(n_samples, image_shape):
     cap on arrays made in memory at once (``GENERATED_BYTES_CAP``): found when sampling, the
     lack of memory would end the run after its training. (A sampler holds a few arrays of
     that size, and the network's activations for ``--sample-batch`` samples.)"""
-    sample_bytes = 4 * math.prod(image_shape)
-    most = GENERATED_BYTES_CAP // sample_bytes
-    if n_samples > most:
-        raise flag_error("n_samples", n_samples,
-                         f"at most {most} for images of shape {tuple(image_shape)} (sampled in "
-                         f"memory at once: {n_samples} would take "
-                         f"{n_samples * sample_bytes / 2**30:,.1f} GiB, above the cap of "
-                         f"{GENERATED_BYTES_CAP / 2**30:g} GiB)")
+    check_within_cap("n_samples", n_samples, 4 * math.prod(image_shape),
+                     f"images of shape {tuple(image_shape)}", "sampled")
 
 
 def default_interval(steps, parts):
