@@ -54,6 +54,41 @@ def test_chunked_launch_matches_the_kernels_chunk():
     assert f"constexpr int THREADS = {kernels.THREADS};" in common
 
 
+def test_a_grid_covers_every_item_with_whole_blocks_up_to_the_cap():
+    """At least one block (a launch needs one), no more than MAX_BLOCKS (the grid-stride loops
+    walk the rest), a Python int as a launch's grid takes."""
+    assert kernels.grid_for(0) == kernels.grid_for(1) == kernels.grid_for(kernels.THREADS) == (1,)
+    assert kernels.grid_for(kernels.THREADS + 1) == (2,)
+    assert kernels.grid_for(10 ** 12) == (kernels.MAX_BLOCKS,)
+    assert all(type(kernels.grid_for(count)[0]) is int for count in (1, 257, 10 ** 12))
+
+
+def test_a_row_gets_one_block_of_a_power_of_two_of_threads_from_32_to_256():
+    """block_reduce (common.cuh) reduces whole warps of 32: a block is a multiple of 32."""
+    lengths = [0, 1, 32, 33, 64, 65, 200, 256, 10 ** 6]
+    assert [kernels.threads_for(n) for n in lengths] == [32, 32, 32, 64, 64, 128, 256, 256, 256]
+    assert kernels._row_grid(5, 100) == ((5,), (128,))
+    assert kernels._row_grid(0, 0) == ((1,), (32,))
+    assert kernels._row_grid(10 ** 9, 7) == ((kernels.MAX_BLOCKS,), (32,))
+
+
+def test_chunks_and_partial_sums_count_whole_chunks():
+    """A chunk holds CHUNK_BYTES: 4 float32 or 2 float64 elements; a sum's first pass has a
+    block per THREADS chunks, at least one and at most PARTIAL_BLOCKS."""
+    assert [kernels.chunks(n, 4) for n in (0, 1, 4, 5)] == [0, 1, 1, 2]
+    assert kernels.chunks(5, 8) == 3 and type(kernels.chunks(5, 4)) is int
+    assert kernels.partial_sum_blocks(1, 4) == 1
+    assert kernels.partial_sum_blocks(4 * kernels.THREADS + 1, 4) == 2
+    assert kernels.partial_sum_blocks(10 ** 9, 4) == kernels.PARTIAL_BLOCKS
+
+
+def test_libnvrtc_is_found_inside_its_wheel():
+    wheel = pytest.importorskip("nvidia.cuda_nvrtc")  # (needs_nvrtc would skip a failed search)
+    path = kernels.find_libnvrtc()
+    assert os.path.basename(path).startswith("libnvrtc.so.")
+    assert os.path.dirname(os.path.dirname(path)) in list(wheel.__path__)
+
+
 @needs_nvrtc
 @pytest.mark.parametrize("arch", ["compute_90", "compute_80"])
 @pytest.mark.parametrize("filename", sorted(kernels.PROGRAMS))
@@ -72,7 +107,9 @@ def test_nvrtc_reports_a_broken_source(monkeypatch):
     broken = kernels.Program("broken.cu", ["missing<float>"])
     monkeypatch.setattr(kernels.Program, "source", property(
         lambda self: "template <typename T> __global__ void missing(T* x) { x[0] = undefined; }"))
-    with pytest.raises(kernels.NvrtcError, match="broken.cu does not compile for compute_90"):
+    # the message carries NVRTC's log, which names what is wrong
+    with pytest.raises(kernels.NvrtcError, match='broken.cu does not compile for compute_90:\n'
+                                                 '(.|\n)*identifier "undefined" is undefined'):
         kernels.nvrtc_compile(broken)
 
 

@@ -684,6 +684,26 @@ def test_broadcast_gradients_are_summed_by_kernel(rng, fake_cuda, monkeypatch):
 
 
 @needs_compiler
+def test_a_program_compiles_its_file_on_first_use_only(fake_cuda, monkeypatch):
+    """A new Program compiles at its first kernel, then hands out the same kernel; forget()
+    makes the next launch compile again."""
+    monkeypatch.setattr(kernels, "PROGRAMS", {})
+    program = kernels.Program("mse.cu", ["squared_error<float>"])
+    compiled, compile_module = [], fake_cuda.RawModule
+    monkeypatch.setattr(fake_cuda, "RawModule", lambda *args, **options: compiled.append(
+        args) or compile_module(*args, **options))
+    kernel = program.kernel("squared_error<float>")
+    assert program.kernel("squared_error<float>") is kernel and len(compiled) == 1
+    x, y = fake_cuda.arange(8, dtype=numpy.float32), fake_cuda.ones(8, dtype=numpy.float32)
+    out = fake_cuda.empty_like(x)
+    kernels.launch_chunked(program, "squared_error<float>", 8, 4, (x, y, out, numpy.int64(8)))
+    numpy.testing.assert_array_equal(out.get(), (numpy.arange(8) - 1.0) ** 2)
+    program.forget()
+    program.kernel("squared_error<float>")
+    assert len(compiled) == 2
+
+
+@needs_compiler
 def test_a_launch_with_a_wrong_argument_is_refused(fake_cuda):
     """What a real RawKernel would take as raw bytes: a Python int for a long long, an array
     of the wrong type."""
