@@ -151,8 +151,8 @@ def find_libnvrtc():
     except ImportError:
         return None
     for folder in nvidia.cuda_nvrtc.__path__:
+        # (the pattern leaves out the wheel's libnvrtc.alt.so.12 and libnvrtc-builtins.so.12.*)
         found = sorted(glob.glob(os.path.join(folder, "lib", "libnvrtc.so.*[0-9]")))
-        found = [path for path in found if ".alt." not in path and "builtins" not in path]
         if found:
             return found[0]
     return None
