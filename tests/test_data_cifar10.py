@@ -5,6 +5,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import tarfile
 
 import numpy
@@ -147,6 +148,19 @@ def test_a_download_shorter_than_its_content_length_is_refused(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_download_without_a_content_length_is_checked_by_its_md5_alone(tmp_path, capsys):
+    """A server may send no Content-Length: the size is then unknown (the progress line shows
+    the bytes alone, as it does unless asked not to) and the MD5 is the whole check."""
+    payload, destination = b"x" * 100, str(tmp_path / "archive.tar.gz")
+    response = Response(payload)
+    response.headers = {}
+    assert cifar10.download("https://example.invalid/x", destination,
+                            hashlib.md5(payload).hexdigest(),
+                            opener=lambda url: response) == destination
+    assert open(destination, "rb").read() == payload
+    assert re.fullmatch(r"download 0\.0MiB \S+ MiB/s\n", capsys.readouterr().err)
+
+
 def test_a_corrupt_cached_archive_is_replaced_by_a_fresh_download(tmp_path):
     archive = tmp_path / "served.tar.gz"
     md5 = make_archive(archive)
@@ -162,7 +176,9 @@ def test_a_corrupt_cached_archive_is_replaced_by_a_fresh_download(tmp_path):
     paths = cifar10.prepare(str(root), url="https://example.invalid/cifar.tar.gz",
                             expected_md5=md5, opener=opener, progress=False, log=messages.append)
     assert fetched == ["https://example.invalid/cifar.tar.gz"]
-    assert messages[0] == f"replacing {root / cifar10.ARCHIVE_NAME}: its MD5 does not match {md5}"
+    assert messages[:2] == [
+        f"replacing {root / cifar10.ARCHIVE_NAME}: its MD5 does not match {md5}",
+        f"downloading https://example.invalid/cifar.tar.gz -> {root / cifar10.ARCHIVE_NAME}"]
     assert (root / cifar10.ARCHIVE_NAME).read_bytes() == archive.read_bytes()
     numpy.testing.assert_array_equal(numpy.load(paths["test_X"]).reshape(ROWS, -1),
                                      fake_batch(5)[b"data"])
@@ -257,6 +273,52 @@ def test_member_escaping_the_directory_is_refused(tmp_path, name):
     assert not (tmp_path / "escaped.txt").exists() and not target.exists()
     assert not (tmp_path / "target-sibling").exists()
 
+def test_a_member_refused_by_prepare_is_its_error_and_nothing_is_left(tmp_path):
+    archive = tmp_path / "served.tar.gz"
+    md5 = make_archive(archive, extra=[("../escaped.txt", b"gotcha")])
+    with pytest.raises(ValueError, match=r"^refusing archive member '\.\./escaped\.txt' of .*: it "
+                                         r"would be written outside the target directory$"):
+        cifar10.prepare(str(tmp_path / "real"), url=archive.as_uri(), expected_md5=md5,
+                        progress=False, log=lambda message: None)
+    assert os.listdir(tmp_path / "real") == [cifar10.ARCHIVE_NAME]
+
+
+def test_a_relative_root_is_extracted_inside_it(tmp_path, monkeypatch):
+    """The command line's default root is relative (data/real): the checks compare resolved
+    paths, the target's too, or every member would seem to land outside it."""
+    archive = tmp_path / "served.tar.gz"
+    md5 = make_archive(archive)
+    monkeypatch.chdir(tmp_path)
+    paths = cifar10.prepare("data/real", url=archive.as_uri(), expected_md5=md5, progress=False,
+                            log=lambda message: None)
+    assert paths["test_X"] == os.path.join("data/real", "cifar10", "cifar10_test_X.npy")
+    numpy.testing.assert_array_equal(numpy.load(paths["test_X"]).reshape(ROWS, -1),
+                                     fake_batch(5)[b"data"])
+
+
+def test_safe_extract_writes_into_an_existing_folder_and_keeps_its_files(tmp_path):
+    archive, target = tmp_path / "served.tar.gz", tmp_path / "target"
+    make_archive(archive)
+    target.mkdir()
+    (target / "kept.txt").write_text("mine")
+    cifar10.safe_extract(str(archive), str(target))
+    assert sorted(os.listdir(target / cifar10.BATCH_DIR)) == sorted(
+        cifar10.TRAIN_BATCHES + cifar10.TEST_BATCHES)
+    assert (target / "kept.txt").read_text() == "mine"
+
+
+def test_a_scratch_folder_left_by_a_killed_run_is_cleared_first(tmp_path):
+    """A run killed while extracting leaves ROOT/cifar10/.extract behind; the next starts it
+    afresh (extracting over it, a folder left where a batch file goes would stop it)."""
+    archive, root = tmp_path / "served.tar.gz", tmp_path / "real"
+    stale = root / "cifar10" / ".extract" / cifar10.BATCH_DIR / "test_batch"
+    stale.mkdir(parents=True)
+    paths = cifar10.prepare(str(root), url=archive.as_uri(), expected_md5=make_archive(archive),
+                            progress=False, log=lambda message: None)
+    numpy.testing.assert_array_equal(numpy.load(paths["test_X"]).reshape(ROWS, -1),
+                                     fake_batch(5)[b"data"])
+    assert not (root / "cifar10" / ".extract").exists()
+
 
 def test_link_member_is_refused(tmp_path):
     archive = tmp_path / "links.tar.gz"
@@ -338,6 +400,16 @@ def test_batch_with_wrong_layout_names_what_was_found(tmp_path, data, labels, me
         cifar10.read_batch(str(path))
 
 
+@pytest.mark.parametrize("batch, found", [({b"labels": [0]}, "dict"),
+                                          ([b"data", b"labels"], "list")])
+def test_a_pickle_that_is_not_a_batch_dict_is_refused_by_name(tmp_path, batch, found):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps(batch, protocol=PROTOCOL))
+    with pytest.raises(ValueError, match=f"data_batch_1 is not a CIFAR batch: expected a dict "
+                                         f"with b'data' and b'labels', found {found}$"):
+        cifar10.read_batch(str(path))
+
+
 def test_download_command_through_a_file_url(tmp_path, monkeypatch, capsys):
     archive = tmp_path / "served.tar.gz"
     monkeypatch.setattr(cifar10, "URL", archive.as_uri())
@@ -345,7 +417,10 @@ def test_download_command_through_a_file_url(tmp_path, monkeypatch, capsys):
     DataCommands().download(cifar10=True, root=str(tmp_path / "real"), limit_train=5)
     x = numpy.load(tmp_path / "real" / "cifar10" / "cifar10_train_X.npy")
     assert x.shape == (5, 3, 32, 32)
-    assert "wrote" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "wrote" in out
+    size = f"{archive.stat().st_size / 2**20:.1f}MiB"  # the download's progress, to the end
+    assert re.fullmatch(rf"download \[#{{24}}\] {size}/{size} 100% [^\n]*\n", err)
 
 
 @pytest.mark.parametrize("kwargs, message", [

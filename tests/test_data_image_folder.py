@@ -1,9 +1,12 @@
 """Image-folder conversion with Pillow: sorted order, centre crop, labels, corrupt files."""
 import errno
+import inspect
 import json
+import logging
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy
 import pytest
@@ -11,7 +14,7 @@ import pytest
 from minilean.cli import main
 from minilean.data import image_folder
 from minilean.data.arrays import MANIFEST_KEYS, load_dataset
-from minilean.data.commands import DataCommands
+from minilean.data.commands import ConvertCommands, DataCommands
 from minilean.errors import FlagError
 
 Image = pytest.importorskip("PIL.Image")
@@ -100,6 +103,16 @@ def test_16_bit_grey_images_are_rescaled_and_a_bad_pgm_is_skipped_by_name(tmp_pa
     assert err.count("\n") == 1 and "300" in err
 
 
+def test_every_16_bit_value_is_rescaled_to_the_nearest_8_bit_one(tmp_path):
+    """value * 255 / 65535 rounded half up: 65535 is 255, and 257 * k + 129 (k + 0.502)
+    rounds up where a scale by 65536 would round down."""
+    ramp = numpy.arange(2**16, dtype=numpy.uint16).reshape(256, 256)
+    save(tmp_path / "in" / "ramp.png", ramp)
+    x = image_folder.load_image(str(tmp_path / "in" / "ramp.png"), 256, 256, crop="stretch")
+    expected = numpy.floor(ramp / 65535 * 255 + 0.5)
+    assert (x == expected).all()  # each channel alike
+
+
 def test_float_and_wide_integer_images_are_skipped_by_name(tmp_path, capsys):
     """Pillow converted a float TIFF in 0..1 (mode F) to RGB by clipping to 0..255, so it came
     out black, and a 32-bit integer one was clipped to 0..65535: neither has a range the
@@ -107,7 +120,7 @@ def test_float_and_wide_integer_images_are_skipped_by_name(tmp_path, capsys):
     within 0..65535 is rescaled as 16-bit samples are."""
     ramp = numpy.array([[0, 1000], [30000, 65535]])
     save(tmp_path / "in" / "a_float.tif", (ramp / 65535).astype(numpy.float32))
-    save(tmp_path / "in" / "b_wide.tif", (ramp * 2).astype(numpy.int32))
+    save(tmp_path / "in" / "b_wide.tif", (ramp + 1).astype(numpy.int32))
     save(tmp_path / "in" / "c_negative.tif", (ramp - 1).astype(numpy.int32))
     save(tmp_path / "in" / "d_int.tif", ramp.astype(numpy.int32))
     DataCommands().convert.image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
@@ -121,7 +134,7 @@ def test_float_and_wide_integer_images_are_skipped_by_name(tmp_path, capsys):
     assert lines == [
         f"warning: skipping unreadable image {skipped[0]}: 32-bit float pixels (Pillow's mode "
         f"F) have no known range to scale to 0..255; expected 8- or 16-bit samples",
-        f"warning: skipping unreadable image {skipped[1]}: integer pixels from 0 to 131070 are "
+        f"warning: skipping unreadable image {skipped[1]}: integer pixels from 1 to 65536 are "
         f"outside 0..65535; expected 8- or 16-bit samples",
         f"warning: skipping unreadable image {skipped[2]}: integer pixels from -1 to 65534 are "
         f"outside 0..65535; expected 8- or 16-bit samples"]
@@ -159,6 +172,19 @@ def test_labels_without_label_folders_are_refused_by_the_converter_itself(tmp_pa
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == f"minilean data convert image-folder: error: {words}\n"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["in"]
+
+
+def test_with_labels_from_dirs_a_file_outside_the_class_folders_is_skipped_by_name(tmp_path):
+    save(tmp_path / "in" / "cat" / "1.png", halves(4, 4, True))
+    save(tmp_path / "in" / "loose.png", halves(4, 4, False))
+    lines = []
+    manifest = image_folder.convert_image_folder(
+        str(tmp_path / "in"), str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), height=4,
+        width=4, labels_from_dirs=True, warn=lines.append)
+    assert lines == [f"warning: skipping {tmp_path / 'in' / 'loose.png'}: not inside a class "
+                     f"sub-directory (--labels-from-dirs)"]
+    assert manifest["count"] == 1 and manifest["class_names"] == ["cat"]
+    assert numpy.load(tmp_path / "y.npy").tolist() == [0]
 
 
 def test_nested_class_folders_labels_manifest_and_corrupt_file(tmp_path, capsys):
@@ -304,6 +330,38 @@ def test_outputs_on_one_path_are_refused_before_anything_is_written(tmp_path, x_
     assert snapshot(out) == {}
 
 
+def test_outputs_that_are_one_file_by_a_hard_link_are_refused(tmp_path):
+    out = tmp_path / "out"
+    convert(tmp_path, out / "set.npy", out / "set_y.npy")
+    os.link(out / "set.npy", out / "linked.npy")
+    before = snapshot(out)
+    with pytest.raises(FlagError, match=r"^--y-output: got '.*linked.npy'; expected a path "
+                                        r"other than --x-output .*set.npy$"):
+        convert(tmp_path, out / "set.npy", out / "linked.npy",
+                write=image_folder.convert_image_folder)
+    assert snapshot(out) == before
+
+
+def test_an_x_output_that_is_a_directory_is_refused_before_anything_is_written(tmp_path):
+    (tmp_path / "x.npy").mkdir()
+    with pytest.raises(FlagError, match=r"^--x-output: got '.*x.npy'; expected a file for the "
+                                        r"images, not a directory$"):
+        convert(tmp_path, tmp_path / "x.npy", write=image_folder.convert_image_folder)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in", "x.npy"]
+
+
+def test_an_output_name_with_no_room_for_its_temporary_is_refused_first(tmp_path):
+    """Each output is first written under a name 14 bytes longer (atomic_open): a name that
+    fits the file system but leaves no room for that would fail only at the end."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    y_output = tmp_path / ("y" * (limit - 13 - len(".npy")) + ".npy")
+    with pytest.raises(FlagError, match=rf"^--y-output: got .*; expected names of at most "
+                                        rf"{limit} bytes \(the file system's limit, "
+                                        rf"{limit - 14} for the file's own\)$"):
+        convert(tmp_path, tmp_path / "x.npy", y_output, write=image_folder.convert_image_folder)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in"]
+
+
 @pytest.mark.parametrize("y_name, obstacle, message", [
     ("labels_dir", "labels_dir/", r"--y-output: got '.*labels_dir'; expected a file for the "
                                   r"labels, not a directory"),
@@ -425,6 +483,42 @@ def test_a_decompression_bomb_is_skipped_with_a_warning(tmp_path, capsys, side):
         str(tmp_path / "in" / "bomb.png")]
 
 
+def write_corrupt_exif_jpeg(path):
+    """A JPEG whose EXIF block claims 5 entries and holds 1: Pillow warns "Corrupt EXIF data"."""
+    import struct
+    save(path, halves(4, 4, True))
+    jpeg = path.read_bytes()
+    exif = (b"Exif\0\0II*\0" + struct.pack("<IH", 8, 5)
+            + struct.pack("<HHII", 0x0112, 3, 1, 6)[:10])
+    path.write_bytes(jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + jpeg[2:])
+
+
+@pytest.mark.parametrize("action", ["ignore", "error"])
+def test_pillows_warnings_are_passed_on_whatever_the_callers_warning_filters(tmp_path, action):
+    """A Python caller may ignore warnings or make them errors: Pillow's are still passed on,
+    one line each, and the handler that collects Pillow's log goes when the call ends."""
+    photo = tmp_path / "in" / "photo.jpg"
+    write_corrupt_exif_jpeg(photo)
+    handlers, lines = list(logging.getLogger("PIL").handlers), []
+    with warnings.catch_warnings():
+        warnings.simplefilter(action)
+        image_folder.convert_image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                          height=4, width=4, warn=lines.append)
+    assert lines == [f"warning: {photo}: Corrupt EXIF data. Expecting to read 12 bytes but "
+                     f"only got 10."]
+    assert logging.getLogger("PIL").handlers == handlers
+
+
+def test_the_converters_defaults_are_the_commands():
+    """A Python caller of convert_image_folder gets what `data convert image-folder` does."""
+    defaults = {name: parameter.default for name, parameter
+                in inspect.signature(image_folder.convert_image_folder).parameters.items()}
+    flags = {flag.name: flag.default for flag in ConvertCommands.image_folder.flags}
+    for name in ("y_output", "height", "width", "labels_from_dirs", "limit", "crop"):
+        assert defaults[name] == flags[name], name
+    assert ",".join(defaults["extensions"]) == flags["ext"]
+
+
 def test_what_pillow_says_reaches_stderr_as_one_line_naming_the_file(tmp_path):
     """Python would print each of Pillow's warnings as two lines (the second a line of Pillow's
     source), and its log messages, all without the file's name."""
@@ -436,13 +530,7 @@ def test_what_pillow_says_reaches_stderr_as_one_line_naming_the_file(tmp_path):
     palette = Image.fromarray(grey).convert("P")
     palette.info["transparency"] = bytes(range(256))
     palette.save(tmp_path / "in" / "a_palette.png")
-    # A JPEG whose EXIF block claims 5 entries and holds 1: Pillow warns "Corrupt EXIF data".
-    Image.fromarray(halves(4, 4, True)).save(tmp_path / "in" / "b_photo.jpg")
-    jpeg = (tmp_path / "in" / "b_photo.jpg").read_bytes()
-    exif = (b"Exif\0\0II*\0" + struct.pack("<IH", 8, 5)
-            + struct.pack("<HHII", 0x0112, 3, 1, 6)[:10])
-    (tmp_path / "in" / "b_photo.jpg").write_bytes(
-        jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif + jpeg[2:])
+    write_corrupt_exif_jpeg(tmp_path / "in" / "b_photo.jpg")
     # A TIFF claiming 5000 samples per pixel: Pillow logs an error (Python prints it unnamed,
     # as no logging is set up) and then fails to identify the file.
     Image.new("RGB", (4, 4)).save(tmp_path / "in" / "c_scan.tiff")

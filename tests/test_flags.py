@@ -57,6 +57,30 @@ def test_fire_text_is_read_as_the_kind_and_a_python_value_must_be_of_it(flag, va
             assert flag.parse(value, typed=is_typed) == expected
 
 
+@pytest.mark.parametrize("flag, typed, words", [
+    (Flag("n", 1, "n"), False, "an integer"),  # fire reads --n=None as None: no path to hint
+    (Flag("p", "a", "p", kind=Path), True, "a file or directory path"),  # Python's None too
+    (Flag("p", "a", "p", kind=Path), False,
+     "a file or directory path (--p cannot be none; write ./None for a path of that name)"),
+])
+def test_none_for_a_flag_that_cannot_be_none_hints_at_a_path_only_on_the_command_line(
+        flag, typed, words):
+    with pytest.raises(FlagError) as error:
+        flag.parse(None, typed=typed)
+    assert str(error.value) == f"--{flag.name}: got None; expected {words}"
+
+
+def test_an_integer_text_of_more_digits_than_int_reads_is_no_integer():
+    """int() reads at most 4300 digits from a text, and so does an integer flag (built as an
+    int, 1e999999999 would take minutes); 4300 digits are an integer, too large for 64 bits."""
+    flag = Flag("n", 1, "n")
+    with pytest.raises(FlagError, match=r"^--n: got '1e4299'; expected an integer of at most "
+                                        r"64 bits \(\|value\| <= 2\*\*63 - 1\)$"):
+        flag.parse("1e4299")
+    with pytest.raises(FlagError, match=r"^--n: got '1e4300'; expected an integer$"):
+        flag.parse("1e4300")
+
+
 def test_flag_checked_parses_before_the_body_and_hands_its_flags_on():
     seen = []
     dataset = Flag("dataset", "builtin", "d", choices=("builtin", "cifar10"),

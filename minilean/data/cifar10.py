@@ -170,7 +170,6 @@ def prepare(root="data/real", limit_train=None, limit_test=None, url=None, expec
     (looked up at call time). Returns the dict of written paths.
     """
     url, expected_md5 = url or URL, expected_md5 or ARCHIVE_MD5
-    opener = opener or urllib.request.urlopen
     archive = os.path.join(root, ARCHIVE_NAME)
     paths = output_paths(root)
     atomic.remove_leftovers_of(archive)  # of a download killed mid-way

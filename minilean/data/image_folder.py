@@ -39,8 +39,7 @@ def list_images(input_dir, extensions=DEFAULT_EXTENSIONS):
     """Sorted relative paths of files under ``input_dir`` whose extension is listed."""
     extensions = tuple(extension.lower() for extension in extensions)
     found = []
-    for directory, subdirectories, files in os.walk(input_dir):
-        subdirectories.sort()
+    for directory, _, files in os.walk(input_dir):  # any walk order: the result is sorted
         found += [os.path.relpath(os.path.join(directory, name), input_dir)
                   for name in files if name.lower().endswith(extensions)]
     return sorted(found)
