@@ -81,6 +81,32 @@ def test_ring8_coverage():
     assert gan.ring8_coverage(points, RING8_MODES, RING8_STD) == (1, 0.5)
 
 
+def test_ring8_coverage_measures_the_distance_to_each_mode():
+    """Against modes with no symmetry (a sum in place of the difference would find other
+    modes): distances of exactly 3 std count, 3.1 std do not."""
+    modes = numpy.array([[0.0, 0.0], [10.0, 0.0]])
+    points = numpy.array([[3.0, 0.0], [10.0, 3.0], [0.0, 3.1]])
+    assert gan.ring8_coverage(points, modes, 1.0) == (2, pytest.approx(2 / 3))
+
+
+def test_ring8_coverage_measures_float32_samples_in_float64():
+    """A float32 sample (the generator's dtype, and the modes') 3.00000014 std from mode 2
+    (float64 difference and norm) is outside 3 std; float32 arithmetic rounds its distance
+    to 3 std and would count it."""
+    point = numpy.array([[0.1439359039068222, 1.9577808380126953]], numpy.float32)
+    distance = numpy.linalg.norm(point.astype(numpy.float64) - RING8_MODES[2].astype(numpy.float64))
+    assert distance > 3 * RING8_STD
+    assert gan.ring8_coverage(point, RING8_MODES, RING8_STD) == (0, 0.0)
+
+
+def test_independent_pixel_baseline_draws_every_training_image_equally_often():
+    """Each pixel's value comes from a uniformly drawn training image: with images of 0s and
+    1s, half of all drawn pixels are 1 (16000 draws: 5 standard deviations is 0.02)."""
+    rows = numpy.stack([numpy.zeros((1, 4, 4), numpy.uint8), numpy.ones((1, 4, 4), numpy.uint8)])
+    samples = gan.independent_pixel_samples(rows, 1000, seed=0)
+    assert samples.mean() == pytest.approx(0.5, abs=0.02)
+
+
 def test_independent_pixel_baseline_keeps_each_pixel_marginal_and_breaks_dependence():
     # two training images, each constant: pixel values come only from that pixel's column,
     # and a sample mixes the two images (the dependence between pixels is gone)

@@ -54,6 +54,40 @@ def test_block_mask_is_torchleans_quadrant():
         mae.block_mask(1, 2, 2, block=2, period=1)
 
 
+def test_block_mask_defaults_hide_one_2x2_block_of_every_four():
+    # a 4x8 grid has 8 blocks of 2x2, 4 per row: blocks 0 and 4, the first two columns
+    hidden = mae.block_mask(1, 4, 8).hidden.numpy()[0].reshape(4, 8)
+    expected = numpy.zeros((4, 8))
+    expected[:, :2] = 1
+    numpy.testing.assert_array_equal(hidden, expected)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1.0, 1.5, -0.5])
+def test_random_mask_refuses_a_ratio_outside_0_1(ratio):
+    with pytest.raises(ValueError, match=rf"mask ratio must be in \(0, 1\), got {ratio}"):
+        mae.random_mask(2, 16, ratio)
+
+
+def test_the_mask_is_data_backward_leaves_it_no_gradient():
+    model = tiny_model()
+    mask = model.random_mask(2, 0.5)
+    mae.mae_loss(model, minilean.rand(2, 1, 4, 4), mask).backward()
+    assert mask.hidden.grad is None and model.position.grad is not None
+
+
+def test_positional_embeddings_start_as_normal_with_std_0_02():
+    """ViT's init of the learned positional embeddings: small next to the embedded patches."""
+    minilean.manual_seed(0)
+    model = mae.MaskedAutoencoder((1, 32, 32), patch_size=4, width=16, decoder_width=16)
+    for param in (model.position, model.decoder_position):  # 64 x 16 values each
+        assert param.numpy().std() == pytest.approx(0.02, rel=0.15)
+        assert abs(param.numpy().mean()) < 0.005
+
+
+def test_decoder_heads_are_half_the_encoders_and_at_least_one():
+    assert [mae.decoder_heads(heads) for heads in (1, 2, 3, 4, 7)] == [1, 1, 1, 2, 3]
+
+
 def test_masked_mse_counts_hidden_patches_only():
     prediction = minilean.tensor([[[1.0, 1.0], [5.0, 5.0], [3.0, 1.0]]])
     target = minilean.zeros(1, 3, 2)
@@ -363,6 +397,13 @@ def test_wrong_images_masks_and_patch_sizes_are_named():
     size or count than the model's and the mask's failed inside NumPy, naming neither."""
     with pytest.raises(ValueError, match="patch size 4 must divide the image size 18x18"):
         mae.MaskedAutoencoder((3, 18, 18), patch_size=4)
+    for height, width in ((16, 18), (18, 16)):  # either side alone
+        with pytest.raises(ValueError, match=f"patch size 4 must divide the image size "
+                                             f"{height}x{width}"):
+            mae.MaskedAutoencoder((3, height, width), patch_size=4)
+        with pytest.raises(ValueError, match=f"patch size 4 must divide the image size "
+                                             f"{height}x{width}"):
+            mae.patchify(minilean.rand(1, 3, height, width), 4)
     model = mae.MaskedAutoencoder((1, 4, 4), patch_size=2, width=4, depth=1, heads=2,
                                   decoder_width=4, decoder_depth=1, decoder_heads=2)
     mask = model.random_mask(2, 0.5)

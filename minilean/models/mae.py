@@ -258,8 +258,7 @@ class MaskedAutoencoder(nn.Module):
         0, 4 and 8 (two diagonal 2x2 blocks and the bottom-right corner patch), not a
         quadrant."""
         rows, cols = self.grid
-        return block_mask(count, rows, cols, block=(max(-(-rows // 2), 1), max(-(-cols // 2), 1)),
-                          device=device)
+        return block_mask(count, rows, cols, block=(-(-rows // 2), -(-cols // 2)), device=device)
 
 
 def mae_loss(model, images, mask, normalize_targets=False):
