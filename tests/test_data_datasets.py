@@ -158,6 +158,10 @@ def test_arrays_in_nhwc_nchw_and_grey_load_as_nchw(tmp_path):
         narrow = load_dataset(x=save(tmp_path, "narrow.npy", numpy.zeros((2, 5, width), "u1")))
         assert narrow.x.shape == (2, 1, 5, width)
     assert isinstance(from_nchw.x.base, numpy.memmap) or isinstance(from_nchw.x, numpy.memmap)
+    one_channel = nchw[:, :1]  # grey with its channel axis, first or last
+    for array in (one_channel, one_channel.transpose(0, 2, 3, 1)):
+        loaded = load_dataset(x=save(tmp_path, "one.npy", numpy.ascontiguousarray(array))).x
+        assert numpy.array_equal(loaded, one_channel)
 
 
 def test_labels_are_checked_and_cast(tmp_path):
@@ -186,6 +190,12 @@ def test_n_total_beyond_the_rows_of_a_file_is_a_flag_error(tmp_path):
                                         r"x\.npy$"):
         load_dataset(x=x, n_total=6)
     assert len(load_dataset(n_total=20_000, image_size=16)) == 20_000
+
+
+def test_a_generated_set_has_10000_rows_without_n_total():
+    """The README's builtin default: 10,000 32x32 images (and ring8 as many points)."""
+    assert load_dataset().x.shape == (10_000, 3, 32, 32)
+    assert load_dataset(dataset="ring8").x.shape == (10_000, 2)
 
 
 @pytest.mark.parametrize("kwargs, most, what, size", [
