@@ -93,15 +93,14 @@ def float_images(rows, value_range=(0.0, 1.0)):
     return rows
 
 
-def load_npy(path, role, missing, where=None):
+def load_npy(path, where, missing):
     """Memory-map a ``.npy`` file; a missing file's error ends with ``missing`` (the command
     that makes it, "make it with: ...", or what it should hold, "expected ...").
 
-    ``where`` names the file in errors (e.g. "--x x.npy"; default "ROLE file PATH"). A path
-    that is a directory, or lies below a file, is an ``OSError`` saying so; an empty file, an
-    ``.npz`` archive or anything else that is not one array is a ``ValueError``.
+    ``where`` names the file in errors (e.g. "--x x.npy"). A path that is a directory, or lies
+    below a file, is an ``OSError`` saying so; an empty file, an ``.npz`` archive or anything
+    else that is not one array is a ``ValueError``.
     """
-    where = where or f"{role} file {path}"
     problem = existing_problem(path)
     if problem:
         kind, words = problem  # making the file cures only a missing one
@@ -250,10 +249,10 @@ def load_arrays(x, y=None, name=None, make_command=None, class_names=None, from_
     """
     x_where, y_where = (f"--x {x}", f"--y {y}") if from_flags else (x, y)
     made_by = make_command and f"make it with: {make_command}"
-    images = as_nchw(load_npy(x, "image", made_by or f"expected {IMAGES_HINT}", x_where),
+    images = as_nchw(load_npy(x, x_where, made_by or f"expected {IMAGES_HINT}"),
                      x_where)
     labels = None if y is None else as_labels(
-        load_npy(y, "label", made_by or f"expected {LABELS_HINT}", y_where), len(images),
+        load_npy(y, y_where, made_by or f"expected {LABELS_HINT}"), len(images),
         y_where)
     if class_names is None and os.path.exists(manifest_path(x)):
         class_names = manifest_class_names(manifest_path(x))

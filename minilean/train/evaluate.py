@@ -65,7 +65,7 @@ def load_samples(path):
         raise FileNotFoundError(f"samples file {path} not found; train a model first "
                                 f"(e.g. python -m minilean diffusion), or give an .npy array")
     where = f"--samples {path}"
-    images = load_npy(path, "samples", "make it with: python -m minilean diffusion", where)
+    images = load_npy(path, where, "make it with: python -m minilean diffusion")
     # an NHWC array, read as NCHW, would be refused later as images of side C (16x3)
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"{where}: expected images (N, C, H, W) with C = 1 or 3, found shape "
