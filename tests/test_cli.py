@@ -541,6 +541,9 @@ def test_a_boolean_turned_off_as_no_dash_name_is_named_as_typed(path, needed, fl
     (["--no-steps"], "--no-steps: expected a flag of 'diffusion' (did you mean --steps? see "
                      "python -m minilean diffusion --help)"),
     (["--no-l"], "--no-l: expected a flag of 'diffusion' (did you mean --lr? see "),
+    # --no-NAME of another command's flag is named so, as --NAME is, not taken for a near name
+    (["--no-n-eval"], "--no-n-eval: expected a flag of 'diffusion' (only evaluate, vae, vqvae, "
+                      "autoencoder, mae have it; see python -m minilean diffusion --help)"),
     (["--noisy-ppm"], "--noisy-ppm: got no value; expected a file or directory path or none"),
     (["--no-progress", "--no-progress"], "--no-progress is given more than once"),
     # fire reads a valueless --noNAME as NAME=False: the False is no value the user gave
