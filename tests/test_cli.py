@@ -1,4 +1,5 @@
 """The command line: every bad flag is one line on stderr and exit code 2, before any work."""
+import inspect
 import os
 import subprocess
 import sys
@@ -135,6 +136,20 @@ def test_a_device_alias_picks_its_device_whatever_auto_would(flag, usable, devic
     monkeypatch.setattr(cli.DIFFUSION, "_run", lambda config: seen.update(vars(config)))
     main(["diffusion", flag])
     assert seen["device"] == device
+
+
+def test_unet_takes_hidden_c_2_the_fewest_its_groups_need(no_work, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(cli.DIFFUSION, "_run", lambda config: seen.update(vars(config)))
+    main(["diffusion", "--arch=unet", "--hidden-c=2"])
+    assert seen["hidden_c"] == 2
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
+    def interrupted(config):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli.DIFFUSION, "_run", interrupted)
+    assert fail(["diffusion"], capsys) == (130, "minilean diffusion: interrupted\n")
 
 
 def test_a_quoted_text_reaches_the_flag_as_typed(no_work, monkeypatch):
@@ -343,6 +358,8 @@ def test_help_lists_commands_and_every_flag_with_default(capsys):
     for name in ("diffusion", "evaluate", "proofs", "data"):
         assert name in result.stdout + result.stderr  # fire writes its help to stderr
     assert cli.DIFFUSION.summary in result.stdout + result.stderr
+    from minilean.data.commands import DataCommands  # a group's help: its docstring's
+    assert inspect.getdoc(DataCommands).splitlines()[0] in result.stdout + result.stderr
 
 
 def test_a_bad_flag_from_the_shell_has_no_traceback():
@@ -483,8 +500,12 @@ def test_fire_takes_both_spellings_of_image_folder(spelling, capsys):
 
 
 def test_the_help_of_ext_names_what_it_takes(capsys):
+    from minilean.data.commands import ConvertCommands
     main(["data", "convert", "image-folder", "--help"])
     out = capsys.readouterr().out
+    summary = ConvertCommands.image_folder.__doc__.strip().splitlines()[0]  # its first line
+    assert out.startswith(f"usage: python -m minilean data convert image-folder [--flag=value "
+                          f"...]\n\n{summary}\n")
     assert "--ext=STR    default: '.png,.jpg,.jpeg,.bmp,.webp'" in out
     assert "comma-separated, e.g. .png,.jpg; a text\n" in out
 
