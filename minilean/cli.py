@@ -348,15 +348,16 @@ def _unknown_flag(command, name, value, known):
     give it too, but the help offers ``--NAME=false``, a text), so it is named ``--noNAME``."""
     see = f"see {PROGRAM} {command} --help"
     dashed = value is False and name.startswith("_")
-    if dashed and name[1:] in known and known[name[1:]].kind is bool:
-        flag = known[name[1:]]
+    bare = name[1:] if dashed else name  # the name typed after --no-
+    if dashed and bare in known and known[bare].kind is bool:
+        flag = known[bare]
         return FlagError(f"{_as_typed(name)}: no such flag; expected {flag.negation} or "
                          f"{flag.option}=false ({see})")
     if value is False and "no" + name in known:
         flag = known["no" + name]
         return FlagError(f"{flag.option}: got no value; expected {flag.allowed()}")
-    elsewhere = [other.name for other in COMMANDS if name in other.flags]
-    close = difflib.get_close_matches(name[1:] if dashed else name, list(known), n=1)
+    elsewhere = [] if bare in known else [other.name for other in COMMANDS if bare in other.flags]
+    close = difflib.get_close_matches(bare, list(known), n=1)
     if elsewhere:  # a flag of another command: a near name here would be a wrong guess
         hint = f"only {', '.join(elsewhere)} {'has' if len(elsewhere) == 1 else 'have'} it;"
     elif close:

@@ -1,4 +1,5 @@
 """The command line: every bad flag is one line on stderr and exit code 2, before any work."""
+import inspect
 import os
 import subprocess
 import sys
@@ -50,6 +51,8 @@ def no_work(monkeypatch):
     pytest.param(["--steps=1" + "0" * 5000], f"--steps: got '1{'0' * 5000}'; expected an "
                                              f"integer >= 1", id="steps-of-5001-digits"),
     (["--ema=1"], "--ema: got 1; expected a finite number >= 0 and < 1"),
+    (["--log-every=0"], "--log-every: got 0; expected an integer >= 1 or none"),
+    (["--checkpoint-every=0"], "--checkpoint-every: got 0; expected an integer >= 1 or none"),
     (["--cpu=maybe"], "--cpu: got 'maybe'; expected a boolean"),
     (["--cpu=5"], "--cpu: got 5; expected a boolean"),
     (["--cpu", "--cuda"], "--cpu and --cuda: got both"),
@@ -104,6 +107,7 @@ def test_fire_spellings_are_accepted(no_work, monkeypatch):
     assert seen["lr"] == 1.0 and seen["out"] == "2024" and seen["dataset"] == "cifar10"
     assert seen["log"] is None and seen["device"] == "cpu"
     assert "seed" in seen["given_flags"] and "arch" not in seen["given_flags"]
+    assert seen["progress"] is True  # the bar is shown unless --progress=false
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -118,6 +122,34 @@ def test_a_text_that_fire_reads_as_a_literal_is_refused_with_how_to_quote_it(arg
     list: what was typed is lost, so the flag asks for it quoted."""
     code, err = fail(argv, capsys)
     assert code == 2 and err == f"minilean {argv[0]}: error: {expected}\n"
+
+
+@pytest.mark.parametrize("flag, usable, device", [("--cpu", True, "cpu"),
+                                                   ("--cuda", False, "cuda")])
+def test_a_device_alias_picks_its_device_whatever_auto_would(flag, usable, device, no_work,
+                                                            monkeypatch):
+    """--cpu on a machine with a GPU computes on the CPU (auto would pick cuda); --cuda without
+    one asks for cuda (and fails there, naming it), not for the CPU."""
+    from minilean import backend
+    seen = {}
+    monkeypatch.setattr(backend, "cuda_available", lambda: usable)
+    monkeypatch.setattr(cli.DIFFUSION, "_run", lambda config: seen.update(vars(config)))
+    main(["diffusion", flag])
+    assert seen["device"] == device
+
+
+def test_unet_takes_hidden_c_2_the_fewest_its_groups_need(no_work, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(cli.DIFFUSION, "_run", lambda config: seen.update(vars(config)))
+    main(["diffusion", "--arch=unet", "--hidden-c=2"])
+    assert seen["hidden_c"] == 2
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
+    def interrupted(config):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli.DIFFUSION, "_run", interrupted)
+    assert fail(["diffusion"], capsys) == (130, "minilean diffusion: interrupted\n")
 
 
 def test_a_quoted_text_reaches_the_flag_as_typed(no_work, monkeypatch):
@@ -319,11 +351,15 @@ def test_help_lists_commands_and_every_flag_with_default(capsys):
         assert flag.option in text
     steps = cli.DIFFUSION.flags["steps"].default
     assert f"--steps=INT    default: {steps}" in text and "optimizer steps" in text
+    assert cli.DIFFUSION.details in text and "\nsampling flags:\n" in text
     result = subprocess.run([sys.executable, "-m", "minilean", "--help"], capture_output=True,
                             text=True, env={**os.environ, "PAGER": "cat"})
     assert result.returncode == 0
     for name in ("diffusion", "evaluate", "proofs", "data"):
         assert name in result.stdout + result.stderr  # fire writes its help to stderr
+    assert cli.DIFFUSION.summary in result.stdout + result.stderr
+    from minilean.data.commands import DataCommands  # a group's help: its docstring's
+    assert inspect.getdoc(DataCommands).splitlines()[0] in result.stdout + result.stderr
 
 
 def test_a_bad_flag_from_the_shell_has_no_traceback():
@@ -464,8 +500,12 @@ def test_fire_takes_both_spellings_of_image_folder(spelling, capsys):
 
 
 def test_the_help_of_ext_names_what_it_takes(capsys):
+    from minilean.data.commands import ConvertCommands
     main(["data", "convert", "image-folder", "--help"])
     out = capsys.readouterr().out
+    summary = ConvertCommands.image_folder.__doc__.strip().splitlines()[0]  # its first line
+    assert out.startswith(f"usage: python -m minilean data convert image-folder [--flag=value "
+                          f"...]\n\n{summary}\n")
     assert "--ext=STR    default: '.png,.jpg,.jpeg,.bmp,.webp'" in out
     assert "comma-separated, e.g. .png,.jpg; a text\n" in out
 
@@ -521,6 +561,10 @@ def test_a_boolean_turned_off_as_no_dash_name_is_named_as_typed(path, needed, fl
 @pytest.mark.parametrize("argv, expected", [
     (["--no-steps"], "--no-steps: expected a flag of 'diffusion' (did you mean --steps? see "
                      "python -m minilean diffusion --help)"),
+    (["--no-l"], "--no-l: expected a flag of 'diffusion' (did you mean --lr? see "),
+    # --no-NAME of another command's flag is named so, as --NAME is, not taken for a near name
+    (["--no-n-eval"], "--no-n-eval: expected a flag of 'diffusion' (only evaluate, vae, vqvae, "
+                      "autoencoder, mae have it; see python -m minilean diffusion --help)"),
     (["--noisy-ppm"], "--noisy-ppm: got no value; expected a file or directory path or none"),
     (["--no-progress", "--no-progress"], "--no-progress is given more than once"),
     # fire reads a valueless --noNAME as NAME=False: the False is no value the user gave

@@ -1,6 +1,7 @@
 """The shared training loop and the diffusion command end to end, on tiny CPU runs."""
 import json
 import os
+import re
 import signal
 import threading
 
@@ -370,6 +371,17 @@ def test_resume_refuses_a_saved_value_its_flag_would_refuse_and_keeps_the_run(tm
                               f"holds a value this command cannot use: --hidden-c: got 'big'; "
                               f"expected an integer >= 1\n")
     assert _run_files(tmp_path) == before
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("hidden_c", "16", "--hidden-c: got '16'; expected an integer >= 1"),
+    ("evaluate", "false", "--evaluate: got 'false'; expected a boolean")])
+def test_a_saved_value_is_checked_as_a_python_value_not_as_a_typed_word(name, value, expected):
+    """config.json is JSON: a text where a number or boolean belongs was not written by a run
+    (the command line's reading of the word '16' or 'false' does not apply to it)."""
+    with pytest.raises(ValueError, match=re.escape(f"--resume run: config.json holds a value "
+                                                   f"this command cannot use: {expected}")):
+        cli.DIFFUSION.check_saved({name: value}, "run")
 
 
 def test_resume_takes_a_flag_given_now_over_a_saved_value_its_flag_would_refuse(tmp_path):
