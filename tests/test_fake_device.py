@@ -679,6 +679,35 @@ def test_fast_conv_transpose_makes_columns_once(rng, fake_cuda, monkeypatch):
 
 
 @needs_compiler
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+@pytest.mark.parametrize("needs", [(True, False, False), (False, True, True)],
+                         ids=["input-grad-only", "data-input"])
+def test_fast_convolutions_give_just_the_gradients_their_inputs_need(rng, fake_cuda, op, needs):
+    """A frozen layer's input gradient, and a first layer's (x is data, no gradient) weight
+    and bias gradients, as the CPU's."""
+    x = rng.normal(size=(2, 4, 5, 5)).astype(numpy.float32)
+    w = rng.normal(size=(4, 4, 3, 3)).astype(numpy.float32)
+    b = rng.normal(size=4).astype(numpy.float32)
+    function = getattr(minilean.nn.functional, op)
+    grads = []
+    for device in ("cpu", "cuda"):
+        use_fast_kernels(device == "cuda")
+        try:
+            inputs = [minilean.tensor(a, device=device, requires_grad=need)
+                      for a, need in zip((x, w, b), needs)]
+            y = function(*inputs, stride=2, padding=1)
+            (y * y).sum().backward()
+        finally:
+            use_fast_kernels(False)
+        grads.append([t.grad.numpy() if need else t.grad for t, need in zip(inputs, needs)])
+    for got, expected, need in zip(grads[1], grads[0], needs):
+        if need:
+            numpy.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+        else:
+            assert got is None and expected is None
+
+
+@needs_compiler
 def test_broadcast_gradients_are_summed_by_kernel(rng, fake_cuda, monkeypatch):
     check_broadcast_gradients_are_summed_by_kernel(monkeypatch, rng)
 
