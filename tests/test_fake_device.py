@@ -678,24 +678,16 @@ def test_fast_conv_transpose_makes_columns_once(rng, fake_cuda, monkeypatch):
     check_fast_conv_transpose_makes_columns_once(monkeypatch, rng)
 
 
-@needs_compiler
-@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
-@pytest.mark.parametrize("needs", [(True, False, False), (False, True, True)],
-                         ids=["input-grad-only", "data-input"])
-def test_fast_convolutions_give_just_the_gradients_their_inputs_need(rng, fake_cuda, op, needs):
-    """A frozen layer's input gradient, and a first layer's (x is data, no gradient) weight
-    and bias gradients, as the CPU's."""
-    x = rng.normal(size=(2, 4, 5, 5)).astype(numpy.float32)
-    w = rng.normal(size=(4, 4, 3, 3)).astype(numpy.float32)
-    b = rng.normal(size=4).astype(numpy.float32)
-    function = getattr(minilean.nn.functional, op)
+def assert_fast_gradients_match_cpu(function, arrays, needs):
+    """The gradients of sum(function(*arrays)^2) on "cuda" with the fast kernels are the CPU's,
+    for inputs that need one (``needs``); the others get none."""
     grads = []
     for device in ("cpu", "cuda"):
         use_fast_kernels(device == "cuda")
         try:
             inputs = [minilean.tensor(a, device=device, requires_grad=need)
-                      for a, need in zip((x, w, b), needs)]
-            y = function(*inputs, stride=2, padding=1)
+                      for a, need in zip(arrays, needs)]
+            y = function(*inputs)
             (y * y).sum().backward()
         finally:
             use_fast_kernels(False)
@@ -705,6 +697,40 @@ def test_fast_convolutions_give_just_the_gradients_their_inputs_need(rng, fake_c
             numpy.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
         else:
             assert got is None and expected is None
+
+
+@needs_compiler
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+@pytest.mark.parametrize("needs", [(True, False, False), (False, True, True)],
+                         ids=["input-grad-only", "data-input"])
+def test_fast_convolutions_give_just_the_gradients_their_inputs_need(rng, fake_cuda, op, needs):
+    """A frozen layer's input gradient, and a first layer's (x is data, no gradient) weight
+    and bias gradients, as the CPU's."""
+    arrays = [rng.normal(size=shape).astype(numpy.float32) for shape in
+              [(2, 4, 5, 5), (4, 4, 3, 3), (4,)]]
+    assert_fast_gradients_match_cpu(lambda x, w, b: getattr(minilean.nn.functional, op)(
+        x, w, b, stride=2, padding=1), arrays, needs)
+
+
+NORM_CASES = {  # name: (function, input shapes, which inputs need a gradient)
+    "layer_norm_without_affine": (lambda x: minilean.nn.functional.layer_norm(x, (4, 5)),
+                                  [(3, 4, 5)], (True,)),
+    "group_norm_frozen_affine": (lambda x, w, b: minilean.nn.functional.group_norm(x, 2, w, b),
+                                 [(2, 4, 3, 3), (4,), (4,)], (True, False, False)),
+    "layer_norm_of_single_elements": (lambda x, w, b: minilean.nn.functional.layer_norm(
+        x, (1,), w, b), [(4, 1), (1,), (1,)], (True, True, True)),
+    "group_norm_of_a_strided_view": (lambda x, w, b: minilean.nn.functional.group_norm(
+        x.transpose(2, 3), 2, w, b), [(2, 4, 3, 5), (4,), (4,)], (True, True, True)),
+}
+
+
+@needs_compiler
+@pytest.mark.parametrize("name", sorted(NORM_CASES))
+def test_fast_norm_gradients_match_cpu(rng, fake_cuda, name):
+    """Without affine parameters, with frozen ones, on rows of one element, on a strided view."""
+    function, shapes, needs = NORM_CASES[name]
+    arrays = [rng.normal(size=shape).astype(numpy.float32) for shape in shapes]
+    assert_fast_gradients_match_cpu(function, arrays, needs)
 
 
 @needs_compiler
