@@ -788,6 +788,21 @@ def test_a_chunked_kernel_refuses_a_misaligned_array_and_the_host_copies_one(fak
 
 
 @needs_compiler
+def test_fused_updates_keep_the_latest_tables_and_move_aligned_arrays_as_vectors(fake_cuda):
+    """A table per list of sizes, the least recently used one dropped past _CACHE_SIZE; the
+    kernels move whole chunks as vectors where every array starts on a chunk boundary."""
+    from minilean.cuda import ema, multi_tensor
+    for size in range(1, multi_tensor._CACHE_SIZE + 3):
+        averages = [fake_cuda.zeros(size, dtype=numpy.float32)]
+        ema.fused_ema_update(averages, [fake_cuda.ones(size, dtype=numpy.float32)], 0.5)
+        numpy.testing.assert_array_equal(averages[0].get(), 0.5)
+    assert len(multi_tensor._tables) == multi_tensor._CACHE_SIZE
+    aligned = fake_cuda.zeros(8, dtype=numpy.float32)
+    assert multi_tensor.device_table([[aligned]], 4).vector
+    assert not multi_tensor.device_table([[fake_cuda.zeros(9, dtype=numpy.float32)[1:]]], 4).vector
+
+
+@needs_compiler
 def test_fast_kernels_are_the_ones_used(fake_cuda):
     check_fast_kernels_are_used()
 
