@@ -378,6 +378,18 @@ class KernelCases:
               im2col.col2im_reference(grad_columns, x_shape, kernel, stride, padding, dilation),
               dtype)
 
+    def test_im2col_and_col2im_index_by_their_larger_array(self, cupy, rng, monkeypatch):
+        """The columns of a padded 3x3 convolution are 9 times the size of x: with x within the
+        int limit and its columns past it, both kernels must take 64-bit indices."""
+        use_index_type(monkeypatch, "long long")
+        x = rng.normal(size=(1, 2, 4, 4)).astype(numpy.float32)
+        monkeypatch.setattr(im2col, "INT_INDEX_LIMIT", x.size)
+        geometry = ((3, 3), (1, 1), (1, 1), (1, 1))
+        columns = im2col.im2col_reference(x, *geometry)
+        close(im2col.im2col(cupy.asarray(x), *geometry), columns, numpy.float32)
+        close(im2col.col2im(cupy.asarray(columns), x.shape, *geometry),
+              im2col.col2im_reference(columns, x.shape, *geometry), numpy.float32)
+
     @pytest.mark.parametrize("shape", [(3, 5, 7, 2), (4, 1, 9), (2, 6), (1, 3, 0)])
     @pytest.mark.parametrize("with_bias", [False, True])
     @pytest.mark.parametrize("dtype", DTYPES)

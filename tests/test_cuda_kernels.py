@@ -411,6 +411,13 @@ def test_im2col_reference_gives_conv2d(rng, x_shape, w_shape, stride, padding, d
     numpy.testing.assert_allclose(grad_weight.reshape(w_shape), dweight, rtol=1e-10)
 
 
+def test_im2col_takes_int_indices_up_to_two_to_the_31_elements():
+    """The flat indices of 2^31 elements run to 2^31 - 1, the largest int."""
+    float32 = numpy.dtype(numpy.float32)
+    assert im2col._kernel_name("im2col", float32, 2 ** 31) == "im2col<float, int>"
+    assert im2col._kernel_name("col2im", float32, 2 ** 31 + 1) == "col2im<float, long long>"
+
+
 def test_swap_leading_axes_reference_adds_the_bias_per_channel(rng):
     src = rng.normal(size=(3, 2, 4))
     bias = numpy.array([1.0, -2.0, 0.5])

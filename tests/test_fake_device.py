@@ -678,6 +678,61 @@ def test_fast_conv_transpose_makes_columns_once(rng, fake_cuda, monkeypatch):
     check_fast_conv_transpose_makes_columns_once(monkeypatch, rng)
 
 
+def assert_fast_gradients_match_cpu(function, arrays, needs):
+    """The gradients of sum(function(*arrays)^2) on "cuda" with the fast kernels are the CPU's,
+    for inputs that need one (``needs``); the others get none."""
+    grads = []
+    for device in ("cpu", "cuda"):
+        use_fast_kernels(device == "cuda")
+        try:
+            inputs = [minilean.tensor(a, device=device, requires_grad=need)
+                      for a, need in zip(arrays, needs)]
+            y = function(*inputs)
+            (y * y).sum().backward()
+        finally:
+            use_fast_kernels(False)
+        grads.append([t.grad.numpy() if need else t.grad for t, need in zip(inputs, needs)])
+    for got, expected, need in zip(grads[1], grads[0], needs):
+        if need:
+            numpy.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-3)
+        else:
+            assert got is None and expected is None
+
+
+@needs_compiler
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+@pytest.mark.parametrize("needs", [(True, False, False), (False, True, True)],
+                         ids=["input-grad-only", "data-input"])
+def test_fast_convolutions_give_just_the_gradients_their_inputs_need(rng, fake_cuda, op, needs):
+    """A frozen layer's input gradient, and a first layer's (x is data, no gradient) weight
+    and bias gradients, as the CPU's."""
+    arrays = [rng.normal(size=shape).astype(numpy.float32) for shape in
+              [(2, 4, 5, 5), (4, 4, 3, 3), (4,)]]
+    assert_fast_gradients_match_cpu(lambda x, w, b: getattr(minilean.nn.functional, op)(
+        x, w, b, stride=2, padding=1), arrays, needs)
+
+
+NORM_CASES = {  # name: (function, input shapes, which inputs need a gradient)
+    "layer_norm_without_affine": (lambda x: minilean.nn.functional.layer_norm(x, (4, 5)),
+                                  [(3, 4, 5)], (True,)),
+    "group_norm_frozen_affine": (lambda x, w, b: minilean.nn.functional.group_norm(x, 2, w, b),
+                                 [(2, 4, 3, 3), (4,), (4,)], (True, False, False)),
+    "layer_norm_of_single_elements": (lambda x, w, b: minilean.nn.functional.layer_norm(
+        x, (1,), w, b), [(4, 1), (1,), (1,)], (True, True, True)),
+    "group_norm_of_a_strided_view": (lambda x, w, b: minilean.nn.functional.group_norm(
+        x.transpose(2, 3), 2, w, b), [(2, 4, 3, 5), (4,), (4,)], (True, True, True)),
+}
+
+
+@needs_compiler
+@pytest.mark.parametrize("name", sorted(NORM_CASES))
+def test_fast_norm_gradients_match_cpu(rng, fake_cuda, name):
+    """Without affine parameters, with frozen ones, on rows of one element, on a strided view."""
+    function, shapes, needs = NORM_CASES[name]
+    arrays = [rng.normal(size=shape).astype(numpy.float32) for shape in shapes]
+    assert_fast_gradients_match_cpu(function, arrays, needs)
+
+
 @needs_compiler
 def test_broadcast_gradients_are_summed_by_kernel(rng, fake_cuda, monkeypatch):
     check_broadcast_gradients_are_summed_by_kernel(monkeypatch, rng)
@@ -730,6 +785,21 @@ def test_a_chunked_kernel_refuses_a_misaligned_array_and_the_host_copies_one(fak
     assert aligned.data.ptr % kernels.CHUNK_BYTES == 0 and aligned.tolist() == x.tolist()
     assert kernels.chunk_aligned(aligned) is aligned
     assert activations.forward("relu", x).tolist() == [0, 0, 0, 0, 1, 2, 3, 4]
+
+
+@needs_compiler
+def test_fused_updates_keep_the_latest_tables_and_move_aligned_arrays_as_vectors(fake_cuda):
+    """A table per list of sizes, the least recently used one dropped past _CACHE_SIZE; the
+    kernels move whole chunks as vectors where every array starts on a chunk boundary."""
+    from minilean.cuda import ema, multi_tensor
+    for size in range(1, multi_tensor._CACHE_SIZE + 3):
+        averages = [fake_cuda.zeros(size, dtype=numpy.float32)]
+        ema.fused_ema_update(averages, [fake_cuda.ones(size, dtype=numpy.float32)], 0.5)
+        numpy.testing.assert_array_equal(averages[0].get(), 0.5)
+    assert len(multi_tensor._tables) == multi_tensor._CACHE_SIZE
+    aligned = fake_cuda.zeros(8, dtype=numpy.float32)
+    assert multi_tensor.device_table([[aligned]], 4).vector
+    assert not multi_tensor.device_table([[fake_cuda.zeros(9, dtype=numpy.float32)[1:]]], 4).vector
 
 
 @needs_compiler
