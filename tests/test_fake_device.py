@@ -472,6 +472,23 @@ def test_a_graph_step_makes_its_device_tables_at_the_warm_up_only(fake_cuda, mon
     assert len(made) == 3  # the graph's clipping table, the shared Adam and EMA ones
 
 
+def test_a_capture_takes_back_what_its_warm_up_made_in_order(fake_cuda):
+    """During the capture, each made_at_warm_up call gets the object the warm-up made at the
+    same point; outside a recording it just makes one."""
+    from minilean.cuda import graph
+    made = []
+
+    def makes_two(x):
+        made.append([graph.made_at_warm_up(key, lambda key=key: [key]) for key in ("a", "b")])
+        return x + 1
+
+    CapturedCall(makes_two, (numpy.ones(3),))
+    warm_up, capture = made
+    assert warm_up == [["a"], ["b"]]
+    assert capture[0] is warm_up[0] and capture[1] is warm_up[1]
+    assert graph.made_at_warm_up("a", lambda: ["new"]) == ["new"]
+
+
 def test_a_capture_that_takes_another_path_than_its_warm_up_is_a_clear_error(fake_cuda):
     from minilean.cuda import graph
     calls = []
