@@ -49,7 +49,7 @@ from device_cases import (MIXED_DTYPE_OPS, MODEL_COMMAND_RUNS, OPS, TAIL_ACTIVAT
                           copies_in_each_cli_step, diffusion_step_parts)
 from kernel_cases import KernelCases
 from minilean.cuda import activations, compile as kernels, mse, use_fast_kernels
-from minilean.cuda.graph import CapturedCall
+from minilean.cuda.graph import CapturedCall, GraphCaptureError
 from minilean.data import RunDirectory
 from minilean.data.runlog import read_metrics
 from minilean.train.loop import TrainState, train
@@ -487,6 +487,20 @@ def test_a_capture_takes_back_what_its_warm_up_made_in_order(fake_cuda):
     assert warm_up == [["a"], ["b"]]
     assert capture[0] is warm_up[0] and capture[1] is warm_up[1]
     assert graph.made_at_warm_up("a", lambda: ["new"]) == ["new"]
+
+
+def test_a_failed_capture_reports_the_first_line_of_its_error(fake_cuda):
+    calls = []
+
+    def fails_at_capture(x):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the first line\nand more")
+        return x + 1
+
+    with pytest.raises(GraphCaptureError, match="fails_at_capture as a CUDA graph: the first "
+                                                "line$"):
+        CapturedCall(fails_at_capture, (numpy.ones(3),))
 
 
 def test_a_capture_that_takes_another_path_than_its_warm_up_is_a_clear_error(fake_cuda):
