@@ -700,6 +700,24 @@ def test_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng, fake_cuda):
 
 
 @needs_compiler
+@pytest.mark.parametrize("shape, t", [((4, 3), [0, 9, 3, 3]), ((4, 3), 5), ((4,), [1, 2, 3, 4]),
+                                      ((0, 3), [])])
+def test_fast_q_sample_runs_its_kernels(rng, fake_cuda, monkeypatch, shape, t):
+    """A timestep per sample or one for all, a batch of vectors or of none: noising.cu's two
+    kernels, with the CPU's results (not the plain op that the fast one falls back to)."""
+    from minilean.models import diffusion
+    launched = []
+    launch = kernels.launch_chunked
+    monkeypatch.setattr(kernels, "launch_chunked", lambda program, name, *args: (
+        launched.append(name), launch(program, name, *args))[-1])
+    alpha_bar = diffusion.alpha_bars(diffusion.make_betas("linear", 10))
+    assert_fast_gradients_match_cpu(
+        lambda x0, eps: diffusion.q_sample(alpha_bar, x0, numpy.array(t, dtype=numpy.int64), eps),
+        [rng.normal(size=shape).astype(numpy.float32) for _ in range(2)], (True, True))
+    assert launched == ["q_sample_forward<float>", "q_sample_backward<float>"]
+
+
+@needs_compiler
 def test_fused_updates_take_what_the_plain_ones_take(fake_cuda):
     check_fused_updates_take_what_the_plain_ones_take()
 
