@@ -718,6 +718,24 @@ def test_fast_q_sample_runs_its_kernels(rng, fake_cuda, monkeypatch, shape, t):
 
 
 @needs_compiler
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape, axis, launches", [((3, 5), -1, 2), ((5,), 0, 2), ((1,), 0, 2),
+                                                   ((), 0, 0)])
+def test_fast_softmax_runs_its_kernels_where_they_cover(rng, fake_cuda, monkeypatch, op, shape,
+                                                         axis, launches):
+    """softmax.cu forward and backward on rows of any length; a 0-d input runs the plain op."""
+    launched = []
+    launch = kernels.launch_rows
+    monkeypatch.setattr(kernels, "launch_rows", lambda program, name, *args: (
+        launched.append(name), launch(program, name, *args))[-1])
+    function = getattr(minilean.nn.functional, op)
+    assert_fast_gradients_match_cpu(lambda x: function(x, axis),
+                                    [rng.normal(size=shape).astype(numpy.float32)], (True,))
+    assert [name for name in launched if name.startswith("softmax")] == [
+        "softmax_forward<float>", "softmax_backward<float>"][:launches]
+
+
+@needs_compiler
 def test_fused_updates_take_what_the_plain_ones_take(fake_cuda):
     check_fused_updates_take_what_the_plain_ones_take()
 
