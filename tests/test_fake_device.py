@@ -736,6 +736,29 @@ def test_fast_softmax_runs_its_kernels_where_they_cover(rng, fake_cuda, monkeypa
 
 
 @needs_compiler
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("size, target_shape", [(21, (4, 5)), (2, (1, 1))])
+def test_fast_mse_loss_runs_its_kernels_on_views(rng, fake_cuda, monkeypatch, reduction, size,
+                                                 target_shape):
+    """mse.cu's kernels, with the CPU's results, on views: the input one element into its
+    array (off the 16-byte boundary), the target transposed, and (reduction "none") a
+    transposed gradient coming back."""
+    launched = []
+    launch = kernels.launch_chunked
+    monkeypatch.setattr(kernels, "launch_chunked", lambda program, name, *args: (
+        launched.append(name), launch(program, name, *args))[-1])
+
+    def loss(x, target):
+        y = minilean.nn.functional.mse_loss(x[1:].reshape(target_shape[::-1]),
+                                            target.transpose(0, 1), reduction=reduction)
+        return y.transpose(0, 1) if reduction == "none" else y
+
+    assert_fast_gradients_match_cpu(loss, [rng.normal(size=shape).astype(numpy.float32)
+                                           for shape in ((size,), target_shape)], (True, True))
+    assert "mse_backward<float>" in launched
+
+
+@needs_compiler
 def test_fused_updates_take_what_the_plain_ones_take(fake_cuda):
     check_fused_updates_take_what_the_plain_ones_take()
 
