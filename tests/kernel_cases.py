@@ -441,3 +441,6 @@ class KernelCases:
             matmul.matmul(cupy.ones((2, 2), dtype=cupy.int64), cupy.ones((2, 2), dtype=cupy.int64))
         with pytest.raises(ValueError, match=r"shapes \(2, 3\) and \(2, 3\) do not fit"):
             matmul.matmul(cupy.ones((2, 3)), cupy.ones((2, 3)))
+        for a, b in ((cupy.ones(()), cupy.ones((2, 3))), (cupy.ones((2, 3)), cupy.ones(()))):
+            with pytest.raises(ValueError, match=r"shapes \(.*\) and \(.*\) do not fit"):
+                matmul.matmul(a, b)
