@@ -152,8 +152,12 @@ class Dim3(ctypes.Structure):
 
 
 def _dim3(sizes):
-    """A launch's grid or block, ``(x,)``, ``(x, y)`` or ``(x, y, z)``, as a ``Dim3``."""
+    """A launch's grid or block, ``(x,)``, ``(x, y)`` or ``(x, y, z)``, as a ``Dim3``. Integers
+    only: CuPy passes each size to a C integer parameter, which refuses a float."""
     sizes = tuple(sizes) + (1,) * (3 - len(tuple(sizes)))
+    for size in sizes:
+        if not isinstance(size, (int, numpy.integer)):
+            raise TypeError(f"a launch's grid and block sizes are integers, got {size!r}")
     return Dim3(*(int(size) for size in sizes))
 
 

@@ -444,6 +444,26 @@ def __getattr__(name):
     return _counting_sizes(name, _device_function(attribute))
 
 
+def _pool_memory(allocate):
+    """NumPy's ``allocate`` (``empty``, ``empty_like``), whose new array holds garbage, as memory
+    from CuPy's pool holds what its last user wrote: NaN in floats, the largest value in
+    integers, so that a kernel reading what nothing wrote shows (NumPy's fresh memory is
+    often zeros, or the same values a freed array of the same size held)."""
+    def allocate_garbage(*args, **kwargs):
+        array = allocate(*args, **kwargs)
+        if array.dtype.kind == "f":
+            array.fill(numpy.nan)
+        elif array.dtype.kind in "iu":
+            array.fill(numpy.iinfo(array.dtype).max)
+        return array
+    allocate_garbage.__name__ = allocate.__name__
+    return allocate_garbage
+
+
+empty = _device_function(_pool_memory(numpy.empty))
+empty_like = _device_function(_pool_memory(numpy.empty_like))
+
+
 def where(condition, *values):
     """CuPy's ``where``: given values, it first calls ``condition.astype('?')``, which a list
     (NumPy takes one) does not have."""

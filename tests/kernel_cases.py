@@ -144,6 +144,14 @@ class KernelCases:
         tolerance = dict(rtol=TOLERANCE[dtype]["rtol"], atol=4 * numpy.finfo(dtype).eps * length)
         numpy.testing.assert_allclose(out.get().reshape(expected.shape), expected, **tolerance)
 
+    def test_sum_kept_keeps_the_summed_axes(self, cupy, rng):
+        """unbroadcast's sum, by the kernel over adjacent axes, else by CuPy's sum (0 and 2)."""
+        x = rng.normal(size=(3, 4, 5)).astype(numpy.float32)
+        for axes in [(0,), (1, 2), (0, 2)]:
+            got = reduce.sum_kept(cupy.asarray(x), axes)
+            assert got.shape == x.sum(axis=axes, keepdims=True).shape
+            close(got, x.sum(axis=axes, keepdims=True), numpy.float32)
+
     @pytest.mark.parametrize("shape, axis", [((3, 5), -1), ((3, 5), 0), ((2, 3, 4), 1), ((5,), 0),
                                              ((64, 1031), 1), ((2, 3000, 5), 1)])
     @pytest.mark.parametrize("dtype", DTYPES)
@@ -433,3 +441,6 @@ class KernelCases:
             matmul.matmul(cupy.ones((2, 2), dtype=cupy.int64), cupy.ones((2, 2), dtype=cupy.int64))
         with pytest.raises(ValueError, match=r"shapes \(2, 3\) and \(2, 3\) do not fit"):
             matmul.matmul(cupy.ones((2, 3)), cupy.ones((2, 3)))
+        for a, b in ((cupy.ones(()), cupy.ones((2, 3))), (cupy.ones((2, 3)), cupy.ones(()))):
+            with pytest.raises(ValueError, match=r"shapes \(.*\) and \(.*\) do not fit"):
+                matmul.matmul(a, b)

@@ -436,6 +436,11 @@ def test_graph_matmul_splits_only_a_long_inner_axis_of_a_small_product():
     assert 8192 / parts >= matmul.TILE * matmul.MIN_SLABS_PER_PART
     assert matmul.inner_parts(tiles=1024, batches=1, inner=216) == 1
     assert matmul.inner_parts(tiles=1, batches=1, inner=100) == 1
+    # whole parts (the grid's y): ENOUGH_BLOCKS // tiles, or as many as the slabs allow
+    assert matmul.inner_parts(tiles=82, batches=1, inner=8192) == matmul.ENOUGH_BLOCKS // 82
+    assert matmul.inner_parts(tiles=1, batches=1, inner=1000) == 1000 // (
+        matmul.TILE * matmul.MIN_SLABS_PER_PART)
+    assert matmul.inner_parts(tiles=1, batches=1, inner=1 << 20) == matmul.ENOUGH_BLOCKS
 
 
 # --- fallback and wiring, no GPU needed ---------------------------------------------------------

@@ -49,7 +49,7 @@ from device_cases import (MIXED_DTYPE_OPS, MODEL_COMMAND_RUNS, OPS, TAIL_ACTIVAT
                           copies_in_each_cli_step, diffusion_step_parts)
 from kernel_cases import KernelCases
 from minilean.cuda import activations, compile as kernels, mse, use_fast_kernels
-from minilean.cuda.graph import CapturedCall
+from minilean.cuda.graph import CapturedCall, GraphCaptureError
 from minilean.data import RunDirectory
 from minilean.data.runlog import read_metrics
 from minilean.train.loop import TrainState, train
@@ -472,6 +472,37 @@ def test_a_graph_step_makes_its_device_tables_at_the_warm_up_only(fake_cuda, mon
     assert len(made) == 3  # the graph's clipping table, the shared Adam and EMA ones
 
 
+def test_a_capture_takes_back_what_its_warm_up_made_in_order(fake_cuda):
+    """During the capture, each made_at_warm_up call gets the object the warm-up made at the
+    same point; outside a recording it just makes one."""
+    from minilean.cuda import graph
+    made = []
+
+    def makes_two(x):
+        made.append([graph.made_at_warm_up(key, lambda key=key: [key]) for key in ("a", "b")])
+        return x + 1
+
+    CapturedCall(makes_two, (numpy.ones(3),))
+    warm_up, capture = made
+    assert warm_up == [["a"], ["b"]]
+    assert capture[0] is warm_up[0] and capture[1] is warm_up[1]
+    assert graph.made_at_warm_up("a", lambda: ["new"]) == ["new"]
+
+
+def test_a_failed_capture_reports_the_first_line_of_its_error(fake_cuda):
+    calls = []
+
+    def fails_at_capture(x):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the first line\nand more")
+        return x + 1
+
+    with pytest.raises(GraphCaptureError, match="fails_at_capture as a CUDA graph: the first "
+                                                "line$"):
+        CapturedCall(fails_at_capture, (numpy.ones(3),))
+
+
 def test_a_capture_that_takes_another_path_than_its_warm_up_is_a_clear_error(fake_cuda):
     from minilean.cuda import graph
     calls = []
@@ -666,6 +697,65 @@ def test_fast_op_takes_inputs_of_mixed_dtypes(rng, fake_cuda, name):
 @needs_compiler
 def test_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng, fake_cuda):
     check_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng)
+
+
+@needs_compiler
+@pytest.mark.parametrize("shape, t", [((4, 3), [0, 9, 3, 3]), ((4, 3), 5), ((4,), [1, 2, 3, 4]),
+                                      ((0, 3), [])])
+def test_fast_q_sample_runs_its_kernels(rng, fake_cuda, monkeypatch, shape, t):
+    """A timestep per sample or one for all, a batch of vectors or of none: noising.cu's two
+    kernels, with the CPU's results (not the plain op that the fast one falls back to)."""
+    from minilean.models import diffusion
+    launched = []
+    launch = kernels.launch_chunked
+    monkeypatch.setattr(kernels, "launch_chunked", lambda program, name, *args: (
+        launched.append(name), launch(program, name, *args))[-1])
+    alpha_bar = diffusion.alpha_bars(diffusion.make_betas("linear", 10))
+    assert_fast_gradients_match_cpu(
+        lambda x0, eps: diffusion.q_sample(alpha_bar, x0, numpy.array(t, dtype=numpy.int64), eps),
+        [rng.normal(size=shape).astype(numpy.float32) for _ in range(2)], (True, True))
+    assert launched == ["q_sample_forward<float>", "q_sample_backward<float>"]
+
+
+@needs_compiler
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape, axis, launches", [((3, 5), -1, 2), ((5,), 0, 2), ((1,), 0, 2),
+                                                   ((), 0, 0)])
+def test_fast_softmax_runs_its_kernels_where_they_cover(rng, fake_cuda, monkeypatch, op, shape,
+                                                         axis, launches):
+    """softmax.cu forward and backward on rows of any length; a 0-d input runs the plain op."""
+    launched = []
+    launch = kernels.launch_rows
+    monkeypatch.setattr(kernels, "launch_rows", lambda program, name, *args: (
+        launched.append(name), launch(program, name, *args))[-1])
+    function = getattr(minilean.nn.functional, op)
+    assert_fast_gradients_match_cpu(lambda x: function(x, axis),
+                                    [rng.normal(size=shape).astype(numpy.float32)], (True,))
+    assert [name for name in launched if name.startswith("softmax")] == [
+        "softmax_forward<float>", "softmax_backward<float>"][:launches]
+
+
+@needs_compiler
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("size, target_shape", [(21, (4, 5)), (2, (1, 1))])
+def test_fast_mse_loss_runs_its_kernels_on_views(rng, fake_cuda, monkeypatch, reduction, size,
+                                                 target_shape):
+    """mse.cu's kernels, with the CPU's results, on views: the input one element into its
+    array (off the 16-byte boundary), the target transposed, and (reduction "none") a
+    transposed gradient coming back."""
+    launched = []
+    launch = kernels.launch_chunked
+    monkeypatch.setattr(kernels, "launch_chunked", lambda program, name, *args: (
+        launched.append(name), launch(program, name, *args))[-1])
+
+    def loss(x, target):
+        y = minilean.nn.functional.mse_loss(x[1:].reshape(target_shape[::-1]),
+                                            target.transpose(0, 1), reduction=reduction)
+        return y.transpose(0, 1) if reduction == "none" else y
+
+    assert_fast_gradients_match_cpu(loss, [rng.normal(size=shape).astype(numpy.float32)
+                                           for shape in ((size,), target_shape)], (True, True))
+    assert "mse_backward<float>" in launched
 
 
 @needs_compiler
