@@ -445,20 +445,31 @@ def check_zero_grad_zeroes_device_gradients_in_place():
 
 
 def check_fast_kernels_are_used():
-    """With the fast kernels on, "cuda" ops record the fast Functions."""
-    from minilean.cuda import activations, im2col, noising, softmax
+    """With the fast kernels on, "cuda" ops record the fast Functions, and their kernels run
+    (``ctx.by_kernel``), not the replaced op they fall back to where a kernel does not cover
+    a call."""
+    from minilean.cuda import activations, im2col, noising, norm, reduce, softmax
+
+    def check(result, fast_function):
+        assert result.grad_fn.function is fast_function, result.grad_fn
+        assert result.grad_fn.ctx.by_kernel, f"{fast_function.__name__} fell back"
+
     use_fast_kernels(True)
     try:
-        x = minilean.randn(4, 5, device="cuda", requires_grad=True)
-        assert F.silu(x).grad_fn.function is activations.FastSilu
-        assert F.softmax(x, 1).grad_fn.function is softmax.FastSoftmax
+        x = minilean.randn(4, 6, device="cuda", requires_grad=True)
+        check(F.silu(x), activations.FastSilu)
+        check(F.softmax(x, 1), softmax.FastSoftmax)
+        check(x.sum(1), reduce.FastSum)
+        check(x.mean(0), reduce.FastMean)
+        check(F.layer_norm(x, (6,)), norm.FastLayerNorm)
         images = minilean.randn(2, 4, 5, 5, device="cuda")
         weight = minilean.randn(4, 3, 3, 3, device="cuda", requires_grad=True)
-        assert F.conv_transpose2d(images, weight, stride=2).grad_fn.function is \
-            im2col.FastConvTranspose2d
+        check(F.conv_transpose2d(images, weight, stride=2), im2col.FastConvTranspose2d)
+        check(F.conv2d(images, weight.transpose(0, 1), padding=1), im2col.FastConv2d)
+        check(F.group_norm(images.requires_grad_(), 2), norm.FastGroupNorm)
         alpha_bar = D.alpha_bars(D.make_betas("linear", 10))
-        noised = D.q_sample(alpha_bar, weight, numpy.array([0, 9, 3, 3]), weight.detach())
-        assert noised.grad_fn.function is noising.FastQSample
+        check(D.q_sample(alpha_bar, weight, numpy.array([0, 9, 3, 3]), weight.detach()),
+              noising.FastQSample)
     finally:
         use_fast_kernels(False)
 
