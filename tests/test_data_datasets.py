@@ -140,6 +140,14 @@ def test_load_dataset_builtin_and_n_total():
     assert numpy.array_equal(load_dataset(n_total=50, image_size=16, seed=2).x, data.x)
 
 
+def test_load_dataset_ring8_names_one_class_per_mode():
+    data = load_dataset("ring8", n_total=100, seed=1)
+    points, modes = builtin.make_ring8(100, seed=1)
+    assert numpy.array_equal(data.x, points) and numpy.array_equal(data.y, modes)
+    assert data.class_names == tuple(f"mode{index}" for index in range(len(builtin.RING8_MODES)))
+    assert data.name == "ring8" and not data.is_image
+
+
 def save(tmp_path, name, array):
     path = tmp_path / name
     numpy.save(path, array)
@@ -276,6 +284,25 @@ def test_digits_needs_scikit_learn_or_loads_it():
         assert data.x.shape == (1797, 1, 16, 16) and data.x.max() <= 1.0
 
 
+def test_digits_scale_to_unit_range_and_upsample_by_repeating_pixels(monkeypatch):
+    """scikit-learn's digits (values 0..16, 8x8; a stand-in module here, so the test runs
+    without it) come as (N, 1, S, S) floats in [0, 1], each pixel an (S/8)x(S/8) block."""
+    import sys
+    import types
+    pixels = numpy.random.default_rng(0).integers(0, 17, (3, 8, 8)).astype(numpy.float64)
+    bunch = types.SimpleNamespace(images=pixels, target=numpy.array([0, 5, 9]))
+    fake = types.ModuleType("sklearn.datasets")
+    fake.load_digits = lambda: bunch
+    monkeypatch.setitem(sys.modules, "sklearn", types.ModuleType("sklearn"))
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", fake)
+    data = load_dataset("digits", image_size=24)
+    expected = numpy.kron(pixels / 16, numpy.ones((3, 3)))[:, None]  # (3, 1, 24, 24)
+    assert data.x.dtype == numpy.float32 and data.x.shape == expected.shape
+    numpy.testing.assert_allclose(data.x, expected, rtol=1e-6)
+    assert data.y.dtype == numpy.int64 and data.y.tolist() == [0, 5, 9]
+    assert data.class_names == tuple("0123456789") and data.name == "digits"
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"dataset": "mnist"}, "--dataset: got 'mnist'; expected one of builtin, cifar10"),
     ({"n_total": 0}, r"--n-total: got 0; expected an integer >= 1 or none"),
@@ -398,8 +425,8 @@ def test_the_manifest_names_the_classes(tmp_path, manifest):
 
 
 @pytest.mark.parametrize("labels, found", [
-    (numpy.array([0, -1, 2]), "-1 at row 1"),
-    (numpy.array([0, 1, 65536]), "65536 at row 2"),             # one past the bound
+    (numpy.array([0, -1, -2]), "-1 at row 1"),                  # the first bad row
+    (numpy.array([65535, 1, 65536]), "65536 at row 2"),         # one past the bound, not it
     (numpy.array([2**63 + 5, 0, 1], numpy.uint64), f"{2**63 + 5} at row 0"),  # wraps in int64
 ])
 def test_labels_must_be_class_indices_and_name_y(tmp_path, labels, found):
