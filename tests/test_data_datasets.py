@@ -108,6 +108,35 @@ def test_the_background_slopes_along_both_axes():
     along_y = numpy.abs(corners[:, :, 0] - corners[:, :, 2]).max(axis=1)
     for change in (along_x, along_y):
         assert (change > 0).mean() > 0.8 and change.max() <= 13  # slopes of at most 0.05 * 255
+    # either way, as often up as down, and drawn independently along x and y
+    signed = corners[:, 0, 0] - corners[:, 0, 1], corners[:, 0, 0] - corners[:, 0, 2]
+    for change in signed:
+        assert (change > 0).mean() > 0.35 and (change < 0).mean() > 0.35
+    assert abs(numpy.corrcoef(*signed)[0, 1]) < 0.2
+
+
+def test_every_palette_colour_is_drawn_about_equally_often():
+    images, _ = builtin.make_shapes(3000, 16, seed=4)
+    palette = numpy.round(builtin.PALETTE * 255).astype(int)
+    pixels = images.transpose(0, 2, 3, 1).reshape(len(images), -1, 1, 3).astype(int)
+    used = (pixels == palette).all(-1).any(1)                       # (N, colours): in the image
+    assert (used.sum(1) == 1).all()
+    numpy.testing.assert_allclose(used.mean(0), 1 / len(palette), atol=0.03)
+
+
+@pytest.mark.parametrize("make", [lambda n: builtin.make_shapes(n, 16), builtin.make_ring8])
+def test_generators_make_no_rows_for_zero_and_refuse_a_negative_count(make):
+    rows, labels = make(0)
+    assert len(rows) == 0 and labels.shape == (0,) and labels.dtype == numpy.int64
+    with pytest.raises(ValueError, match=r"^n must be >= 0, got -1$"):
+        make(-1)
+
+
+def test_make_shapes_defaults_to_32_pixels_and_seed_0():
+    images, labels = builtin.make_shapes(4)
+    again, labels_again = builtin.make_shapes(4, 32, 0)
+    assert images.shape == (4, 3, 32, 32)
+    assert numpy.array_equal(images, again) and numpy.array_equal(labels, labels_again)
 
 
 def test_ring8_modes_sit_evenly_around_the_origin():
