@@ -132,11 +132,19 @@ def test_generators_make_no_rows_for_zero_and_refuse_a_negative_count(make):
         make(-1)
 
 
-def test_make_shapes_defaults_to_32_pixels_and_seed_0():
+def test_generators_default_to_seed_0_and_shapes_to_32_pixels():
     images, labels = builtin.make_shapes(4)
     again, labels_again = builtin.make_shapes(4, 32, 0)
     assert images.shape == (4, 3, 32, 32)
     assert numpy.array_equal(images, again) and numpy.array_equal(labels, labels_again)
+    assert all(numpy.array_equal(a, b) for a, b in zip(builtin.make_ring8(4),
+                                                       builtin.make_ring8(4, 0)))
+
+
+def test_nearest_ring8_mode_takes_a_list_of_points():
+    nearest, distance = builtin.nearest_ring8_mode([[2.0, 0.0], [0.0, -1.9]])
+    assert nearest.tolist() == [0, 6]
+    numpy.testing.assert_allclose(distance, [0.0, 0.1], atol=1e-6)
 
 
 def test_ring8_modes_sit_evenly_around_the_origin():
