@@ -251,6 +251,12 @@ def test_a_file_name_is_refused_exactly_where_its_write_would_fail(tmp_path):
     folder = str(tmp_path / ("n" * limit))
     assert cli.DIFFUSION.flags["out"].parse(folder) == folder
     os.mkdir(folder)
+    with pytest.raises(FlagError, match=rf"^--out: got .*; expected names of at most {limit} "
+                                        r"bytes \(the file system's limit\)$"):
+        cli.DIFFUSION.flags["out"].parse(str(tmp_path / ("n" * (limit + 1))))
+    # below a folder still to be made, the room is needed by the file's own name, not the folder's
+    with pytest.raises(FlagError, match=rf"^--log: got .*; expected names of at most {limit} "):
+        cli.DIFFUSION.flags["log"].parse(str(tmp_path / "new" / output_name("log", limit - 13)))
 
 
 

@@ -108,6 +108,43 @@ def test_the_background_slopes_along_both_axes():
     along_y = numpy.abs(corners[:, :, 0] - corners[:, :, 2]).max(axis=1)
     for change in (along_x, along_y):
         assert (change > 0).mean() > 0.8 and change.max() <= 13  # slopes of at most 0.05 * 255
+    # either way, as often up as down, and drawn independently along x and y
+    signed = corners[:, 0, 0] - corners[:, 0, 1], corners[:, 0, 0] - corners[:, 0, 2]
+    for change in signed:
+        assert (change > 0).mean() > 0.35 and (change < 0).mean() > 0.35
+    assert abs(numpy.corrcoef(*signed)[0, 1]) < 0.2
+
+
+def test_every_palette_colour_is_drawn_about_equally_often():
+    images, _ = builtin.make_shapes(3000, 16, seed=4)
+    palette = numpy.round(builtin.PALETTE * 255).astype(int)
+    pixels = images.transpose(0, 2, 3, 1).reshape(len(images), -1, 1, 3).astype(int)
+    used = (pixels == palette).all(-1).any(1)                       # (N, colours): in the image
+    assert (used.sum(1) == 1).all()
+    numpy.testing.assert_allclose(used.mean(0), 1 / len(palette), atol=0.03)
+
+
+@pytest.mark.parametrize("make", [lambda n: builtin.make_shapes(n, 16), builtin.make_ring8])
+def test_generators_make_no_rows_for_zero_and_refuse_a_negative_count(make):
+    rows, labels = make(0)
+    assert len(rows) == 0 and labels.shape == (0,) and labels.dtype == numpy.int64
+    with pytest.raises(ValueError, match=r"^n must be >= 0, got -1$"):
+        make(-1)
+
+
+def test_generators_default_to_seed_0_and_shapes_to_32_pixels():
+    images, labels = builtin.make_shapes(4)
+    again, labels_again = builtin.make_shapes(4, 32, 0)
+    assert images.shape == (4, 3, 32, 32)
+    assert numpy.array_equal(images, again) and numpy.array_equal(labels, labels_again)
+    assert all(numpy.array_equal(a, b) for a, b in zip(builtin.make_ring8(4),
+                                                       builtin.make_ring8(4, 0)))
+
+
+def test_nearest_ring8_mode_takes_a_list_of_points():
+    nearest, distance = builtin.nearest_ring8_mode([[2.0, 0.0], [0.0, -1.9]])
+    assert nearest.tolist() == [0, 6]
+    numpy.testing.assert_allclose(distance, [0.0, 0.1], atol=1e-6)
 
 
 def test_ring8_modes_sit_evenly_around_the_origin():
@@ -138,6 +175,14 @@ def test_load_dataset_builtin_and_n_total():
     floats = data.images_float(slice(0, 5))
     assert floats.dtype == numpy.float32 and 0 <= floats.min() and floats.max() <= 1
     assert numpy.array_equal(load_dataset(n_total=50, image_size=16, seed=2).x, data.x)
+
+
+def test_load_dataset_ring8_names_one_class_per_mode():
+    data = load_dataset("ring8", n_total=100, seed=1)
+    points, modes = builtin.make_ring8(100, seed=1)
+    assert numpy.array_equal(data.x, points) and numpy.array_equal(data.y, modes)
+    assert data.class_names == tuple(f"mode{index}" for index in range(len(builtin.RING8_MODES)))
+    assert data.name == "ring8" and not data.is_image
 
 
 def save(tmp_path, name, array):
@@ -276,6 +321,25 @@ def test_digits_needs_scikit_learn_or_loads_it():
         assert data.x.shape == (1797, 1, 16, 16) and data.x.max() <= 1.0
 
 
+def test_digits_scale_to_unit_range_and_upsample_by_repeating_pixels(monkeypatch):
+    """scikit-learn's digits (values 0..16, 8x8; a stand-in module here, so the test runs
+    without it) come as (N, 1, S, S) floats in [0, 1], each pixel an (S/8)x(S/8) block."""
+    import sys
+    import types
+    pixels = numpy.random.default_rng(0).integers(0, 17, (3, 8, 8)).astype(numpy.float64)
+    bunch = types.SimpleNamespace(images=pixels, target=numpy.array([0, 5, 9]))
+    fake = types.ModuleType("sklearn.datasets")
+    fake.load_digits = lambda: bunch
+    monkeypatch.setitem(sys.modules, "sklearn", types.ModuleType("sklearn"))
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", fake)
+    data = load_dataset("digits", image_size=24)
+    expected = numpy.kron(pixels / 16, numpy.ones((3, 3)))[:, None]  # (3, 1, 24, 24)
+    assert data.x.dtype == numpy.float32 and data.x.shape == expected.shape
+    numpy.testing.assert_allclose(data.x, expected, rtol=1e-6)
+    assert data.y.dtype == numpy.int64 and data.y.tolist() == [0, 5, 9]
+    assert data.class_names == tuple("0123456789") and data.name == "digits"
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"dataset": "mnist"}, "--dataset: got 'mnist'; expected one of builtin, cifar10"),
     ({"n_total": 0}, r"--n-total: got 0; expected an integer >= 1 or none"),
@@ -398,8 +462,8 @@ def test_the_manifest_names_the_classes(tmp_path, manifest):
 
 
 @pytest.mark.parametrize("labels, found", [
-    (numpy.array([0, -1, 2]), "-1 at row 1"),
-    (numpy.array([0, 1, 65536]), "65536 at row 2"),             # one past the bound
+    (numpy.array([0, -1, -2]), "-1 at row 1"),                  # the first bad row
+    (numpy.array([65535, 1, 65536]), "65536 at row 2"),         # one past the bound, not it
     (numpy.array([2**63 + 5, 0, 1], numpy.uint64), f"{2**63 + 5} at row 0"),  # wraps in int64
 ])
 def test_labels_must_be_class_indices_and_name_y(tmp_path, labels, found):

@@ -188,17 +188,24 @@ def test_progress_prints_plain_periodic_lines_when_not_a_terminal():
 
 def test_progress_redraws_in_place_on_a_terminal():
     class Terminal(io.StringIO):
+        flushed = 0  # how much of the text had been flushed
+
         def isatty(self):
             return True
+
+        def flush(self):
+            self.flushed = len(self.getvalue())
     stream, clock = Terminal(), FakeClock()
     progress = Progress(total=4, stream=stream, min_interval=0.0, clock=clock)
     for step in range(1, 5):
         clock.now = float(step)
         progress.update(step)
     progress.write("sampled a grid")
+    # the bar is cleared, the message printed on its own line, and the bar drawn again below
+    assert stream.getvalue().endswith("\r\033[Ksampled a grid\n\r" + progress.text() + "\033[K")
     progress.close()
     text = stream.getvalue()
-    assert text.count("\r") >= 4 and "sampled a grid\n" in text and text.endswith("\n")
+    assert text.count("\r") >= 4 and text.endswith("\n") and stream.flushed == len(text)
 
 
 def test_durations_and_byte_counts_read_as_clock_time_and_mebibytes():
@@ -219,7 +226,74 @@ def test_a_resumed_progress_measures_its_rate_from_where_it_started():
 def test_a_count_past_the_total_fills_the_bar_and_no_more():
     progress = Progress(total=4, stream=io.StringIO(), clock=FakeClock())
     progress.update(6)  # not shown yet (no time has passed): text() is what it would show
-    assert progress.text().startswith("[" + "#" * 24 + "] 6/4 100%")
+    # no time has passed either: no rate to measure yet, and so no time left to estimate
+    assert progress.text() == "[" + "#" * 24 + "] 6/4 100% 0 it/s"
+
+
+def test_byte_progress_reads_in_mebibytes_and_a_count_past_the_total_has_no_time_left():
+    clock = FakeClock()
+    clock.now = 100.0  # the clock's origin is arbitrary: only differences count
+    progress = Progress(total=4 * 2**20, unit="B", stream=io.StringIO(), clock=clock)
+    clock.now = 101.0
+    progress.update(2**20)
+    assert progress.text() == "[######..................] 1.0MiB/4.0MiB  25% 1 MiB/s ETA 0:00:03"
+    clock.now = 102.0
+    progress.update(5 * 2**20)
+    assert progress.text().endswith("] 5.0MiB/4.0MiB 100% 2.5 MiB/s ETA 0:00:00")
+
+
+def test_a_slow_count_past_the_total_has_no_time_left_and_an_unknown_total_no_bar():
+    clock = FakeClock()
+    progress = Progress(total=4, stream=io.StringIO(), clock=clock)
+    clock.now = 4.0
+    progress.update(6)
+    assert progress.text().endswith("] 6/4 100% 1.5 it/s ETA 0:00:00")
+    progress = Progress(total=8, stream=io.StringIO(), clock=clock)
+    clock.now = 12.0
+    progress.update(4)  # 0.5 it/s: still an estimate
+    assert progress.text().endswith("] 4/8  50% 0.5 it/s ETA 0:00:08")
+    progress = Progress(stream=io.StringIO(), description="sampling", clock=clock)
+    clock.now = 14.0
+    progress.update(7)
+    assert progress.text() == "sampling 7 3.5 it/s"  # 7 in the 2 s since it began
+
+
+def test_progress_shows_a_line_every_10_s_off_a_terminal_and_redraws_every_0_1_s_on_one():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    for stream, interval in ((io.StringIO(), 10.0), (Terminal(), 0.1)):
+        clock = FakeClock()
+        progress = Progress(total=100, stream=stream, clock=clock)
+        clock.now = interval * 0.99
+        progress.update(1)
+        assert stream.getvalue() == ""
+        clock.now = interval
+        progress.update(2)
+        assert "2/100" in stream.getvalue()
+
+
+def test_a_stream_without_isatty_gets_plain_lines_each_flushed_at_once():
+    class Sink:  # a write-only stream: only write and flush
+        def __init__(self):
+            self.text, self.unflushed = "", False
+
+        def write(self, text):
+            self.text, self.unflushed = self.text + text, True
+
+        def flush(self):
+            self.unflushed = False
+    sink, clock = Sink(), FakeClock()
+    progress = Progress(total=2, stream=sink, line_interval=1.0, clock=clock)
+    clock.now = 1.0
+    progress.update(1)
+    assert sink.text.endswith("1/2  50% 1 it/s ETA 0:00:01\n") and not sink.unflushed
+    progress.write("note")
+    assert sink.text.splitlines()[1:] == ["note"] and not sink.unflushed
+    progress.update(2)
+    progress.close()
+    assert "\r" not in sink.text and sink.text.splitlines()[2].split()[1] == "2/2"
+    assert not sink.unflushed
 
 
 def test_close_prints_the_final_count_once_when_the_last_update_was_not_shown():

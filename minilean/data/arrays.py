@@ -257,7 +257,7 @@ def load_arrays(x, y=None, name=None, make_command=None, class_names=None, from_
     if class_names is None and os.path.exists(manifest_path(x)):
         class_names = manifest_class_names(manifest_path(x))
     if not class_names and labels is not None:
-        class_names = tuple(str(value) for value in range(int(labels.max(initial=-1)) + 1))
+        class_names = tuple(str(value) for value in range(int(labels.max()) + 1))
     return Dataset(images, labels, tuple(class_names or ()), name or os.path.basename(x))
 
 
