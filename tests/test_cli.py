@@ -1,4 +1,5 @@
 """The command line: every bad flag is one line on stderr and exit code 2, before any work."""
+import importlib
 import inspect
 import os
 import subprocess
@@ -62,6 +63,7 @@ def no_work(monkeypatch):
     (["--sampler=euler"], "--sampler: got 'euler'; expected one of ddpm, ddim, pf-euler"),
     (["--schedule=quad"], "--schedule: got 'quad'; expected one of linear, cosine"),
     (["--beta-end=1.5"], "--beta-end: got 1.5; expected a finite number >= 0 and < 1"),
+    (["--beta-start=1"], "--beta-start: got 1; expected a finite number >= 0 and < 1"),
     (["--T=-1"], "--T: got -1; expected an integer >= 1"),
     (["--image-size=8"], "--image-size: got 8; expected an integer >= 16 and <= 64"),
     (["--dataset=mnist"], "--dataset: got 'mnist'; expected one of builtin"),
@@ -315,6 +317,69 @@ def test_proofs_matching_nothing_is_a_one_line_error(capsys):
     code, err = fail(["proofs", "--name=no such theorem"], capsys)
     assert (code, err) == (1, "minilean proofs: error: no statement name contains "
                               "'no such theorem'\n")
+
+
+@pytest.mark.parametrize("status", [0, 1])
+def test_proofs_exit_with_the_runners_status(status, monkeypatch):
+    """1 when a statement fails: a script or CI sees the failure."""
+    runner = importlib.import_module("proofs.runner")
+    monkeypatch.setattr(runner, "main", lambda name: status)
+    if status:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["proofs"])
+        assert exit_info.value.code == status
+    else:
+        assert main(["proofs"]) is None
+
+
+def test_proofs_are_found_with_the_checkout_off_the_import_path(monkeypatch, capsys):
+    """Run from another directory, ``python -m minilean proofs`` has the package but not the
+    checkout beside it on sys.path: the command adds it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path
+                                      if os.path.abspath(entry or ".") != root])
+    for module in [name for name in sys.modules if name.split(".")[0] == "proofs"]:
+        monkeypatch.delitem(sys.modules, module)
+    code, err = fail(["proofs", "--name=no such theorem"], capsys)
+    assert (code, err) == (1, "minilean proofs: error: no statement name contains "
+                              "'no such theorem'\n")
+    assert sys.modules["proofs.runner"].__file__.startswith(root)
+
+
+def test_main_reads_the_words_after_the_program_name(monkeypatch, capsys, no_work):
+    monkeypatch.setattr(sys, "argv", ["minilean", "diffusion", "--steps=0"])
+    assert fail(None, capsys) == (2, "minilean diffusion: error: --steps: got 0; expected an "
+                                     "integer >= 1\n")
+
+
+@pytest.mark.parametrize("user_pager, used", [(None, "cat"), ("more", "more")])
+def test_help_on_a_terminal_goes_through_cat_unless_the_user_names_a_pager(
+        user_pager, used, monkeypatch, capsys):
+    """fire pages help on a terminal through $PAGER, else less, which waits for a key."""
+    from fire.console import console_io
+    pagers = []
+
+    class Pager:  # records the shell command fire pages through
+        def __init__(self, command, **options):
+            if options.get("shell"):
+                pagers.append(command)
+
+        def communicate(self, input):
+            pass
+
+        def wait(self):
+            pass
+
+    monkeypatch.setattr(console_io, "IsInteractive", lambda **options: True)
+    monkeypatch.setattr(console_io.subprocess, "Popen", Pager)
+    monkeypatch.setattr(console_io.signal, "signal", lambda *args: None)
+    if user_pager:
+        monkeypatch.setenv("PAGER", user_pager)
+    else:
+        monkeypatch.delenv("PAGER", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0 and pagers == [used]
 
 
 def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
