@@ -2,6 +2,7 @@
 import importlib
 import inspect
 import os
+import re
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 
 from minilean import cli
 from minilean.cli import Command, FlagGroup, main
+from minilean.errors import FlagError
 from minilean.flags import Flag, flag_checked
 
 
@@ -83,6 +85,33 @@ def test_bad_flags_exit_2_with_one_line(argv, expected, capsys, no_work):
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("minilean diffusion: error: ")
     assert expected in err
+
+
+# Bounded flags whose lowest value no other test reaches (with the flags each needs to get
+# there): each takes it, and refuses the value one below it.
+LOWEST_VALUES = [
+    (cli.DIFFUSION, {"arch": "residual"}, "hidden_c", 1, "an integer >= 1"),
+    (cli.DIFFUSION, {"lr_schedule": "constant"}, "warmup_steps", 0, "an integer >= 0"),
+    (cli.DIFFUSION, {"steps": 1}, "lr_decay_steps", 1, "an integer >= 1 or none"),
+    (cli.DIFFUSION, {}, "sample_steps", 1, "an integer >= 1"),
+    (cli.DIFFUSION, {}, "eta", 0, "a finite number >= 0"),
+    (cli.DIFFUSION, {"evaluate": False}, "n_samples", 1, "an integer >= 1"),
+    (cli.DIFFUSION, {}, "sample_batch", 1, "an integer >= 1"),
+    (cli.DIFFUSION, {}, "reconstruct_step", 0, "an integer >= 0 or none"),
+    (cli.EVALUATE, {"samples": "s.npy"}, "n_eval", 2, "an integer >= 2"),
+    (cli.EVALUATE, {"samples": "s.npy"}, "classifier_steps", 1, "an integer >= 1"),
+    (cli.EVALUATE, {"samples": "s.npy"}, "seed", 0, "an integer >= 0"),
+]
+
+
+@pytest.mark.parametrize("command, others, name, lowest, expected", LOWEST_VALUES,
+                         ids=[f"{command.name}-{name}" for command, _, name, *_ in LOWEST_VALUES])
+def test_a_bounded_flag_takes_its_lowest_value_and_refuses_the_one_below(command, others, name,
+                                                                         lowest, expected):
+    assert getattr(command.parse((), {**others, name: lowest}), name) == lowest
+    below = f"{command.flags[name].option}: got {lowest - 1}; expected {expected}"
+    with pytest.raises(FlagError, match=f"^{re.escape(below)}$"):
+        command.parse((), {**others, name: lowest - 1})
 
 
 @pytest.mark.parametrize("command, flags, expected, kind", [
