@@ -77,6 +77,9 @@ STATED_DEFAULTS = [
     ("diffusion", "beta_end", r"minilean's `--beta-end` default is ([\d.]+)"),
     ("diffusion", "arch", r"`--arch (\w+)` \(default;"),
     ("diffusion", "dataset", r"`--dataset (\w+)` \(the default\)"),
+    ("diffusion", "out", r"Each run writes into `--out` \(default `([\w/]+)`\)"),
+    ("evaluate", "classifier_steps", r"classifier.py`\) trains for (\d+) steps of batch 64"),
+    ("evaluate", "cache", r"\(once; cached under `([\w/]+)/`\)"),
     *[(name, "n_eval", r"`--n-eval` of them \(default (\d+)\)")
       for name in ("vae", "vqvae", "autoencoder", "mae")],
     ("vae", "iw_samples", r"IW-(\d+) bound"),
