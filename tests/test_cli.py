@@ -101,6 +101,16 @@ LOWEST_VALUES = [
     (cli.EVALUATE, {"samples": "s.npy"}, "n_eval", 2, "an integer >= 2"),
     (cli.EVALUATE, {"samples": "s.npy"}, "classifier_steps", 1, "an integer >= 1"),
     (cli.EVALUATE, {"samples": "s.npy"}, "seed", 0, "an integer >= 0"),
+    *[(command, {}, name, 1, "an integer >= 1") for command, name in (
+        (cli.VAE, "hidden"), (cli.VAE, "latent"), (cli.VQVAE, "code_dim"), (cli.VQVAE, "hidden"),
+        (cli.GAN, "latent"), (cli.GAN, "hidden"), (cli.GAN, "sample_every"),
+        (cli.AUTOENCODER, "latent"), (cli.MAE, "depth"), (cli.MAE, "decoder_depth"))],
+    (cli.VQVAE, {}, "beta", 0, "a finite number >= 0"),
+    (cli.VQVAE, {}, "decay", 0, "a finite number >= 0 and < 1"),
+    (cli.GAN, {"evaluate": False}, "n_samples", 1, "an integer >= 1"),
+    (cli.MAE, {"heads": 1}, "width", 1, "an integer >= 1"),
+    (cli.MAE, {"decoder_width": 1}, "heads", 1, "an integer >= 1"),
+    (cli.MAE, {"heads": 1}, "decoder_width", 1, "an integer >= 1"),
 ]
 
 
