@@ -103,8 +103,9 @@ LOWEST_VALUES = [
     (cli.EVALUATE, {"samples": "s.npy"}, "seed", 0, "an integer >= 0"),
     *[(command, {}, name, 1, "an integer >= 1") for command, name in (
         (cli.VAE, "hidden"), (cli.VAE, "latent"), (cli.VQVAE, "code_dim"), (cli.VQVAE, "hidden"),
-        (cli.GAN, "latent"), (cli.GAN, "hidden"), (cli.GAN, "sample_every"),
-        (cli.AUTOENCODER, "latent"), (cli.MAE, "depth"), (cli.MAE, "decoder_depth"))],
+        (cli.GAN, "latent"), (cli.GAN, "hidden"), (cli.GAN, "sample_every"), (cli.GAN, "d_steps"),
+        (cli.AUTOENCODER, "latent"), (cli.MAE, "patch_size"), (cli.MAE, "depth"),
+        (cli.MAE, "decoder_depth"))],
     (cli.VQVAE, {}, "beta", 0, "a finite number >= 0"),
     (cli.VQVAE, {}, "decay", 0, "a finite number >= 0 and < 1"),
     (cli.GAN, {"evaluate": False}, "n_samples", 1, "an integer >= 1"),
