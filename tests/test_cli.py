@@ -1,6 +1,8 @@
 """The command line: every bad flag is one line on stderr and exit code 2, before any work."""
+import importlib
 import inspect
 import os
+import re
 import subprocess
 import sys
 
@@ -9,6 +11,7 @@ import pytest
 
 from minilean import cli
 from minilean.cli import Command, FlagGroup, main
+from minilean.errors import FlagError
 from minilean.flags import Flag, flag_checked
 
 
@@ -62,6 +65,7 @@ def no_work(monkeypatch):
     (["--sampler=euler"], "--sampler: got 'euler'; expected one of ddpm, ddim, pf-euler"),
     (["--schedule=quad"], "--schedule: got 'quad'; expected one of linear, cosine"),
     (["--beta-end=1.5"], "--beta-end: got 1.5; expected a finite number >= 0 and < 1"),
+    (["--beta-start=1"], "--beta-start: got 1; expected a finite number >= 0 and < 1"),
     (["--T=-1"], "--T: got -1; expected an integer >= 1"),
     (["--image-size=8"], "--image-size: got 8; expected an integer >= 16 and <= 64"),
     (["--dataset=mnist"], "--dataset: got 'mnist'; expected one of builtin"),
@@ -81,6 +85,44 @@ def test_bad_flags_exit_2_with_one_line(argv, expected, capsys, no_work):
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("minilean diffusion: error: ")
     assert expected in err
+
+
+# Bounded flags whose lowest value no other test reaches (with the flags each needs to get
+# there): each takes it, and refuses the value one below it.
+LOWEST_VALUES = [
+    (cli.DIFFUSION, {"arch": "residual"}, "hidden_c", 1, "an integer >= 1"),
+    (cli.DIFFUSION, {"lr_schedule": "constant"}, "warmup_steps", 0, "an integer >= 0"),
+    (cli.DIFFUSION, {"steps": 1}, "lr_decay_steps", 1, "an integer >= 1 or none"),
+    (cli.DIFFUSION, {}, "sample_steps", 1, "an integer >= 1"),
+    (cli.DIFFUSION, {}, "eta", 0, "a finite number >= 0"),
+    (cli.DIFFUSION, {"evaluate": False}, "n_samples", 1, "an integer >= 1"),
+    (cli.DIFFUSION, {}, "sample_batch", 1, "an integer >= 1"),
+    (cli.DIFFUSION, {}, "reconstruct_step", 0, "an integer >= 0 or none"),
+    (cli.EVALUATE, {"samples": "s.npy"}, "n_eval", 2, "an integer >= 2"),
+    (cli.EVALUATE, {"samples": "s.npy"}, "classifier_steps", 1, "an integer >= 1"),
+    (cli.EVALUATE, {"samples": "s.npy"}, "seed", 0, "an integer >= 0"),
+    *[(command, {}, name, 1, "an integer >= 1") for command, name in (
+        (cli.VAE, "hidden"), (cli.VAE, "latent"), (cli.VQVAE, "code_dim"), (cli.VQVAE, "hidden"),
+        (cli.GAN, "latent"), (cli.GAN, "hidden"), (cli.GAN, "sample_every"), (cli.GAN, "d_steps"),
+        (cli.AUTOENCODER, "latent"), (cli.MAE, "patch_size"), (cli.MAE, "depth"),
+        (cli.MAE, "decoder_depth"))],
+    (cli.VQVAE, {}, "beta", 0, "a finite number >= 0"),
+    (cli.VQVAE, {}, "decay", 0, "a finite number >= 0 and < 1"),
+    (cli.GAN, {"evaluate": False}, "n_samples", 1, "an integer >= 1"),
+    (cli.MAE, {"heads": 1}, "width", 1, "an integer >= 1"),
+    (cli.MAE, {"decoder_width": 1}, "heads", 1, "an integer >= 1"),
+    (cli.MAE, {"heads": 1}, "decoder_width", 1, "an integer >= 1"),
+]
+
+
+@pytest.mark.parametrize("command, others, name, lowest, expected", LOWEST_VALUES,
+                         ids=[f"{command.name}-{name}" for command, _, name, *_ in LOWEST_VALUES])
+def test_a_bounded_flag_takes_its_lowest_value_and_refuses_the_one_below(command, others, name,
+                                                                         lowest, expected):
+    assert getattr(command.parse((), {**others, name: lowest}), name) == lowest
+    below = f"{command.flags[name].option}: got {lowest - 1}; expected {expected}"
+    with pytest.raises(FlagError, match=f"^{re.escape(below)}$"):
+        command.parse((), {**others, name: lowest - 1})
 
 
 @pytest.mark.parametrize("command, flags, expected, kind", [
@@ -315,6 +357,69 @@ def test_proofs_matching_nothing_is_a_one_line_error(capsys):
     code, err = fail(["proofs", "--name=no such theorem"], capsys)
     assert (code, err) == (1, "minilean proofs: error: no statement name contains "
                               "'no such theorem'\n")
+
+
+@pytest.mark.parametrize("status", [0, 1])
+def test_proofs_exit_with_the_runners_status(status, monkeypatch):
+    """1 when a statement fails: a script or CI sees the failure."""
+    runner = importlib.import_module("proofs.runner")
+    monkeypatch.setattr(runner, "main", lambda name: status)
+    if status:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["proofs"])
+        assert exit_info.value.code == status
+    else:
+        assert main(["proofs"]) is None
+
+
+def test_proofs_are_found_with_the_checkout_off_the_import_path(monkeypatch, capsys):
+    """Run from another directory, ``python -m minilean proofs`` has the package but not the
+    checkout beside it on sys.path: the command adds it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
+    monkeypatch.setattr(sys, "path", [entry for entry in sys.path
+                                      if os.path.abspath(entry or ".") != root])
+    for module in [name for name in sys.modules if name.split(".")[0] == "proofs"]:
+        monkeypatch.delitem(sys.modules, module)
+    code, err = fail(["proofs", "--name=no such theorem"], capsys)
+    assert (code, err) == (1, "minilean proofs: error: no statement name contains "
+                              "'no such theorem'\n")
+    assert sys.modules["proofs.runner"].__file__.startswith(root)
+
+
+def test_main_reads_the_words_after_the_program_name(monkeypatch, capsys, no_work):
+    monkeypatch.setattr(sys, "argv", ["minilean", "diffusion", "--steps=0"])
+    assert fail(None, capsys) == (2, "minilean diffusion: error: --steps: got 0; expected an "
+                                     "integer >= 1\n")
+
+
+@pytest.mark.parametrize("user_pager, used", [(None, "cat"), ("more", "more")])
+def test_help_on_a_terminal_goes_through_cat_unless_the_user_names_a_pager(
+        user_pager, used, monkeypatch, capsys):
+    """fire pages help on a terminal through $PAGER, else less, which waits for a key."""
+    from fire.console import console_io
+    pagers = []
+
+    class Pager:  # records the shell command fire pages through
+        def __init__(self, command, **options):
+            if options.get("shell"):
+                pagers.append(command)
+
+        def communicate(self, input):
+            pass
+
+        def wait(self):
+            pass
+
+    monkeypatch.setattr(console_io, "IsInteractive", lambda **options: True)
+    monkeypatch.setattr(console_io.subprocess, "Popen", Pager)
+    monkeypatch.setattr(console_io.signal, "signal", lambda *args: None)
+    if user_pager:
+        monkeypatch.setenv("PAGER", user_pager)
+    else:
+        monkeypatch.delenv("PAGER", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0 and pagers == [used]
 
 
 def test_running_out_of_memory_is_one_line(monkeypatch, capsys):

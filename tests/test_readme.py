@@ -1,8 +1,11 @@
-"""The README's counts and flag lists stay true to the code: the engine's lines, the statements
-and mutants of proofs/, the flags every model command shares and those of the data commands.
+"""The README's counts, flag lists and defaults stay true to the code: the engine's lines, the
+statements and mutants of proofs/, the flags every model command shares and those of the data
+commands, the defaults it names in prose.
 Each was right when written and drifted as the code grew."""
 import re
 from pathlib import Path
+
+import pytest
 
 from proofs.framework import select
 from proofs.mutation import MUTANTS, load_all
@@ -56,3 +59,60 @@ def test_the_shared_flags_are_those_every_model_command_has():
     assert sorted(listed) == sorted(shared)
     evaluate = {flag.option for flag in EVALUATE.flags.values()}
     assert set(listed[:listed.index("--seed") + 1]) <= evaluate
+
+
+# (command, flag, the README's words around that flag's default, which the group captures)
+STATED_DEFAULTS = [
+    ("diffusion", "hidden_c", r"\(U-Net hc=(\d+), 330k parameters"),
+    ("diffusion", "steps", r"parameters; (\d+) steps of batch"),
+    ("diffusion", "batch_size", r"steps of batch (\d+) on the 16x16"),
+    ("diffusion", "image_size", r"batch 32 on the (\d+)x\d+ built-in shapes"),
+    ("diffusion", "lr", r"shapes; Adam ([\d.e-]+), 100 warm-up"),
+    ("diffusion", "warmup_steps", r"Adam 3e-3, (\d+) warm-up steps"),
+    ("diffusion", "ema", r"cosine decay to 0; EMA ([\d.]+);"),
+    ("diffusion", "T", r"cosine schedule T=(\d+); v-prediction"),
+    ("diffusion", "prediction", r"\(`--prediction (\w+)`, the default"),
+    ("diffusion", "n_samples", r"from the EMA weights; (\d+) samples\)"),
+    ("diffusion", "sample_batch", r"`--sample-batch` at a time, (\d+) by default"),
+    ("diffusion", "beta_end", r"minilean's `--beta-end` default is ([\d.]+)"),
+    ("diffusion", "arch", r"`--arch (\w+)` \(default;"),
+    ("diffusion", "dataset", r"`--dataset (\w+)` \(the default\)"),
+    ("diffusion", "out", r"Each run writes into `--out` \(default `([\w/]+)`\)"),
+    ("evaluate", "classifier_steps", r"classifier.py`\) trains for (\d+) steps of batch 64"),
+    ("evaluate", "cache", r"\(once; cached under `([\w/]+)/`\)"),
+    *[(name, "n_eval", r"`--n-eval` of them \(default (\d+)\)")
+      for name in ("vae", "vqvae", "autoencoder", "mae")],
+    ("vae", "iw_samples", r"IW-(\d+) bound"),
+    ("vqvae", "codes", r"reconstruction MSE \*\*[\d.]+\*\*; \d+/(\d+) codes used"),
+    ("vae", "arch", r"VAE `--arch (\w+) --hidden"),
+    ("vae", "hidden", r"VAE `--arch conv --hidden (\d+)"),
+    ("vae", "latent", r"VAE `--arch conv --hidden 32 --latent (\d+)"),
+    ("vae", "lr", r"VAE `--arch conv --hidden 32 --latent 8 --lr ([\d.e-]+)"),
+    ("vae", "steps", r"VAE `--arch conv --hidden 32 --latent 8 --lr 2e-3 --steps (\d+)`"),
+    ("vqvae", "steps", r"VQ-VAE (\d+) steps; GAN"),
+    ("gan", "lr", r"GAN `--lr ([\d.e-]+) --steps"),
+    ("gan", "steps", r"GAN `--lr 5e-4 --steps (\d+)"),
+    ("gan", "n_samples", r"GAN `--lr 5e-4 --steps 1000 --n-samples (\d+)`"),
+    ("autoencoder", "lr", r"autoencoder `--lr ([\d.e-]+) --steps"),
+    ("autoencoder", "steps", r"autoencoder `--lr 2e-3 --steps (\d+)`"),
+    ("mae", "lr", r"MAE `--lr ([\d.e-]+) --steps"),
+    ("mae", "steps", r"MAE `--lr 2e-3 --steps (\d+)`"),
+    ("mae", "mask_ratio", r"`--mask-ratio`, default ([\d.]+)"),
+]
+
+
+@pytest.mark.parametrize("command, flag, words", STATED_DEFAULTS,
+                         ids=[f"{command}-{flag}" for command, flag, _ in STATED_DEFAULTS])
+def test_the_defaults_the_readme_states_are_the_commands(command, flag, words):
+    from minilean.cli import COMMANDS
+    stated = re.search(words, " ".join(README.split())).group(1)
+    default = {c.name: c for c in COMMANDS}[command].flags[flag].default
+    assert stated == default if isinstance(default, str) else float(stated) == default
+
+
+def test_the_ring8_defaults_the_readme_states_are_the_gans():
+    from minilean.cli import RING8_GAN_DEFAULTS
+    stated = re.search(r"gan --dataset ring8` \(its own defaults: `([^`]*)`\)", README).group(1)
+    words = stated.split()
+    assert dict(zip((word[2:] for word in words[::2]), map(int, words[1::2]))) == \
+        RING8_GAN_DEFAULTS
