@@ -308,6 +308,8 @@ def test_non_square_samples_are_refused_for_the_builtin_shapes():
                                          r"shapes they are compared with come square"):
         builtin_image_size(numpy.zeros((2, 3, 16, 32), numpy.float32), "s.npy")
     assert builtin_image_size(numpy.zeros((2, 3, 24, 24), numpy.float32), "s.npy") == 24
+    for side in (16, 64):  # the smallest and largest the built-in shapes are drawn at
+        assert builtin_image_size(numpy.zeros((1, 3, side, side), numpy.float32), "s.npy") == side
 
 
 def test_the_classifier_follows_warmup_then_cosine(tmp_path, monkeypatch):
