@@ -115,7 +115,7 @@ def test_samples_of_a_size_builtin_lacks_name_samples_not_image_size(tmp_path):
         evaluate_command(config)
 
 
-def test_samples_scored_against_x_need_no_builtin_size(tmp_path, monkeypatch):
+def test_samples_scored_against_x_need_no_builtin_size(tmp_path, monkeypatch, capsys):
     """The built-in shapes' sizes bind only samples compared with them: 8x8 samples are scored
     against --x images of 8x8."""
     from minilean.train import evaluate
@@ -124,10 +124,12 @@ def test_samples_scored_against_x_need_no_builtin_size(tmp_path, monkeypatch):
     numpy.save(tmp_path / "y.npy", numpy.arange(4))
     scored = []
     monkeypatch.setattr(evaluate, "fd_classifier", lambda samples, dataset, *settings:
-                        scored.append((samples.shape, dataset.image_shape)) or {})
-    evaluate.run(evaluate_config(tmp_path, images, x=str(tmp_path / "x.npy"),
-                                 y=str(tmp_path / "y.npy")))
+                        scored.append((samples.shape, dataset.image_shape)) or {"fd": 1.5})
+    report = evaluate.run(evaluate_config(tmp_path, images, x=str(tmp_path / "x.npy"),
+                                          y=str(tmp_path / "y.npy")))
     assert scored == [((4, 3, 8, 8), (3, 8, 8))]
+    # the report, returned to a Python caller and printed as indented JSON
+    assert report == {"fd": 1.5} and capsys.readouterr().out == '{\n  "fd": 1.5\n}\n'
 
 
 def test_gaussian_fit_is_the_mean_and_unbiased_covariance():
@@ -308,6 +310,8 @@ def test_non_square_samples_are_refused_for_the_builtin_shapes():
                                          r"shapes they are compared with come square"):
         builtin_image_size(numpy.zeros((2, 3, 16, 32), numpy.float32), "s.npy")
     assert builtin_image_size(numpy.zeros((2, 3, 24, 24), numpy.float32), "s.npy") == 24
+    for side in (16, 64):  # the smallest and largest the built-in shapes are drawn at
+        assert builtin_image_size(numpy.zeros((1, 3, side, side), numpy.float32), "s.npy") == side
 
 
 def test_the_classifier_follows_warmup_then_cosine(tmp_path, monkeypatch):

@@ -197,8 +197,10 @@ def test_nested_class_folders_labels_manifest_and_corrupt_file(tmp_path, capsys)
     DataCommands().convert.image_folder(str(root), str(tmp_path / "X.npy"),
                                         y_output=str(tmp_path / "y.npy"), height=8, width=8,
                                         labels_from_dirs=True)
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     assert "skipping unreadable image" in err and "broken.png" in err
+    assert out == (f"wrote {tmp_path / 'X.npy'}: 3 images (3, 3, 8, 8) uint8, labels "
+                   f"{tmp_path / 'y.npy'}; skipped 1 unreadable\n")
     x, y = numpy.load(tmp_path / "X.npy"), numpy.load(tmp_path / "y.npy")
     assert x.shape == (3, 3, 8, 8) and y.tolist() == [0, 1, 1] and y.dtype == numpy.int64
     manifest = json.loads((tmp_path / "X.json").read_text())

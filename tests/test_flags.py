@@ -117,6 +117,7 @@ BAD_DATA_FLAGS = [
     ("image-folder", "limit", 0, "an integer >= 1 or none"),
     ("image-folder", "ext", "png", 'file extensions starting with ".", e.g. .png,.jpg'),
     ("image-folder", "ext", "", 'file extensions starting with ".", e.g. .png,.jpg'),
+    ("image-folder", "ext", ".png,.", 'file extensions starting with ".", e.g. .png,.jpg'),
     ("image-folder", "crop", "edge", "one of center, stretch"),
     ("image-folder", "y_output", "y.npy", "to come with --labels-from-dirs"),
     ("download", "cifar10", "maybe", "a boolean (--cifar10, --nocifar10 or --cifar10=false)"),
@@ -245,3 +246,8 @@ def test_a_choice_flags_aliases_are_named_in_its_help_and_errors():
     with pytest.raises(FlagError, match="imagenette64 for imagenet64"):
         dataset.parse("mnist")
     assert "(or" not in Flag("arch", "mlp", "a", choices=("mlp", "conv")).allowed()
+
+
+def test_ext_takes_extensions_of_one_letter_and_several():
+    ext = {flag.name: flag for flag in ConvertCommands.image_folder.flags}["ext"]
+    assert ext.parse(".z") == ".z" and ext.parse(".png,.j2k") == ".png,.j2k"

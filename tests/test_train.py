@@ -803,7 +803,17 @@ def test_evaluate_notes_samples_older_than_their_runs_checkpoint(tmp_path, monke
         f"minilean evaluate: note: {tmp_path}'s samples were drawn at step 2, and its checkpoint "
         f"is at step 4 (a resume stopped before it sampled again: --resume {tmp_path} "
         f"--steps=4 draws them anew)\n")
+    # samples as old as the checkpoint (a file system's coarse clock) are not older than it
+    samples, checkpoint = tmp_path / "samples.npy", tmp_path / "checkpoints" / "last.npz"
+    stamp = os.path.getmtime(checkpoint)
+    os.utime(samples, (stamp, stamp))
+    main(scoring)
+    assert capsys.readouterr().err == ""
     run_cli("--steps=4", f"--resume={tmp_path}")
+    main(scoring)
+    assert capsys.readouterr().err == ""
+    # samples of the checkpoint's own step are never stale, whatever their file's time
+    os.utime(samples, (stamp - 10, stamp - 10))
     main(scoring)
     assert capsys.readouterr().err == ""
 
