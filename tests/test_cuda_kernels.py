@@ -459,6 +459,21 @@ def test_fast_function_runs_the_op_where_the_kernel_does_not_cover():
         registry.install(False)
 
 
+def test_install_names_the_ops_and_slots_it_cannot_find(monkeypatch):
+    """An entry whose module or class is gone (a renamed op) is reported, not a crash, and
+    the entries found are still filled; ``install()`` alone switches the kernels on."""
+    monkeypatch.setattr(registry, "FAST_FUNCTIONS", registry.FAST_FUNCTIONS + (
+        ("minilean.autograd.elementwise", "Gone", activations.FastRelu),))
+    monkeypatch.setattr(registry, "FAST_SLOTS", registry.FAST_SLOTS + (
+        ("minilean.no_such_module", None, "gone_slot", None),))
+    try:
+        assert registry.install() == ["minilean.autograd.elementwise.Gone",
+                                      "minilean.no_such_module.gone_slot"]
+        assert elementwise.Relu.fast is activations.FastRelu
+    finally:
+        registry.install(False)
+
+
 def test_use_fast_kernels_fills_and_empties_the_slots():
     missing = use_fast_kernels(True)
     try:
