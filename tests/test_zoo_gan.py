@@ -7,6 +7,7 @@ import minilean
 from minilean import optim
 from minilean.autograd.gradcheck import gradcheck
 from minilean.data.builtin import RING8_MODES, RING8_STD
+from minilean.data.images import make_grid, read_pnm
 from minilean.models import gan
 
 
@@ -147,7 +148,7 @@ def test_the_baseline_is_scored_in_the_range_of_the_data(tmp_path, monkeypatch):
 
 def test_the_saved_samples_are_the_generator_outputs_from_minus_1_1(tmp_path, monkeypatch):
     """samples.npy is G(fixed z) mapped from [-1, 1] to uint8 (value (v + 1) / 2 * 255,
-    rounded); grids are written at the steps that are multiples of --sample-every."""
+    rounded), and the sample grid shows them; grids are written at the steps that are multiples of --sample-every."""
     import os
 
     from minilean.cli import main
@@ -162,6 +163,9 @@ def test_the_saved_samples_are_the_generator_outputs_from_minus_1_1(tmp_path, mo
     expected = numpy.floor((last + 1.0) / 2.0 * 255.0 + 0.5)
     saved = numpy.load(tmp_path / "samples.npy")
     assert saved.dtype == numpy.uint8 and numpy.abs(saved - expected).max() <= 1
+    # the grid shows those samples, mapped from [-1, 1] as they are
+    numpy.testing.assert_array_equal(read_pnm(tmp_path / "images" / "samples.ppm"),
+                                     make_grid(saved))
     names = {name.split(".")[0] for name in os.listdir(tmp_path / "images")}
     assert names == {"samples_step000005", "samples_step000010", "samples"}
 
