@@ -57,11 +57,10 @@ class Session:
         return tensor(draw.astype(numpy.float32), device=self.device)
 
     def save_grid(self, name, images, nrow=None):
-        """Write images (N, C, H, W) as ``images/<name>.ppm``, and as ``.png`` too where Pillow
-        is installed; return the paths written."""
-        images = images.numpy() if hasattr(images, "numpy") else images
+        """Write images (N, C, H, W), an array or a Tensor, as ``images/<name>.ppm``, and as
+        ``.png`` too where Pillow is installed; return the paths written."""
         return save_grid_everywhere(os.path.join(self.run.images_dir, name), images, nrow=nrow,
-                                    value_range=self.value_range or (0.0, 1.0))
+                                    value_range=self.value_range)
 
     def save_reconstructions(self, originals, reconstructions, count=16):
         """``images/reconstructions``: ``count`` originals (or all, where there are fewer)
