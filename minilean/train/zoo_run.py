@@ -126,16 +126,15 @@ def fit(session, modules, optimizers, step_fn, description):
     batches = (batch.x for batch in loader.batches(state.step))
     for module in modules.values():
         module.train()
-    record = train(state, step_fn, batches, config.steps, session.run,
-                   config.log_every or default_interval(config.steps, 100),
-                   config.checkpoint_every or default_interval(config.steps, 4),
-                   progress=config.progress, description=description)
+    train(state, step_fn, batches, config.steps, session.run,
+          config.log_every or default_interval(config.steps, 100),
+          config.checkpoint_every or default_interval(config.steps, 4),
+          progress=config.progress, description=description)
     for module in modules.values():
         module.eval()
     # before the evaluation, as diffusion draws it before sampling: a failed evaluation (no
     # memory for it, Ctrl-C) leaves the curve of the training it follows
     session.run.write_loss_curve(keys=("loss", "d_loss", "g_loss"))
-    return record
 
 
 def image_shape(session, halved_twice_by=None):
