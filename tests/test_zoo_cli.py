@@ -197,6 +197,13 @@ def test_the_held_out_rows_are_the_last_tenth_of_a_seeded_shuffle(tmp_path):
     assert session.held_out_rows[:, 0, 0, 0].tolist() == order[27:]
 
 
+@pytest.mark.parametrize("size, pieces", [(2, [[0, 1], [2, 3], [4]]), (5, [[0, 1, 2, 3, 4]]),
+                                          (9, [[0, 1, 2, 3, 4]])])
+def test_chunks_cut_the_rows_in_order_into_pieces_of_at_most_size(size, pieces):
+    """The evaluation passes: every row once, in order, none left out."""
+    assert [piece.tolist() for piece in zoo_run.chunks(numpy.arange(5), size)] == pieces
+
+
 def test_a_batch_larger_than_the_training_rows_is_refused_before_the_run(tmp_path, capsys):
     code, err = fail(["autoencoder", "--n-total=10", "--batch-size=10", "--steps=1",
                       "--progress=false", f"--out={tmp_path / 'run'}"], capsys)
