@@ -756,6 +756,16 @@ def test_a_zoo_command_ends_with_one_line_of_where_and_what(tmp_path, capsys):
                         r"baseline_mean_image_mse=[\d.e-]+ steps=1", last)
 
 
+def test_a_finished_zoo_run_closes_its_metrics_log(tmp_path, monkeypatch):
+    """finish() closes the open metrics.jsonl, as diffusion's ``with run_dir`` does."""
+    sessions, start = [], zoo_run.start
+    monkeypatch.setattr(zoo_run, "start", lambda *args: sessions.append(start(*args)) or
+                        sessions[-1])
+    main(["autoencoder", *TINY, "--hidden=8", "--latent=2", f"--out={tmp_path}"])
+    (session,) = sessions
+    assert session.run.metrics_file.closed
+
+
 EVERY_MODEL_COMMAND = {  # tiny networks of each model command
     "diffusion": ["--hidden-c=4", "--T=4", "--sampler=ddim", "--sample-steps=1",
                   "--n-samples=2", "--evaluate=false"],
