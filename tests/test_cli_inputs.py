@@ -332,6 +332,7 @@ X_CASES = {
     "one row": (npy_bytes(IMAGES[:1]), {"autoencoder": ": 1 row(s); a run needs at least 2 "
                                                        "(training and held-out)",
                                         "diffusion": None}),
+    "two rows": (npy_bytes(IMAGES[:2]), None),  # the zoo's least: one trains, one is held out
     "NaN": (npy_bytes(numpy.where(FLOATS > 0.5, numpy.nan, FLOATS)),
             "expected float images in [0, 1], found values in [nan, nan]"),
     "infinity": (npy_bytes(numpy.where(FLOATS > 0.5, numpy.inf, FLOATS)),
