@@ -250,19 +250,24 @@ def fake_config(sampler, clip):
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "pf-euler"])
 def test_clip_keeps_every_sampler_inside_minus_one_to_one(sampler):
-    """A network whose noise estimate is far off drives the unclipped samplers beyond
-    [-1, 1]; --clip keeps each one's result inside."""
+    """A network whose noise estimate is far off (in either direction) drives the unclipped
+    samplers beyond [-1, 1] on both sides; --clip keeps each one's result inside. pf-euler has
+    no predicted x0 to clip: its final samples are clamped to [-1, 1]."""
     betas = D.make_betas("linear", T, 1e-4, 0.1)
     x_T = tensor(stream(SEED, Purpose.SAMPLING_START).standard_normal((2, 3, 4, 4))
                  .astype(numpy.float32))
+    far_off = tensor(numpy.where(numpy.arange(96).reshape(2, 3, 4, 4) % 2, 30.0, -30.0)
+                     .astype(numpy.float32))
 
     def wild(x, t):
-        return x * 0.0 - 30.0
+        return x * 0.0 + far_off
 
     clipped = diffusion.sample(wild, fake_config(sampler, True), betas, x_T).numpy()
     unclipped = diffusion.sample(wild, fake_config(sampler, False), betas, x_T).numpy()
-    assert numpy.abs(unclipped).max() > 1.5
+    assert unclipped.max() > 1.5 and unclipped.min() < -1.5
     assert numpy.abs(clipped).max() <= 1.0 + 1e-6
+    if sampler == "pf-euler":
+        numpy.testing.assert_array_equal(clipped, numpy.clip(unclipped, -1.0, 1.0))
 
 
 def test_the_clip_flag_reaches_the_samplers(tmp_path, monkeypatch):
