@@ -148,6 +148,14 @@ def test_the_ema_folds_in_the_weights_after_each_optimizer_step(tmp_path):
         numpy.testing.assert_allclose(shadow[name], value, rtol=0, atol=1e-6, err_msg=name)
 
 
+def test_ema_0_disables_the_average(tmp_path):
+    """As --ema's help says ("0 disables it"): the run keeps no average, and its checkpoint
+    holds none."""
+    run_cli(tmp_path, "--steps=1", "--ema=0")
+    checkpoint = load_checkpoint(str(tmp_path / "checkpoints" / "last.npz"))
+    assert "model" in checkpoint["modules"] and not checkpoint.get("emas")
+
+
 def test_summary_final_loss_is_the_last_logged_loss(tmp_path):
     summary = run_cli(tmp_path, "--steps=3", "--log-every=1")
     records = read_metrics(str(tmp_path / "metrics.jsonl"))
