@@ -15,6 +15,7 @@ from minilean.data.streams import Purpose, stream
 from minilean.models import diffusion as D
 from minilean.optim import load_checkpoint
 from minilean.train import diffusion
+from minilean.train.loop import TrainState
 
 TINY = ["--cpu", "--n-total=32", "--batch-size=4", "--hidden-c=4", "--T=10", "--noprogress",
         "--evaluate=false", "--sample-steps=2"]
@@ -162,6 +163,20 @@ def test_summary_final_loss_is_the_last_logged_loss(tmp_path):
     assert [record["step"] for record in records] == [1, 2, 3]
     assert records[0]["loss"] != records[-1]["loss"]
     assert summary["final_loss"] == records[-1]["loss"] and summary["steps"] == 3
+
+
+def test_the_default_intervals_are_a_hundredth_and_a_quarter_of_the_steps(tmp_path,
+                                                                          monkeypatch):
+    """As the README says: without --log-every and --checkpoint-every, a metrics line every
+    --steps/100 steps and a checkpoint every --steps/4."""
+    saved, save = [], TrainState.save
+    monkeypatch.setattr(TrainState, "save", lambda state, run_dir: saved.append(state.step) or
+                        save(state, run_dir))
+    main(["diffusion", "--cpu", "--arch=residual", "--hidden-c=2", "--T=2", "--sampler=ddim",
+          "--sample-steps=1", "--n-samples=1", "--evaluate=false", "--steps=200",
+          "--batch-size=1", "--n-total=8", "--noprogress", f"--out={tmp_path}"])
+    logged = [record["step"] for record in read_metrics(str(tmp_path / "metrics.jsonl"))]
+    assert logged == list(range(2, 201, 2)) and saved == [50, 100, 150, 200]
 
 
 # --- sampling -------------------------------------------------------------------------------
