@@ -3,6 +3,7 @@ clipping, the EMA (updated after each step, swapped in for sampling), the sampli
 streams and options (clip, prediction), the reconstruction, and the outputs it writes."""
 import json
 import math
+import time
 from types import SimpleNamespace
 
 import numpy
@@ -158,11 +159,15 @@ def test_ema_0_disables_the_average(tmp_path):
 
 
 def test_summary_final_loss_is_the_last_logged_loss(tmp_path):
+    """... and its cpu_seconds the process's CPU time at the run's end (to a tenth)."""
+    before = time.process_time()
     summary = run_cli(tmp_path, "--steps=3", "--log-every=1")
+    after = time.process_time()
     records = read_metrics(str(tmp_path / "metrics.jsonl"))
     assert [record["step"] for record in records] == [1, 2, 3]
     assert records[0]["loss"] != records[-1]["loss"]
     assert summary["final_loss"] == records[-1]["loss"] and summary["steps"] == 3
+    assert before - 0.05 <= summary["cpu_seconds"] <= after + 0.05
 
 
 def test_the_default_intervals_are_a_hundredth_and_a_quarter_of_the_steps(tmp_path,
