@@ -11,7 +11,8 @@ import pytest
 
 from minilean.autograd.creation import tensor
 from minilean.cli import main
-from minilean.data import read_metrics, read_pnm
+from minilean.data import load_dataset, read_metrics, read_pnm
+from minilean.data.images import make_grid, to_uint8
 from minilean.data.streams import Purpose, stream
 from minilean.models import diffusion as D
 from minilean.optim import load_checkpoint
@@ -24,10 +25,11 @@ SEED, T, SIZE = 0, 10, 16  # the defaults of the builtin dataset's runs above
 
 
 def run_cli(out, *argv):
-    """A tiny run into ``out`` (4 samples unless ``argv`` says otherwise); returns its
-    summary."""
-    samples = [] if any(flag.startswith("--n-samples=") for flag in argv) else ["--n-samples=4"]
-    main(["diffusion", *TINY, *samples, f"--out={out}", *argv])
+    """A tiny run into ``out`` (TINY and 4 samples, where ``argv`` gives no other value);
+    returns its summary."""
+    given = {flag.split("=")[0] for flag in argv}
+    tiny = [flag for flag in [*TINY, "--n-samples=4"] if flag.split("=")[0] not in given]
+    main(["diffusion", *tiny, f"--out={out}", *argv])
     return json.loads((out / "summary.json").read_text())
 
 
@@ -317,13 +319,20 @@ def test_the_clip_help_says_what_it_does_for_each_sampler():
 # --- outputs --------------------------------------------------------------------------------
 
 def test_the_sample_grid_shows_the_first_64_samples_and_sample_ppm_is_the_same(tmp_path):
-    run_cli(tmp_path, "--steps=1", "--n-samples=65", f"--sample-ppm={tmp_path / 'copy.ppm'}")
-    samples = numpy.load(tmp_path / "samples.npy")
+    """... and the reference grid the first 64 training images; the summary lists both."""
+    copy, reference = tmp_path / "copy.ppm", tmp_path / "reference.ppm"
+    summary = run_cli(tmp_path / "run", "--steps=1", "--n-samples=65", "--n-total=80",
+                      f"--sample-ppm={copy}", f"--reference-ppm={reference}")
+    samples = numpy.load(tmp_path / "run" / "samples.npy")
     assert samples.shape == (65, 3, SIZE, SIZE)
-    grid = read_pnm(tmp_path / "images" / "samples.ppm")
+    grid = read_pnm(tmp_path / "run" / "images" / "samples.ppm")
     assert grid.shape == (8 * 18 + 2, 8 * 18 + 2, 3)  # 8 x 8 tiles of 16 + 2 padding
     numpy.testing.assert_array_equal(tiles(grid, 64), samples[:64].transpose(0, 2, 3, 1))
-    numpy.testing.assert_array_equal(read_pnm(tmp_path / "copy.ppm"), grid)
+    numpy.testing.assert_array_equal(read_pnm(copy), grid)
+    training = load_dataset("builtin", n_total=80, image_size=SIZE, seed=SEED).x
+    numpy.testing.assert_array_equal(read_pnm(reference), make_grid(training[:64]))
+    assert summary["images"][0] == str(tmp_path / "run" / "images" / "samples.ppm")
+    assert summary["images"][-2:] == [str(copy), str(reference)]
 
 
 def tiles(grid, count):
@@ -336,8 +345,8 @@ def tiles(grid, count):
 
 
 def reconstruction_run(tmp_path, monkeypatch, step_flags):
-    """A run writing the reference, noisy and reconstruction grids; returns them and the
-    timesteps the reconstruction's DDIM walked."""
+    """A run writing the reference, noisy and reconstruction grids; returns them, the
+    timesteps the reconstruction's DDIM walked, and the images it started from and ended at."""
     walks = []
     spy(monkeypatch, D, "ddim_sample", walks)
     paths = {name: tmp_path / f"{name}.ppm" for name in ("reference", "noisy", "reconstruct")}
@@ -345,22 +354,27 @@ def reconstruction_run(tmp_path, monkeypatch, step_flags):
             *[f"--{name}-ppm={path}" for name, path in paths.items()])
     grids = {name: read_pnm(path).astype(numpy.int64) for name, path in paths.items()}
     assert len(walks) == 1  # (the samples come from ddpm)
-    args, kwargs, _ = walks[0]
-    return grids, list(args[3])
+    args, kwargs, restored = walks[0]
+    return grids, list(args[3]), (args[2], restored)
 
 
 def test_a_reconstruct_step_past_the_end_is_clamped_to_the_last_timestep(tmp_path,
                                                                           monkeypatch):
-    grids, walk = reconstruction_run(tmp_path, monkeypatch, ["--reconstruct-step=999"])
+    grids, walk, _ = reconstruction_run(tmp_path, monkeypatch, ["--reconstruct-step=999"])
     assert walk == [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
     assert grids["noisy"].shape == grids["reconstruct"].shape == (4 * 18 + 2,) * 2 + (3,)
 
 
 def test_the_reconstruction_denoises_from_its_step_down_to_the_clean_image(tmp_path,
                                                                          monkeypatch):
-    _, walk = reconstruction_run(tmp_path, monkeypatch, [])  # default step: T // 4
-    assert walk == [2, 1, 0]
-    grids, walk = reconstruction_run(tmp_path / "zero", monkeypatch,
+    grids, walk, (noisy, restored) = reconstruction_run(tmp_path, monkeypatch, ["--T=8"])
+    assert walk == [2, 1, 0]  # the default step: T // 4
+    # the noisy grid shows the images DDIM starts from, the reconstruction those it ends at
+    for name, images in (("noisy", noisy), ("reconstruct", restored)):
+        expected = make_grid(to_uint8(images.numpy(), (-1.0, 1.0)))
+        assert numpy.abs(grids[name] - expected).max() <= 1, name
+    assert numpy.abs(grids["noisy"] - grids["reconstruct"]).max() > 16
+    grids, walk, _ = reconstruction_run(tmp_path / "zero", monkeypatch,
                                      ["--reconstruct-step=0", "--schedule=linear",
                                       "--beta-start=1e-4"])
     assert walk == [0]
