@@ -172,6 +172,17 @@ def test_summary_final_loss_is_the_last_logged_loss(tmp_path):
     assert before - 0.05 <= summary["cpu_seconds"] <= after + 0.05
 
 
+def test_run_returns_the_summary_it_writes(tmp_path):
+    """For a caller in Python, as ``evaluate.run`` returns its report."""
+    from minilean.cli import DIFFUSION
+    config = DIFFUSION.parse((), {"steps": 1, "n_total": 32, "batch_size": 4, "hidden_c": 4,
+                                  "T": 10, "n_samples": 4, "sample_steps": 2, "device": "cpu",
+                                  "evaluate": False, "progress": False, "out": str(tmp_path)})
+    returned = diffusion.run(config)
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert returned["steps"] == 1 and returned == {key: saved[key] for key in returned}
+
+
 def test_the_default_intervals_are_a_hundredth_and_a_quarter_of_the_steps(tmp_path,
                                                                           monkeypatch):
     """As the README says: without --log-every and --checkpoint-every, a metrics line every
