@@ -324,6 +324,43 @@ def test_cuda_is_available_is_the_backends_probe(fake_cuda, monkeypatch):
         minilean.zeros(1, device="cuda")
 
 
+def unprobed_cupy(monkeypatch, device_count):
+    """A CuPy that ``import cupy`` finds and minilean has not probed yet, whose runtime
+    answers the count of GPUs with ``device_count()``."""
+    cupy = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=device_count)))
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setattr(minilean.backend, "_cupy", None)
+    monkeypatch.setattr(minilean.backend, "_cuda_problem", None)
+    return cupy
+
+
+@pytest.mark.parametrize("count, error, reason", [
+    (0, None, "no GPU is visible"),
+    (None, RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected\nat runtime.pyx"),
+     "cudaErrorNoDevice: no CUDA-capable device is detected"),
+    (None, RuntimeError(), "RuntimeError")])
+def test_cupy_without_a_gpu_is_a_one_line_error_saying_why(monkeypatch, count, error, reason):
+    """CuPy imports on a machine without a GPU; the probe asks it for the GPUs and says, in
+    one line, that it found none and why (its own error's first line, else the error's type)."""
+    def device_count():
+        if error is not None:
+            raise error
+        return count
+
+    unprobed_cupy(monkeypatch, device_count)
+    assert minilean.cuda.is_available() is False
+    with pytest.raises(minilean.DeviceError, match=rf"^device 'cuda' needs an NVIDIA GPU, but "
+                                                   rf"CuPy found none \({reason}\)$"):
+        minilean.zeros(1, device="cuda")
+
+
+def test_cupy_that_finds_a_gpu_computes_on_cuda(monkeypatch):
+    cupy = unprobed_cupy(monkeypatch, lambda: 1)
+    assert minilean.cuda.is_available() is True
+    assert minilean.backend.xp_for("cuda") is cupy
+
+
 def test_zero_grad_zeroes_device_gradients_in_place_without_a_copy(fake_cuda, monkeypatch):
     zero_grads, copies = minilean.nn.module.zero_grads, []
 
