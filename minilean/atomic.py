@@ -32,7 +32,6 @@ def atomic_open(path, mode="wb"):
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open mode must be 'wb' or 'w', got {mode!r}")
-    path = os.fspath(path)
     # Through a symbolic link, as open() writes: the file it points to is replaced and the
     # link stays (a rename over the link itself would put a new file in the link's place)
     destination = os.path.realpath(path)

@@ -200,13 +200,12 @@ _constants = collections.OrderedDict()  # (dtype, shape, bytes) -> the copy on "
 
 
 def constant(values, device):
-    """The host array ``values`` on ``device``, copied there once and reused afterwards.
+    """The NumPy array ``values`` on ``device``, copied there once and reused afterwards.
 
     For tables that every training step reads, such as a diffusion schedule: indexing the
     device copy with device indices costs no host-device copy per step (which a CUDA graph
     requires). Keyed by the contents; the copy is shared, so never write into it.
     """
-    values = numpy.asarray(values)
     if device == "cpu":
         return values
     key = (values.dtype.str, values.shape, values.tobytes())

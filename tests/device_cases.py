@@ -632,7 +632,10 @@ EAGER_PRODUCTS = [  # (a shape, b shape, a transposed, out given, goes through c
     ((1, 5, 4), (1, 4, 6), False, True, False), ((1, 4, 5), (4, 6), True, False, False),
     ((5, 4), (1, 1, 4, 6), False, False, False), ((4,), (4, 6), False, True, False),
     ((5, 4), (4,), False, False, False), ((3, 5, 4), (3, 4, 6), False, True, True),
-    ((5, 4), (3, 4, 6), False, False, True), ((4,), (2, 4, 6), False, False, True)]
+    ((5, 4), (3, 4, 6), False, False, True), ((4,), (2, 4, 6), False, False, True),
+    ((3, 5, 4), (4, 6), False, False, True), ((2, 5, 4), (1, 4, 6), False, False, True),
+    # a vector against a batch of one, into ``out``: ``dot`` would give no batch axis
+    ((4,), (1, 4, 6), False, True, True), ((1, 5, 4), (4,), False, True, True)]
 
 
 def check_eager_products_match_numpy(cupy, rng, monkeypatch):
@@ -664,8 +667,9 @@ def check_eager_products_match_numpy(cupy, rng, monkeypatch):
     got = backend.matmul(cupy.asarray(a), cupy.asarray(b), out=out)
     assert batched[-1:] == [1] and got is out
     numpy.testing.assert_allclose(out.get(), a @ b, rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError):  # NumPy's rule: no scalar operands (dot would multiply)
-        backend.matmul(cupy.asarray(a), cupy.asarray(numpy.float32(2.0)))
+    for operands in ((a, numpy.float32(2.0)), (numpy.float32(2.0), b)):
+        with pytest.raises(ValueError):  # NumPy's rule: no scalar operands (dot would multiply)
+            backend.matmul(*map(cupy.asarray, operands))
 
 
 def check_captured_products_use_minilean_kernel(cupy, rng):

@@ -1,6 +1,10 @@
 """The backward contract: deep graphs, accumulation, no_grad, detach, requires_grad_, freeing
 the graph (and the error after), no leaked tensors, and the device error without a GPU."""
 import gc
+import pathlib
+import re
+import subprocess
+import sys
 import weakref
 
 import numpy as np
@@ -303,6 +307,29 @@ def test_random_float16_samples_are_the_float32_ones_rounded():
                                   single.numpy().astype(np.float16))
     with pytest.raises(TypeError, match="random samples are floating-point, got dtype int64"):
         ml.randn(2, dtype=ml.int64)
+
+
+def test_a_seed_picks_the_draws_and_a_fresh_process_draws_seed_0s():
+    """The same seed repeats the draws, another seed changes them, and a process that never
+    seeded draws what seed 0 draws (so a test run alone draws what it draws in the suite)."""
+    draw = "import minilean as ml; print(ml.randn(4).numpy().tolist())"
+    fresh = subprocess.run([sys.executable, "-c", draw], capture_output=True, text=True,
+                           cwd=pathlib.Path(__file__).resolve().parent.parent, check=True)
+    ml.manual_seed(0)
+    assert fresh.stdout == f"{ml.randn(4).numpy().tolist()}\n"
+    ml.manual_seed(np.int64(3))
+    three = ml.randn(4).numpy()
+    ml.manual_seed(4)
+    assert not np.array_equal(ml.randn(4).numpy(), three)
+    ml.manual_seed(3)
+    np.testing.assert_array_equal(ml.randn(4).numpy(), three)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True, "3", None])
+def test_a_seed_that_is_not_a_non_negative_integer_is_refused(seed):
+    with pytest.raises(ValueError, match=rf"^seed must be a non-negative integer, got "
+                                         rf"{re.escape(repr(seed))}$"):
+        ml.manual_seed(seed)
 
 
 def test_backward_through_a_freed_graph_is_a_clear_error_unless_retained():

@@ -209,6 +209,28 @@ def test_killed_writer_never_replaces_a_good_file(tmp_path):
     numpy.testing.assert_array_equal(numpy.load(path), numpy.arange(5))
 
 
+def test_every_file_is_on_disk_whole_before_a_rename_puts_one_in_place(tmp_path, monkeypatch):
+    """The rename is atomic, but a power cut after it would leave the new name on whatever of
+    the file had reached the disk: each file is flushed and synced whole first, and a set
+    written together has all its files synced before the first rename."""
+    events = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (
+        events.append(("synced", os.fstat(fd).st_size)), fsync(fd))[-1])
+    monkeypatch.setattr(atomic.os, "replace", lambda source, destination: (
+        events.append(("renamed", os.path.basename(destination))),
+        replace(source, destination))[-1])
+    atomic.write_bytes(tmp_path / "a.bin", b"a" * 100)
+    assert events == [("synced", 100), ("renamed", "a.bin")]
+    events.clear()
+    atomic.write_together({str(tmp_path / "b.bin"): b"b" * 200,
+                           str(tmp_path / "c.bin"): b"c" * 300})
+    first_rename = events.index(("renamed", "b.bin"))
+    assert {size for _, size in events[:first_rename]} == {200, 300}
+    assert events[-1] == ("renamed", "c.bin")
+    assert (tmp_path / "c.bin").read_bytes() == b"c" * 300
+
+
 def test_atomic_json_refuses_nan(tmp_path):
     with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
         atomic.write_json(tmp_path / "x.json", {"loss": float("nan")})

@@ -324,6 +324,66 @@ def test_cuda_is_available_is_the_backends_probe(fake_cuda, monkeypatch):
         minilean.zeros(1, device="cuda")
 
 
+def unprobed_cupy(monkeypatch, device_count):
+    """A CuPy that ``import cupy`` finds and minilean has not probed yet, whose runtime
+    answers the count of GPUs with ``device_count()``."""
+    cupy = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=device_count)))
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setattr(minilean.backend, "_cupy", None)
+    monkeypatch.setattr(minilean.backend, "_cuda_problem", None)
+    return cupy
+
+
+@pytest.mark.parametrize("count, error, reason", [
+    (0, None, "no GPU is visible"),
+    (None, RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected\nat runtime.pyx"),
+     "cudaErrorNoDevice: no CUDA-capable device is detected"),
+    (None, RuntimeError(), "RuntimeError")])
+def test_cupy_without_a_gpu_is_a_one_line_error_saying_why(monkeypatch, count, error, reason):
+    """CuPy imports on a machine without a GPU; the probe asks it for the GPUs and says, in
+    one line, that it found none and why (its own error's first line, else the error's type)."""
+    def device_count():
+        if error is not None:
+            raise error
+        return count
+
+    unprobed_cupy(monkeypatch, device_count)
+    assert minilean.cuda.is_available() is False
+    with pytest.raises(minilean.DeviceError, match=rf"^device 'cuda' needs an NVIDIA GPU, but "
+                                                   rf"CuPy found none \({reason}\)$"):
+        minilean.zeros(1, device="cuda")
+
+
+def test_cupy_that_finds_a_gpu_computes_on_cuda(monkeypatch):
+    cupy = unprobed_cupy(monkeypatch, lambda: 1)
+    assert minilean.cuda.is_available() is True
+    assert minilean.backend.xp_for("cuda") is cupy
+
+
+def test_a_constant_is_copied_to_the_device_once_while_it_stays_among_the_latest(fake_cuda,
+                                                                                 monkeypatch):
+    """``backend.constant`` keeps the device copies of the tables used most recently (a fixed
+    number of them, 2 here): a table used again costs no copy, one dropped is copied again."""
+    monkeypatch.setattr(minilean.backend, "_CONSTANTS_KEPT", 2)
+    a, b, c = numpy.arange(3.0), numpy.arange(3.0) + 1, numpy.arange(3.0) + 2
+    host = minilean.backend.constant(a, "cpu")
+    assert host is a
+    first_a = minilean.backend.constant(a, "cuda")
+    numpy.testing.assert_array_equal(first_a.get(), a)
+    fake_cupy.transfers.reset()
+    first_b = minilean.backend.constant(b, "cuda")
+    assert minilean.backend.constant(a.copy(), "cuda") is first_a  # keyed by the contents
+    assert minilean.backend.constant(a.astype(numpy.float32), "cuda") is not first_a
+    assert fake_cupy.transfers.to_device == 2  # b and the float32 a
+    assert minilean.backend.constant(a, "cuda") is first_a  # the latest two: float32 a, a
+    minilean.backend.constant(c, "cuda")  # drops the float32 a, used least recently
+    fake_cupy.transfers.reset()
+    assert minilean.backend.constant(a, "cuda") is first_a
+    assert minilean.backend.constant(b, "cuda") is not first_b
+    assert fake_cupy.transfers.to_device == 1
+
+
 def test_zero_grad_zeroes_device_gradients_in_place_without_a_copy(fake_cuda, monkeypatch):
     zero_grads, copies = minilean.nn.module.zero_grads, []
 

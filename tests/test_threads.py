@@ -1,4 +1,5 @@
 """The CPU's BLAS threads: ``minilean.set_num_threads`` and the command line's ``--threads``."""
+import ctypes
 import json
 
 import numpy
@@ -84,6 +85,29 @@ def test_two_libraries_report_the_larger_count_and_a_capped_count_is_returned(mo
     assert [library.num_threads for library in libraries] == [4, 8]
     libraries.pop()
     assert ml.set_num_threads(8) == 4  # what the library took, not what was asked
+
+
+def test_a_library_taking_any_c_int_gets_the_largest_c_int_for_any_larger_count(monkeypatch):
+    """A count reaches the library as a C int: whatever is asked past the largest C int
+    arrives as that largest one, never wrapped to another value."""
+    largest_c_int = 2 ** (8 * ctypes.sizeof(ctypes.c_int) - 1) - 1
+
+    class CIntLibrary:
+        num_threads = 1
+
+        def set_num_threads(self, count):
+            self.num_threads = ctypes.c_int(count).value  # wraps as a C int does
+
+    class OneLibrary:
+        lib_controllers = [CIntLibrary()]
+
+        def select(self, user_api):
+            return self
+
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", OneLibrary)
+    for count in (largest_c_int, largest_c_int + 1, 2**32 + 1, 2**64):
+        assert ml.set_num_threads(count) == largest_c_int
+    assert ml.set_num_threads(largest_c_int - 1) == largest_c_int - 1
 
 
 def test_the_threads_flag_sets_the_count_and_is_saved_with_the_run(restored_threads,
