@@ -363,17 +363,18 @@ def test_ema_reference_matches_ema_update(rng):
         numpy.testing.assert_allclose(ema.reference(average, param, 0.9), engine, rtol=1e-12)
 
 
+@pytest.mark.parametrize("max_norm", [1.5, 1e3])  # the norm (about 22) above it, and below
 @pytest.mark.parametrize("special", [None, numpy.nan, numpy.inf])
 @ON_SPECIAL_VALUES
-def test_clip_reference_matches_clip_grad_norm(rng, special):
+def test_clip_reference_matches_clip_grad_norm(rng, special, max_norm):
     """Also for a NaN norm (every gradient NaN, as min(1, nan) makes them) and an infinite one."""
     from minilean.optim.clip import clip_arrays
     grads = [rng.normal(size=(3, 4)), rng.normal(size=5) * 10]
     if special is not None:
         grads[1][3] = special
-    expected, norm = clip.reference(grads, 1.5, 1e-6)
+    expected, norm = clip.reference(grads, max_norm, 1e-6)
     got = [grad.copy() for grad in grads]
-    numpy.testing.assert_allclose(clip_arrays(got, 1.5, 1e-6), norm, rtol=1e-15)
+    numpy.testing.assert_allclose(clip_arrays(got, max_norm, 1e-6), norm, rtol=1e-15)
     for a, b in zip(got, expected):
         numpy.testing.assert_allclose(a, b, rtol=1e-15)
 
