@@ -110,7 +110,6 @@ class Carried:
     @staticmethod
     def total(terms):
         """The engine's sum of ``terms`` (a non-empty list of Carried), in any order."""
-        terms = list(terms)
         head, count = terms[0], len(terms) - 1
         value = mpmath.fsum(t.value for t in terms)
         errors = mpmath.fsum(t.error for t in terms)
@@ -121,7 +120,6 @@ class Carried:
     @staticmethod
     def mean(terms):
         """The engine's mean: the sum, then one division by the count."""
-        terms = list(terms)
         return Carried.total(terms) / len(terms)
 
     @staticmethod

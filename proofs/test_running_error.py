@@ -154,8 +154,10 @@ def test_a_sum_bounds_its_terms_errors_and_its_roundings_in_any_order(order):
     rng = numpy.random.default_rng(0)
     cases = []
     with mpmath.workdps(DIGITS):
-        for count, error in ((1, 0.25), (2, 0.0), (9, 0.0), (200, 0.0), (9, 2.0 ** -8)):
-            values = rng.uniform(0, 4, size=count).astype(F32)
+        # the last: terms of 0 give or take 1, whose errors are all of their magnitude
+        for count, error, top in ((1, 0.25, 4), (2, 0.0, 4), (9, 0.0, 4), (200, 0.0, 4),
+                                  (9, 2.0 ** -8, 4), (5, 1.0, 0)):
+            values = rng.uniform(0, top, size=count).astype(F32)
             terms = [carried(float(value), error) for value in values]
             bound = Carried.total(terms)
             outcomes = []
