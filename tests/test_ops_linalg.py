@@ -75,6 +75,9 @@ def test_mismatched_shapes_name_both():
         ml.matmul(ml.ones(2, 3), ml.ones(4, 5))
     with pytest.raises(ValueError, match=r"matmul needs operands with at least one dimension"):
         ml.matmul(ml.ones(3), ml.tensor(2.0))
+    with pytest.raises(ValueError, match=r"matmul needs operands with at least one dimension, "
+                                         r"got shapes \(\) and \(3,\)"):
+        ml.matmul(ml.tensor(2.0), ml.ones(3))
 
 
 def test_linear_mismatched_shapes_name_them():
@@ -83,6 +86,15 @@ def test_linear_mismatched_shapes_name_them():
                                          r"\(4, 5\) do not fit: expected weight "
                                          r"\(out_features, 3\)"):
         linear(ml.ones(2, 3), ml.ones(4, 5))
+    # a weight that is not a matrix, and an input with no feature axis
+    with pytest.raises(ValueError, match=r"linear: input of shape \(2, 3\) and weight of shape "
+                                         r"\(3,\) do not fit: expected weight "
+                                         r"\(out_features, 3\)"):
+        linear(ml.ones(2, 3), ml.ones(3))
+    with pytest.raises(ValueError, match=r"linear: input of shape \(\) and weight of shape "
+                                         r"\(4, 3\) do not fit: expected weight "
+                                         r"\(out_features, in_features\)"):
+        linear(ml.tensor(2.0), ml.ones(4, 3))
     with pytest.raises(ValueError, match=r"linear: bias of shape \(3,\) does not fit weight of "
                                          r"shape \(4, 5\): expected \(4,\)"):
         linear(ml.ones(2, 5), ml.ones(4, 5), ml.ones(3))
