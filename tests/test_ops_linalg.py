@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minilean as ml
+from minilean import backend
 from minilean.autograd.linalg import Linear
 from opcheck import OpCase, arrays, op_tests
 
@@ -61,6 +62,21 @@ def test_linear_layer_gradient_of_the_shared_matrix():
     np.testing.assert_allclose(weight.grad.numpy(),
                                np.broadcast_to(x_values.sum((0, 1)), (4, 3)))
     np.testing.assert_allclose(x.grad.numpy(), np.broadcast_to(w_values.sum(0), (2, 5, 3)))
+
+
+@pytest.mark.parametrize("shape_a, shape_b", [((2, 5, 3), (3, 4)), ((4, 5), (2, 5, 3))])
+def test_a_batch_against_one_matrix_multiplies_as_matrices(monkeypatch, shape_a, shape_b):
+    """The batch axes fold into the rows, forward and backward, and the matrix's gradient is
+    summed over the batch inside its product: three 2-D products (one BLAS call each, on
+    "cuda" a plain GEMM), never a batched loop over small matrices."""
+    products, matmul = [], backend.matmul
+    monkeypatch.setattr(backend, "matmul",
+                        lambda a, b: products.append((a.shape, b.shape)) or matmul(a, b))
+    a, b = ml.randn(*shape_a, requires_grad=True), ml.randn(*shape_b, requires_grad=True)
+    out = a @ b
+    out.sum().backward()
+    assert len(products) == 3 and all(len(x) == len(y) == 2 for x, y in products), products
+    np.testing.assert_allclose(out.numpy(), a.numpy() @ b.numpy(), rtol=1e-5)
 
 
 def test_only_the_needed_gradient_is_computed():
