@@ -305,6 +305,36 @@ def test_random_float16_samples_are_the_float32_ones_rounded():
         ml.randn(2, dtype=ml.int64)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: ml.tensor([1.0]), lambda: ml.zeros(2), lambda: ml.ones(2), lambda: ml.full((2,), 1.0),
+    lambda: ml.arange(2.0), lambda: ml.linspace(0, 1, 2), lambda: ml.randn(2), lambda: ml.rand(2),
+    lambda: ml.randint(0, 3, (2,)), lambda: ml.zeros_like(ml.ones(2)),
+    lambda: ml.ones_like(ml.ones(2)), lambda: ml.randn_like(ml.ones(2))])
+def test_a_new_tensor_requires_no_gradient_unless_asked(make):
+    """As PyTorch's factories: a constant, whose ops record no graph."""
+    made = make()
+    assert not made.requires_grad and (made * 2).grad_fn is None
+
+
+def test_randint_draws_int64_from_low_up_to_but_not_including_high():
+    drawn = ml.randint(2, 5, (3, 100))
+    assert (drawn.shape, drawn.dtype) == ((3, 100), np.int64)
+    assert set(np.unique(drawn.numpy())) == {2, 3, 4}
+
+
+@pytest.mark.parametrize("name, value", [("zeros_like", 0.0), ("ones_like", 1.0),
+                                         ("randn_like", None)])
+def test_like_factories_take_the_shape_dtype_and_device_unless_given_a_dtype(name, value):
+    make, other = getattr(ml, name), ml.ones(2, 3, dtype=ml.float64)
+    made = make(other)
+    assert (made.shape, made.dtype, made.device) == ((2, 3), np.float64, "cpu")
+    assert make(other, dtype=np.float16).dtype == np.float16
+    if value is not None:
+        np.testing.assert_array_equal(made.numpy(), np.full((2, 3), value))
+    else:  # standard normal draws, all different
+        assert len(np.unique(made.numpy())) == 6
+
+
 def test_backward_through_a_freed_graph_is_a_clear_error_unless_retained():
     x = ml.tensor([1.0, 2.0], dtype=ml.float64, requires_grad=True)
     loss = (x.exp() * x).sum()
