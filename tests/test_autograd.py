@@ -332,6 +332,36 @@ def test_a_seed_that_is_not_a_non_negative_integer_is_refused(seed):
         ml.manual_seed(seed)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: ml.tensor([1.0]), lambda: ml.zeros(2), lambda: ml.ones(2), lambda: ml.full((2,), 1.0),
+    lambda: ml.arange(2.0), lambda: ml.linspace(0, 1, 2), lambda: ml.randn(2), lambda: ml.rand(2),
+    lambda: ml.randint(0, 3, (2,)), lambda: ml.zeros_like(ml.ones(2)),
+    lambda: ml.ones_like(ml.ones(2)), lambda: ml.randn_like(ml.ones(2))])
+def test_a_new_tensor_requires_no_gradient_unless_asked(make):
+    """As PyTorch's factories: a constant, whose ops record no graph."""
+    made = make()
+    assert not made.requires_grad and (made * 2).grad_fn is None
+
+
+def test_randint_draws_int64_from_low_up_to_but_not_including_high():
+    drawn = ml.randint(2, 5, (3, 100))
+    assert (drawn.shape, drawn.dtype) == ((3, 100), np.int64)
+    assert set(np.unique(drawn.numpy())) == {2, 3, 4}
+
+
+@pytest.mark.parametrize("name, value", [("zeros_like", 0.0), ("ones_like", 1.0),
+                                         ("randn_like", None)])
+def test_like_factories_take_the_shape_dtype_and_device_unless_given_a_dtype(name, value):
+    make, other = getattr(ml, name), ml.ones(2, 3, dtype=ml.float64)
+    made = make(other)
+    assert (made.shape, made.dtype, made.device) == ((2, 3), np.float64, "cpu")
+    assert make(other, dtype=np.float16).dtype == np.float16
+    if value is not None:
+        np.testing.assert_array_equal(made.numpy(), np.full((2, 3), value))
+    else:  # standard normal draws, all different
+        assert len(np.unique(made.numpy())) == 6
+
+
 def test_backward_through_a_freed_graph_is_a_clear_error_unless_retained():
     x = ml.tensor([1.0, 2.0], dtype=ml.float64, requires_grad=True)
     loss = (x.exp() * x).sum()
@@ -454,8 +484,8 @@ def test_repr_shows_the_values_dtype_device_and_graph():
 
 
 def test_gradcheck_names_a_bad_fn_or_inputs():
-    gradcheck = ml.gradcheck
     """A tuple or a float from fn was an AttributeError on '.xp'."""
+    gradcheck = ml.gradcheck
     x = ml.tensor([1.0, 2.0], dtype=ml.float64, requires_grad=True)
     with pytest.raises(TypeError, match="gradcheck needs fn to return one tensor, got tuple"):
         gradcheck(lambda a: (a, a), [x])
@@ -467,3 +497,55 @@ def test_gradcheck_names_a_bad_fn_or_inputs():
     with pytest.raises(ValueError, match="gradcheck needs leaf inputs, input 0 was computed"):
         gradcheck(lambda a: a * 2, [x + 1])
     assert gradcheck(lambda a: a * a, [x])
+
+
+class _CubeWithOneSlopeOffByAPercent(ml.Function):
+    """x^3, whose backward gives 3 x^2 but 1.01 times that at the flat index 1."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.x = x
+        return x ** 3
+
+    @staticmethod
+    def backward(ctx, grad):
+        slope = 3 * ctx.x ** 2
+        slope.reshape(-1)[1] *= 1.01
+        return grad * slope
+
+
+def test_gradcheck_finds_a_gradient_a_percent_off_and_names_where():
+    """Element by element up to ``max_elements``, along random directions beyond; an input
+    that requires no gradient (the first) is not checked."""
+    rng = np.random.default_rng(0)
+    scale = ml.tensor(rng.standard_normal((2, 2)), dtype=ml.float64)
+    x = ml.tensor(rng.standard_normal((2, 2)), dtype=ml.float64, requires_grad=True)
+    wrong = lambda scale, x: scale * _CubeWithOneSlopeOffByAPercent.apply(x)  # noqa: E731
+    with pytest.raises(AssertionError, match=r"^gradcheck failed for input 1 at element "
+                                             r"\(0, 1\): autograd \S+ vs finite difference "):
+        ml.gradcheck(wrong, [scale, x], max_elements=4)
+    with pytest.raises(AssertionError, match="^gradcheck failed for input 1 at a random "
+                                             "direction: autograd"):
+        ml.gradcheck(wrong, [scale, x], max_elements=3)
+    big = ml.tensor(rng.standard_normal(100), dtype=ml.float64, requires_grad=True)
+    with pytest.raises(AssertionError, match="^gradcheck failed for input 0 at a random "
+                                             "direction"):
+        ml.gradcheck(_CubeWithOneSlopeOffByAPercent.apply, [big])
+    assert ml.gradcheck(lambda x: x ** 3, [big])
+
+
+def test_gradcheck_passes_the_rounding_of_a_finite_difference():
+    """Near a zero gradient the float64 rounding of the difference quotient (~1e-10) is
+    within the absolute tolerance, and for a large gradient within the relative one."""
+    x = ml.tensor(np.linspace(-1, 1, 6), dtype=ml.float64, requires_grad=True)
+    assert ml.gradcheck(lambda x: x.sin() * x.sin() + x.cos() * x.cos(), [x])
+    assert ml.gradcheck(lambda x: 1e6 * x * x, [x])
+
+
+def test_gradcheck_leaves_the_checked_gradient_in_place_of_an_earlier_one():
+    values = np.linspace(-1, 1, 6)
+    x = ml.tensor(values, dtype=ml.float64, requires_grad=True)
+    fresh = ml.tensor(values, dtype=ml.float64, requires_grad=True)
+    x.grad = ml.ones(6, dtype=ml.float64)
+    assert ml.gradcheck(lambda x: x * x, [x]) and ml.gradcheck(lambda x: x * x, [fresh])
+    np.testing.assert_array_equal(x.grad.numpy(), fresh.grad.numpy())

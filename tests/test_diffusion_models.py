@@ -36,6 +36,33 @@ def test_residual_net_matches_torchlean_layout_and_parameter_count():
     assert model(ml.randn(2, 3, 4, 4), 5).shape == (2, 3, 4, 4)
 
 
+def test_residual_net_is_the_documented_layout():
+    """stem conv, ReLU; twice h <- ReLU(h + conv(ReLU(conv(h)))); output conv; time as the
+    extra input channel t / (T-1)."""
+    ml.manual_seed(3)
+    model = _float64(ResidualEpsNet(2, T=5, hidden_c=3))
+    x, t = ml.randn(2, 2, 4, 4, dtype=numpy.float64), numpy.array([1, 4])
+    time = numpy.broadcast_to((t / 4).reshape(2, 1, 1, 1), (2, 1, 4, 4))
+    h = model.stem(ml.cat([x, ml.tensor(time)], dim=1)).relu()
+    for block in (model.block1, model.block2):
+        h = (h + block.conv2(block.conv1(h).relu())).relu()
+    numpy.testing.assert_allclose(model(x, t).numpy(), model.out(h).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("T, t, expected", [(1, 0, 0.0), (2, 1, 1.0), (3, 1, 0.5)])
+def test_residual_net_time_channel_is_t_over_T_minus_1_and_0_for_one_step(T, t, expected):
+    channel = ResidualEpsNet(1, T=T, hidden_c=2).time_channel(t, ml.zeros(2, 1, 3, 3))
+    numpy.testing.assert_array_equal(channel.numpy(), numpy.full((2, 1, 3, 3), expected))
+
+
+@pytest.mark.parametrize("channels, T, hidden_c", [(0, 10, 2), (1, 0, 2), (1, 10, 0)])
+def test_residual_net_refuses_a_size_below_one(channels, T, hidden_c):
+    with pytest.raises(ValueError, match=f"^channels, hidden_c and T must be >= 1, got "
+                                         f"{channels}, {hidden_c}, {T}$"):
+        ResidualEpsNet(channels, T, hidden_c)
+    ResidualEpsNet(1, 1, 1)  # the smallest
+
+
 def test_residual_net_gradcheck_float64():
     ml.manual_seed(1)
     model = _float64(ResidualEpsNet(2, T=10, hidden_c=3))

@@ -208,6 +208,15 @@ def test_tensor_numpy_is_the_one_copy_to_the_host(fake_cuda):
     assert fake_cupy.transfers.to_host == 2
 
 
+def test_tensor_of_a_cuda_tensor_is_a_copy_on_cuda(fake_cuda):
+    """``minilean.tensor(x)`` copies ``x``'s array where it is, as ``torch.tensor`` does."""
+    x = minilean.randn(3, device="cuda")
+    copied = minilean.tensor(x)
+    assert copied.device == "cuda" and fake_cupy.transfers.to_host == 0
+    copied.data[...] = 0
+    assert (x.numpy() != 0).all()
+
+
 def test_to_another_tensor_takes_its_device_and_dtype(fake_cuda):
     """PyTorch's ``x.to(other)``: ``other``'s device and dtype (the device was kept)."""
     other = minilean.zeros(2, dtype=minilean.float64, device="cuda")

@@ -689,7 +689,11 @@ def _torch_pair(name):
         "group_norm": (nn.GroupNorm(2, 4), torch.nn.GroupNorm(2, 4), (2, 4, 3, 3)),
         "gelu_tanh": (nn.GELU("tanh"), torch.nn.GELU("tanh"), (3, 4)),
         "leaky_relu": (nn.LeakyReLU(0.2), torch.nn.LeakyReLU(0.2), (3, 4)),
+        "leaky_relu_default": (nn.LeakyReLU(), torch.nn.LeakyReLU(), (3, 4)),
+        "softmax": (nn.Softmax(dim=0), torch.nn.Softmax(dim=0), (3, 4)),
+        "identity": (nn.Identity(), torch.nn.Identity(), (3, 4)),
         "flatten": (nn.Flatten(), torch.nn.Flatten(), (2, 3, 2, 2)),
+        "flatten_leading": (nn.Flatten(0, 1), torch.nn.Flatten(0, 1), (2, 3, 2, 2)),
         "sequential": (nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2), nn.Sigmoid()),
                        torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(),
                                            torch.nn.Linear(8, 2), torch.nn.Sigmoid()), (3, 4)),
@@ -701,7 +705,8 @@ def _torch_pair(name):
 
 
 @pytest.mark.parametrize("name", ["linear", "conv", "conv_transpose", "layer_norm", "group_norm",
-                                  "gelu_tanh", "leaky_relu", "flatten", "sequential"])
+                                  "gelu_tanh", "leaky_relu", "leaky_relu_default", "softmax",
+                                  "identity", "flatten", "flatten_leading", "sequential"])
 def test_layer_forward_and_backward_match_torch(name):
     torch, ours, theirs, shape = _torch_pair(name)
     x = numpy.random.default_rng(1).standard_normal(shape)
@@ -718,6 +723,14 @@ def test_layer_forward_and_backward_match_torch(name):
                                                      theirs.named_parameters()):
         numpy.testing.assert_allclose(param.grad.numpy(), their_param.grad.numpy(), rtol=1e-6,
                                       atol=1e-10, err_msg=param_name)
+
+
+@pytest.mark.parametrize("name, args", [("ReLU", ()), ("LeakyReLU", ()), ("LeakyReLU", (0.2,)),
+                                        ("GELU", ()), ("Softmax", (1,)), ("Identity", ()),
+                                        ("Flatten", ()), ("Flatten", (0, 2))])
+def test_a_parameter_free_layer_prints_as_torchs(name, args):
+    torch = pytest.importorskip("torch")
+    assert repr(getattr(nn, name)(*args)) == repr(getattr(torch.nn, name)(*args))
 
 
 def test_embedding_matches_torch_and_accumulates_repeated_rows():

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minilean as ml
+from minilean import backend
 from minilean.autograd.linalg import Linear
 from opcheck import OpCase, arrays, op_tests
 
@@ -63,6 +64,21 @@ def test_linear_layer_gradient_of_the_shared_matrix():
     np.testing.assert_allclose(x.grad.numpy(), np.broadcast_to(w_values.sum(0), (2, 5, 3)))
 
 
+@pytest.mark.parametrize("shape_a, shape_b", [((2, 5, 3), (3, 4)), ((4, 5), (2, 5, 3))])
+def test_a_batch_against_one_matrix_multiplies_as_matrices(monkeypatch, shape_a, shape_b):
+    """The batch axes fold into the rows, forward and backward, and the matrix's gradient is
+    summed over the batch inside its product: three 2-D products (one BLAS call each, on
+    "cuda" a plain GEMM), never a batched loop over small matrices."""
+    products, matmul = [], backend.matmul
+    monkeypatch.setattr(backend, "matmul",
+                        lambda a, b: products.append((a.shape, b.shape)) or matmul(a, b))
+    a, b = ml.randn(*shape_a, requires_grad=True), ml.randn(*shape_b, requires_grad=True)
+    out = a @ b
+    out.sum().backward()
+    assert len(products) == 3 and all(len(x) == len(y) == 2 for x, y in products), products
+    np.testing.assert_allclose(out.numpy(), a.numpy() @ b.numpy(), rtol=1e-5)
+
+
 def test_only_the_needed_gradient_is_computed():
     a = ml.randn(2, 3, requires_grad=True)
     b = ml.randn(3, 4)
@@ -75,6 +91,9 @@ def test_mismatched_shapes_name_both():
         ml.matmul(ml.ones(2, 3), ml.ones(4, 5))
     with pytest.raises(ValueError, match=r"matmul needs operands with at least one dimension"):
         ml.matmul(ml.ones(3), ml.tensor(2.0))
+    with pytest.raises(ValueError, match=r"matmul needs operands with at least one dimension, "
+                                         r"got shapes \(\) and \(3,\)"):
+        ml.matmul(ml.tensor(2.0), ml.ones(3))
 
 
 def test_linear_mismatched_shapes_name_them():
@@ -83,6 +102,15 @@ def test_linear_mismatched_shapes_name_them():
                                          r"\(4, 5\) do not fit: expected weight "
                                          r"\(out_features, 3\)"):
         linear(ml.ones(2, 3), ml.ones(4, 5))
+    # a weight that is not a matrix, and an input with no feature axis
+    with pytest.raises(ValueError, match=r"linear: input of shape \(2, 3\) and weight of shape "
+                                         r"\(3,\) do not fit: expected weight "
+                                         r"\(out_features, 3\)"):
+        linear(ml.ones(2, 3), ml.ones(3))
+    with pytest.raises(ValueError, match=r"linear: input of shape \(\) and weight of shape "
+                                         r"\(4, 3\) do not fit: expected weight "
+                                         r"\(out_features, in_features\)"):
+        linear(ml.tensor(2.0), ml.ones(4, 3))
     with pytest.raises(ValueError, match=r"linear: bias of shape \(3,\) does not fit weight of "
                                          r"shape \(4, 5\): expected \(4,\)"):
         linear(ml.ones(2, 5), ml.ones(4, 5), ml.ones(3))

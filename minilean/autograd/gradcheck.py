@@ -67,8 +67,10 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-5, max_elements=64, seed=
             numeric = (plus - minus) / (2 * eps)
             expected = float(analytic.reshape(-1) @ direction)  # (...) -> (size,), dotted
             if not abs(numeric - expected) <= atol + rtol * abs(numeric):
-                where = (f"element {numpy.unravel_index(int(direction.argmax()), tensor.shape)}"
-                         if size <= max_elements else "a random direction")
+                where = "a random direction"
+                if size <= max_elements:  # the index in plain ints, which print as (0, 1)
+                    element = numpy.unravel_index(int(direction.argmax()), tensor.shape)
+                    where = f"element {tuple(map(int, element))}"
                 raise AssertionError(f"gradcheck failed for input {index} at {where}: "
                                      f"autograd {expected:.10g} vs finite difference {numeric:.10g}")
     return True
