@@ -155,7 +155,6 @@ class RunDirectory:
         return record
 
     def metrics(self):
-        self.metrics_file.flush()
         return read_metrics(self.file("metrics.jsonl"))
 
     def write_loss_curve(self, keys=("loss",), name="loss.svg"):
