@@ -3,6 +3,7 @@ import io
 import json
 import os
 import re
+import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from minilean import atomic
 from minilean.data.progress import Progress, format_count, format_duration
-from minilean.data.runlog import RunDirectory, loss_curve_svg, read_metrics
+from minilean.data.runlog import RunDirectory, loss_curve_svg, read_metrics, resumed_flags
 
 
 def test_run_directory_files(tmp_path):
@@ -74,16 +75,43 @@ def test_a_corrupt_line_inside_the_log_is_skipped_and_the_lines_after_it_read(tm
 
 @pytest.mark.parametrize("corrupt", [b'{"step": 2, "note": "\xc3\x28"}', b"3", b"[2, 0.1]",
                                      b"null", b'{"loss": 1.0}', b'{"step": "2", "loss": 1.0}',
-                                     b'{"step": null}', b'{"step": true}', b'{"step": 2.5}'])
+                                     b'{"step": null}', b'{"step": true}', b'{"step": 2.5}',
+                                     b'{"step": 2, "loss": NaN}', b'{"step": 2, "kl": -Infinity}'])
 def test_a_line_that_is_no_json_object_is_skipped_and_resume_goes_on(tmp_path, corrupt):
-    """Bytes that are not UTF-8 (a torn disk block), JSON that is not an object, or an object
-    without an integer step (the loss curve and the resume read every record's step)."""
+    """Bytes that are not UTF-8 (a torn disk block), JSON that is not an object, an object
+    without an integer step (the loss curve and the resume read every record's step), or
+    Python's NaN and Infinity, which JSON lacks (the resume, rewriting the kept lines as
+    JSON, failed on them with "Out of range float values are not JSON compliant")."""
     path = tmp_path / "metrics.jsonl"
     path.write_bytes(b'{"step": 1, "loss": 0.5}\n' + corrupt + b'\n{"step": 3, "loss": 0.25}\n')
     assert read_metrics(path) == [{"step": 1, "loss": 0.5}, {"step": 3, "loss": 0.25}]
     with RunDirectory(tmp_path, {}, resume_step=3) as run:
         assert [record["step"] for record in run.metrics()] == [1, 3]
         run.write_loss_curve()
+
+
+def test_a_missing_log_reads_as_no_records(tmp_path):
+    assert read_metrics(tmp_path / "metrics.jsonl") == []
+
+
+def test_seconds_logged_and_summarised_are_the_time_since_the_run_opened(tmp_path):
+    opened = time.time()
+    with RunDirectory(tmp_path, {}) as run:
+        logged = run.log(1, loss=0.5)["seconds"]
+        run.write_summary()
+    elapsed = time.time() - opened
+    summarised = json.loads((tmp_path / "summary.json").read_text())["seconds"]
+    assert 0 <= logged <= summarised <= elapsed + 0.001
+
+
+def test_a_resumed_run_keeps_its_saved_flags_under_those_given_now_and_remembers_both():
+    current = dict(lr=0.1, steps=5, batch=8, device="cpu", resume="runs/a", out="runs/b",
+                   given_flags=["resume", "steps"])
+    saved = dict(lr=0.2, steps=3, device="cuda", resume=None, out="runs/a",
+                 given_flags=["lr", "steps"])
+    assert resumed_flags(current, saved) == dict(
+        lr=0.2, steps=5, batch=8, device="cpu", resume="runs/a", out="runs/a",
+        given_flags=["lr", "resume", "steps"])
 
 
 def test_resume_removes_the_temporary_files_of_killed_writes_and_nothing_else(tmp_path):
@@ -150,6 +178,21 @@ def test_svg_axis_labels_are_the_lowest_and_highest_values_on_a_log_scale():
     svg_text = "{http://www.w3.org/2000/svg}text"
     texts = [text.text for text in ElementTree.fromstring(svg).iter(svg_text)]
     assert texts[:4] == ["0.01", "2", "0", "10"]  # bottom, top, first step, last step
+
+
+def test_svg_spans_the_logged_steps_and_names_each_series_in_its_colour():
+    svg = loss_curve_svg({"loss": [(100, 2.0), (150, 1.0), (200, 0.0)],
+                          "kl": [(100, 1.0), (200, 2.0)]}, width=200, height=100, margin=10)
+    root = ElementTree.fromstring(svg)
+    lines = root.findall("{http://www.w3.org/2000/svg}polyline")
+    assert [line.get("points").split() for line in lines] == [
+        ["10.0,10.0", "100.0,50.0", "190.0,90.0"], ["10.0,50.0", "190.0,10.0"]]
+    legend = {text.text: text.get("fill") for text in root.iter("{http://www.w3.org/2000/svg}text")
+              if text.get("fill")}
+    assert legend == {"loss": lines[0].get("stroke"), "kl": lines[1].get("stroke")}
+    assert lines[0].get("stroke") != lines[1].get("stroke")
+    frames = [rect.attrib for rect in root.iter("{http://www.w3.org/2000/svg}rect")]
+    assert {"x": "10", "y": "10", "width": "180", "height": "80"}.items() <= frames[1].items()
 
 
 @pytest.mark.parametrize("values", [[(3, 0.5)], [(1, 0.5), (2, 0.5)], [(1, 0.0), (2, 0.0)]])

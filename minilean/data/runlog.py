@@ -37,6 +37,11 @@ def _json_safe(metrics):
     return clean
 
 
+def _not_json(constant):
+    """Python's json reads NaN and Infinity, which JSON lacks (and the log never writes)."""
+    raise ValueError(f"{constant} is not JSON")
+
+
 def read_metrics(path):
     """The logged records of a metrics.jsonl file: its lines that are JSON objects with an
     integer "step" (a torn or corrupt line is skipped, whether it is not JSON, not UTF-8, JSON
@@ -47,7 +52,7 @@ def read_metrics(path):
     with open(path, "rb") as file:  # read line by line as bytes: bad UTF-8 spoils one line
         for line in file:
             try:
-                record = json.loads(line)
+                record = json.loads(line, parse_constant=_not_json)
             except ValueError:  # JSONDecodeError, UnicodeDecodeError
                 continue
             step = record.get("step") if isinstance(record, dict) else None
@@ -150,7 +155,6 @@ class RunDirectory:
         return record
 
     def metrics(self):
-        self.metrics_file.flush()
         return read_metrics(self.file("metrics.jsonl"))
 
     def write_loss_curve(self, keys=("loss",), name="loss.svg"):
