@@ -216,6 +216,17 @@ class FakeClock:
         return self.now
 
 
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal, and records how much of its text was flushed."""
+    flushed = 0
+
+    def isatty(self):
+        return True
+
+    def flush(self):
+        self.flushed = len(self.getvalue())
+
+
 def test_progress_prints_plain_periodic_lines_when_not_a_terminal():
     stream, clock = io.StringIO(), FakeClock()
     progress = Progress(total=100, stream=stream, line_interval=10.0, clock=clock)
@@ -230,14 +241,6 @@ def test_progress_prints_plain_periodic_lines_when_not_a_terminal():
 
 
 def test_progress_redraws_in_place_on_a_terminal():
-    class Terminal(io.StringIO):
-        flushed = 0  # how much of the text had been flushed
-
-        def isatty(self):
-            return True
-
-        def flush(self):
-            self.flushed = len(self.getvalue())
     stream, clock = Terminal(), FakeClock()
     progress = Progress(total=4, stream=stream, min_interval=0.0, clock=clock)
     for step in range(1, 5):
@@ -302,9 +305,6 @@ def test_a_slow_count_past_the_total_has_no_time_left_and_an_unknown_total_no_ba
 
 
 def test_progress_shows_a_line_every_10_s_off_a_terminal_and_redraws_every_0_1_s_on_one():
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
     for stream, interval in ((io.StringIO(), 10.0), (Terminal(), 0.1)):
         clock = FakeClock()
         progress = Progress(total=100, stream=stream, clock=clock)

@@ -47,14 +47,19 @@ def test_a_count_past_a_c_int_is_capped_not_wrapped(restored_threads):
     assert ml.set_num_threads(2**32 + 1) == most
 
 
-def test_without_a_known_blas_library_the_error_says_so(monkeypatch):
-    class NoLibraries:
-        lib_controllers = []
+def use_libraries(monkeypatch, libraries):
+    """Make threadpoolctl show ``libraries`` as NumPy's BLAS libraries."""
+    class Controller:
+        lib_controllers = libraries
 
         def select(self, user_api):
             return self
 
-    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", NoLibraries)
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", Controller)
+
+
+def test_without_a_known_blas_library_the_error_says_so(monkeypatch):
+    use_libraries(monkeypatch, [])
     with pytest.raises(DeviceError, match="^set_num_threads: NumPy's BLAS library is none "
                                           "whose threads can be set"):
         ml.set_num_threads(1)
@@ -72,14 +77,7 @@ class FakeLibrary:
 
 def test_two_libraries_report_the_larger_count_and_a_capped_count_is_returned(monkeypatch):
     libraries = [FakeLibrary(2, cap=4), FakeLibrary(3, cap=16)]
-
-    class TwoLibraries:
-        lib_controllers = libraries
-
-        def select(self, user_api):
-            return self
-
-    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", TwoLibraries)
+    use_libraries(monkeypatch, libraries)
     assert ml.get_num_threads() == 3
     assert ml.set_num_threads(8) == 8  # the larger of the two counts taken: 4 and 8
     assert [library.num_threads for library in libraries] == [4, 8]
@@ -98,13 +96,7 @@ def test_a_library_taking_any_c_int_gets_the_largest_c_int_for_any_larger_count(
         def set_num_threads(self, count):
             self.num_threads = ctypes.c_int(count).value  # wraps as a C int does
 
-    class OneLibrary:
-        lib_controllers = [CIntLibrary()]
-
-        def select(self, user_api):
-            return self
-
-    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", OneLibrary)
+    use_libraries(monkeypatch, [CIntLibrary()])
     for count in (largest_c_int, largest_c_int + 1, 2**32 + 1, 2**64):
         assert ml.set_num_threads(count) == largest_c_int
     assert ml.set_num_threads(largest_c_int - 1) == largest_c_int - 1

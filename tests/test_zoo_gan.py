@@ -148,7 +148,8 @@ def test_the_baseline_is_scored_in_the_range_of_the_data(tmp_path, monkeypatch):
 
 def test_the_saved_samples_are_the_generator_outputs_from_minus_1_1(tmp_path, monkeypatch):
     """samples.npy is G(fixed z) mapped from [-1, 1] to uint8 (value (v + 1) / 2 * 255,
-    rounded), and the sample grid shows them; grids are written at the steps that are multiples of --sample-every."""
+    rounded), and the sample grid shows them; grids are written at the steps that are
+    multiples of --sample-every."""
     import os
 
     from minilean.cli import main
