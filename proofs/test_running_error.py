@@ -11,6 +11,7 @@ engine's operation is done on those values. Each check asserts two things:
 The statements only ever see these rules through whole layers, where the bounds have room to
 spare, so a rule off by a term or a factor goes unnoticed there.
 """
+import functools
 import itertools
 import operator
 
@@ -96,12 +97,6 @@ def test_one_operation_bounds_the_error_of_its_operands_and_its_rounding(op):
             assert largest_share(cases) >= reaches
 
 
-def test_a_divisor_whose_error_reaches_it_bounds_nothing():
-    with mpmath.workdps(DIGITS):
-        assert (carried(1.0) / carried(0.5, 0.5)).error == mpmath.inf
-        assert (carried(1.0) / carried(0.5, 0.25)).error < mpmath.inf
-
-
 def test_a_plain_number_is_an_exact_operand():
     """On either side (the formulas write 1 - x, 2 * x, 1 / x; none writes a number + x)."""
     with mpmath.workdps(DIGITS):
@@ -163,10 +158,8 @@ def test_a_sum_bounds_its_terms_errors_and_its_roundings_in_any_order(order):
             outcomes = []
             for sign in (-1, 0, 1):  # every term at the same end of its error
                 shifted = values + F32(sign * error)
-                computed = numpy.sum(shifted) if order == "pairwise" else F32(0)
-                if order != "pairwise":
-                    for value in shifted:
-                        computed = F32(computed + value)
+                computed = (numpy.sum(shifted) if order == "pairwise"
+                            else functools.reduce(numpy.add, shifted, F32(0)))
                 outcomes.append((bound.value, computed))
             cases.append((bound, outcomes))
             if count == 1:
@@ -186,7 +179,7 @@ def test_mean_and_centered_are_the_engines_sum_then_division_and_var_s_shift():
         for term, value in zip(centered, values):
             assert abs(term.value - (mpmath.mpf(float(value)) - exact_mean)) < mpmath.mpf(10) ** -40
         shifted = values - values[0]
-        engine = shifted - numpy.float32(numpy.sum(shifted) / F32(len(values)))
+        engine = shifted - numpy.sum(shifted) / F32(len(values))
         for term, computed in zip(centered, engine):
             assert reached(term.value, computed) <= term.error
 
