@@ -31,8 +31,9 @@ LIBRARY = library_roundings(F64)
 @statement("linearBetaSchedule_values",
            about=(f"{DIFFUSION}.make_betas", f"{DIFFUSION}.linear_beta_schedule"),
            given={"T": st.integers(1, 300), "start": reals(0, 0.999), "end": reals(0, 0.999)},
-           # pinned: the DDPM paper's schedule (T = 1 or beta_start = beta_end is no line)
-           examples=[{"T": 1000, "start": 1e-4, "end": 0.02}])
+           # pinned: the DDPM paper's schedule (T = 1 or beta_start = beta_end is no line),
+           # and T = 1, whose convention the draws seldom reach
+           examples=[{"T": 1000, "start": 1e-4, "end": 0.02}, {"T": 1, "start": 0.25, "end": 0.5}])
 def linear_schedule(check, T, start, end):
     """make_betas("linear", T, beta_start, beta_end)[t] = beta_start + t / (T - 1) (beta_end -
     beta_start) for t = 0..T-1, T float64 values, exactly beta_start at t = 0 and beta_end at
@@ -112,6 +113,31 @@ def linear_without_end(original):
     return broken
 
 
+@mutant("linear schedule by its formula", f"{DIFFUSION}.linear_beta_schedule",
+        caught_by=["linearBetaSchedule_values"])
+def linear_by_formula(original):
+    """linear_beta_schedule evaluates beta_start + t ((beta_end - beta_start) / (T - 1)) as
+    written: on the line within its roundings, but the last beta is beta_end only up to them
+    (numpy.linspace sets its endpoint exactly)."""
+    def broken(T, beta_start, beta_end):
+        if T == 1:
+            return numpy.array([beta_start], dtype=F64)
+        return beta_start + numpy.arange(T, dtype=F64) * ((beta_end - beta_start) / (T - 1))
+    return broken
+
+
+@mutant("one-step linear schedule at beta_end", f"{DIFFUSION}.linear_beta_schedule",
+        caught_by=["linearBetaSchedule_values"])
+def one_step_at_end(original):
+    """linear_beta_schedule(1, ...) is [beta_end] (the line's last value) where the docstring
+    takes beta_start (TorchLean's convention)."""
+    def broken(T, beta_start, beta_end):
+        if T == 1:
+            return numpy.array([beta_end], dtype=F64)
+        return original(T, beta_start, beta_end)
+    return broken
+
+
 @mutant("cosine schedule without the square", f"{DIFFUSION}.cosine_beta_schedule",
         caught_by=["cosineBetaSchedule_alpha_bar"])
 def cosine_not_squared(original):
@@ -125,4 +151,17 @@ def cosine_not_squared(original):
         u = numpy.arange(T + 1, dtype=F64) / T
         f = numpy.cos((u + offset) / (1 + offset) * math.pi / 2)
         return numpy.minimum(1 - f[1:] / f[:-1], max_beta)
+    return broken
+
+
+@mutant("alpha_bars accumulated in float32", f"{DIFFUSION}.alpha_bars",
+        caught_by=["cosineBetaSchedule_alpha_bar"])
+def alpha_bars_float32(original):
+    """alpha_bars multiplies the 1 - beta_s in float32 (a schedule kept as float32 tensors):
+    each alpha_bar_t off by float32 roundings, ~1e-7 of itself."""
+    from minilean.models import diffusion
+
+    def broken(betas):
+        factors = (1.0 - diffusion.check_betas(betas)).astype(numpy.float32)
+        return numpy.cumprod(factors).astype(F64)
     return broken
