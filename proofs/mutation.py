@@ -62,6 +62,9 @@ def applied(mutant_):
     raw = owner.__dict__[attribute] if isinstance(owner, type) else getattr(owner, attribute)
     original = getattr(owner, attribute)
     broken = mutant_.make_broken(original)
+    if broken is None:  # a factory without its return: the function None, "caught" by any call
+        raise TypeError(f"mutant {mutant_.name!r} made no broken implementation (its factory "
+                        f"returned None)")
     if isinstance(raw, staticmethod):
         broken = staticmethod(broken)
     holders = [owner] + [module for name, module in list(sys.modules.items())

@@ -3,7 +3,7 @@ and every statement is shown to catch one."""
 import pytest
 
 from proofs.framework import load_all
-from proofs.mutation import MUTANTS, applied, run_mutant, verdict
+from proofs.mutation import MUTANTS, Mutant, applied, run_mutant, verdict
 
 STATEMENTS = load_all()
 
@@ -42,4 +42,17 @@ def test_applied_mutant_is_undone():
     with applied(MUTANTS["two-term weight on the base"]):
         assert objectives.weighted_two_term is not original
         assert objectives.weighted_two_term(1.0, 2.0, 0.0) == 2.0
+    assert objectives.weighted_two_term is original
+
+
+def test_a_mutant_whose_factory_returns_nothing_is_refused():
+    """A factory that forgot its ``return broken`` would swap in None, which every statement
+    "catches" by crashing on the call: the mutant would pass as caught whatever it was."""
+    from minilean.models import objectives
+    original = objectives.weighted_two_term
+    forgetful = Mutant("forgot its return", "minilean.models.objectives.weighted_two_term",
+                       lambda original: None, ("some statement",))
+    with pytest.raises(TypeError, match="'forgot its return' made no broken implementation"):
+        with applied(forgetful):
+            pass
     assert objectives.weighted_two_term is original
