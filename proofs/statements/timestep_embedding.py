@@ -84,22 +84,55 @@ def sinusoidal_embedding(check, times, shared, dim):
                             [mp_tolerance(max(times))] * dim, "replay = formula")
 
 
-@mutant("timestep frequencies over half - 1", f"{UNET}.sinusoidal_embedding",
-        caught_by=["sinusoidalEmbedding_values"])
-def frequencies_over_half_minus_one(original):
-    """sinusoidal_embedding spaces the frequencies as 10000^(-k / (half - 1)) (the original
-    DDPM code's convention), so the slowest one is 1/10000 exactly: not the docstring's."""
+def _embedding_spaced(spacing, cast=True):
+    """sinusoidal_embedding with the frequencies 10000^(-k / spacing(dim)), cast to the
+    model's dtype or (cast False) left in float64."""
     import math
 
     from minilean.autograd.creation import tensor
     from minilean.models.diffusion import timesteps_for_batch
 
     def broken(t, dim, batch_size, like):
-        half = dim // 2
         times = timesteps_for_batch(t, batch_size)
-        frequencies = numpy.exp(-math.log(10000.0) * numpy.arange(half) / max(half - 1, 1))
+        frequencies = numpy.exp(-math.log(10000.0) * numpy.arange(dim // 2) / spacing(dim))
         angles = times[:, None] * frequencies[None, :]  # (B, half)
         features = numpy.concatenate([numpy.sin(angles), numpy.cos(angles)], axis=1)
         features = numpy.pad(features, ((0, 0), (0, dim % 2)))
-        return tensor(features.astype(like.dtype), device=like.device)
+        return tensor(features.astype(like.dtype) if cast else features, device=like.device)
+    return broken
+
+
+@mutant("timestep frequencies over half - 1", f"{UNET}.sinusoidal_embedding",
+        caught_by=["sinusoidalEmbedding_values"])
+def frequencies_over_half_minus_one(original):
+    """sinusoidal_embedding spaces the frequencies as 10000^(-k / (half - 1)) (the original
+    DDPM code's convention), so the slowest one is 1/10000 exactly: not the docstring's."""
+    return _embedding_spaced(lambda dim: max(dim // 2 - 1, 1))
+
+
+@mutant("timestep frequencies over dim / 2", f"{UNET}.sinusoidal_embedding",
+        caught_by=["sinusoidalEmbedding_values"])
+def frequencies_over_half_dim(original):
+    """sinusoidal_embedding spaces the frequencies as 10000^(-k / (dim / 2)): half for an even
+    dim, half + 1/2 for an odd one (only odd dims at t > 0 show it)."""
+    return _embedding_spaced(lambda dim: dim / 2)
+
+
+@mutant("timestep embedding left in float64", f"{UNET}.sinusoidal_embedding",
+        caught_by=["sinusoidalEmbedding_values"])
+def embedding_not_cast(original):
+    """sinusoidal_embedding returns its float64 features without the cast to the model's
+    dtype: right values, a float64 tensor in a float32 model."""
+    return _embedding_spaced(lambda dim: max(dim // 2, 1), cast=False)
+
+
+@mutant("one timestep floored to an integer", "minilean.models.diffusion.timesteps_for_batch",
+        caught_by=["sinusoidalEmbedding_values"])
+def timestep_floored(original):
+    """timesteps_for_batch turns one number t into int(t) for the batch (timesteps taken as
+    integers): the ODE sampler's fractional timesteps lose their fraction."""
+    def broken(t, batch_size):
+        if isinstance(t, (int, float, numpy.integer, numpy.floating)):
+            return numpy.full(batch_size, float(int(t)))
+        return original(t, batch_size)
     return broken
