@@ -116,6 +116,14 @@ def bins_twice_as_wide(original):
     return 1.0 / 255
 
 
+def _bin_edges(images, mean, log_scale):
+    """(U, L): the engine's (x + h - mean) / s and (x - h - mean) / s, as Tensors."""
+    from minilean.models import vae
+    inverse_scale = (-log_scale).exp()
+    return (inverse_scale * (images - mean + vae.HALF_BIN),
+            inverse_scale * (images - mean - vae.HALF_BIN))
+
+
 @mutant("discretized logistic without the edge bins", f"{VAE}.discretized_logistic_log_likelihood",
         caught_by=["discretizedLogistic_value"])
 def without_edge_bins(original):
@@ -124,12 +132,45 @@ def without_edge_bins(original):
     from minilean.models import vae
 
     def broken(images, mean, log_scale):
-        inverse_scale = (-log_scale).exp()
-        upper = inverse_scale * (images - mean + vae.HALF_BIN)
-        lower = inverse_scale * (images - mean - vae.HALF_BIN)
+        upper, lower = _bin_edges(images, mean, log_scale)
         interior = (upper.sigmoid() - lower.sigmoid()).clamp(min=1e-12).log()
         edge = (images.data < vae.HALF_BIN) | (images.data > 1 - vae.HALF_BIN)
         return where(edge, interior, original(images, mean, log_scale))
+    return broken
+
+
+@mutant("discretized logistic's x = 0 bin as log(sigmoid)",
+        f"{VAE}.discretized_logistic_log_likelihood", caught_by=["discretizedLogistic_value"])
+def edge_bin_log_of_sigmoid(original):
+    """The x = 0 bin as log(sigmoid(U)), not U - softplus(U): -inf once sigmoid(U) underflows
+    (a mean near 1 at MIN_LOG_SCALE puts U near -1600)."""
+    from minilean.autograd.elementwise import where
+    from minilean.models import vae
+
+    def broken(images, mean, log_scale):
+        upper, _ = _bin_edges(images, mean, log_scale)
+        with numpy.errstate(divide="ignore"):
+            bottom = upper.sigmoid().log()
+        return where(images.data < vae.HALF_BIN, bottom, original(images, mean, log_scale))
+    return broken
+
+
+@mutant("discretized logistic's density over PixelCNN++'s bins",
+        f"{VAE}.discretized_logistic_log_likelihood", caught_by=["discretizedLogistic_value"])
+def density_over_wide_bins(original):
+    """The density stand-in as log pdf - log 127.5 (PixelCNN++'s bin width 2/255, for pixels
+    in [-1, 1]), not - log 255: log 2 too high wherever an interior bin's mass is below 1e-5."""
+    import math
+
+    from minilean.autograd.elementwise import where
+    from minilean.models import vae
+
+    def broken(images, mean, log_scale):
+        upper, lower = _bin_edges(images, mean, log_scale)
+        rare = ((upper.sigmoid() - lower.sigmoid()).data <= 1e-5) & (images.data > vae.HALF_BIN) \
+            & (images.data < 1 - vae.HALF_BIN)
+        likelihood = original(images, mean, log_scale)
+        return where(rare, likelihood + math.log(2.0), likelihood)
     return broken
 
 
