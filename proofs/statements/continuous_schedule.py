@@ -22,6 +22,8 @@ the knot interval the engine picks is the exact one; at other times (the sampler
 knots) the reference takes the engine's float64 t T. Rounding counts (numerics.py): log1p, log
 and exp LIBRARY = library_roundings(F64) each (4).
 """
+import math
+
 import mpmath
 import numpy
 from hypothesis import strategies as st
@@ -290,17 +292,58 @@ def alpha_bar_at_linear(original):
     return broken
 
 
+@mutant("alpha_bar_at without its integer case", f"{DIFFUSION}.alpha_bar_at",
+        caught_by=["alphaBarAt_log_linear"])
+def alpha_bar_at_always_interpolated(original):
+    """alpha_bar_at takes exp(log alpha_bar[t]) at an integer t too: an ulp or so off
+    alpha_bar[t], which the docstring gives itself."""
+    def broken(alpha_bar, t):
+        return math.exp(numpy.interp(t, numpy.arange(len(alpha_bar)), numpy.log(alpha_bar)))
+    return broken
+
+
+def _respaced(fewer):
+    """respaced_timesteps with ``fewer(T, steps)`` giving the timesteps for steps < T (every
+    timestep otherwise, as the engine), distinct and in decreasing order."""
+    def broken(T, steps):
+        if steps >= T:
+            return list(range(T - 1, -1, -1))
+        return sorted(set(fewer(T, steps)), reverse=True)
+    return broken
+
+
 @mutant("respaced timesteps without t = 0", f"{DIFFUSION}.respaced_timesteps",
         caught_by=["respacedTimesteps_even_grid"])
 def respaced_without_zero(original):
     """respaced_timesteps spaces ``steps`` points over [T-1, 0) (linspace's endpoint=False
     slip): the last step never reaches t = 0."""
-    def broken(T, steps):
-        if steps >= T:
-            return list(range(T - 1, -1, -1))
-        grid = numpy.round(numpy.linspace(T - 1, 0, steps, endpoint=False)).astype(int)
-        return sorted(set(grid.tolist()), reverse=True)
-    return broken
+    return _respaced(lambda T, steps: numpy.round(
+        numpy.linspace(T - 1, 0, steps, endpoint=False)).astype(int).tolist())
+
+
+@mutant("respaced timesteps truncated", f"{DIFFUSION}.respaced_timesteps",
+        caught_by=["respacedTimesteps_even_grid"])
+def respaced_truncated(original):
+    """respaced_timesteps casts the grid to int without rounding it: each timestep up to one
+    below the nearest integer (the ends, T - 1 and 0, exact)."""
+    return _respaced(lambda T, steps: numpy.linspace(T - 1, 0, steps).astype(int).tolist())
+
+
+@mutant("respaced timesteps as floats", f"{DIFFUSION}.respaced_timesteps",
+        caught_by=["respacedTimesteps_even_grid"])
+def respaced_floats(original):
+    """respaced_timesteps rounds the grid without the cast to int: the right values as floats,
+    which NumPy refuses as indices (alpha_bar[t])."""
+    return _respaced(lambda T, steps: numpy.round(numpy.linspace(T - 1, 0, steps)).tolist())
+
+
+@mutant("respaced timesteps spaced from 0 up", f"{DIFFUSION}.respaced_timesteps",
+        caught_by=["respacedTimesteps_even_grid"])
+def respaced_from_zero(original):
+    """respaced_timesteps spaces the grid from 0 up to T - 1 (then sorts it down): the same
+    list but for one step, which is timestep 0, the clean end, not T - 1."""
+    return _respaced(lambda T, steps: numpy.round(
+        numpy.linspace(0, T - 1, steps)).astype(int).tolist())
 
 
 def _broken_rhs(beta_at=None, score_sign=-1, model_time=None):
