@@ -34,6 +34,21 @@ def test_the_statement_and_mutant_counts_are_the_registrys():
     assert _number(r"(\d+) mutants, each a slip", PROOFS_README) == len(MUTANTS)
 
 
+
+def test_the_statistical_budget_and_sample_size_are_those_statistics_derives():
+    """proofs/README.md's false-alarm budget (up to N statistical tests a run, each at 1e-6 / N),
+    the miss rate per law statement and the draws per Gaussian sample set are the ones
+    proofs/statistics.py derives from its rates: a changed rate or budget changes them."""
+    from proofs import statistics
+    budget = re.search(r"1e-6: up to (\d+) statistical tests a run, each at 1e-6 / (\d+) = "
+                       r"([\d.]+e-\d+),", PROOFS_README)
+    assert int(budget.group(1)) == int(budget.group(2)) == statistics.TESTS_PER_RUN
+    assert statistics.FALSE_ALARM == pytest.approx(float(budget.group(3)), rel=0.01)
+    assert statistics.MISS == pytest.approx(
+        float(re.search(r"with probability at most\s+([\d.]+e-\d+) \(exact", PROOFS_README)
+              .group(1)))
+    assert _number(r"\((\d+) draws of its own normal", PROOFS_README) == statistics.LAW_SAMPLES
+
 def _options(text):
     return re.findall(r"(?<!diffusion )(--[a-z0-9-]+)", text)
 
