@@ -207,3 +207,121 @@ def test_a_statement_failing_in_two_ways_names_the_first_failure_not_a_group():
         outcome = Statement("s", body, (), given, examples=({"x": 7}, {"x": 8})).run(
             max_examples=5, shrink=False, derandomize=derandomize)
         assert (outcome.status, outcome.message) == ("FAIL", "StatementFailed: x = 7")
+
+
+def _stand_ins(outcomes, mutants, caught):
+    """runner's select, MUTANTS and run_mutant for stand-in statements whose runs give
+    ``outcomes``, and mutants whose runs fail exactly the statements named in ``caught``."""
+    from proofs.framework import Outcome
+
+    class Ran:
+        def __init__(self, outcome):
+            self.name, self.run = outcome.name, lambda: outcome
+    return {"select": lambda name: [Ran(o) for o in outcomes],
+            "MUTANTS": {m.name: m for m in mutants},
+            "run_mutant": lambda m: {n: Outcome(n, "", status="FAIL" if (m.name, n) in caught
+                                                else "pass") for n in m.caught_by}}
+
+
+def _runner_on(monkeypatch, outcomes, mutants=(), caught=()):
+    """runner.main over stand-ins (``_stand_ins``): its exit status and its output."""
+    for name, value in _stand_ins(outcomes, mutants, caught).items():
+        monkeypatch.setattr(runner, name, value)
+    out = io.StringIO()
+    if mutants:
+        return runner.main("any", mutants=True, out=out), out.getvalue()
+    return runner.main("any", out=out), out.getvalue()  # statements alone by default
+
+
+def _broken(original):
+    """The broken implementation, in one line.
+
+    More that the table leaves out."""
+
+
+def test_runner_table_shortens_summaries_and_says_what_each_statement_found(monkeypatch):
+    """One row per statement, columns as wide as their widest cell, a summary past 72
+    characters cut to 72 (one of 72 kept whole), no error / bound where no example ran (a missing function, or a
+    strategy that failed before its first example), the failure's message after FAIL."""
+    from proofs.framework import Outcome
+    long = "d/dx logsumexp(x)_i = softmax(x)_i for every x of at most six elements, ties included"
+    outcomes = [Outcome("first", long, examples=20, worst_error=1.234e-7, worst_bound=2.5e-7),
+                Outcome("second_statement", "x = y" + " " * 63 + "(72)", examples=3, worst_error=0.5,
+                        worst_bound=0.25, status="FAIL", message="StatementFailed: error > bound"),
+                Outcome("third", "f(x) = 0", status="missing", message="m.f does not exist yet"),
+                Outcome("fourth", "g(x) = 1", status="FAIL", message="InvalidArgument: strategy")]
+    code, text = _runner_on(monkeypatch, outcomes)
+    assert code == 1
+    assert text == (
+        "theorem          | statement                                                           "
+        "     | examples tried | worst error / bound | result\n"
+        "-----------------+---------------------------------------------------------------------"
+        "-----+----------------+---------------------+-------------------------------------\n"
+        "first            | d/dx logsumexp(x)_i = softmax(x)_i for every x of at most six elem"
+        "ent... | 20             | 1.2e-07 / 2.5e-07   | pass\n"
+        "second_statement | x = y                                                               "
+        "(72) | 3              | 0.5 / 0.25          | FAIL: StatementFailed: error > bound\n"
+        "third            | f(x) = 0                                                            "
+        "     | 0              | -                   | missing: m.f does not exist yet\n"
+        "fourth           | g(x) = 1                                                            "
+        "     | 0              | -                   | FAIL: InvalidArgument: strategy\n"
+        "\n4 statements: 1 pass, 2 fail, 1 missing (function not implemented yet)\n")
+
+
+def test_runner_mutation_table_fails_the_run_on_a_missed_mutant(monkeypatch):
+    """Each mutant whose catching statements match is run; one that a named statement passes
+    is MISSED and makes the exit status 1, though every statement passed (and, with a failed
+    statement besides, 1 all the same)."""
+    from proofs.framework import Outcome
+    from proofs.mutation import Mutant
+    outcomes = [Outcome("first", "x = x", examples=1), Outcome("second", "y = y", examples=1)]
+    mutants = [Mutant("caught one", "m.f", _broken, ("first", "second")),
+               Mutant("missed one", "m.g", _broken, ("second",)),
+               Mutant("not asked", "m.h", _broken, ("elsewhere",))]
+    both = {("caught one", "first"), ("caught one", "second")}
+    code, text = _runner_on(monkeypatch, outcomes, mutants, caught=both)
+    assert code == 1
+    assert text.endswith(
+        "\n2 statements: 2 pass, 0 fail, 0 missing (function not implemented yet)\n\n"
+        "mutant     | broken implementation                   | result | caught by\n"
+        "-----------+-----------------------------------------+--------+--------------\n"
+        "caught one | The broken implementation, in one line. | caught | first, second\n"
+        "missed one | The broken implementation, in one line. | MISSED | -\n")
+    code, _ = _runner_on(monkeypatch, outcomes, mutants[:1], caught=both)
+    assert code == 0
+    failing = [Outcome("first", "x = x", examples=1, status="FAIL", message="x != x")]
+    missed = Mutant("missed one", "m.g", _broken, ("first",))
+    code, _ = _runner_on(monkeypatch, failing, [missed], caught=())
+    assert code == 1  # a failed statement and a missed mutant: still a failure
+
+
+def test_python_m_proofs_runner_runs_the_named_statements_and_mutants(monkeypatch, capsys):
+    """``python -m proofs.runner [X]``: the statements whose name contains X and their
+    mutants, exit status 1 on a missed mutant; an X that none contains is a one-line error."""
+    import runpy
+
+    from proofs import framework, mutation
+    from proofs.framework import Outcome
+    from proofs.mutation import Mutant
+    stand_ins = _stand_ins([Outcome("first", "x = x", examples=1)],
+                           [Mutant("missed one", "m.g", _broken, ("first",))], caught=())
+    monkeypatch.setattr(framework, "select", stand_ins["select"])
+    for name in ("MUTANTS", "run_mutant"):
+        monkeypatch.setattr(mutation, name, stand_ins[name])
+    monkeypatch.delitem(sys.modules, "proofs.runner")  # run afresh, as python -m does
+    monkeypatch.setattr(sys, "argv", ["runner.py", "first"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("proofs.runner", run_name="__main__")
+    assert exit_info.value.code == 1
+    assert "\nmissed one | The broken implementation, in one line. | MISSED | -\n" in (
+        capsys.readouterr().out)
+    asked = []
+    monkeypatch.setattr(framework, "select", lambda name: asked.append(name) or [])
+    monkeypatch.setattr(sys, "argv", ["runner.py", "no such theorem"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("proofs.runner", run_name="__main__")
+    assert exit_info.value.code == "proofs: error: no statement name contains 'no such theorem'"
+    monkeypatch.setattr(sys, "argv", ["runner.py"])  # no X: every statement
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("proofs.runner", run_name="__main__")
+    assert asked == ["no such theorem", None]
