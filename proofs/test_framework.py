@@ -49,6 +49,20 @@ def test_missing_function_is_reported_not_run():
                           st.fixed_dictionaries({}))
     outcome = statement.run()
     assert outcome.status == "missing" and "nothing_here" in outcome.message
+    assert outcome.examples == 0
+
+
+@pytest.mark.parametrize("about, reason", [
+    ("minilean.autograd.tensor.Tensor:backward", None),
+    ("minilean.autograd.tensor.Tensor:no_such_method",
+     "minilean.autograd.tensor.Tensor:no_such_method does not exist yet"),
+    ("minilean.autograd.tensor.no_such_function",
+     "minilean.autograd.tensor.no_such_function does not exist yet")])
+def test_missing_names_a_function_or_method_not_written_yet(about, reason):
+    """``about`` names a module's function, or a class's method as "module.Class:method"."""
+    statement = Statement("s", lambda check: None, ("minilean.models.objectives.weighted_two_term",
+                                                    about), st.fixed_dictionaries({}))
+    assert statement.missing() == reason
 
 
 def test_check_close_records_the_worst_ratio():
@@ -57,6 +71,60 @@ def test_check_close_records_the_worst_ratio():
     assert (check.worst_error, check.worst_bound) == (0.5, 1.0)
     with pytest.raises(StatementFailed, match="pair"):
         check.close(numpy.nan, mpmath.mpf(0), 1.0, "pair")
+
+
+def test_check_close_bounds_are_inclusive_and_the_worst_is_the_closest_to_its_bound():
+    """An error equal to its bound passes; the table's worst error / bound is the comparison
+    nearest its bound (the first of equals), an exact one below any other; a nan or inf
+    result is an infinite error."""
+    check = Check()
+    check.close(1.0, mpmath.mpf(1), 0.5, "exact")
+    check.close(2.0, mpmath.mpf(2), 0, "exact at bound 0")
+    assert (check.worst_error, check.worst_bound) == (0.0, 0.5)
+    check.close([1.25, 3.0], [mpmath.mpf(1), mpmath.mpf(3)], [1.0, 0.0], "a quarter")
+    assert (check.worst_error, check.worst_bound) == (0.25, 1.0)
+    check.close(numpy.float32(1.5), mpmath.mpf(1), 0.5, "at its bound")
+    assert (check.worst_error, check.worst_bound) == (0.5, 0.5)
+    for value in (numpy.nan, numpy.inf):
+        with pytest.raises(StatementFailed, match="error inf > bound 1$"):
+            check.close(value, mpmath.mpf(0), 1.0, "not finite")
+    assert (check.worst_error, check.worst_bound) == (numpy.inf, 1.0)
+
+
+def test_a_statement_checked_only_by_holds_reports_no_error():
+    def body(check, x):
+        """x = x."""
+        check.holds(x == x, "x != x")
+    outcome = _statement(body, {"x": st.integers(0, 3)}).run(max_examples=3)
+    assert outcome.status == "pass" and (outcome.worst_error, outcome.worst_bound) == (0, 0)
+
+
+def test_the_outcome_carries_the_worst_comparison_and_the_statistical_tests():
+    """What the examples' checks recorded reaches the Outcome: the table's worst error / bound
+    and the counts test_statements.py holds to the false-alarm budget."""
+    def body(check, x):
+        """A mean test and a Gaussian law's three tests on N(0, 1) draws, and a close value."""
+        draws = numpy.random.default_rng(x).standard_normal(1000)
+        statistics.monte_carlo_mean_check(check, draws.mean(), 0, 1 / 1000 ** 0.5, "mean")
+        statistics.gaussian_law_checks(check, draws, 0.0, 1.0, "N(0, 1)")
+        check.close(0.75, mpmath.mpf(1), 0.5, "a quarter off")
+    outcome = _statement(body, {"x": st.integers(0, 2 ** 30)}).run(max_examples=2)
+    assert outcome.status == "pass", outcome.message
+    assert (outcome.worst_error, outcome.worst_bound) == (0.25, 0.5)
+    assert (outcome.statistical_tests, outcome.gaussian_law_tests) == (8, 6)
+
+
+def test_the_summary_and_the_message_are_first_lines():
+    """The table shows a statement's first docstring line and the failure's first line."""
+    def body(check, x):
+        """x is a number.
+
+        A longer explanation the table leaves out."""
+        raise ValueError("the first line\nand a second")
+    statement = _statement(body, {"x": st.just(0)})
+    outcome = statement.run()
+    assert statement.summary == outcome.summary == "x is a number."
+    assert outcome.message == "ValueError: the first line"
 
 
 def test_a_failed_check_of_the_reference_is_no_counterexample():
@@ -325,3 +393,42 @@ def test_python_m_proofs_runner_runs_the_named_statements_and_mutants(monkeypatc
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_module("proofs.runner", run_name="__main__")
     assert asked == ["no such theorem", None]
+
+
+def test_a_failure_is_reported_on_its_simplest_example_and_counterexample_may_find_none():
+    """run() shrinks a failing example to the simplest one hypothesis finds (the table shows
+    that one); counterexample() of a relaxed strategy on which the conclusion still holds
+    finds none."""
+    def body(check, x):
+        """x < 10 (false from 10 on)."""
+        check.holds(x < 10, f"x = {x}")
+    given = st.fixed_dictionaries({"x": st.integers(0, 1000)})
+    assert Statement("s", body, (), given).run().message == "StatementFailed: x = 10"
+    holding = Statement("s", body, (), given, st.fixed_dictionaries({"x": st.integers(-5, 9)}))
+    with pytest.raises(NoSuchExample):
+        holding.counterexample(max_examples=20)
+
+
+def test_a_run_draws_new_examples_unless_derandomized():
+    """Outside CI's derandomized profile every run draws new examples (a local run tries new
+    inputs), but derandomize=True (the mutation suite's verdicts) the same ones every run."""
+    from hypothesis import settings
+    seen = []
+
+    def body(check, x):
+        """x = x."""
+        seen.append(x)
+    statement = _statement(body, {"x": st.integers(0, 2 ** 60)})
+    settings.register_profile("drawing", settings.get_profile("dev"), derandomize=False,
+                              database=None)
+    profile = settings.get_current_profile_name()
+    settings.load_profile("drawing")
+    try:
+        runs = []
+        for options in ({"derandomize": True}, {"derandomize": True}, {}, {}):
+            seen.clear()
+            statement.run(max_examples=5, **options)
+            runs.append(list(seen))
+    finally:
+        settings.load_profile(profile)
+    assert runs[0] == runs[1] and runs[2] != runs[3]
