@@ -223,6 +223,31 @@ def test_the_law_samples_catch_the_slips_with_their_miss_rate():
     assert all(set(m.caught_by) == set(statistics.GAUSSIAN_LAWS) for m in slips)
 
 
+def test_chi_square_tails_are_the_laws():
+    """Chi-square with 2 degrees of freedom is exponential of mean 2: P(X > x) = e^(-x/2)."""
+    for x in (0.5, 3.0, 40.0):
+        assert statistics.chi_square_tail(2, x) == pytest.approx(mpmath.exp(-x / 2), rel=1e-12)
+        assert statistics.chi_square_tail(2, x, upper=False) == pytest.approx(
+            -mpmath.expm1(-x / 2), rel=1e-12)
+
+
+def test_the_miss_rates_are_the_probabilities_that_the_tests_pass():
+    """mean_test_miss and variance_test_miss are the probabilities that the mean and the
+    variance test pass samples off by a shift or a scale (recomputed here in mpmath); with no
+    slip, 1 minus the test's false-alarm rate."""
+    n, alpha = 1000, statistics.FALSE_ALARM
+    assert 1 - statistics.mean_test_miss(n, 0) == pytest.approx(alpha, rel=1e-6)
+    offset, z = 0.1 * mpmath.sqrt(n), statistics.Z  # the standardised mean is N(offset, 1)
+    passes = mpmath.ncdf(z - offset) - mpmath.ncdf(-z - offset)
+    assert statistics.mean_test_miss(n, 0.1) == pytest.approx(float(passes), rel=1e-12, abs=0)
+    dof, band = n - 1, statistics.variance_band(n)
+    for scale in (0.96, 1.0, 1.04):  # (n - 1) s^2 / sigma^2 is scale^2 chi-square(n - 1)
+        low, high = (dof * (1 + side * band) / (2 * scale ** 2) for side in (-1, 1))
+        passes = mpmath.gammainc(dof / mpmath.mpf(2), low, high, regularized=True)
+        assert statistics.variance_test_miss(n, scale) == pytest.approx(float(passes),
+                                                                        rel=1e-12, abs=0)
+
+
 @pytest.mark.parametrize("scipy", [True, False])
 def test_normal_cdf_matches_mpmath(scipy, monkeypatch):
     """The KS test's model CDF, with SciPy's erf and without SciPy (the standard library's)."""
