@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import NoSuchExample
 
 from proofs import runner, statistics
-from proofs.framework import Check, Statement, StatementFailed
+from proofs.framework import DIGITS, Check, ReferenceFailed, Statement, StatementFailed
 from proofs.numerics import gamma, mp, unit_roundoff
 
 
@@ -457,3 +457,42 @@ def test_a_run_draws_new_examples_unless_derandomized():
     finally:
         settings.load_profile(profile)
     assert runs[0] == runs[1] and runs[2] != runs[3]
+
+
+def test_a_gradient_is_checked_for_its_dtype_shape_and_values():
+    """check_gradient fails a missing gradient, one of another dtype or shape than its tensor
+    (a backward that returns float64 for float32, or forgets to unbroadcast), and one off by
+    more than its bound; check_against_replay fails the replay itself (values not the
+    reference's, a bound infinite) as a check of the reference, then the gradient against the
+    replay's bounds."""
+    from minilean.autograd.tensor import Tensor
+    from proofs.gradients import check_against_replay, check_gradient
+    from proofs.running_error import Carried
+    x = Tensor(numpy.zeros(2, dtype=numpy.float32), requires_grad=True)
+    ones = [mpmath.mpf(1)] * 2
+    with pytest.raises(StatementFailed, match="^x: no gradient$"):
+        check_gradient(Check(), x, ones, 0, "x")
+    for grad, wrong in ((numpy.ones(2), r"float64 \(2,\)"),
+                        (numpy.ones((1, 2), dtype=numpy.float32), r"float32 \(1, 2\)")):
+        x._grad = Tensor(grad)
+        with pytest.raises(StatementFailed, match=f"^x: gradient is {wrong}, input is float32"):
+            check_gradient(Check(), x, ones, 0, "x")
+    x._grad = Tensor(numpy.asarray([1.0, 1.5], dtype=numpy.float32))
+    check_gradient(Check(), x, ones, [0, 0.5], "x")
+    with pytest.raises(StatementFailed, match="^x: computed 1.5"):
+        check_gradient(Check(), x, ones, [0, 0.25], "x")
+
+    def replay(values, errors):
+        return [Carried(mpmath.mpf(v), mpmath.mpf(e), numpy.float32)
+                for v, e in zip(values, errors)]
+    with mpmath.workdps(DIGITS):
+        # the replay rounds its 50 digits in proportion to its bound over u (2^24 0.5 here)
+        near = [1, 1 + mpmath.mpf(10) ** -40]
+        check_against_replay(Check(), x, ones, replay(near, [0, 0.5]), numpy.float32, "x")
+        for replayed, failure in ((replay([1, 1.25], [0, 0.5]), "replay at 50 digits"),
+                                  (replay([1, 1], [0, mpmath.inf]), "infinite bound")):
+            with pytest.raises(ReferenceFailed, match=f"^reference: x: {failure}"):
+                check_against_replay(Check(), x, ones, replayed, numpy.float32, "x")
+        with pytest.raises(StatementFailed, match="^x: computed 1.5"):
+            check_against_replay(Check(), x, ones, replay([1, 1], [0, 0.25]), numpy.float32,
+                                 "x")
