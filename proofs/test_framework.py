@@ -248,6 +248,13 @@ def test_the_miss_rates_are_the_probabilities_that_the_tests_pass():
                                                                         rel=1e-12, abs=0)
 
 
+def test_smallest_sample_is_the_first_n_whose_miss_is_small_enough():
+    """For miss(n) = 1 / n, the smallest n >= 1000 with miss(n) <= 1 / k is k itself, met
+    exactly at k (k at the start, at a doubling, between doublings)."""
+    for k in (1000, 1001, 1500, 1999, 2000, 2001, 4097):
+        assert statistics.smallest_sample(lambda n: 1 / n, 1 / k) == k
+
+
 @pytest.mark.parametrize("scipy", [True, False])
 def test_normal_cdf_matches_mpmath(scipy, monkeypatch):
     """The KS test's model CDF, with SciPy's erf and without SciPy (the standard library's)."""
