@@ -256,6 +256,27 @@ def test_smallest_sample_is_the_first_n_whose_miss_is_small_enough():
         assert statistics.smallest_sample(lambda n: 1 / n, 1 / k) == k
 
 
+def test_each_gaussian_law_test_fails_a_slip_that_the_others_pass():
+    """gaussian_law_checks, three tests, passes 1000 quantiles of N(1, 3^2), and them shifted
+    by 0.15 sigma or scaled by 1.1 (the bounds are 0.185 sigma and 0.284 sigma^2); fails them
+    shifted by 0.2 sigma on the mean test (their KS distance, 0.08, is within 0.099), scaled
+    by 1.2 on the variance test (KS 0.044), and a uniform law of that mean and variance
+    (47196 points) on the KS test alone."""
+    n, mean, std = 1000, 1.0, 3.0
+    with mpmath.workdps(20):
+        normal = numpy.array([float(mpmath.sqrt(2) * mpmath.erfinv(2 * (i + 0.5) / n - 1))
+                              for i in range(n)])
+    check = Check()
+    for samples in (normal, normal + 0.15, normal * 1.1):
+        statistics.gaussian_law_checks(check, mean + std * samples, mean, std, "N(1, 9)")
+    assert (check.statistical_tests, check.gaussian_law_tests) == (9, 9)
+    uniform = 3 ** 0.5 * (2 * (numpy.arange(47196) + 0.5) / 47196 - 1)
+    for samples, failed in ((normal + 0.2, "mean"), (normal * 1.2, "variance"),
+                            (uniform, "Kolmogorov-Smirnov")):
+        with pytest.raises(StatementFailed, match=f"^slip: {failed}: computed"):
+            statistics.gaussian_law_checks(Check(), mean + std * samples, mean, std, "slip")
+
+
 @pytest.mark.parametrize("scipy", [True, False])
 def test_normal_cdf_matches_mpmath(scipy, monkeypatch):
     """The KS test's model CDF, with SciPy's erf and without SciPy (the standard library's)."""
