@@ -277,6 +277,19 @@ def test_each_gaussian_law_test_fails_a_slip_that_the_others_pass():
             statistics.gaussian_law_checks(Check(), mean + std * samples, mean, std, "slip")
 
 
+def test_a_monte_carlo_mean_is_held_to_z_clt_standard_errors_plus_its_slack():
+    """One CLT test each: an estimate Z_CLT standard errors (plus the slack given) away
+    passes, one further away fails."""
+    check = Check()
+    edge = statistics.Z_CLT * 0.1
+    statistics.monte_carlo_mean_check(check, 2 + edge, 2, 0.1, "at the edge")
+    statistics.monte_carlo_mean_check(check, 2 + edge + 0.5, 2, 0.1, "with slack", slack=0.5)
+    assert check.statistical_tests == 2
+    for estimate, slack in ((2 + 1.01 * edge, {}), (2 - 1.01 * edge - 0.5, {"slack": 0.5})):
+        with pytest.raises(StatementFailed, match="^beyond: computed"):
+            statistics.monte_carlo_mean_check(Check(), estimate, 2, 0.1, "beyond", **slack)
+
+
 @pytest.mark.parametrize("scipy", [True, False])
 def test_normal_cdf_matches_mpmath(scipy, monkeypatch):
     """The KS test's model CDF, with SciPy's erf and without SciPy (the standard library's)."""
