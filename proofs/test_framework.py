@@ -290,6 +290,17 @@ def test_a_monte_carlo_mean_is_held_to_z_clt_standard_errors_plus_its_slack():
             statistics.monte_carlo_mean_check(Check(), estimate, 2, 0.1, "beyond", **slack)
 
 
+def test_engine_noise_is_seeded_and_its_uniform_stand_in_has_mean_0_and_variance_1():
+    """The same seed draws the same noise (the statistical statements stay deterministic);
+    the uniform law that shows the Gaussian hypothesis matters is on [-sqrt 3, sqrt 3]."""
+    for law in ("normal", "uniform"):
+        first, again = (statistics.engine_noise(law, (3, 4), seed=7).numpy() for _ in range(2))
+        assert numpy.array_equal(first, again)
+    uniform = statistics.engine_noise("uniform", (20000,), seed=7).numpy()
+    assert -3 ** 0.5 <= uniform.min() < -1.7 and 1.7 < uniform.max() <= 3 ** 0.5
+    assert abs(uniform.mean()) < 0.03 and abs(uniform.var() - 1) < 0.03
+
+
 @pytest.mark.parametrize("scipy", [True, False])
 def test_normal_cdf_matches_mpmath(scipy, monkeypatch):
     """The KS test's model CDF, with SciPy's erf and without SciPy (the standard library's)."""
