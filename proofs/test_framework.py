@@ -301,6 +301,23 @@ def test_engine_noise_is_seeded_and_its_uniform_stand_in_has_mean_0_and_variance
     assert abs(uniform.mean()) < 0.03 and abs(uniform.var() - 1) < 0.03
 
 
+@pytest.mark.parametrize("name, slip", [("engine normals 4% too wide", lambda z: 1.04 * z),
+                                        ("engine normals off by 0.05", lambda z: z + 0.05)])
+def test_the_normal_generator_slips_are_the_ones_stated(name, slip):
+    """Each mutant of minilean.randn draws the engine's own normals, slipped: times
+    DETECTED_SCALE or plus DETECTED_SHIFT, needing no gradient unless asked."""
+    import minilean
+    from proofs.mutation import MUTANTS, applied
+    minilean.manual_seed(3)
+    exact = minilean.randn(4, 5, dtype=numpy.float64).numpy()
+    with applied(MUTANTS[name]):
+        minilean.manual_seed(3)
+        slipped = minilean.randn(4, 5, dtype=numpy.float64)
+        assert minilean.randn(2, requires_grad=True).requires_grad
+    assert not slipped.requires_grad
+    assert numpy.allclose(slipped.numpy(), slip(exact), rtol=1e-15, atol=0)
+
+
 @pytest.mark.parametrize("scipy", [True, False])
 def test_normal_cdf_matches_mpmath(scipy, monkeypatch):
     """The KS test's model CDF, with SciPy's erf and without SciPy (the standard library's)."""
