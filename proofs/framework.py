@@ -28,7 +28,7 @@ statement is reported as missing and skipped instead of run.
 """
 import contextlib
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import mpmath
 import numpy
@@ -129,7 +129,6 @@ class Statement:
     max_examples: int = 20
     module: str = ""
     examples: tuple = ()  # pinned examples, run before the drawn ones on every run
-    outcome: Outcome = field(default=None, repr=False)
 
     @property
     def doc(self):

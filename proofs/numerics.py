@@ -92,9 +92,11 @@ def mp_tolerance(scale=1):
 def reals(low=-100.0, high=100.0, **kwargs):
     """Finite float32-representable reals in [low, high] (bounds rounded inward to float32)."""
     low32, high32 = numpy.float32(low), numpy.float32(high)
-    if low32 < low:
+    # compared as Python floats: NumPy 2 compares a float32 with a Python float in float32
+    # (NEP 50), where float32(0.3) > 0.3 reads as equal and 0.30000001 was drawn
+    if float(low32) < low:
         low32 = numpy.nextafter(low32, numpy.float32(numpy.inf))
-    if high32 > high:
+    if float(high32) > high:
         high32 = numpy.nextafter(high32, numpy.float32(-numpy.inf))
     return st.floats(float(low32), float(high32), width=32, allow_nan=False, allow_infinity=False,
                      allow_subnormal=False, **kwargs)

@@ -41,10 +41,10 @@ def _result_column(outcome):
 
 
 def main(name=None, mutants=False, out=None):
-    """Run the statements whose name contains ``name`` (all when None) and print the table.
-    Returns 0 when none fails (missing functions are listed but are not failures), else 1; a
-    ``name`` that no statement contains is a ValueError."""
-    out = out or sys.stdout
+    """Run the statements whose name contains ``name`` (all when None) and print the table to
+    ``out`` (None: print's own default, sys.stdout). Returns 0 when none fails (missing
+    functions are listed but are not failures), else 1; a ``name`` that no statement contains
+    is a ValueError."""
     statements = select(name)
     if not statements:  # a ValueError: the command line prints it as its one-line error
         raise ValueError(f"no statement name contains {name!r}")

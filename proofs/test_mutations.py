@@ -1,5 +1,7 @@
 """The mutation suite: every broken implementation is caught by each statement that claims it,
 and every statement is shown to catch one."""
+import sys
+
 import pytest
 
 from proofs.framework import load_all
@@ -37,12 +39,85 @@ def test_verdict_asks_every_named_statement_to_fail():
 
 
 def test_applied_mutant_is_undone():
-    from minilean.models import objectives
+    """Every minilean module holding the function (a ``from ... import`` copy included) sees
+    the broken one while the mutant is applied, a module outside minilean does not, and all
+    hold the original again after."""
+    import types
+
+    from minilean.models import gan, objectives, vae
     original = objectives.weighted_two_term
-    with applied(MUTANTS["two-term weight on the base"]):
-        assert objectives.weighted_two_term is not original
-        assert objectives.weighted_two_term(1.0, 2.0, 0.0) == 2.0
+    outside = types.ModuleType("outside_minilean")
+    outside.weighted_two_term = original
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, outside.__name__, outside)
+        with applied(MUTANTS["two-term weight on the base"]):
+            assert objectives.weighted_two_term(1.0, 2.0, 0.0) == 2.0
+            assert gan.weighted_two_term is vae.weighted_two_term is objectives.weighted_two_term
+            assert outside.weighted_two_term is original
+    assert objectives.weighted_two_term is gan.weighted_two_term is vae.weighted_two_term
     assert objectives.weighted_two_term is original
+
+
+def test_a_mutant_that_changes_nothing_is_missed():
+    """A statement that fails only where the function is broken: under an implementation that
+    is the original, it passes, and the mutant is MISSED (not caught by a crash of the run)."""
+    unchanged = Mutant("unchanged", "minilean.models.objectives.weighted_two_term",
+                       lambda original: original, ("weightedTwoTerm_zero_weight",))
+    assert verdict(run_mutant(unchanged)) == "MISSED"
+
+
+def test_a_target_resolves_to_its_module_or_class():
+    """"package.module.function" is the module's attribute, "package.module.Class.method" the
+    class's; the longest importable prefix is the module."""
+    import minilean
+    from minilean.autograd.tensor import Tensor
+    from minilean.models import objectives
+    from proofs.mutation import _resolve
+    assert _resolve("minilean.models.objectives.weighted_two_term") == (
+        objectives, "weighted_two_term")
+    assert _resolve("minilean.autograd.tensor.Tensor.backward") == (Tensor, "backward")
+    assert _resolve("minilean.manual_seed") == (minilean, "manual_seed")
+    with pytest.raises(ImportError, match="cannot import any module of nothing_here.f"):
+        _resolve("nothing_here.f")
+
+
+def test_a_staticmethod_stays_one_while_broken_and_after():
+    """A Function's backward is a staticmethod: the broken one is installed as one (called on
+    the class or an instance alike) and the very staticmethod is put back after."""
+    from minilean.autograd.elementwise import Exp
+    raw = Exp.__dict__["backward"]
+    with applied(MUTANTS["exp backward squared"]):
+        assert isinstance(Exp.__dict__["backward"], staticmethod)
+        assert Exp.__dict__["backward"] is not raw
+    assert Exp.__dict__["backward"] is raw
+
+
+def test_a_mutant_is_run_on_the_same_examples_every_time():
+    """The verdict must not be luck: outside CI's derandomized profile too, run_mutant runs its
+    statements on the same examples each time."""
+    from hypothesis import settings
+    calls = []
+
+    def recording(original):
+        """weighted_two_term as it is, remembering its arguments."""
+        def weighted(*args, **kwargs):
+            calls.append(repr((args, kwargs)))
+            return original(*args, **kwargs)
+        return weighted
+    watched = Mutant("recording", "minilean.models.objectives.weighted_two_term", recording,
+                     ("weightedTwoTerm_zero_weight",))
+    profile = settings.get_current_profile_name()
+    settings.register_profile("fresh draws", derandomize=False, database=None)
+    settings.load_profile("fresh draws")
+    try:
+        runs = []
+        for _ in range(2):
+            calls.clear()
+            run_mutant(watched)
+            runs.append(list(calls))
+    finally:
+        settings.load_profile(profile)
+    assert runs[0] and runs[0] == runs[1]
 
 
 def test_a_mutant_whose_factory_returns_nothing_is_refused():

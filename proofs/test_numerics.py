@@ -88,3 +88,19 @@ def test_ema_codebook_draws_no_total_count_below_one():
     with pytest.raises(NoSuchExample):
         find(_ema_inputs(), lambda example: sum(example["sizes"]) < 1,
              settings=settings(max_examples=200, database=None, derandomize=True))
+
+
+def test_reals_draws_float32s_in_its_bounds_rounded_inward():
+    """Bounds that are float32s are drawn (1 and 2); bounds that are not (-0.3 and 0.3, whose
+    nearest float32s lie outside them) are rounded inward, so that no draw, a float32 itself,
+    lies outside them."""
+    from hypothesis import find, settings
+    from hypothesis.errors import NoSuchExample
+
+    from proofs.numerics import reals
+    quick = settings(max_examples=300, database=None, derandomize=True)
+    for bound in (1.0, 2.0):
+        assert find(reals(1.0, 2.0), lambda x, bound=bound: x == bound, settings=quick) == bound
+    for outside in (lambda x: not -0.3 <= x <= 0.3, lambda x: float(numpy.float32(x)) != x):
+        with pytest.raises(NoSuchExample):
+            find(reals(-0.3, 0.3), outside, settings=quick)

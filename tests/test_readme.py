@@ -5,6 +5,7 @@ Each was right when written and drifted as the code grew."""
 import re
 from pathlib import Path
 
+import mpmath
 import pytest
 
 from proofs.framework import select
@@ -32,6 +33,31 @@ def test_the_statement_and_mutant_counts_are_the_registrys():
     assert _number(r"(\d+) statements: TorchLean's", README) == len(select())
     assert _number(r"mutation suite of (\d+) broken implementations", README) == len(MUTANTS)
     assert _number(r"(\d+) mutants, each a slip", PROOFS_README) == len(MUTANTS)
+
+
+
+def test_the_statistical_budget_and_sample_size_are_those_statistics_derives():
+    """proofs/README.md's false-alarm budget (up to N statistical tests a run, each at 1e-6 / N),
+    the miss rate per law statement, the draws per Gaussian sample set, the slips they are
+    derived from and the CLT tests' wider z are the ones proofs/statistics.py derives from
+    its rates: a changed rate or budget changes them."""
+    from proofs import statistics
+    budget = re.search(r"1e-6: up to (\d+) statistical tests a run, each at 1e-6 / (\d+) = "
+                       r"([\d.]+e-\d+),", PROOFS_README)
+    assert int(budget.group(1)) == int(budget.group(2)) == statistics.TESTS_PER_RUN
+    assert statistics.FALSE_ALARM == pytest.approx(float(budget.group(3)), rel=0.01)
+    assert statistics.MISS == pytest.approx(
+        float(re.search(r"with probability at most\s+([\d.]+e-\d+) \(exact", PROOFS_README)
+              .group(1)))
+    assert _number(r"\((\d+) draws of its own normal", PROOFS_README) == statistics.LAW_SAMPLES
+    slips = re.search(r"normals (\d+)% too wide or off by ([\d.]+) sigma", PROOFS_README)
+    assert statistics.DETECTED_SCALE == pytest.approx(1 + int(slips.group(1)) / 100)
+    assert statistics.DETECTED_SHIFT == pytest.approx(float(slips.group(2)))
+    clt = re.search(r"take a wider z \(([\d.]+), at a hundredth of the per-test rate\)",
+                    PROOFS_README)
+    assert statistics.Z_CLT == pytest.approx(float(clt.group(1)), abs=0.005)
+    rate = mpmath.erfc(statistics.Z_CLT / mpmath.sqrt(2))  # P(|N(0, 1)| > Z_CLT)
+    assert float(rate) == pytest.approx(statistics.FALSE_ALARM / 100, rel=1e-9, abs=0)
 
 
 def _options(text):
