@@ -31,9 +31,11 @@ LIBRARY = library_roundings(F64)
 @statement("linearBetaSchedule_values",
            about=(f"{DIFFUSION}.make_betas", f"{DIFFUSION}.linear_beta_schedule"),
            given={"T": st.integers(1, 300), "start": reals(0, 0.999), "end": reals(0, 0.999)},
-           # pinned: the DDPM paper's schedule (T = 1 or beta_start = beta_end is no line),
-           # and T = 1, whose convention the draws seldom reach
-           examples=[{"T": 1000, "start": 1e-4, "end": 0.02}, {"T": 1, "start": 0.25, "end": 0.5}])
+           # pinned: the DDPM paper's schedule (T = 1 or beta_start = beta_end is no line);
+           # T = 1, whose convention the draws seldom reach; and a schedule whose line,
+           # evaluated as written, ends a rounding past beta_end (the draws may find none)
+           examples=[{"T": 1000, "start": 1e-4, "end": 0.02}, {"T": 1, "start": 0.25, "end": 0.5},
+                     {"T": 8, "start": 1e-4, "end": 0.9}])
 def linear_schedule(check, T, start, end):
     """make_betas("linear", T, beta_start, beta_end)[t] = beta_start + t / (T - 1) (beta_end -
     beta_start) for t = 0..T-1, T float64 values, exactly beta_start at t = 0 and beta_end at
