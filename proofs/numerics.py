@@ -73,11 +73,9 @@ def engine(values, dtype, requires_grad=False):
     return Tensor(numpy.array(values, dtype=dtype), requires_grad=requires_grad)
 
 
-def host(tensor_or_number):
-    """A float64 NumPy array (or float) from an engine result or a Python number."""
-    if hasattr(tensor_or_number, "numpy"):
-        return numpy.asarray(tensor_or_number.numpy(), dtype=numpy.float64)
-    return tensor_or_number
+def host(tensor):
+    """A float64 NumPy array of an engine result (a Tensor, on either device)."""
+    return numpy.asarray(tensor.numpy(), dtype=numpy.float64)
 
 
 def mp_tolerance(scale=1):
