@@ -3,7 +3,7 @@ and every statement is shown to catch one."""
 import pytest
 
 from proofs.framework import load_all
-from proofs.mutation import MUTANTS, applied, run_mutant, verdict
+from proofs.mutation import MUTANTS, _resolve, applied, run_mutant, verdict
 
 STATEMENTS = load_all()
 
@@ -23,6 +23,18 @@ def test_every_statement_is_shown_to_fail_on_a_broken_implementation():
     named = {statement for mutant_ in MUTANTS.values() for statement in mutant_.caught_by}
     assert sorted(set(STATEMENTS) - named) == []
     assert sorted(named - set(STATEMENTS)) == []  # no mutant names a statement that is gone
+
+
+def test_every_mutant_replaces_its_target_with_another_of_its_kind():
+    """A function by another function, a constant by another value: a factory that returns
+    None swaps in no slip (the statements would fail on a TypeError, not on a wrong value, and
+    the mutant would count as caught), one that returns the original no change."""
+    for name, mutant_ in MUTANTS.items():
+        owner, attribute = _resolve(mutant_.target)
+        original = getattr(owner, attribute)
+        broken = mutant_.make_broken(original)
+        assert broken is not None and callable(broken) == callable(original), name
+        assert broken is not original and (callable(original) or broken != original), name
 
 
 def test_verdict_asks_every_named_statement_to_fail():
