@@ -17,6 +17,25 @@ def test_mutant_is_caught_by_each_statement_it_names(name):
     assert result == "caught", {n: o.status for n, o in outcomes.items()}
 
 
+@pytest.mark.parametrize("name", [name for name, statement in STATEMENTS.items()
+                                  if statement.examples])
+def test_pinned_examples_alone_catch_every_mutant_naming_the_statement(name):
+    """Pinned examples are there so that catching a slip does not rest on the draws of one
+    hypothesis release: on its pinned examples alone, a statement fails under each mutant
+    that names it."""
+    statement = STATEMENTS[name]
+    if statement.missing():
+        pytest.skip(statement.missing())
+    missed = []
+    for mutant_ in (mutant_ for mutant_ in MUTANTS.values() if name in mutant_.caught_by):
+        with applied(mutant_):
+            outcome = statement.run(pinned_only=True)
+        assert outcome.examples > 0
+        if outcome.status != "FAIL":
+            missed.append(mutant_.name)
+    assert missed == []
+
+
 def test_every_statement_is_shown_to_fail_on_a_broken_implementation():
     """A check that could not fail proves nothing: each statement is named by a mutant, and
     the test above makes it fail under that mutant."""
