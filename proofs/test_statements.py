@@ -67,3 +67,13 @@ def test_the_objective_statements_run_on_floats_and_on_tensors_of_both_dtypes(mo
             seen.clear()
             assert statement.run(max_examples=1).status == "pass", name
             assert seen == {"float", "float64", "float32"}, name
+
+
+@pytest.mark.parametrize("name, kept", [
+    ("discriminatorLoss_zero_of_perfect_scores", lambda example: set(example["real"]) == {1.0}),
+    ("weightedThreeTerm_zero_middle_zero_regularizer",
+     lambda example: example["regularizer"] == 0.0)])
+def test_a_relaxed_strategy_keeps_the_hypothesis_it_does_not_drop(name, kept):
+    """Of two hypotheses the relaxed strategy drops one: its counterexample satisfies the
+    other, so the one dropped is shown needed by itself."""
+    assert kept(STATEMENTS[name].counterexample())
