@@ -77,3 +77,16 @@ def test_a_relaxed_strategy_keeps_the_hypothesis_it_does_not_drop(name, kept):
     """Of two hypotheses the relaxed strategy drops one: its counterexample satisfies the
     other, so the one dropped is shown needed by itself."""
     assert kept(STATEMENTS[name].counterexample())
+
+
+@pytest.mark.parametrize("kind", [
+    lambda mask: mask is None,
+    lambda mask: mask is not None and mask.dtype == bool and not mask.any(axis=-1).all(),
+    lambda mask: mask is not None and mask.dtype.kind == "f"])
+def test_attention_draws_each_kind_of_mask_its_strategy_names(kind):
+    """no mask, a boolean one with a row all False, a float one: the pinned examples show the
+    mask slips, the draws are to show that nothing else breaks with a mask."""
+    from hypothesis import find
+
+    from proofs.statements.attention import _attention_inputs
+    find(_attention_inputs(), lambda example: kind(example["mask"]))
