@@ -175,3 +175,17 @@ def attention_mask_scaled(original):
         scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
         return original(query, key, attn_mask * scale, is_causal, scale)
     return broken
+
+
+@mutant("attention's boolean mask promoting float32 to float64", f"{FUNCTIONAL}.attention_weights",
+        caught_by=["scaledDotProductAttention_value"])
+def attention_mask_promotes(original):
+    """the 0/1 factor that zeroes a query with no key left made by astype(float): with a
+    boolean mask, float32 attention comes back in float64 (its values as right)."""
+    def broken(query, key, attn_mask=None, is_causal=False, scale=None):
+        from minilean.autograd.tensor import Tensor
+        weights = original(query, key, attn_mask, is_causal, scale)
+        if attn_mask is None or attn_mask.dtype != bool:
+            return weights
+        return weights * Tensor(attn_mask.any(axis=-1, keepdims=True).astype(float))
+    return broken
