@@ -90,3 +90,18 @@ def test_attention_draws_each_kind_of_mask_its_strategy_names(kind):
 
     from proofs.statements.attention import _attention_inputs
     find(_attention_inputs(), lambda example: kind(example["mask"]))
+
+
+@pytest.mark.parametrize("strategy, case", [
+    ("_spread_inputs", lambda example: example["dim"] is None),
+    ("_spread_inputs", lambda example: example["dim"] == -1),
+    ("_spread_inputs", lambda example: example["dim"] == 0),
+    ("_constant_rows", lambda example: example["x"].shape[1] == 1)])
+def test_var_and_std_draw_each_case_their_strategies_name(strategy, case):
+    """var and std over all of x, each row, each column (the columns without keepdim also run
+    on every example, the others only when drawn); std's zero variance over one element."""
+    from hypothesis import Phase, find, settings
+
+    from proofs.statements import variance_backward
+    find(getattr(variance_backward, strategy)(), case,
+         settings=settings(database=None, phases=(Phase.generate,)))
