@@ -106,3 +106,23 @@ def test_var_and_std_draw_each_case_their_strategies_name(strategy, case):
     from proofs.statements import variance_backward
     find(getattr(variance_backward, strategy)(), case,
          settings=settings(database=None, phases=(Phase.generate,)))
+
+
+def test_the_frechet_strategy_draws_what_its_hypothesis_asks():
+    """Symmetric covariances with lambda_min >= floor, the statement's hypothesis and its
+    bound's premise; the relaxed C_1 singular, positive semi-definite."""
+    import numpy
+    from hypothesis import given, settings
+
+    from proofs.statements.frechet import _fd_inputs
+
+    @settings(max_examples=20, database=None)
+    @given(_fd_inputs(), _fd_inputs(singular=True))
+    def draws(example, singular):
+        floored = [(example["cov1"], example["floor"]), (example["cov2"], example["floor"]),
+                   (singular["cov2"], singular["floor"])]
+        for cov, floor in floored:
+            assert (cov == cov.T).all() and numpy.linalg.eigvalsh(cov).min() >= floor
+        cov = singular["cov1"]
+        assert (cov == cov.T).all() and numpy.linalg.matrix_rank(cov) < len(cov)
+    draws()
