@@ -153,8 +153,10 @@ class Statement:
                 target = getattr(target, part)
         return None
 
-    def _property(self, strategy, check, counter, max_examples, shrink, derandomize):
-        phases = tuple(Phase) if shrink else (Phase.explicit, Phase.reuse, Phase.generate)
+    def _property(self, strategy, check, counter, max_examples, shrink, derandomize,
+                  pinned_only=False):
+        phases = ((Phase.explicit,) if pinned_only else tuple(Phase) if shrink
+                  else (Phase.explicit, Phase.reuse, Phase.generate))
         fixed = {"derandomize": True, "database": None} if derandomize else {}
 
         # one failure reported, the first: several (pinned examples that fail in distinct
@@ -171,10 +173,11 @@ class Statement:
             run_example = explicit_example(pinned)(run_example)
         return run_example
 
-    def run(self, max_examples=None, shrink=True, derandomize=False):
+    def run(self, max_examples=None, shrink=True, derandomize=False, pinned_only=False):
         """Run the statement over hypothesis examples and return its Outcome (never raises
         for a failing statement: the Outcome says FAIL and why). ``derandomize``: the same
-        examples on every run (for the mutation suite, whose verdict must not be luck)."""
+        examples on every run (for the mutation suite, whose verdict must not be luck);
+        ``pinned_only``: the pinned examples alone, none drawn."""
         outcome = Outcome(self.name, self.summary)
         reason = self.missing()
         if reason:
@@ -183,7 +186,7 @@ class Statement:
         check, counter = Check(), [0]
         try:
             self._property(self.given, check, counter, max_examples or self.max_examples,
-                           shrink, derandomize)()
+                           shrink, derandomize, pinned_only)()
         except Exception as error:  # a failed conclusion, or the code under test crashing
             outcome.status = "FAIL"
             outcome.message = f"{type(error).__name__}: {error}".splitlines()[0]

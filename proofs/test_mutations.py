@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from proofs.framework import load_all
-from proofs.mutation import MUTANTS, Mutant, applied, run_mutant, verdict
+from proofs.mutation import MUTANTS, Mutant, _resolve, applied, run_mutant, verdict
 
 STATEMENTS = load_all()
 
@@ -19,12 +19,43 @@ def test_mutant_is_caught_by_each_statement_it_names(name):
     assert result == "caught", {n: o.status for n, o in outcomes.items()}
 
 
+@pytest.mark.parametrize("name", [name for name, statement in STATEMENTS.items()
+                                  if statement.examples])
+def test_pinned_examples_alone_catch_every_mutant_naming_the_statement(name):
+    """Pinned examples are there so that catching a slip does not rest on the draws of one
+    hypothesis release: on its pinned examples alone, a statement fails under each mutant
+    that names it."""
+    statement = STATEMENTS[name]
+    if statement.missing():
+        pytest.skip(statement.missing())
+    missed = []
+    for mutant_ in (mutant_ for mutant_ in MUTANTS.values() if name in mutant_.caught_by):
+        with applied(mutant_):
+            outcome = statement.run(pinned_only=True)
+        assert outcome.examples > 0
+        if outcome.status != "FAIL":
+            missed.append(mutant_.name)
+    assert missed == []
+
+
 def test_every_statement_is_shown_to_fail_on_a_broken_implementation():
     """A check that could not fail proves nothing: each statement is named by a mutant, and
     the test above makes it fail under that mutant."""
     named = {statement for mutant_ in MUTANTS.values() for statement in mutant_.caught_by}
     assert sorted(set(STATEMENTS) - named) == []
     assert sorted(named - set(STATEMENTS)) == []  # no mutant names a statement that is gone
+
+
+def test_every_mutant_replaces_its_target_with_another_of_its_kind():
+    """A function by another function, a constant by another value: a factory that returns
+    None swaps in no slip (the statements would fail on a TypeError, not on a wrong value, and
+    the mutant would count as caught), one that returns the original no change."""
+    for name, mutant_ in MUTANTS.items():
+        owner, attribute = _resolve(mutant_.target)
+        original = getattr(owner, attribute)
+        broken = mutant_.make_broken(original)
+        assert broken is not None and callable(broken) == callable(original), name
+        assert broken is not original and (callable(original) or broken != original), name
 
 
 def test_verdict_asks_every_named_statement_to_fail():
@@ -72,7 +103,6 @@ def test_a_target_resolves_to_its_module_or_class():
     import minilean
     from minilean.autograd.tensor import Tensor
     from minilean.models import objectives
-    from proofs.mutation import _resolve
     assert _resolve("minilean.models.objectives.weighted_two_term") == (
         objectives, "weighted_two_term")
     assert _resolve("minilean.autograd.tensor.Tensor.backward") == (Tensor, "backward")

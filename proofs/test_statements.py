@@ -50,3 +50,79 @@ def test_every_statement_says_what_it_states():
     for name, statement in STATEMENTS.items():
         assert statement.summary, f"{name} has no docstring"
         assert statement.about, f"{name} names no minilean function"
+
+
+def test_the_objective_statements_run_on_floats_and_on_tensors_of_both_dtypes(monkeypatch):
+    """objective.py checks each statement "on the engine in three ways: Python floats, float64
+    tensors and float32 tensors"; a way left out goes unchecked."""
+    from minilean.models import objectives
+    seen = set()
+    for function_name in ("weighted_two_term", "weighted_three_term"):
+        def spy(*terms, function=getattr(objectives, function_name)):
+            seen.add(str(getattr(terms[0], "dtype", type(terms[0]).__name__)))
+            return function(*terms)
+        monkeypatch.setattr(objectives, function_name, spy)
+    for name, statement in STATEMENTS.items():
+        if statement.module == "proofs.statements.objective":
+            seen.clear()
+            assert statement.run(max_examples=1).status == "pass", name
+            assert seen == {"float", "float64", "float32"}, name
+
+
+@pytest.mark.parametrize("name, kept", [
+    ("discriminatorLoss_zero_of_perfect_scores", lambda example: set(example["real"]) == {1.0}),
+    ("weightedThreeTerm_zero_middle_zero_regularizer",
+     lambda example: example["regularizer"] == 0.0)])
+def test_a_relaxed_strategy_keeps_the_hypothesis_it_does_not_drop(name, kept):
+    """Of two hypotheses the relaxed strategy drops one: its counterexample satisfies the
+    other, so the one dropped is shown needed by itself."""
+    assert kept(STATEMENTS[name].counterexample())
+
+
+@pytest.mark.parametrize("kind", [
+    lambda mask: mask is None,
+    lambda mask: mask is not None and mask.dtype == bool and not mask.any(axis=-1).all(),
+    lambda mask: mask is not None and mask.dtype.kind == "f"])
+def test_attention_draws_each_kind_of_mask_its_strategy_names(kind):
+    """no mask, a boolean one with a row all False, a float one: the pinned examples show the
+    mask slips, the draws are to show that nothing else breaks with a mask."""
+    from hypothesis import Phase, find, settings
+
+    from proofs.statements.attention import _attention_inputs
+    find(_attention_inputs(), lambda example: kind(example["mask"]),
+         settings=settings(database=None, phases=(Phase.generate,)))
+
+
+@pytest.mark.parametrize("strategy, case", [
+    ("_spread_inputs", lambda example: example["dim"] is None),
+    ("_spread_inputs", lambda example: example["dim"] == -1),
+    ("_spread_inputs", lambda example: example["dim"] == 0),
+    ("_constant_rows", lambda example: example["x"].shape[1] == 1)])
+def test_var_and_std_draw_each_case_their_strategies_name(strategy, case):
+    """var and std over all of x, each row, each column (the columns without keepdim also run
+    on every example, the others only when drawn); std's zero variance over one element."""
+    from hypothesis import Phase, find, settings
+
+    from proofs.statements import variance_backward
+    find(getattr(variance_backward, strategy)(), case,
+         settings=settings(database=None, phases=(Phase.generate,)))
+
+
+def test_the_frechet_strategy_draws_what_its_hypothesis_asks():
+    """Symmetric covariances with lambda_min >= floor, the statement's hypothesis and its
+    bound's premise; the relaxed C_1 singular, positive semi-definite."""
+    import numpy
+    from hypothesis import given, settings
+
+    from proofs.statements.frechet import _fd_inputs
+
+    @settings(max_examples=20, database=None)
+    @given(_fd_inputs(), _fd_inputs(singular=True))
+    def draws(example, singular):
+        floored = [(example["cov1"], example["floor"]), (example["cov2"], example["floor"]),
+                   (singular["cov2"], singular["floor"])]
+        for cov, floor in floored:
+            assert (cov == cov.T).all() and numpy.linalg.eigvalsh(cov).min() >= floor
+        cov = singular["cov1"]
+        assert (cov == cov.T).all() and numpy.linalg.matrix_rank(cov) < len(cov)
+    draws()

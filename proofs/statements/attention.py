@@ -79,13 +79,19 @@ def _reference_and_bounds(q, k, v, mask, dtype):
     return outputs, bounds
 
 
+# two queries, three keys of d = 3 (1/d is no 1/sqrt(d)), pinned with no mask, a boolean one
+# leaving the first query two keys and the second none, and a float one
+_PINNED = {"q": numpy.asarray([[1.0, -0.5, 2.0], [0.25, 1.5, -1.0]]),
+           "k": numpy.asarray([[0.5, 1.0, -1.5], [-2.0, 0.25, 0.5], [1.0, 1.0, 1.0]]),
+           "v": numpy.asarray([[1.0, -1.0], [0.5, 2.0], [-1.5, 0.25]])}
+
+
 @statement("scaledDotProductAttention_value", about=(f"{FUNCTIONAL}.scaled_dot_product_attention",),
            given=_attention_inputs(), max_examples=15,
-           # pinned: two queries, three keys of d = 3 (1/d is no 1/sqrt(d)), no mask
-           examples=[{"q": numpy.asarray([[1.0, -0.5, 2.0], [0.25, 1.5, -1.0]]),
-                      "k": numpy.asarray([[0.5, 1.0, -1.5], [-2.0, 0.25, 0.5], [1.0, 1.0, 1.0]]),
-                      "v": numpy.asarray([[1.0, -1.0], [0.5, 2.0], [-1.5, 0.25]]),
-                      "mask": None}])
+           examples=[{**_PINNED, "mask": None},
+                     {**_PINNED, "mask": numpy.asarray([[True, False, True],
+                                                        [False, False, False]])},
+                     {**_PINNED, "mask": numpy.asarray([[0.5, -1.0, 2.0], [-2.0, 0.0, 1.5]])}])
 def attention_value(check, q, k, v, mask):
     """scaled_dot_product_attention(Q, K, V, mask) = softmax(Q K^T / sqrt(d) + mask) V, the
     softmax over the keys (a boolean mask removes the keys it marks False, a row with none left
@@ -130,4 +136,56 @@ def attention_softmax_over_queries(original):
             return original(query, key, attn_mask, is_causal, scale)
         scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
         return softmax((query @ key.transpose(-2, -1)) * scale, dim=-2)
+    return broken
+
+
+@mutant("attention's boolean mask read as True = masked", f"{FUNCTIONAL}.attention_weights",
+        caught_by=["scaledDotProductAttention_value"])
+def attention_mask_inverted(original):
+    """a boolean mask's True read as "leave this key out" (nn.MultiheadAttention's
+    key_padding_mask) instead of "attend" (scaled_dot_product_attention's)."""
+    def broken(query, key, attn_mask=None, is_causal=False, scale=None):
+        if attn_mask is not None and attn_mask.dtype == bool:
+            attn_mask = ~attn_mask
+        return original(query, key, attn_mask, is_causal, scale)
+    return broken
+
+
+@mutant("attention's query with no key left not zeroed", f"{FUNCTIONAL}.attention_weights",
+        caught_by=["scaledDotProductAttention_value"])
+def attention_no_key_not_zeroed(original):
+    """a query that may attend to no key keeps its scores for the softmax (as the engine does,
+    to stay clear of 0/0), and its weights are then not zeroed: it averages V by them."""
+    def broken(query, key, attn_mask=None, is_causal=False, scale=None):
+        if attn_mask is None or is_causal or attn_mask.dtype != bool:
+            return original(query, key, attn_mask, is_causal, scale)
+        attends = attn_mask.any(axis=-1, keepdims=True)
+        return original(query, key, attn_mask | ~attends, is_causal, scale)
+    return broken
+
+
+@mutant("attention's float mask added before the scale", f"{FUNCTIONAL}.attention_weights",
+        caught_by=["scaledDotProductAttention_value"])
+def attention_mask_scaled(original):
+    """a float mask added to Q K^T before the scaling, (Q K^T + mask) / sqrt(d), not to the
+    scaled scores."""
+    def broken(query, key, attn_mask=None, is_causal=False, scale=None):
+        if attn_mask is None or attn_mask.dtype == bool:
+            return original(query, key, attn_mask, is_causal, scale)
+        scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+        return original(query, key, attn_mask * scale, is_causal, scale)
+    return broken
+
+
+@mutant("attention's boolean mask promoting float32 to float64", f"{FUNCTIONAL}.attention_weights",
+        caught_by=["scaledDotProductAttention_value"])
+def attention_mask_promotes(original):
+    """the 0/1 factor that zeroes a query with no key left made by astype(float): with a
+    boolean mask, float32 attention comes back in float64 (its values as right)."""
+    def broken(query, key, attn_mask=None, is_causal=False, scale=None):
+        from minilean.autograd.tensor import Tensor
+        weights = original(query, key, attn_mask, is_causal, scale)
+        if attn_mask is None or attn_mask.dtype != bool:
+            return weights
+        return weights * Tensor(attn_mask.any(axis=-1, keepdims=True).astype(float))
     return broken

@@ -118,3 +118,28 @@ def discriminator_swapped(original):
 def discriminator_halved(original):
     """discriminator_loss = (MSE(D x, 1) + MSE(D(G z), 0)) / 2 (Mao et al.'s 1/2 factors)."""
     return lambda real, fake: 0.5 * original(real, fake)
+
+
+@mutant("discriminator's real target smoothed to 0.9", f"{GAN}.discriminator_loss",
+        caught_by=["discriminatorLoss_eq_real_fake_terms",
+                   "discriminatorLoss_zero_of_perfect_scores",
+                   "discriminatorLoss_eq_weightedThreeTerm"])
+def discriminator_smoothed_target(original):
+    """discriminator_loss = MSE(D x, 0.9) + MSE(D(G z), 0): one-sided label smoothing (Salimans
+    et al. 2016) where the spec scores reals 1; off by 0.2 mean(D x) - 0.19, under 1 for scores
+    in [-3, 3] (a comparison with a slack of 1 would pass it)."""
+    from minilean.models import gan, objectives
+    return lambda real, fake: objectives.weighted_three_term(
+        gan.mse_to_target(real, 0.9), gan.mse_to_target(fake, gan.FAKE_TARGET),
+        gan.NO_REGULARIZER, 1.0)
+
+
+@mutant("generator aims at the smoothed target 0.9", f"{GAN}.generator_loss",
+        caught_by=["generatorLoss_eq_mse_fake_real", "generatorLoss_zero_of_fake_score_real",
+                   "generatorLoss_eq_weightedTwoTerm"])
+def generator_smoothed_target(original):
+    """generator_loss = MSE(D(G z), 0.9): the real target's label smoothing applied to the
+    generator too (Salimans et al. smooth the discriminator's only); off by under 1 for scores
+    in [-3, 3], like the discriminator's."""
+    from minilean.models import gan
+    return lambda fake: gan.mse_to_target(fake, 0.9)

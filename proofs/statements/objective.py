@@ -176,6 +176,14 @@ def weight_squared(original):
     return lambda a, b, weight: a + (weight * weight) * b
 
 
+@mutant("two-term weight forgotten", "minilean.models.objectives.weighted_two_term",
+        caught_by=["weightedTwoTerm_zero_weight", "weightedTwoTerm_mono_weight"])
+def weight_forgotten(original):
+    """weighted_two_term(a, b, w) = a + b (beta never applied: monotone in w, by a wrong
+    value)."""
+    return lambda a, b, weight: a + b
+
+
 @mutant("three-term weight on the middle", "minilean.models.objectives.weighted_three_term",
         caught_by=["weightedThreeTerm_zero_weight", "weightedThreeTerm_zero_regularizer",
                    "discriminatorLoss_eq_weightedThreeTerm"])
@@ -204,3 +212,11 @@ def three_term_weight_on_base(original):
 def three_term_weight_squared(original):
     """weighted_three_term(a, b, c, w) = a + b + w^2 c (not monotone for negative weights)."""
     return lambda a, b, c, weight: a + b + (weight * weight) * c
+
+
+@mutant("three-term weight forgotten", "minilean.models.objectives.weighted_three_term",
+        caught_by=["weightedThreeTerm_zero_weight", "weightedThreeTerm_mono_weight"])
+def three_term_weight_forgotten(original):
+    """weighted_three_term(a, b, c, w) = a + b + c (the commitment weight never applied:
+    monotone in w, by a wrong value)."""
+    return lambda a, b, c, weight: a + b + c

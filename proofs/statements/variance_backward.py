@@ -157,7 +157,12 @@ def _constant_rows(draw, moved=0.0):
 
 
 @statement(backward_name("std_zero_variance"), about=(f"{REDUCE}.std",),
-           given=_constant_rows(), relaxed=_constant_rows(moved=2.0 ** -10))
+           given=_constant_rows(), relaxed=_constant_rows(moved=2.0 ** -10),
+           # pinned: rows of one element, 0/0 unbiased and a std of 0 without; three equal
+           # float32 values whose float32 mean rounds
+           examples=[{"x": numpy.asarray([[1.5], [-2.0]]), "keepdim": False, "seed": 1},
+                     {"x": numpy.full((1, 3), float(numpy.float32(2.9054313))),
+                      "keepdim": False, "seed": 1}])
 def std_zero_variance_gradient_is_zero(check, x, keepdim, seed):
     """std where every x_i is equal: its gradient is 0 exactly (the engine's branch,
     PyTorch's choice), unbiased and not; n = 1 unbiased: nan (0/0)."""
@@ -196,6 +201,32 @@ def var_backward_reduced_axis_last(original):
         scale = 2 / ctx.divisor if ctx.divisor else math.inf
         return (grad if ctx.keepdim else grad[..., None]) * scale * ctx.centered
     return backward
+
+
+@mutant("var backward 0 for one element, unbiased", f"{REDUCE}.Var.backward",
+        caught_by=[backward_name("std_zero_variance")])
+def var_backward_zero_without_divisor(original):
+    """Var.backward guards 2 / (n - c) at n - c = 0 with 0: one element, unbiased, gets
+    gradient 0 where its variance and std are 0/0 (nan, as NumPy's with ddof=1)."""
+    def backward(ctx, grad):
+        return original(ctx, grad) if ctx.divisor else 0 * ctx.centered
+    return backward
+
+
+@mutant("var centred about its mean", f"{REDUCE}.Var.forward",
+        caught_by=[backward_name("std_zero_variance")])
+def var_centred_about_the_mean(original):
+    """Var centres x about its mean, x - mean(x), not about its first element (the engine's
+    former form): equal float32 values whose mean rounds give x - m = +-u |x|, a std ~u |x|
+    and a gradient g sign(x - m) / sqrt(n (n - c)) at equal values, not 0."""
+    def forward(ctx, x, axes=(), keepdim=False, correction=1):
+        from minilean.autograd.reduce import _count
+        centered = x - x.mean(axis=axes, keepdims=True)
+        divisor = max(_count(x.shape, axes) - correction, 0)
+        if ctx.recording:
+            ctx.centered, ctx.axes, ctx.keepdim, ctx.divisor = centered, axes, keepdim, divisor
+        return (centered * centered).sum(axis=axes, keepdims=keepdim) / divisor
+    return forward
 
 
 @mutant("std backward without sqrt's 1/2", f"{REDUCE}.Std.backward",
