@@ -144,8 +144,9 @@ def alpha_bar_at(check, betas, k, f):
 @statement("respacedTimesteps_even_grid", about=(f"{DIFFUSION}.respaced_timesteps",),
            given=st.integers(1, 300).flatmap(lambda T: st.fixed_dictionaries(
                {"T": st.just(T), "steps": st.integers(1, T + 3)})),
-           # pinned: 50 of 1000 timesteps, a sampler's respacing (steps < T, so skipping)
-           examples=[{"T": 1000, "steps": 50}])
+           # pinned: 50 of 1000 timesteps, a sampler's respacing (steps < T, so skipping),
+           # and one step, which must be T - 1, the noisy end
+           examples=[{"T": 1000, "steps": 50}, {"T": 10, "steps": 1}])
 def respaced(check, T, steps):
     """respaced_timesteps(T, steps) is strictly decreasing, starts at T - 1, has min(steps, T)
     entries, ends at 0 (for steps >= 2), and its i-th entry is a nearest integer to the even

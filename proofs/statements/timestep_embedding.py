@@ -52,8 +52,10 @@ def _embedding_row(t, dim):
            given={"times": st.lists(reals(0, 1000), min_size=1, max_size=3),
                   "shared": st.booleans(), "dim": st.integers(1, 40)},
            # pinned: dim 8, four frequencies (below 4 the spacings over half and half - 1
-           # agree), at times above 0
-           examples=[{"times": [10.0, 500.0], "shared": False, "dim": 8}])
+           # agree), at times above 0, one per row; and an odd dim (its zero column, and
+           # dim / 2 no longer half) at a fractional time for the batch
+           examples=[{"times": [10.0, 500.0], "shared": False, "dim": 8},
+                     {"times": [10.5, 3.0], "shared": True, "dim": 9}])
 def sinusoidal_embedding(check, times, shared, dim):
     """sinusoidal_embedding(t, dim)[b] = [sin(t_b w_k) for k < half, cos(t_b w_k) for k <
     half, 0 if dim is odd], w_k = 10000^(-k / half), half = dim // 2, one t for the batch or
