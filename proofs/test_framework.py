@@ -408,13 +408,15 @@ def _broken(original):
 
 def test_runner_table_shortens_summaries_and_says_what_each_statement_found(monkeypatch):
     """One row per statement, columns as wide as their widest cell, a summary past 72
-    characters cut to 72 (one of 72 kept whole), no error / bound where no example ran (a missing function, or a
-    strategy that failed before its first example), the failure's message after FAIL."""
+    characters cut to 72 (one of 72 kept whole), no error / bound where no example ran (a
+    missing function, or a strategy that failed before its first example), the failure's
+    message after FAIL."""
     from proofs.framework import Outcome
     long = "d/dx logsumexp(x)_i = softmax(x)_i for every x of at most six elements, ties included"
     outcomes = [Outcome("first", long, examples=20, worst_error=1.234e-7, worst_bound=2.5e-7),
-                Outcome("second_statement", "x = y" + " " * 63 + "(72)", examples=3, worst_error=0.5,
-                        worst_bound=0.25, status="FAIL", message="StatementFailed: error > bound"),
+                Outcome("second_statement", "x = y" + " " * 63 + "(72)", examples=3,
+                        worst_error=0.5, worst_bound=0.25, status="FAIL",
+                        message="StatementFailed: error > bound"),
                 Outcome("third", "f(x) = 0", status="missing", message="m.f does not exist yet"),
                 Outcome("fourth", "g(x) = 1", status="FAIL", message="InvalidArgument: strategy")]
     code, text = _runner_on(monkeypatch, outcomes)

@@ -35,7 +35,6 @@ def test_the_statement_and_mutant_counts_are_the_registrys():
     assert _number(r"(\d+) mutants, each a slip", PROOFS_README) == len(MUTANTS)
 
 
-
 def test_the_statistical_budget_and_sample_size_are_those_statistics_derives():
     """proofs/README.md's false-alarm budget (up to N statistical tests a run, each at 1e-6 / N),
     the miss rate per law statement, the draws per Gaussian sample set, the slips they are
