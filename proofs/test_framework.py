@@ -107,10 +107,13 @@ def test_the_outcome_carries_the_worst_comparison_and_the_statistical_tests():
         draws = numpy.random.default_rng(x).standard_normal(1000)
         statistics.monte_carlo_mean_check(check, draws.mean(), 0, 1 / 1000 ** 0.5, "mean")
         statistics.gaussian_law_checks(check, draws, 0.0, 1.0, "N(0, 1)")
-        check.close(0.75, mpmath.mpf(1), 0.5, "a quarter off")
-    outcome = _statement(body, {"x": st.integers(0, 2 ** 30)}).run(max_examples=2)
+        check.close(0.75, mpmath.mpf(1), 0.25, "a quarter off, at its bound")
+    # derandomized, and the close value at its bound: a statistical test passes nearer its
+    # bound than half of it on some seeds (a mean 3 standard errors off is 1 in 400)
+    outcome = _statement(body, {"x": st.integers(0, 2 ** 30)}).run(max_examples=2,
+                                                                    derandomize=True)
     assert outcome.status == "pass", outcome.message
-    assert (outcome.worst_error, outcome.worst_bound) == (0.25, 0.5)
+    assert (outcome.worst_error, outcome.worst_bound) == (0.25, 0.25)
     assert (outcome.statistical_tests, outcome.gaussian_law_tests) == (8, 6)
 
 

@@ -90,7 +90,8 @@ def test_attention_draws_each_kind_of_mask_its_strategy_names(kind):
 
     from proofs.statements.attention import _attention_inputs
     find(_attention_inputs(), lambda example: kind(example["mask"]),
-         settings=settings(database=None, phases=(Phase.generate,)))
+         settings=settings(database=None, phases=(Phase.generate,), max_examples=200,
+                           derandomize=True))
 
 
 @pytest.mark.parametrize("strategy, case", [
@@ -105,7 +106,8 @@ def test_var_and_std_draw_each_case_their_strategies_name(strategy, case):
 
     from proofs.statements import variance_backward
     find(getattr(variance_backward, strategy)(), case,
-         settings=settings(database=None, phases=(Phase.generate,)))
+         settings=settings(database=None, phases=(Phase.generate,), max_examples=200,
+                           derandomize=True))
 
 
 def test_the_frechet_strategy_draws_what_its_hypothesis_asks():
