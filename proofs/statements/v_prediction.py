@@ -247,6 +247,16 @@ def eps_loss_on_v(original):
         eps_model, alpha_bar, x0, t, eps)
 
 
+@mutant("q_sample and v_target on a float32 schedule", f"{DIFFUSION}._signal_and_noise",
+        caught_by=["epsPredictionLoss_value", "vPredictionLoss_value", "vTarget_value"])
+def signal_and_noise_float32(original):
+    """sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t) taken of alpha_bar rounded to float32 (a
+    schedule kept in float32): float64 runs see coefficients off by about 1e-7, far above their
+    rounding but far below the size of the loss, so only a sharp bound sees it."""
+    return lambda alpha_bar, t, like: original(
+        numpy.asarray(alpha_bar, numpy.float32).astype(numpy.float64), t, like)
+
+
 # --- q_sample's backward ---------------------------------------------------------------------
 
 @statement(backward_name("q_sample"), about=(f"{DIFFUSION}.q_sample", f"{DIFFUSION}.QSample"),
