@@ -314,6 +314,22 @@ def q_sample_backward_swapped(original):
     return backward
 
 
+@mutant("q_sample backward uses t[0] for the whole batch", f"{DIFFUSION}.QSample.backward",
+        caught_by=[backward_name("q_sample")])
+def q_sample_backward_first_timestep(original):
+    """QSample.backward scales every example's g by the first example's coefficients (the
+    forward right, so every value statement passes; one timestep per row is what shows it)."""
+    def backward(ctx, grad):
+        signal, noise = ctx.signal, ctx.noise
+        if not isinstance(signal, float):
+            ctx.signal, ctx.noise = signal[:1], noise[:1]
+        try:
+            return original(ctx, grad)
+        finally:
+            ctx.signal, ctx.noise = signal, noise
+    return backward
+
+
 @mutant("eps_model_from_v calls the model at t - 1", f"{DIFFUSION}.eps_model_from_v",
         caught_by=["epsModelFromV_recovers_eps"])
 def eps_from_v_previous_timestep(original):
