@@ -859,7 +859,7 @@ def ddim_alphas_swapped(original):
 
 
 @mutant("q_sample with the coefficients swapped", f"{DIFFUSION}.q_sample",
-        caught_by=["forwardGaussian_isGaussian"])
+        caught_by=["forwardGaussian_isGaussian", "vTarget_value", "epsModelFromV_recovers_eps"])
 def q_sample_swapped(original):
     """q_sample = sqrt(1 - alpha_bar_t) x0 + sqrt(alpha_bar_t) eps."""
     return lambda alpha_bar, x0, t, eps: original(1.0 - alpha_bar, x0, t, eps)

@@ -247,6 +247,16 @@ def eps_loss_on_v(original):
         eps_model, alpha_bar, x0, t, eps)
 
 
+@mutant("q_sample and v_target on a float32 schedule", f"{DIFFUSION}._signal_and_noise",
+        caught_by=["epsPredictionLoss_value", "vPredictionLoss_value", "vTarget_value"])
+def signal_and_noise_float32(original):
+    """sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t) taken of alpha_bar rounded to float32 (a
+    schedule kept in float32): float64 runs see coefficients off by about 1e-7, far above their
+    rounding but far below the size of the loss, so only a sharp bound sees it."""
+    return lambda alpha_bar, t, like: original(
+        numpy.asarray(alpha_bar, numpy.float32).astype(numpy.float64), t, like)
+
+
 # --- q_sample's backward ---------------------------------------------------------------------
 
 @statement(backward_name("q_sample"), about=(f"{DIFFUSION}.q_sample", f"{DIFFUSION}.QSample"),
@@ -301,6 +311,22 @@ def q_sample_backward_swapped(original):
         x0_shape, eps_shape = ctx.shapes
         return (unbroadcast(grad * ctx.noise, x0_shape) if need_x0 else None,
                 unbroadcast(grad * ctx.signal, eps_shape) if need_eps else None)
+    return backward
+
+
+@mutant("q_sample backward uses t[0] for the whole batch", f"{DIFFUSION}.QSample.backward",
+        caught_by=[backward_name("q_sample")])
+def q_sample_backward_first_timestep(original):
+    """QSample.backward scales every example's g by the first example's coefficients (the
+    forward right, so every value statement passes; one timestep per row is what shows it)."""
+    def backward(ctx, grad):
+        signal, noise = ctx.signal, ctx.noise
+        if not isinstance(signal, float):
+            ctx.signal, ctx.noise = signal[:1], noise[:1]
+        try:
+            return original(ctx, grad)
+        finally:
+            ctx.signal, ctx.noise = signal, noise
     return backward
 
 
