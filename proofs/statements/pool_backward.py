@@ -88,7 +88,7 @@ def _check_scatter(check, call, x, g, reference, extra, what):
     """The gradient of ``call`` at x, in both dtypes, within gamma_m |terms| of ``reference``
     (dx, |terms|, count): m = count - 1 additions, plus ``extra`` roundings of each term."""
     dx, terms, count = (list(a.reshape(-1)) for a in reference)
-    roundings = [max(k - 1 + extra, 0) if k else 0 for k in count]
+    roundings = [k - 1 + extra if k else 0 for k in count]
     for dtype in ENGINE_DTYPES:
         tensor = engine(x, dtype, requires_grad=True)
         call(tensor).backward(engine(g, dtype))
