@@ -161,3 +161,13 @@ def test_a_mutant_whose_factory_returns_nothing_is_refused():
         with applied(forgetful):
             pass
     assert objectives.weighted_two_term is original
+
+
+@pytest.mark.parametrize("name", [name for name, mutant_ in MUTANTS.items()
+                                  if mutant_.make_broken.__module__.endswith(".pool_backward")])
+def test_a_pooling_mutant_is_caught_by_a_wrong_gradient_not_a_crash(name):
+    """The pooling slips are of value (a scale, which of the tied maximisers, a layout of the
+    same shape): a run that crashes means the broken implementation is itself broken, and it
+    would count as caught whatever slip it meant to show."""
+    for statement, outcome in run_mutant(MUTANTS[name]).items():
+        assert outcome.message.startswith("StatementFailed: "), (statement, outcome.message)

@@ -128,3 +128,30 @@ def test_the_frechet_strategy_draws_what_its_hypothesis_asks():
         cov = singular["cov1"]
         assert (cov == cov.T).all() and numpy.linalg.matrix_rank(cov) < len(cov)
     draws()
+
+
+@pytest.mark.parametrize("strategy, case", [
+    ("_pool_inputs", lambda example: example["kernel"][0] == 1 and example["x"].shape[2] == 1),
+    ("_pool_inputs", lambda example: example["kernel"][1] == 1 and example["x"].shape[3] == 1),
+    ("_pool_inputs", lambda example: example["stride"] is not None and example["stride"][0] == 1),
+    ("_pool_inputs", lambda example: example["stride"] is not None and example["stride"][1] == 1),
+    ("_pool_inputs", lambda example: example["kernel"][0] == 2 and example["padding"][0] == 1),
+    ("_pool_inputs", lambda example: example["kernel"][0] == 3 and example["padding"][0] == 1
+     and example["x"].shape[2] == 1),
+    ("_pool_inputs", lambda example: example["x"].shape[:2] == (2, 2)),
+    ("_pool_inputs", lambda example: example["kernel"][0] == 1 and example["x"].shape[2] == 3),
+    ("_upsample_inputs", lambda example: example["x"].shape[:2] == (2, 2)),
+    ("_upsample_inputs", lambda example: example["x"].shape[2:] == (1, 1)),
+    ("_upsample_inputs", lambda example: example["x"].shape[2:] == (3, 3)),
+    ("_upsample_inputs", lambda example: example["scale"] == 1),
+    ("_upsample_inputs", lambda example: example["scale"] == (1, 1))])
+def test_pool_and_upsample_draw_each_end_of_their_strategies_ranges(strategy, case):
+    """The ends of the ranges the strategies' docstrings name: kernel and stride 1 (an output
+    per element), padding K // 2 (windows mostly padding) on the least x that leaves an output,
+    the largest x, N = C = 2, scale 1 (the identity) as an int and as a pair."""
+    from hypothesis import Phase, find, settings
+
+    from proofs.statements import pool_backward
+    find(getattr(pool_backward, strategy)(), case,
+         settings=settings(database=None, phases=(Phase.generate,), derandomize=True,
+                           max_examples=500))

@@ -88,7 +88,7 @@ def _check_scatter(check, call, x, g, reference, extra, what):
     """The gradient of ``call`` at x, in both dtypes, within gamma_m |terms| of ``reference``
     (dx, |terms|, count): m = count - 1 additions, plus ``extra`` roundings of each term."""
     dx, terms, count = (list(a.reshape(-1)) for a in reference)
-    roundings = [max(k - 1 + extra, 0) if k else 0 for k in count]
+    roundings = [k - 1 + extra if k else 0 for k in count]
     for dtype in ENGINE_DTYPES:
         tensor = engine(x, dtype, requires_grad=True)
         call(tensor).backward(engine(g, dtype))
@@ -103,7 +103,10 @@ def _output_shape(x, kernel, stride, padding):
         x.shape[2:], kernel, stride or kernel, padding))
 
 
-@statement(backward_name("avg_pool2d"), about=(f"{POOL}.avg_pool2d",), given=_pool_inputs())
+@statement(backward_name("avg_pool2d"), about=(f"{POOL}.avg_pool2d",), given=_pool_inputs(),
+           # pinned: one 1 x 3 window, where g / 3 and g * fl(1/3) round apart (seed 3's g)
+           examples=[{"x": numpy.asarray([[[[0.5, -1.0, 2.0]]]]), "kernel": (1, 3),
+                      "stride": None, "padding": (0, 0), "seed": 3}])
 def avg_pool2d_backward_matches_vjp(check, x, kernel, stride, padding, seed):
     """avg_pool2d's backward (zero padding counted in the mean): dx = sum over the windows
     holding x of g / (Kh Kw); bound gamma_k sum |g| / (Kh Kw) for k windows (the division,
@@ -187,6 +190,22 @@ def avg_pool_backward_summing(original):
     def backward(ctx, grad):
         kh, kw = ctx.params[0]
         return original(ctx, grad) * (kh * kw)
+    return backward
+
+
+@mutant("avg_pool2d backward scaling by a rounded 1/(Kh Kw)", f"{POOL}.AvgPool2d.backward",
+        caught_by=[backward_name("avg_pool2d")])
+def avg_pool_backward_reciprocal(original):
+    """AvgPool2d.backward multiplies dy by 1 / (Kh Kw), itself rounded, where it divides: two
+    roundings per share where the bound counts one (a slip where Kh Kw is 3, 6 or 9)."""
+    def backward(ctx, grad):
+        from minilean.autograd.conv import channels_last, col2im, crop_to_nchw
+        (kh, kw), stride, padding = ctx.params
+        share = channels_last(grad) * (1 / (kh * kw))  # (N, Ho, Wo, C)
+        columns = numpy.broadcast_to(share[:, :, :, None, None, :], share.shape[:3] + (kh, kw)
+                                     + share.shape[3:])  # (N, Ho, Wo, Kh, Kw, C)
+        grad_x = col2im(columns, stride, (1, 1), numpy.zeros(ctx.padded_shape, dtype=grad.dtype))
+        return crop_to_nchw(grad_x, padding, ctx.input_size)
     return backward
 
 
