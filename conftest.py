@@ -36,6 +36,18 @@ def rng(request):
     return numpy.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
 
 
+@pytest.fixture
+def fresh_draws():
+    """The loaded hypothesis profile, but drawing new examples on every run (CI's derandomizes):
+    for tests that show what stays the same from run to run, and what does not."""
+    profile = settings.get_current_profile_name()
+    settings.register_profile("fresh draws", settings.get_profile(profile), derandomize=False,
+                              database=None)
+    settings.load_profile("fresh draws")
+    yield
+    settings.load_profile(profile)
+
+
 @pytest.fixture(autouse=True)
 def fresh_minilean_generators():
     """Every test starts from the generators a fresh process has (backend's seed 0), so what

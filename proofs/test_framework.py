@@ -513,28 +513,20 @@ def test_a_failure_is_reported_on_its_simplest_example_and_counterexample_may_fi
         holding.counterexample(max_examples=20)
 
 
-def test_a_run_draws_new_examples_unless_derandomized():
+def test_a_run_draws_new_examples_unless_derandomized(fresh_draws):
     """Outside CI's derandomized profile every run draws new examples (a local run tries new
     inputs), but derandomize=True (the mutation suite's verdicts) the same ones every run."""
-    from hypothesis import settings
     seen = []
 
     def body(check, x):
         """x = x."""
         seen.append(x)
     statement = _statement(body, {"x": st.integers(0, 2 ** 60)})
-    settings.register_profile("drawing", settings.get_profile("dev"), derandomize=False,
-                              database=None)
-    profile = settings.get_current_profile_name()
-    settings.load_profile("drawing")
-    try:
-        runs = []
-        for options in ({"derandomize": True}, {"derandomize": True}, {}, {}):
-            seen.clear()
-            statement.run(max_examples=5, **options)
-            runs.append(list(seen))
-    finally:
-        settings.load_profile(profile)
+    runs = []
+    for options in ({"derandomize": True}, {"derandomize": True}, {}, {}):
+        seen.clear()
+        statement.run(max_examples=5, **options)
+        runs.append(list(seen))
     assert runs[0] == runs[1] and runs[2] != runs[3]
 
 

@@ -122,10 +122,9 @@ def test_a_staticmethod_stays_one_while_broken_and_after():
     assert Exp.__dict__["backward"] is raw
 
 
-def test_a_mutant_is_run_on_the_same_examples_every_time():
+def test_a_mutant_is_run_on_the_same_examples_every_time(fresh_draws):
     """The verdict must not be luck: outside CI's derandomized profile too, run_mutant runs its
     statements on the same examples each time."""
-    from hypothesis import settings
     calls = []
 
     def recording(original):
@@ -136,17 +135,11 @@ def test_a_mutant_is_run_on_the_same_examples_every_time():
         return weighted
     watched = Mutant("recording", "minilean.models.objectives.weighted_two_term", recording,
                      ("weightedTwoTerm_zero_weight",))
-    profile = settings.get_current_profile_name()
-    settings.register_profile("fresh draws", derandomize=False, database=None)
-    settings.load_profile("fresh draws")
-    try:
-        runs = []
-        for _ in range(2):
-            calls.clear()
-            run_mutant(watched)
-            runs.append(list(calls))
-    finally:
-        settings.load_profile(profile)
+    runs = []
+    for _ in range(2):
+        calls.clear()
+        run_mutant(watched)
+        runs.append(list(calls))
     assert runs[0] and runs[0] == runs[1]
 
 
