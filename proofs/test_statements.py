@@ -1,6 +1,7 @@
 """Every registered statement holds on the engine (skipped, with the reason, while a function
 it is about has not been written yet)."""
 import pytest
+from hypothesis import Phase, find, settings
 
 from proofs.framework import load_all
 from proofs.statistics import GAUSSIAN_LAWS, TESTS
@@ -79,6 +80,13 @@ def test_a_relaxed_strategy_keeps_the_hypothesis_it_does_not_drop(name, kept):
     assert kept(STATEMENTS[name].counterexample())
 
 
+def _draws(strategy, case):
+    """``strategy`` draws an example where ``case`` holds among its first 500, the same ones on
+    every run (a case of a statement's hypothesis that its draws never reach goes unchecked)."""
+    find(strategy, case, settings=settings(database=None, phases=(Phase.generate,),
+                                           max_examples=500, derandomize=True))
+
+
 @pytest.mark.parametrize("kind", [
     lambda mask: mask is None,
     lambda mask: mask is not None and mask.dtype == bool and not mask.any(axis=-1).all(),
@@ -86,12 +94,8 @@ def test_a_relaxed_strategy_keeps_the_hypothesis_it_does_not_drop(name, kept):
 def test_attention_draws_each_kind_of_mask_its_strategy_names(kind):
     """no mask, a boolean one with a row all False, a float one: the pinned examples show the
     mask slips, the draws are to show that nothing else breaks with a mask."""
-    from hypothesis import Phase, find, settings
-
     from proofs.statements.attention import _attention_inputs
-    find(_attention_inputs(), lambda example: kind(example["mask"]),
-         settings=settings(database=None, phases=(Phase.generate,), max_examples=200,
-                           derandomize=True))
+    _draws(_attention_inputs(), lambda example: kind(example["mask"]))
 
 
 @pytest.mark.parametrize("strategy, case", [
@@ -102,19 +106,15 @@ def test_attention_draws_each_kind_of_mask_its_strategy_names(kind):
 def test_var_and_std_draw_each_case_their_strategies_name(strategy, case):
     """var and std over all of x, each row, each column (the columns without keepdim also run
     on every example, the others only when drawn); std's zero variance over one element."""
-    from hypothesis import Phase, find, settings
-
     from proofs.statements import variance_backward
-    find(getattr(variance_backward, strategy)(), case,
-         settings=settings(database=None, phases=(Phase.generate,), max_examples=200,
-                           derandomize=True))
+    _draws(getattr(variance_backward, strategy)(), case)
 
 
 def test_the_frechet_strategy_draws_what_its_hypothesis_asks():
     """Symmetric covariances with lambda_min >= floor, the statement's hypothesis and its
     bound's premise; the relaxed C_1 singular, positive semi-definite."""
     import numpy
-    from hypothesis import given, settings
+    from hypothesis import given
 
     from proofs.statements.frechet import _fd_inputs
 
@@ -149,9 +149,5 @@ def test_pool_and_upsample_draw_each_end_of_their_strategies_ranges(strategy, ca
     """The ends of the ranges the strategies' docstrings name: kernel and stride 1 (an output
     per element), padding K // 2 (windows mostly padding) on the least x that leaves an output,
     the largest x, N = C = 2, scale 1 (the identity) as an int and as a pair."""
-    from hypothesis import Phase, find, settings
-
     from proofs.statements import pool_backward
-    find(getattr(pool_backward, strategy)(), case,
-         settings=settings(database=None, phases=(Phase.generate,), derandomize=True,
-                           max_examples=500))
+    _draws(getattr(pool_backward, strategy)(), case)
