@@ -1,5 +1,6 @@
 """Every registered statement holds on the engine (skipped, with the reason, while a function
 it is about has not been written yet)."""
+import numpy
 import pytest
 from hypothesis import Phase, find, settings
 
@@ -113,7 +114,6 @@ def test_var_and_std_draw_each_case_their_strategies_name(strategy, case):
 def test_the_frechet_strategy_draws_what_its_hypothesis_asks():
     """Symmetric covariances with lambda_min >= floor, the statement's hypothesis and its
     bound's premise; the relaxed C_1 singular, positive semi-definite."""
-    import numpy
     from hypothesis import given
 
     from proofs.statements.frechet import _fd_inputs
@@ -151,3 +151,67 @@ def test_pool_and_upsample_draw_each_end_of_their_strategies_ranges(strategy, ca
     the largest x, N = C = 2, scale 1 (the identity) as an int and as a pair."""
     from proofs.statements import pool_backward
     _draws(getattr(pool_backward, strategy)(), case)
+
+
+def _spans_zero(values):
+    return values.min() < 0 < values.max()
+
+
+@pytest.mark.parametrize("strategy, case", [
+    ("_ema_inputs", lambda example: len(example["sizes"]) == 1),
+    ("_ema_inputs", lambda example: example["sums"].shape[1] == 1),
+    ("_ema_inputs", lambda example: len(example["sizes"]) > 1 and 0 in example["sizes"]),
+    ("_ema_inputs", lambda example: ((0 < example["sizes"]) & (example["sizes"] < 1)).any()),
+    ("_ema_inputs", lambda example: len(example["batches"]) == 1),
+    ("_ema_inputs", lambda example: len(example["batches"]) == 3),
+    ("_ema_inputs", lambda example: any(v.size == 1 for v, _ in example["batches"])),
+    ("_ema_inputs", lambda example: _spans_zero(numpy.concatenate(
+        [v.ravel() for v, _ in example["batches"]]))),
+    ("_ema_inputs", lambda example: _spans_zero(example["sums"])),
+    ("_ema_inputs", lambda example: 0 < example["decay"] < 0.9),
+    ("_restart_inputs", lambda example: len(example["codebook"]) == 1),
+    ("_restart_inputs", lambda example: example["codebook"].shape[1] == 1),
+    ("_restart_inputs", lambda example: example["encoded"].shape[:3] == (1, 1, 1)),
+    ("_restart_inputs", lambda example: example["encoded"].shape[:3] == (2, 2, 3)),
+    ("_restart_inputs", lambda example: _spans_zero(example["codebook"])),
+    ("_restart_inputs", lambda example: _spans_zero(example["sums"])),
+    ("_restart_inputs", lambda example: _spans_zero(example["encoded"])),
+    ("_restart_inputs", lambda example: (example["sizes"] < 1).any()),
+    ("_restart_inputs", lambda example: len(example["usage"]) > 1
+     and (example["usage"] < example["threshold"]).all()),
+    ("_restart_inputs", lambda example: (example["usage"] >= example["threshold"]).all()),
+    ("_restart_inputs", lambda example: 0 in example["usage"] and 1 in example["usage"]),
+    ("_restart_inputs", lambda example: example["threshold"] == 1),
+    ("_restart_inputs", lambda example: example["seed"] >= 2 ** 31)])
+def test_vq_codebook_draws_each_end_of_its_strategies_ranges(strategy, case):
+    """The cases the strategies' docstrings name: one code and several, one dimension, codes
+    never chosen (N = 0) and counts below 1, one batch and three, a batch of one encoding,
+    values of both signs, a decay away from 1; the restart's single encoding and its largest
+    batch, all codes dead and none, usage 0 and 1, training's threshold 1, seeds past 2^31."""
+    from proofs.statements import vq_codebook
+    _draws(getattr(vq_codebook, strategy)(), case)
+
+
+def test_vq_codebook_examples_keep_the_hypotheses():
+    """Drawn and pinned: counts N >= 0 with n = sum N >= 1 (training keeps n there; below it
+    float32's e_k can overflow), a decay in [0, 1], code numbers in 0..K-1; usage counts >= 0
+    and generator seeds >= 0."""
+    from hypothesis import given
+
+    from proofs.statements import vq_codebook
+
+    def ema_holds(example):
+        codes = len(example["sizes"])
+        assert (example["sizes"] >= 0).all() and example["sizes"].sum() >= 1, example["sizes"]
+        assert 0 <= example["decay"] <= 1, example["decay"]
+        for _, indices in example["batches"]:
+            assert ((0 <= indices) & (indices < codes)).all(), (indices, codes)
+
+    @settings(max_examples=200, database=None, derandomize=True)
+    @given(vq_codebook._ema_inputs(), vq_codebook._restart_inputs())
+    def draws(ema, restart):
+        ema_holds(ema)
+        assert (restart["usage"] >= 0).all() and restart["seed"] >= 0, restart
+    draws()
+    for example in STATEMENTS["emaCodebook_update"].examples:
+        ema_holds(example)
