@@ -189,7 +189,17 @@ def _restarted(dtype, ema, codebook, sizes, sums, usage, threshold, encoded, gen
 
 
 @statement("restartDeadCodes_replaces_exactly_the_dead", about=(f"{VQ}.VQVAE:restart_dead_codes",),
-           given=_restart_inputs())
+           given=_restart_inputs(),
+           # pinned: two codes dead and one live (all or none hide the count returned), EMA
+           # counts other than 1 and sums other than the encodings, one image of six distinct
+           # encodings (one image's picks all hit z_0 when drawn among N = 1)
+           examples=[{"codebook": numpy.asarray([[0.25], [-0.75], [1.25]]),
+                      "sizes": numpy.asarray([2.0, 3.0, 0.5]),
+                      "sums": numpy.asarray([[1.5], [-1.0], [2.5]]),
+                      "usage": numpy.asarray([0, 2, 0]), "threshold": 1,
+                      "encoded": numpy.asarray([0.5, -1.5, 2.0, -0.25, 1.0, -2.5]).reshape(
+                          1, 2, 3, 1),
+                      "seed": 1}])
 def restart_dead_codes_exact(check, codebook, sizes, sums, usage, threshold, encoded, seed):
     """restart_dead_codes(z, u, tau, g) sets e_k = z_{p_i} for the i-th dead code k (u_k < tau,
     ascending), p = g.integers(0, #z, #dead), and leaves every code with u_k >= tau bit for bit;
@@ -243,24 +253,78 @@ def restart_dead_codes_exact(check, codebook, sizes, sums, usage, threshold, enc
         check.close(default[1], expected[1], 0, f"{label}: default generator")
 
 
+def _restart_with(dead_of=numpy.less, pool=None, default=None, reset=("N", "m"),
+                  count=lambda dead, usage: dead.size):
+    """restart_dead_codes on the CPU, one piece of it given: ``dead_of(usage, threshold)`` the
+    codes restarted, ``pool(encoded, vectors)`` how many encodings the picks range over,
+    ``default()`` the generator when none is passed, ``reset`` the EMA buffers a restart sets,
+    ``count(dead, usage)`` what it returns."""
+    def broken(self, encoded, usage, threshold, generator=None):
+        from minilean import backend
+        usage = backend.to_device(usage, "cpu")
+        dead = numpy.flatnonzero(dead_of(usage, threshold))
+        if dead.size == 0:
+            return 0
+        vectors = encoded.data.reshape(-1, encoded.shape[-1])
+        picks = (generator or (default or (lambda: backend.generator("cpu")))()).integers(
+            0, (pool or (lambda encoded, vectors: vectors.shape[0]))(encoded, vectors), dead.size)
+        self.codebook.data[dead] = vectors[picks]
+        if self.ema and "N" in reset:
+            self.cluster_size.data[dead] = 1.0
+        if self.ema and "m" in reset:
+            self.cluster_sum.data[dead] = vectors[picks]
+        return int(count(dead, usage))
+    return broken
+
+
 @mutant("the live codes restarted instead of the dead", f"{VQ}.VQVAE.restart_dead_codes",
         caught_by=["restartDeadCodes_replaces_exactly_the_dead"])
 def restart_live_codes(original):
     """restart_dead_codes with the comparison turned round (usage >= threshold): the codes the
     batch uses are thrown onto random encodings, the dead ones kept where nothing chooses them."""
-    def broken(self, encoded, usage, threshold, generator=None):
-        from minilean import backend
-        dead = numpy.flatnonzero(backend.to_device(usage, "cpu") >= threshold)
-        if dead.size == 0:
-            return 0
-        vectors = encoded.data.reshape(-1, encoded.shape[-1])
-        picks = (generator or backend.generator("cpu")).integers(0, vectors.shape[0], dead.size)
-        self.codebook.data[dead] = vectors[picks]
-        if self.ema:
-            self.cluster_size.data[dead] = 1.0
-            self.cluster_sum.data[dead] = vectors[picks]
-        return int(dead.size)
-    return broken
+    return _restart_with(dead_of=numpy.greater_equal)
+
+
+@mutant("a restarted code keeps its EMA count", f"{VQ}.VQVAE.restart_dead_codes",
+        caught_by=["restartDeadCodes_replaces_exactly_the_dead"])
+def restart_keeps_count(original):
+    """restart_dead_codes sets a dead code and its EMA sum m_k to the encoding but leaves its
+    count N_k: the next ema_update gives e_k = m_k / N~_k with the old count, not the encoding
+    (a count below 1 throws the code past it)."""
+    return _restart_with(reset=("m",))
+
+
+@mutant("a restarted code keeps its EMA sum", f"{VQ}.VQVAE.restart_dead_codes",
+        caught_by=["restartDeadCodes_replaces_exactly_the_dead"])
+def restart_keeps_sum(original):
+    """restart_dead_codes sets a dead code to the encoding and its EMA count N_k to 1 but
+    leaves its sum m_k: the next ema_update pulls the code back to m_k, where it died."""
+    return _restart_with(reset=("N",))
+
+
+@mutant("restart counts every code", f"{VQ}.VQVAE.restart_dead_codes",
+        caught_by=["restartDeadCodes_replaces_exactly_the_dead"])
+def restart_counts_every_code(original):
+    """restart_dead_codes returns the size of the dead codes' boolean mask (K) instead of how
+    many are dead: the codes restarted right, the "restarted" a training run logs wrong."""
+    return _restart_with(count=lambda dead, usage: usage.size)
+
+
+@mutant("restart picks among the first N encodings", f"{VQ}.VQVAE.restart_dead_codes",
+        caught_by=["restartDeadCodes_replaces_exactly_the_dead"])
+def restart_picks_by_batch_size(original):
+    """restart_dead_codes draws its picks in 0..N-1, the batch size encoded.shape[0], not the
+    N h w encodings: the dead codes all go to encodings of the first images' first rows."""
+    return _restart_with(pool=lambda encoded, vectors: encoded.shape[0])
+
+
+@mutant("restart reseeds its default generator", f"{VQ}.VQVAE.restart_dead_codes",
+        caught_by=["restartDeadCodes_replaces_exactly_the_dead"])
+def restart_reseeds_default(original):
+    """restart_dead_codes without a generator draws from numpy.random.default_rng(0), made
+    afresh on every call, not the seeded CPU generator: every such restart picks the same
+    encodings, whatever minilean.manual_seed was given."""
+    return _restart_with(default=lambda: numpy.random.default_rng(0))
 
 
 # --- usage and perplexity -------------------------------------------------------------------
