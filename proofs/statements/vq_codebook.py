@@ -150,6 +150,26 @@ def ema_unsmoothed(original):
     return broken
 
 
+@mutant("EMA codebook turned float64", f"{VQ}.VQVAE.ema_update",
+        caught_by=["emaCodebook_update"])
+def ema_float64(original):
+    """ema_update with its one-hot in xp.eye's default dtype, float64, and its results bound
+    to the buffers (``.data = ...``) instead of written into them (``.data[...] = ...``): a
+    float32 model's counts, sums and codebook become float64, each value closer than float32's
+    would be (only the dtype shows it), the model float32 no longer."""
+    def broken(self, encoded, indices):
+        codes, decay = self.codebook.shape[0], self.decay
+        vectors = encoded.data.reshape(-1, encoded.shape[-1])
+        one_hot = numpy.eye(codes)[indices.data.reshape(-1)]
+        self.cluster_size.data = decay * self.cluster_size.data + (1 - decay) * one_hot.sum(0)
+        self.cluster_sum.data = (decay * self.cluster_sum.data
+                                 + (1 - decay) * (one_hot.T @ vectors))
+        total = self.cluster_size.data.sum()
+        smoothed = (self.cluster_size.data + 1e-5) / (total + codes * 1e-5) * total
+        self.codebook.data = self.cluster_sum.data / smoothed[:, None]
+    return broken
+
+
 # --- the restart of dead codes -------------------------------------------------------------
 
 @st.composite
