@@ -346,6 +346,33 @@ def restart_reseeds_default(original):
     return _restart_with(default=lambda: numpy.random.default_rng(0))
 
 
+@mutant("restart resets every EMA count", f"{VQ}.VQVAE.restart_dead_codes",
+        caught_by=["restartDeadCodes_replaces_exactly_the_dead"])
+def restart_resets_every_count(original):
+    """restart_dead_codes writes N = 1 with ``[...]`` (as ema_update writes its buffers) where
+    ``[dead]`` belongs: every code's EMA count is reset, the live codes' history lost."""
+    def broken(self, encoded, usage, threshold, generator=None):
+        restarted = original(self, encoded, usage, threshold, generator)
+        if restarted and self.ema:
+            self.cluster_size.data[...] = 1.0
+        return restarted
+    return broken
+
+
+@mutant("restart resyncs the codebook to m / N", f"{VQ}.VQVAE.restart_dead_codes",
+        caught_by=["restartDeadCodes_replaces_exactly_the_dead"])
+def restart_resyncs_codebook(original):
+    """restart_dead_codes, with the EMA codebook, recomputes every code as m_k / N_k after
+    setting the dead codes' buffers (right for those: z / 1): the live codes move off the
+    values training gave them (ema_update's are m_k / N~_k, smoothed)."""
+    def broken(self, encoded, usage, threshold, generator=None):
+        restarted = original(self, encoded, usage, threshold, generator)
+        if self.ema:
+            self.codebook.data[...] = self.cluster_sum.data / self.cluster_size.data[:, None]
+        return restarted
+    return broken
+
+
 # --- usage and perplexity -------------------------------------------------------------------
 
 def _library(value, moved):
