@@ -215,3 +215,40 @@ def test_vq_codebook_examples_keep_the_hypotheses():
     draws()
     for example in STATEMENTS["emaCodebook_update"].examples:
         ema_holds(example)
+
+
+@pytest.mark.parametrize("strategy, case", [
+    ("_codebook_and_vectors", lambda example: len(example["book"]) == 1),
+    ("_codebook_and_vectors", lambda example: example["book"].shape[1] == 1),
+    ("_codebook_and_vectors", lambda example: len(example["z"]) == 1),
+    ("_codebook_and_vectors", lambda example: _spans_zero(example["book"])),
+    ("_codebook_and_vectors", lambda example: _spans_zero(example["z"])),
+    ("_loss_inputs", lambda example: len(example["target"]) == 1),
+    ("_loss_inputs", lambda example: len(example["encoded"]) == 1),
+    ("_loss_inputs", lambda example: all(_spans_zero(example[key]) for key in (
+        "target", "reconstruction", "encoded", "quantized"))),
+    ("_loss_inputs", lambda example: 0 < example["beta"] < 1),
+    ("_gradient_inputs", lambda example: len(example["encoded"]) == 1),
+    ("_gradient_inputs", lambda example: all(_spans_zero(example[key]) for key in (
+        "encoded", "quantized", "weights", "target"))),
+    ("_gradient_inputs", lambda example: 0 < example["beta"] < 1)])
+def test_vqvae_draws_each_end_of_its_strategies_ranges(strategy, case):
+    """One code, one dimension, one vector; one element in each loss term; values of both
+    signs; a beta in (0, 1), the paper's 0.25 among them."""
+    from proofs.statements import vqvae
+    _draws(getattr(vqvae, strategy)(), case)
+
+
+def test_vqvae_mono_draws_both_betas_from_its_range():
+    """The monotonicity statement compares two betas in [0, 4]: each below 1 and above 0 at
+    times, neither negative."""
+    from hypothesis import given
+
+    statement = STATEMENTS["vqvae_loss_mono_beta_of_commitment_nonneg"]
+    _draws(statement.given, lambda example: 0 < example["other"] < 1)
+
+    @settings(max_examples=200, database=None, derandomize=True)
+    @given(statement.given)
+    def draws(example):
+        assert example["other"] >= 0 and example["example"]["beta"] >= 0, example
+    draws()
