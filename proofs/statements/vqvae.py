@@ -97,7 +97,16 @@ def exact_match_distance_zero(check, book, z, chosen):
 
 
 @statement("nearestCode_minimizes_quantization_loss", about=(f"{VQ}.nearest_code",),
-           given=_codebook_and_vectors())
+           given=_codebook_and_vectors(),
+           # pinned: a near tie in float32 (squared_l2 0.8531199 and 0.85311985; the expanded
+           # |z|^2 - 2 z.e + |e|^2 orders them the other way round), and codes at distances 1
+           # and 0.25 whose differences sum to -1 and 0.5 (an argmin unsquared picks the far one)
+           examples=[{"book": numpy.asarray([[1.455145001411438, 0.8062742352485657],
+                                             [1.8555564880371094, -0.9970976114273071]]),
+                      "z": numpy.asarray([[1.655350685119629, -0.09541171044111252]]),
+                      "chosen": numpy.asarray([0])},
+                     {"book": numpy.asarray([[1.0], [-0.5]]), "z": numpy.asarray([[0.0]]),
+                      "chosen": numpy.asarray([0])}])
 def nearest_code_minimizes(check, book, z, chosen):
     """idx = nearest_code(z, e)  =>  for all j, squaredL2(z, e_idx) <= squaredL2(z, e_j)."""
     from minilean.models import vqvae
@@ -291,6 +300,16 @@ def commitment_dropped(original):
     return _recombined(original, lambda recon, codebook, commitment, beta: recon + codebook)
 
 
+@mutant("beta on both VQ terms", f"{VQ}.vqvae_loss",
+        caught_by=["vqvae_trainingGradients", "vqvae_loss_decomposition",
+                   "vqvae_loss_eq_weightedThreeTerm"])
+def beta_on_both_vq_terms(original):
+    """total = recon + beta (codebook + commitment): the codebook term weighted too, so the
+    codes learn beta times slower (the encoder's gradient unchanged)."""
+    return _recombined(original, lambda recon, codebook, commitment, beta:
+                       recon + beta * (codebook + commitment))
+
+
 @mutant("beta on the VQ-VAE reconstruction", f"{VQ}.vqvae_loss",
         caught_by=["vqvae_loss_decomposition", "vqvae_loss_eq_weightedThreeTerm",
                    "vqvae_loss_zero_beta", "vqvae_loss_eq_reconstruction_of_zero_quantization"])
@@ -317,10 +336,32 @@ def squared_l2_of_sum(original):
     return lambda x, y: ((x + y) * (x + y)).sum(-1)
 
 
-@mutant("squared L2 without the square", f"{VQ}.squared_l2", caught_by=["squaredL2_nonneg"])
+@mutant("squared L2 without the square", f"{VQ}.squared_l2",
+        caught_by=["squaredL2_nonneg", "nearestCode_minimizes_quantization_loss"])
 def squared_l2_unsquared(original):
     """squared_l2 = sum_k (x_k - y_k): the differences summed unsquared (negative when y > x)."""
     return lambda x, y: (x - y).sum(-1)
+
+
+@mutant("squared L2 plus an epsilon", f"{VQ}.squared_l2",
+        caught_by=["squaredL2_self", "exactCodeMatch_selected_distance_zero", "squaredL2_nonneg"])
+def squared_l2_epsilon(original):
+    """squared_l2 = sum_k (x_k - y_k)^2 + 1e-12, an epsilon such as a distance under a sqrt
+    takes: an exact match is no longer at distance 0 (off by far less than 1)."""
+    return lambda x, y: original(x, y) + 1e-12
+
+
+@mutant("nearest code by the expanded distance", f"{VQ}.nearest_code",
+        caught_by=["nearestCode_minimizes_quantization_loss"])
+def nearest_code_expanded(original):
+    """nearest_code takes the argmin of |z|^2 - 2 z.e + |e|^2 (the usual fast form) instead of
+    squared_l2's: at a near tie it picks a code whose computed squared_l2 is not the least, as
+    nearest_code's docstring says it must not (its exact distance still within rounding)."""
+    def broken(z, book):
+        z, book = z.detach(), book.detach()
+        return ((z * z).sum(-1).unsqueeze(-1) - 2.0 * (z @ book.T)
+                + (book * book).sum(-1)).argmin(-1)
+    return broken
 
 
 @mutant("quantize with 1-based code numbers", f"{VQ}.quantize",
