@@ -439,3 +439,13 @@ def perplexity_in_bits(original):
         return (float((counts > 0).mean()),
                 float(numpy.exp(-(nonzero * numpy.log2(nonzero)).sum())))
     return broken
+
+
+@mutant("usage counts every code", f"{VQ}.code_statistics",
+        caught_by=["codeStatistics_usage_perplexity"])
+def usage_of_every_code(original):
+    """code_statistics counts the codes with c_k >= 0 as used: the usage is 1 whatever the
+    counts, so a collapsed codebook reports full use."""
+    def broken(counts):
+        return (float((numpy.asarray(counts) >= 0).mean()), original(counts)[1])
+    return broken
