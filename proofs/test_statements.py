@@ -182,14 +182,20 @@ def _spans_zero(values):
     ("_restart_inputs", lambda example: (example["usage"] >= example["threshold"]).all()),
     ("_restart_inputs", lambda example: 0 in example["usage"] and 1 in example["usage"]),
     ("_restart_inputs", lambda example: example["threshold"] == 1),
-    ("_restart_inputs", lambda example: example["seed"] >= 2 ** 31)])
+    ("_restart_inputs", lambda example: example["seed"] >= 2 ** 31),
+    ("codeStatistics_usage_perplexity", lambda example: example["counts"] == [1]),
+    ("codeStatistics_usage_perplexity", lambda example: 0 in example["counts"]
+     and len(set(example["counts"]) - {0}) > 1),
+    ("codeStatistics_usage_perplexity", lambda example: max(example["counts"]) > 10 ** 5)])
 def test_vq_codebook_draws_each_end_of_its_strategies_ranges(strategy, case):
     """The cases the strategies' docstrings name: one code and several, one dimension, codes
     never chosen (N = 0) and counts below 1, one batch and three, a batch of one encoding,
     values of both signs, a decay away from 1; the restart's single encoding and its largest
-    batch, all codes dead and none, usage 0 and 1, training's threshold 1, seeds past 2^31."""
+    batch, all codes dead and none, usage 0 and 1, training's threshold 1, seeds past 2^31;
+    code counts of one code used once, unused codes beside used ones, counts past 10^5."""
     from proofs.statements import vq_codebook
-    _draws(getattr(vq_codebook, strategy)(), case)
+    _draws(STATEMENTS[strategy].given if strategy in STATEMENTS
+           else getattr(vq_codebook, strategy)(), case)
 
 
 def test_vq_codebook_examples_keep_the_hypotheses():
