@@ -346,6 +346,20 @@ def restart_reseeds_default(original):
     return _restart_with(default=lambda: numpy.random.default_rng(0))
 
 
+@mutant("restart only with the EMA codebook", f"{VQ}.VQVAE.restart_dead_codes",
+        caught_by=["restartDeadCodes_replaces_exactly_the_dead"])
+def restart_only_with_ema(original):
+    """restart_dead_codes with the codebook's write indented into ``if self.ema:``: a codebook
+    learnt by gradient (the default) never has its dead codes restarted, though the count of
+    them is returned."""
+    def broken(self, encoded, usage, threshold, generator=None):
+        if self.ema:
+            return original(self, encoded, usage, threshold, generator)
+        from minilean import backend
+        return int(numpy.count_nonzero(backend.to_device(usage, "cpu") < threshold))
+    return broken
+
+
 @mutant("restart resets every EMA count", f"{VQ}.VQVAE.restart_dead_codes",
         caught_by=["restartDeadCodes_replaces_exactly_the_dead"])
 def restart_resets_every_count(original):
