@@ -151,3 +151,52 @@ def test_pool_and_upsample_draw_each_end_of_their_strategies_ranges(strategy, ca
     the largest x, N = C = 2, scale 1 (the identity) as an int and as a pair."""
     from proofs.statements import pool_backward
     _draws(getattr(pool_backward, strategy)(), case)
+
+
+def _signs(values):
+    return min(values) < 0 < max(values)
+
+
+def _latent(example):
+    return [list(v) for v in example["latent"]]
+
+
+@pytest.mark.parametrize("name, case", [
+    # _latents: one coordinate, both signs of mu and of logvar, exact zeros throughout
+    ("coordinateKlToStandard_nonneg", lambda example: len(_latent(example)[0]) == 1),
+    ("coordinateKlToStandard_nonneg", lambda example: all(map(_signs, _latent(example)))),
+    ("coordinateKlToStandard_nonneg",
+     lambda example: len(_latent(example)[0]) > 1 and not any(sum(_latent(example), []))),
+    ("diagonal_reparameterization_coordinate_law",
+     lambda example: all(map(_signs, _latent(example)))),
+    # the zero-iff statement's latents: one coordinate, both signs, a zero beside values off 0
+    # by under 1/2 (its margin, 2^-6, is what keeps small ones decidable)
+    ("coordinateKlToStandard_eq_zero_iff", lambda example: len(_latent(example)[0]) == 1),
+    ("coordinateKlToStandard_eq_zero_iff", lambda example: all(map(_signs, _latent(example)))),
+    ("coordinateKlToStandard_eq_zero_iff", lambda example: 0.0 in sum(_latent(example), [])
+     and any(0 < abs(v) < 0.5 for v in sum(_latent(example), []))),
+    # the batch: two rows of one coordinate, both signs, a zero
+    ("diagonalGaussianKlToStandardSum_batch_mean",
+     lambda example: example["latent"][0].shape == (2, 1)),
+    ("diagonalGaussianKlToStandardSum_batch_mean",
+     lambda example: all(_signs(v.ravel()) and 0.0 in v for v in example["latent"])),
+    ("exp_minus_one_minus_nonneg", lambda example: example["x"] < -1),
+    ("exp_minus_one_minus_nonneg", lambda example: example["x"] > 1),
+    ("exp_minus_one_minus_pos", lambda example: example["x"] < -1),
+    ("exp_minus_one_minus_pos", lambda example: example["x"] > 1),
+    ("scalar_reparameterization_law", lambda example: example["mu"] < 0 > example["logvar"]),
+    ("scalar_reparameterization_law", lambda example: example["mu"] > 0 < example["logvar"]),
+    # the beta-VAE losses: every term below 1 and above it (beta 0 and 1 are special cases)
+    ("betaVae_loss_decomposition",
+     lambda example: max(example["reconstruction"], example["kl"], example["beta"]) < 1),
+    ("betaVae_loss_decomposition",
+     lambda example: min(example["reconstruction"], example["kl"], example["beta"]) > 1),
+    ("betaVae_loss_mono_beta_of_kl_nonneg",
+     lambda example: max(example["reconstruction"], example["kl"], *example["betas"]) < 1),
+    ("betaVae_loss_mono_beta_of_kl_nonneg",
+     lambda example: min(example["reconstruction"], example["kl"], *example["betas"]) > 1)])
+def test_the_vae_statements_draw_each_case_their_strategies_name(name, case):
+    """The KL and reparameterisation statements hold for all real mu and logvar: their draws
+    reach both signs of each, one coordinate, and exact zeros; the beta-VAE losses' terms and
+    weights lie in [0, their end), reached on both sides of 1."""
+    _draws(STATEMENTS[name].given, case)
