@@ -405,3 +405,15 @@ def kl_sum_over_batch(original):
     example)."""
     from minilean.models import vae
     return lambda mu, logvar: vae.coordinate_kl_to_standard(mu, logvar).sum()
+
+
+@mutant("KL batch mean over the first axis", f"{VAE}.diagonal_gaussian_kl_to_standard_sum",
+        caught_by=["diagonalGaussianKlToStandardSum_batch_mean",
+                   "diagonalGaussianKlToStandardReal_nonneg",
+                   "diagonalGaussianKlToStandardReal_eq_zero_iff",
+                   "diagonalGaussianKl_mean_eq_sum_div_latent_size"])
+def kl_mean_over_first_axis(original):
+    """diagonal_gaussian_kl_to_standard_sum = the coordinate KLs' total / mu.shape[0]: the batch
+    mean written for a batch alone, which divides one unbatched latent's KL by its size."""
+    from minilean.models import vae
+    return lambda mu, logvar: vae.coordinate_kl_to_standard(mu, logvar).sum() / mu.shape[0]
