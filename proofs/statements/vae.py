@@ -243,8 +243,10 @@ def _beta_loss_terms():
     return {"reconstruction": reals(0, 1000), "kl": reals(0, 100), "beta": reals(0, 10)}
 
 
-# pinned for the beta-VAE loss statements: both terms positive and apart, beta neither 0 nor 1
-PINNED_BETA_LOSS = {"reconstruction": 10.0, "kl": 2.0, "beta": 4.0}
+# pinned for the beta-VAE loss statements: both terms positive and apart, beta neither 0 nor 1;
+# the reconstruction float32's 0.1, so that its sum with the KL rounds in float32 (a loss
+# added up in another order rounds otherwise)
+PINNED_BETA_LOSS = {"reconstruction": float(numpy.float32(0.1)), "kl": 2.0, "beta": 0.25}
 
 
 def _engine_beta_losses(reconstruction, kl, beta):
@@ -417,3 +419,13 @@ def kl_mean_over_first_axis(original):
     mean written for a batch alone, which divides one unbatched latent's KL by its size."""
     from minilean.models import vae
     return lambda mu, logvar: vae.coordinate_kl_to_standard(mu, logvar).sum() / mu.shape[0]
+
+
+@mutant("beta-VAE loss as the negative ELBO plus (beta - 1) KL", f"{VAE}.beta_negative_elbo",
+        caught_by=["betaVae_loss_decomposition", "betaVae_loss_eq_weightedTwoTerm",
+                   "betaVae_loss_zero_beta", "betaVae_loss_matches_named_elbo_terms"])
+def beta_as_extra_kl(original):
+    """beta_negative_elbo = (reconstruction + KL) + (beta - 1) KL: right over the reals, but the
+    KL added and then partly taken away rounds, so at beta = 0 the loss is not the
+    reconstruction bit for bit, nor elsewhere reconstruction + beta KL."""
+    return lambda reconstruction, kl, beta: (reconstruction + kl) + (beta - 1) * kl
