@@ -200,3 +200,15 @@ def test_the_vae_statements_draw_each_case_their_strategies_name(name, case):
     reach both signs of each, one coordinate, and exact zeros; the beta-VAE losses' terms and
     weights lie in [0, their end), reached on both sides of 1."""
     _draws(STATEMENTS[name].given, case)
+
+
+def test_the_beta_monotonicity_draws_only_what_its_hypothesis_asks():
+    """0 <= KL and beta1 <= beta2 on every draw: the relaxed strategy's negative KL admits a
+    counterexample, so one drawn by the statement itself would fail it on a correct engine."""
+    from hypothesis import given
+
+    @settings(max_examples=200, database=None, derandomize=True)
+    @given(STATEMENTS["betaVae_loss_mono_beta_of_kl_nonneg"].given)
+    def draws(example):
+        assert example["kl"] >= 0 and example["betas"][0] <= example["betas"][1]
+    draws()
