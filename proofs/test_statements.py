@@ -212,3 +212,26 @@ def test_the_beta_monotonicity_draws_only_what_its_hypothesis_asks():
     def draws(example):
         assert example["kl"] >= 0 and example["betas"][0] <= example["betas"][1]
     draws()
+
+
+@pytest.mark.parametrize("name, case", [
+    # the linear-Gaussian model: the least (d = D = 1), every entry of both signs, s on both
+    # sides of 1 (the likelihood's width), a seed other than the first
+    ("elbo_le_log_evidence_linear_gaussian", lambda example: example["W"].shape == (1, 1)),
+    ("elbo_le_log_evidence_linear_gaussian", lambda example: all(
+        _signs(example[key].ravel()) for key in ("W", "b", "x", "mu", "logvar"))),
+    ("elbo_le_log_evidence_linear_gaussian", lambda example: example["s"] < 1),
+    ("elbo_le_log_evidence_linear_gaussian",
+     lambda example: example["s"] > 1 and example["seed"] > 0),
+    # the log-weights: one, moderate ones of both signs, and ones past exp's float64 range
+    ("iwBound_value", lambda example: example["log_weights"].shape == (1, 1)),
+    ("iwBound_value", lambda example: _signs(example["log_weights"].ravel())
+     and abs(example["log_weights"]).min() < 100),
+    ("iwBound_value",
+     lambda example: example["log_weights"].min() < -1e3 and example["log_weights"].max() > 1e3)])
+def test_the_likelihood_statements_draw_each_case_their_strategies_name(name, case):
+    """The ELBO and IW statements hold for any linear-Gaussian model and any diagonal q: the
+    draws reach the least model and both signs of every parameter; the IW bound's log-weights
+    reach both signs, and magnitudes past exp's range on both sides, where only the max shift
+    keeps the bound finite."""
+    _draws(STATEMENTS[name].given, case)
