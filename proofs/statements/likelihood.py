@@ -91,7 +91,7 @@ def _log_likelihood(W, b, s, x, z):
 def elbo_bound(check, W, b, s, x, mu, logvar, seed, law):
     """ELBO(q) = E_q[log p(x|z)] - KL(q || p(z)) <= log p(x), with log p(x) - ELBO =
     KL(q || p(z|x)) (exact in mpmath; linear-Gaussian p, any diagonal Gaussian q). On the
-    engine: negative_elbo(R, KL_sum) within its rounding bound of the exact -ELBO and above
+    engine: negative_elbo(R, KL_sum) within its rounding bound of the exact -ELBO, so above
     -log p(x) up to that bound; R estimated by reparameterize_diag samples (mean test)."""
     from minilean.models import vae
     exact = _Exact(W, b, s, x, mu, logvar)
@@ -119,9 +119,9 @@ def elbo_bound(check, W, b, s, x, mu, logvar, seed, law):
                                    for m, l in zip(mp(mu), mp(logvar)))
         bound = (squares / (2 * mp(s) ** 2) + gamma(D + d + 8, dtype) * magnitude
                  + gamma(6 + d, dtype) * kl_magnitude)
+        # with the gap -ELBO - (-log p(x)) >= 0 checked above, this also puts the engine's
+        # -ELBO above -log p(x) up to the bound
         check.close(computed, exact.negative_elbo, bound, f"engine -ELBO ({dtype.__name__})")
-        check.holds(computed >= -exact.log_evidence - bound,
-                    f"engine -ELBO below -log p(x) by more than its bound ({dtype.__name__})")
     z = vae.reparameterize_diag(engine(mu, numpy.float64), engine(logvar, numpy.float64),
                                 engine_noise(law, (SAMPLES, d), seed))
     nll = -host(_log_likelihood(W, b, s, x, z))
