@@ -231,7 +231,7 @@ def iw_mean_log_weight(original):
 
 
 @mutant("negative ELBO drops the KL", f"{VAE}.negative_elbo",
-        caught_by=["elbo_le_log_evidence_linear_gaussian"])
+        caught_by=["elbo_le_log_evidence_linear_gaussian", "betaVae_loss_matches_named_elbo_terms"])
 def elbo_without_kl(original):
     """negative_elbo = the reconstruction term alone."""
     return lambda reconstruction, kl: reconstruction
