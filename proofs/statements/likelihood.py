@@ -242,3 +242,12 @@ def elbo_without_kl(original):
 def iw_without_mean(original):
     """importance_weighted_bound = log sum_k w_k (no - log K)."""
     return lambda log_weights: log_weights.logsumexp(0)
+
+
+@mutant("log q(z) with log sigma^2 for log sigma", f"{VAE}.log_posterior",
+        caught_by=["iwBound_tightens_with_K_linear_gaussian"])
+def log_posterior_full_logvar(original):
+    """log_posterior = -sum (log 2 pi + 2 logvar + eps^2) / 2: log sigma^2 = logvar taken for
+    log sigma in the normalising constant, which shifts every log-weight by sum(logvar) / 2."""
+    from minilean.models import vae
+    return lambda eps, logvar: -0.5 * vae.flat_sum(eps * eps + 2 * logvar + vae.LOG_2PI)
