@@ -251,3 +251,12 @@ def log_posterior_full_logvar(original):
     log sigma in the normalising constant, which shifts every log-weight by sum(logvar) / 2."""
     from minilean.models import vae
     return lambda eps, logvar: -0.5 * vae.flat_sum(eps * eps + 2 * logvar + vae.LOG_2PI)
+
+
+@mutant("IW bound with its 1/K applied twice", f"{VAE}.importance_weighted_bound",
+        caught_by=["iwBound_tightens_with_K_linear_gaussian", "iwBound_value"])
+def iw_mean_twice(original):
+    """importance_weighted_bound = logsumexp(lw - log K) - log K: the mean taken inside the
+    logsumexp and again outside, so the bound drops by log K and shrinks as K grows."""
+    return lambda log_weights: ((log_weights - math.log(log_weights.shape[0])).logsumexp(0)
+                                - math.log(log_weights.shape[0]))
