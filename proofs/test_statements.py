@@ -258,3 +258,85 @@ def test_vqvae_mono_draws_both_betas_from_its_range():
     def draws(example):
         assert example["other"] >= 0 and example["example"]["beta"] >= 0, example
     draws()
+def _signs(values):
+    return min(values) < 0 < max(values)
+
+
+def _latent(example):
+    return [list(v) for v in example["latent"]]
+
+
+@pytest.mark.parametrize("name, case", [
+    # _latents: one coordinate, both signs of mu and of logvar, exact zeros throughout
+    ("coordinateKlToStandard_nonneg", lambda example: len(_latent(example)[0]) == 1),
+    ("coordinateKlToStandard_nonneg", lambda example: all(map(_signs, _latent(example)))),
+    ("coordinateKlToStandard_nonneg",
+     lambda example: len(_latent(example)[0]) > 1 and not any(sum(_latent(example), []))),
+    ("diagonal_reparameterization_coordinate_law",
+     lambda example: all(map(_signs, _latent(example)))),
+    # the zero-iff statement's latents: one coordinate, both signs, a zero beside values off 0
+    # by under 1/2 (its margin, 2^-6, is what keeps small ones decidable)
+    ("coordinateKlToStandard_eq_zero_iff", lambda example: len(_latent(example)[0]) == 1),
+    ("coordinateKlToStandard_eq_zero_iff", lambda example: all(map(_signs, _latent(example)))),
+    ("coordinateKlToStandard_eq_zero_iff", lambda example: 0.0 in sum(_latent(example), [])
+     and any(0 < abs(v) < 0.5 for v in sum(_latent(example), []))),
+    # the batch: two rows of one coordinate, both signs, a zero
+    ("diagonalGaussianKlToStandardSum_batch_mean",
+     lambda example: example["latent"][0].shape == (2, 1)),
+    ("diagonalGaussianKlToStandardSum_batch_mean",
+     lambda example: all(_signs(v.ravel()) and 0.0 in v for v in example["latent"])),
+    ("exp_minus_one_minus_nonneg", lambda example: example["x"] < -1),
+    ("exp_minus_one_minus_nonneg", lambda example: example["x"] > 1),
+    ("exp_minus_one_minus_pos", lambda example: example["x"] < -1),
+    ("exp_minus_one_minus_pos", lambda example: example["x"] > 1),
+    ("scalar_reparameterization_law", lambda example: example["mu"] < 0 > example["logvar"]),
+    ("scalar_reparameterization_law", lambda example: example["mu"] > 0 < example["logvar"]),
+    # the beta-VAE losses: every term below 1 and above it (beta 0 and 1 are special cases)
+    ("betaVae_loss_decomposition",
+     lambda example: max(example["reconstruction"], example["kl"], example["beta"]) < 1),
+    ("betaVae_loss_decomposition",
+     lambda example: min(example["reconstruction"], example["kl"], example["beta"]) > 1),
+    ("betaVae_loss_mono_beta_of_kl_nonneg",
+     lambda example: max(example["reconstruction"], example["kl"], *example["betas"]) < 1),
+    ("betaVae_loss_mono_beta_of_kl_nonneg",
+     lambda example: min(example["reconstruction"], example["kl"], *example["betas"]) > 1)])
+def test_the_vae_statements_draw_each_case_their_strategies_name(name, case):
+    """The KL and reparameterisation statements hold for all real mu and logvar: their draws
+    reach both signs of each, one coordinate, and exact zeros; the beta-VAE losses' terms and
+    weights lie in [0, their end), reached on both sides of 1."""
+    _draws(STATEMENTS[name].given, case)
+
+
+def test_the_beta_monotonicity_draws_only_what_its_hypothesis_asks():
+    """0 <= KL and beta1 <= beta2 on every draw: the relaxed strategy's negative KL admits a
+    counterexample, so one drawn by the statement itself would fail it on a correct engine."""
+    from hypothesis import given
+
+    @settings(max_examples=200, database=None, derandomize=True)
+    @given(STATEMENTS["betaVae_loss_mono_beta_of_kl_nonneg"].given)
+    def draws(example):
+        assert example["kl"] >= 0 and example["betas"][0] <= example["betas"][1]
+    draws()
+
+
+@pytest.mark.parametrize("name, case", [
+    # the linear-Gaussian model: the least (d = D = 1), every entry of both signs, s on both
+    # sides of 1 (the likelihood's width), a seed other than the first
+    ("elbo_le_log_evidence_linear_gaussian", lambda example: example["W"].shape == (1, 1)),
+    ("elbo_le_log_evidence_linear_gaussian", lambda example: all(
+        _signs(example[key].ravel()) for key in ("W", "b", "x", "mu", "logvar"))),
+    ("elbo_le_log_evidence_linear_gaussian", lambda example: example["s"] < 1),
+    ("elbo_le_log_evidence_linear_gaussian",
+     lambda example: example["s"] > 1 and example["seed"] > 0),
+    # the log-weights: one, moderate ones of both signs, and ones past exp's float64 range
+    ("iwBound_value", lambda example: example["log_weights"].shape == (1, 1)),
+    ("iwBound_value", lambda example: _signs(example["log_weights"].ravel())
+     and abs(example["log_weights"]).min() < 100),
+    ("iwBound_value",
+     lambda example: example["log_weights"].min() < -1e3 and example["log_weights"].max() > 1e3)])
+def test_the_likelihood_statements_draw_each_case_their_strategies_name(name, case):
+    """The ELBO and IW statements hold for any linear-Gaussian model and any diagonal q: the
+    draws reach the least model and both signs of every parameter; the IW bound's log-weights
+    reach both signs, and magnitudes past exp's range on both sides, where only the max shift
+    keeps the bound finite."""
+    _draws(STATEMENTS[name].given, case)
