@@ -218,9 +218,12 @@ def _clip_inputs(draw):
 @statement("clipGradNorm_global_scale",
            about=(f"{OPTIM}.clip.clip_grad_norm_", f"{OPTIM}.clip.clip_arrays"),
            given=_clip_inputs(),
-           # pinned: gradients of norm 1.15 inside a ball of 10, which clipping leaves alone
+           # pinned: gradients of norm 1.15 inside a ball of 10, which clipping leaves alone,
+           # and of norm 5 clipped to 2.5
            examples=[{"grads": [numpy.asarray([0.5, -1.0]), numpy.asarray([0.25])],
-                      "max_norm": 10.0}])
+                      "max_norm": 10.0},
+                     {"grads": [numpy.asarray([3.0]), numpy.asarray([-4.0, 0.0])],
+                      "max_norm": 2.5}])
 def clip_grad_norm(check, grads, max_norm):
     """clip_grad_norm_ returns norm = sqrt(sum_i g_i^2) over every gradient element (float64)
     and scales every gradient by min(1, max_norm / (norm + 1e-6)); a parameter without a
@@ -262,6 +265,17 @@ def clip_always_rescales(original):
         for grad in grads:
             grad *= (max_norm / (total_norm + eps)).astype(grad.dtype)
         return total_norm
+    return broken
+
+
+@mutant("clip_grad_norm_ returning the clipped norm", f"{OPTIM}.clip.clip_arrays",
+        caught_by=["clipGradNorm_global_scale"])
+def clip_returns_clipped_norm(original):
+    """clip_arrays returns the norm of the gradients after clipping (at most max_norm) instead
+    of before it: a logged norm then never shows the spike that was clipped."""
+    def broken(grads, max_norm, eps):
+        original(grads, max_norm, eps)
+        return numpy.sqrt(sum((g.astype(F64) ** 2).sum() for g in grads))
     return broken
 
 
