@@ -412,3 +412,40 @@ def cosine_one_step_early(original):
         progress = min(1.0, (step - warmup_steps + 1) / max(1, total_steps - warmup_steps))
         return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
     return broken
+
+
+@mutant("cosine not held at min after total_steps", f"{OPTIM}.schedule.warmup_cosine",
+        caught_by=["warmupCosine_schedule"])
+def cosine_past_total(original):
+    """warmup_cosine without its case s >= T: past total_steps the cosine's progress passes 1
+    and the factor climbs back up from min instead of staying there (only steps past T show
+    it: the statement runs to T + 2)."""
+    def broken(step, warmup_steps, total_steps, min_factor=0.0):
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return broken
+
+
+@mutant("warm-up from 0", f"{OPTIM}.schedule.warmup_cosine", caught_by=["warmupCosine_schedule"])
+def warmup_from_zero(original):
+    """warmup_cosine's warm-up is s / W instead of (s + 1) / W: the first step trains at lr 0
+    and the warm-up ends at (W - 1) / W, not 1 (W = 0 hides it)."""
+    def broken(step, warmup_steps, total_steps, min_factor=0.0):
+        if warmup_steps > 0 and step < warmup_steps:
+            return step / warmup_steps
+        return original(step, warmup_steps, total_steps, min_factor)
+    return broken
+
+
+@mutant("scheduler setting the lr a step late", f"{OPTIM}.schedule.LambdaLR.step",
+        caught_by=["warmupCosine_schedule"])
+def lr_a_step_late(original):
+    """LambdaLR.step sets the lr of the step it leaves, then counts it: every lr is the
+    previous step's factor (the first warm-up step's twice); warmup_cosine's own values
+    are right, only the scheduler's lr shows it."""
+    def broken(self):
+        self._set_lr()
+        self.last_step += 1
+    return broken
