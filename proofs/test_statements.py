@@ -1,5 +1,6 @@
 """Every registered statement holds on the engine (skipped, with the reason, while a function
 it is about has not been written yet)."""
+import numpy
 import pytest
 from hypothesis import Phase, find, settings
 
@@ -151,3 +152,46 @@ def test_pool_and_upsample_draw_each_end_of_their_strategies_ranges(strategy, ca
     the largest x, N = C = 2, scale 1 (the identity) as an int and as a pair."""
     from proofs.statements import pool_backward
     _draws(getattr(pool_backward, strategy)(), case)
+
+
+def _optim_strategy(name):
+    from proofs.statements import optim
+    return STATEMENTS[name].given if name == "warmupCosine_schedule" else getattr(optim, name)()
+
+
+def _signs(arrays):
+    values = numpy.concatenate(arrays)
+    return (values < 0).any() and (values > 0).any()
+
+
+@pytest.mark.parametrize("strategy, case", [
+    ("_adam_inputs", lambda example: [p.size for p in example["params"]] == [1]),
+    ("_adam_inputs", lambda example: len(example["grads"]) == 1),
+    ("_adam_inputs", lambda example: len(example["grads"]) == 4 and len(example["params"]) == 2),
+    ("_adam_inputs", lambda example: _signs(example["params"]) and _signs(example["grads"][0])),
+    ("_adam_inputs", lambda example: example["beta1"] >= 0.9),
+    ("_adam_inputs", lambda example: example["weight_decay"] > 0.4),
+    ("_clip_inputs", lambda example: [g.size for g in example["grads"]] == [1]),
+    ("_clip_inputs", lambda example: _signs(example["grads"])),
+    ("_clip_inputs", lambda example: example["max_norm"] < 0.01 * numpy.linalg.norm(
+        numpy.concatenate(example["grads"]))),
+    ("_clip_inputs", lambda example: example["max_norm"] > numpy.linalg.norm(
+        numpy.concatenate(example["grads"]))),
+    ("_ema_inputs", lambda example: [w.size for w in example["weights"][0]] == [1]),
+    ("_ema_inputs", lambda example: len(example["weights"]) == 2),
+    ("_ema_inputs", lambda example: len(example["weights"]) == 6),
+    ("_ema_inputs", lambda example: _signs(example["weights"][1])),
+    ("_ema_inputs", lambda example: 0 < example["decay"] < 0.9),
+    ("_ema_inputs", lambda example: 0.999 <= example["decay"] < 1),
+    ("warmupCosine_schedule", lambda example: example["total"] == 0),
+    ("warmupCosine_schedule", lambda example: 0 < int(example["warmup_share"] * example["total"])
+     < example["total"]),
+    ("warmupCosine_schedule", lambda example: example["min_factor"] > 0.4)])
+def test_the_optim_strategies_draw_each_case_their_docstrings_name(strategy, case):
+    """One parameter (or gradient) of one element, one step and the most (two parameters,
+    four steps; five EMA updates), both signs, beta1 from 0.9 up, weight decay and min_factor
+    near their top 0.5, max_norm from clipping hard (scale < 0.01) to leaving the gradients
+    alone, EMA decays from mid-range up past the zoo's 0.999, T = 0 and a warm-up inside T:
+    the statements check Adam, clipping, the EMA and the schedule only where they draw."""
+    _draws(_optim_strategy(strategy), case)
+
