@@ -195,3 +195,24 @@ def test_the_optim_strategies_draw_each_case_their_docstrings_name(strategy, cas
     the statements check Adam, clipping, the EMA and the schedule only where they draw."""
     _draws(_optim_strategy(strategy), case)
 
+
+@pytest.mark.parametrize("name, replayed", [("adam_adamW_update", "_scalar"),
+                                            ("ema_update_average", "_scalar"),
+                                            ("warmupCosine_schedule", "_cos")])
+def test_the_optim_replays_are_checked_against_the_formula(monkeypatch, name, replayed):
+    """Each optim statement's replay of the engine's order is checked against the formula at 50
+    digits, not trusted: one replayed step off by 2^-20 of its value (its error bound kept, so
+    the engine stays within it) fails as a check of the reference."""
+    import mpmath
+
+    from proofs.running_error import Carried
+    from proofs.statements import optim
+    exact = getattr(optim, replayed)
+
+    def off(*args):
+        step = exact(*args)
+        return Carried(step.value * (1 + mpmath.mpf(2) ** -20), step.error, step.dtype)
+    monkeypatch.setattr(optim, replayed, off)
+    outcome = STATEMENTS[name].run(max_examples=3, shrink=False, derandomize=True)
+    assert outcome.status == "FAIL" and outcome.message.startswith(
+        "ReferenceFailed: reference: replay = formula"), outcome.message
