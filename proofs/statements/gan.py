@@ -97,7 +97,7 @@ def discriminator_loss_zero(check, real, fake):
 
 @mutant("generator aims at the fake target", f"{GAN}.generator_loss",
         caught_by=["generatorLoss_eq_mse_fake_real", "generatorLoss_zero_of_fake_score_real",
-                   "generatorLoss_eq_weightedTwoTerm"])
+                   "generatorLoss_eq_weightedTwoTerm", "fakeScore_is_discriminator_after_generator"])
 def generator_wrong_target(original):
     """generator_loss = MSE(D(G z), 0): the generator tries to look fake."""
     from minilean.models import gan
