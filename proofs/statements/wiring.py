@@ -348,11 +348,60 @@ def encoder_halves_swapped(original):
     return broken
 
 
+@mutant("VAE likelihood with the decoder's outputs swapped", f"{VAE}.draw_terms",
+        caught_by=["forward_eq_decoder_sampleLatent"])
+def likelihood_outputs_swapped(original):
+    """draw_terms scores the images under discretized_logistic_log_likelihood(x, log_scale,
+    mean): the decoder's two outputs passed in each other's place."""
+    from minilean.models import vae
+
+    def broken(model, images, mu, logvar, eps):
+        z = vae.reparameterize_diag(mu, logvar, eps)
+        mean, log_scale = model.decode(z)
+        return vae.flat_sum(vae.discretized_logistic_log_likelihood(images, log_scale, mean)), z
+    return broken
+
+
+@mutant("VAE log-scale clamped from above", f"{VAE}.VAE.decode",
+        caught_by=["forward_eq_decoder_sampleLatent"])
+def log_scale_clamped_from_above(original):
+    """VAE.decode clamps the log-scale with max=MIN_LOG_SCALE instead of min=: every pixel's
+    logistic gets the narrowest scale e^-7, whatever the decoder says."""
+    from minilean.models import vae
+
+    def broken(self, latent):
+        outputs = self.run_decoder(latent)
+        return outputs[:, 0], outputs[:, 1].clamp(max=vae.MIN_LOG_SCALE)
+    return broken
+
+
+@mutant("VAE decoder mean clamped to [0, 1]", f"{VAE}.VAE.decode",
+        caught_by=["forward_eq_decoder_sampleLatent"])
+def mean_clamped(original):
+    """VAE.decode clamps the mean to the pixel range, as sample_prior does for the images it
+    shows: a mean outside [0, 1] then gets no gradient."""
+    def broken(self, latent):
+        mean, log_scale = original(self, latent)
+        return mean.clamp(0.0, 1.0), log_scale
+    return broken
+
+
 @mutant("straight-through passes the encoding", f"{VQ}.straight_through",
         caught_by=["forward_eq_decoder_codebook"])
 def straight_through_encoding(original):
     """straight_through returns z_e (the decoder never sees the code)."""
     return lambda encoded, quantized: encoded + 0 * quantized.detach()
+
+
+@mutant("VQ-VAE decoding the encoding", f"{VQ}.VQVAE.forward",
+        caught_by=["forward_eq_decoder_codebook"])
+def vq_decodes_the_encoding(original):
+    """VQVAE.forward decodes z_e itself, not the straight-through code: the reconstruction
+    never depends on the codebook (straight_through itself is right)."""
+    def broken(self, images):
+        _, encoded, quantized, indices = original(self, images)
+        return self.decode(encoded), encoded, quantized, indices
+    return broken
 
 
 @mutant("generator without its tanh", f"{GAN}.Generator.forward",
