@@ -348,6 +348,27 @@ def encoder_halves_swapped(original):
     return broken
 
 
+def _log_likelihood_at(model, images, z, swapped=False):
+    """draw_terms' log p(x|z) per image; with ``swapped``, the decoder's (mean, log_scale)
+    passed to the likelihood in each other's place."""
+    from minilean.models import vae
+    outputs = model.decode(z)
+    mean, log_scale = reversed(outputs) if swapped else outputs
+    return vae.flat_sum(vae.discretized_logistic_log_likelihood(images, mean, log_scale))
+
+
+@mutant("VAE latent written out in draw_terms", f"{VAE}.draw_terms",
+        caught_by=["sampleLatent_eq_reparameterize", "forward_eq_decoder_sampleLatent"])
+def latent_written_out(original):
+    """draw_terms forms z = mu + sqrt(e^logvar) eps itself instead of calling
+    reparameterize_diag: the same z over the reals, off by a rounding or two in floating
+    point, and a second copy of the formula to drift (only the bit-for-bit check sees it)."""
+    def broken(model, images, mu, logvar, eps):
+        z = mu + logvar.exp().sqrt() * eps
+        return _log_likelihood_at(model, images, z), z
+    return broken
+
+
 @mutant("VAE likelihood with the decoder's outputs swapped", f"{VAE}.draw_terms",
         caught_by=["forward_eq_decoder_sampleLatent"])
 def likelihood_outputs_swapped(original):
@@ -357,8 +378,7 @@ def likelihood_outputs_swapped(original):
 
     def broken(model, images, mu, logvar, eps):
         z = vae.reparameterize_diag(mu, logvar, eps)
-        mean, log_scale = model.decode(z)
-        return vae.flat_sum(vae.discretized_logistic_log_likelihood(images, log_scale, mean)), z
+        return _log_likelihood_at(model, images, z, swapped=True), z
     return broken
 
 
@@ -410,6 +430,16 @@ def generator_without_tanh(original):
     """Generator.forward skips the tanh of bounded data."""
     def broken(self, z):
         return self.net(z).reshape((z.shape[0],) + self.data_shape)  # (N, P) -> (N, *shape)
+    return broken
+
+
+@mutant("generator with a tanh on unbounded data", f"{GAN}.Generator.forward",
+        caught_by=["generate_eq_generator", "fakeScore_is_discriminator_after_generator"])
+def generator_always_tanh(original):
+    """Generator.forward squashes every output with tanh, bounded=False too: points beyond
+    [-1, 1] (the 2-D toy data) can never be generated."""
+    def broken(self, z):
+        return self.net(z).reshape((z.shape[0],) + self.data_shape).tanh()  # (N, P) -> (N, *shape)
     return broken
 
 
