@@ -216,3 +216,27 @@ def test_the_optim_replays_are_checked_against_the_formula(monkeypatch, name, re
     outcome = STATEMENTS[name].run(max_examples=3, shrink=False, derandomize=True)
     assert outcome.status == "FAIL" and outcome.message.startswith(
         "ReferenceFailed: reference: replay = formula"), outcome.message
+
+
+def _spread(values):
+    return values.min() < 0.5 < values.max()
+
+
+@pytest.mark.parametrize("name, case", [
+    ("forward_eq_decoder_sampleLatent", lambda example: _spread(example["images"])),
+    ("forward_eq_decoder_sampleLatent", lambda example: _signs([example["eps"].ravel()])),
+    ("forward_eq_decoder_sampleLatent", lambda example: example["beta"] < 1),
+    ("forward_eq_decoder_sampleLatent", lambda example: example["beta"] > 1),
+    ("forward_eq_decoder_codebook", lambda example: _spread(example["images"])),
+    ("forward_eq_decoder_codebook", lambda example: example["spread"] < 1),
+    ("generate_eq_generator", lambda example: _signs([example["z"].ravel()])),
+    ("autoencoder_loss_eq_mse_of_reconstruction", lambda example: len(example["images"]) == 1),
+    ("autoencoder_loss_eq_mse_of_reconstruction", lambda example: _spread(example["images"]))]
+    + [(name, lambda example: example["seed"] > 100) for name in (
+        "forward_eq_decoder_sampleLatent", "forward_eq_decoder_codebook", "generate_eq_generator",
+        "autoencoder_loss_eq_mse_of_reconstruction")])
+def test_the_wiring_strategies_draw_varied_inputs_and_models(name, case):
+    """Pixels on both sides of 0.5, noise and latents of both signs, beta below and above 1,
+    codebooks spread by under 1 and more, an autoencoder batch of one image, and models built
+    under many seeds, not a handful: the wiring statements evaluate every layer on them."""
+    _draws(STATEMENTS[name].given, case)
