@@ -45,7 +45,6 @@ def _affine_map(layer, in_shape):
     from minilean import nn
     from minilean.nn import functional as F
     weight = engine(host(layer.weight), numpy.float64)
-    bias = None if layer.bias is None else host(layer.bias)
     if isinstance(layer, nn.Linear):
         matrix = host(weight)
         out_shape = (matrix.shape[0],)
@@ -56,10 +55,8 @@ def _affine_map(layer, in_shape):
         probed = host(convolve(basis, weight, None, groups=layer.groups, **layer.options))
         out_shape = probed.shape[1:]
         matrix = probed.reshape(size, -1).T  # (in, out...) -> (out, in)
-    if bias is None:
-        bias = numpy.zeros(matrix.shape[0])
-    elif len(out_shape) > 1:  # one bias per output channel, broadcast over (H, W)
-        bias = numpy.repeat(bias, int(numpy.prod(out_shape[1:])))
+    # one bias per output channel, repeated over (H, W) (a Linear's out_shape has no more axes)
+    bias = numpy.repeat(host(layer.bias), int(numpy.prod(out_shape[1:])))
     return matrix, bias, tuple(out_shape)
 
 
