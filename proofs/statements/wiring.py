@@ -344,6 +344,18 @@ def encoder_halves_swapped(original):
     return broken
 
 
+@mutant("VAE encoder's log-variance halved", f"{VAE}.VAE.encode",
+        caught_by=["sampleLatent_eq_reparameterize"])
+def encoder_log_std(original):
+    """VAE.encode returns log sigma = logvar / 2 where reparameterize_diag and the KL take the
+    log-variance (the log-std and log-variance conventions mixed): every posterior width is
+    the square root of the encoder's. Off by |logvar| / 2, under 1 for this small encoder."""
+    def broken(self, images):
+        mu, logvar = original(self, images)
+        return mu, logvar / 2
+    return broken
+
+
 def _log_likelihood_at(model, images, z, swapped=False):
     """draw_terms' log p(x|z) per image; with ``swapped``, the decoder's (mean, log_scale)
     passed to the likelihood in each other's place."""
