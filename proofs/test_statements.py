@@ -339,4 +339,89 @@ def test_the_likelihood_statements_draw_each_case_their_strategies_name(name, ca
     draws reach the least model and both signs of every parameter; the IW bound's log-weights
     reach both signs, and magnitudes past exp's range on both sides, where only the max shift
     keeps the bound finite."""
+def _optim_strategy(name):
+    from proofs.statements import optim
+    return STATEMENTS[name].given if name == "warmupCosine_schedule" else getattr(optim, name)()
+
+
+def _signs(arrays):
+    values = numpy.concatenate(arrays)
+    return (values < 0).any() and (values > 0).any()
+
+
+@pytest.mark.parametrize("strategy, case", [
+    ("_adam_inputs", lambda example: [p.size for p in example["params"]] == [1]),
+    ("_adam_inputs", lambda example: len(example["grads"]) == 1),
+    ("_adam_inputs", lambda example: len(example["grads"]) == 4 and len(example["params"]) == 2),
+    ("_adam_inputs", lambda example: _signs(example["params"]) and _signs(example["grads"][0])),
+    ("_adam_inputs", lambda example: example["beta1"] >= 0.9),
+    ("_adam_inputs", lambda example: example["weight_decay"] > 0.4),
+    ("_clip_inputs", lambda example: [g.size for g in example["grads"]] == [1]),
+    ("_clip_inputs", lambda example: _signs(example["grads"])),
+    ("_clip_inputs", lambda example: example["max_norm"] < 0.01 * numpy.linalg.norm(
+        numpy.concatenate(example["grads"]))),
+    ("_clip_inputs", lambda example: example["max_norm"] > numpy.linalg.norm(
+        numpy.concatenate(example["grads"]))),
+    ("_ema_inputs", lambda example: [w.size for w in example["weights"][0]] == [1]),
+    ("_ema_inputs", lambda example: len(example["weights"]) == 2),
+    ("_ema_inputs", lambda example: len(example["weights"]) == 6),
+    ("_ema_inputs", lambda example: _signs(example["weights"][1])),
+    ("_ema_inputs", lambda example: 0 < example["decay"] < 0.9),
+    ("_ema_inputs", lambda example: 0.999 <= example["decay"] < 1),
+    ("warmupCosine_schedule", lambda example: example["total"] == 0),
+    ("warmupCosine_schedule", lambda example: 0 < int(example["warmup_share"] * example["total"])
+     < example["total"]),
+    ("warmupCosine_schedule", lambda example: example["min_factor"] > 0.4)])
+def test_the_optim_strategies_draw_each_case_their_docstrings_name(strategy, case):
+    """One parameter (or gradient) of one element, one step and the most (two parameters,
+    four steps; five EMA updates), both signs, beta1 from 0.9 up, weight decay and min_factor
+    near their top 0.5, max_norm from clipping hard (scale < 0.01) to leaving the gradients
+    alone, EMA decays from mid-range up past the zoo's 0.999, T = 0 and a warm-up inside T:
+    the statements check Adam, clipping, the EMA and the schedule only where they draw."""
+    _draws(_optim_strategy(strategy), case)
+
+
+@pytest.mark.parametrize("name, replayed", [("adam_adamW_update", "_scalar"),
+                                            ("ema_update_average", "_scalar"),
+                                            ("warmupCosine_schedule", "_cos")])
+def test_the_optim_replays_are_checked_against_the_formula(monkeypatch, name, replayed):
+    """Each optim statement's replay of the engine's order is checked against the formula at 50
+    digits, not trusted: one replayed step off by 2^-20 of its value (its error bound kept, so
+    the engine stays within it) fails as a check of the reference."""
+    import mpmath
+
+    from proofs.running_error import Carried
+    from proofs.statements import optim
+    exact = getattr(optim, replayed)
+
+    def off(*args):
+        step = exact(*args)
+        return Carried(step.value * (1 + mpmath.mpf(2) ** -20), step.error, step.dtype)
+    monkeypatch.setattr(optim, replayed, off)
+    outcome = STATEMENTS[name].run(max_examples=3, shrink=False, derandomize=True)
+    assert outcome.status == "FAIL" and outcome.message.startswith(
+        "ReferenceFailed: reference: replay = formula"), outcome.message
+
+
+def _spread(values):
+    return values.min() < 0.5 < values.max()
+
+
+@pytest.mark.parametrize("name, case", [
+    ("forward_eq_decoder_sampleLatent", lambda example: _spread(example["images"])),
+    ("forward_eq_decoder_sampleLatent", lambda example: _signs([example["eps"].ravel()])),
+    ("forward_eq_decoder_sampleLatent", lambda example: example["beta"] < 1),
+    ("forward_eq_decoder_sampleLatent", lambda example: example["beta"] > 1),
+    ("forward_eq_decoder_codebook", lambda example: _spread(example["images"])),
+    ("forward_eq_decoder_codebook", lambda example: example["spread"] < 1),
+    ("generate_eq_generator", lambda example: _signs([example["z"].ravel()])),
+    ("autoencoder_loss_eq_mse_of_reconstruction", lambda example: len(example["images"]) == 1),
+    ("autoencoder_loss_eq_mse_of_reconstruction", lambda example: _spread(example["images"]))]
+    + [(name, lambda example: example["seed"] > 100) for name in (
+        "forward_eq_decoder_sampleLatent", "forward_eq_decoder_codebook", "generate_eq_generator",
+        "autoencoder_loss_eq_mse_of_reconstruction")])
+def test_the_wiring_strategies_draw_varied_inputs_and_models(name, case):
+    """Pixels on both sides of 0.5, noise and latents of both signs, beta below and above 1,
+    codebooks spread by under 1 and more, an autoencoder batch of one image, and models built
+    under many seeds, not a handful: the wiring statements evaluate every layer on them."""
     _draws(STATEMENTS[name].given, case)

@@ -218,9 +218,12 @@ def _clip_inputs(draw):
 @statement("clipGradNorm_global_scale",
            about=(f"{OPTIM}.clip.clip_grad_norm_", f"{OPTIM}.clip.clip_arrays"),
            given=_clip_inputs(),
-           # pinned: gradients of norm 1.15 inside a ball of 10, which clipping leaves alone
+           # pinned: gradients of norm 1.15 inside a ball of 10, which clipping leaves alone,
+           # and of norm 5 clipped to 2.5
            examples=[{"grads": [numpy.asarray([0.5, -1.0]), numpy.asarray([0.25])],
-                      "max_norm": 10.0}])
+                      "max_norm": 10.0},
+                     {"grads": [numpy.asarray([3.0]), numpy.asarray([-4.0, 0.0])],
+                      "max_norm": 2.5}])
 def clip_grad_norm(check, grads, max_norm):
     """clip_grad_norm_ returns norm = sqrt(sum_i g_i^2) over every gradient element (float64)
     and scales every gradient by min(1, max_norm / (norm + 1e-6)); a parameter without a
@@ -262,6 +265,17 @@ def clip_always_rescales(original):
         for grad in grads:
             grad *= (max_norm / (total_norm + eps)).astype(grad.dtype)
         return total_norm
+    return broken
+
+
+@mutant("clip_grad_norm_ returning the clipped norm", f"{OPTIM}.clip.clip_arrays",
+        caught_by=["clipGradNorm_global_scale"])
+def clip_returns_clipped_norm(original):
+    """clip_arrays returns the norm of the gradients after clipping (at most max_norm) instead
+    of before it: a logged norm then never shows the spike that was clipped."""
+    def broken(grads, max_norm, eps):
+        original(grads, max_norm, eps)
+        return numpy.sqrt(sum((g.astype(F64) ** 2).sum() for g in grads))
     return broken
 
 
@@ -397,4 +411,41 @@ def cosine_one_step_early(original):
             return (step + 1) / warmup_steps
         progress = min(1.0, (step - warmup_steps + 1) / max(1, total_steps - warmup_steps))
         return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return broken
+
+
+@mutant("cosine not held at min after total_steps", f"{OPTIM}.schedule.warmup_cosine",
+        caught_by=["warmupCosine_schedule"])
+def cosine_past_total(original):
+    """warmup_cosine without its case s >= T: past total_steps the cosine's progress passes 1
+    and the factor climbs back up from min instead of staying there (only steps past T show
+    it: the statement runs to T + 2)."""
+    def broken(step, warmup_steps, total_steps, min_factor=0.0):
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return min_factor + (1 - min_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return broken
+
+
+@mutant("warm-up from 0", f"{OPTIM}.schedule.warmup_cosine", caught_by=["warmupCosine_schedule"])
+def warmup_from_zero(original):
+    """warmup_cosine's warm-up is s / W instead of (s + 1) / W: the first step trains at lr 0
+    and the warm-up ends at (W - 1) / W, not 1 (W = 0 hides it)."""
+    def broken(step, warmup_steps, total_steps, min_factor=0.0):
+        if warmup_steps > 0 and step < warmup_steps:
+            return step / warmup_steps
+        return original(step, warmup_steps, total_steps, min_factor)
+    return broken
+
+
+@mutant("scheduler setting the lr a step late", f"{OPTIM}.schedule.LambdaLR.step",
+        caught_by=["warmupCosine_schedule"])
+def lr_a_step_late(original):
+    """LambdaLR.step sets the lr of the step it leaves, then counts it: every lr is the
+    previous step's factor (the first warm-up step's twice); warmup_cosine's own values
+    are right, only the scheduler's lr shows it."""
+    def broken(self):
+        self._set_lr()
+        self.last_step += 1
     return broken

@@ -377,7 +377,7 @@ def sum_kl_is_mean(original):
 @mutant("reparameterise with the variance", f"{VAE}.reparameterize_diag",
         caught_by=["reparameterizeDiag_value", "scalar_reparameterization_law",
                    "diagonal_reparameterization_coordinate_law",
-                   "elbo_le_log_evidence_linear_gaussian"])
+                   "elbo_le_log_evidence_linear_gaussian", "sampleLatent_eq_reparameterize"])
 def reparameterize_with_variance(original):
     """z = mu + exp(l) eps: the variance used where the standard deviation belongs."""
     return lambda mu, logvar, eps: mu + logvar.exp() * eps

@@ -363,7 +363,7 @@ def nearest_code_expanded(original):
 
 
 @mutant("quantize with 1-based code numbers", f"{VQ}.quantize",
-        caught_by=["quantized_is_codebook_lookup"])
+        caught_by=["quantized_is_codebook_lookup", "forward_eq_decoder_codebook"])
 def quantize_one_based(original):
     """quantize(e, idx) = e_(idx - 1): code numbers read as 1-based (code 0 wraps to the last
     row), so every lookup returns the code before the chosen one."""

@@ -45,7 +45,6 @@ def _affine_map(layer, in_shape):
     from minilean import nn
     from minilean.nn import functional as F
     weight = engine(host(layer.weight), numpy.float64)
-    bias = None if layer.bias is None else host(layer.bias)
     if isinstance(layer, nn.Linear):
         matrix = host(weight)
         out_shape = (matrix.shape[0],)
@@ -56,10 +55,8 @@ def _affine_map(layer, in_shape):
         probed = host(convolve(basis, weight, None, groups=layer.groups, **layer.options))
         out_shape = probed.shape[1:]
         matrix = probed.reshape(size, -1).T  # (in, out...) -> (out, in)
-    if bias is None:
-        bias = numpy.zeros(matrix.shape[0])
-    elif len(out_shape) > 1:  # one bias per output channel, broadcast over (H, W)
-        bias = numpy.repeat(bias, int(numpy.prod(out_shape[1:])))
+    # one bias per output channel, repeated over (H, W) (a Linear's out_shape has no more axes)
+    bias = numpy.repeat(host(layer.bias), int(numpy.prod(out_shape[1:])))
     return matrix, bias, tuple(out_shape)
 
 
@@ -231,7 +228,7 @@ def _vqvae(seed, dtype):
 def vq_forward(check, images, seed, spread):
     """forward(x) = decoder(codebook[idx]): the reconstruction is the decoder (then sigmoid)
     at the chosen codes e = e_idx. The straight-through input z + (e - z) equals e over the
-    reals (mpmath) but in floating point only within gamma_2 (|e| + |e - z|) elementwise
+    reals but in floating point only within gamma_2 (|e| + |e - z|) elementwise
     (two roundings: e - z, then z + that; exact when z and e are within a factor 2 of each
     other, by Sterbenz), and that difference is carried through the decoder."""
     from minilean.models import vqvae
@@ -244,7 +241,6 @@ def vq_forward(check, images, seed, spread):
         check.close(e, mp(host(model.codebook)[host(indices).astype(int)]), 0,
                     f"e = codebook[idx] ({dtype.__name__})")
         passed = host(vqvae.straight_through(encoded, quantized))
-        check.close([a + (b - a) for a, b in zip(mp(z), mp(e))], mp(e), 0, "mpmath: z + (e - z)")
         rounding = gamma(2, dtype) * (numpy.abs(e) + numpy.abs(e - z))
         check.close(passed, mp(e), rounding, f"straight-through value ({dtype.__name__})")
         # decoder input layout: (N, h, w, D) -> (N, D, h, w)
@@ -348,11 +344,92 @@ def encoder_halves_swapped(original):
     return broken
 
 
+@mutant("VAE encoder's log-variance halved", f"{VAE}.VAE.encode",
+        caught_by=["sampleLatent_eq_reparameterize"])
+def encoder_log_std(original):
+    """VAE.encode returns log sigma = logvar / 2 where reparameterize_diag and the KL take the
+    log-variance (the log-std and log-variance conventions mixed): every posterior width is
+    the square root of the encoder's. Off by |logvar| / 2, under 1 for this small encoder."""
+    def broken(self, images):
+        mu, logvar = original(self, images)
+        return mu, logvar / 2
+    return broken
+
+
+def _log_likelihood_at(model, images, z, swapped=False):
+    """draw_terms' log p(x|z) per image; with ``swapped``, the decoder's (mean, log_scale)
+    passed to the likelihood in each other's place."""
+    from minilean.models import vae
+    outputs = model.decode(z)
+    mean, log_scale = reversed(outputs) if swapped else outputs
+    return vae.flat_sum(vae.discretized_logistic_log_likelihood(images, mean, log_scale))
+
+
+@mutant("VAE latent written out in draw_terms", f"{VAE}.draw_terms",
+        caught_by=["sampleLatent_eq_reparameterize", "forward_eq_decoder_sampleLatent"])
+def latent_written_out(original):
+    """draw_terms forms z = mu + sqrt(e^logvar) eps itself instead of calling
+    reparameterize_diag: the same z over the reals, off by a rounding or two in floating
+    point, and a second copy of the formula to drift (only the bit-for-bit check sees it)."""
+    def broken(model, images, mu, logvar, eps):
+        z = mu + logvar.exp().sqrt() * eps
+        return _log_likelihood_at(model, images, z), z
+    return broken
+
+
+@mutant("VAE likelihood with the decoder's outputs swapped", f"{VAE}.draw_terms",
+        caught_by=["forward_eq_decoder_sampleLatent"])
+def likelihood_outputs_swapped(original):
+    """draw_terms scores the images under discretized_logistic_log_likelihood(x, log_scale,
+    mean): the decoder's two outputs passed in each other's place."""
+    from minilean.models import vae
+
+    def broken(model, images, mu, logvar, eps):
+        z = vae.reparameterize_diag(mu, logvar, eps)
+        return _log_likelihood_at(model, images, z, swapped=True), z
+    return broken
+
+
+@mutant("VAE log-scale clamped from above", f"{VAE}.VAE.decode",
+        caught_by=["forward_eq_decoder_sampleLatent"])
+def log_scale_clamped_from_above(original):
+    """VAE.decode clamps the log-scale with max=MIN_LOG_SCALE instead of min=: every pixel's
+    logistic gets the narrowest scale e^-7, whatever the decoder says."""
+    from minilean.models import vae
+
+    def broken(self, latent):
+        outputs = self.run_decoder(latent)
+        return outputs[:, 0], outputs[:, 1].clamp(max=vae.MIN_LOG_SCALE)
+    return broken
+
+
+@mutant("VAE decoder mean clamped to [0, 1]", f"{VAE}.VAE.decode",
+        caught_by=["forward_eq_decoder_sampleLatent"])
+def mean_clamped(original):
+    """VAE.decode clamps the mean to the pixel range, as sample_prior does for the images it
+    shows: a mean outside [0, 1] then gets no gradient."""
+    def broken(self, latent):
+        mean, log_scale = original(self, latent)
+        return mean.clamp(0.0, 1.0), log_scale
+    return broken
+
+
 @mutant("straight-through passes the encoding", f"{VQ}.straight_through",
         caught_by=["forward_eq_decoder_codebook"])
 def straight_through_encoding(original):
     """straight_through returns z_e (the decoder never sees the code)."""
     return lambda encoded, quantized: encoded + 0 * quantized.detach()
+
+
+@mutant("VQ-VAE decoding the encoding", f"{VQ}.VQVAE.forward",
+        caught_by=["forward_eq_decoder_codebook"])
+def vq_decodes_the_encoding(original):
+    """VQVAE.forward decodes z_e itself, not the straight-through code: the reconstruction
+    never depends on the codebook (straight_through itself is right)."""
+    def broken(self, images):
+        _, encoded, quantized, indices = original(self, images)
+        return self.decode(encoded), encoded, quantized, indices
+    return broken
 
 
 @mutant("generator without its tanh", f"{GAN}.Generator.forward",
@@ -361,6 +438,16 @@ def generator_without_tanh(original):
     """Generator.forward skips the tanh of bounded data."""
     def broken(self, z):
         return self.net(z).reshape((z.shape[0],) + self.data_shape)  # (N, P) -> (N, *shape)
+    return broken
+
+
+@mutant("generator with a tanh on unbounded data", f"{GAN}.Generator.forward",
+        caught_by=["generate_eq_generator", "fakeScore_is_discriminator_after_generator"])
+def generator_always_tanh(original):
+    """Generator.forward squashes every output with tanh, bounded=False too: points beyond
+    [-1, 1] (the 2-D toy data) can never be generated."""
+    def broken(self, z):
+        return self.net(z).reshape((z.shape[0],) + self.data_shape).tanh()  # (N, P) -> (N, *shape)
     return broken
 
 
