@@ -153,7 +153,9 @@ def test_pool_and_upsample_draw_each_end_of_their_strategies_ranges(strategy, ca
     _draws(getattr(pool_backward, strategy)(), case)
 
 
-def _spans_zero(values):
+def _spans_zero(*arrays):
+    """Whether the values of ``arrays`` (any shapes, together) include both signs."""
+    values = numpy.concatenate([numpy.ravel(array) for array in arrays])
     return values.min() < 0 < values.max()
 
 
@@ -165,8 +167,7 @@ def _spans_zero(values):
     ("_ema_inputs", lambda example: len(example["batches"]) == 1),
     ("_ema_inputs", lambda example: len(example["batches"]) == 3),
     ("_ema_inputs", lambda example: any(v.size == 1 for v, _ in example["batches"])),
-    ("_ema_inputs", lambda example: _spans_zero(numpy.concatenate(
-        [v.ravel() for v, _ in example["batches"]]))),
+    ("_ema_inputs", lambda example: _spans_zero(*[v for v, _ in example["batches"]])),
     ("_ema_inputs", lambda example: _spans_zero(example["sums"])),
     ("_ema_inputs", lambda example: 0 < example["decay"] < 0.9),
     ("_restart_inputs", lambda example: len(example["codebook"]) == 1),
@@ -258,10 +259,6 @@ def test_vqvae_mono_draws_both_betas_from_its_range():
     def draws(example):
         assert example["other"] >= 0 and example["example"]["beta"] >= 0, example
     draws()
-def _signs(values):
-    return min(values) < 0 < max(values)
-
-
 def _latent(example):
     return [list(v) for v in example["latent"]]
 
@@ -269,22 +266,22 @@ def _latent(example):
 @pytest.mark.parametrize("name, case", [
     # _latents: one coordinate, both signs of mu and of logvar, exact zeros throughout
     ("coordinateKlToStandard_nonneg", lambda example: len(_latent(example)[0]) == 1),
-    ("coordinateKlToStandard_nonneg", lambda example: all(map(_signs, _latent(example)))),
+    ("coordinateKlToStandard_nonneg", lambda example: all(map(_spans_zero, _latent(example)))),
     ("coordinateKlToStandard_nonneg",
      lambda example: len(_latent(example)[0]) > 1 and not any(sum(_latent(example), []))),
     ("diagonal_reparameterization_coordinate_law",
-     lambda example: all(map(_signs, _latent(example)))),
+     lambda example: all(map(_spans_zero, _latent(example)))),
     # the zero-iff statement's latents: one coordinate, both signs, a zero beside values off 0
     # by under 1/2 (its margin, 2^-6, is what keeps small ones decidable)
     ("coordinateKlToStandard_eq_zero_iff", lambda example: len(_latent(example)[0]) == 1),
-    ("coordinateKlToStandard_eq_zero_iff", lambda example: all(map(_signs, _latent(example)))),
+    ("coordinateKlToStandard_eq_zero_iff", lambda example: all(map(_spans_zero, _latent(example)))),
     ("coordinateKlToStandard_eq_zero_iff", lambda example: 0.0 in sum(_latent(example), [])
      and any(0 < abs(v) < 0.5 for v in sum(_latent(example), []))),
     # the batch: two rows of one coordinate, both signs, a zero
     ("diagonalGaussianKlToStandardSum_batch_mean",
      lambda example: example["latent"][0].shape == (2, 1)),
     ("diagonalGaussianKlToStandardSum_batch_mean",
-     lambda example: all(_signs(v.ravel()) and 0.0 in v for v in example["latent"])),
+     lambda example: all(_spans_zero(v) and 0.0 in v for v in example["latent"])),
     ("exp_minus_one_minus_nonneg", lambda example: example["x"] < -1),
     ("exp_minus_one_minus_nonneg", lambda example: example["x"] > 1),
     ("exp_minus_one_minus_pos", lambda example: example["x"] < -1),
@@ -324,13 +321,13 @@ def test_the_beta_monotonicity_draws_only_what_its_hypothesis_asks():
     # sides of 1 (the likelihood's width), a seed other than the first
     ("elbo_le_log_evidence_linear_gaussian", lambda example: example["W"].shape == (1, 1)),
     ("elbo_le_log_evidence_linear_gaussian", lambda example: all(
-        _signs(example[key].ravel()) for key in ("W", "b", "x", "mu", "logvar"))),
+        _spans_zero(example[key]) for key in ("W", "b", "x", "mu", "logvar"))),
     ("elbo_le_log_evidence_linear_gaussian", lambda example: example["s"] < 1),
     ("elbo_le_log_evidence_linear_gaussian",
      lambda example: example["s"] > 1 and example["seed"] > 0),
     # the log-weights: one, moderate ones of both signs, and ones past exp's float64 range
     ("iwBound_value", lambda example: example["log_weights"].shape == (1, 1)),
-    ("iwBound_value", lambda example: _signs(example["log_weights"].ravel())
+    ("iwBound_value", lambda example: _spans_zero(example["log_weights"])
      and abs(example["log_weights"]).min() < 100),
     ("iwBound_value",
      lambda example: example["log_weights"].min() < -1e3 and example["log_weights"].max() > 1e3)])
@@ -344,20 +341,16 @@ def _optim_strategy(name):
     return STATEMENTS[name].given if name == "warmupCosine_schedule" else getattr(optim, name)()
 
 
-def _signs(arrays):
-    values = numpy.concatenate(arrays)
-    return (values < 0).any() and (values > 0).any()
-
-
 @pytest.mark.parametrize("strategy, case", [
     ("_adam_inputs", lambda example: [p.size for p in example["params"]] == [1]),
     ("_adam_inputs", lambda example: len(example["grads"]) == 1),
     ("_adam_inputs", lambda example: len(example["grads"]) == 4 and len(example["params"]) == 2),
-    ("_adam_inputs", lambda example: _signs(example["params"]) and _signs(example["grads"][0])),
+    ("_adam_inputs",
+     lambda example: _spans_zero(*example["params"]) and _spans_zero(*example["grads"][0])),
     ("_adam_inputs", lambda example: example["beta1"] >= 0.9),
     ("_adam_inputs", lambda example: example["weight_decay"] > 0.4),
     ("_clip_inputs", lambda example: [g.size for g in example["grads"]] == [1]),
-    ("_clip_inputs", lambda example: _signs(example["grads"])),
+    ("_clip_inputs", lambda example: _spans_zero(*example["grads"])),
     ("_clip_inputs", lambda example: example["max_norm"] < 0.01 * numpy.linalg.norm(
         numpy.concatenate(example["grads"]))),
     ("_clip_inputs", lambda example: example["max_norm"] > numpy.linalg.norm(
@@ -365,7 +358,7 @@ def _signs(arrays):
     ("_ema_inputs", lambda example: [w.size for w in example["weights"][0]] == [1]),
     ("_ema_inputs", lambda example: len(example["weights"]) == 2),
     ("_ema_inputs", lambda example: len(example["weights"]) == 6),
-    ("_ema_inputs", lambda example: _signs(example["weights"][1])),
+    ("_ema_inputs", lambda example: _spans_zero(*example["weights"][1])),
     ("_ema_inputs", lambda example: 0 < example["decay"] < 0.9),
     ("_ema_inputs", lambda example: 0.999 <= example["decay"] < 1),
     ("warmupCosine_schedule", lambda example: example["total"] == 0),
@@ -409,12 +402,12 @@ def _spread(values):
 
 @pytest.mark.parametrize("name, case", [
     ("forward_eq_decoder_sampleLatent", lambda example: _spread(example["images"])),
-    ("forward_eq_decoder_sampleLatent", lambda example: _signs([example["eps"].ravel()])),
+    ("forward_eq_decoder_sampleLatent", lambda example: _spans_zero(example["eps"])),
     ("forward_eq_decoder_sampleLatent", lambda example: example["beta"] < 1),
     ("forward_eq_decoder_sampleLatent", lambda example: example["beta"] > 1),
     ("forward_eq_decoder_codebook", lambda example: _spread(example["images"])),
     ("forward_eq_decoder_codebook", lambda example: example["spread"] < 1),
-    ("generate_eq_generator", lambda example: _signs([example["z"].ravel()])),
+    ("generate_eq_generator", lambda example: _spans_zero(example["z"])),
     ("autoencoder_loss_eq_mse_of_reconstruction", lambda example: len(example["images"]) == 1),
     ("autoencoder_loss_eq_mse_of_reconstruction", lambda example: _spread(example["images"]))]
     + [(name, lambda example: example["seed"] > 100) for name in (
