@@ -258,3 +258,52 @@ def test_vqvae_mono_draws_both_betas_from_its_range():
     def draws(example):
         assert example["other"] >= 0 and example["example"]["beta"] >= 0, example
     draws()
+
+
+def _hides_only(example, patch):
+    """Some image of ``example`` hides exactly one patch, its ``patch``-th (0 first, -1 last)."""
+    return any(row.sum() == 1 and row[patch] == 1 for row in example["hidden"])
+
+
+@pytest.mark.parametrize("case", [
+    lambda example: example["hidden"].shape[0] == 1,
+    lambda example: example["hidden"].shape[0] == 3,
+    lambda example: example["hidden"].shape[1] == 2,
+    lambda example: example["prediction"].shape[2] == 1,
+    lambda example: _spans_zero(example["prediction"]) and _spans_zero(example["target"]),
+    lambda example: (example["prediction"] != example["target"])[example["hidden"] == 1].any(),
+    lambda example: _hides_only(example, 0),
+    lambda example: _hides_only(example, -1),
+    lambda example: (example["hidden"].sum(1) == example["hidden"].shape[1]).any()])
+def test_masked_mse_draws_each_end_of_its_strategys_ranges(case):
+    """The masked-MSE statements' batches of one (a mean and a sum alike) and of three, two
+    patches, patches of one pixel, values of both signs, hidden patches the prediction misses
+    (not only the zero statement's equal ones), an image hiding only its first patch or only
+    its last, and one hiding every patch."""
+    from proofs.statements import mae
+    _draws(mae._patches(), case)
+
+
+def test_the_masked_mse_pin_parts_the_readings_its_docstring_names():
+    """The pinned example hides 2 and 1 of 3 patches, and the mean over the batch's hidden
+    patches, the sum of per-image means, the mean over every patch, over the visible ones and
+    the masked sum over every patch all differ there; its split cuts the hidden patches in two
+    non-empty parts, and its permutation is neither the identity nor the reversal (checked
+    anyway). The zero statement's pin: no loss on a hidden patch, some on a visible one."""
+    from proofs.statements import mae
+    example = mae._pinned_patches()
+    losses = ((example["prediction"] - example["target"]) ** 2).mean(-1)
+    hidden = example["hidden"]
+    assert hidden.sum(1).tolist() == [2, 1] and hidden.shape == (2, 3)
+    readings = [(losses * hidden).sum() / hidden.sum(),
+                ((losses * hidden).sum(1) / hidden.sum(1)).sum(),
+                losses.mean(), (losses * (1 - hidden)).sum() / (1 - hidden).sum(),
+                (losses * hidden).mean()]
+    assert min(abs(a - b) for i, a in enumerate(readings) for b in readings[:i]) > 0.05, readings
+    split = example["split"]
+    assert (hidden * split).any() and (hidden * (1 - split)).any()
+    order = example["permutation"].tolist()
+    assert sorted(order) == [0, 1, 2] and order not in ([0, 1, 2], [2, 1, 0])
+    zero = mae._pinned_patches(hidden_equal=True)
+    losses = ((zero["prediction"] - zero["target"]) ** 2).mean(-1)
+    assert (losses[zero["hidden"] == 1] == 0).all() and (losses[zero["hidden"] == 0] > 0).all()
