@@ -307,3 +307,18 @@ def test_the_masked_mse_pin_parts_the_readings_its_docstring_names():
     zero = mae._pinned_patches(hidden_equal=True)
     losses = ((zero["prediction"] - zero["target"]) ** 2).mean(-1)
     assert (losses[zero["hidden"] == 1] == 0).all() and (losses[zero["hidden"] == 0] > 0).all()
+
+
+def test_masked_loss_cons_splits_off_one_hidden_patch(monkeypatch):
+    """maskedLoss_cons is the sum law with one part a single hidden patch (i :: idxs), on its
+    pinned example and its draws: not an empty part, which would leave S = S + 0."""
+    from proofs.statements import mae
+    splits = []
+    monkeypatch.setattr(mae, "_additivity_checks",
+                        lambda check, prediction, target, hidden, split: splits.append(
+                            (hidden, split)))
+    assert STATEMENTS["maskedLoss_cons"].run(max_examples=10, derandomize=True).status == "pass"
+    assert len(splits) > 1
+    for hidden, split in splits:
+        assert (hidden * split).sum() == 1 == split.sum(), (hidden, split)
+
