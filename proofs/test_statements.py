@@ -322,3 +322,14 @@ def test_masked_loss_cons_splits_off_one_hidden_patch(monkeypatch):
     for hidden, split in splits:
         assert (hidden * split).sum() == 1 == split.sum(), (hidden, split)
 
+
+@pytest.mark.parametrize("name", ["exactReconstruction_identity", "patchify_layout"])
+@pytest.mark.parametrize("axis", range(5))
+def test_the_patch_statements_draw_each_end_of_every_axis(name, axis):
+    """Images, channels, patch rows, patch columns and patch side each at the least and the
+    most its strategy names (one image and channel, a grid of one patch row or column, p = 1
+    in the round trip and p = 2 in the layout, which p = 1 cannot show)."""
+    low = 2 if (name, axis) == ("patchify_layout", 4) else 1
+    high = 2 if axis == 0 else 3
+    for end in (low, high):
+        _draws(STATEMENTS[name].given, lambda example: example["shape"][axis] == end)
