@@ -222,6 +222,14 @@ def patchify_column_major(original):
     return broken
 
 
+@mutant("patchify in float32", f"{MAE}.patchify",
+        caught_by=["exactReconstruction_identity", "patchify_layout"])
+def patchify_float32(original):
+    """patchify casts its patches to float32 (a hard-coded dtype): float64 images keep their
+    layout but lose their low bits, which only an exact comparison sees."""
+    return lambda images, patch_size: original(images, patch_size).float()
+
+
 @statement("complement_selected_iff", about=(f"{MAE}.random_mask", f"{MAE}.block_mask"),
            given={"count": st.integers(1, 3), "patches": st.integers(2, 12),
                   "ratio": st.floats(0.05, 0.95), "seed": st.integers(0, 99)})
