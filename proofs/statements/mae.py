@@ -270,8 +270,10 @@ def _block_mask_definition(rows, cols, block, period, offset):
                   "cols": st.integers(1, 7), "block": st.integers(1, 4),
                   "period": st.integers(1, 5)}, max_examples=30,
            # pinned: blocks of 2 across 3 columns, the last cut short, so that ceil(w / block)
-           # = 2 blocks per row, floor 1, on a grid of two block rows and a period of 2
-           examples=[{"count": 1, "rows": 4, "cols": 3, "block": 2, "period": 2}])
+           # = 2 blocks per row, floor 1, on a grid of two block rows and a period of 2, for a
+           # batch of two; and a period of 1, whose offset 0 hides every patch (refused)
+           examples=[{"count": 2, "rows": 4, "cols": 3, "block": 2, "period": 2},
+                     {"count": 1, "rows": 2, "cols": 2, "block": 1, "period": 1}])
 def block_mask_definition(check, count, rows, cols, block, period):
     """block_mask(N, h, w, block, period, offset) hides patch (r, c) of every image iff
     ((r // block) ceil(w / block) + c // block) mod period = offset (every offset drawn
@@ -296,6 +298,29 @@ def block_mask_definition(check, count, rows, cols, block, period):
             check.holds(((hidden[row] == 1) == expected).all() and set(hidden[row]) <= {0, 1},
                         f"offset {offset}, image {row}: hidden {hidden[row].astype(int)}, "
                         f"definition {expected.astype(int)}")
+
+
+@mutant("block mask without its guard", f"{MAE}.block_mask",
+        caught_by=["blockMask_eq_definition"])
+def block_mask_unguarded(original):
+    """block_mask returns the mask that hides every patch or none instead of refusing it (the
+    encoder would get no token, or the loss nothing to score)."""
+    from minilean.models import mae
+
+    def broken(count, rows, cols, block=2, period=4, offset=0, device="cpu"):
+        r, c = numpy.meshgrid(numpy.arange(rows), numpy.arange(cols), indexing="ij")
+        blocks_per_row = -(-cols // block)
+        hidden = (((r // block) * blocks_per_row + c // block) % period == offset).reshape(-1)
+        return mae._mask_from_hidden(numpy.broadcast_to(hidden, (count, rows * cols)).copy(),
+                                     device)
+    return broken
+
+
+@mutant("block mask of one image", f"{MAE}.block_mask", caught_by=["blockMask_eq_definition"])
+def block_mask_one_row(original):
+    """block_mask returns its mask for one image, (1, L), not broadcast to the batch's count."""
+    return lambda count, rows, cols, block=2, period=4, offset=0, device="cpu": original(
+        1, rows, cols, block, period, offset, device)
 
 
 def _round_half_even(x):
