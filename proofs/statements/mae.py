@@ -577,6 +577,17 @@ def random_mask_off_by_one(original):
     return broken
 
 
+@mutant("mask restore is the sort order, not its inverse", f"{MAE}._mask_from_hidden",
+        caught_by=["complement_selected_iff"])
+def mask_restore_not_inverted(original):
+    """restore = the [visible, hidden] order itself rather than its inverse permutation (the
+    same for an order that is its own inverse): the decoder would put tokens back wrongly."""
+    def broken(hidden, device):
+        mask = original(hidden, device)
+        return mask._replace(restore=numpy.argsort(numpy.asarray(mask.restore), axis=1))
+    return broken
+
+
 # --- the held-out score's way back to pixels ----------------------------------------------
 
 @st.composite
