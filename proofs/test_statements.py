@@ -333,3 +333,34 @@ def test_the_patch_statements_draw_each_end_of_every_axis(name, axis):
     high = 2 if axis == 0 else 3
     for end in (low, high):
         _draws(STATEMENTS[name].given, lambda example: example["shape"][axis] == end)
+
+
+@pytest.mark.parametrize("name, key, ends", [
+    ("complement_selected_iff", "count", (1, 3)),
+    ("complement_selected_iff", "patches", (2, 4, 12)),
+    ("blockMask_eq_definition", "count", (1, 2)),
+    ("blockMask_eq_definition", "rows", (1, 7)),
+    ("blockMask_eq_definition", "cols", (1, 7)),
+    ("blockMask_eq_definition", "block", (1, 4)),
+    ("blockMask_eq_definition", "period", (1, 5))])
+def test_the_mask_statements_draw_each_end_of_their_ranges(name, key, ends):
+    """One image and the most, two patches (one hidden, one seen), four (the fewest with a
+    block mask beside the random one) and twelve; a block mask's single row, column, block
+    side and period and its largest."""
+    for end in ends:
+        _draws(STATEMENTS[name].given, lambda example: example[key] == end)
+
+
+def test_complement_selected_checks_block_masks_too(monkeypatch):
+    """complement_selected_iff is about block_mask as well as random_mask: its draws check a
+    block mask, the one of four patches among them."""
+    from minilean.models import mae
+    grids, block_mask = [], mae.block_mask
+
+    def recorded(count, rows, cols, **options):
+        grids.append((rows, cols))
+        return block_mask(count, rows, cols, **options)
+    monkeypatch.setattr(mae, "block_mask", recorded)
+    statement = STATEMENTS["complement_selected_iff"]
+    assert statement.run(max_examples=statement.max_examples, derandomize=True).status == "pass"
+    assert (2, 2) in grids, grids
