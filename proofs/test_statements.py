@@ -364,3 +364,41 @@ def test_complement_selected_checks_block_masks_too(monkeypatch):
     statement = STATEMENTS["complement_selected_iff"]
     assert statement.run(max_examples=statement.max_examples, derandomize=True).status == "pass"
     assert (2, 2) in grids, grids
+
+
+@pytest.mark.parametrize("case", [
+    lambda example: example["patches"] == 2,
+    lambda example: example["patches"] > 2 ** 12,
+    lambda example: (example["ratio"] * example["patches"]) % 1 == 0.5,
+    lambda example: (example["ratio"] * 2 ** 10) % 1 != 0])
+def test_hidden_count_draws_two_patches_many_ties_and_plain_reals(case):
+    """hiddenCount_eq_round's L = 2 and L in the thousands, ratios whose r L ends in exactly .5
+    (the ties) and ratios that are no dyadic k / 2^m (m <= 10)."""
+    _draws(STATEMENTS["hiddenCount_eq_round"].given, case)
+
+
+def test_the_mae_examples_keep_their_hypotheses():
+    """Drawn: ratios in (0, 1); every image of a model example hides a patch and sees one
+    (none hidden in the empty mask's), all images hiding as many."""
+    from hypothesis import given
+
+    from proofs.statements import mae
+
+    @settings(max_examples=200, database=None, derandomize=True)
+    @given(STATEMENTS["hiddenCount_eq_round"].given, mae._mae_example(),
+           mae._mae_example(empty=True))
+    def draws(counts, example, empty):
+        assert 0 < counts["ratio"] < 1, counts
+        hidden = example["hidden"].sum(1)
+        assert (hidden == hidden[0]).all() and 0 < hidden[0] < example["hidden"].shape[1], hidden
+        assert not empty["hidden"].any(), empty["hidden"]
+    draws()
+
+
+@pytest.mark.parametrize("case", [
+    lambda example: len(example["example"]["image"]) == 1,
+    lambda example: len(example["example"]["image"]) == 3,
+    lambda example: numpy.ptp(example["example"]["image"]) > 0.5])
+def test_the_mae_model_statements_draw_one_image_three_and_varied_pixels(case):
+    """maeLoss_append's draws: a batch of one and of three, images whose pixels vary."""
+    _draws(STATEMENTS["maeLoss_append"].given, case)
