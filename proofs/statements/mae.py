@@ -493,6 +493,20 @@ def masked_mse_unguarded(original):
     return lambda p, t, m: (mae.patch_losses(p, t) * m).sum() / m.sum()
 
 
+@mutant("masked MSE of an empty mask is the plain MSE", f"{MAE}.masked_mse",
+        caught_by=["maskedLoss_nil", "maeLoss_nil"])
+def masked_mse_empty_scores_every_patch(original):
+    """masked_mse falls back to the mean over every patch when the mask hides none (as if an
+    empty mask asked for the whole image), not 0."""
+    from minilean.models import mae
+
+    def broken(prediction, target, hidden):
+        if hidden.sum().item() == 0:
+            return mae.patch_losses(prediction, target).mean()
+        return original(prediction, target, hidden)
+    return broken
+
+
 @mutant("mae_loss scores the visible patches", f"{MAE}.mae_loss",
         caught_by=["maeLoss_append", "maeLoss_reverse"])
 def mae_loss_visible(original):
