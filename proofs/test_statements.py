@@ -402,3 +402,17 @@ def test_the_mae_examples_keep_their_hypotheses():
 def test_the_mae_model_statements_draw_one_image_three_and_varied_pixels(case):
     """maeLoss_append's draws: a batch of one and of three, images whose pixels vary."""
     _draws(STATEMENTS["maeLoss_append"].given, case)
+
+
+def test_the_pinned_mae_example_is_one_the_strategy_could_draw():
+    """PINNED_MAE_EXAMPLE: a batch of two images of varied pixels in [0, 1], each hiding two of
+    its four patches (its own two), a split cutting each image's hidden patches in two
+    non-empty parts (the sum law within an image, not only across the batch), and a permutation of the four patches that is neither the identity nor the reversal."""
+    from proofs.statements import mae
+    example = mae.PINNED_MAE_EXAMPLE
+    image, hidden, split = example["image"], example["hidden"], example["split"]
+    assert image.shape == (2,) + mae.MAE_IMAGE and 0 <= image.min() < image.max() <= 1
+    assert hidden.sum(1).tolist() == [2, 2] and (hidden[0] != hidden[1]).any()
+    assert (hidden & split).any(1).all() and (hidden & ~split).any(1).all()
+    order = example["permutation"].tolist()
+    assert sorted(order) == [0, 1, 2, 3] and order not in ([0, 1, 2, 3], [3, 2, 1, 0])
