@@ -691,6 +691,17 @@ def visible_statistics_of_hidden(original):
     return lambda patches, hidden, eps=1e-6: original(patches, 1 - hidden, eps)
 
 
+@mutant("visible statistics adding eps to the deviation", f"{MAE}.visible_statistics",
+        caught_by=["visibleStatistics_denormalize_value"])
+def visible_statistics_eps_outside(original):
+    """visible_statistics returns sqrt(variance) + eps instead of sqrt(variance + eps): about
+    eps / 2 off for a unit variance, far above float64's rounding."""
+    def broken(patches, hidden, eps=1e-6):
+        mean, std = original(patches, hidden, 0.0)
+        return mean, std + eps
+    return broken
+
+
 @mutant("denormalize adding the mean before scaling", f"{MAE}.denormalize",
         caught_by=["visibleStatistics_denormalize_value"])
 def denormalize_mean_first(original):
