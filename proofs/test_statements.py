@@ -416,3 +416,31 @@ def test_the_pinned_mae_example_is_one_the_strategy_could_draw():
     assert (hidden & split).any(1).all() and (hidden & ~split).any(1).all()
     order = example["permutation"].tolist()
     assert sorted(order) == [0, 1, 2, 3] and order not in ([0, 1, 2, 3], [3, 2, 1, 0])
+
+
+def _sees_only(example, patch):
+    """Some image of ``example`` sees exactly one patch, its ``patch``-th (0 first, -1 last)."""
+    return any(row.sum() == len(row) - 1 and row[patch] == 0 for row in example["hidden"])
+
+
+@pytest.mark.parametrize("case", [
+    lambda example: example["patches"].shape[0] == 1,
+    lambda example: example["patches"].shape[0] == 2,
+    lambda example: example["patches"].shape[1] == 2,
+    lambda example: example["patches"].shape[1] == 4,
+    lambda example: example["patches"].shape[2] == 1,
+    lambda example: example["patches"].shape[2] == 3,
+    lambda example: _spans_zero(example["patches"]) and _spans_zero(example["prediction"]),
+    lambda example: _sees_only(example, 0),
+    lambda example: _sees_only(example, -1)])
+def test_visible_statistics_draws_each_end_of_its_strategys_ranges(case):
+    """One image and two, two patches and four, patches of one pixel and of three, values of
+    both signs, an image seeing only its first patch or only its last."""
+    from proofs.statements import mae
+    _draws(mae._visible_example(), case)
+
+
+def test_the_visible_statistics_pin_hides_one_of_three_patches():
+    """Its comment's example: one image of three two-pixel patches, one hidden."""
+    (example,) = STATEMENTS["visibleStatistics_denormalize_value"].examples
+    assert example["patches"].shape == (1, 3, 2) and example["hidden"].sum() == 1
