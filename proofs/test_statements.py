@@ -418,3 +418,189 @@ def test_the_wiring_strategies_draw_varied_inputs_and_models(name, case):
     codebooks spread by under 1 and more, an autoencoder batch of one image, and models built
     under many seeds, not a handful: the wiring statements evaluate every layer on them."""
     _draws(STATEMENTS[name].given, case)
+
+
+def _hides_only(example, patch):
+    """Some image of ``example`` hides exactly one patch, its ``patch``-th (0 first, -1 last)."""
+    return any(row.sum() == 1 and row[patch] == 1 for row in example["hidden"])
+
+
+@pytest.mark.parametrize("case", [
+    lambda example: example["hidden"].shape[0] == 1,
+    lambda example: example["hidden"].shape[0] == 3,
+    lambda example: example["hidden"].shape[1] == 2,
+    lambda example: example["prediction"].shape[2] == 1,
+    lambda example: _spans_zero(example["prediction"]) and _spans_zero(example["target"]),
+    lambda example: (example["prediction"] != example["target"])[example["hidden"] == 1].any(),
+    lambda example: _hides_only(example, 0),
+    lambda example: _hides_only(example, -1),
+    lambda example: (example["hidden"].sum(1) == example["hidden"].shape[1]).any()])
+def test_masked_mse_draws_each_end_of_its_strategys_ranges(case):
+    """The masked-MSE statements' batches of one (a mean and a sum alike) and of three, two
+    patches, patches of one pixel, values of both signs, hidden patches the prediction misses
+    (not only the zero statement's equal ones), an image hiding only its first patch or only
+    its last, and one hiding every patch."""
+    from proofs.statements import mae
+    _draws(mae._patches(), case)
+
+
+def test_the_masked_mse_pin_parts_the_readings_its_docstring_names():
+    """The pinned example hides 2 and 1 of 3 patches, and the mean over the batch's hidden
+    patches, the sum of per-image means, the mean over every patch, over the visible ones and
+    the masked sum over every patch all differ there; its split cuts the hidden patches in two
+    non-empty parts, and its permutation is neither the identity nor the reversal (checked
+    anyway). The zero statement's pin: no loss on a hidden patch, some on a visible one."""
+    from proofs.statements import mae
+    example = mae._pinned_patches()
+    losses = ((example["prediction"] - example["target"]) ** 2).mean(-1)
+    hidden = example["hidden"]
+    assert hidden.sum(1).tolist() == [2, 1] and hidden.shape == (2, 3)
+    readings = [(losses * hidden).sum() / hidden.sum(),
+                ((losses * hidden).sum(1) / hidden.sum(1)).sum(),
+                losses.mean(), (losses * (1 - hidden)).sum() / (1 - hidden).sum(),
+                (losses * hidden).mean()]
+    assert min(abs(a - b) for i, a in enumerate(readings) for b in readings[:i]) > 0.05, readings
+    split = example["split"]
+    assert (hidden * split).any() and (hidden * (1 - split)).any()
+    order = example["permutation"].tolist()
+    assert sorted(order) == [0, 1, 2] and order not in ([0, 1, 2], [2, 1, 0])
+    zero = mae._pinned_patches(hidden_equal=True)
+    losses = ((zero["prediction"] - zero["target"]) ** 2).mean(-1)
+    assert (losses[zero["hidden"] == 1] == 0).all() and (losses[zero["hidden"] == 0] > 0).all()
+
+
+def test_masked_loss_cons_splits_off_one_hidden_patch(monkeypatch):
+    """maskedLoss_cons is the sum law with one part a single hidden patch (i :: idxs), on its
+    pinned example and its draws: not an empty part, which would leave S = S + 0."""
+    from proofs.statements import mae
+    splits = []
+    monkeypatch.setattr(mae, "_additivity_checks",
+                        lambda check, prediction, target, hidden, split: splits.append(
+                            (hidden, split)))
+    assert STATEMENTS["maskedLoss_cons"].run(max_examples=10, derandomize=True).status == "pass"
+    assert len(splits) > 1
+    for hidden, split in splits:
+        assert (hidden * split).sum() == 1 == split.sum(), (hidden, split)
+
+
+@pytest.mark.parametrize("name", ["exactReconstruction_identity", "patchify_layout"])
+@pytest.mark.parametrize("axis", range(5))
+def test_the_patch_statements_draw_each_end_of_every_axis(name, axis):
+    """Images, channels, patch rows, patch columns and patch side each at the least and the
+    most its strategy names (one image and channel, a grid of one patch row or column, p = 1
+    in the round trip and p = 2 in the layout, which p = 1 cannot show)."""
+    low = 2 if (name, axis) == ("patchify_layout", 4) else 1
+    high = 2 if axis == 0 else 3
+    for end in (low, high):
+        _draws(STATEMENTS[name].given, lambda example: example["shape"][axis] == end)
+
+
+@pytest.mark.parametrize("name, key, ends", [
+    ("complement_selected_iff", "count", (1, 3)),
+    ("complement_selected_iff", "patches", (2, 4, 12)),
+    ("blockMask_eq_definition", "count", (1, 2)),
+    ("blockMask_eq_definition", "rows", (1, 7)),
+    ("blockMask_eq_definition", "cols", (1, 7)),
+    ("blockMask_eq_definition", "block", (1, 4)),
+    ("blockMask_eq_definition", "period", (1, 5))])
+def test_the_mask_statements_draw_each_end_of_their_ranges(name, key, ends):
+    """One image and the most, two patches (one hidden, one seen), four (the fewest with a
+    block mask beside the random one) and twelve; a block mask's single row, column, block
+    side and period and its largest."""
+    for end in ends:
+        _draws(STATEMENTS[name].given, lambda example: example[key] == end)
+
+
+def test_complement_selected_checks_block_masks_too(monkeypatch):
+    """complement_selected_iff is about block_mask as well as random_mask: its draws check a
+    block mask, the one of four patches among them."""
+    from minilean.models import mae
+    grids, block_mask = [], mae.block_mask
+
+    def recorded(count, rows, cols, **options):
+        grids.append((rows, cols))
+        return block_mask(count, rows, cols, **options)
+    monkeypatch.setattr(mae, "block_mask", recorded)
+    statement = STATEMENTS["complement_selected_iff"]
+    assert statement.run(max_examples=statement.max_examples, derandomize=True).status == "pass"
+    assert (2, 2) in grids, grids
+
+
+@pytest.mark.parametrize("case", [
+    lambda example: example["patches"] == 2,
+    lambda example: example["patches"] > 2 ** 12,
+    lambda example: (example["ratio"] * example["patches"]) % 1 == 0.5,
+    lambda example: (example["ratio"] * 2 ** 10) % 1 != 0])
+def test_hidden_count_draws_two_patches_many_ties_and_plain_reals(case):
+    """hiddenCount_eq_round's L = 2 and L in the thousands, ratios whose r L ends in exactly .5
+    (the ties) and ratios that are no dyadic k / 2^m (m <= 10)."""
+    _draws(STATEMENTS["hiddenCount_eq_round"].given, case)
+
+
+def test_the_mae_examples_keep_their_hypotheses():
+    """Drawn: ratios in (0, 1); every image of a model example hides a patch and sees one
+    (none hidden in the empty mask's), all images hiding as many."""
+    from hypothesis import given
+
+    from proofs.statements import mae
+
+    @settings(max_examples=200, database=None, derandomize=True)
+    @given(STATEMENTS["hiddenCount_eq_round"].given, mae._mae_example(),
+           mae._mae_example(empty=True))
+    def draws(counts, example, empty):
+        assert 0 < counts["ratio"] < 1, counts
+        hidden = example["hidden"].sum(1)
+        assert (hidden == hidden[0]).all() and 0 < hidden[0] < example["hidden"].shape[1], hidden
+        assert not empty["hidden"].any(), empty["hidden"]
+    draws()
+
+
+@pytest.mark.parametrize("case", [
+    lambda example: len(example["example"]["image"]) == 1,
+    lambda example: len(example["example"]["image"]) == 3,
+    lambda example: numpy.ptp(example["example"]["image"]) > 0.5])
+def test_the_mae_model_statements_draw_one_image_three_and_varied_pixels(case):
+    """maeLoss_append's draws: a batch of one and of three, images whose pixels vary."""
+    _draws(STATEMENTS["maeLoss_append"].given, case)
+
+
+def test_the_pinned_mae_example_is_one_the_strategy_could_draw():
+    """PINNED_MAE_EXAMPLE: a batch of two images of varied pixels in [0, 1], each hiding two of
+    its four patches (its own two), a split cutting each image's hidden patches in two
+    non-empty parts (the sum law within an image, not only across the batch), and a permutation of the four patches that is neither the identity nor the reversal."""
+    from proofs.statements import mae
+    example = mae.PINNED_MAE_EXAMPLE
+    image, hidden, split = example["image"], example["hidden"], example["split"]
+    assert image.shape == (2,) + mae.MAE_IMAGE and 0 <= image.min() < image.max() <= 1
+    assert hidden.sum(1).tolist() == [2, 2] and (hidden[0] != hidden[1]).any()
+    assert (hidden & split).any(1).all() and (hidden & ~split).any(1).all()
+    order = example["permutation"].tolist()
+    assert sorted(order) == [0, 1, 2, 3] and order not in ([0, 1, 2, 3], [3, 2, 1, 0])
+
+
+def _sees_only(example, patch):
+    """Some image of ``example`` sees exactly one patch, its ``patch``-th (0 first, -1 last)."""
+    return any(row.sum() == len(row) - 1 and row[patch] == 0 for row in example["hidden"])
+
+
+@pytest.mark.parametrize("case", [
+    lambda example: example["patches"].shape[0] == 1,
+    lambda example: example["patches"].shape[0] == 2,
+    lambda example: example["patches"].shape[1] == 2,
+    lambda example: example["patches"].shape[1] == 4,
+    lambda example: example["patches"].shape[2] == 1,
+    lambda example: example["patches"].shape[2] == 3,
+    lambda example: _spans_zero(example["patches"]) and _spans_zero(example["prediction"]),
+    lambda example: _sees_only(example, 0),
+    lambda example: _sees_only(example, -1)])
+def test_visible_statistics_draws_each_end_of_its_strategys_ranges(case):
+    """One image and two, two patches and four, patches of one pixel and of three, values of
+    both signs, an image seeing only its first patch or only its last."""
+    from proofs.statements import mae
+    _draws(mae._visible_example(), case)
+
+
+def test_the_visible_statistics_pin_hides_one_of_three_patches():
+    """Its comment's example: one image of three two-pixel patches, one hidden."""
+    (example,) = STATEMENTS["visibleStatistics_denormalize_value"].examples
+    assert example["patches"].shape == (1, 3, 2) and example["hidden"].sum() == 1

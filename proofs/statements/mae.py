@@ -222,6 +222,14 @@ def patchify_column_major(original):
     return broken
 
 
+@mutant("patchify in float32", f"{MAE}.patchify",
+        caught_by=["exactReconstruction_identity", "patchify_layout"])
+def patchify_float32(original):
+    """patchify casts its patches to float32 (a hard-coded dtype): float64 images keep their
+    layout but lose their low bits, which only an exact comparison sees."""
+    return lambda images, patch_size: original(images, patch_size).float()
+
+
 @statement("complement_selected_iff", about=(f"{MAE}.random_mask", f"{MAE}.block_mask"),
            given={"count": st.integers(1, 3), "patches": st.integers(2, 12),
                   "ratio": st.floats(0.05, 0.95), "seed": st.integers(0, 99)})
@@ -262,8 +270,10 @@ def _block_mask_definition(rows, cols, block, period, offset):
                   "cols": st.integers(1, 7), "block": st.integers(1, 4),
                   "period": st.integers(1, 5)}, max_examples=30,
            # pinned: blocks of 2 across 3 columns, the last cut short, so that ceil(w / block)
-           # = 2 blocks per row, floor 1, on a grid of two block rows and a period of 2
-           examples=[{"count": 1, "rows": 4, "cols": 3, "block": 2, "period": 2}])
+           # = 2 blocks per row, floor 1, on a grid of two block rows and a period of 2, for a
+           # batch of two; and a period of 1, whose offset 0 hides every patch (refused)
+           examples=[{"count": 2, "rows": 4, "cols": 3, "block": 2, "period": 2},
+                     {"count": 1, "rows": 2, "cols": 2, "block": 1, "period": 1}])
 def block_mask_definition(check, count, rows, cols, block, period):
     """block_mask(N, h, w, block, period, offset) hides patch (r, c) of every image iff
     ((r // block) ceil(w / block) + c // block) mod period = offset (every offset drawn
@@ -288,6 +298,29 @@ def block_mask_definition(check, count, rows, cols, block, period):
             check.holds(((hidden[row] == 1) == expected).all() and set(hidden[row]) <= {0, 1},
                         f"offset {offset}, image {row}: hidden {hidden[row].astype(int)}, "
                         f"definition {expected.astype(int)}")
+
+
+@mutant("block mask without its guard", f"{MAE}.block_mask",
+        caught_by=["blockMask_eq_definition"])
+def block_mask_unguarded(original):
+    """block_mask returns the mask that hides every patch or none instead of refusing it (the
+    encoder would get no token, or the loss nothing to score)."""
+    from minilean.models import mae
+
+    def broken(count, rows, cols, block=2, period=4, offset=0, device="cpu"):
+        r, c = numpy.meshgrid(numpy.arange(rows), numpy.arange(cols), indexing="ij")
+        blocks_per_row = -(-cols // block)
+        hidden = (((r // block) * blocks_per_row + c // block) % period == offset).reshape(-1)
+        return mae._mask_from_hidden(numpy.broadcast_to(hidden, (count, rows * cols)).copy(),
+                                     device)
+    return broken
+
+
+@mutant("block mask of one image", f"{MAE}.block_mask", caught_by=["blockMask_eq_definition"])
+def block_mask_one_row(original):
+    """block_mask returns its mask for one image, (1, L), not broadcast to the batch's count."""
+    return lambda count, rows, cols, block=2, period=4, offset=0, device="cpu": original(
+        1, rows, cols, block, period, offset, device)
 
 
 def _round_half_even(x):
@@ -460,6 +493,20 @@ def masked_mse_unguarded(original):
     return lambda p, t, m: (mae.patch_losses(p, t) * m).sum() / m.sum()
 
 
+@mutant("masked MSE of an empty mask is the plain MSE", f"{MAE}.masked_mse",
+        caught_by=["maskedLoss_nil", "maeLoss_nil"])
+def masked_mse_empty_scores_every_patch(original):
+    """masked_mse falls back to the mean over every patch when the mask hides none (as if an
+    empty mask asked for the whole image), not 0."""
+    from minilean.models import mae
+
+    def broken(prediction, target, hidden):
+        if hidden.sum().item() == 0:
+            return mae.patch_losses(prediction, target).mean()
+        return original(prediction, target, hidden)
+    return broken
+
+
 @mutant("mae_loss scores the visible patches", f"{MAE}.mae_loss",
         caught_by=["maeLoss_append", "maeLoss_reverse"])
 def mae_loss_visible(original):
@@ -541,6 +588,17 @@ def random_mask_off_by_one(original):
         noise = backend.generator("cpu").random((count, num_patches))
         ranks = numpy.argsort(numpy.argsort(noise, axis=1), axis=1)
         return mae._mask_from_hidden(ranks <= mae.hidden_count(num_patches, mask_ratio), device)
+    return broken
+
+
+@mutant("mask restore is the sort order, not its inverse", f"{MAE}._mask_from_hidden",
+        caught_by=["complement_selected_iff"])
+def mask_restore_not_inverted(original):
+    """restore = the [visible, hidden] order itself rather than its inverse permutation (the
+    same for an order that is its own inverse): the decoder would put tokens back wrongly."""
+    def broken(hidden, device):
+        mask = original(hidden, device)
+        return mask._replace(restore=numpy.argsort(numpy.asarray(mask.restore), axis=1))
     return broken
 
 
@@ -631,6 +689,17 @@ def visible_statistics_of_hidden(original):
     """visible_statistics pools the hidden patches (the mask read the other way round): the
     held-out score would be handed the very statistics it must not see."""
     return lambda patches, hidden, eps=1e-6: original(patches, 1 - hidden, eps)
+
+
+@mutant("visible statistics adding eps to the deviation", f"{MAE}.visible_statistics",
+        caught_by=["visibleStatistics_denormalize_value"])
+def visible_statistics_eps_outside(original):
+    """visible_statistics returns sqrt(variance) + eps instead of sqrt(variance + eps): about
+    eps / 2 off for a unit variance, far above float64's rounding."""
+    def broken(patches, hidden, eps=1e-6):
+        mean, std = original(patches, hidden, 0.0)
+        return mean, std + eps
+    return broken
 
 
 @mutant("denormalize adding the mean before scaling", f"{MAE}.denormalize",
