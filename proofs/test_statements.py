@@ -567,7 +567,8 @@ def test_the_mae_model_statements_draw_one_image_three_and_varied_pixels(case):
 def test_the_pinned_mae_example_is_one_the_strategy_could_draw():
     """PINNED_MAE_EXAMPLE: a batch of two images of varied pixels in [0, 1], each hiding two of
     its four patches (its own two), a split cutting each image's hidden patches in two
-    non-empty parts (the sum law within an image, not only across the batch), and a permutation of the four patches that is neither the identity nor the reversal."""
+    non-empty parts (the sum law within an image, not only across the batch), and a permutation of
+    the four patches that is neither the identity nor the reversal."""
     from proofs.statements import mae
     example = mae.PINNED_MAE_EXAMPLE
     image, hidden, split = example["image"], example["hidden"], example["split"]

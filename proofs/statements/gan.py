@@ -97,7 +97,8 @@ def discriminator_loss_zero(check, real, fake):
 
 @mutant("generator aims at the fake target", f"{GAN}.generator_loss",
         caught_by=["generatorLoss_eq_mse_fake_real", "generatorLoss_zero_of_fake_score_real",
-                   "generatorLoss_eq_weightedTwoTerm", "fakeScore_is_discriminator_after_generator"])
+                   "generatorLoss_eq_weightedTwoTerm",
+                   "fakeScore_is_discriminator_after_generator"])
 def generator_wrong_target(original):
     """generator_loss = MSE(D(G z), 0): the generator tries to look fake."""
     from minilean.models import gan
@@ -136,7 +137,8 @@ def discriminator_smoothed_target(original):
 
 @mutant("generator aims at the smoothed target 0.9", f"{GAN}.generator_loss",
         caught_by=["generatorLoss_eq_mse_fake_real", "generatorLoss_zero_of_fake_score_real",
-                   "generatorLoss_eq_weightedTwoTerm", "fakeScore_is_discriminator_after_generator"])
+                   "generatorLoss_eq_weightedTwoTerm",
+                   "fakeScore_is_discriminator_after_generator"])
 def generator_smoothed_target(original):
     """generator_loss = MSE(D(G z), 0.9): the real target's label smoothing applied to the
     generator too (Salimans et al. smooth the discriminator's only); off by under 1 for scores
