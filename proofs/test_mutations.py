@@ -158,11 +158,11 @@ def test_a_mutant_whose_factory_returns_nothing_is_refused():
 
 @pytest.mark.parametrize("name", [name for name, mutant_ in MUTANTS.items()
                                   if mutant_.make_broken.__module__.endswith(
-                                      (".pool_backward", ".mae"))])
-def test_a_pooling_or_mae_mutant_is_caught_by_a_wrong_value_not_a_crash(name):
-    """The pooling and MAE slips are of value (a scale, which of the tied maximisers, a layout
-    of the same shape, a wrong divisor or mask, a lost dtype): a run that crashes means the
-    broken implementation is itself broken, and it would count as caught whatever slip it meant
-    to show."""
+                                      (".pool_backward", ".mae", ".autograd"))])
+def test_a_pooling_mae_or_autograd_mutant_is_caught_by_a_wrong_value_not_a_crash(name):
+    """The pooling, MAE and autograd slips are of value (a scale, which of the tied maximisers,
+    a layout of the same shape, a wrong divisor or mask, a lost dtype, a wrong gradient
+    formula): a run that crashes means the broken implementation is itself broken, and it
+    would count as caught whatever slip it meant to show."""
     for statement, outcome in run_mutant(MUTANTS[name]).items():
         assert outcome.message.startswith("StatementFailed: "), (statement, outcome.message)
