@@ -605,3 +605,52 @@ def test_the_visible_statistics_pin_hides_one_of_three_patches():
     """Its comment's example: one image of three two-pixel patches, one hidden."""
     (example,) = STATEMENTS["visibleStatistics_denormalize_value"].examples
     assert example["patches"].shape == (1, 3, 2) and example["hidden"].sum() == 1
+
+
+def _autograd_case(name):
+    from proofs.statements import autograd
+    return next(case for case in autograd.CASES if case.name == name)
+
+
+@pytest.mark.parametrize("name, case", [
+    ("exp", lambda xs: xs[0].shape == (1,)),
+    ("exp", lambda xs: xs[0].shape == (5,)),
+    ("exp", lambda xs: xs[0].min() <= -7.5),
+    ("exp", lambda xs: xs[0].max() >= 7.5),
+    ("softplus", lambda xs: xs[0].max() > 88.8),
+    ("softplus", lambda xs: xs[0].min() < -9.5),
+    ("gelu_tanh", lambda xs: xs[0].min() < -9.25),
+    ("gelu_tanh", lambda xs: xs[0].max() > 9.25),
+    ("mul", lambda xs: xs[0].shape == (1,)),
+    ("mul", lambda xs: xs[0].shape == (4,)),
+    ("maximum", lambda xs: min(abs(xs[0] - xs[1])) < 1 / 16),
+    ("add_broadcast", lambda xs: xs[0].shape == (5,) and xs[1].shape == (1,)),
+    ("clamp", lambda xs: len(xs) == 2 and xs[0].shape == (1,)),
+    ("clamp", lambda xs: len(xs) == 3 and xs[0].shape == (4,)),
+    ("clamp", lambda xs: len(xs) == 3 and (xs[2] < xs[1]).any() and (xs[2] > xs[1]).any()),
+    ("matmul", lambda xs: xs[0].shape == (1, 1) and xs[1].shape == (1, 1)),
+    ("matmul", lambda xs: xs[0].shape == (3, 3) and xs[1].shape == (3, 3)),
+    ("mse_loss", lambda xs: xs[0].shape == (1, 1)),
+    ("mse_loss", lambda xs: xs[0].shape == (3, 4)),
+    ("mse_loss", lambda xs: min(abs(xs[0] - xs[1]).ravel()) < 1 / 16)])
+def test_the_autograd_strategies_draw_each_end_of_their_ranges(name, case):
+    """The ranges the autograd statement's strategies and formulas name: 1-5 elements (1-4 for
+    a pair) spanning the domain, near a tie (maximum) or a zero residual (mse_loss), softplus
+    past e^x's float32 range (88.7) and into its left tail, gelu-tanh to its domain's ends
+    (+-9.5), clamp with its lower bound alone and with both in either order, matmul's 1-3 per
+    axis, mse_loss over 1 x 1 to 3 x 4."""
+    _draws(_autograd_case(name).inputs, case)
+
+
+@pytest.mark.parametrize("name, case", [
+    ("leaky_relu", lambda parameter: parameter == 0.2),
+    ("leaky_relu", lambda parameter: parameter == 0.01),
+    ("leaky_relu", lambda parameter: parameter < 1 / 32),
+    ("leaky_relu", lambda parameter: parameter == 1),
+    ("where", lambda parameter: any(parameter[:1]) and not all(parameter[:2])),
+    ("mse_loss", lambda parameter: parameter == "mean"),
+    ("mse_loss", lambda parameter: parameter == "sum")])
+def test_the_autograd_parameters_draw_each_case_their_comments_name(name, case):
+    """leaky_relu's slope: the GAN's 0.2, PyTorch's 0.01, and drawn in [1/64, 1]; where's
+    condition with both flags among two elements; mse_loss's two reductions."""
+    _draws(_autograd_case(name).parameter, case)
