@@ -617,6 +617,13 @@ def _autograd_case(name):
     ("exp", lambda xs: xs[0].shape == (5,)),
     ("exp", lambda xs: xs[0].min() <= -7.5),
     ("exp", lambda xs: xs[0].max() >= 7.5),
+    *[(name, lambda xs: xs[0].min() < 1 / 16) for name in ("log", "sqrt", "rsqrt")],
+    *[(name, lambda xs: xs[0].max() > 32) for name in ("log", "sqrt", "rsqrt")],
+    *[(name, lambda xs: xs[0].min() < -4) for name in (
+        "abs", "sin", "cos", "tanh", "relu", "sigmoid", "silu", "gelu", "gelu_tanh")],
+    *[(name, lambda xs: xs[0].max() > 4) for name in (
+        "abs", "sin", "cos", "tanh", "relu", "sigmoid", "silu", "gelu", "gelu_tanh")],
+    *[(name, lambda xs: xs[0].min() < -9) for name in ("sigmoid", "silu")],
     ("softplus", lambda xs: xs[0].max() > 88.8),
     ("softplus", lambda xs: xs[0].min() < -9.5),
     ("gelu_tanh", lambda xs: xs[0].min() < -9.25),
@@ -635,7 +642,9 @@ def _autograd_case(name):
     ("mse_loss", lambda xs: min(abs(xs[0] - xs[1]).ravel()) < 1 / 16)])
 def test_the_autograd_strategies_draw_each_end_of_their_ranges(name, case):
     """The ranges the autograd statement's strategies and formulas name: 1-5 elements (1-4 for
-    a pair) spanning the domain, near a tie (maximum) or a zero residual (mse_loss), softplus
+    a pair) spanning the domain: log, sqrt and rsqrt over both sides of 1 (below 1/16, above
+    32), the others over both signs (past +-4) and the sigmoids into their left tails (below
+    -9), near a tie (maximum) or a zero residual (mse_loss), softplus
     past e^x's float32 range (88.7) and into its left tail, gelu-tanh to its domain's ends
     (+-9.5), clamp with its lower bound alone and with both in either order, matmul's 1-3 per
     axis, mse_loss over 1 x 1 to 3 x 4."""
