@@ -663,3 +663,89 @@ def test_the_autograd_parameters_draw_each_case_their_comments_name(name, case):
     """leaky_relu's slope: the GAN's 0.2, PyTorch's 0.01, and drawn in [1/64, 1]; where's
     condition with both flags among two elements; mse_loss's two reductions."""
     _draws(_autograd_case(name).parameter, case)
+def _above_least_side(example):
+    """How far each of a convolution example's sides lies above the least its strategy
+    draws (one that leaves an output; conv_transpose2d's at stride 1 and either dilation)."""
+    kernel, padding = example["weight"].shape[2:], example["padding"]
+    dilation = numpy.broadcast_to(example["dilation"], 2)
+    mixed = example.get("mixed_dilation", dilation)
+    if "output_padding" in example:
+        least = [max(1, 1 + 2 * pad - min(d, m) * (k - 1))
+                 for k, pad, d, m in zip(kernel, padding, dilation, mixed)]
+    else:
+        least = [max(1, max(d, m) * (k - 1) + 1 - 2 * pad)
+                 for k, pad, d, m in zip(kernel, padding, dilation, mixed)]
+    return tuple(side - low for side, low in zip(example["x"].shape[2:], least))
+
+
+
+def _convolution_ends(strategy, most_channels, most_above_least):
+    """(strategy, case) for each end of a convolution strategy's ranges: N = 1 and 2, one
+    group of one input and one output channel, two groups of ``most_channels[0]`` inputs
+    and two of ``most_channels[1]`` outputs (per group), kernels 1 x 4 and 4 x 1, padding 0
+    and 1, dilation 1 and 2, and each side the least the strategy draws and
+    ``most_above_least`` above it."""
+    def channels(example):
+        x, weight, groups = example["x"], example["weight"], example["groups"]
+        out = weight.shape[1] if "output_padding" in example else weight.shape[0] // groups
+        return groups, x.shape[1] // groups, out
+    return [(strategy, case) for case in (
+        lambda example: example["x"].shape[0] == 1, lambda example: example["x"].shape[0] == 2,
+        lambda example: channels(example) == (1, 1, 1),
+        lambda example: channels(example)[:2] == (2, most_channels[0]),
+        lambda example: channels(example)[::2] == (2, most_channels[1]),
+        lambda example: example["weight"].shape[2:] == (1, 4),
+        lambda example: example["weight"].shape[2:] == (4, 1),
+        lambda example: tuple(example["padding"]) == (0, 0),
+        lambda example: tuple(example["padding"]) == (1, 1),
+        lambda example: (numpy.asarray(example["dilation"]) == 1).all(),
+        lambda example: (numpy.asarray(example["dilation"]) == 2).all(),
+        lambda example: _above_least_side(example) == (0, 0),
+        lambda example: _above_least_side(example) == (most_above_least,) * 2)]
+
+@pytest.mark.parametrize("strategy, case", [
+    # layer_norm: B, R and n at each end, over one axis and over two, x, w and b of both signs
+    ("_layer_norm_inputs", lambda example: example["x"].shape == (1, 1, 2)),
+    ("_layer_norm_inputs", lambda example: example["x"].shape == (2, 3, 5)),
+    ("_layer_norm_inputs", lambda example: len(example["normalized_shape"]) == 1),
+    ("_layer_norm_inputs", lambda example: len(example["normalized_shape"]) == 2),
+    ("_layer_norm_inputs", lambda example: all(_spans_zero(example[key]) for key in (
+        "x", "weight", "bias"))),
+    # group_norm: N, G, C/G, H and W at each end, both layouts, x, w and b of both signs
+    ("_group_norm_inputs", lambda example: example["x"].shape == (1, 1, 1, 1)
+     and example["groups"] == 1),
+    ("_group_norm_inputs", lambda example: example["x"].shape == (2, 4, 2, 2)
+     and example["groups"] == 2),
+    ("_group_norm_inputs", lambda example: example["channels_last"]),
+    ("_group_norm_inputs", lambda example: not example["channels_last"]),
+    ("_group_norm_inputs", lambda example: all(_spans_zero(example[key]) for key in (
+        "x", "weight", "bias"))),
+    # normalize_patches: N, L and P at each end
+    ("_patch_inputs", lambda example: example["patches"].shape == (1, 1, 2)),
+    ("_patch_inputs", lambda example: example["patches"].shape == (2, 3, 4)),
+    ("_patch_inputs", lambda example: example["patches"].min() < 0.5 < example["patches"].max()),
+    # the convolutions: see _convolution_ends; conv2d's and conv_transpose2d's mixed strides
+    # and dilations, conv_transpose2d's output_padding, the frozen weight's 1 x 1 kernel
+    *_convolution_ends("_conv_inputs", (4, 4), 2),
+    *_convolution_ends("_frozen_conv_inputs", (4, 3), 2),
+    *_convolution_ends("_conv_transpose_inputs", (3, 3), 1),
+    *[(strategy, lambda example, key=key, value=value: example[key] == value)
+      for strategy in ("_conv_inputs", "_conv_transpose_inputs")
+      for key in ("mixed_stride", "mixed_dilation") for value in ((1, 2), (2, 1))],
+    *[("_conv_transpose_inputs", lambda example, value=value: example["output_padding"] == value)
+      for value in ((0, 0), (1, 1))],
+    ("_frozen_conv_inputs", lambda example: example["weight"].shape[2:] == (1, 1)),
+    # embedding: one row of one dimension and four of three, indices (k,) and (a, b) at
+    # each end, a row picked twice, values of both signs
+    ("_embedding_inputs", lambda example: example["weight"].shape == (1, 1)
+     and example["indices"].shape == (1,)),
+    ("_embedding_inputs", lambda example: example["weight"].shape == (4, 3)
+     and example["indices"].shape == (6,) and 3 in example["indices"]),
+    ("_embedding_inputs", lambda example: example["indices"].shape in ((1, 1), (3, 3))),
+    ("_embedding_inputs", lambda example: _spans_zero(example["weight"])
+     and len(set(example["indices"].ravel())) < example["indices"].size)])
+def test_the_layer_backward_strategies_draw_each_end_of_their_ranges(strategy, case):
+    """The ends of the ranges the layers' strategies' docstrings name, and affine weights and
+    biases of both signs (a weight's sign slip shows only there)."""
+    from proofs.statements import layer_backward
+    _draws(getattr(layer_backward, strategy)(), case)

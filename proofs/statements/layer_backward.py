@@ -590,11 +590,16 @@ def _check_conv2d_backward(check, x, weight, bias, options, seed,
 
 @statement(backward_name("conv2d"), about=(f"{CONV}.conv2d",), given=_conv_inputs(),
            # pinned: a batch of two (dw sums over both images), a 2 x 3 kernel, padding and
-           # dilation that differ between the axes
+           # dilation that differ between the axes; and 4 channels to 1, whose dw with x
+           # needing no gradient takes the shifted rows
            examples=[{"x": _pinned_array(2, 2, 4, 5), "weight": _pinned_array(3, 2, 2, 3),
                       "bias": _pinned_array(3), "padding": (1, 0), "dilation": (1, 2),
                       "mixed_stride": (1, 2), "mixed_dilation": (2, 1), "groups": 1,
-                      "seed": 1}])
+                      "seed": 1},
+                     {"x": _pinned_array(1, 4, 3, 4), "weight": _pinned_array(1, 4, 2, 3),
+                      "bias": _pinned_array(1), "padding": (0, 1), "dilation": (1, 1),
+                      "mixed_stride": (2, 1), "mixed_dilation": (1, 2), "groups": 1,
+                      "seed": 2}])
 def conv2d_backward_matches_vjp(check, x, weight, bias, padding, dilation, mixed_stride,
                                 mixed_dilation, groups, seed):
     """conv2d's backward: dx, dw, db = J^T g of the convolution's defining sum (mpmath), at
@@ -890,6 +895,30 @@ def shifted_rows_offsets_reversed(original):
     to many, with the weight needing no gradient, goes through it, and conv_transpose2d's
     stride-1 dx from many to few)."""
     return lambda x_pad, weight, dilation: original(x_pad, weight[:, :, ::-1, ::-1], dilation)
+
+
+@mutant("conv2d stride-1 weight gradient with the kernel axes left unreversed",
+        f"{CONV}.conv_grads_stride1", caught_by=[backward_name("conv2d")])
+def stride1_weight_grad_unreversed(original):
+    """conv_grads_stride1 returns X^T Cols(dy_pad) reshaped to (O, C/G, Kh, Kw) without the
+    [::-1, ::-1] that its flipped columns call for: dw at stride 1 with x also needing a
+    gradient (every layer but a network's first) pairs each offset with its mirror's sum."""
+    def broken(*args):
+        grads = original(*args)
+        return grads and (grads[0], grads[1][:, :, ::-1, ::-1])
+    return broken
+
+
+@mutant("shifted-rows weight gradient with the kernel offsets reversed",
+        f"{CONV}.shifted_weight_grad",
+        caught_by=[backward_name("conv2d"), backward_name("conv_transpose2d")])
+def shifted_weight_grad_offsets_reversed(original):
+    """shifted_weight_grad files the sum of shift (p, q) under offset (Kh - 1 - p, Kw - 1 - q):
+    conv2d's stride-1 dw from many input channels to few (O <= C / 4, one group) with x
+    needing no gradient (a network's first layer), and conv_transpose2d's stride-1 dw from
+    few to many, go through it."""
+    return lambda x_pad, grad_y, kernel_size, dilation: original(
+        x_pad, grad_y, kernel_size, dilation)[:, :, ::-1, ::-1]
 
 
 @mutant("col2im with the stride's axes swapped", f"{CONV}.col2im",
