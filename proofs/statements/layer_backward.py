@@ -905,7 +905,10 @@ def stride1_weight_grad_unreversed(original):
     gradient (every layer but a network's first) pairs each offset with its mirror's sum."""
     def broken(*args):
         grads = original(*args)
-        return grads and (grads[0], grads[1][:, :, ::-1, ::-1])
+        if grads is None:  # a shape this route declines: the caller takes another
+            return None
+        grad_x, grad_weight = grads
+        return grad_x, grad_weight[:, :, ::-1, ::-1]
     return broken
 
 
