@@ -736,11 +736,13 @@ def _convolution_ends(strategy, most_channels, most_above_least):
       for value in ((0, 0), (1, 1))],
     ("_frozen_conv_inputs", lambda example: example["weight"].shape[2:] == (1, 1)),
     # embedding: one row of one dimension and four of three, indices (k,) and (a, b) at
-    # each end, a row picked twice, values of both signs
+    # each end, the last of several rows picked, a row picked twice, values of both signs
     ("_embedding_inputs", lambda example: example["weight"].shape == (1, 1)
      and example["indices"].shape == (1,)),
-    ("_embedding_inputs", lambda example: example["weight"].shape == (4, 3)
-     and example["indices"].shape == (6,) and 3 in example["indices"]),
+    ("_embedding_inputs", lambda example: example["weight"].shape == (4, 3)),
+    ("_embedding_inputs", lambda example: example["indices"].shape == (6,)),
+    ("_embedding_inputs", lambda example: len(example["weight"]) > 1
+     and len(example["weight"]) - 1 in example["indices"]),
     ("_embedding_inputs", lambda example: example["indices"].shape in ((1, 1), (3, 3))),
     ("_embedding_inputs", lambda example: _spans_zero(example["weight"])
      and len(set(example["indices"].ravel())) < example["indices"].size)])
