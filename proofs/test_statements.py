@@ -259,6 +259,8 @@ def test_vqvae_mono_draws_both_betas_from_its_range():
     def draws(example):
         assert example["other"] >= 0 and example["example"]["beta"] >= 0, example
     draws()
+
+
 def _latent(example):
     return [list(v) for v in example["latent"]]
 
@@ -336,6 +338,9 @@ def test_the_likelihood_statements_draw_each_case_their_strategies_name(name, ca
     draws reach the least model and both signs of every parameter; the IW bound's log-weights
     reach both signs, and magnitudes past exp's range on both sides, where only the max shift
     keeps the bound finite."""
+    _draws(STATEMENTS[name].given, case)
+
+
 def _optim_strategy(name):
     from proofs.statements import optim
     return STATEMENTS[name].given if name == "warmupCosine_schedule" else getattr(optim, name)()
@@ -663,6 +668,8 @@ def test_the_autograd_parameters_draw_each_case_their_comments_name(name, case):
     """leaky_relu's slope: the GAN's 0.2, PyTorch's 0.01, and drawn in [1/64, 1]; where's
     condition with both flags among two elements; mse_loss's two reductions."""
     _draws(_autograd_case(name).parameter, case)
+
+
 def _above_least_side(example):
     """How far each of a convolution example's sides lies above the least its strategy
     draws (one that leaves an output; conv_transpose2d's at stride 1 and either dilation)."""
@@ -702,6 +709,7 @@ def _convolution_ends(strategy, most_channels, most_above_least):
         lambda example: (numpy.asarray(example["dilation"]) == 2).all(),
         lambda example: _above_least_side(example) == (0, 0),
         lambda example: _above_least_side(example) == (most_above_least,) * 2)]
+
 
 @pytest.mark.parametrize("strategy, case", [
     # layer_norm: B, R and n at each end, over one axis and over two, x, w and b of both signs
