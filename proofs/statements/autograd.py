@@ -471,8 +471,9 @@ for _case in CASES:
 
 # --- mutants: broken backward (and forward) formulas -----------------------------------------
 # One or more per statement above, each a slip a person writing that op could make. Under every
-# mutant, each statement in its caught_by fails on the derandomized examples (finite, wrong
-# gradients: none of them crashes or relies on a nan).
+# mutant, each statement in its caught_by fails on the derandomized examples with a wrong
+# gradient, none by a crash (test_mutations.py checks that); the gradients are finite except
+# the naive softplus's nan in float32, which is its slip.
 
 def _caught_by(*names):
     return [f"autograd_backward_eq_mpmath_derivative[{name}]" for name in names]
