@@ -2,7 +2,7 @@
 it is about has not been written yet)."""
 import numpy
 import pytest
-from hypothesis import Phase, find, settings
+from hypothesis import Phase, find, given, settings
 
 from proofs.framework import load_all
 from proofs.statistics import GAUSSIAN_LAWS, TESTS
@@ -88,6 +88,12 @@ def _draws(strategy, case):
                                            max_examples=500, derandomize=True))
 
 
+def _every_draw(holds, *strategies):
+    """``holds`` (which asserts) on each of the first 200 draws of ``strategies``, the same ones
+    on every run: a statement must draw only what its hypothesis allows."""
+    settings(max_examples=200, database=None, derandomize=True)(given(*strategies)(holds))()
+
+
 @pytest.mark.parametrize("kind", [
     lambda mask: mask is None,
     lambda mask: mask is not None and mask.dtype == bool and not mask.any(axis=-1).all(),
@@ -114,8 +120,6 @@ def test_var_and_std_draw_each_case_their_strategies_name(strategy, case):
 def test_the_frechet_strategy_draws_what_its_hypothesis_asks():
     """Symmetric covariances with lambda_min >= floor, the statement's hypothesis and its
     bound's premise; the relaxed C_1 singular, positive semi-definite."""
-    from hypothesis import given
-
     from proofs.statements.frechet import _fd_inputs
 
     @settings(max_examples=20, database=None)
@@ -203,8 +207,6 @@ def test_vq_codebook_examples_keep_the_hypotheses():
     """Drawn and pinned: counts N >= 0 with n = sum N >= 1 (training keeps n there; below it
     float32's e_k can overflow), a decay in [0, 1], code numbers in 0..K-1; usage counts >= 0
     and generator seeds >= 0."""
-    from hypothesis import given
-
     from proofs.statements import vq_codebook
 
     def ema_holds(example):
@@ -214,12 +216,10 @@ def test_vq_codebook_examples_keep_the_hypotheses():
         for _, indices in example["batches"]:
             assert ((0 <= indices) & (indices < codes)).all(), (indices, codes)
 
-    @settings(max_examples=200, database=None, derandomize=True)
-    @given(vq_codebook._ema_inputs(), vq_codebook._restart_inputs())
     def draws(ema, restart):
         ema_holds(ema)
         assert (restart["usage"] >= 0).all() and restart["seed"] >= 0, restart
-    draws()
+    _every_draw(draws, vq_codebook._ema_inputs(), vq_codebook._restart_inputs())
     for example in STATEMENTS["emaCodebook_update"].examples:
         ema_holds(example)
 
@@ -249,16 +249,12 @@ def test_vqvae_draws_each_end_of_its_strategies_ranges(strategy, case):
 def test_vqvae_mono_draws_both_betas_from_its_range():
     """The monotonicity statement compares two betas in [0, 4]: each below 1 and above 0 at
     times, neither negative."""
-    from hypothesis import given
-
     statement = STATEMENTS["vqvae_loss_mono_beta_of_commitment_nonneg"]
     _draws(statement.given, lambda example: 0 < example["other"] < 1)
 
-    @settings(max_examples=200, database=None, derandomize=True)
-    @given(statement.given)
     def draws(example):
         assert example["other"] >= 0 and example["example"]["beta"] >= 0, example
-    draws()
+    _every_draw(draws, statement.given)
 
 
 def _latent(example):
@@ -309,13 +305,9 @@ def test_the_vae_statements_draw_each_case_their_strategies_name(name, case):
 def test_the_beta_monotonicity_draws_only_what_its_hypothesis_asks():
     """0 <= KL and beta1 <= beta2 on every draw: the relaxed strategy's negative KL admits a
     counterexample, so one drawn by the statement itself would fail it on a correct engine."""
-    from hypothesis import given
-
-    @settings(max_examples=200, database=None, derandomize=True)
-    @given(STATEMENTS["betaVae_loss_mono_beta_of_kl_nonneg"].given)
     def draws(example):
         assert example["kl"] >= 0 and example["betas"][0] <= example["betas"][1]
-    draws()
+    _every_draw(draws, STATEMENTS["betaVae_loss_mono_beta_of_kl_nonneg"].given)
 
 
 @pytest.mark.parametrize("name, case", [
@@ -545,19 +537,15 @@ def test_hidden_count_draws_two_patches_many_ties_and_plain_reals(case):
 def test_the_mae_examples_keep_their_hypotheses():
     """Drawn: ratios in (0, 1); every image of a model example hides a patch and sees one
     (none hidden in the empty mask's), all images hiding as many."""
-    from hypothesis import given
-
     from proofs.statements import mae
 
-    @settings(max_examples=200, database=None, derandomize=True)
-    @given(STATEMENTS["hiddenCount_eq_round"].given, mae._mae_example(),
-           mae._mae_example(empty=True))
     def draws(counts, example, empty):
         assert 0 < counts["ratio"] < 1, counts
         hidden = example["hidden"].sum(1)
         assert (hidden == hidden[0]).all() and 0 < hidden[0] < example["hidden"].shape[1], hidden
         assert not empty["hidden"].any(), empty["hidden"]
-    draws()
+    _every_draw(draws, STATEMENTS["hiddenCount_eq_round"].given, mae._mae_example(),
+                mae._mae_example(empty=True))
 
 
 @pytest.mark.parametrize("case", [
