@@ -623,7 +623,10 @@ def _autograd_case(name):
     ("gelu_tanh", lambda xs: xs[0].max() > 9.25),
     ("mul", lambda xs: xs[0].shape == (1,)),
     ("mul", lambda xs: xs[0].shape == (4,)),
-    ("maximum", lambda xs: min(abs(xs[0] - xs[1])) < 1 / 16),
+    ("maximum", lambda xs: min(abs(xs[0] - xs[1])[xs[0] != xs[1]], default=1) < 1 / 16),
+    *[(name, lambda xs: (xs[0] == xs[1]).any() and (xs[0] != xs[1]).any())
+      for name in ("maximum", "minimum")],
+    ("abs", lambda xs: (xs[0] == 0).any() and (xs[0] != 0).any()),
     ("add_broadcast", lambda xs: xs[0].shape == (5,) and xs[1].shape == (1,)),
     ("clamp", lambda xs: len(xs) == 2 and xs[0].shape == (1,)),
     ("clamp", lambda xs: len(xs) == 3 and xs[0].shape == (4,)),
@@ -637,11 +640,38 @@ def test_the_autograd_strategies_draw_each_end_of_their_ranges(name, case):
     """The ranges the autograd statement's strategies and formulas name: 1-5 elements (1-4 for
     a pair) spanning the domain: log, sqrt and rsqrt over both sides of 1 (below 1/16, above
     32), the others over both signs (past +-4) and the sigmoids into their left tails (below
-    -9), near a tie (maximum) or a zero residual (mse_loss), softplus
+    -9), near a tie (maximum) or a zero residual (mse_loss), exactly on a tie beside a pair
+    apart (maximum, minimum) or on abs's kink 0 beside values off it, softplus
     past e^x's float32 range (88.7) and into its left tail, gelu-tanh to its domain's ends
     (+-9.5), clamp with its lower bound alone and with both in either order, matmul's 1-3 per
     axis, mse_loss over 1 x 1 to 3 x 4."""
     _draws(_autograd_case(name).inputs, case)
+
+
+def _off_zero(values, or_on_it):
+    return all(abs(v) >= 1 / 64 or or_on_it and v == 0 for v in values)
+
+
+def _pairs_off_ties(a, b, ties):
+    return all(abs(x - y) >= 1 / 64 or ties and x == y for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("name, kept", [
+    ("abs", lambda xs: _off_zero(xs[0], or_on_it=True)),
+    ("relu", lambda xs: _off_zero(xs[0], or_on_it=False)),
+    ("leaky_relu", lambda xs: _off_zero(xs[0], or_on_it=False)),
+    ("maximum", lambda xs: _pairs_off_ties(*xs, ties=True)),
+    ("minimum", lambda xs: _pairs_off_ties(*xs, ties=True)),
+    ("clamp", lambda xs: all(_pairs_off_ties(xs[i], xs[j], ties=False)
+                             for i in range(len(xs)) for j in range(i)))])
+def test_the_autograd_strategies_keep_off_the_kinks_or_land_on_them(name, kept):
+    """Each drawn value lies at least 1/64 from the op's kinks or, for abs, maximum and minimum,
+    which take the symmetric derivative there as mpmath.diff does, exactly on one (the comment
+    on kinks in autograd.py): relu, leaky_relu and clamp assume them off it, and a value
+    nearer than mpmath.diff's step would have its difference straddle the kink."""
+    def holds(example):
+        assert kept(example["inputs"]), example["inputs"]
+    _every_draw(holds, STATEMENTS[f"autograd_backward_eq_mpmath_derivative[{name}]"].given)
 
 
 @pytest.mark.parametrize("name, case", [
@@ -671,7 +701,6 @@ def _above_least_side(example):
         least = [max(1, max(d, m) * (k - 1) + 1 - 2 * pad)
                  for k, pad, d, m in zip(kernel, padding, dilation, mixed)]
     return tuple(side - low for side, low in zip(example["x"].shape[2:], least))
-
 
 
 def _convolution_ends(strategy, most_channels, most_above_least):

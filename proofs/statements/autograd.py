@@ -44,6 +44,7 @@ class OpCase:
     formula: str
     parameter: object = None  # a strategy for an extra argument (leaky_relu's slope), or None
     pinned: tuple = ()        # pinned examples (``_pin``): inputs the drawn ones reach rarely
+    relaxed: object = None    # the inputs' strategy landing on the kinks the op assumes off
 
 
 def _pin(*inputs, parameter=None):
@@ -54,23 +55,42 @@ def _pin(*inputs, parameter=None):
 
 # a negative and a positive input: where sign(x), a mask or a slope must act on one side only
 BOTH_SIDES = (_pin([-1.5, 2.0]),)
+# and 0, where abs's backward must give sign(0) = 0
+BOTH_SIDES_AND_ZERO = (_pin([-1.5, 0.0, 2.0]),)
+# a tie (the first elements), a win of b and a win of a, for maximum and minimum
+TIE_AND_WINS = (_pin([1.5, -2.0, 0.5], [1.5, 3.0, -1.0]),)
 # several elements: a reduction over one is the identity, whatever scale its backward takes
 SEVERAL = (_pin([1.0, -2.0, 0.5]),)
 # the left tail, where a sigmoid taken as (1 + tanh(x/2)) / 2 keeps only an absolute precision
 LEFT_TAIL = (_pin([-9.0, -5.0, 2.0]),)
 
 
-def _unary_inputs(low, high, away_from=()):
-    """One vector of 1-5 elements in [low, high], at least 1/64 from each point in away_from."""
-    element = reals(low, high).filter(lambda x: all(abs(x - p) >= 1 / 64 for p in away_from))
+# At a kink the reference, mpmath.diff's central difference, is the symmetric derivative: the
+# mean of the two one-sided slopes. abs (sign(0) = 0) and maximum/minimum (g split half and
+# half on a tie) take it there too, so their strategies also draw the kink exactly. relu,
+# leaky_relu and clamp take one side, as PyTorch does (relu's slope 0 at 0, clamp's 1 at a
+# bound), so their statements assume their inputs off the kink, and each relaxed strategy,
+# which lands on it, shows that hypothesis needed. Every strategy keeps the values off a kink
+# at least 1/64 from it: one within mpmath.diff's step would have its difference straddle it.
+
+def _unary_inputs(low, high, kinks=(), on_kinks=False):
+    """One vector of 1-5 elements in [low, high], each at least 1/64 from every point of
+    ``kinks`` or, with ``on_kinks``, exactly on one."""
+    element = reals(low, high).filter(lambda x: all(abs(x - p) >= 1 / 64 for p in kinks))
+    if on_kinks:
+        element = st.one_of(element, st.sampled_from([float(p) for p in kinks]))
     return st.lists(element, min_size=1, max_size=5).map(lambda xs: (numpy.asarray(xs),))
 
 
-def _binary_inputs(low_a, high_a, low_b, high_b, distinct=False):
+def _binary_inputs(low_a, high_a, low_b, high_b, ties=False):
+    """Pairs of 1-4 elements each; with ``ties`` (maximum and minimum, whose kink is a = b),
+    each pair of elements at least 1/64 apart or exactly equal."""
     def build(n):
         pair = st.tuples(reals(low_a, high_a), reals(low_b, high_b))
-        if distinct:
-            pair = pair.filter(lambda ab: abs(ab[0] - ab[1]) >= 1 / 64)
+        if ties:
+            pair = st.one_of(pair.filter(lambda ab: abs(ab[0] - ab[1]) >= 1 / 64),
+                             reals(max(low_a, low_b), min(high_a, high_b)).map(
+                                 lambda v: (v, v)))
         return st.lists(pair, min_size=n, max_size=n).map(
             lambda rows: (numpy.asarray([a for a, _ in rows]), numpy.asarray([b for _, b in rows])))
     return st.integers(1, 4).flatmap(build)
@@ -154,7 +174,7 @@ UNARY = [
      lambda x: x ** mpmath.mpf(-1.5) / 2, (1, 7),
      "-g y^3 / 2, y = 1/sqrt x: y (2), y**3 by pow (3 x 2 + L), times g (1)"),
     ("abs", lambda m, x: m.abs(x), abs, (-8, 8, (0,)), lambda x: 1, (0, 0),
-     "g sign(x): exact"),
+     "g sign(x), 0 at 0: exact"),
     ("sin", lambda m, x: m.sin(x), mpmath.sin, (-6, 6, ()), lambda x: abs(mpmath.cos(x)), (1, 1),
      "g cos x: cos (L), times g (1)"),
     ("cos", lambda m, x: m.cos(x), mpmath.cos, (-6, 6, ()), lambda x: abs(mpmath.sin(x)), (1, 1),
@@ -191,7 +211,7 @@ UNARY = [
 ]
 
 
-UNARY_PINNED = {"abs": BOTH_SIDES, "relu": BOTH_SIDES, "sigmoid": LEFT_TAIL, "silu": LEFT_TAIL,
+UNARY_PINNED = {"abs": BOTH_SIDES_AND_ZERO, "relu": BOTH_SIDES, "sigmoid": LEFT_TAIL, "silu": LEFT_TAIL,
                 "gelu_tanh": LEFT_TAIL,
                 # past e^x's float32 range (88.7), where e^x / (1 + e^x) is inf / inf
                 "softplus": (_pin([95.0, -3.0]),)}
@@ -203,9 +223,13 @@ def _unary_case(name, call, function, domain, magnitude, roundings, formula):
     about = f"{ELEMENTWISE}.{name}" if name not in ("silu", "gelu", "gelu_tanh") \
         else f"minilean.nn.functional.{name.replace('_tanh', '')}"
     library, plain = roundings
-    return OpCase(name, about, call, definition, _unary_inputs(low, high, kinks), magnitudes,
+    # at its kink abs takes the symmetric derivative, relu one side (the comment on kinks)
+    symmetric, one_sided = name == "abs", name == "relu"
+    return OpCase(name, about, call, definition,
+                  _unary_inputs(low, high, kinks, on_kinks=symmetric), magnitudes,
                   lambda n, dtype: library * library_roundings(dtype) + plain, formula,
-                  pinned=UNARY_PINNED.get(name, ()))
+                  pinned=UNARY_PINNED.get(name, ()),
+                  relaxed=_unary_inputs(low, high, kinks, on_kinks=True) if one_sided else None)
 
 
 # leaky_relu with its slope drawn (the GAN's discriminator uses 0.2, PyTorch's default is 0.01):
@@ -220,7 +244,8 @@ LEAKY_RELU = OpCase(
     lambda n, dtype: 2, "g or g s: the slope s (0.2, 0.01 or drawn in (0, 1]) rounded to the "
     "dtype (1), times g (1)",
     parameter=st.one_of(st.sampled_from([0.2, 0.01]), reals(1 / 64, 1)),
-    pinned=(_pin([-1.5, 2.0], parameter=0.2),))  # the GAN's slope, on both sides
+    pinned=(_pin([-1.5, 2.0], parameter=0.2),),  # the GAN's slope, on both sides
+    relaxed=_unary_inputs(-8, 8, (0,), on_kinks=True))
 
 
 def _elementwise_binary(function):
@@ -248,11 +273,13 @@ BINARY = [
         "g b a^(b-1): b - 1 rounded (its error scaled by |log a (b - 1)|), pow (L), two "
         "products; g a^b log a: pow (L), log (L), two products: 2 L + 2"),
     OpCase("maximum", f"{ELEMENTWISE}.maximum", lambda m, a, b: m.maximum(a, b),
-           _elementwise_binary(max), _binary_inputs(-8, 8, -8, 8, distinct=True),
-           lambda xs, g: [[abs(gj) for gj in g]] * 2, lambda n, dtype: 0, "g or 0: exact (no ties)"),
+           _elementwise_binary(max), _binary_inputs(-8, 8, -8, 8, ties=True),
+           lambda xs, g: [[abs(gj) for gj in g]] * 2, lambda n, dtype: 0,
+           "g, 0, or g / 2 on a tie: exact", pinned=TIE_AND_WINS),
     OpCase("minimum", f"{ELEMENTWISE}.minimum", lambda m, a, b: m.minimum(a, b),
-           _elementwise_binary(min), _binary_inputs(-8, 8, -8, 8, distinct=True),
-           lambda xs, g: [[abs(gj) for gj in g]] * 2, lambda n, dtype: 0, "g or 0: exact (no ties)"),
+           _elementwise_binary(min), _binary_inputs(-8, 8, -8, 8, ties=True),
+           lambda xs, g: [[abs(gj) for gj in g]] * 2, lambda n, dtype: 0,
+           "g, 0, or g / 2 on a tie: exact", pinned=TIE_AND_WINS),
     OpCase("add_broadcast", f"{ELEMENTWISE}.add", lambda m, a, b: a + b,
            lambda a, b: [x + b[0] for x in a],
            st.tuples(_unary_inputs(-8, 8), reals(-8, 8)).map(
@@ -267,13 +294,22 @@ BINARY = [
 ]
 
 
-def _clamp_inputs():
+def _copied(values, source, target):
+    """``values`` with the one at ``target`` replaced by the one at ``source``."""
+    return tuple(values[source] if k == target else v for k, v in enumerate(values))
+
+
+def _clamp_inputs(ties=False):
     """x with its bounds as tensors of x's shape: the lower one alone (``clamp(min=...)``, the
     VAE's log-scale floor) or both, in either order (y = high where high < low), every two of
-    x, low and high at least 1/64 apart, away from the kinks."""
+    x, low and high at least 1/64 apart, away from the kinks; with ``ties``, two of each triple
+    may be made equal (x on a bound, or low = high), landing on a kink."""
     def build(n, both):
         triple = st.tuples(reals(-8, 8), reals(-8, 8), reals(-8, 8)).filter(
             lambda t: min(abs(t[0] - t[1]), abs(t[0] - t[2]), abs(t[1] - t[2])) >= 1 / 64)
+        if ties:
+            triple = st.tuples(triple, st.sampled_from([None, (0, 1), (0, 2), (1, 2)])).map(
+                lambda drawn: drawn[0] if drawn[1] is None else _copied(drawn[0], *drawn[1]))
         return st.lists(triple, min_size=n, max_size=n).map(
             lambda rows: tuple(numpy.asarray(column) for column in zip(*rows))[:3 if both else 2])
     return st.tuples(st.integers(1, 4), st.booleans()).flatmap(lambda drawn: build(*drawn))
@@ -290,7 +326,7 @@ SELECTIONS = [
            lambda x, *bounds: [_clamped(*values) for values in zip(x, *bounds)],
            _clamp_inputs(), lambda xs, g: [[0] * len(g)] * len(xs), lambda n, dtype: 0,
            "g where low < x < high (and 0 where clipped) for x; g where y is low for low, "
-           "where y is high for high: exact"),
+           "where y is high for high: exact", relaxed=_clamp_inputs(ties=True)),
     # the condition is the drawn parameter, one flag per element (the first len(a) of four)
     OpCase("where", f"{ELEMENTWISE}.where",
            lambda m, a, b, parameter: m.where(numpy.asarray(parameter[:a.shape[0]]), a, b),
@@ -437,10 +473,12 @@ def _reference_gradients(case, xs, g, shapes, extra):
 
 
 def _register(case):
+    given = {"inputs": case.inputs, "seed": st.integers(0, 2 ** 16),
+             "parameter": st.none() if case.parameter is None else case.parameter}
+
     @statement(f"autograd_backward_eq_mpmath_derivative[{case.name}]", about=(case.about,),
-               given={"inputs": case.inputs, "seed": st.integers(0, 2 ** 16),
-                      "parameter": st.none() if case.parameter is None else case.parameter},
-               examples=case.pinned)
+               given=given, examples=case.pinned,
+               relaxed=None if case.relaxed is None else {**given, "inputs": case.relaxed})
     def backward_matches_mpmath(check, inputs, seed, parameter=None):
         import minilean
         extra = {} if case.parameter is None else {"parameter": parameter}
@@ -524,6 +562,14 @@ def rsqrt_backward_exponent_kept(original):
 def abs_backward_unsigned(original):
     """Abs.backward returns g instead of g sign(x) (slope 1 on the negative side too)."""
     return lambda ctx, grad: grad
+
+
+@mutant("abs backward with sign(0) = 1", f"{ELEMENTWISE}.Abs.backward",
+        caught_by=_caught_by("abs"))
+def abs_backward_sign_of_zero(original):
+    """Abs.backward with sign(x) written as 1 where x >= 0, else -1: slope 1 at 0, where the
+    symmetric derivative of |x| (and PyTorch's) is 0."""
+    return lambda ctx, grad: numpy.where(ctx.x >= 0, grad, -grad)
 
 
 @mutant("sin backward sign", f"{ELEMENTWISE}.Sin.backward", caught_by=_caught_by("sin"))
@@ -649,6 +695,17 @@ def pow_backward_exponent_kept(original):
 def extremum_backward_swapped(original):
     """PairExtremum.backward returns its two gradients swapped: the losing input gets g."""
     return _with_gradients_swapped(original)
+
+
+@mutant("maximum/minimum backward giving a tie wholly to b",
+        f"{ELEMENTWISE}.PairExtremum.backward", caught_by=_caught_by("maximum", "minimum"))
+def extremum_backward_tie_to_b(original):
+    """PairExtremum.backward without the tie's half: dz/da = [a wins], so on a tie b gets all
+    of g, where the symmetric derivative (and PyTorch) splits it half and half."""
+    def backward(ctx, grad):
+        a_wins = ctx.a > ctx.b if ctx.largest else ctx.a < ctx.b
+        return grad * a_wins, grad * ~a_wins
+    return backward
 
 
 @mutant("clamp backward passing the gradient where x is clipped",
