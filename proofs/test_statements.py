@@ -393,6 +393,26 @@ def test_the_optim_replays_are_checked_against_the_formula(monkeypatch, name, re
         "ReferenceFailed: reference: replay = formula"), outcome.message
 
 
+def test_the_layer_norm_value_replay_is_checked_against_the_formula(monkeypatch):
+    """layerNorm_value's replay of the engine's order (whose carried errors bound the engine)
+    is checked against the formula at 50 digits, not trusted: a replayed r = 1/sqrt(var + eps)
+    off by 2^-20 of its value, its error bound kept, fails as a check of the reference."""
+    import mpmath
+
+    from proofs.running_error import Carried
+    from proofs.statements import layer_backward
+    exact = layer_backward._replayed_statistics
+
+    def off(group, eps):
+        centered, r = exact(group, eps)
+        return centered, Carried(r.value * (1 + mpmath.mpf(2) ** -20), r.error, r.dtype)
+    monkeypatch.setattr(layer_backward, "_replayed_statistics", off)
+    outcome = STATEMENTS["layerNorm_value"].run(max_examples=3, shrink=False, derandomize=True)
+    assert outcome.status == "FAIL" and outcome.message.startswith(
+        "ReferenceFailed: reference: layer_norm"), outcome.message
+    assert ": replay: computed" in outcome.message, outcome.message
+
+
 def _spread(values):
     return values.min() < 0.5 < values.max()
 

@@ -548,17 +548,15 @@ def _conv_reference(x, weight, g, stride, padding, dilation, groups):
 
 
 def _check_convolution_grads(check, tensors, references, roundings, what):
-    """Each tensor's gradient within gamma_m sum |terms| (m its entry of ``roundings``) of
-    its reference, or None where the tensor needs none."""
+    """The gradient of each tensor that needs one within gamma_m sum |terms| (m its entry of
+    ``roundings``) of its reference. (One that needs none gets none whatever the op's
+    backward returns: the graph walk drops it, which tests/test_autograd.py checks.)"""
     for name, tensor, (reference, terms), count in zip(("dx", "dw", "db"), tensors, references,
                                                        roundings):
         if tensor.requires_grad:
             check_gradient(check, tensor, reference, [gamma(count, tensor.dtype) * t
                                                       + underflow(count, tensor.dtype)
                                                       for t in terms], f"{what} {name}")
-        else:
-            check.holds(tensor.grad is None, f"{what} {name}: a gradient for an input needing "
-                        f"none")
 
 
 def _check_conv2d_backward(check, x, weight, bias, options, seed,
@@ -960,6 +958,25 @@ def weight_grad_first_image(original):
     return lambda x_pad, grad_y, *sizes: original(x_pad[:1], grad_y[:1], *sizes)
 
 
+@mutant("conv2d bias gradient averaged over the positions", f"{CONV}.pixel_sums",
+        caught_by=[backward_name("conv2d"), backward_name("conv2d_frozen_weight")])
+def bias_grad_averaged(original):
+    """pixel_sums, conv2d's dL/db = sum over n, i, j of dy, divides by the N Ho Wo positions:
+    the bias's gradient as the mean of dy, as if the bias were shared out among them."""
+    return lambda y: original(y) / (y.size // y.shape[-1])
+
+
+@mutant("conv_transpose2d bias gradient of the first image only",
+        f"{CONV}.ConvTranspose2d.backward", caught_by=[backward_name("conv_transpose2d")])
+def conv_transpose_bias_grad_first_image(original):
+    """ConvTranspose2d.backward sums dL/dy over the first image's positions for db, not over
+    the batch's."""
+    def backward(ctx, grad):
+        grad_x, grad_weight, grad_bias = original(ctx, grad)
+        return grad_x, grad_weight, None if grad_bias is None else grad[:1].sum(axis=(0, 2, 3))
+    return backward
+
+
 @mutant("conv_transpose2d weight gradient with the kernel flipped",
         f"{CONV}.ConvTranspose2d.backward", caught_by=[backward_name("conv_transpose2d")])
 def conv_transpose_weight_grad_flipped(original):
@@ -1001,6 +1018,16 @@ def standardize_unbiased(original):
                               / (count - 1) + eps)
         return centered * inv_std, inv_std
     return broken
+
+
+@mutant("layer_norm in float64 for a float32 input", f"{NORM}.LayerNorm.forward",
+        caught_by=["layerNorm_value"])
+def layer_norm_float64(original):
+    """LayerNorm.forward standardises a float32 x in float64 (promote_types with float64, not
+    float32) and returns the float64 result: better values than float32's, the wrong dtype
+    (the rest of a float32 model then runs in float64, at twice the memory)."""
+    return lambda ctx, x, *affine, **options: original(ctx, x.astype(numpy.float64), *affine,
+                                                       **options)
 
 
 @mutant("layer_norm with eps outside the square root", f"{NORM}._standardize",
