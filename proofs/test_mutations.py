@@ -156,13 +156,29 @@ def test_a_mutant_whose_factory_returns_nothing_is_refused():
     assert objectives.weighted_two_term is original
 
 
-@pytest.mark.parametrize("name", [name for name, mutant_ in MUTANTS.items()
-                                  if mutant_.make_broken.__module__.endswith(
-                                      (".pool_backward", ".mae", ".autograd"))])
-def test_a_pooling_mae_or_autograd_mutant_is_caught_by_a_wrong_value_not_a_crash(name):
-    """The pooling, MAE and autograd slips are of value (a scale, which of the tied maximisers,
-    a layout of the same shape, a wrong divisor or mask, a lost dtype, a wrong gradient
-    formula): a run that crashes means the broken implementation is itself broken, and it
-    would count as caught whatever slip it meant to show."""
+# Slips that swap two axes, which the statements' examples make unequal: there the broken
+# layout cannot even broadcast or multiply with the right one (a ValueError), which
+# is how the slip shows in a user's program too; on equal axes they give wrong values
+SHAPE_SLIPS = {"col2im with the stride's axes swapped", "col2im with the dilation's axes swapped",
+               "im2col with the dilation's axes swapped",
+               "var backward restoring the reduced axis as the last"}
+
+
+@pytest.mark.parametrize("name", list(MUTANTS))
+def test_a_mutant_is_caught_by_a_wrong_value_not_a_crash(name):
+    """Each slip is of value (a scale, a sign, which of the tied maximisers, a layout of the
+    same shape, a wrong divisor or mask, a lost dtype, a wrong formula): a run that crashes
+    means the broken implementation is itself broken, and it would count as caught whatever
+    slip it meant to show. The SHAPE_SLIPS may also fail by the shapes their swap makes."""
     for statement, outcome in run_mutant(MUTANTS[name]).items():
-        assert outcome.message.startswith("StatementFailed: "), (statement, outcome.message)
+        shape_error = name in SHAPE_SLIPS and outcome.message.startswith("ValueError: ")
+        assert outcome.message.startswith("StatementFailed: ") or shape_error, (
+            statement, outcome.message)
+
+
+def test_the_shape_slips_are_mutants_and_some_fail_by_their_shapes():
+    """SHAPE_SLIPS names registered mutants, each of which some statement catches by a
+    ValueError of shapes (else it belongs with the others)."""
+    for name in SHAPE_SLIPS:
+        assert any(outcome.message.startswith("ValueError: ")
+                   for outcome in run_mutant(MUTANTS[name]).values()), name
