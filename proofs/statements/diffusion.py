@@ -1145,3 +1145,12 @@ def ddim_step_clips_output(original):
         stepped = original(alpha_bar, x_t, t, t_prev, eps_hat, eta, noise)
         return diffusion._clip_unit(stepped) if clip else stepped
     return broken
+
+
+@mutant("DDIM reads the clean state's alpha_bar at index -1", f"{DIFFUSION}.ddim_step",
+        caught_by=["alphaBar_zero", "ddimStepSystem_contracts_of_step_contracts"])
+def ddim_clean_state_at_index_minus_one(original):
+    """ddim_step reads a' = alpha_bar[t_prev] for the clean state t_prev = -1 too, where
+    Python's index -1 gives the last alpha_bar_{T-1}, not 1: the last step from t = T - 1
+    returns x_t itself, off x0_hat by |x_t - x0_hat| (under 1 at the pinned examples)."""
+    return _ddim_step_variant(a_prev_of=lambda alpha_bar, t, t_prev: float(alpha_bar[t_prev]))
