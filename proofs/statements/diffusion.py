@@ -266,9 +266,11 @@ def euler_lipschitz(check, pair, dt, beta, sigma, c, fraction):
            about=(f"{DIFFUSION}.euler_step", f"{DIFFUSION}.pf_ode_rhs"),
            given=_lipschitz_given(st.just(1.0)), relaxed=_lipschitz_given(st.just(0.25)),
            # pinned: near 0 (tanh's steepest slope) with c / sigma = -1 and the sampler's
-           # negative dt, where the bound is tight
+           # negative dt, where the bound is tight; and there with sigma = 0.75, where
+           # eps_hat / sigma^2 for eps_hat / sigma steepens f by beta/2 |c| (1/sigma^2 - 1/sigma)
+           # = 0.22, under the beta/2 that a constant L looser by beta/2 would hide
            examples=[{"pair": (_pinned(0.0), _pinned(0.125)), "dt": -0.5, "beta": 1.0,
-                      "sigma": 1.0, "c": -1.0, "fraction": 1.0}])
+                      "sigma": sigma, "c": -1.0, "fraction": 1.0} for sigma in (1.0, 0.75)])
 def pf_ode_lipschitz(check, pair, dt, beta, sigma, c, fraction):
     """pfOdeRhs(., t) L-Lipschitz  =>  the PF-ODE Euler step is (1 + |dt| L)-Lipschitz; with
     eps_hat = c tanh(x), pfOdeRhs = -beta/2 (x - eps_hat / sigma) has L = beta/2 (1 + |c|/sigma)."""
@@ -1154,3 +1156,11 @@ def ddim_clean_state_at_index_minus_one(original):
     Python's index -1 gives the last alpha_bar_{T-1}, not 1: the last step from t = T - 1
     returns x_t itself, off x0_hat by |x_t - x0_hat| (under 1 at the pinned examples)."""
     return _ddim_step_variant(a_prev_of=lambda alpha_bar, t, t_prev: float(alpha_bar[t_prev]))
+
+
+@mutant("PF-ODE rhs dividing eps_hat by sigma^2", f"{DIFFUSION}.pf_ode_rhs",
+        caught_by=["pfOdeEulerSystem_l2_lipschitz_of_rhs_lipschitz"])
+def pf_ode_eps_over_variance(original):
+    """pf_ode_rhs = -beta/2 (x - eps_hat / sigma^2): the score as -(x - mean) / sigma^2 with
+    eps_hat put for x - mean, where -eps_hat / sigma belongs (the same at sigma = 1)."""
+    return lambda x, eps_hat, beta_t, sigma_t: original(x, eps_hat, beta_t, sigma_t * sigma_t)
