@@ -935,9 +935,10 @@ def pf_ode_double_dt(original):
     return broken
 
 
-def _ddim_step_variant(a_prev_of=None, sigma_of=None):
-    """ddim_step with alpha_bar_t' read by ``a_prev_of(alpha_bar, t, t_prev)`` and/or sigma
-    computed by ``sigma_of(eta, a, a_prev)`` (each the engine's own when None)."""
+def _ddim_step_variant(a_prev_of=None, sigma_of=None, x0_of=None):
+    """ddim_step with alpha_bar_t' read by ``a_prev_of(alpha_bar, t, t_prev)``, sigma computed
+    by ``sigma_of(eta, a, a_prev)`` and/or x0_hat by ``x0_of(alpha_bar, x_t, t, eps_hat)`` (each
+    the engine's own when None)."""
     from minilean.models import diffusion
 
     def sigma_as_engine(eta, a, a_prev):
@@ -947,7 +948,7 @@ def _ddim_step_variant(a_prev_of=None, sigma_of=None):
         a = float(alpha_bar[t])
         a_prev = (a_prev_of(alpha_bar, t, t_prev) if a_prev_of else
                   1.0 if t_prev < 0 else float(alpha_bar[t_prev]))
-        x0_hat = diffusion.x0_from_eps(alpha_bar, x_t, t, eps_hat)
+        x0_hat = (x0_of or diffusion.x0_from_eps)(alpha_bar, x_t, t, eps_hat)
         sigma = 0.0
         if eta > 0 and a < 1.0:
             sigma = (sigma_of or sigma_as_engine)(eta, a, a_prev)
@@ -1164,3 +1165,14 @@ def pf_ode_eps_over_variance(original):
     """pf_ode_rhs = -beta/2 (x - eps_hat / sigma^2): the score as -(x - mean) / sigma^2 with
     eps_hat put for x - mean, where -eps_hat / sigma belongs (the same at sigma = 1)."""
     return lambda x, eps_hat, beta_t, sigma_t: original(x, eps_hat, beta_t, sigma_t * sigma_t)
+
+
+@mutant("DDIM step with its own x0_hat", f"{DIFFUSION}.ddim_step",
+        caught_by=["ddimStep_eq_x0Pred"])
+def ddim_step_own_x0_hat(original):
+    """ddim_step computes x0_hat itself, (x_t - sqrt(1 - a) eps_hat) / sqrt(a), dividing where
+    x0_from_eps multiplies by 1/sqrt(a): a copy of x0Pred, equal over the reals and within
+    rounding of mpmath, but not the x0_hat the step is stated to share (off by an ulp at the
+    pinned example)."""
+    return _ddim_step_variant(x0_of=lambda alpha_bar, x_t, t, eps: (
+        x_t - math.sqrt(1.0 - float(alpha_bar[t])) * eps) / math.sqrt(float(alpha_bar[t])))
