@@ -398,7 +398,8 @@ def test_the_diffusion_pinned_examples_lie_in_their_strategies_ranges():
     *[(name, "fraction", 1.0) for name in ("eulerStep_l2_lipschitz_of_rhs_lipschitz",
                                             "pfOdeEulerSystem_l2_lipschitz_of_rhs_lipschitz",
                                             "pfOdeEulerSystem_lipschitz_of_step_lipschitz")],
-    ("pfOdeEulerSystem_contracts_of_step_contracts", "require", True)])
+    *[(name, "require", True) for name in ("ddimStepSystem_contracts_of_step_contracts",
+                                           "pfOdeEulerSystem_contracts_of_step_contracts")]])
 def test_the_diffusion_statements_claim_what_their_docstrings_state(name, key, claimed):
     """The Lipschitz statements claim the whole constant L (fraction 1: a fraction above 1
     loosens the bound until a pinned example alone is tight, a quarter is the relaxed

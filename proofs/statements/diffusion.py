@@ -329,9 +329,10 @@ def _ddim_contraction_check(check, betas, t_prev, pair, c, linear):
             moved.append(mp(host(diffusion.ddim_step(alpha_bar, v_t, t, t_prev, field(v_t, t)))))
         slack = gamma(10, dtype) * (mpmath.sqrt(a_prev / a) + 2) * (
             _norm(mp(x)) + _norm(mp(y))) * (1 + abs(mp(c)))
-        check.close(max(_norm([p - q for p, q in zip(*moved)]) - k * distance, 0), mp(0), slack,
+        engine_moved = _norm([p - q for p, q in zip(*moved)])
+        check.close(max(engine_moved - k * distance, 0), mp(0), slack,
                     f"engine ({dtype.__name__})")
-    return k
+    return k, engine_moved, distance, slack
 
 
 @statement("ddimStepSystem_lipschitz_of_step_lipschitz", about=(f"{DIFFUSION}.ddim_step",),
@@ -345,22 +346,26 @@ def ddim_lipschitz(check, betas, t_prev, pair, c):
     _ddim_contraction_check(check, betas, t_prev, pair, c, linear=False)
 
 
+def _ddim_contraction_given(require):
+    return _with_step({"pair": _pair(), "c": reals(0.5, 3), "require": st.just(require)})
+
+
 @statement("ddimStepSystem_contracts_of_step_contracts", about=(f"{DIFFUSION}.ddim_step",),
-           given=_with_step({"pair": _pair(), "c": reals(0.5, 3)}),
+           given=_ddim_contraction_given(True), relaxed=_ddim_contraction_given(False),
            # pinned: a step to the clean state with factor |1 / sqrt(a) - sqrt((1 - a) / a) c|
            # = 0.575
            examples=[{"betas": PINNED_BETAS, "t_prev": -1, "pair": (_pinned(1.0), _pinned(0.0)),
-                      "c": 2.0}])
-def ddim_contracts(check, betas, t_prev, pair, c):
+                      "c": 2.0, "require": True}])
+def ddim_contracts(check, betas, t_prev, pair, c, require):
     """The DDIM step is factor-Lipschitz with factor < 1  =>  it contracts distances by that
-    factor (eps_hat = c x; the hypothesis factor < 1 is checked, examples without it skipped)."""
+    factor, to below ||x - y|| (eps_hat = c x, so the step is v -> factor v; the hypothesis
+    factor < 1 is computed, examples without it discarded)."""
     from hypothesis import assume
-    alpha_bar = _alpha_bar(betas)
-    a, a_prev = mp(alpha_bar[-1]), _alpha_bar_at(alpha_bar, t_prev)
-    factor = abs(mpmath.sqrt(a_prev / a) + (mpmath.sqrt(1 - a_prev)
-                                            - mpmath.sqrt(a_prev * (1 - a) / a)) * mp(c))
-    assume(factor < 1)
-    _ddim_contraction_check(check, betas, t_prev, pair, c, linear=True)
+    factor, moved, distance, slack = _ddim_contraction_check(check, betas, t_prev, pair, c,
+                                                             linear=True)
+    if require:
+        assume(factor < 1)
+    check.close(max(moved - distance, 0), mp(0), slack, "the step contracts")
 
 
 def _pf_ode_system_check(check, pair, beta, sigma, c, steps, linear, claimed_fraction=1.0):
@@ -437,9 +442,12 @@ def _contraction_given(require):
            about=(f"{DIFFUSION}.pf_ode_sample_euler", f"{DIFFUSION}.pf_ode_rhs",
                   f"{DIFFUSION}.euler_step"),
            given=_contraction_given(True), relaxed=_contraction_given(False),
-           # pinned: k = |1 + beta / 2 (1 - c / sigma)| = 0.5, the step overshooting 0
-           examples=[{"pair": (_pinned(1.0), _pinned(0.0)), "beta": 3.0, "sigma": 1.0, "c": 2.0,
-                      "steps": 1, "require": True}])
+           # pinned: k = |1 + beta / 2 (1 - c / sigma)| = 0.5, the step overshooting 0; and
+           # k = 1/3 at sigma = 0.75, where eps_hat / sigma^2 for eps_hat / sigma gives 5/9:
+           # still a contraction, but by more than k (and less than 2k)
+           examples=[{"pair": (_pinned(1.0), _pinned(0.0)), "beta": beta, "sigma": sigma,
+                      "c": c, "steps": 1, "require": True}
+                     for beta, sigma, c in ((3.0, 1.0, 2.0), (4.0, 0.75, 1.0))])
 def pf_ode_system_contracts(check, pair, beta, sigma, c, steps, require):
     """The PF-ODE Euler step is k-Lipschitz with k < 1  =>  the system contracts: its n-step
     run moves x, y to within k^n ||x - y|| < ||x - y|| (eps_hat = c x, so the step is v -> k v
@@ -1160,7 +1168,8 @@ def ddim_clean_state_at_index_minus_one(original):
 
 
 @mutant("PF-ODE rhs dividing eps_hat by sigma^2", f"{DIFFUSION}.pf_ode_rhs",
-        caught_by=["pfOdeEulerSystem_l2_lipschitz_of_rhs_lipschitz"])
+        caught_by=["pfOdeEulerSystem_l2_lipschitz_of_rhs_lipschitz",
+                   "pfOdeEulerSystem_contracts_of_step_contracts"])
 def pf_ode_eps_over_variance(original):
     """pf_ode_rhs = -beta/2 (x - eps_hat / sigma^2): the score as -(x - mean) / sigma^2 with
     eps_hat put for x - mean, where -eps_hat / sigma belongs (the same at sigma = 1)."""
