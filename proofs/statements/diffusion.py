@@ -442,12 +442,14 @@ def _contraction_given(require):
            about=(f"{DIFFUSION}.pf_ode_sample_euler", f"{DIFFUSION}.pf_ode_rhs",
                   f"{DIFFUSION}.euler_step"),
            given=_contraction_given(True), relaxed=_contraction_given(False),
-           # pinned: k = |1 + beta / 2 (1 - c / sigma)| = 0.5, the step overshooting 0; and
-           # k = 1/3 at sigma = 0.75, where eps_hat / sigma^2 for eps_hat / sigma gives 5/9:
-           # still a contraction, but by more than k (and less than 2k)
+           # pinned: k = |1 + beta / 2 (1 - c / sigma)| = 0.5, the step overshooting 0, in one
+           # step and in two (k = 1/4 each: a run of one step only is off by k); and k = 1/3 at
+           # sigma = 0.75, where eps_hat / sigma^2 for eps_hat / sigma gives 5/9: still a
+           # contraction, but by more than k (and less than 2k)
            examples=[{"pair": (_pinned(1.0), _pinned(0.0)), "beta": beta, "sigma": sigma,
-                      "c": c, "steps": 1, "require": True}
-                     for beta, sigma, c in ((3.0, 1.0, 2.0), (4.0, 0.75, 1.0))])
+                      "c": c, "steps": steps, "require": True}
+                     for beta, sigma, c, steps in ((3.0, 1.0, 2.0, 1), (3.0, 1.0, 2.0, 2),
+                                                   (4.0, 0.75, 1.0, 1))])
 def pf_ode_system_contracts(check, pair, beta, sigma, c, steps, require):
     """The PF-ODE Euler step is k-Lipschitz with k < 1  =>  the system contracts: its n-step
     run moves x, y to within k^n ||x - y|| < ||x - y|| (eps_hat = c x, so the step is v -> k v
@@ -1185,3 +1187,13 @@ def ddim_step_own_x0_hat(original):
     pinned example)."""
     return _ddim_step_variant(x0_of=lambda alpha_bar, x_t, t, eps: (
         x_t - math.sqrt(1.0 - float(alpha_bar[t])) * eps) / math.sqrt(float(alpha_bar[t])))
+
+
+@mutant("PF-ODE sampler returns after its first step", f"{DIFFUSION}.pf_ode_sample_euler",
+        caught_by=["pfOdeEulerSystem_eq_step", "pfOdeEulerSystem_contracts_of_step_contracts"])
+def pf_ode_first_step_only(original):
+    """pf_ode_sample_euler returns inside its loop (an indentation slip): one Euler step of
+    dt = -1/n, whatever n."""
+    from minilean.models import diffusion
+    return lambda f, x1, steps: original(f, x1, 0) if steps == 0 else diffusion.euler_step(
+        f, x1, 1.0, -1.0 / steps)
