@@ -1195,3 +1195,14 @@ def pf_ode_first_step_only(original):
     from minilean.models import diffusion
     return lambda f, x1, steps: original(f, x1, 0) if steps == 0 else diffusion.euler_step(
         f, x1, 1.0, -1.0 / steps)
+
+
+@mutant("q_sample reads alpha_bar[t - 1] for one integer t", f"{DIFFUSION}.q_sample",
+        caught_by=["forwardGaussian_isGaussian"])
+def q_sample_integer_t_one_based(original):
+    """q_sample given one integer timestep reads alpha_bar[t - 1] (TorchLean's 1-based alphaBar
+    t; the last alpha_bar at t = 0), a batch of timesteps the right ones: only the statement's
+    check with t as one integer sees it, its law tests draw with a batch."""
+    def broken(alpha_bar, x0, t, eps):
+        return original(alpha_bar, x0, t - 1 if isinstance(t, (int, numpy.integer)) else t, eps)
+    return broken
