@@ -1206,3 +1206,17 @@ def q_sample_integer_t_one_based(original):
     def broken(alpha_bar, x0, t, eps):
         return original(alpha_bar, x0, t - 1 if isinstance(t, (int, numpy.integer)) else t, eps)
     return broken
+
+
+@mutant("a batch of timesteps reads a float32 copy of the schedule",
+        f"{DIFFUSION}._per_example", caught_by=["forwardGaussian_isGaussian"])
+def per_example_float32_schedule(original):
+    """_per_example gathers a batch of timesteps from a float32 copy of the table (as a device
+    copy made in the model's dtype would be): float64 coefficients off by ~1e-8, which only
+    the batch's check by value sees (one integer t reads the float64 table; the law tests
+    cannot resolve 1e-8)."""
+    def broken(values, t, like):
+        if not isinstance(t, (int, numpy.integer)):
+            values = numpy.asarray(values, dtype=numpy.float32).astype(numpy.float64)
+        return original(values, t, like)
+    return broken
