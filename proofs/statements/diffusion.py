@@ -1160,7 +1160,7 @@ def ddim_step_clips_output(original):
     return broken
 
 
-@mutant("DDIM reads the clean state's alpha_bar at index -1", f"{DIFFUSION}.ddim_step",
+@mutant("DDIM reads the clean state's alpha_bar at the last index", f"{DIFFUSION}.ddim_step",
         caught_by=["alphaBar_zero", "ddimStepSystem_contracts_of_step_contracts"])
 def ddim_clean_state_at_index_minus_one(original):
     """ddim_step reads a' = alpha_bar[t_prev] for the clean state t_prev = -1 too, where
@@ -1169,7 +1169,7 @@ def ddim_clean_state_at_index_minus_one(original):
     return _ddim_step_variant(a_prev_of=lambda alpha_bar, t, t_prev: float(alpha_bar[t_prev]))
 
 
-@mutant("PF-ODE rhs dividing eps_hat by sigma^2", f"{DIFFUSION}.pf_ode_rhs",
+@mutant("probability flow rhs dividing eps_hat by sigma^2", f"{DIFFUSION}.pf_ode_rhs",
         caught_by=["pfOdeEulerSystem_l2_lipschitz_of_rhs_lipschitz",
                    "pfOdeEulerSystem_contracts_of_step_contracts"])
 def pf_ode_eps_over_variance(original):
@@ -1189,7 +1189,8 @@ def ddim_step_own_x0_hat(original):
         x_t - math.sqrt(1.0 - float(alpha_bar[t])) * eps) / math.sqrt(float(alpha_bar[t])))
 
 
-@mutant("PF-ODE sampler returns after its first step", f"{DIFFUSION}.pf_ode_sample_euler",
+@mutant("probability flow sampler returns after its first step",
+        f"{DIFFUSION}.pf_ode_sample_euler",
         caught_by=["pfOdeEulerSystem_eq_step", "pfOdeEulerSystem_contracts_of_step_contracts"])
 def pf_ode_first_step_only(original):
     """pf_ode_sample_euler returns inside its loop (an indentation slip): one Euler step of
@@ -1199,7 +1200,7 @@ def pf_ode_first_step_only(original):
         f, x1, 1.0, -1.0 / steps)
 
 
-@mutant("q_sample reads alpha_bar[t - 1] for one integer t", f"{DIFFUSION}.q_sample",
+@mutant("q_sample reads the previous alpha_bar for one integer t", f"{DIFFUSION}.q_sample",
         caught_by=["forwardGaussian_isGaussian"])
 def q_sample_integer_t_one_based(original):
     """q_sample given one integer timestep reads alpha_bar[t - 1] (TorchLean's 1-based alphaBar
