@@ -1145,3 +1145,27 @@ def ddim_step_clips_output(original):
         stepped = original(alpha_bar, x_t, t, t_prev, eps_hat, eta, noise)
         return diffusion._clip_unit(stepped) if clip else stepped
     return broken
+
+
+@mutant("posterior mean weighs x0 by sqrt(alpha_bar_t)", f"{DIFFUSION}.posterior_mean_variance",
+        caught_by=["ddpm_posterior_mean_variance", "ddpmStep_eq_posterior_step"])
+def posterior_mean_current_alpha_bar(original):
+    """posterior_mean_variance's x0 coefficient is beta_t sqrt(alpha_bar_t) / (1 - alpha_bar_t):
+    the current timestep's alpha_bar where the previous one's belongs."""
+    from minilean.models import diffusion
+
+    def broken(betas, x0, x_t, t):
+        alpha_bar = diffusion.alpha_bars(betas)
+        ratio = float(alpha_bar[t]) / diffusion._alpha_bar_before(alpha_bar, t)
+        return original(betas, math.sqrt(ratio) * x0, x_t, t)
+    return broken
+
+
+@mutant("DDIM noise of variance 1 - a / a'", f"{DIFFUSION}.ddim_step",
+        caught_by=["ddpm_posterior_mean_variance", "ddimStep_eta_one_eq_ddpm_posterior",
+                   "ddimStep_eq_eta_formula"])
+def ddim_sigma_is_beta(original):
+    """ddim_step takes sigma = eta sqrt(1 - a / a'): at eta = 1 the step's beta as the noise
+    variance (DDPM's upper choice sigma_t^2 = beta_t), without the factor (1 - a') / (1 - a)
+    that makes it the posterior variance."""
+    return _ddim_step_variant(sigma_of=lambda eta, a, a_prev: eta * math.sqrt(1.0 - a / a_prev))
