@@ -1163,7 +1163,7 @@ def posterior_mean_current_alpha_bar(original):
 
 @mutant("DDIM noise of variance 1 - a / a'", f"{DIFFUSION}.ddim_step",
         caught_by=["ddpm_posterior_mean_variance", "ddimStep_eta_one_eq_ddpm_posterior",
-                   "ddimStep_eq_eta_formula"])
+                   "ddimStep_eq_eta_formula", "ddpmStep_eq_posterior_step"])
 def ddim_sigma_is_beta(original):
     """ddim_step takes sigma = eta sqrt(1 - a / a'): at eta = 1 the step's beta as the noise
     variance (DDPM's upper choice sigma_t^2 = beta_t), without the factor (1 - a') / (1 - a)
