@@ -1169,3 +1169,15 @@ def ddim_sigma_is_beta(original):
     variance (DDPM's upper choice sigma_t^2 = beta_t), without the factor (1 - a') / (1 - a)
     that makes it the posterior variance."""
     return _ddim_step_variant(sigma_of=lambda eta, a, a_prev: eta * math.sqrt(1.0 - a / a_prev))
+
+
+@mutant("DDPM step clips x_t too", f"{DIFFUSION}.ddpm_step", caught_by=["samplerStep_clip_x0Pred"])
+def ddpm_step_clips_x_t_too(original):
+    """ddpm_step with clip clamps the noisy x_t to [-1, 1] as well as x0_hat (the flag read as
+    "keep everything in the data range"): the posterior mean then weighs a clipped x_t, which
+    only an x_t outside [-1, 1] shows."""
+    from minilean.models import diffusion
+
+    def broken(betas, x_t, t, eps_hat, noise, clip=False):
+        return original(betas, diffusion._clip_unit(x_t) if clip else x_t, t, eps_hat, noise, clip)
+    return broken
