@@ -747,3 +747,71 @@ def test_the_layer_backward_strategies_draw_each_end_of_their_ranges(strategy, c
     biases of both signs (a weight's sign slip shows only there)."""
     from proofs.statements import layer_backward
     _draws(getattr(layer_backward, strategy)(), case)
+
+
+def _x0_hat(example, t):
+    """x0Pred(x_t, eps_hat) at timestep t of the example's schedule, in float64."""
+    from minilean.models.diffusion import alpha_bars
+    a = alpha_bars(example["betas"])[t]
+    return (example["x"] - numpy.sqrt(1 - a) * example["eps"]) / numpy.sqrt(a)
+
+
+def _past_one_both_ways(values):
+    return values.min() < -1 and values.max() > 1
+
+
+_ANCESTRAL_STEPS = ("ddimStep_eta_one_eq_ddpm_posterior", "ddimStep_eq_eta_formula",
+                    "ddpmStep_eq_posterior_step")
+
+
+@pytest.mark.parametrize("name, case", [
+    # the posterior: T = 2 (t - 1 = 0, the first timestep) and 6, x0 and x_t of both signs
+    # past 1 and 2
+    ("ddpm_posterior_mean_variance", lambda example: len(example["betas"]) == 2),
+    ("ddpm_posterior_mean_variance", lambda example: len(example["betas"]) == 6),
+    ("ddpm_posterior_mean_variance", lambda example: example["x0"] < -1 < 2 < example["x_t"]),
+    ("ddpm_posterior_mean_variance", lambda example: example["x_t"] < -2 < 1 < example["x0"]),
+    # the ancestral steps: T = 2, t at each end, one coordinate and four, x_t, eps_hat and z
+    # past -1 and 1
+    *[(name, case) for name in _ANCESTRAL_STEPS for case in (
+        lambda example: len(example["betas"]) == 2,
+        lambda example: example["t"] == len(example["betas"]) - 1,
+        lambda example: len(example["x"]) == 1, lambda example: len(example["x"]) == 4,
+        lambda example: all(_past_one_both_ways(example[key]) for key in ("x", "eps", "noise")))],
+    ("ddpmStep_eq_posterior_step", lambda example: example["t"] == 0),
+    # DDIM's respaced steps: to the timestep before and past it; eta below and above 1
+    *[(name, case) for name in _ANCESTRAL_STEPS[:2] for case in (
+        lambda example: example["t_prev"] == example["t"] - 1,
+        lambda example: example["t_prev"] < example["t"] - 1)],
+    ("ddimStep_eq_eta_formula", lambda example: example["eta"] < 1),
+    ("ddimStep_eq_eta_formula", lambda example: example["eta"] > 1),
+    # the DDPM sampler: one step (no noise at all) and four, eps_hat's factor of both signs
+    ("ddpmSample_eq_steps", lambda example: len(example["betas"]) == 1),
+    ("ddpmSample_eq_steps", lambda example: len(example["betas"]) == 4),
+    ("ddpmSample_eq_steps", lambda example: example["c"] < 0),
+    ("ddpmSample_eq_steps", lambda example: example["c"] > 0),
+    # clip: T = 2, DDPM's t at each end, DDIM's t' the clean state and the timestep before,
+    # eta 0 and not, one coordinate and four, x_t, eps_hat and z past -1 and 1 (an x_t
+    # outside [-1, 1] shows a clipped x_t), x0_hat above 1, below -1 and inside
+    ("samplerStep_clip_x0Pred", lambda example: len(example["betas"]) == 2),
+    ("samplerStep_clip_x0Pred", lambda example: example["t"] == 0),
+    ("samplerStep_clip_x0Pred", lambda example: example["t"] == len(example["betas"]) - 1),
+    ("samplerStep_clip_x0Pred", lambda example: example["t_prev"] == -1),
+    ("samplerStep_clip_x0Pred", lambda example: example["t_prev"] == example["ddim_t"] - 1 >= 0),
+    ("samplerStep_clip_x0Pred", lambda example: example["eta"] == 0),
+    ("samplerStep_clip_x0Pred", lambda example: example["eta"] > 0),
+    ("samplerStep_clip_x0Pred", lambda example: len(example["x"]) == 1),
+    ("samplerStep_clip_x0Pred", lambda example: len(example["x"]) == 4),
+    ("samplerStep_clip_x0Pred", lambda example: all(
+        _past_one_both_ways(example[key]) for key in ("x", "eps", "noise"))),
+    ("samplerStep_clip_x0Pred", lambda example: _x0_hat(example, example["t"]).max() > 1),
+    ("samplerStep_clip_x0Pred", lambda example: _x0_hat(example, example["t"]).min() < -1),
+    ("samplerStep_clip_x0Pred", lambda example: abs(_x0_hat(example, example["t"])).min() < 1)])
+def test_the_diffusion_strategies_draw_each_case_their_docstrings_name(name, case):
+    """The cases the diffusion statements' strategies and docstrings name: the schedule's
+    shortest T and longest, the first and the last timestep, DDIM's step to the timestep
+    before and past it (respaced sampling skips) and to the clean state, eta 0 (clip's), below 1
+    and above it (eta's formula's (0, 1.5)), one coordinate and four, inputs of both signs (the
+    clip example's x0_hat above 1, below -1 and inside: "outside [-1, 1] on most examples and
+    inside it on some")."""
+    _draws(STATEMENTS[name].given, case)
