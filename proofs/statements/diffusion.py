@@ -1161,7 +1161,7 @@ def posterior_mean_current_alpha_bar(original):
     return broken
 
 
-@mutant("DDIM noise of variance 1 - a / a'", f"{DIFFUSION}.ddim_step",
+@mutant("DDIM noise with the step's beta as variance", f"{DIFFUSION}.ddim_step",
         caught_by=["ddpm_posterior_mean_variance", "ddimStep_eta_one_eq_ddpm_posterior",
                    "ddimStep_eq_eta_formula", "ddpmStep_eq_posterior_step"])
 def ddim_sigma_is_beta(original):
