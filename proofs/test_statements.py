@@ -815,3 +815,26 @@ def test_the_diffusion_strategies_draw_each_case_their_docstrings_name(name, cas
     clip example's x0_hat above 1, below -1 and inside: "outside [-1, 1] on most examples and
     inside it on some")."""
     _draws(STATEMENTS[name].given, case)
+
+
+@pytest.mark.parametrize("name, labels", [
+    ("ddimStep_eta_one_eq_ddpm_posterior", {
+        "mpmath: sigma^2 = posterior variance", "mpmath: direction coefficient",
+        "mpmath: DDIM(eta = 1) = posterior mean + sqrt(variance) z"}),
+    ("forward_multistep_law", {"mean recursion against alpha_bars",
+                               "variance recursion against alpha_bars"})])
+def test_the_diffusion_statements_make_the_50_digit_checks_they_state(monkeypatch, name, labels):
+    """Checks that no engine slip fails alone are still made: DDIM at eta = 1 is checked to be
+    the ancestral step in mpmath (sigma^2 the posterior variance, the direction coefficient its
+    closed form, the value the posterior mean plus sqrt(v) z), not only the engine against the
+    DDIM formula; the multi-step law's mean and variance recursions are each checked against
+    alpha_bars (a slip in alpha_bars fails both, so neither shows the other gone)."""
+    from proofs.framework import Check
+    made, close = set(), Check.close
+
+    def spy(check, computed, reference, bound, what):
+        made.add(what)
+        return close(check, computed, reference, bound, what)
+    monkeypatch.setattr(Check, "close", spy)
+    assert STATEMENTS[name].run(max_examples=1, shrink=False).status == "pass"
+    assert labels <= made, labels - made
