@@ -838,3 +838,38 @@ def test_the_diffusion_statements_make_the_50_digit_checks_they_state(monkeypatc
     monkeypatch.setattr(Check, "close", spy)
     assert STATEMENTS[name].run(max_examples=1, shrink=False).status == "pass"
     assert labels <= made, labels - made
+
+
+def _diffusion_step_kept(example, first_step, etas):
+    """An ancestral-step example keeps _ancestral_example's ranges (``etas``: eta in (0, 1.5))."""
+    t, lengths = example["t"], {len(example[key]) for key in ("x", "eps", "noise")}
+    return (first_step <= t < len(example["betas"]) and min(lengths) == max(lengths) >= 1
+            and ("t_prev" not in example or 0 <= example["t_prev"] < t)
+            and (not etas or 0 < example["eta"] < 1.5))
+
+
+def _clip_step_kept(example):
+    """A clip example keeps _clip_example's ranges: t in 0..T - 1, ddim_t in 1..T - 1, t' from
+    the clean state -1 up to ddim_t - 1, eta 0 or in (0, 1)."""
+    steps = len(example["betas"])
+    return (0 <= example["t"] < steps and -1 <= example["t_prev"] < example["ddim_t"] < steps
+            and example["ddim_t"] >= 1
+            and (example["eta"] == 0 or 0 < example["eta"] < 1)
+            and len(example["x"]) == len(example["eps"]) == len(example["noise"]) >= 1)
+
+
+@pytest.mark.parametrize("name, kept", [
+    ("ddimStep_eta_one_eq_ddpm_posterior",
+     lambda example: _diffusion_step_kept(example, 1, etas=False)),
+    ("ddimStep_eq_eta_formula", lambda example: _diffusion_step_kept(example, 1, etas=True)),
+    ("ddpmStep_eq_posterior_step", lambda example: _diffusion_step_kept(example, 0, etas=False)),
+    ("ddpmSample_eq_steps", lambda example: 1 <= len(example["betas"]) <= 4),
+    ("samplerStep_clip_x0Pred", _clip_step_kept)])
+def test_the_diffusion_strategies_draw_only_what_their_hypotheses_allow(name, kept):
+    """Timesteps inside the schedule (a negative t reads the schedule from its end, where
+    engine and reference agree on a step that means nothing), t' below t, eta where the
+    docstrings draw it (0 excluded where it is not the case meant), vectors of one length
+    >= 1 (an empty one checks nothing), a sampler of 1 to 4 steps."""
+    def holds(example):
+        assert kept(example), example
+    _every_draw(holds, STATEMENTS[name].given)
