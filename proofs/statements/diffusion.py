@@ -699,9 +699,10 @@ def _ddpm_step_reference(betas, alpha_bar, t, x, eps, noise, clip=False):
 @statement("ddpmStep_eq_posterior_step",
            about=(f"{DIFFUSION}.ddpm_step", f"{DIFFUSION}.ddim_step"),
            given=_ancestral_example(first_step=0),
-           # pinned: a step with noise (t > 0) of variance v = 0.17 (not 0 or 1)
-           examples=[{"betas": PINNED_BETAS, "t": 2, "x": _pinned(1.5, -0.5),
-                      "eps": _pinned(0.5, 1.0), "noise": _pinned(-1.0, 0.25)}])
+           # pinned: a step with noise (t > 0) of variance v = 0.17 (not 0 or 1), and the last
+           # step t = 0, to the clean state's alpha_bar_{-1} = 1 (which only this check sees)
+           examples=[{"betas": PINNED_BETAS, "t": t, "x": _pinned(1.5, -0.5),
+                      "eps": _pinned(0.5, 1.0), "noise": _pinned(-1.0, 0.25)} for t in (2, 0)])
 def ddpm_step_posterior(check, betas, t, x, eps, noise):
     """ddpmStep(x_t, eps_hat, z) = mu + sqrt(v) z with mu = beta_t sqrt(alpha_bar_{t-1})
     / (1 - alpha_bar_t) x0_hat + (1 - alpha_bar_{t-1}) sqrt(1 - beta_t) / (1 - alpha_bar_t) x_t
@@ -1181,3 +1182,12 @@ def ddpm_step_clips_x_t_too(original):
     def broken(betas, x_t, t, eps_hat, noise, clip=False):
         return original(betas, diffusion._clip_unit(x_t) if clip else x_t, t, eps_hat, noise, clip)
     return broken
+
+
+@mutant("the clean state's alpha_bar read as the last timestep's", f"{DIFFUSION}._alpha_bar_before",
+        caught_by=["ddpmStep_eq_posterior_step"])
+def alpha_bar_before_wraps(original):
+    """_alpha_bar_before(t) = alpha_bar[t - 1] whatever t: at t = 0 Python's index -1 reads the
+    last timestep's alpha_bar, not the clean state's 1, so the last DDPM step adds noise and
+    misses x0_hat (ddpm_step = ddim_step(eta = 1) is checked for t >= 1 only)."""
+    return lambda alpha_bar, t: float(alpha_bar[t - 1])
