@@ -873,3 +873,129 @@ def test_the_layer_backward_strategies_draw_each_end_of_their_ranges(strategy, c
     biases of both signs (a weight's sign slip shows only there)."""
     from proofs.statements import layer_backward
     _draws(getattr(layer_backward, strategy)(), case)
+
+
+def _x0_hat(example, t):
+    """x0Pred(x_t, eps_hat) at timestep t of the example's schedule, in float64."""
+    from minilean.models.diffusion import alpha_bars
+    a = alpha_bars(example["betas"])[t]
+    return (example["x"] - numpy.sqrt(1 - a) * example["eps"]) / numpy.sqrt(a)
+
+
+def _past_one_both_ways(values):
+    return values.min() < -1 and values.max() > 1
+
+
+_ANCESTRAL_STEPS = ("ddimStep_eta_one_eq_ddpm_posterior", "ddimStep_eq_eta_formula",
+                    "ddpmStep_eq_posterior_step")
+
+
+@pytest.mark.parametrize("name, case", [
+    # the posterior: T = 2 (t - 1 = 0, the first timestep) and 6, x0 and x_t of both signs
+    # past 1 and 2
+    ("ddpm_posterior_mean_variance", lambda example: len(example["betas"]) == 2),
+    ("ddpm_posterior_mean_variance", lambda example: len(example["betas"]) == 6),
+    ("ddpm_posterior_mean_variance", lambda example: example["x0"] < -1 < 2 < example["x_t"]),
+    ("ddpm_posterior_mean_variance", lambda example: example["x_t"] < -2 < 1 < example["x0"]),
+    # the ancestral steps: T = 2, t at each end, one coordinate and four, x_t, eps_hat and z
+    # past -1 and 1
+    *[(name, case) for name in _ANCESTRAL_STEPS for case in (
+        lambda example: len(example["betas"]) == 2,
+        lambda example: example["t"] == len(example["betas"]) - 1,
+        lambda example: len(example["x"]) == 1, lambda example: len(example["x"]) == 4,
+        lambda example: all(_past_one_both_ways(example[key]) for key in ("x", "eps", "noise")))],
+    ("ddpmStep_eq_posterior_step", lambda example: example["t"] == 0),
+    # DDIM's respaced steps: to the timestep before and past it; eta below and above 1
+    *[(name, case) for name in _ANCESTRAL_STEPS[:2] for case in (
+        lambda example: example["t_prev"] == example["t"] - 1,
+        lambda example: example["t_prev"] < example["t"] - 1)],
+    ("ddimStep_eq_eta_formula", lambda example: example["eta"] < 1),
+    ("ddimStep_eq_eta_formula", lambda example: example["eta"] > 1),
+    # the DDPM sampler: one step (no noise at all) and four, eps_hat's factor of both signs
+    ("ddpmSample_eq_steps", lambda example: len(example["betas"]) == 1),
+    ("ddpmSample_eq_steps", lambda example: len(example["betas"]) == 4),
+    ("ddpmSample_eq_steps", lambda example: example["c"] < 0),
+    ("ddpmSample_eq_steps", lambda example: example["c"] > 0),
+    # clip: T = 2, DDPM's t at each end, DDIM's t' the clean state and the timestep before,
+    # eta 0 and not, one coordinate and four, x_t, eps_hat and z past -1 and 1 (an x_t
+    # outside [-1, 1] shows a clipped x_t), x0_hat above 1, below -1 and inside
+    ("samplerStep_clip_x0Pred", lambda example: len(example["betas"]) == 2),
+    ("samplerStep_clip_x0Pred", lambda example: example["t"] == 0),
+    ("samplerStep_clip_x0Pred", lambda example: example["t"] == len(example["betas"]) - 1),
+    ("samplerStep_clip_x0Pred", lambda example: example["t_prev"] == -1),
+    ("samplerStep_clip_x0Pred", lambda example: example["t_prev"] == example["ddim_t"] - 1 >= 0),
+    ("samplerStep_clip_x0Pred", lambda example: example["eta"] == 0),
+    ("samplerStep_clip_x0Pred", lambda example: example["eta"] > 0),
+    ("samplerStep_clip_x0Pred", lambda example: len(example["x"]) == 1),
+    ("samplerStep_clip_x0Pred", lambda example: len(example["x"]) == 4),
+    ("samplerStep_clip_x0Pred", lambda example: all(
+        _past_one_both_ways(example[key]) for key in ("x", "eps", "noise"))),
+    ("samplerStep_clip_x0Pred", lambda example: _x0_hat(example, example["t"]).max() > 1),
+    ("samplerStep_clip_x0Pred", lambda example: _x0_hat(example, example["t"]).min() < -1),
+    ("samplerStep_clip_x0Pred", lambda example: abs(_x0_hat(example, example["t"])).min() < 1)])
+def test_the_diffusion_strategies_draw_each_case_their_docstrings_name(name, case):
+    """The cases the diffusion statements' strategies and docstrings name: the schedule's
+    shortest T and longest, the first and the last timestep, DDIM's step to the timestep
+    before and past it (respaced sampling skips) and to the clean state, eta 0 (clip's), below 1
+    and above it (eta's formula's (0, 1.5)), one coordinate and four, inputs of both signs (the
+    clip example's x0_hat above 1, below -1 and inside: "outside [-1, 1] on most examples and
+    inside it on some")."""
+    _draws(STATEMENTS[name].given, case)
+
+
+@pytest.mark.parametrize("name, labels", [
+    ("ddimStep_eta_one_eq_ddpm_posterior", {
+        "mpmath: sigma^2 = posterior variance", "mpmath: direction coefficient",
+        "mpmath: DDIM(eta = 1) = posterior mean + sqrt(variance) z"}),
+    ("forward_multistep_law", {"mean recursion against alpha_bars",
+                               "variance recursion against alpha_bars"})])
+def test_the_diffusion_statements_make_the_50_digit_checks_they_state(monkeypatch, name, labels):
+    """Checks that no engine slip fails alone are still made: DDIM at eta = 1 is checked to be
+    the ancestral step in mpmath (sigma^2 the posterior variance, the direction coefficient its
+    closed form, the value the posterior mean plus sqrt(v) z), not only the engine against the
+    DDIM formula; the multi-step law's mean and variance recursions are each checked against
+    alpha_bars (a slip in alpha_bars fails both, so neither shows the other gone)."""
+    from proofs.framework import Check
+    made, close = set(), Check.close
+
+    def spy(check, computed, reference, bound, what):
+        made.add(what)
+        return close(check, computed, reference, bound, what)
+    monkeypatch.setattr(Check, "close", spy)
+    assert STATEMENTS[name].run(max_examples=1, shrink=False).status == "pass"
+    assert labels <= made, labels - made
+
+
+def _diffusion_step_kept(example, first_step, etas):
+    """An ancestral-step example keeps _ancestral_example's ranges (``etas``: eta in (0, 1.5))."""
+    t, lengths = example["t"], {len(example[key]) for key in ("x", "eps", "noise")}
+    return (first_step <= t < len(example["betas"]) and min(lengths) == max(lengths) >= 1
+            and ("t_prev" not in example or 0 <= example["t_prev"] < t)
+            and (not etas or 0 < example["eta"] < 1.5))
+
+
+def _clip_step_kept(example):
+    """A clip example keeps _clip_example's ranges: t in 0..T - 1, ddim_t in 1..T - 1, t' from
+    the clean state -1 up to ddim_t - 1, eta 0 or in (0, 1)."""
+    steps = len(example["betas"])
+    return (0 <= example["t"] < steps and -1 <= example["t_prev"] < example["ddim_t"] < steps
+            and example["ddim_t"] >= 1
+            and (example["eta"] == 0 or 0 < example["eta"] < 1)
+            and len(example["x"]) == len(example["eps"]) == len(example["noise"]) >= 1)
+
+
+@pytest.mark.parametrize("name, kept", [
+    ("ddimStep_eta_one_eq_ddpm_posterior",
+     lambda example: _diffusion_step_kept(example, 1, etas=False)),
+    ("ddimStep_eq_eta_formula", lambda example: _diffusion_step_kept(example, 1, etas=True)),
+    ("ddpmStep_eq_posterior_step", lambda example: _diffusion_step_kept(example, 0, etas=False)),
+    ("ddpmSample_eq_steps", lambda example: 1 <= len(example["betas"]) <= 4),
+    ("samplerStep_clip_x0Pred", _clip_step_kept)])
+def test_the_diffusion_strategies_draw_only_what_their_hypotheses_allow(name, kept):
+    """Timesteps inside the schedule (a negative t reads the schedule from its end, where
+    engine and reference agree on a step that means nothing), t' below t, eta where the
+    docstrings draw it (0 excluded where it is not the case meant), vectors of one length
+    >= 1 (an empty one checks nothing), a sampler of 1 to 4 steps."""
+    def holds(example):
+        assert kept(example), example
+    _every_draw(holds, STATEMENTS[name].given)

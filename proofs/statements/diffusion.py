@@ -711,9 +711,10 @@ def _ddpm_step_reference(betas, alpha_bar, t, x, eps, noise, clip=False):
 @statement("ddpmStep_eq_posterior_step",
            about=(f"{DIFFUSION}.ddpm_step", f"{DIFFUSION}.ddim_step"),
            given=_ancestral_example(first_step=0),
-           # pinned: a step with noise (t > 0) of variance v = 0.17 (not 0 or 1)
-           examples=[{"betas": PINNED_BETAS, "t": 2, "x": _pinned(1.5, -0.5),
-                      "eps": _pinned(0.5, 1.0), "noise": _pinned(-1.0, 0.25)}])
+           # pinned: a step with noise (t > 0) of variance v = 0.17 (not 0 or 1), and the last
+           # step t = 0, to the clean state's alpha_bar_{-1} = 1 (which only this check sees)
+           examples=[{"betas": PINNED_BETAS, "t": t, "x": _pinned(1.5, -0.5),
+                      "eps": _pinned(0.5, 1.0), "noise": _pinned(-1.0, 0.25)} for t in (2, 0)])
 def ddpm_step_posterior(check, betas, t, x, eps, noise):
     """ddpmStep(x_t, eps_hat, z) = mu + sqrt(v) z with mu = beta_t sqrt(alpha_bar_{t-1})
     / (1 - alpha_bar_t) x0_hat + (1 - alpha_bar_{t-1}) sqrt(1 - beta_t) / (1 - alpha_bar_t) x_t
@@ -1223,3 +1224,48 @@ def per_example_float32_schedule(original):
             values = numpy.asarray(values, dtype=numpy.float32).astype(numpy.float64)
         return original(values, t, like)
     return broken
+
+
+@mutant("posterior mean weighs x0 by sqrt(alpha_bar_t)", f"{DIFFUSION}.posterior_mean_variance",
+        caught_by=["ddpm_posterior_mean_variance", "ddpmStep_eq_posterior_step"])
+def posterior_mean_current_alpha_bar(original):
+    """posterior_mean_variance's x0 coefficient is beta_t sqrt(alpha_bar_t) / (1 - alpha_bar_t):
+    the current timestep's alpha_bar where the previous one's belongs."""
+    from minilean.models import diffusion
+
+    def broken(betas, x0, x_t, t):
+        alpha_bar = diffusion.alpha_bars(betas)
+        ratio = float(alpha_bar[t]) / diffusion._alpha_bar_before(alpha_bar, t)
+        return original(betas, math.sqrt(ratio) * x0, x_t, t)
+    return broken
+
+
+@mutant("DDIM noise with the step's beta as variance", f"{DIFFUSION}.ddim_step",
+        caught_by=["ddpm_posterior_mean_variance", "ddimStep_eta_one_eq_ddpm_posterior",
+                   "ddimStep_eq_eta_formula", "ddpmStep_eq_posterior_step"])
+def ddim_sigma_is_beta(original):
+    """ddim_step takes sigma = eta sqrt(1 - a / a'): at eta = 1 the step's beta as the noise
+    variance (DDPM's upper choice sigma_t^2 = beta_t), without the factor (1 - a') / (1 - a)
+    that makes it the posterior variance."""
+    return _ddim_step_variant(sigma_of=lambda eta, a, a_prev: eta * math.sqrt(1.0 - a / a_prev))
+
+
+@mutant("DDPM step clips x_t too", f"{DIFFUSION}.ddpm_step", caught_by=["samplerStep_clip_x0Pred"])
+def ddpm_step_clips_x_t_too(original):
+    """ddpm_step with clip clamps the noisy x_t to [-1, 1] as well as x0_hat (the flag read as
+    "keep everything in the data range"): the posterior mean then weighs a clipped x_t, which
+    only an x_t outside [-1, 1] shows."""
+    from minilean.models import diffusion
+
+    def broken(betas, x_t, t, eps_hat, noise, clip=False):
+        return original(betas, diffusion._clip_unit(x_t) if clip else x_t, t, eps_hat, noise, clip)
+    return broken
+
+
+@mutant("the clean state's alpha_bar read as the last timestep's", f"{DIFFUSION}._alpha_bar_before",
+        caught_by=["ddpmStep_eq_posterior_step"])
+def alpha_bar_before_wraps(original):
+    """_alpha_bar_before(t) = alpha_bar[t - 1] whatever t: at t = 0 Python's index -1 reads the
+    last timestep's alpha_bar, not the clean state's 1, so the last DDPM step adds noise and
+    misses x0_hat (ddpm_step = ddim_step(eta = 1) is checked for t >= 1 only)."""
+    return lambda alpha_bar, t: float(alpha_bar[t - 1])
