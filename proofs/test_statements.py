@@ -410,6 +410,27 @@ def test_the_diffusion_statements_claim_what_their_docstrings_state(name, key, c
     assert all(pinned[key] == claimed for pinned in STATEMENTS[name].examples)
 
 
+@pytest.mark.parametrize("name, example", [
+    # k = |1 + beta / (2n) (1 - c / sigma)| = 1.25
+    ("pfOdeEulerSystem_contracts_of_step_contracts",
+     {"beta": 1.0, "sigma": 1.0, "c": 0.5, "steps": 1}),
+    # the step 2 -> 1 of alpha_bar 0.9, 0.72, 0.504: k = |sqrt(a'/a) + (sqrt(1 - a')
+    # - sqrt(a'(1 - a)/a)) c| = 1.039
+    ("ddimStepSystem_contracts_of_step_contracts",
+     {"betas": numpy.asarray([0.1, 0.2, 0.3]), "t_prev": 1, "c": 0.5})])
+def test_the_diffusion_contractions_fail_on_a_step_that_stretches_a_little(name, example):
+    """Without its hypothesis k < 1 each contraction statement fails on a step that stretches
+    distances by a factor under 2 (1.25 and 1.039), not only on the far larger ones its
+    relaxed search finds: the conclusion is ||step(x) - step(y)|| <= ||x - y||, with no slack
+    beyond rounding."""
+    import mpmath
+
+    from proofs.framework import DIGITS, Check, StatementFailed
+    pair = (numpy.asarray([1.0]), numpy.asarray([0.0]))
+    with mpmath.workdps(DIGITS), pytest.raises(StatementFailed, match="contracts"):
+        STATEMENTS[name].body(Check(), pair=pair, require=False, **example)
+
+
 def _optim_strategy(name):
     from proofs.statements import optim
     return STATEMENTS[name].given if name == "warmupCosine_schedule" else getattr(optim, name)()
