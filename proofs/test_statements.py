@@ -333,104 +333,6 @@ def test_the_likelihood_statements_draw_each_case_their_strategies_name(name, ca
     _draws(STATEMENTS[name].given, case)
 
 
-def _diffusion_part(example, part):
-    """The values of ``part`` in a diffusion example: a key's value(s), or T (the schedule's
-    length), n (the vectors' length) or the gap t - 1 - t' of a step (0: to t - 1)."""
-    if part == "T":
-        return len(example["betas"])
-    if part == "n":
-        return len(example["x"] if "x" in example else example["pair"][0])
-    if part == "gap":
-        return len(example["betas"]) - 2 - example["t_prev"]
-    return example[part]
-
-
-# the ranges the diffusion statements draw from: _betas (T from 1 to 6, or from 2; each beta
-# in [2^-13, 1/2]), _vector and _pair (n from 1 to 4, entries in [-2, 2]), _with_step (t'
-# from the clean state -1 to t - 1: a gap t - 1 - t' from 0 to T - 1), and each statement's own
-_DIFFUSION_VECTOR, _DIFFUSION_PAIR = [("n", 1, 4), ("x", -2, 2)], [("n", 1, 4), ("pair", -2, 2)]
-_DIFFUSION_STEP = [("T", 2, 6), ("t_prev", -1, 4), ("gap", 0, 5)]
-_DIFFUSION_FIELD = [("beta", 0.1, 20), ("sigma", 0.05, 1)]
-_DIFFUSION_RANGES = [(name, *ends) for name, ranges in [
-    ("alphaBar_zero", [("T", 1, 6), ("betas", 2 ** -13, 0.5), *_DIFFUSION_VECTOR, ("c", -1, 1)]),
-    ("ddimStepSystem_eq_step", [("T", 2, 6), *_DIFFUSION_VECTOR, ("c", -1, 1)]),
-    ("pfOdeEulerSystem_eq_step", [*_DIFFUSION_VECTOR, ("c", -1, 1), ("steps", 1, 3)]),
-    ("ddimStep_eq_x0Pred", [*_DIFFUSION_STEP, *_DIFFUSION_VECTOR, ("c", -1, 1)]),
-    *[(name, [*_DIFFUSION_PAIR, ("dt", -0.5, 0.5), *_DIFFUSION_FIELD, ("c", -2, 2)])
-      for name in ("eulerStep_l2_lipschitz_of_rhs_lipschitz",
-                   "pfOdeEulerSystem_l2_lipschitz_of_rhs_lipschitz")],
-    ("eulerStep_l2_distance_bound", [*_DIFFUSION_PAIR, ("dt", -1, 1), ("c", -2, 2)]),
-    ("ddimStepSystem_lipschitz_of_step_lipschitz", [*_DIFFUSION_STEP, *_DIFFUSION_PAIR,
-                                                    ("c", -2, 2)]),
-    ("ddimStepSystem_contracts_of_step_contracts", [*_DIFFUSION_STEP, *_DIFFUSION_PAIR,
-                                                    ("c", 0.5, 3)]),
-    ("pfOdeEulerSystem_lipschitz_of_step_lipschitz", [*_DIFFUSION_PAIR, *_DIFFUSION_FIELD,
-                                                      ("c", -2, 2), ("steps", 1, 3)]),
-    ("pfOdeEulerSystem_contracts_of_step_contracts", [*_DIFFUSION_PAIR, *_DIFFUSION_FIELD,
-                                                      ("c", 0.5, 3), ("steps", 1, 3)]),
-    ("forwardGaussian_isGaussian", [("T", 2, 6), ("x0", -2, 2)]),
-    ("forward_multistep_law", [("T", 1, 6), ("x0", -2, 2)])]
-    for ends in ranges]
-
-
-@pytest.mark.parametrize("name, part, end", [
-    (name, part, end) for name, part, low, high in _DIFFUSION_RANGES for end in (low, high)])
-def test_the_diffusion_strategies_draw_each_end_of_their_ranges(name, part, end):
-    """Each end of every range the diffusion statements draw from, within half a unit of an
-    integer end and a quarter of a fractional one (closer than the range moved by one, or
-    halved, or its sign dropped): such a slip leaves the statement true and its pinned
-    examples catching their mutants, and only its draws show what it lost."""
-    within = 0.5 if isinstance(end, int) else abs(end) / 4
-    _draws(STATEMENTS[name].given, lambda example: any(
-        abs(value - end) <= within for value in numpy.ravel(_diffusion_part(example, part))))
-
-
-def test_the_diffusion_pinned_examples_lie_in_their_strategies_ranges():
-    """A pinned example is one the strategy could have drawn: outside its ranges, a pin that
-    catches a mutant shows a slip of an input the statement does not claim."""
-    for name, part, low, high in _DIFFUSION_RANGES:
-        for pinned in STATEMENTS[name].examples:
-            values = numpy.ravel(_diffusion_part(pinned, part))
-            assert ((low <= values) & (values <= high)).all(), (name, part, values)
-
-
-@pytest.mark.parametrize("name, key, claimed", [
-    *[(name, "fraction", 1.0) for name in ("eulerStep_l2_lipschitz_of_rhs_lipschitz",
-                                            "pfOdeEulerSystem_l2_lipschitz_of_rhs_lipschitz",
-                                            "pfOdeEulerSystem_lipschitz_of_step_lipschitz")],
-    *[(name, "require", True) for name in ("ddimStepSystem_contracts_of_step_contracts",
-                                           "pfOdeEulerSystem_contracts_of_step_contracts")]])
-def test_the_diffusion_statements_claim_what_their_docstrings_state(name, key, claimed):
-    """The Lipschitz statements claim the whole constant L (fraction 1: a fraction above 1
-    loosens the bound until a pinned example alone is tight, a quarter is the relaxed
-    strategy's), the contraction statement asks its hypothesis k < 1: on every draw and pin."""
-    def draws(example):
-        assert example[key] == claimed, example
-    _every_draw(draws, STATEMENTS[name].given)
-    assert all(pinned[key] == claimed for pinned in STATEMENTS[name].examples)
-
-
-@pytest.mark.parametrize("name, example", [
-    # k = |1 + beta / (2n) (1 - c / sigma)| = 1.25
-    ("pfOdeEulerSystem_contracts_of_step_contracts",
-     {"beta": 1.0, "sigma": 1.0, "c": 0.5, "steps": 1}),
-    # the step 2 -> 1 of alpha_bar 0.9, 0.72, 0.504: k = |sqrt(a'/a) + (sqrt(1 - a')
-    # - sqrt(a'(1 - a)/a)) c| = 1.039
-    ("ddimStepSystem_contracts_of_step_contracts",
-     {"betas": numpy.asarray([0.1, 0.2, 0.3]), "t_prev": 1, "c": 0.5})])
-def test_the_diffusion_contractions_fail_on_a_step_that_stretches_a_little(name, example):
-    """Without its hypothesis k < 1 each contraction statement fails on a step that stretches
-    distances by a factor under 2 (1.25 and 1.039), not only on the far larger ones its
-    relaxed search finds: the conclusion is ||step(x) - step(y)|| <= ||x - y||, with no slack
-    beyond rounding."""
-    import mpmath
-
-    from proofs.framework import DIGITS, Check, StatementFailed
-    pair = (numpy.asarray([1.0]), numpy.asarray([0.0]))
-    with mpmath.workdps(DIGITS), pytest.raises(StatementFailed, match="contracts"):
-        STATEMENTS[name].body(Check(), pair=pair, require=False, **example)
-
-
 def _optim_strategy(name):
     from proofs.statements import optim
     return STATEMENTS[name].given if name == "warmupCosine_schedule" else getattr(optim, name)()
@@ -894,6 +796,104 @@ def test_the_layer_backward_strategies_draw_each_end_of_their_ranges(strategy, c
     biases of both signs (a weight's sign slip shows only there)."""
     from proofs.statements import layer_backward
     _draws(getattr(layer_backward, strategy)(), case)
+
+
+def _diffusion_part(example, part):
+    """The values of ``part`` in a diffusion example: a key's value(s), or T (the schedule's
+    length), n (the vectors' length) or the gap t - 1 - t' of a step (0: to t - 1)."""
+    if part == "T":
+        return len(example["betas"])
+    if part == "n":
+        return len(example["x"] if "x" in example else example["pair"][0])
+    if part == "gap":
+        return len(example["betas"]) - 2 - example["t_prev"]
+    return example[part]
+
+
+# the ranges the diffusion statements draw from: _betas (T from 1 to 6, or from 2; each beta
+# in [2^-13, 1/2]), _vector and _pair (n from 1 to 4, entries in [-2, 2]), _with_step (t'
+# from the clean state -1 to t - 1: a gap t - 1 - t' from 0 to T - 1), and each statement's own
+_DIFFUSION_VECTOR, _DIFFUSION_PAIR = [("n", 1, 4), ("x", -2, 2)], [("n", 1, 4), ("pair", -2, 2)]
+_DIFFUSION_STEP = [("T", 2, 6), ("t_prev", -1, 4), ("gap", 0, 5)]
+_DIFFUSION_FIELD = [("beta", 0.1, 20), ("sigma", 0.05, 1)]
+_DIFFUSION_RANGES = [(name, *ends) for name, ranges in [
+    ("alphaBar_zero", [("T", 1, 6), ("betas", 2 ** -13, 0.5), *_DIFFUSION_VECTOR, ("c", -1, 1)]),
+    ("ddimStepSystem_eq_step", [("T", 2, 6), *_DIFFUSION_VECTOR, ("c", -1, 1)]),
+    ("pfOdeEulerSystem_eq_step", [*_DIFFUSION_VECTOR, ("c", -1, 1), ("steps", 1, 3)]),
+    ("ddimStep_eq_x0Pred", [*_DIFFUSION_STEP, *_DIFFUSION_VECTOR, ("c", -1, 1)]),
+    *[(name, [*_DIFFUSION_PAIR, ("dt", -0.5, 0.5), *_DIFFUSION_FIELD, ("c", -2, 2)])
+      for name in ("eulerStep_l2_lipschitz_of_rhs_lipschitz",
+                   "pfOdeEulerSystem_l2_lipschitz_of_rhs_lipschitz")],
+    ("eulerStep_l2_distance_bound", [*_DIFFUSION_PAIR, ("dt", -1, 1), ("c", -2, 2)]),
+    ("ddimStepSystem_lipschitz_of_step_lipschitz", [*_DIFFUSION_STEP, *_DIFFUSION_PAIR,
+                                                    ("c", -2, 2)]),
+    ("ddimStepSystem_contracts_of_step_contracts", [*_DIFFUSION_STEP, *_DIFFUSION_PAIR,
+                                                    ("c", 0.5, 3)]),
+    ("pfOdeEulerSystem_lipschitz_of_step_lipschitz", [*_DIFFUSION_PAIR, *_DIFFUSION_FIELD,
+                                                      ("c", -2, 2), ("steps", 1, 3)]),
+    ("pfOdeEulerSystem_contracts_of_step_contracts", [*_DIFFUSION_PAIR, *_DIFFUSION_FIELD,
+                                                      ("c", 0.5, 3), ("steps", 1, 3)]),
+    ("forwardGaussian_isGaussian", [("T", 2, 6), ("x0", -2, 2)]),
+    ("forward_multistep_law", [("T", 1, 6), ("x0", -2, 2)])]
+    for ends in ranges]
+
+
+@pytest.mark.parametrize("name, part, end", [
+    (name, part, end) for name, part, low, high in _DIFFUSION_RANGES for end in (low, high)])
+def test_the_diffusion_strategies_draw_each_end_of_their_ranges(name, part, end):
+    """Each end of every range the diffusion statements draw from, within half a unit of an
+    integer end and a quarter of a fractional one (closer than the range moved by one, or
+    halved, or its sign dropped): such a slip leaves the statement true and its pinned
+    examples catching their mutants, and only its draws show what it lost."""
+    within = 0.5 if isinstance(end, int) else abs(end) / 4
+    _draws(STATEMENTS[name].given, lambda example: any(
+        abs(value - end) <= within for value in numpy.ravel(_diffusion_part(example, part))))
+
+
+def test_the_diffusion_pinned_examples_lie_in_their_strategies_ranges():
+    """A pinned example is one the strategy could have drawn: outside its ranges, a pin that
+    catches a mutant shows a slip of an input the statement does not claim."""
+    for name, part, low, high in _DIFFUSION_RANGES:
+        for pinned in STATEMENTS[name].examples:
+            values = numpy.ravel(_diffusion_part(pinned, part))
+            assert ((low <= values) & (values <= high)).all(), (name, part, values)
+
+
+@pytest.mark.parametrize("name, key, claimed", [
+    *[(name, "fraction", 1.0) for name in ("eulerStep_l2_lipschitz_of_rhs_lipschitz",
+                                            "pfOdeEulerSystem_l2_lipschitz_of_rhs_lipschitz",
+                                            "pfOdeEulerSystem_lipschitz_of_step_lipschitz")],
+    *[(name, "require", True) for name in ("ddimStepSystem_contracts_of_step_contracts",
+                                           "pfOdeEulerSystem_contracts_of_step_contracts")]])
+def test_the_diffusion_statements_claim_what_their_docstrings_state(name, key, claimed):
+    """The Lipschitz statements claim the whole constant L (fraction 1: a fraction above 1
+    loosens the bound until a pinned example alone is tight, a quarter is the relaxed
+    strategy's), the contraction statement asks its hypothesis k < 1: on every draw and pin."""
+    def draws(example):
+        assert example[key] == claimed, example
+    _every_draw(draws, STATEMENTS[name].given)
+    assert all(pinned[key] == claimed for pinned in STATEMENTS[name].examples)
+
+
+@pytest.mark.parametrize("name, example", [
+    # k = |1 + beta / (2n) (1 - c / sigma)| = 1.25
+    ("pfOdeEulerSystem_contracts_of_step_contracts",
+     {"beta": 1.0, "sigma": 1.0, "c": 0.5, "steps": 1}),
+    # the step 2 -> 1 of alpha_bar 0.9, 0.72, 0.504: k = |sqrt(a'/a) + (sqrt(1 - a')
+    # - sqrt(a'(1 - a)/a)) c| = 1.039
+    ("ddimStepSystem_contracts_of_step_contracts",
+     {"betas": numpy.asarray([0.1, 0.2, 0.3]), "t_prev": 1, "c": 0.5})])
+def test_the_diffusion_contractions_fail_on_a_step_that_stretches_a_little(name, example):
+    """Without its hypothesis k < 1 each contraction statement fails on a step that stretches
+    distances by a factor under 2 (1.25 and 1.039), not only on the far larger ones its
+    relaxed search finds: the conclusion is ||step(x) - step(y)|| <= ||x - y||, with no slack
+    beyond rounding."""
+    import mpmath
+
+    from proofs.framework import DIGITS, Check, StatementFailed
+    pair = (numpy.asarray([1.0]), numpy.asarray([0.0]))
+    with mpmath.workdps(DIGITS), pytest.raises(StatementFailed, match="contracts"):
+        STATEMENTS[name].body(Check(), pair=pair, require=False, **example)
 
 
 def _x0_hat(example, t):

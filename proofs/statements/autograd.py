@@ -211,8 +211,8 @@ UNARY = [
 ]
 
 
-UNARY_PINNED = {"abs": BOTH_SIDES_AND_ZERO, "relu": BOTH_SIDES, "sigmoid": LEFT_TAIL, "silu": LEFT_TAIL,
-                "gelu_tanh": LEFT_TAIL,
+UNARY_PINNED = {"abs": BOTH_SIDES_AND_ZERO, "relu": BOTH_SIDES, "sigmoid": LEFT_TAIL,
+                "silu": LEFT_TAIL, "gelu_tanh": LEFT_TAIL,
                 # past e^x's float32 range (88.7), where e^x / (1 + e^x) is inf / inf
                 "softplus": (_pin([95.0, -3.0]),)}
 
