@@ -1170,7 +1170,7 @@ def ddim_clean_state_at_index_minus_one(original):
     return _ddim_step_variant(a_prev_of=lambda alpha_bar, t, t_prev: float(alpha_bar[t_prev]))
 
 
-@mutant("probability flow rhs dividing eps_hat by sigma^2", f"{DIFFUSION}.pf_ode_rhs",
+@mutant("PF-ODE rhs dividing eps_hat by sigma^2", f"{DIFFUSION}.pf_ode_rhs",
         caught_by=["pfOdeEulerSystem_l2_lipschitz_of_rhs_lipschitz",
                    "pfOdeEulerSystem_contracts_of_step_contracts"])
 def pf_ode_eps_over_variance(original):
@@ -1190,7 +1190,7 @@ def ddim_step_own_x0_hat(original):
         x_t - math.sqrt(1.0 - float(alpha_bar[t])) * eps) / math.sqrt(float(alpha_bar[t])))
 
 
-@mutant("probability flow sampler returns after its first step",
+@mutant("PF-ODE sampler returns after its first step",
         f"{DIFFUSION}.pf_ode_sample_euler",
         caught_by=["pfOdeEulerSystem_eq_step", "pfOdeEulerSystem_contracts_of_step_contracts"])
 def pf_ode_first_step_only(original):
