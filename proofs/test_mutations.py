@@ -10,13 +10,30 @@ from proofs.mutation import MUTANTS, Mutant, _resolve, applied, run_mutant, verd
 STATEMENTS = load_all()
 
 
+# Slips that swap two axes, which the statements' examples make unequal: there the broken
+# layout cannot even broadcast or multiply with the right one (a ValueError), which
+# is how the slip shows in a user's program too; on equal axes they give wrong values
+SHAPE_SLIPS = {"col2im with the stride's axes swapped", "col2im with the dilation's axes swapped",
+               "im2col with the dilation's axes swapped",
+               "var backward restoring the reduced axis as the last"}
+
+
 @pytest.mark.parametrize("name", list(MUTANTS))
 def test_mutant_is_caught_by_each_statement_it_names(name):
+    """Each statement the mutant names fails under it, by a wrong value, not a crash: each slip
+    is of value (a scale, a sign, which of the tied maximisers, a layout of the same shape, a
+    wrong divisor or mask, a lost dtype, a wrong formula), and a run that crashes means the
+    broken implementation is itself broken, which would count as caught whatever slip it meant
+    to show. The SHAPE_SLIPS may also fail by the shapes their swap makes."""
     outcomes = run_mutant(MUTANTS[name])
     result = verdict(outcomes)
     if result == "not run":
         pytest.skip("; ".join(o.message for o in outcomes.values()))
     assert result == "caught", {n: o.status for n, o in outcomes.items()}
+    for statement, outcome in outcomes.items():
+        shape_error = name in SHAPE_SLIPS and outcome.message.startswith("ValueError: ")
+        assert outcome.message.startswith("StatementFailed: ") or shape_error, (
+            statement, outcome.message)
 
 
 @pytest.mark.parametrize("name", [name for name, statement in STATEMENTS.items()
@@ -154,26 +171,6 @@ def test_a_mutant_whose_factory_returns_nothing_is_refused():
         with applied(forgetful):
             pass
     assert objectives.weighted_two_term is original
-
-
-# Slips that swap two axes, which the statements' examples make unequal: there the broken
-# layout cannot even broadcast or multiply with the right one (a ValueError), which
-# is how the slip shows in a user's program too; on equal axes they give wrong values
-SHAPE_SLIPS = {"col2im with the stride's axes swapped", "col2im with the dilation's axes swapped",
-               "im2col with the dilation's axes swapped",
-               "var backward restoring the reduced axis as the last"}
-
-
-@pytest.mark.parametrize("name", list(MUTANTS))
-def test_a_mutant_is_caught_by_a_wrong_value_not_a_crash(name):
-    """Each slip is of value (a scale, a sign, which of the tied maximisers, a layout of the
-    same shape, a wrong divisor or mask, a lost dtype, a wrong formula): a run that crashes
-    means the broken implementation is itself broken, and it would count as caught whatever
-    slip it meant to show. The SHAPE_SLIPS may also fail by the shapes their swap makes."""
-    for statement, outcome in run_mutant(MUTANTS[name]).items():
-        shape_error = name in SHAPE_SLIPS and outcome.message.startswith("ValueError: ")
-        assert outcome.message.startswith("StatementFailed: ") or shape_error, (
-            statement, outcome.message)
 
 
 def test_the_shape_slips_are_mutants_and_some_fail_by_their_shapes():

@@ -371,6 +371,15 @@ def test_the_optim_strategies_draw_each_case_their_docstrings_name(strategy, cas
     _draws(_optim_strategy(strategy), case)
 
 
+def _off_by_2_to_the_minus_20(carried):
+    """A replayed value off by 2^-20 of itself, its error bound kept (so the engine stays
+    within it): a replay that drifted from the formula it replays."""
+    import mpmath
+
+    from proofs.running_error import Carried
+    return Carried(carried.value * (1 + mpmath.mpf(2) ** -20), carried.error, carried.dtype)
+
+
 @pytest.mark.parametrize("name, replayed", [("adam_adamW_update", "_scalar"),
                                             ("ema_update_average", "_scalar"),
                                             ("warmupCosine_schedule", "_cos")])
@@ -378,16 +387,9 @@ def test_the_optim_replays_are_checked_against_the_formula(monkeypatch, name, re
     """Each optim statement's replay of the engine's order is checked against the formula at 50
     digits, not trusted: one replayed step off by 2^-20 of its value (its error bound kept, so
     the engine stays within it) fails as a check of the reference."""
-    import mpmath
-
-    from proofs.running_error import Carried
     from proofs.statements import optim
     exact = getattr(optim, replayed)
-
-    def off(*args):
-        step = exact(*args)
-        return Carried(step.value * (1 + mpmath.mpf(2) ** -20), step.error, step.dtype)
-    monkeypatch.setattr(optim, replayed, off)
+    monkeypatch.setattr(optim, replayed, lambda *args: _off_by_2_to_the_minus_20(exact(*args)))
     outcome = STATEMENTS[name].run(max_examples=3, shrink=False, derandomize=True)
     assert outcome.status == "FAIL" and outcome.message.startswith(
         "ReferenceFailed: reference: replay = formula"), outcome.message
@@ -397,15 +399,12 @@ def test_the_layer_norm_value_replay_is_checked_against_the_formula(monkeypatch)
     """layerNorm_value's replay of the engine's order (whose carried errors bound the engine)
     is checked against the formula at 50 digits, not trusted: a replayed r = 1/sqrt(var + eps)
     off by 2^-20 of its value, its error bound kept, fails as a check of the reference."""
-    import mpmath
-
-    from proofs.running_error import Carried
     from proofs.statements import layer_backward
     exact = layer_backward._replayed_statistics
 
     def off(group, eps):
         centered, r = exact(group, eps)
-        return centered, Carried(r.value * (1 + mpmath.mpf(2) ** -20), r.error, r.dtype)
+        return centered, _off_by_2_to_the_minus_20(r)
     monkeypatch.setattr(layer_backward, "_replayed_statistics", off)
     outcome = STATEMENTS["layerNorm_value"].run(max_examples=3, shrink=False, derandomize=True)
     assert outcome.status == "FAIL" and outcome.message.startswith(
