@@ -395,7 +395,7 @@ def test_the_optim_replays_are_checked_against_the_formula(monkeypatch, name, re
         "ReferenceFailed: reference: replay = formula"), outcome.message
 
 
-def test_the_layer_norm_value_replay_is_checked_against_the_formula(monkeypatch):
+def test_the_layer_backward_layer_norm_value_replay_is_checked_against_the_formula(monkeypatch):
     """layerNorm_value's replay of the engine's order (whose carried errors bound the engine)
     is checked against the formula at 50 digits, not trusted: a replayed r = 1/sqrt(var + eps)
     off by 2^-20 of its value, its error bound kept, fails as a check of the reference."""

@@ -1043,3 +1043,27 @@ def standardize_eps_outside(original):
         inv_std = 1 / (xp.sqrt((centered * centered).mean(axis=axes, keepdims=True)) + eps)
         return centered * inv_std, inv_std
     return broken
+
+
+@mutant("layer_norm returning its groups as rows", f"{NORM}.LayerNorm.forward",
+        caught_by=["layerNorm_value"])
+def layer_norm_rows(original):
+    """LayerNorm.forward returns y as rows of the elements normalised together, (groups, n),
+    the reshape back to x's shape forgotten: the right values in the right order, in another
+    shape."""
+    def forward(ctx, x, *affine, axes=(), **options):
+        out = original(ctx, x, *affine, axes=axes, **options)
+        return out.reshape(-1, math.prod(x.shape[axis] for axis in axes))
+    return forward
+
+
+@mutant("group_norm on channels-last memory reducing over the groups' axis", f"{NORM}._grouped",
+        caught_by=[backward_name("group_norm"), backward_name("group_norm_no_affine")])
+def grouped_channels_last_over_groups(original):
+    """GroupNorm's channels-last view (N, S, G, C/G) names axis 2, the groups', as the one of a
+    group's channels (3, as NCHW's (N, G, C/G, S) names 2): the statistics of a convolution's
+    output then mix its groups and leave out a group's other channels (NCHW memory right)."""
+    def broken(a, num_groups, channels_last):
+        view, spatial, within = original(a, num_groups, channels_last)
+        return view, spatial, 2 if channels_last else within
+    return broken
