@@ -726,8 +726,8 @@ def _convolution_ends(strategy, most_channels, most_above_least):
     """(strategy, case) for each end of a convolution strategy's ranges: N = 1 and 2, one
     group of one input and one output channel, two groups of ``most_channels[0]`` inputs
     and two of ``most_channels[1]`` outputs (per group), kernels 1 x 4 and 4 x 1, padding 0
-    and 1, dilation 1 and 2, and each side the least the strategy draws and
-    ``most_above_least`` above it."""
+    and 1, dilation 1 and 2, each side the least the strategy draws (with padding 1 too) and
+    ``most_above_least`` above it, a side of 1, and inputs and weights of both signs."""
     def channels(example):
         x, weight, groups = example["x"], example["weight"], example["groups"]
         out = weight.shape[1] if "output_padding" in example else weight.shape[0] // groups
@@ -744,7 +744,12 @@ def _convolution_ends(strategy, most_channels, most_above_least):
         lambda example: (numpy.asarray(example["dilation"]) == 1).all(),
         lambda example: (numpy.asarray(example["dilation"]) == 2).all(),
         lambda example: _above_least_side(example) == (0, 0),
-        lambda example: _above_least_side(example) == (most_above_least,) * 2)]
+        lambda example: _above_least_side(example) == (most_above_least,) * 2,
+        lambda example: _above_least_side(example) == (0, 0)
+        and tuple(example["padding"]) == (1, 1),
+        lambda example: 1 in example["x"].shape[2:],
+        lambda example: all(_spans_zero(example[key]) for key in example
+                            if key in ("x", "weight", "bias", "fan_weight")))]
 
 
 @pytest.mark.parametrize("strategy, case", [
@@ -795,6 +800,19 @@ def test_the_layer_backward_strategies_draw_each_end_of_their_ranges(strategy, c
     biases of both signs (a weight's sign slip shows only there)."""
     from proofs.statements import layer_backward
     _draws(getattr(layer_backward, strategy)(), case)
+
+
+@pytest.mark.parametrize("strategy, kept", [
+    # a 1 x 1 kernel reads no dilation: the mixed dilations' slips would hide there
+    ("_conv_inputs", lambda example: example["weight"].shape[2:] != (1, 1)),
+    ("_conv_transpose_inputs", lambda example: example["weight"].shape[2:] != (1, 1))])
+def test_the_layer_backward_strategies_draw_only_what_their_docstrings_allow(strategy, kept):
+    """What the layers' strategies' docstrings rule out, they never draw."""
+    from proofs.statements import layer_backward
+
+    def holds(example):
+        assert kept(example), example
+    _every_draw(holds, getattr(layer_backward, strategy)())
 
 
 def _diffusion_part(example, part):
