@@ -802,16 +802,26 @@ def test_the_layer_backward_strategies_draw_each_end_of_their_ranges(strategy, c
     _draws(getattr(layer_backward, strategy)(), case)
 
 
-@pytest.mark.parametrize("strategy, kept", [
-    # a 1 x 1 kernel reads no dilation: the mixed dilations' slips would hide there
-    ("_conv_inputs", lambda example: example["weight"].shape[2:] != (1, 1)),
-    ("_conv_transpose_inputs", lambda example: example["weight"].shape[2:] != (1, 1))])
-def test_the_layer_backward_strategies_draw_only_what_their_docstrings_allow(strategy, kept):
-    """What the layers' strategies' docstrings rule out, they never draw."""
+@pytest.mark.parametrize("strategy", ["_conv_inputs", "_frozen_conv_inputs",
+                                      "_conv_transpose_inputs"])
+def test_the_layer_backward_strategies_draw_only_what_their_docstrings_allow(strategy):
+    """The convolution strategies draw an image at least, each side at least the least that
+    leaves an output, and never a 1 x 1 kernel (it reads no dilation: the mixed dilations'
+    slips would hide there), but for the frozen weight, whose padding stays within d (K - 1)
+    per axis instead (so that dL/dx is always the flipped-kernel convolution); fan_weight
+    takes x's first channel to 4, which the shifted-rows form asks (3 do not)."""
     from proofs.statements import layer_backward
+    fanned = {"_frozen_conv_inputs": (4, 1), "_conv_transpose_inputs": (1, 4)}.get(strategy)
 
     def holds(example):
-        assert kept(example), example
+        kernel = example["weight"].shape[2:]
+        assert example["x"].shape[0] >= 1 and min(_above_least_side(example)) >= 0, example
+        assert fanned is None or example["fan_weight"].shape[:2] == fanned, example
+        if strategy == "_frozen_conv_inputs":
+            assert all(pad <= example["dilation"] * (k - 1)
+                       for pad, k in zip(example["padding"], kernel)), example
+        else:
+            assert kernel != (1, 1), example
     _every_draw(holds, getattr(layer_backward, strategy)())
 
 
