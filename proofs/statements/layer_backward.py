@@ -1067,3 +1067,16 @@ def grouped_channels_last_over_groups(original):
         view, spatial, within = original(a, num_groups, channels_last)
         return view, spatial, 2 if channels_last else within
     return broken
+
+
+@mutant("conv2d input gradient's kernel reshaped, not transposed", f"{CONV}._flipped_transpose",
+        caught_by=[backward_name("conv2d"), backward_name("conv2d_frozen_weight")])
+def adjoint_kernel_reshaped(original):
+    """The stride-1 dx's kernel (O, C/G, Kh, Kw) -> (C, O/G, Kh, Kw) by a reshape where the
+    in and out channels' transpose belongs: right where either side has one channel per group
+    (x's first channel fanned out to 4), wrong where both have several."""
+    def broken(weight, groups):
+        out_channels, group_channels, kh, kw = weight.shape
+        return weight.reshape(groups * group_channels, out_channels // groups, kh, kw)[
+            :, :, ::-1, ::-1]
+    return broken
