@@ -726,8 +726,9 @@ def _convolution_ends(strategy, most_channels, most_above_least):
     """(strategy, case) for each end of a convolution strategy's ranges: N = 1 and 2, one
     group of one input and one output channel, two groups of ``most_channels[0]`` inputs
     and two of ``most_channels[1]`` outputs (per group), kernels 1 x 4 and 4 x 1, padding 0
-    and 1, dilation 1 and 2, each side the least the strategy draws (with padding 1 too) and
-    ``most_above_least`` above it, a side of 1, and inputs and weights of both signs."""
+    and 1, dilation 1 and 2, each side the least the strategy draws (with padding 1 too, and
+    along a kernel of 1) and ``most_above_least`` above it, a side of 1, and inputs and
+    weights of both signs."""
     def channels(example):
         x, weight, groups = example["x"], example["weight"], example["groups"]
         out = weight.shape[1] if "output_padding" in example else weight.shape[0] // groups
@@ -747,6 +748,7 @@ def _convolution_ends(strategy, most_channels, most_above_least):
         lambda example: _above_least_side(example) == (most_above_least,) * 2,
         lambda example: _above_least_side(example) == (0, 0)
         and tuple(example["padding"]) == (1, 1),
+        lambda example: _above_least_side(example) == (0, 0) and 1 in example["weight"].shape[2:],
         lambda example: 1 in example["x"].shape[2:],
         lambda example: all(_spans_zero(example[key]) for key in example
                             if key in ("x", "weight", "bias", "fan_weight")))]
