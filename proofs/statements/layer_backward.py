@@ -266,6 +266,17 @@ def _group_norm_inputs(draw, affine=True):
     return inputs
 
 
+def _pinned_group_norm(affine=True):
+    """A pinned example: x (1, 4, 1, 2) in channels-last memory, two groups of two channels
+    (one group, one channel or one position would hide a reduction over the wrong axis)."""
+    inputs = {"x": numpy.asarray([1.0, -2.0, 0.5, 3.0, 0.25, -1.5, 2.0, -0.75]).reshape(
+        1, 4, 1, 2), "groups": 2, "channels_last": True, "seed": 1}
+    if affine:
+        inputs.update(weight=numpy.asarray([0.5, -1.0, 2.0, 1.5]),
+                      bias=numpy.asarray([0.25, 1.0, -0.5, -2.0]))
+    return inputs
+
+
 def _silu_slope(y):
     """d silu / dy = sigma(y) (1 + y (1 - sigma(y)))."""
     sigma = 1 / (1 + mpmath.exp(-y))
@@ -354,7 +365,8 @@ def _engine_layout(x, dtype, channels_last):
     return engine(nhwc.transpose(0, 3, 1, 2), dtype, requires_grad=True)  # (N, C, H, W) view
 
 
-@statement(backward_name("group_norm"), about=(f"{NORM}.group_norm",), given=_group_norm_inputs())
+@statement(backward_name("group_norm"), about=(f"{NORM}.group_norm",), given=_group_norm_inputs(),
+           examples=[_pinned_group_norm()])
 def group_norm_backward_matches_vjp(check, x, weight, bias, groups, channels_last, seed):
     """group_norm's backward, y = act(w_c xhat + b_c) per (sample, group) (w and b, and either
     alone), act = identity and the fused SiLU: dx = J^T (w g act'), dw = sum g act' xhat,
@@ -382,7 +394,7 @@ def group_norm_backward_matches_vjp(check, x, weight, bias, groups, channels_las
 
 
 @statement(backward_name("group_norm_no_affine"), about=(f"{NORM}.group_norm",),
-           given=_group_norm_inputs(affine=False))
+           given=_group_norm_inputs(affine=False), examples=[_pinned_group_norm(affine=False)])
 def group_norm_no_affine_backward_matches_vjp(check, x, groups, channels_last, seed):
     """group_norm's backward without weight and bias (affine=False), y = act(xhat) per
     (sample, group), act = identity and the fused SiLU: dx = J^T (g act'); bound: the
