@@ -656,7 +656,13 @@ def _autograd_case(name):
     ("matmul", lambda xs: xs[0].shape == (3, 3) and xs[1].shape == (3, 3)),
     ("mse_loss", lambda xs: xs[0].shape == (1, 1)),
     ("mse_loss", lambda xs: xs[0].shape == (3, 4)),
-    ("mse_loss", lambda xs: min(abs(xs[0] - xs[1]).ravel()) < 1 / 16)])
+    ("mse_loss", lambda xs: min(abs(xs[0] - xs[1]).ravel()) < 1 / 16),
+    *[(name, lambda xs, k=k: xs[k].min() < -4 and xs[k].max() > 4)
+      for name in ("mul", "maximum", "minimum", "sub", "where") for k in (0, 1)],
+    ("div", lambda xs: xs[0].min() < -4 and xs[0].max() > 4),
+    ("div", lambda xs: xs[1].min() < 1 / 2 and xs[1].max() > 4),
+    ("pow", lambda xs: xs[0].min() < 1 / 2 and xs[0].max() > 2),
+    ("pow", lambda xs: xs[1].min() < -2 and xs[1].max() > 2)])
 def test_the_autograd_strategies_draw_each_end_of_their_ranges(name, case):
     """The ranges the autograd statement's strategies and formulas name: 1-5 elements (1-4 for
     a pair) spanning the domain: log, sqrt and rsqrt over both sides of 1 (below 1/16, above
@@ -665,7 +671,9 @@ def test_the_autograd_strategies_draw_each_end_of_their_ranges(name, case):
     apart (maximum, minimum) or on abs's kink 0 beside values off it, softplus
     past e^x's float32 range (88.7) and into its left tail, gelu-tanh to its domain's ends
     (+-9.5), clamp with its lower bound alone and with both in either order, matmul's 1-3 per
-    axis, mse_loss over 1 x 1 to 3 x 4."""
+    axis, mse_loss over 1 x 1 to 3 x 4; each input of a binary op over both signs (past +-4),
+    but div's denominator (below 1/2 and above 4), pow's base (on both sides of 1, where
+    log a changes sign) and pow's exponent (past +-2)."""
     _draws(_autograd_case(name).inputs, case)
 
 
