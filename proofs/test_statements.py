@@ -666,7 +666,8 @@ def _autograd_case(name):
     ("clamp", lambda xs: len(xs) == 2 and (xs[0] < xs[1]).any() and (xs[0] > xs[1]).any()),
     *[("clamp", lambda xs, order=order: len(xs) == 3 and (
         (xs[order[0]] < xs[order[1]]) & (xs[order[1]] < xs[order[2]])).any())
-      for order in ((0, 1, 2), (1, 0, 2), (1, 2, 0))]])
+      for order in ((0, 1, 2), (1, 0, 2), (1, 2, 0))],
+    *[("matmul", lambda xs, k=k: xs[k].min() < -2 and xs[k].max() > 2) for k in (0, 1)]])
 def test_the_autograd_strategies_draw_each_end_of_their_ranges(name, case):
     """The ranges the autograd statement's strategies and formulas name: 1-5 elements (1-4 for
     a pair) spanning the domain: log, sqrt and rsqrt over both sides of 1 (below 1/16, above
@@ -678,7 +679,8 @@ def test_the_autograd_strategies_draw_each_end_of_their_ranges(name, case):
     axis, mse_loss over 1 x 1 to 3 x 4; each input of a binary op over both signs (past +-4),
     but div's denominator (below 1/2 and above 4), pow's base (on both sides of 1, where
     log a changes sign) and pow's exponent (past +-2); clamp's x on both sides of its lower
-    bound alone, and below, between and above low < high."""
+    bound alone, and below, between and above low < high; each matmul factor over both signs
+    (past +-2: a constant A hides A for A^T in dB = A^T G on square shapes)."""
     _draws(_autograd_case(name).inputs, case)
 
 
