@@ -667,7 +667,8 @@ def _autograd_case(name):
     *[("clamp", lambda xs, order=order: len(xs) == 3 and (
         (xs[order[0]] < xs[order[1]]) & (xs[order[1]] < xs[order[2]])).any())
       for order in ((0, 1, 2), (1, 0, 2), (1, 2, 0))],
-    *[("matmul", lambda xs, k=k: xs[k].min() < -2 and xs[k].max() > 2) for k in (0, 1)]])
+    *[("matmul", lambda xs, k=k: xs[k].min() < -2 and xs[k].max() > 2) for k in (0, 1)],
+    ("mse_loss", lambda xs: (xs[0] - xs[1]).min() < -4 and (xs[0] - xs[1]).max() > 4)])
 def test_the_autograd_strategies_draw_each_end_of_their_ranges(name, case):
     """The ranges the autograd statement's strategies and formulas name: 1-5 elements (1-4 for
     a pair) spanning the domain: log, sqrt and rsqrt over both sides of 1 (below 1/16, above
@@ -680,7 +681,8 @@ def test_the_autograd_strategies_draw_each_end_of_their_ranges(name, case):
     but div's denominator (below 1/2 and above 4), pow's base (on both sides of 1, where
     log a changes sign) and pow's exponent (past +-2); clamp's x on both sides of its lower
     bound alone, and below, between and above low < high; each matmul factor over both signs
-    (past +-2: a constant A hides A for A^T in dB = A^T G on square shapes)."""
+    (past +-2: a constant A hides A for A^T in dB = A^T G on square shapes), mse_loss's
+    residuals of both signs (past +-4)."""
     _draws(_autograd_case(name).inputs, case)
 
 
@@ -699,12 +701,14 @@ def _pairs_off_ties(a, b, ties):
     ("maximum", lambda xs: _pairs_off_ties(*xs, ties=True)),
     ("minimum", lambda xs: _pairs_off_ties(*xs, ties=True)),
     ("clamp", lambda xs: all(_pairs_off_ties(xs[i], xs[j], ties=False)
-                             for i in range(len(xs)) for j in range(i)))])
+                             for i in range(len(xs)) for j in range(i))),
+    ("mse_loss", lambda xs: _pairs_off_ties(xs[0].ravel(), xs[1].ravel(), ties=False))])
 def test_the_autograd_strategies_keep_off_the_kinks_or_land_on_them(name, kept):
     """Each drawn value lies at least 1/64 from the op's kinks or, for abs, maximum and minimum,
     which take the symmetric derivative there as mpmath.diff does, exactly on one (the comment
     on kinks in autograd.py): relu, leaky_relu and clamp assume them off it, and a value
-    nearer than mpmath.diff's step would have its difference straddle the kink."""
+    nearer than mpmath.diff's step would have its difference straddle the kink. Likewise
+    mse_loss's inputs keep 1/64 from their targets (a zero residual hides any scale)."""
     def holds(example):
         assert kept(example["inputs"]), example["inputs"]
     _every_draw(holds, STATEMENTS[f"autograd_backward_eq_mpmath_derivative[{name}]"].given)
