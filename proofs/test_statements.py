@@ -668,7 +668,9 @@ def _autograd_case(name):
         (xs[order[0]] < xs[order[1]]) & (xs[order[1]] < xs[order[2]])).any())
       for order in ((0, 1, 2), (1, 0, 2), (1, 2, 0))],
     *[("matmul", lambda xs, k=k: xs[k].min() < -2 and xs[k].max() > 2) for k in (0, 1)],
-    ("mse_loss", lambda xs: (xs[0] - xs[1]).min() < -4 and (xs[0] - xs[1]).max() > 4)])
+    ("mse_loss", lambda xs: (xs[0] - xs[1]).min() < -4 and (xs[0] - xs[1]).max() > 4),
+    *[(name, lambda xs: xs[0].min() < -4 and xs[0].max() > 4)
+      for name in ("logsumexp", "softmax", "log_softmax")]])
 def test_the_autograd_strategies_draw_each_end_of_their_ranges(name, case):
     """The ranges the autograd statement's strategies and formulas name: 1-5 elements (1-4 for
     a pair) spanning the domain: log, sqrt and rsqrt over both sides of 1 (below 1/16, above
@@ -682,7 +684,9 @@ def test_the_autograd_strategies_draw_each_end_of_their_ranges(name, case):
     log a changes sign) and pow's exponent (past +-2); clamp's x on both sides of its lower
     bound alone, and below, between and above low < high; each matmul factor over both signs
     (past +-2: a constant A hides A for A^T in dB = A^T G on square shapes), mse_loss's
-    residuals of both signs (past +-4)."""
+    residuals of both signs (past +-4), and one vector of logsumexp's, softmax's and
+    log_softmax's spanning both signs (equal inputs, a uniform softmax, would hide s (g - mean g)
+    for s (g - sum g s))."""
     _draws(_autograd_case(name).inputs, case)
 
 
