@@ -632,9 +632,11 @@ def _autograd_case(name):
     *[(name, lambda xs: xs[0].min() < 1 / 16) for name in ("log", "sqrt", "rsqrt")],
     *[(name, lambda xs: xs[0].max() > 32) for name in ("log", "sqrt", "rsqrt")],
     *[(name, lambda xs: xs[0].min() < -4) for name in (
-        "abs", "sin", "cos", "tanh", "relu", "sigmoid", "silu", "gelu", "gelu_tanh")],
+        "abs", "sin", "cos", "tanh", "relu", "leaky_relu", "sigmoid", "silu", "gelu",
+        "gelu_tanh")],
     *[(name, lambda xs: xs[0].max() > 4) for name in (
-        "abs", "sin", "cos", "tanh", "relu", "sigmoid", "silu", "gelu", "gelu_tanh")],
+        "abs", "sin", "cos", "tanh", "relu", "leaky_relu", "sigmoid", "silu", "gelu",
+        "gelu_tanh")],
     *[(name, lambda xs: xs[0].min() < -9) for name in ("sigmoid", "silu")],
     ("softplus", lambda xs: xs[0].max() > 88.8),
     ("softplus", lambda xs: xs[0].min() < -9.5),
@@ -654,7 +656,21 @@ def _autograd_case(name):
     ("matmul", lambda xs: xs[0].shape == (3, 3) and xs[1].shape == (3, 3)),
     ("mse_loss", lambda xs: xs[0].shape == (1, 1)),
     ("mse_loss", lambda xs: xs[0].shape == (3, 4)),
-    ("mse_loss", lambda xs: min(abs(xs[0] - xs[1]).ravel()) < 1 / 16)])
+    ("mse_loss", lambda xs: min(abs(xs[0] - xs[1]).ravel()) < 1 / 16),
+    *[(name, lambda xs, k=k: xs[k].min() < -4 and xs[k].max() > 4)
+      for name in ("mul", "maximum", "minimum", "sub", "where") for k in (0, 1)],
+    ("div", lambda xs: xs[0].min() < -4 and xs[0].max() > 4),
+    ("div", lambda xs: xs[1].min() < 1 / 2 and xs[1].max() > 4),
+    ("pow", lambda xs: xs[0].min() < 1 / 2 and xs[0].max() > 2),
+    ("pow", lambda xs: xs[1].min() < -2 and xs[1].max() > 2),
+    ("clamp", lambda xs: len(xs) == 2 and (xs[0] < xs[1]).any() and (xs[0] > xs[1]).any()),
+    *[("clamp", lambda xs, order=order: len(xs) == 3 and (
+        (xs[order[0]] < xs[order[1]]) & (xs[order[1]] < xs[order[2]])).any())
+      for order in ((0, 1, 2), (1, 0, 2), (1, 2, 0))],
+    *[("matmul", lambda xs, k=k: xs[k].min() < -2 and xs[k].max() > 2) for k in (0, 1)],
+    ("mse_loss", lambda xs: (xs[0] - xs[1]).min() < -4 and (xs[0] - xs[1]).max() > 4),
+    *[(name, lambda xs: xs[0].min() < -4 and xs[0].max() > 4)
+      for name in ("logsumexp", "softmax", "log_softmax")]])
 def test_the_autograd_strategies_draw_each_end_of_their_ranges(name, case):
     """The ranges the autograd statement's strategies and formulas name: 1-5 elements (1-4 for
     a pair) spanning the domain: log, sqrt and rsqrt over both sides of 1 (below 1/16, above
@@ -663,7 +679,14 @@ def test_the_autograd_strategies_draw_each_end_of_their_ranges(name, case):
     apart (maximum, minimum) or on abs's kink 0 beside values off it, softplus
     past e^x's float32 range (88.7) and into its left tail, gelu-tanh to its domain's ends
     (+-9.5), clamp with its lower bound alone and with both in either order, matmul's 1-3 per
-    axis, mse_loss over 1 x 1 to 3 x 4."""
+    axis, mse_loss over 1 x 1 to 3 x 4; each input of a binary op over both signs (past +-4),
+    but div's denominator (below 1/2 and above 4), pow's base (on both sides of 1, where
+    log a changes sign) and pow's exponent (past +-2); clamp's x on both sides of its lower
+    bound alone, and below, between and above low < high; each matmul factor over both signs
+    (past +-2: a constant A hides A for A^T in dB = A^T G on square shapes), mse_loss's
+    residuals of both signs (past +-4), and one vector of logsumexp's, softmax's and
+    log_softmax's spanning both signs (equal inputs, a uniform softmax, would hide s (g - mean g)
+    for s (g - sum g s))."""
     _draws(_autograd_case(name).inputs, case)
 
 
@@ -682,12 +705,14 @@ def _pairs_off_ties(a, b, ties):
     ("maximum", lambda xs: _pairs_off_ties(*xs, ties=True)),
     ("minimum", lambda xs: _pairs_off_ties(*xs, ties=True)),
     ("clamp", lambda xs: all(_pairs_off_ties(xs[i], xs[j], ties=False)
-                             for i in range(len(xs)) for j in range(i)))])
+                             for i in range(len(xs)) for j in range(i))),
+    ("mse_loss", lambda xs: _pairs_off_ties(xs[0].ravel(), xs[1].ravel(), ties=False))])
 def test_the_autograd_strategies_keep_off_the_kinks_or_land_on_them(name, kept):
     """Each drawn value lies at least 1/64 from the op's kinks or, for abs, maximum and minimum,
     which take the symmetric derivative there as mpmath.diff does, exactly on one (the comment
     on kinks in autograd.py): relu, leaky_relu and clamp assume them off it, and a value
-    nearer than mpmath.diff's step would have its difference straddle the kink."""
+    nearer than mpmath.diff's step would have its difference straddle the kink. Likewise
+    mse_loss's inputs keep 1/64 from their targets (a zero residual hides any scale)."""
     def holds(example):
         assert kept(example["inputs"]), example["inputs"]
     _every_draw(holds, STATEMENTS[f"autograd_backward_eq_mpmath_derivative[{name}]"].given)

@@ -839,3 +839,11 @@ def softplus_backward_naive(original):
             e = xp.exp(ctx.x)
             return grad * (e / (1 + e))
     return backward
+
+
+@mutant("abs backward with the mask of relu", f"{ELEMENTWISE}.Abs.backward",
+        caught_by=_caught_by("abs"))
+def abs_backward_relu_mask(original):
+    """Abs.backward written after Relu's: g [x > 0], slope 0 where x < 0 instead of -1 (right
+    at 0 and above; only a negative input shows it, as the pinned -1.5 is)."""
+    return lambda ctx, grad: grad * (ctx.x > 0)
