@@ -163,6 +163,11 @@ def _spans_zero(*arrays):
     return values.min() < 0 < values.max()
 
 
+def _reaches(values, low, high):
+    """Whether ``values`` (any shape) go below ``low`` and above ``high``."""
+    return values.min() < low and values.max() > high
+
+
 @pytest.mark.parametrize("strategy, case", [
     ("_ema_inputs", lambda example: len(example["sizes"]) == 1),
     ("_ema_inputs", lambda example: example["sums"].shape[1] == 1),
@@ -323,8 +328,7 @@ def test_the_beta_monotonicity_draws_only_what_its_hypothesis_asks():
     ("iwBound_value", lambda example: example["log_weights"].shape == (1, 1)),
     ("iwBound_value", lambda example: _spans_zero(example["log_weights"])
      and abs(example["log_weights"]).min() < 100),
-    ("iwBound_value",
-     lambda example: example["log_weights"].min() < -1e3 and example["log_weights"].max() > 1e3)])
+    ("iwBound_value", lambda example: _reaches(example["log_weights"], -1e3, 1e3))])
 def test_the_likelihood_statements_draw_each_case_their_strategies_name(name, case):
     """The ELBO and IW statements hold for any linear-Gaussian model and any diagonal q: the
     draws reach the least model and both signs of every parameter; the IW bound's log-weights
@@ -657,19 +661,19 @@ def _autograd_case(name):
     ("mse_loss", lambda xs: xs[0].shape == (1, 1)),
     ("mse_loss", lambda xs: xs[0].shape == (3, 4)),
     ("mse_loss", lambda xs: min(abs(xs[0] - xs[1]).ravel()) < 1 / 16),
-    *[(name, lambda xs, k=k: xs[k].min() < -4 and xs[k].max() > 4)
+    *[(name, lambda xs, k=k: _reaches(xs[k], -4, 4))
       for name in ("mul", "maximum", "minimum", "sub", "where") for k in (0, 1)],
-    ("div", lambda xs: xs[0].min() < -4 and xs[0].max() > 4),
-    ("div", lambda xs: xs[1].min() < 1 / 2 and xs[1].max() > 4),
-    ("pow", lambda xs: xs[0].min() < 1 / 2 and xs[0].max() > 2),
-    ("pow", lambda xs: xs[1].min() < -2 and xs[1].max() > 2),
+    ("div", lambda xs: _reaches(xs[0], -4, 4)),
+    ("div", lambda xs: _reaches(xs[1], 1 / 2, 4)),
+    ("pow", lambda xs: _reaches(xs[0], 1 / 2, 2)),
+    ("pow", lambda xs: _reaches(xs[1], -2, 2)),
     ("clamp", lambda xs: len(xs) == 2 and (xs[0] < xs[1]).any() and (xs[0] > xs[1]).any()),
     *[("clamp", lambda xs, order=order: len(xs) == 3 and (
         (xs[order[0]] < xs[order[1]]) & (xs[order[1]] < xs[order[2]])).any())
       for order in ((0, 1, 2), (1, 0, 2), (1, 2, 0))],
-    *[("matmul", lambda xs, k=k: xs[k].min() < -2 and xs[k].max() > 2) for k in (0, 1)],
-    ("mse_loss", lambda xs: (xs[0] - xs[1]).min() < -4 and (xs[0] - xs[1]).max() > 4),
-    *[(name, lambda xs: xs[0].min() < -4 and xs[0].max() > 4)
+    *[("matmul", lambda xs, k=k: _reaches(xs[k], -2, 2)) for k in (0, 1)],
+    ("mse_loss", lambda xs: _reaches(xs[0] - xs[1], -4, 4)),
+    *[(name, lambda xs: _reaches(xs[0], -4, 4))
       for name in ("logsumexp", "softmax", "log_softmax")]])
 def test_the_autograd_strategies_draw_each_end_of_their_ranges(name, case):
     """The ranges the autograd statement's strategies and formulas name: 1-5 elements (1-4 for
@@ -958,10 +962,6 @@ def _x0_hat(example, t):
     return (example["x"] - numpy.sqrt(1 - a) * example["eps"]) / numpy.sqrt(a)
 
 
-def _past_one_both_ways(values):
-    return values.min() < -1 and values.max() > 1
-
-
 _ANCESTRAL_STEPS = ("ddimStep_eta_one_eq_ddpm_posterior", "ddimStep_eq_eta_formula",
                     "ddpmStep_eq_posterior_step")
 
@@ -979,7 +979,7 @@ _ANCESTRAL_STEPS = ("ddimStep_eta_one_eq_ddpm_posterior", "ddimStep_eq_eta_formu
         lambda example: len(example["betas"]) == 2,
         lambda example: example["t"] == len(example["betas"]) - 1,
         lambda example: len(example["x"]) == 1, lambda example: len(example["x"]) == 4,
-        lambda example: all(_past_one_both_ways(example[key]) for key in ("x", "eps", "noise")))],
+        lambda example: all(_reaches(example[key], -1, 1) for key in ("x", "eps", "noise")))],
     ("ddpmStep_eq_posterior_step", lambda example: example["t"] == 0),
     # DDIM's respaced steps: to the timestep before and past it; eta below and above 1
     *[(name, case) for name in _ANCESTRAL_STEPS[:2] for case in (
@@ -1005,7 +1005,7 @@ _ANCESTRAL_STEPS = ("ddimStep_eta_one_eq_ddpm_posterior", "ddimStep_eq_eta_formu
     ("samplerStep_clip_x0Pred", lambda example: len(example["x"]) == 1),
     ("samplerStep_clip_x0Pred", lambda example: len(example["x"]) == 4),
     ("samplerStep_clip_x0Pred", lambda example: all(
-        _past_one_both_ways(example[key]) for key in ("x", "eps", "noise"))),
+        _reaches(example[key], -1, 1) for key in ("x", "eps", "noise"))),
     ("samplerStep_clip_x0Pred", lambda example: _x0_hat(example, example["t"]).max() > 1),
     ("samplerStep_clip_x0Pred", lambda example: _x0_hat(example, example["t"]).min() < -1),
     ("samplerStep_clip_x0Pred", lambda example: abs(_x0_hat(example, example["t"])).min() < 1)])
