@@ -10,7 +10,7 @@ a fifth of a GPU step's host time before this kernel). ``reference`` is the NumP
 import numpy
 
 from minilean.cuda import compile as kernels
-from minilean.cuda.multi_tensor import check_arrays, contiguous, device_table
+from minilean.cuda.multi_tensor import check_arrays, device_table
 from minilean.cuda.reduce import sum_rows
 
 program = kernels.Program("clip.cu", [
@@ -26,14 +26,12 @@ def reference(grads, max_norm, eps):
 
 
 def fused_clip_arrays(grads, max_norm, eps):
-    """Clip ``grads`` (CuPy arrays of one dtype) in place; return the norm before clipping as a
-    0-d float64 device array."""
+    """Clip ``grads`` (C-contiguous CuPy arrays of one dtype: ``NotCovered`` otherwise, and
+    nothing is changed) in place; return the norm before clipping as a 0-d float64 device
+    array."""
     import cupy
-    # the kernels read and write flat memory: a strided .grad (one set by hand) is clipped in
-    # a contiguous copy and copied back
-    flat = contiguous(grads)
-    dtype = check_arrays([flat])
-    table = device_table([flat], dtype.itemsize)
+    dtype = check_arrays([grads])
+    table = device_table([grads], dtype.itemsize)
     type_name = kernels.type_name(dtype)
     blocks = kernels.partial_sum_blocks(table.total, dtype.itemsize)
     partials = cupy.empty(blocks, dtype=numpy.float64)
@@ -43,7 +41,4 @@ def fused_clip_arrays(grads, max_norm, eps):
     kernels.launch_chunked(program, f"scale_by_clip<{type_name}>", table.total, dtype.itemsize,
                            table.arguments() + (squared_norm, numpy.float64(max_norm),
                                                 numpy.float64(eps)))
-    for grad, flat_grad in zip(grads, flat):
-        if flat_grad is not grad:
-            grad[...] = flat_grad
     return cupy.sqrt(squared_norm.reshape(()))

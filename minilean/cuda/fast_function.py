@@ -4,12 +4,19 @@ A fast Function stands in for one op (``replaces``, set by the registry) with th
 ``forward(ctx, *arrays, **params)`` / ``backward(ctx, grad)`` contract. Where its kernel does
 not cover a call (a dtype other than float32/float64, a layout the kernel was not written for)
 it runs the replaced op instead, so switching fast kernels on never changes what is computable.
+The fused all-parameters updates do the same by raising ``NotCovered``.
 """
 import numpy
 
 from minilean.autograd.function import Function
 
 KERNEL_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+
+
+class NotCovered(ValueError):
+    """Raised by a fused all-parameters update (Adam, EMA, clipping) for arrays its kernels are
+    not written for, before it changes any of them: the optimizers then run the plain update
+    (``minilean.optim.optimizer.fused_or_plain``), as an op runs the op it replaces."""
 
 
 class FastFunction(Function):

@@ -19,7 +19,7 @@ import numpy
 from minilean import backend
 from minilean.cuda import compile as kernels
 from minilean.cuda import graph
-from minilean.cuda.fast_function import KERNEL_DTYPES
+from minilean.cuda.fast_function import KERNEL_DTYPES, NotCovered
 
 _CACHE_SIZE = 8
 # (roles, sizes, chunk) -> Table
@@ -65,27 +65,28 @@ def contiguous(arrays):
 def check_arrays(roles):
     """Every array of every role must be a contiguous CuPy array of the first one's dtype (one
     the kernels are written for) and of the matching parameter's size; returns that dtype.
-    ``minilean.optim.optimizer.takes_fused`` already sends the optimizers' other dtypes and
-    strided arrays to the plain updates; the checks stay for the fused functions' direct
-    callers (the kernel tests, ``benchmarks/bench_gpu.py``): a RawKernel checks no types and
-    ignores strides, so it would read such arrays wrongly without a word."""
+    Raises ``NotCovered``, naming what failed, before anything is launched: a RawKernel checks
+    no types and ignores strides, so it would read such arrays wrongly without a word. The
+    optimizers then run the plain update (float16 parameters, float32 beside float64, a
+    parameter made as a transposed view); a direct caller (the kernel tests,
+    ``benchmarks/bench_gpu.py``) sees the error."""
     first = roles[0]
     dtype = first[0].dtype
     if dtype not in KERNEL_DTYPES:
-        raise ValueError(f"fused update takes float32 or float64 arrays, got {dtype}")
+        raise NotCovered(f"fused update takes float32 or float64 arrays, got {dtype}")
     if any(len(role) != len(first) for role in roles):
-        raise ValueError(f"fused update needs one array per parameter in every role, got "
+        raise NotCovered(f"fused update needs one array per parameter in every role, got "
                          f"{[len(role) for role in roles]}")
     for role in roles:
         for array, param in zip(role, first):
             if array.dtype != dtype:
-                raise ValueError(f"fused update needs arrays of one dtype, {dtype}; got "
+                raise NotCovered(f"fused update needs arrays of one dtype, {dtype}; got "
                                  f"{array.dtype} of shape {array.shape}")
             if array.size != param.size:
-                raise ValueError(f"fused update needs arrays of the parameters' sizes, got "
+                raise NotCovered(f"fused update needs arrays of the parameters' sizes, got "
                                  f"shape {array.shape} for a parameter of {param.size} elements")
             if not array.flags.c_contiguous:
-                raise ValueError(f"fused update needs C-contiguous arrays, got a strided one "
+                raise NotCovered(f"fused update needs C-contiguous arrays, got a strided one "
                                  f"of shape {array.shape}")
     return dtype
 

@@ -1,7 +1,7 @@
 """Gradient clipping by the global norm over all parameters (PyTorch's ``clip_grad_norm_``)."""
 from minilean.autograd.tensor import Tensor
 from minilean.backend import array_module
-from minilean.optim.optimizer import takes_fused
+from minilean.optim.optimizer import fused_or_plain
 
 fast_clip_arrays = None  # a fused CUDA version of clip_arrays, set by minilean.cuda
 
@@ -16,8 +16,9 @@ def clip_grad_norm_(parameters, max_norm, *, eps=1e-6):
     would not. The norm and the scale stay on the device (no host copy, so a GPU training
     step does not wait for it); ``.item()`` the result to log it. Parameters without a
     gradient are skipped. With fast kernels on, "cuda" gradients of float32 or float64, all
-    C-contiguous (``takes_fused``), are clipped in two passes over them, four launches in all
-    (``minilean/cuda/clip.py``), inside a CUDA graph too.
+    C-contiguous, are clipped in two passes over them, four launches in all
+    (``minilean/cuda/clip.py``), inside a CUDA graph too; other gradients take the plain
+    clipping (``fused_or_plain``).
     """
     if not max_norm > 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm!r}")
@@ -26,8 +27,8 @@ def clip_grad_norm_(parameters, max_norm, *, eps=1e-6):
     grads = [param.grad.data for param in parameters if param.grad is not None]
     if not grads:
         return Tensor(0.0, dtype="float64")
-    clip = fast_clip_arrays if takes_fused(fast_clip_arrays, [grads]) else clip_arrays
-    return Tensor._wrap(clip(grads, max_norm, eps), False)
+    return Tensor._wrap(fused_or_plain(fast_clip_arrays, clip_arrays, grads, max_norm, eps),
+                        False)
 
 
 def clip_arrays(grads, max_norm, eps):

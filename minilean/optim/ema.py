@@ -13,7 +13,7 @@ hook as the optimizers' ``fast_update`` (see ``minilean/optim/optimizer.py``).
 import contextlib
 
 from minilean.nn.module import copy_all_into
-from minilean.optim.optimizer import takes_fused
+from minilean.optim.optimizer import fused_or_plain
 
 
 def ema_update(averages, params, decay):
@@ -50,11 +50,9 @@ class EMA:
     def update(self, model):
         """Fold the model's current weights into the average (call after each optimizer step)."""
         pairs = self._pairs(model)
-        roles = [[average for average, _ in pairs], [param.data for _, param in pairs]]
-        update = self.update_arrays
-        if takes_fused(self.fast_update_arrays, roles):
-            update = self.fast_update_arrays
-        update(*roles, self.decay)
+        fused_or_plain(self.fast_update_arrays, self.update_arrays,
+                       [average for average, _ in pairs], [param.data for _, param in pairs],
+                       self.decay)
         self.num_updates += 1
 
     def copy_to(self, model):

@@ -15,39 +15,36 @@ collects the arrays of the parameters that have a gradient and calls that functi
 (its registry installs ``Adam.fast_update = fused_adam_update``, from
 ``minilean/cuda/adam.py``) to a function with the *same signature* that updates all
 parameters in one kernel launch. It is filled only while fast kernels are switched on, and
-used only where ``takes_fused`` says the kernel covers the arrays, exactly like
+used only on "cuda" arrays that the kernel covers (``fused_or_plain``), exactly like
 ``Function.fast`` for ops; otherwise the NumPy/CuPy function runs, so every device has the
 reference maths, and switching the kernels on never changes what trains.
 """
+import functools
 import numbers
 
 from minilean import backend
 from minilean.autograd.grad_mode import no_grad
 from minilean.autograd.tensor import Tensor
-from minilean.cuda.fast_function import KERNEL_DTYPES
+from minilean.cuda.fast_function import NotCovered
 from minilean.nn.module import copy_all_into, zero_grads
 
 
-def takes_fused(fast, roles):
-    """Whether the fused kernel ``fast`` (a slot: None while fast kernels are off) covers the
-    arrays of ``roles`` (lists of arrays, the first the ones it writes in place: parameters,
-    EMA averages, gradients to clip; then gradients, parameters read, state): they are on
-    "cuda", all of one dtype that the kernels are written for (KERNEL_DTYPES), and the first
-    role's all C-contiguous (the kernels walk flat memory, ignoring strides). float16
-    parameters, float32 ones beside float64 ones, a parameter made as a transposed view or a
-    gradient to clip set by hand as one take the plain update, as an op that a fast Function
-    does not cover runs the op it replaces; so does an empty list (a step where no parameter
-    has a gradient). The other roles need no look: an array only read is copied where it is
-    strided (``multi_tensor.contiguous``), and the optimizers' state is made like the
-    parameters, contiguous where they are."""
-    if fast is None or not roles[0] or backend.device_of(roles[0][0]) != "cuda":
-        return False
-    # checked on every step: one set of the dtypes took 12 us for Adam's 360 arrays of the
-    # U-Net (on a CPU test machine), all() comparing each with the first 20 us; the layout is
-    # read of the written role alone (0.3-0.7 us an array on an H200's host: host_costs.py)
-    dtypes = {array.dtype for role in roles for array in role}
-    return (len(dtypes) == 1 and dtypes.pop() in KERNEL_DTYPES
-            and all(array.flags.c_contiguous for array in roles[0]))
+def fused_or_plain(fast, plain, *args, **kwargs):
+    """``fast(*args, **kwargs)``, the fused kernel of an update (a slot: None while fast kernels
+    are off), where its first argument, the arrays it writes in place (parameters, EMA
+    averages, gradients to clip), is a non-empty list on "cuda"; ``plain(*args, **kwargs)``
+    otherwise, or where the fused function refuses the arrays (``NotCovered``, raised before
+    it changes any: ``minilean.cuda.multi_tensor.check_arrays``). float16 parameters, float32
+    ones beside float64 ones and a parameter made as a transposed view take the plain update
+    so, as an op that a fast Function does not cover runs the op it replaces. The fused
+    function alone says what its kernels cover, so the rule is written (and checked) once."""
+    written = args[0]
+    if fast is not None and written and backend.device_of(written[0]) == "cuda":
+        try:
+            return fast(*args, **kwargs)
+        except NotCovered:
+            pass
+    return plain(*args, **kwargs)
 
 
 class Optimizer:
@@ -109,9 +106,6 @@ class Optimizer:
     def zero_grad(self, set_to_none=True):
         zero_grads(self.params, set_to_none)
 
-    def _update_function(self, roles):
-        return self.fast_update if takes_fused(self.fast_update, roles) else self.update
-
     def step(self):
         """One update of every parameter that has a gradient (others are left alone).
 
@@ -123,8 +117,8 @@ class Optimizer:
             params = [self.params[i].data for i in live]
             grads = [self.params[i].grad.data for i in live]
             state = {name: [arrays[i] for i in live] for name, arrays in self.state.items()}
-            update = self._update_function([params, grads, *state.values()])
-            self._step(update, params, grads, state)
+            self._step(functools.partial(fused_or_plain, self.fast_update, self.update), params,
+                       grads, state)
 
     def _step(self, update, params, grads, state):
         """Call ``update`` with this optimizer's state lists and hyperparameters."""
