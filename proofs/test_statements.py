@@ -644,6 +644,7 @@ def _autograd_case(name):
     *[(name, lambda xs: xs[0].min() < -9) for name in ("sigmoid", "silu")],
     ("softplus", lambda xs: xs[0].max() > 88.8),
     ("softplus", lambda xs: xs[0].min() < -9.5),
+    ("gelu", lambda xs: xs[0].min() < -5),
     ("gelu_tanh", lambda xs: xs[0].min() < -9.25),
     ("gelu_tanh", lambda xs: xs[0].max() > 9.25),
     ("mul", lambda xs: xs[0].shape == (1,)),
@@ -681,8 +682,8 @@ def test_the_autograd_strategies_draw_each_end_of_their_ranges(name, case):
     32), the others over both signs (past +-4) and the sigmoids into their left tails (below
     -9), near a tie (maximum) or a zero residual (mse_loss), exactly on a tie beside a pair
     apart (maximum, minimum) or on abs's kink 0 beside values off it, softplus
-    past e^x's float32 range (88.7) and into its left tail, gelu-tanh to its domain's ends
-    (+-9.5), clamp with its lower bound alone and with both in either order, matmul's 1-3 per
+    past e^x's float32 range (88.7) and into its left tail, gelu below -5 (where 1 + erf
+    would cancel), gelu-tanh to its domain's ends (+-9.5), clamp with its lower bound alone and with both in either order, matmul's 1-3 per
     axis, mse_loss over 1 x 1 to 3 x 4; each input of a binary op over both signs (past +-4),
     but div's denominator (below 1/2 and above 4), pow's base (on both sides of 1, where
     log a changes sign) and pow's exponent (past +-2); clamp's x on both sides of its lower

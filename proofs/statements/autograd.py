@@ -121,6 +121,11 @@ def _phi(x):
     return mpmath.exp(-x * x / 2) / mpmath.sqrt(2 * mpmath.pi)
 
 
+def _normal_cdf(x):
+    """Phi(x), which the engine also takes as erfc(-x / sqrt 2) / 2."""
+    return mpmath.erfc(-x / mpmath.sqrt(2)) / 2
+
+
 def _sigmoid(x):
     return 1 / (1 + mpmath.exp(-x))
 
@@ -200,9 +205,11 @@ UNARY = [
      "g s (1 + x (1 - s)): s within gamma_{2L+2} s, times the slope in s, |1 + x (1 - 2s)| "
      "<= 1 + |x|; then five roundings of terms bounded by s and |x| s (1 - s)"),
     ("gelu", lambda m, x: m.nn.functional.gelu(x), _erf_gelu, (-6, 6, ()),
-     lambda x: 1 + abs(x) * _phi(x) * (1 + x * x), (1, 5),
-     "g (Phi(x) + x phi(x)): erf (L) of a rounded x/sqrt2 (2), exp of a rounded -x^2/2, "
-     "constants rounded to the dtype; terms bounded by 1 and |x| phi(x) (1 + x^2)"),
+     lambda x: _normal_cdf(x) + abs(x) * _phi(x) * (1 + x * x), (1, 5),
+     "g (Phi(x) + x phi(x)): Phi as erfc (L) of a rounded -x/sqrt2 (2), within gamma_L Phi "
+     "plus phi(x) |x| gamma_2 (dPhi/dx = phi); exp of a rounded -x^2/2 (x^2/2 u relative), "
+     "constants rounded to the dtype; terms bounded by Phi(x), relatively (the engine's erfc "
+     "keeps the left tail, where 1 + erf cancels), and |x| phi(x) (1 + x^2)"),
     ("gelu_tanh", lambda m, x: m.nn.functional.gelu(x, approximate="tanh"), _tanh_gelu,
      (-9.5, 9.5, ()), _gelu_tanh_magnitude, (2, 14),
      "g (s + x s (1 - s) w'), s = sigma(w), w = 2 sqrt(2/pi) (x + a x^3): s within "
@@ -213,6 +220,8 @@ UNARY = [
 
 UNARY_PINNED = {"abs": BOTH_SIDES_AND_ZERO, "relu": BOTH_SIDES, "sigmoid": LEFT_TAIL,
                 "silu": LEFT_TAIL, "gelu_tanh": LEFT_TAIL,
+                # -5: where 1 + erf(x / sqrt 2) keeps a tenth of Phi in float32
+                "gelu": (_pin([-5.0, -2.5, 2.0]),),
                 # past e^x's float32 range (88.7), where e^x / (1 + e^x) is inf / inf
                 "softplus": (_pin([95.0, -3.0]),)}
 
@@ -649,6 +658,25 @@ def leaky_relu_backward_default_slope(original):
 def gelu_backward_phi_only(original):
     """Gelu.backward (exact form) returns g Phi(x) instead of g (Phi(x) + x phi(x))."""
     return _gelu_backward_broken_in("none", original, lambda ctx, grad: grad * ctx.gate)
+
+
+@mutant("gelu Phi as (1 + erf) / 2", f"{ELEMENTWISE}.Gelu.forward",
+        caught_by=_caught_by("gelu"))
+def gelu_phi_by_erf(original):
+    """Gelu.forward (exact form) takes Phi(x) as (1 + erf(x / sqrt 2)) / 2, the textbook form,
+    for the erfc(-x / sqrt 2) / 2 that keeps the left tail: 1 + erf cancels, and at x = -5 it
+    keeps about a tenth of Phi ~ 3e-7 in float32 (backward reads the gate forward saved).
+    Caught only since the statement holds Phi relatively: its bound was absolute, 1 where
+    Phi(x) now stands, and let every x < -4 pass."""
+    def forward(ctx, x, approximate="none"):
+        if approximate != "none":
+            return original(ctx, x, approximate)
+        from minilean import backend
+        gate = (1 + backend.erf(x * x.dtype.type(0.5 ** 0.5))) / 2
+        if ctx.recording:
+            ctx.x, ctx.gate, ctx.approximate = x, gate, approximate
+        return x * gate
+    return forward
 
 
 @mutant("softplus backward with sigma(-x)", f"{ELEMENTWISE}.Softplus.backward",
