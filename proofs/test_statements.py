@@ -683,15 +683,15 @@ def test_the_autograd_strategies_draw_each_end_of_their_ranges(name, case):
     -9), near a tie (maximum) or a zero residual (mse_loss), exactly on a tie beside a pair
     apart (maximum, minimum) or on abs's kink 0 beside values off it, softplus
     past e^x's float32 range (88.7) and into its left tail, gelu below -5 (where 1 + erf
-    would cancel), gelu-tanh to its domain's ends (+-9.5), clamp with its lower bound alone and with both in either order, matmul's 1-3 per
-    axis, mse_loss over 1 x 1 to 3 x 4; each input of a binary op over both signs (past +-4),
-    but div's denominator (below 1/2 and above 4), pow's base (on both sides of 1, where
-    log a changes sign) and pow's exponent (past +-2); clamp's x on both sides of its lower
-    bound alone, and below, between and above low < high; each matmul factor over both signs
-    (past +-2: a constant A hides A for A^T in dB = A^T G on square shapes), mse_loss's
-    residuals of both signs (past +-4), and one vector of logsumexp's, softmax's and
-    log_softmax's spanning both signs (equal inputs, a uniform softmax, would hide s (g - mean g)
-    for s (g - sum g s))."""
+    would cancel), gelu-tanh to its domain's ends (+-9.5), clamp with its lower bound alone
+    and with both in either order, matmul's 1-3 per axis, mse_loss over 1 x 1 to 3 x 4; each
+    input of a binary op over both signs (past +-4), but div's denominator (below 1/2 and
+    above 4), pow's base (on both sides of 1, where log a changes sign) and pow's exponent
+    (past +-2); clamp's x on both sides of its lower bound alone, and below, between and above
+    low < high; each matmul factor over both signs (past +-2: a constant A hides A for A^T in
+    dB = A^T G on square shapes), mse_loss's residuals of both signs (past +-4), and one
+    vector of logsumexp's, softmax's and log_softmax's spanning both signs (equal inputs, a
+    uniform softmax, would hide s (g - mean g) for s (g - sum g s))."""
     _draws(_autograd_case(name).inputs, case)
 
 
