@@ -157,15 +157,14 @@ def test_pool_and_upsample_draw_each_end_of_their_strategies_ranges(strategy, ca
     _draws(getattr(pool_backward, strategy)(), case)
 
 
-def _spans_zero(*arrays):
-    """Whether the values of ``arrays`` (any shapes, together) include both signs."""
-    values = numpy.concatenate([numpy.ravel(array) for array in arrays])
-    return values.min() < 0 < values.max()
-
-
 def _reaches(values, low, high):
     """Whether ``values`` (any shape) go below ``low`` and above ``high``."""
     return values.min() < low and values.max() > high
+
+
+def _spans_zero(*arrays):
+    """Whether the values of ``arrays`` (any shapes, together) include both signs."""
+    return _reaches(numpy.concatenate([numpy.ravel(array) for array in arrays]), 0, 0)
 
 
 @pytest.mark.parametrize("strategy, case", [
@@ -416,20 +415,17 @@ def test_the_layer_backward_layer_norm_value_replay_is_checked_against_the_formu
     assert ": replay: computed" in outcome.message, outcome.message
 
 
-def _spread(values):
-    return values.min() < 0.5 < values.max()
-
-
 @pytest.mark.parametrize("name, case", [
-    ("forward_eq_decoder_sampleLatent", lambda example: _spread(example["images"])),
+    ("forward_eq_decoder_sampleLatent", lambda example: _reaches(example["images"], 0.5, 0.5)),
     ("forward_eq_decoder_sampleLatent", lambda example: _spans_zero(example["eps"])),
     ("forward_eq_decoder_sampleLatent", lambda example: example["beta"] < 1),
     ("forward_eq_decoder_sampleLatent", lambda example: example["beta"] > 1),
-    ("forward_eq_decoder_codebook", lambda example: _spread(example["images"])),
+    ("forward_eq_decoder_codebook", lambda example: _reaches(example["images"], 0.5, 0.5)),
     ("forward_eq_decoder_codebook", lambda example: example["spread"] < 1),
     ("generate_eq_generator", lambda example: _spans_zero(example["z"])),
     ("autoencoder_loss_eq_mse_of_reconstruction", lambda example: len(example["images"]) == 1),
-    ("autoencoder_loss_eq_mse_of_reconstruction", lambda example: _spread(example["images"]))]
+    ("autoencoder_loss_eq_mse_of_reconstruction",
+     lambda example: _reaches(example["images"], 0.5, 0.5))]
     + [(name, lambda example: example["seed"] > 100) for name in (
         "forward_eq_decoder_sampleLatent", "forward_eq_decoder_codebook", "generate_eq_generator",
         "autoencoder_loss_eq_mse_of_reconstruction")])
