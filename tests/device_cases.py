@@ -536,6 +536,16 @@ MODEL_COMMAND_RUNS = {
 }
 
 
+def _small_fd_classifier(monkeypatch, tmp_path):
+    """gan scores its samples (FD-classifier, on "cuda" too): with a 2-step classifier cached
+    under tmp_path and 16 images a set, not the default 800 steps and 500 images, cached in
+    ./runs/classifiers of the checkout."""
+    from minilean.models import classifier
+    fd_classifier = classifier.fd_classifier
+    monkeypatch.setattr(classifier, "fd_classifier", lambda *args, **kwargs: fd_classifier(
+        *args, **{**kwargs, "steps": 2, "n_eval": 16, "cache": str(tmp_path / "classifiers")}))
+
+
 def check_model_command_runs_on_cuda(monkeypatch, tmp_path, command, fast,
                                      copies_so_far):
     """``python -m minilean <command> --device=cuda`` (with ``--fast-kernels`` if ``fast``)
@@ -543,13 +553,7 @@ def check_model_command_runs_on_cuda(monkeypatch, tmp_path, command, fast,
     reaches the fast kernels exactly when asked, writes finite summaries and images, and (gan)
     scores its samples on the device."""
     from minilean.cuda import registry
-    from minilean.models import classifier
-    # gan scores its samples (FD-classifier, on "cuda" too): with a 2-step classifier cached
-    # under tmp_path and 16 images a set, not the default 800 steps and 500 images, cached in
-    # ./runs/classifiers of the checkout
-    fd_classifier = classifier.fd_classifier
-    monkeypatch.setattr(classifier, "fd_classifier", lambda *args, **kwargs: fd_classifier(
-        *args, **{**kwargs, "steps": 2, "n_eval": 16, "cache": str(tmp_path / "classifiers")}))
+    _small_fd_classifier(monkeypatch, tmp_path)
     try:
         copies = copies_in_each_cli_step(
             monkeypatch, [command, "--device=cuda", "--progress=false", f"--out={tmp_path}",
@@ -569,6 +573,29 @@ def check_model_command_runs_on_cuda(monkeypatch, tmp_path, command, fast,
         assert all(math.isfinite(report[key]) and report[key] >= 0
                    for key in ("fd_classifier", "floor_real_train", "ceiling_noise"))
     assert list(tmp_path.rglob("*.ppm")), "no images written"
+
+
+def check_model_command_repeats_bit_for_bit(monkeypatch, tmp_path, command, fast):
+    """Two runs of ``python -m minilean <command> --device=cuda`` with one seed end with the
+    same weights, bit for bit: nothing in them sums in an order that varies from run to run
+    (atomic additions into one place do; the stand-in counts those instead, since NumPy
+    repeats every sum)."""
+    from minilean.cli import main
+    _small_fd_classifier(monkeypatch, tmp_path)
+    weights = []
+    for run in ("first", "second"):
+        out = tmp_path / run
+        try:
+            main([command, "--device=cuda", "--progress=false", f"--out={out}",
+                  *MODEL_COMMAND_RUNS[command], *["--fast-kernels"] * fast])
+        finally:
+            use_fast_kernels(False)
+        with numpy.load(out / "checkpoints" / "last.npz") as checkpoint:
+            weights.append({name: checkpoint[name] for name in checkpoint.files})
+    first, second = weights
+    assert first.keys() == second.keys()
+    differing = [name for name in first if not numpy.array_equal(first[name], second[name])]
+    assert not differing, f"{command}: a second run ended with other values of {differing}"
 
 
 def check_cuda_graph_trains_like_eager(tmp_path, fast=False, rtol=0.0, sample_atol=0):

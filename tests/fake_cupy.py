@@ -27,6 +27,8 @@ functions and methods of SIZED_BY_VALUES (``bincount``, ``nonzero``...), reached
 as ``numpy.*`` on a device array or as a method, ``where`` with only a condition, and reading
 or writing through a boolean mask (``a[mask]``); ``to_device`` for ``asarray`` of host data and
 host values written into a device array.
+An ``add.at`` that adds two values into one element is counted in ``scatters``: CuPy's
+atomic additions make its sums differ in the last bits from run to run.
 ``install(monkeypatch)`` makes ``minilean.backend`` use this module for ``device="cuda"``.
 
 Stream capture (CUDA graphs) is emulated as CUDA defines it: while a ``Stream`` captures, each
@@ -68,6 +70,21 @@ class Transfers:
 
 
 transfers = Transfers()
+
+
+class Scatters:
+    """How many ``ufunc.at`` calls since the last ``reset`` put two or more values into one
+    element (``repeated``). CuPy adds those with atomic operations, in an order that varies
+    from run to run, so what depends on them is not repeated bit for bit on a GPU."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.repeated = 0
+
+
+scatters = Scatters()
 live_arrays = {}  # id -> weak reference of every device array not yet freed: the pool in use
 
 
@@ -420,7 +437,10 @@ class _Ufunc:
         attribute = getattr(self._ufunc, name)
         if name == "at":  # CuPy's scatter wraps its indices around, as its indexing does
             def at(a, indices, b=None):
-                return attribute(a, _wrapped_around(indices, a.shape), b)
+                indices = _wrapped_around(indices, a.shape)
+                places = numpy.arange(a.size).reshape(a.shape)[indices]
+                scatters.repeated += numpy.unique(places).size < places.size
+                return attribute(a, indices, b)
             return lambda a, indices, b=None: _run(at, _unwrap((a, indices, b)))
         return _device_function(attribute) if callable(attribute) else attribute
 
@@ -721,6 +741,7 @@ def install(monkeypatch):
                        ("cupyx.scipy.special", cupyx.scipy.special)):
         monkeypatch.setitem(sys.modules, name, fake)
     transfers.reset()
+    scatters.reset()
     return _module
 
 

@@ -29,6 +29,7 @@ from device_cases import (FRESH_GRAD_CASES, MIXED_DTYPE_OPS, MODEL_COMMAND_RUNS,
                           check_fused_updates_take_what_the_plain_ones_take,
                           check_fast_kernels_train_like_plain,
                           check_graph_sampling_replays_the_network,
+                          check_model_command_repeats_bit_for_bit,
                           check_model_command_runs_on_cuda, check_op_on_cuda_matches_cpu,
                           check_zero_grad_zeroes_device_gradients_in_place,
                           copies_in_each_cli_step, diffusion_step_parts,
@@ -239,6 +240,12 @@ def test_model_command_runs_on_cuda(monkeypatch, tmp_path, command, fast):
     transfers = HostTransfers(monkeypatch)
     check_model_command_runs_on_cuda(monkeypatch, tmp_path, command, fast,
                                      lambda: transfers.count)
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["cupy", "fast"])
+@pytest.mark.parametrize("command", sorted(MODEL_COMMAND_RUNS))
+def test_model_command_repeats_bit_for_bit_on_cuda(monkeypatch, tmp_path, command, fast):
+    check_model_command_repeats_bit_for_bit(monkeypatch, tmp_path, command, fast)
 
 
 # --- the headline command ------------------------------------------------------------------------

@@ -184,6 +184,17 @@ def test_stand_in_wraps_index_arrays_around_as_cupy_does(fake_cuda):
         values[3]
 
 
+def test_stand_in_counts_the_scatters_that_add_into_one_place_twice(fake_cuda):
+    """``add.at`` into distinct places is repeatable on a GPU; into one place twice (after
+    CuPy's wrap-around, here 4 and 1 of 3), its atomic additions come in no fixed order."""
+    grid = fake_cuda.zeros((2, 3))
+    fake_cuda.add.at(grid, (fake_cuda.asarray(numpy.array([0, 1, 1])), [0, 0, 2]), 1.0)
+    assert fake_cupy.scatters.repeated == 0
+    fake_cuda.add.at(grid, (0, fake_cuda.asarray(numpy.array([4, 1]))), 1.0)
+    assert fake_cupy.scatters.repeated == 1
+    assert grid.get().tolist() == [[1.0, 2.0, 0.0], [1.0, 0.0, 1.0]]
+
+
 def test_gelu_of_float16_on_cuda_stays_float16_as_on_the_cpu(fake_cuda):
     """cupyx's erf and erfc give float64 for float16 (no half loop): the exact GELU casts
     their result back, so a float16 graph does not go on in float64 on a GPU alone."""
@@ -667,8 +678,12 @@ def test_cuda_graph_on_the_cpu_says_it_does_nothing(tmp_path, capsys):
                          ids=["cupy", "fast"])
 @pytest.mark.parametrize("command", sorted(MODEL_COMMAND_RUNS))
 def test_model_command_runs_on_cuda(fake_cuda, monkeypatch, tmp_path, command, fast):
+    """... and sums nothing with atomic additions into one place (``fake_cupy.scatters``), so a
+    run on a card can repeat bit for bit."""
     check_model_command_runs_on_cuda(monkeypatch, tmp_path, command, fast,
                                      lambda: fake_cupy.transfers.to_host)
+    assert fake_cupy.scatters.repeated == 0, \
+        f"{command}: {fake_cupy.scatters.repeated} add.at calls summed into one place twice"
 
 
 def test_a_resumed_vae_run_on_cuda_repeats_an_uninterrupted_one(fake_cuda, tmp_path):

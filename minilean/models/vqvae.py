@@ -25,6 +25,7 @@ import numpy
 from minilean import backend, nn
 from minilean.autograd.creation import ones, zeros
 from minilean.autograd.grad_mode import no_grad
+from minilean.autograd.tensor import Tensor
 from minilean.models.autoencoder import (check_image_batch, check_quarterable, conv_decoder,
                                          conv_encoder)
 from minilean.models.objectives import weighted_three_term
@@ -53,10 +54,30 @@ def nearest_code(z, codebook):
         return distances.argmin(-1)
 
 
+def code_one_hot(indices, codes, dtype):
+    """Integer ``indices`` (...) -> (..., K): row i is 1 at code indices[i] and 0 elsewhere, in
+    ``dtype``, on the indices' device."""
+    return backend.array_module(indices).eye(codes, dtype=dtype)[indices]
+
+
 def quantize(codebook, indices):
     """e_idx: the codebook rows named by ``indices`` (...) -> (..., D); differentiable in the
-    codebook (the gradient scatters back onto the chosen rows)."""
-    return F.embedding(indices, codebook)
+    codebook (each chosen row gets the gradients of the places that chose it, summed).
+
+    Computed as the product one_hot(idx) @ e, not as a lookup. Each row of the product is
+    1 * e_idx plus zeros: the lookup exactly, while the codes are finite (an infinite one
+    would make 0 * inf = nan in every row). The codebook's gradient is then the product
+    one_hot^T @ dL/de_idx, which a GPU sums in a fixed order. A lookup's gradient adds each
+    row's gradient into its code with ``add.at``, which CuPy does with atomic additions in no
+    fixed order, so two runs of one command on a card did not end alike.
+    """
+    indices = indices.data if isinstance(indices, Tensor) else indices
+    codes, dim = codebook.shape
+    F.check_indices(indices, codes, "quantize")
+    # (N, ...) -> (M, K) @ (K, D) -> (M, D) -> (N, ..., D)
+    one_hot = Tensor(code_one_hot(indices.reshape(-1), codes, codebook.dtype),
+                     device=codebook.device)
+    return (one_hot @ codebook).reshape(indices.shape + (dim,))
 
 
 def straight_through(encoded, quantized):
@@ -126,10 +147,9 @@ class VQVAE(nn.Module):
         """Move each code to the running mean of the encodings assigned to it:
         n_k <- d n_k + (1 - d) count_k,  s_k <- d s_k + (1 - d) sum of z_e assigned to k,
         e_k = s_k / n_k (Laplace-smoothed so an empty code never divides by zero)."""
-        xp = self.codebook.xp
         codes = self.codebook.shape[0]
         vectors = encoded.data.reshape(-1, encoded.shape[-1])  # (N, h, w, D) -> (N h w, D)
-        one_hot = xp.eye(codes, dtype=vectors.dtype)[indices.data.reshape(-1)]  # (N h w, K)
+        one_hot = code_one_hot(indices.data.reshape(-1), codes, vectors.dtype)  # (N h w, K)
         decay = self.decay
         self.cluster_size.data[...] = decay * self.cluster_size.data + (1 - decay) * one_hot.sum(0)
         # (K, N h w) @ (N h w, D) -> (K, D): the sum of the encodings assigned to each code

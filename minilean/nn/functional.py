@@ -58,21 +58,25 @@ def dropout(input, p=0.5, training=True):
     return input * _constant((keep / (1.0 - p)).astype(input.dtype))
 
 
-def embedding(input, weight):
-    """Rows of ``weight`` (num_embeddings, dim) picked by the integer ``input``: shape input + (dim,).
-    The backward adds each output row's gradient into the row it came from.
-
-    Indices outside [0, num_embeddings) are an error (indexing would wrap a negative one around)
-    where they are on the host; on a GPU they are not read back, which would stall every step.
-    """
-    indices = input.data if isinstance(input, Tensor) else input
+def check_indices(indices, rows, name):
+    """``indices`` (an array) must be integers in [0, rows) to pick rows of a table; ``name``
+    says whose they are in the error. Out of range is an error (indexing would wrap a negative
+    one around) where they are on the host; on a GPU they are not read back, which would stall
+    every step."""
     if indices.dtype.kind not in "iu":
-        raise TypeError(f"embedding indices must be integers, got {indices.dtype}")
-    rows = weight.shape[0]
+        raise TypeError(f"{name} indices must be integers, got {indices.dtype}")
     if backend.device_of(indices) == "cpu" and indices.size and \
             (indices.min() < 0 or indices.max() >= rows):
-        raise IndexError(f"embedding indices must be in [0, {rows}), got values from "
+        raise IndexError(f"{name} indices must be in [0, {rows}), got values from "
                          f"{indices.min()} to {indices.max()}")
+
+
+def embedding(input, weight):
+    """Rows of ``weight`` (num_embeddings, dim) picked by the integer ``input``: shape input + (dim,).
+    The backward adds each output row's gradient into the row it came from (``check_indices``
+    says which indices are refused)."""
+    indices = input.data if isinstance(input, Tensor) else input
+    check_indices(indices, weight.shape[0], "embedding")
     return weight[indices]
 
 

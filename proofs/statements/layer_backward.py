@@ -4,7 +4,7 @@ product. layer_norm (the MAE's transformer blocks), group_norm with and without 
 affine=False: the engine's own branch, no weight to scale dy, r alone as GroupNorm's scale),
 conv2d (every convolutional network; also with a weight that needs no gradient, whose dx
 takes paths of its own), conv_transpose2d (the autoencoder's, VAE's and VQ-VAE's decoders),
-embedding (the VQ-VAE's codebook lookup) and normalize_patches (the
+embedding (with the VQ-VAE's codebook lookup, quantize) and normalize_patches (the
 MAE's per-patch normalisation; ``mae_loss`` applies it to targets, which carry no gradient, so
 its backward, the composition of Sub, Div, Sqrt, Var and Mean, is checked for the uses that
 differentiate through it).
@@ -777,14 +777,19 @@ def _embedding_inputs(draw):
             "seed": draw(st.integers(0, 2 ** 16))}
 
 
-@statement(backward_name("embedding"), about=("minilean.nn.functional.embedding",),
+@statement(backward_name("embedding"),
+           about=("minilean.nn.functional.embedding", "minilean.models.vqvae.quantize"),
            given=_embedding_inputs(),
            # pinned: row 0 picked twice
            examples=[{"weight": _pinned_array(3, 2), "indices": numpy.asarray([0, 2, 0]),
                       "seed": 1}])
 def embedding_backward_matches_vjp(check, weight, indices, seed):
-    """embedding's backward: dw[r] = sum of g over the positions that picked row r (mpmath);
-    bound gamma_{k-1} sum |g| for a row picked k times (k - 1 additions; 0 for k <= 1)."""
+    """embedding's backward, and quantize's (the VQ-VAE's lookup, as one_hot(idx) @ e): dw[r] =
+    sum of g over the positions that picked row r (mpmath); bound gamma_{k-1} sum |g| for a row
+    picked k times (k - 1 additions; 0 for k <= 1). quantize's product adds 0 * g for the other
+    positions, exactly 0, which leaves the sum and its rounding as they were."""
+    import minilean
+    from minilean.models import vqvae
     from minilean.nn import functional as F
     g = upstream(seed, indices.shape + weight.shape[1:])
     flat_indices, flat_g = indices.reshape(-1), mp_array(g).reshape(-1, weight.shape[1])
@@ -794,12 +799,14 @@ def embedding_backward_matches_vjp(check, weight, indices, seed):
         reference += [mpmath.fsum(column) for column in chosen.T]
         terms += [mpmath.fsum(abs(v) for v in column) for column in chosen.T]
         picks += [len(chosen)] * weight.shape[1]
-    for dtype in ENGINE_DTYPES:
+    lookups = {"embedding": F.embedding,  # quantize takes its indices as nearest_code gives them
+               "quantize": lambda idx, w: vqvae.quantize(w, minilean.tensor(idx))}
+    for (name, lookup), dtype in itertools.product(lookups.items(), ENGINE_DTYPES):
         tensor = engine(weight, dtype, requires_grad=True)
-        F.embedding(indices, tensor).backward(engine(g, dtype))
+        lookup(indices, tensor).backward(engine(g, dtype))
         check_gradient(check, tensor, reference,
                        [gamma(max(k - 1, 0), dtype) * t + underflow(max(k - 1, 0), dtype)
-                        for k, t in zip(picks, terms)], f"embedding dw ({dtype.__name__})")
+                        for k, t in zip(picks, terms)], f"{name} dw ({dtype.__name__})")
 
 
 # --- mutants: broken backwards of these layers ----------------------------------------------

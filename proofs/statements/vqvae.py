@@ -17,6 +17,7 @@ import numpy
 from hypothesis import strategies as st
 
 from proofs.framework import statement
+from proofs.gradients import backward_name
 from proofs.mutation import mutant
 from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, mp, reals, underflow
 
@@ -363,7 +364,8 @@ def nearest_code_expanded(original):
 
 
 @mutant("quantize with 1-based code numbers", f"{VQ}.quantize",
-        caught_by=["quantized_is_codebook_lookup", "forward_eq_decoder_codebook"])
+        caught_by=["quantized_is_codebook_lookup", "forward_eq_decoder_codebook",
+                   backward_name("embedding")])
 def quantize_one_based(original):
     """quantize(e, idx) = e_(idx - 1): code numbers read as 1-based (code 0 wraps to the last
     row), so every lookup returns the code before the chosen one."""
