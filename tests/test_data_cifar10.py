@@ -342,7 +342,8 @@ def test_a_bad_test_batch_leaves_the_arrays_written_before_as_they_were(tmp_path
                for seed, name in enumerate(cifar10.TRAIN_BATCHES)}
     batches["test_batch"] = b"not a pickle"
     (tmp_path / "real" / cifar10.ARCHIVE_NAME).unlink()
-    with pytest.raises(ValueError, match="test_batch: invalid load key"):
+    with pytest.raises(ValueError,
+                       match="test_batch is not a valid CIFAR pickle: invalid load key"):
         cifar10.prepare(str(tmp_path / "real"), url=bad.as_uri(),
                         expected_md5=make_archive(bad, batches), **kwargs)
     assert {name: open(path, "rb").read() for name, path in paths.items()} == before
@@ -407,6 +408,38 @@ def test_a_pickle_that_is_not_a_batch_dict_is_refused_by_name(tmp_path, batch, f
     path.write_bytes(pickle.dumps(batch, protocol=PROTOCOL))
     with pytest.raises(ValueError, match=f"data_batch_1 is not a CIFAR batch: expected a dict "
                                          f"with b'data' and b'labels', found {found}$"):
+        cifar10.read_batch(str(path))
+
+
+def broken_batch(kind):
+    """The bytes of a batch file gone bad: empty, cut after its protocol header or in the
+    middle of its images, or with the dtype of its image array (u1, NumPy's uint8) changed to
+    one NumPy does not know."""
+    payload = pickle.dumps(fake_batch(0), protocol=PROTOCOL)
+    if kind == "empty":
+        return b""
+    if kind == "cut after the header":
+        return payload[:2]
+    if kind == "cut in the middle":
+        return payload[:len(payload) // 2]
+    assert payload.count(b"\x8c\x02u1") == 1  # SHORT_BINUNICODE of 2 characters: 'u1'
+    return payload.replace(b"\x8c\x02u1", b"\x8c\x02u3")
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("empty", "Ran out of input"),
+    ("cut after the header", "Ran out of input"),
+    # pickle's UnpicklingError, which the forbidden globals raise too: "refusing" was wrong
+    ("cut in the middle", "pickle data was truncated"),
+    ("unknown dtype", "data type 'u3' not understood"),
+])
+def test_a_batch_file_that_is_no_valid_pickle_is_refused_by_name(tmp_path, kind, words):
+    """Pickle's own error (EOFError, TypeError, ...) comes back as one ValueError that names
+    the file, not refused as unsafe: nothing in it asked for a forbidden global."""
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(broken_batch(kind))
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))} is not a valid CIFAR "
+                                         f"pickle: {re.escape(words)}$"):
         cifar10.read_batch(str(path))
 
 

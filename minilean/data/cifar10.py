@@ -100,6 +100,10 @@ def safe_extract(archive, target):
         tar.extractall(target, members=members, **extra)
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asked for an object other than a NumPy array: a crafted file, not a damaged one."""
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that can only rebuild NumPy arrays (plus the plain containers pickle has).
 
@@ -112,7 +116,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+            raise RefusedGlobal(f"refusing to load global {module}.{name}")
         return super().find_class(module, name)
 
 
@@ -121,9 +125,10 @@ def load_pickle(path):
     with open(path, "rb") as file:
         try:
             return RestrictedUnpickler(file, encoding="bytes").load()
-        except pickle.UnpicklingError as error:
+        except RefusedGlobal as error:
             raise ValueError(f"refusing to read {path}: {error}") from None
-        except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
+                AttributeError) as error:  # truncated or garbled: "pickle data was truncated"...
             raise ValueError(f"{path} is not a valid CIFAR pickle: {error}") from None
 
 
