@@ -132,6 +132,16 @@ def test_generators_make_no_rows_for_zero_and_refuse_a_negative_count(make):
         make(-1)
 
 
+def test_shapes_are_made_from_the_smallest_to_the_largest_image_size_and_no_further():
+    low, high = builtin.MIN_IMAGE_SIZE, builtin.MAX_IMAGE_SIZE
+    for size in (low, high):
+        assert builtin.make_shapes(2, size)[0].shape == (2, 3, size, size)
+    for size in (low - 1, high + 1, 0):
+        with pytest.raises(ValueError, match=rf"^image_size must be in \[{low}, {high}\], "
+                                             rf"got {size}$"):
+            builtin.make_shapes(2, size)
+
+
 def test_generators_default_to_seed_0_and_shapes_to_32_pixels():
     images, labels = builtin.make_shapes(4)
     again, labels_again = builtin.make_shapes(4, 32, 0)
@@ -338,6 +348,23 @@ def test_digits_scale_to_unit_range_and_upsample_by_repeating_pixels(monkeypatch
     numpy.testing.assert_allclose(data.x, expected, rtol=1e-6)
     assert data.y.dtype == numpy.int64 and data.y.tolist() == [0, 5, 9]
     assert data.class_names == tuple("0123456789") and data.name == "digits"
+
+
+@pytest.mark.parametrize("image_size", [20, 30, 63])
+def test_digits_at_a_size_that_is_not_a_multiple_of_8_is_a_flag_error_before_loading(
+        monkeypatch, image_size):
+    """The 8x8 digits grow by whole pixel blocks only: 20 would silently make 16x16 images.
+    The flag is refused before scikit-learn (a stand-in here) is asked for the digits."""
+    import sys
+    import types
+    fake = types.ModuleType("sklearn.datasets")
+    fake.load_digits = lambda: pytest.fail("the digits were loaded")
+    monkeypatch.setitem(sys.modules, "sklearn", types.ModuleType("sklearn"))
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", fake)
+    with pytest.raises(FlagError) as error:
+        load_dataset("digits", image_size=image_size)
+    assert str(error.value) == (f"--image-size: got {image_size}; expected a multiple of 8 for "
+                                f"--dataset digits")
 
 
 @pytest.mark.parametrize("kwargs, message", [

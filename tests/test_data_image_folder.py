@@ -4,6 +4,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -251,6 +252,42 @@ def test_no_readable_image_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="none of the 1 image files under .* could be read"):
         DataCommands().convert.image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"))
     assert not (tmp_path / "x.npy").exists()
+
+
+@pytest.mark.parametrize("extensions", [image_folder.DEFAULT_EXTENSIONS, (".png", ".jpg")])
+def test_a_folder_without_image_files_is_an_error_naming_the_extensions(tmp_path, extensions):
+    """Files of other extensions are not images: a folder holding only those is refused, with
+    the extensions looked for, and nothing is written."""
+    (tmp_path / "in" / "cat").mkdir(parents=True)
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    (tmp_path / "in" / "cat" / "scan.tiff").write_bytes(b"")
+    message = f"no files ending in {', '.join(extensions)} under {tmp_path / 'in'}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        image_folder.convert_image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                          extensions=extensions)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in"]
+
+
+def test_a_palette_image_with_transparency_keeps_its_colours_without_a_warning(tmp_path):
+    """A palette PNG with per-entry alpha goes through RGBA (Pillow warns when converting it
+    straight to RGB): each pixel is its palette colour, a fully transparent entry's too."""
+    colours = numpy.array([[200, 30, 40], [10, 220, 90], [60, 70, 250], [255, 255, 0]],
+                          numpy.uint8)
+    indices = numpy.array([[0, 1, 2, 3], [3, 2, 1, 0]], numpy.uint8)
+    palette = Image.frombytes("P", (4, 2), indices.tobytes())
+    palette.putpalette(colours.tobytes())
+    palette.info["transparency"] = bytes([0, 128, 255, 255])  # entry 0 fully transparent
+    (tmp_path / "in").mkdir()
+    palette.save(tmp_path / "in" / "palette.png")
+    with Image.open(tmp_path / "in" / "palette.png") as opened:
+        assert opened.mode == "P" and isinstance(opened.info["transparency"], bytes)
+    lines = []
+    manifest = image_folder.convert_image_folder(
+        str(tmp_path / "in"), str(tmp_path / "x.npy"), height=2, width=4, crop="stretch",
+        warn=lines.append)
+    assert lines == [] and manifest["skipped"] == []
+    x = numpy.load(tmp_path / "x.npy")
+    numpy.testing.assert_array_equal(x[0].transpose(1, 2, 0), colours[indices])  # CHW -> HWC
 
 
 @pytest.mark.parametrize("flag, value, message", [

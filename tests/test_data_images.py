@@ -136,6 +136,20 @@ def test_a_grid_of_nothing_or_a_bad_nrow_is_refused(count, nrow, message):
         images.make_grid(numpy.zeros((count, 3, 2, 2), numpy.uint8), nrow=nrow)
 
 
+@pytest.mark.parametrize("tiles", [
+    numpy.zeros((2, 3, 4, 4), numpy.float32),  # floats: to_uint8 makes them pixels
+    numpy.zeros((2, 2, 4, 4), numpy.uint8),  # two channels
+    numpy.zeros((3, 4, 4), numpy.uint8),  # one image, not a stack of them
+    numpy.zeros((2, 4, 4, 3), numpy.uint8),  # NHWC
+])
+def test_a_grid_of_floats_or_of_images_not_nchw_with_1_or_3_channels_is_refused(tiles):
+    """The message names the dtype and shape found."""
+    message = (f"make_grid expects uint8 images (N, C, H, W) with C in 1 or 3, found "
+               f"{tiles.dtype} {tiles.shape}")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        images.make_grid(tiles)
+
+
 def test_to_uint8_maps_the_value_range_and_clips():
     floats = numpy.array([-1.5, -1.0, 0.0, 1.0, 2.0], numpy.float32)
     assert images.to_uint8(floats, (-1, 1)).tolist() == [0, 0, 128, 255, 255]
@@ -183,6 +197,30 @@ def test_png_keeps_the_channel_order(tmp_path):
         pixels = numpy.asarray(opened)
     assert tuple(pixels[0, 0]) == (1, 2, 3) and tuple(pixels[1, 2]) == (255, 0, 0)
     numpy.testing.assert_array_equal(pixels, red)
+
+
+@pytest.mark.parametrize("extension", [".ppm", ".pgm", ".png"])
+def test_saving_an_image_that_is_not_uint8_asks_for_to_uint8_and_writes_nothing(tmp_path,
+                                                                               extension):
+    """A float image is not cast (0.5 would become 0): the caller is told to map it first."""
+    path = tmp_path / f"image{extension}"
+    for dtype in (numpy.float32, numpy.int64):
+        message = (f"expected a uint8 image, found {numpy.dtype(dtype)} "
+                   f"(use to_uint8 first)")
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            images.save_image(path, numpy.full((2, 3, 3), 0.5, dtype))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("shape", [(4,), (2, 3, 2), (2, 3, 4), (1, 2, 3, 3)])
+@pytest.mark.parametrize("extension", [".ppm", ".pgm", ".png"])
+def test_saving_an_array_not_laid_out_as_an_image_is_refused(tmp_path, shape, extension):
+    """Only (H, W), (H, W, 1) and (H, W, 3) are images; the message gives the shape found."""
+    path = tmp_path / f"image{extension}"
+    message = f"expected an image (H, W), (H, W, 1) or (H, W, 3), found shape {shape}"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        images.save_image(path, random_image(shape))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
