@@ -642,6 +642,8 @@ def check_captured_call_replays_on_new_inputs(cupy, rng):
                                       (x * 2.0 + table.get()[t][:, None]).sum(axis=1))
         assert float(peak) == x.max()
     assert captured(x, t)[0] is total, "the outputs are the arrays of the capture"
+    with pytest.raises(ValueError, match="^captured call takes 2 inputs, got 1$"):
+        captured(x)
 
 
 def check_captured_call_bakes_in_host_numbers():

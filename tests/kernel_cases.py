@@ -371,6 +371,9 @@ class KernelCases:
         with pytest.raises(NotCovered, match=r"fused update needs arrays of the parameters' "
                                              r"sizes, got shape \(4,\) for a parameter of 3 "):
             ema.fused_ema_update(float32, float32[::-1], 0.9)
+        with pytest.raises(NotCovered, match=r"^fused update needs one array per parameter in "
+                                             r"every role, got \[2, 1\]$"):
+            ema.fused_ema_update(float32, float32[:1], 0.9)
         with pytest.raises(NotCovered, match="fused update needs C-contiguous arrays"):
             clip.fused_clip_arrays(strided, 1.0, 1e-6)
         moments = [cupy.ones(3, dtype=cupy.float32), cupy.ones(4, dtype=cupy.float32)]

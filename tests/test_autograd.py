@@ -496,6 +496,9 @@ def test_gradcheck_names_a_bad_fn_or_inputs():
     # a computed input gets no .grad: its check failed as "autograd 0 vs finite difference"
     with pytest.raises(ValueError, match="gradcheck needs leaf inputs, input 0 was computed"):
         gradcheck(lambda a: a * 2, [x + 1])
+    # float32 finite differences would swamp the derivative: refused, not reported as a mismatch
+    with pytest.raises(TypeError, match="gradcheck needs float64 inputs, input 1 is float32"):
+        gradcheck(lambda a, b: a * b, [x, ml.tensor([1.0, 2.0], requires_grad=True)])
     assert gradcheck(lambda a: a * a, [x])
 
 

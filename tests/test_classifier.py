@@ -132,6 +132,29 @@ def test_samples_scored_against_x_need_no_builtin_size(tmp_path, monkeypatch, ca
     assert report == {"fd": 1.5} and capsys.readouterr().out == '{\n  "fd": 1.5\n}\n'
 
 
+def test_fd_classifier_refuses_what_it_cannot_score_before_training(tmp_path):
+    """No labels to train on, samples of another shape, one sample (no covariance) or too few
+    real rows for two reference sets: each is refused before a classifier is trained."""
+    from minilean.data.arrays import Dataset
+    from minilean.models.classifier import fd_classifier, reference_sets
+    images = numpy.zeros((6, 3, 4, 4), numpy.uint8)
+    labelled = Dataset(images, numpy.zeros(6, numpy.int64), (), "set")
+    samples = numpy.zeros((4, 3, 4, 4), numpy.float32)
+    cache = str(tmp_path / "classifiers")
+    with pytest.raises(ValueError, match=r"^FD-classifier trains a classifier on labels; this "
+                                         r"dataset has none \(give --y with --x\)$"):
+        fd_classifier(samples, Dataset(images, None, (), "set"), "cpu", cache=cache)
+    with pytest.raises(ValueError, match=r"^samples have shape \(3, 8, 8\), the dataset's "
+                                         r"images \(3, 4, 4\)$"):
+        fd_classifier(numpy.zeros((4, 3, 8, 8), numpy.float32), labelled, "cpu", cache=cache)
+    with pytest.raises(ValueError, match="^FD-classifier needs at least 2 samples, got 1$"):
+        fd_classifier(samples[:1], labelled, "cpu", cache=cache)
+    with pytest.raises(ValueError, match=r"^FD-classifier needs 8 real images \(n=4 twice\), "
+                                         r"the dataset has 6$"):
+        reference_sets(labelled, 4, seed=0)
+    assert not (tmp_path / "classifiers").exists()
+
+
 def test_gaussian_fit_is_the_mean_and_unbiased_covariance():
     from minilean.models.classifier import gaussian_fit
     rows = numpy.random.default_rng(0).standard_normal((5, 3))

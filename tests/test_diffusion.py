@@ -70,6 +70,8 @@ def test_alpha_bars_is_the_running_product(betas):
     (lambda: D.linear_beta_schedule(10, 1e-4, 1.0), "beta_end must be finite and in [0, 1)"),
     (lambda: D.linear_beta_schedule(10, float("nan"), 0.1), "beta_start must be finite"),
     (lambda: D.alpha_bars([0.1, 1.5]), "beta[1] = 1.5"),
+    (lambda: D.alpha_bars([]), "betas must be a non-empty 1-D array, got shape (0,)"),
+    (lambda: D.alpha_bars([[0.1, 0.2]]), "betas must be a non-empty 1-D array, got shape (1, 2)"),
     (lambda: D.make_betas("quadratic", 10), "schedule must be 'linear' or 'cosine'"),
 ])
 def test_schedule_validation_errors(call, message):
@@ -93,6 +95,8 @@ def test_q_sample_and_x0_from_eps_invert_each_other_per_example():
         numpy.testing.assert_allclose(x_t.numpy()[row], expected, rtol=1e-5, atol=1e-6)
     numpy.testing.assert_allclose(D.x0_from_eps(alpha_bar, x_t, t, eps).numpy(), x0.numpy(),
                                   rtol=1e-4, atol=1e-5)
+    numpy.testing.assert_array_equal(D.q_sample(alpha_bar, x0, ml.tensor(t), eps).numpy(),
+                                     x_t.numpy())  # timesteps in a tensor: the same lookup
     # the TorchLean [guide] numbers: alpha_bar = 0.504, x0 = [0.5, -0.25], eps = [1, -1]
     guide = D.alpha_bars(D.linear_beta_schedule(5, 0.1, 0.5))
     numpy.testing.assert_allclose(
@@ -199,6 +203,17 @@ def test_posterior_mean_is_the_eps_form_and_variance_is_beta_tilde():
         assert variance == pytest.approx(betas[t] * (1 - previous) / (1 - alpha_bar[t]))
         assert variance <= betas[t]
     assert D.posterior_mean_variance(betas, x0, x_t, 0)[1] == 0.0
+    # beta_0 = 0 leaves alpha_bar_0 = 1: x_t is x0 itself, the posterior a point there (the
+    # formula's 1 - alpha_bar_t in the denominator is 0)
+    mean, variance = D.posterior_mean_variance([0.0, 0.1], x0, x_t, 0)
+    assert mean is x_t and variance == 0.0
+
+
+def test_timesteps_for_batch_takes_one_for_all_or_one_each():
+    numpy.testing.assert_array_equal(D.timesteps_for_batch(3, 2), [3.0, 3.0])
+    numpy.testing.assert_array_equal(D.timesteps_for_batch(ml.tensor([1, 4]), 2), [1.0, 4.0])
+    with pytest.raises(ValueError, match=r"^expected one timestep or 3 of them, got shape \(2,\)$"):
+        D.timesteps_for_batch([1, 4], 3)
 
 
 def test_ddim_with_eta_one_on_consecutive_steps_has_the_ddpm_variance():

@@ -60,6 +60,15 @@ def test_composite_gradients_match_finite_differences(rng, name, fn, shapes):
     assert gradcheck(fn, inputs), name
 
 
+def test_cross_entropy_takes_class_probabilities_in_an_array_as_in_a_tensor(rng):
+    """Either way the probabilities are converted to the logits' dtype and take no gradient."""
+    logits = ml.tensor(rng.standard_normal((4, 3)).astype(numpy.float32), requires_grad=True)
+    from_array = F.cross_entropy(logits, TARGET_PROBABILITIES.numpy(), reduction="none")
+    from_tensor = F.cross_entropy(logits, TARGET_PROBABILITIES.detach(), reduction="none")
+    assert from_array.dtype == numpy.float32
+    numpy.testing.assert_array_equal(from_array.numpy(), from_tensor.numpy())
+
+
 def test_embedding_gradient_matches_finite_differences(rng):
     weight = _tensor(rng, 5, 3)
     indices = ml.tensor(numpy.array([[0, 4], [4, 2]]))

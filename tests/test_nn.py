@@ -418,6 +418,25 @@ def test_an_activation_refuses_a_setting_its_function_lacks_when_built(layer):
     assert repr(nn.GELU(approximate="tanh")) == "GELU(approximate='tanh')"
 
 
+def test_layers_with_settings_print_them_as_torch_does():
+    """(PyTorch's Dropout also prints its inplace flag, which minilean's has not.)"""
+    assert repr(nn.Dropout(0.3)) == "Dropout(p=0.3)"
+    assert repr(nn.LayerNorm(4)) == "LayerNorm((4,), eps=1e-05, elementwise_affine=True)"
+    assert repr(nn.Embedding(5, 3)) == "Embedding(5, 3)"
+
+
+def test_a_module_without_forward_says_so_and_plain_attributes_can_be_deleted():
+    class Empty(nn.Module):
+        pass
+
+    module = Empty()
+    with pytest.raises(NotImplementedError, match=r"^Empty does not define forward\(\)$"):
+        module(ml.zeros(1))
+    module.note = "kept outside the registries"
+    del module.note
+    assert not hasattr(module, "note")
+
+
 def test_repr_shows_the_tree():
     text = repr(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.SiLU()))
     assert text.splitlines()[0] == "Sequential("
@@ -558,6 +577,8 @@ def test_init_statistics_match_their_formulas():
     assert abs(weight.numpy().std() - math.sqrt(2 / 400)) < 0.02 * math.sqrt(2 / 400)
     with pytest.raises(ValueError, match="unknown nonlinearity 'swish'"):
         nn.init.calculate_gain("swish")
+    with pytest.raises(ValueError, match="^mode must be 'fan_in' or 'fan_out', got 'fan_avg'$"):
+        nn.init.kaiming_uniform_(weight, mode="fan_avg")
 
 
 def test_default_init_spans_the_whole_symmetric_range():

@@ -346,8 +346,23 @@ def test_flatten_and_pad_defaults_are_pytorchs():
                                   np.pad(np.ones((2, 2), np.float32), ((0, 0), (1, 0))))
 
 
+def test_size_dim_and_cpu_answer_as_torch_does():
+    x = ml.zeros(2, 3)
+    assert x.size() == (2, 3) and x.size(1) == 3 and x.size(-2) == 2
+    assert x.dim() == 2 and ml.tensor(1.0).dim() == 0
+    assert x.cpu() is x  # already there: no copy, as in PyTorch
+
+
 def test_bad_shape_arguments_name_the_values():
     x = ml.ones(2, 3)
+    with pytest.raises(ValueError, match="^cat needs at least one tensor$"):
+        shape_ops.cat([])
+    with pytest.raises(ValueError, match="^stack needs at least one tensor$"):
+        shape_ops.stack([])
+    with pytest.raises(ValueError, match="^split_size must be positive, got 0$"):
+        x.split(0, dim=1)
+    with pytest.raises(ValueError, match="^chunks must be positive, got -1$"):
+        x.chunk(-1)
     with pytest.raises(ValueError, match=r"permute dims \(0, 0\) must name each of the 2 axes"):
         x.permute(0, 0)
     with pytest.raises(ValueError, match="dim 3 is out of range for a tensor with 2 dimensions"):

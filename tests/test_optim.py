@@ -290,6 +290,12 @@ def test_optimizer_load_errors_name_the_key_and_shapes():
         optimizer.load_state_dict(fewer)
     with pytest.raises(ValueError, match="missing key 'step'"):
         optimizer.load_state_dict({"state": state["state"]})
+    renamed = {**state, "state": {"momentum_buffer": state["state"]["exp_avg"],
+                                  "exp_avg_sq": state["state"]["exp_avg_sq"]}}
+    with pytest.raises(ValueError, match=r"^optimizer state has keys \['exp_avg_sq', "
+                                         r"'momentum_buffer'\], Adam expects \['exp_avg', "
+                                         r"'exp_avg_sq'\]$"):
+        optimizer.load_state_dict(renamed)
     with pytest.raises(ValueError, match="unknown optimizer hyperparameter 'momentum'"):
         optimizer.load_state_dict({**state, "hyperparameters": {**state["hyperparameters"],
                                                                 "momentum": 0.9}})

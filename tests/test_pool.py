@@ -111,6 +111,8 @@ def test_max_pool_of_minus_infinity_beside_the_padding_keeps_the_gradient():
     (lambda: interpolate(ml.zeros(1, 1, 2, 2), scale_factor=1.5), "integer scale_factor"),
     (lambda: interpolate(ml.zeros(1, 1, 2, 2), scale_factor=2, mode="bilinear"),
      "mode='nearest' only, got mode='bilinear'"),
+    (lambda: interpolate(ml.zeros(2, 2, 2), scale_factor=2),
+     "interpolate needs a 4-d input (N, C, H, W), got shape (2, 2, 2)"),
 ])
 def test_bad_arguments_raise_one_line_value_errors(call, message):
     with pytest.raises(ValueError) as error:
