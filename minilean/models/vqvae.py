@@ -65,11 +65,11 @@ def quantize(codebook, indices):
     codebook (each chosen row gets the gradients of the places that chose it, summed).
 
     Computed as the product one_hot(idx) @ e, not as a lookup. Each row of the product is
-    1 * e_idx plus zeros: the lookup exactly, while the codes are finite (an infinite one
-    would make 0 * inf = nan in every row). The codebook's gradient is then the product
-    one_hot^T @ dL/de_idx, which a GPU sums in a fixed order. A lookup's gradient adds each
-    row's gradient into its code with ``add.at``, which CuPy does with atomic additions in no
-    fixed order, so two runs of one command on a card did not end alike.
+    1 * e_idx plus zeros: the lookup exactly, while the codes are finite (an infinite entry
+    would make 0 * inf = nan in the rows of the other codes). The codebook's gradient is the
+    product one_hot^T @ dL/de_idx, which a GPU sums in a fixed order. A lookup's gradient adds
+    each row's gradient into its code with ``add.at``, which CuPy does with atomic additions in
+    no fixed order, so two runs of one command on a card did not end alike.
     """
     indices = indices.data if isinstance(indices, Tensor) else indices
     codes, dim = codebook.shape
