@@ -799,7 +799,8 @@ def embedding_backward_matches_vjp(check, weight, indices, seed):
         reference += [mpmath.fsum(column) for column in chosen.T]
         terms += [mpmath.fsum(abs(v) for v in column) for column in chosen.T]
         picks += [len(chosen)] * weight.shape[1]
-    lookups = {"embedding": F.embedding,  # quantize takes its indices as nearest_code gives them
+    # quantize takes its indices as nearest_code gives them, in a tensor
+    lookups = {"embedding": F.embedding,
                "quantize": lambda idx, w: vqvae.quantize(w, minilean.tensor(idx))}
     for (name, lookup), dtype in itertools.product(lookups.items(), ENGINE_DTYPES):
         tensor = engine(weight, dtype, requires_grad=True)
