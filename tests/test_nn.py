@@ -418,8 +418,9 @@ def test_an_activation_refuses_a_setting_its_function_lacks_when_built(layer):
     assert repr(nn.GELU(approximate="tanh")) == "GELU(approximate='tanh')"
 
 
-def test_layers_with_settings_print_them_as_torch_does():
-    """(PyTorch's Dropout also prints its inplace flag, which minilean's has not.)"""
+def test_layers_with_settings_show_them_in_their_repr():
+    """In PyTorch's words, less the flags minilean's layers lack (Dropout's inplace,
+    LayerNorm's bias)."""
     assert repr(nn.Dropout(0.3)) == "Dropout(p=0.3)"
     assert repr(nn.LayerNorm(4)) == "LayerNorm((4,), eps=1e-05, elementwise_affine=True)"
     assert repr(nn.Embedding(5, 3)) == "Embedding(5, 3)"
