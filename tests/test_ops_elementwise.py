@@ -108,6 +108,19 @@ def test_python_abs_of_a_tensor_is_the_abs_op():
     np.testing.assert_array_equal(x.grad.numpy(), [-1.0, 0.0, 1.0])
 
 
+def test_the_method_forms_compute_the_ops_they_name():
+    """``x.sub(y)``, ``[[...]] @ x`` and the rest, against NumPy on the same float64 values:
+    each method hands its operands, in order, to the op of its name."""
+    a, b = np.array([[0.5, 2.0], [3.0, 4.0]]), np.array([[1.0, -1.0], [0.25, 8.0]])
+    x, y = ml.tensor(a), ml.tensor(b)
+    cases = [(x.add(y), a + b), (x.sub(y), a - b), (x.mul(y), a * b), (x.div(y), a / b),
+             (x.pow(y), a ** b), (x.neg(), -a), (x.rsqrt(), 1 / np.sqrt(a)),
+             (x.maximum(y), np.maximum(a, b)), (x.minimum(y), np.minimum(a, b)),
+             (x.square(), a * a), (b.tolist() @ x, b @ a)]
+    for got, expected in cases:
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-15)
+
+
 def test_sigmoid_and_tanh_do_not_overflow():
     x = ml.tensor([-1000.0, 0.0, 1000.0], dtype=ml.float64)
     with np.errstate(over="raise"):
