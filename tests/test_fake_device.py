@@ -678,8 +678,9 @@ def test_cuda_graph_on_the_cpu_says_it_does_nothing(tmp_path, capsys):
                          ids=["cupy", "fast"])
 @pytest.mark.parametrize("command", sorted(MODEL_COMMAND_RUNS))
 def test_model_command_runs_on_cuda(fake_cuda, monkeypatch, tmp_path, command, fast):
-    """... and sums nothing with atomic additions into one place (``fake_cupy.scatters``), so a
-    run on a card can repeat bit for bit."""
+    """The shared check, and no ``add.at`` that adds into one place twice
+    (``fake_cupy.scatters``): CuPy's atomic additions would make a run on a card differ from
+    the next."""
     check_model_command_runs_on_cuda(monkeypatch, tmp_path, command, fast,
                                      lambda: fake_cupy.transfers.to_host)
     assert fake_cupy.scatters.repeated == 0, \

@@ -128,7 +128,7 @@ def load_pickle(path):
         except RefusedGlobal as error:
             raise ValueError(f"refusing to read {path}: {error}") from None
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
-                AttributeError) as error:  # truncated or garbled: "pickle data was truncated"...
+                AttributeError) as error:  # damaged: truncated, garbled or not a batch
             raise ValueError(f"{path} is not a valid CIFAR pickle: {error}") from None
 
 
