@@ -239,15 +239,34 @@ def test_accuracy_scores_the_images_in_batches():
     assert seen == [3, 3, 1]
 
 
-def test_reference_sets_of_a_given_dataset_take_the_first_and_last_rows():
+def test_reference_sets_of_a_given_dataset_are_rows_drawn_from_the_seed():
+    """n rows each, apart, by a permutation of the seed's FD_REFERENCE stream; image i is
+    i * 30, so each set's values say which rows it holds, and each label matches its image."""
     from minilean.data.arrays import Dataset
-    from minilean.models.classifier import reference_sets
+    from minilean.data.streams import Purpose, stream
+    from minilean.models.classifier import reference_rows, reference_sets
     images = numpy.arange(7, dtype=numpy.uint8).reshape(7, 1, 1, 1) * 30
-    labels = numpy.array([0, 1, 2, 3, 4, 5, 6], numpy.int64)
-    train, held_out, held_out_labels = reference_sets(Dataset(images, labels, (), "set"), 3, 0)
-    numpy.testing.assert_allclose(train.ravel(), [0, 30 / 255, 60 / 255], rtol=1e-6)
-    numpy.testing.assert_allclose(held_out.ravel(), [120 / 255, 150 / 255, 180 / 255], rtol=1e-6)
-    numpy.testing.assert_array_equal(held_out_labels, [4, 5, 6])
+    dataset = Dataset(images, numpy.arange(7, dtype=numpy.int64), (), "set")
+    for seed in (0, 5):
+        order = stream(seed, Purpose.FD_REFERENCE).permutation(7)
+        train_rows, held_out_rows = reference_rows(dataset, 3, seed)
+        numpy.testing.assert_array_equal(train_rows, numpy.sort(order[:3]))
+        numpy.testing.assert_array_equal(held_out_rows, numpy.sort(order[4:]))
+        train, held_out, held_out_labels = reference_sets(dataset, 3, seed)
+        numpy.testing.assert_allclose(train.ravel(), train_rows * 30 / 255, rtol=1e-6)
+        numpy.testing.assert_allclose(held_out.ravel(), held_out_rows * 30 / 255, rtol=1e-6)
+        numpy.testing.assert_array_equal(held_out_labels, held_out_rows)
+
+
+def test_reference_sets_of_class_sorted_data_hold_every_class():
+    """A converted image folder lists its images class by class: the first and the last rows
+    (the rule before) were two different classes, and the floor lay above the ceiling."""
+    from minilean.data.arrays import Dataset
+    from minilean.models.classifier import reference_rows
+    labels = numpy.repeat(numpy.arange(4), 100)
+    dataset = Dataset(numpy.zeros((400, 1, 1, 1), numpy.uint8), labels, (), "sorted")
+    for rows in reference_rows(dataset, 100, 0):
+        assert set(labels[rows]) == {0, 1, 2, 3}
 
 
 def test_reference_sets_of_the_builtin_shapes_hold_out_other_images():
@@ -407,24 +426,25 @@ def test_a_damaged_cached_classifier_is_named_as_the_cache_to_remove(tmp_path):
 
 
 def test_the_classifier_never_trains_on_the_held_out_rows_of_real_data(tmp_path, monkeypatch):
-    """On data other than the built-in shapes the last n_eval rows are the held-out set: the
-    classifier trains on the rest, so their accuracy and features are of unseen images."""
+    """On data other than the built-in shapes the held-out set is n_eval rows drawn from the
+    seed (``reference_rows``): the classifier's batches hold every other row and none of
+    them, so their accuracy and features are of unseen images."""
     from minilean.data.arrays import Dataset
+    from minilean.data.loader import Loader
     from minilean.models import classifier
     rng = numpy.random.default_rng(0)
     images = rng.integers(0, 256, (20, 3, 8, 8), dtype=numpy.uint8)
     labels = numpy.arange(20) % 3
-    labels[-6:] = [2, 2, 2, 2, 2, 3]  # class 3 lives in the held-out tail alone
     dataset = Dataset(images, labels, ("a", "b", "c", "d"), "x.npy")
-    trained_on = []
-    train = classifier.trained_classifier
-    monkeypatch.setattr(classifier, "trained_classifier", lambda data, *rest: (
-        trained_on.append(data), train(data, *rest))[1])
-    report = classifier.fd_classifier(images[:6] / 255.0, dataset, "cpu", n_eval=6, steps=2,
+    held_out = classifier.reference_rows(dataset, 6, seed=0)[1]
+    labels[held_out] = [2, 2, 2, 2, 2, 3]  # class 3 lives in the held-out rows alone
+    batch_rows, drawn = Loader.batch_rows, []
+    monkeypatch.setattr(Loader, "batch_rows", lambda self, epoch, index: (
+        drawn.append(batch_rows(self, epoch, index)), drawn[-1])[1])
+    report = classifier.fd_classifier(images[:6] / 255.0, dataset, "cpu", n_eval=6, steps=14,
                                       cache=str(tmp_path))
-    (seen,) = trained_on
-    numpy.testing.assert_array_equal(seen.x, images[:14])
-    numpy.testing.assert_array_equal(seen.y, labels[:14])
+    assert set(numpy.concatenate(drawn)) == set(range(20)) - set(held_out)
     assert report["n_held_out"] == 6
-    model, _ = train(seen, "cpu", 0, 2, str(tmp_path))
+    model, _ = classifier.trained_classifier(dataset, "cpu", 0, 14, str(tmp_path),
+                                             rows=classifier.classifier_rows(dataset, 6, 0))
     assert model.head.weight.shape[0] == 4  # every class the data name, 3 included

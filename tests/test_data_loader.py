@@ -34,6 +34,24 @@ def test_one_epoch_visits_every_row_once_in_a_seeded_order():
     assert again == order and other != order
 
 
+def test_rows_limit_the_batches_to_those_rows_in_the_seeded_order_of_their_count():
+    """``rows`` draw the permutation of their count that all rows of that count would, and
+    map it onto themselves; labels follow; without shuffling they come as given."""
+    rows = numpy.array([1, 4, 5, 8, 9])
+    loader = Loader(numbered_images(10), batch_size=2, labels=numpy.arange(10), drop_last=False,
+                    value_range=(0, 1), seed=5, rows=rows)
+    batches = list(loader)
+    assert len(loader) == 3 and [len(batch.y) for batch in batches] == [2, 2, 1]
+    order = sum((rows_of(batch) for batch in batches), [])
+    assert order == rows[stream(5, Purpose.DATA_ORDER, 0).permutation(5)].tolist()
+    assert order == sum((batch.y.numpy().tolist() for batch in batches), [])
+    unshuffled = Loader(numbered_images(10), 2, shuffle=False, drop_last=False,
+                        value_range=(0, 1), rows=rows)
+    assert sum((rows_of(batch) for batch in unshuffled), []) == rows.tolist()
+    with pytest.raises(ValueError, match=r"batch_size 6 is larger than the dataset \(5 rows\)"):
+        Loader(numbered_images(10), 6, value_range=(0, 1), rows=rows)
+
+
 def test_drop_last_and_no_shuffle():
     loader = Loader(numbered_images(10), 4, shuffle=False, value_range=(0, 1))
     assert len(loader) == 2

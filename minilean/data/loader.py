@@ -26,11 +26,13 @@ class Loader:
     ``value_range``: (-1, 1) or (0, 1) for images (uint8 is divided by 255 first); ``None``
     passes the rows through as float32 (ring8 points). ``hflip`` flips each image
     left-right with probability 1/2. Each batch is ``Batch(x, y)``: float32 Tensor and int64
-    Tensor (or None when there are no labels), both on ``device``.
+    Tensor (or None when there are no labels), both on ``device``. ``rows``: the row indices
+    to draw batches from (default: every row), so that rows held out of a memory-mapped file
+    need no copy of the others.
     """
 
     def __init__(self, data, batch_size, labels=None, shuffle=True, drop_last=True, seed=0,
-                 hflip=False, value_range=(-1.0, 1.0), device="cpu"):
+                 hflip=False, value_range=(-1.0, 1.0), device="cpu", rows=None):
         if isinstance(data, Dataset):
             data, labels = data.x, data.y
         if value_range is not None and tuple(value_range) not in VALUE_RANGES:
@@ -45,10 +47,11 @@ class Loader:
                              f"for rows of shape {data.shape[1:]}")
         if labels is not None and len(labels) != len(data):
             raise ValueError(f"{len(labels)} labels for {len(data)} rows")
-        if drop_last and len(data) < batch_size:
+        self.rows = numpy.arange(len(data)) if rows is None else numpy.asarray(rows)
+        if drop_last and len(self.rows) < batch_size:
             raise ValueError(f"batch_size {batch_size} is larger than the dataset "
-                             f"({len(data)} rows) and drop_last would leave no batch")
-        if len(data) == 0:
+                             f"({len(self.rows)} rows) and drop_last would leave no batch")
+        if len(self.rows) == 0:
             raise ValueError("the dataset is empty")
         self.data, self.labels = data, labels
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
@@ -59,14 +62,15 @@ class Loader:
 
     def __len__(self):
         """Batches per epoch."""
-        full, rest = divmod(len(self.data), self.batch_size)
+        full, rest = divmod(len(self.rows), self.batch_size)
         return full + (1 if rest and not self.drop_last else 0)
 
     def epoch_order(self, epoch):
-        """The row order of ``epoch`` (a permutation drawn from (seed, epoch), or 0..N-1)."""
+        """The row order of ``epoch`` (``rows`` in a permutation drawn from (seed, epoch), or
+        as they are)."""
         if self._order[0] != epoch:
-            order = (stream(self.seed, Purpose.DATA_ORDER, epoch).permutation(len(self.data))
-                     if self.shuffle else numpy.arange(len(self.data)))
+            order = (self.rows[stream(self.seed, Purpose.DATA_ORDER, epoch).permutation(
+                len(self.rows))] if self.shuffle else self.rows)
             self._order = (epoch, order)
         return self._order[1]
 

@@ -34,6 +34,7 @@ class Purpose(enum.IntEnum):
     PIXEL_BASELINE = 9    # the GAN's independent-pixel baseline
     NOISE_CEILING = 10    # the FD-classifier's Gaussian-noise ceiling
     EVALUATION = 11       # held-out scores (the MAE's masks, the VAE's draws); index: the chunk
+    FD_REFERENCE = 12     # the real rows the FD-classifier compares with and holds out
 
 
 def stream(seed, purpose, index=0, sub_index=0):

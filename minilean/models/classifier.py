@@ -14,7 +14,6 @@ score at this sample size, since the estimate is biased upward for small N) and 
 images (the ceiling: what an untrained sampler emits). Numbers are comparable only with each
 other, never with published FIDs.
 """
-import dataclasses
 import hashlib
 import json
 import os
@@ -88,9 +87,9 @@ def _signed(images_unit):
     return images_unit * 2.0 - 1.0  # [0, 1] -> [-1, 1], the models' range
 
 
-def _cache_path(cache, dataset, seed, steps, lr, batch_size):
+def _cache_path(cache, dataset, seed, steps, lr, batch_size, rows=None):
     """A file name from what the classifier depends on (the data's first rows included; the
-    recipe: steps, lr, warm-up and batch size).
+    recipe: steps, lr, warm-up and batch size; the rows it trains on, where not all).
 
     All the labels go in (8 bytes a row, cheap to hash): the classifier is trained on them, so
     the same images with other labels, or another number of classes, is another classifier.
@@ -101,12 +100,15 @@ def _cache_path(cache, dataset, seed, steps, lr, batch_size):
     digest.update(numpy.ascontiguousarray(dataset.x[:256]).tobytes())
     labels = numpy.zeros(0, numpy.int64) if dataset.y is None else dataset.y
     digest.update(numpy.ascontiguousarray(labels, numpy.int64).tobytes())
+    if rows is not None:
+        digest.update(numpy.ascontiguousarray(rows, numpy.int64).tobytes())
     return os.path.join(cache, f"classifier-{dataset.name}-{digest.hexdigest()[:16]}.npz")
 
 
 def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
-                       cache="runs/classifiers", batch_size=64, lr=CLASSIFIER_LR):
-    """The feature classifier of ``dataset``: loaded from ``cache``, or trained and saved.
+                       cache="runs/classifiers", batch_size=64, lr=CLASSIFIER_LR, rows=None):
+    """The feature classifier of ``dataset``'s ``rows`` (default: all of them): loaded from
+    ``cache``, or trained and saved.
 
     Adam with a linear warm-up and a cosine decay to 0 over ``steps``.
     """
@@ -117,7 +119,7 @@ def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
 
     # every class the data name, also one whose rows all lie in a held-out tail
     classes = max(len(dataset.class_names), int(numpy.max(dataset.y)) + 1)
-    path = _cache_path(cache, dataset, seed, steps, lr, batch_size)
+    path = _cache_path(cache, dataset, seed, steps, lr, batch_size, rows)
     if os.path.isfile(path):
         model = FeatureClassifier(dataset.image_shape[0], classes)
         try:
@@ -131,7 +133,9 @@ def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
     model = FeatureClassifier(dataset.image_shape[0], classes).to(device)
     optimizer = Adam(model.parameters(), lr=lr)
     schedule = warmup_cosine_scheduler(optimizer, min(WARMUP_STEPS, steps), steps)
-    batches = Loader(dataset, min(batch_size, len(dataset)), seed=seed, device=device).batches()
+    trained_rows = len(dataset) if rows is None else len(rows)
+    batches = Loader(dataset, min(batch_size, trained_rows), seed=seed, device=device,
+                     rows=rows).batches()
     for _ in range(steps):
         batch = next(batches)
         minimize(optimizer, F.cross_entropy(model(batch.x), batch.y))
@@ -164,12 +168,24 @@ def accuracy(model, images_unit, labels, device, batch_size=256):
     return float((logits.argmax(axis=1) == numpy.asarray(labels)).mean())
 
 
+def reference_rows(dataset, n, seed):
+    """(training reference rows, held-out rows) of a dataset other than the built-in shapes:
+    n row indices each, apart, drawn by a permutation from ``seed`` (each sorted, so that a
+    memory-mapped file is read in order). Not the first and the last n rows: a converted
+    image folder lists its images class by class, so those would be two different classes."""
+    if len(dataset) < 2 * n:
+        raise ValueError(f"FD-classifier needs {2 * n} real images (n={n} twice), the dataset "
+                         f"has {len(dataset)}")
+    order = stream(seed, Purpose.FD_REFERENCE).permutation(len(dataset))
+    return numpy.sort(order[:n]), numpy.sort(order[len(dataset) - n:])
+
+
 def reference_sets(dataset, n, seed):
     """(real training images, held-out real images, held-out labels), each n rows in [0, 1].
 
     Built-in shapes: the held-out set is freshly generated with another seed. Other datasets:
-    the first n rows are the training reference and the last n rows are held out, from the
-    classifier's training too (``classifier_rows``).
+    ``reference_rows``; the held-out rows are kept from the classifier's training too
+    (``classifier_rows``).
     """
     if dataset.name == "builtin":
         if len(dataset) < 2:  # the floor fits a covariance to its rows
@@ -178,22 +194,19 @@ def reference_sets(dataset, n, seed):
         from minilean.data import make_shapes
         held_out, labels = make_shapes(n, dataset.image_shape[1], seed + HELD_OUT_SEED_OFFSET)
         return (dataset.images_float(slice(0, n)), held_out.astype(numpy.float32) / 255.0, labels)
-    if len(dataset) < 2 * n:
-        raise ValueError(f"FD-classifier needs {2 * n} real images (n={n} twice), the dataset "
-                         f"has {len(dataset)}")
-    return (dataset.images_float(slice(0, n)), dataset.images_float(slice(len(dataset) - n, None)),
-            dataset.y[len(dataset) - n:])
+    train_rows, held_out_rows = reference_rows(dataset, n, seed)
+    return (dataset.images_float(train_rows), dataset.images_float(held_out_rows),
+            dataset.y[held_out_rows])
 
 
-def classifier_rows(dataset, n):
-    """The rows the classifier trains on: every row of the built-in shapes (their held-out
-    set is drawn afresh), else all but the last ``n``, which ``reference_sets`` holds out: a
+def classifier_rows(dataset, n, seed):
+    """The rows the classifier trains on: None (every row) for the built-in shapes, whose
+    held-out set is drawn afresh; else all but the held-out rows of ``reference_rows``: a
     classifier that had seen them would make their accuracy a training accuracy, and their
     features the ones it was fitted to."""
     if dataset.name == "builtin":
-        return dataset
-    kept = len(dataset) - n
-    return dataclasses.replace(dataset, x=dataset.x[:kept], y=dataset.y[:kept])
+        return None
+    return numpy.setdiff1d(numpy.arange(len(dataset)), reference_rows(dataset, n, seed)[1])
 
 
 def noise_images(n, image_shape, seed):
@@ -217,8 +230,8 @@ def fd_classifier(samples_unit, dataset, device, seed=0, n_eval=500, steps=CLASS
     # the samples, the floor and the ceiling are scored with the same number of images (a
     # Gaussian fit to fewer lies further away): a small built-in dataset has fewer real ones
     n = min(len(samples_unit), n_eval, len(train_real))
-    model, path = trained_classifier(classifier_rows(dataset, n_eval), device, seed, steps,
-                                     cache)
+    model, path = trained_classifier(dataset, device, seed, steps, cache,
+                                     rows=classifier_rows(dataset, n_eval, seed))
     reference = gaussian_fit(features_of(model, held_out, device))
 
     def distance(images):
