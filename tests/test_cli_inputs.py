@@ -334,9 +334,9 @@ X_CASES = {
                                         "diffusion": None}),
     "two rows": (npy_bytes(IMAGES[:2]), None),  # the zoo's least: one trains, one is held out
     "NaN": (npy_bytes(numpy.where(FLOATS > 0.5, numpy.nan, FLOATS)),
-            "expected float images in [0, 1], found values in [nan, nan]"),
+            "expected float images in [0, 1], found nan at row 0"),
     "infinity": (npy_bytes(numpy.where(FLOATS > 0.5, numpy.inf, FLOATS)),
-                 "expected float images in [0, 1], found values in [0.0, inf]"),
+                 "expected float images in [0, 1], found inf at row 0"),
     "0..255 as floats": (npy_bytes(IMAGES.astype(numpy.float32)),
                          "expected float images in [0, 1], found values in [0.0, 255.0]"),
     "negative": (npy_bytes(FLOATS - 0.5), "expected float images in [0, 1], found values in "

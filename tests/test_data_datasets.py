@@ -293,13 +293,25 @@ def test_n_total_up_to_the_cap_of_a_generated_set_is_made(monkeypatch):
     (numpy.full((2, 3, 4, 4), 2.0, numpy.float32), r"expected float images in \[0, 1\], "
                                                    r"found values in \[2.0, 2.0\]"),
     (numpy.full((2, 3, 4, 4), numpy.nan, numpy.float32), r"expected float images in \[0, 1\], "
-                                                         r"found values in \[nan, nan\]"),
+                                                         r"found nan at row 0$"),
     (numpy.full((2, 3, 4, 4), numpy.inf, numpy.float32), r"expected float images in \[0, 1\], "
-                                                         r"found values in \[inf, inf\]"),
+                                                         r"found inf at row 0$"),
 ])
 def test_malformed_arrays_say_expected_and_found(tmp_path, array, message):
     with pytest.raises(ValueError, match=message):
         load_dataset(x=save(tmp_path, "bad.npy", array))
+
+
+@pytest.mark.parametrize("value, found", [(numpy.nan, "nan at row 1500"),
+                                          (-numpy.inf, "-inf at row 1500"),
+                                          (7.0, r"values in \[0.5, 7.0\] \(from row 1500 on\)")])
+def test_every_row_of_float_images_is_checked_not_only_the_first(tmp_path, value, found):
+    """Past the first 1024 rows too (they are read a chunk at a time): a NaN there trained
+    until the loss became nan, blamed on the training, and a 7.0 trained unnoticed."""
+    images = numpy.full((2000, 1, 2, 2), 0.5, numpy.float32)
+    images[1500, 0, 1, 0] = value
+    with pytest.raises(ValueError, match=f"expected float images in \\[0, 1\\], found {found}$"):
+        load_dataset(x=save(tmp_path, "late.npy", images))
 
 
 def test_missing_real_dataset_names_the_file_and_the_command(tmp_path):

@@ -47,7 +47,7 @@ DATA_FLAGS = (
 )
 NPY_MAGIC, ZIP_MAGIC = numpy.lib.format.MAGIC_PREFIX, b"PK\x03\x04"  # how .npy, .npz begin
 DEFAULT_N_TOTAL = 10_000  # rows generated for the procedural datasets (builtin, ring8)
-_RANGE_CHECK_ROWS = 1024  # float arrays are range-checked on their first rows only
+_RANGE_CHECK_ROWS = 1024  # rows of a float array range-checked at a time
 # Labels are class indices 0..K-1: one class name is made per value and the FD classifier has
 # one output per class, so a stray value (an ID, a -1 "unlabelled" mark, a bad cast: 4e9) would
 # allocate without bound. 2**16 classes is far above any image dataset in use (ImageNet-21k has
@@ -125,17 +125,32 @@ def load_npy(path, where, missing):
     return array
 
 
-def check_pixel_values(images, where, rows=_RANGE_CHECK_ROWS):
-    """Images must be uint8 in [0, 255] or finite floats in [0, 1] (the first ``rows`` rows are
-    range-checked, so a large memory-mapped file is not read whole; None checks them all)."""
+def check_pixel_values(images, where):
+    """Images must be uint8 in [0, 255] or finite floats in [0, 1]. Every row of a float array
+    is checked, ``_RANGE_CHECK_ROWS`` at a time (a memory-mapped file is read once, never held
+    whole): a bad row late in a file would otherwise surface as a nan loss mid-training, or not
+    at all. The error names the first bad row, and the range found where all are finite."""
     if images.dtype != numpy.uint8 and images.dtype.kind != "f":
         raise ValueError(f"{where}: expected dtype uint8 in [0, 255] or float in [0, 1], "
                          f"found {images.dtype}")
-    if images.dtype.kind == "f":
-        head = numpy.asarray(images[:rows])
-        if head.size and (not numpy.isfinite(head).all() or head.min() < 0 or head.max() > 1):
-            raise ValueError(f"{where}: expected float images in [0, 1], found values in "
-                             f"[{head.min()}, {head.max()}]")
+    if images.dtype.kind != "f" or images.size == 0:
+        return
+    low, high, first_outside = numpy.inf, -numpy.inf, None
+    for start in range(0, len(images), _RANGE_CHECK_ROWS):
+        rows = numpy.asarray(images[start:start + _RANGE_CHECK_ROWS]).reshape(
+            min(_RANGE_CHECK_ROWS, len(images) - start), -1)
+        finite = numpy.isfinite(rows)
+        if not finite.all():
+            row = int(numpy.argmin(finite.all(axis=1)))
+            raise ValueError(f"{where}: expected float images in [0, 1], found "
+                             f"{rows[row][~finite[row]][0]} at row {start + row}")
+        low, high = min(low, rows.min()), max(high, rows.max())
+        outside = ((rows < 0) | (rows > 1)).any(axis=1)
+        if first_outside is None and outside.any():
+            first_outside = start + int(numpy.argmax(outside))
+    if first_outside is not None:
+        raise ValueError(f"{where}: expected float images in [0, 1], found values in "
+                         f"[{low}, {high}] (from row {first_outside} on)")
 
 
 def as_nchw(images, path):

@@ -70,7 +70,7 @@ def load_samples(path):
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"{where}: expected images (N, C, H, W) with C = 1 or 3, found shape "
                          f"{images.shape}")
-    check_pixel_values(images, where, rows=None)  # every row: all of them are scored
+    check_pixel_values(images, where)
     return float_images(images)
 
 
