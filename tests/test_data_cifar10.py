@@ -401,6 +401,18 @@ def test_batch_with_wrong_layout_names_what_was_found(tmp_path, data, labels, me
         cifar10.read_batch(str(path))
 
 
+@pytest.mark.parametrize("labels, found", [([-1, 3], "-1 to 3"), ([0, 10], "0 to 10")])
+def test_a_batch_with_labels_outside_the_ten_classes_is_refused_when_read(tmp_path, labels,
+                                                                           found):
+    """Not written into cifar10_*_y.npy, to fail only when a run loads it."""
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": numpy.zeros((2, 3072), numpy.uint8),
+                                   b"labels": labels}, protocol=PROTOCOL))
+    with pytest.raises(ValueError, match=f"data_batch_1: expected labels 0 to 9 \\(CIFAR-10's "
+                                         f"classes\\), found {found}$"):
+        cifar10.read_batch(str(path))
+
+
 @pytest.mark.parametrize("batch, found", [({b"labels": [0]}, "dict"),
                                           ([b"data", b"labels"], "list")])
 def test_a_pickle_that_is_not_a_batch_dict_is_refused_by_name(tmp_path, batch, found):

@@ -188,6 +188,60 @@ def test_with_labels_from_dirs_a_file_outside_the_class_folders_is_skipped_by_na
     assert numpy.load(tmp_path / "y.npy").tolist() == [0]
 
 
+def test_a_class_folder_that_is_a_link_is_read_and_a_link_up_the_tree_ends_the_walk(tmp_path):
+    """A walk that left links to folders out dropped a class kept elsewhere, without a word;
+    one that follows them must not loop on a link back up the tree."""
+    save(tmp_path / "in" / "cat" / "1.png", halves(4, 4, True))
+    save(tmp_path / "elsewhere" / "2.png", halves(4, 4, False))
+    (tmp_path / "in" / "dog").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "in" / "cat" / "up").symlink_to(tmp_path / "in", target_is_directory=True)
+    manifest = image_folder.convert_image_folder(
+        str(tmp_path / "in"), str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), height=4,
+        width=4, labels_from_dirs=True)
+    assert manifest["class_names"] == ["cat", "dog"] and manifest["count"] == 2
+    assert numpy.load(tmp_path / "y.npy").tolist() == [0, 1]
+    numpy.testing.assert_array_equal(numpy.load(tmp_path / "x.npy")[1].transpose(1, 2, 0),
+                                     halves(4, 4, False))  # CHW -> HWC
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX's")
+def test_a_named_pipe_among_the_images_is_skipped_by_name_not_read(tmp_path):
+    """Opening a pipe blocks until a writer comes: the conversion hung forever."""
+    import signal
+    save(tmp_path / "in" / "1.png", halves(4, 4, True))
+    pipe = tmp_path / "in" / "2.png"
+    os.mkfifo(pipe)
+    lines = []
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the conversion read the pipe"))
+    signal.alarm(20)
+    try:
+        manifest = image_folder.convert_image_folder(
+            str(tmp_path / "in"), str(tmp_path / "x.npy"), height=4, width=4,
+            warn=lines.append)
+    finally:
+        signal.alarm(0)
+    assert lines == [f"warning: skipping {pipe}: not a regular file"]
+    assert manifest["count"] == 1 and manifest["skipped"] == [str(pipe)]
+
+
+def test_a_file_of_another_kind_where_the_manifest_goes_is_refused_and_kept(tmp_path):
+    """The manifest is written beside the images (x.npy -> x.json): a JSON file of the
+    user's there was replaced without a word. An earlier conversion's manifest is replaced."""
+    save(tmp_path / "in" / "1.png", halves(4, 4, True))
+    notes = tmp_path / "x.json"
+    notes.write_text('{"my": "notes"}')
+    convert = lambda: image_folder.convert_image_folder(  # noqa: E731
+        str(tmp_path / "in"), str(tmp_path / "x.npy"), height=4, width=4)
+    with pytest.raises(FlagError, match=f"^--x-output: got '{re.escape(str(tmp_path))}/x.npy'; "
+                                        f"expected a path whose {re.escape(str(notes))} beside "
+                                        f"it is a manifest or free: "):
+        convert()
+    assert notes.read_text() == '{"my": "notes"}' and not (tmp_path / "x.npy").exists()
+    notes.unlink()
+    convert()
+    assert convert()["count"] == 1  # over its own manifest
+
+
 def test_nested_class_folders_labels_manifest_and_corrupt_file(tmp_path, capsys):
     root = tmp_path / "in"
     save(root / "dog" / "1.png", halves(10, 10, True))

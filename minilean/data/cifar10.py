@@ -147,6 +147,9 @@ def read_batch(path):
     if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
         raise ValueError(f"{path}: expected {len(data)} integer labels, found {labels.dtype} "
                          f"{labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
+        raise ValueError(f"{path}: expected labels 0 to {len(CLASSES) - 1} (CIFAR-10's "
+                         f"classes), found {labels.min()} to {labels.max()}")
     # Rows hold the R plane, then G, then B, each 32x32 row-major: that is NCHW already.
     return data.reshape(-1, 3, 32, 32), labels.astype(numpy.int64)  # (N, 3072) -> (N, 3, 32, 32)
 

@@ -26,7 +26,7 @@ import warnings
 import numpy
 
 from minilean import atomic
-from minilean.data.arrays import manifest_path
+from minilean.data.arrays import manifest_class_names, manifest_path
 from minilean.data.images import rescale_to_uint8
 from minilean.data.paths import creatable_problem, existing_problem
 from minilean.errors import flag_error
@@ -36,10 +36,18 @@ DEFAULT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # TorchLean's s
 
 
 def list_images(input_dir, extensions=DEFAULT_EXTENSIONS):
-    """Sorted relative paths of files under ``input_dir`` whose extension is listed."""
+    """Sorted relative paths of files under ``input_dir`` whose extension is listed.
+
+    Links to folders are followed (a class folder may be a link to images kept elsewhere),
+    each real folder once, so a link back up the tree ends the walk instead of looping."""
     extensions = tuple(extension.lower() for extension in extensions)
-    found = []
-    for directory, _, files in os.walk(input_dir):  # any walk order: the result is sorted
+    found, walked = [], set()
+    # any walk order: the result is sorted
+    for directory, subdirectories, files in os.walk(input_dir, followlinks=True):
+        if os.path.realpath(directory) in walked:
+            subdirectories[:] = []
+            continue
+        walked.add(os.path.realpath(directory))
         found += [os.path.relpath(os.path.join(directory, name), input_dir)
                   for name in files if name.lower().endswith(extensions)]
     return sorted(found)
@@ -141,6 +149,13 @@ def check_outputs(x_output, y_output=None):
     _check_writable("x_output", x_output, x_output, "a file for the images, not a directory")
     _check_writable("x_output", x_output, manifest,
                     f"a path whose manifest {manifest} is not a directory")
+    if os.path.isfile(manifest):
+        try:
+            manifest_class_names(manifest)
+        except ValueError:
+            raise flag_error("x_output", x_output, f"a path whose {manifest} beside it is a "
+                             "manifest or free: that file is something else, which the "
+                             "manifest would replace; move or rename it") from None
     if y_output is not None:
         _check_writable("y_output", y_output, y_output, "a file for the labels, not a directory")
     return manifest
@@ -186,6 +201,11 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
         if count == capacity:
             break
         full_path = os.path.join(input_dir, path)
+        if os.path.exists(full_path) and not os.path.isfile(full_path):
+            # a named pipe would block the read forever, a device never end
+            warn(f"warning: skipping {full_path}: not a regular file")
+            skipped.append(full_path)
+            continue
         try:
             with _pillow_messages() as messages:
                 images[count] = load_image(full_path, height, width, crop)
