@@ -188,6 +188,34 @@ def test_with_labels_from_dirs_a_file_outside_the_class_folders_is_skipped_by_na
     assert numpy.load(tmp_path / "y.npy").tolist() == [0]
 
 
+def test_a_class_folder_without_images_and_a_limit_that_keeps_some_classes_are_warned_of(
+        tmp_path):
+    """Either leaves the label numbers or the classes other than a full conversion's would."""
+    save(tmp_path / "in" / "a" / "1.png", halves(4, 4, True))
+    save(tmp_path / "in" / "a" / "2.png", halves(4, 4, True))
+    (tmp_path / "in" / "b").mkdir()
+    (tmp_path / "in" / "b" / "notes.txt").write_text("no image")
+    save(tmp_path / "in" / "c" / "3.png", halves(4, 4, False))
+    lines = []
+    convert = lambda limit: image_folder.convert_image_folder(  # noqa: E731
+        str(tmp_path / "in"), str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), height=4,
+        width=4, labels_from_dirs=True, limit=limit, warn=lines.append,
+        extensions=(".png",))
+    assert convert(None)["class_names"] == ["a", "c"]
+    assert lines == [f"warning: {tmp_path / 'in' / 'b'} holds no .png files: it is no class, "
+                     f"and the classes after it are numbered one lower than where it has "
+                     f"images"]
+    lines.clear()
+    assert convert(2)["count"] == 2 and numpy.load(tmp_path / "y.npy").tolist() == [0, 0]
+    assert lines[-1] == ("warning: the 2 images kept are of 1 of the 2 classes (--limit 2 "
+                         "keeps the first files in sorted order)")
+    lines.clear()
+    (tmp_path / "in" / "c" / "3.png").write_bytes(b"not a png")
+    convert(None)
+    assert lines[-1] == ("warning: the 2 images kept are of 1 of the 2 classes (no image of "
+                         "the others could be read)")
+
+
 def test_a_class_folder_that_is_a_link_is_read_and_a_link_up_the_tree_ends_the_walk(tmp_path):
     """A walk that left links to folders out dropped a class kept elsewhere, without a word;
     one that follows them must not loop on a link back up the tree."""

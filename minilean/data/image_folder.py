@@ -191,6 +191,10 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
             warn(f"warning: skipping {os.path.join(input_dir, path)}: not inside a class "
                  "sub-directory (--labels-from-dirs)")
         files = [path for path in files if os.sep in path]
+        for name in sorted(set(next(os.walk(input_dir))[1]) - set(class_names)):
+            warn(f"warning: {os.path.join(input_dir, name)} holds no {', '.join(extensions)} "
+                 f"files: it is no class, and the classes after it are numbered one lower "
+                 f"than where it has images")
     if not files:
         raise ValueError(f"no files ending in {', '.join(extensions)} under {input_dir}")
 
@@ -224,6 +228,11 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
         count += 1
     if count == 0:
         raise ValueError(f"none of the {len(files)} image files under {input_dir} could be read")
+    if labels_from_dirs and len(set(labels)) < len(class_names):
+        why = (f"--limit {limit} keeps the first files in sorted order" if count == limit
+               else "no image of the others could be read")
+        warn(f"warning: the {count} images kept are of {len(set(labels))} of the "
+             f"{len(class_names)} classes ({why})")
 
     images = images[:count]
     manifest = {"shape": list(images.shape), "dtype": "uint8", "layout": "NCHW",
