@@ -116,6 +116,20 @@ def test_samples_of_a_size_builtin_lacks_name_samples_not_image_size(tmp_path):
         evaluate_command(config)
 
 
+def test_samples_of_another_image_shape_than_the_data_name_the_flag_and_the_data(tmp_path):
+    """Grey samples against colour --x images: said in the flags' words before a classifier is
+    trained (fd_classifier's own check says neither)."""
+    from minilean.train import evaluate
+    numpy.save(tmp_path / "x.npy", numpy.zeros((4, 3, 8, 8), numpy.uint8))
+    numpy.save(tmp_path / "y.npy", numpy.arange(4))
+    config = evaluate_config(tmp_path, numpy.zeros((4, 1, 8, 8), numpy.uint8),
+                             x=str(tmp_path / "x.npy"), y=str(tmp_path / "y.npy"))
+    with pytest.raises(ValueError, match=r"^--samples .*samples.npy: expected images of shape "
+                                         r"\(3, 8, 8\), as --x .*x.npy holds, found \(1, 8, 8\)$"):
+        evaluate.run(config)
+    assert not (tmp_path / "c").exists()
+
+
 def test_samples_scored_against_x_need_no_builtin_size(tmp_path, monkeypatch, capsys):
     """The built-in shapes' sizes bind only samples compared with them: 8x8 samples are scored
     against --x images of 8x8."""

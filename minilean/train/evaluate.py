@@ -11,7 +11,7 @@ from minilean.data.builtin import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from minilean.data.runlog import read_run_config
 from minilean.models.classifier import fd_classifier
 from minilean.optim.checkpoint import load_checkpoint
-from minilean.train.loop import CHECKPOINT, prepare_device
+from minilean.train.loop import CHECKPOINT, data_in_errors, prepare_device
 
 
 def _run_of(directory):
@@ -93,6 +93,10 @@ def run(config):
         if config.x is None and config.dataset == "builtin" else config.image_size
     dataset = load_dataset(config.dataset, config.x, config.y, config.n_total, image_size,
                            config.seed, config.data_root)
+    if samples.shape[1:] != dataset.image_shape:
+        raise ValueError(f"--samples {config.samples}: expected images of shape "
+                         f"{dataset.image_shape}, as {data_in_errors(config)} holds, found "
+                         f"{samples.shape[1:]}")
     report = fd_classifier(samples, dataset, config.device, config.seed, config.n_eval,
                            config.classifier_steps, config.cache)
     print(json.dumps(report, indent=2))
