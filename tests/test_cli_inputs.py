@@ -359,9 +359,10 @@ Y_CASES = {
     "whole float32": (npy_bytes(LABELS.astype(numpy.float32)), None),
     "one short": (npy_bytes(LABELS[:11]), "expected 12 labels (one per image), found 11"),
     "one long": (npy_bytes(numpy.arange(13) % 3), "expected 12 labels (one per image), found 13"),
-    "fractions": (npy_bytes(LABELS / 2), "expected integer labels of rank 1 (whole numbers), "
-                                         "found float64 with shape (12,)"),
-    "NaN": (npy_bytes(numpy.full(12, numpy.nan)), "found float64 with shape (12,)"),
+    "fractions": (npy_bytes(LABELS / 2), "expected integer labels (whole numbers), found 0.5 "
+                                         "at row 1"),
+    "NaN": (npy_bytes(numpy.full(12, numpy.nan)), "expected integer labels (whole numbers), "
+                                                  "found nan at row 0"),
     "bool": (npy_bytes(LABELS > 0), "found bool with shape (12,)"),
     "2-D": (npy_bytes(LABELS[:, None]), "found int64 with shape (12, 1)"),
     "negative": (npy_bytes(LABELS - 1), "expected labels that are class indices in [0, 65535], "

@@ -525,8 +525,8 @@ def test_whole_float_labels_as_torchleans_download_writes_them_are_class_indices
 
 
 @pytest.mark.parametrize("labels, message", [
-    ([0.5, 1.0], r"expected integer labels of rank 1 \(whole numbers\), found float32"),
-    ([float("nan"), 1.0], r"expected integer labels of rank 1 \(whole numbers\), found float32"),
+    ([1.0, 0.5], r"expected integer labels \(whole numbers\), found 0.5 at row 1$"),
+    ([float("nan"), 1.0], r"expected integer labels \(whole numbers\), found nan at row 0$"),
     ([float("inf"), 1.0], r"expected labels that are class indices in \[0, 65535\], found inf"),
 ])
 def test_float_labels_that_are_no_class_indices_are_refused(tmp_path, labels, message):

@@ -191,8 +191,13 @@ def as_labels(labels, count, path):
     its labels as float32, to the path minilean reads. ``path`` starts every error message (a
     path, or "--y PATH").
     """
-    whole_floats = labels.dtype.kind == "f" and bool(numpy.all(labels == numpy.floor(labels)))
-    if labels.ndim != 1 or not (labels.dtype.kind in "iu" or whole_floats):
+    if labels.ndim == 1 and labels.dtype.kind == "f":
+        fractional = numpy.flatnonzero(labels != numpy.floor(labels))  # nan too; not inf
+        if fractional.size:
+            row = int(fractional[0])
+            raise ValueError(f"{path}: expected integer labels (whole numbers), found "
+                             f"{labels[row]} at row {row}")
+    elif labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise ValueError(f"{path}: expected integer labels of rank 1 (whole numbers), found "
                          f"{labels.dtype} with shape {labels.shape}")
     if len(labels) != count:
