@@ -481,6 +481,8 @@ def full_manifest(**changes):
                                                     r"\[1, 2\]\); expected a list of texts"),
     (json.dumps(full_manifest(class_names=["a", 2])), r"a malformed manifest \(class_names "
                                                       r"is \['a', 2\]\); expected a list of texts"),
+    (json.dumps(full_manifest(layout="CHW")), r"a malformed manifest \(layout is 'CHW'\); "
+                                              r"expected NCHW or NHWC there$"),
 ])
 def test_a_json_beside_the_images_must_be_our_manifest(tmp_path, text, message):
     x = save(tmp_path, "x.npy", numpy.zeros((2, 3, 4, 4), numpy.uint8))

@@ -188,6 +188,23 @@ def test_with_labels_from_dirs_a_file_outside_the_class_folders_is_skipped_by_na
     assert numpy.load(tmp_path / "y.npy").tolist() == [0]
 
 
+@pytest.mark.parametrize("height, width", [(8, 3), (3, 3), (1, 1)])
+def test_images_3_or_1_pixels_wide_load_by_the_layout_their_manifest_states(tmp_path, height,
+                                                                            width):
+    """(N, 3, 8, 3) could be NCHW or NHWC: the converter's manifest says NCHW, so its own output
+    loads; the same array without the manifest is refused as ambiguous."""
+    save(tmp_path / "in" / "1.png", halves(16, 16, True))
+    image_folder.convert_image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                      height=height, width=width, crop="stretch")
+    written = numpy.load(tmp_path / "x.npy")
+    dataset = load_dataset(x=str(tmp_path / "x.npy"))
+    assert dataset.image_shape == (3, height, width)
+    numpy.testing.assert_array_equal(dataset.x, written)
+    (tmp_path / "x.json").unlink()
+    with pytest.raises(ValueError, match="is ambiguous"):
+        load_dataset(x=str(tmp_path / "x.npy"))
+
+
 def test_a_class_folder_without_images_and_a_limit_that_keeps_some_classes_are_warned_of(
         tmp_path):
     """Either leaves the label numbers or the classes other than a full conversion's would."""

@@ -153,11 +153,12 @@ def check_pixel_values(images, where):
                          f"[{low}, {high}] (from row {first_outside} on)")
 
 
-def as_nchw(images, path):
+def as_nchw(images, path, layout=None):
     """Check images and return them NCHW (a view; no copy of a memory-mapped file).
 
     Accepts (N, H, W) grey, NCHW or NHWC with 1 or 3 channels, dtype uint8 or float in [0, 1],
-    N >= 1.
+    N >= 1. ``layout`` ("NCHW" or "NHWC", a manifest's) settles a shape that could be either
+    (N, 3, 8, 3): images 3 pixels wide, or 8 wide and 3 high.
     ``path`` starts every error message (a path, or "--x PATH").
     """
     if images.ndim not in (3, 4):  # first: the pixel check reads rows, which rank 0 has none of
@@ -169,6 +170,9 @@ def as_nchw(images, path):
         images = images[:, None]                                   # (N, H, W) -> (N, 1, H, W)
     else:
         channels_first, channels_last = shape[1] in (1, 3), shape[3] in (1, 3)
+        if channels_first and channels_last and layout:
+            channels_first = layout == "NCHW"
+            channels_last = not channels_first
         if channels_first and channels_last:
             raise ValueError(f"{path}: shape {shape} is ambiguous (could be NCHW or NHWC); "
                              "save it as NCHW with a non-1/3 width")
@@ -231,13 +235,14 @@ _JSON_NAMES = {list: "array", str: "string", int: "number", float: "number", boo
                type(None): "null"}
 
 
-def manifest_class_names(path):
-    """The class names (a list of texts, or None) of the manifest at ``path``.
+def read_manifest(path):
+    """The manifest at ``path``, a dict whose class names (``class_names``) are a list of texts
+    or None, and whose ``layout``, where given, is NCHW or NHWC.
 
     Any ``X.json`` beside an ``X.npy`` is taken for its manifest, so a file there that is not
     one (unreadable, not JSON, none of the manifest's keys, class names that are not a list of
-    texts) is a one-line ``ValueError`` naming it, rather than being half-read or ignored.
-    Other keys missing or added pass: a manifest of another version still gives its names.
+    texts, another layout) is a one-line ``ValueError`` naming it, rather than being half-read
+    or ignored. Other keys missing or added pass: a manifest of another version still serves.
     """
     expected = ("expected the manifest that `python -m minilean data convert image-folder` "
                 "writes beside its images (or no file of that name)")
@@ -257,7 +262,10 @@ def manifest_class_names(path):
                                   and all(isinstance(name, str) for name in names)):
         raise ValueError(f"{path}: a malformed manifest (class_names is {names!r}); expected "
                          f"a list of texts or null there")
-    return names
+    if manifest.get("layout", "NCHW") not in ("NCHW", "NHWC"):
+        raise ValueError(f"{path}: a malformed manifest (layout is {manifest['layout']!r}); "
+                         f"expected NCHW or NHWC there")
+    return manifest
 
 
 def load_arrays(x, y=None, name=None, make_command=None, class_names=None, from_flags=False):
@@ -269,13 +277,16 @@ def load_arrays(x, y=None, name=None, make_command=None, class_names=None, from_
     """
     x_where, y_where = (f"--x {x}", f"--y {y}") if from_flags else (x, y)
     made_by = make_command and f"make it with: {make_command}"
+    # the converted image folders' manifest: their class names, and their layout
+    manifest = read_manifest(manifest_path(x)) if class_names is None and \
+        os.path.exists(manifest_path(x)) else {}
     images = as_nchw(load_npy(x, x_where, made_by or f"expected {IMAGES_HINT}"),
-                     x_where)
+                     x_where, manifest.get("layout"))
     labels = None if y is None else as_labels(
         load_npy(y, y_where, made_by or f"expected {LABELS_HINT}"), len(images),
         y_where)
-    if class_names is None and os.path.exists(manifest_path(x)):
-        class_names = manifest_class_names(manifest_path(x))
+    if class_names is None:
+        class_names = manifest.get("class_names")
     if not class_names and labels is not None:
         class_names = tuple(str(value) for value in range(int(labels.max()) + 1))
     return Dataset(images, labels, tuple(class_names or ()), name or os.path.basename(x))

@@ -26,7 +26,7 @@ import warnings
 import numpy
 
 from minilean import atomic
-from minilean.data.arrays import manifest_class_names, manifest_path
+from minilean.data.arrays import manifest_path, read_manifest
 from minilean.data.images import rescale_to_uint8
 from minilean.data.paths import creatable_problem, existing_problem
 from minilean.errors import flag_error
@@ -151,7 +151,7 @@ def check_outputs(x_output, y_output=None):
                     f"a path whose manifest {manifest} is not a directory")
     if os.path.isfile(manifest):
         try:
-            manifest_class_names(manifest)
+            read_manifest(manifest)
         except ValueError:
             raise flag_error("x_output", x_output, f"a path whose {manifest} beside it is a "
                              "manifest or free: that file is something else, which the "
