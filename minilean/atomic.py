@@ -7,7 +7,6 @@ file is removed and any previous file at the destination is left untouched. A pr
 mid-write (SIGKILL, a power cut) cannot remove it: ``remove_leftovers`` does, later.
 """
 import contextlib
-import io
 import json
 import os
 import re
@@ -121,20 +120,25 @@ def write_json(path, value):
     write_text(path, json_text(value))
 
 
-def npy_bytes(array):
-    """The bytes of ``array`` as an ``.npy`` file (never pickled: object arrays are refused)."""
-    buffer = io.BytesIO()
-    numpy.save(buffer, numpy.asanyarray(array), allow_pickle=False)
-    return buffer.getvalue()
+def _write(file, data):
+    """``data``, bytes or an array, into an open binary file; an array as ``.npy``, straight
+    from its memory (never pickled: object arrays are refused). Saving to bytes first held a
+    second copy of it: 45 GB of memory to write a 15.7 GB ImageNet-64 array."""
+    if isinstance(data, numpy.ndarray):
+        numpy.save(file, data, allow_pickle=False)
+    else:
+        file.write(data)
 
 
 def save_npy(path, array):
     """Save one array as ``.npy`` atomically."""
-    write_bytes(path, npy_bytes(array))
+    with atomic_open(path, "wb") as file:
+        _write(file, numpy.asanyarray(array))
 
 
 def write_together(contents):
-    """Write files that belong together (``contents``: {path: bytes}) as a set: each is
+    """Write files that belong together (``contents``: {path: bytes, or an array to save as
+    ``.npy``}) as a set: each is
     written and synced to disk in its temporary file before the first is renamed, so that a
     failure while writing (a full disk, Ctrl-C) leaves all the old files, never new ones beside
     old ones. Only the renames, one after the other in the order of ``contents``, are not one
@@ -145,6 +149,6 @@ def write_together(contents):
     with contextlib.ExitStack() as renames:  # on leaving: renamed last opened first
         for path, data in reversed(contents.items()):
             file = renames.enter_context(atomic_open(path, "wb"))
-            file.write(data)
+            _write(file, data)
             file.flush()
             os.fsync(file.fileno())

@@ -198,7 +198,7 @@ def prepare(root="data/real", limit_train=None, limit_test=None, url=None, expec
         # (or limit) beside test arrays, or labels, of another.
         splits = {"train": read_split(batch_dir, TRAIN_BATCHES, limit_train),
                   "test": read_split(batch_dir, TEST_BATCHES, limit_test)}
-        atomic.write_together({paths[f"{split}_{part}"]: atomic.npy_bytes(array)
+        atomic.write_together({paths[f"{split}_{part}"]: array
                                for split, arrays in splits.items()
                                for part, array in zip("Xy", arrays)})
         for split, (images, labels) in splits.items():

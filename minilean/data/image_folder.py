@@ -239,9 +239,9 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
                 "source": os.path.abspath(input_dir), "count": count, "crop": crop,
                 "skipped": skipped, "class_names": class_names if labels_from_dirs else None,
                 "labels": None if y_output is None else os.path.abspath(y_output)}
-    outputs = {x_output: atomic.npy_bytes(images)}
+    outputs = {x_output: images}
     if y_output is not None:
-        outputs[y_output] = atomic.npy_bytes(numpy.array(labels, numpy.int64))
+        outputs[y_output] = numpy.array(labels, numpy.int64)
     outputs[manifest_file] = atomic.json_text(manifest).encode("utf-8")
     atomic.write_together(outputs)
     return manifest
