@@ -342,7 +342,9 @@ X_CASES = {
     "negative": (npy_bytes(FLOATS - 0.5), "expected float images in [0, 1], found values in "
                                           "[-0.5"),
     "a pickle": (pickle.dumps(IMAGES), "the file is not in the .npy format"),
-    "truncated data": (npy_bytes(IMAGES)[:1000], "cannot read it as a .npy array file: "),
+    "truncated data": (npy_bytes(IMAGES)[:1000], "the file is cut short: it holds 1000 bytes, "
+                                                 "and its header promises 2432 (shape "
+                                                 "(12, 3, 8, 8), uint8); copy or save it again"),
     "truncated header": (npy_bytes(IMAGES)[:20], "cannot read it as a .npy array file: EOF"),
     "an .npz": (npz_bytes(IMAGES), "the file is an .npz archive; expected a .npy array file"),
     "empty": (b"", "the file is empty; expected a .npy array file"),

@@ -7,6 +7,7 @@ time). ``.npy`` arrays may be NCHW or NHWC: the layout is read from where the ch
 """
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 
@@ -93,6 +94,26 @@ def float_images(rows, value_range=(0.0, 1.0)):
     return rows
 
 
+def _cut_short(path):
+    """What a ``.npy`` file whose data end before its header says they do is missing, in words
+    (NumPy's own: "mmap length is greater than file size"); None for any other fault."""
+    with open(path, "rb") as file:
+        try:
+            version = numpy.lib.format.read_magic(file)
+            # 1.0 counts its header's length in 2 bytes; 2.0 and 3.0 in 4
+            read_header = (numpy.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else numpy.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(file)
+        except (ValueError, EOFError):
+            return None
+        promised = file.tell() + math.prod(shape) * dtype.itemsize
+    size = os.path.getsize(path)
+    if size >= promised:
+        return None
+    return (f"the file is cut short: it holds {size} bytes, and its header promises {promised} "
+            f"(shape {shape}, {dtype}); copy or save it again")
+
+
 def load_npy(path, where, missing):
     """Memory-map a ``.npy`` file; a missing file's error ends with ``missing`` (the command
     that makes it, "make it with: ...", or what it should hold, "expected ...").
@@ -117,7 +138,8 @@ def load_npy(path, where, missing):
     try:
         array = numpy.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, EOFError) as error:  # EOFError: a header cut short
-        raise ValueError(f"{where}: cannot read it as a .npy array file: {error}") from None
+        fault = _cut_short(path) or f"cannot read it as a .npy array file: {error}"
+        raise ValueError(f"{where}: {fault}") from None
     if not isinstance(array, numpy.ndarray):  # numpy.load opens .npz archives too (NpzFile)
         array.close()
         raise ValueError(f"{where}: the file is an .npz archive; expected a .npy array file "
