@@ -512,7 +512,8 @@ def test_an_out_that_is_a_file_or_lies_below_one_is_refused_before_the_run(below
     assert afile.read_text() == "kept"
 
 
-@pytest.mark.parametrize("name", ["", "config.json", "checkpoints/last.npz"])
+@pytest.mark.parametrize("name", ["", "config.json", "checkpoints/last.npz", "loss.svg",
+                                  "images/samples.ppm"])
 def test_a_written_file_flag_may_not_name_the_run_directory_or_its_records(name, tmp_path,
                                                                            capsys, no_work):
     """A TrainLog written over config.json would leave a run that cannot be resumed; one
@@ -523,7 +524,7 @@ def test_a_written_file_flag_may_not_name_the_run_directory_or_its_records(name,
     assert (code, err) == (2, f"minilean diffusion: error: --log: got '{value}'; expected a "
                               f"path other than the run directory {out} and its records "
                               f"(config.json, metrics.jsonl, summary.json, samples.npy, "
-                              f"checkpoints)\n")
+                              f"checkpoints, loss.svg, images)\n")
     assert not out.exists()
 
 

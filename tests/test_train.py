@@ -313,6 +313,20 @@ def test_a_new_run_never_overwrites_a_runs_files_left_without_their_config(tmp_p
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
 
 
+@pytest.mark.parametrize("own", ["loss.svg", "images/samples.png"])
+def test_a_new_run_never_overwrites_a_file_of_the_users_where_it_writes_its_own(tmp_path,
+                                                                                capsys, own):
+    """A loss.svg or an image of one's own in --out was replaced without a word."""
+    (tmp_path / own).parent.mkdir(exist_ok=True)
+    (tmp_path / own).write_text("mine")
+    code, err = _exit_and_error(["diffusion", *TINY, "--steps=1", f"--out={tmp_path}"], capsys)
+    assert (code, err) == (2, f"minilean diffusion: error: --out: got '{tmp_path}'; expected a "
+                              f"directory that holds no run's files (this one holds "
+                              f"{own.split('/')[0]}, which a new run would replace: move it "
+                              f"away, or choose another)\n")
+    assert (tmp_path / own).read_text() == "mine"
+
+
 def test_a_run_interrupted_before_its_config_is_written_leaves_room_for_a_new_one(
         tmp_path, monkeypatch, capsys):
     """Ctrl-C while the run directory opens, after its folders are made and before its

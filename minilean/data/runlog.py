@@ -61,9 +61,12 @@ def read_metrics(path):
     return records
 
 
-# What a run reads back (``--resume``: its config, metrics and checkpoints; ``evaluate``: its
-# samples) or reports (its summary): no file another flag names may be written over them.
-RUN_RECORDS = ("config.json", "metrics.jsonl", "summary.json", "samples.npy", "checkpoints")
+# What a run writes in its directory: what it reads back (``--resume``: its config, metrics
+# and checkpoints; ``evaluate``: its samples), reports (its summary) or shows (its loss curve,
+# its image grids). No file another flag names may be written over them, and a new run starts
+# only where none of them is (a loss.svg or an image of one's own would be replaced unsaid).
+RUN_RECORDS = ("config.json", "metrics.jsonl", "summary.json", "samples.npy", "checkpoints",
+               "loss.svg", "images")
 # The flags that name a file a run writes besides its run directory (those a command has)
 WRITTEN_FILE_FLAGS = ("log", "sample_ppm", "reference_ppm", "noisy_ppm", "reconstruct_ppm")
 
