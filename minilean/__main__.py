@@ -1,5 +1,10 @@
 """``python -m minilean``: the command line (see ``minilean/cli.py``)."""
-from minilean.cli import main
+import sys
 
 if __name__ == "__main__":
-    main()
+    try:  # Ctrl-C while the imports run, before the command's own handling starts
+        from minilean.cli import main
+        main()
+    except KeyboardInterrupt:
+        print("minilean: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -430,6 +430,8 @@ def run_command(command, positional, flags, texts=None):
             command.run(config)
     except FlagError as error:
         _fail(command.name, error, 2)
+    except BrokenPipeError:  # stdout's reader went away (| head): nothing is left to tell it
+        _end_quietly_on_a_closed_pipe()
     # MemoryError: sizes this machine cannot hold (NumPy's message says how much it asked for)
     except (ValueError, TypeError, FileNotFoundError, DeviceError, OSError, MemoryError) as error:
         _fail(command.name, error, 1)
@@ -439,6 +441,13 @@ def run_command(command, positional, flags, texts=None):
     except KeyboardInterrupt:
         print(f"minilean {command.name}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def _end_quietly_on_a_closed_pipe():
+    """End as a pipeline's writer does when its reader has gone, without a word, 128 + SIGPIPE
+    (13). stdout goes to /dev/null first: Python's flush at exit would fail on the pipe again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(128 + 13)
 
 
 def _fail(name, error, code):

@@ -474,6 +474,33 @@ def test_a_bad_flag_from_the_shell_has_no_traceback():
     assert result.stderr.count("\n") == 1 and result.stdout == ""
 
 
+def test_a_closed_stdout_ends_the_command_quietly_as_a_pipelines_writer():
+    """``python -m minilean ... | head``: with the reader gone, a command ended in "error:
+    [Errno 32] Broken pipe" and exit 1, a finished run reported as failed. Now it ends as a
+    shell's writers do: no word, 128 + SIGPIPE."""
+    reader, writer = os.pipe()
+    os.close(reader)  # before the command starts: its first line meets a closed pipe
+    try:
+        result = subprocess.run([sys.executable, "-m", "minilean", "evaluate", "--help"],
+                                stdout=writer, stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(writer)
+    assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_ctrl_c_while_the_command_line_is_imported_is_one_line(monkeypatch, capsys):
+    """The imports take a moment before the command's own handling starts: a Ctrl-C then
+    printed a KeyboardInterrupt traceback."""
+    import runpy
+
+    def interrupted():
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "main", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_module("minilean", run_name="__main__")
+    assert stop.value.code == 130 and capsys.readouterr().err == "minilean: interrupted\n"
+
+
 def test_declared_groups_and_guarded_functions(capsys):
     group = FlagGroup("g", [Flag("width", 4, "w", low=1), Flag("name", None, "n")])
     with pytest.raises(KeyError, match="no flag"):
