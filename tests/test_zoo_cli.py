@@ -182,6 +182,18 @@ def fail(argv, capsys):
     return exit_info.value.code, capsys.readouterr().err
 
 
+def test_gan_samples_that_would_pass_the_memory_cap_are_refused_before_training(tmp_path,
+                                                                                capsys):
+    """As diffusion's: found when sampling, the lack of memory ended the run after all of its
+    training, in NumPy's words."""
+    code, err = fail(["gan", "--n-samples=1398102", "--n-total=40", "--batch-size=4",
+                      "--steps=1", f"--out={tmp_path / 'run'}", "--progress=false"], capsys)
+    assert (code, err.count("\n")) == (2, 1)
+    assert err.startswith("minilean gan: error: --n-samples: got 1398102; expected at most "
+                          "1398101 for images of shape (3, 16, 16)")
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_held_out_rows_are_the_last_tenth_of_a_seeded_shuffle(tmp_path):
     """10% of the rows, at least 1 and at most 1000; the rest train, none of them twice."""
     assert [zoo_run.held_out_count(rows) for rows in (2, 9, 10, 30, 10_000, 20_000)] == [

@@ -11,7 +11,7 @@ from minilean.models.gan import (Discriminator, Generator, discriminator_loss, g
                                  independent_pixel_samples, ring8_coverage)
 from minilean.optim import Adam, minimize
 from minilean.train import zoo_run
-from minilean.train.loop import LOCKED_DATA_FLAGS
+from minilean.train.loop import LOCKED_DATA_FLAGS, check_samples_fit
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("latent", "hidden", "d_steps")
@@ -44,6 +44,7 @@ def run(config):
     if not points:
         classifier.check_fd_report(config, session.dataset)
     data_shape = session.train_rows.shape[1:]
+    check_samples_fit(config.n_samples, data_shape)  # they are made after the training
     generator = Generator(config.latent, data_shape, config.hidden, bounded=not points)
     discriminator = Discriminator(data_shape, config.hidden)
     generator.to(config.device), discriminator.to(config.device)
