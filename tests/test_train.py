@@ -327,6 +327,31 @@ def test_a_new_run_never_overwrites_a_file_of_the_users_where_it_writes_its_own(
     assert (tmp_path / own).read_text() == "mine"
 
 
+def test_a_resume_on_data_changed_since_the_run_began_is_refused_by_name(tmp_path, capsys):
+    """--x replaced since the run began: the run trained on the new data unsaid (the same
+    shape), or stopped at the checkpoint in the weights' words (another). A run saved before
+    config.json kept the data's fingerprint resumes as it did, and keeps one from then on."""
+    x, run = tmp_path / "x.npy", tmp_path / "run"
+    images = numpy.random.default_rng(0).integers(0, 256, (32, 3, 16, 16), dtype=numpy.uint8)
+    numpy.save(x, images)
+    run_cli("--steps=2", f"--x={x}", f"--out={run}", "--evaluate=false")
+    resume = ["diffusion", f"--resume={run}", "--steps=3"]
+    for changed, words in [(255 - images, "the same shape (32, 3, 16, 16) uint8, other "
+                                          "contents"),
+                           (images[:, :, :8, :8], "then (32, 3, 16, 16) uint8, now "
+                                                  "(32, 3, 8, 8) uint8")]:
+        numpy.save(x, changed)
+        assert _exit_and_error(resume, capsys) == (
+            1, f"minilean diffusion: error: --x {x}: not the data the run {str(run)!r} began "
+               f"with ({words}); resume it with those data, or start a new run\n")
+    numpy.save(x, images)
+    config = json.loads((run / "config.json").read_text())
+    fingerprint = config.pop("data_fingerprint")
+    (run / "config.json").write_text(json.dumps(config))
+    main(resume)
+    assert json.loads((run / "config.json").read_text())["data_fingerprint"] == fingerprint
+
+
 def test_a_run_interrupted_before_its_config_is_written_leaves_room_for_a_new_one(
         tmp_path, monkeypatch, capsys):
     """Ctrl-C while the run directory opens, after its folders are made and before its

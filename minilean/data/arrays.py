@@ -6,6 +6,7 @@ time). ``.npy`` arrays may be NCHW or NHWC: the layout is read from where the ch
 (1 or 3) is, and a shape where both readings fit is reported rather than guessed.
 """
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -80,6 +81,18 @@ class Dataset:
     def images_float(self, indices=slice(None)):
         """Rows of ``x`` as float32 in [0, 1] (uint8 is divided by 255)."""
         return float_images(self.x[indices])
+
+    def fingerprint(self, rows=64):
+        """What identifies these data to a resumed run: their shape and dtype, and a digest of
+        ``rows`` rows spread over them and of every label. A few rows keep it cheap for a
+        memory-mapped file of any size (a change between them goes unseen); the labels cost
+        8 bytes a row."""
+        picked = numpy.unique(numpy.linspace(0, len(self) - 1, min(rows, len(self))).astype(int))
+        digest = hashlib.sha256(numpy.ascontiguousarray(self.x[picked]).tobytes())
+        if self.y is not None:
+            digest.update(numpy.ascontiguousarray(self.y, numpy.int64).tobytes())
+        return {"shape": list(self.x.shape), "dtype": str(self.x.dtype),
+                "digest": digest.hexdigest()[:16]}
 
 
 def float_images(rows, value_range=(0.0, 1.0)):

@@ -32,9 +32,9 @@ from minilean.models import diffusion as D
 from minilean.models.classifier import check_fd_report, fd_report
 from minilean.optim import EMA, Adam, clip_grad_norm_, warmup_constant, warmup_cosine
 from minilean.train.loop import (LOCKED_DATA_FLAGS, TrainState, check_batch_fits,
-                                 check_halved_twice, check_samples_fit, data_source,
-                                 default_interval, open_run, prepare_device, run_config,
-                                 start_line, summary_line, train, write_trainlog)
+                                 check_halved_twice, check_same_data, check_samples_fit,
+                                 data_source, default_interval, open_run, prepare_device,
+                                 run_config, start_line, summary_line, train, write_trainlog)
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("arch", "hidden_c", "T", "schedule", "beta_start", "beta_end",
@@ -148,6 +148,7 @@ def run(config):
         print("minilean: --cuda-graph has no effect on the CPU", file=sys.stderr)
 
     dataset = image_dataset(config)
+    check_same_data(config, dataset)
     if config.arch == "unet":
         check_halved_twice(config, dataset.image_shape, "--arch unet")
     check_fd_report(config, dataset)

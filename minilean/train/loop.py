@@ -149,6 +149,24 @@ def data_in_errors(config):
     return f"--x {config.x}" if config.x else f"dataset {config.dataset!r}"
 
 
+def check_same_data(config, dataset):
+    """A resumed run must train on the data it began with: a file given by --x and changed
+    since (replaced, edited, converted again) would be trained on unsaid, or, of another
+    shape, stop at the checkpoint in the weights' words. The data's fingerprint (``Dataset.
+    fingerprint``) is kept in ``config``, so that config.json saves it; a run saved before it
+    was kept has none to compare."""
+    now = dataset.fingerprint()
+    then = getattr(config, "data_fingerprint", None)
+    if config.resume and then is not None and then != now:
+        shapes = [f"{tuple(data['shape'])} {data['dtype']}" for data in (then, now)]
+        change = f"the same shape {shapes[1]}, other contents" if shapes[0] == shapes[1] \
+            else f"then {shapes[0]}, now {shapes[1]}"
+        raise ValueError(f"{data_in_errors(config)}: not the data the run {config.resume!r} "
+                         f"began with ({change}); resume it with those data, or start a new "
+                         f"run")
+    config.data_fingerprint = now
+
+
 def check_batch_fits(batch_size, rows, what):
     """--batch-size must not exceed the ``rows`` (``what``: their words) it is drawn from,
     said in the flag's words before the run rather than in the Loader's after it opened."""

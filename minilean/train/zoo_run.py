@@ -18,7 +18,7 @@ from minilean.data.arrays import float_images
 from minilean.data.images import save_grid_everywhere
 from minilean.data.loader import Loader
 from minilean.data.streams import Purpose, stream
-from minilean.train.loop import (TrainState, check_batch_fits, check_halved_twice,
+from minilean.train.loop import (TrainState, check_batch_fits, check_halved_twice, check_same_data,
                                  data_in_errors, data_source, default_interval, open_run,
                                  prepare_device, run_config, start_line, summary_line, train,
                                  write_trainlog)
@@ -96,6 +96,7 @@ def start(config, locked, value_range):
     data = load_dataset(config.dataset, x=config.x, y=config.y, n_total=config.n_total,
                         image_size=config.image_size, data_root=config.data_root,
                         seed=config.seed)
+    check_same_data(config, data)
     rows = numpy.asarray(data.x)
     if len(rows) < 2:
         kept = "" if config.n_total is None else f" (--n-total {config.n_total})"
