@@ -138,12 +138,12 @@ def save_npy(path, array):
 
 def write_together(contents):
     """Write files that belong together (``contents``: {path: bytes, or an array to save as
-    ``.npy``}) as a set: each is
-    written and synced to disk in its temporary file before the first is renamed, so that a
-    failure while writing (a full disk, Ctrl-C) leaves all the old files, never new ones beside
-    old ones. Only the renames, one after the other in the order of ``contents``, are not one
-    step: put last the file that describes the others (a manifest). The temporaries an earlier
-    write of these files left when killed are removed first."""
+    ``.npy``}) as a set: each is written and synced to disk in its temporary file before the
+    first is renamed, so that a failure while writing (a full disk, Ctrl-C) leaves all the old
+    files, never new ones beside old ones. Only the renames, one after the other in the order
+    of ``contents``, are not one step: put last the file that describes the others (a
+    manifest). The temporaries an earlier write of these files left when killed are removed
+    first."""
     for path in contents:
         remove_leftovers_of(path)
     with contextlib.ExitStack() as renames:  # on leaving: renamed last opened first
