@@ -12,7 +12,9 @@ hand-parsed, and every flag is checked before any work starts:
   ``MINILEAN_TRACEBACK=1`` re-raises it with the full traceback instead;
 * Ctrl-C (``KeyboardInterrupt``) prints one line and exits with code 130; SIGTERM (``kill``, a
   batch system stopping a job) and SIGHUP (its terminal closed) stop a command the same way,
-  with exit code 128 + the signal's number.
+  with exit code 128 + the signal's number;
+* a closed stdout (``| head``) ends the command without a word, with 141 (128 + SIGPIPE), as a
+  pipeline's writers end.
 
 Why not let fire check the flags? python-fire calls the function with its defaults *before* it
 reports an unknown flag (a typo would start a five-minute training run), and it hands over
