@@ -257,7 +257,8 @@ def test_a_named_pipe_among_the_images_is_skipped_by_name_not_read(tmp_path):
     pipe = tmp_path / "in" / "2.png"
     os.mkfifo(pipe)
     lines = []
-    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the conversion read the pipe"))
+    before = signal.signal(signal.SIGALRM,
+                           lambda *_: pytest.fail("the conversion read the pipe"))
     signal.alarm(20)
     try:
         manifest = image_folder.convert_image_folder(
@@ -265,6 +266,7 @@ def test_a_named_pipe_among_the_images_is_skipped_by_name_not_read(tmp_path):
             warn=lines.append)
     finally:
         signal.alarm(0)
+        signal.signal(signal.SIGALRM, before)
     assert lines == [f"warning: skipping {pipe}: not a regular file"]
     assert manifest["count"] == 1 and manifest["skipped"] == [str(pipe)]
 

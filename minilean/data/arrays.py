@@ -172,8 +172,8 @@ def check_pixel_values(images, where):
         return
     low, high, first_outside = numpy.inf, -numpy.inf, None
     for start in range(0, len(images), _RANGE_CHECK_ROWS):
-        rows = numpy.asarray(images[start:start + _RANGE_CHECK_ROWS]).reshape(
-            min(_RANGE_CHECK_ROWS, len(images) - start), -1)
+        rows = numpy.asarray(images[start:start + _RANGE_CHECK_ROWS])
+        rows = rows.reshape(len(rows), -1)
         finite = numpy.isfinite(rows)
         if not finite.all():
             row = int(numpy.argmin(finite.all(axis=1)))

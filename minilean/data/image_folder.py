@@ -44,10 +44,11 @@ def list_images(input_dir, extensions=DEFAULT_EXTENSIONS):
     found, walked = [], set()
     # any walk order: the result is sorted
     for directory, subdirectories, files in os.walk(input_dir, followlinks=True):
-        if os.path.realpath(directory) in walked:
+        real = os.path.realpath(directory)
+        if real in walked:
             subdirectories[:] = []
             continue
-        walked.add(os.path.realpath(directory))
+        walked.add(real)
         found += [os.path.relpath(os.path.join(directory, name), input_dir)
                   for name in files if name.lower().endswith(extensions)]
     return sorted(found)
