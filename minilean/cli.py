@@ -246,6 +246,9 @@ class Command:
             flag = self.flags[name]
             if value is False and flag.kind is not bool:
                 raise _negated_value_flag(flag)
+            if value is True and flag.kind is not bool and texts.get(name) is None:
+                # fire's True for a flag typed with no value after it (--steps --lr 1e-3)
+                raise FlagError(f"{flag.option}: got no value; expected {flag.allowed()}")
         config = types.SimpleNamespace(**{
             name: flag.parse(given[name], text=texts.get(name)) if name in given
             else flag.default
@@ -515,6 +518,13 @@ def _check_diffusion_model(values):
         _check_halved_twice(values, "--arch unet")
 
 
+def _check_reconstruct_step(values):
+    """The reconstruction noises real images to a timestep of the schedule, 0..T-1."""
+    if values.reconstruct_step is not None and values.reconstruct_step >= values.T:
+        raise flag_error("reconstruct_step", values.reconstruct_step,
+                         f"an integer >= 0 and <= {values.T - 1} (a timestep of --T {values.T})")
+
+
 def _check_lr_schedule(values):
     """The cosine must not end before the run does (the steps after its horizon would train
     at learning rate 0), nor a warm-up the user gave run past the horizon (the rate would
@@ -610,7 +620,8 @@ DIFFUSION = Command(
             Flag("sample_steps", 50, "sampler steps: ddim takes that many of the T timesteps "
                  "(all T when it is T or more), pf-euler that many Euler steps; ddpm uses all "
                  "T", low=1),
-            Flag("eta", 0.0, "DDIM noise scale: 0 deterministic, 1 DDPM-like", low=0),
+            Flag("eta", 0.0, "DDIM noise scale: 0 deterministic, 1 DDPM-like (above 1 "
+                 "the noise would need more variance than the step has)", low=0, high=1),
             Flag("clip", True, "ddpm and ddim (and the reconstruction): clip each step's "
                  "predicted x0 to [-1, 1]; pf-euler, which predicts no x0: clamp the final "
                  "samples to [-1, 1]"),
@@ -630,8 +641,8 @@ DIFFUSION = Command(
             Flag("reconstruct_ppm", None, "write their DDIM reconstruction here",
                  kind=Path, check=output_file(*IMAGE_EXTENSIONS)),
             Flag("reconstruct_step", None, "timestep of the noisy/reconstruction images "
-                 "(default T/4, clamped to T-1)", kind=int, low=0),
-        ]),
+                 "(default T/4; at most T-1)", kind=int, low=0),
+        ], check=_check_reconstruct_step),
         run_dir_flags("runs/diffusion"),
     ])
 

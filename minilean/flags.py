@@ -109,6 +109,12 @@ class Flag:
             # extensions), more than "a text"
             blank = self.kind is str and isinstance(value, str) and self.check
             raise flag_error(self.name, value, blank and self.check(value) or self.allowed())
+        if self.kind is Path and not typed and converted.startswith("~"):
+            # _convert expanded what it could: a ~name of no user here is left as typed
+            user = converted.split("/")[0]
+            raise flag_error(self.name, value, f"{self.allowed()} ({user} names no home "
+                                               f"folder here; write ./{converted} for a path "
+                                               f"of that name)")
         if self.choices:
             converted = self.aliases.get(converted, converted)
             if converted not in self.choices:

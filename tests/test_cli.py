@@ -1,6 +1,7 @@
 """The command line: every bad flag is one line on stderr and exit code 2, before any work."""
 import importlib
 import inspect
+import math
 import os
 import re
 import subprocess
@@ -42,7 +43,10 @@ def no_work(monkeypatch):
     (["--steps=3", "--", "--help"], "unexpected argument '--'; expected flags only"),
     (["--=3"], "unexpected argument '--=3'; expected flags only"),
     (["--steps=0"], "--steps: got 0; expected an integer >= 1"),
-    (["--steps"], "--steps: got True; expected an integer >= 1"),
+    (["--steps"], "--steps: got no value; expected an integer >= 1"),
+    (["--steps", "--lr=1e-3"], "--steps: got no value; expected an integer >= 1"),
+    (["--steps=True"], "--steps: got True; expected an integer >= 1"),  # a value, typed
+    (["--out"], "--out: got no value; expected a file or directory path"),
     (["--steps=2.5"], "--steps: got 2.5; expected an integer >= 1"),
     (["--lr=0"], "--lr: got 0; expected a finite number > 0"),
     (["--lr=inf"], "--lr: got 'inf'; expected a finite number > 0"),
@@ -94,7 +98,7 @@ LOWEST_VALUES = [
     (cli.DIFFUSION, {"lr_schedule": "constant"}, "warmup_steps", 0, "an integer >= 0"),
     (cli.DIFFUSION, {"steps": 1}, "lr_decay_steps", 1, "an integer >= 1 or none"),
     (cli.DIFFUSION, {}, "sample_steps", 1, "an integer >= 1"),
-    (cli.DIFFUSION, {}, "eta", 0, "a finite number >= 0"),
+    (cli.DIFFUSION, {}, "eta", 0, "a finite number >= 0 and <= 1"),
     (cli.DIFFUSION, {"evaluate": False}, "n_samples", 1, "an integer >= 1"),
     (cli.DIFFUSION, {}, "sample_batch", 1, "an integer >= 1"),
     (cli.DIFFUSION, {}, "reconstruct_step", 0, "an integer >= 0 or none"),
@@ -123,6 +127,19 @@ def test_a_bounded_flag_takes_its_lowest_value_and_refuses_the_one_below(command
     below = f"{command.flags[name].option}: got {lowest - 1}; expected {expected}"
     with pytest.raises(FlagError, match=f"^{re.escape(below)}$"):
         command.parse((), {**others, name: lowest - 1})
+
+
+@pytest.mark.parametrize("others, name, highest, above, expected", [
+    ({}, "eta", 1.0, 1.5, "a finite number >= 0 and <= 1"),
+    # the highest timestep of the schedule --T gives, on a resumed run the saved one
+    ({"T": 10}, "reconstruct_step", 9, 10, "an integer >= 0 and <= 9 (a timestep of --T 10)"),
+])
+def test_a_bounded_flag_takes_its_highest_value_and_refuses_one_above(others, name, highest,
+                                                                      above, expected):
+    assert getattr(cli.DIFFUSION.parse((), {**others, name: highest}), name) == highest
+    refused = f"{cli.DIFFUSION.flags[name].option}: got {above}; expected {expected}"
+    with pytest.raises(FlagError, match=f"^{re.escape(refused)}$"):
+        cli.DIFFUSION.parse((), {**others, name: above})
 
 
 @pytest.mark.parametrize("command, flags, expected, kind", [
@@ -201,7 +218,7 @@ def test_a_quoted_text_reaches_the_flag_as_typed(no_work, monkeypatch):
     assert seen["out"] == "1e3"
 
 
-def test_expected_errors_exit_1_with_one_line(tmp_path, capsys):
+def test_expected_errors_exit_1_with_one_line(tmp_path, capsys, monkeypatch):
     code, err = fail(["diffusion", "--cpu", f"--x={tmp_path / 'missing.npy'}",
                       f"--out={tmp_path / 'run'}"], capsys)
     assert code == 1 and err.count("\n") == 1 and "missing.npy" in err
@@ -218,10 +235,13 @@ def test_expected_errors_exit_1_with_one_line(tmp_path, capsys):
                       f"--cache={tmp_path / 'cache'}"], capsys)  # the floor's covariance
     assert (code, err) == (1, "minilean evaluate: error: FD-classifier needs at least 2 real "
                               "images, the dataset has 1\n")
-    run = tmp_path / "diverged"  # DDIM's noise scale so large that the samples overflow
+    from minilean.train import diffusion
+    run = tmp_path / "diverged"  # a sampler whose samples overflowed
+    monkeypatch.setattr(diffusion, "sample",
+                        lambda eps_model, config, betas, x_T: x_T * math.inf)
     code, err = fail(["diffusion", "--cpu", "--steps=2", "--T=10", "--hidden-c=8",
-                      "--sampler=ddim", "--sample-steps=3", "--eta=1e308", "--n-samples=4",
-                      "--evaluate=False", "--progress=False", f"--out={run}"], capsys)
+                      "--n-samples=4", "--evaluate=False", "--progress=False", f"--out={run}"],
+                     capsys)
     assert (code, err) == (1, "minilean diffusion: error: images hold 3072 nan or infinite "
                               "values of 3072; expected finite values (no pixel stands for "
                               "them)\n")

@@ -1,5 +1,6 @@
 """minilean/flags.py: one Flag reads fire's text and a Python caller's value by the same rules,
 and the data commands and ``load_dataset`` check their flags with the very Flags the CLI uses."""
+import os
 from pathlib import Path
 
 import numpy
@@ -46,6 +47,8 @@ REFUSED = object()
     # --out=~/runs: no shell expands a ~ after "="; Python code's ~ is a name, as open() reads it
     (Flag("p", "a", "p", kind=Path), "~/runs/x", str(Path.home() / "runs/x"), "~/runs/x"),
     (Flag("t", "a", "t", kind=str), "~/x", "~/x", "~/x"),  # a text is no path: its ~ stays
+    # the home of a user of this machine (root's, which every Unix has) ...
+    (Flag("p", "a", "p", kind=Path), "~root/x", os.path.expanduser("~root") + "/x", "~root/x"),
 ])
 def test_fire_text_is_read_as_the_kind_and_a_python_value_must_be_of_it(flag, value, loose,
                                                                         typed):
@@ -55,6 +58,18 @@ def test_fire_text_is_read_as_the_kind_and_a_python_value_must_be_of_it(flag, va
                 flag.parse(value, typed=is_typed)
         else:
             assert flag.parse(value, typed=is_typed) == expected
+
+
+@pytest.mark.parametrize("typed, words", [
+    ("~nosuchuser/runs", "~nosuchuser names no home folder here; write ./~nosuchuser/runs"),
+    ("~nosuchuser", "~nosuchuser names no home folder here; write ./~nosuchuser"),
+])
+def test_a_tilde_of_no_user_is_refused_not_made_a_folder_of_that_name(typed, words):
+    """... of no user: left as typed, it would make a folder named ~nosuchuser here."""
+    with pytest.raises(FlagError) as error:
+        Flag("out", "a", "o", kind=Path).parse(typed)
+    assert str(error.value) == (f"--out: got {typed!r}; expected a file or directory path "
+                                f"({words} for a path of that name)")
 
 
 @pytest.mark.parametrize("flag, typed, words", [

@@ -310,6 +310,8 @@ def ddim_step(alpha_bar, x_t, t, t_prev, eps_hat, eta=0.0, noise=None, clip=Fals
         x_prev = sqrt(a') x0_hat + sqrt(1 - a' - sigma^2) eps_hat + sigma noise
 
     ``eta = 0`` is deterministic; ``eta = 1`` on consecutive steps has the DDPM variance.
+    Above 1, sigma^2 can exceed 1 - a' and the direction's coefficient is then taken as 0 (the
+    command line refuses ``--eta`` above 1).
     """
     a = float(alpha_bar[t])
     a_prev = 1.0 if t_prev < 0 else float(alpha_bar[t_prev])

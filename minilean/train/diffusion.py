@@ -261,8 +261,7 @@ def write_images(config, model, emas, betas, dataset, run_dir):
 def _reconstruct(config, eps_model, betas, dataset):
     """Real images noised to ``reconstruct_step`` and their DDIM reconstruction, in [0, 1]."""
     alpha_bar = D.alpha_bars(betas)
-    step = min(config.T // 4 if config.reconstruct_step is None else config.reconstruct_step,
-               config.T - 1)
+    step = config.T // 4 if config.reconstruct_step is None else config.reconstruct_step
     x0 = tensor(dataset.images_float(slice(0, 16)) * 2.0 - 1.0, device=config.device)
     generator = stream(config.seed, Purpose.NOISY_IMAGES)
     eps = tensor(generator.standard_normal(x0.shape).astype(numpy.float32), device=config.device)
