@@ -194,6 +194,24 @@ def test_the_cached_classifier_depends_on_the_images_and_the_lr(tmp_path):
     assert path(black) != path(black, lr=2e-3)
 
 
+def test_the_cached_classifier_depends_on_rows_past_the_first_256(tmp_path):
+    """Editing the end of a data file reused the classifier of the data before the edit: the
+    key hashed the first 256 image rows alone. It hashes rows spread over all of them."""
+    from minilean.data.arrays import Dataset
+    from minilean.models.classifier import _cache_path
+    images = numpy.random.default_rng(0).integers(0, 256, (3000, 1, 2, 2), dtype=numpy.uint8)
+    labels = numpy.arange(3000) % 3
+
+    def path(images):
+        return _cache_path(str(tmp_path), Dataset(images, labels, (), "set"), seed=0, steps=10,
+                           lr=1e-3, batch_size=64)
+
+    edited = images.copy()
+    edited[-1] ^= 1  # the last row, far past the first 256
+    assert path(images) == path(images.copy())
+    assert path(images) != path(edited)
+
+
 def test_a_classifier_trained_with_another_batch_size_is_not_reused(tmp_path):
     """The batch size is part of the recipe: a classifier trained with batches of 2 was
     loaded as the one of batches of 4 (the cache's name left it out)."""

@@ -1,6 +1,7 @@
 """CIFAR-10 download, verification, safe extraction and restricted unpickling, all offline:
 the tests build tiny archives in the real layout and serve them through file:// URLs."""
 import errno
+import gzip
 import hashlib
 import io
 import os
@@ -328,6 +329,61 @@ def test_link_member_is_refused(tmp_path):
         tar.addfile(link)
     with pytest.raises(ValueError, match="only regular files and directories are allowed"):
         cifar10.safe_extract(str(archive), str(tmp_path / "target"))
+
+
+def damaged_archive(path, kind):
+    """A CIFAR archive gone bad, written to ``path``; return its MD5 (prepare takes it then)."""
+    make_archive(path)
+    payload = path.read_bytes()
+    tar = gzip.decompress(payload)
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        fourth = archive.getmembers()[3]  # data_batch_4: its data, padded to 512-byte blocks
+        end_of_fourth = fourth.offset_data + -(-fourth.size // 512) * 512
+    damaged = {"cut in the middle": payload[:len(payload) // 2],
+               "empty": b"",
+               "a tar not gzipped": tar,
+               "cut after a member": gzip.compress(tar[:end_of_fourth]),
+               "bytes after the gzip stream": gzip.compress(tar[:end_of_fourth]) + b"garbage"}
+    path.write_bytes(damaged[kind])
+    return hashlib.md5(damaged[kind]).hexdigest()
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ("cut in the middle", "Compressed file ended before the end-of-stream marker was reached"),
+    ("empty", "empty file"),
+    ("a tar not gzipped", "not a gzip file"),
+    # a tar cut where a member ends reads as a whole tar of fewer members
+    ("cut after a member", "it holds no cifar-10-batches-py/data_batch_5, "
+                           "cifar-10-batches-py/test_batch"),
+    ("bytes after the gzip stream", "Not a gzipped file (b'ga')"),
+])
+def test_an_archive_that_cannot_be_read_is_one_value_error_and_nothing_is_left(tmp_path, kind,
+                                                                               reason):
+    """prepare called from Python with the MD5 of a damaged archive (the command's fixed MD5
+    refuses it before): tarfile's, gzip's and the missing file's own errors were raised raw,
+    and an empty ROOT/cifar10 stayed behind."""
+    archive, root = tmp_path / "served.tar.gz", tmp_path / "real"
+    md5 = damaged_archive(archive, kind)
+    with pytest.raises(ValueError) as raised:
+        cifar10.prepare(str(root), url=archive.as_uri(), expected_md5=md5, progress=False,
+                        log=lambda message: None)
+    assert (type(raised.value), str(raised.value)) == (
+        ValueError, f"{root / cifar10.ARCHIVE_NAME} is not a readable CIFAR-10 archive: {reason}")
+    assert os.listdir(root) == [cifar10.ARCHIVE_NAME]
+
+
+def test_a_batch_cut_short_in_an_archive_is_its_error_and_nothing_is_left(tmp_path):
+    archive, root = tmp_path / "served.tar.gz", tmp_path / "real"
+    batches = {name: pickle.dumps(fake_batch(seed), protocol=PROTOCOL)
+               for seed, name in enumerate(cifar10.TRAIN_BATCHES + cifar10.TEST_BATCHES)}
+    batches["data_batch_1"] = broken_batch("cut in the middle")
+    with pytest.raises(ValueError) as raised:
+        cifar10.prepare(str(root), url=archive.as_uri(), progress=False, log=lambda m: None,
+                        expected_md5=make_archive(archive, batches))
+    batch = root / "cifar10" / ".extract" / cifar10.BATCH_DIR / "data_batch_1"  # now removed
+    assert (type(raised.value), str(raised.value)) == (
+        ValueError, f"{batch} is not a valid CIFAR pickle: pickle data was truncated")
+    assert os.listdir(root) == [cifar10.ARCHIVE_NAME]
 
 
 def test_a_bad_test_batch_leaves_the_arrays_written_before_as_they_were(tmp_path):

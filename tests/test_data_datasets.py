@@ -236,6 +236,24 @@ def test_n_total_cuts_labels_with_the_images_and_extra_labels_are_refused(tmp_pa
         load_dataset(x=x, y=save(tmp_path, "long.npy", numpy.arange(6)))
 
 
+def test_n_total_that_keeps_only_the_first_classes_of_sorted_data_says_so(tmp_path, capsys):
+    """A converted image folder lists its images class by class: --n-total keeps its first rows
+    all the same (the README's numbers rest on them), and says which part of the classes they
+    hold; rows in mixed order, or enough of them, say nothing."""
+    x = save(tmp_path, "x.npy", numpy.zeros((9, 3, 4, 4), numpy.uint8))
+    y = save(tmp_path, "sorted.npy", numpy.repeat([0, 1, 2], 3))         # 0 0 0 1 1 1 2 2 2
+    data = load_dataset(x=x, y=y, n_total=5)
+    assert data.y.tolist() == [0, 0, 0, 1, 1]
+    assert capsys.readouterr().err == (
+        "minilean: warning: --n-total 5 keeps the first 5 rows of x.npy, which hold 2 of its 3 "
+        "classes; shuffle the rows first (a converted image folder lists its images class by "
+        "class) or keep more\n")
+    load_dataset(x=x, y=y, n_total=7)  # reaches the last class
+    load_dataset(x=x, y=save(tmp_path, "mixed.npy", numpy.tile([0, 1, 2], 3)), n_total=3)
+    load_dataset(x=x, y=y)
+    assert capsys.readouterr().err == ""
+
+
 def test_n_total_beyond_the_rows_of_a_file_is_a_flag_error(tmp_path):
     """Asking for more rows than the file holds is refused, not quietly cut to what is there
     (a generated set, builtin or ring8, is made as large as asked)."""

@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy
@@ -82,13 +83,18 @@ class Dataset:
         """Rows of ``x`` as float32 in [0, 1] (uint8 is divided by 255)."""
         return float_images(self.x[indices])
 
+    def spread_rows(self, rows):
+        """Indices of ``rows`` rows spread evenly over the data, the first and the last among
+        them (all rows where there are no more than ``rows``): what a digest of a few rows of
+        a memory-mapped file of any size reads."""
+        return numpy.unique(numpy.linspace(0, len(self) - 1, min(rows, len(self))).astype(int))
+
     def fingerprint(self, rows=64):
         """What identifies these data to a resumed run: their shape and dtype, and a digest of
-        ``rows`` rows spread over them and of every label. A few rows keep it cheap for a
-        memory-mapped file of any size (a change between them goes unseen); the labels cost
-        8 bytes a row."""
-        picked = numpy.unique(numpy.linspace(0, len(self) - 1, min(rows, len(self))).astype(int))
-        digest = hashlib.sha256(numpy.ascontiguousarray(self.x[picked]).tobytes())
+        ``rows`` rows spread over them (``spread_rows``) and of every label. A few rows keep it
+        cheap for a memory-mapped file of any size (a change between them goes unseen); the
+        labels cost 8 bytes a row."""
+        digest = hashlib.sha256(numpy.ascontiguousarray(self.x[self.spread_rows(rows)]).tobytes())
         if self.y is not None:
             digest.update(numpy.ascontiguousarray(self.y, numpy.int64).tobytes())
         return {"shape": list(self.x.shape), "dtype": str(self.x.dtype),
@@ -412,6 +418,26 @@ def load_dataset(dataset="builtin", x=None, y=None, n_total=None, image_size=32,
     if n_total is not None:
         if n_total > len(data):  # only a file or a downloaded set can hold fewer rows
             raise flag_error("n_total", n_total, f"at most {len(data)}, the rows of {data.name}")
+        warn_of_classes_left_out(data, n_total)
         data.x = data.x[:n_total]
         data.y = None if data.y is None else data.y[:n_total]
     return data
+
+
+def warn_of_classes_left_out(data, n_total):
+    """Say on stderr when the first ``n_total`` rows, all that --n-total keeps, hold fewer
+    classes than the labels of all rows do.
+
+    A converted image folder lists its images class by class, so its first rows are its first
+    classes: a model trained on them, and the FD-classifier scoring it, would see part of the
+    data without a word. The rows kept stay the first (the README's numbers rest on them); only
+    the labels of all rows are read, 8 bytes a row, never the images.
+    """
+    if data.y is None or n_total >= len(data):  # builtin and ring8 make exactly n_total rows
+        return
+    kept, total = len(numpy.unique(data.y[:n_total])), len(numpy.unique(data.y))
+    if kept < total:
+        print(f"minilean: warning: --n-total {n_total} keeps the first {n_total} rows of "
+              f"{data.name}, which hold {kept} of its {total} classes; shuffle the rows first "
+              f"(a converted image folder lists its images class by class) or keep more",
+              file=sys.stderr)

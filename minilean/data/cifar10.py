@@ -6,12 +6,15 @@ directory (absolute paths, ``..``, links, devices) are refused, and the batches 
 ``RestrictedUnpickler``, which can build only dicts, lists, bytes, numbers and NumPy arrays.
 The result is ``cifar10_{train,test}_{X,y}.npy``: images uint8 NCHW (N, 3, 32, 32), labels int64.
 """
+import contextlib
+import gzip
 import hashlib
 import os
 import pickle
 import shutil
 import tarfile
 import urllib.request
+import zlib
 
 import numpy
 
@@ -76,28 +79,41 @@ def download(url, destination, expected_md5, opener=None, progress=True):
     return destination
 
 
+# What a damaged gzip tarball raises as it is read: tarfile's own error (a bad header, data cut
+# short in the tar), gzip's (a stream cut short: EOFError; a bad gzip header) or zlib's (garbled
+# compressed data, which tarfile wraps only in a member's header)
+DAMAGED_ARCHIVE_ERRORS = (tarfile.ReadError, EOFError, gzip.BadGzipFile, zlib.error)
+
+
 def safe_extract(archive, target):
-    """Extract a tar archive into ``target``, refusing anything that would escape it.
+    """Extract a gzip tar archive (CIFAR's format) into ``target``, refusing anything that
+    would escape it.
 
     Only regular files and directories are accepted; a member with an absolute path, a ``..``
     that climbs out, or a link/device entry raises ``ValueError`` before anything is written.
+    An archive that cannot be read to its end (cut short, garbled, not a gzip tarball) is a
+    ``ValueError`` too, naming it; whatever was extracted before is left for the caller.
     """
     target = os.path.realpath(target)
-    with tarfile.open(archive, "r:*") as tar:
-        members = tar.getmembers()
-        for member in members:
-            destination = os.path.realpath(os.path.join(target, member.name))
-            if os.path.commonpath([target, destination]) != target:
-                raise ValueError(f"refusing archive member {member.name!r} of {archive}: "
-                                 "it would be written outside the target directory")
-            if not (member.isfile() or member.isdir()):
-                raise ValueError(f"refusing archive member {member.name!r} of {archive}: "
-                                 "only regular files and directories are allowed")
-        os.makedirs(target, exist_ok=True)
-        # The checks above are the guard; Python's own "data" filter (3.12, backported to
-        # 3.8.17+) is a second one where this Python has it.
-        extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        tar.extractall(target, members=members, **extra)
+    try:
+        # gzip, not "r:*": where every method fails, "r:*" reports each on a line of its own
+        with tarfile.open(archive, "r:gz") as tar:
+            members = tar.getmembers()  # reads the archive to its end: most damage shows here
+            for member in members:
+                destination = os.path.realpath(os.path.join(target, member.name))
+                if os.path.commonpath([target, destination]) != target:
+                    raise ValueError(f"refusing archive member {member.name!r} of {archive}: "
+                                     "it would be written outside the target directory")
+                if not (member.isfile() or member.isdir()):
+                    raise ValueError(f"refusing archive member {member.name!r} of {archive}: "
+                                     "only regular files and directories are allowed")
+            os.makedirs(target, exist_ok=True)
+            # The checks above are the guard; Python's own "data" filter (3.12, backported to
+            # 3.8.17+) is a second one where this Python has it.
+            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(target, members=members, **extra)
+    except DAMAGED_ARCHIVE_ERRORS as error:
+        raise ValueError(f"{archive} is not a readable CIFAR-10 archive: {error}") from None
 
 
 class RefusedGlobal(pickle.UnpicklingError):
@@ -189,10 +205,17 @@ def prepare(root="data/real", limit_train=None, limit_test=None, url=None, expec
         log(f"downloading {url} -> {archive}")
         download(url, archive, expected_md5, opener=opener, progress=progress)
     scratch = os.path.join(root, "cifar10", ".extract")
+    made_folder = not os.path.isdir(os.path.dirname(scratch))  # removed again if left empty
     shutil.rmtree(scratch, ignore_errors=True)
     try:
         safe_extract(archive, scratch)
         batch_dir = os.path.join(scratch, BATCH_DIR)
+        # a tar cut short at a member's end reads as a whole one, of fewer members
+        missing = [f"{BATCH_DIR}/{name}" for name in TRAIN_BATCHES + TEST_BATCHES
+                   if not os.path.isfile(os.path.join(batch_dir, name))]
+        if missing:
+            raise ValueError(f"{archive} is not a readable CIFAR-10 archive: it holds no "
+                             f"{', '.join(missing)}")
         # Both splits are read before anything is written, and written together: a bad batch
         # or a full disk leaves the old arrays as a whole, never train arrays of this archive
         # (or limit) beside test arrays, or labels, of another.
@@ -205,4 +228,7 @@ def prepare(root="data/real", limit_train=None, limit_test=None, url=None, expec
             log(f"wrote {paths[f'{split}_X']} {images.shape} uint8 and labels")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if made_folder:
+            with contextlib.suppress(OSError):  # holding the arrays, it stays
+                os.rmdir(os.path.dirname(scratch))
     return paths
