@@ -136,43 +136,51 @@ class RestrictedUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def load_pickle(path):
-    """Unpickle a Python-2 style CIFAR file (bytes keys) with ``RestrictedUnpickler``."""
+def load_pickle(path, name=None):
+    """Unpickle a Python-2 style CIFAR file (bytes keys) with ``RestrictedUnpickler``;
+    ``name``: what errors call the file (default: its path)."""
+    name = name or path
     with open(path, "rb") as file:
         try:
             return RestrictedUnpickler(file, encoding="bytes").load()
         except RefusedGlobal as error:
-            raise ValueError(f"refusing to read {path}: {error}") from None
+            raise ValueError(f"refusing to read {name}: {error}") from None
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
                 AttributeError) as error:  # damaged: truncated, garbled or not a batch
-            raise ValueError(f"{path} is not a valid CIFAR pickle: {error}") from None
+            raise ValueError(f"{name} is not a valid CIFAR pickle: {error}") from None
 
 
-def read_batch(path):
-    """One CIFAR batch file: (uint8 images (n, 3, 32, 32), int64 labels (n,))."""
-    batch = load_pickle(path)
+def read_batch(path, name=None):
+    """One CIFAR batch file: (uint8 images (n, 3, 32, 32), int64 labels (n,)); ``name``: what
+    errors call the file (default: its path)."""
+    name = name or path
+    batch = load_pickle(path, name)
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-        raise ValueError(f"{path} is not a CIFAR batch: expected a dict with b'data' and "
+        raise ValueError(f"{name} is not a CIFAR batch: expected a dict with b'data' and "
                          f"b'labels', found {type(batch).__name__}")
     data, labels = batch[b"data"], numpy.asarray(batch[b"labels"])
     if not (isinstance(data, numpy.ndarray) and data.dtype == numpy.uint8 and data.ndim == 2
             and data.shape[1] == 3 * 32 * 32):
-        raise ValueError(f"{path}: expected data uint8 (N, 3072), found "
+        raise ValueError(f"{name}: expected data uint8 (N, 3072), found "
                          f"{getattr(data, 'dtype', type(data).__name__)} "
                          f"{getattr(data, 'shape', '')}")
     if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
-        raise ValueError(f"{path}: expected {len(data)} integer labels, found {labels.dtype} "
+        raise ValueError(f"{name}: expected {len(data)} integer labels, found {labels.dtype} "
                          f"{labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
-        raise ValueError(f"{path}: expected labels 0 to {len(CLASSES) - 1} (CIFAR-10's "
+        raise ValueError(f"{name}: expected labels 0 to {len(CLASSES) - 1} (CIFAR-10's "
                          f"classes), found {labels.min()} to {labels.max()}")
     # Rows hold the R plane, then G, then B, each 32x32 row-major: that is NCHW already.
     return data.reshape(-1, 3, 32, 32), labels.astype(numpy.int64)  # (N, 3072) -> (N, 3, 32, 32)
 
 
-def read_split(batch_dir, names, limit=None):
-    """Concatenate the named batches, keeping the first ``limit`` rows."""
-    images, labels = zip(*(read_batch(os.path.join(batch_dir, name)) for name in names))
+def read_split(batch_dir, names, limit=None, archive=None):
+    """Concatenate the named batches, keeping the first ``limit`` rows. With ``archive``,
+    errors name a batch as its member there, not as the folder it was extracted to (which is
+    removed by then)."""
+    images, labels = zip(*(read_batch(os.path.join(batch_dir, name),
+                                      archive and f"{BATCH_DIR}/{name} in {archive}")
+                           for name in names))
     images, labels = numpy.concatenate(images), numpy.concatenate(labels)
     return (images, labels) if limit is None else (images[:limit], labels[:limit])
 
@@ -219,8 +227,8 @@ def prepare(root="data/real", limit_train=None, limit_test=None, url=None, expec
         # Both splits are read before anything is written, and written together: a bad batch
         # or a full disk leaves the old arrays as a whole, never train arrays of this archive
         # (or limit) beside test arrays, or labels, of another.
-        splits = {"train": read_split(batch_dir, TRAIN_BATCHES, limit_train),
-                  "test": read_split(batch_dir, TEST_BATCHES, limit_test)}
+        splits = {"train": read_split(batch_dir, TRAIN_BATCHES, limit_train, archive),
+                  "test": read_split(batch_dir, TEST_BATCHES, limit_test, archive)}
         atomic.write_together({paths[f"{split}_{part}"]: array
                                for split, arrays in splits.items()
                                for part, array in zip("Xy", arrays)})
