@@ -54,3 +54,13 @@ def fresh_minilean_generators():
     minilean draws for it (parameter init, dropout, randn) is what it draws when run alone."""
     from minilean import backend
     backend.manual_seed(0)
+
+
+@pytest.fixture
+def folder_contents():
+    """``contents(folder)``: {path under ``folder``: its bytes, or None for a folder}, all
+    that is in it, to show that a refused command left a folder as it was."""
+    def contents(folder):
+        return {str(path.relative_to(folder)): None if path.is_dir() else path.read_bytes()
+                for path in sorted(folder.rglob("*"))}
+    return contents

@@ -560,7 +560,7 @@ def test_an_out_that_is_a_file_or_lies_below_one_is_refused_before_the_run(below
 
 
 @pytest.mark.parametrize("name", ["", "config.json", "checkpoints/last.npz", "loss.svg",
-                                  "images/samples.ppm"])
+                                  "images/samples.ppm", ".lock"])
 def test_a_written_file_flag_may_not_name_the_run_directory_or_its_records(name, tmp_path,
                                                                            capsys, no_work):
     """A TrainLog written over config.json would leave a run that cannot be resumed; one
@@ -571,7 +571,7 @@ def test_a_written_file_flag_may_not_name_the_run_directory_or_its_records(name,
     assert (code, err) == (2, f"minilean diffusion: error: --log: got '{value}'; expected a "
                               f"path other than the run directory {out} and its records "
                               f"(config.json, metrics.jsonl, summary.json, samples.npy, "
-                              f"checkpoints, loss.svg, images)\n")
+                              f"checkpoints, loss.svg, images, .lock)\n")
     assert not out.exists()
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from minilean import atomic
 from minilean.data.progress import Progress, format_count, format_duration
-from minilean.data.runlog import RunDirectory, loss_curve_svg, read_metrics, resumed_flags
+from minilean.data.runlog import (RunDirectory, RunInUse, loss_curve_svg, read_metrics,
+                                  resumed_flags, seconds_at)
 
 
 def test_run_directory_files(tmp_path):
@@ -102,6 +103,61 @@ def test_seconds_logged_and_summarised_are_the_time_since_the_run_opened(tmp_pat
     elapsed = time.time() - opened
     summarised = json.loads((tmp_path / "summary.json").read_text())["seconds"]
     assert 0 <= logged <= summarised <= elapsed + 0.001
+
+
+def test_a_run_directory_another_process_writes_is_refused_and_left_as_it_is(tmp_path,
+                                                                             folder_contents):
+    """Its lock held elsewhere (here by another open file, as another process holds it): the
+    reopening stops before it changes anything (not even the temporary file of a killed write
+    goes: it could be the other process's write in progress); released, the run reopens."""
+    fcntl = pytest.importorskip("fcntl")  # (Windows has none: runs there are not locked)
+    with RunDirectory(tmp_path, {"seed": 1}) as run:
+        run.log(1, loss=0.5)
+    (tmp_path / "checkpoints" / ".last.npz.abcdefgh.tmp").write_bytes(b"PK partial")
+    before = folder_contents(tmp_path)
+    with open(tmp_path / ".lock", "ab") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RunInUse, match=re.escape(
+                f"run directory {tmp_path}: another minilean process is writing it (its lock "
+                f"{tmp_path / '.lock'} is held); wait for that run to end")):
+            RunDirectory(tmp_path, {"seed": 2}, resume_step=1)
+        assert folder_contents(tmp_path) == before
+    with RunDirectory(tmp_path, {"seed": 2}, resume_step=1) as run:
+        assert run.metrics()[0]["loss"] == 0.5
+    assert not (tmp_path / "checkpoints" / ".last.npz.abcdefgh.tmp").exists()
+
+
+def test_a_run_directory_is_locked_until_it_is_closed(tmp_path):
+    """Two open RunDirectory of one folder would write one metrics.jsonl; the lock goes with
+    the close, also when the close fails."""
+    pytest.importorskip("fcntl")
+    run = RunDirectory(tmp_path, {})
+    with pytest.raises(RunInUse, match="another minilean process is writing it"):
+        RunDirectory(tmp_path, {}, resume_step=0)
+    run.close()
+    run = RunDirectory(tmp_path, {}, resume_step=0)
+
+    class FailingClose:
+        def close(self):
+            raise OSError(28, "No space left on device")
+    metrics_file, run.metrics_file = run.metrics_file, FailingClose()
+    with pytest.raises(OSError, match="No space left on device"):
+        run.close()
+    metrics_file.close()
+    RunDirectory(tmp_path, {}, resume_step=0).close()
+
+
+def test_a_resumed_runs_seconds_go_on_from_its_last_line_up_to_the_checkpoint(tmp_path):
+    """A run of 5 steps logging every 3 saved at step 5: its seconds there are its last line's
+    (step 5's, which the resume drops and logs again), at step 4 the line at 3's; a line
+    without seconds (edited, or written by a tool) is passed over. Reopened with them, the
+    run's records and summary go on from there."""
+    records = [{"step": 3, "seconds": 30.0}, {"step": 4, "seconds": None},
+               {"step": 5, "seconds": 50.5}]
+    assert [seconds_at(records, step) for step in (0, 2, 3, 4, 5, 9)] == [
+        0.0, 0.0, 30.0, 30.0, 50.5, 50.5]
+    with RunDirectory(tmp_path, {}, earlier_seconds=50.5) as run:
+        assert 50.5 <= run.log(6, loss=0.5)["seconds"] < 60
 
 
 def test_a_resumed_run_keeps_its_saved_flags_under_those_given_now_and_remembers_both():

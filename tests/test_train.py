@@ -3,7 +3,10 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
+import types
 
 import numpy
 import pytest
@@ -14,7 +17,7 @@ from minilean.cli import main
 from minilean.data import Loader, read_metrics, read_pnm
 from minilean.nn import Linear
 from minilean.optim import SGD, load_checkpoint, save_checkpoint
-from minilean.data import RunDirectory
+from minilean.data import RunDirectory, runlog
 from minilean.train.loop import (FILE_FLAGS, TrainState, TrainingDiverged, check_samples_fit,
                                  default_interval, train, write_trainlog)
 
@@ -105,6 +108,47 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tmp_path,
     assert_same_run(split, whole, steps=4)
 
 
+def _ticking(clock, interrupt_at=None):
+    """A ``Loader.batches`` that moves ``clock`` 10 s on with each batch it hands out (the
+    run's only passing time), and stops with Ctrl-C instead of the batch of step
+    ``interrupt_at``."""
+    batches = Loader.batches
+
+    def ticking(self, start=0):
+        for step, batch in enumerate(batches(self, start), start=start + 1):
+            if step == interrupt_at:
+                raise KeyboardInterrupt
+            clock.now += 10.0
+            yield batch
+    return ticking
+
+
+def test_a_resumed_runs_seconds_count_every_part_of_it(tmp_path, monkeypatch, capsys):
+    """Stopped at step 4 of 4 after the checkpoint at step 2 (steps 1-3 took 10 s each), then
+    resumed: steps 3 and 4 are trained again, and the seconds go on from the 20 of the line at
+    the checkpoint's step, as an uninterrupted run's do (summary.json said 20 s, the resume's
+    alone, below the 30 s the first part had logged). A resume that only samples again keeps
+    them (it said 0)."""
+    clock = types.SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(runlog, "time", types.SimpleNamespace(time=lambda: clock.now))
+    split = ["--steps=4", "--evaluate=false", "--checkpoint-every=2"]
+    with monkeypatch.context() as patch:
+        patch.setattr(Loader, "batches", _ticking(clock, interrupt_at=4))
+        code, _ = _exit_and_error(["diffusion", *TINY, *split, f"--out={tmp_path}"], capsys)
+    first = [record["seconds"] for record in read_metrics(tmp_path / "metrics.jsonl")]
+    assert code == 130 and first == [10.0, 20.0, 30.0]
+    assert not (tmp_path / "summary.json").exists()
+
+    def seconds():
+        return ([record["seconds"] for record in read_metrics(tmp_path / "metrics.jsonl")],
+                json.loads((tmp_path / "summary.json").read_text())["seconds"])
+    monkeypatch.setattr(Loader, "batches", _ticking(clock))
+    run_cli(*split, f"--resume={tmp_path}")
+    assert seconds() == ([10.0, 20.0, 30.0, 40.0], 40.0) and 40.0 >= first[-1]
+    run_cli(*split, f"--resume={tmp_path}")  # at its end: it samples again, no step trains
+    assert seconds() == ([10.0, 20.0, 30.0, 40.0], 40.0)
+
+
 def test_resume_refuses_to_change_the_model(tmp_path, capsys):
     run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false")
     with pytest.raises(SystemExit) as exit_info:
@@ -140,9 +184,13 @@ def test_another_commands_run_is_refused_as_the_flags_are_read(tmp_path, capsys,
 
 @pytest.mark.parametrize("make, expected", [
     (lambda path: path.write_text("[1, 2]"),
-     "config.json is not a run's config (it holds a list, not an object)"),
+     "config.json is not a config minilean wrote (it holds a list, not a JSON object)"),
+    (lambda path: path.write_text("{}"),
+     "config.json is not a config minilean wrote (it lacks batch_size, checkpoint_every, cpu, "
+     "cuda, dataset, device, fast_kernels, given_flags, image_size, log, log_every, lr, "
+     "n_total, out, progress, resume, seed, steps, x, y, which every run saves)"),
     (lambda path: path.mkdir(), "no config.json there (is it a run directory?)")],
-    ids=["list", "directory"])
+    ids=["list", "empty", "directory"])
 def test_a_config_json_that_holds_no_run_is_a_one_line_error(tmp_path, capsys, make, expected):
     make(tmp_path / "config.json")
     code, err = _exit_and_error(["diffusion", f"--resume={tmp_path}"], capsys)
@@ -172,11 +220,14 @@ def test_a_resumed_run_is_checked_on_its_own_flags_not_todays_defaults(tmp_path)
 
 
 def test_resume_gives_flags_an_older_run_predates_their_defaults(tmp_path):
-    """Nor does a run from before config.json recorded its command lose its resume."""
+    """Nor does a run from before config.json recorded its command lose its resume: the keys
+    saved since the first config.json (its command, --data-root, --threads, --prediction, the
+    data's fingerprint) may be missing."""
     run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false")
     config_path = tmp_path / "config.json"
     saved = json.loads(config_path.read_text())
-    del saved["prediction"], saved["command"]
+    for name in ("prediction", "command", "data_root", "threads", "data_fingerprint"):
+        del saved[name]
     config_path.write_text(json.dumps(saved))
     run_cli("--steps=2", f"--resume={tmp_path}", "--evaluate=false")
     assert len(losses(tmp_path)) == 2
@@ -300,6 +351,49 @@ def test_a_new_run_never_overwrites_a_run(tmp_path, capsys):
     assert _run_files(tmp_path) == before
 
 
+class LockHolder:
+    """Another process that holds the lock of a run directory until ``release``."""
+
+    def __init__(self, run_dir):
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "import fcntl, sys; lock = open(sys.argv[1], 'ab'); "
+             "fcntl.flock(lock, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()",
+             str(run_dir / ".lock")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout.readline() == "locked\n"
+
+    def release(self):
+        self.process.stdin.close()  # its read ends, and so does the process
+        assert self.process.wait(timeout=60) == 0
+        self.process.stdout.close()
+
+
+@pytest.mark.parametrize("start", ["resume", "out"])
+def test_a_run_another_process_writes_is_refused_and_left_as_it_is(tmp_path, capsys, start,
+                                                                  folder_contents):
+    """--resume of a run still going (its lock held by another process), or a new run in an
+    --out where one is starting: one line, exit 1, nothing in the directory changed (the
+    resume reads the checkpoint only once it holds the lock). Released, the run opens."""
+    pytest.importorskip("fcntl")  # (Windows has none: runs there are not locked)
+    run = tmp_path / "run"
+    if start == "resume":
+        run_cli("--steps=2", f"--out={run}", "--evaluate=false")
+    else:
+        run.mkdir()
+    holder = LockHolder(run)
+    try:
+        before = folder_contents(run)
+        argv = ["diffusion", *TINY, "--steps=3", "--evaluate=false",
+                f"--resume={run}" if start == "resume" else f"--out={run}"]
+        assert _exit_and_error(argv, capsys) == (
+            1, f"minilean diffusion: error: run directory {run}: another minilean process is "
+               f"writing it (its lock {run / '.lock'} is held); wait for that run to end\n")
+        assert folder_contents(run) == before
+    finally:
+        holder.release()
+    main(argv)
+    assert [step for step, _ in losses(run)] == [1, 2, 3]
+
+
 def test_a_new_run_never_overwrites_a_runs_files_left_without_their_config(tmp_path, capsys):
     run_cli("--steps=2", f"--out={tmp_path}", "--evaluate=false")
     (tmp_path / "config.json").unlink()
@@ -355,8 +449,8 @@ def test_a_resume_on_data_changed_since_the_run_began_is_refused_by_name(tmp_pat
 def test_a_run_interrupted_before_its_config_is_written_leaves_room_for_a_new_one(
         tmp_path, monkeypatch, capsys):
     """Ctrl-C while the run directory opens, after its folders are made and before its
-    config.json is there: no run to resume, and the empty checkpoints folder is no run's file
-    that would keep a new run out."""
+    config.json is there: no run to resume, and neither the empty checkpoints folder nor the
+    lock file is a run's file that would keep a new run out."""
     def interrupted(path, value):
         raise KeyboardInterrupt
 
@@ -364,7 +458,7 @@ def test_a_run_interrupted_before_its_config_is_written_leaves_room_for_a_new_on
         patch.setattr(atomic, "write_json", interrupted)
         code, _ = _exit_and_error(["diffusion", *TINY, "--steps=1", f"--out={tmp_path}"],
                                   capsys)
-    assert code == 130 and sorted(os.listdir(tmp_path)) == ["checkpoints", "images"]
+    assert code == 130 and sorted(os.listdir(tmp_path)) == [".lock", "checkpoints", "images"]
     run_cli("--steps=1", f"--out={tmp_path}", "--evaluate=false")
     assert len(losses(tmp_path)) == 1
 @pytest.mark.parametrize("failing", ["metrics.jsonl", "checkpoints/last.npz"])
@@ -398,17 +492,25 @@ def test_a_write_the_system_refuses_is_one_line_naming_the_file_and_the_run_resu
     assert [step for step, _ in losses(run)] == list(range(1, 43))
 
 
-def test_resume_refuses_a_saved_value_its_flag_would_refuse_and_keeps_the_run(tmp_path, capsys):
+@pytest.mark.parametrize("edit, expected", [
+    (lambda config: {**config, "hidden_c": "big"},
+     "config.json holds a value this command cannot use: --hidden-c: got 'big'; expected an "
+     "integer >= 1"),
+    (lambda config: {name: value for name, value in config.items() if name != "seed"},
+     "config.json is not a config minilean wrote (it lacks seed, which every run saves)")],
+    ids=["value", "missing"])
+def test_resume_refuses_a_saved_value_its_flag_would_refuse_and_keeps_the_run(
+        tmp_path, capsys, edit, expected):
     """A hand-edited (or another version's) config.json: one line naming the saved flag, not
-    a comparison's TypeError from deep in the run."""
+    a comparison's TypeError from deep in the run. One without a flag every run saves (an
+    edit that lost lines) was not written by minilean: the resume would have trained on the
+    default seed's data order unsaid."""
     run_cli("--steps=2", f"--out={tmp_path}", "--evaluate=false")
     config = json.loads((tmp_path / "config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**config, "hidden_c": "big"}))
+    (tmp_path / "config.json").write_text(json.dumps(edit(config)))
     before = _run_files(tmp_path)
     code, err = _exit_and_error(["diffusion", "--steps=3", f"--resume={tmp_path}"], capsys)
-    assert (code, err) == (1, f"minilean diffusion: error: --resume {tmp_path}: config.json "
-                              f"holds a value this command cannot use: --hidden-c: got 'big'; "
-                              f"expected an integer >= 1\n")
+    assert (code, err) == (1, f"minilean diffusion: error: --resume {tmp_path}: {expected}\n")
     assert _run_files(tmp_path) == before
 
 
@@ -487,7 +589,7 @@ def test_unreadable_run_files_on_resume_are_one_line_errors(tmp_path, capsys):
     assert f"'{checkpoint}' is not a readable minilean checkpoint" in err
     (tmp_path / "config.json").write_text("{not json")
     code, err = _exit_and_error(["diffusion", "--steps=2", f"--resume={tmp_path}"], capsys)
-    assert code == 1 and "config.json is not a run's config" in err
+    assert code == 1 and "config.json is not a config minilean wrote (it is not JSON: " in err
 
 
 @pytest.mark.parametrize("entry, value, expected", [

@@ -6,17 +6,43 @@
     RUN/loss.svg        the loss curve (plain SVG, no plotting library)
     RUN/summary.json    final numbers, written at the end
     RUN/images/, RUN/checkpoints/   for sample grids and checkpoints
+    RUN/.lock           empty; locked while a process has the run open for writing
 
 JSON has no NaN or infinity, so non-finite metric values are logged as null and their names
 listed under "nonfinite". A crash can leave a torn last line in metrics.jsonl; ``read_metrics``
 skips it, and ``RunDirectory(resume_step=k)`` drops lines logged after step k. A run killed
 while it wrote a file atomically (a checkpoint, say) leaves the write's temporary file
 (``.last.npz.XXXXXXXX.tmp``); reopening the run removes it.
+
+A run directory is written by one process at a time: ``RunDirectory`` locks ``.lock``
+(``fcntl.flock``) before it changes anything there and holds the lock until it is closed, so
+a second run in it (``--out`` or ``--resume`` of a run still going) stops with ``RunInUse``
+instead of interleaving metrics.jsonl and overwriting the checkpoints. The system releases
+the lock when its process ends, however it ends: a killed run leaves no stale lock, only the
+empty file, which stays (removing it could let two processes lock two different files).
+Where ``fcntl`` does not exist (Windows), or the file system cannot lock (Lustre mounted
+without flock: ENOSYS), a run opens without the lock.
+
+"seconds", in each metrics record and in summary.json, is the run's time: since its
+directory opened, plus, on a resume, the seconds the run had reached at the checkpoint it
+resumes from (``earlier_seconds``: ``seconds_at`` the checkpoint's step, read back from the
+metrics, so that checkpoints hold no clock time and two runs still write the same bytes).
+Steps trained after that checkpoint and lost with an interruption are trained again and
+counted once, as their lines are kept once: a resumed run counts about the time an
+uninterrupted one would have, less the steps between its last line and its checkpoint (fewer
+than the log interval; none when checkpoints fall on log lines, as by default). summary.json's
+seconds also hold the last part's sampling and evaluation.
 """
+import errno
 import json
 import math
 import os
 import time
+
+try:
+    import fcntl
+except ImportError:  # Windows: run directories are not locked
+    fcntl = None
 
 from minilean import atomic
 from minilean.data.paths import existing_problem
@@ -61,21 +87,48 @@ def read_metrics(path):
     return records
 
 
+def seconds_at(records, step):
+    """The run's seconds at ``step``: those of the last of ``records`` (``read_metrics``) logged
+    at or before it with a number of seconds, 0 when there is none. A line at or before a
+    checkpoint's step was logged before the checkpoint was saved."""
+    for record in reversed(records):
+        seconds = record.get("seconds")
+        if record["step"] <= step and type(seconds) in (int, float) and 0 <= seconds < math.inf:
+            return float(seconds)
+    return 0.0
+
+
 # What a run writes in its directory: what it reads back (``--resume``: its config, metrics
 # and checkpoints; ``evaluate``: its samples), reports (its summary) or shows (its loss curve,
 # its image grids). No file another flag names may be written over them, and a new run starts
 # only where none of them is (a loss.svg or an image of one's own would be replaced unsaid).
+# Its lock file is one too: a file written over it (atomically, so a new file) would leave the
+# lock of a running process on the old one, and a second process could lock the new one. (It
+# holds nothing: a new run starts beside it, and locks it as its own.)
+LOCK_FILE = ".lock"
 RUN_RECORDS = ("config.json", "metrics.jsonl", "summary.json", "samples.npy", "checkpoints",
-               "loss.svg", "images")
+               "loss.svg", "images", LOCK_FILE)
 # The flags that name a file a run writes besides its run directory (those a command has)
 WRITTEN_FILE_FLAGS = ("log", "sample_ppm", "reference_ppm", "noisy_ppm", "reconstruct_ppm")
 
 
+# The config.json keys every version of minilean has written for every model command, since
+# the first config.json (the shared flags, and the flags given): one that lacks any was not
+# written by minilean (a stub, an edit that lost lines), and a resume would fill them with
+# today's defaults unsaid (other data, another seed). Flags added since (command, data_root,
+# threads, a command's newer flags, the data's fingerprint) may be missing: their saved run
+# predates them.
+ALWAYS_SAVED = ("batch_size", "checkpoint_every", "cpu", "cuda", "dataset", "device",
+                "fast_kernels", "given_flags", "image_size", "log", "log_every", "lr", "n_total",
+                "out", "progress", "resume", "seed", "steps", "x", "y")
+
+
 def read_run_config(run_dir, command=None):
     """The flags saved in ``run_dir``'s config.json, for ``--resume``: a one-line error when
-    there is none, when it is not a run's config, or when it is the run of another command
-    than ``command`` (its flags would build the wrong model, and the resume would rewrite its
-    config). A config.json without "command" (written before runs recorded it) passes."""
+    there is none, when it is not a config minilean wrote (not a JSON object, or without one
+    of the ``ALWAYS_SAVED`` keys), or when it is the run of another command than ``command``
+    (its flags would build the wrong model, and the resume would rewrite its config). A
+    config.json without "command" (written before runs recorded it) passes."""
     missing = existing_problem(run_dir, want_folder=True)
     if missing:  # a mistyped flag, found before any work: exit 2, as for any bad flag value
         raise flag_error("resume", run_dir, f"an existing run directory; {run_dir} {missing[1]}")
@@ -83,19 +136,21 @@ def read_run_config(run_dir, command=None):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--resume {run_dir}: no config.json there (is it a run "
                                 f"directory?)")
+    not_ours = f"--resume {run_dir}: config.json is not a config minilean wrote"
     try:
         with open(path, encoding="utf-8") as file:
             saved = json.load(file)
     except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
-        raise ValueError(f"--resume {run_dir}: config.json is not a run's config "
-                         f"({error})") from error
+        raise ValueError(f"{not_ours} (it is not JSON: {error})") from error
     if not isinstance(saved, dict):
-        raise ValueError(f"--resume {run_dir}: config.json is not a run's config (it holds a "
-                         f"{type(saved).__name__}, not an object)")
+        raise ValueError(f"{not_ours} (it holds a {type(saved).__name__}, not a JSON object)")
     made_by = saved.get("command")
     if command is not None and made_by is not None and made_by != command:
         raise flag_error("resume", run_dir, f"a run of {command} (this is a run of {made_by}: "
                                             f"continue it with {made_by} --resume)")
+    lacking = [name for name in ALWAYS_SAVED if name not in saved]
+    if lacking:
+        raise ValueError(f"{not_ours} (it lacks {', '.join(lacking)}, which every run saves)")
     return saved
 
 
@@ -112,27 +167,77 @@ def resumed_flags(current, saved):
     return merged
 
 
-class RunDirectory:
-    """Create (or, with ``resume_step``, reopen) a run directory and write ``config.json``."""
+class RunInUse(OSError):
+    """Another process holds the lock of a run directory: it is writing that run."""
 
-    def __init__(self, path, config, resume_step=None):
+
+def lock_run_directory(path):
+    """The lock file of the run directory ``path``, open and locked (``fcntl.flock``, exclusive)
+    for this open file alone; closing it, or the end of the process, releases the lock.
+    ``RunInUse`` when another process (or another open ``RunDirectory`` of this one) holds it.
+    None where there is no lock to take: no ``fcntl`` (Windows), or a file system that cannot
+    lock."""
+    if fcntl is None:
+        return None
+    lock_path = os.path.join(path, LOCK_FILE)
+    try:  # made when missing, never emptied: another process may hold it
+        lock = open(lock_path, "ab")
+    except OSError as error:
+        raise OSError(f"cannot open {lock_path}: {error.strerror or error}") from error
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise RunInUse(f"run directory {path}: another minilean process is writing it (its "
+                       f"lock {lock_path} is held); wait for that run to end") from None
+    except OSError as error:
+        lock.close()
+        if error.errno in (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK):
+            return None  # no locks on this file system (Lustre without flock): as on Windows
+        raise OSError(f"cannot lock {lock_path}: {error.strerror or error}") from error
+    return lock
+
+
+class RunDirectory:
+    """Create (or, with ``resume_step``, reopen) a run directory, lock it for this process
+    (``lock_run_directory``; ``lock``: taken already by the caller) and write ``config.json``.
+    ``earlier_seconds``: the seconds the run had reached at the checkpoint it resumes from,
+    which its "seconds" go on from. ``close`` (or leaving a ``with`` block) releases the lock."""
+
+    def __init__(self, path, config, resume_step=None, earlier_seconds=0.0, lock=None):
         self.path = os.fspath(path)
-        for folder in (self.path, self.images_dir, self.checkpoints_dir):
-            try:
-                os.makedirs(folder, exist_ok=True)
-            except OSError as error:  # the message names the folder, not just its errno
-                raise OSError(f"cannot create the run directory folder {folder!r}: "
-                              f"{error.strerror or error}") from error
-            if resume_step is not None:  # temporary files of writes killed mid-way
-                atomic.remove_leftovers(folder)
-        self.start_time = time.time()
-        atomic.write_json(self.file("config.json"), _json_safe(dict(config)))
-        metrics_path = self.file("metrics.jsonl")
-        kept = [] if resume_step is None else [
-            record for record in read_metrics(metrics_path) if record["step"] <= resume_step]
-        atomic.write_text(metrics_path, "".join(json.dumps(record, allow_nan=False) + "\n"
-                                                for record in kept))
-        self.metrics_file = open(metrics_path, "a", encoding="utf-8")
+        self._make_folder(self.path)
+        self.lock = lock or lock_run_directory(self.path)  # before anything in it changes
+        try:
+            for folder in (self.images_dir, self.checkpoints_dir):
+                self._make_folder(folder)
+            if resume_step is not None:  # the temporary files of writes killed mid-way (while
+                # the lock is held, no other process is writing one here)
+                for folder in (self.path, self.images_dir, self.checkpoints_dir):
+                    atomic.remove_leftovers(folder)
+            self.earlier_seconds, self.start_time = earlier_seconds, time.time()
+            atomic.write_json(self.file("config.json"), _json_safe(dict(config)))
+            metrics_path = self.file("metrics.jsonl")
+            kept = [] if resume_step is None else [
+                record for record in read_metrics(metrics_path) if record["step"] <= resume_step]
+            atomic.write_text(metrics_path, "".join(json.dumps(record, allow_nan=False) + "\n"
+                                                    for record in kept))
+            self.metrics_file = open(metrics_path, "a", encoding="utf-8")
+        except BaseException:
+            self._unlock()
+            raise
+
+    @staticmethod
+    def _make_folder(folder):
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as error:  # the message names the folder, not just its errno
+            raise OSError(f"cannot create the run directory folder {folder!r}: "
+                          f"{error.strerror or error}") from error
+
+    def _unlock(self):
+        if self.lock is not None:
+            self.lock.close()
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -145,10 +250,14 @@ class RunDirectory:
     def checkpoints_dir(self):
         return self.file("checkpoints")
 
+    def seconds(self):
+        """The run's time so far (in seconds, to a millisecond): since this directory opened,
+        plus ``earlier_seconds``."""
+        return round(self.earlier_seconds + time.time() - self.start_time, 3)
+
     def log(self, step, **metrics):
         """Append one record {step, seconds, **metrics}; returns it."""
-        record = _json_safe({"step": int(step),
-                             "seconds": round(time.time() - self.start_time, 3), **metrics})
+        record = _json_safe({"step": int(step), "seconds": self.seconds(), **metrics})
         try:
             self.metrics_file.write(json.dumps(record, allow_nan=False) + "\n")
             self.metrics_file.flush()
@@ -171,12 +280,15 @@ class RunDirectory:
 
     def write_summary(self, **summary):
         path = self.file("summary.json")
-        atomic.write_json(path, _json_safe({"seconds": round(time.time() - self.start_time, 3),
-                                            **summary}))
+        atomic.write_json(path, _json_safe({"seconds": self.seconds(), **summary}))
         return path
 
     def close(self):
-        self.metrics_file.close()
+        """Close metrics.jsonl and release the lock (also when the close fails)."""
+        try:
+            self.metrics_file.close()
+        finally:
+            self._unlock()
 
     def __enter__(self):
         return self

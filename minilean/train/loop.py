@@ -35,8 +35,9 @@ from minilean.autograd.tensor import Tensor
 from minilean.cuda import use_fast_kernels
 from minilean.data.arrays import check_within_cap
 from minilean.data.progress import Progress
-from minilean.data.runlog import (RUN_RECORDS, WRITTEN_FILE_FLAGS, RunDirectory,
-                                  read_run_config, resumed_flags)
+from minilean.data.runlog import (LOCK_FILE, RUN_RECORDS, WRITTEN_FILE_FLAGS, RunDirectory,
+                                  lock_run_directory, read_metrics, read_run_config,
+                                  resumed_flags, seconds_at)
 from minilean.errors import flag_error
 from minilean.optim.checkpoint import load_checkpoint, save_checkpoint
 from minilean.threads import set_num_threads
@@ -219,9 +220,10 @@ def run_config(config, locked):
                                             "one: continue it with --resume, or remove it)")
     # a run's files without its config.json (lost, or never a minilean run's): a new run would
     # write over them, and --resume cannot continue them. An empty folder holds nothing to
-    # replace: the checkpoints folder of a run stopped before it wrote its config.json
+    # replace: the checkpoints folder of a run stopped before it wrote its config.json. Nor
+    # does the lock file (empty) of such a run: the new run locks it as its own
     found = [name for name in RUN_RECORDS if os.path.exists(os.path.join(config.out, name))
-             and not _empty_folder(os.path.join(config.out, name))]
+             and name != LOCK_FILE and not _empty_folder(os.path.join(config.out, name))]
     if found:
         raise flag_error("out", config.out, f"a directory that holds no run's files (this one "
                                             f"holds {found[0]}, which a new run would replace: "
@@ -257,10 +259,15 @@ def open_run(config, state):
     """The ``RunDirectory`` of ``config``: for a resumed run, after loading ``state`` from its
     checkpoint (whose step ``--steps``, the new total, must not be behind); else a new one.
 
+    A resumed run is locked (``lock_run_directory``) before its checkpoint is read: a process
+    still writing the run would stop it here, not after it read a checkpoint about to change.
     A run stopped before its first checkpoint resumes from step 0 with ``state`` as it is: the
     initialisation is seeded, so this repeats an uninterrupted run, and the metrics it logged
     are dropped as for any resume."""
-    if config.resume:
+    if not config.resume:
+        return RunDirectory(config.out, vars(config))
+    lock = lock_run_directory(config.out)
+    try:
         if os.path.isfile(os.path.join(config.out, CHECKPOINT)):
             state.load(config.out)
         else:
@@ -269,14 +276,19 @@ def open_run(config, state):
         if config.steps < state.step:
             raise flag_error("steps", config.steps, f"an integer >= {state.step}, the step the "
                                                     f"resumed run has reached")
-    if not config.resume:
-        return RunDirectory(config.out, vars(config))
-    # the lines up to the checkpoint's unlogged steps stay. A line of those steps (the last
-    # line of a run that ended off its log interval) goes: continued, the run logs those
-    # steps (their sums are in the checkpoint) with the next ones, as an uninterrupted run
-    # does; resumed at its end, ``train`` logs that line again from the sums
-    kept = state.step - state.unlogged_count
-    return RunDirectory(config.out, vars(config), resume_step=kept)
+        # the lines up to the checkpoint's unlogged steps stay. A line of those steps (the last
+        # line of a run that ended off its log interval) goes: continued, the run logs those
+        # steps (their sums are in the checkpoint) with the next ones, as an uninterrupted run
+        # does; resumed at its end, ``train`` logs that line again from the sums
+        kept = state.step - state.unlogged_count
+        # its seconds go on from the checkpoint's: those of its last line up to that step
+        earlier = seconds_at(read_metrics(os.path.join(config.out, "metrics.jsonl")), state.step)
+        return RunDirectory(config.out, vars(config), resume_step=kept, earlier_seconds=earlier,
+                            lock=lock)
+    except BaseException:
+        if lock is not None:
+            lock.close()
+        raise
 
 
 def train(state, step_fn, batches, steps, run, log_every, checkpoint_every, progress=True,

@@ -119,23 +119,31 @@ def fit(session, modules, optimizers, step_fn, description):
     config = session.config
     state = TrainState(modules, optimizers)
     session.run = open_run(config, state)
-    print(start_line(config, list(modules.values()), session.train_rows.shape[1:], state.step))
-    for optimizer in optimizers.values():  # a checkpoint brings back its lr; --lr is the run's
-        optimizer.lr = config.lr
-    loader = Loader(session.train_rows, config.batch_size, seed=config.seed,
-                    value_range=session.value_range, device=session.device)
-    batches = (batch.x for batch in loader.batches(state.step))
-    for module in modules.values():
-        module.train()
-    train(state, step_fn, batches, config.steps, session.run,
-          config.log_every or default_interval(config.steps, 100),
-          config.checkpoint_every or default_interval(config.steps, 4),
-          progress=config.progress, description=description)
-    for module in modules.values():
-        module.eval()
-    # before the evaluation, as diffusion draws it before sampling: a failed evaluation (no
-    # memory for it, Ctrl-C) leaves the curve of the training it follows
-    session.run.write_loss_curve(keys=("loss", "d_loss", "g_loss"))
+    try:
+        print(start_line(config, list(modules.values()), session.train_rows.shape[1:],
+                         state.step))
+        for optimizer in optimizers.values():  # a checkpoint brings back its lr; --lr wins
+            optimizer.lr = config.lr
+        loader = Loader(session.train_rows, config.batch_size, seed=config.seed,
+                        value_range=session.value_range, device=session.device)
+        batches = (batch.x for batch in loader.batches(state.step))
+        for module in modules.values():
+            module.train()
+        train(state, step_fn, batches, config.steps, session.run,
+              config.log_every or default_interval(config.steps, 100),
+              config.checkpoint_every or default_interval(config.steps, 4),
+              progress=config.progress, description=description)
+        for module in modules.values():
+            module.eval()
+        # before the evaluation, as diffusion draws it before sampling: a failed evaluation
+        # (no memory for it, Ctrl-C) leaves the curve of the training it follows
+        session.run.write_loss_curve(keys=("loss", "d_loss", "g_loss"))
+    except BaseException as error:
+        # closed, the run is unlocked: a resume in this process (a notebook's, a test's) must
+        # not find it locked by a run that stopped (its traceback keeps the session alive).
+        # As leaving a ``with`` block: a failed close gives way to the error that stopped it
+        session.run.__exit__(type(error), error, error.__traceback__)
+        raise
 
 
 def image_shape(session, halved_twice_by=None):
