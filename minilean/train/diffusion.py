@@ -216,7 +216,8 @@ def run(config):
         summary = write_images(config, model, emas, betas, dataset, run_dir)
         summary["final_loss"] = records[-1]["loss"] if records else None
         summary["steps"] = state.step
-        summary["cpu_seconds"] = round(time.process_time(), 1)  # honest under shared cores
+        # this process's CPU time, honest under shared cores (a resumed run: its last part)
+        summary["cpu_seconds"] = round(time.process_time(), 1)
         run_dir.write_summary(**summary)
     print(f"minilean diffusion: wrote {run_dir.path} {summary_line(summary)}")
     return summary
