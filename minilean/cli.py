@@ -242,6 +242,9 @@ class Command:
             if flag.required and name not in given:
                 raise FlagError(f"{flag.option}: missing; expected {flag.allowed()} "
                                 f"(see {PROGRAM} {self.name} --help)")
+        # --noNAME (fire's False) of a flag that may be none is none, as --NAME=false is
+        given = {name: None if value is False and self.flags[name].kind is not bool
+                 and self.flags[name].optional else value for name, value in given.items()}
         for name, value in given.items():
             flag = self.flags[name]
             if value is False and flag.kind is not bool:
@@ -335,14 +338,10 @@ def _as_typed(name):
 
 def _negated_value_flag(flag):
     """The error for ``--noNAME`` (fire's NAME=False; ``--NAME=False`` gives the same, so both
-    are named) where NAME is a flag that takes a value: it says how to give that value, or
-    none, instead of calling False the value."""
-    given = f"{flag.negation} (or {flag.option}=False)"
-    if flag.optional:
-        return FlagError(f"{given}: {flag.option} is no boolean to turn off; expected "
-                         f"{flag.option}=none for no value")
-    return FlagError(f"{given}: {flag.option} is no boolean to turn off; expected "
-                     f"{flag.option}=VALUE, {flag.allowed()}")
+    are named) where NAME is a flag that takes a value and cannot be none: it says how to give
+    that value, instead of calling False the value."""
+    return FlagError(f"{flag.negation} (or {flag.option}=False): {flag.option} is no boolean "
+                     f"to turn off; expected {flag.option}=VALUE, {flag.allowed()}")
 
 
 def _unknown_flag(command, name, value, known):
