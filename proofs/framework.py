@@ -28,6 +28,7 @@ statement is reported as missing and skipped instead of run.
 """
 import contextlib
 import importlib
+import math
 from dataclasses import dataclass
 
 import mpmath
@@ -72,7 +73,8 @@ class Check:
         self.gaussian_law_tests = 0  # of them, those of gaussian_law_checks
 
     def close(self, computed, reference, bound, what):
-        """Assert |computed - reference| <= bound elementwise (bound 0 means exactly equal)."""
+        """Assert |computed - reference| <= bound elementwise (bound 0 means exactly equal).
+        An infinite bound fails: it would let any value through, NaN included."""
         computed, reference = _flat(computed), _flat(reference)
         bounds = _flat(bound) if numpy.ndim(bound) or isinstance(bound, list) else [bound] * len(
             computed)
@@ -83,6 +85,9 @@ class Check:
             finite = not (mpmath.isnan(value) or mpmath.isinf(value))
             error = float(abs(mpmath.mpf(value) - ref)) if finite else numpy.inf
             limit = float(limit)
+            if not math.isfinite(limit):
+                raise StatementFailed(f"{what}: bound {limit} is not finite (a check no value "
+                                      f"could fail)")
             ratio = error / limit if limit > 0 else (0.0 if error == 0 else numpy.inf)
             if ratio > self.worst_ratio:
                 self.worst_ratio, self.worst_error, self.worst_bound = ratio, error, limit

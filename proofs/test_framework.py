@@ -91,6 +91,16 @@ def test_check_close_bounds_are_inclusive_and_the_worst_is_the_closest_to_its_bo
     assert (check.worst_error, check.worst_bound) == (numpy.inf, 1.0)
 
 
+@pytest.mark.parametrize("bound", [mpmath.inf, numpy.inf, [1.0, numpy.inf]])
+def test_check_close_refuses_an_infinite_bound_whatever_the_value(bound):
+    """An infinite bound let a NaN through (inf <= inf): discretizedLogistic_value's bound of a
+    float32 bin mass below its rounding once passed any value."""
+    for value in (0.0, numpy.nan):
+        with pytest.raises(StatementFailed, match="^mass: bound inf is not finite \\(a check no "
+                                                  "value could fail\\)$"):
+            Check().close([0.0, value], [mpmath.mpf(0)] * 2, bound, "mass")
+
+
 def test_a_statement_checked_only_by_holds_reports_no_error():
     def body(check, x):
         """x = x."""
