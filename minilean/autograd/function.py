@@ -15,7 +15,7 @@ contract (see ``minilean.cuda``), and ``unbroadcast``'s sums by filling ``fast_s
 ops themselves never branch on the backend.
 """
 from minilean import backend
-from minilean.autograd import grad_mode
+from minilean.autograd import grad_mode, writes
 from minilean.autograd import tensor as tensor_module  # a module: Tensor is defined after us
 
 fast_sum_kept = None  # set by minilean.cuda: x.sum(axis=axes, keepdims=True) for "cuda" x
@@ -30,12 +30,14 @@ class Context:
 
 
 class Node:
-    """The record of one op application: which op, its context, and its input tensors."""
+    """The record of one op application: which op, its context, its input tensors, and the
+    write clock when it was made (``writes``: an input written after it fails backward)."""
 
-    __slots__ = ("function", "ctx", "inputs")
+    __slots__ = ("function", "ctx", "inputs", "made_at")
 
     def __init__(self, function, ctx, inputs):
         self.function, self.ctx, self.inputs = function, ctx, inputs
+        self.made_at = writes.clock
 
     def release(self):
         """Drop saved arrays and the links to the inputs, so memory is freed after backward."""

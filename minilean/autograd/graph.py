@@ -2,9 +2,13 @@
 
 Contract (as in PyTorch): gradients *accumulate* into ``.grad`` of leaf tensors, so call
 ``zero_grad()`` between steps; the graph is freed after ``backward`` unless
-``retain_graph=True``, and walking a freed graph again is a clear error.
+``retain_graph=True``, and walking a freed graph again is a clear error; so is a backward
+through an op whose input was written in place since its forward (``writes.py``: an optimizer
+step between them), and a backward that returns fewer gradients than its op has inputs, or
+one of a shape its input cannot be summed back to.
 """
 from minilean.autograd import tensor as tensor_module  # a module: tensor.py imports us
+from minilean.autograd import writes
 from minilean.autograd.function import unbroadcast
 
 
@@ -45,12 +49,24 @@ def run_backward(root, grad, retain_graph=False):
         if node.ctx is None:
             raise RuntimeError("backward through a graph that was already freed: call the first "
                                "backward(retain_graph=True) to backpropagate twice")
+        if writes.clock != node.made_at:  # something was written since: was it an input?
+            for parent in node.inputs:
+                if parent.written_at > node.made_at:
+                    raise writes.written_after(node, parent)
         input_grads = node.function.backward(node.ctx, grad)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
+        if len(input_grads) != len(node.inputs):
+            check_gradient_count(node, input_grads)
         for parent, parent_grad in zip(node.inputs, input_grads):
             if parent_grad is None or not parent.requires_grad:
                 continue
+            if parent_grad.shape != parent.shape and not broadcasts_to(parent.shape,
+                                                                       parent_grad.shape):
+                raise RuntimeError(f"{node.function.__name__}.backward returned a gradient of "
+                                   f"shape {tuple(parent_grad.shape)} for an input of shape "
+                                   f"{tuple(parent.shape)}; expected that shape, or one it "
+                                   f"broadcasts to")
             summed = unbroadcast(parent_grad, parent.shape)
             earlier, _ = pending.get(id(parent), (None, False))
             if earlier is None:  # a sum that unbroadcast made is new memory too
@@ -60,6 +76,24 @@ def run_backward(root, grad, retain_graph=False):
                 pending[id(parent)] = (earlier + summed, True)
         if not retain_graph:
             node.release()
+
+
+def check_gradient_count(node, input_grads):
+    """A backward returns one gradient per input; more only where the extra ones are None
+    (an optional input not given: Linear without a bias)."""
+    given = len(node.inputs)
+    if len(input_grads) < given or any(grad is not None for grad in input_grads[given:]):
+        raise RuntimeError(f"{node.function.__name__}.backward returned {len(input_grads)} "
+                           f"gradient(s) for {given} input(s); expected one per input (None "
+                           f"for no gradient)")
+
+
+def broadcasts_to(shape, target):
+    """Whether NumPy broadcasting takes ``shape`` to ``target`` (the gradient of a broadcast
+    input comes back in the output's shape, which ``unbroadcast`` sums back)."""
+    extra = len(target) - len(shape)
+    return extra >= 0 and all(size in (1, stretched)
+                              for size, stretched in zip(shape, target[extra:]))
 
 
 def accumulate_leaf_grad(tensor, grad, owned):

@@ -23,6 +23,7 @@ from collections import namedtuple
 import numpy
 
 from minilean import backend, nn
+from minilean.autograd import writes
 from minilean.autograd.creation import ones, zeros
 from minilean.autograd.grad_mode import no_grad
 from minilean.autograd.tensor import Tensor
@@ -158,6 +159,7 @@ class VQVAE(nn.Module):
         total = self.cluster_size.data.sum()
         smoothed = (self.cluster_size.data + 1e-5) / (total + codes * 1e-5) * total
         self.codebook.data[...] = self.cluster_sum.data / smoothed[:, None]
+        writes.wrote([self.codebook])
 
     def restart_dead_codes(self, encoded, usage, threshold, generator=None):
         """Put every code used fewer than ``threshold`` times (``usage``: (K,) counts since the
@@ -173,6 +175,7 @@ class VQVAE(nn.Module):
         xp = self.codebook.xp
         dead_on_device, picks = xp.asarray(dead), xp.asarray(picks)
         self.codebook.data[dead_on_device] = vectors[picks]
+        writes.wrote([self.codebook])
         if self.ema:
             self.cluster_size.data[dead_on_device] = 1.0
             self.cluster_sum.data[dead_on_device] = vectors[picks]

@@ -9,11 +9,13 @@ and the bias uniform on the same bound.
 import math
 
 from minilean import backend
+from minilean.autograd import writes
 
 
 def _fill(tensor, values):
     # only random() and standard_normal() are used: both NumPy's and CuPy's generators have them
     tensor.data[...] = values.astype(tensor.dtype, copy=False)
+    writes.wrote([tensor])
     return tensor
 
 
@@ -30,6 +32,7 @@ def normal_(tensor, mean=0.0, std=1.0):
 def constant_(tensor, val):
     """Fill with ``val`` (PyTorch's name for it, so ``constant_(w, val=0.1)`` ports)."""
     tensor.data[...] = val
+    writes.wrote([tensor])
     return tensor
 
 

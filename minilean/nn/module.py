@@ -14,6 +14,7 @@ from collections import OrderedDict
 import numpy
 
 from minilean import backend
+from minilean.autograd import writes
 from minilean.autograd.tensor import Tensor, device_and_dtype, is_int
 
 
@@ -273,6 +274,7 @@ class Module:
                              f"for {type(self).__name__}")
         copy_all_into((tensor.data, state_dict[name], name) for name, tensor in own.items()
                       if name in state_dict)
+        writes.wrote(tensor for name, tensor in own.items() if name in state_dict)
         return missing, unexpected
 
     # --- printing --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ hook as the optimizers' ``fast_update`` (see ``minilean/optim/optimizer.py``).
 """
 import contextlib
 
+from minilean.autograd import writes
 from minilean.nn.module import copy_all_into
 from minilean.optim.optimizer import fused_or_plain
 
@@ -58,8 +59,10 @@ class EMA:
     def copy_to(self, model):
         """Overwrite the model's weights with the averages (every shape checked first: a
         model the averages do not fit is left as it was)."""
+        pairs = self._pairs(model)
         copy_all_into((param.data, average, name)
-                      for name, (average, param) in zip(self.shadow, self._pairs(model)))
+                      for name, (average, param) in zip(self.shadow, pairs))
+        writes.wrote(param for _, param in pairs)
 
     @contextlib.contextmanager
     def average_parameters(self, model):
@@ -71,6 +74,7 @@ class EMA:
         finally:
             for name, param in model.named_parameters():
                 param.data[...] = trained[name]
+            writes.wrote(param for _, param in model.named_parameters())
 
     def state_dict(self):
         return {"decay": self.decay, "num_updates": self.num_updates, "shadow": dict(self.shadow)}

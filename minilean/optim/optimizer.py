@@ -23,6 +23,7 @@ import functools
 import numbers
 
 from minilean import backend
+from minilean.autograd import writes
 from minilean.autograd.grad_mode import no_grad
 from minilean.autograd.tensor import Tensor
 from minilean.cuda.fast_function import NotCovered
@@ -119,6 +120,7 @@ class Optimizer:
             state = {name: [arrays[i] for i in live] for name, arrays in self.state.items()}
             self._step(functools.partial(fused_or_plain, self.fast_update, self.update), params,
                        grads, state)
+        writes.wrote(self.params[i] for i in live)
 
     def _step(self, update, params, grads, state):
         """Call ``update`` with this optimizer's state lists and hyperparameters."""
