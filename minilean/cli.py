@@ -687,7 +687,18 @@ def _run_proofs(name):
                                 f"with the source checkout, not with an installed package")
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))
-    status = importlib.import_module("proofs.runner").main(name=name)
+    try:
+        runner = importlib.import_module("proofs.runner")
+    except ModuleNotFoundError as error:
+        if error.name not in ("hypothesis", "mpmath"):
+            raise
+        # the test extra's: "pip install -e ." alone trains, but checks nothing
+        raise ValueError(f"the proofs need {error.name}: pip install -e \".[test]\"") from None
+    try:
+        status = runner.main(name=name)
+    except runner.NoStatement:
+        raise flag_error("name", name, "a text that some statement's name contains, ignoring "
+                                       "case (see the names with no --name)") from None
     if status:
         sys.exit(int(status))
 

@@ -6,12 +6,17 @@ statement (one line of math), examples tried (hypothesis examples run), worst er
 ``mutants=True`` it also runs the mutation suite and prints which broken implementation was
 caught by which statement.
 """
+import argparse
 import sys
 
 from proofs.framework import select
 from proofs.mutation import MUTANTS, run_mutant, verdict
 
 STATEMENT_WIDTH = 72
+
+
+class NoStatement(ValueError):
+    """No statement's name contains the text asked for."""
 
 
 def _shorten(text, width):
@@ -44,10 +49,10 @@ def main(name=None, mutants=False, out=None):
     """Run the statements whose name contains ``name`` (all when None) and print the table to
     ``out`` (None: print's own default, sys.stdout). Returns 0 when none fails (missing
     functions are listed but are not failures), else 1; a ``name`` that no statement contains
-    is a ValueError."""
+    is a ``NoStatement`` error."""
     statements = select(name)
-    if not statements:  # a ValueError: the command line prints it as its one-line error
-        raise ValueError(f"no statement name contains {name!r}")
+    if not statements:
+        raise NoStatement(f"no statement name contains {name!r}")
     outcomes = [statement.run() for statement in statements]
     rows = [(o.name, _shorten(o.summary, STATEMENT_WIDTH), o.examples, _error_column(o),
              _result_column(o)) for o in outcomes]
@@ -81,7 +86,13 @@ def _print_mutants(name, out):
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m proofs.runner",
+                                     description="The statements' table, then the mutation "
+                                                 "suite's (python -m minilean proofs: the "
+                                                 "statements alone).")
+    parser.add_argument("name", nargs="?", help="only the statements whose name contains this "
+                                                "text, ignoring case, and their mutants")
     try:
-        sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else None, mutants=True))
-    except ValueError as error:
-        sys.exit(f"proofs: error: {error}")
+        sys.exit(main(parser.parse_args().name, mutants=True))
+    except NoStatement as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")

@@ -182,7 +182,8 @@ def test_runner_prints_the_table_and_exit_code():
 
 
 def test_runner_unknown_pattern_is_an_error():
-    with pytest.raises(ValueError, match="no statement name contains 'no such theorem'"):
+    with pytest.raises(runner.NoStatement, match="^no statement name contains 'no such "
+                                                 "theorem'$"):
         runner.main("no such theorem", out=io.StringIO())
 
 
@@ -502,11 +503,20 @@ def test_python_m_proofs_runner_runs_the_named_statements_and_mutants(monkeypatc
     monkeypatch.setattr(sys, "argv", ["runner.py", "no such theorem"])
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_module("proofs.runner", run_name="__main__")
-    assert exit_info.value.code == "proofs: error: no statement name contains 'no such theorem'"
+    assert exit_info.value.code == 2 and capsys.readouterr().err == (
+        "python -m proofs.runner: error: no statement name contains 'no such theorem'\n")
     monkeypatch.setattr(sys, "argv", ["runner.py"])  # no X: every statement
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_module("proofs.runner", run_name="__main__")
     assert asked == ["no such theorem", None]
+    # --help is help, not a name; a second word was dropped without a word
+    for argv, code in ((["--help"], 0), (["first", "second"], 2)):
+        monkeypatch.setattr(sys, "argv", ["runner.py", *argv])
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_module("proofs.runner", run_name="__main__")
+        assert exit_info.value.code == code
+    assert asked == ["no such theorem", None]
+    assert "usage: python -m proofs.runner [-h] [name]" in capsys.readouterr().out
 
 
 def test_a_failure_is_reported_on_its_simplest_example_and_counterexample_may_find_none():

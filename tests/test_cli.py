@@ -385,10 +385,14 @@ def test_a_flag_named_no_something_is_not_read_as_a_negation(no_work, monkeypatc
     assert seen["noisy_ppm"] == "a.ppm" and seen["progress"] is False
 
 
+NO_STATEMENT = ("minilean proofs: error: --name: got 'no such theorem'; expected a text that "
+                "some statement's name contains, ignoring case (see the names with no --name)\n")
+
+
 def test_proofs_matching_nothing_is_a_one_line_error(capsys):
+    """A flag's value that matches nothing: exit 2, as any bad flag value (it was 1)."""
     code, err = fail(["proofs", "--name=no such theorem"], capsys)
-    assert (code, err) == (1, "minilean proofs: error: no statement name contains "
-                              "'no such theorem'\n")
+    assert (code, err) == (2, NO_STATEMENT)
 
 
 @pytest.mark.parametrize("status", [0, 1])
@@ -404,6 +408,17 @@ def test_proofs_exit_with_the_runners_status(status, monkeypatch):
         assert main(["proofs"]) is None
 
 
+@pytest.mark.parametrize("package", ["hypothesis", "mpmath"])
+def test_proofs_without_the_test_extra_are_a_one_line_error(package, monkeypatch, capsys):
+    """The README's first set-up command (pip install -e .) brings neither: a traceback of 45
+    lines said so."""
+    for module in [name for name in sys.modules if name.split(".")[0] == "proofs"]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setitem(sys.modules, package, None)  # what an import finds for a missing one
+    assert fail(["proofs"], capsys) == (
+        1, f"minilean proofs: error: the proofs need {package}: pip install -e \".[test]\"\n")
+
+
 def test_proofs_are_found_with_the_checkout_off_the_import_path(monkeypatch, capsys):
     """Run from another directory, ``python -m minilean proofs`` has the package but not the
     checkout beside it on sys.path: the command adds it."""
@@ -413,8 +428,7 @@ def test_proofs_are_found_with_the_checkout_off_the_import_path(monkeypatch, cap
     for module in [name for name in sys.modules if name.split(".")[0] == "proofs"]:
         monkeypatch.delitem(sys.modules, module)
     code, err = fail(["proofs", "--name=no such theorem"], capsys)
-    assert (code, err) == (1, "minilean proofs: error: no statement name contains "
-                              "'no such theorem'\n")
+    assert (code, err) == (2, NO_STATEMENT)
     assert sys.modules["proofs.runner"].__file__.startswith(root)
 
 
