@@ -69,6 +69,7 @@ class Check:
 
     def __init__(self):
         self.worst_ratio, self.worst_error, self.worst_bound = -1.0, 0.0, 0.0
+        self.failure = None  # (error, bound) of the comparison that failed the example last run
         self.statistical_tests = 0  # counted by proofs.statistics (each can be a false alarm)
         self.gaussian_law_tests = 0  # of them, those of gaussian_law_checks
 
@@ -92,6 +93,7 @@ class Check:
             if ratio > self.worst_ratio:
                 self.worst_ratio, self.worst_error, self.worst_bound = ratio, error, limit
             if not error <= limit:
+                self.failure = (error, limit)
                 raise StatementFailed(f"{what}: computed {value!r}, reference "
                                       f"{mpmath.nstr(ref, 17)}, error {error:.3g} > bound "
                                       f"{limit:.3g}")
@@ -172,6 +174,7 @@ class Statement:
         @given(strategy)
         def run_example(example):
             counter[0] += 1
+            check.failure = None
             with mpmath.workdps(DIGITS):
                 self.body(check, **example)
         for pinned in reversed(self.examples):  # hypothesis runs the last one applied first
@@ -196,7 +199,11 @@ class Statement:
             outcome.status = "FAIL"
             outcome.message = f"{type(error).__name__}: {error}".splitlines()[0]
         outcome.examples = counter[0]
-        outcome.worst_error, outcome.worst_bound = check.worst_error, check.worst_bound
+        # a failure is reported on the example hypothesis ran last (the shrunk one): the table
+        # shows that example's failing comparison, as the message does, not one seen earlier
+        outcome.worst_error, outcome.worst_bound = (
+            check.failure if outcome.status == "FAIL" and check.failure
+            else (check.worst_error, check.worst_bound))
         outcome.statistical_tests = check.statistical_tests
         outcome.gaussian_law_tests = check.gaussian_law_tests
         return outcome

@@ -2,7 +2,8 @@
 
 Columns: theorem (TorchLean's name, or a descriptive one for statements beyond TorchLean),
 statement (one line of math), examples tried (hypothesis examples run), worst error vs bound
-(over every comparison of every example, the one closest to its bound), result. With
+(over every comparison of every example, the one closest to its bound; on a FAIL, the
+comparison that failed, on the example the message names), result. With
 ``mutants=True`` it also runs the mutation suite and prints which broken implementation was
 caught by which statement.
 """

@@ -533,6 +533,18 @@ def test_a_failure_is_reported_on_its_simplest_example_and_counterexample_may_fi
         holding.counterexample(max_examples=20)
 
 
+def test_a_failures_error_and_bound_are_those_of_the_example_its_message_names():
+    """The column showed the worst ratio over every example tried, shrinking's included
+    (0.0014 / 1.1e-18 beside a message saying error 0.026 > bound 6.91e-17)."""
+    def body(check, x):
+        """x / 1000 is within 1e-9 of 0 (false from 1 on; the largest x, the worst ratio)."""
+        check.close(x / 1000, mpmath.mpf(0), 1e-9, f"x = {x}")
+    outcome = _statement(body, {"x": st.integers(0, 1000)}).run(max_examples=50)
+    assert outcome.message == "StatementFailed: x = 1: computed 0.001, reference 0.0, error " \
+                              "0.001 > bound 1e-09"
+    assert (outcome.worst_error, outcome.worst_bound) == (0.001, 1e-9)
+
+
 def test_a_run_draws_new_examples_unless_derandomized(fresh_draws):
     """Outside CI's derandomized profile every run draws new examples (a local run tries new
     inputs), but derandomize=True (the mutation suite's verdicts) the same ones every run."""
