@@ -4,9 +4,9 @@
 every run; a local ``pytest proofs`` (or ``python -m minilean proofs``) draws new ones, and one
 run makes many tests. ``TESTS`` lists every statement that makes statistical tests with its
 worst case per run (its max_examples times its tests per example at the largest shape it
-draws): TESTS_PER_RUN = 187 (a typical run makes about 125). Each test is given
+draws): TESTS_PER_RUN = 191 (a typical run makes about 129). Each test is given
 
-    FALSE_ALARM = RUN_FALSE_ALARM / TESTS_PER_RUN = 1e-6 / 187 = 5.35e-9,
+    FALSE_ALARM = RUN_FALSE_ALARM / TESTS_PER_RUN = 1e-6 / 191 = 5.24e-9,
 
 so by the union bound (no independence needed: a statement's mean, variance and KS tests share
 their samples) a run of the proofs on true statements fails with probability at most
@@ -16,24 +16,27 @@ statement makes more tests than it is budgeted and that each budget uses its sta
 max_examples. Every constant below is derived from FALSE_ALARM in code:
 
 * **Mean** of Gaussian samples of known sigma: |mean - m| <= Z sigma / sqrt(n), with Z the
-  two-sided standard normal quantile (sqrt(2) erfinv(1 - FALSE_ALARM) = 5.836): exact.
+  two-sided standard normal quantile (sqrt(2) erfinv(1 - FALSE_ALARM) = 5.840): exact.
 * **Variance** of Gaussian samples: (n - 1) s^2 / sigma^2 is chi-square with n - 1 degrees of
   freedom. The band is sigma^2 times the larger distance from 1 of its two quantiles at
   FALSE_ALARM / 2 each (mpmath's regularized incomplete gamma), so it is exact on the heavier
   side and conservative on the other. The normal approximation z sigma^2 sqrt(2 / (n - 1))
   used before is not conservative (the right tail is heavier): at z = 4.4172 its true rate was
-  1.16e-5 for n = 4000 and 1.63e-5 for n = 1000, and at z = 5.836 it would be 2.0 and 5.7 times
+  1.16e-5 for n = 4000 and 1.63e-5 for n = 1000, and at z = 5.840 it would be 2.0 and 6.0 times
   FALSE_ALARM. At n = LAW_SAMPLES (below) the exact band is 1.2% wider than
   Z sqrt(2 / (n - 1)) (4.3% at the former n = 4000); its lower side, set by the upper
   quantile, is left with a rate of 0.41 FALSE_ALARM / 2.
 * **Kolmogorov-Smirnov**: sup |F_n - F| against sqrt(ln(2 / alpha) / (2 n)). This is the
   Dvoretzky-Kiefer-Wolfowitz inequality with Massart's constant (Massart 1990),
   P(sup_x |F_n(x) - F(x)| > eps) <= 2 exp(-2 n eps^2) for every n and continuous F, solved for
-  eps: a finite-n bound, not only the first term of Kolmogorov's asymptotic series.
+  eps: a finite-n bound, not only the first term of Kolmogorov's asymptotic series. It holds
+  for a law on the integers too (the timesteps training draws, ``uniform_integers_check``):
+  X = F^-1(U) of a uniform U has F_n(x) = G_n(F(x)), G_n the empirical CDF of the U, so
+  sup_x |F_n(x) - F(x)| <= sup_u |G_n(u) - u|, the continuous case's statistic.
 * **Monte Carlo means of non-Gaussian quantities** (likelihood.py: a mean log-likelihood with its
   exact variance, IW-bound means with standard errors estimated from 1000 replicates) rest on
   the central limit theorem, whose error grows in the far tail. They use Z_CLT, the normal
-  quantile at FALSE_ALARM / CLT_SAFETY = FALSE_ALARM / 100 (6.561), which covers the two
+  quantile at FALSE_ALARM / CLT_SAFETY = FALSE_ALARM / 100 (6.564), which covers the two
   departures that can be computed: a standard error estimated from n = 1000 values (Student t
   with 999 degrees of freedom exceeds Z_CLT with probability 0.016 FALSE_ALARM; at Z itself it
   would be 1.35 FALSE_ALARM) and skewness: -log p(x | z) and IW_1 are quadratic forms of the
@@ -61,8 +64,8 @@ sets does, so its miss is at most that of one test on one sample set, computed e
   test passes with the chi-square probability of (n - 1) (1 +- band) / 1.04^2
   (``variance_test_miss``).
 
-LAW_SAMPLES is the smallest n at which both are at most MISS: 47196, set by the shift (the
-scale alone needs 38282). There a statement misses the shift with probability 2.50e-7 and the
+LAW_SAMPLES is the smallest n at which both are at most MISS: 47227, set by the shift (the
+scale alone needs 38307). There a statement misses the shift with probability 2.50e-7 and the
 scale with 2.7e-10, so a run misses them with at most 1e-6 and 1.1e-9; the variance band is
 +-3.8% and the KS distance 0.0145. A larger slip moves the statistic further and is missed
 less. forward_multistep_law's chain of one-step noisings scales its variance by exactly 1.04^2
@@ -82,7 +85,8 @@ from proofs.mutation import mutant
 RUN_FALSE_ALARM = 1e-6  # a whole run of the proofs, on true statements
 # statement -> (its max_examples, statistical tests per example at the largest shape drawn):
 # mean, variance and KS per sample set (one set, up to 6 coordinates, up to 6 rows of
-# timesteps, one chain); one mean test; IW: <= log p(x) per K, = ELBO, two nondecreasing steps
+# timesteps, one chain); one mean test; IW: <= log p(x) per K, = ELBO, two nondecreasing steps;
+# one KS test of the timesteps' law
 TESTS = {
     "scalar_reparameterization_law": (5, 3),
     "diagonal_reparameterization_coordinate_law": (3, 6 * 3),
@@ -90,6 +94,7 @@ TESTS = {
     "forward_multistep_law": (4, 3),
     "elbo_le_log_evidence_linear_gaussian": (10, 1),
     "iwBound_tightens_with_K_linear_gaussian": (4, 3 + 1 + 2),
+    "sampleTimesteps_uniform": (4, 1),
 }
 TESTS_PER_RUN = sum(examples * per_example for examples, per_example in TESTS.values())
 FALSE_ALARM = RUN_FALSE_ALARM / TESTS_PER_RUN  # per test
@@ -216,6 +221,19 @@ def gaussian_law_checks(check, samples, mean, std, what):
                 f"{what}: variance")
     statistic = ks_statistic(samples, lambda x: normal_cdf(x, mean, std))
     check.close(statistic, mpmath.mpf(0), ks_critical(n), f"{what}: Kolmogorov-Smirnov")
+
+
+def uniform_integers_check(check, draws, T, what):
+    """Kolmogorov-Smirnov of the integers ``draws`` against the uniform law on {0, ..., T-1},
+    recorded on ``check``: one statistical test. Both CDFs are steps at the integers, so the
+    sup is taken at k = 0..T-1, where F(k) = (k + 1) / T (a draw outside 0..T-1 is for the
+    caller to refuse, exactly); the critical value is the continuous case's (module
+    docstring)."""
+    draws = numpy.asarray(draws).reshape(-1)
+    check.statistical_tests += 1
+    below = numpy.searchsorted(numpy.sort(draws), numpy.arange(T), side="right")  # #{t <= k}
+    statistic = float(numpy.abs(below / draws.size - numpy.arange(1, T + 1) / T).max())
+    check.close(statistic, mpmath.mpf(0), ks_critical(draws.size), f"{what}: Kolmogorov-Smirnov")
 
 
 def monte_carlo_mean_check(check, estimate, expected, standard_error, what, slack=0.0):

@@ -39,7 +39,8 @@ SCHEDULE = numpy.asarray([2.0 ** -13, 0.5])  # beta_0 at _betas' least: alpha_ba
                        "x0": numpy.asarray([[TINY]]), "eps": numpy.asarray([[0.0]]), "c": 0.0}),
     ("epsModelFromV_recovers_eps", {"betas": SCHEDULE[:1], "t": numpy.asarray([0]),
                                     "x0": numpy.asarray([[TINY]]),
-                                    "eps": numpy.asarray([[0.0]]), "c": 0.0}),
+                                    "eps": numpy.asarray([[0.0]]), "c": 0.0,
+                                    "fractions": numpy.asarray([0.5])}),
     # sigma z and the posterior mean's x_t term ~ 1e-40 and 2e-42 (ddimStep_eq_eta_formula
     # shares the DDIM step's bound, and its hypothesis is an ``assume``, for hypothesis only)
     ("ddpmStep_eq_posterior_step", {"betas": SCHEDULE, "t": 1, "x": numpy.asarray([0.0]),

@@ -45,6 +45,7 @@ class OpCase:
     parameter: object = None  # a strategy for an extra argument (leaky_relu's slope), or None
     pinned: tuple = ()        # pinned examples (``_pin``): inputs the drawn ones reach rarely
     relaxed: object = None    # the inputs' strategy landing on the kinks the op assumes off
+    broadcasts: bool = False  # an input may be broadcast: its gradient sums its copies'
 
 
 def _pin(*inputs, parameter=None):
@@ -261,6 +262,41 @@ def _elementwise_binary(function):
     return lambda a, b: [function(x, y) for x, y in zip(a, b)]
 
 
+def _broadcast(a, b):
+    """a and b as lists of one length: one of length 1 repeated to the other's, as NumPy
+    broadcasts (1,) against (n,)."""
+    n = max(len(a), len(b))
+    return (a * n if len(a) < n else a), (b * n if len(b) < n else b)
+
+
+def _per_input(terms, length):
+    """M for an input of ``length`` elements from the terms of its gradient, one per output:
+    the terms themselves, or their sum for an input broadcast from one element."""
+    return terms if len(terms) == length else [mpmath.fsum(terms)]
+
+
+def _quotient_inputs():
+    """a in [-8, 8] over b in [-8, -1/4] or [1/4, 8] (|b| away from the pole at 0, of either
+    sign), of one length 1-4, or one of them of length 1, broadcast to the other's."""
+    divisor = reals(-8, 8).filter(lambda y: abs(y) >= 1 / 4)
+
+    def build(n, lengths):
+        a_length, b_length = lengths(n)
+        return st.tuples(st.lists(reals(-8, 8), min_size=a_length, max_size=a_length),
+                         st.lists(divisor, min_size=b_length, max_size=b_length)).map(
+            lambda ab: (numpy.asarray(ab[0]), numpy.asarray(ab[1])))
+    shapes = st.sampled_from([lambda n: (n, n), lambda n: (1, n), lambda n: (n, 1)])
+    return st.tuples(st.integers(1, 4), shapes).flatmap(lambda drawn: build(*drawn))
+
+
+def _quotient_magnitudes(xs, g):
+    """|g / b| for a and |g a / b^2| for b, per output, each summed over a broadcast input's
+    copies."""
+    a, b = _broadcast(*xs)
+    return [_per_input([abs(gj / y) for y, gj in zip(b, g)], len(xs[0])),
+            _per_input([abs(gj * x / (y * y)) for x, y, gj in zip(a, b, g)], len(xs[1]))]
+
+
 BINARY = [
     OpCase("mul", f"{ELEMENTWISE}.mul", lambda m, a, b: a * b, _elementwise_binary(
         lambda x, y: x * y), _binary_inputs(-8, 8, -8, 8),
@@ -268,11 +304,13 @@ BINARY = [
                        [abs(gj * x) for x, gj in zip(xs[0], g)]],
         lambda n, dtype: 1, "g b and g a: one product each",
         pinned=(_pin([1.5, -2.0], [0.5, 3.0]),)),  # factors that differ
-    OpCase("div", f"{ELEMENTWISE}.div", lambda m, a, b: a / b, _elementwise_binary(
-        lambda x, y: x / y), _binary_inputs(-8, 8, 1 / 4, 8),
-        lambda xs, g: [[abs(gj / y) for y, gj in zip(xs[1], g)],
-                       [abs(gj * x / (y * y)) for x, y, gj in zip(xs[0], xs[1], g)]],
-        lambda n, dtype: 3, "g / b (1) and -(g / b)(a / b): two quotients and a product"),
+    OpCase("div", f"{ELEMENTWISE}.div", lambda m, a, b: a / b,
+           lambda a, b: [x / y for x, y in zip(*_broadcast(a, b))], _quotient_inputs(),
+           _quotient_magnitudes, lambda n, dtype: 3,
+           "g / b (1) and -(g / b)(a / b): two quotients and a product; for an input broadcast "
+           "to n copies their sum, n - 1 more",
+           # pinned: a negative divisor broadcast to three
+           pinned=(_pin([1.5, -2.0, 0.5], [-0.5]),), broadcasts=True),
     OpCase("pow", f"{ELEMENTWISE}.pow", lambda m, a, b: a ** b, _elementwise_binary(
         lambda x, y: x ** y), _binary_inputs(1 / 4, 4, -3, 3),
         lambda xs, g: [[abs(gj * y * x ** (y - 1)) * (1 + abs(mpmath.log(x) * (y - 1)))
@@ -502,8 +540,11 @@ def _register(case):
             magnitudes = (case.magnitudes(xs, g, **extra) if case.magnitudes else
                           _matmul_magnitudes(xs, g, *shapes))
             roundings = case.roundings(len(xs[0]), dtype)
-            bound_factor, floor = gamma(roundings, dtype), underflow(roundings, dtype)
             for position, tensor in enumerate(tensors):
+                # the gradient of an input broadcast to c copies is their sum (the graph
+                # walk's unbroadcast): c - 1 more roundings
+                summed = roundings + (len(g) // len(xs[position]) - 1 if case.broadcasts else 0)
+                bound_factor, floor = gamma(summed, dtype), underflow(summed, dtype)
                 check_gradient(check, tensor, references[position],
                                [bound_factor * m + floor for m in magnitudes[position]],
                                f"{case.name} d/dinput{position} ({dtype.__name__})")
@@ -533,6 +574,24 @@ def _with_gradients_changed(original, first=None, second=None):
         return tuple(gradient if change is None or gradient is None else change(ctx, gradient)
                      for gradient, change in zip(original(ctx, grad), (first, second)))
     return backward
+
+
+def _with_broadcast_gradient_averaged(original):
+    """The binary op ``original`` (a Function class) giving b the mean of its gradient over the
+    copies broadcasting made of b: its gradient divided by their number before the graph walk
+    sums it over them."""
+    class Averaging(original):
+        @staticmethod
+        def forward(ctx, a, b):
+            out = original.forward(ctx, a, b)
+            ctx.copies_of_b = out.size // max(b.size, 1)
+            return out
+
+        @staticmethod
+        def backward(ctx, grad):
+            grad_a, grad_b = original.backward(ctx, grad)
+            return grad_a, (None if grad_b is None else grad_b / ctx.copies_of_b)
+    return Averaging
 
 
 def _with_gradients_swapped(original):
@@ -711,6 +770,30 @@ def div_backward_sign(original):
     return _with_gradients_changed(original, second=lambda ctx, grad_b: -grad_b)
 
 
+@mutant("div backward guarding the divisor by max(b, 1e-12)", f"{ELEMENTWISE}.Div.backward",
+        caught_by=_caught_by("div"))
+def div_backward_guarded(original):
+    """Div.backward divides g by max(b, 1e-12), a guard against a zero divisor that holds only
+    for positive ones: a negative b is taken as 1e-12 (the forward right)."""
+    def backward(ctx, grad):
+        from minilean.backend import array_module
+        divisor = ctx.b
+        ctx.b = array_module(divisor).maximum(divisor, 1e-12)
+        try:
+            return original(ctx, grad)
+        finally:
+            ctx.b = divisor
+    return backward
+
+
+@mutant("div averaging the broadcast divisor's gradient", f"{ELEMENTWISE}.Div",
+        caught_by=_caught_by("div"))
+def div_broadcast_averaged(original):
+    """Div gives b the mean of its gradient over the copies broadcasting made of b, not their
+    sum."""
+    return _with_broadcast_gradient_averaged(original)
+
+
 @mutant("pow backward exponent not lowered", f"{ELEMENTWISE}.Pow.backward",
         caught_by=_caught_by("pow"))
 def pow_backward_exponent_kept(original):
@@ -755,18 +838,7 @@ def where_backward_inverted(original):
         caught_by=_caught_by("add_broadcast"))
 def add_broadcast_averaged(original):
     """Add gives b the mean of g over the copies broadcasting made of b, not their sum."""
-    class AddAveraging(original):
-        @staticmethod
-        def forward(ctx, a, b):
-            out = a + b
-            ctx.copies_of_b = out.size // max(b.size, 1)
-            return out
-
-        @staticmethod
-        def backward(ctx, grad):
-            grad_a, grad_b = original.backward(ctx, grad)
-            return grad_a, (None if grad_b is None else grad_b / ctx.copies_of_b)
-    return AddAveraging
+    return _with_broadcast_gradient_averaged(original)
 
 
 @mutant("sub backward sign", f"{ELEMENTWISE}.Sub.backward", caught_by=_caught_by("sub"))

@@ -1,6 +1,6 @@
 """Diffusion statements (TorchLean ``Diffusion/{ForwardGaussian,Samplers}.lean`` and the spec
-lemmas) on ``minilean.models.diffusion``, plus the multi-step forward law and the DDPM
-posterior.
+lemmas) on ``minilean.models.diffusion``, plus the multi-step forward law, the DDPM posterior
+and the uniform law of the timesteps training draws.
 
 Schedules are float64 host arrays, so mpmath takes the engine's own alpha_bar values as exact
 inputs. minilean indexes timesteps 0..T-1 and writes the clean state as alpha_bar_{-1} = 1
@@ -25,7 +25,8 @@ from proofs.framework import statement
 from proofs.mutation import mutant
 from proofs.numerics import (ENGINE_DTYPES, engine, gamma, host, mp, mp_tolerance, reals,
                              underflow)
-from proofs.statistics import LAW_SAMPLES, engine_noise, gaussian_law_checks, pushforward_moments
+from proofs.statistics import (LAW_SAMPLES, engine_noise, gaussian_law_checks, pushforward_moments,
+                               uniform_integers_check)
 
 DIFFUSION = "minilean.models.diffusion"
 
@@ -120,22 +121,40 @@ _zero_step_statement("pfOdeSampleEuler_zero_steps", "n = 0  =>  pfOdeSampleEuler
                      "pf_ode_sample_euler", _run_pf_ode_sample_euler)
 
 
+def _etas():
+    """eta in (0, 1], the stochastic DDIM samplers' (the command line refuses more than 1)."""
+    return reals(0, 1).filter(lambda e: e > 0)
+
+
 @statement("ddimStepSystem_eq_step", about=(f"{DIFFUSION}.ddim_sample", f"{DIFFUSION}.ddim_step"),
-           given={"betas": _betas(2), "x": _vector(), "c": reals(-1, 1)},
-           # pinned: a run over [2, 0], which skips t = 1
-           examples=[{"betas": PINNED_BETAS, "x": _pinned(1.5, -0.5), "c": 0.5}])
-def ddim_system_step(check, betas, x, c):
+           given={"betas": _betas(2), "x": _vector(), "c": reals(-1, 1), "eta": _etas(),
+                  "seed": st.integers(0, 2 ** 16)},
+           # pinned: a run over [2, 0], which skips t = 1, with x0_hat = 1.66 at t = 2 (clipped)
+           examples=[{"betas": PINNED_BETAS, "x": _pinned(1.5, -0.5), "c": 0.5, "eta": 0.5,
+                      "seed": 1}])
+def ddim_system_step(check, betas, x, c, eta, seed):
     """The DDIM sampler's transition from t to t' is ddimStep(t, t'): a run over [t, t'] equals
-    ddim_step(t, t') followed by ddim_step(t', clean), bit for bit."""
+    ddim_step(t, t') followed by ddim_step(t', clean), bit for bit, with the sampler's eta and
+    clip passed to each step and z_t = noise(t) drawn for it: at eta = 0 and at a drawn eta in
+    (0, 1], with and without clip, on every example (noise(t) depends on t, so the pairing of
+    steps with draws is seen)."""
     from minilean.models import diffusion
     alpha_bar, field = _alpha_bar(betas), _tanh_field(c)
     t, t_prev = len(betas) - 1, 0
+    draws = numpy.random.default_rng(seed).standard_normal((len(betas), len(x)))
     for dtype in ENGINE_DTYPES:
+        def noise(step):
+            return engine(draws[step], dtype)
         x_t = engine(x, dtype)
-        sampled = diffusion.ddim_sample(field, alpha_bar, x_t, [t, t_prev])
-        stepped = diffusion.ddim_step(alpha_bar, x_t, t, t_prev, field(x_t, t))
-        stepped = diffusion.ddim_step(alpha_bar, stepped, t_prev, -1, field(stepped, t_prev))
-        check.close(host(sampled), mp(host(stepped)), 0, dtype.__name__)
+        for run_eta, clip in ((0.0, False), (0.0, True), (eta, False), (eta, True)):
+            sampled = diffusion.ddim_sample(field, alpha_bar, x_t, [t, t_prev], run_eta,
+                                            noise, clip)
+            stepped = x_t
+            for step, to in ((t, t_prev), (t_prev, -1)):
+                stepped = diffusion.ddim_step(alpha_bar, stepped, step, to, field(stepped, step),
+                                              run_eta, noise(step), clip)
+            check.close(host(sampled), mp(host(stepped)), 0,
+                        f"eta = {run_eta}, clip = {clip} ({dtype.__name__})")
 
 
 @statement("pfOdeEulerSystem_eq_step",
@@ -534,6 +553,36 @@ def forward_multistep(check, betas, x0, seed):
                         float(mpmath.sqrt(1 - a)), "chain")
 
 
+# Draws per example of sampleTimesteps_uniform: its KS critical value is then 0.022. At T <= 16
+# (drawn) the slips its mutants make move the CDF by at least 1/16 at k = 0 (no t = 0, so
+# F_n(0) = 0 on every draw) or by (T - 1) / (T (T + 1)) >= 0.055 at k = T - 2 (t = T - 1 twice
+# as likely), which 20000 draws miss with probability below 2 exp(-2 20000 0.033^2) = 3e-19
+# (Hoeffding); a t = T, of probability 1/(T + 1), is missed by all of them with (16/17)^20000.
+TIMESTEP_DRAWS = 20000
+
+
+@statement("sampleTimesteps_uniform", about=(f"{DIFFUSION}.sample_timesteps",),
+           given={"T": st.integers(2, 16), "seed": st.integers(0, 2 ** 32 - 1)}, max_examples=4)
+def sample_timesteps_uniform(check, T, seed):
+    """t = sample_timesteps(n, T, generator), the timesteps training draws, is uniform on
+    {0, ..., T-1}: an int64 array of n timesteps, none outside 0..T-1 (exact), each k in
+    0..T-1 drawn with probability 1/T (statistical: a seeded NumPy generator, as training's,
+    and Kolmogorov-Smirnov against the CDF (k + 1) / T); at T = 1 every t is 0 (exact)."""
+    from minilean.models import diffusion
+    draws = diffusion.sample_timesteps(TIMESTEP_DRAWS, T, numpy.random.default_rng(seed))
+    check.holds(isinstance(draws, numpy.ndarray) and draws.dtype == numpy.int64
+                and draws.shape == (TIMESTEP_DRAWS,),
+                f"T = {T}: {type(draws).__name__} {getattr(draws, 'dtype', '')} "
+                f"{getattr(draws, 'shape', '')}, not int64 ({TIMESTEP_DRAWS},)")
+    outside = sorted(set(draws[(draws < 0) | (draws >= T)].tolist()))
+    check.holds(not outside, f"T = {T}: timesteps {outside[:4]} outside 0..{T - 1}")
+    uniform_integers_check(check, draws, T, f"T = {T}")
+    # T = 1 last: a slip that cannot draw there (integers(1, 1) raises) fails by its law first
+    single = diffusion.sample_timesteps(8, 1, numpy.random.default_rng(seed))
+    check.holds(numpy.array_equal(single, numpy.zeros(8, numpy.int64)),
+                f"T = 1: timesteps {single}, not all 0")
+
+
 @statement("ddpm_posterior_mean_variance", about=(f"{DIFFUSION}.posterior_mean_variance",
                                                   f"{DIFFUSION}.ddim_step"),
            given={"betas": _betas(2), "x0": reals(-2, 2), "x_t": reals(-3, 3)})
@@ -749,10 +798,13 @@ def ddpm_step_posterior(check, betas, t, x, eps, noise):
 
 @statement("ddpmSample_eq_steps", about=(f"{DIFFUSION}.ddpm_sample", f"{DIFFUSION}.ddpm_step"),
            given={"betas": _betas(1, 4), "x": _vector(), "c": reals(-1, 1),
-                  "seed": st.integers(0, 2 ** 16)})
+                  "seed": st.integers(0, 2 ** 16)},
+           # pinned: x0_hat = 4.10 at t = 2 (clipped), each step with noise of its own
+           examples=[{"betas": PINNED_BETAS, "x": _pinned(1.9, -0.3), "c": -0.5, "seed": 1}])
 def ddpm_sample_steps(check, betas, x, c, seed):
     """ddpmSample over T steps is the composition of its steps: x <- ddpmStep(x, t,
-    eps_hat(x, t), z_t) for t = T - 1, ..., 0 (no noise at t = 0), bit for bit (eps_hat and
+    eps_hat(x, t), z_t) for t = T - 1, ..., 0 (no noise at t = 0), bit for bit, with the
+    sampler's clip passed to each step: without and with clip on every example (eps_hat and
     z_t depend on t, so the order and the pairing of steps with draws are seen)."""
     from minilean.models import diffusion
     field = lambda v, t: (c * (t + 1)) * v.tanh()  # noqa: E731
@@ -760,12 +812,15 @@ def ddpm_sample_steps(check, betas, x, c, seed):
     for dtype in ENGINE_DTYPES:
         def noise(t):
             return engine(draws[t], dtype)
-        expected = x_T = engine(x, dtype)
-        for t in range(len(betas) - 1, -1, -1):
-            expected = diffusion.ddpm_step(betas, expected, t, field(expected, t),
-                                           noise(t) if t > 0 else None)
-        sampled = diffusion.ddpm_sample(field, betas, x_T, noise)
-        check.close(host(sampled), mp(host(expected)), 0, dtype.__name__)
+        x_T = engine(x, dtype)
+        for clip in (False, True):
+            expected = x_T
+            for t in range(len(betas) - 1, -1, -1):
+                expected = diffusion.ddpm_step(betas, expected, t, field(expected, t),
+                                               noise(t) if t > 0 else None, clip)
+            sampled = diffusion.ddpm_sample(field, betas, x_T, noise, clip)
+            check.close(host(sampled), mp(host(expected)), 0,
+                        f"clip = {clip} ({dtype.__name__})")
 
 
 def _clip_mp(value):
@@ -898,6 +953,33 @@ def q_sample_noise_variance(original):
         signal, noise = original(alpha_bar, t, like)
         return signal, noise * noise
     return broken
+
+
+@mutant("timesteps drawn from 1..T-1", f"{DIFFUSION}.sample_timesteps",
+        caught_by=["sampleTimesteps_uniform"])
+def timesteps_from_one(original):
+    """sample_timesteps draws from {1, ..., T-1} (TorchLean's 1-based timesteps, 0 read as the
+    clean state): the least noisy timestep, t = 0, is never trained."""
+    return lambda batch_size, T, generator: generator.integers(1, T, size=batch_size)
+
+
+@mutant("timesteps drawn from 0..T", f"{DIFFUSION}.sample_timesteps",
+        caught_by=["sampleTimesteps_uniform"])
+def timesteps_to_T(original):
+    """sample_timesteps draws from {0, ..., T} (the upper end taken as inclusive): t = T lies
+    past the schedule's last index."""
+    return lambda batch_size, T, generator: generator.integers(0, T, size=batch_size,
+                                                               endpoint=True)
+
+
+@mutant("timesteps drawn from 0..T and clamped to T-1", f"{DIFFUSION}.sample_timesteps",
+        caught_by=["sampleTimesteps_uniform"])
+def timesteps_clamped(original):
+    """sample_timesteps draws from {0, ..., T} and clamps to T - 1 (the previous slip made to
+    stop indexing past the schedule): every t in range, but t = T - 1 twice as likely as each
+    other timestep."""
+    return lambda batch_size, T, generator: numpy.minimum(
+        generator.integers(0, T + 1, size=batch_size), T - 1)
 
 
 @mutant("alpha_bars off by one", f"{DIFFUSION}.alpha_bars",
@@ -1073,6 +1155,31 @@ def ddpm_sample_fresh_noise(original):
     """ddpm_sample starts from the draw noise(T) instead of the x_T it is given."""
     return lambda eps_model, betas, x_T, noise, clip=False: original(
         eps_model, betas, noise(len(betas)), noise, clip)
+
+
+@mutant("DDPM sampler drops clip", f"{DIFFUSION}.ddpm_sample", caught_by=["ddpmSample_eq_steps"])
+def ddpm_sample_drops_clip(original):
+    """ddpm_sample accepts clip and never passes it to its steps: x0_hat goes unclipped."""
+    return lambda eps_model, betas, x_T, noise, clip=False: original(eps_model, betas, x_T, noise)
+
+
+@mutant("DDIM sampler drops clip", f"{DIFFUSION}.ddim_sample",
+        caught_by=["ddimStepSystem_eq_step"])
+def ddim_sample_drops_clip(original):
+    """ddim_sample accepts clip and never passes it to its steps: x0_hat goes unclipped."""
+    def broken(eps_model, alpha_bar, x_T, timesteps, eta=0.0, noise=None, clip=False):
+        return original(eps_model, alpha_bar, x_T, timesteps, eta, noise)
+    return broken
+
+
+@mutant("DDIM sampler ignores eta", f"{DIFFUSION}.ddim_sample",
+        caught_by=["ddimStepSystem_eq_step"])
+def ddim_sample_ignores_eta(original):
+    """ddim_sample runs every step at eta = 0, without noise, whatever eta it is given: the
+    deterministic sampler in place of the stochastic one."""
+    def broken(eps_model, alpha_bar, x_T, timesteps, eta=0.0, noise=None, clip=False):
+        return original(eps_model, alpha_bar, x_T, timesteps, 0.0, None, clip)
+    return broken
 
 
 @mutant("DDIM sampler runs every timestep when given none", f"{DIFFUSION}.ddim_sample",

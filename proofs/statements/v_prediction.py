@@ -11,6 +11,8 @@ rounding, sqrt: one) and rounded to the engine's dtype (one), so each coefficien
 roundings; a product adds one and a sum or difference one. Schedules are float64 host arrays,
 so mpmath takes the engine's own alpha_bar values as exact inputs.
 """
+import math
+
 import mpmath
 import numpy
 from hypothesis import strategies as st
@@ -98,44 +100,74 @@ def v_target_value(check, betas, t, x0, eps, c):
                         f"x0 = sqrt(a) x_t - sqrt(1-a) v, row {row} ({dtype.__name__})")
 
 
+def _with_fractions(example):
+    """``example`` with a fraction f in [0, 1] per row, each row's fractional timestep
+    f (T - 1) (the PF-ODE sampler's: ContinuousSchedule.timestep is t T - 1, clamped)."""
+    rows = len(example["t"])
+    return st.lists(reals(0, 1), min_size=rows, max_size=rows).map(
+        lambda fractions: dict(example, fractions=numpy.asarray(fractions)))
+
+
+def _noised_and_velocity(alpha_bar, x0, eps, time):
+    """(x_t, v) on the engine at the timestep ``time``: q_sample and v_target at an integer
+    one; at a fractional one, which they do not take, sqrt(a) x0 + sqrt(1 - a) eps and
+    sqrt(a) eps - sqrt(1 - a) x0 with a = alpha_bar_at(alpha_bar, time), rounded as theirs
+    (the coefficients in float64 and cast to the dtype, two products and a sum)."""
+    from minilean.models import diffusion
+    if isinstance(time, (int, numpy.integer)):
+        return (diffusion.q_sample(alpha_bar, x0, time, eps),
+                diffusion.v_target(alpha_bar, x0, time, eps))
+    a = diffusion.alpha_bar_at(alpha_bar, time)
+    signal, noise = math.sqrt(a), math.sqrt(1.0 - a)
+    return signal * x0 + noise * eps, signal * eps - noise * x0
+
+
 @statement("epsModelFromV_recovers_eps",
            about=(f"{DIFFUSION}.eps_model_from_v", f"{DIFFUSION}.v_target",
                   f"{DIFFUSION}.alpha_bar_at"),
-           given=_example(),
-           # pinned: T = 3 and timesteps 2 and 1, each with a timestep below it
+           given=_example().flatmap(_with_fractions),
+           # pinned: T = 3 and timesteps 2 and 1, each with a timestep below it, and the
+           # fractional timesteps 1.5 and 0.5, between two
            examples=[{"betas": numpy.asarray([0.1, 0.2, 0.3]), "t": numpy.asarray([2, 1]),
                       "x0": numpy.asarray([[0.5, -1.0], [1.5, 0.25]]),
-                      "eps": numpy.asarray([[1.0, 0.5], [-0.5, 2.0]]), "c": 0.5}])
-def eps_from_v(check, betas, t, x0, eps, c):
+                      "eps": numpy.asarray([[1.0, 0.5], [-0.5, 2.0]]), "c": 0.5,
+                      "fractions": numpy.asarray([0.75, 0.25])}])
+def eps_from_v(check, betas, t, x0, eps, c, fractions):
     """v_model(x, tau) = v_target(x0, tau, eps)  =>  eps_model_from_v(v_model)(x_t, t)
-    = sqrt(1 - a_t) x_t + sqrt(a_t) v_model(x_t, t) = eps: the identity at 50 digits on the
-    engine's x_t and v, and the engine's eps_hat against eps within the rounding of x_t, v and
-    its own (float coefficients: sqrt in float64 and the cast, 3; product 1; sum 1 ->
-    gamma_5). The v-model depends on the timestep it is called at (v_target at tau), so the
-    model must be called at the very t whose a_t converts its output."""
+    = sqrt(1 - a_t) x_t + sqrt(a_t) v_model(x_t, t) = eps, at each row's integer timestep t
+    and at a fractional one, f (T - 1) (the PF-ODE sampler's, ``--prediction v --sampler
+    pf-euler``), with a_t = alpha_bar_at(alpha_bar, t), log alpha_bar linear between integer
+    timesteps (there x_t and v are sqrt(a_t) x0 + sqrt(1 - a_t) eps and sqrt(a_t) eps
+    - sqrt(1 - a_t) x0): the identity at 50 digits on the engine's x_t and v, and the engine's
+    eps_hat against eps within the rounding of x_t, v and its own (float coefficients: sqrt
+    in float64 and the cast, 3; product 1; sum 1 -> gamma_5). The v-model depends on the
+    timestep it is called at (v_target at tau), so the model must be called at the very t
+    whose a_t converts its output, and a_t read at a fractional t too."""
     from minilean.models import diffusion
     alpha_bar = diffusion.alpha_bars(betas)
     for dtype in ENGINE_DTYPES:
         for row, step in enumerate(t):
-            s, n = _coefficients(alpha_bar, step)
             x0_, eps_ = engine(x0[row], dtype), engine(eps[row], dtype)
-            x_t = diffusion.q_sample(alpha_bar, x0_, int(step), eps_)
-            v = diffusion.v_target(alpha_bar, x0_, int(step), eps_)
             # the v-model is v_target at the time it is called with: right only at t itself,
             # so a conversion at one timestep of a model called at another shows
             eps_model = diffusion.eps_model_from_v(
-                lambda x, time: diffusion.v_target(alpha_bar, x0_, time, eps_), alpha_bar)
-            eps_hat = host(eps_model(x_t, int(step)))
-            xs, vs = mp(host(x_t)), mp(host(v))
-            exact_on_engine = [n * a + s * b for a, b in zip(xs, vs)]
-            own = [gamma(5, dtype) * (n * abs(a) + s * abs(b)) + underflow(2, dtype)
-                   for a, b in zip(xs, vs)]
-            check.close(eps_hat, exact_on_engine, own,
-                        f"eps_hat = sqrt(1-a) x_t + sqrt(a) v, t = {step} ({dtype.__name__})")
-            carried = [o + inherited for o, inherited in
-                       zip(own, _carried_errors(n, s, s, n, x0[row], eps[row], dtype))]
-            check.close(eps_hat, mp(eps[row]), carried,
-                        f"eps_hat recovers eps, t = {step} ({dtype.__name__})")
+                lambda x, time, x0_=x0_, eps_=eps_: _noised_and_velocity(
+                    alpha_bar, x0_, eps_, time)[1], alpha_bar)
+            for time in (int(step), float(fractions[row] * (len(betas) - 1))):
+                a = mp(diffusion.alpha_bar_at(alpha_bar, time))
+                s, n = mpmath.sqrt(a), mpmath.sqrt(1 - a)
+                x_t, v = _noised_and_velocity(alpha_bar, x0_, eps_, time)
+                eps_hat = host(eps_model(x_t, time))
+                xs, vs = mp(host(x_t)), mp(host(v))
+                exact_on_engine = [n * p + s * q for p, q in zip(xs, vs)]
+                own = [gamma(5, dtype) * (n * abs(p) + s * abs(q)) + underflow(2, dtype)
+                       for p, q in zip(xs, vs)]
+                check.close(eps_hat, exact_on_engine, own,
+                            f"eps_hat = sqrt(1-a) x_t + sqrt(a) v, t = {time} ({dtype.__name__})")
+                carried = [o + inherited for o, inherited in
+                           zip(own, _carried_errors(n, s, s, n, x0[row], eps[row], dtype))]
+                check.close(eps_hat, mp(eps[row]), carried,
+                            f"eps_hat recovers eps, t = {time} ({dtype.__name__})")
 
 
 @statement("vPredictionLoss_value",
@@ -337,3 +369,18 @@ def eps_from_v_previous_timestep(original):
     sampler steps to (t = 0 wraps to the last entry of the schedule, as an index does)."""
     return lambda v_model, alpha_bar: original(
         lambda x_t, t: v_model(x_t, t - 1), alpha_bar)
+
+
+@mutant("eps_model_from_v reads alpha_bar at the integer part of t",
+        f"{DIFFUSION}.eps_model_from_v", caught_by=["epsModelFromV_recovers_eps"])
+def eps_from_v_integer_part(original):
+    """eps_model_from_v converts with a = alpha_bar[int(t)] for alpha_bar_at(alpha_bar, t):
+    right at the integer timesteps the DDPM and DDIM samplers ask for, off between them, where
+    the PF-ODE sampler asks (``--prediction v --sampler pf-euler``: ContinuousSchedule.timestep
+    is t T - 1)."""
+    def broken(v_model, alpha_bar):
+        def eps_model(x_t, t):
+            a = float(alpha_bar[int(t)])
+            return math.sqrt(1.0 - a) * x_t + math.sqrt(a) * v_model(x_t, t)
+        return eps_model
+    return broken
