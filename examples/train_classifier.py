@@ -49,10 +49,11 @@ def main(steps=300, batch_size=64, seed=0):
         optimizer.zero_grad()
         loss.backward()
         optim.clip_grad_norm_(model.parameters(), max_norm=1.0)
+        step_lr = optimizer.lr  # the rate this step trains at; scheduler.step() sets the next
         optimizer.step()
         scheduler.step()
         if step % 100 == 0 or step == steps - 1:
-            print(f"step {step:4d}  loss {loss.item():.4f}  lr {optimizer.lr:.5f}")
+            print(f"step {step:4d}  loss {loss.item():.4f}  lr {step_lr:.5f}")
 
     print(f"train accuracy: {accuracy(model, train_points, train_labels):.3f}")
     print(f"test accuracy: {accuracy(model, test_points, test_labels):.3f}")

@@ -33,6 +33,9 @@ def test_train_classifier_learns_the_spirals():
     losses = [float(value) for value in re.findall(r"loss (\d+\.\d+)", output)]
     assert losses[-1] < 0.5 * losses[0]
     assert float(re.search(r"test accuracy: (\S+)", output).group(1)) > 0.9
+    # the rate each printed step trained at: step 0 at the warm-up's first, 1e-2 / 30 (the
+    # line once showed the next step's, 2e-2 / 30)
+    assert re.search(r"step    0  loss \S+  lr 0\.00033\n", output)
 
 
 def test_diffusion_on_a_ring_learns_the_modes():
