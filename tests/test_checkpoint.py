@@ -129,6 +129,9 @@ def test_wrong_shape_in_a_checkpoint_names_the_key_and_both_shapes(tmp_path):
         nn.Linear(2, 4).load_state_dict(state["model"])
     with pytest.raises(ValueError, match=r"missing key\(s\) \['bias'\]"):
         nn.Linear(3, 4).load_state_dict({"weight": state["model"]["weight"]})
+    with pytest.raises(TypeError, match=r"^'bias': a list in the loaded state; expected a "
+                                        r"Tensor or an array of shape \(4,\)$"):
+        nn.Linear(3, 4).load_state_dict({**state["model"], "bias": [0.0] * 4})
 
 
 def test_save_and_load_errors(tmp_path):

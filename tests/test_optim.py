@@ -128,6 +128,15 @@ def test_sgd_momentum_and_nesterov_by_hand():
     assert _scalar_run(lambda p: optim.SGD(p, lr=0.1, weight_decay=0.5), [2.0]) == pytest.approx(0.75)
 
 
+def test_sgd_momentum_set_after_construction_starts_from_the_first_gradient():
+    """optimizer.momentum = 0.9 after SGD(p, lr) failed at the step (no buffers were made)."""
+    def set_later(params):
+        optimizer = optim.SGD(params, lr=0.1)
+        optimizer.momentum = 0.9
+        return optimizer
+    assert _scalar_run(set_later, [1.0, 1.0]) == pytest.approx(0.71)  # as built with it
+
+
 def test_sgd_refuses_pytorch_positional_dampening():
     """PyTorch's SGD(params, lr, momentum, dampening, weight_decay, nesterov): a ported
     SGD(p, 0.1, 0.9, 0.5) must not read the dampening as nesterov."""
@@ -474,6 +483,15 @@ def test_ema_errors():
     ema = optim.EMA(nn.Linear(2, 1))
     with pytest.raises(ValueError, match=r"EMA tracks \['bias'\] missing from the model"):
         ema.update(nn.Linear(2, 1, bias=False))
+    wide = optim.EMA(nn.Linear(3, 2))
+    replaced = nn.Linear(3, 2)
+    replaced.weight = nn.Parameter(ml.zeros(1, 3))  # NumPy broadcasts it into the (2, 3) average
+    average = wide.shadow["weight"].copy()
+    with pytest.raises(ValueError, match=r"^EMA: parameter 'weight' has shape \(1, 3\), its "
+                                         r"average \(2, 3\); expected the model the EMA was "
+                                         r"made for$"):
+        wide.update(replaced)
+    numpy.testing.assert_array_equal(wide.shadow["weight"], average)
     state = ema.state_dict()
     with pytest.raises(ValueError, match=r"'weight': shape \(1, 3\) .* but \(1, 2\)"):
         ema.load_state_dict({**state, "shadow": {**state["shadow"], "weight": numpy.zeros((1, 3))}})

@@ -322,6 +322,9 @@ def _fitting(target, value, name):
     """``value``'s array, which must have ``target``'s shape (the error names ``name`` and
     both shapes)."""
     value = value.data if isinstance(value, Tensor) else value
+    if not hasattr(value, "shape"):  # a list or a number: no shape to check, and none to copy
+        raise TypeError(f"{name!r}: a {type(value).__name__} in the loaded state; expected a "
+                        f"Tensor or an array of shape {tuple(target.shape)}")
     if tuple(value.shape) != tuple(target.shape):
         raise ValueError(f"{name!r}: shape {tuple(value.shape)} in the loaded state "
                          f"but {tuple(target.shape)} here")

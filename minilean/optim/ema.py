@@ -51,6 +51,12 @@ class EMA:
     def update(self, model):
         """Fold the model's current weights into the average (call after each optimizer step)."""
         pairs = self._pairs(model)
+        for name, (average, param) in zip(self.shadow, pairs):
+            # a layer replaced since the EMA was made: NumPy would broadcast a (1, 3) weight
+            # into a (2, 3) average without a word
+            if average.shape != param.shape:
+                raise ValueError(f"EMA: parameter {name!r} has shape {param.shape}, its average "
+                                 f"{average.shape}; expected the model the EMA was made for")
         fused_or_plain(self.fast_update_arrays, self.update_arrays,
                        [average for average, _ in pairs], [param.data for _, param in pairs],
                        self.decay)

@@ -38,6 +38,14 @@ class SGD(Optimizer):
             raise ValueError(f"Nesterov momentum needs momentum > 0, got {momentum}")
         return dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
 
+    def step(self):
+        if self.momentum and "momentum_buffer" not in self.state:
+            # momentum set after construction: its buffers start now, at zero (b <- g at the
+            # first step, as PyTorch's start from the first gradient)
+            self.state["momentum_buffer"] = [param.xp.zeros_like(param.data)
+                                             for param in self.params]
+        super().step()
+
     def _step(self, update, params, grads, state):
         update(params, grads, state.get("momentum_buffer"), lr=self.lr, momentum=self.momentum,
                nesterov=self.nesterov, weight_decay=self.weight_decay)
