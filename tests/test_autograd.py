@@ -234,6 +234,40 @@ def test_requires_grad_underscore_turns_a_leaf_on_and_refuses_integers():
         ml.arange(3).requires_grad_()
 
 
+@pytest.mark.parametrize("turn_off", [lambda t: t.requires_grad_(False),
+                                      lambda t: setattr(t, "requires_grad", False)])
+def test_requires_grad_cannot_be_turned_off_on_a_tensor_made_by_an_op(turn_off):
+    """Turning y off after z was built through it cut only the later walk through y: dz/dx
+    came out 1 instead of 7. Refused, as in PyTorch; detach() is the way to a constant."""
+    x = ml.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    z = (y * 3 + x).sum()
+    with pytest.raises(RuntimeError, match=r"^requires_grad=False on a tensor made by an op "
+                                           r"\(not a leaf\): only a leaf's flag can be turned "
+                                           r"off; use detach\(\) for the same data outside "
+                                           r"the graph$"):
+        turn_off(y)
+    assert y.requires_grad and y.requires_grad_(True) is y  # turning it on again is harmless
+    z.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [7.0, 7.0])
+    turn_off(x)  # a leaf's flag is its own to change
+    assert not x.requires_grad
+
+
+def test_assigning_requires_grad_is_checked_as_requires_grad_underscore():
+    """``x.requires_grad = True`` on an integer tensor was accepted (and its "gradient" an
+    integer array), where requires_grad_() refuses it."""
+    x = ml.arange(3)
+    with pytest.raises(TypeError, match="^only floating-point tensors can require gradients, "
+                                        "got int64$"):
+        x.requires_grad = True
+    assert not x.requires_grad
+    w = ml.ones(2)
+    w.requires_grad = True
+    (w * w).sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [2.0, 2.0])
+
+
 @pytest.mark.parametrize("statement", ["w += 1.0", "w -= 0.1 * w", "w *= 2", "w /= 2",
                                        "w **= 2", "w @= w"])
 def test_an_augmented_assignment_to_a_leaf_that_requires_grad_is_refused(statement):
@@ -270,6 +304,13 @@ def test_arange_picks_float32_for_any_float_and_int64_for_ints_as_tensor_does(ar
     np.testing.assert_array_equal(out.numpy(), values)
     assert ml.tensor(values).dtype == dtype
     assert ml.arange(*args, dtype=ml.float64).dtype == np.float64
+
+
+def test_float32_arange_is_each_value_rounded_once():
+    """start + k step in float64, then rounded to float32, as PyTorch computes it; NumPy's
+    float32 arange accumulates the rounded step (5e-7 off at the end of this one)."""
+    expected = (-1.0 + 0.05 * np.arange(40)).astype(np.float32)
+    np.testing.assert_array_equal(ml.arange(-1, 1, 0.05).numpy(), expected)
 
 
 @pytest.mark.parametrize("step", [0, 0.0])

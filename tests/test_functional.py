@@ -158,6 +158,13 @@ def test_embedding_indices_outside_the_table_are_an_error():
                                      [[4, 5], [0, 1]])
 
 
+def test_embedding_refuses_a_weight_that_is_not_a_table():
+    """A 1-D weight was accepted (its "rows" were scalars); PyTorch requires 2-D."""
+    with pytest.raises(ValueError, match=r"^embedding weight must be 2-D \(num_embeddings, "
+                                         r"embedding_dim\), got shape \(3,\)$"):
+        F.embedding(ml.tensor([0]), ml.randn(3))
+
+
 def test_a_learned_attention_bias_and_soft_targets_get_gradients(rng):
     """A float attn_mask tensor and a tensor of class probabilities are inputs of the graph,
     as in PyTorch (a relative-position bias is trained through its mask)."""

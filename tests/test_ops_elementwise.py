@@ -4,6 +4,7 @@ import importlib
 import importlib.util
 import math
 import operator
+import re
 import sys
 
 import numpy as np
@@ -711,3 +712,77 @@ def test_integer_to_a_negative_integer_power_is_refused():
     with pytest.raises(ValueError, match="^an integer tensor to the power -1: integers to "
                                          "negative integer powers are not allowed"):
         ml.tensor(np.uint8([2, 3])) ** -1
+
+
+@pytest.mark.parametrize("operand, named", [(None, "NoneType"), ("2", "str"), (b"2", "bytes"),
+                                            ([None, 1.0], "list of object"),
+                                            (np.array(["a", "b"]), "ndarray of <U1")])
+@pytest.mark.parametrize("expression", [
+    lambda x, v: x + v, lambda x, v: v + x, lambda x, v: x * v, lambda x, v: x - v,
+    lambda x, v: x / v, lambda x, v: x ** v, lambda x, v: ml.maximum(x, v),
+    lambda x, v: ml.where(x > 0, x, v), lambda x, v: ml.nn.functional.mse_loss(x, v),
+    lambda x, v: ml.nn.functional.l1_loss(x, v)])
+def test_an_operand_that_is_not_numbers_is_a_type_error(expression, operand, named):
+    """None became nan (x + None, mse_loss(x, None)) and '2' the number 2 (x + '2' added 2):
+    they were converted straight to the tensor's dtype."""
+    x = ml.tensor([1.0, -2.0], requires_grad=True)
+    with pytest.raises(TypeError, match=rf"^an operand must be a Tensor, an array or a number, "
+                                        rf"got {named}$"):
+        expression(x, operand)
+
+
+def test_lists_and_arrays_are_still_operands_in_the_tensors_dtype():
+    x = ml.tensor([1.0, -2.0])
+    assert (x + [1, 2]).dtype == np.float32 and (x + [1, 2]).tolist() == [2.0, 0.0]
+    assert (np.array([0.5, 0.5]) * x).tolist() == [0.5, -1.0]
+    assert (ml.arange(2) + np.array([True, False])).tolist() == [1, 1]
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int8", "int64", "uint8"])
+@pytest.mark.parametrize("symbol, reference", [("&", np.bitwise_and), ("|", np.bitwise_or),
+                                               ("^", np.bitwise_xor)])
+def test_logic_operators_of_bool_and_integer_tensors_match_numpy(symbol, reference, dtype):
+    """The bool-tensor error advised ``~mask`` and ``^``, which Tensor did not have. They give
+    tensors outside the graph, as comparisons do, with a tensor, a number or an array, either
+    side of the operator."""
+    a = np.array([[True, False, True]] * 2 if dtype == "bool" else [[5, 0, 3], [1, 2, 7]], dtype)
+    b = np.array([True, True, False] if dtype == "bool" else [6, 3, 1], dtype)
+    apply = getattr(operator, {"&": "and_", "|": "or_", "^": "xor"}[symbol])
+    scalar = True if dtype == "bool" else 3
+    for out, expected in ((apply(ml.tensor(a), ml.tensor(b)), reference(a, b)),
+                          (apply(ml.tensor(a), scalar), reference(a, scalar)),
+                          (apply(scalar, ml.tensor(a)), reference(scalar, a)),
+                          (apply(b, ml.tensor(a)), reference(b, a))):
+        assert out.dtype == expected.dtype and out.grad_fn is None
+        np.testing.assert_array_equal(out.numpy(), expected)
+    np.testing.assert_array_equal((~ml.tensor(a)).numpy(), np.invert(a))
+
+
+def test_logic_operators_refuse_floats_and_name_the_operands():
+    mask = ml.tensor([True, False])
+    with pytest.raises(TypeError, match="^& takes bool or integer operands, got bool and "
+                                        "float$"):
+        mask & 0.5
+    with pytest.raises(TypeError, match="^| takes bool or integer operands, got float32 and "
+                                        "bool$"):
+        ml.ones(2) | mask
+    with pytest.raises(TypeError, match="^~ takes a bool or integer tensor, got float32$"):
+        ~ml.ones(2)
+
+
+@pytest.mark.parametrize("name, expression, shapes", [
+    ("add", lambda a, b: a + b, "(2, 3), (4,)"), ("mul", lambda a, b: a * b, "(2, 3), (4,)"),
+    ("sub", lambda a, b: b - a, "(4,), (2, 3)"), ("div", lambda a, b: a / b, "(2, 3), (4,)"),
+    ("pow", lambda a, b: a ** b, "(2, 3), (4,)"),
+    ("maximum", lambda a, b: ml.maximum(a, b), "(2, 3), (4,)"),
+    ("where", lambda a, b: ml.where(a > 0, b, 0.0), r"\(4,\), \(\), \(2, 3\)"),
+    ("less", lambda a, b: a < b, "(2, 3), (4,)")])
+def test_shapes_that_do_not_broadcast_are_named_with_the_op(name, expression, shapes):
+    """NumPy's "operands could not be broadcast together" named neither the op nor, in the
+    project's words, the shapes."""
+    a, b = ml.ones(2, 3, requires_grad=True), ml.ones(4)
+    shapes = shapes if name == "where" else re.escape(shapes)
+    with pytest.raises(ValueError, match=rf"^{name}: shapes {shapes} do not broadcast together "
+                                         rf"\(each axis, counted from the last, needs equal "
+                                         rf"sizes or 1\)$"):
+        expression(a, b)

@@ -330,3 +330,39 @@ def test_sum_of_uint64_stays_uint64():
     """Only the narrower unsigned types become int64: uint64 values above 2^63 would wrap."""
     x = ml.tensor(np.array([2**63, 1], np.uint64))
     assert x.sum().dtype == np.uint64 and x.sum().item() == 2**63 + 1
+
+
+HALF_SIZE = 70_000  # past 65,504, float16's largest number: a count of elements there is inf
+
+
+@pytest.mark.parametrize("name, values, op", [
+    ("sum", "small", lambda x: x.sum()), ("mean", "small", lambda x: x.mean()),
+    ("mean over a dim", "small", lambda x: x.reshape(2, -1).mean(1)),
+    ("var", "normal", lambda x: x.var()), ("std", "normal", lambda x: x.std()),
+    ("amax of ties", "ones", lambda x: x.amax()), ("logsumexp", "normal", lambda x: x.logsumexp(0)),
+    ("softmax", "normal", lambda x: x.softmax(0)), ("softmax of zeros", "zeros",
+                                                    lambda x: x.softmax(0)),
+    ("log_softmax", "normal", lambda x: x.log_softmax(0)),
+    ("mse_loss", "small", lambda x: ml.nn.functional.mse_loss(x, ml.zeros_like(x))),
+    ("mse_loss summed", "small",
+     lambda x: ml.nn.functional.mse_loss(x, ml.zeros_like(x), reduction="sum"))])
+def test_float16_reductions_over_many_elements_accumulate_in_float32(name, values, op):
+    """Over 70,000 float16 elements the mean of 0.001s was 0 with gradient 0 (the count, 70,000,
+    is inf in float16), a mean of ones nan, a softmax of zeros summed to 0, and sums rounded
+    their small terms away. They are accumulated and divided in float32, as in PyTorch, and
+    given back in float16: the same numbers as the float64 op on the same values, up to
+    float16's rounding of the result (subnormal below 6e-5, hence the absolute tolerance)."""
+    rng = np.random.default_rng(0)
+    data = {"small": rng.uniform(0.0005, 0.0015, HALF_SIZE), "normal": rng.standard_normal(
+        HALF_SIZE), "ones": np.ones(HALF_SIZE), "zeros": np.zeros(HALF_SIZE)}[values]
+    data = data.astype(np.float16)
+    outs, grads = [], []
+    for dtype in (np.float16, np.float64):
+        x = ml.tensor(data.astype(dtype), requires_grad=True)
+        out = op(x)
+        out.backward(np.random.default_rng(1).standard_normal(out.shape).astype(np.float16))
+        assert out.dtype == x.grad.dtype == dtype
+        outs.append(out.numpy().astype(np.float64))
+        grads.append(x.grad.numpy().astype(np.float64))
+    np.testing.assert_allclose(outs[0], outs[1], rtol=2e-3, atol=1e-7)
+    np.testing.assert_allclose(grads[0], grads[1], rtol=2e-3, atol=1e-7)

@@ -381,6 +381,11 @@ def test_bad_shape_arguments_name_the_values():
         shape_ops.pad(x, (1, 1), "constant")
     with pytest.raises(ValueError, match=r"split sizes \[1, 1\] must add up to the size 3"):
         x.split([1, 1], 1)
+    # [4, -1] adds up to 3: it gave pieces of shape (2, 3) and (2, 0)
+    with pytest.raises(ValueError, match=r"^split sizes \[4, -1\] must not be negative$"):
+        x.split([4, -1], 1)
+    with pytest.raises(TypeError, match=r"^split sizes must be ints, got \[1.5, 1.5\]$"):
+        x.split([1.5, 1.5], 1)
     with pytest.raises(ValueError, match=r"stack needs tensors of equal shape, got \(2, 3\)"):
         ml.stack([x, ml.ones(3, 2)])
     with pytest.raises(ValueError, match="cat: tensors have different numbers of dimensions"):
@@ -412,6 +417,18 @@ def test_squeeze_and_split_take_numpy_integers_but_not_bools():
     assert [piece.shape for piece in x.split(np.int64(2), 1)] == [(1, 2), (1, 2), (1, 1)]
     with pytest.raises(TypeError, match="^dim must be an int or a tuple of ints, got True$"):
         x.squeeze(True)
+
+
+@pytest.mark.parametrize("shape", [(2.0, 3), (2, 3.0), (True, 6), (2.5, 3)])
+def test_reshape_and_view_refuse_a_size_that_is_not_an_int(shape):
+    """view(2.0, 3) of a (2, 3) tensor passed: (2.0, 3) == (2, 3), the shortcut for an unchanged
+    shape; other float sizes failed in NumPy's words."""
+    x = ml.zeros(2, 3)
+    for call in (lambda: x.view(*shape), lambda: x.reshape(shape)):
+        with pytest.raises(TypeError, match=rf"^shape must be a tuple of ints, got "
+                                            rf"{re.escape(repr(shape))}$"):
+            call()
+    assert x.view(np.int64(3), 2).shape == (3, 2)
 
 
 @pytest.mark.parametrize("dim", [True, 1.0, "0"])

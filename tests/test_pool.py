@@ -133,3 +133,26 @@ def test_average_pooling_of_integers_is_float32():
     out = avg_pool2d(ml.tensor(numpy.arange(16).reshape(1, 1, 4, 4)), 2)
     assert out.dtype == numpy.float32
     numpy.testing.assert_array_equal(out.numpy()[0, 0], [[2.5, 4.5], [10.5, 12.5]])
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "int64", "uint8", "float16"])
+def test_max_pool_padding_of_an_integer_tensor_never_wins(dtype):
+    """The padding was -inf cast to the dtype: 0 for int8 and int16, which beat every window of
+    negative values ([0, 0, 0, -5] for PyTorch's [-1, -2, -4, -5]). It is the dtype's minimum:
+    the result is that of the same values in float64, where the padding is -inf."""
+    values = -numpy.arange(1, 10).reshape(1, 1, 3, 3)
+    if dtype == "uint8":
+        values = values + 10  # 9 down to 1
+    expected = max_pool2d(ml.tensor(values.astype(numpy.float64)), 2, stride=2, padding=1)
+    out = max_pool2d(ml.tensor(values.astype(dtype)), 2, stride=2, padding=1)
+    assert out.dtype == dtype
+    numpy.testing.assert_array_equal(out.numpy(), expected.numpy())
+    if dtype == "int8":
+        assert out.numpy().ravel().tolist() == [-1, -2, -4, -5]
+
+
+def test_max_pool_padding_of_a_bool_tensor_is_false():
+    """-inf cast to bool is True: a window of padding and False values gave True."""
+    mask = numpy.array([[False, False], [False, True]]).reshape(1, 1, 2, 2)
+    out = max_pool2d(ml.tensor(mask), 2, stride=2, padding=1)
+    assert out.numpy().ravel().tolist() == [False, False, False, True]

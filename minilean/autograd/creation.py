@@ -1,4 +1,6 @@
 """Tensor factories (PyTorch's names): constants, ranges and seeded random tensors."""
+import math
+
 import numpy
 
 from minilean import backend
@@ -69,7 +71,15 @@ def arange(start, end=None, step=1, dtype=None, device="cpu"):
     if step == 0:  # NumPy's error is a bare ZeroDivisionError, "division by zero"
         raise ValueError(f"arange step must be nonzero, got {step!r}")
     dtype = default_dtype((start, end, step)) if dtype is None else dtype
-    return Tensor._wrap(backend.xp_for(device).arange(start, end, step, dtype=dtype), False)
+    xp = backend.xp_for(device)
+    if dtype is not None and numpy.dtype(dtype).kind == "f":
+        # start + k step in float64, rounded once, as PyTorch computes it: NumPy's arange
+        # steps by the rounded difference of its first two values (float32: 5e-7 off at the
+        # end of arange(-1, 1, 0.05))
+        count = max(math.ceil((end - start) / step), 0)  # NumPy's length
+        values = start + step * xp.arange(count, dtype=xp.float64)
+        return Tensor._wrap(values.astype(dtype, copy=False), False)
+    return Tensor._wrap(xp.arange(start, end, step, dtype=dtype), False)
 
 
 def linspace(start, end, steps, dtype=None, device="cpu"):

@@ -3,6 +3,7 @@
 Each class is one op, forward beside backward, its derivative in the docstring. Gradients
 are returned in the broadcast output shape; the graph walk reduces them to each input's shape.
 """
+import itertools
 import numbers
 
 from minilean import backend
@@ -30,6 +31,8 @@ def as_tensor(value, like):
 
     A scalar is filled in on the device rather than copied there: no host-device copy per
     ``x * 0.5``, which also keeps such constants legal inside a captured CUDA graph.
+    Anything else that is not numbers (None, text) is a TypeError: converted straight to
+    ``like``'s dtype, None became nan and ``'2'`` the number 2.
     """
     if isinstance(value, Tensor):
         return value
@@ -38,7 +41,13 @@ def as_tensor(value, like):
         if dtype.kind in "iu" and not isinstance(value, bool):
             value = wrapped_integer(value, like.xp.iinfo(dtype))
         return Tensor._wrap(like.xp.full((), value, dtype=dtype), False)
-    return Tensor._wrap(like.xp.asarray(value, dtype=like.dtype), False)
+    # None and text before any conversion: CuPy refuses them in words of its own
+    array = None if value is None or isinstance(value, (str, bytes)) else like.xp.asarray(value)
+    if array is None or array.dtype.kind not in "biuf":
+        held = "" if array is None or array.ndim == 0 else f" of {array.dtype}"
+        raise TypeError(f"an operand must be a Tensor, an array or a number, got "
+                        f"{type(value).__name__}{held}")
+    return Tensor._wrap(array.astype(like.dtype, copy=False), False)
 
 
 def wrapped_integer(value, info):
@@ -112,8 +121,35 @@ def as_tensors(a, b):
     return a, as_tensor(b, a)
 
 
-def _binary(op, a, b, **params):
-    return op.apply(*as_tensors(a, b), **params)
+def _binary(name, op, a, b, **params):
+    """``op`` (the function ``name``) of ``a`` and ``b``, made tensors by ``as_tensors``."""
+    a, b = as_tensors(a, b)
+    return broadcasting(name, op, a, b, **params)
+
+
+def broadcasting(name, op, a, b, *more_shapes, **params):
+    """``op.apply(a, b, **params)``. Where the shapes of a and b (and ``more_shapes``, such as
+    where's condition) do not broadcast together, NumPy's ValueError, which names neither the
+    op nor the shapes, is replaced by one that does. Looked at only once the op has failed:
+    the ``try`` costs nothing on the way through."""
+    try:
+        return op.apply(a, b, **params)
+    except ValueError:
+        clash = broadcast_clash(name, (a.shape, b.shape) + more_shapes)
+        if clash is None:  # another ValueError: the op's own
+            raise
+        raise clash from None
+
+
+def broadcast_clash(name, shapes):
+    """The ValueError for op ``name`` given operands of ``shapes`` that do not broadcast
+    together (an axis, counted from the last, with two sizes other than 1), or None."""
+    for sizes in itertools.zip_longest(*(reversed(shape) for shape in shapes), fillvalue=1):
+        if len(set(sizes) - {1}) > 1:
+            listed = ", ".join(str(tuple(shape)) for shape in shapes)
+            return ValueError(f"{name}: shapes {listed} do not broadcast together (each axis, "
+                              f"counted from the last, needs equal sizes or 1)")
+    return None
 
 
 # --- arithmetic ---------------------------------------------------------------------------
@@ -214,9 +250,9 @@ class Neg(Function):
         return -grad
 
 
-def add(a, b): return _binary(Add, a, b)
-def sub(a, b): return _binary(Sub, *refuse_bool("subtraction", a, b))
-def mul(a, b): return _binary(Mul, a, b)
+def add(a, b): return _binary("add", Add, a, b)
+def sub(a, b): return _binary("sub", Sub, *refuse_bool("subtraction", a, b))
+def mul(a, b): return _binary("mul", Mul, a, b)
 def pow(a, b):
     if (isinstance(a, Tensor) and a.dtype.kind in "iu" and isinstance(b, numbers.Integral)
             and b < 0):  # not wrapped into the dtype as other integer scalars are
@@ -228,7 +264,7 @@ def pow(a, b):
     a, b = as_tensors(a, b)
     if a.dtype.kind == b.dtype.kind == "b":  # NumPy gives int8; one bool (mask ** 2) is fine
         refuse_bool("a bool exponent in the power", a)
-    return Pow.apply(a, b)
+    return broadcasting("pow", Pow, a, b)
 def neg(a): return Neg.apply(a)
 
 
@@ -237,7 +273,7 @@ def div(a, b):
     a, b = as_tensors(a, b)
     if a.dtype.kind in "biu" and b.dtype.kind in "biu":
         a, b = as_dtype(a, DEFAULT_DTYPE), as_dtype(b, DEFAULT_DTYPE)
-    return Div.apply(a, b)
+    return broadcasting("div", Div, a, b)
 
 
 # --- pointwise functions ------------------------------------------------------------------
@@ -648,8 +684,8 @@ def _clamp_bound(bound, x):
     return as_tensor(bound, x)
 
 
-def maximum(a, b): return _binary(PairExtremum, a, b, largest=True)
-def minimum(a, b): return _binary(PairExtremum, a, b, largest=False)
+def maximum(a, b): return _binary("maximum", PairExtremum, a, b, largest=True)
+def minimum(a, b): return _binary("minimum", PairExtremum, a, b, largest=False)
 
 
 def where(condition, a, b):
@@ -665,18 +701,63 @@ def where(condition, a, b):
     a, b = as_tensors(a, b)
     if a.device == "cpu" and backend.device_of(condition) == "cuda":
         raise devices_differ("where", a.device, "cuda")
-    return Where.apply(a, b, condition=a.xp.asarray(condition))
+    condition = a.xp.asarray(condition)
+    return broadcasting("where", Where, a, b, condition.shape, condition=condition)
 
 
 def compare(a, b, name):
-    """Elementwise comparison as a boolean tensor (outside the graph). Two tensors must be on
-    one device, as for the other ops (CuPy's own error names neither device). A list or a
-    host array is put on ``a``'s device first: CuPy's ufuncs take only its arrays and
-    scalars, where NumPy would make an array of either."""
+    """Elementwise comparison as a boolean tensor (outside the graph): ``name`` is NumPy's
+    (less, equal, ...)."""
+    return _unrecorded(a, b, name)
+
+
+def bitwise(a, b, name, symbol):
+    """``a & b``, ``a | b`` or ``a ^ b`` (``symbol``; ``name`` is NumPy's bitwise_and,
+    bitwise_or or bitwise_xor) of bool or integer tensors, outside the graph as comparisons
+    are: logic on masks, as in PyTorch. A float is refused, as PyTorch refuses it."""
+    if not isinstance(b, (Tensor, numbers.Number)):
+        b = Tensor._wrap(a.xp.asarray(b), False)
+    if not (_is_logical(a) and _is_logical(b)):
+        raise TypeError(f"{symbol} takes bool or integer operands, got {_kind_of(a)} and "
+                        f"{_kind_of(b)}")
+    return _unrecorded(a, b, name)
+
+
+def invert(a):
+    """``~a``: logical not of a bool tensor, bitwise not of an integer one (outside the
+    graph, as in PyTorch)."""
+    if not _is_logical(a):
+        raise TypeError(f"~ takes a bool or integer tensor, got {a.dtype}")
+    return Tensor._wrap(a.xp.invert(a.data), False)
+
+
+def _is_logical(value):
+    """Whether ``value`` (a tensor or a number) is bool or integer, the operands of logic."""
+    if isinstance(value, Tensor):
+        return value.dtype.kind in "biu"
+    return isinstance(value, numbers.Integral)
+
+
+def _kind_of(value):
+    """A tensor's dtype, or a number's type, for an error message."""
+    return value.dtype if isinstance(value, Tensor) else type(value).__name__
+
+
+def _unrecorded(a, b, name):
+    """NumPy's binary ufunc ``name`` of tensor ``a`` and ``b``, as a tensor outside the graph.
+    Two tensors must be on one device, as for the other ops (CuPy's own error names neither
+    device). A list or a host array is put on ``a``'s device first: CuPy's ufuncs take only
+    its arrays and scalars, where NumPy would make an array of either."""
     if isinstance(b, Tensor):
         if b.device != a.device:
             raise devices_differ(name, a.device, b.device)
         b = b.data
     elif not isinstance(b, numbers.Number):
         b = a.xp.asarray(b)
-    return Tensor._wrap(getattr(a.xp, name)(a.data, b), False)
+    try:
+        return Tensor._wrap(getattr(a.xp, name)(a.data, b), False)
+    except ValueError:
+        clash = broadcast_clash(name, (a.shape, getattr(b, "shape", ())))
+        if clash is None:
+            raise
+        raise clash from None

@@ -3,6 +3,7 @@ import warnings
 
 from minilean.autograd.function import Function
 from minilean.autograd.elementwise import as_tensors, floating
+from minilean.autograd.reduce import narrowed, widened
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -11,6 +12,7 @@ class MseLoss(Function):
     """L = reduce((input - target)^2);  dL/dinput = 2 (input - target) * s = -dL/dtarget,
 
     with s = 1/n for ``mean`` (n elements), 1 for ``sum``, and the output gradient for ``none``.
+    float16 is summed and scaled in float32 (``widened``): n may be past its largest number.
     """
     @staticmethod
     def forward(ctx, input, target, reduction="mean"):
@@ -20,14 +22,15 @@ class MseLoss(Function):
             ctx.diff, ctx.reduction = diff, reduction
         if reduction == "none":
             return squared
-        return squared.mean() if reduction == "mean" else squared.sum()
+        wide = widened(squared)
+        return narrowed(wide.mean() if reduction == "mean" else wide.sum(), squared.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         need_input, need_target = ctx.needs_input_grad
         # an empty input's gradient is empty whatever the scale (its mean loss is 0/0 = nan)
         scale = 2 / max(ctx.diff.size, 1) if ctx.reduction == "mean" else 2
-        grad_input = (grad * scale) * ctx.diff
+        grad_input = narrowed((widened(grad) * scale) * ctx.diff, grad.dtype)
         return (grad_input if need_input else None), (-grad_input if need_target else None)
 
 

@@ -36,12 +36,13 @@ class AvgPool2d(Function):
 
 
 class MaxPool2d(Function):
-    """y = max over each window (padding is -inf);  dL/dx = dL/dy at the window's argmax, 0
-    elsewhere (the first maximum on ties, as PyTorch), summed where windows overlap."""
+    """y = max over each window (padding is the dtype's lowest value, -inf for floats);
+    dL/dx = dL/dy at the window's argmax, 0 elsewhere (the first maximum on ties, as PyTorch),
+    summed where windows overlap."""
     @staticmethod
     def forward(ctx, x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)):
         xp = array_module(x)
-        x_pad = to_padded_nhwc(x, padding, value=-xp.inf)
+        x_pad = to_padded_nhwc(x, padding, value=_lowest(x.dtype, xp))
         windows = im2col(x_pad, kernel_size, stride, (1, 1))  # (N, Ho, Wo, Kh, Kw, C) view
         # (N, Ho, Wo, Kh, Kw, C) -> (N, Ho, Wo, Kh Kw, C): one window per row, copied
         kh, kw = kernel_size
@@ -68,6 +69,15 @@ class MaxPool2d(Function):
         columns = columns.reshape(columns.shape[:3] + (kh, kw) + columns.shape[4:])
         grad_x = col2im(columns, stride, (1, 1), xp.zeros(ctx.padded_shape, dtype=grad.dtype))
         return crop_to_nchw(grad_x, padding, ctx.input_size)
+
+
+def _lowest(dtype, xp):
+    """The value no element of ``dtype`` is below, which padding must never beat: -inf for a
+    float, the minimum for an integer, False for a bool. (-inf cast to int8 or int16 is 0,
+    which beat every negative window; cast to bool it is True.)"""
+    if dtype.kind == "f":
+        return -xp.inf
+    return False if dtype.kind == "b" else xp.iinfo(dtype).min
 
 
 def _first_inside_where_all_minus_inf(argmax, window_max, size, kernel_size, stride, padding):

@@ -48,6 +48,25 @@ def _count(shape, axes):
     return count
 
 
+def widened(array):
+    """``array`` in the dtype its sums accumulate in: float32 for float16 (a copy), as in
+    PyTorch; any other array itself. In float16 a running total rounds small terms away, and
+    a sum or a count of elements past 65,504 is inf: the mean of 70,000 values of 0.001 was
+    70 / inf = 0, and that of 100,000 ones inf / inf = nan."""
+    if array.dtype.kind == "f" and array.dtype.itemsize < 4:
+        return array.astype(array_module(array).float32)
+    return array
+
+
+def narrowed(array, dtype):
+    """``array``, computed from ``widened`` arrays, back in ``dtype`` where ``widened`` would
+    have changed that (float16); else itself, so float32 and float64 results stay as they
+    were."""
+    if dtype.kind == "f" and dtype.itemsize < 4:
+        return array.astype(dtype)
+    return array
+
+
 def _spread(grad, ctx):
     """The output gradient broadcast back over the reduced axes to the input's shape (a view)."""
     grad = _keepdim_grad(grad, ctx.axes, ctx.keepdim)
@@ -60,7 +79,7 @@ class Sum(Function):
     def forward(ctx, x, axes=(), keepdim=False):
         if ctx.recording:
             ctx.shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim
-        return x.sum(axis=axes, keepdims=keepdim)
+        return narrowed(widened(x).sum(axis=axes, keepdims=keepdim), x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
@@ -68,14 +87,18 @@ class Sum(Function):
 
 
 class Mean(Function):
-    """y = (1/n) sum_{i in axes} x_i;  dy/dx_i = 1/n."""
+    """y = (1/n) sum_{i in axes} x_i;  dy/dx_i = 1/n.  (float16 divided by n in float32:
+    n itself may be past float16's largest number.)"""
     @staticmethod
     def forward(ctx, x, axes=(), keepdim=False):
-        return Sum.forward(ctx, x, axes, keepdim) / _count(x.shape, axes)
+        if ctx.recording:
+            ctx.shape, ctx.axes, ctx.keepdim = x.shape, axes, keepdim
+        total = widened(x).sum(axis=axes, keepdims=keepdim)
+        return narrowed(total / _count(x.shape, axes), x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        return _spread(grad / _count(ctx.shape, ctx.axes), ctx)
+        return _spread(narrowed(widened(grad) / _count(ctx.shape, ctx.axes), grad.dtype), ctx)
 
 
 class Var(Function):
@@ -88,23 +111,25 @@ class Var(Function):
     can round (in float32, 3 x of a 24-bit x needs 26 bits), and x - m would then be +-u |x|,
     a variance of ~u^2 x^2, and a std whose gradient is g sign(x - m) / sqrt(n (n - c)) instead
     of 0. (Shifting by a sample also keeps the centring accurate for data far from 0.)
+    float16 is computed in float32 (``widened``), and so is its gradient.
     """
     @staticmethod
     def forward(ctx, x, axes=(), keepdim=False, correction=1):
+        wide = widened(x)
         first = tuple(slice(0, 1) if axis in axes else slice(None) for axis in range(x.ndim))
-        shifted = x - x[first]
+        shifted = wide - wide[first]
         centered = shifted - shifted.mean(axis=axes, keepdims=True)
         divisor = builtins.max(_count(x.shape, axes) - correction, 0)
         out = (centered * centered).sum(axis=axes, keepdims=keepdim) / divisor
         if ctx.recording:
             ctx.centered, ctx.axes, ctx.keepdim, ctx.divisor = centered, axes, keepdim, divisor
-        return out
+        return narrowed(out, x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        grad = _keepdim_grad(grad, ctx.axes, ctx.keepdim)
+        wide = widened(_keepdim_grad(grad, ctx.axes, ctx.keepdim))
         scale = 2 / ctx.divisor if ctx.divisor else math.inf  # one element, unbiased: nan
-        return grad * scale * ctx.centered
+        return narrowed(wide * scale * ctx.centered, grad.dtype)
 
 
 class Std(Function):
@@ -134,19 +159,20 @@ class Extremum(Function):
     Ties share the gradient equally (as ``torch.amax``), so the gradient still sums to one.
     A slice holding nan has y = nan, which no x_i equals: its gradient is 0/0 = nan throughout,
     as ``torch.amax`` (``torch.max`` without a dim sends it to the nans).
+    For float16 the ties are counted in float32 (``widened``): from 2,049 they are not exact.
     """
     @staticmethod
     def forward(ctx, x, axes=(), keepdim=False, largest=True):
         out = (x.max if largest else x.min)(axis=axes, keepdims=True)
         if ctx.recording:
-            hits = (x == out).astype(x.dtype)
+            hits = widened((x == out).astype(x.dtype))
             ctx.share = hits / hits.sum(axis=axes, keepdims=True)
             ctx.axes, ctx.keepdim = axes, keepdim
         return out if keepdim else out.squeeze(axis=axes)
 
     @staticmethod
     def backward(ctx, grad):
-        return _keepdim_grad(grad, ctx.axes, ctx.keepdim) * ctx.share
+        return narrowed(_keepdim_grad(grad, ctx.axes, ctx.keepdim) * ctx.share, grad.dtype)
 
 
 def _shifted_exp(x, axis):
@@ -171,58 +197,63 @@ def _shifted_exp(x, axis):
 
 
 class LogSumExp(Function):
-    """y = log sum_i e^{x_i};  dy/dx_i = e^{x_i - y} (the softmax)."""
+    """y = log sum_i e^{x_i};  dy/dx_i = e^{x_i - y} (the softmax).  (float16 in float32.)"""
     @staticmethod
     def forward(ctx, x, axes=(), keepdim=False):
+        dtype, x = x.dtype, widened(x)
         exps, peak = _shifted_exp(x, axes)
         out = array_module(x).log(exps.sum(axis=axes, keepdims=True)) + peak
         if ctx.recording:
             ctx.x, ctx.out, ctx.axes, ctx.keepdim = x, out, axes, keepdim
-        return out if keepdim else out.squeeze(axis=axes)
+        return narrowed(out if keepdim else out.squeeze(axis=axes), dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        grad = _keepdim_grad(grad, ctx.axes, ctx.keepdim)
-        return grad * array_module(grad).exp(ctx.x - ctx.out)
+        kept = _keepdim_grad(grad, ctx.axes, ctx.keepdim)
+        return narrowed(kept * array_module(grad).exp(ctx.x - ctx.out), grad.dtype)
 
 
 class Softmax(Function):
     """y_i = e^{x_i} / sum_j e^{x_j};  dy_i/dx_k = y_i ([i = k] - y_k),
 
     so the vector-Jacobian product is dx = y * (g - sum_j g_j y_j).
+    float16 is computed in float32 (``widened``), and so is its gradient.
     """
     @staticmethod
     def forward(ctx, x, axis=-1):
-        exps, _ = _shifted_exp(x, axis)
+        exps, _ = _shifted_exp(widened(x), axis)
         out = exps / exps.sum(axis=axis, keepdims=True)
         if ctx.recording:
             ctx.out, ctx.axis = out, axis
-        return out
+        return narrowed(out, x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        out = ctx.out
-        return out * (grad - (grad * out).sum(axis=ctx.axis, keepdims=True))
+        out, wide = ctx.out, widened(grad)
+        return narrowed(out * (wide - (wide * out).sum(axis=ctx.axis, keepdims=True)),
+                        grad.dtype)
 
 
 class LogSoftmax(Function):
     """y_i = x_i - log sum_j e^{x_j};  dy_i/dx_k = [i = k] - softmax_k,
 
     so the vector-Jacobian product is dx = g - softmax * sum_j g_j.
+    float16 is computed in float32 (``widened``), and so is its gradient.
     """
     @staticmethod
     def forward(ctx, x, axis=-1):
+        dtype, x = x.dtype, widened(x)
         exps, peak = _shifted_exp(x, axis)
         # (x - peak) first: adding the log of the sum to a huge peak would round it away
         out = (x - peak) - array_module(x).log(exps.sum(axis=axis, keepdims=True))
         if ctx.recording:
             ctx.out, ctx.axis = out, axis
-        return out
+        return narrowed(out, dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        softmax = array_module(grad).exp(ctx.out)
-        return grad - softmax * grad.sum(axis=ctx.axis, keepdims=True)
+        softmax, wide = array_module(grad).exp(ctx.out), widened(grad)
+        return narrowed(wide - softmax * wide.sum(axis=ctx.axis, keepdims=True), grad.dtype)
 
 
 # --- the functional forms (PyTorch's names) -----------------------------------------------

@@ -174,13 +174,21 @@ def _axis(dim, ndim, name="dim"):
 def reshape(x, shape):
     shape = tuple(shape)
     if shape == x.shape:
+        if not all(map(is_int, shape)):  # (2.0, 3) equals (2, 3); NumPy refuses it elsewhere
+            raise _not_a_shape(shape)
         return x
     try:
         return Reshape.apply(x, shape=shape)
+    except TypeError:  # a float or a bool among the sizes, in NumPy's words
+        raise _not_a_shape(shape) from None
     except ValueError:  # NumPy's words name a -1 "newaxis"
         raise ValueError(f"cannot reshape a tensor of shape {x.shape} ({x.data.size} elements) "
                          f"to {shape}: the sizes must multiply to {x.data.size}, with at most "
                          f"one -1 for the rest") from None
+
+
+def _not_a_shape(shape):
+    return TypeError(f"shape must be a tuple of ints, got {shape!r}")
 
 
 def permute(x, dims):
@@ -364,6 +372,10 @@ def split(x, split_size_or_sections, dim=0):
             sizes = [0]  # one empty piece, as in PyTorch
     else:
         sizes = list(split_size_or_sections)
+        if not all(map(is_int, sizes)):
+            raise TypeError(f"split sizes must be ints, got {sizes}")
+        if any(size < 0 for size in sizes):  # [4, -1] adds up, but no piece is -1 long
+            raise ValueError(f"split sizes {sizes} must not be negative")
         if sum(sizes) != length:
             raise ValueError(f"split sizes {sizes} must add up to the size {length} of dim {dim}")
     before, pieces, start = (slice(None),) * axis, [], 0

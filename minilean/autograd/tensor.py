@@ -37,15 +37,15 @@ class Tensor:
                             f"data of dtype {self.data.dtype}")
         self._grad = None
         self.grad_fn = None
-        self.requires_grad = False
-        self.requires_grad_(requires_grad)
+        self.requires_grad = requires_grad
 
     @classmethod
     def _wrap(cls, array, requires_grad):
         """Make a tensor around an existing array with no checks (the ops' fast path)."""
         tensor = cls.__new__(cls)
+        # the flag's own slot, not the checking property: this runs for every op's result
         tensor.data, tensor._grad, tensor.grad_fn = array, None, None
-        tensor.requires_grad = requires_grad
+        tensor._requires_grad = requires_grad
         return tensor
 
     # --- facts about the array ------------------------------------------------------------
@@ -124,9 +124,25 @@ class Tensor:
     # read through a C-level getter: the engine reads .grad of every parameter at every step
     grad = property(operator.attrgetter("_grad"), _set_grad)
 
-    def requires_grad_(self, requires_grad=True):
+    def _set_requires_grad(self, requires_grad):
+        """``tensor.requires_grad = flag`` (and ``requires_grad_``), checked as PyTorch checks
+        it: only a float tensor can require gradients, and only a leaf's flag can be turned
+        off. Turning off a tensor that an op made would cut only the gradient paths that pass
+        through it later, not the graph already recorded through it: ``y = 2 x;
+        z = 3 y + x; y.requires_grad = False`` then gave dz/dx = 1, not 7. The ops write
+        ``_requires_grad`` themselves, unchecked."""
         if requires_grad and self.data.dtype not in _FLOAT_DTYPES:
             raise TypeError(f"only floating-point tensors can require gradients, got {self.dtype}")
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError("requires_grad=False on a tensor made by an op (not a leaf): "
+                               "only a leaf's flag can be turned off; use detach() for the same "
+                               "data outside the graph")
+        self._requires_grad = requires_grad
+
+    # read through a C-level getter: every op reads it of each of its inputs
+    requires_grad = property(operator.attrgetter("_requires_grad"), _set_requires_grad)
+
+    def requires_grad_(self, requires_grad=True):
         self.requires_grad = requires_grad
         return self
 
@@ -278,6 +294,15 @@ class Tensor:
     def __eq__(self, other): return _ew.compare(self, other, "equal")
     def __ne__(self, other): return _ew.compare(self, other, "not_equal")
     __hash__ = object.__hash__
+
+    # logic on bool (and integer) tensors, outside the graph as the comparisons are
+    def __and__(self, other): return _ew.bitwise(self, other, "bitwise_and", "&")
+    def __rand__(self, other): return _ew.bitwise(self, other, "bitwise_and", "&")
+    def __or__(self, other): return _ew.bitwise(self, other, "bitwise_or", "|")
+    def __ror__(self, other): return _ew.bitwise(self, other, "bitwise_or", "|")
+    def __xor__(self, other): return _ew.bitwise(self, other, "bitwise_xor", "^")
+    def __rxor__(self, other): return _ew.bitwise(self, other, "bitwise_xor", "^")
+    def __invert__(self): return _ew.invert(self)
 
     def add(self, other): return _ew.add(self, other)
     def sub(self, other): return _ew.sub(self, other)

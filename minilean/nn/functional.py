@@ -75,6 +75,9 @@ def embedding(input, weight):
     """Rows of ``weight`` (num_embeddings, dim) picked by the integer ``input``: shape input + (dim,).
     The backward adds each output row's gradient into the row it came from (``check_indices``
     says which indices are refused)."""
+    if weight.ndim != 2:  # a 1-D table would give scalars as rows
+        raise ValueError(f"embedding weight must be 2-D (num_embeddings, embedding_dim), got "
+                         f"shape {weight.shape}")
     indices = input.data if isinstance(input, Tensor) else input
     check_indices(indices, weight.shape[0], "embedding")
     return weight[indices]
