@@ -480,6 +480,25 @@ def test_module_list_indexing_and_errors():
     assert [name for name, _ in layers.named_children()] == ["0", "1", "2", "3", "4"]
 
 
+def test_module_list_item_assignment_replaces_the_module_in_its_place():
+    """``layers[i] = module``, as with PyTorch's ModuleList (there was no __setitem__)."""
+    layers = nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 3)])
+    layers[1] = nn.Linear(2, 4)
+    layers[-2] = nn.Sequential(nn.Linear(2, 5))
+    assert [tuple(parameter.shape) for parameter in layers.parameters()] == [
+        (5, 2), (5,), (4, 2), (4,)]
+    assert [name for name, _ in layers.named_parameters()] == [
+        "0.0.weight", "0.0.bias", "1.weight", "1.bias"]
+    with pytest.raises(IndexError, match="^index 2 is out of range for ModuleList of length 2$"):
+        layers[2] = nn.ReLU()
+    with pytest.raises(TypeError, match="^ModuleList holds Modules, got int$"):
+        layers[0] = 3
+    assert len(layers) == 2
+    layer = nn.Linear(2, 2)
+    layer.weight = nn.Parameter(ml.zeros(2, 2))  # a replaced weight keeps its place too
+    assert [name for name, _ in layer.named_parameters()] == ["weight", "bias"]
+
+
 def test_a_slice_of_a_sequential_is_a_sequential_that_runs_those_layers():
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     head = model[:2]

@@ -54,7 +54,9 @@ class MultiheadAttention(Module):
         (N, H, L, S): ``attn_mask`` (L, S) or (N * H, L, S) and ``key_padding_mask`` (N, S),
         each boolean (True = may NOT attend) or floating (added to the scores).
 
-        Two boolean masks give one boolean mask of the keys kept. With a floating one, a
+        Two boolean masks give one boolean mask of the keys kept (a query they leave no key
+        gets weights 0, as from ``scaled_dot_product_attention``; PyTorch's
+        MultiheadAttention gives it nan weights). With a floating one, a
         boolean mask becomes -inf where it blocks and the two are added (as in PyTorch, a
         query then left with no key gets nan weights). A float mask given as a Tensor stays
         one (reshaped by tensor ops), so that a learned bias gets its gradient, as it does

@@ -10,10 +10,13 @@ class ModuleList(Module):
         self.extend(() if modules is None else modules)
 
     def append(self, module):
-        if not isinstance(module, Module):
-            raise TypeError(f"{type(self).__name__} holds Modules, got {type(module).__name__}")
+        self._check_module(module)
         setattr(self, str(len(self)), module)
         return self
+
+    def _check_module(self, module):
+        if not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__} holds Modules, got {type(module).__name__}")
 
     def extend(self, modules):
         for module in modules:
@@ -29,10 +32,19 @@ class ModuleList(Module):
     def __getitem__(self, index):
         if isinstance(index, slice):
             return ModuleList(list(self._modules.values())[index])
+        return self._modules[self._key(index)]
+
+    def __setitem__(self, index, module):
+        """``layers[i] = module``: the i-th module replaced, its parameters with it."""
+        self._check_module(module)
+        setattr(self, self._key(index), module)
+
+    def _key(self, index):
+        """The name the module at ``index`` is registered under (its position when added)."""
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} is out of range for {type(self).__name__} "
                              f"of length {len(self)}")
-        return list(self._modules.values())[index]
+        return list(self._modules)[index]
 
 
 class Sequential(ModuleList):

@@ -77,7 +77,7 @@ class Module:
             raise AttributeError(f"{type(self).__name__}.__init__ must call super().__init__() "
                                  f"before assigning {name!r}")
         if isinstance(value, Parameter):
-            self._unregister(name)
+            self._unregister(name, keeping=self._parameters)
             self._parameters[name] = value
         elif name in self._parameters:
             # a plain tensor here would silently stop being trained and saved, so only a
@@ -87,7 +87,7 @@ class Module:
                                 f"(Parameter or None expected)")
             self._parameters[name] = None
         elif isinstance(value, Module):
-            self._unregister(name)
+            self._unregister(name, keeping=self._modules)
             self._modules[name] = value
         elif name in self._buffers:
             # a new value for a buffer (e.g. a running statistic) stays a buffer: saved and moved
@@ -109,9 +109,13 @@ class Module:
         _registries_changed()
         self.__dict__.pop(name, None)
 
-    def _unregister(self, name):
+    def _unregister(self, name, keeping):
+        """Drop ``name`` from the registries other than ``keeping``: a parameter or module
+        replaced by another of its kind keeps its place in parameters() and state_dict(), as
+        in PyTorch (``layers[0] = ...`` stays first)."""
         for registry in (self._parameters, self._buffers, self._modules):
-            registry.pop(name, None)
+            if registry is not keeping:
+                registry.pop(name, None)
 
     def __getattr__(self, name):  # only called when normal lookup fails
         for registry in ("_parameters", "_buffers", "_modules"):
