@@ -94,6 +94,11 @@ def test_mismatched_shapes_name_both():
     with pytest.raises(ValueError, match=r"matmul needs operands with at least one dimension, "
                                          r"got shapes \(\) and \(3,\)"):
         ml.matmul(ml.tensor(2.0), ml.ones(3))
+    # batch axes that do not broadcast: NumPy's words were "remapped shapes ... newaxis"
+    with pytest.raises(ValueError, match=r"^matmul of \(2, 3, 4\) and \(3, 4, 5\), batch axes: "
+                                         r"shapes \(2,\), \(3,\) do not broadcast together"):
+        ml.matmul(ml.ones(2, 3, 4), ml.ones(3, 4, 5))
+    assert ml.matmul(ml.ones(2, 1, 3, 4), ml.ones(5, 4, 2)).shape == (2, 5, 3, 2)
 
 
 def test_linear_mismatched_shapes_name_them():
