@@ -173,28 +173,41 @@ def _check_written_files_spare_the_run(values):
     file is written, after the whole run), nor one of the records the run reads back or reports
     (``RUN_RECORDS``: a TrainLog written over config.json leaves a run that cannot resume), nor
     the data it reads (--x, --y), nor the file another flag names (the later write would
-    replace the earlier one unsaid)."""
-    run = os.path.abspath(values.out)
+    replace the earlier one unsaid). Paths are compared where they lead: a link named as
+    --log to the --x file would have the TrainLog written over the training data."""
+    run = os.path.realpath(values.out)
     taken = [os.path.join(run, record) for record in RUN_RECORDS]
-    read = {os.path.abspath(getattr(values, name)): name for name in ("x", "y")
+    read = {_file_identity(getattr(values, name)): name for name in ("x", "y")
             if getattr(values, name, None)}
-    named = {}  # absolute path -> the flag that names it
+    named = {}  # the file a flag names (``_file_identity``) -> that flag
     for name in WRITTEN_FILE_FLAGS:
         value = getattr(values, name, None)
-        path = value and os.path.abspath(value)
+        path = value and os.path.realpath(value)
         if path and (path == run or any(path == record or path.startswith(record + os.sep)
                                         for record in taken)):
             raise flag_error(name, value, f"a path other than the run directory {values.out} "
                                           f"and its records ({', '.join(RUN_RECORDS)})")
-        if path in read:
-            raise flag_error(name, value, f"a path other than --{read[path]}'s (the run reads "
-                                          f"its data there; writing it would replace them)")
-        if path in named:
-            other = "--" + named[path].replace("_", "-")
+        identity = path and _file_identity(value)
+        if identity in read:
+            raise flag_error(name, value, f"a path other than --{read[identity]}'s (the run "
+                                          f"reads its data there; writing it would replace "
+                                          f"them)")
+        if identity in named:
+            other = "--" + named[identity].replace("_", "-")
             raise flag_error(name, value, f"a path other than {other}'s (both would write "
                                           f"it, the later over the earlier)")
-        if path:
-            named[path] = name
+        if identity:
+            named[identity] = name
+
+
+def _file_identity(path):
+    """What tells two names of one file apart from two files: an existing file's device and
+    inode (hard links share them), else the path with every link resolved."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return status.st_dev, status.st_ino
 
 
 def run_dir_flags(out, **defaults):

@@ -613,14 +613,20 @@ def test_two_written_file_flags_may_not_name_the_same_file(tmp_path, capsys, no_
     assert not out.exists() and not shared.exists()
 
 
-def test_a_written_file_may_not_be_the_data_the_run_reads(tmp_path, capsys, no_work):
-    """--log on the --x array would replace the training data at the end of the run."""
+@pytest.mark.parametrize("name", ["x.npy", "link.json", "hard.json", "linked/x.npy"])
+def test_a_written_file_may_not_be_the_data_the_run_reads(name, tmp_path, capsys, no_work):
+    """--log on the --x array would replace the training data at the end of the run; so
+    would a link to it, or a path through a linked folder (compared as text, they passed)."""
     data = tmp_path / "x.npy"
     numpy.save(data, numpy.zeros((4, 3, 16, 16), numpy.uint8))
+    (tmp_path / "link.json").symlink_to(data)
+    os.link(data, tmp_path / "hard.json")
+    (tmp_path / "linked").symlink_to(tmp_path)
     before = data.read_bytes()
+    log = tmp_path / name
     code, err = fail(["diffusion", "--cpu", f"--out={tmp_path / 'run'}", f"--x={data}",
-                      f"--log={data}"], capsys)
-    assert (code, err) == (2, f"minilean diffusion: error: --log: got '{data}'; expected a path "
+                      f"--log={log}"], capsys)
+    assert (code, err) == (2, f"minilean diffusion: error: --log: got '{log}'; expected a path "
                               f"other than --x's (the run reads its data there; writing it "
                               f"would replace them)\n")
     assert data.read_bytes() == before
