@@ -7,9 +7,11 @@ file is removed and any previous file at the destination is left untouched. A pr
 mid-write (SIGKILL, a power cut) cannot remove it: ``remove_leftovers`` does, later.
 """
 import contextlib
+import errno
 import json
 import os
 import re
+import stat
 import tempfile
 
 import numpy
@@ -38,6 +40,12 @@ def atomic_open(path, mode="wb"):
         raise OSError(f"cannot write {path}: {destination} is a device, pipe or socket, not a "
                       "regular file")
     directory = os.path.dirname(destination)
+    # A file that is there keeps its mode, and one its owner made read-only is refused, as
+    # open() refuses it: the rename would replace it whatever its mode, and a private (0600)
+    # file would come back readable by all
+    existing = os.path.isfile(destination)
+    if existing and not os.access(destination, os.W_OK):
+        raise OSError(f"cannot write {path}: {os.strerror(errno.EACCES)}")
     try:
         os.makedirs(directory, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(destination)}.",
@@ -45,9 +53,11 @@ def atomic_open(path, mode="wb"):
     except OSError as error:  # named by the file asked for, not the temporary one
         raise OSError(f"cannot write {path}: {error.strerror or error}") from error
     try:
-        # mkstemp makes the file private (0600); give it the mode open() would, as the user's
-        # umask allows (usually 0644), so that a run's files read like any other file's
-        os.chmod(temporary, 0o666 & ~_umask())
+        # mkstemp makes the file private (0600); a new file gets the mode open() would give
+        # it, as the user's umask allows (usually 0644), so that a run's files read like any
+        # other file's
+        os.chmod(temporary, stat.S_IMODE(os.stat(destination).st_mode) if existing
+                 else 0o666 & ~_umask())
         with os.fdopen(handle, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as file:
             yield file
             file.flush()
@@ -125,7 +135,15 @@ def _write(file, data):
     from its memory (never pickled: object arrays are refused). Saving to bytes first held a
     second copy of it: 45 GB of memory to write a 15.7 GB ImageNet-64 array."""
     if isinstance(data, numpy.ndarray):
-        numpy.save(file, data, allow_pickle=False)
+        try:
+            numpy.save(file, data, allow_pickle=False)
+        except OSError as error:
+            if error.errno:
+                raise
+            # NumPy's own short-write error ("N requested and M written") has no errno:
+            # given one, atomic_open names the file (a full disk or a file size limit)
+            raise OSError(errno.EIO, f"the array was cut short ({error}): the disk is full, or "
+                                     f"the file is past a size limit") from error
     else:
         file.write(data)
 

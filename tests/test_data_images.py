@@ -285,6 +285,49 @@ def test_an_interrupt_inside_the_block_leaves_no_temporary(tmp_path):
     assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["x.bin"]
 
 
+@pytest.mark.parametrize("mode", [0o600, 0o755, 0o640])
+def test_a_file_written_over_keeps_its_mode(tmp_path, mode):
+    """The new file took 0666 & ~umask whatever the old one's: a private (0600) file came back
+    readable by all, and a script lost its execute bit."""
+    path = tmp_path / "notes.txt"
+    path.write_text("old")
+    path.chmod(mode)
+    atomic.write_text(path, "new")
+    assert path.read_text() == "new" and stat.S_IMODE(path.stat().st_mode) == mode
+
+
+def test_a_file_its_user_cannot_write_is_refused_as_open_refuses_it(tmp_path, monkeypatch):
+    """A read-only file was replaced all the same (the rename needs only the folder's write
+    permission). os.access stands in for a user without root's override."""
+    path = tmp_path / "kept.txt"
+    path.write_text("old")
+    monkeypatch.setattr(atomic.os, "access", lambda name, mode: False)
+    with pytest.raises(OSError, match=f"^cannot write {re.escape(str(path))}: Permission "
+                                      f"denied$"):
+        atomic.write_text(path, "new")
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["kept.txt"]
+
+
+def test_an_array_cut_short_by_a_size_limit_names_the_file(tmp_path):
+    """NumPy's short-write error has no errno ("N requested and M written"): it reached the
+    user as it was, naming neither the file nor the cause. Here a file size limit of 50 KiB
+    (as a full disk would) stops a 240 KiB array; the old file stays."""
+    path = tmp_path / "x.npy"
+    numpy.save(path, numpy.arange(3))
+    script = ("import resource, sys, numpy; from minilean import atomic; "
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (50 * 1024, resource.RLIM_INFINITY)); "
+              "atomic.save_npy(sys.argv[1], numpy.zeros(30720))")
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True,
+                          text=True, timeout=120)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and re.fullmatch(
+        f"OSError: cannot write {re.escape(str(path))}: the array was cut short \\(\\d+ "
+        f"requested and \\d+ written\\): the disk is full, or the file is past a size limit",
+        last), last
+    numpy.testing.assert_array_equal(numpy.load(path), [0, 1, 2])
+    assert os.listdir(tmp_path) == ["x.npy"]
+
+
 def test_save_npy_refuses_object_arrays(tmp_path):
     with pytest.raises(ValueError, match="allow_pickle"):
         atomic.save_npy(tmp_path / "x.npy", numpy.array([{"a": 1}, None], dtype=object))
