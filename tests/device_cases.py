@@ -199,10 +199,10 @@ def check_fast_op_takes_inputs_of_mixed_dtypes(name, rng):
 def check_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng):
     """The fast q_sample reads only timesteps it was given, and only inside the schedule. A
     count of them that is neither one nor the batch's runs the plain op, which refuses it as
-    broadcasting does; timesteps on the host are read as the plain op's indexing reads them
-    (a negative one from the end, one past either end an IndexError); timesteps on the device,
-    which cannot be checked without waiting for a copy back, wrap around as CuPy's indexing
-    of the plain op's device table does (both are checked)."""
+    broadcasting does; timesteps on the host outside 0..T-1 are refused by q_sample before
+    either op runs; timesteps on the device, which cannot be checked without waiting for a
+    copy back, wrap around as CuPy's indexing of the plain op's device table does (both are
+    checked)."""
     alpha_bar = D.alpha_bars(D.make_betas("linear", 10))
     x0, eps, grad = (rng.normal(size=(4, 3)).astype(numpy.float32) for _ in range(3))
 
@@ -214,15 +214,16 @@ def check_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng):
         try:
             with pytest.raises(ValueError, match="broadcast"):
                 _run_op(noised_with({device: [1, 2]}), (x0, eps), device, grad)
-            for t, index in ((numpy.array([0, 10, 1, 1]), 10),
-                             (numpy.array([-11, 0, 1, 1]), -11), (10, 10)):
-                with pytest.raises(IndexError, match=f"index {index} is out of bounds"):
+            for t, value in ((numpy.array([0, 10, 1, 1]), 10),
+                             (numpy.array([-11, 0, 1, 1]), -11), (-1, -1), (10, 10)):
+                with pytest.raises(ValueError, match=f"^timestep {value} is outside the "
+                                                     f"schedule's timesteps 0..9$"):
                     _run_op(noised_with({device: t}), (x0, eps), device, grad)
         finally:
             use_fast_kernels(False)
     on_device = backend.xp_for("cuda").asarray(numpy.array([12, -1, 3, 25]))
     for timesteps in ({"cpu": numpy.array([2, 9, 3, 5]), "cuda": on_device},
-                      *({"cpu": t, "cuda": t} for t in (numpy.array([-1, 0, 9, 3]), -2, [5],
+                      *({"cpu": t, "cuda": t} for t in (numpy.array([9, 0, 9, 3]), 2, [5],
                                                         numpy.int64(7)))):
         for fast in (False, True):
             _assert_cuda_matches_cpu(noised_with(timesteps), (x0, eps), grad, fast, rtol=1e-5,

@@ -6,6 +6,7 @@ E[eps | x_t] = sqrt(1 - a) (x_t - sqrt(a) mu) / (a s^2 + 1 - a).
 With it every sampler must reproduce the data's mean and variance, without any training.
 """
 import math
+import re
 
 import numpy
 import pytest
@@ -357,3 +358,68 @@ def test_pf_ode_sampler_runs_where_the_schedule_starts_with_beta_zero():
     np.testing.assert_array_equal(rhs(np.ones(2), 0.1), np.zeros(2))
     out = D.pf_ode_sample_euler(rhs, np.ones(2), 10)
     assert np.isfinite(out).all()
+
+
+# --- timesteps a schedule has -----------------------------------------------------------
+
+BETAS = D.linear_beta_schedule(100, 1e-4, 0.02)
+ALPHA_BAR = D.alpha_bars(BETAS)
+ONES, ZEROS = numpy.ones(2), numpy.zeros(2)
+OUTSIDE = "is outside the schedule's timesteps 0..99"
+
+
+@pytest.mark.parametrize("call, t, message", [
+    # read as indices: -1 noised to the last timestep (not the clean state ddim_step calls -1)
+    (lambda t: D.q_sample(ALPHA_BAR, ONES, t, ZEROS), -1, f"timestep -1 {OUTSIDE}"),
+    # and 0.29 * 100 = 28.999999999999996 was cut to 28
+    (lambda t: D.q_sample(ALPHA_BAR, ONES, t, ZEROS), 0.29 * 100,
+     "timestep 28.999999999999996 is not a whole number; expected an integer in 0..99 "
+     "(alpha_bar_at reads fractional timesteps)"),
+    (lambda t: D.q_sample(ALPHA_BAR, ml.tensor(ONES), t, ml.tensor(ZEROS)),
+     numpy.array([3, 100]), f"timestep 100 {OUTSIDE}"),
+    (lambda t: D.x0_from_eps(ALPHA_BAR, ONES, t, ZEROS), [5, -2], f"timestep -2 {OUTSIDE}"),
+    (lambda t: D.v_target(ALPHA_BAR, ONES, t, ZEROS), numpy.array([1.5]),
+     "timestep 1.5 is not a whole number; expected an integer in 0..99 (alpha_bar_at reads "
+     "fractional timesteps)"),
+    (lambda t: D.posterior_mean_variance(BETAS, ONES, ONES, t), -1, f"timestep -1 {OUTSIDE}"),
+    (lambda t: D.alpha_bar_at(ALPHA_BAR, t), -1, f"timestep -1 {OUTSIDE}"),
+    (lambda t: D.alpha_bar_at(ALPHA_BAR, t), -1.0, f"timestep -1.0 {OUTSIDE}"),
+    (lambda t: D.alpha_bar_at(ALPHA_BAR, t), 99.5, f"timestep 99.5 {OUTSIDE}"),
+])
+def test_a_timestep_the_schedule_does_not_have_is_refused(call, t, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        call(t)
+
+
+def test_whole_timesteps_of_any_form_are_read_as_before():
+    """Whole numbers as floats, in a list, a host array or a Tensor, and the ends 0 and T-1."""
+    expected = math.sqrt(ALPHA_BAR[29])
+    for t in (29, numpy.int64(29), 29.0, numpy.array([29, 29]), [29.0, 29.0], ml.tensor([29, 29])):
+        numpy.testing.assert_allclose(D.q_sample(ALPHA_BAR, ONES, t, ZEROS), expected,
+                                      rtol=1e-15)
+    assert D.alpha_bar_at(ALPHA_BAR, 99) == ALPHA_BAR[99]
+    assert D.alpha_bar_at(ALPHA_BAR, 0.0) == pytest.approx(ALPHA_BAR[0], rel=1e-15)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: D.ddim_step(ALPHA_BAR, ONES, 3, 5, ZEROS),
+     "a DDIM step goes from a timestep t in 0..99 to an earlier t_prev (-1: the clean state), "
+     "got t = 3, t_prev = 5"),
+    (lambda: D.ddim_step(ALPHA_BAR, ONES, 100, 5, ZEROS),
+     "a DDIM step goes from a timestep t in 0..99 to an earlier t_prev (-1: the clean state), "
+     "got t = 100, t_prev = 5"),
+    (lambda: D.ddim_step(ALPHA_BAR, ONES, 5, 3, ZEROS, eta=0.5),
+     "DDIM with eta = 0.5 adds noise: expected a noise draw, got None"),
+    # ascending, the list ran "backwards" without a word; a repeated timestep likewise
+    (lambda: D.ddim_sample(lambda x, t: 0.1 * x, ALPHA_BAR, ONES, [0, 4, 9]),
+     "DDIM walks its timesteps down: expected a strictly decreasing list, got [0, 4, 9]"),
+    (lambda: D.ddim_sample(lambda x, t: 0.1 * x, ALPHA_BAR, ONES, [9, 4, 4, 0]),
+     "DDIM walks its timesteps down: expected a strictly decreasing list, got [9, 4, 4, 0]"),
+    (lambda: D.ddim_sample(lambda x, t: 0.1 * x, ALPHA_BAR, ONES, [9, 0], eta=1.0),
+     "DDIM with eta = 1.0 adds noise: expected noise(t), got None"),
+])
+def test_ddim_refuses_steps_it_cannot_take(call, message):
+    """A step to a later timestep took the root of a negative number at eta > 0 ("math
+    domain error"), and eta > 0 without noise called None."""
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        call()

@@ -48,7 +48,8 @@ def reference(x0, noise, alpha_bar, t):
 def timesteps_in_schedule(t, steps):
     """``t`` (a number, a list, a host or device array) as int64 timesteps in [0, steps) on the
     device, read as the plain q_sample reads them, so that the kernels never index past the
-    tables. On the host, NumPy's indexing: a negative timestep counts from the end, and one
+    tables. On the host (``q_sample`` has refused any outside 0..T-1; ``QSample.apply`` called
+    directly has not), NumPy's indexing: a negative timestep counts from the end, and one
     past either end is its IndexError, as for the plain op. On the device, checking would
     wait for a copy back, which a training step never makes (a CUDA graph cannot): there they
     wrap around, as CuPy's indexing of the plain op's device table does."""

@@ -89,6 +89,31 @@ def make_betas(schedule, T, beta_start=1e-4, beta_end=0.02):
     raise ValueError(f"schedule must be 'linear' or 'cosine', got {schedule!r}")
 
 
+def check_timesteps(t, T):
+    """Refuse timesteps ``t`` (one, or one per example: a number, a list, a host array or a
+    Tensor) that are not whole numbers in 0..T-1, naming the first. Read as indices, a negative
+    one would count from the end of the schedule (t = -1, the clean state of ``ddim_step``,
+    would noise to the last timestep) and a fractional one would be cut to the timestep below
+    it (0.29 * 100 is 28.999999999999996: t = 28). Timesteps on the GPU are not read back to
+    be checked: that would wait for a copy, which a training step never makes (there they
+    wrap around, as CuPy's indexing does)."""
+    values = t.data if isinstance(t, Tensor) else t
+    if backend.device_of(values) == "cuda":
+        return
+    values = numpy.asarray(values)
+    if values.dtype.kind not in "iuf":
+        raise TypeError(f"timesteps must be integers, got {values.dtype} values")
+    fractional = values != numpy.floor(values) if values.dtype.kind == "f" else False
+    if numpy.any(fractional):
+        raise ValueError(f"timestep {float(values[fractional].flat[0])!r} is not a whole number; "
+                         f"expected an integer in 0..{T - 1} (alpha_bar_at reads fractional "
+                         f"timesteps)")
+    outside = (values < 0) | (values >= T)
+    if numpy.any(outside):
+        raise ValueError(f"timestep {values[outside].flat[0]} is outside the schedule's "
+                         f"timesteps 0..{T - 1}")
+
+
 def _alpha_bar_before(alpha_bar, t):
     """``alpha_bar_{t-1}`` with ``alpha_bar_{-1} = 1``."""
     return 1.0 if t <= 0 else float(alpha_bar[t - 1])
@@ -166,6 +191,7 @@ def q_sample(alpha_bar, x0, t, eps):
     ``t`` is one timestep or one per example (shape (B,)). Tensors in, a Tensor out (with
     gradients for x0 and eps); arrays in, an array out.
     """
+    check_timesteps(t, len(alpha_bar))  # here, not in the op: --fast-kernels replaces the op
     if not isinstance(x0, Tensor):
         return QSample.forward(Context((False, False), False), x0, eps, alpha_bar=alpha_bar, t=t)
     return QSample.apply(x0, as_tensor(eps, x0), alpha_bar=alpha_bar,
@@ -175,6 +201,7 @@ def q_sample(alpha_bar, x0, t, eps):
 def x0_from_eps(alpha_bar, x_t, t, eps):
     """Invert ``q_sample`` for x0:
     ``x0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)``."""
+    check_timesteps(t, len(alpha_bar))
     noise = _per_example(numpy.sqrt(1.0 - alpha_bar), t, x_t)
     inverse_signal = _per_example(1.0 / numpy.sqrt(alpha_bar), t, x_t)
     return (x_t - noise * eps) * inverse_signal
@@ -187,6 +214,7 @@ def v_target(alpha_bar, x0, t, eps):
     ``eps = sqrt(1 - a) x_t + sqrt(a) v``: neither divides by sqrt(a), so a v-predicting network's
     errors are not amplified near alpha_bar = 0 the way ``x0_from_eps`` amplifies eps errors.
     """
+    check_timesteps(t, len(alpha_bar))
     signal, noise = _signal_and_noise(alpha_bar, t, x0)
     return signal * eps - noise * x0
 
@@ -195,8 +223,13 @@ def alpha_bar_at(alpha_bar, t):
     """``alpha_bar`` at a timestep t in [0, T-1] that may be fractional (the ODE sampler's).
 
     ``log alpha_bar`` is interpolated linearly between integer timesteps, as in
-    ``ContinuousSchedule``; an integer t gives ``alpha_bar[t]`` itself.
+    ``ContinuousSchedule``; an integer t gives ``alpha_bar[t]`` itself. A t outside [0, T-1]
+    is refused: interpolation would hold the end's value there, and an integer index would
+    count from the end.
     """
+    last = len(alpha_bar) - 1
+    if not 0 <= t <= last:
+        raise ValueError(f"timestep {t!r} is outside the schedule's timesteps 0..{last}")
     if isinstance(t, (int, numpy.integer)):
         return float(alpha_bar[t])
     return math.exp(numpy.interp(t, numpy.arange(len(alpha_bar)), numpy.log(alpha_bar)))
@@ -249,6 +282,7 @@ def posterior_mean_variance(betas, x0, x_t, t):
     ``variance = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)`` (0 at t = 0, and 0 when
     ``alpha_bar_t = 1``, where x_t already is x0).
     """
+    check_timesteps(t, len(betas))
     alpha_bar = alpha_bars(betas)
     beta, one_minus = float(betas[t]), 1.0 - float(alpha_bar[t])
     previous = _alpha_bar_before(alpha_bar, t)
@@ -313,6 +347,11 @@ def ddim_step(alpha_bar, x_t, t, t_prev, eps_hat, eta=0.0, noise=None, clip=Fals
     Above 1, sigma^2 can exceed 1 - a' and the direction's coefficient is then taken as 0 (the
     command line refuses ``--eta`` above 1).
     """
+    if not -1 <= t_prev < t < len(alpha_bar):  # a step back up would take a root of a < 0
+        raise ValueError(f"a DDIM step goes from a timestep t in 0..{len(alpha_bar) - 1} to an "
+                         f"earlier t_prev (-1: the clean state), got t = {t}, t_prev = {t_prev}")
+    if eta > 0 and noise is None:
+        raise ValueError(f"DDIM with eta = {eta} adds noise: expected a noise draw, got None")
     a = float(alpha_bar[t])
     a_prev = 1.0 if t_prev < 0 else float(alpha_bar[t_prev])
     x0_hat = x0_from_eps(alpha_bar, x_t, t, eps_hat)
@@ -332,6 +371,11 @@ def ddim_sample(eps_model, alpha_bar, x_T, timesteps, eta=0.0, noise=None, clip=
     Each step goes from ``timesteps[i]`` to ``timesteps[i+1]`` (to the clean state after the
     last). ``noise(t)`` is needed only when ``eta > 0``.
     """
+    if any(later >= earlier for earlier, later in zip(timesteps, timesteps[1:])):
+        raise ValueError(f"DDIM walks its timesteps down: expected a strictly decreasing "
+                         f"list, got {list(timesteps)}")
+    if eta > 0 and noise is None:
+        raise ValueError(f"DDIM with eta = {eta} adds noise: expected noise(t), got None")
     x = x_T
     for index, t in enumerate(timesteps):
         t_prev = timesteps[index + 1] if index + 1 < len(timesteps) else -1

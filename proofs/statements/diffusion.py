@@ -1315,7 +1315,10 @@ def q_sample_integer_t_one_based(original):
     t; the last alpha_bar at t = 0), a batch of timesteps the right ones: only the statement's
     check with t as one integer sees it, its law tests draw with a batch."""
     def broken(alpha_bar, x0, t, eps):
-        return original(alpha_bar, x0, t - 1 if isinstance(t, (int, numpy.integer)) else t, eps)
+        # alpha_bar rolled by one: entry t is alpha_bar[t - 1], entry 0 the last (q_sample
+        # itself refuses t - 1 = -1)
+        one_based = numpy.roll(alpha_bar, 1) if isinstance(t, (int, numpy.integer)) else alpha_bar
+        return original(one_based, x0, t, eps)
     return broken
 
 
