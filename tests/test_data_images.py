@@ -155,6 +155,20 @@ def test_to_uint8_maps_the_value_range_and_clips():
     assert images.to_uint8(floats, (-1, 1)).tolist() == [0, 0, 128, 255, 255]
 
 
+@pytest.mark.parametrize("pixels, value_range, error, message", [
+    # an int64 255 was read as a float in [0, 1]: white, whatever the value
+    (numpy.array([0, 128, 255]), (0.0, 1.0), TypeError,
+     "expected float images (in (0.0, 1.0)) or uint8 ones, found int64"),
+    (numpy.array([0.0, 0.5]), (0, 0), ValueError,
+     "value_range must be (low, high) with low < high, got (0, 0)"),
+    (numpy.array([0.0, 0.5]), (1, 0), ValueError,  # inverted the image
+     "value_range must be (low, high) with low < high, got (1, 0)"),
+])
+def test_to_uint8_refuses_what_it_would_scale_wrongly(pixels, value_range, error, message):
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        images.to_uint8(pixels, value_range)
+
+
 @pytest.mark.parametrize("bad", [numpy.nan, numpy.inf, -numpy.inf])
 def test_to_uint8_refuses_values_no_pixel_stands_for(bad):
     floats = numpy.array([0.0, bad, 1.0, 0.5], numpy.float32)

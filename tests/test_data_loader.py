@@ -1,9 +1,11 @@
 """Loader: seeded shuffle, drop_last, endless resumable stream, flips, scaling, Tensors out."""
+import re
+
 import numpy
 import pytest
 
 from minilean.autograd.tensor import Tensor
-from minilean.data.arrays import Dataset
+from minilean.data.arrays import Dataset, float_images
 from minilean.data.loader import Loader
 from minilean.data.streams import Purpose, stream
 
@@ -170,3 +172,22 @@ def test_memory_mapped_rows_come_back_in_the_drawn_order(tmp_path):
     in_memory = Loader(numbered_images(50), 7, value_range=(0, 1), seed=2)
     from_disk = Loader(mapped, 7, value_range=(0, 1), seed=2)
     assert [rows_of(a) for a in in_memory] == [rows_of(b) for b in from_disk]
+
+
+@pytest.mark.parametrize("rows, value_range, error, message", [
+    # only uint8 is divided by 255: an int64 255 came out as 509 in [-1, 1]
+    (numpy.full((2, 1, 1, 1), 255, numpy.int64), (-1.0, 1.0), TypeError,
+     "expected uint8 images or floats in [0, 1], found int64"),
+    (numpy.zeros((2, 1, 1, 1), numpy.float32), (-1, 2), ValueError,
+     "value_range must be (0, 1), (-1, 1) or None, got (-1, 2)"),
+])
+def test_images_of_another_kind_or_range_are_refused(rows, value_range, error, message):
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        float_images(rows, value_range)
+
+
+def test_a_value_range_given_as_a_list_is_the_same_range():
+    """[-1, 1] (a list) was compared with the tuple (-1.0, 1.0) and kept [0, 1]."""
+    rows = numpy.array([[0, 255]], numpy.uint8)
+    numpy.testing.assert_array_equal(float_images(rows, [-1, 1]), [[-1.0, 1.0]])
+

@@ -106,9 +106,13 @@ def float_images(rows, value_range=(0.0, 1.0)):
     mapped to [-1, 1] when ``value_range`` is (-1, 1); None keeps [0, 1] (and points as
     they are)."""
     rows = numpy.asarray(rows)
+    if rows.dtype != numpy.uint8 and rows.dtype.kind != "f":  # an int64 255 came out as 255.0
+        raise TypeError(f"expected uint8 images or floats in [0, 1], found {rows.dtype}")
+    if value_range is not None and tuple(value_range) not in ((0.0, 1.0), (-1.0, 1.0)):
+        raise ValueError(f"value_range must be (0, 1), (-1, 1) or None, got {value_range}")
     rows = rows.astype(numpy.float32) / numpy.float32(255.0) if rows.dtype == numpy.uint8 \
         else rows.astype(numpy.float32, copy=False)
-    if value_range == (-1.0, 1.0):
+    if tuple(value_range or ()) == (-1.0, 1.0):
         rows = rows * numpy.float32(2.0) - numpy.float32(1.0)
     return rows
 

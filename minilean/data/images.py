@@ -30,11 +30,16 @@ def to_uint8(images, value_range=(0.0, 1.0)):
     images = numpy.asarray(images)
     if images.dtype == numpy.uint8:
         return images
+    if images.dtype.kind != "f":  # int64 255 read as a float in [0, 1] came out white
+        raise TypeError(f"expected float images (in {value_range}) or uint8 ones, found "
+                        f"{images.dtype}")
+    low, high = value_range
+    if not low < high:  # (0, 0) made every pixel white, (1, 0) inverted the image
+        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
     finite = numpy.isfinite(images)
     if not finite.all():
         raise ValueError(f"images hold {finite.size - finite.sum()} nan or infinite values "
                          f"of {finite.size}; expected finite values (no pixel stands for them)")
-    low, high = value_range
     scaled = (images.astype(numpy.float32) - low) / (high - low)
     return (numpy.clip(scaled, 0.0, 1.0) * 255.0 + 0.5).astype(numpy.uint8)
 
