@@ -1,5 +1,6 @@
 """The two denoisers (v or eps predictors): shapes, time conditioning, float64 gradients; v-prediction runs."""
 import json
+import re
 
 import numpy
 import pytest
@@ -61,6 +62,18 @@ def test_residual_net_refuses_a_size_below_one(channels, T, hidden_c):
                                          f"{channels}, {hidden_c}, {T}$"):
         ResidualEpsNet(channels, T, hidden_c)
     ResidualEpsNet(1, 1, 1)  # the smallest
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 4, 4), (2, 4, 4, 4), (3, 4, 4)])
+def test_residual_net_names_the_channels_it_was_built_for(shape):
+    """2 channels given to a model built for 3 were reported as "input has 3 channels but
+    weight expects 4", counting the time channel the model adds."""
+    model = ResidualEpsNet(3, T=10, hidden_c=2)
+    with pytest.raises(ValueError, match=rf"^ResidualEpsNet was built for images "
+                                         rf"\(N, 3, H, W\), got shape "
+                                         rf"{re.escape(str(shape))}$"):
+        model(ml.zeros(*shape), 1)
+    assert model(ml.zeros(2, 3, 4, 4), 1).shape == (2, 3, 4, 4)
 
 
 def test_residual_net_gradcheck_float64():
@@ -129,6 +142,14 @@ def test_unet_refuses_sizes_it_cannot_build(channels, hidden_c):
     with pytest.raises(ValueError, match=rf"^channels must be >= 1 and hidden_c >= 2, got "
                                          rf"{channels}, {hidden_c}$"):
         UNet(channels, hidden_c)
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 8), (2, 3, 8, 8, 1)])
+def test_unet_names_the_image_layout_it_takes(shape):
+    """A (C, H, W) image failed with "tuple index out of range"."""
+    with pytest.raises(ValueError, match=rf"^the U-Net takes images \(N, C, H, W\), got "
+                                         rf"shape {re.escape(str(shape))}$"):
+        UNet(3, hidden_c=2)(ml.zeros(*shape), 0)
 
 
 def test_unet_gradcheck_float64():

@@ -416,3 +416,24 @@ def test_wrong_images_masks_and_patch_sizes_are_named():
                                              "cuts 4"):
             model(minilean.rand(2, 1, 4, 4), mae.random_mask(2, patches, 0.5))
     assert model(minilean.rand(2, 1, 4, 4), mask).shape == (2, 4, 4)
+
+
+def test_8_bit_images_are_refused_as_the_autoencoders_refuse_them():
+    """A uint8 batch gave a finite loss on the wrong scale (22431.7)."""
+    model = tiny_model()
+    pixels = minilean.tensor(numpy.full((2, 1, 4, 4), 200, numpy.uint8))
+    with pytest.raises(TypeError, match=r"^MaskedAutoencoder takes float images in \[0, 1\], "
+                                        r"got uint8 \(divide 8-bit pixels by 255\)$"):
+        mae.mae_loss(model, pixels, model.random_mask(2, 0.5))
+
+
+@pytest.mark.parametrize("patches", [0, 1])
+def test_a_mask_over_fewer_than_two_patches_is_refused(patches):
+    """hidden_count(1, 0.5) was 0, outside the 1..L-1 of its docstring: one patch cannot be
+    both hidden and seen, and a mask hiding nothing asks nothing of the model."""
+    with pytest.raises(ValueError, match=f"^a mask needs at least 2 patches, one hidden and one "
+                                         f"seen, got {patches}$"):
+        mae.hidden_count(patches, 0.5)
+    with pytest.raises(ValueError, match="at least 2 patches"):
+        mae.random_mask(3, patches, 0.5)
+    assert mae.hidden_count(2, 0.5) == 1 and mae.hidden_count(2, 0.99) == 1

@@ -287,6 +287,15 @@ def test_one_sample_bounds_match_their_float64_formulas():
                                           rel=1e-12)
 
 
+@pytest.mark.parametrize("samples", [0, -1, 2.0])
+def test_bounds_from_no_samples_are_refused_before_encoding(samples):
+    """samples=0 encoded the images, then failed in ``stack`` ("at least one tensor")."""
+    model = small_vae()
+    with pytest.raises(ValueError, match=rf"^evaluate_bounds needs samples >= 1 \(draws of z "
+                                         rf"per image\), got {samples}$"):
+        vae.evaluate_bounds(model, tiny_batch(), samples)
+
+
 def test_vae_loss_weighs_the_kl_by_beta():
     """vae_loss(beta) = mean_n -log p(x|z) + beta mean_n KL(q || N(0, I)), both terms from the
     float64/mpmath references: at beta = 0.7 and 0 it is not the beta = 1 loss."""

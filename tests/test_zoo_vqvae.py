@@ -1,5 +1,6 @@
 """VQ-VAE: nearest codes by brute force, the three loss terms, the straight-through gradients
 (TorchLean's ``trainingGradients``), EMA codebook and dead-code restarts, a few training steps."""
+import re
 import tracemalloc
 
 import numpy
@@ -291,3 +292,90 @@ def test_no_dead_codes_restart_nothing():
     encoded = minilean.tensor(numpy.full((1, 2, 2, 2), 5.0, numpy.float32))
     assert model.restart_dead_codes(encoded, numpy.array([3, 1, 1, 2]), threshold=1) == 0
     numpy.testing.assert_array_equal(model.codebook.numpy(), before)
+
+
+@pytest.mark.parametrize("width", [1, 4])
+def test_a_codebook_of_another_width_than_the_encodings_is_refused(width):
+    """A (K, 1) codebook was broadcast against encodings of width 5 and gave indices; a (K, 4)
+    one failed in ``sub``, naming neither array."""
+    encodings, book = minilean.rand(2, 3, 5), minilean.rand(7, width)
+    with pytest.raises(ValueError, match=rf"^nearest_code needs a codebook \(K, 5\) for "
+                                         rf"encodings of shape \(2, 3, 5\), got codebook "
+                                         rf"shape \(7, {width}\)$"):
+        vqvae.nearest_code(encodings, book)
+    assert vqvae.nearest_code(encodings, minilean.rand(7, 5)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("size", ["codes", "code_dim", "hidden"])
+def test_sizes_below_one_are_refused(size):
+    """codes=0 failed with ZeroDivisionError in the codebook's init."""
+    with pytest.raises(ValueError, match=f"^{size} must be an int >= 1, got 0$"):
+        vqvae.VQVAE((1, 8, 8), **{size: 0})
+
+
+@pytest.mark.parametrize("decay", [1.5, -0.1, float("nan")])
+def test_an_ema_decay_outside_0_1_is_refused_as_the_optimizers_ema_refuses_it(decay):
+    """decay 1.5 was taken: weights 1.5 and -0.5 make a code no average of encodings."""
+    with pytest.raises(ValueError, match=rf"^EMA decay must be in \[0, 1\], got {decay}$"):
+        vqvae.VQVAE((1, 8, 8), ema=True, decay=decay)
+    with pytest.raises(ValueError, match=rf"^EMA decay must be in \[0, 1\], got {decay}$"):
+        optim.EMA(tiny_model(), decay=decay)
+    for edge in (0.0, 1.0):
+        assert vqvae.VQVAE((1, 8, 8), codes=4, code_dim=2, hidden=2, ema=True,
+                           decay=edge).decay == edge
+
+
+def test_8_bit_images_are_refused_as_the_autoencoders_refuse_them():
+    model = tiny_model()
+    with pytest.raises(TypeError, match=r"^VQVAE takes float images in \[0, 1\], got uint8 "
+                                        r"\(divide 8-bit pixels by 255\)$"):
+        model(minilean.tensor(numpy.zeros((2, 1, 8, 8), numpy.uint8)))
+
+
+def test_ema_update_without_an_ema_codebook_is_named():
+    """It failed with "VQVAE has no attribute 'cluster_size'"."""
+    model = tiny_model(ema=False)
+    before = model.codebook.numpy().copy()
+    with pytest.raises(ValueError, match=r"^ema_update needs a VQVAE built with ema=True"):
+        ema_step(model, [[1.0, 2.0]], [0])
+    numpy.testing.assert_array_equal(model.codebook.numpy(), before)
+
+
+@pytest.mark.parametrize("usage", [numpy.zeros(3), numpy.zeros(5), numpy.zeros((4, 1))])
+def test_usage_counts_of_another_shape_than_the_codebook_are_refused(usage):
+    """Three counts for four codes restarted codes 0-2 and left code 3 alone, unchecked."""
+    model = tiny_model()
+    before = model.codebook.numpy().copy()
+    encoded = minilean.tensor(numpy.full((1, 2, 2, 2), 5.0, numpy.float32))
+    with pytest.raises(ValueError, match=rf"^restart_dead_codes needs usage of shape \(4,\), "
+                                         rf"one count per code, got shape "
+                                         rf"{re.escape(str(usage.shape))}$"):
+        model.restart_dead_codes(encoded, usage, threshold=1)
+    numpy.testing.assert_array_equal(model.codebook.numpy(), before)
+
+
+@pytest.mark.parametrize("indices", [[0, 5, 1], [-1, 0, 2]])
+def test_code_counts_refuse_indices_outside_the_codebook_on_the_host(indices):
+    """Out of range indices were dropped from the counts without a word."""
+    with pytest.raises(IndexError, match=r"^code_counts indices must be in \[0, 4\)"):
+        vqvae.code_counts(numpy.array(indices), 4)
+
+
+def test_an_unused_ema_code_keeps_its_value_only_while_its_count_is_above_the_smoothing():
+    """The comment in VQVAE.__init__: n_k = d^t of a code nobody chooses meets the 1e-5
+    Laplace smoothing after about log(1e-5) / log(d) updates (115 at d = 0.9), and the code
+    then shrinks toward 0 by about n_k / (n_k + 1e-5): 0.9^100 = 2.7e-5 keeps 0.73 of it,
+    0.9^200 = 7e-10 next to nothing."""
+    model = tiny_model(ema=True)
+    model.decay = 0.9
+    initial = model.codebook.numpy().astype(numpy.float64)
+    vectors, indices = numpy.array([[0.2, 0.1], [-0.3, 0.5]]), numpy.array([0, 2])
+    kept = {}
+    for step in range(1, 201):
+        ema_step(model, vectors, indices)
+        if step in (10, 100, 200):
+            kept[step] = (numpy.linalg.norm(model.codebook.numpy()[[1, 3]], axis=1)
+                          / numpy.linalg.norm(initial[[1, 3]], axis=1))
+    numpy.testing.assert_allclose(kept[10], 1.0, rtol=1e-4)
+    numpy.testing.assert_allclose(kept[100], 0.9 ** 100 / (0.9 ** 100 + 1e-5), rtol=1e-2)
+    assert kept[200].max() < 1e-3

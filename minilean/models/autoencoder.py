@@ -51,11 +51,15 @@ def check_quarterable(owner, image_shape):
 
 
 def check_image_batch(model, images):
-    """``images`` must be a batch (N, *model.image_shape): another size would fail deep
-    inside a reshape, a product or an index, in words that name neither."""
+    """``images`` must be a batch (N, *model.image_shape) of floats: another size would fail
+    deep inside a reshape, a product or an index, in words that name neither, and 8-bit pixels
+    gave a finite loss on the wrong scale (22431.7 from the masked autoencoder)."""
     if images.ndim != 4 or tuple(images.shape[1:]) != model.image_shape:
         raise ValueError(f"{type(model).__name__} takes images of shape (N, "
                          f"{', '.join(map(str, model.image_shape))}), got {tuple(images.shape)}")
+    if images.dtype.kind != "f":
+        raise TypeError(f"{type(model).__name__} takes float images in [0, 1], got "
+                        f"{images.dtype} (divide 8-bit pixels by 255)")
 
 
 class EncoderDecoder(nn.Module):
@@ -88,9 +92,6 @@ class EncoderDecoder(nn.Module):
 
     def run_encoder(self, images):
         check_image_batch(self, images)
-        if images.dtype.kind != "f":  # 8-bit pixels gave a finite loss on the wrong scale
-            raise TypeError(f"{type(self).__name__} takes float images in [0, 1], got "
-                            f"{images.dtype} (divide 8-bit pixels by 255)")
         # mlp: (N, C, H, W) -> (N, C * H * W); conv: the images as they are
         return self.encoder(images.flatten(1) if self.arch == "mlp" else images)
 

@@ -79,7 +79,12 @@ def hidden_count(num_patches, mask_ratio):
 
     He et al.'s code keeps int(L (1 - ratio)) patches, so it hides one more wherever
     L (1 - ratio) is fractional (L = 10, ratio 0.25: 3 hidden, here 2). Rounding hides the
-    count nearest the ratio asked for; at the defaults (16 patches, 0.75) both hide 12."""
+    count nearest the ratio asked for; at the defaults (16 patches, 0.75) both hide 12.
+    Fewer than 2 patches are refused: a single patch cannot be both hidden and seen (L = 1
+    gave 0 hidden, a mask that asks nothing of the model)."""
+    if num_patches < 2:
+        raise ValueError(f"a mask needs at least 2 patches, one hidden and one seen, got "
+                         f"{num_patches}")
     return min(max(int(round(mask_ratio * num_patches)), 1), num_patches - 1)
 
 

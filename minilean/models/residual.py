@@ -38,7 +38,7 @@ class ResidualEpsNet(Module):
         if channels < 1 or hidden_c < 1 or T < 1:
             raise ValueError(f"channels, hidden_c and T must be >= 1, got {channels}, "
                              f"{hidden_c}, {T}")
-        self.T = T
+        self.channels, self.T = channels, T
         self.stem = _conv3x3(channels + 1, hidden_c)
         self.block1, self.block2 = ResidualBlock(hidden_c), ResidualBlock(hidden_c)
         self.out = _conv3x3(hidden_c, channels)
@@ -53,6 +53,11 @@ class ResidualEpsNet(Module):
         return tensor(plane.astype(x.dtype), device=x.device)  # (B,) -> (B, 1, H, W)
 
     def forward(self, x, t):
+        # the stem's own check counts the time channel it adds ("3 channels but weight
+        # expects 4" for 2 given to a model built for 3)
+        if x.ndim != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"ResidualEpsNet was built for images (N, {self.channels}, H, W), got "
+                             f"shape {tuple(x.shape)}")
         h = self.stem(cat([x, self.time_channel(t, x)], dim=1)).relu()
         h = self.block1(h).relu()
         h = self.block2(h).relu()

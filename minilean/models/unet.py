@@ -128,6 +128,8 @@ class UNet(Module):
         self.conv_out = Conv2d(hc, channels, 3, padding=1)
 
     def forward(self, x, t):
+        if x.ndim != 4:  # (C, H, W) failed with "tuple index out of range"
+            raise ValueError(f"the U-Net takes images (N, C, H, W), got shape {tuple(x.shape)}")
         if x.shape[2] % 4 or x.shape[3] % 4:
             raise ValueError(f"the U-Net needs height and width divisible by 4, got {x.shape}")
         embedding = sinusoidal_embedding(t, self.hidden_c, x.shape[0], x)

@@ -25,6 +25,7 @@ from minilean.autograd.creation import randn_like
 from minilean.autograd.elementwise import softplus, where
 from minilean.autograd.grad_mode import no_grad
 from minilean.autograd.shape import stack
+from minilean.autograd.tensor import is_int
 from minilean.models.autoencoder import EncoderDecoder
 from minilean.models.objectives import weighted_two_term
 
@@ -194,6 +195,9 @@ def evaluate_bounds(model, images, samples, draw_normal=None):
     bound uses all ``samples`` draws, log w = log p(x|z) + log p(z) - log q(z|x).
     ``draw_normal(shape, k)`` gives draw k's eps (a standard normal tensor of ``shape``); by
     default it comes from the device's generator (``randn_like``)."""
+    if not is_int(samples) or samples < 1:  # 0 failed in ``stack`` after encoding the images
+        raise ValueError(f"evaluate_bounds needs samples >= 1 (draws of z per image), got "
+                         f"{samples!r}")
     with no_grad():
         mu, logvar = model.encode(images)
         kl = flat_sum(coordinate_kl_to_standard(mu, logvar))

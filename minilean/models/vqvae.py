@@ -32,6 +32,8 @@ from minilean.models.autoencoder import (check_image_batch, check_quarterable, c
 from minilean.models.objectives import weighted_three_term
 from minilean.nn import functional as F
 from minilean.nn import init
+from minilean.nn.module import check_sizes
+from minilean.optim.ema import EMA
 
 VQVAELoss = namedtuple("VQVAELoss", "total reconstruction codebook commitment")
 
@@ -48,7 +50,17 @@ def nearest_code(z, codebook):
     z: (..., D), codebook: (K, D) -> int64 indices (...). Distances are computed with
     ``squared_l2`` itself (not the expanded |z|^2 - 2 z.e + |e|^2, which can round a distance
     below zero), so the returned code satisfies TorchLean's ``IsNearestCode`` exactly as computed.
+
+    NaN is not looked for (that would copy the distances back from a GPU every step): NumPy's
+    argmin takes the first NaN as the least, so an encoding with a NaN gets code 0 and a code
+    with a NaN is nearest to every encoding. The loss is NaN then, which training's NaN guard
+    reports.
     """
+    # a (K, 1) codebook broadcast against (..., 5) encodings without a word, and another
+    # width failed in ``sub`` naming neither the codebook nor the encodings
+    if codebook.ndim != 2 or codebook.shape[1] != z.shape[-1]:
+        raise ValueError(f"nearest_code needs a codebook (K, {z.shape[-1]}) for encodings of "
+                         f"shape {tuple(z.shape)}, got codebook shape {tuple(codebook.shape)}")
     with no_grad():
         # z (..., D) -> (..., 1, D) broadcast against codebook (K, D) -> distances (..., K)
         distances = squared_l2(z.detach().unsqueeze(-2), codebook.detach())
@@ -111,6 +123,9 @@ class VQVAE(nn.Module):
         super().__init__()
         channels = image_shape[0]
         check_quarterable("VQVAE", image_shape)
+        check_sizes(codes=codes, code_dim=code_dim, hidden=hidden)  # codes=0 divided by zero
+        if ema:  # optim.EMA's rule: outside [0, 1] d or 1 - d is negative, no average at all
+            EMA.checked_decay(decay)
         self.image_shape, self.ema, self.decay = tuple(image_shape), ema, decay
         self.encoder = conv_encoder(channels, hidden, code_dim)
         self.decoder = conv_decoder(code_dim, hidden, channels)
@@ -118,8 +133,11 @@ class VQVAE(nn.Module):
         if ema:
             self.register_buffer("codebook", codebook)
             # start as if each code had been chosen once, by an encoding equal to itself, so
-            # an unused code keeps its value (n_k and s_k decay alike; their ratio stays)
-            # rather than becoming 0 / (smoothed 0) = 0 at the first update
+            # an unused code keeps its value while n_k = d^t stays well above the 1e-5 Laplace
+            # smoothing (n_k and s_k decay alike; their ratio stays) rather than becoming
+            # 0 / (smoothed 0) = 0 at the first update. Past that it shrinks toward 0: at
+            # d = 0.99 to 0.81 of its norm after 1000 updates and ~0 after 2000. Training's
+            # restarts (--restart-every) put an unused code on an encoding long before.
             self.register_buffer("cluster_size", ones(codes))
             self.register_buffer("cluster_sum", codebook.clone())
         else:
@@ -147,7 +165,11 @@ class VQVAE(nn.Module):
     def ema_update(self, encoded, indices):
         """Move each code to the running mean of the encodings assigned to it:
         n_k <- d n_k + (1 - d) count_k,  s_k <- d s_k + (1 - d) sum of z_e assigned to k,
-        e_k = s_k / n_k (Laplace-smoothed so an empty code never divides by zero)."""
+        e_k = s_k / n_k (Laplace-smoothed so an empty code never divides by zero: a code
+        nobody chooses keeps its value until n_k decays to near 1e-5, then shrinks toward 0)."""
+        if not self.ema:  # no cluster_size or cluster_sum to update
+            raise ValueError("ema_update needs a VQVAE built with ema=True; this one's codebook "
+                             "is a Parameter trained by the codebook term")
         codes = self.codebook.shape[0]
         vectors = encoded.data.reshape(-1, encoded.shape[-1])  # (N, h, w, D) -> (N h w, D)
         one_hot = code_one_hot(indices.data.reshape(-1), codes, vectors.dtype)  # (N h w, K)
@@ -167,6 +189,10 @@ class VQVAE(nn.Module):
         ``generator`` (a NumPy Generator; training passes its step's stream; by default the
         seeded CPU generator); returns how many. Reading ``usage`` is a copy to the host, so
         training calls this only every few steps."""
+        codes = self.codebook.shape[0]
+        if numpy.shape(usage) != (codes,):  # a shorter one restarted codes by the wrong numbers
+            raise ValueError(f"restart_dead_codes needs usage of shape ({codes},), one count per "
+                             f"code, got shape {numpy.shape(usage)}")
         dead = numpy.flatnonzero(backend.to_device(usage, "cpu") < threshold)
         if dead.size == 0:
             return 0
@@ -190,7 +216,11 @@ COUNT_COMPARISONS = 1 << 22
 def code_counts(indices, codes):
     """How often each of the ``codes`` codes occurs in ``indices`` (any shape): a (K,) int64
     array on their device. Not ``bincount``: CuPy's reads the largest index back to the host to
-    size its output, a copy that would make every training step wait for the GPU."""
+    size its output, a copy that would make every training step wait for the GPU.
+
+    Indices outside [0, K) are refused on the host (``check_indices``); on a GPU they are not
+    read back, for the same reason, and would go uncounted."""
+    F.check_indices(indices, codes, "code_counts")
     xp = backend.array_module(indices)
     every_code, flat = xp.arange(codes), indices.reshape(-1, 1)
     rows = max(1, COUNT_COMPARISONS // codes)
