@@ -79,6 +79,7 @@ from minilean.data.arrays import DATA_FLAGS, check_labels_come_with_images
 from minilean.data.paths import output_file, output_folder
 from minilean.data.runlog import (RUN_RECORDS, WRITTEN_FILE_FLAGS, read_run_config,
                                   resumed_flags)
+from minilean.data.streams import KEY_LIMIT
 from minilean.errors import FlagError, flag_error
 from minilean.flags import Flag
 
@@ -153,7 +154,7 @@ def training_flags(**defaults):
     """Optimisation flags shared by every training command, with per-command defaults."""
     return FlagGroup("training", [
         Flag("seed", 0, "seed of every random choice (data order, noise, initial weights)",
-             low=0),
+             low=0, high=KEY_LIMIT - 1),
         Flag("steps", 1000, "optimizer steps", low=1),
         Flag("lr", 1e-3, "Adam learning rate", low=0, low_open=True),
         Flag("batch_size", 32, "images per step", low=1),
@@ -678,7 +679,8 @@ EVALUATE = Command(
             Flag("classifier_steps", 800, "training steps of the feature classifier", low=1),
             Flag("cache", "runs/classifiers", "directory of cached classifiers", kind=Path,
                  check=output_folder("the cached classifiers")),
-            Flag("seed", 0, "seed of the classifier and the reference sets", low=0),
+            Flag("seed", 0, "seed of the classifier and the reference sets", low=0,
+                 high=KEY_LIMIT - 1),
         ]),
     ])
 

@@ -104,7 +104,7 @@ LOWEST_VALUES = [
     (cli.DIFFUSION, {}, "reconstruct_step", 0, "an integer >= 0 or none"),
     (cli.EVALUATE, {"samples": "s.npy"}, "n_eval", 2, "an integer >= 2"),
     (cli.EVALUATE, {"samples": "s.npy"}, "classifier_steps", 1, "an integer >= 1"),
-    (cli.EVALUATE, {"samples": "s.npy"}, "seed", 0, "an integer >= 0"),
+    (cli.EVALUATE, {"samples": "s.npy"}, "seed", 0, "an integer >= 0 and <= 4294967295"),
     *[(command, {}, name, 1, "an integer >= 1") for command, name in (
         (cli.VAE, "hidden"), (cli.VAE, "latent"), (cli.VQVAE, "code_dim"), (cli.VQVAE, "hidden"),
         (cli.GAN, "latent"), (cli.GAN, "hidden"), (cli.GAN, "sample_every"), (cli.GAN, "d_steps"),

@@ -163,22 +163,22 @@ def test_an_integer_flag_refuses_a_fraction_that_fire_rounds_to_a_whole_float(
     """fire reads 1e-400 as 0.0 and 1.0000000000000001 as 1.0, whole floats: the error names
     the text as typed, and the run does not start with 0 or 1."""
     recorded.clear()
-    flag = {"joined": [f"--seed={value}"], "apart": ["--seed", value]}[form]
+    flag = {"joined": [f"--steps={value}"], "apart": ["--steps", value]}[form]
     assert outcome(["vae", *flag], capsys) == (
-        2, f"minilean vae: error: --seed: got {value!r}; expected an integer >= 0\n")
+        2, f"minilean vae: error: --steps: got {value!r}; expected an integer >= 1\n")
     assert not recorded
 
 
 @pytest.mark.parametrize("value, expected", [
-    ("1e309", "an integer >= 0 of at most 64 bits (|value| <= 2**63 - 1)"),
-    ("-1e309", "an integer >= 0")])
+    ("1e309", "an integer >= 1 of at most 64 bits (|value| <= 2**63 - 1)"),
+    ("-1e309", "an integer >= 1")])
 def test_an_integer_flag_names_a_number_fire_read_as_infinite_as_typed(value, expected, recorded,
                                                                       capsys):
     """fire reads 1e309 as inf: the error said 'got inf; expected an integer', where 1e300, an
     integer as much as 1e309 is, is named as typed and refused as more than 64 bits."""
     recorded.clear()
-    assert outcome(["vae", "--seed", value], capsys) == (
-        2, f"minilean vae: error: --seed: got {value!r}; expected {expected}\n")
+    assert outcome(["vae", "--steps", value], capsys) == (
+        2, f"minilean vae: error: --steps: got {value!r}; expected {expected}\n")
     assert not recorded
 
 

@@ -73,6 +73,18 @@ def _run_recording_seed_keys(command, tmp_path, monkeypatch):
     return asked
 
 
+@pytest.mark.parametrize("seed, index, sub_index", [(2**32, 0, 0), (-1, 0, 0), (0, 2**32, 0),
+                                                (0, 0, -3)])
+def test_a_key_entry_outside_32_bits_is_refused(seed, index, sub_index):
+    """NumPy's SeedSequence splits a larger integer into 32-bit words: (2**32, 3, 5, 7) and
+    (0, 1, 3, 5 + 7 * 2**32) drew the same numbers."""
+    with pytest.raises(ValueError, match=rf"^a stream's seed, index and sub-index must be in "
+                                         rf"\[0, 2\*\*32\), got \(seed {seed}, index {index}, "
+                                         rf"sub-index {sub_index}\)$"):
+        stream(seed, Purpose.TRAINING_STEP, index, sub_index)
+    stream(2**32 - 1, Purpose.TRAINING_STEP, 2**32 - 1, 2**32 - 1)  # the largest key
+
+
 @pytest.mark.parametrize("command", sorted(RUNS))
 def test_no_two_purposes_of_a_run_share_a_generator(command, tmp_path, monkeypatch):
     """Before the streams module, the built-in images and the weights' initialisation both

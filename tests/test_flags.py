@@ -236,8 +236,8 @@ def test_path_flags_take_a_pathlib_path_from_python(tmp_path, monkeypatch):
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"x": "none"}, FileNotFoundError, "^--x none not found"),  # a path, not "no --x"
     ({"n_total": "5"}, FlagError, r"^--n-total: got '5'; expected an integer >= 1 or none$"),
-    ({"seed": -1}, FlagError, r"^--seed: got -1; expected an integer >= 0$"),
-    ({"seed": 1.0}, FlagError, r"^--seed: got 1.0; expected an integer >= 0$"),
+    ({"seed": -1}, FlagError, r"^--seed: got -1; expected an integer >= 0 and <= 4294967295$"),
+    ({"seed": 1.0}, FlagError, r"^--seed: got 1.0; expected an integer >= 0 and <= 4294967295$"),
     ({"data_root": ["data"]}, FlagError, r"^--data-root: got \['data'\]; expected a file or "
                                          r"directory path$"),
     ({"x": b"x.npy"}, FlagError, r"^--x: got b'x.npy'; expected a file or directory path or "

@@ -17,6 +17,7 @@ import numpy
 
 from minilean.data import builtin, cifar10
 from minilean.data.paths import existing_problem
+from minilean.data.streams import KEY_LIMIT
 from minilean.errors import flag_error
 from minilean.flags import Flag, flag_checked
 
@@ -392,7 +393,8 @@ def check_labels_come_with_images(x, y):
         raise flag_error("y", y, "to come with --x (labels for an image array)")
 
 
-@flag_checked(*DATA_FLAGS, Flag("seed", 0, "seed of the generated datasets", low=0))
+@flag_checked(*DATA_FLAGS, Flag("seed", 0, "seed of the generated datasets", low=0,
+                                high=KEY_LIMIT - 1))
 def load_dataset(dataset="builtin", x=None, y=None, n_total=None, image_size=32, seed=0,
                  data_root="data/real"):
     """The dataset named by the shared data flags (``--dataset``, ``--x``, ``--y``, ...).

@@ -37,6 +37,16 @@ class Purpose(enum.IntEnum):
     FD_REFERENCE = 12     # the real rows the FD-classifier compares with and holds out
 
 
+# Every entry of a key is one 32-bit word: SeedSequence splits a larger integer into several
+# words, so (2**32, 3, 5, 7) and (0, 1, 3, 5 + 7 * 2**32) were one stream
+KEY_LIMIT = 2**32
+
+
 def stream(seed, purpose, index=0, sub_index=0):
-    """The NumPy generator of (seed, purpose, index, sub_index): the same numbers every time."""
-    return numpy.random.default_rng([seed, int(purpose), index, sub_index])
+    """The NumPy generator of (seed, purpose, index, sub_index): the same numbers every time.
+    Each entry is in [0, 2**32)."""
+    key = [seed, int(purpose), index, sub_index]
+    if not all(0 <= entry < KEY_LIMIT for entry in key):
+        raise ValueError(f"a stream's seed, index and sub-index must be in [0, 2**32), got "
+                         f"(seed {seed}, index {index}, sub-index {sub_index})")
+    return numpy.random.default_rng(key)
