@@ -1,6 +1,7 @@
 """Run directory logs (config, metrics.jsonl, SVG loss curve, summary) and the progress display."""
 import io
 import json
+import math
 import os
 import re
 import time
@@ -262,6 +263,23 @@ def test_svg_of_one_point_or_a_flat_series_draws_it_at_the_bottom(values):
     low, high = (float(text.text) for text in root.iter("{http://www.w3.org/2000/svg}text")
                  if text.get("text-anchor") == "end" and text.get("x") == "6")
     assert (low, high) == ((0.5, 5.0) if values[0][1] else (0.0, 1.0))
+
+
+def test_svg_of_one_point_draws_a_dot_and_leaves_out_what_is_not_finite():
+    """A one-step run's curve was a polyline of one point, which draws nothing; a value read as
+    infinite (1e999 in a hand-edited metrics.jsonl) gave nan coordinates; a constant 2**60
+    divided by zero; and a series name went into the SVG unescaped."""
+    root = ElementTree.fromstring(loss_curve_svg({"loss": [(1, 0.5), (2, math.inf)]},
+                                                 width=200, height=100, margin=10))
+    (dot,) = root.iter("{http://www.w3.org/2000/svg}circle")
+    assert (dot.get("cx"), dot.get("cy")) == ("10.0", "90.0")
+    assert "nan" not in ElementTree.tostring(root, encoding="unicode")
+    flat = loss_curve_svg({"a<b&c": [(1, -2.0**60), (2, -2.0**60)]}, width=200, height=100,
+                          margin=10)
+    root = ElementTree.fromstring(flat)  # valid XML: the name escaped
+    points = root.find("{http://www.w3.org/2000/svg}polyline").get("points").split()
+    assert points == ["10.0,90.0", "190.0,90.0"]
+    assert "a<b&c" in [text.text for text in root.iter("{http://www.w3.org/2000/svg}text")]
 
 
 class FakeClock:

@@ -38,6 +38,7 @@ import json
 import math
 import os
 import time
+from xml.sax.saxutils import escape
 
 try:
     import fcntl
@@ -302,16 +303,21 @@ class RunDirectory:
 
 
 def _span(values):
-    """(low, high) of the values, widened to a unit interval when they are all equal."""
+    """(low, high) of the values, widened to a unit interval when they are all equal (wider
+    where low + 1 would round back to low, past 2**53)."""
     low, high = min(values), max(values)
-    return (low, high) if high > low else (low, low + 1)
+    return (low, high) if high > low else (low, low + max(1.0, abs(low) * 1e-6))
 
 
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 
 
 def loss_curve_svg(series, width=640, height=360, margin=48):
-    """An SVG line chart of {name: [(step, value), ...]}; log-scaled y when all values > 0."""
+    """An SVG line chart of {name: [(step, value), ...]}; log-scaled y when all values > 0.
+    Non-finite values are left out (a hand-edited metrics.jsonl can hold 1e999, read as
+    infinite); a series of one point is drawn as a dot, which a line of one point is not."""
+    series = {name: [(step, value) for step, value in values if math.isfinite(value)]
+              for name, values in series.items()}
     points = [point for values in series.values() for point in values]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'font-family="sans-serif" font-size="11">',
@@ -351,7 +357,11 @@ def loss_curve_svg(series, width=640, height=360, margin=48):
         path = " ".join(f"{x_of(step):.1f},{y_of(value):.1f}" for step, value in values)
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" '
                      f'points="{path}"/>')
+        if len(values) == 1:
+            step, value = values[0]
+            parts.append(f'<circle cx="{x_of(step):.1f}" cy="{y_of(value):.1f}" r="3" '
+                         f'fill="{colour}"/>')
         parts.append(f'<text x="{width - margin - 4}" y="{margin + 14 + 14 * number}" '
-                     f'text-anchor="end" fill="{colour}">{name}</text>')
+                     f'text-anchor="end" fill="{colour}">{escape(str(name))}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
