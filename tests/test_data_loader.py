@@ -191,3 +191,21 @@ def test_a_value_range_given_as_a_list_is_the_same_range():
     rows = numpy.array([[0, 255]], numpy.uint8)
     numpy.testing.assert_array_equal(float_images(rows, [-1, 1]), [[-1.0, 1.0]])
 
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([0, 7], "got int64 of shape (2,) with values 0..7"),
+    ([-1, 2], "got int64 of shape (2,) with values -1..2"),
+    # a mask indexed as rows 0 and 1, not as the rows it marks
+    (numpy.array([True, False, True, True, True]), "got bool of shape (5,)"),
+    ([[0, 1]], "got int64 of shape (1, 2)"),
+])
+def test_rows_that_are_not_indices_of_the_data_are_refused_when_the_loader_is_made(rows,
+                                                                                   message):
+    """They failed at the first batch that reached them, as a bare IndexError."""
+    images = numpy.zeros((5, 1, 2, 2), numpy.uint8)
+    with pytest.raises(ValueError, match=re.escape(
+            f"rows must be integer indices of the data's 5 rows (0..4), {message}") + "$"):
+        Loader(images, 2, rows=rows)
+    with pytest.raises(ValueError, match=r"^seed must be an integer >= 0, got -1$"):
+        Loader(images, 2, seed=-1)

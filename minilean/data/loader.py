@@ -48,6 +48,12 @@ class Loader:
         if labels is not None and len(labels) != len(data):
             raise ValueError(f"{len(labels)} labels for {len(data)} rows")
         self.rows = numpy.arange(len(data)) if rows is None else numpy.asarray(rows)
+        # checked here, not when a batch first reaches a bad one (a bare IndexError), and
+        # never as a mask: booleans would index as 0 and 1
+        if rows is not None:
+            _check_rows(self.rows, len(data))
+        if not is_int(seed) or seed < 0:  # found only at the first batch's stream
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         if drop_last and len(self.rows) < batch_size:
             raise ValueError(f"batch_size {batch_size} is larger than the dataset "
                              f"({len(self.rows)} rows) and drop_last would leave no batch")
@@ -109,3 +115,13 @@ class Loader:
             for index in range(index, len(self)):
                 yield self.make_batch(self.batch_rows(epoch, index), epoch, index)
             epoch, index = epoch + 1, 0
+
+
+def _check_rows(rows, count):
+    """``rows`` must be a 1-d array of integer indices into ``count`` rows."""
+    whole = rows.ndim == 1 and rows.dtype.kind in "iu"
+    if whole and (rows.size == 0 or (0 <= rows.min() and rows.max() < count)):
+        return
+    values = f" with values {rows.min()}..{rows.max()}" if whole else ""
+    raise ValueError(f"rows must be integer indices of the data's {count} rows (0..{count - 1}), "
+                     f"got {rows.dtype} of shape {rows.shape}{values}")
