@@ -51,7 +51,9 @@ def atomic_open(path, mode="wb"):
         handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(destination)}.",
                                              suffix=TEMPORARY_SUFFIX, dir=directory)
     except OSError as error:  # named by the file asked for, not the temporary one
-        raise OSError(f"cannot write {path}: {error.strerror or error}") from error
+        blocking = _file_in_the_way(directory)
+        reason = f"{blocking} is a file, not a folder" if blocking else error.strerror or error
+        raise OSError(f"cannot write {path}: {reason}") from error
     try:
         # mkstemp makes the file private (0600); a new file gets the mode open() would give
         # it, as the user's umask allows (usually 0644), so that a run's files read like any
@@ -99,6 +101,17 @@ def remove_leftovers_of(path):
     directory, name = os.path.split(os.path.realpath(path))
     if os.path.isdir(directory):
         remove_leftovers(directory, name)
+
+
+def _file_in_the_way(directory):
+    """The nearest of ``directory`` and the folders above it that exists, where it is no
+    folder (makedirs says only "File exists" of it), else None."""
+    while not os.path.exists(directory):
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
+    return None if os.path.isdir(directory) else directory
 
 
 def _umask():

@@ -104,6 +104,11 @@ def test_a_path_that_cannot_be_written_is_named_not_its_temporary(tmp_path):
             atomic.write_text(path, "{}")
     assert sorted(os.listdir(tmp_path)) == ["a_file", "a_folder"]  # no temporary left
     assert os.listdir(tmp_path / "a_folder") == []
+    # a file where a folder of the path should be: makedirs says only "File exists"
+    below = tmp_path / "a_file" / "deeper" / "below.json"
+    with pytest.raises(OSError, match=f"^cannot write {below}: {tmp_path / 'a_file'} is a "
+                                      f"file, not a folder$"):
+        atomic.write_text(below, "{}")
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
