@@ -70,10 +70,20 @@ GRAD_CLIP, LR, EMA_DECAY = 1.0, 2e-3, 0.995  # a training step's settings (value
 
 # --- timing and comparison ------------------------------------------------------------------
 
+# Seconds each framework's turn waits first, so that the other framework's idle worker threads
+# are asleep: NumPy's OpenBLAS spins a worker for about 0.1 s after each product (2**28
+# cycles), on one of the cores the step after it would use. Measured on 2 cores (unet16, 2
+# threads each): PyTorch's step took 57 ms this way and 87-88 ms right after minilean's, which
+# made the 2-thread ratios favour minilean (0.81-0.88x, against 1.49-1.52x).
+SETTLE_SECONDS = 0.3
+
+
 def alternate(minilean_step, torch_step, repeats=None, warmup=None):
     """Median seconds of each step, measured alternately after warm-up; every other repeat
     runs torch first, so that neither framework always follows the other (as
-    ``bench_gpu.py``'s rounds reverse their order)."""
+    ``bench_gpu.py``'s rounds reverse their order). Each turn waits ``SETTLE_SECONDS``, so
+    that neither runs beside the other's spinning threads, then runs one untimed step, so that
+    the timed one starts as a training loop's steps do, right after the one before."""
     repeats = repeats or ARGS.repeats
     for _ in range(ARGS.warmup if warmup is None else warmup):
         minilean_step()
@@ -83,6 +93,8 @@ def alternate(minilean_step, torch_step, repeats=None, warmup=None):
     for repeat in range(repeats):
         order = (("minilean", minilean_step), ("torch", torch_step))
         for name, step in order[::-1] if repeat % 2 else order:
+            time.sleep(SETTLE_SECONDS)
+            step()
             start = clock()
             step()
             times[name].append(clock() - start)

@@ -146,12 +146,17 @@ def test_profile_step_times_torch_convolutions_as_minilean_runs_them():
 
 
 def test_bench_models_alternates_which_framework_goes_first(monkeypatch):
-    """Warm-up for both, then each repeat times both, torch first on every other one."""
+    """Warm-up for both, then each repeat times both, torch first on every other one; each
+    turn waits (s) for the other's spinning threads to sleep, then runs one untimed step
+    before its timed one (a turn of two steps back to back: the other framework's worker
+    threads spinning beside PyTorch's step made it take 87 ms instead of 57)."""
     bench_models = benchmark_module(monkeypatch, "bench_models")
     calls = []
+    monkeypatch.setattr(bench_models.time, "sleep", lambda seconds: calls.append(
+        "s" if seconds == bench_models.SETTLE_SECONDS else "?"))
     ours, theirs = bench_models.alternate(lambda: calls.append("m"), lambda: calls.append("t"),
                                           repeats=4, warmup=1)
-    assert "".join(calls) == "mt" + "mt" "tm" "mt" "tm"
+    assert "".join(calls) == "mt" + "smmstt" "sttsmm" "smmstt" "sttsmm"
     assert ours >= 0 and theirs >= 0
 
 
