@@ -30,6 +30,8 @@ import time
 
 import numpy
 
+from arguments import at_least, image_side  # (beside this script)
+
 
 def gpu_time(fn, repeats, warmup=3, calls=10):
     """Median seconds of one ``fn()`` on the GPU, measured with CUDA events (after ``warmup``
@@ -439,13 +441,13 @@ def main(argv=None):
     from minilean.cli import DIFFUSION
     cli_default = {name: flag.default for name, flag in DIFFUSION.flags.items()}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=cli_default["batch_size"])
-    parser.add_argument("--hidden-c", type=int, default=cli_default["hidden_c"])
-    parser.add_argument("--image-size", type=int, default=cli_default["image_size"])
-    parser.add_argument("--T", type=int, default=cli_default["T"])
-    parser.add_argument("--steps", type=int, default=20,
+    parser.add_argument("--batch-size", type=at_least(1), default=cli_default["batch_size"])
+    parser.add_argument("--hidden-c", type=at_least(2), default=cli_default["hidden_c"])
+    parser.add_argument("--image-size", type=image_side, default=cli_default["image_size"])
+    parser.add_argument("--T", type=at_least(1), default=cli_default["T"])
+    parser.add_argument("--steps", type=at_least(1), default=20,
                         help="timed training steps of each variant per round")
-    parser.add_argument("--rounds", type=int, default=None,
+    parser.add_argument("--rounds", type=at_least(1), default=None,
                         help="rounds in which every kernel (beside a copy) and every training "
                              "step variant is timed in turn; the reports are medians "
                              "(default 5; with --parity 41)")
@@ -453,22 +455,21 @@ def main(argv=None):
                         help="only the eager --fast-kernels training step against PyTorch "
                              "eager, in many rounds: the median speed ratio, its 95%% "
                              "interval and what it says")
-    parser.add_argument("--n-samples", type=int, default=64)
-    parser.add_argument("--sample-steps", type=int, default=50)
-    parser.add_argument("--elements", type=int, default=1 << 26,
+    parser.add_argument("--n-samples", type=at_least(1), default=64)
+    parser.add_argument("--sample-steps", type=at_least(1), default=50)
+    parser.add_argument("--elements", type=at_least(1), default=1 << 26,
                         help="float32 values per array in the bandwidth tests (default 64 Mi = "
                              "256 MiB, far beyond every cache)")
-    parser.add_argument("--matmul-size", type=int, default=8192)
+    parser.add_argument("--matmul-size", type=at_least(1), default=8192)
     args = parser.parse_args(argv)
-    if args.rounds is not None and args.rounds < 1:
-        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     from minilean import backend
     if not backend.cuda_available():
         print("bench_gpu: needs an NVIDIA GPU with CuPy; nothing measured", file=sys.stderr)
         return 1
     from minilean import use_fast_kernels
 
-    rows = [("card", "", versions())]
+    rows = Rows()
+    rows.append(("card", "", versions()))
     if args.parity:
         args.rounds = 41 if args.rounds is None else args.rounds
         return report(rows + parity(args, use_fast_kernels), argv)
@@ -495,14 +496,15 @@ def main(argv=None):
             step, sample, synchronize = minilean_step(args, fast, graph)
             wall_time(step, 1, synchronize)  # a graph that cannot be captured fails here
             steps[label] = (fast, step, synchronize)
+            use_fast_kernels(fast)
+            # the sampler's graph may fail to capture too: a row, not the end of the run
+            images_per_second = args.n_samples / wall_time(sample, 2, synchronize, warmup=1)
         except Exception as error:  # say why, go on
-            rows.append(("train step", label, f"failed: {type(error).__name__}: {error}"))
+            rows.append(("sampling" if label in steps else "train step", label,
+                         f"failed: {type(error).__name__}: {error}"))
             continue
         finally:
             use_fast_kernels(False)
-        use_fast_kernels(fast)
-        images_per_second = args.n_samples / wall_time(sample, 2, synchronize, warmup=1)
-        use_fast_kernels(False)
         rows.append(("sampling",
                      f"{label}: DDIM {args.sample_steps} steps, {args.n_samples} images",
                      f"{images_per_second:.1f} images/s"))
@@ -543,6 +545,16 @@ def main(argv=None):
                      f"{100 * busy / step_times[label]:.0f}% of the step's wall time"
                      if kernels else "the profiler saw no kernel (no CUPTI tracing here?)"))
     return report(rows, argv)
+
+
+class Rows(list):
+    """The report's rows ((group, what, value)), each printed as it is measured, so that a
+    run stopped by its time limit or an error keeps in its log what it had measured; the
+    aligned table comes at the end."""
+
+    def append(self, row):
+        super().append(row)
+        print(" | ".join(row), flush=True)
 
 
 def report(rows, argv):

@@ -1008,6 +1008,31 @@ def test_gpu_benchmark_script_runs_end_to_end(fake_cuda, monkeypatch, capsys):
     assert "minilean fast kernels + CUDA graph: DDIM 2 steps" in report
     assert re.search(r"gelu forward \(4096 float32\) +\d+ GB/s = \d+% of copy \(\d+-\d+% over "
                      r"2 rounds\)", report)
+
+
+@needs_compiler
+def test_gpu_benchmark_reports_a_failed_sampler_as_a_row_and_goes_on(fake_cuda, monkeypatch,
+                                                                    capsys):
+    """A sampler whose graph could not be captured ended the whole run, and as the rows were
+    printed only at the end, none reached the log. Rows now print as they are measured."""
+    bench_gpu = benchmark_script(monkeypatch, "bench_gpu")
+    made = bench_gpu.minilean_step
+
+    def failing_graph_sampler(args, fast, graph):
+        step, sample, synchronize = made(args, fast, graph)
+        if graph:
+            def sample():
+                raise RuntimeError("capture failed")
+        return step, sample, synchronize
+    monkeypatch.setattr(bench_gpu, "minilean_step", failing_graph_sampler)
+    assert bench_gpu.main(["--batch-size=2", "--hidden-c=8", "--image-size=8", "--T=10",
+                           "--steps=1", "--rounds=1", "--n-samples=2", "--sample-steps=2",
+                           "--elements=4096", "--matmul-size=16"]) == 0
+    report = capsys.readouterr().out
+    for label in ("minilean plain CuPy + CUDA graph", "minilean fast kernels + CUDA graph"):
+        assert f"sampling | {label} | failed: RuntimeError: capture failed\n" in report
+        assert re.search(f"train step +{re.escape(label)}: U-Net .* ms", report)  # still timed
+    assert report.startswith("card |  | ")  # streamed, before the table
     # the stand-in has no CUPTI: each step's GPU-work row says so instead of a number
     assert len(re.findall(r"gpu work +minilean .* not measured", report)) == 4
 
@@ -1131,7 +1156,10 @@ def test_gpu_benchmark_parity_mode_times_only_the_fast_eager_step_and_pytorchs(
                            "--T=10", "--steps=3"]) == 0
     report = capsys.readouterr().out.splitlines()
     assert timed == ["minilean", "torch", "torch", "minilean"] * 20 + ["minilean", "torch"]
-    # a line per round as it ends (a run cut short by its timeout keeps them), then the table
+    # the card's row as measured, a line per round as it ends (a run cut short by its timeout
+    # keeps them), then the table
+    assert report[0].startswith("card |  | ")
+    report = report[1:]
     assert report[:41] == [f"parity round {k}/41: minilean 2000.00 ms, PyTorch "
                            f"{1e3 * theirs:.2f} ms, {theirs / 2.0:.2f}x" for k in range(1, 42)]
     assert re.search(r"^parity +minilean fast kernels, eager, vs PyTorch 0.0-test eager: U-Net "
@@ -1272,4 +1300,5 @@ def test_gpu_benchmark_refuses_rounds_below_one(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         bench_gpu.main(["--parity", "--rounds=0"])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.rstrip().endswith("--rounds must be at least 1, got 0")
+    assert capsys.readouterr().err.rstrip().endswith(
+        "error: argument --rounds: expected an integer >= 1, got 0")
