@@ -143,7 +143,8 @@ def code_sizes(cubin):
 
 
 def kernel_resources(ptxas, ptx, arch, nvdisasm=None):
-    """[(kernel, registers, spilled bytes, instructions, whole-chunk path)] as ptxas builds
+    """[(kernel, registers, spilled bytes (ptxas's spill stores), instructions, whole-chunk
+    path)] as ptxas builds
     ``ptx`` for ``arch``; the path (``whole_chunk_path``) is None without ``nvdisasm``."""
     with tempfile.TemporaryDirectory() as folder:
         source, binary = (os.path.join(folder, name) for name in ("kernels.ptx", "kernels.cubin"))
@@ -159,7 +160,8 @@ def kernel_resources(ptxas, ptx, arch, nvdisasm=None):
         if match := re.search(r"Compiling entry function '(\w+)'", line):
             kernel = match.group(1)
         elif match := re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", line):
-            spilled = int(match.group(1)) + int(match.group(2))
+            # the bytes spilled: what is stored, and read back by the loads (counted once)
+            spilled = int(match.group(1))
         elif match := re.search(r"Used (\d+) registers", line):
             path = whole_chunk_path(code[kernel]) if kernel in code else None
             found.append((kernel, int(match.group(1)), spilled, sizes[kernel] // 16, path))
