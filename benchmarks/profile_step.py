@@ -35,6 +35,7 @@ if args.fast_kernels and args.device != "cuda":
 for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[name] = str(args.threads)
 
+import ast  # noqa: E402
 import cProfile  # noqa: E402
 import collections  # noqa: E402
 import pstats  # noqa: E402
@@ -75,14 +76,30 @@ def make_step(batch=32, size=16, hidden_c=24, device="cpu"):
 
 
 def per_op(stats):
-    """Own time summed by (file, class-or-function) for the autograd op files."""
-    totals = collections.Counter()
-    for (filename, _, function), (_, _, own, _, _) in stats.stats.items():
+    """Own time summed by file and class.method (a function outside a class by its name) for
+    minilean's files, and by name for C methods and built-ins. cProfile names a method
+    ``forward`` alone, which would sum every op's forward of a file into one row."""
+    totals, classes = collections.Counter(), {}
+    for (filename, line, function), (_, _, own, _, _) in stats.stats.items():
         if "minilean" in filename:
-            totals[f"{os.path.basename(filename)}:{function}"] += own
+            if filename not in classes:
+                classes[filename] = _method_classes(filename)
+            owner = classes[filename].get(line)
+            name = f"{owner}.{function}" if owner else function
+            totals[f"{os.path.basename(filename)}:{name}"] += own
         elif function.startswith("<method") or function.startswith("<built-in"):
             totals[function] += own
     return totals
+
+
+def _method_classes(filename):
+    """{first line of a method (its first decorator's, as cProfile counts it): its class}."""
+    with open(filename, encoding="utf-8") as file:
+        tree = ast.parse(file.read())
+    return {min([method.lineno] + [mark.lineno for mark in method.decorator_list]): owner.name
+            for owner in ast.walk(tree) if isinstance(owner, ast.ClassDef)
+            for method in owner.body
+            if isinstance(method, (ast.FunctionDef, ast.AsyncFunctionDef))}
 
 
 def conv_shapes(step, clock, steps):
@@ -169,7 +186,7 @@ def main():
     stats = pstats.Stats(profiler)
     stats.sort_stats("cumulative").print_stats(args.top)
     stats.sort_stats("tottime").print_stats(args.top)
-    print("own time per function, summed (s per step):")
+    print("own time per function, summed (ms per step):")
     for name, seconds in per_op(stats).most_common(args.top):
         print(f"  {seconds / args.steps * 1e3:8.1f} ms  {name}")
     if args.conv_shapes:

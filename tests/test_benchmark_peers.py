@@ -128,6 +128,23 @@ def test_torch_ema_is_minilean_ema(monkeypatch, rng):
         np.testing.assert_allclose(ours.shadow[name], average.numpy(), rtol=1e-12, atol=1e-14)
 
 
+def test_profile_step_sums_each_ops_own_time_under_its_class():
+    """cProfile names a method ``forward`` alone: GroupNorm's and LayerNorm's, every op of
+    elementwise.py, were one row each."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "profile_step.py"), "--steps=1",
+                           "--top=200", "--size=4", "--hidden-c=2", "--threads=1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = done.stdout.split("own time per function, summed (ms per step):\n")[1]
+    names = {row.split("ms  ")[1] for row in rows.splitlines() if "ms  " in row}
+    assert {"norm.py:GroupNorm.forward", "norm.py:GroupNorm.backward",
+            "conv.py:Conv2d.forward"} <= names
+    assert not {name for name in names if name.endswith((":forward", ":backward"))}
+
+
 def test_profile_step_times_torch_convolutions_as_minilean_runs_them():
     """``--conv-shapes``: each torch row has a bias where minilean's convolution had one (all
     of the U-Net's), and no input gradient where minilean made none (only ``conv_in``'s, whose
