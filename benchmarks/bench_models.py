@@ -270,6 +270,7 @@ def diffusion_case(name, arch, batch, size, hidden_c):
         return torch.from_numpy(model.time_channel(t, ml_x0).data)
 
     def minilean_loss():
+        # the eps loss on both sides (the CLI's default, v, adds one elementwise target)
         return D.eps_prediction_loss(model, alpha_bar, ml_x0, t, ml_eps)
 
     def torch_loss():
@@ -616,7 +617,8 @@ def micro_cases():
 # --- sampling throughput -------------------------------------------------------------------
 
 def ddim_case(count=64, size=16, steps=50, hidden_c=24):
-    """DDIM (eta = 0, clipped x0) with the default U-Net on ``count`` images: images per second."""
+    """DDIM (eta = 0, x0 unclipped on both sides) with the default U-Net on ``count`` images:
+    images per second."""
     from minilean.models.unet import UNet, sinusoidal_embedding
 
     backend.manual_seed(0)
@@ -705,7 +707,9 @@ def main():
         heap.keep_freed_memory()
     print(f"machine: {machine()}; heap: {ARGS.heap}")
     print(f"median of {ARGS.repeats} alternating steps after {ARGS.warmup} warm-up steps "
-          f"(ratio: minilean's median time / torch's; above 1, minilean is slower), "
+          f"(micro rows: {3 * ARGS.repeats} steps; DDIM: 3 runs, no warm-up); each turn after "
+          f"{SETTLE_SECONDS} s and one untimed step (ratio: minilean's median time / torch's; "
+          f"above 1, minilean is slower), "
           f"{ARGS.clock} clock; command: python benchmarks/bench_models.py "
           f"{' '.join(sys.argv[1:])}\n")
     print("| case | detail | minilean ms | torch ms | ratio | loss/output rel err | grad rel err |")
