@@ -54,6 +54,9 @@ def main(argv=None):
     from device_cases import diffusion_step_parts
 
     default = minilean.get_num_threads()
+    if default == 1:  # 1 against 1 would print "1.00x" as if it had measured something
+        raise SystemExit("blas_threads: the BLAS library's default is 1 thread here (is "
+                         "OPENBLAS_NUM_THREADS or OMP_NUM_THREADS set?); nothing to compare")
     _, step = diffusion_step_parts(32, args.hidden_c, args.size, device="cpu")
     for k in range(3):
         step(k, clip=True)

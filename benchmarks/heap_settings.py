@@ -66,7 +66,10 @@ def main():
             done = subprocess.run([sys.executable, __file__, "--run", setting,
                                    f"--size={args.size}", f"--hidden-c={args.hidden_c}",
                                    f"--steps={args.steps}"],
-                                  env=environment, capture_output=True, text=True, check=True)
+                                  env=environment, capture_output=True, text=True)
+            if done.returncode:  # its own last line says why (keep_freed_memory needs glibc)
+                last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+                raise SystemExit(f"heap_settings: the {setting} run failed: {last}")
             seconds, faults, peak_mib = map(float, done.stdout.split())
             print(f"  heap {setting:5}  {seconds * 1e3:7.1f} ms  {faults:7.0f} minor faults  "
                   f"peak {peak_mib:5.0f} MiB")
