@@ -41,10 +41,12 @@ def as_tensor(value, like):
         if dtype.kind in "iu" and not isinstance(value, bool):
             value = wrapped_integer(value, like.xp.iinfo(dtype))
         return Tensor._wrap(like.xp.full((), value, dtype=dtype), False)
-    # None and text before any conversion: CuPy refuses them in words of its own
-    array = None if value is None or isinstance(value, (str, bytes)) else like.xp.asarray(value)
-    if array is None or array.dtype.kind not in "biuf":
-        held = "" if array is None or array.ndim == 0 else f" of {array.dtype}"
+    if value is None or isinstance(value, (str, bytes)):  # CuPy would refuse them its own way
+        raise TypeError(f"an operand must be a Tensor, an array or a number, got "
+                        f"{type(value).__name__}")
+    array = like.xp.asarray(value)
+    if array.dtype.kind not in "biuf":
+        held = "" if array.ndim == 0 else f" of {array.dtype}"
         raise TypeError(f"an operand must be a Tensor, an array or a number, got "
                         f"{type(value).__name__}{held}")
     return Tensor._wrap(array.astype(like.dtype, copy=False), False)
@@ -135,21 +137,19 @@ def broadcasting(name, op, a, b, *more_shapes, **params):
     try:
         return op.apply(a, b, **params)
     except ValueError:
-        clash = broadcast_clash(name, (a.shape, b.shape) + more_shapes)
-        if clash is None:  # another ValueError: the op's own
-            raise
-        raise clash from None
+        check_broadcast(name, (a.shape, b.shape) + more_shapes)
+        raise  # another ValueError: the op's own
 
 
-def broadcast_clash(name, shapes):
-    """The ValueError for op ``name`` given operands of ``shapes`` that do not broadcast
-    together (an axis, counted from the last, with two sizes other than 1), or None."""
+def check_broadcast(name, shapes):
+    """A ValueError naming op ``name`` and ``shapes`` where they do not broadcast together (an
+    axis, counted from the last, with two sizes other than 1); called where NumPy's own error
+    was raised, it takes that error's place."""
     for sizes in itertools.zip_longest(*(reversed(shape) for shape in shapes), fillvalue=1):
         if len(set(sizes) - {1}) > 1:
             listed = ", ".join(str(tuple(shape)) for shape in shapes)
-            return ValueError(f"{name}: shapes {listed} do not broadcast together (each axis, "
-                              f"counted from the last, needs equal sizes or 1)")
-    return None
+            raise ValueError(f"{name}: shapes {listed} do not broadcast together (each axis, "
+                             f"counted from the last, needs equal sizes or 1)") from None
 
 
 # --- arithmetic ---------------------------------------------------------------------------
@@ -757,7 +757,5 @@ def _unrecorded(a, b, name):
     try:
         return Tensor._wrap(getattr(a.xp, name)(a.data, b), False)
     except ValueError:
-        clash = broadcast_clash(name, (a.shape, getattr(b, "shape", ())))
-        if clash is None:
-            raise
-        raise clash from None
+        check_broadcast(name, (a.shape, getattr(b, "shape", ())))
+        raise

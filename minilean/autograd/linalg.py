@@ -5,7 +5,7 @@ import math
 
 from minilean import backend
 from minilean.autograd.function import Function, unbroadcast
-from minilean.autograd.elementwise import as_tensor, as_tensors, broadcast_clash, refuse_bool
+from minilean.autograd.elementwise import as_tensor, as_tensors, check_broadcast, refuse_bool
 from minilean.autograd.tensor import Tensor
 from minilean.backend import array_module
 
@@ -94,10 +94,8 @@ def matmul(a, b):
                          f"the first must equal the {'second-to-' if b.ndim > 1 else ''}last "
                          f"axis of the second")
     if a.ndim > 2 or b.ndim > 2:  # the axes before the last two broadcast, as NumPy's
-        clash = broadcast_clash(f"matmul of {a.shape} and {b.shape}, batch axes",
-                                (a.shape[:-2], b.shape[:-2]))
-        if clash is not None:
-            raise clash
+        check_broadcast(f"matmul of {a.shape} and {b.shape}, batch axes",
+                        (a.shape[:-2], b.shape[:-2]))
     return Matmul.apply(a, b)
 
 

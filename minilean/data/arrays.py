@@ -102,6 +102,9 @@ class Dataset:
                 "digest": digest.hexdigest()[:16]}
 
 
+VALUE_RANGES = ((-1.0, 1.0), (0.0, 1.0))  # what ``float_images`` maps images to
+
+
 def float_images(rows, value_range=(0.0, 1.0)):
     """Rows as float32: uint8 divided by 255, floats as they are (taken to be in [0, 1]), then
     mapped to [-1, 1] when ``value_range`` is (-1, 1); None keeps [0, 1] (and points as
@@ -109,7 +112,7 @@ def float_images(rows, value_range=(0.0, 1.0)):
     rows = numpy.asarray(rows)
     if rows.dtype != numpy.uint8 and rows.dtype.kind != "f":  # an int64 255 came out as 255.0
         raise TypeError(f"expected uint8 images or floats in [0, 1], found {rows.dtype}")
-    if value_range is not None and tuple(value_range) not in ((0.0, 1.0), (-1.0, 1.0)):
+    if value_range is not None and tuple(value_range) not in VALUE_RANGES:
         raise ValueError(f"value_range must be (0, 1), (-1, 1) or None, got {value_range}")
     rows = rows.astype(numpy.float32) / numpy.float32(255.0) if rows.dtype == numpy.uint8 \
         else rows.astype(numpy.float32, copy=False)

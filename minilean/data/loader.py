@@ -12,10 +12,9 @@ import numpy
 
 from minilean.autograd.creation import tensor
 from minilean.autograd.tensor import is_int
-from minilean.data.arrays import Dataset, float_images
+from minilean.data.arrays import VALUE_RANGES, Dataset, float_images
 from minilean.data.streams import Purpose, stream
 
-VALUE_RANGES = ((-1.0, 1.0), (0.0, 1.0))
 
 Batch = collections.namedtuple("Batch", ["x", "y"])
 

@@ -97,6 +97,8 @@ def check_timesteps(t, T):
     it (0.29 * 100 is 28.999999999999996: t = 28). Timesteps on the GPU are not read back to
     be checked: that would wait for a copy, which a training step never makes (there they
     wrap around, as CuPy's indexing does)."""
+    if isinstance(t, (int, numpy.integer)) and 0 <= t < T:  # a sampler's one timestep, at once
+        return
     values = t.data if isinstance(t, Tensor) else t
     if backend.device_of(values) == "cuda":
         return

@@ -133,11 +133,8 @@ class VQVAE(nn.Module):
         if ema:
             self.register_buffer("codebook", codebook)
             # start as if each code had been chosen once, by an encoding equal to itself, so
-            # an unused code keeps its value while n_k = d^t stays well above the 1e-5 Laplace
-            # smoothing (n_k and s_k decay alike; their ratio stays) rather than becoming
-            # 0 / (smoothed 0) = 0 at the first update. Past that it shrinks toward 0: at
-            # d = 0.99 to 0.81 of its norm after 1000 updates and ~0 after 2000. Training's
-            # restarts (--restart-every) put an unused code on an encoding long before.
+            # that an unused code keeps its value (``ema_update`` says for how long) rather
+            # than becoming 0 / (smoothed 0) = 0 at the first update
             self.register_buffer("cluster_size", ones(codes))
             self.register_buffer("cluster_sum", codebook.clone())
         else:
@@ -165,8 +162,11 @@ class VQVAE(nn.Module):
     def ema_update(self, encoded, indices):
         """Move each code to the running mean of the encodings assigned to it:
         n_k <- d n_k + (1 - d) count_k,  s_k <- d s_k + (1 - d) sum of z_e assigned to k,
-        e_k = s_k / n_k (Laplace-smoothed so an empty code never divides by zero: a code
-        nobody chooses keeps its value until n_k decays to near 1e-5, then shrinks toward 0)."""
+        e_k = s_k / n_k (Laplace-smoothed so an empty code never divides by zero). A code
+        nobody chooses keeps its value while n_k = d^t stays well above the smoothing's 1e-5
+        (n_k and s_k decay alike; their ratio stays), then shrinks toward 0: at d = 0.99 to
+        0.81 of its norm after 1000 updates and ~0 after 2000. Training's restarts
+        (--restart-every) put an unused code on an encoding long before."""
         if not self.ema:  # no cluster_size or cluster_sum to update
             raise ValueError("ema_update needs a VQVAE built with ema=True; this one's codebook "
                              "is a Parameter trained by the codebook term")
