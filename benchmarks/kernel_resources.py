@@ -177,6 +177,12 @@ def main(argv=None):
     parser.add_argument("--per-element", action="store_true",
                         help="also each chunked kernel's instructions per element (nvdisasm)")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.files.split(",")) - set(kernels.PROGRAMS))
+    if unknown:
+        parser.error(f"--files: no kernel source {', '.join(unknown)}; expected some of "
+                     f"{','.join(sorted(kernels.PROGRAMS))}")
+    if not re.fullmatch(r"sm_\d+", args.arch):
+        parser.error(f"--arch: got {args.arch!r}; expected a real architecture such as sm_90")
     ptxas, nvdisasm = find_tool("ptxas"), find_tool("nvdisasm") if args.per_element else None
     if ptxas is None or kernels.find_libnvrtc() is None:
         print("kernel_resources: needs ptxas and NVRTC: pip install nvidia-cuda-nvcc-cu12 "

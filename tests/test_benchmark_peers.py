@@ -94,6 +94,10 @@ def test_torch_residual_net_is_minilean_residual_net(monkeypatch, rng):
     ("blas_threads.py", ["--busy", "0,x"], "argument --busy: expected an integer >= 0, got 'x'"),
     ("memory_growth.py", ["--steps", "3"], "--since 50 is after the last step, --steps 3"),
     ("host_layer.py", ["--rounds", "0"], "argument --rounds: expected an integer >= 1, got 0"),
+    # a KeyError and an IndexError traceback
+    ("kernel_resources.py", ["--files", "x.cu"], "--files: no kernel source x.cu; expected "),
+    ("kernel_resources.py", ["--arch", "sm90"],
+     "--arch: got 'sm90'; expected a real architecture such as sm_90"),
 ])
 def test_a_bad_flag_value_is_one_line_before_any_work(script, flags, message):
     """Not a traceback after the models were built (``--repeats 0``: the median of nothing)."""
