@@ -95,7 +95,9 @@ def test_torch_residual_net_is_minilean_residual_net(monkeypatch, rng):
     ("memory_growth.py", ["--steps", "3"], "--since 50 is after the last step, --steps 3"),
     ("host_layer.py", ["--rounds", "0"], "argument --rounds: expected an integer >= 1, got 0"),
     # a KeyError and an IndexError traceback
-    ("kernel_resources.py", ["--files", "x.cu"], "--files: no kernel source x.cu; expected "),
+    ("kernel_resources.py", ["--files", "noising.cu,x.cu"],
+     "--files: no kernel source x.cu; expected some of activations.cu,adam.cu,clip.cu,ema.cu,"
+     "im2col.cu,matmul.cu,mse.cu,noising.cu,norm.cu,reduce.cu,softmax.cu"),
     ("kernel_resources.py", ["--arch", "sm90"],
      "--arch: got 'sm90'; expected a real architecture such as sm_90"),
 ])
