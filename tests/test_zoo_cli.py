@@ -13,6 +13,7 @@ import pytest
 from minilean import cli
 from minilean.cli import main
 from minilean.data import read_metrics
+from minilean.data.runlog import RunDirectory
 from minilean.data.arrays import float_images
 from minilean.data.images import read_pnm
 from minilean.data.streams import Purpose, stream
@@ -833,3 +834,28 @@ def test_cuda_without_a_gpu_is_refused_before_the_data_load(name, tmp_path, caps
     code, err = fail([name, "--device=cuda", f"--out={tmp_path / 'run'}"], capsys)
     assert code != 0 and loads == [] and not (tmp_path / "run").exists()
     assert err == f"minilean {name}: error: device 'cuda' needs CuPy, which is not installed\n"
+
+
+@pytest.mark.parametrize("stage", ["log", "write_summary"])
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_a_zoo_run_that_stops_on_an_error_unlocks_its_directory(name, stage, tmp_path,
+                                                               monkeypatch, capsys):
+    """A run that stopped in its evaluation (here: its summary.json cannot be written) kept its
+    lock to the end of the process, so that a resume in the same process (a notebook's, a
+    test's) found its own stopped run "another minilean process". One that stops in training
+    (metrics.jsonl cannot be written) must release it too."""
+    pytest.importorskip("fcntl")  # (Windows has none: runs there are not locked)
+
+    def disk_full(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunDirectory, stage, disk_full)
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--cpu", "--steps=1", "--batch-size=4", "--n-total=40",
+                  "--progress=false", *EVERY_MODEL_COMMAND[name], f"--out={tmp_path}"])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.endswith(
+        f"minilean {name}: error: No space left on device\n")
+    main([name, "--steps=2", f"--resume={tmp_path}", "--progress=false"])
+    assert [record["step"] for record in read_metrics(tmp_path / "metrics.jsonl")][-1] == 2

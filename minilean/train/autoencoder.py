@@ -14,23 +14,23 @@ LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("arch", "hidden", "latent")
 
 def run(config):
     """``python -m minilean autoencoder``: train, then held-out MSE next to the mean image."""
-    session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
-    config = session.config
-    shape = zoo_run.image_shape(session, "--arch conv" if config.arch == "conv" else None)
-    model = Autoencoder(shape, config.arch, config.hidden, config.latent).to(config.device)
-    optimizer = Adam(model.parameters(), lr=config.lr)
+    with zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0)) as session:
+        config = session.config
+        shape = zoo_run.image_shape(session, "--arch conv" if config.arch == "conv" else None)
+        model = Autoencoder(shape, config.arch, config.hidden, config.latent).to(config.device)
+        optimizer = Adam(model.parameters(), lr=config.lr)
 
-    def step_fn(images, step):
-        loss = reconstruction_loss(model, images)
-        return {"loss": minimize(optimizer, loss)}
+        def step_fn(images, step):
+            loss = reconstruction_loss(model, images)
+            return {"loss": minimize(optimizer, loss)}
 
-    zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "autoencoder")
-    held_out = session.held_out(config.n_eval)
-    with no_grad():
-        reconstructions = model(held_out)
-        error = float(F.mse_loss(reconstructions, held_out).item())
-    baseline = mean_image_mse(float_images(session.train_rows),
-                              held_out.numpy())
-    session.save_reconstructions(held_out, reconstructions)
-    session.finish("Autoencoder", held_out_images=len(held_out), held_out_mse=error,
-                   baseline_mean_image_mse=baseline, steps=config.steps)
+        zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "autoencoder")
+        held_out = session.held_out(config.n_eval)
+        with no_grad():
+            reconstructions = model(held_out)
+            error = float(F.mse_loss(reconstructions, held_out).item())
+        baseline = mean_image_mse(float_images(session.train_rows),
+                                  held_out.numpy())
+        session.save_reconstructions(held_out, reconstructions)
+        session.finish("Autoencoder", held_out_images=len(held_out), held_out_mse=error,
+                       baseline_mean_image_mse=baseline, steps=config.steps)

@@ -22,50 +22,50 @@ LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("patch_size", "width", "depth", "heads", "de
 
 def run(config):
     """``python -m minilean mae``: train, then held-out masked-patch MSE next to the mean patch."""
-    session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
-    config = session.config
-    image_shape = zoo_run.image_shape(session)
-    height, width = image_shape[1:]
-    if height % config.patch_size or width % config.patch_size:
-        raise ValueError(f"--patch-size {config.patch_size} must divide the image size "
-                         f"{height}x{width}")
-    if config.patch_size == height == width:  # one patch: no mask can hide one and show one
-        raise ValueError(f"--patch-size {config.patch_size} must be smaller than the image "
-                         f"size {height}x{width} (the image is cut into patches; at least one "
-                         f"is hidden and one seen)")
-    model = MaskedAutoencoder(image_shape, config.patch_size, config.width, config.depth,
-                              config.heads, config.decoder_width, config.decoder_depth,
-                              decoder_heads=decoder_heads(config.heads)).to(config.device)
-    optimizer = Adam(model.parameters(), lr=config.lr)
+    with zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0)) as session:
+        config = session.config
+        image_shape = zoo_run.image_shape(session)
+        height, width = image_shape[1:]
+        if height % config.patch_size or width % config.patch_size:
+            raise ValueError(f"--patch-size {config.patch_size} must divide the image size "
+                             f"{height}x{width}")
+        if config.patch_size == height == width:  # one patch: no mask can hide one and show one
+            raise ValueError(f"--patch-size {config.patch_size} must be smaller than the image "
+                             f"size {height}x{width} (the image is cut into patches; at least one "
+                             f"is hidden and one seen)")
+        model = MaskedAutoencoder(image_shape, config.patch_size, config.width, config.depth,
+                                  config.heads, config.decoder_width, config.decoder_depth,
+                                  decoder_heads=decoder_heads(config.heads)).to(config.device)
+        optimizer = Adam(model.parameters(), lr=config.lr)
 
-    def make_mask(count, generator):
-        if config.mask == "block":
-            return model.block_mask(count, config.device)
-        return model.random_mask(count, config.mask_ratio, config.device, generator=generator)
+        def make_mask(count, generator):
+            if config.mask == "block":
+                return model.block_mask(count, config.device)
+            return model.random_mask(count, config.mask_ratio, config.device, generator=generator)
 
-    def step_fn(images, step):
-        mask = make_mask(images.shape[0], session.stream(Purpose.TRAINING_STEP, step))
-        loss = mae_loss(model, images, mask, config.per_patch_norm)
-        return {"loss": minimize(optimizer, loss)}
+        def step_fn(images, step):
+            mask = make_mask(images.shape[0], session.stream(Purpose.TRAINING_STEP, step))
+            loss = mae_loss(model, images, mask, config.per_patch_norm)
+            return {"loss": minimize(optimizer, loss)}
 
-    zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "mae")
-    held_out = session.held_out(config.n_eval)
-    mask = make_mask(held_out.shape[0], session.stream(Purpose.EVALUATION))
-    with no_grad():
-        prediction = model(held_out, mask)
-        if config.per_patch_norm:  # back to pixels, with what the visible patches tell
-            mean, std = visible_statistics(patchify(held_out, config.patch_size), mask.hidden)
-            prediction = denormalize(prediction, mean, std)
-        pixel_error = float(masked_mse(prediction, patchify(held_out, config.patch_size),
-                                       mask.hidden).item())
-    baseline = mean_patch_mse(float_images(session.train_rows),
-                              held_out.numpy(), mask.hidden.numpy(), config.patch_size)
-    rows = _comparison_rows(held_out, prediction, mask, config.patch_size)
-    session.save_grid("original_masked_reconstruction", rows, nrow=len(rows) // 3)
-    session.finish("MAE", held_out_images=len(held_out), mask=config.mask,
-                   hidden_share=float(mask.hidden.numpy().mean()),
-                   held_out_masked_patch_mse=pixel_error, baseline_mean_patch_mse=baseline,
-                   steps=config.steps)
+        zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "mae")
+        held_out = session.held_out(config.n_eval)
+        mask = make_mask(held_out.shape[0], session.stream(Purpose.EVALUATION))
+        with no_grad():
+            prediction = model(held_out, mask)
+            if config.per_patch_norm:  # back to pixels, with what the visible patches tell
+                mean, std = visible_statistics(patchify(held_out, config.patch_size), mask.hidden)
+                prediction = denormalize(prediction, mean, std)
+            pixel_error = float(masked_mse(prediction, patchify(held_out, config.patch_size),
+                                           mask.hidden).item())
+        baseline = mean_patch_mse(float_images(session.train_rows),
+                                  held_out.numpy(), mask.hidden.numpy(), config.patch_size)
+        rows = _comparison_rows(held_out, prediction, mask, config.patch_size)
+        session.save_grid("original_masked_reconstruction", rows, nrow=len(rows) // 3)
+        session.finish("MAE", held_out_images=len(held_out), mask=config.mask,
+                       hidden_share=float(mask.hidden.numpy().mean()),
+                       held_out_masked_patch_mse=pixel_error, baseline_mean_patch_mse=baseline,
+                       steps=config.steps)
 
 
 def _comparison_rows(images, prediction, mask, patch_size, count=8):

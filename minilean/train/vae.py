@@ -19,41 +19,43 @@ EVAL_CHUNK = 100  # held-out images per forward pass while evaluating
 
 def run(config):
     """``python -m minilean vae``: train, then held-out bounds, reconstructions, prior samples."""
-    session = zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0))
-    config = session.config
-    image_shape = zoo_run.image_shape(session, "--arch conv" if config.arch == "conv" else None)
-    model = VAE(image_shape, config.arch, config.hidden, config.latent).to(config.device)
-    optimizer = Adam(model.parameters(), lr=config.lr)
+    with zoo_run.start(config, LOCKED_FLAGS, (0.0, 1.0)) as session:
+        config = session.config
+        image_shape = zoo_run.image_shape(session,
+                                          "--arch conv" if config.arch == "conv" else None)
+        model = VAE(image_shape, config.arch, config.hidden, config.latent).to(config.device)
+        optimizer = Adam(model.parameters(), lr=config.lr)
 
-    def step_fn(images, step):
-        eps = session.normal((images.shape[0], *model.latent_shape), Purpose.TRAINING_STEP, step)
-        return {"loss": minimize(optimizer, vae_loss(model, images, config.beta, eps))}
+        def step_fn(images, step):
+            eps = session.normal((images.shape[0], *model.latent_shape), Purpose.TRAINING_STEP,
+                                 step)
+            return {"loss": minimize(optimizer, vae_loss(model, images, config.beta, eps))}
 
-    zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "vae")
-    held_out = session.held_out_rows[:config.n_eval]
-    chunks = zoo_run.chunks(held_out, EVAL_CHUNK)
+        zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "vae")
+        held_out = session.held_out_rows[:config.n_eval]
+        chunks = zoo_run.chunks(held_out, EVAL_CHUNK)
 
-    def held_out_normal(index):
-        """eps of each draw for chunk ``index``: the run's (seed, EVALUATION, index, draw)."""
-        return lambda shape, draw: session.normal(shape, Purpose.EVALUATION, index, draw)
+        def held_out_normal(index):
+            """eps of each draw for chunk ``index``: the run's (seed, EVALUATION, index, draw)."""
+            return lambda shape, draw: session.normal(shape, Purpose.EVALUATION, index, draw)
 
-    bounds = [evaluate_bounds(model, session.tensor(chunk), config.iw_samples,
-                              held_out_normal(index)) for index, chunk in enumerate(chunks)]
-    negative_elbo_nats, negative_iw_nats = numpy.average(bounds, axis=0,
-                                                         weights=[len(chunk) for chunk in chunks])
-    baseline = independent_pixel_nats(session.train_rows, held_out)
-    nats_to_bits_per_dim = 1.0 / (numpy.log(2) * int(numpy.prod(image_shape)))
-    originals = session.held_out(16)
-    with no_grad():
-        mean, _ = model.decode(model.encode(originals)[0])
-    session.save_reconstructions(originals, mean.clamp(0.0, 1.0))
-    prior_draws = session.normal((64, *model.latent_shape), Purpose.SAMPLING_START)
-    session.save_grid("prior_samples", model.sample_prior(prior_draws))
-    session.finish("VAE", held_out_images=len(held_out),
-                   negative_elbo_nats=float(negative_elbo_nats),
-                   negative_elbo_bits_per_dim=float(negative_elbo_nats * nats_to_bits_per_dim),
-                   iw_bound_nats=float(negative_iw_nats), iw_samples=config.iw_samples,
-                   iw_bound_bits_per_dim=float(negative_iw_nats * nats_to_bits_per_dim),
-                   baseline_independent_pixels_nats=baseline,
-                   baseline_independent_pixels_bits_per_dim=baseline * nats_to_bits_per_dim,
-                   steps=config.steps)
+        bounds = [evaluate_bounds(model, session.tensor(chunk), config.iw_samples,
+                                  held_out_normal(index)) for index, chunk in enumerate(chunks)]
+        negative_elbo_nats, negative_iw_nats = numpy.average(
+            bounds, axis=0, weights=[len(chunk) for chunk in chunks])
+        baseline = independent_pixel_nats(session.train_rows, held_out)
+        nats_to_bits_per_dim = 1.0 / (numpy.log(2) * int(numpy.prod(image_shape)))
+        originals = session.held_out(16)
+        with no_grad():
+            mean, _ = model.decode(model.encode(originals)[0])
+        session.save_reconstructions(originals, mean.clamp(0.0, 1.0))
+        prior_draws = session.normal((64, *model.latent_shape), Purpose.SAMPLING_START)
+        session.save_grid("prior_samples", model.sample_prior(prior_draws))
+        session.finish("VAE", held_out_images=len(held_out),
+                       negative_elbo_nats=float(negative_elbo_nats),
+                       negative_elbo_bits_per_dim=float(negative_elbo_nats * nats_to_bits_per_dim),
+                       iw_bound_nats=float(negative_iw_nats), iw_samples=config.iw_samples,
+                       iw_bound_bits_per_dim=float(negative_iw_nats * nats_to_bits_per_dim),
+                       baseline_independent_pixels_nats=baseline,
+                       baseline_independent_pixels_bits_per_dim=baseline * nats_to_bits_per_dim,
+                       steps=config.steps)

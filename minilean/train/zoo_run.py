@@ -1,8 +1,13 @@
 """What every zoo command (vae, vqvae, gan, autoencoder, mae) does around its own model.
 
-    session = start(config, locked=(...), value_range=(0, 1))   seed, data, held-out split, run dir
-    fit(session, modules, optimizers, step_fn, description)      the shared loop, resume, curve
-    session.finish(title, **summary)                             summary.json and TrainLog
+    with start(config, locked=(...), value_range=(0, 1)) as session:  seed, data, held out
+        fit(session, modules, optimizers, step_fn, description)    run dir, the loop, curve
+        ...                                                        the command's evaluation
+        session.finish(title, **summary)                           summary.json and TrainLog
+
+Leaving the ``with`` block closes the run directory, so a run that stops anywhere (in its
+training, its evaluation, on Ctrl-C) releases its lock: a resume in the same process (a
+notebook's, a test's) must not find it held by a run that has stopped.
 
 The data split is fixed by the seed: the last ``held_out_count`` rows (after a seeded
 shuffle) are never trained on and are where every held-out number is measured.
@@ -32,11 +37,19 @@ def held_out_count(rows):
 
 
 class Session:
-    """One run: its config, device, training rows, held-out rows and run directory."""
+    """One run: its config, device, training rows, held-out rows and run directory (opened
+    by ``fit``; closed by ``finish`` or on leaving the session's ``with`` block)."""
     def __init__(self, config, dataset, train_rows, held_out_rows, value_range):
         self.config, self.device, self.dataset, self.run = config, config.device, dataset, None
         self.train_rows, self.held_out_rows = train_rows, held_out_rows
         self.value_range = value_range
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if self.run is not None:  # a failed close gives way to the error that stopped the run
+            self.run.__exit__(kind, error, traceback)
 
     def tensor(self, rows):
         """Rows of data as a float32 tensor on the device, in the model's value range."""
@@ -112,38 +125,31 @@ def start(config, locked, value_range):
 def fit(session, modules, optimizers, step_fn, description):
     """Open the run directory and train with the shared loop from step 0, or from the
     checkpoint when resuming (with the learning rate of ``--lr``, given now or saved); then
-    draw the loss curve.
+    draw the loss curve. The run directory stays open for the evaluation: ``finish``, or
+    leaving the session's ``with`` block, closes it.
 
     ``step_fn(batch, step) -> {name: float or 0-d Tensor}`` gets a float32 tensor batch of
     training rows."""
     config = session.config
     state = TrainState(modules, optimizers)
     session.run = open_run(config, state)
-    try:
-        print(start_line(config, list(modules.values()), session.train_rows.shape[1:],
-                         state.step))
-        for optimizer in optimizers.values():  # a checkpoint brings back its lr; --lr wins
-            optimizer.lr = config.lr
-        loader = Loader(session.train_rows, config.batch_size, seed=config.seed,
-                        value_range=session.value_range, device=session.device)
-        batches = (batch.x for batch in loader.batches(state.step))
-        for module in modules.values():
-            module.train()
-        train(state, step_fn, batches, config.steps, session.run,
-              config.log_every or default_interval(config.steps, 100),
-              config.checkpoint_every or default_interval(config.steps, 4),
-              progress=config.progress, description=description)
-        for module in modules.values():
-            module.eval()
-        # before the evaluation, as diffusion draws it before sampling: a failed evaluation
-        # (no memory for it, Ctrl-C) leaves the curve of the training it follows
-        session.run.write_loss_curve(keys=("loss", "d_loss", "g_loss"))
-    except BaseException as error:
-        # closed, the run is unlocked: a resume in this process (a notebook's, a test's) must
-        # not find it locked by a run that stopped (its traceback keeps the session alive).
-        # As leaving a ``with`` block: a failed close gives way to the error that stopped it
-        session.run.__exit__(type(error), error, error.__traceback__)
-        raise
+    print(start_line(config, list(modules.values()), session.train_rows.shape[1:], state.step))
+    for optimizer in optimizers.values():  # a checkpoint brings back its lr; --lr wins
+        optimizer.lr = config.lr
+    loader = Loader(session.train_rows, config.batch_size, seed=config.seed,
+                    value_range=session.value_range, device=session.device)
+    batches = (batch.x for batch in loader.batches(state.step))
+    for module in modules.values():
+        module.train()
+    train(state, step_fn, batches, config.steps, session.run,
+          config.log_every or default_interval(config.steps, 100),
+          config.checkpoint_every or default_interval(config.steps, 4),
+          progress=config.progress, description=description)
+    for module in modules.values():
+        module.eval()
+    # before the evaluation, as diffusion draws it before sampling: a failed evaluation (no
+    # memory for it, Ctrl-C) leaves the curve of the training it follows
+    session.run.write_loss_curve(keys=("loss", "d_loss", "g_loss"))
 
 
 def image_shape(session, halved_twice_by=None):
