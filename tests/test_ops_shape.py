@@ -390,6 +390,9 @@ def test_bad_shape_arguments_name_the_values():
         ml.stack([x, ml.ones(3, 2)])
     with pytest.raises(ValueError, match="cat: tensors have different numbers of dimensions"):
         ml.cat([x, ml.ones(3)])
+    with pytest.raises(ValueError, match=r"^cat along dim -1 needs tensors of equal sizes in "
+                                         r"every other dim, got \(2, 3\) and \(3, 3\)$"):
+        ml.cat([x, ml.ones(2, 1), ml.ones(3, 3)], dim=-1)
     with pytest.raises(ValueError, match=r"expand to \(3,\) has fewer dimensions"):
         x.expand(3)
     with pytest.raises(ValueError, match=r"expand to \(-1, 2, 3\): -1 keeps an existing axis's "

@@ -328,7 +328,13 @@ def _floats_win(tensors):
 def cat(tensors, dim=0):
     tensors = tuple(tensors)
     _check_same_kind(tensors, "cat")
-    return Cat.apply(*_floats_win(tensors), axis=_axis(dim, tensors[0].ndim))
+    axis = _axis(dim, tensors[0].ndim)
+    for other in tensors[1:]:  # in the op's words, the same on NumPy and CuPy
+        if any(size != first_size for k, (size, first_size) in
+               enumerate(zip(other.shape, tensors[0].shape)) if k != axis):
+            raise ValueError(f"cat along dim {dim} needs tensors of equal sizes in every other "
+                             f"dim, got {tensors[0].shape} and {other.shape}")
+    return Cat.apply(*_floats_win(tensors), axis=axis)
 
 
 def stack(tensors, dim=0):
