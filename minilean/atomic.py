@@ -10,9 +10,9 @@ import contextlib
 import errno
 import json
 import os
+import random
 import re
 import stat
-import tempfile
 
 import numpy
 
@@ -48,18 +48,14 @@ def atomic_open(path, mode="wb"):
         raise OSError(f"cannot write {path}: {os.strerror(errno.EACCES)}")
     try:
         os.makedirs(directory, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(destination)}.",
-                                             suffix=TEMPORARY_SUFFIX, dir=directory)
+        handle, temporary = _new_temporary(destination)
     except OSError as error:  # named by the file asked for, not the temporary one
         blocking = _file_in_the_way(directory)
         reason = f"{blocking} is a file, not a folder" if blocking else error.strerror or error
         raise OSError(f"cannot write {path}: {reason}") from error
     try:
-        # mkstemp makes the file private (0600); a new file gets the mode open() would give
-        # it, as the user's umask allows (usually 0644), so that a run's files read like any
-        # other file's
-        os.chmod(temporary, stat.S_IMODE(os.stat(destination).st_mode) if existing
-                 else 0o666 & ~_umask())
+        if existing:
+            os.chmod(temporary, stat.S_IMODE(os.stat(destination).st_mode))
         with os.fdopen(handle, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as file:
             yield file
             file.flush()
@@ -77,8 +73,10 @@ def atomic_open(path, mode="wb"):
 
 
 TEMPORARY_SUFFIX = ".tmp"
-# The names atomic_open's temporary files get: "." + the destination's name + "." + mkstemp's 8
-# random characters of [a-z0-9_] + TEMPORARY_SUFFIX (its group 1: the destination's name).
+NAME_CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+_NAMES = random.SystemRandom()  # not the random module's own: a user's random.seed stays theirs
+# The names atomic_open's temporary files get: "." + the destination's name + "." + 8 random
+# NAME_CHARACTERS + TEMPORARY_SUFFIX (its group 1: the destination's name).
 TEMPORARY_NAME = re.compile(r"\.(.+)\.[a-z0-9_]{8}" + re.escape(TEMPORARY_SUFFIX))
 
 
@@ -114,11 +112,21 @@ def _file_in_the_way(directory):
     return None if os.path.isdir(directory) else directory
 
 
-def _umask():
-    """The process's file mode creation mask (reading it means setting it: set it back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _new_temporary(destination):
+    """(handle, path) of a new, empty temporary file beside ``destination``, named as
+    ``TEMPORARY_NAME`` says. Made as open() makes a file, 0666 less the user's umask (usually
+    0644), so that a run's new files read like any other file's. (mkstemp's are private, 0600,
+    and reading the umask means setting it, which a thread making a file at that moment
+    would see.)"""
+    prefix = os.path.join(os.path.dirname(destination), f".{os.path.basename(destination)}.")
+    for _ in range(100):
+        temporary = prefix + "".join(_NAMES.choices(NAME_CHARACTERS, k=8)) + TEMPORARY_SUFFIX
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+                           getattr(os, "O_BINARY", 0), 0o666), temporary
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"no unused temporary name {prefix}*{TEMPORARY_SUFFIX}")
 
 
 def write_bytes(path, data):

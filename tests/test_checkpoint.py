@@ -112,13 +112,17 @@ def test_a_path_that_cannot_be_written_is_named_not_its_temporary(tmp_path):
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
-def test_written_files_get_the_mode_the_umask_gives(tmp_path, umask):
-    """As open() would make them (0644 under the usual umask), not mkstemp's private 0600."""
+def test_written_files_get_the_mode_the_umask_gives(tmp_path, umask, monkeypatch):
+    """As open() would make them (0644 under the usual umask), not mkstemp's private 0600; and
+    without reading the umask, which means setting it: a thread making a file in between got
+    it with no umask (0666, writable by all)."""
     from minilean import atomic
     old = os.umask(umask)
     try:
-        atomic.write_text(tmp_path / "run.json", "{}")
-        optim.save_checkpoint(str(tmp_path / "last.npz"), step=1)
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "umask", lambda mask: pytest.fail(f"umask set to {mask:o}"))
+            atomic.write_text(tmp_path / "run.json", "{}")
+            optim.save_checkpoint(str(tmp_path / "last.npz"), step=1)
     finally:
         os.umask(old)
     for name in ("run.json", "last.npz"):
