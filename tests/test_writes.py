@@ -53,6 +53,42 @@ def test_every_in_place_writer_of_weights_is_seen(write):
         loss.backward()
 
 
+def under_no_grad(make):
+    with ml.no_grad():
+        return make()
+
+
+@pytest.mark.parametrize("alias", [
+    lambda weight, model: weight.detach(),
+    lambda weight, model: model.state_dict()["weight"],
+    lambda weight, model: under_no_grad(lambda: weight.reshape(3, 2)),
+    lambda weight, model: under_no_grad(lambda: weight[1:]),
+], ids=["detach", "state_dict", "reshape under no_grad", "slice under no_grad"])
+def test_a_write_is_seen_through_another_tensor_of_the_same_memory(alias):
+    """A forward through a detached alias, a state_dict entry or a view made under no_grad
+    keeps the weight's memory as much as one through the weight: a step after it gave the
+    input's gradient from the new weights (x's gradient is the weight), without a word."""
+    model = ml.nn.Linear(3, 2, bias=False)
+    optimizer = SGD(model.parameters(), lr=1.0)
+    x = ml.tensor(numpy.ones((1, 2), numpy.float32), requires_grad=True)
+    loss = (x * alias(model.weight, model)[-1:, :2]).sum()
+    model.weight.grad = ml.ones(2, 3)
+    optimizer.step()
+    with pytest.raises(RuntimeError, match=re.escape("was written in place after this forward")):
+        loss.backward()
+
+
+def test_the_write_records_of_freed_arrays_go_with_them():
+    """One record per written memory: models made, stepped and dropped leave none behind."""
+    from minilean.autograd import writes
+    before = len(writes._written)
+    for _ in range(20):
+        model = ml.nn.Linear(3, 2)
+        init.normal_(model.weight)
+        del model
+    assert len(writes._written) <= before + 1
+
+
 def test_a_forward_inside_averaged_weights_cannot_backpropagate_after_them():
     """average_parameters puts the trained weights back as the block ends: a backward after it
     would pair the averaged forward with the trained weights."""

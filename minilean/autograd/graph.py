@@ -51,7 +51,7 @@ def run_backward(root, grad, retain_graph=False):
                                "backward(retain_graph=True) to backpropagate twice")
         if writes.clock != node.made_at:  # something was written since: was it an input?
             for parent in node.inputs:
-                if parent.written_at > node.made_at:
+                if writes.last_written(parent) > node.made_at:
                     raise writes.written_after(node, parent)
         input_grads = node.function.backward(node.ctx, grad)
         if not isinstance(input_grads, tuple):

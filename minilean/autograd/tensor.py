@@ -21,7 +21,6 @@ _FLOAT_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64),
 
 class Tensor:
     __array_priority__ = 1000  # so numpy_scalar * tensor calls Tensor.__rmul__
-    written_at = 0  # the write clock when the array was last written in place (``writes.py``)
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
         if isinstance(data, Tensor):
