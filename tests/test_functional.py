@@ -1,5 +1,7 @@
 """minilean.nn.functional: the composites (losses, dropout, embedding, attention) checked by
 finite differences in float64 and against PyTorch's functional forms when torch is installed."""
+import re
+
 import numpy
 import pytest
 
@@ -191,6 +193,30 @@ def test_a_query_with_no_key_to_attend_to_gets_zero_weights(rng):
     assert gradcheck(lambda *qkv: F.scaled_dot_product_attention(*qkv, attn_mask=keep), [q, k, v])
 
 
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_a_query_a_float_mask_leaves_no_key_gets_zero_weights_as_in_pytorch(rng, as_tensor):
+    """A float mask of -inf across a query's row gave that query nan (0/0), and nan gradients
+    to everything; PyTorch's scaled_dot_product_attention gives 0, as for a boolean mask."""
+    torch = pytest.importorskip("torch")
+    (q, their_q), (k, their_k), (v, their_v) = (_pair(rng, 1, 2, length, 4)
+                                                for length in (3, 5, 5))
+    mask = rng.standard_normal((3, 5))
+    mask[1] = -numpy.inf
+    ours = F.scaled_dot_product_attention(q, k, v, attn_mask=ml.tensor(mask) if as_tensor
+                                          else mask)
+    theirs = torch.nn.functional.scaled_dot_product_attention(their_q, their_k, their_v,
+                                                              attn_mask=torch.tensor(mask))
+    numpy.testing.assert_array_equal(ours.numpy()[:, :, 1], numpy.zeros((1, 2, 4)))
+    _assert_same(ours, theirs, [(q, their_q), (k, their_k), (v, their_v)])
+    attention = ml.nn.MultiheadAttention(4, 2, batch_first=True)  # the same through its masks
+    x = ml.tensor(rng.standard_normal((2, 3, 4)))
+    padding = numpy.zeros((2, 3))
+    padding[1] = -numpy.inf
+    _, weights = attention(x, x, x, attn_mask=numpy.zeros((3, 3)), key_padding_mask=padding)
+    numpy.testing.assert_array_equal(weights.numpy()[1], numpy.zeros((3, 3)))
+    assert numpy.isfinite(weights.numpy()).all()
+
+
 def test_multihead_attention_returns_the_weights_its_output_used(rng):
     """In training with dropout, the weights after dropout (as PyTorch's): they and the values
     give the output."""
@@ -209,9 +235,30 @@ def test_attention_mask_errors(rng):
     with pytest.raises(TypeError, match="attn_mask must be boolean .* or floating .* got int64"):
         F.scaled_dot_product_attention(x, x, x, attn_mask=numpy.zeros((3, 3), dtype=numpy.int64))
     attention = ml.nn.MultiheadAttention(4, 2, batch_first=True)
-    with pytest.raises(ValueError, match=r"a 3-D attn_mask must have shape \(batch \* num_heads, "
-                                         r"L, S\) = \(4, L, S\), got \(2, 3, 3\)"):
-        attention(x, x, x, attn_mask=numpy.zeros((2, 3, 3), dtype=bool))
+    # (S,), (1, S), (L, 1) and (N * H, 1, S) broadcast: PyTorch refuses every shape but these
+    for shape in ((2, 3, 3), (3,), (1, 3), (3, 1), (4, 1, 3)):
+        with pytest.raises(ValueError, match=re.escape(
+                f"attn_mask must have shape (L, S) = (3, 3) or (batch * num_heads, L, S) = "
+                f"(4, 3, 3), got {shape}")):
+            attention(x, x, x, attn_mask=numpy.zeros(shape, dtype=bool))
+    # an integer key_padding_mask was added to the scores next to a float attn_mask: the keys
+    # it meant to block got more weight
+    for name, masks in (
+            ("key_padding_mask", {"attn_mask": numpy.zeros((3, 3), numpy.float32),
+                                  "key_padding_mask": numpy.zeros((2, 3), numpy.int64)}),
+            ("attn_mask", {"attn_mask": numpy.zeros((3, 3), numpy.int64),
+                           "key_padding_mask": numpy.zeros((2, 3), bool)})):
+        with pytest.raises(TypeError, match=f"^{name} must be boolean .* or floating .*, got "
+                                            f"int64$"):
+            attention(x, x, x, **masks)
+    # a key and value of batch 1 broadcast against a query of batch 2
+    with pytest.raises(ValueError, match=re.escape(
+            "MultiheadAttention: key and value must have the same batch and length, and the "
+            "query that batch; got query (2, 3, 4), key (1, 5, 4), value (1, 5, 4)")):
+        attention(x, ml.ones(1, 5, 4), ml.ones(1, 5, 4))
+    with pytest.raises(ValueError, match=re.escape("got query (2, 3, 4), key (2, 5, 4), value "
+                                                   "(2, 4, 4)")):
+        attention(x, ml.ones(2, 5, 4), ml.ones(2, 4, 4))
 
 
 def test_attention_over_no_tokens_is_empty():

@@ -49,28 +49,33 @@ class MultiheadAttention(Module):
         split = projected.reshape(batch, length, self.num_heads, self.head_dim)  # (N, T, H, D)
         return split.permute(0, 2, 1, 3)  # (N, H, T, D)
 
-    def _sdpa_mask(self, attn_mask, key_padding_mask, batch, source, dtype):
+    def _sdpa_mask(self, attn_mask, key_padding_mask, batch, length, source, dtype):
         """PyTorch's two MHA masks as one ``attention_weights`` mask broadcastable to
         (N, H, L, S): ``attn_mask`` (L, S) or (N * H, L, S) and ``key_padding_mask`` (N, S),
         each boolean (True = may NOT attend) or floating (added to the scores).
 
-        Two boolean masks give one boolean mask of the keys kept (a query they leave no key
-        gets weights 0, as from ``scaled_dot_product_attention``; PyTorch's
-        MultiheadAttention gives it nan weights). With a floating one, a
-        boolean mask becomes -inf where it blocks and the two are added (as in PyTorch, a
-        query then left with no key gets nan weights). A float mask given as a Tensor stays
-        one (reshaped by tensor ops), so that a learned bias gets its gradient, as it does
-        through ``scaled_dot_product_attention``.
+        Two boolean masks give one boolean mask of the keys kept. With a floating one, a
+        boolean mask becomes -inf where it blocks and the two are added. Either way a query
+        left with no key gets weights 0, as from ``scaled_dot_product_attention`` (PyTorch's
+        MultiheadAttention gives it nan weights, which reach every gradient). A float mask
+        given as a Tensor stays one (reshaped by tensor ops), so that a learned bias gets its
+        gradient, as it does through ``scaled_dot_product_attention``. An integer mask is
+        refused, as PyTorch refuses it.
         """
         masks = []
+        for name, mask in (("attn_mask", attn_mask), ("key_padding_mask", key_padding_mask)):
+            if mask is not None and mask.dtype != bool and mask.dtype.kind != "f":
+                # 0/1 could mean keep-or-block or a bias to add: PyTorch refuses it too
+                raise TypeError(f"{name} must be boolean (True = may not attend) or floating "
+                                f"(added to the scores), got {mask.dtype}")
         if attn_mask is not None:
-            if attn_mask.ndim == 3:
-                if attn_mask.shape[0] != batch * self.num_heads:
-                    raise ValueError(f"a 3-D attn_mask must have shape (batch * num_heads, L, "
-                                     f"S) = ({batch * self.num_heads}, L, S), got "
-                                     f"{tuple(attn_mask.shape)}")
-                # (N*H, L, S) -> (N, H, L, S)
-                attn_mask = attn_mask.reshape(batch, self.num_heads, *attn_mask.shape[1:])
+            heads_and_batch = batch * self.num_heads
+            if tuple(attn_mask.shape) not in ((length, source), (heads_and_batch, length, source)):
+                raise ValueError(f"attn_mask must have shape (L, S) = ({length}, {source}) or "
+                                 f"(batch * num_heads, L, S) = ({heads_and_batch}, {length}, "
+                                 f"{source}), got {tuple(attn_mask.shape)}")
+            if attn_mask.ndim == 3:  # (N*H, L, S) -> (N, H, L, S)
+                attn_mask = attn_mask.reshape(batch, self.num_heads, length, source)
             masks.append(attn_mask)
         if key_padding_mask is not None:
             if tuple(key_padding_mask.shape) != (batch, source):
@@ -102,11 +107,17 @@ class MultiheadAttention(Module):
                 layout = "(batch, L, E)" if self.batch_first else "(L, batch, E)"
                 raise ValueError(f"MultiheadAttention: {name} must be 3-D, {layout}, got shape "
                                  f"{tuple(x.shape)}")
+        batch_axis = 0 if self.batch_first else 1
+        if key.shape[:2] != value.shape[:2] or key.shape[batch_axis] != query.shape[batch_axis]:
+            raise ValueError(f"MultiheadAttention: key and value must have the same batch and "
+                             f"length, and the query that batch; got query "
+                             f"{tuple(query.shape)}, key {tuple(key.shape)}, value "
+                             f"{tuple(value.shape)}")
         if not self.batch_first:  # (L, N, E) -> (N, L, E), and the output back
             query, key, value = (x.transpose(0, 1) for x in (query, key, value))
         batch, length, _ = query.shape
         q, k, v = self._heads(query, 0), self._heads(key, 1), self._heads(value, 2)
-        mask = self._sdpa_mask(attn_mask, key_padding_mask, batch, key.shape[1], q.dtype)
+        mask = self._sdpa_mask(attn_mask, key_padding_mask, batch, length, key.shape[1], q.dtype)
         weights = F.attention_weights(q, k, mask)  # (N, H, L, S)
         dropped = F.dropout(weights, self.dropout, self.training)
         heads = dropped @ v  # (N, H, L, D)

@@ -164,7 +164,8 @@ def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
     ``attn_mask`` broadcasts to (..., L, S): a boolean mask says which keys each query may
     attend to (True = keep), a float mask is added to the scores. ``scale`` defaults to
     1/sqrt(d) so the scores' variance does not grow with the head size d. A query that may
-    attend to no key gets weights 0, as in PyTorch, not a softmax over nothing (0/0).
+    attend to no key (every score -inf, by a boolean or a float mask) gets weights 0, as in
+    PyTorch, not a softmax over nothing (0/0).
     """
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     scores = (query @ key.transpose(-2, -1)) * scale  # (..., L, S)
@@ -183,12 +184,15 @@ def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
         else:  # an integer mask could mean either: PyTorch refuses it too
             raise TypeError(f"attn_mask must be boolean (True = attend) or floating (added to "
                             f"the scores), got {mask.dtype}")
-    if keep is None:
+    if keep is None and attn_mask is None:
         return softmax(scores, dim=-1)
-    attends = keep.any(axis=-1, keepdims=True)
-    # exp(-inf) = 0: masked keys get no weight; a query with none left keeps its scores, and
-    # its weights are zeroed after the softmax
-    weights = softmax(where(keep | ~attends, scores, -math.inf), dim=-1)
+    if keep is not None:  # exp(-inf) = 0: a masked key gets no weight
+        scores = where(keep, scores, -math.inf)
+    # a query whose every score is -inf (masked, by a boolean or a float mask) attends to no
+    # key: its scores become 0 for the softmax (not a softmax over nothing, 0/0) and its
+    # weights 0 after it. A NaN score is not -inf, and stays NaN.
+    attends = (scores.data != -math.inf).any(axis=-1, keepdims=True)
+    weights = softmax(where(attends, scores, 0.0), dim=-1)
     return weights * _constant(attends.astype(weights.dtype))
 
 
