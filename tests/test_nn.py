@@ -1,6 +1,7 @@
 """Module, Parameter and the layers: registration, state dicts, modes, init, and each layer's
 forward against PyTorch (float64, weights copied across) when torch is installed."""
 import math
+import re
 
 import numpy
 import pytest
@@ -147,6 +148,41 @@ def test_a_buffer_registered_over_a_plain_attribute_replaces_it():
     module.mean = None  # a plain attribute first
     module.register_buffer("mean", ml.zeros(3))
     assert isinstance(module.mean, ml.Tensor) and list(module.state_dict()) == ["mean"]
+
+
+def test_a_buffer_cannot_take_a_parameters_a_submodules_or_a_methods_name():
+    """register_buffer("weight") on a Linear left both registered: the Parameter was trained
+    and used, while state_dict saved and loaded the buffer in its place."""
+    layer, model = nn.Linear(2, 2), nn.Sequential(nn.Linear(1, 1))
+    for module, name, kind in ((layer, "weight", "parameter"), (model, "0", "submodule"),
+                               (layer, "forward", "class attribute")):
+        with pytest.raises(KeyError, match=re.escape(
+                f"cannot register buffer {name!r}: {type(module).__name__} has a {kind} of "
+                f"that name")):
+            module.register_buffer(name, ml.zeros(3))
+    for name in ("", "a.b", None):
+        with pytest.raises(KeyError, match=re.escape(
+                f"buffer name must be a non-empty str without '.', got {name!r}")):
+            layer.register_buffer(name, ml.zeros(3))
+    assert list(layer.state_dict()) == ["weight", "bias"]
+    assert list(model.state_dict()) == ["0.weight", "0.bias"]
+
+
+def test_a_module_unpickled_in_another_process_lists_its_members_anew(monkeypatch):
+    """The list of a module's parameters is kept while this process's count of registry
+    changes holds still; unpickled where that count is another, a stale list came back once
+    the count reached the saved one (here set back to it: another process's count)."""
+    import pickle
+
+    from minilean.nn import module as module_file
+    layer = nn.Linear(2, 2)
+    assert [name for name, _ in layer.named_parameters()] == ["weight", "bias"]
+    count_when_listed = module_file._registry_changes
+    restored = pickle.loads(pickle.dumps(layer))
+    restored.bias = None
+    monkeypatch.setattr(module_file, "_registry_changes", count_when_listed)
+    assert [name for name, _ in restored.named_parameters()] == ["weight"]
+    assert list(restored.state_dict()) == ["weight"]
 
 
 class _SharedTwice(nn.Module):

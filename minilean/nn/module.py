@@ -65,6 +65,11 @@ class Module:
         # registry name -> (_registry_changes when listed, [(dotted name, tensor), ...])
         object.__setattr__(self, "_listed_members", {})
 
+    def __getstate__(self):
+        """The module without its lists of members: they hold the count of this process's
+        ``_registry_changes``, which means nothing in the process that unpickles it."""
+        return {**self.__dict__, "_listed_members": {}}
+
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
@@ -134,7 +139,17 @@ class Module:
 
     def register_buffer(self, name, tensor):
         """Keep ``tensor`` with the module (saved, moved by ``to``) without training it. None
-        reserves the name for a buffer set later; until then nothing is saved under it."""
+        reserves the name for a buffer set later; until then nothing is saved under it. A
+        plain attribute of that name gives way to the buffer; a parameter's, a submodule's or
+        the class's name is refused (PyTorch's KeyError), as is a name no attribute can have
+        in a dotted state_dict key."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"buffer name must be a non-empty str without '.', got {name!r}")
+        if name in self._parameters or name in self._modules or hasattr(type(self), name):
+            kind = ("parameter" if name in self._parameters else
+                    "submodule" if name in self._modules else "class attribute")
+            raise KeyError(f"cannot register buffer {name!r}: {type(self).__name__} has a "
+                           f"{kind} of that name")
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"buffer {name!r} must be a Tensor or None, got "
                             f"{type(tensor).__name__}")
