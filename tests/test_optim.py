@@ -319,6 +319,28 @@ def test_a_nan_hyperparameter_is_refused(make):
         make([nn.Parameter(ml.ones(1))])
 
 
+@pytest.mark.parametrize("make", [lambda p: optim.Adam(p, lr=0.1),
+                                  lambda p: optim.SGD(p, lr=0.1, momentum=0.9)])
+def test_a_frozen_weight_is_taken_and_left_alone_until_it_trains(make):
+    """Adam(model.parameters()) with part of the model frozen was a TypeError; PyTorch takes
+    the frozen weights and leaves them as they are, until requires_grad is switched back on."""
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    model[0].weight.requires_grad_(False)
+    frozen, trained = (model[k].weight.numpy().copy() for k in (0, 1))
+    optimizer = make(model.parameters())
+    x = ml.tensor(numpy.ones((3, 2), numpy.float32))
+    for _ in range(2):
+        optimizer.zero_grad()
+        model(x).sum().backward()
+        optimizer.step()
+    numpy.testing.assert_array_equal(model[0].weight.numpy(), frozen)
+    assert (model[1].weight.numpy() != trained).all() and model[0].weight.grad is None
+    model[0].weight.requires_grad_(True)
+    model(x).sum().backward()
+    optimizer.step()
+    assert (model[0].weight.numpy() != frozen).all()
+
+
 def test_optimizer_argument_errors():
     param = nn.Parameter(ml.ones(1))
     with pytest.raises(ValueError, match="lr must be >= 0, got -1"):
@@ -337,8 +359,15 @@ def test_optimizer_argument_errors():
         optim.Adam([param], eps=-1e-8)
     with pytest.raises(ValueError, match="empty parameter list"):
         optim.Adam([])
-    with pytest.raises(TypeError, match="parameter 0 is not a tensor that requires grad"):
-        optim.Adam([ml.ones(1)])
+    with pytest.raises(TypeError, match="^Adam: parameter 1 is a tensor of int64; expected a "
+                                        "floating-point tensor$"):
+        optim.Adam([param, ml.tensor([1, 2])])
+    with pytest.raises(TypeError, match="^Adam: parameter 0 is list; expected a floating-point "
+                                        "tensor$"):
+        optim.Adam([[1.0]])
+    with pytest.raises(ValueError, match=r"^SGD: parameter 0 is the result of an op, whose "
+                                         r"gradient is not kept; expected a leaf tensor"):
+        optim.SGD([param * 2], lr=0.1)
     # list() of one tensor is its rows, which never get a gradient: refused, as in PyTorch
     with pytest.raises(TypeError, match="SGD takes an iterable of parameters .* got a single Tensor"):
         optim.SGD(nn.Parameter(ml.ones(3, 4)), lr=0.1)

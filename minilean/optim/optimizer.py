@@ -66,9 +66,17 @@ class Optimizer:
                                 f"parameter group (dict) at {index}: groups with their own "
                                 f"hyperparameters are not supported (make one optimizer per "
                                 f"group)")
-            if not isinstance(param, Tensor) or not param.requires_grad:
-                raise TypeError(f"{type(self).__name__}: parameter {index} is not a tensor "
-                                f"that requires grad")
+            # a frozen weight (requires_grad off) is taken, as in PyTorch, and left alone
+            # while it gets no gradient: Adam(model.parameters()) with part of a model frozen
+            if not isinstance(param, Tensor) or param.dtype.kind != "f":
+                got = f"a tensor of {param.dtype}" if isinstance(param, Tensor) else \
+                    type(param).__name__
+                raise TypeError(f"{type(self).__name__}: parameter {index} is {got}; expected "
+                                f"a floating-point tensor")
+            if param.grad_fn is not None:
+                raise ValueError(f"{type(self).__name__}: parameter {index} is the result of "
+                                 f"an op, whose gradient is not kept; expected a leaf tensor "
+                                 f"(a Parameter, or a tensor made with requires_grad=True)")
             # one parameter twice would take two updates a step (on a GPU, two threads of a
             # fused kernel writing the same memory at once)
             if id(param) in first_index:
