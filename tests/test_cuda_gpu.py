@@ -27,6 +27,9 @@ from device_cases import (FRESH_GRAD_CASES, MIXED_DTYPE_OPS, MODEL_COMMAND_RUNS,
                           check_fast_op_takes_inputs_of_mixed_dtypes,
                           check_fast_q_sample_takes_the_timesteps_the_plain_one_takes,
                           check_fused_updates_take_what_the_plain_ones_take,
+                          check_fast_q_sample_of_one_host_timestep_can_be_captured,
+                          check_fused_updates_take_parameters_on_both_devices_and_infinite_ones,
+                          check_fast_mean_of_many_equal_values_keeps_its_digits,
                           check_fast_kernels_train_like_plain,
                           check_graph_sampling_replays_the_network,
                           check_model_command_repeats_bit_for_bit,
@@ -83,6 +86,18 @@ def test_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng):
 
 def test_fused_updates_take_what_the_plain_ones_take():
     check_fused_updates_take_what_the_plain_ones_take()
+
+
+def test_fused_updates_take_parameters_on_both_devices_and_infinite_ones():
+    check_fused_updates_take_parameters_on_both_devices_and_infinite_ones()
+
+
+def test_fast_q_sample_of_one_host_timestep_can_be_captured():
+    check_fast_q_sample_of_one_host_timestep_can_be_captured()
+
+
+def test_fast_mean_of_many_equal_values_keeps_its_digits():
+    check_fast_mean_of_many_equal_values_keeps_its_digits()
 
 
 def test_fast_conv_transpose_makes_columns_once(rng, monkeypatch):

@@ -42,6 +42,9 @@ from device_cases import (MIXED_DTYPE_OPS, MODEL_COMMAND_RUNS, OPS, TAIL_ACTIVAT
                           check_fast_op_takes_inputs_of_mixed_dtypes,
                           check_fast_q_sample_takes_the_timesteps_the_plain_one_takes,
                           check_fused_updates_take_what_the_plain_ones_take,
+                          check_fast_q_sample_of_one_host_timestep_can_be_captured,
+                          check_fused_updates_take_parameters_on_both_devices_and_infinite_ones,
+                          check_fast_mean_of_many_equal_values_keeps_its_digits,
                           check_graph_sampling_replays_the_network,
                           check_fast_kernels_train_like_plain, check_model_command_runs_on_cuda,
                           check_op_on_cuda_matches_cpu,
@@ -796,11 +799,12 @@ def test_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng, fake_cuda):
 
 
 @needs_compiler
-@pytest.mark.parametrize("shape, t", [((4, 3), [0, 9, 3, 3]), ((4, 3), 5), ((4,), [1, 2, 3, 4]),
+@pytest.mark.parametrize("shape, t", [((4, 3), [0, 9, 3, 3]), ((4, 3), [5]), ((4,), [1, 2, 3, 4]),
                                       ((0, 3), [])])
 def test_fast_q_sample_runs_its_kernels(rng, fake_cuda, launched_kernels, shape, t):
     """A timestep per sample or one for all, a batch of vectors or of none: noising.cu's two
-    kernels, with the CPU's results (not the plain op that the fast one falls back to)."""
+    kernels, with the CPU's results (not the plain op that the fast one falls back to, as it
+    does for one host timestep: ``check_fast_q_sample_of_one_host_timestep_can_be_captured``)."""
     from minilean.models import diffusion
     alpha_bar = diffusion.alpha_bars(diffusion.make_betas("linear", 10))
     assert_fast_gradients_match_cpu(
@@ -846,6 +850,67 @@ def test_fast_mse_loss_runs_its_kernels_on_views(rng, fake_cuda, launched_kernel
 @needs_compiler
 def test_fused_updates_take_what_the_plain_ones_take(fake_cuda):
     check_fused_updates_take_what_the_plain_ones_take()
+
+
+@needs_compiler
+def test_fused_updates_take_parameters_on_both_devices_and_infinite_ones(fake_cuda):
+    check_fused_updates_take_parameters_on_both_devices_and_infinite_ones()
+
+
+@needs_compiler
+def test_fast_q_sample_of_one_host_timestep_can_be_captured(fake_cuda):
+    check_fast_q_sample_of_one_host_timestep_can_be_captured()
+
+
+@needs_compiler
+def test_fast_mean_of_many_equal_values_keeps_its_digits(fake_cuda):
+    check_fast_mean_of_many_equal_values_keeps_its_digits()
+
+
+@needs_compiler
+def test_a_captured_call_keeps_the_cached_constants_it_reads(fake_cuda, rng, monkeypatch):
+    """A graph reads the schedule table and the convolutions' geometry at every replay; their
+    caches may drop them (the geometry's kept 64, so a model of more shapes dropped some at
+    every step), and a dropped one's memory could go to another array while the graph still
+    read it. The graph keeps them. (This stand-in's graph keeps every launch's arguments, so
+    here they would outlive the caches anyway: the test asks the graph what it keeps.)"""
+    import weakref
+
+    from minilean import backend
+    from minilean.cuda import im2col
+    from minilean.models import diffusion
+    from minilean.nn import functional as F
+    geometries, cached = [], im2col._device_geometry
+
+    def recorded(geometry):
+        array = cached(geometry)
+        geometries.append(weakref.ref(array))
+        return array
+
+    recorded.cache_clear = cached.cache_clear
+    monkeypatch.setattr(im2col, "_device_geometry", recorded)
+    alpha_bar = diffusion.alpha_bars(diffusion.make_betas("linear", 10))
+    weight = minilean.tensor(rng.normal(size=(2, 3, 3, 3)).astype(numpy.float32), device="cuda")
+    timesteps = backend.xp_for("cuda").asarray(numpy.array([1, 7]))
+
+    def noised_and_convolved(x, eps):
+        noised = diffusion.q_sample(alpha_bar, minilean.Tensor(x), timesteps, minilean.Tensor(eps))
+        return F.conv2d(noised, weight, padding=1).data
+
+    examples = [rng.normal(size=(2, 3, 5, 5)).astype(numpy.float32) for _ in range(2)]
+    use_fast_kernels(True)
+    try:
+        captured = CapturedCall(noised_and_convolved, examples)
+        expected = noised_and_convolved(*(backend.xp_for("cuda").asarray(a) for a in examples))
+    finally:
+        use_fast_kernels(False)
+    constants = list(backend._constants.values()) + [geometry() for geometry in geometries]
+    assert len(backend._constants) == 1 and geometries
+    assert all(any(constant is held for held in captured._kept.held) for constant in constants)
+    fake_cupy.forget_device_state()  # empties both caches
+    # (the graph's products are minilean's own kernel, not cuBLAS's: a few ulps apart)
+    numpy.testing.assert_allclose(captured(*examples).get(), expected.get(), rtol=1e-5,
+                                  atol=1e-6)
 
 
 @needs_compiler

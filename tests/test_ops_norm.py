@@ -139,6 +139,13 @@ def test_bad_arguments_name_the_values():
     with pytest.raises(ValueError, match=r"group_norm activation must be one of "
                                          r"\(None, 'silu'\), got 'gelu'"):
         group_norm(x, 3, activation="gelu")
+    # None was NaN everywhere with fast kernels on (float32(None)), NumPy's TypeError without
+    for eps in (None, -1e-5, float("nan"), True):
+        for name, norm in (("layer_norm", lambda: layer_norm(x, 3, eps=eps)),
+                           ("group_norm", lambda: group_norm(x, 3, eps=eps))):
+            with pytest.raises(ValueError, match=f"^{name} eps must be a finite number >= 0, "
+                                                 f"got {eps!r}$"):
+                norm()
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

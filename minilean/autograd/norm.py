@@ -16,6 +16,7 @@ would record a dozen nodes and keep their intermediates alive. The statistics ar
 float32 or wider: float16 sums over thousands of elements lose the mean to rounding.
 """
 import math
+import numbers
 
 from minilean import backend
 from minilean.autograd.elementwise import floating, silu_backward, silu_forward
@@ -237,6 +238,15 @@ def _affine(weight, bias):
     return tuple(t for t in (weight, bias) if t is not None), weight is not None
 
 
+def _check_eps(eps, op):
+    """``eps`` as a float, a finite number >= 0: None made the fast kernels' float32(None), NaN,
+    and the result all NaN without a word (the plain op's TypeError was NumPy's)."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or \
+            not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"{op} eps must be a finite number >= 0, got {eps!r}")
+    return float(eps)
+
+
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     normalized_shape = ((normalized_shape,) if is_int(normalized_shape)
                         else tuple(normalized_shape))
@@ -252,7 +262,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     # an integer x in float32 (``floating``): the standardised values cast back to its dtype
     # were truncated to -1, 0, 1
     return LayerNorm.apply(floating(x), *affine, axes=tuple(range(x.ndim - count, x.ndim)),
-                           eps=eps, has_weight=has_weight)
+                           eps=_check_eps(eps, "layer_norm"), has_weight=has_weight)
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, activation=None):
@@ -268,5 +278,6 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, activation=None)
             raise ValueError(f"group_norm {name} has shape {tensor.shape}, expected ({channels},)")
     affine, has_weight = _affine(weight, bias)
     # an integer x in float32, as in layer_norm
-    return GroupNorm.apply(floating(x), *affine, num_groups=num_groups, eps=eps,
-                           has_weight=has_weight, activation=activation)
+    return GroupNorm.apply(floating(x), *affine, num_groups=num_groups,
+                           eps=_check_eps(eps, "group_norm"), has_weight=has_weight,
+                           activation=activation)

@@ -29,7 +29,7 @@ __global__ void adam_update(const unsigned long long* table, const long long* of
 #pragma unroll
     for (int e = 0; e < Chunk<T>::size; ++e) {
       if (decoupled) w.values[e] *= T(1) - lr * weight_decay;
-      else g.values[e] += weight_decay * w.values[e];
+      else if (weight_decay != T(0)) g.values[e] += weight_decay * w.values[e];  // 0 * inf
       m.values[e] = beta1 * m.values[e] + one_minus_beta1 * g.values[e];
       v.values[e] = beta2 * v.values[e] + one_minus_beta2 * g.values[e] * g.values[e];
       w.values[e] -= step_size * m.values[e] / (sqrt(v.values[e]) / bias_correction2_sqrt + eps);

@@ -24,7 +24,7 @@ def reference(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, wei
     step_size, bias_correction2_sqrt = _step_constants(step, lr, beta1, beta2)
     if decoupled:
         param = param * (1 - lr * weight_decay)
-    else:
+    elif weight_decay:  # as the plain update: 0 * inf would make an infinite weight NaN
         grad = grad + weight_decay * param
     exp_avg = beta1 * exp_avg + (1 - beta1) * grad
     exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * grad * grad

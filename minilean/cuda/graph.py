@@ -22,7 +22,8 @@ What a captured function must do (the rules of stream capture, and how this clas
   written by every replay; in CuPy's shared pool they could be handed to other arrays.
 * Be called once before the capture (the warm-up): nothing executes while capturing, and
   nothing may compile either, so an ordinary first call compiles the kernels, fills the
-  caches of device constants and grows the private pool.
+  caches of device constants and grows the private pool. The constants it reads are kept
+  with the graph (``held``): a cache may drop one while the graph still reads it.
 * Allocate nothing that must outlive a replay step, and upload through ``upload``. A device
   table of the addresses of arrays made in the capture (which only then are known) is made
   during the warm-up (``made_at_warm_up``) and only filled during the capture, by an upload
@@ -45,6 +46,7 @@ class _Kept:
         self.made = []       # (key, object), in the order the warm-up made them
         self.taken = 0       # how many of them the capture has taken back so far
         self.uploads = None  # while capturing: [(device array, host array)]
+        self.held = []       # the cached device constants the function read (``held``)
 
 
 _recording = None  # the _Kept of the CapturedCall that is warming up or capturing
@@ -66,6 +68,16 @@ def made_at_warm_up(key, make):
                            f"at this point: the two calls took different paths")
     _recording.taken += 1
     return _recording.made[_recording.taken - 1][1]
+
+
+def held(constant):
+    """``constant``, a device array from a cache (a schedule table, a convolution's
+    geometry), kept for the graph's life where a ``CapturedCall`` is being recorded: the
+    graph reads it at every replay, and a cache that dropped it would let its memory go to
+    other arrays."""
+    if _recording is not None:
+        _recording.held.append(constant)
+    return constant
 
 
 def upload(array, host):

@@ -31,6 +31,7 @@ import numpy
 from minilean import backend
 from minilean.autograd.conv import output_size, transposed_output_size
 from minilean.cuda import compile as kernels
+from minilean.cuda import graph
 from minilean.cuda.fast_function import FastFunction
 from minilean.cuda.reduce import sum_rows
 
@@ -108,17 +109,19 @@ def swap_leading_axes_reference(src, bias=None):
     return numpy.ascontiguousarray(swapped)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=1024)
 def _device_geometry(geometry):
     """The geometry as an int64 device array, uploaded once per distinct convolution shape
-    (a training step repeats the same shapes, so after warm-up nothing is uploaded)."""
+    (a training step repeats the same shapes, so after warm-up nothing is uploaded). Room
+    for many: with 64, a model of more distinct shapes than that uploaded every one at every
+    step, and could not be captured as a CUDA graph."""
     import cupy
     return cupy.asarray(numpy.array(geometry, dtype=numpy.int64))
 
 
 def _launch(name, source, out, geometry):
     import cupy
-    dims = _device_geometry(geometry)
+    dims = graph.held(_device_geometry(geometry))
     source = cupy.ascontiguousarray(source, dtype=out.dtype)
     kernels.launch(program, _kernel_name(name, out.dtype, max(source.size, out.size)), out.size,
                    (source, out, dims, numpy.int64(out.size)))

@@ -57,9 +57,11 @@ def contiguous(arrays):
     """``arrays``, each C-contiguous: itself where it is (most are), else a contiguous copy.
     ``cupy.ascontiguousarray`` makes that test itself, and on an H200's host it cost 0.1 us on
     a contiguous array against 0.3-0.7 us for reading ``flags.c_contiguous`` first
-    (``benchmarks/host_costs.py``)."""
+    (``benchmarks/host_costs.py``). A host array stays as it is, for ``check_arrays`` to
+    refuse by name."""
     import cupy
-    return [cupy.ascontiguousarray(array) for array in arrays]
+    return [array if type(array) is numpy.ndarray else cupy.ascontiguousarray(array)
+            for array in arrays]
 
 
 def check_arrays(roles):
@@ -68,7 +70,7 @@ def check_arrays(roles):
     Raises ``NotCovered``, naming what failed, before anything is launched: a RawKernel checks
     no types and ignores strides, so it would read such arrays wrongly without a word. The
     optimizers then run the plain update (float16 parameters, float32 beside float64, a
-    parameter made as a transposed view); a direct caller (the kernel tests,
+    parameter made as a transposed view, parameters on both devices); a direct caller (the kernel tests,
     ``benchmarks/bench_gpu.py``) sees the error."""
     first = roles[0]
     dtype = first[0].dtype
@@ -79,6 +81,9 @@ def check_arrays(roles):
                          f"{[len(role) for role in roles]}")
     for role in roles:
         for array, param in zip(role, first):
+            if type(array) is numpy.ndarray:  # a model partly moved to the GPU
+                raise NotCovered(f"fused update needs arrays on the GPU, got a host array of "
+                                 f"shape {array.shape}")
             if array.dtype != dtype:
                 raise NotCovered(f"fused update needs arrays of one dtype, {dtype}; got "
                                  f"{array.dtype} of shape {array.shape}")

@@ -7,6 +7,7 @@ import numpy
 
 from minilean import backend
 from minilean.cuda import compile as kernels
+from minilean.cuda import graph
 from minilean.cuda.fast_function import FastFunction
 
 program = kernels.Program("noising.cu", [
@@ -28,7 +29,8 @@ def device_coefficients(alpha_bar, dtype):
     sqrt(1 - alpha_bar[t])), copied there once per schedule and dtype: the kernels read a
     row in one aligned load through one pointer (two tables took more registers:
     ``noising.cu``'s header)."""
-    return backend.constant(numpy.stack(coefficients(alpha_bar, dtype), axis=1), "cuda")
+    return graph.held(backend.constant(numpy.stack(coefficients(alpha_bar, dtype), axis=1),
+                                       "cuda"))
 
 
 def _per_sample(table, t, ndim):
@@ -99,9 +101,13 @@ class FastQSample(FastFunction):
     def covers(x0, eps, alpha_bar=None, t=None):
         # the kernels read t[sample] for every sample: other counts go to the plain op, which
         # broadcasts them or refuses them as NumPy does; and they write x0's dtype, so noise of
-        # another (float64 beside float32 x0: the plain op's result is float64) goes there too
+        # another (float64 beside float32 x0: the plain op's result is float64) goes there too.
+        # One timestep on the host goes there as well: the plain op makes it two numbers,
+        # where the kernels would copy it to the device at every call (which a CUDA graph
+        # cannot capture)
         return (FastFunction.covers(x0, eps) and x0.shape == eps.shape and x0.ndim > 0
-                and x0.dtype == eps.dtype and numpy.size(t) in (1, x0.shape[0]))
+                and x0.dtype == eps.dtype and numpy.size(t) in (1, x0.shape[0])
+                and not (numpy.ndim(t) == 0 and backend.device_of(t) == "cpu"))
 
     @staticmethod
     def kernel_forward(ctx, x0, eps, alpha_bar=None, t=None):
