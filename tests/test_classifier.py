@@ -315,6 +315,19 @@ def test_reference_sets_of_the_builtin_shapes_hold_out_other_images():
     numpy.testing.assert_array_equal(labels, fresh_labels)
 
 
+def test_reference_sets_take_every_seed_the_command_line_takes():
+    """The held-out shapes' seed is the run's plus 1000: for --seed 4294967295 (the largest
+    --seed) that is no seed, and the run stopped after training, before its summary."""
+    from minilean.data import load_dataset, make_shapes
+    from minilean.models.classifier import reference_sets
+    largest = 2**32 - 1
+    dataset = load_dataset("builtin", n_total=4, image_size=16, seed=largest)
+    _, held_out, labels = reference_sets(dataset, 4, seed=largest)
+    fresh, fresh_labels = make_shapes(4, 16, 999)  # wrapped around
+    numpy.testing.assert_allclose(held_out * 255.0, fresh, atol=1e-4)
+    numpy.testing.assert_array_equal(labels, fresh_labels)
+
+
 def test_noise_images_are_the_standard_normal_mapped_to_0_1():
     from minilean.models.classifier import noise_images
     images = noise_images(2000, (1, 4, 4), seed=0)

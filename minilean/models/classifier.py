@@ -23,7 +23,7 @@ import numpy
 
 from minilean.autograd.creation import tensor
 from minilean.autograd.grad_mode import no_grad
-from minilean.data.streams import Purpose, stream
+from minilean.data.streams import KEY_LIMIT, Purpose, stream
 from minilean.errors import flag_error
 from minilean.nn import Conv2d, Linear, Module
 from minilean.nn import functional as F
@@ -203,7 +203,9 @@ def reference_sets(dataset, n, seed):
             raise ValueError(f"FD-classifier needs at least 2 real images, the dataset has "
                              f"{len(dataset)}")
         from minilean.data import make_shapes
-        held_out, labels = make_shapes(n, dataset.image_shape[1], seed + HELD_OUT_SEED_OFFSET)
+        # wrapped into the seeds' range: --seed 4294967295 is a seed, seed + 1000 is not
+        held_out, labels = make_shapes(n, dataset.image_shape[1],
+                                       (seed + HELD_OUT_SEED_OFFSET) % KEY_LIMIT)
         return (dataset.images_float(slice(0, n)), held_out.astype(numpy.float32) / 255.0, labels)
     train_rows, held_out_rows = reference_rows(dataset, n, seed)
     return (dataset.images_float(train_rows), dataset.images_float(held_out_rows),
