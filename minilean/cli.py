@@ -667,7 +667,8 @@ EVALUATE = Command(
             "Frechet distance between Gaussian fits of its penultimate features: generated "
             "images vs held-out real ones, next to real training images (floor) and Gaussian "
             "noise images (ceiling). The builtin dataset is drawn at the samples' size "
-            "(--image-size is not used for it).",
+            "(--image-size is not used for it). With a run directory, the data flags and "
+            "--seed default to the run's own (typed ones choose), so the FD is its summary's.",
     groups=[
         DEVICE_FLAGS,
         data_flags(),

@@ -368,6 +368,39 @@ def test_evaluate_needs_twice_the_run_reference_size(rows, refused):
         check_fd_report(config, dataset)
 
 
+def test_evaluate_of_a_run_scores_against_the_runs_data_unless_told_otherwise(tmp_path,
+                                                                           monkeypatch, capsys):
+    """``evaluate --samples RUN`` of a run on an --x array with --seed 5 compared its samples
+    with the built-in shapes at seed 0 (the command line's defaults), without a word, and so
+    did not repeat the run's own FD. A data flag or a --seed typed still chooses."""
+    from minilean.cli import main
+    from minilean.train import evaluate
+    scored = []
+    monkeypatch.setattr(evaluate, "fd_classifier", lambda samples, dataset, device, seed, *rest:
+                        scored.append((dataset.name, len(dataset), seed)) or {})
+    images = numpy.random.default_rng(0).integers(0, 256, (24, 3, 16, 16), numpy.uint8)
+    numpy.save(tmp_path / "x.npy", images)
+    numpy.save(tmp_path / "y.npy", numpy.arange(24) % 3)
+    run = tmp_path / "run"
+    main(["diffusion", "--cpu", "--steps=1", "--batch-size=4", "--hidden-c=4", "--T=4",
+          "--n-samples=2", "--sampler=ddim", "--sample-steps=1", "--evaluate=false",
+          "--progress=false", "--seed=5", f"--x={tmp_path / 'x.npy'}",
+          f"--y={tmp_path / 'y.npy'}", f"--out={run}"])
+    for typed, expected in (([], ("x.npy", 24, 5)), (["--seed=1"], ("x.npy", 24, 1)),
+                            (["--dataset=builtin", "--n-total=8"], ("builtin", 8, 5))):
+        main(["evaluate", "--cpu", f"--samples={run}", *typed])
+        assert scored.pop() == expected
+    # a run that has not sampled yet (still training, or stopped before it sampled)
+    (run / "samples.npy").unlink()
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--cpu", f"--samples={run}"])
+    assert capsys.readouterr().err.endswith(
+        f"minilean evaluate: error: samples file {run / 'samples.npy'} not found: that "
+        f"directory holds a run of diffusion on {tmp_path / 'x.npy'}, which has not drawn its "
+        f"samples yet (it is still training, or stopped before it sampled: python -m minilean "
+        f"diffusion --resume {run} finishes it)\n")
+
+
 def test_evaluate_on_one_builtin_image_is_refused_before_the_run():
     """diffusion --n-total 1 trained its whole run, then failed on the floor's covariance."""
     from types import SimpleNamespace

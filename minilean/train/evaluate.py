@@ -6,12 +6,35 @@ import os
 import sys
 
 from minilean.data import load_dataset
-from minilean.data.arrays import check_pixel_values, float_images, load_npy
+from minilean.data.arrays import DATA_FLAGS, check_pixel_values, float_images, load_npy
 from minilean.data.builtin import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from minilean.data.runlog import read_run_config
 from minilean.models.classifier import fd_classifier
 from minilean.optim.checkpoint import load_checkpoint
 from minilean.train.loop import CHECKPOINT, data_in_errors, prepare_device
+
+DATA_FLAG_NAMES = {flag.name for flag in DATA_FLAGS}
+
+
+def with_the_runs_data(config):
+    """``config`` where ``--samples`` names a run directory and no data flag was typed: with
+    the run's own data flags and ``--seed``, so that its samples are scored against the data
+    it trained on (an ``--x`` array, its ``--n-total``) and the FD repeats the one in its
+    summary.json. The command line's defaults, the built-in shapes at seed 0, scored them
+    against other data without a word. A data flag typed chooses the data (and a --seed
+    typed, the seed) as for any .npy."""
+    if not os.path.isdir(config.samples):
+        return config
+    try:
+        saved = read_run_config(config.samples)
+    except (OSError, ValueError):  # a folder of samples, not a run's: load_samples says more
+        return config
+    typed = set(config.given_flags)
+    names = [] if typed & DATA_FLAG_NAMES else sorted(DATA_FLAG_NAMES)
+    for name in names + ([] if "seed" in typed else ["seed"]):
+        if name in saved:
+            setattr(config, name, saved[name])
+    return config
 
 
 def _run_of(directory):
@@ -23,6 +46,18 @@ def _run_of(directory):
         return f"{saved['command']} on {saved.get('x') or saved['dataset']}"
     except (OSError, ValueError, KeyError):  # no run's config: say what it lacks
         return None
+
+
+def _why_no_samples(run, directory):
+    """Why a run's directory holds no samples.npy: its command writes none, or (diffusion, gan
+    on images) it has not sampled yet."""
+    command = run.split()[0]
+    if command == "diffusion" or (command == "gan" and not run.endswith(" on ring8")):
+        return (f"which has not drawn its samples yet (it is still training, or stopped "
+                f"before it sampled: python -m minilean {command} --resume {directory} "
+                f"finishes it)")
+    return ("which writes none (diffusion and gan on images do); give an .npy array of images "
+            "instead")
 
 
 def _older_than_the_checkpoint(directory):
@@ -54,10 +89,9 @@ def load_samples(path):
     if os.path.isdir(path):
         directory, run = path, _run_of(path)
         path = os.path.join(directory, "samples.npy")
-        if run and not os.path.isfile(path):  # a run, but of a command that writes no images
+        if run and not os.path.isfile(path):
             raise FileNotFoundError(f"samples file {path} not found: that directory holds a "
-                                    f"run of {run}, which writes none (diffusion and gan on "
-                                    f"images do); give an .npy array of images instead")
+                                    f"run of {run}, {_why_no_samples(run, directory)}")
         note = _older_than_the_checkpoint(directory)
         if note:
             print(f"minilean evaluate: {note}", file=sys.stderr)
@@ -87,6 +121,7 @@ def builtin_image_size(samples, path):
 def run(config):
     """``python -m minilean evaluate``: print FD-classifier with its floor and ceiling."""
     prepare_device(config)  # checks the device; --fast-kernels switches the kernels on
+    config = with_the_runs_data(config)
     samples = load_samples(config.samples)
     # --image-size is ignored for the built-in shapes: they are drawn at the samples' size.
     image_size = builtin_image_size(samples, config.samples) \
