@@ -637,7 +637,8 @@ DIFFUSION = Command(
                  "the noise would need more variance than the step has)", low=0, high=1),
             Flag("clip", True, "ddpm and ddim (and the reconstruction): clip each step's "
                  "predicted x0 to [-1, 1]; pf-euler, which predicts no x0: clamp the final "
-                 "samples to [-1, 1]"),
+                 "samples to [-1, 1] (the images written are clamped either way: for "
+                 "pf-euler --noclip only makes an overflowed sample an error)"),
             Flag("n_samples", 128, "images to sample (the grid shows 64) and to measure "
                  "FD-classifier on", low=1),
             Flag("sample_batch", 256, "images through the network at once while sampling "
