@@ -676,13 +676,16 @@ def test_fans_need_two_dims():
 GAIN_CASES = [("linear", None, 1.0), ("conv2d", None, 1.0), ("conv_transpose2d", None, 1.0),
               ("sigmoid", None, 1.0), ("tanh", None, 5.0 / 3), ("relu", None, math.sqrt(2.0)),
               ("leaky_relu", None, math.sqrt(2.0 / (1 + 0.01 ** 2))),
-              ("leaky_relu", 0.2, math.sqrt(2.0 / (1 + 0.2 ** 2)))]
+              ("leaky_relu", 0.2, math.sqrt(2.0 / (1 + 0.2 ** 2))), ("selu", None, 0.75),
+              ("conv1d", None, 1.0), ("conv3d", None, 1.0), ("conv_transpose1d", None, 1.0),
+              ("conv_transpose3d", None, 1.0)]
 
 
 @pytest.mark.parametrize("nonlinearity, param, documented", GAIN_CASES)
 def test_calculate_gain_is_the_documented_value_and_torchs(nonlinearity, param, documented):
     """The recommended gains of PyTorch's init docs: 1 for linear/conv/sigmoid, 5/3 for tanh,
-    sqrt 2 for relu, sqrt(2 / (1 + slope^2)) for leaky_relu (slope 0.01 by default)."""
+    sqrt 2 for relu, sqrt(2 / (1 + slope^2)) for leaky_relu (slope 0.01 by default), 3/4 for
+    selu (selu and the 1-D and 3-D convolutions were an "unknown nonlinearity")."""
     assert nn.init.calculate_gain(nonlinearity, param) == pytest.approx(documented, rel=1e-15)
     torch = pytest.importorskip("torch")
     expected = torch.nn.init.calculate_gain(nonlinearity, param)

@@ -1,6 +1,7 @@
 """Optimizers, clipping, EMA and schedules: against hand-computed references (always) and
 against torch.optim on the same parameters and gradients (when torch is installed)."""
 import math
+import re
 
 import numpy
 import pytest
@@ -592,6 +593,11 @@ def test_warmup_cosine_ends_at_total_steps_even_within_the_warm_up():
     param = nn.Parameter(ml.ones(1))
     with pytest.raises(ValueError, match="warmup_steps must be at most total_steps .* got 5 > 2"):
         optim.warmup_cosine_scheduler(optim.SGD([param], lr=0.1), 5, 2)
+    # a negative floor ended the schedule on a negative rate, which climbs the loss
+    for min_factor in (-0.1, 1.5, float("nan"), "0"):
+        with pytest.raises(ValueError, match=re.escape(
+                f"min_factor must be a number in [0, 1], got {min_factor!r}")):
+            optim.warmup_cosine_scheduler(optim.SGD([param], lr=0.1), 1, 2, min_factor)
 
 
 @pytest.mark.parametrize("warmup, total, message", [

@@ -53,12 +53,15 @@ def calculate_fan_in_and_fan_out(tensor):
 
 def calculate_gain(nonlinearity, param=None):
     """The factor that keeps activations' variance steady through ``nonlinearity``."""
-    if nonlinearity in ("linear", "conv2d", "conv_transpose2d", "sigmoid"):
+    if nonlinearity in ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
+                        "conv_transpose2d", "conv_transpose3d", "sigmoid"):
         return 1.0
     if nonlinearity == "tanh":
         return 5.0 / 3
     if nonlinearity == "relu":
         return math.sqrt(2.0)
+    if nonlinearity == "selu":
+        return 3.0 / 4  # PyTorch's: keeps SELU's self-normalising fixed point
     if nonlinearity == "leaky_relu":
         negative_slope = 0.01 if param is None else param
         return math.sqrt(2.0 / (1 + negative_slope ** 2))

@@ -69,5 +69,9 @@ def warmup_cosine_scheduler(optimizer, warmup_steps, total_steps, min_factor=0.0
     if warmup_steps > total_steps:
         raise ValueError(f"warmup_steps must be at most total_steps (the warm-up comes first), "
                          f"got {warmup_steps} > {total_steps}")
+    # a factor below 0 ends the schedule on a negative rate: the optimizer climbs the loss
+    if isinstance(min_factor, bool) or not isinstance(min_factor, (int, float)) or \
+            not 0 <= min_factor <= 1:
+        raise ValueError(f"min_factor must be a number in [0, 1], got {min_factor!r}")
     return LambdaLR(optimizer, functools.partial(warmup_cosine, warmup_steps=warmup_steps,
                                                  total_steps=total_steps, min_factor=min_factor))
