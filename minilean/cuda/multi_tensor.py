@@ -70,8 +70,8 @@ def check_arrays(roles):
     Raises ``NotCovered``, naming what failed, before anything is launched: a RawKernel checks
     no types and ignores strides, so it would read such arrays wrongly without a word. The
     optimizers then run the plain update (float16 parameters, float32 beside float64, a
-    parameter made as a transposed view, parameters on both devices); a direct caller (the kernel tests,
-    ``benchmarks/bench_gpu.py``) sees the error."""
+    parameter made as a transposed view, parameters on both devices); a direct caller (the
+    kernel tests, ``benchmarks/bench_gpu.py``) sees the error."""
     first = roles[0]
     dtype = first[0].dtype
     if dtype not in KERNEL_DTYPES:
