@@ -1,5 +1,7 @@
 """LSGAN: the two objectives against TorchLean's numbers, their zeros, gradients in float64,
 alternating steps, and ring8 mode coverage."""
+import math
+
 import numpy
 import pytest
 
@@ -169,6 +171,23 @@ def test_the_saved_samples_are_the_generator_outputs_from_minus_1_1(tmp_path, mo
                                      make_grid(saved))
     names = {name.split(".")[0] for name in os.listdir(tmp_path / "images")}
     assert names == {"samples_step000005", "samples_step000010", "samples"}
+
+
+@pytest.mark.parametrize("dataset", ["builtin", "ring8"])
+def test_a_generator_that_diverged_is_said_to_have(tmp_path, monkeypatch, capsys, dataset):
+    """NaN weights met the sample grid of a --sample-every step (drawn inside the step) before
+    the NaN guard could name the step: "images hold 4608 nan or infinite values", as if the
+    images were at fault (on ring8, a scatter plot of NaN points was drawn)."""
+    from minilean.cli import main
+    forward = gan.Generator.forward
+    monkeypatch.setattr(gan.Generator, "forward", lambda self, z: forward(self, z) * math.nan)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["gan", *TINY_RUN, "--steps=3", "--sample-every=1", "--evaluate=false",
+              f"--dataset={dataset}", "--n-total=40", f"--out={tmp_path}"])
+    values = 6 * (2 if dataset == "ring8" else 3 * 16 * 16)
+    assert exit_info.value.code == 1 and capsys.readouterr().err.endswith(
+        f"minilean gan: error: the generator at step 1 gave {values} nan or infinite values of "
+        f"{values}: training or sampling diverged\n")
 
 
 def test_each_training_draw_of_noise_is_fresh(tmp_path, monkeypatch):

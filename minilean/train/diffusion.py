@@ -32,9 +32,10 @@ from minilean.models import diffusion as D
 from minilean.models.classifier import check_fd_report, fd_report
 from minilean.optim import EMA, Adam, clip_grad_norm_, warmup_constant, warmup_cosine
 from minilean.train.loop import (LOCKED_DATA_FLAGS, TrainState, check_batch_fits,
-                                 check_halved_twice, check_same_data, check_samples_fit,
-                                 data_source, default_interval, open_run, prepare_device,
-                                 run_config, start_line, summary_line, train, write_trainlog)
+                                 check_halved_twice, check_same_data, check_samples_finite,
+                                 check_samples_fit, data_source, default_interval, open_run,
+                                 prepare_device, run_config, start_line, summary_line, train,
+                                 write_trainlog)
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("arch", "hidden_c", "T", "schedule", "beta_start", "beta_end",
@@ -239,7 +240,8 @@ def write_images(config, model, emas, betas, dataset, run_dir):
         sampler_network = GraphNetwork(model) if uses_graph(config) else model
         if config.n_samples > config.sample_batch:
             sampler_network = D.in_batches(sampler_network, config.sample_batch)
-        images = sample(eps_model(sampler_network), config, betas, x_T).numpy()
+        images = check_samples_finite(sample(eps_model(sampler_network), config, betas,
+                                             x_T).numpy(), f"the {config.sampler} sampler")
         reconstruction = _reconstruct(config, eps_model(model), betas, dataset) \
             if config.noisy_ppm or config.reconstruct_ppm else None
     samples = to_uint8(images, (-1.0, 1.0))

@@ -11,7 +11,7 @@ from minilean.models.gan import (Discriminator, Generator, discriminator_loss, g
                                  independent_pixel_samples, ring8_coverage)
 from minilean.optim import Adam, minimize
 from minilean.train import zoo_run
-from minilean.train.loop import LOCKED_DATA_FLAGS, check_samples_fit
+from minilean.train.loop import LOCKED_DATA_FLAGS, check_samples_finite, check_samples_fit
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("latent", "hidden", "d_steps")
@@ -57,9 +57,10 @@ def run(config):
 
         fixed_latent = session.normal((config.n_samples, config.latent), Purpose.SAMPLING_START)
 
-        def write_samples(name):
+        def write_samples(name, step):
             with no_grad():
-                samples = generator(fixed_latent).numpy()
+                samples = check_samples_finite(generator(fixed_latent).numpy(),
+                                               f"the generator at step {step}")
             if points:
                 path = session.run.file(f"{name}.svg")
                 atomic.write_text(path, scatter_svg(samples, session.held_out_rows[:500]))
@@ -75,12 +76,12 @@ def run(config):
             fake = generator(latent(real.shape[0], step, G_NOISE))
             g_loss = minimize(g_optimizer, generator_loss(discriminator(fake)))
             if step % config.sample_every == 0:
-                write_samples(f"samples_step{step:06d}")
+                write_samples(f"samples_step{step:06d}", step)
             return {"loss": d_loss + g_loss, "d_loss": d_loss, "g_loss": g_loss}
 
         zoo_run.fit(session, {"generator": generator, "discriminator": discriminator},
                     {"generator": g_optimizer, "discriminator": d_optimizer}, step_fn, "gan")
-        samples = write_samples("samples")
+        samples = write_samples("samples", config.steps)
         summary = {"samples": len(samples), "steps": config.steps}
         if points:
             modes, share = ring8_coverage(samples, RING8_MODES, RING8_STD)

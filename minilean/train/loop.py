@@ -29,6 +29,8 @@ import math
 import os
 import sys
 
+import numpy
+
 from minilean import atomic, backend
 from minilean.autograd.shape import stack
 from minilean.autograd.tensor import Tensor
@@ -46,7 +48,7 @@ CHECKPOINT = os.path.join("checkpoints", "last.npz")
 
 
 class TrainingDiverged(ValueError):
-    """A loss or metric became NaN or infinite."""
+    """A loss or metric became NaN or infinite, or the samples drawn at the end did."""
 
 
 class TrainState:
@@ -182,6 +184,18 @@ def check_samples_fit(n_samples, image_shape):
     that size, and the network's activations for ``--sample-batch`` samples.)"""
     check_within_cap("n_samples", n_samples, 4 * math.prod(image_shape),
                      f"images of shape {tuple(image_shape)}", "sampled")
+
+
+def check_samples_finite(samples, made_by):
+    """``samples`` (an array), checked before they are drawn: a NaN or an infinity means that
+    training or sampling diverged, which the generic "images hold nan" of the image writer
+    did not say (a GAN's NaN weights met it mid-training, before the NaN guard named the
+    step). ``made_by`` says what made them ("the ddim sampler", "the generator at step 40")."""
+    finite = numpy.isfinite(samples)
+    if not finite.all():
+        raise TrainingDiverged(f"{made_by} gave {finite.size - finite.sum()} nan or infinite "
+                               f"values of {finite.size}: training or sampling diverged")
+    return samples
 
 
 def default_interval(steps, parts):
