@@ -48,7 +48,7 @@ CHECKPOINT = os.path.join("checkpoints", "last.npz")
 
 
 class TrainingDiverged(ValueError):
-    """A loss or metric became NaN or infinite, or the samples drawn at the end did."""
+    """A loss or metric became NaN or infinite, or samples drawn from the model did."""
 
 
 class TrainState:
