@@ -212,7 +212,12 @@ MASK = [True, False, True, False]
     ((Ellipsis, 0, [1, 2]), lambda x: x[..., 0, :][..., [1, 2]]),
     # a 0-d integer tensor is an int to PyTorch; repeated indices add up their gradients
     ((ml.tensor(0), slice(None), [0, 1]), lambda x: x[0][:, [0, 1]]),
-    ((ml.tensor(-1), slice(None), [3, 0, 3]), lambda x: x[-1][:, [3, 0, 3]])])
+    ((ml.tensor(-1), slice(None), [3, 0, 3]), lambda x: x[-1][:, [3, 0, 3]]),
+    # a tuple of picks (zip makes them) is a list of picks: it kept only the last repeat's
+    # gradient, and its int selected among the arrays, as NumPy's does
+    ((0, slice(None), (3, 0, 3)), lambda x: x[0][:, [3, 0, 3]]),
+    ((1, (0, 0, 2), (1, 1, 3)), lambda x: x[1][[0, 0, 2], [1, 1, 3]]),
+    (((1, 1), (0, 0)), lambda x: x[[1, 1], [0, 0]])])
 def test_an_int_beside_index_arrays_selects_first_as_in_pytorch(index, ints_first):
     values = np.arange(24.0).reshape(2, 3, 4)
     x = ml.tensor(values, requires_grad=True)

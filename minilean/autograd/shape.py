@@ -255,10 +255,12 @@ def flatten(x, start_dim=0, end_dim=-1):
 
 
 def _index_part(part, xp):
-    """One part of an index as NumPy/CuPy understands it: tensors and lists become arrays."""
+    """One part of an index as NumPy/CuPy understands it: tensors, lists and tuples become
+    arrays. (A tuple inside the index, as ``zip`` makes them, is a list of picks to NumPy too:
+    left a tuple, the repeated picks' gradient took the last one, not their sum.)"""
     if isinstance(part, Tensor):
         return part.data
-    if isinstance(part, (list, numpy.ndarray)):
+    if isinstance(part, (list, tuple, numpy.ndarray)):
         array = xp.asarray(part)
         # [] holds no number to take a dtype from, so NumPy makes it float64, which no index
         # may be; as an index it picks nothing (PyTorch: an empty selection)
