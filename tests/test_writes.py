@@ -78,6 +78,29 @@ def test_a_write_is_seen_through_another_tensor_of_the_same_memory(alias):
         loss.backward()
 
 
+@pytest.mark.parametrize("op, keeps", [(lambda x: x.tanh(), True), (lambda x: x.exp(), True),
+                                      (lambda x: x.softmax(-1), True), (lambda x: 2 * x, False)],
+                         ids=["tanh", "exp", "softmax", "mul"])
+def test_a_write_into_a_result_its_op_keeps_fails_the_backward(op, keeps):
+    """tanh keeps y for dy (1 - y^2): a leaf made of y by detach() and trained wrote into it,
+    and backward used the trained values (PyTorch raises). An op that keeps no result (a
+    product keeps its inputs) still backpropagates: its gradient does not read y."""
+    x = ml.tensor([0.5, 1.0], dtype=numpy.float64, requires_grad=True)
+    y = op(x)
+    latent = y.detach().requires_grad_()
+    optimizer = SGD([latent], lr=1.0)
+    ((latent - 3.0) ** 2).sum().backward()
+    optimizer.step()
+    if keeps:
+        with pytest.raises(RuntimeError, match=r"^backward through <\w+Backward>: its output of "
+                                               r"shape \(2,\) was written in place after this "
+                                               r"forward"):
+            y.sum().backward()
+    else:
+        y.sum().backward()
+        numpy.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
+
+
 def test_the_write_records_of_freed_arrays_go_with_them():
     """One record per written memory: models made, stepped and dropped leave none behind."""
     from minilean.autograd import writes

@@ -194,6 +194,7 @@ class Mul(Function):
 
 class Div(Function):
     """z = a / b;  dz/da = 1/b, dz/db = -a/b^2 = -z/b."""
+    keeps_output = True
     @staticmethod
     def forward(ctx, a, b):
         out = a / b
@@ -217,6 +218,7 @@ class Pow(Function):
     x = -inf (pow(-0, -0.5) = +inf, pow(-inf, -0.5) = 0), where PyTorch, computing a
     number exponent of +-0.5 through sqrt or rsqrt, gives -inf and nan (its pow with a
     tensor exponent gives minilean's)."""
+    keeps_output = True
     @staticmethod
     def forward(ctx, a, b):
         out = a ** b
@@ -280,6 +282,7 @@ def div(a, b):
 
 class Exp(Function):
     """y = e^x;  dy/dx = y."""
+    keeps_output = True
     @staticmethod
     def forward(ctx, x):
         out = array_module(x).exp(x)
@@ -307,6 +310,7 @@ class Log(Function):
 
 class Sqrt(Function):
     """y = sqrt(x);  dy/dx = 1 / (2 y)."""
+    keeps_output = True
     @staticmethod
     def forward(ctx, x):
         out = array_module(x).sqrt(x)
@@ -321,6 +325,7 @@ class Sqrt(Function):
 
 class Rsqrt(Function):
     """y = x^(-1/2);  dy/dx = -y^3 / 2."""
+    keeps_output = True
     @staticmethod
     def forward(ctx, x):
         out = 1 / array_module(x).sqrt(x)
@@ -446,6 +451,7 @@ class Cos(Function):
 
 class Tanh(Function):
     """y = tanh x;  dy/dx = 1 - y^2.  (NumPy's tanh saturates to +-1 without overflow.)"""
+    keeps_output = True
     @staticmethod
     def forward(ctx, x):
         out = array_module(x).tanh(x)
@@ -488,6 +494,7 @@ def tail_accurate_sigmoid(x):
 
 class Sigmoid(Function):
     """y = 1 / (1 + e^-x);  dy/dx = y (1 - y)."""
+    keeps_output = True
     @staticmethod
     def forward(ctx, x):
         out = tail_accurate_sigmoid(x)

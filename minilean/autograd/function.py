@@ -53,6 +53,10 @@ class Function:
     # of them shared with another returned gradient, the incoming ``grad``, the inputs or
     # ``ctx``: the graph walk may then make them leaves' ``.grad`` without copying them.
     fresh_grads = False
+    # True where forward keeps its own result for backward (exp's is dy * y): a write into
+    # that memory between the forward and its backward fails the backward, as one into an
+    # input does (``writes.py``)
+    keeps_output = False
 
     @staticmethod
     def forward(ctx, *arrays, **params):

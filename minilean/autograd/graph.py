@@ -53,6 +53,9 @@ def run_backward(root, grad, retain_graph=False):
             for parent in node.inputs:
                 if writes.last_written(parent) > node.made_at:
                     raise writes.written_after(node, parent)
+            # or the result, which some ops keep (a leaf made of it by detach() and trained)
+            if node.function.keeps_output and writes.last_written(tensor) > node.made_at:
+                raise writes.written_after(node, tensor, "output")
         input_grads = node.function.backward(node.ctx, grad)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)

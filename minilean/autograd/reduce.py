@@ -138,6 +138,7 @@ class Std(Function):
     Where y = 0 (every x_i equal) the root has a kink; its gradient there is taken as 0, as in
     PyTorch, instead of the nan that sqrt's infinite slope times dv/dx = 0 would give.
     """
+    keeps_output = True
     @staticmethod
     def forward(ctx, x, axes=(), keepdim=False, correction=1):
         out = array_module(x).sqrt(Var.forward(ctx, x, axes, keepdim, correction))
@@ -198,6 +199,7 @@ def _shifted_exp(x, axis):
 
 class LogSumExp(Function):
     """y = log sum_i e^{x_i};  dy/dx_i = e^{x_i - y} (the softmax).  (float16 in float32.)"""
+    keeps_output = True
     @staticmethod
     def forward(ctx, x, axes=(), keepdim=False):
         dtype, x = x.dtype, widened(x)
@@ -219,6 +221,7 @@ class Softmax(Function):
     so the vector-Jacobian product is dx = y * (g - sum_j g_j y_j).
     float16 is computed in float32 (``widened``), and so is its gradient.
     """
+    keeps_output = True
     @staticmethod
     def forward(ctx, x, axis=-1):
         exps, _ = _shifted_exp(widened(x), axis)
@@ -240,6 +243,7 @@ class LogSoftmax(Function):
     so the vector-Jacobian product is dx = g - softmax * sum_j g_j.
     float16 is computed in float32 (``widened``), and so is its gradient.
     """
+    keeps_output = True
     @staticmethod
     def forward(ctx, x, axis=-1):
         dtype, x = x.dtype, widened(x)

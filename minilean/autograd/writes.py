@@ -59,9 +59,10 @@ def last_written(tensor):
     return _written.get(id(_owner(tensor.data)), 0)
 
 
-def written_after(node, tensor):
-    """The error for a backward through ``node`` whose input ``tensor`` was written since."""
-    return RuntimeError(f"backward through {node!r}: its input of shape {tuple(tensor.shape)} "
+def written_after(node, tensor, role="input"):
+    """The error for a backward through ``node`` whose input (or kept output) ``tensor`` was
+    written since."""
+    return RuntimeError(f"backward through {node!r}: its {role} of shape {tuple(tensor.shape)} "
                         f"was written in place after this forward (by an optimizer step, an "
                         f"EMA swap, load_state_dict or an init), so its gradient would use the "
                         f"new values; call backward before changing the weights, or run the "

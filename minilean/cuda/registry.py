@@ -66,7 +66,8 @@ def install(enabled=True):
         if op is None:
             missing.append(f"{module_name}.{class_name}")
             continue
-        fast.replaces = op
+        # it runs the op where its kernels do not cover a call, keeping what the op keeps
+        fast.replaces, fast.keeps_output = op, op.keeps_output
         op.fast = fast if enabled else None
     for module_name, class_name, slot, function in FAST_SLOTS:
         owner = _find(module_name, class_name)
