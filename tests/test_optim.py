@@ -320,6 +320,22 @@ def test_a_nan_hyperparameter_is_refused(make):
         make([nn.Parameter(ml.ones(1))])
 
 
+@pytest.mark.parametrize("make_leaf", [lambda: ml.tensor([1.0, 2.0, 3.0]).mean(),
+                                       lambda: ml.tensor([4.0, 2.0])[1],
+                                       lambda: ml.tensor(3.0) * 2 - 4])
+@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1), lambda p: optim.Adam(p, lr=0.1)])
+def test_a_leaf_made_of_a_0d_result_is_trained(make_leaf, make):
+    """A full reduction or 0-d arithmetic gave NumPy's immutable scalar, not a 0-d array:
+    the optimizer's in-place step on a leaf made of one (detach, requires_grad_) did nothing."""
+    weight = make_leaf().detach().requires_grad_()
+    assert float(weight) == 2.0
+    optimizer = make([weight])
+    (weight * weight).backward()
+    optimizer.step()
+    assert float(weight) == pytest.approx(1.6 if isinstance(optimizer, optim.SGD) else 1.9)
+    assert numpy.shares_memory(weight.numpy(), weight.data)  # a view, as of any other tensor
+
+
 @pytest.mark.parametrize("make", [lambda p: optim.Adam(p, lr=0.1),
                                   lambda p: optim.SGD(p, lr=0.1, momentum=0.9)])
 def test_a_frozen_weight_is_taken_and_left_alone_until_it_trains(make):

@@ -14,6 +14,8 @@ A fast CUDA kernel replaces a whole op by setting ``Op.fast`` to another Functio
 contract (see ``minilean.cuda``), and ``unbroadcast``'s sums by filling ``fast_sum_kept``;
 ops themselves never branch on the backend.
 """
+import numpy
+
 from minilean import backend
 from minilean.autograd import grad_mode, writes
 from minilean.autograd import tensor as tensor_module  # a module: Tensor is defined after us
@@ -80,6 +82,10 @@ class Function:
             function = cls.fast
         ctx = Context(needs_input_grad, recording)
         out = function.forward(ctx, *[t.data for t in inputs], **params)
+        if isinstance(out, numpy.generic):
+            # NumPy gives a scalar, not a 0-d array, for a full reduction or 0-d arithmetic:
+            # immutable, so an optimizer's in-place step on a leaf made of it did nothing
+            out = numpy.asarray(out)
         result = tensor_module.Tensor._wrap(out, recording)
         if recording:
             result.grad_fn = Node(function, ctx, inputs)
