@@ -738,6 +738,25 @@ def test_lists_and_arrays_are_still_operands_in_the_tensors_dtype():
     assert (ml.arange(2) + np.array([True, False])).tolist() == [1, 1]
 
 
+@pytest.mark.parametrize("expression", [
+    lambda t, a: t(np.arange(4)) * a(np.array([0.5])),
+    lambda t, a: a(np.array([0.5])) * t(np.arange(4)),
+    lambda t, a: t(np.arange(4)) * a(np.array(0.5)),
+    lambda t, a: t(np.array([True, False, True])) * a(np.array([0.3, 0.7, 0.9])),
+    lambda t, a: t(np.array([True, False])) + a(np.array([2, 3])),
+    lambda t, a: t(np.arange(3)) - a(np.array([0.5, 1.5, 2.5])),
+], ids=["int*float", "float*int", "int*0-d float", "bool*float", "bool+int", "int-float"])
+def test_an_array_of_a_wider_kind_of_number_promotes_as_a_tensor_does(expression):
+    """A float array beside an integer or bool tensor was cast to the tensor's dtype:
+    arange(4) * array([0.5]) was [0, 0, 0, 0]. As in PyTorch, which makes the array a tensor,
+    it promotes: the result is what two tensors give."""
+    torch = pytest.importorskip("torch")
+    ours = expression(ml.tensor, lambda array: array)
+    theirs = expression(torch.tensor, torch.tensor)
+    assert ours.dtype == np.dtype(str(theirs.dtype).replace("torch.", ""))
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+
+
 @pytest.mark.parametrize("dtype", ["bool", "int8", "int64", "uint8"])
 @pytest.mark.parametrize("symbol, reference", [("&", np.bitwise_and), ("|", np.bitwise_or),
                                                ("^", np.bitwise_xor)])

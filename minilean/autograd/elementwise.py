@@ -27,7 +27,9 @@ def scalar_dtype(value, tensor_dtype):
 
 def as_tensor(value, like):
     """Wrap a Python or NumPy scalar (or an array) as a constant tensor on ``like``'s device:
-    a scalar in ``scalar_dtype(value, like.dtype)``, an array in ``like``'s dtype.
+    a scalar in ``scalar_dtype(value, like.dtype)``, an array in ``like``'s dtype, or in its
+    own where that is a wider kind of number (float beside integer or bool, integer beside
+    bool: the op then promotes as it does two tensors).
 
     A scalar is filled in on the device rather than copied there: no host-device copy per
     ``x * 0.5``, which also keeps such constants legal inside a captured CUDA graph.
@@ -49,7 +51,15 @@ def as_tensor(value, like):
         held = "" if array.ndim == 0 else f" of {array.dtype}"
         raise TypeError(f"an operand must be a Tensor, an array or a number, got "
                         f"{type(value).__name__}{held}")
+    if _KIND_RANKS[array.dtype.kind] > _KIND_RANKS[like.dtype.kind]:
+        # floats beside an integer or bool tensor (or integers beside a bool one) keep their
+        # dtype, and the op promotes as for two tensors: cast to like's, arange(4) * [0.5]
+        # was [0, 0, 0, 0]
+        return Tensor._wrap(array, False)
     return Tensor._wrap(array.astype(like.dtype, copy=False), False)
+
+
+_KIND_RANKS = {"b": 0, "u": 1, "i": 1, "f": 2}
 
 
 def wrapped_integer(value, info):
