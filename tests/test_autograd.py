@@ -289,6 +289,25 @@ def test_an_augmented_assignment_to_a_leaf_that_requires_grad_is_refused(stateme
     assert kept_y.tolist() == [[1.0, 1.0], [1.0, 1.0]] and kept_constant.tolist() == [1.0, 1.0]
 
 
+def test_the_update_the_refusal_advises_keeps_data_an_array():
+    """``w.data -= lr * w.grad`` (PyTorch's hand-written step, where the refusal above points):
+    the right side is a Tensor, NumPy handed the subtraction to it, and .data became a Tensor,
+    which the next op failed on far from here (``Tensor.sum() got an unexpected keyword
+    argument 'axis'``). Now .data is the Tensor's array; anything but an array is refused."""
+    w = ml.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (w * w).sum().backward()
+    w.data -= 0.5 * w.grad
+    assert type(w.data) is np.ndarray and w.tolist() == [0.0, 0.0, 0.0]
+    w.grad = None
+    ((w + 1) * (w + 1)).sum().backward()
+    assert w.grad.tolist() == [2.0, 2.0, 2.0]
+    for value in ([1.0, 2.0, 3.0], 2.0, None):
+        with pytest.raises(TypeError, match=f"^tensor.data must be an array \\(or a Tensor, for "
+                                            f"its array\\), got {type(value).__name__}$"):
+            w.data = value
+    assert type(w.data) is np.ndarray
+
+
 @pytest.mark.parametrize("args, dtype, values", [
     ((0.0, 1.0, 0.25), np.float32, [0.0, 0.25, 0.5, 0.75]),
     ((0, 1, 0.25), np.float32, [0.0, 0.25, 0.5, 0.75]),

@@ -30,8 +30,9 @@ class Tensor:
         if dtype is None and not is_array:
             dtype = default_dtype(data)
         xp = backend.xp_for(device)
-        self.data = xp.asarray(backend.to_device(data, device) if is_array else data, dtype=dtype)
-        if self.data.dtype.kind not in "biuf":  # text or objects: no op computes with them
+        self._data = xp.asarray(backend.to_device(data, device) if is_array else data,
+                                dtype=dtype)
+        if self._data.dtype.kind not in "biuf":  # text or objects: no op computes with them
             raise TypeError(f"a tensor holds numbers or booleans, got {type(data).__name__} "
                             f"data of dtype {self.data.dtype}")
         self._grad = None
@@ -43,9 +44,24 @@ class Tensor:
         """Make a tensor around an existing array with no checks (the ops' fast path)."""
         tensor = cls.__new__(cls)
         # the flag's own slot, not the checking property: this runs for every op's result
-        tensor.data, tensor._grad, tensor.grad_fn = array, None, None
+        tensor._data, tensor._grad, tensor.grad_fn = array, None, None
         tensor._requires_grad = requires_grad
         return tensor
+
+    def _set_data(self, data):
+        """``tensor.data = array`` puts another array in the tensor (the graph keeps the old
+        one). A Tensor given gives its array: in ``w.data -= lr * w.grad``, PyTorch's way of a
+        hand-written step, the right side is a Tensor, NumPy hands the subtraction to it, and
+        the Tensor it returns became .data, which every op then read as an array."""
+        if isinstance(data, Tensor):
+            data = data._data
+        elif not hasattr(data, "dtype") or not hasattr(data, "shape"):
+            raise TypeError(f"tensor.data must be an array (or a Tensor, for its array), got "
+                            f"{type(data).__name__}")
+        self._data = data
+
+    # read through a C-level getter: every op reads the arrays of its inputs
+    data = property(operator.attrgetter("_data"), _set_data)
 
     # --- facts about the array ------------------------------------------------------------
     @property
