@@ -50,6 +50,25 @@ def test_float_and_int_of_several_or_no_elements_name_the_shape(convert, shape):
         ml.zeros(shape).item()
 
 
+def test_a_one_element_integer_tensor_is_an_index_where_python_wants_one():
+    """``items[t]`` and ``range(t)`` were TypeErrors; PyTorch takes them. A float, a bool or
+    several elements are not an index."""
+    assert [10, 20, 30][ml.tensor(1)] == 20 and list(range(ml.tensor([3]))) == [0, 1, 2]
+    assert np.arange(5)[ml.tensor(np.int32(4))] == 4
+    for tensor in (ml.tensor(1.0), ml.tensor(True), ml.tensor([0, 1])):
+        with pytest.raises(TypeError, match=f"^only a one-element integer tensor can be an "
+                                            f"index, got {tensor.dtype} of shape "
+                                            f"{re_shape(tensor.shape)}$"):
+            [10, 20, 30][tensor]
+
+
+def test_a_tensor_compared_with_none_is_a_plain_bool():
+    """As in PyTorch: ``if t != None:`` asked the truth value of an elementwise answer."""
+    x = ml.tensor([1.0, 2.0])
+    assert (x == None) is False and (x != None) is True  # noqa: E711  (the comparison tested)
+    assert x is not None and x in [x] and [x].index(x) == 0
+
+
 def re_shape(shape):
     return str(shape).replace("(", r"\(").replace(")", r"\)")
 

@@ -233,6 +233,14 @@ class Tensor:
     def __int__(self):
         return int(self._single_value("int()"))
 
+    def __index__(self):
+        """A one-element integer tensor where Python wants an index (``items[t]``,
+        ``range(t)``), as in PyTorch; a float one is refused, as a float is."""
+        if self.dtype.kind not in "iu" or self.data.size != 1:
+            raise TypeError(f"only a one-element integer tensor can be an index, got "
+                            f"{self.dtype} of shape {self.shape}")
+        return int(self.data.reshape(()).item())
+
     def __format__(self, format_spec):
         """``f"{loss:.4f}"``: a 0-d tensor formats as its value, as in PyTorch (one copy to the
         host from "cuda"); any other tensor only with an empty spec, as its repr."""
@@ -306,8 +314,11 @@ class Tensor:
     def __le__(self, other): return _ew.compare(self, other, "less_equal")
     def __gt__(self, other): return _ew.compare(self, other, "greater")
     def __ge__(self, other): return _ew.compare(self, other, "greater_equal")
-    def __eq__(self, other): return _ew.compare(self, other, "equal")
-    def __ne__(self, other): return _ew.compare(self, other, "not_equal")
+    # ``t == None`` is a plain False, as in PyTorch: ``if t != None:`` asked the truth value
+    # of an elementwise answer
+    def __eq__(self, other): return False if other is None else _ew.compare(self, other, "equal")
+    def __ne__(self, other):
+        return True if other is None else _ew.compare(self, other, "not_equal")
     __hash__ = object.__hash__
 
     # logic on bool (and integer) tensors, outside the graph as the comparisons are
