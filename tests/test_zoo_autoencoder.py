@@ -147,6 +147,10 @@ def test_mean_image_baseline_predicts_the_training_mean():
     test = numpy.array([[[[4.0, 1.0]]], [[[1.0, 3.0]]]])    # test mean would be [2.5, 2]
     want = ((4 - 1) ** 2 + (1 - 1) ** 2 + (1 - 1) ** 2 + (3 - 1) ** 2) / 4
     assert autoencoder.mean_image_mse(train, test) == want
+    # a mean image whose pixels differ: the mean pixel (2.5) is not the mean image
+    train = numpy.array([[[[0.0, 3.0]]], [[[2.0, 5.0]]]])   # mean image [1, 4]
+    want = ((4 - 1) ** 2 + (1 - 4) ** 2 + (1 - 1) ** 2 + (3 - 4) ** 2) / 4
+    assert autoencoder.mean_image_mse(train, test) == want
 
 
 @pytest.mark.parametrize("make", [autoencoder.Autoencoder, vae.VAE])
