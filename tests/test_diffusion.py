@@ -251,6 +251,21 @@ def test_zero_steps_return_the_input():
     assert D.pf_ode_sample_euler(never, x, 0) is x
 
 
+@pytest.mark.parametrize("timesteps", [[7], [9, 4]])
+def test_ddim_sample_ends_at_the_clean_state_whatever_its_last_timestep(timesteps):
+    """A list that does not end at 0 (``--sample-steps 1`` walks [T-1]) takes its last step to
+    the clean state, not to timestep 0, which would leave sqrt(1 - alpha_bar_0) of noise (a
+    mutant that stopped there passed every check)."""
+    alpha_bar = D.alpha_bars(D.make_betas("linear", 10))
+    x = ml.tensor(numpy.random.default_rng(0).standard_normal((3, 2)))
+    eps_model = lambda x_t, t: 0.5 * x_t  # noqa: E731  (any network)
+    expected = x
+    for t, t_prev in zip(timesteps, timesteps[1:] + [-1]):
+        expected = D.ddim_step(alpha_bar, expected, t, t_prev, eps_model(expected, t))
+    numpy.testing.assert_array_equal(D.ddim_sample(eps_model, alpha_bar, x, timesteps).numpy(),
+                                     expected.numpy())
+
+
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
 def test_ddpm_with_the_ideal_eps_reproduces_the_data_distribution(schedule, start):
     x_T, rng = start, numpy.random.default_rng(1)
