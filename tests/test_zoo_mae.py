@@ -254,6 +254,29 @@ def test_denormalize_inverts_normalising_with_the_same_statistics():
     numpy.testing.assert_allclose(back.numpy(), target, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("normalized_targets", [False, True])
+def test_predicted_pixels_turn_a_perfect_normalised_prediction_back_into_the_image(
+        normalized_targets):
+    """A model predicting each patch exactly as it was trained to (pixels, or pixels normalised
+    by the visible patches' statistics) gets the image's patches back in pixels."""
+    rng = numpy.random.default_rng(6)
+    images = minilean.tensor(rng.uniform(0.0, 1.0, size=(2, 1, 4, 4)))
+    mask = mae.random_mask(2, 4, 0.5, generator=numpy.random.default_rng(0))
+    patches = mae.patchify(images, 2).numpy()
+    mean, std = mae.visible_statistics(mae.patchify(images, 2), mask.hidden)
+    trained_on = (patches - mean.numpy()) / std.numpy() if normalized_targets else patches
+
+    class Perfect:
+        patch_size = 2
+
+        def __call__(self, seen_images, seen_mask):
+            assert seen_images is images and seen_mask is mask
+            return minilean.tensor(trained_on)
+
+    back = mae.predicted_pixels(Perfect(), images, mask, normalized_targets)
+    numpy.testing.assert_allclose(back.numpy(), patches, rtol=1e-12, atol=1e-12)
+
+
 # --- the network against a float64 NumPy re-implementation -------------------------------------
 
 def _randomize(module, seed):

@@ -152,6 +152,19 @@ def denormalize(prediction, mean, std):
     return prediction * std + mean
 
 
+def predicted_pixels(model, images, mask, normalized_targets=False):
+    """The model's patches for ``images`` under ``mask``, in pixels: (N, L, P).
+
+    A model trained on normalised targets predicts ``(pixels - mean) / std``; its way back
+    uses the statistics of each image's visible patches (``visible_statistics``), all a
+    reader of the masked image has."""
+    prediction = model(images, mask)
+    if not normalized_targets:
+        return prediction
+    mean, std = visible_statistics(patchify(images, model.patch_size), mask.hidden)
+    return denormalize(prediction, mean, std)
+
+
 def patch_losses(prediction, target):
     """Mean squared error of each patch: (N, L, P) x (N, L, P) -> (N, L)."""
     difference = prediction - target

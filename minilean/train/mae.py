@@ -6,9 +6,8 @@ import numpy
 from minilean.autograd.grad_mode import no_grad
 from minilean.data.arrays import float_images
 from minilean.data.streams import Purpose
-from minilean.models.mae import (MaskedAutoencoder, decoder_heads, denormalize, mae_loss,
-                                 masked_mse, mean_patch_mse, patchify, unpatchify,
-                                 visible_statistics)
+from minilean.models.mae import (MaskedAutoencoder, decoder_heads, mae_loss, masked_mse,
+                                 mean_patch_mse, patchify, predicted_pixels, unpatchify)
 from minilean.optim import Adam, minimize
 from minilean.train import zoo_run
 from minilean.train.loop import LOCKED_DATA_FLAGS
@@ -52,10 +51,7 @@ def run(config):
         held_out = session.held_out(config.n_eval)
         mask = make_mask(held_out.shape[0], session.stream(Purpose.EVALUATION))
         with no_grad():
-            prediction = model(held_out, mask)
-            if config.per_patch_norm:  # back to pixels, with what the visible patches tell
-                mean, std = visible_statistics(patchify(held_out, config.patch_size), mask.hidden)
-                prediction = denormalize(prediction, mean, std)
+            prediction = predicted_pixels(model, held_out, mask, config.per_patch_norm)
             pixel_error = float(masked_mse(prediction, patchify(held_out, config.patch_size),
                                            mask.hidden).item())
         baseline = mean_patch_mse(float_images(session.train_rows),
