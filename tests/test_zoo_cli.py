@@ -212,9 +212,25 @@ def test_the_held_out_rows_are_the_last_tenth_of_a_seeded_shuffle(tmp_path):
 
 @pytest.mark.parametrize("size, pieces", [(2, [[0, 1], [2, 3], [4]]), (5, [[0, 1, 2, 3, 4]]),
                                           (9, [[0, 1, 2, 3, 4]])])
-def test_chunks_cut_the_rows_in_order_into_pieces_of_at_most_size(size, pieces):
-    """The evaluation passes: every row once, in order, none left out."""
-    assert [piece.tolist() for piece in zoo_run.chunks(numpy.arange(5), size)] == pieces
+def test_mean_over_chunks_passes_every_row_once_in_order(size, pieces):
+    """The evaluation passes: every row once, in order, none left out, each with its index."""
+    seen = []
+
+    def score(piece, index):
+        seen.append((index, piece.tolist()))
+        return 0.0
+
+    zoo_run.mean_over_chunks(score, numpy.arange(5), size)
+    assert seen == list(enumerate(pieces))
+
+
+@pytest.mark.parametrize("size", [1, 3, 40, 100, 150, 200])
+def test_mean_over_chunks_is_the_mean_over_rows_when_the_last_chunk_is_short(size):
+    """Chunks' means weighted by their lengths: the plain mean of each score over all rows (an
+    unweighted mean of 100 rows and 50 would count the 50 twice)."""
+    rows = numpy.random.default_rng(7).normal(size=(150, 2))
+    means = zoo_run.mean_over_chunks(lambda piece, index: piece.mean(0), rows, size)
+    numpy.testing.assert_allclose(means, rows.mean(0), rtol=1e-12)
 
 
 def test_a_batch_larger_than_the_training_rows_is_refused_before_the_run(tmp_path, capsys):

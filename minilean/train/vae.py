@@ -33,16 +33,16 @@ def run(config):
 
         zoo_run.fit(session, {"model": model}, {"optimizer": optimizer}, step_fn, "vae")
         held_out = session.held_out_rows[:config.n_eval]
-        chunks = zoo_run.chunks(held_out, EVAL_CHUNK)
 
-        def held_out_normal(index):
-            """eps of each draw for chunk ``index``: the run's (seed, EVALUATION, index, draw)."""
-            return lambda shape, draw: session.normal(shape, Purpose.EVALUATION, index, draw)
+        def chunk_bounds(chunk, index):
+            """The chunk's mean bounds, eps of each draw the run's (seed, EVALUATION, index,
+            draw)."""
+            return evaluate_bounds(model, session.tensor(chunk), config.iw_samples,
+                                   lambda shape, draw: session.normal(shape, Purpose.EVALUATION,
+                                                                      index, draw))
 
-        bounds = [evaluate_bounds(model, session.tensor(chunk), config.iw_samples,
-                                  held_out_normal(index)) for index, chunk in enumerate(chunks)]
-        negative_elbo_nats, negative_iw_nats = numpy.average(
-            bounds, axis=0, weights=[len(chunk) for chunk in chunks])
+        negative_elbo_nats, negative_iw_nats = zoo_run.mean_over_chunks(chunk_bounds, held_out,
+                                                                        EVAL_CHUNK)
         baseline = independent_pixel_nats(session.train_rows, held_out)
         nats_to_bits_per_dim = 1.0 / (numpy.log(2) * int(numpy.prod(image_shape)))
         originals = session.held_out(16)

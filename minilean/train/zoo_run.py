@@ -166,6 +166,10 @@ def image_shape(session, halved_twice_by=None):
     return shape
 
 
-def chunks(rows, size):
-    """``rows`` cut into consecutive pieces of at most ``size`` (for evaluation passes)."""
-    return [rows[start:start + size] for start in range(0, len(rows), size)]
+def mean_over_chunks(score, rows, size):
+    """The mean over ``rows`` of a per-row score, taken ``size`` rows at a time (evaluation
+    passes): ``score(chunk, index)`` is the mean over the ``index``-th chunk of consecutive rows,
+    and each chunk counts by its length (the last may be shorter)."""
+    pieces = [rows[start:start + size] for start in range(0, len(rows), size)]
+    return numpy.average([score(piece, index) for index, piece in enumerate(pieces)], axis=0,
+                         weights=[len(piece) for piece in pieces])
