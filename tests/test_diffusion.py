@@ -227,6 +227,21 @@ def test_ddim_with_eta_one_on_consecutive_steps_has_the_ddpm_variance():
         assert step[0] ** 2 == pytest.approx(D.posterior_mean_variance(betas, x, x, t)[1])
 
 
+def test_ddim_above_eta_one_drops_the_direction_once_the_noise_takes_all_its_variance():
+    """Past sigma^2 = 1 - a' the direction's coefficient is 0 (not a root of a negative): the
+    step is sqrt(a') x0_hat + sigma noise; below it, sqrt(1 - a' - sigma^2) eps_hat is added."""
+    alpha_bar = numpy.array([0.9, 0.5])
+    x_t, eps_hat, noise = numpy.array([0.3]), numpy.array([0.7]), numpy.array([-1.1])
+    x0_hat = (x_t - math.sqrt(0.5) * eps_hat) / math.sqrt(0.5)
+    for eta in (1.05, 3.0):
+        sigma = eta * math.sqrt(0.1 / 0.5) * math.sqrt(1 - 0.5 / 0.9)
+        step = D.ddim_step(alpha_bar, x_t, 1, 0, eps_hat, eta=eta, noise=noise)
+        direction = math.sqrt(max(0.1 - sigma * sigma, 0.0))
+        assert (eta, direction > 0) in ((1.05, True), (3.0, False))
+        numpy.testing.assert_allclose(
+            step, math.sqrt(0.9) * x0_hat + direction * eps_hat + sigma * noise, rtol=1e-12)
+
+
 def test_respaced_timesteps_come_from_the_list_and_cover_both_ends():
     assert D.respaced_timesteps(10, 20) == list(range(9, -1, -1))
     steps = D.respaced_timesteps(1000, 7)
