@@ -210,6 +210,28 @@ def test_posterior_mean_is_the_eps_form_and_variance_is_beta_tilde():
     assert mean is x_t and variance == 0.0
 
 
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+@pytest.mark.parametrize("as_tensors", [False, True])
+def test_per_example_coefficients_keep_the_images_dtype(dtype, as_tensors):
+    """The schedule is float64; a batch of timesteps picks coefficients in the images' dtype, so
+    float32 images noise, denoise and give v targets in float32 (not silently in float64), with
+    the values of the float64 formulas."""
+    alpha_bar = D.alpha_bars(D.linear_beta_schedule(10, 1e-4, 0.2))
+    rng = numpy.random.default_rng(8)
+    x0, eps = (rng.standard_normal((3, 2, 2)).astype(dtype) for _ in range(2))
+    t = numpy.array([0, 4, 9])
+    signal, noise = (numpy.sqrt(a)[t].reshape(3, 1, 1) for a in (alpha_bar, 1 - alpha_bar))
+    wrap = (lambda array: ml.tensor(array, dtype=dtype)) if as_tensors else (lambda array: array)
+    expected = {"q_sample": (D.q_sample, signal * x0 + noise * eps),
+                "x0_from_eps": (D.x0_from_eps, (x0 - noise * eps) / signal),
+                "v_target": (D.v_target, signal * eps - noise * x0)}
+    for name, (function, value) in expected.items():
+        result = function(alpha_bar, wrap(x0), wrap(t), wrap(eps))
+        assert (name, isinstance(result, ml.Tensor), result.dtype) == (name, as_tensors, dtype)
+        numpy.testing.assert_allclose(numpy.asarray(result.numpy() if as_tensors else result),
+                                      value, rtol=1e-5 if dtype == numpy.float32 else 1e-12)
+
+
 def test_timesteps_for_batch_takes_one_for_all_or_one_each():
     numpy.testing.assert_array_equal(D.timesteps_for_batch(3, 2), [3.0, 3.0])
     numpy.testing.assert_array_equal(D.timesteps_for_batch(ml.tensor([1, 4]), 2), [1.0, 4.0])
