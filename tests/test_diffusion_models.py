@@ -8,7 +8,7 @@ import pytest
 import minilean as ml
 from minilean.autograd.gradcheck import gradcheck
 from minilean.models.residual import ResidualEpsNet
-from minilean.models.unet import UNet
+from minilean.models.unet import SelfAttention, UNet, norm_groups
 
 
 def _float64(model):
@@ -132,7 +132,6 @@ def test_sinusoidal_embedding_is_the_docstring_formula(dim):
 
 
 def test_norm_groups_keep_two_channels_in_each_group():
-    from minilean.models.unet import norm_groups
     assert [norm_groups(c) for c in (2, 3, 4, 6, 8, 12, 24, 48, 72)] == [1, 1, 2, 3, 4, 6, 8, 8, 8]
 
 
@@ -159,6 +158,40 @@ def test_unet_gradcheck_float64():
     params = list(model.parameters())
     assert gradcheck(lambda x, *p: model(x, numpy.array([2.0, 9.0])), [x] + params,
                      max_elements=16)
+
+
+def test_unet_self_attention_matches_a_float64_numpy_reference():
+    """Each of the H*W positions (row-major, on a non-square grid) attends to all of them:
+    x + proj(softmax(q k^T / sqrt(C)) v), q, k, v from the group-normalised channels at each
+    position. Written over positions with NumPy alone, so a token laid out by a reshape
+    where a transpose belongs would mix channels of different positions and differ."""
+    ml.manual_seed(4)
+    channels, height, width = 4, 2, 3
+    attention = _float64(SelfAttention(channels))
+    rng = numpy.random.default_rng(9)
+    for parameter in attention.parameters():  # norm weights off 1 and biases off 0 as well
+        parameter.data[...] = rng.normal(0.0, 0.5, parameter.shape)
+    x = rng.standard_normal((2, channels, height, width))
+    weights = {name: parameter.numpy() for name, parameter in attention.named_parameters()}
+    groups = norm_groups(channels)
+    grouped = x.reshape(2, groups, -1)
+    normed = ((grouped - grouped.mean(-1, keepdims=True))
+              / numpy.sqrt(grouped.var(-1, keepdims=True) + 1e-5)).reshape(x.shape)
+    normed = normed * weights["norm.weight"][:, None, None] + weights["norm.bias"][:, None, None]
+    expected = x.copy()
+    for n in range(2):
+        positions = [(i, j) for i in range(height) for j in range(width)]
+        tokens = numpy.array([normed[n, :, i, j] for i, j in positions])  # (HW, C)
+        qkv = tokens @ weights["qkv.weight"].T + weights["qkv.bias"]
+        query, key, value = numpy.split(qkv, 3, axis=1)
+        scores = query @ key.T / numpy.sqrt(channels)
+        probabilities = numpy.exp(scores - scores.max(1, keepdims=True))
+        probabilities /= probabilities.sum(1, keepdims=True)
+        out = (probabilities @ value) @ weights["proj.weight"].T + weights["proj.bias"]
+        for (i, j), row in zip(positions, out):
+            expected[n, :, i, j] += row
+    numpy.testing.assert_allclose(attention(ml.tensor(x)).numpy(), expected, rtol=1e-10,
+                                  atol=1e-12)
 
 
 def test_v_prediction_trains_and_samples_on_the_ode_path(tmp_path):

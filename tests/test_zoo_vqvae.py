@@ -269,6 +269,26 @@ def test_image_sizes_the_network_cannot_give_back_are_named():
     assert model(minilean.rand(2, 1, 8, 8))[0].shape == (2, 1, 8, 8)
 
 
+def test_the_decoder_paints_each_latent_cell_where_the_encoder_read_it():
+    """encode's (N, h, w, D) grid is decode's: a change of the top-right latent cell of a 4x4
+    grid (16x16 images) moves pixels within the convolutions' reach of the top-right corner
+    (rows < 11, columns >= 5) and none of the bottom-left ones. A decoder reading the grid
+    transposed would paint it bottom-left. On a non-square image the grid keeps its shape."""
+    minilean.manual_seed(5)
+    model = vqvae.VQVAE((1, 16, 16), codes=4, code_dim=3, hidden=4).to(dtype=numpy.float64)
+    vectors = numpy.random.default_rng(3).standard_normal((1, 4, 4, 3))
+    changed = vectors.copy()
+    changed[0, 0, 3] += 5.0
+    with minilean.no_grad():
+        moved = numpy.abs(model.decode(minilean.tensor(changed)).numpy()
+                          - model.decode(minilean.tensor(vectors)).numpy())[0, 0]
+    assert numpy.all(moved[11:, :5] == 0.0) and moved[:11, 5:].max() > 1e-6
+    wide = vqvae.VQVAE((1, 8, 12), codes=4, code_dim=3, hidden=4)
+    reconstruction, encoded, _, indices = wide(minilean.rand(2, 1, 8, 12))
+    assert (reconstruction.shape, encoded.shape, indices.shape) == ((2, 1, 8, 12), (2, 2, 3, 3),
+                                                                     (2, 2, 3))
+
+
 def test_restarts_pick_among_all_encodings_whatever_their_shape():
     """Encodings (1, 1, 3, 2), not square: 64 dead codes land on all three of them, each code
     on one; with EMA its statistics become those of one use, however decayed they were."""
