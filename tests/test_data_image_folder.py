@@ -249,6 +249,26 @@ def test_a_class_folder_that_is_a_link_is_read_and_a_link_up_the_tree_ends_the_w
                                      halves(4, 4, False))  # CHW -> HWC
 
 
+def test_two_class_folders_linking_to_one_folder_both_keep_its_images(tmp_path):
+    """Each real folder was walked once, so of two links to one folder the one the file
+    system listed first kept the images and the other was warned of as holding none: the
+    classes hung on the directory's listing order, not its sorted names."""
+    save(tmp_path / "in" / "cats" / "1.png", halves(4, 4, True))
+    (tmp_path / "in" / "dd").symlink_to(tmp_path / "in" / "cats", target_is_directory=True)
+    save(tmp_path / "in" / "fish" / "2.png", halves(4, 4, False))
+    (tmp_path / "in" / "fish" / "a").symlink_to(tmp_path / "in" / "b", target_is_directory=True)
+    (tmp_path / "in" / "b").symlink_to(tmp_path / "in" / "fish", target_is_directory=True)
+    warnings_given = []
+    manifest = image_folder.convert_image_folder(
+        str(tmp_path / "in"), str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), height=4,
+        width=4, labels_from_dirs=True, warn=warnings_given.append)
+    # a link loop (fish/a -> b -> fish) ends the walk
+    assert manifest["class_names"] == ["b", "cats", "dd", "fish"] and manifest["count"] == 4
+    assert numpy.load(tmp_path / "y.npy").tolist() == [0, 1, 2, 3] and warnings_given == []
+    numpy.testing.assert_array_equal(numpy.load(tmp_path / "x.npy")[2].transpose(1, 2, 0),
+                                     halves(4, 4, True))  # CHW -> HWC
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX's")
 def test_a_named_pipe_among_the_images_is_skipped_by_name_not_read(tmp_path):
     """Opening a pipe blocks until a writer comes: the conversion hung forever."""

@@ -39,16 +39,16 @@ def list_images(input_dir, extensions=DEFAULT_EXTENSIONS):
     """Sorted relative paths of files under ``input_dir`` whose extension is listed.
 
     Links to folders are followed (a class folder may be a link to images kept elsewhere),
-    each real folder once, so a link back up the tree ends the walk instead of looping."""
+    every one (two class folders linking to one folder are two classes of the same images),
+    except a link to a folder the walk is already inside, which would loop."""
     extensions = tuple(extension.lower() for extension in extensions)
-    found, walked = [], set()
+    found, chains = [], {}  # chains: folder to walk -> the real paths of the folders above it
     # any walk order: the result is sorted
     for directory, subdirectories, files in os.walk(input_dir, followlinks=True):
-        real = os.path.realpath(directory)
-        if real in walked:
-            subdirectories[:] = []
-            continue
-        walked.add(real)
+        chain = chains.pop(directory, frozenset()) | {os.path.realpath(directory)}
+        subdirectories[:] = [name for name in subdirectories
+                             if os.path.realpath(os.path.join(directory, name)) not in chain]
+        chains.update((os.path.join(directory, name), chain) for name in subdirectories)
         found += [os.path.relpath(os.path.join(directory, name), input_dir)
                   for name in files if name.lower().endswith(extensions)]
     return sorted(found)
