@@ -197,6 +197,22 @@ def test_a_corrupt_cached_archive_stays_when_the_download_fails(tmp_path):
     assert os.listdir(root) == [cifar10.ARCHIVE_NAME]
 
 
+def test_a_folder_where_the_archive_belongs_is_named_and_left_alone(tmp_path):
+    """md5_of opened the folder: "[Errno 21] Is a directory", with no word of what belongs
+    there."""
+    root = tmp_path / "real"
+    (root / cifar10.ARCHIVE_NAME).mkdir(parents=True)
+    (root / cifar10.ARCHIVE_NAME / "kept").write_bytes(b"x")
+    archive = root / cifar10.ARCHIVE_NAME
+    with pytest.raises(IsADirectoryError, match=rf"^{re.escape(str(archive))} is a directory; "
+                                                r"expected the CIFAR-10 archive there \(a file\), "
+                                                r"or nothing there to download it to$"):
+        cifar10.prepare(str(root), url="file:///never/read", progress=False,
+                        log=lambda message: None)
+    assert sorted(os.listdir(root)) == [cifar10.ARCHIVE_NAME]
+    assert (archive / "kept").read_bytes() == b"x"
+
+
 def test_unreachable_url_is_one_line_oserror(tmp_path):
     with pytest.raises(OSError, match="could not download file:"):
         cifar10.download((tmp_path / "missing.tar.gz").as_uri(), str(tmp_path / "out"), "0" * 32,

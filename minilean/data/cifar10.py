@@ -19,6 +19,7 @@ import zlib
 import numpy
 
 from minilean import atomic
+from minilean.data.paths import existing_problem
 from minilean.data.progress import Progress
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -204,6 +205,11 @@ def prepare(root="data/real", limit_train=None, limit_test=None, url=None, expec
     url, expected_md5 = url or URL, expected_md5 or ARCHIVE_MD5
     archive = os.path.join(root, ARCHIVE_NAME)
     paths = output_paths(root)
+    problem = existing_problem(archive)
+    if problem and problem[0] is not FileNotFoundError:  # only a missing archive is downloaded
+        kind, words = problem
+        raise kind(f"{archive} {words}; expected the CIFAR-10 archive there (a file), or nothing "
+                   f"there to download it to")
     atomic.remove_leftovers_of(archive)  # of a download killed mid-way
     if os.path.exists(archive) and md5_of(archive) == expected_md5:
         log(f"reusing verified {archive}")
