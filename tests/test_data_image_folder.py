@@ -223,6 +223,10 @@ def test_a_class_folder_without_images_and_a_limit_that_keeps_some_classes_are_w
                      f"and the classes after it are numbered one lower than where it has "
                      f"images"]
     lines.clear()
+    (tmp_path / "in" / "d").mkdir()  # last: no class after it is renumbered
+    assert convert(None)["class_names"] == ["a", "c"]
+    assert lines[-1] == f"warning: {tmp_path / 'in' / 'd'} holds no .png files: it is no class"
+    lines.clear()
     assert convert(2)["count"] == 2 and numpy.load(tmp_path / "y.npy").tolist() == [0, 0]
     assert lines[-1] == ("warning: the 2 images kept are of 1 of the 2 classes (--limit 2 "
                          "keeps the first files in sorted order)")
@@ -247,6 +251,20 @@ def test_a_class_folder_that_is_a_link_is_read_and_a_link_up_the_tree_ends_the_w
     assert numpy.load(tmp_path / "y.npy").tolist() == [0, 1]
     numpy.testing.assert_array_equal(numpy.load(tmp_path / "x.npy")[1].transpose(1, 2, 0),
                                      halves(4, 4, False))  # CHW -> HWC
+
+
+@pytest.mark.parametrize("sizes, message", [
+    ({"height": 0}, "--height: got 0; expected an integer >= 1"),
+    ({"width": 2.5}, "--width: got 2.5; expected an integer >= 1"),
+    ({"limit": 0}, "--limit: got 0; expected an integer >= 1")])
+def test_sizes_given_from_python_are_checked_before_any_work(tmp_path, sizes, message):
+    """The command line checks its flags; from Python, a height of 0 read every image and
+    ended in "none of the N image files could be read"."""
+    save(tmp_path / "in" / "1.png", halves(4, 4, True))
+    with pytest.raises(FlagError, match=rf"^{re.escape(message)}$"):
+        image_folder.convert_image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                          **{"height": 4, "width": 4, **sizes})
+    assert sorted(os.listdir(tmp_path)) == ["in"]
 
 
 def test_two_class_folders_linking_to_one_folder_both_keep_its_images(tmp_path):

@@ -26,6 +26,7 @@ import warnings
 import numpy
 
 from minilean import atomic
+from minilean.autograd.tensor import is_int
 from minilean.data.arrays import manifest_path, read_manifest
 from minilean.data.images import rescale_to_uint8
 from minilean.data.paths import creatable_problem, existing_problem
@@ -168,10 +169,14 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
     """Write ``x_output`` (uint8 (N, 3, height, width)), optionally ``y_output`` (int64 (N,))
     and a JSON manifest beside ``x_output``; return the manifest dict.
 
-    ``warn(message)`` reports skipped files (default: a line on stderr). The labels' flags and
-    the three outputs (``check_outputs``) are checked before any work, as ``FlagError``s: the
+    ``warn(message)`` reports skipped files (default: a line on stderr). The sizes, the labels'
+    flags and the three outputs (``check_outputs``) are checked before any work, as ``FlagError``s: the
     command line (``data convert image-folder``) reports them from here too.
     """
+    sizes = {"height": height, "width": width, **({} if limit is None else {"limit": limit})}
+    for name, size in sizes.items():  # a 0 read every image, then kept none of them
+        if not is_int(size) or size < 1:
+            raise flag_error(name, size, "an integer >= 1")
     if y_output is not None and not labels_from_dirs:
         raise flag_error("y_output", y_output, "to come with --labels-from-dirs")
     manifest_file = check_outputs(x_output, y_output)
@@ -193,9 +198,11 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
                  "sub-directory (--labels-from-dirs)")
         files = [path for path in files if os.sep in path]
         for name in sorted(set(next(os.walk(input_dir))[1]) - set(class_names)):
+            renumbered = any(class_name > name for class_name in class_names)
             warn(f"warning: {os.path.join(input_dir, name)} holds no {', '.join(extensions)} "
-                 f"files: it is no class, and the classes after it are numbered one lower "
-                 f"than where it has images")
+                 f"files: it is no class"
+                 + (", and the classes after it are numbered one lower than where it has "
+                    "images" if renumbered else ""))
     if not files:
         raise ValueError(f"no files ending in {', '.join(extensions)} under {input_dir}")
 
