@@ -370,6 +370,21 @@ def test_functional_errors_name_the_bad_value():
         F.cross_entropy(logits, ml.tensor([0.0, 2.0]))
 
 
+def test_cross_entropy_index_target_of_another_shape_is_named_as_given():
+    """The error named the one-hot's shape, (2, 4) for a target of shape (2,), a value the
+    caller never passed."""
+    logits = ml.randn(3, 4)
+    with pytest.raises(ValueError, match=r"^cross_entropy class-index target shape \(2,\) does "
+                                         r"not fit input shape \(3, 4\): expected \(3,\)$"):
+        F.cross_entropy(logits, ml.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"^cross_entropy class-index target shape \(3, 4\) "
+                                         r"does not fit input shape \(3, 4\): expected \(3,\)$"):
+        F.cross_entropy(logits, numpy.zeros((3, 4), dtype=numpy.int64))
+    with pytest.raises(ValueError, match=r"target shape \(2, 4\) does not fit input shape "
+                                         r"\(2, 3, 5\): expected \(2, 5\)$"):
+        F.cross_entropy(ml.randn(2, 3, 5), numpy.zeros((2, 4), dtype=numpy.int64))
+
+
 # --- hypothesis-drawn shapes (size-1 dims and broadcasting included) ----------------------
 
 from hypothesis import given, settings  # noqa: E402

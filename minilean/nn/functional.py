@@ -105,8 +105,13 @@ def cross_entropy(input, target, *, reduction="mean"):
         given = target_data = target.data
     else:  # a list or a host array: on the device with the logits
         given, target_data = target, input.xp.asarray(target)
+    index_shape = input.shape[:1] + input.shape[2:]  # (N, d1, ...)
     if target_data.dtype.kind in "iu":
         classes = input.shape[1]
+        # checked before the one-hot, whose shape is no shape the caller passed
+        if target_data.shape != index_shape:
+            raise ValueError(f"cross_entropy class-index target shape {target_data.shape} "
+                             f"does not fit input shape {input.shape}: expected {index_shape}")
         if backend.device_of(given) == "cpu":
             indices = backend.xp_for("cpu").asarray(given)  # reading it costs nothing
             if indices.size and (indices.min() < 0 or indices.max() >= classes):
@@ -123,9 +128,8 @@ def cross_entropy(input, target, *, reduction="mean"):
     if probabilities.shape != input.shape:
         # float targets of the indices' shape: class indices given as floats (PyTorch refuses
         # them too), which the shape alone would not say
-        indices = input.shape[:1] + input.shape[2:]
-        hint = (f" (class indices of shape {indices} must be integers, got "
-                f"{target_data.dtype})" if probabilities.shape == indices else "")
+        hint = (f" (class indices of shape {index_shape} must be integers, got "
+                f"{target_data.dtype})" if probabilities.shape == index_shape else "")
         raise ValueError(f"cross_entropy target shape {probabilities.shape} does not fit "
                          f"input shape {input.shape}{hint}")
     if probabilities.dtype == bool:
