@@ -668,6 +668,22 @@ def test_init_defaults_and_means_are_pytorchs():
         assert abs(values.mean()) < 0.1 * values.std()
 
 
+@pytest.mark.parametrize("shape", [(3, 0), (0, 0), (2, 0, 3, 3)])
+@pytest.mark.parametrize("fill", ["kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+                                  "xavier_normal_"])
+def test_a_tensor_with_no_elements_is_left_as_it_is(fill, shape):
+    """Nothing to draw; a fan of 0 divided by zero (PyTorch: a no-op, with a warning)."""
+    weight = nn.Parameter(ml.zeros(*shape))
+    assert getattr(nn.init, fill)(weight) is weight and weight.shape == shape
+
+
+@pytest.mark.parametrize("p", ["0.5", True, None])
+def test_a_dropout_probability_that_is_no_number_is_named(p):
+    with pytest.raises(ValueError, match=rf"^dropout probability must be a number in \[0, 1\], "
+                                         rf"got {re.escape(repr(p))}$"):
+        nn.Dropout(p)
+
+
 def test_fans_need_two_dims():
     with pytest.raises(ValueError, match=r"at least 2 dims, got shape \(5,\)"):
         nn.init.kaiming_uniform_(nn.Parameter(ml.zeros(5)))
@@ -703,7 +719,8 @@ def test_layer_constructor_errors():
         nn.Conv2d(3, 4, 3, groups=2)
     with pytest.raises(ValueError, match="embed_dim=6 is not divisible by num_heads=4"):
         nn.MultiheadAttention(6, 4, batch_first=True)
-    with pytest.raises(ValueError, match="dropout probability must be in \\[0, 1\\], got 1.5"):
+    with pytest.raises(ValueError,
+                       match="dropout probability must be a number in \\[0, 1\\], got 1.5"):
         nn.Dropout(1.5)
     # a zero-size weight's init would divide by its fan-in of 0; a float, by NumPy's words
     with pytest.raises(ValueError, match="^in_features must be an int >= 1, got 0$"):
@@ -728,7 +745,8 @@ def test_layer_constructor_errors():
     with pytest.raises(ValueError, match="^num_embeddings must be an int >= 1, got -1$"):
         nn.Embedding(-1, 3)
     # MultiheadAttention took any dropout and refused it at its first training step
-    with pytest.raises(ValueError, match="^dropout probability must be in \\[0, 1\\], got 2.0$"):
+    with pytest.raises(ValueError,
+                       match="^dropout probability must be a number in \\[0, 1\\], got 2.0$"):
         nn.MultiheadAttention(4, 2, dropout=2.0, batch_first=True)
 
 

@@ -5,6 +5,7 @@ The functions defined below are *composites*: plain Python over those primitives
 backward comes for free from the primitives' and there is nothing extra to get wrong.
 """
 import math
+import numbers
 
 from minilean import backend
 from minilean.autograd.conv import conv2d, conv_transpose2d  # noqa: F401 (re-export)
@@ -41,8 +42,8 @@ def _constant(array):
 def check_probability(p):
     """A dropout probability must lie in [0, 1]: layers check it where they are built too, so
     that a bad one fails there and not at the first training step."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+    if not (isinstance(p, numbers.Real) and not isinstance(p, bool) and 0.0 <= p <= 1.0):
+        raise ValueError(f"dropout probability must be a number in [0, 1], got {p!r}")
 
 
 def dropout(input, p=0.5, training=True):

@@ -72,7 +72,8 @@ def _fan(tensor, mode):
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}")
     fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
-    return fan_in if mode == "fan_in" else fan_out
+    # a fan of 0 comes only with a dimension of 0, so no value to draw: any scale will do
+    return max(fan_in if mode == "fan_in" else fan_out, 1)
 
 
 def kaiming_uniform_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
@@ -86,16 +87,19 @@ def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
     return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode)))
 
 
+def _fan_sum(tensor):
+    fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
+    return max(fan_in + fan_out, 1)  # 0 only for a tensor with no value to draw, as in _fan
+
+
 def xavier_uniform_(tensor, gain=1.0):
     """U(-bound, bound) with bound = gain * sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio)."""
-    fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
-    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    bound = gain * math.sqrt(6.0 / _fan_sum(tensor))
     return uniform_(tensor, -bound, bound)
 
 
 def xavier_normal_(tensor, gain=1.0):
-    fan_in, fan_out = calculate_fan_in_and_fan_out(tensor)
-    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / _fan_sum(tensor)))
 
 
 def default_weight_and_bias_(weight, bias):
