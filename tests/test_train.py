@@ -351,6 +351,30 @@ def test_a_new_run_never_overwrites_a_run(tmp_path, capsys):
     assert _run_files(tmp_path) == before
 
 
+def test_a_new_run_never_overwrites_a_run_that_began_and_ended_while_it_loaded_its_data(
+        tmp_path, monkeypatch, capsys):
+    """Two runs started at once with one --out: both found it free; the first trained and
+    ended (releasing the lock) while the second loaded its data, which then replaced the
+    first's config.json, metrics, checkpoint and samples. It looks again under the lock."""
+    from minilean.train import diffusion
+    load, loads = diffusion.load_dataset, []
+
+    def load_while_another_run_ends(*args, **kwargs):
+        loads.append(args)
+        if len(loads) == 1:  # the second run's load: the first runs meanwhile, start to end
+            run_cli("--steps=2", f"--out={tmp_path}", "--evaluate=false")
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(diffusion, "load_dataset", load_while_another_run_ends)
+    code, err = _exit_and_error(["diffusion", *TINY, "--steps=1", "--seed=5",
+                                 f"--out={tmp_path}"], capsys)
+    assert (code, err) == (2, f"minilean diffusion: error: --out: got '{tmp_path}'; expected a "
+                              f"directory that holds no run yet (this one holds one: continue "
+                              f"it with --resume, or remove it)\n")
+    assert [step for step, _ in losses(tmp_path)] == [1, 2]
+    assert json.loads((tmp_path / "config.json").read_text())["seed"] == 0
+
+
 class LockHolder:
     """Another process that holds the lock of a run directory until ``release``."""
 

@@ -207,11 +207,11 @@ class RunDirectory:
 
     def __init__(self, path, config, resume_step=None, earlier_seconds=0.0, lock=None):
         self.path = os.fspath(path)
-        self._make_folder(self.path)
+        self.make_folder(self.path)
         self.lock = lock or lock_run_directory(self.path)  # before anything in it changes
         try:
             for folder in (self.images_dir, self.checkpoints_dir):
-                self._make_folder(folder)
+                self.make_folder(folder)
             if resume_step is not None:  # the temporary files of writes killed mid-way (while
                 # the lock is held, no other process is writing one here)
                 for folder in (self.path, self.images_dir, self.checkpoints_dir):
@@ -229,7 +229,7 @@ class RunDirectory:
             raise
 
     @staticmethod
-    def _make_folder(folder):
+    def make_folder(folder):
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as error:  # the message names the folder, not just its errno

@@ -224,25 +224,31 @@ LOCKED_DATA_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batc
 def run_config(config, locked):
     """The config a command runs with, its files as absolute paths (``with_absolute_paths``):
     the resumed run's (``resumed_config``) with ``--resume``; else ``config``, whose ``--out``
-    must not hold a run already (a new run would overwrite its config, metrics and
-    checkpoints)."""
+    must not hold a run already (``check_holds_no_run``)."""
     config = with_absolute_paths(config)  # before a resume compares them with the saved ones
     if config.resume:
         return resumed_config(config, locked)
-    if os.path.isfile(os.path.join(config.out, "config.json")):
-        raise flag_error("out", config.out, "a directory that holds no run yet (this one holds "
-                                            "one: continue it with --resume, or remove it)")
+    check_holds_no_run(config.out)
+    return config
+
+
+def check_holds_no_run(out):
+    """A new run's ``--out`` must not hold a run (a new run would overwrite its config, metrics
+    and checkpoints), nor a run's files without its config.json: checked before any work, and
+    again by ``open_run`` once it holds the directory's lock."""
+    if os.path.isfile(os.path.join(out, "config.json")):
+        raise flag_error("out", out, "a directory that holds no run yet (this one holds one: "
+                                     "continue it with --resume, or remove it)")
     # a run's files without its config.json (lost, or never a minilean run's): a new run would
     # write over them, and --resume cannot continue them. An empty folder holds nothing to
     # replace: the checkpoints folder of a run stopped before it wrote its config.json. Nor
     # does the lock file (empty) of such a run: the new run locks it as its own
-    found = [name for name in RUN_RECORDS if os.path.exists(os.path.join(config.out, name))
-             and name != LOCK_FILE and not _empty_folder(os.path.join(config.out, name))]
+    found = [name for name in RUN_RECORDS if os.path.exists(os.path.join(out, name))
+             and name != LOCK_FILE and not _empty_folder(os.path.join(out, name))]
     if found:
-        raise flag_error("out", config.out, f"a directory that holds no run's files (this one "
-                                            f"holds {found[0]}, which a new run would replace: "
-                                            f"move it away, or choose another)")
-    return config
+        raise flag_error("out", out, f"a directory that holds no run's files (this one holds "
+                                     f"{found[0]}, which a new run would replace: move it "
+                                     f"away, or choose another)")
 
 
 def _empty_folder(path):
@@ -273,15 +279,19 @@ def open_run(config, state):
     """The ``RunDirectory`` of ``config``: for a resumed run, after loading ``state`` from its
     checkpoint (whose step ``--steps``, the new total, must not be behind); else a new one.
 
-    A resumed run is locked (``lock_run_directory``) before its checkpoint is read: a process
-    still writing the run would stop it here, not after it read a checkpoint about to change.
+    The directory is locked (``lock_run_directory``) first: a resumed run's before its
+    checkpoint is read (a process still writing the run would stop it here, not after it read
+    a checkpoint about to change); a new run's before ``--out`` is looked at again (a run that
+    began and ended there while this one loaded its data would be written over).
     A run stopped before its first checkpoint resumes from step 0 with ``state`` as it is: the
     initialisation is seeded, so this repeats an uninterrupted run, and the metrics it logged
     are dropped as for any resume."""
-    if not config.resume:
-        return RunDirectory(config.out, vars(config))
+    RunDirectory.make_folder(config.out)
     lock = lock_run_directory(config.out)
     try:
+        if not config.resume:
+            check_holds_no_run(config.out)
+            return RunDirectory(config.out, vars(config), lock=lock)
         if os.path.isfile(os.path.join(config.out, CHECKPOINT)):
             state.load(config.out)
         else:
