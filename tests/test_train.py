@@ -108,6 +108,23 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(tmp_path,
     assert_same_run(split, whole, steps=4)
 
 
+def test_a_folder_where_the_checkpoint_belongs_is_named_and_the_metrics_stay(tmp_path, capsys):
+    """It read as "no checkpoint yet": the resume dropped every metrics line, then failed at
+    its first save."""
+    run = tmp_path / "run"
+    run_cli("--steps=2", f"--out={run}", "--evaluate=false")
+    checkpoint = run / "checkpoints" / "last.npz"
+    checkpoint.unlink()
+    checkpoint.mkdir()
+    metrics = (run / "metrics.jsonl").read_bytes()
+    code, err = _exit_and_error(["diffusion", *TINY, "--steps=4", f"--resume={run}",
+                                 "--evaluate=false"], capsys)
+    assert (code, err) == (1, f"minilean diffusion: error: {checkpoint} is not a file; expected "
+                              f"the run's checkpoint there (or nothing, for a run stopped "
+                              f"before its first)\n")
+    assert (run / "metrics.jsonl").read_bytes() == metrics and checkpoint.is_dir()
+
+
 def _ticking(clock, interrupt_at=None):
     """A ``Loader.batches`` that moves ``clock`` 10 s on with each batch it hands out (the
     run's only passing time), and stops with Ctrl-C instead of the batch of step

@@ -292,8 +292,12 @@ def open_run(config, state):
         if not config.resume:
             check_holds_no_run(config.out)
             return RunDirectory(config.out, vars(config), lock=lock)
-        if os.path.isfile(os.path.join(config.out, CHECKPOINT)):
+        checkpoint = os.path.join(config.out, CHECKPOINT)
+        if os.path.isfile(checkpoint):
             state.load(config.out)
+        elif os.path.lexists(checkpoint):  # not "no checkpoint yet": that resume drops metrics
+            raise ValueError(f"{checkpoint} is not a file; expected the run's checkpoint there "
+                             f"(or nothing, for a run stopped before its first)")
         else:
             print(f"minilean: {config.out} holds no checkpoint yet (the run stopped before its "
                   f"first): starting again from step 0", file=sys.stderr)
