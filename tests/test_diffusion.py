@@ -134,6 +134,39 @@ def test_v_target_and_eps_model_from_v_recover_eps_and_x0():
                                       x0[row], atol=1e-7)
 
 
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_v_model_samplers_take_x0_from_v_where_float32_cannot_divide_by_sqrt_alpha_bar(sampler):
+    """--schedule linear --T 4000 (the default --beta-end 0.1) ends at alpha_bar ~ 1e-90: in
+    float32 eps_hat = sqrt(1 - a) x_t + sqrt(a) v is x_t to the last bit and 1 / sqrt(a) is
+    inf, so x0_from_eps(eps_hat) was 0 * inf = nan and every sample NaN. The x0 of a v-model
+    is sqrt(a) x_t - sqrt(1 - a) v, here -v whatever x_t."""
+    betas = D.linear_beta_schedule(4000, 1e-4, 0.1)
+    alpha_bar, last = D.alpha_bars(betas), len(betas) - 1
+    assert 1.0 / math.sqrt(alpha_bar[last]) > float(numpy.finfo(numpy.float32).max)
+    rng = numpy.random.default_rng(0)
+    x_T = ml.tensor(rng.standard_normal((2, 3)).astype(numpy.float32))
+    v = ml.tensor(rng.uniform(-0.9, 0.9, (2, 3)).astype(numpy.float32))
+    seen = []  # the x each network call is given: the second is the first step's result
+
+    def v_model(x, t):
+        seen.append(x.numpy().astype(numpy.float64))
+        return v
+
+    eps_model = D.eps_model_from_v(v_model, alpha_bar)
+    if sampler == "ddim":  # one step from the last timestep to the clean state: x0_hat itself
+        sample = D.ddim_sample(eps_model, alpha_bar, x_T, [last], clip=True)
+        numpy.testing.assert_allclose(sample.numpy(), -v.numpy(), atol=1e-6)
+        return
+    noise = ml.tensor(rng.standard_normal((2, 3)).astype(numpy.float32))
+    sample = D.ddpm_sample(eps_model, betas, x_T, lambda t: noise, clip=True)
+    assert numpy.isfinite(sample.numpy()).all()
+    a = alpha_bar[last]
+    x0 = numpy.clip(math.sqrt(a) * seen[0] - math.sqrt(1 - a) * v.numpy(), -1, 1)
+    mean, variance = D.posterior_mean_variance(betas, x0, seen[0], last)
+    numpy.testing.assert_allclose(seen[1], mean + math.sqrt(variance) * noise.numpy(),
+                                  rtol=1e-5, atol=1e-6)
+
+
 def test_alpha_bar_at_fractional_timesteps_is_the_continuous_schedule():
     betas = D.cosine_beta_schedule(20)
     alpha_bar, continuous = D.alpha_bars(betas), D.ContinuousSchedule(betas)

@@ -237,16 +237,49 @@ def alpha_bar_at(alpha_bar, t):
     return math.exp(numpy.interp(t, numpy.arange(len(alpha_bar)), numpy.log(alpha_bar)))
 
 
+class EpsFromV:
+    """The epsilon model ``eps_hat(x_t, t) = sqrt(1 - a) x_t + sqrt(a) v_model(x_t, t)`` of a
+    v-predicting network (``eps_model_from_v``), which the DDPM and DDIM samplers also ask for
+    its x0 prediction, ``sqrt(a) x_t - sqrt(1 - a) v_hat``, computed from v_hat directly.
+
+    ``x0_from_eps(eps_hat)`` is the same number in exact arithmetic but not in float32: it
+    subtracts sqrt(1 - a) eps_hat from x_t, where eps_hat ~ x_t holds v_hat only in
+    sqrt(a) v_hat, and divides by sqrt(a). Below a ~ 1e-15 that term is under eps_hat's last
+    bit, so the network's x0 is lost, and below a ~ 1e-76 (``--schedule linear --T 4000``)
+    1 / sqrt(a) overflows float32: 0 * inf made every sample NaN.
+    """
+
+    def __init__(self, v_model, alpha_bar):
+        self.v_model, self.alpha_bar = v_model, alpha_bar
+
+    def __call__(self, x_t, t):
+        a = alpha_bar_at(self.alpha_bar, t)
+        return math.sqrt(1.0 - a) * x_t + math.sqrt(a) * self.v_model(x_t, t)
+
+    def eps_and_x0(self, x_t, t):
+        """(eps_hat, x0_hat) from one call of the network."""
+        a = alpha_bar_at(self.alpha_bar, t)
+        v_hat = self.v_model(x_t, t)
+        return (math.sqrt(1.0 - a) * x_t + math.sqrt(a) * v_hat,
+                math.sqrt(a) * x_t - math.sqrt(1.0 - a) * v_hat)
+
+
 def eps_model_from_v(v_model, alpha_bar):
     """The epsilon model ``eps_hat(x_t, t) = sqrt(1 - a) x_t + sqrt(a) v_model(x_t, t)``.
 
     Lets every sampler run a v-predicting network unchanged; its x0 prediction,
-    ``x0_from_eps(eps_hat) = sqrt(a) x_t - sqrt(1 - a) v_hat``, stays bounded at high noise.
+    ``sqrt(a) x_t - sqrt(1 - a) v_hat``, stays bounded at high noise (the samplers take it
+    from ``EpsFromV.eps_and_x0``, not from ``x0_from_eps``: see ``EpsFromV``).
     """
-    def eps_model(x_t, t):
-        a = alpha_bar_at(alpha_bar, t)
-        return math.sqrt(1.0 - a) * x_t + math.sqrt(a) * v_model(x_t, t)
-    return eps_model
+    return EpsFromV(v_model, alpha_bar)
+
+
+def eps_and_x0(eps_model, x_t, t):
+    """(eps_hat, x0_hat) of ``eps_model`` at (x_t, t): x0_hat is the model's own where it
+    gives one (``EpsFromV``), else None (the step computes ``x0_from_eps(eps_hat)``)."""
+    if isinstance(eps_model, EpsFromV):
+        return eps_model.eps_and_x0(x_t, t)
+    return eps_model(x_t, t), None
 
 
 def sample_timesteps(batch_size, T, generator):
@@ -296,14 +329,16 @@ def posterior_mean_variance(betas, x0, x_t, t):
     return x0_coefficient * x0 + xt_coefficient * x_t, variance
 
 
-def ddpm_step(betas, x_t, t, eps_hat, noise, clip=False):
+def ddpm_step(betas, x_t, t, eps_hat, noise, clip=False, x0_hat=None):
     """One ancestral step ``x_t -> x_{t-1} = mean + sqrt(variance) * noise``.
 
     The mean is the posterior mean at ``x0_hat = x0_from_eps(x_t, eps_hat)`` (optionally
     clipped to [-1, 1]); without clipping it equals
     ``(x_t - beta_t / sqrt(1 - alpha_bar_t) eps_hat) / sqrt(1 - beta_t)``. No noise at t = 0.
+    An ``x0_hat`` given (a v-predicting model's, ``eps_and_x0``) is used instead.
     """
-    x0_hat = x0_from_eps(alpha_bars(betas), x_t, t, eps_hat)
+    if x0_hat is None:
+        x0_hat = x0_from_eps(alpha_bars(betas), x_t, t, eps_hat)
     if clip:
         x0_hat = _clip_unit(x0_hat)
     mean, variance = posterior_mean_variance(betas, x0_hat, x_t, t)
@@ -317,7 +352,8 @@ def ddpm_sample(eps_model, betas, x_T, noise, clip=False):
     """
     x = x_T
     for t in reversed(range(len(betas))):
-        x = ddpm_step(betas, x, t, eps_model(x, t), noise(t) if t > 0 else None, clip)
+        eps_hat, x0_hat = eps_and_x0(eps_model, x, t)
+        x = ddpm_step(betas, x, t, eps_hat, noise(t) if t > 0 else None, clip, x0_hat=x0_hat)
     return x
 
 
@@ -336,7 +372,8 @@ def respaced_timesteps(T, steps):
     return sorted(set(grid.tolist()), reverse=True)
 
 
-def ddim_step(alpha_bar, x_t, t, t_prev, eps_hat, eta=0.0, noise=None, clip=False):
+def ddim_step(alpha_bar, x_t, t, t_prev, eps_hat, eta=0.0, noise=None, clip=False,
+              x0_hat=None):
     """One DDIM step from timestep ``t`` to ``t_prev`` (< t; -1 means the clean state).
 
     With ``a = alpha_bar_t`` and ``a' = alpha_bar_{t_prev}`` (1 for t_prev = -1)::
@@ -347,7 +384,8 @@ def ddim_step(alpha_bar, x_t, t, t_prev, eps_hat, eta=0.0, noise=None, clip=Fals
 
     ``eta = 0`` is deterministic; ``eta = 1`` on consecutive steps has the DDPM variance.
     Above 1, sigma^2 can exceed 1 - a' and the direction's coefficient is then taken as 0 (the
-    command line refuses ``--eta`` above 1).
+    command line refuses ``--eta`` above 1). An ``x0_hat`` given (a v-predicting model's,
+    ``eps_and_x0``) is used instead of the first line's.
     """
     if not -1 <= t_prev < t < len(alpha_bar):  # a step back up would take a root of a < 0
         raise ValueError(f"a DDIM step goes from a timestep t in 0..{len(alpha_bar) - 1} to an "
@@ -356,7 +394,8 @@ def ddim_step(alpha_bar, x_t, t, t_prev, eps_hat, eta=0.0, noise=None, clip=Fals
         raise ValueError(f"DDIM with eta = {eta} adds noise: expected a noise draw, got None")
     a = float(alpha_bar[t])
     a_prev = 1.0 if t_prev < 0 else float(alpha_bar[t_prev])
-    x0_hat = x0_from_eps(alpha_bar, x_t, t, eps_hat)
+    if x0_hat is None:
+        x0_hat = x0_from_eps(alpha_bar, x_t, t, eps_hat)
     if clip:
         x0_hat = _clip_unit(x0_hat)
     sigma = 0.0
@@ -382,7 +421,8 @@ def ddim_sample(eps_model, alpha_bar, x_T, timesteps, eta=0.0, noise=None, clip=
     for index, t in enumerate(timesteps):
         t_prev = timesteps[index + 1] if index + 1 < len(timesteps) else -1
         draw = noise(t) if eta > 0 else None
-        x = ddim_step(alpha_bar, x, t, t_prev, eps_model(x, t), eta, draw, clip)
+        eps_hat, x0_hat = eps_and_x0(eps_model, x, t)
+        x = ddim_step(alpha_bar, x, t, t_prev, eps_hat, eta, draw, clip, x0_hat=x0_hat)
     return x
 
 
