@@ -252,16 +252,20 @@ class EpsFromV:
     def __init__(self, v_model, alpha_bar):
         self.v_model, self.alpha_bar = v_model, alpha_bar
 
-    def __call__(self, x_t, t):
+    def coefficients(self, t):
+        """(sqrt(a), sqrt(1 - a)) with a = alpha_bar at ``t``, fractional ones too."""
         a = alpha_bar_at(self.alpha_bar, t)
-        return math.sqrt(1.0 - a) * x_t + math.sqrt(a) * self.v_model(x_t, t)
+        return math.sqrt(a), math.sqrt(1.0 - a)
+
+    def __call__(self, x_t, t):
+        signal, noise = self.coefficients(t)
+        return noise * x_t + signal * self.v_model(x_t, t)
 
     def eps_and_x0(self, x_t, t):
         """(eps_hat, x0_hat) from one call of the network."""
-        a = alpha_bar_at(self.alpha_bar, t)
+        signal, noise = self.coefficients(t)
         v_hat = self.v_model(x_t, t)
-        return (math.sqrt(1.0 - a) * x_t + math.sqrt(a) * v_hat,
-                math.sqrt(a) * x_t - math.sqrt(1.0 - a) * v_hat)
+        return noise * x_t + signal * v_hat, signal * x_t - noise * v_hat
 
 
 def eps_model_from_v(v_model, alpha_bar):

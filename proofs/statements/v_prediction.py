@@ -123,8 +123,8 @@ def _noised_and_velocity(alpha_bar, x0, eps, time):
 
 
 @statement("epsModelFromV_recovers_eps",
-           about=(f"{DIFFUSION}.eps_model_from_v", f"{DIFFUSION}.v_target",
-                  f"{DIFFUSION}.alpha_bar_at"),
+           about=(f"{DIFFUSION}.eps_model_from_v", f"{DIFFUSION}.EpsFromV",
+                  f"{DIFFUSION}.v_target", f"{DIFFUSION}.alpha_bar_at"),
            given=_example().flatmap(_with_fractions),
            # pinned: T = 3 and timesteps 2 and 1, each with a timestep below it, and the
            # fractional timesteps 1.5 and 0.5, between two
@@ -142,7 +142,10 @@ def eps_from_v(check, betas, t, x0, eps, c, fractions):
     eps_hat against eps within the rounding of x_t, v and its own (float coefficients: sqrt
     in float64 and the cast, 3; product 1; sum 1 -> gamma_5). The v-model depends on the
     timestep it is called at (v_target at tau), so the model must be called at the very t
-    whose a_t converts its output, and a_t read at a fractional t too."""
+    whose a_t converts its output, and a_t read at a fractional t too. The x0 the DDPM and
+    DDIM samplers take with it (``eps_and_x0``: sqrt(a_t) x_t - sqrt(1 - a_t) v_model(x_t, t),
+    from v, since x0_from_eps of eps_hat loses v where a_t is tiny) recovers x0 alike, and
+    its eps_hat is eps_model's to the bit."""
     from minilean.models import diffusion
     alpha_bar = diffusion.alpha_bars(betas)
     for dtype in ENGINE_DTYPES:
@@ -168,6 +171,17 @@ def eps_from_v(check, betas, t, x0, eps, c, fractions):
                            zip(own, _carried_errors(n, s, s, n, x0[row], eps[row], dtype))]
                 check.close(eps_hat, mp(eps[row]), carried,
                             f"eps_hat recovers eps, t = {time} ({dtype.__name__})")
+                paired_eps, x0_hat = (host(value) for value in eps_model.eps_and_x0(x_t, time))
+                check.holds(numpy.array_equal(paired_eps, eps_hat),
+                           f"eps_and_x0's eps_hat is eps_model's, t = {time} ({dtype.__name__})")
+                own = [gamma(5, dtype) * (s * abs(p) + n * abs(q)) + underflow(2, dtype)
+                       for p, q in zip(xs, vs)]
+                check.close(x0_hat, [s * p - n * q for p, q in zip(xs, vs)], own,
+                            f"x0_hat = sqrt(a) x_t - sqrt(1-a) v, t = {time} ({dtype.__name__})")
+                carried = [o + inherited for o, inherited in
+                           zip(own, _carried_errors(s, n, s, n, x0[row], eps[row], dtype))]
+                check.close(x0_hat, mp(x0[row]), carried,
+                            f"x0_hat recovers x0, t = {time} ({dtype.__name__})")
 
 
 @statement("vPredictionLoss_value",
@@ -371,16 +385,26 @@ def eps_from_v_previous_timestep(original):
         lambda x_t, t: v_model(x_t, t - 1), alpha_bar)
 
 
+@mutant("eps_and_x0 adds sqrt(1 - a) v_hat to sqrt(a) x_t", f"{DIFFUSION}.EpsFromV.eps_and_x0",
+        caught_by=["epsModelFromV_recovers_eps"])
+def x0_from_v_sign(original):
+    """x0_hat = sqrt(a) x_t + sqrt(1 - a) v_hat: the sign of v_target's x0 term carried over,
+    where its inversion subtracts."""
+    def broken(self, x_t, t):
+        signal, noise = self.coefficients(t)
+        v_hat = self.v_model(x_t, t)
+        return noise * x_t + signal * v_hat, signal * x_t + noise * v_hat
+    return broken
+
+
 @mutant("eps_model_from_v reads alpha_bar at the integer part of t",
-        f"{DIFFUSION}.eps_model_from_v", caught_by=["epsModelFromV_recovers_eps"])
+        f"{DIFFUSION}.EpsFromV.coefficients", caught_by=["epsModelFromV_recovers_eps"])
 def eps_from_v_integer_part(original):
     """eps_model_from_v converts with a = alpha_bar[int(t)] for alpha_bar_at(alpha_bar, t):
     right at the integer timesteps the DDPM and DDIM samplers ask for, off between them, where
     the PF-ODE sampler asks (``--prediction v --sampler pf-euler``: ContinuousSchedule.timestep
     is t T - 1)."""
-    def broken(v_model, alpha_bar):
-        def eps_model(x_t, t):
-            a = float(alpha_bar[int(t)])
-            return math.sqrt(1.0 - a) * x_t + math.sqrt(a) * v_model(x_t, t)
-        return eps_model
+    def broken(self, t):
+        a = float(self.alpha_bar[int(t)])
+        return math.sqrt(a), math.sqrt(1.0 - a)
     return broken
