@@ -26,6 +26,35 @@ def test_squared_l2_and_nearest_code_against_brute_force():
     numpy.testing.assert_array_equal(vqvae.nearest_code(t64(z), t64(book)).numpy(), expected)
 
 
+def test_nearest_code_compares_in_passes_of_bounded_size(monkeypatch):
+    """The differences to every code are taken a few encodings at a time: 2048 encodings of
+    width 64 against 512 codes at once would hold 256 MiB (and 8 GiB for the 64x64 images of a
+    256-image evaluation). Passes that end mid-array give each encoding its nearest code; ties
+    go to the first code; no encodings give no indices, of their shape."""
+    rng = numpy.random.default_rng(4)
+    z = minilean.tensor(rng.normal(size=(8, 16, 16, 64)).astype(numpy.float32))
+    book = minilean.tensor(rng.normal(size=(512, 64)).astype(numpy.float32))
+    tracemalloc.start()
+    try:
+        indices = vqvae.nearest_code(z, book)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2 ** 20, f"{peak / 2 ** 20:.0f} MiB at once"
+    assert indices.shape == (8, 16, 16)
+    for n in range(0, 8, 3):  # the brute force, one image at a time
+        brute = ((z.numpy()[n, :, :, None, :] - book.numpy()) ** 2).sum(-1).argmin(-1)
+        numpy.testing.assert_array_equal(indices.numpy()[n], brute)
+    small = rng.normal(size=(7, 3, 2))
+    tied = numpy.concatenate([small[0, :1], small[0, :1], rng.normal(size=(3, 2))])
+    monkeypatch.setattr(vqvae, "DISTANCE_ELEMENTS", 5 * 2 * 4)  # 4 rows a pass, the last 1
+    expected = ((small[..., None, :] - tied) ** 2).sum(-1).argmin(-1)
+    assert expected[0, 0] == 0  # the encoding equal to codes 0 and 1 takes the first
+    numpy.testing.assert_array_equal(vqvae.nearest_code(t64(small), t64(tied)).numpy(),
+                                     expected)
+    assert vqvae.nearest_code(t64(numpy.zeros((0, 4, 2))), t64(tied)).shape == (0, 4)
+
+
 def test_an_encoding_equal_to_a_code_selects_it_at_distance_zero():
     book = t64([[0.0, 0.0], [1.0, -0.5], [2.0, 2.0]])
     index = vqvae.nearest_code(t64([[1.0, -0.5]]), book).numpy()
