@@ -28,8 +28,8 @@ def test_squared_l2_and_nearest_code_against_brute_force():
 
 def test_nearest_code_compares_in_passes_of_bounded_size(monkeypatch):
     """The differences to every code are taken a few encodings at a time: 2048 encodings of
-    width 64 against 512 codes at once would hold 256 MiB (and 8 GiB for the 64x64 images of a
-    256-image evaluation). Passes that end mid-array give each encoding its nearest code; ties
+    width 64 against 512 codes at once would hold 256 MiB (and about 8 GiB to evaluate 500
+    64x64 images). Passes that end mid-array give each encoding its nearest code; ties
     go to the first code; no encodings give no indices, of their shape."""
     rng = numpy.random.default_rng(4)
     z = minilean.tensor(rng.normal(size=(8, 16, 16, 64)).astype(numpy.float32))

@@ -69,7 +69,7 @@ def nearest_code(z, codebook):
     with no_grad():
         vectors = z.detach().reshape(-1, dim)  # (..., D) -> (M, D)
         # the differences are (rows, K, D) at once: a few rows a pass, as in ``code_counts``
-        # (all M at once: 8 GiB for 64x64 images of 256 evaluated with --codes 512)
+        # (all M at once: about 8 GiB to evaluate 500 64x64 images with --codes 512)
         rows = max(1, DISTANCE_ELEMENTS // (codes * dim))
         # vectors (rows, D) -> (rows, 1, D) broadcast against codebook (K, D) -> (rows, K)
         nearest = [squared_l2(vectors[start:start + rows].unsqueeze(-2),
