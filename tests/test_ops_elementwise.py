@@ -648,6 +648,17 @@ def test_out_of_range_integer_scalars_wrap_as_in_pytorch(expression, dtype):
     check_integer_edge_against_torch(expression, np.array([0, 5, 100, 3], dtype=dtype))
 
 
+@pytest.mark.parametrize("expression", [
+    lambda lib, t: t / 256, lambda lib, t: t / -3, lambda lib, t: t / 100000,
+    lambda lib, t: 300 / t, lambda lib, t: -2 / t, lambda lib, t: t / 2**40])
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int16"])
+def test_an_integer_tensor_and_an_out_of_range_integer_divide_as_numbers(expression, dtype):
+    """The number was wrapped into the tensor's dtype before the float32 division:
+    ``uint8_image / 256`` was inf, ``int8 / 200`` divided by -56."""
+    check_integer_edge_against_torch(expression, np.array([1, 5, 100, 3], dtype=dtype),
+                                     rtol=1e-6)
+
+
 @pytest.mark.parametrize("x_dtype, bound_dtype", [("float16", "int64"), ("float32", "float64"),
                                                   ("int32", "int64"), ("uint8", "float32")])
 def test_clamp_by_a_tensor_gives_pytorchs_result_dtype(x_dtype, bound_dtype):
@@ -662,12 +673,12 @@ def torch_of(array):
     return _torch().from_numpy(array.copy())
 
 
-def check_integer_edge_against_torch(expression, data):
+def check_integer_edge_against_torch(expression, data, rtol=0):
     pytest.importorskip("torch")
     out = expression(ml, ml.tensor(data))
     expected = expression(_torch(), torch_of(data))
     assert str(out.dtype) == str(expected.dtype).removeprefix("torch.")
-    np.testing.assert_array_equal(out.numpy(), expected.numpy())
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=rtol, atol=0)
 
 
 def test_clamp_of_an_integer_tensor_clips_bounds_outside_its_dtype():

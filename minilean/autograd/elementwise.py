@@ -282,6 +282,12 @@ def neg(a): return Neg.apply(a)
 
 def div(a, b):
     """a / b; integer or bool operands are divided in float32, as in PyTorch (NumPy: float64)."""
+    # an integer or bool tensor beside a number goes to float32 before the number becomes a
+    # tensor: made one in the tensor's dtype, it was wrapped first (uint8 / 256 divided by 0)
+    if isinstance(b, numbers.Number):
+        a = floating(a)
+    if isinstance(a, numbers.Number):
+        b = floating(b)
     a, b = as_tensors(a, b)
     if a.dtype.kind in "biu" and b.dtype.kind in "biu":
         a, b = as_dtype(a, DEFAULT_DTYPE), as_dtype(b, DEFAULT_DTYPE)
