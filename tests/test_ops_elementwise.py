@@ -649,6 +649,24 @@ def test_out_of_range_integer_scalars_wrap_as_in_pytorch(expression, dtype):
 
 
 @pytest.mark.parametrize("expression", [
+    lambda t: t + 2**64, lambda t: 2**70 * t, lambda t: t - (-2**63 - 1),
+    lambda t: ml.maximum(t, 2**64), lambda t: ml.where(t > 4, t, 2**64)])
+@pytest.mark.parametrize("dtype", ["uint8", "int64"])
+def test_integers_beyond_64_bits_are_refused_beside_integer_tensors(expression, dtype):
+    """Wrapped into the dtype, ``int64_tensor + 2**64`` added 0 (PyTorch refuses it)."""
+    with pytest.raises(OverflowError, match=r"integer -?\d+ does not fit 64 bits.*tensor of "
+                                            + dtype):
+        expression(ml.tensor(np.array([0, 5, 100, 3], dtype=dtype)))
+
+
+def test_integers_within_64_bits_still_wrap_beside_an_int64_tensor():
+    """The largest and smallest that PyTorch takes, wrapped as it wraps them."""
+    pytest.importorskip("torch")
+    for value in (2**64 - 1, 2**63, -2**63):
+        check_integer_edge_against_torch(lambda lib, t: t + value, np.array([0, 5, -7]))
+
+
+@pytest.mark.parametrize("expression", [
     lambda lib, t: t / 256, lambda lib, t: t / -3, lambda lib, t: t / 100000,
     lambda lib, t: 300 / t, lambda lib, t: -2 / t, lambda lib, t: t / 2**40])
 @pytest.mark.parametrize("dtype", ["uint8", "int8", "int16"])

@@ -64,9 +64,14 @@ _KIND_RANKS = {"b": 0, "u": 1, "i": 1, "f": 2}
 
 def wrapped_integer(value, info):
     """The integer ``value`` as an integer dtype of iinfo ``info`` stores it, modulo 2^bits,
-    as PyTorch converts it (``uint8 + 300`` adds 44); NumPy refuses an out-of-range int."""
+    as PyTorch converts it (``uint8 + 300`` adds 44); NumPy refuses an out-of-range int.
+    One that not even 64 bits hold (int64 or uint64) is refused, as PyTorch refuses it:
+    wrapped, ``int64_tensor + 2**64`` added 0."""
     if info.min <= value <= info.max:
         return value
+    if not -2**63 <= value < 2**64:
+        raise OverflowError(f"integer {value} does not fit 64 bits, so it cannot be used with a "
+                            f"tensor of {info.dtype}; expected an int in [-2**63, 2**64)")
     return (int(value) - info.min) % (info.max - info.min + 1) + info.min
 
 
