@@ -183,6 +183,15 @@ def test_bad_dims_name_the_value():
             one_axis(ml.tensor(1.0), 1)
 
 
+@pytest.mark.parametrize("name", ["sum", "mean", "var", "std", "amax", "amin", "logsumexp"])
+@pytest.mark.parametrize("dim", [(), []])
+def test_an_empty_dim_tuple_is_refused(name, dim):
+    """``x.sum(dim=())`` gave x itself (NumPy's reading: no axis reduced); PyTorch reduces
+    every axis there, so code ported from it got another number."""
+    with pytest.raises(ValueError, match=r"dim (\(\)|\[\]) names no axis; expected dim=None"):
+        getattr(ml, name)(ml.ones(2, 3), dim)
+
+
 @pytest.mark.parametrize("name", ["max", "min"])
 @pytest.mark.parametrize("keepdim", [False, True])
 def test_max_and_min_over_a_dim_give_values_and_indices_as_pytorch(name, keepdim):

@@ -23,6 +23,9 @@ def normalize_dims(dim, ndim):
     if dim is None:
         return tuple(range(ndim))
     dims = dims_arg(dim)
+    if not dims:  # PyTorch reduces every axis there, NumPy none: either would be a surprise
+        raise ValueError(f"dim {dim!r} names no axis; expected dim=None to reduce every axis, "
+                         f"or the axes to reduce")
     rank = builtins.max(ndim, 1)
     for axis in dims:
         if not -rank <= axis < rank:
