@@ -229,6 +229,25 @@ def test_an_int_beside_index_arrays_selects_first_as_in_pytorch(index, ints_firs
                                   np.bincount(chosen, minlength=24).reshape(2, 3, 4))
 
 
+@pytest.mark.parametrize("index", [
+    [[0, 1], [2, 2]], [[0, 1]], [slice(0, 2), 1], [0, None, [1, 2]], [Ellipsis, [3, 0, 3]],
+    [np.array([1, 1]), [0, 2]], [[1, 0], ml.tensor([2, 2])]])
+def test_a_list_holding_index_parts_is_refused(index):
+    """PyTorch reads x[[rows, cols]] as x[rows, cols] (deprecated); read as one array of rows,
+    as NumPy reads it, it gave a (2, 2, 3, 4) result where PyTorch gives (2,)."""
+    x = ml.tensor(np.arange(24.0).reshape(2, 3, 4), requires_grad=True)
+    with pytest.raises(IndexError, match=r"index \[.*\]: a list holding index parts .* is "
+                                         r"ambiguous .* expected x\[tuple\(index\)\]"):
+        x[index]
+
+
+@pytest.mark.parametrize("index, shape", [([1, 0], (2, 3, 4)), ([True, False], (1, 3, 4)),
+                                         (list(range(2)) * 16, (32, 3, 4))])
+def test_a_list_of_numbers_is_still_one_index_array(index, shape):
+    """Numbers alone (and 32 items or more, as in PyTorch) are one array, not refused."""
+    assert ml.tensor(np.arange(24.0).reshape(2, 3, 4))[index].shape == shape
+
+
 @pytest.mark.parametrize("index, shape", [([], (0, 3, 4)), (([], slice(None), 1), (0, 3)),
                                          ((slice(None), []), (2, 0, 4))])
 def test_an_empty_list_index_picks_nothing(index, shape):

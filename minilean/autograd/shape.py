@@ -282,6 +282,17 @@ def _axes_selected(part):
     return part.ndim if getattr(part, "dtype", None) == bool else 1
 
 
+def _read_as_tuple(index):
+    """Whether PyTorch reads list ``index`` as a tuple of index parts: under 32 items, one of
+    them a list, a tuple, an array, a tensor, a slice, None or Ellipsis. So ``x[[rows, cols]]``
+    picks the pairs there, as ``x[rows, cols]``; read as one array (NumPy's way, and PyTorch's
+    after its deprecation) it picked whole rows, another shape and other numbers without a
+    word. Such an index is refused."""
+    return isinstance(index, list) and len(index) < 32 and any(
+        part is None or part is Ellipsis
+        or isinstance(part, (slice, list, tuple, numpy.ndarray, Tensor)) for part in index)
+
+
 def getitem(x, index):
     """``x[index]``: basic slicing, integer-array and boolean-mask indexing, as in PyTorch.
 
@@ -292,6 +303,11 @@ def getitem(x, index):
     other axis kept whole), then the rest.
     """
     xp = x.xp
+    if _read_as_tuple(index):
+        raise IndexError(f"index {index!r}: a list holding index parts (lists, arrays, "
+                         f"tensors, slices, None, ...) is ambiguous (PyTorch reads it as a "
+                         f"tuple, with a deprecation warning; NumPy as one array); expected "
+                         f"x[tuple(index)] or x[tensor(index)]")
     if not isinstance(index, tuple):
         return GetItem.apply(x, index=_index_part(index, xp))
     index = tuple(_index_part(part, xp) for part in index)
