@@ -198,6 +198,16 @@ def test_python_scalar_result_dtype_matches_torch(kind, expression, dtype, value
     np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-6)
 
 
+@pytest.mark.parametrize("condition", [ml.tensor([0.2, 0.0]), ml.tensor([2, 0]),
+                                       np.array([1, 0], dtype=np.uint8), [0.5, 0.0]])
+def test_where_refuses_a_condition_that_is_not_boolean(condition):
+    """A float or integer condition was read as nonzero = True (a probability of 0.2 chose
+    a); PyTorch refuses it."""
+    with pytest.raises(TypeError, match=r"where's condition must be boolean, got (float|int|"
+                                        r"uint)\d+; compare first"):
+        ml.where(condition, ml.tensor([1.0, 2.0]), 0.0)
+
+
 def test_where_with_an_integer_tensor_and_a_float_is_float32():
     out = ml.where(ml.tensor([True, False]), ml.arange(2), 0.5)
     assert out.dtype == np.float32

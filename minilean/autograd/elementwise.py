@@ -730,6 +730,9 @@ def where(condition, a, b):
     if a.device == "cpu" and backend.device_of(condition) == "cuda":
         raise devices_differ("where", a.device, "cuda")
     condition = a.xp.asarray(condition)
+    if condition.dtype.kind != "b":  # as PyTorch: NumPy would take any nonzero as True
+        raise TypeError(f"where's condition must be boolean, got {condition.dtype}; compare "
+                        f"first, e.g. where(mask > 0, a, b)")
     return broadcasting("where", Where, a, b, condition.shape, condition=condition)
 
 
