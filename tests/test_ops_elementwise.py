@@ -146,6 +146,27 @@ def test_bad_parameters_name_the_value():
         ml.clamp(x)
 
 
+@pytest.mark.parametrize("expression", [
+    lambda lib, t: t * 65536.0, lambda lib, t: t / 1e5, lambda lib, t: t * 1e-8,
+    lambda lib, t: t / 1e-5, lambda lib, t: 1e-5 * t, lambda lib, t: t * 70000,
+    lambda lib, t: t * lib.tensor(1e5, dtype=lib.float64)])
+def test_a_float16_tensor_with_a_number_is_computed_in_float32_as_in_pytorch(expression):
+    """The number was rounded to float16 first: ``half_x * 65536`` was inf, ``half_x / 1e5``
+    zeros, ``half_x / 1e-5`` 0.2% off (1e-5 is a float16 subnormal)."""
+    torch = pytest.importorskip("torch")
+    values = np.array([1e-3, 0.5, 2.0, 1000.0], dtype=np.float16)
+    x = ml.tensor(values, requires_grad=True)
+    reference = torch.tensor(values, requires_grad=True)
+    out, expected = expression(ml, x), expression(torch, reference)
+    assert out.dtype == np.float16
+    np.testing.assert_array_equal(out.numpy(), expected.detach().numpy())
+    upstream = np.array([1.0, -2.0, 0.5, 3.0], dtype=np.float16)
+    out.backward(upstream)
+    expected.backward(torch.from_numpy(upstream))
+    assert x.grad.dtype == np.float16
+    np.testing.assert_allclose(x.grad.numpy(), reference.grad.numpy(), rtol=2e-3)
+
+
 # --- Python scalars with integer and bool tensors: PyTorch's result dtype ---------------------
 
 # (tensor, expression, dtype, values): a float with an integer or bool tensor gives float32, an

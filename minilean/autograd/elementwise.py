@@ -6,6 +6,8 @@ are returned in the broadcast output shape; the graph walk reduces them to each 
 import itertools
 import numbers
 
+import numpy
+
 from minilean import backend
 from minilean.autograd.function import Function, devices_differ
 from minilean.autograd.tensor import DEFAULT_DTYPE, DEFAULT_INT_DTYPE, Tensor
@@ -140,8 +142,36 @@ def as_tensors(a, b):
 
 def _binary(name, op, a, b, **params):
     """``op`` (the function ``name``) of ``a`` and ``b``, made tensors by ``as_tensors``."""
+    if _half_beside_a_number(a, b):
+        return _binary(name, op, _float32(a), _float32(b), **params).to(dtype=HALF)
     a, b = as_tensors(a, b)
     return broadcasting(name, op, a, b, **params)
+
+
+HALF = numpy.dtype(numpy.float16)
+
+
+def _half_beside_a_number(a, b):
+    """Whether one operand is a float16 tensor and the other a number, or a 0-d float tensor
+    of another dtype, which PyTorch ranks with the numbers. PyTorch computes such an op in
+    float32 and rounds the result to float16 once; the number rounded to float16 first gave
+    ``half_x * 65536`` inf (65536 is past float16's largest, 65504) and ``half_x / 1e5``
+    zeros (1e5 too), and a number such as 1e-5 lost digits (a subnormal in float16)."""
+    for half, other in ((a, b), (b, a)):
+        if isinstance(half, Tensor) and half.dtype == HALF:
+            if isinstance(other, numbers.Number) and not isinstance(other, bool):
+                return True
+            if (isinstance(other, Tensor) and other.ndim == 0 and other.dtype.kind == "f"
+                    and other.dtype != HALF and half.ndim > 0):
+                return True
+    return False
+
+
+def _float32(operand):
+    """A float16 tensor converted (differentiably) to float32; anything else as it is."""
+    if isinstance(operand, Tensor) and operand.dtype == HALF:
+        return operand.to(dtype=numpy.float32)
+    return operand
 
 
 def broadcasting(name, op, a, b, *more_shapes, **params):
@@ -293,6 +323,8 @@ def div(a, b):
         a = floating(a)
     if isinstance(a, numbers.Number):
         b = floating(b)
+    if _half_beside_a_number(a, b):
+        return div(_float32(a), _float32(b)).to(dtype=HALF)
     a, b = as_tensors(a, b)
     if a.dtype.kind in "biu" and b.dtype.kind in "biu":
         a, b = as_dtype(a, DEFAULT_DTYPE), as_dtype(b, DEFAULT_DTYPE)
