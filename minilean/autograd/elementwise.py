@@ -142,9 +142,10 @@ def as_tensors(a, b):
 
 def _binary(name, op, a, b, **params):
     """``op`` (the function ``name``) of ``a`` and ``b``, made tensors by ``as_tensors``."""
-    if _half_beside_a_number(a, b):
-        return _binary(name, op, _float32(a), _float32(b), **params).to(dtype=HALF)
-    a, b = as_tensors(a, b)
+    if not (isinstance(a, Tensor) and isinstance(b, Tensor) and a.data.dtype is b.data.dtype):
+        if _half_beside_a_number(a, b):  # (two tensors of one dtype, the common case, skip this)
+            return _binary(name, op, _float32(a), _float32(b), **params).to(dtype=HALF)
+        a, b = as_tensors(a, b)
     return broadcasting(name, op, a, b, **params)
 
 
@@ -157,14 +158,15 @@ def _half_beside_a_number(a, b):
     float32 and rounds the result to float16 once; the number rounded to float16 first gave
     ``half_x * 65536`` inf (65536 is past float16's largest, 65504) and ``half_x / 1e5``
     zeros (1e5 too), and a number such as 1e-5 lost digits (a subnormal in float16)."""
-    for half, other in ((a, b), (b, a)):
-        if isinstance(half, Tensor) and half.dtype == HALF:
-            if isinstance(other, numbers.Number) and not isinstance(other, bool):
-                return True
-            if (isinstance(other, Tensor) and other.ndim == 0 and other.dtype.kind == "f"
-                    and other.dtype != HALF and half.ndim > 0):
-                return True
-    return False
+    if isinstance(a, Tensor) and a.data.dtype is HALF:
+        half, other = a, b
+    elif isinstance(b, Tensor) and b.data.dtype is HALF:
+        half, other = b, a
+    else:
+        return False
+    if isinstance(other, Tensor):
+        return other.ndim == 0 and other.dtype.kind == "f" and other.dtype != HALF and half.ndim > 0
+    return isinstance(other, numbers.Number) and not isinstance(other, bool)
 
 
 def _float32(operand):
@@ -317,15 +319,17 @@ def neg(a): return Neg.apply(a)
 
 def div(a, b):
     """a / b; integer or bool operands are divided in float32, as in PyTorch (NumPy: float64)."""
-    # an integer or bool tensor beside a number goes to float32 before the number becomes a
-    # tensor: made one in the tensor's dtype, it was wrapped first (uint8 / 256 divided by 0)
-    if isinstance(b, numbers.Number):
-        a = floating(a)
-    if isinstance(a, numbers.Number):
-        b = floating(b)
-    if _half_beside_a_number(a, b):
-        return div(_float32(a), _float32(b)).to(dtype=HALF)
-    a, b = as_tensors(a, b)
+    if not (isinstance(a, Tensor) and isinstance(b, Tensor) and a.data.dtype is b.data.dtype):
+        # an integer or bool tensor beside a number goes to float32 before the number becomes
+        # a tensor: made one in the tensor's dtype, it was wrapped first (uint8 / 256 divided
+        # by 0)
+        if isinstance(b, numbers.Number):
+            a = floating(a)
+        if isinstance(a, numbers.Number):
+            b = floating(b)
+        if _half_beside_a_number(a, b):
+            return div(_float32(a), _float32(b)).to(dtype=HALF)
+        a, b = as_tensors(a, b)
     if a.dtype.kind in "biu" and b.dtype.kind in "biu":
         a, b = as_dtype(a, DEFAULT_DTYPE), as_dtype(b, DEFAULT_DTYPE)
     return broadcasting("div", Div, a, b)
