@@ -14,6 +14,7 @@ from proofs.mutation import MUTANTS, load_all
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 PROOFS_README = (ROOT / "proofs" / "README.md").read_text(encoding="utf-8")
+BENCHMARKS_README = (ROOT / "benchmarks" / "README.md").read_text(encoding="utf-8")
 
 
 def _number(pattern, text):
@@ -57,6 +58,22 @@ def test_the_statistical_budget_and_sample_size_are_those_statistics_derives():
     assert statistics.Z_CLT == pytest.approx(float(clt.group(1)), abs=0.005)
     rate = mpmath.erfc(statistics.Z_CLT / mpmath.sqrt(2))  # P(|N(0, 1)| > Z_CLT)
     assert float(rate) == pytest.approx(statistics.FALSE_ALARM / 100, rel=1e-9, abs=0)
+
+
+def test_the_gpu_sessions_time_limits_are_the_scripts():
+    """benchmarks/README.md's limit of each part of gpu_session.sh is the script's default
+    (`${NAME_TIMEOUT:-SECONDS}`), every limit the script has is stated, and the total is their
+    sum. It said 150 and 330 s for the first two after the script had cut them to 120 and 150
+    (so that all six fit in the 600 s a lent machine gives a command)."""
+    script = (ROOT / "benchmarks" / "gpu_session.sh").read_text(encoding="utf-8")
+    defaults = {name: int(seconds)
+                for name, seconds in re.findall(r"\$\{(\w+_TIMEOUT):-(\d+)\}", script)}
+    text = " ".join(BENCHMARKS_README.split())
+    # "`PARITY_TIMEOUT`, default 120 s", "`BENCH_TIMEOUT` (default 150 s)", "`HOST_TIMEOUT` (40 s)"
+    stated = {name: int(seconds) for name, seconds in re.findall(
+        r"`(\w+_TIMEOUT)`(?:, default | \((?:default )?)(\d+) s", text)}
+    assert len(defaults) == 6 and stated == defaults
+    assert _number(r"\(\d+ s\): (\d+) s in all", text) == sum(defaults.values())
 
 
 def _options(text):
