@@ -32,3 +32,10 @@ def counts(low):
         return [at_least(low)(part) for part in text.split(",")]
     parse.__name__ = f"comma-separated integers >= {low}"
     return parse
+
+
+def description(doc):
+    """A script's ``--help`` text: the first paragraph of its docstring, whole, on one line.
+    Its first line alone cut most of them off mid-sentence ("... a CPU training step, on an
+    idle")."""
+    return " ".join(doc.split("\n\n")[0].split())

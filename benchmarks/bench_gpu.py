@@ -30,7 +30,7 @@ import time
 
 import numpy
 
-from arguments import at_least, image_side  # (beside this script)
+from arguments import at_least, image_side, description  # (beside this script)
 
 
 def gpu_time(fn, repeats, warmup=3, calls=10):
@@ -440,7 +440,7 @@ def versions():
 def main(argv=None):
     from minilean.cli import DIFFUSION
     cli_default = {name: flag.default for name, flag in DIFFUSION.flags.items()}
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--batch-size", type=at_least(1), default=cli_default["batch_size"])
     parser.add_argument("--hidden-c", type=at_least(2), default=cli_default["hidden_c"])
     parser.add_argument("--image-size", type=image_side, default=cli_default["image_size"])

@@ -20,9 +20,9 @@ import argparse
 import os
 import sys
 
-from arguments import at_least  # beside this script; imports nothing heavy
+from arguments import at_least, description  # beside this script; imports nothing heavy
 
-_parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+_parser = argparse.ArgumentParser(description=description(__doc__))
 _parser.add_argument("--cases", default="unet16,unet32,residual,vae,vae_conv,vqvae,gan,"
                                           "autoencoder,mae,micro,ddim,memory",
                      help="comma-separated: unet16 (the CLI default size, hc 24), unet32, "

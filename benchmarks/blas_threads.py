@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 
-from arguments import at_least, counts, image_side  # beside this script
+from arguments import at_least, counts, image_side, description  # beside this script
 
 TESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests")
 
@@ -39,7 +39,7 @@ def median_step_seconds(step, count, first):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--busy", type=counts(0), default=[0, 1],
                         help="comma-separated counts of busy cores")
     parser.add_argument("--steps", type=at_least(1), default=7, help="timed steps per thread count")

@@ -25,7 +25,7 @@ import traceback
 
 import numpy
 
-from arguments import at_least, image_side  # beside this script
+from arguments import at_least, image_side, description  # beside this script
 
 TESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests")
 
@@ -176,7 +176,7 @@ def main(argv=None, patches=None):
     from minilean.cuda import use_fast_kernels
 
     default = {name: flag.default for name, flag in DIFFUSION.flags.items()}
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--batch-size", type=at_least(1), default=default["batch_size"])
     parser.add_argument("--hidden-c", type=at_least(2), default=default["hidden_c"])
     parser.add_argument("--image-size", type=image_side, default=default["image_size"])

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from arguments import at_least, image_side  # beside this script
+from arguments import at_least, image_side, description  # beside this script
 
 TESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests")
 
@@ -46,7 +46,7 @@ def measure(setting, size, hidden_c, steps):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--size", type=image_side, default=16, help="image side (CLI default 16)")
     parser.add_argument("--hidden-c", type=at_least(2), default=24,
                         help="U-Net width (CLI default 24)")

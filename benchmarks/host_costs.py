@@ -21,7 +21,7 @@ import sys
 import numpy
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from arguments import at_least  # noqa: E402  (beside this script)
+from arguments import at_least, description  # noqa: E402  (beside this script)
 from bench_gpu import load_torch_cuda, wall_time  # noqa: E402  (beside this script)
 
 
@@ -97,7 +97,7 @@ def torch_calls(torch):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--calls", type=at_least(1), default=2000, help="calls timed per way")
     args = parser.parse_args(argv)
     from minilean import backend, use_fast_kernels

@@ -32,7 +32,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the products are tiny: no 
 
 import numpy  # noqa: E402
 
-from arguments import at_least, image_side  # noqa: E402  (beside this script)
+from arguments import at_least, image_side, description  # noqa: E402  (beside this script)
 from count_device_ops import TESTS, _Patches  # noqa: E402  (beside this script)
 
 sys.path[:0] = [os.path.dirname(TESTS), TESTS]
@@ -149,7 +149,7 @@ def host_time(step, rounds, steps):
 
 def main(argv=None, patches=None):
     """``patches``: as for ``install``; by default the null device stays for the process."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--rounds", type=at_least(1), default=15)
     parser.add_argument("--steps", type=at_least(1), default=20, help="steps per round")
     parser.add_argument("--batch-size", type=at_least(1), default=2)

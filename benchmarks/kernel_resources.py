@@ -30,6 +30,8 @@ import subprocess
 import sys
 import tempfile
 
+from arguments import description  # beside this script
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
 CHUNK_ELEMENTS = {"float": 4, "double": 2}  # elements of a 16-byte chunk (common.cuh)
@@ -171,7 +173,7 @@ def kernel_resources(ptxas, ptx, arch, nvdisasm=None):
 def main(argv=None):
     from minilean.cuda import compile as kernels
     from minilean.cuda import matmul, registry  # noqa: F401  (they register every Program)
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--arch", default="sm_90", help="a real architecture, e.g. sm_80")
     parser.add_argument("--files", default=",".join(sorted(kernels.PROGRAMS)))
     parser.add_argument("--per-element", action="store_true",

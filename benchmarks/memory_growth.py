@@ -31,7 +31,7 @@ import tracemalloc
 
 import numpy
 
-from arguments import at_least  # noqa: E402  (beside this script)
+from arguments import at_least, description  # noqa: E402  (beside this script)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from minilean import backend  # noqa: E402
@@ -97,7 +97,7 @@ def mib(size):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--steps", type=at_least(1), default=300)
     parser.add_argument("--batch", type=at_least(1), default=32, help="the CLI default is 32")
     parser.add_argument("--every", type=at_least(1), default=50, help="steps between readings")

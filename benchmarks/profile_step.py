@@ -11,9 +11,9 @@ import argparse
 import os
 import sys
 
-from arguments import at_least, image_side  # beside this script; imports nothing heavy
+from arguments import at_least, image_side, description  # beside this script; imports nothing heavy
 
-parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+parser = argparse.ArgumentParser(description=description(__doc__))
 parser.add_argument("--steps", type=at_least(1), default=3,
                     help="profiled steps (after one warm-up)")
 parser.add_argument("--top", type=at_least(1), default=25, help="rows of each table")

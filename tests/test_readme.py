@@ -2,7 +2,10 @@
 statements and mutants of proofs/, the flags every model command shares and those of the data
 commands, the defaults it names in prose.
 Each was right when written and drifted as the code grew."""
+import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import mpmath
@@ -74,6 +77,23 @@ def test_the_gpu_sessions_time_limits_are_the_scripts():
         r"`(\w+_TIMEOUT)`(?:, default | \((?:default )?)(\d+) s", text)}
     assert len(defaults) == 6 and stated == defaults
     assert _number(r"\(\d+ s\): (\d+) s in all", text) == sum(defaults.values())
+
+
+BENCHMARK_SCRIPTS = sorted(path.name for path in (ROOT / "benchmarks").glob("*.py")
+                           if "ArgumentParser(" in path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("script", BENCHMARK_SCRIPTS)
+def test_each_benchmarks_help_says_the_first_paragraph_of_its_docstring_whole(script):
+    """`python benchmarks/SCRIPT --help` describes the script with the docstring's whole first
+    paragraph: it showed the first line alone, which cut five of them off mid-sentence
+    ("What --threads does to a CPU training step, on an idle")."""
+    path = ROOT / "benchmarks" / script
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")), clean=False)
+    result = subprocess.run([sys.executable, str(path), "--help"], capture_output=True,
+                            text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert " ".join(doc.split("\n\n")[0].split()) in " ".join(result.stdout.split())
 
 
 def _options(text):
