@@ -252,7 +252,8 @@ class Tensor:
         return self.numpy().tolist()
 
     def to(self, device=None, dtype=None):
-        """A copy on ``device`` and/or with ``dtype``; differentiable like PyTorch's ``to``."""
+        """This tensor on ``device`` and/or with ``dtype``: a copy where either changes, else
+        the tensor itself (as PyTorch's ``to``); differentiable."""
         return _shape.to(self, *device_and_dtype(device, dtype))
 
     def cpu(self):
