@@ -146,19 +146,31 @@ def test_bad_parameters_name_the_value():
         ml.clamp(x)
 
 
-@pytest.mark.parametrize("expression", [
+HALF_WITH_NUMBERS = [
     lambda lib, t: t * 65536.0, lambda lib, t: t / 1e5, lambda lib, t: t * 1e-8,
     lambda lib, t: t / 1e-5, lambda lib, t: 1e-5 * t, lambda lib, t: t * 70000,
-    lambda lib, t: t * lib.tensor(1e5, dtype=lib.float64)])
-def test_a_float16_tensor_with_a_number_is_computed_in_float32_as_in_pytorch(expression):
+    lambda lib, t: t * lib.tensor(1e5, dtype=lib.float64)]
+HALF_VALUES = np.array([1e-3, 0.5, 2.0, 1000.0], dtype=np.float16)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")  # to inf, as meant
+@pytest.mark.parametrize("expression", HALF_WITH_NUMBERS)
+def test_a_float16_tensor_with_a_number_is_the_float32_result_rounded_once(expression):
     """The number was rounded to float16 first: ``half_x * 65536`` was inf, ``half_x / 1e5``
     zeros, ``half_x / 1e-5`` 0.2% off (1e-5 is a float16 subnormal)."""
-    torch = pytest.importorskip("torch")
-    values = np.array([1e-3, 0.5, 2.0, 1000.0], dtype=np.float16)
-    x = ml.tensor(values, requires_grad=True)
-    reference = torch.tensor(values, requires_grad=True)
-    out, expected = expression(ml, x), expression(torch, reference)
+    out = expression(ml, ml.tensor(HALF_VALUES))
+    in_float32 = expression(ml, ml.tensor(HALF_VALUES.astype(np.float32))).numpy()
     assert out.dtype == np.float16
+    np.testing.assert_array_equal(out.numpy(), in_float32.astype(np.float16))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")  # to inf, as meant
+@pytest.mark.parametrize("expression", HALF_WITH_NUMBERS)
+def test_a_float16_tensor_with_a_number_and_its_gradient_are_pytorchs(expression):
+    torch = pytest.importorskip("torch")
+    x = ml.tensor(HALF_VALUES, requires_grad=True)
+    reference = torch.tensor(HALF_VALUES, requires_grad=True)
+    out, expected = expression(ml, x), expression(torch, reference)
     np.testing.assert_array_equal(out.numpy(), expected.detach().numpy())
     upstream = np.array([1.0, -2.0, 0.5, 3.0], dtype=np.float16)
     out.backward(upstream)
@@ -697,14 +709,27 @@ def test_integers_within_64_bits_still_wrap_beside_an_int64_tensor():
         check_integer_edge_against_torch(lambda lib, t: t + value, np.array([0, 5, -7]))
 
 
-@pytest.mark.parametrize("expression", [
+INTEGER_DIVISIONS = [
     lambda lib, t: t / 256, lambda lib, t: t / -3, lambda lib, t: t / 100000,
-    lambda lib, t: 300 / t, lambda lib, t: -2 / t, lambda lib, t: t / 2**40])
+    lambda lib, t: 300 / t, lambda lib, t: -2 / t, lambda lib, t: t / 2**40]
+
+
+@pytest.mark.parametrize("expression", INTEGER_DIVISIONS)
 @pytest.mark.parametrize("dtype", ["uint8", "int8", "int16"])
 def test_an_integer_tensor_and_an_out_of_range_integer_divide_as_numbers(expression, dtype):
     """The number was wrapped into the tensor's dtype before the float32 division:
-    ``uint8_image / 256`` was inf, ``int8 / 200`` divided by -56."""
-    check_integer_edge_against_torch(expression, np.array([1, 5, 100, 3], dtype=dtype),
+    ``uint8_image / 256`` was inf, ``int8 / 200`` divided by -56. The result is the float32
+    tensor's, as PyTorch's."""
+    data = np.array([1, 5, 100, 3], dtype=dtype)
+    out = expression(ml, ml.tensor(data))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out.numpy(),
+                                  expression(ml, ml.tensor(data.astype(np.float32))).numpy())
+
+
+@pytest.mark.parametrize("expression", INTEGER_DIVISIONS)
+def test_an_integer_tensor_and_an_out_of_range_integer_divide_as_in_pytorch(expression):
+    check_integer_edge_against_torch(expression, np.array([1, 5, 100, 3], dtype="uint8"),
                                      rtol=1e-6)
 
 
