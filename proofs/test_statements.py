@@ -655,6 +655,8 @@ def _autograd_case(name):
     ("clamp", lambda xs: len(xs) == 3 and (xs[2] < xs[1]).any() and (xs[2] > xs[1]).any()),
     ("matmul", lambda xs: xs[0].shape == (1, 1) and xs[1].shape == (1, 1)),
     ("matmul", lambda xs: xs[0].shape == (3, 3) and xs[1].shape == (3, 3)),
+    ("linear", lambda xs: xs[0].shape[:-1] == (1,)),
+    ("linear", lambda xs: xs[0].ndim == 3),
     ("mse_loss", lambda xs: xs[0].shape == (1, 1)),
     ("mse_loss", lambda xs: xs[0].shape == (3, 4)),
     ("mse_loss", lambda xs: min(abs(xs[0] - xs[1]).ravel()) < 1 / 16),
@@ -669,6 +671,7 @@ def _autograd_case(name):
         (xs[order[0]] < xs[order[1]]) & (xs[order[1]] < xs[order[2]])).any())
       for order in ((0, 1, 2), (1, 0, 2), (1, 2, 0))],
     *[("matmul", lambda xs, k=k: _reaches(xs[k], -2, 2)) for k in (0, 1)],
+    *[("linear", lambda xs, k=k: _reaches(xs[k], -2, 2)) for k in (0, 1, 2)],
     ("mse_loss", lambda xs: _reaches(xs[0] - xs[1], -4, 4)),
     *[(name, lambda xs: _reaches(xs[0], -4, 4))
       for name in ("logsumexp", "softmax", "log_softmax")]])
@@ -685,7 +688,9 @@ def test_the_autograd_strategies_draw_each_end_of_their_ranges(name, case):
     above 4), pow's base (on both sides of 1, where log a changes sign) and pow's exponent
     (past +-2); clamp's x on both sides of its lower bound alone, and below, between and above
     low < high; each matmul factor over both signs (past +-2: a constant A hides A for A^T in
-    dB = A^T G on square shapes), mse_loss's residuals of both signs (past +-4), and one
+    dB = A^T G on square shapes), linear's x of one row and of two leading axes (the MAE's
+    (batch, tokens, width)), each of x, W and b over both signs (past +-2), mse_loss's
+    residuals of both signs (past +-4), and one
     vector of logsumexp's, softmax's and log_softmax's spanning both signs (equal inputs, a
     uniform softmax, would hide s (g - mean g) for s (g - sum g s))."""
     _draws(_autograd_case(name).inputs, case)

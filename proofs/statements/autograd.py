@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from proofs.framework import statement
 from proofs.gradients import check_gradient, upstream
 from proofs.mutation import mutant
-from proofs.numerics import (ENGINE_DTYPES, engine, gamma, library_roundings, mp, reals,
-                             underflow)
+from proofs.numerics import (ENGINE_DTYPES, engine, gamma, library_roundings, mp, real_array,
+                             reals, underflow)
 
 ELEMENTWISE = "minilean.autograd.elementwise"
 REDUCE = "minilean.autograd.reduce"
@@ -466,6 +466,56 @@ MATMUL = OpCase("matmul", "minilean.autograd.linalg.matmul", lambda m, a, b: a @
                 pinned=(_pin([[1.0, -2.0, 0.5], [3.0, 0.25, -1.5]],
                              [[0.5, 2.0], [-1.0, 1.5], [0.25, -3.0]]),))
 
+
+@st.composite
+def _linear_inputs(draw):
+    """x (..., in), W (out, in), b (out,): x with one or two leading axes (the MLPs' (batch,
+    in) and the MAE's (batch, tokens, width)), up to 4 rows, in and out 1-3."""
+    lead = draw(st.sampled_from([(1,), (2,), (3,), (2, 2)]))
+    inner, out = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    return (real_array(draw, lead + (inner,), -4, 4), real_array(draw, (out, inner), -4, 4),
+            real_array(draw, (out,), -4, 4))
+
+
+def _linear_sizes(x, w, b):
+    """(rows, in, out) of flat x, W, b."""
+    out = len(b)
+    inner = len(w) // out
+    return len(x) // inner, inner, out
+
+
+def _linear_definition(x, w, b):
+    rows, inner, out = _linear_sizes(x, w, b)
+    return [mpmath.fsum(x[r * inner + i] * w[o * inner + i] for i in range(inner)) + b[o]
+            for r in range(rows) for o in range(out)]
+
+
+def _linear_magnitudes(xs, g):
+    """|G| |W| for dx, |G|^T |x| for dW and the sum of |G| over the rows for db."""
+    x, w, b = xs
+    rows, inner, out = _linear_sizes(x, w, b)
+    grad_x = [mpmath.fsum(abs(g[r * out + o] * w[o * inner + i]) for o in range(out))
+              for r in range(rows) for i in range(inner)]
+    grad_w = [mpmath.fsum(abs(g[r * out + o] * x[r * inner + i]) for r in range(rows))
+              for o in range(out) for i in range(inner)]
+    grad_b = [mpmath.fsum(abs(g[r * out + o]) for r in range(rows)) for o in range(out)]
+    return [grad_x, grad_w, grad_b]
+
+
+# the linear layer's own op (nn.Linear, every MLP and attention projection of the zoo), whose
+# backward is its own, not matmul's: y = x W^T + b, dx = G W, dW = G^T x, db = sum of G's rows
+LINEAR = OpCase("linear", "minilean.autograd.linalg.linear",
+                lambda m, x, w, b: m.nn.functional.linear(x, w, b), _linear_definition,
+                _linear_inputs(), _linear_magnitudes, lambda n, dtype: 4,
+                "G W, G^T x and the sum of G's rows: dot products and sums of length <= 4 "
+                "(gamma_4 |G| |W| and so on)",
+                # pinned: x of (2, 2, 3), four rows (one row hides a weight gradient taken
+                # from the first row alone, and a bias gradient averaged over the rows)
+                pinned=(_pin([[[1.0, -2.0, 0.5], [3.0, 0.25, -1.5]],
+                              [[-0.5, 1.5, 2.0], [0.75, -1.0, -3.0]]],
+                             [[0.5, 2.0, -1.0], [-1.5, 0.25, 1.0]], [0.5, -2.0]),))
+
+
 @st.composite
 def _loss_inputs(draw):
     """input and target of one shape (rows, cols), 1-3 x 1-4: a loss over two axes, so that a
@@ -499,7 +549,7 @@ MSE_LOSS = OpCase(
                  parameter="mean"),))
 
 CASES = ([_unary_case(*row) for row in UNARY] + [LEAKY_RELU] + BINARY + SELECTIONS + REDUCTIONS
-         + [MATMUL, MSE_LOSS])
+         + [MATMUL, LINEAR, MSE_LOSS])
 
 
 def _reference_gradients(case, xs, g, shapes, extra):
@@ -896,6 +946,29 @@ def matmul_backward_reshaped(original):
         _, grad_b = original(ctx, grad)
         b = ctx.b
         return grad @ b.reshape(b.shape[::-1]), grad_b
+    return backward
+
+
+@mutant("linear backward's weight gradient from the first row only",
+        "minilean.autograd.linalg.Linear.backward", caught_by=_caught_by("linear"))
+def linear_weight_gradient_first_row(original):
+    """Linear.backward takes dW = G^T x from the first row of x alone (the batch's first
+    example): right for a batch of one."""
+    def backward(ctx, grad):
+        grad_x, _, grad_bias = original(ctx, grad)
+        grad_rows = grad.reshape(-1, grad.shape[-1])  # (..., out) -> (rows, out)
+        return grad_x, grad_rows[:1].T @ ctx.rows[:1], grad_bias
+    return backward
+
+
+@mutant("linear backward's bias gradient averaged over the rows",
+        "minilean.autograd.linalg.Linear.backward", caught_by=_caught_by("linear"))
+def linear_bias_gradient_averaged(original):
+    """Linear.backward gives b the mean of G's rows, not their sum (b is shared by every row,
+    as a broadcast operand is: its gradient sums the copies)."""
+    def backward(ctx, grad):
+        grad_x, grad_weight, grad_bias = original(ctx, grad)
+        return grad_x, grad_weight, grad_bias / (grad.size // grad.shape[-1])
     return backward
 
 
