@@ -632,10 +632,10 @@ def _autograd_case(name):
     *[(name, lambda xs: xs[0].min() < 1 / 16) for name in ("log", "sqrt", "rsqrt")],
     *[(name, lambda xs: xs[0].max() > 32) for name in ("log", "sqrt", "rsqrt")],
     *[(name, lambda xs: xs[0].min() < -4) for name in (
-        "abs", "sin", "cos", "tanh", "relu", "leaky_relu", "sigmoid", "silu", "gelu",
+        "abs", "neg", "sin", "cos", "tanh", "relu", "leaky_relu", "sigmoid", "silu", "gelu",
         "gelu_tanh")],
     *[(name, lambda xs: xs[0].max() > 4) for name in (
-        "abs", "sin", "cos", "tanh", "relu", "leaky_relu", "sigmoid", "silu", "gelu",
+        "abs", "neg", "sin", "cos", "tanh", "relu", "leaky_relu", "sigmoid", "silu", "gelu",
         "gelu_tanh")],
     *[(name, lambda xs: xs[0].min() < -9) for name in ("sigmoid", "silu")],
     ("softplus", lambda xs: xs[0].max() > 88.8),

@@ -181,6 +181,8 @@ UNARY = [
      "-g y^3 / 2, y = 1/sqrt x: y (2), y**3 by pow (3 x 2 + L), times g (1)"),
     ("abs", lambda m, x: m.abs(x), abs, (-8, 8, (0,)), lambda x: 1, (0, 0),
      "g sign(x), 0 at 0: exact"),
+    # -x as the losses write it (the VAE's -log p(x|z), cross_entropy's -log softmax)
+    ("neg", lambda m, x: -x, lambda x: -x, (-8, 8, ()), lambda x: 1, (0, 0), "-g: exact"),
     ("sin", lambda m, x: m.sin(x), mpmath.sin, (-6, 6, ()), lambda x: abs(mpmath.cos(x)), (1, 1),
      "g cos x: cos (L), times g (1)"),
     ("cos", lambda m, x: m.cos(x), mpmath.cos, (-6, 6, ()), lambda x: abs(mpmath.sin(x)), (1, 1),
@@ -1012,6 +1014,14 @@ def softplus_backward_naive(original):
             e = xp.exp(ctx.x)
             return grad * (e / (1 + e))
     return backward
+
+
+@mutant("neg backward passing g through", f"{ELEMENTWISE}.Neg.backward",
+        caught_by=_caught_by("neg"))
+def neg_backward_unsigned(original):
+    """Neg.backward returns g instead of -g: every loss written as -(...) then climbs (the
+    VAE's -log p(x|z) among them)."""
+    return lambda ctx, grad: grad
 
 
 @mutant("abs backward with the mask of relu", f"{ELEMENTWISE}.Abs.backward",
