@@ -182,6 +182,12 @@ def log_posterior(eps, logvar):
     return -0.5 * flat_sum(eps * eps + logvar + LOG_2PI)
 
 
+def log_importance_weight(log_likelihood, z, eps, logvar):
+    """log w = log p(x|z) + log p(z) - log q(z|x) per example, at z = mu + sigma eps: the
+    log-weights ``importance_weighted_bound`` averages (one of them estimates the ELBO)."""
+    return log_likelihood + log_standard_normal(z) - log_posterior(eps, logvar)
+
+
 def importance_weighted_bound(log_weights):
     """log (1/K) sum_k w_k for log_weights (K, N): a lower bound on log p(x) that tightens
     with K (Burda et al. 2016) and is the ELBO's estimate for K = 1; max-shifted (logsumexp)."""
@@ -207,7 +213,7 @@ def evaluate_bounds(model, images, samples, draw_normal=None):
             log_likelihood, z = draw_terms(model, images, mu, logvar, eps)
             if draw == 0:
                 negative_elbo_nats = negative_elbo(-log_likelihood, kl).mean()
-            log_weights.append(log_likelihood + log_standard_normal(z) - log_posterior(eps, logvar))
+            log_weights.append(log_importance_weight(log_likelihood, z, eps, logvar))
         negative_iw_nats = -importance_weighted_bound(stack(log_weights, 0)).mean()
         return float(negative_elbo_nats.item()), float(negative_iw_nats.item())
 

@@ -6,7 +6,8 @@ in closed form and the posterior p(z | x) = N(m, P) with P = (I + W^T W / s^2)^-
 m = P W^T (x - b) / s^2. The approximate posterior q(z | x) = N(mu, diag e^logvar) is any drawn
 diagonal Gaussian; the VAE's own functions compute its side: ``reparameterize_diag`` draws z,
 ``diagonal_gaussian_kl_to_standard_sum`` is KL(q || p(z)), ``negative_elbo`` adds them,
-``log_standard_normal`` / ``log_posterior`` / ``importance_weighted_bound`` form the IW bound.
+``log_importance_weight`` (of ``log_standard_normal`` and ``log_posterior``) and
+``importance_weighted_bound`` form the IW bound, as the held-out evaluation does.
 
 The expected reconstruction term is closed form too:
 R = E_q[-log p(x | z)] = D/2 log(2 pi s^2) + (||x - W mu - b||^2 + sum_j ||W_:j||^2 e^logvar_j)
@@ -149,8 +150,9 @@ def _wide_noise(law, shape, seed):
 
 
 @statement("iwBound_tightens_with_K_linear_gaussian",
-           about=(f"{VAE}.importance_weighted_bound", f"{VAE}.log_standard_normal",
-                  f"{VAE}.log_posterior", f"{VAE}.reparameterize_diag"),
+           about=(f"{VAE}.importance_weighted_bound", f"{VAE}.log_importance_weight",
+                  f"{VAE}.log_standard_normal", f"{VAE}.log_posterior",
+                  f"{VAE}.reparameterize_diag"),
            given=_linear_gaussian(), relaxed=_linear_gaussian("wide"), max_examples=4)
 def iw_bound(check, W, b, s, x, mu, logvar, seed, law):
     """eps_k ~ N(0, I) iid  =>  IW_K = log (1/K) sum_k p(x, z_k) / q(z_k) has E[IW_1] = ELBO,
@@ -165,8 +167,8 @@ def iw_bound(check, W, b, s, x, mu, logvar, seed, law):
     for index, size in enumerate(IW_SIZES):
         eps = _wide_noise(law, (size * IW_REPLICATES, d), seed * 10 + index)
         z = vae.reparameterize_diag(engine(mu, numpy.float64), engine(logvar, numpy.float64), eps)
-        log_weights = (_log_likelihood(W, b, s, x, z) + vae.log_standard_normal(z)
-                       - vae.log_posterior(eps, engine(logvar, numpy.float64)))
+        log_weights = vae.log_importance_weight(_log_likelihood(W, b, s, x, z), z, eps,
+                                                engine(logvar, numpy.float64))
         # (K * replicates,) -> (K, replicates): each column is one K-sample bound
         bounds = host(vae.importance_weighted_bound(log_weights.reshape(size, IW_REPLICATES)))
         means.append(bounds.mean())
@@ -251,6 +253,16 @@ def log_posterior_full_logvar(original):
     log sigma in the normalising constant, which shifts every log-weight by sum(logvar) / 2."""
     from minilean.models import vae
     return lambda eps, logvar: -0.5 * vae.flat_sum(eps * eps + 2 * logvar + vae.LOG_2PI)
+
+
+@mutant("log-weight adding log q(z)", f"{VAE}.log_importance_weight",
+        caught_by=["iwBound_tightens_with_K_linear_gaussian"])
+def log_weight_adding_posterior(original):
+    """log_importance_weight = log p(x|z) + log p(z) + log q(z|x): the proposal's density
+    multiplied in where the weight divides by it."""
+    from minilean.models import vae
+    return lambda log_likelihood, z, eps, logvar: (
+        log_likelihood + vae.log_standard_normal(z) + vae.log_posterior(eps, logvar))
 
 
 @mutant("IW bound with its 1/K applied twice", f"{VAE}.importance_weighted_bound",
