@@ -412,6 +412,66 @@ def group_norm_no_affine_backward_matches_vjp(check, x, groups, channels_last, s
                                  f"({dtype.__name__})")
 
 
+@statement("groupNorm_value", about=(f"{NORM}.group_norm",), given=_group_norm_inputs(),
+           max_examples=15, examples=[_pinned_group_norm()])
+def group_norm_value(check, x, weight, bias, groups, channels_last, seed):
+    """group_norm(x) = act(w_c (x - mean) / sqrt(mean((x - mean)^2) + eps) + b_c) over each
+    (sample, group) of C/G channels and their positions (eps = 1e-5; act = identity and the
+    fused SiLU, w and b, either alone and neither, both memory layouts: every example), against
+    its 50-digit value; bound: the engine's steps carried (running error: mean, x - mean, the
+    mean of squares, + eps, sqrt, 1 /, r w_c, times, plus b, then y sigma(y)). The backward
+    statements check dy's way back only: the U-Net's forward through GroupNorm is its own
+    code, not layer_norm's."""
+    for activation, (weight, bias) in itertools.product(
+            (None, "silu"), _affine_forms(weight, bias) + [(None, None)]):
+        _check_group_norm_value(check, x, weight, bias, groups, channels_last, activation)
+
+
+def _check_group_norm_value(check, x, weight, bias, groups, channels_last, activation):
+    from minilean.nn import functional as F
+    batch, channels = x.shape[:2]
+    per_group = channels // groups
+    w = mp_array(numpy.ones(channels) if weight is None else weight)
+    b = mp_array(numpy.zeros(channels) if bias is None else bias)
+    reference = numpy.empty(x.shape, dtype=object)
+    for n, first in itertools.product(range(batch), range(0, channels, per_group)):
+        group = slice(first, first + per_group)
+        xhat, _ = _standardized(list(mp_array(x)[n, group].reshape(-1)), EPS)
+        y = (numpy.asarray(xhat, dtype=object).reshape(x[n, group].shape) * w[group, None, None]
+             + b[group, None, None])
+        reference[n, group] = y if activation is None else y / (1 + numpy.vectorize(
+            mpmath.exp, otypes=[object])(-y))
+    reference = list(reference.reshape(-1))
+    for dtype in ENGINE_DTYPES:
+        u = unit_roundoff(dtype)
+        carried = Carried.array(x, dtype)
+        affine = [None if a is None else Carried.array(a, dtype) for a in (weight, bias)]
+        replayed = numpy.empty(x.shape, dtype=object)
+        for n, first in itertools.product(range(batch), range(0, channels, per_group)):
+            group = slice(first, first + per_group)
+            centered, r = _replayed_statistics(list(carried[n, group].reshape(-1)),
+                                               Carried.constant(EPS, dtype))
+            centered = numpy.asarray(centered, dtype=object).reshape(x[n, group].shape)
+            scale = numpy.asarray([r] * per_group if affine[0] is None else
+                                  [r * wc for wc in affine[0][group]], dtype=object)
+            y = centered * scale[:, None, None]
+            y = y if affine[1] is None else y + affine[1][group, None, None]
+            replayed[n, group] = y if activation is None else y * numpy.vectorize(
+                Carried.sigmoid, otypes=[object])(y)
+        replayed = list(replayed.reshape(-1))
+        what = (f"group_norm {activation} value, weight {weight is not None}, bias "
+                f"{bias is not None}, channels-last {channels_last} ({dtype.__name__})")
+        with check.reference():
+            check.close([c.value for c in replayed], reference,
+                        [mp_tolerance(c.error / u) for c in replayed], f"{what}: replay")
+        y = F.group_norm(_engine_layout(x, dtype, channels_last), groups,
+                         *(None if a is None else engine(a, dtype) for a in (weight, bias)),
+                         activation=activation)
+        check.holds(y.dtype == dtype and y.shape == x.shape,
+                    f"{what}: output is {y.dtype} {y.shape}")
+        check.close(y, reference, [c.error for c in replayed], what)
+
+
 # --- normalize_patches ----------------------------------------------------------------------
 
 @st.composite
@@ -1074,6 +1134,23 @@ def layer_norm_rows(original):
     def forward(ctx, x, *affine, axes=(), **options):
         out = original(ctx, x, *affine, axes=axes, **options)
         return out.reshape(-1, math.prod(x.shape[axis] for axis in axes))
+    return forward
+
+
+@mutant("group_norm forward without its fused SiLU", f"{NORM}.GroupNorm.forward",
+        caught_by=["groupNorm_value"])
+def group_norm_forward_without_silu(original):
+    """GroupNorm.forward with activation="silu" returns the norm's output before the SiLU,
+    while its backward still takes dy through it (so every gradient is right, of a function
+    the forward does not compute)."""
+    from minilean.autograd.norm import _ungrouped
+
+    def forward(ctx, x, *affine, **options):
+        out = original(ctx, x, *affine, **options)
+        if options.get("activation") != "silu" or not ctx.recording:
+            return out
+        normalized = ctx.silu_saved[0]  # the SiLU's input, on the grouped view
+        return _ungrouped(normalized.astype(x.dtype, copy=False), x.shape, ctx.layout[0])
     return forward
 
 
