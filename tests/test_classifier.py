@@ -302,6 +302,31 @@ def test_reference_sets_of_class_sorted_data_hold_every_class():
         assert set(labels[rows]) == {0, 1, 2, 3}
 
 
+def test_a_floor_of_fewer_images_than_n_eval_is_not_the_first_class_of_class_sorted_data(
+        tmp_path):
+    """20 samples scored with n_eval=100 on data sorted by class: the floor's 20 training
+    images are the first 20 rows of the seed's permutation, all classes among them; they were
+    the 20 lowest of the 100 sorted training rows, one class, and the floor lay far above the
+    FD of real images."""
+    from minilean.data.arrays import Dataset
+    from minilean.data.streams import Purpose, stream
+    from minilean.models.classifier import fd_classifier
+    labels = numpy.repeat(numpy.arange(4), 100)
+    rng = numpy.random.default_rng(0)
+    images = (labels[:, None, None, None] * 60 + rng.integers(0, 40, (400, 3, 8, 8))).astype(
+        numpy.uint8)
+    dataset = Dataset(images, labels, ("a", "b", "c", "d"), "sorted.npy")
+    samples = rng.random((20, 3, 8, 8)).astype(numpy.float32)
+    report = fd_classifier(samples, dataset, "cpu", seed=0, n_eval=100, steps=2,
+                           cache=str(tmp_path))
+    floor_rows = numpy.sort(stream(0, Purpose.FD_REFERENCE).permutation(400)[:20])
+    assert set(labels[floor_rows]) == {0, 1, 2, 3}
+    real = fd_classifier(dataset.images_float(floor_rows), dataset, "cpu", seed=0, n_eval=100,
+                         steps=2, cache=str(tmp_path))
+    assert report["n_images"] == 20
+    assert real["fd_classifier"] == report["floor_real_train"]
+
+
 def test_reference_sets_of_the_builtin_shapes_hold_out_other_images():
     from minilean.data import load_dataset, make_shapes
     from minilean.models.classifier import HELD_OUT_SEED_OFFSET, reference_sets

@@ -179,20 +179,25 @@ def accuracy(model, images_unit, labels, device, batch_size=256):
     return float((logits.argmax(axis=1) == numpy.asarray(labels)).mean())
 
 
-def reference_rows(dataset, n, seed):
+def reference_rows(dataset, n, seed, n_train=None):
     """(training reference rows, held-out rows) of a dataset other than the built-in shapes:
-    n row indices each, apart, drawn by a permutation from ``seed`` (each sorted, so that a
-    memory-mapped file is read in order). Not the first and the last n rows: a converted
-    image folder lists its images class by class, so those would be two different classes."""
+    ``n_train`` (default n) and n row indices, apart, drawn by a permutation from ``seed``
+    (each sorted, so that a memory-mapped file is read in order). Not the first and the last
+    n rows: a converted image folder lists its images class by class, so those would be two
+    different classes. For the same reason fewer training rows than n are the first n_train
+    of the permutation, not the first n_train of the n sorted ones (the lowest rows: one
+    class)."""
     if len(dataset) < 2 * n:
         raise ValueError(f"FD-classifier needs {2 * n} real images (n={n} twice), the dataset "
                          f"has {len(dataset)}")
     order = stream(seed, Purpose.FD_REFERENCE).permutation(len(dataset))
-    return numpy.sort(order[:n]), numpy.sort(order[len(dataset) - n:])
+    n_train = n if n_train is None else min(n_train, n)
+    return numpy.sort(order[:n_train]), numpy.sort(order[len(dataset) - n:])
 
 
-def reference_sets(dataset, n, seed):
-    """(real training images, held-out real images, held-out labels), each n rows in [0, 1].
+def reference_sets(dataset, n, seed, n_train=None):
+    """(real training images, held-out real images, held-out labels) in [0, 1]: ``n_train``
+    (default n; the floor's, as many as the samples scored) training rows and n held-out ones.
 
     Built-in shapes: the held-out set is freshly generated with another seed. Other datasets:
     ``reference_rows``; the held-out rows are kept from the classifier's training too
@@ -206,8 +211,9 @@ def reference_sets(dataset, n, seed):
         # wrapped into the seeds' range: --seed 4294967295 is a seed, seed + 1000 is not
         held_out, labels = make_shapes(n, dataset.image_shape[1],
                                        (seed + HELD_OUT_SEED_OFFSET) % KEY_LIMIT)
-        return (dataset.images_float(slice(0, n)), held_out.astype(numpy.float32) / 255.0, labels)
-    train_rows, held_out_rows = reference_rows(dataset, n, seed)
+        return (dataset.images_float(slice(0, n if n_train is None else min(n_train, n))),
+                held_out.astype(numpy.float32) / 255.0, labels)
+    train_rows, held_out_rows = reference_rows(dataset, n, seed, n_train)
     return (dataset.images_float(train_rows), dataset.images_float(held_out_rows),
             dataset.y[held_out_rows])
 
@@ -239,10 +245,10 @@ def fd_classifier(samples_unit, dataset, device, seed=0, n_eval=500, steps=CLASS
                          f"{dataset.image_shape}")
     if len(samples_unit) < 2:
         raise ValueError(f"FD-classifier needs at least 2 samples, got {len(samples_unit)}")
-    train_real, held_out, held_out_labels = reference_sets(dataset, n_eval, seed)
     # the samples, the floor and the ceiling are scored with the same number of images (a
     # Gaussian fit to fewer lies further away): a small built-in dataset has fewer real ones
-    n = min(len(samples_unit), n_eval, len(train_real))
+    n = min(len(samples_unit), n_eval, len(dataset))
+    train_real, held_out, held_out_labels = reference_sets(dataset, n_eval, seed, n)
     model, path = trained_classifier(dataset, device, seed, steps, cache,
                                      rows=classifier_rows(dataset, n_eval, seed))
     reference = gaussian_fit(features_of(model, held_out, device))
