@@ -426,6 +426,37 @@ def test_evaluate_of_a_run_scores_against_the_runs_data_unless_told_otherwise(tm
         f"diffusion --resume {run} finishes it)\n")
 
 
+def test_evaluate_of_a_run_whose_x_was_replaced_since_says_so(tmp_path, monkeypatch, capsys):
+    """The run's --x file rewritten with other images after the run: ``evaluate --samples
+    RUN`` scored the samples against them without a word (not the FD of its summary.json).
+    The data typed choose, as for any .npy."""
+    from minilean.cli import main
+    from minilean.train import evaluate
+    scored = []
+    monkeypatch.setattr(evaluate, "fd_classifier", lambda samples, dataset, *rest:
+                        scored.append(dataset.name) or {})
+    rng = numpy.random.default_rng(0)
+    x = tmp_path / "x.npy"
+    numpy.save(x, rng.integers(0, 256, (24, 3, 16, 16), numpy.uint8))
+    numpy.save(tmp_path / "y.npy", numpy.arange(24) % 3)
+    run = tmp_path / "run"
+    main(["diffusion", "--cpu", "--steps=1", "--batch-size=4", "--hidden-c=4", "--T=4",
+          "--n-samples=2", "--sampler=ddim", "--sample-steps=1", "--evaluate=false",
+          "--progress=false", f"--x={x}", f"--y={tmp_path / 'y.npy'}", f"--out={run}"])
+    main(["evaluate", "--cpu", f"--samples={run}"])
+    assert scored.pop() == "x.npy"
+    numpy.save(x, rng.integers(0, 256, (24, 3, 16, 16), numpy.uint8))
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", "--cpu", f"--samples={run}"])
+    assert stop.value.code == 1 and not scored
+    assert capsys.readouterr().err.endswith(
+        f"minilean evaluate: error: --samples {run}: --x {x} is not the data the run trained "
+        f"on (the same shape (24, 3, 16, 16) uint8, other contents); give those data, or type "
+        f"the data flags to score against these\n")
+    main(["evaluate", "--cpu", f"--samples={run}", f"--x={x}", f"--y={tmp_path / 'y.npy'}"])
+    assert scored.pop() == "x.npy"
+
+
 def test_evaluate_on_one_builtin_image_is_refused_before_the_run():
     """diffusion --n-total 1 trained its whole run, then failed on the floor's covariance."""
     from types import SimpleNamespace

@@ -34,7 +34,27 @@ def with_the_runs_data(config):
     for name in names + ([] if "seed" in typed else ["seed"]):
         if name in saved:
             setattr(config, name, saved[name])
+    # the run's own data (its flags and seed, which draws the built-in shapes): what they held
+    # then, for ``check_the_runs_data``
+    if names and config.seed == saved.get("seed"):
+        config.run_data_fingerprint = saved.get("data_fingerprint")
     return config
+
+
+def check_the_runs_data(config, dataset):
+    """Data taken from a run's flags must still be the data the run trained on: an --x file
+    replaced or edited since was scored against without a word, and the FD was not the one
+    of its summary.json. A run saved before fingerprints were kept has none to compare."""
+    then = getattr(config, "run_data_fingerprint", None)
+    now = dataset.fingerprint()
+    if then is None or then == now:
+        return
+    shapes = [f"{tuple(data['shape'])} {data['dtype']}" for data in (then, now)]
+    change = f"the same shape {shapes[1]}, other contents" if shapes[0] == shapes[1] \
+        else f"then {shapes[0]}, now {shapes[1]}"
+    raise ValueError(f"--samples {config.samples}: {data_in_errors(config)} is not the data "
+                     f"the run trained on ({change}); give those data, or type the data flags "
+                     f"to score against these")
 
 
 def _run_of(directory):
@@ -128,6 +148,7 @@ def run(config):
         if config.x is None and config.dataset == "builtin" else config.image_size
     dataset = load_dataset(config.dataset, config.x, config.y, config.n_total, image_size,
                            config.seed, config.data_root)
+    check_the_runs_data(config, dataset)
     if samples.shape[1:] != dataset.image_shape:
         raise ValueError(f"--samples {config.samples}: expected images of shape "
                          f"{dataset.image_shape}, as {data_in_errors(config)} holds, found "
