@@ -79,7 +79,11 @@ def frechet_distance(mean1, cov1, mean2, cov2):
     cov1, cov2 = numpy.asarray(cov1, numpy.float64), numpy.asarray(cov2, numpy.float64)
     cross = numpy.linalg.svd(sqrtm_psd(cov1) @ sqrtm_psd(cov2), compute_uv=False).sum()
     difference = numpy.asarray(mean1, numpy.float64) - numpy.asarray(mean2, numpy.float64)
-    return float(difference @ difference + numpy.trace(cov1) + numpy.trace(cov2) - 2.0 * cross)
+    distance = float(difference @ difference + numpy.trace(cov1) + numpy.trace(cov2)
+                     - 2.0 * cross)
+    # a squared distance, >= 0: identical sets came out a rounding below 0 (-1e-12 for 500
+    # held-out images scored against themselves); a NaN stays NaN (max(0, nan) would be 0)
+    return 0.0 if distance < 0 else distance
 
 
 def gaussian_fit(features):
