@@ -470,6 +470,27 @@ def test_evaluate_of_a_run_whose_x_was_replaced_since_says_so(tmp_path, monkeypa
     assert scored.pop() == "x.npy"
 
 
+def test_evaluate_of_a_run_whose_config_json_is_damaged_says_so(tmp_path, monkeypatch, capsys):
+    """Read past as a folder of samples, the run's samples were scored against the default
+    data (another FD than its summary.json's) without a word."""
+    from minilean.cli import main
+    from minilean.train import evaluate
+    scored = []
+    monkeypatch.setattr(evaluate, "fd_classifier", lambda samples, dataset, *rest:
+                        scored.append(dataset.name) or {})
+    run = tmp_path / "run"
+    main(["diffusion", "--cpu", "--steps=1", "--batch-size=4", "--hidden-c=4", "--T=4",
+          "--n-samples=2", "--sampler=ddim", "--sample-steps=1", "--evaluate=false",
+          "--progress=false", "--n-total=40", f"--out={run}"])
+    (run / "config.json").write_text("{")
+    with pytest.raises(SystemExit) as stop:
+        main(["evaluate", "--cpu", f"--samples={run}"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and not scored
+    assert err.startswith(f"minilean evaluate: error: --samples {run}: config.json is not a "
+                          f"config minilean wrote (it is not JSON: ") and err.count("\n") == 1
+
+
 def test_evaluate_on_one_builtin_image_is_refused_before_the_run():
     """diffusion --n-total 1 trained its whole run, then failed on the floor's covariance."""
     from types import SimpleNamespace

@@ -124,20 +124,21 @@ ALWAYS_SAVED = ("batch_size", "checkpoint_every", "cpu", "cuda", "dataset", "dev
                 "out", "progress", "resume", "seed", "steps", "x", "y")
 
 
-def read_run_config(run_dir, command=None):
-    """The flags saved in ``run_dir``'s config.json, for ``--resume``: a one-line error when
-    there is none, when it is not a config minilean wrote (not a JSON object, or without one
-    of the ``ALWAYS_SAVED`` keys), or when it is the run of another command than ``command``
-    (its flags would build the wrong model, and the resume would rewrite its config). A
-    config.json without "command" (written before runs recorded it) passes."""
+def read_run_config(run_dir, command=None, flag="resume"):
+    """The flags saved in ``run_dir``'s config.json, for ``--resume`` (or the ``flag`` that
+    named the run): a one-line error when there is none, when it is not a config minilean
+    wrote (not a JSON object, or without one of the ``ALWAYS_SAVED`` keys), or when it is the
+    run of another command than ``command`` (its flags would build the wrong model, and the
+    resume would rewrite its config). A config.json without "command" (written before runs
+    recorded it) passes."""
     missing = existing_problem(run_dir, want_folder=True)
     if missing:  # a mistyped flag, found before any work: exit 2, as for any bad flag value
-        raise flag_error("resume", run_dir, f"an existing run directory; {run_dir} {missing[1]}")
+        raise flag_error(flag, run_dir, f"an existing run directory; {run_dir} {missing[1]}")
     path = os.path.join(run_dir, "config.json")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"--resume {run_dir}: no config.json there (is it a run "
+        raise FileNotFoundError(f"--{flag} {run_dir}: no config.json there (is it a run "
                                 f"directory?)")
-    not_ours = f"--resume {run_dir}: config.json is not a config minilean wrote"
+    not_ours = f"--{flag} {run_dir}: config.json is not a config minilean wrote"
     try:
         with open(path, encoding="utf-8") as file:
             saved = json.load(file)

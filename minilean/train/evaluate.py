@@ -23,12 +23,11 @@ def with_the_runs_data(config):
     summary.json. The command line's defaults, the built-in shapes at seed 0, scored them
     against other data without a word. A data flag typed chooses the data (and a --seed
     typed, the seed) as for any .npy."""
-    if not os.path.isdir(config.samples):
-        return config
-    try:
-        saved = read_run_config(config.samples)
-    except (OSError, ValueError):  # a folder of samples, not a run's: load_samples says more
-        return config
+    if not os.path.isfile(os.path.join(config.samples, "config.json")):
+        return config  # a file, or a folder of samples, not a run's: load_samples says more
+    # a run's config.json that cannot be read is its error: read past, the samples were
+    # scored against the default data, as a folder's
+    saved = read_run_config(config.samples, flag="samples")
     typed = set(config.given_flags)
     names = [] if typed & DATA_FLAG_NAMES else sorted(DATA_FLAG_NAMES)
     for name in names + ([] if "seed" in typed else ["seed"]):
