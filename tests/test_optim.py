@@ -171,6 +171,22 @@ def test_adam_by_hand(cls, decoupled):
     assert first == pytest.approx(0.9, rel=1e-6)
 
 
+
+@pytest.mark.parametrize("cls, decoupled", [(optim.Adam, False), (optim.AdamW, True)])
+def test_adam_keeps_stepping_after_a_gradient_whose_square_overflows(cls, decoupled):
+    """A float32 gradient of 2e19 has a square past float32's largest number; (1 - beta2) g^2
+    does not. Squared first, the second moment became inf and the parameter never moved again
+    (it stayed at 1.0 through every later step); PyTorch and the fused kernel step on."""
+    grads = [2e19, 1.0, -1.0]
+    param = nn.Parameter(ml.tensor([1.0]))  # float32
+    optimizer = cls([param], lr=0.1, weight_decay=0.0)
+    for grad in grads:
+        param.grad = ml.tensor([grad])
+        optimizer.step()
+    expected = _adam_by_hand(grads, 0.1, 0.9, 0.999, 1e-8, 0.0, decoupled)
+    assert param.item() == pytest.approx(expected, rel=1e-6)
+    assert numpy.isfinite(optimizer.state_dict()["state"]["exp_avg_sq"][0]).all()
+
 def test_a_grad_set_by_hand_of_another_shape_dtype_or_device_is_refused(monkeypatch):
     """Adam broadcast a (1,) gradient over a (3, 4) weight and stepped; as PyTorch does, the
     assignment itself refuses a gradient that does not fit, and leaves .grad as it was."""

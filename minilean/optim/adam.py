@@ -29,8 +29,11 @@ def adam_update(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, beta2, ep
         exp_avg *= beta1
         exp_avg += (1 - beta1) * grad
         exp_avg_sq *= beta2
-        squared = xp.asarray(grad * grad)  # asarray: NumPy gives a scalar for 0-d arrays
-        squared *= 1 - beta2
+        # (1 - beta2) g first, then times g (PyTorch's order, and adam.cu's): g * g first
+        # overflows for |g| past sqrt(max) (1.8e19 in float32), and the infinite v then kept
+        # that parameter from ever moving again
+        squared = xp.asarray((1 - beta2) * grad)  # asarray: NumPy gives a scalar for 0-d arrays
+        squared *= grad
         exp_avg_sq += squared
         # the step built in place in one scratch array (a few passes fewer than the formula)
         update = xp.sqrt(exp_avg_sq, out=squared)
