@@ -210,6 +210,26 @@ class KernelCases:
             tolerance = dict(TOLERANCE[dtype], atol=TOLERANCE[dtype]["atol"] * math.sqrt(x.size))
             numpy.testing.assert_allclose(cupy.asnumpy(got), expected, **tolerance)
 
+    @pytest.mark.parametrize("which, shape, count", [("layer", (3, 1000), 1),
+                                                     ("group", (2, 4, 31, 9), 2)])
+    @pytest.mark.parametrize("dtype", DTYPES)
+    def test_norm_of_constant_rows_is_zero(self, cupy, which, shape, count, dtype):
+        """Every row (group) holds one value, far from 0: xhat is 0, so y is the bias exactly.
+        Centred on a float sum's mean, whose rounding times 1 / sqrt(eps) is large, float32
+        rows of 1000.1 standardised to up to +-0.8."""
+        layout = (norm.layer_norm_layout(shape, count) if which == "layer"
+                  else norm.group_norm_layout(shape, count))
+        values = numpy.linspace(1000.1, 12345.678, layout.rows).astype(dtype)
+        x = numpy.repeat(values, layout.length).reshape(shape)
+        weight = numpy.full(layout.channels, 2.0, dtype)
+        bias = numpy.linspace(-1, 1, layout.channels).astype(dtype)
+        # the bias of each element's channel: the last axis (layer), axis 1 (group)
+        expected = numpy.broadcast_to(bias if which == "layer" else bias.reshape(
+            (1, -1) + (1,) * (len(shape) - 2)), shape)
+        numpy.testing.assert_array_equal(norm.reference(x, layout, weight, bias)[0], expected)
+        y, _, _ = norm.forward(cupy.asarray(x), layout, cupy.asarray(weight), cupy.asarray(bias))
+        numpy.testing.assert_array_equal(y.get(), expected)
+
     @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
     # (1 << 20) + 5 is more chunks than PARTIAL_BLOCKS blocks have threads, float32 or float64:
     # all the partial sums, and the grid-stride loop

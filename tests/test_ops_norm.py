@@ -210,6 +210,27 @@ def test_group_norm_of_channels_last_memory(spatial, activation):
     assert ml.gradcheck(normalize, tensors)
 
 
+
+@pytest.mark.parametrize("value, length", [(12345.678, 100), (1000.1, 1000), (0.1, 10000)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_a_constant_row_or_group_standardises_to_zero(value, length, channels_last):
+    """A float32 row of one value has xhat = 0, so y = b exactly (as in PyTorch). Centred on a
+    mean computed as a float32 sum, its rounding times 1 / sqrt(eps) gave layer_norm of 100
+    values of 12345.678 +-0.53 and group_norm +-0.3."""
+    rows = np.full((3, length), value, np.float32)
+    bias = np.linspace(-1, 1, length).astype(np.float32)
+    weight = ml.tensor(np.full(length, 2.0, np.float32))
+    out = layer_norm(ml.tensor(rows), length, weight, ml.tensor(bias)).numpy()
+    np.testing.assert_array_equal(out, np.broadcast_to(bias, rows.shape))
+    # group_norm: 2 groups of 2 channels of length / 4 positions, each group one value
+    groups = np.concatenate([rows[:, :length // 2], -rows[:, length // 2:]], axis=1)
+    x = groups.reshape(3, 4, length // 4)  # (N, C, S)
+    if channels_last:  # the same values in (N, S, C) memory, as a convolution returns them
+        x = np.ascontiguousarray(x.transpose(0, 2, 1)).transpose(0, 2, 1)
+    out = group_norm(ml.tensor(x), 2, ml.tensor(np.full(4, 2.0, np.float32)),
+                     ml.tensor(np.arange(4, dtype=np.float32))).numpy()
+    np.testing.assert_array_equal(out, np.broadcast_to(np.arange(4.0)[:, None], x.shape))
+
 @pytest.mark.parametrize("normalize", [lambda x, w, b: layer_norm(x, 4, w, b),
                                        lambda x, w, b: group_norm(x, 2, w, b)])
 def test_affine_gradients_without_an_input_gradient(normalize):

@@ -30,7 +30,13 @@ def _standardize(x, axes, eps):
     both in float32 or wider."""
     xp = array_module(x)
     x = x.astype(xp.promote_types(x.dtype, xp.float32), copy=False)
-    centered = x - x.mean(axis=axes, keepdims=True)
+    # x - mean as (x - x_1) - mean(x - x_1), x_1 the first element of each row (as Var): a
+    # constant row gives exact zeros, where its rounded mean (a float32 sum of 100 values of
+    # 12345.678 is off by 2^-10 in the mean), multiplied by 1 / sqrt(eps), standardised it to
+    # +-0.5 instead of 0
+    first = tuple(slice(0, 1) if axis in axes else slice(None) for axis in range(x.ndim))
+    centered = x - x[first]
+    centered -= centered.mean(axis=axes, keepdims=True)
     inv_std = 1 / xp.sqrt((centered * centered).mean(axis=axes, keepdims=True) + eps)
     return centered * inv_std, inv_std
 
@@ -121,6 +127,14 @@ def _group_means(grouped, spatial, within):
     return _position_sums(grouped, spatial).sum(axis=within, keepdims=True) / count
 
 
+def _group_firsts(grouped, spatial, within):
+    """The first element of each (sample, group) of a grouped view, broadcastable against it
+    (repeated per channel by ``_per_channel`` where the group has positions)."""
+    first = tuple(slice(0, 1) if axis in (spatial, within) else slice(None) for axis in range(4))
+    firsts = grouped[first]  # (N, G, 1, 1) or (N, 1, G, 1)
+    return _per_channel(firsts, grouped, spatial) if grouped.shape[spatial] else firsts
+
+
 def _per_channel(statistic, grouped, spatial):
     """A per-group statistic, (N, 1, G, 1) or (N, G, 1, 1), repeated for every channel of its
     group as a contiguous (N, 1, G, C/G) or (N, G, C/G, 1) array: broadcasting it against the
@@ -173,8 +187,10 @@ class GroupNorm(Function):
         xp = array_module(x)
         wide = x.astype(xp.promote_types(x.dtype, xp.float32), copy=False)  # statistics dtype
         grouped, spatial, within = _grouped(wide, num_groups, channels_last)
-        centered = grouped - _per_channel(_group_means(grouped, spatial, within), grouped,
-                                          spatial)
+        # centred as (x - x_1) - mean(x - x_1), x_1 the first element of each group (as
+        # layer_norm): a constant group gives exact zeros, not its mean's rounding / sqrt(eps)
+        centered = grouped - _group_firsts(grouped, spatial, within)
+        centered -= _per_channel(_group_means(centered, spatial, within), centered, spatial)
         squares = centered * centered
         inv_std = 1 / xp.sqrt(_group_means(squares, spatial, within) + eps)
         # per-channel parameters broadcast against the grouped view: (G, C/G) or (G, C/G, 1)

@@ -9,7 +9,12 @@
 // forward:  mu = mean(x),  rstd = 1 / sqrt(mean((x - mu)^2) + eps),  xhat = (x - mu) rstd,
 //           z = xhat w[c] + b[c],  y = z, or y = silu(z) when `silu` is set (group_norm's
 //           activation="silu": a ResBlock's GroupNorm -> SiLU in one pass);
-//           mu and rstd are saved per row for backward.
+//           m (below) and rstd are saved per row for backward.
+// x - mu is computed as (x - x_1) - m, x_1 the row's first element and m = mean(x - x_1) (what
+// `mean` holds), as the plain ops and Var compute it: a constant row gives exact zeros, where
+// the rounding of a float mean (a sum of 100 values of 12345.678 is off by 2^-10 in the mean),
+// times 1 / sqrt(eps), standardised it to +-0.5; and the centred values of a row far from 0
+// (1000 + 0.01 noise) keep the digits that rounding mu to a float drops.
 // backward: with g = dL/dz (the incoming gradient, times silu'(z) when `silu` is set; z is
 //           recomputed from x, mu and rstd), gw = g w[c] and means over the row,
 //           dx = rstd (gw - mean(gw) - xhat mean(gw xhat)),
@@ -17,6 +22,11 @@
 // Statistics are computed two-pass (mean first, then squared deviations) for accuracy.
 #include "activation_math.cuh"
 #include "common.cuh"
+
+// x - mu of element `at` of a row that starts at `start`, m being the row's shifted mean
+template <typename T> __device__ T centered(const T* x, long long start, long long at, T m) {
+  return (x[at] - x[start]) - m;
+}
 
 __device__ inline long long parameter_index(long long row, long long j, long long groups,
                                             long long channels_per_group, long long spatial) {
@@ -50,21 +60,23 @@ __global__ void norm_forward(const T* x, const T* weight, const T* bias, T* y, T
                              int has_weight, int has_bias, int silu) {
   const Output<T> output{weight, bias, has_weight, has_bias, silu};
   for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
-    const T* x_row = x + row * length;
+    const long long start = row * length;
     T sum = T(0);
-    for (long long j = threadIdx.x; j < length; j += blockDim.x) sum += x_row[j];
-    const T mu = block_reduce(sum, SumOp(), T(0)) / T(length);
+    for (long long j = threadIdx.x; j < length; j += blockDim.x) sum += x[start + j] - x[start];
+    const T m = block_reduce(sum, SumOp(), T(0)) / T(length);  // mean(x - x_1)
     T squares = T(0);
-    for (long long j = threadIdx.x; j < length; j += blockDim.x)
-      squares += (x_row[j] - mu) * (x_row[j] - mu);
+    for (long long j = threadIdx.x; j < length; j += blockDim.x) {
+      const T d = centered(x, start, start + j, m);
+      squares += d * d;
+    }
     const T inv_std = rsqrt(block_reduce(squares, SumOp(), T(0)) / T(length) + eps);
     if (threadIdx.x == 0) {
-      mean[row] = mu;
+      mean[row] = m;
       rstd[row] = inv_std;
     }
     for (long long j = threadIdx.x; j < length; j += blockDim.x) {
       const long long c = parameter_index(row, j, groups, channels_per_group, spatial);
-      y[row * length + j] = output.value((x_row[j] - mu) * inv_std, c);
+      y[start + j] = output.value(centered(x, start, start + j, m) * inv_std, c);
     }
   }
 }
@@ -78,11 +90,11 @@ __global__ void norm_backward_input(const T* x, const T* weight, const T* bias, 
   const Output<T> output{weight, bias, has_weight, has_bias, silu};
   for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
     const long long start = row * length;
-    const T mu = mean[row], inv_std = rstd[row];
+    const T m = mean[row], inv_std = rstd[row];
     T sum_gw = T(0), sum_gw_xhat = T(0);
     for (long long j = threadIdx.x; j < length; j += blockDim.x) {
       const long long c = parameter_index(row, j, groups, channels_per_group, spatial);
-      const T xhat = (x[start + j] - mu) * inv_std;
+      const T xhat = centered(x, start, start + j, m) * inv_std;
       const T gw = output.grad_of_affine(grad[start + j], xhat, c) * output.scale(c);
       sum_gw += gw;
       sum_gw_xhat += gw * xhat;
@@ -91,7 +103,7 @@ __global__ void norm_backward_input(const T* x, const T* weight, const T* bias, 
     const T mean_gw_xhat = block_reduce(sum_gw_xhat, SumOp(), T(0)) / T(length);
     for (long long j = threadIdx.x; j < length; j += blockDim.x) {
       const long long c = parameter_index(row, j, groups, channels_per_group, spatial);
-      const T xhat = (x[start + j] - mu) * inv_std;
+      const T xhat = centered(x, start, start + j, m) * inv_std;
       const T gw = output.grad_of_affine(grad[start + j], xhat, c) * output.scale(c);
       dx[start + j] = inv_std * (gw - mean_gw - xhat * mean_gw_xhat);
     }
@@ -113,7 +125,7 @@ __global__ void norm_backward_affine(const T* x, const T* weight, const T* bias,
     for (long long k = threadIdx.x; k < rows_per_group * spatial; k += blockDim.x) {
       const long long row = (k / spatial) * groups + group;
       const long long at = row * length + offset + k % spatial;
-      const T xhat = (x[at] - mean[row]) * rstd[row];
+      const T xhat = centered(x, row * length, at, mean[row]) * rstd[row];
       const T g = output.grad_of_affine(grad[at], xhat, c);
       sum_g_xhat += g * xhat;
       sum_g += g;

@@ -58,9 +58,10 @@ def group_norm_layout(shape, num_groups):
 def reference(x, layout, weight=None, bias=None, eps=1e-5, silu=False):
     """(y, vjp) in NumPy; vjp(grad) -> (dx, dweight, dbias) with dweight/dbias per channel."""
     rows = x.reshape(layout.rows, layout.length)  # one normalised row per line
-    mean = rows.mean(axis=1, keepdims=True)
-    inv_std = 1 / numpy.sqrt(((rows - mean) ** 2).mean(axis=1, keepdims=True) + eps)
-    xhat = (rows - mean) * inv_std
+    shifted = rows - rows[:, :1]  # x - x_1, as the kernels centre: a constant row gives zeros
+    centered = shifted - shifted.mean(axis=1, keepdims=True)
+    inv_std = 1 / numpy.sqrt((centered ** 2).mean(axis=1, keepdims=True) + eps)
+    xhat = centered * inv_std
     # the channel of every element of ``rows``: (r % groups) * channels_per_group + j // spatial
     channel = ((numpy.arange(layout.rows)[:, None] % layout.groups) * layout.channels_per_group
                + numpy.arange(layout.length)[None, :] // layout.spatial)
@@ -84,7 +85,8 @@ def reference(x, layout, weight=None, bias=None, eps=1e-5, silu=False):
 
 
 def forward(x, layout, weight=None, bias=None, eps=1e-5, silu=False):
-    """(y, mean, inv_std) on the GPU; mean and inv_std have one entry per row."""
+    """(y, mean, inv_std) on the GPU, one mean and inv_std per row; ``mean`` is that of the
+    row shifted by its first element, mean(x - x_1), as the kernels centre x (norm.cu)."""
     import cupy
     x = cupy.ascontiguousarray(x)
     y = cupy.empty_like(x)
