@@ -86,6 +86,8 @@ OPS = {  # name: (function of tensors, input shapes)
     "group_norm": (lambda x, w, b: F.group_norm(x, 2, w, b), [(2, 4, 3, 3), (4,), (4,)]),
     "group_norm_empty_batch": (lambda x, w, b: F.group_norm(x, 2, w, b),
                                [(0, 4, 3, 3), (4,), (4,)]),
+    # samples without positions: dw is nan (0/0 statistics), as in PyTorch
+    "group_norm_no_positions": (lambda x, w, b: F.group_norm(x, 2, w, b), [(2, 4, 0), (4,), (4,)]),
     "mse_loss": (F.mse_loss, [(3, 4), (3, 4)]),
     "mse_loss_none": (lambda a, b: F.mse_loss(a, b, reduction="none"), [(3, 4), (3, 4)]),
     "mse_loss_of_nothing": (F.mse_loss, [(0, 4), (0, 4)]),  # nan, as in PyTorch

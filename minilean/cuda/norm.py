@@ -146,6 +146,12 @@ def _fast_norm(op_name, layout_of, fresh_grads):
 
     class FastNorm(FastFunction):
         @staticmethod
+        def covers(x, *affine, **params):
+            # an empty x goes to the op: with samples but no positions the kernels summed dw
+            # over no elements to 0, where the op's (and PyTorch's) 0/0 statistics give nan
+            return FastFunction.covers(x, *affine) and x.size > 0
+
+        @staticmethod
         def kernel_forward(ctx, x, *affine, eps=1e-5, has_weight=False, activation=None,
                            **params):
             import cupy
