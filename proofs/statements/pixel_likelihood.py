@@ -205,7 +205,7 @@ def density_over_wide_bins(original):
 
 
 @mutant("softplus as log(1 + e^x)", "minilean.autograd.elementwise.Softplus.forward",
-        caught_by=["discretizedLogistic_value"])
+        caught_by=["discretizedLogistic_value", "autograd_forward_eq_mpmath_value[softplus]"])
 def softplus_naive(original):
     """Softplus.forward computes log(1 + e^x) as written: right in float64 up to x = 709, inf
     in float32 from x = 88.7 (the likelihood's edge bins and density fallback take softplus of
