@@ -13,6 +13,7 @@ caller's value is ``typed``: it must already be of the kind, because an API that
 it. A path may be a ``pathlib.Path`` (any ``os.PathLike`` of text): it is checked, and handed
 on, as its text.
 """
+import ast
 import decimal
 import functools
 import inspect
@@ -87,6 +88,12 @@ class Flag:
             # fire rounds what it reads as a float (1e-400 to 0.0, 1.0000000000000001 to 1.0,
             # 1e309 to inf): whether an integer was typed, and which, only the text says
             value = text
+        if self.kind in (str, Path) and not self.choices and text is not None \
+                and isinstance(value, (str, int)) and not isinstance(value, bool):
+            # fire reads the word as Python, and for a text or an integer that loses what was
+            # typed: 2024_05_01 becomes 20240501, 0x10 16, 'run #2' 'run' (the rest a
+            # comment), '(a)' 'a'. The word is the text, or, quoted, what the quotes hold
+            value = _typed_text(text)
         none_word = not typed and isinstance(value, str) and value.lower() in _NONE_WORDS
         # A path flag that cannot be none refuses the none-words too: taken as a name, they
         # would make a file or folder called 'none' where the user asked for none.
@@ -196,6 +203,16 @@ def _whole_number(text):
     # more digits than Python's int() reads from a text (4300) are refused as int() refuses
     # them; built as an int, 1e999999999 would take minutes
     return int(number) if number.adjusted() < 4300 else _INVALID
+
+
+def _typed_text(word):
+    """The text a command-line ``word`` gives a text flag: what its quotes hold when the whole
+    word is a quoted Python string ('"1e3"', the quoting fire needs), else the word itself."""
+    try:
+        quoted = ast.literal_eval(word)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return word
+    return quoted if isinstance(quoted, str) else word
 
 
 def _within(value, flag):

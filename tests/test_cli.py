@@ -230,6 +230,17 @@ def test_a_quoted_text_reaches_the_flag_as_typed(no_work, monkeypatch):
     assert seen["out"] == "1e3"
 
 
+@pytest.mark.parametrize("word", ["2024_05_01", "0x10", "+5", "run #2", "(a)", "run "])
+def test_a_path_word_that_fire_reads_as_another_text_or_an_integer_reaches_the_flag_as_typed(
+        word, no_work, monkeypatch):
+    """fire reads --out 2024_05_01 as the integer 20240501 and --log 'log #1.json' as 'log'
+    (a comment after '#'): the run wrote to a path the user never named."""
+    seen = {}
+    monkeypatch.setattr(cli.DIFFUSION, "_run", lambda config: seen.update(vars(config)))
+    main(["diffusion", "--out", word, f"--log={word}.json"])
+    assert seen["out"] == word and seen["log"] == f"{word}.json"
+
+
 def test_expected_errors_exit_1_with_one_line(tmp_path, capsys, monkeypatch):
     code, err = fail(["diffusion", "--cpu", f"--x={tmp_path / 'missing.npy'}",
                       f"--out={tmp_path / 'run'}"], capsys)
