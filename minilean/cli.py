@@ -934,4 +934,7 @@ def main(argv=None):
               f"more than once; expected each flag once", file=sys.stderr)
         sys.exit(2)
     heap.keep_freed_memory()
-    fire.Fire(found, command=argv, name=FIRE_NAME)
+    try:
+        fire.Fire(found, command=argv, name=FIRE_NAME)
+    except BrokenPipeError:  # fire's own help (no command, a group's name alone) to a closed
+        _end_quietly_on_a_closed_pipe()  # stdout; a command's output is run_command's

@@ -530,14 +530,16 @@ def test_a_bad_flag_from_the_shell_has_no_traceback():
     assert result.stderr.count("\n") == 1 and result.stdout == ""
 
 
-def test_a_closed_stdout_ends_the_command_quietly_as_a_pipelines_writer():
+@pytest.mark.parametrize("words", [["evaluate", "--help"], [], ["data"], ["data", "convert"]])
+def test_a_closed_stdout_ends_the_command_quietly_as_a_pipelines_writer(words):
     """``python -m minilean ... | head``: with the reader gone, a command ended in "error:
-    [Errno 32] Broken pipe" and exit 1, a finished run reported as failed. Now it ends as a
+    [Errno 32] Broken pipe" and exit 1, a finished run reported as failed; the usage fire
+    prints for no command or a group's name alone ended in a traceback. Now it ends as a
     shell's writers do: no word, 128 + SIGPIPE."""
     reader, writer = os.pipe()
     os.close(reader)  # before the command starts: its first line meets a closed pipe
     try:
-        result = subprocess.run([sys.executable, "-m", "minilean", "evaluate", "--help"],
+        result = subprocess.run([sys.executable, "-m", "minilean", *words],
                                 stdout=writer, stderr=subprocess.PIPE, text=True)
     finally:
         os.close(writer)
