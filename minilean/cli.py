@@ -918,7 +918,9 @@ def _fire_word_problem(command, words):
 def main(argv=None):
     import fire
 
-    os.environ.setdefault("PAGER", "cat")  # fire pages help through less on a terminal
+    # fire pages help through less on a terminal where no pager is named, as PAGER= names none
+    if not os.environ.get("PAGER"):
+        os.environ["PAGER"] = "cat"
     argv = sys.argv[1:] if argv is None else list(argv)
     flags = _typed_flags(argv)
     found = components({name: text for name, text in flags if text is not None})

@@ -448,7 +448,8 @@ def test_main_reads_the_words_after_the_program_name(monkeypatch, capsys, no_wor
                                      "integer >= 1\n")
 
 
-@pytest.mark.parametrize("user_pager, used", [(None, "cat"), ("more", "more")])
+# PAGER= (empty) names no pager: fire would search for less
+@pytest.mark.parametrize("user_pager, used", [(None, "cat"), ("", "cat"), ("more", "more")])
 def test_help_on_a_terminal_goes_through_cat_unless_the_user_names_a_pager(
         user_pager, used, monkeypatch, capsys):
     """fire pages help on a terminal through $PAGER, else less, which waits for a key."""
@@ -469,10 +470,10 @@ def test_help_on_a_terminal_goes_through_cat_unless_the_user_names_a_pager(
     monkeypatch.setattr(console_io, "IsInteractive", lambda **options: True)
     monkeypatch.setattr(console_io.subprocess, "Popen", Pager)
     monkeypatch.setattr(console_io.signal, "signal", lambda *args: None)
-    if user_pager:
-        monkeypatch.setenv("PAGER", user_pager)
-    else:
+    if user_pager is None:
         monkeypatch.delenv("PAGER", raising=False)
+    else:
+        monkeypatch.setenv("PAGER", user_pager)
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0 and pagers == [used]
