@@ -83,6 +83,11 @@ def no_work(monkeypatch):
     (["--sample-ppm=grid.jpg"], "--sample-ppm: got 'grid.jpg'; expected a path ending in .png, "
                                 ".ppm, .pgm"),
     (["--log=."], "--log: got '.'; expected the path of a file (this is a directory)"),
+    # a folder that is not there yet: the TrainLog was written as a file named logs
+    (["--log=logs/"], "--log: got 'logs/'; expected the path of a file (logs/ names a "
+                      "directory)"),
+    (["--log=log.json/."], "--log: got 'log.json/.'; expected the path of a file (log.json/. "
+                           "names a directory)"),
 ])
 def test_bad_flags_exit_2_with_one_line(argv, expected, capsys, no_work):
     code, err = fail(["diffusion", *argv], capsys)

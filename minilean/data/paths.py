@@ -84,6 +84,10 @@ def output_file(*extensions):
     def problem(path):
         if os.path.isdir(path):
             return "the path of a file (this is a directory)"
+        # --log=logs/ names a folder, existing or not: the run's absolute path drops the
+        # trailing / (or /.), and the file would be written at the folder's name instead
+        if path.endswith(os.sep) or os.path.basename(path) in (".", ".."):
+            return f"the path of a file ({path} names a directory)"
         if atomic.is_special_file(path):
             return "the path of a regular file (this is a device, pipe or socket)"
         if extensions and os.path.splitext(path)[1].lower() not in extensions:
