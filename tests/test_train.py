@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import types
+import weakref
 
 import numpy
 import pytest
@@ -929,6 +930,31 @@ def test_the_progress_display_shows_the_latest_steps_metrics(tmp_path, monkeypat
     monkeypatch.setattr(Progress, "update", recording_update)
     _train_on_step_numbers(tmp_path, 6, log_every=3, checkpoint_every=3)
     assert shown == [(3, {"loss": 3.0}), (6, {"loss": 6.0})]
+
+
+def test_metrics_waiting_for_a_rare_log_line_are_read_back_every_few_steps(tmp_path,
+                                                                           monkeypatch):
+    """Logged and saved only at the end of 10 steps, with a read-back every 4: no step's loss
+    tensor is kept past the next read-back (each was kept until the end: a run logged every
+    10^6 steps held 10^6 of them), and the one line is still the mean of all 10 steps."""
+    from minilean.train import loop
+    monkeypatch.setattr(loop, "READ_BACK_EVERY", 4, raising=False)
+    kept, most_kept = [], []
+
+    def step_fn(batch, step):
+        most_kept.append(sum(ref() is not None for ref in kept))
+        loss = ml.tensor(float(step))
+        kept.append(weakref.ref(loss.data))
+        return {"loss": loss}
+
+    model = Linear(2, 1)
+    state = TrainState({"model": model}, {"optimizer": SGD(model.parameters(), lr=0.1)})
+    with RunDirectory(tmp_path, {}) as run:
+        train(state, step_fn, iter(range(10)), 10, run, log_every=10, checkpoint_every=10,
+              progress=False)
+    assert max(most_kept) == 3 and most_kept[-1] == 1  # steps 1-8 read back by step 10
+    assert [(line["step"], line["loss"]) for line in
+            read_metrics(str(tmp_path / "metrics.jsonl"))] == [(10, 5.5)]
 
 
 def test_n_samples_may_fill_the_generated_bytes_cap_exactly():

@@ -15,10 +15,11 @@ does the rest:
   before anything is saved, so the last good checkpoint stays as it was.
 
 A metric is a float or a 0-d Tensor. Tensors stay on their device until the loop needs the
-numbers (at a log line, before a checkpoint, at the end) and are then copied back all at once:
-reading a GPU loss every step would make Python wait for the GPU to finish each step before
-it can queue the next. The NaN guard looks at every step's metrics when they are read back,
-so it still names the first bad step, and nothing is saved before it has looked.
+numbers (at a log line, before a checkpoint, at the end), or ``READ_BACK_EVERY`` steps have
+waited, and are then copied back all at once: reading a GPU loss every step would make Python
+wait for the GPU to finish each step before it can queue the next. The NaN guard looks at
+every step's metrics when they are read back, so it still names the first bad step, and
+nothing is saved before it has looked.
 
 Randomness that must repeat exactly after ``--resume`` is drawn from
 ``streams.stream(seed, Purpose.TRAINING_STEP, step)`` (a fresh generator per step,
@@ -45,6 +46,10 @@ from minilean.optim.checkpoint import load_checkpoint, save_checkpoint
 from minilean.threads import set_num_threads
 
 CHECKPOINT = os.path.join("checkpoints", "last.npz")
+# Steps whose metrics wait on the device at most: each waiting step holds its metric tensors
+# (about 1 KB on the host, and on a GPU a pool block per metric), so a run logged and saved
+# only every 10^6 steps held a gigabyte of losses; one read-back in 1000 steps costs nothing
+READ_BACK_EVERY = 1000
 
 
 class TrainingDiverged(ValueError):
@@ -342,7 +347,7 @@ def train(state, step_fn, batches, steps, run, log_every, checkpoint_every, prog
             display.update(step)
             log_now = step % log_every == 0 or step == steps
             save_now = step % checkpoint_every == 0 or step == steps
-            if not (log_now or save_now):
+            if not (log_now or save_now or len(unread) >= READ_BACK_EVERY):
                 continue
             read = _read_back(unread)
             for done_step, values in read:
