@@ -142,8 +142,9 @@ def as_tensors(a, b):
 
 def _binary(name, op, a, b, **params):
     """``op`` (the function ``name``) of ``a`` and ``b``, made tensors by ``as_tensors``."""
+    # two tensors of one dtype (the common case) need no conversion, nor a look at float16
     if not (isinstance(a, Tensor) and isinstance(b, Tensor) and a.data.dtype is b.data.dtype):
-        if _half_beside_a_number(a, b):  # (two tensors of one dtype, the common case, skip this)
+        if _half_beside_a_number(a, b):
             return _binary(name, op, _float32(a), _float32(b), **params).to(dtype=HALF)
         a, b = as_tensors(a, b)
     return broadcasting(name, op, a, b, **params)
