@@ -170,8 +170,8 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
     and a JSON manifest beside ``x_output``; return the manifest dict.
 
     ``warn(message)`` reports skipped files (default: a line on stderr). The sizes, the labels'
-    flags and the three outputs (``check_outputs``) are checked before any work, as ``FlagError``s: the
-    command line (``data convert image-folder``) reports them from here too.
+    flags and the three outputs (``check_outputs``) are checked before any work, as
+    ``FlagError``s: the command line (``data convert image-folder``) reports them from here too.
     """
     sizes = {"height": height, "width": width, **({} if limit is None else {"limit": limit})}
     for name, size in sizes.items():  # a 0 read every image, then kept none of them
