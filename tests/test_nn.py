@@ -39,9 +39,44 @@ def test_registration_finds_nested_parameters_and_buffers():
     assert [name for name, _ in block.named_parameters()] == [
         "body.0.weight", "body.0.bias", "head.weight"]
     assert [name for name, _ in block.named_buffers()] == ["scale"]
-    assert list(block.state_dict()) == ["body.0.weight", "body.0.bias", "head.weight", "scale"]
+    # PyTorch's order: the root's own buffer before the weights of its children
+    assert list(block.state_dict()) == ["scale", "body.0.weight", "body.0.bias", "head.weight"]
     assert [name for name, _ in block.named_modules()] == ["", "body", "body.0", "body.1", "head"]
     assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in block.parameters())
+
+
+def test_state_dict_orders_its_keys_module_by_module_as_torch():
+    """state_dict listed every parameter of the tree before any buffer; PyTorch's goes module
+    by module, a module's parameters then its buffers then its children's, so a script that
+    pairs a PyTorch state dict with ours entry by entry (to port weights) put a buffer's
+    values into a weight of the same shape without a word."""
+    torch = pytest.importorskip("torch")
+
+    def build(library):
+        class Scaled(library.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.register_buffer("scale", library.ones(3))
+                self.linear = library.nn.Linear(3, 3)
+                self.register_buffer("shift", library.zeros(3))
+
+        model = library.nn.Sequential(Scaled(), library.nn.Linear(3, 3), Scaled())
+        model[1].register_buffer("mask", library.ones(3, 3))
+        return model
+
+    ours, theirs = build(ml), build(torch)
+    expected = list(theirs.state_dict())
+    assert expected[:5] == ["0.scale", "0.shift", "0.linear.weight", "0.linear.bias",
+                            "1.weight"]
+    assert list(ours.state_dict()) == expected
+    # loading reports the keys it lacks in that order too
+    missing, unexpected = ours.load_state_dict({}, strict=False)
+    assert missing == expected and unexpected == []
+    # the parameters and buffers alone keep their own order
+    assert [name for name, _ in ours.named_parameters()] == \
+        [name for name, _ in theirs.named_parameters()]
+    assert [name for name, _ in ours.named_buffers()] == \
+        [name for name, _ in theirs.named_buffers()]
 
 
 def test_reassigning_an_attribute_replaces_the_registration():
@@ -342,7 +377,7 @@ def test_non_strict_load_reports_missing_and_unexpected():
     model = Block()
     state = {"head.weight": numpy.ones((2, 4)), "other": numpy.zeros(3)}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    assert missing == ["body.0.weight", "body.0.bias", "scale"] and unexpected == ["other"]
+    assert missing == ["scale", "body.0.weight", "body.0.bias"] and unexpected == ["other"]
     assert (model.head.weight.numpy() == 1).all()
 
 

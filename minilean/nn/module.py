@@ -183,24 +183,29 @@ class Module:
     def modules(self):
         return (module for _, module in self.named_modules())
 
-    def _named_members(self, registry):
-        """An iterator over (dotted name, tensor) of ``registry`` in the whole tree; the list
+    def _named_members(self, *registries):
+        """An iterator over (dotted name, tensor) of ``registries`` in the whole tree; the list
         is made again only after a registry somewhere has changed (``_registry_changes``)."""
-        listed = self._listed_members.get(registry)
+        listed = self._listed_members.get(registries)
         if listed is None or listed[0] != _registry_changes:
-            listed = (_registry_changes, self._list_members(registry))
-            self._listed_members[registry] = listed
+            listed = (_registry_changes, self._list_members(registries))
+            self._listed_members[registries] = listed
         return iter(listed[1])
 
-    def _list_members(self, registry):
-        members, seen = [], set()
+    def _list_members(self, registries):
+        """Module by module (``named_modules`` order), the members of each registry in turn:
+        for ("_parameters", "_buffers") a module's parameters, then its buffers, then those of
+        the modules below it, the order of PyTorch's ``state_dict``."""
+        members, seen = [], {registry: set() for registry in registries}
         for module_name, module in self.named_modules():
-            for name, tensor in getattr(module, registry).items():
-                # None marks an emptied slot (``layer.bias = None``); a tensor shared by two
-                # layers is listed once
-                if tensor is not None and id(tensor) not in seen:
-                    seen.add(id(tensor))
-                    members.append(((f"{module_name}.{name}" if module_name else name), tensor))
+            for registry in registries:
+                for name, tensor in getattr(module, registry).items():
+                    # None marks an emptied slot (``layer.bias = None``); a tensor shared by
+                    # two layers is listed once
+                    if tensor is not None and id(tensor) not in seen[registry]:
+                        seen[registry].add(id(tensor))
+                        members.append(((f"{module_name}.{name}" if module_name else name),
+                                        tensor))
         return members
 
     def named_parameters(self):
@@ -267,11 +272,15 @@ class Module:
         zero_grads(self.parameters(), set_to_none)
 
     # --- saving and loading ----------------------------------------------------------------
+    def _named_state(self):
+        """(dotted name, tensor) of every parameter and buffer, in PyTorch's ``state_dict``
+        order: module by module, each module's parameters before its buffers (a script that
+        pairs the entries of two state dicts by position meets them in the same order)."""
+        return OrderedDict(self._named_members("_parameters", "_buffers"))
+
     def state_dict(self):
         """Name -> tensor for every parameter and buffer (sharing the arrays, like PyTorch)."""
-        state = OrderedDict(self.named_parameters())
-        state.update(self.named_buffers())
-        return OrderedDict((name, tensor.detach()) for name, tensor in state.items())
+        return OrderedDict((name, tensor.detach()) for name, tensor in self._named_state().items())
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays from ``state_dict`` into this module's parameters and buffers in place.
@@ -281,8 +290,7 @@ class Module:
         ``strict`` (the default) missing and unexpected keys are errors too; otherwise they
         are returned as ``(missing_keys, unexpected_keys)``.
         """
-        own = OrderedDict(self.named_parameters())
-        own.update(self.named_buffers())
+        own = self._named_state()
         missing = [name for name in own if name not in state_dict]
         unexpected = [name for name in state_dict if name not in own]
         if strict and missing:
