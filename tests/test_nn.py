@@ -246,6 +246,22 @@ def test_shared_submodule_is_listed_and_applied_once():
         "second.1.weight", "second.1.bias"]
 
 
+def test_a_child_registered_under_two_names_is_one_child_as_torch():
+    """children() listed a module shared by two attributes twice, while modules() and
+    PyTorch's children() list it once: ``list(model.children())[:-1]`` (a network without
+    its head) then kept another set of layers than in PyTorch."""
+    torch = pytest.importorskip("torch")
+    for library in (ml, torch):
+        model = library.nn.Module()
+        act = library.nn.ReLU()
+        model.first, model.act, model.again, model.head = (library.nn.Linear(2, 2), act, act,
+                                                           library.nn.Linear(2, 1))
+        assert [name for name, _ in model.named_children()] == ["first", "act", "head"]
+        assert [type(child).__name__ for child in model.children()] == \
+            ["Linear", "ReLU", "Linear"]
+        assert list(model.children())[:-1] == [model.first, act]
+
+
 def test_named_modules_refuses_pytorch_positional_memo():
     """PyTorch's named_modules(memo, prefix): a set passed first must not become the prefix."""
     model = nn.Sequential(nn.Linear(2, 2))

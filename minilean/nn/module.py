@@ -159,10 +159,16 @@ class Module:
 
     # --- walking the tree ------------------------------------------------------------------
     def named_children(self):
-        return iter(self._modules.items())
+        """The modules directly below this one, with their names; one registered under two
+        names is listed once, under the first, as ``named_modules`` lists it (and PyTorch)."""
+        seen = set()
+        for name, module in self._modules.items():
+            if id(module) not in seen:
+                seen.add(id(module))
+                yield name, module
 
     def children(self):
-        return iter(self._modules.values())
+        return (module for _, module in self.named_children())
 
     def named_modules(self, *, prefix=""):
         """This module and every module below it, depth first, with dotted names; a module
