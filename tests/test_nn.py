@@ -408,6 +408,21 @@ def test_train_eval_switch_the_whole_tree_and_dropout():
     assert (model(ml.ones(200, 4)).numpy() == 0).any()
 
 
+def test_train_takes_only_a_bool_as_torch():
+    """train("false") was train(True): bool() of any non-empty text, so dropout stayed on in
+    a model meant for evaluation; PyTorch refuses a mode that is no bool."""
+    torch = pytest.importorskip("torch")
+    model = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
+    for mode in ("false", "False", 0, None):
+        with pytest.raises(ValueError, match=re.escape(
+                f"training mode must be a bool, got {mode!r}")):
+            model.train(mode)
+        with pytest.raises(ValueError, match="training mode is expected to be boolean"):
+            torch.nn.Linear(2, 2).train(mode)
+    assert model.train(False) is model and not any(m.training for m in model.modules())
+    assert all(m.training for m in model.train(numpy.bool_(True)).modules())
+
+
 def test_to_dtype_keeps_parameter_objects_and_zero_grad_clears():
     model = Block()
     params = list(model.parameters())

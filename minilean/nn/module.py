@@ -243,7 +243,11 @@ class Module:
 
     # --- modes, devices, gradients ---------------------------------------------------------
     def train(self, mode=True):
-        """Training mode (dropout active); ``eval()`` switches it off in the whole tree."""
+        """Training mode (dropout active); ``eval()`` switches it off in the whole tree.
+        ``mode`` must be a bool, as in PyTorch: ``train("false")`` (a flag read as text) would
+        otherwise leave dropout on."""
+        if not isinstance(mode, (bool, numpy.bool_)):
+            raise ValueError(f"training mode must be a bool, got {mode!r}")
         for module in self.modules():
             object.__setattr__(module, "training", bool(mode))
         return self
