@@ -721,6 +721,22 @@ def test_a_diverged_run_is_one_line_without_numpy_warnings(tmp_path, capsys):
     assert [str(warning.message) for warning in caught] == []
 
 
+@pytest.mark.parametrize("name, grid", [("vae", "reconstructions"),
+                                        ("vqvae", "reconstructions"),
+                                        ("autoencoder", "reconstructions"),
+                                        ("mae", "original_masked_reconstruction")])
+def test_a_model_that_diverged_in_its_last_step_is_said_to_have(name, grid, tmp_path, capsys):
+    """The last step's loss is finite (the NaN guard passes it) and its update overflows the
+    weights: the evaluation's grid met the NaN first, and said "images hold ... nan", as if
+    the images were at fault (diffusion and gan said that training diverged)."""
+    code, err = fail([name, "--n-total=40", "--steps=1", "--batch-size=4", "--n-eval=4",
+                      "--lr=1e30", "--progress=false", f"--out={tmp_path}"], capsys)
+    assert code == 1 and re.fullmatch(
+        rf"minilean {name}: error: the model after step 1 \({grid}\) gave \d+ nan or infinite "
+        rf"values of \d+: training or sampling diverged\n", err), err
+    assert not (tmp_path / "summary.json").exists()
+
+
 def test_evaluate_of_an_array_run_that_writes_no_images_names_the_array(tmp_path, capsys):
     """An --x run's saved --dataset is the default it did not use: the message names the
     array it trained on."""

@@ -24,9 +24,9 @@ from minilean.data.images import save_grid_everywhere
 from minilean.data.loader import Loader
 from minilean.data.streams import Purpose, stream
 from minilean.train.loop import (TrainState, check_batch_fits, check_halved_twice, check_same_data,
-                                 data_in_errors, data_source, default_interval, open_run,
-                                 prepare_device, run_config, start_line, summary_line, train,
-                                 write_trainlog)
+                                 check_samples_finite, data_in_errors, data_source,
+                                 default_interval, open_run, prepare_device, run_config,
+                                 start_line, summary_line, train, write_trainlog)
 
 HELD_OUT_SHARE, MAX_HELD_OUT = 0.1, 1000
 
@@ -71,7 +71,12 @@ class Session:
 
     def save_grid(self, name, images, nrow=None):
         """Write images (N, C, H, W), an array or a Tensor, as ``images/<name>.ppm``, and as
-        ``.png`` too where Pillow is installed; return the paths written."""
+        ``.png`` too where Pillow is installed; return the paths written. The model made them:
+        a NaN or an infinity among them means that its last steps diverged after the NaN guard
+        last looked (a finite loss, then an update to weights that overflow), which the image
+        writer's "images hold nan" would blame on the images."""
+        check_samples_finite(images.numpy() if hasattr(images, "numpy") else images,
+                             f"the model after step {self.config.steps} ({name})")
         return save_grid_everywhere(os.path.join(self.run.images_dir, name), images, nrow=nrow,
                                     value_range=self.value_range)
 
