@@ -289,6 +289,35 @@ def check_fused_updates_take_parameters_on_both_devices_and_infinite_ones():
             numpy.testing.assert_array_equal(got, expected)
 
 
+def check_fused_adam_divides_before_it_scales():
+    """Fused Adam and AdamW give the plain update's parameters where the moment
+    times the step size passes float32's largest number: the plain update (as PyTorch's
+    ``addcdiv``) takes m / (sqrt(v) / c + eps) first and then scales it, while the kernel took
+    step_size * m first, inf there, and wrote inf / inf = NaN (the infinite v of a gradient near
+    3e38) or inf into the weight. A diverging GAN at lr 1e3 stopped at NaN with
+    --fast-kernels only."""
+    from minilean.optim import Adam, AdamW
+    for make in (lambda params: Adam(params, lr=100.0), lambda params: AdamW(params, lr=10.0)):
+        results = []
+        for fast in (False, True):
+            use_fast_kernels(fast)
+            try:
+                param = minilean.tensor(numpy.float32([1.0, 2.0, 3.0]), device="cuda",
+                                        requires_grad=True)
+                optimizer = make([param])
+                # m = 1e37 and 3e36 at step 1: step_size * m overflows (3e38 is near float32's
+                # largest: v = (1 - beta2) g^2 overflows for the first)
+                param.grad = minilean.tensor(numpy.float32([1e38, 3e37, 1.0]), device="cuda")
+                with numpy.errstate(over="ignore"):
+                    optimizer.step()
+                results.append(param.numpy())
+            finally:
+                use_fast_kernels(False)
+        plain, fused = results
+        assert not numpy.isnan(plain).any()
+        numpy.testing.assert_allclose(fused, plain, rtol=1e-6)
+
+
 def check_fast_mean_of_many_equal_values_keeps_its_digits():
     """A whole-tensor sum is one row of ``sum_rows``: 256 threads each adding 4,000 values in
     turn, which in float32 left the mean of 10^6 values of 0.1 3.7e-5 off (NumPy: 1e-7)."""

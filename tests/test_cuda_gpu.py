@@ -30,6 +30,7 @@ from device_cases import (FRESH_GRAD_CASES, MIXED_DTYPE_OPS, MODEL_COMMAND_RUNS,
                           check_fast_q_sample_of_one_host_timestep_can_be_captured,
                           check_fused_updates_take_parameters_on_both_devices_and_infinite_ones,
                           check_fast_mean_of_many_equal_values_keeps_its_digits,
+                          check_fused_adam_divides_before_it_scales,
                           check_fast_kernels_train_like_plain,
                           check_graph_sampling_replays_the_network,
                           check_model_command_repeats_bit_for_bit,
@@ -90,6 +91,10 @@ def test_fused_updates_take_what_the_plain_ones_take():
 
 def test_fused_updates_take_parameters_on_both_devices_and_infinite_ones():
     check_fused_updates_take_parameters_on_both_devices_and_infinite_ones()
+
+
+def test_fused_adam_divides_before_it_scales():
+    check_fused_adam_divides_before_it_scales()
 
 
 def test_fast_q_sample_of_one_host_timestep_can_be_captured():

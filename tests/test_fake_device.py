@@ -45,6 +45,7 @@ from device_cases import (MIXED_DTYPE_OPS, MODEL_COMMAND_RUNS, OPS, TAIL_ACTIVAT
                           check_fast_q_sample_of_one_host_timestep_can_be_captured,
                           check_fused_updates_take_parameters_on_both_devices_and_infinite_ones,
                           check_fast_mean_of_many_equal_values_keeps_its_digits,
+                          check_fused_adam_divides_before_it_scales,
                           check_graph_sampling_replays_the_network,
                           check_fast_kernels_train_like_plain, check_model_command_runs_on_cuda,
                           check_op_on_cuda_matches_cpu,
@@ -855,6 +856,11 @@ def test_fused_updates_take_what_the_plain_ones_take(fake_cuda):
 @needs_compiler
 def test_fused_updates_take_parameters_on_both_devices_and_infinite_ones(fake_cuda):
     check_fused_updates_take_parameters_on_both_devices_and_infinite_ones()
+
+
+@needs_compiler
+def test_fused_adam_divides_before_it_scales(fake_cuda):
+    check_fused_adam_divides_before_it_scales()
 
 
 @needs_compiler

@@ -4,7 +4,7 @@
 //   AdamW (decoupled = 1):  w <- w (1 - lr * weight_decay)
 //   Adam  (decoupled = 0):  g <- g + weight_decay * w
 //   m <- beta1 m + (1 - beta1) g           v <- beta2 v + (1 - beta2) g^2
-//   w <- w - step_size * m / (sqrt(v) / bias_correction2_sqrt + eps)
+//   w <- w - (m / (sqrt(v) / bias_correction2_sqrt + eps)) * step_size
 // with step_size = lr / (1 - beta1^t), bias_correction2_sqrt = sqrt(1 - beta2^t) and 1 - beta1,
 // 1 - beta2 from the host (computed in double: 1 - 0.999 in float32 is off by 1e-5 relative).
 // The table holds the addresses of tensor k's param at [k], grad at [count + k], first moment m
@@ -32,7 +32,10 @@ __global__ void adam_update(const unsigned long long* table, const long long* of
       else if (weight_decay != T(0)) g.values[e] += weight_decay * w.values[e];  // 0 * inf
       m.values[e] = beta1 * m.values[e] + one_minus_beta1 * g.values[e];
       v.values[e] = beta2 * v.values[e] + one_minus_beta2 * g.values[e] * g.values[e];
-      w.values[e] -= step_size * m.values[e] / (sqrt(v.values[e]) / bias_correction2_sqrt + eps);
+      // divided before it is scaled, as the plain update and PyTorch's addcdiv: step_size * m
+      // first passes float32's largest number for a huge m at a large lr, inf where the step
+      // is finite (and inf / inf = NaN where v overflowed, whose step is 0)
+      w.values[e] -= m.values[e] / (sqrt(v.values[e]) / bias_correction2_sqrt + eps) * step_size;
     }
     store_chunk(param, chunk.first, chunk.size, w, vector);
     store_chunk(exp_avg, chunk.first, chunk.size, m, vector);

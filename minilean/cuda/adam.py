@@ -28,7 +28,7 @@ def reference(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, wei
         grad = grad + weight_decay * param
     exp_avg = beta1 * exp_avg + (1 - beta1) * grad
     exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * grad * grad
-    param = param - step_size * exp_avg / (numpy.sqrt(exp_avg_sq) / bias_correction2_sqrt + eps)
+    param = param - exp_avg / (numpy.sqrt(exp_avg_sq) / bias_correction2_sqrt + eps) * step_size
     return param, exp_avg, exp_avg_sq
 
 
