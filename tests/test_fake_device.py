@@ -783,6 +783,24 @@ def test_engine_op_with_fast_kernels_matches_cpu(rng, fake_cuda, name):
 
 
 @needs_compiler
+def test_fast_relu_gives_0_not_nan_for_an_infinite_gradient_below_0(fake_cuda):
+    """x.relu().sqrt() sends sqrt's slope at 0, inf, back to x <= 0: the kernel multiplied
+    it by relu's slope 0 there (nan), where the plain op, as PyTorch, gives 0."""
+    grad = numpy.array([numpy.inf, numpy.inf, 1.0], numpy.float32)
+    gradients = []
+    for fast in (False, True):
+        use_fast_kernels(fast)
+        try:
+            x = minilean.tensor([-1.0, 0.0, 4.0], device="cuda", requires_grad=True)
+            minilean.relu(x).backward(minilean.tensor(grad, device="cuda"))
+        finally:
+            use_fast_kernels(False)
+        gradients.append(x.grad.numpy())
+    numpy.testing.assert_array_equal(gradients[1], [0.0, 0.0, 1.0])
+    numpy.testing.assert_array_equal(gradients[1], gradients[0])
+
+
+@needs_compiler
 @pytest.mark.parametrize("name", sorted(TAIL_ACTIVATIONS))
 def test_fast_activation_keeps_the_left_tail(fake_cuda, name):
     check_fast_activation_keeps_the_left_tail(name)

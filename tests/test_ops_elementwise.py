@@ -668,6 +668,32 @@ def test_kinked_ops_match_torch_at_special_values(name):
 nan, inf = np.nan, np.inf
 
 
+@pytest.mark.parametrize("masking", [
+    lambda lib, x, other: x.clamp(min=0.0), lambda lib, x, other: x.clamp(-2.0, 0.0) + 2.0,
+    lambda lib, x, other: x.relu(), lambda lib, x, other: lib.clamp(x, min=other),
+    lambda lib, x, other: lib.maximum(x, other), lambda lib, x, other: -lib.minimum(-x, -other),
+], ids=["clamp_min", "clamp", "relu", "clamp_tensor_min", "maximum", "minimum"])
+def test_an_infinite_gradient_where_a_mask_is_off_gives_0_as_in_torch(masking):
+    """x.clamp(min=0).sqrt() sends sqrt's slope at 0, inf, back to every clamped element; the
+    mask multiplied into it gave inf * 0 = nan there (PyTorch: 0), and the nan reached every
+    weight before it."""
+    torch = pytest.importorskip("torch")
+    values, other = [-1.0, 0.0, 4.0, -3.0], [0.0, 0.0, 0.0, 1.0]
+    grads = []
+    for lib, make in ((ml, lambda v: ml.tensor(v, dtype=ml.float64, requires_grad=True)),
+                      (torch, lambda v: torch.tensor(v, dtype=torch.float64, requires_grad=True))):
+        x, bound = make(values), make(other)
+        with np.errstate(divide="ignore"):  # sqrt's slope at 0, on purpose
+            masking(lib, x, bound).sqrt().sum().backward()
+        grads.append([np.asarray(t.grad.numpy()) if t.grad is not None else None
+                      for t in (x, bound)])
+    (x_grad, bound_grad), (torch_x_grad, torch_bound_grad) = grads
+    np.testing.assert_array_equal(x_grad, torch_x_grad)
+    assert not np.isnan(x_grad).any()
+    if torch_bound_grad is not None:
+        np.testing.assert_array_equal(bound_grad, torch_bound_grad)
+
+
 @pytest.mark.parametrize("op, values, grad", [
     # the conventions the docstrings state where PyTorch differs (see each op's docstring)
     (ml.relu, [nan, 0.0, 1.0], [0.0, 0.0, 1.0]),  # PyTorch: 1 at nan

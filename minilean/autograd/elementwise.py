@@ -431,14 +431,23 @@ class Clamp(Function):
         needs = iter(ctx.needs_input_grad)  # x's, then low's and high's where given
         not_below = True if low is None else x >= low
         not_above = True if high is None else x <= high
-        grads = [grad * (not_below & not_above) if next(needs) else None]
+        grads = [_masked(grad, not_below & not_above) if next(needs) else None]
         if low is not None:
             below = x < low if high is None else (x < low) & (low < high)
-            grads.append(grad * below if next(needs) else None)
+            grads.append(_masked(grad, below) if next(needs) else None)
         if high is not None:
             above = x > high if low is None else (x > high) | (high < low)
-            grads.append(grad * above if next(needs) else None)
+            grads.append(_masked(grad, above) if next(needs) else None)
         return tuple(grads)
+
+
+def _masked(grad, mask):
+    """``grad`` where ``mask`` holds, else 0: selected, not multiplied by the mask, so that an
+    infinite ``grad`` where the mask is off gives 0, as in PyTorch, not inf * 0 = nan. (The
+    common ``x.clamp(min=0).sqrt()`` or ``x.relu().sqrt()`` sends an inf from sqrt's slope at 0
+    back to every clamped element, and a nan there reached every weight before it.)"""
+    xp = array_module(grad)
+    return xp.where(mask, grad, xp.zeros((), dtype=grad.dtype))
 
 
 class PairExtremum(Function):
@@ -461,7 +470,10 @@ class PairExtremum(Function):
         # 0.5 in grad's dtype: a Python 0.5 times a bool array is float64, and the gradient
         # of a float32 graph would go on in float64 from here
         share_a = a_wins + grad.dtype.type(0.5) * (ctx.a == ctx.b)
-        return (grad * share_a if need_a else None), (grad * (1 - share_a) if need_b else None)
+        share_b = 1 - share_a
+        # a loser's 0 selected, not multiplied in: an infinite grad would make it nan
+        return ((_masked(grad, share_a != 0) * share_a if need_a else None),
+                (_masked(grad, share_b != 0) * share_b if need_b else None))
 
 
 class Where(Function):
@@ -592,7 +604,7 @@ class Softplus(Function):
 
 class Relu(Function):
     """y = max(x, 0);  dy/dx = [x > 0]: 0 at nan (y nan), as in the CUDA kernel; PyTorch passes
-    the gradient through at nan."""
+    the gradient through at nan. Where x <= 0 the gradient is 0 even if dy is infinite."""
     @staticmethod
     def forward(ctx, x):
         out = array_module(x).maximum(x, 0)
@@ -602,7 +614,7 @@ class Relu(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return grad * ctx.positive
+        return _masked(grad, ctx.positive)
 
 
 class LeakyRelu(Function):

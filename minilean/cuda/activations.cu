@@ -34,7 +34,11 @@ __global__ void __launch_bounds__(THREADS, resident_blocks<T>)
     Chunk<T> dxs;
 #pragma unroll
     for (int k = 0; k < Chunk<T>::size; ++k)
-      dxs.values[k] = grads.values[k] * activation_derivative<KIND>(xs.values[k], slope);
+      // relu's 0 slope is selected, not multiplied in: an infinite grad (from sqrt's slope at
+      // 0 in x.relu().sqrt()) would give inf * 0 = NaN there, where the op gives 0
+      dxs.values[k] = KIND == RELU && !(xs.values[k] > T(0))
+                          ? T(0)
+                          : grads.values[k] * activation_derivative<KIND>(xs.values[k], slope);
     store_chunk(dx, first, n, dxs);
   }
 }
