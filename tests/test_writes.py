@@ -101,6 +101,23 @@ def test_a_write_into_a_result_its_op_keeps_fails_the_backward(op, keeps):
         numpy.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
 
 
+def test_a_write_into_a_layer_norm_result_without_affine_leaves_its_gradient():
+    """layer_norm without weight and bias returned the standardised x that its backward reads:
+    a leaf made of the result and trained wrote into it, and the gradient (PyTorch's
+    [1.28, -1.60, 0.32] here) came out [8.98, 5.67, 5.87], without a word."""
+    x = ml.tensor([[0.5, 1.0, 3.0]], dtype=numpy.float64, requires_grad=True)
+    seed = ml.tensor([[1.0, -2.0, 0.5]], dtype=numpy.float64)
+    y = ml.nn.functional.layer_norm(x, (3,))
+    y.backward(seed, retain_graph=True)
+    expected, x.grad = x.grad.numpy().copy(), None
+    latent = y.detach().requires_grad_()
+    optimizer = SGD([latent], lr=1.0)
+    ((latent - 3.0) ** 2).sum().backward()
+    optimizer.step()
+    y.backward(seed)
+    numpy.testing.assert_array_equal(x.grad.numpy(), expected)
+
+
 def test_the_write_records_of_freed_arrays_go_with_them():
     """One record per written memory: models made, stepped and dropped leave none behind."""
     from minilean.autograd import writes

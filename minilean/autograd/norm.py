@@ -68,7 +68,9 @@ class LayerNorm(Function):
         if ctx.recording:
             ctx.xhat, ctx.inv_std, ctx.weight, ctx.axes = xhat, inv_std, weight, axes
             ctx.dtype = x.dtype
-        return out.astype(x.dtype, copy=False)
+        # without weight and bias the result would be xhat itself, which backward reads: a
+        # write into it (a leaf made of it by detach() and trained) changed the gradient
+        return out.astype(x.dtype, copy=out is xhat)
 
     @staticmethod
     def backward(ctx, grad):
