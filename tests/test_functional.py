@@ -280,6 +280,20 @@ def test_attention_with_no_keys_gives_zeros(rng):
     assert k.grad.shape == (2, 0, 4) and v.grad.shape == (2, 0, 5)
 
 
+def test_attention_with_heads_of_size_0_averages_the_values_as_torch(rng):
+    """Queries and keys of size 0 score every key 0: uniform weights, the values' mean (as in
+    PyTorch); the default scale 1 / sqrt(0) raised ZeroDivisionError."""
+    q = ml.tensor(numpy.zeros((2, 3, 0)), requires_grad=True)
+    k = ml.tensor(numpy.zeros((2, 4, 0)), requires_grad=True)
+    v = ml.tensor(rng.standard_normal((2, 4, 5)), requires_grad=True)
+    out = F.scaled_dot_product_attention(q, k, v)
+    expected = numpy.broadcast_to(v.numpy().mean(axis=1, keepdims=True), (2, 3, 5))
+    numpy.testing.assert_allclose(out.numpy(), expected, rtol=1e-12)
+    out.sum().backward()
+    numpy.testing.assert_allclose(v.grad.numpy(), numpy.full((2, 4, 5), 0.75), rtol=1e-12)
+    assert q.grad.shape == (2, 3, 0) and k.grad.shape == (2, 4, 0)
+
+
 def test_bce_with_logits_is_finite_for_huge_logits():
     logits = ml.tensor([1000.0, -1000.0, 1000.0, -1000.0], requires_grad=True)
     loss = F.binary_cross_entropy_with_logits(logits, ml.tensor([1.0, 0.0, 0.0, 1.0]),

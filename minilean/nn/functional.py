@@ -172,7 +172,10 @@ def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
     attend to no key (every score -inf, by a boolean or a float mask) gets weights 0, as in
     PyTorch, not a softmax over nothing (0/0).
     """
-    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    if scale is None:
+        # heads of size 0 score every key 0 (an empty dot product), whatever the scale: their
+        # weights are uniform, as in PyTorch, where 1 / sqrt(0) raised ZeroDivisionError
+        scale = 1.0 / math.sqrt(query.shape[-1]) if query.shape[-1] else 1.0
     scores = (query @ key.transpose(-2, -1)) * scale  # (..., L, S)
     keep = None  # which keys each query may attend to
     if is_causal:
