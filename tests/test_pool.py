@@ -82,6 +82,14 @@ def test_max_pool_gradient_goes_to_the_argmax_only():
     numpy.testing.assert_array_equal(x.grad.numpy(), [[[[0.0, 7.0], [0.0, 0.0]]]])
 
 
+def test_max_pool_gives_0_not_nan_beside_the_argmax_for_an_infinite_gradient():
+    """(max_pool2d(x) - m).sqrt() at its 0 sends back inf: multiplied by the argmax's one-hot,
+    the window's other places got inf * 0 = nan (PyTorch: 0)."""
+    x = ml.tensor(numpy.array([[[[1.0, 2.0], [0.5, -1.0]]]]), requires_grad=True)
+    max_pool2d(x, 2).backward(ml.tensor(numpy.full((1, 1, 1, 1), numpy.inf)))
+    numpy.testing.assert_array_equal(x.grad.numpy(), [[[[0.0, numpy.inf], [0.0, 0.0]]]])
+
+
 def test_max_pool_of_minus_infinity_beside_the_padding_keeps_the_gradient():
     """A window whose values are all -inf ties with the -inf padding: the argmax was the
     padding's, where the gradient was dropped; PyTorch gives it to the window's first value

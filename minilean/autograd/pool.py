@@ -64,7 +64,10 @@ class MaxPool2d(Function):
         grad_y = channels_last(grad)  # (N, Ho, Wo, C)
         # (Kh Kw, 1) == (N, Ho, Wo, 1, C): a one-hot of the argmax along the window axis
         winner = xp.arange(kh * kw).reshape(-1, 1) == ctx.argmax[:, :, :, None, :]
-        columns = winner * grad_y[:, :, :, None, :]  # (N, Ho, Wo, Kh Kw, C)
+        # selected, not multiplied by the one-hot: an infinite gradient (sqrt's slope at 0
+        # after the pool) would make inf * 0 = nan at every other place of the window
+        columns = xp.where(winner, grad_y[:, :, :, None, :],
+                           xp.zeros((), dtype=grad.dtype))  # (N, Ho, Wo, Kh Kw, C)
         # (N, Ho, Wo, Kh Kw, C) -> (N, Ho, Wo, Kh, Kw, C)
         columns = columns.reshape(columns.shape[:3] + (kh, kw) + columns.shape[4:])
         grad_x = col2im(columns, stride, (1, 1), xp.zeros(ctx.padded_shape, dtype=grad.dtype))
