@@ -29,6 +29,11 @@ input row under kernel offset (p, q) of padded-grid pixel r is row r + d_h p Wp 
 one GEMM of all rows with all Kh Kw O weights followed by Kh Kw shifted row-sums gives y on the
 padded grid (the rows past each image are computed and cropped), and the weight gradient is
 Kh Kw GEMMs of shifted row blocks with dL/dy laid on that grid ("shifted" helpers below).
+
+At an infinite input or weight the gradients can be NaN where PyTorch's are finite: these
+products meet the infinity with zeros that PyTorch never multiplies (the padded grid's extra
+rows, the zeros around dL/dy), and inf * 0 is NaN. A loss that met an infinity is inf or NaN
+already, and training's NaN guard stops there.
 """
 from minilean import backend
 from minilean.autograd.function import Function
