@@ -74,7 +74,7 @@ import numpy
 
 from minilean import heap
 from minilean.backend import DeviceError
-from minilean.data.images import IMAGE_EXTENSIONS
+from minilean.data.images import output_image
 from minilean.data.arrays import DATA_FLAGS, check_labels_come_with_images
 from minilean.data.paths import output_file, output_folder
 from minilean.data.runlog import (RUN_RECORDS, WRITTEN_FILE_FLAGS, read_run_config,
@@ -647,13 +647,13 @@ DIFFUSION = Command(
             Flag("evaluate", True, "measure FD-classifier of the samples (trains a small "
                  "classifier once, cached)"),
             Flag("sample_ppm", None, "also write the sample grid to this PPM path",
-                 kind=Path, check=output_file(*IMAGE_EXTENSIONS)),
+                 kind=Path, check=output_image),
             Flag("reference_ppm", None, "write a grid of real training images here",
-                 kind=Path, check=output_file(*IMAGE_EXTENSIONS)),
+                 kind=Path, check=output_image),
             Flag("noisy_ppm", None, "write the images noised to --reconstruct-step here",
-                 kind=Path, check=output_file(*IMAGE_EXTENSIONS)),
+                 kind=Path, check=output_image),
             Flag("reconstruct_ppm", None, "write their DDIM reconstruction here",
-                 kind=Path, check=output_file(*IMAGE_EXTENSIONS)),
+                 kind=Path, check=output_image),
             Flag("reconstruct_step", None, "timestep of the noisy/reconstruction images "
                  "(default T/4; at most T-1)", kind=int, low=0),
         ], check=_check_reconstruct_step),

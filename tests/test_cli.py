@@ -322,6 +322,20 @@ def test_an_output_file_in_a_folder_that_refuses_writing_is_refused_before_the_r
                               f"path in a writable folder; {tmp_path} is not writable\n")
 
 
+@pytest.mark.parametrize("flag", ["--sample-ppm", "--reference-ppm", "--noisy-ppm",
+                                  "--reconstruct-ppm"])
+def test_a_png_picture_without_pillow_is_refused_before_the_run(flag, tmp_path, capsys,
+                                                                 monkeypatch, no_work):
+    monkeypatch.setitem(sys.modules, "PIL", None)  # ``import PIL`` now raises ImportError
+    value = str(tmp_path / "grid.PNG")  # the run wrote it only after training, and failed
+    code, err = fail(["diffusion", f"{flag}={value}"], capsys)
+    assert (code, err) == (2, f"minilean diffusion: error: {flag}: got '{value}'; expected a "
+                              f"path ending in .ppm or .pgm (writing .png needs Pillow: pip "
+                              f"install Pillow)\n")
+    name, ppm = flag[2:].replace("-", "_"), str(tmp_path / "grid.ppm")  # PPM needs nothing
+    assert getattr(cli.DIFFUSION.parse((), {name: ppm}), name) == ppm
+
+
 def test_an_output_files_ending_is_matched_in_any_case(tmp_path):
     path = str(tmp_path / "grid.PPM")  # save_grid reads the ending in any case too
     assert cli.DIFFUSION.parse((), {"sample_ppm": path}).sample_ppm == path

@@ -15,6 +15,7 @@ import numpy
 
 from minilean import atomic
 from minilean.autograd.tensor import is_int
+from minilean.data.paths import output_file
 
 IMAGE_EXTENSIONS = (".png", ".ppm", ".pgm")  # what save_image writes, chosen by the extension
 # magic number -> (channels, binary?)
@@ -157,6 +158,26 @@ def read_pnm(path):
         raise ValueError(f"{os.fspath(path)}: {error}") from None
 
 
+def pillow_installed():
+    """Whether Pillow can be imported: .png files are written with it, .ppm and .pgm need
+    nothing (Pillow is the optional ``data`` extra)."""
+    try:
+        import PIL  # noqa: F401  only asking whether it is there
+    except ImportError:
+        return False
+    return True
+
+
+def output_image(path):
+    """A flag's ``check`` for the path of an image a run writes at its end: ``output_file``'s,
+    for one of ``IMAGE_EXTENSIONS``, and a .png only where Pillow is installed (found out when
+    the file is written, a missing Pillow costs the whole run)."""
+    problem = output_file(*IMAGE_EXTENSIONS)(path)
+    if problem is None and os.path.splitext(path)[1].lower() == ".png" and not pillow_installed():
+        return "a path ending in .ppm or .pgm (writing .png needs Pillow: pip install Pillow)"
+    return problem
+
+
 def write_png(path, image):
     """Write a PNG with Pillow (atomically); a one-line error when Pillow is missing."""
     try:
@@ -224,11 +245,7 @@ def save_grid(path, images, nrow=None, padding=2, value_range=(0.0, 1.0)):
 def save_grid_everywhere(stem, images, nrow=None, value_range=(0.0, 1.0)):
     """The grid as ``stem.ppm`` (needs nothing) and ``stem.png`` where Pillow is installed;
     returns the paths written."""
-    try:
-        import PIL  # noqa: F401  only asking whether it is there
-        extensions = (".ppm", ".png")
-    except ImportError:
-        extensions = (".ppm",)
+    extensions = (".ppm", ".png") if pillow_installed() else (".ppm",)
     paths = [stem + extension for extension in extensions]
     for path in paths:
         save_grid(path, images, nrow=nrow, value_range=value_range)
