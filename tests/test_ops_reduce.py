@@ -375,3 +375,22 @@ def test_float16_reductions_over_many_elements_accumulate_in_float32(name, value
         grads.append(x.grad.numpy().astype(np.float64))
     np.testing.assert_allclose(outs[0], outs[1], rtol=2e-3, atol=1e-7)
     np.testing.assert_allclose(grads[0], grads[1], rtol=2e-3, atol=1e-7)
+
+
+@pytest.mark.parametrize("scale", [1e-4, 3e-4])
+def test_float16_std_of_a_small_spread_is_the_root_of_the_float32_variance(scale):
+    """A float16 variance is subnormal below 6.1e-5 (a std below 0.0078): its root, taken in
+    float16, was 34% off for 1e-4 * [1, -1, 2, -2] (2.4e-4, not 1.8e-4), its gradient 25%, and
+    0.3% off for 3e-4 * [1, -1, 2, -2], six times float16's rounding. The root is taken of
+    the float32 variance and rounded once, as PyTorch's float16 std."""
+    data = (scale * np.array([1.0, -1.0, 2.0, -2.0])).astype(np.float16)
+    outs, grads = [], []
+    for dtype in (np.float16, np.float64):
+        x = ml.tensor(data.astype(dtype), requires_grad=True)
+        out = x.std()
+        out.backward(np.array(1.0, dtype))
+        assert out.dtype == x.grad.dtype == dtype
+        outs.append(float(out.item()))
+        grads.append(x.grad.numpy().astype(np.float64))
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-3)  # float16 rounds to 2^-11
+    np.testing.assert_allclose(grads[0], grads[1], rtol=2e-3)
