@@ -361,7 +361,7 @@ GELU_POINTS = {np.float32: [-5.5, -5, -4, -3, -2, -0.5, 0, 0.5, 3],
 @pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-6), (np.float64, 1e-13)])
 def test_exact_gelu_is_accurate_in_the_left_tail(dtype, rtol):
     """Phi(x) as (1 + erf(x / sqrt 2)) / 2 cancels for x < 0: 1.4e-6 off in float32 at x = -3,
-    0 from x = -5.9 (float32) and -8.3 (float64). As erfc(-x / sqrt 2) / 2 it does not."""
+    0 from x = -5.55 (float32) and -8.38 (float64). As erfc(-x / sqrt 2) / 2 it does not."""
     import mpmath
     points = np.array(GELU_POINTS[dtype], dtype=dtype)
     with mpmath.workdps(50):  # local: a global mp.dps would leak into later tests

@@ -671,7 +671,7 @@ _INV_SQRT_2PI = 0.3989422804014327
 class Gelu(Function):
     """Exact:  y = x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2;  dy/dx = Phi(x) + x phi(x).
     Phi is computed as erfc(-x / sqrt 2) / 2: the sum 1 + erf cancels for x < 0 (1.4e-6 off
-    relative at x = -3 in float32, 0 from x = -5.9, where x Phi(x) ~ -6e-9 is still a float32).
+    relative at x = -3 in float32, 0 from x = -5.55, where x Phi(x) ~ -8e-8 is still a float32).
 
     Tanh approximation:  y = x (1 + tanh u) / 2 = x s,  s = sigma(2u),
     u = sqrt(2/pi) (x + 0.044715 x^3);  dy/dx = s + x s (1 - s) 2u',

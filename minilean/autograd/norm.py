@@ -32,7 +32,7 @@ def _standardize(x, axes, eps):
     x = x.astype(xp.promote_types(x.dtype, xp.float32), copy=False)
     # x - mean as (x - x_1) - mean(x - x_1), x_1 the first element of each row (as Var): a
     # constant row gives exact zeros, where its rounded mean (a float32 sum of 100 values of
-    # 12345.678 is off by 2^-10 in the mean), multiplied by 1 / sqrt(eps), standardised it to
+    # 12345.678 is off by 2^-9 in the mean), multiplied by 1 / sqrt(eps), standardised it to
     # +-0.5 instead of 0
     first = tuple(slice(0, 1) if axis in axes else slice(None) for axis in range(x.ndim))
     centered = x - x[first]

@@ -12,7 +12,7 @@
 //           m (below) and rstd are saved per row for backward.
 // x - mu is computed as (x - x_1) - m, x_1 the row's first element and m = mean(x - x_1) (what
 // `mean` holds), as the plain ops and Var compute it: a constant row gives exact zeros, where
-// the rounding of a float mean (a sum of 100 values of 12345.678 is off by 2^-10 in the mean),
+// the rounding of a float mean (a sum of 100 values of 12345.678 is off by 2^-9 in the mean),
 // times 1 / sqrt(eps), standardised it to +-0.5; and the centred values of a row far from 0
 // (1000 + 0.01 noise) keep the digits that rounding mu to a float drops.
 // backward: with g = dL/dz (the incoming gradient, times silu'(z) when `silu` is set; z is
