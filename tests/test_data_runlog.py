@@ -193,6 +193,40 @@ def test_resume_removes_the_temporary_files_of_killed_writes_and_nothing_else(tm
     assert all(path.exists() for path in kept) and folder.is_dir() and link.is_symlink()
 
 
+@pytest.mark.parametrize("gone", ["removed", "moved"])
+def test_a_run_directory_removed_or_moved_mid_run_stops_the_run_and_is_not_made_anew(tmp_path,
+                                                                                     gone):
+    """A run whose folder went away wrote its lines into a metrics.jsonl no longer there, and
+    its next file made the folder anew (without config, metrics or lock): it ended as if all
+    went well. Its next line or file now stops it, and nothing is made in the folder's place."""
+    path = tmp_path / "run"
+    message = (f"^run directory {re.escape(str(path))}: it was removed or moved away while this "
+               f"run was writing it; stopped rather than make it anew without the run's config "
+               f"and metrics$")
+    with RunDirectory(path, {}) as run:
+        run.log(1, loss=0.5)
+        if gone == "removed":
+            for folder, _, names in os.walk(path, topdown=False):
+                for name in names:
+                    os.remove(os.path.join(folder, name))
+                os.rmdir(folder)
+        else:
+            os.rename(path, tmp_path / "elsewhere")
+        with pytest.raises(OSError, match=message):
+            run.log(2, loss=0.25)
+        for write in (run.write_loss_curve, run.write_summary, lambda: run.file("samples.npy")):
+            with pytest.raises(OSError, match=message):
+                write()
+        assert not path.exists()
+        path.mkdir()  # a new folder of that name is not the run's either
+        with pytest.raises(OSError, match=message):
+            run.log(2, loss=0.25)
+        assert os.listdir(path) == []
+    if gone == "moved":  # the run's own lines stay whole where it went
+        assert [record["step"] for record in read_metrics(tmp_path / "elsewhere" /
+                                                          "metrics.jsonl")] == [1]
+
+
 @pytest.mark.parametrize("stopped_by", [None, ValueError("the error that stopped the run")])
 def test_a_failed_close_is_raised_unless_an_error_already_stops_the_run(tmp_path, stopped_by):
     """Leaving the block closes metrics.jsonl: its failure is the error when nothing else went

@@ -774,6 +774,29 @@ def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     assert read_metrics(str(tmp_path / "metrics.jsonl"))[-1]["step"] == 3
 
 
+def test_a_checkpoint_is_not_written_into_a_run_directory_made_anew(tmp_path):
+    """A run whose folder was removed between two log lines stops at the checkpoint that
+    falls there, rather than make the folder anew with a checkpoint and no config or metrics
+    (which a new run refuses, and --resume cannot continue)."""
+    import shutil
+
+    model = Linear(2, 1)
+    state = TrainState({"model": model}, {"optimizer": SGD(model.parameters(), lr=0.1)})
+    run_dir = tmp_path / "run"
+
+    def step_fn(batch, step):
+        if step == 2:
+            shutil.rmtree(run_dir)
+        return {"loss": 1.0 / step}
+
+    with RunDirectory(run_dir, {}) as run:
+        with pytest.raises(OSError, match=f"^run directory {re.escape(str(run_dir))}: it was "
+                                          f"removed or moved away while this run was writing it"):
+            train(state, step_fn, iter(range(10)), 4, run, log_every=3, checkpoint_every=2,
+                  progress=False)
+    assert not run_dir.exists()
+
+
 def test_a_checkpoint_of_other_modules_optimizers_or_emas_does_not_fit(tmp_path):
     model, critic = Linear(2, 1), Linear(1, 1)
     saved = TrainState({"model": model, "critic": critic},

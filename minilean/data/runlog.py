@@ -21,7 +21,9 @@ instead of interleaving metrics.jsonl and overwriting the checkpoints. The syste
 the lock when its process ends, however it ends: a killed run leaves no stale lock, only the
 empty file, which stays (removing it could let two processes lock two different files).
 Where ``fcntl`` does not exist (Windows), or the file system cannot lock (Lustre mounted
-without flock: ENOSYS), a run opens without the lock.
+without flock: ENOSYS), a run opens without the lock. A run whose folder is removed or moved
+away while it runs stops with an ``OSError`` at its next line or file (``check_in_place``),
+rather than make a new folder of that name without its config, metrics and lock.
 
 "seconds", in each metrics record and in summary.json, is the run's time: since its
 directory opened, plus, on a resume, the seconds the run had reached at the checkpoint it
@@ -210,6 +212,7 @@ class RunDirectory:
         self.path = os.fspath(path)
         self.make_folder(self.path)
         self.lock = lock or lock_run_directory(self.path)  # before anything in it changes
+        self.folder_identity = _identity(self.path)  # the folder ``check_in_place`` expects
         try:
             for folder in (self.images_dir, self.checkpoints_dir):
                 self.make_folder(folder)
@@ -241,7 +244,26 @@ class RunDirectory:
         if self.lock is not None:
             self.lock.close()
 
+    def check_in_place(self):
+        """Raise ``OSError`` when the run's folder was removed or moved away since it opened:
+        its lines would go on into a metrics.jsonl that is no longer there, and its next file
+        would make a new folder in its place, without the run's config, metrics or lock, and
+        the run would end as if all went well."""
+        try:
+            still_here = _identity(self.path) == self.folder_identity
+        except (FileNotFoundError, NotADirectoryError):
+            still_here = False
+        except OSError:  # not a sign that it went (a network file system's hiccup): the write
+            return       # that follows says what is wrong, in the words of its file
+        if not still_here:
+            raise OSError(f"run directory {self.path}: it was removed or moved away while this "
+                          f"run was writing it; stopped rather than make it anew without the "
+                          f"run's config and metrics")
+
     def file(self, name):
+        """The path of ``name`` in the run's folder, which must still be there
+        (``check_in_place``): every file of the run is written through this."""
+        self.check_in_place()
         return os.path.join(self.path, name)
 
     @property
@@ -260,11 +282,12 @@ class RunDirectory:
     def log(self, step, **metrics):
         """Append one record {step, seconds, **metrics}; returns it."""
         record = _json_safe({"step": int(step), "seconds": self.seconds(), **metrics})
+        self.check_in_place()
         try:
             self.metrics_file.write(json.dumps(record, allow_nan=False) + "\n")
             self.metrics_file.flush()
         except OSError as error:  # a full disk: say which file, as an atomic write does
-            raise OSError(f"cannot write {self.file('metrics.jsonl')}: "
+            raise OSError(f"cannot write {os.path.join(self.path, 'metrics.jsonl')}: "
                           f"{error.strerror or error}") from error
         return record
 
@@ -301,6 +324,12 @@ class RunDirectory:
         except OSError:  # the line that failed to write fails again: keep the first error,
             if error is None:  # which names the file, when the run stops on it
                 raise
+
+
+def _identity(folder):
+    """(device, inode) of ``folder``: a folder made anew under its name is another one."""
+    status = os.stat(folder)
+    return status.st_dev, status.st_ino
 
 
 def _span(values):

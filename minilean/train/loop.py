@@ -365,6 +365,7 @@ def train(state, step_fn, batches, steps, run, log_every, checkpoint_every, prog
                     sums, count = {}, 0
             if save_now:
                 state.unlogged_sums, state.unlogged_count = dict(sums), count
+                run.check_in_place()  # the checkpoint's write would make a removed folder anew
                 state.save(run.path)
     finally:
         display.close()
