@@ -1,4 +1,6 @@
 """The FD-classifier's Frechet distance between Gaussian fits, against SciPy's matrix root."""
+import os
+
 import numpy
 import pytest
 
@@ -52,6 +54,26 @@ def test_the_cached_classifier_depends_on_the_labels(tmp_path):
     assert path([0, 1, 0, 1, 0, 1]) == path([0, 1, 0, 1, 0, 1])
     assert path([0, 1, 0, 1, 0, 1]) != path([1, 0, 1, 0, 1, 0])  # same classes, other labels
     assert path([0, 1, 0, 1, 0, 1]) != path([0, 1, 2, 0, 1, 2])  # another class count
+
+
+@pytest.mark.parametrize("name", ["d" * 212 + ".npy", "\u6570\u636e" * 35 + ".npy"],
+                         ids=["ascii", "cjk"])
+def test_a_long_data_file_name_still_gives_a_cache_file_the_file_system_takes(tmp_path, name):
+    """The cache's name held the whole --x file name: one of 210 bytes or more (70 CJK
+    characters) made it longer than 255 bytes, and the classifier, trained after the whole run,
+    failed to be saved with "File name too long" (on every resume too)."""
+    from minilean.data.arrays import Dataset
+    from minilean.data.paths import TEMPORARY_EXTRA_BYTES
+    from minilean.models.classifier import trained_classifier
+    rng = numpy.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 3, 16, 16), dtype=numpy.uint8)
+    dataset = Dataset(images, numpy.arange(8, dtype=numpy.int64) % 2, (), name)
+    assert len(name.encode()) <= 255
+    _, path = trained_classifier(dataset, "cpu", steps=1, cache=str(tmp_path))
+    assert os.path.isfile(path) and os.listdir(tmp_path) == [os.path.basename(path)]
+    assert len(os.fsencode(os.path.basename(path))) + TEMPORARY_EXTRA_BYTES <= 255
+    assert os.path.basename(path).startswith(f"classifier-{name[:20]}")
+    assert trained_classifier(dataset, "cpu", steps=1, cache=str(tmp_path))[1] == path  # reused
 
 
 def samples_file(tmp_path, kind):

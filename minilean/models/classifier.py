@@ -96,6 +96,11 @@ def _signed(images_unit):
     return images_unit * 2.0 - 1.0  # [0, 1] -> [-1, 1], the models' range
 
 
+# The bytes of the data's name a cache file's name holds: with "classifier-", the digest,
+# ".npz" and the temporary name's extra bytes (atomic_open), well within 255
+CACHE_NAME_BYTES = 100
+
+
 def _cache_path(cache, dataset, seed, steps, lr, batch_size, rows=None):
     """A file name from what the classifier depends on: the data's name and shape, the recipe
     (seed, steps, lr, warm-up and batch size), ``CACHE_KEY_ROWS`` image rows spread over all
@@ -117,7 +122,12 @@ def _cache_path(cache, dataset, seed, steps, lr, batch_size, rows=None):
     digest.update(numpy.ascontiguousarray(labels, numpy.int64).tobytes())
     if rows is not None:
         digest.update(numpy.ascontiguousarray(rows, numpy.int64).tobytes())
-    return os.path.join(cache, f"classifier-{dataset.name}-{digest.hexdigest()[:16]}.npz")
+    # the data's name is in the digest; in the file's name only its first CACHE_NAME_BYTES, so
+    # that a long --x file name (255 bytes are allowed; 70 CJK characters make 210) cannot make
+    # the cache's name longer than its file system takes, which failed after the classifier
+    # trained, and the run that wanted it, on every resume
+    name = os.fsencode(dataset.name)[:CACHE_NAME_BYTES].decode(errors="ignore")
+    return os.path.join(cache, f"classifier-{name}-{digest.hexdigest()[:16]}.npz")
 
 
 def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
