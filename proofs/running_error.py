@@ -21,6 +21,8 @@ not even second-order terms), for operands a, b within e_a, e_b of their exact v
 * sigma(a), computed as ``tail_accurate_sigmoid``: within gamma_{2L+2} sigma of sigma at the
   computed argument (L = ``library_roundings``; autograd.py's SIGMOID_ROUNDINGS), which is
   within e_a / 4 of sigma(a) (sigma's slope is at most 1/4);
+* tanh(a), NumPy's: within gamma_L |tanh| of tanh at the computed argument, which is within
+  e_a of tanh(a) (tanh's slope is at most 1);
 * a constant written in Python (eps, 2 / n): its distance, after rounding to the dtype, from
   the exact value.
 """
@@ -105,6 +107,16 @@ class Carried:
         shifted = self.error / 4
         roundings = 2 * library_roundings(self.dtype) + 2
         return Carried(sigma, shifted + gamma(roundings, self.dtype) * (sigma + shifted)
+                       + underflow(roundings, self.dtype), self.dtype)
+
+    def tanh(self):
+        """``numpy.tanh``: one library call, within gamma_L |tanh| of tanh at the computed
+        argument (L = ``library_roundings``), which is within e_a of tanh(a) (tanh's slope is
+        at most 1)."""
+        value = mpmath.tanh(self.value)
+        shifted = self.error
+        roundings = library_roundings(self.dtype)
+        return Carried(value, shifted + gamma(roundings, self.dtype) * (abs(value) + shifted)
                        + underflow(roundings, self.dtype), self.dtype)
 
     @staticmethod

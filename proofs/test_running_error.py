@@ -144,6 +144,22 @@ def test_sigmoid_bounds_the_error_of_its_argument_and_its_library_calls():
         assert largest_share(cases) >= 0.9  # at 0, where sigma's slope is its greatest, 1/4
 
 
+def test_tanh_bounds_the_error_of_its_argument_and_its_library_call():
+    """Sound on arguments carrying an error (tanh's slope, 1 at 0, carries it whole) and on
+    exact ones across the range, to float32's subnormals, where NumPy's tanh is its own
+    rounding."""
+    drawn = numpy.random.default_rng(0).uniform(-10, 10, size=2000).astype(F32)
+    cases = []
+    with mpmath.workdps(DIGITS):
+        for x in [(0.0, 2.0 ** -4), (0.5, 2.0 ** -6), (-3.0, 0.25), (2.0 ** -140, 0.0),
+                  *((float(x), 0.0) for x in drawn)]:
+            x = carried(*x)
+            bound = x.tanh()
+            cases.append((bound, [(bound.value, numpy.tanh(value))
+                                  for value in engine_operands(x)]))
+        assert largest_share(cases) >= 0.9  # at 0, where tanh's slope is its greatest, 1
+
+
 @pytest.mark.parametrize("order", ["pairwise", "left to right"])
 def test_a_sum_bounds_its_terms_errors_and_its_roundings_in_any_order(order):
     rng = numpy.random.default_rng(0)
