@@ -70,9 +70,12 @@ def _standardization_vjp(xhat, r, gxhat):
 
 def _replayed_statistics(group, eps):
     """The fused norms' forward on a group of Carried inputs, as ``_standardize`` and
-    GroupNorm.forward compute it: (centred values, r = 1 / sqrt(mean of squares + eps))."""
-    mean = Carried.mean(group)
-    centered = [v - mean for v in group]
+    GroupNorm.forward compute it: (centred values, r = 1 / sqrt(mean of squares + eps)).
+    Centred as the engine centres, (x_i - x_1) - mean(x - x_1) (``Carried.centered``): the
+    replay of x_i - mean(x) it had before bounded none of the shift's roundings u |x_i - x_1|,
+    up to 2 max |x|, and layer_norm's float32 value was 1.07 times over it (pinned in
+    layerNorm_value)."""
+    centered = Carried.centered(group)
     return centered, 1 / (Carried.mean([c * c for c in centered]) + eps).sqrt()
 
 
@@ -188,7 +191,15 @@ def layer_norm_backward_matches_vjp(check, x, normalized_shape, weight, bias, se
 
 
 @statement("layerNorm_value", about=(f"{NORM}.layer_norm",), given=_layer_norm_inputs(),
-           max_examples=15)
+           max_examples=15,
+           # pinned: the backward's example; and a row whose last element lies near its mean,
+           # its float32 shift x_3 - x_1 = 3.045 rounded, whose rounding the replay of
+           # x - mean(x) did not carry (1.07 times over it; _replayed_statistics)
+           examples=[_pinned_layer_norm(),
+                     {"x": numpy.float32([[[-3.0, 3.15, 0.045]]]).astype(numpy.float64),
+                      "normalized_shape": (3,), "seed": 1,
+                      "weight": numpy.asarray([1.0, 1.0, -0.75]),
+                      "bias": numpy.asarray([0.25, 1.0, -0.5])}])
 def layer_norm_value(check, x, normalized_shape, weight, bias, seed):
     """layer_norm(x) = w (x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps) + b over each group
     of the last axis or two (eps = 1e-5; w and b, either alone and neither, every example),
