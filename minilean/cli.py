@@ -294,12 +294,23 @@ class Command:
     def check_saved(self, saved, run_dir, given=()):
         """A resumed run's saved flag values, checked as a Python caller's would be: a
         config.json edited by hand or written by another version would otherwise fail later,
-        in a comparison's words. Paths are left to the run: their checks are of the files
-        there now. A flag ``given`` now replaces its saved value, which is then not used (and
+        in a comparison's words. The paths of the data are left to the run, which reads
+        them; those of the files it writes (``WRITTEN_FILE_FLAGS``) are checked now, as on a
+        new run: their checks are of the file system today (a folder removed since, a .png
+        where Pillow is gone), and the run would find out only when it writes them, at its
+        end. A flag ``given`` now replaces its saved value, which is then not used (and
         giving it is how a bad saved value is mended)."""
         for name, value in saved.items():
             flag = self.flags.get(name)
-            if flag is None or flag.kind is Path or name in given:
+            if flag is None or name in given:
+                continue
+            if flag.kind is Path:
+                if name in WRITTEN_FILE_FLAGS and value is not None:
+                    try:  # the flag's own one-line error (exit 2), told where the value is
+                        flag.parse(value, typed=True)
+                    except FlagError as error:
+                        raise FlagError(f"{error} (the value saved in {run_dir}'s config.json; "
+                                        f"give {flag.option} to replace it)") from None
                 continue
             try:
                 flag.parse(value, typed=True)

@@ -578,6 +578,32 @@ def test_resume_takes_a_flag_given_now_over_a_saved_value_its_flag_would_refuse(
     assert [step for step, _ in losses(tmp_path)] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("flag", ["log", "sample_ppm"])
+def test_resume_refuses_a_saved_file_flag_its_flag_now_refuses_before_training(
+        tmp_path, monkeypatch, capsys, flag):
+    """A file the run writes at its end is checked again on --resume, where it is now: a
+    --log path that became a directory, a .png --sample-ppm where Pillow is gone. Unchecked,
+    the resume trained to its end and then failed to write it (exit 1)."""
+    option, name = "--" + flag.replace("_", "-"), "trainlog.json" if flag == "log" else "s.png"
+    if flag == "sample_ppm":
+        pytest.importorskip("PIL")
+    run, path = tmp_path / "run", tmp_path / name
+    run_cli("--steps=2", f"--out={run}", "--evaluate=false", f"{option}={path}")
+    if flag == "log":
+        path.unlink()
+        path.mkdir()
+        expected = "the path of a file (this is a directory)"
+    else:
+        monkeypatch.setitem(sys.modules, "PIL", None)  # Pillow cannot be imported now
+        expected = "a path ending in .ppm or .pgm (writing .png needs Pillow: pip install Pillow)"
+    before = _run_files(run)
+    code, err = _exit_and_error(["diffusion", "--steps=4", f"--resume={run}"], capsys)
+    assert (code, err) == (2, f"minilean diffusion: error: {option}: got '{path}'; expected "
+                              f"{expected} (the value saved in {run}'s config.json; give "
+                              f"{option} to replace it)\n")
+    assert _run_files(run) == before
+
+
 def test_resume_refuses_what_it_cannot_do_and_keeps_the_run(tmp_path, capsys):
     run_cli("--steps=3", f"--out={tmp_path}", "--evaluate=false")
     before = _run_files(tmp_path)
