@@ -604,6 +604,37 @@ def test_resume_refuses_a_saved_file_flag_its_flag_now_refuses_before_training(
     assert _run_files(run) == before
 
 
+def test_a_resume_that_another_resume_overtook_stops_before_writing_its_stale_flags(
+        tmp_path, monkeypatch, capsys):
+    """Two resumes of one run started together: both read config.json before either locks
+    the run. The one that locks second, after the first ran to its end with a new --lr,
+    stopped neither: it wrote the config it had read back over the first's (lr and the
+    given "lr" lost) and trained on it. It stops with one line, and the run stays the
+    first's."""
+    import minilean.train.diffusion as diffusion
+
+    run_cli("--steps=2", f"--out={tmp_path}", "--evaluate=false")
+    loading, overtaken = diffusion.image_dataset, []
+
+    def load_while_another_resume_runs(config):
+        if not overtaken:  # the first resume runs start to end while this one loads its data
+            overtaken.append(True)
+            main(["diffusion", "--steps=4", "--lr=1e-4", f"--resume={tmp_path}"])
+        return loading(config)
+
+    monkeypatch.setattr(diffusion, "image_dataset", load_while_another_resume_runs)
+    code, err = _exit_and_error(["diffusion", "--steps=6", f"--resume={tmp_path}"], capsys)
+    assert (code, err) == (1, f"minilean diffusion: error: run directory {tmp_path}: another "
+                              f"minilean process resumed it while this one started (its "
+                              f"config.json changed since this run read it); resume it again "
+                              f"to continue from there\n")
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert (saved["lr"], saved["steps"], "lr" in saved["given_flags"]) == (1e-4, 4, True)
+    assert [step for step, _ in losses(tmp_path)] == [1, 2, 3, 4]
+    run_cli("--steps=6", f"--resume={tmp_path}", "--evaluate=false")  # resumed again: goes on
+    assert json.loads((tmp_path / "config.json").read_text())["lr"] == 1e-4
+
+
 def test_resume_refuses_what_it_cannot_do_and_keeps_the_run(tmp_path, capsys):
     run_cli("--steps=3", f"--out={tmp_path}", "--evaluate=false")
     before = _run_files(tmp_path)

@@ -39,7 +39,7 @@ from minilean.cuda import use_fast_kernels
 from minilean.data.arrays import check_within_cap
 from minilean.data.progress import Progress
 from minilean.data.runlog import (LOCK_FILE, RUN_RECORDS, WRITTEN_FILE_FLAGS, RunDirectory,
-                                  lock_run_directory, read_metrics, read_run_config,
+                                  RunInUse, lock_run_directory, read_metrics, read_run_config,
                                   resumed_flags, seconds_at)
 from minilean.errors import flag_error
 from minilean.optim.checkpoint import load_checkpoint, save_checkpoint
@@ -277,7 +277,10 @@ def resumed_config(config, locked):
                              "it left out (the run being resumed has none)"
                              if saved.get(name) is None else
                              f"{saved.get(name)!r} (the value of the run being resumed)")
-    return type(config)(**resumed_flags(vars(config), saved))
+    resumed = type(config)(**resumed_flags(vars(config), saved))
+    # what it was resumed from, for ``open_run`` to compare under the lock (not saved)
+    resumed.saved_config = saved
+    return resumed
 
 
 def open_run(config, state):
@@ -290,13 +293,24 @@ def open_run(config, state):
     began and ended there while this one loaded its data would be written over).
     A run stopped before its first checkpoint resumes from step 0 with ``state`` as it is: the
     initialisation is seeded, so this repeats an uninterrupted run, and the metrics it logged
-    are dropped as for any resume."""
+    are dropped as for any resume.
+
+    A resume read config.json before the lock (``resumed_config``): another resume of the run,
+    started with it, may have run to its end since and saved flags of its own (a new --lr).
+    This one, whose model and data were built on the config read before, stops then: it would
+    write the older flags back over that one's, and train on them."""
+    saved_config = vars(config).pop("saved_config", None)
     RunDirectory.make_folder(config.out)
     lock = lock_run_directory(config.out)
     try:
         if not config.resume:
             check_holds_no_run(config.out)
             return RunDirectory(config.out, vars(config), lock=lock)
+        if saved_config is not None \
+                and read_run_config(config.out, getattr(config, "command", None)) != saved_config:
+            raise RunInUse(f"run directory {config.out}: another minilean process resumed it "
+                           f"while this one started (its config.json changed since this run "
+                           f"read it); resume it again to continue from there")
         checkpoint = os.path.join(config.out, CHECKPOINT)
         if os.path.isfile(checkpoint):
             state.load(config.out)
