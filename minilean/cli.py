@@ -369,6 +369,23 @@ def _negated_value_flag(flag):
                      f"to turn off; expected {flag.option}=VALUE, {flag.allowed()}")
 
 
+# Names other code gives a flag of ours, for the "did you mean" hint: only true synonyms
+# (the same quantity in the same unit; --epochs counts passes over the data, not steps).
+# difflib alone would take --timesteps for --steps, the training steps, not the diffusion T.
+FLAG_SYNONYMS = {"timesteps": "T", "num_timesteps": "T", "learning_rate": "lr",
+                 "bs": "batch_size"}
+
+
+def _same_flag(name):
+    """The flag of some command that ``name`` means for sure: a synonym (``FLAG_SYNONYMS``)
+    or the name in another case (--t for --T); else ``name`` itself."""
+    lowered = name.lower()
+    if lowered in FLAG_SYNONYMS:
+        return FLAG_SYNONYMS[lowered]
+    declared = {flag for command in COMMANDS for flag in command.flags}
+    return next((flag for flag in sorted(declared) if flag.lower() == lowered), name)
+
+
 def _unknown_flag(command, name, value, known):
     """The error for a name ``command`` has no flag of, naming the option as typed: a
     ``--no-NAME`` (see ``_as_typed``) of a boolean is told the spellings that turn it off, a
@@ -385,10 +402,15 @@ def _unknown_flag(command, name, value, known):
     if value is False and "no" + name in known:
         flag = known["no" + name]
         return FlagError(f"{flag.option}: got no value; expected {flag.allowed()}")
-    elsewhere = [] if bare in known else [other.name for other in COMMANDS if bare in other.flags]
+    meant = _same_flag(bare)
+    elsewhere = [] if meant in known else [other.name for other in COMMANDS
+                                           if meant in other.flags]
     close = difflib.get_close_matches(bare, list(known), n=1)
     if elsewhere:  # a flag of another command: a near name here would be a wrong guess
-        hint = f"only {', '.join(elsewhere)} {'has' if len(elsewhere) == 1 else 'have'} it;"
+        it = "it" if meant == bare else "--" + meant.replace("_", "-")
+        hint = f"only {', '.join(elsewhere)} {'has' if len(elsewhere) == 1 else 'have'} {it};"
+    elif meant != bare:  # the same flag, spelled as elsewhere: surer than the nearest name
+        hint = f"did you mean --{meant.replace('_', '-')}?"
     elif close:
         hint = f"did you mean --{close[0].replace('_', '-')}?"
     else:

@@ -96,6 +96,27 @@ def test_bad_flags_exit_2_with_one_line(argv, expected, capsys, no_work):
     assert expected in err
 
 
+@pytest.mark.parametrize("command, argv, expected", [
+    # difflib's nearest name to --timesteps is --steps, the training steps: a wrong guess
+    ("diffusion", ["--timesteps=10"], "--timesteps: got 10; expected a flag of 'diffusion' "
+                                      "(did you mean --T? see"),
+    ("diffusion", ["--num-timesteps=10"], "(did you mean --T? see"),
+    ("diffusion", ["--t=10"], "--t: got 10; expected a flag of 'diffusion' (did you mean --T? "
+                              "see"),  # difflib's match is case-sensitive: it found none
+    ("diffusion", ["--LR=0.1"], "(did you mean --lr? see"),
+    ("diffusion", ["--learning-rate=0.1"], "(did you mean --lr? see"),
+    ("diffusion", ["--bs=4"], "(did you mean --batch-size? see"),
+    ("vae", ["--timesteps=10"], "--timesteps: got 10; expected a flag of 'vae' (only diffusion "
+                                "has --T; see"),
+    ("vae", ["--t=10"], "(only diffusion has --T; see"),
+])
+def test_unknown_flag_hint_knows_synonyms_and_case(command, argv, expected, capsys, no_work,
+                                                   monkeypatch):
+    monkeypatch.setattr(cli.VAE, "_run", lambda config: pytest.fail("ran with bad flags"))
+    code, err = fail([command, *argv], capsys)
+    assert code == 2 and err.count("\n") == 1 and expected in err
+
+
 # Bounded flags whose lowest value no other test reaches (with the flags each needs to get
 # there): each takes it, and refuses the value one below it.
 LOWEST_VALUES = [
