@@ -75,7 +75,7 @@ import numpy
 from minilean import heap
 from minilean.backend import DeviceError
 from minilean.data.images import output_image
-from minilean.data.arrays import DATA_FLAGS, check_labels_come_with_images
+from minilean.data.arrays import DATA_FLAGS, DATASETS, check_labels_come_with_images
 from minilean.data.paths import output_file, output_folder
 from minilean.data.runlog import (RUN_RECORDS, WRITTEN_FILE_FLAGS, read_run_config,
                                   resumed_flags)
@@ -145,9 +145,26 @@ def _resolve_data(config):
                                                     "the --x array instead)")
 
 
-def data_flags(**defaults):
-    """The dataset flags (shared by every model command), with per-command defaults."""
-    return FlagGroup("data", DATA_FLAGS, resolve=_resolve_data).with_defaults(**defaults)
+# The datasets of points, not images (``Dataset.is_image`` false): only gan trains on them
+POINT_DATASETS = ("ring8",)
+
+
+def _resolve_image_data(config):
+    """``_resolve_data`` for a command that trains on images only: a dataset of points is
+    refused here, from the flags, not after loading it (its rows' shape is known by name)."""
+    _resolve_data(config)
+    if config.x is None and config.dataset in POINT_DATASETS:
+        images = ", ".join(name for name in DATASETS if name not in POINT_DATASETS)
+        raise flag_error("dataset", config.dataset, f"one of {images} ({config.command} works "
+                                                    f"on images; {config.dataset} is 2-D "
+                                                    f"points, for gan)")
+
+
+def data_flags(points=False, **defaults):
+    """The dataset flags (shared by every model command), with per-command defaults;
+    ``points``: whether the command takes the datasets of points too (``POINT_DATASETS``)."""
+    return FlagGroup("data", DATA_FLAGS, resolve=_resolve_data if points
+                     else _resolve_image_data).with_defaults(**defaults)
 
 
 def training_flags(**defaults):
@@ -768,12 +785,13 @@ HELD_OUT_EVAL = Flag("n_eval", 500, "held-out rows to evaluate on (at most the 1
 
 
 def zoo_command(name, summary, details, training, own_flags, data=None, resolve=None,
-                check=None):
-    """A zoo command: device, data (16x16 built-in images by default), training, its own
-    flags (and their ``resolve(config)`` step and ``check(values)``) and the run directory
-    ``runs/<name>``."""
+                check=None, points=False):
+    """A zoo command: device, data (16x16 built-in images by default; ``points``: the
+    datasets of points too), training, its own flags (and their ``resolve(config)`` step and
+    ``check(values)``) and the run directory ``runs/<name>``."""
     return Command(name, summary, run=f"minilean.train.{name}:run", details=details, groups=[
-        DEVICE_FLAGS, data_flags(**(data or {"image_size": 16})), zoo_training_flags(**training),
+        DEVICE_FLAGS, data_flags(points, **(data or {"image_size": 16})),
+        zoo_training_flags(**training),
         FlagGroup(name, own_flags, resolve, check), run_dir_flags(f"runs/{name}")])
 
 
@@ -831,7 +849,7 @@ GAN = zoo_command(
      Flag("sample_every", 500, "write a grid from a fixed latent batch every N steps", low=1),
      Flag("n_samples", 256, "samples for the grids and the evaluation", low=1),
      Flag("evaluate", True, "measure FD-classifier of the samples (image datasets)")],
-    resolve=ring8_gan_defaults)
+    resolve=ring8_gan_defaults, points=True)
 
 AUTOENCODER = zoo_command(
     "autoencoder", "Train an MLP or conv autoencoder; report held-out MSE vs the mean image.",

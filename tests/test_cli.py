@@ -275,8 +275,6 @@ def test_expected_errors_exit_1_with_one_line(tmp_path, capsys, monkeypatch):
                      capsys)
     assert (code, err) == (1, f"minilean diffusion: error: --x {tmp_path} is a directory; "
                               f"expected a .npy array file\n")
-    code, err = fail(["diffusion", "--cpu", "--dataset=ring8", f"--out={tmp_path / 'r'}"], capsys)
-    assert code == 1 and "diffusion trains on images" in err
     code, err = fail(["evaluate", "--cpu", f"--samples={tmp_path}"], capsys)
     assert code == 1 and "samples.npy not found" in err
     numpy.save(tmp_path / "samples.npy", numpy.zeros((4, 3, 16, 16), numpy.uint8))

@@ -164,15 +164,20 @@ def test_data_the_network_cannot_halve_twice_is_refused_before_the_run(name, arg
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("name", ["diffusion", "vae", "vqvae", "autoencoder", "mae"])
-def test_image_models_refuse_points_with_one_line(name, tmp_path, capsys):
-    """Each in the same words, naming itself, before the run directory is written."""
+@pytest.mark.parametrize("name", ["diffusion", "vae", "vqvae", "autoencoder", "mae",
+                                  "evaluate"])
+def test_image_models_refuse_points_with_one_line(name, tmp_path, capsys, monkeypatch):
+    """Each in the same words, naming itself, as a flag error (exit 2) before any work: that
+    the data are points is known from --dataset alone, not only once they are loaded."""
+    command = next(command for command in cli.COMMANDS if command.name == name)
+    monkeypatch.setattr(command, "_run", lambda config: pytest.fail("ran on points"))
+    given = [f"--samples={tmp_path / 'samples.npy'}"] if name == "evaluate" else [
+        "--n-total=40", "--steps=1", "--batch-size=4", f"--out={tmp_path / 'run'}"]
     with pytest.raises(SystemExit) as exit_info:
-        main([name, "--dataset=ring8", "--n-total=40", "--steps=1", "--batch-size=4",
-              f"--out={tmp_path / 'run'}", "--progress=false"])
+        main([name, "--dataset=ring8", *given])
     assert (exit_info.value.code, capsys.readouterr().err) == (
-        1, f"minilean {name}: error: {name} trains on images, but dataset 'ring8' has rows of "
-           f"shape (2,)\n")
+        2, f"minilean {name}: error: --dataset: got 'ring8'; expected one of builtin, cifar10, "
+           f"imagenet64, digits ({name} works on images; ring8 is 2-D points, for gan)\n")
     assert not (tmp_path / "run").exists()
 
 
