@@ -420,6 +420,41 @@ def test_zero_grad_zeroes_device_gradients_in_place_without_a_copy(fake_cuda, mo
     assert copies == [(0, 0)]
 
 
+@pytest.mark.parametrize("steps_before_move", [0, 2])
+@pytest.mark.parametrize("make", [lambda p: minilean.optim.Adam(p, lr=0.01),
+                                  lambda p: minilean.optim.SGD(p, lr=0.1, momentum=0.9)],
+                         ids=["Adam", "SGD"])
+def test_optimizer_and_ema_made_before_model_to_cuda_follow_the_model(fake_cuda, make,
+                                                                      steps_before_move):
+    """Built before ``model.to("cuda")``, their host state met device parameters at the first
+    step: TypeError: Unsupported type <class 'numpy.ndarray'> from deep inside CuPy. The
+    state follows its parameter, and the run repeats one that stays on the CPU."""
+    gradients = [[numpy.random.default_rng(seed).standard_normal(shape)
+                  for shape in ((2, 3), (2,))] for seed in range(4)]
+
+    def run(device):
+        minilean.manual_seed(0)
+        model = minilean.nn.Linear(3, 2)
+        optimizer, ema = make(model.parameters()), minilean.optim.EMA(model, decay=0.5)
+        for step, grads in enumerate(gradients):
+            if step == steps_before_move:
+                model.to(device)
+            for param, grad in zip(model.parameters(), grads):
+                param.grad = minilean.tensor(grad, dtype=param.dtype, device=param.device)
+            optimizer.step()
+            ema.update(model)
+        state = [array for arrays in optimizer.state.values() for array in arrays]
+        assert {minilean.backend.device_of(array) for array in state} == {device}
+        assert {minilean.backend.device_of(array) for array in ema.shadow.values()} == {device}
+        return ([param.numpy() for param in model.parameters()],
+                [numpy.asarray(average.get() if device == "cuda" else average)
+                 for average in ema.shadow.values()])
+
+    for moved, stayed in zip(run("cuda"), run("cpu")):
+        for ours, expected in zip(moved, stayed):
+            numpy.testing.assert_allclose(ours, expected, rtol=1e-6, atol=1e-7)
+
+
 # --- every op, forward and backward --------------------------------------------------------------
 
 @pytest.mark.parametrize("name", sorted(OPS))

@@ -187,6 +187,32 @@ def test_adam_keeps_stepping_after_a_gradient_whose_square_overflows(cls, decoup
     assert param.item() == pytest.approx(expected, rel=1e-6)
     assert numpy.isfinite(optimizer.state_dict()["state"]["exp_avg_sq"][0]).all()
 
+@pytest.mark.parametrize("name, settings", [("Adam", dict(lr=0.01)),
+                                            ("SGD", dict(lr=0.1, momentum=0.9))])
+def test_optimizer_and_ema_made_before_a_cast_to_float64_follow_it_as_torch(name, settings):
+    """``model.to(float64)`` after building the optimizer kept its moments in float32, so the
+    float64 run drifted from PyTorch's (whose state, made at the first step, is float64)."""
+    torch = pytest.importorskip("torch")
+    model = nn.Linear(4, 3)
+    optimizer, ema = getattr(optim, name)(model.parameters(), **settings), optim.EMA(model)
+    model.to(numpy.float64)
+    theirs = [torch.tensor(param.numpy(), requires_grad=True) for param in model.parameters()]
+    their_optimizer = getattr(torch.optim, name)(theirs, **settings)
+    rng = numpy.random.default_rng(1)
+    for _ in range(3):
+        for param, their_param in zip(model.parameters(), theirs):
+            grad = rng.standard_normal(param.shape)
+            param.grad, their_param.grad = ml.tensor(grad, dtype="float64"), torch.tensor(grad)
+        optimizer.step()
+        their_optimizer.step()
+        ema.update(model)
+    for ours, expected in zip(model.parameters(), theirs):
+        numpy.testing.assert_allclose(ours.numpy(), expected.detach().numpy(), rtol=1e-13)
+    assert {array.dtype for arrays in optimizer.state.values() for array in arrays} == \
+        {numpy.dtype("float64")}
+    assert {average.dtype for average in ema.shadow.values()} == {numpy.dtype("float64")}
+
+
 def test_a_grad_set_by_hand_of_another_shape_dtype_or_device_is_refused(monkeypatch):
     """Adam broadcast a (1,) gradient over a (3, 4) weight and stepped; as PyTorch does, the
     assignment itself refuses a gradient that does not fit, and leaves .grad as it was."""

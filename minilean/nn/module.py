@@ -262,8 +262,9 @@ class Module:
         ``self``. As in PyTorch, integer and boolean buffers (counts, indices, masks) keep
         their dtype.
 
-        The Parameter objects stay the same, only their arrays change, so move a model
-        *before* building its optimizer (whose state arrays live on the old device).
+        The Parameter objects stay the same, only their arrays change; an optimizer's state
+        and an ``EMA``'s averages made before the move follow their parameters at their next
+        step or update (as PyTorch casts loaded state to each parameter's device and dtype).
         """
         device, dtype = device_and_dtype(device, dtype)
         if device is not None:

@@ -14,7 +14,7 @@ import contextlib
 
 from minilean.autograd import writes
 from minilean.nn.module import copy_all_into
-from minilean.optim.optimizer import fused_or_plain
+from minilean.optim.optimizer import fused_or_plain, on_device_and_dtype_of
 
 
 def ema_update(averages, params, decay):
@@ -57,9 +57,11 @@ class EMA:
             if average.shape != param.shape:
                 raise ValueError(f"EMA: parameter {name!r} has shape {param.shape}, its average "
                                  f"{average.shape}; expected the model the EMA was made for")
-        fused_or_plain(self.fast_update_arrays, self.update_arrays,
-                       [average for average, _ in pairs], [param.data for _, param in pairs],
-                       self.decay)
+        # the model moved (model.to) since the EMA was made: its averages follow the weights
+        averages = [on_device_and_dtype_of(average, param.data) for average, param in pairs]
+        self.shadow = dict(zip(self.shadow, averages))
+        fused_or_plain(self.fast_update_arrays, self.update_arrays, averages,
+                       [param.data for _, param in pairs], self.decay)
         self.num_updates += 1
 
     def copy_to(self, model):

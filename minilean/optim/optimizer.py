@@ -48,6 +48,20 @@ def fused_or_plain(fast, plain, *args, **kwargs):
     return plain(*args, **kwargs)
 
 
+def on_device_and_dtype_of(array, param_array):
+    """``array`` itself where it lies on ``param_array``'s device in its dtype, else a copy
+    there, cast to it. Optimizer state and EMA averages are made beside their parameters;
+    ``model.to("cuda")`` (or ``model.to(float64)``) afterwards moves only the parameters, and a
+    host moment in a device update stopped it with a TypeError from deep inside CuPy. As
+    PyTorch's optimizers do (state made lazily at the first step, and cast to each
+    parameter's device and dtype when loaded), the state follows its parameter."""
+    if backend.device_of(array) == backend.device_of(param_array) and \
+            array.dtype == param_array.dtype:
+        return array
+    return backend.to_device(array, backend.device_of(param_array)).astype(param_array.dtype,
+                                                                           copy=False)
+
+
 class Optimizer:
     update = None  # the update maths over lists of arrays (set by each subclass)
     fast_update = None  # a fused CUDA version with the same signature, set by minilean.cuda
@@ -121,6 +135,10 @@ class Optimizer:
         One step count serves all parameters (PyTorch keeps one per parameter; the two differ
         only for a parameter that had no gradient on some steps)."""
         with no_grad():
+            # state made before a model.to(...) moves to its parameter's device and dtype
+            for arrays in self.state.values():
+                arrays[:] = [on_device_and_dtype_of(array, param.data)
+                             for array, param in zip(arrays, self.params)]
             self.step_count += 1
             live = [i for i, param in enumerate(self.params) if param.grad is not None]
             params = [self.params[i].data for i in live]
