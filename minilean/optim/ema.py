@@ -14,7 +14,7 @@ import contextlib
 
 from minilean.autograd import writes
 from minilean.nn.module import copy_all_into
-from minilean.optim.optimizer import fused_or_plain, on_device_and_dtype_of
+from minilean.optim.optimizer import fused_or_plain, moved, on_device_and_dtype_of
 
 
 def ema_update(averages, params, decay):
@@ -31,6 +31,7 @@ class EMA:
         self.decay = self.checked_decay(decay)
         self.num_updates = 0
         self.shadow = {name: param.data.copy() for name, param in model.named_parameters()}
+        self.placed = None  # the weights' arrays the averages were last put beside (``moved``)
 
     @staticmethod
     def checked_decay(decay):
@@ -57,11 +58,12 @@ class EMA:
             if average.shape != param.shape:
                 raise ValueError(f"EMA: parameter {name!r} has shape {param.shape}, its average "
                                  f"{average.shape}; expected the model the EMA was made for")
-        # the model moved (model.to) since the EMA was made: its averages follow the weights
-        averages = [on_device_and_dtype_of(average, param.data) for average, param in pairs]
-        self.shadow = dict(zip(self.shadow, averages))
-        fused_or_plain(self.fast_update_arrays, self.update_arrays, averages,
-                       [param.data for _, param in pairs], self.decay)
+        averages, arrays = [average for average, _ in pairs], [param.data for _, param in pairs]
+        if moved(self.placed, arrays):  # the model moved (model.to): the averages follow it
+            averages = [on_device_and_dtype_of(average, array)
+                        for average, array in zip(averages, arrays)]
+            self.shadow, self.placed = dict(zip(self.shadow, averages)), arrays
+        fused_or_plain(self.fast_update_arrays, self.update_arrays, averages, arrays, self.decay)
         self.num_updates += 1
 
     def copy_to(self, model):

@@ -62,6 +62,14 @@ def on_device_and_dtype_of(array, param_array):
                                                                            copy=False)
 
 
+def moved(placed, arrays):
+    """Whether the parameters' ``arrays`` are not all the ones in ``placed`` (those their state
+    was last put beside): ``model.to`` gives a parameter a new array, while a step writes into
+    the one it has, so while nothing moves a step pays only these identity tests."""
+    return placed is None or len(placed) != len(arrays) or any(
+        array is not before for array, before in zip(arrays, placed))
+
+
 class Optimizer:
     update = None  # the update maths over lists of arrays (set by each subclass)
     fast_update = None  # a fused CUDA version with the same signature, set by minilean.cuda
@@ -106,6 +114,7 @@ class Optimizer:
         self.state = {name: [param.xp.zeros_like(param.data) for param in self.params]
                       for name in state_names}
         self.step_count = 0
+        self.placed = None  # the parameters' arrays the state was last put beside (``moved``)
 
     def __getattr__(self, name):  # only called when normal lookup fails
         groups = self.__dict__.get("param_groups")
@@ -135,10 +144,12 @@ class Optimizer:
         One step count serves all parameters (PyTorch keeps one per parameter; the two differ
         only for a parameter that had no gradient on some steps)."""
         with no_grad():
-            # state made before a model.to(...) moves to its parameter's device and dtype
-            for arrays in self.state.values():
-                arrays[:] = [on_device_and_dtype_of(array, param.data)
-                             for array, param in zip(arrays, self.params)]
+            arrays = [param.data for param in self.params]
+            if moved(self.placed, arrays):  # state made before a model.to(...) follows it
+                for state in self.state.values():
+                    state[:] = [on_device_and_dtype_of(value, array)
+                                for value, array in zip(state, arrays)]
+                self.placed = arrays
             self.step_count += 1
             live = [i for i, param in enumerate(self.params) if param.grad is not None]
             params = [self.params[i].data for i in live]
