@@ -343,6 +343,19 @@ def _returning(original, value):
     return forward
 
 
+def _keeping(value):
+    """A forward that returns ``value(x)`` and keeps it as ``ctx.out``, as the forward of an op
+    whose backward reads its output (exp, sqrt, rsqrt, tanh) does: the slip reaches the
+    backward too."""
+    def forward(ctx, x):
+        with numpy.errstate(all="ignore"):
+            out = value(x)
+        if ctx.recording:
+            ctx.out = out
+        return out
+    return forward
+
+
 @mutant("sigmoid forward as sigma(-x)", f"{ELEMENTWISE}.Sigmoid.forward",
         caught_by=_caught_by("sigmoid"))
 def sigmoid_forward_mirrored(original):
@@ -358,13 +371,7 @@ def tanh_forward_textbook(original):
     """Tanh.forward as (e^x - e^-x) / (e^x + e^-x): inf / inf = nan from |x| = 88.7 in float32
     (the backward statement draws |x| <= 6), and near 0 the difference cancels (1e-3 keeps
     about 4 digits in float32)."""
-    def forward(ctx, x):
-        with numpy.errstate(all="ignore"):
-            out = (numpy.exp(x) - numpy.exp(-x)) / (numpy.exp(x) + numpy.exp(-x))
-        if ctx.recording:
-            ctx.out = out
-        return out
-    return forward
+    return _keeping(lambda x: (numpy.exp(x) - numpy.exp(-x)) / (numpy.exp(x) + numpy.exp(-x)))
 
 
 @mutant("softplus forward with log for log1p", f"{ELEMENTWISE}.Softplus.forward",
@@ -438,12 +445,7 @@ def leaky_relu_forward_default_slope(original):
         caught_by=_caught_by("exp"))
 def exp_forward_clipped(original):
     """Exp.forward as e^min(x, 20), a guard against overflow: right up to 20, e^20 above."""
-    def forward(ctx, x):
-        out = numpy.exp(numpy.minimum(x, 20))
-        if ctx.recording:
-            ctx.out = out
-        return out
-    return forward
+    return _keeping(lambda x: numpy.exp(numpy.minimum(x, 20)))
 
 
 @mutant("log forward guarded by + 1e-8", f"{ELEMENTWISE}.Log.forward",
@@ -458,12 +460,7 @@ def log_forward_guarded(original):
 def sqrt_forward_guarded(original):
     """Sqrt.forward as sqrt(x + 1e-12), a guard against sqrt's infinite slope at 0: 1e-6 at
     x = 0."""
-    def forward(ctx, x):
-        out = numpy.sqrt(x + x.dtype.type(1e-12))
-        if ctx.recording:
-            ctx.out = out
-        return out
-    return forward
+    return _keeping(lambda x: numpy.sqrt(x + x.dtype.type(1e-12)))
 
 
 @mutant("rsqrt forward guarded by + 1e-8", f"{ELEMENTWISE}.Rsqrt.forward",
@@ -471,12 +468,7 @@ def sqrt_forward_guarded(original):
 def rsqrt_forward_guarded(original):
     """Rsqrt.forward as 1 / (sqrt(x) + 1e-8), a guard against division by 0: 1e8 times too
     small at x = 1e-20, 1e-8 relative at x = 1."""
-    def forward(ctx, x):
-        out = 1 / (numpy.sqrt(x) + x.dtype.type(1e-8))
-        if ctx.recording:
-            ctx.out = out
-        return out
-    return forward
+    return _keeping(lambda x: 1 / (numpy.sqrt(x) + x.dtype.type(1e-8)))
 
 
 @mutant("abs forward as sqrt(x^2 + 1e-12)", f"{ELEMENTWISE}.Abs.forward",
