@@ -11,7 +11,7 @@ from minilean.data.builtin import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from minilean.data.runlog import read_run_config
 from minilean.models.classifier import fd_classifier
 from minilean.optim.checkpoint import load_checkpoint
-from minilean.train.loop import CHECKPOINT, data_in_errors, prepare_device
+from minilean.train.loop import CHECKPOINT, data_change, data_in_errors, prepare_device
 
 DATA_FLAG_NAMES = {flag.name for flag in DATA_FLAGS}
 
@@ -48,12 +48,9 @@ def check_the_runs_data(config, dataset):
     now = dataset.fingerprint()
     if then is None or then == now:
         return
-    shapes = [f"{tuple(data['shape'])} {data['dtype']}" for data in (then, now)]
-    change = f"the same shape {shapes[1]}, other contents" if shapes[0] == shapes[1] \
-        else f"then {shapes[0]}, now {shapes[1]}"
     raise ValueError(f"--samples {config.samples}: {data_in_errors(config)} is not the data "
-                     f"the run trained on ({change}); give those data, or type the data flags "
-                     f"to score against these")
+                     f"the run trained on ({data_change(then, now)}); give those data, or type "
+                     f"the data flags to score against these")
 
 
 def _run_of(directory):

@@ -166,13 +166,19 @@ def check_same_data(config, dataset):
     now = dataset.fingerprint()
     then = getattr(config, "data_fingerprint", None)
     if config.resume and then is not None and then != now:
-        shapes = [f"{tuple(data['shape'])} {data['dtype']}" for data in (then, now)]
-        change = f"the same shape {shapes[1]}, other contents" if shapes[0] == shapes[1] \
-            else f"then {shapes[0]}, now {shapes[1]}"
         raise ValueError(f"{data_in_errors(config)}: not the data the run {config.resume!r} "
-                         f"began with ({change}); resume it with those data, or start a new "
-                         f"run")
+                         f"began with ({data_change(then, now)}); resume it with those data, "
+                         f"or start a new run")
     config.data_fingerprint = now
+
+
+def data_change(then, now):
+    """How two different data fingerprints differ, in words: of the same shape and dtype,
+    "the same shape S D, other contents", else "then S D, now S' D'"."""
+    shapes = [f"{tuple(data['shape'])} {data['dtype']}" for data in (then, now)]
+    if shapes[0] == shapes[1]:
+        return f"the same shape {shapes[1]}, other contents"
+    return f"then {shapes[0]}, now {shapes[1]}"
 
 
 def check_batch_fits(batch_size, rows, what):
