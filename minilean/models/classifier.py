@@ -217,6 +217,7 @@ def reference_sets(dataset, n, seed, n_train=None):
     ``reference_rows``; the held-out rows are kept from the classifier's training too
     (``classifier_rows``).
     """
+    n_train = n if n_train is None else min(n_train, n)
     if dataset.name == "builtin":
         if len(dataset) < 2:  # the floor fits a covariance to its rows
             raise ValueError(f"FD-classifier needs at least 2 real images, the dataset has "
@@ -225,7 +226,7 @@ def reference_sets(dataset, n, seed, n_train=None):
         # wrapped into the seeds' range: --seed 4294967295 is a seed, seed + 1000 is not
         held_out, labels = make_shapes(n, dataset.image_shape[1],
                                        (seed + HELD_OUT_SEED_OFFSET) % KEY_LIMIT)
-        return (dataset.images_float(slice(0, n if n_train is None else min(n_train, n))),
+        return (dataset.images_float(slice(0, n_train)),
                 held_out.astype(numpy.float32) / 255.0, labels)
     train_rows, held_out_rows = reference_rows(dataset, n, seed, n_train)
     return (dataset.images_float(train_rows), dataset.images_float(held_out_rows),
