@@ -431,17 +431,17 @@ class Clamp(Function):
         needs = iter(ctx.needs_input_grad)  # x's, then low's and high's where given
         not_below = True if low is None else x >= low
         not_above = True if high is None else x <= high
-        grads = [_masked(grad, not_below & not_above) if next(needs) else None]
+        grads = [masked_gradient(grad, not_below & not_above) if next(needs) else None]
         if low is not None:
             below = x < low if high is None else (x < low) & (low < high)
-            grads.append(_masked(grad, below) if next(needs) else None)
+            grads.append(masked_gradient(grad, below) if next(needs) else None)
         if high is not None:
             above = x > high if low is None else (x > high) | (high < low)
-            grads.append(_masked(grad, above) if next(needs) else None)
+            grads.append(masked_gradient(grad, above) if next(needs) else None)
         return tuple(grads)
 
 
-def _masked(grad, mask):
+def masked_gradient(grad, mask):
     """``grad`` where ``mask`` holds, else 0: selected, not multiplied by the mask, so that an
     infinite ``grad`` where the mask is off gives 0, as in PyTorch, not inf * 0 = nan. (The
     common ``x.clamp(min=0).sqrt()`` or ``x.relu().sqrt()`` sends an inf from sqrt's slope at 0
@@ -472,8 +472,8 @@ class PairExtremum(Function):
         share_a = a_wins + grad.dtype.type(0.5) * (ctx.a == ctx.b)
         share_b = 1 - share_a
         # a loser's 0 selected, not multiplied in: an infinite grad would make it nan
-        return ((_masked(grad, share_a != 0) * share_a if need_a else None),
-                (_masked(grad, share_b != 0) * share_b if need_b else None))
+        return ((masked_gradient(grad, share_a != 0) * share_a if need_a else None),
+                (masked_gradient(grad, share_b != 0) * share_b if need_b else None))
 
 
 class Where(Function):
@@ -614,7 +614,7 @@ class Relu(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return _masked(grad, ctx.positive)
+        return masked_gradient(grad, ctx.positive)
 
 
 class LeakyRelu(Function):

@@ -6,7 +6,7 @@ gradient back with col2im. Outputs are NCHW-shaped views of channels-last memory
 """
 from minilean.autograd.conv import (channels_last, col2im, crop_to_nchw, im2col, output_size,
                                     pair, to_padded_nhwc)
-from minilean.autograd.elementwise import floating
+from minilean.autograd.elementwise import floating, masked_gradient
 from minilean.autograd.function import Function
 from minilean.backend import array_module
 
@@ -66,8 +66,7 @@ class MaxPool2d(Function):
         winner = xp.arange(kh * kw).reshape(-1, 1) == ctx.argmax[:, :, :, None, :]
         # selected, not multiplied by the one-hot: an infinite gradient (sqrt's slope at 0
         # after the pool) would make inf * 0 = nan at every other place of the window
-        columns = xp.where(winner, grad_y[:, :, :, None, :],
-                           xp.zeros((), dtype=grad.dtype))  # (N, Ho, Wo, Kh Kw, C)
+        columns = masked_gradient(grad_y[:, :, :, None, :], winner)  # (N, Ho, Wo, Kh Kw, C)
         # (N, Ho, Wo, Kh Kw, C) -> (N, Ho, Wo, Kh, Kw, C)
         columns = columns.reshape(columns.shape[:3] + (kh, kw) + columns.shape[4:])
         grad_x = col2im(columns, stride, (1, 1), xp.zeros(ctx.padded_shape, dtype=grad.dtype))
