@@ -75,8 +75,8 @@ class Session:
         a NaN or an infinity among them means that its last steps diverged after the NaN guard
         last looked (a finite loss, then an update to weights that overflow), which the image
         writer's "images hold nan" would blame on the images."""
-        check_samples_finite(images.numpy() if hasattr(images, "numpy") else images,
-                             f"the model after step {self.config.steps} ({name})")
+        images = images.numpy() if hasattr(images, "numpy") else images  # to the host once
+        check_samples_finite(images, f"the model after step {self.config.steps} ({name})")
         return save_grid_everywhere(os.path.join(self.run.images_dir, name), images, nrow=nrow,
                                     value_range=self.value_range)
 
