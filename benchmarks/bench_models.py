@@ -361,7 +361,7 @@ def torch_vae_loss(model, images, eps):
     inverse_scale = (-log_scale).exp()
     upper, lower = inverse_scale * (centred + HALF_BIN), inverse_scale * (centred - HALF_BIN)
     softplus = torch.nn.functional.softplus  # minilean's is one op with slope sigmoid(x) too
-    log_cdf_upper, log_survival_lower = upper - softplus(upper), -softplus(lower)
+    log_cdf_upper, log_survival_lower = -softplus(-upper), -softplus(lower)
     bin_mass = upper.sigmoid() - lower.sigmoid()
     middle = inverse_scale * centred
     log_density_centre = middle - log_scale - 2 * softplus(middle)

@@ -93,7 +93,10 @@ def discretized_logistic_log_likelihood(images, mean, log_scale):
     inverse_scale = (-log_scale).exp()
     upper = inverse_scale * (centred + HALF_BIN)
     lower = inverse_scale * (centred - HALF_BIN)
-    log_cdf_upper = upper - softplus(upper)            # log sigmoid(upper): the x = 0 bin
+    # log sigmoid(upper), the x = 0 bin, as -softplus(-upper), mirroring the x = 1 bin: the
+    # same number as upper - softplus(upper), which for a mean well below 0 (upper large)
+    # subtracts two numbers near upper and lost log P ~ -e^-upper (0 in float32 from ~15)
+    log_cdf_upper = -softplus(-upper)
     log_survival_lower = -softplus(lower)              # log(1 - sigmoid(lower)): the x = 1 bin
     bin_mass = upper.sigmoid() - lower.sigmoid()
     middle = inverse_scale * centred

@@ -64,7 +64,7 @@ def _candidates(x, m, l, k, dtype):
     inverse = mpmath.exp(-l)
     U, L, M = (x + HALF_BIN - m) * inverse, (x - HALF_BIN - m) * inverse, (x - m) * inverse
     d_U = gamma(library + 4, dtype) * (abs(x) + abs(m) + HALF_BIN) * inverse
-    if k == 0:  # U - softplus(U): softplus's own rounding and the subtraction
+    if k == 0:  # -softplus(-U), within the bound of U - softplus(U) (the same number)
         return [(U - _softplus(U), d_U * (1 + gamma(1, dtype))
                  + gamma(2 * library + 2, dtype) * (abs(U) + _softplus(U)))]
     if k == 255:  # -softplus(L)
@@ -172,7 +172,7 @@ def without_edge_bins(original):
 @mutant("discretized logistic's x = 0 bin as log(sigmoid)",
         f"{VAE}.discretized_logistic_log_likelihood", caught_by=["discretizedLogistic_value"])
 def edge_bin_log_of_sigmoid(original):
-    """The x = 0 bin as log(sigmoid(U)), not U - softplus(U): -inf once sigmoid(U) underflows
+    """The x = 0 bin as log(sigmoid(U)), not -softplus(-U): -inf once sigmoid(U) underflows
     (a mean near 1 at MIN_LOG_SCALE puts U near -1600)."""
     from minilean.autograd.elementwise import where
     from minilean.models import vae
