@@ -362,7 +362,8 @@ def torch_vae_loss(model, images, eps):
     upper, lower = inverse_scale * (centred + HALF_BIN), inverse_scale * (centred - HALF_BIN)
     softplus = torch.nn.functional.softplus  # minilean's is one op with slope sigmoid(x) too
     log_cdf_upper, log_survival_lower = -softplus(-upper), -softplus(lower)
-    bin_mass = upper.sigmoid() - lower.sigmoid()
+    bin_mass = torch.where(lower > 0, (-lower).sigmoid() - (-upper).sigmoid(),
+                           upper.sigmoid() - lower.sigmoid())
     middle = inverse_scale * centred
     log_density_centre = middle - log_scale - 2 * softplus(middle)
     interior = torch.where(bin_mass.detach() > 1e-5, bin_mass.clamp(min=1e-12).log(),

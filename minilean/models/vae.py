@@ -98,7 +98,11 @@ def discretized_logistic_log_likelihood(images, mean, log_scale):
     # subtracts two numbers near upper and lost log P ~ -e^-upper (0 in float32 from ~15)
     log_cdf_upper = -softplus(-upper)
     log_survival_lower = -softplus(lower)              # log(1 - sigmoid(lower)): the x = 1 bin
-    bin_mass = upper.sigmoid() - lower.sigmoid()
+    # a bin wholly right of the mean has both sigmoids near 1, and their difference cancels (in
+    # float32 a mass of 1e-5 kept two digits): there the same mass is taken from the mirror's
+    # left tails, sigmoid(-lower) - sigmoid(-upper), where each sigmoid is accurate
+    bin_mass = where(lower.data > 0, (-lower).sigmoid() - (-upper).sigmoid(),
+                     upper.sigmoid() - lower.sigmoid())
     middle = inverse_scale * centred
     log_density_centre = middle - log_scale - 2 * softplus(middle)
     interior = where(bin_mass.data > 1e-5, bin_mass.clamp(min=1e-12).log(),
