@@ -447,6 +447,9 @@ def unreadable(tmp_path, kind):
     elif kind == "npz":  # an archive under an .npy name (numpy.savez adds .npz: renamed)
         numpy.savez(tmp_path / "archive.npz", x=numpy.zeros((2, 3, 4, 4), numpy.uint8))
         (tmp_path / "archive.npz").rename(path)
+    elif kind == "npz_cut":  # an .npz archive cut short (a partial copy): no zip to open
+        numpy.savez(tmp_path / "archive.npz", x=numpy.zeros((2, 3, 4, 4), numpy.uint8))
+        path.write_bytes((tmp_path / "archive.npz").read_bytes()[:100])
     else:  # the header cut short
         numpy.save(path, numpy.zeros((2, 3, 4, 4), numpy.uint8))
         path.write_bytes(path.read_bytes()[:20])
@@ -457,6 +460,8 @@ def unreadable(tmp_path, kind):
     ("empty", "the file is empty; expected a .npy array file"),
     ("npz", r"the file is an .npz archive; expected a .npy array file \(numpy.save, not "
             r"numpy.savez\)"),
+    ("npz_cut", r"the file is an .npz archive; expected a .npy array file \(numpy.save, not "
+                r"numpy.savez\)$"),
     ("cut", "cannot read it as a .npy array file: EOF"),
     ("text", r"the file is not in the .npy format \(it does not begin with its magic bytes\); "
              r"expected a .npy array file \(numpy.save\)$"),

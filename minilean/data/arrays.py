@@ -158,20 +158,20 @@ def load_npy(path, where, missing):
         raise ValueError(f"{where}: the file is empty; expected a .npy array file (numpy.save)")
     with open(path, "rb") as file:
         head = file.read(len(NPY_MAGIC))
-    if head != NPY_MAGIC and not head.startswith(ZIP_MAGIC):  # .npz: refused below, by name
+    if head.startswith(ZIP_MAGIC):
+        # refused by its magic bytes, unopened: numpy.load would open it as an .npz archive,
+        # and one cut short (a partial copy) raised zipfile's BadZipFile, a traceback
+        raise ValueError(f"{where}: the file is an .npz archive; expected a .npy array file "
+                         "(numpy.save, not numpy.savez)")
+    if head != NPY_MAGIC:
         # numpy.load would try any other file as a pickle, and say it holds pickled data
         raise ValueError(f"{where}: the file is not in the .npy format (it does not begin with "
                          f"its magic bytes); expected a .npy array file (numpy.save)")
     try:
-        array = numpy.load(path, mmap_mode="r", allow_pickle=False)
+        return numpy.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, EOFError) as error:  # EOFError: a header cut short
         fault = _cut_short(path) or f"cannot read it as a .npy array file: {error}"
         raise ValueError(f"{where}: {fault}") from None
-    if not isinstance(array, numpy.ndarray):  # numpy.load opens .npz archives too (NpzFile)
-        array.close()
-        raise ValueError(f"{where}: the file is an .npz archive; expected a .npy array file "
-                         "(numpy.save, not numpy.savez)")
-    return array
 
 
 def check_pixel_values(images, where):
