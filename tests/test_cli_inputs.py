@@ -319,7 +319,8 @@ X_CASES = {
     "structured": (npy_bytes(numpy.zeros((12, 3, 8, 8), [("a", "f4")])),
                    "found [('a', '<f4')]"),
     "object": (npy_bytes(numpy.array([None] * 12), allow_pickle=True),
-               "cannot read it as a .npy array file: "),
+               "it holds Python objects (object), which are never unpickled; expected a "
+               "numeric array"),
     "1-D": (npy_bytes(FLOATS.ravel()), "expected images of rank 4 (N, C, H, W) or (N, H, W, C), "
                                        "found rank 1"),
     "2-D": (npy_bytes(FLOATS.reshape(12, -1)), "found rank 2"),

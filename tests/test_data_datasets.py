@@ -450,6 +450,8 @@ def unreadable(tmp_path, kind):
     elif kind == "npz_cut":  # an .npz archive cut short (a partial copy): no zip to open
         numpy.savez(tmp_path / "archive.npz", x=numpy.zeros((2, 3, 4, 4), numpy.uint8))
         path.write_bytes((tmp_path / "archive.npz").read_bytes()[:100])
+    elif kind == "object":  # pickled objects: smaller than 8 bytes each, never "cut short"
+        numpy.save(path, numpy.zeros((2, 3, 4, 4), object), allow_pickle=True)
     else:  # the header cut short
         numpy.save(path, numpy.zeros((2, 3, 4, 4), numpy.uint8))
         path.write_bytes(path.read_bytes()[:20])
@@ -463,6 +465,8 @@ def unreadable(tmp_path, kind):
     ("npz_cut", r"the file is an .npz archive; expected a .npy array file \(numpy.save, not "
                 r"numpy.savez\)$"),
     ("cut", "cannot read it as a .npy array file: EOF"),
+    ("object", r"it holds Python objects \(object\), which are never unpickled; expected a "
+               r"numeric array$"),
     ("text", r"the file is not in the .npy format \(it does not begin with its magic bytes\); "
              r"expected a .npy array file \(numpy.save\)$"),
 ])

@@ -123,7 +123,8 @@ def float_images(rows, value_range=(0.0, 1.0)):
 
 def _cut_short(path):
     """What a ``.npy`` file whose data end before its header says they do is missing, in words
-    (NumPy's own: "mmap length is greater than file size"); None for any other fault."""
+    (NumPy's own: "mmap length is greater than file size"), or that it holds Python objects;
+    None for any other fault."""
     with open(path, "rb") as file:
         try:
             version = numpy.lib.format.read_magic(file)
@@ -133,6 +134,9 @@ def _cut_short(path):
             shape, _, dtype = read_header(file)
         except (ValueError, EOFError):
             return None
+        if dtype.hasobject:  # its objects are pickled after the header: no size to promise
+            return (f"it holds Python objects ({dtype}), which are never unpickled; expected a "
+                    f"numeric array")
         promised = file.tell() + math.prod(shape) * dtype.itemsize
     size = os.path.getsize(path)
     if size >= promised:
