@@ -1,6 +1,7 @@
 """Image-folder conversion with Pillow: sorted order, centre crop, labels, corrupt files."""
 import errno
 import inspect
+import io
 import json
 import logging
 import os
@@ -350,6 +351,34 @@ def test_nested_class_folders_labels_manifest_and_corrupt_file(tmp_path, capsys)
     assert sorted(manifest) == sorted(MANIFEST_KEYS)  # what load_arrays accepts as ours
     dataset = load_dataset(x=str(tmp_path / "X.npy"), y=str(tmp_path / "y.npy"))
     assert dataset.class_names == ("cat", "dog") and len(dataset) == 3
+
+
+def damaged(kind):
+    """The bytes of an image Pillow opens and then fails on with an error other than OSError
+    and ValueError: a TIFF whose strip offsets are stored as floats (TypeError), a DDS whose
+    pixel format flags name no format (NotImplementedError)."""
+    buffer = io.BytesIO()
+    Image.fromarray(halves(4, 4, True)).save(buffer, format=kind)
+    data = bytearray(buffer.getvalue())
+    if kind == "TIFF":  # the StripOffsets tag (0x0111) from type LONG (4) to FLOAT (11)
+        entry = data.index(b"\x11\x01\x04\x00")
+        data[entry + 2] = 11
+    else:  # DDS: 4 bytes of magic, then the pixel format's flags at 80, from RGB to 1
+        data[80:84] = (1).to_bytes(4, "little")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("kind, extension", [("TIFF", ".tif"), ("DDS", ".dds")])
+def test_an_image_pillow_fails_on_with_a_type_error_or_the_like_is_skipped(tmp_path, capsys,
+                                                                          kind, extension):
+    root = tmp_path / "in"
+    save(root / "a.png", halves(4, 4, True))
+    (root / f"b{extension}").write_bytes(damaged(kind))
+    manifest = image_folder.convert_image_folder(str(root), str(tmp_path / "x.npy"), height=4,
+                                                 width=4, extensions=(".png", extension))
+    assert manifest["count"] == 1 and manifest["skipped"] == [str(root / f"b{extension}")]
+    assert capsys.readouterr().err.startswith(
+        f"warning: skipping unreadable image {root / f'b{extension}'}: ")
 
 
 def test_exif_orientation_is_applied(tmp_path):

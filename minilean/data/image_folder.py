@@ -221,11 +221,13 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
         try:
             with _pillow_messages() as messages:
                 images[count] = load_image(full_path, height, width, crop)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning) as error:
+        except (OSError, ValueError, SyntaxError, TypeError, NotImplementedError,
+                Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
             # Pillow reports truncated and corrupt files with any of these (its
-            # UnidentifiedImageError is an OSError); a header claiming more than
-            # Image.MAX_IMAGE_PIXELS pixels is refused before decoding, as a bomb.
+            # UnidentifiedImageError is an OSError; a TIFF whose strip offsets are floats is a
+            # TypeError, a DDS of unknown pixel format flags a NotImplementedError); a header
+            # claiming more than Image.MAX_IMAGE_PIXELS pixels is refused before decoding, as
+            # a bomb.
             warn(f"warning: skipping unreadable image {full_path}: {error}")
             skipped.append(full_path)
             continue
