@@ -1,5 +1,6 @@
 """Optimizers, clipping, EMA and schedules: against hand-computed references (always) and
 against torch.optim on the same parameters and gradients (when torch is installed)."""
+import copy
 import math
 import re
 
@@ -211,6 +212,52 @@ def test_optimizer_and_ema_made_before_a_cast_to_float64_follow_it_as_torch(name
     assert {array.dtype for arrays in optimizer.state.values() for array in arrays} == \
         {numpy.dtype("float64")}
     assert {average.dtype for average in ema.shadow.values()} == {numpy.dtype("float64")}
+
+
+@pytest.mark.parametrize("name, settings", [("Adam", dict(lr=0.01)),
+                                            ("SGD", dict(lr=0.1, momentum=0.9))])
+def test_float64_state_loaded_before_the_first_step_after_a_cast_keeps_its_digits(name,
+                                                                                    settings):
+    """An optimizer and an EMA made before ``model.to(float64)`` copied a loaded float64 state
+    into their float32 arrays, rounding the moments and averages before they followed the
+    weights: the resumed run drifted from the uninterrupted one by 1e-8 (PyTorch casts loaded
+    state to each parameter's dtype)."""
+    def make():
+        model = nn.Linear(4, 3)
+        optimizer, ema = getattr(optim, name)(model.parameters(), **settings), optim.EMA(model)
+        return model.to(numpy.float64), optimizer, ema
+
+    def train(model, optimizer, ema, steps):
+        for step in steps:
+            rng = numpy.random.default_rng(step)
+            for param in model.parameters():
+                param.grad = ml.tensor(rng.standard_normal(param.shape), dtype="float64")
+            optimizer.step()
+            ema.update(model)
+
+    model, optimizer, ema = make()
+    train(model, optimizer, ema, range(3))
+    # a copy, as a checkpoint holds (a state_dict shares the live arrays)
+    saved = copy.deepcopy({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                           "ema": ema.state_dict()})
+    resumed, resumed_optimizer, resumed_ema = make()
+    resumed.load_state_dict(saved["model"])
+    resumed_optimizer.load_state_dict(saved["optimizer"])
+    resumed_ema.load_state_dict(saved["ema"])
+    for state_name, arrays in saved["optimizer"]["state"].items():
+        for loaded, expected in zip(resumed_optimizer.state_dict()["state"][state_name], arrays):
+            assert loaded.dtype == numpy.float64
+            numpy.testing.assert_array_equal(loaded, expected)
+    with resumed_ema.average_parameters(resumed):
+        for param_name, param in resumed.named_parameters():
+            numpy.testing.assert_array_equal(param.numpy(), saved["ema"]["shadow"][param_name])
+    train(model, optimizer, ema, range(3, 5))
+    train(resumed, resumed_optimizer, resumed_ema, range(3, 5))
+    for ours, expected in zip(resumed.parameters(), model.parameters()):
+        numpy.testing.assert_array_equal(ours.numpy(), expected.numpy())
+    for param_name, average in resumed_ema.shadow.items():
+        assert average.dtype == numpy.float64
+        numpy.testing.assert_array_equal(average, ema.shadow[param_name])
 
 
 def test_a_grad_set_by_hand_of_another_shape_dtype_or_device_is_refused(monkeypatch):

@@ -12,7 +12,10 @@ hook as the optimizers' ``fast_update`` (see ``minilean/optim/optimizer.py``).
 """
 import contextlib
 
+import numpy
+
 from minilean.autograd import writes
+from minilean.autograd.tensor import Tensor
 from minilean.nn.module import copy_all_into
 from minilean.optim.optimizer import fused_or_plain, moved, on_device_and_dtype_of
 
@@ -96,5 +99,20 @@ class EMA:
                              f"and extra {sorted(set(shadow) - set(self.shadow))}")
         decay = self.checked_decay(float(state_dict["decay"]))
         num_updates = int(state_dict["num_updates"])
-        copy_all_into((average, shadow[name], name) for name, average in self.shadow.items())
+        # each average in the floating-point dtype it was saved in: the weights may have been
+        # cast since this EMA was made (model.to(float64)), which its arrays follow only at the
+        # next update, and copied into float32 arrays the saved float64 averages lost their
+        # digits; the next update puts them beside the weights (``placed``)
+        averages = {name: average.astype(_saved_dtype(shadow[name], average), copy=False)
+                    for name, average in self.shadow.items()}
+        # every shape checked before the first copy: a refused state changes nothing
+        copy_all_into((average, shadow[name], name) for name, average in averages.items())
+        self.shadow, self.placed = averages, None
         self.decay, self.num_updates = decay, num_updates
+
+
+def _saved_dtype(value, average):
+    """The dtype of a loaded average ``value`` where it is a floating-point one, else that of
+    the ``average`` it replaces (``copy_all_into`` refuses a value that is no array)."""
+    dtype = getattr(value.data if isinstance(value, Tensor) else value, "dtype", None)
+    return dtype if dtype is not None and numpy.dtype(dtype).kind == "f" else average.dtype

@@ -144,12 +144,7 @@ class Optimizer:
         One step count serves all parameters (PyTorch keeps one per parameter; the two differ
         only for a parameter that had no gradient on some steps)."""
         with no_grad():
-            arrays = [param.data for param in self.params]
-            if moved(self.placed, arrays):  # state made before a model.to(...) follows it
-                for state in self.state.values():
-                    state[:] = [on_device_and_dtype_of(value, array)
-                                for value, array in zip(state, arrays)]
-                self.placed = arrays
+            self._place_state()  # state made before a model.to(...) follows it
             self.step_count += 1
             live = [i for i, param in enumerate(self.params) if param.grad is not None]
             params = [self.params[i].data for i in live]
@@ -158,6 +153,16 @@ class Optimizer:
             self._step(functools.partial(fused_or_plain, self.fast_update, self.update), params,
                        grads, state)
         writes.wrote(self.params[i] for i in live)
+
+    def _place_state(self):
+        """Put the state arrays beside their parameters' arrays (``on_device_and_dtype_of``)
+        where these have moved since the state was last put there."""
+        arrays = [param.data for param in self.params]
+        if moved(self.placed, arrays):
+            for state in self.state.values():
+                state[:] = [on_device_and_dtype_of(value, array)
+                            for value, array in zip(state, arrays)]
+            self.placed = arrays
 
     def _step(self, update, params, grads, state):
         """Call ``update`` with this optimizer's state lists and hyperparameters."""
@@ -191,6 +196,11 @@ class Optimizer:
                                              for name in self.hyperparameter_names},
                                           **state_dict["hyperparameters"]})
         step = int(state_dict["step"])
+        # the state beside the parameters first, as PyTorch casts loaded state to each
+        # parameter's dtype: made before a model.to(float64), its float32 arrays rounded the
+        # loaded float64 moments before the next step cast them (a refused state is then
+        # left where the next step would have put it, its values as they were)
+        self._place_state()
         # everything is checked before anything is copied: a refused state changes nothing
         copy_all_into((target, value, f"{name}/{index}") for name, arrays in self.state.items()
                       for index, (target, value) in enumerate(zip(arrays, saved[name])))
