@@ -380,6 +380,24 @@ def test_load_state_dict_errors_name_the_key_and_shapes():
         model.load_state_dict({**state, **five})
 
 
+def test_load_state_dict_refuses_what_is_no_mapping_as_torch():
+    """A module or a list of arrays in the place of a state dict failed in NumPy's words (a
+    list: "ufunc 'equal' did not contain a loop"), or as "argument of type 'Block' is not
+    iterable"; PyTorch refuses anything that is not dict-like, by its type."""
+    torch = pytest.importorskip("torch")
+    model = Block()
+    before = [param.numpy().copy() for param in model.parameters()]
+    for bad in (Block(), list(model.state_dict().values()), None):
+        with pytest.raises(TypeError, match=f"^load_state_dict takes a mapping of names to "
+                                            f"arrays \\(a state_dict\\(\\)\\), got "
+                                            f"{type(bad).__name__}$"):
+            model.load_state_dict(bad)
+        with pytest.raises(TypeError, match="Expected state_dict to be dict-like"):
+            torch.nn.Linear(2, 2).load_state_dict(bad)
+    for param, value in zip(model.parameters(), before):
+        numpy.testing.assert_array_equal(param.numpy(), value)
+
+
 def test_state_dict_tensors_share_the_weights_but_need_no_grad():
     model = nn.Linear(3, 2)
     state = model.state_dict()

@@ -10,6 +10,7 @@ None, and a submodule's only a Module or None (anything else there is a TypeErro
 weights that silently stop being trained and saved).
 """
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import numpy
 
@@ -301,6 +302,11 @@ class Module:
         ``strict`` (the default) missing and unexpected keys are errors too; otherwise they
         are returned as ``(missing_keys, unexpected_keys)``.
         """
+        # a module or a list of arrays given in its place failed in NumPy's words (PyTorch's
+        # TypeError: "Expected state_dict to be dict-like")
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"load_state_dict takes a mapping of names to arrays (a "
+                            f"state_dict()), got {type(state_dict).__name__}")
         own = self._named_state()
         missing = [name for name in own if name not in state_dict]
         unexpected = [name for name in state_dict if name not in own]
