@@ -154,6 +154,15 @@ def test_save_and_load_errors(tmp_path):
     assert not os.path.exists(tmp_path / "bad.npz")
 
 
+def test_a_folder_given_as_the_checkpoint_is_named_a_folder_not_missing(tmp_path):
+    """A run's directory given in the place of its checkpoint file was "does not exist",
+    though it does: the error says what it is, and where a run keeps its checkpoint."""
+    with pytest.raises(IsADirectoryError, match=f"^checkpoint '{tmp_path}' is a folder, not a "
+                                                f"checkpoint file \\(a run keeps its "
+                                                f"checkpoint in checkpoints/last.npz\\)$"):
+        optim.load_checkpoint(str(tmp_path))
+
+
 def test_unreadable_files_are_one_line_value_errors_naming_the_file(tmp_path):
     """Torn, empty, an array, a pickle: each a ValueError (one line from the CLI), never
     numpy's or zipfile's own exception types."""

@@ -92,6 +92,9 @@ def save_checkpoint(path, **entries):
 
 def load_checkpoint(path):
     """The entries saved by ``save_checkpoint``, arrays as NumPy arrays (on the host)."""
+    if os.path.isdir(path):  # a run's directory given for its checkpoint is not "missing"
+        raise IsADirectoryError(f"checkpoint {str(path)!r} is a folder, not a checkpoint file "
+                                f"(a run keeps its checkpoint in checkpoints/last.npz)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     with open(path, "rb") as probe:
