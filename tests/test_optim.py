@@ -139,6 +139,46 @@ def test_sgd_momentum_set_after_construction_starts_from_the_first_gradient():
     assert _scalar_run(set_later, [1.0, 1.0]) == pytest.approx(0.71)  # as built with it
 
 
+def _sgd_momentum_set_later(params):
+    optimizer = optim.SGD(params, lr=0.1)
+    optimizer.momentum = 0.9
+    return optimizer
+
+
+@pytest.mark.parametrize("save_with, load_into", [
+    (_sgd_momentum_set_later, lambda params: optim.SGD(params, lr=0.1)),
+    (lambda params: optim.SGD(params, lr=0.1), lambda params: optim.SGD(params, lr=0.1,
+                                                                         momentum=0.9))],
+    ids=["momentum-set-after-construction", "saved-without-momentum"])
+def test_sgd_state_resumes_with_its_own_momentum_and_buffers_as_torch(save_with, load_into):
+    """A state saved with momentum set after construction (its buffers made at a step) was
+    refused by an SGD built as the saving one was: "optimizer state has keys
+    ['momentum_buffer'], SGD expects []". Its momentum and buffers (or none) come with it,
+    as in PyTorch, and the resumed steps are the uninterrupted run's."""
+    whole, saving = _run_ours(save_with)
+    first, optimizer = _run_ours(save_with, GRADIENT_STEPS[:3])
+    copy = [nn.Parameter(ml.tensor(param.numpy())) for param in first]
+    resumed = load_into(copy)
+    resumed.load_state_dict(optimizer.state_dict())
+    assert resumed.momentum == saving.momentum
+    for grads in GRADIENT_STEPS[3:]:
+        for param, grad in zip(copy, grads):
+            param.grad = ml.tensor(grad)
+        resumed.step()
+    for a, b in zip(whole, copy):
+        numpy.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_refused_sgd_state_leaves_its_momentum_buffers_as_they_were():
+    params = [nn.Parameter(ml.ones(2))]
+    optimizer = optim.SGD(params, lr=0.1)
+    state = {"step": 1, "hyperparameters": {"momentum": 0.9},
+             "state": {"momentum_buffer": [numpy.ones(3)]}}  # of another shape
+    with pytest.raises(ValueError, match="momentum_buffer/0"):
+        optimizer.load_state_dict(state)
+    assert optimizer.momentum == 0 and optimizer.state == {} and optimizer.step_count == 0
+
+
 def test_sgd_refuses_pytorch_positional_dampening():
     """PyTorch's SGD(params, lr, momentum, dampening, weight_decay, nesterov): a ported
     SGD(p, 0.1, 0.9, 0.5) must not read the dampening as nesterov."""

@@ -46,6 +46,25 @@ class SGD(Optimizer):
                                              for param in self.params]
         super().step()
 
+    def load_state_dict(self, state_dict):
+        """``Optimizer.load_state_dict``, taking the saved momentum buffers, or their lack,
+        whatever momentum this SGD was built with (the momentum comes with them, as in
+        PyTorch): an SGD whose momentum was set after construction saves buffers that one
+        built as it was lacks, and its state was refused. A refused state changes nothing."""
+        saved = state_dict.get("state") if isinstance(state_dict, dict) else None
+        before = dict(self.state)
+        if isinstance(saved, dict):
+            if "momentum_buffer" not in saved:
+                self.state.pop("momentum_buffer", None)
+            elif "momentum_buffer" not in self.state:
+                self.state["momentum_buffer"] = [param.xp.zeros_like(param.data)
+                                                 for param in self.params]
+        try:
+            super().load_state_dict(state_dict)
+        except BaseException:
+            self.state = before
+            raise
+
     def _step(self, update, params, grads, state):
         update(params, grads, state.get("momentum_buffer"), lr=self.lr, momentum=self.momentum,
                nesterov=self.nesterov, weight_decay=self.weight_decay)
