@@ -237,6 +237,22 @@ def test_code_counts_count_every_code_used_or_not():
     assert counts[2] == 0 and counts[5] == 0 and counts.sum() == indices.size
 
 
+def test_code_one_hot_takes_the_memory_of_its_rows_not_of_a_k_by_k_identity():
+    """The one-hot rows of a few indices among 4096 codes are 48 KiB; picked from eye(4096)
+    they held 64 MiB at once (1 GiB and seconds a step at --codes 16384). Row i is 1 at its
+    index alone, in the dtype asked for, whatever the indices' shape."""
+    indices = numpy.array([[0, 4095, 17]])
+    tracemalloc.start()
+    try:
+        one_hot = vqvae.code_one_hot(indices, 4096, numpy.float32)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 ** 20, f"{peak / 2 ** 20:.0f} MiB at once"
+    assert one_hot.shape == (1, 3, 4096) and one_hot.dtype == numpy.float32
+    numpy.testing.assert_array_equal(one_hot, numpy.eye(4096, dtype=numpy.float32)[indices])
+
+
 def test_code_counts_count_in_passes_of_bounded_size(monkeypatch):
     """The comparison against every code is made a few rows at a time: N h w indices and K codes
     at once would take N h w K bytes (here 128 MB). Passes that end mid-array count every index

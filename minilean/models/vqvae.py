@@ -80,8 +80,12 @@ def nearest_code(z, codebook):
 
 def code_one_hot(indices, codes, dtype):
     """Integer ``indices`` (...) -> (..., K): row i is 1 at code indices[i] and 0 elsewhere, in
-    ``dtype``, on the indices' device."""
-    return backend.array_module(indices).eye(codes, dtype=dtype)[indices]
+    ``dtype``, on the indices' device. Compared against the code numbers, not picked from
+    ``eye(K)``: that identity takes K * K elements whatever the indices (1 GiB at --codes
+    16384, 16 GiB at 65536) for rows of K each."""
+    xp = backend.array_module(indices)
+    # (...) -> (..., 1) == (K,) -> (..., K)
+    return (indices[..., None] == xp.arange(codes)).astype(dtype)
 
 
 def quantize(codebook, indices):
