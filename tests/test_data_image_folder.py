@@ -458,6 +458,27 @@ def test_a_palette_image_with_transparency_keeps_its_colours_without_a_warning(t
     numpy.testing.assert_array_equal(x[0].transpose(1, 2, 0), colours[indices])  # CHW -> HWC
 
 
+def test_label_folders_without_a_labels_file_are_refused_by_the_converter_itself(tmp_path,
+                                                                               capsys):
+    """--labels-from-dirs alone labelled every image and wrote the labels nowhere (exit 0, an
+    x.npy without them, the files outside a class folder dropped); TorchLean's converter says
+    "--y-output is required with --labels-from-dirs". Refused before any work, from Python and
+    from the command line alike."""
+    save(tmp_path / "in" / "cat" / "1.png", halves(4, 4, True))
+    words = ("--labels-from-dirs: got True; expected to come with --y-output (the file the "
+             "labels are written to)")
+    with pytest.raises(FlagError) as error:
+        image_folder.convert_image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                          height=4, width=4, labels_from_dirs=True)
+    assert str(error.value) == words
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "convert", "image-folder", f"--input={tmp_path / 'in'}",
+              f"--x-output={tmp_path / 'x.npy'}", "--labels-from-dirs"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"minilean data convert image-folder: error: {words}\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in"]
+
+
 @pytest.mark.parametrize("flag, value, message", [
     ("height", 0, r"--height: got 0; expected an integer >= 1 and <= 4096$"),
     ("crop", "edge", "--crop: got 'edge'; expected one of center, stretch"),

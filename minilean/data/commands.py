@@ -41,7 +41,7 @@ class ConvertCommands:
         Flag("height", 64, "output height in pixels", low=1, high=4096),
         Flag("width", 64, "output width in pixels", low=1, high=4096),
         Flag("labels_from_dirs", False, "label each image by its top-level sub-directory "
-             "(sorted names)"),
+             "(sorted names; needs --y-output)"),
         _optional_count("limit", "images"),
         Flag("ext", ",".join(image_folder.DEFAULT_EXTENSIONS), "extensions to read, "
              "comma-separated, e.g. .png,.jpg", check=_extensions_problem),

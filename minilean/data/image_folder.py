@@ -179,6 +179,9 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
             raise flag_error(name, size, "an integer >= 1")
     if y_output is not None and not labels_from_dirs:
         raise flag_error("y_output", y_output, "to come with --labels-from-dirs")
+    if labels_from_dirs and y_output is None:  # the labels would be made, then written nowhere
+        raise flag_error("labels_from_dirs", labels_from_dirs, "to come with --y-output (the "
+                                                               "file the labels are written to)")
     manifest_file = check_outputs(x_output, y_output)
     try:
         from PIL import Image
