@@ -690,7 +690,9 @@ DIFFUSION = Command(
                  "samples to [-1, 1] (the images written are clamped either way: for "
                  "pf-euler --noclip only makes an overflowed sample an error)"),
             Flag("n_samples", 128, "images to sample (the grid shows 64) and to measure "
-                 "FD-classifier on", low=1),
+                 "FD-classifier on: the first 500 of them at most, the size of its reference "
+                 "sets (fewer where the data hold fewer images; evaluate --n-eval scores "
+                 "more)", low=1),
             Flag("sample_batch", 256, "images through the network at once while sampling "
                  "(its memory grows with this, not with --n-samples; the samples do not "
                  "depend on it)", low=1),
@@ -727,7 +729,8 @@ EVALUATE = Command(
             Flag("samples", None, "generated images: a run directory (its samples.npy) or an "
                  ".npy array of images (uint8 [0,255] or float [0,1], NCHW)", kind=Path,
                  required=True),
-            Flag("n_eval", 500, "real images in each reference set", low=2),
+            Flag("n_eval", 500, "real images in each reference set, and the most samples "
+                 "scored (the first N)", low=2),
             Flag("classifier_steps", 800, "training steps of the feature classifier", low=1),
             Flag("cache", "runs/classifiers", "directory of cached classifiers", kind=Path,
                  check=output_folder("the cached classifiers")),
@@ -847,7 +850,9 @@ GAN = zoo_command(
      Flag("hidden", 256, "hidden width of G and D", low=1),
      Flag("d_steps", 1, "discriminator steps per generator step", low=1),
      Flag("sample_every", 500, "write a grid from a fixed latent batch every N steps", low=1),
-     Flag("n_samples", 256, "samples for the grids and the evaluation", low=1),
+     Flag("n_samples", 256, "samples for the grids and the evaluation (FD-classifier: the "
+          "first 500 of them at most, the size of its reference sets; evaluate --n-eval "
+          "scores more)", low=1),
      Flag("evaluate", True, "measure FD-classifier of the samples (image datasets)")],
     resolve=ring8_gan_defaults, points=True)
 

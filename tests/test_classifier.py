@@ -599,6 +599,26 @@ def test_samples_floor_and_ceiling_are_scored_with_as_many_images_as_the_data_ha
     assert real["fd_classifier"] == report["floor_real_train"]
 
 
+def test_samples_past_n_eval_are_not_scored_and_the_flags_say_so(tmp_path):
+    """12 samples with --n-eval 8: 8 are scored. A training run's FD has reference sets of
+    RUN_FD_IMAGES, so its --n-samples above that are not scored; the help of diffusion's and
+    the GAN's --n-samples promised FD-classifier on all of them."""
+    from minilean.cli import DIFFUSION, EVALUATE, GAN
+    from minilean.data import load_dataset
+    from minilean.models.classifier import RUN_FD_IMAGES, fd_classifier
+    dataset = load_dataset("builtin", n_total=24, image_size=16, seed=0)
+    samples = numpy.random.default_rng(0).random((12, 3, 16, 16)).astype(numpy.float32)
+    report = fd_classifier(samples, dataset, "cpu", seed=0, n_eval=8, steps=2,
+                           cache=str(tmp_path))
+    assert report["n_images"] == 8
+    first = fd_classifier(samples[:8], dataset, "cpu", seed=0, n_eval=8, steps=2,
+                          cache=str(tmp_path))
+    assert first["fd_classifier"] == report["fd_classifier"]  # the first 8
+    for command in (DIFFUSION, GAN):
+        assert f"the first {RUN_FD_IMAGES} of them at most" in command.flags["n_samples"].help
+    assert "the most samples scored" in EVALUATE.flags["n_eval"].help
+
+
 def test_a_damaged_cached_classifier_is_named_as_the_cache_to_remove(tmp_path):
     """Evaluating after a whole training run fails on it: the message must say what the file
     is and that removing it is the cure, not only that it is no readable checkpoint."""
