@@ -47,6 +47,22 @@ def test_patchify_round_trip_on_a_non_square_grid():
     numpy.testing.assert_array_equal(patches.numpy(), numpy_patches(images, 2))
     numpy.testing.assert_array_equal(mae.unpatchify(patches, 2, 3, 4, 6).numpy(), images)
 
+
+@pytest.mark.parametrize("patch_size, channels, height, width", [
+    (4, 3, 8, 8),  # 2x2 patches read back as 4x4 ones: the same 192 values an image
+    (2, 1, 8, 24),  # as a 1-channel image three times as wide
+    (3, 3, 8, 8),  # a patch side that does not divide the image
+])
+def test_unpatchify_refuses_patches_of_another_patch_size_or_image(patch_size, channels,
+                                                                   height, width):
+    """The reshape checked only the element count: patches cut with p = 2 and read back with
+    p = 4 came out as a scrambled image, without an error."""
+    patches = mae.patchify(minilean.rand(2, 3, 8, 8), 2)
+    with pytest.raises(ValueError, match=rf"^unpatchify: patches of shape \(2, 16, 12\) are not "
+                                         rf"{patch_size}x{patch_size} patches of {channels}x"
+                                         rf"{height}x{width} images; expected shape "):
+        mae.unpatchify(patches, patch_size, channels, height, width)
+
 def test_block_mask_is_torchleans_quadrant():
     mask = mae.block_mask(1, 4, 4, block=2)
     assert numpy.flatnonzero(mask.hidden.numpy()[0]).tolist() == [0, 1, 4, 5]

@@ -55,6 +55,13 @@ def unpatchify(patches, patch_size, channels, height, width):
     """(N, L, p*p*C) -> (N, C, H, W), the inverse of ``patchify``."""
     count = patches.shape[0]
     rows, cols = height // patch_size, width // patch_size
+    expected = (count, rows * cols, patch_size * patch_size * channels)
+    # the reshape below checks only the element count: patches cut with p = 2 read back with
+    # p = 4 (64 values an image either way) came out as a scrambled image, without an error
+    if height % patch_size or width % patch_size or tuple(patches.shape) != expected:
+        raise ValueError(f"unpatchify: patches of shape {tuple(patches.shape)} are not "
+                         f"{patch_size}x{patch_size} patches of {channels}x{height}x{width} "
+                         f"images; expected shape {expected}")
     # (N, rows * cols, p * p * C) -> (N, rows, cols, p, p, C)
     grid = patches.reshape(count, rows, cols, patch_size, patch_size, channels)
     # (N, rows, cols, p, p, C) -> (N, C, rows, p, cols, p)
