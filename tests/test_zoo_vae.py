@@ -466,3 +466,16 @@ def test_prior_samples_are_clipped_to_the_unit_interval(mean_bias, level):
     last.bias.data.reshape(2, -1)[0] = mean_bias  # row 0: the means, row 1: the log-scales
     samples = model.sample_prior(minilean.randn(2, 3))
     assert samples.shape == (2, 1, 4, 4) and (samples.numpy() == level).all()
+
+
+@pytest.mark.parametrize("arch, latent", [("conv", (5, 2, 4, 2)), ("conv", (5, 2, 1, 8)),
+                                          ("conv", (5, 2, 8)), ("mlp", (5, 2, 1))])
+def test_a_latent_of_another_shape_is_refused(arch, latent):
+    """The decoder's output was reshaped to the image by its element count alone: a conv
+    VAE's prior draw with h and w swapped decoded to an image, without an error."""
+    model = vae.VAE((3, 8, 16), arch=arch, hidden=4, latent=2)
+    expected = ", ".join(map(str, model.latent_shape))
+    with pytest.raises(ValueError, match=rf"^VAE decodes latents of shape \(N, {expected}\), "
+                                         rf"got \({', '.join(map(str, latent))}\)$"):
+        model.sample_prior(minilean.randn(*latent))
+    assert model.sample_prior(minilean.randn(5, *model.latent_shape)).shape == (5, 3, 8, 16)

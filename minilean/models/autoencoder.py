@@ -97,6 +97,13 @@ class EncoderDecoder(nn.Module):
 
     def run_decoder(self, code):
         """(N, *latent_shape) -> (N, outputs_per_pixel, C, H, W)."""
+        # the reshape below checks only the element count: a conv VAE's prior draw with h and w
+        # swapped ((N, L, 4, 2) for latent_shape (L, 2, 4)) decoded to an image of the right
+        # shape, its rows cut from the transposed grid, without an error
+        if tuple(code.shape[1:]) != self.latent_shape:
+            raise ValueError(f"{type(self).__name__} decodes latents of shape (N, "
+                             f"{', '.join(map(str, self.latent_shape))}), got "
+                             f"{tuple(code.shape)}")
         # (N, k * C * H * W) or (N, k * C, H, W) -> (N, k, C, H, W)
         return self.decoder(code).reshape((code.shape[0], self.outputs_per_pixel) + self.image_shape)
 
