@@ -50,6 +50,18 @@ def test_whole_losses_gradcheck_float64():
     assert gradcheck(lambda *_: gan.generator_loss(discriminator(generator(z))), params)
 
 
+
+@pytest.mark.parametrize("shape", [(4, 8, 8, 3), (4, 192), (4, 3, 16, 4)])
+def test_the_discriminator_refuses_data_of_another_shape(shape):
+    """flatten(1) took any shape of the right size: channels-last images were scored as if
+    they were channels-first, without an error."""
+    discriminator = gan.Discriminator((3, 8, 8), hidden=4)
+    with pytest.raises(ValueError, match=rf"^Discriminator scores data of shape \(N, 3, 8, 8\), "
+                                         rf"got \({', '.join(map(str, shape))}\)$"):
+        discriminator(minilean.rand(*shape))
+    assert discriminator(minilean.rand(4, 3, 8, 8)).shape == (4,)
+    assert gan.Discriminator((2,), hidden=4)(minilean.rand(5, 2)).shape == (5,)
+
 def test_alternating_steps_lower_each_players_loss():
     minilean.manual_seed(0)
     generator, discriminator = gan.Generator(2, (2,), hidden=16, bounded=False), \

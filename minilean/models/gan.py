@@ -59,11 +59,16 @@ class Discriminator(nn.Module):
 
     def __init__(self, data_shape, hidden=256):
         super().__init__()
-        size = int(numpy.prod(data_shape))
+        self.data_shape, size = tuple(data_shape), int(numpy.prod(data_shape))
         self.hidden1, self.hidden2 = nn.Linear(size, hidden), nn.Linear(hidden, hidden)
         self.score = nn.Linear(hidden, 1)
 
     def forward(self, x):
+        # flatten(1) takes any shape of the right size: channels-last images (N, H, W, C)
+        # were scored as if they were (N, C, H, W), without an error
+        if tuple(x.shape[1:]) != self.data_shape:
+            raise ValueError(f"Discriminator scores data of shape (N, "
+                             f"{', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}")
         h = F.leaky_relu(self.hidden1(x.flatten(1)), 0.2)  # (N, *data_shape) -> (N, P)
         h = F.leaky_relu(self.hidden2(h), 0.2)
         return self.score(h).reshape(x.shape[0])  # (N, 1) -> (N,)
