@@ -1,5 +1,6 @@
 """MAE: patchify round trip, masks, the masked loss, gradients in float64, training steps."""
 import math
+import re
 
 import numpy
 import pytest
@@ -456,6 +457,30 @@ def test_wrong_images_masks_and_patch_sizes_are_named():
             model(minilean.rand(2, 1, 4, 4), mae.random_mask(2, patches, 0.5))
     assert model(minilean.rand(2, 1, 4, 4), mask).shape == (2, 4, 4)
 
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("patch_size", 0, "patch_size must be an int >= 1, got 0"),  # was a ZeroDivisionError
+    ("patch_size", -2, "patch_size must be an int >= 1, got -2"),  # built on a (-4, -4) grid
+    ("patch_size", True, "patch_size must be an int >= 1, got True"),
+    ("width", 0, "width must be an int >= 1, got 0"),
+    ("decoder_width", 2.0, "decoder_width must be an int >= 1, got 2.0"),
+    ("heads", 0, "heads must be an int >= 1, got 0"),
+    ("decoder_heads", -1, "decoder_heads must be an int >= 1, got -1"),
+    ("depth", -1, "depth must be an int >= 0, got -1"),  # built no encoder blocks
+    ("decoder_depth", 1.5, "decoder_depth must be an int >= 0, got 1.5"),
+])
+def test_sizes_that_are_no_sizes_are_refused_where_the_model_is_built(name, value, message):
+    """patch_size 0 divided by zero, -2 built a model on a (-4, -4) grid that failed at its
+    first forward, and a negative depth silently built no blocks."""
+    sizes = dict(patch_size=2, width=4, depth=1, heads=2, decoder_width=4, decoder_depth=1,
+                 decoder_heads=2)
+    with pytest.raises(ValueError, match=rf"^{re.escape(message)}$"):
+        mae.MaskedAutoencoder((1, 8, 8), **{**sizes, name: value})
+    if name == "patch_size":
+        with pytest.raises(ValueError, match=rf"^{re.escape(message)}$"):
+            mae.patchify(minilean.rand(1, 1, 8, 8), value)
+    assert mae.MaskedAutoencoder((1, 8, 8), **{**sizes, "depth": 0}).grid == (4, 4)
 
 def test_8_bit_images_are_refused_as_the_autoencoders_refuse_them():
     """A uint8 batch gave a finite loss on the wrong scale (22431.7)."""

@@ -21,10 +21,11 @@ import numpy
 from minilean import backend, nn
 from minilean.autograd.creation import zeros
 from minilean.autograd.shape import cat
-from minilean.autograd.tensor import Tensor
+from minilean.autograd.tensor import Tensor, is_int
 from minilean.models.autoencoder import check_image_batch
 from minilean.nn import functional as F
 from minilean.nn import init
+from minilean.nn.module import check_sizes
 
 PatchMask = namedtuple("PatchMask", "keep restore hidden")
 PatchMask.__doc__ = """Which patches an encoder sees.
@@ -40,6 +41,7 @@ def patchify(images, patch_size):
     """(N, C, H, W) -> (N, L, p*p*C): patch l = row-major patch (l // (W/p), l % (W/p)),
     flattened as (row in patch, column in patch, channel)."""
     count, channels, height, width = images.shape
+    check_sizes(patch_size=patch_size)  # 0 divided by zero below
     if height % patch_size or width % patch_size:
         raise ValueError(f"patch size {patch_size} must divide the image size {height}x{width}")
     rows, cols = height // patch_size, width // patch_size
@@ -225,6 +227,13 @@ class MaskedAutoencoder(nn.Module):
                  decoder_depth=1, decoder_heads=2):
         super().__init__()
         channels, height, image_width = image_shape
+        # checked before the grid is cut: patch_size 0 divided by zero, and -2 built a model
+        # on a (-4, -4) grid that failed at its first forward; a negative depth built no blocks
+        check_sizes(patch_size=patch_size, width=width, heads=heads,
+                    decoder_width=decoder_width, decoder_heads=decoder_heads)
+        for name, value in (("depth", depth), ("decoder_depth", decoder_depth)):
+            if not is_int(value) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
         if height % patch_size or image_width % patch_size:  # the grid would drop the rest
             raise ValueError(f"patch size {patch_size} must divide the image size "
                              f"{height}x{image_width}")
