@@ -292,6 +292,20 @@ def test_a_nan_or_inf_slice_gives_the_documented_values_and_gradients():
     np.testing.assert_array_equal(row.grad.numpy(), [[nan, 2.0, 3.0]])
 
 
+@pytest.mark.parametrize("reduce", [lambda x: x.max(), lambda x: x.max(1).values,
+                                    lambda x: (-x).amin(1, keepdim=True), lambda x: ml.amax(x)])
+@np.errstate(all="ignore")  # an infinite slope on purpose
+def test_an_infinite_gradient_after_max_reaches_only_the_maximum(reduce):
+    """sqrt's slope at 0 after a max is inf: multiplied by the share 0 of the elements that
+    are not the maximum, it made nan there (PyTorch's max gives them 0), and through them
+    every weight before it."""
+    x = ml.tensor([[0.0, -1.0, -2.0], [-3.0, 0.0, -1.0]], dtype=ml.float64, requires_grad=True)
+    ml.sqrt(reduce(x)).sum().backward()
+    winners = x.numpy() == 0
+    assert np.isinf(x.grad.numpy()[winners]).all()
+    np.testing.assert_array_equal(x.grad.numpy()[~winners], 0.0)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.int32, np.int64, np.bool_])
 def test_sum_of_integers_and_bools_is_int64(dtype):
     """As in PyTorch: NumPy sums the unsigned integers in uint64."""

@@ -9,7 +9,7 @@ import builtins
 import collections
 import math
 
-from minilean.autograd.elementwise import as_dtype, floating, maximum, minimum
+from minilean.autograd.elementwise import as_dtype, floating, masked_gradient, maximum, minimum
 from minilean.autograd.function import Function
 from minilean.autograd.tensor import DEFAULT_INT_DTYPE, Tensor, dims_arg, is_int
 from minilean.backend import array_module
@@ -168,6 +168,8 @@ class Extremum(Function):
     A slice holding nan has y = nan, which no x_i equals: its gradient is 0/0 = nan throughout,
     as ``torch.amax`` (``torch.max`` without a dim sends it to the nans).
     For float16 the ties are counted in float32 (``widened``): from 2,049 they are not exact.
+    An infinite or nan dy reaches only the x_i that share it: elsewhere the share is 0, and
+    the gradient 0 (as PyTorch's ``max``; ``torch.amax`` multiplies, inf * 0 = nan there).
     """
     @staticmethod
     def forward(ctx, x, axes=(), keepdim=False, largest=True):
@@ -180,7 +182,10 @@ class Extremum(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return narrowed(_keepdim_grad(grad, ctx.axes, ctx.keepdim) * ctx.share, grad.dtype)
+        # selected, not multiplied by the share: an infinite dy (sqrt's slope at 0 after the
+        # max) made inf * 0 = nan at every element that is not the maximum
+        kept = masked_gradient(_keepdim_grad(grad, ctx.axes, ctx.keepdim), ctx.share != 0)
+        return narrowed(kept * ctx.share, grad.dtype)
 
 
 def _shifted_exp(x, axis):
