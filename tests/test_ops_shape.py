@@ -230,6 +230,29 @@ def test_an_int_beside_index_arrays_selects_first_as_in_pytorch(index, ints_firs
 
 
 @pytest.mark.parametrize("index", [
+    (slice(None), [0, 1, 2], Ellipsis, [1, 3, 3]),  # (2, 3); NumPy's x[index]: (3, 2)
+    (slice(1, 2), [True, False, True], Ellipsis, [3, 0]),  # (1, 2); NumPy's: (2, 1)
+    (None, slice(None), [2, 2, 0], Ellipsis, [0, 1, 1])])
+def test_an_ellipsis_standing_for_no_axis_leaves_index_arrays_adjacent(index):
+    """PyTorch drops an Ellipsis that stands for no axis; NumPy counts it as a separator
+    between index arrays, whose axes then come first: another shape, or the same numbers
+    transposed, without a word."""
+    values = np.arange(24.0).reshape(2, 3, 4)
+    without = tuple(part for part in index if part is not Ellipsis)
+    x = ml.tensor(values, requires_grad=True)
+    picked = x[index]
+    np.testing.assert_array_equal(picked.numpy(), values[without])
+    picked.sum().backward()
+    chosen = np.arange(24).reshape(2, 3, 4)[without].ravel()  # each picked element's number
+    np.testing.assert_array_equal(x.grad.numpy(),
+                                  np.bincount(chosen, minlength=24).reshape(2, 3, 4))
+    torch = pytest.importorskip("torch")
+    torch_index = tuple(torch.tensor(part) if isinstance(part, list) else part
+                        for part in index)
+    np.testing.assert_array_equal(picked.numpy(), torch.tensor(values)[torch_index].numpy())
+
+
+@pytest.mark.parametrize("index", [
     [[0, 1], [2, 2]], [[0, 1]], [slice(0, 2), 1], [0, None, [1, 2]], [Ellipsis, [3, 0, 3]],
     [np.array([1, 1]), [0, 2]], [[1, 0], ml.tensor([2, 2])]])
 def test_a_list_holding_index_parts_is_refused(index):

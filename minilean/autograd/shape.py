@@ -296,11 +296,12 @@ def _read_as_tuple(index):
 def getitem(x, index):
     """``x[index]``: basic slicing, integer-array and boolean-mask indexing, as in PyTorch.
 
-    That is NumPy's rule but for one case: an int (or a 0-d integer tensor) beside index
+    That is NumPy's rule but for two cases: an int (or a 0-d integer tensor) beside index
     arrays selects first, as plain indexing. NumPy counts it among the arrays, and arrays
     split by a slice put their axes first: of a (2, 3, 4) x, ``x[0, :, [0, 1]]`` is (2, 3)
     in NumPy, (3, 2) in PyTorch. So such an index is taken in two steps, the ints (every
-    other axis kept whole), then the rest.
+    other axis kept whole), then the rest. And an Ellipsis that stands for no axis is
+    dropped, so that it splits no arrays.
     """
     xp = x.xp
     if _read_as_tuple(index):
@@ -311,6 +312,11 @@ def getitem(x, index):
     if not isinstance(index, tuple):
         return GetItem.apply(x, index=_index_part(index, xp))
     index = tuple(_index_part(part, xp) for part in index)
+    if any(part is Ellipsis for part in index) and sum(map(_axes_selected, index)) - 1 == x.ndim:
+        # an Ellipsis that stands for no axis is dropped, as PyTorch does: NumPy counts it
+        # between two index arrays as a separator, and their axes then come first (of a
+        # (4, 3, 2) x, x[:, [0, 1], ..., [1, 0]] was (2, 4) where PyTorch's is (4, 2))
+        index = tuple(part for part in index if part is not Ellipsis)
     if any(map(_selects_one, index)) and any(getattr(part, "ndim", 0) > 0 for part in index):
         ints = []
         for part in index:
