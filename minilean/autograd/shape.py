@@ -274,6 +274,13 @@ def _selects_one(part):
     return is_int(part) or (getattr(part, "ndim", None) == 0 and part.dtype.kind in "iu")
 
 
+def _is_bool(part):
+    """A bool, or a 0-d bool array: to PyTorch a new axis of size 1 (True) or 0 (False) in
+    its place; to NumPy an index array, which an int beside it joins (``x[0, :, True]`` of
+    a (2, 3, 4) x was (1, 3, 4), PyTorch's (3, 1, 4))."""
+    return isinstance(part, bool) or (getattr(part, "ndim", None) == 0 and part.dtype == bool)
+
+
 def _axes_selected(part):
     """How many axes of x one part of an index consumes: a boolean mask its own count, None
     and a bool (which add an axis) none, anything else one."""
@@ -300,7 +307,8 @@ def getitem(x, index):
     arrays selects first, as plain indexing. NumPy counts it among the arrays, and arrays
     split by a slice put their axes first: of a (2, 3, 4) x, ``x[0, :, [0, 1]]`` is (2, 3)
     in NumPy, (3, 2) in PyTorch. So such an index is taken in two steps, the ints (every
-    other axis kept whole), then the rest. And an Ellipsis that stands for no axis is
+    other axis kept whole), then the rest; so is one with an int beside a bool, which NumPy
+    takes for an index array too. And an Ellipsis that stands for no axis is
     dropped, so that it splits no arrays.
     """
     xp = x.xp
@@ -317,7 +325,8 @@ def getitem(x, index):
         # between two index arrays as a separator, and their axes then come first (of a
         # (4, 3, 2) x, x[:, [0, 1], ..., [1, 0]] was (2, 4) where PyTorch's is (4, 2))
         index = tuple(part for part in index if part is not Ellipsis)
-    if any(map(_selects_one, index)) and any(getattr(part, "ndim", 0) > 0 for part in index):
+    if any(map(_selects_one, index)) and any(getattr(part, "ndim", 0) > 0 or _is_bool(part)
+                                             for part in index):
         ints = []
         for part in index:
             ints += [part] if _selects_one(part) or part is Ellipsis else \
