@@ -178,3 +178,13 @@ def test_the_ring8_defaults_the_readme_states_are_the_gans():
     words = stated.split()
     assert dict(zip((word[2:] for word in words[::2]), map(int, words[1::2]))) == \
         RING8_GAN_DEFAULTS
+
+
+def test_what_the_readme_says_of_a_reduction_over_dim_empty_is_what_it_does():
+    """The README said that ``dim=()`` reduces no axis (NumPy's meaning) after the reductions
+    had begun to refuse it: a reader who trusted it met a ValueError."""
+    import minilean as ml
+    stated = re.search(r"reduction over `dim=\(\)` (.+?) \(", " ".join(README.split())).group(1)
+    with pytest.raises(ValueError, match=r"dim \(\) names no axis"):
+        ml.ones(2, 3).sum(dim=())
+    assert stated == "is refused"
