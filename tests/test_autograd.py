@@ -90,6 +90,22 @@ def test_no_grad_records_nothing_and_enable_grad_records_inside_it():
         y.backward()
 
 
+
+@pytest.mark.parametrize("unchanged", [
+    lambda x: x.reshape(2, 3), lambda x: x.expand(2, 3), lambda x: x.squeeze(),
+    lambda x: x.flatten(1)])
+def test_a_shape_op_that_changes_nothing_under_no_grad_stops_the_gradient(unchanged):
+    """reshape, expand and squeeze to the shape x has returned x itself, also under no_grad:
+    a target made there (``with no_grad(): target = x.reshape(x.shape)``) was x, and a loss
+    x * target sent 2x back to x instead of target."""
+    x = ml.tensor(np.arange(6.0).reshape(2, 3), dtype=ml.float64, requires_grad=True)
+    with ml.no_grad():
+        target = unchanged(x)
+    assert not target.requires_grad and target.grad_fn is None
+    (x * target).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), x.numpy())
+    assert x.reshape(2, 3) is x  # recording, an unchanged x needs no node
+
 def test_a_grad_mode_may_be_entered_again_also_inside_itself():
     """A ``no_grad()`` kept and entered twice was an error (a one-shot generator context, as
     PyTorch's before 2.0). Each exit restores the mode its own entry found: PyTorch 2.13's,

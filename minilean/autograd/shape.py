@@ -9,6 +9,7 @@ import math
 import numpy
 
 from minilean import backend
+from minilean.autograd import grad_mode
 from minilean.autograd.elementwise import as_dtype
 from minilean.autograd.function import Function
 from minilean.autograd.tensor import Tensor, dims_arg, is_int
@@ -171,12 +172,21 @@ def _axis(dim, ndim, name="dim"):
     return int(dim) % ndim
 
 
+def _unchanged(x):
+    """The result of a shape op that leaves ``x`` as it is: ``x`` itself (no node to record),
+    but under ``no_grad`` its data detached, as any op's result there is. ``x`` itself let a
+    gradient through a block meant to stop it: after ``with no_grad(): target =
+    x.reshape(x.shape)``, a loss ``x * target`` sent 2x back to x, not target (PyTorch's
+    view there is no path to x)."""
+    return x if grad_mode.is_grad_enabled() else x.detach()
+
+
 def reshape(x, shape):
     shape = tuple(shape)
     if shape == x.shape:
         if not all(map(is_int, shape)):  # (2.0, 3) equals (2, 3); NumPy refuses it elsewhere
             raise _not_a_shape(shape)
-        return x
+        return _unchanged(x)
     try:
         return Reshape.apply(x, shape=shape)
     except TypeError:  # a float or a bool among the sizes, in NumPy's words
@@ -214,7 +224,7 @@ def squeeze(x, dim=None):
         for d in dims_arg(dim):
             if d not in (0, -1):
                 raise ValueError(f"dim {d} is out of range for a 0-d tensor (0 or -1)")
-        return x
+        return _unchanged(x)
     else:
         drop = {axis for axis in (_axis(d, x.ndim) for d in dims_arg(dim)) if x.shape[axis] == 1}
     return reshape(x, tuple(size for axis, size in enumerate(x.shape) if axis not in drop))
@@ -237,7 +247,7 @@ def expand(x, shape):
                          f"leading axis {shape.index(-1)} has none")
     shape = tuple(x.shape[axis - extra] if size == -1 else size for axis, size in enumerate(shape))
     if shape == x.shape:
-        return x
+        return _unchanged(x)
     return Expand.apply(x, shape=shape)
 
 
