@@ -105,6 +105,14 @@ def test_attention_draws_each_kind_of_mask_its_strategy_names(kind):
     _draws(_attention_inputs(), lambda example: kind(example["mask"]))
 
 
+@pytest.mark.parametrize("leading", [(), (2,), (2, 2)])
+def test_attention_draws_the_models_leading_axes(leading):
+    """one (L, d) matrix, the U-Net's batch and the MAE's batch and heads: a softmax over a
+    fixed axis 1 is right on the first alone."""
+    from proofs.statements.attention import _attention_inputs
+    _draws(_attention_inputs(), lambda example: example["q"].shape[:-2] == leading)
+
+
 @pytest.mark.parametrize("strategy, case", [
     ("_spread_inputs", lambda example: example["dim"] is None),
     ("_spread_inputs", lambda example: example["dim"] == -1),

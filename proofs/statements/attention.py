@@ -26,11 +26,19 @@ from proofs.numerics import ENGINE_DTYPES, engine, gamma, library_roundings, mp,
 FUNCTIONAL = "minilean.nn.functional"
 
 
+# leading axes before (L, d): none, the U-Net's batch (B, HW, C), and the MAE's batch and heads
+# (N, H, L, D); an axis of 2 in front of (L, S) is where a softmax over axis 1 (the keys of
+# one score matrix, but the queries or the heads of the models') differs from one over -1
+LEADING_SHAPES = [(), (2,), (1, 2), (2, 2)]
+
+
 @st.composite
 def _attention_inputs(draw):
-    """Q (L, d), K (S, d), V (S, dv): L in 2..3 (one query is alone in any softmax over the
-    queries), S in 1..3, d in 2..4 (so 1/sqrt(d) is no 1/d), dv in 1..3, entries in [-2, 2];
-    no mask, a boolean one (a row may be all False) or a float one in [-3, 3]."""
+    """Q (..., L, d), K (..., S, d), V (..., S, dv) with leading axes from LEADING_SHAPES:
+    L in 2..3 (one query is alone in any softmax over the queries), S in 1..3, d in 2..4 (so
+    1/sqrt(d) is no 1/d), dv in 1..3, entries in [-2, 2]; no mask, a boolean one (a row may be
+    all False) or a float one in [-3, 3], of shape (L, S), broadcast over the leading axes."""
+    lead = draw(st.sampled_from(LEADING_SHAPES))
     length, source = draw(st.integers(2, 3)), draw(st.integers(1, 3))
     d, dv = draw(st.integers(2, 4)), draw(st.integers(1, 3))
     kind = draw(st.sampled_from(["none", "bool", "float"]))
@@ -40,11 +48,24 @@ def _attention_inputs(draw):
                                            max_size=length * source))).reshape(length, source)
     elif kind == "float":
         mask = real_array(draw, (length, source), -3, 3)
-    return {"q": real_array(draw, (length, d), -2, 2), "k": real_array(draw, (source, d), -2, 2),
-            "v": real_array(draw, (source, dv), -2, 2), "mask": mask}
+    return {"q": real_array(draw, lead + (length, d), -2, 2),
+            "k": real_array(draw, lead + (source, d), -2, 2),
+            "v": real_array(draw, lead + (source, dv), -2, 2), "mask": mask}
 
 
 def _reference_and_bounds(q, k, v, mask, dtype):
+    """The 50-digit output and the module docstring's bound of each (L, d) slice of the
+    leading axes, in C order (lists of mpf): the attention of one slice sees no other."""
+    outputs, bounds = [], []
+    for index in numpy.ndindex(q.shape[:-2]):
+        slice_outputs, slice_bounds = _slice_reference_and_bounds(q[index], k[index], v[index],
+                                                                  mask, dtype)
+        outputs += slice_outputs
+        bounds += slice_bounds
+    return outputs, bounds
+
+
+def _slice_reference_and_bounds(q, k, v, mask, dtype):
     """The 50-digit output and the module docstring's bound, row by row (lists of mpf)."""
     (length, d), source, dv = q.shape, k.shape[0], v.shape[1]
     scale = 1 / mpmath.sqrt(d)
@@ -80,10 +101,14 @@ def _reference_and_bounds(q, k, v, mask, dtype):
 
 
 # two queries, three keys of d = 3 (1/d is no 1/sqrt(d)), pinned with no mask, a boolean one
-# leaving the first query two keys and the second none, and a float one
+# leaving the first query two keys and the second none, and a float one; and as the MAE's
+# (N, H, L, D), a batch of two of two heads, no two alike
 _PINNED = {"q": numpy.asarray([[1.0, -0.5, 2.0], [0.25, 1.5, -1.0]]),
            "k": numpy.asarray([[0.5, 1.0, -1.5], [-2.0, 0.25, 0.5], [1.0, 1.0, 1.0]]),
            "v": numpy.asarray([[1.0, -1.0], [0.5, 2.0], [-1.5, 0.25]])}
+_PINNED_HEADS = {name: numpy.stack([numpy.stack([value, -value[::-1]]),
+                                    numpy.stack([0.5 * value, value[:, ::-1]])])
+                 for name, value in _PINNED.items()}
 
 
 @statement("scaledDotProductAttention_value", about=(f"{FUNCTIONAL}.scaled_dot_product_attention",),
@@ -91,13 +116,15 @@ _PINNED = {"q": numpy.asarray([[1.0, -0.5, 2.0], [0.25, 1.5, -1.0]]),
            examples=[{**_PINNED, "mask": None},
                      {**_PINNED, "mask": numpy.asarray([[True, False, True],
                                                         [False, False, False]])},
-                     {**_PINNED, "mask": numpy.asarray([[0.5, -1.0, 2.0], [-2.0, 0.0, 1.5]])}])
+                     {**_PINNED, "mask": numpy.asarray([[0.5, -1.0, 2.0], [-2.0, 0.0, 1.5]])},
+                     {**_PINNED_HEADS, "mask": None}])
 def attention_value(check, q, k, v, mask):
     """scaled_dot_product_attention(Q, K, V, mask) = softmax(Q K^T / sqrt(d) + mask) V, the
     softmax over the keys (a boolean mask removes the keys it marks False, a row with none left
-    gives 0; a float mask is added), against mpmath, with the drawn mask and with none; bound:
-    the score errors through the softmax (e^{2E} - 1), its own rounding and the product with V
-    (module docstring)."""
+    gives 0; a float mask is added), each (L, d) slice of the leading axes (batch, heads) on
+    its own, against mpmath, with the drawn mask and with none; bound: the score errors
+    through the softmax (e^{2E} - 1), its own rounding and the product with V (module
+    docstring)."""
     from minilean.nn import functional as F
     # without a mask too, every example: the models' attention, and the path on which a
     # softmax over the wrong axis is not masked away
@@ -109,7 +136,7 @@ def attention_value(check, q, k, v, mask):
             attn_mask=None if used is None else used if used.dtype == bool
             else used.astype(dtype))
         what = f"attention, mask {None if used is None else used.dtype} ({dtype.__name__})"
-        check.holds(out.dtype == dtype and out.shape == (q.shape[0], v.shape[1]),
+        check.holds(out.dtype == dtype and out.shape == q.shape[:-1] + v.shape[-1:],
                     f"{what}: output is {out.dtype} {out.shape}")
         check.close(out, reference, bounds, what)
 
@@ -188,4 +215,19 @@ def attention_mask_promotes(original):
         if attn_mask is None or attn_mask.dtype != bool:
             return weights
         return weights * Tensor(attn_mask.any(axis=-1, keepdims=True).astype(float))
+    return broken
+
+
+@mutant("attention's softmax over axis 1", f"{FUNCTIONAL}.attention_weights",
+        caught_by=["scaledDotProductAttention_value"])
+def attention_softmax_over_axis_1(original):
+    """attention's softmax over axis 1, written for one (L, S) score matrix, where it is the
+    keys' axis: the models' scores are (B, L, S) in the U-Net and (N, H, L, S) in the MAE, where
+    axis 1 is the queries' or the heads' (no mask; one (L, S) matrix hides it)."""
+    def broken(query, key, attn_mask=None, is_causal=False, scale=None):
+        from minilean.autograd.reduce import softmax
+        if attn_mask is not None or is_causal:
+            return original(query, key, attn_mask, is_causal, scale)
+        scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+        return softmax((query @ key.transpose(-2, -1)) * scale, dim=1)
     return broken
