@@ -609,6 +609,73 @@ for _case in CASES:
     _register(_case)
 
 
+# The reductions' statements above reduce one vector, where any sum in the backward is over
+# its only axis. The models reduce one axis of many: attention's softmax over the keys of
+# (N, H, L, S) scores, cross_entropy's log_softmax over the classes of (N, C) logits, the IW
+# bound's logsumexp over the draws of (K, N) log-weights. There a backward that sums over
+# every axis, or over the right axis without keeping it (which broadcasts silently where
+# the two axes are equal: the U-Net's self-attention of one image, (1, HW, HW)), is wrong,
+# and right on one vector. So each is checked again over each axis of a matrix, slice by
+# slice, against the one-vector case's definition, with its bound (the slice's n, its g,
+# its magnitudes: no slice's rounding sees another's).
+AXIS_REDUCTIONS = {case.name: case for case in REDUCTIONS
+                   if case.name in ("logsumexp", "softmax", "log_softmax")}
+AXIS_CALLS = {"logsumexp": lambda x, axis: x.logsumexp(axis),
+              "softmax": lambda x, axis: x.softmax(axis),
+              "log_softmax": lambda x, axis: x.log_softmax(axis)}
+
+
+@st.composite
+def _matrix_and_axis(draw):
+    """x (r, c), r and c in 2..3 (square or not), entries in [-8, 8], and an axis 0, 1 or -1."""
+    rows, cols = draw(st.integers(2, 3)), draw(st.integers(2, 3))
+    return {"x": real_array(draw, (rows, cols), -8, 8), "axis": draw(st.sampled_from([0, 1, -1])),
+            "seed": draw(st.integers(0, 2 ** 16))}
+
+
+def _slices(shape, axis):
+    """The index of each slice along ``axis`` of a matrix of ``shape``, and of its place in a
+    reduced output (None where the op keeps the shape)."""
+    axis = axis % 2
+    return [((slice(None), j) if axis == 0 else (j, slice(None)), j)
+            for j in range(shape[1 - axis])]
+
+
+@statement("autograd_backward_eq_mpmath_derivative[reductions_over_an_axis]",
+           about=(f"{REDUCE}.logsumexp", f"{REDUCE}.softmax", f"{REDUCE}.log_softmax"),
+           given=_matrix_and_axis(), max_examples=10,
+           # pinned: a square matrix (a sum not kept as an axis broadcasts along the other
+           # one there, and gives wrong values, not a shape error), over each axis
+           examples=[{"x": numpy.asarray([[1.0, -2.0, 0.5], [3.0, 0.25, -1.0],
+                                          [-0.5, 2.0, 1.5]]), "axis": axis, "seed": 1}
+                     for axis in (0, -1)])
+def reductions_over_an_axis(check, x, axis, seed):
+    """logsumexp, softmax and log_softmax over one axis of a matrix: the backward of each
+    slice along the axis is that slice's own, sum_j g_j d f_j/dx (mpmath.diff of the
+    one-vector definition) within the one-vector statement's bound on the slice; the other
+    slices' g do not enter."""
+    import minilean
+    for (name, case), dtype in ((item, dtype) for item in AXIS_REDUCTIONS.items()
+                                for dtype in ENGINE_DTYPES):
+        tensor = engine(x, dtype, requires_grad=True)
+        output = AXIS_CALLS[name](tensor, axis)
+        g_values = upstream(seed, output.shape)
+        output.backward(engine(g_values, dtype))
+        what = f"{name} over axis {axis} of {x.shape} ({dtype.__name__})"
+        check.holds(tensor.grad is not None and tensor.grad.dtype == tensor.dtype
+                    and tensor.grad.shape == tensor.shape, f"{what}: gradient is "
+                    f"{getattr(tensor.grad, 'dtype', None)} {getattr(tensor.grad, 'shape', None)}")
+        grad = tensor.grad.numpy()
+        for index, place in _slices(x.shape, axis):
+            xs = [mp(x[index])]
+            g = mp(numpy.atleast_1d(g_values[place] if name == "logsumexp" else g_values[index]))
+            reference = _reference_gradients(case, xs, g, [x[index].shape], {})[0]
+            roundings = case.roundings(len(xs[0]), dtype)
+            bounds = [gamma(roundings, dtype) * m + underflow(roundings, dtype)
+                      for m in case.magnitudes(xs, g)[0]]
+            check.close(grad[index], reference, bounds, f"{what}, slice {place}")
+
+
 # --- mutants: broken backward (and forward) formulas -----------------------------------------
 # One or more per statement above, each a slip a person writing that op could make. Under every
 # mutant, each statement in its caught_by fails on the derandomized examples with a wrong
@@ -937,6 +1004,40 @@ def log_softmax_backward_diagonal(original):
     Jacobian's diagonal only)."""
     from minilean.backend import array_module
     return lambda ctx, grad: grad - array_module(grad).exp(ctx.out) * grad
+
+
+@mutant("softmax backward's sum not kept as an axis", f"{REDUCE}.Softmax.backward",
+        caught_by=_caught_by("reductions_over_an_axis"))
+def softmax_backward_sum_not_kept(original):
+    """Softmax.backward sums g s over the axis without keepdims: right for one vector, and
+    for a square matrix (the U-Net's self-attention of one image, scores (1, HW, HW))
+    broadcast along the other axis: wrong values, no shape error."""
+    def backward(ctx, grad):
+        return ctx.out * (grad - (grad * ctx.out).sum(axis=ctx.axis))
+    return backward
+
+
+@mutant("log_softmax backward summing g over every axis", f"{REDUCE}.LogSoftmax.backward",
+        caught_by=_caught_by("reductions_over_an_axis"))
+def log_softmax_backward_sum_of_all(original):
+    """LogSoftmax.backward takes g - softmax * sum g with the sum over every element, not over
+    the class axis: right for one vector (one example's logits), not for a batch."""
+    from minilean.backend import array_module
+    return lambda ctx, grad: grad - array_module(grad).exp(ctx.out) * grad.sum()
+
+
+@mutant("logsumexp backward restoring the reduced axis as the last", f"{REDUCE}.LogSumExp.backward",
+        caught_by=_caught_by("reductions_over_an_axis"))
+def logsumexp_backward_last_axis(original):
+    """LogSumExp.backward puts g's reduced axis back as the last (g[..., None]), not where
+    it was: right over the last axis or one vector, not over the draws (axis 0) of the IW
+    bound's (K, N) log-weights (for K = N broadcast, not a shape error)."""
+    from minilean.backend import array_module
+
+    def backward(ctx, grad):
+        kept = grad if ctx.keepdim else grad[..., None]
+        return kept * array_module(grad).exp(ctx.x - ctx.out)
+    return backward
 
 
 @mutant("matmul backward reshaping for the transpose", "minilean.autograd.linalg.Matmul.backward",
