@@ -11,6 +11,7 @@ rounding, sqrt: one) and rounded to the engine's dtype (one), so each coefficien
 roundings; a product adds one and a sum or difference one. Schedules are float64 host arrays,
 so mpmath takes the engine's own alpha_bar values as exact inputs.
 """
+import itertools
 import math
 
 import mpmath
@@ -184,10 +185,16 @@ def eps_from_v(check, betas, t, x0, eps, c, fractions):
                             f"x0_hat recovers x0, t = {time} ({dtype.__name__})")
 
 
+# two rows at two timesteps (a batch of one shows no pairing of coefficients with examples)
+PINNED_ROWS = {"betas": numpy.asarray([0.1, 0.2, 0.3]), "t": numpy.asarray([2, 0]),
+               "x0": numpy.asarray([[0.5, -1.0], [1.5, 0.25]]),
+               "eps": numpy.asarray([[1.0, 0.5], [-0.5, 2.0]]), "c": 0.5}
+
+
 @statement("vPredictionLoss_value",
            about=(f"{DIFFUSION}.v_prediction_loss", f"{DIFFUSION}.v_target",
                   f"{DIFFUSION}.q_sample"),
-           given=_example())
+           given=_example(), examples=[PINNED_ROWS])
 def v_loss_value(check, betas, t, x0, eps, c):
     """v_prediction_loss(v_model, x0, t, eps) = mean((v_model(x_t, t) - v)^2) with
     x_t = q_sample(x0, t, eps) and v = sqrt(a) eps - sqrt(1 - a) x0, one timestep per row, for
@@ -199,7 +206,7 @@ def v_loss_value(check, betas, t, x0, eps, c):
 
 @statement("epsPredictionLoss_value",
            about=(f"{DIFFUSION}.eps_prediction_loss", f"{DIFFUSION}.q_sample"),
-           given=_example())
+           given=_example(), examples=[PINNED_ROWS])
 def eps_loss_value(check, betas, t, x0, eps, c):
     """eps_prediction_loss(eps_model, x0, t, eps) = mean((eps_model(x_t, t) - eps)^2) with
     x_t = q_sample(x0, t, eps) = sqrt(a) x0 + sqrt(1 - a) eps (the DDPM "simple" loss,
@@ -214,12 +221,16 @@ def _prediction_loss_check(check, loss_function, target, target_error, betas, t,
     """``loss_function(model, alpha_bar, x0, t, eps)`` = mean((model(x_t, t) - target)^2) with
     x_t = q_sample(x0, t, eps), one timestep per row, for the linear model model(x, t) = c x,
     against mpmath; ``target(s, n, x0, eps)`` is the regression target in mpmath and
-    ``target_error`` the engine's rounding bound on it."""
+    ``target_error`` the engine's rounding bound on it. Each example runs twice: on rows
+    (B, n) and on the same values as the models' images (B, C, H, W) = (B, 1, 1, n), whose
+    per-example coefficients must broadcast as (B, 1, 1, 1) (one shaped (B, 1) for rows
+    pairs them with the image's rows, H, instead)."""
     from minilean.models import diffusion
     alpha_bar = diffusion.alpha_bars(betas)
-    for dtype in ENGINE_DTYPES:
-        loss = host(loss_function(lambda x, time: x * dtype(c), alpha_bar, engine(x0, dtype), t,
-                                  engine(eps, dtype)))
+    for dtype, shape in itertools.product(ENGINE_DTYPES, (x0.shape, (len(t), 1, 1, -1))):
+        loss = host(loss_function(lambda x, time: x * dtype(c), alpha_bar,
+                                  engine(x0.reshape(shape), dtype), t,
+                                  engine(eps.reshape(shape), dtype)))
         total, slack, count = mpmath.mpf(0), mpmath.mpf(0), x0.size
         for row, step in enumerate(t):
             s, n = _coefficients(alpha_bar, step)
@@ -237,7 +248,8 @@ def _prediction_loss_check(check, loss_function, target, target_error, betas, t,
                 slack += (2 * abs(d) * e_d + e_d * e_d) * (1 + gamma(count + 1, dtype)) \
                     + gamma(count + 1, dtype) * d * d
         check.close(float(loss), total / count, slack / count + mp_tolerance(total),
-                    f"loss ({dtype.__name__})")
+                    f"loss, x0 of shape {engine(x0.reshape(shape), dtype).shape} "
+                    f"({dtype.__name__})")
 
 
 # --- mutants -------------------------------------------------------------------------------
@@ -301,6 +313,18 @@ def signal_and_noise_float32(original):
     rounding but far below the size of the loss, so only a sharp bound sees it."""
     return lambda alpha_bar, t, like: original(
         numpy.asarray(alpha_bar, numpy.float32).astype(numpy.float64), t, like)
+
+
+@mutant("per-example coefficients shaped for rows", f"{DIFFUSION}._per_example",
+        caught_by=["epsPredictionLoss_value", "vPredictionLoss_value"])
+def per_example_for_rows(original):
+    """_per_example reshapes alpha_bar[t]'s (B,) to (B, 1), written for a batch of rows (B, n):
+    on the models' images (B, C, H, W) it pairs the coefficients with the rows of each image
+    (B = H: --image-size 32 at the default batch of 32), or broadcasts to another shape."""
+    def broken(values, t, like):
+        picked = original(values, t, like)
+        return picked if isinstance(picked, float) else picked.reshape(-1, 1)
+    return broken
 
 
 # --- q_sample's backward ---------------------------------------------------------------------
