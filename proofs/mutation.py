@@ -12,6 +12,7 @@ be named by some mutant.
 """
 import importlib
 import sys
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -90,9 +91,11 @@ def run_mutant(mutant_, max_examples=10):
         if statements[name].missing():
             outcomes[name] = statements[name].run()
             continue
-        # a broken implementation may well divide 0 by 0: NumPy's warnings of it would only
-        # interleave with the table (the statement's verdict is what counts)
-        with applied(mutant_), numpy.errstate(all="ignore"):
+        # a broken implementation may well divide 0 by 0, or broadcast where mse_loss warns:
+        # NumPy's warnings and the engine's would only interleave with the table (the
+        # statement's verdict is what counts)
+        with applied(mutant_), numpy.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             outcomes[name] = statements[name].run(max_examples=max_examples, shrink=False,
                                                   derandomize=True)
     return outcomes
