@@ -836,6 +836,27 @@ def test_fast_relu_gives_0_not_nan_for_an_infinite_gradient_below_0(fake_cuda):
 
 
 @needs_compiler
+def test_fast_group_norm_takes_a_numpy_integer_of_groups(rng, fake_cuda):
+    """nn.GroupNorm(numpy.gcd(8, 12), 8), a layer the plain op runs: its NumPy integer made the
+    fast kernels' launch sizes NumPy integers, and they stopped on an AttributeError."""
+    groups = numpy.gcd(8, 12)
+    assert type(groups) is numpy.int64
+    layer = minilean.nn.GroupNorm(groups, 8, activation="silu").to("cuda")
+    x = rng.normal(size=(2, 8, 3, 3)).astype(numpy.float32)
+    assert_fast_gradients_match_cpu(
+        lambda x, weight, bias: minilean.nn.functional.group_norm(x, groups, weight, bias,
+                                                                  activation="silu"),
+        [x, layer.weight.numpy(), layer.bias.numpy()], (True, True, True))
+    use_fast_kernels(True)
+    try:
+        got = layer(minilean.tensor(x, device="cuda")).numpy()
+    finally:
+        use_fast_kernels(False)
+    expected = layer.to("cpu")(minilean.tensor(x)).numpy()
+    numpy.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@needs_compiler
 @pytest.mark.parametrize("name", sorted(TAIL_ACTIVATIONS))
 def test_fast_activation_keeps_the_left_tail(fake_cuda, name):
     check_fast_activation_keeps_the_left_tail(name)

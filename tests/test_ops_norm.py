@@ -1,6 +1,8 @@
 """layer_norm and group_norm (fused primitives): gradcheck and torch oracle with and without
 the affine weight and bias, group_norm with its SiLU fused, wide statistics for float16, and
 bad arguments."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import strategies as st
@@ -250,3 +252,14 @@ def test_degenerate_shapes_and_groups_are_refused_naming_them():
         group_norm(ml.ones(6), 3)
     with pytest.raises(ValueError, match="num_groups 0 must divide the 6 channels"):
         group_norm(ml.ones(2, 6), 0)
+
+
+@pytest.mark.parametrize("groups", [2.0, True, "2"])
+def test_group_norm_refuses_groups_that_are_not_an_int(groups):
+    """A float failed in NumPy's words (reshape's), a bool ran as 1 group with fast kernels
+    only; a NumPy integer is an int (tests/test_fake_device.py runs one on the fast kernels)."""
+    with pytest.raises(ValueError, match=f"group_norm num_groups must be an int, got "
+                                         f"{re.escape(repr(groups))}"):
+        group_norm(ml.ones(2, 6), groups)
+    np.testing.assert_array_equal(group_norm(ml.ones(2, 6, 2), np.int64(3)).numpy(),
+                                  group_norm(ml.ones(2, 6, 2), 3).numpy())

@@ -289,6 +289,12 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, activation=None)
     if x.ndim < 2:
         raise ValueError(f"group_norm needs an input of shape (N, C, ...), got {x.shape}")
     channels = x.shape[1]
+    # an integer, passed on as Python's: a NumPy one (numpy.gcd's, which nn.GroupNorm takes)
+    # made the fast kernels' launch sizes NumPy integers, which stopped them on an
+    # AttributeError where the plain op ran; a bool ran there as 1 group where the plain op
+    # refused it, and a float failed in NumPy's words
+    if not is_int(num_groups):
+        raise ValueError(f"group_norm num_groups must be an int, got {num_groups!r}")
     if num_groups <= 0 or channels % num_groups:
         raise ValueError(f"group_norm num_groups {num_groups} must divide the {channels} channels")
     for name, tensor in (("weight", weight), ("bias", bias)):
@@ -296,6 +302,6 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, activation=None)
             raise ValueError(f"group_norm {name} has shape {tensor.shape}, expected ({channels},)")
     affine, has_weight = _affine(weight, bias)
     # an integer x in float32, as in layer_norm
-    return GroupNorm.apply(floating(x), *affine, num_groups=num_groups,
+    return GroupNorm.apply(floating(x), *affine, num_groups=int(num_groups),
                            eps=_check_eps(eps, "group_norm"), has_weight=has_weight,
                            activation=activation)
