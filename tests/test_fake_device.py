@@ -726,6 +726,26 @@ def test_model_command_runs_on_cuda(fake_cuda, monkeypatch, tmp_path, command, f
         f"{command}: {fake_cupy.scatters.repeated} add.at calls summed into one place twice"
 
 
+@needs_compiler
+def test_a_run_without_fast_kernels_runs_none_after_one_with_them(fake_cuda, tmp_path):
+    """The switch is the process's: a second command in one process (``main`` called again)
+    without --fast-kernels ran the kernels the first had switched on, while its config.json
+    said fast_kernels false."""
+    from minilean.cli import main
+    from minilean.cuda import registry
+    common = ["autoencoder", "--device=cuda", "--steps=1", "--batch-size=4", "--n-total=16",
+              "--n-eval=4", "--progress=false"]
+    try:
+        main(common + ["--fast-kernels", f"--out={tmp_path / 'fast'}"])
+        assert registry.installed()
+        main(common + [f"--out={tmp_path / 'plain'}"])
+        assert registry.installed() == {}
+    finally:
+        use_fast_kernels(False)
+    config = json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert config["fast_kernels"] is False
+
+
 def test_a_resumed_vae_run_on_cuda_repeats_an_uninterrupted_one(fake_cuda, tmp_path):
     """The reparameterisation noise of each step repeats after --resume on "cuda" too (a
     checkpoint holds the CPU generator, not the device's)."""

@@ -120,8 +120,8 @@ class TrainState:
 
 
 def prepare_device(config):
-    """Check the device can run, set the CPU's BLAS threads (``--threads``), and switch on
-    the fast kernels when asked."""
+    """Check the device can run, set the CPU's BLAS threads (``--threads``), and switch the
+    fast kernels on or off as the config says."""
     backend.check_device(config.device)
     if config.threads is not None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
@@ -133,11 +133,12 @@ def prepare_device(config):
                   f"cores this process may use; the threads wait on each other, and a step "
                   f"can take many times longer", file=sys.stderr)
         set_num_threads(config.threads)
-    if config.fast_kernels:
-        if config.device != "cuda":
-            print("minilean: --fast-kernels has no effect on the CPU", file=sys.stderr)
-        else:
-            use_fast_kernels()
+    if config.fast_kernels and config.device != "cuda":
+        print("minilean: --fast-kernels has no effect on the CPU", file=sys.stderr)
+    # switched to what this run's config says, off too: the switch is the process's, and a
+    # run without --fast-kernels after one with it in the same process (``cli.main`` called
+    # twice) ran the kernels while its config.json said fast_kernels false
+    use_fast_kernels(bool(config.fast_kernels) and config.device == "cuda")
 
 
 def check_halved_twice(config, image_shape, network):
