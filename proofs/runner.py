@@ -1,7 +1,8 @@
 """Print every checked statement as a table; ``main`` is ``python -m minilean proofs``.
 
 Columns: theorem (TorchLean's name, or a descriptive one for statements beyond TorchLean),
-statement (one line of math), examples tried (hypothesis examples run), worst error vs bound
+statement (one line of math), examples tried (hypothesis examples run, less those the body
+discards with ``assume``: its hypothesis fails there), worst error vs bound
 (over every comparison of every example, the one closest to its bound; on a FAIL, the
 comparison that failed, on the example the message names), result. With
 ``mutants=True`` it also runs the mutation suite and prints which broken implementation was

@@ -37,6 +37,22 @@ def test_a_true_statement_passes_and_counts_examples():
     assert outcome.status == "pass" and outcome.examples == 7
 
 
+def test_examples_its_hypothesis_discards_are_not_counted_as_tried_nor_their_errors():
+    """An example the body rejects with ``assume`` (the statement's hypothesis computed, as
+    ddimStep_eq_eta_formula's) is no example of the statement: the table counted it as tried
+    (24 for 21 checked) and took its comparisons made before the ``assume`` as the worst."""
+    from hypothesis import assume
+
+    def body(check, x):
+        """x >= 0  =>  x + 0 = x."""
+        check.close(1e-9 if x < 0 else 0.0, mp(0), 1e-8, "made before the hypothesis is known")
+        assume(x >= 0)
+        check.close(x + 0.0, mp(x), 0, "sum")
+    outcome = _statement(body, {"x": st.floats(-1, 1)}).run(max_examples=20, derandomize=True)
+    assert outcome.status == "pass" and outcome.examples == 20
+    assert (outcome.worst_error, outcome.worst_bound) == (0.0, 1e-8)
+
+
 def test_a_crash_in_the_code_under_test_is_a_failure():
     def body(check, x):
         """1 / 0 is a number (it is not)."""
