@@ -78,12 +78,14 @@ def test_a_corrupt_line_inside_the_log_is_skipped_and_the_lines_after_it_read(tm
 @pytest.mark.parametrize("corrupt", [b'{"step": 2, "note": "\xc3\x28"}', b"3", b"[2, 0.1]",
                                      b"null", b'{"loss": 1.0}', b'{"step": "2", "loss": 1.0}',
                                      b'{"step": null}', b'{"step": true}', b'{"step": 2.5}',
-                                     b'{"step": 2, "loss": NaN}', b'{"step": 2, "kl": -Infinity}'])
+                                     b'{"step": 2, "loss": NaN}', b'{"step": 2, "kl": -Infinity}',
+                                     b'{"step": 2, "loss": 1e999}', b'{"step": 2, "kl": -1e400}'])
 def test_a_line_that_is_no_json_object_is_skipped_and_resume_goes_on(tmp_path, corrupt):
     """Bytes that are not UTF-8 (a torn disk block), JSON that is not an object, an object
     without an integer step (the loss curve and the resume read every record's step), or
-    Python's NaN and Infinity, which JSON lacks (the resume, rewriting the kept lines as
-    JSON, failed on them with "Out of range float values are not JSON compliant")."""
+    Python's NaN and Infinity, which JSON lacks, and numbers past float's range, which read as
+    infinite (the resume, rewriting the kept lines as JSON, failed on them with "Out of range
+    float values are not JSON compliant")."""
     path = tmp_path / "metrics.jsonl"
     path.write_bytes(b'{"step": 1, "loss": 0.5}\n' + corrupt + b'\n{"step": 3, "loss": 0.25}\n')
     assert read_metrics(path) == [{"step": 1, "loss": 0.5}, {"step": 3, "loss": 0.25}]

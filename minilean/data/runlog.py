@@ -71,17 +71,27 @@ def _not_json(constant):
     raise ValueError(f"{constant} is not JSON")
 
 
+def _finite_float(text):
+    """A JSON number as a float; a ValueError for one past float's range (1e999, which Python
+    reads as infinite and the log never writes: rewritten by a resume, it would not be JSON)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is past the range of a float")
+    return value
+
+
 def read_metrics(path):
     """The logged records of a metrics.jsonl file: its lines that are JSON objects with an
     integer "step" (a torn or corrupt line is skipped, whether it is not JSON, not UTF-8, JSON
-    of another kind, or an object without such a step)."""
+    of another kind, an object without such a step, or one with a number past float's
+    range)."""
     records = []
     if not os.path.exists(path):
         return records
     with open(path, "rb") as file:  # read line by line as bytes: bad UTF-8 spoils one line
         for line in file:
             try:
-                record = json.loads(line, parse_constant=_not_json)
+                record = json.loads(line, parse_constant=_not_json, parse_float=_finite_float)
             except ValueError:  # JSONDecodeError, UnicodeDecodeError
                 continue
             step = record.get("step") if isinstance(record, dict) else None
@@ -344,8 +354,9 @@ _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 
 def loss_curve_svg(series, width=640, height=360, margin=48):
     """An SVG line chart of {name: [(step, value), ...]}; log-scaled y when all values > 0.
-    Non-finite values are left out (a hand-edited metrics.jsonl can hold 1e999, read as
-    infinite); a series of one point is drawn as a dot, which a line of one point is not."""
+    Non-finite values are left out (``read_metrics`` skips a line with one, but a series given
+    directly can hold them); a series of one point is drawn as a dot, which a line of one
+    point is not."""
     series = {name: [(step, value) for step, value in values if math.isfinite(value)]
               for name, values in series.items()}
     points = [point for values in series.values() for point in values]
