@@ -1,6 +1,8 @@
 """Shared test set-up: hypothesis profiles, the gpu marker, and random numbers that depend only
 on the test that draws them."""
+import importlib
 import os
+import pkgutil
 import zlib
 
 import numpy
@@ -12,6 +14,26 @@ settings.register_profile("dev", max_examples=25, deadline=None,
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def pytest_sessionstart(session):
+    """hypothesis draws, beside random values, the constants written in the local modules
+    loaded so far (its "local constants"), and reads them again whenever sys.modules grows:
+    what a test drew depended on the modules the tests before it had imported (``-k ddim``
+    drew other examples than the whole run, and a strategy's rare case went unreached).
+    Every minilean and proofs module is loaded here and the constants read once, so what a
+    test draws depends on the test alone. (A private function of hypothesis: where it is
+    gone, the draws are as before, never an error.)"""
+    for package in ("minilean", "proofs"):
+        for module in pkgutil.walk_packages(importlib.import_module(package).__path__,
+                                            package + "."):
+            if not module.name.rpartition(".")[2].startswith(("test_", "__main__")):
+                importlib.import_module(module.name)
+    from hypothesis.internal.conjecture import providers
+    read_constants = getattr(providers, "_get_local_constants", None)
+    if read_constants is not None:
+        constants = read_constants()
+        providers._get_local_constants = lambda: constants
 
 
 def _gpu_available():

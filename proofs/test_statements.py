@@ -536,8 +536,8 @@ def test_the_mask_statements_draw_each_end_of_their_ranges(name, key, ends):
 
 
 def test_complement_selected_checks_block_masks_too(monkeypatch):
-    """complement_selected_iff is about block_mask as well as random_mask: its draws check a
-    block mask, the one of four patches among them."""
+    """complement_selected_iff is about block_mask as well as random_mask: its examples check
+    a block mask, the one of four patches (pinned) among them."""
     from minilean.models import mae
     grids, block_mask = [], mae.block_mask
 
