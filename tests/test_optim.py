@@ -487,6 +487,56 @@ def test_a_frozen_weight_is_taken_and_left_alone_until_it_trains(make):
     assert (model[0].weight.numpy() != frozen).all()
 
 
+@pytest.mark.parametrize("cls", [optim.Adam, optim.AdamW])
+def test_adam_counts_the_steps_of_each_parameter_as_torch(cls):
+    """A weight unfrozen after two steps took its first Adam step with the optimizer's count,
+    3, whose bias corrections do not fit moments that start now: 0.64 lr there, and up to
+    1 / sqrt(1 - beta2) = 3.2 times lr after many steps. Its own count starts at 1, as
+    PyTorch's state[p]["step"], so its first update is lr * g / (|g| + eps); a saved and
+    loaded state keeps the counts."""
+    frozen, trained = nn.Parameter(ml.tensor([1.0, -2.0])), nn.Parameter(ml.tensor([0.5]))
+    frozen.requires_grad_(False)
+    optimizer = cls([frozen, trained], lr=0.1, weight_decay=0.0)
+    for _ in range(2):
+        optimizer.zero_grad()
+        (trained * trained).sum().backward()
+        optimizer.step()
+    frozen.requires_grad_(True)
+    optimizer.zero_grad()
+    (frozen * ml.tensor([3.0, -0.5]) + trained * trained).sum().backward()
+    optimizer.step()
+    numpy.testing.assert_allclose(frozen.numpy(), [0.9, -1.9], rtol=1e-6)
+    assert optimizer.state_dict()["param_steps"] == [1, 3] and optimizer.step_count == 3
+    resumed = cls([nn.Parameter(ml.tensor(param.numpy())) for param in (frozen, trained)],
+                  lr=0.1, weight_decay=0.0)
+    resumed.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    assert resumed.param_steps == [1, 3]
+    torch = pytest.importorskip("torch")
+    theirs = [torch.tensor(start, requires_grad=True) for start in ([1.0, -2.0], [0.5])]
+    their_optimizer = getattr(torch.optim, cls.__name__)(theirs, lr=0.1, weight_decay=0.0)
+    for grads in ([None, [1.0]], [None, [0.8]], [[3.0, -0.5], [0.6]]):
+        for param, grad in zip(theirs, grads):
+            param.grad = None if grad is None else torch.tensor(grad)
+        their_optimizer.step()
+    numpy.testing.assert_allclose(frozen.numpy(), theirs[0].detach().numpy(), rtol=1e-6)
+    assert [their_optimizer.state[param]["step"].item() for param in theirs] == [1, 3]
+
+
+def test_an_optimizer_state_saved_without_counts_per_parameter_still_loads():
+    """A checkpoint written before the counts were kept per parameter holds only "step":
+    every parameter takes that count. A list of counts of another length is refused."""
+    params = [nn.Parameter(ml.ones(2)), nn.Parameter(ml.ones(3))]
+    optimizer = optim.Adam(params)
+    state = optimizer.state_dict()
+    optimizer.load_state_dict({key: value for key, value in state.items()
+                               if key != "param_steps"} | {"step": 4})
+    assert optimizer.param_steps == [4, 4] and optimizer.step_count == 4
+    with pytest.raises(ValueError, match=r"'param_steps' must hold a count >= 0 for each of "
+                                         r"the 2 parameters, got \[1\]"):
+        optimizer.load_state_dict({**state, "param_steps": [1]})
+    assert optimizer.param_steps == [4, 4]
+
+
 def test_optimizer_argument_errors():
     param = nn.Parameter(ml.ones(1))
     with pytest.raises(ValueError, match="lr must be >= 0, got -1"):

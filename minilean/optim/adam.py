@@ -63,11 +63,19 @@ class Adam(Optimizer):
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
         return dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
-    def _step(self, update, params, grads, state):
+    def _step(self, update, params, grads, state, steps):
+        """One ``update`` call per step count among the parameters (one call, one fused
+        launch on "cuda", unless some parameter missed steps: frozen or unused)."""
         beta1, beta2 = self.betas
-        update(params, grads, state["exp_avg"], state["exp_avg_sq"], step=self.step_count,
-               lr=self.lr, beta1=beta1, beta2=beta2, eps=self.eps,
-               weight_decay=self.weight_decay, decoupled=self.decoupled)
+        by_count = {}
+        for index, count in enumerate(steps):
+            by_count.setdefault(count, []).append(index)
+        arrays = (params, grads, state["exp_avg"], state["exp_avg_sq"])
+        for count, indices in by_count.items():
+            picked = arrays if len(by_count) == 1 else [[values[i] for i in indices]
+                                                        for values in arrays]
+            update(*picked, step=count, lr=self.lr, beta1=beta1, beta2=beta2, eps=self.eps,
+                   weight_decay=self.weight_decay, decoupled=self.decoupled)
 
 
 class AdamW(Adam):

@@ -113,7 +113,12 @@ class Optimizer:
         # per-parameter state arrays (momentum, moments), one list per name, aligned with params
         self.state = {name: [param.xp.zeros_like(param.data) for param in self.params]
                       for name in state_names}
-        self.step_count = 0
+        self.step_count = 0  # calls of step()
+        # each parameter's own count of the steps it took (PyTorch's state[p]["step"]): a
+        # weight frozen, or unused, on the first steps starts Adam's bias corrections at 1
+        # when it first trains, not at the optimizer's count, whose corrections near 1 over
+        # moments still near 0 made its first updates up to 1/sqrt(1 - beta2) times too large
+        self.param_steps = [0] * len(self.params)
         self.placed = None  # the parameters' arrays the state was last put beside (``moved``)
 
     def __getattr__(self, name):  # only called when normal lookup fails
@@ -139,19 +144,19 @@ class Optimizer:
         zero_grads(self.params, set_to_none)
 
     def step(self):
-        """One update of every parameter that has a gradient (others are left alone).
-
-        One step count serves all parameters (PyTorch keeps one per parameter; the two differ
-        only for a parameter that had no gradient on some steps)."""
+        """One update of every parameter that has a gradient (others are left alone, their
+        step counts too, as PyTorch's)."""
         with no_grad():
             self._place_state()  # state made before a model.to(...) follows it
             self.step_count += 1
             live = [i for i, param in enumerate(self.params) if param.grad is not None]
+            for i in live:
+                self.param_steps[i] += 1
             params = [self.params[i].data for i in live]
             grads = [self.params[i].grad.data for i in live]
             state = {name: [arrays[i] for i in live] for name, arrays in self.state.items()}
             self._step(functools.partial(fused_or_plain, self.fast_update, self.update), params,
-                       grads, state)
+                       grads, state, [self.param_steps[i] for i in live])
         writes.wrote(self.params[i] for i in live)
 
     def _place_state(self):
@@ -164,14 +169,15 @@ class Optimizer:
                             for value, array in zip(state, arrays)]
             self.placed = arrays
 
-    def _step(self, update, params, grads, state):
-        """Call ``update`` with this optimizer's state lists and hyperparameters."""
+    def _step(self, update, params, grads, state, steps):
+        """Call ``update`` with this optimizer's state lists and hyperparameters; ``steps``
+        holds each parameter's step count, this step included."""
         raise NotImplementedError
 
     # --- saving and loading ----------------------------------------------------------------
     def state_dict(self):
-        """Hyperparameters, the step count and the state arrays (shared, not copied)."""
-        return {"step": self.step_count,
+        """Hyperparameters, the step counts and the state arrays (shared, not copied)."""
+        return {"step": self.step_count, "param_steps": list(self.param_steps),
                 "hyperparameters": {name: getattr(self, name) for name in self.hyperparameter_names},
                 "state": {name: list(arrays) for name, arrays in self.state.items()}}
 
@@ -196,6 +202,12 @@ class Optimizer:
                                              for name in self.hyperparameter_names},
                                           **state_dict["hyperparameters"]})
         step = int(state_dict["step"])
+        # a state saved before the counts were kept per parameter: each had the one count
+        param_steps = [int(count) for count in state_dict.get("param_steps",
+                                                               [step] * len(self.params))]
+        if len(param_steps) != len(self.params) or min(param_steps) < 0:
+            raise ValueError(f"optimizer state 'param_steps' must hold a count >= 0 for each "
+                             f"of the {len(self.params)} parameters, got {param_steps}")
         # the state beside the parameters first, as PyTorch casts loaded state to each
         # parameter's dtype: made before a model.to(float64), its float32 arrays rounded the
         # loaded float64 moments before the next step cast them (a refused state is then
@@ -207,6 +219,7 @@ class Optimizer:
         for name, value in hyperparameters.items():
             setattr(self, name, value)
         self.step_count = step
+        self.param_steps = param_steps
 
     def __repr__(self):
         settings = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.hyperparameter_names)

@@ -65,6 +65,6 @@ class SGD(Optimizer):
             self.state = before
             raise
 
-    def _step(self, update, params, grads, state):
+    def _step(self, update, params, grads, state, steps):  # SGD needs no step count
         update(params, grads, state.get("momentum_buffer"), lr=self.lr, momentum=self.momentum,
                nesterov=self.nesterov, weight_decay=self.weight_decay)
