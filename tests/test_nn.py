@@ -299,12 +299,38 @@ def test_a_parameter_tied_between_two_layers_is_listed_and_trained_once():
     second.weight = first.weight  # tied weights: one tensor, two layers
     model = nn.Sequential(first, second)
     assert [name for name, _ in model.named_parameters()] == ["0.weight", "0.bias", "1.bias"]
-    assert list(model.state_dict()) == ["0.weight", "0.bias", "1.bias"]
+    # state_dict names it under both layers, as PyTorch's does
+    assert list(model.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias"]
     start = first.weight.numpy().copy()
     optimizer = ml.optim.SGD(model.parameters(), lr=0.5)
     first.weight.grad = ml.ones(2, 2)
     optimizer.step()  # one update of lr * grad, not two
     numpy.testing.assert_allclose(first.weight.numpy(), start - 0.5)
+
+
+def test_state_dict_names_tied_weights_and_shared_modules_under_each_name_as_torch():
+    """PyTorch's state_dict has a key for every name of a tied weight (``out.weight =
+    emb.weight``) or shared module; minilean's listed each tensor once, so a state from
+    either library failed to load strictly into the other (unexpected or missing key)."""
+    torch = pytest.importorskip("torch")
+
+    def build(library):
+        model = library.nn.Module()
+        model.emb, model.out = library.nn.Embedding(5, 3), library.nn.Linear(3, 5, bias=False)
+        model.out.weight = model.emb.weight
+        shared = library.nn.Linear(3, 3)
+        model.blocks = library.nn.Sequential(shared, library.nn.ReLU(), shared)
+        return model
+
+    ours, theirs = build(ml), build(torch)
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == [
+        "emb.weight", "out.weight", "blocks.0.weight", "blocks.0.bias", "blocks.2.weight",
+        "blocks.2.bias"]
+    ours.load_state_dict({name: value.numpy() for name, value in theirs.state_dict().items()})
+    numpy.testing.assert_array_equal(ours.out.weight.numpy(), theirs.emb.weight.detach().numpy())
+    assert ours.out.weight is ours.emb.weight
+    theirs.load_state_dict({name: torch.tensor(value.numpy())
+                            for name, value in ours.state_dict().items()})
 
 
 def test_a_parameter_or_module_assigned_over_a_plain_attribute_replaces_it():

@@ -287,8 +287,34 @@ class Module:
     def _named_state(self):
         """(dotted name, tensor) of every parameter and buffer, in PyTorch's ``state_dict``
         order: module by module, each module's parameters before its buffers (a script that
-        pairs the entries of two state dicts by position meets them in the same order)."""
-        return OrderedDict(self._named_members("_parameters", "_buffers"))
+        pairs the entries of two state dicts by position meets them in the same order).
+
+        Unlike ``named_parameters``, a tensor or module shared by two names is listed under
+        each, as in PyTorch's ``state_dict``: with tied weights (``out.weight =
+        emb.weight``) PyTorch's state has both keys, and the two libraries' states then failed
+        to load into each other (an unexpected or a missing key)."""
+        listed = self._listed_members.get("state")
+        if listed is None or listed[0] != _registry_changes:
+            listed = (_registry_changes, self._list_state())
+            self._listed_members["state"] = listed
+        return OrderedDict(listed[1])
+
+    def _list_state(self):
+        """``_named_state``'s list, walking the tree by every name a module has (depth first,
+        each module's own parameters and buffers before those of its children). A module
+        below itself (a child that keeps its parent as an attribute) is not entered again,
+        where PyTorch's recursion never ends."""
+        members, stack = [], [("", self, frozenset())]
+        while stack:
+            prefix, module, above = stack.pop()
+            for registry in (module._parameters, module._buffers):
+                members.extend((prefix + name, tensor) for name, tensor in registry.items()
+                               if tensor is not None)  # None: an emptied slot
+            above = above | {id(module)}
+            stack.extend(reversed([(f"{prefix}{name}.", child, above)
+                                   for name, child in module._modules.items()
+                                   if id(child) not in above]))
+        return members
 
     def state_dict(self):
         """Name -> tensor for every parameter and buffer (sharing the arrays, like PyTorch)."""
