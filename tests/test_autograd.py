@@ -425,6 +425,22 @@ def test_randint_draws_int64_from_low_up_to_but_not_including_high():
     assert set(np.unique(drawn.numpy())) == {2, 3, 4}
 
 
+@pytest.mark.parametrize("draw", [lambda: ml.randint(3, (300,)),
+                                  lambda: ml.randint(3, size=(300,)),
+                                  lambda: ml.randint(0, 3, size=(300,))])
+def test_randint_takes_pytorchs_form_without_low(draw):
+    """``torch.randint(10, (5,))``, low 0: it failed with "missing 1 required positional
+    argument: 'size'"; the same seed gives the same draws as with low 0 written out."""
+    ml.manual_seed(7)
+    drawn = draw()
+    ml.manual_seed(7)
+    np.testing.assert_array_equal(drawn.numpy(), ml.randint(0, 3, (300,)).numpy())
+    assert drawn.dtype == np.int64 and set(np.unique(drawn.numpy())) == {0, 1, 2}
+    with pytest.raises(TypeError, match=r"^randint needs a size, as randint\(0, 3, \(n,\)\) or "
+                                        r"randint\(3, \(n,\)\), got none$"):
+        ml.randint(3)
+
+
 @pytest.mark.parametrize("name, value", [("zeros_like", 0.0), ("ones_like", 1.0),
                                          ("randn_like", None)])
 def test_like_factories_take_the_shape_dtype_and_device_unless_given_a_dtype(name, value):

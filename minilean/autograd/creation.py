@@ -97,8 +97,17 @@ def rand(*size, dtype=None, device="cpu", requires_grad=False):
     return _random(backend.generator(device).random, size, dtype, requires_grad)
 
 
-def randint(low, high, size, device="cpu"):
-    """Integers uniform on [low, high) (int64)."""
+def randint(low, high=None, size=None, device="cpu"):
+    """Integers uniform on [low, high) (int64). As in PyTorch, ``low`` may be left out:
+    ``randint(10, (5,))`` draws from [0, 10) (it failed with "missing 1 required positional
+    argument: 'size'", naming the argument that had been given)."""
+    if size is None:  # randint(high, size)
+        low, high, size = 0, low, high
+    elif high is None:  # randint(high, size=size)
+        low, high = 0, low
+    if size is None:
+        raise TypeError(f"randint needs a size, as randint({low}, {high}, (n,)) or "
+                        f"randint({high}, (n,)), got none")
     return Tensor._wrap(backend.generator(device).integers(low, high, size=tuple(size)), False)
 
 
