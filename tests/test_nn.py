@@ -441,6 +441,18 @@ def test_non_strict_load_reports_missing_and_unexpected():
     assert (model.head.weight.numpy() == 1).all()
 
 
+def test_non_strict_load_names_its_lists_as_torch():
+    """PyTorch returns a named pair: ``result.missing_keys`` failed on minilean's plain tuple
+    with "'tuple' object has no attribute 'missing_keys'"."""
+    result = Block().load_state_dict({"other": numpy.zeros(3)}, strict=False)
+    assert result.missing_keys == ["scale", "body.0.weight", "body.0.bias", "head.weight"]
+    assert result.unexpected_keys == ["other"]
+    assert Block().load_state_dict(Block().state_dict()) == ([], [])
+    torch = pytest.importorskip("torch")
+    theirs = torch.nn.Linear(2, 2).load_state_dict({}, strict=False)
+    assert theirs._fields == result._fields
+
+
 def test_train_eval_switch_the_whole_tree_and_dropout():
     model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
     assert model.eval() is model  # so that ``model = Model().eval()`` works, as in PyTorch

@@ -9,7 +9,7 @@ tensor to a buffer's name updates the buffer, a parameter's name accepts only a 
 None, and a submodule's only a Module or None (anything else there is a TypeError rather than
 weights that silently stop being trained and saved).
 """
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from collections.abc import Mapping
 
 import numpy
@@ -326,7 +326,7 @@ class Module:
         A key whose shape differs is always an error naming the key and both shapes, raised
         before anything is copied (the module is left as it was). With
         ``strict`` (the default) missing and unexpected keys are errors too; otherwise they
-        are returned as ``(missing_keys, unexpected_keys)``.
+        are returned as ``IncompatibleKeys(missing_keys, unexpected_keys)``, PyTorch's pair.
         """
         # a module or a list of arrays given in its place failed in NumPy's words (PyTorch's
         # TypeError: "Expected state_dict to be dict-like")
@@ -345,7 +345,7 @@ class Module:
         copy_all_into((tensor.data, state_dict[name], name) for name, tensor in own.items()
                       if name in state_dict)
         writes.wrote(tensor for name, tensor in own.items() if name in state_dict)
-        return missing, unexpected
+        return IncompatibleKeys(missing, unexpected)
 
     # --- printing --------------------------------------------------------------------------
     def extra_repr(self):
@@ -359,6 +359,11 @@ class Module:
         if not lines:
             return head + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+# what a load returns, as PyTorch's: a pair that also names its two lists, so that both
+# ``missing, unexpected = model.load_state_dict(...)`` and ``.missing_keys`` work
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
 def zero_grads(params, set_to_none=True):
