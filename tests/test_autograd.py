@@ -609,6 +609,25 @@ class _CubeWithOneSlopeOffByAPercent(ml.Function):
         return grad * slope
 
 
+@pytest.mark.parametrize("call, op, index, kind", [
+    (lambda: ml.relu(np.ones(2)), "Relu", 0, "ndarray"),
+    (lambda: ml.nn.Conv2d(1, 1, 3)(np.ones((1, 1, 4, 4), np.float32)), "Conv2d", 0, "ndarray"),
+    (lambda: ml.nn.LayerNorm(3)(np.ones((2, 3), np.float32)), "LayerNorm", 0, "ndarray"),
+    (lambda: _CubeWithOneSlopeOffByAPercent.apply([1.0, 2.0]), "_CubeWithOneSlopeOffByAPercent",
+     0, "list"),
+    (lambda: _CubeWithOneSlopeOffByAPercent.apply(ml.ones(2), 2.0),
+     "_CubeWithOneSlopeOffByAPercent", 1, "float")])
+def test_an_op_given_no_tensor_says_which_input_and_what_it_got(call, op, index, kind):
+    """A NumPy batch in ``relu``, ``conv2d`` or ``layer_norm`` (PyTorch's TypeError: "must be
+    Tensor, not numpy.ndarray"), or a number given to a custom Function as PyTorch's apply takes
+    it, failed inside ``apply`` with "'numpy.ndarray' object has no attribute 'requires_grad'"
+    or "'float' object has no attribute 'device'"."""
+    with pytest.raises(TypeError, match=rf"^{op}: input {index} must be a Tensor, got {kind} "
+                                        rf"\(make one with ml.tensor\(...\); a custom Function "
+                                        rf"takes its other arguments by keyword\)$"):
+        call()
+
+
 def test_gradcheck_finds_a_gradient_a_percent_off_and_names_where():
     """Element by element up to ``max_elements``, along random directions beyond; an input
     that requires no gradient (the first) is not checked."""

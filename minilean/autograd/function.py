@@ -71,11 +71,17 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **params):
         """Run the op on tensors, recording a graph node when gradients are wanted."""
-        device = inputs[0].device
-        for other in inputs[1:]:
-            if other.device != device:
-                raise devices_differ(cls.__name__, device, other.device)
-        needs_input_grad = tuple([t.requires_grad for t in inputs])
+        try:
+            device = inputs[0].device
+            for other in inputs[1:]:
+                if other.device != device:
+                    raise devices_differ(cls.__name__, device, other.device)
+            needs_input_grad = tuple([t.requires_grad for t in inputs])
+        except AttributeError:  # checked only on failure: this runs for every op
+            error = not_tensors(cls.__name__, inputs)
+            if error is None:
+                raise
+            raise error from None
         recording = grad_mode.is_grad_enabled() and any(needs_input_grad)
         function = cls
         if cls.fast is not None and device == "cuda":
@@ -108,6 +114,19 @@ def unbroadcast(grad, shape):
     if fast_sum_kept is not None and backend.device_of(grad) == "cuda":
         return fast_sum_kept(grad, axes).reshape(shape)
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+def not_tensors(op, inputs):
+    """The error for ``op`` given an input that is no Tensor (an array, a list, a number):
+    it failed with "'numpy.ndarray' object has no attribute 'requires_grad'" from inside
+    ``apply`` (``relu``, ``conv2d``, ``layer_norm`` of a NumPy batch; PyTorch's TypeError
+    says "must be Tensor, not numpy.ndarray")."""
+    for index, value in enumerate(inputs):
+        if not isinstance(value, tensor_module.Tensor):
+            return TypeError(f"{op}: input {index} must be a Tensor, got {type(value).__name__} "
+                             f"(make one with ml.tensor(...); a custom Function takes its "
+                             f"other arguments by keyword)")
+    return None  # all are tensors: the AttributeError came from elsewhere
 
 
 def devices_differ(op, device, other_device):
