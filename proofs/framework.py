@@ -57,8 +57,8 @@ class Outcome:
     name: str
     summary: str
     examples: int = 0
-    worst_error: float = 0.0
-    worst_bound: float = 0.0
+    worst_error: float = 0.0      # None on a FAIL that no comparison made (a condition that
+    worst_bound: float = 0.0      # did not hold, or a crash): no error / bound to show
     status: str = "pass"          # "pass", "FAIL" or "missing"
     message: str = ""
     statistical_tests: int = 0    # made by proofs.statistics, within its budget per run
@@ -209,9 +209,10 @@ class Statement:
             outcome.message = f"{type(error).__name__}: {error}".splitlines()[0]
         outcome.examples = counter[0]
         # a failure is reported on the example hypothesis ran last (the shrunk one): the table
-        # shows that example's failing comparison, as the message does, not one seen earlier
+        # shows that example's failing comparison, as the message does, not one seen earlier;
+        # a failure no comparison made has none (the worst passing one read as the failure's)
         outcome.worst_error, outcome.worst_bound = (
-            check.failure if outcome.status == "FAIL" and check.failure
+            (check.failure or (None, None)) if outcome.status == "FAIL"
             else (check.worst_error, check.worst_bound))
         outcome.statistical_tests = check.statistical_tests
         outcome.gaussian_law_tests = check.gaussian_law_tests

@@ -4,7 +4,8 @@ Columns: theorem (TorchLean's name, or a descriptive one for statements beyond T
 statement (one line of math), examples tried (hypothesis examples run, less those the body
 discards with ``assume``: its hypothesis fails there), worst error vs bound
 (over every comparison of every example, the one closest to its bound; on a FAIL, the
-comparison that failed, on the example the message names), result. With
+comparison that failed, on the example the message names; "-" where none failed: a condition
+that did not hold, or a crash), result. With
 ``mutants=True`` it also runs the mutation suite and prints which broken implementation was
 caught by which statement.
 """
@@ -38,7 +39,7 @@ def _print_table(header, rows, out):
 
 
 def _error_column(outcome):
-    if outcome.status == "missing" or outcome.examples == 0:
+    if outcome.status == "missing" or outcome.examples == 0 or outcome.worst_error is None:
         return "-"
     return f"{outcome.worst_error:.2g} / {outcome.worst_bound:.2g}"
 

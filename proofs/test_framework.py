@@ -564,6 +564,22 @@ def test_a_failures_error_and_bound_are_those_of_the_example_its_message_names()
     assert (outcome.worst_error, outcome.worst_bound) == (x / 1000, 1e-9)
 
 
+def test_a_failure_no_comparison_made_shows_no_error_and_bound(monkeypatch):
+    """A condition that does not hold (or a crash) after comparisons that passed: the column
+    showed the worst passing one (0 / 0.001 | FAIL: ...), which reads as the failure's."""
+    from proofs.runner import _error_column
+
+    def body(check, x):
+        """x is within a thousandth of itself, and below 10."""
+        check.close(x, mpmath.mpf(x), 1e-3, "x itself")
+        check.holds(x < 10, f"x = {x}")
+    outcome = _statement(body, {"x": st.integers(0, 1000)}).run(max_examples=50,
+                                                                 derandomize=True)
+    assert outcome.status == "FAIL" and outcome.message.startswith("StatementFailed: x = ")
+    assert (outcome.worst_error, outcome.worst_bound) == (None, None)
+    assert _error_column(outcome) == "-"
+
+
 def test_a_run_draws_new_examples_unless_derandomized(fresh_draws):
     """Outside CI's derandomized profile every run draws new examples (a local run tries new
     inputs), but derandomize=True (the mutation suite's verdicts) the same ones every run."""
