@@ -86,9 +86,10 @@ def _mask_from_hidden(hidden, device):
 def hidden_count(num_patches, mask_ratio):
     """round(ratio * L), kept within 1..L-1 so something is hidden and something is seen.
 
-    He et al.'s code keeps int(L (1 - ratio)) patches, so it hides one more wherever
-    L (1 - ratio) is fractional (L = 10, ratio 0.25: 3 hidden, here 2). Rounding hides the
-    count nearest the ratio asked for; at the defaults (16 patches, 0.75) both hide 12.
+    He et al.'s code keeps int(L (1 - ratio)) patches, so it hides ceil(ratio L): one more
+    than here wherever the rounding here goes down (L = 10, ratio 0.25: 3 hidden, here 2;
+    ratio 0.27: 3 in both). Rounding hides the count nearest the ratio asked for; at the
+    defaults (16 patches, 0.75) both hide 12.
     Fewer than 2 patches are refused: a single patch cannot be both hidden and seen (L = 1
     gave 0 hidden, a mask that asks nothing of the model)."""
     if num_patches < 2:
