@@ -43,9 +43,9 @@ class VModel(nn.Module):
 
     def forward(self, x, t):
         # t: one timestep (sampling) or one per point (training). The embedding's frequencies
-        # (1 down to 1e-4 radians per unit) were made for thousands of positions: on 0..999
-        # instead of 0..99 its slow features tell early from late timesteps (0.56 of the
-        # samples near a mode without the stretch, 0.84 with it)
+        # (1 down to 10000^(-7/8) = 3e-4 radians per unit at 16 features) were made for
+        # thousands of positions: on 0..999 instead of 0..99 its slow features tell early from
+        # late timesteps (0.56 of the samples near a mode without the stretch, 0.84 with it)
         time = sinusoidal_embedding(numpy.asarray(t) * (1000 / T), TIME_FEATURES, x.shape[0], x)
         return self.net(ml.cat([x, time], dim=1))  # (B, 2 + TIME_FEATURES) -> (B, 2)
 
