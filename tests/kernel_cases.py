@@ -403,6 +403,34 @@ class KernelCases:
         numpy.testing.assert_array_equal(strided[1].get(), [0, 2, 4, 6])
         assert all((moment.get() == 1).all() for moment in moments)
 
+    def test_fused_update_refuses_an_array_it_writes_twice(self, cupy):
+        """One gradient twice in the list to clip (``clip_grad_norm_([p, q, p])``) would be
+        two entries of the table, two threads changing the same memory at once: on a GPU one
+        scaling could be lost. NotCovered, before anything is written, and the plain clipping
+        runs: the norm counts p twice and p's gradient is scaled twice, as PyTorch's
+        clip_grad_norm_ does. Empty arrays, which nothing writes, may share an address."""
+        from minilean.cuda.fast_function import NotCovered
+        from minilean.optim.clip import clip_arrays
+        from minilean.optim.optimizer import fused_or_plain
+        p, q = cupy.full(3, 3.0, dtype=cupy.float32), cupy.full(4, 4.0, dtype=cupy.float32)
+        twice = [p, q, p]
+        with pytest.raises(NotCovered, match=r"^fused update writes each array once, got the "
+                                             r"array of shape \(3,\) as arrays 0 and 2$"):
+            clip.fused_clip_arrays(twice, 1.0, 1e-6)
+        assert (p.get() == 3).all() and (q.get() == 4).all()
+        averages = [cupy.zeros(3, dtype=cupy.float32)] * 2
+        with pytest.raises(NotCovered, match=r"arrays 0 and 1$"):
+            ema.fused_ema_update(averages, [p, p.copy()], 0.9)
+        assert (averages[0].get() == 0).all()
+        norm = numpy.sqrt(2 * 3 * 9 + 4 * 16)
+        scale = numpy.float32(1.0 / (norm + 1e-6))
+        got = fused_or_plain(clip.fused_clip_arrays, clip_arrays, twice, 1.0, 1e-6)
+        numpy.testing.assert_allclose(float(got.get()), norm, rtol=1e-12)
+        numpy.testing.assert_allclose(p.get(), 3 * scale * scale, rtol=1e-6)
+        numpy.testing.assert_allclose(q.get(), 4 * scale, rtol=1e-6)
+        empty = [cupy.zeros(0, dtype=cupy.float32), q, cupy.zeros(0, dtype=cupy.float32)]
+        clip.fused_clip_arrays(empty, 1.0, 1e-6)  # runs the kernels
+
     @pytest.mark.parametrize("x_shape, kernel, stride, padding, dilation", CONVOLUTIONS)
     @pytest.mark.parametrize("dtype", DTYPES)
     @pytest.mark.parametrize("index", ["int", "long long"])

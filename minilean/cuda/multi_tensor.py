@@ -96,6 +96,24 @@ def check_arrays(roles):
     return dtype
 
 
+def check_written_once(arrays, addresses):
+    """Raise ``NotCovered`` where one array appears twice among ``arrays``, those the update
+    writes in place (``addresses`` starts with theirs): two entries of the table would send
+    two threads to read, change and write the same memory at once, so on a GPU a change can
+    be lost (``clip_grad_norm_([p, q, p])`` would scale p's gradient once or twice, as the
+    threads happen to run, where the plain clipping, as PyTorch's, scales it twice). The plain
+    update then runs. Checked only when the addresses change (``device_table``), so a step
+    whose arrays stay put pays nothing. An empty array writes nothing."""
+    first_at = {}
+    for index, (array, address) in enumerate(zip(arrays, addresses)):
+        if array.size == 0:
+            continue
+        if address in first_at:
+            raise NotCovered(f"fused update writes each array once, got the array of shape "
+                             f"{array.shape} as arrays {first_at[address]} and {index}")
+        first_at[address] = index
+
+
 def device_table(roles, itemsize):
     """The ``Table`` of ``roles`` (lists of arrays, each as long as the parameter list) for
     elements of ``itemsize`` bytes, with the arrays' current addresses."""
@@ -115,6 +133,7 @@ def device_table(roles, itemsize):
                 _tables.popitem(last=False)
         table = _tables[key]
     if table.addresses != addresses:  # first use, or the arrays moved: rewrite them in place
+        check_written_once(roles[0], addresses)
         host = numpy.array(addresses, dtype=numpy.uint64)
         graph.upload(table.table, host)
         table.addresses = addresses
