@@ -16,8 +16,8 @@ def clip_grad_norm_(parameters, max_norm, *, eps=1e-6):
     would not. The norm and the scale stay on the device (no host copy, so a GPU training
     step does not wait for it); ``.item()`` the result to log it. Parameters without a
     gradient are skipped. With fast kernels on, "cuda" gradients of float32 or float64, all
-    C-contiguous and none listed twice, are clipped in two passes over them, four launches in all
-    (``minilean/cuda/clip.py``), inside a CUDA graph too; other gradients take the plain
+    C-contiguous and none listed twice, are clipped in two passes over them, four launches in
+    all (``minilean/cuda/clip.py``), inside a CUDA graph too; other gradients take the plain
     clipping (``fused_or_plain``).
     """
     if not max_norm > 0:
