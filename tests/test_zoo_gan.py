@@ -231,7 +231,7 @@ def test_ring8_real_data_reference_is_held_out_points(tmp_path, monkeypatch):
         numpy.asarray(points)) or coverage(points, *args))
     fit = zoo_run.fit
     monkeypatch.setattr(zoo_run, "fit", lambda session, *args: trained_on.append(
-        session.train_rows) or fit(session, *args))
+        session.dataset.x[session.train_index]) or fit(session, *args))
     main(["gan", "--dataset=ring8", "--n-total=200", "--steps=2", "--batch-size=8",
           "--hidden=8", "--latent=2", "--n-samples=12", "--progress=false",
           f"--out={tmp_path}"])

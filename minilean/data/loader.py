@@ -12,7 +12,7 @@ import numpy
 
 from minilean.autograd.creation import tensor
 from minilean.autograd.tensor import is_int
-from minilean.data.arrays import VALUE_RANGES, Dataset, float_images
+from minilean.data.arrays import VALUE_RANGES, Dataset, float_images, read_rows
 from minilean.data.streams import Purpose, stream
 
 
@@ -85,11 +85,7 @@ class Loader:
 
     def make_batch(self, rows, epoch, index):
         """Convert the rows to a Batch on the device."""
-        # Reading rows in file order is much faster from a memory map; then restore the drawn
-        # order with the inverse permutation.
-        sorting = numpy.argsort(rows)
-        x = float_images(numpy.asarray(self.data[rows[sorting]])[numpy.argsort(sorting)],
-                         self.value_range)
+        x = float_images(read_rows(self.data, rows), self.value_range)
         if self.hflip:
             flip_rng = stream(self.seed, Purpose.FLIPS, epoch, index)
             flipped = flip_rng.random(len(rows)) < 0.5

@@ -127,5 +127,6 @@ def reconstruction_loss(model, images):
 
 
 def mean_image_mse(train_images, test_images):
-    """The trivial baseline: predict the mean training image for every test image (host)."""
+    """The trivial baseline: predict the mean training image for every test image (host).
+    ``train_images`` may be that mean alone, (1, C, H, W): all the baseline needs of them."""
     return float(((test_images - train_images.mean(0, keepdims=True)) ** 2).mean())

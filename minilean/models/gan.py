@@ -9,6 +9,8 @@ Both are written through the objective algebra (``weighted_three_term`` and
 ``discriminatorLoss_eq_weightedThreeTerm`` and ``generatorLoss_eq_weightedTwoTerm`` view them.
 D ends in a plain linear score (no sigmoid): the least-squares loss needs none.
 """
+import math
+
 import numpy
 
 from minilean import nn
@@ -84,12 +86,17 @@ def ring8_coverage(points, modes, std):
     return int(numpy.unique(nearest[close]).size), float(close.mean())
 
 
-def independent_pixel_samples(train_rows, count, seed):
+def independent_pixel_samples(images, count, seed, rows=None):
     """The trivial generator the GAN must beat: every pixel drawn on its own from its training
     marginal (the value of a random training image at that pixel), so each pixel's distribution
-    is exact and every dependence between pixels is lost. (count, *row shape), host arrays."""
-    rows = numpy.asarray(train_rows)
-    flat = rows.reshape(len(rows), -1)  # (N, C, H, W) -> (N, C * H * W)
-    donors = stream(seed, Purpose.PIXEL_BASELINE).integers(0, len(rows), (count, flat.shape[1]))
-    # (count, C * H * W) -> (count, C, H, W)
-    return flat[donors, numpy.arange(flat.shape[1])].reshape((count,) + rows.shape[1:])
+    is exact and every dependence between pixels is lost. (count, *row shape), host arrays.
+
+    ``rows``: the indices of the training images among ``images`` (default: all of them, in
+    order); only the drawn pixels are read, so a memory-mapped file is never copied whole."""
+    rows = numpy.arange(len(images)) if rows is None else numpy.asarray(rows)
+    shape = images.shape[1:]
+    pixels = math.prod(shape)
+    donors = stream(seed, Purpose.PIXEL_BASELINE).integers(0, len(rows), (count, pixels))
+    # pixel k of a row is at (c, h, w) = unravel(k); (count, C * H * W) -> (count, C, H, W)
+    where = numpy.unravel_index(numpy.arange(pixels), shape)
+    return numpy.asarray(images[(rows[donors],) + where]).reshape((count,) + shape)

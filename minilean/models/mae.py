@@ -309,7 +309,8 @@ def mae_loss(model, images, mask, normalize_targets=False):
 
 def mean_patch_mse(train_images, test_images, hidden, patch_size):
     """The trivial baseline on hidden patches: predict each hidden patch as the mean training
-    patch at that position (host arrays; hidden (N, L) 0/1)."""
+    patch at that position (host arrays; hidden (N, L) 0/1). ``train_images`` may be their
+    mean image alone, (1, C, H, W): the mean patches are its patches."""
     def patches(images):
         return patchify(Tensor._wrap(images, False), patch_size).numpy()
     mean_patches = patches(train_images).mean(0, keepdims=True)       # (1, L, P)

@@ -239,12 +239,18 @@ def as_pixel_levels(rows):
 def independent_pixel_nats(train_rows, test_rows):
     """The trivial baseline: each pixel an independent categorical over 256 levels, fitted to
     the training images (add-one smoothing); returns -log p in nats per test image. The best
-    any model can do that ignores how pixels depend on each other."""
+    any model can do that ignores how pixels depend on each other.
+
+    ``train_rows``: an array of images, or an iterable of such arrays (chunks of the training
+    images, counted one at a time: no copy of them all, nor of their levels, is made)."""
     import numpy
-    train, test = as_pixel_levels(train_rows), as_pixel_levels(test_rows)
-    dims = train[0].size
-    train, test = train.reshape(len(train), dims), test.reshape(len(test), dims)  # flatten CHW
+    test = as_pixel_levels(test_rows)
+    dims = test[0].size
+    test = test.reshape(len(test), dims)  # flatten CHW
     counts = numpy.ones((dims, 256))
-    numpy.add.at(counts, (numpy.broadcast_to(numpy.arange(dims), train.shape), train), 1)
+    for train in [train_rows] if isinstance(train_rows, numpy.ndarray) else train_rows:
+        train = as_pixel_levels(train)
+        train = train.reshape(len(train), dims)  # flatten CHW
+        numpy.add.at(counts, (numpy.broadcast_to(numpy.arange(dims), train.shape), train), 1)
     log_p = numpy.log(counts / counts.sum(1, keepdims=True))
     return float(-log_p[numpy.arange(dims), test].sum(1).mean())

@@ -1,7 +1,6 @@
 """``python -m minilean autoencoder``: train the autoencoder of ``minilean/models/autoencoder.py``,
 then its held-out reconstruction MSE next to the mean-image baseline."""
 from minilean.autograd.grad_mode import no_grad
-from minilean.data.arrays import float_images
 from minilean.models.autoencoder import Autoencoder, mean_image_mse, reconstruction_loss
 from minilean.nn import functional as F
 from minilean.optim import Adam, minimize
@@ -29,8 +28,7 @@ def run(config):
         with no_grad():
             reconstructions = model(held_out)
             error = float(F.mse_loss(reconstructions, held_out).item())
-        baseline = mean_image_mse(float_images(session.train_rows),
-                                  held_out.numpy())
+        baseline = mean_image_mse(session.mean_training_image(), held_out.numpy())
         session.save_reconstructions(held_out, reconstructions)
         session.finish("Autoencoder", held_out_images=len(held_out), held_out_mse=error,
                        baseline_mean_image_mse=baseline, steps=config.steps)

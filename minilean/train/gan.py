@@ -43,7 +43,7 @@ def run(config):
         points = on_points(config)
         if not points:
             classifier.check_fd_report(config, session.dataset)
-        data_shape = session.train_rows.shape[1:]
+        data_shape = session.dataset.x.shape[1:]
         check_samples_fit(config.n_samples, data_shape)  # they are made after the training
         generator = Generator(config.latent, data_shape, config.hidden, bounded=not points)
         discriminator = Discriminator(data_shape, config.hidden)
@@ -96,8 +96,9 @@ def run(config):
             if config.evaluate and session.dataset.y is not None:
                 summary["fd_classifier"] = classifier.fd_report(config, session.dataset, samples)
                 # the raw rows: uint8, or float in [0, 1] (--x), brought to uint8 as the samples are
-                baseline = to_uint8(independent_pixel_samples(session.train_rows, len(samples),
-                                                              config.seed), (0.0, 1.0))
+                baseline = to_uint8(independent_pixel_samples(
+                    session.dataset.x, len(samples), config.seed, session.train_index),
+                    (0.0, 1.0))
                 summary["baseline_independent_pixels_fd"] = classifier.fd_report(
                     config, session.dataset, baseline)["fd_classifier"]
         session.finish("LSGAN", **summary)

@@ -4,7 +4,6 @@ reconstruction."""
 import numpy
 
 from minilean.autograd.grad_mode import no_grad
-from minilean.data.arrays import float_images
 from minilean.data.streams import Purpose
 from minilean.models.mae import (MaskedAutoencoder, decoder_heads, mae_loss, masked_mse,
                                  mean_patch_mse, patchify, predicted_pixels, unpatchify)
@@ -54,8 +53,8 @@ def run(config):
             prediction = predicted_pixels(model, held_out, mask, config.per_patch_norm)
             pixel_error = float(masked_mse(prediction, patchify(held_out, config.patch_size),
                                            mask.hidden).item())
-        baseline = mean_patch_mse(float_images(session.train_rows),
-                                  held_out.numpy(), mask.hidden.numpy(), config.patch_size)
+        baseline = mean_patch_mse(session.mean_training_image(), held_out.numpy(),
+                                  mask.hidden.numpy(), config.patch_size)
         rows = _comparison_rows(held_out, prediction, mask, config.patch_size)
         session.save_grid("original_masked_reconstruction", rows, nrow=len(rows) // 3)
         session.finish("MAE", held_out_images=len(held_out), mask=config.mask,

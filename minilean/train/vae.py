@@ -43,7 +43,7 @@ def run(config):
 
         negative_elbo_nats, negative_iw_nats = zoo_run.mean_over_chunks(chunk_bounds, held_out,
                                                                         EVAL_CHUNK)
-        baseline = independent_pixel_nats(session.train_rows, held_out)
+        baseline = independent_pixel_nats(session.training_chunks(), held_out)
         nats_to_bits_per_dim = 1.0 / (numpy.log(2) * int(numpy.prod(image_shape)))
         originals = session.held_out(16)
         with no_grad():

@@ -2,7 +2,6 @@
 held-out reconstruction, codebook usage and perplexity next to the mean-image baseline."""
 
 from minilean.autograd.grad_mode import no_grad
-from minilean.data.arrays import float_images
 from minilean.data.streams import Purpose
 from minilean.models.autoencoder import mean_image_mse
 from minilean.models.vqvae import VQVAE, code_counts, code_statistics, vqvae_loss
@@ -49,8 +48,7 @@ def run(config):
             terms = vqvae_loss(held_out, reconstruction, encoded, quantized, config.beta)
         counts = code_counts(indices.numpy(), config.codes)
         used, perplexity = code_statistics(counts)
-        baseline = mean_image_mse(float_images(session.train_rows),
-                                  held_out.numpy())
+        baseline = mean_image_mse(session.mean_training_image(), held_out.numpy())
         session.save_reconstructions(held_out, reconstruction)
         session.finish("VQ-VAE", held_out_images=len(held_out),
                        held_out_reconstruction_mse=float(terms.reconstruction.item()),

@@ -10,7 +10,10 @@ training, its evaluation, on Ctrl-C) releases its lock: a resume in the same pro
 notebook's, a test's) must not find it held by a run that has stopped.
 
 The data split is fixed by the seed: the last ``held_out_count`` rows (after a seeded
-shuffle) are never trained on and are where every held-out number is measured.
+shuffle) are never trained on and are where every held-out number is measured. The held-out
+rows (at most 1000) are copied; the training rows stay where the data are (a memory-mapped
+``--x`` is never read whole): the Loader reads them a batch at a time, and the baselines fitted
+to them ``TRAINING_CHUNK`` rows at a time.
 """
 import os
 
@@ -19,7 +22,7 @@ import numpy
 from minilean import backend
 from minilean.autograd.creation import tensor
 from minilean.data import load_dataset
-from minilean.data.arrays import float_images
+from minilean.data.arrays import float_images, read_rows
 from minilean.data.images import save_grid_everywhere
 from minilean.data.loader import Loader
 from minilean.data.streams import Purpose, stream
@@ -29,6 +32,7 @@ from minilean.train.loop import (TrainState, check_batch_fits, check_halved_twic
                                  start_line, summary_line, train, write_trainlog)
 
 HELD_OUT_SHARE, MAX_HELD_OUT = 0.1, 1000
+TRAINING_CHUNK = 1024  # training rows read at a time by the baselines (12 MiB of 64x64 uint8)
 
 
 def held_out_count(rows):
@@ -37,11 +41,12 @@ def held_out_count(rows):
 
 
 class Session:
-    """One run: its config, device, training rows, held-out rows and run directory (opened
-    by ``fit``; closed by ``finish`` or on leaving the session's ``with`` block)."""
-    def __init__(self, config, dataset, train_rows, held_out_rows, value_range):
+    """One run: its config, device, training rows (``train_index``: their indices in
+    ``dataset.x``, in the seeded order), held-out rows (a copy) and run directory (opened by
+    ``fit``; closed by ``finish`` or on leaving the session's ``with`` block)."""
+    def __init__(self, config, dataset, train_index, held_out_rows, value_range):
         self.config, self.device, self.dataset, self.run = config, config.device, dataset, None
-        self.train_rows, self.held_out_rows = train_rows, held_out_rows
+        self.train_index, self.held_out_rows = train_index, held_out_rows
         self.value_range = value_range
 
     def __enter__(self):
@@ -57,6 +62,20 @@ class Session:
 
     def held_out(self, count=None):
         return self.tensor(self.held_out_rows[:count])
+
+    def training_chunks(self):
+        """The training rows as stored (uint8, or float in [0, 1]; points), ``TRAINING_CHUNK``
+        at a time, each read in file order: what a baseline fits to, without a copy of them
+        all (a memory-mapped file read whole, and 4 times that as float32)."""
+        for start in range(0, len(self.train_index), TRAINING_CHUNK):
+            yield read_rows(self.dataset.x, self.train_index[start:start + TRAINING_CHUNK])
+
+    def mean_training_image(self):
+        """The mean of the training images in [0, 1], (1, C, H, W) float32, summed in
+        float64 a chunk at a time."""
+        total = sum(float_images(chunk).sum(0, dtype=numpy.float64, keepdims=True)
+                    for chunk in self.training_chunks())
+        return (total / len(self.train_index)).astype(numpy.float32)
 
     def stream(self, purpose, index=0, sub_index=0):
         """The run's host generator (seed, purpose, index, sub_index) (``data/streams.py``)."""
@@ -115,16 +134,14 @@ def start(config, locked, value_range):
                         image_size=config.image_size, data_root=config.data_root,
                         seed=config.seed)
     check_same_data(config, data)
-    rows = numpy.asarray(data.x)
-    if len(rows) < 2:
+    if len(data) < 2:
         kept = "" if config.n_total is None else f" (--n-total {config.n_total})"
-        raise ValueError(f"{data_in_errors(config)}: {len(rows)} row(s){kept}; a run needs at "
+        raise ValueError(f"{data_in_errors(config)}: {len(data)} row(s){kept}; a run needs at "
                          f"least 2 (training and held-out)")
-    order = stream(config.seed, Purpose.HELD_OUT_SPLIT).permutation(len(rows))
-    split = len(rows) - held_out_count(len(rows))
-    train_rows, held_out_rows = rows[order[:split]], rows[order[split:]]
-    check_batch_fits(config.batch_size, len(train_rows), "training rows")
-    return Session(config, data, train_rows, held_out_rows, value_range)
+    order = stream(config.seed, Purpose.HELD_OUT_SPLIT).permutation(len(data))
+    split = len(data) - held_out_count(len(data))
+    check_batch_fits(config.batch_size, split, "training rows")
+    return Session(config, data, order[:split], read_rows(data.x, order[split:]), value_range)
 
 
 def fit(session, modules, optimizers, step_fn, description):
@@ -138,11 +155,14 @@ def fit(session, modules, optimizers, step_fn, description):
     config = session.config
     state = TrainState(modules, optimizers)
     session.run = open_run(config, state)
-    print(start_line(config, list(modules.values()), session.train_rows.shape[1:], state.step))
+    print(start_line(config, list(modules.values()), session.dataset.x.shape[1:], state.step))
     for optimizer in optimizers.values():  # a checkpoint brings back its lr; --lr wins
         optimizer.lr = config.lr
-    loader = Loader(session.train_rows, config.batch_size, seed=config.seed,
-                    value_range=session.value_range, device=session.device)
+    # the rows by index (a batch of them read at a time), in the seeded order: each epoch's
+    # batches are the rows a copy of them in that order would give
+    loader = Loader(session.dataset.x, config.batch_size, seed=config.seed,
+                    value_range=session.value_range, device=session.device,
+                    rows=session.train_index)
     batches = (batch.x for batch in loader.batches(state.step))
     for module in modules.values():
         module.train()
