@@ -1,5 +1,6 @@
 """The FD-classifier's Frechet distance between Gaussian fits, against SciPy's matrix root."""
 import os
+import tracemalloc
 
 import numpy
 import pytest
@@ -177,7 +178,7 @@ def test_samples_scored_against_x_need_no_builtin_size(tmp_path, monkeypatch, ca
                         scored.append((samples.shape, dataset.image_shape)) or {"fd": 1.5})
     report = evaluate.run(evaluate_config(tmp_path, images, x=str(tmp_path / "x.npy"),
                                           y=str(tmp_path / "y.npy")))
-    assert scored == [((4, 3, 8, 8), (3, 8, 8))]
+    assert scored == [((2, 3, 8, 8), (3, 8, 8))]  # the first --n-eval 2, all it scores
     # the report, returned to a Python caller and printed as indented JSON
     assert report == {"fd": 1.5} and capsys.readouterr().out == '{\n  "fd": 1.5\n}\n'
 
@@ -459,6 +460,30 @@ def test_evaluate_of_a_run_scores_against_the_runs_data_unless_told_otherwise(tm
         f"directory holds a run of diffusion on {tmp_path / 'x.npy'}, which has not drawn its "
         f"samples yet (it is still training, or stopped before it sampled: python -m minilean "
         f"diffusion --resume {run} finishes it)\n")
+
+
+def test_evaluate_converts_only_the_samples_it_scores(tmp_path, monkeypatch):
+    """FD-classifier scores the first --n-eval samples: a samples file of 29 MiB (uint8) was
+    converted to float32 whole (117 MiB, 4 GiB for a 1 GiB file) to score 500 of them."""
+    from minilean.cli import main
+    from minilean.train import evaluate
+    scored = []
+    monkeypatch.setattr(evaluate, "fd_classifier", lambda samples, *rest:
+                        scored.append(samples) or {})
+    samples = numpy.lib.format.open_memmap(tmp_path / "s.npy", mode="w+", dtype=numpy.uint8,
+                                           shape=(40_000, 3, 16, 16))
+    samples[:] = numpy.random.default_rng(0).integers(0, 256, samples.shape, numpy.uint8)
+    samples.flush()
+    flags = ["evaluate", "--cpu", f"--samples={tmp_path / 's.npy'}", "--n-total=40", "--n-eval=8"]
+    main(flags)  # imports and sets up what any evaluation does, once a process
+    tracemalloc.start()
+    try:
+        main(flags)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < samples.nbytes / 4, f"{peak / 2 ** 20:.1f} MiB at once"
+    numpy.testing.assert_array_equal(scored[-1], samples[:8] / numpy.float32(255.0))
 
 
 def test_evaluate_of_a_run_whose_x_was_replaced_since_says_so(tmp_path, monkeypatch, capsys):

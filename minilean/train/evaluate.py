@@ -98,10 +98,11 @@ def _older_than_the_checkpoint(directory):
             f"{directory} --steps={trained} draws them anew)")
 
 
-def load_samples(path):
-    """Generated images from a run directory (its samples.npy) or an .npy file, as float32 in
-    [0, 1]; the same dtype and range rules as --x (uint8, or float already in [0, 1]). Samples
-    older than their run's checkpoint are scored, with a note on stderr that says so."""
+def load_samples(path, count=None):
+    """Generated images from a run directory (its samples.npy) or an .npy file, the first
+    ``count`` of them (all: None; every one is checked), as float32 in [0, 1]; the same dtype
+    and range rules as --x (uint8, or float already in [0, 1]). Samples older than their run's
+    checkpoint are scored, with a note on stderr that says so."""
     if os.path.isdir(path):
         directory, run = path, _run_of(path)
         path = os.path.join(directory, "samples.npy")
@@ -121,7 +122,7 @@ def load_samples(path):
         raise ValueError(f"{where}: expected images (N, C, H, W) with C = 1 or 3, found shape "
                          f"{images.shape}")
     check_pixel_values(images, where)
-    return float_images(images)
+    return float_images(images[:count])  # the file stays memory-mapped: no float32 copy of all
 
 
 def builtin_image_size(samples, path):
@@ -138,7 +139,7 @@ def run(config):
     """``python -m minilean evaluate``: print FD-classifier with its floor and ceiling."""
     prepare_device(config)  # checks the device; --fast-kernels switches the kernels on
     config = with_the_runs_data(config)
-    samples = load_samples(config.samples)
+    samples = load_samples(config.samples, config.n_eval)  # the most that FD-classifier scores
     # --image-size is ignored for the built-in shapes: they are drawn at the samples' size.
     image_size = builtin_image_size(samples, config.samples) \
         if config.x is None and config.dataset == "builtin" else config.image_size
