@@ -486,6 +486,26 @@ def test_evaluate_converts_only_the_samples_it_scores(tmp_path, monkeypatch):
     numpy.testing.assert_array_equal(scored[-1], samples[:8] / numpy.float32(255.0))
 
 
+def test_a_runs_fd_report_converts_only_the_samples_it_scores(monkeypatch):
+    """A training run scores its first RUN_FD_IMAGES samples: 40,000 uint8 samples (29 MiB)
+    were converted to float32 whole (117 MiB, and as much again for the division)."""
+    from types import SimpleNamespace
+    from minilean.models import classifier
+    scored = []
+    monkeypatch.setattr(classifier, "fd_classifier", lambda samples, *rest, **named:
+                        scored.append(samples) or {})
+    samples = numpy.random.default_rng(0).integers(0, 256, (40_000, 3, 16, 16), numpy.uint8)
+    tracemalloc.start()
+    try:
+        classifier.fd_report(SimpleNamespace(device="cpu", seed=0), None, samples)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < samples.nbytes / 4, f"{peak / 2 ** 20:.1f} MiB at once"
+    numpy.testing.assert_array_equal(
+        scored[0], samples[:classifier.RUN_FD_IMAGES].astype(numpy.float32) / 255.0)
+
+
 def test_evaluate_of_a_run_whose_x_was_replaced_since_says_so(tmp_path, monkeypatch, capsys):
     """The run's --x file rewritten with other images after the run: ``evaluate --samples
     RUN`` scored the samples against them without a word (not the FD of its summary.json).
