@@ -183,6 +183,37 @@ def test_bench_models_alternates_which_framework_goes_first(monkeypatch):
     assert ours >= 0 and theirs >= 0
 
 
+def micro_rows_run_once(monkeypatch, bench_models):
+    """``bench_models.micro_cases()`` with each step run once instead of timed, and for each
+    ``alternate`` call the ``minilean.tensor`` calls its minilean step made."""
+    real_tensor, made, per_timed_step = minilean.tensor, [], []
+
+    def counting_tensor(*args, **kwargs):
+        made.append(args)
+        return real_tensor(*args, **kwargs)
+
+    def run_once(minilean_step, torch_step, repeats=None, warmup=None):
+        before = len(made)
+        minilean_step()
+        per_timed_step.append(len(made) - before)
+        torch_step()
+        return 1.0, 1.0
+
+    monkeypatch.setattr(bench_models, "alternate", run_once)
+    monkeypatch.setattr(bench_models.minilean, "tensor", counting_tensor)
+    return bench_models.micro_cases(), per_timed_step
+
+
+def test_micro_rows_time_the_same_work_on_both_sides(monkeypatch):
+    """A fwd+bwd row's minilean step made its cotangent afresh in every timed call
+    (``minilean.tensor(seed)``, a copy as large as the op's output: 3 MB for the matmul),
+    while torch's used one made before timing."""
+    bench_models = benchmark_module(monkeypatch, "bench_models")
+    rows, per_timed_step = micro_rows_run_once(monkeypatch, bench_models)
+    assert len(per_timed_step) == len(rows) == 12
+    assert per_timed_step == [0] * 12
+
+
 def lsgan_and_torch_peers(bench_models, latent, image_shape, hidden):
     """A float64 LSGAN generator and discriminator, and their torch peers holding the same
     weights."""
