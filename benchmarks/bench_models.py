@@ -609,11 +609,19 @@ def micro_cases():
         def torch_both():
             theirs(*t_inputs).backward(t_seed)
 
+        # every input's gradient compared once, as the model rows compare every parameter's
+        # (the row's grad column was empty: a backward that broke the maths went unseen)
+        ml_both()
+        torch_both()
+        grad_error = max(relative_error(ml_input.grad.data, t_input.grad.numpy())
+                         for ml_input, t_input in zip(ml_inputs, t_inputs))
+        for ml_input, t_input in zip(ml_inputs, t_inputs):
+            ml_input.grad = t_input.grad = None
         both = alternate(ml_both, torch_both, repeats=ARGS.repeats * 3)
         results.append(dict(case=f"{name} fwd", detail="", minilean=forward[0], torch=forward[1],
                             loss_error=error, grad_error=None))
         results.append(dict(case=f"{name} fwd+bwd", detail="", minilean=both[0], torch=both[1],
-                            loss_error=None, grad_error=None))
+                            loss_error=error, grad_error=grad_error))
     return results
 
 

@@ -214,6 +214,18 @@ def test_micro_rows_time_the_same_work_on_both_sides(monkeypatch):
     assert per_timed_step == [0] * 12
 
 
+def test_micro_rows_compare_outputs_and_every_input_gradient(monkeypatch):
+    """The README: every row gives the output's relative error and the largest relative
+    gradient error against PyTorch; the fwd+bwd rows gave neither."""
+    bench_models = benchmark_module(monkeypatch, "bench_models")
+    rows, _ = micro_rows_run_once(monkeypatch, bench_models)
+    backward_rows = [row for row in rows if row["case"].endswith(" fwd+bwd")]
+    assert len(backward_rows) == 6
+    for row in backward_rows:
+        errors = row["loss_error"], row["grad_error"]
+        assert None not in errors and max(errors) < 1e-5, (row["case"], errors)
+
+
 def lsgan_and_torch_peers(bench_models, latent, image_shape, hidden):
     """A float64 LSGAN generator and discriminator, and their torch peers holding the same
     weights."""
