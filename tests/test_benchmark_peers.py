@@ -113,6 +113,25 @@ def test_a_bad_flag_value_is_one_line_before_any_work(script, flags, message):
     assert "Traceback" not in done.stderr
 
 
+def test_bench_models_refuses_more_threads_than_numpys_blas_runs():
+    """OpenBLAS caps its threads at the cores, torch does not: on 2 cores ``--threads 3``
+    timed NumPy's 2 threads against torch's 3 under a header that said "BLAS 3, torch 3"."""
+    import os
+    import subprocess
+    import sys
+
+    too_many = os.cpu_count() + 1
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "bench_models.py"), "--threads",
+                           str(too_many), "--cases", "unet4", "--repeats", "1", "--warmup", "0"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stdout == "", done.stdout
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("bench_models.py: error: argument --threads: expected at most ")
+    assert last.endswith(f" (the threads NumPy's BLAS library runs on this machine), got "
+                         f"{too_many}")
+    assert "Traceback" not in done.stderr
+
+
 def test_torch_ema_is_minilean_ema(monkeypatch, rng):
     """The average ``bench_models.py``'s torch step keeps is minilean's EMA's."""
     from minilean import nn
