@@ -251,6 +251,9 @@ def independent_pixel_nats(train_rows, test_rows):
     for train in [train_rows] if isinstance(train_rows, numpy.ndarray) else train_rows:
         train = as_pixel_levels(train)
         train = train.reshape(len(train), dims)  # flatten CHW
-        numpy.add.at(counts, (numpy.broadcast_to(numpy.arange(dims), train.shape), train), 1)
+        # pixel d at level v counted in bin 256 d + v: bincount, not numpy.add.at, which took
+        # about 0.4 us a pixel (7 minutes for a 1 GiB --x)
+        counts += numpy.bincount((numpy.arange(dims) * 256 + train).reshape(-1),
+                                 minlength=dims * 256).reshape(dims, 256)
     log_p = numpy.log(counts / counts.sum(1, keepdims=True))
     return float(-log_p[numpy.arange(dims), test].sum(1).mean())
