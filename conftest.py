@@ -16,7 +16,7 @@ settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
-def pytest_sessionstart(session):
+def _pin_hypothesis_constants():
     """hypothesis draws, beside random values, the constants written in the local modules
     loaded so far (its "local constants"), and reads them again whenever sys.modules grows:
     what a test drew depended on the modules the tests before it had imported (``-k ddim``
@@ -42,6 +42,9 @@ def _gpu_available():
 
 
 def pytest_collection_modifyitems(config, items):
+    # once the tests are collected (hypothesis reads its constants then too; earlier, while
+    # pytest starts, it warns of the time taken)
+    _pin_hypothesis_constants()
     if _gpu_available():
         return
     skip = pytest.mark.skip(reason="needs an NVIDIA GPU with CuPy")
