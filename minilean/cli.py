@@ -167,6 +167,16 @@ def data_flags(points=False, **defaults):
                      else _resolve_image_data).with_defaults(**defaults)
 
 
+def _image_size_unused(values):
+    """--image-size sizes the generated images (builtin, digits) only."""
+    if values.x is not None:
+        return "with --x (its images keep their own size)"
+    if values.dataset not in ("builtin", "digits"):
+        kind = "points" if values.dataset in POINT_DATASETS else "images"
+        return f"with --dataset {values.dataset} (its {kind} keep their own size)"
+    return None
+
+
 def training_flags(**defaults):
     """Optimisation flags shared by every training command, with per-command defaults."""
     return FlagGroup("training", [
@@ -251,9 +261,12 @@ class Command:
     ``run`` is a callable or a ``"module:function"`` text, imported only when the command runs.
     """
 
-    def __init__(self, name, summary, run, groups, details=""):
+    def __init__(self, name, summary, run, groups, details="", unused=None):
         self.name, self.summary, self.details = name, summary, details
         self._run, self.groups = run, list(groups)
+        # {flag name: unused(values)}: the words that say why a typed flag has no effect with
+        # the rest of the command line ("with --sampler ddpm"), or None where it has one
+        self.unused = dict(unused or {})
         self.flags = {flag.name: flag for group in self.groups for flag in group.flags}
         if sum(len(group.flags) for group in self.groups) != len(self.flags):
             raise ValueError(f"command {name!r} declares a flag twice")
@@ -307,6 +320,13 @@ class Command:
         for group in self.groups:
             if group.check:
                 group.check(values)
+        for name in config.given_flags:
+            # said, not refused (as --fast-kernels on the CPU): the run is what was asked for
+            # without it, but a flag taken in silence reads as one that worked
+            reason = self.unused[name](values) if name in self.unused else None
+            if reason:
+                print(f"minilean {self.name}: {self.flags[name].option} has no effect "
+                      f"{reason}", file=sys.stderr)
 
     def check_saved(self, saved, run_dir, given=()):
         """A resumed run's saved flag values, checked as a Python caller's would be: a
@@ -710,7 +730,12 @@ DIFFUSION = Command(
                  "(default T/4; at most T-1)", kind=int, low=0),
         ], check=_check_reconstruct_step),
         run_dir_flags("runs/diffusion"),
-    ])
+    ], unused={
+        "image_size": _image_size_unused,
+        "eta": lambda values: None if values.sampler == "ddim"
+        else f"with --sampler {values.sampler} (it is DDIM's noise scale)",
+        "reconstruct_step": lambda values: None if values.noisy_ppm or values.reconstruct_ppm
+        else "without --noisy-ppm or --reconstruct-ppm (the images it is the timestep of)"})
 
 EVALUATE = Command(
     "evaluate",
@@ -788,14 +813,16 @@ HELD_OUT_EVAL = Flag("n_eval", 500, "held-out rows to evaluate on (at most the 1
 
 
 def zoo_command(name, summary, details, training, own_flags, data=None, resolve=None,
-                check=None, points=False):
+                check=None, points=False, unused=None):
     """A zoo command: device, data (16x16 built-in images by default; ``points``: the
-    datasets of points too), training, its own flags (and their ``resolve(config)`` step and
-    ``check(values)``) and the run directory ``runs/<name>``."""
+    datasets of points too), training, its own flags (and their ``resolve(config)`` step,
+    ``check(values)`` and ``unused`` rules, see ``Command``) and the run directory
+    ``runs/<name>``."""
     return Command(name, summary, run=f"minilean.train.{name}:run", details=details, groups=[
         DEVICE_FLAGS, data_flags(points, **(data or {"image_size": 16})),
         zoo_training_flags(**training),
-        FlagGroup(name, own_flags, resolve, check), run_dir_flags(f"runs/{name}")])
+        FlagGroup(name, own_flags, resolve, check), run_dir_flags(f"runs/{name}")],
+        unused={"image_size": _image_size_unused, **(unused or {})})
 
 
 VAE = zoo_command(
@@ -824,7 +851,9 @@ VQVAE = zoo_command(
      Flag("decay", 0.99, "decay of the EMA codebook", low=0, high=1, high_open=True),
      Flag("restart_every", 100, "every N steps restart codes unused since the last check "
           "(0: never)", low=0), HELD_OUT_EVAL],
-    check=lambda values: _check_halved_twice(values, "the VQ-VAE"))
+    check=lambda values: _check_halved_twice(values, "the VQ-VAE"),
+    unused={"decay": lambda values: None if values.ema_codebook
+            else "without --ema-codebook (it is the moving averages' decay)"})
 
 # The image defaults cover 5 of the ring's 8 modes; a narrower G and D with a 2-D latent, trained
 # 3x longer, cover all 8 (about 10 s on a CPU).
@@ -884,7 +913,9 @@ MAE = zoo_command(
      Flag("decoder_depth", 1, "decoder blocks", low=1),
      Flag("per_patch_norm", False, "predict per-patch normalised pixels (MAE's normalised "
           "targets; named so, because fire reads --no... as a negated flag)"), HELD_OUT_EVAL],
-    check=_check_mae)
+    check=_check_mae,
+    unused={"mask_ratio": lambda values: None if values.mask == "random"
+            else f"with --mask {values.mask} (its mask is fixed)"})
 
 
 COMMANDS = [DIFFUSION, EVALUATE, PROOFS, VAE, VQVAE, GAN, AUTOENCODER, MAE]

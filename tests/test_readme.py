@@ -114,7 +114,7 @@ def test_the_shared_flags_are_those_every_model_command_has():
     which `evaluate` takes those up to --seed."""
     from minilean.cli import COMMANDS, EVALUATE
     listed = _options(re.search(r"Flags every model command shares:(.*?)\(`evaluate` takes",
-                                README, re.S).group(1))
+                                " ".join(README.split())).group(1))
     models = [command for command in COMMANDS if command.name not in ("evaluate", "proofs")]
     shared = set.intersection(*({flag.option for flag in command.flags.values()}
                                 for command in models))

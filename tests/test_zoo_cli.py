@@ -142,6 +142,41 @@ def test_what_the_model_can_take_passes(command, flags, tmp_path):
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 1
 
 
+@pytest.mark.parametrize("command, flags, said", [
+    (cli.MAE, {"mask": "block", "mask_ratio": 0.5},
+     "--mask-ratio has no effect with --mask block (its mask is fixed)"),
+    (cli.VQVAE, {"decay": 0.9},
+     "--decay has no effect without --ema-codebook (it is the moving averages' decay)"),
+    (cli.DIFFUSION, {"eta": 0.5},
+     "--eta has no effect with --sampler ddpm (it is DDIM's noise scale)"),
+    (cli.DIFFUSION, {"reconstruct_step": 3}, "--reconstruct-step has no effect without "
+     "--noisy-ppm or --reconstruct-ppm (the images it is the timestep of)"),
+    (cli.VAE, {"dataset": "cifar10", "image_size": 32},
+     "--image-size has no effect with --dataset cifar10 (its images keep their own size)"),
+    (cli.GAN, {"dataset": "ring8", "image_size": 32},
+     "--image-size has no effect with --dataset ring8 (its points keep their own size)"),
+    (cli.AUTOENCODER, {"x": "images.npy", "image_size": 32},
+     "--image-size has no effect with --x (its images keep their own size)"),
+])
+def test_a_typed_flag_the_rest_leaves_without_effect_is_said(command, flags, said, capsys):
+    """Accepted (the run is the one asked for without it), but said on stderr, as
+    --fast-kernels on the CPU is: they were taken in silence, and config.json recorded them."""
+    command.parse((), flags)
+    assert capsys.readouterr().err == f"minilean {command.name}: {said}\n"
+
+
+@pytest.mark.parametrize("command, flags", [
+    (cli.MAE, {"mask_ratio": 0.5}), (cli.VQVAE, {"decay": 0.9, "ema_codebook": True}),
+    (cli.DIFFUSION, {"eta": 0.5, "sampler": "ddim"}),
+    (cli.DIFFUSION, {"reconstruct_step": 3, "noisy_ppm": "noisy.ppm"}),
+    (cli.VAE, {"dataset": "digits", "image_size": 16}), (cli.VQVAE, {"image_size": 32}),
+    (cli.MAE, {"mask": "block"}),  # the flag it would make idle not typed: nothing to say
+])
+def test_a_flag_that_takes_effect_is_not_said_to_have_none(command, flags, capsys):
+    command.parse((), flags)
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("name, argv, network", [
     ("diffusion", ["--hidden-c=4"], "--arch unet"),
     ("vae", ["--arch=conv"], "--arch conv"),
