@@ -259,13 +259,17 @@ def test_vqvae_draws_each_end_of_its_strategies_ranges(strategy, case):
 
 
 def test_vqvae_mono_draws_both_betas_from_its_range():
-    """The monotonicity statement compares two betas in [0, 4]: each below 1 and above 0 at
-    times, neither negative."""
+    """The monotonicity statement compares two betas in [-4, 4], as the theorem any two reals:
+    each below 1 and above 0 at times, and a negative one below a positive one (|beta| for beta
+    is monotone on beta >= 0 alone); never outside the range."""
     statement = STATEMENTS["vqvae_loss_mono_beta_of_commitment_nonneg"]
     _draws(statement.given, lambda example: 0 < example["other"] < 1)
+    _draws(statement.given, lambda example: 0 < example["example"]["beta"] < 1)
+    _draws(statement.given, lambda example: min(example["other"], example["example"]["beta"])
+           < 0 < max(example["other"], example["example"]["beta"]))
 
     def draws(example):
-        assert example["other"] >= 0 and example["example"]["beta"] >= 0, example
+        assert -4 <= example["other"] <= 4 and -4 <= example["example"]["beta"] <= 4, example
     _every_draw(draws, statement.given)
 
 
@@ -306,11 +310,15 @@ def _latent(example):
     ("betaVae_loss_mono_beta_of_kl_nonneg",
      lambda example: max(example["reconstruction"], example["kl"], *example["betas"]) < 1),
     ("betaVae_loss_mono_beta_of_kl_nonneg",
-     lambda example: min(example["reconstruction"], example["kl"], *example["betas"]) > 1)])
+     lambda example: min(example["reconstruction"], example["kl"], *example["betas"]) > 1),
+    # and, as the theorem has any two real betas, a negative one below a positive one
+    ("betaVae_loss_mono_beta_of_kl_nonneg",
+     lambda example: example["betas"][0] < 0 < example["betas"][1])])
 def test_the_vae_statements_draw_each_case_their_strategies_name(name, case):
     """The KL and reparameterisation statements hold for all real mu and logvar: their draws
     reach both signs of each, one coordinate, and exact zeros; the beta-VAE losses' terms and
-    weights lie in [0, their end), reached on both sides of 1."""
+    weights lie in [0, their end), reached on both sides of 1 (the monotonicity's two betas in
+    [-10, 10], as the theorem's are any two reals: one negative and one positive at times)."""
     _draws(STATEMENTS[name].given, case)
 
 

@@ -299,14 +299,18 @@ def beta_vae_zero_kl(check, reconstruction, kl, beta):
 
 @statement("betaVae_loss_mono_beta_of_kl_nonneg", about=(f"{VAE}.beta_negative_elbo",),
            given={"reconstruction": reals(0, 1000), "kl": reals(0, 100),
-                  "betas": st.tuples(reals(0, 10), reals(0, 10)).map(sorted)},
+                  "betas": st.tuples(reals(-10, 10), reals(-10, 10)).map(sorted)},
            relaxed={"reconstruction": reals(0, 1000), "kl": reals(-100, 100),
-                    "betas": st.tuples(reals(0, 10), reals(0, 10)).map(sorted)},
-           # pinned: a positive KL and two distinct betas (KL = 0 or beta1 = beta2 ties them)
-           examples=[{"reconstruction": 10.0, "kl": 2.0, "betas": [0.5, 4.0]}])
+                    "betas": st.tuples(reals(-10, 10), reals(-10, 10)).map(sorted)},
+           # pinned: a positive KL and two distinct betas (KL = 0 or beta1 = beta2 ties them),
+           # both positive, and a negative one below a positive one (|beta| for beta is
+           # monotone on beta >= 0 alone)
+           examples=[{"reconstruction": 10.0, "kl": 2.0, "betas": [0.5, 4.0]},
+                     {"reconstruction": 10.0, "kl": 2.0, "betas": [-2.0, 0.5]}])
 def beta_vae_mono(check, reconstruction, kl, betas):
-    """beta1 <= beta2 and 0 <= KL  =>  loss(beta1) <= loss(beta2) (exact in floating point too:
-    rounding is monotone)."""
+    """beta1 <= beta2 and 0 <= KL  =>  loss(beta1) <= loss(beta2), for all real betas as the
+    theorem has them, negative ones included (the command line refuses beta < 0, but
+    beta_negative_elbo takes any; exact in floating point too: rounding is monotone)."""
     low, high = betas
     check.holds(mp(low) * mp(kl) <= mp(high) * mp(kl), "mpmath")
     for (label, _, at_low), (_, _, at_high) in zip(_engine_beta_losses(reconstruction, kl, low),
@@ -420,6 +424,15 @@ def kl_mean_over_first_axis(original):
     mean written for a batch alone, which divides one unbatched latent's KL by its size."""
     from minilean.models import vae
     return lambda mu, logvar: vae.coordinate_kl_to_standard(mu, logvar).sum() / mu.shape[0]
+
+
+@mutant("beta-VAE loss weighted by |beta|", f"{VAE}.beta_negative_elbo",
+        caught_by=["betaVae_loss_mono_beta_of_kl_nonneg"])
+def beta_magnitude(original):
+    """beta_negative_elbo = reconstruction + |beta| KL (a weight "made safe" by abs): the same
+    loss for every beta >= 0, so only a negative beta below a positive one shows that it is not
+    monotone in beta (the statement drew betas in [0, 10] alone and passed it)."""
+    return lambda reconstruction, kl, beta: reconstruction + abs(beta) * kl
 
 
 @mutant("beta-VAE loss as the negative ELBO plus (beta - 1) KL", f"{VAE}.beta_negative_elbo",

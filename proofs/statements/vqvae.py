@@ -217,11 +217,16 @@ def vq_zero_quantization(check, target, reconstruction, encoded, quantized, beta
 
 
 @statement("vqvae_loss_mono_beta_of_commitment_nonneg", about=(f"{VQ}.vqvae_loss",),
-           given=st.tuples(_loss_inputs(), reals(0, 4)).map(
-               lambda pair: {"example": pair[0], "other": pair[1]}))
+           given=st.tuples(_loss_inputs(), reals(-4, 4), reals(-4, 4)).map(
+               lambda drawn: {"example": {**drawn[0], "beta": drawn[1]}, "other": drawn[2]}),
+           # pinned: three terms that differ, a negative beta against a positive one (|beta|
+           # for beta is monotone on beta >= 0 alone)
+           examples=[{"example": {**PINNED_LOSS, "beta": -2.0}, "other": 0.25}])
 def vq_mono(check, example, other):
-    """beta1 <= beta2 and 0 <= commitment  =>  loss(beta1) <= loss(beta2). The commitment is
-    an MSE, so its hypothesis always holds here (objective-level mono shows it matters)."""
+    """beta1 <= beta2 and 0 <= commitment  =>  loss(beta1) <= loss(beta2), for all real betas
+    as the theorem has them, negative ones included (the command line refuses beta < 0, but
+    vqvae_loss takes any). The commitment is an MSE, so its hypothesis always holds here
+    (objective-level mono shows it matters)."""
     low, high = sorted([example["beta"], other])
     for dtype in ENGINE_DTYPES:
         totals = [float(host(_vq_losses(dtype, **{**example, "beta": b}).total))
@@ -326,6 +331,16 @@ def commitment_subtracted(original):
     beta lowers the loss and pushes the encoder away from its codes."""
     return _recombined(original, lambda recon, codebook, commitment, beta:
                        recon + codebook - beta * commitment)
+
+
+@mutant("commitment weighted by |beta|", f"{VQ}.vqvae_loss",
+        caught_by=["vqvae_loss_mono_beta_of_commitment_nonneg"])
+def commitment_beta_magnitude(original):
+    """total = recon + codebook + |beta| commitment (a weight "made safe" by abs): the same
+    total for every beta >= 0, so only a negative beta below a positive one shows that it is
+    not monotone in beta (the statement drew betas in [0, 4] alone and passed it)."""
+    return _recombined(original, lambda recon, codebook, commitment, beta:
+                       recon + codebook + abs(beta) * commitment)
 
 
 @mutant("squared L2 of the sum", f"{VQ}.squared_l2",
