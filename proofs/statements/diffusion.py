@@ -234,22 +234,24 @@ def _pair(draw):
     return draw(vector), draw(vector)
 
 
-def _euler_lipschitz(check, x, y, dt, beta, sigma, c, claimed_fraction, use_pf_ode):
-    """||E(x) - E(y)|| <= (1 + |dt| L) ||x - y|| for f L-Lipschitz; L claimed as a fraction of
-    the true constant (1 in the statement, less to show the hypothesis matters)."""
+def _euler_lipschitz(check, x, y, dt, beta, sigma, c, claimed_fraction, use_pf_ode, t=0.5):
+    """||E(x) - E(y)|| <= (1 + |dt| L) ||x - y|| for f(., t) L-Lipschitz; L claimed as a
+    fraction of the true constant (1 in the statement, less to show the hypothesis matters)."""
     from minilean.models import diffusion
     b, s, cc = mp(beta), mp(sigma), mp(c)
+    roundings = 10
     if use_pf_ode:  # f = -beta/2 (x - c tanh(x) / sigma): Lipschitz constant beta/2 (1 + |c|/s)
         f_mp = lambda v: -b / 2 * (v - cc * mpmath.tanh(v) / s)  # noqa: E731
         lipschitz = b / 2 * (1 + abs(cc) / s)
 
-        def f_engine(v, t):
+        def f_engine(v, time):
             return diffusion.pf_ode_rhs(v, c * v.tanh(), beta, sigma)
-    else:  # f = c tanh: c-Lipschitz
-        f_mp, lipschitz = (lambda v: cc * mpmath.tanh(v)), abs(cc)
+    else:  # f(., t) = c t tanh: |c t|-Lipschitz, a field that changes with t (as the PF-ODE's)
+        f_mp, lipschitz = (lambda v: cc * mp(t) * mpmath.tanh(v)), abs(cc * mp(t))
+        roundings = 12  # c t rounded in float64, then to the dtype
 
-        def f_engine(v, t):
-            return c * v.tanh()
+        def f_engine(v, time):
+            return (c * time) * v.tanh()
     lipschitz *= claimed_fraction
     step = lambda v: [vi + mp(dt) * f_mp(vi) for vi in v]  # noqa: E731
     distance = _norm([p - q for p, q in zip(mp(x), mp(y))])
@@ -257,9 +259,9 @@ def _euler_lipschitz(check, x, y, dt, beta, sigma, c, claimed_fraction, use_pf_o
     check.close(max(moved - (1 + abs(mp(dt)) * lipschitz) * distance, 0), mp(0),
                 mpmath.mpf(10) ** -40, "mpmath: Lipschitz bound")
     for dtype in ENGINE_DTYPES:
-        ex = host(diffusion.euler_step(f_engine, engine(x, dtype), 0.5, dt))
-        ey = host(diffusion.euler_step(f_engine, engine(y, dtype), 0.5, dt))
-        slack = gamma(10, dtype) * (_norm([abs(v) + abs(mp(dt) * f_mp(v)) for v in mp(x)])
+        ex = host(diffusion.euler_step(f_engine, engine(x, dtype), t, dt))
+        ey = host(diffusion.euler_step(f_engine, engine(y, dtype), t, dt))
+        slack = gamma(roundings, dtype) * (_norm([abs(v) + abs(mp(dt) * f_mp(v)) for v in mp(x)])
                                     + _norm([abs(v) + abs(mp(dt) * f_mp(v)) for v in mp(y)]))
         engine_moved = _norm([p - q for p, q in zip(mp(ex), mp(ey))])
         check.close(max(engine_moved - (1 + abs(mp(dt)) * lipschitz) * distance, 0), mp(0),
@@ -272,14 +274,18 @@ def _lipschitz_given(fraction):
 
 
 @statement("eulerStep_l2_lipschitz_of_rhs_lipschitz", about=(f"{DIFFUSION}.euler_step",),
-           given=_lipschitz_given(st.just(1.0)), relaxed=_lipschitz_given(st.just(0.25)),
-           # pinned: near 0, where c tanh has its steepest slope c, so the bound is tight
+           given={**_lipschitz_given(st.just(1.0)), "t": reals(-1, 1)},
+           relaxed={**_lipschitz_given(st.just(0.25)), "t": reals(-1, 1)},
+           # pinned: near 0, where c t tanh has its steepest slope c t, so the bound is tight:
+           # at t = 1, and at t = 1/2 with dt = 1/4, where f(., t + dt) has the slope 3/4
+           # (1 + |dt| L then 1.1875 for the 1.125 claimed)
            examples=[{"pair": (_pinned(0.0), _pinned(0.125)), "dt": 0.25, "beta": 1.0,
-                      "sigma": 1.0, "c": 1.0, "fraction": 1.0}])
-def euler_lipschitz(check, pair, dt, beta, sigma, c, fraction):
-    """f(., t) L-Lipschitz in L2  =>  x -> eulerStep f x t dt is (1 + |dt| L)-Lipschitz in L2
-    (f = c tanh, L = |c|)."""
-    _euler_lipschitz(check, *pair, dt, beta, sigma, c, fraction, use_pf_ode=False)
+                      "sigma": 1.0, "c": 1.0, "fraction": 1.0, "t": t} for t in (1.0, 0.5)])
+def euler_lipschitz(check, pair, dt, beta, sigma, c, fraction, t):
+    """f(., t) L-Lipschitz in L2  =>  x -> eulerStep f x t dt is (1 + |dt| L)-Lipschitz in L2,
+    at every time t (f(x, t) = c t tanh(x), L = |c t|: the constant is f's at the step's own
+    time t, drawn)."""
+    _euler_lipschitz(check, *pair, dt, beta, sigma, c, fraction, use_pf_ode=False, t=t)
 
 
 @statement("pfOdeEulerSystem_l2_lipschitz_of_rhs_lipschitz",
@@ -298,26 +304,32 @@ def pf_ode_lipschitz(check, pair, dt, beta, sigma, c, fraction):
 
 
 @statement("eulerStep_l2_distance_bound", about=(f"{DIFFUSION}.euler_step",),
-           given={"pair": _pair(), "dt": reals(-1, 1), "c": reals(-2, 2)},
-           # pinned: points whose f differ and share a sign, at dt = 3/4: a step without dt
-           # exceeds the bound by (1 - dt) |f(x) - f(y)| = 0.11 only, under the 2 dt |f(y)|
-           # = 0.84 that |f(x) + f(y)| for |f(x) - f(y)| would add to it
-           examples=[{"pair": (_pinned(1.0), _pinned(0.75)), "dt": 0.75, "c": 1.0}])
-def euler_distance(check, pair, dt, c):
-    """||E(x) - E(y)|| <= ||x - y|| + |dt| ||f(x, t) - f(y, t)||, E = eulerStep f . t dt, any f."""
+           given={"pair": _pair(), "dt": reals(-1, 1), "c": reals(-2, 2), "t": reals(-1, 1)},
+           # pinned: points whose f differ and share a sign, at dt = 3/4 and t = 1: a step
+           # without dt exceeds the bound by (1 - dt) |f(x) - f(y)| = 0.11 only, under the
+           # 2 dt |f(y)| = 0.84 that |f(x) + f(y)| for |f(x) - f(y)| would add to it; and at
+           # t = 0, where f(., t) = 0 bounds the step by ||x - y|| = 0.25 and f(., t + dt)
+           # would move it by 0.25 more
+           examples=[{"pair": (_pinned(1.0), _pinned(0.75)), "dt": 0.75, "c": 1.0, "t": t}
+                     for t in (1.0, 0.0)])
+def euler_distance(check, pair, dt, c, t):
+    """||E(x) - E(y)|| <= ||x - y|| + |dt| ||f(x, t) - f(y, t)||, E = eulerStep f . t dt, any f
+    and any time t (f(x, t) = c t x^2, not Lipschitz and changing with t, on purpose; t
+    drawn)."""
     from minilean.models import diffusion
     x, y = pair
-    field = lambda v, t: c * v * v  # noqa: E731  (any f; not Lipschitz on purpose)
-    fx, fy = [[mp(c) * v * v for v in mp(w)] for w in (x, y)]
+    field = lambda v, time: (c * time) * v * v  # noqa: E731
+    fx, fy = [[mp(c) * mp(t) * v * v for v in mp(w)] for w in (x, y)]
     move = lambda v, f: [vi + mp(dt) * fi for vi, fi in zip(v, f)]  # noqa: E731
     lhs = _norm([p - q for p, q in zip(move(mp(x), fx), move(mp(y), fy))])
     rhs = _norm([p - q for p, q in zip(mp(x), mp(y))]) + abs(mp(dt)) * _norm(
         [p - q for p, q in zip(fx, fy)])
     check.close(max(lhs - rhs, 0), mp(0), mpmath.mpf(10) ** -40, "mpmath")
     for dtype in ENGINE_DTYPES:
-        ex = mp(host(diffusion.euler_step(field, engine(x, dtype), 0.0, dt)))
-        ey = mp(host(diffusion.euler_step(field, engine(y, dtype), 0.0, dt)))
-        slack = gamma(4, dtype) * (_norm([abs(a) + abs(mp(dt) * b) for a, b in zip(mp(x), fx)])
+        ex = mp(host(diffusion.euler_step(field, engine(x, dtype), t, dt)))
+        ey = mp(host(diffusion.euler_step(field, engine(y, dtype), t, dt)))
+        # c t (rounded in float64, then to the dtype), two products, dt's, the sum
+        slack = gamma(6, dtype) * (_norm([abs(a) + abs(mp(dt) * b) for a, b in zip(mp(x), fx)])
                                    + _norm([abs(a) + abs(mp(dt) * b) for a, b in zip(mp(y), fy)]))
         check.close(max(_norm([p - q for p, q in zip(ex, ey)]) - rhs, 0), mp(0), slack,
                     f"engine ({dtype.__name__})")
@@ -939,6 +951,16 @@ def sampler_step_clip(check, betas, t, ddim_t, t_prev, eta, x, eps, noise):
 def euler_wrong_sign(original):
     """euler_step = x - dt f(x, t)."""
     return lambda f, x, t, dt: x - dt * f(x, t)
+
+
+@mutant("Euler step evaluating f at the step's end", f"{DIFFUSION}.euler_step",
+        caught_by=["pfOdeEulerSystem_eq_step", "eulerStep_l2_distance_bound",
+                   "eulerStep_l2_lipschitz_of_rhs_lipschitz"])
+def euler_at_step_end(original):
+    """euler_step = x + dt f(x, t + dt): the field read at the time the step arrives at (an
+    implicit Euler step's time without its implicit x). The Euler statements drew f constant in
+    t, at a fixed t, and passed it."""
+    return lambda f, x, t, dt: x + dt * f(x, t + dt)
 
 
 @mutant("DDIM with the alphas swapped", f"{DIFFUSION}.ddim_step",
