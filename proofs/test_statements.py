@@ -583,6 +583,22 @@ def test_the_mae_examples_keep_their_hypotheses():
                 mae._mae_example(empty=True))
 
 
+def test_the_hidden_pixels_statement_replaces_the_hidden_patches_alone():
+    """maeModel_hidden_pixels_unseen changes the pixels of hidden patches only, on every draw
+    and pin (its relaxed strategy's, every pixel, is what admits a counterexample), and its
+    draws hide some patches of each image and leave some visible."""
+    from proofs.statements import mae
+    statement = STATEMENTS["maeModel_hidden_pixels_unseen"]
+
+    def holds(example):
+        assert example["replaced"] == "hidden", example
+        pixels = mae._hidden_pixels(example["example"]["hidden"])
+        assert pixels.any((1, 2, 3)).all() and not pixels.all((1, 2, 3)).any(), pixels
+    _every_draw(holds, statement.given)
+    for pinned in statement.examples:
+        holds(pinned)
+
+
 @pytest.mark.parametrize("case", [
     lambda example: len(example["example"]["image"]) == 1,
     lambda example: len(example["example"]["image"]) == 3,

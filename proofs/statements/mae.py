@@ -474,6 +474,60 @@ def mae_loss_reverse(check, example):
     _permutation_checks(check, prediction, target, hidden, example["permutation"])
 
 
+def _hidden_pixels(hidden):
+    """The pixels (N, 1, 4, 4) of the hidden patches (N, 4) of MAE_IMAGE's 2x2 grid."""
+    grid = numpy.asarray(hidden, dtype=bool).reshape(-1, 2, 2)
+    return grid.repeat(MAE_PATCH, 1).repeat(MAE_PATCH, 2)[:, None]
+
+
+def _unseen_given(replaced):
+    return {"example": _mae_example(), "fill": st.integers(0, 2 ** 16),
+            "replaced": st.just(replaced)}
+
+
+@statement("maeModel_hidden_pixels_unseen",
+           about=(f"{MAE}.MaskedAutoencoder:forward", f"{MAE}.MaskedAutoencoder:encode"),
+           given=_unseen_given("hidden"), relaxed=_unseen_given("every"), max_examples=10,
+           examples=[{"example": PINNED_MAE_EXAMPLE, "fill": 0, "replaced": "hidden"}])
+def mae_hidden_pixels_unseen(check, example, fill, replaced):
+    """model(x', m) = model(x, m) bit for bit for every x' equal to x on the visible patches:
+    the model sees a hidden patch's pixels nowhere (its encoder takes the visible tokens alone,
+    mask.keep, and the decoder a mask token in each hidden place). The form here of TorchLean's
+    mask certificates (imagePatchMask_hidden_pixel_eq_zero, BlockMask.hidden_scalar_eq_zero and
+    their visible_*_eq_input): its masked input, hidden pixels 0 and visible ones as given, and
+    hidden pixels of any other values give the prediction of x itself, in float32 and float64,
+    for a batch whose images hide patches of their own."""
+    import minilean
+    from minilean.models import mae
+    image, hidden = example["image"], example["hidden"]
+    pixels = _hidden_pixels(hidden) if replaced == "hidden" else numpy.ones(image.shape, bool)
+    others = numpy.random.default_rng(fill).uniform(-1, 2, image.shape)
+    inputs = {"TorchLean's masked input (hidden pixels 0)": numpy.where(pixels, 0.0, image),
+              "hidden pixels of other values": numpy.where(pixels, others, image)}
+    for dtype in ENGINE_DTYPES:
+        model = _mae_model(example["seed"]).to(dtype=dtype)
+        mask = mae._mask_from_hidden(hidden, "cpu")
+        with minilean.no_grad():
+            expected = host(model(engine(image, dtype), mask))
+            for label, changed in inputs.items():
+                check.close(host(model(engine(changed, dtype), mask)), mp(expected), 0,
+                            f"{label} ({dtype.__name__})")
+
+
+@mutant("MAE encoder keeps the visible tokens after its blocks",
+        f"{MAE}.MaskedAutoencoder.encode", caught_by=["maeModel_hidden_pixels_unseen"])
+def encoder_gathers_after_blocks(original):
+    """encode runs its blocks over every patch's token and keeps the visible ones after them
+    (``gather_tokens`` one line too late): the shapes are those of the right encoder, but the
+    visible tokens attend to the hidden patches, whose pixels the model then sees."""
+    from minilean.models import mae
+
+    def broken(self, patches, mask):
+        tokens = self.embed(patches) + self.position
+        return self.encoder_norm(mae.gather_tokens(self.encoder_blocks(tokens), mask.keep))
+    return broken
+
+
 @mutant("masked MSE of an empty mask is 0/0", f"{MAE}.masked_mse",
         caught_by=["maskedLoss_nil", "maeLoss_nil"])
 def masked_mse_unguarded(original):
