@@ -309,6 +309,27 @@ def test_cross_entropy_of_huge_logits_is_finite():
     numpy.testing.assert_allclose(loss.numpy(), [1000.0, 0.0])
 
 
+def test_cross_entropy_takes_the_memory_of_its_one_hot_rows_not_of_a_c_by_c_identity():
+    """Two class indices among 8192 classes: their one-hot rows are 16 KiB; picked from
+    eye(8192) they held 64 MiB at once (2.5 GB, and seconds a call, at 50,000 classes). The
+    loss and gradient are those of the picked log-probabilities."""
+    import tracemalloc
+    logits = ml.zeros(2, 8192, requires_grad=True)
+    tracemalloc.start()
+    try:
+        loss = F.cross_entropy(logits, ml.tensor([0, 8191]))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 ** 20, f"{peak / 2 ** 20:.0f} MiB at once"
+    loss.backward()
+    numpy.testing.assert_allclose(loss.item(), numpy.log(8192), rtol=1e-6)
+    expected = numpy.full((2, 8192), 1 / 8192 / 2, numpy.float32)
+    expected[0, 0] -= 0.5
+    expected[1, 8191] -= 0.5
+    numpy.testing.assert_allclose(logits.grad.numpy(), expected, rtol=1e-5, atol=1e-9)
+
+
 def test_cross_entropy_with_a_class_masked_to_minus_infinity_is_finite_like_torch():
     """A logit of -inf (a class masked out) has log-probability -inf; the target's term is
     picked, not multiplied by a one-hot, where -inf * 0 made the loss nan."""

@@ -120,7 +120,10 @@ def cross_entropy(input, target, *, reduction="mean"):
                                  f"[0, {classes}), got values from {int(indices.min())} to "
                                  f"{int(indices.max())}")
         xp = input.xp
-        one_hot = xp.eye(classes, dtype=bool)[target_data]  # (N, d1, ..., C)
+        # compared with the class numbers, not picked from eye(C): that identity holds C * C
+        # booleans whatever the batch (2.5 GB at C = 50,000), as ``vqvae.code_one_hot`` says
+        # (N, d1, ...) -> (N, d1, ..., 1) == (C,) -> (N, d1, ..., C)
+        one_hot = target_data[..., None] == xp.arange(classes)
         probabilities = _constant(xp.moveaxis(one_hot, -1, 1))  # (N, C, d1, ...)
     elif isinstance(target, Tensor):
         probabilities = target.to(dtype=input.dtype)
