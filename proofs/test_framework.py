@@ -564,7 +564,7 @@ def test_a_failures_error_and_bound_are_those_of_the_example_its_message_names()
     assert (outcome.worst_error, outcome.worst_bound) == (x / 1000, 1e-9)
 
 
-def test_a_failure_no_comparison_made_shows_no_error_and_bound(monkeypatch):
+def test_a_failure_no_comparison_made_shows_no_error_and_bound():
     """A condition that does not hold (or a crash) after comparisons that passed: the column
     showed the worst passing one (0 / 0.001 | FAIL: ...), which reads as the failure's."""
     from proofs.runner import _error_column
