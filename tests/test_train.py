@@ -488,6 +488,24 @@ def test_a_resume_on_data_changed_since_the_run_began_is_refused_by_name(tmp_pat
     assert json.loads((run / "config.json").read_text())["data_fingerprint"] == fingerprint
 
 
+def test_a_resume_whose_saved_data_are_points_is_a_one_line_error_naming_the_command(tmp_path,
+                                                                                    capsys):
+    """The data flags refuse ring8 for a command that trains on images; a resumed run takes
+    its data from config.json, which they do not see (here one edited, of a run saved before
+    the data's fingerprint was kept): diffusion and the zoo commands refuse it in one line."""
+    for command, flags in (("diffusion", [*TINY, "--evaluate=false"]),
+                           ("autoencoder", ["--n-total=32", "--batch-size=8"])):
+        run = tmp_path / command
+        main([command, *flags, "--steps=1", f"--out={run}"])
+        config = json.loads((run / "config.json").read_text())
+        config.pop("data_fingerprint")
+        (run / "config.json").write_text(json.dumps({**config, "dataset": "ring8"}))
+        capsys.readouterr()
+        assert _exit_and_error([command, f"--resume={run}", "--steps=2"], capsys) == (
+            1, f"minilean {command}: error: {command} trains on images, but dataset 'ring8' "
+               f"has rows of shape (2,)\n")
+
+
 def test_a_run_interrupted_before_its_config_is_written_leaves_room_for_a_new_one(
         tmp_path, monkeypatch, capsys):
     """Ctrl-C while the run directory opens, after its folders are made and before its

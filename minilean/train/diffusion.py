@@ -32,10 +32,10 @@ from minilean.models import diffusion as D
 from minilean.models.classifier import check_fd_report, fd_report
 from minilean.optim import EMA, Adam, clip_grad_norm_, warmup_constant, warmup_cosine
 from minilean.train.loop import (LOCKED_DATA_FLAGS, TrainState, check_batch_fits,
-                                 check_halved_twice, check_same_data, check_samples_finite,
-                                 check_samples_fit, data_source, default_interval, open_run,
-                                 prepare_device, run_config, start_line, summary_line, train,
-                                 write_trainlog)
+                                 check_halved_twice, check_images, check_same_data,
+                                 check_samples_finite, check_samples_fit, data_source,
+                                 default_interval, open_run, prepare_device, run_config,
+                                 start_line, summary_line, train, write_trainlog)
 
 # What defines the model and its data: a resumed run must keep these.
 LOCKED_FLAGS = LOCKED_DATA_FLAGS + ("arch", "hidden_c", "T", "schedule", "beta_start", "beta_end",
@@ -67,9 +67,7 @@ def image_dataset(config):
     """The training images named by the data flags (images only: ring8 is 2-D points)."""
     dataset = load_dataset(config.dataset, config.x, config.y, config.n_total,
                            config.image_size, config.seed, config.data_root)
-    if not dataset.is_image:
-        raise ValueError(f"diffusion trains on images, but dataset {dataset.name!r} has rows of "
-                         f"shape {dataset.x.shape[1:]}")
+    check_images(config, dataset)
     return dataset
 
 

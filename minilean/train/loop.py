@@ -141,6 +141,15 @@ def prepare_device(config):
     use_fast_kernels(bool(config.fast_kernels) and config.device == "cuda")
 
 
+def check_images(config, dataset):
+    """The dataset of a command that trains on images must hold images. The data flags refuse
+    ring8 for such commands; this refuses it where the flags did not see it, in a resumed
+    run's saved config."""
+    if not dataset.is_image:
+        raise ValueError(f"{config.command} trains on images, but dataset {dataset.name!r} has "
+                         f"rows of shape {dataset.x.shape[1:]}")
+
+
 def check_halved_twice(config, image_shape, network):
     """``network`` (in words) halves the image side twice and doubles it back, so the data's
     height and width must be multiples of 4; checked on the loaded data (``--image-size`` is

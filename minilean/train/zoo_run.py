@@ -26,8 +26,8 @@ from minilean.data.arrays import float_images, read_rows
 from minilean.data.images import save_grid_everywhere
 from minilean.data.loader import Loader
 from minilean.data.streams import Purpose, stream
-from minilean.train.loop import (TrainState, check_batch_fits, check_halved_twice, check_same_data,
-                                 check_samples_finite, data_in_errors, data_source,
+from minilean.train.loop import (TrainState, check_batch_fits, check_halved_twice, check_images,
+                                 check_same_data, check_samples_finite, data_in_errors, data_source,
                                  default_interval, open_run, prepare_device, run_config,
                                  start_line, summary_line, train, write_trainlog)
 
@@ -181,10 +181,7 @@ def image_shape(session, halved_twice_by=None):
     """(C, H, W) of the session's images; a one-line error for point data such as ring8, and,
     for a network that halves the side twice (``halved_twice_by``, in words), for a height or
     width that is not a multiple of 4."""
-    if not session.dataset.is_image:
-        raise ValueError(f"{session.config.command} trains on images, but dataset "
-                         f"{session.dataset.name!r} has rows of shape "
-                         f"{session.dataset.x.shape[1:]}")
+    check_images(session.config, session.dataset)
     shape = tuple(session.dataset.image_shape)
     if halved_twice_by:
         check_halved_twice(session.config, shape, halved_twice_by)
