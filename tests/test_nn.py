@@ -203,6 +203,56 @@ def test_a_buffer_cannot_take_a_parameters_a_submodules_or_a_methods_name():
     assert list(model.state_dict()) == ["0.weight", "0.bias"]
 
 
+def test_register_parameter_and_add_module_register_by_name_as_torch():
+    """PyTorch's ways of registering a member whose name is held in a string, None included
+    (a weight or a submodule left out), with their names checked as register_buffer's."""
+    torch = pytest.importorskip("torch")
+    for library in (ml, torch):
+        module = library.nn.Module()
+        module.register_parameter("scale", library.nn.Parameter(library.ones(2)))
+        module.register_parameter("shift", None)
+        module.add_module("head", library.nn.Linear(2, 1))
+        module.add_module("tail", None)
+        assert module.shift is None and module.tail is None
+        module.register_parameter("scale", library.nn.Parameter(library.zeros(2)))  # in place
+        assert [name for name, _ in module.named_parameters()] == [
+            "scale", "head.weight", "head.bias"]
+        assert list(module.state_dict()) == ["scale", "head.weight", "head.bias"]
+        assert [name for name, _ in module.named_children()] == ["head"]
+        assert module.scale.sum().item() == 0
+    module = nn.Linear(2, 2)
+    with pytest.raises(TypeError, match=r"^cannot register Tensor as parameter 'p' \(Parameter "
+                                        r"or None expected\)$"):
+        module.register_parameter("p", ml.ones(1))
+    with pytest.raises(TypeError, match=r"^cannot add int as submodule 'm' \(Module or None "
+                                        r"expected\)$"):
+        module.add_module("m", 3)
+    for register, kind, name, taken in (
+            (module.register_parameter, "parameter", "forward", "class attribute"),
+            (module.add_module, "submodule", "weight", "parameter")):
+        with pytest.raises(KeyError, match=re.escape(
+                f"cannot register {kind} {name!r}: Linear has a {taken} of that name")):
+            register(name, None)
+        with pytest.raises(KeyError, match=re.escape(
+                f"{kind} name must be a non-empty str without '.', got 'a.b'")):
+            register("a.b", None)
+    assert list(module.state_dict()) == ["weight", "bias"]
+
+
+def test_requires_grad_freezes_and_unfreezes_every_parameter_as_torch():
+    torch = pytest.importorskip("torch")
+    for library in (ml, torch):
+        model = library.nn.Sequential(library.nn.Linear(2, 3), library.nn.Linear(3, 1))
+        assert model.requires_grad_(False) is model
+        assert not any(param.requires_grad for param in model.parameters())
+        assert not model(library.ones(1, 2)).requires_grad
+        model[1].requires_grad_()
+        assert [param.requires_grad for param in model.parameters()] == [
+            False, False, True, True]
+        model(library.ones(1, 2)).sum().backward()
+        assert model[0].weight.grad is None and model[1].weight.grad is not None
+
+
 def test_a_module_unpickled_in_another_process_lists_its_members_anew(monkeypatch):
     """The list of a module's parameters is kept while this process's count of registry
     changes holds still; unpickled where that count is another, a stale list came back once

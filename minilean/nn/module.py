@@ -144,19 +144,49 @@ class Module:
         plain attribute of that name gives way to the buffer; a parameter's, a submodule's or
         the class's name is refused (PyTorch's KeyError), as is a name no attribute can have
         in a dotted state_dict key."""
-        if not isinstance(name, str) or not name or "." in name:
-            raise KeyError(f"buffer name must be a non-empty str without '.', got {name!r}")
-        if name in self._parameters or name in self._modules or hasattr(type(self), name):
-            kind = ("parameter" if name in self._parameters else
-                    "submodule" if name in self._modules else "class attribute")
-            raise KeyError(f"cannot register buffer {name!r}: {type(self).__name__} has a "
-                           f"{kind} of that name")
+        self._check_new_name("buffer", name, keeping=self._buffers)
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"buffer {name!r} must be a Tensor or None, got "
                             f"{type(tensor).__name__}")
         self.__dict__.pop(name, None)
         self._buffers[name] = tensor
         _registries_changed()
+
+    def register_parameter(self, name, param):
+        """``self.<name> = param`` for a name held in a string; None reserves the name for a
+        weight set later (nothing is trained or saved under it until then), as in PyTorch.
+        Names are checked as ``register_buffer`` checks them."""
+        self._check_new_name("parameter", name, keeping=self._parameters)
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"cannot register {type(param).__name__} as parameter {name!r} "
+                            f"(Parameter or None expected)")
+        self.__dict__.pop(name, None)
+        self._parameters[name] = param
+        _registries_changed()
+
+    def add_module(self, name, module):
+        """``self.<name> = module`` for a name held in a string (how ``ModuleList`` and
+        ``ModuleDict`` register their modules); a submodule of that name is replaced in its
+        place, and None removes it. Names are checked as ``register_buffer`` checks them."""
+        self._check_new_name("submodule", name, keeping=self._modules)
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"cannot add {type(module).__name__} as submodule {name!r} "
+                            f"(Module or None expected)")
+        setattr(self, name, module)
+
+    def _check_new_name(self, kind, name, keeping):
+        """Refuse ``name`` for a new ``kind`` of member: a name no attribute can have in a
+        dotted state_dict key, or one taken by a member of another kind than ``keeping``'s
+        or by the class (a method, a property), which the new member would hide or lose to."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"{kind} name must be a non-empty str without '.', got {name!r}")
+        taken = [taken_kind for taken_kind, registry in (("parameter", self._parameters),
+                                                         ("buffer", self._buffers),
+                                                         ("submodule", self._modules))
+                 if registry is not keeping and name in registry]
+        if taken or hasattr(type(self), name):
+            raise KeyError(f"cannot register {kind} {name!r}: {type(self).__name__} has a "
+                           f"{taken[0] if taken else 'class attribute'} of that name")
 
     # --- walking the tree ------------------------------------------------------------------
     def named_children(self):
@@ -277,6 +307,13 @@ class Module:
             tensor.data = _moved(tensor.data, device, dtype)
             if tensor.grad is not None:
                 tensor.grad.data = _moved(tensor.grad.data, device, dtype)
+        return self
+
+    def requires_grad_(self, requires_grad=True):
+        """Whether autograd records gradients for every parameter (``False`` freezes the
+        module: an optimizer then skips its weights, which get no gradient); returns ``self``."""
+        for param in self.parameters():
+            param.requires_grad_(requires_grad)
         return self
 
     def zero_grad(self, set_to_none=True):
