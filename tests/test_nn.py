@@ -579,6 +579,21 @@ def test_to_takes_a_dtype_in_the_place_of_the_device_as_a_tensor_does(dtype):
         model.to(ml.int64)
 
 
+@pytest.mark.parametrize("method", ["float", "double", "half", "cpu"])
+def test_dtype_and_device_shorthands_are_to_as_torchs(method):
+    """``model.double()`` and its kin, PyTorch's spellings of ``to``: the module itself back,
+    the floating-point weights and buffers in the dtype, an integer buffer left as it was."""
+    torch = pytest.importorskip("torch")
+    for library in (ml, torch):
+        model = library.nn.Linear(3, 2).double() if method == "cpu" else library.nn.Linear(3, 2)
+        model.register_buffer("steps", library.tensor([1, 2]))
+        assert getattr(model, method)() is model
+        assert [str(param.dtype).removeprefix("torch.") for param in model.parameters()] == \
+            [{"float": "float32", "double": "float64", "half": "float16",
+              "cpu": "float64"}[method]] * 2
+        assert str(model.steps.dtype).endswith("int64") and str(model.weight.device) == "cpu"
+
+
 def test_to_cuda_without_a_gpu_is_a_one_line_error():
     if ml.cuda_available():
         pytest.skip("a GPU is present")
@@ -587,6 +602,8 @@ def test_to_cuda_without_a_gpu_is_a_one_line_error():
     assert "\n" not in str(error.value)
     with pytest.raises(ml.DeviceError, match="cuda"):  # also with no weights to move
         nn.ReLU().to("cuda")
+    with pytest.raises(ml.DeviceError, match="cuda"):  # PyTorch's shorthand for it
+        nn.Linear(2, 2).cuda()
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])

@@ -309,6 +309,22 @@ class Module:
                 tensor.grad.data = _moved(tensor.grad.data, device, dtype)
         return self
 
+    # PyTorch's shorthands for ``to``: integer and boolean buffers keep their dtype here too
+    def float(self):
+        return self.to(dtype=numpy.float32)
+
+    def double(self):
+        return self.to(dtype=numpy.float64)
+
+    def half(self):
+        return self.to(dtype=numpy.float16)
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
     def requires_grad_(self, requires_grad=True):
         """Whether autograd records gradients for every parameter (``False`` freezes the
         module: an optimizer then skips its weights, which get no gradient); returns ``self``."""
