@@ -3,7 +3,8 @@ a zoo of generative models built on it, and checked mathematics about them."""
 import numpy as _numpy
 
 from minilean.backend import DeviceError, cuda_available, manual_seed
-from minilean.autograd import Function, Tensor, enable_grad, gradcheck, is_grad_enabled, no_grad
+from minilean.autograd import (Function, Tensor, enable_grad, gradcheck, inference_mode,
+                               is_grad_enabled, no_grad, set_grad_enabled)
 from minilean.autograd.creation import (arange, from_numpy, full, linspace, ones, ones_like, rand,
                                         randint, randn, randn_like, tensor, zeros, zeros_like)
 from minilean.autograd.elementwise import (abs, clamp, cos, exp, log, maximum, minimum, relu,

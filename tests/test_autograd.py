@@ -224,6 +224,50 @@ def test_a_decorated_generator_runs_its_body_in_the_mode_and_the_caller_in_its_o
     assert ml.is_grad_enabled()
 
 
+def test_set_grad_enabled_is_a_call_a_block_and_a_decorator_as_torchs():
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        x, modes = library.ones(2, requires_grad=True), []
+        library.set_grad_enabled(False)  # a call: from here on
+        modes.append(((x * 2).requires_grad, library.is_grad_enabled()))
+        library.set_grad_enabled(True)
+        with library.set_grad_enabled(False):
+            modes.append(((x * 2).requires_grad, library.is_grad_enabled()))
+        modes.append(library.is_grad_enabled())
+        with library.no_grad():
+            with library.set_grad_enabled(True):
+                modes.append((x * 2).requires_grad)
+            modes.append(library.is_grad_enabled())
+        recording = library.set_grad_enabled(True)(lambda: (x * 2).requires_grad)
+        modes.append(library.is_grad_enabled())
+        with library.no_grad():
+            modes.append((recording(), library.is_grad_enabled()))
+        modes.append(library.is_grad_enabled())
+        seen[library.__name__] = modes
+    assert seen["minilean"] == seen["torch"] == [
+        (False, False), (False, False), True, True, False, True, (True, False), True]
+    with pytest.raises(TypeError, match="^set_grad_enabled takes a bool, got 'false'$"):
+        ml.set_grad_enabled("false")
+    assert ml.is_grad_enabled()
+
+
+@pytest.mark.parametrize("parentheses", [False, True])
+def test_inference_mode_is_no_grad(parentheses):
+    """PyTorch's name for a no_grad block in evaluation; its tensors are plain ones here (the
+    docstring says how PyTorch's differ)."""
+    x = ml.ones(2, requires_grad=True)
+    with ml.inference_mode():
+        y = x * 2
+    assert not y.requires_grad and ml.is_grad_enabled()
+    double = (ml.inference_mode() if parentheses else ml.inference_mode)(lambda: x * 2)
+    assert not double().requires_grad and ml.is_grad_enabled()
+    (x * y).sum().backward()  # made in the block, used in a graph later
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
+    with pytest.raises(TypeError, match="^inference_mode takes no mode, got False: "):
+        ml.inference_mode(False)
+
+
 def test_inputs_that_need_no_gradient_get_none():
     x, constant = ml.randn(2, 3, requires_grad=True), ml.randn(2, 3)
     (x * constant).sum().backward()

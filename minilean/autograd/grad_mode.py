@@ -69,3 +69,45 @@ class no_grad(_GradMode):
 class enable_grad(_GradMode):
     """Record the graph inside a ``no_grad`` block."""
     enabled = True
+
+
+class set_grad_enabled(_GradMode):
+    """Grad mode set to ``mode`` at once, as PyTorch's: called alone, ``set_grad_enabled(False)``
+    switches recording off in this thread until it is switched on again; a ``with`` block
+    puts back on its way out the mode there was before the call, and a decorated function
+    runs in ``mode`` (leaving the mode as it was when decorated)."""
+
+    def __new__(cls, mode):
+        return super().__new__(cls)  # a mode, not a function to decorate without parentheses
+
+    def __init__(self, mode):
+        if not isinstance(mode, bool):  # PyTorch's check: "false", read from a flag, is truthy
+            raise TypeError(f"set_grad_enabled takes a bool, got {mode!r}")
+        self.enabled = mode
+        self._before_call = is_grad_enabled()  # what a ``with`` entered next restores
+        _thread.enabled = mode
+
+    def __call__(self, function):
+        _thread.enabled, self._before_call = self._before_call, None
+        return super().__call__(function)
+
+    def __enter__(self):
+        before, self._before_call = self._before_call, None
+        super().__enter__()
+        if before is not None:  # the first entry after the call: the mode before the call
+            _thread.saved[-1] = before
+
+
+class inference_mode(no_grad):
+    """``no_grad`` under PyTorch's name for evaluation and sampling. PyTorch's inference mode
+    is a stricter no_grad: the tensors made in it can never enter a graph later (an error
+    if a recorded op saves one for backward), which lets it skip some bookkeeping. Here
+    they are plain tensors, usable anywhere, and there is no bookkeeping to skip (no_grad
+    already saves nothing for backward). No ``mode`` argument: ``inference_mode(False)`` is
+    refused rather than read as a function to decorate."""
+
+    def __new__(cls, function=None):
+        if isinstance(function, bool):
+            raise TypeError(f"inference_mode takes no mode, got {function!r}: leave the block "
+                            f"out for grad mode as it is")
+        return super().__new__(cls, function)
