@@ -20,8 +20,13 @@ from minilean.cuda import use_fast_kernels
 from minilean.threads import get_num_threads, set_num_threads
 from minilean import nn, optim  # noqa: E402 (layers and optimizers, built on the above)
 
+float16 = _numpy.float16
 float32 = _numpy.float32
 float64 = _numpy.float64
+uint8 = _numpy.uint8
+int32 = _numpy.int32
 int64 = _numpy.int64
+long = _numpy.int64  # PyTorch's other name for int64, the dtype of class labels
+bool = _numpy.bool_
 
 __version__ = "0.1.0"

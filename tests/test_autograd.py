@@ -463,6 +463,15 @@ def test_a_new_tensor_requires_no_gradient_unless_asked(make):
     assert not made.requires_grad and (made * 2).grad_fn is None
 
 
+@pytest.mark.parametrize("name", ["float16", "float32", "float64", "uint8", "int32", "int64",
+                                  "long", "bool"])
+def test_the_dtype_names_at_the_top_level_are_torchs(name):
+    torch = pytest.importorskip("torch")
+    made = ml.zeros(2, dtype=getattr(ml, name))
+    assert f"torch.{made.dtype}" == str(torch.zeros(2, dtype=getattr(torch, name)).dtype)
+    assert made.dtype == getattr(ml, name)
+
+
 def test_randint_draws_int64_from_low_up_to_but_not_including_high():
     drawn = ml.randint(2, 5, (3, 100))
     assert (drawn.shape, drawn.dtype) == ((3, 100), np.int64)
