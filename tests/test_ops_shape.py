@@ -333,6 +333,29 @@ def test_float_double_and_long_convert_as_pytorchs():
     assert ml.arange(3).float().dtype == np.float32 and labels.double().dtype == np.float64
 
 
+@pytest.mark.parametrize("method", ["int", "bool", "half", "long"])
+def test_int_bool_and_half_convert_as_pytorchs(method):
+    torch = pytest.importorskip("torch")
+    values = [1.7, -2.5, 0.0, -0.0, 3.0, -1e-3]
+    ours, theirs = getattr(ml.tensor(values), method)(), getattr(torch.tensor(values), method)()
+    assert f"torch.{ours.dtype}" == str(theirs.dtype)
+    assert ours.tolist() == theirs.tolist()
+
+
+@pytest.mark.parametrize("name", ["new_zeros", "new_ones"])
+def test_new_zeros_and_ones_take_the_tensors_dtype_and_device_as_pytorchs(name):
+    torch = pytest.importorskip("torch")
+    for library in (ml, torch):
+        x = library.ones(3, dtype=library.float64, requires_grad=True)
+        for made, shape, dtype in ((getattr(x, name)(2, 3), (2, 3), "float64"),
+                                   (getattr(x, name)((4,)), (4,), "float64"),
+                                   (getattr(x, name)([2], dtype=library.int64), (2,), "int64")):
+            assert tuple(made.shape) == shape and str(made.dtype).endswith(dtype)
+            assert str(made.device) == "cpu" and not made.requires_grad
+            assert made.tolist() == np.full(shape, 0 if name == "new_zeros" else 1).tolist()
+        assert getattr(x, name)(2, requires_grad=True).requires_grad
+
+
 def test_to_an_unusable_device_is_a_one_line_error():
     x = ml.ones(2)
     with pytest.raises(ValueError, match="device must be one of .*, got 'tpu'") as error:

@@ -268,9 +268,30 @@ class Tensor:
     def double(self):
         return self.to(dtype=numpy.float64)
 
+    def half(self):
+        return self.to(dtype=numpy.float16)
+
     def long(self):
         """int64, the dtype of class labels (truncating toward zero, as in PyTorch)."""
         return self.to(dtype=DEFAULT_INT_DTYPE)
+
+    def int(self):
+        """int32 (truncating toward zero, as in PyTorch)."""
+        return self.to(dtype=numpy.int32)
+
+    def bool(self):
+        """True where an element is nonzero (nan included, as in PyTorch)."""
+        return self.to(dtype=numpy.bool_)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        """Zeros of ``size`` in this tensor's dtype and on its device, unless others are given."""
+        return _creation.zeros(*size, dtype=self.dtype if dtype is None else dtype,
+                               device=device or self.device, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        """Ones of ``size`` in this tensor's dtype and on its device, unless others are given."""
+        return _creation.ones(*size, dtype=self.dtype if dtype is None else dtype,
+                              device=device or self.device, requires_grad=requires_grad)
 
     def clone(self):
         return _shape.clone(self)
@@ -461,6 +482,7 @@ def shape_arg(args):
 
 # The op modules import Tensor from here; importing them after the class is defined keeps
 # that cycle harmless, and the methods above look them up when called.
+from minilean.autograd import creation as _creation  # noqa: E402
 from minilean.autograd import elementwise as _ew  # noqa: E402
 from minilean.autograd import linalg as _linalg  # noqa: E402
 from minilean.autograd import reduce as _reduce  # noqa: E402
