@@ -203,6 +203,21 @@ def test_a_buffer_cannot_take_a_parameters_a_submodules_or_a_methods_name():
     assert list(model.state_dict()) == ["0.weight", "0.bias"]
 
 
+@pytest.mark.parametrize("name", ["training", "_parameters", "_modules"])
+def test_no_member_takes_the_name_of_an_attribute_every_module_has(name):
+    """As PyTorch's KeyError: register_buffer("training") took the training flag's place, so
+    that state_dict saved it and eval() set a flag no layer read; "_parameters" lost them all."""
+    for register, kind, member in ((nn.Module.register_buffer, "buffer", ml.ones(1)),
+                                   (nn.Module.register_parameter, "parameter", None),
+                                   (nn.Module.add_module, "submodule", nn.ReLU())):
+        layer = nn.Linear(2, 2)
+        with pytest.raises(KeyError, match=re.escape(
+                f"cannot register {kind} {name!r}: Linear has a Module's own attribute of "
+                f"that name")):
+            register(layer, name, member)
+        assert list(layer.state_dict()) == ["weight", "bias"] and layer.eval().training is False
+
+
 def test_register_parameter_and_add_module_register_by_name_as_torch():
     """PyTorch's ways of registering a member whose name is held in a string, None included
     (a weight or a submodule left out), with their names checked as register_buffer's."""

@@ -55,6 +55,10 @@ def _registries_changed():
     _registry_changes += 1
 
 
+# the attributes that Module.__init__ sets, which no member may take the name of
+_MODULE_STATE = ("_parameters", "_buffers", "_modules", "training", "_listed_members")
+
+
 class Module:
     """Base class of every layer and model: subclasses set attributes and write ``forward``."""
 
@@ -184,9 +188,13 @@ class Module:
                                                          ("buffer", self._buffers),
                                                          ("submodule", self._modules))
                  if registry is not keeping and name in registry]
-        if taken or hasattr(type(self), name):
+        if hasattr(type(self), name):
+            taken.append("class attribute")
+        if name in _MODULE_STATE:  # "training" made a buffer that eval() did not reach
+            taken.append("Module's own attribute")
+        if taken:
             raise KeyError(f"cannot register {kind} {name!r}: {type(self).__name__} has a "
-                           f"{taken[0] if taken else 'class attribute'} of that name")
+                           f"{taken[0]} of that name")
 
     # --- walking the tree ------------------------------------------------------------------
     def named_children(self):
