@@ -739,6 +739,71 @@ def test_module_list_item_assignment_replaces_the_module_in_its_place():
     assert [name for name, _ in layer.named_parameters()] == ["weight", "bias"]
 
 
+def test_module_list_insert_and_plus_equals_as_torchs():
+    """insert moves the later modules up one name, += extends in place, as PyTorch's."""
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        layers = library.nn.ModuleList([library.nn.Linear(1, 2), library.nn.Linear(2, 3)])
+        same = layers
+        layers += [library.nn.Linear(3, 4)]
+        assert layers is same
+        layers.insert(1, library.nn.Linear(2, 2))
+        layers.insert(0, library.nn.Linear(1, 1))
+        layers.insert(len(layers), library.nn.Linear(4, 5))
+        seen[library.__name__] = [(name, tuple(param.shape))
+                                  for name, param in layers.named_parameters()]
+        assert list(layers.state_dict()) == [name for name, _ in seen[library.__name__]]
+    assert seen["minilean"] == seen["torch"]
+    assert [name for name, _ in seen["torch"][::2]] == [f"{i}.weight" for i in range(6)]
+    layers = nn.ModuleList([nn.ReLU(), nn.Tanh()])
+    layers.insert(-1, nn.SiLU())  # as list.insert (PyTorch's fails with KeyError: '-1')
+    assert [type(layer).__name__ for layer in layers] == ["ReLU", "SiLU", "Tanh"]
+    with pytest.raises(IndexError, match="^index 4 is out of range for inserting into "
+                                         "ModuleList of length 3$"):
+        layers.insert(4, nn.ReLU())
+    with pytest.raises(TypeError, match="^ModuleList holds Modules, got int$"):
+        layers.insert(0, 3)
+    assert len(layers) == 3
+
+
+def test_module_dict_registers_its_modules_by_name_in_order_as_torchs():
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        layers = library.nn.ModuleDict({"encoder": library.nn.Linear(2, 3)})
+        layers["decoder"] = library.nn.Linear(3, 2)
+        layers.update([("head", library.nn.Linear(2, 1)), ("encoder", library.nn.Linear(2, 4))])
+        assert list(layers) == list(layers.keys()) == ["encoder", "decoder", "head"]
+        assert list(layers.values()) == [layers[name] for name in layers]
+        assert list(layers.items()) == list(zip(layers.keys(), layers.values()))
+        assert len(layers) == 3 and "head" in layers and "tail" not in layers
+        del layers["decoder"]
+        parent = library.nn.Module()
+        parent.blocks = layers
+        seen[library.__name__] = ([(name, tuple(param.shape))
+                                   for name, param in parent.named_parameters()],
+                                  list(parent.state_dict()), repr(layers))
+    assert seen["minilean"] == seen["torch"]
+    assert seen["torch"][:2] == (
+        [("blocks.encoder.weight", (4, 2)), ("blocks.encoder.bias", (4,)),
+         ("blocks.head.weight", (1, 2)), ("blocks.head.bias", (1,))],
+        ["blocks.encoder.weight", "blocks.encoder.bias", "blocks.head.weight",
+         "blocks.head.bias"])
+    layers = nn.ModuleDict()
+    with pytest.raises(TypeError, match="^ModuleDict holds Modules, got int$"):
+        layers["a"] = 3
+    for name, message in (("train", "cannot register submodule 'train': ModuleDict has a "
+                                    "class attribute of that name"),
+                          ("a.b", "submodule name must be a non-empty str without '.', got "
+                                  "'a.b'")):
+        with pytest.raises(KeyError, match=re.escape(message)):
+            layers[name] = nn.ReLU()
+    with pytest.raises(KeyError, match="'training'"):
+        del layers["training"]
+    assert len(layers) == 0 and layers.training is True
+
+
 def test_a_slice_of_a_sequential_is_a_sequential_that_runs_those_layers():
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     head = model[:2]

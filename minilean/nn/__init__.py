@@ -4,7 +4,7 @@ from minilean.nn import functional, init, utils
 from minilean.nn.activation import (GELU, Flatten, Identity, LeakyReLU, ReLU, Sigmoid, SiLU,
                                     Softmax, Tanh)
 from minilean.nn.attention import MultiheadAttention
-from minilean.nn.container import ModuleList, Sequential
+from minilean.nn.container import ModuleDict, ModuleList, Sequential
 from minilean.nn.conv import Conv2d, ConvTranspose2d
 from minilean.nn.dropout import Dropout
 from minilean.nn.embedding import Embedding
@@ -13,7 +13,7 @@ from minilean.nn.loss import CrossEntropyLoss, MSELoss
 from minilean.nn.module import Module, Parameter
 from minilean.nn.norm import GroupNorm, LayerNorm
 
-__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "Linear", "Conv2d",
+__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear", "Conv2d",
            "ConvTranspose2d", "LayerNorm", "GroupNorm", "Embedding", "Dropout",
            "MultiheadAttention", "ReLU", "SiLU", "GELU", "Sigmoid", "Tanh", "LeakyReLU",
            "Softmax", "Identity", "Flatten", "CrossEntropyLoss", "MSELoss", "functional",

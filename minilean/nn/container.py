@@ -1,5 +1,13 @@
-"""Sequential (call modules in order) and ModuleList (hold modules, you call them)."""
+"""Sequential (call modules in order), ModuleList (hold modules, you call them) and ModuleDict
+(the same, by name)."""
+from collections.abc import Mapping
+
 from minilean.nn.module import Module
+
+
+def _check_module(container, module):
+    if not isinstance(module, Module):
+        raise TypeError(f"{type(container).__name__} holds Modules, got {type(module).__name__}")
 
 
 class ModuleList(Module):
@@ -10,18 +18,30 @@ class ModuleList(Module):
         self.extend(() if modules is None else modules)
 
     def append(self, module):
-        self._check_module(module)
-        setattr(self, str(len(self)), module)
+        _check_module(self, module)
+        self.add_module(str(len(self)), module)
         return self
-
-    def _check_module(self, module):
-        if not isinstance(module, Module):
-            raise TypeError(f"{type(self).__name__} holds Modules, got {type(module).__name__}")
 
     def extend(self, modules):
         for module in modules:
             self.append(module)
         return self
+
+    def __iadd__(self, modules):
+        return self.extend(modules)
+
+    def insert(self, index, module):
+        """``module`` placed before the one at ``index``, the modules from there on moved up
+        one name. As ``list.insert``, a negative index counts from the end (PyTorch's takes
+        0 to ``len`` only); one beyond either end is refused (a list would clamp it)."""
+        _check_module(self, module)
+        if not -len(self) <= index <= len(self):
+            raise IndexError(f"index {index} is out of range for inserting into "
+                             f"{type(self).__name__} of length {len(self)}")
+        modules = list(self)
+        modules.insert(index, module)
+        for position, each in enumerate(modules):  # the names stay positions: "0", "1", ...
+            self.add_module(str(position), each)
 
     def __len__(self):
         return len(self._modules)
@@ -36,8 +56,8 @@ class ModuleList(Module):
 
     def __setitem__(self, index, module):
         """``layers[i] = module``: the i-th module replaced, its parameters with it."""
-        self._check_module(module)
-        setattr(self, self._key(index), module)
+        _check_module(self, module)
+        self.add_module(self._key(index), module)
 
     def _key(self, index):
         """The name the module at ``index`` is registered under (its position when added)."""
@@ -45,6 +65,50 @@ class ModuleList(Module):
             raise IndexError(f"index {index} is out of range for {type(self).__name__} "
                              f"of length {len(self)}")
         return list(self._modules)[index]
+
+
+class ModuleDict(Module):
+    """A mapping of names to modules whose parameters the parent sees, in the order the names
+    were first set, as PyTorch's. Keys are checked as attribute names (``add_module``): a
+    name with a '.', or that of a method (``"train"``, ``"keys"``), is refused."""
+
+    def __init__(self, modules=None):  # a mapping, or (name, module) pairs
+        super().__init__()
+        self.update({} if modules is None else modules)
+
+    def update(self, modules):
+        for name, module in (modules.items() if isinstance(modules, Mapping) else modules):
+            self[name] = module
+
+    def __getitem__(self, name):
+        return self._modules[name]
+
+    def __setitem__(self, name, module):
+        _check_module(self, module)
+        self.add_module(name, module)
+
+    def __delitem__(self, name):
+        if name not in self._modules:  # not a plain attribute of the same name
+            raise KeyError(name)
+        delattr(self, name)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules)
+
+    def __contains__(self, name):
+        return name in self._modules
+
+    def keys(self):
+        return self._modules.keys()
+
+    def values(self):
+        return self._modules.values()
+
+    def items(self):
+        return self._modules.items()
 
 
 class Sequential(ModuleList):
