@@ -558,6 +558,16 @@ def test_ops_that_convert_integer_tensors_give_constants():
         assert out.dtype == np.float32 and not out.requires_grad
 
 
+@pytest.mark.parametrize("slope", [None, "0.1", True])
+def test_leaky_relu_refuses_a_slope_that_is_not_a_number(slope):
+    """A slope of None was NumPy's float(None), NaN: every negative input became NaN without a
+    word (PyTorch refuses it); "0.1" was parsed. The layer refuses it where it is built."""
+    with pytest.raises(TypeError, match=f"negative_slope must be a number, got {slope!r}"):
+        ml.nn.functional.leaky_relu(ml.tensor([-2.0, 3.0]), slope)
+    with pytest.raises(TypeError, match=f"negative_slope must be a number, got {slope!r}"):
+        ml.nn.LeakyReLU(slope)
+
+
 def test_leaky_relu_default_slope_is_pytorchs():
     out = ml.nn.functional.leaky_relu(ml.tensor([-2.0, 0.0, 3.0]))
     np.testing.assert_allclose(out.numpy(), [-0.02, 0.0, 3.0], rtol=1e-6)

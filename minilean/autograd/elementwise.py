@@ -725,9 +725,17 @@ def sigmoid(x): return Sigmoid.apply(floating(x))
 def softplus(x): return Softplus.apply(floating(x))
 def relu(x): return Relu.apply(*refuse_bool("relu", x))
 def silu(x): return Silu.apply(floating(x))
+def check_negative_slope(negative_slope):
+    """leaky_relu's slope as a float: None became NumPy's float(None), NaN, and every negative
+    input NaN without a word; a string was parsed ("0.1") or failed in NumPy's words."""
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
+        raise TypeError(f"leaky_relu negative_slope must be a number, got {negative_slope!r}")
+    return float(negative_slope)
+
+
 def leaky_relu(x, negative_slope=0.01):
     # in float32 for integer and bool x: its slope in their dtype would be 0 (int(0.01))
-    return LeakyRelu.apply(floating(x), negative_slope=negative_slope)
+    return LeakyRelu.apply(floating(x), negative_slope=check_negative_slope(negative_slope))
 
 
 def gelu(x, approximate="none"):

@@ -2,6 +2,7 @@
 functional op, and Identity and Flatten."""
 import inspect
 
+from minilean.autograd.elementwise import check_negative_slope
 from minilean.nn import functional as F
 from minilean.nn.module import Module
 
@@ -54,6 +55,7 @@ class LeakyReLU(FunctionModule):
     function = staticmethod(F.leaky_relu)
 
     def __init__(self, negative_slope=0.01):
+        check_negative_slope(negative_slope)  # here, so that a bad one fails where it is built
         super().__init__(negative_slope=negative_slope)
 
 
