@@ -419,6 +419,16 @@ def test_flatten_and_pad_defaults_are_pytorchs():
                                   np.pad(np.ones((2, 2), np.float32), ((0, 0), (1, 0))))
 
 
+def test_pad_value_none_pads_with_zero_as_in_torch():
+    """PyTorch's value=None is 0: NumPy's constant None padded a float tensor with NaN and
+    failed on an integer one with a TypeError from math.isfinite."""
+    torch = pytest.importorskip("torch")
+    for data in ([1.5, 2.0], [1, 2]):
+        ours = shape_ops.pad(ml.tensor(data), (1, 2), value=None)
+        theirs = torch.nn.functional.pad(torch.tensor(data), (1, 2), value=None)
+        assert ours.tolist() == theirs.tolist() and ours.dtype == ml.tensor(data).dtype
+
+
 def test_size_dim_and_cpu_answer_as_torch_does():
     x = ml.zeros(2, 3)
     assert x.size() == (2, 3) and x.size(1) == 3 and x.size(-2) == 2
@@ -449,6 +459,8 @@ def test_bad_shape_arguments_name_the_values():
                                          "int64; expected a finite number"):
         shape_ops.pad(ml.tensor([1, 2]), (1, 0), value=float("nan"))
     assert shape_ops.pad(ml.tensor([1, 2]), (0, 0), value=float("inf")).tolist() == [1, 2]
+    with pytest.raises(TypeError, match="^pad value must be a number, got 'a'$"):
+        shape_ops.pad(x, (1, 1), value="a")
     # PyTorch's third argument is the mode: refused here, not taken for the value
     with pytest.raises(TypeError, match="takes 2 positional arguments but 3 were given"):
         shape_ops.pad(x, (1, 1), "constant")

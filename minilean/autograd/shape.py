@@ -5,6 +5,7 @@ where the values came from: reshape it back, permute it back, scatter it back in
 Views are returned wherever NumPy/CuPy give them, so most of these cost no copy.
 """
 import math
+import numbers
 
 import numpy
 
@@ -392,8 +393,13 @@ def stack(tensors, dim=0):
 
 def pad(x, pad, *, value=0.0):
     """Constant padding with PyTorch's order: (last_before, last_after, 2nd_last_before, ...).
-    ``value`` is keyword-only: PyTorch's third argument is ``mode`` ("constant", "reflect")."""
+    ``value`` is keyword-only: PyTorch's third argument is ``mode`` ("constant", "reflect");
+    None pads with 0, as in PyTorch."""
     pad = tuple(pad)
+    if value is None:  # NumPy's constant None was NaN, and a TypeError for an integer tensor
+        value = 0.0
+    if not isinstance(value, numbers.Real):  # a string reached NumPy's float()
+        raise TypeError(f"pad value must be a number, got {value!r}")
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ValueError(f"pad {pad} must have an even length of at most 2 * {x.ndim}")
     if any(width < 0 for width in pad):
