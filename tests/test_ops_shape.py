@@ -454,6 +454,12 @@ def test_bad_shape_arguments_name_the_values():
         shape_ops.pad(x, (1, 1, 1))
     with pytest.raises(ValueError, match=r"pad widths must be non-negative, got \(-1, 0\)"):
         shape_ops.pad(x, (-1, 0))
+    # NumPy's "'float' object cannot be interpreted as an integer" named neither; PyTorch
+    # refuses both too
+    with pytest.raises(TypeError, match=r"^pad widths must be ints, got \(1.5, 1\)$"):
+        shape_ops.pad(x, (1.5, 1))
+    with pytest.raises(TypeError, match=r"^pad widths must be ints, got \(True, 1\)$"):
+        shape_ops.pad(x, (True, 1))
     # NumPy would fill an integer tensor's border with garbage; PyTorch refuses too
     with pytest.raises(ValueError, match="pad value nan cannot be written into a tensor of "
                                          "int64; expected a finite number"):

@@ -402,6 +402,8 @@ def pad(x, pad, *, value=0.0):
         raise TypeError(f"pad value must be a number, got {value!r}")
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ValueError(f"pad {pad} must have an even length of at most 2 * {x.ndim}")
+    if not all(map(is_int, pad)):  # a float reached NumPy's pad, failing in its words
+        raise TypeError(f"pad widths must be ints, got {pad}")
     if any(width < 0 for width in pad):
         raise ValueError(f"pad widths must be non-negative, got {pad}")
     if any(pad) and x.dtype.kind in "iu" and not math.isfinite(value):  # NumPy: garbage
