@@ -117,6 +117,12 @@ def test_max_pool_of_minus_infinity_beside_the_padding_keeps_the_gradient():
     (lambda: avg_pool2d(ml.zeros(1, 1, 4, 4), 0),
      "kernel_size (0, 0) and stride (0, 0) must be positive"),
     (lambda: interpolate(ml.zeros(1, 1, 2, 2), scale_factor=1.5), "integer scale_factor"),
+    # these failed in float()'s words ("argument must be a string or a real number") and as
+    # "'>=' not supported between instances of 'str' and 'int'", naming neither the argument
+    (lambda: interpolate(ml.zeros(1, 1, 2, 2), scale_factor=None),
+     "positive integer scale_factor (or a pair), got None"),
+    (lambda: interpolate(ml.zeros(1, 1, 2, 2), scale_factor=(2, "2")),
+     "positive integer scale_factor (or a pair), got (2, '2')"),
     (lambda: interpolate(ml.zeros(1, 1, 2, 2), scale_factor=2, mode="bilinear"),
      "mode='nearest' only, got mode='bilinear'"),
     (lambda: interpolate(ml.zeros(2, 2, 2), scale_factor=2),

@@ -4,6 +4,8 @@ Pooling reuses the convolution's window machinery (``conv.im2col`` / ``conv.col2
 channels-last view): forward reduces each K x K window, backward scatters each window's
 gradient back with col2im. Outputs are NCHW-shaped views of channels-last memory, like conv2d's.
 """
+import numbers
+
 from minilean.autograd.conv import (channels_last, col2im, crop_to_nchw, im2col, output_size,
                                     pair, to_padded_nhwc)
 from minilean.autograd.elementwise import floating, masked_gradient
@@ -165,7 +167,9 @@ def interpolate(x, *, scale_factor, mode="nearest"):
         raise ValueError(f"interpolate needs a 4-d input (N, C, H, W), got shape {x.shape}")
     scales = (scale_factor, scale_factor) if not isinstance(scale_factor, (tuple, list)) \
         else tuple(scale_factor)
-    if len(scales) != 2 or not all(float(s).is_integer() and s >= 1 for s in scales):
+    # a number first: None or a string failed in float()'s or the comparison's words
+    if len(scales) != 2 or not all(isinstance(s, numbers.Real) and not isinstance(s, bool)
+                                   and float(s).is_integer() and s >= 1 for s in scales):
         raise ValueError(f"interpolate needs a positive integer scale_factor (or a pair), "
                          f"got {scale_factor!r}")
     return UpsampleNearest.apply(x, scale=tuple(int(s) for s in scales))
