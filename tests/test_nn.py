@@ -1013,6 +1013,12 @@ def test_layer_constructor_errors():
         nn.MultiheadAttention(0, 1, batch_first=True)
     with pytest.raises(ValueError, match="^num_embeddings must be an int >= 1, got -1$"):
         nn.Embedding(-1, 3)
+    # LayerNorm(-1) failed in NumPy's words, and without affine only at the first forward
+    for shape, affine in ((-1, True), ((4, -2), True), (-1, False), (2.5, True), ((), True)):
+        message = (f"normalized_shape must be an int >= 1 or a non-empty tuple of them, "
+                   f"got {shape!r}")
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            nn.LayerNorm(shape, elementwise_affine=affine)
     # MultiheadAttention took any dropout and refused it at its first training step
     with pytest.raises(ValueError,
                        match="^dropout probability must be a number in \\[0, 1\\], got 2.0$"):

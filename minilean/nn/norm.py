@@ -11,9 +11,14 @@ class LayerNorm(Module):
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True):
         super().__init__()
-        if is_int(normalized_shape):
-            normalized_shape = (normalized_shape,)
-        self.normalized_shape, self.eps = tuple(normalized_shape), eps
+        sizes = (normalized_shape,) if is_int(normalized_shape) else normalized_shape
+        # checked here, as the other layers' sizes: -1 failed in NumPy's words ("negative
+        # dimensions are not allowed"), or without affine only at the first forward
+        if not isinstance(sizes, (tuple, list)) or not sizes or \
+                not all(is_int(size) and size >= 1 for size in sizes):
+            raise ValueError(f"normalized_shape must be an int >= 1 or a non-empty tuple of "
+                             f"them, got {normalized_shape!r}")
+        self.normalized_shape, self.eps = tuple(sizes), eps
         self.weight = init.ones_(empty_parameter(*self.normalized_shape)) if elementwise_affine else None
         self.bias = init.zeros_(empty_parameter(*self.normalized_shape)) if elementwise_affine else None
 
