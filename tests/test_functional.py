@@ -160,6 +160,19 @@ def test_embedding_indices_outside_the_table_are_an_error():
                                      [[4, 5], [0, 1]])
 
 
+def test_embedding_takes_indices_given_as_a_list_or_an_int():
+    """A list failed as "'list' object has no attribute 'dtype'" (and an Embedding layer with
+    it); it is read as ``ml.tensor`` reads it, and checked as any indices."""
+    weight = ml.tensor(numpy.arange(6.0).reshape(3, 2))
+    numpy.testing.assert_array_equal(F.embedding([[2, 0]], weight).numpy(), [[[4, 5], [0, 1]]])
+    numpy.testing.assert_array_equal(F.embedding(1, weight).numpy(), [2, 3])
+    with pytest.raises(TypeError, match="^embedding indices must be integers, got float64$"):
+        F.embedding([0.0, 1.0], weight)
+    with pytest.raises(IndexError, match=r"^embedding indices must be in \[0, 3\), got values "
+                                         r"from 0 to 3$"):
+        F.embedding([0, 3], weight)
+
+
 def test_embedding_refuses_a_weight_that_is_not_a_table():
     """A 1-D weight was accepted (its "rows" were scalars); PyTorch requires 2-D."""
     with pytest.raises(ValueError, match=r"^embedding weight must be 2-D \(num_embeddings, "

@@ -80,6 +80,8 @@ def embedding(input, weight):
         raise ValueError(f"embedding weight must be 2-D (num_embeddings, embedding_dim), got "
                          f"shape {weight.shape}")
     indices = input.data if isinstance(input, Tensor) else input
+    if not hasattr(indices, "dtype"):  # a list or an int (a list of ints as int64, as ml.tensor)
+        indices = weight.xp.asarray(indices)
     check_indices(indices, weight.shape[0], "embedding")
     return weight[indices]
 
