@@ -274,6 +274,23 @@ def test_attention_mask_errors(rng):
         attention(x, ml.ones(2, 5, 4), ml.ones(2, 4, 4))
 
 
+def test_attention_masks_given_as_lists_act_as_arrays(rng):
+    """A list mask failed as "'list' object has no attribute 'dtype'"."""
+    x = ml.tensor(rng.standard_normal((2, 3, 4)))
+    keep = [[True, False, True], [False, True, True], [True, True, False]]
+    for mask in (keep, [[0.5, -1.0, 0.0]] * 3):
+        numpy.testing.assert_array_equal(
+            F.scaled_dot_product_attention(x, x, x, attn_mask=mask).numpy(),
+            F.scaled_dot_product_attention(x, x, x, attn_mask=numpy.array(mask)).numpy())
+    attention = ml.nn.MultiheadAttention(4, 2, batch_first=True)
+    masks = {"attn_mask": [[not k for k in row] for row in keep],
+             "key_padding_mask": [[False, False, True], [False, False, False]]}
+    out, weights = attention(x, x, x, **masks)
+    expected = attention(x, x, x, **{name: numpy.array(mask) for name, mask in masks.items()})
+    numpy.testing.assert_array_equal(out.numpy(), expected[0].numpy())
+    numpy.testing.assert_array_equal(weights.numpy(), expected[1].numpy())
+
+
 def test_attention_over_no_tokens_is_empty():
     q = ml.tensor(numpy.zeros((2, 0, 8)), requires_grad=True)
     out = F.scaled_dot_product_attention(q, q, q)

@@ -63,6 +63,11 @@ class MultiheadAttention(Module):
         refused, as PyTorch refuses it.
         """
         masks = []
+        # a list as an array (its .dtype and .shape were an AttributeError)
+        attn_mask, key_padding_mask = (
+            mask if mask is None or isinstance(mask, Tensor) or hasattr(mask, "dtype")
+            else backend.xp_for(self.in_proj_weight.device).asarray(mask)
+            for mask in (attn_mask, key_padding_mask))
         for name, mask in (("attn_mask", attn_mask), ("key_padding_mask", key_padding_mask)):
             if mask is not None and mask.dtype != bool and mask.dtype.kind != "f":
                 # 0/1 could mean keep-or-block or a bias to add: PyTorch refuses it too

@@ -187,6 +187,8 @@ def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
         length, source = scores.shape[-2:]
         keep = query.xp.tril(query.xp.ones((length, source), dtype=bool))
     if attn_mask is not None:
+        if not isinstance(attn_mask, Tensor) and not hasattr(attn_mask, "dtype"):
+            attn_mask = query.xp.asarray(attn_mask)  # a list: .dtype was an AttributeError
         mask = attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask
         if mask.dtype == bool:
             keep = mask if keep is None else keep & mask
