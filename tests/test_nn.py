@@ -648,6 +648,17 @@ def test_loss_modules_refuse_pytorch_positional_weight(name):
         getattr(nn, name)(ml.ones(3))
 
 
+def test_loss_and_gelu_layers_refuse_a_bad_setting_when_built():
+    """nn.CrossEntropyLoss(reduction="avg") and nn.GELU("tan") were built, and failed at the
+    model's first forward."""
+    for name in ("CrossEntropyLoss", "MSELoss"):
+        with pytest.raises(ValueError, match=r"^reduction must be one of \('mean', 'sum', "
+                                             r"'none'\), got 'avg'$"):
+            getattr(nn, name)(reduction="avg")
+    with pytest.raises(ValueError, match="^gelu approximate must be 'none' or 'tanh', got 'tan'$"):
+        nn.GELU("tan")
+
+
 @pytest.mark.parametrize("layer", [nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Tanh])
 def test_an_activation_refuses_a_setting_its_function_lacks_when_built(layer):
     """PyTorch's nn.ReLU(inplace=True) was accepted, and failed at the model's first forward,

@@ -738,9 +738,13 @@ def leaky_relu(x, negative_slope=0.01):
     return LeakyRelu.apply(floating(x), negative_slope=check_negative_slope(negative_slope))
 
 
-def gelu(x, approximate="none"):
+def check_gelu_approximate(approximate):
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def gelu(x, approximate="none"):
+    check_gelu_approximate(approximate)
     return Gelu.apply(floating(x), approximate=approximate)
 
 

@@ -2,7 +2,7 @@
 functional op, and Identity and Flatten."""
 import inspect
 
-from minilean.autograd.elementwise import check_negative_slope
+from minilean.autograd.elementwise import check_gelu_approximate, check_negative_slope
 from minilean.nn import functional as F
 from minilean.nn.module import Module
 
@@ -48,6 +48,7 @@ class GELU(FunctionModule):
     function = staticmethod(F.gelu)
 
     def __init__(self, approximate="none"):
+        check_gelu_approximate(approximate)  # here, so that a bad one fails where it is built
         super().__init__(approximate=approximate)
 
 
