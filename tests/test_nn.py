@@ -1030,6 +1030,11 @@ def test_layer_constructor_errors():
                    f"got {shape!r}")
         with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
             nn.LayerNorm(shape, elementwise_affine=affine)
+    # a bad eps was taken, and refused by the op at the first forward
+    with pytest.raises(ValueError, match="^LayerNorm eps must be a finite number >= 0, got -1$"):
+        nn.LayerNorm(4, eps=-1)
+    with pytest.raises(ValueError, match="^GroupNorm eps must be a finite number >= 0, got None$"):
+        nn.GroupNorm(2, 4, eps=None)
     # MultiheadAttention took any dropout and refused it at its first training step
     with pytest.raises(ValueError,
                        match="^dropout probability must be a number in \\[0, 1\\], got 2.0$"):

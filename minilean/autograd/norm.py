@@ -256,7 +256,7 @@ def _affine(weight, bias):
     return tuple(t for t in (weight, bias) if t is not None), weight is not None
 
 
-def _check_eps(eps, op):
+def check_eps(eps, op):
     """``eps`` as a float, a finite number >= 0: None made the fast kernels' float32(None), NaN,
     and the result all NaN without a word (the plain op's TypeError was NumPy's)."""
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or \
@@ -280,7 +280,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     # an integer x in float32 (``floating``): the standardised values cast back to its dtype
     # were truncated to -1, 0, 1
     return LayerNorm.apply(floating(x), *affine, axes=tuple(range(x.ndim - count, x.ndim)),
-                           eps=_check_eps(eps, "layer_norm"), has_weight=has_weight)
+                           eps=check_eps(eps, "layer_norm"), has_weight=has_weight)
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, activation=None):
@@ -303,5 +303,5 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, activation=None)
     affine, has_weight = _affine(weight, bias)
     # an integer x in float32, as in layer_norm
     return GroupNorm.apply(floating(x), *affine, num_groups=int(num_groups),
-                           eps=_check_eps(eps, "group_norm"), has_weight=has_weight,
+                           eps=check_eps(eps, "group_norm"), has_weight=has_weight,
                            activation=activation)

@@ -1,5 +1,5 @@
 """LayerNorm and GroupNorm layers: a learnable scale (ones) and shift (zeros) around the ops."""
-from minilean.autograd.norm import check_group_norm_activation
+from minilean.autograd.norm import check_eps, check_group_norm_activation
 from minilean.autograd.tensor import is_int
 from minilean.nn import functional as F
 from minilean.nn import init
@@ -18,7 +18,9 @@ class LayerNorm(Module):
                 not all(is_int(size) and size >= 1 for size in sizes):
             raise ValueError(f"normalized_shape must be an int >= 1 or a non-empty tuple of "
                              f"them, got {normalized_shape!r}")
-        self.normalized_shape, self.eps = tuple(sizes), eps
+        self.normalized_shape = tuple(sizes)
+        check_eps(eps, "LayerNorm")  # here too, so that a bad one fails where it is built
+        self.eps = eps
         self.weight = init.ones_(empty_parameter(*self.normalized_shape)) if elementwise_affine else None
         self.bias = init.zeros_(empty_parameter(*self.normalized_shape)) if elementwise_affine else None
 
@@ -39,7 +41,9 @@ class GroupNorm(Module):
         check_sizes(num_groups=num_groups, num_channels=num_channels)
         if num_channels % num_groups:
             raise ValueError(f"num_channels={num_channels} is not divisible by num_groups={num_groups}")
-        self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
+        self.num_groups, self.num_channels = num_groups, num_channels
+        check_eps(eps, "GroupNorm")  # here too, so that a bad one fails where it is built
+        self.eps = eps
         self.activation = check_group_norm_activation(activation, "GroupNorm")
         self.weight = init.ones_(empty_parameter(num_channels)) if affine else None
         self.bias = init.zeros_(empty_parameter(num_channels)) if affine else None
