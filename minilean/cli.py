@@ -320,13 +320,15 @@ class Command:
         for group in self.groups:
             if group.check:
                 group.check(values)
-        for name in config.given_flags:
-            # said, not refused (as --fast-kernels on the CPU): the run is what was asked for
-            # without it, but a flag taken in silence reads as one that worked
-            reason = self.unused[name](values) if name in self.unused else None
-            if reason:
-                print(f"minilean {self.name}: {self.flags[name].option} has no effect "
-                      f"{reason}", file=sys.stderr)
+        # said, not refused (as --fast-kernels on the CPU): the run is what was asked for
+        # without them, but a flag taken in silence reads as one that worked. ``run_config``
+        # prints them once the run is accepted (a refused resume says its error alone)
+        reasons = [(self.flags[name].option, self.unused[name](values))
+                   for name in config.given_flags if name in self.unused]
+        notes = [f"minilean {self.name}: {option} has no effect {reason}"
+                 for option, reason in reasons if reason]
+        if notes:
+            config.unused_notes = notes
 
     def check_saved(self, saved, run_dir, given=()):
         """A resumed run's saved flag values, checked as a Python caller's would be: a

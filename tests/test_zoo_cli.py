@@ -20,7 +20,7 @@ from minilean.data.images import read_pnm
 from minilean.data.streams import Purpose, stream
 from minilean.optim import load_checkpoint
 from minilean.train import zoo_run
-from minilean.train.loop import TrainState
+from minilean.train.loop import TrainState, run_config
 
 ZOO = {"vae": cli.VAE, "vqvae": cli.VQVAE, "gan": cli.GAN, "autoencoder": cli.AUTOENCODER,
        "mae": cli.MAE}
@@ -158,11 +158,16 @@ def test_what_the_model_can_take_passes(command, flags, tmp_path):
     (cli.AUTOENCODER, {"x": "images.npy", "image_size": 32},
      "--image-size has no effect with --x (its images keep their own size)"),
 ])
-def test_a_typed_flag_the_rest_leaves_without_effect_is_said(command, flags, said, capsys):
+def test_a_typed_flag_the_rest_leaves_without_effect_is_said(command, flags, said, capsys,
+                                                             tmp_path):
     """Accepted (the run is the one asked for without it), but said on stderr, as
-    --fast-kernels on the CPU is: they were taken in silence, and config.json recorded them."""
-    command.parse((), flags)
+    --fast-kernels on the CPU is, once the run's config is accepted: they were taken in
+    silence, and config.json recorded them. The note is not saved in the config."""
+    config = command.parse((), {**flags, "out": str(tmp_path / "run")})
+    assert capsys.readouterr().err == ""
+    config = run_config(config, ())
     assert capsys.readouterr().err == f"minilean {command.name}: {said}\n"
+    assert not hasattr(config, "unused_notes")
 
 
 @pytest.mark.parametrize("command, flags", [
@@ -172,8 +177,8 @@ def test_a_typed_flag_the_rest_leaves_without_effect_is_said(command, flags, sai
     (cli.VAE, {"dataset": "digits", "image_size": 16}), (cli.VQVAE, {"image_size": 32}),
     (cli.MAE, {"mask": "block"}),  # the flag it would make idle not typed: nothing to say
 ])
-def test_a_flag_that_takes_effect_is_not_said_to_have_none(command, flags, capsys):
-    command.parse((), flags)
+def test_a_flag_that_takes_effect_is_not_said_to_have_none(command, flags, capsys, tmp_path):
+    run_config(command.parse((), {**flags, "out": str(tmp_path / "run")}), ())
     assert capsys.readouterr().err == ""
 
 

@@ -245,11 +245,17 @@ LOCKED_DATA_FLAGS = ("dataset", "x", "y", "n_total", "image_size", "seed", "batc
 def run_config(config, locked):
     """The config a command runs with, its files as absolute paths (``with_absolute_paths``):
     the resumed run's (``resumed_config``) with ``--resume``; else ``config``, whose ``--out``
-    must not hold a run already (``check_holds_no_run``)."""
+    must not hold a run already (``check_holds_no_run``). Once it is accepted, the notes of
+    flags typed to no effect (``Command.check``'s ``unused_notes``, not saved) are printed:
+    a run refused here prints its one-line error alone."""
+    notes = vars(config).pop("unused_notes", ())
     config = with_absolute_paths(config)  # before a resume compares them with the saved ones
     if config.resume:
-        return resumed_config(config, locked)
-    check_holds_no_run(config.out)
+        config = resumed_config(config, locked)
+    else:
+        check_holds_no_run(config.out)
+    for note in notes:
+        print(note, file=sys.stderr)
     return config
 
 
