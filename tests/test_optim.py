@@ -537,6 +537,23 @@ def test_an_optimizer_state_saved_without_counts_per_parameter_still_loads():
     assert optimizer.param_steps == [4, 4]
 
 
+@pytest.mark.parametrize("param_steps", [[1.5, 2], ["3", 2], [True, 2], None, 3])
+def test_an_optimizer_state_whose_counts_are_not_integers_is_refused_and_changes_nothing(
+        param_steps):
+    """Each count was read with int(): 1.5 loaded as 1 and "3" as 3 without a word, and None
+    or a lone number failed in Python's words ("'int' object is not iterable")."""
+    params = [nn.Parameter(ml.ones(2)), nn.Parameter(ml.ones(3))]
+    optimizer = optim.Adam(params)
+    state = optimizer.state_dict()
+    with pytest.raises(ValueError, match=r"^optimizer state 'param_steps' must hold a count "
+                                         r">= 0 for each of the 2 parameters, got "
+                                         + re.escape(repr(param_steps)) + "$"):
+        optimizer.load_state_dict({**state, "param_steps": param_steps, "step": 2})
+    assert optimizer.param_steps == [0, 0] and optimizer.step_count == 0
+    optimizer.load_state_dict({**state, "param_steps": [numpy.int64(3), 2], "step": 3})
+    assert optimizer.param_steps == [3, 2] and type(optimizer.param_steps[0]) is int
+
+
 def test_optimizer_argument_errors():
     param = nn.Parameter(ml.ones(1))
     with pytest.raises(ValueError, match="lr must be >= 0, got -1"):

@@ -25,7 +25,7 @@ import numbers
 from minilean import backend
 from minilean.autograd import writes
 from minilean.autograd.grad_mode import no_grad
-from minilean.autograd.tensor import Tensor
+from minilean.autograd.tensor import Tensor, is_int
 from minilean.cuda.fast_function import NotCovered
 from minilean.nn.module import copy_all_into, zero_grads
 
@@ -203,11 +203,14 @@ class Optimizer:
                                           **state_dict["hyperparameters"]})
         step = int(state_dict["step"])
         # a state saved before the counts were kept per parameter: each had the one count
-        param_steps = [int(count) for count in state_dict.get("param_steps",
-                                                               [step] * len(self.params))]
-        if len(param_steps) != len(self.params) or min(param_steps) < 0:
+        param_steps = state_dict.get("param_steps", [step] * len(self.params))
+        # each count as it is, not int() of it: 1.5 became 1 and "3" 3 without a word, and
+        # None or a lone number failed in Python's words ("'int' object is not iterable")
+        if not isinstance(param_steps, (list, tuple)) or len(param_steps) != len(self.params) \
+                or not all(is_int(count) and count >= 0 for count in param_steps):
             raise ValueError(f"optimizer state 'param_steps' must hold a count >= 0 for each "
-                             f"of the {len(self.params)} parameters, got {param_steps}")
+                             f"of the {len(self.params)} parameters, got {param_steps!r}")
+        param_steps = [int(count) for count in param_steps]
         # the state beside the parameters first, as PyTorch casts loaded state to each
         # parameter's dtype: made before a model.to(float64), its float32 arrays rounded the
         # loaded float64 moments before the next step cast them (a refused state is then
