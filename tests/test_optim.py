@@ -739,6 +739,12 @@ def test_ema_errors():
         ema.load_state_dict({**state, "shadow": {**state["shadow"], "weight": numpy.zeros((1, 3))}})
     with pytest.raises(ValueError, match="EMA decay must be in \\[0, 1\\], got 1.5"):
         optim.EMA(nn.Linear(1, 1), decay=1.5)
+    # a decay of another type is named as the optimizers' settings are (a comparison's words,
+    # "'<=' not supported between instances of 'float' and 'str'", before; True was taken as 1)
+    for decay in ("0.999", None, True):
+        with pytest.raises(TypeError, match=f"^EMA decay must be a number in \\[0, 1\\], "
+                                            f"got {re.escape(repr(decay))}$"):
+            optim.EMA(nn.Linear(1, 1), decay=decay)
     # a loaded decay meets the constructor's rule (5.0 was taken and made the average diverge)
     with pytest.raises(ValueError, match="EMA decay must be in \\[0, 1\\], got 5.0"):
         ema.load_state_dict({**state, "decay": 5.0})

@@ -17,7 +17,7 @@ import numpy
 from minilean.autograd import writes
 from minilean.autograd.tensor import Tensor
 from minilean.nn.module import copy_all_into
-from minilean.optim.optimizer import fused_or_plain, moved, on_device_and_dtype_of
+from minilean.optim.optimizer import fused_or_plain, is_number, moved, on_device_and_dtype_of
 
 
 def ema_update(averages, params, decay):
@@ -40,6 +40,10 @@ class EMA:
     def checked_decay(decay):
         """``decay``, which must lie in [0, 1]: checked at construction and by
         ``load_state_dict``, so a loaded state meets the constructor's rule."""
+        # a number, as the optimizers' settings: "0.999" (read from a config file) failed in
+        # a comparison's words, naming no decay, and True was taken as 1, a frozen average
+        if not is_number(decay):
+            raise TypeError(f"EMA decay must be a number in [0, 1], got {decay!r}")
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"EMA decay must be in [0, 1], got {decay!r}")
         return decay
