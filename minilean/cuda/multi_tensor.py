@@ -102,8 +102,12 @@ def check_written_once(arrays, addresses):
     two threads to read, change and write the same memory at once, so on a GPU a change can
     be lost (``clip_grad_norm_([p, q, p])`` would scale p's gradient once or twice, as the
     threads happen to run, where the plain clipping, as PyTorch's, scales it twice). The plain
-    update then runs. Checked only when the addresses change (``device_table``), so a step
-    whose arrays stay put pays nothing. An empty array writes nothing."""
+    update then runs. Checked when the addresses change (``device_table``): every step, as the
+    gradients are new arrays, so the usual case, no address twice, is one set. An empty array
+    writes nothing (it may share an address with another)."""
+    written = addresses[:len(arrays)]
+    if len(set(written)) == len(written):
+        return
     first_at = {}
     for index, (array, address) in enumerate(zip(arrays, addresses)):
         if array.size == 0:

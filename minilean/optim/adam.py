@@ -67,13 +67,14 @@ class Adam(Optimizer):
         """One ``update`` call per step count among the parameters (one call, one fused
         launch on "cuda", unless some parameter missed steps: frozen or unused)."""
         beta1, beta2 = self.betas
-        by_count = {}
-        for index, count in enumerate(steps):
-            by_count.setdefault(count, []).append(index)
         arrays = (params, grads, state["exp_avg"], state["exp_avg_sq"])
-        for count, indices in by_count.items():
-            picked = arrays if len(by_count) == 1 else [[values[i] for i in indices]
-                                                        for values in arrays]
+        counts = set(steps)
+        if len(counts) == 1:  # every parameter has trained every step: the arrays as they are
+            groups = [(counts.pop(), arrays)]
+        else:
+            groups = [(count, [[values[i] for i, own in enumerate(steps) if own == count]
+                               for values in arrays]) for count in sorted(counts)]
+        for count, picked in groups:
             update(*picked, step=count, lr=self.lr, beta1=beta1, beta2=beta2, eps=self.eps,
                    weight_decay=self.weight_decay, decoupled=self.decoupled)
 
