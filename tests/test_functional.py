@@ -390,6 +390,13 @@ def test_dropout_keeps_the_mean_zeroes_a_fraction_p_and_repeats_with_the_seed():
     assert (F.dropout(x, 1.0).numpy() == 0).all()
 
 
+@pytest.mark.parametrize("training", ["false", 0, None])
+def test_dropout_refuses_a_training_flag_that_is_not_a_bool(training):
+    """"false" (a flag read as text) is truthy: dropout ran. PyTorch refuses a non-bool."""
+    with pytest.raises(TypeError, match=f"dropout's training must be a bool, got {training!r}"):
+        F.dropout(ml.ones(4), 0.5, training=training)
+
+
 @pytest.mark.parametrize("values", [[3] * 400, [True] * 400])
 def test_dropout_of_integers_and_bools_is_float32_with_the_full_scale(values):
     """The scale 1/(1-p) was cast to the input's dtype: int(1/0.7) = 1, so an int64 input kept

@@ -50,6 +50,8 @@ def dropout(input, p=0.5, training=True):
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (so the mean is
     unchanged); the identity when not training. The mask comes from the device's generator."""
     check_probability(p)
+    if not isinstance(training, bool):  # PyTorch's check: "false", read from a flag, is truthy
+        raise TypeError(f"dropout's training must be a bool, got {training!r}")
     if not training or p == 0.0:
         return input
     input = floating(input)  # an integer x would be scaled by int(1/(1-p)), 1 for p < 1/2
@@ -220,4 +222,4 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     0, in eval mode too, as in PyTorch: pass 0 when not training.
     """
     weights = attention_weights(query, key, attn_mask, is_causal, scale)
-    return dropout(weights, dropout_p, training=dropout_p > 0) @ value
+    return dropout(weights, dropout_p, training=bool(dropout_p > 0)) @ value
