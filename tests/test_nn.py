@@ -948,6 +948,20 @@ def test_init_defaults_and_means_are_pytorchs():
         assert abs(values.mean()) < 0.1 * values.std()
 
 
+def test_init_refuses_an_empty_uniform_range_and_a_negative_std():
+    """U(2, 1) and N(0, (-1)^2) were filled without a word; PyTorch refuses both. a == b and
+    std == 0 are constants, allowed as in PyTorch."""
+    weight = nn.Parameter(ml.zeros(3))
+    with pytest.raises(ValueError, match="^uniform_ needs a <= b, got a=2, b=1$"):
+        nn.init.uniform_(weight, 2, 1)
+    with pytest.raises(ValueError, match="^normal_ needs std >= 0, got -1$"):
+        nn.init.normal_(weight, std=-1)
+    with pytest.raises(ValueError, match="^normal_ needs std >= 0, got nan$"):
+        nn.init.normal_(weight, std=math.nan)
+    assert (nn.init.uniform_(weight, 2, 2).numpy() == 2).all()
+    assert (nn.init.normal_(weight, 3, 0).numpy() == 3).all()
+
+
 @pytest.mark.parametrize("shape", [(3, 0), (0, 0), (2, 0, 3, 3)])
 @pytest.mark.parametrize("fill", ["kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
                                   "xavier_normal_"])

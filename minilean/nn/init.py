@@ -21,11 +21,15 @@ def _fill(tensor, values):
 
 def uniform_(tensor, a=0.0, b=1.0):
     """Fill with samples from U(a, b)."""
+    if not a <= b:  # b < a would fill from (b, a] silently; `not` also catches NaN
+        raise ValueError(f"uniform_ needs a <= b, got a={a!r}, b={b!r}")
     return _fill(tensor, a + (b - a) * backend.generator(tensor.device).random(tensor.shape))
 
 
 def normal_(tensor, mean=0.0, std=1.0):
     """Fill with samples from N(mean, std^2)."""
+    if not std >= 0:  # a negative std would only flip the signs; `not` also catches NaN
+        raise ValueError(f"normal_ needs std >= 0, got {std!r}")
     return _fill(tensor, mean + std * backend.generator(tensor.device).standard_normal(tensor.shape))
 
 
