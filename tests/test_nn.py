@@ -991,6 +991,15 @@ GAIN_CASES = [("linear", None, 1.0), ("conv2d", None, 1.0), ("conv_transpose2d",
               ("conv_transpose3d", None, 1.0)]
 
 
+@pytest.mark.parametrize("param", ["x", True])
+def test_calculate_gain_names_a_leaky_relu_slope_that_is_no_number(param):
+    """"x" failed in ``**`` with Python's TypeError; True counted as a slope of 1. PyTorch
+    refuses both with a ValueError."""
+    with pytest.raises(ValueError, match=rf"^leaky_relu's param \(negative_slope\) must be a "
+                                         rf"number, got {re.escape(repr(param))}$"):
+        nn.init.calculate_gain("leaky_relu", param)
+
+
 @pytest.mark.parametrize("nonlinearity, param, documented", GAIN_CASES)
 def test_calculate_gain_is_the_documented_value_and_torchs(nonlinearity, param, documented):
     """The recommended gains of PyTorch's init docs: 1 for linear/conv/sigmoid, 5/3 for tanh,

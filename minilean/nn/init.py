@@ -7,6 +7,7 @@ use when built: kaiming_uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt
 and the bias uniform on the same bound.
 """
 import math
+import numbers
 
 from minilean import backend
 from minilean.autograd import writes
@@ -68,6 +69,10 @@ def calculate_gain(nonlinearity, param=None):
         return 3.0 / 4  # PyTorch's: keeps SELU's self-normalising fixed point
     if nonlinearity == "leaky_relu":
         negative_slope = 0.01 if param is None else param
+        # PyTorch's check (a ValueError): a string failed in ** with Python's words, True was 1
+        if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
+            raise ValueError(f"leaky_relu's param (negative_slope) must be a number, "
+                             f"got {negative_slope!r}")
         return math.sqrt(2.0 / (1 + negative_slope ** 2))
     raise ValueError(f"unknown nonlinearity {nonlinearity!r}")
 
