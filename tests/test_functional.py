@@ -274,6 +274,25 @@ def test_attention_mask_errors(rng):
         attention(x, ml.ones(2, 5, 4), ml.ones(2, 4, 4))
 
 
+@pytest.mark.parametrize("shape, dtype", [((3, 4), bool), ((3, 4), numpy.float32),
+                                          ((3, 1, 5), numpy.float32), ((3, 2, 3, 5), bool)])
+def test_attention_names_a_mask_that_does_not_broadcast_to_the_scores(rng, shape, dtype):
+    """The error came from ``where`` or ``+`` with no word of attn_mask; a mask of more batch
+    axes than the scores enlarged the output, where PyTorch refuses it."""
+    query = ml.tensor(rng.standard_normal((2, 3, 4)))
+    key = ml.tensor(rng.standard_normal((2, 5, 4)))
+    with pytest.raises(ValueError, match=re.escape(
+            f"attn_mask of shape {shape} does not broadcast to the scores' shape (..., L, S) = "
+            f"(2, 3, 5)")):
+        F.scaled_dot_product_attention(query, key, key, attn_mask=numpy.zeros(shape, dtype))
+
+
+def test_attention_names_a_scale_that_is_no_number(rng):
+    x = ml.tensor(rng.standard_normal((2, 3, 4)))
+    with pytest.raises(TypeError, match="^attention scale must be a number, got 'a'$"):
+        F.scaled_dot_product_attention(x, x, x, scale="a")
+
+
 def test_attention_masks_given_as_lists_act_as_arrays(rng):
     """A list mask failed as "'list' object has no attribute 'dtype'"."""
     x = ml.tensor(rng.standard_normal((2, 3, 4)))

@@ -170,6 +170,13 @@ def l1_loss(input, target, *, reduction="mean"):
 
 # --- attention ----------------------------------------------------------------------------
 
+def _broadcasts_to(shape, target):
+    """Whether ``shape`` broadcasts to ``target`` itself (axes aligned from the last; each of
+    ``shape``'s equal to ``target``'s or 1), not to a larger shape."""
+    return len(shape) <= len(target) and \
+        all(size in (1, wanted) for size, wanted in zip(reversed(shape), reversed(target)))
+
+
 def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
     """softmax(Q K^T * scale + mask) over the key axis: shape (..., L, S).
 
@@ -179,6 +186,8 @@ def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
     attend to no key (every score -inf, by a boolean or a float mask) gets weights 0, as in
     PyTorch, not a softmax over nothing (0/0).
     """
+    if scale is not None and not isinstance(scale, (numbers.Real, Tensor)):
+        raise TypeError(f"attention scale must be a number, got {scale!r}")  # was an operand error
     if scale is None:
         # heads of size 0 score every key 0 (an empty dot product), whatever the scale: their
         # weights are uniform, as in PyTorch, where 1 / sqrt(0) raised ZeroDivisionError
@@ -192,6 +201,9 @@ def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
         if not isinstance(attn_mask, Tensor) and not hasattr(attn_mask, "dtype"):
             attn_mask = query.xp.asarray(attn_mask)  # a list: .dtype was an AttributeError
         mask = attn_mask.data if isinstance(attn_mask, Tensor) else attn_mask
+        if not _broadcasts_to(mask.shape, scores.shape):  # else `where` or `+` named no mask
+            raise ValueError(f"attn_mask of shape {tuple(mask.shape)} does not broadcast to the "
+                             f"scores' shape (..., L, S) = {tuple(scores.shape)}")
         if mask.dtype == bool:
             keep = mask if keep is None else keep & mask
         elif isinstance(attn_mask, Tensor) and mask.dtype.kind == "f":
