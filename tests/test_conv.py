@@ -157,6 +157,13 @@ def test_large_batch_goes_through_in_slabs(monkeypatch):
     (lambda: conv_transpose2d(ml.zeros(1, 4, 5, 5), ml.zeros(4, 2, 3, 3), stride=2,
                               output_padding=2),
      "output_padding (2, 2) must be smaller than stride (2, 2) or dilation (1, 1)"),
+    # no channels on the side PyTorch refuses too (the GEMM's reshapes failed in NumPy's words)
+    (lambda: conv2d(ml.zeros(1, 3, 5, 5), ml.zeros(0, 3, 3, 3)),
+     "conv2d: weight of shape (0, 3, 3, 3) has no output channels"),
+    (lambda: conv_transpose2d(ml.zeros(1, 0, 5, 5), ml.zeros(0, 2, 3, 3)),
+     "conv_transpose2d: weight of shape (0, 2, 3, 3) has no input or no output channels"),
+    (lambda: conv_transpose2d(ml.zeros(1, 3, 5, 5), ml.zeros(3, 0, 3, 3)),
+     "conv_transpose2d: weight of shape (3, 0, 3, 3) has no input or no output channels"),
 ])
 def test_bad_arguments_raise_one_line_value_errors(call, message):
     with pytest.raises(ValueError) as error:
@@ -226,6 +233,27 @@ def test_an_empty_batch_gives_an_empty_batch_and_zero_weight_gradients(out_chann
     out.sum().backward()
     assert out.shape == (0, out_channels, 5, 6) and x.grad.shape == x.shape
     assert not weight.grad.numpy().any() and not bias.grad.numpy().any()
+
+
+@pytest.mark.parametrize("groups, padding", [(1, 1), (1, 0), (2, 0)])
+def test_no_input_channels_give_no_output_channels_as_in_torch(groups, padding):
+    """conv2d of an input with 0 channels failed with NumPy's "cannot reshape array of size 0";
+    PyTorch returns an empty (N, 0, Ho, Wo) (no output channels, the bias unused) and zero
+    gradients for the weight and bias."""
+    torch = pytest.importorskip("torch")
+    out_channels = 2 * groups
+    x = ml.zeros(2, 0, 5, 5, requires_grad=True)
+    weight = ml.ones(out_channels, 0, 3, 3, requires_grad=True)
+    bias = ml.tensor(numpy.arange(1.0, out_channels + 1, dtype=numpy.float32), requires_grad=True)
+    out = conv2d(x, weight, bias, padding=padding, groups=groups)
+    out.sum().backward()
+    tx, tweight, tbias = (torch.tensor(t.numpy(), requires_grad=True) for t in (x, weight, bias))
+    expected = torch.nn.functional.conv2d(tx, tweight, tbias, padding=padding, groups=groups)
+    expected.sum().backward()
+    assert out.shape == tuple(expected.shape) and out.dtype == numpy.float32
+    for ours, theirs in ((x, tx), (weight, tweight), (bias, tbias)):
+        numpy.testing.assert_array_equal(ours.grad.numpy(), theirs.grad.numpy())
+        assert ours.grad.shape == tuple(theirs.grad.shape)
 
 
 def _direct_conv(x, weight):

@@ -489,6 +489,17 @@ def same_dtype(x, weight):
     return x.to(dtype=dtype), weight.to(dtype=dtype)
 
 
+def _no_input_channels(x, weight, bias, out_size):
+    """PyTorch's conv2d of an input with no channels (its convolution's special case): an empty
+    (N, 0, Ho, Wo), no output channels either, the bias unused, and gradients zero (empty for
+    x and the weight). The GEMM's reshapes failed in NumPy's words. Built from sums over
+    nothing (0) so that x, the weight and the bias stay in the graph."""
+    nothing = x.sum() + weight.sum()
+    if bias is not None:
+        nothing = nothing + bias[:0].sum().to(dtype=nothing.dtype)
+    return nothing.reshape(1, 1, 1, 1).expand(x.shape[0], 0, *out_size)  # (N, 0, Ho, Wo)
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-d cross-correlation of x (N, C, H, W) with weight (O, C/groups, Kh, Kw), plus bias (O,)."""
     stride, padding = size_pair(stride, "stride"), size_pair(padding, "padding")
@@ -501,9 +512,13 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                          f"{weight.shape[1] * groups} (weight.shape[1]={weight.shape[1]} "
                          f"x groups={groups})")
     _check_bias("conv2d", bias, weight.shape[0])
-    _check_positive("conv2d", tuple(
-        output_size(size + 2 * pad, k, s, d) for size, pad, k, s, d
-        in zip(x.shape[2:], padding, weight.shape[2:], stride, dilation)))
+    if weight.shape[0] == 0:  # the GEMM's reshapes failed in NumPy's words; PyTorch refuses it
+        raise ValueError(f"conv2d: weight of shape {weight.shape} has no output channels")
+    out_size = tuple(output_size(size + 2 * pad, k, s, d) for size, pad, k, s, d
+                     in zip(x.shape[2:], padding, weight.shape[2:], stride, dilation))
+    _check_positive("conv2d", out_size)
+    if x.shape[1] == 0:
+        return _no_input_channels(x, weight, bias, out_size)
     inputs = (x, weight) if bias is None else (x, weight, bias)
     return Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
@@ -523,6 +538,9 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     if x.shape[1] != weight.shape[0]:
         raise ValueError(f"conv_transpose2d: input has {x.shape[1]} channels but weight "
                          f"expects {weight.shape[0]} (weight.shape[0])")
+    if 0 in weight.shape[:2]:  # the GEMM's reshapes failed in NumPy's words; PyTorch fails too
+        raise ValueError(f"conv_transpose2d: weight of shape {weight.shape} has no input or no "
+                         f"output channels")
     for extra, s, d in zip(output_padding, stride, dilation):
         if not 0 <= extra < max(s, d):
             raise ValueError(f"conv_transpose2d: output_padding {output_padding} must be "
