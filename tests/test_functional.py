@@ -63,10 +63,12 @@ def test_composite_gradients_match_finite_differences(rng, name, fn, shapes):
 
 
 def test_cross_entropy_takes_class_probabilities_in_an_array_as_in_a_tensor(rng):
-    """Either way the probabilities are converted to the logits' dtype and take no gradient."""
+    """An array of them is a constant in the logits' dtype (as in the binary ops), and gives
+    what a tensor of them in that dtype gives."""
     logits = ml.tensor(rng.standard_normal((4, 3)).astype(numpy.float32), requires_grad=True)
     from_array = F.cross_entropy(logits, TARGET_PROBABILITIES.numpy(), reduction="none")
-    from_tensor = F.cross_entropy(logits, TARGET_PROBABILITIES.detach(), reduction="none")
+    from_tensor = F.cross_entropy(logits, TARGET_PROBABILITIES.detach().to(dtype=ml.float32),
+                                  reduction="none")
     assert from_array.dtype == numpy.float32
     numpy.testing.assert_array_equal(from_array.numpy(), from_tensor.numpy())
 
@@ -377,6 +379,43 @@ def test_cross_entropy_takes_the_memory_of_its_one_hot_rows_not_of_a_c_by_c_iden
     expected[0, 0] -= 0.5
     expected[1, 8191] -= 0.5
     numpy.testing.assert_allclose(logits.grad.numpy(), expected, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("logits_dtype, target_dtype", [("float32", "float64"),
+                                                        ("float64", "float32")])
+def test_cross_entropy_of_probabilities_takes_the_wider_dtype_like_torch(rng, logits_dtype,
+                                                                          target_dtype):
+    """float64 probabilities with float32 logits were rounded to float32, and so was the loss;
+    PyTorch promotes to float64 (log_softmax in the logits' dtype), each gradient in its
+    input's dtype."""
+    torch = pytest.importorskip("torch")
+    logits = rng.standard_normal((4, 3)).astype(logits_dtype)
+    target = rng.dirichlet(numpy.ones(3), 4).astype(target_dtype)
+    ours = [ml.tensor(a, requires_grad=True) for a in (logits, target)]
+    theirs = [torch.tensor(a, requires_grad=True) for a in (logits, target)]
+    loss = F.cross_entropy(*ours)
+    expected = torch.nn.functional.cross_entropy(*theirs)
+    loss.backward()
+    expected.backward()
+    assert loss.dtype == numpy.float64  # (a float32 log_softmax may differ in its last bit)
+    numpy.testing.assert_allclose(loss.item(), expected.item(), rtol=1e-6)
+    for mine, reference in zip(ours, theirs):
+        assert mine.grad.dtype == mine.dtype
+        numpy.testing.assert_allclose(mine.grad.numpy(), reference.grad.numpy(), rtol=1e-6,
+                                      atol=1e-7)  # float32 rounding, ~1e-8 at 0.01
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_of_probabilities_over_no_classes_is_torchs(reduction):
+    """Each sample's loss is a sum over no classes, 0; PyTorch's mean divides by numel / C,
+    0 / 0, and gives nan, where the mean of the per-sample zeros gave 0."""
+    torch = pytest.importorskip("torch")
+    with numpy.errstate(divide="ignore"):  # log_softmax over no classes takes log(0)
+        loss = F.cross_entropy(ml.zeros(3, 0), ml.zeros(3, 0), reduction=reduction)
+    expected = torch.nn.functional.cross_entropy(torch.zeros(3, 0), torch.zeros(3, 0),
+                                                 reduction=reduction)
+    numpy.testing.assert_array_equal(loss.numpy(), expected.numpy())
+    assert loss.shape == tuple(expected.shape)
 
 
 def test_cross_entropy_with_a_class_masked_to_minus_infinity_is_finite_like_torch():

@@ -130,9 +130,12 @@ def cross_entropy(input, target, *, reduction="mean"):
         one_hot = target_data[..., None] == xp.arange(classes)
         probabilities = _constant(xp.moveaxis(one_hot, -1, 1))  # (N, C, d1, ...)
     elif isinstance(target, Tensor):
-        probabilities = target.to(dtype=input.dtype)
-    else:
-        probabilities = _constant(target_data.astype(input.dtype))
+        # the binary ops' rule, as in PyTorch: float64 probabilities with float32 logits give
+        # a float64 loss (they were rounded to float32); log_softmax stays in the logits' dtype
+        dtype = input.xp.result_type(log_probs.dtype, target_data.dtype)
+        log_probs, probabilities = log_probs.to(dtype=dtype), target.to(dtype=dtype)
+    else:  # a host array or list is a constant in the logits' dtype, as in the binary ops
+        probabilities = _constant(target_data.astype(log_probs.dtype))
     if probabilities.shape != input.shape:
         # float targets of the indices' shape: class indices given as floats (PyTorch refuses
         # them too), which the shape alone would not say
@@ -140,6 +143,10 @@ def cross_entropy(input, target, *, reduction="mean"):
                 f"{target_data.dtype})" if probabilities.shape == index_shape else "")
         raise ValueError(f"cross_entropy target shape {probabilities.shape} does not fit "
                          f"input shape {input.shape}{hint}")
+    if reduction == "mean" and input.shape[1] == 0:
+        # no classes: each sample's loss is a sum over nothing (0, as with "none" and "sum"),
+        # but PyTorch's mean divides by numel / C = 0 / 0 and gives nan, as a mean of no values
+        return (-(log_probs * probabilities).sum()) * math.nan
     if probabilities.dtype == bool:
         # picked, not multiplied by the one-hot: a class masked out with a logit of -inf has
         # log-probability -inf, and -inf * 0 would make the loss nan (PyTorch picks too)
