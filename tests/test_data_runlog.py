@@ -301,6 +301,16 @@ def test_svg_of_one_point_or_a_flat_series_draws_it_at_the_bottom(values):
     assert (low, high) == ((0.5, 5.0) if values[0][1] else (0.0, 1.0))
 
 
+@pytest.mark.parametrize("step", [1, 2**60])
+def test_svg_of_one_step_labels_its_step_axis_with_integers(step):
+    """The step axis of a one-step run was widened by a float 1.0: labelled "1" to "2.0"."""
+    root = ElementTree.fromstring(loss_curve_svg({"loss": [(step, 0.5)]}, width=200,
+                                                 height=100, margin=10))
+    labels = [text.text for text in root.iter("{http://www.w3.org/2000/svg}text")
+              if text.get("y") == "106"]  # below the frame: the first and last step
+    assert labels == [str(step), str(step + 1)]
+
+
 def test_svg_of_one_point_draws_a_dot_and_leaves_out_what_is_not_finite():
     """A one-step run's curve was a polyline of one point, which draws nothing; a value read as
     infinite (1e999 in a hand-edited metrics.jsonl) gave nan coordinates; a constant 2**60

@@ -38,6 +38,7 @@ seconds also hold the last part's sampling and evaluation.
 import errno
 import json
 import math
+import numbers
 import os
 import time
 from xml.sax.saxutils import escape
@@ -344,9 +345,14 @@ def _identity(folder):
 
 def _span(values):
     """(low, high) of the values, widened to a unit interval when they are all equal (wider
-    where low + 1 would round back to low, past 2**53)."""
+    where low + 1 would round back to low, past 2**53). Integers (the steps) widen by the
+    integer 1, exact at any size: a float 1.0 labelled a one-step run's axis "1" to "2.0"."""
     low, high = min(values), max(values)
-    return (low, high) if high > low else (low, low + max(1.0, abs(low) * 1e-6))
+    if high > low:
+        return low, high
+    if isinstance(low, numbers.Integral):
+        return low, low + 1
+    return low, low + max(1.0, abs(low) * 1e-6)
 
 
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
