@@ -83,6 +83,16 @@ def applied(mutant_):
             setattr(holder, attribute, original)
 
 
+@contextmanager
+def silenced():
+    """No warnings: a broken implementation may well divide 0 by 0, or broadcast where
+    mse_loss warns, and NumPy's warnings and the engine's would only interleave with the
+    table and the test report (the statement's verdict is what counts)."""
+    with numpy.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def run_mutant(mutant_, max_examples=10):
     """{statement name: Outcome} of the catching statements run against the mutant."""
     statements = load_all()
@@ -91,11 +101,7 @@ def run_mutant(mutant_, max_examples=10):
         if statements[name].missing():
             outcomes[name] = statements[name].run()
             continue
-        # a broken implementation may well divide 0 by 0, or broadcast where mse_loss warns:
-        # NumPy's warnings and the engine's would only interleave with the table (the
-        # statement's verdict is what counts)
-        with applied(mutant_), numpy.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with applied(mutant_), silenced():
             outcomes[name] = statements[name].run(max_examples=max_examples, shrink=False,
                                                   derandomize=True)
     return outcomes
