@@ -911,7 +911,8 @@ def test_init_statistics_match_their_formulas():
     assert abs(weight.numpy().std() - math.sqrt(2 / 400)) < 0.02 * math.sqrt(2 / 400)
     nn.init.kaiming_uniform_(weight, mode="fan_out", nonlinearity="relu")
     assert abs(weight.numpy().std() - math.sqrt(2 / 400)) < 0.02 * math.sqrt(2 / 400)
-    with pytest.raises(ValueError, match="unknown nonlinearity 'swish'"):
+    with pytest.raises(ValueError, match=r"^unknown nonlinearity 'swish'; expected one of "
+                                         r"\('linear', .*'leaky_relu', 'selu'\)$"):
         nn.init.calculate_gain("swish")
     with pytest.raises(ValueError, match="^mode must be 'fan_in' or 'fan_out', got 'fan_avg'$"):
         nn.init.kaiming_uniform_(weight, mode="fan_avg")

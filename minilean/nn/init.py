@@ -56,10 +56,15 @@ def calculate_fan_in_and_fan_out(tensor):
     return tensor.shape[1] * receptive_field, tensor.shape[0] * receptive_field
 
 
+# the names calculate_gain knows (PyTorch's): these with gain 1, then the ones it scales for
+UNIT_GAIN = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+             "conv_transpose3d", "sigmoid")
+NONLINEARITIES = UNIT_GAIN + ("tanh", "relu", "leaky_relu", "selu")
+
+
 def calculate_gain(nonlinearity, param=None):
     """The factor that keeps activations' variance steady through ``nonlinearity``."""
-    if nonlinearity in ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
-                        "conv_transpose2d", "conv_transpose3d", "sigmoid"):
+    if nonlinearity in UNIT_GAIN:
         return 1.0
     if nonlinearity == "tanh":
         return 5.0 / 3
@@ -74,7 +79,7 @@ def calculate_gain(nonlinearity, param=None):
             raise ValueError(f"leaky_relu's param (negative_slope) must be a number, "
                              f"got {negative_slope!r}")
         return math.sqrt(2.0 / (1 + negative_slope ** 2))
-    raise ValueError(f"unknown nonlinearity {nonlinearity!r}")
+    raise ValueError(f"unknown nonlinearity {nonlinearity!r}; expected one of {NONLINEARITIES}")
 
 
 def _fan(tensor, mode):
