@@ -53,7 +53,9 @@ def test_reader_handles_comments_and_pillow_agrees(tmp_path):
     (b"P5\n2 1\n65535\n\0\0\0", "netpbm file holds fewer than the 2 values"),  # 2 bytes a sample
     (b"P5\n1 1\n65536\n\0\0", "netpbm maxval must be in 1..65535, found 65536"),
     (b"P5\n1 1\n0\n\0", "netpbm maxval must be in 1..65535, found 0"),
-    (b"P5\n1", "truncated netpbm header"),
+    (b"P5\n1", "truncated netpbm header: the file ends after 1 of its 3 fields; expected "
+                "width, height and maxval after the magic number"),
+    (b"P6", "truncated netpbm header: the file ends after 0 of its 3 fields"),
     (b"P5\n0 99999999\n255\n", "netpbm image of 0x99999999 pixels; expected at least 1x1"),
     (b"P2 3 0 255\n", "netpbm image of 3x0 pixels; expected at least 1x1"),
     (b"P2 x 1 255\n0\n", "netpbm width 'x' is not a whole number >= 0"),

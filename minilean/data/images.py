@@ -96,7 +96,9 @@ def _header_tokens(data, count, position):
             break
         tokens.append(data[start:position])
     if len(tokens) < count:
-        raise ValueError("truncated netpbm header")
+        raise ValueError(f"truncated netpbm header: the file ends after {len(tokens)} of its "
+                         f"{count} fields; expected width, height and maxval after the magic "
+                         f"number")
     return tokens, position + 1
 
 
