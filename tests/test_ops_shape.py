@@ -446,6 +446,10 @@ def test_bad_shape_arguments_name_the_values():
         x.split(0, dim=1)
     with pytest.raises(ValueError, match="^chunks must be positive, got -1$"):
         x.chunk(-1)
+    with pytest.raises(TypeError, match="^chunks must be an int, got 2.5$"):
+        x.chunk(2.5)
+    with pytest.raises(TypeError, match="^chunks must be an int, got None$"):
+        x.chunk(None)
     with pytest.raises(ValueError, match=r"permute dims \(0, 0\) must name each of the 2 axes"):
         x.permute(0, 0)
     with pytest.raises(ValueError, match="dim 3 is out of range for a tensor with 2 dimensions"):
@@ -477,6 +481,9 @@ def test_bad_shape_arguments_name_the_values():
         x.split([4, -1], 1)
     with pytest.raises(TypeError, match=r"^split sizes must be ints, got \[1.5, 1.5\]$"):
         x.split([1.5, 1.5], 1)
+    with pytest.raises(TypeError, match="^split_size_or_sections must be an int or a list of "
+                                        "ints, got 2.0$"):
+        x.split(2.0, 1)
     with pytest.raises(ValueError, match=r"stack needs tensors of equal shape, got \(2, 3\)"):
         ml.stack([x, ml.ones(3, 2)])
     with pytest.raises(ValueError, match="cat: tensors have different numbers of dimensions"):

@@ -428,7 +428,11 @@ def split(x, split_size_or_sections, dim=0):
         if length == 0:
             sizes = [0]  # one empty piece, as in PyTorch
     else:
-        sizes = list(split_size_or_sections)
+        try:
+            sizes = list(split_size_or_sections)
+        except TypeError:  # a float or None, in Python's words ("not iterable")
+            raise TypeError(f"split_size_or_sections must be an int or a list of ints, got "
+                            f"{split_size_or_sections!r}") from None
         if not all(map(is_int, sizes)):
             raise TypeError(f"split sizes must be ints, got {sizes}")
         if any(size < 0 for size in sizes):  # [4, -1] adds up, but no piece is -1 long
@@ -445,6 +449,8 @@ def split(x, split_size_or_sections, dim=0):
 def chunk(x, chunks, dim=0):
     """At most ``chunks`` pieces of equal size ceil(n / chunks) along ``dim`` (the last smaller);
     of an empty axis, ``chunks`` empty pieces (as in PyTorch: ``a, b = batch.chunk(2)`` holds)."""
+    if not is_int(chunks):  # a float or None failed in Python's words, a bool ran as 0 or 1
+        raise TypeError(f"chunks must be an int, got {chunks!r}")
     if chunks <= 0:
         raise ValueError(f"chunks must be positive, got {chunks}")
     length = x.shape[_axis(dim, x.ndim)]
