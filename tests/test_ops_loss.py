@@ -35,6 +35,14 @@ def test_bad_reduction_names_the_value():
         mse_loss(ones(2), ones(2), reduction="max")
 
 
+def test_shapes_that_do_not_broadcast_name_mse_loss_and_the_shapes():
+    from minilean import ones
+    with pytest.raises(ValueError, match=r"^mse_loss: shapes \(3, 4\), \(5,\) do not broadcast "
+                                         r"together \(each axis, counted from the last, needs "
+                                         r"equal sizes or 1\)$"):
+        mse_loss(ones(3, 4), ones(5))
+
+
 def test_mean_squared_error_of_nothing_is_nan_with_empty_gradients():
     """As in PyTorch: the mean over no elements is 0/0, and the gradients have no elements."""
     import numpy

@@ -2,7 +2,7 @@
 import warnings
 
 from minilean.autograd.function import Function
-from minilean.autograd.elementwise import as_tensors, floating
+from minilean.autograd.elementwise import as_tensors, check_broadcast, floating
 from minilean.autograd.reduce import narrowed, widened
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -50,4 +50,8 @@ def mse_loss(input, target, *, reduction="mean"):  # keyword-only: PyTorch's 3rd
     # both in the result's dtype (an int64 target with a float32 input gives float32, as in
     # PyTorch; NumPy alone would compute it in float64), float32 when both are integers
     input, target = map(floating, as_tensors(input, target))
-    return MseLoss.apply(input, target, reduction=reduction)
+    try:
+        return MseLoss.apply(input, target, reduction=reduction)
+    except ValueError:  # NumPy's words, naming neither mse_loss nor which operand is which
+        check_broadcast("mse_loss", (input.shape, target.shape))
+        raise
