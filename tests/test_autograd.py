@@ -429,6 +429,19 @@ def test_random_float16_samples_are_the_float32_ones_rounded():
         ml.randn(2, dtype=ml.int64)
 
 
+@pytest.mark.parametrize("name", ["zeros", "ones", "randn", "rand"])
+def test_a_bad_size_names_the_factory_and_the_size(name):
+    """NumPy's words ("negative dimensions are not allowed", "'float' object cannot be
+    interpreted as an integer") named neither the factory nor the size."""
+    make = getattr(ml, name)
+    with pytest.raises(ValueError, match=rf"^{name} size must be a tuple of ints >= 0, "
+                                         rf"got \(2, -1\)$"):
+        make(2, -1)
+    with pytest.raises(TypeError, match=rf"^{name} size must be a tuple of ints, got \(2.5,\)$"):
+        make((2.5,))
+    assert make(2, 0).shape == (2, 0) and make(np.int64(3)).shape == (3,)
+
+
 def test_a_seed_picks_the_draws_and_a_fresh_process_draws_seed_0s():
     """The same seed repeats the draws, another seed changes them, and a process that never
     seeded draws what seed 0 draws (so a test run alone draws what it draws in the suite)."""

@@ -4,7 +4,7 @@ import math
 import numpy
 
 from minilean import backend
-from minilean.autograd.tensor import DEFAULT_DTYPE, Tensor, default_dtype, shape_arg
+from minilean.autograd.tensor import DEFAULT_DTYPE, Tensor, default_dtype, is_int, shape_arg
 
 
 def _make(array, requires_grad):
@@ -16,13 +16,25 @@ def _dtype(dtype):
     return numpy.dtype(DEFAULT_DTYPE if dtype is None else dtype)
 
 
-def _random(draw, size, dtype, requires_grad):
+def _size(size, caller):
+    """``size`` (``zeros(2, 3)`` or ``zeros((2, 3))``) as a shape tuple: NumPy refused a
+    negative size as "negative dimensions are not allowed" and a float as "'float' object
+    cannot be interpreted as an integer", naming neither the call nor the size."""
+    shape = shape_arg(size)
+    if not all(map(is_int, shape)):
+        raise TypeError(f"{caller} size must be a tuple of ints, got {shape!r}")
+    if any(length < 0 for length in shape):
+        raise ValueError(f"{caller} size must be a tuple of ints >= 0, got {shape!r}")
+    return shape
+
+
+def _random(draw, size, dtype, requires_grad, caller):
     """``draw(shape, dtype=...)`` from a device's generator, which draws float32 or float64
     only: float16 samples are drawn in float32 and rounded."""
     dtype = _dtype(dtype)
     if dtype.kind != "f":
         raise TypeError(f"random samples are floating-point, got dtype {dtype}")
-    drawn = draw(shape_arg(size), dtype=numpy.promote_types(dtype, numpy.float32))
+    drawn = draw(_size(size, caller), dtype=numpy.promote_types(dtype, numpy.float32))
     return _make(drawn.astype(dtype, copy=False), requires_grad)
 
 
@@ -48,12 +60,12 @@ def from_numpy(array):
 
 
 def zeros(*size, dtype=None, device="cpu", requires_grad=False):
-    return _make(backend.xp_for(device).zeros(shape_arg(size), dtype=_dtype(dtype)),
+    return _make(backend.xp_for(device).zeros(_size(size, "zeros"), dtype=_dtype(dtype)),
                  requires_grad)
 
 
 def ones(*size, dtype=None, device="cpu", requires_grad=False):
-    return _make(backend.xp_for(device).ones(shape_arg(size), dtype=_dtype(dtype)),
+    return _make(backend.xp_for(device).ones(_size(size, "ones"), dtype=_dtype(dtype)),
                  requires_grad)
 
 
@@ -89,12 +101,13 @@ def linspace(start, end, steps, dtype=None, device="cpu"):
 
 def randn(*size, dtype=None, device="cpu", requires_grad=False):
     """Standard normal samples from the device's seeded generator."""
-    return _random(backend.generator(device).standard_normal, size, dtype, requires_grad)
+    return _random(backend.generator(device).standard_normal, size, dtype, requires_grad,
+                   "randn")
 
 
 def rand(*size, dtype=None, device="cpu", requires_grad=False):
     """Uniform samples on [0, 1) from the device's seeded generator."""
-    return _random(backend.generator(device).random, size, dtype, requires_grad)
+    return _random(backend.generator(device).random, size, dtype, requires_grad, "rand")
 
 
 def randint(low, high=None, size=None, device="cpu"):
