@@ -482,6 +482,15 @@ def test_losses_refuse_pytorch_positional_weight(loss):
         loss(logits, target, ml.ones(3))
 
 
+@pytest.mark.parametrize("name", ["l1_loss", "binary_cross_entropy_with_logits"])
+def test_loss_shapes_that_do_not_broadcast_name_the_loss(name):
+    """The error named the op inside the loss (sub, mul), which the caller never called."""
+    with pytest.raises(ValueError, match=rf"^{name}: shapes \(3, 4\), \(5,\) do not broadcast "
+                                         rf"together \(each axis, counted from the last, needs "
+                                         rf"equal sizes or 1\)$"):
+        getattr(F, name)(ml.randn(3, 4), ml.rand(5))
+
+
 def test_functional_errors_name_the_bad_value():
     logits = ml.randn(2, 3)
     with pytest.raises(ValueError, match=r"class indices in \[0, 3\), got values from 0 to 3"):
