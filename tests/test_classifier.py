@@ -420,7 +420,7 @@ def test_evaluate_needs_twice_the_run_reference_size(rows, refused):
     from minilean.models.classifier import check_fd_report
     dataset = Dataset(numpy.zeros((rows, 1, 2, 2), numpy.uint8), numpy.zeros(rows, numpy.int64),
                       (), "set")
-    config = SimpleNamespace(evaluate=True, n_samples=128)  # as diffusion and gan have
+    config = SimpleNamespace(evaluate=True, n_samples=128, seed=0)  # as diffusion and gan have
     if refused:
         with pytest.raises(FlagError, match=r"^--evaluate: got True; expected false for this "
                                             r"dataset: FD-classifier needs 1000 real images"):
@@ -566,7 +566,7 @@ def test_evaluate_on_one_builtin_image_is_refused_before_the_run():
     from minilean.errors import FlagError
     from minilean.models.classifier import check_fd_report
     dataset = load_dataset("builtin", n_total=1, image_size=16, seed=0)
-    config = SimpleNamespace(evaluate=True, n_samples=128, n_total=1)
+    config = SimpleNamespace(evaluate=True, n_samples=128, n_total=1, seed=0)
     with pytest.raises(FlagError, match=r"^--n-total: got 1; expected an integer >= 2 with "
                                         r"--evaluate"):
         check_fd_report(config, dataset)
@@ -679,6 +679,45 @@ def test_a_damaged_cached_classifier_is_named_as_the_cache_to_remove(tmp_path):
     assert message.startswith(f"cached classifier {path} cannot be used ('{path}' is not a "
                               f"readable minilean checkpoint (")
     assert message.endswith("); remove it and it is trained again")
+
+
+def test_a_cache_folder_that_cannot_take_the_classifier_is_refused_before_training(
+        tmp_path, monkeypatch):
+    """A read-only cache folder was found out at the save, after the classifier had trained
+    (and, for a training run's runs/classifiers, after the whole run), with a message that
+    did not name the cache; one that already holds the classifier still serves."""
+    from types import SimpleNamespace
+
+    from minilean.data import load_dataset
+    from minilean.models import classifier
+    dataset = load_dataset("builtin", n_total=4, image_size=16, seed=0)
+    cache = tmp_path / "classifiers"
+    cache.mkdir()
+    _, cached = classifier.trained_classifier(dataset, "cpu", steps=1, cache=str(cache),
+                                              batch_size=2)
+    unwritable = {str(cache), str(tmp_path / "runs" / "classifiers")}
+    real_access = os.access
+    monkeypatch.setattr(os, "access",  # as a read-only folder answers, even to root
+                        lambda path, mode: str(path) not in unwritable and real_access(path, mode))
+    trained = []
+    monkeypatch.setattr("minilean.optim.minimize", lambda *args: trained.append(1))
+    with pytest.raises(OSError, match=rf"^cannot cache the FD-classifier's classifier at "
+                                      rf"{cache}{os.sep}classifier-builtin-[0-9a-f]{{16}}\.npz: "
+                                      rf"expected a path in a writable folder; {cache} is not "
+                                      rf"writable$"):
+        classifier.trained_classifier(dataset, "cpu", steps=2, cache=str(cache), batch_size=2)
+    assert trained == [] and os.listdir(cache) == [os.path.basename(cached)]
+    # the classifier already there is read, not written
+    assert classifier.trained_classifier(dataset, "cpu", steps=1, cache=str(cache),
+                                         batch_size=2)[1] == cached
+    # a training run's cache, runs/classifiers in the working folder, before the run trains
+    monkeypatch.chdir(tmp_path)
+    os.makedirs(os.path.join("runs", "classifiers"))
+    config = SimpleNamespace(evaluate=True, n_samples=128, seed=0)
+    with pytest.raises(OSError, match=r"^cannot cache the FD-classifier's classifier at "
+                                      r"runs/classifiers/classifier-builtin-[0-9a-f]{16}\.npz: "
+                                      r"expected a path in a writable folder; "):
+        classifier.check_fd_report(config, dataset)
 
 
 def test_the_classifier_never_trains_on_the_held_out_rows_of_real_data(tmp_path, monkeypatch):

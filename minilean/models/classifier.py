@@ -23,6 +23,7 @@ import numpy
 
 from minilean.autograd.creation import tensor
 from minilean.autograd.grad_mode import no_grad
+from minilean.data.paths import creatable_problem
 from minilean.data.streams import KEY_LIMIT, Purpose, stream
 from minilean.errors import flag_error
 from minilean.nn import Conv2d, Linear, Module
@@ -40,6 +41,9 @@ CLASSIFIER_STEPS, CLASSIFIER_LR, WARMUP_STEPS = 800, 5e-3, 50
 # they put one row in 1,250 of ImageNet-64's 1.28 million into the key (one in 20,000 with the
 # 64 rows of a resumed run's fingerprint).
 CACHE_KEY_ROWS = 1024
+# Where the classifiers are cached (a training run's always, relative to the working folder),
+# and the batch size they train with
+CLASSIFIER_CACHE, CLASSIFIER_BATCH = "runs/classifiers", 64
 
 
 class FeatureClassifier(Module):
@@ -131,7 +135,8 @@ def _cache_path(cache, dataset, seed, steps, lr, batch_size, rows=None):
 
 
 def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
-                       cache="runs/classifiers", batch_size=64, lr=CLASSIFIER_LR, rows=None):
+                       cache=CLASSIFIER_CACHE, batch_size=CLASSIFIER_BATCH, lr=CLASSIFIER_LR,
+                       rows=None):
     """The feature classifier of ``dataset``'s ``rows`` (default: all of them): loaded from
     ``cache``, or trained and saved.
 
@@ -154,6 +159,7 @@ def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
             raise ValueError(f"cached classifier {path} cannot be used ({error}); remove it "
                              f"and it is trained again") from error
         return model.to(device).eval(), path
+    check_cache_takes(path)
     backend.manual_seed(seed)
     model = FeatureClassifier(dataset.image_shape[0], classes).to(device)
     optimizer = Adam(model.parameters(), lr=lr)
@@ -168,6 +174,18 @@ def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
     os.makedirs(cache, exist_ok=True)
     save_checkpoint(path, model=model.state_dict(), classes=classes, steps=steps)
     return model.eval(), path
+
+
+def check_cache_takes(path):
+    """Before a classifier is trained for the missing cache file ``path``: the file can be
+    made there. A read-only cache folder (or working folder, for a training run's
+    ``runs/classifiers``) failed only at the save, after the classifier had trained (and a
+    run's whole training before it), and a training run said only "[Errno 30] Read-only file
+    system: 'runs'". A read-only folder that already holds the classifier serves as it is."""
+    problem = creatable_problem(path, file=True)
+    if problem:
+        raise OSError(f"cannot cache the FD-classifier's classifier at {path}: expected "
+                      f"{problem}")
 
 
 def _in_batches(function, images_unit, device, batch_size):
@@ -250,7 +268,7 @@ def noise_images(n, image_shape, seed):
 
 
 def fd_classifier(samples_unit, dataset, device, seed=0, n_eval=500, steps=CLASSIFIER_STEPS,
-                  cache="runs/classifiers"):
+                  cache=CLASSIFIER_CACHE):
     """FD-classifier of samples (N, C, H, W) in [0, 1], with floor, ceiling and the details."""
     if dataset.y is None:
         raise ValueError("FD-classifier trains a classifier on labels; this dataset has none "
@@ -293,7 +311,8 @@ def check_fd_report(config, dataset):
     otherwise ``fd_report`` must have what it needs, ``--n-samples`` of at least 2 (it fits a
     covariance) and the real images (2 for the built-in shapes, whose held-out set is drawn
     afresh: the floor fits a covariance to their training images), or it is a flag error now,
-    not after the run."""
+    not after the run. A ``CLASSIFIER_CACHE`` that cannot take the classifier it would train
+    is refused now too (``check_cache_takes``)."""
     if not config.evaluate:
         return
     if dataset.y is None:
@@ -312,3 +331,9 @@ def check_fd_report(config, dataset):
         raise flag_error("evaluate", config.evaluate,
                          f"false for this dataset: FD-classifier needs {2 * RUN_FD_IMAGES} real "
                          f"images ({RUN_FD_IMAGES} twice), it has {len(dataset)}")
+    # the classifier fd_report will use, or train and cache: a cache it cannot write into is
+    # an error now, not after the run
+    path = _cache_path(CLASSIFIER_CACHE, dataset, config.seed, CLASSIFIER_STEPS, CLASSIFIER_LR,
+                       CLASSIFIER_BATCH, classifier_rows(dataset, RUN_FD_IMAGES, config.seed))
+    if not os.path.isfile(path):
+        check_cache_takes(path)
