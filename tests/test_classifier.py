@@ -57,6 +57,28 @@ def test_the_cached_classifier_depends_on_the_labels(tmp_path):
     assert path([0, 1, 0, 1, 0, 1]) != path([0, 1, 2, 0, 1, 2])  # another class count
 
 
+def test_a_classifier_with_classes_the_labels_do_not_reach_is_another_cache_file(tmp_path):
+    """The number of classes sizes the classifier's head, and the class names (a converted
+    folder's manifest, the labels of rows --n-total leaves out) can add classes the labels
+    do not reach: the same images and labels with 3 class names and with 2 had one cache
+    file, and the second was refused for its head's shape ("remove it")."""
+    from minilean.data.arrays import Dataset
+    from minilean.models.classifier import CLASSIFIER_LR, _cache_path, trained_classifier
+    images = numpy.random.default_rng(0).integers(0, 256, (8, 3, 8, 8), numpy.uint8)
+    labels = numpy.arange(8) % 2
+
+    def train(class_names):
+        return trained_classifier(Dataset(images, labels, class_names, "x.npy"), "cpu",
+                                  steps=1, cache=str(tmp_path), batch_size=2)
+
+    named, unnamed = train(("a", "b", "c")), train(("0", "1"))
+    assert named[1] != unnamed[1]
+    assert (named[0].head.weight.shape, unnamed[0].head.weight.shape) == ((3, 32), (2, 32))
+    # names that add no class change nothing: the file is the one of the labels alone
+    assert unnamed[1] == _cache_path(str(tmp_path), Dataset(images, labels, (), "x.npy"),
+                                     seed=0, steps=1, lr=CLASSIFIER_LR, batch_size=2)
+
+
 @pytest.mark.parametrize("name", ["d" * 212 + ".npy", "\u6570\u636e" * 35 + ".npy"],
                          ids=["ascii", "cjk"])
 def test_a_long_data_file_name_still_gives_a_cache_file_the_file_system_takes(tmp_path, name):

@@ -105,6 +105,12 @@ def _signed(images_unit):
 CACHE_NAME_BYTES = 100
 
 
+def classes_of(dataset):
+    """The classifier's outputs: every class the data name, also one whose rows all lie in a
+    held-out tail or past --n-total (a converted folder's manifest names them all)."""
+    return max(len(dataset.class_names), int(numpy.max(dataset.y)) + 1)
+
+
 def _cache_path(cache, dataset, seed, steps, lr, batch_size, rows=None):
     """A file name from what the classifier depends on: the data's name and shape, the recipe
     (seed, steps, lr, warm-up and batch size), ``CACHE_KEY_ROWS`` image rows spread over all
@@ -112,7 +118,8 @@ def _cache_path(cache, dataset, seed, steps, lr, batch_size, rows=None):
     the rows it trains on, where not all.
 
     All the labels go in (8 bytes a row, cheap to hash): the classifier is trained on them, so
-    the same images with other labels, or another number of classes, is another classifier.
+    the same images with other labels, or another number of classes, is another classifier
+    (also where only the class names give it).
     The images are not all read (a memory-mapped file may be gigabytes): an edit confined to
     rows between the hashed ones keeps the key, and the classifier of the data as they were is
     reused (remove its file from ``cache`` to train it again).
@@ -126,6 +133,13 @@ def _cache_path(cache, dataset, seed, steps, lr, batch_size, rows=None):
     digest.update(numpy.ascontiguousarray(labels, numpy.int64).tobytes())
     if rows is not None:
         digest.update(numpy.ascontiguousarray(rows, numpy.int64).tobytes())
+    # the classes the labels do not reach (named by a manifest, or by the labels of rows
+    # --n-total leaves out) are outputs of the classifier too: the same images and labels
+    # with other class names was the same file, refused for its head's shape. Hashed only
+    # then, so that every other cache file keeps its name.
+    if dataset.y is not None and len(dataset.y) and \
+            classes_of(dataset) != int(numpy.max(dataset.y)) + 1:
+        digest.update(json.dumps(["classes", classes_of(dataset)]).encode())
     # the data's name is in the digest; in the file's name only its first CACHE_NAME_BYTES, so
     # that a long --x file name (255 bytes are allowed; 70 CJK characters make 210) cannot make
     # the cache's name longer than its file system takes, which failed after the classifier
@@ -147,8 +161,7 @@ def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
     from minilean.optim import (Adam, load_checkpoint, minimize, save_checkpoint,
                                 warmup_cosine_scheduler)
 
-    # every class the data name, also one whose rows all lie in a held-out tail
-    classes = max(len(dataset.class_names), int(numpy.max(dataset.y)) + 1)
+    classes = classes_of(dataset)
     path = _cache_path(cache, dataset, seed, steps, lr, batch_size, rows)
     if os.path.isfile(path):
         model = FeatureClassifier(dataset.image_shape[0], classes)
