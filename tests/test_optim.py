@@ -514,11 +514,16 @@ def test_adam_counts_the_steps_of_each_parameter_as_torch(cls):
     torch = pytest.importorskip("torch")
     theirs = [torch.tensor(start, requires_grad=True) for start in ([1.0, -2.0], [0.5])]
     their_optimizer = getattr(torch.optim, cls.__name__)(theirs, lr=0.1, weight_decay=0.0)
-    for grads in ([None, [1.0]], [None, [0.8]], [[3.0, -0.5], [0.6]]):
-        for param, grad in zip(theirs, grads):
-            param.grad = None if grad is None else torch.tensor(grad)
+    for step in range(3):  # the same losses: the frozen weight in the third alone
+        their_optimizer.zero_grad()
+        loss = (theirs[1] * theirs[1]).sum() if step < 2 else \
+            (theirs[0] * torch.tensor([3.0, -0.5]) + theirs[1] * theirs[1]).sum()
+        loss.backward()
         their_optimizer.step()
     numpy.testing.assert_allclose(frozen.numpy(), theirs[0].detach().numpy(), rtol=1e-6)
+    # the weight that trained all along took its third step, with count 3, in the same call:
+    # each parameter once, with its own count (not the frozen one's 1, nor twice)
+    numpy.testing.assert_allclose(trained.numpy(), theirs[1].detach().numpy(), rtol=1e-6)
     assert [their_optimizer.state[param]["step"].item() for param in theirs] == [1, 3]
 
 
