@@ -542,6 +542,20 @@ def test_an_optimizer_state_saved_without_counts_per_parameter_still_loads():
     assert optimizer.param_steps == [4, 4]
 
 
+def test_an_optimizer_state_with_a_weight_that_never_trained_loads():
+    """A weight frozen (or unused) on every step so far has count 0 in the saved state: the
+    state of a run with part of its model frozen loads back, that count kept at 0."""
+    frozen, trained = nn.Parameter(ml.ones(2)), nn.Parameter(ml.ones(3))
+    optimizer = optim.Adam([frozen, trained])
+    trained.sum().backward()
+    optimizer.step()
+    state = copy.deepcopy(optimizer.state_dict())
+    assert state["param_steps"] == [0, 1]
+    resumed = optim.Adam([nn.Parameter(ml.ones(2)), nn.Parameter(ml.ones(3))])
+    resumed.load_state_dict(state)
+    assert resumed.param_steps == [0, 1] and resumed.step_count == 1
+
+
 @pytest.mark.parametrize("param_steps", [[1.5, 2], ["3", 2], [True, 2], None, 3])
 def test_an_optimizer_state_whose_counts_are_not_integers_is_refused_and_changes_nothing(
         param_steps):
