@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import tracemalloc
+import types
 
 import numpy
 import pytest
@@ -450,6 +451,24 @@ def test_the_baseline_is_fitted_to_the_training_rows_and_scored_on_the_held_out_
     if name != "gan":  # its second argument is the count of samples
         numpy.testing.assert_array_equal(float_images(measured),
                                          float_images(session.held_out_rows))
+
+
+def test_training_chunks_are_every_training_row_once_in_order_chunk_after_chunk(monkeypatch):
+    """Chunks of ``TRAINING_CHUNK`` rows, the last one short: together the training rows in
+    their seeded order, none skipped or repeated at a chunk's edge, none after the first
+    chunk lost (a run's rows fit one chunk of 1024 in the other tests)."""
+    monkeypatch.setattr(zoo_run, "TRAINING_CHUNK", 3)
+    images = numpy.random.default_rng(0).integers(0, 256, (10, 1, 2, 2), numpy.uint8)
+    train_index = numpy.array([7, 2, 9, 0, 4, 1, 8])
+    session = zoo_run.Session(types.SimpleNamespace(device="cpu"), types.SimpleNamespace(x=images),
+                              train_index, images[[3, 5, 6]], (0.0, 1.0))
+    chunks = list(session.training_chunks())
+    assert [len(chunk) for chunk in chunks] == [3, 3, 1]
+    numpy.testing.assert_array_equal(numpy.concatenate(chunks), images[train_index])
+    mean = session.mean_training_image()
+    assert mean.dtype == numpy.float32 and mean.shape == (1, 1, 2, 2)
+    numpy.testing.assert_allclose(mean, (images[train_index] / 255.0).mean(0, keepdims=True),
+                                  rtol=1e-7)
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))
