@@ -471,6 +471,19 @@ def test_training_chunks_are_every_training_row_once_in_order_chunk_after_chunk(
                                   rtol=1e-7)
 
 
+def test_the_mean_training_image_is_summed_in_float64_over_its_chunks(monkeypatch):
+    """30,000 one-pixel rows a row at a time: float32 running sums of k/255 drift by some
+    1e-6 relatively (5.5e-6 here); the float64 sum, rounded once, lands within float32's
+    rounding of the mean."""
+    monkeypatch.setattr(zoo_run, "TRAINING_CHUNK", 1)
+    images = numpy.random.default_rng(1).integers(0, 256, (30_000, 1, 1, 1), numpy.uint8)
+    session = zoo_run.Session(types.SimpleNamespace(device="cpu"),
+                              types.SimpleNamespace(x=images), numpy.arange(len(images)),
+                              images[:1], (0.0, 1.0))
+    numpy.testing.assert_allclose(session.mean_training_image(),
+                                  (images / 255.0).mean(0, keepdims=True), rtol=1e-7)
+
+
 @pytest.mark.parametrize("name", sorted(BASELINES))
 def test_a_run_holds_no_copy_of_its_training_rows(name, tmp_path):
     """The training rows of a memory-mapped --x are read a batch (the Loader's) or a chunk
