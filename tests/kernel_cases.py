@@ -428,6 +428,12 @@ class KernelCases:
         numpy.testing.assert_allclose(float(got.get()), norm, rtol=1e-12)
         numpy.testing.assert_allclose(p.get(), 3 * scale * scale, rtol=1e-6)
         numpy.testing.assert_allclose(q.get(), 4 * scale, rtol=1e-6)
+        # one empty array twice: nothing writes it, so the fused clipping takes the list
+        p, empty = cupy.full(3, 3.0, dtype=cupy.float32), cupy.zeros(0, dtype=cupy.float32)
+        got = clip.fused_clip_arrays([p, empty, q, empty], 1.0, 1e-6)
+        norm = numpy.sqrt(3 * 9 + 4 * 16 * scale * scale)
+        numpy.testing.assert_allclose(float(got.get()), norm, rtol=1e-6)
+        numpy.testing.assert_allclose(p.get(), 3 / (norm + 1e-6), rtol=1e-6)
         empty = [cupy.zeros(0, dtype=cupy.float32), q, cupy.zeros(0, dtype=cupy.float32)]
         clip.fused_clip_arrays(empty, 1.0, 1e-6)  # runs the kernels
 
