@@ -433,6 +433,21 @@ def test_independent_pixel_nats_is_add_one_smoothed_counts():
         pytest.approx((first + second) / 2, rel=1e-12))
 
 
+def test_independent_pixel_nats_counts_every_row_of_every_chunk():
+    """Counted 256 rows at a time and chunk by chunk: 600 rows (three blocks, the last one
+    short), whole or in uneven chunks, give the counts of a plain loop over every row."""
+    rng = numpy.random.default_rng(0)
+    train = rng.integers(0, 256, (600, 1, 2, 1), numpy.uint8)
+    test = rng.integers(0, 256, (5, 1, 2, 1), numpy.uint8)
+    counts = numpy.ones((2, 256))
+    for row in train.reshape(600, 2):
+        counts[[0, 1], row] += 1
+    expected = -numpy.log(counts / (256 + 600))[[0, 1], test.reshape(5, 2)].sum(1).mean()
+    assert vae.independent_pixel_nats(train, test) == pytest.approx(expected, rel=1e-12)
+    chunks = iter([train[:300], train[300:301], train[301:]])
+    assert vae.independent_pixel_nats(chunks, test) == pytest.approx(expected, rel=1e-12)
+
+
 def test_log_prior_and_log_posterior_are_normalised_densities():
     """exp(log_standard_normal) integrates to 1 over z, and exp(log_posterior(eps, logvar))
     to 1 over z = mu + sigma eps (dz = sigma d eps). In the IW bound their log 2 pi terms
