@@ -220,6 +220,7 @@ MASK = [True, False, True, False]
     (((1, 1), (0, 0)), lambda x: x[[1, 1], [0, 0]]),
     # a bool is a new axis of size 1 or 0 in its place to PyTorch, an index array to NumPy
     ((0, slice(None), True), lambda x: x[0][:, True]),  # (3, 1, 4); NumPy's: (1, 3, 4)
+    ((0, True, 1), lambda x: x[0][None, 1]),  # a bool takes no axis of x: (1, 4)
     ((1, slice(None), ml.tensor(False), 2), lambda x: x[1][:, False, 2])])
 def test_an_int_beside_index_arrays_selects_first_as_in_pytorch(index, ints_first):
     values = np.arange(24.0).reshape(2, 3, 4)
