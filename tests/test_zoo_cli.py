@@ -183,6 +183,22 @@ def test_a_flag_that_takes_effect_is_not_said_to_have_none(command, flags, capsy
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize("ema_codebook, said", [
+    (True, ""),
+    (False, "minilean vqvae: --decay has no effect without --ema-codebook (it is the moving "
+            "averages' decay)\n")])
+def test_a_typed_flag_on_resume_is_judged_with_the_resumed_runs_flags(ema_codebook, said,
+                                                                      capsys, tmp_path):
+    """--decay typed on --resume of a run saved with --ema-codebook takes effect: the note
+    reads the resumed run's flags (its saved ones, the typed ones on top), not the defaults
+    of the flags not typed now."""
+    main(["vqvae", *TINY, f"--ema-codebook={ema_codebook}",
+          f"--out={tmp_path / 'run'}"])
+    capsys.readouterr()
+    run_config(cli.VQVAE.parse((), {"resume": str(tmp_path / "run"), "decay": 0.9}), ())
+    assert capsys.readouterr().err == said
+
+
 @pytest.mark.parametrize("name, argv, network", [
     ("diffusion", ["--hidden-c=4"], "--arch unet"),
     ("vae", ["--arch=conv"], "--arch conv"),
