@@ -11,7 +11,10 @@ sub_index)``, so that
   SeedSequence ignores trailing zeros: with keys of different lengths, [seed, 1] and
   [seed, 1, 0] would be one stream (so were, before this module, epoch k's data order and
   step k's noise). Every purpose is at least 1, so no stream is the plain ``default_rng(seed)``
-  that initialises the weights (``backend.generator``).
+  that initialises the weights (``backend.generator``). Two users of one purpose do share
+  its numbers: the FD-classifier's ``Loader`` draws its epochs' order from ``DATA_ORDER``
+  with the run's seed, as the model's does (the same permutation where both shuffle as many
+  rows); nothing depends on the two orders being apart.
 
 The weights' initialisation and ``randn`` on a device use ``backend.generator``, seeded by
 ``manual_seed``, not these streams.
