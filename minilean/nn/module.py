@@ -228,29 +228,29 @@ class Module:
     def modules(self):
         return (module for _, module in self.named_modules())
 
-    def _named_members(self, *registries):
-        """An iterator over (dotted name, tensor) of ``registries`` in the whole tree; the list
-        is made again only after a registry somewhere has changed (``_registry_changes``)."""
-        listed = self._listed_members.get(registries)
+    def _listed(self, key, make):
+        """``make()``, a list of the tree's members, kept under ``key`` and made again only
+        after a registry somewhere has changed (``_registry_changes``)."""
+        listed = self._listed_members.get(key)
         if listed is None or listed[0] != _registry_changes:
-            listed = (_registry_changes, self._list_members(registries))
-            self._listed_members[registries] = listed
-        return iter(listed[1])
+            listed = (_registry_changes, make())
+            self._listed_members[key] = listed
+        return listed[1]
 
-    def _list_members(self, registries):
-        """Module by module (``named_modules`` order), the members of each registry in turn:
-        for ("_parameters", "_buffers") a module's parameters, then its buffers, then those of
-        the modules below it, the order of PyTorch's ``state_dict``."""
-        members, seen = [], {registry: set() for registry in registries}
+    def _named_members(self, registry):
+        """An iterator over (dotted name, tensor) of ``registry`` in the whole tree, module by
+        module (``named_modules`` order)."""
+        return iter(self._listed(registry, lambda: self._list_members(registry)))
+
+    def _list_members(self, registry):
+        members, seen = [], set()
         for module_name, module in self.named_modules():
-            for registry in registries:
-                for name, tensor in getattr(module, registry).items():
-                    # None marks an emptied slot (``layer.bias = None``); a tensor shared by
-                    # two layers is listed once
-                    if tensor is not None and id(tensor) not in seen[registry]:
-                        seen[registry].add(id(tensor))
-                        members.append(((f"{module_name}.{name}" if module_name else name),
-                                        tensor))
+            for name, tensor in getattr(module, registry).items():
+                # None marks an emptied slot (``layer.bias = None``); a tensor shared by two
+                # layers is listed once
+                if tensor is not None and id(tensor) not in seen:
+                    seen.add(id(tensor))
+                    members.append(((f"{module_name}.{name}" if module_name else name), tensor))
         return members
 
     def named_parameters(self):
@@ -354,11 +354,7 @@ class Module:
         each, as in PyTorch's ``state_dict``: with tied weights (``out.weight =
         emb.weight``) PyTorch's state has both keys, and the two libraries' states then failed
         to load into each other (an unexpected or a missing key)."""
-        listed = self._listed_members.get("state")
-        if listed is None or listed[0] != _registry_changes:
-            listed = (_registry_changes, self._list_state())
-            self._listed_members["state"] = listed
-        return OrderedDict(listed[1])
+        return OrderedDict(self._listed("state", self._list_state))
 
     def _list_state(self):
         """``_named_state``'s list, walking the tree by every name a module has (depth first,
