@@ -111,8 +111,7 @@ class Optimizer:
         # ``group["lr"] = x``, ``optimizer.lr = x`` and LambdaLR change the one setting
         self.param_groups = [{"params": self.params, **hyperparameters}]
         # per-parameter state arrays (momentum, moments), one list per name, aligned with params
-        self.state = {name: [param.xp.zeros_like(param.data) for param in self.params]
-                      for name in state_names}
+        self.state = {name: self.zeros_beside_params() for name in state_names}
         self.step_count = 0  # calls of step()
         # each parameter's own count of the steps it took (PyTorch's state[p]["step"]): a
         # weight frozen, or unused, on the first steps starts Adam's bias corrections at 1
@@ -158,6 +157,10 @@ class Optimizer:
             self._step(functools.partial(fused_or_plain, self.fast_update, self.update), params,
                        grads, state, [self.param_steps[i] for i in live])
         writes.wrote(self.params[i] for i in live)
+
+    def zeros_beside_params(self):
+        """One state array per parameter: zeros of its shape, dtype and device."""
+        return [param.xp.zeros_like(param.data) for param in self.params]
 
     def _place_state(self):
         """Put the state arrays beside their parameters' arrays (``on_device_and_dtype_of``)

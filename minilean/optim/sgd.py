@@ -42,8 +42,7 @@ class SGD(Optimizer):
         if self.momentum and "momentum_buffer" not in self.state:
             # momentum set after construction: its buffers start now, at zero (b <- g at the
             # first step, as PyTorch's start from the first gradient)
-            self.state["momentum_buffer"] = [param.xp.zeros_like(param.data)
-                                             for param in self.params]
+            self.state["momentum_buffer"] = self.zeros_beside_params()
         super().step()
 
     def load_state_dict(self, state_dict):
@@ -57,8 +56,7 @@ class SGD(Optimizer):
             if "momentum_buffer" not in saved:
                 self.state.pop("momentum_buffer", None)
             elif "momentum_buffer" not in self.state:
-                self.state["momentum_buffer"] = [param.xp.zeros_like(param.data)
-                                                 for param in self.params]
+                self.state["momentum_buffer"] = self.zeros_beside_params()
         try:
             super().load_state_dict(state_dict)
         except BaseException:
