@@ -137,8 +137,7 @@ def _cache_path(cache, dataset, seed, steps, lr, batch_size, rows=None):
     # --n-total leaves out) are outputs of the classifier too: the same images and labels
     # with other class names was the same file, refused for its head's shape. Hashed only
     # then, so that every other cache file keeps its name.
-    if dataset.y is not None and len(dataset.y) and \
-            classes_of(dataset) != int(numpy.max(dataset.y)) + 1:
+    if len(labels) and len(dataset.class_names) > int(numpy.max(labels)) + 1:
         digest.update(json.dumps(["classes", classes_of(dataset)]).encode())
     # the data's name is in the digest; in the file's name only its first CACHE_NAME_BYTES, so
     # that a long --x file name (255 bytes are allowed; 70 CJK characters make 210) cannot make
