@@ -34,10 +34,13 @@ class MseLoss(Function):
         return (grad_input if need_input else None), (-grad_input if need_target else None)
 
 
-def warn_if_broadcast(name, input, target):
-    """PyTorch's warning for a target of another shape than the input: broadcasting (N, 1)
-    against (N,) makes an (N, N) loss, a mean over every pair and no error."""
+def check_target_shape(name, input, target):
+    """A target of another shape than the input: refused in the loss's own words where the two
+    do not broadcast (the op inside the loss, ``sub`` or ``mul``, which the caller never
+    called, named itself; for mse_loss it was NumPy), else PyTorch's warning: broadcasting
+    (N, 1) against (N,) makes an (N, N) loss, a mean over every pair and no error."""
     if hasattr(target, "shape") and tuple(target.shape) != tuple(input.shape):
+        check_broadcast(name, (tuple(input.shape), tuple(target.shape)))
         warnings.warn(f"{name}: target shape {tuple(target.shape)} differs from input shape "
                       f"{tuple(input.shape)}; they are broadcast, which is likely not what is "
                       f"meant", UserWarning, stacklevel=3)
@@ -46,12 +49,8 @@ def warn_if_broadcast(name, input, target):
 def mse_loss(input, target, *, reduction="mean"):  # keyword-only: PyTorch's 3rd is size_average
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    warn_if_broadcast("mse_loss", input, target)
+    check_target_shape("mse_loss", input, target)
     # both in the result's dtype (an int64 target with a float32 input gives float32, as in
     # PyTorch; NumPy alone would compute it in float64), float32 when both are integers
     input, target = map(floating, as_tensors(input, target))
-    try:
-        return MseLoss.apply(input, target, reduction=reduction)
-    except ValueError:  # NumPy's words, naming neither mse_loss nor which operand is which
-        check_broadcast("mse_loss", (input.shape, target.shape))
-        raise
+    return MseLoss.apply(input, target, reduction=reduction)

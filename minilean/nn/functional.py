@@ -11,9 +11,9 @@ from minilean import backend
 from minilean.autograd.conv import conv2d, conv_transpose2d  # noqa: F401 (re-export)
 from minilean.autograd.elementwise import (abs, exp, gelu, leaky_relu, log, relu,  # noqa: F401
                                            sigmoid, silu, softplus, tanh, where)
-from minilean.autograd.elementwise import check_broadcast, floating
+from minilean.autograd.elementwise import floating
 from minilean.autograd.linalg import linear, matmul  # noqa: F401
-from minilean.autograd.loss import REDUCTIONS, mse_loss, warn_if_broadcast  # noqa: F401
+from minilean.autograd.loss import REDUCTIONS, check_target_shape, mse_loss  # noqa: F401
 from minilean.autograd.norm import group_norm, layer_norm  # noqa: F401
 from minilean.autograd.pool import avg_pool2d, interpolate, max_pool2d  # noqa: F401
 from minilean.autograd.reduce import log_softmax, logsumexp, softmax  # noqa: F401
@@ -154,13 +154,6 @@ def cross_entropy(input, target, *, reduction="mean"):
     return _reduce(-(log_probs * probabilities).sum(dim=1), reduction)
 
 
-def _check_loss_shapes(name, input, target):
-    """The loss's own error where the shapes do not broadcast: the op inside it (``sub``,
-    ``mul``), which the caller never called, named itself instead."""
-    if hasattr(target, "shape") and tuple(target.shape) != tuple(input.shape):
-        check_broadcast(name, (tuple(input.shape), tuple(target.shape)))
-
-
 def binary_cross_entropy_with_logits(input, target, *, reduction="mean"):
     """-[y log sigma(x) + (1-y) log(1 - sigma(x))] for logits x and targets y in [0, 1].
 
@@ -172,15 +165,13 @@ def binary_cross_entropy_with_logits(input, target, *, reduction="mean"):
     """
     # PyTorch refuses another shape here; minilean broadcasts it (its gradients are checked
     # over broadcast targets), with the warning of mse_loss and l1_loss
-    _check_loss_shapes("binary_cross_entropy_with_logits", input, target)
-    warn_if_broadcast("binary_cross_entropy_with_logits", input, target)
+    check_target_shape("binary_cross_entropy_with_logits", input, target)
     return _reduce(softplus(input) - input * target, reduction)
 
 
 def l1_loss(input, target, *, reduction="mean"):
     """|input - target|, reduced."""
-    _check_loss_shapes("l1_loss", input, target)
-    warn_if_broadcast("l1_loss", input, target)
+    check_target_shape("l1_loss", input, target)
     return _reduce(abs(input - target), reduction)
 
 
