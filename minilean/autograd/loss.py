@@ -46,9 +46,14 @@ def check_target_shape(name, input, target):
                       f"meant", UserWarning, stacklevel=3)
 
 
-def mse_loss(input, target, *, reduction="mean"):  # keyword-only: PyTorch's 3rd is size_average
+def check_reduction(reduction):
+    """A loss's ``reduction`` must be one of ``REDUCTIONS``."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def mse_loss(input, target, *, reduction="mean"):  # keyword-only: PyTorch's 3rd is size_average
+    check_reduction(reduction)
     check_target_shape("mse_loss", input, target)
     # both in the result's dtype (an int64 target with a float32 input gives float32, as in
     # PyTorch; NumPy alone would compute it in float64), float32 when both are integers

@@ -13,7 +13,7 @@ from minilean.autograd.elementwise import (abs, exp, gelu, leaky_relu, log, relu
                                            sigmoid, silu, softplus, tanh, where)
 from minilean.autograd.elementwise import floating
 from minilean.autograd.linalg import linear, matmul  # noqa: F401
-from minilean.autograd.loss import REDUCTIONS, check_target_shape, mse_loss  # noqa: F401
+from minilean.autograd.loss import check_reduction, check_target_shape, mse_loss  # noqa: F401
 from minilean.autograd.norm import group_norm, layer_norm  # noqa: F401
 from minilean.autograd.pool import avg_pool2d, interpolate, max_pool2d  # noqa: F401
 from minilean.autograd.reduce import log_softmax, logsumexp, softmax  # noqa: F401
@@ -23,13 +23,12 @@ from minilean.autograd.tensor import Tensor
 
 def _reduce(loss, reduction):
     """Apply a loss's ``reduction``: the mean or sum over all elements, or none."""
+    check_reduction(reduction)
     if reduction == "mean":
         return loss.mean()
     if reduction == "sum":
         return loss.sum()
-    if reduction == "none":
-        return loss
-    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return loss
 
 
 def _constant(array):

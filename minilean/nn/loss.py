@@ -9,8 +9,7 @@ class Loss(FunctionModule):
     # keyword-only: PyTorch's first argument is weight (CrossEntropyLoss), size_average (MSELoss)
     def __init__(self, *, reduction="mean"):
         # checked here, so that a bad one fails where the loss is built, not at the first step
-        if reduction not in F.REDUCTIONS:
-            raise ValueError(f"reduction must be one of {F.REDUCTIONS}, got {reduction!r}")
+        F.check_reduction(reduction)
         super().__init__(reduction=reduction)
 
 
