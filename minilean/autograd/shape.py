@@ -319,8 +319,8 @@ def getitem(x, index):
     split by a slice put their axes first: of a (2, 3, 4) x, ``x[0, :, [0, 1]]`` is (2, 3)
     in NumPy, (3, 2) in PyTorch. So such an index is taken in two steps, the ints (every
     other axis kept whole), then the rest; so is one with an int beside a bool, which NumPy
-    takes for an index array too. And an Ellipsis that stands for no axis is
-    dropped, so that it splits no arrays.
+    takes for an index array too. And an Ellipsis that stands for no axis is dropped, so that
+    it splits no arrays.
     """
     xp = x.xp
     if _read_as_tuple(index):
