@@ -112,6 +112,22 @@ def test_the_threads_flag_sets_the_count_and_is_saved_with_the_run(restored_thre
     assert json.loads((tmp_path / "run" / "config.json").read_text())["threads"] == wanted
 
 
+def test_a_run_without_the_threads_flag_goes_back_to_the_count_before_the_runs(
+        restored_threads, tmp_path):
+    """``cli.main`` called twice in one process: the second run, without --threads (its
+    config.json says none), multiplied with the first run's count, which rounds float32 sums
+    otherwise (a diffusion run ended with other weights than the same run in a fresh
+    process). It goes back to the count there was before: here one set from Python."""
+    ml.set_num_threads(3)
+    run = ["autoencoder", "--steps=1", "--n-eval=1", "--n-total=40", "--batch-size=8",
+           "--hidden=8", "--progress=false"]
+    main([*run, "--threads=1", f"--out={tmp_path / 'first'}"])
+    assert ml.get_num_threads() == 1
+    main([*run, f"--out={tmp_path / 'second'}"])
+    assert ml.get_num_threads() == 3
+    assert json.loads((tmp_path / "second" / "config.json").read_text())["threads"] is None
+
+
 @pytest.mark.parametrize("threads, warned", [(2, False), (3, True)])
 def test_more_threads_than_cores_are_warned_of(restored_threads, monkeypatch, capsys, threads,
                                                 warned):

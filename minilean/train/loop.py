@@ -43,7 +43,7 @@ from minilean.data.runlog import (LOCK_FILE, RUN_RECORDS, WRITTEN_FILE_FLAGS, Ru
                                   resumed_flags, seconds_at)
 from minilean.errors import flag_error
 from minilean.optim.checkpoint import load_checkpoint, save_checkpoint
-from minilean.threads import set_num_threads
+from minilean.threads import use_run_threads
 
 CHECKPOINT = os.path.join("checkpoints", "last.npz")
 # Steps whose metrics wait on the device at most: each waiting step holds its metric tensors
@@ -132,7 +132,9 @@ def prepare_device(config):
             print(f"minilean: warning: --threads {config.threads} is more than the {cores} "
                   f"cores this process may use; the threads wait on each other, and a step "
                   f"can take many times longer", file=sys.stderr)
-        set_num_threads(config.threads)
+    # without --threads: the count there was before an earlier run in this process (``cli.main``
+    # called twice) set its own, which changes the rounding of float32 sums (other weights)
+    use_run_threads(config.threads)
     if config.fast_kernels and config.device != "cuda":
         print("minilean: --fast-kernels has no effect on the CPU", file=sys.stderr)
     # switched to what this run's config says, off too: the switch is the process's, and a
