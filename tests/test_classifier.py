@@ -79,6 +79,27 @@ def test_a_classifier_with_classes_the_labels_do_not_reach_is_another_cache_file
                                      seed=0, steps=1, lr=CLASSIFIER_LR, batch_size=2)
 
 
+def test_the_classifier_draws_its_data_order_from_a_stream_of_its_own(tmp_path, monkeypatch):
+    """The classifier's Loader drew its epochs' order from the run's (seed, DATA_ORDER)
+    streams, the model's: the same permutation of the same rows, against streams.py's "no two
+    purposes share numbers"."""
+    from minilean.data import loader
+    from minilean.data.arrays import Dataset
+    from minilean.data.streams import Purpose, stream
+    from minilean.models.classifier import trained_classifier
+    drawn = []
+
+    def recording(seed, purpose, index=0, sub_index=0):
+        drawn.append((purpose, index))
+        return stream(seed, purpose, index, sub_index)
+
+    monkeypatch.setattr(loader, "stream", recording)
+    images = numpy.random.default_rng(0).integers(0, 256, (6, 3, 8, 8), numpy.uint8)
+    trained_classifier(Dataset(images, numpy.arange(6) % 2, (), "x.npy"), "cpu", steps=4,
+                       cache=str(tmp_path), batch_size=2)
+    assert drawn == [(Purpose.FD_CLASSIFIER_ORDER, 0), (Purpose.FD_CLASSIFIER_ORDER, 1)]
+
+
 @pytest.mark.parametrize("name", ["d" * 212 + ".npy", "\u6570\u636e" * 35 + ".npy"],
                          ids=["ascii", "cjk"])
 def test_a_long_data_file_name_still_gives_a_cache_file_the_file_system_takes(tmp_path, name):

@@ -27,11 +27,13 @@ class Loader:
     left-right with probability 1/2. Each batch is ``Batch(x, y)``: float32 Tensor and int64
     Tensor (or None when there are no labels), both on ``device``. ``rows``: the row indices
     to draw batches from (default: every row), so that rows held out of a memory-mapped file
-    need no copy of the others.
+    need no copy of the others. ``order_purpose``: the streams' purpose the epochs' orders
+    are drawn from (a second model trained in the same run, the FD-classifier, has its own).
     """
 
     def __init__(self, data, batch_size, labels=None, shuffle=True, drop_last=True, seed=0,
-                 hflip=False, value_range=(-1.0, 1.0), device="cpu", rows=None):
+                 hflip=False, value_range=(-1.0, 1.0), device="cpu", rows=None,
+                 order_purpose=Purpose.DATA_ORDER):
         if isinstance(data, Dataset):
             data, labels = data.x, data.y
         if value_range is not None and tuple(value_range) not in VALUE_RANGES:
@@ -61,6 +63,7 @@ class Loader:
         self.data, self.labels = data, labels
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), shuffle, drop_last
         self.seed, self.hflip, self.device = seed, hflip, device
+        self.order_purpose = order_purpose
         self.value_range = None if value_range is None else tuple(value_range)
         self.next_epoch = 0  # what a plain ``for batch in loader`` runs next
         self._order = (None, None)  # (epoch, its row order), cached between batches
@@ -74,7 +77,7 @@ class Loader:
         """The row order of ``epoch`` (``rows`` in a permutation drawn from (seed, epoch), or
         as they are)."""
         if self._order[0] != epoch:
-            order = (self.rows[stream(self.seed, Purpose.DATA_ORDER, epoch).permutation(
+            order = (self.rows[stream(self.seed, self.order_purpose, epoch).permutation(
                 len(self.rows))] if self.shuffle else self.rows)
             self._order = (epoch, order)
         return self._order[1]

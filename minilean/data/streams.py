@@ -11,10 +11,8 @@ sub_index)``, so that
   SeedSequence ignores trailing zeros: with keys of different lengths, [seed, 1] and
   [seed, 1, 0] would be one stream (so were, before this module, epoch k's data order and
   step k's noise). Every purpose is at least 1, so no stream is the plain ``default_rng(seed)``
-  that initialises the weights (``backend.generator``). Two users of one purpose do share
-  its numbers: the FD-classifier's ``Loader`` draws its epochs' order from ``DATA_ORDER``
-  with the run's seed, as the model's does (the same permutation where both shuffle as many
-  rows); nothing depends on the two orders being apart.
+  that initialises the weights (``backend.generator``). The FD-classifier trains on data
+  too, in an order of its own (``FD_CLASSIFIER_ORDER``), not in the model's.
 
 The weights' initialisation and ``randn`` on a device use ``backend.generator``, seeded by
 ``manual_seed``, not these streams.
@@ -38,6 +36,7 @@ class Purpose(enum.IntEnum):
     NOISE_CEILING = 10    # the FD-classifier's Gaussian-noise ceiling
     EVALUATION = 11       # held-out scores (the MAE's masks, the VAE's draws); index: the chunk
     FD_REFERENCE = 12     # the real rows the FD-classifier compares with and holds out
+    FD_CLASSIFIER_ORDER = 13  # the FD-classifier's own data order; index: its epoch
 
 
 # Every entry of a key is one 32-bit word: SeedSequence splits a larger integer into several

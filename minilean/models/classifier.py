@@ -125,8 +125,11 @@ def _cache_path(cache, dataset, seed, steps, lr, batch_size, rows=None):
     reused (remove its file from ``cache`` to train it again).
     """
     digest = hashlib.sha256()
+    # the order's purpose is named so that a file trained before the classifier had an order
+    # of its own (in the model's, ``DATA_ORDER``) is not taken for this recipe's
     digest.update(json.dumps([dataset.name, list(dataset.x.shape), seed, steps, lr,
-                              WARMUP_STEPS, batch_size]).encode())
+                              WARMUP_STEPS, batch_size, Purpose.FD_CLASSIFIER_ORDER.name])
+                  .encode())
     digest.update(numpy.ascontiguousarray(dataset.x[dataset.spread_rows(CACHE_KEY_ROWS)])
                   .tobytes())
     labels = numpy.zeros(0, numpy.int64) if dataset.y is None else dataset.y
@@ -178,7 +181,7 @@ def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
     schedule = warmup_cosine_scheduler(optimizer, min(WARMUP_STEPS, steps), steps)
     trained_rows = len(dataset) if rows is None else len(rows)
     batches = Loader(dataset, min(batch_size, trained_rows), seed=seed, device=device,
-                     rows=rows).batches()
+                     rows=rows, order_purpose=Purpose.FD_CLASSIFIER_ORDER).batches()
     for _ in range(steps):
         batch = next(batches)
         minimize(optimizer, F.cross_entropy(model(batch.x), batch.y))
