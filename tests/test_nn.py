@@ -815,6 +815,32 @@ def test_module_dict_registers_its_modules_by_name_in_order_as_torchs():
     assert len(layers) == 0 and layers.training is True
 
 
+def test_module_dict_takes_another_module_dict_as_torchs():
+    """A ModuleDict is a Module, not a Mapping: ``update(other)`` and ``ModuleDict(other)``
+    iterated its names as (name, module) pairs ('ModuleDict holds Modules, got str'), and a
+    two-letter name was split into a name and a "module"."""
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        other = library.nn.ModuleDict({"ab": library.nn.Linear(2, 3),
+                                       "head": library.nn.Linear(3, 1)})
+        copied = library.nn.ModuleDict(other)
+        layers = library.nn.ModuleDict({"head": library.nn.Linear(3, 2)})
+        layers.update(other)
+        seen[library.__name__] = [list(copied), [(name, tuple(param.shape))
+                                                 for name, param in layers.named_parameters()]]
+        assert copied["ab"] is other["ab"] and layers["head"] is other["head"]
+    assert seen["minilean"] == seen["torch"] == [
+        ["ab", "head"], [("head.weight", (1, 3)), ("head.bias", (1,)), ("ab.weight", (3, 2)),
+                         ("ab.bias", (3,))]]
+    layers = nn.ModuleDict()
+    for pairs, shown in ((["ab"], "'ab'"), ([("a", nn.ReLU(), 3)], "('a', ReLU(), 3)")):
+        with pytest.raises(ValueError, match=re.escape(
+                f"ModuleDict.update takes (name, module) pairs, got {shown} at position 0")):
+            layers.update(pairs)
+    assert len(layers) == 0
+
+
 def test_a_slice_of_a_sequential_is_a_sequential_that_runs_those_layers():
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     head = model[:2]

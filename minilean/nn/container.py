@@ -77,8 +77,15 @@ class ModuleDict(Module):
         self.update({} if modules is None else modules)
 
     def update(self, modules):
-        for name, module in (modules.items() if isinstance(modules, Mapping) else modules):
-            self[name] = module
+        """Set each (name, module) of ``modules``: a mapping, another ModuleDict (a Module,
+        not a Mapping: iterated, it gives only its names) or (name, module) pairs."""
+        if isinstance(modules, (Mapping, ModuleDict)):
+            modules = modules.items()
+        for position, pair in enumerate(modules):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValueError(f"ModuleDict.update takes (name, module) pairs, got {pair!r} "
+                                 f"at position {position}")
+            self[pair[0]] = pair[1]
 
     def __getitem__(self, name):
         return self._modules[name]
