@@ -328,6 +328,27 @@ def test_assigning_requires_grad_is_checked_as_requires_grad_underscore():
     np.testing.assert_array_equal(w.grad.numpy(), [2.0, 2.0])
 
 
+def test_requires_grad_takes_a_bool_as_torchs():
+    """A flag that is no bool was stored as it came: ``requires_grad_("false")`` (a flag read as
+    text) kept a module's every weight training, and 0 or 1 came back as the flag."""
+    torch = pytest.importorskip("torch")
+    for flag in ("false", 0, 1, None):
+        model = ml.nn.Linear(2, 1)
+        for set_flag in (model.requires_grad_, model.weight.requires_grad_,
+                         lambda flag: setattr(model.bias, "requires_grad", flag),
+                         lambda flag: ml.ones(2, requires_grad=flag),
+                         lambda flag: ml.nn.Parameter(ml.ones(2), requires_grad=flag)):
+            with pytest.raises(TypeError, match=f"^requires_grad must be a bool, got "
+                                                f"{re.escape(repr(flag))}$"):
+                set_flag(flag)
+        assert [param.requires_grad for param in model.parameters()] == [True, True]
+        with pytest.raises(TypeError, match="must be bool"):
+            torch.nn.Linear(2, 1).requires_grad_(flag)
+    model.requires_grad_(np.False_)
+    assert [param.requires_grad for param in model.parameters()] == [False, False]
+    assert type(model.weight.requires_grad) is bool
+
+
 @pytest.mark.parametrize("statement", ["w += 1.0", "w -= 0.1 * w", "w *= 2", "w /= 2",
                                        "w **= 2", "w @= w"])
 def test_an_augmented_assignment_to_a_leaf_that_requires_grad_is_refused(statement):

@@ -145,7 +145,12 @@ class Tensor:
         off. Turning off a tensor that an op made would cut only the gradient paths that pass
         through it later, not the graph already recorded through it: ``y = 2 x;
         z = 3 y + x; y.requires_grad = False`` then gave dz/dx = 1, not 7. The ops write
-        ``_requires_grad`` themselves, unchecked."""
+        ``_requires_grad`` themselves, unchecked. The flag must be a bool, as PyTorch's:
+        ``model.requires_grad_(flags.finetune)`` with the text "false" kept every weight
+        training (the text stored as the flag, and read as true)."""
+        if not isinstance(requires_grad, (bool, numpy.bool_)):
+            raise TypeError(f"requires_grad must be a bool, got {requires_grad!r}")
+        requires_grad = bool(requires_grad)
         if requires_grad and self.data.dtype not in _FLOAT_DTYPES:
             raise TypeError(f"only floating-point tensors can require gradients, got {self.dtype}")
         if not requires_grad and self.grad_fn is not None:
