@@ -731,6 +731,29 @@ def test_module_list_indexing_and_errors():
     assert [name for name, _ in layers.named_children()] == ["0", "1", "2", "3", "4"]
 
 
+def test_module_list_index_that_is_no_integer_is_named_as_torchs_list():
+    """A float index was said to be out of range ('index 1.0 is out of range for ModuleList of
+    length 2'), and text failed in a comparison's words ("'<=' not supported between ...")."""
+    torch = pytest.importorskip("torch")
+    layers = nn.Sequential(nn.ReLU(), nn.Tanh())
+    assert layers[numpy.int64(1)] is layers[ml.tensor(1)] is layers[1]
+    for index, shown in ((1.0, "float 1.0"), ("0", "str '0'"), (None, "NoneType None")):
+        with pytest.raises(TypeError, match=f"^Sequential index must be an integer or a slice, "
+                                            f"got {re.escape(shown)}$"):
+            layers[index]
+        for use in (lambda: layers.__setitem__(index, nn.SiLU()),
+                    lambda: layers.insert(index, nn.SiLU())):
+            with pytest.raises(TypeError, match=f"^Sequential index must be an integer, got "
+                                                f"{re.escape(shown)}$"):
+                use()
+    with pytest.raises(TypeError, match=re.escape("Sequential index must be an integer, got "
+                                                  "slice slice(None, 1, None)")):
+        layers[:1] = nn.SiLU()  # PyTorch's refuses a slice here too
+        with pytest.raises(TypeError, match="cannot be interpreted as an integer"):
+            torch.nn.Sequential(torch.nn.ReLU())[index]
+    assert [type(layer).__name__ for layer in layers] == ["ReLU", "Tanh"]
+
+
 def test_module_list_item_assignment_replaces_the_module_in_its_place():
     """``layers[i] = module``, as with PyTorch's ModuleList (there was no __setitem__)."""
     layers = nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 3)])

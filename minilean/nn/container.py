@@ -1,5 +1,6 @@
 """Sequential (call modules in order), ModuleList (hold modules, you call them) and ModuleDict
 (the same, by name)."""
+import operator
 from collections.abc import Mapping
 
 from minilean.nn.module import Module
@@ -35,6 +36,7 @@ class ModuleList(Module):
         one name. As ``list.insert``, a negative index counts from the end (PyTorch's takes
         0 to ``len`` only); one beyond either end is refused (a list would clamp it)."""
         _check_module(self, module)
+        index = self._position(index, expected="an integer")
         if not -len(self) <= index <= len(self):
             raise IndexError(f"index {index} is out of range for inserting into "
                              f"{type(self).__name__} of length {len(self)}")
@@ -52,15 +54,26 @@ class ModuleList(Module):
     def __getitem__(self, index):
         if isinstance(index, slice):
             return ModuleList(list(self._modules.values())[index])
-        return self._modules[self._key(index)]
+        return self._modules[self._key(index, expected="an integer or a slice")]
 
     def __setitem__(self, index, module):
         """``layers[i] = module``: the i-th module replaced, its parameters with it."""
         _check_module(self, module)
         self.add_module(self._key(index), module)
 
-    def _key(self, index):
+    def _position(self, index, expected):
+        """``index`` as a Python int (an int of NumPy's, a one-element integer tensor), as a
+        list takes it: a float was said to be out of range, and text failed in a comparison's
+        words."""
+        try:
+            return operator.index(index)
+        except TypeError:
+            raise TypeError(f"{type(self).__name__} index must be {expected}, got "
+                            f"{type(index).__name__} {index!r}") from None
+
+    def _key(self, index, expected="an integer"):
         """The name the module at ``index`` is registered under (its position when added)."""
+        index = self._position(index, expected)
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} is out of range for {type(self).__name__} "
                              f"of length {len(self)}")
