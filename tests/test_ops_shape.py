@@ -294,6 +294,30 @@ def test_boolean_mask_from_a_comparison_selects_and_routes_gradients():
     np.testing.assert_array_equal(x.grad.numpy(), [[2.0, 0.0], [0.0, 8.0]])
 
 
+def test_a_uint8_index_is_refused_as_a_mask_to_pytorch_and_positions_to_numpy():
+    """x[mask.to(uint8)] selected by positions 0 and 1 (NumPy's reading): of [10, 20, 30] by
+    [1, 0, 1], [20, 10, 20], where PyTorch reads a uint8 index as a mask: [10, 30]."""
+    torch = pytest.importorskip("torch")
+    with pytest.warns(UserWarning, match="indexing with dtype torch.uint8 is now deprecated"):
+        assert torch.tensor([10.0, 20.0, 30.0])[
+            torch.tensor([1, 0, 1], dtype=torch.uint8)].tolist() == [10.0, 30.0]
+    x = ml.tensor([[10.0, 20.0, 30.0]])
+    for index, shape in ((ml.tensor([1, 0, 1], dtype=ml.uint8), (3,)),
+                         (np.array([1, 0, 1], dtype=np.uint8), (3,)),
+                         (ml.tensor(1, dtype=ml.uint8), ())):
+        with pytest.raises(IndexError, match=re.escape(
+                f"a uint8 index of shape {shape} is a mask to PyTorch and positions to NumPy; "
+                f"expected .bool() for a mask or .long() for positions")):
+            x[0, index]
+    mask = ml.tensor([1, 0, 1], dtype=ml.uint8)
+    assert x[0, mask.bool()].tolist() == [10.0, 30.0]
+    assert x[0, mask.long()].tolist() == [20.0, 10.0, 20.0]
+    assert x[0, ml.tensor([2, 0], dtype=ml.int32)].tolist() == [30.0, 10.0]
+    # embedding's indices are positions whatever their integer dtype
+    table = ml.nn.functional.embedding(mask, x.reshape(3, 1))
+    assert table.tolist() == [[20.0], [10.0], [20.0]]
+
+
 def test_to_casts_and_sends_the_gradient_back_in_the_original_dtype():
     x = ml.tensor([1.0, 2.0], dtype=ml.float64, requires_grad=True)
     y = x.to(dtype=ml.float32)

@@ -270,14 +270,25 @@ def _index_part(part, xp):
     arrays. (A tuple inside the index, as ``zip`` makes them, is a list of picks to NumPy too:
     left a tuple, the repeated picks' gradient took the last one, not their sum.)"""
     if isinstance(part, Tensor):
-        return part.data
+        return _not_uint8(part.data)
     if isinstance(part, (list, tuple, numpy.ndarray)):
-        array = xp.asarray(part)
+        array = _not_uint8(xp.asarray(part))
         # [] holds no number to take a dtype from, so NumPy makes it float64, which no index
         # may be; as an index it picks nothing (PyTorch: an empty selection)
         return array.astype(numpy.int64) if array.size == 0 and array.dtype.kind == "f" \
             else array
     return part
+
+
+def _not_uint8(array):
+    """``array``, unless it is uint8: PyTorch reads a uint8 index as a mask (with a
+    deprecation warning), NumPy as positions, so ``x[mask.to(uint8)]`` of [10, 20, 30] by
+    [1, 0, 1] is [10, 30] there and was [20, 10, 20] here."""
+    if array.dtype == numpy.uint8:
+        raise IndexError(f"a uint8 index of shape {array.shape} is a mask to PyTorch and "
+                         f"positions to NumPy; expected .bool() for a mask or .long() for "
+                         f"positions")
+    return array
 
 
 def _selects_one(part):

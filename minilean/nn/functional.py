@@ -84,7 +84,9 @@ def embedding(input, weight):
     if not hasattr(indices, "dtype"):  # a list or an int (a list of ints as int64, as ml.tensor)
         indices = weight.xp.asarray(indices)
     check_indices(indices, weight.shape[0], "embedding")
-    return weight[indices]
+    # rows by position whatever the integer dtype: a uint8 index to x[...] is refused as one
+    # that PyTorch reads as a mask
+    return weight[indices if indices.dtype != "uint8" else indices.astype("int64")]
 
 
 # --- losses -------------------------------------------------------------------------------
