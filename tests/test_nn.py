@@ -529,6 +529,38 @@ def test_train_eval_switch_the_whole_tree_and_dropout():
     assert (model(ml.ones(200, 4)).numpy() == 0).any()
 
 
+def test_train_lets_a_submodule_with_its_own_train_switch_itself_as_torch():
+    """A child whose class overrides ``train`` (an encoder frozen in eval mode, PyTorch's way
+    to keep a part's dropout or statistics fixed) was switched by the parent's walk, its
+    override never called: its dropout trained on."""
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        calls = []
+
+        class FrozenEncoder(library.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = library.nn.Sequential(library.nn.Linear(4, 4),
+                                                   library.nn.Dropout(0.5))
+
+            def train(self, mode=True):
+                calls.append(mode)
+                return super().train(False)
+
+        model = library.nn.Sequential(FrozenEncoder(), library.nn.Dropout(0.5))
+        assert model.eval() is model and model.train() is model
+        seen[library.__name__] = (calls, [module.training for module in model.modules()],
+                                  model)
+    assert seen["minilean"][:2] == seen["torch"][:2] == (
+        [False, True], [True, False, False, False, False, True])
+    encoder, x = seen["minilean"][2][0], ml.randn(8, 4)
+    numpy.testing.assert_array_equal(encoder.inner(x).numpy(), encoder.inner[0](x).numpy())
+    cyclic = nn.Sequential(nn.Dropout(0.5))
+    cyclic[0].parent = cyclic  # a module below itself: the walk still ends
+    assert not any(module.training for module in cyclic.eval().modules())
+
+
 def test_train_takes_only_a_bool_as_torch():
     """train("false") was train(True): bool() of any non-empty text, so dropout stayed on in
     a model meant for evaluation; PyTorch refuses a mode that is no bool."""

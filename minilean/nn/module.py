@@ -287,8 +287,23 @@ class Module:
         otherwise leave dropout on."""
         if not isinstance(mode, (bool, numpy.bool_)):
             raise ValueError(f"training mode must be a bool, got {mode!r}")
-        for module in self.modules():
-            object.__setattr__(module, "training", bool(mode))
+        mode = bool(mode)
+        object.__setattr__(self, "training", mode)
+        # Below, a module whose class has its own ``train`` is switched by it, its subtree
+        # with it, as PyTorch's recursive train() does: a frozen encoder that stays in eval
+        # mode whatever its parent asks was switched back to training. The walk is iterative
+        # and enters a module once (a module that holds its parent would not end).
+        seen, stack = {id(self)}, list(reversed(self._modules.values()))
+        while stack:
+            module = stack.pop()
+            if module is None or id(module) in seen:
+                continue
+            seen.add(id(module))
+            if type(module).train is not Module.train:
+                module.train(mode)
+                continue
+            object.__setattr__(module, "training", mode)
+            stack.extend(reversed(module._modules.values()))
         return self
 
     def eval(self):
