@@ -126,6 +126,14 @@ def _new_temporary(destination):
                            getattr(os, "O_BINARY", 0), 0o666), temporary
         except FileExistsError:
             continue
+        except BaseException as error:
+            # Ctrl-C (or a stop signal) is raised as os.open returns, when Python checks for
+            # signals: the file is made, its handle lost, and no caller knows its name. An
+            # OSError is open()'s own failure, which made no file (one there is EEXIST).
+            if not isinstance(error, OSError):
+                with contextlib.suppress(OSError):
+                    os.remove(temporary)
+            raise
     raise FileExistsError(errno.EEXIST, f"no unused temporary name {prefix}*{TEMPORARY_SUFFIX}")
 
 
