@@ -645,6 +645,27 @@ def test_a_conversion_stopped_while_writing_leaves_the_old_dataset_whole(tmp_pat
     assert snapshot(out) == before
 
 
+def test_ctrl_c_while_an_image_is_read_prints_one_line(tmp_path, monkeypatch, capsys):
+    """Ctrl-C inside Pillow's Image.open drops the file it opened unclosed: Python's
+    ResourceWarning of it (hidden by default) was passed on as Pillow's word about the image,
+    "warning: IMAGE: unclosed file <_io.BufferedReader name=...>" (or naming a .pyc file of a
+    module Pillow was importing), a line before "interrupted"."""
+    out = tmp_path / "out"
+    convert(tmp_path, out / "set.npy")
+    before = snapshot(out)
+
+    def interrupted_read(path, height, width, crop):
+        open(path, "rb")  # noqa: SIM115  opened, then dropped by the interrupt unclosed
+        raise KeyboardInterrupt
+    monkeypatch.setattr(image_folder, "load_image", interrupted_read)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "convert", "image-folder", f"--input={tmp_path / 'in'}",
+              f"--x-output={out / 'set.npy'}"])
+    assert (exit_info.value.code, capsys.readouterr().err) == (
+        130, "minilean data convert image-folder: interrupted\n")
+    assert snapshot(out) == before
+
+
 def test_the_temporary_files_of_a_killed_conversion_go_at_the_next_and_nothing_else(tmp_path):
     """Killed while writing (SIGKILL), a conversion leaves its temporary files, which it
     cannot remove itself: the next conversion to the same files removes them, and only them."""

@@ -108,6 +108,10 @@ def _pillow_messages():
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            # hidden, as Python hides them by default: a file object freed unclosed says
+            # nothing of the image (Ctrl-C in Image.open drops the file it opened), and it may
+            # be any object the garbage collector frees while the image is read
+            warnings.simplefilter("ignore", ResourceWarning)
             yield messages
     finally:
         pillow_log.removeHandler(handler)
