@@ -833,6 +833,40 @@ def test_module_list_insert_and_plus_equals_as_torchs():
     assert len(layers) == 3
 
 
+def test_module_list_and_sequential_del_and_pop_renumber_the_rest_as_torchs():
+    """``del layers[i]``, ``del layers[i:j]`` and ``pop`` drop those modules and rename the
+    rest by their positions, as PyTorch's (there was no __delitem__ and no pop)."""
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        for container in ("ModuleList", "Sequential"):
+            layers = [library.nn.Linear(1, size) for size in range(1, 7)]
+            held = (getattr(library.nn, container)(layers) if container == "ModuleList"
+                    else getattr(library.nn, container)(*layers))
+            del held[1]
+            del held[-1]
+            popped = held.pop(0)
+            del held[::2]
+            popped_slice = held.pop(slice(0, 1))
+            assert popped is layers[0] and list(popped_slice) == [layers[3]]
+            assert type(popped_slice) is type(held) and list(held) == []
+            held.extend([layers[0], layers[1], layers[2]])
+            del held[0:2]
+            held.append(layers[3])
+            seen[library.__name__, container] = [(name, tuple(param.shape)) for name, param
+                                                 in held.state_dict().items()]
+    assert seen["minilean", "ModuleList"] == seen["minilean", "Sequential"] == \
+        seen["torch", "ModuleList"] == seen["torch", "Sequential"] == [
+            ("0.weight", (3, 1)), ("0.bias", (3,)), ("1.weight", (4, 1)), ("1.bias", (4,))]
+    layers = nn.Sequential(nn.ReLU(), nn.Tanh())
+    with pytest.raises(IndexError, match="^index 2 is out of range for Sequential of length 2$"):
+        del layers[2]
+    with pytest.raises(TypeError, match="^Sequential index must be an integer or a slice, got "
+                                        "str '0'$"):
+        layers.pop("0")
+    assert [type(layer).__name__ for layer in layers] == ["ReLU", "Tanh"]
+
+
 def test_module_dict_registers_its_modules_by_name_in_order_as_torchs():
     torch = pytest.importorskip("torch")
     seen = {}

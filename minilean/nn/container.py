@@ -42,8 +42,30 @@ class ModuleList(Module):
                              f"{type(self).__name__} of length {len(self)}")
         modules = list(self)
         modules.insert(index, module)
-        for position, each in enumerate(modules):  # the names stay positions: "0", "1", ...
-            self.add_module(str(position), each)
+        self._register_in_order(modules)
+
+    def __delitem__(self, index):
+        """``del layers[i]`` or ``del layers[i:j]``: those modules dropped, their parameters
+        with them, and the rest renamed by their new positions, as in PyTorch (so the
+        state_dict keys stay "0." to "n-1.")."""
+        dropped = (list(self._modules)[index] if isinstance(index, slice)
+                   else [self._key(index, expected="an integer or a slice")])
+        self._register_in_order([module for name, module in self._modules.items()
+                                 if name not in dropped])
+
+    def pop(self, index):
+        """The module (or, for a slice, the container of modules) at ``index``, removed as
+        ``del layers[index]`` removes it. ``index`` is required, as in PyTorch."""
+        popped = self[index]
+        del self[index]
+        return popped
+
+    def _register_in_order(self, modules):
+        """Hold ``modules``, in that order, under their positions "0", "1", ..."""
+        for name in list(self._modules):
+            delattr(self, name)
+        for position, module in enumerate(modules):
+            self.add_module(str(position), module)
 
     def __len__(self):
         return len(self._modules)
