@@ -904,6 +904,26 @@ def test_module_dict_registers_its_modules_by_name_in_order_as_torchs():
     assert len(layers) == 0 and layers.training is True
 
 
+def test_module_dict_pop_and_clear_as_torchs():
+    """``pop(name)`` and ``clear()`` drop the modules and their parameters, as PyTorch's
+    (neither existed)."""
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        head = library.nn.Linear(3, 1)
+        layers = library.nn.ModuleDict({"encoder": library.nn.Linear(2, 3), "head": head,
+                                        "decoder": library.nn.Linear(3, 2)})
+        assert layers.pop("head") is head
+        with pytest.raises(KeyError, match="^'head'$"):
+            layers.pop("head")
+        named = [name for name, _ in layers.named_parameters()]
+        layers.clear()
+        seen[library.__name__] = (named, len(layers), list(layers.state_dict()),
+                                  list(layers.parameters()))
+    assert seen["minilean"] == seen["torch"] == (
+        ["encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias"], 0, [], [])
+
+
 def test_module_dict_takes_another_module_dict_as_torchs():
     """A ModuleDict is a Module, not a Mapping: ``update(other)`` and ``ModuleDict(other)``
     iterated its names as (name, module) pairs ('ModuleDict holds Modules, got str'), and a

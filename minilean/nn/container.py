@@ -134,6 +134,18 @@ class ModuleDict(Module):
             raise KeyError(name)
         delattr(self, name)
 
+    def pop(self, name):
+        """The module under ``name``, removed (a KeyError if there is none: no default, as in
+        PyTorch)."""
+        module = self[name]
+        del self[name]
+        return module
+
+    def clear(self):
+        """Remove every module, and their parameters with them."""
+        for name in list(self._modules):
+            del self[name]
+
     def __len__(self):
         return len(self._modules)
 
