@@ -959,6 +959,39 @@ def test_a_slice_of_a_sequential_is_a_sequential_that_runs_those_layers():
     numpy.testing.assert_array_equal(model[2:](head(x)).numpy(), model(x).numpy())
 
 
+def test_a_slice_of_a_sequential_keeps_the_layer_names_and_a_module_lists_does_not_as_torch():
+    """``model[1:]`` of a Sequential keeps the names "1", "2", ... (its state_dict loads
+    PyTorch's slice's), a ModuleList's slice names from "0", as PyTorch's: the Sequential's
+    was renamed from "0" ('0.weight' where PyTorch has '1.weight')."""
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        layers = [library.nn.Linear(1, size) for size in range(1, 5)]
+        for held in (library.nn.Sequential(*layers), library.nn.ModuleList(layers)):
+            for index in (slice(1, None), slice(None, None, 2), slice(None, None, -1)):
+                sliced = held[index]
+                assert type(sliced) is type(held) and list(sliced) == layers[index]
+                seen[library.__name__, type(held).__name__, str(index)] = list(
+                    sliced.state_dict())
+    for key in [key for key in seen if key[0] == "minilean"]:
+        assert seen[key] == seen[("torch",) + key[1:]], key
+    assert seen["torch", "Sequential", "slice(1, None, None)"][::2] == \
+        ["1.weight", "2.weight", "3.weight"]
+    assert seen["torch", "ModuleList", "slice(1, None, None)"][::2] == \
+        ["0.weight", "1.weight", "2.weight"]
+    # adding to the slice loses no layer (PyTorch's append replaces its "3", a taken name)
+    model = nn.Sequential(nn.Linear(1, 1), nn.Linear(1, 2), nn.Linear(2, 3), nn.Linear(3, 4))
+    tail = model[1:]
+    tail.append(nn.Linear(4, 5))
+    assert list(tail) == list(model)[1:] + [tail[3]] and tail[3].out_features == 5
+    assert [name for name, _ in tail.named_children()] == ["1", "2", "3", "4"]
+    tail.insert(0, nn.Identity())  # insert and del name the layers by their positions
+    assert [name for name, _ in tail.named_children()] == ["0", "1", "2", "3", "4"]
+    assert [type(layer).__name__ for layer in tail] == ["Identity"] + ["Linear"] * 4
+    x = ml.randn(2, 1)
+    numpy.testing.assert_array_equal(model[2:](model[:2](x)).numpy(), model(x).numpy())
+
+
 def test_dropout_with_p_one_zeroes_everything_in_training_only():
     layer = nn.Dropout(1.0)
     x = ml.randn(4, 5)

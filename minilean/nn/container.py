@@ -19,8 +19,15 @@ class ModuleList(Module):
         self.extend(() if modules is None else modules)
 
     def append(self, module):
+        """``module`` added last, under the name of its position. A slice of a Sequential
+        keeps its layers' names ("1", "2", "3" for ``model[1:]``), where that name may be
+        taken: PyTorch's then replaces the layer of that name, here the next free number is
+        taken."""
         _check_module(self, module)
-        self.add_module(str(len(self)), module)
+        position = len(self)
+        while str(position) in self._modules:
+            position += 1
+        self.add_module(str(position), module)
         return self
 
     def extend(self, modules):
@@ -172,8 +179,14 @@ class Sequential(ModuleList):
         super().__init__(modules)
 
     def __getitem__(self, index):
+        """A layer, or for a slice a Sequential of those layers under their names here, as
+        PyTorch's (``model[1:].state_dict()`` has the keys "1.weight", ... that the model's
+        has for them). A ModuleList's slice, as PyTorch's, names them from "0"."""
         if isinstance(index, slice):
-            return Sequential(*list(self._modules.values())[index])
+            sliced = Sequential()
+            for name, module in list(self._modules.items())[index]:
+                sliced.add_module(name, module)
+            return sliced
         return super().__getitem__(index)
 
     def forward(self, input):
