@@ -327,12 +327,40 @@ def test_a_child_registered_under_two_names_is_one_child_as_torch():
         assert list(model.children())[:-1] == [model.first, act]
 
 
-def test_named_modules_refuses_pytorch_positional_memo():
-    """PyTorch's named_modules(memo, prefix): a set passed first must not become the prefix."""
+def test_named_modules_takes_pytorchs_memo_prefix_and_remove_duplicate():
+    """named_modules(memo, prefix, remove_duplicate), PyTorch's arguments: prefix was
+    keyword-only and the other two did not exist."""
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        shared = library.nn.Linear(2, 2)
+        model = library.nn.Module()
+        model.first = library.nn.Sequential(library.nn.Linear(2, 2), shared)
+        model.again = shared
+        model.last = library.nn.Tanh()
+        memo = {model.last}
+        seen[library.__name__] = (
+            [name for name, _ in model.named_modules()],
+            [name for name, _ in model.named_modules(remove_duplicate=False)],
+            [name for name, _ in model.named_modules(memo, "net")],
+            len(memo), shared in memo,
+            [name for name, _ in model.named_modules(set(), "net", False)])
+    assert seen["minilean"] == seen["torch"] == (
+        ["", "first", "first.0", "first.1", "last"],
+        ["", "first", "first.0", "first.1", "again", "last"],
+        ["net", "net.first", "net.first.0", "net.first.1"], 5, True,
+        ["net", "net.first", "net.first.0", "net.first.1", "net.again", "net.last"])
     model = nn.Sequential(nn.Linear(2, 2))
-    with pytest.raises(TypeError, match="takes 1 positional argument but 2 were given"):
-        model.named_modules(set())
-    assert [name for name, _ in model.named_modules(prefix="net")] == ["net", "net.0"]
+    model.add_module("back", model)  # below itself: not entered again (PyTorch's never ends)
+    assert [name for name, _ in model.named_modules(remove_duplicate=False)] == ["", "0"]
+    for call, message in (
+            (lambda: model.named_modules("net"), "named_modules' memo must be a set of modules "
+                                                 "or None, got str 'net'"),
+            (lambda: model.named_modules(prefix=1), "prefix must be a str, got int 1"),
+            (lambda: model.named_modules(remove_duplicate="false"),
+             "remove_duplicate must be a bool, got 'false'")):
+        with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+            call()
 
 
 def test_named_modules_order_matches_torch_with_a_shared_submodule():

@@ -209,20 +209,33 @@ class Module:
     def children(self):
         return (module for _, module in self.named_children())
 
-    def named_modules(self, *, prefix=""):
-        """This module and every module below it, depth first, with dotted names; a module
-        reached twice (shared by two parents) is listed once, under the first name.
-        ``prefix`` is keyword-only: PyTorch's first argument is ``memo``, a set."""
-        seen = set()
-        stack = [(prefix, self)]
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        """This module and every module below it, depth first, with dotted names after
+        ``prefix``, as PyTorch's. A module reached twice (shared by two parents) is listed
+        once, under the first name, unless ``remove_duplicate`` is False; either way a module
+        is not entered again below itself (a child that keeps its parent), where PyTorch's
+        recursion never ends. The modules in ``memo``, a set, are left out with those below
+        them, and with ``remove_duplicate`` those listed are added to it."""
+        if memo is None:
+            memo = set()
+        elif not isinstance(memo, set):  # named_modules("net") meant a prefix
+            raise TypeError(f"named_modules' memo must be a set of modules or None, got "
+                            f"{type(memo).__name__} {memo!r}")
+        _check_walk(prefix, remove_duplicate=remove_duplicate)
+        return self._walk_modules(memo, prefix, remove_duplicate)
+
+    def _walk_modules(self, memo, prefix, remove_duplicate):
+        stack = [(prefix, self, frozenset())]
         while stack:
-            name, module = stack.pop()
-            if id(module) in seen:
+            name, module, above = stack.pop()
+            if module in memo:
                 continue
-            seen.add(id(module))
+            if remove_duplicate:
+                memo.add(module)
             yield name, module
-            below = [(f"{name}.{child}" if name else child, sub)
-                     for child, sub in module._modules.items()]
+            above = above | {id(module)}
+            below = [(f"{name}.{child}" if name else child, sub, above)
+                     for child, sub in module._modules.items() if id(sub) not in above]
             stack.extend(reversed(below))
 
     def modules(self):
@@ -448,6 +461,16 @@ def zero_grads(params, set_to_none=True):
             param.grad = None
         else:
             param.grad.data[...] = 0
+
+
+def _check_walk(prefix, **flags):
+    """The arguments of a walk over the tree (``named_modules``, ``named_parameters``, ...):
+    ``prefix`` a str, each of ``flags`` a bool (a flag read as text, "false", is truthy)."""
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a str, got {type(prefix).__name__} {prefix!r}")
+    for name, flag in flags.items():
+        if not isinstance(flag, (bool, numpy.bool_)):
+            raise TypeError(f"{name} must be a bool, got {flag!r}")
 
 
 def _moved(array, device, dtype):
