@@ -381,6 +381,49 @@ def test_named_modules_order_matches_torch_with_a_shared_submodule():
         [name for name, _ in theirs.named_parameters()]
 
 
+def test_named_parameters_and_buffers_take_pytorchs_prefix_recurse_and_remove_duplicate():
+    """named_parameters(prefix, recurse, remove_duplicate), parameters(recurse) and the same
+    of the buffers, as PyTorch's (they took no argument: a ported
+    ``model.parameters(recurse=False)`` failed)."""
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        shared = library.nn.Linear(2, 2)
+        model = library.nn.Module()
+        model.scale = library.nn.Parameter(library.ones(1))
+        model.register_buffer("count", library.zeros(1))
+        model.first = library.nn.Sequential(library.nn.Linear(2, 2), shared)
+        model.first[0].register_buffer("mean", library.zeros(2))
+        model.first[0].bias = model.scale  # a tied weight
+        model.again = shared
+        walks = {}
+        for kind in ("parameters", "buffers"):
+            named = getattr(model, "named_" + kind)
+            for arguments in ({}, {"prefix": "net"}, {"recurse": False},
+                              {"remove_duplicate": False}, {"prefix": "p", "recurse": False}):
+                walks[kind, str(arguments)] = [name for name, _ in named(**arguments)]
+            walks[kind, "positional"] = [name for name, _ in named("net", True, False)]
+            walks[kind, "unnamed"] = [len(list(getattr(model, kind)(recurse)))
+                                      for recurse in (True, False)]
+        seen[library.__name__] = walks
+    assert seen["minilean"] == seen["torch"]
+    assert seen["torch"]["parameters", "{'remove_duplicate': False}"] == [
+        "scale", "first.0.weight", "first.0.bias", "first.1.weight", "first.1.bias",
+        "again.weight", "again.bias"]
+    assert seen["torch"]["parameters", "{}"] == [
+        "scale", "first.0.weight", "first.1.weight", "first.1.bias"]
+    layer = nn.Linear(2, 2)
+    assert list(layer.parameters()) == list(layer.parameters(recurse=False))
+    for call, message in ((lambda: layer.named_parameters(None), "prefix must be a str, got "
+                                                                 "NoneType None"),
+                          (lambda: layer.parameters("false"), "recurse must be a bool, got "
+                                                              "'false'"),
+                          (lambda: layer.named_buffers(remove_duplicate=0),
+                           "remove_duplicate must be a bool, got 0")):
+        with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+            call()
+
+
 def test_shared_parameter_is_listed_once():
     layer = nn.Linear(2, 2)
     model = nn.Sequential(layer, layer)

@@ -250,33 +250,43 @@ class Module:
             self._listed_members[key] = listed
         return listed[1]
 
-    def _named_members(self, registry):
-        """An iterator over (dotted name, tensor) of ``registry`` in the whole tree, module by
-        module (``named_modules`` order)."""
-        return iter(self._listed(registry, lambda: self._list_members(registry)))
+    def _named_members(self, registry, prefix="", recurse=True, remove_duplicate=True):
+        """An iterator over (dotted name, tensor) of ``registry``, module by module
+        (``named_modules`` order), in the whole tree or with ``recurse=False`` in this module
+        alone; a tensor reached twice (shared by two layers) is listed once, under the first
+        name, unless ``remove_duplicate`` is False. The list of the default walk, which
+        every training step asks for, is kept (``_listed``)."""
+        _check_walk(prefix, recurse=recurse, remove_duplicate=remove_duplicate)
+        if (prefix, recurse, remove_duplicate) == ("", True, True):
+            return iter(self._listed(registry, lambda: self._list_members(registry)))
+        return iter(self._list_members(registry, prefix, recurse, remove_duplicate))
 
-    def _list_members(self, registry):
+    def _list_members(self, registry, prefix="", recurse=True, remove_duplicate=True):
+        modules = (self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+                   if recurse else [(prefix, self)])
         members, seen = [], set()
-        for module_name, module in self.named_modules():
+        for module_name, module in modules:
             for name, tensor in getattr(module, registry).items():
-                # None marks an emptied slot (``layer.bias = None``); a tensor shared by two
-                # layers is listed once
+                # None marks an emptied slot (``layer.bias = None``)
                 if tensor is not None and id(tensor) not in seen:
-                    seen.add(id(tensor))
+                    if remove_duplicate:
+                        seen.add(id(tensor))
                     members.append(((f"{module_name}.{name}" if module_name else name), tensor))
         return members
 
-    def named_parameters(self):
-        return self._named_members("_parameters")
+    # PyTorch's arguments: ``prefix`` before the names, ``recurse=False`` for this module's
+    # own members only, ``remove_duplicate=False`` for a shared tensor under each name
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        return self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
-    def parameters(self):
-        return (param for _, param in self.named_parameters())
+    def parameters(self, recurse=True):
+        return (param for _, param in self.named_parameters(recurse=recurse))
 
-    def named_buffers(self):
-        return self._named_members("_buffers")
+    def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
+        return self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
-    def buffers(self):
-        return (buffer for _, buffer in self.named_buffers())
+    def buffers(self, recurse=True):
+        return (buffer for _, buffer in self.named_buffers(recurse=recurse))
 
     def apply(self, fn):
         """Call ``fn(module)`` once on every module, each after its children (so a custom init
