@@ -185,6 +185,40 @@ def test_a_buffer_registered_over_a_plain_attribute_replaces_it():
     assert isinstance(module.mean, ml.Tensor) and list(module.state_dict()) == ["mean"]
 
 
+def test_a_non_persistent_buffer_is_kept_and_moved_but_not_saved_as_torchs():
+    """register_buffer(name, tensor, persistent=False), PyTorch's: left out of state_dict and
+    not expected by load_state_dict, but listed by buffers() and moved by to() (there was no
+    persistent argument)."""
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        model = library.nn.Sequential(library.nn.Linear(2, 2))
+        model[0].register_buffer("cache", library.zeros(2), persistent=False)
+        model.register_buffer("count", library.zeros(1))
+        model[0].cache = library.ones(2)  # a new value keeps the buffer non-persistent
+        state = model.state_dict()
+        loaded = model.load_state_dict(state)
+        unexpected = model.load_state_dict({**state, "0.cache": library.ones(2)}, strict=False)
+        model.double()
+        listed = [(name, str(buffer.dtype)) for name, buffer in model.named_buffers()]
+        model[0].register_buffer("cache", library.zeros(2))  # registered again: persistent
+        seen[library.__name__] = (list(state), tuple(loaded), tuple(unexpected), listed,
+                                  list(model.state_dict()))
+    assert seen["minilean"][:3] + seen["minilean"][4:] == seen["torch"][:3] + seen["torch"][4:]
+    assert seen["minilean"][3] == [(name, dtype.replace("torch.", ""))
+                                   for name, dtype in seen["torch"][3]]
+    assert seen["torch"] == (
+        ["count", "0.weight", "0.bias"], ([], []), ([], ["0.cache"]),
+        [("count", "torch.float64"), ("0.cache", "torch.float64")],
+        ["count", "0.weight", "0.bias", "0.cache"])
+    model = nn.Sequential(nn.Linear(2, 2))
+    model[0].register_buffer("cache", ml.zeros(2), persistent=False)
+    with pytest.raises(ValueError, match=re.escape("unexpected key(s) ['0.cache']")):
+        model.load_state_dict({**model.state_dict(), "0.cache": ml.ones(2)})
+    with pytest.raises(TypeError, match="^persistent must be a bool, got 'false'$"):
+        nn.Module().register_buffer("cache", ml.zeros(2), persistent="false")
+
+
 def test_a_buffer_cannot_take_a_parameters_a_submodules_or_a_methods_name():
     """register_buffer("weight") on a Linear left both registered: the Parameter was trained
     and used, while state_dict saved and loaded the buffer in its place."""

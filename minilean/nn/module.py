@@ -4,7 +4,7 @@ A ``Parameter`` is a tensor that a module owns and an optimizer updates. Assigni
 or a Module to an attribute of a Module registers it (``__setattr__``), which is how
 ``parameters()``, ``state_dict()``, ``to()`` and ``train()/eval()`` find every weight in a
 tree of modules without the author listing them. Buffers (``register_buffer``) are saved and
-moved like parameters but never trained. A registered name keeps its kind: assigning a new
+moved like parameters but never trained (a non-persistent one is moved but not saved). A registered name keeps its kind: assigning a new
 tensor to a buffer's name updates the buffer, a parameter's name accepts only a Parameter or
 None, and a submodule's only a Module or None (anything else there is a TypeError rather than
 weights that silently stop being trained and saved).
@@ -56,7 +56,8 @@ def _registries_changed():
 
 
 # the attributes that Module.__init__ sets, which no member may take the name of
-_MODULE_STATE = ("_parameters", "_buffers", "_modules", "training", "_listed_members")
+_MODULE_STATE = ("_parameters", "_buffers", "_modules", "training", "_listed_members",
+                 "_non_persistent_buffers")
 
 
 class Module:
@@ -66,6 +67,9 @@ class Module:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        # names of the buffers left out of state_dict; register_buffer sets each buffer's
+        # membership, and only a registered buffer's name is looked up here
+        object.__setattr__(self, "_non_persistent_buffers", set())
         object.__setattr__(self, "training", True)
         # registry name -> (_registry_changes when listed, [(dotted name, tensor), ...])
         object.__setattr__(self, "_listed_members", {})
@@ -142,18 +146,26 @@ class Module:
                 return
         object.__delattr__(self, name)
 
-    def register_buffer(self, name, tensor):
+    def register_buffer(self, name, tensor, persistent=True):
         """Keep ``tensor`` with the module (saved, moved by ``to``) without training it. None
         reserves the name for a buffer set later; until then nothing is saved under it. A
         plain attribute of that name gives way to the buffer; a parameter's, a submodule's or
         the class's name is refused (PyTorch's KeyError), as is a name no attribute can have
-        in a dotted state_dict key."""
+        in a dotted state_dict key. With ``persistent=False`` the buffer (a value derived
+        from the others, a cache) is left out of ``state_dict``, and ``load_state_dict``
+        does not expect it, as in PyTorch; it is still moved and listed by ``buffers()``."""
         self._check_new_name("buffer", name, keeping=self._buffers)
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"buffer {name!r} must be a Tensor or None, got "
                             f"{type(tensor).__name__}")
+        if not isinstance(persistent, (bool, numpy.bool_)):  # "false", read as text, is truthy
+            raise TypeError(f"persistent must be a bool, got {persistent!r}")
         self.__dict__.pop(name, None)
         self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent_buffers.discard(name)
+        else:
+            self._non_persistent_buffers.add(name)
         _registries_changed()
 
     def register_parameter(self, name, param):
@@ -384,9 +396,10 @@ class Module:
 
     # --- saving and loading ----------------------------------------------------------------
     def _named_state(self):
-        """(dotted name, tensor) of every parameter and buffer, in PyTorch's ``state_dict``
-        order: module by module, each module's parameters before its buffers (a script that
-        pairs the entries of two state dicts by position meets them in the same order).
+        """(dotted name, tensor) of every parameter and persistent buffer, in PyTorch's
+        ``state_dict`` order: module by module, each module's parameters before its buffers
+        (a script that pairs the entries of two state dicts by position meets them in the
+        same order).
 
         Unlike ``named_parameters``, a tensor or module shared by two names is listed under
         each, as in PyTorch's ``state_dict``: with tied weights (``out.weight =
@@ -402,9 +415,11 @@ class Module:
         members, stack = [], [("", self, frozenset())]
         while stack:
             prefix, module, above = stack.pop()
-            for registry in (module._parameters, module._buffers):
-                members.extend((prefix + name, tensor) for name, tensor in registry.items()
-                               if tensor is not None)  # None: an emptied slot
+            saved = [*module._parameters.items(),
+                     *((name, buffer) for name, buffer in module._buffers.items()
+                       if name not in module._non_persistent_buffers)]
+            members.extend((prefix + name, tensor) for name, tensor in saved
+                           if tensor is not None)  # None: an emptied slot
             above = above | {id(module)}
             stack.extend(reversed([(f"{prefix}{name}.", child, above)
                                    for name, child in module._modules.items()
@@ -412,11 +427,13 @@ class Module:
         return members
 
     def state_dict(self):
-        """Name -> tensor for every parameter and buffer (sharing the arrays, like PyTorch)."""
+        """Name -> tensor for every parameter and persistent buffer (sharing the arrays, like
+        PyTorch)."""
         return OrderedDict((name, tensor.detach()) for name, tensor in self._named_state().items())
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy arrays from ``state_dict`` into this module's parameters and buffers in place.
+        """Copy arrays from ``state_dict`` into this module's parameters and persistent buffers
+        in place (a non-persistent buffer's key is unexpected, as in PyTorch).
 
         A key whose shape differs is always an error naming the key and both shapes, raised
         before anything is copied (the module is left as it was). With
