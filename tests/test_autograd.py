@@ -264,8 +264,33 @@ def test_inference_mode_is_no_grad(parentheses):
     assert not double().requires_grad and ml.is_grad_enabled()
     (x * y).sum().backward()  # made in the block, used in a graph later
     np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
-    with pytest.raises(TypeError, match="^inference_mode takes no mode, got False: "):
-        ml.inference_mode(False)
+
+
+def test_inference_mode_takes_pytorchs_mode():
+    """inference_mode(mode=True) as PyTorch's: False records the graph, also inside no_grad
+    (``inference_mode(not training)``); it was refused ('inference_mode takes no mode')."""
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        x, modes = library.ones(2, requires_grad=True), []
+        for mode in (True, False):
+            with library.no_grad():
+                with library.inference_mode(mode):
+                    modes.append(((x * 2).requires_grad, library.is_grad_enabled()))
+                modes.append(library.is_grad_enabled())
+            with library.inference_mode(mode):
+                modes.append((x * 2).requires_grad)
+            recording = library.inference_mode(mode)(lambda: (x * 2).requires_grad)
+            with library.no_grad():
+                modes.append(recording())
+            modes.append(library.is_grad_enabled())
+        seen[library.__name__] = modes
+    assert seen["minilean"] == seen["torch"] == [
+        (False, False), False, False, False, True, (True, True), False, True, True, True]
+    for mode, shown in (("false", "str 'false'"), (0, "int 0"), (None, "NoneType None")):
+        with pytest.raises(TypeError, match=re.escape(
+                f"inference_mode takes a bool mode or a function to decorate, got {shown}")):
+            ml.inference_mode(mode)
 
 
 def test_inputs_that_need_no_gradient_get_none():

@@ -103,11 +103,18 @@ class inference_mode(no_grad):
     is a stricter no_grad: the tensors made in it can never enter a graph later (an error
     if a recorded op saves one for backward), which lets it skip some bookkeeping. Here
     they are plain tensors, usable anywhere, and there is no bookkeeping to skip (no_grad
-    already saves nothing for backward). No ``mode`` argument: ``inference_mode(False)`` is
-    refused rather than read as a function to decorate."""
+    already saves nothing for backward). ``inference_mode(False)`` records the graph, as
+    ``enable_grad`` (PyTorch's leaves inference mode, which turns grad mode on), so that
+    ``inference_mode(not training)`` reads as in PyTorch; a mode that is no bool is refused
+    (PyTorch's decorates "false" as if it were a function)."""
 
-    def __new__(cls, function=None):
-        if isinstance(function, bool):
-            raise TypeError(f"inference_mode takes no mode, got {function!r}: leave the block "
-                            f"out for grad mode as it is")
-        return super().__new__(cls, function)
+    def __new__(cls, mode=True):
+        if isinstance(mode, bool):
+            return super().__new__(cls)
+        if not callable(mode):
+            raise TypeError(f"inference_mode takes a bool mode or a function to decorate, "
+                            f"got {type(mode).__name__} {mode!r}")
+        return super().__new__(cls, mode)  # @inference_mode, without parentheses
+
+    def __init__(self, mode=True):
+        self.enabled = not mode
