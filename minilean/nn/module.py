@@ -4,10 +4,11 @@ A ``Parameter`` is a tensor that a module owns and an optimizer updates. Assigni
 or a Module to an attribute of a Module registers it (``__setattr__``), which is how
 ``parameters()``, ``state_dict()``, ``to()`` and ``train()/eval()`` find every weight in a
 tree of modules without the author listing them. Buffers (``register_buffer``) are saved and
-moved like parameters but never trained (a non-persistent one is moved but not saved). A registered name keeps its kind: assigning a new
-tensor to a buffer's name updates the buffer, a parameter's name accepts only a Parameter or
-None, and a submodule's only a Module or None (anything else there is a TypeError rather than
-weights that silently stop being trained and saved).
+moved like parameters but never trained (a non-persistent one is moved but not saved). A
+registered name keeps its kind: assigning a new tensor to a buffer's name updates the buffer,
+a parameter's name accepts only a Parameter or None, and a submodule's only a Module or None
+(anything else there is a TypeError rather than weights that silently stop being trained and
+saved).
 """
 from collections import OrderedDict, namedtuple
 from collections.abc import Mapping
