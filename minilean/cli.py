@@ -737,7 +737,14 @@ DIFFUSION = Command(
         "eta": lambda values: None if values.sampler == "ddim"
         else f"with --sampler {values.sampler} (it is DDIM's noise scale)",
         "reconstruct_step": lambda values: None if values.noisy_ppm or values.reconstruct_ppm
-        else "without --noisy-ppm or --reconstruct-ppm (the images it is the timestep of)"})
+        else "without --noisy-ppm or --reconstruct-ppm (the images it is the timestep of)",
+        "sample_steps": lambda values: None if values.sampler != "ddpm"
+        else "with --sampler ddpm (it runs all T steps)",
+        **{name: lambda values: None if values.schedule == "linear"
+           else f"with --schedule {values.schedule} (it is the linear schedule's)"
+           for name in ("beta_start", "beta_end")},
+        "lr_decay_steps": lambda values: None if values.lr_schedule == "cosine"
+        else f"with --lr-schedule {values.lr_schedule} (it is where the cosine reaches 0)"})
 
 EVALUATE = Command(
     "evaluate",

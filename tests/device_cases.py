@@ -628,7 +628,7 @@ def copies_in_each_cli_step(monkeypatch, argv, copies_so_far):
 
 # every model command end to end on "cuda", each at a size that takes seconds
 MODEL_COMMAND_RUNS = {
-    "diffusion": ["--steps=3", "--batch-size=4", "--hidden-c=8", "--T=10", "--sample-steps=2",
+    "diffusion": ["--steps=3", "--batch-size=4", "--hidden-c=8", "--T=10",
                   "--n-samples=4", "--evaluate=false"],
     # 64 rows, not the 10,000 built-in images; the held-out scores on 6 of them, not 500
     **{command: ["--steps=3", "--batch-size=4", "--n-total=64", "--n-eval=8"]

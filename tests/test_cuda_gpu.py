@@ -274,7 +274,7 @@ def test_model_command_repeats_bit_for_bit_on_cuda(monkeypatch, tmp_path, comman
 def test_diffusion_command_on_cuda_with_fast_kernels(tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "minilean", "diffusion", "--device=cuda", "--fast-kernels",
-               "--steps=5", "--batch-size=8", "--hidden-c=8", "--T=20", "--sample-steps=3",
+               "--steps=5", "--batch-size=8", "--hidden-c=8", "--T=20",
                "--n-samples=4", "--evaluate=false", "--progress=false", f"--out={out}"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr

@@ -53,7 +53,7 @@ def _record_seed_keys(monkeypatch):
 
 TINY = ["--n-total=40", "--steps=3", "--batch-size=4", "--progress=false"]
 RUNS = {
-    "diffusion": ["--cpu", "--hidden-c=4", "--T=10", "--n-samples=4", "--sample-steps=2",
+    "diffusion": ["--cpu", "--hidden-c=4", "--T=10", "--n-samples=4",
                   "--evaluate=false"],
     "vae": ["--hidden=8", "--latent=2", "--iw-samples=2", "--n-eval=4"],
     "gan": ["--hidden=8", "--latent=2", "--n-samples=4", "--d-steps=2", "--evaluate=false"],

@@ -20,7 +20,7 @@ from minilean.train import diffusion
 from minilean.train.loop import TrainState
 
 TINY = ["--cpu", "--n-total=32", "--batch-size=4", "--hidden-c=4", "--T=10", "--noprogress",
-        "--evaluate=false", "--sample-steps=2"]
+        "--evaluate=false"]
 SEED, T, SIZE = 0, 10, 16  # the defaults of the builtin dataset's runs above
 
 
@@ -176,7 +176,7 @@ def test_run_returns_the_summary_it_writes(tmp_path):
     """For a caller in Python, as ``evaluate.run`` returns its report."""
     from minilean.cli import DIFFUSION
     config = DIFFUSION.parse((), {"steps": 1, "n_total": 32, "batch_size": 4, "hidden_c": 4,
-                                  "T": 10, "n_samples": 4, "sample_steps": 2, "device": "cpu",
+                                  "T": 10, "n_samples": 4, "device": "cpu",
                                   "evaluate": False, "progress": False, "out": str(tmp_path)})
     returned = diffusion.run(config)
     saved = json.loads((tmp_path / "summary.json").read_text())

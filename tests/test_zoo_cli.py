@@ -152,6 +152,17 @@ def test_what_the_model_can_take_passes(command, flags, tmp_path):
      "--eta has no effect with --sampler ddpm (it is DDIM's noise scale)"),
     (cli.DIFFUSION, {"reconstruct_step": 3}, "--reconstruct-step has no effect without "
      "--noisy-ppm or --reconstruct-ppm (the images it is the timestep of)"),
+    # DDPM runs all T steps, the cosine schedule has no beta flags, a constant rate no horizon:
+    # each was taken in silence (the README promises a line for every such flag)
+    (cli.DIFFUSION, {"sample_steps": 20},
+     "--sample-steps has no effect with --sampler ddpm (it runs all T steps)"),
+    (cli.DIFFUSION, {"beta_end": 0.12},
+     "--beta-end has no effect with --schedule cosine (it is the linear schedule's)"),
+    (cli.DIFFUSION, {"beta_start": 1e-3},
+     "--beta-start has no effect with --schedule cosine (it is the linear schedule's)"),
+    (cli.DIFFUSION, {"lr_schedule": "constant", "lr_decay_steps": 3000},
+     "--lr-decay-steps has no effect with --lr-schedule constant (it is where the cosine "
+     "reaches 0)"),
     (cli.VAE, {"dataset": "cifar10", "image_size": 32},
      "--image-size has no effect with --dataset cifar10 (its images keep their own size)"),
     (cli.GAN, {"dataset": "ring8", "image_size": 32},
@@ -175,6 +186,10 @@ def test_a_typed_flag_the_rest_leaves_without_effect_is_said(command, flags, sai
     (cli.MAE, {"mask_ratio": 0.5}), (cli.VQVAE, {"decay": 0.9, "ema_codebook": True}),
     (cli.DIFFUSION, {"eta": 0.5, "sampler": "ddim"}),
     (cli.DIFFUSION, {"reconstruct_step": 3, "noisy_ppm": "noisy.ppm"}),
+    (cli.DIFFUSION, {"sample_steps": 20, "sampler": "ddim"}),
+    (cli.DIFFUSION, {"sample_steps": 20, "sampler": "pf-euler"}),
+    (cli.DIFFUSION, {"beta_end": 0.12, "schedule": "linear"}),
+    (cli.DIFFUSION, {"lr_decay_steps": 3000}),
     (cli.VAE, {"dataset": "digits", "image_size": 16}), (cli.VQVAE, {"image_size": 32}),
     (cli.MAE, {"mask": "block"}),  # the flag it would make idle not typed: nothing to say
 ])
