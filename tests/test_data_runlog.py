@@ -195,6 +195,28 @@ def test_resume_removes_the_temporary_files_of_killed_writes_and_nothing_else(tm
     assert all(path.exists() for path in kept) and folder.is_dir() and link.is_symlink()
 
 
+def test_resume_removes_the_temporary_files_of_killed_writes_to_the_runs_own_files_elsewhere(
+        tmp_path):
+    """--log and the --*-ppm pictures may lie outside the run directory; the README promises
+    that the temporary file of a killed write goes when its run is resumed, and it stayed
+    beside them. Only those of the files the run writes go: the folder is shared."""
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    config = {"log": str(pictures / "log.json"), "sample_ppm": str(pictures / "samples.ppm"),
+              "reference_ppm": None}
+    RunDirectory(tmp_path / "run", config).close()
+    killed = [atomic.atomic_open(config[name]) for name in ("log", "sample_ppm")]
+    for write in killed:
+        write.__enter__().write(b"partial")  # never finished: as if the process was killed
+    others = (pictures / ".other.json.abcdefgh.tmp", pictures / "log.json.abcdefgh.tmp")
+    for path in others:
+        path.write_text("not a leftover of this run")
+    assert len(list(pictures.iterdir())) == 4
+    with RunDirectory(tmp_path / "run", config, resume_step=0):
+        pass
+    assert sorted(pictures.iterdir()) == sorted(others)
+
+
 @pytest.mark.parametrize("gone", ["removed", "moved"])
 def test_a_run_directory_removed_or_moved_mid_run_stops_the_run_and_is_not_made_anew(tmp_path,
                                                                                      gone):

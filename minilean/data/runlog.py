@@ -231,6 +231,11 @@ class RunDirectory:
                 # the lock is held, no other process is writing one here)
                 for folder in (self.path, self.images_dir, self.checkpoints_dir):
                     atomic.remove_leftovers(folder)
+                # and of the files it writes elsewhere (--log, the pictures), in folders
+                # others may share: only the writes to those files
+                for name in WRITTEN_FILE_FLAGS:
+                    if config.get(name):
+                        atomic.remove_leftovers_of(config[name])
             self.earlier_seconds, self.start_time = earlier_seconds, time.time()
             atomic.write_json(self.file("config.json"), _json_safe(dict(config)))
             metrics_path = self.file("metrics.jsonl")
