@@ -892,7 +892,11 @@ GAN = zoo_command(
           "first 500 of them at most, the size of its reference sets; evaluate --n-eval "
           "scores more)", low=1),
      Flag("evaluate", True, "measure FD-classifier of the samples (image datasets)")],
-    resolve=ring8_gan_defaults, points=True)
+    resolve=ring8_gan_defaults, points=True,
+    unused={"evaluate": lambda values: None
+            if values.x is not None or values.dataset not in POINT_DATASETS
+            else f"with --dataset {values.dataset} (its samples are scored by the modes they "
+                 f"cover)"})
 
 AUTOENCODER = zoo_command(
     "autoencoder", "Train an MLP or conv autoencoder; report held-out MSE vs the mean image.",

@@ -169,6 +169,12 @@ def test_what_the_model_can_take_passes(command, flags, tmp_path):
      "--image-size has no effect with --dataset ring8 (its points keep their own size)"),
     (cli.AUTOENCODER, {"x": "images.npy", "image_size": 32},
      "--image-size has no effect with --x (its images keep their own size)"),
+    (cli.GAN, {"dataset": "ring8", "evaluate": True},  # taken in silence, either way
+     "--evaluate has no effect with --dataset ring8 (its samples are scored by the modes they "
+     "cover)"),
+    (cli.GAN, {"dataset": "ring8", "evaluate": False},
+     "--evaluate has no effect with --dataset ring8 (its samples are scored by the modes they "
+     "cover)"),
 ])
 def test_a_typed_flag_the_rest_leaves_without_effect_is_said(command, flags, said, capsys,
                                                              tmp_path):
@@ -192,6 +198,7 @@ def test_a_typed_flag_the_rest_leaves_without_effect_is_said(command, flags, sai
     (cli.DIFFUSION, {"lr_decay_steps": 3000}),
     (cli.VAE, {"dataset": "digits", "image_size": 16}), (cli.VQVAE, {"image_size": 32}),
     (cli.MAE, {"mask": "block"}),  # the flag it would make idle not typed: nothing to say
+    (cli.GAN, {"evaluate": False}), (cli.GAN, {"dataset": "ring8"}),
 ])
 def test_a_flag_that_takes_effect_is_not_said_to_have_none(command, flags, capsys, tmp_path):
     run_config(command.parse((), {**flags, "out": str(tmp_path / "run")}), ())
