@@ -104,6 +104,17 @@ def test_logsumexp_and_log_softmax_are_stable_for_huge_inputs():
     np.testing.assert_allclose(ml.softmax(x, -1).numpy()[0], [0.5, 0.5])
 
 
+@pytest.mark.parametrize("dtype, peak", [(ml.float32, 1e8), (ml.float64, 1e16)])
+def test_log_softmax_keeps_its_digits_beside_a_huge_peak(dtype, peak):
+    """log_softmax subtracts the peak before adding the log of the sum: peak + log(1 + e^-gap)
+    would round to the peak there (the gap, 8 or 2, is one step of the float), and the result
+    be off by log(1 + e^-gap) (3e-4 or 0.127)."""
+    x = ml.tensor([peak, peak + np.spacing(np.array(peak, dtype=dtype))], dtype=dtype)
+    gap = float(x.numpy()[1] - x.numpy()[0])
+    expected = [-gap - np.log1p(np.exp(-gap)), -np.log1p(np.exp(-gap))]
+    np.testing.assert_allclose(ml.log_softmax(x, 0).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
 def test_logsumexp_of_all_minus_infinity_is_minus_infinity():
     x = ml.tensor([[-np.inf, -np.inf], [0.0, -np.inf]], dtype=ml.float64)
     with np.errstate(invalid="raise"):
