@@ -82,6 +82,21 @@ def test_max_pool_gradient_goes_to_the_argmax_only():
     numpy.testing.assert_array_equal(x.grad.numpy(), [[[[0.0, 7.0], [0.0, 0.0]]]])
 
 
+def test_max_pool_gives_a_tie_gradient_to_the_first_maximum_as_torch():
+    """Ties within a window (ReLU zeros, saturated pixels) send the whole gradient to the
+    first maximum in row-major order, as PyTorch; overlapping windows add up there."""
+    values = numpy.array([[[[2.0, 2.0, 0.0], [2.0, 1.0, 2.0], [0.0, 2.0, 2.0]]]])
+    x = ml.tensor(values, requires_grad=True)
+    max_pool2d(x, 2, stride=1).backward(ml.tensor(numpy.arange(1.0, 5.0).reshape(1, 1, 2, 2)))
+    numpy.testing.assert_array_equal(x.grad.numpy(),
+                                     [[[[1.0, 2.0, 0.0], [3.0, 0.0, 4.0], [0.0, 0.0, 0.0]]]])
+    torch = pytest.importorskip("torch")
+    theirs = torch.tensor(values, requires_grad=True)
+    torch.nn.functional.max_pool2d(theirs, 2, stride=1).backward(
+        torch.arange(1.0, 5.0, dtype=torch.float64).reshape(1, 1, 2, 2))
+    numpy.testing.assert_array_equal(x.grad.numpy(), theirs.grad.numpy())
+
+
 def test_max_pool_gives_0_not_nan_beside_the_argmax_for_an_infinite_gradient():
     """(max_pool2d(x) - m).sqrt() at its 0 sends back inf: multiplied by the argmax's one-hot,
     the window's other places got inf * 0 = nan (PyTorch: 0)."""
