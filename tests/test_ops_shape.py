@@ -330,6 +330,17 @@ def test_to_casts_and_sends_the_gradient_back_in_the_original_dtype():
     assert index.dtype == np.int64 and not index.requires_grad
 
 
+def test_to_casts_the_gradient_back_before_the_ops_in_the_original_dtype():
+    """The gradient reaching the ops before ``to`` is in their dtype, as in PyTorch: a float64
+    gradient of 1e5 is inf in float16, and so is the gradient of x / 4 there (it was 25000,
+    the leaf's cast alone hiding that the float16 ops had run in float64)."""
+    x = ml.tensor([1.0], dtype=ml.float16, requires_grad=True)
+    with np.errstate(over="ignore"):  # the cast of 1e5 to float16 overflows, as meant
+        ((x / 4).to(dtype=ml.float64) * 1e5).sum().backward()
+    assert x.grad.dtype == np.float16
+    np.testing.assert_array_equal(x.grad.numpy(), [np.inf])
+
+
 @pytest.mark.parametrize("dtype", [ml.float64, np.dtype(np.float64)])
 def test_to_takes_a_dtype_in_the_place_of_the_device_as_pytorch_does(dtype):
     """x.to(torch.float64) is PyTorch's usual spelling; here it was refused as a device."""
