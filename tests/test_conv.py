@@ -222,6 +222,20 @@ def test_few_output_channels_take_the_shifted_rows_path(kernel, padding, dilatio
     assert_matches_torch(arrays, config, transposed)
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_stride_padding_and_dilation_may_differ_per_axis(transposed):
+    """(stride, padding, dilation) pairs with other values along H than along W: the drawn
+    configurations give each one number, which hid a mix-up of the two axes (the input
+    gradient's crop by the padding, say)."""
+    config = dict(batch=2, groups=1, in_channels=2, out_channels=3, kernel=(3, 2), stride=(2, 1),
+                  dilation=(1, 2), padding=(1, 0), bias=True, size=(5, 6),
+                  output_padding=(1, 0))
+    arrays = make_inputs(config, transposed)
+    assert ml.gradcheck(lambda *t: apply(ml, t, config, transposed),
+                        [ml.tensor(a, requires_grad=True) for a in arrays])
+    assert_matches_torch(arrays, config, transposed)
+
+
 @pytest.mark.parametrize("out_channels, transposed", [(2, False), (6, False), (2, True), (6, True)])
 def test_an_empty_batch_gives_an_empty_batch_and_zero_weight_gradients(out_channels, transposed):
     """No samples, through im2col (6 of 8 channels) and the shifted rows (2 of 8, stride 1)."""
