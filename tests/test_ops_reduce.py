@@ -144,6 +144,8 @@ def test_argmax_and_argmin_match_numpy(data):
         index = ours(x, dim, keepdim)
         assert index.dtype == np.int64 and not index.requires_grad
         expected = reference(values, axis=dim, keepdims=keepdim)
+        # the shape too: assert_array_equal takes a 0-d index for the (1, ..., 1) of keepdim
+        assert index.shape == np.shape(expected)
         np.testing.assert_array_equal(index.numpy(), expected)
 
 
