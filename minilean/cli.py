@@ -771,7 +771,9 @@ EVALUATE = Command(
             Flag("seed", 0, "seed of the classifier and the reference sets", low=0,
                  high=KEY_LIMIT - 1),
         ]),
-    ])
+    ], unused={"image_size": lambda values: _image_size_unused(values) or (
+        "with --dataset builtin (its shapes are drawn at the samples' size)"
+        if values.dataset == "builtin" else None)})
 
 PROOFS = Command(
     "proofs",

@@ -205,6 +205,31 @@ def test_a_flag_that_takes_effect_is_not_said_to_have_none(command, flags, capsy
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize("data, said", [
+    ([], "minilean evaluate: --image-size has no effect with --dataset builtin (its shapes are "
+         "drawn at the samples' size)\n"),
+    (["--x=real.npy", "--y=labels.npy"],
+     "minilean evaluate: --image-size has no effect with --x (its images keep their own "
+     "size)\n")])
+def test_evaluate_says_an_image_size_it_does_not_use(data, said, tmp_path, capsys,
+                                                     monkeypatch):
+    """evaluate draws the built-in shapes at the samples' size and reads an --x array as it
+    is: --image-size 16 typed for 32x32 samples was taken in silence, as the training
+    commands say it for --x."""
+    monkeypatch.chdir(tmp_path)
+    rng = numpy.random.default_rng(0)
+    numpy.save("samples.npy", rng.integers(0, 256, (4, 3, 32, 32), dtype=numpy.uint8))
+    numpy.save("real.npy", rng.integers(0, 256, (8, 3, 32, 32), dtype=numpy.uint8))
+    numpy.save("labels.npy", numpy.arange(8) % 2)
+    argv = ["evaluate", "--cpu", "--samples=samples.npy", "--n-eval=2", "--classifier-steps=1",
+            "--cache=cache", "--n-total=8", *data]
+    main([*argv, "--image-size=16"])
+    out, err = capsys.readouterr()
+    assert err == said and json.loads(out)["n_images"] == 2
+    main(argv)
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("ema_codebook, said", [
     (True, ""),
     (False, "minilean vqvae: --decay has no effect without --ema-codebook (it is the moving "

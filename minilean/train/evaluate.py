@@ -137,6 +137,9 @@ def builtin_image_size(samples, path):
 
 def run(config):
     """``python -m minilean evaluate``: print FD-classifier with its floor and ceiling."""
+    # the notes of flags typed to no effect (``Command.check``), as a training run prints them
+    for note in vars(config).pop("unused_notes", ()):
+        print(note, file=sys.stderr)
     prepare_device(config)  # checks the device; --fast-kernels switches the kernels on
     config = with_the_runs_data(config)
     samples = load_samples(config.samples, config.n_eval)  # the most that FD-classifier scores
