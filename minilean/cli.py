@@ -177,6 +177,15 @@ def _image_size_unused(values):
     return None
 
 
+def _data_root_unused(values):
+    """--data-root is the folder of the datasets read from files by name (cifar10, imagenet64)."""
+    if values.x is not None:
+        return "with --x (the array is read from its own path)"
+    if values.dataset not in ("cifar10", "imagenet64"):
+        return f"with --dataset {values.dataset} (only cifar10 and imagenet64 are read from it)"
+    return None
+
+
 def training_flags(**defaults):
     """Optimisation flags shared by every training command, with per-command defaults."""
     return FlagGroup("training", [
@@ -733,7 +742,7 @@ DIFFUSION = Command(
         ], check=_check_reconstruct_step),
         run_dir_flags("runs/diffusion"),
     ], unused={
-        "image_size": _image_size_unused,
+        "image_size": _image_size_unused, "data_root": _data_root_unused,
         "eta": lambda values: None if values.sampler == "ddim"
         else f"with --sampler {values.sampler} (it is DDIM's noise scale)",
         "reconstruct_step": lambda values: None if values.noisy_ppm or values.reconstruct_ppm
@@ -773,7 +782,7 @@ EVALUATE = Command(
         ]),
     ], unused={"image_size": lambda values: _image_size_unused(values) or (
         "with --dataset builtin (its shapes are drawn at the samples' size)"
-        if values.dataset == "builtin" else None)})
+        if values.dataset == "builtin" else None), "data_root": _data_root_unused})
 
 PROOFS = Command(
     "proofs",
@@ -833,7 +842,8 @@ def zoo_command(name, summary, details, training, own_flags, data=None, resolve=
         DEVICE_FLAGS, data_flags(points, **(data or {"image_size": 16})),
         zoo_training_flags(**training),
         FlagGroup(name, own_flags, resolve, check), run_dir_flags(f"runs/{name}")],
-        unused={"image_size": _image_size_unused, **(unused or {})})
+        unused={"image_size": _image_size_unused, "data_root": _data_root_unused,
+                **(unused or {})})
 
 
 VAE = zoo_command(

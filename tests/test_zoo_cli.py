@@ -172,6 +172,12 @@ def test_what_the_model_can_take_passes(command, flags, tmp_path):
     (cli.GAN, {"dataset": "ring8", "evaluate": True},  # taken in silence, either way
      "--evaluate has no effect with --dataset ring8 (its samples are scored by the modes they "
      "cover)"),
+    (cli.AUTOENCODER, {"data_root": "datasets"}, "--data-root has no effect with --dataset "
+     "builtin (only cifar10 and imagenet64 are read from it)"),
+    (cli.GAN, {"dataset": "ring8", "data_root": "datasets"}, "--data-root has no effect with "
+     "--dataset ring8 (only cifar10 and imagenet64 are read from it)"),
+    (cli.DIFFUSION, {"x": "images.npy", "data_root": "datasets"},
+     "--data-root has no effect with --x (the array is read from its own path)"),
     (cli.GAN, {"dataset": "ring8", "evaluate": False},
      "--evaluate has no effect with --dataset ring8 (its samples are scored by the modes they "
      "cover)"),
@@ -199,6 +205,8 @@ def test_a_typed_flag_the_rest_leaves_without_effect_is_said(command, flags, sai
     (cli.VAE, {"dataset": "digits", "image_size": 16}), (cli.VQVAE, {"image_size": 32}),
     (cli.MAE, {"mask": "block"}),  # the flag it would make idle not typed: nothing to say
     (cli.GAN, {"evaluate": False}), (cli.GAN, {"dataset": "ring8"}),
+    (cli.VAE, {"dataset": "cifar10", "data_root": "datasets"}),
+    (cli.DIFFUSION, {"dataset": "imagenet64", "data_root": "datasets"}),
 ])
 def test_a_flag_that_takes_effect_is_not_said_to_have_none(command, flags, capsys, tmp_path):
     run_config(command.parse((), {**flags, "out": str(tmp_path / "run")}), ())
