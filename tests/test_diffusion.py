@@ -167,6 +167,30 @@ def test_v_model_samplers_take_x0_from_v_where_float32_cannot_divide_by_sqrt_alp
                                   rtol=1e-5, atol=1e-6)
 
 
+def test_unclipped_eps_model_steps_do_not_divide_by_sqrt_alpha_bar_in_float32():
+    """The same schedule with an eps model and --noclip: DDPM and DDIM took x0_hat =
+    (x_t - sqrt(1 - a) eps_hat) / sqrt(a) with 1 / sqrt(a) = inf in float32, and its coefficient
+    sqrt(a_prev) made it 0 * inf: every sample NaN, with the ideal eps too. Their steps are
+    finite: DDPM's mean is (x_t - beta / sqrt(1 - a) eps_hat) / sqrt(1 - beta), DDIM's
+    x_prev = sqrt(a_prev / a) (x_t - sqrt(1 - a) eps_hat) + sqrt(1 - a_prev) eps_hat."""
+    betas = D.linear_beta_schedule(4000, 1e-4, 0.1)
+    alpha_bar, last = D.alpha_bars(betas), len(betas) - 1
+    assert 1.0 / math.sqrt(alpha_bar[last]) > float(numpy.finfo(numpy.float32).max)
+    rng = numpy.random.default_rng(0)
+    x_T = rng.standard_normal((4000, 1)).astype(numpy.float32)
+    eps = oracle_eps(betas)
+    draws = rng.standard_normal((len(betas), 4000, 1)).astype(numpy.float32)
+    x = D.ddpm_sample(eps, betas, ml.tensor(x_T), lambda t: ml.tensor(draws[t])).numpy()
+    assert x.dtype == numpy.float32 and numpy.isfinite(x).all()
+    assert abs(x.mean() - MU) < 0.03 and abs(x.var() - STD ** 2) < 0.03
+    step = D.ddim_step(alpha_bar, ml.tensor(x_T), last, last - 1, ml.tensor(eps(x_T, last)))
+    a, a_prev, x_64 = alpha_bar[last], alpha_bar[last - 1], x_T.astype(numpy.float64)
+    eps_64 = eps(x_64, last)
+    expected = math.sqrt(a_prev / a) * (x_64 - math.sqrt(1 - a) * eps_64) + math.sqrt(
+        1 - a_prev) * eps_64
+    numpy.testing.assert_allclose(step.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_alpha_bar_at_fractional_timesteps_is_the_continuous_schedule():
     betas = D.cosine_beta_schedule(20)
     alpha_bar, continuous = D.alpha_bars(betas), D.ContinuousSchedule(betas)

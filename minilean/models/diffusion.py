@@ -341,12 +341,36 @@ def ddpm_step(betas, x_t, t, eps_hat, noise, clip=False, x0_hat=None):
     ``(x_t - beta_t / sqrt(1 - alpha_bar_t) eps_hat) / sqrt(1 - beta_t)``. No noise at t = 0.
     An ``x0_hat`` given (a v-predicting model's, ``eps_and_x0``) is used instead.
     """
-    if x0_hat is None:
-        x0_hat = x0_from_eps(alpha_bars(betas), x_t, t, eps_hat)
-    if clip:
-        x0_hat = _clip_unit(x0_hat)
-    mean, variance = posterior_mean_variance(betas, x0_hat, x_t, t)
+    check_timesteps(t, len(betas))
+    if x0_hat is None and not clip and _x0_overflows(float(alpha_bars(betas)[t]), x_t):
+        mean, variance = _eps_posterior_mean_variance(betas, x_t, t, eps_hat)
+    else:
+        if x0_hat is None:
+            x0_hat = x0_from_eps(alpha_bars(betas), x_t, t, eps_hat)
+        if clip:
+            x0_hat = _clip_unit(x0_hat)
+        mean, variance = posterior_mean_variance(betas, x0_hat, x_t, t)
     return mean if variance == 0.0 else mean + math.sqrt(variance) * noise
+
+
+def _x0_overflows(a, x_t):
+    """Whether ``x0_from_eps``'s ``1 / sqrt(a)`` is beyond the largest number of x_t's dtype:
+    below a ~ 1e-76 in float32 (``--schedule linear --T 4000`` ends at 1e-90). There x0_hat is
+    +-inf, and the unclipped DDPM and DDIM steps, finite, came out as sqrt(a_prev) times that
+    infinity (0 * inf where a_prev underflows too): every sample NaN, the ideal eps's too. A
+    step there takes the ratio of the two coefficients in float64 instead of x0_hat; elsewhere
+    it goes through x0_hat as it always did (the same numbers, bit for bit)."""
+    return 0.0 < a and 1.0 / math.sqrt(a) > float(numpy.finfo(x_t.dtype).max)
+
+
+def _eps_posterior_mean_variance(betas, x_t, t, eps_hat):
+    """The posterior at ``x0_hat = x0_from_eps(x_t, eps_hat)`` without forming x0_hat (see
+    ``_x0_overflows``): ``mean = (x_t - beta_t / sqrt(1 - alpha_bar_t) eps_hat) /
+    sqrt(1 - beta_t)``, ``variance = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)``."""
+    alpha_bar = alpha_bars(betas)
+    beta, one_minus = float(betas[t]), 1.0 - float(alpha_bar[t])
+    mean = (x_t - (beta / math.sqrt(one_minus)) * eps_hat) * (1.0 / math.sqrt(1.0 - beta))
+    return mean, beta * (1.0 - _alpha_bar_before(alpha_bar, t)) / one_minus
 
 
 def ddpm_sample(eps_model, betas, x_T, noise, clip=False):
@@ -398,14 +422,19 @@ def ddim_step(alpha_bar, x_t, t, t_prev, eps_hat, eta=0.0, noise=None, clip=Fals
         raise ValueError(f"DDIM with eta = {eta} adds noise: expected a noise draw, got None")
     a = float(alpha_bar[t])
     a_prev = 1.0 if t_prev < 0 else float(alpha_bar[t_prev])
-    if x0_hat is None:
-        x0_hat = x0_from_eps(alpha_bar, x_t, t, eps_hat)
-    if clip:
-        x0_hat = _clip_unit(x0_hat)
     sigma = 0.0
     if eta > 0 and a < 1.0:
         sigma = eta * math.sqrt((1.0 - a_prev) / (1.0 - a)) * math.sqrt(1.0 - a / a_prev)
     direction = math.sqrt(max(1.0 - a_prev - sigma * sigma, 0.0))
+    if x0_hat is None and not clip and _x0_overflows(a, x_t):
+        # sqrt(a') x0_hat = sqrt(a' / a) (x_t - sqrt(1 - a) eps_hat), the ratio in float64
+        x_prev = math.sqrt(a_prev / a) * (x_t - math.sqrt(1.0 - a) * eps_hat) + \
+            direction * eps_hat
+        return x_prev if sigma == 0.0 else x_prev + sigma * noise
+    if x0_hat is None:
+        x0_hat = x0_from_eps(alpha_bar, x_t, t, eps_hat)
+    if clip:
+        x0_hat = _clip_unit(x0_hat)
     x_prev = math.sqrt(a_prev) * x0_hat + direction * eps_hat
     return x_prev if sigma == 0.0 else x_prev + sigma * noise
 
