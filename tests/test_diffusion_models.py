@@ -42,11 +42,15 @@ def test_residual_net_is_the_documented_layout():
     extra input channel t / (T-1)."""
     ml.manual_seed(3)
     model = _float64(ResidualEpsNet(2, T=5, hidden_c=3))
+    for block in (model.block1, model.block2):  # so that each block's output has negatives
+        block.conv2.bias.data[...] = -0.1        # for its ReLU to take away (seed 3 had none)
     x, t = ml.randn(2, 2, 4, 4, dtype=numpy.float64), numpy.array([1, 4])
     time = numpy.broadcast_to((t / 4).reshape(2, 1, 1, 1), (2, 1, 4, 4))
     h = model.stem(ml.cat([x, ml.tensor(time)], dim=1)).relu()
     for block in (model.block1, model.block2):
-        h = (h + block.conv2(block.conv1(h).relu())).relu()
+        before_relu = h + block.conv2(block.conv1(h).relu())
+        assert (before_relu.numpy() < 0).any() and (before_relu.numpy() > 0).any()
+        h = before_relu.relu()
     numpy.testing.assert_allclose(model(x, t).numpy(), model.out(h).numpy(), rtol=1e-12)
 
 
