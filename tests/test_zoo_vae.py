@@ -494,3 +494,22 @@ def test_a_latent_of_another_shape_is_refused(arch, latent):
                                          rf"got \({', '.join(map(str, latent))}\)$"):
         model.sample_prior(minilean.randn(*latent))
     assert model.sample_prior(minilean.randn(5, *model.latent_shape)).shape == (5, 3, 8, 16)
+
+
+def test_each_training_step_draws_its_own_eps_from_the_runs_stream(tmp_path, monkeypatch):
+    """Step k reparameterises with the run's (seed, TRAINING_STEP, k) draw: fresh every step
+    (one eps reused by every step would train on a single point of each q(z|x)), and the same
+    after --resume."""
+    from minilean.cli import main
+    from minilean.data.streams import Purpose, stream
+    from minilean.train import vae as vae_command
+    drawn, loss = [], vae_command.vae_loss
+    monkeypatch.setattr(vae_command, "vae_loss", lambda model, images, beta, eps: drawn.append(
+        eps.numpy().copy()) or loss(model, images, beta, eps))
+    main(["vae", "--arch=mlp", "--hidden=4", "--latent=2", "--n-total=20", "--batch-size=4",
+          "--n-eval=2", "--iw-samples=1", "--steps=3", "--seed=5", "--progress=false",
+          f"--out={tmp_path}"])
+    assert len(drawn) == 3 and drawn[0].shape == (4, 2)
+    for step, eps in enumerate(drawn, 1):
+        expected = stream(5, Purpose.TRAINING_STEP, step).standard_normal(eps.shape)
+        numpy.testing.assert_array_equal(eps, expected.astype(numpy.float32))
