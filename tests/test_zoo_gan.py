@@ -122,6 +122,16 @@ def test_independent_pixel_baseline_draws_every_training_image_equally_often():
     assert samples.mean() == pytest.approx(0.5, abs=0.02)
 
 
+def test_independent_pixel_baseline_draws_only_from_the_training_rows_it_is_given():
+    """``rows`` names the training images among all of them: every drawn pixel comes from one
+    of those rows (here image k holds the value k everywhere), never from a held-out image."""
+    images = numpy.broadcast_to(numpy.arange(10, dtype=numpy.uint8).reshape(10, 1, 1, 1),
+                                (10, 1, 3, 3))
+    samples = gan.independent_pixel_samples(images, 200, seed=0, rows=[7, 2, 9])
+    assert samples.shape == (200, 1, 3, 3)
+    assert set(numpy.unique(samples).tolist()) == {2, 7, 9}
+
+
 def test_independent_pixel_baseline_keeps_each_pixel_marginal_and_breaks_dependence():
     # two training images, each constant: pixel values come only from that pixel's column,
     # and a sample mixes the two images (the dependence between pixels is gone)
