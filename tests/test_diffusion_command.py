@@ -272,6 +272,22 @@ def test_sampling_and_reconstruction_noise_stay_off_the_training_stream(tmp_path
         assert not numpy.allclose(drawn[f"noise({t})"], drawn["reconstruction eps"]), t
 
 
+def test_each_training_step_draws_its_timesteps_and_noise_from_its_own_stream(tmp_path,
+                                                                             monkeypatch):
+    """Step k draws t ~ U{0..T-1}, then eps, from (seed, TRAINING_STEP, k): what makes a
+    resumed run repeat an uninterrupted one, and no two steps share a draw."""
+    losses = []
+    spy(monkeypatch, D, "v_prediction_loss", losses)
+    run_cli(tmp_path, "--steps=3")
+    assert len(losses) == 3
+    for step, (args, _, _) in enumerate(losses, 1):
+        _, _, x0, t, eps = args
+        generator = stream(SEED, Purpose.TRAINING_STEP, step)
+        numpy.testing.assert_array_equal(t, generator.integers(0, T, size=x0.shape[0]))
+        numpy.testing.assert_array_equal(
+            eps.numpy(), generator.standard_normal(x0.shape).astype(numpy.float32))
+
+
 @pytest.mark.parametrize("prediction", ["v", "eps"])
 def test_prediction_picks_the_loss_and_the_sampling_network(tmp_path, monkeypatch, prediction):
     converted, v_losses, eps_losses = [], [], []
