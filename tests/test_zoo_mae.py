@@ -201,9 +201,12 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch():
 
 def test_hidden_count_rounds_to_nearest():
     """round(ratio * L), not its floor: 0.75 * 49 = 36.75 hides 37 patches, 0.6 * 16 = 9.6 hides
-    10; the clamp keeps at least one patch hidden and one seen."""
+    10; nor its ceiling (He et al.'s count): 0.22 * 10 = 2.2 and 0.25 * 10 = 2.5 hide 2 (the
+    docstring's example); the clamp keeps at least one patch hidden and one seen."""
     assert mae.hidden_count(49, 0.75) == 37
     assert mae.hidden_count(16, 0.6) == 10
+    assert mae.hidden_count(10, 0.22) == 2
+    assert mae.hidden_count(10, 0.25) == 2
     assert mae.hidden_count(16, 0.01) == 1
     assert mae.hidden_count(16, 0.99) == 15
     minilean.manual_seed(0)
