@@ -505,6 +505,24 @@ def test_evaluate_of_a_run_scores_against_the_runs_data_unless_told_otherwise(tm
         f"diffusion --resume {run} finishes it)\n")
 
 
+def test_evaluate_of_a_builtin_run_with_another_seed_typed_scores_that_seeds_shapes(tmp_path,
+                                                                                   monkeypatch):
+    """A --seed typed for a run on the built-in shapes chooses the shapes drawn at that seed:
+    they are not the run's data, and are not refused for differing from them (the check that
+    the data are still the run's holds for the run's own seed)."""
+    from minilean.cli import main
+    from minilean.train import evaluate
+    scored = []
+    monkeypatch.setattr(evaluate, "fd_classifier", lambda samples, dataset, device, seed, *rest:
+                        scored.append((dataset.name, len(dataset), seed)) or {})
+    run = tmp_path / "run"
+    main(["diffusion", "--cpu", "--steps=1", "--batch-size=4", "--hidden-c=4", "--T=4",
+          "--n-samples=2", "--sampler=ddim", "--sample-steps=1", "--evaluate=false",
+          "--progress=false", "--seed=5", "--n-total=8", f"--out={run}"])
+    main(["evaluate", "--cpu", f"--samples={run}", "--seed=1"])
+    assert scored == [("builtin", 8, 1)]
+
+
 def test_evaluate_converts_only_the_samples_it_scores(tmp_path, monkeypatch):
     """FD-classifier scores the first --n-eval samples: a samples file of 29 MiB (uint8) was
     converted to float32 whole (117 MiB, 4 GiB for a 1 GiB file) to score 500 of them."""
