@@ -305,6 +305,24 @@ def fake_config(sampler, clip):
     return SimpleNamespace(sampler=sampler, clip=clip, seed=SEED, T=T, sample_steps=3, eta=0.0)
 
 
+def test_ddim_sampling_takes_the_eta_flag():
+    """--eta reaches the DDIM sampler: eta = 1 adds each step's noise (the run's sampling
+    stream), and differs from eta = 0."""
+    betas = D.make_betas("linear", T, 1e-4, 0.02)
+    x_T = tensor(stream(SEED, Purpose.SAMPLING_START).standard_normal((2, 1, 4, 4))
+                 .astype(numpy.float32))
+
+    def network(x, t):
+        return 0.1 * x
+    config = SimpleNamespace(sampler="ddim", clip=False, seed=SEED, T=T, sample_steps=3, eta=1.0)
+    noisy = diffusion.sample(network, config, betas, x_T).numpy()
+    expected = D.ddim_sample(network, D.alpha_bars(betas), x_T, D.respaced_timesteps(T, 3), 1.0,
+                             diffusion.sampling_noise(config, x_T.shape, x_T.device)).numpy()
+    numpy.testing.assert_allclose(noisy, expected, rtol=1e-6)
+    config.eta = 0.0
+    assert not numpy.allclose(diffusion.sample(network, config, betas, x_T).numpy(), noisy)
+
+
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "pf-euler"])
 def test_clip_keeps_every_sampler_inside_minus_one_to_one(sampler):
     """A network whose noise estimate is far off (in either direction) drives the unclipped
