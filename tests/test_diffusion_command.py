@@ -305,6 +305,18 @@ def fake_config(sampler, clip):
     return SimpleNamespace(sampler=sampler, clip=clip, seed=SEED, T=T, sample_steps=3, eta=0.0)
 
 
+def test_each_sampler_step_draws_its_own_noise():
+    """noise(t) is the run's (seed, SAMPLING_NOISE, t) draw: one per sampler step, so that no
+    two steps add the same noise."""
+    config = SimpleNamespace(seed=SEED)
+    noise = diffusion.sampling_noise(config, (2, 1, 4, 4), "cpu")
+    draws = [noise(t).numpy() for t in range(3)]
+    for t, draw in enumerate(draws):
+        numpy.testing.assert_array_equal(draw, stream(SEED, Purpose.SAMPLING_NOISE, t)
+                                         .standard_normal((2, 1, 4, 4)).astype(numpy.float32))
+    assert not numpy.allclose(draws[1], draws[2])
+
+
 def test_ddim_sampling_takes_the_eta_flag():
     """--eta reaches the DDIM sampler: eta = 1 adds each step's noise (the run's sampling
     stream), and differs from eta = 0."""
