@@ -255,10 +255,11 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
         _refuse_cublas_while_capturing(ufunc.__name__)  # ``a @ b``
         _check_ufunc_operands(inputs)
+        computed = _cupy_loop(ufunc) if method == "__call__" else getattr(ufunc, method)
         if out is not None:  # in place (``x += y``): write into the device arrays given
-            _device_function(getattr(ufunc, method))(*inputs, out=out, **kwargs)
+            _device_function(computed)(*inputs, out=out, **kwargs)
             return out[0] if len(out) == 1 else out
-        return _device_function(getattr(ufunc, method))(*inputs, **kwargs)
+        return _device_function(computed)(*inputs, **kwargs)
 
     def __array_function__(self, function, types_, args, kwargs):
         # CuPy hands ``numpy.f(device_array)`` to its own ``cupy.f``: the same copies
@@ -414,6 +415,30 @@ def _check_ufunc_operands(operands):
             raise TypeError(f"Unsupported type {type(operand)}")
 
 
+def _integral_power(base, exponent, out=None, **kwargs):
+    """CuPy's ``power``: NumPy's, except that an integer to a negative integer power is
+    1 / base^n truncated toward zero (1 for base 1, +-1 for base -1, else 0), where NumPy
+    raises ValueError ("Integers to negative integer powers are not allowed"): its kernel's
+    ``integral_power`` in cupy/_core/_routines_math.pyx."""
+    if numpy.result_type(base, exponent).kind not in "iu" or not numpy.any(
+            numpy.asarray(exponent) < 0):
+        return numpy.power(base, exponent, out=out, **kwargs)
+    negative = numpy.asarray(exponent) < 0
+    result = numpy.power(base, numpy.where(negative, 0, exponent), **kwargs)
+    reciprocal = numpy.where(numpy.asarray(base) == -1, 1 - 2 * (numpy.asarray(exponent) & 1),
+                             numpy.asarray(base) == 1)
+    result = numpy.where(negative, reciprocal, result).astype(result.dtype)
+    if out is None:
+        return result
+    numpy.copyto(out[0] if isinstance(out, tuple) else out, result, casting="same_kind")
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _cupy_loop(ufunc):
+    """What calling ``ufunc`` computes on CuPy: NumPy's ufunc, but where CuPy's kernel differs."""
+    return _integral_power if ufunc is numpy.power else ufunc
+
+
 # The ufunc methods CuPy has beside ``at`` and ``outer``, and the only ufuncs that have them
 # (the others raise NotImplementedError)
 UFUNC_METHODS = {"reduce": ("add", "multiply"), "accumulate": ("add", "multiply"),
@@ -429,7 +454,7 @@ class _Ufunc:
 
     def __call__(self, *args, **kwargs):
         _check_ufunc_operands(args)
-        return _device_function(self._ufunc)(*args, **kwargs)
+        return _device_function(_cupy_loop(self._ufunc))(*args, **kwargs)
 
     def __getattr__(self, name):
         if self.__name__ not in UFUNC_METHODS.get(name, (self.__name__,)):

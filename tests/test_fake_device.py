@@ -199,6 +199,23 @@ def test_stand_in_counts_the_scatters_that_add_into_one_place_twice(fake_cuda):
     assert grid.get().tolist() == [[1.0, 2.0, 0.0], [1.0, 0.0, 1.0]]
 
 
+def test_stand_in_computes_negative_integer_powers_as_cupy_does(fake_cuda):
+    """CuPy's integer power gives 1 / a^n truncated toward zero for a negative exponent
+    (``integral_power``, cupy/_core/_routines_math.pyx), where NumPy raises ValueError."""
+    base = fake_cuda.asarray(numpy.array([2, 3, 1, -1, -1, 0]))
+    exponent = fake_cuda.asarray(numpy.array([-1, 2, -3, -3, -2, -1]))
+    assert (base ** exponent).tolist() == [0, 9, 1, -1, 1, 0]
+    assert fake_cuda.power(base, exponent).tolist() == [0, 9, 1, -1, 1, 0]
+
+
+def test_an_integer_tensor_to_negative_tensor_powers_is_the_same_on_both_devices(fake_cuda):
+    values, powers = [2, 3, 1, -1, -1, 0], [-1, 2, -3, -3, -2, -1]
+    on_cuda = minilean.tensor(values, device="cuda") ** minilean.tensor(powers, device="cuda")
+    on_cpu = minilean.tensor(values) ** minilean.tensor(powers)
+    assert on_cuda.tolist() == on_cpu.tolist() == [0, 9, 1, -1, 1, 0]
+    assert on_cuda.dtype == on_cpu.dtype == numpy.int64
+
+
 def test_gelu_of_float16_on_cuda_stays_float16_as_on_the_cpu(fake_cuda):
     """cupyx's erf and erfc give float64 for float16 (no half loop): the exact GELU casts
     their result back, so a float16 graph does not go on in float64 on a GPU alone."""

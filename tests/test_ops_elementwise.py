@@ -835,6 +835,15 @@ def test_integer_to_a_negative_integer_power_is_refused():
         ml.tensor(np.uint8([2, 3])) ** -1
 
 
+@pytest.mark.parametrize("expression", [lambda lib, b: lib.tensor([2, 3, 1, -1, -1, 0, -2]) ** b,
+                                        lambda lib, b: 2 ** b])
+def test_an_integer_tensor_exponent_may_be_negative_as_in_pytorch(expression):
+    """An integer to a negative integer tensor power is 1 / a^n truncated toward zero (0, or
+    +-1 for a base of +-1), as in PyTorch and as CuPy computes it on a GPU; NumPy refused it
+    ("Integers to negative integer powers are not allowed"), on the CPU only."""
+    check_integer_edge_against_torch(expression, np.array([-1, 2, -3, -3, -2, -1, -1]))
+
+
 @pytest.mark.parametrize("operand, named", [(None, "NoneType"), ("2", "str"), (b"2", "bytes"),
                                             ([None, 1.0], "list of object"),
                                             (np.array(["a", "b"]), "ndarray of <U1")])

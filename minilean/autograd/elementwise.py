@@ -269,7 +269,7 @@ class Pow(Function):
     keeps_output = True
     @staticmethod
     def forward(ctx, a, b):
-        out = a ** b
+        out = integer_power(a, b) if b.dtype.kind == "i" and a.dtype.kind in "biu" else a ** b
         if ctx.recording:
             ctx.a, ctx.b, ctx.out = a, b, out
         return out
@@ -287,6 +287,19 @@ class Pow(Function):
         if need_b:
             grad_b = grad * ctx.out * xp.log(xp.where(a > 0, a, 1))
         return grad_a, grad_b
+
+
+def integer_power(a, b):
+    """a ** b of integer (or bool) ``a`` and signed integer ``b``, a negative exponent giving
+    1 / a^n truncated toward zero: 1 for a = 1, +-1 for a = -1 (by n's parity), 0 otherwise,
+    as PyTorch computes it and CuPy's power does on a GPU (its ``integral_power``). NumPy
+    refuses every negative exponent ("Integers to negative integer powers are not allowed"),
+    so ``tensor([2, 3]) ** tensor([-1, 2])`` gave [0, 9] on "cuda" and that error on the CPU."""
+    xp = array_module(a)
+    negative = b < 0
+    out = a ** xp.where(negative, 0, b)  # a^0 = 1 at the negative exponents, replaced below
+    reciprocal = xp.where(a == -1, 1 - 2 * (b & 1), a == 1)  # 1 / a^n truncated, n = -b
+    return xp.where(negative, reciprocal, out).astype(out.dtype, copy=False)
 
 
 class Neg(Function):
