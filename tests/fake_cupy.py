@@ -382,9 +382,8 @@ class ndarray(NDArrayOperatorsMixin):  # noqa: N801  CuPy's name
         transfers.count("to_host")
         return bool(self._array)
 
-    def __index__(self):
-        transfers.count("to_host")
-        return self._array.__index__()
+    # no __index__, as CuPy's ndarray has none (cupy/_core/core.pyx converts with __int__,
+    # __float__, __complex__ only): range(a), items[a] and a slice bound refuse a 0-d array
 
 
 def asarray(a, dtype=None, order=None):

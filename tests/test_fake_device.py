@@ -118,6 +118,9 @@ def test_stand_in_has_only_what_cupy_arrays_and_ufuncs_have(fake_cuda):
             (numpy.zeros(3), ValueError, r"Shape mismatch. Old shape: \(2, 3\)")):
         with pytest.raises(error, match=message):
             device_array.set(host)
+    for as_index in (operator.index, range, lambda a: [0, 1][a]):
+        with pytest.raises(TypeError):  # CuPy's arrays convert with __int__ only, no __index__
+            as_index(fake_cuda.asarray(1))
     assert fake_cuda.add.reduce(fake_cuda.arange(4.0)).get() == 6.0
     with pytest.raises(NotImplementedError, match="`cupy_maximum.reduce` is not supported"):
         fake_cuda.maximum.reduce(device_array)
@@ -272,6 +275,21 @@ def test_comparing_tensors_on_two_devices_is_the_error_other_ops_give(fake_cuda,
             compare(a, b)
     assert compare(on_cuda, on_cuda.detach()).device == "cuda"
     assert compare(on_cuda, 1.0).device == "cuda" and fake_cupy.transfers.to_host == 0
+
+
+@pytest.mark.parametrize("index", [lambda: minilean.tensor(1, device="cuda"),
+                                   lambda: minilean.tensor([1, 2], device="cuda"),
+                                   lambda: minilean.tensor([True, False, True], device="cuda"),
+                                   lambda: (slice(None), minilean.tensor(0, device="cuda"))])
+def test_indexing_a_cpu_tensor_by_a_cuda_index_is_the_error_other_ops_give(fake_cuda, index):
+    """It was CuPy's "Implicit conversion to a NumPy array is not allowed", naming neither
+    device (a 0-d index went through the stand-in's __index__, which CuPy's arrays lack)."""
+    on_cpu = minilean.tensor([[5.0, 6.0, 7.0]] * 3)
+    with pytest.raises(RuntimeError, match=r"^index: inputs are on different devices \(cpu and "
+                                           r"cuda\); move them with \.to\(\)"):
+        on_cpu[index()]
+    # a host index for a tensor on "cuda" is uploaded, as PyTorch takes it
+    assert on_cpu.to("cuda")[minilean.tensor([0, 2])].tolist() == [[5.0, 6.0, 7.0]] * 2
 
 
 @pytest.mark.parametrize("compare", [operator.lt, operator.ge, operator.eq, operator.ne])

@@ -12,7 +12,7 @@ import numpy
 from minilean import backend
 from minilean.autograd import grad_mode
 from minilean.autograd.elementwise import as_dtype
-from minilean.autograd.function import Function
+from minilean.autograd.function import Function, devices_differ
 from minilean.autograd.tensor import Tensor, dims_arg, is_int
 from minilean.backend import array_module
 
@@ -334,6 +334,8 @@ def getitem(x, index):
     it splits no arrays.
     """
     xp = x.xp
+    if x.device == "cpu":
+        _refuse_device_index(index if isinstance(index, tuple) else (index,))
     if _read_as_tuple(index):
         raise IndexError(f"index {index!r}: a list holding index parts (lists, arrays, "
                          f"tensors, slices, None, ...) is ambiguous (PyTorch reads it as a "
@@ -356,6 +358,17 @@ def getitem(x, index):
         x = GetItem.apply(x, index=tuple(ints))
         index = tuple(part for part in index if not _selects_one(part))
     return GetItem.apply(x, index=index)
+
+
+def _refuse_device_index(parts):
+    """An index on "cuda" for a tensor on the CPU is refused as two inputs on two devices are
+    (PyTorch refuses it too). NumPy asked CuPy to convert it, and CuPy's error named neither
+    ("Implicit conversion to a NumPy array is not allowed"). An index on the host for a
+    tensor on "cuda" is uploaded, as PyTorch takes CPU indices there."""
+    for part in parts:
+        data = part.data if isinstance(part, Tensor) else part
+        if hasattr(data, "shape") and backend.device_of(data) == "cuda":
+            raise devices_differ("index", "cpu", "cuda")
 
 
 def _check_same_kind(tensors, name):
