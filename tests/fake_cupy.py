@@ -433,9 +433,24 @@ def _integral_power(base, exponent, out=None, **kwargs):
     return out[0] if isinstance(out, tuple) else out
 
 
+def _sign(x, out=None, **kwargs):
+    """CuPy's ``sign``: NumPy's, except that a float's is (x > 0) - (x < 0), so 0 at nan
+    where NumPy's is nan (cupy/_math/misc.py)."""
+    result = numpy.sign(x, **kwargs)
+    if result.dtype.kind == "f":
+        result = numpy.where(numpy.isnan(result), result.dtype.type(0), result)
+    if out is None:
+        return result
+    numpy.copyto(out[0] if isinstance(out, tuple) else out, result, casting="same_kind")
+    return out[0] if isinstance(out, tuple) else out
+
+
+CUPY_LOOPS = {numpy.power: _integral_power, numpy.sign: _sign}  # where CuPy's kernels differ
+
+
 def _cupy_loop(ufunc):
     """What calling ``ufunc`` computes on CuPy: NumPy's ufunc, but where CuPy's kernel differs."""
-    return _integral_power if ufunc is numpy.power else ufunc
+    return CUPY_LOOPS.get(ufunc, ufunc)
 
 
 # The ufunc methods CuPy has beside ``at`` and ``outer``, and the only ufuncs that have them

@@ -219,6 +219,26 @@ def test_an_integer_tensor_to_negative_tensor_powers_is_the_same_on_both_devices
     assert on_cuda.dtype == on_cpu.dtype == numpy.int64
 
 
+def test_stand_in_takes_the_sign_of_nan_as_cupy_does(fake_cuda):
+    """CuPy's sign of a float is (x > 0) - (x < 0) (cupy/_math/misc.py): 0 at nan, where
+    NumPy's is nan."""
+    values = fake_cuda.asarray(numpy.array([numpy.nan, -2.0, 0.0, 3.0]))
+    assert fake_cuda.sign(values).tolist() == numpy.sign(values).tolist() == [0.0, -1.0, 0.0, 1.0]
+
+
+def test_the_gradient_of_abs_at_nan_is_nan_on_cuda_as_on_the_cpu(fake_cuda):
+    """abs's slope is sign(x), nan at nan (its docstring): on a GPU it was 0 there, as CuPy's
+    sign gives, so a nan input left the gradients before it finite on one device only."""
+    values = [math.nan, -2.0, 0.0, 3.0]
+    grads = []
+    for device in ("cpu", "cuda"):
+        x = minilean.tensor(values, device=device, requires_grad=True)
+        minilean.abs(x).sum().backward()
+        grads.append(x.grad.numpy())
+    numpy.testing.assert_array_equal(grads[1], grads[0])
+    numpy.testing.assert_array_equal(grads[0], [math.nan, -1.0, 0.0, 1.0])
+
+
 def test_gelu_of_float16_on_cuda_stays_float16_as_on_the_cpu(fake_cuda):
     """cupyx's erf and erfc give float64 for float16 (no half loop): the exact GELU casts
     their result back, so a float16 graph does not go on in float64 on a GPU alone."""

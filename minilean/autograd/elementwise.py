@@ -421,7 +421,10 @@ class Abs(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return grad * array_module(grad).sign(ctx.x)
+        xp = array_module(grad)
+        # sign(x) with nan at nan on both devices: CuPy's sign computes (x > 0) - (x < 0),
+        # 0 at nan, where NumPy's is nan, so a GPU gave a 0 gradient where the CPU gave nan
+        return grad * xp.where(xp.isnan(ctx.x), ctx.x, xp.sign(ctx.x))
 
 
 class Clamp(Function):
