@@ -523,6 +523,24 @@ empty = _device_function(_pool_memory(numpy.empty))
 empty_like = _device_function(_pool_memory(numpy.empty_like))
 
 
+def _clip(a, a_min=None, a_max=None, out=None, **kwargs):
+    """CuPy's ``clip``: NumPy's, except that a nan bound is passed over where NumPy's gives nan
+    (cupy/cupy#9031: its kernel, ``a_min > a_max ? a_max : (x < a_min ? a_min : (x > a_max ?
+    a_max : x))`` in cupy/_core/_routines_math.pyx, compares with the bound and takes x)."""
+    bounds = []
+    for bound, passed_over in ((a_min, -numpy.inf), (a_max, numpy.inf)):
+        if isinstance(bound, float) and math.isnan(bound):
+            bound = passed_over
+        elif bound is not None and numpy.asarray(bound).dtype.kind == "f":
+            bound = numpy.where(numpy.isnan(bound), passed_over, bound)
+        bounds.append(bound)
+    return numpy.clip(a, *bounds, out=out, **kwargs)
+
+
+_clip.__name__ = "clip"
+clip = _device_function(_clip)
+
+
 def where(condition, *values):
     """CuPy's ``where``: given values, it first calls ``condition.astype('?')``, which a list
     (NumPy takes one) does not have."""

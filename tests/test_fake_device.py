@@ -239,6 +239,34 @@ def test_the_gradient_of_abs_at_nan_is_nan_on_cuda_as_on_the_cpu(fake_cuda):
     numpy.testing.assert_array_equal(grads[0], [math.nan, -1.0, 0.0, 1.0])
 
 
+def test_stand_in_clips_past_a_nan_bound_as_cupy_does(fake_cuda):
+    """CuPy's clip takes x where a bound is nan (cupy/cupy#9031); NumPy's gives nan."""
+    values = fake_cuda.asarray(numpy.array([-2.0, 0.5, 3.0]))
+    assert fake_cuda.clip(values, math.nan, 1.0).tolist() == [-2.0, 0.5, 1.0]
+    bounds = fake_cuda.asarray(numpy.array([0.0, math.nan, math.nan]))
+    assert fake_cuda.clip(values, -1.0, bounds).tolist() == [-1.0, 0.5, 3.0]
+
+
+@pytest.mark.parametrize("bounds", [dict(min=math.nan), dict(max=math.nan),
+                                    dict(min=-1.0, max=math.nan),
+                                    dict(min=[0.0, math.nan, 0.0]), dict(max=[math.nan, 1.0, 9.0])])
+def test_clamp_to_a_nan_bound_is_nan_on_cuda_as_on_the_cpu(fake_cuda, bounds):
+    """As PyTorch's clamp: a nan bound gives nan. On a GPU, CuPy's clip passed it over and
+    gave x (or the other bound)."""
+    results = []
+    for device in ("cpu", "cuda"):
+        given = {name: minilean.tensor(bound, device=device) if isinstance(bound, list)
+                 else bound for name, bound in bounds.items()}
+        results.append(minilean.clamp(minilean.tensor([-2.0, 0.5, 3.0], device=device),
+                                      **given).numpy())
+    numpy.testing.assert_array_equal(results[1], results[0])
+    torch = pytest.importorskip("torch")
+    expected = torch.clamp(torch.tensor([-2.0, 0.5, 3.0]), **{
+        name: torch.tensor(bound) if isinstance(bound, list) else bound
+        for name, bound in bounds.items()})
+    numpy.testing.assert_array_equal(results[0], expected.numpy())
+
+
 def test_gelu_of_float16_on_cuda_stays_float16_as_on_the_cpu(fake_cuda):
     """cupyx's erf and erfc give float64 for float16 (no half loop): the exact GELU casts
     their result back, so a float16 graph does not go on in float64 on a GPU alone."""

@@ -4,6 +4,7 @@ Each class is one op, forward beside backward, its derivative in the docstring. 
 are returned in the broadcast output shape; the graph walk reduces them to each input's shape.
 """
 import itertools
+import math
 import numbers
 
 import numpy
@@ -439,7 +440,16 @@ class Clamp(Function):
         high = bounds[-1] if has_high else None
         if ctx.recording:
             ctx.x, ctx.low, ctx.high = x, low, high
-        return array_module(x).clip(x, low, high)
+        xp = array_module(x)
+        out = xp.clip(x, low, high)
+        # a nan bound gives nan, as NumPy's clip and PyTorch's clamp give: CuPy's clip kernel
+        # passes it over (cupy/cupy#9031), so clamp(x, min=nan) was x itself on a GPU
+        nan_bounds = [xp.isnan(bound) for bound in (low, high)
+                      if bound is not None and bound.dtype.kind == "f"]
+        if nan_bounds:
+            nan_bound = nan_bounds[0] if len(nan_bounds) == 1 else nan_bounds[0] | nan_bounds[1]
+            out = xp.where(nan_bound, out.dtype.type(math.nan), out)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
