@@ -191,6 +191,24 @@ def test_unclipped_eps_model_steps_do_not_divide_by_sqrt_alpha_bar_in_float32():
     numpy.testing.assert_allclose(step.numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_unclipped_eps_model_steps_stay_finite_where_x0_hat_alone_overflows_float32():
+    """Where 1 / sqrt(a) is just below float32's largest number (1.4e38 at a = 5e-77), x0_hat =
+    (x_t - sqrt(1 - a) eps_hat) / sqrt(a) still overflows once x_t - sqrt(1 - a) eps_hat passes
+    about 2.4: the steps of such timesteps were +-inf, and most samples of --T 4000 --noclip
+    were NaN. They take the ratio of the coefficients there too."""
+    betas = D.linear_beta_schedule(4000, 1e-4, 0.1)
+    alpha_bar = D.alpha_bars(betas)
+    t = int(numpy.argmin(abs(numpy.log(alpha_bar) - math.log(5e-77))))
+    assert 1.0 / math.sqrt(alpha_bar[t]) < float(numpy.finfo(numpy.float32).max)
+    x_t = numpy.array([5.0, -4.0, 1.0], numpy.float32)
+    eps_hat = numpy.zeros(3, numpy.float32)
+    a, a_prev, beta = alpha_bar[t], alpha_bar[t - 1], betas[t]
+    ddpm = D.ddpm_step(betas, ml.tensor(x_t), t, ml.tensor(eps_hat), ml.tensor(eps_hat)).numpy()
+    numpy.testing.assert_allclose(ddpm, x_t / math.sqrt(1 - beta), rtol=1e-6)
+    ddim = D.ddim_step(alpha_bar, ml.tensor(x_t), t, t - 1, ml.tensor(eps_hat)).numpy()
+    numpy.testing.assert_allclose(ddim, math.sqrt(a_prev / a) * x_t, rtol=1e-6)
+
+
 def test_alpha_bar_at_fractional_timesteps_is_the_continuous_schedule():
     betas = D.cosine_beta_schedule(20)
     alpha_bar, continuous = D.alpha_bars(betas), D.ContinuousSchedule(betas)

@@ -354,13 +354,17 @@ def ddpm_step(betas, x_t, t, eps_hat, noise, clip=False, x0_hat=None):
 
 
 def _x0_overflows(a, x_t):
-    """Whether ``x0_from_eps``'s ``1 / sqrt(a)`` is beyond the largest number of x_t's dtype:
-    below a ~ 1e-76 in float32 (``--schedule linear --T 4000`` ends at 1e-90). There x0_hat is
-    +-inf, and the unclipped DDPM and DDIM steps, finite, came out as sqrt(a_prev) times that
-    infinity (0 * inf where a_prev underflows too): every sample NaN, the ideal eps's too. A
-    step there takes the ratio of the two coefficients in float64 instead of x0_hat; elsewhere
-    it goes through x0_hat as it always did (the same numbers, bit for bit)."""
-    return 0.0 < a and 1.0 / math.sqrt(a) > float(numpy.finfo(x_t.dtype).max)
+    """Whether ``x0_from_eps``'s ``1 / sqrt(a)`` may carry x0_hat beyond the largest number of
+    x_t's dtype: past its square root, below a ~ 3e-39 in float32 (``--schedule linear --T
+    4000`` ends at 1e-90). There x0_hat is +-inf, and the unclipped DDPM and DDIM steps,
+    finite, came out as sqrt(a_prev) times that infinity (0 * inf where a_prev underflows
+    too): every sample NaN, the ideal eps's too. The square root (1.8e19 in float32) leaves
+    room for the factor x_t - sqrt(1 - a) eps_hat that 1 / sqrt(a) multiplies: tested against
+    the largest number itself, the steps where 1 / sqrt(a) was just below it (a from 9e-78 to
+    ~1e-75) still made +-inf wherever that factor passed 1. A step there takes the ratio of
+    the two coefficients in float64 instead of x0_hat; elsewhere it goes through x0_hat as it
+    always did (the same numbers, bit for bit)."""
+    return 0.0 < a and 1.0 / math.sqrt(a) > math.sqrt(float(numpy.finfo(x_t.dtype).max))
 
 
 def _eps_posterior_mean_variance(betas, x_t, t, eps_hat):
