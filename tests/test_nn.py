@@ -666,6 +666,25 @@ def test_train_lets_a_submodule_with_its_own_train_switch_itself_as_torch():
     assert not any(module.training for module in cyclic.eval().modules())
 
 
+def test_train_ends_where_two_modules_with_their_own_train_hold_each_other():
+    """Each override's super().train walked into the other, whose override walked back: a
+    RecursionError, where the same cycle without overrides ends."""
+    class Override(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dropout = nn.Dropout(0.5)
+
+        def train(self, mode=True):
+            return super().train(mode)
+
+    parent, child = Override(), Override()
+    parent.child = child
+    child.parent = parent  # a module below itself, with its own train
+    assert parent.eval() is parent
+    assert not any(module.training for module in (parent, child, parent.dropout, child.dropout))
+    assert child.train() is child and parent.training and parent.dropout.training
+
+
 def test_train_takes_only_a_bool_as_torch():
     """train("false") was train(True): bool() of any non-empty text, so dropout stayed on in
     a model meant for evaluation; PyTorch refuses a mode that is no bool."""

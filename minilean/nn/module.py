@@ -10,6 +10,7 @@ a parameter's name accepts only a Parameter or None, and a submodule's only a Mo
 (anything else there is a TypeError rather than weights that silently stop being trained and
 saved).
 """
+import threading
 from collections import OrderedDict, namedtuple
 from collections.abc import Mapping
 
@@ -54,6 +55,12 @@ _registry_changes = 0
 def _registries_changed():
     global _registry_changes
     _registry_changes += 1
+
+
+# .ids: the modules whose train() walk is under way in this thread, below which a walk does
+# not enter them again (two with their own train, each holding the other, would call each
+# other's without end)
+_train_walks = threading.local()
 
 
 # the attributes that Module.__init__ sets, which no member may take the name of
@@ -328,18 +335,25 @@ class Module:
         # Below, a module whose class has its own ``train`` is switched by it, its subtree
         # with it, as PyTorch's recursive train() does: a frozen encoder that stays in eval
         # mode whatever its parent asks was switched back to training. The walk is iterative
-        # and enters a module once (a module that holds its parent would not end).
-        seen, stack = {id(self)}, list(reversed(self._modules.values()))
-        while stack:
-            module = stack.pop()
-            if module is None or id(module) in seen:
-                continue
-            seen.add(id(module))
-            if type(module).train is not Module.train:
-                module.train(mode)
-                continue
-            object.__setattr__(module, "training", mode)
-            stack.extend(reversed(module._modules.values()))
+        # and enters a module once, nor one whose walk, further up, called this one (a module
+        # that holds its parent would not end, and the calls of two with their own train that
+        # hold each other neither).
+        under_way = _train_walks.__dict__.setdefault("ids", set())
+        seen, stack = {id(self), *under_way}, list(reversed(self._modules.values()))
+        under_way.add(id(self))
+        try:
+            while stack:
+                module = stack.pop()
+                if module is None or id(module) in seen:
+                    continue
+                seen.add(id(module))
+                if type(module).train is not Module.train:
+                    module.train(mode)
+                    continue
+                object.__setattr__(module, "training", mode)
+                stack.extend(reversed(module._modules.values()))
+        finally:
+            under_way.discard(id(self))
         return self
 
     def eval(self):
