@@ -230,6 +230,11 @@ def test_a_query_a_float_mask_leaves_no_key_gets_zero_weights_as_in_pytorch(rng,
     _, weights = attention(x, x, x, attn_mask=numpy.zeros((3, 3)), key_padding_mask=padding)
     numpy.testing.assert_array_equal(weights.numpy()[1], numpy.zeros((3, 3)))
     assert numpy.isfinite(weights.numpy()).all()
+    # a boolean padding mask beside a float attn_mask blocks by -inf (a large negative number
+    # would leave the fully padded sample uniform weights, 1/3 each)
+    _, weights = attention(x, x, x, attn_mask=numpy.zeros((3, 3)),
+                           key_padding_mask=numpy.isinf(padding))
+    numpy.testing.assert_array_equal(weights.numpy()[1], numpy.zeros((3, 3)))
 
 
 def test_multihead_attention_returns_the_weights_its_output_used(rng):
@@ -237,11 +242,16 @@ def test_multihead_attention_returns_the_weights_its_output_used(rng):
     give the output."""
     attention = ml.nn.MultiheadAttention(4, 2, dropout=0.5, batch_first=True)
     x = _tensor(rng, 2, 3, 4, requires_grad=False)
+    ml.manual_seed(7)
     out, weights = attention(x, x, x, average_attn_weights=False)  # weights (N, H, L, S)
     assert (weights.numpy() == 0).any()  # 36 weights, each dropped with probability 1/2
     heads = weights @ attention._heads(x, 2)  # (N, H, L, D)
     merged = heads.permute(0, 2, 1, 3).reshape(2, 3, 4)
     numpy.testing.assert_allclose(attention.out_proj(merged).numpy(), out.numpy(), rtol=1e-12)
+    ml.manual_seed(7)  # the same draws: the weights averaged over the heads are those too
+    same_out, averaged = attention(x, x, x)
+    numpy.testing.assert_array_equal(same_out.numpy(), out.numpy())
+    numpy.testing.assert_allclose(averaged.numpy(), weights.numpy().mean(1), rtol=1e-6)
 
 
 def test_attention_mask_errors(rng):
@@ -310,6 +320,22 @@ def test_attention_masks_given_as_lists_act_as_arrays(rng):
     expected = attention(x, x, x, **{name: numpy.array(mask) for name, mask in masks.items()})
     numpy.testing.assert_array_equal(out.numpy(), expected[0].numpy())
     numpy.testing.assert_array_equal(weights.numpy(), expected[1].numpy())
+
+
+def test_attention_dropout_p_drops_the_weights_in_any_mode(rng):
+    """dropout_p drops each attention weight where the seeded generator's draw is below p and
+    scales the rest by 1 / (1 - p), with no training flag (PyTorch's scaled_dot_product_attention
+    drops whenever dropout_p > 0); 0 drops none."""
+    q, k, v = (rng.standard_normal(shape) for shape in ((2, 3, 4), (2, 5, 4), (2, 5, 3)))
+    scores = q @ k.transpose(0, 2, 1) / 2.0  # 1 / sqrt(4)
+    weights = numpy.exp(scores) / numpy.exp(scores).sum(-1, keepdims=True)
+    kept = numpy.random.default_rng(9).random((2, 3, 5)) >= 0.4
+    ml.manual_seed(9)
+    out = F.scaled_dot_product_attention(ml.tensor(q), ml.tensor(k), ml.tensor(v), dropout_p=0.4)
+    numpy.testing.assert_allclose(out.numpy(), (weights * kept / 0.6) @ v, rtol=1e-12)
+    numpy.testing.assert_allclose(
+        F.scaled_dot_product_attention(ml.tensor(q), ml.tensor(k), ml.tensor(v)).numpy(),
+        weights @ v, rtol=1e-12)
 
 
 def test_attention_over_no_tokens_is_empty():
@@ -444,6 +470,10 @@ def test_dropout_keeps_the_mean_zeroes_a_fraction_p_and_repeats_with_the_seed():
     assert abs((first == 0).mean() - 0.3) < 0.03
     assert abs(first.mean() - 1.0) < 0.05
     numpy.testing.assert_allclose(first[first != 0], 1 / 0.7, rtol=1e-6)
+    # each element kept where the seeded generator's uniform draw is >= p (so kept with
+    # probability 1 - p exactly): a wrong threshold passes the statistical bounds above
+    kept = numpy.random.default_rng(5).random((100, 100)) >= 0.3
+    numpy.testing.assert_array_equal(first != 0, kept)
     assert F.dropout(x, 0.3, training=False) is x
     assert (F.dropout(x, 1.0).numpy() == 0).all()
 
