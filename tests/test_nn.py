@@ -1392,6 +1392,11 @@ def _torch_pair(name):
                            torch.nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1), (2, 4, 5, 5)),
         "layer_norm": (nn.LayerNorm((3, 4)), torch.nn.LayerNorm((3, 4)), (2, 3, 4)),
         "group_norm": (nn.GroupNorm(2, 4), torch.nn.GroupNorm(2, 4), (2, 4, 3, 3)),
+        # an eps far from the default, which a layer could drop unnoticed
+        "layer_norm_eps": (nn.LayerNorm((3, 4), eps=0.5), torch.nn.LayerNorm((3, 4), eps=0.5),
+                           (2, 3, 4)),
+        "group_norm_eps": (nn.GroupNorm(2, 4, eps=0.5), torch.nn.GroupNorm(2, 4, eps=0.5),
+                           (2, 4, 3, 3)),
         "gelu_tanh": (nn.GELU("tanh"), torch.nn.GELU("tanh"), (3, 4)),
         "leaky_relu": (nn.LeakyReLU(0.2), torch.nn.LeakyReLU(0.2), (3, 4)),
         "leaky_relu_default": (nn.LeakyReLU(), torch.nn.LeakyReLU(), (3, 4)),
@@ -1410,7 +1415,7 @@ def _torch_pair(name):
 
 
 @pytest.mark.parametrize("name", ["linear", "conv", "conv_transpose", "layer_norm", "group_norm",
-                                  "gelu_tanh", "leaky_relu", "leaky_relu_default", "softmax",
+                                  "layer_norm_eps", "group_norm_eps", "gelu_tanh", "leaky_relu", "leaky_relu_default", "softmax",
                                   "identity", "flatten", "flatten_leading", "sequential"])
 def test_layer_forward_and_backward_match_torch(name):
     torch, ours, theirs, shape = _torch_pair(name)
