@@ -63,6 +63,9 @@ def test_drop_last_and_no_shuffle():
     # without drop_last, fewer rows than a batch make one short batch
     short = Loader(numbered_images(3), 5, shuffle=False, drop_last=False, value_range=(0, 1))
     assert len(short) == 1 and [rows_of(batch) for batch in short] == [[0, 1, 2]]
+    # and rows that fill whole batches make no empty last one
+    whole = Loader(numbered_images(6), 3, shuffle=False, drop_last=False, value_range=(0, 1))
+    assert len(whole) == 2 and [rows_of(batch) for batch in whole] == [[0, 1, 2], [3, 4, 5]]
 
 
 def test_endless_stream_reshuffles_each_epoch_and_resumes_at_a_step():
@@ -195,6 +198,7 @@ def test_a_value_range_given_as_a_list_is_the_same_range():
 
 @pytest.mark.parametrize("rows, message", [
     ([0, 7], "got int64 of shape (2,) with values 0..7"),
+    ([0, 5], "got int64 of shape (2,) with values 0..5"),  # one past the last row
     ([-1, 2], "got int64 of shape (2,) with values -1..2"),
     # a mask indexed as rows 0 and 1, not as the rows it marks
     (numpy.array([True, False, True, True, True]), "got bool of shape (5,)"),
