@@ -1180,6 +1180,12 @@ def test_default_init_is_seeded_and_within_pytorch_bounds():
     assert transposed.weight.shape == (4, 6, 3, 3)
     bound = 1 / math.sqrt(6 * 9)
     assert bound * 0.8 < numpy.abs(transposed.weight.numpy()).max() <= bound
+    # Embedding's table is N(0, 1), as PyTorch's: over 4000 draws the mean is within 0.05 of
+    # 0 and the std of 1 (3 standard errors are 0.05 and 0.034), and some exceed 3 in size
+    # (each with probability 0.0027), which no draw of U(-1, 1) or U(0, 1) does
+    table = nn.Embedding(1000, 4).weight.numpy()
+    assert abs(table.mean()) < 0.05 and abs(table.std() - 1) < 0.05
+    assert numpy.abs(table).max() > 3
 
 
 def test_constant_init_takes_its_value_as_val_as_torch():
@@ -1397,6 +1403,11 @@ def _torch_pair(name):
                            (2, 3, 4)),
         "group_norm_eps": (nn.GroupNorm(2, 4, eps=0.5), torch.nn.GroupNorm(2, 4, eps=0.5),
                            (2, 4, 3, 3)),
+        # without the affine scale and shift: no parameters at all
+        "layer_norm_plain": (nn.LayerNorm((3, 4), elementwise_affine=False),
+                             torch.nn.LayerNorm((3, 4), elementwise_affine=False), (2, 3, 4)),
+        "group_norm_plain": (nn.GroupNorm(2, 4, affine=False),
+                             torch.nn.GroupNorm(2, 4, affine=False), (2, 4, 3, 3)),
         "gelu_tanh": (nn.GELU("tanh"), torch.nn.GELU("tanh"), (3, 4)),
         "leaky_relu": (nn.LeakyReLU(0.2), torch.nn.LeakyReLU(0.2), (3, 4)),
         "leaky_relu_default": (nn.LeakyReLU(), torch.nn.LeakyReLU(), (3, 4)),
@@ -1415,7 +1426,8 @@ def _torch_pair(name):
 
 
 @pytest.mark.parametrize("name", ["linear", "conv", "conv_transpose", "layer_norm", "group_norm",
-                                  "layer_norm_eps", "group_norm_eps", "gelu_tanh", "leaky_relu", "leaky_relu_default", "softmax",
+                                  "layer_norm_eps", "group_norm_eps", "layer_norm_plain",
+                                  "group_norm_plain", "gelu_tanh", "leaky_relu", "leaky_relu_default", "softmax",
                                   "identity", "flatten", "flatten_leading", "sequential"])
 def test_layer_forward_and_backward_match_torch(name):
     torch, ours, theirs, shape = _torch_pair(name)
