@@ -252,6 +252,10 @@ def test_multihead_attention_returns_the_weights_its_output_used(rng):
     same_out, averaged = attention(x, x, x)
     numpy.testing.assert_array_equal(same_out.numpy(), out.numpy())
     numpy.testing.assert_allclose(averaged.numpy(), weights.numpy().mean(1), rtol=1e-6)
+    attention.eval()  # no dropout: every query's weights are a softmax, none dropped
+    _, weights = attention(x, x, x, average_attn_weights=False)
+    assert (weights.numpy() > 0).all()
+    numpy.testing.assert_allclose(weights.numpy().sum(-1), numpy.ones((2, 2, 3)), rtol=1e-6)
 
 
 def test_attention_mask_errors(rng):
