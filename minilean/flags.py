@@ -116,6 +116,11 @@ class Flag:
             # extensions), more than "a text"
             blank = self.kind is str and isinstance(value, str) and self.check
             raise flag_error(self.name, value, blank and self.check(value) or self.allowed())
+        if self.kind is Path and "\0" in converted:
+            # the OS refuses it at the first use of the path, in words that name no flag
+            # ("embedded null byte", exit 1), after the flags were taken
+            raise flag_error(self.name, value, f"{self.allowed()} (a path cannot hold a null "
+                                               f"byte)")
         if self.kind is Path and not typed and converted.startswith("~"):
             # _convert expanded what it could: a ~name of no user here is left as typed
             user = converted.split("/")[0]

@@ -72,6 +72,16 @@ def test_a_tilde_of_no_user_is_refused_not_made_a_folder_of_that_name(typed, wor
                                 f"({words} for a path of that name)")
 
 
+@pytest.mark.parametrize("typed", ["\x00", "runs/a\x00b"])
+def test_a_path_with_a_null_byte_is_refused_as_the_flags_value(typed):
+    """The OS refuses such a path at its first use: --out or --log holding one stopped the
+    command with "error: embedded null byte" (exit 1), naming no flag."""
+    with pytest.raises(FlagError) as error:
+        Flag("out", "a", "o", kind=Path).parse(typed)
+    assert str(error.value) == (f"--out: got {typed!r}; expected a file or directory path "
+                                f"(a path cannot hold a null byte)")
+
+
 @pytest.mark.parametrize("flag, typed, words", [
     (Flag("n", 1, "n"), False, "an integer"),  # fire reads --n=None as None: no path to hint
     (Flag("p", "a", "p", kind=Path), True, "a file or directory path"),  # Python's None too
