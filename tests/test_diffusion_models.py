@@ -7,6 +7,7 @@ import pytest
 
 import minilean as ml
 from minilean.autograd.gradcheck import gradcheck
+from minilean.nn import functional as F
 from minilean.models.residual import ResidualEpsNet
 from minilean.models.unet import SelfAttention, UNet, norm_groups
 
@@ -97,6 +98,46 @@ def test_unet_output_shape_and_time_dependence():
     assert not numpy.allclose(out.numpy(), model(x, 150).numpy())  # the timestep matters
     with pytest.raises(ValueError, match="divisible by 4"):
         model(ml.randn(1, 3, 6, 6), 0)
+
+
+def test_unet_is_the_documented_layout():
+    """The module docstring's wiring, written out with the layers' weights: the time MLP
+    SiLU(Linear(SiLU(Linear(sinusoidal(t))))) shifting every ResBlock, a ResBlock
+    conv(SiLU(GN(h + time))) + skip(x) with h = conv(SiLU(GN(x))), each upsample (nearest x2,
+    then conv) concatenated with its skip, and GN -> SiLU -> conv_out. GroupNorm and SiLU are
+    separate ops here (the model fuses them), the upsampling and the concatenations NumPy's;
+    the self-attention is the layer's own (checked against NumPy on its own)."""
+    from minilean.models.unet import sinusoidal_embedding
+    model = _float64(UNet(2, hidden_c=4))
+    rng = numpy.random.default_rng(5)
+    for parameter in model.parameters():  # norm weights off 1 and biases off 0 as well
+        parameter.data[...] = rng.normal(0.0, 0.5, parameter.shape)
+    x, t = ml.tensor(rng.standard_normal((2, 2, 8, 8))), numpy.array([3, 40])
+
+    def norm(layer, h):
+        return F.group_norm(h, layer.num_groups, layer.weight, layer.bias, layer.eps)
+
+    time = F.silu(model.time2(F.silu(model.time1(sinusoidal_embedding(t, 4, 2, x)))))
+
+    def block(layer, h):
+        inner = layer.conv1(F.silu(norm(layer.norm1, h)))
+        shift = layer.time(time).numpy()[:, :, None, None]  # (B, C) -> (B, C, 1, 1)
+        out = layer.conv2(F.silu(norm(layer.norm2, inner + ml.tensor(shift))))
+        return out + (h if layer.skip is None else layer.skip(h))
+
+    def up_and_skip(layer, h, skip):
+        nearest = h.numpy().repeat(2, axis=2).repeat(2, axis=3)
+        return ml.tensor(numpy.concatenate([layer.conv(ml.tensor(nearest)).numpy(),
+                                            skip.numpy()], axis=1))
+
+    skip0 = block(model.down0, model.conv_in(x))
+    skip1 = block(model.down1, model.pool0(skip0))
+    h = block(model.mid2, model.attention(block(model.mid1, model.pool1(skip1))))
+    h = block(model.dec1, up_and_skip(model.up1, h, skip1))
+    h = block(model.dec0, up_and_skip(model.up0, h, skip0))
+    expected = model.conv_out(F.silu(norm(model.norm_out, h)))
+    numpy.testing.assert_allclose(model(x, t).numpy(), expected.numpy(), rtol=1e-10,
+                                  atol=1e-12)
 
 
 @pytest.mark.parametrize("hidden_c", [2, 3, 4, 8])
