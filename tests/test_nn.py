@@ -1396,6 +1396,16 @@ def _torch_pair(name):
                  torch.nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2), (2, 4, 7, 7)),
         "conv_transpose": (nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1),
                            torch.nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1), (2, 4, 5, 5)),
+        # every option of the layers, each away from its default
+        "conv_options": (nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2,
+                                   bias=False),
+                         torch.nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2,
+                                         bias=False), (2, 4, 7, 7)),
+        "conv_transpose_options": (
+            nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2,
+                               dilation=2),
+            torch.nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2,
+                                     dilation=2), (2, 4, 5, 5)),
         "layer_norm": (nn.LayerNorm((3, 4)), torch.nn.LayerNorm((3, 4)), (2, 3, 4)),
         "group_norm": (nn.GroupNorm(2, 4), torch.nn.GroupNorm(2, 4), (2, 4, 3, 3)),
         # an eps far from the default, which a layer could drop unnoticed
@@ -1425,10 +1435,12 @@ def _torch_pair(name):
     return torch, _copy_from_torch(_double(ours), theirs.double()), theirs, shape
 
 
-@pytest.mark.parametrize("name", ["linear", "conv", "conv_transpose", "layer_norm", "group_norm",
+@pytest.mark.parametrize("name", ["linear", "conv", "conv_options", "conv_transpose",
+                                  "conv_transpose_options", "layer_norm", "group_norm",
                                   "layer_norm_eps", "group_norm_eps", "layer_norm_plain",
-                                  "group_norm_plain", "gelu_tanh", "leaky_relu", "leaky_relu_default", "softmax",
-                                  "identity", "flatten", "flatten_leading", "sequential"])
+                                  "group_norm_plain", "gelu_tanh", "leaky_relu",
+                                  "leaky_relu_default", "softmax", "identity", "flatten",
+                                  "flatten_leading", "sequential"])
 def test_layer_forward_and_backward_match_torch(name):
     torch, ours, theirs, shape = _torch_pair(name)
     x = numpy.random.default_rng(1).standard_normal(shape)
