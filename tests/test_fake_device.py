@@ -1144,13 +1144,19 @@ NORM_CASES = {  # name: (function, input shapes, which inputs need a gradient)
         x, (1,), w, b), [(4, 1), (1,), (1,)], (True, True, True)),
     "group_norm_of_a_strided_view": (lambda x, w, b: minilean.nn.functional.group_norm(
         x.transpose(2, 3), 2, w, b), [(2, 4, 3, 5), (4,), (4,)], (True, True, True)),
+    # one affine parameter: the kernels must read it as the weight or as the bias it is
+    "layer_norm_with_weight_only": (lambda x, w: minilean.nn.functional.layer_norm(
+        x, (5,), w), [(3, 4, 5), (5,)], (True, True)),
+    "group_norm_with_bias_only": (lambda x, b: minilean.nn.functional.group_norm(
+        x, 2, bias=b), [(2, 4, 3, 3), (4,)], (True, True)),
 }
 
 
 @needs_compiler
 @pytest.mark.parametrize("name", sorted(NORM_CASES))
 def test_fast_norm_gradients_match_cpu(rng, fake_cuda, name):
-    """Without affine parameters, with frozen ones, on rows of one element, on a strided view."""
+    """Without affine parameters, with frozen ones, with a weight or a bias alone, on rows of one
+    element, on a strided view."""
     function, shapes, needs = NORM_CASES[name]
     arrays = [rng.normal(size=shape).astype(numpy.float32) for shape in shapes]
     assert_fast_gradients_match_cpu(function, arrays, needs)
