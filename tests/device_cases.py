@@ -56,6 +56,7 @@ OPS = {  # name: (function of tensors, input shapes)
     "sum_axes_keepdim": (lambda a: a.sum((0, 2), keepdim=True), [(3, 4, 5)]),
     "mean_axis": (lambda a: a.mean(-1), [(3, 4, 5)]),
     "mean_all": (lambda a: a.mean(), [(3, 4, 5)]),
+    "mean_over_an_empty_axis": (lambda a: a.mean(0), [(0, 3)]),  # nan, as in PyTorch
     "var": (lambda a: a.var(1), [(3, 4, 5)]),
     "std": (lambda a: a.std((0, 2)), [(3, 4, 5)]),
     "max": (lambda a: a.max(1).values[:, None, :] * a.amax((0, 2), keepdim=True), [(3, 4, 5)]),
