@@ -939,6 +939,27 @@ def test_fast_relu_gives_0_not_nan_for_an_infinite_gradient_below_0(fake_cuda):
 
 
 @needs_compiler
+@pytest.mark.parametrize("op", ["tanh", "sigmoid", "softmax", "log_softmax"])
+def test_a_write_into_a_result_a_fast_op_keeps_fails_the_backward(fake_cuda, op):
+    """The fast op's backward reads its saved result, as the op's does: a write into that
+    result after the forward fails the backward with the op's error (test_writes.py), rather
+    than giving gradients of the written values."""
+    from minilean.optim import SGD
+    use_fast_kernels(True)
+    try:
+        x = minilean.tensor([0.5, 1.0], dtype=numpy.float32, device="cuda", requires_grad=True)
+        y = getattr(x, op)() if op in ("tanh", "sigmoid") else getattr(x, op)(-1)
+        latent = y.detach().requires_grad_()
+        ((latent - 3.0) ** 2).sum().backward()
+        SGD([latent], lr=1.0).step()
+        with pytest.raises(RuntimeError, match=r"^backward through <Fast\w+Backward>: its "
+                                               r"output of shape \(2,\) was written in place"):
+            y.sum().backward()
+    finally:
+        use_fast_kernels(False)
+
+
+@needs_compiler
 def test_fast_group_norm_takes_a_numpy_integer_of_groups(rng, fake_cuda):
     """nn.GroupNorm(numpy.gcd(8, 12), 8), a layer the plain op runs: its NumPy integer made the
     fast kernels' launch sizes NumPy integers, and they stopped on an AttributeError."""
