@@ -205,7 +205,8 @@ def check_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng):
     broadcasting does; timesteps on the host outside 0..T-1 are refused by q_sample before
     either op runs; timesteps on the device, which cannot be checked without waiting for a
     copy back, wrap around as CuPy's indexing of the plain op's device table does (both are
-    checked)."""
+    checked); QSample.apply called directly refuses host timesteps past either end as the
+    plain op does. Noise shared by the samples is broadcast, as by the plain op."""
     alpha_bar = D.alpha_bars(D.make_betas("linear", 10))
     x0, eps, grad = (rng.normal(size=(4, 3)).astype(numpy.float32) for _ in range(3))
 
@@ -231,6 +232,23 @@ def check_fast_q_sample_takes_the_timesteps_the_plain_one_takes(rng):
         for fast in (False, True):
             _assert_cuda_matches_cpu(noised_with(timesteps), (x0, eps), grad, fast, rtol=1e-5,
                                      atol=1e-6)
+    # QSample.apply called directly skips q_sample's check: host timesteps past either end are
+    # NumPy's IndexError there, as for the plain op, not wrapped around into the schedule
+    for fast in (False, True):
+        use_fast_kernels(fast)
+        try:
+            for value in (10, -11):
+                with pytest.raises(IndexError, match=f"^index {value} is out of bounds"):
+                    D.QSample.apply(*(minilean.tensor(a, device="cuda") for a in (x0, eps)),
+                                    alpha_bar=alpha_bar, t=numpy.array([0, value, 1, 1]))
+        finally:
+            use_fast_kernels(False)
+    # noise shared by the samples: the kernels read one noise element per element of x0, so
+    # it goes to the plain op, which broadcasts it (and sums its gradient over the samples)
+    for shared in (eps[:1], eps[0]):
+        for fast in (False, True):
+            _assert_cuda_matches_cpu(noised_with(dict.fromkeys(("cpu", "cuda"), [9, 0, 9, 3])),
+                                     (x0, shared), grad, fast, rtol=1e-5, atol=1e-6)
 
 
 def check_fast_q_sample_of_one_host_timestep_can_be_captured():
