@@ -1047,6 +1047,19 @@ def test_fast_mse_loss_runs_its_kernels_on_views(rng, fake_cuda, launched_kernel
 
 
 @needs_compiler
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_fast_mse_loss_broadcasts_a_target_of_another_shape(rng, fake_cuda, reduction):
+    """A (3, 1) target against a (3, 4) input is broadcast, with PyTorch's warning, as by the
+    plain op: the kernels read one target element per input element, so it runs the plain op."""
+    def loss(x, target):
+        with pytest.warns(UserWarning, match="they are broadcast"):
+            return minilean.nn.functional.mse_loss(x, target, reduction=reduction)
+
+    assert_fast_gradients_match_cpu(loss, [rng.normal(size=shape).astype(numpy.float32)
+                                           for shape in ((3, 4), (3, 1))], (True, True))
+
+
+@needs_compiler
 def test_fused_updates_take_what_the_plain_ones_take(fake_cuda):
     check_fused_updates_take_what_the_plain_ones_take()
 
