@@ -183,6 +183,16 @@ MIXED_DTYPE_OPS = {
     "q_sample": (lambda x0, eps: D.q_sample(_ALPHA_BAR, x0, numpy.array([0, 9, 3, 3]), eps),
                  [(4, 3), (4, 3)], (numpy.float32, numpy.float64)),
     "mse_loss": OPS["mse_loss"] + ((numpy.float32, numpy.float64),),
+    # a float32 result scaled by a float64 tensor: a float64 gradient comes back to the kernel
+    "softmax_scaled_in_float64": (lambda a, b: a.softmax(-1) * b, [(3, 4), (3, 4)],
+                                  (numpy.float32, numpy.float64)),
+    "log_softmax_scaled_in_float64": (lambda a, b: a.log_softmax(0) * b, [(3, 4), (3, 4)],
+                                      (numpy.float32, numpy.float64)),
+    "mse_loss_scaled_in_float64": (lambda a, b, c: F.mse_loss(a, b) * c, [(3, 4), (3, 4), ()],
+                                   (numpy.float32, numpy.float32, numpy.float64)),
+    "mse_loss_none_scaled_in_float64": (lambda a, b, c: F.mse_loss(a, b, reduction="none") * c,
+                                        [(3, 4), (3, 4), (3, 4)],
+                                        (numpy.float32, numpy.float32, numpy.float64)),
 }
 
 
@@ -191,7 +201,9 @@ def check_fast_op_takes_inputs_of_mixed_dtypes(name, rng):
     values, gradients and dtypes: float32 x with float64 weight and bias make float32 norms,
     whose kernels get the parameters in x's dtype (a float64 array read as float is garbage on
     a GPU, a refused launch on the stand-in); float32 x0 with float64 noise make a float64
-    q_sample and float32 input with float64 target a float64 loss, which run the plain op."""
+    q_sample and float32 input with float64 target a float64 loss, which run the plain op; a
+    float32 softmax or loss scaled by a float64 tensor gets a float64 gradient, which its
+    backward kernel reads in its own dtype."""
     fn, shapes, dtypes = MIXED_DTYPE_OPS[name]
     arrays = [rng.normal(size=shape).astype(dtype) for shape, dtype in zip(shapes, dtypes)]
     expected = fn(*[minilean.tensor(a) for a in arrays])
