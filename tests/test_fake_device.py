@@ -733,6 +733,23 @@ def test_a_capture_that_takes_another_path_than_its_warm_up_is_a_clear_error(fak
     assert graph._recording is None
 
 
+def test_a_capture_that_asks_for_another_object_than_its_warm_up_made_is_a_clear_error(
+        fake_cuda):
+    """The capture asks for a table of other sizes where the warm-up made one: handing it the
+    warm-up's would give its kernel a table of other tensors' sizes."""
+    from minilean.cuda import graph
+    keys = iter([(1, (3,), 4), (1, (5,), 4)])
+
+    def asks_for_other_sizes(x):
+        graph.made_at_warm_up(next(keys), lambda: None)
+        return x + 1
+
+    with pytest.raises(graph.GraphCaptureError, match=re.escape(
+            "the capture asked for (1, (5,), 4), which its warm-up did not make at this point")):
+        CapturedCall(asks_for_other_sizes, (numpy.ones(3),))
+    assert graph._recording is None
+
+
 @pytest.mark.parametrize("fast", [False, True], ids=["plain", "fast-kernels"])
 def test_cuda_graph_sampling_replays_the_network(fake_cuda, capsys, fast):
     check_graph_sampling_replays_the_network(capsys, fast)
