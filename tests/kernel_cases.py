@@ -318,7 +318,9 @@ class KernelCases:
         params = [rng.normal(size=s).astype(dtype) for s in PARAMETER_SHAPES]
         device_averages = [on_gpu(cupy, a, "offset" if misaligned and k == 3 else "contiguous")
                            for k, a in enumerate(averages)]
-        ema.fused_ema_update(device_averages, [cupy.asarray(p) for p in params], 0.99)
+        device_params = [cupy.asarray(p) for p in params]
+        device_params[0] = cupy.asarray(params[0].T.copy()).T  # a parameter as a transposed view
+        ema.fused_ema_update(device_averages, device_params, 0.99)
         for got, average, param in zip(device_averages, averages, params):
             close(got, ema.reference(average, param, 0.99), dtype)
 

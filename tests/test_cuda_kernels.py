@@ -336,6 +336,17 @@ def test_adam_reference_matches_optimizer_update(rng, decoupled):
             numpy.testing.assert_allclose(reference_array, engine_array, rtol=1e-12)
 
 
+def test_adam_reference_without_weight_decay_keeps_an_infinite_weight_out_of_the_moments():
+    """Adam without weight decay adds nothing to the gradient, as the plain update and the
+    kernel: 0 * inf would make the moments of an infinite weight NaN."""
+    param, exp_avg, exp_avg_sq = adam.reference(
+        numpy.array([numpy.inf, 1.0]), numpy.array([0.5, 0.5]), numpy.zeros(2), numpy.zeros(2),
+        step=1, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled=False)
+    assert param[0] == numpy.inf
+    numpy.testing.assert_allclose(exp_avg, [0.05, 0.05], rtol=1e-12)
+    numpy.testing.assert_allclose(exp_avg_sq, [0.00025, 0.00025], rtol=1e-12)
+
+
 @pytest.mark.parametrize("decoupled", [False, True])
 def test_adam_reference_matches_torch(rng, decoupled):
     torch = pytest.importorskip("torch")
