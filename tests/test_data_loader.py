@@ -87,6 +87,9 @@ def test_scaling_to_minus_one_one_and_float_input():
     floats = numpy.array([0.25, 0.5], numpy.float32).reshape(2, 1, 1, 1)
     assert next(iter(Loader(floats, 2, shuffle=False, value_range=(0, 1)))).x.numpy().ravel(
         ).tolist() == [0.25, 0.5]
+    # float64 rows (an .npy saved from float64 arrays) come out float32 too, as uint8 ones do
+    wide = next(iter(Loader(floats.astype(numpy.float64), 2, shuffle=False))).x
+    assert wide.dtype == numpy.float32 and wide.numpy().ravel().tolist() == [-0.5, 0.0]
     with pytest.raises(ValueError, match=r"value_range must be one of"):
         Loader(x, 2, value_range=(0, 255))
 
@@ -159,6 +162,17 @@ def test_the_default_seed_is_zero():
     loader = Loader(numbered_images(10), 10, value_range=(0, 1))
     expected = stream(0, Purpose.DATA_ORDER, 0).permutation(10).tolist()
     assert rows_of(next(iter(loader))) == expected
+
+
+def test_order_purpose_draws_the_epochs_orders_from_that_purpose():
+    """A second model of the run (the FD-classifier) shuffles from its own streams: its
+    epochs are not the model's epochs in the model's order."""
+    loader = Loader(numbered_images(10), 10, value_range=(0, 1), seed=4,
+                    order_purpose=Purpose.FD_CLASSIFIER_ORDER)
+    for epoch in range(2):
+        expected = stream(4, Purpose.FD_CLASSIFIER_ORDER, epoch).permutation(10).tolist()
+        assert expected != stream(4, Purpose.DATA_ORDER, epoch).permutation(10).tolist()
+        assert [rows_of(batch) for batch in loader.epoch(epoch)] == [expected]
 
 
 def test_successive_loops_are_successive_epochs():
