@@ -78,6 +78,13 @@ def test_limits_and_cached_archive_reuse(tmp_path):
     archive.unlink()  # a second run must not need the "network" at all
     paths = cifar10.prepare(str(tmp_path / "real"), limit_train=6, limit_test=3, **kwargs)
     assert numpy.load(paths["train_X"]).shape[0] == 6 and numpy.load(paths["test_y"]).shape == (3,)
+    # the first rows, across the batches' boundary (4 a batch), their labels with them
+    first, second = fake_batch(0), fake_batch(1)
+    numpy.testing.assert_array_equal(
+        numpy.load(paths["train_X"]).reshape(6, -1),
+        numpy.concatenate([first[b"data"], second[b"data"][:2]]))
+    assert numpy.load(paths["train_y"]).tolist() == first[b"labels"] + second[b"labels"][:2]
+    assert numpy.load(paths["test_y"]).tolist() == fake_batch(5)[b"labels"][:3]
     assert any(message.startswith("reusing verified") for message in messages)
 
 
