@@ -130,6 +130,30 @@ def test_a_run_directory_another_process_writes_is_refused_and_left_as_it_is(tmp
     assert not (tmp_path / "checkpoints" / ".last.npz.abcdefgh.tmp").exists()
 
 
+@pytest.mark.parametrize("code", ["ENOSYS", "EOPNOTSUPP", "ENOLCK"])
+def test_a_file_system_that_cannot_lock_opens_the_run_unlocked_and_another_fault_stops_it(
+        tmp_path, monkeypatch, code):
+    """As documented: where flock is not supported (Lustre mounted without it) the run opens
+    without the lock, as on Windows; any other failure to lock is an OSError naming the file."""
+    import errno
+
+    from minilean.data import runlog
+    pytest.importorskip("fcntl")
+
+    def flock(file, operation, failure=getattr(errno, code)):
+        raise OSError(failure, os.strerror(failure))
+    monkeypatch.setattr(runlog.fcntl, "flock", flock)
+    with RunDirectory(tmp_path / "run", {"seed": 1}) as run:
+        assert run.lock is None
+        run.log(1, loss=0.5)
+    assert [record["loss"] for record in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [0.5]
+    monkeypatch.setattr(runlog.fcntl, "flock", lambda file, operation, failure=errno.EIO: flock(
+        file, operation, failure))
+    with pytest.raises(OSError, match=f"^cannot lock {re.escape(str(tmp_path / 'other' / '.lock'))}"
+                                      f": {os.strerror(errno.EIO)}$"):
+        RunDirectory(tmp_path / "other", {"seed": 1})
+
+
 def test_a_run_directory_is_locked_until_it_is_closed(tmp_path):
     """Two open RunDirectory of one folder would write one metrics.jsonl; the lock goes with
     the close, also when the close fails."""
