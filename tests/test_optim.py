@@ -707,6 +707,17 @@ def test_clip_grad_norm_refuses_pytorch_positional_norm_type():
     numpy.testing.assert_array_equal(param.grad.numpy(), [3.0, 4.0])
 
 
+def test_clip_grad_norm_sums_float32_squares_in_float64():
+    """The norm of float32 gradients is a float64 summed in float64: the float32 squares of
+    3e20 and 4e20 overflow, and the infinite norm then zeroed every gradient."""
+    param = nn.Parameter(ml.zeros(2))
+    param.grad = ml.tensor(numpy.array([3e20, 4e20], numpy.float32))
+    norm = optim.clip_grad_norm_([param], 1.0)
+    assert norm.dtype == numpy.float64 and norm.item() == pytest.approx(5e20, rel=1e-6)
+    assert param.grad.dtype == numpy.float32
+    numpy.testing.assert_allclose(param.grad.numpy(), [0.6, 0.8], rtol=1e-5)
+
+
 # --- EMA ------------------------------------------------------------------------------------
 
 def test_ema_follows_the_formula_and_swaps_weights():
