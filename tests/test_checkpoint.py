@@ -56,6 +56,20 @@ def test_model_optimizer_ema_and_metadata_round_trip(tmp_path):
         numpy.testing.assert_array_equal(a, b)
 
 
+def test_arrays_come_back_in_their_own_dtype_with_every_digit(tmp_path):
+    """Each array is stored as it is: float64 moments and weights of a float64 model keep the
+    digits float32 would drop, and integer and boolean arrays keep their kind."""
+    path = str(tmp_path / "dtypes.npz")
+    saved = {"f16": numpy.array([0.1], numpy.float16), "f32": numpy.array([0.1], numpy.float32),
+             "f64": numpy.array([0.1, 1 + 2.0 ** -40]), "i64": numpy.array([2 ** 40]),
+             "flags": numpy.array([True, False])}
+    optim.save_checkpoint(path, **saved)
+    state = optim.load_checkpoint(path)
+    for name, array in saved.items():
+        assert state[name].dtype == array.dtype, name
+        numpy.testing.assert_array_equal(state[name], array, err_msg=name)
+
+
 def test_numpy_scalars_come_back_as_python_numbers_of_their_kind(tmp_path):
     path = str(tmp_path / "scalars.npz")
     optim.save_checkpoint(path, step=numpy.int64(1200), loss=numpy.float32(0.5),
