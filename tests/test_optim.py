@@ -556,11 +556,14 @@ def test_an_optimizer_state_with_a_weight_that_never_trained_loads():
     assert resumed.param_steps == [0, 1] and resumed.step_count == 1
 
 
-@pytest.mark.parametrize("param_steps", [[1.5, 2], ["3", 2], [True, 2], None, 3])
+@pytest.mark.parametrize("param_steps", [[1.5, 2], ["3", 2], [True, 2], None, 3, [-1, 2],
+                                         [2]])
 def test_an_optimizer_state_whose_counts_are_not_integers_is_refused_and_changes_nothing(
         param_steps):
     """Each count was read with int(): 1.5 loaded as 1 and "3" as 3 without a word, and None
-    or a lone number failed in Python's words ("'int' object is not iterable")."""
+    or a lone number failed in Python's words ("'int' object is not iterable"). A count of -1
+    would make the next step's bias correction 1 - beta1^0 = 0, and a count short of one per
+    parameter would leave some parameter without one."""
     params = [nn.Parameter(ml.ones(2)), nn.Parameter(ml.ones(3))]
     optimizer = optim.Adam(params)
     state = optimizer.state_dict()
