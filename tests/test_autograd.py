@@ -291,6 +291,12 @@ def test_inference_mode_takes_pytorchs_mode():
         with pytest.raises(TypeError, match=re.escape(
                 f"inference_mode takes a bool mode or a function to decorate, got {shown}")):
             ml.inference_mode(mode)
+    # NumPy's bools, as train() and requires_grad take them (refused as "got bool np.False_")
+    x = ml.ones(2, requires_grad=True)
+    with ml.no_grad(), ml.inference_mode(np.False_):
+        assert (x * 2).requires_grad
+    with ml.inference_mode(np.True_):
+        assert not (x * 2).requires_grad
 
 
 def test_inputs_that_need_no_gradient_get_none():

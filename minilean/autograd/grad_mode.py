@@ -8,6 +8,8 @@ import functools
 import inspect
 import threading
 
+import numpy
+
 _thread = threading.local()  # .enabled, and .saved: the modes the open blocks will restore
 
 
@@ -106,10 +108,11 @@ class inference_mode(no_grad):
     already saves nothing for backward). ``inference_mode(False)`` records the graph, as
     ``enable_grad`` (PyTorch's leaves inference mode, which turns grad mode on), so that
     ``inference_mode(not training)`` reads as in PyTorch; a mode that is no bool is refused
-    (PyTorch's decorates "false" as if it were a function)."""
+    (PyTorch's decorates "false" as if it were a function). NumPy's bools are bools here, as
+    for ``train`` and ``requires_grad`` (PyTorch's decorates them too)."""
 
     def __new__(cls, mode=True):
-        if isinstance(mode, bool):
+        if isinstance(mode, (bool, numpy.bool_)):
             return super().__new__(cls)
         if not callable(mode):
             raise TypeError(f"inference_mode takes a bool mode or a function to decorate, "
