@@ -75,7 +75,8 @@ import numpy
 from minilean import heap
 from minilean.backend import DeviceError
 from minilean.data.images import output_image
-from minilean.data.arrays import DATA_FLAGS, DATASETS, check_labels_come_with_images
+from minilean.data.arrays import (DATA_FLAGS, DATASETS, READ_FROM_DATA_ROOT,
+                                  check_labels_come_with_images)
 from minilean.data.paths import output_file, output_folder
 from minilean.data.runlog import (RUN_RECORDS, WRITTEN_FILE_FLAGS, read_run_config,
                                   resumed_flags)
@@ -181,8 +182,9 @@ def _data_root_unused(values):
     """--data-root is the folder of the datasets read from files by name (cifar10, imagenet64)."""
     if values.x is not None:
         return "with --x (the array is read from its own path)"
-    if values.dataset not in ("cifar10", "imagenet64"):
-        return f"with --dataset {values.dataset} (only cifar10 and imagenet64 are read from it)"
+    if values.dataset not in READ_FROM_DATA_ROOT:
+        return (f"with --dataset {values.dataset} (only {' and '.join(READ_FROM_DATA_ROOT)} are "
+                f"read from it)")
     return None
 
 

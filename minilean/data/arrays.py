@@ -22,6 +22,7 @@ from minilean.errors import flag_error
 from minilean.flags import Flag, flag_checked
 
 DATASETS = ("builtin", "cifar10", "imagenet64", "digits", "ring8")
+READ_FROM_DATA_ROOT = ("cifar10", "imagenet64")  # the datasets --data-root holds
 DATASET_ALIASES = {"cifar": "cifar10", "imagenet": "imagenet64", "imagenette64": "imagenet64",
                    "shapes": "builtin"}
 # The most bytes --n-total may ask builtin or ring8 to generate. They are made in memory at
