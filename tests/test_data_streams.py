@@ -137,3 +137,16 @@ def test_each_purpose_counts_its_index_and_sub_index_as_documented(command, tmp_
             _, purpose, index, sub_index = key + (0,) * (4 - len(key))
             drawn[Purpose(purpose)].add((index, sub_index))
     assert dict(drawn) == DRAWS[command]
+
+
+def test_each_held_out_chunk_of_the_vae_draws_its_own_eps(tmp_path, monkeypatch):
+    """The VAE's held-out bounds are taken EVAL_CHUNK rows at a time, each chunk's eps from
+    (seed, EVALUATION, chunk, draw) as ``Purpose`` documents: with every chunk at index 0,
+    the chunks would share their draws and no other test would see it (the runs above
+    evaluate one chunk)."""
+    from minilean.train import vae
+    monkeypatch.setattr(vae, "EVAL_CHUNK", 2)  # --n-eval=4: two chunks
+    asked = _run_recording_seed_keys("vae", tmp_path, monkeypatch)
+    evaluation = {key[2:] + (0,) * (4 - len(key)) for key in asked
+                  if len(key) > 1 and key[1] == Purpose.EVALUATION}
+    assert evaluation == {(chunk, draw) for chunk in range(2) for draw in range(2)}
