@@ -1083,6 +1083,32 @@ def test_a_slice_of_a_sequential_is_a_sequential_that_runs_those_layers():
     numpy.testing.assert_array_equal(model[2:](head(x)).numpy(), model(x).numpy())
 
 
+def test_a_sequential_of_an_ordered_dict_names_its_layers_as_torchs():
+    """PyTorch's Sequential(OrderedDict([(name, layer), ...])) names the layers; it was
+    refused ('Sequential holds Modules, got OrderedDict'), so a ported model did not build
+    and its state_dict keys could not match."""
+    from collections import OrderedDict
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        nn = library.nn
+        model = nn.Sequential(OrderedDict([("conv", nn.Linear(3, 4)), ("act", nn.ReLU()),
+                                           ("head", nn.Linear(4, 2))]))
+        model.append(nn.Tanh())
+        seen[library.__name__] = (list(model.state_dict()), [name for name, _ in
+                                                             model.named_children()],
+                                  type(model[0]).__name__, type(model[-1]).__name__,
+                                  list(model[1:].state_dict()))
+    assert seen["minilean"] == seen["torch"] == (
+        ["conv.weight", "conv.bias", "head.weight", "head.bias"], ["conv", "act", "head", "3"],
+        "Linear", "Tanh", ["head.weight", "head.bias"])
+    model = ml.nn.Sequential(OrderedDict([("scale", ml.nn.Linear(1, 1, bias=False))]))
+    model[0].weight.data[...] = 2.0
+    assert model(ml.tensor([[3.0]])).item() == 6.0
+    with pytest.raises(TypeError, match="^Sequential holds Modules, got int$"):
+        ml.nn.Sequential(OrderedDict([("one", 1)]))
+
+
 def test_a_slice_of_a_sequential_keeps_the_layer_names_and_a_module_lists_does_not_as_torch():
     """``model[1:]`` of a Sequential keeps the names "1", "2", ... (its state_dict loads
     PyTorch's slice's), a ModuleList's slice names from "0", as PyTorch's: the Sequential's

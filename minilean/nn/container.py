@@ -1,6 +1,7 @@
 """Sequential (call modules in order), ModuleList (hold modules, you call them) and ModuleDict
 (the same, by name)."""
 import operator
+from collections import OrderedDict
 from collections.abc import Mapping
 
 from minilean.nn.module import Module
@@ -173,10 +174,18 @@ class ModuleDict(Module):
 
 
 class Sequential(ModuleList):
-    """``Sequential(a, b, c)(x) == c(b(a(x)))``."""
+    """``Sequential(a, b, c)(x) == c(b(a(x)))``. ``Sequential(OrderedDict([("conv", a),
+    ("act", b)]))`` names the layers (state_dict keys "conv.weight", ...), as PyTorch's; a
+    layer is still reached by its position, ``model[0]``."""
 
     def __init__(self, *modules):
-        super().__init__(modules)
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            super().__init__()
+            for name, module in modules[0].items():
+                _check_module(self, module)
+                self.add_module(name, module)
+        else:
+            super().__init__(modules)
 
     def __getitem__(self, index):
         """A layer, or for a slice a Sequential of those layers under their names here, as
