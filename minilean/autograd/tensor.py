@@ -19,7 +19,27 @@ _FLOAT_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64),
                  numpy.dtype(numpy.float16))
 
 
-class Tensor:
+class ToShorthands:
+    """PyTorch's shorthands for ``to``, of a Tensor and of a Module alike (a Module's keeps
+    its integer and boolean buffers' dtypes, as its ``to`` does)."""
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    def float(self):
+        return self.to(dtype=numpy.float32)
+
+    def double(self):
+        return self.to(dtype=numpy.float64)
+
+    def half(self):
+        return self.to(dtype=numpy.float16)
+
+
+class Tensor(ToShorthands):
     __array_priority__ = 1000  # so numpy_scalar * tensor calls Tensor.__rmul__
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
@@ -260,21 +280,6 @@ class Tensor:
         """This tensor on ``device`` and/or with ``dtype``: a copy where either changes, else
         the tensor itself (as PyTorch's ``to``); differentiable."""
         return _shape.to(self, *device_and_dtype(device, dtype))
-
-    def cpu(self):
-        return self.to("cpu")
-
-    def cuda(self):
-        return self.to("cuda")
-
-    def float(self):
-        return self.to(dtype=numpy.float32)
-
-    def double(self):
-        return self.to(dtype=numpy.float64)
-
-    def half(self):
-        return self.to(dtype=numpy.float16)
 
     def long(self):
         """int64, the dtype of class labels (truncating toward zero, as in PyTorch)."""

@@ -18,7 +18,7 @@ import numpy
 
 from minilean import backend
 from minilean.autograd import writes
-from minilean.autograd.tensor import Tensor, device_and_dtype, is_int
+from minilean.autograd.tensor import Tensor, ToShorthands, device_and_dtype, is_int
 
 
 class Parameter(Tensor):
@@ -68,7 +68,7 @@ _MODULE_STATE = ("_parameters", "_buffers", "_modules", "training", "_listed_mem
                  "_non_persistent_buffers")
 
 
-class Module:
+class Module(ToShorthands):
     """Base class of every layer and model: subclasses set attributes and write ``forward``."""
 
     def __init__(self):
@@ -381,22 +381,6 @@ class Module:
             if tensor.grad is not None:
                 tensor.grad.data = _moved(tensor.grad.data, device, dtype)
         return self
-
-    # PyTorch's shorthands for ``to``: integer and boolean buffers keep their dtype here too
-    def float(self):
-        return self.to(dtype=numpy.float32)
-
-    def double(self):
-        return self.to(dtype=numpy.float64)
-
-    def half(self):
-        return self.to(dtype=numpy.float16)
-
-    def cpu(self):
-        return self.to("cpu")
-
-    def cuda(self):
-        return self.to("cuda")
 
     def requires_grad_(self, requires_grad=True):
         """Whether autograd records gradients for every parameter (``False`` freezes the
