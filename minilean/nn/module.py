@@ -407,22 +407,17 @@ class Module(ToShorthands):
         return OrderedDict(self._listed("state", self._list_state))
 
     def _list_state(self):
-        """``_named_state``'s list, walking the tree by every name a module has (depth first,
-        each module's own parameters and buffers before those of its children). A module
-        below itself (a child that keeps its parent as an attribute) is not entered again,
-        where PyTorch's recursion never ends."""
-        members, stack = [], [("", self, frozenset())]
-        while stack:
-            prefix, module, above = stack.pop()
+        """``_named_state``'s list: each module's own parameters and persistent buffers, under
+        every name the module has (``named_modules`` without removing duplicates, which
+        enters no module below itself)."""
+        members = []
+        for module_name, module in self.named_modules(remove_duplicate=False):
+            prefix = f"{module_name}." if module_name else ""
             saved = [*module._parameters.items(),
                      *((name, buffer) for name, buffer in module._buffers.items()
                        if name not in module._non_persistent_buffers)]
             members.extend((prefix + name, tensor) for name, tensor in saved
                            if tensor is not None)  # None: an emptied slot
-            above = above | {id(module)}
-            stack.extend(reversed([(f"{prefix}{name}.", child, above)
-                                   for name, child in module._modules.items()
-                                   if id(child) not in above]))
         return members
 
     def state_dict(self):
