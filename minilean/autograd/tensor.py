@@ -168,7 +168,7 @@ class Tensor(ToShorthands):
         ``_requires_grad`` themselves, unchecked. The flag must be a bool, as PyTorch's:
         ``model.requires_grad_(flags.finetune)`` with the text "false" kept every weight
         training (the text stored as the flag, and read as true)."""
-        if not isinstance(requires_grad, (bool, numpy.bool_)):
+        if not is_bool(requires_grad):
             raise TypeError(f"requires_grad must be a bool, got {requires_grad!r}")
         requires_grad = bool(requires_grad)
         if requires_grad and self.data.dtype not in _FLOAT_DTYPES:
@@ -475,6 +475,13 @@ def is_int(value):
     types, not ``numbers.Integral``, whose abstract-class check, some 160 times a step, made the
     fast eager step's host time 3-5% longer: ``benchmarks/host_layer.py``.)"""
     return isinstance(value, (int, numpy.integer)) and not isinstance(value, bool)
+
+
+def is_bool(value):
+    """True for a bool, Python's or NumPy's: a flag given as text ("false", read from a
+    command line) is truthy, so the flags of ``requires_grad``, ``train`` and the like take
+    bools only."""
+    return isinstance(value, (bool, numpy.bool_))
 
 
 def dims_arg(dim):

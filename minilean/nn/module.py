@@ -18,7 +18,8 @@ import numpy
 
 from minilean import backend
 from minilean.autograd import writes
-from minilean.autograd.tensor import Tensor, ToShorthands, device_and_dtype, is_int
+from minilean.autograd.tensor import (Tensor, ToShorthands, device_and_dtype, is_bool,
+                                      is_int)
 
 
 class Parameter(Tensor):
@@ -166,7 +167,7 @@ class Module(ToShorthands):
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"buffer {name!r} must be a Tensor or None, got "
                             f"{type(tensor).__name__}")
-        if not isinstance(persistent, (bool, numpy.bool_)):  # "false", read as text, is truthy
+        if not is_bool(persistent):  # "false", read as text, is truthy
             raise TypeError(f"persistent must be a bool, got {persistent!r}")
         self.__dict__.pop(name, None)
         self._buffers[name] = tensor
@@ -328,7 +329,7 @@ class Module(ToShorthands):
         """Training mode (dropout active); ``eval()`` switches it off in the whole tree.
         ``mode`` must be a bool, as in PyTorch: ``train("false")`` (a flag read as text) would
         otherwise leave dropout on."""
-        if not isinstance(mode, (bool, numpy.bool_)):
+        if not is_bool(mode):
             raise ValueError(f"training mode must be a bool, got {mode!r}")
         mode = bool(mode)
         object.__setattr__(self, "training", mode)
@@ -490,7 +491,7 @@ def _check_walk(prefix, **flags):
     if not isinstance(prefix, str):
         raise TypeError(f"prefix must be a str, got {type(prefix).__name__} {prefix!r}")
     for name, flag in flags.items():
-        if not isinstance(flag, (bool, numpy.bool_)):
+        if not is_bool(flag):
             raise TypeError(f"{name} must be a bool, got {flag!r}")
 
 
