@@ -4,7 +4,6 @@ Each class is one op, forward beside backward, its derivative in the docstring. 
 are returned in the broadcast output shape; the graph walk reduces them to each input's shape.
 """
 import itertools
-import math
 import numbers
 
 import numpy
@@ -441,15 +440,11 @@ class Clamp(Function):
         if ctx.recording:
             ctx.x, ctx.low, ctx.high = x, low, high
         xp = array_module(x)
-        out = xp.clip(x, low, high)
-        # a nan bound gives nan, as NumPy's clip and PyTorch's clamp give: CuPy's clip kernel
-        # passes it over (cupy/cupy#9031), so clamp(x, min=nan) was x itself on a GPU
-        nan_bounds = [xp.isnan(bound) for bound in (low, high)
-                      if bound is not None and bound.dtype.kind == "f"]
-        if nan_bounds:
-            nan_bound = nan_bounds[0] if len(nan_bounds) == 1 else nan_bounds[0] | nan_bounds[1]
-            out = xp.where(nan_bound, out.dtype.type(math.nan), out)
-        return out
+        # maximum and minimum, not clip: they carry a nan bound into the result on both
+        # devices, as PyTorch's clamp does, where CuPy's clip kernel passes it over
+        # (cupy/cupy#9031: clamp(x, min=nan) was x itself on a GPU)
+        out = x if low is None else xp.maximum(x, low)
+        return out if high is None else xp.minimum(out, high)
 
     @staticmethod
     def backward(ctx, grad):
