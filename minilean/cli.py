@@ -188,6 +188,10 @@ def _data_root_unused(values):
     return None
 
 
+# the notes of the shared data flags, for every command that reads data
+DATA_FLAGS_UNUSED = {"image_size": _image_size_unused, "data_root": _data_root_unused}
+
+
 def training_flags(**defaults):
     """Optimisation flags shared by every training command, with per-command defaults."""
     return FlagGroup("training", [
@@ -744,7 +748,7 @@ DIFFUSION = Command(
         ], check=_check_reconstruct_step),
         run_dir_flags("runs/diffusion"),
     ], unused={
-        "image_size": _image_size_unused, "data_root": _data_root_unused,
+        **DATA_FLAGS_UNUSED,
         "eta": lambda values: None if values.sampler == "ddim"
         else f"with --sampler {values.sampler} (it is DDIM's noise scale)",
         "reconstruct_step": lambda values: None if values.noisy_ppm or values.reconstruct_ppm
@@ -782,9 +786,9 @@ EVALUATE = Command(
             Flag("seed", 0, "seed of the classifier and the reference sets", low=0,
                  high=KEY_LIMIT - 1),
         ]),
-    ], unused={"image_size": lambda values: _image_size_unused(values) or (
+    ], unused={**DATA_FLAGS_UNUSED, "image_size": lambda values: _image_size_unused(values) or (
         "with --dataset builtin (its shapes are drawn at the samples' size)"
-        if values.dataset == "builtin" else None), "data_root": _data_root_unused})
+        if values.dataset == "builtin" else None)})
 
 PROOFS = Command(
     "proofs",
@@ -844,8 +848,7 @@ def zoo_command(name, summary, details, training, own_flags, data=None, resolve=
         DEVICE_FLAGS, data_flags(points, **(data or {"image_size": 16})),
         zoo_training_flags(**training),
         FlagGroup(name, own_flags, resolve, check), run_dir_flags(f"runs/{name}")],
-        unused={"image_size": _image_size_unused, "data_root": _data_root_unused,
-                **(unused or {})})
+        unused={**DATA_FLAGS_UNUSED, **(unused or {})})
 
 
 VAE = zoo_command(
