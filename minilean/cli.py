@@ -708,7 +708,8 @@ DIFFUSION = Command(
             Flag("beta_start", 1e-4, "first beta of the linear schedule", low=0, high=1,
                  high_open=True),
             Flag("beta_end", 0.1, "last beta of the linear schedule (TorchLean's default "
-                 "is 0.12, with T = 100; this one matters only with --schedule linear)",
+                 "is 0.12, with T = 100; this one matters only with --schedule linear, and "
+                 "not with --T 1, whose one beta is --beta-start)",
                  low=0, high=1, high_open=True),
             Flag("prediction", "v", "what the network predicts: eps (the noise, DDPM) or v "
                  "(sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0; no error blow-up near "
@@ -755,9 +756,14 @@ DIFFUSION = Command(
         else "without --noisy-ppm or --reconstruct-ppm (the images it is the timestep of)",
         "sample_steps": lambda values: None if values.sampler != "ddpm"
         else "with --sampler ddpm (it runs all T steps)",
-        **{name: lambda values: None if values.schedule == "linear"
-           else f"with --schedule {values.schedule} (it is the linear schedule's)"
-           for name in ("beta_start", "beta_end")},
+        "beta_start": lambda values: None if values.schedule == "linear"
+        else f"with --schedule {values.schedule} (it is the linear schedule's)",
+        # one timestep has one beta, --beta-start (TorchLean's current convention): the end
+        # was taken in silence there
+        "beta_end": lambda values: (
+            f"with --schedule {values.schedule} (it is the linear schedule's)"
+            if values.schedule != "linear"
+            else "with --T 1 (the one beta is --beta-start)" if values.T == 1 else None),
         "lr_decay_steps": lambda values: None if values.lr_schedule == "cosine"
         else f"with --lr-schedule {values.lr_schedule} (it is where the cosine reaches 0)"})
 

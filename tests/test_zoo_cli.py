@@ -160,6 +160,8 @@ def test_what_the_model_can_take_passes(command, flags, tmp_path):
      "--beta-end has no effect with --schedule cosine (it is the linear schedule's)"),
     (cli.DIFFUSION, {"beta_start": 1e-3},
      "--beta-start has no effect with --schedule cosine (it is the linear schedule's)"),
+    (cli.DIFFUSION, {"schedule": "linear", "T": 1, "beta_end": 0.12},
+     "--beta-end has no effect with --T 1 (the one beta is --beta-start)"),
     (cli.DIFFUSION, {"lr_schedule": "constant", "lr_decay_steps": 3000},
      "--lr-decay-steps has no effect with --lr-schedule constant (it is where the cosine "
      "reaches 0)"),
@@ -201,6 +203,7 @@ def test_a_typed_flag_the_rest_leaves_without_effect_is_said(command, flags, sai
     (cli.DIFFUSION, {"sample_steps": 20, "sampler": "ddim"}),
     (cli.DIFFUSION, {"sample_steps": 20, "sampler": "pf-euler"}),
     (cli.DIFFUSION, {"beta_end": 0.12, "schedule": "linear"}),
+    (cli.DIFFUSION, {"beta_start": 0.02, "schedule": "linear", "T": 1}),
     (cli.DIFFUSION, {"lr_decay_steps": 3000}),
     (cli.VAE, {"dataset": "digits", "image_size": 16}), (cli.VQVAE, {"image_size": 32}),
     (cli.MAE, {"mask": "block"}),  # the flag it would make idle not typed: nothing to say
