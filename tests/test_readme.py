@@ -109,6 +109,21 @@ def test_the_data_commands_synopses_list_every_flag():
         assert sorted(_options(synopsis)) == sorted(flag.option for flag in function.flags)
 
 
+def test_the_data_commands_defaults_said_beside_torchleans_are_theirs():
+    """Where the README contrasts the data commands with TorchLean's scripts (which keep 200
+    training images and stretch to 32x32), minilean's side is the code's defaults."""
+    from minilean.data.commands import ConvertCommands, DataCommands
+    text = " ".join(README.split())
+    found = re.search(r"keeps the first 200 training and 100 test images \(here (\w+) of them, "
+                      r"unless `--limit-train`/`--limit-test`.*?here `--crop (\w+)` keeps the "
+                      r"aspect ratio and cuts the centre, at (\d+)x(\d+);", text)
+    download = {flag.name: flag.default for flag in DataCommands.download.flags}
+    convert = {flag.name: flag.default for flag in ConvertCommands.image_folder.flags}
+    assert found.group(1) == "all" and download["limit_train"] is download["limit_test"] is None
+    assert found.group(2) == convert["crop"]
+    assert (int(found.group(3)), int(found.group(4))) == (convert["width"], convert["height"])
+
+
 def test_the_shared_flags_are_those_every_model_command_has():
     """"Flags every model command shares: ..." (diffusion's own --cuda-graph named as such), of
     which `evaluate` takes those up to --seed."""

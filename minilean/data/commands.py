@@ -24,8 +24,9 @@ def _extensions_problem(ext):
     return None
 
 
-def _optional_count(name, what):
-    return Flag(name, None, f"keep at most this many {what} (at least 1)", kind=int, low=1)
+def _optional_count(name, what, default_note="all"):
+    return Flag(name, None, f"keep at most this many {what} (at least 1; default: "
+                f"{default_note})", kind=int, low=1)
 
 
 class ConvertCommands:
@@ -38,14 +39,17 @@ class ConvertCommands:
              ".npy", kind=Path, required=True, check=output_file(".npy")),
         Flag("y_output", None, "where to write int64 labels, as .npy (needs "
              "--labels-from-dirs)", kind=Path, check=output_file(".npy")),
-        Flag("height", 64, "output height in pixels", low=1, high=4096),
-        Flag("width", 64, "output width in pixels", low=1, high=4096),
+        Flag("height", 64, "output height in pixels (TorchLean's converter: 32)", low=1,
+             high=4096),
+        Flag("width", 64, "output width in pixels (TorchLean's converter: 32)", low=1,
+             high=4096),
         Flag("labels_from_dirs", False, "label each image by its top-level sub-directory "
              "(sorted names; needs --y-output)"),
         _optional_count("limit", "images"),
         Flag("ext", ",".join(image_folder.DEFAULT_EXTENSIONS), "extensions to read, "
              "comma-separated, e.g. .png,.jpg", check=_extensions_problem),
-        Flag("crop", "center", '"center" (keep the aspect ratio, cut the centre) or "stretch"',
+        Flag("crop", "center", '"center" (keep the aspect ratio, cut the centre) or "stretch" '
+             "(ignore it, as TorchLean's converter does)",
              choices=image_folder.CROPS))
     def image_folder(self, input, x_output, y_output=None, height=64, width=64,
                      labels_from_dirs=False, limit=None,
@@ -69,8 +73,8 @@ class DataCommands:
         Flag("cifar10", False, "download CIFAR-10 (the only dataset this command fetches)"),
         Flag("root", "data/real", "folder for the archive and the arrays", kind=Path,
              check=output_folder("the archive and the arrays")),
-        _optional_count("limit_train", "training images"),
-        _optional_count("limit_test", "test images"))
+        _optional_count("limit_train", "training images", "all; TorchLean's download keeps 200"),
+        _optional_count("limit_test", "test images", "all; TorchLean's download keeps 100"))
     def download(self, cifar10=False, root="data/real", limit_train=None, limit_test=None):
         """Download CIFAR-10, verify its MD5, and write uint8 NCHW arrays under ROOT/cifar10/."""
         if not cifar10:
