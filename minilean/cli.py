@@ -262,7 +262,10 @@ def run_dir_flags(out, **defaults):
         Flag("resume", None, "continue the run in this directory (a run of this command) "
              "from its last checkpoint", kind=Path),
         Flag("log", None, "also write a TorchLean-style TrainLog JSON here "
-             "(false/off/none: do not)", kind=Path, check=output_file()),
+             "(false/off/none: do not): the loss of each metrics line, the training batches' "
+             "mean since the line before, at --log-every steps (TorchLean's curve is one fixed "
+             "sample's loss every steps/50, written by default)", kind=Path,
+             check=output_file()),
         Flag("progress", True, "show a progress bar (plain lines when output is not a "
              "terminal)"),
     ], check=_check_written_files_spare_the_run).with_defaults(**defaults)
