@@ -187,6 +187,11 @@ STATED_DEFAULTS = [
     ("mae", "lr", r"MAE `--lr ([\d.e-]+) --steps"),
     ("mae", "steps", r"MAE `--lr 2e-3 --steps (\d+)`"),
     ("mae", "mask_ratio", r"`--mask-ratio`, default ([\d.]+)"),
+    ("diffusion", "schedule", r"; (\w+) schedule T=\d+; v-prediction"),
+    ("diffusion", "lr_schedule", r"warm-up steps, (\w+) decay to 0; EMA"),
+    ("diffusion", "sampler", r"v-prediction; (\w+) ancestral sampling over all"),
+    *[(name, "image_size", r"Images are (\d+)x\d+ built-in shapes by default")
+      for name in ("vae", "vqvae", "gan", "autoencoder", "mae")],
 ]
 
 
@@ -196,7 +201,17 @@ def test_the_defaults_the_readme_states_are_the_commands(command, flag, words):
     from minilean.cli import COMMANDS
     stated = re.search(words, " ".join(README.split())).group(1)
     default = {c.name: c for c in COMMANDS}[command].flags[flag].default
-    assert stated == default if isinstance(default, str) else float(stated) == default
+    # a sampler is named in capitals in prose (DDPM), in lower case as a flag's value
+    assert stated.lower() == default if isinstance(default, str) else float(stated) == default
+
+
+def test_each_zoo_commands_run_directory_is_the_one_the_readme_states():
+    """"--out runs/<name>" for vae, vqvae, gan, autoencoder and mae."""
+    from minilean.cli import COMMANDS
+    assert "`--out runs/<name>`" in README
+    for command in COMMANDS:
+        if command.name in ("vae", "vqvae", "gan", "autoencoder", "mae"):
+            assert command.flags["out"].default == f"runs/{command.name}"
 
 
 def test_the_ring8_defaults_the_readme_states_are_the_gans():
