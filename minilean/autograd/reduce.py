@@ -193,10 +193,13 @@ def _shifted_exp(x, axis):
 
     softmax and logsumexp are unchanged by subtracting a constant along ``axis``; after the
     shift the largest exponent is 0, so nothing overflows and at least one term is 1.
-    An all -inf slice has max -inf; shifting by 0 there keeps the result -inf instead of nan.
-    So does a slice holding +inf: its softmax is then inf/inf = nan at the +infs and 0 elsewhere
-    (the limit is 1 and 0), and log_softmax nan and -inf, its gradient finite off the +infs;
-    PyTorch's x - max x is nan there, and its softmax and gradients nan throughout.
+    An all -inf slice has max -inf; shifting by 0 there keeps its logsumexp -inf instead of
+    the nan of -inf - (-inf); its softmax and log_softmax are nan all the same (0/0, and
+    -inf - log 0), as in PyTorch (attention masks such a row itself: ``attention_weights``).
+    The shift is 0 also for a slice holding +inf: its softmax is then inf/inf = nan at the
+    +infs and 0 elsewhere (the limit is 1 and 0), and log_softmax nan and -inf, its gradient
+    finite off the +infs; PyTorch's x - max x is nan there, and its softmax and gradients nan
+    throughout.
     Over an empty axis (attention with no keys) the max has no value and nothing can overflow:
     the shift is 0, so a softmax over no terms is empty and their logsumexp is -inf.
     """
