@@ -2,8 +2,9 @@
 and their indices), logsumexp, softmax, log_softmax, argmax, argmin.
 
 A reduction over ``dim`` (an int, a tuple of ints, or ``None`` for every axis) sends each
-output gradient back to all the inputs it summarised, so every backward starts by giving the
-gradient its size-1 axes back (``_keepdim_grad``) and broadcasting it over the reduced axes.
+output gradient back to all the inputs it summarised, so each reduction's backward starts by
+giving the gradient its size-1 axes back (``_keepdim_grad``) and broadcasting it over the
+reduced axes (softmax and log_softmax keep their input's shape and need neither).
 """
 import builtins
 import collections

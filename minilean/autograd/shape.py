@@ -1,7 +1,8 @@
 """Shape ops: reshape, permute, expand, indexing, cat/stack, pad, split, device/dtype moves.
 
-None of these change values, only where they sit, so each backward puts the gradient back
-where the values came from: reshape it back, permute it back, scatter it back into zeros.
+These move values rather than compute them (only a cast to a narrower dtype rounds them, and
+padding adds constants), so each backward puts the gradient back where the values came from:
+reshape it back, permute it back, scatter it back into zeros, cut the padding off.
 Views are returned wherever NumPy/CuPy give them, so most of these cost no copy.
 """
 import math
