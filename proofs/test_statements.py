@@ -899,15 +899,16 @@ def _diffusion_part(example, part):
     if part == "n":
         return len(example["x"] if "x" in example else example["pair"][0])
     if part == "gap":
-        return len(example["betas"]) - 2 - example["t_prev"]
+        return example["t"] - 1 - example["t_prev"]
     return example[part]
 
 
 # the ranges the diffusion statements draw from: _betas (T from 1 to 6, or from 2; each beta
-# in [2^-13, 1/2]), _vector and _pair (n from 1 to 4, entries in [-2, 2]), _with_step (t'
-# from the clean state -1 to t - 1: a gap t - 1 - t' from 0 to T - 1), and each statement's own
+# in [2^-13, 1/2]), _vector and _pair (n from 1 to 4, entries in [-2, 2]), _with_step (t from
+# 0 to T - 1, t' from the clean state -1 to t - 1: a gap t - 1 - t' from 0 to T - 1), and each
+# statement's own
 _DIFFUSION_VECTOR, _DIFFUSION_PAIR = [("n", 1, 4), ("x", -2, 2)], [("n", 1, 4), ("pair", -2, 2)]
-_DIFFUSION_STEP = [("T", 2, 6), ("t_prev", -1, 4), ("gap", 0, 5)]
+_DIFFUSION_STEP = [("T", 2, 6), ("t", 0, 5), ("t_prev", -1, 4), ("gap", 0, 5)]
 _DIFFUSION_FIELD = [("beta", 0.1, 20), ("sigma", 0.05, 1)]
 _DIFFUSION_RANGES = [(name, *ends) for name, ranges in [
     ("alphaBar_zero", [("T", 1, 6), ("betas", 2 ** -13, 0.5), *_DIFFUSION_VECTOR, ("c", -1, 1)]),
@@ -978,7 +979,7 @@ def test_the_diffusion_statements_claim_what_their_docstrings_state(name, key, c
     # the step 2 -> 1 of alpha_bar 0.9, 0.72, 0.504: k = |sqrt(a'/a) + (sqrt(1 - a')
     # - sqrt(a'(1 - a)/a)) c| = 1.039
     ("ddimStepSystem_contracts_of_step_contracts",
-     {"betas": numpy.asarray([0.1, 0.2, 0.3]), "t_prev": 1, "c": 0.5})])
+     {"betas": numpy.asarray([0.1, 0.2, 0.3]), "t": 2, "t_prev": 1, "c": 0.5})])
 def test_the_diffusion_contractions_fail_on_a_step_that_stretches_a_little(name, example):
     """Without its hypothesis k < 1 each contraction statement fails on a step that stretches
     distances by a factor under 2 (1.25 and 1.039), not only on the far larger ones its

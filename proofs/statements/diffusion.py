@@ -178,11 +178,18 @@ def pf_ode_system_step(check, x, c, steps):
 
 
 def _with_step(extra, first_step=-1):
-    """A schedule (T >= 2), t = T - 1 and t_prev drawn from first_step..t - 1 (-1 the clean
-    state): sampling with respaced timesteps skips, so a step is not only to t - 1; plus the
-    strategies in ``extra``."""
-    return _betas(2).flatmap(lambda betas: st.fixed_dictionaries(
-        {"betas": st.just(betas), "t_prev": st.integers(first_step, len(betas) - 2), **extra}))
+    """A schedule (T >= 2), t drawn from first_step + 1..T - 1 and t_prev from first_step..t - 1
+    (-1 the clean state): sampling with respaced timesteps skips, so a step is not only to
+    t - 1, and a step starts from every timestep, not only the last (where alpha_bar[t] and
+    alpha_bar[-1] are one entry, so a step reading the wrong one passed); t = T - 1 about half
+    the time, so that the longest steps (and gaps) are still drawn; plus the strategies in
+    ``extra``."""
+    def timesteps(betas):
+        last = len(betas) - 1
+        return st.one_of(st.just(last), st.integers(first_step + 1, last))
+    return _betas(2).flatmap(lambda betas: timesteps(betas).flatmap(
+        lambda t: st.fixed_dictionaries({"betas": st.just(betas), "t": st.just(t),
+                                         "t_prev": st.integers(first_step, t - 1), **extra})))
 
 
 def _alpha_bar_at(alpha_bar, t):
@@ -201,14 +208,15 @@ def _ddim_mp(a, a_prev, x, eps):
 
 @statement("ddimStep_eq_x0Pred", about=(f"{DIFFUSION}.ddim_step", f"{DIFFUSION}.x0_from_eps"),
            given=_with_step({"x": _vector(), "c": reals(-1, 1)}),
-           # pinned: a step that skips a timestep (2 -> 0)
-           examples=[{"betas": PINNED_BETAS, "t_prev": 0, "x": _pinned(1.5, -0.5), "c": 0.5}])
-def ddim_eq_x0_pred(check, betas, t_prev, x, c):
+           # pinned: a step that skips a timestep (2 -> 0), and one from t = 1 < T - 1, where
+           # alpha_bar[t] = 0.72 is not the schedule's last entry 0.504
+           examples=[{"betas": PINNED_BETAS, "t": t, "t_prev": 0, "x": _pinned(1.5, -0.5),
+                      "c": 0.5} for t in (2, 1)])
+def ddim_eq_x0_pred(check, betas, t, t_prev, x, c):
     """ddimStep(t -> t') x = sqrt(alpha_bar_t') x0Pred(x, t) + sqrt(1 - alpha_bar_t') eps_hat,
     with x0Pred = (x - sqrt(1 - alpha_bar_t) eps_hat) / sqrt(alpha_bar_t) (eta = 0, no clip)."""
     from minilean.models import diffusion
     alpha_bar = _alpha_bar(betas)
-    t = len(betas) - 1
     a, a_prev = mp(alpha_bar[t]), _alpha_bar_at(alpha_bar, t_prev)
     for dtype in ENGINE_DTYPES:
         x_t = engine(x, dtype)
@@ -342,10 +350,9 @@ def _ddim_lipschitz_constant(a, a_prev, c):
             + abs(mpmath.sqrt(1 - a_prev) - mpmath.sqrt(a_prev * (1 - a) / a)) * abs(c))
 
 
-def _ddim_contraction_check(check, betas, t_prev, pair, c, linear):
+def _ddim_contraction_check(check, betas, t, t_prev, pair, c, linear):
     from minilean.models import diffusion
     alpha_bar = _alpha_bar(betas)
-    t = len(betas) - 1
     a, a_prev = mp(alpha_bar[t]), _alpha_bar_at(alpha_bar, t_prev)
     if linear:  # eps_hat = c x: the step is k x exactly, k below
         k = abs(mpmath.sqrt(a_prev / a) + (mpmath.sqrt(1 - a_prev)
@@ -371,13 +378,16 @@ def _ddim_contraction_check(check, betas, t_prev, pair, c, linear):
 
 @statement("ddimStepSystem_lipschitz_of_step_lipschitz", about=(f"{DIFFUSION}.ddim_step",),
            given=_with_step({"pair": _pair(), "c": reals(-2, 2)}),
-           # pinned: near 0 (tanh's steepest slope), a step that skips a timestep
-           examples=[{"betas": PINNED_BETAS, "t_prev": 0, "pair": (_pinned(0.0), _pinned(0.125)),
-                      "c": 2.0}])
-def ddim_lipschitz(check, betas, t_prev, pair, c):
+           # pinned: near 0 (tanh's steepest slope), a step that skips a timestep; and one
+           # from t = 1 < T - 1 with c = -2, where the step's slope sqrt(a'/a) + (sqrt(1 - a')
+           # - sqrt(a'(1 - a)/a)) c is 1.67, the bound, and 2.59 with a read as alpha_bar[-1]
+           examples=[{"betas": PINNED_BETAS, "t": t, "t_prev": 0,
+                      "pair": (_pinned(0.0), _pinned(0.125)), "c": c}
+                     for t, c in ((2, 2.0), (1, -2.0))])
+def ddim_lipschitz(check, betas, t, t_prev, pair, c):
     """eps_hat c-Lipschitz  =>  ddimStep(t -> t') is L-Lipschitz in L2 with
     L = sqrt(a'/a) + |sqrt(1 - a') - sqrt(a'(1 - a)/a)| |c|."""
-    _ddim_contraction_check(check, betas, t_prev, pair, c, linear=False)
+    _ddim_contraction_check(check, betas, t, t_prev, pair, c, linear=False)
 
 
 def _ddim_contraction_given(require):
@@ -388,14 +398,14 @@ def _ddim_contraction_given(require):
            given=_ddim_contraction_given(True), relaxed=_ddim_contraction_given(False),
            # pinned: a step to the clean state with factor |1 / sqrt(a) - sqrt((1 - a) / a) c|
            # = 0.575
-           examples=[{"betas": PINNED_BETAS, "t_prev": -1, "pair": (_pinned(1.0), _pinned(0.0)),
-                      "c": 2.0, "require": True}])
-def ddim_contracts(check, betas, t_prev, pair, c, require):
+           examples=[{"betas": PINNED_BETAS, "t": 2, "t_prev": -1,
+                      "pair": (_pinned(1.0), _pinned(0.0)), "c": 2.0, "require": True}])
+def ddim_contracts(check, betas, t, t_prev, pair, c, require):
     """The DDIM step is factor-Lipschitz with factor < 1  =>  it contracts distances by that
     factor, to below ||x - y|| (eps_hat = c x, so the step is v -> factor v; the hypothesis
     factor < 1 is computed, examples without it discarded)."""
     from hypothesis import assume
-    factor, moved, distance, slack = _ddim_contraction_check(check, betas, t_prev, pair, c,
+    factor, moved, distance, slack = _ddim_contraction_check(check, betas, t, t_prev, pair, c,
                                                              linear=True)
     if require:
         assume(factor < 1)
@@ -624,26 +634,40 @@ def sample_timesteps_uniform(check, T, seed):
                 f"T = 1: timesteps {single}, not all 0")
 
 
+def _posterior_given():
+    """A schedule (T >= 2), a timestep t drawn from 0..T - 1 (every one, not only the last,
+    where betas[t] and betas[-1] are one entry), x0 and x_t."""
+    return _betas(2).flatmap(lambda betas: st.fixed_dictionaries(
+        {"betas": st.just(betas), "t": st.integers(0, len(betas) - 1), "x0": reals(-2, 2),
+         "x_t": reals(-3, 3)}))
+
+
 @statement("ddpm_posterior_mean_variance", about=(f"{DIFFUSION}.posterior_mean_variance",
                                                   f"{DIFFUSION}.ddim_step"),
-           given={"betas": _betas(2), "x0": reals(-2, 2), "x_t": reals(-3, 3)})
-def ddpm_posterior(check, betas, x0, x_t):
+           given=_posterior_given(),
+           # pinned: t = 1 of T = 3, whose beta_t = 0.2 and alpha_bar_{t-1} = 0.9 are not the
+           # schedule's last (0.3, 0.72); and t = 0, where the posterior is x0 itself
+           examples=[{"betas": PINNED_BETAS, "t": t, "x0": 0.5, "x_t": -1.5} for t in (1, 0)])
+def ddpm_posterior(check, betas, t, x0, x_t):
     """q(x_{t-1} | x_t, x_0) by Bayes' rule from N(sqrt(alpha_bar_{t-1}) x0, 1 - alpha_bar_{t-1})
-    and N(sqrt(1 - beta_t) x_{t-1}, beta_t) has the mean and variance of posterior_mean_variance;
-    DDIM with eta = 1 on consecutive steps adds noise of exactly that variance."""
+    and N(sqrt(1 - beta_t) x_{t-1}, beta_t) has the mean and variance of posterior_mean_variance
+    at every timestep t (at t = 0, alpha_bar_{-1} = 1: the point mass at x0); DDIM with eta = 1
+    on consecutive steps adds noise of exactly that variance."""
     from minilean.models import diffusion
     alpha_bar = _alpha_bar(betas)
-    t = len(betas) - 1
-    beta, alpha_bar_prev = mp(betas[t]), mp(alpha_bar[t - 1])
-    precision = 1 / (1 - alpha_bar_prev) + (1 - beta) / beta
-    variance = 1 / precision
-    mean = variance * (mpmath.sqrt(alpha_bar_prev) * mp(x0) / (1 - alpha_bar_prev)
-                       + mpmath.sqrt(1 - beta) * mp(x_t) / beta)
+    beta, alpha_bar_prev = mp(betas[t]), _alpha_bar_at(alpha_bar, t - 1)
+    if t == 0:  # the prior of x_{-1} = x0 is a point mass: the posterior is too
+        variance, mean, magnitude = mpmath.mpf(0), mp(x0), abs(mp(x0))
+    else:
+        precision = 1 / (1 - alpha_bar_prev) + (1 - beta) / beta
+        variance = 1 / precision
+        mean = variance * (mpmath.sqrt(alpha_bar_prev) * mp(x0) / (1 - alpha_bar_prev)
+                           + mpmath.sqrt(1 - beta) * mp(x_t) / beta)
+        magnitude = variance * (mpmath.sqrt(alpha_bar_prev) * abs(mp(x0)) / (1 - alpha_bar_prev)
+                                + mpmath.sqrt(1 - beta) * abs(mp(x_t)) / beta)
     for dtype in ENGINE_DTYPES:
         computed_mean, computed_variance = diffusion.posterior_mean_variance(
             betas, engine([x0], dtype), engine([x_t], dtype), t)
-        magnitude = variance * (mpmath.sqrt(alpha_bar_prev) * abs(mp(x0)) / (1 - alpha_bar_prev)
-                                + mpmath.sqrt(1 - beta) * abs(mp(x_t)) / beta)
         # the schedule's own float64 rounding (alpha_bar recomputed, ~2T roundings) is
         # amplified by 1 / (1 - alpha_bar_t) at most
         schedule = gamma(2 * len(betas) + 8, numpy.float64) / (1 - mp(alpha_bar[t]))
@@ -977,6 +1001,18 @@ def ddim_alphas_swapped(original):
     return broken
 
 
+@mutant("DDIM reads alpha_bar_t at the schedule's end", f"{DIFFUSION}.ddim_step",
+        caught_by=["ddimStep_eq_x0Pred", "ddimStepSystem_lipschitz_of_step_lipschitz"])
+def ddim_alpha_bar_at_end(original):
+    """ddim_step takes a = alpha_bar[-1], the schedule's last entry, for alpha_bar_t (x0_hat's
+    too): right for a step from t = T - 1 alone, where the DDIM statements drew every step."""
+    def broken(alpha_bar, x_t, t, t_prev, eps_hat, *args, **kwargs):
+        shifted = numpy.array(alpha_bar, dtype=numpy.float64)
+        shifted[t] = shifted[-1]
+        return original(shifted, x_t, t, t_prev, eps_hat, *args, **kwargs)
+    return broken
+
+
 @mutant("q_sample with the coefficients swapped", f"{DIFFUSION}.q_sample",
         caught_by=["forwardGaussian_isGaussian", "vTarget_value", "epsModelFromV_recovers_eps"])
 def q_sample_swapped(original):
@@ -1047,6 +1083,24 @@ def posterior_variance_beta(original):
     def broken(betas, x0, x_t, t):
         mean, _ = original(betas, x0, x_t, t)
         return mean, float(betas[t])
+    return broken
+
+
+@mutant("posterior at the schedule's last timestep", f"{DIFFUSION}.posterior_mean_variance",
+        caught_by=["ddpm_posterior_mean_variance", "ddpmStep_eq_posterior_step"])
+def posterior_at_last_timestep(original):
+    """posterior_mean_variance takes beta_t, alpha_bar_t and alpha_bar_{t-1} from the
+    schedule's end (betas[-1], alpha_bar[-1], alpha_bar[-2]) whatever t: right at t = T - 1
+    alone, the one timestep the statement used to check."""
+    from minilean.models import diffusion
+
+    def broken(betas, x0, x_t, t):
+        alpha_bar = diffusion.alpha_bars(betas)
+        beta, one_minus = float(betas[-1]), 1.0 - float(alpha_bar[-1])
+        previous = float(alpha_bar[-2])
+        mean = (beta * math.sqrt(previous) / one_minus * x0
+                + (1.0 - previous) * math.sqrt(1.0 - beta) / one_minus * x_t)
+        return mean, beta * (1.0 - previous) / one_minus
     return broken
 
 
