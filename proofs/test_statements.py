@@ -29,6 +29,24 @@ def test_statement_holds(name):
         f"GAUSSIAN_LAWS must list exactly the statements that make some")
 
 
+@pytest.mark.parametrize("module, name, numerator, denominator", [
+    ("pixel_likelihood", "HALF_BIN", 1, 510), ("wiring", "SLOPE", 1, 5)])
+def test_the_references_exact_constants_hold_the_working_precision(module, name, numerator,
+                                                                    denominator):
+    """A reference's constant stated exact (the bin's half-width 1/510, the leaky slope 1/5) is
+    exact to the 50 digits of the references: computed at import, where mpmath works at 15
+    digits, it was float64's rounding (1/510 as 0.5 / 255, off by 1.4e-17 relative), the
+    engine's own constant rather than the definition's."""
+    import importlib
+
+    import mpmath
+
+    from proofs.framework import DIGITS
+    value = getattr(importlib.import_module(f"proofs.statements.{module}"), name)
+    with mpmath.workdps(DIGITS):
+        assert abs(value * denominator - numerator) <= mpmath.mpf(10) ** -(DIGITS - 2), value
+
+
 def test_the_false_alarm_budget_uses_each_statements_max_examples():
     """TESTS_PER_RUN (and so the per-test false-alarm rate) counts every statistical
     statement's max_examples as it is registered."""

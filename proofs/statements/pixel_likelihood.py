@@ -23,12 +23,15 @@ import mpmath
 import numpy
 from hypothesis import strategies as st
 
-from proofs.framework import statement
+from proofs.framework import DIGITS, statement
 from proofs.mutation import mutant
 from proofs.numerics import ENGINE_DTYPES, engine, gamma, host, library_roundings, mp, reals
 
 VAE = "minilean.models.vae"
-HALF_BIN = mpmath.mpf(1) / 510  # the definition's h, not the module's constant
+# the definition's h, not the module's constant: computed at the working precision, since at
+# import mpmath works at 15 digits, where 1/510 rounds to float64's 0.5 / 255, the module's
+with mpmath.workdps(DIGITS):
+    HALF_BIN = mpmath.mpf(1) / 510
 THRESHOLD = mpmath.mpf("1e-5")  # minilean's switch to the density (a float64 1e-5: the same
 # comparison up to its representation, far below every margin used below)
 

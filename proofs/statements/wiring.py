@@ -26,7 +26,7 @@ import mpmath
 import numpy
 from hypothesis import strategies as st
 
-from proofs.framework import statement
+from proofs.framework import DIGITS, statement
 from proofs.mutation import mutant
 from proofs.numerics import (ENGINE_DTYPES, engine, gamma, host, library_roundings, mp, reals,
                              underflow)
@@ -254,7 +254,11 @@ def vq_forward(check, images, seed, spread):
 # --- LSGAN ---------------------------------------------------------------------------------
 
 GAN_LATENT, GAN_DATA = 2, (2,)
-SLOPE = mpmath.mpf(1) / 5  # the discriminator's leaky-ReLU slope 0.2, exactly
+# the discriminator's leaky-ReLU slope 0.2, exactly: at the working precision, since at import
+# mpmath works at 15 digits, where 1 / 5 rounds to float64's 0.2 (the engine's own rounding,
+# which the leaky stage's bound counts)
+with mpmath.workdps(DIGITS):
+    SLOPE = mpmath.mpf(1) / 5
 
 
 def _generator_network(generator):
