@@ -428,7 +428,9 @@ PINNED_MAE_EXAMPLE = {"image": numpy.linspace(0, 1, 32).reshape((2,) + MAE_IMAGE
 
 def _mae_terms(check, image, hidden, seed):
     """The model's prediction and target patches (float32 host arrays) under the mask, after
-    checking bit for bit that mae_loss is masked_mse of exactly these."""
+    checking bit for bit that mae_loss is masked_mse of exactly these, and with
+    normalize_targets (training's --per-patch-norm) masked_mse of the prediction and
+    normalize_patches of these targets."""
     from minilean.models import mae
     model, images = _mae_model(seed), engine(image, numpy.float32)
     mask = mae._mask_from_hidden(hidden, "cpu")
@@ -436,6 +438,10 @@ def _mae_terms(check, image, hidden, seed):
     check.close(host(mae.mae_loss(model, images, mask)),
                 mp(host(mae.masked_mse(prediction, target, mask.hidden))), 0,
                 "mae_loss = masked_mse(model(x, mask), patchify(x), hidden)")
+    check.close(host(mae.mae_loss(model, images, mask, normalize_targets=True)),
+                mp(host(mae.masked_mse(prediction, mae.normalize_patches(target), mask.hidden))),
+                0, "mae_loss(normalize_targets) = masked_mse(model(x, mask), "
+                   "normalize_patches(patchify(x)), hidden)")
     return host(prediction), host(target), host(mask.hidden)
 
 
@@ -750,3 +756,12 @@ def visible_statistics_eps_outside(original):
 def denormalize_mean_first(original):
     """denormalize = (p + mu) sd instead of p sd + mu."""
     return lambda prediction, mean, std: (prediction + mean) * std
+
+
+@mutant("MAE loss ignores normalize_targets", f"{MAE}.mae_loss",
+        caught_by=["maeLoss_append", "maeLoss_reverse"])
+def mae_loss_ignores_normalize_targets(original):
+    """mae_loss scores the raw pixel patches whatever normalize_targets says: training's
+    --per-patch-norm accepted and ignored (the statements checked the loss without it alone;
+    maeLoss_nil cannot see it, an empty mask scores 0 either way)."""
+    return lambda model, images, mask, normalize_targets=False: original(model, images, mask)
