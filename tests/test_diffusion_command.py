@@ -3,6 +3,7 @@ clipping, the EMA (updated after each step, swapped in for sampling), the sampli
 streams and options (clip, prediction), the reconstruction, and the outputs it writes."""
 import json
 import math
+import pathlib
 import time
 from types import SimpleNamespace
 
@@ -388,8 +389,25 @@ def test_the_sample_grid_shows_the_first_64_samples_and_sample_ppm_is_the_same(t
     numpy.testing.assert_array_equal(read_pnm(copy), grid)
     training = load_dataset("builtin", n_total=80, image_size=SIZE, seed=SEED).x
     numpy.testing.assert_array_equal(read_pnm(reference), make_grid(training[:64]))
-    assert summary["images"][0] == str(tmp_path / "run" / "images" / "samples.ppm")
+    assert summary["images"][0] == "images/samples.ppm"  # in the run: relative to it
     assert summary["images"][-2:] == [str(copy), str(reference)]
+
+
+def test_the_summary_names_its_images_from_any_working_folder(tmp_path, monkeypatch):
+    """A run started with a relative --out in one folder: its summary, read from another,
+    names the grids in the run by their paths from the run's folder (where config.json and
+    the checkpoint are too, the run moved or not), and a --sample-ppm outside it by the
+    absolute path config.json saves; a path relative to the folder the run started in named
+    no file from anywhere else."""
+    (tmp_path / "start").mkdir()
+    monkeypatch.chdir(tmp_path / "start")
+    run_cli(pathlib.Path("run"), "--steps=1", "--sample-ppm=copy.ppm")
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "start" / "run"
+    images = json.loads((run / "summary.json").read_text())["images"]
+    assert images[0] == "images/samples.ppm"
+    assert images[-1] == str(tmp_path / "start" / "copy.ppm")
+    assert all((run / image).is_file() for image in images)
 
 
 def tiles(grid, count):

@@ -244,7 +244,11 @@ def write_images(config, model, emas, betas, dataset, run_dir):
             if config.noisy_ppm or config.reconstruct_ppm else None
     samples = to_uint8(images, (-1.0, 1.0))
     save_npy(run_dir.file("samples.npy"), samples)  # for `minilean evaluate`
-    written = save_grid_everywhere(os.path.join(run_dir.images_dir, "samples"), samples[:64])
+    # the grids in the run by their paths from its folder, where summary.json is: a path from
+    # the working folder (--out relative) named no file once read from another, or once the
+    # run was moved; the files flags name outside it by the absolute paths config.json saves
+    written = [os.path.relpath(path, run_dir.path) for path in
+               save_grid_everywhere(os.path.join(run_dir.images_dir, "samples"), samples[:64])]
     extra = {"sample_ppm": samples[:64], "reference_ppm": dataset.images_float(slice(0, 64))}
     if reconstruction is not None:
         extra.update(noisy_ppm=reconstruction[0], reconstruct_ppm=reconstruction[1])
