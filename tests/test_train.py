@@ -849,6 +849,32 @@ def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     assert read_metrics(str(tmp_path / "metrics.jsonl"))[-1]["step"] == 3
 
 
+def test_an_update_that_makes_the_weights_non_finite_is_never_checkpointed(tmp_path):
+    """Step 4's loss is finite (computed before its update), but its update leaves an infinite
+    weight (an overflowing step, a NaN gradient): the checkpoint that falls on step 4 would
+    hold it, and a resume from there, at any --lr, would stop at step 5 again. The run stops
+    at step 4 instead, naming the weight, and the step 2 checkpoint stays."""
+    ml.manual_seed(0)
+    model = Linear(2, 1)
+    state = TrainState({"model": model}, {"optimizer": SGD(model.parameters(), lr=0.1)})
+
+    def step_fn(batch, step):
+        if step == 4:
+            model.weight.data[0, 1] = numpy.inf
+        return {"loss": 1.0 / step}
+
+    with RunDirectory(tmp_path, {}) as run:
+        with pytest.raises(TrainingDiverged, match=r"^modules/model/weight became nan or "
+                                                   r"infinite in the update of step 4 \(its "
+                                                   r"loss was finite\); stopped, the last good "
+                                                   r"checkpoint \(step 2\) is kept in "):
+            train(state, step_fn, iter(range(10)), 6, run, log_every=1, checkpoint_every=2,
+                  progress=False)
+    saved = load_checkpoint(str(tmp_path / "checkpoints" / "last.npz"))
+    assert saved["step"] == 2 and numpy.isfinite(saved["modules"]["model"]["weight"]).all()
+    assert read_metrics(str(tmp_path / "metrics.jsonl"))[-1]["step"] == 4
+
+
 def test_a_checkpoint_is_not_written_into_a_run_directory_made_anew(tmp_path):
     """A run whose folder was removed between two log lines stops at the checkpoint that
     falls there, rather than make the folder anew with a checkpoint and no config or metrics

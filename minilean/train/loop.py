@@ -12,7 +12,10 @@ does the rest:
   uninterrupted run's does, also past a finished run's last line off the interval), written
   atomically;
 * a NaN guard: a non-finite metric stops training with ``TrainingDiverged`` naming the step,
-  before anything is saved, so the last good checkpoint stays as it was.
+  before anything is saved, so the last good checkpoint stays as it was; so does a checkpoint
+  due after an update that left a weight (or optimizer or EMA array) non-finite while its
+  step's loss, computed before it, was finite: saved, the run would resume into the same
+  blow-up at any --lr.
 
 A metric is a float or a 0-d Tensor. Tensors stay on their device until the loop needs the
 numbers (at a log line, before a checkpoint, at the end), or ``READ_BACK_EVERY`` steps have
@@ -402,6 +405,7 @@ def train(state, step_fn, batches, steps, run, log_every, checkpoint_every, prog
                 if step % log_every == 0:
                     sums, count = {}, 0
             if save_now:
+                _check_state_finite(run, step, state)
                 state.unlogged_sums, state.unlogged_count = dict(sums), count
                 run.check_in_place()  # the checkpoint's write would make a removed folder anew
                 state.save(run.path)
@@ -428,12 +432,44 @@ def _check_finite(run, step, values):
     bad = [name for name, value in values.items() if not math.isfinite(value)]
     if bad:
         run.log(step, **values)
-        path = os.path.join(run.path, CHECKPOINT)
-        kept = (f"the last good checkpoint (step {int(load_checkpoint(path)['step'])}) is kept "
-                f"in {path}" if os.path.isfile(path) else
-                f"no checkpoint was written yet (--resume {run.path} starts again from step 0)")
         raise TrainingDiverged(f"{bad[0]} became {values[bad[0]]} at step {step}; stopped, "
-                               f"{kept}")
+                               f"{_kept_checkpoint(run)}")
+
+
+def _check_state_finite(run, step, state):
+    """Raise ``TrainingDiverged`` when an array of the checkpoint ``state`` would write holds a
+    NaN or an infinity: the update of ``step`` made it so after its loss was computed."""
+    saved = state.state_dict()
+    for kind in ("modules", "optimizers", "emas"):
+        bad = _first_nonfinite(saved[kind], kind)
+        if bad:
+            raise TrainingDiverged(f"{bad} became nan or infinite in the update of step {step} "
+                                   f"(its loss was finite); stopped, {_kept_checkpoint(run)}")
+
+
+def _first_nonfinite(tree, path):
+    """The checkpoint name (``modules/model/weight``) of the first floating-point array in
+    ``tree`` (nested dicts and lists) that holds a NaN or an infinity; None when none does."""
+    if isinstance(tree, Tensor):
+        tree = tree.data
+    if hasattr(tree, "dtype") and hasattr(tree, "shape"):
+        xp = backend.array_module(tree)
+        return None if tree.dtype.kind not in "fc" or bool(xp.isfinite(tree).all()) else path
+    items = tree.items() if isinstance(tree, dict) else \
+        enumerate(tree) if isinstance(tree, (list, tuple)) else ()
+    for key, item in items:
+        bad = _first_nonfinite(item, f"{path}/{key}")
+        if bad:
+            return bad
+    return None
+
+
+def _kept_checkpoint(run):
+    """What a diverged run leaves to resume from, in words."""
+    path = os.path.join(run.path, CHECKPOINT)
+    return (f"the last good checkpoint (step {int(load_checkpoint(path)['step'])}) is kept in "
+            f"{path}" if os.path.isfile(path) else
+            f"no checkpoint was written yet (--resume {run.path} starts again from step 0)")
 
 
 def start_line(config, modules, data_shape, step):
