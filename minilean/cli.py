@@ -788,7 +788,8 @@ EVALUATE = Command(
                  ".npy array of images (uint8 [0,255] or float [0,1], NCHW)", kind=Path,
                  required=True),
             Flag("n_eval", 500, "real images in each reference set, and the most samples "
-                 "scored (the first N)", low=2),
+                 "scored (the first N); the built-in shapes generate N, at most 4 GiB of them "
+                 "as float32", low=2),
             Flag("classifier_steps", 800, "training steps of the feature classifier", low=1),
             Flag("cache", "runs/classifiers", "directory of cached classifiers", kind=Path,
                  check=output_folder("the cached classifiers")),

@@ -517,6 +517,22 @@ def test_help_on_a_terminal_goes_through_cat_unless_the_user_names_a_pager(
     assert exit_info.value.code == 0 and pagers == [used]
 
 
+def test_evaluate_refuses_more_builtin_reference_images_than_memory_holds(tmp_path, capsys):
+    """Scored against the built-in shapes, --n-eval held-out images are generated (and made
+    float32) in memory at once: a huge one was a MemoryError in NumPy's words, or, below what
+    the system refuses outright, an allocation that filled the machine. The cap of --n-total's
+    built-in rows applies, before anything is generated or trained."""
+    numpy.save(tmp_path / "s.npy", numpy.zeros((4, 3, 16, 16), numpy.uint8))
+    cache = tmp_path / "classifiers"
+    code, err = fail(["evaluate", "--cpu", f"--samples={tmp_path / 's.npy'}",
+                      "--n-eval=100000000000", f"--cache={cache}"], capsys)
+    assert (code, err) == (2, "minilean evaluate: error: --n-eval: got 100000000000; expected "
+                              "at most 1398101 for held-out images of the built-in shapes at "
+                              "16x16, as float32 (generated in memory at once: 100000000000 "
+                              "would take 286,102.3 GiB, above the cap of 4 GiB)\n")
+    assert not cache.exists()
+
+
 def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
     def too_large(config):
         raise MemoryError("Unable to allocate 71.5 GiB for an array with shape (100000000, 3)")

@@ -6,7 +6,8 @@ import os
 import sys
 
 from minilean.data import load_dataset
-from minilean.data.arrays import DATA_FLAGS, check_pixel_values, float_images, load_npy
+from minilean.data.arrays import (DATA_FLAGS, check_pixel_values, check_within_cap, float_images,
+                                  load_npy)
 from minilean.data.builtin import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from minilean.data.runlog import read_run_config
 from minilean.models.classifier import fd_classifier
@@ -144,8 +145,12 @@ def run(config):
     config = with_the_runs_data(config)
     samples = load_samples(config.samples, config.n_eval)  # the most that FD-classifier scores
     # --image-size is ignored for the built-in shapes: they are drawn at the samples' size.
-    image_size = builtin_image_size(samples, config.samples) \
-        if config.x is None and config.dataset == "builtin" else config.image_size
+    on_builtin = config.x is None and config.dataset == "builtin"
+    image_size = builtin_image_size(samples, config.samples) if on_builtin else config.image_size
+    if on_builtin:  # its --n-eval held-out images are generated, then made float32, at once
+        check_within_cap("n_eval", config.n_eval, 4 * 3 * image_size**2,
+                         f"held-out images of the built-in shapes at {image_size}x{image_size}, "
+                         f"as float32", "generated")
     dataset = load_dataset(config.dataset, config.x, config.y, config.n_total, image_size,
                            config.seed, config.data_root)
     check_the_runs_data(config, dataset)
