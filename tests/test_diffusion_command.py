@@ -3,6 +3,7 @@ clipping, the EMA (updated after each step, swapped in for sampling), the sampli
 streams and options (clip, prediction), the reconstruction, and the outputs it writes."""
 import json
 import math
+import os
 import pathlib
 import time
 from types import SimpleNamespace
@@ -408,6 +409,26 @@ def test_the_summary_names_its_images_from_any_working_folder(tmp_path, monkeypa
     assert images[0] == "images/samples.ppm"
     assert images[-1] == str(tmp_path / "start" / "copy.ppm")
     assert all((run / image).is_file() for image in images)
+
+
+def test_the_summary_names_its_cached_classifier_from_any_working_folder(tmp_path,
+                                                                        monkeypatch):
+    """The FD-classifier's classifier is cached under runs/classifiers in the working folder:
+    summary.json named it by that relative path, no file once read from another folder. It
+    is outside the run, so it is named by its absolute path, as config.json names the files
+    outside the run. (The classifier trains 1 step here, not 800.)"""
+    from minilean.models import classifier
+    trained = classifier.trained_classifier
+    monkeypatch.setattr(classifier, "trained_classifier", lambda dataset, device, seed, steps,
+                        cache, **named: trained(dataset, device, seed, 1, cache, **named))
+    (tmp_path / "start").mkdir()
+    monkeypatch.chdir(tmp_path / "start")
+    run_cli(pathlib.Path("run"), "--steps=1", "--evaluate=true", "--n-total=40")
+    monkeypatch.chdir(tmp_path)
+    summary = json.loads((tmp_path / "start" / "run" / "summary.json").read_text())
+    cached = summary["fd_classifier"]["classifier"]
+    assert os.path.isabs(cached) and os.path.isfile(cached)
+    assert cached.startswith(str(tmp_path / "start" / "runs" / "classifiers"))
 
 
 def tiles(grid, count):

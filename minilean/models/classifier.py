@@ -308,7 +308,9 @@ def fd_classifier(samples_unit, dataset, device, seed=0, n_eval=500, steps=CLASS
             "ceiling_noise": distance(noise_images(n, dataset.image_shape, seed)),
             "n_images": n, "n_held_out": len(held_out),
             "classifier_accuracy_held_out": accuracy(model, held_out, held_out_labels, device),
-            "classifier": path}
+            # absolute: a run's summary.json keeps the report, and a path from the working
+            # folder (runs/classifiers, a relative --cache) names no file from anywhere else
+            "classifier": os.path.abspath(path)}
 
 
 def fd_report(config, dataset, images_uint8):
