@@ -5,6 +5,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import tracemalloc
 import types
@@ -471,7 +472,7 @@ def test_a_tiny_run_writes_its_numbers(name, argv, keys, fixed, tmp_path):
     assert {key: summary.get(key) for key in fixed} == fixed
     assert_the_numbers_agree(summary)
     assert os.path.exists(tmp_path / "checkpoints" / "last.npz")
-    assert os.listdir(tmp_path / "images") or os.path.exists(tmp_path / "samples.svg")
+    assert os.listdir(tmp_path / "images")
     # one column for each of the 4 held-out images: 16 pixels and a padding of 2 around a tile
     if name in COMPARISON_GRIDS:
         grid, rows = COMPARISON_GRIDS[name]
@@ -857,6 +858,25 @@ def test_gan_on_ring8_resumes_without_naming_the_dataset_again(tmp_path):
     main(["gan", "--steps=3", f"--resume={tmp_path}", "--progress=false", "--evaluate=false"])
     with open(tmp_path / "metrics.jsonl") as file:
         assert [json.loads(line)["step"] for line in file][-1] == 3
+
+
+def test_a_new_run_does_not_write_over_a_ring8_runs_scatter_plots(tmp_path, capsys):
+    """The scatter plots are the run's pictures, kept with its grids (``images/``): a new run
+    into a folder that holds only them is refused, as one that holds only grids is."""
+    first = tmp_path / "first"
+    main(["gan", "--dataset=ring8", "--steps=2", "--sample-every=1", "--batch-size=8",
+          "--n-total=64", "--progress=false", "--evaluate=false", f"--out={first}"])
+    assert sorted(os.listdir(first / "images")) == [
+        "samples.svg", "samples_step000001.svg", "samples_step000002.svg"]
+    kept = tmp_path / "kept"
+    os.makedirs(kept / "images")
+    shutil.copy(first / "images" / "samples.svg", kept / "images" / "samples.svg")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["gan", "--dataset=ring8", "--steps=1", "--batch-size=8", "--n-total=64",
+              "--progress=false", f"--out={kept}"])
+    assert exit_info.value.code == 2
+    assert "this one holds images, which a new run would replace" in capsys.readouterr().err
 
 
 def test_evaluate_of_a_run_that_writes_no_images_says_so(tmp_path, capsys):

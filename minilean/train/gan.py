@@ -1,6 +1,8 @@
 """``python -m minilean gan``: train the LSGAN of ``minilean/models/gan.py`` (D and G steps in
 turn), write sample grids, and score the samples (FD-classifier, or mode coverage on ring8)
 next to the independent-pixel baseline."""
+import os
+
 from minilean import atomic
 from minilean.autograd.grad_mode import no_grad
 from minilean.data.builtin import RING8_MODES, RING8_STD
@@ -62,7 +64,8 @@ def run(config):
                 samples = check_samples_finite(generator(fixed_latent).numpy(),
                                                f"the generator at step {step}")
             if points:
-                path = session.run.file(f"{name}.svg")
+                # in images/ with the grids: a run's pictures, which a new run will not replace
+                path = os.path.join(session.run.images_dir, f"{name}.svg")
                 atomic.write_text(path, scatter_svg(samples, session.held_out_rows[:500]))
             else:
                 session.save_grid(name, samples)
