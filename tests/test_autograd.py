@@ -104,7 +104,38 @@ def test_a_shape_op_that_changes_nothing_under_no_grad_stops_the_gradient(unchan
     assert not target.requires_grad and target.grad_fn is None
     (x * target).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), x.numpy())
-    assert x.reshape(2, 3) is x  # recording, an unchanged x needs no node
+
+
+@pytest.mark.parametrize("unchanged", [
+    lambda x: x.reshape(2, 3), lambda x: x.view(2, 3), lambda x: x.expand(2, 3),
+    lambda x: x.squeeze()])
+def test_a_shape_op_that_changes_nothing_returns_a_new_tensor_as_torchs(unchanged):
+    """reshape, view, expand and squeeze to the shape x has returned x itself: a fixed
+    batch's ``fixed.reshape(2, 3).requires_grad_()`` made the batch require grad, so each
+    step's input gradient added to the one before (2, 4, 6 where PyTorch gives 2, 2, 2), and
+    ``requires_grad_(False)`` on the result froze x. PyTorch's result is a new tensor (a view
+    of the same memory); its flatten(1) of a 2-d tensor alone is x itself."""
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        fixed = library.tensor(np.arange(6.0).reshape(2, 3), dtype=library.float64)
+        grads = []
+        for _ in range(3):
+            x = unchanged(fixed).requires_grad_()
+            (x * x).sum().backward()
+            grads.append(x.grad.numpy().tolist())
+        weight = library.ones(2, 3, dtype=library.float64, requires_grad=True)
+        view = unchanged(weight)
+        (view * fixed).sum().backward()  # the gradient still reaches the tensor viewed
+        view.detach().numpy()[0, 0] = 5.0  # the same memory, as PyTorch's view
+        seen[library.__name__] = (grads, fixed.requires_grad, view is weight,
+                                  weight.grad.numpy().tolist(), weight.detach().numpy()[0, 0])
+    assert seen["minilean"] == seen["torch"] == (
+        [(2 * np.arange(6.0).reshape(2, 3)).tolist()] * 3, False, False,
+        np.arange(6.0).reshape(2, 3).tolist(), 5.0)
+    for library in (ml, torch):
+        x = library.ones(2, 3, requires_grad=True)
+        assert x.flatten(1) is x
 
 def test_a_grad_mode_may_be_entered_again_also_inside_itself():
     """A ``no_grad()`` kept and entered twice was an error (a one-shot generator context, as

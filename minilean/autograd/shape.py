@@ -175,12 +175,13 @@ def _axis(dim, ndim, name="dim"):
 
 
 def _unchanged(x):
-    """The result of a shape op that leaves ``x`` as it is: ``x`` itself (no node to record),
-    but under ``no_grad`` its data detached, as any op's result there is. ``x`` itself let a
-    gradient through a block meant to stop it: after ``with no_grad(): target =
-    x.reshape(x.shape)``, a loss ``x * target`` sent 2x back to x, not target (PyTorch's
-    view there is no path to x)."""
-    return x if grad_mode.is_grad_enabled() else x.detach()
+    """The result of a shape op that leaves ``x``'s shape as it is: a new tensor on the same
+    array (a view), with a node while recording, as PyTorch's view. ``x`` itself was shared
+    with the caller: ``fixed.reshape(2, 3).requires_grad_()`` on a (2, 3) batch made the batch
+    itself require grad, so each step's ``.grad`` added to the one before (2, 4, 6 where
+    PyTorch gives 2, 2, 2), and ``requires_grad_(False)`` on the result froze ``x``; under
+    ``no_grad``, a gradient went through a block meant to stop it."""
+    return Reshape.apply(x, shape=x.shape)
 
 
 def reshape(x, shape):
@@ -260,6 +261,8 @@ def flatten(x, start_dim=0, end_dim=-1):
     start, end = _axis(start_dim, x.ndim, "start_dim"), _axis(end_dim, x.ndim, "end_dim")
     if start > end:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+    if start == end:  # nothing to merge: x itself, as PyTorch's (detached under no_grad)
+        return x if grad_mode.is_grad_enabled() else x.detach()
     merged = 1
     for size in x.shape[start:end + 1]:
         merged *= size
