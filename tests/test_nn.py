@@ -1142,6 +1142,52 @@ def test_a_slice_of_a_sequential_keeps_the_layer_names_and_a_module_lists_does_n
     numpy.testing.assert_array_equal(model[2:](model[:2](x)).numpy(), model(x).numpy())
 
 
+def test_a_slice_of_a_subclass_is_of_that_subclass_as_torchs():
+    """PyTorch slices a Sequential or ModuleList subclass into ``type(model)(...)``, so a
+    subclass's own forward runs on its slice; here the slice was a plain Sequential, and
+    ``residual[1:](x)`` silently dropped the ``x +``. A subclass whose ``__init__`` takes other
+    arguments fails in PyTorch from deep inside; here in one line."""
+    from collections import OrderedDict
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        class Residual(library.nn.Sequential):
+            def forward(self, x):
+                return x + super().forward(x)
+
+        class Layers(library.nn.ModuleList):
+            pass
+
+        model = Residual(library.nn.Linear(2, 2), library.nn.Tanh(), library.nn.Linear(2, 2))
+        layers = Layers([library.nn.ReLU(), library.nn.Tanh()])
+        seen[library.__name__] = (type(model[1:]).__name__, list(model[1:].state_dict()),
+                                  type(layers[1:]).__name__, type(layers.pop(slice(1))).__name__)
+        x = library.randn(3, 2)
+        numpy.testing.assert_array_equal(model[2:](x).detach().numpy(),
+                                         (x + model[2](x)).detach().numpy())
+    assert seen["minilean"] == seen["torch"] == (
+        "Residual", ["2.weight", "2.bias"], "Layers", "Layers")
+
+    class Block(nn.Sequential):
+        def __init__(self, width):
+            super().__init__(nn.Linear(width, width), nn.ReLU())
+
+    with pytest.raises(TypeError, match=re.escape(
+            "a slice of Block is built as Block(OrderedDict of its modules), as in PyTorch, "
+            "which Block.__init__ does not take (ValueError: in_features must be an int >= 1, "
+            "got OrderedDict([('1', ReLU())]))")):
+        Block(3)[1:]
+
+    class WithHead(nn.Sequential):
+        def __init__(self, *layers):
+            super().__init__(OrderedDict([*layers[0].items(), ("head", nn.Identity())]))
+
+    with pytest.raises(TypeError, match=re.escape(
+            "a slice of WithHead is built as WithHead(OrderedDict of its modules), as in "
+            "PyTorch, and WithHead.__init__ made other modules of them")):
+        WithHead(OrderedDict([("body", nn.ReLU())]))[:1]
+
+
 def test_dropout_with_p_one_zeroes_everything_in_training_only():
     layer = nn.Dropout(1.0)
     x = ml.randn(4, 5)

@@ -12,6 +12,28 @@ def _check_module(container, module):
         raise TypeError(f"{type(container).__name__} holds Modules, got {type(module).__name__}")
 
 
+def _slice_of(container, named_modules, given):
+    """A container of ``container``'s own class holding ``named_modules`` (name, module), a
+    slice of it, built as PyTorch builds it: ``type(container)(given)``, ``given`` the modules
+    as the class's ``__init__`` takes them. A subclass's slice was a plain Sequential or
+    ModuleList, which left out the subclass's own ``forward``; a subclass whose ``__init__``
+    takes other arguments fails there in PyTorch's words from deep inside (or builds other
+    layers), here in one line."""
+    kind = type(container).__name__
+    try:
+        sliced = type(container)(given)
+    except Exception as error:
+        raise TypeError(f"a slice of {kind} is built as {kind}({type(given).__name__} of its "
+                        f"modules), as in PyTorch, which {kind}.__init__ does not take "
+                        f"({type(error).__name__}: {error})") from error
+    if [(name, id(module)) for name, module in sliced._modules.items()] != \
+            [(name, id(module)) for name, module in named_modules]:
+        raise TypeError(f"a slice of {kind} is built as {kind}({type(given).__name__} of its "
+                        f"modules), as in PyTorch, and {kind}.__init__ made other modules of "
+                        f"them")
+    return sliced
+
+
 class ModuleList(Module):
     """A list of modules whose parameters the parent sees (a plain list would hide them)."""
 
@@ -82,8 +104,10 @@ class ModuleList(Module):
         return iter(self._modules.values())
 
     def __getitem__(self, index):
-        if isinstance(index, slice):
-            return ModuleList(list(self._modules.values())[index])
+        if isinstance(index, slice):  # named from "0", as PyTorch's
+            modules = list(self._modules.values())[index]
+            return _slice_of(self, [(str(position), module)
+                                    for position, module in enumerate(modules)], modules)
         return self._modules[self._key(index, expected="an integer or a slice")]
 
     def __setitem__(self, index, module):
@@ -190,12 +214,13 @@ class Sequential(ModuleList):
     def __getitem__(self, index):
         """A layer, or for a slice a Sequential of those layers under their names here, as
         PyTorch's (``model[1:].state_dict()`` has the keys "1.weight", ... that the model's
-        has for them). A ModuleList's slice, as PyTorch's, names them from "0"."""
+        has for them). A ModuleList's slice, as PyTorch's, names them from "0". The slice of
+        a subclass is of that subclass, made by ``type(model)(OrderedDict(...))`` as in
+        PyTorch: a subclass whose ``__init__`` takes other arguments cannot be sliced (a
+        one-line TypeError; ``nn.Sequential(*model)[1:]`` gives a plain Sequential)."""
         if isinstance(index, slice):
-            sliced = Sequential()
-            for name, module in list(self._modules.items())[index]:
-                sliced.add_module(name, module)
-            return sliced
+            named_modules = list(self._modules.items())[index]
+            return _slice_of(self, named_modules, OrderedDict(named_modules))
         return super().__getitem__(index)
 
     def forward(self, input):
