@@ -1067,11 +1067,39 @@ def test_module_dict_takes_another_module_dict_as_torchs():
         ["ab", "head"], [("head.weight", (1, 3)), ("head.bias", (1,)), ("ab.weight", (3, 2)),
                          ("ab.bias", (3,))]]
     layers = nn.ModuleDict()
-    for pairs, shown in ((["ab"], "'ab'"), ([("a", nn.ReLU(), 3)], "('a', ReLU(), 3)")):
-        with pytest.raises(ValueError, match=re.escape(
+    for pairs, error, shown in ((["ab"], TypeError, "'ab'"),
+                                ([("a", nn.ReLU(), 3)], ValueError, "('a', ReLU(), 3) of 3 items")):
+        with pytest.raises(error, match=re.escape(
                 f"ModuleDict.update takes (name, module) pairs, got {shown} at position 0")):
             layers.update(pairs)
     assert len(layers) == 0
+
+
+def test_module_dict_update_takes_any_iterable_pairs_and_refuses_others_as_torchs():
+    """PyTorch's update takes each pair as any iterable of two items (a deque, a row of an
+    object array): they were refused here as no (name, module) pair, and an item that is no
+    pair at all (a module) was a ValueError, not PyTorch's TypeError."""
+    from collections import deque
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        relu, tanh = library.nn.ReLU(), library.nn.Tanh()
+        layers = library.nn.ModuleDict()
+        layers.update([deque(["act", relu]), numpy.array(["out", tanh], dtype=object)])
+        assert layers["act"] is relu and layers["out"] is tanh
+        errors = []
+        for bad in (5, [library.nn.ReLU()], library.nn.ModuleList([library.nn.ReLU()]),
+                    [["a"]]):
+            with pytest.raises((TypeError, ValueError)) as caught:
+                layers.update(bad)
+            errors.append(caught.type)
+        seen[library.__name__] = (list(layers), errors)
+    assert seen["minilean"] == seen["torch"] == (
+        ["act", "out"], [TypeError, TypeError, TypeError, ValueError])
+    for bad, message in ((5, "a mapping or (name, module) pairs, got int"),
+                         ([nn.ReLU()], "(name, module) pairs, got ReLU() at position 0")):
+        with pytest.raises(TypeError, match=re.escape(f"ModuleDict.update takes {message}")):
+            nn.ModuleDict().update(bad)
 
 
 def test_a_slice_of_a_sequential_is_a_sequential_that_runs_those_layers():

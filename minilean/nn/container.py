@@ -2,7 +2,7 @@
 (the same, by name)."""
 import operator
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from minilean.nn.module import Module
 
@@ -145,14 +145,25 @@ class ModuleDict(Module):
 
     def update(self, modules):
         """Set each (name, module) of ``modules``: a mapping, another ModuleDict (a Module,
-        not a Mapping: iterated, it gives only its names) or (name, module) pairs."""
+        not a Mapping: iterated, it gives only its names) or an iterable of pairs, each any
+        iterable of two items (a deque, a row of an object array), as PyTorch takes them. As
+        there, an item that is no pair at all is a TypeError, a pair of another length a
+        ValueError; a str, though iterable, is a TypeError (PyTorch's took "ab" for a name
+        "a" and a "module" "b")."""
         if isinstance(modules, (Mapping, ModuleDict)):
             modules = modules.items()
+        elif not isinstance(modules, Iterable):
+            raise TypeError(f"ModuleDict.update takes a mapping or (name, module) pairs, got "
+                            f"{type(modules).__name__}")
         for position, pair in enumerate(modules):
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            if isinstance(pair, str) or not isinstance(pair, Iterable):
+                raise TypeError(f"ModuleDict.update takes (name, module) pairs, got {pair!r} "
+                                f"at position {position}")
+            items = tuple(pair)
+            if len(items) != 2:
                 raise ValueError(f"ModuleDict.update takes (name, module) pairs, got {pair!r} "
-                                 f"at position {position}")
-            self[pair[0]] = pair[1]
+                                 f"of {len(items)} items at position {position}")
+            self[items[0]] = items[1]
 
     def __getitem__(self, name):
         return self._modules[name]
