@@ -118,6 +118,36 @@ def test_the_listed_members_follow_every_change_below_the_module():
     assert names(block.named_parameters()) == []
 
 
+def test_the_listed_members_follow_direct_writes_to_the_registries_as_torchs():
+    """PyTorch code writes a module's registries directly (``del module._parameters[name]``,
+    ``module._modules[name] = converted``); the kept lists of the tree's members missed such
+    a write, so ``parameters()`` and ``state_dict()`` still gave a deleted bias and not a new
+    weight (silently untrained and unsaved)."""
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        model = library.nn.Sequential(library.nn.Linear(2, 2), library.nn.Tanh())
+        head, extra = library.nn.Linear(2, 1), library.nn.Parameter(library.ones(1))
+        changes = [lambda: model[0]._parameters.pop("bias"),
+                   lambda: model[0]._parameters.__setitem__("extra", extra),
+                   lambda: model[0]._parameters.update(scale=extra),
+                   lambda: model._modules.__setitem__("1", head),
+                   lambda: model[0]._buffers.setdefault("count", library.zeros(1)),
+                   lambda: model[0]._parameters.__delitem__("extra"),
+                   lambda: model._modules.popitem(),
+                   lambda: model[0]._buffers.clear()]
+        states = []
+        for change in changes:
+            list(model.parameters()), list(model.buffers())  # listed, then written directly
+            change()
+            states.append((list(model.state_dict()), [name for name, _ in
+                                                      model.named_parameters()]))
+        seen[library.__name__] = states
+    assert seen["minilean"] == seen["torch"]
+    assert seen["torch"][3] == (["0.weight", "0.extra", "0.scale", "1.weight", "1.bias"],
+                                ["0.weight", "0.extra", "1.weight", "1.bias"])
+
+
 def test_assigning_a_tensor_to_a_buffer_name_updates_the_buffer():
     class Running(nn.Module):
         def __init__(self):

@@ -58,6 +58,41 @@ def _registries_changed():
     _registry_changes += 1
 
 
+class _Registry(OrderedDict):
+    """A module's ``_parameters``, ``_buffers`` or ``_modules``, which counts its own changes
+    in ``_registry_changes``: PyTorch code writes them directly (``del
+    module._parameters["bias"]``, ``module._modules[name] = converted``), and the lists kept
+    of the tree's members (``_listed``) then still held the old ones: ``parameters()`` gave
+    the optimizer, and ``state_dict()`` the checkpoint, a removed bias and not the new one.
+    OrderedDict's pop, popitem, clear, setdefault and move_to_end bypass ``__setitem__`` and
+    ``__delitem__``, so each is counted too."""
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        _registries_changed()
+
+    def __delitem__(self, key):
+        super().__delitem__(key)
+        _registries_changed()
+
+    def _counted(method):
+        def counted(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                _registries_changed()
+        counted.__name__ = method.__name__
+        return counted
+
+    pop = _counted(OrderedDict.pop)
+    popitem = _counted(OrderedDict.popitem)
+    clear = _counted(OrderedDict.clear)
+    setdefault = _counted(OrderedDict.setdefault)
+    move_to_end = _counted(OrderedDict.move_to_end)
+    __ior__ = _counted(OrderedDict.__ior__)
+    del _counted
+
+
 # .ids: the modules whose train() walk is under way in this thread, below which a walk does
 # not enter them again (two with their own train, each holding the other, would call each
 # other's without end)
@@ -73,9 +108,9 @@ class Module(ToShorthands):
     """Base class of every layer and model: subclasses set attributes and write ``forward``."""
 
     def __init__(self):
-        object.__setattr__(self, "_parameters", OrderedDict())
-        object.__setattr__(self, "_buffers", OrderedDict())
-        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_parameters", _Registry())
+        object.__setattr__(self, "_buffers", _Registry())
+        object.__setattr__(self, "_modules", _Registry())
         # names of the buffers left out of state_dict; register_buffer sets each buffer's
         # membership, and only a registered buffer's name is looked up here
         object.__setattr__(self, "_non_persistent_buffers", set())
