@@ -886,8 +886,32 @@ def test_repr_shows_the_tree():
     assert repr(nested) == ("Sequential(\n  (0): Sequential(\n    (0): ReLU()\n  )\n"
                             "  (1): SiLU()\n)")
     # the layout is part of what a reader must know of an attention layer
-    assert repr(nn.MultiheadAttention(4, 2)).splitlines()[0] == \
-        "MultiheadAttention(embed_dim=4, num_heads=2, dropout=0.0, batch_first=False"
+    assert repr(nn.MultiheadAttention(4, 2)).splitlines()[:2] == [
+        "MultiheadAttention(", "  embed_dim=4, num_heads=2, dropout=0.0, batch_first=False"]
+
+
+def test_a_module_with_settings_and_children_prints_as_torchs():
+    """PyTorch prints the lines of ``extra_repr`` each on its own indented line when there
+    are children or more than one line; the settings were printed on the first line, the
+    first child below them, and a second line of settings unindented."""
+    torch = pytest.importorskip("torch")
+    seen = {}
+    for library in (ml, torch):
+        class Scaled(library.nn.Module):
+            def __init__(self, lines, child):
+                super().__init__()
+                self.lines = lines
+                if child:
+                    self.body = library.nn.Sequential(library.nn.ReLU())
+
+            def extra_repr(self):
+                return self.lines
+
+        seen[library.__name__] = [repr(Scaled(lines, child)) for lines in ("", "scale=2",
+                                                                            "scale=2,\nshift=1")
+                                  for child in (False, True)]
+    assert seen["minilean"] == seen["torch"]
+    assert seen["torch"][3] == "Scaled(\n  scale=2\n  (body): Sequential(\n    (0): ReLU()\n  )\n)"
 
 
 def test_module_list_of_none_is_empty_as_torch():

@@ -495,12 +495,20 @@ class Module(ToShorthands):
         return ""
 
     def __repr__(self):
-        lines = [f"({name}): " + repr(module).replace("\n", "\n  ")
-                 for name, module in self._modules.items()]
-        head = f"{type(self).__name__}({self.extra_repr()}"
-        if not lines:
-            return head + ")"
-        return head + "\n  " + "\n  ".join(lines) + "\n)"
+        """PyTorch's layout: ``Name(extra)`` for a one-line ``extra_repr`` and no children,
+        else each line of ``extra_repr`` and each child on its own indented line (a module
+        with both printed its settings on the first line and its first child below them,
+        and the second line of a two-line ``extra_repr`` unindented)."""
+        extra = self.extra_repr()
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = [f"({name}): " + repr(module).replace("\n", "\n  ")
+                       for name, module in self._modules.items()]
+        if len(extra_lines) == 1 and not child_lines:
+            return f"{type(self).__name__}({extra_lines[0]})"
+        if not extra_lines and not child_lines:
+            return f"{type(self).__name__}()"
+        return (f"{type(self).__name__}(\n  " + "\n  ".join(extra_lines + child_lines)
+                + "\n)")
 
 
 # what a load returns, as PyTorch's: a pair that also names its two lists, so that both
