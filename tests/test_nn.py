@@ -1635,6 +1635,21 @@ def test_a_parameter_free_layer_prints_as_torchs(name, args):
     assert repr(getattr(nn, name)(*args)) == repr(getattr(torch.nn, name)(*args))
 
 
+@pytest.mark.parametrize("name, args, options", [
+    ("Conv2d", (3, 4, 3), {}), ("Conv2d", (4, 4, (3, 2)), dict(groups=2, bias=False)),
+    ("Conv2d", (3, 4, 3), dict(stride=2, padding=1, dilation=2)),
+    ("ConvTranspose2d", (3, 4, 3), dict(stride=2)),
+    ("ConvTranspose2d", (4, 4, 3), dict(stride=2, padding=1, output_padding=1, groups=2,
+                                        dilation=2, bias=False))])
+def test_a_conv_layer_prints_as_torchs(name, args, options):
+    """PyTorch prints a conv layer's settings other than the stride only where they are not
+    the default; every one was printed (``padding=(0, 0), dilation=(1, 1), groups=1,
+    bias=True``), so a printed model read otherwise than PyTorch's print of it."""
+    torch = pytest.importorskip("torch")
+    assert repr(getattr(nn, name)(*args, **options)) == \
+        repr(getattr(torch.nn, name)(*args, **options))
+
+
 def test_embedding_matches_torch_and_accumulates_repeated_rows():
     torch = pytest.importorskip("torch")
     theirs = torch.nn.Embedding(6, 3).double()

@@ -31,9 +31,17 @@ class _ConvNd(Module):
         init.default_weight_and_bias_(self.weight, self.bias)
 
     def extra_repr(self):
-        options = "".join(f", {name}={value}" for name, value in self.options.items())
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
-                f"{options}, groups={self.groups}, bias={self.bias is not None}")
+        """PyTorch's words: the stride always, the other settings where they are not the
+        default (a printed model reads as PyTorch's print of the same model)."""
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.options['stride']}")
+        for name, default in (("padding", (0, 0)), ("dilation", (1, 1)),
+                              ("output_padding", (0, 0))):
+            if self.options.get(name, default) != default:
+                text += f", {name}={self.options[name]}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        return text if self.bias is not None else text + ", bias=False"
 
 
 class Conv2d(_ConvNd):
