@@ -624,6 +624,34 @@ def test_load_state_dict_refuses_what_is_no_mapping_as_torch():
         numpy.testing.assert_array_equal(param.numpy(), value)
 
 
+def test_a_load_that_cannot_read_a_value_leaves_the_module_as_it_was():
+    """A value that fails only when copied (a PyTorch parameter that requires grad, as
+    ``dict(model.named_parameters())`` gives, which PyTorch's load takes; a bfloat16 tensor;
+    text) failed in the middle of the copies, in NumPy's or PyTorch's words from inside,
+    with the weights before it already overwritten."""
+    torch = pytest.importorskip("torch")
+    model = nn.Linear(2, 3)
+    before = {name: value.numpy().copy() for name, value in model.state_dict().items()}
+    theirs = torch.nn.Linear(2, 3)
+    ones = numpy.ones((3, 2), numpy.float32)
+    for bias, message in (
+            (theirs.bias, "the Parameter in the loaded state cannot be read as an array "
+                          "(Can't call numpy() on Tensor that requires grad."),
+            (theirs.bias.detach().to(torch.bfloat16),
+             "the Tensor in the loaded state cannot be read as an array (Got unsupported "
+             "ScalarType BFloat16)"),
+            (numpy.array(["a", "b", "c"]), "dtype <U1 in the loaded state; expected a real or "
+                                           "integer array"),
+            (numpy.ones(3) * 1j, "dtype complex128 in the loaded state; expected a real or "
+                                 "integer array")):
+        with pytest.raises(TypeError, match="^" + re.escape(f"'bias': {message}")):
+            model.load_state_dict({"weight": ones, "bias": bias})
+        for name, value in model.state_dict().items():
+            numpy.testing.assert_array_equal(value.numpy(), before[name])
+    model.load_state_dict(theirs.state_dict())  # PyTorch's own state (detached) still loads
+    numpy.testing.assert_array_equal(model.bias.numpy(), theirs.bias.detach().numpy())
+
+
 def test_state_dict_tensors_share_the_weights_but_need_no_grad():
     model = nn.Linear(3, 2)
     state = model.state_dict()

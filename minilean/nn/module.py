@@ -555,11 +555,24 @@ def _first_few(keys, shown=5):
 
 def _fitting(target, value, name):
     """``value``'s array, which must have ``target``'s shape (the error names ``name`` and
-    both shapes)."""
+    both shapes) and hold numbers. Host data of another library (a PyTorch tensor) is read
+    here, before the first copy: one that cannot be read (a PyTorch parameter that requires
+    grad, a bfloat16 tensor) or text failed in the middle of the copies, the weights before it
+    already overwritten."""
     value = value.data if isinstance(value, Tensor) else value
     if not hasattr(value, "shape"):  # a list or a number: no shape to check, and none to copy
         raise TypeError(f"{name!r}: a {type(value).__name__} in the loaded state; expected a "
                         f"Tensor or an array of shape {tuple(target.shape)}")
+    if not isinstance(value, numpy.ndarray) and backend.device_of(value) == "cpu":
+        try:
+            value = numpy.asarray(value)  # no copy where the memory can be shared
+        except Exception as error:  # each library fails in its own type
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise TypeError(f"{name!r}: the {type(value).__name__} in the loaded state cannot "
+                            f"be read as an array ({reason})") from None
+    if value.dtype.kind not in "biuf":  # text, objects or complex numbers: no weights
+        raise TypeError(f"{name!r}: dtype {value.dtype} in the loaded state; expected a "
+                        f"real or integer array")
     if tuple(value.shape) != tuple(target.shape):
         raise ValueError(f"{name!r}: shape {tuple(value.shape)} in the loaded state "
                          f"but {tuple(target.shape)} here")
@@ -567,10 +580,11 @@ def _fitting(target, value, name):
 
 
 def copy_all_into(pairs):
-    """Copy each ``value`` (a Tensor, NumPy or CuPy array) of the (target, value, name)
-    ``pairs`` into the array ``target`` in place, on its device and dtype, every shape checked
-    before the first copy: a loaded state that does not fit leaves all the targets as they
-    were (a mismatch names ``name`` and both shapes)."""
+    """Copy each ``value`` (a Tensor, NumPy or CuPy array, or another library's CPU tensor)
+    of the (target, value, name) ``pairs`` into the array ``target`` in place, on its device
+    and dtype, every value read and its shape and dtype checked before the first copy: a
+    loaded state that does not fit leaves all the targets as they were (a mismatch names
+    ``name`` and both shapes)."""
     checked = [(target, _fitting(target, value, name)) for target, value, name in pairs]
     for target, value in checked:
         _assign(target, value)
