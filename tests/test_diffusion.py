@@ -473,18 +473,34 @@ def test_pf_ode_rhs_and_euler_step_formulas():
     numpy.testing.assert_allclose(D.euler_step(lambda y, t: y * t, x, 2.0, 0.1), x + 0.2 * x)
 
 
-def test_pf_ode_sampler_runs_where_the_schedule_starts_with_beta_zero():
+@pytest.mark.parametrize("T", [10, 20, 200])
+def test_pf_ode_sampler_runs_where_the_schedule_starts_with_beta_zero(T):
     # --schedule linear --beta-start 0 --sampler pf-euler --sample-steps T: the last Euler
     # step is at t = 1/T, where alpha_bar(t) = 1, so sigma(t) = 0 and beta(t) = 0; the drift
-    # there is 0, not a ZeroDivisionError
+    # there is 0, not a ZeroDivisionError. For T = 20 and 200 that t is 1 - 19/20 =
+    # 0.050000000000000044 (1 - 199/200 alike), a hair above the knot 1/T
     import numpy as np
     from minilean.models import diffusion as D
-    schedule = D.ContinuousSchedule(D.linear_beta_schedule(10, 0.0, 0.1))
+    schedule = D.ContinuousSchedule(D.linear_beta_schedule(T, 0.0, 0.1))
     rhs = schedule.rhs(lambda x, t: 0 * x + 0.1)
-    assert schedule.sigma(0.1) == 0.0 and schedule.beta(0.1) == 0.0
-    np.testing.assert_array_equal(rhs(np.ones(2), 0.1), np.zeros(2))
-    out = D.pf_ode_sample_euler(rhs, np.ones(2), 10)
+    last = 1.0 - (T - 1) / T
+    assert schedule.sigma(last) == 0.0 and schedule.beta(last) == 0.0
+    np.testing.assert_array_equal(rhs(np.ones(2), last), np.zeros(2))
+    out = D.pf_ode_sample_euler(rhs, np.ones(2), T)
     assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("T, steps", [(10, 10), (20, 20), (200, 50), (1000, 50)])
+def test_pf_ode_steps_take_beta_from_the_interval_they_cross(T, steps):
+    # the Euler step from t = 1 - i/n to t - 1/n crosses the knot interval just below t; the
+    # float t is rounded (1 - 7/10 = 0.30000000000000004), and t T a hair above knot k gave
+    # the beta of interval k, above t, which the step never crosses
+    from fractions import Fraction
+    betas = D.linear_beta_schedule(T, 1e-4, 0.02)
+    schedule = D.ContinuousSchedule(betas)
+    for index in range(steps):
+        crossed = math.ceil(Fraction(steps - index, steps) * T) - 1
+        assert schedule.beta(1.0 - index / steps) == -T * math.log1p(-betas[crossed]), index
 
 
 # --- timesteps a schedule has -----------------------------------------------------------

@@ -10,6 +10,7 @@ shifted down by one), ``alpha_bar_t = prod_{s<=t} (1 - beta_s)`` and ``alpha_bar
 (the clean state); the last reverse step (t = 0) adds no noise.
 """
 import math
+from fractions import Fraction
 
 import numpy
 import pytest
@@ -186,9 +187,10 @@ def test_ddim_eta_one_consecutive_step_has_ddpm_variance_with_gaussian_data():
 # --- the probability-flow ODE's continuous schedule -----------------------------------------
 
 def knot_interval(t):
-    """The interval k (0 .. T-1) with k < t T <= k + 1 (i.e. k/T < t <= (k+1)/T, decided on
-    u = t T as the module does, so a float t a hair above a knot whose t T rounds onto it stays
-    below); t = 0 belongs to interval 0. Found by scanning the knots, not by a ceiling."""
+    """The interval k (0 .. T-1) with k < t T <= k + 1 (i.e. k/T < t <= (k+1)/T); t = 0
+    belongs to interval 0. Found by scanning the knots, not by a ceiling. ``t`` is a float
+    (a knot k/T whose t T rounds onto k stays below it) or an exact Fraction (the sampler's
+    times 1 - i/n, which the module gets rounded and must still place on their knots)."""
     u = t * T
     for k in range(T):
         if u <= k + 1:
@@ -204,6 +206,7 @@ def reference_continuous(betas, t):
     """
     log_knots = [0.0] + list(numpy.log(reference_alpha_bar(betas)))
     k = knot_interval(t)
+    t = float(t)
     fraction = t * T - k
     log_alpha_bar = (1 - fraction) * log_knots[k] + fraction * log_knots[k + 1]
     alpha_bar = math.exp(log_alpha_bar)
@@ -232,8 +235,7 @@ def test_pf_ode_euler_trajectory_matches_the_reference_integration():
     for steps in (2 * T, 7):
         x = x1.copy()
         for index in range(steps):
-            t = 1.0 - index / steps
-            _, beta, sigma, step = reference_continuous(betas, t)
+            _, beta, sigma, step = reference_continuous(betas, 1 - Fraction(index, steps))
             x = x + (-1.0 / steps) * (-0.5 * beta * (x - eps_model(x, step) / sigma))
         got = D.pf_ode_sample_euler(schedule.rhs(eps_model), x1, steps)
         numpy.testing.assert_allclose(got, x, **TOL)

@@ -494,6 +494,11 @@ def pf_ode_sample_euler(f, x1, steps):
     return x
 
 
+# how far (in intervals) t T may lie from a knot and count as on it: far above the float
+# rounding of t = 1 - i/n times T (~1e-16 T), far below any interval a caller means
+KNOT_TOLERANCE = 1e-9
+
+
 class ContinuousSchedule:
     """The discrete schedule seen as continuous time t in [0, 1] for the ODE sampler.
 
@@ -509,8 +514,18 @@ class ContinuousSchedule:
         self.log_alpha_bar = numpy.concatenate([[0.0], numpy.cumsum(numpy.log1p(-self.betas))])
 
     def _interval(self, t):
-        """The knot interval k with k/T < t <= (k+1)/T (the one a backward step crosses)."""
-        return min(max(math.ceil(t * self.T) - 1, 0), self.T - 1)
+        """The knot interval k with k/T < t <= (k+1)/T (the one a backward step crosses).
+
+        A t T within ``KNOT_TOLERANCE`` of a knot is taken as on it: the sampler's times
+        1 - i/n are rounded, and t T a hair above knot k (1 - 7/10 is 0.30000000000000004, t T
+        = 3.0000000000000004 for T = 10) chose the interval above it, which the step does not
+        cross: its beta came from the wrong timestep, and at t = 1/T with beta_0 = 0
+        (``--beta-start 0``) beta_1 > 0 met sigma(t) = 0, a ZeroDivisionError for T = 20."""
+        position = t * self.T
+        knot = round(position)
+        if abs(position - knot) <= KNOT_TOLERANCE:
+            position = knot
+        return min(max(math.ceil(position) - 1, 0), self.T - 1)
 
     def alpha_bar(self, t):
         return math.exp(numpy.interp(t * self.T, numpy.arange(self.T + 1), self.log_alpha_bar))
