@@ -43,6 +43,46 @@ def test_frechet_distance_of_a_set_to_itself_is_never_below_0():
     assert numpy.isnan(frechet_distance(mean, cov, mean + numpy.nan, cov))
 
 
+def test_training_loss_features_and_gradients_agree_with_torch(rng):
+    """The class docstring in PyTorch, float64: conv 3x3 (C -> 16), stride-2 convs 16 -> 32 ->
+    64, ReLU after each, the spatial mean, Linear(64 -> 32) + ReLU = the features, Linear(32 ->
+    classes) = the logits; the cross-entropy training loss, the features and every parameter's
+    gradient (on an odd-sized image, where the stride-2 convs round up)."""
+    torch = pytest.importorskip("torch")
+    from torch.nn import functional as TF
+    from torch_twins import assert_close, assert_same_loss_and_gradients, copied_into_torch
+
+    import minilean
+    from minilean.models.classifier import FEATURES, FeatureClassifier
+    from minilean.nn import functional as F
+
+    class TorchClassifier(torch.nn.Module):
+        def __init__(self, channels, classes):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(channels, 16, 3, padding=1)
+            self.conv2 = torch.nn.Conv2d(16, 32, 3, stride=2, padding=1)
+            self.conv3 = torch.nn.Conv2d(32, 64, 3, stride=2, padding=1)
+            self.hidden, self.head = torch.nn.Linear(64, FEATURES), torch.nn.Linear(FEATURES,
+                                                                                   classes)
+
+        def features(self, x):
+            h = self.conv3(self.conv2(self.conv1(x).relu()).relu()).relu()
+            return self.hidden(h.mean((2, 3))).relu()
+
+    minilean.manual_seed(0)
+    model = FeatureClassifier(3, 5).to(dtype=numpy.float64)
+    twin = copied_into_torch(model, TorchClassifier(3, 5))
+    images, labels = rng.uniform(-1, 1, (4, 3, 7, 5)), rng.integers(0, 5, 4)
+    assert_same_loss_and_gradients(
+        model, twin,
+        lambda: F.cross_entropy(model(minilean.tensor(images)), minilean.tensor(labels)),
+        lambda: TF.cross_entropy(twin.head(twin.features(torch.from_numpy(images))),
+                                 torch.from_numpy(labels)))
+    assert_close(model.features(minilean.tensor(images)).numpy(),
+                 twin.features(torch.from_numpy(images)).detach().numpy(), 1e-12)
+
+
+
 def test_the_cached_classifier_depends_on_the_labels(tmp_path):
     from minilean.data.arrays import Dataset
     from minilean.models.classifier import _cache_path

@@ -1,5 +1,6 @@
 """The two denoisers (v or eps predictors): shapes, time conditioning, float64 gradients; v-prediction runs."""
 import json
+import math
 import re
 
 import numpy
@@ -8,6 +9,7 @@ import pytest
 import minilean as ml
 from minilean.autograd.gradcheck import gradcheck
 from minilean.nn import functional as F
+from minilean.models import diffusion as D
 from minilean.models.residual import ResidualEpsNet
 from minilean.models.unet import SelfAttention, UNet, norm_groups
 
@@ -249,3 +251,107 @@ def test_v_prediction_trains_and_samples_on_the_ode_path(tmp_path):
     samples = numpy.load(tmp_path / "samples.npy")
     assert samples.shape == (4, 3, 16, 16) and samples.dtype == numpy.uint8
     assert json.loads((tmp_path / "config.json").read_text())["prediction"] == "v"
+
+
+def torch_residual_net(torch, channels, T, hidden_c):
+    """The module docstring of ``residual.py`` in PyTorch: the time channel t / (T - 1) (0 for
+    T = 1) after the image, stem conv and ReLU, twice ReLU(h + conv(ReLU(conv(h)))), output
+    conv; every conv 3x3 with padding 1."""
+    nn = torch.nn
+
+    def conv(c_in, c_out):
+        return nn.Conv2d(c_in, c_out, 3, padding=1)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2 = conv(hidden_c, hidden_c), conv(hidden_c, hidden_c)
+
+    class TorchResidualNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem, self.out = conv(channels + 1, hidden_c), conv(hidden_c, channels)
+            self.block1, self.block2 = Block(), Block()
+
+        def forward(self, x, t):
+            batch, _, height, width = x.shape
+            time = t.double() / (T - 1) if T > 1 else torch.zeros(batch, dtype=torch.float64)
+            plane = time.reshape(batch, 1, 1, 1).expand(batch, 1, height, width)
+            h = self.stem(torch.cat([x, plane], 1)).relu()
+            for block in (self.block1, self.block2):
+                h = (h + block.conv2(block.conv1(h).relu())).relu()
+            return self.out(h)
+
+    return TorchResidualNet()
+
+
+def torch_sinusoidal_embedding(torch, t, dim):
+    """[sin(t w_k), cos(t w_k)], w_k = 10000^(-k / half), k < half = dim // 2, and a zero
+    column for an odd dim: the docstring of ``unet.sinusoidal_embedding``."""
+    half = dim // 2
+    frequencies = 10000.0 ** (-torch.arange(half, dtype=torch.float64) / max(half, 1))
+    angles = t.double()[:, None] * frequencies[None, :]
+    features = torch.cat([angles.sin(), angles.cos()], 1)
+    return torch.nn.functional.pad(features, (0, dim % 2))
+
+
+def torch_alpha_bar(torch, schedule, T):
+    """alpha_bar_t = prod_{s<=t} (1 - beta_s) of the linear (1e-4 to 0.02) or the cosine
+    schedule (Nichol & Dhariwal, s = 0.008, betas capped at 0.999), in torch."""
+    if schedule == "linear":
+        betas = torch.linspace(1e-4, 0.02, T, dtype=torch.float64)
+    else:
+        u = torch.arange(T + 1, dtype=torch.float64) / T
+        f = torch.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
+        betas = torch.clamp(1 - f[1:] / f[:-1], max=0.999)
+    return torch.cumprod(1 - betas, 0)
+
+
+@pytest.mark.parametrize("arch, hidden_c", [("unet", 4), ("unet", 3), ("residual", 3)])
+@pytest.mark.parametrize("schedule, prediction", [("cosine", "v"), ("linear", "eps"),
+                                                  ("linear", "v")])
+def test_training_loss_and_gradients_agree_with_torch(monkeypatch, rng, arch, hidden_c,
+                                                      schedule, prediction):
+    """The loss a training step takes (``v_prediction_loss`` or ``eps_prediction_loss`` at one
+    timestep per example) and every parameter's gradient, against PyTorch in float64: the
+    schedule, q_sample, the v target sqrt(a) eps - sqrt(1 - a) x0 and the network's time input
+    (the sinusoidal features; the plane t / (T - 1)) all computed in torch from the docstrings.
+    The U-Net is ``benchmarks/torch_unet.py``'s; hidden_c 3 gives an odd embedding and
+    one-group norms."""
+    import pathlib
+
+    torch = pytest.importorskip("torch")
+    from torch.nn import functional as TF
+    from torch_twins import assert_same_loss_and_gradients, copied_into_torch
+
+    T, channels = 30, 2
+    ml.manual_seed(0)
+    if arch == "unet":
+        monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parent.parent / "benchmarks"))
+        from torch_unet import TorchUNet
+
+        model, unet = _float64(UNet(channels, hidden_c)), TorchUNet(channels, hidden_c)
+        twin = copied_into_torch(model, unet)
+
+        def network(x, t):
+            return unet(x, torch_sinusoidal_embedding(torch, t, hidden_c))
+    else:
+        model = _float64(ResidualEpsNet(channels, T, hidden_c))
+        twin = network = copied_into_torch(model, torch_residual_net(torch, channels, T,
+                                                                     hidden_c))
+    alpha_bar = D.alpha_bars(D.make_betas(schedule, T))
+    x0 = rng.uniform(-1, 1, (3, channels, 4, 8))
+    eps = rng.standard_normal(x0.shape)
+    t = rng.integers(0, T, 3)
+    loss = D.v_prediction_loss if prediction == "v" else D.eps_prediction_loss
+
+    def torch_loss():
+        a = torch_alpha_bar(torch, schedule, T)[torch.from_numpy(t)].reshape(-1, 1, 1, 1)
+        t_x0, t_eps = torch.from_numpy(x0), torch.from_numpy(eps)
+        target = t_eps if prediction == "eps" else a.sqrt() * t_eps - (1 - a).sqrt() * t_x0
+        noised = a.sqrt() * t_x0 + (1 - a).sqrt() * t_eps
+        return TF.mse_loss(network(noised, torch.from_numpy(t)), target)
+
+    assert_same_loss_and_gradients(
+        model, twin, lambda: loss(model, alpha_bar, ml.tensor(x0), t, ml.tensor(eps)),
+        torch_loss)

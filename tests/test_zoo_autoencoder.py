@@ -140,6 +140,37 @@ def test_reconstruction_loss_is_the_mean_squared_error():
     assert got == pytest.approx(want, rel=1e-12)
 
 
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_training_loss_and_gradients_agree_with_torch(rng, arch):
+    """``reconstruction_loss``, the MSE of sigmoid(decoder(encoder(x))) against x, and every
+    parameter's gradient, against PyTorch in float64 with the stacks the module docstring
+    describes (on a non-square image)."""
+    torch = pytest.importorskip("torch")
+    from torch.nn import functional as TF
+    from torch_twins import assert_same_loss_and_gradients, copied_into_torch, encoder_decoder
+
+    image_shape = (2, 4, 8)
+
+    class TorchAutoencoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.decoder = encoder_decoder(image_shape, arch, 5, 3, 3, 1)
+
+        def forward(self, images):
+            code = self.encoder(images.flatten(1) if arch == "mlp" else images)
+            return self.decoder(code).reshape(images.shape).sigmoid()
+
+    minilean.manual_seed(0)
+    model = autoencoder.Autoencoder(image_shape, arch, hidden=5, latent=3)
+    model.to(dtype=numpy.float64)
+    twin = copied_into_torch(model, TorchAutoencoder())
+    images = rng.uniform(0, 1, (3,) + image_shape)
+    assert_same_loss_and_gradients(
+        model, twin, lambda: autoencoder.reconstruction_loss(model, minilean.tensor(images)),
+        lambda: TF.mse_loss(twin(torch.from_numpy(images)), torch.from_numpy(images)))
+
+
+
 def test_mean_image_baseline_predicts_the_training_mean():
     """mean_image_mse = mean over test pixels of (x - mean training image)^2: the training set's
     mean, not the test set's (which would fit the held-out images it is scored on)."""

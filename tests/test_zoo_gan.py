@@ -51,6 +51,72 @@ def test_whole_losses_gradcheck_float64():
 
 
 
+@pytest.mark.parametrize("data_shape, bounded", [((2,), False), ((1, 4, 4), True)])
+def test_both_steps_agree_with_torch(rng, data_shape, bounded):
+    """The D step (reals to 1, detached fakes to 0) and the G step (fakes to 1) as training
+    takes them, against PyTorch in float64 with the networks of the class docstrings: the
+    generator Linear-ReLU-Linear-ReLU-Linear (tanh for images, linear for ring8's points), the
+    discriminator two leaky-ReLU(0.2) layers and a linear score. Loss and every gradient: the
+    D step's reach D only, the G step's reach G and D alike."""
+    torch = pytest.importorskip("torch")
+    from torch.nn import functional as TF
+    from torch_twins import (assert_same_gradients, assert_same_loss_and_gradients,
+                             copied_into_torch, mlp)
+
+    class TorchGenerator(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = mlp([3, 6, 6, math.prod(data_shape)])
+
+        def forward(self, z):
+            out = self.net(z).reshape((z.shape[0],) + data_shape)
+            return out.tanh() if bounded else out
+
+    class TorchDiscriminator(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.hidden1 = torch.nn.Linear(math.prod(data_shape), 7)
+            self.hidden2, self.score = torch.nn.Linear(7, 7), torch.nn.Linear(7, 1)
+
+        def forward(self, x):
+            h = TF.leaky_relu(self.hidden1(x.flatten(1)), 0.2)
+            return self.score(TF.leaky_relu(self.hidden2(h), 0.2)).reshape(x.shape[0])
+
+    minilean.manual_seed(0)
+    generator = gan.Generator(3, data_shape, hidden=6, bounded=bounded).to(dtype=numpy.float64)
+    discriminator = gan.Discriminator(data_shape, hidden=7).to(dtype=numpy.float64)
+    torch_generator = copied_into_torch(generator, TorchGenerator())
+    torch_discriminator = copied_into_torch(discriminator, TorchDiscriminator())
+    real, d_noise, g_noise = (rng.uniform(-1, 1, (5,) + data_shape),
+                              rng.standard_normal((5, 3)), rng.standard_normal((5, 3)))
+
+    def torch_d_loss():
+        real_scores = torch_discriminator(torch.from_numpy(real))
+        fake_scores = torch_discriminator(torch_generator(torch.from_numpy(d_noise)).detach())
+        return (TF.mse_loss(real_scores, torch.ones_like(real_scores))
+                + TF.mse_loss(fake_scores, torch.zeros_like(fake_scores)))
+
+    assert_same_loss_and_gradients(
+        discriminator, torch_discriminator,
+        lambda: gan.discriminator_loss(discriminator(minilean.tensor(real)),
+                                       discriminator(generator(minilean.tensor(d_noise)).detach())),
+        torch_d_loss)
+    assert all(param.grad is None for param in generator.parameters())
+
+    def torch_g_loss():
+        fake_scores = torch_discriminator(torch_generator(torch.from_numpy(g_noise)))
+        return TF.mse_loss(fake_scores, torch.ones_like(fake_scores))
+
+    discriminator.zero_grad()
+    torch_discriminator.zero_grad(set_to_none=True)
+    assert_same_loss_and_gradients(
+        generator, torch_generator,
+        lambda: gan.generator_loss(discriminator(generator(minilean.tensor(g_noise)))),
+        torch_g_loss)
+    assert_same_gradients(discriminator, torch_discriminator)
+
+
+
 @pytest.mark.parametrize("shape", [(4, 8, 8, 3), (4, 192), (4, 3, 16, 4)])
 def test_the_discriminator_refuses_data_of_another_shape(shape):
     """flatten(1) took any shape of the right size: channels-last images were scored as if

@@ -383,6 +383,117 @@ def test_masked_autoencoder_matches_a_float64_reference():
                                   rtol=1e-10, atol=1e-10)
 
 
+def torch_mae(torch, image_shape, patch_size, width, depth, heads, decoder_width, decoder_depth,
+              decoder_heads):
+    """The class docstring in PyTorch, with torch.nn.MultiheadAttention in each pre-norm block
+    and He et al.'s patchify ("nchpwq->nhwpqc"); each image's visible patches are encoded on
+    their own, and the decoder's tokens put in place by index (no keep/restore arrays)."""
+    from torch.nn import functional as TF
+
+    nn = torch.nn
+    channels, height, image_width = image_shape
+    patches = (height // patch_size) * (image_width // patch_size)
+    patch_pixels = patch_size * patch_size * channels
+
+    class TorchBlock(nn.Module):
+        def __init__(self, width, heads):
+            super().__init__()
+            self.norm1 = nn.LayerNorm(width)
+            self.attention = nn.MultiheadAttention(width, heads, batch_first=True)
+            self.norm2 = nn.LayerNorm(width)
+            self.hidden, self.project = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
+
+        def forward(self, tokens):
+            normed = self.norm1(tokens)
+            tokens = tokens + self.attention(normed, normed, normed, need_weights=False)[0]
+            return tokens + self.project(TF.gelu(self.hidden(self.norm2(tokens))))
+
+    class TorchMAE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Linear(patch_pixels, width)
+            self.position = nn.Parameter(torch.zeros(1, patches, width))
+            self.encoder_blocks = nn.Sequential(*[TorchBlock(width, heads) for _ in range(depth)])
+            self.encoder_norm = nn.LayerNorm(width)
+            self.to_decoder = nn.Linear(width, decoder_width)
+            self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_width))
+            self.decoder_position = nn.Parameter(torch.zeros(1, patches, decoder_width))
+            self.decoder_blocks = nn.Sequential(*[TorchBlock(decoder_width, decoder_heads)
+                                                  for _ in range(decoder_depth)])
+            self.decoder_norm = nn.LayerNorm(decoder_width)
+            self.to_pixels = nn.Linear(decoder_width, patch_pixels)
+
+        @staticmethod
+        def patchify(images):
+            p = patch_size
+            grid = images.reshape(images.shape[0], channels, height // p, p, image_width // p, p)
+            return torch.einsum("nchpwq->nhwpqc", grid).reshape(images.shape[0], patches, -1)
+
+        def forward(self, images, hidden):
+            tokens = self.embed(self.patchify(images)) + self.position
+            decoder_tokens = []
+            for image, hides in zip(tokens, hidden):
+                visible = torch.nonzero(~hides).reshape(-1)
+                encoded = self.encoder_norm(self.encoder_blocks(image[visible][None]))
+                filled = torch.where(hides[:, None], self.mask_token[0, 0], 0.0)
+                decoder_tokens.append(filled.index_put((visible,), self.to_decoder(encoded)[0]))
+            decoded = self.decoder_blocks(torch.stack(decoder_tokens) + self.decoder_position)
+            return self.to_pixels(self.decoder_norm(decoded))
+
+    return TorchMAE()
+
+
+@pytest.mark.parametrize("sizes", [
+    dict(image_shape=(2, 4, 6), patch_size=2, width=8, depth=2, heads=4, decoder_width=6,
+         decoder_depth=2, decoder_heads=2),
+    dict(image_shape=(3, 8, 8), patch_size=4, width=8, depth=1, heads=2, decoder_width=4,
+         decoder_depth=0, decoder_heads=1),
+    dict(image_shape=(1, 6, 6), patch_size=2, width=4, depth=0, heads=1, decoder_width=4,
+         decoder_depth=1, decoder_heads=1)])
+@pytest.mark.parametrize("mask_kind", ["random", "block"])
+@pytest.mark.parametrize("per_patch_norm", [False, True])
+def test_training_loss_and_held_out_pixels_agree_with_torch(rng, sizes, mask_kind,
+                                                            per_patch_norm):
+    """``mae_loss`` as a training step takes it (random or block mask, targets optionally
+    normalised per patch: population variance + 1e-6, as ``patch_statistics`` says), and every
+    parameter's gradient, against the PyTorch twin in float64; with --per-patch-norm also the
+    held-out pixels, the prediction scaled back by the visible patches' pooled statistics."""
+    torch = pytest.importorskip("torch")
+    from torch_twins import assert_close, assert_same_loss_and_gradients, copied_into_torch
+
+    minilean.manual_seed(1)
+    model = _randomize(mae.MaskedAutoencoder(**sizes).to(dtype=numpy.float64),
+                       int(rng.integers(1 << 30)))
+    twin = copied_into_torch(model, torch_mae(torch, **sizes))
+    images = rng.uniform(0, 1, (3,) + sizes["image_shape"])
+    mask = model.random_mask(3, 0.6) if mask_kind == "random" else model.block_mask(3)
+    hidden = torch.from_numpy(mask.hidden.numpy() > 0.5)
+    t_images = torch.from_numpy(images)
+
+    def torch_loss():
+        target = twin.patchify(t_images)
+        if per_patch_norm:
+            target = (target - target.mean(-1, keepdim=True)) / \
+                (target.var(-1, keepdim=True, unbiased=False) + 1e-6).sqrt()
+        patch_losses = ((twin(t_images, hidden) - target) ** 2).mean(-1)
+        return (patch_losses * hidden).sum() / hidden.sum()
+
+    assert_same_loss_and_gradients(
+        model, twin, lambda: mae.mae_loss(model, minilean.tensor(images), mask, per_patch_norm),
+        torch_loss)
+    with minilean.no_grad(), torch.no_grad():
+        pixels = mae.predicted_pixels(model, minilean.tensor(images), mask, per_patch_norm)
+        expected, patches = twin(t_images, hidden), twin.patchify(t_images)
+        if per_patch_norm:
+            visible = (~hidden)[..., None].double()
+            count = visible.sum((1, 2), keepdim=True) * patches.shape[-1]
+            mean = (patches * visible).sum((1, 2), keepdim=True) / count
+            variance = (((patches - mean) * visible) ** 2).sum((1, 2), keepdim=True) / count
+            expected = expected * (variance + 1e-6).sqrt() + mean
+    assert_close(pixels.numpy(), expected.numpy(), 1e-12)
+
+
+
 def test_without_decoder_blocks_each_token_stays_at_its_patch():
     """With no decoder blocks a token sees only itself: a visible patch's prediction does not
     depend on the mask token, a hidden patch's depends on the mask token and not on the image."""

@@ -403,6 +403,99 @@ def test_held_out_elbo_is_vae_loss_and_iw_bound_is_tighter_at_64_samples(arch, s
     assert negative_iw <= negative_elbo + 0.5
 
 
+
+def torch_pixelcnnpp_log_likelihood(torch, images, mean, log_scale):
+    """log P(x) per pixel as PixelCNN++'s ``discretized_mix_logistic_loss`` writes it for one
+    component (x in [0, 1] here: half-bin 0.5 / 255, interior fallback log pdf - log 255),
+    with an exact softplus."""
+    from torch_twins import softplus
+
+    centred, inverse_scale = images - mean, torch.exp(-log_scale)
+    plus, minus = inverse_scale * (centred + 0.5 / 255), inverse_scale * (centred - 0.5 / 255)
+    cdf_delta = torch.sigmoid(plus) - torch.sigmoid(minus)
+    middle = inverse_scale * centred
+    log_pdf_middle = middle - log_scale - 2 * softplus(middle)
+    interior = torch.where(cdf_delta > 1e-5, torch.log(torch.clamp(cdf_delta, min=1e-12)),
+                           log_pdf_middle - math.log(255))
+    return torch.where(images < 0.5 / 255, plus - softplus(plus),
+                       torch.where(images > 1 - 0.5 / 255, -softplus(minus), interior))
+
+
+def torch_vae(torch, image_shape, arch, hidden, latent):
+    """The VAE of the class docstring in PyTorch: the encoder to (mu, logvar) halves, the
+    decoder to a mean and a log-scale (floored at MIN_LOG_SCALE) per pixel."""
+    from torch_twins import encoder_decoder
+
+    class TorchVAE(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.decoder = encoder_decoder(image_shape, arch, hidden, 2 * latent,
+                                                         latent, 2)
+
+        def encode(self, images):
+            return self.encoder(images.flatten(1) if arch == "mlp" else images).chunk(2, 1)
+
+        def decode(self, z):
+            outputs = self.decoder(z).reshape((z.shape[0], 2) + image_shape)
+            return outputs[:, 0], outputs[:, 1].clamp(min=vae.MIN_LOG_SCALE)
+
+        def log_likelihood(self, images, z):
+            mean, log_scale = self.decode(z)
+            return torch_pixelcnnpp_log_likelihood(torch, images, mean, log_scale).flatten(1).sum(1)
+
+    return TorchVAE()
+
+
+@pytest.mark.parametrize("arch, beta", [("mlp", 1.0), ("conv", 1.0), ("conv", 0.3)])
+def test_training_loss_bounds_and_gradients_agree_with_torch(rng, arch, beta):
+    """The training loss -log p(x|z) + beta KL (nats per image, batch mean, one given draw of
+    eps), its gradient in every parameter, and the held-out -ELBO and 3-draw IW bound, against
+    PyTorch in float64: the network written from the docstrings, PixelCNN++'s likelihood, and
+    torch.distributions' KL and log-densities for the bounds. Pixels 0 and 255 are in the
+    batch (the edge bins) and the log-scales lie around the floor, some clamped."""
+    torch = pytest.importorskip("torch")
+    from torch_twins import assert_close, assert_same_loss_and_gradients, copied_into_torch
+
+    image_shape = (2, 8, 4)
+    minilean.manual_seed(1)
+    model = vae.VAE(image_shape, arch, hidden=5, latent=3).to(dtype="float64")
+    model.decoder[-1].bias.data.reshape(2, -1)[1] = vae.MIN_LOG_SCALE + 0.5
+    twin = copied_into_torch(model, torch_vae(torch, image_shape, arch, 5, 3))
+    levels = rng.integers(0, 256, (3,) + image_shape)
+    levels[0, 0, :2], levels[1, 1, :2] = 0, 255
+    images = levels / 255.0
+    eps = [rng.standard_normal((3,) + model.latent_shape) for _ in range(3)]
+    t_images = torch.from_numpy(images)
+
+    def torch_loss():
+        mu, logvar = twin.encode(t_images)
+        z = mu + torch.exp(0.5 * logvar) * torch.from_numpy(eps[0])
+        kl = (0.5 * (mu * mu + logvar.exp() - 1 - logvar)).flatten(1).sum(1).mean()
+        return -twin.log_likelihood(t_images, z).mean() + beta * kl
+
+    assert_same_loss_and_gradients(
+        model, twin, lambda: vae.vae_loss(model, t64(images), beta, t64(eps[0])), torch_loss)
+
+    negative_elbo, negative_iw = vae.evaluate_bounds(model, t64(images), 3,
+                                                     lambda shape, draw: t64(eps[draw]))
+    with torch.no_grad():
+        mu, logvar = twin.encode(t_images)
+        posterior, prior = torch.distributions.Normal(mu, torch.exp(0.5 * logvar)), \
+            torch.distributions.Normal(0.0, 1.0)
+        kl = torch.distributions.kl_divergence(posterior, prior).flatten(1).sum(1)
+        log_weights = []
+        for draw in eps:
+            z = mu + torch.exp(0.5 * logvar) * torch.from_numpy(draw)
+            log_likelihood = twin.log_likelihood(t_images, z)
+            log_weights.append(log_likelihood + prior.log_prob(z).flatten(1).sum(1)
+                               - posterior.log_prob(z).flatten(1).sum(1))
+        first_log_likelihood = twin.log_likelihood(
+            t_images, mu + torch.exp(0.5 * logvar) * torch.from_numpy(eps[0]))
+    assert_close(negative_elbo, (kl - first_log_likelihood).mean().item(), 1e-12)
+    assert_close(negative_iw, -(torch.logsumexp(torch.stack(log_weights), 0)
+                                - math.log(3)).mean().item(), 1e-12)
+
+
 # --- the independent-pixel baseline ---------------------------------------------------------
 
 def test_pixel_levels_round_floats_to_the_nearest_of_256():

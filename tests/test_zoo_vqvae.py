@@ -124,6 +124,82 @@ def test_whole_loss_gradcheck_float64():
 
 
 @pytest.mark.parametrize("ema", [False, True])
+def test_training_step_agrees_with_torch(rng, ema):
+    """The class docstring in PyTorch, float64: conv encoder, nearest codes (by torch.cdist),
+    the straight-through decoder input, sigmoid, and reconstruction + codebook + beta *
+    commitment with their stop-gradients; loss, reconstruction and every parameter's gradient
+    (with ``ema=True`` the codebook is a buffer and gets none). With ``ema=True``, three
+    ``ema_update`` calls then follow van den Oord et al.'s appendix as Sonnet's
+    VectorQuantizerEMA writes it (counts and sums decayed, Laplace-smoothed counts)."""
+    torch = pytest.importorskip("torch")
+    from torch.nn import functional as TF
+    from torch_twins import (assert_close, assert_same_loss_and_gradients, conv_decoder,
+                             conv_encoder, copied_into_torch)
+
+    image_shape, codes, dim, beta, decay = (2, 8, 4), 5, 3, 0.4, 0.9
+    minilean.manual_seed(0)
+    model = vqvae.VQVAE(image_shape, codes, dim, hidden=4, ema=ema, decay=decay)
+    model.to(dtype=numpy.float64)
+    for param in model.parameters():
+        param.data[...] = 0.3 * rng.standard_normal(param.shape)
+    images = rng.uniform(0, 1, (3,) + image_shape)
+    # (3, 2, 1, 3) encodings -> (6, 3): each code near one of them, so that every code is used
+    encodings = model.encode(t64(images)).numpy().reshape(-1, dim)
+    model.codebook.data[...] = encodings[[0, 1, 2, 3, 5]] + 0.01
+    if ema:
+        model.cluster_sum.data[...] = model.codebook.data
+
+    class TorchVQVAE(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = conv_encoder(image_shape[0], 4, dim)
+            self.decoder = conv_decoder(dim, 4, image_shape[0])
+            codebook = torch.from_numpy(model.codebook.numpy().copy())
+            if ema:
+                self.register_buffer("codebook", codebook)
+            else:
+                self.codebook = torch.nn.Parameter(codebook)
+
+        def loss(self, images):
+            encoded = self.encoder(images).permute(0, 2, 3, 1)  # (N, D, h, w) -> (N, h, w, D)
+            self.encoded = encoded.detach().reshape(-1, dim)
+            self.indices = torch.cdist(self.encoded, self.codebook).argmin(1)
+            quantized = self.codebook[self.indices].reshape(encoded.shape)
+            decoder_input = encoded + (quantized - encoded).detach()
+            self.reconstruction = self.decoder(decoder_input.permute(0, 3, 1, 2)).sigmoid()
+            return (TF.mse_loss(self.reconstruction, images)
+                    + TF.mse_loss(quantized, encoded.detach())
+                    + beta * TF.mse_loss(encoded, quantized.detach()))
+
+    twin = copied_into_torch(model, TorchVQVAE())
+    outputs = []
+
+    def minilean_loss():
+        outputs[:] = model(t64(images))
+        reconstruction, encoded, quantized, _ = outputs
+        return vqvae.vqvae_loss(t64(images), reconstruction, encoded, quantized, beta).total
+
+    assert_same_loss_and_gradients(model, twin, minilean_loss,
+                                   lambda: twin.loss(torch.from_numpy(images)))
+    reconstruction, encoded, _, indices = outputs
+    assert sorted(set(indices.numpy().ravel().tolist())) == list(range(codes))
+    numpy.testing.assert_array_equal(indices.numpy().reshape(-1), twin.indices.numpy())
+    assert_close(reconstruction.numpy(), twin.reconstruction.detach().numpy(), 1e-12)
+    if not ema:
+        return
+    counts, sums = torch.ones(codes, dtype=torch.float64), twin.codebook.clone()
+    one_hot = TF.one_hot(twin.indices, codes).double()
+    for _ in range(3):
+        model.ema_update(encoded, indices)
+        counts = decay * counts + (1 - decay) * one_hot.sum(0)
+        sums = decay * sums + (1 - decay) * one_hot.T @ twin.encoded
+        total = counts.sum()
+        smoothed = (counts + 1e-5) / (total + codes * 1e-5) * total
+        assert_close(model.codebook.numpy(), (sums / smoothed[:, None]).numpy(), 1e-12)
+
+
+
+@pytest.mark.parametrize("ema", [False, True])
 def test_a_forward_pass_changes_no_state_in_training_or_evaluation(ema):
     """The codebook, the EMA statistics and the code usage move only when training calls
     ``ema_update``, counts codes or restarts them: a held-out pass changes none of them."""
