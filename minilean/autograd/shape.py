@@ -440,7 +440,8 @@ def pad(x, pad, *, value=0.0):
     padded_axes = len(pad) // 2
     widths = [(0, 0)] * (x.ndim - padded_axes) + [
         (pad[2 * k], pad[2 * k + 1]) for k in reversed(range(padded_axes))]
-    return Pad.apply(x, widths=tuple(widths), value=value)
+    # no border, no value written: an infinite one cast to an integer dtype only warned
+    return Pad.apply(x, widths=tuple(widths), value=value if any(pad) else 0)
 
 
 def split(x, split_size_or_sections, dim=0):
