@@ -1,6 +1,7 @@
 """The training-time updates of ``minilean.optim``, from their docstrings, run through the
 classes the training loops call (``Adam`` / ``AdamW.step``, ``clip_grad_norm_``,
-``EMA.update``, ``warmup_cosine`` and its scheduler):
+``EMA.update``, ``warmup_cosine`` and its scheduler, ``warmup_constant`` and the factor
+diffusion training takes from it):
 
 * Adam, at step t (from 1): g <- g + wd p (Adam's L2 penalty) or p <- p (1 - lr wd) (AdamW,
   decoupled); m <- b1 m + (1 - b1) g; v <- b2 v + (1 - b2) g^2;
@@ -9,7 +10,8 @@ classes the training loops call (``Adam`` / ``AdamW.step``, ``clip_grad_norm_``,
   (norm + eps));
 * EMA: avg_0 = p_0, avg_j = decay avg_{j-1} + (1 - decay) p_j;
 * warm-up + cosine: (s + 1) / W for s < W, then min + (1 - min) (1 + cos(pi (s - W) /
-  max(1, T - W))) / 2, and min from s = T on.
+  max(1, T - W))) / 2, and min from s = T on;
+* warm-up + constant: (s + 1) / W for s < W, then 1 (1 from step 0 when W = 0).
 
 The reference is that formula in mpmath. The bound on the engine is a running error bound
 (``running_error.py``): the engine's own operations replayed in its order, since over several
@@ -448,4 +450,89 @@ def lr_a_step_late(original):
     def broken(self):
         self._set_lr()
         self.last_step += 1
+    return broken
+
+
+# --- warm-up + constant ---------------------------------------------------------------------
+
+def _warmup_constant_reference(step, warmup):
+    """(the factor in mpmath, a Carried replay of ``warmup_constant``'s float64 arithmetic)."""
+    if warmup > 0 and step < warmup:
+        return mpmath.mpf(step + 1) / warmup, _f64(step + 1) / _f64(warmup)
+    return mpmath.mpf(1), _f64(1)
+
+
+# W = 0 (no warm-up), 1 (the full rate from step 0), 3 and 10 (1/3 and k/10 round in float64)
+@statement("warmupConstant_schedule",
+           about=(f"{OPTIM}.schedule.warmup_constant", "minilean.train.diffusion.lr_factor"),
+           given={"warmup": st.integers(0, 60)},
+           examples=[{"warmup": 0}, {"warmup": 1}, {"warmup": 3}, {"warmup": 10}])
+def warmup_constant_schedule(check, warmup):
+    """warmup_constant(s, W) = (s + 1) / W for 0 <= s < W and 1 for s >= W (1 from step 0
+    when W = 0), at every step from 0 to W + 2, and so is ``lr_factor``'s factor, which
+    diffusion training multiplies its lr by at (0-based) update s under ``--lr-schedule
+    constant`` (float64 host arithmetic)."""
+    from minilean.optim import schedule
+    from minilean.train import diffusion
+    config = types.SimpleNamespace(lr_schedule="constant", warmup_steps=warmup,
+                                   lr_decay_steps=None, steps=warmup + 3)
+    training_factor = diffusion.lr_factor(config)
+    for step in range(warmup + 3):
+        exact, replay = _warmup_constant_reference(step, warmup)
+        what = f"step {step} of W = {warmup}"
+        with check.reference():
+            check.close(replay.value, exact, mp_tolerance(exact), f"replay = formula, {what}")
+        check.close(schedule.warmup_constant(step, warmup), exact, replay.error,
+                    f"the factor at {what}")
+        check.close(training_factor(step), exact, replay.error,
+                    f"training's factor (--lr-schedule constant) at {what}")
+
+
+@mutant("constant warm-up from 0", f"{OPTIM}.schedule.warmup_constant",
+        caught_by=["warmupConstant_schedule"])
+def constant_warmup_from_zero(original):
+    """warmup_constant's warm-up is s / W instead of (s + 1) / W: the first update trains at
+    lr 0 and the warm-up ends at (W - 1) / W before the jump to 1 (W = 0 hides it)."""
+    def broken(step, warmup_steps):
+        if warmup_steps > 0 and step < warmup_steps:
+            return step / warmup_steps
+        return 1.0
+    return broken
+
+
+@mutant("constant reached one step late", f"{OPTIM}.schedule.warmup_constant",
+        caught_by=["warmupConstant_schedule"])
+def constant_reached_late(original):
+    """warmup_constant climbs over W + 1 steps, (s + 1) / (W + 1) for s <= W: every warm-up
+    factor is too small and 1 comes at step W, a step late (W = 0 hides it)."""
+    def broken(step, warmup_steps):
+        if warmup_steps > 0 and step <= warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        return 1.0
+    return broken
+
+
+@mutant("constant warm-up past its end", f"{OPTIM}.schedule.warmup_constant",
+        caught_by=["warmupConstant_schedule"])
+def constant_warmup_overshoots(original):
+    """warmup_constant's warm-up case taken while s <= W: the step at the boundary, s = W,
+    trains at (W + 1) / W, above the full rate (only the boundary shows it; W = 0 hides it)."""
+    def broken(step, warmup_steps):
+        if warmup_steps > 0 and step <= warmup_steps:
+            return (step + 1) / warmup_steps
+        return 1.0
+    return broken
+
+
+@mutant("training's constant-rate factor a step ahead", "minilean.train.diffusion.lr_factor",
+        caught_by=["warmupConstant_schedule"])
+def constant_factor_a_step_ahead(original):
+    """diffusion training's factor for ``--lr-schedule constant`` read at the 1-based step
+    (index + 1): warmup_constant's own values are right, but the first update skips the
+    warm-up's first factor 1/W (only training's factor shows it; W = 0 hides it)."""
+    def broken(config):
+        from minilean.train import diffusion
+        if config.lr_schedule == "constant":
+            return lambda index: diffusion.warmup_constant(index + 1, config.warmup_steps)
+        return original(config)
     return broken
