@@ -131,6 +131,23 @@ def test_attention_draws_the_models_leading_axes(leading):
     _draws(_attention_inputs(), lambda example: example["q"].shape[:-2] == leading)
 
 
+@pytest.mark.parametrize("case", [
+    lambda example: example["heads"] > 1 and example["query"].shape[-1] > example["heads"],
+    lambda example: example["heads"] == 1,
+    lambda example: example["key"] is example["query"] and example["query"].shape[1] > 1,
+    lambda example: example["key"] is not example["query"]
+    and example["key"].shape[1] != example["query"].shape[1],
+    lambda example: not example["batch_first"] and example["query"].shape[0] > 1,
+    lambda example: example["in_bias"] is None])
+def test_multihead_attention_draws_each_case_its_strategy_names(case):
+    """several heads of several columns (where a split into interleaved columns, a merge in
+    the wrong order and sqrt(E) for sqrt(d_h) differ from the layer), one head, the MAE's
+    self-attention over several tokens, cross-attention over another number of keys,
+    the (L, N, E) layout over a batch of two, no biases."""
+    from proofs.statements.attention import _multihead_inputs
+    _draws(_multihead_inputs(), case)
+
+
 @pytest.mark.parametrize("strategy, case", [
     ("_spread_inputs", lambda example: example["dim"] is None),
     ("_spread_inputs", lambda example: example["dim"] == -1),
