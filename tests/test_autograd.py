@@ -475,6 +475,26 @@ def test_float32_arange_is_each_value_rounded_once():
     np.testing.assert_array_equal(ml.arange(-1, 1, 0.05).numpy(), expected)
 
 
+@pytest.mark.parametrize("args, values", [((-0.5, 3), [0, 1, 2]), ((0, 2.5), [0, 1]),
+                                          ((0.7, 3.2, 1.5), [0, 1, 2]),
+                                          ((0, 10, 2.5), [0, 2, 4, 6, 8])])
+def test_an_integer_arange_truncates_float_bounds_and_step_first_as_pytorch_does(args, values):
+    """NumPy steps an integer arange by the difference of its first two values cast to the
+    dtype: arange(-0.5, 3, dtype=int64) was [0, 0, 0, 0]."""
+    torch = pytest.importorskip("torch")
+    out = ml.arange(*args, dtype=ml.int64)
+    assert out.dtype == np.int64 and out.tolist() == values
+    assert torch.arange(*args, dtype=torch.int64).tolist() == values
+
+
+@pytest.mark.parametrize("step", [0.5, -0.9])
+def test_an_integer_arange_with_a_step_truncated_to_zero_says_so(step):
+    """Four zeros were the answer (NumPy's); PyTorch refuses it too."""
+    with pytest.raises(ValueError, match=re.escape(f"arange step must be nonzero once "
+                                                   f"truncated to int64, got {step!r}")):
+        ml.arange(0, 2, step, dtype=ml.int64)
+
+
 @pytest.mark.parametrize("step", [0, 0.0])
 def test_arange_with_step_zero_says_so(step):
     with pytest.raises(ValueError, match=f"^arange step must be nonzero, got {step!r}$"):

@@ -84,6 +84,14 @@ def arange(start, end=None, step=1, dtype=None, device="cpu"):
         raise ValueError(f"arange step must be nonzero, got {step!r}")
     dtype = default_dtype((start, end, step)) if dtype is None else dtype
     xp = backend.xp_for(device)
+    if dtype is not None and numpy.dtype(dtype).kind in "iu":
+        # float bounds or step with an integer dtype: each truncated toward zero first, as
+        # PyTorch does; NumPy steps by the difference of its first two values cast to the
+        # dtype, so arange(-0.5, 3, dtype=int64) was [0, 0, 0, 0], not [0, 1, 2]
+        if int(step) == 0:
+            raise ValueError(f"arange step must be nonzero once truncated to "
+                             f"{numpy.dtype(dtype)}, got {step!r}")
+        start, end, step = int(start), int(end), int(step)
     if dtype is not None and numpy.dtype(dtype).kind == "f":
         # start + k step in float64, rounded once, as PyTorch computes it: NumPy's arange
         # steps by the rounded difference of its first two values (float32: 5e-7 off at the
