@@ -722,6 +722,37 @@ def test_a_tensor_of_text_objects_or_complex_numbers_is_refused(data, what):
         ml.tensor(data)
 
 
+@pytest.mark.parametrize("make, caller, dtype", [
+    (lambda dtype: ml.zeros(2, dtype=dtype), "zeros", str),
+    (lambda dtype: ml.ones(2, dtype=dtype), "ones", object),
+    (lambda dtype: ml.full((2,), 1, dtype=dtype), "full", np.complex64),
+    (lambda dtype: ml.arange(3, dtype=dtype), "arange", np.complex64),
+    (lambda dtype: ml.linspace(0, 1, 3, dtype=dtype), "linspace", object),
+    (lambda dtype: ml.randn(2, dtype=dtype), "randn", str),
+    (lambda dtype: ml.zeros_like(ml.tensor([1.0]), dtype=dtype), "zeros", str),
+    (lambda dtype: ml.tensor([1.5]).to(dtype=dtype), "to", str),
+])
+def test_a_factory_or_to_given_a_dtype_of_text_objects_or_complex_numbers_refuses_it(
+        make, caller, dtype):
+    """As Tensor() refuses such data: zeros(2, dtype=str) made a tensor of text, and + 1 on
+    it appended "1"."""
+    with pytest.raises(TypeError, match=f"^{caller} dtype must be a bool, integer or float "
+                                        f"dtype, got {re.escape(str(np.dtype(dtype)))}$"):
+        make(dtype)
+
+
+@pytest.mark.parametrize("fill, dtype, kind", [(None, None, "NoneType"),
+                                               (None, np.float32, "NoneType"),
+                                               ("2", np.float32, "str"), (1j, None, "complex")])
+def test_full_refuses_a_fill_value_that_is_not_a_number(fill, dtype, kind):
+    """NumPy filled in None as an object (or nan, in float32) and "2" as the text or as 2;
+    torch.full refuses them."""
+    with pytest.raises(TypeError, match=f"^full fill_value must be a number or a bool, got "
+                                        f"{kind}$"):
+        ml.full((2,), fill, dtype=dtype)
+    assert ml.full((2,), ml.tensor(1.5)).tolist() == [1.5, 1.5]  # a 0-d tensor is a number
+
+
 @pytest.mark.parametrize("data, value", [(2**63, 2**63), ([[1], [-2**63 - 1]], -2**63 - 1),
                                          ([2**70, 1], 2**70)])
 def test_an_int_beyond_int64_is_refused_as_pytorch_does(data, value):

@@ -4,16 +4,17 @@ import math
 import numpy
 
 from minilean import backend
-from minilean.autograd.tensor import DEFAULT_DTYPE, Tensor, default_dtype, is_int, shape_arg
+from minilean.autograd.tensor import (DEFAULT_DTYPE, Tensor, default_dtype, is_int,
+                                      number_dtype, shape_arg)
 
 
 def _make(array, requires_grad):
     return Tensor._wrap(array, False).requires_grad_(requires_grad)
 
 
-def _dtype(dtype):
+def _dtype(dtype, caller):
     """``dtype``, with None meaning the default float32, as in PyTorch (NumPy's is float64)."""
-    return numpy.dtype(DEFAULT_DTYPE if dtype is None else dtype)
+    return number_dtype(DEFAULT_DTYPE if dtype is None else dtype, caller)
 
 
 def _size(size, caller):
@@ -31,7 +32,7 @@ def _size(size, caller):
 def _random(draw, size, dtype, requires_grad, caller):
     """``draw(shape, dtype=...)`` from a device's generator, which draws float32 or float64
     only: float16 samples are drawn in float32 and rounded."""
-    dtype = _dtype(dtype)
+    dtype = _dtype(dtype, caller)
     if dtype.kind != "f":
         raise TypeError(f"random samples are floating-point, got dtype {dtype}")
     drawn = draw(_size(size, caller), dtype=numpy.promote_types(dtype, numpy.float32))
@@ -60,19 +61,23 @@ def from_numpy(array):
 
 
 def zeros(*size, dtype=None, device="cpu", requires_grad=False):
-    return _make(backend.xp_for(device).zeros(_size(size, "zeros"), dtype=_dtype(dtype)),
+    return _make(backend.xp_for(device).zeros(_size(size, "zeros"), dtype=_dtype(dtype, "zeros")),
                  requires_grad)
 
 
 def ones(*size, dtype=None, device="cpu", requires_grad=False):
-    return _make(backend.xp_for(device).ones(_size(size, "ones"), dtype=_dtype(dtype)),
+    return _make(backend.xp_for(device).ones(_size(size, "ones"), dtype=_dtype(dtype, "ones")),
                  requires_grad)
 
 
 def full(size, fill_value, dtype=None, device="cpu", requires_grad=False):
     """``fill_value`` everywhere. Without ``dtype``, the fill value's as ``tensor`` picks it
     (PyTorch's rule): ``full((2,), 3)`` is int64, ``full((2,), 3.0)`` float32."""
-    dtype = default_dtype(fill_value) if dtype is None else dtype
+    held = getattr(fill_value, "dtype", None) or numpy.asarray(fill_value).dtype
+    if held.kind not in "biuf":  # NumPy fills None in as nan or an object, "2" as text or 2
+        raise TypeError(f"full fill_value must be a number or a bool, got "
+                        f"{type(fill_value).__name__}")
+    dtype = default_dtype(fill_value) if dtype is None else number_dtype(dtype, "full")
     return _make(backend.xp_for(device).full(tuple(size), fill_value, dtype=dtype), requires_grad)
 
 
@@ -82,7 +87,7 @@ def arange(start, end=None, step=1, dtype=None, device="cpu"):
     start, end = (0, start) if end is None else (start, end)
     if step == 0:  # NumPy's error is a bare ZeroDivisionError, "division by zero"
         raise ValueError(f"arange step must be nonzero, got {step!r}")
-    dtype = default_dtype((start, end, step)) if dtype is None else dtype
+    dtype = default_dtype((start, end, step)) if dtype is None else number_dtype(dtype, "arange")
     xp = backend.xp_for(device)
     if dtype is not None and numpy.dtype(dtype).kind in "iu":
         # float bounds or step with an integer dtype: each truncated toward zero first, as
@@ -103,8 +108,8 @@ def arange(start, end=None, step=1, dtype=None, device="cpu"):
 
 
 def linspace(start, end, steps, dtype=None, device="cpu"):
-    return Tensor._wrap(backend.xp_for(device).linspace(start, end, steps, dtype=_dtype(dtype)),
-                        False)
+    return Tensor._wrap(backend.xp_for(device).linspace(start, end, steps,
+                                                        dtype=_dtype(dtype, "linspace")), False)
 
 
 def randn(*size, dtype=None, device="cpu", requires_grad=False):

@@ -14,7 +14,7 @@ from minilean import backend
 from minilean.autograd import grad_mode
 from minilean.autograd.elementwise import as_dtype
 from minilean.autograd.function import Function, devices_differ
-from minilean.autograd.tensor import Tensor, dims_arg, is_int
+from minilean.autograd.tensor import Tensor, dims_arg, is_int, number_dtype
 from minilean.backend import array_module
 
 
@@ -494,7 +494,7 @@ def to(x, device=None, dtype=None):
     Returns ``x`` itself when nothing changes; a cast to a non-float dtype leaves the graph.
     """
     device = x.device if device is None else backend.check_device(device)
-    dtype = x.dtype if dtype is None else numpy.dtype(dtype)
+    dtype = x.dtype if dtype is None else number_dtype(dtype, "to")
     if device == x.device and dtype == x.dtype:
         return x
     if dtype.kind != "f":

@@ -442,6 +442,15 @@ def device_and_dtype(device, dtype):
     return device, dtype
 
 
+def number_dtype(dtype, caller):
+    """``dtype`` as a NumPy dtype, refused unless it holds numbers or booleans, as a tensor
+    does: ``zeros(2, dtype=str)`` made a tensor of text, on which ``+ 1`` appended "1"."""
+    dtype = numpy.dtype(dtype)
+    if dtype.kind not in "biuf":
+        raise TypeError(f"{caller} dtype must be a bool, integer or float dtype, got {dtype}")
+    return dtype
+
+
 def default_dtype(values):
     """PyTorch's dtype for Python numbers (or nested lists of them): DEFAULT_DTYPE when any is
     a float, DEFAULT_INT_DTYPE when all are ints (NumPy would pick float64, and a C long for
