@@ -1,5 +1,7 @@
 """Python's protocols on tensors: truth value, float() and int() of one-element tensors, len()
 and iteration, NumPy's __array__, and var/std taking their flags by keyword only."""
+import re
+
 import numpy as np
 import pytest
 
@@ -136,6 +138,25 @@ def test_in_looks_for_an_element_equal_to_the_value():
     x = ml.tensor([[1.0, 2.0], [3.0, 4.0]])
     assert 3.0 in x and 5.0 not in x and ml.tensor(4.0) in x and 1 in ml.arange(3)
     assert 0.0 not in ml.zeros(0, 2)
+
+
+@pytest.mark.parametrize("value, kind", [(None, "NoneType"), ("a", "str")])
+def test_in_refuses_a_value_that_is_not_a_number(value, kind):
+    """As torch's __contains__ refuses it: None failed on ``'bool' object has no attribute
+    'data'`` (x == None is a plain False), text in NumPy's ufunc loop lookup."""
+    with pytest.raises(TypeError, match=f"^'in' looks for a number \\(or a tensor or array of "
+                                        f"them\\) in a tensor, got {kind}$"):
+        value in ml.tensor([1.0, 2.0])
+
+
+@pytest.mark.parametrize("compare, name, got", [
+    (lambda x: x == "a", "equal", "str"), (lambda x: x < ["a", "b"], "less", "list of <U1"),
+    (lambda x: "b" >= x, "less_equal", "str")])
+def test_a_comparison_with_text_is_a_type_error_that_names_the_operand(compare, name, got):
+    """NumPy's UFuncTypeError named only the dtypes of the loops it did not find."""
+    with pytest.raises(TypeError, match=f"^an operand of {name} must be a Tensor, an array or "
+                                        f"a number, got {re.escape(got)}$"):
+        compare(ml.tensor([1.0, 2.0]))
 
 
 def test_numpy_asarray_reads_the_host_array_under_numpys_copy_protocol():

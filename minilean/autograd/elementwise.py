@@ -866,7 +866,11 @@ def _unrecorded(a, b, name):
             raise devices_differ(name, a.device, b.device)
         b = b.data
     elif not isinstance(b, numbers.Number):
-        b = a.xp.asarray(b)
+        given, b = b, a.xp.asarray(b)
+        if b.dtype.kind not in "biuf":  # NumPy's error named only the dtypes of its loops
+            held = "" if b.ndim == 0 else f" of {b.dtype}"
+            raise TypeError(f"an operand of {name} must be a Tensor, an array or a number, got "
+                            f"{type(given).__name__}{held}")
     try:
         return Tensor._wrap(getattr(a.xp, name)(a.data, b), False)
     except ValueError:

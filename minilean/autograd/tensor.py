@@ -127,7 +127,12 @@ class Tensor(ToShorthands):
 
     def __contains__(self, value):
         """``value in x``: whether any element equals it, as in PyTorch. (Python's fallback,
-        iteration, compared whole rows and asked each comparison's truth value.)"""
+        iteration, compared whole rows and asked each comparison's truth value.) Only numbers
+        are looked for: ``None in x`` failed on the plain False of ``x == None``."""
+        held = getattr(value, "dtype", None) or numpy.asarray(value).dtype
+        if held.kind not in "biuf":
+            raise TypeError(f"'in' looks for a number (or a tensor or array of them) in a "
+                            f"tensor, got {type(value).__name__}")
         return bool((self == value).data.any())
 
     def __repr__(self):
