@@ -185,3 +185,67 @@ def test_max_pool_padding_of_a_bool_tensor_is_false():
     mask = numpy.array([[False, False], [False, True]]).reshape(1, 1, 2, 2)
     out = max_pool2d(ml.tensor(mask), 2, stride=2, padding=1)
     assert out.numpy().ravel().tolist() == [False, False, False, True]
+
+
+# --- the layers: nn.MaxPool2d and nn.AvgPool2d ---------------------------------------------
+
+@pytest.mark.parametrize("name", ["MaxPool2d", "AvgPool2d"])
+@pytest.mark.parametrize("args, options", [((2,), {}), ((3,), dict(stride=1, padding=1)),
+                                           (((3, 2),), dict(stride=(1, 2), padding=(1, 0)))])
+def test_pool_layers_match_torch_forward_backward_and_print(name, args, options):
+    """The layers PyTorch code builds (``nn.MaxPool2d(2)``) did not exist: an AttributeError.
+    Their stride defaults to the kernel size, and they print as PyTorch's."""
+    torch = pytest.importorskip("torch")
+    ours, theirs = getattr(ml.nn, name)(*args, **options), getattr(torch.nn, name)(*args, **options)
+    assert repr(ours) == repr(theirs)
+    values = distinct_values((2, 3, 6, 5))
+    mine = ml.tensor(values, requires_grad=True)
+    reference = torch.tensor(values, requires_grad=True)
+    out, expected = ml.nn.Sequential(ours)(mine), theirs(reference)
+    numpy.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-6)
+    cotangent = numpy.random.default_rng(1).standard_normal(expected.shape)
+    out.backward(ml.tensor(cotangent))
+    expected.backward(torch.tensor(cotangent))
+    numpy.testing.assert_allclose(mine.grad.numpy(), reference.grad.numpy(), rtol=1e-6,
+                                  atol=1e-12)
+
+
+@pytest.mark.parametrize("layer", [ml.nn.MaxPool2d(2), ml.nn.AvgPool2d(3, stride=2, padding=1),
+                                   ml.nn.MaxPool2d((3, 2), stride=1, padding=1)])
+def test_pool_layer_gradients_match_finite_differences(layer):
+    x = ml.tensor(distinct_values((2, 2, 5, 6)), requires_grad=True)
+    assert ml.gradcheck(layer, [x])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: ml.nn.MaxPool2d(2, ceil_mode=True),
+     "MaxPool2d supports ceil_mode=False only, got ceil_mode=True"),
+    (lambda: ml.nn.MaxPool2d(2, return_indices=True),
+     "MaxPool2d supports return_indices=False only, got return_indices=True"),
+    (lambda: ml.nn.MaxPool2d(2, dilation=2),
+     "MaxPool2d supports dilation=1 only, got dilation=2"),
+    (lambda: ml.nn.AvgPool2d(2, ceil_mode=True),
+     "AvgPool2d supports ceil_mode=False only, got ceil_mode=True"),
+    (lambda: ml.nn.AvgPool2d(2, count_include_pad=False),
+     "AvgPool2d supports count_include_pad=True only, got count_include_pad=False"),
+    (lambda: ml.nn.AvgPool2d(2, divisor_override=3),
+     "AvgPool2d supports divisor_override=None only, got divisor_override=3"),
+    # a bad size fails where the layer is built, not at its first forward
+    (lambda: ml.nn.MaxPool2d(0),
+     "MaxPool2d: kernel_size (0, 0) and stride (0, 0) must be positive"),
+    (lambda: ml.nn.AvgPool2d(2, padding=2),
+     "AvgPool2d: padding (2, 2) must be at most half of kernel_size (2, 2)"),
+])
+def test_pool_layers_refuse_what_the_ops_do_not_have_in_one_line(make, message):
+    with pytest.raises(ValueError) as error:
+        make()
+    assert str(error.value) == message
+
+
+def test_pool_layers_take_pytorchs_defaults_where_given():
+    """The options at their defaults, given by name or position (a dilation of 1 as a pair, as
+    PyTorch prints it), are taken."""
+    layer = ml.nn.MaxPool2d(2, None, 0, (1, 1), False, False)
+    assert layer.stride == 2 and layer.dilation == (1, 1)
+    layer = ml.nn.AvgPool2d(2, 1, 0, False, True, None)
+    assert layer(ml.ones(1, 1, 3, 3)).shape == (1, 1, 2, 2)

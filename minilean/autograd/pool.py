@@ -126,9 +126,9 @@ class UpsampleNearest(Function):
         return blocks.sum(axis=(2, 4)).transpose(0, 3, 1, 2)  # (N, C, H, W) view
 
 
-def _pool_params(name, x, kernel_size, stride, padding):
-    if x.ndim != 4:
-        raise ValueError(f"{name} needs a 4-d input (N, C, H, W), got shape {x.shape}")
+def pool_sizes(name, kernel_size, stride, padding):
+    """A pooling's ``kernel_size``, ``stride`` (None: the kernel size) and ``padding`` as
+    checked pairs; checked by the ops at each call and by the layers where they are built."""
     kernel_size = pair(kernel_size, "kernel_size")
     stride = kernel_size if stride is None else pair(stride, "stride")
     padding = pair(padding, "padding")
@@ -137,6 +137,13 @@ def _pool_params(name, x, kernel_size, stride, padding):
     if any(2 * pad > kernel for pad, kernel in zip(padding, kernel_size)):
         raise ValueError(f"{name}: padding {padding} must be at most half of kernel_size "
                          f"{kernel_size}")
+    return kernel_size, stride, padding
+
+
+def _pool_params(name, x, kernel_size, stride, padding):
+    if x.ndim != 4:
+        raise ValueError(f"{name} needs a 4-d input (N, C, H, W), got shape {x.shape}")
+    kernel_size, stride, padding = pool_sizes(name, kernel_size, stride, padding)
     size = tuple(output_size(side + 2 * pad, kernel, step, 1) for side, pad, kernel, step
                  in zip(x.shape[2:], padding, kernel_size, stride))
     if min(size) < 1:

@@ -12,9 +12,10 @@ from minilean.nn.linear import Linear
 from minilean.nn.loss import CrossEntropyLoss, MSELoss
 from minilean.nn.module import Module, Parameter
 from minilean.nn.norm import GroupNorm, LayerNorm
+from minilean.nn.pool import AvgPool2d, MaxPool2d
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "Linear", "Conv2d",
-           "ConvTranspose2d", "LayerNorm", "GroupNorm", "Embedding", "Dropout",
-           "MultiheadAttention", "ReLU", "SiLU", "GELU", "Sigmoid", "Tanh", "LeakyReLU",
+           "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "LayerNorm", "GroupNorm", "Embedding",
+           "Dropout", "MultiheadAttention", "ReLU", "SiLU", "GELU", "Sigmoid", "Tanh", "LeakyReLU",
            "Softmax", "Identity", "Flatten", "CrossEntropyLoss", "MSELoss", "functional",
            "init", "utils"]
