@@ -300,3 +300,88 @@ def test_conv2d_of_mixed_dtypes_computes_in_their_common_dtype():
     assert (x.grad.dtype, w.grad.dtype) == (numpy.float32, numpy.float64)
     assert conv_transpose2d(ml.tensor(image), ml.tensor(weight.transpose(1, 0, 2, 3),
                                                         dtype=ml.float32)).dtype == numpy.float32
+
+
+# --- padding="same" and padding="valid" ----------------------------------------------------
+
+@st.composite
+def string_padding_configs(draw):
+    """Stride-1 convolutions with padding "same" or "valid": odd and even kernels, with odd and
+    even dilations (d (K - 1) odd pads one more after than before), per axis."""
+    groups = draw(st.integers(1, 2))
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = draw(st.sampled_from(["same", "valid"]))
+    smallest = [1 if padding == "same" else d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    return dict(batch=draw(st.integers(1, 2)), groups=groups,
+                in_channels=groups * draw(st.integers(1, 2)),
+                out_channels=groups * draw(st.integers(1, 2)), kernel=kernel, stride=1,
+                dilation=dilation, bias=draw(st.booleans()), padding=padding,
+                size=tuple(draw(st.integers(low, low + 3)) for low in smallest))
+
+
+@given(config=string_padding_configs())
+def test_same_and_valid_padding_gradients_match_finite_differences(config):
+    inputs = [ml.tensor(a, requires_grad=True) for a in make_inputs(config, False)]
+    assert ml.gradcheck(lambda *t: apply(ml, t, config, False), inputs)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+@given(config=string_padding_configs())
+def test_same_and_valid_padding_match_torch(config):
+    """padding="same" and "valid", PyTorch's, were refused ("padding must be an int >= 0 or a
+    pair of them, got 'same'"); "same" keeps the input's size, and where d (K - 1) is odd pads
+    the extra row and column after, as PyTorch."""
+    arrays = make_inputs(config, False)
+    if config["padding"] == "same":
+        assert apply(ml, [ml.tensor(a) for a in arrays], config, False).shape[2:] == \
+            config["size"]
+    assert_matches_torch(arrays, config, False)
+
+
+def test_same_padding_of_an_even_kernel_pads_after_as_torch():
+    """A 2 x 2 kernel whose one 1 is top-left gives x back: the padding is 0 before and 1
+    after (before it, the output would be x shifted down and right by one)."""
+    x = numpy.arange(20.0).reshape(1, 1, 4, 5)
+    weight = numpy.zeros((1, 1, 2, 2))
+    weight[0, 0, 0, 0] = 1.0
+    numpy.testing.assert_array_equal(
+        conv2d(ml.tensor(x), ml.tensor(weight), padding="same").numpy(), x)
+    layer = nn.Conv2d(1, 1, 2, padding="same", bias=False)
+    layer.weight.data[...] = weight
+    numpy.testing.assert_array_equal(layer(ml.tensor(x.astype(numpy.float32))).numpy(), x)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: conv2d(ml.zeros(1, 2, 5, 5), ml.zeros(3, 2, 3, 3), stride=2, padding="same"),
+     "padding='same' is not supported for strided convolutions, got stride (2, 2)"),
+    (lambda: nn.Conv2d(2, 3, 3, stride=(1, 2), padding="same"),
+     "padding='same' is not supported for strided convolutions, got stride (1, 2)"),
+    (lambda: conv2d(ml.zeros(1, 2, 5, 5), ml.zeros(3, 2, 3, 3), padding="full"),
+     "padding must be 'same', 'valid', an int >= 0 or a pair of them, got 'full'"),
+    (lambda: nn.Conv2d(2, 3, 3, padding="SAME"),
+     "padding must be 'same', 'valid', an int >= 0 or a pair of them, got 'SAME'"),
+    # PyTorch's transposed convolutions have no string padding either
+    (lambda: nn.ConvTranspose2d(2, 3, 3, padding="same"),
+     "padding must be an int >= 0 or a pair of them, got 'same'"),
+])
+def test_string_padding_errors_are_one_line_where_the_layer_is_built(make, message):
+    with pytest.raises(ValueError) as error:
+        make()
+    assert str(error.value) == message
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_a_conv_layer_with_string_padding_prints_and_computes_as_torchs(padding):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    theirs = torch.nn.Conv2d(2, 3, (2, 3), padding=padding, dilation=(3, 1)).double()
+    ours = nn.Conv2d(2, 3, (2, 3), padding=padding, dilation=(3, 1)).to(dtype=numpy.float64)
+    assert repr(ours) == repr(theirs)
+    ours.load_state_dict({name: value.detach().numpy()
+                          for name, value in theirs.state_dict().items()})
+    x = numpy.random.default_rng(0).standard_normal((2, 2, 6, 5))
+    numpy.testing.assert_allclose(ours(ml.tensor(x)).numpy(),
+                                  theirs(torch.tensor(x)).detach().numpy(), rtol=1e-6,
+                                  atol=1e-12)

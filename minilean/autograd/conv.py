@@ -37,6 +37,7 @@ already, and training's NaN guard stops there.
 """
 from minilean import backend
 from minilean.autograd.function import Function
+from minilean.autograd.shape import pad
 from minilean.autograd.tensor import is_int
 from minilean.backend import array_module
 
@@ -58,6 +59,30 @@ LEAST_SIZE = {"kernel_size": 1, "stride": 1, "dilation": 1, "padding": 0, "outpu
 def size_pair(value, name):
     """``pair`` for the convolution size ``name``, each at least ``LEAST_SIZE[name]``."""
     return pair(value, name, low=LEAST_SIZE[name])
+
+
+def conv_padding(padding, stride):
+    """conv2d's ``padding``: an int >= 0 or a pair of them, or PyTorch's strings, kept as they
+    are: "valid" (no padding) and "same" (the output has the input's size; stride 1 only, as in
+    PyTorch, since a stride would shrink it). Checked by the op and by the layer."""
+    if not isinstance(padding, str):
+        return size_pair(padding, "padding")
+    if padding not in ("same", "valid"):
+        raise ValueError(f"padding must be 'same', 'valid', an int >= 0 or a pair of them, "
+                         f"got {padding!r}")
+    if padding == "same" and stride != (1, 1):
+        raise ValueError(f"padding='same' is not supported for strided convolutions, got "
+                         f"stride {stride}")
+    return padding
+
+
+def same_padding(kernel_size, dilation):
+    """padding="same" as the (top, left) and (bottom, right) padding: d (K - 1) along each axis,
+    split as PyTorch splits it, an odd one more after than before (floor(d (K - 1) / 2) before),
+    so that a 2 x 2 kernel's top-left weight meets the pixel under it."""
+    totals = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
+    before = tuple(total // 2 for total in totals)
+    return before, tuple(total - pad for total, pad in zip(totals, before))
 
 
 def check_groups(groups, **channels):
@@ -501,9 +526,17 @@ def _no_input_channels(x, weight, bias, out_size):
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """2-d cross-correlation of x (N, C, H, W) with weight (O, C/groups, Kh, Kw), plus bias (O,)."""
-    stride, padding = size_pair(stride, "stride"), size_pair(padding, "padding")
-    dilation = size_pair(dilation, "dilation")
+    """2-d cross-correlation of x (N, C, H, W) with weight (O, C/groups, Kh, Kw), plus bias (O,).
+
+    ``padding="valid"`` is 0; ``padding="same"`` (stride 1) pads each axis by d (K - 1) in all,
+    floor(d (K - 1) / 2) before and the rest after, as PyTorch does, so y has x's size. Where
+    the two differ (an even kernel with an odd dilation) the convolution's padding, the same on
+    both sides, cannot say it: the one extra row and column go onto x first with ``pad``,
+    y = conv(pad(x, after - before), w) padded by ``before``, and dL/dx is dL/dpad(x) with that
+    row and column cropped off (``pad``'s backward).
+    """
+    stride, dilation = size_pair(stride, "stride"), size_pair(dilation, "dilation")
+    padding = conv_padding(padding, stride)
     _check_4d("conv2d", x, weight)
     x, weight = same_dtype(x, weight)
     check_groups(groups, in_channels=x.shape[1], out_channels=weight.shape[0])
@@ -514,6 +547,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     _check_bias("conv2d", bias, weight.shape[0])
     if weight.shape[0] == 0:  # the GEMM's reshapes failed in NumPy's words; PyTorch refuses it
         raise ValueError(f"conv2d: weight of shape {weight.shape} has no output channels")
+    if padding == "valid":
+        padding = (0, 0)
+    elif padding == "same":
+        padding, after = same_padding(weight.shape[2:], dilation)
+        if after != padding:  # one more after: onto x, (left, right, top, bottom) as PyTorch's
+            x = pad(x, (0, after[1] - padding[1], 0, after[0] - padding[0]))
     out_size = tuple(output_size(size + 2 * pad, k, s, d) for size, pad, k, s, d
                      in zip(x.shape[2:], padding, weight.shape[2:], stride, dilation))
     _check_positive("conv2d", out_size)
