@@ -661,6 +661,43 @@ def test_state_dict_tensors_share_the_weights_but_need_no_grad():
     assert (state["weight"].numpy() == 7.0).all()
 
 
+def test_state_dict_prefix_and_keep_vars_as_torch():
+    """PyTorch's ``state_dict(prefix=..., keep_vars=...)`` was a TypeError ("unexpected keyword
+    argument"): ``prefix`` goes before every key, and ``keep_vars=True`` gives the Parameters
+    and buffers themselves (their gradients flow), which load as the detached tensors do."""
+    torch = pytest.importorskip("torch")
+    ours = Block()
+    theirs = torch.nn.Module()
+    theirs.body = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.SiLU())
+    theirs.head = torch.nn.Linear(4, 2, bias=False)
+    theirs.register_buffer("scale", torch.ones(2))
+    assert list(ours.state_dict(prefix="net.")) == list(theirs.state_dict(prefix="net.")) == [
+        "net.scale", "net.body.0.weight", "net.body.0.bias", "net.head.weight"]
+    kept = ours.state_dict(keep_vars=True)
+    assert kept["head.weight"] is ours.head.weight and kept["scale"] is ours.scale
+    assert kept["head.weight"].requires_grad and isinstance(kept["head.weight"], nn.Parameter)
+    assert theirs.state_dict(keep_vars=True)["head.weight"] is theirs.head.weight
+    detached = ours.state_dict(prefix="net.", keep_vars=False)["net.head.weight"]
+    assert detached is not ours.head.weight and not detached.requires_grad
+    other = Block()
+    other.load_state_dict(ours.state_dict(keep_vars=True))
+    for name, value in other.state_dict().items():
+        numpy.testing.assert_array_equal(value.numpy(), kept[name].numpy())
+
+
+def test_state_dict_arguments_are_keyword_only_and_checked():
+    """PyTorch's first positional argument is the old ``destination``: ``state_dict("net.")``
+    is refused, not read as a prefix; a prefix that is no str and a keep_vars that is no bool
+    (``"false"``, read from a flag, is truthy) are one-line TypeErrors."""
+    model = nn.Linear(2, 2)
+    with pytest.raises(TypeError, match="takes 1 positional argument but 2 were given"):
+        model.state_dict("net.")
+    with pytest.raises(TypeError, match="^prefix must be a str, got int 1$"):
+        model.state_dict(prefix=1)
+    with pytest.raises(TypeError, match="^keep_vars must be a bool, got 'false'$"):
+        model.state_dict(keep_vars="false")
+
+
 def test_non_strict_load_reports_missing_and_unexpected():
     model = Block()
     state = {"head.weight": numpy.ones((2, 4)), "other": numpy.zeros(3)}

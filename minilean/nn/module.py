@@ -456,10 +456,15 @@ class Module(ToShorthands):
                            if tensor is not None)  # None: an emptied slot
         return members
 
-    def state_dict(self):
-        """Name -> tensor for every parameter and persistent buffer (sharing the arrays, like
-        PyTorch)."""
-        return OrderedDict((name, tensor.detach()) for name, tensor in self._named_state().items())
+    def state_dict(self, *, prefix="", keep_vars=False):
+        """Name -> tensor for every parameter and persistent buffer, each name after ``prefix``
+        (PyTorch's arguments). The tensors are detached and share the arrays, like PyTorch's;
+        with ``keep_vars`` they are the Parameters and buffers themselves (which
+        ``load_state_dict`` reads as well). Keyword-only: PyTorch's first positional argument
+        is the old ``destination``, so ``state_dict("net.")`` is refused, not read as a prefix."""
+        _check_walk(prefix, keep_vars=keep_vars)
+        return OrderedDict((prefix + name, tensor if keep_vars else tensor.detach())
+                           for name, tensor in self._named_state().items())
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays from ``state_dict`` into this module's parameters and persistent buffers
