@@ -1729,6 +1729,79 @@ def test_embedding_matches_torch_and_accumulates_repeated_rows():
     assert ours.weight.grad.numpy()[1, 0] == 3  # row 1 was used three times
 
 
+@pytest.mark.parametrize("padding_idx", [1, -2])
+def test_embedding_padding_row_starts_at_zeros_and_gets_no_gradient_as_torch(padding_idx):
+    """``Embedding(n, d, padding_idx=...)``, PyTorch's padding token, was a TypeError: its row
+    is zeros when built and its gradient is always 0 (a negative index counts from the end)."""
+    torch = pytest.importorskip("torch")
+    ours, theirs = nn.Embedding(6, 3, padding_idx=padding_idx), torch.nn.Embedding(
+        6, 3, padding_idx=padding_idx)
+    assert repr(ours) == repr(theirs) and ours.padding_idx == theirs.padding_idx
+    numpy.testing.assert_array_equal(ours.weight.numpy()[ours.padding_idx], numpy.zeros(3))
+    torch.nn.init.normal_(theirs.weight)  # a padding row that is not 0 is still picked
+    theirs.double()
+    _copy_from_torch(_double(ours), theirs)
+    indices = numpy.array([[1, 4, 1], [0, 5, 1], [4, 4, 2]])
+    out, expected = ours(ml.tensor(indices)), theirs(torch.tensor(indices))
+    numpy.testing.assert_array_equal(out.numpy(), expected.detach().numpy())
+    cotangent = numpy.random.default_rng(0).standard_normal(expected.shape)
+    out.backward(ml.tensor(cotangent))
+    expected.backward(torch.tensor(cotangent))
+    numpy.testing.assert_allclose(ours.weight.grad.numpy(), theirs.weight.grad.numpy(),
+                                  rtol=1e-12)
+    numpy.testing.assert_array_equal(ours.weight.grad.numpy()[ours.padding_idx], numpy.zeros(3))
+
+
+def test_embedding_gradient_beside_the_padding_row_matches_finite_differences():
+    """The rows other than the padding row get their true gradient (float64, every element):
+    the padding row is held constant here, as its gradient is 0 by design, not by calculus."""
+    indices = ml.tensor(numpy.array([[0, 2, 2], [3, 1, 2]]))
+    padding_row = ml.tensor(numpy.random.default_rng(0).standard_normal((1, 4)))
+
+    def picked(others):  # the table with the constant padding row put back as row 2
+        table = ml.cat([others[:2], padding_row, others[2:]])
+        return nn.functional.embedding(indices, table, padding_idx=2) ** 2
+
+    others = ml.tensor(numpy.random.default_rng(1).standard_normal((3, 4)), requires_grad=True)
+    assert gradcheck(picked, [others])
+
+
+def test_embedding_from_pretrained_shares_the_table_and_freezes_it_as_torch():
+    """``Embedding.from_pretrained``, PyTorch's, did not exist: the layer holds the given
+    table (memory shared, dtype and padding row kept), frozen unless ``freeze=False``."""
+    torch = pytest.importorskip("torch")
+    table = numpy.arange(12.0).reshape(4, 3)
+    ours = nn.Embedding.from_pretrained(table, padding_idx=-1)
+    theirs = torch.nn.Embedding.from_pretrained(torch.tensor(table), padding_idx=-1)
+    assert repr(ours) == repr(theirs) and ours.padding_idx == 3
+    assert numpy.shares_memory(ours.weight.data, table) and ours.weight.dtype == numpy.float64
+    assert isinstance(ours.weight, nn.Parameter) and not ours.weight.requires_grad
+    assert list(ours.parameters()) == [ours.weight]
+    numpy.testing.assert_array_equal(ours(ml.tensor([3, 0])).numpy(), table[[3, 0]])
+    trained = nn.Embedding.from_pretrained(ml.tensor(table), freeze=False)
+    assert trained.weight.requires_grad and trained.padding_idx is None
+    trained(ml.tensor([1, 1])).sum().backward()
+    numpy.testing.assert_array_equal(trained.weight.grad.numpy()[1], [2.0, 2.0, 2.0])
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: nn.Embedding(5, 3, padding_idx=5), ValueError,
+     "padding_idx must be None or an int in [-5, 5) for 5 embeddings, got 5"),
+    (lambda: nn.Embedding(5, 3, padding_idx=-6), ValueError,
+     "padding_idx must be None or an int in [-5, 5) for 5 embeddings, got -6"),
+    (lambda: nn.functional.embedding(ml.tensor([0]), ml.ones(3, 2), padding_idx=1.0), ValueError,
+     "padding_idx must be None or an int in [-3, 3) for 3 embeddings, got 1.0"),
+    (lambda: nn.Embedding.from_pretrained(numpy.ones(3)), ValueError,
+     "from_pretrained needs embeddings of shape (num_embeddings, embedding_dim), got shape (3,)"),
+    (lambda: nn.Embedding.from_pretrained(numpy.ones((3, 2)), freeze="false"), TypeError,
+     "freeze must be a bool, got 'false'"),
+])
+def test_embedding_padding_idx_and_from_pretrained_errors_are_one_line(call, error, message):
+    with pytest.raises(error) as raised:
+        call()
+    assert str(raised.value) == message
+
+
 def _attention_masks(kind, rng):
     """An attention mask of ``kind`` for 2 samples, 2 heads, 3 queries and 5 keys: boolean
     ones (True = may NOT attend) leave every query a key (key 0); ``padding`` masks are

@@ -1,18 +1,54 @@
-"""Embedding: a learnable lookup table of vectors, initialised N(0, 1) as in PyTorch."""
+"""Embedding: a learnable lookup table of vectors, initialised N(0, 1) as in PyTorch; with
+``padding_idx``, the row of PyTorch's padding token, which starts at zeros and gets no
+gradient; ``from_pretrained`` makes one around a given table."""
+from minilean.autograd import writes
+from minilean.autograd.tensor import is_bool
 from minilean.nn import functional as F
 from minilean.nn import init
-from minilean.nn.module import Module, check_sizes, empty_parameter
+from minilean.nn.module import Module, Parameter, check_sizes, empty_parameter
 
 
 class Embedding(Module):
-    def __init__(self, num_embeddings, embedding_dim):
+    """y = W[input], with dL/dW[r] the sum of dL/dy over the positions that picked row r, and
+    dL/dW[padding_idx] = 0 (``F.embedding``)."""
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None):
         super().__init__()
         check_sizes(num_embeddings=num_embeddings, embedding_dim=embedding_dim)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        self.weight = init.normal_(empty_parameter(num_embeddings, embedding_dim))
+        # kept as the row it names (a negative one counted from the end), as PyTorch keeps it
+        self.padding_idx = F.check_padding_idx(padding_idx, num_embeddings)
+        self.weight = empty_parameter(num_embeddings, embedding_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """N(0, 1), the padding row zeros, as PyTorch's."""
+        init.normal_(self.weight)
+        if self.padding_idx is not None:
+            self.weight.data[self.padding_idx] = 0
+            writes.wrote([self.weight])
+
+    @classmethod
+    def from_pretrained(cls, embeddings, freeze=True, padding_idx=None):
+        """A layer whose weight is ``embeddings`` (num_embeddings, embedding_dim), a Tensor or
+        an array, its memory shared and its dtype kept, and its padding row kept as given, as
+        PyTorch's; trained only with ``freeze=False``. No random numbers are drawn."""
+        if not is_bool(freeze):  # "false", read from a flag, is truthy
+            raise TypeError(f"freeze must be a bool, got {freeze!r}")
+        weight = Parameter(embeddings, requires_grad=False)
+        if weight.ndim != 2:
+            raise ValueError(f"from_pretrained needs embeddings of shape (num_embeddings, "
+                             f"embedding_dim), got shape {weight.shape}")
+        layer = cls.__new__(cls)
+        Module.__init__(layer)
+        layer.num_embeddings, layer.embedding_dim = weight.shape
+        layer.padding_idx = F.check_padding_idx(padding_idx, layer.num_embeddings)
+        layer.weight = weight.requires_grad_(not freeze)
+        return layer
 
     def forward(self, input):
-        return F.embedding(input, self.weight)
+        return F.embedding(input, self.weight, self.padding_idx)
 
     def extra_repr(self):
-        return f"{self.num_embeddings}, {self.embedding_dim}"
+        padding = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        return f"{self.num_embeddings}, {self.embedding_dim}{padding}"

@@ -18,7 +18,7 @@ from minilean.autograd.norm import group_norm, layer_norm  # noqa: F401
 from minilean.autograd.pool import avg_pool2d, interpolate, max_pool2d  # noqa: F401
 from minilean.autograd.reduce import log_softmax, logsumexp, softmax  # noqa: F401
 from minilean.autograd.shape import pad, stack  # noqa: F401
-from minilean.autograd.tensor import Tensor
+from minilean.autograd.tensor import Tensor, is_int
 
 
 def _reduce(loss, reduction):
@@ -73,10 +73,28 @@ def check_indices(indices, rows, name):
                          f"{indices.min()} to {indices.max()}")
 
 
-def embedding(input, weight):
+def check_padding_idx(padding_idx, num_embeddings):
+    """An embedding's ``padding_idx`` as the row it names: None, or an int in
+    [-num_embeddings, num_embeddings), a negative one counting from the end, as in PyTorch
+    (whose check is an assert); checked by the op and where the layer is built."""
+    if padding_idx is None:
+        return None
+    if not is_int(padding_idx) or not -num_embeddings <= padding_idx < num_embeddings:
+        raise ValueError(f"padding_idx must be None or an int in [-{num_embeddings}, "
+                         f"{num_embeddings}) for {num_embeddings} embeddings, got "
+                         f"{padding_idx!r}")
+    return int(padding_idx) % num_embeddings
+
+
+def embedding(input, weight, padding_idx=None):
     """Rows of ``weight`` (num_embeddings, dim) picked by the integer ``input``: shape input + (dim,).
     The backward adds each output row's gradient into the row it came from (``check_indices``
-    says which indices are refused)."""
+    says which indices are refused):
+
+        dL/dW[r] = sum_{positions p with input[p] = r} dL/dy[p],
+
+    except that the row ``padding_idx`` names (PyTorch's padding token) gets none, as in
+    PyTorch: dL/dW[padding_idx] = 0, the rows of y picked from it being cut from the graph."""
     if weight.ndim != 2:  # a 1-D table would give scalars as rows
         raise ValueError(f"embedding weight must be 2-D (num_embeddings, embedding_dim), got "
                          f"shape {weight.shape}")
@@ -84,9 +102,17 @@ def embedding(input, weight):
     if not hasattr(indices, "dtype"):  # a list or an int (a list of ints as int64, as ml.tensor)
         indices = weight.xp.asarray(indices)
     check_indices(indices, weight.shape[0], "embedding")
+    padding_idx = check_padding_idx(padding_idx, weight.shape[0])
     # rows by position whatever the integer dtype: a uint8 index to x[...] is refused as one
     # that PyTorch reads as a mask
-    return weight[indices if indices.dtype != "uint8" else indices.astype("int64")]
+    rows = weight[indices if indices.dtype != "uint8" else indices.astype("int64")]
+    if padding_idx is None:
+        return rows
+    # the same values, the padding's taken from outside the graph: where's gradient to the
+    # detached branch goes nowhere. Compared on the indices' device (no read back to the host).
+    # (input shape) -> (input shape, 1): one flag per picked row, broadcast over its dim
+    is_padding = (indices == padding_idx)[..., None]
+    return where(is_padding, rows.detach(), rows)
 
 
 # --- losses -------------------------------------------------------------------------------
