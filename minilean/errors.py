@@ -11,3 +11,13 @@ class FlagError(ValueError):
 def flag_error(name, value, allowed):
     """The one-line error for ``--name`` given ``value`` when ``allowed`` says what is valid."""
     return FlagError(f"--{name.replace('_', '-')}: got {value!r}; expected {allowed}")
+
+
+class StateDictError(ValueError, RuntimeError):
+    """A state dict does not fit what it is loaded into: a missing or unexpected key, or a
+    value of another shape (exit code 1, as any ValueError).
+
+    Both a ValueError, minilean's kind for a bad value (callers that catch it keep working),
+    and a RuntimeError, PyTorch's for the same failures, so that ported code's ``except
+    RuntimeError:`` catches it too.
+    """

@@ -606,6 +606,34 @@ def test_load_state_dict_errors_name_the_key_and_shapes():
         model.load_state_dict({**state, **five})
 
 
+@pytest.mark.parametrize("change", ["missing", "unexpected", "shape"])
+def test_load_state_dict_errors_are_caught_as_runtime_errors_as_torchs_and_as_value_errors(
+        change):
+    """PyTorch raises RuntimeError for a missing or unexpected key and a size mismatch; these
+    were ValueErrors only, so a ported ``except RuntimeError:`` missed them. They are
+    StateDictErrors, both a ValueError and a RuntimeError, and leave the module as it was."""
+    from minilean.errors import StateDictError
+    model = nn.Linear(2, 3)
+    before = {name: value.numpy().copy() for name, value in model.state_dict().items()}
+    state = {"weight": numpy.ones((3, 2), numpy.float32), "bias": numpy.ones(3, numpy.float32)}
+    if change == "missing":
+        del state["bias"]
+    elif change == "unexpected":
+        state["scale"] = numpy.ones(1, numpy.float32)
+    else:
+        state["bias"] = numpy.ones(4, numpy.float32)
+    for caught in (RuntimeError, ValueError, StateDictError):
+        with pytest.raises(caught) as error:
+            model.load_state_dict(state)
+        assert type(error.value) is StateDictError and "\n" not in str(error.value)
+    for name, value in model.state_dict().items():
+        numpy.testing.assert_array_equal(value.numpy(), before[name])
+    torch = pytest.importorskip("torch")
+    with pytest.raises(RuntimeError):
+        torch.nn.Linear(2, 3).load_state_dict({name: torch.tensor(value)
+                                               for name, value in state.items()})
+
+
 def test_load_state_dict_refuses_what_is_no_mapping_as_torch():
     """A module or a list of arrays in the place of a state dict failed in NumPy's words (a
     list: "ufunc 'equal' did not contain a loop"), or as "argument of type 'Block' is not

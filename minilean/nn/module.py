@@ -18,6 +18,7 @@ import numpy
 
 from minilean import backend
 from minilean.autograd import writes
+from minilean.errors import StateDictError
 from minilean.autograd.tensor import (Tensor, ToShorthands, device_and_dtype, is_bool,
                                       is_int)
 
@@ -474,6 +475,7 @@ class Module(ToShorthands):
         before anything is copied (the module is left as it was). With
         ``strict`` (the default) missing and unexpected keys are errors too; otherwise they
         are returned as ``IncompatibleKeys(missing_keys, unexpected_keys)``, PyTorch's pair.
+        These errors are ``StateDictError``s: ValueErrors, and RuntimeErrors as PyTorch's.
         """
         # a module or a list of arrays given in its place failed in NumPy's words (PyTorch's
         # TypeError: "Expected state_dict to be dict-like")
@@ -484,11 +486,11 @@ class Module(ToShorthands):
         missing = [name for name in own if name not in state_dict]
         unexpected = [name for name in state_dict if name not in own]
         if strict and missing:
-            raise ValueError(f"load_state_dict: missing key(s) {_first_few(missing)} for "
-                             f"{type(self).__name__}")
+            raise StateDictError(f"load_state_dict: missing key(s) {_first_few(missing)} for "
+                                 f"{type(self).__name__}")
         if strict and unexpected:
-            raise ValueError(f"load_state_dict: unexpected key(s) {_first_few(unexpected)} "
-                             f"for {type(self).__name__}")
+            raise StateDictError(f"load_state_dict: unexpected key(s) "
+                                 f"{_first_few(unexpected)} for {type(self).__name__}")
         copy_all_into((tensor.data, state_dict[name], name) for name, tensor in own.items()
                       if name in state_dict)
         writes.wrote(tensor for name, tensor in own.items() if name in state_dict)
@@ -579,8 +581,8 @@ def _fitting(target, value, name):
         raise TypeError(f"{name!r}: dtype {value.dtype} in the loaded state; expected a "
                         f"real or integer array")
     if tuple(value.shape) != tuple(target.shape):
-        raise ValueError(f"{name!r}: shape {tuple(value.shape)} in the loaded state "
-                         f"but {tuple(target.shape)} here")
+        raise StateDictError(f"{name!r}: shape {tuple(value.shape)} in the loaded state "
+                             f"but {tuple(target.shape)} here")
     return value
 
 
