@@ -27,6 +27,21 @@ def scalar_dtype(value, tensor_dtype):
     return DEFAULT_DTYPE if tensor_dtype.kind in "biu" else tensor_dtype
 
 
+def numbers_array(value, xp, operand="an operand"):
+    """``value`` (a list, an array, not a Tensor) as an array of ``xp``, which must hold numbers
+    or booleans, else a TypeError naming ``operand``: NumPy would make text or objects of it,
+    and its ufuncs' errors name only the dtypes of their loops."""
+    if value is None or isinstance(value, (str, bytes)):  # CuPy would refuse them its own way
+        raise TypeError(f"{operand} must be a Tensor, an array or a number, got "
+                        f"{type(value).__name__}")
+    array = xp.asarray(value)
+    if array.dtype.kind not in "biuf":
+        held = "" if array.ndim == 0 else f" of {array.dtype}"
+        raise TypeError(f"{operand} must be a Tensor, an array or a number, got "
+                        f"{type(value).__name__}{held}")
+    return array
+
+
 def as_tensor(value, like):
     """Wrap a Python or NumPy scalar (or an array) as a constant tensor on ``like``'s device:
     a scalar in ``scalar_dtype(value, like.dtype)``, an array in ``like``'s dtype, or in its
@@ -45,14 +60,7 @@ def as_tensor(value, like):
         if dtype.kind in "iu" and not isinstance(value, bool):
             value = wrapped_integer(value, like.xp.iinfo(dtype))
         return Tensor._wrap(like.xp.full((), value, dtype=dtype), False)
-    if value is None or isinstance(value, (str, bytes)):  # CuPy would refuse them its own way
-        raise TypeError(f"an operand must be a Tensor, an array or a number, got "
-                        f"{type(value).__name__}")
-    array = like.xp.asarray(value)
-    if array.dtype.kind not in "biuf":
-        held = "" if array.ndim == 0 else f" of {array.dtype}"
-        raise TypeError(f"an operand must be a Tensor, an array or a number, got "
-                        f"{type(value).__name__}{held}")
+    array = numbers_array(value, like.xp)
     if _KIND_RANKS[array.dtype.kind] > _KIND_RANKS[like.dtype.kind]:
         # floats beside an integer or bool tensor (or integers beside a bool one) keep their
         # dtype, and the op promotes as for two tensors: cast to like's, arange(4) * [0.5]
@@ -866,11 +874,7 @@ def _unrecorded(a, b, name):
             raise devices_differ(name, a.device, b.device)
         b = b.data
     elif not isinstance(b, numbers.Number):
-        given, b = b, a.xp.asarray(b)
-        if b.dtype.kind not in "biuf":  # NumPy's error named only the dtypes of its loops
-            held = "" if b.ndim == 0 else f" of {b.dtype}"
-            raise TypeError(f"an operand of {name} must be a Tensor, an array or a number, got "
-                            f"{type(given).__name__}{held}")
+        b = numbers_array(b, a.xp, f"an operand of {name}")
     try:
         return Tensor._wrap(getattr(a.xp, name)(a.data, b), False)
     except ValueError:
