@@ -149,6 +149,36 @@ def test_extensions_match_whatever_their_case(tmp_path):
     assert image_folder.list_images(str(tmp_path), (".PNG",)) == ["a.PNG", "c.png"]
 
 
+@pytest.mark.parametrize("extensions", [".png", ".PNG,.bmp", [".png"]])
+def test_extensions_given_as_text_from_python_are_read_as_the_ext_flag_reads_them(
+        tmp_path, extensions):
+    """A bare ".png" was taken as its characters: every name ending in ".", "p", "n" or "g"
+    matched, so .jpg photos were read among the .png ones and .svg files were warned of."""
+    for name, value in (("a.png", 40), ("b.jpg", 80), ("c.bmp", 120)):
+        save(tmp_path / "in" / name, numpy.full((4, 4, 3), value, numpy.uint8))
+    (tmp_path / "in" / "d.svg").write_text("<svg/>")
+    warnings_seen = []
+    manifest = image_folder.convert_image_folder(
+        str(tmp_path / "in"), str(tmp_path / "x.npy"), height=4, width=4,
+        extensions=extensions, warn=warnings_seen.append)
+    expected = [40, 120] if "bmp" in extensions else [40]
+    assert manifest["count"] == len(expected) and warnings_seen == []
+    assert numpy.load(tmp_path / "x.npy")[:, 0, 0, 0].tolist() == expected
+    assert image_folder.list_images(str(tmp_path / "in"), extensions) == [
+        "a.png", "c.bmp"][:len(expected)]
+
+
+@pytest.mark.parametrize("extensions", ["png", (".png", "jpg"), ()])
+def test_extensions_without_their_dot_are_refused_from_python_before_any_work(tmp_path,
+                                                                                extensions):
+    save(tmp_path / "in" / "1.png", halves(4, 4, True))
+    with pytest.raises(FlagError, match=r"^--ext: got .*; expected file extensions starting "
+                                        r'with "\.", e\.g\. \.png,\.jpg$'):
+        image_folder.convert_image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
+                                          height=4, width=4, extensions=extensions)
+    assert sorted(os.listdir(tmp_path)) == ["in"]
+
+
 def test_bmp_and_webp_files_are_read_by_default_as_torchleans_converter_reads_them(tmp_path):
     for name, value in (("a.bmp", 40), ("b.webp", 80), ("c.png", 120)):
         save(tmp_path / "in" / name, numpy.full((4, 4, 3), value, numpy.uint8))

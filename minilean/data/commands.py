@@ -16,14 +16,6 @@ from minilean.errors import flag_error
 from minilean.flags import Flag, flag_checked
 
 
-def _extensions_problem(ext):
-    """Why ``--ext`` (".png" or ".png,.jpg") names no extensions, as the text after
-    "expected"; None when each comma-separated part is one."""
-    if not all(part.startswith(".") and len(part) > 1 for part in ext.split(",")):
-        return 'file extensions starting with ".", e.g. .png,.jpg'
-    return None
-
-
 def _optional_count(name, what, default_note="all"):
     return Flag(name, None, f"keep at most this many {what} (at least 1; default: "
                 f"{default_note})", kind=int, low=1)
@@ -47,7 +39,7 @@ class ConvertCommands:
              "(sorted names; needs --y-output)"),
         _optional_count("limit", "images"),
         Flag("ext", ",".join(image_folder.DEFAULT_EXTENSIONS), "extensions to read, "
-             "comma-separated, e.g. .png,.jpg", check=_extensions_problem),
+             "comma-separated, e.g. .png,.jpg", check=image_folder.extensions_problem),
         Flag("crop", "center", '"center" (keep the aspect ratio, cut the centre) or "stretch" '
              "(ignore it, as TorchLean's converter does)",
              choices=image_folder.CROPS))
@@ -55,9 +47,8 @@ class ConvertCommands:
                      labels_from_dirs=False, limit=None,
                      ext=",".join(image_folder.DEFAULT_EXTENSIONS), crop="center"):
         """Convert a folder of images into a uint8 NCHW .npy array (and labels, manifest)."""
-        extensions = tuple(part.lower() for part in ext.split(","))
         manifest = image_folder.convert_image_folder(
-            input, x_output, y_output, height, width, labels_from_dirs, limit, extensions, crop)
+            input, x_output, y_output, height, width, labels_from_dirs, limit, ext, crop)
         print(f"wrote {x_output}: {manifest['count']} images {tuple(manifest['shape'])} uint8"
               + (f", labels {y_output}" if y_output else "")
               + (f"; skipped {len(manifest['skipped'])} unreadable" if manifest["skipped"] else ""))

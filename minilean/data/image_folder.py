@@ -36,13 +36,32 @@ CROPS = ("center", "stretch")
 DEFAULT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # TorchLean's set
 
 
+def extensions_problem(extensions):
+    """Why ``extensions`` (".png" or ".png,.jpg" as ``--ext`` gives them, or a sequence of
+    such names) names no extensions, as the text after "expected"; None when each is one."""
+    parts = extensions.split(",") if isinstance(extensions, str) else list(extensions)
+    if not parts or not all(isinstance(part, str) and part.startswith(".") and len(part) > 1
+                            for part in parts):
+        return 'file extensions starting with ".", e.g. .png,.jpg'
+    return None
+
+
+def as_extensions(extensions):
+    """``extensions`` as a tuple of lower-case names: a text is split at its commas, as
+    ``--ext``'s (a bare ".png" taken as a sequence was its characters, so every name ending
+    in "." "p", "n" or "g" matched: .jpg and .svg files too)."""
+    parts = extensions.split(",") if isinstance(extensions, str) else extensions
+    return tuple(part.lower() for part in parts)
+
+
 def list_images(input_dir, extensions=DEFAULT_EXTENSIONS):
-    """Sorted relative paths of files under ``input_dir`` whose extension is listed.
+    """Sorted relative paths of files under ``input_dir`` whose extension is listed
+    (``as_extensions``: a text such as ".png,.jpg" or a sequence of names).
 
     Links to folders are followed (a class folder may be a link to images kept elsewhere),
     every one (two class folders linking to one folder are two classes of the same images),
     except a link to a folder the walk is already inside, which would loop."""
-    extensions = tuple(extension.lower() for extension in extensions)
+    extensions = as_extensions(extensions)
     found, chains = [], {}  # chains: folder to walk -> the real paths of the folders above it
     # any walk order: the result is sorted
     for directory, subdirectories, files in os.walk(input_dir, followlinks=True):
@@ -173,7 +192,8 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
     """Write ``x_output`` (uint8 (N, 3, height, width)), optionally ``y_output`` (int64 (N,))
     and a JSON manifest beside ``x_output``; return the manifest dict.
 
-    ``warn(message)`` reports skipped files (default: a line on stderr). The sizes, the labels'
+    ``warn(message)`` reports skipped files (default: a line on stderr). ``extensions`` is a
+    sequence of names or ``--ext``'s text (".png,.jpg"). The sizes, the extensions, the labels'
     flags and the three outputs (``check_outputs``) are checked before any work, as
     ``FlagError``s: the command line (``data convert image-folder``) reports them from here too.
     """
@@ -181,6 +201,9 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
     for name, size in sizes.items():  # a 0 read every image, then kept none of them
         if not is_int(size) or size < 1:
             raise flag_error(name, size, "an integer >= 1")
+    if extensions_problem(extensions):
+        raise flag_error("ext", extensions, extensions_problem(extensions))
+    extensions = as_extensions(extensions)
     if y_output is not None and not labels_from_dirs:
         raise flag_error("y_output", y_output, "to come with --labels-from-dirs")
     if labels_from_dirs and y_output is None:  # the labels would be made, then written nowhere
