@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import unicodedata
 import warnings
 
 import numpy
@@ -432,6 +433,23 @@ def test_limit_and_sorted_order(tmp_path):
     DataCommands().convert.image_folder(str(tmp_path / "in"), str(tmp_path / "x.npy"),
                                         height=4, width=4, limit=2, ext=".png")
     assert numpy.load(tmp_path / "x.npy")[:, 0, 0, 0].tolist() == [30, 10]
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFD"])
+def test_accented_names_sort_alike_whether_stored_composed_or_decomposed(tmp_path, form):
+    """macOS's HFS+ keeps "caf\u00e9" decomposed ("cafe" and a combining accent), which sorted
+    before "cafz", where Linux's composed name sorts after it: a copied folder gave its
+    classes other labels, its images another order and --limit other images."""
+    for value, name in ((0, "caf\u00e9"), (80, "cafe"), (160, "cafz")):
+        save(tmp_path / "in" / unicodedata.normalize(form, name) / "1.png",
+             numpy.full((4, 4, 3), value, numpy.uint8))
+    manifest = image_folder.convert_image_folder(
+        str(tmp_path / "in"), str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), height=4,
+        width=4, labels_from_dirs=True, limit=2)
+    assert [unicodedata.normalize("NFC", name) for name in manifest["class_names"]] == [
+        "cafe", "cafz", "caf\u00e9"]
+    assert numpy.load(tmp_path / "x.npy")[:, 0, 0, 0].tolist() == [80, 160]
+    assert numpy.load(tmp_path / "y.npy").tolist() == [0, 1]
 
 
 def test_a_limit_above_the_file_count_takes_every_file_and_sizes_nothing_by_it(tmp_path):

@@ -1,6 +1,7 @@
 """Convert a folder of images into one uint8 NCHW array (plus labels and a manifest) with Pillow.
 
-Files are taken in sorted order (so the same folder always gives the same array), rotated
+Files are taken in sorted order (so the same folder always gives the same array, whichever
+file system holds it: names are compared in Unicode's composed form, ``sort_key``), rotated
 upright by their EXIF orientation, converted to RGB, and resized: ``crop="center"`` scales the
 image to cover height x width and cuts the centre (no distortion), ``crop="stretch"`` resizes
 to height x width ignoring the aspect ratio. With ``labels_from_dirs`` the label of a file is
@@ -21,6 +22,7 @@ import contextlib
 import logging
 import os
 import sys
+import unicodedata
 import warnings
 
 import numpy
@@ -54,6 +56,14 @@ def as_extensions(extensions):
     return tuple(part.lower() for part in parts)
 
 
+def sort_key(name):
+    """What names are sorted by: the name in Unicode's composed form (NFC), then the name
+    itself. macOS's HFS+ stores an accented name decomposed (NFD: "e" and a combining accent)
+    where Linux keeps it as written, mostly composed, and the two sort apart ("cafe\u0301" before
+    "cafz", "caf\u00e9" after it): the same folder, copied, gave its classes other labels."""
+    return unicodedata.normalize("NFC", name), name
+
+
 def list_images(input_dir, extensions=DEFAULT_EXTENSIONS):
     """Sorted relative paths of files under ``input_dir`` whose extension is listed
     (``as_extensions``: a text such as ".png,.jpg" or a sequence of names).
@@ -71,7 +81,7 @@ def list_images(input_dir, extensions=DEFAULT_EXTENSIONS):
         chains.update((os.path.join(directory, name), chain) for name in subdirectories)
         found += [os.path.relpath(os.path.join(directory, name), input_dir)
                   for name in files if name.lower().endswith(extensions)]
-    return sorted(found)
+    return sorted(found, key=sort_key)
 
 
 def load_image(path, height, width, crop="center"):
@@ -220,15 +230,16 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
         kind, words = problem
         raise kind(f"--input {input_dir} {words}; expected a folder of images")
     files = list_images(input_dir, extensions)
-    class_names = sorted({path.split(os.sep)[0] for path in files if os.sep in path})
+    class_names = sorted({path.split(os.sep)[0] for path in files if os.sep in path},
+                         key=sort_key)
     if labels_from_dirs:
         loose = [path for path in files if os.sep not in path]
         for path in loose:
             warn(f"warning: skipping {os.path.join(input_dir, path)}: not inside a class "
                  "sub-directory (--labels-from-dirs)")
         files = [path for path in files if os.sep in path]
-        for name in sorted(set(next(os.walk(input_dir))[1]) - set(class_names)):
-            renumbered = any(class_name > name for class_name in class_names)
+        for name in sorted(set(next(os.walk(input_dir))[1]) - set(class_names), key=sort_key):
+            renumbered = any(sort_key(class_name) > sort_key(name) for class_name in class_names)
             warn(f"warning: {os.path.join(input_dir, name)} holds no {', '.join(extensions)} "
                  f"files: it is no class"
                  + (", and the classes after it are numbered one lower than where it has "
