@@ -108,6 +108,8 @@ def load_image(path, height, width, crop="center"):
                 image = Image.fromarray(rescale_to_uint8(grey, 65535))
             if image.mode == "P" and "transparency" in image.info:
                 image = image.convert("RGBA")  # Pillow warns on P straight to RGB; same colours
+            # alpha dropped, not blended: a transparent pixel keeps its stored colour, as in
+            # TorchLean's converter (the README says so)
             image = image.convert("RGB")
             if crop == "center":
                 image = ImageOps.fit(image, (width, height), method=Image.Resampling.BICUBIC)
