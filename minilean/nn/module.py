@@ -18,9 +18,9 @@ import numpy
 
 from minilean import backend
 from minilean.autograd import writes
-from minilean.errors import StateDictError
 from minilean.autograd.tensor import (Tensor, ToShorthands, device_and_dtype, is_bool,
                                       is_int)
+from minilean.errors import StateDictError
 
 
 class Parameter(Tensor):
