@@ -533,6 +533,16 @@ def test_state_dict_names_tied_weights_and_shared_modules_under_each_name_as_tor
                             for name, value in ours.state_dict().items()})
 
 
+def test_a_parameter_registered_over_a_plain_attribute_replaces_it():
+    """As register_buffer (PyTorch's register_parameter refuses the name instead): the plain
+    attribute would otherwise hide the parameter from ``module.<name>``."""
+    module = nn.Module()
+    module.scale = None  # a plain attribute first
+    scale = nn.Parameter(ml.ones(2))
+    module.register_parameter("scale", scale)
+    assert module.scale is scale and list(module.state_dict()) == ["scale"]
+
+
 def test_a_parameter_or_module_assigned_over_a_plain_attribute_replaces_it():
     class Layer(nn.Module):
         def __init__(self):
@@ -545,6 +555,20 @@ def test_a_parameter_or_module_assigned_over_a_plain_attribute_replaces_it():
     layer = Layer()
     assert isinstance(layer.bias, nn.Parameter) and isinstance(layer.head, nn.Linear)
     assert [name for name, _ in layer.named_parameters()] == ["bias", "head.weight", "head.bias"]
+
+
+def test_a_parameter_assigned_over_a_buffer_or_a_submodule_replaces_it_as_torch():
+    torch = pytest.importorskip("torch")
+    for library in (ml, torch):
+        layer = library.nn.Linear(2, 1)
+        layer.register_buffer("scale", library.ones(2))
+        layer.head = library.nn.Linear(2, 3)
+        scale, head = library.nn.Parameter(library.ones(2)), library.nn.Parameter(library.ones(3))
+        layer.scale, layer.head = scale, head
+        assert layer.scale is scale and layer.head is head
+        assert list(layer.state_dict()) == ["weight", "bias", "scale", "head"]
+        assert [name for name, _ in layer.named_buffers()] == []
+        assert [name for name, _ in layer.named_children()] == []
 
 
 def test_a_module_assigned_over_a_buffer_replaces_it_as_torch():
