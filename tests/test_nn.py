@@ -146,6 +146,12 @@ def test_the_listed_members_follow_direct_writes_to_the_registries_as_torchs():
     assert seen["minilean"] == seen["torch"]
     assert seen["torch"][3] == (["0.weight", "0.extra", "0.scale", "1.weight", "1.bias"],
                                 ["0.weight", "0.extra", "1.weight", "1.bias"])
+    # an OrderedDict's own reordering (PyTorch's registries are plain dicts, without it)
+    model = nn.Sequential(nn.Linear(2, 2))
+    list(model.parameters()), list(model.state_dict())  # listed, then reordered
+    model[0]._parameters.move_to_end("weight")
+    assert [name for name, _ in model.named_parameters()] == ["0.bias", "0.weight"]
+    assert list(model.state_dict()) == ["0.bias", "0.weight"]
 
 
 def test_assigning_a_tensor_to_a_buffer_name_updates_the_buffer():
