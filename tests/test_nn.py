@@ -1126,9 +1126,15 @@ def test_module_list_insert_and_plus_equals_as_torchs():
     layers = nn.ModuleList([nn.ReLU(), nn.Tanh()])
     layers.insert(-1, nn.SiLU())  # as list.insert (PyTorch's fails with KeyError: '-1')
     assert [type(layer).__name__ for layer in layers] == ["ReLU", "SiLU", "Tanh"]
+    layers.insert(-3, nn.Identity())  # -len: before the first, as list.insert
+    assert [type(layer).__name__ for layer in layers] == ["Identity", "ReLU", "SiLU", "Tanh"]
+    del layers[0]
     with pytest.raises(IndexError, match="^index 4 is out of range for inserting into "
                                          "ModuleList of length 3$"):
         layers.insert(4, nn.ReLU())
+    with pytest.raises(IndexError, match="^index -4 is out of range for inserting into "
+                                         "ModuleList of length 3$"):
+        layers.insert(-4, nn.ReLU())
     with pytest.raises(TypeError, match="^ModuleList holds Modules, got int$"):
         layers.insert(0, 3)
     assert len(layers) == 3
