@@ -986,6 +986,12 @@ def test_layers_with_settings_show_them_in_their_repr():
     assert repr(nn.Embedding(5, 3)) == "Embedding(5, 3)"
 
 
+def test_a_linear_layer_prints_as_torchs():
+    torch = pytest.importorskip("torch")
+    for bias in (True, False):
+        assert repr(nn.Linear(3, 2, bias=bias)) == repr(torch.nn.Linear(3, 2, bias=bias))
+
+
 def test_a_module_without_forward_says_so_and_plain_attributes_can_be_deleted():
     class Empty(nn.Module):
         pass
