@@ -1550,6 +1550,18 @@ def test_init_defaults_and_means_are_pytorchs():
         assert abs(values.mean()) < 0.1 * values.std()
 
 
+def test_norm_layers_start_as_the_identity_affine_and_dropout_at_half_as_torchs():
+    """LayerNorm's and GroupNorm's scale starts at ones and their shift at zeros; Dropout()
+    drops half, as PyTorch's."""
+    torch = pytest.importorskip("torch")
+    for ours, theirs in ((nn.LayerNorm((2, 3)), torch.nn.LayerNorm((2, 3))),
+                         (nn.GroupNorm(2, 4), torch.nn.GroupNorm(2, 4))):
+        assert list(ours.state_dict()) == list(theirs.state_dict())
+        for name, value in theirs.state_dict().items():
+            numpy.testing.assert_array_equal(ours.state_dict()[name].numpy(), value.numpy())
+    assert nn.Dropout().p == torch.nn.Dropout().p == 0.5
+
+
 def test_init_refuses_an_empty_uniform_range_and_a_negative_std():
     """U(2, 1) and N(0, (-1)^2) were filled without a word; PyTorch refuses both. a == b and
     std == 0 are constants, allowed as in PyTorch."""
