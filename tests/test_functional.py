@@ -131,6 +131,19 @@ def test_attention_matches_torch(rng, mask_kind):
 
 # --- behaviour ------------------------------------------------------------------------------
 
+def test_attention_with_is_causal_and_a_boolean_mask_keeps_the_keys_both_keep(rng):
+    """PyTorch refuses the two together; here they are one mask, each query attending to the
+    keys both allow (neither is dropped: a causal model with a padding mask still may not see
+    the keys after its query)."""
+    q, k = ml.tensor(rng.standard_normal((2, 4, 3))), ml.tensor(rng.standard_normal((2, 4, 3)))
+    mask = rng.random((4, 4)) < 0.7
+    numpy.fill_diagonal(mask, True)  # a key for every query
+    both = F.attention_weights(q, k, mask, is_causal=True)
+    as_one = F.attention_weights(q, k, mask & numpy.tril(numpy.ones((4, 4), bool)))
+    numpy.testing.assert_array_equal(both.numpy(), as_one.numpy())
+    after_the_query = numpy.triu(numpy.ones((4, 4), bool), 1)
+    assert (both.numpy()[..., after_the_query] == 0).all()
+
 def test_bce_with_logits_gradient_is_sigmoid_minus_target_at_zero_too():
     """d/dx = sigma(x) - y everywhere, also at x = 0 (a zero-initialised head's logits), where
     a form through the kinks of max(x, 0) and |x| gives -y."""
