@@ -188,6 +188,14 @@ def test_embedding_takes_indices_given_as_a_list_or_an_int():
         F.embedding([0, 3], weight)
 
 
+def test_embedding_takes_uint8_indices_as_positions():
+    """Indices of any integer dtype pick rows: a uint8 index array, which PyTorch's x[...]
+    reads as a mask and minilean's indexing refuses, is read as positions here."""
+    weight = ml.tensor(numpy.arange(6.0).reshape(3, 2))
+    numpy.testing.assert_array_equal(F.embedding(numpy.array([2, 0], numpy.uint8), weight).numpy(),
+                                     [[4, 5], [0, 1]])
+
+
 def test_embedding_refuses_a_weight_that_is_not_a_table():
     """A 1-D weight was accepted (its "rows" were scalars); PyTorch requires 2-D."""
     with pytest.raises(ValueError, match=r"^embedding weight must be 2-D \(num_embeddings, "
