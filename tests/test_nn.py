@@ -966,6 +966,8 @@ def test_loss_and_gelu_layers_refuse_a_bad_setting_when_built():
             getattr(nn, name)(reduction="avg")
     with pytest.raises(ValueError, match="^gelu approximate must be 'none' or 'tanh', got 'tan'$"):
         nn.GELU("tan")
+    with pytest.raises(TypeError, match="^leaky_relu negative_slope must be a number, got '0.1'$"):
+        nn.LeakyReLU("0.1")
 
 
 @pytest.mark.parametrize("layer", [nn.ReLU, nn.SiLU, nn.Sigmoid, nn.Tanh])
