@@ -1603,6 +1603,7 @@ GAIN_CASES = [("linear", None, 1.0), ("conv2d", None, 1.0), ("conv_transpose2d",
               ("sigmoid", None, 1.0), ("tanh", None, 5.0 / 3), ("relu", None, math.sqrt(2.0)),
               ("leaky_relu", None, math.sqrt(2.0 / (1 + 0.01 ** 2))),
               ("leaky_relu", 0.2, math.sqrt(2.0 / (1 + 0.2 ** 2))), ("selu", None, 0.75),
+              ("leaky_relu", 0, math.sqrt(2.0)),
               ("conv1d", None, 1.0), ("conv3d", None, 1.0), ("conv_transpose1d", None, 1.0),
               ("conv_transpose3d", None, 1.0)]
 
