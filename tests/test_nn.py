@@ -1950,6 +1950,34 @@ def test_multihead_attention_biases_and_need_weights_as_torch(bias):
     numpy.testing.assert_allclose(out.numpy(), expected.detach().numpy(), rtol=1e-6, atol=1e-10)
 
 
+def test_multihead_attention_takes_its_masks_as_arrays_as_tensors():
+    """A (N * num_heads, L, S) mask given as an array is split as the tensor's: sample by
+    sample, each sample's heads together."""
+    ours = _double(nn.MultiheadAttention(8, 2, batch_first=True))
+    rng = numpy.random.default_rng(2)
+    query, key = (ml.tensor(rng.standard_normal(shape)) for shape in ((2, 3, 8), (2, 5, 8)))
+    for mask in (rng.standard_normal((2 * 2, 3, 5)), rng.random((2 * 2, 3, 5)) < 0.5):
+        mask[..., 0] = 0  # a key for every query
+        from_array = ours(query, key, key, attn_mask=mask, average_attn_weights=False)
+        from_tensor = ours(query, key, key, attn_mask=ml.tensor(mask), average_attn_weights=False)
+        for mine, reference in zip(from_array, from_tensor):
+            numpy.testing.assert_array_equal(mine.numpy(), reference.numpy())
+
+
+def test_multihead_attention_gives_a_sample_with_every_key_padded_no_weights():
+    """With a float attn_mask beside it, a boolean key_padding_mask blocks its keys by -inf:
+    a sample whose every key is padding attends to none (weights 0, as in
+    scaled_dot_product_attention), not to all of them alike."""
+    ours = _double(nn.MultiheadAttention(8, 2, batch_first=True))
+    rng = numpy.random.default_rng(3)
+    query, key = (ml.tensor(rng.standard_normal(shape)) for shape in ((2, 3, 8), (2, 5, 8)))
+    padding = numpy.array([[True] * 5, [False] * 5])
+    _, weights = ours(query, key, key, attn_mask=rng.standard_normal((3, 5)),
+                      key_padding_mask=padding)
+    assert (weights.numpy()[0] == 0).all()
+    numpy.testing.assert_allclose(weights.numpy()[1].sum(axis=-1), 1.0)
+
+
 def test_multihead_attention_starts_as_pytorchs_init():
     """xavier_uniform in_proj_weight (bound sqrt(6 / (E + 3E))), zero biases."""
     ml.manual_seed(0)
