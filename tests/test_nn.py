@@ -1978,6 +1978,28 @@ def test_multihead_attention_gives_a_sample_with_every_key_padded_no_weights():
     numpy.testing.assert_allclose(weights.numpy()[1].sum(axis=-1), 1.0)
 
 
+def test_multihead_attention_drops_weights_in_training_only_and_returns_them_dropped():
+    """As PyTorch's: the weights returned are those the output used, after dropout in
+    training (each 0 or twice its value for p = 0.5); after eval() nothing is dropped."""
+    ml.manual_seed(0)
+    attention = _double(nn.MultiheadAttention(8, 2, dropout=0.5, batch_first=True))
+    rng = numpy.random.default_rng(5)
+    query = ml.tensor(rng.standard_normal((2, 6, 8)))
+    attention.eval()
+    evaluated = attention(query, query, query, average_attn_weights=False)
+    numpy.testing.assert_allclose(evaluated[1].numpy().sum(axis=-1), 1.0)
+    attention.dropout = 0.0
+    for mine, reference in zip(evaluated, attention(query, query, query,
+                                                    average_attn_weights=False)):
+        numpy.testing.assert_array_equal(mine.numpy(), reference.numpy())
+    attention.dropout = 0.5
+    attention.train()
+    _, dropped = attention(query, query, query, average_attn_weights=False)
+    dropped, kept = dropped.numpy(), evaluated[1].numpy()
+    assert (dropped == 0).any() and (dropped != 0).any()
+    numpy.testing.assert_allclose(dropped[dropped != 0], 2 * kept[dropped != 0])
+
+
 def test_multihead_attention_starts_as_pytorchs_init():
     """xavier_uniform in_proj_weight (bound sqrt(6 / (E + 3E))), zero biases."""
     ml.manual_seed(0)
