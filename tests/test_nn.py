@@ -1708,6 +1708,11 @@ def test_module_gradients_match_finite_differences(make, shape, call):
 def _torch_pair(name):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
+
+    class GroupNormSiLU(torch.nn.GroupNorm):  # GroupNorm(activation="silu") of minilean's
+        def forward(self, input):
+            return torch.nn.functional.silu(super().forward(input))
+
     pairs = {
         "linear": (nn.Linear(5, 3), torch.nn.Linear(5, 3), (4, 5)),
         "conv": (nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2),
@@ -1736,6 +1741,8 @@ def _torch_pair(name):
                              torch.nn.LayerNorm((3, 4), elementwise_affine=False), (2, 3, 4)),
         "group_norm_plain": (nn.GroupNorm(2, 4, affine=False),
                              torch.nn.GroupNorm(2, 4, affine=False), (2, 4, 3, 3)),
+        "group_norm_silu": (nn.GroupNorm(2, 4, activation="silu"), GroupNormSiLU(2, 4),
+                            (2, 4, 3, 3)),
         "gelu_tanh": (nn.GELU("tanh"), torch.nn.GELU("tanh"), (3, 4)),
         "leaky_relu": (nn.LeakyReLU(0.2), torch.nn.LeakyReLU(0.2), (3, 4)),
         "leaky_relu_default": (nn.LeakyReLU(), torch.nn.LeakyReLU(), (3, 4)),
@@ -1756,9 +1763,9 @@ def _torch_pair(name):
 @pytest.mark.parametrize("name", ["linear", "conv", "conv_options", "conv_transpose",
                                   "conv_transpose_options", "layer_norm", "group_norm",
                                   "layer_norm_eps", "group_norm_eps", "layer_norm_plain",
-                                  "group_norm_plain", "gelu_tanh", "leaky_relu",
-                                  "leaky_relu_default", "softmax", "identity", "flatten",
-                                  "flatten_leading", "sequential"])
+                                  "group_norm_plain", "group_norm_silu", "gelu_tanh",
+                                  "leaky_relu", "leaky_relu_default", "softmax", "identity",
+                                  "flatten", "flatten_leading", "sequential"])
 def test_layer_forward_and_backward_match_torch(name):
     torch, ours, theirs, shape = _torch_pair(name)
     x = numpy.random.default_rng(1).standard_normal(shape)
