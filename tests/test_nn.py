@@ -851,6 +851,11 @@ def test_train_takes_only_a_bool_as_torch():
             torch.nn.Linear(2, 2).train(mode)
     assert model.train(False) is model and not any(m.training for m in model.modules())
     assert all(m.training for m in model.train(numpy.bool_(True)).modules())
+    # a NumPy bool is taken as Python's, which the layers' own checks expect (dropout's)
+    model.train(numpy.bool_(False))
+    assert all(type(m.training) is bool and not m.training for m in model.modules())
+    x = ml.ones(3, 2)
+    numpy.testing.assert_array_equal(model(x).numpy(), model[0](x).numpy())
 
 
 def test_to_dtype_keeps_parameter_objects_and_zero_grad_clears():
