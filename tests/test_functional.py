@@ -503,6 +503,18 @@ def test_dropout_keeps_the_mean_zeroes_a_fraction_p_and_repeats_with_the_seed():
     assert (F.dropout(x, 1.0).numpy() == 0).all()
 
 
+def test_dropout_with_p_zero_is_the_identity_and_draws_nothing_as_torchs():
+    """p = 0 in training returns the input itself without a draw, as PyTorch's: the random
+    numbers after it (the next layer's init, the next batch's noise) are those of a model
+    without that dropout."""
+    ml.manual_seed(5)
+    x = ml.tensor([1, 2, 3])
+    assert F.dropout(x, 0.0, training=True) is x
+    after = ml.rand(4).numpy()
+    ml.manual_seed(5)
+    numpy.testing.assert_array_equal(ml.rand(4).numpy(), after)
+
+
 @pytest.mark.parametrize("training", ["false", 0, None])
 def test_dropout_refuses_a_training_flag_that_is_not_a_bool(training):
     """"false" (a flag read as text) is truthy: dropout ran. PyTorch refuses a non-bool."""
