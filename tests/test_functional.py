@@ -562,6 +562,8 @@ def test_functional_errors_name_the_bad_value():
     logits = ml.randn(2, 3)
     with pytest.raises(ValueError, match=r"class indices in \[0, 3\), got values from 0 to 3"):
         F.cross_entropy(logits, ml.tensor([0, 3]))
+    with pytest.raises(ValueError, match=r"class indices in \[0, 3\), got values from -1 to 2"):
+        F.cross_entropy(logits, ml.tensor([-1, 2]))
     with pytest.raises(ValueError, match="reduction must be one of .* got 'avg'"):
         F.l1_loss(logits, logits, reduction="avg")
     with pytest.raises(ValueError,
