@@ -1,5 +1,6 @@
 """Module, Parameter and the layers: registration, state dicts, modes, init, and each layer's
 forward against PyTorch (float64, weights copied across) when torch is installed."""
+import itertools
 import math
 import re
 
@@ -423,6 +424,13 @@ def test_named_modules_takes_pytorchs_memo_prefix_and_remove_duplicate():
     model = nn.Sequential(nn.Linear(2, 2))
     model.add_module("back", model)  # below itself: not entered again (PyTorch's never ends)
     assert [name for name, _ in model.named_modules(remove_duplicate=False)] == ["", "0"]
+    # two that hold each other: neither entered again below itself (at most 20 read, so that
+    # a walk that does not end fails here rather than hangs)
+    first, second = nn.Sequential(nn.Linear(2, 2)), nn.Sequential(nn.Linear(2, 2))
+    first.add_module("next", second)
+    second.add_module("back", first)
+    assert [name for name, _ in itertools.islice(first.named_modules(remove_duplicate=False),
+                                                 20)] == ["", "0", "next", "next.0"]
     for call, message in (
             (lambda: model.named_modules("net"), "named_modules' memo must be a set of modules "
                                                  "or None, got str 'net'"),
