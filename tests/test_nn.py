@@ -1410,6 +1410,16 @@ def test_a_slice_of_a_subclass_is_of_that_subclass_as_torchs():
             "got OrderedDict([('1', ReLU())]))")):
         Block(3)[1:]
 
+    class Pair(nn.Sequential):
+        def __init__(self, first, second):
+            super().__init__(first, second)
+
+    with pytest.raises(TypeError, match=re.escape(
+            "a slice of Pair is built as Pair(OrderedDict of its modules), as in PyTorch, which "
+            "Pair.__init__ does not take (TypeError: ") + ".*" + re.escape(
+            "Pair.__init__() missing 1 required positional argument: 'second')")):
+        Pair(nn.ReLU(), nn.Tanh())[1:]
+
     class WithHead(nn.Sequential):
         def __init__(self, *layers):
             super().__init__(OrderedDict([*layers[0].items(), ("head", nn.Identity())]))
