@@ -503,6 +503,19 @@ def test_zero_grad_zeroes_device_gradients_in_place_without_a_copy(fake_cuda, mo
     assert copies == [(0, 0)]
 
 
+def test_model_to_cuda_moves_the_gradients_with_the_weights(fake_cuda):
+    """A gradient made before the move goes to the device (and is cast) with its weight, as
+    ``to(dtype)`` casts it; one left on the host would meet device arrays at the next step."""
+    model = minilean.nn.Linear(3, 2)
+    model(minilean.ones(1, 3)).sum().backward()
+    expected = [param.grad.numpy() for param in model.parameters()]
+    model.to("cuda", numpy.float64)
+    for param, grad in zip(model.parameters(), expected):
+        assert minilean.backend.device_of(param.grad.data) == "cuda"
+        assert param.grad.dtype == numpy.float64
+        numpy.testing.assert_array_equal(param.grad.numpy(), grad)
+
+
 @pytest.mark.parametrize("steps_before_move", [0, 2])
 @pytest.mark.parametrize("make", [lambda p: minilean.optim.Adam(p, lr=0.01),
                                   lambda p: minilean.optim.SGD(p, lr=0.1, momentum=0.9)],
