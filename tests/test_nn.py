@@ -1515,6 +1515,8 @@ def test_init_statistics_match_their_formulas():
     weight = nn.Parameter(ml.zeros(400, 300))
     nn.init.kaiming_normal_(weight, nonlinearity="relu")
     assert abs(weight.numpy().std() - math.sqrt(2 / 300)) < 0.02 * math.sqrt(2 / 300)
+    nn.init.kaiming_normal_(weight, a=1.0)  # leaky_relu of slope 1: gain sqrt(2 / 2) = 1
+    assert abs(weight.numpy().std() - math.sqrt(1 / 300)) < 0.02 * math.sqrt(1 / 300)
     nn.init.xavier_uniform_(weight)
     assert abs(weight.numpy().std() - math.sqrt(2 / 700)) < 0.02 * math.sqrt(2 / 700)
     nn.init.xavier_normal_(weight)
