@@ -131,6 +131,21 @@ def test_attention_matches_torch(rng, mask_kind):
 
 # --- behaviour ------------------------------------------------------------------------------
 
+def test_attention_of_a_query_masked_by_a_huge_finite_float_is_torchs(rng):
+    """A float mask of a huge finite negative (PyTorch code masks with finfo.min) leaves finite
+    scores: the query attends to its keys as in PyTorch (about alike), not to none (a mask
+    of -inf does that)."""
+    torch = pytest.importorskip("torch")
+    (q, tq), (k, tk), (v, tv) = (_pair(rng, 2, *shape) for shape in ((3, 4), (5, 4), (5, 3)))
+    mask = rng.standard_normal((3, 5))
+    mask[1] = -1e300
+    ours = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    theirs = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv,
+                                                              attn_mask=torch.tensor(mask))
+    _assert_same(ours, theirs, [(q, tq), (k, tk), (v, tv)])
+    assert (ours.numpy()[:, 1] != 0).all()
+
+
 def test_attention_with_is_causal_and_a_boolean_mask_keeps_the_keys_both_keep(rng):
     """PyTorch refuses the two together; here they are one mask, each query attending to the
     keys both allow (neither is dropped: a causal model with a padding mask still may not see
