@@ -53,6 +53,16 @@ def test_every_in_place_writer_of_weights_is_seen(write):
         loss.backward()
 
 
+def test_load_state_dict_marks_every_tensor_it_writes():
+    """Each loaded weight, not only the first: a forward through the bias before the load."""
+    model = ml.nn.Linear(3, 2, bias=True)
+    loss = square_sum(model.bias)
+    model.load_state_dict({"weight": numpy.ones((2, 3), numpy.float32),
+                           "bias": numpy.ones(2, numpy.float32)})
+    with pytest.raises(RuntimeError, match=f"^{written_error((2,))}$"):
+        loss.backward()
+
+
 def under_no_grad(make):
     with ml.no_grad():
         return make()
