@@ -503,6 +503,18 @@ def test_zero_grad_zeroes_device_gradients_in_place_without_a_copy(fake_cuda, mo
     assert copies == [(0, 0)]
 
 
+def test_init_of_a_device_weight_draws_from_that_devices_generator(fake_cuda):
+    """The host's random numbers after it (the data order, the next host draw) are those of
+    a run without that init."""
+    weight = minilean.nn.Parameter(minilean.zeros(4, 3, device="cuda"))
+    for fill in (minilean.nn.init.uniform_, minilean.nn.init.normal_):
+        minilean.manual_seed(0)
+        fill(weight)
+        after = minilean.rand(5).numpy()
+        minilean.manual_seed(0)
+        numpy.testing.assert_array_equal(minilean.rand(5).numpy(), after)
+
+
 def test_model_to_cuda_moves_the_gradients_with_the_weights(fake_cuda):
     """A gradient made before the move goes to the device (and is cast) with its weight, as
     ``to(dtype)`` casts it; one left on the host would meet device arrays at the next step."""
