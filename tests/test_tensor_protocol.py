@@ -150,13 +150,29 @@ def test_in_refuses_a_value_that_is_not_a_number(value, kind):
 
 
 @pytest.mark.parametrize("compare, name, got", [
-    (lambda x: x == "a", "equal", "str"), (lambda x: x < ["a", "b"], "less", "list of <U1"),
-    (lambda x: "b" >= x, "less_equal", "str")])
+    (lambda x: x == ["a", "b"], "equal", "list of <U1"),
+    (lambda x: x < ["a", "b"], "less", "list of <U1"), (lambda x: "b" >= x, "less_equal", "str")])
 def test_a_comparison_with_text_is_a_type_error_that_names_the_operand(compare, name, got):
     """NumPy's UFuncTypeError named only the dtypes of the loops it did not find."""
     with pytest.raises(TypeError, match=f"^an operand of {name} must be a Tensor, an array or "
                                         f"a number, got {re.escape(got)}$"):
         compare(ml.tensor([1.0, 2.0]))
+
+
+@pytest.mark.parametrize("other", ["a", b"a", object(), {"a": 1}, ml.nn.ReLU()])
+def test_equality_with_what_holds_no_numbers_is_pythons_false_as_in_torch(other):
+    """x == other is False and x != other True (NotImplemented, then Python's identity), as
+    torch's: Python compares x with each item of a list in ``in``, ``index`` and ``remove``, so
+    ``x in ["auto", x]`` failed on the text beside it."""
+    torch = pytest.importorskip("torch")
+    x = ml.tensor([1.0, 2.0])
+    assert (x == other) is False and (x != other) is True
+    assert (other == x) is False and (other != x) is True
+    assert (torch.tensor([1.0, 2.0]) == other) is False
+    items = [other, x]
+    assert x in items and items.index(x) == 1
+    items.remove(x)
+    assert items == [other]
 
 
 def test_numpy_asarray_reads_the_host_array_under_numpys_copy_protocol():

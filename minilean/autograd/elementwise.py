@@ -826,6 +826,14 @@ def where(condition, a, b):
     return broadcasting("where", Where, a, b, condition.shape, condition=condition)
 
 
+def comparable(value):
+    """Whether ``==`` and ``!=`` compare a tensor with ``value`` elementwise: a Tensor, a
+    number, an array, or a list or tuple (refused by ``compare`` unless it holds numbers); not
+    None, text or any other object, which a tensor equals nowhere, as in PyTorch."""
+    return not isinstance(value, (str, bytes)) and (
+        isinstance(value, (Tensor, numbers.Number, list, tuple)) or hasattr(value, "dtype"))
+
+
 def compare(a, b, name):
     """Elementwise comparison as a boolean tensor (outside the graph): ``name`` is NumPy's
     (less, equal, ...)."""

@@ -351,11 +351,15 @@ class Tensor(ToShorthands):
     def __le__(self, other): return _ew.compare(self, other, "less_equal")
     def __gt__(self, other): return _ew.compare(self, other, "greater")
     def __ge__(self, other): return _ew.compare(self, other, "greater_equal")
-    # ``t == None`` is a plain False, as in PyTorch: ``if t != None:`` asked the truth value
-    # of an elementwise answer
-    def __eq__(self, other): return False if other is None else _ew.compare(self, other, "equal")
+    # ``t == other`` for an other that holds no numbers (None, text, a module) is a plain
+    # False and ``!=`` True, as in PyTorch (both sides decline, and Python compares identity):
+    # ``if t != None:`` asked the truth value of an elementwise answer, and ``t in items``,
+    # ``items.index(t)`` and ``items.remove(t)`` compare t with each item, text among them
+    def __eq__(self, other):
+        return _ew.compare(self, other, "equal") if _ew.comparable(other) else NotImplemented
+
     def __ne__(self, other):
-        return True if other is None else _ew.compare(self, other, "not_equal")
+        return _ew.compare(self, other, "not_equal") if _ew.comparable(other) else NotImplemented
     __hash__ = object.__hash__
 
     # logic on bool (and integer) tensors, outside the graph as the comparisons are
