@@ -81,13 +81,24 @@ def _join(tree, arrays):
 
 def save_checkpoint(path, **entries):
     """Write ``entries`` (state dicts, arrays, JSON-able values) to ``path`` atomically."""
+    write_checkpoint(path, checkpoint_members(**entries))
+
+
+def checkpoint_members(**entries):
+    """The members ``save_checkpoint`` writes for ``entries``, by name: each array copied to
+    the host under its path (``model/conv1.weight``), and the JSON tree under ``__tree__``."""
     arrays = {}
     tree = {name: _split(value, name, arrays) for name, value in entries.items()}
     if TREE_KEY in arrays:
         raise ValueError(f"{TREE_KEY!r} is reserved in checkpoints")
     arrays[TREE_KEY] = numpy.array(json.dumps(tree))
+    return arrays
+
+
+def write_checkpoint(path, members):
+    """Write ``members`` (from ``checkpoint_members``) to ``path`` atomically."""
     with atomic_open(path, "wb") as file:
-        numpy.savez(file, **arrays)
+        numpy.savez(file, **members)
 
 
 def load_checkpoint(path):

@@ -45,7 +45,7 @@ from minilean.data.runlog import (LOCK_FILE, RUN_RECORDS, WRITTEN_FILE_FLAGS, Ru
                                   RunInUse, lock_run_directory, read_metrics, read_run_config,
                                   resumed_flags, seconds_at)
 from minilean.errors import flag_error
-from minilean.optim.checkpoint import load_checkpoint, save_checkpoint
+from minilean.optim.checkpoint import checkpoint_members, load_checkpoint, write_checkpoint
 from minilean.threads import use_run_threads
 
 CHECKPOINT = os.path.join("checkpoints", "last.npz")
@@ -109,8 +109,15 @@ class TrainState:
             raise ValueError(f"its unlogged metrics are {unlogged!r}; expected {{'sums': "
                              f"{{name: number}}, 'count': integer}}") from None
 
-    def save(self, run_dir):
-        save_checkpoint(os.path.join(run_dir, CHECKPOINT), **self.state_dict())
+    def save(self, run_dir, members=None):
+        """Write the checkpoint into ``run_dir``: ``members``, when given, are those that
+        ``checkpoint_members()`` made (and the caller checked) before."""
+        write_checkpoint(os.path.join(run_dir, CHECKPOINT),
+                         self.checkpoint_members() if members is None else members)
+
+    def checkpoint_members(self):
+        """The checkpoint's members (``checkpoint.checkpoint_members``), its arrays on the host."""
+        return checkpoint_members(**self.state_dict())
 
     def load(self, run_dir):
         path = os.path.join(run_dir, CHECKPOINT)
@@ -405,10 +412,11 @@ def train(state, step_fn, batches, steps, run, log_every, checkpoint_every, prog
                 if step % log_every == 0:
                     sums, count = {}, 0
             if save_now:
-                _check_state_finite(run, step, state)
                 state.unlogged_sums, state.unlogged_count = dict(sums), count
+                members = state.checkpoint_members()  # its arrays copied to the host once
+                _check_state_finite(run, step, members)
                 run.check_in_place()  # the checkpoint's write would make a removed folder anew
-                state.save(run.path)
+                state.save(run.path, members)
     finally:
         display.close()
     return record
@@ -436,32 +444,16 @@ def _check_finite(run, step, values):
                                f"{_kept_checkpoint(run)}")
 
 
-def _check_state_finite(run, step, state):
-    """Raise ``TrainingDiverged`` when an array of the checkpoint ``state`` would write holds a
-    NaN or an infinity: the update of ``step`` made it so after its loss was computed."""
-    saved = state.state_dict()
-    for kind in ("modules", "optimizers", "emas"):
-        bad = _first_nonfinite(saved[kind], kind)
-        if bad:
-            raise TrainingDiverged(f"{bad} became nan or infinite in the update of step {step} "
+def _check_state_finite(run, step, members):
+    """Raise ``TrainingDiverged`` when an array among the checkpoint's ``members`` (host
+    copies, ``TrainState.checkpoint_members``) of the modules, optimizers or EMAs holds a NaN
+    or an infinity: the update of ``step`` made it so after its loss was computed. Checked on
+    the copies the checkpoint writes, not on the device: one read of each array, not two."""
+    for name, array in members.items():
+        if name.split("/")[0] in ("modules", "optimizers", "emas") \
+                and array.dtype.kind in "fc" and not numpy.isfinite(array).all():
+            raise TrainingDiverged(f"{name} became nan or infinite in the update of step {step} "
                                    f"(its loss was finite); stopped, {_kept_checkpoint(run)}")
-
-
-def _first_nonfinite(tree, path):
-    """The checkpoint name (``modules/model/weight``) of the first floating-point array in
-    ``tree`` (nested dicts and lists) that holds a NaN or an infinity; None when none does."""
-    if isinstance(tree, Tensor):
-        tree = tree.data
-    if hasattr(tree, "dtype") and hasattr(tree, "shape"):
-        xp = backend.array_module(tree)
-        return None if tree.dtype.kind not in "fc" or bool(xp.isfinite(tree).all()) else path
-    items = tree.items() if isinstance(tree, dict) else \
-        enumerate(tree) if isinstance(tree, (list, tuple)) else ()
-    for key, item in items:
-        bad = _first_nonfinite(item, f"{path}/{key}")
-        if bad:
-            return bad
-    return None
 
 
 def _kept_checkpoint(run):
