@@ -334,6 +334,21 @@ def test_svg_spans_the_logged_steps_and_names_each_series_in_its_colour():
     assert {"x": "10", "y": "10", "width": "180", "height": "80"}.items() <= frames[1].items()
 
 
+def test_the_loss_curve_names_only_the_series_that_were_logged(tmp_path):
+    """The model commands ask for loss, d_loss and g_loss (a GAN logs the last two, the others
+    only loss): a key never logged gets no empty line and no legend entry."""
+    with RunDirectory(tmp_path / "run", {}) as run:
+        run.log(1, loss=0.5)
+        run.log(2, loss=0.25)
+        svg_path = run.write_loss_curve(keys=("loss", "d_loss", "g_loss"))
+    root = ElementTree.parse(svg_path).getroot()
+    lines = root.findall("{http://www.w3.org/2000/svg}polyline")
+    assert [len(line.get("points").split()) for line in lines] == [2]
+    legend = [text.text for text in root.iter("{http://www.w3.org/2000/svg}text")
+              if text.get("fill")]
+    assert legend == ["loss"]
+
+
 @pytest.mark.parametrize("values", [[(3, 0.5)], [(1, 0.5), (2, 0.5)], [(1, 0.0), (2, 0.0)]])
 def test_svg_of_one_point_or_a_flat_series_draws_it_at_the_bottom(values):
     """A lone or constant value has no span: the axis is widened above it (a decade on a log
