@@ -228,6 +228,17 @@ def test_load_dataset_takes_the_data_flags_of_the_model_commands():
     assert load_dataset("shapes", n_total=4, image_size=16).name == "builtin"  # an alias, too
 
 
+def test_a_python_callers_bad_flag_is_a_value_error_as_any_bad_argument_is():
+    """A script that guards load_dataset with ``except ValueError`` (the error of a bad
+    argument value, as NumPy and the standard library raise it) catches a refused flag too."""
+    try:
+        load_dataset(n_total=0)
+    except ValueError as error:
+        assert str(error) == "--n-total: got 0; expected an integer >= 1 or none"
+    else:
+        pytest.fail("n_total=0 was taken")
+
+
 def test_path_flags_take_a_pathlib_path_from_python(tmp_path, monkeypatch):
     numpy.save(tmp_path / "x.npy", numpy.zeros((2, 3, 16, 16), numpy.uint8))
     numpy.save(tmp_path / "y.npy", numpy.array([0, 1]))
