@@ -717,7 +717,8 @@ def test_unreadable_run_files_on_resume_are_one_line_errors(tmp_path, capsys):
                        "'count': integer}"),
     ("unlogged", {"sums": {"loss": "x"}, "count": 1},
      "its unlogged metrics are {'sums': {'loss': 'x'}, 'count': 1}; expected {'sums': "
-     "{name: number}, 'count': integer}")])
+     "{name: number}, 'count': integer}"),
+    ("rng", 5, "state must be a dict")])  # NumPy's TypeError for a random state of no dict
 def test_a_checkpoint_with_a_bad_entry_is_named_and_the_run_kept(entry, value, expected,
                                                                   tmp_path, capsys):
     run_cli("--steps=2", f"--out={tmp_path}", "--evaluate=false")
