@@ -33,6 +33,8 @@ REFUSED = object()
     pytest.param(Flag("n", 1, "n"), -(2**63 - 1), -(2**63 - 1), -(2**63 - 1),
                  id="negative-int-of-64-bits"),
     (Flag("on", False, "o"), "false", False, REFUSED),
+    (Flag("on", False, "o"), "Yes", True, REFUSED),  # the words in any case: --progress=Yes
+    (Flag("on", True, "o"), "OFF", False, REFUSED),
     (Flag("on", False, "o"), True, True, True),
     (Flag("on", False, "o"), 1, True, REFUSED),  # fire reads --on=1 as the number 1
     (Flag("on", False, "o"), 0, False, REFUSED),
