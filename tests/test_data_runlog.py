@@ -551,3 +551,27 @@ def test_files_written_together_are_renamed_in_the_order_given(tmp_path, monkeyp
     assert renamed == names
     assert {name: (tmp_path / name).read_bytes() for name in names} == \
         {name: name.encode() for name in names}
+
+
+def test_files_written_together_may_go_into_a_folder_not_made_yet(tmp_path):
+    """The leftovers of earlier writes are looked for first, where there is a folder to look
+    in: a new folder is made by the writes, as for one file."""
+    path = tmp_path / "new" / "deeper" / "images.npy"
+    atomic.write_together({str(path): numpy.arange(3)})
+    assert numpy.load(path).tolist() == [0, 1, 2]
+
+
+def test_the_leftovers_of_writes_through_a_link_are_removed_beside_the_file_it_points_to(
+        tmp_path):
+    """A write through a link at ``path`` made its temporary beside the file the link points
+    to, named after that file: that is where ``remove_leftovers_of(path)`` looks."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "links").mkdir()
+    (tmp_path / "data" / "images.npy").write_bytes(b"old")
+    (tmp_path / "links" / "link.npy").symlink_to(tmp_path / "data" / "images.npy")
+    leftover = tmp_path / "data" / ".images.npy.abcd1234.tmp"
+    other = tmp_path / "data" / ".labels.npy.abcd1234.tmp"  # another file's write: kept
+    leftover.write_bytes(b"killed mid-write")
+    other.write_bytes(b"killed mid-write")
+    atomic.remove_leftovers_of(tmp_path / "links" / "link.npy")
+    assert not leftover.exists() and other.exists()
