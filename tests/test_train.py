@@ -359,9 +359,12 @@ def _run_files(run_dir):
             for name in ("config.json", "metrics.jsonl", "checkpoints/last.npz")}
 
 
-def test_a_new_run_never_overwrites_a_run(tmp_path, capsys):
+def test_a_new_run_never_overwrites_a_run(tmp_path, monkeypatch, capsys):
     run_cli("--steps=2", f"--out={tmp_path}", "--evaluate=false")
     before = _run_files(tmp_path)
+    from minilean.train import diffusion  # refused before any work: no data are loaded
+    monkeypatch.setattr(diffusion, "load_dataset", lambda *args, **kwargs: pytest.fail(
+        "the data were loaded for a run refused by its --out"))
     code, err = _exit_and_error(["diffusion", *TINY, "--steps=1", "--seed=5",
                                  f"--out={tmp_path}"], capsys)
     assert code == 2 and err.count("\n") == 1
