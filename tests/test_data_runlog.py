@@ -575,3 +575,14 @@ def test_the_leftovers_of_writes_through_a_link_are_removed_beside_the_file_it_p
     other.write_bytes(b"killed mid-write")
     atomic.remove_leftovers_of(tmp_path / "links" / "link.npy")
     assert not leftover.exists() and other.exists()
+
+
+def test_files_written_together_remove_what_killed_writes_of_them_left(tmp_path):
+    """A conversion killed mid-write left its temporaries: written again, each file's own are
+    removed, those of other files (perhaps being written now) stay."""
+    own = tmp_path / ".images.npy.abcd1234.tmp"
+    other = tmp_path / ".other.npy.abcd1234.tmp"
+    own.write_bytes(b"killed mid-write")
+    other.write_bytes(b"killed mid-write")
+    atomic.write_together({str(tmp_path / "images.npy"): numpy.arange(2)})
+    assert not own.exists() and other.exists()
