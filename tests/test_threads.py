@@ -128,6 +128,19 @@ def test_a_run_without_the_threads_flag_goes_back_to_the_count_before_the_runs(
     assert json.loads((tmp_path / "second" / "config.json").read_text())["threads"] is None
 
 
+def test_runs_with_threads_one_after_another_go_back_to_the_count_before_the_first(
+        restored_threads):
+    """Two runs with --threads, then one without: the count it goes back to is the one before
+    the first run set its own, not the first run's (which the second replaced)."""
+    from minilean.threads import use_run_threads
+    ml.set_num_threads(3)
+    use_run_threads(1)
+    use_run_threads(2)
+    assert ml.get_num_threads() == 2
+    use_run_threads(None)
+    assert ml.get_num_threads() == 3
+
+
 @pytest.mark.parametrize("threads, warned", [(2, False), (3, True)])
 def test_more_threads_than_cores_are_warned_of(restored_threads, monkeypatch, capsys, threads,
                                                 warned):
