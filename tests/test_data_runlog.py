@@ -13,8 +13,8 @@ import pytest
 
 from minilean import atomic
 from minilean.data.progress import Progress, format_count, format_duration
-from minilean.data.runlog import (RunDirectory, RunInUse, loss_curve_svg, read_metrics,
-                                  resumed_flags, seconds_at)
+from minilean.data.runlog import (RunDirectory, RunInUse, lock_run_directory, loss_curve_svg,
+                                  read_metrics, resumed_flags, seconds_at)
 
 
 def test_run_directory_files(tmp_path):
@@ -174,6 +174,20 @@ def test_a_run_directory_is_locked_until_it_is_closed(tmp_path):
     RunDirectory(tmp_path, {}, resume_step=0).close()
 
 
+def test_a_run_directory_refused_for_its_lock_leaves_no_file_open(tmp_path):
+    """Each refused open closes the lock file it opened: a process that retries while another
+    run holds the folder does not pile up open files."""
+    pytest.importorskip("fcntl")
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("counts open files through /proc")
+    with RunDirectory(tmp_path, {}):
+        before = len(os.listdir("/proc/self/fd"))
+        with pytest.raises(RunInUse) as refused:
+            lock_run_directory(tmp_path)
+        # counted while its traceback (which holds the refused call's names) is kept
+        assert len(os.listdir("/proc/self/fd")) == before and refused.tb is not None
+
+
 def test_a_resumed_runs_seconds_go_on_from_its_last_line_up_to_the_checkpoint(tmp_path):
     """A run of 5 steps logging every 3 saved at step 5: its seconds there are its last line's
     (step 5's, which the resume drops and logs again), at step 4 the line at 3's; a line
@@ -183,6 +197,8 @@ def test_a_resumed_runs_seconds_go_on_from_its_last_line_up_to_the_checkpoint(tm
                {"step": 5, "seconds": 50.5}]
     assert [seconds_at(records, step) for step in (0, 2, 3, 4, 5, 9)] == [
         0.0, 0.0, 30.0, 30.0, 50.5, 50.5]
+    # JSON's true is no number of seconds, though Python's bool is an int
+    assert seconds_at([{"step": 3, "seconds": 30.0}, {"step": 4, "seconds": True}], 4) == 30.0
     with RunDirectory(tmp_path, {}, earlier_seconds=50.5) as run:
         assert 50.5 <= run.log(6, loss=0.5)["seconds"] < 60
 
