@@ -174,6 +174,16 @@ def test_a_run_directory_is_locked_until_it_is_closed(tmp_path):
     RunDirectory(tmp_path, {}, resume_step=0).close()
 
 
+def test_a_run_directory_that_fails_to_open_releases_its_lock(tmp_path):
+    """A config that is no JSON fails the open after the lock was taken: the lock goes with
+    the failure, not when the failed object is collected (its error, kept here, holds it)."""
+    pytest.importorskip("fcntl")
+    with pytest.raises(TypeError) as failed:
+        RunDirectory(tmp_path, {"lr": object()})
+    assert failed.tb is not None
+    RunDirectory(tmp_path, {}).close()
+
+
 def test_a_run_directory_refused_for_its_lock_leaves_no_file_open(tmp_path):
     """Each refused open closes the lock file it opened: a process that retries while another
     run holds the folder does not pile up open files."""
