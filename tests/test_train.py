@@ -1182,6 +1182,10 @@ def test_evaluate_reports_fd_with_floor_and_ceiling(tmp_path, capsys):
           f"--cache={tmp_path / 'cache'}", "--n-total=200", "--fast-kernels"])
     out, err = capsys.readouterr()
     assert "--fast-kernels has no effect on the CPU" in err  # the flag is read, as elsewhere
+    # and switches nothing on: the switch is the process's, and a cuda computation after this
+    # CPU run would go through the kernels no flag of its own asked for
+    from minilean.cuda import registry
+    assert registry.installed() == {}
     report = json.loads(out)
     assert report["n_images"] == report["n_held_out"] == 40
     # seeded, so one fixed outcome: the real training images score closest to the held-out ones
