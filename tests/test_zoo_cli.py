@@ -361,6 +361,10 @@ def test_a_batch_larger_than_the_training_rows_is_refused_before_the_run(tmp_pat
     assert (code, err) == (1, "minilean autoencoder: error: --batch-size 10 is larger than the "
                               "9 training rows\n")
     assert not (tmp_path / "run").exists()
+    # a batch of every training row is no larger than them
+    main(["autoencoder", "--n-total=10", "--batch-size=9", "--steps=1", "--n-eval=1",
+          "--hidden=8", "--progress=false", f"--out={tmp_path / 'run'}"])
+    assert (tmp_path / "run" / "summary.json").is_file()
 
 
 def test_mae_refuses_a_patch_size_that_divides_one_side_only(tmp_path, capsys):
