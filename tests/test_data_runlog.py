@@ -612,3 +612,21 @@ def test_files_written_together_remove_what_killed_writes_of_them_left(tmp_path)
     other.write_bytes(b"killed mid-write")
     atomic.write_together({str(tmp_path / "images.npy"): numpy.arange(2)})
     assert not own.exists() and other.exists()
+
+
+def test_a_file_of_a_set_that_fails_to_write_is_named_alone(tmp_path, monkeypatch):
+    """The disk fills while the second file of two is synced: the error names that file once,
+    not wrapped again in the name of the other file, whose write it unwinds; no file is left."""
+    synced, fsync = [], os.fsync
+
+    def fails_on_the_second(fd):
+        synced.append(fd)
+        if len(synced) == 2:
+            raise OSError(28, os.strerror(28))
+        fsync(fd)
+    monkeypatch.setattr(atomic.os, "fsync", fails_on_the_second)
+    first, second = tmp_path / "first.npy", tmp_path / "second.npy"
+    with pytest.raises(OSError, match=f"^cannot write {re.escape(str(first))}: "
+                                      f"No space left on device$"):
+        atomic.write_together({str(first): b"1", str(second): b"2"})  # second written first
+    assert os.listdir(tmp_path) == []
