@@ -543,6 +543,18 @@ def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
                                 "array with shape (100000000, 3)\n"
 
 
+def test_an_error_of_several_lines_is_printed_as_one(monkeypatch, capsys):
+    """A library's message may hold line breaks and runs of spaces (a NumPy shape error, a
+    JSON position): the command's error is still one line."""
+    def fails(config):
+        raise ValueError("operands could not be broadcast\n  together with shapes (2,)  (3,)")
+
+    monkeypatch.setattr(cli.DIFFUSION, "_run", fails)
+    code, err = fail(["diffusion", "--cpu"], capsys)
+    assert code == 1 and err == "minilean diffusion: error: operands could not be broadcast " \
+                                "together with shapes (2,) (3,)\n"
+
+
 @pytest.mark.parametrize("flag, expected", [
     ("--n-total=100000000000", "--n-total: got 100000000000; expected at most 5534751 for "
                                "--dataset builtin at 16x16 (generated in memory at once: "
