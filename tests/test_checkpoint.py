@@ -123,6 +123,23 @@ def test_a_path_that_cannot_be_written_is_named_not_its_temporary(tmp_path):
     with pytest.raises(OSError, match=f"^cannot write {below}: {tmp_path / 'a_file'} is a "
                                       f"file, not a folder$"):
         atomic.write_text(below, "{}")
+    # a folder the system refuses to make, with nothing in the way: the system's reason
+    too_long = tmp_path / ("d" * 300) / "below.json"
+    with pytest.raises(OSError, match=f"^cannot write {too_long}: File name too long$"):
+        atomic.write_text(too_long, "{}")
+
+
+def test_a_temporary_name_in_use_is_passed_over_for_another(tmp_path, monkeypatch):
+    """Two writes of one file at once may draw the same random name: the second takes another
+    and leaves the first's temporary alone."""
+    from minilean import atomic
+    drawn = iter(["aaaaaaaa", "bbbbbbbb"])
+    monkeypatch.setattr(atomic._NAMES, "choices", lambda population, k: list(next(drawn)))
+    taken = tmp_path / ".ckpt.npz.aaaaaaaa.tmp"
+    taken.write_bytes(b"another write's")
+    atomic.write_bytes(tmp_path / "ckpt.npz", b"new")
+    assert (tmp_path / "ckpt.npz").read_bytes() == b"new"
+    assert taken.read_bytes() == b"another write's"
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
