@@ -291,6 +291,14 @@ def test_atomic_json_refuses_nan(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_atomic_json_is_indented_with_its_keys_sorted(tmp_path):
+    """config.json and summary.json read the same, and diff line by line, whatever order the
+    code built them in."""
+    atomic.write_json(tmp_path / "x.json", {"steps": 3, "lr": 0.5, "batch": {"b": 1, "a": 2}})
+    assert (tmp_path / "x.json").read_text() == (
+        '{\n  "batch": {\n    "a": 2,\n    "b": 1\n  },\n  "lr": 0.5,\n  "steps": 3\n}\n')
+
+
 def test_an_interrupt_inside_the_block_leaves_no_temporary(tmp_path):
     path = tmp_path / "x.bin"
     atomic.write_bytes(path, b"old")
