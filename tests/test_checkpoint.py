@@ -117,6 +117,9 @@ def test_a_path_that_cannot_be_written_is_named_not_its_temporary(tmp_path):
         with pytest.raises(OSError, match=f"^cannot write {path}: "):
             atomic.write_text(path, "{}")
     assert sorted(os.listdir(tmp_path)) == ["a_file", "a_folder"]  # no temporary left
+    with pytest.raises(OSError, match=f"^cannot write {tmp_path / 'a_folder'}: Is a "
+                                      f"directory$"):  # a folder: no device, pipe or socket
+        atomic.write_text(tmp_path / "a_folder", "{}")
     assert os.listdir(tmp_path / "a_folder") == []
     # a file where a folder of the path should be: makedirs says only "File exists"
     below = tmp_path / "a_file" / "deeper" / "below.json"
