@@ -230,6 +230,14 @@ def test_load_dataset_takes_the_data_flags_of_the_model_commands():
     assert load_dataset("shapes", n_total=4, image_size=16).name == "builtin"  # an alias, too
 
 
+def test_a_flag_of_a_kind_no_rule_reads_is_refused_where_it_is_declared():
+    """A list default (or kind) has no rule to read fire's text by: said at the declaration,
+    not as a KeyError when a user first gets the flag wrong."""
+    with pytest.raises(TypeError, match=r"^flag sizes: kind must be one of .*, got <class "
+                                        r"'list'>$"):
+        Flag("sizes", [16, 32], "image sizes")
+
+
 def test_a_python_callers_bad_flag_is_a_value_error_as_any_bad_argument_is():
     """A script that guards load_dataset with ``except ValueError`` (the error of a bad
     argument value, as NumPy and the standard library raise it) catches a refused flag too."""
