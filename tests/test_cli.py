@@ -159,6 +159,8 @@ def test_a_bounded_flag_takes_its_lowest_value_and_refuses_the_one_below(command
     ({}, "eta", 1.0, 1.5, "a finite number >= 0 and <= 1"),
     # the highest timestep of the schedule --T gives, on a resumed run the saved one
     ({"T": 10}, "reconstruct_step", 9, 10, "an integer >= 0 and <= 9 (a timestep of --T 10)"),
+    # the seed is a key of the random streams, a 32-bit word
+    ({}, "seed", 2**32 - 1, 2**32, "an integer >= 0 and <= 4294967295"),
 ])
 def test_a_bounded_flag_takes_its_highest_value_and_refuses_one_above(others, name, highest,
                                                                       above, expected):
@@ -541,6 +543,16 @@ def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
     code, err = fail(["diffusion", "--cpu"], capsys)
     assert code == 1 and err == "minilean diffusion: error: Unable to allocate 71.5 GiB for an " \
                                 "array with shape (100000000, 3)\n"
+
+
+@pytest.mark.parametrize("error", [ValueError(), OSError()])
+def test_an_error_without_words_is_named_by_its_kind(error, monkeypatch, capsys):
+    def fails(config):
+        raise error
+
+    monkeypatch.setattr(cli.DIFFUSION, "_run", fails)
+    code, err = fail(["diffusion", "--cpu"], capsys)
+    assert (code, err) == (1, f"minilean diffusion: error: {type(error).__name__}\n")
 
 
 def test_an_error_of_several_lines_is_printed_as_one(monkeypatch, capsys):
