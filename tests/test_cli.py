@@ -545,6 +545,14 @@ def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
                                 "array with shape (100000000, 3)\n"
 
 
+def test_a_command_declaring_a_flag_in_two_groups_is_refused():
+    """The later group's flag would replace the earlier's unsaid: its default and checks too."""
+    groups = [FlagGroup("a", [Flag("n", 1, "n")]),
+              FlagGroup("b", [Flag("n", 2, "n")])]
+    with pytest.raises(ValueError, match="^command 'x' declares a flag twice$"):
+        Command("x", "summary", lambda config: None, groups)
+
+
 @pytest.mark.parametrize("error", [ValueError(), OSError()])
 def test_an_error_without_words_is_named_by_its_kind(error, monkeypatch, capsys):
     def fails(config):
