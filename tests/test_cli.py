@@ -161,6 +161,9 @@ def test_a_bounded_flag_takes_its_lowest_value_and_refuses_the_one_below(command
     ({"T": 10}, "reconstruct_step", 9, 10, "an integer >= 0 and <= 9 (a timestep of --T 10)"),
     # the seed is a key of the random streams, a 32-bit word
     ({}, "seed", 2**32 - 1, 2**32, "an integer >= 0 and <= 4294967295"),
+    # a warm-up as long as the cosine's horizon reaches --lr at its end
+    ({"steps": 10}, "warmup_steps", 10, 11, "at most 10, the cosine's horizon (--steps); a "
+                                           "longer warm-up never reaches --lr"),
 ])
 def test_a_bounded_flag_takes_its_highest_value_and_refuses_one_above(others, name, highest,
                                                                       above, expected):
