@@ -548,6 +548,15 @@ def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
                                 "array with shape (100000000, 3)\n"
 
 
+def test_dash_h_shows_the_help_as_dash_dash_help_does(capsys):
+    main(["diffusion", "-h"])
+    assert capsys.readouterr().out.startswith("usage: python -m minilean diffusion "
+                                              "[--flag=value ...]\n")
+    with pytest.raises(SystemExit) as exit_info:  # fire's own help of the commands
+        main(["-h"])
+    assert exit_info.value.code in (0, None) and "error" not in capsys.readouterr().err
+
+
 def test_a_command_declaring_a_flag_in_two_groups_is_refused():
     """The later group's flag would replace the earlier's unsaid: its default and checks too."""
     groups = [FlagGroup("a", [Flag("n", 1, "n")]),
