@@ -51,7 +51,8 @@ SCHEDULE = numpy.asarray([2.0 ** -13, 0.5])  # beta_0 at _betas' least: alpha_ba
     ("samplerStep_clip_x0Pred", {
         "betas": SCHEDULE, "t": 1, "ddim_t": 1, "t_prev": 0, "eta": 0.0,
         "x": numpy.asarray([0.0]), "eps": numpy.asarray([0.0]), "noise": numpy.asarray([TINY])}),
-    ("ddpm_posterior_mean_variance", {"betas": SCHEDULE, "x0": 0.0, "x_t": TINY}),
+    ("ddpm_posterior_mean_variance", {"betas": SCHEDULE, "t": len(SCHEDULE) - 1, "x0": 0.0,
+                                      "x_t": TINY}),
     # p sd = 1e-38 * 1e-3, subnormal in float32
     ("visibleStatistics_denormalize_value", {"patches": numpy.zeros((1, 2, 1)),
                                              "prediction": numpy.full((1, 2, 1), TINY),
