@@ -788,6 +788,37 @@ def check_captured_call_bakes_in_host_numbers():
     numpy.testing.assert_array_equal(captured(numpy.arange(3.0)).get(), [0.0, 2.0, 4.0])
 
 
+
+def check_captured_call_keeps_the_plain_schedule_tables():
+    """The plain (not ``--fast-kernels``) noising and v target look the schedule up in device
+    tables from ``backend.constant``'s cache, which a graph reads at every replay. Made here
+    before the capture (outside its private pool), then dropped by the cache as other tables
+    come in: the graph keeps them (``graph.held``), so their memory cannot go to the arrays
+    made next, and the replay still computes the noising of the capture's schedule."""
+    from minilean.cuda.graph import CapturedCall
+    cupy = backend.xp_for("cuda")
+    alpha_bar = D.alpha_bars(D.make_betas("linear", 37))  # a size no other test's tables have
+    timesteps = cupy.asarray(numpy.array([3, 30]))
+
+    def noised_and_target(x, eps):
+        x, eps = minilean.Tensor(x), minilean.Tensor(eps)
+        return (D.q_sample(alpha_bar, x, timesteps, eps).data,
+                D.v_target(alpha_bar, x, timesteps, eps).data)
+
+    draws = numpy.random.default_rng(5)
+    x, eps = (draws.normal(size=(2, 3, 4, 4)).astype(numpy.float32) for _ in range(2))
+    expected = [array.get() for array in noised_and_target(cupy.asarray(x), cupy.asarray(eps))]
+    tables = list(backend._constants.values())[-2:]  # sqrt(alpha_bar), sqrt(1 - alpha_bar)
+    captured = CapturedCall(noised_and_target, (x, eps))
+    assert all(any(table is kept for kept in captured._kept.held) for table in tables)
+    del tables
+    for shift in range(1, 40):  # tables of other schedules: the cache drops the graph's
+        backend.constant(numpy.arange(37.0) + shift, "cuda")
+    junk = [cupy.full(37, -7.0) for _ in range(8)]  # on a card: in memory a dropped table left
+    for replayed, wanted in zip(captured(x, eps), expected):
+        numpy.testing.assert_allclose(replayed.get(), wanted, rtol=1e-6, atol=1e-7)
+    del junk
+
 EAGER_PRODUCTS = [  # (a shape, b shape, a transposed, out given, goes through cupy.matmul)
     ((5, 4), (4, 6), False, False, False), ((4, 5), (4, 6), True, True, False),
     ((1, 5, 4), (1, 4, 6), False, True, False), ((1, 4, 5), (4, 6), True, False, False),

@@ -17,6 +17,7 @@ from device_cases import (FRESH_GRAD_CASES, MIXED_DTYPE_OPS, MODEL_COMMAND_RUNS,
                           check_an_interrupted_capture_leaves_none_open,
                           check_fused_clipping_in_a_graph_clips_its_own_gradients,
                           check_captured_call_bakes_in_host_numbers,
+                          check_captured_call_keeps_the_plain_schedule_tables,
                           check_captured_call_replays_on_new_inputs,
                           check_captured_products_use_minilean_kernel,
                           check_eager_products_match_numpy,
@@ -217,6 +218,10 @@ def test_a_captured_call_replays_on_new_inputs(rng):
 
 def test_a_captured_call_bakes_in_host_numbers():
     check_captured_call_bakes_in_host_numbers()
+
+
+def test_a_captured_call_keeps_the_plain_schedule_tables():
+    check_captured_call_keeps_the_plain_schedule_tables()
 
 
 def test_eager_products_match_numpy(rng, monkeypatch):

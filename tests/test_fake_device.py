@@ -32,6 +32,7 @@ from device_cases import (MIXED_DTYPE_OPS, MODEL_COMMAND_RUNS, OPS, TAIL_ACTIVAT
                           check_an_interrupted_capture_leaves_none_open,
                           check_fused_clipping_in_a_graph_clips_its_own_gradients,
                           check_captured_call_bakes_in_host_numbers,
+                          check_captured_call_keeps_the_plain_schedule_tables,
                           check_captured_call_replays_on_new_inputs,
                           check_captured_products_use_minilean_kernel,
                           check_eager_products_match_numpy,
@@ -1170,6 +1171,10 @@ def test_a_captured_call_keeps_the_cached_constants_it_reads(fake_cuda, rng, mon
     # (the graph's products are minilean's own kernel, not cuBLAS's: a few ulps apart)
     numpy.testing.assert_allclose(captured(*examples).get(), expected.get(), rtol=1e-5,
                                   atol=1e-6)
+
+
+def test_a_captured_call_keeps_the_plain_schedule_tables(fake_cuda):
+    check_captured_call_keeps_the_plain_schedule_tables()
 
 
 @needs_compiler

@@ -23,6 +23,7 @@ from minilean.autograd.elementwise import as_tensor
 from minilean.autograd.function import Context, Function, unbroadcast
 from minilean.autograd.tensor import Tensor
 from minilean.backend import array_module, to_device
+from minilean.cuda import graph
 
 COSINE_OFFSET = 0.008  # Nichol & Dhariwal's s: keeps beta_0 from being vanishingly small
 MAX_COSINE_BETA = 0.999  # their cap, so the last step is not a division by zero
@@ -135,7 +136,10 @@ def _per_example(values, t, like):
         return float(values[t])
     indices = _timestep_array(t)
     xp = array_module(indices)
-    picked = backend.constant(values, backend.device_of(indices))[indices.astype(xp.int64)]
+    # kept by a CUDA graph being recorded (graph.held): its replays read the table, which the
+    # cache of constants may drop (and its memory go to another array) while the graph lives
+    table = graph.held(backend.constant(values, backend.device_of(indices)))
+    picked = table[indices.astype(xp.int64)]
     picked = picked.reshape((-1,) + (1,) * (len(like.shape) - 1))  # (B,) -> (B, 1, ..., 1)
     if isinstance(like, Tensor):
         return Tensor(picked.astype(like.dtype), device=like.device)
