@@ -190,8 +190,8 @@ def test_the_default_intervals_are_a_hundredth_and_a_quarter_of_the_steps(tmp_pa
     """As the README says: without --log-every and --checkpoint-every, a metrics line every
     --steps/100 steps and a checkpoint every --steps/4."""
     saved, save = [], TrainState.save
-    monkeypatch.setattr(TrainState, "save", lambda state, run_dir: saved.append(state.step) or
-                        save(state, run_dir))
+    monkeypatch.setattr(TrainState, "save", lambda state, *place: saved.append(state.step) or
+                        save(state, *place))
     main(["diffusion", "--cpu", "--arch=residual", "--hidden-c=2", "--T=2", "--sampler=ddim",
           "--sample-steps=1", "--n-samples=1", "--evaluate=false", "--steps=200",
           "--batch-size=1", "--n-total=8", "--noprogress", f"--out={tmp_path}"])

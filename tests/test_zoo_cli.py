@@ -651,7 +651,7 @@ def test_a_run_resumed_to_its_checkpoints_step_off_the_interval_logs_that_step(t
         return [(record["step"], record["loss"])
                 for record in read_metrics(tmp_path / "metrics.jsonl")]
 
-    def interrupted(state, run_dir):
+    def interrupted(state, *place):
         raise KeyboardInterrupt
 
     main(["autoencoder", *flags, "--steps=3"])
@@ -672,9 +672,9 @@ def test_default_intervals_follow_the_steps_of_the_resume_from_its_step_on(tmp_p
     mean of the steps since the one before it."""
     saved, save = [], TrainState.save
 
-    def recorded_save(state, run_dir):
+    def recorded_save(state, run_dir, *members):
         saved.append((run_dir, state.step))
-        save(state, run_dir)
+        save(state, run_dir, *members)
     monkeypatch.setattr(TrainState, "save", recorded_save)
     flags = [flag for flag in TINY if not flag.startswith("--steps")] + [
         "--arch=mlp", "--hidden=4", "--latent=2"]
