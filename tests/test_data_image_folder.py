@@ -169,6 +169,17 @@ def test_extensions_given_as_text_from_python_are_read_as_the_ext_flag_reads_the
         "a.png", "c.bmp"][:len(expected)]
 
 
+def test_extensions_given_as_a_generator_are_read_once(tmp_path):
+    """Checked, then used: a generator of names was used up by the check, and no file
+    matched the nothing left of it."""
+    for name, value in (("a.png", 40), ("b.jpg", 80)):
+        save(tmp_path / "in" / name, numpy.full((4, 4, 3), value, numpy.uint8))
+    manifest = image_folder.convert_image_folder(
+        str(tmp_path / "in"), str(tmp_path / "x.npy"), height=4, width=4,
+        extensions=(name for name in [".png"]))
+    assert manifest["count"] == 1 and numpy.load(tmp_path / "x.npy")[0, 0, 0, 0] == 40
+
+
 @pytest.mark.parametrize("extensions", ["png", (".png", "jpg"), ()])
 def test_extensions_without_their_dot_are_refused_from_python_before_any_work(tmp_path,
                                                                                 extensions):

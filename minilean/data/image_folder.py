@@ -38,10 +38,17 @@ CROPS = ("center", "stretch")
 DEFAULT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # TorchLean's set
 
 
+def extension_names(extensions):
+    """``extensions`` (".png" or ".png,.jpg" as ``--ext`` gives them, or any iterable of such
+    names) as a tuple of its names, read once: a text split at its commas (a bare ".png" taken
+    as a sequence was its characters, so every name ending in "." "p", "n" or "g" matched)."""
+    return tuple(extensions.split(",")) if isinstance(extensions, str) else tuple(extensions)
+
+
 def extensions_problem(extensions):
-    """Why ``extensions`` (".png" or ".png,.jpg" as ``--ext`` gives them, or a sequence of
-    such names) names no extensions, as the text after "expected"; None when each is one."""
-    parts = extensions.split(",") if isinstance(extensions, str) else list(extensions)
+    """Why ``extensions`` (as ``extension_names`` reads them) names no extensions, as the text
+    after "expected"; None when each is one."""
+    parts = extension_names(extensions)
     if not parts or not all(isinstance(part, str) and part.startswith(".") and len(part) > 1
                             for part in parts):
         return 'file extensions starting with ".", e.g. .png,.jpg'
@@ -49,11 +56,8 @@ def extensions_problem(extensions):
 
 
 def as_extensions(extensions):
-    """``extensions`` as a tuple of lower-case names: a text is split at its commas, as
-    ``--ext``'s (a bare ".png" taken as a sequence was its characters, so every name ending
-    in "." "p", "n" or "g" matched: .jpg and .svg files too)."""
-    parts = extensions.split(",") if isinstance(extensions, str) else extensions
-    return tuple(part.lower() for part in parts)
+    """``extensions`` (as ``extension_names`` reads them) as a tuple of lower-case names."""
+    return tuple(part.lower() for part in extension_names(extensions))
 
 
 def sort_key(name):
@@ -213,9 +217,10 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
     for name, size in sizes.items():  # a 0 read every image, then kept none of them
         if not is_int(size) or size < 1:
             raise flag_error(name, size, "an integer >= 1")
-    if extensions_problem(extensions):
-        raise flag_error("ext", extensions, extensions_problem(extensions))
-    extensions = as_extensions(extensions)
+    names = extension_names(extensions)  # read once: an iterator is used up by the check
+    if extensions_problem(names):
+        raise flag_error("ext", extensions, extensions_problem(names))
+    extensions = as_extensions(names)
     if y_output is not None and not labels_from_dirs:
         raise flag_error("y_output", y_output, "to come with --labels-from-dirs")
     if labels_from_dirs and y_output is None:  # the labels would be made, then written nowhere
