@@ -1,6 +1,7 @@
 """The backward contract: deep graphs, accumulation, no_grad, detach, requires_grad_, freeing
 the graph (and the error after), no leaked tensors, and the device error without a GPU."""
 import gc
+import math
 import pathlib
 import re
 import subprocess
@@ -493,6 +494,19 @@ def test_an_integer_arange_with_a_step_truncated_to_zero_says_so(step):
     with pytest.raises(ValueError, match=re.escape(f"arange step must be nonzero once "
                                                    f"truncated to int64, got {step!r}")):
         ml.arange(0, 2, step, dtype=ml.int64)
+
+
+@pytest.mark.parametrize("bounds", [(0, math.inf, 1), (0, math.nan, 1), (-math.inf, 0, 1),
+                                    (0, 1, math.nan)])
+@pytest.mark.parametrize("dtype", [None, ml.int64])
+def test_arange_with_a_bound_or_step_not_finite_says_so(bounds, dtype):
+    """Python's "cannot convert float infinity to integer" named neither arange nor the
+    value; PyTorch refuses them too ("unsupported range")."""
+    start, end, step = bounds
+    with pytest.raises(ValueError, match=re.escape(
+            f"arange needs finite bounds and step, got start={start!r}, end={end!r}, "
+            f"step={step!r}")):
+        ml.arange(start, end, step, dtype=dtype)
 
 
 @pytest.mark.parametrize("step", [0, 0.0])

@@ -87,6 +87,9 @@ def arange(start, end=None, step=1, dtype=None, device="cpu"):
     start, end = (0, start) if end is None else (start, end)
     if step == 0:  # NumPy's error is a bare ZeroDivisionError, "division by zero"
         raise ValueError(f"arange step must be nonzero, got {step!r}")
+    if not all(math.isfinite(value) for value in (start, end, step)):  # no count of values
+        raise ValueError(f"arange needs finite bounds and step, got start={start!r}, "
+                         f"end={end!r}, step={step!r}")
     dtype = default_dtype((start, end, step)) if dtype is None else number_dtype(dtype, "arange")
     xp = backend.xp_for(device)
     if dtype is not None and numpy.dtype(dtype).kind in "iu":
