@@ -36,8 +36,8 @@ rows, the zeros around dL/dy), and inf * 0 is NaN. A loss that met an infinity i
 already, and training's NaN guard stops there.
 """
 from minilean import backend
+from minilean.autograd import shape as shape_ops
 from minilean.autograd.function import Function
-from minilean.autograd.shape import pad
 from minilean.autograd.tensor import is_int
 from minilean.backend import array_module
 
@@ -552,7 +552,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     elif padding == "same":
         padding, after = same_padding(weight.shape[2:], dilation)
         if after != padding:  # one more after: onto x, (left, right, top, bottom) as PyTorch's
-            x = pad(x, (0, after[1] - padding[1], 0, after[0] - padding[0]))
+            x = shape_ops.pad(x, (0, after[1] - padding[1], 0, after[0] - padding[0]))
     out_size = tuple(output_size(size + 2 * pad, k, s, d) for size, pad, k, s, d
                      in zip(x.shape[2:], padding, weight.shape[2:], stride, dilation))
     _check_positive("conv2d", out_size)
