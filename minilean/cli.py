@@ -908,8 +908,8 @@ GAN = zoo_command(
     "gan", "Train an LSGAN (alternating D and G steps); write sample grids and FD-classifier.",
     "discriminator_loss = mse(D(x), 1) + mse(D(G(z)), 0), generator_loss = mse(D(G(z)), 1), "
     "each player with its own Adam (betas 0.5, 0.999: less momentum chasing a moving "
-    "opponent; TorchLean's examples use 0.9, 0.999). On --dataset ring8: modes covered of 8, share within "
-    "3 std, and a scatter plot; there the defaults are "
+    "opponent; TorchLean's examples use 0.9, 0.999). On --dataset ring8: modes covered of 8, "
+    "share within 3 std, and a scatter plot; there the defaults are "
     + " ".join(f"--{name} {value}" for name, value in RING8_GAN_DEFAULTS.items()) + ".",
     dict(steps=1000, lr=5e-4, batch_size=64),
     [Flag("latent", 32, "latent noise size", low=1),
