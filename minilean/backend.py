@@ -19,6 +19,12 @@ class DeviceError(RuntimeError):
     """A device was asked for that this machine cannot provide."""
 
 
+class GraphCaptureError(DeviceError):
+    """A function could not be captured as a CUDA graph (``minilean.cuda.graph``): it copied
+    to or from the host, synchronised, called a library that CuPy does not capture, or drew
+    random numbers on the device (``generator`` refuses that while a graph is recorded)."""
+
+
 _cupy = None
 _cuda_problem = None  # the reason CUDA is unusable, once probed; "" when it works
 
@@ -181,7 +187,8 @@ def graph_recording(graph_matmul):
     """The block in which ``minilean.cuda.graph`` warms up and records a CUDA graph. Inside it
     ``matmul`` on "cuda" arrays computes ``graph_matmul(a, b, out)`` (CuPy's matmul calls
     cuBLAS, which CuPy refuses while a stream is captured), and ``recording_graph()`` is true,
-    so code that would bake host state into the graph takes its plain path instead."""
+    so code that would bake host state into the graph takes its plain path instead, and
+    ``generator`` refuses to draw on "cuda"."""
     global _graph_matmul
     previous, _graph_matmul = _graph_matmul, graph_matmul
     try:
@@ -234,7 +241,18 @@ def manual_seed(seed):
 
 
 def generator(device):
-    """The seeded random generator of ``device`` (created on first use)."""
+    """The seeded random generator of ``device`` (created on first use).
+
+    Refused on "cuda" while a CUDA graph is recorded (``recording_graph``): the graph would
+    hold the draw's kernels, which read the generator's state in device memory by its address
+    (CuPy's ``Generator`` keeps it there), so every replay would draw from the generator as it
+    was captured, deaf to a ``manual_seed`` that replaced it since and freed that memory.
+    A captured function takes its random numbers as inputs instead, drawn outside it."""
+    if device == "cuda" and recording_graph():
+        raise GraphCaptureError("it draws random numbers on 'cuda': a replay would take them "
+                                "from the generator as it was captured, whatever manual_seed "
+                                "did since; draw them outside the captured function (on the "
+                                "host, as the CLI does) and pass them in as inputs")
     if device not in _generators:
         xp = xp_for(device)
         _generators[device] = xp.random.default_rng(_seed)

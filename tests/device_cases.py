@@ -897,6 +897,41 @@ def check_a_host_copy_while_capturing_is_a_clear_error():
     numpy.testing.assert_array_equal(captured(numpy.zeros(3)).get(), [1.0, 1.0, 1.0])
 
 
+def check_a_random_draw_on_the_device_is_refused_in_a_graph():
+    """A captured function that draws random numbers on "cuda" (dropout's mask, randn, rand,
+    randint, an init) is refused at the draw, with the way out: a replay would take them from
+    the generator as it was captured (the stand-in: the capture's own numbers every time; on a
+    GPU, its state at the captured address, whatever ``manual_seed`` did since). Numbers drawn
+    outside and passed in as inputs are captured, and the generator works after a refusal."""
+    from minilean.autograd.tensor import Tensor
+    from minilean.cuda.graph import CapturedCall, GraphCaptureError
+    from minilean.nn import init
+    calls = []
+
+    def draws_at_the_capture_only(x):  # the first call is the warm-up, the second the capture
+        calls.append(1)
+        return x + minilean.rand(*x.shape, device="cuda").data if len(calls) == 2 else x
+
+    draws = [lambda x: F.dropout(Tensor(x), 0.5, training=True).data,
+             lambda x: x + minilean.randn(*x.shape, device="cuda").data,
+             lambda x: x + minilean.randint(0, 5, x.shape, device="cuda").data,
+             lambda x: init.normal_(Tensor(x * 1.0)).data,
+             draws_at_the_capture_only]
+    for draw in draws:
+        with pytest.raises(GraphCaptureError, match=r"^cannot capture .* as a CUDA graph: it "
+                           r"draws random numbers on 'cuda': a replay would take them from the "
+                           r"generator as it was captured, whatever manual_seed did since; "
+                           r"draw them outside the captured function \(on the host, as the CLI "
+                           r"does\) and pass them in as inputs$"):
+            CapturedCall(draw, (numpy.ones((2, 3)),))
+    assert calls == [1, 1]
+    noise = [numpy.random.default_rng(seed).standard_normal((2, 3)) for seed in (1, 2)]
+    captured = CapturedCall(lambda x, eps: x + eps, (numpy.ones((2, 3)), noise[0]))
+    for eps in noise:
+        numpy.testing.assert_array_equal(captured(numpy.ones((2, 3)), eps).get(), 1.0 + eps)
+    assert minilean.randn(2, 3, device="cuda").shape == (2, 3)
+
+
 def check_an_interrupted_capture_leaves_none_open():
     """Ctrl-C while capturing reaches the caller, and the capture is ended: a later one works
     (an open capture on the stream would fail every capture after it)."""

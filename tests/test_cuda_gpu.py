@@ -13,6 +13,7 @@ import pytest
 
 from device_cases import (FRESH_GRAD_CASES, MIXED_DTYPE_OPS, MODEL_COMMAND_RUNS, OPS,
                           TAIL_ACTIVATIONS, assert_fresh_grads,
+                          check_a_random_draw_on_the_device_is_refused_in_a_graph,
                           check_a_host_copy_while_capturing_is_a_clear_error,
                           check_an_interrupted_capture_leaves_none_open,
                           check_fused_clipping_in_a_graph_clips_its_own_gradients,
@@ -234,6 +235,10 @@ def test_captured_products_use_minilean_kernel(rng):
 
 def test_a_host_copy_while_capturing_is_a_clear_error():
     check_a_host_copy_while_capturing_is_a_clear_error()
+
+
+def test_a_random_draw_on_the_device_is_refused_in_a_graph():
+    check_a_random_draw_on_the_device_is_refused_in_a_graph()
 
 
 def test_an_interrupted_capture_leaves_none_open():

@@ -28,6 +28,7 @@ import cuda_on_cpu
 import fake_cupy
 import minilean
 from device_cases import (MIXED_DTYPE_OPS, MODEL_COMMAND_RUNS, OPS, TAIL_ACTIVATIONS,
+                          check_a_random_draw_on_the_device_is_refused_in_a_graph,
                           check_a_host_copy_while_capturing_is_a_clear_error,
                           check_an_interrupted_capture_leaves_none_open,
                           check_fused_clipping_in_a_graph_clips_its_own_gradients,
@@ -651,6 +652,12 @@ def test_captured_products_use_minilean_kernel(rng, fake_cuda):
 
 def test_a_host_copy_while_capturing_is_a_clear_error(fake_cuda):
     check_a_host_copy_while_capturing_is_a_clear_error()
+
+
+def test_a_random_draw_on_the_device_is_refused_in_a_graph(fake_cuda):
+    """The stand-in replays a captured draw's numbers at every replay, as a graph with the
+    draw's values in it would (it did so silently before the refusal)."""
+    check_a_random_draw_on_the_device_is_refused_in_a_graph()
 
 
 def test_an_interrupted_capture_leaves_none_open(fake_cuda):

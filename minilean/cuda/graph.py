@@ -13,6 +13,13 @@ What a captured function must do (the rules of stream capture, and how this clas
   call: capture records a kernel with its arguments, so a Python number is baked into the
   graph as it was when captured. (A timestep array on the host would be too; hence the device
   timesteps of ``minilean.models.diffusion``.)
+* Draw no random numbers on the device (dropout's mask, ``randn(..., device="cuda")``, an
+  init): the draw's kernels read the generator's state by its address, so every replay would
+  draw from the generator as it was captured (whatever ``manual_seed`` did since, which frees
+  that state), and the CPU stand-in of the tests replays the capture's very numbers.
+  ``backend.generator`` refuses such a draw while a graph is recorded, at the warm-up or the
+  capture, as a ``GraphCaptureError``. Draw them outside, on the host as the diffusion
+  command does, and pass them in as inputs.
 * Return arrays: the ones written while capturing. Every replay writes the same arrays again,
   so ``outputs`` are the same objects after each call, with new contents.
 * Call no cuBLAS: CuPy refuses to while a stream is captured. The engine's products all go
@@ -34,7 +41,7 @@ What a captured function must do (the rules of stream capture, and how this clas
 import numpy
 
 from minilean import backend
-from minilean.backend import DeviceError
+from minilean.backend import GraphCaptureError
 from minilean.cuda import matmul
 
 
@@ -91,11 +98,6 @@ def upload(array, host):
         _recording.uploads.append((array, host))
 
 
-class GraphCaptureError(DeviceError):
-    """A function could not be captured (it copied to or from the host, synchronised, or
-    called a library that CuPy does not capture)."""
-
-
 class CapturedCall:
     """``function(*inputs) -> array or tuple of arrays``, captured as one CUDA graph.
 
@@ -116,7 +118,11 @@ class CapturedCall:
         try:
             with cupy.cuda.using_allocator(self._pool.malloc), self._stream, \
                     backend.graph_recording(matmul.matmul):
-                function(*self.inputs)
+                try:
+                    function(*self.inputs)
+                except GraphCaptureError as error:  # refused at the warm-up: a random draw
+                    raise GraphCaptureError(f"cannot capture {_name(function)} as a CUDA "
+                                            f"graph: {_first_line(error)}") from error
                 self._kept.uploads = []
                 try:  # from the capture's start: a signal may stop it as begin_capture returns
                     self._stream.begin_capture()
