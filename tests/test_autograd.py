@@ -509,6 +509,15 @@ def test_arange_with_a_bound_or_step_not_finite_says_so(bounds, dtype):
         ml.arange(start, end, step, dtype=dtype)
 
 
+def test_arange_with_an_int_beyond_a_float_says_it_does_not_fit_int64():
+    """An int is finite whatever its size: the finiteness check made 2**1100 a float first,
+    and Python's "int too large to convert to float" named neither arange nor the value
+    (before the check, tensor()'s integer dtype check named it, as it does for 2**70)."""
+    with pytest.raises(OverflowError, match=f"^integer {2 ** 1100} does not fit int64"):
+        ml.arange(2 ** 1100, 2 ** 1100 + 3)
+    assert ml.arange(np.int64(2), 4, 1).numpy().tolist() == [2, 3]
+
+
 @pytest.mark.parametrize("step", [0, 0.0])
 def test_arange_with_step_zero_says_so(step):
     with pytest.raises(ValueError, match=f"^arange step must be nonzero, got {step!r}$"):

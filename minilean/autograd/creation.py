@@ -87,7 +87,9 @@ def arange(start, end=None, step=1, dtype=None, device="cpu"):
     start, end = (0, start) if end is None else (start, end)
     if step == 0:  # NumPy's error is a bare ZeroDivisionError, "division by zero"
         raise ValueError(f"arange step must be nonzero, got {step!r}")
-    if not all(math.isfinite(value) for value in (start, end, step)):  # no count of values
+    # no count of values; an int is finite at any size (isfinite would make 2**1100 a float
+    # first, and fail as "int too large to convert to float")
+    if not all(is_int(value) or math.isfinite(value) for value in (start, end, step)):
         raise ValueError(f"arange needs finite bounds and step, got start={start!r}, "
                          f"end={end!r}, step={step!r}")
     dtype = default_dtype((start, end, step)) if dtype is None else number_dtype(dtype, "arange")
