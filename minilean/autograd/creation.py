@@ -4,8 +4,8 @@ import math
 import numpy
 
 from minilean import backend
-from minilean.autograd.tensor import (DEFAULT_DTYPE, Tensor, default_dtype, is_int,
-                                      number_dtype, shape_arg)
+from minilean.autograd.tensor import (DEFAULT_DTYPE, Tensor, default_dtype, holds_numbers,
+                                      is_int, number_dtype, shape_arg)
 
 
 def _make(array, requires_grad):
@@ -73,8 +73,8 @@ def ones(*size, dtype=None, device="cpu", requires_grad=False):
 def full(size, fill_value, dtype=None, device="cpu", requires_grad=False):
     """``fill_value`` everywhere. Without ``dtype``, the fill value's as ``tensor`` picks it
     (PyTorch's rule): ``full((2,), 3)`` is int64, ``full((2,), 3.0)`` float32."""
-    held = getattr(fill_value, "dtype", None) or numpy.asarray(fill_value).dtype
-    if held.kind not in "biuf":  # NumPy fills None in as nan or an object, "2" as text or 2
+    # NumPy would fill None in as nan or an object, and "2" as text or 2
+    if not holds_numbers(fill_value):
         raise TypeError(f"full fill_value must be a number or a bool, got "
                         f"{type(fill_value).__name__}")
     dtype = default_dtype(fill_value) if dtype is None else number_dtype(dtype, "full")

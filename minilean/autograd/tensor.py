@@ -129,8 +129,7 @@ class Tensor(ToShorthands):
         """``value in x``: whether any element equals it, as in PyTorch. (Python's fallback,
         iteration, compared whole rows and asked each comparison's truth value.) Only numbers
         are looked for: ``None in x`` failed on the plain False of ``x == None``."""
-        held = getattr(value, "dtype", None) or numpy.asarray(value).dtype
-        if held.kind not in "biuf":
+        if not holds_numbers(value):
             raise TypeError(f"'in' looks for a number (or a tensor or array of them) in a "
                             f"tensor, got {type(value).__name__}")
         return bool((self == value).data.any())
@@ -449,6 +448,13 @@ def device_and_dtype(device, dtype):
     if dtype is None and device is not None and not isinstance(device, str):
         return None, device
     return device, dtype
+
+
+def holds_numbers(value):
+    """Whether ``value`` (a Tensor, an array, a number or a nested list) holds numbers or
+    booleans, by its dtype or by the one NumPy reads it as (None and text read as objects)."""
+    dtype = getattr(value, "dtype", None) or numpy.asarray(value).dtype
+    return dtype.kind in "biuf"
 
 
 def number_dtype(dtype, caller):
