@@ -752,7 +752,9 @@ def test_a_tensor_of_text_objects_or_complex_numbers_is_refused(data, what):
     (lambda dtype: ml.arange(3, dtype=dtype), "arange", np.complex64),
     (lambda dtype: ml.linspace(0, 1, 3, dtype=dtype), "linspace", object),
     (lambda dtype: ml.randn(2, dtype=dtype), "randn", str),
-    (lambda dtype: ml.zeros_like(ml.tensor([1.0]), dtype=dtype), "zeros", str),
+    (lambda dtype: ml.zeros_like(ml.tensor([1.0]), dtype=dtype), "zeros_like", str),
+    (lambda dtype: ml.ones_like(ml.tensor([1.0]), dtype=dtype), "ones_like", object),
+    (lambda dtype: ml.randn_like(ml.tensor([1.0]), dtype=dtype), "randn_like", str),
     (lambda dtype: ml.tensor([1.5]).to(dtype=dtype), "to", str),
 ])
 def test_a_factory_or_to_given_a_dtype_of_text_objects_or_complex_numbers_refuses_it(

@@ -143,12 +143,18 @@ def randint(low, high=None, size=None, device="cpu"):
 
 
 def zeros_like(other, dtype=None):
-    return zeros(other.shape, dtype=dtype or other.dtype, device=other.device)
+    """Zeros of ``other``'s shape, device and (unless ``dtype`` is given) dtype; the dtype is
+    checked here, so that an error names the function called (as ``ones_like``'s and
+    ``randn_like``'s)."""
+    return zeros(other.shape, dtype=number_dtype(dtype or other.dtype, "zeros_like"),
+                 device=other.device)
 
 
 def ones_like(other, dtype=None):
-    return ones(other.shape, dtype=dtype or other.dtype, device=other.device)
+    return ones(other.shape, dtype=number_dtype(dtype or other.dtype, "ones_like"),
+                device=other.device)
 
 
 def randn_like(other, dtype=None):
-    return randn(other.shape, dtype=dtype or other.dtype, device=other.device)
+    return randn(other.shape, dtype=number_dtype(dtype or other.dtype, "randn_like"),
+                 device=other.device)
