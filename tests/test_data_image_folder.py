@@ -180,7 +180,7 @@ def test_extensions_given_as_a_generator_are_read_once(tmp_path):
     assert manifest["count"] == 1 and numpy.load(tmp_path / "x.npy")[0, 0, 0, 0] == 40
 
 
-@pytest.mark.parametrize("extensions", ["png", (".png", "jpg"), ()])
+@pytest.mark.parametrize("extensions", ["png", (".png", "jpg"), (), None, 5])
 def test_extensions_without_their_dot_are_refused_from_python_before_any_work(tmp_path,
                                                                                 extensions):
     save(tmp_path / "in" / "1.png", halves(4, 4, True))

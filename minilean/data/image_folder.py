@@ -42,7 +42,12 @@ def extension_names(extensions):
     """``extensions`` (".png" or ".png,.jpg" as ``--ext`` gives them, or any iterable of such
     names) as a tuple of its names, read once: a text split at its commas (a bare ".png" taken
     as a sequence was its characters, so every name ending in "." "p", "n" or "g" matched)."""
-    return tuple(extensions.split(",")) if isinstance(extensions, str) else tuple(extensions)
+    if isinstance(extensions, str):
+        return tuple(extensions.split(","))
+    try:
+        return tuple(extensions)
+    except TypeError:  # not iterable (None, a number): one name, which no check takes
+        return (extensions,)
 
 
 def extensions_problem(extensions):
