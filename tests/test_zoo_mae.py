@@ -1,5 +1,6 @@
 """MAE: patchify round trip, masks, the masked loss, gradients in float64, training steps."""
 import math
+import pathlib
 import re
 
 import numpy
@@ -383,30 +384,16 @@ def test_masked_autoencoder_matches_a_float64_reference():
                                   rtol=1e-10, atol=1e-10)
 
 
-def torch_mae(torch, image_shape, patch_size, width, depth, heads, decoder_width, decoder_depth,
-              decoder_heads):
-    """The class docstring in PyTorch, with torch.nn.MultiheadAttention in each pre-norm block
-    and He et al.'s patchify ("nchpwq->nhwpqc"); each image's visible patches are encoded on
-    their own, and the decoder's tokens put in place by index (no keep/restore arrays)."""
-    from torch.nn import functional as TF
-
+def torch_mae(torch, TorchBlock, image_shape, patch_size, width, depth, heads, decoder_width,
+              decoder_depth, decoder_heads):
+    """The class docstring in PyTorch, with ``TorchBlock`` (``bench_models.py``'s pre-norm
+    block around torch.nn.MultiheadAttention) and He et al.'s patchify ("nchpwq->nhwpqc");
+    each image's visible patches are encoded on their own, and the decoder's tokens put in
+    place by index (no keep/restore arrays)."""
     nn = torch.nn
     channels, height, image_width = image_shape
     patches = (height // patch_size) * (image_width // patch_size)
     patch_pixels = patch_size * patch_size * channels
-
-    class TorchBlock(nn.Module):
-        def __init__(self, width, heads):
-            super().__init__()
-            self.norm1 = nn.LayerNorm(width)
-            self.attention = nn.MultiheadAttention(width, heads, batch_first=True)
-            self.norm2 = nn.LayerNorm(width)
-            self.hidden, self.project = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
-
-        def forward(self, tokens):
-            normed = self.norm1(tokens)
-            tokens = tokens + self.attention(normed, normed, normed, need_weights=False)[0]
-            return tokens + self.project(TF.gelu(self.hidden(self.norm2(tokens))))
 
     class TorchMAE(nn.Module):
         def __init__(self):
@@ -453,18 +440,20 @@ def torch_mae(torch, image_shape, patch_size, width, depth, heads, decoder_width
 @pytest.mark.parametrize("mask_kind", ["random", "block"])
 @pytest.mark.parametrize("per_patch_norm", [False, True])
 def test_training_loss_and_held_out_pixels_agree_with_torch(rng, sizes, mask_kind,
-                                                            per_patch_norm):
+                                                            per_patch_norm, monkeypatch):
     """``mae_loss`` as a training step takes it (random or block mask, targets optionally
     normalised per patch: population variance + 1e-6, as ``patch_statistics`` says), and every
     parameter's gradient, against the PyTorch twin in float64; with --per-patch-norm also the
     held-out pixels, the prediction scaled back by the visible patches' pooled statistics."""
     torch = pytest.importorskip("torch")
     from torch_twins import assert_close, assert_same_loss_and_gradients, copied_into_torch
+    monkeypatch.syspath_prepend(str(pathlib.Path(__file__).parent.parent / "benchmarks"))
+    from bench_models import TorchBlock
 
     minilean.manual_seed(1)
     model = _randomize(mae.MaskedAutoencoder(**sizes).to(dtype=numpy.float64),
                        int(rng.integers(1 << 30)))
-    twin = copied_into_torch(model, torch_mae(torch, **sizes))
+    twin = copied_into_torch(model, torch_mae(torch, TorchBlock, **sizes))
     images = rng.uniform(0, 1, (3,) + sizes["image_shape"])
     mask = model.random_mask(3, 0.6) if mask_kind == "random" else model.block_mask(3)
     hidden = torch.from_numpy(mask.hidden.numpy() > 0.5)
