@@ -538,16 +538,6 @@ def test_evaluate_refuses_more_builtin_reference_images_than_memory_holds(tmp_pa
     assert not cache.exists()
 
 
-def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
-    def too_large(config):
-        raise MemoryError("Unable to allocate 71.5 GiB for an array with shape (100000000, 3)")
-
-    monkeypatch.setattr(cli.DIFFUSION, "_run", too_large)
-    code, err = fail(["diffusion", "--cpu"], capsys)
-    assert code == 1 and err == "minilean diffusion: error: Unable to allocate 71.5 GiB for an " \
-                                "array with shape (100000000, 3)\n"
-
-
 def test_dash_h_shows_the_help_as_dash_dash_help_does(capsys):
     main(["diffusion", "-h"])
     assert capsys.readouterr().out.startswith("usage: python -m minilean diffusion "
@@ -565,26 +555,22 @@ def test_a_command_declaring_a_flag_in_two_groups_is_refused():
         Command("x", "summary", lambda config: None, groups)
 
 
-@pytest.mark.parametrize("error", [ValueError(), OSError()])
-def test_an_error_without_words_is_named_by_its_kind(error, monkeypatch, capsys):
+@pytest.mark.parametrize("error, line", [
+    (MemoryError("Unable to allocate 71.5 GiB for an array with shape (100000000, 3)"),
+     "Unable to allocate 71.5 GiB for an array with shape (100000000, 3)"),
+    # without words: named by its kind
+    (ValueError(), "ValueError"), (OSError(), "OSError"),
+    # a library's message may hold line breaks and runs of spaces (a NumPy shape error, a
+    # JSON position): the command's error is still one line
+    (ValueError("operands could not be broadcast\n  together with shapes (2,)  (3,)"),
+     "operands could not be broadcast together with shapes (2,) (3,)")])
+def test_an_error_of_the_run_is_one_line(error, line, monkeypatch, capsys):
     def fails(config):
         raise error
 
     monkeypatch.setattr(cli.DIFFUSION, "_run", fails)
     code, err = fail(["diffusion", "--cpu"], capsys)
-    assert (code, err) == (1, f"minilean diffusion: error: {type(error).__name__}\n")
-
-
-def test_an_error_of_several_lines_is_printed_as_one(monkeypatch, capsys):
-    """A library's message may hold line breaks and runs of spaces (a NumPy shape error, a
-    JSON position): the command's error is still one line."""
-    def fails(config):
-        raise ValueError("operands could not be broadcast\n  together with shapes (2,)  (3,)")
-
-    monkeypatch.setattr(cli.DIFFUSION, "_run", fails)
-    code, err = fail(["diffusion", "--cpu"], capsys)
-    assert code == 1 and err == "minilean diffusion: error: operands could not be broadcast " \
-                                "together with shapes (2,) (3,)\n"
+    assert (code, err) == (1, f"minilean diffusion: error: {line}\n")
 
 
 @pytest.mark.parametrize("flag, expected", [
