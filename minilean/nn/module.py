@@ -65,8 +65,9 @@ class _Registry(OrderedDict):
     module._parameters["bias"]``, ``module._modules[name] = converted``), and the lists kept
     of the tree's members (``_listed``) then still held the old ones: ``parameters()`` gave
     the optimizer, and ``state_dict()`` the checkpoint, a removed bias and not the new one.
-    OrderedDict's pop, popitem, clear, setdefault and move_to_end bypass ``__setitem__`` and
-    ``__delitem__``, so each is counted too."""
+    OrderedDict's pop, popitem, clear and move_to_end bypass ``__setitem__`` and
+    ``__delitem__``, so each is counted too (setdefault, update and ``|=`` call
+    ``__setitem__``)."""
 
     def __setitem__(self, key, value):
         super().__setitem__(key, value)
@@ -88,9 +89,7 @@ class _Registry(OrderedDict):
     pop = _counted(OrderedDict.pop)
     popitem = _counted(OrderedDict.popitem)
     clear = _counted(OrderedDict.clear)
-    setdefault = _counted(OrderedDict.setdefault)
     move_to_end = _counted(OrderedDict.move_to_end)
-    __ior__ = _counted(OrderedDict.__ior__)
     del _counted
 
 
