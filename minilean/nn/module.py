@@ -67,7 +67,7 @@ class _Registry(OrderedDict):
     the optimizer, and ``state_dict()`` the checkpoint, a removed bias and not the new one.
     OrderedDict's pop, popitem, clear and move_to_end bypass ``__setitem__`` and
     ``__delitem__``, so each is counted too (setdefault, update and ``|=`` call
-    ``__setitem__``)."""
+    ``__setitem__``). Every write is counted here, Module's own registrations included."""
 
     def __setitem__(self, key, value):
         super().__setitem__(key, value)
@@ -161,10 +161,8 @@ class Module(ToShorthands):
                     raise TypeError(f"cannot assign {type(value).__name__} as child module "
                                     f"{name!r} (Module or None expected)")
                 del self._modules[name]
-                _registries_changed()
             object.__setattr__(self, name, value)
             return
-        _registries_changed()
         self.__dict__.pop(name, None)
 
     def _unregister(self, name, keeping):
@@ -186,7 +184,6 @@ class Module(ToShorthands):
         for registry in (self._parameters, self._buffers, self._modules):
             if name in registry:
                 del registry[name]
-                _registries_changed()
                 return
         object.__delattr__(self, name)
 
@@ -210,7 +207,6 @@ class Module(ToShorthands):
             self._non_persistent_buffers.discard(name)
         else:
             self._non_persistent_buffers.add(name)
-        _registries_changed()
 
     def register_parameter(self, name, param):
         """``self.<name> = param`` for a name held in a string; None reserves the name for a
@@ -222,7 +218,6 @@ class Module(ToShorthands):
                             f"(Parameter or None expected)")
         self.__dict__.pop(name, None)
         self._parameters[name] = param
-        _registries_changed()
 
     def add_module(self, name, module):
         """``self.<name> = module`` for a name held in a string (how ``ModuleList`` and
