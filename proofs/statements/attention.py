@@ -77,11 +77,19 @@ def _reference_and_bounds(q, k, v, mask, dtype):
     return outputs, bounds
 
 
+def _softmax_relative_error(largest, spread, count, dtype):
+    """The relative error of each computed softmax weight over ``count`` scores whose errors
+    are at most ``largest`` and whose exact values spread over ``spread``: the scores' errors
+    move it by a factor within e^{+-2 largest}, and its own rounding is relative
+    gamma_{count+2L+2} (1 + spread) (the module docstring's)."""
+    return (mpmath.exp(2 * largest) * (1 + gamma(count + 2 * library_roundings(dtype) + 2, dtype)
+                                       * (1 + spread)) - 1)
+
+
 def _slice_reference_and_bounds(q, k, v, mask, dtype):
     """The 50-digit output and the module docstring's bound, row by row (lists of mpf)."""
     (length, d), source, dv = q.shape, k.shape[0], v.shape[1]
     scale = 1 / mpmath.sqrt(d)
-    library = library_roundings(dtype)
     outputs, bounds = [], []
     for i in range(length):
         scores, errors, keep = [], [], []
@@ -103,8 +111,7 @@ def _slice_reference_and_bounds(q, k, v, mask, dtype):
         p = [e / total for e in exps]
         largest = max(e for e, kj in zip(errors, keep) if kj)
         spread = max(peak - s for s in kept)
-        rel = ((mpmath.exp(2 * largest)) * (1 + gamma(source + 2 * library + 2, dtype)
-                                            * (1 + spread)) - 1)
+        rel = _softmax_relative_error(largest, spread, source, dtype)
         for m in range(dv):
             terms = [pj * abs(mp(v[j, m])) for j, pj in enumerate(p)]
             outputs.append(mpmath.fsum(pj * mp(v[j, m]) for j, pj in enumerate(p)))
@@ -323,8 +330,7 @@ def _carried_softmax(scores, dtype):
     total = mpmath.fsum(exps)
     largest = max(s.error for s in scores)
     spread = max(peak - s for s in values) + 2 * largest
-    rel = (mpmath.exp(2 * largest) * (1 + gamma(len(scores) + 2 * library_roundings(dtype) + 2,
-                                                dtype) * (1 + spread)) - 1)
+    rel = _softmax_relative_error(largest, spread, len(scores), dtype)
     return [Carried(e / total, e / total * rel + underflow(1, dtype), dtype) for e in exps]
 
 
