@@ -1901,6 +1901,24 @@ def test_embedding_from_pretrained_shares_the_table_and_freezes_it_as_torch():
     numpy.testing.assert_array_equal(trained.weight.grad.numpy()[1], [2.0, 2.0, 2.0])
 
 
+def test_embedding_from_pretrained_runs_a_subclass_init_as_torch():
+    """``from_pretrained`` builds through ``__init__`` (PyTorch's ``_weight``/``_freeze``), so
+    what a subclass's ``__init__`` sets exists; a table of the wrong shape is refused."""
+    class Tagged(nn.Embedding):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.tag = "set by __init__"
+
+    table = numpy.arange(6.0).reshape(3, 2)
+    layer = Tagged.from_pretrained(table, freeze=False)
+    assert type(layer) is Tagged and layer.tag == "set by __init__"
+    assert numpy.shares_memory(layer.weight.data, table) and layer.weight.requires_grad
+    with pytest.raises(ValueError) as raised:
+        nn.Embedding(2, 2, _weight=table)
+    assert str(raised.value) == ("_weight must have shape (2, 2) (num_embeddings, "
+                                 "embedding_dim), got shape (3, 2)")
+
+
 @pytest.mark.parametrize("call, error, message", [
     (lambda: nn.Embedding(5, 3, padding_idx=5), ValueError,
      "padding_idx must be None or an int in [-5, 5) for 5 embeddings, got 5"),

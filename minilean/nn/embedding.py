@@ -12,14 +12,25 @@ class Embedding(Module):
     """y = W[input], with dL/dW[r] the sum of dL/dy over the positions that picked row r, and
     dL/dW[padding_idx] = 0 (``F.embedding``)."""
 
-    def __init__(self, num_embeddings, embedding_dim, padding_idx=None):
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, _weight=None,
+                 _freeze=False):
+        """``_weight`` and ``_freeze`` are PyTorch's hooks for ``from_pretrained``: a given table
+        is held as it is (no random numbers drawn, its padding row kept), trained only when not
+        ``_freeze``. They go through ``__init__`` so that a subclass's ``__init__`` runs."""
         super().__init__()
         check_sizes(num_embeddings=num_embeddings, embedding_dim=embedding_dim)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         # kept as the row it names (a negative one counted from the end), as PyTorch keeps it
         self.padding_idx = F.check_padding_idx(padding_idx, num_embeddings)
-        self.weight = empty_parameter(num_embeddings, embedding_dim)
-        self.reset_parameters()
+        if _weight is None:
+            self.weight = empty_parameter(num_embeddings, embedding_dim)
+            self.reset_parameters()
+            return
+        weight = Parameter(_weight, requires_grad=not _freeze)
+        if weight.shape != (num_embeddings, embedding_dim):
+            raise ValueError(f"_weight must have shape ({num_embeddings}, {embedding_dim}) "
+                             f"(num_embeddings, embedding_dim), got shape {weight.shape}")
+        self.weight = weight
 
     def reset_parameters(self):
         """N(0, 1), the padding row zeros, as PyTorch's."""
@@ -35,16 +46,11 @@ class Embedding(Module):
         PyTorch's; trained only with ``freeze=False``. No random numbers are drawn."""
         if not is_bool(freeze):  # "false", read from a flag, is truthy
             raise TypeError(f"freeze must be a bool, got {freeze!r}")
-        weight = Parameter(embeddings, requires_grad=False)
-        if weight.ndim != 2:
+        table = Parameter(embeddings, requires_grad=False)
+        if table.ndim != 2:
             raise ValueError(f"from_pretrained needs embeddings of shape (num_embeddings, "
-                             f"embedding_dim), got shape {weight.shape}")
-        layer = cls.__new__(cls)
-        Module.__init__(layer)
-        layer.num_embeddings, layer.embedding_dim = weight.shape
-        layer.padding_idx = F.check_padding_idx(padding_idx, layer.num_embeddings)
-        layer.weight = weight.requires_grad_(not freeze)
-        return layer
+                             f"embedding_dim), got shape {table.shape}")
+        return cls(*table.shape, padding_idx=padding_idx, _weight=table, _freeze=freeze)
 
     def forward(self, input):
         return F.embedding(input, self.weight, self.padding_idx)
