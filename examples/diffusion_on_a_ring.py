@@ -51,6 +51,10 @@ class VModel(nn.Module):
 
 
 def main(steps=3000, batch_size=256, n_samples=1000, seed=0):
+    # The products here are small (256 x 128): split among the BLAS library's threads, each
+    # waits for the slowest, which on a machine busy with other work stretched the run from 9 s
+    # to nearly 3 minutes (README, "Threads"). One thread is as fast here when the machine idles.
+    ml.set_num_threads(1)
     ml.manual_seed(seed)
     points, _ = make_ring8(10_000, seed)
     betas = diffusion.make_betas("cosine", T)
