@@ -330,7 +330,8 @@ class Tensor(ToShorthands):
     # No op writes into a tensor, so `x += y` makes the new tensor x + y and rebinds the name
     # (Python's fallback when __iadd__ answers NotImplemented). For a leaf that requires grad
     # that would leave the leaf behind: `w -= lr * w.grad` under no_grad would never update a
-    # model's w. Refused, as PyTorch refuses an in-place op on such a leaf.
+    # model's w. Refused in both grad modes: PyTorch refuses an in-place op on such a leaf
+    # only outside no_grad, and writes into it under no_grad, which minilean's ops never do.
     def __iadd__(self, other): return self._not_in_place("+=")
     def __isub__(self, other): return self._not_in_place("-=")
     def __imul__(self, other): return self._not_in_place("*=")
