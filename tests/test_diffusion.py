@@ -314,6 +314,20 @@ def test_timesteps_for_batch_takes_one_for_all_or_one_each():
         D.timesteps_for_batch([1, 4], 3)
 
 
+def test_timesteps_for_batch_takes_a_0d_array_or_tensor_as_one_for_all():
+    """numpy.asarray(t) and ml.tensor(t) hold one timestep: it failed as "got shape (1,)"."""
+    from minilean.models.unet import UNet
+
+    for one in (numpy.asarray(3), ml.tensor(3), ml.tensor(3.5)):
+        numpy.testing.assert_array_equal(D.timesteps_for_batch(one, 2), [float(one)] * 2)
+    network = UNet(1, 4)
+    images = ml.randn(2, 1, 4, 4)
+    numpy.testing.assert_array_equal(network(images, ml.tensor(3)).numpy(),
+                                     network(images, 3).numpy())
+    with pytest.raises(ValueError, match=r"^expected one timestep or 3 of them, got shape \(1, 2\)$"):
+        D.timesteps_for_batch(numpy.ones((1, 2)), 3)
+
+
 def test_ddim_with_eta_one_on_consecutive_steps_has_the_ddpm_variance():
     betas = D.linear_beta_schedule(10, 0.05, 0.3)
     alpha_bar = D.alpha_bars(betas)

@@ -574,11 +574,14 @@ def in_batches(network, batch_size):
 
 def timesteps_for_batch(t, batch_size):
     """Timesteps as a float64 array of shape (B,): one number for all, or one each. A number
-    gives a host array; an array or Tensor of timesteps stays where it lives."""
+    gives a host array; an array or Tensor of timesteps stays where it lives (a 0-d one, such
+    as ``numpy.asarray(t)`` or ``ml.tensor(t)``, is one number for all)."""
     if isinstance(t, (int, float, numpy.integer, numpy.floating)):
         return numpy.full(batch_size, float(t))
     values = _timestep_array(t)
-    values = values.astype(array_module(values).float64).reshape(-1)
-    if values.shape != (batch_size,):
+    values = values.astype(array_module(values).float64)
+    if values.ndim == 0:  # read as one per row, it failed with "got shape (1,)"
+        return values.reshape(1).repeat(batch_size)
+    if values.size != batch_size:
         raise ValueError(f"expected one timestep or {batch_size} of them, got shape {values.shape}")
-    return values
+    return values.reshape(-1)
