@@ -230,6 +230,22 @@ def test_max_and_min_over_a_dim_give_values_and_indices_as_pytorch(name, keepdim
         getattr(x, name)((0, 1))
 
 
+@pytest.mark.parametrize("name", ["argmax", "argmin"])
+def test_an_extreme_position_over_an_empty_dim_is_refused_naming_it(name):
+    """As for the values: NumPy's "attempt to get argmax of an empty sequence" named neither
+    the dim nor the shape (PyTorch refuses both calls too). Over a non-empty dim of a tensor
+    with an empty other axis the answer is empty, as in PyTorch."""
+    x = ml.zeros(2, 0)
+    for call in (lambda: getattr(x, name)(1), lambda: getattr(ml, name)(x, -1, keepdim=True)):
+        with pytest.raises(ValueError, match=rf"^{name} over dim -?1, which has size 0: an "
+                                             rf"empty slice has no extreme position$"):
+            call()
+    with pytest.raises(ValueError, match=rf"^{name} of an empty tensor of shape \(2, 0\): no "
+                                         rf"element has a position to give$"):
+        getattr(x, name)()
+    assert getattr(x, name)(0).shape == (0,) and getattr(x, name)(0).dtype == ml.int64
+
+
 @pytest.mark.parametrize("name", ["max", "min", "amax", "amin"])
 def test_an_extreme_value_over_an_empty_dim_is_refused_naming_it(name):
     """NumPy's "zero-size array to reduction operation maximum which has no identity" named

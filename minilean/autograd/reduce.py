@@ -378,14 +378,23 @@ def log_softmax(x, dim):
 
 
 def _arg_extremum(x, dim, keepdim, name):
-    """Indices of the max/min (int64, outside the graph); over the flattened tensor for None."""
+    """Indices of the max/min (int64, outside the graph); over the flattened tensor for None.
+    Over an empty dim (or of an empty tensor, for None) there is no position to give: refused
+    naming it, as the values over one are (NumPy's "attempt to get argmax of an empty
+    sequence" named neither the op's dim nor the shape)."""
     xp = x.xp
+    if dim is None and x.data.size == 0:
+        raise ValueError(f"{name} of an empty tensor of shape {x.shape}: no element has a "
+                         f"position to give")
     if dim is None:
         index = getattr(xp, name)(x.data.reshape(-1))  # (...) -> (size,): one flat index
         shape = (1,) * x.ndim if keepdim else ()
         # () -> (1, ..., 1) with keepdim, else stays ()
         return Tensor._wrap(xp.asarray(index, dtype=xp.int64).reshape(shape), False)
     axis = _one_axis(dim, x.ndim)
+    if axis is not None and x.shape[axis] == 0:
+        raise ValueError(f"{name} over dim {dim}, which has size 0: an empty slice has no "
+                         f"extreme position")
     index = getattr(xp, name)(x.data, axis=axis).astype(xp.int64, copy=False)
     if keepdim and axis is not None:
         index = xp.expand_dims(index, axis)
