@@ -535,6 +535,19 @@ def test_bad_shape_arguments_name_the_values():
     with pytest.raises(ValueError, match=r"expand to \(-1, 2, 3\): -1 keeps an existing axis's "
                                          r"size, and the new leading axis 0 has none"):
         x.expand(-1, 2, 3)
+    # NumPy's broadcast_to said "operands could not be broadcast together with remapped
+    # shapes", naming neither the axis nor the size (PyTorch refuses these too)
+    with pytest.raises(ValueError, match=r"^expand to \(4, 3\): axis 0 has size 2, which "
+                                         r"cannot be expanded to 4 \(only a size of 1 can\); "
+                                         r"expected 2 or -1 there$"):
+        x.expand(4, 3)
+    with pytest.raises(ValueError, match=r"^expand to \(5, 2, -2\): sizes must be >= 0 \(or -1 "
+                                         r"to keep an axis's size\), got -2 at axis 2$"):
+        x.expand(5, 2, -2)
+    with pytest.raises(TypeError, match=r"^expand to \(2, 3.0\): sizes must be ints, got 3.0 at "
+                                        r"axis 1$"):
+        x.expand(2, 3.0)
+    assert x[:, :1].expand(-1, 4).shape == (2, 4) and x.expand(0, 2, 3).shape == (0, 2, 3)
     with pytest.raises(ValueError, match="flatten: start_dim 1 comes after end_dim 0"):
         x.flatten(1, 0)
     with pytest.raises(ValueError, match=r"dim 1 is out of range for a 0-d tensor \(0 or -1\)"):

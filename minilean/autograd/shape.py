@@ -241,7 +241,7 @@ def unsqueeze(x, dim):
 
 def expand(x, shape):
     """Broadcast to ``shape`` without copying; -1 keeps that axis's size."""
-    shape = tuple(shape)
+    shape = given = tuple(shape)
     extra = len(shape) - x.ndim
     if extra < 0:
         raise ValueError(f"expand to {shape} has fewer dimensions than the tensor's {x.shape}")
@@ -249,6 +249,20 @@ def expand(x, shape):
         raise ValueError(f"expand to {shape}: -1 keeps an existing axis's size, and the new "
                          f"leading axis {shape.index(-1)} has none")
     shape = tuple(x.shape[axis - extra] if size == -1 else size for axis, size in enumerate(shape))
+    for axis, size in enumerate(shape):
+        # checked here in the op's words: NumPy's broadcast_to named neither axis nor size
+        # ("operands could not be broadcast together with remapped shapes")
+        if not is_int(size):
+            raise TypeError(f"expand to {given}: sizes must be ints, got {size!r} at axis "
+                            f"{axis}")
+        if size < 0:
+            raise ValueError(f"expand to {given}: sizes must be >= 0 (or -1 to keep an "
+                             f"axis's size), got {size} at axis {axis}")
+        existing = x.shape[axis - extra] if axis >= extra else 1
+        if existing not in (1, size):
+            raise ValueError(f"expand to {given}: axis {axis} has size {existing}, which "
+                             f"cannot be expanded to {size} (only a size of 1 can); expected "
+                             f"{existing} or -1 there")
     if shape == x.shape:
         return _unchanged(x)
     return Expand.apply(x, shape=shape)
