@@ -530,6 +530,21 @@ def test_bad_shape_arguments_name_the_values():
     with pytest.raises(ValueError, match=r"^cat along dim -1 needs tensors of equal sizes in "
                                          r"every other dim, got \(2, 3\) and \(3, 3\)$"):
         ml.cat([x, ml.ones(2, 1), ml.ones(3, 3)], dim=-1)
+    # an item that is no Tensor failed inside with "'list' object has no attribute 'ndim'",
+    # and one Tensor for the sequence was iterated into its rows (PyTorch refuses both)
+    for join in (ml.cat, ml.stack):
+        name = join.__name__
+        for item, kind in (([1.0, 2.0, 3.0], "list"), (2.0, "float"), (None, "NoneType"),
+                           (np.ones((2, 3)), "ndarray")):
+            with pytest.raises(TypeError, match=rf"^{name}: item 1 of the sequence must be a "
+                                                rf"Tensor, got {kind} \(make one with "
+                                                rf"ml.tensor\(\.\.\.\)\)$"):
+                join([x, item])
+        with pytest.raises(TypeError, match=rf"^{name} takes a sequence of tensors, got one "
+                                            rf"Tensor of shape \(2, 3\); expected a list, "
+                                            rf"e.g. {name}\(\[a, b\]\)$"):
+            join(x)
+    assert ml.cat(t for t in (x, x)).shape == (4, 3) and ml.stack((x, x), 1).shape == (2, 2, 3)
     with pytest.raises(ValueError, match=r"expand to \(3,\) has fewer dimensions"):
         x.expand(3)
     with pytest.raises(ValueError, match=r"expand to \(-1, 2, 3\): -1 keeps an existing axis's "

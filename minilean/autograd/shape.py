@@ -389,6 +389,22 @@ def _refuse_device_index(parts):
             raise devices_differ("index", "cpu", "cuda")
 
 
+def _tensors_arg(tensors, name):
+    """``cat``'s and ``stack``'s sequence of tensors as a tuple, every item a Tensor. An item
+    that is none (a list, a number, None) failed inside with "'list' object has no attribute
+    'ndim'"; one Tensor given for the sequence was iterated into its rows, so ``cat(x)`` gave
+    x flattened by one axis and ``stack(x)`` x itself, where PyTorch refuses both."""
+    if isinstance(tensors, Tensor):
+        raise TypeError(f"{name} takes a sequence of tensors, got one Tensor of shape "
+                        f"{tensors.shape}; expected a list, e.g. {name}([a, b])")
+    tensors = tuple(tensors)
+    for index, tensor in enumerate(tensors):
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"{name}: item {index} of the sequence must be a Tensor, got "
+                            f"{type(tensor).__name__} (make one with ml.tensor(...))")
+    return tensors
+
+
 def _check_same_kind(tensors, name):
     if not tensors:
         raise ValueError(f"{name} needs at least one tensor")
@@ -412,7 +428,7 @@ def _floats_win(tensors):
 
 
 def cat(tensors, dim=0):
-    tensors = tuple(tensors)
+    tensors = _tensors_arg(tensors, "cat")
     _check_same_kind(tensors, "cat")
     axis = _axis(dim, tensors[0].ndim)
     for other in tensors[1:]:  # in the op's words, the same on NumPy and CuPy
@@ -424,7 +440,7 @@ def cat(tensors, dim=0):
 
 
 def stack(tensors, dim=0):
-    tensors = tuple(tensors)
+    tensors = _tensors_arg(tensors, "stack")
     _check_same_kind(tensors, "stack")
     for other in tensors[1:]:
         if other.shape != tensors[0].shape:
