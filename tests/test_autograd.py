@@ -853,6 +853,31 @@ def test_an_op_given_no_tensor_says_which_input_and_what_it_got(call, op, index,
         call()
 
 
+@pytest.mark.parametrize("call, op, role, kind", [
+    (lambda: ml.reshape(np.ones((2, 3)), (3, 2)), "reshape", "input", "ndarray"),
+    (lambda: ml.nn.functional.softmax([[1.0, 2.0]], 1), "softmax", "input", "list"),
+    (lambda: ml.mean([1.0, 2.0]), "mean", "input", "list"),
+    (lambda: ml.argmax(np.ones(3)), "argmax", "input", "ndarray"),
+    (lambda: ml.split(np.ones((2, 3)), 1), "split", "input", "ndarray"),
+    (lambda: ml.clamp([1.0, 2.0], 0, 1), "clamp", "input", "list"),
+    (lambda: ml.nn.functional.mse_loss([1.0, 2.0], ml.ones(2)), "mse_loss", "input", "list"),
+    (lambda: ml.nn.functional.embedding([0], np.ones((3, 2))), "embedding", "weight", "ndarray"),
+    (lambda: ml.nn.functional.scaled_dot_product_attention(*[np.ones((2, 3))] * 3),
+     "attention", "query", "ndarray")])
+def test_an_entry_point_given_no_tensor_says_so(call, op, role, kind):
+    """The ops that read a shape or dtype before ``apply`` failed on a list or an array from
+    inside ("'list' object has no attribute 'ndim'", "'numpy.ndarray' object has no attribute
+    'xp'", a NumPy gufunc error for attention), and reshape of an array said "shape must be a
+    tuple of ints, got (3, 2)" of a good shape. PyTorch: "must be Tensor, not list"."""
+    with pytest.raises(TypeError, match=rf"^{op}: {role} must be a Tensor, got {kind} \(make "
+                                        rf"one with ml.tensor\(\.\.\.\)\)$"):
+        call()
+    with pytest.raises(TypeError, match=r"^an operand must be a Tensor, got ndarray and ndarray "):
+        ml.maximum(np.ones(2), np.ones(2))
+    # an array beside a tensor is still taken, as before
+    assert ml.maximum(np.zeros(2), ml.ones(2)).tolist() == [1.0, 1.0]
+
+
 def test_gradcheck_finds_a_gradient_a_percent_off_and_names_where():
     """Element by element up to ``max_elements``, along random directions beyond; an input
     that requires no gradient (the first) is not checked."""

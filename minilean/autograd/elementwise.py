@@ -9,7 +9,7 @@ import numbers
 import numpy
 
 from minilean import backend
-from minilean.autograd.function import Function, devices_differ
+from minilean.autograd.function import Function, devices_differ, tensor_input
 from minilean.autograd.tensor import DEFAULT_DTYPE, DEFAULT_INT_DTYPE, Tensor
 from minilean.backend import array_module
 
@@ -135,8 +135,12 @@ def _number_kind(dtype):
 
 
 def as_tensors(a, b):
-    """Both operands of a binary op as tensors, at least one of them already is one."""
+    """Both operands of a binary op as tensors, at least one of them already is one (two
+    arrays, ``maximum(a, b)`` of NumPy batches, failed inside on an array's missing .xp)."""
     if not isinstance(a, Tensor):
+        if not isinstance(b, Tensor):
+            raise TypeError(f"an operand must be a Tensor, got {type(a).__name__} and "
+                            f"{type(b).__name__} (make one with ml.tensor(...))")
         b = promoted_for(b, a)
         return as_tensor(a, b), b
     if isinstance(b, Tensor):
@@ -783,6 +787,7 @@ def clamp(x, min=None, max=None):
     int64 bound is float16). On an integer x, a number bound outside x's dtype is clipped to
     its range (``clamp(uint8, min=-1)`` leaves x as it is; PyTorch converts -1 to 255 there,
     and refuses ``max=300``)."""
+    x = tensor_input(x, "clamp")
     if min is None and max is None:
         raise ValueError("clamp needs at least one of min and max")
     for bound in (min, max):  # first settle x's dtype: an integer x with a float bound is float

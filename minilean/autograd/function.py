@@ -129,6 +129,18 @@ def not_tensors(op, inputs):
     return None  # all are tensors: the AttributeError came from elsewhere
 
 
+def tensor_input(value, op, role="input"):
+    """``value``, which must be a Tensor, as the ``role`` of the op named ``op``: the entry
+    points that read its shape or dtype before ``apply`` (the reductions, the shape ops,
+    clamp, the losses, attention) failed on a list or an array with "'list' object has no
+    attribute 'ndim'" and the like from inside, and ``reshape`` of an array said "shape must
+    be a tuple of ints" of a good shape. PyTorch's TypeError says "must be Tensor, not list"."""
+    if isinstance(value, tensor_module.Tensor):
+        return value
+    raise TypeError(f"{op}: {role} must be a Tensor, got {type(value).__name__} (make one "
+                    f"with ml.tensor(...))")
+
+
 def devices_differ(op, device, other_device):
     """The error for ``op`` given inputs on two devices (no op moves data between them)."""
     return RuntimeError(f"{op}: inputs are on different devices ({device} and {other_device}); "

@@ -1,7 +1,7 @@
 """Losses as fused primitives: mean squared error."""
 import warnings
 
-from minilean.autograd.function import Function
+from minilean.autograd.function import Function, tensor_input
 from minilean.autograd.elementwise import as_tensors, check_broadcast, floating
 from minilean.autograd.reduce import narrowed, widened
 
@@ -39,6 +39,8 @@ def check_target_shape(name, input, target):
     do not broadcast (the op inside the loss, ``sub`` or ``mul``, which the caller never
     called, named itself; for mse_loss it was NumPy), else PyTorch's warning: broadcasting
     (N, 1) against (N,) makes an (N, N) loss, a mean over every pair and no error."""
+    if not hasattr(input, "shape"):  # a list failed on its missing .shape (an array is taken)
+        tensor_input(input, name)
     if hasattr(target, "shape") and tuple(target.shape) != tuple(input.shape):
         check_broadcast(name, (tuple(input.shape), tuple(target.shape)))
         warnings.warn(f"{name}: target shape {tuple(target.shape)} differs from input shape "

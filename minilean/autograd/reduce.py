@@ -11,7 +11,7 @@ import collections
 import math
 
 from minilean.autograd.elementwise import as_dtype, floating, masked_gradient, maximum, minimum
-from minilean.autograd.function import Function
+from minilean.autograd.function import Function, tensor_input
 from minilean.autograd.tensor import DEFAULT_INT_DTYPE, Tensor, dims_arg, is_int
 from minilean.backend import array_module
 
@@ -279,6 +279,7 @@ class LogSoftmax(Function):
 # --- the functional forms (PyTorch's names) -----------------------------------------------
 
 def sum(x, dim=None, keepdim=False):
+    x = tensor_input(x, "sum")
     if x.dtype.kind == "u" and x.dtype.itemsize < 8:  # PyTorch's int64, not NumPy's uint64
         x = as_dtype(x, DEFAULT_INT_DTYPE)
     return Sum.apply(x, axes=normalize_dims(dim, x.ndim), keepdim=keepdim)
@@ -288,6 +289,7 @@ def sum(x, dim=None, keepdim=False):
 # in float32, as PyTorch's logsumexp does (its others refuse such tensors), not in NumPy's
 # float64: see ``floating``.
 def mean(x, dim=None, keepdim=False):
+    x = tensor_input(x, "mean")
     return Mean.apply(floating(x), axes=normalize_dims(dim, x.ndim), keepdim=keepdim)
 
 
@@ -296,12 +298,14 @@ def var(x, dim=None, *, keepdim=False, unbiased=True):
 
     ``keepdim`` and ``unbiased`` only by keyword: PyTorch's positional order is (dim, unbiased,
     keepdim), so positional flags ported from it would silently mean the other one here."""
+    x = tensor_input(x, "var")
     return Var.apply(floating(x), axes=normalize_dims(dim, x.ndim), keepdim=keepdim,
                      correction=int(bool(unbiased)))
 
 
 def std(x, dim=None, *, keepdim=False, unbiased=True):
     """Standard deviation, the square root of ``var``."""
+    x = tensor_input(x, "std")
     return Std.apply(floating(x), axes=normalize_dims(dim, x.ndim), keepdim=keepdim,
                      correction=int(bool(unbiased)))
 
@@ -309,11 +313,13 @@ def std(x, dim=None, *, keepdim=False, unbiased=True):
 def amax(x, dim=None, keepdim=False):
     """The largest values over ``dim`` (an int, a tuple of ints, or None for all), as
     ``torch.amax``: values only, the gradient shared among ties."""
+    x = tensor_input(x, "amax")
     return _extreme_values(x, dim, keepdim, largest=True)
 
 
 def amin(x, dim=None, keepdim=False):
     """The smallest values over ``dim``, as ``torch.amin`` (see ``amax``)."""
+    x = tensor_input(x, "amin")
     return _extreme_values(x, dim, keepdim, largest=False)
 
 
@@ -335,11 +341,13 @@ def max(x, dim=None, keepdim=False):
     (values, indices) of the largest entries and where they are (the first among ties), so
     that ``_, predicted = logits.max(1)`` works; with a tensor, the elementwise ``maximum``.
     The values' gradient is shared among ties, as ``amax``'s (PyTorch's goes to the index)."""
+    x = tensor_input(x, "max")
     return _extremum(x, dim, keepdim, largest=True)
 
 
 def min(x, dim=None, keepdim=False):
     """As ``torch.min``: the mirror image of ``max``."""
+    x = tensor_input(x, "min")
     return _extremum(x, dim, keepdim, largest=False)
 
 
@@ -359,6 +367,7 @@ def _extremum(x, dim, keepdim, largest):
 
 
 def logsumexp(x, dim, keepdim=False):
+    x = tensor_input(x, "logsumexp")
     return LogSumExp.apply(floating(x), axes=normalize_dims(dim, x.ndim), keepdim=keepdim)
 
 
@@ -370,10 +379,12 @@ def _one_axis(dim, ndim):
 
 
 def softmax(x, dim):
+    x = tensor_input(x, "softmax")
     return Softmax.apply(floating(x), axis=_one_axis(dim, x.ndim))
 
 
 def log_softmax(x, dim):
+    x = tensor_input(x, "log_softmax")
     return LogSoftmax.apply(floating(x), axis=_one_axis(dim, x.ndim))
 
 
@@ -402,8 +413,10 @@ def _arg_extremum(x, dim, keepdim, name):
 
 
 def argmax(x, dim=None, keepdim=False):
+    x = tensor_input(x, "argmax")
     return _arg_extremum(x, dim, keepdim, "argmax")
 
 
 def argmin(x, dim=None, keepdim=False):
+    x = tensor_input(x, "argmin")
     return _arg_extremum(x, dim, keepdim, "argmin")

@@ -13,7 +13,7 @@ import numpy
 from minilean import backend
 from minilean.autograd import grad_mode
 from minilean.autograd.elementwise import as_dtype
-from minilean.autograd.function import Function, devices_differ
+from minilean.autograd.function import Function, devices_differ, tensor_input
 from minilean.autograd.tensor import Tensor, dims_arg, is_int, number_dtype
 from minilean.backend import array_module
 
@@ -185,6 +185,7 @@ def _unchanged(x):
 
 
 def reshape(x, shape):
+    x = tensor_input(x, "reshape")
     shape = tuple(shape)
     if shape == x.shape:
         if not all(map(is_int, shape)):  # (2.0, 3) equals (2, 3); NumPy refuses it elsewhere
@@ -205,6 +206,7 @@ def _not_a_shape(shape):
 
 
 def permute(x, dims):
+    x = tensor_input(x, "permute")
     dims = tuple(_axis(dim, x.ndim) for dim in dims)
     if sorted(dims) != list(range(x.ndim)):
         raise ValueError(f"permute dims {dims} must name each of the {x.ndim} axes once")
@@ -212,6 +214,7 @@ def permute(x, dims):
 
 
 def transpose(x, dim0, dim1):
+    x = tensor_input(x, "transpose")
     dims = list(range(x.ndim))
     dim0, dim1 = _axis(dim0, x.ndim), _axis(dim1, x.ndim)
     dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
@@ -221,6 +224,7 @@ def transpose(x, dim0, dim1):
 def squeeze(x, dim=None):
     """Drop size-1 axes: all of them, or only ``dim`` (an int or tuple) where its size is 1.
     A 0-d tensor takes dim 0 or -1, as in PyTorch, and stays as it is."""
+    x = tensor_input(x, "squeeze")
     if dim is None:
         drop = {axis for axis, size in enumerate(x.shape) if size == 1}
     elif x.ndim == 0:
@@ -235,12 +239,14 @@ def squeeze(x, dim=None):
 
 def unsqueeze(x, dim):
     """Insert a size-1 axis so that it becomes axis ``dim`` of the result."""
+    x = tensor_input(x, "unsqueeze")
     axis = _axis(dim, x.ndim + 1)
     return reshape(x, x.shape[:axis] + (1,) + x.shape[axis:])
 
 
 def expand(x, shape):
     """Broadcast to ``shape`` without copying; -1 keeps that axis's size."""
+    x = tensor_input(x, "expand")
     shape = given = tuple(shape)
     extra = len(shape) - x.ndim
     if extra < 0:
@@ -270,6 +276,7 @@ def expand(x, shape):
 
 def flatten(x, start_dim=0, end_dim=-1):
     """Merge axes start_dim..end_dim into one."""
+    x = tensor_input(x, "flatten")
     if x.ndim == 0:
         return reshape(x, (1,))
     start, end = _axis(start_dim, x.ndim, "start_dim"), _axis(end_dim, x.ndim, "end_dim")
@@ -453,6 +460,7 @@ def pad(x, pad, *, value=0.0):
     """Constant padding with PyTorch's order: (last_before, last_after, 2nd_last_before, ...).
     ``value`` is keyword-only: PyTorch's third argument is ``mode`` ("constant", "reflect");
     None pads with 0, as in PyTorch."""
+    x = tensor_input(x, "pad")
     pad = tuple(pad)
     if value is None:  # NumPy's constant None was NaN, and a TypeError for an integer tensor
         value = 0.0
@@ -476,6 +484,7 @@ def pad(x, pad, *, value=0.0):
 
 def split(x, split_size_or_sections, dim=0):
     """Pieces of ``split_size`` along ``dim`` (the last may be smaller), or of the listed sizes."""
+    x = tensor_input(x, "split")
     axis = _axis(dim, x.ndim)
     length = x.shape[axis]
     if is_int(split_size_or_sections):
@@ -508,6 +517,7 @@ def split(x, split_size_or_sections, dim=0):
 def chunk(x, chunks, dim=0):
     """At most ``chunks`` pieces of equal size ceil(n / chunks) along ``dim`` (the last smaller);
     of an empty axis, ``chunks`` empty pieces (as in PyTorch: ``a, b = batch.chunk(2)`` holds)."""
+    x = tensor_input(x, "chunk")
     if not is_int(chunks):  # a float or None failed in Python's words, a bool ran as 0 or 1
         raise TypeError(f"chunks must be an int, got {chunks!r}")
     if chunks <= 0:
@@ -523,6 +533,7 @@ def to(x, device=None, dtype=None):
 
     Returns ``x`` itself when nothing changes; a cast to a non-float dtype leaves the graph.
     """
+    x = tensor_input(x, "to")
     device = x.device if device is None else backend.check_device(device)
     dtype = x.dtype if dtype is None else number_dtype(dtype, "to")
     if device == x.device and dtype == x.dtype:
@@ -533,4 +544,5 @@ def to(x, device=None, dtype=None):
 
 
 def clone(x):
+    x = tensor_input(x, "clone")
     return Clone.apply(x)

@@ -12,6 +12,7 @@ from minilean.autograd.conv import conv2d, conv_transpose2d  # noqa: F401 (re-ex
 from minilean.autograd.elementwise import (abs, exp, gelu, leaky_relu, log, relu,  # noqa: F401
                                            sigmoid, silu, softplus, tanh, where)
 from minilean.autograd.elementwise import floating
+from minilean.autograd.function import tensor_input
 from minilean.autograd.linalg import linear, matmul  # noqa: F401
 from minilean.autograd.loss import check_reduction, check_target_shape, mse_loss  # noqa: F401
 from minilean.autograd.norm import group_norm, layer_norm  # noqa: F401
@@ -95,6 +96,7 @@ def embedding(input, weight, padding_idx=None):
 
     except that the row ``padding_idx`` names (PyTorch's padding token) gets none, as in
     PyTorch: dL/dW[padding_idx] = 0, the rows of y picked from it being cut from the graph."""
+    weight = tensor_input(weight, "embedding", "weight")
     if weight.ndim != 2:  # a 1-D table would give scalars as rows
         raise ValueError(f"embedding weight must be 2-D (num_embeddings, embedding_dim), got "
                          f"shape {weight.shape}")
@@ -129,6 +131,7 @@ def cross_entropy(input, target, *, reduction="mean"):
     Class indices outside [0, C) are an error where they are given on the host; on a GPU they
     are not read back (as in ``embedding``), which would make every training step wait for it.
     """
+    input = tensor_input(input, "cross_entropy")
     if input.ndim < 2:  # PyTorch's unbatched (C,) logits: log_softmax would say only "dim 1"
         raise ValueError(f"cross_entropy needs input of shape (N, C) or (N, C, d1, ...), got "
                          f"{tuple(input.shape)} (add a batch axis: input[None], target[None])")
@@ -220,6 +223,7 @@ def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
     attend to no key (every score -inf, by a boolean or a float mask) gets weights 0, as in
     PyTorch, not a softmax over nothing (0/0).
     """
+    query, key = tensor_input(query, "attention", "query"), tensor_input(key, "attention", "key")
     if scale is not None and not isinstance(scale, (numbers.Real, Tensor)):
         raise TypeError(f"attention scale must be a number, got {scale!r}")  # was an operand error
     if scale is None:
