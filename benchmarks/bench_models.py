@@ -51,6 +51,7 @@ import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
+from unittest import mock  # noqa: E402
 
 import numpy  # noqa: E402
 import torch  # noqa: E402
@@ -644,13 +645,21 @@ def ddim_case(count=64, size=16, steps=50, hidden_c=24):
     def torch_eps(x, t):  # the embedding made at each step, as minilean's forward makes it
         return torch_model(x, torch.from_numpy(sinusoidal_embedding(t, hidden_c, count, like).data))
 
+    float32_like = numpy.empty(0, numpy.float32)
+    overflows = D._x0_overflows
+
+    def float32_overflows(a, x_t):
+        return overflows(a, float32_like)
+
     # both unclipped: D._clip_unit clips minilean Tensors and arrays, not torch tensors
     def minilean_sample():
         with no_grad():
             return D.ddim_sample(model, alpha_bar, minilean.tensor(x_T), timesteps)
 
     def torch_sample():
-        with torch.no_grad():
+        # ddim_step's overflow check reads x_t's dtype with numpy.finfo, which cannot read a
+        # torch dtype: the peer's steps ask it about float32, the dtype both sides sample in
+        with torch.no_grad(), mock.patch.object(D, "_x0_overflows", float32_overflows):
             return D.ddim_sample(torch_eps, alpha_bar, torch.from_numpy(x_T), timesteps)
 
     error = relative_error(minilean_sample().data, torch_sample().numpy())
