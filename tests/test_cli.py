@@ -644,6 +644,35 @@ def test_ctrl_c_while_the_command_line_is_imported_is_one_line(monkeypatch, caps
     assert stop.value.code == 130 and capsys.readouterr().err == "minilean: interrupted\n"
 
 
+# ``python -m minilean`` as the interpreter runs it (sys.argv[0] is "-m" while runpy finds the
+# module), with a Ctrl-C raised as the package's import looks for minilean.autograd
+CTRL_C_WHILE_THE_PACKAGE_IS_IMPORTED = """
+import runpy, sys
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "minilean.autograd":
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["-m", "diffusion", "--steps=2"]
+runpy._run_module_as_main("minilean")
+"""
+
+
+def test_ctrl_c_while_the_package_is_imported_by_dash_m_is_one_line():
+    """``python -m minilean`` imports the package (half a second of imports) before it runs
+    minilean/__main__.py: a Ctrl-C then printed a KeyboardInterrupt traceback, exit -2."""
+    result = subprocess.run([sys.executable, "-c", CTRL_C_WHILE_THE_PACKAGE_IS_IMPORTED],
+                            capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (130, "minilean: interrupted\n")
+    # imported by a program of its own, the Ctrl-C is that program's to handle
+    imported = CTRL_C_WHILE_THE_PACKAGE_IS_IMPORTED.replace(
+        'runpy._run_module_as_main("minilean")',
+        'sys.argv = ["program"]\ntry:\n    import minilean\nexcept KeyboardInterrupt:\n'
+        '    print("caught")')
+    result = subprocess.run([sys.executable, "-c", imported], capture_output=True, text=True)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "caught\n", "")
+
+
 def test_declared_groups_and_guarded_functions(capsys):
     group = FlagGroup("g", [Flag("width", 4, "w", low=1), Flag("name", None, "n")])
     with pytest.raises(KeyError, match="no flag"):
