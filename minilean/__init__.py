@@ -30,8 +30,8 @@ try:
 except KeyboardInterrupt:
     if _sys.argv[:1] != ["-m"]:  # imported by a program of its own: its Ctrl-C is its own
         raise
-    print("minilean: interrupted", file=_sys.stderr)
-    raise SystemExit(130) from None
+    from minilean.errors import exit_interrupted
+    exit_interrupted("minilean")
 
 float16 = _numpy.float16
 float32 = _numpy.float32

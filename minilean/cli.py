@@ -81,7 +81,7 @@ from minilean.data.paths import output_file, output_folder
 from minilean.data.runlog import (RUN_RECORDS, WRITTEN_FILE_FLAGS, read_run_config,
                                   resumed_flags)
 from minilean.data.streams import KEY_LIMIT
-from minilean.errors import FlagError, flag_error
+from minilean.errors import FlagError, exit_interrupted, flag_error
 from minilean.flags import Flag
 
 PROGRAM = "python -m minilean"
@@ -547,8 +547,7 @@ def run_command(command, positional, flags, texts=None):
         print(f"minilean {command.name}: stopped by {stop}", file=sys.stderr)
         sys.exit(128 + stop.signal_number)
     except KeyboardInterrupt:
-        print(f"minilean {command.name}: interrupted", file=sys.stderr)
-        sys.exit(130)
+        exit_interrupted(f"minilean {command.name}")
 
 
 def _end_quietly_on_a_closed_pipe():

@@ -1,4 +1,5 @@
 """User-facing error kinds that the command line maps to exit codes."""
+import sys
 
 
 class FlagError(ValueError):
@@ -21,3 +22,17 @@ class StateDictError(ValueError, RuntimeError):
     and a RuntimeError, PyTorch's for the same failures, so that ported code's ``except
     RuntimeError:`` catches it too.
     """
+
+
+def exit_interrupted(who):
+    """End the process as a Ctrl-C ends a command: one line, ``WHO: interrupted``, on stderr
+    and exit code 130.
+
+    A Ctrl-C that lands in code run from a string by ``exec`` or ``eval`` (each dataclass and
+    namedtuple made while a module is imported: SciPy's, at gelu's first use) marks the
+    interrupt "unhandled" in CPython, caught or not, and under ``python -m`` the interpreter
+    then ends the process by SIGINT (exit -2) instead of with the code asked for. Every string
+    ``exec`` clears that mark as it starts: an empty one here clears it."""
+    exec("pass", {})
+    print(f"{who}: interrupted", file=sys.stderr)
+    raise SystemExit(130)

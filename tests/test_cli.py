@@ -673,6 +673,48 @@ def test_ctrl_c_while_the_package_is_imported_by_dash_m_is_one_line():
     assert (result.returncode, result.stdout, result.stderr) == (0, "caught\n", "")
 
 
+
+# A Ctrl-C that lands in code a string ``exec`` runs (a dataclass made as SciPy is imported
+# lazily, at gelu's first use), at each place that ends the process on one; run as
+# ``python -m`` runs a module, the only way the interpreter's own exit code is seen
+CTRL_C_IN_A_STRING_EXEC = {
+    "package import": """
+import sys
+class CtrlC:
+    def find_spec(self, name, path=None, target=None):
+        if name == "minilean.autograd":
+            exec("raise KeyboardInterrupt", {})
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["-m"]
+import minilean
+""",
+    "command line import": """
+import runpy
+from minilean import cli
+def main():
+    exec("raise KeyboardInterrupt", {})
+cli.main = main
+runpy.run_module("minilean", run_name="__main__")
+""",
+    "command": """
+from minilean import cli
+cli.DIFFUSION._run = lambda config: exec("raise KeyboardInterrupt", {})
+cli.main(["diffusion", "--cpu"])
+"""}
+
+
+@pytest.mark.parametrize("where", list(CTRL_C_IN_A_STRING_EXEC))
+def test_ctrl_c_in_a_string_exec_exits_130_under_dash_m(where, tmp_path):
+    """CPython marks a KeyboardInterrupt that leaves a string ``exec`` unhandled even when it
+    is caught, and under ``python -m`` ended the process by SIGINT (-2), not with 130."""
+    (tmp_path / "interrupted_in_exec.py").write_text(CTRL_C_IN_A_STRING_EXEC[where])
+    path = os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])
+    result = subprocess.run([sys.executable, "-m", "interrupted_in_exec"], capture_output=True,
+                            text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": path})
+    who = "minilean diffusion" if where == "command" else "minilean"
+    assert (result.returncode, result.stderr) == (130, f"{who}: interrupted\n")
+
+
 def test_declared_groups_and_guarded_functions(capsys):
     group = FlagGroup("g", [Flag("width", 4, "w", low=1), Flag("name", None, "n")])
     with pytest.raises(KeyError, match="no flag"):
