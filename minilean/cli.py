@@ -550,6 +550,17 @@ def run_command(command, positional, flags, texts=None):
         exit_interrupted(f"minilean {command.name}")
 
 
+def _print_any_path():
+    """Let stdout print any path, as stderr does: a file name that is not UTF-8 (bytes that
+    Python holds as surrogates) met a strict UTF-8 stdout (a UTF-8 locale, or
+    PYTHONIOENCODING=utf-8), and the "wrote RUN" line of a finished run ended it with "error:
+    'utf-8' codec can't encode character '\\udcff'" and exit code 1. Written as stderr writes
+    it (backslashreplace), the path reads as in the errors about it; a stdout that writes the
+    bytes back (surrogateescape, the C locale's) is left as it is."""
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
+
+
 def _end_quietly_on_a_closed_pipe():
     """End as a pipeline's writer does when its reader has gone, without a word, 128 + SIGPIPE
     (13). stdout goes to /dev/null first: Python's flush at exit would fail on the pipe again."""
@@ -1048,6 +1059,7 @@ def main(argv=None):
     # fire pages help through less on a terminal where no pager is named, as PAGER= names none
     if not os.environ.get("PAGER"):
         os.environ["PAGER"] = "cat"
+    _print_any_path()
     argv = sys.argv[1:] if argv is None else list(argv)
     flags = _typed_flags(argv)
     found = components({name: text for name, text in flags if text is not None})

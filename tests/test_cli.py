@@ -715,6 +715,21 @@ def test_ctrl_c_in_a_string_exec_exits_130_under_dash_m(where, tmp_path):
     assert (result.returncode, result.stderr) == (130, f"{who}: interrupted\n")
 
 
+
+def test_a_path_that_is_not_utf8_is_printed_on_a_strict_utf8_stdout(monkeypatch, tmp_path):
+    """A file name of bytes that are not UTF-8 (held by Python as surrogates) met a strict UTF-8
+    stdout (a UTF-8 locale): the finished run's "wrote" line ended it with "'utf-8' codec
+    can't encode character" and exit code 1. It is written as stderr writes it."""
+    import io
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="utf-8", errors="strict"))
+    out = os.fsdecode(os.fsencode(str(tmp_path)) + b"/run\xff")  # "/run\udcff"
+    monkeypatch.setattr(cli.DIFFUSION, "_run", lambda config: print(f"wrote {config.out}"))
+    main(["diffusion", "--cpu", f"--out={out}"])
+    sys.stdout.flush()
+    assert raw.getvalue() == f"wrote {tmp_path}/run\\udcff\n".encode()
+
+
 def test_declared_groups_and_guarded_functions(capsys):
     group = FlagGroup("g", [Flag("width", 4, "w", low=1), Flag("name", None, "n")])
     with pytest.raises(KeyError, match="no flag"):
