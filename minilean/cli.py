@@ -83,6 +83,7 @@ from minilean.data.runlog import (RUN_RECORDS, WRITTEN_FILE_FLAGS, read_run_conf
 from minilean.data.streams import KEY_LIMIT
 from minilean.errors import FlagError, exit_interrupted, flag_error
 from minilean.flags import Flag
+from minilean.interrupts import catch_lost_interrupts, raise_lost_interrupt
 
 PROGRAM = "python -m minilean"
 FIRE_NAME = "minilean"  # fire quotes a name with spaces in its help
@@ -534,8 +535,10 @@ def run_command(command, positional, flags, texts=None):
         config = command.parse(positional, flags, texts)
         # a loss that overflows is reported by the NaN guard, in one line that names the step;
         # NumPy would first print a warning and a source line per overflowing operation
-        with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"), _stop_signals():
+        with numpy.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+                _stop_signals(), catch_lost_interrupts():
             command.run(config)
+            raise_lost_interrupt()  # one the work could not stop on: it still ends interrupted
     except FlagError as error:
         _fail(command.name, error, 2)
     except BrokenPipeError:  # stdout's reader went away (| head): nothing is left to tell it

@@ -12,6 +12,7 @@ caught by which statement.
 import argparse
 import sys
 
+from minilean.interrupts import raise_lost_interrupt
 from proofs.framework import select
 from proofs.mutation import MUTANTS, run_mutant, verdict
 
@@ -56,7 +57,10 @@ def main(name=None, mutants=False, out=None):
     statements = select(name)
     if not statements:
         raise NoStatement(f"no statement name contains {name!r}")
-    outcomes = [statement.run() for statement in statements]
+    outcomes = []
+    for statement in statements:
+        outcomes.append(statement.run())
+        raise_lost_interrupt()  # a Ctrl-C in hypothesis's garbage collector callback
     rows = [(o.name, _shorten(o.summary, STATEMENT_WIDTH), o.examples, _error_column(o),
              _result_column(o)) for o in outcomes]
     _print_table(("theorem", "statement", "examples tried", "worst error / bound", "result"),

@@ -431,6 +431,32 @@ def _runner_on(monkeypatch, outcomes, mutants=(), caught=()):
     return runner.main("any", out=out), out.getvalue()  # statements alone by default
 
 
+
+def test_runner_stops_after_the_statement_that_lost_a_ctrl_c(monkeypatch):
+    """A Ctrl-C in hypothesis's garbage collector callback is one Python cannot raise there
+    (``minilean.interrupts``): the proofs ran on to the last statement. The runner raises it
+    after the statement it landed in."""
+    from minilean.interrupts import catch_lost_interrupts
+    from proofs.framework import Outcome
+
+    class CtrlCLandsInDel:
+        def __del__(self):
+            raise KeyboardInterrupt
+    ran = []
+
+    def statement(name):
+        def run():
+            ran.append(name)
+            if name == "first":
+                CtrlCLandsInDel()  # made and deleted at once
+            return Outcome(name, "")
+        return type("Ran", (), {"name": name, "run": staticmethod(run)})
+    monkeypatch.setattr(runner, "select", lambda name: [statement("first"), statement("second")])
+    with catch_lost_interrupts(), pytest.raises(KeyboardInterrupt):
+        runner.main("any", out=io.StringIO())
+    assert ran == ["first"]
+
+
 def _broken(original):
     """The broken implementation, in one line.
 

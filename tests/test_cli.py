@@ -730,6 +730,28 @@ def test_a_path_that_is_not_utf8_is_printed_on_a_strict_utf8_stdout(monkeypatch,
     assert raw.getvalue() == f"wrote {tmp_path}/run\\udcff\n".encode()
 
 
+
+class CtrlCLandsInDel:
+    """An object whose ``__del__`` is where a Ctrl-C lands: Python cannot raise it there."""
+
+    def __del__(self):
+        raise KeyboardInterrupt
+
+
+def test_a_ctrl_c_python_could_not_raise_still_ends_the_command_interrupted(monkeypatch,
+                                                                            capsys):
+    """A Ctrl-C landing in a garbage collector callback (hypothesis's, all through the proofs),
+    a weak reference's callback or a ``__del__`` cannot leave it: Python printed "Exception
+    ignored in" with a traceback and dropped it, and the command ran to its end, exit 0."""
+    hook = sys.unraisablehook
+
+    def run(config):
+        CtrlCLandsInDel()  # made and deleted at once
+    monkeypatch.setattr(cli.DIFFUSION, "_run", run)
+    assert fail(["diffusion", "--cpu"], capsys) == (130, "minilean diffusion: interrupted\n")
+    assert sys.unraisablehook is hook  # put back
+
+
 def test_declared_groups_and_guarded_functions(capsys):
     group = FlagGroup("g", [Flag("width", 4, "w", low=1), Flag("name", None, "n")])
     with pytest.raises(KeyError, match="no flag"):
