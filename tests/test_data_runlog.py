@@ -37,6 +37,21 @@ def test_run_directory_files(tmp_path):
     assert (tmp_path / "run" / "images").is_dir() and (tmp_path / "run" / "checkpoints").is_dir()
 
 
+
+def test_a_run_folder_linked_to_a_folder_not_made_yet_is_made_where_the_link_leads(tmp_path):
+    """--out a link to a folder not made yet (a run folder linked to another disk) passed the
+    flag check, then the run, its data loaded, stopped with "cannot create the run directory
+    folder ...: File exists": makedirs stops at a link. It follows the link, as the run's
+    file writes (atomic_open) do."""
+    from minilean.data.paths import output_folder
+    link = tmp_path / "run"
+    link.symlink_to(tmp_path / "disk" / "run")
+    assert output_folder("the run's files")(str(link)) is None
+    with RunDirectory(link, {"steps": 1}) as run:
+        run.log(1, loss=0.5)
+    assert link.is_symlink() and (tmp_path / "disk" / "run" / "metrics.jsonl").is_file()
+
+
 def test_metrics_are_appended_as_the_readme_says_and_the_other_files_replaced(tmp_path):
     """README's atomic-writes row names metrics.jsonl as the one file not written whole."""
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")

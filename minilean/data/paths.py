@@ -27,8 +27,10 @@ def creatable_problem(path, file=False):
     """Why a file or folder cannot be created at ``path`` (the missing folders above it are
     created too), as the text after "expected"; None when it can. The nearest existing path
     above it must be a writable folder, and each name to make must fit its file system (a
-    ``file``'s own name with room for the temporary name it is first written under)."""
-    path = os.path.abspath(path)
+    ``file``'s own name with room for the temporary name it is first written under). A link
+    on the way is followed, as the writes follow it, to where it leads (which may not exist
+    yet: a link that leads nowhere is no folder in the way)."""
+    path = os.path.realpath(path)
     folder = nearest_existing(os.path.dirname(path))
     if not os.path.isdir(folder):
         return f"a path inside a folder; {folder} is a file"

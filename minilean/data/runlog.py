@@ -251,7 +251,9 @@ class RunDirectory:
     @staticmethod
     def make_folder(folder):
         try:
-            os.makedirs(folder, exist_ok=True)
+            # through a link that leads nowhere yet (a run folder linked to another disk), as
+            # atomic_open writes a file: makedirs stopped at the link with "File exists"
+            os.makedirs(os.path.realpath(folder), exist_ok=True)
         except OSError as error:  # the message names the folder, not just its errno
             raise OSError(f"cannot create the run directory folder {folder!r}: "
                           f"{error.strerror or error}") from error

@@ -186,7 +186,7 @@ def trained_classifier(dataset, device, seed=0, steps=CLASSIFIER_STEPS,
         batch = next(batches)
         minimize(optimizer, F.cross_entropy(model(batch.x), batch.y))
         schedule.step()
-    os.makedirs(cache, exist_ok=True)
+    os.makedirs(os.path.realpath(cache), exist_ok=True)  # through a link, as make_folder
     save_checkpoint(path, model=model.state_dict(), classes=classes, steps=steps)
     return model.eval(), path
 
