@@ -191,7 +191,9 @@ def binary_cross_entropy_with_logits(input, target, *, reduction="mean"):
     log(1 - sigma(x)) = -softplus(x): the naive form takes the log of a sigmoid that rounds to
     1 from x ~ 17 (float32), making log(1 - sigma(x)) -inf, and to 0 where e^{-x} overflows
     (x below ~ -88), making log sigma(x) -inf; ``softplus`` overflows nowhere, and its slope
-    sigma(x) gives d/dx = sigma(x) - y everywhere.
+    sigma(x) gives d/dx = sigma(x) - y everywhere. A float64 target with float32 logits gives
+    a float64 loss, as PyTorch's, whose softplus stays in the logits' float32 (as
+    ``cross_entropy``'s log_softmax does): accurate to float32, not float64.
     """
     # PyTorch refuses another shape here; minilean broadcasts it (its gradients are checked
     # over broadcast targets), with the warning of mse_loss and l1_loss
