@@ -18,6 +18,8 @@ def topological_order(root):
     An explicit stack instead of recursion, so a chain of 10,000 ops is fine.
     """
     order, visited = [], set()
+    # (tensor, whether its inputs are done); pushed in input order, so the last input is
+    # walked first
     stack = [(root, False)]
     while stack:
         tensor, inputs_done = stack.pop()
@@ -28,9 +30,11 @@ def topological_order(root):
             continue
         visited.add(id(tensor))
         stack.append((tensor, True))
-        if tensor.grad_fn is not None:
-            stack.extend((parent, False) for parent in tensor.grad_fn.inputs
-                         if parent.requires_grad and id(parent) not in visited)
+        node = tensor.grad_fn
+        if node is not None:
+            for parent in node.inputs:  # a loop, not a generator: this runs for every edge
+                if parent.requires_grad and id(parent) not in visited:
+                    stack.append((parent, False))
     return order
 
 
@@ -61,22 +65,26 @@ def run_backward(root, grad, retain_graph=False):
             input_grads = (input_grads,)
         if len(input_grads) != len(node.inputs):
             check_gradient_count(node, input_grads)
+        fresh_grads = node.function.fresh_grads
         for parent, parent_grad in zip(node.inputs, input_grads):
             if parent_grad is None or not parent.requires_grad:
                 continue
-            if parent_grad.shape != parent.shape and not broadcasts_to(parent.shape,
-                                                                       parent_grad.shape):
+            shape = parent.shape
+            if parent_grad.shape == shape:  # most gradients: nothing to sum
+                summed = parent_grad
+            elif broadcasts_to(shape, parent_grad.shape):
+                summed = unbroadcast(parent_grad, shape)
+            else:
                 raise RuntimeError(f"{node.function.__name__}.backward returned a gradient of "
                                    f"shape {tuple(parent_grad.shape)} for an input of shape "
-                                   f"{tuple(parent.shape)}; expected that shape, or one it "
+                                   f"{tuple(shape)}; expected that shape, or one it "
                                    f"broadcasts to")
-            summed = unbroadcast(parent_grad, parent.shape)
-            earlier, _ = pending.get(id(parent), (None, False))
+            key = id(parent)
+            earlier = pending.get(key)
             if earlier is None:  # a sum that unbroadcast made is new memory too
-                pending[id(parent)] = (summed, node.function.fresh_grads
-                                       or summed is not parent_grad)
+                pending[key] = (summed, fresh_grads or summed is not parent_grad)
             else:
-                pending[id(parent)] = (earlier + summed, True)
+                pending[key] = (earlier[0] + summed, True)
         if not retain_graph:
             node.release()
 
