@@ -8,7 +8,7 @@ import math
 import numpy
 
 from minilean.cuda import compile as kernels
-from minilean.cuda.multi_tensor import contiguous, launch_over_all
+from minilean.cuda.multi_tensor import launch_over_all
 
 program = kernels.Program("adam.cu", ["adam_update<float>", "adam_update<double>"])
 
@@ -37,10 +37,10 @@ def fused_adam_update(params, grads, exp_avgs, exp_avg_sqs, step, lr, beta1, bet
     """In place on CuPy arrays, every parameter in one launch (one dtype; the parameters and
     moments contiguous)."""
     step_size, bias_correction2_sqrt = _step_constants(step, lr, beta1, beta2)
-    # the kernel reads flat memory; a .grad set by hand can be a strided view
-    launch_over_all(program, "adam_update", [list(params), contiguous(grads), list(exp_avgs),
+    # the kernel reads flat memory; a .grad set by hand can be a strided view: copied
+    launch_over_all(program, "adam_update", [list(params), list(grads), list(exp_avgs),
                                              list(exp_avg_sqs)],
                     # 1 - beta from the host in double: in float32, 1 - 0.999 is off by 1e-5
                     (lr, beta1, 1 - beta1, beta2, 1 - beta2, eps, weight_decay, step_size,
                      bias_correction2_sqrt),
-                    flags=(decoupled,))
+                    flags=(decoupled,), copied=(1,))

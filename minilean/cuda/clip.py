@@ -30,7 +30,7 @@ def fused_clip_arrays(grads, max_norm, eps):
     nothing is changed) in place; return the norm before clipping as a 0-d float64 device
     array."""
     import cupy
-    dtype = check_arrays([grads])
+    dtype, _ = check_arrays([grads])
     table = device_table([grads], dtype.itemsize)
     type_name = kernels.type_name(dtype)
     blocks = kernels.partial_sum_blocks(table.total, dtype.itemsize)

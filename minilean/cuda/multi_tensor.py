@@ -55,18 +55,20 @@ class Table:
 
 def contiguous(arrays):
     """``arrays``, each C-contiguous: itself where it is (most are), else a contiguous copy.
-    ``cupy.ascontiguousarray`` makes that test itself, and on an H200's host it cost 0.1 us on
-    a contiguous array against 0.3-0.7 us for reading ``flags.c_contiguous`` first
-    (``benchmarks/host_costs.py``). A host array stays as it is, for ``check_arrays`` to
-    refuse by name."""
+    A host array stays as it is, for ``check_arrays`` to refuse by name."""
     import cupy
     return [array if type(array) is numpy.ndarray else cupy.ascontiguousarray(array)
             for array in arrays]
 
 
-def check_arrays(roles):
-    """Every array of every role must be a contiguous CuPy array of the first one's dtype (one
-    the kernels are written for) and of the matching parameter's size; returns that dtype.
+def check_arrays(roles, copied=()):
+    """Every array of every role must be a C-contiguous CuPy array of the first one's dtype
+    (one the kernels are written for) and of the matching parameter's size; returns that
+    dtype and the roles to launch with. The roles at the indices ``copied`` are only read by
+    the kernels, so a strided array there (a ``.grad`` set by hand can be a view) is read from
+    a contiguous copy, in the roles returned, rather than refused. The contiguity is read here
+    for every array anyway, so the copy costs nothing where none is needed (not even a
+    ``cupy.ascontiguousarray`` call per array, which would return the array itself).
     Raises ``NotCovered``, naming what failed, before anything is launched: a RawKernel checks
     no types and ignores strides, so it would read such arrays wrongly without a word. The
     optimizers then run the plain update (float16 parameters, float32 beside float64, a
@@ -79,7 +81,8 @@ def check_arrays(roles):
     if any(len(role) != len(first) for role in roles):
         raise NotCovered(f"fused update needs one array per parameter in every role, got "
                          f"{[len(role) for role in roles]}")
-    for role in roles:
+    checked = list(roles)
+    for index, role in enumerate(roles):
         for array, param in zip(role, first):
             if type(array) is numpy.ndarray:  # a model partly moved to the GPU
                 raise NotCovered(f"fused update needs arrays on the GPU, got a host array of "
@@ -91,9 +94,12 @@ def check_arrays(roles):
                 raise NotCovered(f"fused update needs arrays of the parameters' sizes, got "
                                  f"shape {array.shape} for a parameter of {param.size} elements")
             if not array.flags.c_contiguous:
-                raise NotCovered(f"fused update needs C-contiguous arrays, got a strided one "
-                                 f"of shape {array.shape}")
-    return dtype
+                if index not in copied:
+                    raise NotCovered(f"fused update needs C-contiguous arrays, got a strided "
+                                     f"one of shape {array.shape}")
+                if checked[index] is role:
+                    checked[index] = contiguous(role)
+    return dtype, checked
 
 
 def check_written_once(arrays, addresses):
@@ -145,10 +151,11 @@ def device_table(roles, itemsize):
     return table
 
 
-def launch_over_all(program, name, roles, scalars, flags=()):
+def launch_over_all(program, name, roles, scalars, flags=(), copied=()):
     """Launch ``name<T>`` once over every element of every tensor in ``roles``, passing
-    ``scalars`` as T and then ``flags`` as int."""
-    dtype = check_arrays(roles)
+    ``scalars`` as T and then ``flags`` as int; the roles at the indices ``copied`` are only
+    read, and may be strided (``check_arrays``)."""
+    dtype, roles = check_arrays(roles, copied)
     table = device_table(roles, dtype.itemsize)
     if table.total == 0:
         return
