@@ -84,17 +84,11 @@ class Tensor(ToShorthands):
     data = property(operator.attrgetter("_data"), _set_data)
 
     # --- facts about the array ------------------------------------------------------------
-    @property
-    def shape(self):
-        return self.data.shape
-
-    @property
-    def ndim(self):
-        return self.data.ndim
-
-    @property
-    def dtype(self):
-        return self.data.dtype
+    # the array's, read through C-level getters: the ops and the graph walk read them of
+    # their inputs several hundred times a step
+    shape = property(operator.attrgetter("_data.shape"))
+    ndim = property(operator.attrgetter("_data.ndim"))
+    dtype = property(operator.attrgetter("_data.dtype"))
 
     @property
     def device(self):
