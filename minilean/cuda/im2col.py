@@ -120,9 +120,8 @@ def _device_geometry(geometry):
 
 
 def _launch(name, source, out, geometry):
-    import cupy
+    """Launch ``name`` from the contiguous ``source`` into ``out`` (of source's dtype)."""
     dims = graph.held(_device_geometry(geometry))
-    source = cupy.ascontiguousarray(source, dtype=out.dtype)
     kernels.launch(program, _kernel_name(name, out.dtype, max(source.size, out.size)), out.size,
                    (source, out, dims, numpy.int64(out.size)))
     return out
@@ -132,11 +131,20 @@ def im2col(x, kernel_size, stride, padding, dilation):
     """x (N, C, H, W) -> columns (C, Kh, Kw, N, Ho, Wo) on the GPU."""
     import cupy
     geometry = _geometry(x.shape, kernel_size, stride, padding, dilation)
-    return _launch("im2col", x, cupy.empty(_columns_shape(geometry), dtype=x.dtype), geometry)
+    return _launch("im2col", cupy.ascontiguousarray(x),
+                   cupy.empty(_columns_shape(geometry), dtype=x.dtype), geometry)
 
 
 def col2im(columns, x_shape, kernel_size, stride, padding, dilation):
     """columns (C, Kh, Kw, N, Ho, Wo) -> dx (N, C, H, W) on the GPU."""
+    import cupy
+    return _col2im(cupy.ascontiguousarray(columns), x_shape, kernel_size, stride, padding,
+                   dilation)
+
+
+def _col2im(columns, x_shape, kernel_size, stride, padding, dilation):
+    """``col2im`` of contiguous ``columns`` (a product just made is: no
+    ``cupy.ascontiguousarray`` call to say so)."""
     import cupy
     geometry = _geometry(x_shape, kernel_size, stride, padding, dilation)
     return _launch("col2im", columns, cupy.empty(x_shape, dtype=columns.dtype), geometry)
@@ -157,7 +165,13 @@ def swap_leading_axes(src, bias=None):
     """src (A, B, ...) -> a new contiguous (B, A, ...) on the GPU, plus bias (A,) along its
     axis 1 if given."""
     import cupy
-    src = cupy.ascontiguousarray(src)
+    return _swap_leading_axes(cupy.ascontiguousarray(src), bias)
+
+
+def _swap_leading_axes(src, bias=None):
+    """``swap_leading_axes`` of a contiguous ``src`` (a product just made is: no
+    ``cupy.ascontiguousarray`` call to say so)."""
+    import cupy
     dst_shape, size, ints = _swap_layout(src.shape)
     dst = cupy.empty(dst_shape, dtype=src.dtype)
     add_bias = bias is not None
@@ -202,8 +216,8 @@ def conv(columns, weight, bias, groups):
     out_channels = weight.shape[0]
     batch, out_h, out_w = columns.shape[3:]
     rows = backend.matmul(_weight_rows(weight, groups), _column_matrix(columns, groups))
-    # (G, O/G, N Ho Wo) -> (N, O, Ho Wo)
-    y = swap_leading_axes(rows.reshape(out_channels, batch, out_h * out_w), bias)
+    # (G, O/G, N Ho Wo) -> (N, O, Ho Wo); rows, a new product, are contiguous
+    y = _swap_leading_axes(rows.reshape(out_channels, batch, out_h * out_w), bias)
     return y.reshape(batch, out_channels, out_h, out_w)
 
 
@@ -214,8 +228,9 @@ def input_grad_from_rows(grad_rows, weight, x_shape, stride, padding, dilation, 
     # (G, C/G Kh Kw, O/G) @ (G, O/G, N Ho Wo) -> (G, C/G Kh Kw, N Ho Wo)
     grad_columns = backend.matmul(_transposed(_weight_rows(weight, groups)), grad_rows)
     geometry = _geometry(x_shape, (kh, kw), stride, padding, dilation)
-    # (G, C/G Kh Kw, N Ho Wo) -> (C, Kh, Kw, N, Ho, Wo), as im2col lays out columns
-    return col2im(grad_columns.reshape(_columns_shape(geometry)), x_shape, (kh, kw), stride,
+    # (G, C/G Kh Kw, N Ho Wo) -> (C, Kh, Kw, N, Ho, Wo), as im2col lays out columns; a new
+    # product, contiguous
+    return _col2im(grad_columns.reshape(_columns_shape(geometry)), x_shape, (kh, kw), stride,
                   padding, dilation)
 
 
