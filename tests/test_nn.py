@@ -1919,6 +1919,18 @@ def test_embedding_from_pretrained_runs_a_subclass_init_as_torch():
                                  "embedding_dim), got shape (3, 2)")
 
 
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0)])
+def test_embedding_from_pretrained_takes_an_empty_table_as_torch(shape):
+    """A given table is held, not initialised, so an empty one is taken, as PyTorch takes it
+    (only a table to draw, ``nn.Embedding(0, 3)``, is refused); it was refused as "must be an
+    int >= 1" once from_pretrained went through ``__init__``."""
+    table = numpy.zeros(shape, dtype=numpy.float32)
+    layer = nn.Embedding.from_pretrained(table)
+    assert layer.weight.shape == shape and (layer.num_embeddings, layer.embedding_dim) == shape
+    assert not layer.weight.requires_grad and layer(ml.tensor([], dtype=ml.int64)).shape == (
+        0, shape[1])
+
+
 @pytest.mark.parametrize("call, error, message", [
     (lambda: nn.Embedding(5, 3, padding_idx=5), ValueError,
      "padding_idx must be None or an int in [-5, 5) for 5 embeddings, got 5"),

@@ -18,19 +18,20 @@ class Embedding(Module):
         is held as it is (no random numbers drawn, its padding row kept), trained only when not
         ``_freeze``. They go through ``__init__`` so that a subclass's ``__init__`` runs."""
         super().__init__()
-        check_sizes(num_embeddings=num_embeddings, embedding_dim=embedding_dim)
-        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        # kept as the row it names (a negative one counted from the end), as PyTorch keeps it
-        self.padding_idx = F.check_padding_idx(padding_idx, num_embeddings)
         if _weight is None:
-            self.weight = empty_parameter(num_embeddings, embedding_dim)
-            self.reset_parameters()
-            return
-        weight = Parameter(_weight, requires_grad=not _freeze)
-        if weight.shape != (num_embeddings, embedding_dim):
-            raise ValueError(f"_weight must have shape ({num_embeddings}, {embedding_dim}) "
-                             f"(num_embeddings, embedding_dim), got shape {weight.shape}")
+            check_sizes(num_embeddings=num_embeddings, embedding_dim=embedding_dim)
+            weight = empty_parameter(num_embeddings, embedding_dim)
+        else:  # no init divides by its size here: an empty table is taken, as PyTorch takes it
+            weight = Parameter(_weight, requires_grad=not _freeze)
+            if weight.shape != (num_embeddings, embedding_dim):
+                raise ValueError(f"_weight must have shape ({num_embeddings}, {embedding_dim}) "
+                                 f"(num_embeddings, embedding_dim), got shape {weight.shape}")
+        self.num_embeddings, self.embedding_dim = weight.shape
+        # kept as the row it names (a negative one counted from the end), as PyTorch keeps it
+        self.padding_idx = F.check_padding_idx(padding_idx, self.num_embeddings)
         self.weight = weight
+        if _weight is None:
+            self.reset_parameters()
 
     def reset_parameters(self):
         """N(0, 1), the padding row zeros, as PyTorch's."""
