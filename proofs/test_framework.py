@@ -431,7 +431,6 @@ def _runner_on(monkeypatch, outcomes, mutants=(), caught=()):
     return runner.main("any", out=out), out.getvalue()  # statements alone by default
 
 
-
 def test_runner_stops_after_the_statement_that_lost_a_ctrl_c(monkeypatch):
     """A Ctrl-C in hypothesis's garbage collector callback is one Python cannot raise there
     (``minilean.interrupts``): the proofs ran on to the last statement. The runner raises it

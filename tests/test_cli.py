@@ -673,7 +673,6 @@ def test_ctrl_c_while_the_package_is_imported_by_dash_m_is_one_line():
     assert (result.returncode, result.stdout, result.stderr) == (0, "caught\n", "")
 
 
-
 # A Ctrl-C that lands in code a string ``exec`` runs (a dataclass made as SciPy is imported
 # lazily, at gelu's first use), at each place that ends the process on one; run as
 # ``python -m`` runs a module, the only way the interpreter's own exit code is seen
@@ -715,7 +714,6 @@ def test_ctrl_c_in_a_string_exec_exits_130_under_dash_m(where, tmp_path):
     assert (result.returncode, result.stderr) == (130, f"{who}: interrupted\n")
 
 
-
 def test_a_path_that_is_not_utf8_is_printed_on_a_strict_utf8_stdout(monkeypatch, tmp_path):
     """A file name of bytes that are not UTF-8 (held by Python as surrogates) met a strict UTF-8
     stdout (a UTF-8 locale): the finished run's "wrote" line ended it with "'utf-8' codec
@@ -728,7 +726,6 @@ def test_a_path_that_is_not_utf8_is_printed_on_a_strict_utf8_stdout(monkeypatch,
     main(["diffusion", "--cpu", f"--out={out}"])
     sys.stdout.flush()
     assert raw.getvalue() == f"wrote {tmp_path}/run\\udcff\n".encode()
-
 
 
 class CtrlCLandsInDel:

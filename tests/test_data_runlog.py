@@ -37,7 +37,6 @@ def test_run_directory_files(tmp_path):
     assert (tmp_path / "run" / "images").is_dir() and (tmp_path / "run" / "checkpoints").is_dir()
 
 
-
 def test_a_run_folder_linked_to_a_folder_not_made_yet_is_made_where_the_link_leads(tmp_path):
     """--out a link to a folder not made yet (a run folder linked to another disk) passed the
     flag check, then the run, its data loaded, stopped with "cannot create the run directory

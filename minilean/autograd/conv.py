@@ -391,7 +391,8 @@ def pixel_sums(y):
 
 
 def channels_last(y):
-    """An NCHW array as contiguous channels-last (N, H, W, C); free for our own outputs."""
+    """An NCHW array as contiguous channels-last (N, H, W, C); free for our own outputs
+    (a copy for the shifted form's, which lie in NCHW memory)."""
     return array_module(y).ascontiguousarray(y.transpose(0, 2, 3, 1))
 
 
@@ -417,7 +418,8 @@ class Conv2d(Function):
         if ctx.recording:
             ctx.x, ctx.weight = x, weight
             ctx.params = stride, padding, dilation, groups
-        return y.transpose(0, 3, 1, 2)  # (N, O, Ho, Wo) view of channels-last memory
+        # (N, O, Ho, Wo) view: of channels-last memory, or of NCHW memory from the shifted form
+        return y.transpose(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad):

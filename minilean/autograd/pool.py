@@ -2,7 +2,8 @@
 
 Pooling reuses the convolution's window machinery (``conv.im2col`` / ``conv.col2im`` on a
 channels-last view): forward reduces each K x K window, backward scatters each window's
-gradient back with col2im. Outputs are NCHW-shaped views of channels-last memory, like conv2d's.
+gradient back with col2im. Outputs are NCHW-shaped views of channels-last memory, as most of
+conv2d's are.
 """
 import numbers
 
