@@ -13,7 +13,7 @@ import numpy
 import pytest
 
 import minilean as ml
-from minilean import atomic, cli
+from minilean import atomic, cli, interrupts
 from minilean.cli import main
 from minilean.data import Loader, read_metrics, read_pnm
 from minilean.nn import Linear
@@ -851,6 +851,37 @@ def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     assert "(step 2)" in str(error.value)
     assert load_checkpoint(str(tmp_path / "checkpoints" / "last.npz"))["step"] == 2
     assert read_metrics(str(tmp_path / "metrics.jsonl"))[-1]["step"] == 3
+
+
+class _CtrlCLandsInDel:
+    """An object whose ``__del__`` is where a Ctrl-C lands: Python cannot raise it there."""
+
+    def __del__(self):
+        raise KeyboardInterrupt
+
+
+def test_a_ctrl_c_python_could_not_raise_stops_training_at_the_next_step(tmp_path):
+    """A Ctrl-C that lands in a ``__del__`` or a weak reference's callback cannot leave it:
+    kept by ``catch_lost_interrupts``, it was raised only at the command's end, so a run
+    trained to its last step before it said "interrupted". The loop raises it after the step
+    it landed in, and the last checkpoint stays."""
+    ml.manual_seed(0)
+    model = Linear(2, 1)
+    state = TrainState({"model": model}, {"optimizer": SGD(model.parameters(), lr=0.1)})
+    trained = []
+
+    def step_fn(batch, step):
+        trained.append(step)
+        if step == 3:
+            _CtrlCLandsInDel()  # made and deleted at once
+        return {"loss": 1.0 / step}
+
+    with RunDirectory(tmp_path, {}) as run, interrupts.catch_lost_interrupts():
+        with pytest.raises(KeyboardInterrupt):
+            train(state, step_fn, iter(range(10)), 8, run, log_every=1, checkpoint_every=2,
+                  progress=False)
+    assert trained == [1, 2, 3]
+    assert load_checkpoint(str(tmp_path / "checkpoints" / "last.npz"))["step"] == 2
 
 
 def test_an_update_that_makes_the_weights_non_finite_is_never_checkpointed(tmp_path):

@@ -45,6 +45,7 @@ from minilean.data.runlog import (LOCK_FILE, RUN_RECORDS, WRITTEN_FILE_FLAGS, Ru
                                   RunInUse, lock_run_directory, read_metrics, read_run_config,
                                   resumed_flags, seconds_at)
 from minilean.errors import flag_error
+from minilean.interrupts import raise_lost_interrupt
 from minilean.optim.checkpoint import checkpoint_members, load_checkpoint, write_checkpoint
 from minilean.threads import use_run_threads
 
@@ -393,6 +394,7 @@ def train(state, step_fn, batches, steps, run, log_every, checkpoint_every, prog
                                   for name, value in metrics.items()}))
             state.step = step
             display.update(step)
+            raise_lost_interrupt()  # a Ctrl-C that landed where Python could not raise it
             log_now = step % log_every == 0 or step == steps
             save_now = step % checkpoint_every == 0 or step == steps
             if not (log_now or save_now or len(unread) >= READ_BACK_EVERY):
