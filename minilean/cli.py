@@ -660,6 +660,16 @@ def _check_lr_schedule(values):
                          f"never reaches --lr")
 
 
+def _in_warm_up(values):
+    """The schedule after the warm-up (--lr-schedule, the cosine's --lr-decay-steps) shapes
+    no step of a run that ends inside the warm-up: every rate is the warm-up's ramp (the
+    default warm-up, 100 steps, is longer than many a short run)."""
+    if values.steps <= values.warmup_steps:
+        return (f"with --steps {values.steps} inside the --warmup-steps {values.warmup_steps} "
+                f"warm-up (the run ends before the schedule after it starts)")
+    return None
+
+
 def _check_conv_arch(values):
     """vae and autoencoder: the conv encoder halves twice; the MLP takes any size."""
     if values.arch == "conv":
@@ -780,8 +790,9 @@ DIFFUSION = Command(
             f"with --schedule {values.schedule} (it is the linear schedule's)"
             if values.schedule != "linear"
             else "with --T 1 (the one beta is --beta-start)" if values.T == 1 else None),
-        "lr_decay_steps": lambda values: None if values.lr_schedule == "cosine"
-        else f"with --lr-schedule {values.lr_schedule} (it is where the cosine reaches 0)"})
+        "lr_decay_steps": lambda values: _in_warm_up(values) if values.lr_schedule == "cosine"
+        else f"with --lr-schedule {values.lr_schedule} (it is where the cosine reaches 0)",
+        "lr_schedule": _in_warm_up})
 
 EVALUATE = Command(
     "evaluate",

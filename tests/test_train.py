@@ -292,8 +292,7 @@ def test_a_stop_signal_stops_a_run_as_ctrl_c_does_and_it_resumes(
     with monkeypatch.context() as patch:
         patch.setattr(Loader, "batches", _signalled_at(2, stop))
         stopped = _exit_and_error(["diffusion", *TINY, "--steps=4", f"--out={split}",
-                                   "--evaluate=false", "--checkpoint-every=2",
-                                   "--lr-decay-steps=4"], capsys)
+                                   "--evaluate=false", "--checkpoint-every=2"], capsys)
     assert stopped == (code, f"minilean diffusion: stopped by {signal.Signals(stop).name}\n")
     assert signal.getsignal(stop) == signal.SIG_DFL
     assert load_checkpoint(str(split / "checkpoints" / "last.npz"))["step"] == 2

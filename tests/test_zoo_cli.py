@@ -166,6 +166,14 @@ def test_what_the_model_can_take_passes(command, flags, tmp_path):
     (cli.DIFFUSION, {"lr_schedule": "constant", "lr_decay_steps": 3000},
      "--lr-decay-steps has no effect with --lr-schedule constant (it is where the cosine "
      "reaches 0)"),
+    # a run that ends inside the warm-up (the default one, 100 steps, outlasts a short run)
+    # trains at the warm-up's rates whatever comes after it: both were taken in silence
+    (cli.DIFFUSION, {"steps": 50, "lr_schedule": "constant"},
+     "--lr-schedule has no effect with --steps 50 inside the --warmup-steps 100 warm-up (the "
+     "run ends before the schedule after it starts)"),
+    (cli.DIFFUSION, {"steps": 100, "lr_decay_steps": 400},
+     "--lr-decay-steps has no effect with --steps 100 inside the --warmup-steps 100 warm-up "
+     "(the run ends before the schedule after it starts)"),
     (cli.VAE, {"dataset": "cifar10", "image_size": 32},
      "--image-size has no effect with --dataset cifar10 (its images keep their own size)"),
     (cli.GAN, {"dataset": "ring8", "image_size": 32},
@@ -206,6 +214,8 @@ def test_a_typed_flag_the_rest_leaves_without_effect_is_said(command, flags, sai
     (cli.DIFFUSION, {"beta_end": 0.12, "schedule": "linear"}),
     (cli.DIFFUSION, {"beta_start": 0.02, "schedule": "linear", "T": 1}),
     (cli.DIFFUSION, {"lr_decay_steps": 3000}),
+    (cli.DIFFUSION, {"steps": 101, "lr_schedule": "constant"}),
+    (cli.DIFFUSION, {"steps": 50, "warmup_steps": 10, "lr_schedule": "constant"}),
     (cli.VAE, {"dataset": "digits", "image_size": 16}), (cli.VQVAE, {"image_size": 32}),
     (cli.MAE, {"mask": "block"}),  # the flag it would make idle not typed: nothing to say
     (cli.GAN, {"evaluate": False}), (cli.GAN, {"dataset": "ring8"}),
