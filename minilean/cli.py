@@ -139,11 +139,16 @@ DEVICE_FLAGS = FlagGroup("device", [
 ], resolve=_resolve_device)
 
 
-def _resolve_data(config):
-    check_labels_come_with_images(config.x, config.y)
-    # --x replaces --dataset: both typed is a conflict to name, not one to settle unsaid
-    if config.x is not None and "dataset" in config.given_flags:
-        raise flag_error("dataset", config.dataset, "no --dataset with --x (the run trains on "
+def _check_data(values):
+    """A check (not a resolve step), so that it sees a resumed run's saved --x: ``--resume RUN
+    --y Y`` of a run of --x and --y was refused as "--y alone", and ``--resume RUN --dataset
+    builtin`` taken in silence, the run going on with its --x."""
+    check_labels_come_with_images(values.x, values.y)
+    # --x replaces --dataset: both typed is a conflict to name, not one to settle unsaid. On
+    # --resume, a --dataset typed now (an --x typed now that is not the run's own is refused
+    # as a change of its data, naming --x)
+    if values.x is not None and "dataset" in getattr(values, "typed_now", values.given_flags):
+        raise flag_error("dataset", values.dataset, "no --dataset with --x (the run trains on "
                                                     "the --x array instead)")
 
 
@@ -151,22 +156,25 @@ def _resolve_data(config):
 POINT_DATASETS = ("ring8",)
 
 
-def _resolve_image_data(config):
-    """``_resolve_data`` for a command that trains on images only: a dataset of points is
-    refused here, from the flags, not after loading it (its rows' shape is known by name)."""
-    _resolve_data(config)
-    if config.x is None and config.dataset in POINT_DATASETS:
+def _check_image_data(values):
+    """``_check_data`` for a command that trains on images only: a dataset of points is
+    refused here, from the flags, not after loading it (its rows' shape is known by name).
+    A resumed run's saved one was never typed (config.json edited): ``check_images`` refuses
+    it, naming the run's data."""
+    _check_data(values)
+    typed = getattr(values, "typed_now", values.given_flags)
+    if values.x is None and values.dataset in POINT_DATASETS and "dataset" in typed:
         images = ", ".join(name for name in DATASETS if name not in POINT_DATASETS)
-        raise flag_error("dataset", config.dataset, f"one of {images} ({config.command} works "
-                                                    f"on images; {config.dataset} is 2-D "
+        raise flag_error("dataset", values.dataset, f"one of {images} ({values.command} works "
+                                                    f"on images; {values.dataset} is 2-D "
                                                     f"points, for gan)")
 
 
 def data_flags(points=False, **defaults):
     """The dataset flags (shared by every model command), with per-command defaults;
     ``points``: whether the command takes the datasets of points too (``POINT_DATASETS``)."""
-    return FlagGroup("data", DATA_FLAGS, resolve=_resolve_data if points
-                     else _resolve_image_data).with_defaults(**defaults)
+    return FlagGroup("data", DATA_FLAGS, check=_check_data if points
+                     else _check_image_data).with_defaults(**defaults)
 
 
 def _image_size_unused(values):
@@ -336,6 +344,7 @@ class Command:
             saved = read_run_config(config.resume, self.name)
             self.check_saved(saved, config.resume, config.given_flags)
             values = types.SimpleNamespace(**resumed_flags(vars(config), saved))
+            values.typed_now = config.given_flags  # given_flags: those of its start too
         for group in self.groups:
             if group.check:
                 group.check(values)

@@ -865,6 +865,36 @@ def test_resume_refuses_a_defining_flag_the_saved_run_left_out(tmp_path, capsys)
                               "out (the run being resumed has none)\n")
 
 
+def test_the_data_flags_given_on_resume_are_judged_with_the_runs_saved_x(tmp_path, capsys):
+    """The resumed run trains on its saved --x: its own --y given again is no label "alone",
+    and --dataset typed now conflicts with that --x as on a new run. Both were judged on the
+    flags typed now alone: the first refused as "--y ... expected to come with --x", the
+    second taken in silence, the run going on with its --x."""
+    rng = numpy.random.default_rng(0)
+    numpy.save(tmp_path / "x.npy", rng.integers(0, 256, (40, 3, 16, 16), dtype=numpy.uint8))
+    numpy.save(tmp_path / "y.npy", rng.integers(0, 3, 40))
+    run, data = tmp_path / "run", [f"--x={tmp_path / 'x.npy'}", f"--y={tmp_path / 'y.npy'}"]
+    main(["autoencoder", *data, "--steps=1", "--batch-size=4", "--hidden=4", "--latent=2",
+          "--n-eval=2", "--progress=false", f"--out={run}"])
+    main(["autoencoder", f"--resume={run}", "--steps=2", data[1], "--progress=false"])
+    assert json.loads((run / "summary.json").read_text())["steps"] == 2
+    capsys.readouterr()
+    before = (run / "config.json").read_bytes()
+    code, err = fail(["autoencoder", f"--resume={run}", "--steps=3", "--dataset=builtin"], capsys)
+    assert (code, err) == (2, "minilean autoencoder: error: --dataset: got 'builtin'; expected "
+                              "no --dataset with --x (the run trains on the --x array instead)\n")
+    assert (run / "config.json").read_bytes() == before
+    # the conflict is with a --dataset typed now: one typed at the start of a run that an --x
+    # typed now would change is left to the refusal that names that --x
+    other = tmp_path / "other"
+    main(["autoencoder", "--dataset=builtin", "--n-total=40", "--steps=1", "--batch-size=4",
+          "--hidden=4", "--latent=2", "--n-eval=2", "--progress=false", f"--out={other}"])
+    capsys.readouterr()
+    code, err = fail(["autoencoder", f"--resume={other}", "--steps=2", data[0]], capsys)
+    assert (code, err) == (2, f"minilean autoencoder: error: --x: got '{tmp_path / 'x.npy'}'; "
+                              f"expected it left out (the run being resumed has none)\n")
+
+
 def test_gan_on_ring8_resumes_without_naming_the_dataset_again(tmp_path):
     """The resumed run's data (points, not images) come from its saved config."""
     main(["gan", "--dataset=ring8", "--steps=2", "--batch-size=8", "--n-total=64",
