@@ -231,6 +231,26 @@ def test_with_labels_from_dirs_a_file_outside_the_class_folders_is_skipped_by_na
     assert numpy.load(tmp_path / "y.npy").tolist() == [0]
 
 
+def test_with_labels_from_dirs_a_folder_of_loose_images_only_is_refused_as_having_no_classes(
+        tmp_path, capsys):
+    """Image files directly in --input and none in a sub-folder: the error says the classes'
+    sub-folders are missing (it said "no files ending in ... under DIR", which holds some), in
+    one line, without a warning for each file skipped first, and nothing is written."""
+    for name in ("1.png", "2.png"):
+        save(tmp_path / "in" / name, halves(4, 4, True))
+    (tmp_path / "in" / "empty").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["data", "convert", "image-folder", f"--input={tmp_path / 'in'}",
+              f"--x-output={tmp_path / 'x.npy'}", f"--y-output={tmp_path / 'y.npy'}",
+              "--labels-from-dirs"])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == (
+        f"minilean data convert image-folder: error: --labels-from-dirs needs one sub-folder "
+        f"per class under {tmp_path / 'in'}; found 2 image files directly in it and none in a "
+        "sub-folder\n")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in"]
+
+
 @pytest.mark.parametrize("height, width", [(8, 3), (3, 3), (1, 1)])
 def test_images_3_or_1_pixels_wide_load_by_the_layout_their_manifest_states(tmp_path, height,
                                                                             width):

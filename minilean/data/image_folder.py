@@ -246,6 +246,11 @@ def convert_image_folder(input_dir, x_output, y_output=None, height=64, width=64
                          key=sort_key)
     if labels_from_dirs:
         loose = [path for path in files if os.sep not in path]
+        if loose and len(loose) == len(files):  # else "no files ... under DIR", which it holds
+            raise ValueError(
+                f"--labels-from-dirs needs one sub-folder per class under {input_dir}; found "
+                f"{len(loose)} image file{'s' if len(loose) > 1 else ''} directly in it and "
+                "none in a sub-folder")
         for path in loose:
             warn(f"warning: skipping {os.path.join(input_dir, path)}: not inside a class "
                  "sub-directory (--labels-from-dirs)")
