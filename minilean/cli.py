@@ -811,12 +811,14 @@ EVALUATE = Command(
             "Frechet distance between Gaussian fits of its penultimate features: generated "
             "images vs held-out real ones, next to real training images (floor) and Gaussian "
             "noise images (ceiling). The builtin dataset is drawn at the samples' size "
-            "(--image-size is not used for it). With a run directory, the data flags and "
-            "--seed default to the run's own (typed ones choose), so the FD is its summary's.",
+            "(--image-size is not used for it). With a run directory, each data flag and "
+            "--seed not typed is the run's own, so the FD is its summary's (a --dataset or --x "
+            "typed takes neither the run's --x nor its --y).",
     groups=[
         DEVICE_FLAGS,
         data_flags(),
-        FlagGroup("evaluate", [
+        FlagGroup("evaluate", resolve=lambda config: _load(
+            "minilean.train.evaluate:with_the_runs_data")(config), flags=[
             Flag("samples", None, "generated images: a run directory (its samples.npy) or an "
                  ".npy array of images (uint8 [0,255] or float [0,1], NCHW)", kind=Path,
                  required=True),

@@ -545,6 +545,42 @@ def test_evaluate_of_a_run_scores_against_the_runs_data_unless_told_otherwise(tm
         f"diffusion --resume {run} finishes it)\n")
 
 
+def test_evaluate_of_a_run_takes_each_data_flag_not_typed_from_the_run(tmp_path, monkeypatch,
+                                                                      capsys):
+    """``evaluate --samples RUN --n-total 8`` of a run on an --x array scored the samples
+    against the built-in shapes: one data flag typed took the defaults for all the others, the
+    run's --x among them, without a word. Each flag not typed is the run's now (its --y with a
+    typed --y too), a --dataset typed takes neither its --x nor its --y, and the notes of flags
+    to no effect are judged with the run's data (--image-size with its --x)."""
+    from minilean.cli import main
+    from minilean.train import evaluate
+    scored = []
+    monkeypatch.setattr(evaluate, "fd_classifier", lambda samples, dataset, device, seed, *rest:
+                        scored.append((dataset.name, len(dataset), dataset.class_names, seed))
+                        or {})
+    images = numpy.random.default_rng(0).integers(0, 256, (24, 3, 16, 16), numpy.uint8)
+    numpy.save(tmp_path / "x.npy", images)
+    numpy.save(tmp_path / "y.npy", numpy.arange(24) % 3)
+    numpy.save(tmp_path / "y2.npy", numpy.arange(24) % 2)
+    run = tmp_path / "run"
+    main(["diffusion", "--cpu", "--steps=1", "--batch-size=4", "--hidden-c=4", "--T=4",
+          "--n-samples=2", "--sampler=ddim", "--sample-steps=1", "--evaluate=false",
+          "--progress=false", "--seed=5", f"--x={tmp_path / 'x.npy'}",
+          f"--y={tmp_path / 'y.npy'}", f"--out={run}"])
+    capsys.readouterr()
+    for typed, expected in ((["--n-total=12"], ("x.npy", 12, 3)),
+                            ([f"--y={tmp_path / 'y2.npy'}"], ("x.npy", 24, 2)),
+                            (["--dataset=builtin", "--n-total=8"], ("builtin", 8, 5))):
+        main(["evaluate", "--cpu", f"--samples={run}", *typed])
+        name, rows, class_names, seed = scored.pop()
+        assert (name, rows, len(class_names)) == expected and seed == 5
+    assert capsys.readouterr().err == ""
+    main(["evaluate", "--cpu", f"--samples={run}", "--image-size=48"])
+    assert scored.pop()[:2] == ("x.npy", 24)
+    assert capsys.readouterr().err == ("minilean evaluate: --image-size has no effect with --x "
+                                       "(its images keep their own size)\n")
+
+
 def test_evaluate_of_a_builtin_run_with_another_seed_typed_scores_that_seeds_shapes(tmp_path,
                                                                                    monkeypatch):
     """A --seed typed for a run on the built-in shapes chooses the shapes drawn at that seed:

@@ -18,25 +18,28 @@ DATA_FLAG_NAMES = {flag.name for flag in DATA_FLAGS}
 
 
 def with_the_runs_data(config):
-    """``config`` where ``--samples`` names a run directory and no data flag was typed: with
-    the run's own data flags and ``--seed``, so that its samples are scored against the data
-    it trained on (an ``--x`` array, its ``--n-total``) and the FD repeats the one in its
+    """``config`` where ``--samples`` names a run directory: each data flag and ``--seed``
+    not typed takes the run's value, so that its samples are scored against the data it
+    trained on (an ``--x`` array, its ``--n-total``) and the FD repeats the one in its
     summary.json. The command line's defaults, the built-in shapes at seed 0, scored them
-    against other data without a word. A data flag typed chooses the data (and a --seed
-    typed, the seed) as for any .npy."""
+    against other data without a word; and one data flag typed (``--n-total 30``) took the
+    defaults for all the others, the run's --x among them, without a word either. A
+    ``--dataset`` or ``--x`` typed names other data: the run's --x (which would win over a
+    typed --dataset) and its --y (the labels of its own array) are then not taken. Called as
+    the flags are resolved, so that their checks and notes see the data that will be used."""
     if not os.path.isfile(os.path.join(config.samples, "config.json")):
         return config  # a file, or a folder of samples, not a run's: load_samples says more
     # a run's config.json that cannot be read is its error: read past, the samples were
     # scored against the default data, as a folder's
     saved = read_run_config(config.samples, flag="samples")
     typed = set(config.given_flags)
-    names = [] if typed & DATA_FLAG_NAMES else sorted(DATA_FLAG_NAMES)
-    for name in names + ([] if "seed" in typed else ["seed"]):
+    names = DATA_FLAG_NAMES - typed - ({"x", "y"} if typed & {"dataset", "x"} else set())
+    for name in sorted(names) + ([] if "seed" in typed else ["seed"]):
         if name in saved:
             setattr(config, name, saved[name])
     # the run's own data (its flags and seed, which draws the built-in shapes): what they held
     # then, for ``check_the_runs_data``
-    if names and config.seed == saved.get("seed"):
+    if not typed & DATA_FLAG_NAMES and config.seed == saved.get("seed"):
         config.run_data_fingerprint = saved.get("data_fingerprint")
     return config
 
@@ -142,7 +145,6 @@ def run(config):
     for note in vars(config).pop("unused_notes", ()):
         print(note, file=sys.stderr)
     prepare_device(config)  # checks the device; --fast-kernels switches the kernels on
-    config = with_the_runs_data(config)
     samples = load_samples(config.samples, config.n_eval)  # the most that FD-classifier scores
     # --image-size is ignored for the built-in shapes: they are drawn at the samples' size.
     on_builtin = config.x is None and config.dataset == "builtin"
