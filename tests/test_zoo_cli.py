@@ -227,6 +227,25 @@ def test_a_flag_that_takes_effect_is_not_said_to_have_none(command, flags, capsy
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.parametrize("mask_ratio, said", [
+    (0.99, "--mask-ratio 0.99 hides 3 of the 4 patches of each image (a share of 0.75)"),
+    (0.1, "--mask-ratio 0.1 hides 1 of the 4 patches of each image (a share of 0.25)"),
+    (0.6, "--mask-ratio 0.6 hides 2 of the 4 patches of each image (a share of 0.5)"),
+    (0.5, None), (0.75, None),
+])
+def test_a_typed_mask_ratio_the_patches_round_is_said(mask_ratio, said, capsys, tmp_path):
+    """The random mask hides a whole number of patches, at least one and all but one at most:
+    --mask-ratio 0.99 of 4 patches hid 3 in silence (the summary's hidden_share said 0.75,
+    after the training). A ratio the patches take exactly is not said."""
+    main(["mae", "--image-size=16", "--patch-size=8", f"--mask-ratio={mask_ratio}",
+          "--steps=1", "--batch-size=2", "--n-total=8", "--n-eval=1", "--width=8", "--heads=2",
+          "--decoder-width=4", "--progress=false", f"--out={tmp_path / 'run'}"])
+    notes = [line for line in capsys.readouterr().err.splitlines() if "--mask-ratio" in line]
+    assert notes == ([] if said is None else [f"minilean mae: {said}"])
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["hidden_share"] == (float(said.split()[-1][:-1]) if said else mask_ratio)
+
+
 @pytest.mark.parametrize("data, said", [
     ([], "minilean evaluate: --image-size has no effect with --dataset builtin (its shapes are "
          "drawn at the samples' size)\n"),

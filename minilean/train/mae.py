@@ -1,12 +1,16 @@
 """``python -m minilean mae``: train the masked autoencoder of ``minilean/models/mae.py``, then
 its held-out masked-patch MSE next to the mean-patch baseline, and the rows original / masked /
 reconstruction."""
+import math
+import sys
+
 import numpy
 
 from minilean.autograd.grad_mode import no_grad
 from minilean.data.streams import Purpose
-from minilean.models.mae import (MaskedAutoencoder, decoder_heads, mae_loss, masked_mse,
-                                 mean_patch_mse, patchify, predicted_pixels, unpatchify)
+from minilean.models.mae import (MaskedAutoencoder, decoder_heads, hidden_count, mae_loss,
+                                 masked_mse, mean_patch_mse, patchify, predicted_pixels,
+                                 unpatchify)
 from minilean.optim import Adam, minimize
 from minilean.train import zoo_run
 from minilean.train.loop import LOCKED_DATA_FLAGS
@@ -34,6 +38,7 @@ def run(config):
         model = MaskedAutoencoder(image_shape, config.patch_size, config.width, config.depth,
                                   config.heads, config.decoder_width, config.decoder_depth,
                                   decoder_heads=decoder_heads(config.heads)).to(config.device)
+        _say_a_rounded_mask_ratio(config, model.grid[0] * model.grid[1])
         optimizer = Adam(model.parameters(), lr=config.lr)
 
         def make_mask(count, generator):
@@ -61,6 +66,20 @@ def run(config):
                        hidden_share=float(mask.hidden.numpy().mean()),
                        held_out_masked_patch_mse=pixel_error, baseline_mean_patch_mse=baseline,
                        steps=config.steps)
+
+
+def _say_a_rounded_mask_ratio(config, num_patches):
+    """A --mask-ratio typed that the patches cannot hide exactly is said in one line, as a flag
+    typed to no effect is: the mask hides a whole number of patches, rounded, at least one and
+    at most all but one (0.99 of 4 patches hid 3, a share of 0.75, reported only in the
+    summary). Known only here: the number of patches is the data's (an --x array's size)."""
+    if config.mask != "random" or "mask_ratio" not in config.given_flags:
+        return
+    hidden = hidden_count(num_patches, config.mask_ratio)
+    if not math.isclose(hidden, config.mask_ratio * num_patches):
+        print(f"minilean mae: --mask-ratio {config.mask_ratio:g} hides {hidden} of the "
+              f"{num_patches} patches of each image (a share of {hidden / num_patches:g})",
+              file=sys.stderr)
 
 
 def _comparison_rows(images, prediction, mask, patch_size, count=8):
