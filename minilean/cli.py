@@ -339,12 +339,19 @@ class Command:
         """Run the groups' ``check``s on the values the run will use: with ``--resume``, the
         resumed run's (its saved flags with the ones given now on top), which must be a run
         of this command, its saved values ones its flags accept."""
-        values = config
+        values, judged = config, list(config.given_flags)
         if getattr(config, "resume", None):
             saved = read_run_config(config.resume, self.name)
             self.check_saved(saved, config.resume, config.given_flags)
             values = types.SimpleNamespace(**resumed_flags(vars(config), saved))
             values.typed_now = config.given_flags  # given_flags: those of its start too
+            # a flag typed before that had an effect then and has none with the flags typed
+            # now (a saved --eta, then --sampler ddpm) was taken in silence: only flags typed
+            # now were judged. One said before is not said again at each resume
+            before = types.SimpleNamespace(**{**vars(values), **saved})
+            judged += [name for name in saved.get("given_flags", ())
+                       if name in self.unused and name not in judged
+                       and not self.unused[name](before)]
         for group in self.groups:
             if group.check:
                 group.check(values)
@@ -352,7 +359,7 @@ class Command:
         # without them, but a flag taken in silence reads as one that worked. ``run_config``
         # prints them once the run is accepted (a refused resume says its error alone)
         reasons = [(self.flags[name].option, self.unused[name](values))
-                   for name in config.given_flags if name in self.unused]
+                   for name in judged if name in self.unused]
         notes = [f"minilean {self.name}: {option} has no effect {reason}"
                  for option, reason in reasons if reason]
         if notes:

@@ -227,6 +227,24 @@ def test_a_flag_that_takes_effect_is_not_said_to_have_none(command, flags, capsy
     assert capsys.readouterr().err == ""
 
 
+def test_a_flag_typed_at_the_start_that_a_resume_leaves_without_effect_is_said(capsys,
+                                                                               tmp_path):
+    """--eta typed at the start (with --sampler ddim), then --resume RUN --sampler ddpm: the
+    run samples with DDPM, its --eta unused, and nothing was said (only the flags typed now
+    were judged). A flag without effect at the start already is not said again."""
+    run = tmp_path / "run"
+    main(["diffusion", "--steps=1", "--batch-size=2", "--n-total=8", "--hidden-c=4", "--T=4",
+          "--n-samples=2", "--evaluate=false", "--progress=false", "--sampler=ddim",
+          "--eta=0.5", "--schedule=cosine", "--beta-end=0.1", f"--out={run}"])
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "minilean diffusion: --beta-end has no effect with --schedule cosine (it is the linear "
+        "schedule's)")
+    run_config(cli.DIFFUSION.parse((), {"resume": str(run), "steps": 2, "sampler": "ddpm"}),
+               ())
+    assert capsys.readouterr().err == ("minilean diffusion: --eta has no effect with --sampler "
+                                       "ddpm (it is DDIM's noise scale)\n")
+
+
 @pytest.mark.parametrize("mask_ratio, said", [
     (0.99, "--mask-ratio 0.99 hides 3 of the 4 patches of each image (a share of 0.75)"),
     (0.1, "--mask-ratio 0.1 hides 1 of the 4 patches of each image (a share of 0.25)"),
