@@ -847,7 +847,10 @@ def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
             train(state, step_fn, iter(range(10)), 4, run, log_every=1, checkpoint_every=2,
                   progress=False)
     assert "loss became nan at step 3" in str(error.value)
-    assert "(step 2)" in str(error.value)
+    # config.json holds this attempt's flags: a plain --resume would take its --lr again
+    assert str(error.value).endswith("(step 2) is kept in "
+                                     f"{tmp_path / 'checkpoints' / 'last.npz'}; --resume takes "
+                                     "this attempt's flags again (give --lr to change its rate)")
     assert load_checkpoint(str(tmp_path / "checkpoints" / "last.npz"))["step"] == 2
     assert read_metrics(str(tmp_path / "metrics.jsonl"))[-1]["step"] == 3
 

@@ -461,8 +461,11 @@ def _check_state_finite(run, step, members):
 def _kept_checkpoint(run):
     """What a diverged run leaves to resume from, in words."""
     path = os.path.join(run.path, CHECKPOINT)
+    # config.json already holds the flags of this attempt, a resume's --lr among them: a plain
+    # --resume would take them again and meet the same blow-up
     return (f"the last good checkpoint (step {int(load_checkpoint(path)['step'])}) is kept in "
-            f"{path}" if os.path.isfile(path) else
+            f"{path}; --resume takes this attempt's flags again (give --lr to change its rate)"
+            if os.path.isfile(path) else
             f"no checkpoint was written yet (--resume {run.path} starts again from step 0)")
 
 
