@@ -404,12 +404,8 @@ def _tensors_arg(tensors, name):
     if isinstance(tensors, Tensor):
         raise TypeError(f"{name} takes a sequence of tensors, got one Tensor of shape "
                         f"{tensors.shape}; expected a list, e.g. {name}([a, b])")
-    tensors = tuple(tensors)
-    for index, tensor in enumerate(tensors):
-        if not isinstance(tensor, Tensor):
-            raise TypeError(f"{name}: item {index} of the sequence must be a Tensor, got "
-                            f"{type(tensor).__name__} (make one with ml.tensor(...))")
-    return tensors
+    return tuple(tensor_input(tensor, name, f"item {index} of the sequence")
+                 for index, tensor in enumerate(tensors))
 
 
 def _check_same_kind(tensors, name):
