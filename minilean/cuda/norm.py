@@ -89,24 +89,42 @@ def forward(x, layout, weight=None, bias=None, eps=1e-5, silu=False):
     row shifted by its first element, mean(x - x_1), as the kernels centre x (norm.cu)."""
     import cupy
     x = cupy.ascontiguousarray(x)
-    y = cupy.empty_like(x)
-    mean, inv_std = cupy.empty(layout.rows, dtype=x.dtype), cupy.empty(layout.rows, dtype=x.dtype)
-    kernels.launch_rows(
-        program, f"norm_forward<{kernels.type_name(x.dtype)}>", layout.rows, layout.length,
-        (x, _flat(weight, x), _flat(bias, x), y, mean, inv_std) + layout.ints
-        + (x.dtype.type(eps),) + _output_flags(weight, bias, silu))
-    return y, mean, inv_std
+    return _forward(x, layout, _affine_arguments(x, weight, bias, silu), eps)
 
 
 def backward(x, layout, grad, mean, inv_std, weight=None, bias=None, silu=False,
              affine_grads=True):
     """(dx, dweight, dbias) on the GPU; dweight/dbias are None unless ``affine_grads``.
     ``bias`` matters only with ``silu`` (the SiLU's input is recomputed)."""
+    return _backward(x, layout, grad, mean, inv_std, _affine_arguments(x, weight, bias, silu),
+                     affine_grads)
+
+
+def _affine_arguments(x, weight, bias, silu):
+    """The kernels' weight and bias arguments (``_flat``) and their has_weight, has_bias and
+    silu flags: made once per op by the fast Function, which hands them to its backward
+    (each was flattened, and the flags made, again there)."""
+    return (_flat(weight, x), _flat(bias, x)) + _output_flags(weight, bias, silu)
+
+
+def _forward(x, layout, affine_arguments, eps):
+    """``forward`` of a contiguous x, given ``_affine_arguments``."""
+    import cupy
+    weight, bias, *flags = affine_arguments
+    y = cupy.empty_like(x)
+    mean, inv_std = cupy.empty(layout.rows, dtype=x.dtype), cupy.empty(layout.rows, dtype=x.dtype)
+    kernels.launch_rows(
+        program, f"norm_forward<{kernels.type_name(x.dtype)}>", layout.rows, layout.length,
+        (x, weight, bias, y, mean, inv_std) + layout.ints + (x.dtype.type(eps), *flags))
+    return y, mean, inv_std
+
+
+def _backward(x, layout, grad, mean, inv_std, affine_arguments, affine_grads):
+    """``backward``, given ``_affine_arguments``."""
     import cupy
     grad = cupy.ascontiguousarray(grad, dtype=x.dtype)
     type_name = kernels.type_name(x.dtype)
-    output = (_flat(weight, x), _flat(bias, x))
-    flags = _output_flags(weight, bias, silu)
+    output, flags = affine_arguments[:2], affine_arguments[2:]
     dx = cupy.empty_like(x)
     kernels.launch_rows(
         program, f"norm_backward_input<{type_name}>", layout.rows, layout.length,
@@ -158,25 +176,28 @@ def _fast_norm(op_name, layout_of, fresh_grads):
             layout = layout_of(x.shape, **params)
             weight = affine[0] if has_weight else None
             bias = affine[-1] if len(affine) > has_weight else None
-            silu = activation == "silu"
-            x = cupy.ascontiguousarray(x)
-            y, mean, inv_std = forward(x, layout, weight, bias, eps, silu)
+            x = cupy.ascontiguousarray(x)  # saved for backward: made contiguous once
+            affine_arguments = _affine_arguments(x, weight, bias, activation == "silu")
+            y, mean, inv_std = _forward(x, layout, affine_arguments, eps)
             if ctx.recording:
                 ctx.x, ctx.layout, ctx.mean, ctx.inv_std = x, layout, mean, inv_std
-                ctx.weight, ctx.bias, ctx.silu = weight, bias, silu
+                ctx.affine_arguments, ctx.present = affine_arguments, (weight is not None,
+                                                                       bias is not None)
                 ctx.affine_shapes = [array.shape for array in affine]
             return y
 
         @staticmethod
         def kernel_backward(ctx, grad):
             need_x, *need_affine = ctx.needs_input_grad
-            dx, dweight, dbias = backward(ctx.x, ctx.layout, grad, ctx.mean, ctx.inv_std,
-                                          ctx.weight, ctx.bias, ctx.silu,
-                                          affine_grads=any(need_affine))
-            present = ([dweight] if ctx.weight is not None else []) + (
-                [dbias] if ctx.bias is not None else [])
+            dx, dweight, dbias = _backward(ctx.x, ctx.layout, grad, ctx.mean, ctx.inv_std,
+                                           ctx.affine_arguments, affine_grads=any(need_affine))
+            has_weight, has_bias = ctx.present
+            present = ([dweight] if has_weight else []) + ([dbias] if has_bias else [])
+            # (C,) -> the parameter's shape, reshaped only where that is another (layer_norm
+            # over several axes): GroupNorm's are (C,) already
             return (dx if need_x else None, *(
-                grad_affine.reshape(shape) if need else None  # (C,) -> the parameter's shape
+                None if not need else grad_affine if grad_affine.shape == shape
+                else grad_affine.reshape(shape)
                 for grad_affine, shape, need in zip(present, ctx.affine_shapes, need_affine)))
 
     FastNorm.fresh_grads = fresh_grads
