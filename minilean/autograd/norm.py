@@ -253,12 +253,16 @@ class GroupNorm(Function):
 
 def _affine(weight, bias):
     """The affine tensors that are present, and whether the first of them is the weight."""
-    return tuple(t for t in (weight, bias) if t is not None), weight is not None
+    # spelt out, with no generator: this runs at every call of a norm layer
+    present = () if weight is None else (weight,)
+    return (present if bias is None else present + (bias,)), weight is not None
 
 
 def check_eps(eps, op):
     """``eps`` as a float, a finite number >= 0: None made the fast kernels' float32(None), NaN,
     and the result all NaN without a word (the plain op's TypeError was NumPy's)."""
+    if type(eps) is float and 0 <= eps < math.inf:  # a layer's own, at every call (NaN fails)
+        return eps
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or \
             not math.isfinite(eps) or eps < 0:
         raise ValueError(f"{op} eps must be a finite number >= 0, got {eps!r}")
