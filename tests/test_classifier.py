@@ -512,6 +512,21 @@ def test_evaluate_needs_twice_the_run_reference_size(rows, refused):
         check_fd_report(config, dataset)
 
 
+def _diffusion_run_on_an_x_array(tmp_path):
+    """A one-step diffusion run with --seed 5 on 24 images of 3 classes (x.npy, y.npy in
+    ``tmp_path``); its folder."""
+    from minilean.cli import main
+    images = numpy.random.default_rng(0).integers(0, 256, (24, 3, 16, 16), numpy.uint8)
+    numpy.save(tmp_path / "x.npy", images)
+    numpy.save(tmp_path / "y.npy", numpy.arange(24) % 3)
+    run = tmp_path / "run"
+    main(["diffusion", "--cpu", "--steps=1", "--batch-size=4", "--hidden-c=4", "--T=4",
+          "--n-samples=2", "--sampler=ddim", "--sample-steps=1", "--evaluate=false",
+          "--progress=false", "--seed=5", f"--x={tmp_path / 'x.npy'}",
+          f"--y={tmp_path / 'y.npy'}", f"--out={run}"])
+    return run
+
+
 def test_evaluate_of_a_run_scores_against_the_runs_data_unless_told_otherwise(tmp_path,
                                                                            monkeypatch, capsys):
     """``evaluate --samples RUN`` of a run on an --x array with --seed 5 compared its samples
@@ -522,14 +537,7 @@ def test_evaluate_of_a_run_scores_against_the_runs_data_unless_told_otherwise(tm
     scored = []
     monkeypatch.setattr(evaluate, "fd_classifier", lambda samples, dataset, device, seed, *rest:
                         scored.append((dataset.name, len(dataset), seed)) or {})
-    images = numpy.random.default_rng(0).integers(0, 256, (24, 3, 16, 16), numpy.uint8)
-    numpy.save(tmp_path / "x.npy", images)
-    numpy.save(tmp_path / "y.npy", numpy.arange(24) % 3)
-    run = tmp_path / "run"
-    main(["diffusion", "--cpu", "--steps=1", "--batch-size=4", "--hidden-c=4", "--T=4",
-          "--n-samples=2", "--sampler=ddim", "--sample-steps=1", "--evaluate=false",
-          "--progress=false", "--seed=5", f"--x={tmp_path / 'x.npy'}",
-          f"--y={tmp_path / 'y.npy'}", f"--out={run}"])
+    run = _diffusion_run_on_an_x_array(tmp_path)
     for typed, expected in (([], ("x.npy", 24, 5)), (["--seed=1"], ("x.npy", 24, 1)),
                             (["--dataset=builtin", "--n-total=8"], ("builtin", 8, 5))):
         main(["evaluate", "--cpu", f"--samples={run}", *typed])
@@ -558,15 +566,8 @@ def test_evaluate_of_a_run_takes_each_data_flag_not_typed_from_the_run(tmp_path,
     monkeypatch.setattr(evaluate, "fd_classifier", lambda samples, dataset, device, seed, *rest:
                         scored.append((dataset.name, len(dataset), dataset.class_names, seed))
                         or {})
-    images = numpy.random.default_rng(0).integers(0, 256, (24, 3, 16, 16), numpy.uint8)
-    numpy.save(tmp_path / "x.npy", images)
-    numpy.save(tmp_path / "y.npy", numpy.arange(24) % 3)
+    run = _diffusion_run_on_an_x_array(tmp_path)
     numpy.save(tmp_path / "y2.npy", numpy.arange(24) % 2)
-    run = tmp_path / "run"
-    main(["diffusion", "--cpu", "--steps=1", "--batch-size=4", "--hidden-c=4", "--T=4",
-          "--n-samples=2", "--sampler=ddim", "--sample-steps=1", "--evaluate=false",
-          "--progress=false", "--seed=5", f"--x={tmp_path / 'x.npy'}",
-          f"--y={tmp_path / 'y.npy'}", f"--out={run}"])
     capsys.readouterr()
     for typed, expected in ((["--n-total=12"], ("x.npy", 12, 3)),
                             ([f"--y={tmp_path / 'y2.npy'}"], ("x.npy", 24, 2)),
