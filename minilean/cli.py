@@ -139,6 +139,12 @@ DEVICE_FLAGS = FlagGroup("device", [
 ], resolve=_resolve_device)
 
 
+def _typed_now(values):
+    """The flags typed on this command line: a resumed run's values carry them as
+    ``typed_now`` (their ``given_flags`` hold those typed at the run's start too)."""
+    return getattr(values, "typed_now", values.given_flags)
+
+
 def _check_data(values):
     """A check (not a resolve step), so that it sees a resumed run's saved --x: ``--resume RUN
     --y Y`` of a run of --x and --y was refused as "--y alone", and ``--resume RUN --dataset
@@ -147,7 +153,7 @@ def _check_data(values):
     # --x replaces --dataset: both typed is a conflict to name, not one to settle unsaid. On
     # --resume, a --dataset typed now (an --x typed now that is not the run's own is refused
     # as a change of its data, naming --x)
-    if values.x is not None and "dataset" in getattr(values, "typed_now", values.given_flags):
+    if values.x is not None and "dataset" in _typed_now(values):
         raise flag_error("dataset", values.dataset, "no --dataset with --x (the run trains on "
                                                     "the --x array instead)")
 
@@ -162,8 +168,7 @@ def _check_image_data(values):
     A resumed run's saved one was never typed (config.json edited): ``check_images`` refuses
     it, naming the run's data."""
     _check_data(values)
-    typed = getattr(values, "typed_now", values.given_flags)
-    if values.x is None and values.dataset in POINT_DATASETS and "dataset" in typed:
+    if values.x is None and values.dataset in POINT_DATASETS and "dataset" in _typed_now(values):
         images = ", ".join(name for name in DATASETS if name not in POINT_DATASETS)
         raise flag_error("dataset", values.dataset, f"one of {images} ({values.command} works "
                                                     f"on images; {values.dataset} is 2-D "
