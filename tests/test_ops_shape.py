@@ -475,6 +475,13 @@ def test_size_dim_and_cpu_answer_as_torch_does():
 
 def test_bad_shape_arguments_name_the_values():
     x = ml.ones(2, 3)
+    # NumPy reads any negative size as -1: reshape(3, -3) gave (3, 2); PyTorch refuses it
+    for shape, axis in (((3, -3), 1), ((-2, 3), 0)):
+        with pytest.raises(ValueError, match=re.escape(
+                f"cannot reshape a tensor of shape (2, 3) to {shape}: sizes must be >= 0, or -1 "
+                f"for the rest, got {shape[axis]} at axis {axis}")):
+            x.reshape(*shape)
+    assert x.reshape(3, -1).shape == (3, 2) and x.view(-1).shape == (6,)
     with pytest.raises(ValueError, match="^cat needs at least one tensor$"):
         shape_ops.cat([])
     with pytest.raises(ValueError, match="^stack needs at least one tensor$"):

@@ -192,6 +192,15 @@ def reshape(x, shape):
             raise _not_a_shape(shape)
         return _unchanged(x)
     try:
+        # NumPy reads any negative size as -1: (3, -3) of 6 elements gave (3, 2)
+        negative = min(shape, default=0) < -1
+    except TypeError:  # a size that is no number
+        raise _not_a_shape(shape) from None
+    if negative:
+        axis = next(axis for axis, size in enumerate(shape) if size < -1)
+        raise ValueError(f"cannot reshape a tensor of shape {x.shape} to {shape}: sizes must be "
+                         f">= 0, or -1 for the rest, got {shape[axis]} at axis {axis}")
+    try:
         return Reshape.apply(x, shape=shape)
     except TypeError:  # a float or a bool among the sizes, in NumPy's words
         raise _not_a_shape(shape) from None
