@@ -571,7 +571,7 @@ def test_a_parameter_or_module_assigned_over_a_plain_attribute_replaces_it():
     assert [name for name, _ in layer.named_parameters()] == ["bias", "head.weight", "head.bias"]
 
 
-def test_a_parameter_assigned_over_a_buffer_or_a_submodule_replaces_it_as_torch():
+def test_a_parameter_or_module_assigned_over_a_buffer_or_submodule_replaces_it_as_torch():
     torch = pytest.importorskip("torch")
     for library in (ml, torch):
         layer = library.nn.Linear(2, 1)
@@ -583,16 +583,12 @@ def test_a_parameter_assigned_over_a_buffer_or_a_submodule_replaces_it_as_torch(
         assert list(layer.state_dict()) == ["weight", "bias", "scale", "head"]
         assert [name for name, _ in layer.named_buffers()] == []
         assert [name for name, _ in layer.named_children()] == []
-
-
-def test_a_module_assigned_over_a_buffer_replaces_it_as_torch():
-    torch = pytest.importorskip("torch")
-    for library in (ml, torch):
-        layer = library.nn.Linear(2, 1)
-        layer.register_buffer("scale", library.ones(2))
-        layer.scale = library.nn.Linear(2, 3)
-        assert isinstance(layer.scale, library.nn.Linear)
-        assert list(layer.state_dict()) == ["weight", "bias", "scale.weight", "scale.bias"]
+        # and a module assigned over a buffer
+        layer.register_buffer("shift", library.ones(2))
+        layer.shift = library.nn.Linear(2, 3)
+        assert isinstance(layer.shift, library.nn.Linear)
+        assert list(layer.state_dict()) == ["weight", "bias", "scale", "head", "shift.weight",
+                                            "shift.bias"]
         assert [name for name, _ in layer.named_buffers()] == []
 
 
